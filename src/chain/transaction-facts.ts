@@ -1,0 +1,51 @@
+/**
+ * Facts derived from one `getTransaction` result, whatever its encoding or version. This is the
+ * only shape the verifier reads: it never looks at raw RPC responses. Amounts are bigint.
+ */
+
+/** A token account's balance change within one transaction. */
+export interface TokenChange {
+  /** The token account (base58). */
+  account: string;
+  /** Owner of the token account, when the node reported it. */
+  owner: string | null;
+  mint: string;
+  /** SPL Token or Token-2022 program id, when the node reported it. */
+  programId: string | null;
+  decimals: number;
+  pre: bigint;
+  post: bigint;
+  delta: bigint;
+}
+
+/** A lamport balance change of one account. */
+export interface SolChange {
+  account: string;
+  pre: bigint;
+  post: bigint;
+  delta: bigint;
+}
+
+export interface TransactionFacts {
+  signature: string;
+  slot: number;
+  /** Seconds since the epoch; null when the node did not report it. */
+  blockTime: number | null;
+  /** True when `meta.err` is null: a failed transaction pays its fee and moves no tokens. */
+  succeeded: boolean;
+  err: unknown;
+  /** Fee in lamports. */
+  fee: bigint;
+  feePayer: string;
+  version: "legacy" | 0;
+  /** Full account list: static keys, then loaded writable, then loaded readonly. */
+  accounts: string[];
+  /** Only changes with a non-zero delta. */
+  tokenChanges: TokenChange[];
+  /** Only changes with a non-zero delta. */
+  solChanges: SolChange[];
+  /** Texts of SPL Memo instructions (top-level and inner), in order. */
+  memos: string[];
+  /** Program ids invoked, top-level and inner, each once, in first-seen order. */
+  programs: string[];
+}

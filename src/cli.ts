@@ -1,0 +1,88 @@
+import { Command, Option } from "commander";
+import { ConfigError, type ConfigInput, loadConfig } from "./config.js";
+import { openStore } from "./db/client.js";
+import { migrateStore } from "./db/migrate.js";
+import { isAppError } from "./errors.js";
+import { startService } from "./main.js";
+
+/** Flags shared by commands that read the store or the chain; each maps to a config key. */
+function withCommonOptions(command: Command): Command {
+  return command
+    .addOption(new Option("--db <path>", "SQLite database file (DATABASE_URL)"))
+    .addOption(new Option("--rpc <urls>", "Solana RPC URLs, comma-separated (SOLANA_RPC_URLS)"))
+    .addOption(new Option("--profile <name|file>", "protocol profile (AUDIT_PROFILE)"));
+}
+
+/** Maps parsed flags to config keys; flags win over the environment. */
+export function configFromFlags(flags: Record<string, unknown>) {
+  const overrides: ConfigInput = {
+    DATABASE_URL: flags.db as string | undefined,
+    SOLANA_RPC_URLS: flags.rpc as string | undefined,
+    AUDIT_PROFILE: flags.profile as string | undefined,
+    PORT: flags.port as string | undefined,
+    HOST: flags.host as string | undefined,
+    DECENTRAL_BASE_URL: flags.upstream as string | undefined,
+    VERIFY_CRON: flags.verifyCron as string | undefined,
+  };
+  return loadConfig(process.env, overrides);
+}
+
+export function buildProgram(): Command {
+  const program = new Command()
+    .name("decentral-audit")
+    .description(
+      "Records Decentral job receipts and proves from the Solana chain that each job was charged and settled as its receipt says.",
+    )
+    .showHelpAfterError();
+
+  withCommonOptions(
+    program
+      .command("serve")
+      .description("run the recording proxy, ingest API, verifier and audit API")
+      .option("--port <port>", "HTTP port (PORT)")
+      .option("--host <host>", "interface to listen on (HOST)")
+      .option("--upstream <url>", "Decentral API base URL (DECENTRAL_BASE_URL)")
+      .option("--verify-cron <expr>", "run the nightly verification in-process (VERIFY_CRON)"),
+  ).action(async (flags) => {
+    const config = configFromFlags(flags);
+    const service = await startService(config);
+    const stop = async () => {
+      await service.close();
+      process.exit(0);
+    };
+    process.once("SIGTERM", stop);
+    process.once("SIGINT", stop);
+  });
+
+  const db = program.command("db").description("database maintenance");
+  withCommonOptions(db.command("migrate").description("apply pending migrations")).action(
+    (flags) => {
+      const config = configFromFlags(flags);
+      const store = openStore(config.DATABASE_URL);
+      migrateStore(store);
+      store.close();
+      console.log(`migrated ${config.DATABASE_URL}`);
+    },
+  );
+
+  return program;
+}
+
+/** Prints a one-line reason for a failure and picks the exit code. */
+export function fail(error: unknown): never {
+  if (error instanceof ConfigError) {
+    console.error(error.message);
+    process.exit(2);
+  }
+  if (isAppError(error)) {
+    console.error(`error: ${error.message}`);
+    process.exit(2);
+  }
+  console.error(error instanceof Error ? (error.stack ?? error.message) : String(error));
+  process.exit(2);
+}
+
+/** Entry point of the `decentral-audit` binary. */
+export async function runCli(argv: string[] = process.argv): Promise<void> {
+  await buildProgram().parseAsync(argv).catch(fail);
+}

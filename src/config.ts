@@ -1,0 +1,93 @@
+import { z } from "zod";
+
+/**
+ * The one reader of process.env. Every key is documented with its default; a bad value stops
+ * start-up with one error that lists every bad key at once.
+ */
+
+const csv = (value: string) =>
+  value
+    .split(",")
+    .map((part) => part.trim())
+    .filter((part) => part.length > 0);
+
+const urlList = z
+  .string()
+  .transform(csv)
+  .pipe(z.array(z.url({ protocol: /^https?$/ })).min(1, "at least one URL"));
+
+const boolFlag = z
+  .enum(["1", "0", "true", "false", "yes", "no"])
+  .transform((v) => v === "1" || v === "true" || v === "yes");
+
+export const configSchema = z.object({
+  /** SQLite file path (or `:memory:`). Default `./data/decentral-audit.db`. */
+  DATABASE_URL: z.string().min(1).default("./data/decentral-audit.db"),
+  /** Solana JSON-RPC endpoints, comma-separated, tried in order. Default: the public mainnet endpoint. */
+  SOLANA_RPC_URLS: urlList.default(["https://api.mainnet-beta.solana.com"]),
+  /** Requests per second allowed on each RPC endpoint. Default 8 (public endpoints allow ~10). */
+  RPC_RATE_LIMIT: z.coerce.number().positive().default(8),
+  /** Requests in flight at once on each RPC endpoint. Default 4. */
+  RPC_CONCURRENCY: z.coerce.number().int().positive().default(4),
+  /** Timeout of one RPC request in milliseconds. Default 15000. */
+  RPC_TIMEOUT_MS: z.coerce.number().int().positive().default(15_000),
+  /** Send JSON-RPC batch arrays (many providers refuse them). Default off. */
+  RPC_BATCH: boolFlag.default(false),
+  /** Signatures per getSignatureStatuses call, 1..256. Default 256. */
+  RPC_STATUS_BATCH_SIZE: z.coerce.number().int().min(1).max(256).default(256),
+  /** Upstream Decentral API that the recording proxy forwards to. */
+  DECENTRAL_BASE_URL: z.url({ protocol: /^https?$/ }).default("https://api.usedecentral.org/v1"),
+  /** Decentral API key for the background settlement backfill (jobs API). Optional. */
+  DECENTRAL_API_KEY: z
+    .string()
+    .regex(/^dcntrl_(live|test)_[A-Za-z0-9]{32}$/, "must look like dcntrl_live_<32 alphanumerics>")
+    .optional(),
+  /** HTTP port of `serve`. Default 8787; 0 picks a free port. */
+  PORT: z.coerce.number().int().min(0).max(65_535).default(8787),
+  /** Interface `serve` listens on. Default 127.0.0.1. */
+  HOST: z.string().min(1).default("127.0.0.1"),
+  /** Protocol profile: a built-in name (`localnet`, `decentral-mainnet`) or a JSON file path. */
+  AUDIT_PROFILE: z.string().min(1).default("decentral-mainnet"),
+  /** Also require an access token of role `ingest` on the proxy path /v1/*. Default off. */
+  PROXY_REQUIRE_TOKEN: boolFlag.default(false),
+  /** Cron expression for in-process nightly verification in `serve` (UTC). Default none. */
+  VERIFY_CRON: z.string().min(1).optional(),
+  /** pino log level. Default info. */
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type ConfigInput = Partial<Record<keyof Config, string | undefined>>;
+
+/** Thrown when the environment or flags hold bad values; `issues` names every bad key. */
+export class ConfigError extends Error {
+  constructor(readonly issues: { key: string; message: string }[]) {
+    super(`invalid configuration:\n${issues.map((i) => `  ${i.key}: ${i.message}`).join("\n")}`);
+    this.name = "ConfigError";
+  }
+}
+
+/**
+ * Reads the configuration from the environment, with CLI flags (already mapped to env key names)
+ * taking precedence. Empty strings count as unset.
+ */
+export function loadConfig(
+  env: NodeJS.ProcessEnv | ConfigInput = process.env,
+  overrides: ConfigInput = {},
+): Config {
+  const input: Record<string, string> = {};
+  for (const key of Object.keys(configSchema.shape) as (keyof Config)[]) {
+    const value = overrides[key] ?? env[key];
+    if (value !== undefined && value !== "") input[key] = value;
+  }
+  const parsed = configSchema.safeParse(input);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((issue) => ({
+        key: String(issue.path[0] ?? "(config)"),
+        message: issue.message,
+      })),
+    );
+  }
+  return parsed.data;
+}

@@ -1,0 +1,255 @@
+import { sql } from "drizzle-orm";
+import { customType, index, integer, primaryKey, sqliteTable, text } from "drizzle-orm/sqlite-core";
+
+/**
+ * Integer base units (USDC base units, lamports) stored as SQLite INTEGER and read as bigint.
+ * better-sqlite3 hands back a JS number unless the statement asked for safe integers; a single
+ * job's amount is far below 2^53, and a value that is not a safe integer is refused rather than
+ * read rounded. Aggregates over many jobs are computed with safe-integer statements in reports.
+ */
+export const units = customType<{ data: bigint; driverData: number | bigint }>({
+  dataType: () => "integer",
+  toDriver: (value) => value,
+  fromDriver: (value) => {
+    if (typeof value === "number" && !Number.isSafeInteger(value)) {
+      throw new RangeError(`integer amount ${value} read without safe integers`);
+    }
+    return BigInt(value);
+  },
+});
+
+/** JSON stored as TEXT. Bigints must already be decimal strings (see `stringifyWithBigints`). */
+const json = <T>() =>
+  customType<{ data: T; driverData: string }>({
+    dataType: () => "text",
+    toDriver: (value) => JSON.stringify(value),
+    fromDriver: (value) => JSON.parse(value) as T,
+  });
+
+/** Milliseconds since the Unix epoch, UTC. */
+const epochMs = (name: string) => integer(name);
+
+export const receiptSources = ["proxy", "ingest", "import", "fetch"] as const;
+export type ReceiptSource = (typeof receiptSources)[number];
+
+/**
+ * Where a job stands. `pending`: not looked at yet; `awaiting_finality`: its transactions are
+ * not all finalized (or not landed yet); `error`: RPC trouble, retried; `verified`: every
+ * applicable check passed at finalized; `discrepancy`: a check failed; `dropped`: a signature
+ * never landed and its blockhash expired; `unverifiable`: the receipt lacks what a check needs
+ * (e.g. no settlement signature after the backfill gave up) or the node pruned the transaction.
+ */
+export const verdicts = [
+  "pending",
+  "awaiting_finality",
+  "error",
+  "verified",
+  "discrepancy",
+  "dropped",
+  "unverifiable",
+] as const;
+export type Verdict = (typeof verdicts)[number];
+export const finalVerdicts: readonly Verdict[] = [
+  "verified",
+  "discrepancy",
+  "dropped",
+  "unverifiable",
+];
+
+/** One row per Decentral job: the receipt as recorded, what the jobs API said, and the verdict. */
+export const jobs = sqliteTable(
+  "jobs",
+  {
+    jobId: text("job_id").primaryKey(),
+    source: text("source", { enum: receiptSources }).notNull(),
+    escrowTx: text("escrow_tx"),
+    settlementTx: text("settlement_tx"),
+    worker: text("worker"),
+    /** `x-decentral-credits-remaining` converted to base units (credits x 10,000). */
+    creditsRemainingUnits: units("credits_remaining_units"),
+    model: text("model"),
+    /** Usage; null means unknown, never zero. */
+    promptTokens: integer("prompt_tokens"),
+    completionTokens: integer("completion_tokens"),
+    totalTokens: integer("total_tokens"),
+    /** The request's `max_tokens` (null when the request set none): it fixes the escrow lock. */
+    maxTokens: integer("max_tokens"),
+    stream: integer("stream", { mode: "boolean" }),
+    httpStatus: integer("http_status"),
+    latencyMs: integer("latency_ms"),
+    ttfbMs: integer("ttfb_ms"),
+    /** Short hash of the caller's API key; the key itself is never stored. */
+    keyFingerprint: text("key_fingerprint"),
+    tags: json<Record<string, string>>()("tags").notNull().default(sql`'{}'`),
+    /** Proxy capture: `open` once headers arrived, `complete` when the body ended, `aborted`. */
+    captureState: text("capture_state", { enum: ["open", "complete", "aborted"] })
+      .notNull()
+      .default("complete"),
+    /** Hash of the canonical receipt fields, to tell a duplicate from a conflicting receipt. */
+    receiptHash: text("receipt_hash").notNull(),
+    createdAt: epochMs("created_at").notNull(),
+    recordedAt: epochMs("recorded_at").notNull(),
+    updatedAt: epochMs("updated_at").notNull(),
+
+    // What GET /v1/jobs/{id} said, when it was asked.
+    apiStatus: text("api_status"),
+    apiCreditsChargedUnits: units("api_credits_charged_units"),
+    apiEscrowTx: text("api_escrow_tx"),
+    apiSettlementTx: text("api_settlement_tx"),
+    apiWorker: text("api_worker"),
+    apiResponse: json<unknown>()("api_response"),
+    apiCheckedAt: epochMs("api_checked_at"),
+    /** Settlement backfill of streamed jobs: null when not needed. */
+    backfillState: text("backfill_state", { enum: ["pending", "done", "gave_up"] }),
+    backfillAttempts: integer("backfill_attempts").notNull().default(0),
+    backfillNextAt: epochMs("backfill_next_at"),
+
+    // Verification state; the queue claims rows with a lease so a crash never loses one.
+    verdict: text("verdict", { enum: verdicts }).notNull().default("pending"),
+    verdictAt: epochMs("verdict_at"),
+    verifyAttempts: integer("verify_attempts").notNull().default(0),
+    nextVerifyAt: epochMs("next_verify_at").notNull().default(0),
+    leaseOwner: text("lease_owner"),
+    leaseUntil: epochMs("lease_until"),
+    lastError: text("last_error"),
+    /** Highest commitment seen for both transactions (the lower of the two). */
+    commitment: text("commitment", { enum: ["processed", "confirmed", "finalized"] }),
+
+    // Amounts read from the chain when the verdict was reached (null until known).
+    escrowedUnits: units("escrowed_units"),
+    chargedUnits: units("charged_units"),
+    workerPaidUnits: units("worker_paid_units"),
+    treasuryPaidUnits: units("treasury_paid_units"),
+    refundedUnits: units("refunded_units"),
+    /** The model's price for the recorded usage, where the profile has pricing. */
+    expectedChargeUnits: units("expected_charge_units"),
+    /** Network fees of the job's transactions, in lamports. */
+    feesLamports: units("fees_lamports"),
+  },
+  (t) => [
+    index("jobs_created_at").on(t.createdAt),
+    index("jobs_verdict_next").on(t.verdict, t.nextVerifyAt),
+    index("jobs_escrow_tx").on(t.escrowTx),
+    index("jobs_settlement_tx").on(t.settlementTx),
+    index("jobs_worker_created").on(t.worker, t.createdAt),
+    index("jobs_model_created").on(t.model, t.createdAt),
+    index("jobs_key_created").on(t.keyFingerprint, t.createdAt),
+    index("jobs_backfill").on(t.backfillState, t.backfillNextAt),
+  ],
+);
+
+/** A receipt that disagreed with the one already recorded for its job: an audit finding. */
+export const receiptConflicts = sqliteTable(
+  "receipt_conflicts",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    jobId: text("job_id")
+      .notNull()
+      .references(() => jobs.jobId, { onDelete: "cascade" }),
+    source: text("source", { enum: receiptSources }).notNull(),
+    receipt: json<Record<string, unknown>>()("receipt").notNull(),
+    /** Field names whose values differ from the recorded receipt. */
+    differences: json<string[]>()("differences").notNull(),
+    receivedAt: epochMs("received_at").notNull(),
+  },
+  (t) => [index("receipt_conflicts_job").on(t.jobId)],
+);
+
+/**
+ * One row per signature named by any job. A finalized transaction never changes: it is fetched
+ * once, its derived facts and the raw RPC response kept as evidence, and shared by every job.
+ */
+export const chainTransactions = sqliteTable(
+  "chain_transactions",
+  {
+    signature: text("signature").primaryKey(),
+    /** `unknown` until seen; `landed` once a status came back; `finalized`; `dropped`; `pruned`. */
+    state: text("state", { enum: ["unknown", "landed", "finalized", "dropped", "pruned"] })
+      .notNull()
+      .default("unknown"),
+    commitment: text("commitment", { enum: ["processed", "confirmed", "finalized"] }),
+    slot: integer("slot"),
+    /** Block time in seconds since the epoch, as the chain reports it. */
+    blockTime: integer("block_time"),
+    feeLamports: units("fee_lamports"),
+    succeeded: integer("succeeded", { mode: "boolean" }),
+    err: json<unknown>()("err"),
+    /** Derived facts (see src/chain/transaction-facts.ts), bigints as decimal strings. */
+    facts: json<unknown>()("facts"),
+    /** The getTransaction response as received. */
+    raw: text("raw"),
+    firstSeenAt: epochMs("first_seen_at").notNull(),
+    statusCheckedAt: epochMs("status_checked_at"),
+    fetchedAt: epochMs("fetched_at"),
+    /** When a status query first found nothing, to tell "not yet" from "dropped". */
+    notFoundSince: epochMs("not_found_since"),
+    notFoundCount: integer("not_found_count").notNull().default(0),
+  },
+  (t) => [index("chain_transactions_state").on(t.state)],
+);
+
+export const checkOutcomes = ["pass", "fail", "skip"] as const;
+export type CheckOutcome = (typeof checkOutcomes)[number];
+
+/** The latest result of each named check for each job; a re-verification replaces the row. */
+export const checkResults = sqliteTable(
+  "check_results",
+  {
+    jobId: text("job_id")
+      .notNull()
+      .references(() => jobs.jobId, { onDelete: "cascade" }),
+    name: text("name").notNull(),
+    outcome: text("outcome", { enum: checkOutcomes }).notNull(),
+    /** Why it failed or was skipped; null on pass. */
+    reason: text("reason"),
+    expected: json<unknown>()("expected"),
+    actual: json<unknown>()("actual"),
+    runId: integer("run_id"),
+    checkedAt: epochMs("checked_at").notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.jobId, t.name] }),
+    index("check_results_failing").on(t.outcome, t.name),
+  ],
+);
+
+/** A verification run: serve's continuous loop, a nightly `verify`, or a re-verify request. */
+export const verificationRuns = sqliteTable(
+  "verification_runs",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    trigger: text("trigger", { enum: ["serve", "verify", "cron", "reverify"] }).notNull(),
+    status: text("status", {
+      enum: ["running", "completed", "timed_out", "failed", "interrupted"],
+    }).notNull(),
+    windowFrom: epochMs("window_from"),
+    windowTo: epochMs("window_to"),
+    startedAt: epochMs("started_at").notNull(),
+    finishedAt: epochMs("finished_at"),
+    owner: text("owner").notNull(),
+    summary: json<unknown>()("summary"),
+  },
+  (t) => [index("verification_runs_started").on(t.startedAt)],
+);
+
+export const tokenRoles = ["read", "ingest", "admin"] as const;
+export type TokenRole = (typeof tokenRoles)[number];
+
+/** API access tokens. Only a hash is stored; the token is shown once at creation. */
+export const accessTokens = sqliteTable("access_tokens", {
+  id: text("id").primaryKey(),
+  name: text("name").notNull(),
+  role: text("role", { enum: tokenRoles }).notNull(),
+  tokenHash: text("token_hash").notNull().unique(),
+  createdAt: epochMs("created_at").notNull(),
+  lastUsedAt: epochMs("last_used_at"),
+  revokedAt: epochMs("revoked_at"),
+});
+
+/** Named advisory locks with an expiry, e.g. so two nightly runs never overlap. */
+export const locks = sqliteTable("locks", {
+  name: text("name").primaryKey(),
+  owner: text("owner").notNull(),
+  acquiredAt: epochMs("acquired_at").notNull(),
+  expiresAt: epochMs("expires_at").notNull(),
+});

@@ -1,0 +1,40 @@
+/**
+ * Stable error codes of the whole service. Domain code throws `AppError` with one of these;
+ * `src/api/error-handler.ts` maps each code to an HTTP status in one place, and the CLI maps
+ * them to exit codes.
+ */
+export const errorCodes = [
+  "bad_request",
+  "validation_failed",
+  "unauthorized",
+  "forbidden",
+  "not_found",
+  "conflict",
+  "payload_too_large",
+  "rate_limited",
+  "upstream_unavailable",
+  "rpc_unavailable",
+  "malformed_transaction",
+  "locked",
+  "timeout",
+  "internal",
+] as const;
+
+export type ErrorCode = (typeof errorCodes)[number];
+
+/** A domain error with a stable `code`, an optional field at fault and structured details. */
+export class AppError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details: { field?: string; [key: string]: unknown } = {},
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = "AppError";
+  }
+}
+
+export function isAppError(error: unknown): error is AppError {
+  return error instanceof AppError;
+}

@@ -1,0 +1,50 @@
+/**
+ * Money is integer base units (bigint) in code, INTEGER in SQLite and a decimal string at the
+ * edges. These helpers are the only place that turns units into text or text into units.
+ */
+
+/** USDC has 6 decimals. */
+export const USDC_DECIMALS = 6;
+/** 1 credit = $0.01 = 10,000 USDC base units. */
+export const UNITS_PER_CREDIT = 10_000n;
+
+/** Formats base units as a decimal string with exactly `decimals` places: 1234567n -> "1.234567". */
+export function formatUnits(units: bigint, decimals = USDC_DECIMALS): string {
+  const negative = units < 0n;
+  const abs = negative ? -units : units;
+  const scale = 10n ** BigInt(decimals);
+  const whole = abs / scale;
+  const frac = abs % scale;
+  const text = decimals === 0 ? `${whole}` : `${whole}.${frac.toString().padStart(decimals, "0")}`;
+  return negative ? `-${text}` : text;
+}
+
+/**
+ * Parses a non-negative decimal string into base units, exactly. Rejects more fractional digits
+ * than `decimals` rather than rounding: money is never silently rounded.
+ */
+export function parseUnits(text: string, decimals = USDC_DECIMALS): bigint {
+  const match = /^(\d+)(?:\.(\d+))?$/.exec(text.trim());
+  if (!match) throw new RangeError(`not a non-negative decimal: ${JSON.stringify(text)}`);
+  const whole = match[1] ?? "0";
+  const frac = match[2] ?? "";
+  if (frac.length > decimals && /[1-9]/.test(frac.slice(decimals))) {
+    throw new RangeError(`more than ${decimals} decimal places: ${text}`);
+  }
+  return BigInt(whole + frac.slice(0, decimals).padEnd(decimals, "0"));
+}
+
+/** Credits (a decimal string or integer, as in `x-decentral-credits-remaining`) to USDC base units. */
+export function creditsToUnits(credits: string | number | bigint): bigint {
+  if (typeof credits === "bigint") return credits * UNITS_PER_CREDIT;
+  if (typeof credits === "number") {
+    if (!Number.isFinite(credits) || credits < 0) throw new RangeError(`bad credits: ${credits}`);
+    return parseUnits(String(credits), 4);
+  }
+  return parseUnits(credits, 4);
+}
+
+/** JSON.stringify that writes bigints as decimal strings. */
+export function stringifyWithBigints(value: unknown, space?: number): string {
+  return JSON.stringify(value, (_key, v) => (typeof v === "bigint" ? v.toString() : v), space);
+}

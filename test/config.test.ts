@@ -1,0 +1,35 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../src/config.js";
+
+describe("config", () => {
+  it("applies the documented defaults when nothing is set", () => {
+    const config = loadConfig({});
+    expect(config.DATABASE_URL).toBe("./data/decentral-audit.db");
+    expect(config.PORT).toBe(8787);
+    expect(config.DECENTRAL_BASE_URL).toBe("https://api.usedecentral.org/v1");
+    expect(config.SOLANA_RPC_URLS).toEqual(["https://api.mainnet-beta.solana.com"]);
+  });
+
+  it("lets flags override the environment", () => {
+    const config = loadConfig({ PORT: "9000" }, { PORT: "9100" });
+    expect(config.PORT).toBe(9100);
+  });
+
+  it("splits SOLANA_RPC_URLS on commas, in order", () => {
+    const config = loadConfig({ SOLANA_RPC_URLS: "http://a:1, http://b:2" });
+    expect(config.SOLANA_RPC_URLS).toEqual(["http://a:1", "http://b:2"]);
+  });
+
+  it("names every bad key in one error", () => {
+    let caught: unknown;
+    try {
+      loadConfig({ PORT: "not-a-port", SOLANA_RPC_URLS: "ftp://x", DECENTRAL_API_KEY: "sk-123" });
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(ConfigError);
+    const keys = (caught as ConfigError).issues.map((i) => i.key).sort();
+    expect(keys).toEqual(["DECENTRAL_API_KEY", "PORT", "SOLANA_RPC_URLS"]);
+    expect((caught as ConfigError).message).not.toContain("sk-123");
+  });
+});
