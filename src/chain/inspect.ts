@@ -1,0 +1,114 @@
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import bs58 from "bs58";
+import type { Config } from "../config.js";
+import { AppError } from "../errors.js";
+import { factsToJson, type TransactionFactsJson } from "./facts-json.js";
+import { parseJsonLossless } from "./json-text.js";
+import { parseTransaction } from "./parse-transaction.js";
+import { createRpcPool } from "./rpc-pool.js";
+
+/** True for a base58 string that decodes to 64 bytes (87 or 88 characters). */
+export function isValidSignature(text: string): boolean {
+  if (!/^[1-9A-HJ-NP-Za-km-z]{64,88}$/.test(text)) return false;
+  try {
+    return bs58.decode(text).length === 64;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Facts from the text of a saved getTransaction response: a bare `result` or a whole
+ * `{"jsonrpc","result","id"}` reply. Lamports above 2^53 stay exact.
+ */
+export function factsFromResponseText(text: string): TransactionFactsJson {
+  let value: unknown;
+  try {
+    value = parseJsonLossless(text);
+  } catch (error) {
+    throw new AppError(
+      "malformed_transaction",
+      `not a JSON document: ${error instanceof Error ? error.message : String(error)}`,
+    );
+  }
+  let result = value;
+  if (typeof value === "object" && value !== null && "jsonrpc" in value) {
+    const reply = value as { result?: unknown; error?: { code?: unknown; message?: unknown } };
+    if (reply.error) {
+      throw new AppError(
+        "malformed_transaction",
+        `the saved reply is a JSON-RPC error: ${String(reply.error.code)} ${String(reply.error.message)}`,
+      );
+    }
+    result = reply.result;
+  }
+  if (result === null) {
+    throw new AppError("not_found", "transaction not found (the saved reply's result is null)");
+  }
+  return factsToJson(parseTransaction(result));
+}
+
+/** Reads all of a stream (stdin) as UTF-8. */
+async function readStream(stream: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) {
+    chunks.push(typeof chunk === "string" ? Buffer.from(chunk) : (chunk as Buffer));
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+export interface InspectOptions {
+  config: Config;
+  commitment?: "confirmed" | "finalized";
+  stdin?: NodeJS.ReadableStream;
+}
+
+/**
+ * `tx inspect`: facts of one transaction from `-` (stdin), a saved response file, or a
+ * signature fetched from the first configured RPC endpoint. An existing file wins over a
+ * string that also looks like a signature.
+ */
+export async function inspectTransaction(
+  target: string,
+  options: InspectOptions,
+): Promise<TransactionFactsJson> {
+  if (target === "-")
+    return factsFromResponseText(await readStream(options.stdin ?? process.stdin));
+  if (existsSync(target)) return factsFromResponseText(await readFile(target, "utf8"));
+  if (!isValidSignature(target)) {
+    const looksLikeSignature = /^[1-9A-HJ-NP-Za-km-z]{32,}$/.test(target);
+    throw new AppError(
+      "bad_request",
+      looksLikeSignature
+        ? `${target} is not a valid transaction signature (64 bytes, base58)`
+        : `no such file: ${target}`,
+      { field: "target" },
+    );
+  }
+  const url = options.config.SOLANA_RPC_URLS[0]!;
+  const pool = createRpcPool({
+    endpoints: [
+      {
+        url,
+        rateLimitPerSec: options.config.RPC_RATE_LIMIT,
+        concurrency: 1,
+        timeoutMs: options.config.RPC_TIMEOUT_MS,
+      },
+    ],
+    maxAttempts: 3,
+  });
+  try {
+    const commitment = options.commitment ?? "finalized";
+    const fetched = await pool.getTransaction(target, commitment);
+    if (!fetched) {
+      throw new AppError(
+        "not_found",
+        `transaction ${target} not found at ${commitment} commitment on ${url} (not landed yet, dropped, pruned, or another cluster)`,
+      );
+    }
+    return factsToJson(fetched.facts);
+  } finally {
+    await pool.close();
+  }
+}

@@ -1,0 +1,407 @@
+import bs58 from "bs58";
+import { AppError } from "../errors.js";
+import type { SolChange, TokenChange, TransactionFacts } from "./transaction-facts.js";
+import { decodeWireTransaction, WireFormatError } from "./wire-transaction.js";
+
+/** SPL Memo v2/v3 and the old v1 program: their instruction data is the memo text (UTF-8). */
+export const MEMO_PROGRAM_IDS: ReadonlySet<string> = new Set([
+  "MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr",
+  "Memo1UhkJRfHyvLMcVucJwxXeuD728EqVDDwQDxFMNo",
+]);
+
+type Json = Record<string, unknown>;
+
+/** One instruction reduced to what facts need, in execution order. */
+interface Step {
+  programId: string;
+  memo: string | null;
+}
+
+interface DecodedTransaction {
+  signatures: string[];
+  version: "legacy" | 0;
+  accounts: string[];
+  topLevel: Step[];
+}
+
+const utf8 = new TextDecoder("utf-8");
+
+function malformed(reason: string, field?: string): never {
+  throw new AppError("malformed_transaction", `malformed transaction: ${reason}`, {
+    ...(field ? { field } : {}),
+  });
+}
+
+function isRecord(value: unknown): value is Json {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function record(value: unknown, path: string): Json {
+  if (!isRecord(value)) malformed(`${path} is missing or not an object`, path);
+  return value;
+}
+
+function array(value: unknown, path: string): unknown[] {
+  if (!Array.isArray(value)) malformed(`${path} is missing or not an array`, path);
+  return value;
+}
+
+function optionalArray(value: unknown, path: string): unknown[] {
+  return value === undefined || value === null ? [] : array(value, path);
+}
+
+function string(value: unknown, path: string): string {
+  if (typeof value !== "string") malformed(`${path} is missing or not a string`, path);
+  return value;
+}
+
+function safeInt(value: unknown, path: string): number {
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+    malformed(`${path} is not a non-negative safe integer`, path);
+  }
+  return value;
+}
+
+/**
+ * Lamports are JSON numbers. A value above 2^53 cannot be exact once `JSON.parse` has read it,
+ * so it is accepted only as a decimal string (what `parseJsonLossless` produces) and a lossy
+ * number is rejected rather than rounded.
+ */
+function lamports(value: unknown, path: string): bigint {
+  if (typeof value === "number") {
+    if (Number.isSafeInteger(value) && value >= 0) return BigInt(value);
+    malformed(`${path} is not an exact integer (parse the reply with parseJsonLossless)`, path);
+  }
+  if (typeof value === "string" && /^\d+$/.test(value)) return BigInt(value);
+  return malformed(`${path} is not a lamport amount`, path);
+}
+
+function base58Bytes(value: unknown, path: string): Uint8Array {
+  const text = string(value, path);
+  try {
+    return bs58.decode(text);
+  } catch {
+    return malformed(`${path} is not base58`, path);
+  }
+}
+
+function pubkey(value: unknown, path: string): string {
+  const text = string(value, path);
+  if (base58Bytes(text, path).length !== 32) malformed(`${path} is not a 32-byte public key`, path);
+  return text;
+}
+
+function signature(value: unknown, path: string): string {
+  const text = string(value, path);
+  if (base58Bytes(text, path).length !== 64) malformed(`${path} is not a 64-byte signature`, path);
+  return text;
+}
+
+function index(value: unknown, length: number, path: string): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value >= length) {
+    malformed(`${path} is out of range (${String(value)} of ${length} accounts)`, path);
+  }
+  return value;
+}
+
+function memoText(programId: string, data: Uint8Array): string | null {
+  return MEMO_PROGRAM_IDS.has(programId) ? utf8.decode(data) : null;
+}
+
+/** A compiled instruction (`programIdIndex`, `accounts`, base58 `data`) as in json/base64 meta. */
+function compiledStep(ix: Json, accounts: string[], path: string): Step {
+  const programId = accounts[index(ix.programIdIndex, accounts.length, `${path}.programIdIndex`)]!;
+  array(ix.accounts, `${path}.accounts`).forEach((a, i) => {
+    index(a, accounts.length, `${path}.accounts[${i}]`);
+  });
+  const isMemo = MEMO_PROGRAM_IDS.has(programId);
+  const data = isMemo ? base58Bytes(ix.data, `${path}.data`) : new Uint8Array();
+  if (!isMemo) string(ix.data, `${path}.data`);
+  return { programId, memo: memoText(programId, data) };
+}
+
+/** A jsonParsed instruction: `{program, programId, parsed}` or `{programId, accounts, data}`. */
+function parsedStep(ix: Json, path: string): Step {
+  const programId = pubkey(ix.programId, `${path}.programId`);
+  if (!MEMO_PROGRAM_IDS.has(programId)) return { programId, memo: null };
+  if (typeof ix.parsed === "string") return { programId, memo: ix.parsed };
+  return { programId, memo: memoText(programId, base58Bytes(ix.data, `${path}.data`)) };
+}
+
+function anyStep(ix: unknown, accounts: string[], path: string): Step {
+  const item = record(ix, path);
+  return "programIdIndex" in item ? compiledStep(item, accounts, path) : parsedStep(item, path);
+}
+
+/** Static keys, then `meta.loadedAddresses.writable`, then `.readonly`, checked against lookups. */
+function compiledAccountList(
+  staticKeys: string[],
+  version: "legacy" | 0,
+  lookupCounts: { writable: number; readonly: number },
+  meta: Json,
+): string[] {
+  const loaded = meta.loadedAddresses;
+  let writable: string[] = [];
+  let readonly: string[] = [];
+  if (loaded !== undefined && loaded !== null) {
+    const l = record(loaded, "meta.loadedAddresses");
+    writable = array(l.writable, "meta.loadedAddresses.writable").map((k, i) =>
+      pubkey(k, `meta.loadedAddresses.writable[${i}]`),
+    );
+    readonly = array(l.readonly, "meta.loadedAddresses.readonly").map((k, i) =>
+      pubkey(k, `meta.loadedAddresses.readonly[${i}]`),
+    );
+  }
+  if (writable.length !== lookupCounts.writable || readonly.length !== lookupCounts.readonly) {
+    malformed(
+      `meta.loadedAddresses lists ${writable.length}+${readonly.length} addresses but the ${version} message's lookups need ${lookupCounts.writable}+${lookupCounts.readonly}`,
+      "meta.loadedAddresses",
+    );
+  }
+  return [...staticKeys, ...writable, ...readonly];
+}
+
+function decodeWire(tx: unknown[], meta: Json): DecodedTransaction {
+  const [payload, encoding] = tx;
+  const text = string(payload, "transaction[0]");
+  let bytes: Uint8Array;
+  if (encoding === "base64") {
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0) {
+      malformed("transaction[0] is not valid base64", "transaction");
+    }
+    bytes = Buffer.from(text, "base64");
+  } else if (encoding === "base58") {
+    bytes = base58Bytes(text, "transaction[0]");
+  } else {
+    return malformed(`unsupported transaction encoding ${JSON.stringify(encoding)}`, "transaction");
+  }
+  let wire: ReturnType<typeof decodeWireTransaction>;
+  try {
+    wire = decodeWireTransaction(bytes);
+  } catch (error) {
+    if (error instanceof WireFormatError) malformed(`transaction bytes: ${error.message}`);
+    throw error;
+  }
+  const counts = { writable: 0, readonly: 0 };
+  for (const lookup of wire.addressTableLookups) {
+    counts.writable += lookup.writableIndexes.length;
+    counts.readonly += lookup.readonlyIndexes.length;
+  }
+  const accounts = compiledAccountList(wire.accountKeys, wire.version, counts, meta);
+  const topLevel = wire.instructions.map((ix, i) => {
+    const path = `transaction.message.instructions[${i}]`;
+    const programId = accounts[index(ix.programIdIndex, accounts.length, path)]!;
+    ix.accounts.forEach((a, j) => {
+      index(a, accounts.length, `${path}.accounts[${j}]`);
+    });
+    return { programId, memo: memoText(programId, ix.data) };
+  });
+  return { signatures: wire.signatures, version: wire.version, accounts, topLevel };
+}
+
+function decodeJson(tx: Json, meta: Json, declaredVersion: "legacy" | 0): DecodedTransaction {
+  const signatures = array(tx.signatures, "transaction.signatures").map((s, i) =>
+    string(s, `transaction.signatures[${i}]`),
+  );
+  const message = record(tx.message, "transaction.message");
+  const keys = array(message.accountKeys, "transaction.message.accountKeys");
+  const instructions = array(message.instructions, "transaction.message.instructions");
+  if (isRecord(keys[0])) {
+    // jsonParsed: keys are objects and already include the loaded addresses, in list order.
+    const accounts = keys.map((k, i) =>
+      pubkey(record(k, `accountKeys[${i}]`).pubkey, `transaction.message.accountKeys[${i}].pubkey`),
+    );
+    const topLevel = instructions.map((ix, i) =>
+      anyStep(ix, accounts, `transaction.message.instructions[${i}]`),
+    );
+    return { signatures, version: declaredVersion, accounts, topLevel };
+  }
+  const staticKeys = keys.map((k, i) => pubkey(k, `transaction.message.accountKeys[${i}]`));
+  const header = message.header;
+  if (isRecord(header)) {
+    const required = safeInt(header.numRequiredSignatures, "message.header.numRequiredSignatures");
+    if (required !== signatures.length) {
+      malformed(
+        `${signatures.length} signatures but the header requires ${required}`,
+        "transaction.signatures",
+      );
+    }
+  }
+  const counts = { writable: 0, readonly: 0 };
+  optionalArray(message.addressTableLookups, "message.addressTableLookups").forEach((l, i) => {
+    const lookup = record(l, `message.addressTableLookups[${i}]`);
+    counts.writable += array(lookup.writableIndexes, "writableIndexes").length;
+    counts.readonly += array(lookup.readonlyIndexes, "readonlyIndexes").length;
+  });
+  const accounts = compiledAccountList(staticKeys, declaredVersion, counts, meta);
+  const topLevel = instructions.map((ix, i) =>
+    compiledStep(record(ix, "instruction"), accounts, `transaction.message.instructions[${i}]`),
+  );
+  return { signatures, version: declaredVersion, accounts, topLevel };
+}
+
+interface TokenBalance {
+  accountIndex: number;
+  mint: string;
+  owner: string | null;
+  programId: string | null;
+  decimals: number;
+  amount: bigint;
+}
+
+function tokenBalances(
+  value: unknown,
+  accountCount: number,
+  path: string,
+): Map<number, TokenBalance> {
+  const byIndex = new Map<number, TokenBalance>();
+  optionalArray(value, path).forEach((entry, i) => {
+    const p = `${path}[${i}]`;
+    const item = record(entry, p);
+    const accountIndex = index(item.accountIndex, accountCount, `${p}.accountIndex`);
+    if (byIndex.has(accountIndex)) malformed(`${p} repeats account index ${accountIndex}`, p);
+    const ui = record(item.uiTokenAmount, `${p}.uiTokenAmount`);
+    const amount = string(ui.amount, `${p}.uiTokenAmount.amount`);
+    if (!/^\d+$/.test(amount)) malformed(`${p}.uiTokenAmount.amount is not an integer string`, p);
+    const decimals = ui.decimals;
+    if (
+      typeof decimals !== "number" ||
+      !Number.isInteger(decimals) ||
+      decimals < 0 ||
+      decimals > 255
+    ) {
+      malformed(`${p}.uiTokenAmount.decimals is not 0..255`, p);
+    }
+    byIndex.set(accountIndex, {
+      accountIndex,
+      mint: pubkey(item.mint, `${p}.mint`),
+      owner: item.owner == null ? null : pubkey(item.owner, `${p}.owner`),
+      programId: item.programId == null ? null : pubkey(item.programId, `${p}.programId`),
+      decimals,
+      amount: BigInt(amount),
+    });
+  });
+  return byIndex;
+}
+
+function tokenChanges(meta: Json, accounts: string[]): TokenChange[] {
+  const pre = tokenBalances(meta.preTokenBalances, accounts.length, "meta.preTokenBalances");
+  const post = tokenBalances(meta.postTokenBalances, accounts.length, "meta.postTokenBalances");
+  const indexes = [...new Set([...pre.keys(), ...post.keys()])].sort((a, b) => a - b);
+  const changes: TokenChange[] = [];
+  for (const i of indexes) {
+    const before = pre.get(i);
+    const after = post.get(i);
+    const known = (after ?? before)!;
+    if (before && after && (before.mint !== after.mint || before.decimals !== after.decimals)) {
+      malformed(`token account ${accounts[i]} changes mint or decimals`, "meta.postTokenBalances");
+    }
+    const preAmount = before?.amount ?? 0n;
+    const postAmount = after?.amount ?? 0n;
+    if (preAmount === postAmount) continue;
+    changes.push({
+      account: accounts[i]!,
+      owner: after?.owner ?? before?.owner ?? null,
+      mint: known.mint,
+      programId: after?.programId ?? before?.programId ?? null,
+      decimals: known.decimals,
+      pre: preAmount,
+      post: postAmount,
+      delta: postAmount - preAmount,
+    });
+  }
+  return changes;
+}
+
+function solChanges(meta: Json, accounts: string[]): SolChange[] {
+  const pre = array(meta.preBalances, "meta.preBalances");
+  const post = array(meta.postBalances, "meta.postBalances");
+  if (pre.length !== accounts.length || post.length !== accounts.length) {
+    malformed(
+      `meta.preBalances/postBalances have ${pre.length}/${post.length} entries for ${accounts.length} accounts`,
+      "meta.preBalances",
+    );
+  }
+  const changes: SolChange[] = [];
+  accounts.forEach((account, i) => {
+    const before = lamports(pre[i], `meta.preBalances[${i}]`);
+    const after = lamports(post[i], `meta.postBalances[${i}]`);
+    if (before !== after)
+      changes.push({ account, pre: before, post: after, delta: after - before });
+  });
+  return changes;
+}
+
+/** Top-level instructions with each one's inner instructions right after it: execution order. */
+function executionOrder(decoded: DecodedTransaction, meta: Json): Step[] {
+  const inner = new Map<number, Step[]>();
+  optionalArray(meta.innerInstructions, "meta.innerInstructions").forEach((group, g) => {
+    const path = `meta.innerInstructions[${g}]`;
+    const item = record(group, path);
+    const parent = index(item.index, decoded.topLevel.length, `${path}.index`);
+    if (inner.has(parent)) malformed(`${path} repeats instruction index ${parent}`, path);
+    const steps = array(item.instructions, `${path}.instructions`).map((ix, i) =>
+      anyStep(ix, decoded.accounts, `${path}.instructions[${i}]`),
+    );
+    inner.set(parent, steps);
+  });
+  return decoded.topLevel.flatMap((step, i) => [step, ...(inner.get(i) ?? [])]);
+}
+
+function declaredVersion(value: unknown): "legacy" | 0 | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (value === 0 || value === "legacy") return value;
+  return malformed(`unsupported transaction version ${JSON.stringify(value)}`, "version");
+}
+
+/**
+ * Derives facts from a `getTransaction` result in json, jsonParsed, base64 or base58 encoding,
+ * legacy or version 0. Either every fact is derived or `AppError("malformed_transaction")` is
+ * thrown with the reason: a response is never half-parsed. `signatureHint` (the signature that
+ * was asked for) must match the transaction's first signature when given.
+ */
+export function parseTransaction(result: unknown, signatureHint?: string): TransactionFacts {
+  if (result === null || result === undefined) malformed("result is null (transaction not found)");
+  const root = record(result, "result");
+  const slot = safeInt(root.slot, "slot");
+  const blockTime =
+    root.blockTime === undefined || root.blockTime === null
+      ? null
+      : safeInt(root.blockTime, "blockTime");
+  const meta = record(root.meta, "meta");
+  if (!("err" in meta)) malformed("meta.err is missing", "meta.err");
+  const version = declaredVersion(root.version);
+  const decoded = Array.isArray(root.transaction)
+    ? decodeWire(root.transaction, meta)
+    : decodeJson(record(root.transaction, "transaction"), meta, version ?? "legacy");
+  if (version !== undefined && version !== decoded.version) {
+    malformed(`version says ${version} but the message is ${decoded.version}`, "version");
+  }
+  const sig = decoded.signatures[0];
+  if (sig === undefined) malformed("transaction has no signatures", "transaction.signatures");
+  decoded.signatures.forEach((s, i) => {
+    signature(s, `transaction.signatures[${i}]`);
+  });
+  if (signatureHint !== undefined && signatureHint !== sig) {
+    malformed(`response is for signature ${sig}, not ${signatureHint}`, "transaction.signatures");
+  }
+  const feePayer = decoded.accounts[0];
+  if (feePayer === undefined) malformed("transaction has no accounts", "accountKeys");
+  const steps = executionOrder(decoded, meta);
+  const err = meta.err ?? null;
+  return {
+    signature: sig,
+    slot,
+    blockTime,
+    succeeded: err === null,
+    err,
+    fee: lamports(meta.fee, "meta.fee"),
+    feePayer,
+    version: decoded.version,
+    accounts: decoded.accounts,
+    tokenChanges: tokenChanges(meta, decoded.accounts),
+    solChanges: solChanges(meta, decoded.accounts),
+    memos: steps.flatMap((s) => (s.memo === null ? [] : [s.memo])),
+    programs: [...new Set(steps.map((s) => s.programId))],
+  };
+}

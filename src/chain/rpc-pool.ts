@@ -1,0 +1,522 @@
+import PQueue from "p-queue";
+import type { Config } from "../config.js";
+import { AppError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { parseTransaction } from "./parse-transaction.js";
+import {
+  type FetchLike,
+  type RpcOutcome,
+  type RpcRequest,
+  sendBatch,
+  sendSingle,
+} from "./rpc-transport.js";
+import type { TransactionFacts } from "./transaction-facts.js";
+
+/**
+ * A pool of Solana JSON-RPC endpoints. It speaks JSON-RPC over `fetch` itself rather than
+ * through web3.js `Connection`, because the verifier needs what `Connection` hides: HTTP status
+ * codes, `Retry-After`, the raw reply text kept as evidence, and lamports above 2^53 exactly.
+ */
+
+export interface RpcEndpointConfig {
+  url: string;
+  /** Requests started per second, over any rolling one-second window (retries included). */
+  rateLimitPerSec: number;
+  /** Requests in flight at once. */
+  concurrency: number;
+  /** Timeout of one HTTP request, reply body included. */
+  timeoutMs: number;
+}
+
+export interface RpcPoolOptions {
+  /** Tried in order: the first healthy endpoint takes the work, the next ones take failover. */
+  endpoints: RpcEndpointConfig[];
+  /** Send concurrent calls to one endpoint as JSON-RPC batch arrays. Default false. */
+  batch?: boolean;
+  /** Most calls in one batch array. Default 50. */
+  maxBatchSize?: number;
+  /** Signatures per getSignatureStatuses call, 1..256. Default 256. */
+  statusBatchSize?: number;
+  /** Attempts per call on errors, timeouts and 5xx (429s are counted apart). Default 5. */
+  maxAttempts?: number;
+  /** Rate-limited replies (429) tolerated per call before giving up. Default 20. */
+  maxRateLimitedRetries?: number;
+  /** First backoff delay after a failed attempt; doubles each time, with full jitter. Default 250. */
+  backoffBaseMs?: number;
+  /** Ceiling of one backoff delay. Default 8000. */
+  backoffMaxMs?: number;
+  /** Consecutive failures that set an endpoint aside. Default 5. */
+  breakerThreshold?: number;
+  /** How long an endpoint is set aside before it is tried again. Default 30000. */
+  breakerCooldownMs?: number;
+  /** Pause after a 429 without a usable Retry-After. Default 1000. */
+  defaultRetryAfterMs?: number;
+  /** Ceiling on a Retry-After pause. Default 60000. */
+  maxRetryAfterMs?: number;
+  /**
+   * Added to each rate window so that requests spaced exactly one window apart by us are not
+   * seen closer together by the server after network and event-loop jitter. Default 100
+   * (at 8 requests/s this costs about 9% of the throughput, and buys zero self-caused 429s).
+   */
+  rateWindowMarginMs?: number;
+  log?: Logger;
+  /** Injectable for tests. Defaults: global fetch, Date.now, Math.random. */
+  fetch?: FetchLike;
+  now?: () => number;
+  random?: () => number;
+}
+
+export interface SignatureStatusInfo {
+  signature: string;
+  slot: number;
+  confirmationStatus: "processed" | "confirmed" | "finalized" | null;
+  err: unknown;
+}
+
+export interface FetchedTransaction {
+  facts: TransactionFacts;
+  /** The `result` JSON text exactly as received: the evidence to store. */
+  raw: string;
+}
+
+export type RpcOutcomeName =
+  | "ok"
+  | "not_found"
+  | "rate_limited"
+  | "http_error"
+  | "rpc_error"
+  | "timeout";
+
+export interface RpcPool {
+  /** Splits into calls of statusBatchSize with searchTransactionHistory: true; null = not found. */
+  getSignatureStatuses(signatures: string[]): Promise<(SignatureStatusInfo | null)[]>;
+  /** getTransaction (default finalized), maxSupportedTransactionVersion 0, encoding json; null = not found. */
+  getTransaction(
+    signature: string,
+    commitment?: "confirmed" | "finalized",
+  ): Promise<FetchedTransaction | null>;
+  getSlot(commitment?: "confirmed" | "finalized"): Promise<number>;
+  getBlockHeight(commitment?: "confirmed" | "finalized"): Promise<number>;
+  /** Counts of attempts per endpoint, method and outcome. */
+  stats(): { endpoint: string; method: string; outcome: RpcOutcomeName; count: number }[];
+  /** Stops timers and aborts requests in flight; pending calls reject with rpc_unavailable. */
+  close(): Promise<void>;
+}
+
+/** JSON-RPC errors that another attempt cannot fix: our request itself is wrong. */
+const permanentRpcErrors = new Set([-32700, -32600, -32601, -32602, -32015]);
+
+interface Pending {
+  request: RpcRequest;
+  resolve: (outcome: RpcOutcome) => void;
+}
+
+class Endpoint {
+  readonly queue: PQueue;
+  failures = 0;
+  openUntil = 0;
+  pausedUntil = 0;
+  batchRefused = false;
+  private resumeTimer: NodeJS.Timeout | undefined;
+  private pending: Pending[] = [];
+  private flushScheduled = false;
+
+  constructor(
+    readonly config: RpcEndpointConfig,
+    readonly position: number,
+    private readonly pool: PoolInternals,
+  ) {
+    const cap = Math.max(1, Math.floor(config.rateLimitPerSec));
+    this.queue = new PQueue({
+      concurrency: config.concurrency,
+      intervalCap: cap,
+      interval: Math.ceil((1000 * cap) / config.rateLimitPerSec) + pool.rateWindowMarginMs,
+      strict: true,
+    });
+  }
+
+  /** Holds every new request back until `ms` from now (requests in flight finish). */
+  pauseFor(ms: number): void {
+    const until = this.pool.now() + ms;
+    if (until <= this.pausedUntil) return;
+    this.pausedUntil = until;
+    this.queue.pause();
+    clearTimeout(this.resumeTimer);
+    this.resumeTimer = setTimeout(() => this.queue.start(), ms);
+  }
+
+  recordSuccess(): void {
+    this.failures = 0;
+    this.openUntil = 0;
+  }
+
+  /** Counts a failure; past the threshold the endpoint is set aside for the cooldown. */
+  recordFailure(): void {
+    this.failures++;
+    if (this.failures >= this.pool.breakerThreshold) {
+      this.openUntil = this.pool.now() + this.pool.breakerCooldownMs;
+      this.pool.log?.warn(
+        {
+          endpoint: this.config.url,
+          failures: this.failures,
+          cooldownMs: this.pool.breakerCooldownMs,
+        },
+        "rpc endpoint set aside",
+      );
+    }
+  }
+
+  send(request: RpcRequest): Promise<RpcOutcome> {
+    if (!this.pool.batch || this.batchRefused) return this.sendOne(request);
+    return new Promise((resolve) => {
+      this.pending.push({ request, resolve });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        // Calls made in the same turn of the event loop travel together.
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private sendOne(request: RpcRequest): Promise<RpcOutcome> {
+    // A queued request must not wait out a pause or a rate window once the pool is closed.
+    return Promise.race([
+      this.queue.add(async () =>
+        this.observe(
+          await sendSingle(
+            this.pool.fetch,
+            this.config.url,
+            request,
+            this.config.timeoutMs,
+            this.pool.signal,
+          ),
+        ),
+      ),
+      this.pool.closed,
+    ]);
+  }
+
+  /**
+   * Runs inside the queued task, so a 429 pauses the queue before p-queue starts the next
+   * request waiting behind this one.
+   */
+  private observe(outcome: RpcOutcome): RpcOutcome {
+    if (outcome.kind === "rate_limited") {
+      const pause = Math.min(
+        outcome.retryAfterMs ?? this.pool.defaultRetryAfterMs,
+        this.pool.maxRetryAfterMs,
+      );
+      this.pauseFor(pause);
+      this.pool.log?.warn({ endpoint: this.config.url, pauseMs: pause }, "rpc rate limited");
+    }
+    return outcome;
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const all = this.pending;
+    this.pending = [];
+    for (let i = 0; i < all.length; i += this.pool.maxBatchSize) {
+      const chunk = all.slice(i, i + this.pool.maxBatchSize);
+      void this.sendChunk(chunk);
+    }
+  }
+
+  private async sendChunk(chunk: Pending[]): Promise<void> {
+    if (chunk.length === 1 || this.batchRefused) {
+      await Promise.all(chunk.map(async (p) => p.resolve(await this.sendOne(p.request))));
+      return;
+    }
+    const outcomes = await Promise.race([
+      this.queue.add(async () => {
+        const outcomes = await sendBatch(
+          this.pool.fetch,
+          this.config.url,
+          chunk.map((p) => p.request),
+          this.config.timeoutMs,
+          this.pool.signal,
+        );
+        if (outcomes !== "refused" && outcomes[0]) this.observe(outcomes[0]);
+        return outcomes;
+      }),
+      this.pool.closed.then((closed) => chunk.map(() => closed)),
+    ]);
+    if (outcomes === "refused") {
+      if (!this.batchRefused) {
+        this.pool.log?.warn({ endpoint: this.config.url }, "rpc endpoint refuses batch requests");
+      }
+      this.batchRefused = true;
+      await Promise.all(chunk.map(async (p) => p.resolve(await this.sendOne(p.request))));
+      return;
+    }
+    chunk.forEach((p, i) => {
+      p.resolve(outcomes[i]!);
+    });
+  }
+
+  close(): void {
+    clearTimeout(this.resumeTimer);
+    this.queue.clear();
+    for (const p of this.pending)
+      p.resolve({ kind: "http_error", status: null, message: "closed" });
+    this.pending = [];
+  }
+}
+
+interface PoolInternals {
+  batch: boolean;
+  maxBatchSize: number;
+  breakerThreshold: number;
+  breakerCooldownMs: number;
+  rateWindowMarginMs: number;
+  defaultRetryAfterMs: number;
+  maxRetryAfterMs: number;
+  fetch: FetchLike;
+  now: () => number;
+  signal: AbortSignal;
+  /** Settles (never rejects) when the pool closes. */
+  closed: Promise<RpcOutcome>;
+  log: Logger | undefined;
+}
+
+function outcomeName(method: string, outcome: RpcOutcome): RpcOutcomeName {
+  if (outcome.kind === "ok") {
+    return method === "getTransaction" && outcome.result === null ? "not_found" : "ok";
+  }
+  return outcome.kind;
+}
+
+function describe(outcome: RpcOutcome): string {
+  switch (outcome.kind) {
+    case "ok":
+      return "ok";
+    case "rpc_error":
+      return `RPC error ${outcome.code}: ${outcome.message}`;
+    case "rate_limited":
+      return "rate limited (429)";
+    case "http_error":
+      return outcome.message;
+    case "timeout":
+      return "timed out";
+  }
+}
+
+function integer(value: unknown, what: string): number {
+  if (typeof value !== "number" || !Number.isSafeInteger(value)) {
+    throw new AppError("rpc_unavailable", `${what} returned a non-integer result`);
+  }
+  return value;
+}
+
+/** Creates a pool over the given endpoints; call `close()` when done. */
+export function createRpcPool(options: RpcPoolOptions): RpcPool {
+  if (options.endpoints.length === 0)
+    throw new RangeError("an RPC pool needs at least one endpoint");
+  const statusBatchSize = options.statusBatchSize ?? 256;
+  if (!Number.isInteger(statusBatchSize) || statusBatchSize < 1 || statusBatchSize > 256) {
+    throw new RangeError("statusBatchSize must be an integer in 1..256");
+  }
+  const maxAttempts = options.maxAttempts ?? 5;
+  const maxRateLimited = options.maxRateLimitedRetries ?? 20;
+  const backoffBase = options.backoffBaseMs ?? 250;
+  const backoffMax = options.backoffMaxMs ?? 8000;
+  const random = options.random ?? Math.random;
+  const abort = new AbortController();
+  const closedOutcome: RpcOutcome = { kind: "http_error", status: null, message: "pool closed" };
+  const closedSignal = new Promise<RpcOutcome>((resolve) =>
+    abort.signal.addEventListener("abort", () => resolve(closedOutcome), { once: true }),
+  );
+  const internals: PoolInternals = {
+    batch: options.batch ?? false,
+    maxBatchSize: options.maxBatchSize ?? 50,
+    breakerThreshold: options.breakerThreshold ?? 5,
+    breakerCooldownMs: options.breakerCooldownMs ?? 30_000,
+    rateWindowMarginMs: options.rateWindowMarginMs ?? 100,
+    defaultRetryAfterMs: options.defaultRetryAfterMs ?? 1000,
+    maxRetryAfterMs: options.maxRetryAfterMs ?? 60_000,
+    fetch: options.fetch ?? ((url, init) => fetch(url, init)),
+    now: options.now ?? Date.now,
+    signal: abort.signal,
+    closed: closedSignal,
+    log: options.log,
+  };
+  const endpoints = options.endpoints.map((config, i) => new Endpoint(config, i, internals));
+  const counters = new Map<
+    string,
+    { endpoint: string; method: string; outcome: RpcOutcomeName; count: number }
+  >();
+  const sleepers = new Set<() => void>();
+  let nextId = 1;
+  let closed = false;
+
+  const count = (endpoint: string, method: string, outcome: RpcOutcomeName) => {
+    const key = `${endpoint}\u0000${method}\u0000${outcome}`;
+    const entry = counters.get(key) ?? { endpoint, method, outcome, count: 0 };
+    entry.count++;
+    counters.set(key, entry);
+  };
+
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        sleepers.delete(done);
+        resolve();
+      }
+      sleepers.add(done);
+    });
+
+  /**
+   * The endpoint for the next attempt: the first one, in configured order starting after the
+   * one that just failed, that is neither set aside nor paused by a 429; when none is, the one
+   * that becomes usable soonest (its queue holds the request until then).
+   */
+  const pick = (after: Endpoint | undefined): Endpoint => {
+    const now = internals.now();
+    const start = after ? after.position + 1 : 0;
+    const rotation = endpoints.map((_, i) => endpoints[(start + i) % endpoints.length]!);
+    const usable = rotation.find((e) => e.openUntil <= now && e.pausedUntil <= now);
+    if (usable) return usable;
+    return rotation.reduce((best, e) =>
+      Math.max(e.openUntil, e.pausedUntil) < Math.max(best.openUntil, best.pausedUntil) ? e : best,
+    );
+  };
+
+  const call = async (
+    method: string,
+    params: unknown[],
+  ): Promise<{ result: unknown; raw: string }> => {
+    let failed: Endpoint | undefined;
+    let attempts = 0;
+    let rateLimited = 0;
+    const tried = new Set<Endpoint>();
+    for (;;) {
+      if (closed) throw new AppError("rpc_unavailable", `${method}: the RPC pool is closed`);
+      const endpoint = pick(failed);
+      tried.add(endpoint);
+      const outcome = await endpoint.send({ id: nextId++, method, params });
+      if (closed) throw new AppError("rpc_unavailable", `${method}: the RPC pool is closed`);
+      count(endpoint.config.url, method, outcomeName(method, outcome));
+      if (outcome.kind === "ok") {
+        endpoint.recordSuccess();
+        return { result: outcome.result, raw: outcome.raw };
+      }
+      if (outcome.kind === "rpc_error" && permanentRpcErrors.has(outcome.code)) {
+        endpoint.recordSuccess();
+        throw new AppError("rpc_unavailable", `${method}: ${describe(outcome)}`, {
+          endpoint: endpoint.config.url,
+          rpcCode: outcome.code,
+        });
+      }
+      failed = endpoint;
+      if (outcome.kind === "rate_limited") {
+        // The endpoint paused itself; the next attempt goes to another one or waits out the pause.
+        rateLimited++;
+        if (rateLimited > maxRateLimited) {
+          throw new AppError("rpc_unavailable", `${method}: rate limited ${rateLimited} times`, {
+            endpoint: endpoint.config.url,
+          });
+        }
+        continue;
+      }
+      endpoint.recordFailure();
+      attempts++;
+      if (attempts >= maxAttempts) {
+        throw new AppError(
+          "rpc_unavailable",
+          `${method} failed after ${attempts} attempts (last on ${endpoint.config.url}): ${describe(outcome)}`,
+          { endpoint: endpoint.config.url },
+        );
+      }
+      // Failing over to an endpoint this call has not tried yet needs no wait; coming back
+      // to one that already failed does, with exponential backoff and full jitter.
+      if (tried.has(pick(failed))) {
+        const ceiling = Math.min(backoffMax, backoffBase * 2 ** (attempts - 1));
+        await sleep(random() * ceiling);
+      }
+    }
+  };
+
+  return {
+    async getSignatureStatuses(signatures) {
+      const chunks: string[][] = [];
+      for (let i = 0; i < signatures.length; i += statusBatchSize) {
+        chunks.push(signatures.slice(i, i + statusBatchSize));
+      }
+      const replies = await Promise.all(
+        chunks.map(async (chunk) => {
+          const { result } = await call("getSignatureStatuses", [
+            chunk,
+            { searchTransactionHistory: true },
+          ]);
+          const value = (result as { value?: unknown } | null)?.value;
+          if (!Array.isArray(value) || value.length !== chunk.length) {
+            throw new AppError(
+              "rpc_unavailable",
+              `getSignatureStatuses returned ${Array.isArray(value) ? value.length : "no"} statuses for ${chunk.length} signatures`,
+            );
+          }
+          return value.map((item, i): SignatureStatusInfo | null => {
+            if (item === null) return null;
+            const s = item as Record<string, unknown>;
+            const status = s.confirmationStatus;
+            return {
+              signature: chunk[i]!,
+              slot: integer(s.slot, "getSignatureStatuses"),
+              confirmationStatus:
+                status === "processed" || status === "confirmed" || status === "finalized"
+                  ? status
+                  : null,
+              err: s.err ?? null,
+            };
+          });
+        }),
+      );
+      return replies.flat();
+    },
+
+    async getTransaction(signature, commitment = "finalized") {
+      const { result, raw } = await call("getTransaction", [
+        signature,
+        { encoding: "json", commitment, maxSupportedTransactionVersion: 0 },
+      ]);
+      if (result === null) return null;
+      return { facts: parseTransaction(result, signature), raw };
+    },
+
+    async getSlot(commitment = "finalized") {
+      return integer((await call("getSlot", [{ commitment }])).result, "getSlot");
+    },
+
+    async getBlockHeight(commitment = "finalized") {
+      return integer((await call("getBlockHeight", [{ commitment }])).result, "getBlockHeight");
+    },
+
+    stats() {
+      return [...counters.values()].map((c) => ({ ...c }));
+    },
+
+    async close() {
+      closed = true;
+      abort.abort();
+      for (const wake of [...sleepers]) wake();
+      for (const endpoint of endpoints) endpoint.close();
+    },
+  };
+}
+
+/** A pool over `SOLANA_RPC_URLS`, each endpoint with the `RPC_*` limits of the config. */
+export function rpcPoolFromConfig(config: Config, log?: Logger): RpcPool {
+  return createRpcPool({
+    endpoints: config.SOLANA_RPC_URLS.map((url) => ({
+      url,
+      rateLimitPerSec: config.RPC_RATE_LIMIT,
+      concurrency: config.RPC_CONCURRENCY,
+      timeoutMs: config.RPC_TIMEOUT_MS,
+    })),
+    batch: config.RPC_BATCH,
+    statusBatchSize: config.RPC_STATUS_BATCH_SIZE,
+    ...(log ? { log } : {}),
+  });
+}

@@ -1,0 +1,184 @@
+import { arrayElementTexts, objectMemberTexts, parseJsonLossless } from "./json-text.js";
+
+/**
+ * One HTTP exchange with one JSON-RPC endpoint, classified. Never throws: every way a request
+ * can go wrong becomes an outcome the pool can count and act on.
+ */
+export type RpcOutcome =
+  /** `raw` is the `result` text exactly as received; `result` its lossless parse. */
+  | { kind: "ok"; result: unknown; raw: string }
+  | { kind: "rpc_error"; code: number; message: string }
+  | { kind: "rate_limited"; retryAfterMs: number | null }
+  | { kind: "http_error"; status: number | null; message: string }
+  | { kind: "timeout" };
+
+export interface RpcRequest {
+  id: number;
+  method: string;
+  params: unknown[];
+}
+
+export type FetchLike = (url: string, init: RequestInit) => Promise<Response>;
+
+/**
+ * `Retry-After` as milliseconds: delta-seconds or an HTTP date; null when absent or unreadable.
+ */
+export function parseRetryAfter(value: string | null, now: number): number | null {
+  if (value === null || value.trim() === "") return null;
+  const trimmed = value.trim();
+  if (/^\d+(\.\d+)?$/.test(trimmed)) return Math.round(Number(trimmed) * 1000);
+  const date = Date.parse(trimmed);
+  return Number.isNaN(date) ? null : Math.max(0, date - now);
+}
+
+/** A reply object (already known to be valid JSON) to an outcome. */
+function replyOutcome(text: string, reply: unknown): RpcOutcome {
+  if (typeof reply !== "object" || reply === null || Array.isArray(reply)) {
+    return { kind: "http_error", status: null, message: "reply is not a JSON-RPC object" };
+  }
+  const r = reply as Record<string, unknown>;
+  if (r.error !== undefined && r.error !== null) {
+    const e = r.error as Record<string, unknown>;
+    return {
+      kind: "rpc_error",
+      code: typeof e.code === "number" ? e.code : 0,
+      message: typeof e.message === "string" ? e.message : JSON.stringify(r.error),
+    };
+  }
+  if (!("result" in r)) {
+    return { kind: "http_error", status: null, message: "reply has neither result nor error" };
+  }
+  return { kind: "ok", result: r.result, raw: objectMemberTexts(text).get("result") ?? "null" };
+}
+
+interface HttpReply {
+  status: number;
+  retryAfterMs: number | null;
+  text: string;
+}
+
+async function post(
+  fetchImpl: FetchLike,
+  url: string,
+  body: string,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<HttpReply | "timeout" | { error: string }> {
+  if (signal.aborted) return { error: "aborted" };
+  const controller = new AbortController();
+  const onOuterAbort = () => controller.abort();
+  signal.addEventListener("abort", onOuterAbort, { once: true });
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    controller.abort();
+  }, timeoutMs);
+  try {
+    const response = await fetchImpl(url, {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "application/json" },
+      body,
+      signal: controller.signal,
+    });
+    const text = await response.text();
+    return {
+      status: response.status,
+      retryAfterMs: parseRetryAfter(response.headers.get("retry-after"), Date.now()),
+      text,
+    };
+  } catch (error) {
+    if (timedOut) return "timeout";
+    // undici reports "fetch failed" and puts the useful part (ECONNREFUSED, ENOTFOUND) in cause.
+    const cause = (error as { cause?: { code?: unknown; message?: unknown } }).cause;
+    const detail = cause?.code ?? cause?.message;
+    const message = error instanceof Error ? error.message : String(error);
+    return { error: detail ? `${message} (${String(detail)})` : message };
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener("abort", onOuterAbort);
+  }
+}
+
+function httpFailure(reply: HttpReply | "timeout" | { error: string }): RpcOutcome | null {
+  if (reply === "timeout") return { kind: "timeout" };
+  if ("error" in reply) return { kind: "http_error", status: null, message: reply.error };
+  if (reply.status === 429) return { kind: "rate_limited", retryAfterMs: reply.retryAfterMs };
+  if (reply.status < 200 || reply.status >= 300) {
+    return { kind: "http_error", status: reply.status, message: `HTTP ${reply.status}` };
+  }
+  return null;
+}
+
+function parseBody(text: string): unknown {
+  try {
+    return parseJsonLossless(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Sends one JSON-RPC request. */
+export async function sendSingle(
+  fetchImpl: FetchLike,
+  url: string,
+  request: RpcRequest,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<RpcOutcome> {
+  const body = JSON.stringify({ jsonrpc: "2.0", ...request });
+  const reply = await post(fetchImpl, url, body, timeoutMs, signal);
+  const failure = httpFailure(reply);
+  if (failure) return failure;
+  const { text } = reply as HttpReply;
+  const parsed = parseBody(text);
+  if (parsed === undefined) {
+    return { kind: "http_error", status: null, message: "reply is not valid JSON" };
+  }
+  return replyOutcome(text, parsed);
+}
+
+/**
+ * Sends several requests as one JSON-RPC batch array. Returns `"refused"` when the endpoint
+ * does not take batches (a 4xx other than 429, or a reply that is not an array), so the caller
+ * can fall back to single requests; otherwise one outcome per request, matched by id.
+ */
+export async function sendBatch(
+  fetchImpl: FetchLike,
+  url: string,
+  requests: RpcRequest[],
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<RpcOutcome[] | "refused"> {
+  const body = JSON.stringify(requests.map((r) => ({ jsonrpc: "2.0", ...r })));
+  const reply = await post(fetchImpl, url, body, timeoutMs, signal);
+  if (reply !== "timeout" && !("error" in reply) && reply.status >= 400 && reply.status < 500) {
+    if (reply.status !== 429 && reply.status !== 408) return "refused";
+  }
+  const failure = httpFailure(reply);
+  if (failure) return requests.map(() => failure);
+  const { text } = reply as HttpReply;
+  const parsed = parseBody(text);
+  if (parsed === undefined) {
+    const bad: RpcOutcome = {
+      kind: "http_error",
+      status: null,
+      message: "reply is not valid JSON",
+    };
+    return requests.map(() => bad);
+  }
+  if (!Array.isArray(parsed)) return "refused";
+  const texts = arrayElementTexts(text);
+  const byId = new Map<unknown, RpcOutcome>();
+  parsed.forEach((item, i) => {
+    const id = (item as Record<string, unknown> | null)?.id;
+    byId.set(id, replyOutcome(texts[i] ?? "null", item));
+  });
+  return requests.map(
+    (r) =>
+      byId.get(r.id) ?? {
+        kind: "http_error",
+        status: null,
+        message: "batch reply lacks this request",
+      },
+  );
+}

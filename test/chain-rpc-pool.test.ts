@@ -1,0 +1,389 @@
+import { readFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  createRpcPool,
+  type RpcEndpointConfig,
+  type RpcPool,
+  rpcPoolFromConfig,
+} from "../src/chain/rpc-pool.js";
+import { loadConfig } from "../src/config.js";
+import { AppError } from "../src/errors.js";
+import { addr } from "./fixtures/transactions/parties.js";
+
+// biome-ignore lint/suspicious/noExplicitAny: saved JSON replies are read and mutated freely in tests.
+type Json = any;
+
+/** What the stub answers to one HTTP request. */
+interface Reply {
+  status?: number;
+  headers?: Record<string, string>;
+  /** A JSON-RPC reply (object or array) or raw text. */
+  body?: unknown;
+  delayMs?: number;
+  /** Drop the connection without answering. */
+  destroy?: boolean;
+}
+
+interface StubRequest {
+  at: number;
+  body: Json;
+}
+
+interface Stub {
+  url: string;
+  requests: StubRequest[];
+  close(): Promise<void>;
+}
+
+const servers: Server[] = [];
+const pools: RpcPool[] = [];
+
+afterEach(async () => {
+  await Promise.all(pools.splice(0).map((p) => p.close()));
+  await Promise.all(
+    servers.splice(0).map(
+      (s) =>
+        new Promise<void>((resolve) => {
+          s.closeAllConnections();
+          s.close(() => resolve());
+        }),
+    ),
+  );
+});
+
+/** A JSON-RPC HTTP server whose every answer comes from `handler`; it records arrival times. */
+async function startStub(handler: (body: Json, n: number) => Reply): Promise<Stub> {
+  const requests: StubRequest[] = [];
+  const server = createServer((req, res) => {
+    const at = performance.now();
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+      requests.push({ at, body });
+      const reply = handler(body, requests.length);
+      const send = () => {
+        if (reply.destroy) {
+          req.socket.destroy();
+          return;
+        }
+        if (res.destroyed) return;
+        res.writeHead(reply.status ?? 200, {
+          "content-type": "application/json",
+          ...reply.headers,
+        });
+        res.end(typeof reply.body === "string" ? reply.body : JSON.stringify(reply.body ?? null));
+      };
+      if (reply.delayMs) setTimeout(send, reply.delayMs);
+      else send();
+    });
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** Answers single or batched calls with `result(call)`. */
+function answer(body: Json, result: (call: Json) => unknown): unknown {
+  const one = (call: Json) => ({ jsonrpc: "2.0", id: call.id, result: result(call) });
+  return Array.isArray(body) ? body.map(one) : one(body);
+}
+
+const slotOf = (call: Json) => (call.method === "getSlot" ? 4242 : null);
+
+function pool(endpoints: (Partial<RpcEndpointConfig> & { url: string })[], extra = {}): RpcPool {
+  const p = createRpcPool({
+    endpoints: endpoints.map((e) => ({
+      rateLimitPerSec: 1000,
+      concurrency: 8,
+      timeoutMs: 2000,
+      ...e,
+    })),
+    backoffBaseMs: 5,
+    backoffMaxMs: 40,
+    ...extra,
+  });
+  pools.push(p);
+  return p;
+}
+
+function counts(p: RpcPool, outcome: string, endpoint?: string): number {
+  return p
+    .stats()
+    .filter((s) => s.outcome === outcome && (!endpoint || s.endpoint === endpoint))
+    .reduce((n, s) => n + s.count, 0);
+}
+
+/** A deterministic pseudo-random sequence, so fault patterns repeat from run to run. */
+function seeded(seed: number): () => number {
+  let state = seed;
+  return () => {
+    state = (state * 1_103_515_245 + 12_345) % 2 ** 31;
+    return state / 2 ** 31;
+  };
+}
+
+/** The most requests that arrived within any window of `ms`. */
+function maxInWindow(times: number[], ms: number): number {
+  const sorted = [...times].sort((a, b) => a - b);
+  let best = 0;
+  let start = 0;
+  for (let end = 0; end < sorted.length; end++) {
+    while (sorted[end]! - sorted[start]! >= ms) start++;
+    best = Math.max(best, end - start + 1);
+  }
+  return best;
+}
+
+describe("RPC pool: faults", () => {
+  it("honours Retry-After during a 429 storm and still answers every call", async () => {
+    const stub = await startStub((body, n) =>
+      n <= 2
+        ? { status: 429, headers: { "retry-after": "1" }, body: "Too many requests" }
+        : { body: answer(body, slotOf) },
+    );
+    const p = pool([{ url: stub.url, concurrency: 1 }]);
+    const slots = await Promise.all([p.getSlot(), p.getSlot(), p.getSlot()]);
+    expect(slots).toEqual([4242, 4242, 4242]);
+    const [first, second, third] = stub.requests.map((r) => r.at);
+    // Each 429 paused the endpoint for the full second it asked for.
+    expect(second! - first!).toBeGreaterThanOrEqual(990);
+    expect(third! - second!).toBeGreaterThanOrEqual(990);
+    expect(counts(p, "rate_limited")).toBe(2);
+    expect(counts(p, "ok")).toBe(3);
+  });
+
+  it("recovers from 30% errors (5xx, node behind, dropped connections) with retries", async () => {
+    const random = seeded(7);
+    const stub = await startStub((body) => {
+      const roll = random();
+      if (roll < 0.1) return { status: 503, body: "unavailable" };
+      if (roll < 0.2) {
+        return {
+          body: { jsonrpc: "2.0", id: body.id, error: { code: -32005, message: "Node is behind" } },
+        };
+      }
+      if (roll < 0.3) return { destroy: true };
+      return { body: answer(body, slotOf) };
+    });
+    const p = pool([{ url: stub.url }], { maxAttempts: 8 });
+    const slots = await Promise.all(Array.from({ length: 40 }, () => p.getSlot()));
+    expect(slots.every((s) => s === 4242)).toBe(true);
+    expect(counts(p, "ok")).toBe(40);
+    expect(counts(p, "http_error")).toBeGreaterThan(0);
+    expect(counts(p, "rpc_error")).toBeGreaterThan(0);
+    expect(stub.requests.length).toBe(40 + counts(p, "http_error") + counts(p, "rpc_error"));
+  });
+
+  it("times out slow responses and retries them", async () => {
+    const stub = await startStub((body, n) => ({
+      body: answer(body, slotOf),
+      delayMs: n % 3 === 1 ? 1000 : 0,
+    }));
+    const p = pool([{ url: stub.url, timeoutMs: 150 }]);
+    const slots = await Promise.all(Array.from({ length: 6 }, () => p.getSlot()));
+    expect(slots).toEqual(Array(6).fill(4242));
+    expect(counts(p, "timeout")).toBeGreaterThan(0);
+  });
+
+  it("fails over from a dead endpoint, sets it aside, and tries it again after the cooldown", async () => {
+    const dead = await startStub(() => ({ body: null }));
+    await dead.close();
+    const live = await startStub((body) => ({ body: answer(body, slotOf) }));
+    let clock = 1_000_000;
+    const p = pool([{ url: dead.url }, { url: live.url }], {
+      breakerThreshold: 3,
+      breakerCooldownMs: 30_000,
+      now: () => clock,
+    });
+    for (let i = 0; i < 10; i++) expect(await p.getSlot()).toBe(4242);
+    expect(counts(p, "http_error", dead.url)).toBe(3);
+    expect(counts(p, "ok", live.url)).toBe(10);
+    clock += 30_001;
+    expect(await p.getSlot()).toBe(4242);
+    expect(counts(p, "http_error", dead.url)).toBe(4);
+  });
+
+  it("rejects calls waiting out a long Retry-After as soon as the pool closes", async () => {
+    const stub = await startStub(() => ({ status: 429, headers: { "retry-after": "30" } }));
+    const p = pool([{ url: stub.url }]);
+    const pending = p.getSlot().catch((e: unknown) => e);
+    while (stub.requests.length === 0) await new Promise((resolve) => setImmediate(resolve));
+    await p.close();
+    expect(await pending).toMatchObject({ code: "rpc_unavailable", message: /closed/ });
+    expect(stub.requests).toHaveLength(1);
+  });
+
+  it("gives up with rpc_unavailable after the last attempt", async () => {
+    const stub = await startStub(() => ({ status: 502, body: "bad gateway" }));
+    const p = pool([{ url: stub.url }], { maxAttempts: 3 });
+    await expect(p.getSlot()).rejects.toMatchObject({ code: "rpc_unavailable" });
+    expect(stub.requests).toHaveLength(3);
+  });
+
+  it("does not retry an error that another attempt cannot fix", async () => {
+    const stub = await startStub((body) => ({
+      body: { jsonrpc: "2.0", id: body.id, error: { code: -32602, message: "Invalid param" } },
+    }));
+    const p = pool([{ url: stub.url }]);
+    const error = await p.getSlot().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AppError);
+    expect((error as AppError).message).toMatch(/-32602/);
+    expect(stub.requests).toHaveLength(1);
+  });
+
+  it("never exceeds the configured rate, retries included", async () => {
+    const random = seeded(11);
+    const stub = await startStub((body) =>
+      random() < 0.3 ? { status: 500, body: "oops" } : { body: answer(body, slotOf) },
+    );
+    const sent: number[] = [];
+    const p = pool([{ url: stub.url, rateLimitPerSec: 10, concurrency: 4 }], {
+      maxAttempts: 10,
+      fetch: (url: string, init: RequestInit) => {
+        sent.push(performance.now());
+        return fetch(url, init);
+      },
+    });
+    await Promise.all(Array.from({ length: 20 }, () => p.getSlot()));
+    expect(stub.requests.length).toBeGreaterThan(20);
+    // What the pool controls exactly: request starts in any rolling second.
+    expect(maxInWindow(sent, 1000)).toBeLessThanOrEqual(10);
+    // What the server sees, after the jitter that the rate window margin absorbs.
+    const arrivals = stub.requests.map((r) => r.at);
+    expect(maxInWindow(arrivals, 1000)).toBeLessThanOrEqual(10);
+  });
+});
+
+describe("RPC pool: batches", () => {
+  it("sends one request per call when batching is off (the default)", async () => {
+    const stub = await startStub((body) => ({ body: answer(body, slotOf) }));
+    const p = pool([{ url: stub.url }]);
+    await Promise.all(Array.from({ length: 5 }, () => p.getSlot()));
+    expect(stub.requests).toHaveLength(5);
+    expect(stub.requests.every((r) => !Array.isArray(r.body))).toBe(true);
+  });
+
+  it("sends concurrent calls as one batch array when batching is on", async () => {
+    const stub = await startStub((body) => ({ body: answer(body, slotOf) }));
+    const p = pool([{ url: stub.url }], { batch: true });
+    const slots = await Promise.all(Array.from({ length: 5 }, () => p.getSlot()));
+    expect(slots).toEqual(Array(5).fill(4242));
+    expect(stub.requests).toHaveLength(1);
+    expect(stub.requests[0]!.body).toHaveLength(5);
+    expect(counts(p, "ok")).toBe(5);
+  });
+
+  it("falls back to single requests when the endpoint refuses batches", async () => {
+    const stub = await startStub((body) =>
+      Array.isArray(body)
+        ? {
+            status: 200,
+            body: {
+              jsonrpc: "2.0",
+              id: null,
+              error: { code: -32600, message: "batch not supported" },
+            },
+          }
+        : { body: answer(body, slotOf) },
+    );
+    const p = pool([{ url: stub.url }], { batch: true });
+    expect(await Promise.all([p.getSlot(), p.getSlot(), p.getSlot()])).toEqual([4242, 4242, 4242]);
+    expect(await Promise.all([p.getSlot(), p.getSlot()])).toEqual([4242, 4242]);
+    // One refused array, then only single requests, also for later calls.
+    expect(stub.requests.filter((r) => Array.isArray(r.body))).toHaveLength(1);
+    expect(stub.requests).toHaveLength(1 + 5);
+  });
+});
+
+describe("RPC pool: calls", () => {
+  const statusStub = () =>
+    startStub((body) => ({
+      body: answer(body, (call) => {
+        const sigs = call.params[0] as string[];
+        expect(call.params[1]).toEqual({ searchTransactionHistory: true });
+        return {
+          context: { slot: 500 },
+          value: sigs.map((s) =>
+            s.endsWith("7")
+              ? null
+              : {
+                  slot: Number(s.slice(4)),
+                  confirmations: null,
+                  err: null,
+                  confirmationStatus: "finalized",
+                },
+          ),
+        };
+      }),
+    }));
+  const signatures = Array.from({ length: 600 }, (_, i) => `sig-${i}`);
+
+  it.each([
+    [256, [256, 256, 88]],
+    [100, [100, 100, 100, 100, 100, 100]],
+  ])("asks getSignatureStatuses in chunks of %i and keeps the order", async (size, chunks) => {
+    const stub = await statusStub();
+    const p = pool([{ url: stub.url }], { statusBatchSize: size });
+    const statuses = await p.getSignatureStatuses(signatures);
+    expect(stub.requests.map((r) => r.body.params[0].length)).toEqual(chunks);
+    expect(statuses).toHaveLength(600);
+    statuses.forEach((s, i) => {
+      if (i % 10 === 7) expect(s).toBeNull();
+      else
+        expect(s).toEqual({
+          signature: `sig-${i}`,
+          slot: i,
+          confirmationStatus: "finalized",
+          err: null,
+        });
+    });
+  });
+
+  it("takes its endpoints and status chunk size from the config", async () => {
+    const stub = await statusStub();
+    const p = rpcPoolFromConfig(
+      loadConfig({ SOLANA_RPC_URLS: stub.url, RPC_STATUS_BATCH_SIZE: "50" }),
+    );
+    pools.push(p);
+    expect(await p.getSignatureStatuses(signatures.slice(0, 120))).toHaveLength(120);
+    expect(stub.requests.map((r) => r.body.params[0].length)).toEqual([50, 50, 20]);
+    expect(await p.getSignatureStatuses([])).toEqual([]);
+    expect(stub.requests).toHaveLength(3);
+  });
+
+  it("returns a transaction's facts and its raw result text, big lamports exact", async () => {
+    const text = readFileSync(
+      join(import.meta.dirname, "fixtures/transactions/big-balances.json.json"),
+      "utf8",
+    );
+    const signature = JSON.parse(text).result.transaction.signatures[0] as string;
+    const stub = await startStub((body) =>
+      body.params[0] === signature
+        ? { body: text.replace('"id": 1', `"id": ${body.id}`) }
+        : { body: answer(body, () => null) },
+    );
+    const p = pool([{ url: stub.url }]);
+    const fetched = await p.getTransaction(signature);
+    expect(stub.requests[0]!.body.params[1]).toEqual({
+      encoding: "json",
+      commitment: "finalized",
+      maxSupportedTransactionVersion: 0,
+    });
+    expect(fetched?.facts.feePayer).toBe(addr.whale);
+    expect(fetched?.facts.solChanges[0]?.pre).toBe(12_345_678_901_234_567_890n);
+    expect(fetched?.raw).toContain("12345678901234567890");
+    expect(fetched?.raw.startsWith("{")).toBe(true);
+    expect(text).toContain(fetched!.raw);
+    expect(await p.getTransaction("5".repeat(88))).toBeNull();
+    expect(counts(p, "not_found")).toBe(1);
+  });
+});

@@ -1,0 +1,396 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { VersionedTransaction } from "@solana/web3.js";
+import bs58 from "bs58";
+import { describe, expect, it } from "vitest";
+import { factsFromJson, factsToJson } from "../src/chain/facts-json.js";
+import { objectMemberTexts, parseJsonLossless } from "../src/chain/json-text.js";
+import { parseTransaction } from "../src/chain/parse-transaction.js";
+import type { TransactionFacts } from "../src/chain/transaction-facts.js";
+import { AppError } from "../src/errors.js";
+import {
+  addr,
+  COMPUTE_BUDGET_PROGRAM,
+  FAILED_JOB_ID,
+  JOB_ID,
+  MEMO_PROGRAM,
+  PYUSD_MINT,
+  TOKEN_2022_PROGRAM,
+  TOKEN_PROGRAM,
+  USDC_MINT,
+} from "./fixtures/transactions/parties.js";
+
+// biome-ignore lint/suspicious/noExplicitAny: saved JSON replies are read and mutated freely in tests.
+type Json = any;
+
+const dir = join(import.meta.dirname, "fixtures/transactions");
+
+/** The `result` of a saved reply (or the bare result), read without losing any integer. */
+function loadResult(file: string): Record<string, Json> {
+  const value = parseJsonLossless(readFileSync(join(dir, file), "utf8")) as Record<string, Json>;
+  return "jsonrpc" in value ? value.result : value;
+}
+
+function facts(file: string): TransactionFacts {
+  return parseTransaction(loadResult(file));
+}
+
+function change(f: TransactionFacts, account: string) {
+  return f.tokenChanges.find((c) => c.account === account);
+}
+
+function malformedReason(result: unknown, hint?: string): string {
+  try {
+    parseTransaction(result, hint);
+  } catch (error) {
+    expect(error).toBeInstanceOf(AppError);
+    expect((error as AppError).code).toBe("malformed_transaction");
+    return (error as AppError).message;
+  }
+  throw new Error("expected the response to be rejected");
+}
+
+describe("transaction facts from a legacy escrow lock", () => {
+  const encodings = [
+    "escrow-lock-legacy.json.json",
+    "escrow-lock-legacy.jsonParsed.json",
+    "escrow-lock-legacy.base64.json",
+  ];
+
+  it.each(encodings)("reads the lock's transfer, memo, fee and payer from %s", (file) => {
+    const f = facts(file);
+    const result = loadResult(file);
+    const signature = Array.isArray(result.transaction)
+      ? undefined
+      : (result.transaction.signatures[0] as string);
+    if (signature) expect(f.signature).toBe(signature);
+    expect(f.slot).toBe(331_204_512);
+    expect(f.blockTime).toBe(1_764_072_131);
+    expect(f.succeeded).toBe(true);
+    expect(f.err).toBeNull();
+    expect(f.fee).toBe(5000n);
+    expect(f.feePayer).toBe(addr.escrowAuthority);
+    expect(f.version).toBe("legacy");
+    expect(f.memos).toEqual([`decentral:escrow:${JOB_ID}`]);
+    expect(f.programs).toEqual([MEMO_PROGRAM, TOKEN_PROGRAM]);
+    expect(change(f, addr.creditVault)).toEqual({
+      account: addr.creditVault,
+      owner: addr.escrowAuthority,
+      mint: USDC_MINT,
+      programId: TOKEN_PROGRAM,
+      decimals: 6,
+      pre: 50_000_000n,
+      post: 49_840_000n,
+      delta: -160_000n,
+    });
+    expect(change(f, addr.escrowVault)?.delta).toBe(160_000n);
+    expect(f.tokenChanges).toHaveLength(2);
+    expect(f.solChanges).toEqual([
+      { account: addr.escrowAuthority, pre: 4_817_530_120n, post: 4_817_525_120n, delta: -5000n },
+    ]);
+  });
+
+  it("derives identical facts from the json, jsonParsed and base64 encodings", () => {
+    const [json, parsed, base64] = encodings.map(facts);
+    expect(parsed).toEqual(json);
+    expect(base64).toEqual(json);
+  });
+});
+
+describe("transaction facts from a version-0 settlement with loaded addresses", () => {
+  const encodings = ["settle-v0.json.json", "settle-v0.jsonParsed.json", "settle-v0.base64.json"];
+
+  it.each(encodings)(
+    "lists static keys, then loaded writable, then loaded readonly (%s)",
+    (file) => {
+      const f = facts(file);
+      expect(f.version).toBe(0);
+      expect(f.accounts.slice(-3)).toEqual([addr.workerToken, addr.treasuryToken, USDC_MINT]);
+      expect(f.accounts).toHaveLength(9);
+    },
+  );
+
+  it.each(encodings)("resolves balances of loaded accounts by full-list index (%s)", (file) => {
+    const f = facts(file);
+    expect(change(f, addr.workerToken)).toMatchObject({ owner: addr.worker, delta: 60_000n });
+    expect(change(f, addr.treasuryToken)).toMatchObject({ owner: addr.treasury, delta: 20_000n });
+    expect(change(f, addr.creditVault)?.delta).toBe(80_000n);
+    expect(change(f, addr.escrowVault)?.delta).toBe(-160_000n);
+    // Worker + treasury + remainder equals the lock: the token deltas sum to zero.
+    expect(f.tokenChanges.reduce((sum, c) => sum + c.delta, 0n)).toBe(0n);
+    expect(f.memos).toEqual([`decentral:settle:${JOB_ID}`]);
+    expect(f.programs).toEqual([COMPUTE_BUDGET_PROGRAM, TOKEN_PROGRAM, MEMO_PROGRAM]);
+    expect(f.fee).toBe(5013n);
+  });
+
+  it("decodes the base64 wire bytes as web3.js does", () => {
+    const result = loadResult("settle-v0.base64.json");
+    const tx = VersionedTransaction.deserialize(Buffer.from(result.transaction[0], "base64"));
+    const f = parseTransaction(result);
+    expect(f.signature).toBe(bs58.encode(tx.signatures[0]!));
+    const staticKeys = tx.message.staticAccountKeys.map((k) => k.toBase58());
+    expect(f.accounts.slice(0, staticKeys.length)).toEqual(staticKeys);
+    expect(tx.message.version).toBe(f.version);
+  });
+
+  it("derives identical facts from every encoding", () => {
+    const [json, parsed, base64] = encodings.map(facts);
+    expect(parsed).toEqual(json);
+    expect(base64).toEqual(json);
+  });
+});
+
+describe("transaction facts of other shapes", () => {
+  it("reads a Token-2022 transfer with its program id, from a bare result", () => {
+    const f = facts("token2022-transfer.json.json");
+    expect(f.tokenChanges).toEqual([
+      expect.objectContaining({ account: addr.whaleToken, mint: PYUSD_MINT, delta: -250_000_000n }),
+      expect.objectContaining({ account: addr.otherToken, pre: 0n, post: 250_000_000n }),
+    ]);
+    for (const c of f.tokenChanges) expect(c.programId).toBe(TOKEN_2022_PROGRAM);
+    expect(f.programs).toEqual([TOKEN_2022_PROGRAM]);
+  });
+
+  it("shows a failed transaction paying its fee and moving no tokens", () => {
+    const f = facts("failed-lock.json.json");
+    expect(f.succeeded).toBe(false);
+    expect(f.err).toEqual({ InstructionError: [1, { Custom: 1 }] });
+    expect(f.tokenChanges).toEqual([]);
+    expect(f.solChanges).toEqual([
+      expect.objectContaining({ account: addr.escrowAuthority, delta: -5000n }),
+    ]);
+    expect(f.memos).toEqual([`decentral:escrow:${FAILED_JOB_ID}`]);
+  });
+
+  it.each(["settle-cpi.json.json", "settle-cpi.jsonParsed.json"])(
+    "sees transfers and a memo made inside another program (CPI) in %s",
+    (file) => {
+      const f = facts(file);
+      expect(f.programs).toEqual([
+        addr.escrowProgram,
+        "11111111111111111111111111111111",
+        TOKEN_PROGRAM,
+        MEMO_PROGRAM,
+      ]);
+      expect(f.memos).toEqual([`decentral:settle:${JOB_ID}`]);
+      // The worker's token account exists only after the transaction: its pre balance is 0.
+      expect(change(f, addr.workerToken)).toMatchObject({
+        owner: addr.worker,
+        pre: 0n,
+        post: 68_000n,
+      });
+      expect(change(f, addr.treasuryToken)?.delta).toBe(12_000n);
+      expect(change(f, addr.escrowVault)?.delta).toBe(-80_000n);
+      expect(f.solChanges.find((c) => c.account === addr.workerToken)?.delta).toBe(2_039_280n);
+    },
+  );
+
+  it("keeps lamport and token balances above 2^53 exact", () => {
+    const f = facts("big-balances.json.json");
+    expect(f.solChanges).toEqual([
+      {
+        account: addr.whale,
+        pre: 12_345_678_901_234_567_890n,
+        post: 12_345_678_901_234_562_890n,
+        delta: -5000n,
+      },
+    ]);
+    expect(change(f, addr.whaleToken)).toMatchObject({
+      pre: 18_446_744_073_709_551_615n,
+      delta: -1n,
+    });
+    expect(change(f, addr.otherToken)).toMatchObject({ pre: 9_007_199_254_740_993n, delta: 1n });
+  });
+
+  it("rejects lamports that JSON.parse has already rounded instead of using them", () => {
+    const text = readFileSync(join(dir, "big-balances.json.json"), "utf8");
+    const lossy = JSON.parse(text).result;
+    expect(malformedReason(lossy)).toMatch(/preBalances\[0\] is not an exact integer/);
+  });
+});
+
+describe("malformed responses are rejected with a reason", () => {
+  const valid = () => structuredClone(loadResult("escrow-lock-legacy.json.json"));
+  const validV0 = () => structuredClone(loadResult("settle-v0.json.json"));
+  const validBase64 = () => structuredClone(loadResult("settle-v0.base64.json"));
+
+  const cases: [string, () => unknown, RegExp][] = [
+    ["a null result", () => null, /result is null/],
+    [
+      "missing meta",
+      () => {
+        const r = valid();
+        delete r.meta;
+        return r;
+      },
+      /meta is missing/,
+    ],
+    [
+      "missing signatures",
+      () => {
+        const r = valid();
+        delete r.transaction.signatures;
+        return r;
+      },
+      /transaction.signatures is missing/,
+    ],
+    [
+      "an empty signature list",
+      () => {
+        const r = valid();
+        r.transaction.signatures = [];
+        r.transaction.message.header.numRequiredSignatures = 0;
+        return r;
+      },
+      /no signatures/,
+    ],
+    [
+      "a signature that is not 64 bytes",
+      () => {
+        const r = valid();
+        r.transaction.signatures[0] = addr.worker;
+        return r;
+      },
+      /not a 64-byte signature/,
+    ],
+    [
+      "pre balances shorter than the account list",
+      () => {
+        const r = valid();
+        r.meta.preBalances.pop();
+        return r;
+      },
+      /preBalances\/postBalances have 5\/6 entries for 6 accounts/,
+    ],
+    [
+      "a token balance index out of range",
+      () => {
+        const r = valid();
+        r.meta.postTokenBalances[0].accountIndex = 6;
+        return r;
+      },
+      /postTokenBalances\[0\]\.accountIndex is out of range/,
+    ],
+    [
+      "a token amount that is not an integer string",
+      () => {
+        const r = valid();
+        r.meta.preTokenBalances[0].uiTokenAmount.amount = "1.5";
+        return r;
+      },
+      /amount is not an integer string/,
+    ],
+    [
+      "the same token account listed twice",
+      () => {
+        const r = valid();
+        r.meta.preTokenBalances.push(r.meta.preTokenBalances[0]);
+        return r;
+      },
+      /repeats account index/,
+    ],
+    [
+      "an instruction program index out of range",
+      () => {
+        const r = valid();
+        r.transaction.message.instructions[0].programIdIndex = 42;
+        return r;
+      },
+      /instructions\[0\]\.programIdIndex is out of range/,
+    ],
+    [
+      "an inner instruction group pointing past the instructions",
+      () => {
+        const r = valid();
+        r.meta.innerInstructions = [{ index: 7, instructions: [] }];
+        return r;
+      },
+      /innerInstructions\[0\]\.index is out of range/,
+    ],
+    [
+      "a v0 message whose loaded addresses are missing",
+      () => {
+        const r = validV0();
+        delete r.meta.loadedAddresses;
+        return r;
+      },
+      /loadedAddresses lists 0\+0 addresses but the 0 message's lookups need 2\+1/,
+    ],
+    [
+      "a missing meta.err",
+      () => {
+        const r = valid();
+        delete r.meta.err;
+        return r;
+      },
+      /meta.err is missing/,
+    ],
+    [
+      "base64 with characters outside the alphabet",
+      () => {
+        const r = validBase64();
+        r.transaction[0] = `!${r.transaction[0].slice(1)}`;
+        return r;
+      },
+      /not valid base64/,
+    ],
+    [
+      "truncated transaction bytes",
+      () => {
+        const r = validBase64();
+        const bytes = Buffer.from(r.transaction[0], "base64");
+        r.transaction[0] = bytes.subarray(0, bytes.length - 10).toString("base64");
+        return r;
+      },
+      /transaction bytes: truncated/,
+    ],
+    [
+      "a declared version that contradicts the message",
+      () => {
+        const r = validBase64();
+        r.version = "legacy";
+        return r;
+      },
+      /version says legacy but the message is 0/,
+    ],
+  ];
+
+  it.each(cases)("rejects %s", (_name, build, reason) => {
+    expect(malformedReason(build())).toMatch(reason);
+  });
+
+  it("rejects a response for a different signature than the one asked for", () => {
+    const other = loadResult("settle-v0.json.json").transaction.signatures[0];
+    expect(malformedReason(valid(), other)).toMatch(/response is for signature/);
+  });
+});
+
+describe("facts JSON form", () => {
+  it("round-trips facts through factsToJson and factsFromJson, bigints included", () => {
+    const f = facts("big-balances.json.json");
+    const text = JSON.stringify(factsToJson(f));
+    expect(text).toContain('"pre":"12345678901234567890"');
+    expect(factsFromJson(text)).toEqual(f);
+    expect(factsFromJson(JSON.parse(text))).toEqual(f);
+  });
+
+  it("rejects stored facts with a float amount", () => {
+    const json = factsToJson(facts("escrow-lock-legacy.json.json")) as Record<string, unknown>;
+    expect(() => factsFromJson({ ...json, fee: "5000.5" })).toThrow(/fee/);
+  });
+});
+
+describe("lossless JSON text", () => {
+  it("keeps integers beyond 2^53 and cuts out a member's text as written", () => {
+    const text =
+      '{"id":1, "result" : {"a":[18446744073709551615, 1.5e3, "x\\"]"]},"jsonrpc":"2.0"}';
+    expect(parseJsonLossless(text)).toEqual({
+      id: 1,
+      result: { a: ["18446744073709551615", 1500, 'x"]'] },
+      jsonrpc: "2.0",
+    });
+    expect(objectMemberTexts(text).get("result")).toBe(
+      '{"a":[18446744073709551615, 1.5e3, "x\\"]"]}',
+    );
+  });
+});

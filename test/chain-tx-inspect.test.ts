@@ -1,0 +1,178 @@
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { afterEach, describe, expect, it } from "vitest";
+import { inspectTransaction } from "../src/chain/inspect.js";
+import { loadConfig } from "../src/config.js";
+import { addr, JOB_ID } from "./fixtures/transactions/parties.js";
+
+const dir = join(import.meta.dirname, "fixtures/transactions");
+const fixture = (name: string) => join(dir, name);
+const config = loadConfig({});
+const servers: Server[] = [];
+
+afterEach(async () => {
+  await Promise.all(
+    servers.splice(0).map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
+  );
+});
+
+/** A JSON-RPC endpoint that answers getTransaction from a table of saved reply texts. */
+async function startNode(replies: Record<string, string>): Promise<string> {
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const call = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+      const saved = replies[call.params[0]];
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(saved ?? JSON.stringify({ jsonrpc: "2.0", id: call.id, result: null }));
+    });
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+function tempFile(name: string, text: string): string {
+  const path = join(mkdtempSync(join(tmpdir(), "tx-inspect-")), name);
+  writeFileSync(path, text);
+  return path;
+}
+
+const fieldNames = [
+  "signature",
+  "slot",
+  "blockTime",
+  "succeeded",
+  "err",
+  "fee",
+  "feePayer",
+  "version",
+  "accounts",
+  "tokenChanges",
+  "solChanges",
+  "memos",
+  "programs",
+];
+
+describe("tx inspect", () => {
+  it.each([
+    "escrow-lock-legacy.json.json",
+    "escrow-lock-legacy.jsonParsed.json",
+    "escrow-lock-legacy.base64.json",
+    "settle-v0.json.json",
+    "settle-v0.jsonParsed.json",
+    "settle-v0.base64.json",
+    "token2022-transfer.json.json",
+  ])("prints the documented fields with amounts as decimal strings for %s", async (file) => {
+    const facts = await inspectTransaction(fixture(file), { config });
+    expect(Object.keys(facts)).toEqual(fieldNames);
+    expect(typeof facts.fee).toBe("string");
+    expect(facts.tokenChanges.length).toBeGreaterThan(0);
+    for (const change of facts.tokenChanges) {
+      expect(Object.keys(change)).toEqual([
+        "account",
+        "owner",
+        "mint",
+        "programId",
+        "decimals",
+        "pre",
+        "post",
+        "delta",
+      ]);
+      expect(change.delta).toMatch(/^-?\d+$/);
+      expect(BigInt(change.post) - BigInt(change.pre)).toBe(BigInt(change.delta));
+    }
+  });
+
+  it("reads a saved reply from stdin when the target is -", async () => {
+    const text = readFileSync(fixture("settle-v0.base64.json"), "utf8");
+    const facts = await inspectTransaction("-", { config, stdin: Readable.from([text]) });
+    expect(facts.version).toBe(0);
+    expect(facts.memos).toEqual([`decentral:settle:${JOB_ID}`]);
+  });
+
+  it("fetches a signature from the first RPC endpoint", async () => {
+    const text = readFileSync(fixture("escrow-lock-legacy.json.json"), "utf8");
+    const signature = JSON.parse(text).result.transaction.signatures[0] as string;
+    const url = await startNode({ [signature]: text });
+    const facts = await inspectTransaction(signature, {
+      config: loadConfig({ SOLANA_RPC_URLS: `${url},http://127.0.0.1:9` }),
+    });
+    expect(facts.signature).toBe(signature);
+    expect(facts.feePayer).toBe(addr.escrowAuthority);
+  });
+
+  it("says a signature the node does not know was not found", async () => {
+    const url = await startNode({});
+    const signature = JSON.parse(readFileSync(fixture("failed-lock.json.json"), "utf8")).result
+      .transaction.signatures[0];
+    await expect(
+      inspectTransaction(signature, { config: loadConfig({ SOLANA_RPC_URLS: url }) }),
+    ).rejects.toMatchObject({ code: "not_found", message: expect.stringMatching(/not found/) });
+  });
+
+  it("says a saved reply with a null result was not found", async () => {
+    const path = tempFile("null.json", '{"jsonrpc":"2.0","result":null,"id":1}');
+    await expect(inspectTransaction(path, { config })).rejects.toMatchObject({ code: "not_found" });
+  });
+
+  it("rejects a malformed saved response with the reason", async () => {
+    const reply = JSON.parse(readFileSync(fixture("escrow-lock-legacy.json.json"), "utf8"));
+    reply.result.meta.postBalances.pop();
+    const path = tempFile("short.json", JSON.stringify(reply));
+    await expect(inspectTransaction(path, { config })).rejects.toMatchObject({
+      code: "malformed_transaction",
+      message: expect.stringMatching(/postBalances/),
+    });
+    const notJson = tempFile("garbage.json", "<html>502</html>");
+    await expect(inspectTransaction(notJson, { config })).rejects.toMatchObject({
+      code: "malformed_transaction",
+    });
+  });
+
+  it("tells a missing file from an invalid signature", async () => {
+    await expect(inspectTransaction("./no/such/reply.json", { config })).rejects.toThrow(
+      /no such file/,
+    );
+    await expect(inspectTransaction("5".repeat(60), { config })).rejects.toThrow(
+      /not a valid transaction signature/,
+    );
+  });
+});
+
+/** Runs the real CLI in a child process. */
+function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const entry = join(import.meta.dirname, "../src/cli.ts");
+  const script = `import { runCli } from ${JSON.stringify(entry)}; await runCli(["node", "decentral-audit", ...JSON.parse(process.argv[1])]);`;
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ["--import", "tsx", "--input-type=module", "-e", script, JSON.stringify(args)],
+      { cwd: join(import.meta.dirname, "..") },
+      (error, stdout, stderr) => {
+        resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
+      },
+    );
+  });
+}
+
+describe("decentral-audit tx inspect (binary)", () => {
+  it("prints pretty JSON and exits 0 for a saved reply, and exits non-zero with a message for a malformed one", async () => {
+    const ok = await runCli(["tx", "inspect", fixture("big-balances.json.json")]);
+    expect(ok.code).toBe(0);
+    const facts = JSON.parse(ok.stdout);
+    expect(facts.solChanges[0].pre).toBe("12345678901234567890");
+    expect(ok.stdout).toContain('\n  "signature": ');
+
+    const bad = await runCli(["tx", "inspect", tempFile("bad.json", '{"slot":1}')]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/malformed transaction: meta is missing/);
+    expect(bad.stdout).toBe("");
+  });
+});
