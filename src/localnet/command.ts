@@ -1,0 +1,164 @@
+import type { Command } from "commander";
+import { AppError } from "../errors.js";
+import { isSimFault, type SimFault, simFaults } from "./decentral-jobs.js";
+import { type LocalWorldOptions, startLocalWorld } from "./world.js";
+
+/** The `decentral-audit localnet` command: the local chain, its RPC and the Decentral simulator. */
+
+interface LocalnetFlags {
+  json?: boolean;
+  host: string;
+  rpcPort: string;
+  apiPort: string;
+  slotMs: string;
+  finalitySlots: string;
+  faultRate?: string;
+  faults?: string;
+  seed?: string;
+  rpcLatencyMs?: string;
+  rpcRateLimit?: string;
+  rpc5xxRate?: string;
+  rpcBehindRate?: string;
+  rpcRefuseBatch?: boolean;
+  rpcNeverLandRate?: string;
+}
+
+function bad(flag: string, message: string): never {
+  throw new AppError("validation_failed", `--${flag}: ${message}`, { field: flag });
+}
+
+function integer(flag: string, text: string, min: number, max: number): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text.trim()) || value < min || value > max) {
+    bad(flag, `expected an integer from ${min} to ${max}, got ${JSON.stringify(text)}`);
+  }
+  return value;
+}
+
+function share(flag: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (text.trim() === "" || !Number.isFinite(value) || value < 0 || value > 1) {
+    bad(flag, `expected a number from 0 to 1, got ${JSON.stringify(text)}`);
+  }
+  return value;
+}
+
+/** Validates the flags into world options; throws AppError naming the first bad flag. */
+export function localnetOptionsFromFlags(flags: LocalnetFlags): LocalWorldOptions {
+  let faults: SimFault[] | undefined;
+  if (flags.faults !== undefined) {
+    const names = flags.faults
+      .split(",")
+      .map((s) => s.trim())
+      .filter((s) => s !== "");
+    const unknown = names.filter((n) => !isSimFault(n));
+    if (names.length === 0 || unknown.length > 0) {
+      bad(
+        "faults",
+        `unknown fault ${unknown.join(", ") || "(none)"}; known: ${simFaults.join(", ")}`,
+      );
+    }
+    faults = names as SimFault[];
+  }
+  const faultRate = share("fault-rate", flags.faultRate);
+  const rpcFaults: LocalWorldOptions["rpcFaults"] = {};
+  if (flags.rpcLatencyMs !== undefined) {
+    rpcFaults.latencyMs = integer("rpc-latency-ms", flags.rpcLatencyMs, 0, 60_000);
+  }
+  if (flags.rpcRateLimit !== undefined) {
+    rpcFaults.rateLimitPerSec = integer("rpc-rate-limit", flags.rpcRateLimit, 0, 1_000_000);
+  }
+  const http5xxRate = share("rpc-5xx-rate", flags.rpc5xxRate);
+  if (http5xxRate !== undefined) rpcFaults.http5xxRate = http5xxRate;
+  const behindRate = share("rpc-behind-rate", flags.rpcBehindRate);
+  if (behindRate !== undefined) rpcFaults.behindRate = behindRate;
+  const neverLandRate = share("rpc-never-land-rate", flags.rpcNeverLandRate);
+  if (neverLandRate !== undefined) rpcFaults.neverLandRate = neverLandRate;
+  if (flags.rpcRefuseBatch) rpcFaults.refuseBatch = true;
+  return {
+    host: flags.host,
+    rpcPort: integer("rpc-port", flags.rpcPort, 0, 65_535),
+    apiPort: integer("api-port", flags.apiPort, 0, 65_535),
+    slotMs: integer("slot-ms", flags.slotMs, 1, 60_000),
+    finalitySlots: integer("finality-slots", flags.finalitySlots, 1, 10_000),
+    rpcFaults,
+    simulator: {
+      ...(faultRate === undefined ? {} : { faultRate }),
+      ...(faults === undefined ? {} : { faults }),
+      ...(flags.seed === undefined ? {} : { seed: flags.seed }),
+    },
+  };
+}
+
+/** Registers `localnet` on the program. */
+export function registerLocalnetCommand(program: Command): void {
+  program
+    .command("localnet")
+    .description("run a local Solana chain (JSON-RPC) and a Decentral API simulator settling on it")
+    .option("--json", "print one JSON line with URLs, API keys and accounts once ready")
+    .option("--host <host>", "interface to listen on", "127.0.0.1")
+    .option("--rpc-port <port>", "JSON-RPC port (0 picks a free port)", "8899")
+    .option("--api-port <port>", "Decentral API port (0 picks a free port)", "8788")
+    .option("--slot-ms <ms>", "wall-clock milliseconds per slot", "400")
+    .option("--finality-slots <n>", "slots until a transaction is finalized", "32")
+    .option("--fault-rate <x>", "share (0..1) of jobs given a simulator fault")
+    .option(
+      "--faults <names>",
+      `faults drawn at --fault-rate, comma-separated (${simFaults.join(", ")})`,
+    )
+    .option("--seed <text>", "seed of job ids and fault draws")
+    .option("--rpc-latency-ms <ms>", "latency added to every RPC response")
+    .option("--rpc-rate-limit <n>", "RPC requests per second before HTTP 429")
+    .option("--rpc-5xx-rate <x>", "share (0..1) of RPC requests answered HTTP 5xx")
+    .option("--rpc-behind-rate <x>", "share (0..1) of RPC requests answered -32005 node is behind")
+    .option("--rpc-refuse-batch", "refuse JSON-RPC batch arrays")
+    .option(
+      "--rpc-never-land-rate <x>",
+      "share (0..1) of sent transactions acknowledged but never landed",
+    )
+    .action(async (flags: LocalnetFlags) => {
+      const options = localnetOptionsFromFlags(flags);
+      const world = await startLocalWorld(options).catch((error: unknown) => {
+        if ((error as { code?: unknown }).code === "EADDRINUSE") {
+          throw new AppError(
+            "conflict",
+            `${(error as Error).message}: pick another --rpc-port/--api-port`,
+          );
+        }
+        throw error;
+      });
+      if (flags.json) {
+        console.log(
+          JSON.stringify({
+            rpcUrl: world.rpcUrl,
+            decentralBaseUrl: world.decentralBaseUrl,
+            simulatorUrl: world.simulatorUrl,
+            apiKeys: world.apiKeys,
+            lowBalanceApiKey: world.lowBalanceApiKey,
+            accounts: world.accounts,
+            slotMs: options.slotMs,
+            finalitySlots: options.finalitySlots,
+          }),
+        );
+      } else {
+        console.log(
+          [
+            `local chain JSON-RPC  ${world.rpcUrl}`,
+            `Decentral API         ${world.decentralBaseUrl}`,
+            `ground truth          ${world.simulatorUrl}/sim/jobs`,
+            `USDC mint             ${world.accounts.mint}`,
+            `API keys              ${world.apiKeys.join("\n                      ")}`,
+            `low-balance key       ${world.lowBalanceApiKey}`,
+            "Ctrl-C to stop",
+          ].join("\n"),
+        );
+      }
+      const stop = async () => {
+        await world.close();
+        process.exit(0);
+      };
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+    });
+}

@@ -1,0 +1,122 @@
+import type { LocalChain, SendOutcome, StoredTransaction } from "./chain.js";
+import type { LocalAccounts, LocalSigner } from "./keys.js";
+import { memoInstruction, transferCheckedInstruction } from "./token-program.js";
+import { compileMessage, type InstructionSpec, signTransaction } from "./wire.js";
+
+/**
+ * The Decentral reference model's money movements as real SPL Token transfers with an SPL Memo
+ * naming the job: escrow lock, settlement (worker, treasury, remainder) and refund. The escrow
+ * authority signs every transfer (it owns the credit vaults and the escrow vault); the payer
+ * pays the fees.
+ */
+
+export type SettlementShape = "legacy" | "v0" | "v0-lookup";
+
+export interface SettlementInput {
+  jobId: string;
+  creditVault: string;
+  workerTokenAccount: string;
+  workerShare: bigint;
+  treasuryShare: bigint;
+  refund: bigint;
+  shape: SettlementShape;
+}
+
+export class EscrowLedger {
+  constructor(
+    private readonly chain: LocalChain,
+    private readonly accounts: LocalAccounts,
+    private readonly payer: LocalSigner,
+    private readonly escrowAuthority: LocalSigner,
+    /** Entries of `accounts.lookupTable`, as written at genesis. */
+    private readonly lookupTableAddresses: readonly string[],
+  ) {}
+
+  /** Moves `units` from the credit vault into the escrow vault. */
+  lock(jobId: string, creditVault: string, units: bigint): StoredTransaction {
+    return this.commit(
+      [
+        this.transfer(creditVault, this.accounts.escrowVault, units),
+        memoInstruction(this.accounts.memoProgram, `decentral:escrow:${jobId}`),
+      ],
+      "legacy",
+    );
+  }
+
+  /** Pays worker and treasury from the escrow vault and returns the remainder to the credit vault. */
+  settle(input: SettlementInput): StoredTransaction {
+    const instructions: InstructionSpec[] = [
+      this.transfer(this.accounts.escrowVault, input.workerTokenAccount, input.workerShare),
+      this.transfer(
+        this.accounts.escrowVault,
+        this.accounts.treasury.tokenAccount,
+        input.treasuryShare,
+      ),
+    ];
+    if (input.refund > 0n) {
+      instructions.push(this.transfer(this.accounts.escrowVault, input.creditVault, input.refund));
+    }
+    instructions.push(
+      memoInstruction(this.accounts.memoProgram, `decentral:settle:${input.jobId}`),
+    );
+    return this.commit(instructions, input.shape);
+  }
+
+  /** Returns the whole lock to the credit vault (a timed-out job). */
+  refund(jobId: string, creditVault: string, units: bigint): StoredTransaction {
+    return this.commit(
+      [
+        this.transfer(this.accounts.escrowVault, creditVault, units),
+        memoInstruction(this.accounts.memoProgram, `decentral:refund:${jobId}`),
+      ],
+      "legacy",
+    );
+  }
+
+  /** Token balance of an account the ledger moves money through. */
+  balance(tokenAccount: string): bigint {
+    return this.chain.tokenAmount(tokenAccount) ?? 0n;
+  }
+
+  private transfer(source: string, destination: string, amount: bigint): InstructionSpec {
+    return transferCheckedInstruction({
+      tokenProgram: this.accounts.tokenProgram,
+      source,
+      mint: this.accounts.mint,
+      destination,
+      authority: this.escrowAuthority.address,
+      amount,
+      decimals: this.accounts.decimals,
+    });
+  }
+
+  /**
+   * Signs and sends; the transaction must be committed (it may still fail on chain, which is
+   * how `failed-settlement` is produced). An identical earlier transaction (same job, same
+   * amounts, same blockhash) is avoided by taking a fresh blockhash and trying once more.
+   */
+  private commit(instructions: InstructionSpec[], shape: SettlementShape): StoredTransaction {
+    let outcome: SendOutcome | undefined;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const blockhash =
+        attempt === 0 ? this.chain.latestBlockhash().blockhash : this.chain.rotateBlockhash();
+      const { messageBytes, signers } = compileMessage({
+        version: shape === "legacy" ? "legacy" : 0,
+        feePayer: this.payer.address,
+        recentBlockhash: blockhash,
+        instructions,
+        lookupTables:
+          shape === "v0-lookup"
+            ? [{ address: this.accounts.lookupTable, addresses: this.lookupTableAddresses }]
+            : undefined,
+      });
+      const { wire } = signTransaction(messageBytes, signers, [this.payer, this.escrowAuthority]);
+      outcome = this.chain.send(wire);
+      if (outcome.committed) return outcome.transaction;
+      if (outcome.err !== "AlreadyProcessed") break;
+    }
+    throw new Error(
+      `local transaction rejected: ${JSON.stringify(outcome?.committed ? null : outcome?.err)}`,
+    );
+  }
+}

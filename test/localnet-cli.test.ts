@@ -1,0 +1,103 @@
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { createInterface } from "node:readline";
+import { describe, expect, it } from "vitest";
+import { localnetOptionsFromFlags } from "../src/localnet/command.js";
+import { localnetAccounts } from "../src/localnet/keys.js";
+
+const defaults = {
+  host: "127.0.0.1",
+  rpcPort: "8899",
+  apiPort: "8788",
+  slotMs: "400",
+  finalitySlots: "32",
+};
+
+function runCli(args: string[]) {
+  const script = `import("./src/cli.ts").then((m) => m.runCli(["node", "decentral-audit", ...${JSON.stringify(args)}]))`;
+  return spawn(process.execPath, ["--import", "tsx", "-e", script], {
+    cwd: process.cwd(),
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+}
+
+describe("decentral-audit localnet", () => {
+  it("maps flags to world options", () => {
+    const options = localnetOptionsFromFlags({
+      ...defaults,
+      rpcPort: "0",
+      faultRate: "0.25",
+      faults: "overcharge, wrong-worker",
+      rpcLatencyMs: "50",
+      rpcRateLimit: "10",
+      rpc5xxRate: "0.1",
+      rpcBehindRate: "0.2",
+      rpcRefuseBatch: true,
+      rpcNeverLandRate: "0.05",
+    });
+    expect(options).toMatchObject({
+      rpcPort: 0,
+      apiPort: 8788,
+      slotMs: 400,
+      finalitySlots: 32,
+      simulator: { faultRate: 0.25, faults: ["overcharge", "wrong-worker"] },
+      rpcFaults: {
+        latencyMs: 50,
+        rateLimitPerSec: 10,
+        http5xxRate: 0.1,
+        behindRate: 0.2,
+        refuseBatch: true,
+        neverLandRate: 0.05,
+      },
+    });
+  });
+
+  it("rejects bad flag values naming the flag", () => {
+    expect(() => localnetOptionsFromFlags({ ...defaults, faultRate: "1.5" })).toThrow(
+      /--fault-rate/,
+    );
+    expect(() => localnetOptionsFromFlags({ ...defaults, faults: "overcharge,nope" })).toThrow(
+      /nope/,
+    );
+    expect(() => localnetOptionsFromFlags({ ...defaults, rpcPort: "70000" })).toThrow(/--rpc-port/);
+    expect(() => localnetOptionsFromFlags({ ...defaults, slotMs: "fast" })).toThrow(/--slot-ms/);
+  });
+
+  it("prints one JSON line once ready, serves it, and stops on SIGTERM", async () => {
+    const child = runCli(["localnet", "--json", "--rpc-port", "0", "--api-port", "0"]);
+    const lines = createInterface({ input: child.stdout! });
+    const [first] = (await once(lines, "line")) as [string];
+    const ready = JSON.parse(first) as {
+      rpcUrl: string;
+      decentralBaseUrl: string;
+      apiKeys: string[];
+      accounts: { mint: string };
+    };
+    expect(ready.apiKeys.every((k) => /^dcntrl_live_[A-Za-z0-9]{32}$/.test(k))).toBe(true);
+    expect(ready.accounts.mint).toBe(localnetAccounts().mint);
+    const models = await fetch(`${ready.decentralBaseUrl}/models`, {
+      headers: { authorization: `Bearer ${ready.apiKeys[0]}` },
+    });
+    expect(models.status).toBe(200);
+    const slot = await fetch(ready.rpcUrl, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "getSlot" }),
+    });
+    expect(((await slot.json()) as { result: number }).result).toBeGreaterThan(0);
+    child.kill("SIGTERM");
+    const [code] = (await once(child, "exit")) as [number | null];
+    expect(code).toBe(0);
+  });
+
+  it("exits 2 with a message on a bad flag value", async () => {
+    const child = runCli(["localnet", "--rpc-behind-rate", "lots"]);
+    let stderr = "";
+    child.stderr!.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    const [code] = (await once(child, "exit")) as [number | null];
+    expect(code).toBe(2);
+    expect(stderr).toContain("--rpc-behind-rate");
+  });
+});
