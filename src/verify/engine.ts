@@ -1,0 +1,824 @@
+import { randomUUID } from "node:crypto";
+import { and, eq, gte, inArray, isNull, lte, or, sql } from "drizzle-orm";
+import PQueue from "p-queue";
+import { factsFromJson, factsToJson } from "../chain/facts-json.js";
+import type { TransactionFacts } from "../chain/transaction-facts.js";
+import type { Store } from "../db/client.js";
+import {
+  chainTransactions,
+  checkResults,
+  finalVerdicts,
+  jobs,
+  type Verdict,
+  verdicts,
+  verificationRuns,
+} from "../db/schema.js";
+import type { Logger } from "../log.js";
+import { stringifyWithBigints } from "../money.js";
+import { type CheckResult, type Evaluation, evaluateJob, jobSignatures } from "./checks.js";
+import type { Profile } from "./profiles.js";
+
+/**
+ * The durable verification queue. All state lives in SQLite (job verdicts, leases, one row per
+ * signature); the in-process loop only decides when to look again. Invariants:
+ * - a job is worked on only under a lease (owner + expiry) taken in a short synchronous
+ *   transaction; an expired lease is reclaimable, so a crash never loses a job;
+ * - a verdict, its amounts and its check rows are written in one synchronous transaction that
+ *   first re-checks the lease owner, so a result is applied once or not at all;
+ * - a finalized transaction is fetched once and shared by every job naming it;
+ * - no RPC call is made inside a database transaction.
+ */
+
+type Commitment = "processed" | "confirmed" | "finalized";
+
+/** A signature status as the RPC pool returns it (null: the node knows nothing of it). */
+export interface SignatureStatusLike {
+  signature: string;
+  slot: number;
+  confirmationStatus: Commitment | null;
+  err: unknown;
+}
+
+/** The part of the RPC pool (`src/chain`) the verifier uses. */
+export interface VerifierRpc {
+  /** Statuses with history searched; the pool splits the list into calls of at most 256. */
+  getSignatureStatuses(signatures: string[]): Promise<(SignatureStatusLike | null)[]>;
+  /** The finalized transaction, or null when the node has none. */
+  getTransaction(signature: string): Promise<{ facts: TransactionFacts; raw: unknown } | null>;
+  getSlot(): Promise<number>;
+}
+
+export interface VerifierOptions {
+  /**
+   * How often signatures that are not final yet are polled, in ms. Finality moves one slot at a
+   * time, so polling faster than a few slots only spends requests. Default 2000.
+   */
+  pollIntervalMs: number;
+  /** How long the loop rests when nothing is due, unless `notify()` wakes it. Default 5000. */
+  idleIntervalMs: number;
+  /** Lease length in ms; a crashed owner's jobs are reclaimable after it. Default 120000. */
+  leaseMs: number;
+  /** Jobs claimed per round. Default 1000. */
+  claimBatchSize: number;
+  /** getTransaction calls in flight at once (the pool enforces the rate). Default 8. */
+  fetchConcurrency: number;
+  /** First retry delay after RPC trouble, in ms; doubles up to `maxBackoffMs`. Default 1000. */
+  errorBackoffMs: number;
+  /** Longest delay between two looks at a job, in ms. Default 60000. */
+  maxBackoffMs: number;
+  /** How soon to look again at a job waiting for the settlement backfill, in ms. Default 5000. */
+  backfillWaitMs: number;
+  /**
+   * getTransaction answers of "not found" for a signature whose status is finalized before it
+   * counts as pruned from the node (verdict `unverifiable`). Default 5.
+   */
+  maxFetchMisses: number;
+}
+
+export const defaultVerifierOptions: VerifierOptions = {
+  pollIntervalMs: 2000,
+  idleIntervalMs: 5000,
+  leaseMs: 120_000,
+  claimBatchSize: 1000,
+  fetchConcurrency: 8,
+  errorBackoffMs: 1000,
+  maxBackoffMs: 60_000,
+  backfillWaitMs: 5000,
+  maxFetchMisses: 5,
+};
+
+export interface VerifyFilter {
+  /** Jobs created at or after this time (ms since epoch). */
+  from?: number;
+  /** Jobs created at or before this time (ms since epoch). */
+  to?: number;
+  jobIds?: string[];
+}
+
+export interface RunProgress {
+  total: number;
+  final: number;
+  byVerdict: Record<Verdict, number>;
+}
+
+export interface RunSummary extends RunProgress {
+  runId: number;
+  status: "completed" | "timed_out" | "interrupted";
+  durationMs: number;
+}
+
+export interface Verifier {
+  /** Runs the continuous loop (serve): polls on an interval, wakes early on `notify()`. */
+  start(): void;
+  /** Stops the loop, lets in-flight work finish and releases this owner's leases. */
+  stop(): Promise<void>;
+  /** New jobs arrived: look now. */
+  notify(): void;
+  /** Verifies the jobs in `filter` until each has a final verdict or the time is up. */
+  runUntilSettled(
+    filter: VerifyFilter,
+    opts: { timeoutMs: number; signal?: AbortSignal; onProgress?(p: RunProgress): void },
+  ): Promise<RunSummary>;
+  /** Queues a fresh verification of one job. */
+  reverify(jobId: string): void;
+  /** Resolves once the loop has nothing due (every job final or waiting for a later time). */
+  onIdle(): Promise<void>;
+  /** This verifier's lease owner id. */
+  readonly owner: string;
+}
+
+export interface VerifierDeps {
+  store: Store;
+  rpc: VerifierRpc;
+  profile: Profile;
+  log: Logger;
+  now?: () => number;
+  /** Lease owner id; random by default (unique per process). */
+  owner?: string;
+  options?: Partial<VerifierOptions>;
+}
+
+type JobRow = typeof jobs.$inferSelect;
+type TxRow = typeof chainTransactions.$inferSelect;
+
+const openVerdicts: Verdict[] = ["pending", "awaiting_finality", "error"];
+const CHUNK = 500;
+
+function chunks<T>(items: readonly T[], size = CHUNK): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+const commitmentRank: Record<Commitment, number> = { processed: 0, confirmed: 1, finalized: 2 };
+
+/** Per-round outcome of one signature's RPC work. */
+type SigTrouble = Map<string, string>;
+
+/** Creates the verifier over a store, an RPC pool and a profile. */
+export function createVerifier(deps: VerifierDeps): Verifier {
+  const { store, rpc, profile, log } = deps;
+  const { db } = store;
+  const now = deps.now ?? Date.now;
+  const owner = deps.owner ?? `verifier-${randomUUID()}`;
+  const options: VerifierOptions = { ...defaultVerifierOptions, ...deps.options };
+
+  let running = false;
+  let stopping = false;
+  let loopDone: Promise<void> | null = null;
+  /** Wakers of sleeping loops; `notify()` with nobody asleep makes the next sleep return at once. */
+  const sleepers = new Set<() => void>();
+  let pendingWake = false;
+  let idleWaiters: (() => void)[] = [];
+  /**
+   * Grid cell (time / pollIntervalMs) of the last status poll. At most one poll per cell: a job
+   * arriving between two polls waits for the next one instead of costing a request of its own.
+   */
+  let lastPollCell = -1;
+  /** Serialises rounds so the loop and `runUntilSettled` never race on this owner's leases. */
+  const rounds = new PQueue({ concurrency: 1 });
+
+  const sleep = (ms: number, signal?: AbortSignal) =>
+    new Promise<void>((resolve) => {
+      if (pendingWake || stopping) {
+        pendingWake = false;
+        resolve();
+        return;
+      }
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", done);
+        sleepers.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, ms));
+      sleepers.add(done);
+      signal?.addEventListener("abort", done, { once: true });
+    });
+
+  function notify() {
+    if (sleepers.size === 0) pendingWake = true;
+    for (const wake of [...sleepers]) wake();
+  }
+
+  function filterCondition(filter: VerifyFilter | null) {
+    if (!filter) return undefined;
+    const parts = [];
+    if (filter.from !== undefined) parts.push(gte(jobs.createdAt, filter.from));
+    if (filter.to !== undefined) parts.push(lte(jobs.createdAt, filter.to));
+    if (filter.jobIds !== undefined) parts.push(inArray(jobs.jobId, filter.jobIds));
+    return parts.length > 0 ? and(...parts) : undefined;
+  }
+
+  /** Claims due jobs under a lease, in one short synchronous transaction. */
+  function claim(filter: VerifyFilter | null): JobRow[] {
+    const t = now();
+    return db.transaction((tx) => {
+      const due = tx
+        .select({ jobId: jobs.jobId })
+        .from(jobs)
+        .where(
+          and(
+            inArray(jobs.verdict, openVerdicts),
+            lte(jobs.nextVerifyAt, t),
+            or(isNull(jobs.leaseUntil), lte(jobs.leaseUntil, t)),
+            filterCondition(filter),
+          ),
+        )
+        .orderBy(jobs.nextVerifyAt)
+        .limit(options.claimBatchSize)
+        .all()
+        .map((r) => r.jobId);
+      const claimed: JobRow[] = [];
+      for (const ids of chunks(due)) {
+        claimed.push(
+          ...tx
+            .update(jobs)
+            .set({ leaseOwner: owner, leaseUntil: t + options.leaseMs })
+            .where(inArray(jobs.jobId, ids))
+            .returning()
+            .all(),
+        );
+      }
+      return claimed;
+    });
+  }
+
+  function loadTxRows(signatures: string[]): Map<string, TxRow> {
+    const rows = new Map<string, TxRow>();
+    for (const part of chunks(signatures)) {
+      for (const row of db
+        .select()
+        .from(chainTransactions)
+        .where(inArray(chainTransactions.signature, part))
+        .all()) {
+        rows.set(row.signature, row);
+      }
+    }
+    return rows;
+  }
+
+  /** Which jobs name each signature (receipt escrow and settlement, jobs API settlement). */
+  function jobsNaming(signatures: string[]): Map<string, string[]> {
+    const named = new Map<string, Set<string>>();
+    const add = (sig: string | null, jobId: string) => {
+      if (sig === null) return;
+      let set = named.get(sig);
+      if (!set) {
+        set = new Set();
+        named.set(sig, set);
+      }
+      set.add(jobId);
+    };
+    for (const part of chunks(signatures, 300)) {
+      const rows = db
+        .select({
+          jobId: jobs.jobId,
+          escrowTx: jobs.escrowTx,
+          settlementTx: jobs.settlementTx,
+          apiSettlementTx: jobs.apiSettlementTx,
+        })
+        .from(jobs)
+        .where(
+          or(
+            inArray(jobs.escrowTx, part),
+            inArray(jobs.settlementTx, part),
+            inArray(jobs.apiSettlementTx, part),
+          ),
+        )
+        .all();
+      for (const r of rows) {
+        add(r.escrowTx, r.jobId);
+        add(r.settlementTx, r.jobId);
+        add(r.apiSettlementTx, r.jobId);
+      }
+    }
+    return new Map([...named].map(([sig, ids]) => [sig, [...ids]]));
+  }
+
+  /** One round: claim, poll statuses in batches, fetch newly finalized transactions, decide. */
+  async function round(filter: VerifyFilter | null, runId: number | null): Promise<number> {
+    const claimed = claim(filter);
+    if (claimed.length === 0) return 0;
+    const t0 = now();
+    const allSigs = [...new Set(claimed.flatMap((j) => jobSignatures(j)))];
+
+    // Make sure every signature has its row, then see which still need the chain.
+    db.transaction((tx) => {
+      for (const part of chunks(allSigs)) {
+        tx.insert(chainTransactions)
+          .values(part.map((signature) => ({ signature, firstSeenAt: t0 })))
+          .onConflictDoNothing()
+          .run();
+      }
+    });
+    const rows = loadTxRows(allSigs);
+    const trouble: SigTrouble = new Map();
+
+    const needStatus = allSigs.filter((s) => {
+      const state = rows.get(s)?.state;
+      return state === "unknown" || state === "landed";
+    });
+    const cell = Math.floor(now() / options.pollIntervalMs);
+    if (needStatus.length > 0 && cell > lastPollCell) {
+      lastPollCell = cell;
+      try {
+        const statuses = await rpc.getSignatureStatuses(needStatus);
+        const missing = needStatus.filter((_, i) => !statuses[i]);
+        let currentSlot: number | null = null;
+        if (missing.length > 0) currentSlot = await rpc.getSlot();
+        applyStatuses(needStatus, statuses, currentSlot, rows);
+      } catch (error) {
+        for (const s of needStatus) trouble.set(s, `getSignatureStatuses: ${message(error)}`);
+      }
+    }
+
+    const toFetch = allSigs.filter((s) => {
+      const row = rows.get(s);
+      return row?.state === "finalized" && row.facts === null && !trouble.has(s);
+    });
+    if (toFetch.length > 0) {
+      const fetches = new PQueue({ concurrency: options.fetchConcurrency });
+      await fetches.addAll(
+        toFetch.map((signature) => async () => {
+          try {
+            const result = await rpc.getTransaction(signature);
+            storeFetched(signature, result, rows);
+          } catch (error) {
+            trouble.set(signature, `getTransaction: ${message(error)}`);
+          }
+        }),
+      );
+    }
+
+    const named = jobsNaming(allSigs);
+    const factsCache = new Map<string, TransactionFacts>();
+    const factsOf = (sig: string) => {
+      let facts = factsCache.get(sig);
+      if (!facts) {
+        const row = rows.get(sig);
+        if (!row || row.facts === null) return undefined;
+        facts = factsFromJson(row.facts);
+        factsCache.set(sig, facts);
+      }
+      return facts;
+    };
+
+    const decisions = claimed.map((job) => decide(job, rows, trouble, named, factsOf));
+    writeDecisions(decisions, runId);
+    return claimed.length;
+  }
+
+  function applyStatuses(
+    signatures: string[],
+    statuses: (SignatureStatusLike | null)[],
+    currentSlot: number | null,
+    rows: Map<string, TxRow>,
+  ) {
+    const t = now();
+    db.transaction((tx) => {
+      signatures.forEach((signature, i) => {
+        const status = statuses[i] ?? null;
+        const row = rows.get(signature);
+        if (!row) return;
+        let update: Partial<TxRow>;
+        if (status) {
+          const commitment = status.confirmationStatus;
+          // notFoundCount restarts: from here on it counts getTransaction misses (pruning).
+          update = {
+            state: commitment === "finalized" ? "finalized" : "landed",
+            commitment,
+            slot: status.slot,
+            statusCheckedAt: t,
+            notFoundCount: 0,
+          };
+        } else {
+          const notFoundSlot = row.notFoundSlot ?? currentSlot;
+          // Only a signature never seen can be dropped; one seen before and missing now is a
+          // lagging node (e.g. after failover), which the next poll sorts out.
+          const expired =
+            row.state === "unknown" &&
+            notFoundSlot !== null &&
+            currentSlot !== null &&
+            currentSlot > notFoundSlot + profile.dropAfterSlots;
+          update = {
+            state: expired ? "dropped" : row.state,
+            statusCheckedAt: t,
+            notFoundSince: row.notFoundSince ?? t,
+            notFoundSlot,
+            notFoundCount: row.notFoundCount + 1,
+          };
+        }
+        tx.update(chainTransactions)
+          .set(update)
+          .where(eq(chainTransactions.signature, signature))
+          .run();
+        rows.set(signature, { ...row, ...update });
+      });
+    });
+  }
+
+  function storeFetched(
+    signature: string,
+    result: { facts: TransactionFacts; raw: unknown } | null,
+    rows: Map<string, TxRow>,
+  ) {
+    const row = rows.get(signature);
+    if (!row) return;
+    let update: Partial<TxRow>;
+    if (result === null) {
+      // The status said finalized but the node returned nothing: a lagging or pruning node.
+      const misses = row.notFoundCount + 1;
+      update = {
+        notFoundCount: misses,
+        state: misses >= options.maxFetchMisses ? "pruned" : row.state,
+      };
+    } else {
+      const { facts, raw } = result;
+      update = {
+        state: "finalized",
+        commitment: "finalized",
+        slot: facts.slot,
+        blockTime: facts.blockTime,
+        feeLamports: facts.fee,
+        succeeded: facts.succeeded,
+        err: facts.err ?? null,
+        facts: factsToJson(facts),
+        raw: typeof raw === "string" ? raw : stringifyWithBigints(raw),
+        fetchedAt: now(),
+      };
+    }
+    db.update(chainTransactions)
+      .set(update)
+      .where(eq(chainTransactions.signature, signature))
+      .run();
+    rows.set(signature, { ...row, ...update });
+  }
+
+  interface Decision {
+    job: JobRow;
+    verdict: Verdict;
+    nextVerifyAt: number;
+    lastError: string | null;
+    commitment: Commitment | null;
+    evaluation: Evaluation | null;
+    /** Checks written for verdicts reached without a full evaluation (dropped, pruned). */
+    checks: CheckResult[] | null;
+  }
+
+  function backoff(attempt: number, base: number) {
+    const delay = Math.min(options.maxBackoffMs, base * 2 ** Math.min(attempt, 16));
+    // Jitter spreads retries of many jobs so they do not hit a recovering node together.
+    return Math.round(delay * (0.75 + Math.random() * 0.5));
+  }
+
+  function decide(
+    job: JobRow,
+    rows: Map<string, TxRow>,
+    trouble: SigTrouble,
+    named: Map<string, string[]>,
+    factsOf: (sig: string) => TransactionFacts | undefined,
+  ): Decision {
+    const t = now();
+    const sigs = jobSignatures(job);
+    const base = { job, evaluation: null, checks: null, lastError: null };
+    const roleOf = (sig: string) =>
+      sig === job.escrowTx || sig === job.apiEscrowTx ? "escrow" : "settlement";
+
+    const commitments = sigs.map((s) => rows.get(s)?.commitment ?? null);
+    const commitment =
+      commitments.length === 0 || commitments.includes(null)
+        ? null
+        : commitments.reduce((a, b) => (commitmentRank[a!] <= commitmentRank[b!] ? a : b));
+
+    const dropped = sigs.filter((s) => rows.get(s)?.state === "dropped");
+    if (dropped.length > 0) {
+      const checks = dropped.map((s) => {
+        const row = rows.get(s)!;
+        const check: CheckResult = {
+          name: `${roleOf(s)}.exists`,
+          outcome: "fail",
+          reason: `never landed: still unknown ${profile.dropAfterSlots} slots after slot ${row.notFoundSlot} (history searched); its blockhash has expired`,
+          expected: { signature: s },
+          actual: null,
+        };
+        return check;
+      });
+      return { ...base, verdict: "dropped", nextVerifyAt: t, commitment, checks };
+    }
+    const pruned = sigs.filter((s) => rows.get(s)?.state === "pruned");
+    if (pruned.length > 0) {
+      const checks = pruned.map(
+        (s): CheckResult => ({
+          name: `${roleOf(s)}.exists`,
+          outcome: "skip",
+          reason: "the status is finalized but the node no longer serves the transaction (pruned)",
+          expected: { signature: s },
+          actual: null,
+        }),
+      );
+      return { ...base, verdict: "unverifiable", nextVerifyAt: t, commitment, checks };
+    }
+    const troubled = sigs.filter((s) => trouble.has(s));
+    if (troubled.length > 0) {
+      return {
+        ...base,
+        verdict: "error",
+        nextVerifyAt: t + backoff(job.verifyAttempts, options.errorBackoffMs),
+        lastError: troubled.map((s) => trouble.get(s)).join("; "),
+        commitment,
+      };
+    }
+
+    // A streamed job's settlement comes from the backfill: wait for it unless it is over.
+    const hasClosing = job.settlementTx !== null || job.apiSettlementTx !== null;
+    if (!hasClosing && job.backfillState === "pending" && job.apiStatus !== "settled") {
+      return {
+        ...base,
+        verdict: "awaiting_finality",
+        nextVerifyAt: Math.max(t + options.backfillWaitMs, job.backfillNextAt ?? 0),
+        commitment,
+      };
+    }
+
+    const notReady = sigs.filter((s) => factsOf(s) === undefined);
+    if (notReady.length > 0) {
+      const unseen = notReady.filter((s) => rows.get(s)?.state === "unknown");
+      const worstMisses = Math.max(0, ...unseen.map((s) => rows.get(s)?.notFoundCount ?? 0));
+      const delay =
+        unseen.length > 0
+          ? backoff(Math.max(0, worstMisses - 1), options.pollIntervalMs)
+          : options.pollIntervalMs;
+      // Due times snap to a grid so jobs waiting on finality are polled together, in one batch.
+      const grid = options.pollIntervalMs;
+      const nextVerifyAt = Math.ceil((t + delay) / grid) * grid;
+      return { ...base, verdict: "awaiting_finality", nextVerifyAt, commitment };
+    }
+
+    const transactions = new Map<string, TransactionFacts>();
+    for (const s of sigs) transactions.set(s, factsOf(s)!);
+    const evaluation = evaluateJob({
+      job,
+      profile,
+      transactions,
+      namedBy: named,
+    });
+    return {
+      ...base,
+      verdict: evaluation.verdict,
+      nextVerifyAt: t,
+      commitment: sigs.length > 0 ? "finalized" : null,
+      evaluation,
+    };
+  }
+
+  /** Applies decisions; each job's row and checks change together, and only under our lease. */
+  function writeDecisions(decisions: Decision[], runId: number | null) {
+    const t = now();
+    const finals: Decision[] = [];
+    db.transaction((tx) => {
+      for (const d of decisions) {
+        const final = finalVerdicts.includes(d.verdict);
+        const amounts = d.evaluation?.amounts ?? {};
+        const result = tx
+          .update(jobs)
+          .set({
+            verdict: d.verdict,
+            verdictAt: final ? t : d.job.verdictAt,
+            // Consecutive rounds that ended in RPC trouble: the error backoff grows with it.
+            verifyAttempts: d.verdict === "error" ? d.job.verifyAttempts + 1 : 0,
+            nextVerifyAt: d.nextVerifyAt,
+            leaseOwner: null,
+            leaseUntil: null,
+            lastError: d.lastError,
+            commitment: d.commitment,
+            ...amounts,
+            updatedAt: t,
+          })
+          .where(and(eq(jobs.jobId, d.job.jobId), eq(jobs.leaseOwner, owner)))
+          .run();
+        if (result.changes === 0) continue; // The lease was lost: another owner has the job.
+        const checks = d.evaluation?.checks ?? d.checks;
+        if (final && checks) {
+          tx.delete(checkResults).where(eq(checkResults.jobId, d.job.jobId)).run();
+          for (const part of chunks(checks, 100)) {
+            tx.insert(checkResults)
+              .values(
+                part.map((c) => ({
+                  jobId: d.job.jobId,
+                  name: c.name,
+                  outcome: c.outcome,
+                  reason: c.reason,
+                  expected: c.expected,
+                  actual: c.actual,
+                  runId,
+                  checkedAt: t,
+                })),
+              )
+              .run();
+          }
+        }
+        if (final) finals.push(d);
+      }
+    });
+    for (const d of finals) {
+      const checks = d.evaluation?.checks ?? d.checks ?? [];
+      log.info(
+        {
+          jobId: d.job.jobId,
+          verdict: d.verdict,
+          failed: checks.filter((c) => c.outcome === "fail").map((c) => c.name),
+        },
+        "job verdict",
+      );
+    }
+  }
+
+  function countVerdicts(filter: VerifyFilter | null): RunProgress {
+    const byVerdict = Object.fromEntries(verdicts.map((v) => [v, 0])) as Record<Verdict, number>;
+    const rows = db
+      .select({ verdict: jobs.verdict, n: sql<number>`count(*)` })
+      .from(jobs)
+      .where(filterCondition(filter))
+      .groupBy(jobs.verdict)
+      .all();
+    let total = 0;
+    for (const r of rows) {
+      byVerdict[r.verdict] = r.n;
+      total += r.n;
+    }
+    const final = finalVerdicts.reduce((n, v) => n + byVerdict[v], 0);
+    return { total, final, byVerdict };
+  }
+
+  /** When the next open job in `filter` is due (ms since epoch), or null if none is open. */
+  function nextDue(filter: VerifyFilter | null): number | null {
+    const row = db
+      .select({
+        next: sql<number | null>`min(max(${jobs.nextVerifyAt}, coalesce(${jobs.leaseUntil}, 0)))`,
+      })
+      .from(jobs)
+      .where(and(inArray(jobs.verdict, openVerdicts), filterCondition(filter)))
+      .get();
+    return row?.next ?? null;
+  }
+
+  function startRun(trigger: "serve" | "verify", filter: VerifyFilter | null): number {
+    const row = db
+      .insert(verificationRuns)
+      .values({
+        trigger,
+        status: "running",
+        windowFrom: filter?.from ?? null,
+        windowTo: filter?.to ?? null,
+        startedAt: now(),
+        owner,
+      })
+      .returning({ id: verificationRuns.id })
+      .get();
+    return row.id;
+  }
+
+  function finishRun(runId: number, status: RunSummary["status"] | "failed", summary: unknown) {
+    db.update(verificationRuns)
+      .set({ status, finishedAt: now(), summary })
+      .where(eq(verificationRuns.id, runId))
+      .run();
+  }
+
+  function releaseLeases() {
+    db.update(jobs)
+      .set({ leaseOwner: null, leaseUntil: null })
+      .where(eq(jobs.leaseOwner, owner))
+      .run();
+  }
+
+  /** Extends this owner's leases while a long round (a slow or rate-limited node) is running. */
+  function renewLeases() {
+    db.update(jobs)
+      .set({ leaseUntil: now() + options.leaseMs })
+      .where(eq(jobs.leaseOwner, owner))
+      .run();
+  }
+
+  const runRound = (filter: VerifyFilter | null, runId: number | null) =>
+    rounds.add(async () => {
+      const renewal = setInterval(renewLeases, Math.max(10, options.leaseMs / 3));
+      try {
+        return await round(filter, runId);
+      } finally {
+        clearInterval(renewal);
+      }
+    }) as Promise<number>;
+
+  async function loop() {
+    const runId = startRun("serve", null);
+    let status: "completed" | "failed" = "completed";
+    try {
+      while (!stopping) {
+        let worked = 0;
+        try {
+          worked = await runRound(null, runId);
+        } catch (error) {
+          log.error({ err: error }, "verification round failed");
+          await sleep(options.errorBackoffMs);
+          continue;
+        }
+        if (worked > 0) continue;
+        const waiters = idleWaiters;
+        idleWaiters = [];
+        for (const w of waiters) w();
+        const due = nextDue(null);
+        const wait =
+          due === null ? options.idleIntervalMs : Math.min(options.idleIntervalMs, due - now());
+        await sleep(wait);
+      }
+    } catch (error) {
+      status = "failed";
+      log.error({ err: error }, "verifier loop stopped");
+    } finally {
+      releaseLeases();
+      finishRun(runId, status, countVerdicts(null));
+    }
+  }
+
+  return {
+    owner,
+    start() {
+      if (running) return;
+      running = true;
+      stopping = false;
+      loopDone = loop();
+    },
+    async stop() {
+      stopping = true;
+      notify();
+      await loopDone;
+      await rounds.onIdle();
+      releaseLeases();
+      running = false;
+      loopDone = null;
+      for (const w of idleWaiters) w();
+      idleWaiters = [];
+    },
+    notify,
+    reverify(jobId: string) {
+      db.update(jobs)
+        .set({
+          verdict: "pending",
+          nextVerifyAt: 0,
+          verifyAttempts: 0,
+          lastError: null,
+          updatedAt: now(),
+        })
+        .where(eq(jobs.jobId, jobId))
+        .run();
+      notify();
+    },
+    onIdle() {
+      if (!running) return rounds.onIdle();
+      return new Promise<void>((resolve) => {
+        idleWaiters.push(resolve);
+        notify();
+      });
+    },
+    async runUntilSettled(filter, opts) {
+      const started = now();
+      const deadline = started + opts.timeoutMs;
+      const runId = startRun("verify", filter);
+      let status: RunSummary["status"] = "completed";
+      let progress = countVerdicts(filter);
+      try {
+        for (;;) {
+          if (opts.signal?.aborted) {
+            status = "interrupted";
+            break;
+          }
+          if (progress.final === progress.total) break;
+          if (now() >= deadline) {
+            status = "timed_out";
+            break;
+          }
+          const worked = await runRound(filter, runId);
+          progress = countVerdicts(filter);
+          opts.onProgress?.(progress);
+          if (worked === 0 && progress.final < progress.total) {
+            const due = nextDue(filter) ?? now() + options.pollIntervalMs;
+            await sleep(Math.min(due, deadline) - now(), opts.signal);
+          }
+        }
+      } catch (error) {
+        finishRun(runId, "failed", { error: message(error), ...progress });
+        throw error;
+      }
+      const summary: RunSummary = { runId, status, durationMs: now() - started, ...progress };
+      finishRun(runId, status, { ...progress, durationMs: summary.durationMs });
+      log.info({ runId, status, ...progress }, "verification run finished");
+      return summary;
+    },
+  };
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,205 @@
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+import { AppError } from "../errors.js";
+
+/**
+ * A protocol profile: everything the checks need to know about how Decentral moves money on a
+ * cluster. Profiles are data, so a new deployment (or the real program layout, once known) is a
+ * new JSON file, not new code. A field set to null means "unknown": checks that need it are
+ * skipped with a reason instead of guessed.
+ */
+
+const base58Address = z
+  .string()
+  .regex(/^[1-9A-HJ-NP-Za-km-z]{32,44}$/, "must be a base58 address (32 to 44 characters)");
+
+const bps = z.number().int().min(0).max(10_000);
+
+const modelPriceSchema = z.object({
+  /** Credits charged for a request up to `includedTokens` completion tokens. */
+  creditsPerRequest: z.number().int().nonnegative(),
+  /** Credits per started 1,000 completion tokens beyond `includedTokens`. */
+  creditsPer1kTokens: z.number().int().nonnegative(),
+  /** Completion tokens covered by `creditsPerRequest`. Default 500. */
+  includedTokens: z.number().int().nonnegative().default(500),
+});
+
+export const profileSchema = z.object({
+  name: z.string().min(1),
+  /** Cluster name used for explorer links (`mainnet-beta`, `devnet`, or `custom`). */
+  cluster: z.string().min(1),
+  /** The credit token (USDC) mint. */
+  usdcMint: base58Address,
+  /** Token programs the mint may live under: classic SPL Token and Token-2022. */
+  tokenPrograms: z.array(base58Address).min(1),
+  /** Owner of the credit vaults and the escrow vault, when known. */
+  escrowAuthority: base58Address.nullable().default(null),
+  /** The token account that holds locked credits between escrow and settlement, when known. */
+  escrowVault: base58Address.nullable().default(null),
+  /** The treasury: its wallet or its token account, when known. */
+  treasury: base58Address.nullable().default(null),
+  /** Program ids of the four Decentral programs; null while not public. */
+  programs: z
+    .object({
+      jobEscrow: base58Address.nullable().default(null),
+      settlement: base58Address.nullable().default(null),
+      staking: base58Address.nullable().default(null),
+      workerRegistry: base58Address.nullable().default(null),
+    })
+    .default({ jobEscrow: null, settlement: null, staking: null, workerRegistry: null }),
+  /** How a transaction names its job: SPL Memo texts `<prefix><job_id>`. */
+  memo: z
+    .object({
+      escrowPrefix: z.string().min(1).default("decentral:escrow:"),
+      settlePrefix: z.string().min(1).default("decentral:settle:"),
+      refundPrefix: z.string().min(1).default("decentral:refund:"),
+    })
+    .default({
+      escrowPrefix: "decentral:escrow:",
+      settlePrefix: "decentral:settle:",
+      refundPrefix: "decentral:refund:",
+    }),
+  payout: z
+    .object({
+      /** Worker shares allowed, in basis points of the charge (75% unstaked, 85% staked). */
+      ratesBps: z.array(bps).min(1).default([7500, 8500]),
+      /** A worker's rate pinned by wallet, when known (e.g. from the staking program). */
+      workerRatesBps: z.record(base58Address, bps).default({}),
+    })
+    .default({ ratesBps: [7500, 8500], workerRatesBps: {} }),
+  /** Prices per model id; a model not listed has its price check skipped. */
+  pricing: z.record(z.string().min(1), modelPriceSchema).default({}),
+  /** Completion tokens the escrow lock assumes when the request sets no `max_tokens`. */
+  defaultMaxTokens: z.number().int().positive().default(2000),
+  /** A job must be settled (or refunded) within this many seconds of its escrow. */
+  settlementWindowSeconds: z.number().int().positive().default(120),
+  /**
+   * A signature still unseen this many slots after we first looked for it is dropped: its
+   * blockhash (valid ~150 blocks) has expired, so it can never land. Includes a margin.
+   */
+  dropAfterSlots: z.number().int().positive().default(300),
+  /** USDC base units per credit (1 credit = $0.01 = 10,000 base units). */
+  unitsPerCredit: z.number().int().positive().default(10_000),
+});
+
+export type Profile = z.infer<typeof profileSchema>;
+export type ProfileInput = z.input<typeof profileSchema>;
+export type ModelPrice = z.infer<typeof modelPriceSchema>;
+
+export const SPL_TOKEN_PROGRAM = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA";
+export const TOKEN_2022_PROGRAM = "TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb";
+
+/**
+ * The reference model served by `decentral-audit localnet` (PROTOCOL.md section 2). The
+ * addresses are those of the deterministic local keys (`src/localnet/keys.ts`), written out as
+ * data so the profile reads like any JSON profile; a test asserts they still match the keys.
+ */
+export const localnetProfile: Profile = profileSchema.parse({
+  name: "localnet",
+  cluster: "custom",
+  usdcMint: "7rupWNPx2KZpVkoyNiYTxhzH7AnxGm46n1DXG4yUziV1",
+  tokenPrograms: [SPL_TOKEN_PROGRAM, TOKEN_2022_PROGRAM],
+  escrowAuthority: "EZshmQRpaT2nQQaR2egEeei61o2m2cnCH4pWjMAHD2p5",
+  escrowVault: "Gp34c9cnZUEhVTJVVDfciifWxmmJEtzt1UjvAd4Rtxb3",
+  treasury: "888M3gji5G1iLZQh64Sevd41hMbcecoBcM5jEw6Rmoqt",
+  payout: {
+    ratesBps: [7500, 8500],
+    // Workers 0 and 1 are staked (85%), 2 and 3 are not (75%).
+    workerRatesBps: {
+      "2Y4BJPGRTuBRAKwbJLQNrDSCHMnthBbYApziWizPm3B5": 8500,
+      Bjiv9vXpvefh5utsg2YV37kGca6qTuFZgHLLAq3ZZ3QX: 8500,
+      DcrtuEi23DAjQ9t2QJ9wFXDSZRU26jC5cVx4Dejivmwe: 7500,
+      HY2N5FZWDiMAwsxiHeLM7dH8aN2KfxEMJbPGoG8rTCVe: 7500,
+    },
+  },
+  pricing: {
+    "phi-4-mini": { creditsPerRequest: 2, creditsPer1kTokens: 1 },
+    "qwen3-8b": { creditsPerRequest: 8, creditsPer1kTokens: 4 },
+    "mistral-small-3.1-24b": { creditsPerRequest: 16, creditsPer1kTokens: 8 },
+    "llama-3.3-70b": { creditsPerRequest: 40, creditsPer1kTokens: 20 },
+  },
+} satisfies ProfileInput);
+
+/**
+ * Decentral on Solana mainnet, from the public docs: real USDC, the 75/85 split and the 120 s
+ * window. Program ids, vaults and the treasury are not public, so checks that need them skip.
+ */
+export const decentralMainnetProfile: Profile = profileSchema.parse({
+  name: "decentral-mainnet",
+  cluster: "mainnet-beta",
+  usdcMint: "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v",
+  tokenPrograms: [SPL_TOKEN_PROGRAM],
+  pricing: {
+    "qwen3-8b": { creditsPerRequest: 8, creditsPer1kTokens: 4 },
+    "llama-3.3-70b": { creditsPerRequest: 40, creditsPer1kTokens: 20 },
+  },
+} satisfies ProfileInput);
+
+export const builtinProfiles: Readonly<Record<string, Profile>> = {
+  localnet: localnetProfile,
+  "decentral-mainnet": decentralMainnetProfile,
+};
+
+/**
+ * Returns a built-in profile by name, or reads and validates a JSON profile file. A bad file is
+ * rejected with an error naming the first wrong field (`validation_failed`, `details.field`).
+ */
+export function loadProfile(nameOrPath: string): Profile {
+  const builtin = builtinProfiles[nameOrPath];
+  if (builtin) return builtin;
+  let text: string;
+  try {
+    text = readFileSync(nameOrPath, "utf8");
+  } catch (cause) {
+    throw new AppError(
+      "bad_request",
+      `profile ${JSON.stringify(nameOrPath)} is neither a built-in profile (${Object.keys(builtinProfiles).join(", ")}) nor a readable file`,
+      { field: "AUDIT_PROFILE" },
+      { cause },
+    );
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (cause) {
+    throw new AppError(
+      "validation_failed",
+      `profile file ${nameOrPath} is not valid JSON: ${(cause as Error).message}`,
+      { field: "(file)" },
+      { cause },
+    );
+  }
+  return parseProfile(data, nameOrPath);
+}
+
+/** Validates profile data; the error names every wrong field by its dotted path. */
+export function parseProfile(data: unknown, source = "profile"): Profile {
+  const parsed = profileSchema.safeParse(data);
+  if (parsed.success) return parsed.data;
+  const issues = parsed.error.issues.map((issue) => ({
+    field: issue.path.map(String).join(".") || "(root)",
+    message: issue.message,
+  }));
+  const first = issues[0]!;
+  throw new AppError(
+    "validation_failed",
+    `${source}: ${issues.map((i) => `${i.field}: ${i.message}`).join("; ")}`,
+    { field: first.field, issues },
+  );
+}
+
+/** Price of a job in base units for the given completion tokens, or null if the model is unpriced. */
+export function priceUnits(
+  profile: Profile,
+  model: string | null,
+  completionTokens: number,
+): bigint | null {
+  if (model === null) return null;
+  const price = profile.pricing[model];
+  if (!price) return null;
+  const extra = Math.max(0, completionTokens - price.includedTokens);
+  const credits =
+    BigInt(price.creditsPerRequest) +
+    BigInt(price.creditsPer1kTokens) * BigInt(Math.ceil(extra / 1000));
+  return credits * BigInt(profile.unitsPerCredit);
+}

@@ -1,0 +1,149 @@
+import { describe, expect, it } from "vitest";
+import type { TransactionFacts } from "../src/chain/transaction-facts.js";
+import { type CheckInput, evaluateJob, type ReceiptForChecks } from "../src/verify/checks.js";
+import { decentralMainnetProfile, localnetProfile } from "../src/verify/profiles.js";
+import { accounts, change, facts, honest, sig, vault, worker } from "./support/verify-fixtures.js";
+
+function input(
+  job: ReceiptForChecks,
+  txs: TransactionFacts[],
+  namedBy = new Map<string, string[]>(),
+): CheckInput {
+  return {
+    job,
+    profile: localnetProfile,
+    transactions: new Map(txs.map((t) => [t.signature, t])),
+    namedBy,
+  };
+}
+
+const failing = (e: ReturnType<typeof evaluateJob>) =>
+  e.checks.filter((c) => c.outcome === "fail").map((c) => c.name);
+
+describe("protocol checks", () => {
+  it("verifies an honest settled job and reports its amounts", () => {
+    const { job, escrow, settlement } = honest();
+    const e = evaluateJob(input(job, [escrow, settlement]));
+    expect(failing(e)).toEqual([]);
+    expect(e.verdict).toBe("verified");
+    expect(e.amounts).toMatchObject({
+      escrowedUnits: 160_000n,
+      chargedUnits: 80_000n,
+      workerPaidUnits: 60_000n,
+      treasuryPaidUnits: 20_000n,
+      refundedUnits: 80_000n,
+      expectedChargeUnits: 80_000n,
+      feesLamports: 10_000n,
+    });
+    const names = e.checks.map((c) => c.name);
+    expect(new Set(names).size).toBe(names.length);
+    expect(e.checks.find((c) => c.name === "settlement.split")?.expected).toMatchObject({
+      workerShare: ["60000"],
+    });
+  });
+
+  it("fails the split, not the payment, when the worker is paid at the wrong rate", () => {
+    const { job, escrow, settlement } = honest();
+    // 75% worker paid as if staked: 85%. Treasury gets less; the lock is still conserved.
+    settlement.tokenChanges[1]!.delta = 68_000n;
+    settlement.tokenChanges[2]!.delta = 12_000n;
+    const e = evaluateJob(input(job, [escrow, settlement]));
+    expect(failing(e)).toEqual(["settlement.split"]);
+    expect(e.verdict).toBe("discrepancy");
+  });
+
+  it("fails conservation when part of the lock never leaves escrow", () => {
+    const { job, escrow, settlement } = honest();
+    settlement.tokenChanges[0]!.delta = -150_000n;
+    settlement.tokenChanges[3]!.delta = 70_000n;
+    const e = evaluateJob(input(job, [escrow, settlement]));
+    expect(failing(e)).toEqual(["settlement.conserves_lock"]);
+  });
+
+  it("keeps a replayed signature with the job its memo names and fails the replaying job", () => {
+    const original = honest("job_original");
+    const replay = honest("job_replay");
+    replay.job.escrowTx = original.escrow.signature;
+    replay.settlement.signature = sig("R");
+    replay.job.settlementTx = replay.settlement.signature;
+    const namedBy = new Map([[original.escrow.signature, ["job_original", "job_replay"]]]);
+    const forOriginal = evaluateJob(
+      input(original.job, [original.escrow, original.settlement], namedBy),
+    );
+    const forReplay = evaluateJob(input(replay.job, [original.escrow, replay.settlement], namedBy));
+    expect(forOriginal.verdict).toBe("verified");
+    expect(failing(forReplay).sort()).toEqual(["escrow.memo", "signatures.unique"]);
+    // Checks that need this job's own lock are skipped, not failed.
+    expect(forReplay.checks.find((c) => c.name === "settlement.conserves_lock")?.outcome).toBe(
+      "skip",
+    );
+  });
+
+  it("skips the money checks of a failed settlement and fails only its success check", () => {
+    const { job, escrow, settlement } = honest();
+    settlement.succeeded = false;
+    settlement.err = { InstructionError: [0, { Custom: 1 }] };
+    settlement.tokenChanges = [];
+    const e = evaluateJob(input(job, [escrow, settlement]));
+    expect(failing(e)).toEqual(["settlement.succeeded"]);
+    expect(e.amounts.chargedUnits).toBe(0n);
+  });
+
+  it("verifies a refunded job whose whole lock came back", () => {
+    const { job, escrow } = honest("job_refund");
+    const refund = facts(sig("F"), 14, "decentral:refund:job_refund", [
+      change(accounts.escrowVault, accounts.escrowAuthority, -160_000n),
+      change(vault, accounts.escrowAuthority, 160_000n),
+    ]);
+    job.settlementTx = refund.signature;
+    job.httpStatus = 504;
+    const e = evaluateJob(input(job, [escrow, refund]));
+    expect(failing(e)).toEqual([]);
+    expect(e.verdict).toBe("verified");
+    expect(e.amounts).toMatchObject({ chargedUnits: 0n, refundedUnits: 160_000n });
+    refund.tokenChanges[1]!.delta = 100_000n;
+    refund.tokenChanges.push(change(worker.tokenAccount, worker.address, 60_000n));
+    expect(failing(evaluateJob(input(job, [escrow, refund])))).toEqual(["refund.complete"]);
+  });
+
+  it("fails a job settled twice, once in the headers and once in the jobs API", () => {
+    const { job, escrow, settlement } = honest();
+    const second = { ...settlement, signature: sig("T"), slot: 13 };
+    job.apiSettlementTx = second.signature;
+    job.apiEscrowTx = job.escrowTx;
+    job.apiWorker = job.worker;
+    job.apiStatus = "settled";
+    job.apiCheckedAt = 1;
+    const e = evaluateJob(input(job, [escrow, settlement, second]));
+    expect(failing(e).sort()).toEqual(["jobs_api.matches_receipt", "settlement.single"]);
+  });
+
+  it("skips, with a reason, the checks a profile without program ids, vault or treasury cannot run", () => {
+    const { job, escrow, settlement } = honest();
+    // Mainnet knowledge (no program ids, vault or treasury) over the local mint.
+    const profile = { ...decentralMainnetProfile, usdcMint: accounts.mint };
+    const e = evaluateJob({ ...input(job, [escrow, settlement]), profile });
+    expect(e.verdict).toBe("verified");
+    const skipped = Object.fromEntries(
+      e.checks.filter((c) => c.outcome === "skip").map((c) => [c.name, c.reason]),
+    );
+    expect(skipped).toMatchObject({
+      "escrow.program": expect.stringContaining("job_escrow program id"),
+      "escrow.vault": expect.stringContaining("escrow vault"),
+      "settlement.program": expect.stringContaining("settlement program id"),
+      "settlement.recipients": expect.stringContaining("treasury"),
+    });
+    expect(e.amounts).toMatchObject({ escrowedUnits: 160_000n, chargedUnits: 80_000n });
+  });
+
+  it("calls a job unverifiable when no settlement signature is known and the API did not say settled", () => {
+    const { job, escrow } = honest();
+    job.settlementTx = null;
+    expect(evaluateJob(input(job, [escrow])).verdict).toBe("unverifiable");
+    job.apiStatus = "settled";
+    job.apiCheckedAt = 1;
+    const e = evaluateJob(input(job, [escrow]));
+    expect(e.verdict).toBe("discrepancy");
+    expect(failing(e)).toEqual(["settlement.exists"]);
+  });
+});

@@ -1,0 +1,242 @@
+import { eq } from "drizzle-orm";
+import { describe, expect, it } from "vitest";
+import type { Store } from "../src/db/client.js";
+import { chainTransactions, checkResults, jobs, verificationRuns } from "../src/db/schema.js";
+import { createLogger } from "../src/log.js";
+import { recordJobsApiAnswer } from "../src/recorder/jobs-api.js";
+import { recordReceipt } from "../src/recorder/receipts.js";
+import { createVerifier, type VerifierDeps } from "../src/verify/engine.js";
+import { localnetProfile } from "../src/verify/profiles.js";
+import { createTestStore } from "./support/store.js";
+import { createFakeChain } from "./support/verify-fake-rpc.js";
+import { honest } from "./support/verify-fixtures.js";
+
+const log = createLogger({ level: "silent" });
+const fast = { pollIntervalMs: 2, errorBackoffMs: 2, backfillWaitMs: 2, idleIntervalMs: 20 };
+
+function record(store: Store, job: ReturnType<typeof honest>["job"]) {
+  recordReceipt(
+    store,
+    {
+      jobId: job.jobId,
+      escrowTx: job.escrowTx,
+      settlementTx: job.settlementTx,
+      worker: job.worker,
+      creditsRemainingUnits: null,
+      model: job.model,
+      promptTokens: 10,
+      completionTokens: job.completionTokens,
+      totalTokens: null,
+    },
+    "ingest",
+  );
+}
+
+function verifier(
+  store: Store,
+  chain: ReturnType<typeof createFakeChain>,
+  extra: Partial<VerifierDeps> = {},
+) {
+  return createVerifier({
+    store,
+    rpc: chain.rpc,
+    profile: localnetProfile,
+    log,
+    options: fast,
+    ...extra,
+  });
+}
+
+const verdictOf = (store: Store, jobId: string) =>
+  store.db.select().from(jobs).where(eq(jobs.jobId, jobId)).get();
+
+describe("verification engine", () => {
+  it("verifies jobs at finality, batching status polls and fetching each transaction once", async () => {
+    const store = createTestStore();
+    const chain = createFakeChain({ finalitySlots: 3 });
+    const a = honest("job_a", "a");
+    const b = honest("job_b", "b");
+    const replay = honest("job_replay", "r");
+    replay.job.escrowTx = a.escrow.signature; // a replayed receipt: job_a's escrow again
+    for (const j of [a, b, replay]) {
+      chain.land(j.escrow);
+      chain.land(j.settlement);
+      record(store, j.job);
+    }
+    const summary = await verifier(store, chain).runUntilSettled({}, { timeoutMs: 10_000 });
+    expect(summary).toMatchObject({ status: "completed", total: 3, final: 3 });
+    expect(summary.byVerdict).toMatchObject({ verified: 2, discrepancy: 1 });
+    expect(verdictOf(store, "job_replay")?.verdict).toBe("discrepancy");
+    expect(verdictOf(store, "job_a")).toMatchObject({
+      verdict: "verified",
+      commitment: "finalized",
+      chargedUnits: 80_000n,
+      workerPaidUnits: 60_000n,
+    });
+    // 5 distinct signatures (the replayed escrow is named twice): one getTransaction each.
+    expect(chain.calls.getTransaction.size).toBe(5);
+    expect([...chain.calls.getTransaction.values()].every((n) => n === 1)).toBe(true);
+    // Each poll carried every pending signature at once: polls < finality rounds + 1.
+    expect(chain.calls.statusCalls).toBeLessThanOrEqual(4);
+    const stored = store.db.select().from(chainTransactions).all();
+    expect(stored.every((r) => r.state === "finalized" && r.raw !== null)).toBe(true);
+    const run = store.db.select().from(verificationRuns).get();
+    expect(run).toMatchObject({ trigger: "verify", status: "completed" });
+  });
+
+  it("needs no RPC call at all for jobs whose transactions are already stored", async () => {
+    const store = createTestStore();
+    const chain = createFakeChain({ finalitySlots: 1 });
+    const a = honest("job_a", "a");
+    chain.land(a.escrow);
+    chain.land(a.settlement);
+    record(store, a.job);
+    await verifier(store, chain).runUntilSettled({}, { timeoutMs: 10_000 });
+    const before = { ...chain.calls, tx: chain.calls.getTransaction.size };
+    const again = honest("job_again", "a"); // names the same two signatures
+    record(store, { ...again.job, jobId: "job_again" });
+    store.db.update(jobs).set({ verdict: "pending" }).where(eq(jobs.jobId, "job_a")).run();
+    await verifier(store, chain).runUntilSettled({}, { timeoutMs: 10_000 });
+    expect(chain.calls.statusCalls).toBe(before.statusCalls);
+    expect(chain.calls.getTransaction.size).toBe(before.tx);
+  });
+
+  it("calls a signature that never lands dropped once the drop window has passed", async () => {
+    const store = createTestStore();
+    const chain = createFakeChain({ finalitySlots: 1, slotsPerPoll: 100 });
+    const a = honest("job_phantom", "p");
+    chain.land(a.escrow); // the settlement never lands
+    record(store, a.job);
+    const summary = await verifier(store, chain).runUntilSettled({}, { timeoutMs: 10_000 });
+    expect(summary.byVerdict.dropped).toBe(1);
+    const checks = store.db.select().from(checkResults).all();
+    expect(checks).toEqual([
+      expect.objectContaining({ name: "settlement.exists", outcome: "fail" }),
+    ]);
+    expect(chain.slot).toBeGreaterThan(localnetProfile.dropAfterSlots);
+  });
+
+  it("treats RPC trouble as a retryable error, never as a discrepancy", async () => {
+    const store = createTestStore();
+    const chain = createFakeChain({ finalitySlots: 1 });
+    const a = honest("job_a", "a");
+    chain.land(a.escrow);
+    chain.land(a.settlement);
+    record(store, a.job);
+    chain.failNext(3);
+    const seen = new Set<string>();
+    const summary = await verifier(store, chain).runUntilSettled(
+      {},
+      {
+        timeoutMs: 10_000,
+        onProgress: (p) => {
+          for (const [v, n] of Object.entries(p.byVerdict)) if (n > 0) seen.add(v);
+        },
+      },
+    );
+    expect(seen.has("error")).toBe(true);
+    expect(summary.byVerdict.verified).toBe(1);
+    expect(verdictOf(store, "job_a")?.lastError).toBeNull();
+  });
+
+  it("waits for the settlement backfill of a streamed job, then verifies it", async () => {
+    const store = createTestStore();
+    const chain = createFakeChain({ finalitySlots: 1 });
+    const a = honest("job_stream", "s");
+    chain.land(a.escrow);
+    chain.land(a.settlement);
+    record(store, { ...a.job, settlementTx: null });
+    expect(verdictOf(store, "job_stream")?.backfillState).toBe("pending");
+    const v = verifier(store, chain);
+    const run = v.runUntilSettled(
+      {},
+      {
+        timeoutMs: 10_000,
+        onProgress: (p) => {
+          if (
+            p.byVerdict.awaiting_finality > 0 &&
+            verdictOf(store, "job_stream")?.apiCheckedAt === null
+          ) {
+            recordJobsApiAnswer(store, "job_stream", {
+              status: "settled",
+              creditsChargedUnits: 80_000n,
+              escrowTx: a.escrow.signature,
+              settlementTx: a.settlement.signature,
+              worker: a.job.worker,
+              raw: {},
+            });
+          }
+        },
+      },
+    );
+    const summary = await run;
+    expect(summary.byVerdict.verified).toBe(1);
+    const api = store.db
+      .select()
+      .from(checkResults)
+      .where(eq(checkResults.name, "jobs_api.matches_receipt"))
+      .get();
+    expect(api?.outcome).toBe("pass");
+  });
+
+  it("never applies a result computed under a lease that expired and was taken over", async () => {
+    const store = createTestStore();
+    const chain = createFakeChain({ finalitySlots: 1 });
+    const a = honest("job_a", "a");
+    chain.land(a.escrow);
+    chain.land(a.settlement);
+    record(store, a.job);
+    // The stale verifier's clock runs ten minutes behind (a paused VM, a skewed host): its leases
+    // look expired to everyone else. It gets stuck in its first RPC call.
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const stuckRpc = {
+      ...chain.rpc,
+      getSignatureStatuses: async (sigs: string[]) => {
+        await gate;
+        return chain.rpc.getSignatureStatuses(sigs);
+      },
+    };
+    const stale = verifier(store, chain, {
+      rpc: stuckRpc,
+      owner: "stale",
+      now: () => Date.now() - 600_000,
+    });
+    const staleRun = stale.runUntilSettled({}, { timeoutMs: 10_000 });
+    await expect.poll(() => verdictOf(store, "job_a")?.leaseOwner).toBe("stale");
+    const fresh = await verifier(store, chain, { owner: "fresh" }).runUntilSettled(
+      {},
+      { timeoutMs: 10_000 },
+    );
+    expect(fresh.byVerdict.verified).toBe(1);
+    const decided = verdictOf(store, "job_a");
+    release();
+    await staleRun;
+    // The stale owner's late result was refused: the row and its checks are the fresh run's.
+    expect(verdictOf(store, "job_a")).toEqual(decided);
+    const checks = store.db.select().from(checkResults).all();
+    expect(new Set(checks.map((c) => c.runId))).toEqual(new Set([fresh.runId]));
+    expect(new Set(checks.map((c) => c.name)).size).toBe(checks.length);
+  });
+
+  it("keeps looking for new jobs while serving and wakes when notified", async () => {
+    const store = createTestStore();
+    const chain = createFakeChain({ finalitySlots: 1 });
+    const v = verifier(store, chain, { options: { ...fast, idleIntervalMs: 60_000 } });
+    v.start();
+    await v.onIdle();
+    const a = honest("job_late", "l");
+    chain.land(a.escrow);
+    chain.land(a.settlement);
+    record(store, a.job);
+    v.notify();
+    await expect.poll(() => verdictOf(store, "job_late")?.verdict).toBe("verified");
+    await v.stop();
+    const run = store.db.select().from(verificationRuns).get();
+    expect(run).toMatchObject({ trigger: "serve", status: "completed" });
+    v.reverify("job_late");
+    expect(verdictOf(store, "job_late")?.verdict).toBe("pending");
+  });
+});

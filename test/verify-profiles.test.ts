@@ -1,0 +1,102 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { AppError } from "../src/errors.js";
+import { localnetAccounts } from "../src/localnet/keys.js";
+import { modelCatalog } from "../src/localnet/models.js";
+import {
+  decentralMainnetProfile,
+  loadProfile,
+  localnetProfile,
+  priceUnits,
+} from "../src/verify/profiles.js";
+
+function writeJson(value: unknown): string {
+  const dir = mkdtempSync(join(tmpdir(), "profile-"));
+  const path = join(dir, "profile.json");
+  writeFileSync(path, typeof value === "string" ? value : JSON.stringify(value));
+  return path;
+}
+
+describe("protocol profiles", () => {
+  it("describes the local world with the addresses of its deterministic keys", () => {
+    const accounts = localnetAccounts();
+    expect(localnetProfile.usdcMint).toBe(accounts.mint);
+    expect(localnetProfile.tokenPrograms).toContain(accounts.tokenProgram);
+    expect(localnetProfile.escrowAuthority).toBe(accounts.escrowAuthority);
+    expect(localnetProfile.escrowVault).toBe(accounts.escrowVault);
+    expect(localnetProfile.treasury).toBe(accounts.treasury.owner);
+    expect(localnetProfile.payout.workerRatesBps).toEqual(
+      Object.fromEntries(accounts.workers.map((w) => [w.address, w.rateBps])),
+    );
+  });
+
+  it("prices every model exactly as the simulator's catalog does", () => {
+    expect(Object.keys(localnetProfile.pricing).sort()).toEqual(
+      modelCatalog.map((m) => m.id).sort(),
+    );
+    for (const m of modelCatalog) {
+      expect(localnetProfile.pricing[m.id]).toEqual({
+        creditsPerRequest: m.creditsPerRequest,
+        creditsPer1kTokens: m.creditsPer1kTokens,
+        includedTokens: m.includedTokens,
+      });
+    }
+  });
+
+  it("prices a job as credits per request plus credits per started 1k tokens beyond 500", () => {
+    expect(priceUnits(localnetProfile, "qwen3-8b", 500)).toBe(80_000n);
+    expect(priceUnits(localnetProfile, "qwen3-8b", 501)).toBe(120_000n);
+    expect(priceUnits(localnetProfile, "llama-3.3-70b", 2000)).toBe(800_000n);
+    expect(priceUnits(localnetProfile, "unknown-model", 10)).toBeNull();
+  });
+
+  it("knows the mainnet mint and split but no program ids, vaults or treasury", () => {
+    const p = loadProfile("decentral-mainnet");
+    expect(p).toBe(decentralMainnetProfile);
+    expect(p.usdcMint).toBe("EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v");
+    expect(p.payout.ratesBps).toEqual([7500, 8500]);
+    expect(p.settlementWindowSeconds).toBe(120);
+    expect(p.programs.settlement).toBeNull();
+    expect(p.escrowVault).toBeNull();
+  });
+
+  it("loads a JSON profile file and fills defaults", () => {
+    const path = writeJson({
+      name: "staging",
+      cluster: "devnet",
+      usdcMint: "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU",
+      tokenPrograms: ["TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"],
+      pricing: { "qwen3-8b": { creditsPerRequest: 8, creditsPer1kTokens: 4 } },
+    });
+    const p = loadProfile(path);
+    expect(p.name).toBe("staging");
+    expect(p.memo.settlePrefix).toBe("decentral:settle:");
+    expect(p.pricing["qwen3-8b"]?.includedTokens).toBe(500);
+  });
+
+  it("rejects a bad profile file with an error naming the wrong field", () => {
+    const path = writeJson({
+      name: "bad",
+      cluster: "devnet",
+      usdcMint: "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU",
+      tokenPrograms: ["TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"],
+      payout: { ratesBps: [7500, 12_000] },
+    });
+    let error: unknown;
+    try {
+      loadProfile(path);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(AppError);
+    expect((error as AppError).details.field).toBe("payout.ratesBps.1");
+    expect((error as AppError).message).toContain("payout.ratesBps.1");
+  });
+
+  it("rejects a file that is not JSON and a name that is neither built in nor a file", () => {
+    expect(() => loadProfile(writeJson("{ not json"))).toThrow(/not valid JSON/);
+    expect(() => loadProfile("/nonexistent/profile.json")).toThrow(/neither a built-in profile/);
+  });
+});

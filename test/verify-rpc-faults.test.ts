@@ -1,0 +1,71 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createRpcPool } from "../src/chain/rpc-pool.js";
+import { jobs } from "../src/db/schema.js";
+import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
+import { createLogger } from "../src/log.js";
+import { createVerifier } from "../src/verify/engine.js";
+import { localnetProfile } from "../src/verify/profiles.js";
+import { createTestStore } from "./support/store.js";
+import { runRecordedJob } from "./support/verify-jobs.js";
+
+const log = createLogger({ level: "silent" });
+
+let world: LocalWorld;
+beforeAll(async () => {
+  world = await startLocalWorld({ slotMs: 10, finalitySlots: 3 });
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+/** Records `count` honest jobs, then verifies them through a pool over `urls`. */
+async function verifyThrough(urls: string[], rateLimitPerSec: number, count: number) {
+  const store = createTestStore();
+  for (let i = 0; i < count; i++) {
+    await runRecordedJob(world, store, { stream: i % 2 === 1, apiKeyIndex: 3 });
+  }
+  const rpc = createRpcPool({
+    endpoints: urls.map((url) => ({ url, rateLimitPerSec, concurrency: 4, timeoutMs: 1000 })),
+    backoffBaseMs: 20,
+    backoffMaxMs: 300,
+    breakerThreshold: 3,
+    breakerCooldownMs: 2000,
+    maxAttempts: 8,
+  });
+  const verifier = createVerifier({
+    store,
+    rpc,
+    profile: localnetProfile,
+    log,
+    options: { pollIntervalMs: 50, errorBackoffMs: 50, maxBackoffMs: 500 },
+  });
+  const summary = await verifier.runUntilSettled({}, { timeoutMs: 30_000 });
+  await rpc.close();
+  const verdicts = store.db.select({ verdict: jobs.verdict }).from(jobs).all();
+  return { summary, verdicts: verdicts.map((v) => v.verdict) };
+}
+
+describe("verifying through an RPC pool under injected faults", () => {
+  it("verifies every job through a 429 storm without exceeding its own rate", async () => {
+    const limited = await world.addRpcEndpoint({ rateLimitPerSec: 4 });
+    const { summary, verdicts } = await verifyThrough([limited], 6, 4);
+    expect(summary.status).toBe("completed");
+    expect(verdicts).toEqual(Array(4).fill("verified"));
+    const stats = world.rpcStats(limited);
+    expect(stats.served429).toBeGreaterThan(0);
+    expect(stats.maxRequestsPerSecond).toBeLessThanOrEqual(6);
+  });
+
+  it("verifies every job with one endpoint down and another slow and failing 30% of requests", async () => {
+    const down = await world.addRpcEndpoint({ down: true });
+    const flaky = await world.addRpcEndpoint({ http5xxRate: 0.3, behindRate: 0.05, latencyMs: 30 });
+    const { summary, verdicts } = await verifyThrough([down, flaky], 40, 6);
+    expect(summary.status).toBe("completed");
+    expect(verdicts).toEqual(Array(6).fill("verified"));
+    const flakyStats = world.rpcStats(flaky);
+    expect(flakyStats.served5xx).toBeGreaterThan(0);
+    for (const url of [down, flaky]) {
+      expect(world.rpcStats(url).maxRequestsPerSecond).toBeLessThanOrEqual(40);
+    }
+  });
+});

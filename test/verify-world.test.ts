@@ -1,0 +1,182 @@
+import { eq } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createRpcPool, type RpcPool } from "../src/chain/rpc-pool.js";
+import type { Store } from "../src/db/client.js";
+import { checkResults, jobs } from "../src/db/schema.js";
+import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
+import { createLogger } from "../src/log.js";
+import { createVerifier } from "../src/verify/engine.js";
+import { localnetProfile, type Profile } from "../src/verify/profiles.js";
+import { createTestStore } from "./support/store.js";
+import { groundTruth, type JobSpec, runRecordedJob } from "./support/verify-jobs.js";
+
+const log = createLogger({ level: "silent" });
+/** A short drop window: with 10 ms slots a never-landing signature is called dropped in ~0.5 s. */
+const profile: Profile = { ...localnetProfile, dropAfterSlots: 50 };
+
+let world: LocalWorld;
+beforeAll(async () => {
+  world = await startLocalWorld({ slotMs: 10, finalitySlots: 3 });
+});
+afterAll(async () => {
+  await world?.close();
+});
+
+function pool(urls = [world.rpcUrl], rateLimitPerSec = 200): RpcPool {
+  return createRpcPool({
+    endpoints: urls.map((url) => ({ url, rateLimitPerSec, concurrency: 4, timeoutMs: 2000 })),
+    backoffBaseMs: 20,
+    backoffMaxMs: 200,
+    breakerCooldownMs: 500,
+  });
+}
+
+async function verifyAll(store: Store, rpc: RpcPool) {
+  const verifier = createVerifier({
+    store,
+    rpc,
+    profile,
+    log,
+    options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
+  });
+  return verifier.runUntilSettled({}, { timeoutMs: 20_000 });
+}
+
+const jobRow = (store: Store, jobId: string) =>
+  store.db.select().from(jobs).where(eq(jobs.jobId, jobId)).get()!;
+const failingChecks = (store: Store, jobId: string) =>
+  store.db
+    .select()
+    .from(checkResults)
+    .where(eq(checkResults.jobId, jobId))
+    .all()
+    .filter((c) => c.outcome === "fail")
+    .map((c) => c.name)
+    .sort();
+
+describe("verifying simulated jobs on the local chain", () => {
+  it("verifies honest jobs, streamed or not, for staked and unstaked workers, to the base unit", async () => {
+    const store = createTestStore();
+    const rpc = pool();
+    const specs: JobSpec[] = [
+      { stream: false, model: "qwen3-8b" },
+      { stream: true, model: "qwen3-8b" },
+      { stream: false, model: "llama-3.3-70b", maxTokens: 800 },
+      { stream: true, model: "phi-4-mini" },
+      { stream: false, model: "mistral-small-3.1-24b" },
+      { stream: true, model: "llama-3.3-70b" },
+      { stream: false, model: "phi-4-mini", apiKeyIndex: 1 },
+      { stream: true, model: "qwen3-8b", apiKeyIndex: 1 },
+    ];
+    const ids: string[] = [];
+    for (const spec of specs) ids.push((await runRecordedJob(world, store, spec)).jobId);
+    const summary = await verifyAll(store, rpc);
+    expect(summary).toMatchObject({ status: "completed", total: specs.length });
+    const staked = new Set<boolean>();
+    for (const jobId of ids) {
+      const truth = await groundTruth(world, jobId);
+      staked.add(truth.staked as boolean);
+      const row = jobRow(store, jobId);
+      expect({ jobId, verdict: row.verdict, failing: failingChecks(store, jobId) }).toEqual({
+        jobId,
+        verdict: "verified",
+        failing: [],
+      });
+      expect(row).toMatchObject({
+        escrowedUnits: BigInt(truth.lockUnits as string),
+        chargedUnits: BigInt(truth.chargeUnits as string),
+        workerPaidUnits: BigInt(truth.workerShareUnits as string),
+        treasuryPaidUnits: BigInt(truth.treasuryShareUnits as string),
+        refundedUnits: BigInt(truth.refundUnits as string),
+        expectedChargeUnits: BigInt(truth.priceUnits as string),
+      });
+    }
+    expect(staked).toEqual(new Set([true, false]));
+    await rpc.close();
+  });
+
+  // fault -> verdict -> the checks that fail (and no others)
+  const faultTable: { fault: string; stream?: boolean; verdict: string; failing: string[] }[] = [
+    { fault: "underpay-worker", verdict: "discrepancy", failing: ["settlement.split"] },
+    { fault: "wrong-worker", verdict: "discrepancy", failing: ["settlement.worker_paid"] },
+    { fault: "skip-settlement", verdict: "discrepancy", failing: ["settlement.exists"] },
+    {
+      fault: "double-settle",
+      verdict: "discrepancy",
+      failing: ["jobs_api.matches_receipt", "settlement.single"],
+    },
+    {
+      fault: "reuse-escrow",
+      verdict: "discrepancy",
+      failing: ["escrow.memo", "signatures.unique"],
+    },
+    { fault: "phantom-signature", verdict: "dropped", failing: ["settlement.exists"] },
+    { fault: "overcharge", verdict: "discrepancy", failing: ["charge.matches_price"] },
+    { fault: "failed-settlement", verdict: "discrepancy", failing: ["settlement.succeeded"] },
+    { fault: "timeout", verdict: "verified", failing: [] },
+    {
+      fault: "underpay-worker",
+      stream: true,
+      verdict: "discrepancy",
+      failing: ["settlement.split"],
+    },
+    {
+      fault: "overcharge",
+      stream: true,
+      verdict: "discrepancy",
+      failing: ["charge.matches_price"],
+    },
+  ];
+
+  it("ends each simulator fault in its verdict with exactly the checks it breaks", async () => {
+    const store = createTestStore();
+    const rpc = pool();
+    // reuse-escrow replays the previous escrow of the same key: this honest job's.
+    const { jobId: original } = await runRecordedJob(world, store, { apiKeyIndex: 2 });
+    const ids: string[] = [];
+    for (const row of faultTable) {
+      const { jobId } = await runRecordedJob(world, store, {
+        fault: row.fault,
+        stream: row.stream ?? false,
+        apiKeyIndex: 2,
+      });
+      ids.push(jobId);
+    }
+    await verifyAll(store, rpc);
+    const actual = faultTable.map((row, i) => ({
+      fault: row.fault,
+      stream: row.stream ?? false,
+      verdict: jobRow(store, ids[i]!).verdict,
+      failing: failingChecks(store, ids[i]!),
+    }));
+    expect(actual).toEqual(
+      faultTable.map((row) => ({
+        fault: row.fault,
+        stream: row.stream ?? false,
+        verdict: row.verdict,
+        failing: [...row.failing].sort(),
+      })),
+    );
+    // The replayed escrow stays with the job its memo names.
+    expect(jobRow(store, original).verdict).toBe("verified");
+    // The 504 job proved its refund.
+    const timeoutId = ids[faultTable.findIndex((r) => r.fault === "timeout")]!;
+    const refund = store.db
+      .select()
+      .from(checkResults)
+      .where(eq(checkResults.jobId, timeoutId))
+      .all()
+      .filter((c) => c.name.startsWith("refund."));
+    const outcomes = Object.fromEntries(refund.map((c) => [c.name, c.outcome]));
+    expect(outcomes).toMatchObject({
+      "refund.exists": "pass",
+      "refund.finalized": "pass",
+      "refund.succeeded": "pass",
+      "refund.memo": "pass",
+      "refund.complete": "pass",
+      "refund.not_settled": "pass",
+    });
+    expect(jobRow(store, timeoutId)).toMatchObject({ httpStatus: 504, chargedUnits: 0n });
+    await rpc.close();
+  });
+});
