@@ -1,0 +1,174 @@
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { bodyLimit } from "hono/body-limit";
+import type { Store } from "../db/client.js";
+import { AppError } from "../errors.js";
+import { ingestReceipts, maxBatchSize, summarize } from "../recorder/ingest.js";
+import type { AppEnv } from "./app.js";
+import { BEARER_SCHEME } from "./auth.js";
+import { authErrors, ErrorSchema } from "./openapi-schemas.js";
+
+const signature = (what: string) =>
+  z.string().openapi({ description: `${what}: base58 of exactly 64 bytes (87 or 88 characters)` });
+
+/** The receipt as documented. Items are validated one by one by the recorder, not by this. */
+const ReceiptSchema = z
+  .object({
+    job_id: z.string().regex(/^job_[a-z0-9]+$/),
+    escrow_tx: signature("escrow-lock signature"),
+    settlement_tx: signature("settlement signature")
+      .nullable()
+      .optional()
+      .openapi({ description: "null for a stream: obtained later from the jobs API" }),
+    worker: z.string().nullable().optional().openapi({ description: "base58 of exactly 32 bytes" }),
+    credits_remaining: z
+      .union([z.string(), z.number()])
+      .nullable()
+      .optional()
+      .openapi({ description: "`x-decentral-credits-remaining`, in credits (at most 4 decimals)" }),
+    model: z.string().optional(),
+    usage: z
+      .object({
+        prompt_tokens: z.number().int().optional(),
+        completion_tokens: z.number().int().optional(),
+        total_tokens: z.number().int().optional(),
+      })
+      .optional(),
+    created_at: z
+      .union([z.string(), z.number()])
+      .optional()
+      .openapi({ description: "ISO 8601 date-time or epoch seconds; default: when recorded" }),
+    tags: z.record(z.string(), z.string()).optional(),
+  })
+  .openapi("Receipt", {
+    description:
+      "The `_decentral` object of the Python integration docs plus optional model, usage, created_at and tags; a whole chat completion carrying a `_decentral` member is accepted too. Unknown fields are ignored.",
+  });
+
+const ItemResultSchema = z
+  .object({
+    index: z.number().int(),
+    jobId: z.string().optional(),
+    status: z.enum(["created", "duplicate", "updated", "conflict", "rejected"]),
+    field: z.string().optional().openapi({ description: "rejected: the field at fault" }),
+    reason: z.string().optional(),
+    differences: z
+      .array(z.string())
+      .optional()
+      .openapi({ description: "conflict: fields that differ from the recorded receipt" }),
+  })
+  .openapi("IngestItemResult");
+
+const BatchResultSchema = z
+  .object({
+    created: z.number().int(),
+    duplicate: z.number().int(),
+    updated: z.number().int(),
+    conflict: z.number().int(),
+    rejected: z.number().int(),
+    results: z.array(ItemResultSchema),
+  })
+  .openapi("IngestBatchResult");
+
+const SingleResultSchema = z
+  .object({ jobId: z.string(), status: z.enum(["created", "duplicate", "updated"]) })
+  .openapi("IngestResult");
+
+/** Documentation of `POST /jobs`, registered without its validators (see ingestRoutes). */
+const ingestRouteDoc = () =>
+  createRoute({
+    method: "post",
+    path: "/jobs",
+    tags: ["ingest"],
+    summary: "Record one receipt or a batch of up to 1,000",
+    description:
+      "Idempotent on `job_id`: the same receipt again is a duplicate; a different receipt for a recorded job is a conflict, kept as an audit finding. A batch is written in one transaction.",
+    security: [{ [BEARER_SCHEME]: [] }],
+    request: {
+      body: {
+        required: true,
+        content: {
+          "application/json": {
+            schema: z.union([ReceiptSchema, z.array(ReceiptSchema).max(maxBatchSize)]),
+          },
+        },
+      },
+    },
+    responses: {
+      200: {
+        content: {
+          "application/json": { schema: z.union([SingleResultSchema, BatchResultSchema]) },
+        },
+        description: "A single receipt that was a duplicate or an update, or a batch's outcomes.",
+      },
+      201: {
+        content: { "application/json": { schema: SingleResultSchema } },
+        description: "A single receipt, recorded.",
+      },
+      ...authErrors,
+      409: {
+        content: { "application/json": { schema: ErrorSchema } },
+        description: "A single receipt that conflicts with the recorded one (`error.differences`).",
+      },
+      413: {
+        content: { "application/json": { schema: ErrorSchema } },
+        description: "More than 1,000 receipts.",
+      },
+    },
+  });
+
+/**
+ * `POST /jobs`: one receipt (201 created, 200 duplicate or updated, 409 conflict, 400 naming
+ * the field) or an array of up to 1,000 (200 with one outcome per item; 413 beyond). A whole
+ * chat-completion JSON with a `_decentral` member counts as one receipt. The access token is
+ * checked in front of this route (see createApp).
+ */
+export function ingestRoutes(deps: { store: Store; now?: () => number }) {
+  const now = deps.now ?? Date.now;
+  const app = new OpenAPIHono<AppEnv>();
+  // Documented, not validated by a body schema: a batch must accept some items and reject
+  // others, each with its index and field, which a whole-body validator cannot do.
+  app.openAPIRegistry.registerPath(ingestRouteDoc());
+  return app.post(
+    "/jobs",
+    bodyLimit({
+      maxSize: 32 * 1024 * 1024,
+      onError: () => {
+        throw new AppError("payload_too_large", "request body above 32 MiB");
+      },
+    }),
+    async (c) => {
+      let body: unknown;
+      try {
+        body = await c.req.json();
+      } catch {
+        throw new AppError("bad_request", "body must be JSON: a receipt or an array of receipts");
+      }
+      if (Array.isArray(body)) {
+        if (body.length > maxBatchSize) {
+          throw new AppError(
+            "payload_too_large",
+            `at most ${maxBatchSize} receipts per request, got ${body.length}`,
+          );
+        }
+        const results = ingestReceipts(deps.store, body, "ingest", now());
+        return c.json({ ...summarize(results), results }, 200);
+      }
+      const [result] = ingestReceipts(deps.store, [body], "ingest", now());
+      if (!result) throw new AppError("internal", "no outcome for the receipt");
+      if (result.status === "rejected") {
+        throw new AppError("validation_failed", `${result.field}: ${result.reason}`, {
+          field: result.field,
+        });
+      }
+      if (result.status === "conflict") {
+        throw new AppError(
+          "conflict",
+          `job ${result.jobId} already has a different receipt (${result.differences?.join(", ")})`,
+          { jobId: result.jobId, differences: result.differences },
+        );
+      }
+      const single = { jobId: result.jobId ?? "", status: result.status };
+      return result.status === "created" ? c.json(single, 201) : c.json(single, 200);
+    },
+  );
+}

@@ -1,0 +1,237 @@
+/**
+ * A `fetch` for backends that call Decentral directly (no proxy): pass it as
+ * `new OpenAI({ fetch: createRecordingFetch({ ingestUrl }) })`. It returns every response
+ * untouched and, in the background, posts each job's receipt headers to the ingest API.
+ * Delivery never blocks or fails a completion: receipts wait in a bounded buffer and are
+ * retried with backoff; when the buffer is full the oldest receipt is dropped and counted.
+ * This module has no dependency beyond the platform so backends can import it alone.
+ */
+
+/** Options of `createRecordingFetch`; every optional one has a default. */
+export interface RecordingFetchOptions {
+  /** The ingest endpoint, e.g. `http://audit.internal:8787/jobs`. */
+  ingestUrl: string;
+  /** Access token of role `ingest`, sent as `Authorization: Bearer <token>`. */
+  token?: string;
+  /** The fetch that does the real work (calls to Decentral and to the ingest API). Default global `fetch`. */
+  fetch?: typeof fetch;
+  /** Receipts held at most while waiting for delivery. Default 10,000. */
+  maxBuffer?: number;
+  /** Receipts per ingest request, at most 1,000. Default 200. */
+  batchSize?: number;
+  /** First retry delay; doubles per failure. Default 500 ms. */
+  retryBaseMs?: number;
+  /** Longest retry delay. Default 30,000 ms. */
+  retryMaxMs?: number;
+  /** Tags added to every receipt, e.g. `{ service: "search" }`. Default none. */
+  tags?: Record<string, string>;
+  /** Called when delivery fails (the receipt is kept and retried) or a receipt is dropped. */
+  onError?: (error: Error) => void;
+}
+
+/** Counters of what happened to receipts so far. */
+export interface RecordingFetchStats {
+  queued: number;
+  delivered: number;
+  /** Refused by the ingest API as malformed: never retried. */
+  rejected: number;
+  /** Dropped because the buffer was full. */
+  dropped: number;
+  failedAttempts: number;
+}
+
+/** The wrapped fetch, plus delivery control. */
+export type RecordingFetch = typeof fetch & {
+  /** Resolves once every receipt seen so far was delivered or rejected (tests, shutdown). */
+  flush(): Promise<void>;
+  stats(): RecordingFetchStats;
+};
+
+interface WireReceipt {
+  job_id: string;
+  escrow_tx: string | null;
+  settlement_tx: string | null;
+  worker: string | null;
+  credits_remaining: string | null;
+  model?: string;
+  usage?: unknown;
+  tags?: Record<string, string>;
+}
+
+function requestModel(init: RequestInit | undefined): string | undefined {
+  if (typeof init?.body !== "string") return undefined;
+  try {
+    const body = JSON.parse(init.body) as { model?: unknown };
+    return typeof body.model === "string" ? body.model : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Wraps `fetch` so every response carrying `x-decentral-job-id` yields a receipt posted to
+ * `ingestUrl` in the background. For a JSON (non-stream) response the model and usage are read
+ * from a clone of the body; a streamed response is posted from its headers alone, and the
+ * service fetches its settlement signature later.
+ */
+export function createRecordingFetch(options: RecordingFetchOptions): RecordingFetch {
+  const baseFetch = options.fetch ?? globalThis.fetch;
+  const maxBuffer = options.maxBuffer ?? 10_000;
+  const batchSize = Math.min(options.batchSize ?? 200, 1000);
+  const retryBaseMs = options.retryBaseMs ?? 500;
+  const retryMaxMs = options.retryMaxMs ?? 30_000;
+  const buffer: WireReceipt[] = [];
+  const stats: RecordingFetchStats = {
+    queued: 0,
+    delivered: 0,
+    rejected: 0,
+    dropped: 0,
+    failedAttempts: 0,
+  };
+  /** Receipts still being assembled (body being read). */
+  const assembling = new Set<Promise<void>>();
+  let sending: Promise<void> | undefined;
+  let waiters: (() => void)[] = [];
+
+  const report = (error: Error) => options.onError?.(error);
+
+  function enqueue(receipt: WireReceipt) {
+    if (buffer.length >= maxBuffer) {
+      buffer.shift();
+      stats.dropped++;
+      report(new Error("receipt buffer full: oldest receipt dropped"));
+    }
+    buffer.push(receipt);
+    stats.queued++;
+    kick();
+  }
+
+  function kick() {
+    if (sending) return;
+    sending = drain().finally(() => {
+      sending = undefined;
+      // A receipt queued after the loop's last check but before this callback.
+      if (buffer.length > 0) kick();
+      else settleWaiters();
+    });
+  }
+
+  function settleWaiters() {
+    if (buffer.length > 0 || assembling.size > 0 || sending) return;
+    const ready = waiters;
+    waiters = [];
+    for (const resolve of ready) resolve();
+  }
+
+  /** Posts a batch; resolves with how many items the service rejected, or "retry". */
+  async function post(batch: WireReceipt[]): Promise<number | "retry"> {
+    const headers: Record<string, string> = { "content-type": "application/json" };
+    if (options.token) headers.authorization = `Bearer ${options.token}`;
+    try {
+      const response = await baseFetch(options.ingestUrl, {
+        method: "POST",
+        headers,
+        body: JSON.stringify(batch),
+      });
+      if (response.ok) {
+        const body = (await response.json().catch(() => ({}))) as { rejected?: unknown };
+        return typeof body.rejected === "number" ? body.rejected : 0;
+      }
+      await response.body?.cancel();
+      // 400/413: the batch itself is at fault and will never be accepted. Anything else
+      // (401/403 while tokens are being fixed, 408, 429, 5xx) may pass later.
+      if (response.status === 400 || response.status === 413) return batch.length;
+      return "retry";
+    } catch {
+      return "retry";
+    }
+  }
+
+  async function drain() {
+    let failures = 0;
+    while (buffer.length > 0) {
+      const batch = buffer.slice(0, batchSize);
+      const outcome = await post(batch);
+      if (outcome === "retry") {
+        stats.failedAttempts++;
+        report(new Error("receipt delivery failed; will retry"));
+        const delay = Math.min(retryMaxMs, retryBaseMs * 2 ** Math.min(failures++, 20));
+        // Unref'd: pending receipts alone never keep a process alive; `flush()` waits for them.
+        await new Promise((resolve) => setTimeout(resolve, delay).unref());
+        continue;
+      }
+      failures = 0;
+      // Entries may have been dropped from the front while the request was in flight.
+      const sent = new Set(batch);
+      for (let i = buffer.length - 1; i >= 0; i--) {
+        if (sent.has(buffer[i] as WireReceipt)) buffer.splice(i, 1);
+      }
+      stats.rejected += outcome;
+      stats.delivered += batch.length - outcome;
+    }
+  }
+
+  function receiptOf(response: Response, init: RequestInit | undefined): WireReceipt | null {
+    // An empty header says nothing: it is sent as null, never as an empty value.
+    const get = (name: string) => response.headers.get(name)?.trim() || null;
+    const jobId = get("x-decentral-job-id");
+    if (!jobId) return null;
+    const receipt: WireReceipt = {
+      job_id: jobId,
+      escrow_tx: get("x-decentral-tx-signature"),
+      settlement_tx: get("x-decentral-settlement-tx"),
+      worker: get("x-decentral-worker"),
+      credits_remaining: get("x-decentral-credits-remaining"),
+    };
+    const model = requestModel(init);
+    if (model) receipt.model = model;
+    if (options.tags) receipt.tags = options.tags;
+    return receipt;
+  }
+
+  const wrapped = async (
+    input: Parameters<typeof fetch>[0],
+    init?: RequestInit,
+  ): Promise<Response> => {
+    const response = await baseFetch(input, init);
+    try {
+      const receipt = receiptOf(response, init);
+      if (!receipt) return response;
+      const isJson = (response.headers.get("content-type") ?? "").includes("application/json");
+      if (!isJson || !response.body) {
+        enqueue(receipt);
+        return response;
+      }
+      // Read model and usage from a copy of the body; the caller reads the original.
+      const work = response
+        .clone()
+        .json()
+        .then(
+          (parsed: unknown) => {
+            const body = parsed as { model?: unknown; usage?: unknown } | null;
+            if (typeof body?.model === "string") receipt.model = body.model;
+            if (body?.usage && typeof body.usage === "object") receipt.usage = body.usage;
+          },
+          () => undefined,
+        )
+        .then(() => enqueue(receipt));
+      assembling.add(work);
+      work.finally(() => {
+        assembling.delete(work);
+        settleWaiters();
+      });
+    } catch (error) {
+      report(error instanceof Error ? error : new Error(String(error)));
+    }
+    return response;
+  };
+
+  return Object.assign(wrapped as typeof fetch, {
+    flush: () =>
+      new Promise<void>((resolve) => {
+        waiters.push(resolve);
+        settleWaiters();
+      }),
+    stats: () => ({ ...stats }),
+  });
+}

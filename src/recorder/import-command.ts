@@ -1,0 +1,88 @@
+import { createReadStream, statSync } from "node:fs";
+import { extname } from "node:path";
+import type { Readable } from "node:stream";
+import { Presets, SingleBar } from "cli-progress";
+import type { Store } from "../db/client.js";
+import { type ImportFormat, type ImportSummary, importReceipts } from "./import.js";
+
+/** Output of the `import` command: where lines go, and whether to draw a progress bar. */
+export interface ImportCommandIo {
+  stdin: Readable;
+  out: (line: string) => void;
+  err: (line: string) => void;
+  /** Draw a progress bar on stderr (when stderr is a TTY; only for a file, whose size is known). */
+  progress: boolean;
+}
+
+function formatOf(file: string, flag: string | undefined): ImportFormat | undefined {
+  if (flag === "jsonl" || flag === "csv") return flag;
+  if (flag !== undefined) throw new RangeError(`--format must be jsonl or csv, not ${flag}`);
+  const ext = extname(file).toLowerCase();
+  if (ext === ".csv") return "csv";
+  if (ext === ".jsonl" || ext === ".ndjson") return "jsonl";
+  return undefined;
+}
+
+/** Lists at most this many rejected or conflicting lines; the counts cover the rest. */
+const maxListed = 50;
+
+/** The end-of-import summary, one fact per line. */
+export function formatImportSummary(summary: ImportSummary, source: string): string[] {
+  const lines = [
+    `imported ${source}: ${summary.total} receipts, ${summary.created} created, ${summary.duplicate} duplicate, ${summary.updated} updated, ${summary.conflicts.length} conflicting, ${summary.rejected.length} rejected`,
+  ];
+  for (const c of summary.conflicts.slice(0, maxListed)) {
+    lines.push(`line ${c.line}: conflict: ${c.jobId} differs in ${c.differences.join(", ")}`);
+  }
+  for (const r of summary.rejected.slice(0, maxListed)) {
+    lines.push(`line ${r.line}: rejected: ${r.field}: ${r.reason}`);
+  }
+  const hidden =
+    Math.max(0, summary.conflicts.length - maxListed) +
+    Math.max(0, summary.rejected.length - maxListed);
+  if (hidden > 0) lines.push(`... and ${hidden} more lines`);
+  return lines;
+}
+
+/**
+ * `decentral-audit import FILE|-`: imports receipts, shows progress on a TTY, prints a summary
+ * and resolves with the exit code: 0 when every line was accepted, 1 when any was rejected.
+ */
+export async function runImportCommand(
+  store: Store,
+  file: string,
+  flags: { format?: string },
+  io: ImportCommandIo,
+): Promise<number> {
+  const fromStdin = file === "-";
+  const format = formatOf(fromStdin ? "" : file, flags.format);
+  const input = fromStdin ? io.stdin : createReadStream(file);
+  const size = fromStdin ? 0 : statSync(file).size;
+  const bar =
+    io.progress && size > 0
+      ? new SingleBar(
+          {
+            format: "importing [{bar}] {percentage}% | {lines} lines",
+            hideCursor: true,
+            // stderr, so stdout carries only the summary and can be piped.
+            stream: process.stderr,
+          },
+          Presets.shades_classic,
+        )
+      : undefined;
+  bar?.start(size, 0, { lines: 0 });
+  try {
+    const summary = await importReceipts(store, input, {
+      ...(format ? { format } : {}),
+      onProgress: (bytes, lines) => bar?.update(Math.min(bytes, size), { lines }),
+    });
+    bar?.update(size);
+    bar?.stop();
+    const [head, ...details] = formatImportSummary(summary, fromStdin ? "stdin" : file);
+    io.out(head ?? "");
+    for (const line of details) io.err(line);
+    return summary.rejected.length > 0 ? 1 : 0;
+  } finally {
+    bar?.stop();
+  }
+}

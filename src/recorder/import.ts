@@ -1,0 +1,198 @@
+import { createInterface } from "node:readline";
+import { Readable } from "node:stream";
+import { parse } from "csv-parse";
+import type { Store } from "../db/client.js";
+import { ingestReceipts } from "./ingest.js";
+
+/** File formats `import` reads. */
+export type ImportFormat = "jsonl" | "csv";
+
+export interface ImportOptions {
+  /** Default: sniffed from the first character (`{` means JSONL, anything else CSV with a header). */
+  format?: ImportFormat;
+  /** Receipts per transaction. Default 1,000. */
+  batchSize?: number;
+  /** Called after each batch with the number of input bytes consumed so far. */
+  onProgress?: (bytesRead: number, linesRead: number) => void;
+  /** Clock (epoch ms). Default `Date.now`. */
+  now?: () => number;
+}
+
+export interface ImportSummary {
+  /** Receipts read (blank lines aside). */
+  total: number;
+  created: number;
+  duplicate: number;
+  updated: number;
+  /** Lines whose receipt conflicts with the recorded one (kept as audit findings). */
+  conflicts: { line: number; jobId: string; differences: string[] }[];
+  /** Lines refused, with the field at fault. */
+  rejected: { line: number; field: string; reason: string }[];
+}
+
+interface Item {
+  line: number;
+  value: unknown;
+}
+
+/** CSV columns that hold numbers; every other column is text. */
+const numericColumns = new Set(["prompt_tokens", "completion_tokens", "total_tokens"]);
+
+/**
+ * A CSV record (header names as keys) as the receipt object the ingest API takes: usage
+ * columns become `usage`, `tag_<name>` columns and a JSON `tags` column become `tags`, and
+ * empty cells are absent.
+ */
+function receiptFromCsv(record: Record<string, string>): unknown {
+  const receipt: Record<string, unknown> = {};
+  const usage: Record<string, unknown> = {};
+  let tags: Record<string, unknown> = {};
+  for (const [column, cell] of Object.entries(record)) {
+    const name = column.trim().toLowerCase();
+    const value = cell.trim();
+    if (value === "") continue;
+    if (numericColumns.has(name)) {
+      usage[name] = /^\d+$/.test(value) ? Number(value) : value;
+    } else if (name === "tags") {
+      try {
+        tags = { ...tags, ...(JSON.parse(value) as Record<string, unknown>) };
+      } catch {
+        receipt.tags = value;
+      }
+    } else if (name.startsWith("tag_")) {
+      tags[name.slice(4)] = value;
+    } else if (name === "created_at" && /^\d+(\.\d+)?$/.test(value)) {
+      receipt.created_at = Number(value);
+    } else {
+      receipt[name] = value;
+    }
+  }
+  if (Object.keys(usage).length > 0) receipt.usage = usage;
+  if (receipt.tags === undefined && Object.keys(tags).length > 0) receipt.tags = tags;
+  return receipt;
+}
+
+async function* jsonlItems(input: Readable): AsyncGenerator<Item> {
+  const lines = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
+  let line = 0;
+  for await (const text of lines) {
+    line++;
+    if (text.trim() === "") continue;
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      value = new SyntaxError("not valid JSON");
+    }
+    yield { line, value };
+  }
+}
+
+async function* csvItems(input: Readable): AsyncGenerator<Item> {
+  const parser = input.pipe(
+    parse({
+      columns: true,
+      bom: true,
+      skip_empty_lines: true,
+      info: true,
+      relax_column_count: true,
+    }),
+  );
+  for await (const row of parser as AsyncIterable<{
+    record: Record<string, string>;
+    info: { lines: number };
+  }>) {
+    yield { line: row.info.lines, value: receiptFromCsv(row.record) };
+  }
+}
+
+/** Reads the first chunk to pick the format, then replays it ahead of the rest. */
+async function sniff(input: Readable): Promise<{ format: ImportFormat; stream: Readable }> {
+  const iterator = input[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
+  const first = await iterator.next();
+  const head = first.done ? "" : first.value.toString();
+  const format: ImportFormat = head.trimStart().startsWith("{") ? "jsonl" : "csv";
+  async function* replay() {
+    if (!first.done) yield first.value;
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done) return;
+      yield next.value;
+    }
+  }
+  return { format, stream: Readable.from(replay(), { objectMode: false }) };
+}
+
+/**
+ * Imports receipts from a JSONL or CSV stream with the ingest API's validation and
+ * idempotency, one transaction per batch. Rejected lines do not stop the import; they are
+ * listed in the summary with their line numbers (1-based, counting the CSV header).
+ */
+export async function importReceipts(
+  store: Store,
+  input: Readable,
+  options: ImportOptions = {},
+): Promise<ImportSummary> {
+  const batchSize = options.batchSize ?? 1000;
+  const now = options.now ?? Date.now;
+  let stream = input;
+  let format = options.format;
+  if (!format) ({ format, stream } = await sniff(input));
+  let bytesRead = 0;
+  stream.on("data", (chunk: Buffer | string) => {
+    bytesRead += chunk.length;
+  });
+
+  const summary: ImportSummary = {
+    total: 0,
+    created: 0,
+    duplicate: 0,
+    updated: 0,
+    conflicts: [],
+    rejected: [],
+  };
+  let batch: Item[] = [];
+  let lastLine = 0;
+  const flush = () => {
+    if (batch.length === 0) return;
+    const values = batch.map((item) => item.value);
+    const results = ingestReceipts(store, values, "import", now());
+    for (const result of results) {
+      const item = batch[result.index] as Item;
+      if (item.value instanceof SyntaxError) {
+        summary.rejected.push({ line: item.line, field: "line", reason: item.value.message });
+        continue;
+      }
+      switch (result.status) {
+        case "rejected":
+          summary.rejected.push({
+            line: item.line,
+            field: result.field ?? "receipt",
+            reason: result.reason ?? "invalid",
+          });
+          break;
+        case "conflict":
+          summary.conflicts.push({
+            line: item.line,
+            jobId: result.jobId ?? "",
+            differences: result.differences ?? [],
+          });
+          break;
+        default:
+          summary[result.status]++;
+      }
+    }
+    summary.total += batch.length;
+    batch = [];
+    options.onProgress?.(bytesRead, lastLine);
+  };
+
+  const items = format === "csv" ? csvItems(stream) : jsonlItems(stream);
+  for await (const item of items) {
+    batch.push(item);
+    lastLine = item.line;
+    if (batch.length >= batchSize) flush();
+  }
+  flush();
+  return summary;
+}

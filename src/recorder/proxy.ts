@@ -1,0 +1,500 @@
+import { createHash } from "node:crypto";
+import http, { type IncomingMessage, type ServerResponse } from "node:http";
+import https from "node:https";
+import type { Store } from "../db/client.js";
+import type { Logger } from "../log.js";
+import { creditsToUnits } from "../money.js";
+import {
+  isSettledAnswer,
+  type JobsApiClient,
+  JobsApiError,
+  recordJobsApiAnswer,
+} from "./jobs-api.js";
+import { jobIdPattern } from "./receipt-input.js";
+import { type Receipt, recordReceipts } from "./receipts.js";
+
+/** Options of the recording proxy; every optional one has a default. */
+export interface RecordingProxyOptions {
+  store: Store;
+  log: Logger;
+  /** `DECENTRAL_BASE_URL`, e.g. `https://api.usedecentral.org/v1`: `/v1/x` goes to `<base>/x`. */
+  upstreamBaseUrl: string;
+  /** Jobs API client used right after each response with the caller's authorization. */
+  jobsApi?: JobsApiClient;
+  /** Clock (epoch ms). Default `Date.now`. */
+  now?: () => number;
+  /**
+   * Delays of the jobs API retries made with the caller's key after a response ends, while
+   * the settlement signature is still missing. Default [250, 1000, 3000] ms; the background
+   * backfill takes over after these.
+   */
+  jobsApiRetryDelaysMs?: number[];
+  /** Largest request body forwarded, in bytes. Default 10 MiB. */
+  maxRequestBytes?: number;
+  /** Sockets kept open to the upstream. Default 256. */
+  maxSockets?: number;
+  /** Called once per proxied response when it ends (metrics). Default none. */
+  observe?: (sample: {
+    status: number;
+    stream: boolean;
+    durationSeconds: number;
+    ttfbSeconds?: number;
+  }) => void;
+}
+
+export interface RecordingProxy {
+  /**
+   * Handles one `/v1/*` request on a Node HTTP server. Resolves when the response is over with
+   * the status sent to the client (0 when the client left before any was sent).
+   */
+  handle(req: IncomingMessage, res: ServerResponse): Promise<number>;
+  /** Resolves when every response in flight has been recorded and its jobs API call is done. */
+  idle(): Promise<void>;
+  /** Closes upstream keep-alive sockets and waits for background work. */
+  close(): Promise<void>;
+}
+
+/** Headers that describe one connection, not the message (RFC 9110 §7.6.1). */
+const hopByHop = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+]);
+
+const tagPrefix = "x-audit-tag-";
+/** Body bytes kept to read usage: the whole JSON body, or the tail of an SSE stream. */
+const maxJsonCapture = 8 * 1024 * 1024;
+const sseTailBytes = 64 * 1024;
+/** Delay before writing receipts again after the database refused a write. */
+const writeRetryMs = 250;
+
+/** First 16 hex digits of sha256 of the bearer key: tells keys apart without storing one. */
+export function keyFingerprint(authorization: string | undefined): string | null {
+  if (!authorization) return null;
+  const key = authorization.replace(/^Bearer\s+/i, "").trim();
+  if (key.length === 0) return null;
+  return createHash("sha256").update(key).digest("hex").slice(0, 16);
+}
+
+interface RequestFacts {
+  model: string | null;
+  maxTokens: number | null;
+  stream: boolean | null;
+}
+
+function requestFacts(body: Buffer, contentType: string | undefined): RequestFacts {
+  const facts: RequestFacts = { model: null, maxTokens: null, stream: null };
+  if (body.length === 0 || !contentType?.includes("json")) return facts;
+  try {
+    const parsed = JSON.parse(body.toString("utf8")) as Record<string, unknown>;
+    if (typeof parsed.model === "string") facts.model = parsed.model;
+    const max = parsed.max_tokens ?? parsed.max_completion_tokens;
+    if (typeof max === "number" && Number.isInteger(max) && max >= 0) facts.maxTokens = max;
+    facts.stream = parsed.stream === true;
+  } catch {
+    // Not JSON after all: forwarded untouched, nothing learnt from it.
+  }
+  return facts;
+}
+
+interface Usage {
+  promptTokens: number | null;
+  completionTokens: number | null;
+  totalTokens: number | null;
+}
+
+const unknownUsage: Usage = { promptTokens: null, completionTokens: null, totalTokens: null };
+
+function count(value: unknown): number | null {
+  return typeof value === "number" && Number.isInteger(value) && value >= 0 ? value : null;
+}
+
+function usageOf(value: unknown): Usage | null {
+  if (typeof value !== "object" || value === null) return null;
+  const u = value as Record<string, unknown>;
+  return {
+    promptTokens: count(u.prompt_tokens),
+    completionTokens: count(u.completion_tokens),
+    totalTokens: count(u.total_tokens),
+  };
+}
+
+/** Model and usage of a whole JSON response body. */
+function jsonBodyFacts(body: string): { model: string | null; usage: Usage } {
+  try {
+    const parsed = JSON.parse(body) as Record<string, unknown>;
+    return {
+      model: typeof parsed.model === "string" ? parsed.model : null,
+      usage: usageOf(parsed.usage) ?? unknownUsage,
+    };
+  } catch {
+    return { model: null, usage: unknownUsage };
+  }
+}
+
+/** Model and usage from the last events of an SSE stream (usage rides on the final chunk). */
+function sseTailFacts(tail: string): { model: string | null; usage: Usage } {
+  let model: string | null = null;
+  let usage: Usage | null = null;
+  const lines = tail.split("\n");
+  for (let i = lines.length - 1; i >= 0 && (usage === null || model === null); i--) {
+    const line = lines[i]?.trim() ?? "";
+    if (!line.startsWith("data:")) continue;
+    const data = line.slice(5).trim();
+    if (!data.startsWith("{")) continue;
+    try {
+      const chunk = JSON.parse(data) as Record<string, unknown>;
+      if (model === null && typeof chunk.model === "string") model = chunk.model;
+      if (usage === null) usage = usageOf(chunk.usage);
+    } catch {
+      // A line cut by the tail window: earlier lines still count.
+    }
+  }
+  return { model, usage: usage ?? unknownUsage };
+}
+
+function header(res: IncomingMessage, name: string): string | null {
+  const value = res.headers[name];
+  const text = Array.isArray(value) ? value[0] : value;
+  return text && text.length > 0 && text.length <= 200 ? text.trim() : null;
+}
+
+function creditsHeader(value: string | null): bigint | null {
+  if (value === null) return null;
+  try {
+    return creditsToUnits(value);
+  } catch {
+    return null;
+  }
+}
+
+/** The tags of a request: `x-audit-tag-<name>: <value>` headers, names lowercased. */
+function tagsOf(req: IncomingMessage): Record<string, string> {
+  const tags: Record<string, string> = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (!name.startsWith(tagPrefix) || value === undefined) continue;
+    const tag = name.slice(tagPrefix.length);
+    if (tag.length === 0 || tag.length > 64) continue;
+    tags[tag] = (Array.isArray(value) ? value.join(", ") : value).slice(0, 256);
+  }
+  return tags;
+}
+
+function forwardedRequestHeaders(req: IncomingMessage, host: string, bodyLength: number) {
+  const connectionTokens = new Set(
+    (req.headers.connection ?? "")
+      .split(",")
+      .map((t) => t.trim().toLowerCase())
+      .filter(Boolean),
+  );
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value === undefined || hopByHop.has(name) || connectionTokens.has(name)) continue;
+    // `x-audit-*` headers are ours (tags, our access token): never sent to Decentral.
+    if (name === "host" || name === "content-length" || name.startsWith("x-audit-")) continue;
+    out[name] = value;
+  }
+  out.host = host;
+  // The recorder reads usage from the body, so the body must come back uncompressed.
+  out["accept-encoding"] = "identity";
+  if (bodyLength > 0 || req.method === "POST" || req.method === "PUT" || req.method === "PATCH") {
+    out["content-length"] = String(bodyLength);
+  }
+  return out;
+}
+
+function forwardedResponseHeaders(upstream: IncomingMessage): string[] {
+  const connectionTokens = new Set(
+    String(upstream.headers.connection ?? "")
+      .split(",")
+      .map((t) => t.trim().toLowerCase())
+      .filter(Boolean),
+  );
+  const raw = upstream.rawHeaders;
+  const out: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i] as string;
+    const lower = name.toLowerCase();
+    if (hopByHop.has(lower) || connectionTokens.has(lower)) continue;
+    out.push(name, raw[i + 1] as string);
+  }
+  return out;
+}
+
+function sendError(res: ServerResponse, status: number, code: string, message: string) {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify({ error: { code, message } });
+  res.writeHead(status, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(body),
+  });
+  res.end(body);
+}
+
+/**
+ * The recording proxy: forwards `/v1/*` to the Decentral API unchanged (hop-by-hop and
+ * `x-audit-tag-*` headers aside, and `accept-encoding: identity` so the body can be read),
+ * streams responses chunk by chunk, and records a receipt for every response carrying
+ * `x-decentral-job-id`: opened as soon as the headers arrive, completed when the body ends.
+ * It then asks the jobs API about the job with the caller's authorization, which lives only
+ * in this request's closure. The key is never stored, logged or echoed in an error.
+ */
+export function createRecordingProxy(options: RecordingProxyOptions): RecordingProxy {
+  const { store, log } = options;
+  const now = options.now ?? Date.now;
+  const base = new URL(options.upstreamBaseUrl);
+  const basePath = base.pathname.replace(/\/+$/, "");
+  const secure = base.protocol === "https:";
+  const transport = secure ? https : http;
+  const agent = new (secure ? https.Agent : http.Agent)({
+    keepAlive: true,
+    maxSockets: options.maxSockets ?? 256,
+    maxFreeSockets: 64,
+    scheduling: "lifo",
+  });
+  const hostHeader = base.host;
+  const retryDelays = options.jobsApiRetryDelaysMs ?? [250, 1000, 3000];
+  const maxRequestBytes = options.maxRequestBytes ?? 10 * 1024 * 1024;
+  const pending = new Set<Promise<void>>();
+  // The proxy's own jobs API calls are short-lived; the background loop starts after this.
+  const backfillDelayMs = retryDelays.reduce((a, b) => a + b, 0) + 5000;
+
+  function track(work: Promise<void>) {
+    pending.add(work);
+    work.finally(() => pending.delete(work));
+  }
+
+  // Receipt writes are batched per event-loop turn: the client's bytes go out first, and
+  // responses ending together share one transaction. A non-streamed response usually ends in
+  // the turn its headers came, so its receipt is written once, already complete. A crash
+  // loses at most the current turn's writes; a failed write (database locked) is retried.
+  const unwritten = new Map<string, Receipt>();
+  const afterWrite: (() => void)[] = [];
+  let flushing: Promise<void> | undefined;
+
+  function scheduleFlush(delayMs: number) {
+    flushing ??= new Promise<void>((resolve) => {
+      const flush = () => {
+        flushing = undefined;
+        const batch = [...unwritten.values()];
+        const callbacks = afterWrite.splice(0);
+        unwritten.clear();
+        try {
+          recordReceipts(store, batch, "proxy", { now: now(), backfillDelayMs });
+        } catch (error) {
+          log.error({ err: error, jobs: batch.length }, "could not record receipts; will retry");
+          // A newer state of a job queued meanwhile wins over the one that failed.
+          for (const receipt of batch) {
+            if (!unwritten.has(receipt.jobId)) unwritten.set(receipt.jobId, receipt);
+          }
+          afterWrite.unshift(...callbacks);
+          scheduleFlush(writeRetryMs);
+          resolve();
+          return;
+        }
+        for (const callback of callbacks) callback();
+        resolve();
+      };
+      if (delayMs === 0) setImmediate(flush);
+      else setTimeout(flush, delayMs);
+    });
+  }
+
+  function writeReceipt(receipt: Receipt, then?: () => void) {
+    unwritten.set(receipt.jobId, receipt);
+    if (then) afterWrite.push(then);
+    scheduleFlush(0);
+  }
+
+  async function consultJobsApi(jobId: string, authorization: string) {
+    const jobsApi = options.jobsApi;
+    if (!jobsApi) return;
+    for (let attempt = 0; attempt <= retryDelays.length; attempt++) {
+      if (attempt > 0) {
+        await new Promise((r) => setTimeout(r, retryDelays[attempt - 1]).unref());
+      }
+      try {
+        const answer = await jobsApi(jobId, authorization);
+        recordJobsApiAnswer(store, jobId, answer, now());
+        if (isSettledAnswer(answer)) return;
+      } catch (error) {
+        if (error instanceof JobsApiError && !error.retryable) {
+          log.debug({ jobId, status: error.status }, "jobs API refused the caller's key");
+          return;
+        }
+      }
+    }
+  }
+
+  function forward(req: IncomingMessage, res: ServerResponse, body: Buffer) {
+    const started = performance.now();
+    const startedAt = now();
+    const facts = requestFacts(body, req.headers["content-type"]);
+    const tags = tagsOf(req);
+    const authorization = req.headers.authorization;
+    const fingerprint = keyFingerprint(authorization);
+    const path = basePath + (req.url ?? "/").slice("/v1".length);
+
+    const upstreamReq = transport.request({
+      protocol: base.protocol,
+      hostname: base.hostname,
+      port: base.port || (secure ? 443 : 80),
+      method: req.method,
+      path,
+      headers: forwardedRequestHeaders(req, hostHeader, body.length),
+      agent,
+    });
+    upstreamReq.setNoDelay(true);
+
+    let clientGone = false;
+    let finished = false;
+    res.on("close", () => {
+      if (!res.writableFinished && !finished) {
+        clientGone = true;
+        upstreamReq.destroy();
+      }
+    });
+
+    upstreamReq.on("error", (error) => {
+      if (clientGone) return;
+      log.warn({ reason: error.message, path }, "upstream request failed");
+      sendError(res, 502, "upstream_unavailable", "the Decentral API could not be reached");
+    });
+
+    upstreamReq.on("response", (upstream) => {
+      const status = upstream.statusCode ?? 502;
+      res.writeHead(status, upstream.statusMessage, forwardedResponseHeaders(upstream));
+      res.flushHeaders();
+
+      const jobId = header(upstream, "x-decentral-job-id");
+      const recordable = jobId !== null && jobIdPattern.test(jobId);
+      if (jobId !== null && !recordable) log.warn({ path }, "malformed x-decentral-job-id");
+      const isSse = String(upstream.headers["content-type"] ?? "").includes("text/event-stream");
+      const receipt: Receipt = {
+        jobId: jobId ?? "",
+        escrowTx: header(upstream, "x-decentral-tx-signature"),
+        settlementTx: header(upstream, "x-decentral-settlement-tx"),
+        worker: header(upstream, "x-decentral-worker"),
+        creditsRemainingUnits: creditsHeader(header(upstream, "x-decentral-credits-remaining")),
+        model: facts.model,
+        ...unknownUsage,
+        createdAt: startedAt,
+        tags,
+        maxTokens: facts.maxTokens,
+        stream: facts.stream ?? isSse,
+        httpStatus: status,
+        latencyMs: null,
+        ttfbMs: null,
+        keyFingerprint: fingerprint,
+        captureState: "open",
+      };
+      if (recordable) writeReceipt(receipt);
+
+      const chunks: Buffer[] = [];
+      let captured = 0;
+      let ttfbMs: number | null = null;
+      upstream.on("data", (chunk: Buffer) => {
+        if (ttfbMs === null) ttfbMs = Math.round(performance.now() - started);
+        if (!recordable) return;
+        chunks.push(chunk);
+        captured += chunk.length;
+        if (isSse) {
+          // Keep only the tail: the usage chunk is the last event before [DONE].
+          while (captured - (chunks[0]?.length ?? 0) >= sseTailBytes && chunks.length > 1) {
+            captured -= (chunks.shift() as Buffer).length;
+          }
+        } else if (captured > maxJsonCapture) {
+          chunks.length = 0;
+          captured = 0;
+        }
+      });
+      upstream.pipe(res);
+
+      const complete = (state: "complete" | "aborted") => {
+        if (finished) return;
+        finished = true;
+        const elapsed = performance.now() - started;
+        options.observe?.({
+          status,
+          stream: isSse,
+          durationSeconds: elapsed / 1000,
+          ...(ttfbMs === null ? {} : { ttfbSeconds: ttfbMs / 1000 }),
+        });
+        if (!recordable) return;
+        const bodyText = Buffer.concat(chunks).toString("utf8");
+        const learnt = isSse ? sseTailFacts(bodyText) : jsonBodyFacts(bodyText);
+        const final: Receipt = {
+          ...receipt,
+          model: learnt.model ?? receipt.model,
+          ...learnt.usage,
+          latencyMs: Math.round(elapsed),
+          ttfbMs: ttfbMs ?? Math.round(elapsed),
+          captureState: state,
+        };
+        // The jobs API's answer updates the row, so it is asked once the row is written.
+        writeReceipt(
+          final,
+          authorization && options.jobsApi
+            ? () => track(consultJobsApi(receipt.jobId, authorization))
+            : undefined,
+        );
+      };
+      upstream.on("end", () => complete("complete"));
+      // A reset mid-body surfaces as an error on the response; `close` below handles it.
+      upstream.on("error", () => {});
+      upstream.on("close", () => {
+        const whole = upstream.complete && !clientGone;
+        // The upstream died mid-body: the client must see a broken response, not a short one.
+        if (!whole && !res.writableEnded) res.destroy();
+        complete(whole ? "complete" : "aborted");
+      });
+    });
+
+    upstreamReq.end(body);
+  }
+
+  return {
+    handle(req, res) {
+      const over = new Promise<number>((resolve) =>
+        res.once("close", () => resolve(res.headersSent ? res.statusCode : 0)),
+      );
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let refused = false;
+      req.on("data", (chunk: Buffer) => {
+        if (refused) return;
+        size += chunk.length;
+        if (size > maxRequestBytes) {
+          refused = true;
+          sendError(res, 413, "payload_too_large", `request body above ${maxRequestBytes} bytes`);
+          return;
+        }
+        chunks.push(chunk);
+      });
+      req.on("end", () => {
+        if (!refused)
+          forward(req, res, chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
+      });
+      return over;
+    },
+    async idle() {
+      while (flushing || pending.size > 0) {
+        await flushing;
+        await Promise.allSettled([...pending]);
+      }
+    },
+    async close() {
+      await this.idle();
+      agent.destroy();
+    },
+  };
+}

@@ -1,0 +1,138 @@
+import { eq } from "drizzle-orm";
+import { describe, expect, it } from "vitest";
+import { jobs } from "../src/db/schema.js";
+import { type JobsApiAnswer, JobsApiError } from "../src/recorder/jobs-api.js";
+import { recordReceipt } from "../src/recorder/receipts.js";
+import { backoffDelay, createSettlementBackfill } from "../src/recorder/settlement-backfill.js";
+import { address, capturedLogger, jobId, signature } from "./support/recorder-fixtures.js";
+import { createTestStore } from "./support/store.js";
+
+const apiKey = "dcntrl_live_abcdefghijklmnopqrstuvwxyz012345";
+
+function answer(overrides: Partial<JobsApiAnswer> = {}): JobsApiAnswer {
+  return {
+    status: "processing",
+    creditsChargedUnits: null,
+    escrowTx: null,
+    settlementTx: null,
+    worker: null,
+    raw: {},
+    ...overrides,
+  };
+}
+
+/** A store holding one streamed job without settlement, and a clock the test moves. */
+function setup(jobsApi: (id: string, authorization: string) => Promise<JobsApiAnswer>) {
+  const store = createTestStore();
+  const id = jobId();
+  recordReceipt(
+    store,
+    {
+      jobId: id,
+      escrowTx: signature(),
+      settlementTx: null,
+      worker: address(),
+      creditsRemainingUnits: null,
+      model: null,
+      promptTokens: null,
+      completionTokens: null,
+      totalTokens: null,
+    },
+    "ingest",
+    { now: 1_000 },
+  );
+  let clock = 1_000;
+  const { log, lines } = capturedLogger();
+  const backfill = createSettlementBackfill({
+    store,
+    log,
+    jobsApi,
+    apiKey,
+    now: () => clock,
+    baseDelayMs: 100,
+    maxDelayMs: 1_000,
+    maxAttempts: 4,
+  });
+  const row = () => store.db.select().from(jobs).where(eq(jobs.jobId, id)).get();
+  return { backfill, row, lines, advance: (ms: number) => (clock += ms) };
+}
+
+describe("settlement backfill", () => {
+  it("asks again with backoff until the jobs API names the settlement, then stops", async () => {
+    const settlement = signature();
+    const answers = [
+      answer(),
+      answer({ status: "settling" }),
+      answer({ status: "settled", settlementTx: settlement }),
+    ];
+    const seen: string[] = [];
+    const { backfill, row, advance, lines } = setup(async (_id, authorization) => {
+      seen.push(authorization);
+      return answers.shift() ?? answer();
+    });
+    expect(await backfill.runOnce()).toBe(1);
+    expect(row()).toMatchObject({
+      backfillState: "pending",
+      backfillAttempts: 1,
+      backfillNextAt: 1_100,
+      apiStatus: "processing",
+    });
+    // Not due yet: nothing asked.
+    expect(await backfill.runOnce()).toBe(0);
+    advance(100);
+    expect(await backfill.runOnce()).toBe(1);
+    expect(row()?.backfillNextAt).toBe(1_300);
+    advance(200);
+    expect(await backfill.runOnce()).toBe(1);
+    expect(row()).toMatchObject({
+      backfillState: "done",
+      settlementTx: settlement,
+      apiSettlementTx: settlement,
+    });
+    advance(10_000);
+    expect(await backfill.runOnce()).toBe(0);
+    expect(seen).toEqual([`Bearer ${apiKey}`, `Bearer ${apiKey}`, `Bearer ${apiKey}`]);
+    expect(lines.join("\n")).not.toContain(apiKey);
+  });
+
+  it("stops at a refund without a settlement", async () => {
+    const { backfill, row } = setup(async () => answer({ status: "refunded" }));
+    await backfill.runOnce();
+    expect(row()).toMatchObject({
+      backfillState: "done",
+      settlementTx: null,
+      apiStatus: "refunded",
+    });
+  });
+
+  it("gives up after its attempts, and at once when the jobs API refuses the key", async () => {
+    const flaky = setup(async () => {
+      throw new JobsApiError("jobs API answered 503", 503, true);
+    });
+    for (let i = 0; i < 4; i++) {
+      await flaky.backfill.runOnce();
+      flaky.advance(1_000);
+    }
+    expect(flaky.row()).toMatchObject({ backfillState: "gave_up", backfillAttempts: 4 });
+
+    const refused = setup(async () => {
+      throw new JobsApiError("jobs API answered 404", 404, false);
+    });
+    await refused.backfill.runOnce();
+    expect(refused.row()).toMatchObject({ backfillState: "gave_up", backfillAttempts: 1 });
+  });
+
+  it("leaves jobs pending and says so when no DECENTRAL_API_KEY is configured", async () => {
+    const store = createTestStore();
+    const { log, lines } = capturedLogger();
+    const backfill = createSettlementBackfill({ store, log, jobsApi: async () => answer() });
+    expect(await backfill.runOnce()).toBe(0);
+    expect(lines.join("\n")).toContain("DECENTRAL_API_KEY not set");
+  });
+
+  it("doubles its delay up to the cap", () => {
+    expect([0, 1, 2, 3, 10].map((n) => backoffDelay(n, 100, 1_000))).toEqual([
+      100, 200, 400, 800, 1_000,
+    ]);
+  });
+});

@@ -1,0 +1,145 @@
+import http from "node:http";
+import OpenAI from "openai";
+import { afterEach, describe, expect, it } from "vitest";
+import { jobs } from "../src/db/schema.js";
+import { createLogger } from "../src/log.js";
+import { createRecordingFetch } from "../src/recorder/fetch-wrapper.js";
+import { address, ingestToken, jobId, listen, serveApp, signature } from "./support/recorder-fixtures.js";
+import { createTestStore } from "./support/store.js";
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+});
+
+/** A Decentral stand-in answering every completion with a fresh job's receipt headers. */
+async function upstream() {
+  const server = http.createServer(async (req, res) => {
+    for await (const _ of req) {
+      // drain
+    }
+    res.writeHead(200, {
+      "content-type": "application/json",
+      "x-decentral-job-id": jobId(),
+      "x-decentral-tx-signature": signature(),
+      "x-decentral-settlement-tx": signature(),
+      "x-decentral-worker": address(),
+      "x-decentral-credits-remaining": "500",
+    });
+    res.end(
+      JSON.stringify({
+        id: "chatcmpl-1",
+        object: "chat.completion",
+        created: 1_764_000_000,
+        model: "qwen3-8b",
+        choices: [
+          { index: 0, message: { role: "assistant", content: "hi" }, finish_reason: "stop" },
+        ],
+        usage: { prompt_tokens: 4, completion_tokens: 5, total_tokens: 9 },
+      }),
+    );
+  });
+  const s = await listen(server);
+  cleanups.push(s.close);
+  return s.url;
+}
+
+describe("createRecordingFetch", () => {
+  it("posts each completion's receipt to the ingest API in the background", async () => {
+    const store = createTestStore();
+    const audit = await serveApp({ store, log: createLogger({ level: "silent" }) });
+    cleanups.push(audit.close);
+    const recordingFetch = createRecordingFetch({
+      ingestUrl: `${audit.url}/jobs`,
+      token: ingestToken(store),
+      tags: { service: "search" },
+    });
+    const client = new OpenAI({
+      apiKey: "dcntrl_live_x",
+      baseURL: `${await upstream()}/v1`,
+      fetch: recordingFetch,
+    });
+    const { data, response } = await client.chat.completions
+      .create({ model: "qwen3-8b", messages: [{ role: "user", content: "hi" }] })
+      .withResponse();
+    expect(data.choices[0]?.message.content).toBe("hi");
+    await recordingFetch.flush();
+    expect(recordingFetch.stats()).toMatchObject({ queued: 1, delivered: 1, rejected: 0 });
+    expect(store.db.select().from(jobs).get()).toMatchObject({
+      jobId: response.headers.get("x-decentral-job-id"),
+      source: "ingest",
+      settlementTx: response.headers.get("x-decentral-settlement-tx"),
+      creditsRemainingUnits: 5_000_000n,
+      totalTokens: 9,
+      tags: { service: "search" },
+    });
+  });
+
+  it("never fails a completion when the ingest API is down, and delivers once it is back", async () => {
+    const store = createTestStore();
+    const audit = await serveApp({ store, log: createLogger({ level: "silent" }) });
+    cleanups.push(audit.close);
+    let refusals = 2;
+    // An ingest endpoint that answers 503 twice before passing requests on.
+    const flaky = await listen(
+      http.createServer(async (req, res) => {
+        let body = "";
+        for await (const chunk of req) body += chunk;
+        if (refusals-- > 0) {
+          res.writeHead(503).end();
+          return;
+        }
+        const answer = await fetch(`${audit.url}/jobs`, {
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            authorization: req.headers.authorization ?? "",
+          },
+          body,
+        });
+        res
+          .writeHead(answer.status, { "content-type": "application/json" })
+          .end(await answer.text());
+      }),
+    );
+    cleanups.push(flaky.close);
+    const errors: Error[] = [];
+    const recordingFetch = createRecordingFetch({
+      ingestUrl: `${flaky.url}/jobs`,
+      token: ingestToken(store),
+      retryBaseMs: 5,
+      onError: (e) => errors.push(e),
+    });
+    const client = new OpenAI({
+      apiKey: "dcntrl_live_x",
+      baseURL: `${await upstream()}/v1`,
+      fetch: recordingFetch,
+    });
+    const result = await client.chat.completions.create({ model: "qwen3-8b", messages: [] });
+    expect(result.usage?.total_tokens).toBe(9);
+    await recordingFetch.flush();
+    expect(recordingFetch.stats()).toMatchObject({ delivered: 1, failedAttempts: 2 });
+    expect(errors).toHaveLength(2);
+    expect(store.db.select().from(jobs).all()).toHaveLength(1);
+  });
+
+  it("drops the oldest receipt when its buffer is full instead of growing without bound", async () => {
+    const dead = await listen(http.createServer());
+    await dead.close();
+    const recordingFetch = createRecordingFetch({
+      ingestUrl: `${dead.url}/jobs`,
+      maxBuffer: 2,
+      retryBaseMs: 60_000,
+    });
+    const base = await upstream();
+    for (let i = 0; i < 4; i++) {
+      const response = await recordingFetch(`${base}/v1/chat/completions`, {
+        method: "POST",
+        body: "{}",
+      });
+      expect(response.status).toBe(200);
+      await response.text();
+    }
+    await expect.poll(() => recordingFetch.stats().dropped).toBe(2);
+  });
+});

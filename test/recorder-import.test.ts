@@ -1,0 +1,111 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { describe, expect, it } from "vitest";
+import { jobs } from "../src/db/schema.js";
+import { importReceipts } from "../src/recorder/import.js";
+import { runImportCommand } from "../src/recorder/import-command.js";
+import { signature, wireReceipt } from "./support/recorder-fixtures.js";
+import { createTestStore } from "./support/store.js";
+
+function csvLine(values: (string | number | null)[]): string {
+  return values.map((v) => (v === null ? "" : String(v))).join(",");
+}
+
+describe("import", () => {
+  it("imports JSONL, names the bad lines, and records conflicts as findings", async () => {
+    const store = createTestStore();
+    const a = wireReceipt();
+    const b = wireReceipt({ settlement_tx: null });
+    const text = [
+      JSON.stringify(a),
+      "",
+      "{broken json",
+      JSON.stringify(b),
+      JSON.stringify(wireReceipt({ job_id: "JOB_UPPER" })),
+      JSON.stringify(a),
+      JSON.stringify({ ...a, escrow_tx: signature() }),
+    ].join("\n");
+    const summary = await importReceipts(store, Readable.from([text]), { batchSize: 2 });
+    expect(summary).toMatchObject({ total: 6, created: 2, duplicate: 1, updated: 0 });
+    expect(summary.rejected).toEqual([
+      { line: 3, field: "line", reason: "not valid JSON" },
+      expect.objectContaining({ line: 5, field: "job_id" }),
+    ]);
+    expect(summary.conflicts).toEqual([{ line: 7, jobId: a.job_id, differences: ["escrow_tx"] }]);
+    const rows = store.db.select().from(jobs).all();
+    expect(rows.map((r) => r.source)).toEqual(["import", "import"]);
+    expect(rows.find((r) => r.jobId === b.job_id)?.backfillState).toBe("pending");
+  });
+
+  it("imports CSV with usage and tag columns, counting the header as line 1", async () => {
+    const store = createTestStore();
+    const a = wireReceipt();
+    const header =
+      "job_id,escrow_tx,settlement_tx,worker,credits_remaining,model,prompt_tokens,completion_tokens,total_tokens,created_at,tag_team";
+    const rows = [
+      header,
+      csvLine([
+        a.job_id as string,
+        a.escrow_tx as string,
+        a.settlement_tx as string,
+        a.worker as string,
+        "10.25",
+        "qwen3-8b",
+        1,
+        2,
+        3,
+        "2026-11-25T00:00:00Z",
+        "search",
+      ]),
+      csvLine(["job_bad", "short", null, null, null, null, null, null, null, null, null]),
+    ];
+    const summary = await importReceipts(store, Readable.from([rows.join("\r\n")]));
+    expect(summary.created).toBe(1);
+    expect(summary.rejected).toEqual([expect.objectContaining({ line: 3, field: "escrow_tx" })]);
+    expect(store.db.select().from(jobs).get()).toMatchObject({
+      jobId: a.job_id,
+      creditsRemainingUnits: 102_500n,
+      totalTokens: 3,
+      tags: { team: "search" },
+      createdAt: Date.UTC(2026, 10, 25),
+    });
+  });
+
+  it("exits 1 and names the rejected lines; exits 0 when every line is accepted", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "recorder-import-"));
+    const bad = join(dir, "bad.jsonl");
+    writeFileSync(
+      bad,
+      `${JSON.stringify(wireReceipt())}\n${JSON.stringify(wireReceipt({ worker: "x" }))}\n`,
+    );
+    const good = join(dir, "good.jsonl");
+    writeFileSync(good, `${JSON.stringify(wireReceipt())}\n`);
+    const out: string[] = [];
+    const err: string[] = [];
+    const io = {
+      stdin: Readable.from([]),
+      out: (l: string) => out.push(l),
+      err: (l: string) => err.push(l),
+      progress: false,
+    };
+    const store = createTestStore();
+    expect(await runImportCommand(store, bad, {}, io)).toBe(1);
+    expect(out[0]).toContain("2 receipts, 1 created");
+    expect(err).toEqual([expect.stringMatching(/^line 2: rejected: worker: /)]);
+    expect(await runImportCommand(store, good, {}, io)).toBe(0);
+  });
+
+  it("reads stdin when the file is -", async () => {
+    const store = createTestStore();
+    const io = {
+      stdin: Readable.from([`${JSON.stringify(wireReceipt())}\n`]),
+      out: () => {},
+      err: () => {},
+      progress: false,
+    };
+    expect(await runImportCommand(store, "-", {}, io)).toBe(0);
+    expect(store.db.select().from(jobs).all()).toHaveLength(1);
+  });
+});

@@ -1,0 +1,127 @@
+import { describe, expect, it } from "vitest";
+import { createApp } from "../src/api/app.js";
+import { jobs, receiptConflicts } from "../src/db/schema.js";
+import { createLogger } from "../src/log.js";
+import { ingestToken, signature, wireReceipt } from "./support/recorder-fixtures.js";
+import { createTestStore } from "./support/store.js";
+
+function setup() {
+  const store = createTestStore();
+  const app = createApp({ store, log: createLogger({ level: "silent" }) });
+  const token = ingestToken(store);
+  const post = (body: unknown) =>
+    app.request("/jobs", {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+      body: typeof body === "string" ? body : JSON.stringify(body),
+    });
+  return { store, post };
+}
+
+describe("POST /jobs", () => {
+  it("creates a receipt, then answers the same receipt as a duplicate", async () => {
+    const { store, post } = setup();
+    const r = wireReceipt();
+    const first = await post(r);
+    expect(first.status).toBe(201);
+    expect(await first.json()).toEqual({ jobId: r.job_id, status: "created" });
+    const again = await post(r);
+    expect(again.status).toBe(200);
+    expect(await again.json()).toEqual({ jobId: r.job_id, status: "duplicate" });
+    expect(store.db.select().from(jobs).all()).toHaveLength(1);
+  });
+
+  it("answers 409 to a different receipt for a recorded job and keeps it as a conflict", async () => {
+    const { store, post } = setup();
+    const r = wireReceipt();
+    await post(r);
+    const response = await post({ ...r, settlement_tx: signature() });
+    expect(response.status).toBe(409);
+    const body = (await response.json()) as { error: Record<string, unknown> };
+    expect(body.error).toMatchObject({
+      code: "conflict",
+      jobId: r.job_id,
+      differences: ["settlement_tx"],
+    });
+    expect(store.db.select().from(receiptConflicts).all()).toHaveLength(1);
+    expect(store.db.select().from(jobs).get()?.settlementTx).toBe(r.settlement_tx);
+  });
+
+  it("answers 400 naming the field of a single bad receipt, and writes nothing", async () => {
+    const { store, post } = setup();
+    const response = await post(wireReceipt({ worker: "not-a-wallet" }));
+    expect(response.status).toBe(400);
+    const body = (await response.json()) as { error: Record<string, unknown> };
+    expect(body.error).toMatchObject({ code: "validation_failed", field: "worker" });
+    expect(store.db.select().from(jobs).all()).toHaveLength(0);
+  });
+
+  it("answers 400 to a body that is not JSON", async () => {
+    const { post } = setup();
+    const response = await post("{not json");
+    expect(response.status).toBe(400);
+  });
+
+  it("accepts a whole chat completion carrying _decentral", async () => {
+    const { store, post } = setup();
+    const inner = wireReceipt();
+    const response = await post({
+      id: "chatcmpl-9",
+      object: "chat.completion",
+      model: "qwen3-8b",
+      usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 },
+      choices: [{ index: 0, message: { role: "assistant", content: "hi" } }],
+      _decentral: inner,
+    });
+    expect(response.status).toBe(201);
+    expect(store.db.select().from(jobs).get()).toMatchObject({
+      jobId: inner.job_id,
+      totalTokens: 7,
+      source: "ingest",
+    });
+  });
+
+  it("takes a batch item by item: good ones recorded, bad ones named by index and field", async () => {
+    const { store, post } = setup();
+    const recorded = wireReceipt();
+    await post(recorded);
+    const good = wireReceipt();
+    const batch = [
+      good,
+      wireReceipt({ escrow_tx: "placeholder_signature" }),
+      recorded,
+      { ...recorded, worker: wireReceipt().worker },
+      "not an object",
+    ];
+    const response = await post(batch);
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as Record<string, unknown>;
+    expect(body).toMatchObject({ created: 1, duplicate: 1, conflict: 1, rejected: 2 });
+    expect(body.results).toEqual([
+      { index: 0, jobId: good.job_id, status: "created" },
+      expect.objectContaining({ index: 1, status: "rejected", field: "escrow_tx" }),
+      { index: 2, jobId: recorded.job_id, status: "duplicate" },
+      { index: 3, jobId: recorded.job_id, status: "conflict", differences: ["worker"] },
+      expect.objectContaining({ index: 4, status: "rejected", field: "receipt" }),
+    ]);
+    expect(store.db.select().from(jobs).all()).toHaveLength(2);
+  });
+
+  it("refuses more than 1,000 receipts with 413 and writes none", async () => {
+    const { store, post } = setup();
+    const batch = Array.from({ length: 1001 }, () => wireReceipt());
+    const response = await post(batch);
+    expect(response.status).toBe(413);
+    expect(store.db.select().from(jobs).all()).toHaveLength(0);
+  });
+
+  it("writes nothing of a batch when the database fails midway", async () => {
+    const { store, post } = setup();
+    // A trigger that fails the third insert stands in for a disk error.
+    store.sqlite.exec(`CREATE TRIGGER fail_third BEFORE INSERT ON jobs
+      WHEN (SELECT count(*) FROM jobs) >= 2 BEGIN SELECT RAISE(ABORT, 'disk full'); END`);
+    const response = await post([wireReceipt(), wireReceipt(), wireReceipt()]);
+    expect(response.status).toBe(500);
+    expect(store.db.select().from(jobs).all()).toHaveLength(0);
+  });
+});

@@ -1,0 +1,319 @@
+import http from "node:http";
+import { eq } from "drizzle-orm";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { jobs } from "../src/db/schema.js";
+import { parseJobsApiAnswer } from "../src/recorder/jobs-api.js";
+import { createRecordingProxy, keyFingerprint } from "../src/recorder/proxy.js";
+import {
+  address,
+  capturedLogger,
+  jobId,
+  listen,
+  serveApp,
+  signature,
+} from "./support/recorder-fixtures.js";
+import { createTestStore } from "./support/store.js";
+
+const key = "dcntrl_live_abcdefghijklmnopqrstuvwxyz012345";
+
+/** A gate the test opens to let the stub upstream send its next chunk. */
+function gate() {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { open, opened };
+}
+
+interface Stub {
+  seen: http.IncomingHttpHeaders[];
+  upstreamClosed: Promise<void>;
+  nextChunk: ReturnType<typeof gate>;
+  receipt: { jobId: string; escrowTx: string; settlementTx: string; worker: string };
+}
+
+/** A tiny Decentral stand-in: a JSON completion, a gated SSE stream, an endless stream, a 504. */
+function stubUpstream(): { server: http.Server; stub: Stub } {
+  let closed!: () => void;
+  const stub: Stub = {
+    seen: [],
+    upstreamClosed: new Promise<void>((resolve) => {
+      closed = resolve;
+    }),
+    nextChunk: gate(),
+    receipt: {
+      jobId: jobId(),
+      escrowTx: signature(),
+      settlementTx: signature(),
+      worker: address(),
+    },
+  };
+  const decentral = {
+    "x-decentral-job-id": stub.receipt.jobId,
+    "x-decentral-tx-signature": stub.receipt.escrowTx,
+    "x-decentral-worker": stub.receipt.worker,
+    "x-decentral-credits-remaining": "991.5",
+  };
+  const server = http.createServer(async (req, res) => {
+    stub.seen.push(req.headers);
+    for await (const _ of req) {
+      // drain the body
+    }
+    const url = req.url ?? "";
+    if (url.startsWith("/v1/jobs/")) {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(
+        JSON.stringify({
+          status: "settled",
+          credits_charged: 8,
+          worker_address: stub.receipt.worker,
+          on_chain: { escrow_tx: stub.receipt.escrowTx, settlement_tx: stub.receipt.settlementTx },
+        }),
+      );
+    } else if (url === "/v1/chat/completions?mode=json") {
+      res.writeHead(200, {
+        "content-type": "application/json",
+        ...decentral,
+        "x-decentral-settlement-tx": stub.receipt.settlementTx,
+        "x-upstream-custom": "kept",
+        "set-cookie": ["a=1", "b=2"],
+      });
+      res.end(
+        JSON.stringify({
+          id: "chatcmpl-1",
+          model: "qwen3-8b",
+          choices: [],
+          usage: { prompt_tokens: 11, completion_tokens: 22, total_tokens: 33 },
+        }),
+      );
+    } else if (url === "/v1/chat/completions?mode=stream") {
+      res.writeHead(200, { "content-type": "text/event-stream", ...decentral });
+      res.write(
+        `data: ${JSON.stringify({ model: "qwen3-8b", choices: [{ delta: { content: "a" } }] })}\n\n`,
+      );
+      await stub.nextChunk.opened;
+      res.write(
+        `data: ${JSON.stringify({ model: "qwen3-8b", choices: [], usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 } })}\n\n`,
+      );
+      res.end("data: [DONE]\n\n");
+    } else if (url === "/v1/chat/completions?mode=endless") {
+      res.writeHead(200, { "content-type": "text/event-stream", ...decentral });
+      res.write('data: {"choices":[]}\n\n');
+      res.on("close", () => closed());
+    } else {
+      res.writeHead(504, { "content-type": "application/json", ...decentral });
+      res.end(JSON.stringify({ error: { code: "timeout", message: "job timed out" } }));
+    }
+  });
+  return { server, stub };
+}
+
+async function setup() {
+  const store = createTestStore();
+  const { log, lines } = capturedLogger();
+  const { server, stub } = stubUpstream();
+  const upstream = await listen(server);
+  const jobsApi = async (id: string, authorization: string) => {
+    const response = await fetch(`${upstream.url}/v1/jobs/${id}`, { headers: { authorization } });
+    return parseJobsApiAnswer(await response.json());
+  };
+  const proxy = createRecordingProxy({
+    store,
+    log,
+    upstreamBaseUrl: `${upstream.url}/v1`,
+    jobsApi,
+  });
+  const app = await serveApp({ store, log, proxy });
+  const row = () => store.db.select().from(jobs).where(eq(jobs.jobId, stub.receipt.jobId)).get();
+  cleanups.push(async () => {
+    await app.close();
+    await proxy.close();
+    await upstream.close();
+  });
+  return { store, stub, proxy, url: app.url, row, lines };
+}
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+});
+
+function completion(url: string, mode: string, init: RequestInit = {}) {
+  return fetch(`${url}/v1/chat/completions?mode=${mode}`, {
+    method: "POST",
+    ...init,
+    headers: {
+      authorization: `Bearer ${key}`,
+      "content-type": "application/json",
+      ...(init.headers as Record<string, string>),
+    },
+    body: JSON.stringify({
+      model: "qwen3-8b",
+      max_tokens: 300,
+      messages: [],
+      stream: mode !== "json",
+    }),
+  });
+}
+
+describe("recording proxy", () => {
+  it("forwards headers both ways minus hop-by-hop and audit headers, and records the receipt", async () => {
+    const { stub, proxy, url, row } = await setup();
+    // node:http rather than fetch: fetch refuses to send a Connection header.
+    const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      const req = http.request(`${url}/v1/chat/completions?mode=json`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${key}`,
+          "content-type": "application/json",
+          "x-audit-tag-team": "search",
+          "x-audit-token": "our-own-token",
+          "x-client-custom": "yes",
+          connection: "keep-alive, x-hop",
+          "x-hop": "dropped",
+        },
+      });
+      req.on("response", resolve).on("error", reject);
+      req.end(JSON.stringify({ model: "qwen3-8b", max_tokens: 300, messages: [] }));
+    });
+    expect(response.statusCode).toBe(200);
+    expect(response.headers["x-upstream-custom"]).toBe("kept");
+    expect(response.headers["set-cookie"]).toEqual(["a=1", "b=2"]);
+    expect(response.headers["x-decentral-job-id"]).toBe(stub.receipt.jobId);
+    let text = "";
+    for await (const chunk of response) text += chunk;
+    expect(JSON.parse(text).usage.total_tokens).toBe(33);
+
+    const forwarded = stub.seen[0];
+    expect(forwarded?.authorization).toBe(`Bearer ${key}`);
+    expect(forwarded?.["x-client-custom"]).toBe("yes");
+    expect(forwarded?.["x-audit-tag-team"]).toBeUndefined();
+    expect(forwarded?.["x-audit-token"]).toBeUndefined();
+    expect(forwarded?.["x-hop"]).toBeUndefined();
+
+    await proxy.idle();
+    expect(row()).toMatchObject({
+      source: "proxy",
+      captureState: "complete",
+      escrowTx: stub.receipt.escrowTx,
+      settlementTx: stub.receipt.settlementTx,
+      worker: stub.receipt.worker,
+      creditsRemainingUnits: 9_915_000n,
+      model: "qwen3-8b",
+      promptTokens: 11,
+      completionTokens: 22,
+      totalTokens: 33,
+      maxTokens: 300,
+      stream: false,
+      httpStatus: 200,
+      tags: { team: "search" },
+      keyFingerprint: keyFingerprint(`Bearer ${key}`),
+      apiStatus: "settled",
+      apiCreditsChargedUnits: 80_000n,
+      apiSettlementTx: stub.receipt.settlementTx,
+      backfillState: null,
+    });
+  });
+
+  it("streams chunk by chunk: the first event arrives before the upstream sends the next", async () => {
+    const { stub, proxy, url, row } = await setup();
+    const response = await completion(url, "stream");
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+    const first = await reader.read();
+    expect(new TextDecoder().decode(first.value)).toContain('"content":"a"');
+    // The receipt exists while the stream is still open: a crash now loses nothing.
+    await vi.waitFor(() => expect(row()?.captureState).toBe("open"));
+    stub.nextChunk.open();
+    let rest = "";
+    for (;;) {
+      const next = await reader.read();
+      if (next.done) break;
+      rest += new TextDecoder().decode(next.value);
+    }
+    expect(rest).toContain("[DONE]");
+    await proxy.idle();
+    expect(row()).toMatchObject({
+      captureState: "complete",
+      stream: true,
+      totalTokens: 3,
+      settlementTx: stub.receipt.settlementTx,
+      apiSettlementTx: stub.receipt.settlementTx,
+      backfillState: "done",
+    });
+  });
+
+  it("aborts the upstream request when the client disconnects mid-stream", async () => {
+    const { stub, url, row } = await setup();
+    const controller = new AbortController();
+    const response = await completion(url, "endless", { signal: controller.signal });
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+    await reader.read();
+    controller.abort();
+    await stub.upstreamClosed;
+    await vi.waitFor(() => expect(row()?.captureState).toBe("aborted"));
+    expect(row()?.totalTokens).toBeNull();
+  });
+
+  it("records an error response with the Decentral headers it carries", async () => {
+    const { stub, proxy, url, row, lines } = await setup();
+    const response = await completion(url, "timeout");
+    expect(response.status).toBe(504);
+    expect(((await response.json()) as { error: { code: string } }).error.code).toBe("timeout");
+    await proxy.idle();
+    expect(row()).toMatchObject({
+      httpStatus: 504,
+      escrowTx: stub.receipt.escrowTx,
+      captureState: "complete",
+      promptTokens: null,
+    });
+    // The request log line tells the status the client got, not the adapter's placeholder.
+    const logged = () =>
+      lines
+        .map((line) => JSON.parse(line) as { msg: string; path?: string; status?: number })
+        .find((line) => line.msg === "request" && line.path === "/v1/chat/completions");
+    await vi.waitFor(() => expect(logged()?.status).toBe(504));
+  });
+
+  it("keeps a receipt the database refused and writes it once the database accepts again", async () => {
+    const { store, proxy, url, row, lines } = await setup();
+    // A trigger stands in for a database locked by another process.
+    store.sqlite.exec(`CREATE TABLE lock_flag (x); INSERT INTO lock_flag VALUES (1);
+      CREATE TRIGGER locked BEFORE INSERT ON jobs WHEN EXISTS (SELECT 1 FROM lock_flag)
+      BEGIN SELECT RAISE(ABORT, 'database is locked'); END`);
+    const response = await completion(url, "json");
+    expect(response.status).toBe(200);
+    await response.json();
+    await vi.waitFor(() => expect(lines.join("\n")).toContain("could not record receipts"));
+    expect(row()).toBeUndefined();
+    store.sqlite.exec("DELETE FROM lock_flag");
+    await proxy.idle();
+    expect(row()).toMatchObject({
+      captureState: "complete",
+      totalTokens: 33,
+      apiStatus: "settled",
+    });
+  });
+
+  it("answers 502 in the one error shape when the upstream is down", async () => {
+    const store = createTestStore();
+    const { log } = capturedLogger();
+    const dead = await listen(http.createServer());
+    await dead.close();
+    const proxy = createRecordingProxy({ store, log, upstreamBaseUrl: `${dead.url}/v1` });
+    const app = await serveApp({ store, log, proxy });
+    cleanups.push(app.close);
+    const response = await completion(app.url, "json");
+    expect(response.status).toBe(502);
+    expect(((await response.json()) as { error: { code: string } }).error.code).toBe(
+      "upstream_unavailable",
+    );
+  });
+
+  it("never writes the caller's key to a log line", async () => {
+    const { proxy, url, lines } = await setup();
+    await (await completion(url, "json")).json();
+    await proxy.idle();
+    expect(lines.length).toBeGreaterThan(0);
+    expect(lines.join("\n")).not.toContain(key);
+  });
+});

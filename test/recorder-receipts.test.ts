@@ -1,0 +1,206 @@
+import { randomBytes, randomInt } from "node:crypto";
+import bs58 from "bs58";
+import { eq } from "drizzle-orm";
+import { describe, expect, it } from "vitest";
+import { jobs, receiptConflicts } from "../src/db/schema.js";
+import { base58ByteLength, parseReceiptInput } from "../src/recorder/receipt-input.js";
+import { type Receipt, recordReceipt, recordReceipts } from "../src/recorder/receipts.js";
+import { address, jobId, signature, wireReceipt } from "./support/recorder-fixtures.js";
+import { createTestStore } from "./support/store.js";
+
+function receipt(overrides: Partial<Receipt> = {}): Receipt {
+  return {
+    jobId: jobId(),
+    escrowTx: signature(),
+    settlementTx: signature(),
+    worker: address(),
+    creditsRemainingUnits: 12_345_000n,
+    model: "qwen3-8b",
+    promptTokens: 10,
+    completionTokens: 20,
+    totalTokens: 30,
+    ...overrides,
+  };
+}
+
+describe("recordReceipt", () => {
+  it("creates a row with the verifier's defaults and credits in base units", () => {
+    const store = createTestStore();
+    const r = receipt({ tags: { team: "search" }, createdAt: 1_700_000_000_000 });
+    expect(recordReceipt(store, r, "ingest")).toEqual({ outcome: "created" });
+    const row = store.db.select().from(jobs).where(eq(jobs.jobId, r.jobId)).get();
+    expect(row).toMatchObject({
+      source: "ingest",
+      escrowTx: r.escrowTx,
+      settlementTx: r.settlementTx,
+      creditsRemainingUnits: 12_345_000n,
+      tags: { team: "search" },
+      verdict: "pending",
+      nextVerifyAt: 0,
+      captureState: "complete",
+      backfillState: null,
+      createdAt: 1_700_000_000_000,
+    });
+  });
+
+  it("reports the same receipt again as a duplicate and changes nothing", () => {
+    const store = createTestStore();
+    const r = receipt();
+    recordReceipt(store, r, "ingest", { now: 1 });
+    expect(recordReceipt(store, { ...r }, "import", { now: 2 })).toEqual({ outcome: "duplicate" });
+    const row = store.db.select().from(jobs).where(eq(jobs.jobId, r.jobId)).get();
+    expect(row?.source).toBe("ingest");
+    expect(row?.updatedAt).toBe(1);
+  });
+
+  it("keeps a receipt that disagrees as a conflict and leaves the recorded one alone", () => {
+    const store = createTestStore();
+    const r = receipt();
+    recordReceipt(store, r, "ingest");
+    const forged = { ...r, worker: address(), creditsRemainingUnits: 1n };
+    expect(recordReceipt(store, forged, "ingest")).toEqual({
+      outcome: "conflict",
+      differences: ["worker", "credits_remaining_units"],
+    });
+    const row = store.db.select().from(jobs).where(eq(jobs.jobId, r.jobId)).get();
+    expect(row?.worker).toBe(r.worker);
+    const conflicts = store.db.select().from(receiptConflicts).all();
+    expect(conflicts).toHaveLength(1);
+    expect(conflicts[0]).toMatchObject({
+      jobId: r.jobId,
+      source: "ingest",
+      differences: ["worker", "credits_remaining_units"],
+      receipt: { worker: forged.worker, credits_remaining_units: "1" },
+    });
+  });
+
+  it("fills a missing settlement signature as an update, not a conflict, and ends the backfill", () => {
+    const store = createTestStore();
+    const r = receipt({ settlementTx: null });
+    recordReceipt(store, r, "fetch");
+    let row = store.db.select().from(jobs).where(eq(jobs.jobId, r.jobId)).get();
+    expect(row?.backfillState).toBe("pending");
+    const settlement = signature();
+    expect(recordReceipt(store, { ...r, settlementTx: settlement }, "ingest")).toEqual({
+      outcome: "updated",
+    });
+    row = store.db.select().from(jobs).where(eq(jobs.jobId, r.jobId)).get();
+    expect(row?.settlementTx).toBe(settlement);
+    expect(row?.backfillState).toBe("done");
+    // The less complete receipt again adds nothing: a duplicate.
+    expect(recordReceipt(store, r, "fetch").outcome).toBe("duplicate");
+  });
+
+  it("lets the proxy complete the row it opened, and only that row", () => {
+    const store = createTestStore();
+    const open = receipt({
+      settlementTx: null,
+      promptTokens: null,
+      completionTokens: null,
+      totalTokens: null,
+      captureState: "open",
+    });
+    recordReceipt(store, open, "proxy");
+    const done = {
+      ...open,
+      promptTokens: 5,
+      completionTokens: 7,
+      totalTokens: 12,
+      latencyMs: 40,
+      captureState: "complete" as const,
+    };
+    expect(recordReceipt(store, done, "proxy").outcome).toBe("updated");
+    const row = store.db.select().from(jobs).where(eq(jobs.jobId, open.jobId)).get();
+    expect(row).toMatchObject({ captureState: "complete", totalTokens: 12, latencyMs: 40 });
+    expect(recordReceipt(store, { ...done, totalTokens: 99 }, "proxy").outcome).toBe("conflict");
+  });
+
+  it("records a batch in order, so a job repeated inside it is a duplicate of its first item", () => {
+    const store = createTestStore();
+    const a = receipt();
+    const b = receipt();
+    const results = recordReceipts(store, [a, b, a, { ...b, escrowTx: signature() }], "import");
+    expect(results.map((r) => r.outcome)).toEqual(["created", "created", "duplicate", "conflict"]);
+  });
+});
+
+describe("parseReceiptInput", () => {
+  it("accepts a receipt and ignores unknown fields", () => {
+    const wire = wireReceipt({
+      extra: "ignored",
+      created_at: "2026-11-25T10:00:00Z",
+      tags: { Team: "x" },
+    });
+    const parsed = parseReceiptInput(wire);
+    expect(parsed).toEqual({
+      ok: true,
+      receipt: expect.objectContaining({
+        jobId: wire.job_id,
+        creditsRemainingUnits: 12_345_000n,
+        totalTokens: 92,
+        createdAt: Date.UTC(2026, 10, 25, 10),
+        tags: { team: "x" },
+      }),
+    });
+  });
+
+  it("reads a chat completion carrying a _decentral member", () => {
+    const inner = wireReceipt();
+    const parsed = parseReceiptInput({
+      id: "chatcmpl-1",
+      object: "chat.completion",
+      created: 1_764_000_000,
+      model: "llama-3.3-70b",
+      usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 },
+      choices: [],
+      _decentral: { ...inner, model: undefined, usage: undefined },
+    });
+    expect(parsed.ok && parsed.receipt).toMatchObject({
+      jobId: inner.job_id,
+      model: "llama-3.3-70b",
+      totalTokens: 3,
+      createdAt: 1_764_000_000_000,
+    });
+  });
+
+  it.each([
+    ["job_id", { job_id: "job_ABC" }],
+    ["job_id", { job_id: undefined }],
+    ["escrow_tx", { escrow_tx: "5VERYlong0OIl" }],
+    ["escrow_tx", { escrow_tx: address() }],
+    ["settlement_tx", { settlement_tx: 42 }],
+    ["worker", { worker: signature() }],
+    ["credits_remaining", { credits_remaining: "-3" }],
+    ["credits_remaining", { credits_remaining: "1.23456" }],
+    ["usage.completion_tokens", { usage: { completion_tokens: 1.5 } }],
+    ["created_at", { created_at: "yesterday" }],
+    ["tags.bad name", { tags: { "bad name": "x" } }],
+  ])("rejects a bad %s and names it", (field, overrides) => {
+    const parsed = parseReceiptInput(wireReceipt(overrides));
+    expect(parsed.ok).toBe(false);
+    expect(!parsed.ok && parsed.field).toBe(field);
+  });
+
+  it("accepts a streamed job's receipt without a settlement signature", () => {
+    const parsed = parseReceiptInput(wireReceipt({ settlement_tx: null }));
+    expect(parsed.ok && parsed.receipt.settlementTx).toBeNull();
+  });
+});
+
+describe("base58ByteLength", () => {
+  it("agrees with bs58 on the decoded length of valid and corrupted strings", () => {
+    const alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz0OIl+";
+    for (let i = 0; i < 3000; i++) {
+      const bytes = randomBytes(randomInt(0, 70));
+      // Leading zero bytes are where base58 is subtle: they become leading "1"s.
+      bytes.fill(0, 0, Math.min(bytes.length, randomInt(0, 4)));
+      let text = bs58.encode(bytes);
+      if (i % 3 === 0 && text.length > 0) {
+        const at = randomInt(0, text.length);
+        text = text.slice(0, at) + alphabet[randomInt(0, alphabet.length)] + text.slice(at + 1);
+      }
+      const decoded = bs58.decodeUnsafe(text);
+      expect(base58ByteLength(text), text).toBe(decoded === undefined ? null : decoded.length);
+    }
+  });
+});

@@ -1,0 +1,87 @@
+import { randomBytes } from "node:crypto";
+import { once } from "node:events";
+import type http from "node:http";
+import type { AddressInfo } from "node:net";
+import { serve } from "@hono/node-server";
+import bs58 from "bs58";
+import { createApp } from "../../src/api/app.js";
+import { createToken } from "../../src/auth/tokens.js";
+import type { Store } from "../../src/db/client.js";
+import { createLogger, type Logger } from "../../src/log.js";
+import type { RecordingProxy } from "../../src/recorder/proxy.js";
+
+/** A well-formed transaction signature (base58 of 64 random bytes). */
+export function signature(): string {
+  return bs58.encode(randomBytes(64));
+}
+
+/** A well-formed wallet address (base58 of 32 random bytes). */
+export function address(): string {
+  return bs58.encode(randomBytes(32));
+}
+
+let counter = 0;
+/** A fresh job id. */
+export function jobId(): string {
+  counter++;
+  return `job_${randomBytes(6).toString("hex")}${counter}`;
+}
+
+/** A receipt as the ingest API takes it, complete unless overridden. */
+export function wireReceipt(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    job_id: jobId(),
+    escrow_tx: signature(),
+    settlement_tx: signature(),
+    worker: address(),
+    credits_remaining: "1234.5",
+    model: "qwen3-8b",
+    usage: { prompt_tokens: 12, completion_tokens: 80, total_tokens: 92 },
+    ...overrides,
+  };
+}
+
+/** A logger whose JSON lines are kept in `lines`, to search them after a run. */
+export function capturedLogger(): { log: Logger; lines: string[] } {
+  const lines: string[] = [];
+  const log = createLogger({ level: "debug" }, { write: (line: string) => lines.push(line) });
+  return { log, lines };
+}
+
+/** Listens on a free loopback port; resolves with the base URL and a close function. */
+export async function listen(
+  server: http.Server,
+): Promise<{ url: string; close(): Promise<void> }> {
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** Serves `createApp` on a free port the way `serve` does (so the proxy gets Node objects). */
+export async function serveApp(deps: { store: Store; log: Logger; proxy?: RecordingProxy }) {
+  const app = createApp(deps);
+  const server = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }) as http.Server;
+  if (!server.listening) await once(server, "listening");
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** A fresh access token of role `ingest` (what backends posting receipts hold). */
+export function ingestToken(store: Store): string {
+  return createToken(store, { role: "ingest", name: "recorder tests" }).token;
+}
