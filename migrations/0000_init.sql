@@ -24,7 +24,8 @@ CREATE TABLE `chain_transactions` (
 	`status_checked_at` integer,
 	`fetched_at` integer,
 	`not_found_since` integer,
-	`not_found_count` integer DEFAULT 0 NOT NULL
+	`not_found_count` integer DEFAULT 0 NOT NULL,
+	`not_found_slot` integer
 );
 --> statement-breakpoint
 CREATE INDEX `chain_transactions_state` ON `chain_transactions` (`state`);--> statement-breakpoint
@@ -96,10 +97,16 @@ CREATE INDEX `jobs_created_at` ON `jobs` (`created_at`);--> statement-breakpoint
 CREATE INDEX `jobs_verdict_next` ON `jobs` (`verdict`,`next_verify_at`);--> statement-breakpoint
 CREATE INDEX `jobs_escrow_tx` ON `jobs` (`escrow_tx`);--> statement-breakpoint
 CREATE INDEX `jobs_settlement_tx` ON `jobs` (`settlement_tx`);--> statement-breakpoint
+CREATE INDEX `jobs_api_settlement_tx` ON `jobs` (`api_settlement_tx`);--> statement-breakpoint
 CREATE INDEX `jobs_worker_created` ON `jobs` (`worker`,`created_at`);--> statement-breakpoint
 CREATE INDEX `jobs_model_created` ON `jobs` (`model`,`created_at`);--> statement-breakpoint
 CREATE INDEX `jobs_key_created` ON `jobs` (`key_fingerprint`,`created_at`);--> statement-breakpoint
 CREATE INDEX `jobs_backfill` ON `jobs` (`backfill_state`,`backfill_next_at`);--> statement-breakpoint
+CREATE INDEX `jobs_report_day` ON `jobs` ("created_at" / 86400000,`verdict`,`created_at`,`charged_units`,`escrowed_units`,`worker_paid_units`,`treasury_paid_units`,`refunded_units`,`fees_lamports`);--> statement-breakpoint
+CREATE INDEX `jobs_report_model` ON `jobs` (`model`,`verdict`,`created_at`,`charged_units`,`escrowed_units`,`worker_paid_units`,`treasury_paid_units`,`refunded_units`,`fees_lamports`);--> statement-breakpoint
+CREATE INDEX `jobs_report_worker` ON `jobs` (`worker`,`verdict`,`created_at`,`charged_units`,`escrowed_units`,`worker_paid_units`,`treasury_paid_units`,`refunded_units`,`fees_lamports`);--> statement-breakpoint
+CREATE INDEX `jobs_report_key` ON `jobs` (`key_fingerprint`,`verdict`,`created_at`,`charged_units`,`escrowed_units`,`worker_paid_units`,`treasury_paid_units`,`refunded_units`,`fees_lamports`);--> statement-breakpoint
+CREATE INDEX `jobs_verdict_created` ON `jobs` (`verdict`,`created_at`);--> statement-breakpoint
 CREATE TABLE `locks` (
 	`name` text PRIMARY KEY NOT NULL,
 	`owner` text NOT NULL,

@@ -1,9 +1,15 @@
 import { Command, Option } from "commander";
+import { registerTokenCommands } from "./auth/token-commands.js";
+import { inspectTransaction } from "./chain/inspect.js";
 import { ConfigError, type ConfigInput, loadConfig } from "./config.js";
 import { openStore } from "./db/client.js";
 import { migrateStore } from "./db/migrate.js";
 import { isAppError } from "./errors.js";
+import { registerLocalnetCommand } from "./localnet/command.js";
 import { startService } from "./main.js";
+import { registerVerifyCommand } from "./nightly/verify-cli.js";
+import { runImportCommand } from "./recorder/import-command.js";
+import { registerReportCommands } from "./reports/report-command.js";
 
 /** Flags shared by commands that read the store or the chain; each maps to a config key. */
 function withCommonOptions(command: Command): Command {
@@ -54,6 +60,47 @@ export function buildProgram(): Command {
     process.once("SIGINT", stop);
   });
 
+  withCommonOptions(
+    program
+      .command("import")
+      .description("import receipts from a JSONL or CSV file (- for stdin)")
+      .argument("<file>", "JSONL or CSV file, or - for stdin")
+      .option("--format <format>", "jsonl or csv (default: from the extension or the content)"),
+  ).action(async (file: string, flags) => {
+    const config = configFromFlags(flags);
+    const store = openStore(config.DATABASE_URL);
+    try {
+      migrateStore(store);
+      process.exitCode = await runImportCommand(store, file, flags, {
+        stdin: process.stdin,
+        out: (line) => console.log(line),
+        err: (line) => console.error(line),
+        progress: process.stderr.isTTY === true,
+      });
+    } finally {
+      store.close();
+    }
+  });
+
+  const tx = program.command("tx").description("Solana transactions");
+  tx.command("inspect")
+    .description("print the facts of one transaction as JSON")
+    .argument(
+      "<target>",
+      "transaction signature, saved getTransaction response file, or - for stdin",
+    )
+    .addOption(new Option("--rpc <urls>", "Solana RPC URLs; the first is used (SOLANA_RPC_URLS)"))
+    .addOption(
+      new Option("--commitment <level>", "commitment for a fetched transaction")
+        .choices(["confirmed", "finalized"])
+        .default("finalized"),
+    )
+    .action(async (target: string, flags) => {
+      const config = configFromFlags(flags);
+      const facts = await inspectTransaction(target, { config, commitment: flags.commitment });
+      console.log(JSON.stringify(facts, null, 2));
+    });
+
   const db = program.command("db").description("database maintenance");
   withCommonOptions(db.command("migrate").description("apply pending migrations")).action(
     (flags) => {
@@ -64,6 +111,13 @@ export function buildProgram(): Command {
       console.log(`migrated ${config.DATABASE_URL}`);
     },
   );
+
+  registerLocalnetCommand(program);
+
+  const helpers = { withCommonOptions, configFromFlags };
+  registerTokenCommands(program, helpers);
+  registerReportCommands(program, helpers);
+  registerVerifyCommand(program, helpers);
 
   return program;
 }

@@ -50,6 +50,11 @@ export const configSchema = z.object({
   AUDIT_PROFILE: z.string().min(1).default("decentral-mainnet"),
   /** Also require an access token of role `ingest` on the proxy path /v1/*. Default off. */
   PROXY_REQUIRE_TOKEN: boolFlag.default(false),
+  /**
+   * How often the verifier polls signatures that are not finalized yet, in ms. Finality moves a
+   * slot (~400 ms) at a time and takes ~13 s, so faster polling only spends requests. Default 2000.
+   */
+  VERIFY_POLL_MS: z.coerce.number().int().positive().default(2000),
   /** Cron expression for in-process nightly verification in `serve` (UTC). Default none. */
   VERIFY_CRON: z.string().min(1).optional(),
   /** pino log level. Default info. */

@@ -1,15 +1,27 @@
 import { type ServerType, serve } from "@hono/node-server";
 import { createApp } from "./api/app.js";
+import { createMetrics } from "./api/metrics.js";
+import { rpcPoolFromConfig } from "./chain/rpc-pool.js";
 import type { Config } from "./config.js";
 import { openStore, type Store } from "./db/client.js";
 import { migrateStore } from "./db/migrate.js";
+import { startWalCheckpointer } from "./db/wal-checkpointer.js";
 import { createLogger, type Logger } from "./log.js";
+import { scheduleNightlyVerification } from "./nightly/cron.js";
+import { createJobsApiClient } from "./recorder/jobs-api.js";
+import { createRecordingProxy } from "./recorder/proxy.js";
+import { createSettlementBackfill } from "./recorder/settlement-backfill.js";
+import { explorerClusterOf } from "./reports/audit-record.js";
+import { createVerifier, type Verifier } from "./verify/engine.js";
+import { loadProfile } from "./verify/profiles.js";
 
 /** A running service; `close()` stops taking requests, drains work and closes the store. */
 export interface Service {
   url: string;
   store: Store;
   log: Logger;
+  /** The running verifier (the demo waits on it with `runUntilSettled`). */
+  verifier: Verifier;
   close(): Promise<void>;
 }
 
@@ -20,7 +32,52 @@ export async function startService(
 ): Promise<Service> {
   const store = openStore(config.DATABASE_URL);
   migrateStore(store);
-  const app = createApp({ store, log });
+  const checkpointer = startWalCheckpointer(store, { log });
+  const jobsApi = createJobsApiClient(config.DECENTRAL_BASE_URL);
+  const metrics = createMetrics({ store, rpcStats: () => rpc.stats() });
+  const proxy = createRecordingProxy({
+    store,
+    log,
+    upstreamBaseUrl: config.DECENTRAL_BASE_URL,
+    jobsApi,
+    observe: (sample) => metrics.observeProxy(sample),
+  });
+  const backfill = createSettlementBackfill({
+    store,
+    log,
+    jobsApi,
+    apiKey: config.DECENTRAL_API_KEY,
+  });
+  backfill.start();
+  const rpc = rpcPoolFromConfig(config, log);
+  const profile = loadProfile(config.AUDIT_PROFILE);
+  const verifier = createVerifier({
+    store,
+    rpc,
+    profile,
+    log,
+    // New receipts are found by polling the store (one indexed query) as often as finality.
+    options: { pollIntervalMs: config.VERIFY_POLL_MS, idleIntervalMs: config.VERIFY_POLL_MS },
+  });
+  verifier.start();
+  const nightly = config.VERIFY_CRON
+    ? scheduleNightlyVerification(config.VERIFY_CRON, {
+        store,
+        engine: verifier,
+        log,
+        preflight: () => rpc.getSlot("finalized"),
+      })
+    : null;
+  const app = createApp({
+    store,
+    log,
+    proxy,
+    metrics,
+    verifier,
+    proxyRequireToken: config.PROXY_REQUIRE_TOKEN,
+    explorer: explorerClusterOf(profile.cluster, config.SOLANA_RPC_URLS[0] ?? ""),
+    readiness: { rpc: () => rpc.getSlot("finalized") },
+  });
   const server = await new Promise<ServerType>((resolve) => {
     const s = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, () =>
       resolve(s),
@@ -34,8 +91,15 @@ export async function startService(
     url,
     store,
     log,
+    verifier,
     async close() {
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      nightly?.stop();
+      await backfill.stop();
+      await verifier.stop();
+      await rpc.close();
+      await proxy.close();
+      await checkpointer.close();
       store.close();
     },
   };

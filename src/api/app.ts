@@ -2,7 +2,16 @@ import { randomUUID } from "node:crypto";
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Store } from "../db/client.js";
 import type { Logger } from "../log.js";
+import type { RecordingProxy } from "../recorder/proxy.js";
+import type { ExplorerCluster } from "../reports/audit-record.js";
+import { auditApi } from "./audit-api.js";
+import type { Reverifier } from "./audit-routes.js";
+import { AUDIT_TOKEN_HEADER, BEARER_SCHEME, requireRole } from "./auth.js";
 import { errorBody, handleError } from "./error-handler.js";
+import { ingestRoutes } from "./ingest-routes.js";
+import { type AppMetrics, createMetrics } from "./metrics.js";
+import type { ReadinessProbes } from "./ops-routes.js";
+import { proxyRoutes } from "./proxy-routes.js";
 
 /** Everything the HTTP app needs, injected so tests build their own. */
 export interface AppDeps {
@@ -10,6 +19,18 @@ export interface AppDeps {
   log: Logger;
   /** Clock, injectable for tests. */
   now?: () => number;
+  /** The recording proxy behind `/v1/*`; without it `/v1/*` is not served. */
+  proxy?: RecordingProxy;
+  /** Explorer links of the audit record; default Solana mainnet. */
+  explorer?: ExplorerCluster;
+  /** Queues re-verifications (`POST /jobs/{jobId}/reverify`); without it that route answers 409. */
+  verifier?: Reverifier;
+  /** Probes of `/readyz`. */
+  readiness?: ReadinessProbes;
+  /** Prometheus metrics, shared with the proxy; default: a fresh registry over `store`. */
+  metrics?: AppMetrics;
+  /** Also require an `ingest` access token in `x-audit-token` on `/v1/*` (PROXY_REQUIRE_TOKEN). */
+  proxyRequireToken?: boolean;
 }
 
 export interface AppEnv {
@@ -61,6 +82,42 @@ export function createApp(deps: AppDeps) {
   );
 
   app.get("/healthz", (c) => c.json({ ok: true }));
+
+  // Every route but /healthz needs an access token. The proxy is authenticated upstream by
+  // the caller's Decentral key in Authorization, so its optional token travels in x-audit-token.
+  app.on("POST", "/jobs", requireRole(deps.store, "ingest"));
+  if (deps.proxyRequireToken) {
+    app.use("/v1/*", requireRole(deps.store, "ingest", { source: AUDIT_TOKEN_HEADER }));
+  }
+  const metrics = deps.metrics ?? createMetrics({ store: deps.store, now: deps.now });
+  app.route(
+    "/",
+    auditApi({
+      store: deps.store,
+      now: deps.now ?? Date.now,
+      explorer: deps.explorer ?? { cluster: "mainnet-beta" },
+      metrics,
+      verifier: deps.verifier,
+      readiness: deps.readiness,
+    }),
+  );
+  app.openAPIRegistry.registerComponent("securitySchemes", BEARER_SCHEME, {
+    type: "http",
+    scheme: "bearer",
+    description: "An access token (`da_...`) created with `decentral-audit tokens create`.",
+  });
+  app.use("/openapi.json", requireRole(deps.store, "read"));
+  app.doc31("/openapi.json", {
+    openapi: "3.1.0",
+    info: {
+      title: "decentral-audit",
+      version: "0.1.0",
+      description:
+        'Receipts of Decentral jobs and the on-chain proof of their charge and settlement. Errors: `{"error":{"code","message"},"requestId"}`.',
+    },
+  });
+  app.route("/", ingestRoutes({ store: deps.store, now: deps.now }));
+  if (deps.proxy) app.route("/", proxyRoutes(deps.proxy));
 
   return app;
 }

@@ -1,5 +1,13 @@
 import { sql } from "drizzle-orm";
-import { customType, index, integer, primaryKey, sqliteTable, text } from "drizzle-orm/sqlite-core";
+import {
+  type AnySQLiteColumn,
+  customType,
+  index,
+  integer,
+  primaryKey,
+  sqliteTable,
+  text,
+} from "drizzle-orm/sqlite-core";
 
 /**
  * Integer base units (USDC base units, lamports) stored as SQLite INTEGER and read as bigint.
@@ -55,6 +63,31 @@ export const finalVerdicts: readonly Verdict[] = [
   "dropped",
   "unverifiable",
 ];
+
+/** Columns the reconciliation report reads after its group and the verdict (see below). */
+const reportColumns = <
+  T extends Record<
+    | "createdAt"
+    | "chargedUnits"
+    | "escrowedUnits"
+    | "workerPaidUnits"
+    | "treasuryPaidUnits"
+    | "refundedUnits"
+    | "feesLamports",
+    AnySQLiteColumn
+  >,
+>(
+  t: T,
+) =>
+  [
+    t.createdAt,
+    t.chargedUnits,
+    t.escrowedUnits,
+    t.workerPaidUnits,
+    t.treasuryPaidUnits,
+    t.refundedUnits,
+    t.feesLamports,
+  ] as const;
 
 /** One row per Decentral job: the receipt as recorded, what the jobs API said, and the verdict. */
 export const jobs = sqliteTable(
@@ -131,10 +164,21 @@ export const jobs = sqliteTable(
     index("jobs_verdict_next").on(t.verdict, t.nextVerifyAt),
     index("jobs_escrow_tx").on(t.escrowTx),
     index("jobs_settlement_tx").on(t.settlementTx),
+    // The verifier asks which jobs name a signature, the jobs API's settlement included.
+    index("jobs_api_settlement_tx").on(t.apiSettlementTx),
     index("jobs_worker_created").on(t.worker, t.createdAt),
     index("jobs_model_created").on(t.model, t.createdAt),
     index("jobs_key_created").on(t.keyFingerprint, t.createdAt),
     index("jobs_backfill").on(t.backfillState, t.backfillNextAt),
+    // Covering indexes of the reconciliation report, one per grouping: each lists the group,
+    // then the verdict, so SQLite aggregates in index order (no sort of a million rows) and
+    // never reads the wide rows. Keep them in step with src/reports/reconciliation.ts.
+    index("jobs_report_day").on(sql`${t.createdAt} / 86400000`, t.verdict, ...reportColumns(t)),
+    index("jobs_report_model").on(t.model, t.verdict, ...reportColumns(t)),
+    index("jobs_report_worker").on(t.worker, t.verdict, ...reportColumns(t)),
+    index("jobs_report_key").on(t.keyFingerprint, t.verdict, ...reportColumns(t)),
+    // `dataCompleteUntil`: the oldest job of each non-final verdict is one index probe away.
+    index("jobs_verdict_created").on(t.verdict, t.createdAt),
   ],
 );
 
@@ -184,6 +228,12 @@ export const chainTransactions = sqliteTable(
     /** When a status query first found nothing, to tell "not yet" from "dropped". */
     notFoundSince: epochMs("not_found_since"),
     notFoundCount: integer("not_found_count").notNull().default(0),
+    /**
+     * The current slot when a status query first found nothing. The transaction was signed
+     * before then, so its blockhash expires at most ~150 slots later: past that plus a margin,
+     * a signature still unseen (history searched) is dropped.
+     */
+    notFoundSlot: integer("not_found_slot"),
   },
   (t) => [index("chain_transactions_state").on(t.state)],
 );

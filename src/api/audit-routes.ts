@@ -1,0 +1,97 @@
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { eq } from "drizzle-orm";
+import type { Store } from "../db/client.js";
+import { jobs } from "../db/schema.js";
+import { AppError } from "../errors.js";
+import { auditRecord, type ExplorerCluster } from "../reports/audit-record.js";
+import type { AppEnv } from "./app.js";
+import { BEARER_SCHEME, requireRole } from "./auth.js";
+import { AuditRecordSchema, authErrors, ErrorSchema, notFoundError } from "./openapi-schemas.js";
+
+/** Queues a fresh verification of one job; implemented by the verifier. */
+export interface Reverifier {
+  reverify(jobId: string): void;
+}
+
+export interface AuditRoutesDeps {
+  store: Store;
+  explorer: ExplorerCluster;
+  verifier?: Reverifier;
+}
+
+const jobIdParam = z.object({
+  jobId: z
+    .string()
+    .min(1)
+    .max(200)
+    .openapi({ param: { name: "jobId", in: "path" }, example: "job_8fx2kp3m9qrstvwxyz" }),
+});
+
+/** `GET /audit/{jobId}` (role read) and `POST /jobs/{jobId}/reverify` (role admin). */
+export function auditRoutes(deps: AuditRoutesDeps) {
+  const audit = createRoute({
+    method: "get",
+    path: "/audit/{jobId}",
+    tags: ["audit"],
+    summary: "Everything recorded and proven about one job",
+    security: [{ [BEARER_SCHEME]: [] }],
+    middleware: [requireRole(deps.store, "read")] as const,
+    request: { params: jobIdParam },
+    responses: {
+      200: {
+        content: { "application/json": { schema: AuditRecordSchema } },
+        description: "The audit record.",
+      },
+      ...authErrors,
+      ...notFoundError,
+    },
+  });
+
+  const reverify = createRoute({
+    method: "post",
+    path: "/jobs/{jobId}/reverify",
+    tags: ["audit"],
+    summary: "Queue a fresh verification of one job",
+    security: [{ [BEARER_SCHEME]: [] }],
+    middleware: [requireRole(deps.store, "admin")] as const,
+    request: { params: jobIdParam },
+    responses: {
+      202: {
+        content: {
+          "application/json": {
+            schema: z.object({ jobId: z.string(), queued: z.literal(true) }),
+          },
+        },
+        description: "Queued; `GET /audit/{jobId}` shows the new verdict once reached.",
+      },
+      ...authErrors,
+      ...notFoundError,
+      409: {
+        content: { "application/json": { schema: ErrorSchema } },
+        description: "No verifier runs in this process.",
+      },
+    },
+  });
+
+  return new OpenAPIHono<AppEnv>()
+    .openapi(audit, (c) => {
+      const { jobId } = c.req.valid("param");
+      const record = auditRecord(deps.store, jobId, deps.explorer);
+      if (!record) throw new AppError("not_found", `no job ${jobId}`, { field: "jobId" });
+      return c.json(record, 200);
+    })
+    .openapi(reverify, (c) => {
+      const { jobId } = c.req.valid("param");
+      const known = deps.store.db
+        .select({ jobId: jobs.jobId })
+        .from(jobs)
+        .where(eq(jobs.jobId, jobId))
+        .get();
+      if (!known) throw new AppError("not_found", `no job ${jobId}`, { field: "jobId" });
+      if (!deps.verifier) {
+        throw new AppError("conflict", "no verifier runs in this process");
+      }
+      deps.verifier.reverify(jobId);
+      return c.json({ jobId, queued: true as const }, 202);
+    });
+}

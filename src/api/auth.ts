@@ -1,0 +1,71 @@
+import type { MiddlewareHandler } from "hono";
+import { authenticateToken, roleSatisfies, rolesSatisfying } from "../auth/tokens.js";
+import type { Store } from "../db/client.js";
+import type { TokenRole } from "../db/schema.js";
+import type { AppEnv } from "./app.js";
+import { errorBody } from "./error-handler.js";
+
+/** Header that carries an access token where `Authorization` already holds the Decentral key. */
+export const AUDIT_TOKEN_HEADER = "x-audit-token";
+
+/** Where `requireRole` reads the token from. */
+export type TokenSource = "authorization" | typeof AUDIT_TOKEN_HEADER;
+
+/** Security scheme name used in the OpenAPI document. */
+export const BEARER_SCHEME = "bearerAuth";
+
+function presentedToken(header: string | undefined, source: TokenSource): string | undefined {
+  if (!header) return undefined;
+  if (source === AUDIT_TOKEN_HEADER) return header.trim() || undefined;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  return match?.[1];
+}
+
+/**
+ * Middleware that lets a request through only with a live access token whose role satisfies
+ * `role` (`admin` satisfies every role). No or unknown token: 401 `unauthorized`; a token of a
+ * role that does not suffice: 403 `forbidden`. The token never appears in a body or a log line.
+ */
+export function requireRole(
+  store: Store,
+  role: TokenRole,
+  options: { source?: TokenSource; now?: () => number } = {},
+): MiddlewareHandler<AppEnv> {
+  const source = options.source ?? "authorization";
+  return async (c, next) => {
+    const token = presentedToken(c.req.header(source), source);
+    const where = source === "authorization" ? "Authorization: Bearer <token>" : source;
+    if (!token) {
+      c.header("www-authenticate", 'Bearer realm="decentral-audit"');
+      return c.json(
+        errorBody(c, "unauthorized", `an access token is required (${where})`, {
+          requiredRole: role,
+        }),
+        401,
+      );
+    }
+    const held = authenticateToken(store, token, options.now);
+    if (!held) {
+      c.header("www-authenticate", 'Bearer realm="decentral-audit", error="invalid_token"');
+      return c.json(
+        errorBody(c, "unauthorized", "the access token is unknown or revoked", {
+          requiredRole: role,
+        }),
+        401,
+      );
+    }
+    if (!roleSatisfies(held.role, role)) {
+      return c.json(
+        errorBody(
+          c,
+          "forbidden",
+          `this route needs a token of role ${rolesSatisfying(role).join(" or ")}; the token has role ${held.role}`,
+          { requiredRole: role, tokenRole: held.role },
+        ),
+        403,
+      );
+    }
+    c.get("log")?.debug({ tokenId: held.id, role: held.role }, "authenticated");
+    await next();
+  };
+}

@@ -1,0 +1,79 @@
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Store } from "../db/client.js";
+import { listJobs } from "../reports/job-listing.js";
+import type { AppEnv } from "./app.js";
+import { BEARER_SCHEME, requireRole } from "./auth.js";
+import {
+  authErrors,
+  cursorParam,
+  instantParam,
+  JobSummarySchema,
+  limitParam,
+  orderParam,
+  periodRefinement,
+  verdictSchema,
+} from "./openapi-schemas.js";
+
+const text = (name: string, description: string) =>
+  z
+    .string()
+    .min(1)
+    .max(200)
+    .optional()
+    .openapi({ param: { name, in: "query" }, description });
+
+const jobsQuery = z
+  .object({
+    verdict: verdictSchema.optional().openapi({ param: { name: "verdict", in: "query" } }),
+    worker: text("worker", "Worker wallet address."),
+    model: text("model", "Model name as recorded."),
+    key: text("key", "Fingerprint of the caller's Decentral key."),
+    from: instantParam("from", "Jobs created at or after this instant.").optional(),
+    to: instantParam("to", "Jobs created before this instant.").optional(),
+    limit: limitParam,
+    cursor: cursorParam,
+    order: orderParam,
+  })
+  .superRefine(periodRefinement);
+
+const JobPageSchema = z
+  .object({ items: z.array(JobSummarySchema), nextCursor: z.string().nullable() })
+  .openapi("JobPage");
+
+/** `GET /jobs` (role read): the jobs listing with filters and a stable keyset cursor. */
+export function jobRoutes(deps: { store: Store }) {
+  const list = createRoute({
+    method: "get",
+    path: "/jobs",
+    tags: ["jobs"],
+    summary: "List jobs, newest first, with filters",
+    security: [{ [BEARER_SCHEME]: [] }],
+    middleware: [requireRole(deps.store, "read")] as const,
+    request: { query: jobsQuery },
+    responses: {
+      200: {
+        content: { "application/json": { schema: JobPageSchema } },
+        description:
+          "One page; pass `nextCursor` as `cursor` for the next. Pages stay stable while jobs arrive.",
+      },
+      ...authErrors,
+    },
+  });
+
+  return new OpenAPIHono<AppEnv>().openapi(list, (c) => {
+    const q = c.req.valid("query");
+    const page = listJobs(
+      deps.store,
+      {
+        verdict: q.verdict,
+        worker: q.worker,
+        model: q.model,
+        keyFingerprint: q.key,
+        from: q.from,
+        to: q.to,
+      },
+      { limit: q.limit, cursor: q.cursor, order: q.order },
+    );
+    return c.json(page, 200);
+  });
+}

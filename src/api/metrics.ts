@@ -1,0 +1,120 @@
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { Store } from "../db/client.js";
+import { verdicts } from "../db/schema.js";
+import { dataCompleteUntil, openVerdicts } from "../reports/reconciliation.js";
+
+/** One row of the RPC pool's counters. */
+export interface RpcStatRow {
+  endpoint: string;
+  method: string;
+  outcome: string;
+  count: number;
+}
+
+/** Where the metrics read live values at scrape time; each source optional. */
+export interface MetricSources {
+  store: Store;
+  /** RPC pool counters (monotonic). */
+  rpcStats?: () => readonly RpcStatRow[];
+  /** Jobs waiting in the verification queue; default: jobs whose verdict is not final. */
+  queueDepth?: () => number;
+  now?: () => number;
+}
+
+/**
+ * Prometheus metrics with their own registry (never the global default one), so every app and
+ * every test has its own. Gauges read the database at scrape time; the proxy observes its
+ * latency through `observeProxy`.
+ */
+export function createMetrics(sources: MetricSources) {
+  const registry = new Registry();
+  const now = sources.now ?? Date.now;
+
+  new Gauge({
+    name: "decentral_audit_jobs",
+    help: "Jobs by verdict.",
+    labelNames: ["verdict"] as const,
+    registers: [registry],
+    collect() {
+      const stmt = sources.store.sqlite
+        .prepare("SELECT verdict, count(*) AS n FROM jobs GROUP BY verdict")
+        .raw();
+      this.reset();
+      for (const v of verdicts) this.set({ verdict: v }, 0);
+      for (const [verdict, n] of stmt.all() as [string, number][]) this.set({ verdict }, n);
+    },
+  });
+
+  const openList = openVerdicts.map((v) => `'${v}'`).join(",");
+  new Gauge({
+    name: "decentral_audit_verification_queue_depth",
+    help: "Jobs waiting for a final verdict.",
+    registers: [registry],
+    collect() {
+      this.set(
+        sources.queueDepth
+          ? sources.queueDepth()
+          : (sources.store.sqlite
+              .prepare(`SELECT count(*) FROM jobs WHERE verdict IN (${openList})`)
+              .pluck()
+              .get() as number),
+      );
+    },
+  });
+
+  new Gauge({
+    name: "decentral_audit_verification_lag_seconds",
+    help: "Age of the oldest job without a final verdict; 0 when every job is final.",
+    registers: [registry],
+    collect() {
+      const at = now();
+      this.set(Math.max(0, (at - dataCompleteUntil(sources.store, at)) / 1000));
+    },
+  });
+
+  new Counter({
+    name: "decentral_audit_rpc_requests_total",
+    help: "Solana RPC requests by endpoint, method and outcome.",
+    labelNames: ["endpoint", "method", "outcome"] as const,
+    registers: [registry],
+    collect() {
+      if (!sources.rpcStats) return;
+      this.reset();
+      for (const row of sources.rpcStats()) {
+        this.inc({ endpoint: row.endpoint, method: row.method, outcome: row.outcome }, row.count);
+      }
+    },
+  });
+
+  const proxyLatency = new Histogram({
+    name: "decentral_audit_proxy_duration_seconds",
+    help: "Recording proxy: time from request to the end of the upstream response.",
+    labelNames: ["status", "stream"] as const,
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+    registers: [registry],
+  });
+  const proxyTtfb = new Histogram({
+    name: "decentral_audit_proxy_ttfb_seconds",
+    help: "Recording proxy: time to the upstream's first byte.",
+    labelNames: ["stream"] as const,
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+
+  return {
+    registry,
+    /** Records one proxied request: total duration and time to first byte, in seconds. */
+    observeProxy(sample: {
+      status: number;
+      stream: boolean;
+      durationSeconds: number;
+      ttfbSeconds?: number;
+    }): void {
+      const stream = sample.stream ? "true" : "false";
+      proxyLatency.observe({ status: String(sample.status), stream }, sample.durationSeconds);
+      if (sample.ttfbSeconds !== undefined) proxyTtfb.observe({ stream }, sample.ttfbSeconds);
+    },
+  };
+}
+
+export type AppMetrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,266 @@
+import { z } from "@hono/zod-openapi";
+import { checkOutcomes, receiptSources, verdicts } from "../db/schema.js";
+import { errorCodes } from "../errors.js";
+import { parseInstant } from "../reports/period.js";
+import { groupByValues } from "../reports/reconciliation.js";
+
+/** The one error body of the API. */
+export const ErrorSchema = z
+  .object({
+    error: z
+      .object({
+        code: z.enum(errorCodes),
+        message: z.string(),
+        field: z.string().optional(),
+      })
+      .catchall(z.unknown()),
+    requestId: z.string(),
+  })
+  .openapi("Error");
+
+const errorResponse = (description: string) => ({
+  content: { "application/json": { schema: ErrorSchema } },
+  description,
+});
+
+/** Error responses every authenticated route can give. */
+export const authErrors = {
+  400: errorResponse("A query or path parameter is invalid; `error.field` names it."),
+  401: errorResponse("No access token, or an unknown or revoked one."),
+  403: errorResponse("The token's role does not allow this route."),
+} as const;
+
+export const notFoundError = { 404: errorResponse("No such job.") } as const;
+
+const instantDoc =
+  "UTC instant: `YYYY-MM-DD` (midnight UTC), an ISO 8601 date-time with `Z` or an offset, or epoch milliseconds.";
+
+/** A query parameter holding an instant, parsed to epoch milliseconds. */
+export const instantParam = (name: string, description: string) =>
+  z
+    .string()
+    .transform((value, ctx) => {
+      const ms = parseInstant(value);
+      if (ms === null) {
+        ctx.addIssue({
+          code: "custom",
+          message: "not a date (YYYY-MM-DD), an ISO 8601 date-time or epoch milliseconds",
+        });
+        return z.NEVER;
+      }
+      return ms;
+    })
+    .openapi({
+      param: { name, in: "query" },
+      description: `${description} ${instantDoc}`,
+      example: "2026-11-01",
+    });
+
+/** `to` must come after `from` when both are given. */
+export function periodRefinement(
+  value: { from?: number | undefined; to?: number | undefined },
+  ctx: z.RefinementCtx,
+) {
+  if (value.from !== undefined && value.to !== undefined && value.to <= value.from) {
+    ctx.addIssue({ code: "custom", path: ["to"], message: "must be after from" });
+  }
+}
+
+export const limitParam = z.coerce
+  .number()
+  .int()
+  .min(1)
+  .max(500)
+  .default(100)
+  .openapi({
+    param: { name: "limit", in: "query" },
+    description: "Page size, 1..500. Default 100.",
+  });
+
+export const cursorParam = z
+  .string()
+  .max(500)
+  .optional()
+  .openapi({
+    param: { name: "cursor", in: "query" },
+    description: "Opaque cursor: the previous page's `nextCursor`.",
+  });
+
+export const orderParam = z
+  .enum(["desc", "asc"])
+  .default("desc")
+  .openapi({
+    param: { name: "order", in: "query" },
+    description: "By creation time: `desc` (newest first, default) or `asc`.",
+  });
+
+export const verdictSchema = z.enum(verdicts);
+
+/** A job as listed by `GET /jobs` and `GET /reports/discrepancies`. */
+export const JobSummarySchema = z
+  .object({
+    jobId: z.string(),
+    createdAt: z.string().describe("ISO 8601, UTC"),
+    source: z.string(),
+    model: z.string().nullable(),
+    worker: z.string().nullable(),
+    keyFingerprint: z.string().nullable(),
+    verdict: verdictSchema,
+    verdictAt: z.string().nullable(),
+    escrowTx: z.string().nullable(),
+    settlementTx: z.string().nullable(),
+    chargedUnits: z.string().nullable().describe("USDC base units read from the chain"),
+    chargedUsdc: z.string().nullable(),
+    tags: z.record(z.string(), z.string()),
+  })
+  .openapi("JobSummary");
+
+/** Counts and amounts of a reconciliation group or of the totals. */
+export const FiguresSchema = z
+  .object({
+    jobs: z.number().int(),
+    verified: z.number().int(),
+    pending: z.number().int().describe("not final yet"),
+    discrepancies: z.number().int(),
+    dropped: z.number().int(),
+    unverifiable: z.number().int(),
+    chargedUnits: z.string(),
+    chargedUsdc: z.string(),
+    escrowedUnits: z.string(),
+    escrowedUsdc: z.string(),
+    workerPaidUnits: z.string(),
+    workerPaidUsdc: z.string(),
+    treasuryPaidUnits: z.string(),
+    treasuryPaidUsdc: z.string(),
+    refundedUnits: z.string(),
+    refundedUsdc: z.string(),
+    unaccountedUnits: z.string().describe("escrowed - worker paid - treasury paid - refunded"),
+    unaccountedUsdc: z.string(),
+    feesLamports: z.string(),
+  })
+  .openapi("ReconciliationFigures");
+
+export const ReconciliationSchema = z
+  .object({
+    from: z.string(),
+    to: z.string(),
+    groupBy: z.enum(groupByValues),
+    generatedAt: z.string(),
+    dataCompleteUntil: z
+      .string()
+      .describe("Every job created before this instant is final: its figures will not change."),
+    groups: z.array(FiguresSchema.extend({ group: z.string().nullable() })),
+    totals: FiguresSchema,
+  })
+  .openapi("Reconciliation");
+
+const TokenMovementSchema = z.object({
+  account: z.string(),
+  owner: z.string().nullable(),
+  mint: z.string(),
+  programId: z.string().nullable(),
+  decimals: z.number().int().nullable(),
+  pre: z.string(),
+  post: z.string(),
+  delta: z.string(),
+});
+
+const TransactionSchema = z
+  .object({
+    signature: z.string(),
+    explorerUrl: z.string(),
+    state: z.enum(["unknown", "landed", "finalized", "dropped", "pruned"]),
+    commitment: z.enum(["processed", "confirmed", "finalized"]).nullable(),
+    slot: z.number().int().nullable(),
+    blockTime: z.string().nullable(),
+    feeLamports: z.string().nullable(),
+    succeeded: z.boolean().nullable(),
+    err: z.unknown(),
+    tokenMovements: z.array(TokenMovementSchema),
+    fetchedAt: z.string().nullable(),
+  })
+  .nullable()
+  .openapi("ChainTransaction");
+
+const nullableUnits = z.string().nullable();
+
+/** The stable shape of `GET /audit/{jobId}`. */
+export const AuditRecordSchema = z
+  .object({
+    jobId: z.string(),
+    verdict: verdictSchema,
+    verdictAt: z.string().nullable(),
+    commitment: z.enum(["processed", "confirmed", "finalized"]).nullable(),
+    lastError: z.string().nullable(),
+    receipt: z.object({
+      source: z.enum(receiptSources),
+      decentral: z
+        .object({
+          jobId: z.string(),
+          escrowTx: z.string().nullable(),
+          settlementTx: z.string().nullable(),
+          worker: z.string().nullable(),
+          creditsRemainingUnits: nullableUnits,
+        })
+        .describe("The x-decentral-* response headers (or the `_decentral` object) as recorded."),
+      model: z.string().nullable(),
+      usage: z.object({
+        promptTokens: z.number().int().nullable(),
+        completionTokens: z.number().int().nullable(),
+        totalTokens: z.number().int().nullable(),
+      }),
+      maxTokens: z.number().int().nullable(),
+      stream: z.boolean().nullable(),
+      httpStatus: z.number().int().nullable(),
+      latencyMs: z.number().int().nullable(),
+      ttfbMs: z.number().int().nullable(),
+      keyFingerprint: z.string().nullable(),
+      tags: z.record(z.string(), z.string()),
+      captureState: z.enum(["open", "complete", "aborted"]),
+      receiptHash: z.string(),
+      createdAt: z.string(),
+      recordedAt: z.string(),
+    }),
+    conflicts: z.array(
+      z.object({
+        source: z.enum(receiptSources),
+        differences: z.array(z.string()),
+        receipt: z.record(z.string(), z.unknown()),
+        receivedAt: z.string(),
+      }),
+    ),
+    jobsApi: z
+      .object({
+        status: z.string().nullable(),
+        creditsChargedUnits: nullableUnits,
+        escrowTx: z.string().nullable(),
+        settlementTx: z.string().nullable(),
+        worker: z.string().nullable(),
+        checkedAt: z.string(),
+        response: z.unknown(),
+      })
+      .nullable(),
+    escrow: TransactionSchema,
+    settlement: TransactionSchema,
+    amounts: z.object({
+      escrowedUnits: nullableUnits,
+      chargedUnits: nullableUnits,
+      chargedUsdc: nullableUnits,
+      workerPaidUnits: nullableUnits,
+      treasuryPaidUnits: nullableUnits,
+      refundedUnits: nullableUnits,
+      expectedChargeUnits: nullableUnits,
+      feesLamports: nullableUnits,
+    }),
+    checks: z.array(
+      z.object({
+        name: z.string(),
+        outcome: z.enum(checkOutcomes),
+        reason: z.string().nullable(),
+        expected: z.unknown(),
+        actual: z.unknown(),
+        checkedAt: z.string(),
+      }),
+    ),
+  })
+  .openapi("AuditRecord");

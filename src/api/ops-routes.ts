@@ -1,0 +1,115 @@
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Store } from "../db/client.js";
+import { dataCompleteUntil } from "../reports/reconciliation.js";
+import type { AppEnv } from "./app.js";
+import { BEARER_SCHEME, requireRole } from "./auth.js";
+import type { AppMetrics } from "./metrics.js";
+import { authErrors } from "./openapi-schemas.js";
+
+/** Probes of `/readyz`, injected by the composition root; each optional. */
+export interface ReadinessProbes {
+  /** Resolves when an RPC endpoint answers (e.g. `getSlot`); rejects otherwise. */
+  rpc?: () => Promise<unknown>;
+  /** Longest acceptable age of the oldest non-final job, in seconds. Default 3600. */
+  maxLagSeconds?: number;
+  /** How long the RPC probe may take, in milliseconds. Default 3000. */
+  rpcTimeoutMs?: number;
+}
+
+export interface OpsRoutesDeps {
+  store: Store;
+  now: () => number;
+  metrics: AppMetrics;
+  readiness?: ReadinessProbes;
+}
+
+const ProbeSchema = z.object({ ok: z.boolean(), detail: z.string().optional() });
+const ReadinessSchema = z
+  .object({
+    ok: z.boolean(),
+    checks: z.object({
+      database: ProbeSchema,
+      rpc: ProbeSchema,
+      verificationLag: ProbeSchema.extend({ seconds: z.number(), maxSeconds: z.number() }),
+    }),
+  })
+  .openapi("Readiness");
+
+async function probeRpc(probes: ReadinessProbes | undefined) {
+  if (!probes?.rpc) return { ok: true, detail: "no RPC probe configured" };
+  const timeoutMs = probes.rpcTimeoutMs ?? 3000;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      probes.rpc(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+    return { ok: true };
+  } catch (error) {
+    return { ok: false, detail: error instanceof Error ? error.message : String(error) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** `/readyz` and `/metrics` (role read). */
+export function opsRoutes(deps: OpsRoutesDeps) {
+  const readyz = createRoute({
+    method: "get",
+    path: "/readyz",
+    tags: ["operations"],
+    summary: "Readiness: database, RPC reachable, verification lag",
+    security: [{ [BEARER_SCHEME]: [] }],
+    middleware: [requireRole(deps.store, "read")] as const,
+    responses: {
+      200: { content: { "application/json": { schema: ReadinessSchema } }, description: "Ready." },
+      503: {
+        content: { "application/json": { schema: ReadinessSchema } },
+        description: "Not ready; `checks` says which part failed.",
+      },
+      ...authErrors,
+    },
+  });
+
+  const metrics = createRoute({
+    method: "get",
+    path: "/metrics",
+    tags: ["operations"],
+    summary: "Prometheus metrics",
+    security: [{ [BEARER_SCHEME]: [] }],
+    middleware: [requireRole(deps.store, "read")] as const,
+    responses: {
+      200: {
+        content: { "text/plain": { schema: z.string() } },
+        description: "Prometheus text exposition format.",
+      },
+      ...authErrors,
+    },
+  });
+
+  return new OpenAPIHono<AppEnv>()
+    .openapi(readyz, async (c) => {
+      let database: { ok: boolean; detail?: string } = { ok: true };
+      try {
+        deps.store.sqlite.prepare("SELECT 1").get();
+      } catch (error) {
+        database = { ok: false, detail: error instanceof Error ? error.message : String(error) };
+      }
+      const rpc = await probeRpc(deps.readiness);
+      const maxSeconds = deps.readiness?.maxLagSeconds ?? 3600;
+      const at = deps.now();
+      const seconds = database.ok
+        ? Math.max(0, Math.round((at - dataCompleteUntil(deps.store, at)) / 1000))
+        : 0;
+      const verificationLag = { ok: seconds <= maxSeconds, seconds, maxSeconds };
+      const ok = database.ok && rpc.ok && verificationLag.ok;
+      const body = { ok, checks: { database, rpc, verificationLag } };
+      return ok ? c.json(body, 200) : c.json(body, 503);
+    })
+    .openapi(metrics, async (c) => {
+      const text = await deps.metrics.registry.metrics();
+      return c.text(text, 200, { "content-type": deps.metrics.registry.contentType });
+    });
+}

@@ -1,0 +1,226 @@
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Store } from "../db/client.js";
+import { listDiscrepancies } from "../reports/job-listing.js";
+import {
+  groupByValues,
+  reconciliationReport,
+  reconciliationToCsv,
+  reconciliationToJson,
+} from "../reports/reconciliation.js";
+import type { AppEnv } from "./app.js";
+import { BEARER_SCHEME, requireRole } from "./auth.js";
+import {
+  authErrors,
+  cursorParam,
+  FiguresSchema,
+  instantParam,
+  JobSummarySchema,
+  limitParam,
+  orderParam,
+  periodRefinement,
+  ReconciliationSchema,
+} from "./openapi-schemas.js";
+
+export interface ReportRoutesDeps {
+  store: Store;
+  now: () => number;
+}
+
+const reconciliationQuery = z
+  .object({
+    from: instantParam("from", "Start of the period, inclusive."),
+    to: instantParam("to", "End of the period, exclusive."),
+    groupBy: z
+      .enum(groupByValues)
+      .default("day")
+      .openapi({ param: { name: "groupBy", in: "query" }, description: "Default `day`." }),
+    format: z
+      .enum(["json", "csv"])
+      .optional()
+      .openapi({
+        param: { name: "format", in: "query" },
+        description: "`csv` for RFC 4180 CSV; `Accept: text/csv` does the same.",
+      }),
+  })
+  .superRefine(periodRefinement);
+
+const discrepancyQuery = z
+  .object({
+    from: instantParam("from", "Jobs created at or after this instant.").optional(),
+    to: instantParam("to", "Jobs created before this instant.").optional(),
+    check: z
+      .string()
+      .min(1)
+      .max(100)
+      .optional()
+      .openapi({
+        param: { name: "check", in: "query" },
+        description: "Only jobs failing the check of this name.",
+      }),
+    limit: limitParam,
+    cursor: cursorParam,
+    order: orderParam,
+  })
+  .superRefine(periodRefinement);
+
+const workerQuery = z
+  .object({
+    from: instantParam("from", "Start of the period, inclusive."),
+    to: instantParam("to", "End of the period, exclusive."),
+  })
+  .superRefine(periodRefinement);
+
+const DiscrepancyPageSchema = z
+  .object({
+    items: z.array(
+      JobSummarySchema.extend({
+        failingChecks: z.array(
+          z.object({
+            name: z.string(),
+            reason: z.string().nullable(),
+            expected: z.unknown(),
+            actual: z.unknown(),
+          }),
+        ),
+      }),
+    ),
+    nextCursor: z.string().nullable(),
+  })
+  .openapi("DiscrepancyPage");
+
+const WorkerStatementSchema = z
+  .object({
+    worker: z.string(),
+    from: z.string(),
+    to: z.string(),
+    generatedAt: z.string(),
+    dataCompleteUntil: z.string(),
+    days: z.array(FiguresSchema.extend({ day: z.string() })),
+    totals: FiguresSchema,
+  })
+  .openapi("WorkerStatement");
+
+/** Reconciliation, discrepancies and worker statements; all need role read. */
+export function reportRoutes(deps: ReportRoutesDeps) {
+  const security = [{ [BEARER_SCHEME]: [] }];
+
+  const reconciliation = createRoute({
+    method: "get",
+    path: "/reports/reconciliation",
+    tags: ["reports"],
+    summary: "Money in, money out, per day, model, worker or key, for a period",
+    security,
+    middleware: [requireRole(deps.store, "read")] as const,
+    request: { query: reconciliationQuery },
+    responses: {
+      200: {
+        content: {
+          "application/json": { schema: ReconciliationSchema },
+          "text/csv": {
+            schema: z.string().openapi({
+              description:
+                "Columns `kind` (group|total), `group`, then the JSON figures in order; the last row is the totals.",
+            }),
+          },
+        },
+        description: "The report; totals equal the sum of the groups exactly.",
+      },
+      ...authErrors,
+    },
+  });
+
+  const discrepancies = createRoute({
+    method: "get",
+    path: "/reports/discrepancies",
+    tags: ["reports"],
+    summary: "Jobs with a failing check, with their failing checks",
+    security,
+    middleware: [requireRole(deps.store, "read")] as const,
+    request: { query: discrepancyQuery },
+    responses: {
+      200: {
+        content: { "application/json": { schema: DiscrepancyPageSchema } },
+        description: "One page; pass `nextCursor` as `cursor` for the next.",
+      },
+      ...authErrors,
+    },
+  });
+
+  const workerStatement = createRoute({
+    method: "get",
+    path: "/reports/workers/{address}",
+    tags: ["reports"],
+    summary: "A worker's payout statement for a period",
+    security,
+    middleware: [requireRole(deps.store, "read")] as const,
+    request: {
+      params: z.object({
+        address: z
+          .string()
+          .min(1)
+          .max(64)
+          .openapi({ param: { name: "address", in: "path" }, description: "Worker wallet." }),
+      }),
+      query: workerQuery,
+    },
+    responses: {
+      200: {
+        content: { "application/json": { schema: WorkerStatementSchema } },
+        description: "Per-day figures and totals of the worker's jobs.",
+      },
+      ...authErrors,
+    },
+  });
+
+  return new OpenAPIHono<AppEnv>()
+    .openapi(reconciliation, (c) => {
+      const query = c.req.valid("query");
+      const report = reconciliationReport(
+        deps.store,
+        { from: query.from, to: query.to, groupBy: query.groupBy },
+        deps.now,
+      );
+      const wantsCsv =
+        query.format === "csv" ||
+        (query.format === undefined && (c.req.header("accept") ?? "").includes("text/csv"));
+      if (wantsCsv) {
+        const name = `reconciliation-${query.groupBy}.csv`;
+        return c.body(reconciliationToCsv(report), 200, {
+          "content-type": "text/csv; charset=utf-8; header=present",
+          "content-disposition": `attachment; filename="${name}"`,
+        });
+      }
+      return c.json(reconciliationToJson(report), 200);
+    })
+    .openapi(discrepancies, (c) => {
+      const q = c.req.valid("query");
+      const page = listDiscrepancies(
+        deps.store,
+        { from: q.from, to: q.to, check: q.check },
+        { limit: q.limit, cursor: q.cursor, order: q.order },
+      );
+      return c.json(page, 200);
+    })
+    .openapi(workerStatement, (c) => {
+      const { address } = c.req.valid("param");
+      const q = c.req.valid("query");
+      const report = reconciliationReport(
+        deps.store,
+        { from: q.from, to: q.to, groupBy: "day", worker: address },
+        deps.now,
+      );
+      const json = reconciliationToJson(report);
+      return c.json(
+        {
+          worker: address,
+          from: json.from,
+          to: json.to,
+          generatedAt: json.generatedAt,
+          dataCompleteUntil: json.dataCompleteUntil,
+          days: json.groups.map(({ group, ...figures }) => ({ day: group ?? "", ...figures })),
+          totals: json.totals,
+        },
+        200,
+      );
+    });
+}

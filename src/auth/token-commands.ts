@@ -1,0 +1,79 @@
+import type { Command } from "commander";
+import type { Config } from "../config.js";
+import { openStore } from "../db/client.js";
+import { migrateStore } from "../db/migrate.js";
+import { type TokenRole, tokenRoles } from "../db/schema.js";
+import { AppError } from "../errors.js";
+import { createToken, listTokens, revokeToken } from "./tokens.js";
+
+type Helpers = {
+  withCommonOptions(command: Command): Command;
+  configFromFlags(flags: Record<string, unknown>): Config;
+};
+
+const iso = (ms: number | null) => (ms === null ? "-" : new Date(ms).toISOString());
+
+/** Registers `tokens create|list|revoke`. */
+export function registerTokenCommands(program: Command, helpers: Helpers): void {
+  const tokens = program.command("tokens").description("access tokens of the audit API");
+  const withStore = <T>(
+    flags: Record<string, unknown>,
+    fn: (store: ReturnType<typeof openStore>) => T,
+  ): T => {
+    const store = openStore(helpers.configFromFlags(flags).DATABASE_URL);
+    try {
+      migrateStore(store);
+      return fn(store);
+    } finally {
+      store.close();
+    }
+  };
+
+  helpers
+    .withCommonOptions(
+      tokens
+        .command("create")
+        .description("create a token and print it once (only its hash is stored)")
+        .requiredOption("--role <role>", `one of ${tokenRoles.join(", ")}`)
+        .requiredOption("--name <name>", "who or what uses it, e.g. grafana"),
+    )
+    .action((flags: { role: string; name: string }) => {
+      if (!tokenRoles.includes(flags.role as TokenRole)) {
+        throw new AppError("validation_failed", `--role must be one of ${tokenRoles.join(", ")}`, {
+          field: "role",
+        });
+      }
+      const created = withStore(flags, (store) =>
+        createToken(store, { role: flags.role as TokenRole, name: flags.name }),
+      );
+      console.error(
+        `created ${created.id} (${created.role}, "${created.name}"); it is shown only now:`,
+      );
+      console.log(created.token);
+    });
+
+  helpers
+    .withCommonOptions(
+      tokens.command("list").description("list tokens (never their text)").option("--json", "JSON"),
+    )
+    .action((flags: { json?: boolean }) => {
+      const rows = withStore(flags, (store) => listTokens(store));
+      if (flags.json) {
+        console.log(JSON.stringify(rows, null, 2));
+        return;
+      }
+      console.log(["id", "role", "name", "created", "last used", "revoked"].join("\t"));
+      for (const t of rows) {
+        console.log(
+          [t.id, t.role, t.name, iso(t.createdAt), iso(t.lastUsedAt), iso(t.revokedAt)].join("\t"),
+        );
+      }
+    });
+
+  helpers
+    .withCommonOptions(tokens.command("revoke").description("revoke a token").argument("<id>"))
+    .action((id: string, flags: Record<string, unknown>) => {
+      const revoked = withStore(flags, (store) => revokeToken(store, id));
+      console.log(`revoked ${revoked.id} at ${iso(revoked.revokedAt)}`);
+    });
+}

@@ -1,0 +1,190 @@
+import { randomUUID } from "node:crypto";
+import type { Store } from "../db/client.js";
+import { type Verdict, verdicts } from "../db/schema.js";
+import { openVerdicts } from "../reports/reconciliation.js";
+import { withoutUrlSecrets } from "../reports/url-secrets.js";
+import { acquireLock, releaseLock } from "./locks.js";
+
+/** Name of the lock that keeps two nightly runs apart. */
+export const NIGHTLY_LOCK = "nightly-verify";
+
+/** Progress of a run as the engine reports it. */
+export interface NightlyProgress {
+  total: number;
+  final: number;
+  byVerdict: Record<Verdict, number>;
+}
+
+/** The part of the verifier (`src/verify/engine.ts`) a nightly run uses. */
+export interface SettlingEngine {
+  runUntilSettled(
+    filter: { from?: number; to?: number },
+    opts: { timeoutMs: number; signal?: AbortSignal; onProgress?(p: NightlyProgress): void },
+  ): Promise<{ status: "completed" | "timed_out" | "interrupted"; runId?: number }>;
+}
+
+export interface NightlyOptions {
+  /** Window start, inclusive (ms since epoch). */
+  from: number;
+  /** Window end, exclusive (ms since epoch). */
+  to: number;
+  /** Give up after this long; the run then exits 2. */
+  timeoutMs: number;
+  /** Runs before anything else, e.g. an RPC `getSlot`; a rejection means "could not finish". */
+  preflight?: () => Promise<unknown>;
+  onProgress?: (p: NightlyProgress) => void;
+  signal?: AbortSignal;
+  /** Lock owner id; random by default. */
+  owner?: string;
+  now?: () => number;
+}
+
+/** A job of the window that did not end verified, with its failing checks. */
+export interface NightlyFinding {
+  jobId: string;
+  verdict: Verdict;
+  failingChecks: string[];
+}
+
+/** What a nightly run found; `exitCode` is the contract with cron: 0, 1 or 2. */
+export interface NightlySummary {
+  from: number;
+  to: number;
+  startedAt: number;
+  finishedAt: number;
+  /** `verified`: every job verified (0); `discrepancies`: a job is not (1); `incomplete` (2). */
+  outcome: "verified" | "discrepancies" | "incomplete";
+  exitCode: 0 | 1 | 2;
+  /** Why the run could not finish (lock held, RPC unreachable, timeout, database error). */
+  reason: string | null;
+  total: number;
+  byVerdict: Record<Verdict, number>;
+  /** Jobs that ended discrepancy, dropped or unverifiable (at most `maxFindings`). */
+  findings: NightlyFinding[];
+  /** Findings beyond those listed. */
+  moreFindings: number;
+  runId: number | null;
+}
+
+const maxFindings = 100;
+
+function countByVerdict(store: Store, from: number, to: number): Record<Verdict, number> {
+  const counts = Object.fromEntries(verdicts.map((v) => [v, 0])) as Record<Verdict, number>;
+  const rows = store.sqlite
+    .prepare(
+      `SELECT verdict, count(*) AS n FROM jobs WHERE created_at >= ? AND created_at < ?
+       GROUP BY verdict`,
+    )
+    .all(from, to) as { verdict: Verdict; n: number }[];
+  for (const row of rows) counts[row.verdict] = row.n;
+  return counts;
+}
+
+function findings(store: Store, from: number, to: number) {
+  const rows = store.sqlite
+    .prepare(
+      `SELECT job_id AS jobId, verdict FROM jobs
+       WHERE verdict IN ('discrepancy', 'dropped', 'unverifiable')
+         AND created_at >= ? AND created_at < ?
+       ORDER BY created_at, job_id LIMIT ?`,
+    )
+    .all(from, to, maxFindings) as { jobId: string; verdict: Verdict }[];
+  const checks = store.sqlite
+    .prepare("SELECT name FROM check_results WHERE job_id = ? AND +outcome = 'fail' ORDER BY name")
+    .pluck();
+  return rows.map((r) => ({ ...r, failingChecks: checks.all(r.jobId) as string[] }));
+}
+
+const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
+
+/**
+ * Brings every job of [from, to) to a final verdict with the verifier, under the nightly lock,
+ * and summarises the window from the database (the source of truth, whatever the engine
+ * reports). Never throws for a run that could not finish: that is exit code 2 with a reason.
+ */
+export async function runNightlyVerification(
+  store: Store,
+  engine: SettlingEngine,
+  options: NightlyOptions,
+): Promise<NightlySummary> {
+  const now = options.now ?? Date.now;
+  const owner = options.owner ?? `nightly-${randomUUID()}`;
+  const startedAt = now();
+  let reason: string | null = null;
+  let runId: number | null = null;
+
+  // The lock outlives the run's timeout a little, so a crashed run frees it on its own.
+  let holder: ReturnType<typeof acquireLock> = null;
+  let locked = false;
+  try {
+    holder = acquireLock(store, NIGHTLY_LOCK, owner, options.timeoutMs + 60_000, startedAt);
+    locked = holder === null;
+  } catch (error) {
+    reason = `database: ${messageOf(error)}`;
+  }
+  if (holder) {
+    reason = `another verification run holds the lock (owner ${holder.owner}, until ${new Date(holder.expiresAt).toISOString()})`;
+  } else if (locked) {
+    try {
+      if (options.preflight) {
+        try {
+          await options.preflight();
+        } catch (error) {
+          throw new Error(`RPC unreachable: ${messageOf(error)}`);
+        }
+      }
+      const result = await engine.runUntilSettled(
+        // The engine's `to` is inclusive; the window's is exclusive.
+        { from: options.from, to: options.to - 1 },
+        {
+          timeoutMs: options.timeoutMs,
+          ...(options.signal ? { signal: options.signal } : {}),
+          ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+        },
+      );
+      runId = result.runId ?? null;
+      if (result.status === "timed_out") {
+        reason = `timed out after ${Math.round(options.timeoutMs / 1000)} s`;
+      } else if (result.status === "interrupted") {
+        reason = "interrupted";
+      }
+    } catch (error) {
+      reason = messageOf(error);
+    } finally {
+      try {
+        releaseLock(store, NIGHTLY_LOCK, owner);
+      } catch {
+        // The lock expires on its own (timeout + 1 min); the run's outcome stands.
+      }
+    }
+  }
+
+  let byVerdict = Object.fromEntries(verdicts.map((v) => [v, 0])) as Record<Verdict, number>;
+  let found: NightlyFinding[] = [];
+  try {
+    byVerdict = countByVerdict(store, options.from, options.to);
+    found = findings(store, options.from, options.to);
+  } catch (error) {
+    reason ??= `database: ${messageOf(error)}`;
+  }
+  const total = verdicts.reduce((sum, v) => sum + byVerdict[v], 0);
+  const open = openVerdicts.reduce((sum, v) => sum + byVerdict[v], 0);
+  if (reason === null && open > 0) reason = `${open} jobs are not final`;
+  const bad = byVerdict.discrepancy + byVerdict.dropped + byVerdict.unverifiable;
+  const outcome = reason !== null ? "incomplete" : bad > 0 ? "discrepancies" : "verified";
+  if (reason !== null) reason = withoutUrlSecrets(reason);
+  return {
+    from: options.from,
+    to: options.to,
+    startedAt,
+    finishedAt: now(),
+    outcome,
+    exitCode: outcome === "verified" ? 0 : outcome === "discrepancies" ? 1 : 2,
+    reason,
+    total,
+    byVerdict,
+    findings: found,
+    moreFindings: Math.max(0, bad - found.length),
+    runId,
+  };
+}

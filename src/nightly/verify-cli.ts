@@ -1,0 +1,71 @@
+import type { Command } from "commander";
+import { rpcPoolFromConfig } from "../chain/rpc-pool.js";
+import type { Config } from "../config.js";
+import { openStore } from "../db/client.js";
+import { migrateStore } from "../db/migrate.js";
+import { createLogger } from "../log.js";
+import { createVerifier } from "../verify/engine.js";
+import { loadProfile } from "../verify/profiles.js";
+import { runVerifyCommand, type VerifyFlags } from "./verify-command.js";
+
+type Helpers = {
+  withCommonOptions(command: Command): Command;
+  configFromFlags(flags: Record<string, unknown>): Config;
+};
+
+/** Registers `verify`: the nightly verification of a window, with exit codes 0, 1 and 2. */
+export function registerVerifyCommand(program: Command, helpers: Helpers): void {
+  helpers
+    .withCommonOptions(
+      program
+        .command("verify")
+        .description(
+          "bring every job of a window to a final verdict; exit 0 all verified, 1 a job is not, 2 could not finish",
+        )
+        .option("--since <duration>", "window ending now, e.g. 24h, 90m, 7d")
+        .option("--from <instant>", "window start, inclusive (YYYY-MM-DD or ISO 8601, UTC)")
+        .option("--to <instant>", "window end, exclusive (default now)")
+        .option("--timeout <duration>", "give up after this long (exit 2)", "30m")
+        .option("--json", "print the summary as JSON")
+        .option("--markdown", "print the summary as Markdown")
+        .option("--out <file>", "write the summary to a file"),
+    )
+    .action(async (flags: VerifyFlags & Record<string, unknown>) => {
+      const config = helpers.configFromFlags(flags);
+      const log = createLogger({ level: config.LOG_LEVEL === "info" ? "warn" : config.LOG_LEVEL });
+      const store = openStore(config.DATABASE_URL);
+      const rpc = rpcPoolFromConfig(config, log);
+      try {
+        migrateStore(store);
+        const verifier = createVerifier({
+          store,
+          rpc,
+          profile: loadProfile(config.AUDIT_PROFILE),
+          log,
+        });
+        const abort = new AbortController();
+        const onSignal = () => abort.abort();
+        process.once("SIGINT", onSignal);
+        process.once("SIGTERM", onSignal);
+        try {
+          process.exitCode = await runVerifyCommand(
+            store,
+            verifier,
+            flags,
+            {
+              out: (text) => process.stdout.write(text),
+              err: (line) => console.error(line),
+              progress: process.stderr.isTTY === true,
+            },
+            { preflight: () => rpc.getSlot("finalized"), signal: abort.signal },
+          );
+        } finally {
+          process.off("SIGINT", onSignal);
+          process.off("SIGTERM", onSignal);
+        }
+      } finally {
+        await rpc.close();
+        store.close();
+      }
+    });
+}

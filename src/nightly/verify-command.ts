@@ -1,0 +1,143 @@
+import { writeFileSync } from "node:fs";
+import cliProgress from "cli-progress";
+import type { Store } from "../db/client.js";
+import { AppError } from "../errors.js";
+import { parseDuration, parseInstant } from "../reports/period.js";
+import {
+  type NightlyOptions,
+  type NightlyProgress,
+  type NightlySummary,
+  runNightlyVerification,
+  type SettlingEngine,
+} from "./nightly-run.js";
+import { summaryToJson, summaryToMarkdown, summaryToText } from "./summary-format.js";
+
+/** Flags of `decentral-audit verify`, as commander parses them. */
+export interface VerifyFlags {
+  since?: string;
+  from?: string;
+  to?: string;
+  timeout?: string;
+  json?: boolean;
+  markdown?: boolean;
+  out?: string;
+}
+
+export interface VerifyIo {
+  out(text: string): void;
+  err(line: string): void;
+  /** Draw a progress bar (stderr is a TTY). */
+  progress: boolean;
+  now?: () => number;
+}
+
+/** Default `--timeout`: 30 minutes. */
+export const DEFAULT_VERIFY_TIMEOUT_MS = 30 * 60_000;
+
+/** The window and timeout from the flags; a bad flag is an AppError naming it. */
+export function verifyWindow(flags: VerifyFlags, now: number) {
+  const bad = (field: string, message: string) =>
+    new AppError("validation_failed", `--${field}: ${message}`, { field });
+  let from: number;
+  let to: number;
+  if (flags.since !== undefined) {
+    if (flags.from !== undefined || flags.to !== undefined) {
+      throw bad("since", "use either --since or --from/--to");
+    }
+    const ms = parseDuration(flags.since);
+    if (ms === null) throw bad("since", `not a duration like 24h, 90m or 7d: ${flags.since}`);
+    from = now - ms;
+    to = now;
+  } else {
+    if (flags.from === undefined) throw bad("from", "give --since 24h, or --from (and --to)");
+    const f = parseInstant(flags.from);
+    if (f === null) throw bad("from", `not a date or ISO 8601 date-time: ${flags.from}`);
+    const t = flags.to === undefined ? now : parseInstant(flags.to);
+    if (t === null) throw bad("to", `not a date or ISO 8601 date-time: ${flags.to}`);
+    if (t <= f) throw bad("to", "must be after --from");
+    from = f;
+    to = t;
+  }
+  const timeoutMs =
+    flags.timeout === undefined ? DEFAULT_VERIFY_TIMEOUT_MS : parseDuration(flags.timeout);
+  if (timeoutMs === null) throw bad("timeout", `not a duration like 30m: ${flags.timeout}`);
+  return { from, to, timeoutMs };
+}
+
+/** Renders the summary in the format the flags ask for. */
+export function renderSummary(summary: NightlySummary, flags: VerifyFlags): string {
+  if (flags.json) return summaryToJson(summary);
+  if (flags.markdown) return summaryToMarkdown(summary);
+  return summaryToText(summary);
+}
+
+/** Progress as a bar on a TTY, else a plain line whenever the count of final jobs moves. */
+function progressReporter(io: VerifyIo) {
+  if (io.progress) {
+    const bar = new cliProgress.SingleBar(
+      { format: "verifying [{bar}] {value}/{total} final | {detail}", stream: process.stderr },
+      cliProgress.Presets.shades_classic,
+    );
+    let started = false;
+    return {
+      update(p: NightlyProgress) {
+        const detail = `verified ${p.byVerdict.verified}, discrepancy ${p.byVerdict.discrepancy}`;
+        if (!started) {
+          bar.start(p.total, p.final, { detail });
+          started = true;
+        }
+        bar.setTotal(p.total);
+        bar.update(p.final, { detail });
+      },
+      stop: () => started && bar.stop(),
+    };
+  }
+  let last = -1;
+  return {
+    update(p: NightlyProgress) {
+      if (p.final === last) return;
+      last = p.final;
+      io.err(
+        `verify: ${p.final}/${p.total} final (verified ${p.byVerdict.verified}, discrepancy ${p.byVerdict.discrepancy})`,
+      );
+    },
+    stop: () => {},
+  };
+}
+
+/**
+ * `decentral-audit verify`: runs the nightly verification of a window and prints (or writes
+ * with `--out`) its summary. Returns the exit code: 0 every job verified, 1 a job is not,
+ * 2 the run could not finish.
+ */
+export async function runVerifyCommand(
+  store: Store,
+  engine: SettlingEngine,
+  flags: VerifyFlags,
+  io: VerifyIo,
+  extra: Pick<NightlyOptions, "preflight" | "signal"> = {},
+): Promise<0 | 1 | 2> {
+  const now = io.now ?? Date.now;
+  const window = verifyWindow(flags, now());
+  const progress = progressReporter(io);
+  let summary: NightlySummary;
+  try {
+    summary = await runNightlyVerification(store, engine, {
+      ...window,
+      ...extra,
+      now,
+      onProgress: (p) => progress.update(p),
+    });
+  } finally {
+    progress.stop();
+  }
+  const text = renderSummary(summary, flags);
+  if (flags.out) {
+    writeFileSync(flags.out, text);
+    io.err(`summary written to ${flags.out} (exit code ${summary.exitCode})`);
+  } else {
+    io.out(text);
+  }
+  if (summary.reason) io.err(`verify: ${summary.reason}`);
+  return summary.exitCode;
+}

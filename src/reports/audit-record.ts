@@ -1,0 +1,196 @@
+import { asc, eq } from "drizzle-orm";
+import type { Store } from "../db/client.js";
+import { chainTransactions, checkResults, jobs, receiptConflicts } from "../db/schema.js";
+import { formatUnits } from "../money.js";
+import { isoOf } from "./period.js";
+import { withoutUrlSecrets } from "./url-secrets.js";
+
+/**
+ * Which Solana Explorer view links to a job's transactions. `custom` points the explorer at
+ * our own RPC URL (localnet); `mainnet-beta` needs no parameter.
+ */
+export type ExplorerCluster =
+  | { cluster: "mainnet-beta" | "devnet" | "testnet" }
+  | { cluster: "custom"; rpcUrl: string };
+
+/**
+ * The explorer view of a profile's `cluster`: the public clusters by name, anything else
+ * (localnet, a private cluster) through our own RPC URL.
+ */
+export function explorerClusterOf(cluster: string, rpcUrl: string): ExplorerCluster {
+  if (cluster === "mainnet-beta" || cluster === "mainnet") return { cluster: "mainnet-beta" };
+  if (cluster === "devnet" || cluster === "testnet") return { cluster };
+  return { cluster: "custom", rpcUrl: withoutUrlSecrets(rpcUrl) };
+}
+
+/** Explorer link of a transaction for the profile's cluster. */
+export function explorerTxUrl(signature: string, explorer: ExplorerCluster): string {
+  const base = `https://explorer.solana.com/tx/${encodeURIComponent(signature)}`;
+  if (explorer.cluster === "mainnet-beta") return base;
+  if (explorer.cluster === "custom") {
+    return `${base}?cluster=custom&customUrl=${encodeURIComponent(explorer.rpcUrl)}`;
+  }
+  return `${base}?cluster=${explorer.cluster}`;
+}
+
+const str = (v: bigint | null): string | null => (v === null ? null : v.toString());
+const iso = (v: number | null): string | null => (v === null ? null : isoOf(v));
+
+interface StoredTokenChange {
+  account?: unknown;
+  owner?: unknown;
+  mint?: unknown;
+  programId?: unknown;
+  decimals?: unknown;
+  pre?: unknown;
+  post?: unknown;
+  delta?: unknown;
+}
+
+const textOrNull = (v: unknown): string | null =>
+  v === null || v === undefined ? null : String(v);
+
+/** Token movements from stored facts; amounts stay decimal strings as stored. */
+function tokenMovements(facts: unknown) {
+  const changes = (facts as { tokenChanges?: unknown } | null)?.tokenChanges;
+  if (!Array.isArray(changes)) return [];
+  return (changes as StoredTokenChange[]).map((c) => ({
+    account: String(c.account ?? ""),
+    owner: textOrNull(c.owner),
+    mint: String(c.mint ?? ""),
+    programId: textOrNull(c.programId),
+    decimals: typeof c.decimals === "number" ? c.decimals : null,
+    pre: String(c.pre ?? ""),
+    post: String(c.post ?? ""),
+    delta: String(c.delta ?? ""),
+  }));
+}
+
+function transactionRecord(store: Store, signature: string | null, explorer: ExplorerCluster) {
+  if (signature === null) return null;
+  const tx = store.db
+    .select({
+      state: chainTransactions.state,
+      commitment: chainTransactions.commitment,
+      slot: chainTransactions.slot,
+      blockTime: chainTransactions.blockTime,
+      feeLamports: chainTransactions.feeLamports,
+      succeeded: chainTransactions.succeeded,
+      err: chainTransactions.err,
+      facts: chainTransactions.facts,
+      fetchedAt: chainTransactions.fetchedAt,
+    })
+    .from(chainTransactions)
+    .where(eq(chainTransactions.signature, signature))
+    .get();
+  return {
+    signature,
+    explorerUrl: explorerTxUrl(signature, explorer),
+    state: tx?.state ?? "unknown",
+    commitment: tx?.commitment ?? null,
+    slot: tx?.slot ?? null,
+    blockTime: tx?.blockTime == null ? null : isoOf(tx.blockTime * 1000),
+    feeLamports: str(tx?.feeLamports ?? null),
+    succeeded: tx?.succeeded ?? null,
+    err: tx?.err ?? null,
+    tokenMovements: tokenMovements(tx?.facts ?? null),
+    fetchedAt: iso(tx?.fetchedAt ?? null),
+  };
+}
+
+/**
+ * Everything recorded and proven about one job: the receipt, conflicting receipts, what the
+ * jobs API said, both transactions, every check and the verdict. Null for an unknown job.
+ * Only primary-key and indexed point lookups, so its cost does not grow with the table.
+ */
+export function auditRecord(store: Store, jobId: string, explorer: ExplorerCluster) {
+  const job = store.db.select().from(jobs).where(eq(jobs.jobId, jobId)).get();
+  if (!job) return null;
+  const conflicts = store.db
+    .select()
+    .from(receiptConflicts)
+    .where(eq(receiptConflicts.jobId, jobId))
+    .orderBy(asc(receiptConflicts.id))
+    .all();
+  const checks = store.db
+    .select()
+    .from(checkResults)
+    .where(eq(checkResults.jobId, jobId))
+    .orderBy(asc(checkResults.name))
+    .all();
+  return {
+    jobId: job.jobId,
+    verdict: job.verdict,
+    verdictAt: iso(job.verdictAt),
+    commitment: job.commitment,
+    lastError: job.lastError === null ? null : withoutUrlSecrets(job.lastError),
+    receipt: {
+      source: job.source,
+      decentral: {
+        jobId: job.jobId,
+        escrowTx: job.escrowTx,
+        settlementTx: job.settlementTx,
+        worker: job.worker,
+        creditsRemainingUnits: str(job.creditsRemainingUnits),
+      },
+      model: job.model,
+      usage: {
+        promptTokens: job.promptTokens,
+        completionTokens: job.completionTokens,
+        totalTokens: job.totalTokens,
+      },
+      maxTokens: job.maxTokens,
+      stream: job.stream,
+      httpStatus: job.httpStatus,
+      latencyMs: job.latencyMs,
+      ttfbMs: job.ttfbMs,
+      keyFingerprint: job.keyFingerprint,
+      tags: job.tags,
+      captureState: job.captureState,
+      receiptHash: job.receiptHash,
+      createdAt: isoOf(job.createdAt),
+      recordedAt: isoOf(job.recordedAt),
+    },
+    conflicts: conflicts.map((c) => ({
+      source: c.source,
+      differences: c.differences,
+      receipt: c.receipt,
+      receivedAt: isoOf(c.receivedAt),
+    })),
+    jobsApi:
+      job.apiCheckedAt === null
+        ? null
+        : {
+            status: job.apiStatus,
+            creditsChargedUnits: str(job.apiCreditsChargedUnits),
+            escrowTx: job.apiEscrowTx,
+            settlementTx: job.apiSettlementTx,
+            worker: job.apiWorker,
+            checkedAt: isoOf(job.apiCheckedAt),
+            response: job.apiResponse ?? null,
+          },
+    escrow: transactionRecord(store, job.escrowTx, explorer),
+    // A streamed receipt learns its settlement signature later, from the jobs API.
+    settlement: transactionRecord(store, job.settlementTx ?? job.apiSettlementTx, explorer),
+    amounts: {
+      escrowedUnits: str(job.escrowedUnits),
+      chargedUnits: str(job.chargedUnits),
+      chargedUsdc: job.chargedUnits === null ? null : formatUnits(job.chargedUnits),
+      workerPaidUnits: str(job.workerPaidUnits),
+      treasuryPaidUnits: str(job.treasuryPaidUnits),
+      refundedUnits: str(job.refundedUnits),
+      expectedChargeUnits: str(job.expectedChargeUnits),
+      feesLamports: str(job.feesLamports),
+    },
+    checks: checks.map((c) => ({
+      name: c.name,
+      outcome: c.outcome,
+      reason: c.reason,
+      expected: c.expected ?? null,
+      actual: c.actual ?? null,
+      checkedAt: isoOf(c.checkedAt),
+    })),
+  };
+}
+
+export type AuditRecord = NonNullable<ReturnType<typeof auditRecord>>;

@@ -1,0 +1,156 @@
+import { describe, expect, it } from "vitest";
+import { type AuditRecord, explorerClusterOf } from "../src/reports/audit-record.js";
+import { withoutUrlSecrets } from "../src/reports/url-secrets.js";
+import { createTestApi } from "./support/audit-api-app.js";
+import {
+  fakeSignature,
+  insertChainTransaction,
+  insertCheck,
+  insertConflict,
+  insertJob,
+} from "./support/job-rows.js";
+
+type Audit = AuditRecord;
+
+describe("GET /audit/:jobId", () => {
+  it("shows the receipt, conflicts, jobs API answer, both transactions, every check and the verdict", async () => {
+    const api = createTestApi({ explorer: { cluster: "custom", rpcUrl: "http://127.0.0.1:8899" } });
+    const job = insertJob(api.store, {
+      jobId: "job_full",
+      tags: { team: "search" },
+      apiCheckedAt: Date.UTC(2026, 10, 1, 0, 1),
+      apiStatus: "settled",
+      apiCreditsChargedUnits: 80_000n,
+      apiResponse: { status: "settled" },
+    });
+    insertChainTransaction(api.store, job.escrowTx!, {
+      slot: 77,
+      tokenChanges: [
+        {
+          account: "Vault",
+          owner: "Auth",
+          mint: "Mint",
+          programId: "Tok",
+          decimals: 6,
+          pre: "500000",
+          post: "100000",
+          delta: "-400000",
+        },
+      ],
+    });
+    insertCheck(api.store, "job_full", "escrow_covers_charge", "pass", {
+      expected: "80000",
+      actual: "400000",
+    });
+    insertCheck(api.store, "job_full", "settlement_split", "fail", {
+      reason: "worker got 1 unit less",
+      expected: "60000",
+      actual: "59999",
+    });
+    insertConflict(api.store, "job_full", ["worker"]);
+
+    const res = await api.get("/audit/job_full");
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as Audit;
+    expect(body.verdict).toBe("verified");
+    expect(body.verdictAt).toMatch(/^2026-11-01T/);
+    expect(body.receipt.decentral.escrowTx).toBe(job.escrowTx);
+    expect(body.receipt.tags).toEqual({ team: "search" });
+    expect(body.receipt.usage).toEqual({
+      promptTokens: 120,
+      completionTokens: 300,
+      totalTokens: 420,
+    });
+    expect(body.conflicts).toEqual([expect.objectContaining({ differences: ["worker"] })]);
+    expect(body.jobsApi).toEqual(
+      expect.objectContaining({ status: "settled", creditsChargedUnits: "80000" }),
+    );
+    expect(body.escrow).toEqual(
+      expect.objectContaining({
+        signature: job.escrowTx,
+        commitment: "finalized",
+        slot: 77,
+        feeLamports: "5000",
+        succeeded: true,
+        explorerUrl: `https://explorer.solana.com/tx/${job.escrowTx}?cluster=custom&customUrl=http%3A%2F%2F127.0.0.1%3A8899`,
+        tokenMovements: [expect.objectContaining({ account: "Vault", delta: "-400000" })],
+      }),
+    );
+    // Not fetched yet: the signature is known, nothing else.
+    expect(body.settlement).toEqual(
+      expect.objectContaining({ signature: job.settlementTx, state: "unknown", slot: null }),
+    );
+    expect(body.checks.map((c) => [c.name, c.outcome, c.expected, c.actual])).toEqual([
+      ["escrow_covers_charge", "pass", "80000", "400000"],
+      ["settlement_split", "fail", "60000", "59999"],
+    ]);
+    expect(body.amounts.chargedUnits).toBe("80000");
+    expect(body.amounts.chargedUsdc).toBe("0.080000");
+  });
+
+  it("links mainnet transactions without a cluster parameter by default", async () => {
+    const api = createTestApi();
+    insertJob(api.store, { jobId: "job_m", escrowTx: fakeSignature("m") });
+    const body = (await (await api.get("/audit/job_m")).json()) as Audit;
+    expect(body.escrow?.explorerUrl).toBe(`https://explorer.solana.com/tx/${fakeSignature("m")}`);
+  });
+
+  it("answers 404 with the error shape for an unknown job", async () => {
+    const api = createTestApi();
+    const res = await api.get("/audit/job_nope");
+    expect(res.status).toBe(404);
+    const body = (await res.json()) as {
+      error: { code: string; message: string };
+      requestId: string;
+    };
+    expect(body.error).toEqual(
+      expect.objectContaining({ code: "not_found", message: "no job job_nope" }),
+    );
+    expect(body.requestId).toBeTruthy();
+  });
+});
+
+describe("POST /jobs/:jobId/reverify", () => {
+  it("queues the job with the verifier and answers 202", async () => {
+    const queued: string[] = [];
+    const api = createTestApi({ verifier: { reverify: (id) => queued.push(id) } });
+    insertJob(api.store, { jobId: "job_r" });
+    const res = await api.app.request("/jobs/job_r/reverify", {
+      method: "POST",
+      headers: api.bearer(api.tokens.admin),
+    });
+    expect(res.status).toBe(202);
+    expect(queued).toEqual(["job_r"]);
+  });
+
+  it("answers 404 for an unknown job and 409 when no verifier runs", async () => {
+    const api = createTestApi();
+    insertJob(api.store, { jobId: "job_r" });
+    const post = (id: string) =>
+      api.app.request(`/jobs/${id}/reverify`, {
+        method: "POST",
+        headers: api.bearer(api.tokens.admin),
+      });
+    expect((await post("job_nope")).status).toBe(404);
+    expect((await post("job_r")).status).toBe(409);
+  });
+});
+
+describe("secrets in RPC URLs", () => {
+  it("never reach explorer links or error texts of the audit record", () => {
+    expect(
+      explorerClusterOf("custom", "https://user:pw@rpc.example.com/v1/?api-key=SECRET"),
+    ).toEqual({
+      cluster: "custom",
+      rpcUrl: "https://rpc.example.com/v1/",
+    });
+    expect(explorerClusterOf("mainnet-beta", "https://rpc.example.com/?api-key=SECRET")).toEqual({
+      cluster: "mainnet-beta",
+    });
+    expect(
+      withoutUrlSecrets(
+        "getSlot failed (last on https://rpc.example.com/?api-key=SECRET): timeout",
+      ),
+    ).toBe("getSlot failed (last on https://rpc.example.com/): timeout");
+  });
+});

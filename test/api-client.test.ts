@@ -1,0 +1,24 @@
+import { describe, expect, it } from "vitest";
+import { createAuditClient } from "../src/api/client.js";
+import { createTestApi } from "./support/audit-api-app.js";
+import { insertJob } from "./support/job-rows.js";
+
+describe("the typed audit client", () => {
+  it("calls the API with the token and returns typed bodies", async () => {
+    const api = createTestApi();
+    insertJob(api.store, { jobId: "job_c", verdict: "verified" });
+    const client = createAuditClient("http://audit.test", api.tokens.read, {
+      fetch: (input, init) => Promise.resolve(api.app.request(input as string, init)),
+    });
+    const res = await client.audit[":jobId"].$get({ param: { jobId: "job_c" } });
+    expect(res.status).toBe(200);
+    if (res.status !== 200) return;
+    const body = await res.json();
+    expect(body.verdict).toBe("verified");
+    expect(body.receipt.model).toBe("qwen3-8b");
+
+    const page = await client.jobs.$get({ query: { limit: "10" } });
+    if (page.status !== 200) throw new Error(`status ${page.status}`);
+    expect((await page.json()).items.map((i) => i.jobId)).toEqual(["job_c"]);
+  });
+});

@@ -1,0 +1,139 @@
+import { describe, expect, it } from "vitest";
+import { createTestApi } from "./support/audit-api-app.js";
+import { insertCheck, insertJob } from "./support/job-rows.js";
+
+type Page = {
+  items: { jobId: string; failingChecks?: { name: string }[] }[];
+  nextCursor: string | null;
+};
+
+async function walk(
+  get: (path: string) => Response | Promise<Response>,
+  path: string,
+  between?: (n: number) => void,
+) {
+  const seen: string[] = [];
+  let cursor: string | null = null;
+  for (let n = 0; n < 100; n++) {
+    const sep = path.includes("?") ? "&" : "?";
+    const res = await get(cursor ? `${path}${sep}cursor=${cursor}` : path);
+    expect(res.status).toBe(200);
+    const page = (await res.json()) as Page;
+    seen.push(...page.items.map((i) => i.jobId));
+    if (!page.nextCursor) break;
+    cursor = page.nextCursor;
+    between?.(n);
+  }
+  return seen;
+}
+
+describe("GET /jobs", () => {
+  it("keeps pages stable while new jobs arrive: no job repeated or skipped", async () => {
+    const api = createTestApi();
+    const t0 = Date.UTC(2026, 10, 1);
+    // Ties on created_at on purpose: the job id breaks them.
+    for (let i = 0; i < 25; i++)
+      insertJob(api.store, {
+        jobId: `job_${String(i).padStart(2, "0")}`,
+        createdAt: t0 + Math.floor(i / 3) * 1000,
+      });
+    let added = 0;
+    const seen = await walk(api.get, "/jobs?limit=4", () => {
+      insertJob(api.store, { jobId: `new_${added++}`, createdAt: t0 + 1_000_000 + added });
+      // A late receipt in the past, behind the pages not yet read: it shows up once, in order.
+      insertJob(api.store, { jobId: `late_${added}`, createdAt: t0 - 1000 });
+    });
+    const original = Array.from({ length: 25 }, (_, i) => `job_${String(i).padStart(2, "0")}`);
+    expect(seen.filter((id) => id.startsWith("job_"))).toEqual([...original].reverse());
+    expect(new Set(seen).size).toBe(seen.length);
+    expect(seen.filter((id) => id.startsWith("new_"))).toEqual([]);
+  });
+
+  it("walks oldest first with order=asc and filters by verdict, worker, model, key and period", async () => {
+    const api = createTestApi();
+    const t0 = Date.UTC(2026, 10, 1);
+    insertJob(api.store, {
+      jobId: "j1",
+      createdAt: t0,
+      verdict: "discrepancy",
+      model: "m1",
+      worker: "w1",
+      keyFingerprint: "k1",
+    });
+    insertJob(api.store, {
+      jobId: "j2",
+      createdAt: t0 + 1,
+      verdict: "verified",
+      model: "m1",
+      worker: "w2",
+      keyFingerprint: "k1",
+    });
+    insertJob(api.store, {
+      jobId: "j3",
+      createdAt: t0 + 2,
+      verdict: "verified",
+      model: "m2",
+      worker: "w1",
+      keyFingerprint: "k2",
+    });
+    const ids = async (q: string) =>
+      ((await (await api.get(`/jobs?${q}`)).json()) as Page).items.map((i) => i.jobId);
+    expect(await ids("order=asc")).toEqual(["j1", "j2", "j3"]);
+    expect(await ids("verdict=verified")).toEqual(["j3", "j2"]);
+    expect(await ids("worker=w1")).toEqual(["j3", "j1"]);
+    expect(await ids("model=m1&key=k1")).toEqual(["j2", "j1"]);
+    expect(await ids(`from=${t0 + 1}&to=${t0 + 2}`)).toEqual(["j2"]);
+  });
+
+  it.each([
+    ["limit=0", "limit"],
+    ["limit=abc", "limit"],
+    ["limit=501", "limit"],
+    ["verdict=great", "verdict"],
+    ["order=sideways", "order"],
+    ["cursor=garbage", "cursor"],
+    ["from=2026-13-01", "from"],
+  ])("rejects %s with a 400 naming %s", async (query, field) => {
+    const api = createTestApi();
+    const res = await api.get(`/jobs?${query}`);
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: { field: string } };
+    expect(body.error.field).toBe(field);
+  });
+});
+
+describe("GET /reports/discrepancies", () => {
+  it("lists exactly the jobs with a failing check, with those checks, filterable by check", async () => {
+    const api = createTestApi();
+    const t0 = Date.UTC(2026, 10, 1);
+    for (let i = 0; i < 12; i++) {
+      const jobId = `job_${i}`;
+      insertJob(api.store, {
+        jobId,
+        createdAt: t0 + i * 1000,
+        verdict: i % 4 === 0 ? "discrepancy" : "verified",
+      });
+      insertCheck(api.store, jobId, "memo_references_job", "pass");
+      insertCheck(api.store, jobId, "pricing", i === 4 ? "skip" : "pass");
+      if (i % 4 === 0)
+        insertCheck(api.store, jobId, "settlement_split", "fail", { expected: "75", actual: "70" });
+      if (i === 8) insertCheck(api.store, jobId, "worker_paid", "fail");
+    }
+    const seen = await walk(api.get, "/reports/discrepancies?limit=2&order=asc");
+    expect(seen).toEqual(["job_0", "job_4", "job_8"]);
+    const page = (await (await api.get("/reports/discrepancies?order=asc")).json()) as Page;
+    expect(page.items.map((i) => i.failingChecks?.map((c) => c.name))).toEqual([
+      ["settlement_split"],
+      ["settlement_split"],
+      ["settlement_split", "worker_paid"],
+    ]);
+    const byCheck = (await (
+      await api.get("/reports/discrepancies?check=worker_paid")
+    ).json()) as Page;
+    expect(byCheck.items.map((i) => i.jobId)).toEqual(["job_8"]);
+    const inPeriod = (await (
+      await api.get(`/reports/discrepancies?from=${t0 + 1}&to=${t0 + 8000}`)
+    ).json()) as Page;
+    expect(inPeriod.items.map((i) => i.jobId)).toEqual(["job_4"]);
+  });
+});

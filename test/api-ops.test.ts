@@ -1,0 +1,126 @@
+import { describe, expect, it } from "vitest";
+import { createApp } from "../src/api/app.js";
+import { createMetrics } from "../src/api/metrics.js";
+import { createToken } from "../src/auth/tokens.js";
+import { createLogger } from "../src/log.js";
+import { createTestApi } from "./support/audit-api-app.js";
+import { insertJob } from "./support/job-rows.js";
+import { createTestStore } from "./support/store.js";
+
+describe("GET /metrics", () => {
+  it("exposes jobs by verdict, queue depth, verification lag, RPC counters and proxy latency", async () => {
+    const store = createTestStore();
+    const now = Date.UTC(2026, 10, 1, 1);
+    const metrics = createMetrics({
+      store,
+      now: () => now,
+      rpcStats: () => [
+        { endpoint: "http://rpc-a", method: "getTransaction", outcome: "ok", count: 12 },
+        {
+          endpoint: "http://rpc-a",
+          method: "getSignatureStatuses",
+          outcome: "rate_limited",
+          count: 2,
+        },
+      ],
+    });
+    const app = createApp({ store, log: createLogger({ level: "silent" }), metrics });
+    const { token } = createToken(store, { role: "read", name: "prometheus" });
+    insertJob(store, { jobId: "v1", verdict: "verified" });
+    insertJob(store, { jobId: "p1", verdict: "pending", createdAt: now - 90_000 });
+    insertJob(store, { jobId: "p2", verdict: "awaiting_finality", createdAt: now - 30_000 });
+    metrics.observeProxy({ status: 200, stream: true, durationSeconds: 0.8, ttfbSeconds: 0.05 });
+
+    const res = await app.request("/metrics", { headers: { authorization: `Bearer ${token}` } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^text\/plain/);
+    const text = await res.text();
+    expect(text).toContain('decentral_audit_jobs{verdict="verified"} 1');
+    expect(text).toContain('decentral_audit_jobs{verdict="pending"} 1');
+    expect(text).toContain('decentral_audit_jobs{verdict="discrepancy"} 0');
+    expect(text).toContain("decentral_audit_verification_queue_depth 2");
+    expect(text).toContain("decentral_audit_verification_lag_seconds 90");
+    expect(text).toContain(
+      'decentral_audit_rpc_requests_total{endpoint="http://rpc-a",method="getSignatureStatuses",outcome="rate_limited"} 2',
+    );
+    expect(text).toContain(
+      'decentral_audit_proxy_duration_seconds_count{status="200",stream="true"} 1',
+    );
+    expect(text).toContain('decentral_audit_proxy_ttfb_seconds_bucket{le="0.05",stream="true"} 1');
+  });
+
+  it("keeps one registry per app, so two apps never share counters", async () => {
+    const a = createMetrics({ store: createTestStore() });
+    const b = createMetrics({ store: createTestStore() });
+    a.observeProxy({ status: 200, stream: false, durationSeconds: 1 });
+    expect(await b.registry.metrics()).not.toContain('proxy_duration_seconds_count{status="200"');
+    expect(await a.registry.metrics()).toContain(
+      'proxy_duration_seconds_count{status="200",stream="false"} 1',
+    );
+  });
+});
+
+describe("GET /readyz", () => {
+  it("is 200 when the database answers, the RPC answers and nothing waits too long", async () => {
+    const api = createTestApi({ readiness: { rpc: async () => 123 } });
+    const res = await api.get("/readyz");
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({
+      ok: true,
+      checks: { database: { ok: true }, rpc: { ok: true } },
+    });
+  });
+
+  it("is 503 naming the RPC when it fails, and the lag when verification falls behind", async () => {
+    const now = Date.UTC(2026, 10, 1, 12);
+    const api = createTestApi({
+      now: () => now,
+      readiness: {
+        rpc: () => Promise.reject(new Error("connect ECONNREFUSED")),
+        maxLagSeconds: 600,
+      },
+    });
+    insertJob(api.store, { jobId: "old", verdict: "pending", createdAt: now - 3_600_000 });
+    const res = await api.get("/readyz");
+    expect(res.status).toBe(503);
+    expect(await res.json()).toMatchObject({
+      ok: false,
+      checks: {
+        database: { ok: true },
+        rpc: { ok: false, detail: "connect ECONNREFUSED" },
+        verificationLag: { ok: false, seconds: 3600, maxSeconds: 600 },
+      },
+    });
+  });
+});
+
+describe("GET /openapi.json", () => {
+  it("is an OpenAPI 3.1 document of every audit route with the bearer scheme", async () => {
+    const api = createTestApi();
+    const doc = (await (await api.get("/openapi.json")).json()) as {
+      openapi: string;
+      paths: Record<string, unknown>;
+      components: { securitySchemes: Record<string, unknown>; schemas: Record<string, unknown> };
+    };
+    expect(doc.openapi).toBe("3.1.0");
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining([
+        "/audit/{jobId}",
+        "/jobs/{jobId}/reverify",
+        "/reports/reconciliation",
+        "/reports/discrepancies",
+        "/reports/workers/{address}",
+        "/jobs",
+        "/readyz",
+        "/metrics",
+      ]),
+    );
+    expect(doc.components.securitySchemes.bearerAuth).toMatchObject({
+      type: "http",
+      scheme: "bearer",
+    });
+    expect(Object.keys(doc.components.schemas)).toEqual(
+      expect.arrayContaining(["AuditRecord", "Reconciliation", "Error"]),
+    );
+  });
+});

@@ -1,0 +1,229 @@
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { describe, expect, it } from "vitest";
+import type { Store } from "../src/db/client.js";
+import { openStore } from "../src/db/client.js";
+import { migrateStore } from "../src/db/migrate.js";
+import type { Verdict } from "../src/db/schema.js";
+import { createLogger } from "../src/log.js";
+import { scheduleNightlyVerification } from "../src/nightly/cron.js";
+import { acquireLock, releaseLock } from "../src/nightly/locks.js";
+import { NIGHTLY_LOCK, type SettlingEngine } from "../src/nightly/nightly-run.js";
+import { runVerifyCommand, verifyWindow } from "../src/nightly/verify-command.js";
+import { insertCheck, insertJob } from "./support/job-rows.js";
+import { createTestStore } from "./support/store.js";
+
+const NOW = Date.UTC(2026, 10, 25, 2);
+const hour = 3_600_000;
+
+/**
+ * Stands in for the verifier: settles each job of the window to the verdict given for it,
+ * or leaves them open and reports a timeout, as the real engine does at its deadline.
+ */
+function scriptedEngine(
+  store: Store,
+  outcome: Record<string, Verdict> | "timeout",
+): SettlingEngine & { filters: unknown[] } {
+  const filters: unknown[] = [];
+  return {
+    filters,
+    async runUntilSettled(filter, opts) {
+      filters.push(filter);
+      if (outcome === "timeout") return { status: "timed_out" };
+      for (const [jobId, verdict] of Object.entries(outcome)) {
+        store.sqlite.prepare("UPDATE jobs SET verdict = ? WHERE job_id = ?").run(verdict, jobId);
+        if (verdict === "discrepancy") insertCheck(store, jobId, "settlement.split", "fail");
+      }
+      opts.onProgress?.({ total: 1, final: 1, byVerdict: {} as Record<Verdict, number> });
+      return { status: "completed", runId: 7 };
+    },
+  };
+}
+
+function run(
+  store: Store,
+  engine: SettlingEngine,
+  flags: Record<string, unknown> = {},
+  extra = {},
+) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = runVerifyCommand(
+    store,
+    engine,
+    { since: "24h", timeout: "1m", ...flags },
+    { out: (t) => out.push(t), err: (l) => err.push(l), progress: false, now: () => NOW },
+    extra,
+  );
+  return { code, out, err };
+}
+
+function storeWithWindow() {
+  const store = createTestStore();
+  insertJob(store, { jobId: "in_1", createdAt: NOW - 2 * hour, verdict: "pending" });
+  insertJob(store, { jobId: "in_2", createdAt: NOW - 3 * hour, verdict: "pending" });
+  // Outside the 24 h window: its open verdict does not keep the run from finishing.
+  insertJob(store, { jobId: "old", createdAt: NOW - 48 * hour, verdict: "pending" });
+  return store;
+}
+
+describe("decentral-audit verify", () => {
+  it("exits 0 when every job of the window ends verified, and asks the engine for that window only", async () => {
+    const store = storeWithWindow();
+    const engine = scriptedEngine(store, { in_1: "verified", in_2: "verified" });
+    const { code, out } = run(store, engine);
+    expect(await code).toBe(0);
+    expect(out.join("")).toContain("all 2 jobs verified");
+    expect(engine.filters).toEqual([{ from: NOW - 24 * hour, to: NOW - 1 }]);
+  });
+
+  it("exits 1 and names the job and its failing check when one is not verified", async () => {
+    const store = storeWithWindow();
+    const { code, out } = run(
+      store,
+      scriptedEngine(store, { in_1: "verified", in_2: "discrepancy" }),
+      { markdown: true },
+    );
+    expect(await code).toBe(1);
+    const text = out.join("");
+    expect(text).toContain("| `in_2` | discrepancy | settlement.split |");
+    expect(text).toContain("| verified | 1 |");
+  });
+
+  it("exits 2 when the run times out with jobs still open", async () => {
+    const store = storeWithWindow();
+    const { code, err } = run(store, scriptedEngine(store, "timeout"), { timeout: "1s" });
+    expect(await code).toBe(2);
+    expect(err.join("\n")).toMatch(/timed out after 1 s/);
+  });
+
+  it("exits 2 without touching a job when the RPC is unreachable", async () => {
+    const store = storeWithWindow();
+    const engine = scriptedEngine(store, { in_1: "verified", in_2: "verified" });
+    const { code, err } = run(
+      store,
+      engine,
+      {},
+      {
+        preflight: () => Promise.reject(new Error("connect ECONNREFUSED 127.0.0.1:1")),
+      },
+    );
+    expect(await code).toBe(2);
+    expect(err.join("\n")).toMatch(/RPC unreachable: connect ECONNREFUSED/);
+    expect(engine.filters).toEqual([]);
+  });
+
+  it("exits 2 while another run holds the lock, and runs once the lock is released or expired", async () => {
+    const store = storeWithWindow();
+    const engine = scriptedEngine(store, { in_1: "verified", in_2: "verified" });
+    expect(acquireLock(store, NIGHTLY_LOCK, "other-run", hour, NOW)).toBeNull();
+    const held = run(store, engine);
+    expect(await held.code).toBe(2);
+    expect(held.err.join("\n")).toMatch(
+      /another verification run holds the lock \(owner other-run/,
+    );
+    expect(engine.filters).toEqual([]);
+
+    releaseLock(store, NIGHTLY_LOCK, "other-run");
+    expect(await run(store, engine).code).toBe(0);
+    // The run released its own lock.
+    expect(store.sqlite.prepare("SELECT count(*) FROM locks").pluck().get()).toBe(0);
+
+    acquireLock(store, NIGHTLY_LOCK, "crashed-run", 1000, NOW - 5000);
+    expect(await run(store, engine).code).toBe(0);
+  });
+
+  it("writes the JSON summary to --out", async () => {
+    const store = storeWithWindow();
+    const file = join(mkdtempSync(join(tmpdir(), "verify-")), "summary.json");
+    const { code } = run(store, scriptedEngine(store, { in_1: "verified", in_2: "unverifiable" }), {
+      json: true,
+      out: file,
+    });
+    expect(await code).toBe(1);
+    const summary = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
+    expect(summary).toMatchObject({
+      outcome: "discrepancies",
+      exitCode: 1,
+      total: 2,
+      from: "2026-11-24T02:00:00.000Z",
+      to: "2026-11-25T02:00:00.000Z",
+      findings: [{ jobId: "in_2", verdict: "unverifiable", failingChecks: [] }],
+    });
+  });
+
+  it.each([
+    [{ since: "yesterday" }, "since"],
+    [{ since: "24h", from: "2026-11-01" }, "since"],
+    [{ from: "2026-11-31" }, "from"],
+    [{ from: "2026-11-02", to: "2026-11-01" }, "to"],
+    [{ since: "1h", timeout: "forever" }, "timeout"],
+    [{}, "from"],
+  ])("rejects flags %j naming --%s", (flags, field) => {
+    expect(() => verifyWindow(flags, NOW)).toThrow(expect.objectContaining({ details: { field } }));
+  });
+});
+
+describe("serve --verify-cron", () => {
+  it("schedules the same run in UTC and logs its summary", async () => {
+    const store = storeWithWindow();
+    const lines: Record<string, unknown>[] = [];
+    const log = createLogger(
+      { level: "info" },
+      { write: (l: string) => lines.push(JSON.parse(l)) },
+    );
+    const schedule = scheduleNightlyVerification("0 2 * * *", {
+      store,
+      engine: scriptedEngine(store, { in_1: "verified", in_2: "discrepancy" }),
+      log,
+      now: () => NOW,
+    });
+    try {
+      expect(schedule.nextRun()?.getUTCHours()).toBe(2);
+      const summary = await schedule.runNow();
+      expect(summary.exitCode).toBe(1);
+      expect(lines.at(-1)).toMatchObject({
+        msg: "nightly verification: discrepancies",
+        nightly: { exitCode: 1 },
+      });
+    } finally {
+      schedule.stop();
+    }
+  });
+
+  it("refuses an invalid expression naming VERIFY_CRON", () => {
+    const store = createTestStore();
+    expect(() =>
+      scheduleNightlyVerification("every night", {
+        store,
+        engine: scriptedEngine(store, {}),
+        log: createLogger({ level: "silent" }),
+      }),
+    ).toThrow(/VERIFY_CRON/);
+  });
+});
+
+describe("decentral-audit verify with a busy database", () => {
+  it("exits 2 when the database stays locked by another writer", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "verify-locked-"));
+    const file = join(dir, "audit.db");
+    const store = openStore(file, { busyTimeoutMs: 50 });
+    migrateStore(store);
+    insertJob(store, { jobId: "in_1", createdAt: NOW - hour, verdict: "pending" });
+    const other = new Database(file);
+    other.exec("BEGIN IMMEDIATE");
+    try {
+      const engine = scriptedEngine(store, { in_1: "verified" });
+      const { code, err } = run(store, engine);
+      expect(await code).toBe(2);
+      expect(err.join("\n")).toMatch(/database: database is locked/);
+      expect(engine.filters).toEqual([]);
+    } finally {
+      other.exec("ROLLBACK");
+      other.close();
+      store.close();
+    }
+  });
+});

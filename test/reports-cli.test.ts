@@ -1,0 +1,59 @@
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { buildProgram } from "../src/cli.js";
+import { openStore } from "../src/db/client.js";
+import { migrateStore } from "../src/db/migrate.js";
+import { insertJob } from "./support/job-rows.js";
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+/** Runs the CLI in-process, its console output silenced. */
+async function cli(...args: string[]) {
+  vi.spyOn(console, "log").mockImplementation(() => {});
+  vi.spyOn(console, "error").mockImplementation(() => {});
+  await buildProgram().parseAsync(["node", "decentral-audit", ...args]);
+  vi.restoreAllMocks();
+}
+
+describe("decentral-audit report reconciliation", () => {
+  it("writes the CSV report to --out", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "report-"));
+    const db = join(dir, "audit.db");
+    const out = join(dir, "report.csv");
+    const store = openStore(db);
+    migrateStore(store);
+    insertJob(store, {
+      jobId: "job_1",
+      model: "qwen3-8b",
+      createdAt: Date.UTC(2026, 10, 5),
+      chargedUnits: 123_456n,
+    });
+    store.close();
+    await cli(
+      "report",
+      "reconciliation",
+      "--from",
+      "2026-11-01",
+      "--to",
+      "2026-12-01",
+      "--group-by",
+      "model",
+      "--format",
+      "csv",
+      "--out",
+      out,
+      "--db",
+      db,
+    );
+    const lines = readFileSync(out, "utf8").split("\r\n");
+    expect(lines[0]).toMatch(
+      /^kind,group,jobs,verified,pending,discrepancies,dropped,unverifiable,chargedUnits,chargedUsdc,/,
+    );
+    expect(lines[1]).toMatch(/^group,qwen3-8b,1,1,0,0,0,0,123456,0\.123456,/);
+    expect(lines[2]).toMatch(/^total,,1,1,0,0,0,0,123456,0\.123456,/);
+  });
+});

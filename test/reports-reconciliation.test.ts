@@ -1,0 +1,161 @@
+import { parse } from "csv-parse/sync";
+import { describe, expect, it } from "vitest";
+import { createTestApi } from "./support/audit-api-app.js";
+import { insertJob } from "./support/job-rows.js";
+
+const day = (d: number, h = 12) => Date.UTC(2026, 10, d, h);
+
+type Report = {
+  dataCompleteUntil: string;
+  groups: Record<string, string | number | null>[];
+  totals: Record<string, string | number>;
+};
+
+/** A small book of jobs whose figures are known by construction. */
+function seed() {
+  const api = createTestApi({ now: () => day(20) });
+  const s = api.store;
+  insertJob(s, { jobId: "a1", createdAt: day(1, 0), model: "qwen3-8b", chargedUnits: 80_000n });
+  insertJob(s, {
+    jobId: "a2",
+    createdAt: day(1, 23),
+    model: "llama, 70b",
+    chargedUnits: 400_000n,
+    escrowedUnits: 4_000_000n,
+  });
+  insertJob(s, {
+    jobId: "b1",
+    createdAt: day(2),
+    model: "qwen3-8b",
+    verdict: "discrepancy",
+    chargedUnits: 120_000n,
+    workerPaidUnits: 50_000n,
+    treasuryPaidUnits: 20_000n,
+    refundedUnits: 200_000n,
+  });
+  insertJob(s, { jobId: "b2", createdAt: day(2, 13), model: "qwen3-8b", verdict: "pending" });
+  insertJob(s, {
+    jobId: "c1",
+    createdAt: day(3),
+    model: null,
+    verdict: "dropped",
+    chargedUnits: 0n,
+    escrowedUnits: 400_000n,
+    workerPaidUnits: 0n,
+    treasuryPaidUnits: 0n,
+    refundedUnits: 400_000n,
+  });
+  // Outside the period [Nov 1, Nov 3): never counted.
+  insertJob(s, { jobId: "z1", createdAt: day(3, 0), chargedUnits: 999_999n });
+  return api;
+}
+
+describe("GET /reports/reconciliation", () => {
+  it("groups by day with exact totals and the instant before which data is final", async () => {
+    const { get } = seed();
+    const res = await get("/reports/reconciliation?from=2026-11-01&to=2026-11-03&groupBy=day");
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as Report;
+    expect(
+      body.groups.map((g) => [g.group, g.jobs, g.verified, g.pending, g.discrepancies]),
+    ).toEqual([
+      ["2026-11-01", 2, 2, 0, 0],
+      ["2026-11-02", 2, 0, 1, 1],
+    ]);
+    // a1 + a2 + b1 charged; b2 has no amounts yet.
+    expect(body.totals.chargedUnits).toBe("600000");
+    expect(body.totals.chargedUsdc).toBe("0.600000");
+    expect(body.totals.escrowedUnits).toBe(String(400_000 + 4_000_000 + 400_000));
+    // b1 leaks: escrowed 400000 - 50000 - 20000 - 200000 = 130000.
+    expect(body.totals.unaccountedUnits).toBe("130000");
+    expect(body.totals.unaccountedUsdc).toBe("0.130000");
+    expect(body.totals.feesLamports).toBe("30000");
+    expect(body.dataCompleteUntil).toBe(new Date(day(2, 13)).toISOString());
+  });
+
+  it("groups by model, with a job of unknown model in its own group", async () => {
+    const { get } = seed();
+    const res = await get("/reports/reconciliation?from=2026-11-01&to=2026-11-04&groupBy=model");
+    const body = (await res.json()) as Report;
+    expect(body.groups.map((g) => [g.group, g.jobs])).toEqual([
+      [null, 1],
+      ["llama, 70b", 1],
+      ["qwen3-8b", 4],
+    ]);
+    expect(body.totals.dropped).toBe(1);
+  });
+
+  it("gives CSV whose totals row equals the JSON totals exactly", async () => {
+    const { get } = seed();
+    for (const groupBy of ["day", "model", "worker", "key"]) {
+      const query = `from=2026-11-01T00:00:00Z&to=2026-11-04&groupBy=${groupBy}`;
+      const json = (await (await get(`/reports/reconciliation?${query}`)).json()) as Report;
+      const csvRes = await get(`/reports/reconciliation?${query}&format=csv`);
+      expect(csvRes.headers.get("content-type")).toMatch(/^text\/csv/);
+      const text = await csvRes.text();
+      expect(text.endsWith("\r\n")).toBe(true);
+      const rows = parse(text, { columns: true }) as Record<string, string>[];
+      const totals = rows.at(-1)!;
+      expect(totals.kind).toBe("total");
+      for (const [key, value] of Object.entries(json.totals))
+        expect(totals[key]).toBe(String(value));
+      const groups = rows.filter((r) => r.kind === "group");
+      expect(groups.map((g) => g.group)).toEqual(json.groups.map((g) => g.group ?? ""));
+    }
+  });
+
+  it("answers CSV to Accept: text/csv", async () => {
+    const { get } = seed();
+    const res = await get("/reports/reconciliation?from=2026-11-01&to=2026-11-04", "read", {
+      accept: "text/csv",
+    });
+    expect(await res.text()).toMatch(/^kind,group,jobs,verified,/);
+  });
+
+  it("quotes a model name holding a comma as RFC 4180 says", async () => {
+    const { get } = seed();
+    const res = await get(
+      "/reports/reconciliation?from=2026-11-01&to=2026-11-04&groupBy=model&format=csv",
+    );
+    expect(await res.text()).toContain('\r\ngroup,"llama, 70b",1,');
+  });
+
+  it.each([
+    ["to=2026-11-04", "from"],
+    ["from=2026-11-01", "to"],
+    ["from=yesterday&to=2026-11-04", "from"],
+    ["from=2026-02-30&to=2026-11-04", "from"],
+    ["from=2026-11-04&to=2026-11-01", "to"],
+    ["from=2026-11-01&to=2026-11-04&groupBy=hour", "groupBy"],
+    ["from=2026-11-01&to=2026-11-04&format=xml", "format"],
+  ])("rejects %s with a 400 naming %s", async (query, field) => {
+    const { get } = seed();
+    const res = await get(`/reports/reconciliation?${query}`);
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: { code: string; field: string; message: string } };
+    expect(body.error.code).toBe("validation_failed");
+    expect(body.error.field).toBe(field);
+    expect(body.error.message.startsWith(`${field}:`)).toBe(true);
+  });
+});
+
+describe("GET /reports/workers/:address", () => {
+  it("is the worker's payout statement per day for the period", async () => {
+    const { get, store } = seed();
+    insertJob(store, {
+      jobId: "w1",
+      createdAt: day(2),
+      worker: "OtherWorker1111111111111111111111111111111",
+      workerPaidUnits: 7n,
+    });
+    const res = await get(
+      "/reports/workers/OtherWorker1111111111111111111111111111111?from=2026-11-01&to=2026-11-30",
+    );
+    const body = (await res.json()) as {
+      days: { day: string; jobs: number }[];
+      totals: Record<string, unknown>;
+    };
+    expect(body.days).toEqual([expect.objectContaining({ day: "2026-11-02", jobs: 1 })]);
+    expect(body.totals.workerPaidUnits).toBe("7");
+  });
+});
