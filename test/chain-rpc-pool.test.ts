@@ -257,9 +257,10 @@ describe("RPC pool: faults", () => {
     expect(stub.requests.length).toBeGreaterThan(20);
     // What the pool controls exactly: request starts in any rolling second.
     expect(maxInWindow(sent, 1000)).toBeLessThanOrEqual(10);
-    // What the server sees, after the jitter that the rate window margin absorbs.
+    // What the server sees. The pool leaves a 100 ms margin on its window; a loaded machine can
+    // delay one arrival more than that on loopback, so the server side allows 100 ms more jitter.
     const arrivals = stub.requests.map((r) => r.at);
-    expect(maxInWindow(arrivals, 1000)).toBeLessThanOrEqual(10);
+    expect(maxInWindow(arrivals, 900)).toBeLessThanOrEqual(10);
   });
 });
 
