@@ -76,7 +76,9 @@ export function createSettlementBackfill(options: SettlementBackfillOptions): Se
     const apiKey = options.apiKey;
     if (!apiKey) {
       if (!warnedNoKey) {
-        log.warn("DECENTRAL_API_KEY not set: streamed jobs keep no settlement signature");
+        log.warn(
+          "DECENTRAL_API_KEY not set: a streamed job whose settlement the caller's own key could not fetch right after the stream stays without one",
+        );
         warnedNoKey = true;
       }
       return 0;
