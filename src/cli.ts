@@ -4,6 +4,7 @@ import { inspectTransaction } from "./chain/inspect.js";
 import { ConfigError, type ConfigInput, loadConfig } from "./config.js";
 import { openStore } from "./db/client.js";
 import { migrateStore } from "./db/migrate.js";
+import { registerDemoCommand } from "./demo/command.js";
 import { isAppError } from "./errors.js";
 import { registerLocalnetCommand } from "./localnet/command.js";
 import { startService } from "./main.js";
@@ -113,6 +114,7 @@ export function buildProgram(): Command {
   );
 
   registerLocalnetCommand(program);
+  registerDemoCommand(program);
 
   const helpers = { withCommonOptions, configFromFlags };
   registerTokenCommands(program, helpers);
