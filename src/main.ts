@@ -6,6 +6,7 @@ import type { Config } from "./config.js";
 import { openStore, type Store } from "./db/client.js";
 import { migrateStore } from "./db/migrate.js";
 import { startWalCheckpointer } from "./db/wal-checkpointer.js";
+import { AppError } from "./errors.js";
 import { createLogger, type Logger } from "./log.js";
 import { scheduleNightlyVerification } from "./nightly/cron.js";
 import { createJobsApiClient } from "./recorder/jobs-api.js";
@@ -78,11 +79,22 @@ export async function startService(
     explorer: explorerClusterOf(profile.cluster, config.SOLANA_RPC_URLS[0] ?? ""),
     readiness: { rpc: () => rpc.getSlot("finalized") },
   });
-  const server = await new Promise<ServerType>((resolve) => {
-    const s = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, () =>
-      resolve(s),
-    );
-  });
+  const stopWorkers = async () => {
+    nightly?.stop();
+    await backfill.stop();
+    await verifier.stop();
+    await rpc.close();
+    await proxy.close();
+    await checkpointer.close();
+    store.close();
+  };
+  let server: ServerType;
+  try {
+    server = await listen(app.fetch, config.PORT, config.HOST);
+  } catch (error) {
+    await stopWorkers();
+    throw error;
+  }
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : config.PORT;
   const url = `http://${config.HOST}:${port}`;
@@ -94,13 +106,29 @@ export async function startService(
     verifier,
     async close() {
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      nightly?.stop();
-      await backfill.stop();
-      await verifier.stop();
-      await rpc.close();
-      await proxy.close();
-      await checkpointer.close();
-      store.close();
+      await stopWorkers();
     },
   };
+}
+
+/** Starts the HTTP server; a port in use or a bad interface is an error naming it, not a crash. */
+function listen(
+  fetch: Parameters<typeof serve>[0]["fetch"],
+  port: number,
+  hostname: string,
+): Promise<ServerType> {
+  return new Promise<ServerType>((resolve, reject) => {
+    const server = serve({ fetch, port, hostname }, () => {
+      server.off("error", onError);
+      resolve(server);
+    });
+    const onError = (error: NodeJS.ErrnoException) => {
+      const reason =
+        error.code === "EADDRINUSE"
+          ? `port ${port} on ${hostname} is already in use (set PORT or --port)`
+          : `cannot listen on ${hostname}:${port}: ${error.message}`;
+      reject(new AppError("bad_request", reason, { field: "PORT" }));
+    };
+    server.once("error", onError);
+  });
 }

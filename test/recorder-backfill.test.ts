@@ -1,7 +1,7 @@
 import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { jobs } from "../src/db/schema.js";
-import { type JobsApiAnswer, JobsApiError } from "../src/recorder/jobs-api.js";
+import { type JobsApiAnswer, JobsApiError, recordJobsApiAnswer } from "../src/recorder/jobs-api.js";
 import { recordReceipt } from "../src/recorder/receipts.js";
 import { backoffDelay, createSettlementBackfill } from "../src/recorder/settlement-backfill.js";
 import { address, capturedLogger, jobId, signature } from "./support/recorder-fixtures.js";
@@ -128,6 +128,32 @@ describe("settlement backfill", () => {
     const backfill = createSettlementBackfill({ store, log, jobsApi: async () => answer() });
     expect(await backfill.runOnce()).toBe(0);
     expect(lines.join("\n")).toContain("DECENTRAL_API_KEY not set");
+  });
+
+  it("makes a job parked for its settlement due for verification when the answer arrives", () => {
+    const store = createTestStore();
+    const id = jobId();
+    const receipt = { jobId: id, escrowTx: signature(), settlementTx: null, worker: address() };
+    recordReceipt(
+      store,
+      {
+        ...receipt,
+        creditsRemainingUnits: null,
+        model: null,
+        promptTokens: null,
+        completionTokens: null,
+        totalTokens: null,
+      },
+      "ingest",
+      { now: 1_000 },
+    );
+    // The verifier parked it until the backfill would be due.
+    store.db.update(jobs).set({ nextVerifyAt: 60_000 }).where(eq(jobs.jobId, id)).run();
+    const settlement = signature();
+    recordJobsApiAnswer(store, id, answer({ status: "settled", settlementTx: settlement }), 2_000);
+    const row = store.db.select().from(jobs).where(eq(jobs.jobId, id)).get();
+    expect(row?.settlementTx).toBe(settlement);
+    expect(row?.nextVerifyAt).toBe(2_000);
   });
 
   it("doubles its delay up to the cap", () => {

@@ -138,6 +138,8 @@ const updateCache = new WeakMap<Database.Database, Database.Statement>();
  * signature from it when the receipt lacked one (an update, never a conflict). A recorded
  * settlement signature is never overwritten: a different one from the API is a finding for
  * the verifier, which compares the two columns. The backfill is done once the answer is final.
+ * A job not yet final becomes due for verification now: it may have been parked waiting for
+ * exactly this answer.
  */
 export function recordJobsApiAnswer(
   store: Store,
@@ -154,6 +156,8 @@ export function recordJobsApiAnswer(
          settlement_tx = coalesce(settlement_tx, @settlementTx),
          backfill_state = CASE WHEN @final = 1 AND backfill_state = 'pending' THEN 'done'
            ELSE backfill_state END,
+         next_verify_at = CASE WHEN verdict IN ('pending', 'awaiting_finality', 'error')
+           THEN min(next_verify_at, @now) ELSE next_verify_at END,
          updated_at = @now
        WHERE job_id = @jobId`,
     );
