@@ -79,6 +79,25 @@ describe("protocol checks", () => {
     );
   });
 
+  it("keeps the evidence of a mass replay small: a few job ids and the count", () => {
+    const original = honest("job_original");
+    const replay = honest("job_replay_1");
+    replay.job.escrowTx = original.escrow.signature;
+    replay.settlement.signature = sig("M");
+    replay.job.settlementTx = replay.settlement.signature;
+    const listed = ["job_original", ...Array.from({ length: 9 }, (_, i) => `job_replay_${i + 1}`)];
+    const e = evaluateJob({
+      ...input(replay.job, [original.escrow, replay.settlement]),
+      namedBy: new Map([[original.escrow.signature, listed]]),
+      namedByTotal: new Map([[original.escrow.signature, 5_000]]),
+    });
+    const unique = e.checks.find((c) => c.name === "signatures.unique");
+    expect(unique?.outcome).toBe("fail");
+    expect(unique?.actual).toEqual([
+      expect.objectContaining({ owner: "job_original", namedBy: listed, jobsNaming: 5_000 }),
+    ]);
+  });
+
   it("skips the money checks of a failed settlement and fails only its success check", () => {
     const { job, escrow, settlement } = honest();
     settlement.succeeded = false;

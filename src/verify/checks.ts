@@ -87,9 +87,18 @@ export interface CheckInput {
   profile: Profile;
   /** Finalized facts of every signature the job names, by signature. */
   transactions: ReadonlyMap<string, TransactionFacts>;
-  /** For each signature the job names, every job id (this one included) naming it. */
+  /**
+   * For each signature the job names, the ids of jobs naming it (this one included), at most
+   * `MAX_NAMED_BY` of them: evidence stays small even when thousands of receipts replay one
+   * signature.
+   */
   namedBy: ReadonlyMap<string, readonly string[]>;
+  /** How many jobs name each signature, when more than `namedBy` lists. */
+  namedByTotal?: ReadonlyMap<string, number>;
 }
+
+/** Job ids listed per signature in the evidence of `signatures.unique`. */
+export const MAX_NAMED_BY = 10;
 
 export type MemoKind = "escrow" | "settle" | "refund";
 
@@ -736,15 +745,25 @@ function settlementChecks(
 
 /** A signature named by several jobs belongs to the job its memo names; the others fail. */
 function uniqueSignatures(input: CheckInput): CheckResult {
-  const { job, profile, transactions, namedBy } = input;
-  const stolen: { signature: string; owner: string | null; namedBy: readonly string[] }[] = [];
+  const { job, profile, transactions, namedBy, namedByTotal } = input;
+  const stolen: {
+    signature: string;
+    owner: string | null;
+    namedBy: readonly string[];
+    jobsNaming: number;
+  }[] = [];
   for (const signature of jobSignatures(job)) {
     const names = namedBy.get(signature) ?? [job.jobId];
     if (names.every((id) => id === job.jobId)) continue;
     const facts = transactions.get(signature);
     const owners = facts ? parseJobMemos(profile, facts.memos).map((m) => m.jobId) : [];
     if (!owners.includes(job.jobId)) {
-      stolen.push({ signature, owner: owners[0] ?? null, namedBy: names });
+      stolen.push({
+        signature,
+        owner: owners[0] ?? null,
+        namedBy: names,
+        jobsNaming: namedByTotal?.get(signature) ?? names.length,
+      });
     }
   }
   return stolen.length === 0

@@ -15,7 +15,13 @@ import {
 } from "../db/schema.js";
 import type { Logger } from "../log.js";
 import { stringifyWithBigints } from "../money.js";
-import { type CheckResult, type Evaluation, evaluateJob, jobSignatures } from "./checks.js";
+import {
+  type CheckResult,
+  type Evaluation,
+  evaluateJob,
+  jobSignatures,
+  MAX_NAMED_BY,
+} from "./checks.js";
 import type { Profile } from "./profiles.js";
 
 /**
@@ -258,17 +264,31 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     return rows;
   }
 
-  /** Which jobs name each signature (receipt escrow and settlement, jobs API settlement). */
-  function jobsNaming(signatures: string[]): Map<string, string[]> {
+  /**
+   * Which jobs name each signature (receipt escrow and settlement, jobs API settlement): up to
+   * MAX_NAMED_BY ids and the total, so a signature replayed by thousands of receipts costs each
+   * of them a count, not a list of all the others.
+   */
+  function jobsNaming(signatures: string[]): {
+    named: Map<string, string[]>;
+    totals: Map<string, number>;
+  } {
     const named = new Map<string, Set<string>>();
+    const counted = new Map<string, Set<string>>();
     const add = (sig: string | null, jobId: string) => {
       if (sig === null) return;
+      let all = counted.get(sig);
+      if (!all) {
+        all = new Set();
+        counted.set(sig, all);
+      }
+      all.add(jobId);
       let set = named.get(sig);
       if (!set) {
         set = new Set();
         named.set(sig, set);
       }
-      set.add(jobId);
+      if (set.size < MAX_NAMED_BY) set.add(jobId);
     };
     for (const part of chunks(signatures, 300)) {
       const rows = db
@@ -293,7 +313,10 @@ export function createVerifier(deps: VerifierDeps): Verifier {
         add(r.apiSettlementTx, r.jobId);
       }
     }
-    return new Map([...named].map(([sig, ids]) => [sig, [...ids]]));
+    return {
+      named: new Map([...named].map(([sig, ids]) => [sig, [...ids]])),
+      totals: new Map([...counted].map(([sig, ids]) => [sig, ids.size])),
+    };
   }
 
   /** One round: claim, poll statuses in batches, fetch newly finalized transactions, decide. */
@@ -351,7 +374,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       );
     }
 
-    const named = jobsNaming(allSigs);
+    const naming = jobsNaming(allSigs);
     const factsCache = new Map<string, TransactionFacts>();
     const factsOf = (sig: string) => {
       let facts = factsCache.get(sig);
@@ -364,7 +387,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       return facts;
     };
 
-    const decisions = claimed.map((job) => decide(job, rows, trouble, named, factsOf));
+    const decisions = claimed.map((job) => decide(job, rows, trouble, naming, factsOf));
     writeDecisions(decisions, runId);
     return claimed.length;
   }
@@ -476,7 +499,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     job: JobRow,
     rows: Map<string, TxRow>,
     trouble: SigTrouble,
-    named: Map<string, string[]>,
+    naming: { named: Map<string, string[]>; totals: Map<string, number> },
     factsOf: (sig: string) => TransactionFacts | undefined,
   ): Decision {
     const t = now();
@@ -561,7 +584,8 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       job,
       profile,
       transactions,
-      namedBy: named,
+      namedBy: naming.named,
+      namedByTotal: naming.totals,
     });
     return {
       ...base,
