@@ -4,8 +4,8 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { openStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
-import { ingestReceipts } from "../src/recorder/ingest.js";
 import { startWalCheckpointer } from "../src/db/wal-checkpointer.js";
+import { ingestReceipts } from "../src/recorder/ingest.js";
 import { wireReceipt } from "./support/recorder-fixtures.js";
 
 describe("WAL checkpointer", () => {

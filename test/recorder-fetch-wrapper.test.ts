@@ -4,7 +4,14 @@ import { afterEach, describe, expect, it } from "vitest";
 import { jobs } from "../src/db/schema.js";
 import { createLogger } from "../src/log.js";
 import { createRecordingFetch } from "../src/recorder/fetch-wrapper.js";
-import { address, ingestToken, jobId, listen, serveApp, signature } from "./support/recorder-fixtures.js";
+import {
+  address,
+  ingestToken,
+  jobId,
+  listen,
+  serveApp,
+  signature,
+} from "./support/recorder-fixtures.js";
 import { createTestStore } from "./support/store.js";
 
 const cleanups: (() => Promise<void>)[] = [];

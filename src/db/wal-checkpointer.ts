@@ -1,8 +1,8 @@
 import { once } from "node:events";
 import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
-import type { Store } from "./client.js";
 import type { Logger } from "../log.js";
+import type { Store } from "./client.js";
 
 /**
  * Runs SQLite's WAL checkpoints on a worker thread with its own connection, instead of letting
