@@ -1,0 +1,449 @@
+import { rmSync, writeFileSync } from "node:fs";
+import { cpus, tmpdir, totalmem } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import type { RpcStats } from "../src/localnet/rpc-server.js";
+import { type Child, startChild } from "./children.js";
+import {
+  benchReceipts,
+  type IngestFigures,
+  measureImport,
+  measurePostJobs,
+} from "./ingest-bench.js";
+import { captureStubResponses, compareProxy, type ProxyRow } from "./proxy-bench.js";
+import { ensureReportDb } from "./report-db.js";
+import { measureReports, type ReportsResult } from "./reports-bench.js";
+import { round } from "./stats.js";
+import { measureVerification, type VerifyResult } from "./verify-bench.js";
+import type { StubResponses, WorldReady } from "./world-child.js";
+
+/**
+ * `npm run bench`: measures the targets of the benchmark issue side by side and prints one
+ * line per target with PASS or FAIL, then writes every figure to bench/results.json.
+ *
+ *   npm run bench -- [--only proxy,ingest,verify,reports] [--quick]
+ *     [--report-jobs 1000000] [--verify-jobs 2000] [--rpc-limit 100]
+ *
+ * The world (chain, RPC, simulator, stub) and the service each run in a child process; the
+ * client runs here.
+ */
+
+const sections = ["proxy", "ingest", "verify", "reports"] as const;
+type Section = (typeof sections)[number];
+
+const { values: flags } = parseArgs({
+  options: {
+    only: { type: "string" },
+    quick: { type: "boolean", default: false },
+    "report-jobs": { type: "string" },
+    "verify-jobs": { type: "string" },
+    "rpc-limit": { type: "string" },
+  },
+});
+const only = new Set<Section>(
+  flags.only === undefined
+    ? sections
+    : flags.only.split(",").map((s) => {
+        const name = s.trim() as Section;
+        if (!sections.includes(name)) {
+          throw new Error(`--only: unknown section ${s}; known: ${sections.join(", ")}`);
+        }
+        return name;
+      }),
+);
+const quick = flags.quick === true;
+const reportJobs = Number(flags["report-jobs"] ?? 1_000_000);
+const verifyJobs = Number(flags["verify-jobs"] ?? (quick ? 300 : 2000));
+const rpcLimit = Number(flags["rpc-limit"] ?? 100);
+const slotMs = 100;
+const finalitySlots = 32;
+
+const say = (line: string) => process.stderr.write(`${line}\n`);
+const mb = (bytes: number) => round(bytes / 1024 / 1024, 1);
+
+interface TargetLine {
+  target: string;
+  measured: string;
+  pass: boolean | null;
+  note?: string;
+}
+
+const results: {
+  machine: Record<string, unknown>;
+  startedAt: string;
+  options: Record<string, unknown>;
+  proxy?: ProxyRow[];
+  ingest?: {
+    postJobs: IngestFigures & { runs: number[]; serviceCpuMsPer1000: number };
+    import: IngestFigures & { runs: number[] };
+  };
+  verify?: VerifyResult;
+  reports?: ReportsResult & { dbPath: string; dbGeneratedSeconds: number };
+  rss: Record<string, number>;
+  /** Peak RSS of the bench process after each section, to tell which one raised it. */
+  benchPeakRssAfter: Record<string, number>;
+  targets: TargetLine[];
+} = {
+  machine: {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model,
+    memoryMb: mb(totalmem()),
+    node: process.version,
+    platform: process.platform,
+  },
+  startedAt: new Date().toISOString(),
+  options: { sections: [...only], quick, reportJobs, verifyJobs, rpcLimit, slotMs, finalitySlots },
+  rss: {},
+  benchPeakRssAfter: {},
+  targets: [],
+};
+
+const markRss = (section: string) => {
+  results.benchPeakRssAfter[section] = process.resourceUsage().maxRSS * 1024;
+};
+
+type World = Child<WorldReady>;
+
+async function startWorld(): Promise<World> {
+  return startChild<WorldReady>("./world-child.ts", {
+    BENCH_SLOT_MS: String(slotMs),
+    BENCH_FINALITY_SLOTS: String(finalitySlots),
+  });
+}
+
+type Service = Child<{ url: string; token: string }>;
+
+async function startServiceChild(
+  world: World,
+  upstream: string,
+  name: string,
+  env: Record<string, string> = {},
+): Promise<Service> {
+  const db = join(tmpdir(), `bench-service-${name}-${process.pid}.db`);
+  for (const s of ["", "-wal", "-shm"]) rmSync(db + s, { force: true });
+  const service = await startChild<{ url: string; token: string }>("./service-child.ts", {
+    BENCH_MODE: "service",
+    DATABASE_URL: db,
+    DECENTRAL_BASE_URL: upstream,
+    SOLANA_RPC_URLS: world.ready.rpcUrl,
+    AUDIT_PROFILE: "localnet",
+    PORT: "0",
+    LOG_LEVEL: "info",
+    DECENTRAL_API_KEY: world.ready.apiKeys[0] ?? "",
+    ...env,
+  });
+  const stop = service.stop.bind(service);
+  service.stop = async () => {
+    await stop();
+    for (const s of ["", "-wal", "-shm"]) rmSync(db + s, { force: true });
+  };
+  return service;
+}
+
+function fmtMs(value: number): string {
+  return `${value >= 0 ? "+" : ""}${value.toFixed(2)} ms`;
+}
+
+/**
+ * Proxy rows against one upstream. `verifierIdle` starts the service with a verifier that polls
+ * once an age (VERIFY_POLL_MS of 10^9), to tell the proxy's own cost from the verifier's work
+ * sharing its event loop.
+ */
+async function proxySection(
+  world: World,
+  target: "simulator" | "stub",
+  baseUrl: string,
+  verifierIdle = false,
+) {
+  const upstream = verifierIdle ? `${target}, verifier idle` : target;
+  const service = await startServiceChild(
+    world,
+    baseUrl,
+    verifierIdle ? `${target}-idle` : target,
+    verifierIdle ? { VERIFY_POLL_MS: "1000000000" } : {},
+  );
+  const rows: ProxyRow[] = [];
+  try {
+    const pairsC1 = quick ? 150 : 600;
+    const pairsC64 = quick ? 600 : 3000;
+    for (const stream of [false, true]) {
+      for (const [concurrency, pairs] of [
+        [1, stream ? Math.round(pairsC1 / 2) : pairsC1],
+        [64, stream ? Math.round(pairsC64 / 2) : pairsC64],
+      ] as const) {
+        say(`proxy: ${upstream}, ${stream ? "stream" : "json"}, c=${concurrency}, ${pairs} pairs`);
+        const row = await compareProxy(
+          { directBaseUrl: baseUrl, serviceUrl: service.ready.url, apiKeys: world.ready.apiKeys },
+          upstream,
+          stream,
+          concurrency,
+          pairs,
+          () => service.cpuMs(),
+        );
+        rows.push(row);
+      }
+    }
+    if (upstream === "simulator" && only.has("ingest")) {
+      await postJobsSection(service);
+    }
+    results.rss[
+      `service (proxy to ${upstream}${upstream === "simulator" && only.has("ingest") ? ", then ingest" : ""})`
+    ] = await service.peakRss();
+  } finally {
+    await service.stop();
+  }
+  return rows;
+}
+
+/** Median of repeated measurements, with every figure kept. */
+function medianRun(runs: IngestFigures[]): IngestFigures & { runs: number[] } {
+  const sorted = [...runs].sort((a, b) => a.receiptsPerSec - b.receiptsPerSec);
+  const median = sorted[Math.floor(sorted.length / 2)]!;
+  return {
+    ...median,
+    notCreated: runs.reduce((n, r) => n + r.notCreated, 0),
+    runs: runs.map((r) => r.receiptsPerSec),
+  };
+}
+
+const ingestRepetitions = 3;
+const ingestCount = quick ? 10_000 : 50_000;
+
+/**
+ * `POST /jobs` against the running service (its verifier running too, as in `serve`), three
+ * runs of fresh receipts; the median counts. The service's CPU time per 1,000 receipts tells
+ * the capacity of its one event loop apart from the machine's other load.
+ */
+async function postJobsSection(service: Service) {
+  const runs: IngestFigures[] = [];
+  let cpuMs = 0;
+  for (let k = 0; k < ingestRepetitions; k++) {
+    say(`ingest: POST /jobs, ${ingestCount} receipts in batches of 1,000 (run ${k + 1})`);
+    const receipts = benchReceipts(ingestCount, `p${k}`);
+    const before = await service.cpuMs();
+    runs.push(await measurePostJobs(service.ready.url, service.ready.token, receipts, 1000, 1));
+    cpuMs += (await service.cpuMs()) - before;
+  }
+  postJobsResult = {
+    ...medianRun(runs),
+    serviceCpuMsPer1000: round(cpuMs / ((ingestRepetitions * ingestCount) / 1000), 1),
+  };
+}
+
+/** The import command's work, alone on the machine's cores (it runs as its own command). */
+async function importSection() {
+  const runs: IngestFigures[] = [];
+  for (let k = 0; k < ingestRepetitions; k++) {
+    say(`ingest: import of a JSONL file of ${ingestCount} receipts (run ${k + 1})`);
+    runs.push(await measureImport(benchReceipts(ingestCount, `i${k}`)));
+  }
+  return medianRun(runs);
+}
+
+let postJobsResult: (IngestFigures & { runs: number[]; serviceCpuMsPer1000: number }) | undefined;
+
+async function main() {
+  const started = performance.now();
+  let world: World | undefined;
+  try {
+    if (only.has("proxy") || only.has("ingest") || only.has("verify")) {
+      say("starting the local world");
+      world = await startWorld();
+    }
+    if (world && (only.has("proxy") || only.has("ingest"))) {
+      const rows: ProxyRow[] = [];
+      if (only.has("proxy")) {
+        rows.push(...(await proxySection(world, "simulator", world.ready.decentralBaseUrl)));
+        const captured = await captureStubResponses(
+          world.ready.decentralBaseUrl,
+          world.ready.apiKeys[0]!,
+        );
+        const stubUrl = await world.request<string>("stub", {
+          responses: captured satisfies StubResponses,
+        });
+        rows.push(...(await proxySection(world, "stub", stubUrl)));
+        rows.push(...(await proxySection(world, "stub", stubUrl, true)));
+        results.proxy = rows;
+        markRss("proxy");
+      } else {
+        const service = await startServiceChild(world, world.ready.decentralBaseUrl, "ingest");
+        try {
+          await postJobsSection(service);
+          results.rss["service (ingest)"] = await service.peakRss();
+        } finally {
+          await service.stop();
+        }
+      }
+    }
+    if (only.has("ingest") && postJobsResult) {
+      results.ingest = { postJobs: postJobsResult, import: await importSection() };
+      markRss("ingest");
+    }
+    if (world && only.has("verify")) {
+      say(`verify: ${verifyJobs} jobs at ${rpcLimit} RPC requests/s, ours and naive side by side`);
+      const w = world;
+      results.verify = await measureVerification(
+        {
+          decentralBaseUrl: w.ready.decentralBaseUrl,
+          apiKeys: w.ready.apiKeys,
+          addRpcEndpoint: (limit) =>
+            w.request<string>("addRpcEndpoint", { faults: { rateLimitPerSec: limit } }),
+          rpcStats: (url) => w.request<RpcStats>("rpcStats", { url }),
+          currentSlot: () => w.request<number>("slot"),
+          finalitySlots,
+          slotMs,
+        },
+        verifyJobs,
+        rpcLimit,
+      );
+      markRss("verify");
+    }
+    if (world) {
+      results.rss["world (chain + simulator)"] = await world.peakRss();
+      await world.stop();
+      world = undefined;
+    }
+    if (only.has("reports")) {
+      say(
+        `reports: database of ${reportJobs.toLocaleString("en-US")} jobs (cached under bench/.cache)`,
+      );
+      let lastShown = 0;
+      const db = ensureReportDb(reportJobs, (done) => {
+        if (done - lastShown >= 100_000) {
+          lastShown = done;
+          say(`  generated ${done.toLocaleString("en-US")} jobs`);
+        }
+      });
+      if (db.generated) say(`  generated in ${db.seconds.toFixed(0)} s: ${db.path}`);
+      const app = await startChild<{ url: string; token: string }>("./service-child.ts", {
+        BENCH_MODE: "app",
+        DATABASE_URL: db.path,
+        LOG_LEVEL: "info",
+      });
+      try {
+        say("reports: reconciliation (each groupBy) and audit lookups");
+        const reports = await measureReports(app.ready.url, app.ready.token, db.path, reportJobs, {
+          repetitions: quick ? 3 : 7,
+          lookups: quick ? 1000 : 3000,
+        });
+        results.reports = { ...reports, dbPath: db.path, dbGeneratedSeconds: round(db.seconds, 1) };
+        results.rss["service (reports app over the generated database)"] = await app.peakRss();
+        markRss("reports");
+      } finally {
+        await app.stop();
+      }
+    }
+  } finally {
+    await world?.stop();
+  }
+  results.rss["bench process (client)"] = process.resourceUsage().maxRSS * 1024;
+  results.targets = targets();
+  printTable(results.targets);
+  const totalSeconds = round((performance.now() - started) / 1000, 1);
+  writeFileSync(
+    new URL("./results.json", import.meta.url),
+    `${JSON.stringify({ ...results, totalSeconds }, null, 2)}\n`,
+  );
+  say(`wrote bench/results.json (${totalSeconds} s)`);
+}
+
+function targets(): TargetLine[] {
+  const lines: TargetLine[] = [];
+  for (const row of results.proxy ?? []) {
+    const label = `${row.upstream}, ${row.stream ? "stream" : "json"}, c=${row.concurrency}`;
+    const errors = row.errors.direct + row.errors.proxied;
+    const note =
+      errors > 0 ? `${row.errors.direct} direct / ${row.errors.proxied} proxied errors` : undefined;
+    lines.push({
+      target: `proxy adds <= 1 ms p50 (${label})`,
+      measured: `${fmtMs(row.addedP50Ms)} (${row.direct.p50Ms.toFixed(2)} -> ${row.proxied.p50Ms.toFixed(2)})`,
+      pass: row.addedP50Ms <= 1,
+      ...(note ? { note } : {}),
+    });
+    lines.push({
+      target: `proxy adds <= 3 ms p99 (${label})`,
+      measured: `${fmtMs(row.addedP99Ms)} (${row.direct.p99Ms.toFixed(2)} -> ${row.proxied.p99Ms.toFixed(2)})`,
+      pass: row.addedP99Ms <= 3,
+    });
+    lines.push({
+      target: `proxy: added TTFB p50 / req/s ratio / service CPU per req (${label})`,
+      measured: `${fmtMs(row.addedTtfbP50Ms)} / ${row.reqPerSecRatio.toFixed(3)} / ${row.serviceCpuMsPerRequest ?? "?"} ms`,
+      pass: null,
+    });
+  }
+  if (results.ingest) {
+    const { postJobs, import: imported } = results.ingest;
+    lines.push({
+      target: "ingest >= 10,000 receipts/s (POST /jobs, batches of 1,000)",
+      measured: `${postJobs.receiptsPerSec.toLocaleString("en-US")}/s median of ${postJobs.runs.join(", ")}; service CPU ${postJobs.serviceCpuMsPer1000} ms/1,000`,
+      pass: postJobs.receiptsPerSec >= 10_000 && postJobs.notCreated === 0,
+      ...(postJobs.notCreated ? { note: `${postJobs.notCreated} not created` } : {}),
+    });
+    lines.push({
+      target: "ingest >= 10,000 receipts/s (import, JSONL file)",
+      measured: `${imported.receiptsPerSec.toLocaleString("en-US")}/s median of ${imported.runs.join(", ")}`,
+      pass: imported.receiptsPerSec >= 10_000 && imported.notCreated === 0,
+      ...(imported.notCreated ? { note: `${imported.notCreated} not created` } : {}),
+    });
+  }
+  const v = results.verify;
+  if (v) {
+    lines.push({
+      target: "RPC requests per verified job <= 1.1 x minimum",
+      measured: `${v.ours.requestsPerJob} vs min ${v.minimumPerJob} (x${v.ours.ratioToMinimum}); naive ${v.naive.requestsPerJob} (x${v.naive.ratioToMinimum})`,
+      pass: v.ours.ratioToMinimum <= 1.1 && v.ours.verified === v.jobs,
+      ...(v.ours.verified !== v.jobs ? { note: `only ${v.ours.verified}/${v.jobs} verified` } : {}),
+    });
+    lines.push({
+      target: "zero 429s caused by ourselves",
+      measured: `${v.ours.served429} beside naive (naive: ${v.naive.served429}); ${v.oursAlone?.served429 ?? "-"} alone`,
+      pass: v.ours.served429 === 0 && (v.oursAlone?.served429 ?? 0) === 0,
+    });
+    lines.push({
+      target: `verification jobs/s at ${v.rateLimitPerSec} RPC req/s`,
+      measured: `${v.ours.jobsPerSec} beside naive, ${v.oursAlone?.jobsPerSec ?? "-"} alone (naive ${v.naive.jobsPerSec})`,
+      pass: null,
+    });
+  }
+  const r = results.reports;
+  if (r) {
+    for (const rec of r.reconciliation) {
+      lines.push({
+        target: `reconciliation over ${(r.jobs / 1e6).toString()}M jobs <= 250 ms (groupBy=${rec.groupBy})`,
+        measured: `${rec.httpMedianMs} ms median HTTP (query ${rec.functionMedianMs} ms; first ${rec.httpMs[0]} ms)`,
+        pass: rec.httpMedianMs <= 250,
+      });
+    }
+    lines.push({
+      target: "audit lookup p99 <= 5 ms",
+      measured: `p99 ${r.audit.p99Ms} ms (p50 ${r.audit.p50Ms} ms)`,
+      pass: r.audit.p99Ms <= 5 && r.audit.notFound === 0,
+      ...(r.audit.notFound ? { note: `${r.audit.notFound} lookups not 200` } : {}),
+    });
+  }
+  for (const [name, bytes] of Object.entries(results.rss)) {
+    const isService = name.startsWith("service");
+    lines.push({
+      target: isService ? `peak RSS <= 300 MB: ${name}` : `peak RSS: ${name}`,
+      measured: `${mb(bytes)} MB`,
+      pass: isService ? bytes <= 300 * 1024 * 1024 : null,
+    });
+  }
+  return lines;
+}
+
+function printTable(lines: TargetLine[]) {
+  const w1 = Math.max(...lines.map((l) => l.target.length), 6);
+  const w2 = Math.max(...lines.map((l) => l.measured.length), 8);
+  const out = [`${"target".padEnd(w1)}  ${"measured".padEnd(w2)}  result`];
+  out.push(`${"-".repeat(w1)}  ${"-".repeat(w2)}  ------`);
+  for (const l of lines) {
+    const result = l.pass === null ? "info" : l.pass ? "PASS" : "FAIL";
+    out.push(
+      `${l.target.padEnd(w1)}  ${l.measured.padEnd(w2)}  ${result}${l.note ? `  (${l.note})` : ""}`,
+    );
+  }
+  process.stdout.write(`${out.join("\n")}\n`);
+}
+
+await main();

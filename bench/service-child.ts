@@ -1,0 +1,63 @@
+import type { AddressInfo } from "node:net";
+import { serve } from "@hono/node-server";
+import { createApp } from "../src/api/app.js";
+import { createToken } from "../src/auth/tokens.js";
+import { loadConfig } from "../src/config.js";
+import { openStore } from "../src/db/client.js";
+import { createLogger } from "../src/log.js";
+import { startService } from "../src/main.js";
+
+/**
+ * Child process of the benchmark running decentral-audit on its own event loop.
+ * - `BENCH_MODE=service`: `startService` as `serve` composes it (proxy, ingest, verifier),
+ *   configured by the usual environment variables.
+ * - `BENCH_MODE=app`: the HTTP app alone (`createApp` + `serve`) over an existing database,
+ *   no verifier: for report and audit lookups over the generated million jobs.
+ * Once listening it sends `{op: "ready", url, token}` over IPC: an admin token created for
+ * this run (it lives only in memory and in the IPC message). `rss` requests get the peak RSS,
+ * `cpu` requests the CPU time used so far (ms).
+ */
+
+const send = (message: unknown) => process.send?.(message);
+
+async function main() {
+  const mode = process.env.BENCH_MODE ?? "service";
+  let url: string;
+  let token: string;
+  if (mode === "service") {
+    const service = await startService(loadConfig(process.env));
+    url = service.url;
+    token = createToken(service.store, { role: "admin", name: "bench" }).token;
+    process.on("disconnect", () => {
+      void service.close().finally(() => process.exit(0));
+    });
+  } else {
+    const store = openStore(process.env.DATABASE_URL ?? "");
+    const log = createLogger({ level: process.env.LOG_LEVEL ?? "info" });
+    token = createToken(store, { role: "read", name: "bench" }).token;
+    const app = createApp({ store, log, explorer: { cluster: "mainnet-beta" } });
+    url = await new Promise<string>((resolve) => {
+      const server = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, () =>
+        resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}`),
+      );
+    });
+    process.on("disconnect", () => {
+      store.close();
+      process.exit(0);
+    });
+  }
+  process.on("message", (raw: { id: number; op: string }) => {
+    if (raw.op === "rss") {
+      send({ id: raw.id, ok: true, value: process.resourceUsage().maxRSS * 1024 });
+    } else if (raw.op === "cpu") {
+      const usage = process.cpuUsage();
+      send({ id: raw.id, ok: true, value: (usage.user + usage.system) / 1000 });
+    }
+  });
+  send({ op: "ready", url, token });
+}
+
+void main().catch((error: unknown) => {
+  send({ op: "failed", error: error instanceof Error ? (error.stack ?? error.message) : error });
+  process.exit(1);
+});

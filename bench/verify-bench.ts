@@ -1,0 +1,288 @@
+import { rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { createRpcPool } from "../src/chain/rpc-pool.js";
+import { openStore, type Store } from "../src/db/client.js";
+import { migrateStore } from "../src/db/migrate.js";
+import type { RpcStats } from "../src/localnet/rpc-server.js";
+import { createLogger } from "../src/log.js";
+import { creditsToUnits } from "../src/money.js";
+import { type Receipt, recordReceipts } from "../src/recorder/receipts.js";
+import { createVerifier } from "../src/verify/engine.js";
+import { localnetProfile } from "../src/verify/profiles.js";
+import { clientAgent, timedRequest } from "./http-client.js";
+import { round } from "./stats.js";
+
+/** The local world as the verification benchmark needs it (see world-child.ts). */
+export interface VerifyWorld {
+  decentralBaseUrl: string;
+  apiKeys: readonly string[];
+  addRpcEndpoint(rateLimitPerSec: number): Promise<string>;
+  rpcStats(url: string): Promise<RpcStats>;
+  currentSlot(): Promise<number>;
+  finalitySlots: number;
+  slotMs: number;
+}
+
+export interface VerifierFigures {
+  jobs: number;
+  verified: number;
+  seconds: number;
+  jobsPerSec: number;
+  rpcRequests: number;
+  requestsPerJob: number;
+  byMethod: Record<string, number>;
+  served429: number;
+  maxRequestsPerSecond: number;
+}
+
+export interface VerifyResult {
+  jobs: number;
+  signatures: number;
+  rateLimitPerSec: number;
+  generateSeconds: number;
+  /** One getTransaction per distinct signature plus ceil(signatures / 256) status polls. */
+  minimumRequests: number;
+  minimumPerJob: number;
+  ours: VerifierFigures & { ratioToMinimum: number; verdicts: Record<string, number> };
+  /** Our verifier again, same jobs, fresh database and endpoint, with no baseline beside it. */
+  oursAlone: (VerifierFigures & { ratioToMinimum: number }) | null;
+  naive: VerifierFigures & { ratioToMinimum: number };
+}
+
+const models = ["phi-4-mini", "qwen3-8b", "mistral-small-3.1-24b", "llama-3.3-70b"];
+
+/**
+ * Runs `count` non-streamed jobs through the simulator, `concurrency` at a time, and returns
+ * their receipts as the proxy would record them (headers and usage).
+ */
+async function generateJobs(world: VerifyWorld, count: number, concurrency: number) {
+  const agent = clientAgent(concurrency);
+  const receipts: Receipt[] = [];
+  let next = 0;
+  const worker = async () => {
+    for (;;) {
+      const i = next++;
+      if (i >= count) return;
+      const model = models[i % models.length]!;
+      const t = await timedRequest(agent, `${world.decentralBaseUrl}/chat/completions`, {
+        headers: {
+          authorization: `Bearer ${world.apiKeys[i % world.apiKeys.length]}`,
+          "content-type": "application/json",
+        },
+        body: JSON.stringify({ model, messages: [{ role: "user", content: `job ${i}` }] }),
+        keep: true,
+      });
+      if (t.status !== 200) throw new Error(`simulator answered HTTP ${t.status}`);
+      const h = (name: string) => {
+        const v = t.headers[name];
+        return typeof v === "string" && v !== "" ? v : null;
+      };
+      const body = JSON.parse(Buffer.concat(t.chunks).toString("utf8")) as {
+        usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
+      };
+      const credits = h("x-decentral-credits-remaining");
+      receipts.push({
+        jobId: h("x-decentral-job-id") ?? "",
+        escrowTx: h("x-decentral-tx-signature"),
+        settlementTx: h("x-decentral-settlement-tx"),
+        worker: h("x-decentral-worker"),
+        creditsRemainingUnits: credits === null ? null : creditsToUnits(credits),
+        model,
+        promptTokens: body.usage.prompt_tokens,
+        completionTokens: body.usage.completion_tokens,
+        totalTokens: body.usage.total_tokens,
+        stream: false,
+        httpStatus: 200,
+        maxTokens: null,
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  agent.destroy();
+  return receipts;
+}
+
+function figures(
+  jobs: number,
+  verified: number,
+  seconds: number,
+  stats: RpcStats,
+): VerifierFigures {
+  return {
+    jobs,
+    verified,
+    seconds: round(seconds, 2),
+    jobsPerSec: round(verified / seconds, 1),
+    rpcRequests: stats.requests,
+    requestsPerJob: round(stats.requests / jobs, 4),
+    byMethod: stats.byMethod,
+    served429: stats.served429,
+    maxRequestsPerSecond: stats.maxRequestsPerSecond,
+  };
+}
+
+/**
+ * The naive verifier the issue compares against: per job, getTransaction at finalized for each
+ * signature, retried until it is there. It paces nothing: a 429 or a missing transaction waits
+ * the Retry-After (or 500 ms) and tries again. `concurrency` jobs at a time.
+ */
+async function naiveVerify(rpcUrl: string, receipts: Receipt[], concurrency: number) {
+  const agent = clientAgent(concurrency);
+  let next = 0;
+  let done = 0;
+  const worker = async () => {
+    for (;;) {
+      const i = next++;
+      if (i >= receipts.length) return;
+      const receipt = receipts[i]!;
+      for (const signature of [receipt.escrowTx, receipt.settlementTx]) {
+        for (let attempt = 0; attempt < 1000; attempt++) {
+          const t = await timedRequest(agent, rpcUrl, {
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({
+              jsonrpc: "2.0",
+              id: 1,
+              method: "getTransaction",
+              params: [
+                signature,
+                { commitment: "finalized", encoding: "json", maxSupportedTransactionVersion: 0 },
+              ],
+            }),
+            keep: true,
+          });
+          if (t.status === 200) {
+            const reply = JSON.parse(Buffer.concat(t.chunks).toString("utf8")) as {
+              result?: unknown;
+            };
+            if (reply.result) break;
+          }
+          const retryAfter = Number(t.headers["retry-after"]);
+          await sleep(Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : 500);
+        }
+      }
+      done++;
+    }
+  };
+  const started = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  agent.destroy();
+  return { seconds: (performance.now() - started) / 1000, verified: done };
+}
+
+/** Records the receipts in a fresh database and verifies them all through the RPC pool. */
+async function runOurs(url: string, receipts: Receipt[], rateLimitPerSec: number, name: string) {
+  const dbPath = join(tmpdir(), `bench-verify-${name}-${process.pid}.db`);
+  const store: Store = openStore(dbPath);
+  migrateStore(store);
+  recordReceipts(store, receipts, "proxy");
+  const rpc = createRpcPool({
+    endpoints: [{ url, rateLimitPerSec, concurrency: 8, timeoutMs: 15_000 }],
+    statusBatchSize: 256,
+  });
+  const verifier = createVerifier({
+    store,
+    rpc,
+    profile: localnetProfile,
+    log: createLogger({ level: "silent" }),
+    options: { pollIntervalMs: 500, fetchConcurrency: 8 },
+  });
+  try {
+    const started = performance.now();
+    const summary = await verifier.runUntilSettled(
+      { from: 0, to: Date.now() + 3_600_000 },
+      { timeoutMs: 10 * 60_000 },
+    );
+    return { summary, seconds: (performance.now() - started) / 1000 };
+  } finally {
+    await verifier.stop();
+    await rpc.close();
+    store.close();
+    for (const path of [dbPath, `${dbPath}-wal`, `${dbPath}-shm`]) rmSync(path, { force: true });
+  }
+}
+
+/**
+ * Generates `count` jobs on the local chain, records their receipts directly in a fresh
+ * database, waits until every transaction is finalized, then runs side by side, on two RPC
+ * endpoints of the same chain with the same requests/s limit: our verifier (`runUntilSettled`
+ * through the RPC pool configured at that limit) and the naive baseline. Then ours once more
+ * alone (fresh database, fresh endpoint). Requests and 429s are counted by the endpoints.
+ */
+export async function measureVerification(
+  world: VerifyWorld,
+  count: number,
+  rateLimitPerSec: number,
+  options: { naive?: boolean; alone?: boolean } = {},
+): Promise<VerifyResult> {
+  const genStarted = performance.now();
+  const receipts = await generateJobs(world, count, 16);
+  const generateSeconds = (performance.now() - genStarted) / 1000;
+  const lastSlot = await world.currentSlot();
+
+  // Every transaction landed by `lastSlot`; wait until the chain finalized it, plus a slot.
+  while ((await world.currentSlot()) <= lastSlot + world.finalitySlots + 1) {
+    await sleep(world.slotMs);
+  }
+
+  const oursUrl = await world.addRpcEndpoint(rateLimitPerSec);
+  const naiveUrl = await world.addRpcEndpoint(rateLimitPerSec);
+  const [ours, naive] = await Promise.all([
+    runOurs(oursUrl, receipts, rateLimitPerSec, "side"),
+    // Without the baseline (diagnosis), its endpoint simply sees no requests.
+    options.naive === false
+      ? Promise.resolve({ seconds: Number.NaN, verified: 0 })
+      : naiveVerify(naiveUrl, receipts, 8),
+  ]);
+  // Both endpoints live in one process, so the baseline's bursts delay when that process sees
+  // our requests arrive; ours alone shows what our pacing does without them.
+  const aloneUrl = await world.addRpcEndpoint(rateLimitPerSec);
+  const alone =
+    options.alone === false ? null : await runOurs(aloneUrl, receipts, rateLimitPerSec, "alone");
+
+  const signatures = new Set(receipts.flatMap((r) => [r.escrowTx, r.settlementTx])).size;
+  const minimumRequests = signatures + Math.ceil(signatures / 256);
+  const oursFigures = figures(
+    count,
+    ours.summary.byVerdict.verified,
+    ours.seconds,
+    await world.rpcStats(oursUrl),
+  );
+  const naiveFigures = figures(
+    count,
+    naive.verified,
+    naive.seconds,
+    await world.rpcStats(naiveUrl),
+  );
+  const aloneFigures =
+    alone === null
+      ? null
+      : figures(
+          count,
+          alone.summary.byVerdict.verified,
+          alone.seconds,
+          await world.rpcStats(aloneUrl),
+        );
+  return {
+    jobs: count,
+    signatures,
+    rateLimitPerSec,
+    generateSeconds: round(generateSeconds, 2),
+    minimumRequests,
+    minimumPerJob: round(minimumRequests / count, 4),
+    ours: {
+      ...oursFigures,
+      ratioToMinimum: round(oursFigures.rpcRequests / minimumRequests, 4),
+      verdicts: Object.fromEntries(Object.entries(ours.summary.byVerdict).filter(([, n]) => n > 0)),
+    },
+    oursAlone: aloneFigures && {
+      ...aloneFigures,
+      ratioToMinimum: round(aloneFigures.rpcRequests / minimumRequests, 4),
+    },
+    naive: {
+      ...naiveFigures,
+      ratioToMinimum: round(naiveFigures.rpcRequests / minimumRequests, 4),
+    },
+  };
+}

@@ -1,0 +1,44 @@
+import { describe, expect, it } from "vitest";
+import { generateJobs } from "../bench/generate-jobs.js";
+import { auditRecord } from "../src/reports/audit-record.js";
+import { reconciliationReport } from "../src/reports/reconciliation.js";
+import { createTestStore } from "./support/store.js";
+
+const endAt = Date.UTC(2026, 10, 1);
+const from = endAt - 30 * 86_400_000;
+
+describe("the benchmark's job generator", () => {
+  it("writes jobs whose amounts reconcile: nothing unaccounted among final jobs", () => {
+    const store = createTestStore();
+    generateJobs(store, { count: 2000, endAt });
+    const report = reconciliationReport(store, { from, to: endAt, groupBy: "model" });
+    expect(report.totals.jobs).toBe(2000);
+    expect(report.totals.verified + report.totals.discrepancies + report.totals.pending).toBe(2000);
+    expect(report.totals.unaccountedUnits).toBe(0n);
+    expect(report.totals.workerPaidUnits + report.totals.treasuryPaidUnits).toBe(
+      report.totals.chargedUnits,
+    );
+  });
+
+  it("gives every job an audit record with both transactions, their movements and its checks", () => {
+    const store = createTestStore();
+    generateJobs(store, { count: 50, endAt });
+    const record = auditRecord(store, `job_${(7).toString(36).padStart(20, "0")}`, {
+      cluster: "mainnet-beta",
+    });
+    expect(record?.escrow?.state).toBe("finalized");
+    expect(record?.escrow?.tokenMovements.length).toBe(2);
+    expect(record?.settlement?.tokenMovements.length).toBeGreaterThanOrEqual(2);
+    expect(record?.checks.length).toBeGreaterThan(10);
+  });
+
+  it("generates the same rows for the same seed", () => {
+    const a = createTestStore();
+    const b = createTestStore();
+    generateJobs(a, { count: 300, endAt, withEvidence: false });
+    generateJobs(b, { count: 300, endAt, withEvidence: false });
+    const rows = (s: typeof a) =>
+      s.sqlite.prepare("select * from jobs order by job_id").all() as unknown[];
+    expect(rows(a)).toEqual(rows(b));
+  });
+});
