@@ -264,59 +264,35 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     return rows;
   }
 
+  // Jobs naming one signature, as receipt escrow or settlement or jobs-API settlement. Each
+  // branch is an index range; UNION removes a job named twice.
+  const namingUnion = `SELECT job_id FROM jobs WHERE escrow_tx = @sig
+    UNION SELECT job_id FROM jobs WHERE settlement_tx = @sig
+    UNION SELECT job_id FROM jobs WHERE api_settlement_tx = @sig`;
+  const namingIds = store.sqlite
+    .prepare(`${namingUnion} LIMIT ${MAX_NAMED_BY}`)
+    .pluck() as unknown as { all(p: { sig: string }): string[] };
+  const namingCount = store.sqlite
+    .prepare(`SELECT count(*) FROM (${namingUnion})`)
+    .pluck() as unknown as { get(p: { sig: string }): number };
+
   /**
-   * Which jobs name each signature (receipt escrow and settlement, jobs API settlement): up to
-   * MAX_NAMED_BY ids and the total, so a signature replayed by thousands of receipts costs each
-   * of them a count, not a list of all the others.
+   * Which jobs name each signature: up to MAX_NAMED_BY ids and the total, counted by SQLite, so
+   * a signature replayed by thousands of receipts costs each of them an index count, not a list
+   * of all the others.
    */
   function jobsNaming(signatures: string[]): {
     named: Map<string, string[]>;
     totals: Map<string, number>;
   } {
-    const named = new Map<string, Set<string>>();
-    const counted = new Map<string, Set<string>>();
-    const add = (sig: string | null, jobId: string) => {
-      if (sig === null) return;
-      let all = counted.get(sig);
-      if (!all) {
-        all = new Set();
-        counted.set(sig, all);
-      }
-      all.add(jobId);
-      let set = named.get(sig);
-      if (!set) {
-        set = new Set();
-        named.set(sig, set);
-      }
-      if (set.size < MAX_NAMED_BY) set.add(jobId);
-    };
-    for (const part of chunks(signatures, 300)) {
-      const rows = db
-        .select({
-          jobId: jobs.jobId,
-          escrowTx: jobs.escrowTx,
-          settlementTx: jobs.settlementTx,
-          apiSettlementTx: jobs.apiSettlementTx,
-        })
-        .from(jobs)
-        .where(
-          or(
-            inArray(jobs.escrowTx, part),
-            inArray(jobs.settlementTx, part),
-            inArray(jobs.apiSettlementTx, part),
-          ),
-        )
-        .all();
-      for (const r of rows) {
-        add(r.escrowTx, r.jobId);
-        add(r.settlementTx, r.jobId);
-        add(r.apiSettlementTx, r.jobId);
-      }
+    const named = new Map<string, string[]>();
+    const totals = new Map<string, number>();
+    for (const sig of new Set(signatures)) {
+      const ids = namingIds.all({ sig });
+      named.set(sig, ids);
+      totals.set(sig, ids.length < MAX_NAMED_BY ? ids.length : namingCount.get({ sig }));
     }
-    return {
-      named: new Map([...named].map(([sig, ids]) => [sig, [...ids]])),
-      totals: new Map([...counted].map(([sig, ids]) => [sig, ids.size])),
-    };
+    return { named, totals };
   }
 
   /** One round: claim, poll statuses in batches, fetch newly finalized transactions, decide. */
