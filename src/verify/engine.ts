@@ -6,7 +6,6 @@ import type { TransactionFacts } from "../chain/transaction-facts.js";
 import type { Store } from "../db/client.js";
 import {
   chainTransactions,
-  checkResults,
   finalVerdicts,
   jobs,
   type Verdict,
@@ -364,7 +363,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     };
 
     const decisions = claimed.map((job) => decide(job, rows, trouble, naming, factsOf));
-    writeDecisions(decisions, runId);
+    await writeDecisions(decisions, runId);
     return claimed.length;
   }
 
@@ -573,54 +572,78 @@ export function createVerifier(deps: VerifierDeps): Verifier {
   }
 
   /** Applies decisions; each job's row and checks change together, and only under our lease. */
-  function writeDecisions(decisions: Decision[], runId: number | null) {
-    const t = now();
-    const finals: Decision[] = [];
-    db.transaction((tx) => {
-      for (const d of decisions) {
-        const final = finalVerdicts.includes(d.verdict);
-        const amounts = d.evaluation?.amounts ?? {};
-        const result = tx
-          .update(jobs)
-          .set({
-            verdict: d.verdict,
-            verdictAt: final ? t : d.job.verdictAt,
-            // Consecutive rounds that ended in RPC trouble: the error backoff grows with it.
-            verifyAttempts: d.verdict === "error" ? d.job.verifyAttempts + 1 : 0,
-            nextVerifyAt: d.nextVerifyAt,
-            leaseOwner: null,
-            leaseUntil: null,
-            lastError: d.lastError,
-            commitment: d.commitment,
-            ...amounts,
-            updatedAt: t,
-          })
-          .where(and(eq(jobs.jobId, d.job.jobId), eq(jobs.leaseOwner, owner)))
-          .run();
-        if (result.changes === 0) continue; // The lease was lost: another owner has the job.
-        const checks = d.evaluation?.checks ?? d.checks;
-        if (final && checks) {
-          tx.delete(checkResults).where(eq(checkResults.jobId, d.job.jobId)).run();
-          for (const part of chunks(checks, 100)) {
-            tx.insert(checkResults)
-              .values(
-                part.map((c) => ({
-                  jobId: d.job.jobId,
-                  name: c.name,
-                  outcome: c.outcome,
-                  reason: c.reason,
-                  expected: c.expected,
-                  actual: c.actual,
-                  runId,
-                  checkedAt: t,
-                })),
-              )
-              .run();
-          }
-        }
-        if (final) finals.push(d);
+  // The verdict write is the hottest statement of a run: prepared once, not rebuilt per job.
+  const verdictSet = `verdict = @verdict, verdict_at = @verdictAt, verify_attempts = @attempts,
+    next_verify_at = @nextVerifyAt, lease_owner = NULL, lease_until = NULL,
+    last_error = @lastError, commitment = @commitment, updated_at = @now`;
+  const writeVerdict = store.sqlite.prepare(
+    `UPDATE jobs SET ${verdictSet} WHERE job_id = @jobId AND lease_owner = @owner`,
+  );
+  const writeVerdictWithAmounts = store.sqlite.prepare(
+    `UPDATE jobs SET ${verdictSet}, escrowed_units = @escrowedUnits, charged_units = @chargedUnits,
+       worker_paid_units = @workerPaidUnits, treasury_paid_units = @treasuryPaidUnits,
+       refunded_units = @refundedUnits, expected_charge_units = @expectedChargeUnits,
+       fees_lamports = @feesLamports
+     WHERE job_id = @jobId AND lease_owner = @owner`,
+  );
+  const clearChecks = store.sqlite.prepare("DELETE FROM check_results WHERE job_id = ?");
+  const insertCheck = store.sqlite.prepare(
+    `INSERT INTO check_results (job_id, name, outcome, reason, expected, actual, run_id, checked_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+  );
+
+  /** Writes one job's verdict, amounts and checks; false when its lease was lost. */
+  function writeDecision(d: Decision, runId: number | null, t: number): boolean {
+    const final = finalVerdicts.includes(d.verdict);
+    const params = {
+      jobId: d.job.jobId,
+      owner,
+      verdict: d.verdict,
+      verdictAt: final ? t : d.job.verdictAt,
+      // Consecutive rounds that ended in RPC trouble: the error backoff grows with it.
+      attempts: d.verdict === "error" ? d.job.verifyAttempts + 1 : 0,
+      nextVerifyAt: d.nextVerifyAt,
+      lastError: d.lastError,
+      commitment: d.commitment,
+      now: t,
+    };
+    const result = d.evaluation
+      ? writeVerdictWithAmounts.run({ ...params, ...d.evaluation.amounts })
+      : writeVerdict.run(params);
+    if (result.changes === 0) return false; // The lease was lost: another owner has the job.
+    const checks = d.evaluation?.checks ?? d.checks;
+    if (final && checks) {
+      clearChecks.run(d.job.jobId);
+      for (const c of checks) {
+        insertCheck.run(
+          d.job.jobId,
+          c.name,
+          c.outcome,
+          c.reason,
+          c.expected === undefined ? null : JSON.stringify(c.expected),
+          c.actual === undefined ? null : JSON.stringify(c.actual),
+          runId,
+          t,
+        );
       }
+    }
+    return final;
+  }
+
+  /**
+   * Writes a round's decisions a slice at a time. Each job's verdict, amounts and checks are
+   * one transaction, guarded by the lease; between slices the event loop serves requests, so a
+   * round of a thousand jobs never stalls the proxy sharing this process.
+   */
+  async function writeDecisions(decisions: Decision[], runId: number | null) {
+    const finals: Decision[] = [];
+    const writeSlice = store.sqlite.transaction((slice: Decision[], t: number) => {
+      for (const d of slice) if (writeDecision(d, runId, t)) finals.push(d);
     });
+    for (const slice of chunks(decisions, 50)) {
+      writeSlice(slice, now());
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
     for (const d of finals) {
       const checks = d.evaluation?.checks ?? d.checks ?? [];
       log.info(
