@@ -1,4 +1,5 @@
 import { defineConfig } from "vitest/config";
+import { SummaryLineReporter } from "./test/support/summary-line-reporter.js";
 
 export default defineConfig({
   test: {
@@ -7,5 +8,6 @@ export default defineConfig({
     pool: "forks",
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    reporters: ["default", new SummaryLineReporter()],
   },
 });
