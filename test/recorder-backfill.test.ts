@@ -122,11 +122,40 @@ describe("settlement backfill", () => {
     expect(refused.row()).toMatchObject({ backfillState: "gave_up", backfillAttempts: 1 });
   });
 
-  it("leaves jobs pending and says so when no DECENTRAL_API_KEY is configured", async () => {
+  it("gives up at once, and says so, when no DECENTRAL_API_KEY is configured", async () => {
     const store = createTestStore();
+    const id = jobId();
+    recordReceipt(
+      store,
+      {
+        jobId: id,
+        escrowTx: signature(),
+        settlementTx: null,
+        worker: address(),
+        creditsRemainingUnits: null,
+        model: null,
+        promptTokens: null,
+        completionTokens: null,
+        totalTokens: null,
+      },
+      "ingest",
+      { now: 1_000 },
+    );
     const { log, lines } = capturedLogger();
-    const backfill = createSettlementBackfill({ store, log, jobsApi: async () => answer() });
-    expect(await backfill.runOnce()).toBe(0);
+    const asked: string[] = [];
+    const backfill = createSettlementBackfill({
+      store,
+      log,
+      jobsApi: async (jobId) => {
+        asked.push(jobId);
+        return answer();
+      },
+      now: () => 10 * 60_000,
+    });
+    expect(await backfill.runOnce()).toBe(1);
+    expect(asked).toEqual([]);
+    const row = store.db.select().from(jobs).where(eq(jobs.jobId, id)).get();
+    expect(row?.backfillState).toBe("gave_up");
     expect(lines.join("\n")).toContain("DECENTRAL_API_KEY not set");
   });
 

@@ -74,18 +74,24 @@ export function createSettlementBackfill(options: SettlementBackfillOptions): Se
 
   async function pass(): Promise<number> {
     const apiKey = options.apiKey;
-    if (!apiKey) {
-      if (!warnedNoKey) {
-        log.warn(
-          "DECENTRAL_API_KEY not set: a streamed job whose settlement the caller's own key could not fetch right after the stream stays without one",
-        );
-        warnedNoKey = true;
-      }
-      return 0;
-    }
     const at = now();
     const rows = due.all(at, batchSize) as { jobId: string; attempts: number }[];
     if (rows.length === 0) return 0;
+    if (!apiKey) {
+      // Nobody can ask the jobs API for these any more: give up now, so the verifier calls
+      // them unverifiable instead of waiting for ever (and a nightly run can finish).
+      store.sqlite.transaction(() => {
+        for (const row of rows) giveUp.run(at, row.jobId);
+      })();
+      if (!warnedNoKey) {
+        log.warn(
+          { jobs: rows.length },
+          "DECENTRAL_API_KEY not set: streamed jobs whose settlement the caller's own key could not fetch stay without one (unverifiable)",
+        );
+        warnedNoKey = true;
+      }
+      return rows.length;
+    }
     store.sqlite.transaction(() => {
       for (const row of rows) {
         claim.run(at + backoffDelay(row.attempts, baseDelayMs, maxDelayMs), row.jobId);
