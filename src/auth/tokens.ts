@@ -1,5 +1,5 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
-import { desc, eq } from "drizzle-orm";
+import { desc, eq, sql } from "drizzle-orm";
 import type { Store } from "../db/client.js";
 import { accessTokens, type TokenRole, tokenRoles } from "../db/schema.js";
 import { AppError } from "../errors.js";
@@ -111,6 +111,26 @@ export function revokeToken(store: Store, id: string, now: () => number = Date.n
 /** Minimum interval between two writes of `lastUsedAt` for one token, so reads stay reads. */
 const LAST_USED_RESOLUTION_MS = 60_000;
 
+const tokenLookups = new WeakMap<Store, ReturnType<typeof prepareTokenLookup>>();
+
+function prepareTokenLookup(store: Store) {
+  return store.db
+    .select()
+    .from(accessTokens)
+    .where(eq(accessTokens.tokenHash, sql.placeholder("hash")))
+    .prepare();
+}
+
+/** The lookup every authenticated request makes, prepared once per store. */
+function tokenByHash(store: Store) {
+  let lookup = tokenLookups.get(store);
+  if (!lookup) {
+    lookup = prepareTokenLookup(store);
+    tokenLookups.set(store, lookup);
+  }
+  return lookup;
+}
+
 /**
  * Finds the live token matching `token`, or null. The lookup is by hash (an index probe that
  * reveals nothing about the stored token's text), then the hashes are compared in constant
@@ -123,11 +143,7 @@ export function authenticateToken(
 ): TokenInfo | null {
   if (!token.startsWith(TOKEN_PREFIX) || token.length > 200) return null;
   const presented = hashToken(token);
-  const row = store.db
-    .select()
-    .from(accessTokens)
-    .where(eq(accessTokens.tokenHash, presented))
-    .get();
+  const row = tokenByHash(store).get({ hash: presented });
   if (!row) return null;
   const a = Buffer.from(row.tokenHash, "hex");
   const b = Buffer.from(presented, "hex");

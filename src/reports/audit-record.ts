@@ -1,4 +1,4 @@
-import { asc, eq } from "drizzle-orm";
+import { asc, eq, sql } from "drizzle-orm";
 import type { Store } from "../db/client.js";
 import { chainTransactions, checkResults, jobs, receiptConflicts } from "../db/schema.js";
 import { formatUnits } from "../money.js";
@@ -66,23 +66,59 @@ function tokenMovements(facts: unknown) {
   }));
 }
 
+/** The lookups of one audit record, prepared once per store: building them cost more than running them. */
+function prepareStatements(store: Store) {
+  const { db } = store;
+  return {
+    job: db
+      .select()
+      .from(jobs)
+      .where(eq(jobs.jobId, sql.placeholder("jobId")))
+      .prepare(),
+    conflicts: db
+      .select()
+      .from(receiptConflicts)
+      .where(eq(receiptConflicts.jobId, sql.placeholder("jobId")))
+      .orderBy(asc(receiptConflicts.id))
+      .prepare(),
+    checks: db
+      .select()
+      .from(checkResults)
+      .where(eq(checkResults.jobId, sql.placeholder("jobId")))
+      .orderBy(asc(checkResults.name))
+      .prepare(),
+    transaction: db
+      .select({
+        state: chainTransactions.state,
+        commitment: chainTransactions.commitment,
+        slot: chainTransactions.slot,
+        blockTime: chainTransactions.blockTime,
+        feeLamports: chainTransactions.feeLamports,
+        succeeded: chainTransactions.succeeded,
+        err: chainTransactions.err,
+        facts: chainTransactions.facts,
+        fetchedAt: chainTransactions.fetchedAt,
+      })
+      .from(chainTransactions)
+      .where(eq(chainTransactions.signature, sql.placeholder("signature")))
+      .prepare(),
+  };
+}
+
+const prepared = new WeakMap<Store, ReturnType<typeof prepareStatements>>();
+
+function statementsOf(store: Store) {
+  let statements = prepared.get(store);
+  if (!statements) {
+    statements = prepareStatements(store);
+    prepared.set(store, statements);
+  }
+  return statements;
+}
+
 function transactionRecord(store: Store, signature: string | null, explorer: ExplorerCluster) {
   if (signature === null) return null;
-  const tx = store.db
-    .select({
-      state: chainTransactions.state,
-      commitment: chainTransactions.commitment,
-      slot: chainTransactions.slot,
-      blockTime: chainTransactions.blockTime,
-      feeLamports: chainTransactions.feeLamports,
-      succeeded: chainTransactions.succeeded,
-      err: chainTransactions.err,
-      facts: chainTransactions.facts,
-      fetchedAt: chainTransactions.fetchedAt,
-    })
-    .from(chainTransactions)
-    .where(eq(chainTransactions.signature, signature))
-    .get();
+  const tx = statementsOf(store).transaction.get({ signature });
   return {
     signature,
     explorerUrl: explorerTxUrl(signature, explorer),
@@ -104,20 +140,11 @@ function transactionRecord(store: Store, signature: string | null, explorer: Exp
  * Only primary-key and indexed point lookups, so its cost does not grow with the table.
  */
 export function auditRecord(store: Store, jobId: string, explorer: ExplorerCluster) {
-  const job = store.db.select().from(jobs).where(eq(jobs.jobId, jobId)).get();
+  const statements = statementsOf(store);
+  const job = statements.job.get({ jobId });
   if (!job) return null;
-  const conflicts = store.db
-    .select()
-    .from(receiptConflicts)
-    .where(eq(receiptConflicts.jobId, jobId))
-    .orderBy(asc(receiptConflicts.id))
-    .all();
-  const checks = store.db
-    .select()
-    .from(checkResults)
-    .where(eq(checkResults.jobId, jobId))
-    .orderBy(asc(checkResults.name))
-    .all();
+  const conflicts = statements.conflicts.all({ jobId });
+  const checks = statements.checks.all({ jobId });
   return {
     jobId: job.jobId,
     verdict: job.verdict,
