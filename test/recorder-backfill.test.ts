@@ -21,8 +21,8 @@ function answer(overrides: Partial<JobsApiAnswer> = {}): JobsApiAnswer {
   };
 }
 
-/** A store holding one streamed job without settlement, and a clock the test moves. */
-function setup(jobsApi: (id: string, authorization: string) => Promise<JobsApiAnswer>) {
+/** A store holding one streamed job recorded at t=1000 ms without its settlement. */
+function storeWithStreamedJob() {
   const store = createTestStore();
   const id = jobId();
   recordReceipt(
@@ -41,6 +41,12 @@ function setup(jobsApi: (id: string, authorization: string) => Promise<JobsApiAn
     "ingest",
     { now: 1_000 },
   );
+  return { store, id };
+}
+
+/** A store holding one streamed job without settlement, and a clock the test moves. */
+function setup(jobsApi: (id: string, authorization: string) => Promise<JobsApiAnswer>) {
+  const { store, id } = storeWithStreamedJob();
   let clock = 1_000;
   const { log, lines } = capturedLogger();
   const backfill = createSettlementBackfill({
@@ -123,24 +129,7 @@ describe("settlement backfill", () => {
   });
 
   it("gives up at once, and says so, when no DECENTRAL_API_KEY is configured", async () => {
-    const store = createTestStore();
-    const id = jobId();
-    recordReceipt(
-      store,
-      {
-        jobId: id,
-        escrowTx: signature(),
-        settlementTx: null,
-        worker: address(),
-        creditsRemainingUnits: null,
-        model: null,
-        promptTokens: null,
-        completionTokens: null,
-        totalTokens: null,
-      },
-      "ingest",
-      { now: 1_000 },
-    );
+    const { store, id } = storeWithStreamedJob();
     const { log, lines } = capturedLogger();
     const asked: string[] = [];
     const backfill = createSettlementBackfill({
@@ -160,22 +149,7 @@ describe("settlement backfill", () => {
   });
 
   it("makes a job parked for its settlement due for verification when the answer arrives", () => {
-    const store = createTestStore();
-    const id = jobId();
-    const receipt = { jobId: id, escrowTx: signature(), settlementTx: null, worker: address() };
-    recordReceipt(
-      store,
-      {
-        ...receipt,
-        creditsRemainingUnits: null,
-        model: null,
-        promptTokens: null,
-        completionTokens: null,
-        totalTokens: null,
-      },
-      "ingest",
-      { now: 1_000 },
-    );
+    const { store, id } = storeWithStreamedJob();
     // The verifier parked it until the backfill would be due.
     store.db.update(jobs).set({ nextVerifyAt: 60_000 }).where(eq(jobs.jobId, id)).run();
     const settlement = signature();
