@@ -134,12 +134,22 @@ export function createJobsApiClient(
 const updateCache = new WeakMap<Database.Database, Database.Statement>();
 
 /**
+ * True when this answer tells the checks something the row did not say: a first answer, or a
+ * different status, signature, worker or charge. The job is then verified again (any lease
+ * dropped, so a verdict reached on the old answer is not written). SET expressions read the
+ * row as it was before the update.
+ */
+const changed = `(api_checked_at IS NULL OR api_status IS NOT @status
+  OR api_escrow_tx IS NOT @escrowTx OR api_settlement_tx IS NOT @settlementTx
+  OR api_worker IS NOT @worker OR api_credits_charged_units IS NOT @charged)`;
+
+/**
  * Stores what the jobs API said in the `api_*` columns and fills the receipt's settlement
  * signature from it when the receipt lacked one (an update, never a conflict). A recorded
  * settlement signature is never overwritten: a different one from the API is a finding for
  * the verifier, which compares the two columns. The backfill is done once the answer is final.
- * A job not yet final becomes due for verification now: it may have been parked waiting for
- * exactly this answer.
+ * A job not yet final becomes due for verification now (it may have been parked waiting for
+ * exactly this answer), and one whose answer changed is verified again.
  */
 export function recordJobsApiAnswer(
   store: Store,
@@ -156,8 +166,12 @@ export function recordJobsApiAnswer(
          settlement_tx = coalesce(settlement_tx, @settlementTx),
          backfill_state = CASE WHEN @final = 1 AND backfill_state = 'pending' THEN 'done'
            ELSE backfill_state END,
-         next_verify_at = CASE WHEN verdict IN ('pending', 'awaiting_finality', 'error')
+         verdict = CASE WHEN ${changed} THEN 'pending' ELSE verdict END,
+         next_verify_at = CASE WHEN ${changed} THEN @now
+           WHEN verdict IN ('pending', 'awaiting_finality', 'error')
            THEN min(next_verify_at, @now) ELSE next_verify_at END,
+         lease_owner = CASE WHEN ${changed} THEN NULL ELSE lease_owner END,
+         lease_until = CASE WHEN ${changed} THEN NULL ELSE lease_until END,
          updated_at = @now
        WHERE job_id = @jobId`,
     );

@@ -113,6 +113,14 @@ interface Statements {
 }
 
 /** Prepared statements, one set per connection: preparing per receipt would dominate ingest. */
+/**
+ * A receipt that gains fields changes what the checks see, so the job is verified again: back
+ * to pending, due now, and any lease dropped so a verifier mid-round cannot write a verdict
+ * reached on the old receipt (its write is guarded by the lease).
+ */
+const reverifySet = `verdict = 'pending', next_verify_at = @now, verify_attempts = 0,
+  lease_owner = NULL, lease_until = NULL`;
+
 const statementCache = new WeakMap<Database.Database, Statements>();
 
 function statements(store: Store): Statements {
@@ -150,7 +158,8 @@ function statements(store: Store): Statements {
          key_fingerprint = @keyFingerprint, tags = @tags, capture_state = @captureState,
          receipt_hash = @receiptHash, updated_at = @now,
          backfill_state = CASE WHEN coalesce(@settlementTx, settlement_tx) IS NULL
-           THEN coalesce(backfill_state, 'pending') ELSE backfill_state END
+           THEN coalesce(backfill_state, 'pending') ELSE backfill_state END,
+         ${reverifySet}
        WHERE job_id = @jobId`,
     ),
     // A later receipt that agrees with the recorded one and only adds what was unknown.
@@ -164,7 +173,8 @@ function statements(store: Store): Statements {
          total_tokens = coalesce(total_tokens, @totalTokens), tags = @tags,
          receipt_hash = @receiptHash, updated_at = @now,
          backfill_state = CASE WHEN coalesce(settlement_tx, @settlementTx) IS NOT NULL
-           AND backfill_state = 'pending' THEN 'done' ELSE backfill_state END
+           AND backfill_state = 'pending' THEN 'done' ELSE backfill_state END,
+         ${reverifySet}
        WHERE job_id = @jobId`,
     ),
     conflict: sqlite.prepare(

@@ -809,6 +809,10 @@ export function createVerifier(deps: VerifierDeps): Verifier {
           nextVerifyAt: 0,
           verifyAttempts: 0,
           lastError: null,
+          // A verifier mid-round on this job loses its lease, so it cannot write a verdict
+          // reached before the re-verification was asked for.
+          leaseOwner: null,
+          leaseUntil: null,
           updatedAt: now(),
         })
         .where(eq(jobs.jobId, jobId))
