@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { withoutUrlSecrets } from "../src/chain/url-secrets.js";
 import { type AuditRecord, explorerClusterOf } from "../src/reports/audit-record.js";
-import { withoutUrlSecrets } from "../src/reports/url-secrets.js";
 import { createTestApi } from "./support/audit-api-app.js";
 import {
   fakeSignature,
@@ -142,7 +142,7 @@ describe("secrets in RPC URLs", () => {
       explorerClusterOf("custom", "https://user:pw@rpc.example.com/v1/?api-key=SECRET"),
     ).toEqual({
       cluster: "custom",
-      rpcUrl: "https://rpc.example.com/v1/",
+      rpcUrl: "https://rpc.example.com/…",
     });
     expect(explorerClusterOf("mainnet-beta", "https://rpc.example.com/?api-key=SECRET")).toEqual({
       cluster: "mainnet-beta",
@@ -152,5 +152,9 @@ describe("secrets in RPC URLs", () => {
         "getSlot failed (last on https://rpc.example.com/?api-key=SECRET): timeout",
       ),
     ).toBe("getSlot failed (last on https://rpc.example.com/): timeout");
+    // Providers that put the key in the path.
+    expect(withoutUrlSecrets("(last on https://solana-mainnet.g.alchemy.com/v2/KEY123): 429")).toBe(
+      "(last on https://solana-mainnet.g.alchemy.com/…): 429",
+    );
   });
 });

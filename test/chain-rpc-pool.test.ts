@@ -388,3 +388,16 @@ describe("RPC pool: calls", () => {
     expect(counts(p, "not_found")).toBe(1);
   });
 });
+
+describe("RPC pool: secrets in endpoint URLs", () => {
+  it("keeps API keys in the path or query out of counters and error messages", async () => {
+    const stub = await startStub(() => ({ status: 500, body: "down" }));
+    const secretUrl = `${stub.url}/v2/PATHSECRET?api-key=QUERYSECRET`;
+    const p = pool([{ url: secretUrl }], { maxAttempts: 2 });
+    const failure = await p.getSlot().catch((error: Error) => error);
+    expect(stub.requests.length).toBeGreaterThan(0);
+    const shown = JSON.stringify(p.stats()) + String((failure as Error).message);
+    expect(shown).not.toContain("SECRET");
+    expect(shown).toContain(`${stub.url}/…`);
+  });
+});

@@ -11,6 +11,7 @@ import {
   sendSingle,
 } from "./rpc-transport.js";
 import type { TransactionFacts } from "./transaction-facts.js";
+import { endpointNames } from "./url-secrets.js";
 
 /**
  * A pool of Solana JSON-RPC endpoints. It speaks JSON-RPC over `fetch` itself rather than
@@ -125,6 +126,8 @@ class Endpoint {
     readonly config: RpcEndpointConfig,
     readonly position: number,
     private readonly pool: PoolInternals,
+    /** The URL without its secrets: what counters, logs and errors show. */
+    readonly name: string,
   ) {
     const cap = Math.max(1, Math.floor(config.rateLimitPerSec));
     this.queue = new PQueue({
@@ -157,7 +160,7 @@ class Endpoint {
       this.openUntil = this.pool.now() + this.pool.breakerCooldownMs;
       this.pool.log?.warn(
         {
-          endpoint: this.config.url,
+          endpoint: this.name,
           failures: this.failures,
           cooldownMs: this.pool.breakerCooldownMs,
         },
@@ -207,7 +210,7 @@ class Endpoint {
         this.pool.maxRetryAfterMs,
       );
       this.pauseFor(pause);
-      this.pool.log?.warn({ endpoint: this.config.url, pauseMs: pause }, "rpc rate limited");
+      this.pool.log?.warn({ endpoint: this.name, pauseMs: pause }, "rpc rate limited");
     }
     return outcome;
   }
@@ -243,7 +246,7 @@ class Endpoint {
     ]);
     if (outcomes === "refused") {
       if (!this.batchRefused) {
-        this.pool.log?.warn({ endpoint: this.config.url }, "rpc endpoint refuses batch requests");
+        this.pool.log?.warn({ endpoint: this.name }, "rpc endpoint refuses batch requests");
       }
       this.batchRefused = true;
       await Promise.all(chunk.map(async (p) => p.resolve(await this.sendOne(p.request))));
@@ -340,7 +343,10 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
     closed: closedSignal,
     log: options.log,
   };
-  const endpoints = options.endpoints.map((config, i) => new Endpoint(config, i, internals));
+  const names = endpointNames(options.endpoints.map((e) => e.url));
+  const endpoints = options.endpoints.map(
+    (config, i) => new Endpoint(config, i, internals, names[i] ?? String(i)),
+  );
   const counters = new Map<
     string,
     { endpoint: string; method: string; outcome: RpcOutcomeName; count: number }
@@ -397,7 +403,7 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
       tried.add(endpoint);
       const outcome = await endpoint.send({ id: nextId++, method, params });
       if (closed) throw new AppError("rpc_unavailable", `${method}: the RPC pool is closed`);
-      count(endpoint.config.url, method, outcomeName(method, outcome));
+      count(endpoint.name, method, outcomeName(method, outcome));
       if (outcome.kind === "ok") {
         endpoint.recordSuccess();
         return { result: outcome.result, raw: outcome.raw };
@@ -405,7 +411,7 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
       if (outcome.kind === "rpc_error" && permanentRpcErrors.has(outcome.code)) {
         endpoint.recordSuccess();
         throw new AppError("rpc_unavailable", `${method}: ${describe(outcome)}`, {
-          endpoint: endpoint.config.url,
+          endpoint: endpoint.name,
           rpcCode: outcome.code,
         });
       }
@@ -415,7 +421,7 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
         rateLimited++;
         if (rateLimited > maxRateLimited) {
           throw new AppError("rpc_unavailable", `${method}: rate limited ${rateLimited} times`, {
-            endpoint: endpoint.config.url,
+            endpoint: endpoint.name,
           });
         }
         continue;
@@ -425,8 +431,8 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
       if (attempts >= maxAttempts) {
         throw new AppError(
           "rpc_unavailable",
-          `${method} failed after ${attempts} attempts (last on ${endpoint.config.url}): ${describe(outcome)}`,
-          { endpoint: endpoint.config.url },
+          `${method} failed after ${attempts} attempts (last on ${endpoint.name}): ${describe(outcome)}`,
+          { endpoint: endpoint.name },
         );
       }
       // Failing over to an endpoint this call has not tried yet needs no wait; coming back

@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
+import { withoutUrlSecrets } from "../chain/url-secrets.js";
 import type { Store } from "../db/client.js";
 import { type Verdict, verdicts } from "../db/schema.js";
 import { openVerdicts } from "../reports/reconciliation.js";
-import { withoutUrlSecrets } from "../reports/url-secrets.js";
 import { acquireLock, releaseLock } from "./locks.js";
 
 /** Name of the lock that keeps two nightly runs apart. */

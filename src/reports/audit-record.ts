@@ -1,9 +1,9 @@
 import { asc, eq, sql } from "drizzle-orm";
+import { withoutUrlSecrets } from "../chain/url-secrets.js";
 import type { Store } from "../db/client.js";
 import { chainTransactions, checkResults, jobs, receiptConflicts } from "../db/schema.js";
 import { formatUnits } from "../money.js";
 import { isoOf } from "./period.js";
-import { withoutUrlSecrets } from "./url-secrets.js";
 
 /**
  * Which Solana Explorer view links to a job's transactions. `custom` points the explorer at
