@@ -1,4 +1,4 @@
-import { Command, Option } from "commander";
+import { Command, CommanderError, Option } from "commander";
 import { registerTokenCommands } from "./auth/token-commands.js";
 import { inspectTransaction } from "./chain/inspect.js";
 import { ConfigError, type ConfigInput, loadConfig } from "./config.js";
@@ -12,10 +12,14 @@ import { registerVerifyCommand } from "./nightly/verify-cli.js";
 import { runImportCommand } from "./recorder/import-command.js";
 import { registerReportCommands } from "./reports/report-command.js";
 
-/** Flags shared by commands that read the store or the chain; each maps to a config key. */
+/** The flag of commands that only read or write the store. */
+function withDatabaseOption(command: Command): Command {
+  return command.addOption(new Option("--db <path>", "SQLite database file (DATABASE_URL)"));
+}
+
+/** Flags of commands that read the store and the chain; each maps to a config key. */
 function withCommonOptions(command: Command): Command {
-  return command
-    .addOption(new Option("--db <path>", "SQLite database file (DATABASE_URL)"))
+  return withDatabaseOption(command)
     .addOption(new Option("--rpc <urls>", "Solana RPC URLs, comma-separated (SOLANA_RPC_URLS)"))
     .addOption(new Option("--profile <name|file>", "protocol profile (AUDIT_PROFILE)"));
 }
@@ -36,6 +40,9 @@ export function configFromFlags(flags: Record<string, unknown>) {
 
 export function buildProgram(): Command {
   const program = new Command()
+    // Usage errors exit 2, like every other failure to run: exit 1 means "found a discrepancy"
+    // to `verify`'s callers, and a mistyped flag in a crontab must not read as fraud.
+    .exitOverride()
     .name("decentral-audit")
     .description(
       "Records Decentral job receipts and proves from the Solana chain that each job was charged and settled as its receipt says.",
@@ -61,7 +68,7 @@ export function buildProgram(): Command {
     process.once("SIGINT", stop);
   });
 
-  withCommonOptions(
+  withDatabaseOption(
     program
       .command("import")
       .description("import receipts from a JSONL or CSV file (- for stdin)")
@@ -103,7 +110,7 @@ export function buildProgram(): Command {
     });
 
   const db = program.command("db").description("database maintenance");
-  withCommonOptions(db.command("migrate").description("apply pending migrations")).action(
+  withDatabaseOption(db.command("migrate").description("apply pending migrations")).action(
     (flags) => {
       const config = configFromFlags(flags);
       const store = openStore(config.DATABASE_URL);
@@ -116,7 +123,7 @@ export function buildProgram(): Command {
   registerLocalnetCommand(program);
   registerDemoCommand(program);
 
-  const helpers = { withCommonOptions, configFromFlags };
+  const helpers = { withCommonOptions, withDatabaseOption, configFromFlags };
   registerTokenCommands(program, helpers);
   registerReportCommands(program, helpers);
   registerVerifyCommand(program, helpers);
@@ -124,17 +131,27 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Prints a one-line reason for a failure and picks the exit code. */
+/**
+ * Prints a one-line reason for a failure and exits 2. Commander has already printed its own
+ * usage errors; help and version exit 0. A stack trace is printed only with LOG_LEVEL=debug.
+ */
 export function fail(error: unknown): never {
+  if (error instanceof CommanderError) {
+    process.exit(error.exitCode === 0 ? 0 : 2);
+  }
   if (error instanceof ConfigError) {
     console.error(error.message);
     process.exit(2);
   }
-  if (isAppError(error)) {
-    console.error(`error: ${error.message}`);
-    process.exit(2);
+  const message = error instanceof Error ? error.message : String(error);
+  console.error(`error: ${message}`);
+  if (
+    !isAppError(error) &&
+    error instanceof Error &&
+    /^(debug|trace)$/.test(process.env.LOG_LEVEL ?? "")
+  ) {
+    console.error(error.stack);
   }
-  console.error(error instanceof Error ? (error.stack ?? error.message) : String(error));
   process.exit(2);
 }
 

@@ -7,7 +7,7 @@ import { AppError } from "../errors.js";
 import { createToken, listTokens, revokeToken } from "./tokens.js";
 
 type Helpers = {
-  withCommonOptions(command: Command): Command;
+  withDatabaseOption(command: Command): Command;
   configFromFlags(flags: Record<string, unknown>): Config;
 };
 
@@ -30,7 +30,7 @@ export function registerTokenCommands(program: Command, helpers: Helpers): void 
   };
 
   helpers
-    .withCommonOptions(
+    .withDatabaseOption(
       tokens
         .command("create")
         .description("create a token and print it once (only its hash is stored)")
@@ -53,7 +53,7 @@ export function registerTokenCommands(program: Command, helpers: Helpers): void 
     });
 
   helpers
-    .withCommonOptions(
+    .withDatabaseOption(
       tokens.command("list").description("list tokens (never their text)").option("--json", "JSON"),
     )
     .action((flags: { json?: boolean }) => {
@@ -71,7 +71,7 @@ export function registerTokenCommands(program: Command, helpers: Helpers): void 
     });
 
   helpers
-    .withCommonOptions(tokens.command("revoke").description("revoke a token").argument("<id>"))
+    .withDatabaseOption(tokens.command("revoke").description("revoke a token").argument("<id>"))
     .action((id: string, flags: Record<string, unknown>) => {
       const revoked = withStore(flags, (store) => revokeToken(store, id));
       console.log(`revoked ${revoked.id} at ${iso(revoked.revokedAt)}`);

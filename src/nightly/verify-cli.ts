@@ -1,12 +1,16 @@
+import { existsSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import type { Command } from "commander";
+import { pino } from "pino";
 import { rpcPoolFromConfig } from "../chain/rpc-pool.js";
 import type { Config } from "../config.js";
 import { openStore } from "../db/client.js";
 import { migrateStore } from "../db/migrate.js";
+import { AppError } from "../errors.js";
 import { createLogger } from "../log.js";
 import { createVerifier } from "../verify/engine.js";
 import { loadProfile } from "../verify/profiles.js";
-import { runVerifyCommand, type VerifyFlags } from "./verify-command.js";
+import { runVerifyCommand, type VerifyFlags, verifyWindow } from "./verify-command.js";
 
 type Helpers = {
   withCommonOptions(command: Command): Command;
@@ -32,7 +36,18 @@ export function registerVerifyCommand(program: Command, helpers: Helpers): void 
     )
     .action(async (flags: VerifyFlags & Record<string, unknown>) => {
       const config = helpers.configFromFlags(flags);
-      const log = createLogger({ level: config.LOG_LEVEL === "info" ? "warn" : config.LOG_LEVEL });
+      // Bad flags are refused before the database is opened or the RPC is asked anything.
+      verifyWindow(flags, Date.now());
+      if (flags.out !== undefined && !existsSync(dirname(resolve(flags.out)))) {
+        throw new AppError("validation_failed", `--out: no folder ${dirname(resolve(flags.out))}`, {
+          field: "out",
+        });
+      }
+      // Logs go to stderr: stdout carries the summary, which --json callers parse.
+      const log = createLogger(
+        { level: config.LOG_LEVEL === "info" ? "warn" : config.LOG_LEVEL },
+        pino.destination(2),
+      );
       const store = openStore(config.DATABASE_URL);
       const rpc = rpcPoolFromConfig(config, log);
       try {

@@ -46,6 +46,7 @@ export function verifyWindow(flags: VerifyFlags, now: number) {
     }
     const ms = parseDuration(flags.since);
     if (ms === null) throw bad("since", `not a duration like 24h, 90m or 7d: ${flags.since}`);
+    if (ms > now) throw bad("since", `reaches back before 1970: ${flags.since}`);
     from = now - ms;
     to = now;
   } else {

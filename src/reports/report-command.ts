@@ -14,7 +14,7 @@ import {
 } from "./reconciliation.js";
 
 type Helpers = {
-  withCommonOptions(command: Command): Command;
+  withDatabaseOption(command: Command): Command;
   configFromFlags(flags: Record<string, unknown>): Config;
 };
 
@@ -37,7 +37,7 @@ function instantFlag(name: string, value: string): number {
 export function registerReportCommands(program: Command, helpers: Helpers): void {
   const report = program.command("report").description("reports");
   helpers
-    .withCommonOptions(
+    .withDatabaseOption(
       report
         .command("reconciliation")
         .description("money in and out per day, model, worker or key for a period (UTC)")
