@@ -98,6 +98,37 @@ describe("protocol checks", () => {
     ]);
   });
 
+  it("fails a lock that also pays someone other than the escrow vault", () => {
+    const { job, escrow, settlement } = honest();
+    const thief = accounts.workers[3]!;
+    escrow.tokenChanges = [
+      change(vault, accounts.escrowAuthority, -200_000n),
+      change(accounts.escrowVault, accounts.escrowAuthority, 160_000n),
+      change(thief.tokenAccount, thief.address, 40_000n),
+    ];
+    const e = evaluateJob(input(job, [escrow, settlement]));
+    expect(e.verdict).toBe("discrepancy");
+    expect(failing(e)).toContain("escrow.vault");
+    const vaultCheck = e.checks.find((c) => c.name === "escrow.vault");
+    expect(vaultCheck?.actual).toMatchObject({ taken: "200000", locked: "160000" });
+  });
+
+  it("checks a receipt without a worker against the jobs API's worker, else calls it unverifiable", () => {
+    const named = honest();
+    named.job.worker = null;
+    named.job.apiWorker = worker.address;
+    named.job.apiCheckedAt = 1;
+    expect(evaluateJob(input(named.job, [named.escrow, named.settlement])).verdict).toBe(
+      "verified",
+    );
+
+    const nobody = honest();
+    nobody.job.worker = null;
+    const e = evaluateJob(input(nobody.job, [nobody.escrow, nobody.settlement]));
+    expect(e.verdict).toBe("unverifiable");
+    expect(e.checks.find((c) => c.name === "settlement.worker_paid")?.outcome).toBe("skip");
+  });
+
   it("skips the money checks of a failed settlement and fails only its success check", () => {
     const { job, escrow, settlement } = honest();
     settlement.succeeded = false;

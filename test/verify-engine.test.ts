@@ -116,6 +116,21 @@ describe("verification engine", () => {
     expect(chain.slot).toBeGreaterThan(localnetProfile.dropAfterSlots);
   });
 
+  it("looks again for a dropped signature when the job is re-verified", async () => {
+    const store = createTestStore();
+    const chain = createFakeChain({ finalitySlots: 1, slotsPerPoll: 100 });
+    const a = honest("job_late_landing", "q");
+    chain.land(a.escrow);
+    record(store, a.job);
+    const v = verifier(store, chain);
+    expect((await v.runUntilSettled({}, { timeoutMs: 10_000 })).byVerdict.dropped).toBe(1);
+    // Another node had it after all (e.g. the first one was on the wrong cluster).
+    chain.land(a.settlement);
+    v.reverify("job_late_landing");
+    const again = await v.runUntilSettled({}, { timeoutMs: 10_000 });
+    expect(again.byVerdict.verified).toBe(1);
+  });
+
   it("treats RPC trouble as a retryable error, never as a discrepancy", async () => {
     const store = createTestStore();
     const chain = createFakeChain({ finalitySlots: 1 });

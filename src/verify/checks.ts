@@ -22,7 +22,8 @@ export const checkDescriptions: Readonly<Record<string, string>> = {
   "X.succeeded": "meta.err is null (a failed transaction moves no tokens)",
   "X.memo": "an SPL Memo names this job (`<prefix><job_id>`)",
   "X.program": "the profile's program for this step was invoked (skipped while unknown)",
-  "escrow.vault": "the lock went into the profile's escrow vault (skipped while unknown)",
+  "escrow.vault":
+    "all that left the credit vault went into the profile's escrow vault (skipped while unknown)",
   "escrow.covers_charge": "the lock is at least the charge",
   "settlement.worker_paid": "the worker named in the receipt was paid",
   "settlement.split": "worker share = floor(charge x rate) for an allowed (or pinned) rate",
@@ -175,6 +176,10 @@ const isTreasury = (profile: Profile, c: TokenChange) =>
 /** Money movements of the escrow lock. */
 interface EscrowMoves {
   lock: bigint;
+  /** Everything that left the accounts the lock came from. */
+  taken: bigint;
+  /** Credits to accounts other than the escrow vault (only when the vault is known). */
+  elsewhere: { account: string; owner: string | null; amount: string }[];
   /** Token accounts the lock came from: the user's credit vault. */
   sources: Set<string>;
 }
@@ -189,8 +194,16 @@ function escrowMoves(profile: Profile, facts: TransactionFacts): EscrowMoves {
             .map((c) => c.delta),
         )
       : sum(changes.filter((c) => c.delta > 0n).map((c) => c.delta));
-  const sources = new Set(changes.filter((c) => c.delta < 0n).map((c) => c.account));
-  return { lock, sources };
+  const debits = changes.filter((c) => c.delta < 0n);
+  const sources = new Set(debits.map((c) => c.account));
+  const taken = -sum(debits.map((c) => c.delta));
+  const elsewhere =
+    profile.escrowVault === null
+      ? []
+      : changes
+          .filter((c) => c.delta > 0n && c.account !== profile.escrowVault)
+          .map((c) => ({ account: c.account, owner: c.owner, amount: c.delta.toString() }));
+  return { lock, taken, elsewhere, sources };
 }
 
 /** Money movements out of escrow at settlement or refund, sorted by recipient. */
@@ -293,7 +306,13 @@ function transactionChecks(
  * Runs every check for one job whose named transactions are all finalized and fetched. The
  * caller handles signatures that are missing from the chain (not landed, dropped, pruned).
  */
-export function evaluateJob(input: CheckInput): Evaluation {
+export function evaluateJob(given: CheckInput): Evaluation {
+  // A receipt without a worker (allowed by ingest) is checked against the worker the jobs API
+  // names; with neither, nobody can say who should have been paid.
+  const input: CheckInput = {
+    ...given,
+    job: { ...given.job, worker: given.job.worker ?? given.job.apiWorker },
+  };
   const { job, profile, transactions } = input;
   const checks: CheckResult[] = [];
   const amounts: ChainAmounts = {
@@ -336,12 +355,31 @@ export function evaluateJob(input: CheckInput): Evaluation {
     } else if (!escrow.succeeded) {
       base.push(skip("escrow.vault", "the escrow failed on chain (see escrow.succeeded)"));
     } else {
-      const expected = { vault: profile.escrowVault, locked: "more than 0" };
-      const actual = { locked: moves.lock.toString() };
+      // Everything taken from the credit vault must land in the escrow vault: a lock that
+      // also pays someone else moves the user's money outside the protocol.
+      const expected = {
+        vault: profile.escrowVault,
+        locked: "more than 0",
+        taken: moves.lock.toString(),
+        paidElsewhere: [],
+      };
+      const actual = {
+        locked: moves.lock.toString(),
+        taken: moves.taken.toString(),
+        paidElsewhere: moves.elsewhere,
+      };
+      const reason =
+        moves.lock === 0n
+          ? "nothing was locked in the escrow vault"
+          : moves.elsewhere.length > 0
+            ? "the lock also paid accounts other than the escrow vault"
+            : moves.taken !== moves.lock
+              ? "more left the credit vault than arrived in the escrow vault"
+              : null;
       base.push(
-        moves.lock > 0n
+        reason === null
           ? pass("escrow.vault", expected, actual)
-          : fail("escrow.vault", "nothing was locked in the escrow vault", expected, actual),
+          : fail("escrow.vault", reason, expected, actual),
       );
     }
     checks.push(...base);
@@ -493,6 +531,12 @@ export function evaluateJob(input: CheckInput): Evaluation {
   checks.push(uniqueSignatures(input));
   checks.push(jobsApiMatches(job));
 
+  if (
+    job.worker === null &&
+    checks.some((c) => c.name === "settlement.exists" && c.outcome === "pass")
+  ) {
+    unverifiable ??= "neither the receipt nor the jobs API names the worker";
+  }
   const failed = checks.some((c) => c.outcome === "fail");
   const verdict = failed ? "discrepancy" : unverifiable !== null ? "unverifiable" : "verified";
   return { verdict, checks, amounts };
@@ -542,7 +586,9 @@ function settlementChecks(
   let workerPaid = false;
   if (!succeeded) out.push(skip("settlement.worker_paid", notMoved));
   else if (job.worker === null)
-    out.push(skip("settlement.worker_paid", "the receipt names no worker"));
+    out.push(
+      skip("settlement.worker_paid", "neither the receipt nor the jobs API names the worker"),
+    );
   else if (r.worker > 0n) {
     workerPaid = true;
     out.push(

@@ -12,6 +12,7 @@ import {
   verdicts,
   verificationRuns,
 } from "../db/schema.js";
+import { isAppError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { stringifyWithBigints } from "../money.js";
 import {
@@ -355,6 +356,11 @@ export function createVerifier(deps: VerifierDeps): Verifier {
             storeFetched(signature, result, rows);
           } catch (error) {
             trouble.set(signature, `getTransaction: ${message(error)}`);
+            // A node that keeps answering with something unparseable is counted like one that
+            // has no such transaction, so the job ends unverifiable instead of retrying for ever.
+            if (isAppError(error) && error.code === "malformed_transaction") {
+              storeFetched(signature, null, rows);
+            }
           }
         }),
       );
@@ -406,13 +412,17 @@ export function createVerifier(deps: VerifierDeps): Verifier {
             slot: status.slot,
             statusCheckedAt: t,
             notFoundCount: 0,
+            notFoundSince: null,
+            notFoundSlot: null,
           };
         } else {
           const notFoundSlot = row.notFoundSlot ?? currentSlot;
-          // Only a signature never seen can be dropped; one seen before and missing now is a
-          // lagging node (e.g. after failover), which the next poll sorts out.
+          // A signature never seen, or seen only at processed (a minority fork can lose it),
+          // can be dropped; one seen confirmed and missing now is a lagging node (e.g. after
+          // failover), which the next poll sorts out.
           const expired =
-            row.state === "unknown" &&
+            (row.state === "unknown" ||
+              (row.state === "landed" && row.commitment === "processed")) &&
             notFoundSlot !== null &&
             currentSlot !== null &&
             currentSlot > notFoundSlot + profile.dropAfterSlots;
@@ -589,6 +599,16 @@ export function createVerifier(deps: VerifierDeps): Verifier {
   }
 
   /** Applies decisions; each job's row and checks change together, and only under our lease. */
+  const retrySignatures = store.sqlite.prepare(
+    `UPDATE chain_transactions
+       SET state = CASE state WHEN 'pruned' THEN 'finalized' ELSE 'unknown' END,
+         not_found_count = 0, not_found_slot = NULL, not_found_since = NULL
+     WHERE state IN ('pruned', 'dropped') AND signature IN (
+       SELECT escrow_tx FROM jobs WHERE job_id = @jobId UNION SELECT settlement_tx FROM jobs WHERE job_id = @jobId
+       UNION SELECT api_escrow_tx FROM jobs WHERE job_id = @jobId
+       UNION SELECT api_settlement_tx FROM jobs WHERE job_id = @jobId)`,
+  );
+
   // The verdict write is the hottest statement of a run: prepared once, not rebuilt per job.
   const verdictSet = `verdict = @verdict, verdict_at = @verdictAt, verify_attempts = @attempts,
     next_verify_at = @nextVerifyAt, lease_owner = NULL, lease_until = NULL,
@@ -803,6 +823,9 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     },
     notify,
     reverify(jobId: string) {
+      // Signatures given up on (dropped, pruned) are looked for again: the node may have been
+      // the wrong one, which is what a re-verification is usually asked for.
+      retrySignatures.run({ jobId });
       db.update(jobs)
         .set({
           verdict: "pending",
