@@ -44,6 +44,16 @@ export function creditsToUnits(credits: string | number | bigint): bigint {
   return parseUnits(credits, 4);
 }
 
+/** `creditsToUnits` for values read from the wire: anything that is not credits is null. */
+export function creditsToUnitsOrNull(credits: unknown): bigint | null {
+  if (typeof credits !== "number" && typeof credits !== "string") return null;
+  try {
+    return creditsToUnits(credits);
+  } catch {
+    return null;
+  }
+}
+
 /** JSON.stringify that writes bigints as decimal strings. */
 export function stringifyWithBigints(value: unknown, space?: number): string {
   return JSON.stringify(value, (_key, v) => (typeof v === "bigint" ? v.toString() : v), space);

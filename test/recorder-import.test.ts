@@ -14,6 +14,13 @@ function csvLine(values: (string | number | null)[]): string {
 }
 
 describe("import", () => {
+  it("reads a JSONL file that starts with a byte-order mark", async () => {
+    const store = createTestStore();
+    const text = `\uFEFF${JSON.stringify(wireReceipt())}\n${JSON.stringify(wireReceipt())}\n`;
+    const summary = await importReceipts(store, Readable.from([text]));
+    expect(summary).toMatchObject({ total: 2, created: 2, rejected: [] });
+  });
+
   it("imports JSONL, names the bad lines, and records conflicts as findings", async () => {
     const store = createTestStore();
     const a = wireReceipt();

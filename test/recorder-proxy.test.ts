@@ -96,6 +96,14 @@ function stubUpstream(): { server: http.Server; stub: Stub } {
         `data: ${JSON.stringify({ model: "qwen3-8b", choices: [], usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 } })}\n\n`,
       );
       res.end("data: [DONE]\n\n");
+    } else if (url === "/v1/chat/completions?mode=malformed") {
+      res.writeHead(200, {
+        "content-type": "application/json",
+        ...decentral,
+        "x-decentral-tx-signature": "not-a-signature",
+        "x-decentral-worker": "zzz",
+      });
+      res.end(JSON.stringify({ id: "chatcmpl-2", model: "qwen3-8b", choices: [] }));
     } else if (url === "/v1/chat/completions?mode=endless") {
       res.writeHead(200, { "content-type": "text/event-stream", ...decentral });
       res.write('data: {"choices":[]}\n\n');
@@ -272,6 +280,16 @@ describe("recording proxy", () => {
         .map((line) => JSON.parse(line) as { msg: string; path?: string; status?: number })
         .find((line) => line.msg === "request" && line.path === "/v1/chat/completions");
     await vi.waitFor(() => expect(logged()?.status).toBe(504));
+  });
+
+  it("records malformed receipt headers as unknown, never as a signature or a wallet", async () => {
+    const { proxy, url, row, lines } = await setup();
+    const response = await completion(url, "malformed");
+    expect(response.status).toBe(200);
+    await response.arrayBuffer();
+    await proxy.idle();
+    expect(row()).toMatchObject({ escrowTx: null, worker: null });
+    expect(lines.join("\n")).toContain("malformed receipt header");
   });
 
   it("keeps a receipt the database refused and writes it once the database accepts again", async () => {

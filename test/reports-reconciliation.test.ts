@@ -120,6 +120,16 @@ describe("GET /reports/reconciliation", () => {
     expect(await res.text()).toContain('\r\ngroup,"llama, 70b",1,');
   });
 
+  it("writes a group name that starts like a spreadsheet formula as text", async () => {
+    const api = seed();
+    insertJob(api.store, { jobId: "f1", createdAt: day(2), model: '=HYPERLINK("http://x","y")' });
+    const res = await api.get(
+      "/reports/reconciliation?from=2026-11-01&to=2026-11-04&groupBy=model&format=csv",
+    );
+    const rows = parse(await res.text()) as string[][];
+    expect(rows.map((r) => r[1])).toContain(`'=HYPERLINK("http://x","y")`);
+  });
+
   it.each([
     ["to=2026-11-04", "from"],
     ["from=2026-11-01", "to"],

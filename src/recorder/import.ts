@@ -80,7 +80,8 @@ async function* jsonlItems(input: Readable): AsyncGenerator<Item> {
     if (text.trim() === "") continue;
     let value: unknown;
     try {
-      value = JSON.parse(text);
+      // Editors on some systems start a UTF-8 file with a byte-order mark.
+      value = JSON.parse(line === 1 ? text.replace(/^\uFEFF/, "") : text);
     } catch {
       value = new SyntaxError("not valid JSON");
     }

@@ -2,7 +2,8 @@ import http from "node:http";
 import https from "node:https";
 import type Database from "better-sqlite3";
 import type { Store } from "../db/client.js";
-import { creditsToUnits } from "../money.js";
+import { creditsToUnitsOrNull } from "../money.js";
+import { addressOrNull, signatureOrNull } from "./receipt-input.js";
 
 /** What `GET /v1/jobs/{job_id}` said about a job, reduced to what the audit compares. */
 export interface JobsApiAnswer {
@@ -30,15 +31,6 @@ function text(value: unknown): string | null {
   return typeof value === "string" && value.length > 0 && value.length <= 200 ? value : null;
 }
 
-function credits(value: unknown): bigint | null {
-  if (typeof value !== "number" && typeof value !== "string") return null;
-  try {
-    return creditsToUnits(value);
-  } catch {
-    return null;
-  }
-}
-
 /** Reads the documented fields of a jobs API body; anything missing or odd becomes null. */
 export function parseJobsApiAnswer(body: unknown): JobsApiAnswer {
   const b = (typeof body === "object" && body !== null ? body : {}) as Record<string, unknown>;
@@ -47,10 +39,10 @@ export function parseJobsApiAnswer(body: unknown): JobsApiAnswer {
   ) as Record<string, unknown>;
   return {
     status: text(b.status),
-    creditsChargedUnits: credits(b.credits_charged),
-    escrowTx: text(onChain.escrow_tx),
-    settlementTx: text(onChain.settlement_tx),
-    worker: text(b.worker_address),
+    creditsChargedUnits: creditsToUnitsOrNull(b.credits_charged),
+    escrowTx: signatureOrNull(text(onChain.escrow_tx)),
+    settlementTx: signatureOrNull(text(onChain.settlement_tx)),
+    worker: addressOrNull(text(b.worker_address)),
     raw: body,
   };
 }

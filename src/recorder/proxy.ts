@@ -3,14 +3,14 @@ import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import https from "node:https";
 import type { Store } from "../db/client.js";
 import type { Logger } from "../log.js";
-import { creditsToUnits } from "../money.js";
+import { creditsToUnitsOrNull } from "../money.js";
 import {
   isSettledAnswer,
   type JobsApiClient,
   JobsApiError,
   recordJobsApiAnswer,
 } from "./jobs-api.js";
-import { jobIdPattern } from "./receipt-input.js";
+import { addressOrNull, jobIdPattern, signatureOrNull } from "./receipt-input.js";
 import { type Receipt, recordReceipts } from "./receipts.js";
 
 /** Options of the recording proxy; every optional one has a default. */
@@ -163,15 +163,6 @@ function header(res: IncomingMessage, name: string): string | null {
   const value = res.headers[name];
   const text = Array.isArray(value) ? value[0] : value;
   return text && text.length > 0 && text.length <= 200 ? text.trim() : null;
-}
-
-function creditsHeader(value: string | null): bigint | null {
-  if (value === null) return null;
-  try {
-    return creditsToUnits(value);
-  } catch {
-    return null;
-  }
 }
 
 /** The tags of a request: `x-audit-tag-<name>: <value>` headers, names lowercased. */
@@ -370,6 +361,22 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       sendError(res, 502, "upstream_unavailable", "the Decentral API could not be reached");
     });
 
+    /**
+     * A receipt header read the way POST /jobs would read it: a malformed value is recorded as
+     * unknown (and logged), never stored as if it were a signature or a wallet.
+     */
+    const wireValue = <T>(
+      upstream: IncomingMessage,
+      name: string,
+      read: (text: string | null) => T | null,
+    ): T | null => {
+      const text = header(upstream, name);
+      const value = read(text);
+      if (text !== null && value === null)
+        log.warn({ path, header: name }, "malformed receipt header");
+      return value;
+    };
+
     upstreamReq.on("response", (upstream) => {
       const status = upstream.statusCode ?? 502;
       res.writeHead(status, upstream.statusMessage, forwardedResponseHeaders(upstream));
@@ -381,10 +388,14 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       const isSse = String(upstream.headers["content-type"] ?? "").includes("text/event-stream");
       const receipt: Receipt = {
         jobId: jobId ?? "",
-        escrowTx: header(upstream, "x-decentral-tx-signature"),
-        settlementTx: header(upstream, "x-decentral-settlement-tx"),
-        worker: header(upstream, "x-decentral-worker"),
-        creditsRemainingUnits: creditsHeader(header(upstream, "x-decentral-credits-remaining")),
+        escrowTx: wireValue(upstream, "x-decentral-tx-signature", signatureOrNull),
+        settlementTx: wireValue(upstream, "x-decentral-settlement-tx", signatureOrNull),
+        worker: wireValue(upstream, "x-decentral-worker", addressOrNull),
+        creditsRemainingUnits: wireValue(
+          upstream,
+          "x-decentral-credits-remaining",
+          creditsToUnitsOrNull,
+        ),
         model: facts.model,
         ...unknownUsage,
         createdAt: startedAt,

@@ -1,3 +1,4 @@
+import { parseZonedDateTime } from "../instant.js";
 import { creditsToUnits } from "../money.js";
 import type { Receipt } from "./receipts.js";
 
@@ -63,6 +64,16 @@ export function base58ByteLength(text: string): number | null {
   if (digits > 0) value = value * 58n ** BigInt(digits) + BigInt(chunk);
   if (value === 0n) return zeros;
   return zeros + Math.ceil(value.toString(16).length / 2);
+}
+
+/** A transaction signature (base58 of 64 bytes) read from the wire, or null. */
+export function signatureOrNull(text: string | null): string | null {
+  return text !== null && isBase58OfLength(text, 64) ? text : null;
+}
+
+/** A public key (base58 of 32 bytes) read from the wire, or null. */
+export function addressOrNull(text: string | null): string | null {
+  return text !== null && isBase58OfLength(text, 32) ? text : null;
 }
 
 /** True when `text` is base58 that decodes to exactly `bytes` bytes. */
@@ -134,8 +145,16 @@ function optionalCreatedAt(value: unknown, field: string): number | null {
   if (value === undefined || value === null) return null;
   let ms: number;
   if (typeof value === "number" && Number.isFinite(value)) ms = Math.round(value * 1000);
-  else if (typeof value === "string" && /^\d{4}-\d{2}-\d{2}T/.test(value)) ms = Date.parse(value);
-  else throw new FieldError(field, "must be an ISO 8601 date-time or epoch seconds");
+  else if (typeof value === "string") {
+    const parsed = parseZonedDateTime(value);
+    if (parsed === null) {
+      throw new FieldError(
+        field,
+        "must be an existing ISO 8601 date-time with a zone (Z or +hh:mm), or epoch seconds",
+      );
+    }
+    ms = parsed;
+  } else throw new FieldError(field, "must be an ISO 8601 date-time or epoch seconds");
   if (!Number.isFinite(ms) || ms < minCreatedAt || ms >= maxCreatedAt) {
     throw new FieldError(field, "must be a date between 2020 and 2100");
   }

@@ -3,6 +3,8 @@
  * `to` exclusive, in milliseconds since the epoch.
  */
 
+import { parseZonedDateTime } from "../instant.js";
+
 const DAY_MS = 86_400_000;
 
 /**
@@ -19,11 +21,7 @@ export function parseInstant(text: string): number | null {
     const ms = Date.UTC(Number(y), Number(m) - 1, Number(d));
     return new Date(ms).toISOString().slice(0, 10) === value ? ms : null;
   }
-  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/i.test(value)) {
-    return null;
-  }
-  const ms = Date.parse(value);
-  return Number.isNaN(ms) ? null : ms;
+  return parseZonedDateTime(value);
 }
 
 /** ISO 8601 text of an instant in UTC. */

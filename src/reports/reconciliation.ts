@@ -307,6 +307,11 @@ export function csvField(value: string | number | null): string {
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
+/** A cell a spreadsheet would read as a formula, quoted as text. */
+function asText(value: string): string {
+  return /^[=+\-@\t\r]/.test(value) ? `'${value}` : value;
+}
+
 /**
  * The report as RFC 4180 CSV (CRLF line ends): a header, one row per group (`kind` = `group`),
  * then one `total` row whose figures are exactly the JSON `totals`. A group that was not
@@ -319,7 +324,9 @@ export function reconciliationToCsv(report: ReconciliationReport): string {
     const json = figuresToJson(f);
     lines.push([kind, group, ...reconciliationColumns.map((c) => json[c])].map(csvField).join(","));
   };
-  for (const g of report.groups) line("group", g.group, g);
+  // Group names come from receipts (model, worker, key): one starting like a formula would run
+  // as one in a spreadsheet, so it is quoted as text (OWASP CSV injection).
+  for (const g of report.groups) line("group", g.group === null ? null : asText(g.group), g);
   line("total", null, report.totals);
   return `${lines.join("\r\n")}\r\n`;
 }

@@ -1,0 +1,30 @@
+import { describe, expect, it } from "vitest";
+import { parseZonedDateTime } from "../src/instant.js";
+import { parseReceiptInput } from "../src/recorder/receipt-input.js";
+import { parseInstant } from "../src/reports/period.js";
+import { address, jobId, signature } from "./support/recorder-fixtures.js";
+
+describe("instants", () => {
+  it("reads date-times with a zone exactly", () => {
+    expect(parseZonedDateTime("2026-11-25T10:00:00Z")).toBe(Date.UTC(2026, 10, 25, 10));
+    expect(parseZonedDateTime("2026-11-25T12:00:00+02:00")).toBe(Date.UTC(2026, 10, 25, 10));
+  });
+
+  it("refuses dates that do not exist instead of shifting them into another day", () => {
+    expect(parseZonedDateTime("2026-02-30T00:00:00Z")).toBeNull();
+    expect(parseZonedDateTime("2026-11-25T24:00:00Z")).toBeNull();
+    expect(parseInstant("2026-02-30T00:00:00Z")).toBeNull();
+    expect(parseInstant("2026-02-30")).toBeNull();
+  });
+
+  it("refuses a date-time without a zone rather than read it in the server's zone", () => {
+    expect(parseZonedDateTime("2026-11-25T10:00:00")).toBeNull();
+    const parsed = parseReceiptInput({
+      job_id: jobId(),
+      escrow_tx: signature(),
+      worker: address(),
+      created_at: "2026-11-25T10:00:00",
+    });
+    expect(parsed).toMatchObject({ ok: false, field: "created_at" });
+  });
+});
