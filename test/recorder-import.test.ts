@@ -21,6 +21,19 @@ describe("import", () => {
     expect(summary).toMatchObject({ total: 2, created: 2, rejected: [] });
   });
 
+  it("keeps what was read before a CSV syntax error and says where reading stopped", async () => {
+    const store = createTestStore();
+    const good = Array.from({ length: 1200 }, () => wireReceipt());
+    const lines = good.map((r) => `${r.job_id},${r.escrow_tx}`);
+    const chunks = ["job_id,escrow_tx\n", ...lines.map((l) => `${l}\n`), 'job_b,"unclosed\n'];
+    const summary = await importReceipts(store, Readable.from(chunks), { format: "csv" });
+    expect(summary.created).toBeGreaterThan(0);
+    expect(store.db.select().from(jobs).all()).toHaveLength(summary.created);
+    expect(summary.rejected).toEqual([
+      expect.objectContaining({ field: "file", reason: expect.stringContaining("CSV syntax") }),
+    ]);
+  });
+
   it("imports JSONL, names the bad lines, and records conflicts as findings", async () => {
     const store = createTestStore();
     const a = wireReceipt();

@@ -98,5 +98,7 @@ describe("protocol profiles", () => {
   it("rejects a file that is not JSON and a name that is neither built in nor a file", () => {
     expect(() => loadProfile(writeJson("{ not json"))).toThrow(/not valid JSON/);
     expect(() => loadProfile("/nonexistent/profile.json")).toThrow(/neither a built-in profile/);
+    expect(() => loadProfile("toString")).toThrow(/neither a built-in profile/);
+    expect(() => loadProfile("__proto__")).toThrow(/neither a built-in profile/);
   });
 });

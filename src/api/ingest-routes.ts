@@ -3,6 +3,7 @@ import { bodyLimit } from "hono/body-limit";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
 import { ingestReceipts, maxBatchSize, summarize } from "../recorder/ingest.js";
+import { jobIdPattern } from "../recorder/receipt-input.js";
 import type { AppEnv } from "./app.js";
 import { BEARER_SCHEME } from "./auth.js";
 import { authErrors, ErrorSchema } from "./openapi-schemas.js";
@@ -13,7 +14,7 @@ const signature = (what: string) =>
 /** The receipt as documented. Items are validated one by one by the recorder, not by this. */
 const ReceiptSchema = z
   .object({
-    job_id: z.string().regex(/^job_[a-z0-9]+$/),
+    job_id: z.string().regex(jobIdPattern),
     escrow_tx: signature("escrow-lock signature"),
     settlement_tx: signature("settlement signature")
       .nullable()
@@ -105,6 +106,11 @@ const ingestRouteDoc = () =>
         description: "A single receipt, recorded.",
       },
       ...authErrors,
+      400: {
+        content: { "application/json": { schema: ErrorSchema } },
+        description:
+          "A single receipt with a bad field (`validation_failed`, `error.field` names it), or a body that is not JSON (`bad_request`).",
+      },
       409: {
         content: { "application/json": { schema: ErrorSchema } },
         description: "A single receipt that conflicts with the recorded one (`error.differences`).",

@@ -3,6 +3,7 @@ import { extname } from "node:path";
 import type { Readable } from "node:stream";
 import { Presets, SingleBar } from "cli-progress";
 import type { Store } from "../db/client.js";
+import { AppError } from "../errors.js";
 import { type ImportFormat, type ImportSummary, importReceipts } from "./import.js";
 
 /** Output of the `import` command: where lines go, and whether to draw a progress bar. */
@@ -16,7 +17,11 @@ export interface ImportCommandIo {
 
 function formatOf(file: string, flag: string | undefined): ImportFormat | undefined {
   if (flag === "jsonl" || flag === "csv") return flag;
-  if (flag !== undefined) throw new RangeError(`--format must be jsonl or csv, not ${flag}`);
+  if (flag !== undefined) {
+    throw new AppError("validation_failed", `--format must be jsonl or csv, not ${flag}`, {
+      field: "format",
+    });
+  }
   const ext = extname(file).toLowerCase();
   if (ext === ".csv") return "csv";
   if (ext === ".jsonl" || ext === ".ndjson") return "jsonl";
@@ -57,7 +62,13 @@ export async function runImportCommand(
   const fromStdin = file === "-";
   const format = formatOf(fromStdin ? "" : file, flags.format);
   const input = fromStdin ? io.stdin : createReadStream(file);
-  const size = fromStdin ? 0 : statSync(file).size;
+  const stat = fromStdin ? null : statSync(file, { throwIfNoEntry: false });
+  if (!fromStdin && !stat?.isFile()) {
+    throw new AppError("bad_request", `${file}: ${stat ? "not a file" : "no such file"}`, {
+      field: "file",
+    });
+  }
+  const size = stat?.size ?? 0;
   const bar =
     io.progress && size > 0
       ? new SingleBar(

@@ -189,10 +189,22 @@ export async function importReceipts(
   };
 
   const items = format === "csv" ? csvItems(stream) : jsonlItems(stream);
-  for await (const item of items) {
-    batch.push(item);
-    lastLine = item.line;
-    if (batch.length >= batchSize) flush();
+  try {
+    for await (const item of items) {
+      batch.push(item);
+      lastLine = item.line;
+      if (batch.length >= batchSize) flush();
+    }
+  } catch (error) {
+    // A file that stops parsing (an unclosed CSV quote, say) keeps what was read before it,
+    // and the summary says where reading stopped instead of the import dying without one.
+    flush();
+    summary.rejected.push({
+      line: lastLine + 1,
+      field: "file",
+      reason: `${format.toUpperCase()} syntax: ${error instanceof Error ? error.message : String(error)}; the rest of the file was not read`,
+    });
+    return summary;
   }
   flush();
   return summary;

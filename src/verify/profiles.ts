@@ -145,8 +145,8 @@ export const builtinProfiles: Readonly<Record<string, Profile>> = {
  * rejected with an error naming the first wrong field (`validation_failed`, `details.field`).
  */
 export function loadProfile(nameOrPath: string): Profile {
-  const builtin = builtinProfiles[nameOrPath];
-  if (builtin) return builtin;
+  // Own properties only: "toString" or "__proto__" is not a profile name.
+  if (Object.hasOwn(builtinProfiles, nameOrPath)) return builtinProfiles[nameOrPath]!;
   let text: string;
   try {
     text = readFileSync(nameOrPath, "utf8");
