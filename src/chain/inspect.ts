@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import bs58 from "bs58";
 import type { Config } from "../config.js";
@@ -75,9 +75,15 @@ export async function inspectTransaction(
 ): Promise<TransactionFactsJson> {
   if (target === "-")
     return factsFromResponseText(await readStream(options.stdin ?? process.stdin));
-  if (existsSync(target)) return factsFromResponseText(await readFile(target, "utf8"));
+  if (existsSync(target)) {
+    if (!statSync(target).isFile()) {
+      throw new AppError("bad_request", `${target} is not a file`, { field: "target" });
+    }
+    return factsFromResponseText(await readFile(target, "utf8"));
+  }
   if (!isValidSignature(target)) {
-    const looksLikeSignature = /^[1-9A-HJ-NP-Za-km-z]{32,}$/.test(target);
+    // Long alphanumeric text was meant as a signature (the docs' placeholders hold 0, O, I, l).
+    const looksLikeSignature = /^[A-Za-z0-9]{32,}$/.test(target);
     throw new AppError(
       "bad_request",
       looksLikeSignature
