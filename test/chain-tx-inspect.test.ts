@@ -58,6 +58,8 @@ const fieldNames = [
   "solChanges",
   "memos",
   "programs",
+  "tokenInstructions",
+  "innerInstructionsKnown",
 ];
 
 describe("tx inspect", () => {

@@ -72,7 +72,11 @@ describe("protocol checks", () => {
     );
     const forReplay = evaluateJob(input(replay.job, [original.escrow, replay.settlement], namedBy));
     expect(forOriginal.verdict).toBe("verified");
-    expect(failing(forReplay).sort()).toEqual(["escrow.memo", "signatures.unique"]);
+    // One cause, one failing check: the escrow's own checks defer to signatures.unique.
+    expect(failing(forReplay)).toEqual(["signatures.unique"]);
+    // The replayed lock's money is counted for the job it belongs to, not again here.
+    expect(forOriginal.amounts.escrowedUnits).toBe(160_000n);
+    expect(forReplay.amounts.escrowedUnits).toBe(0n);
     // Checks that need this job's own lock are skipped, not failed.
     expect(forReplay.checks.find((c) => c.name === "settlement.conserves_lock")?.outcome).toBe(
       "skip",
@@ -168,22 +172,47 @@ describe("protocol checks", () => {
     expect(failing(e).sort()).toEqual(["jobs_api.matches_receipt", "settlement.single"]);
   });
 
-  it("skips, with a reason, the checks a profile without program ids, vault or treasury cannot run", () => {
+  it("under a profile without program ids, vault or treasury, learns the treasury before verifying", () => {
     const { job, escrow, settlement } = honest();
     // Mainnet knowledge (no program ids, vault or treasury) over the local mint.
     const profile = { ...decentralMainnetProfile, usdcMint: accounts.mint };
     const e = evaluateJob({ ...input(job, [escrow, settlement]), profile });
-    expect(e.verdict).toBe("verified");
+    expect(e.verdict).toBe("partially_verified");
+    expect(e.unproven).toEqual(["treasury_unknown"]);
+    expect(e.learned.treasuryCandidate).toEqual({
+      signature: settlement.signature,
+      address: accounts.treasury.owner,
+    });
     const skipped = Object.fromEntries(
       e.checks.filter((c) => c.outcome === "skip").map((c) => [c.name, c.reason]),
     );
     expect(skipped).toMatchObject({
       "escrow.program": expect.stringContaining("job_escrow program id"),
-      "escrow.vault": expect.stringContaining("escrow vault"),
       "settlement.program": expect.stringContaining("settlement program id"),
       "settlement.recipients": expect.stringContaining("treasury"),
     });
     expect(e.amounts).toMatchObject({ escrowedUnits: 160_000n, chargedUnits: 80_000n });
+
+    const learned = evaluateJob({
+      ...input(job, [escrow, settlement]),
+      profile,
+      learnedTreasury: accounts.treasury.owner,
+    });
+    expect(learned.verdict).toBe("verified");
+  });
+
+  it("never books an unknown payee as the treasury once the treasury is learned", () => {
+    const { job, escrow, settlement } = honest();
+    const profile = { ...decentralMainnetProfile, usdcMint: accounts.mint };
+    const stranger = accounts.workers[3]!;
+    settlement.tokenChanges[2] = change(stranger.tokenAccount, stranger.address, 20_000n);
+    const e = evaluateJob({
+      ...input(job, [escrow, settlement]),
+      profile,
+      learnedTreasury: accounts.treasury.owner,
+    });
+    expect(e.verdict).toBe("discrepancy");
+    expect(failing(e)).toEqual(["settlement.recipients"]);
   });
 
   it("calls a job unverifiable when no settlement signature is known and the API did not say settled", () => {

@@ -24,6 +24,7 @@ function record(store: Store, job: ReturnType<typeof honest>["job"]) {
       worker: job.worker,
       creditsRemainingUnits: null,
       model: job.model,
+      keyFingerprint: job.keyFingerprint ?? null,
       promptTokens: 10,
       completionTokens: job.completionTokens,
       totalTokens: null,

@@ -108,7 +108,7 @@ describe("verifying simulated jobs on the local chain", () => {
     {
       fault: "reuse-escrow",
       verdict: "discrepancy",
-      failing: ["escrow.memo", "signatures.unique"],
+      failing: ["signatures.unique"],
     },
     { fault: "phantom-signature", verdict: "dropped", failing: ["settlement.exists"] },
     { fault: "overcharge", verdict: "discrepancy", failing: ["charge.matches_price"] },

@@ -29,6 +29,10 @@ const factsJsonSchema = z.object({
   solChanges: z.array(z.object({ account: z.string(), pre: amount, post: amount, delta: amount })),
   memos: z.array(z.string()),
   programs: z.array(z.string()),
+  tokenInstructions: z.array(
+    z.object({ programId: z.string(), kind: z.string(), accounts: z.array(z.string()) }),
+  ),
+  innerInstructionsKnown: z.boolean(),
 });
 
 /** The JSON form of `TransactionFacts`: amounts as decimal strings (the `tx inspect` output). */
@@ -64,6 +68,12 @@ export function factsToJson(facts: TransactionFacts): TransactionFactsJson {
     })),
     memos: [...facts.memos],
     programs: [...facts.programs],
+    tokenInstructions: facts.tokenInstructions.map((t) => ({
+      programId: t.programId,
+      kind: t.kind,
+      accounts: [...t.accounts],
+    })),
+    innerInstructionsKnown: facts.innerInstructionsKnown,
   };
 }
 

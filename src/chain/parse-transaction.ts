@@ -1,6 +1,11 @@
 import bs58 from "bs58";
 import { AppError } from "../errors.js";
-import type { SolChange, TokenChange, TransactionFacts } from "./transaction-facts.js";
+import type {
+  SolChange,
+  TokenChange,
+  TokenInstruction,
+  TransactionFacts,
+} from "./transaction-facts.js";
 import { decodeWireTransaction, WireFormatError } from "./wire-transaction.js";
 
 /** SPL Memo v2/v3 and the old v1 program: their instruction data is the memo text (UTF-8). */
@@ -9,12 +14,66 @@ export const MEMO_PROGRAM_IDS: ReadonlySet<string> = new Set([
   "Memo1UhkJRfHyvLMcVucJwxXeuD728EqVDDwQDxFMNo",
 ]);
 
+/** SPL Token and Token-2022: their instructions are listed by kind in the facts. */
+export const TOKEN_PROGRAM_IDS: ReadonlySet<string> = new Set([
+  "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA",
+  "TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb",
+]);
+
+/** Token instruction names by discriminator, spelled as the jsonParsed encoding spells them. */
+const tokenInstructionKinds = [
+  "initializeMint",
+  "initializeAccount",
+  "initializeMultisig",
+  "transfer",
+  "approve",
+  "revoke",
+  "setAuthority",
+  "mintTo",
+  "burn",
+  "closeAccount",
+  "freezeAccount",
+  "thawAccount",
+  "transferChecked",
+  "approveChecked",
+  "mintToChecked",
+  "burnChecked",
+  "initializeAccount2",
+  "syncNative",
+  "initializeAccount3",
+  "initializeMultisig2",
+  "initializeMint2",
+  "getAccountDataSize",
+  "initializeImmutableOwner",
+  "amountToUiAmount",
+  "uiAmountToAmount",
+  "initializeMintCloseAuthority",
+  "transferFeeExtension",
+  "confidentialTransferExtension",
+  "defaultAccountStateExtension",
+  "reallocate",
+  "memoTransferExtension",
+  "createNativeMint",
+  "initializeNonTransferableMint",
+  "interestBearingMintExtension",
+  "cpiGuardExtension",
+  "initializePermanentDelegate",
+  "transferHookExtension",
+] as const;
+
+function tokenKind(data: Uint8Array): string {
+  const code = data[0];
+  if (code === undefined) return "unknown:empty";
+  return tokenInstructionKinds[code] ?? `unknown:${code}`;
+}
+
 type Json = Record<string, unknown>;
 
 /** One instruction reduced to what facts need, in execution order. */
 interface Step {
   programId: string;
   memo: string | null;
+  token: TokenInstruction | null;
 }
 
 interface DecodedTransaction {
@@ -111,21 +170,50 @@ function memoText(programId: string, data: Uint8Array): string | null {
 /** A compiled instruction (`programIdIndex`, `accounts`, base58 `data`) as in json/base64 meta. */
 function compiledStep(ix: Json, accounts: string[], path: string): Step {
   const programId = accounts[index(ix.programIdIndex, accounts.length, `${path}.programIdIndex`)]!;
-  array(ix.accounts, `${path}.accounts`).forEach((a, i) => {
-    index(a, accounts.length, `${path}.accounts[${i}]`);
-  });
-  const isMemo = MEMO_PROGRAM_IDS.has(programId);
-  const data = isMemo ? base58Bytes(ix.data, `${path}.data`) : new Uint8Array();
-  if (!isMemo) string(ix.data, `${path}.data`);
-  return { programId, memo: memoText(programId, data) };
+  const named = array(ix.accounts, `${path}.accounts`).map(
+    (a, i) => accounts[index(a, accounts.length, `${path}.accounts[${i}]`)]!,
+  );
+  const decoded = MEMO_PROGRAM_IDS.has(programId) || TOKEN_PROGRAM_IDS.has(programId);
+  const data = decoded ? base58Bytes(ix.data, `${path}.data`) : new Uint8Array();
+  if (!decoded) string(ix.data, `${path}.data`);
+  return stepOf(programId, data, named);
+}
+
+function stepOf(programId: string, data: Uint8Array, accounts: string[]): Step {
+  return {
+    programId,
+    memo: memoText(programId, data),
+    token: TOKEN_PROGRAM_IDS.has(programId)
+      ? { programId, kind: tokenKind(data), accounts: [...new Set(accounts)].sort() }
+      : null,
+  };
 }
 
 /** A jsonParsed instruction: `{program, programId, parsed}` or `{programId, accounts, data}`. */
 function parsedStep(ix: Json, path: string): Step {
   const programId = pubkey(ix.programId, `${path}.programId`);
-  if (!MEMO_PROGRAM_IDS.has(programId)) return { programId, memo: null };
-  if (typeof ix.parsed === "string") return { programId, memo: ix.parsed };
-  return { programId, memo: memoText(programId, base58Bytes(ix.data, `${path}.data`)) };
+  if (TOKEN_PROGRAM_IDS.has(programId)) {
+    if (isRecord(ix.parsed)) {
+      const kind = string(ix.parsed.type, `${path}.parsed.type`);
+      // The parsed form names accounts inside `info`; every base58 key there is an account.
+      const info = isRecord(ix.parsed.info) ? ix.parsed.info : {};
+      const accounts = Object.values(info).filter(
+        (v): v is string => typeof v === "string" && /^[1-9A-HJ-NP-Za-km-z]{32,44}$/.test(v),
+      );
+      return {
+        programId,
+        memo: null,
+        token: { programId, kind, accounts: [...new Set(accounts)].sort() },
+      };
+    }
+    const accounts = array(ix.accounts, `${path}.accounts`).map((a, i) =>
+      pubkey(a, `${path}.accounts[${i}]`),
+    );
+    return stepOf(programId, base58Bytes(ix.data, `${path}.data`), accounts);
+  }
+  if (!MEMO_PROGRAM_IDS.has(programId)) return { programId, memo: null, token: null };
+  if (typeof ix.parsed === "string") return { programId, memo: ix.parsed, token: null };
+  return stepOf(programId, base58Bytes(ix.data, `${path}.data`), []);
 }
 
 function anyStep(ix: unknown, accounts: string[], path: string): Step {
@@ -191,10 +279,8 @@ function decodeWire(tx: unknown[], meta: Json): DecodedTransaction {
   const topLevel = wire.instructions.map((ix, i) => {
     const path = `transaction.message.instructions[${i}]`;
     const programId = accounts[index(ix.programIdIndex, accounts.length, path)]!;
-    ix.accounts.forEach((a, j) => {
-      index(a, accounts.length, `${path}.accounts[${j}]`);
-    });
-    return { programId, memo: memoText(programId, ix.data) };
+    const named = ix.accounts.map((a, j) => accounts[index(a, accounts.length, `${path}.accounts[${j}]`)]!);
+    return stepOf(programId, ix.data, named);
   });
   return { signatures: wire.signatures, version: wire.version, accounts, topLevel };
 }
@@ -403,5 +489,7 @@ export function parseTransaction(result: unknown, signatureHint?: string): Trans
     solChanges: solChanges(meta, decoded.accounts),
     memos: steps.flatMap((s) => (s.memo === null ? [] : [s.memo])),
     programs: [...new Set(steps.map((s) => s.programId))],
+    tokenInstructions: steps.flatMap((s) => (s.token === null ? [] : [s.token])),
+    innerInstructionsKnown: Array.isArray(meta.innerInstructions),
   };
 }

@@ -26,6 +26,18 @@ export interface SolChange {
   delta: bigint;
 }
 
+/**
+ * One instruction of the SPL Token or Token-2022 program, top-level or inner. `kind` is the
+ * instruction's name as jsonParsed spells it (`transferChecked`, `setAuthority`, ...), or
+ * `unknown:<n>` for a discriminator this reader does not name.
+ */
+export interface TokenInstruction {
+  programId: string;
+  kind: string;
+  /** The accounts the instruction names, each once, sorted (encodings list them differently). */
+  accounts: string[];
+}
+
 export interface TransactionFacts {
   signature: string;
   slot: number;
@@ -48,4 +60,11 @@ export interface TransactionFacts {
   memos: string[];
   /** Program ids invoked, top-level and inner, each once, in first-seen order. */
   programs: string[];
+  /** Token-program instructions, top-level and inner, in execution order. */
+  tokenInstructions: TokenInstruction[];
+  /**
+   * False when the node sent no `meta.innerInstructions`: instructions run by other programs
+   * (CPI) are then unseen, and only balance changes speak for them.
+   */
+  innerInstructionsKnown: boolean;
 }

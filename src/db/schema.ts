@@ -45,13 +45,17 @@ export type ReceiptSource = (typeof receiptSources)[number];
  * not all finalized (or not landed yet); `error`: RPC trouble, retried; `verified`: every
  * applicable check passed at finalized; `discrepancy`: a check failed; `dropped`: a signature
  * never landed and its blockhash expired; `unverifiable`: the receipt lacks what a check needs
- * (e.g. no settlement signature after the backfill gave up) or the node pruned the transaction.
+ * (e.g. no settlement signature after the backfill gave up) or the node pruned the transaction;
+ * `partially_verified`: no check failed, but the job's own data left a money check unproven
+ * (usage or price unknown, credit vault not tied to the customer, treasury not learned yet):
+ * `jobs.unproven` lists what.
  */
 export const verdicts = [
   "pending",
   "awaiting_finality",
   "error",
   "verified",
+  "partially_verified",
   "discrepancy",
   "dropped",
   "unverifiable",
@@ -59,6 +63,7 @@ export const verdicts = [
 export type Verdict = (typeof verdicts)[number];
 export const finalVerdicts: readonly Verdict[] = [
   "verified",
+  "partially_verified",
   "discrepancy",
   "dropped",
   "unverifiable",
@@ -100,7 +105,12 @@ export const jobs = sqliteTable(
     worker: text("worker"),
     /** `x-decentral-credits-remaining` converted to base units (credits x 10,000). */
     creditsRemainingUnits: units("credits_remaining_units"),
+    /** The model the caller asked for (the job is priced by it). */
     model: text("model"),
+    /** The model the response named; the operator writes it, so it is only compared. */
+    responseModel: text("response_model"),
+    /** The credit vault the receipt's sender declared for the key, if any. */
+    creditVault: text("credit_vault"),
     /** Usage; null means unknown, never zero. */
     promptTokens: integer("prompt_tokens"),
     completionTokens: integer("completion_tokens"),
@@ -147,6 +157,8 @@ export const jobs = sqliteTable(
     lastError: text("last_error"),
     /** Highest commitment seen for both transactions (the lower of the two). */
     commitment: text("commitment", { enum: ["processed", "confirmed", "finalized"] }),
+    /** For `partially_verified`: codes of the money checks left unproven (check-catalogue.ts). */
+    unproven: json<string[]>()("unproven"),
 
     // Amounts read from the chain when the verdict was reached (null until known).
     escrowedUnits: units("escrowed_units"),
@@ -164,6 +176,7 @@ export const jobs = sqliteTable(
     index("jobs_verdict_next").on(t.verdict, t.nextVerifyAt),
     index("jobs_escrow_tx").on(t.escrowTx),
     index("jobs_settlement_tx").on(t.settlementTx),
+    index("jobs_api_escrow_tx").on(t.apiEscrowTx),
     // The verifier asks which jobs name a signature, the jobs API's settlement included.
     index("jobs_api_settlement_tx").on(t.apiSettlementTx),
     index("jobs_worker_created").on(t.worker, t.createdAt),
@@ -180,6 +193,52 @@ export const jobs = sqliteTable(
     // `dataCompleteUntil`: the oldest job of each non-final verdict is one index probe away.
     index("jobs_verdict_created").on(t.verdict, t.createdAt),
   ],
+);
+
+/**
+ * The credit vault of each API key (by fingerprint): one key spends one wallet's credits. Pinned
+ * from configuration, or learned from the key's first lock; every later lock must come from it.
+ */
+export const creditVaults = sqliteTable("credit_vaults", {
+  keyFingerprint: text("key_fingerprint").primaryKey(),
+  vault: text("vault").notNull(),
+  source: text("source", { enum: ["configured", "learned"] }).notNull(),
+  /** The job whose lock taught it (learned pins). */
+  jobId: text("job_id"),
+  pinnedAt: epochMs("pinned_at").notNull(),
+});
+
+/**
+ * Settlements whose one payee besides worker and credit vault is a treasury candidate, while
+ * the profile pins no treasury: once enough agree, that address is pinned as the treasury.
+ */
+export const treasuryEvidence = sqliteTable(
+  "treasury_evidence",
+  {
+    profile: text("profile").notNull(),
+    signature: text("signature").notNull(),
+    address: text("address").notNull(),
+    jobId: text("job_id").notNull(),
+    seenAt: epochMs("seen_at").notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.profile, t.signature] }),
+    index("treasury_evidence_address").on(t.profile, t.address),
+  ],
+);
+
+/** Facts a profile left open and the store learned from the chain (e.g. the treasury). */
+export const profilePins = sqliteTable(
+  "profile_pins",
+  {
+    profile: text("profile").notNull(),
+    name: text("name", { enum: ["treasury"] }).notNull(),
+    value: text("value").notNull(),
+    /** How many agreeing settlements pinned it. */
+    evidence: integer("evidence").notNull(),
+    pinnedAt: epochMs("pinned_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.profile, t.name] })],
 );
 
 /** A receipt that disagreed with the one already recorded for its job: an audit finding. */

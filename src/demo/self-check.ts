@@ -117,8 +117,18 @@ export function selfCheck(input: {
   for (const t of honest) {
     const row = rows.get(t.jobId);
     if (!row) continue;
-    if (row.verdict !== "verified") {
-      honestProblems.push(`${t.jobId} (${t.fault ?? "honest"}): ${row.verdict}, not verified`);
+    // A stream read without `include_usage` leaves the charge bounded by the lock only: the
+    // honest answer is partially verified, saying exactly that.
+    const usageUnknown = row.completionTokens === null && t.status !== "refunded";
+    const expected = usageUnknown ? "partially_verified" : "verified";
+    const unproven = row.unproven ?? [];
+    if (
+      row.verdict !== expected ||
+      (usageUnknown && (unproven.length !== 1 || unproven[0] !== "usage_unknown"))
+    ) {
+      honestProblems.push(
+        `${t.jobId} (${t.fault ?? "honest"}): ${row.verdict}${unproven.length ? ` (${unproven.join(", ")})` : ""}, not ${expected}`,
+      );
       continue;
     }
     const off = amountMismatches(row, t);
@@ -126,7 +136,7 @@ export function selfCheck(input: {
   }
   items.push(
     item(
-      `all ${honest.length} honest jobs verified (${refunds} refunded), amounts equal to the truth to the base unit`,
+      `all ${honest.length} honest jobs verified (${refunds} refunded; streams without usage partially, charge bounded by the lock), amounts equal to the truth to the base unit`,
       honestProblems,
     ),
   );

@@ -445,7 +445,9 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         const learnt = isSse ? sseTailFacts(bodyText) : jsonBodyFacts(bodyText);
         const final: Receipt = {
           ...receipt,
-          model: learnt.model ?? receipt.model,
+          // Priced by the model asked for; what the response names is kept to compare.
+          model: receipt.model ?? learnt.model,
+          responseModel: learnt.model,
           ...learnt.usage,
           latencyMs: Math.round(elapsed),
           ttfbMs: ttfbMs ?? Math.round(elapsed),

@@ -27,6 +27,10 @@ export interface Receipt {
   latencyMs?: number | null;
   ttfbMs?: number | null;
   keyFingerprint?: string | null;
+  /** The model the response named, when it differs in kind from `model` (what was asked for). */
+  responseModel?: string | null;
+  /** The credit vault the sender declares for the key (ties the lock to the customer). */
+  creditVault?: string | null;
   /** Only the proxy writes `open` rows (headers seen, body not yet ended). Default `complete`. */
   captureState?: "open" | "complete" | "aborted";
 }
@@ -132,11 +136,11 @@ function statements(store: Store): Statements {
       `INSERT INTO jobs (job_id, source, escrow_tx, settlement_tx, worker, credits_remaining_units,
          model, prompt_tokens, completion_tokens, total_tokens, max_tokens, stream, http_status,
          latency_ms, ttfb_ms, key_fingerprint, tags, capture_state, receipt_hash, created_at,
-         recorded_at, updated_at, backfill_state, backfill_next_at)
+         recorded_at, updated_at, backfill_state, backfill_next_at, response_model, credit_vault)
        VALUES (@jobId, @source, @escrowTx, @settlementTx, @worker, @creditsRemainingUnits,
          @model, @promptTokens, @completionTokens, @totalTokens, @maxTokens, @stream, @httpStatus,
          @latencyMs, @ttfbMs, @keyFingerprint, @tags, @captureState, @receiptHash, @createdAt,
-         @now, @now, @backfillState, @backfillNextAt)
+         @now, @now, @backfillState, @backfillNextAt, @responseModel, @creditVault)
        ON CONFLICT (job_id) DO NOTHING`,
     ),
     select: sqlite
@@ -157,6 +161,8 @@ function statements(store: Store): Statements {
          http_status = @httpStatus, latency_ms = @latencyMs, ttfb_ms = @ttfbMs,
          key_fingerprint = @keyFingerprint, tags = @tags, capture_state = @captureState,
          receipt_hash = @receiptHash, updated_at = @now,
+         response_model = coalesce(@responseModel, response_model),
+         credit_vault = coalesce(@creditVault, credit_vault),
          backfill_state = CASE WHEN coalesce(@settlementTx, settlement_tx) IS NULL
            THEN coalesce(backfill_state, 'pending') ELSE backfill_state END,
          ${reverifySet}
@@ -271,6 +277,8 @@ function captureParams(receipt: Receipt, source: ReceiptSource, now: number, has
     latencyMs: receipt.latencyMs ?? null,
     ttfbMs: receipt.ttfbMs ?? null,
     keyFingerprint: receipt.keyFingerprint ?? null,
+    responseModel: receipt.responseModel ?? null,
+    creditVault: receipt.creditVault ?? null,
     tags: JSON.stringify(receipt.tags ?? {}),
     captureState: receipt.captureState ?? "complete",
     receiptHash: hash,

@@ -1,43 +1,38 @@
-import type { TokenChange, TransactionFacts } from "../chain/transaction-facts.js";
+import type { TransactionFacts } from "../chain/transaction-facts.js";
 import type { CheckOutcome } from "../db/schema.js";
+import {
+  type CheckName,
+  checkCatalogue,
+  type Role,
+  type UnprovenCode,
+} from "./check-catalogue.js";
+import {
+  foreignChanges,
+  forbiddenTokenInstructions,
+  innerInstructionsHidden,
+  type LockReading,
+  type Payees,
+  readLock,
+  readRelease,
+} from "./money-movements.js";
 import { type Profile, priceUnits } from "./profiles.js";
 
 /**
  * The protocol checks (PROTOCOL.md section 3) as pure functions of a receipt, the finalized
- * facts of the transactions it names and a profile. Nothing here touches the store or the
- * network, so every verdict can be recomputed from stored evidence.
+ * facts of the transactions it names, a profile and what the store has pinned (credit vaults,
+ * the learned treasury). Nothing here touches the store or the network, so every verdict can
+ * be recomputed from stored evidence.
+ *
+ * The operator signs every byte of these transactions, so a check never takes an account for
+ * what it claims to be: the credit vault is a fact of the API key, the treasury is pinned or
+ * learned, and every balance change and token instruction is explained by the job's role.
  *
  * Invariant: a check whose input is missing because an earlier check failed is skipped with a
- * reason naming that check, so one fault shows up as the checks it really breaks, not as a
- * cascade of failures.
+ * reason naming that check, so one fault shows up as the check it really breaks.
  */
 
-/**
- * Every check, by its stable name (reports and the API group findings by these names). `X` below
- * is `escrow`, `settlement` or `refund`: each of those transactions gets the same five checks.
- */
-export const checkDescriptions: Readonly<Record<string, string>> = {
-  "X.exists": "the receipt names the transaction and the chain has it",
-  "X.finalized": "it is finalized (checks only run at finalized)",
-  "X.succeeded": "meta.err is null (a failed transaction moves no tokens)",
-  "X.memo": "an SPL Memo names this job (`<prefix><job_id>`)",
-  "X.program": "the profile's program for this step was invoked (skipped while unknown)",
-  "escrow.vault":
-    "all that left the credit vault went into the profile's escrow vault (skipped while unknown)",
-  "escrow.covers_charge": "the lock is at least the charge",
-  "settlement.worker_paid": "the worker named in the receipt was paid",
-  "settlement.split": "worker share = floor(charge x rate) for an allowed (or pinned) rate",
-  "settlement.recipients": "nobody but worker, treasury and the credit vault was paid",
-  "settlement.conserves_lock": "what left escrow = lock = worker + treasury + returned",
-  "settlement.after_escrow": "the settlement's slot is not before the escrow's",
-  "settlement.within_window": "settled within the profile's window of the escrow",
-  "settlement.single": "the headers and the jobs API do not name two settlements",
-  "charge.matches_price": "the charge is the model's price for the recorded usage",
-  "refund.complete": "the whole lock went back to the credit vault",
-  "refund.not_settled": "a refunded job was not also settled",
-  "signatures.unique": "no signature of another job is named by this receipt",
-  "jobs_api.matches_receipt": "the jobs API agrees with the headers (escrow, settlement, worker)",
-};
+/** Descriptions by check name (see check-catalogue.ts). */
+export const checkDescriptions: Readonly<Record<CheckName, string>> = checkCatalogue;
 
 /** What a check needs from a job row. */
 export interface ReceiptForChecks {
@@ -45,10 +40,17 @@ export interface ReceiptForChecks {
   escrowTx: string | null;
   settlementTx: string | null;
   worker: string | null;
+  /** The model the caller asked for: the job is priced by it. */
   model: string | null;
+  /** The model the response named (the operator writes it); null when not recorded. */
+  responseModel?: string | null;
   completionTokens: number | null;
   maxTokens: number | null;
   httpStatus: number | null;
+  /** Fingerprint of the caller's API key: one key spends one credit vault. */
+  keyFingerprint?: string | null;
+  /** The credit vault the receipt's sender declares as the key's. */
+  creditVault?: string | null;
   apiStatus: string | null;
   apiCreditsChargedUnits: bigint | null;
   apiEscrowTx: string | null;
@@ -58,7 +60,7 @@ export interface ReceiptForChecks {
 }
 
 export interface CheckResult {
-  name: string;
+  name: CheckName;
   outcome: CheckOutcome;
   /** Why it failed or was skipped; null on pass. */
   reason: string | null;
@@ -77,10 +79,29 @@ export interface ChainAmounts {
   feesLamports: bigint | null;
 }
 
+export type EvaluatedVerdict = "verified" | "partially_verified" | "discrepancy" | "unverifiable";
+
 export interface Evaluation {
-  verdict: "verified" | "discrepancy" | "unverifiable";
+  verdict: EvaluatedVerdict;
   checks: CheckResult[];
   amounts: ChainAmounts;
+  /** For `partially_verified`: which money checks the job's own data left unproven. */
+  unproven: UnprovenCode[];
+  /** What this evaluation teaches the store, to pin when the verdict is written. */
+  learned: {
+    /** The key's credit vault, from its first lock (when nothing pinned it before). */
+    creditVault: string | null;
+    /** A settlement's one payee besides worker and credit vault, while the treasury is unknown. */
+    treasuryCandidate: { signature: string; address: string } | null;
+  };
+}
+
+/** What ties credit vaults to the customer. */
+export interface Custody {
+  /** The vault pinned for the job's key fingerprint (configured or learned). */
+  pinned: { vault: string; source: "configured" | "learned" } | null;
+  /** Vaults the deployment lists as its own (any key). */
+  configured: ReadonlySet<string>;
 }
 
 export interface CheckInput {
@@ -89,13 +110,15 @@ export interface CheckInput {
   /** Finalized facts of every signature the job names, by signature. */
   transactions: ReadonlyMap<string, TransactionFacts>;
   /**
-   * For each signature the job names, the ids of jobs naming it (this one included), at most
-   * `MAX_NAMED_BY` of them: evidence stays small even when thousands of receipts replay one
-   * signature.
+   * For each signature the job names, the ids of jobs naming it in any role, receipt or jobs
+   * API (this one included), in id order, at most `MAX_NAMED_BY` of them.
    */
   namedBy: ReadonlyMap<string, readonly string[]>;
   /** How many jobs name each signature, when more than `namedBy` lists. */
   namedByTotal?: ReadonlyMap<string, number>;
+  custody?: Custody;
+  /** The treasury learned from agreeing settlements, when the profile pins none. */
+  learnedTreasury?: string | null;
 }
 
 /** Job ids listed per signature in the evidence of `signatures.unique`. */
@@ -131,23 +154,35 @@ export function jobSignatures(job: ReceiptForChecks): string[] {
   return [...new Set(all.filter((s): s is string => s !== null))];
 }
 
-const str = (value: bigint | null) => (value === null ? null : value.toString());
+/**
+ * The one job a transaction's money is counted for in reports: the job its memos name, when
+ * they name exactly one job that a receipt names; otherwise the first job (by id) naming it.
+ * Every job naming a signature computes the same owner, so each movement is counted once.
+ */
+export function signatureOwner(
+  profile: Profile,
+  facts: TransactionFacts,
+  namers: readonly string[],
+): string | null {
+  const memoJobs = [...new Set(parseJobMemos(profile, facts.memos).map((m) => m.jobId))];
+  if (memoJobs.length === 1 && namers.includes(memoJobs[0]!)) return memoJobs[0]!;
+  return [...namers].sort()[0] ?? null;
+}
 
-const pass = (name: string, expected: unknown, actual: unknown): CheckResult => ({
+const pass = (name: CheckName, expected: unknown, actual: unknown): CheckResult => ({
   name,
   outcome: "pass",
   reason: null,
   expected,
   actual,
 });
-const fail = (name: string, reason: string, expected: unknown, actual: unknown): CheckResult => ({
-  name,
-  outcome: "fail",
-  reason,
-  expected,
-  actual,
-});
-const skip = (name: string, reason: string): CheckResult => ({
+const fail = (
+  name: CheckName,
+  reason: string,
+  expected: unknown,
+  actual: unknown,
+): CheckResult => ({ name, outcome: "fail", reason, expected, actual });
+const skip = (name: CheckName, reason: string): CheckResult => ({
   name,
   outcome: "skip",
   reason,
@@ -155,107 +190,11 @@ const skip = (name: string, reason: string): CheckResult => ({
   actual: null,
 });
 
-/** Token changes of the profile's credit mint under one of its token programs. */
-function creditChanges(profile: Profile, facts: TransactionFacts): TokenChange[] {
-  return facts.tokenChanges.filter(
-    (c) =>
-      c.mint === profile.usdcMint &&
-      (c.programId === null || profile.tokenPrograms.includes(c.programId)),
-  );
-}
-
 const sum = (values: Iterable<bigint>) => {
   let total = 0n;
   for (const v of values) total += v;
   return total;
 };
-
-const isTreasury = (profile: Profile, c: TokenChange) =>
-  profile.treasury !== null && (c.account === profile.treasury || c.owner === profile.treasury);
-
-/** Money movements of the escrow lock. */
-interface EscrowMoves {
-  lock: bigint;
-  /** Everything that left the accounts the lock came from. */
-  taken: bigint;
-  /** Credits to accounts other than the escrow vault (only when the vault is known). */
-  elsewhere: { account: string; owner: string | null; amount: string }[];
-  /** Token accounts the lock came from: the user's credit vault. */
-  sources: Set<string>;
-}
-
-function escrowMoves(profile: Profile, facts: TransactionFacts): EscrowMoves {
-  const changes = creditChanges(profile, facts);
-  const lock =
-    profile.escrowVault !== null
-      ? sum(
-          changes
-            .filter((c) => c.account === profile.escrowVault && c.delta > 0n)
-            .map((c) => c.delta),
-        )
-      : sum(changes.filter((c) => c.delta > 0n).map((c) => c.delta));
-  const debits = changes.filter((c) => c.delta < 0n);
-  const sources = new Set(debits.map((c) => c.account));
-  const taken = -sum(debits.map((c) => c.delta));
-  const elsewhere =
-    profile.escrowVault === null
-      ? []
-      : changes
-          .filter((c) => c.delta > 0n && c.account !== profile.escrowVault)
-          .map((c) => ({ account: c.account, owner: c.owner, amount: c.delta.toString() }));
-  return { lock, taken, elsewhere, sources };
-}
-
-/** Money movements out of escrow at settlement or refund, sorted by recipient. */
-interface ReleaseMoves {
-  /** What left escrow. */
-  outflow: bigint;
-  worker: bigint;
-  treasury: bigint;
-  /** Returned to the credit vault the lock came from. */
-  returned: bigint;
-  /** Paid to accounts that are none of the above (only computed when the treasury is known). */
-  unexplained: { account: string; owner: string | null; amount: bigint }[];
-  /** Owners of every account paid, for evidence. */
-  payees: { account: string; owner: string | null; amount: string }[];
-}
-
-function releaseMoves(
-  profile: Profile,
-  facts: TransactionFacts,
-  creditVaults: ReadonlySet<string>,
-  worker: string | null,
-): ReleaseMoves {
-  const changes = creditChanges(profile, facts);
-  const credits = changes.filter((c) => c.delta > 0n);
-  const debits = changes.filter((c) => c.delta < 0n);
-  const outflow =
-    profile.escrowVault !== null
-      ? -sum(debits.filter((c) => c.account === profile.escrowVault).map((c) => c.delta))
-      : -sum(debits.map((c) => c.delta));
-  let workerPaid = 0n;
-  let treasury = 0n;
-  let returned = 0n;
-  const unexplained: ReleaseMoves["unexplained"] = [];
-  for (const c of credits) {
-    if (worker !== null && c.owner === worker) workerPaid += c.delta;
-    else if (creditVaults.has(c.account)) returned += c.delta;
-    else if (profile.treasury === null || isTreasury(profile, c)) treasury += c.delta;
-    else unexplained.push({ account: c.account, owner: c.owner, amount: c.delta });
-  }
-  return {
-    outflow,
-    worker: workerPaid,
-    treasury,
-    returned,
-    unexplained,
-    payees: credits.map((c) => ({
-      account: c.account,
-      owner: c.owner,
-      amount: c.delta.toString(),
-    })),
-  };
-}
 
 /** Worker shares the profile allows for this worker, in basis points. */
 function allowedRates(profile: Profile, worker: string | null): number[] {
@@ -263,335 +202,384 @@ function allowedRates(profile: Profile, worker: string | null): number[] {
   return pinned === undefined ? profile.payout.ratesBps : [pinned];
 }
 
-/** One transaction's standard checks: it exists, is finalized, succeeded and names the job. */
-function transactionChecks(
-  prefix: string,
-  signature: string,
-  facts: TransactionFacts,
-  memoPrefix: string,
-  jobId: string,
-  program: { name: string; id: string | null },
-): CheckResult[] {
-  const wanted = `${memoPrefix}${jobId}`;
-  const programCheck =
-    program.id === null
-      ? skip(`${prefix}.program`, `the profile does not know the ${program.name} program id`)
-      : facts.programs.includes(program.id)
-        ? pass(`${prefix}.program`, program.id, facts.programs)
-        : fail(
-            `${prefix}.program`,
-            `the ${program.name} program was not invoked`,
-            program.id,
-            facts.programs,
-          );
-  return [
-    programCheck,
-    pass(`${prefix}.exists`, { signature }, { signature, slot: facts.slot }),
-    pass(`${prefix}.finalized`, "finalized", "finalized"),
-    facts.succeeded
-      ? pass(`${prefix}.succeeded`, { err: null }, { err: null })
-      : fail(
-          `${prefix}.succeeded`,
-          "the transaction failed on chain: it paid its fee and moved no tokens",
-          { err: null },
-          { err: facts.err },
-        ),
-    facts.memos.some((m) => m.trim() === wanted)
-      ? pass(`${prefix}.memo`, wanted, facts.memos)
-      : fail(`${prefix}.memo`, `no memo names ${jobId}`, wanted, facts.memos),
-  ];
+const memoKindOf: Record<Role, MemoKind> = {
+  escrow: "escrow",
+  settlement: "settle",
+  refund: "refund",
+};
+
+/** Collects checks and what they leave unproven. */
+class Ledger {
+  readonly checks: CheckResult[] = [];
+  readonly unproven = new Set<UnprovenCode>();
+  unverifiable: string | null = null;
+
+  add(...checks: CheckResult[]) {
+    this.checks.push(...checks);
+  }
+  /** A skip that leaves a money fact of this job unproven. */
+  gap(name: CheckName, code: UnprovenCode, reason: string) {
+    this.unproven.add(code);
+    this.checks.push(skip(name, reason));
+  }
+  skipAll(names: readonly CheckName[], reason: string) {
+    for (const name of names) this.checks.push(skip(name, reason));
+  }
+  outcome(name: CheckName): CheckOutcome | undefined {
+    return this.checks.find((c) => c.name === name)?.outcome;
+  }
+}
+
+/** A transaction a job names, in the role it plays for it. */
+interface RoleTx {
+  role: Role;
+  signature: string;
+  facts: TransactionFacts;
+  /** Another job's memo claims it: `signatures.unique` reports that, nothing else does. */
+  stolenBy: string | null;
 }
 
 /**
- * Runs every check for one job whose named transactions are all finalized and fetched. The
- * caller handles signatures that are missing from the chain (not landed, dropped, pruned).
+ * The checks every role shares. Returns true when the transaction can be read for money: it
+ * succeeded, names this job alone, belongs to it, and carries only transfers.
  */
-export function evaluateJob(given: CheckInput): Evaluation {
-  // A receipt without a worker (allowed by ingest) is checked against the worker the jobs API
-  // names; with neither, nobody can say who should have been paid.
-  const input: CheckInput = {
-    ...given,
-    job: { ...given.job, worker: given.job.worker ?? given.job.apiWorker },
-  };
-  const { job, profile, transactions } = input;
-  const checks: CheckResult[] = [];
-  const amounts: ChainAmounts = {
-    escrowedUnits: null,
-    chargedUnits: null,
-    workerPaidUnits: null,
-    treasuryPaidUnits: null,
-    refundedUnits: null,
-    expectedChargeUnits: null,
-    feesLamports: null,
-  };
-  let unverifiable: string | null = null;
-
-  const fees = jobSignatures(job)
-    .map((s) => transactions.get(s)?.fee)
-    .filter((f): f is bigint => f !== undefined);
-  amounts.feesLamports = fees.length > 0 ? sum(fees) : null;
-
-  // Escrow.
-  const escrowSig = job.escrowTx ?? job.apiEscrowTx;
-  const escrow = escrowSig === null ? undefined : transactions.get(escrowSig);
-  let escrowUsable = false;
-  let moves: EscrowMoves | null = null;
-  if (escrowSig === null || escrow === undefined) {
-    unverifiable = "the receipt names no escrow transaction";
-    checks.push(skip("escrow.exists", unverifiable));
-  } else {
-    const base = transactionChecks(
-      "escrow",
-      escrowSig,
-      escrow,
-      profile.memo.escrowPrefix,
-      job.jobId,
-      { name: "job_escrow", id: profile.programs.jobEscrow },
-    );
-    moves = escrowMoves(profile, escrow);
-    amounts.escrowedUnits = escrow.succeeded ? moves.lock : 0n;
-    if (profile.escrowVault === null) {
-      base.push(skip("escrow.vault", "the profile does not know the escrow vault"));
-    } else if (!escrow.succeeded) {
-      base.push(skip("escrow.vault", "the escrow failed on chain (see escrow.succeeded)"));
-    } else {
-      // Everything taken from the credit vault must land in the escrow vault: a lock that
-      // also pays someone else moves the user's money outside the protocol.
-      const expected = {
-        vault: profile.escrowVault,
-        locked: "more than 0",
-        taken: moves.lock.toString(),
-        paidElsewhere: [],
-      };
-      const actual = {
-        locked: moves.lock.toString(),
-        taken: moves.taken.toString(),
-        paidElsewhere: moves.elsewhere,
-      };
-      const reason =
-        moves.lock === 0n
-          ? "nothing was locked in the escrow vault"
-          : moves.elsewhere.length > 0
-            ? "the lock also paid accounts other than the escrow vault"
-            : moves.taken !== moves.lock
-              ? "more left the credit vault than arrived in the escrow vault"
-              : null;
-      base.push(
-        reason === null
-          ? pass("escrow.vault", expected, actual)
-          : fail("escrow.vault", reason, expected, actual),
-      );
-    }
-    checks.push(...base);
-    escrowUsable = base.every((c) => c.outcome !== "fail");
-  }
-  const escrowSkipReason = escrowUsable
-    ? null
-    : escrowSig === null
-      ? "no escrow transaction"
-      : "the escrow transaction is not a successful lock for this job (see escrow.*)";
-
-  // Closing transactions: settlement or refund, told apart by memo.
-  const closingSigs = [...new Set([job.settlementTx, job.apiSettlementTx])].filter(
-    (s): s is string => s !== null,
-  );
-  const closings = closingSigs
-    .map((signature) => ({ signature, facts: transactions.get(signature) }))
-    .filter((c): c is { signature: string; facts: TransactionFacts } => c.facts !== undefined);
-  const kindsFor = (facts: TransactionFacts) =>
-    parseJobMemos(profile, facts.memos)
-      .filter((m) => m.jobId === job.jobId)
-      .map((m) => m.kind);
-  const settlements = closings.filter((c) => kindsFor(c.facts).includes("settle"));
-  const refunds = closings.filter((c) => kindsFor(c.facts).includes("refund"));
-  const isRefund =
-    refunds.length > 0 ||
-    (settlements.length === 0 && (job.httpStatus === 504 || job.apiStatus === "refunded"));
-
-  const settlementNames = [
-    "settlement.exists",
-    "settlement.finalized",
-    "settlement.succeeded",
-    "settlement.memo",
-    "settlement.worker_paid",
-    "settlement.split",
-    "settlement.recipients",
-    "settlement.conserves_lock",
-    "settlement.after_escrow",
-    "settlement.within_window",
-    "settlement.single",
-    "escrow.covers_charge",
-    "charge.matches_price",
-  ];
-  const refundNames = [
-    "refund.exists",
-    "refund.finalized",
-    "refund.succeeded",
-    "refund.memo",
-    "refund.complete",
-    "refund.not_settled",
-  ];
-
-  if (isRefund) {
-    for (const name of settlementNames)
-      checks.push(skip(name, "the job was refunded, not settled"));
-    amounts.chargedUnits = 0n;
-    amounts.workerPaidUnits = 0n;
-    amounts.treasuryPaidUnits = 0n;
-    const refund = refunds[0] ?? closings[0];
-    if (refund === undefined) {
-      const reason = "no refund transaction is known for this refunded job";
-      if (unverifiable === null) unverifiable = reason;
-      for (const name of refundNames) checks.push(skip(name, reason));
-    } else {
-      const base = transactionChecks(
-        "refund",
-        refund.signature,
-        refund.facts,
-        profile.memo.refundPrefix,
-        job.jobId,
-        { name: "job_escrow", id: profile.programs.jobEscrow },
-      );
-      checks.push(...base);
-      const usable = base.every((c) => c.outcome !== "fail");
-      if (!usable) checks.push(skip("refund.complete", "see refund.*"));
-      else if (escrowSkipReason !== null || moves === null) {
-        checks.push(skip("refund.complete", escrowSkipReason ?? "no escrow"));
-      } else {
-        const r = releaseMoves(profile, refund.facts, moves.sources, null);
-        amounts.refundedUnits = r.returned;
-        const ok = r.outflow === moves.lock && r.returned === moves.lock;
-        const expected = { released: moves.lock.toString(), returned: moves.lock.toString() };
-        const actual = {
-          released: r.outflow.toString(),
-          returned: r.returned.toString(),
-          payees: r.payees,
-        };
-        checks.push(
-          ok
-            ? pass("refund.complete", expected, actual)
-            : fail(
-                "refund.complete",
-                "the whole lock did not return to the credit vault",
-                expected,
-                actual,
-              ),
-        );
-      }
-      const settledToo = closings.filter((c) => kindsFor(c.facts).includes("settle"));
-      checks.push(
-        settledToo.length === 0
-          ? pass("refund.not_settled", [], [])
-          : fail(
-              "refund.not_settled",
-              "the job was refunded and also settled",
-              [],
-              settledToo.map((s) => s.signature),
-            ),
-      );
-    }
-  } else {
-    for (const name of refundNames) checks.push(skip(name, "the job was settled, not refunded"));
-    const settlement =
-      settlements.find((s) => s.signature === job.settlementTx) ?? settlements[0] ?? closings[0];
-    if (settlement === undefined) {
-      const apiSaysSettled = job.apiStatus === "settled";
-      if (apiSaysSettled) {
-        checks.push(
-          fail(
-            "settlement.exists",
-            "the jobs API says settled but names no settlement transaction",
-            { settlementTx: "a signature" },
-            { apiStatus: job.apiStatus, settlementTx: null },
+function roleChecks(input: CheckInput, tx: RoleTx, ledger: Ledger): boolean {
+  const { job, profile } = input;
+  const { role, signature, facts } = tx;
+  const programId = role === "settlement" ? profile.programs.settlement : profile.programs.jobEscrow;
+  const programName = role === "settlement" ? "settlement" : "job_escrow";
+  ledger.add(
+    programId === null
+      ? skip(`${role}.program`, `the profile does not know the ${programName} program id`)
+      : facts.programs.includes(programId)
+        ? pass(`${role}.program`, programId, facts.programs)
+        : fail(
+            `${role}.program`,
+            `the ${programName} program was not invoked`,
+            programId,
+            facts.programs,
           ),
-        );
-      } else {
-        const reason = "the receipt names no settlement transaction";
-        if (unverifiable === null) unverifiable = reason;
-        checks.push(skip("settlement.exists", reason));
-      }
-      for (const name of settlementNames.slice(1)) {
-        checks.push(skip(name, "no settlement transaction (see settlement.exists)"));
-      }
-    } else {
-      checks.push(
-        ...settlementChecks(
-          input,
-          settlement,
-          settlements,
-          escrow ?? null,
-          moves,
-          escrowSkipReason,
-          amounts,
+    pass(`${role}.exists`, { signature }, { signature, slot: facts.slot }),
+    pass(`${role}.finalized`, "finalized", "finalized"),
+  );
+  if (facts.succeeded) ledger.add(pass(`${role}.succeeded`, { err: null }, { err: null }));
+  else
+    ledger.add(
+      fail(
+        `${role}.succeeded`,
+        "the transaction failed on chain: it paid its fee and moved no tokens",
+        { err: null },
+        { err: facts.err },
+      ),
+    );
+  const later = [`${role}.memo`, `${role}.instructions`] as const;
+  if (tx.stolenBy !== null) {
+    ledger.skipAll(later, `the transaction belongs to ${tx.stolenBy} (see signatures.unique)`);
+    return false;
+  }
+  const wanted = `${memoPrefix(profile, role)}${job.jobId}`;
+  const named = parseJobMemos(profile, facts.memos);
+  const others = named.filter((m) => m.jobId !== job.jobId || m.kind !== memoKindOf[role]);
+  const memoOk = facts.memos.some((m) => m.trim() === wanted) && others.length === 0;
+  ledger.add(
+    memoOk
+      ? pass(`${role}.memo`, wanted, facts.memos)
+      : fail(
+          `${role}.memo`,
+          others.length > 0
+            ? `its memos also name ${others.map((m) => `${m.kind}:${m.jobId}`).join(", ")}: one transaction serves one job in one step`
+            : `no memo names ${job.jobId}`,
+          wanted,
+          facts.memos,
+        ),
+  );
+  const forbidden = forbiddenTokenInstructions(facts);
+  if (forbidden.length > 0) {
+    ledger.add(
+      fail(
+        `${role}.instructions`,
+        `the transaction also ran ${[...new Set(forbidden.map((f) => f.kind))].join(", ")}`,
+        { allowed: ["transfer", "transferChecked"] },
+        forbidden,
+      ),
+    );
+  } else if (innerInstructionsHidden(profile, facts)) {
+    ledger.gap(
+      `${role}.instructions`,
+      "inner_instructions_unknown",
+      "the node reported no inner instructions, and other programs were invoked",
+    );
+  } else {
+    ledger.add(
+      pass(
+        `${role}.instructions`,
+        { allowed: ["transfer", "transferChecked"] },
+        facts.tokenInstructions.map((ix) => ix.kind),
+      ),
+    );
+  }
+  return facts.succeeded && memoOk && forbidden.length === 0;
+}
+
+function memoPrefix(profile: Profile, role: Role): string {
+  return role === "escrow"
+    ? profile.memo.escrowPrefix
+    : role === "settlement"
+      ? profile.memo.settlePrefix
+      : profile.memo.refundPrefix;
+}
+
+/** The lock as the later checks use it, once the escrow checks passed. */
+interface UsableLock {
+  reading: LockReading;
+  creditVault: string;
+  escrowAccount: string;
+  slot: number;
+  blockTime: number | null;
+}
+
+/** Escrow checks; returns the lock when settlement and refund checks can rest on it. */
+function escrowChecks(
+  input: CheckInput,
+  tx: RoleTx,
+  ledger: Ledger,
+  learned: Evaluation["learned"],
+): UsableLock | null {
+  const { job, profile } = input;
+  const readable = roleChecks(input, tx, ledger);
+  const later = ["escrow.balances", "escrow.source", "escrow.vault"] as const;
+  if (!readable) {
+    const reason = !tx.facts.succeeded
+      ? "the escrow failed on chain (see escrow.succeeded)"
+      : tx.stolenBy !== null
+        ? "see signatures.unique"
+        : "see escrow.memo and escrow.instructions";
+    ledger.skipAll(later, reason);
+    return null;
+  }
+  const facts = tx.facts;
+  const foreign = foreignChanges(profile, facts);
+  ledger.add(
+    foreign.length === 0
+      ? pass("escrow.balances", [], [])
+      : fail("escrow.balances", "balances changed in another mint or token program", [], foreign),
+  );
+
+  const reading = readLock(profile, facts);
+  // Source: the one account debited must be the key's credit vault.
+  let creditVault: string | null = null;
+  const sources = reading.sources;
+  if (sources.length !== 1) {
+    ledger.add(
+      fail(
+        "escrow.source",
+        sources.length === 0
+          ? "nothing was debited for the lock"
+          : `the lock drew on ${sources.length} accounts; it must come from the key's credit vault alone`,
+        { from: "the key's credit vault, alone" },
+        sources,
+      ),
+    );
+  } else {
+    const source = sources[0]!.account;
+    const custody = input.custody ?? { pinned: null, configured: new Set<string>() };
+    const ties: { by: string; vault: string }[] = [];
+    if (custody.pinned) ties.push({ by: `${custody.pinned.source} for the key`, vault: custody.pinned.vault });
+    if (job.creditVault) ties.push({ by: "declared by the receipt", vault: job.creditVault });
+    const mismatched = ties.filter((t) => t.vault !== source);
+    const listed = custody.configured.size === 0 || custody.configured.has(source);
+    if (mismatched.length > 0 || !listed) {
+      ledger.add(
+        fail(
+          "escrow.source",
+          mismatched.length > 0
+            ? `the lock was taken from ${source}, not the key's credit vault ${mismatched[0]!.vault} (${mismatched[0]!.by})`
+            : `the lock was taken from ${source}, which is not one of the configured credit vaults`,
+          { vault: mismatched[0]?.vault ?? [...custody.configured] },
+          { vault: source },
         ),
       );
+    } else if (ties.length > 0 || custody.configured.size > 0) {
+      creditVault = source;
+      ledger.add(
+        pass(
+          "escrow.source",
+          { vault: ties[0]?.vault ?? "a configured credit vault", tiedBy: ties.map((t) => t.by) },
+          { vault: source },
+        ),
+      );
+    } else if (job.keyFingerprint) {
+      // The key's first lock: its vault is pinned for every later job of this key.
+      creditVault = source;
+      learned.creditVault = source;
+      ledger.add(
+        pass(
+          "escrow.source",
+          { vault: "the key's credit vault (learned now: this is the key's first lock)" },
+          { vault: source },
+        ),
+      );
+    } else {
+      creditVault = source;
+      ledger.gap(
+        "escrow.source",
+        "vault_untied",
+        `the lock came from ${source}, but nothing ties that vault to the customer`,
+      );
     }
   }
 
-  checks.push(uniqueSignatures(input));
-  checks.push(jobsApiMatches(job));
+  // Vault: everything taken arrived in the escrow account, and nothing went elsewhere.
+  const expected = {
+    vault: reading.escrowAccount ?? "one escrow account",
+    taken: reading.lock.toString(),
+    paidElsewhere: [],
+  };
+  const actual = {
+    locked: reading.lock.toString(),
+    taken: reading.taken.toString(),
+    paidElsewhere: reading.elsewhere,
+  };
+  const vaultProblem =
+    reading.escrowAccount === null
+      ? "the lock paid several accounts: there is no single escrow account"
+      : reading.lock === 0n
+        ? "nothing was locked in the escrow vault"
+        : reading.elsewhere.length > 0
+          ? "the lock also paid accounts other than the escrow vault"
+          : reading.taken !== reading.lock
+            ? "more left the credit vault than arrived in the escrow vault"
+            : null;
+  ledger.add(
+    vaultProblem === null
+      ? pass("escrow.vault", expected, actual)
+      : fail("escrow.vault", vaultProblem, expected, actual),
+  );
+  const usable =
+    creditVault !== null &&
+    vaultProblem === null &&
+    foreign.length === 0 &&
+    ledger.outcome("escrow.source") !== "fail";
+  return usable
+    ? {
+        reading,
+        creditVault: creditVault!,
+        escrowAccount: reading.escrowAccount!,
+        slot: facts.slot,
+        blockTime: facts.blockTime,
+      }
+    : null;
+}
 
-  if (
-    job.worker === null &&
-    checks.some((c) => c.name === "settlement.exists" && c.outcome === "pass")
-  ) {
-    unverifiable ??= "neither the receipt nor the jobs API names the worker";
-  }
-  const failed = checks.some((c) => c.outcome === "fail");
-  const verdict = failed ? "discrepancy" : unverifiable !== null ? "unverifiable" : "verified";
-  return { verdict, checks, amounts };
+const settlementMoneyChecks = [
+  "settlement.balances",
+  "settlement.worker_paid",
+  "settlement.split",
+  "settlement.recipients",
+  "settlement.conserves_lock",
+  "settlement.after_escrow",
+  "settlement.within_window",
+  "escrow.covers_charge",
+  "charge.matches_price",
+] as const;
+
+const settlementNames: readonly CheckName[] = [
+  "settlement.program",
+  "settlement.exists",
+  "settlement.finalized",
+  "settlement.succeeded",
+  "settlement.memo",
+  "settlement.instructions",
+  ...settlementMoneyChecks,
+  "settlement.single",
+];
+
+const refundNames: readonly CheckName[] = [
+  "refund.program",
+  "refund.exists",
+  "refund.finalized",
+  "refund.succeeded",
+  "refund.memo",
+  "refund.instructions",
+  "refund.balances",
+  "refund.complete",
+  "refund.not_settled",
+];
+
+/** What the settlement moved, for the amounts and the jobs-API comparison. */
+interface SettlementMoney {
+  charge: bigint;
 }
 
 function settlementChecks(
   input: CheckInput,
-  settlement: { signature: string; facts: TransactionFacts },
-  settlements: { signature: string; facts: TransactionFacts }[],
-  escrow: TransactionFacts | null,
-  moves: EscrowMoves | null,
-  escrowSkipReason: string | null,
-  amounts: ChainAmounts,
-): CheckResult[] {
+  tx: RoleTx,
+  settlements: RoleTx[],
+  lock: UsableLock | null,
+  escrowSkip: string,
+  ledger: Ledger,
+  learned: Evaluation["learned"],
+): SettlementMoney | null {
   const { job, profile } = input;
-  const S = settlement.facts;
-  const out = transactionChecks(
-    "settlement",
-    settlement.signature,
-    S,
-    profile.memo.settlePrefix,
-    job.jobId,
-    { name: "settlement", id: profile.programs.settlement },
-  );
-  const succeeded = S.succeeded;
-  const notMoved = "the settlement failed on chain and moved no tokens (see settlement.succeeded)";
-  const r = releaseMoves(profile, S, moves?.sources ?? new Set(), job.worker);
-  // The charge is what the user did not get back: everything paid out of escrow to anyone but
-  // the credit vault, so a payment to the wrong wallet still counts as charged.
-  const charge = r.worker + r.treasury + sum(r.unexplained.map((u) => u.amount));
-  const expectedCharge =
-    job.completionTokens === null ? null : priceUnits(profile, job.model, job.completionTokens);
-  amounts.expectedChargeUnits = expectedCharge;
-  if (succeeded) {
-    amounts.workerPaidUnits = r.worker;
-    amounts.treasuryPaidUnits = r.treasury;
-    amounts.chargedUnits = charge;
-    amounts.refundedUnits = r.returned;
-  } else {
-    amounts.workerPaidUnits = 0n;
-    amounts.treasuryPaidUnits = 0n;
-    amounts.chargedUnits = 0n;
-    amounts.refundedUnits = 0n;
+  const readable = roleChecks(input, tx, ledger);
+  const single = () => {
+    const distinct = settlements.map((s) => s.signature);
+    ledger.add(
+      distinct.length <= 1
+        ? pass("settlement.single", 1, distinct)
+        : fail(
+            "settlement.single",
+            "the headers and the jobs API name two different settlements of this job",
+            1,
+            distinct,
+          ),
+    );
+  };
+  if (!readable || lock === null || job.worker === null) {
+    const reason = !tx.facts.succeeded
+      ? "the settlement failed on chain and moved no tokens (see settlement.succeeded)"
+      : tx.stolenBy !== null
+        ? "see signatures.unique"
+        : !readable
+          ? "see settlement.memo and settlement.instructions"
+          : lock === null
+            ? escrowSkip
+            : "neither the receipt nor the jobs API names the worker";
+    ledger.skipAll(settlementMoneyChecks, reason);
+    single();
+    return null;
   }
+  const S = tx.facts;
+  const treasury = profile.treasury ?? input.learnedTreasury ?? null;
+  const payees: Payees = {
+    creditVault: lock.creditVault,
+    escrowAccount: lock.escrowAccount,
+    worker: job.worker,
+    treasury,
+  };
+  const r = readRelease(profile, S, payees);
+  const foreign = foreignChanges(profile, S);
+  ledger.add(
+    foreign.length === 0 && r.foreignDebits.length === 0
+      ? pass("settlement.balances", [], [])
+      : fail(
+          "settlement.balances",
+          r.foreignDebits.length > 0
+            ? "accounts other than the escrow account paid out in the settlement"
+            : "balances changed in another mint or token program",
+          { debited: [lock.escrowAccount] },
+          { foreignDebits: r.foreignDebits, otherMints: foreign },
+        ),
+  );
+  // The charge is what the user did not get back: everything the escrow paid to anyone but the
+  // credit vault, so a payment to the wrong wallet still counts as charged.
+  const charge = r.worker + r.treasury + r.unexplainedTotal;
 
   // The worker named in the receipt is paid.
   let workerPaid = false;
-  if (!succeeded) out.push(skip("settlement.worker_paid", notMoved));
-  else if (job.worker === null)
-    out.push(
-      skip("settlement.worker_paid", "neither the receipt nor the jobs API names the worker"),
-    );
-  else if (r.worker > 0n) {
+  if (r.worker > 0n) {
     workerPaid = true;
-    out.push(
+    ledger.add(
       pass(
         "settlement.worker_paid",
         { worker: job.worker },
@@ -599,7 +587,7 @@ function settlementChecks(
       ),
     );
   } else {
-    out.push(
+    ledger.add(
       fail(
         "settlement.worker_paid",
         `the worker named in the receipt (${job.worker}) received nothing`,
@@ -610,220 +598,277 @@ function settlementChecks(
   }
 
   // The split matches the rate.
-  if (!workerPaid)
-    out.push(
+  if (!workerPaid) {
+    ledger.add(
       skip("settlement.split", "the receipt's worker was not paid (see settlement.worker_paid)"),
     );
-  else {
+  } else {
     const rates = allowedRates(profile, job.worker);
     const allowed = rates.map((bps) => (charge * BigInt(bps)) / 10_000n);
-    const expected = {
-      charge: charge.toString(),
-      rateBps: rates,
-      workerShare: allowed.map(String),
-    };
+    const expected = { charge: charge.toString(), rateBps: rates, workerShare: allowed.map(String) };
     const actual = { workerShare: r.worker.toString(), treasuryShare: r.treasury.toString() };
-    out.push(
+    ledger.add(
       allowed.includes(r.worker)
         ? pass("settlement.split", expected, actual)
-        : fail(
-            "settlement.split",
-            "the worker's share matches no allowed payout rate",
-            expected,
-            actual,
-          ),
+        : fail("settlement.split", "the worker's share matches no allowed payout rate", expected, actual),
     );
   }
 
-  // Nothing paid to anyone but worker, treasury and the user's credit vault.
-  if (!succeeded) out.push(skip("settlement.recipients", notMoved));
-  else if (profile.treasury === null) {
-    out.push(skip("settlement.recipients", "the profile does not know the treasury"));
-  } else if (!workerPaid) {
-    out.push(
-      skip(
+  // Nobody but worker, treasury and the credit vault was paid. A worker who got nothing is
+  // worker_paid's finding; its share paid elsewhere is the same cause, not a second one.
+  if (!workerPaid) {
+    ledger.add(
+      skip("settlement.recipients", "the receipt's worker was not paid (see settlement.worker_paid)"),
+    );
+  } else if (r.unexplained.length > 0) {
+    ledger.add(
+      fail(
         "settlement.recipients",
-        "the receipt's worker was not paid (see settlement.worker_paid)",
+        treasury === null
+          ? "the settlement paid several accounts besides the worker and the credit vault; at most one can be the treasury"
+          : "the settlement paid accounts that are not the worker, the treasury or the credit vault",
+        { treasury: treasury ?? "one payee (learning)" },
+        r.unexplained,
       ),
     );
-  } else if (moves === null || escrowSkipReason !== null) {
-    out.push(skip("settlement.recipients", escrowSkipReason ?? "no escrow"));
-  } else {
-    const actual = r.unexplained.map((u) => ({
-      account: u.account,
-      owner: u.owner,
-      amount: u.amount.toString(),
-    }));
-    out.push(
-      actual.length === 0
-        ? pass("settlement.recipients", [], [])
-        : fail(
-            "settlement.recipients",
-            "the settlement paid accounts that are not the worker, treasury or credit vault",
-            [],
-            actual,
-          ),
+  } else if (treasury === null && r.treasuryCandidates.length === 1) {
+    const candidate = r.treasuryCandidates[0]!;
+    learned.treasuryCandidate = {
+      signature: tx.signature,
+      address: candidate.owner ?? candidate.account,
+    };
+    ledger.gap(
+      "settlement.recipients",
+      "treasury_unknown",
+      `the treasury is not known yet; ${candidate.owner ?? candidate.account} took the rest of the charge and counts towards learning it`,
     );
+  } else {
+    ledger.add(pass("settlement.recipients", { treasury }, r.payees));
   }
 
   // Worker + treasury + remainder = lock.
-  if (!succeeded) out.push(skip("settlement.conserves_lock", notMoved));
-  else if (moves === null || escrowSkipReason !== null) {
-    out.push(skip("settlement.conserves_lock", escrowSkipReason ?? "no escrow"));
-  } else {
-    const paidOut = r.worker + r.treasury + r.returned + sum(r.unexplained.map((u) => u.amount));
-    const expected = { lock: moves.lock.toString(), released: moves.lock.toString() };
-    const actual = {
-      released: r.outflow.toString(),
-      worker: r.worker.toString(),
-      treasury: r.treasury.toString(),
-      returned: r.returned.toString(),
-      unexplained: sum(r.unexplained.map((u) => u.amount)).toString(),
-      total: paidOut.toString(),
-    };
-    out.push(
-      r.outflow === moves.lock && paidOut === moves.lock
-        ? pass("settlement.conserves_lock", expected, actual)
-        : fail(
-            "settlement.conserves_lock",
-            "what left escrow does not add up to the lock",
-            expected,
-            actual,
-          ),
-    );
-  }
-
-  // Ordering and time window.
-  if (escrow === null || escrowSkipReason !== null) {
-    out.push(skip("settlement.after_escrow", escrowSkipReason ?? "no escrow"));
-    out.push(skip("settlement.within_window", escrowSkipReason ?? "no escrow"));
-  } else {
-    out.push(
-      S.slot >= escrow.slot
-        ? pass("settlement.after_escrow", { afterSlot: escrow.slot }, { slot: S.slot })
-        : fail(
-            "settlement.after_escrow",
-            "the settlement landed before the escrow",
-            { afterSlot: escrow.slot },
-            { slot: S.slot },
-          ),
-    );
-    if (S.blockTime === null || escrow.blockTime === null) {
-      out.push(skip("settlement.within_window", "the node reported no block time"));
-    } else {
-      const elapsed = S.blockTime - escrow.blockTime;
-      const expected = { maxSeconds: profile.settlementWindowSeconds };
-      out.push(
-        elapsed <= profile.settlementWindowSeconds
-          ? pass("settlement.within_window", expected, { seconds: elapsed })
-          : fail("settlement.within_window", "the settlement came after the window", expected, {
-              seconds: elapsed,
-            }),
-      );
-    }
-  }
-
-  // One settlement per job.
-  const distinct = settlements.map((s) => s.signature);
-  out.push(
-    distinct.length <= 1
-      ? pass("settlement.single", 1, distinct)
+  const paidOut = r.worker + r.treasury + r.returned + r.unexplainedTotal;
+  const conserved = r.outflow === lock.reading.lock && paidOut === lock.reading.lock;
+  const conserveEvidence = {
+    released: r.outflow.toString(),
+    worker: r.worker.toString(),
+    treasury: r.treasury.toString(),
+    returned: r.returned.toString(),
+    unexplained: r.unexplainedTotal.toString(),
+    total: paidOut.toString(),
+  };
+  const lockEvidence = {
+    lock: lock.reading.lock.toString(),
+    released: lock.reading.lock.toString(),
+  };
+  ledger.add(
+    conserved
+      ? pass("settlement.conserves_lock", lockEvidence, conserveEvidence)
       : fail(
-          "settlement.single",
-          "the headers and the jobs API name two different settlements of this job",
-          1,
-          distinct,
+          "settlement.conserves_lock",
+          "what left escrow does not add up to the lock",
+          lockEvidence,
+          conserveEvidence,
         ),
   );
 
-  // The lock covers the charge.
-  if (!succeeded) out.push(skip("escrow.covers_charge", notMoved));
-  else if (moves === null || escrowSkipReason !== null) {
-    out.push(skip("escrow.covers_charge", escrowSkipReason ?? "no escrow"));
+  // Ordering and time window.
+  ledger.add(
+    S.slot >= lock.slot
+      ? pass("settlement.after_escrow", { afterSlot: lock.slot }, { slot: S.slot })
+      : fail(
+          "settlement.after_escrow",
+          "the settlement landed before the escrow",
+          { afterSlot: lock.slot },
+          { slot: S.slot },
+        ),
+  );
+  if (S.blockTime === null || lock.blockTime === null) {
+    ledger.add(skip("settlement.within_window", "the node reported no block time"));
   } else {
-    out.push(
-      moves.lock >= charge
-        ? pass(
-            "escrow.covers_charge",
-            { atLeast: charge.toString() },
-            { lock: moves.lock.toString() },
-          )
-        : fail(
-            "escrow.covers_charge",
-            "the charge exceeds what was locked",
-            { atLeast: charge.toString() },
-            { lock: moves.lock.toString() },
-          ),
+    const elapsed = S.blockTime - lock.blockTime;
+    const expected = { maxSeconds: profile.settlementWindowSeconds };
+    ledger.add(
+      elapsed <= profile.settlementWindowSeconds
+        ? pass("settlement.within_window", expected, { seconds: elapsed })
+        : fail("settlement.within_window", "the settlement came after the window", expected, {
+            seconds: elapsed,
+          }),
     );
   }
 
-  // The charge matches the model's price.
-  if (!succeeded) out.push(skip("charge.matches_price", notMoved));
-  else if (job.completionTokens === null)
-    out.push(skip("charge.matches_price", "usage was not recorded"));
-  else if (expectedCharge === null) {
-    out.push(
-      skip(
-        "charge.matches_price",
-        `the profile has no price for model ${JSON.stringify(job.model)}`,
-      ),
+  // The lock covers the charge.
+  ledger.add(
+    lock.reading.lock >= charge
+      ? pass("escrow.covers_charge", { atLeast: charge.toString() }, { lock: lock.reading.lock.toString() })
+      : fail(
+          "escrow.covers_charge",
+          "the charge exceeds what was locked",
+          { atLeast: charge.toString() },
+          { lock: lock.reading.lock.toString() },
+        ),
+  );
+
+  // The charge is the requested model's price for the recorded usage.
+  if (job.model === null) {
+    ledger.gap("charge.matches_price", "model_unknown", "the receipt does not name the model asked for");
+  } else if (job.completionTokens === null) {
+    ledger.gap(
+      "charge.matches_price",
+      "usage_unknown",
+      "usage was not recorded: the charge is bounded by the lock only",
     );
   } else {
-    const expected = {
-      model: job.model,
-      completionTokens: job.completionTokens,
-      charge: str(expectedCharge),
-    };
-    const actual = { charge: charge.toString() };
-    out.push(
-      charge === expectedCharge
-        ? pass("charge.matches_price", expected, actual)
+    const expectedCharge = priceUnits(profile, job.model, job.completionTokens);
+    if (expectedCharge === null) {
+      ledger.gap(
+        "charge.matches_price",
+        "price_unknown",
+        `the profile has no price for model ${JSON.stringify(job.model)}`,
+      );
+    } else {
+      const expected = {
+        model: job.model,
+        completionTokens: job.completionTokens,
+        charge: expectedCharge.toString(),
+      };
+      const actual = { charge: charge.toString() };
+      ledger.add(
+        charge === expectedCharge
+          ? pass("charge.matches_price", expected, actual)
+          : fail(
+              "charge.matches_price",
+              "the charge differs from the requested model's price for the recorded usage",
+              expected,
+              actual,
+            ),
+      );
+    }
+  }
+  single();
+  return { charge };
+}
+
+function refundChecks(
+  input: CheckInput,
+  tx: RoleTx,
+  settledToo: RoleTx[],
+  lock: UsableLock | null,
+  escrowSkip: string,
+  ledger: Ledger,
+) {
+  const { profile } = input;
+  const readable = roleChecks(input, tx, ledger);
+  if (!readable || lock === null) {
+    const reason = !tx.facts.succeeded
+      ? "the refund failed on chain (see refund.succeeded)"
+      : tx.stolenBy !== null
+        ? "see signatures.unique"
+        : !readable
+          ? "see refund.memo and refund.instructions"
+          : escrowSkip;
+    ledger.skipAll(["refund.balances", "refund.complete"], reason);
+  } else {
+    const r = readRelease(profile, tx.facts, {
+      creditVault: lock.creditVault,
+      escrowAccount: lock.escrowAccount,
+      worker: null,
+      treasury: null,
+    });
+    const foreign = foreignChanges(profile, tx.facts);
+    ledger.add(
+      foreign.length === 0 && r.foreignDebits.length === 0
+        ? pass("refund.balances", [], [])
         : fail(
-            "charge.matches_price",
-            "the charge differs from the model's price for the recorded usage",
+            "refund.balances",
+            "accounts other than the escrow account paid out, or another mint moved",
+            { debited: [lock.escrowAccount] },
+            { foreignDebits: r.foreignDebits, otherMints: foreign },
+          ),
+    );
+    const lockUnits = lock.reading.lock;
+    const ok = r.outflow === lockUnits && r.returned === lockUnits && r.unexplainedTotal === 0n;
+    const expected = {
+      released: lockUnits.toString(),
+      returned: lockUnits.toString(),
+      to: lock.creditVault,
+    };
+    const actual = { released: r.outflow.toString(), returned: r.returned.toString(), payees: r.payees };
+    ledger.add(
+      ok
+        ? pass("refund.complete", expected, actual)
+        : fail(
+            "refund.complete",
+            "the whole lock did not return to the credit vault it came from",
             expected,
             actual,
           ),
     );
   }
-  return out;
+  ledger.add(
+    settledToo.length === 0
+      ? pass("refund.not_settled", [], [])
+      : fail(
+          "refund.not_settled",
+          "the job was refunded and also settled",
+          [],
+          settledToo.map((s) => s.signature),
+        ),
+  );
 }
 
-/** A signature named by several jobs belongs to the job its memo names; the others fail. */
-function uniqueSignatures(input: CheckInput): CheckResult {
-  const { job, profile, transactions, namedBy, namedByTotal } = input;
-  const stolen: {
-    signature: string;
-    owner: string | null;
-    namedBy: readonly string[];
-    jobsNaming: number;
-  }[] = [];
+/** Signatures this job names that another job's memo (or an earlier role) claims. */
+function stolenSignatures(input: CheckInput): Map<string, string> {
+  const { job, profile, transactions, namedBy } = input;
+  const stolen = new Map<string, string>();
   for (const signature of jobSignatures(job)) {
     const names = namedBy.get(signature) ?? [job.jobId];
     if (names.every((id) => id === job.jobId)) continue;
     const facts = transactions.get(signature);
-    const owners = facts ? parseJobMemos(profile, facts.memos).map((m) => m.jobId) : [];
+    const owners = facts ? [...new Set(parseJobMemos(profile, facts.memos).map((m) => m.jobId))] : [];
     if (!owners.includes(job.jobId)) {
-      stolen.push({
-        signature,
-        owner: owners[0] ?? null,
-        namedBy: names,
-        jobsNaming: namedByTotal?.get(signature) ?? names.length,
-      });
+      const owner = owners[0] ?? signatureOwnerAmong(names, job.jobId);
+      if (owner !== null) stolen.set(signature, owner);
     }
   }
-  return stolen.length === 0
-    ? pass("signatures.unique", "each signature serves only this job", [])
-    : fail(
-        "signatures.unique",
-        "a signature of another job is named by this receipt (replayed receipt)",
-        [],
-        stolen,
-      );
+  return stolen;
+}
+
+/** With no memo to decide, the first job by id owns a shared signature. */
+function signatureOwnerAmong(names: readonly string[], self: string): string | null {
+  const first = [...names].sort()[0] ?? self;
+  return first === self ? null : first;
+}
+
+function uniqueSignatures(
+  input: CheckInput,
+  stolen: Map<string, string>,
+  roles: Map<string, Role[]>,
+): CheckResult {
+  const { namedBy, namedByTotal } = input;
+  const findings: unknown[] = [];
+  for (const [signature, owner] of stolen) {
+    const names = namedBy.get(signature) ?? [];
+    findings.push({
+      signature,
+      owner,
+      namedBy: names,
+      jobsNaming: namedByTotal?.get(signature) ?? names.length,
+    });
+  }
+  for (const [signature, played] of roles) {
+    if (played.length > 1) findings.push({ signature, roles: played });
+  }
+  if (findings.length === 0) return pass("signatures.unique", "each signature serves only this job", []);
+  const reason =
+    stolen.size > 0
+      ? `a signature of another job is named by this receipt (replayed receipt): ${[...stolen.values()][0]} owns it`
+      : "one signature is named for two steps of this job";
+  return fail("signatures.unique", reason, [], findings);
 }
 
 /** What the jobs API said agrees with the recorded headers. */
-function jobsApiMatches(job: ReceiptForChecks): CheckResult {
+function jobsApiMatchesReceipt(job: ReceiptForChecks): CheckResult {
   const name = "jobs_api.matches_receipt";
   if (job.apiCheckedAt === null) return skip(name, "the jobs API was not consulted");
   const pairs: [string, string | null, string | null][] = [
@@ -845,4 +890,253 @@ function jobsApiMatches(job: ReceiptForChecks): CheckResult {
         expected,
         actual,
       );
+}
+
+/** What the jobs API said agrees with the chain: status, and credits charged. */
+function jobsApiMatchesChain(
+  job: ReceiptForChecks,
+  outcome: { kind: "settled" | "refunded" | "none"; charge: bigint | null },
+): CheckResult {
+  const name = "jobs_api.matches_chain";
+  if (job.apiCheckedAt === null) return skip(name, "the jobs API was not consulted");
+  const status = job.apiStatus;
+  if (status !== "settled" && status !== "refunded") {
+    return skip(name, `the jobs API's answer (${status ?? "no status"}) is not final`);
+  }
+  const expected = { status: outcome.kind, creditsChargedUnits: outcome.charge?.toString() ?? null };
+  const actual = {
+    status,
+    creditsChargedUnits: job.apiCreditsChargedUnits?.toString() ?? null,
+  };
+  if (outcome.kind !== "none" && status !== outcome.kind) {
+    return fail(name, `the jobs API says ${status}, the chain shows the job ${outcome.kind}`, expected, actual);
+  }
+  const chainCharge = outcome.kind === "refunded" ? 0n : outcome.charge;
+  if (job.apiCreditsChargedUnits !== null && chainCharge !== null) {
+    if (job.apiCreditsChargedUnits !== chainCharge) {
+      return fail(
+        name,
+        "the jobs API's credits charged differ from what the chain charged",
+        { ...expected, creditsChargedUnits: chainCharge.toString() },
+        actual,
+      );
+    }
+  } else if (outcome.kind === "none") {
+    return skip(name, "the chain shows no closing transaction to compare with");
+  }
+  return pass(name, expected, actual);
+}
+
+/**
+ * Runs every check for one job whose named transactions are all finalized and fetched. The
+ * caller handles signatures that are missing from the chain (not landed, dropped, pruned).
+ */
+export function evaluateJob(given: CheckInput): Evaluation {
+  // A receipt without a worker (allowed by ingest) is checked against the worker the jobs API
+  // names; with neither, nobody can say who should have been paid.
+  const input: CheckInput = {
+    ...given,
+    job: { ...given.job, worker: given.job.worker ?? given.job.apiWorker },
+  };
+  const { job, profile, transactions, namedBy } = input;
+  const ledger = new Ledger();
+  const learned: Evaluation["learned"] = { creditVault: null, treasuryCandidate: null };
+  const stolen = stolenSignatures(input);
+  const txOf = (role: Role, signature: string): RoleTx | null => {
+    const facts = transactions.get(signature);
+    return facts ? { role, signature, facts, stolenBy: stolen.get(signature) ?? null } : null;
+  };
+  const roles = new Map<string, Role[]>();
+  const played = (signature: string, role: Role) =>
+    roles.set(signature, [...new Set([...(roles.get(signature) ?? []), role])]);
+
+  // Escrow.
+  const escrowSig = job.escrowTx ?? job.apiEscrowTx;
+  const escrow = escrowSig === null ? null : txOf("escrow", escrowSig);
+  let lock: UsableLock | null = null;
+  if (escrow === null) {
+    ledger.unverifiable = "the receipt names no escrow transaction";
+    ledger.add(skip("escrow.exists", ledger.unverifiable));
+  } else {
+    played(escrow.signature, "escrow");
+    lock = escrowChecks(input, escrow, ledger, learned);
+  }
+  const escrowSkip =
+    escrow === null
+      ? "no escrow transaction"
+      : "the escrow is not a sound lock for this job (see escrow.*)";
+
+  // Closing transactions: settlement or refund, told apart by this job's memo.
+  const closings = [...new Set([job.settlementTx, job.apiSettlementTx])]
+    .filter((s): s is string => s !== null && s !== escrowSig)
+    .map((s) => txOf("settlement", s))
+    .filter((c): c is RoleTx => c !== null);
+  const kindsFor = (facts: TransactionFacts) =>
+    parseJobMemos(profile, facts.memos)
+      .filter((m) => m.jobId === job.jobId)
+      .map((m) => m.kind);
+  const settlements = closings.filter((c) => kindsFor(c.facts).includes("settle"));
+  const refunds = closings
+    .filter((c) => kindsFor(c.facts).includes("refund"))
+    .map((c) => ({ ...c, role: "refund" as const }));
+  // A signature named as escrow and as a closing step serves two roles of one job.
+  for (const s of [job.settlementTx, job.apiSettlementTx]) {
+    if (s !== null && s === escrowSig) played(s, "settlement");
+  }
+  const isRefund =
+    refunds.length > 0 ||
+    (settlements.length === 0 && (job.httpStatus === 504 || job.apiStatus === "refunded"));
+
+  let outcome: { kind: "settled" | "refunded" | "none"; charge: bigint | null } = {
+    kind: "none",
+    charge: null,
+  };
+  if (isRefund) {
+    ledger.skipAll(settlementNames, "the job was refunded, not settled");
+    ledger.add(skip("charge.model", "the job was refunded, not settled"));
+    const refund = refunds[0] ?? (closings[0] ? { ...closings[0], role: "refund" as const } : undefined);
+    if (refund === undefined) {
+      const reason = "no refund transaction is known for this refunded job";
+      ledger.unverifiable ??= reason;
+      ledger.skipAll(refundNames, reason);
+    } else {
+      played(refund.signature, "refund");
+      refundChecks(input, refund, settlements, lock, escrowSkip, ledger);
+      outcome = { kind: "refunded", charge: 0n };
+    }
+  } else {
+    ledger.skipAll(refundNames, "the job was settled, not refunded");
+    const responseModel = job.responseModel ?? null;
+    ledger.add(
+      job.model === null || responseModel === null
+        ? skip("charge.model", "the receipt does not record both the requested and the answered model")
+        : responseModel === job.model
+          ? pass("charge.model", job.model, responseModel)
+          : fail(
+              "charge.model",
+              `the caller asked for ${job.model} but the response names ${responseModel}`,
+              job.model,
+              responseModel,
+            ),
+    );
+    const settlement =
+      settlements.find((s) => s.signature === job.settlementTx) ?? settlements[0] ?? closings[0];
+    if (settlement === undefined) {
+      if (job.apiStatus === "settled") {
+        ledger.add(
+          fail(
+            "settlement.exists",
+            "the jobs API says settled but names no settlement transaction",
+            { settlementTx: "a signature" },
+            { apiStatus: job.apiStatus, settlementTx: null },
+          ),
+        );
+      } else {
+        const reason = "the receipt names no settlement transaction";
+        ledger.unverifiable ??= reason;
+        ledger.add(skip("settlement.exists", reason));
+      }
+      ledger.skipAll(
+        settlementNames.filter((n) => n !== "settlement.exists"),
+        "no settlement transaction (see settlement.exists)",
+      );
+    } else {
+      for (const s of settlements) played(s.signature, "settlement");
+      played(settlement.signature, "settlement");
+      const money = settlementChecks(input, settlement, settlements, lock, escrowSkip, ledger, learned);
+      outcome = { kind: "settled", charge: money?.charge ?? null };
+    }
+  }
+
+  ledger.add(uniqueSignatures(input, stolen, roles));
+  ledger.add(jobsApiMatchesReceipt(job));
+  ledger.add(jobsApiMatchesChain(job, outcome));
+
+  if (job.worker === null && ledger.outcome("settlement.exists") === "pass") {
+    ledger.unverifiable ??= "neither the receipt nor the jobs API names the worker";
+  }
+  const failed = ledger.checks.some((c) => c.outcome === "fail");
+  const verdict: EvaluatedVerdict = failed
+    ? "discrepancy"
+    : ledger.unverifiable !== null
+      ? "unverifiable"
+      : ledger.unproven.size > 0
+        ? "partially_verified"
+        : "verified";
+  if (verdict !== "partially_verified" && verdict !== "verified") {
+    learned.creditVault = null;
+    learned.treasuryCandidate = null;
+  }
+  return {
+    verdict,
+    checks: ledger.checks,
+    amounts: amountsOf(input, escrow, closings, refunds, lock),
+    unproven: verdict === "partially_verified" ? [...ledger.unproven] : [],
+    learned,
+  };
+}
+
+/**
+ * The money of the transactions this job owns (see `signatureOwner`): a replayed receipt owns
+ * nothing it replays, so every on-chain movement is counted for exactly one job.
+ */
+function amountsOf(
+  input: CheckInput,
+  escrow: RoleTx | null,
+  closings: RoleTx[],
+  refunds: RoleTx[],
+  lock: UsableLock | null,
+): ChainAmounts {
+  const { job, profile, namedBy } = input;
+  const owns = (tx: RoleTx) =>
+    signatureOwner(profile, tx.facts, namedBy.get(tx.signature) ?? [job.jobId]) === job.jobId;
+  const amounts: ChainAmounts = {
+    escrowedUnits: null,
+    chargedUnits: null,
+    workerPaidUnits: null,
+    treasuryPaidUnits: null,
+    refundedUnits: null,
+    expectedChargeUnits:
+      job.completionTokens === null ? null : priceUnits(profile, job.model, job.completionTokens),
+    feesLamports: null,
+  };
+  const owned = [escrow, ...closings].filter((t): t is RoleTx => t !== null && owns(t));
+  const known = [escrow, ...closings].filter((t): t is RoleTx => t !== null);
+  if (known.length > 0) amounts.feesLamports = sum(owned.map((t) => t.facts.fee));
+  if (escrow !== null) {
+    const reading = readLock(profile, escrow.facts);
+    amounts.escrowedUnits = owns(escrow) && escrow.facts.succeeded ? reading.lock : 0n;
+  }
+  if (closings.length === 0) return amounts;
+  const creditVault =
+    lock?.creditVault ??
+    (escrow ? readLock(profile, escrow.facts).sources[0]?.account : undefined) ??
+    job.creditVault ??
+    "";
+  const escrowAccount =
+    lock?.escrowAccount ?? (escrow ? readLock(profile, escrow.facts).escrowAccount : null) ?? profile.escrowVault ?? "";
+  const treasury = profile.treasury ?? input.learnedTreasury ?? null;
+  const refundSigs = new Set(refunds.map((r) => r.signature));
+  let worker = 0n;
+  let treasuryPaid = 0n;
+  let charged = 0n;
+  let returned = 0n;
+  for (const c of closings) {
+    if (!owns(c) || !c.facts.succeeded) continue;
+    const r = readRelease(profile, c.facts, {
+      creditVault,
+      escrowAccount,
+      worker: refundSigs.has(c.signature) ? null : job.worker,
+      treasury,
+    });
+    worker += r.worker;
+    treasuryPaid += r.treasury;
+    returned += r.returned;
+    charged += r.worker + r.treasury + r.unexplainedTotal;
+  }
+  amounts.workerPaidUnits = worker;
+  amounts.treasuryPaidUnits = treasuryPaid;
+  amounts.chargedUnits = charged;
+  amounts.refundedUnits = returned;
+  return amounts;
 }

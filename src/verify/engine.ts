@@ -2,6 +2,8 @@ import { randomUUID } from "node:crypto";
 import { and, eq, gte, inArray, isNull, lte, or, sql } from "drizzle-orm";
 import PQueue from "p-queue";
 import { factsFromJson, factsToJson } from "../chain/facts-json.js";
+import { parseJsonLossless } from "../chain/json-text.js";
+import { parseTransaction } from "../chain/parse-transaction.js";
 import type { TransactionFacts } from "../chain/transaction-facts.js";
 import type { Store } from "../db/client.js";
 import {
@@ -17,11 +19,13 @@ import type { Logger } from "../log.js";
 import { stringifyWithBigints } from "../money.js";
 import {
   type CheckResult,
+  type Custody,
   type Evaluation,
   evaluateJob,
   jobSignatures,
   MAX_NAMED_BY,
 } from "./checks.js";
+import { createCustodyStore, type CustodyConfig } from "./custody.js";
 import type { Profile } from "./profiles.js";
 
 /**
@@ -141,6 +145,8 @@ export interface VerifierDeps {
   now?: () => number;
   /** Lease owner id; random by default (unique per process). */
   owner?: string;
+  /** Credit vaults the deployment configured (`CREDIT_VAULTS`). */
+  custody?: CustodyConfig;
   options?: Partial<VerifierOptions>;
 }
 
@@ -172,6 +178,7 @@ type SigTrouble = Map<string, string>;
 /** Creates the verifier over a store, an RPC pool and a profile. */
 export function createVerifier(deps: VerifierDeps): Verifier {
   const { store, rpc, profile, log } = deps;
+  const custody = createCustodyStore(store, profile, deps.custody);
   const { db } = store;
   const now = deps.now ?? Date.now;
   const owner = deps.owner ?? `verifier-${randomUUID()}`;
@@ -272,13 +279,15 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     return rows;
   }
 
-  // Jobs naming one signature, as receipt escrow or settlement or jobs-API settlement. Each
-  // branch is an index range; UNION removes a job named twice.
+  // Jobs naming one signature in any role, from the receipt or the jobs API. Each branch is an
+  // index range; UNION removes a job named twice. Ordered by id: the first is the owner of a
+  // shared signature whose memo decides nothing (see signatureOwner).
   const namingUnion = `SELECT job_id FROM jobs WHERE escrow_tx = @sig
     UNION SELECT job_id FROM jobs WHERE settlement_tx = @sig
+    UNION SELECT job_id FROM jobs WHERE api_escrow_tx = @sig
     UNION SELECT job_id FROM jobs WHERE api_settlement_tx = @sig`;
   const namingIds = store.sqlite
-    .prepare(`${namingUnion} LIMIT ${MAX_NAMED_BY}`)
+    .prepare(`${namingUnion} ORDER BY job_id LIMIT ${MAX_NAMED_BY}`)
     .pluck() as unknown as { all(p: { sig: string }): string[] };
   const namingCount = store.sqlite
     .prepare(`SELECT count(*) FROM (${namingUnion})`)
@@ -373,7 +382,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       if (!facts) {
         const row = rows.get(sig);
         if (!row || row.facts === null) return undefined;
-        facts = factsFromJson(row.facts);
+        facts = storedFacts(row);
         factsCache.set(sig, facts);
       }
       return facts;
@@ -381,9 +390,13 @@ export function createVerifier(deps: VerifierDeps): Verifier {
 
     // Decide and write a few jobs at a time, yielding between slices: the proxy shares this
     // event loop, and a synchronous stretch of more than a millisecond or two shows in its p99.
+    // Pins are read per slice: a vault learned from one job's lock binds the next job of its key.
     for (const slice of chunks(claimed, SLICE)) {
+      const learnedTreasury = custody.treasury();
       await writeDecisions(
-        slice.map((job) => decide(job, rows, trouble, naming, factsOf)),
+        slice.map((job) =>
+          decide(job, rows, trouble, naming, factsOf, custody.of(job), learnedTreasury),
+        ),
         runId,
       );
     }
@@ -503,6 +516,8 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     trouble: SigTrouble,
     naming: { named: Map<string, string[]>; totals: Map<string, number> },
     factsOf: (sig: string) => TransactionFacts | undefined,
+    jobCustody: Custody,
+    learnedTreasury: string | null,
   ): Decision {
     const t = now();
     const sigs = jobSignatures(job);
@@ -588,6 +603,8 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       transactions,
       namedBy: naming.named,
       namedByTotal: naming.totals,
+      custody: jobCustody,
+      learnedTreasury,
     });
     return {
       ...base,
@@ -612,7 +629,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
   // The verdict write is the hottest statement of a run: prepared once, not rebuilt per job.
   const verdictSet = `verdict = @verdict, verdict_at = @verdictAt, verify_attempts = @attempts,
     next_verify_at = @nextVerifyAt, lease_owner = NULL, lease_until = NULL,
-    last_error = @lastError, commitment = @commitment, updated_at = @now`;
+    last_error = @lastError, commitment = @commitment, unproven = @unproven, updated_at = @now`;
   const writeVerdict = store.sqlite.prepare(
     `UPDATE jobs SET ${verdictSet} WHERE job_id = @jobId AND lease_owner = @owner`,
   );
@@ -642,12 +659,26 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       nextVerifyAt: d.nextVerifyAt,
       lastError: d.lastError,
       commitment: d.commitment,
+      unproven: d.evaluation?.unproven.length ? JSON.stringify(d.evaluation.unproven) : null,
       now: t,
     };
+    // What the evaluation learned is pinned first; a pin another job (or process) set first
+    // that disagrees makes this verdict stale, so the job is looked at again instead.
+    if (d.evaluation && !custody.pin(d.job, d.evaluation.learned, t)) {
+      params.verdict = "pending";
+      params.verdictAt = d.job.verdictAt;
+      params.nextVerifyAt = t;
+      params.unproven = null;
+      writeVerdict.run(params);
+      return false;
+    }
     const result = d.evaluation
       ? writeVerdictWithAmounts.run({ ...params, ...d.evaluation.amounts })
       : writeVerdict.run(params);
     if (result.changes === 0) return false; // The lease was lost: another owner has the job.
+    if (d.evaluation?.learned.treasuryCandidate) {
+      custody.countTreasuryEvidence(d.job.jobId, d.evaluation.learned.treasuryCandidate, t);
+    }
     const checks = d.evaluation?.checks ?? d.checks;
     if (final && checks) {
       clearChecks.run(d.job.jobId);
@@ -884,6 +915,19 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       return summary;
     },
   };
+}
+
+/**
+ * Stored facts, or facts derived again from the stored raw response when they were stored by
+ * an older version that read fewer facts (the raw response is the evidence; facts are derived).
+ */
+function storedFacts(row: TxRow): TransactionFacts {
+  try {
+    return factsFromJson(row.facts);
+  } catch (error) {
+    if (row.raw === null) throw error;
+    return parseTransaction(parseJsonLossless(row.raw), row.signature);
+  }
 }
 
 function message(error: unknown): string {

@@ -78,6 +78,11 @@ export const profileSchema = z.object({
    * blockhash (valid ~150 blocks) has expired, so it can never land. Includes a margin.
    */
   dropAfterSlots: z.number().int().positive().default(300),
+  /**
+   * With `treasury` unknown: agreeing settlements (one payee besides worker and credit vault,
+   * the same address each time) needed before that address is pinned as the treasury.
+   */
+  treasuryLearnAfter: z.number().int().positive().default(5),
   /** USDC base units per credit (1 credit = $0.01 = 10,000 base units). */
   unitsPerCredit: z.number().int().positive().default(10_000),
 });

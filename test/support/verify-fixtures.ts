@@ -42,6 +42,8 @@ export function facts(
     solChanges: [],
     memos: [memo],
     programs: [],
+    tokenInstructions: [],
+    innerInstructionsKnown: true,
   };
 }
 
@@ -69,6 +71,7 @@ export function honest(jobId = "job_honest", tag = "") {
     completionTokens: 300,
     maxTokens: null,
     httpStatus: 200,
+    keyFingerprint: "0123456789abcdef",
     apiStatus: null,
     apiCreditsChargedUnits: null,
     apiEscrowTx: null,

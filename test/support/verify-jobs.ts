@@ -1,6 +1,7 @@
 import type { Store } from "../../src/db/client.js";
 import { creditsToUnits } from "../../src/money.js";
 import { parseJobsApiAnswer, recordJobsApiAnswer } from "../../src/recorder/jobs-api.js";
+import { keyFingerprint } from "../../src/recorder/proxy.js";
 import { recordReceipt } from "../../src/recorder/receipts.js";
 
 /** Where the simulator is and which keys it accepts. */
@@ -75,6 +76,7 @@ export async function runRecordedJob(
       worker: res.headers.get("x-decentral-worker") || null,
       creditsRemainingUnits: credits === null ? null : creditsToUnits(credits),
       model: spec.model ?? "qwen3-8b",
+      keyFingerprint: keyFingerprint(`Bearer ${key}`),
       promptTokens: usage?.prompt_tokens ?? null,
       completionTokens: usage?.completion_tokens ?? null,
       totalTokens: usage?.total_tokens ?? null,

@@ -1,0 +1,74 @@
+/**
+ * Every check by its stable name, with what it proves. Reports, the API and the README group
+ * findings by these names, so a check that is not listed here does not compile.
+ */
+export const checkCatalogue = {
+  "escrow.exists": "the receipt names the escrow transaction and the chain has it",
+  "escrow.finalized": "it is finalized (checks only run at finalized)",
+  "escrow.succeeded": "meta.err is null (a failed transaction moves no tokens)",
+  "escrow.memo": "an SPL Memo names this job, and no memo names another job or step",
+  "escrow.program": "the profile's escrow program was invoked (a profile gap while unknown)",
+  "escrow.instructions":
+    "only token transfers (top level and inner): no Approve, SetAuthority, Burn, CloseAccount, MintTo, Freeze, ...",
+  "escrow.balances": "no balance changed in any other mint or token program",
+  "escrow.source":
+    "the lock was taken from one account, the credit vault of the caller's API key (configured, declared by the receipt, or learned from the key's first lock)",
+  "escrow.vault": "all that left the credit vault arrived in the escrow vault, and nothing else",
+  "escrow.covers_charge": "the lock is at least the charge",
+  "settlement.exists": "the settlement transaction is named and the chain has it",
+  "settlement.finalized": "it is finalized",
+  "settlement.succeeded": "meta.err is null",
+  "settlement.memo": "an SPL Memo names this job, and no memo names another job or step",
+  "settlement.program": "the profile's settlement program was invoked (a profile gap while unknown)",
+  "settlement.instructions": "only token transfers, as for the escrow",
+  "settlement.balances":
+    "only the escrow account paid out; no other account and no other mint changed",
+  "settlement.worker_paid": "the worker named in the receipt was paid",
+  "settlement.split": "worker share = floor(charge x rate) for an allowed (or pinned) rate",
+  "settlement.recipients":
+    "nobody but the worker, the treasury (pinned or learned) and the job's own credit vault was paid",
+  "settlement.conserves_lock": "what left escrow = lock = worker + treasury + returned",
+  "settlement.after_escrow": "the settlement's slot is not before the escrow's",
+  "settlement.within_window": "settled within the profile's window of the escrow",
+  "settlement.single": "the job was settled once: the headers and the jobs API name one settlement",
+  "charge.model": "the response names the model the caller asked for",
+  "charge.matches_price": "the charge is the requested model's price for the recorded usage",
+  "refund.exists": "the refund transaction is named and the chain has it",
+  "refund.finalized": "it is finalized",
+  "refund.succeeded": "meta.err is null",
+  "refund.memo": "an SPL Memo names this job, and no memo names another job or step",
+  "refund.program": "the profile's escrow program was invoked (a profile gap while unknown)",
+  "refund.instructions": "only token transfers, as for the escrow",
+  "refund.balances": "only the escrow account paid out; no other account and no other mint changed",
+  "refund.complete": "the whole lock went back to the credit vault it came from",
+  "refund.not_settled": "a refunded job was not also settled",
+  "signatures.unique":
+    "each signature serves one job in one role (receipts and jobs-API answers of every job compared)",
+  "jobs_api.matches_receipt": "the jobs API agrees with the headers (escrow, settlement, worker)",
+  "jobs_api.matches_chain": "the jobs API's status and credits charged agree with the chain",
+} as const;
+
+export type CheckName = keyof typeof checkCatalogue;
+
+export const checkNames = Object.keys(checkCatalogue) as CheckName[];
+
+/** The three transactions of a job; each gets the same transaction-level checks. */
+export type Role = "escrow" | "settlement" | "refund";
+
+/**
+ * Why a job whose checks all passed is still not `verified`: a money check its own data left
+ * unproven. Profile-level gaps (a program id the profile does not know) are not listed per job:
+ * they are reported once, see `profileGaps`.
+ */
+export const unprovenCodes = {
+  vault_untied:
+    "the credit vault is not tied to the customer (no key fingerprint, declared vault or configured vault)",
+  usage_unknown: "usage was not recorded: the charge is bounded by the lock only",
+  price_unknown: "the profile has no price for the requested model",
+  model_unknown: "the receipt does not say which model was asked for",
+  treasury_unknown: "the treasury is not pinned and not learned yet",
+  inner_instructions_unknown:
+    "the node did not report inner instructions, and other programs were invoked",
+} as const;
+
+export type UnprovenCode = keyof typeof unprovenCodes;

@@ -1,0 +1,196 @@
+import type { TokenChange, TransactionFacts } from "../chain/transaction-facts.js";
+import type { Profile } from "./profiles.js";
+
+/**
+ * How a job's transactions moved money, read from token balance changes (so transfers made
+ * inside other programs count too). Every change of a transaction lands in exactly one field
+ * below, so a check that judges one field never judges a change another check already blamed:
+ * one cause shows as one failing check.
+ */
+
+/** A credit to or debit from one token account, for evidence. */
+export interface Movement {
+  account: string;
+  owner: string | null;
+  /** Decimal string of base units; positive for a credit, negative for a debit. */
+  amount: string;
+}
+
+const sum = (values: Iterable<bigint>) => {
+  let total = 0n;
+  for (const v of values) total += v;
+  return total;
+};
+
+const movement = (c: TokenChange): Movement => ({
+  account: c.account,
+  owner: c.owner,
+  amount: c.delta.toString(),
+});
+
+/** Is this change in the profile's credit mint, under one of its token programs? */
+function isCredit(profile: Profile, c: TokenChange): boolean {
+  return (
+    c.mint === profile.usdcMint &&
+    (c.programId === null || profile.tokenPrograms.includes(c.programId))
+  );
+}
+
+/** Changes in any other mint or token program: no role of a job explains them. */
+export function foreignChanges(profile: Profile, facts: TransactionFacts): Movement[] {
+  return facts.tokenChanges
+    .filter((c) => !isCredit(profile, c))
+    .map((c) => ({ ...movement(c), mint: c.mint }));
+}
+
+/** The escrow lock. */
+export interface LockReading {
+  /** What arrived in the escrow account. */
+  lock: bigint;
+  /** The escrow vault the profile pins, or else the one account credited by the lock. */
+  escrowAccount: string | null;
+  /** Everything debited, from whatever account. */
+  taken: bigint;
+  /** Accounts debited (credit mint), with amounts. */
+  sources: Movement[];
+  /** Credits to accounts other than the escrow account. */
+  elsewhere: Movement[];
+}
+
+export function readLock(profile: Profile, facts: TransactionFacts): LockReading {
+  const changes = facts.tokenChanges.filter((c) => isCredit(profile, c));
+  const credits = changes.filter((c) => c.delta > 0n);
+  const debits = changes.filter((c) => c.delta < 0n);
+  // Without a pinned escrow vault (per-job escrow accounts, e.g. PDAs), the lock is the one
+  // account credited; a lock that pays several accounts has no escrow account to follow.
+  const escrowAccount =
+    profile.escrowVault ?? (credits.length === 1 ? credits[0]!.account : null);
+  const lock = sum(credits.filter((c) => c.account === escrowAccount).map((c) => c.delta));
+  return {
+    lock,
+    escrowAccount,
+    taken: -sum(debits.map((c) => c.delta)),
+    sources: debits.map(movement),
+    elsewhere: credits.filter((c) => c.account !== escrowAccount).map(movement),
+  };
+}
+
+/** Who may be paid by a settlement or refund, besides nobody. */
+export interface Payees {
+  /** The account the lock was taken from: remainders and refunds go back there. */
+  creditVault: string;
+  /** The escrow account the lock went into: the only account allowed to pay out. */
+  escrowAccount: string;
+  /** The worker's wallet (owner of its token account); null for a refund. */
+  worker: string | null;
+  /** The treasury's wallet or token account; null while neither pinned nor learned. */
+  treasury: string | null;
+}
+
+/** Money out of escrow at settlement or refund, sorted by recipient. */
+export interface ReleaseReading {
+  /** What left the escrow account. */
+  outflow: bigint;
+  worker: bigint;
+  treasury: bigint;
+  /** Returned to the credit vault the lock came from. */
+  returned: bigint;
+  /** Debits of accounts other than the escrow account (someone else's money). */
+  foreignDebits: Movement[];
+  /**
+   * Credits to anyone else that the escrow paid for: other credits, less what foreign debits
+   * funded (that side flow is `foreignDebits`' finding, not the release's).
+   */
+  unexplained: Movement[];
+  unexplainedTotal: bigint;
+  /** With the treasury unknown: the payees that could be it (at most one is). */
+  treasuryCandidates: Movement[];
+  /** Every credit, for evidence. */
+  payees: Movement[];
+}
+
+export function readRelease(
+  profile: Profile,
+  facts: TransactionFacts,
+  payees: Payees,
+): ReleaseReading {
+  const changes = facts.tokenChanges.filter((c) => isCredit(profile, c));
+  const credits = changes.filter((c) => c.delta > 0n);
+  const debits = changes.filter((c) => c.delta < 0n);
+  const outflow = -sum(
+    debits.filter((c) => c.account === payees.escrowAccount).map((c) => c.delta),
+  );
+  const foreignDebits = debits.filter((c) => c.account !== payees.escrowAccount);
+  let worker = 0n;
+  let treasury = 0n;
+  let returned = 0n;
+  const others: TokenChange[] = [];
+  const candidates: TokenChange[] = [];
+  for (const c of credits) {
+    if (payees.worker !== null && c.owner === payees.worker) worker += c.delta;
+    else if (c.account === payees.creditVault) returned += c.delta;
+    else if (
+      payees.treasury !== null &&
+      (c.account === payees.treasury || c.owner === payees.treasury)
+    )
+      treasury += c.delta;
+    else if (payees.treasury === null && payees.worker !== null) candidates.push(c);
+    else others.push(c);
+  }
+  // With the treasury unknown, one payee besides worker and vault may be it; two cannot.
+  if (candidates.length === 1) treasury += candidates[0]!.delta;
+  else others.push(...candidates);
+  const sideFlow = -sum(foreignDebits.map((c) => c.delta));
+  const othersTotal = sum(others.map((c) => c.delta));
+  const unexplainedTotal = othersTotal > sideFlow ? othersTotal - sideFlow : 0n;
+  return {
+    outflow,
+    worker,
+    treasury,
+    returned,
+    foreignDebits: foreignDebits.map(movement),
+    unexplained: unexplainedTotal > 0n ? others.map(movement) : [],
+    unexplainedTotal,
+    treasuryCandidates: candidates.length === 1 ? candidates.map(movement) : [],
+    payees: credits.map(movement),
+  };
+}
+
+/** Token instructions a role needs; anything else on any account is a finding. */
+const allowedTokenInstructions: ReadonlySet<string> = new Set([
+  "transfer",
+  "transferChecked",
+  // Creating a recipient's token account (the associated-token program does this by CPI).
+  "initializeAccount",
+  "initializeAccount2",
+  "initializeAccount3",
+  "initializeImmutableOwner",
+  "getAccountDataSize",
+]);
+
+/** Programs whose presence cannot hide a token instruction from a node that omits inner ones. */
+const plainPrograms: ReadonlySet<string> = new Set([
+  "ComputeBudget111111111111111111111111111111",
+  "MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr",
+  "Memo1UhkJRfHyvLMcVucJwxXeuD728EqVDDwQDxFMNo",
+  "11111111111111111111111111111111",
+]);
+
+/** Token instructions a job's transaction must not carry, with the accounts they name. */
+export function forbiddenTokenInstructions(
+  facts: TransactionFacts,
+): { kind: string; accounts: string[] }[] {
+  return facts.tokenInstructions
+    .filter((ix) => !allowedTokenInstructions.has(ix.kind))
+    .map((ix) => ({ kind: ix.kind, accounts: ix.accounts }));
+}
+
+/**
+ * True when instructions run by other programs could be unseen: the node omitted inner
+ * instructions and the transaction invoked a program that is neither a token program nor one
+ * that cannot call one.
+ */
+export function innerInstructionsHidden(profile: Profile, facts: TransactionFacts): boolean {
+  if (facts.innerInstructionsKnown) return false;
+  return facts.programs.some((p) => !plainPrograms.has(p) && !profile.tokenPrograms.includes(p));
+}
