@@ -42,6 +42,40 @@ export const configSchema = z.object({
     .string()
     .regex(/^dcntrl_(live|test)_[A-Za-z0-9]{32}$/, "must look like dcntrl_live_<32 alphanumerics>")
     .optional(),
+  /**
+   * Credit vaults of this deployment, comma-separated: a bare address lists a vault of any of
+   * its keys; `<key fingerprint>:<address>` pins one key's vault (fingerprints as reports show
+   * them). A lock from any other vault is a discrepancy. Default none: each key's vault is
+   * learned from its first lock.
+   */
+  CREDIT_VAULTS: z
+    .string()
+    .default("")
+    .transform((text, ctx) => {
+      const vaults: string[] = [];
+      const byKey: Record<string, string> = {};
+      for (const raw of text.split(",")) {
+        const entry = raw.trim();
+        if (entry === "") continue;
+        const [first, second] = entry.split(":");
+        const address = second ?? first!;
+        if (!/^[1-9A-HJ-NP-Za-km-z]{32,44}$/.test(address) || entry.split(":").length > 2) {
+          ctx.addIssue({
+            code: "custom",
+            message: `${JSON.stringify(entry)} is not <address> or <fingerprint>:<address>`,
+          });
+          continue;
+        }
+        if (second === undefined) vaults.push(address);
+        else if (!/^[0-9a-f]{16}$/.test(first!)) {
+          ctx.addIssue({
+            code: "custom",
+            message: `${JSON.stringify(first)} is not a 16-hex-digit key fingerprint`,
+          });
+        } else byKey[first!] = address;
+      }
+      return { vaults, byKey };
+    }),
   /** HTTP port of `serve`. Default 8787; 0 picks a free port. */
   PORT: z.coerce.number().int().min(0).max(65_535).default(8787),
   /** Interface `serve` listens on. Default 127.0.0.1. */

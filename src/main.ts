@@ -14,6 +14,7 @@ import { createRecordingProxy } from "./recorder/proxy.js";
 import { createSettlementBackfill } from "./recorder/settlement-backfill.js";
 import { explorerClusterOf } from "./reports/audit-record.js";
 import { createVerifier, type Verifier } from "./verify/engine.js";
+import { profileStatus } from "./verify/profile-status.js";
 import { loadProfile } from "./verify/profiles.js";
 
 /** A running service; `close()` stops taking requests, drains work and closes the store. */
@@ -57,6 +58,7 @@ export async function startService(
     rpc,
     profile,
     log,
+    custody: config.CREDIT_VAULTS,
     // New receipts are found by polling the store (one indexed query) as often as finality.
     options: { pollIntervalMs: config.VERIFY_POLL_MS, idleIntervalMs: config.VERIFY_POLL_MS },
   });
@@ -77,7 +79,10 @@ export async function startService(
     verifier,
     proxyRequireToken: config.PROXY_REQUIRE_TOKEN,
     explorer: explorerClusterOf(profile.cluster, config.SOLANA_RPC_URLS[0] ?? ""),
-    readiness: { rpc: () => rpc.getSlot("finalized") },
+    readiness: {
+      rpc: () => rpc.getSlot("finalized"),
+      profile: () => profileStatus(store, profile),
+    },
   });
   const stopWorkers = async () => {
     nightly?.stop();

@@ -120,12 +120,20 @@ export const FiguresSchema = z
   .object({
     jobs: z.number().int(),
     verified: z.number().int(),
+    partiallyVerified: z
+      .number()
+      .int()
+      .describe("no check failed, but the job's own data left a money check unproven"),
     pending: z.number().int().describe("not final yet"),
     discrepancies: z.number().int(),
     dropped: z.number().int(),
     unverifiable: z.number().int(),
     chargedUnits: z.string(),
     chargedUsdc: z.string(),
+    verifiedChargedUnits: z.string().describe("charged on verified jobs"),
+    verifiedChargedUsdc: z.string(),
+    disputedChargedUnits: z.string().describe("charged on jobs with a discrepancy or dropped"),
+    disputedChargedUsdc: z.string(),
     escrowedUnits: z.string(),
     escrowedUsdc: z.string(),
     workerPaidUnits: z.string(),
@@ -190,6 +198,11 @@ export const AuditRecordSchema = z
     jobId: z.string(),
     verdict: verdictSchema,
     verdictAt: z.string().nullable(),
+    unproven: z
+      .array(z.object({ code: z.string(), message: z.string() }))
+      .describe(
+        "for `partially_verified`: the money checks the job's own data left unproven (e.g. usage_unknown: the charge is bounded by the lock only)",
+      ),
     commitment: z.enum(["processed", "confirmed", "finalized"]).nullable(),
     lastError: z.string().nullable(),
     receipt: z.object({
@@ -203,7 +216,15 @@ export const AuditRecordSchema = z
           creditsRemainingUnits: nullableUnits,
         })
         .describe("The x-decentral-* response headers (or the `_decentral` object) as recorded."),
-      model: z.string().nullable(),
+      model: z
+        .string()
+        .nullable()
+        .describe("the model the caller asked for; the job is priced by it"),
+      responseModel: z.string().nullable().describe("the model the response named"),
+      creditVault: z
+        .string()
+        .nullable()
+        .describe("the credit vault the receipt's sender declared for its key"),
       usage: z.object({
         promptTokens: z.number().int().nullable(),
         completionTokens: z.number().int().nullable(),

@@ -1,6 +1,7 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Store } from "../db/client.js";
 import { dataCompleteUntil } from "../reports/reconciliation.js";
+import type { ProfileStatus } from "../verify/profile-status.js";
 import type { AppEnv } from "./app.js";
 import { BEARER_SCHEME, requireRole } from "./auth.js";
 import type { AppMetrics } from "./metrics.js";
@@ -14,6 +15,8 @@ export interface ReadinessProbes {
   maxLagSeconds?: number;
   /** How long the RPC probe may take, in milliseconds. Default 3000. */
   rpcTimeoutMs?: number;
+  /** The protocol profile's gaps and learned facts (informational: never fails readiness). */
+  profile?: () => ProfileStatus;
 }
 
 export interface OpsRoutesDeps {
@@ -32,6 +35,14 @@ const ReadinessSchema = z
       rpc: ProbeSchema,
       verificationLag: ProbeSchema.extend({ seconds: z.number(), maxSeconds: z.number() }),
     }),
+    profile: z
+      .object({
+        name: z.string(),
+        gaps: z.array(z.object({ check: z.string(), reason: z.string() })),
+        treasury: z.record(z.string(), z.unknown()),
+      })
+      .optional()
+      .describe("what the protocol profile cannot check for any job, and what was learned instead"),
   })
   .openapi("Readiness");
 
@@ -105,7 +116,14 @@ export function opsRoutes(deps: OpsRoutesDeps) {
         : 0;
       const verificationLag = { ok: seconds <= maxSeconds, seconds, maxSeconds };
       const ok = database.ok && rpc.ok && verificationLag.ok;
-      const body = { ok, checks: { database, rpc, verificationLag } };
+      const profile = database.ok ? deps.readiness?.profile?.() : undefined;
+      const body = {
+        ok,
+        checks: { database, rpc, verificationLag },
+        ...(profile
+          ? { profile: profile as typeof profile & { treasury: Record<string, unknown> } }
+          : {}),
+      };
       return ok ? c.json(body, 200) : c.json(body, 503);
     })
     .openapi(metrics, async (c) => {

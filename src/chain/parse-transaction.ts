@@ -279,7 +279,9 @@ function decodeWire(tx: unknown[], meta: Json): DecodedTransaction {
   const topLevel = wire.instructions.map((ix, i) => {
     const path = `transaction.message.instructions[${i}]`;
     const programId = accounts[index(ix.programIdIndex, accounts.length, path)]!;
-    const named = ix.accounts.map((a, j) => accounts[index(a, accounts.length, `${path}.accounts[${j}]`)]!);
+    const named = ix.accounts.map(
+      (a, j) => accounts[index(a, accounts.length, `${path}.accounts[${j}]`)]!,
+    );
     return stepOf(programId, ix.data, named);
   });
   return { signatures: wire.signatures, version: wire.version, accounts, topLevel };

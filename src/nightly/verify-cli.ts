@@ -57,6 +57,7 @@ export function registerVerifyCommand(program: Command, helpers: Helpers): void 
           rpc,
           profile: loadProfile(config.AUDIT_PROFILE),
           log,
+          custody: config.CREDIT_VAULTS,
         });
         const abort = new AbortController();
         const onSignal = () => abort.abort();

@@ -3,6 +3,7 @@ import { withoutUrlSecrets } from "../chain/url-secrets.js";
 import type { Store } from "../db/client.js";
 import { chainTransactions, checkResults, jobs, receiptConflicts } from "../db/schema.js";
 import { formatUnits } from "../money.js";
+import { type UnprovenCode, unprovenCodes } from "../verify/check-catalogue.js";
 import { isoOf } from "./period.js";
 
 /**
@@ -149,6 +150,10 @@ export function auditRecord(store: Store, jobId: string, explorer: ExplorerClust
     jobId: job.jobId,
     verdict: job.verdict,
     verdictAt: iso(job.verdictAt),
+    unproven: (job.unproven ?? []).map((code) => ({
+      code,
+      message: unprovenCodes[code as UnprovenCode] ?? code,
+    })),
     commitment: job.commitment,
     lastError: job.lastError === null ? null : withoutUrlSecrets(job.lastError),
     receipt: {
@@ -161,6 +166,8 @@ export function auditRecord(store: Store, jobId: string, explorer: ExplorerClust
         creditsRemainingUnits: str(job.creditsRemainingUnits),
       },
       model: job.model,
+      responseModel: job.responseModel,
+      creditVault: job.creditVault,
       usage: {
         promptTokens: job.promptTokens,
         completionTokens: job.completionTokens,

@@ -13,6 +13,8 @@ export const openVerdicts: readonly Verdict[] = verdicts.filter((v) => !finalVer
 export interface ReconciliationFigures {
   jobs: number;
   verified: number;
+  /** No check failed, but the job's own data left a money check unproven. */
+  partiallyVerified: number;
   /** Not final yet (pending, awaiting finality, retryable error). */
   pending: number;
   discrepancies: number;
@@ -27,6 +29,10 @@ export interface ReconciliationFigures {
   unaccountedUnits: bigint;
   /** Network fees of the jobs' transactions, lamports. */
   feesLamports: bigint;
+  /** Charged on jobs proven in full (`verified`). */
+  verifiedChargedUnits: bigint;
+  /** Charged on jobs with a failing check or a signature that never landed. */
+  disputedChargedUnits: bigint;
 }
 
 export interface ReconciliationGroup extends ReconciliationFigures {
@@ -105,6 +111,7 @@ export function emptyFigures(): ReconciliationFigures {
   return {
     jobs: 0,
     verified: 0,
+    partiallyVerified: 0,
     pending: 0,
     discrepancies: 0,
     dropped: 0,
@@ -116,12 +123,15 @@ export function emptyFigures(): ReconciliationFigures {
     refundedUnits: 0n,
     unaccountedUnits: 0n,
     feesLamports: 0n,
+    verifiedChargedUnits: 0n,
+    disputedChargedUnits: 0n,
   };
 }
 
 function addFigures(into: ReconciliationFigures, row: ReconciliationFigures): void {
   into.jobs += row.jobs;
   into.verified += row.verified;
+  into.partiallyVerified += row.partiallyVerified;
   into.pending += row.pending;
   into.discrepancies += row.discrepancies;
   into.dropped += row.dropped;
@@ -133,6 +143,8 @@ function addFigures(into: ReconciliationFigures, row: ReconciliationFigures): vo
   into.refundedUnits += row.refundedUnits;
   into.unaccountedUnits += row.unaccountedUnits;
   into.feesLamports += row.feesLamports;
+  into.verifiedChargedUnits += row.verifiedChargedUnits;
+  into.disputedChargedUnits += row.disputedChargedUnits;
 }
 
 /**
@@ -209,6 +221,7 @@ function figuresOf(row: AggregateRow): ReconciliationFigures {
   const f = emptyFigures();
   f.jobs = jobs;
   if (row.verdict === "verified") f.verified = jobs;
+  else if (row.verdict === "partially_verified") f.partiallyVerified = jobs;
   else if (row.verdict === "discrepancy") f.discrepancies = jobs;
   else if (row.verdict === "dropped") f.dropped = jobs;
   else if (row.verdict === "unverifiable") f.unverifiable = jobs;
@@ -220,6 +233,10 @@ function figuresOf(row: AggregateRow): ReconciliationFigures {
   f.refundedUnits = row.refunded;
   f.unaccountedUnits = row.escrowed - row.worker_paid - row.treasury_paid - row.refunded;
   f.feesLamports = row.fees;
+  if (row.verdict === "verified") f.verifiedChargedUnits = row.charged;
+  if (row.verdict === "discrepancy" || row.verdict === "dropped") {
+    f.disputedChargedUnits = row.charged;
+  }
   return f;
 }
 
@@ -230,12 +247,17 @@ function figuresOf(row: AggregateRow): ReconciliationFigures {
 export const reconciliationColumns = [
   "jobs",
   "verified",
+  "partiallyVerified",
   "pending",
   "discrepancies",
   "dropped",
   "unverifiable",
   "chargedUnits",
   "chargedUsdc",
+  "verifiedChargedUnits",
+  "verifiedChargedUsdc",
+  "disputedChargedUnits",
+  "disputedChargedUsdc",
   "escrowedUnits",
   "escrowedUsdc",
   "workerPaidUnits",
@@ -253,6 +275,7 @@ export type FiguresJson = {
   [K in (typeof reconciliationColumns)[number]]: K extends
     | "jobs"
     | "verified"
+    | "partiallyVerified"
     | "pending"
     | "discrepancies"
     | "dropped"
@@ -266,12 +289,17 @@ export function figuresToJson(f: ReconciliationFigures): FiguresJson {
   return {
     jobs: f.jobs,
     verified: f.verified,
+    partiallyVerified: f.partiallyVerified,
     pending: f.pending,
     discrepancies: f.discrepancies,
     dropped: f.dropped,
     unverifiable: f.unverifiable,
     chargedUnits: f.chargedUnits.toString(),
     chargedUsdc: formatUnits(f.chargedUnits),
+    verifiedChargedUnits: f.verifiedChargedUnits.toString(),
+    verifiedChargedUsdc: formatUnits(f.verifiedChargedUnits),
+    disputedChargedUnits: f.disputedChargedUnits.toString(),
+    disputedChargedUsdc: formatUnits(f.disputedChargedUnits),
     escrowedUnits: f.escrowedUnits.toString(),
     escrowedUsdc: formatUnits(f.escrowedUnits),
     workerPaidUnits: f.workerPaidUnits.toString(),

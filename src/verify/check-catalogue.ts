@@ -19,7 +19,8 @@ export const checkCatalogue = {
   "settlement.finalized": "it is finalized",
   "settlement.succeeded": "meta.err is null",
   "settlement.memo": "an SPL Memo names this job, and no memo names another job or step",
-  "settlement.program": "the profile's settlement program was invoked (a profile gap while unknown)",
+  "settlement.program":
+    "the profile's settlement program was invoked (a profile gap while unknown)",
   "settlement.instructions": "only token transfers, as for the escrow",
   "settlement.balances":
     "only the escrow account paid out; no other account and no other mint changed",

@@ -1,14 +1,9 @@
 import type { TransactionFacts } from "../chain/transaction-facts.js";
 import type { CheckOutcome } from "../db/schema.js";
+import { type CheckName, checkCatalogue, type Role, type UnprovenCode } from "./check-catalogue.js";
 import {
-  type CheckName,
-  checkCatalogue,
-  type Role,
-  type UnprovenCode,
-} from "./check-catalogue.js";
-import {
-  foreignChanges,
   forbiddenTokenInstructions,
+  foreignChanges,
   innerInstructionsHidden,
   type LockReading,
   type Payees,
@@ -246,7 +241,8 @@ interface RoleTx {
 function roleChecks(input: CheckInput, tx: RoleTx, ledger: Ledger): boolean {
   const { job, profile } = input;
   const { role, signature, facts } = tx;
-  const programId = role === "settlement" ? profile.programs.settlement : profile.programs.jobEscrow;
+  const programId =
+    role === "settlement" ? profile.programs.settlement : profile.programs.jobEscrow;
   const programName = role === "settlement" ? "settlement" : "job_escrow";
   ledger.add(
     programId === null
@@ -384,7 +380,8 @@ function escrowChecks(
     const source = sources[0]!.account;
     const custody = input.custody ?? { pinned: null, configured: new Set<string>() };
     const ties: { by: string; vault: string }[] = [];
-    if (custody.pinned) ties.push({ by: `${custody.pinned.source} for the key`, vault: custody.pinned.vault });
+    if (custody.pinned)
+      ties.push({ by: `${custody.pinned.source} for the key`, vault: custody.pinned.vault });
     if (job.creditVault) ties.push({ by: "declared by the receipt", vault: job.creditVault });
     const mismatched = ties.filter((t) => t.vault !== source);
     const listed = custody.configured.size === 0 || custody.configured.has(source);
@@ -605,12 +602,21 @@ function settlementChecks(
   } else {
     const rates = allowedRates(profile, job.worker);
     const allowed = rates.map((bps) => (charge * BigInt(bps)) / 10_000n);
-    const expected = { charge: charge.toString(), rateBps: rates, workerShare: allowed.map(String) };
+    const expected = {
+      charge: charge.toString(),
+      rateBps: rates,
+      workerShare: allowed.map(String),
+    };
     const actual = { workerShare: r.worker.toString(), treasuryShare: r.treasury.toString() };
     ledger.add(
       allowed.includes(r.worker)
         ? pass("settlement.split", expected, actual)
-        : fail("settlement.split", "the worker's share matches no allowed payout rate", expected, actual),
+        : fail(
+            "settlement.split",
+            "the worker's share matches no allowed payout rate",
+            expected,
+            actual,
+          ),
     );
   }
 
@@ -618,7 +624,10 @@ function settlementChecks(
   // worker_paid's finding; its share paid elsewhere is the same cause, not a second one.
   if (!workerPaid) {
     ledger.add(
-      skip("settlement.recipients", "the receipt's worker was not paid (see settlement.worker_paid)"),
+      skip(
+        "settlement.recipients",
+        "the receipt's worker was not paid (see settlement.worker_paid)",
+      ),
     );
   } else if (r.unexplained.length > 0) {
     ledger.add(
@@ -700,7 +709,11 @@ function settlementChecks(
   // The lock covers the charge.
   ledger.add(
     lock.reading.lock >= charge
-      ? pass("escrow.covers_charge", { atLeast: charge.toString() }, { lock: lock.reading.lock.toString() })
+      ? pass(
+          "escrow.covers_charge",
+          { atLeast: charge.toString() },
+          { lock: lock.reading.lock.toString() },
+        )
       : fail(
           "escrow.covers_charge",
           "the charge exceeds what was locked",
@@ -711,7 +724,11 @@ function settlementChecks(
 
   // The charge is the requested model's price for the recorded usage.
   if (job.model === null) {
-    ledger.gap("charge.matches_price", "model_unknown", "the receipt does not name the model asked for");
+    ledger.gap(
+      "charge.matches_price",
+      "model_unknown",
+      "the receipt does not name the model asked for",
+    );
   } else if (job.completionTokens === null) {
     ledger.gap(
       "charge.matches_price",
@@ -793,7 +810,11 @@ function refundChecks(
       returned: lockUnits.toString(),
       to: lock.creditVault,
     };
-    const actual = { released: r.outflow.toString(), returned: r.returned.toString(), payees: r.payees };
+    const actual = {
+      released: r.outflow.toString(),
+      returned: r.returned.toString(),
+      payees: r.payees,
+    };
     ledger.add(
       ok
         ? pass("refund.complete", expected, actual)
@@ -825,7 +846,9 @@ function stolenSignatures(input: CheckInput): Map<string, string> {
     const names = namedBy.get(signature) ?? [job.jobId];
     if (names.every((id) => id === job.jobId)) continue;
     const facts = transactions.get(signature);
-    const owners = facts ? [...new Set(parseJobMemos(profile, facts.memos).map((m) => m.jobId))] : [];
+    const owners = facts
+      ? [...new Set(parseJobMemos(profile, facts.memos).map((m) => m.jobId))]
+      : [];
     if (!owners.includes(job.jobId)) {
       const owner = owners[0] ?? signatureOwnerAmong(names, job.jobId);
       if (owner !== null) stolen.set(signature, owner);
@@ -859,7 +882,8 @@ function uniqueSignatures(
   for (const [signature, played] of roles) {
     if (played.length > 1) findings.push({ signature, roles: played });
   }
-  if (findings.length === 0) return pass("signatures.unique", "each signature serves only this job", []);
+  if (findings.length === 0)
+    return pass("signatures.unique", "each signature serves only this job", []);
   const reason =
     stolen.size > 0
       ? `a signature of another job is named by this receipt (replayed receipt): ${[...stolen.values()][0]} owns it`
@@ -903,13 +927,21 @@ function jobsApiMatchesChain(
   if (status !== "settled" && status !== "refunded") {
     return skip(name, `the jobs API's answer (${status ?? "no status"}) is not final`);
   }
-  const expected = { status: outcome.kind, creditsChargedUnits: outcome.charge?.toString() ?? null };
+  const expected = {
+    status: outcome.kind,
+    creditsChargedUnits: outcome.charge?.toString() ?? null,
+  };
   const actual = {
     status,
     creditsChargedUnits: job.apiCreditsChargedUnits?.toString() ?? null,
   };
   if (outcome.kind !== "none" && status !== outcome.kind) {
-    return fail(name, `the jobs API says ${status}, the chain shows the job ${outcome.kind}`, expected, actual);
+    return fail(
+      name,
+      `the jobs API says ${status}, the chain shows the job ${outcome.kind}`,
+      expected,
+      actual,
+    );
   }
   const chainCharge = outcome.kind === "refunded" ? 0n : outcome.charge;
   if (job.apiCreditsChargedUnits !== null && chainCharge !== null) {
@@ -938,7 +970,7 @@ export function evaluateJob(given: CheckInput): Evaluation {
     ...given,
     job: { ...given.job, worker: given.job.worker ?? given.job.apiWorker },
   };
-  const { job, profile, transactions, namedBy } = input;
+  const { job, profile, transactions } = input;
   const ledger = new Ledger();
   const learned: Evaluation["learned"] = { creditVault: null, treasuryCandidate: null };
   const stolen = stolenSignatures(input);
@@ -994,7 +1026,8 @@ export function evaluateJob(given: CheckInput): Evaluation {
   if (isRefund) {
     ledger.skipAll(settlementNames, "the job was refunded, not settled");
     ledger.add(skip("charge.model", "the job was refunded, not settled"));
-    const refund = refunds[0] ?? (closings[0] ? { ...closings[0], role: "refund" as const } : undefined);
+    const refund =
+      refunds[0] ?? (closings[0] ? { ...closings[0], role: "refund" as const } : undefined);
     if (refund === undefined) {
       const reason = "no refund transaction is known for this refunded job";
       ledger.unverifiable ??= reason;
@@ -1009,7 +1042,10 @@ export function evaluateJob(given: CheckInput): Evaluation {
     const responseModel = job.responseModel ?? null;
     ledger.add(
       job.model === null || responseModel === null
-        ? skip("charge.model", "the receipt does not record both the requested and the answered model")
+        ? skip(
+            "charge.model",
+            "the receipt does not record both the requested and the answered model",
+          )
         : responseModel === job.model
           ? pass("charge.model", job.model, responseModel)
           : fail(
@@ -1043,7 +1079,15 @@ export function evaluateJob(given: CheckInput): Evaluation {
     } else {
       for (const s of settlements) played(s.signature, "settlement");
       played(settlement.signature, "settlement");
-      const money = settlementChecks(input, settlement, settlements, lock, escrowSkip, ledger, learned);
+      const money = settlementChecks(
+        input,
+        settlement,
+        settlements,
+        lock,
+        escrowSkip,
+        ledger,
+        learned,
+      );
       outcome = { kind: "settled", charge: money?.charge ?? null };
     }
   }
@@ -1114,7 +1158,10 @@ function amountsOf(
     job.creditVault ??
     "";
   const escrowAccount =
-    lock?.escrowAccount ?? (escrow ? readLock(profile, escrow.facts).escrowAccount : null) ?? profile.escrowVault ?? "";
+    lock?.escrowAccount ??
+    (escrow ? readLock(profile, escrow.facts).escrowAccount : null) ??
+    profile.escrowVault ??
+    "";
   const treasury = profile.treasury ?? input.learnedTreasury ?? null;
   const refundSigs = new Set(refunds.map((r) => r.signature));
   let worker = 0n;

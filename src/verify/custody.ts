@@ -27,7 +27,11 @@ export interface CustodyStore {
    * Pins what an evaluation learned, inside the caller's write transaction. False when another
    * job pinned something else first: the evaluation is stale and must run again.
    */
-  pin(job: Pick<ReceiptForChecks, "jobId" | "keyFingerprint">, learned: Evaluation["learned"], t: number): boolean;
+  pin(
+    job: Pick<ReceiptForChecks, "jobId" | "keyFingerprint">,
+    learned: Evaluation["learned"],
+    t: number,
+  ): boolean;
   /**
    * Records a settlement's treasury candidate; once `treasuryLearnAfter` settlements agree the
    * address is pinned, and jobs left unproven for want of it are queued again.

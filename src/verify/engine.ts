@@ -25,7 +25,7 @@ import {
   jobSignatures,
   MAX_NAMED_BY,
 } from "./checks.js";
-import { createCustodyStore, type CustodyConfig } from "./custody.js";
+import { type CustodyConfig, createCustodyStore } from "./custody.js";
 import type { Profile } from "./profiles.js";
 
 /**

@@ -63,8 +63,7 @@ export function readLock(profile: Profile, facts: TransactionFacts): LockReading
   const debits = changes.filter((c) => c.delta < 0n);
   // Without a pinned escrow vault (per-job escrow accounts, e.g. PDAs), the lock is the one
   // account credited; a lock that pays several accounts has no escrow account to follow.
-  const escrowAccount =
-    profile.escrowVault ?? (credits.length === 1 ? credits[0]!.account : null);
+  const escrowAccount = profile.escrowVault ?? (credits.length === 1 ? credits[0]!.account : null);
   const lock = sum(credits.filter((c) => c.account === escrowAccount).map((c) => c.delta));
   return {
     lock,

@@ -1,0 +1,66 @@
+import type { Store } from "../db/client.js";
+import type { Profile } from "./profiles.js";
+
+/**
+ * What a profile cannot check for any job (profile-level gaps, said once rather than on every
+ * job) and what the store learned in its place. Shown by `/readyz`, reports and the nightly run.
+ */
+export interface ProfileStatus {
+  name: string;
+  /** Checks no job can pass under this profile, with why. */
+  gaps: { check: string; reason: string }[];
+  treasury:
+    | { source: "profile"; address: string }
+    | { source: "learned"; address: string; settlements: number }
+    | {
+        source: "learning";
+        candidates: { address: string; settlements: number }[];
+        needed: number;
+      };
+}
+
+/** The profile's gaps and the treasury as pinned, learned or still being learned. */
+export function profileStatus(store: Store, profile: Profile): ProfileStatus {
+  const gaps: ProfileStatus["gaps"] = [];
+  if (profile.programs.jobEscrow === null) {
+    gaps.push({
+      check: "escrow.program, refund.program",
+      reason:
+        "the job_escrow program id is not known: the program that moved the lock is not proven",
+    });
+  }
+  if (profile.programs.settlement === null) {
+    gaps.push({
+      check: "settlement.program",
+      reason: "the settlement program id is not known",
+    });
+  }
+  if (profile.treasury !== null) {
+    return { name: profile.name, gaps, treasury: { source: "profile", address: profile.treasury } };
+  }
+  const pinned = store.sqlite
+    .prepare("SELECT value, evidence FROM profile_pins WHERE profile = ? AND name = 'treasury'")
+    .get(profile.name) as { value: string; evidence: number } | undefined;
+  if (pinned) {
+    return {
+      name: profile.name,
+      gaps,
+      treasury: { source: "learned", address: pinned.value, settlements: pinned.evidence },
+    };
+  }
+  const candidates = store.sqlite
+    .prepare(
+      `SELECT address, count(*) AS settlements FROM treasury_evidence WHERE profile = ?
+       GROUP BY address ORDER BY settlements DESC LIMIT 5`,
+    )
+    .all(profile.name) as { address: string; settlements: number }[];
+  gaps.push({
+    check: "settlement.recipients",
+    reason: `the treasury is not known yet: settlements stay partially verified until ${profile.treasuryLearnAfter} agree on one address`,
+  });
+  return {
+    name: profile.name,
+    gaps,
+    treasury: { source: "learning", candidates, needed: profile.treasuryLearnAfter },
+  };
+}
