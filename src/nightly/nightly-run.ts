@@ -134,8 +134,7 @@ export async function runNightlyVerification(
         }
       }
       const result = await engine.runUntilSettled(
-        // The engine's `to` is inclusive; the window's is exclusive.
-        { from: options.from, to: options.to - 1 },
+        { from: options.from, to: options.to },
         {
           timeoutMs: options.timeoutMs,
           ...(options.signal ? { signal: options.signal } : {}),
