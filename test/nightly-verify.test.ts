@@ -161,8 +161,27 @@ describe("decentral-audit verify", () => {
     [{ from: "2026-11-02", to: "2026-11-01" }, "to"],
     [{ since: "1h", timeout: "forever" }, "timeout"],
     [{}, "from"],
+    [{ window: "last-week" }, "window"],
+    [{ window: "yesterday", since: "24h" }, "window"],
+    [{ window: "yesterday", to: "2026-11-25" }, "window"],
   ])("rejects flags %j naming --%s", (flags, field) => {
     expect(() => verifyWindow(flags, NOW)).toThrow(expect.objectContaining({ details: { field } }));
+  });
+
+  it("points --since yesterday at --window yesterday", () => {
+    expect(() => verifyWindow({ since: "yesterday" }, NOW)).toThrow(/--window yesterday/);
+  });
+
+  it("--since is relative to the run's start, --window yesterday is the previous UTC day whenever it runs", () => {
+    const late = NOW + 7 * 60_000;
+    expect(verifyWindow({ since: "24h" }, late)).toMatchObject({
+      from: late - 24 * hour,
+      to: late,
+    });
+    const day = { from: Date.UTC(2026, 10, 24), to: Date.UTC(2026, 10, 25) };
+    for (const at of [Date.UTC(2026, 10, 25), NOW, late, Date.UTC(2026, 10, 26) - 1]) {
+      expect(verifyWindow({ window: "yesterday" }, at)).toMatchObject(day);
+    }
   });
 });
 
