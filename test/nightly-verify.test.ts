@@ -154,6 +154,61 @@ describe("decentral-audit verify", () => {
     });
   });
 
+  it("says 0 jobs recorded, never all verified, for a window without jobs (text, Markdown, JSON)", async () => {
+    const store = createTestStore();
+    const text = run(store, scriptedEngine(store, {}));
+    expect(await text.code).toBe(0);
+    expect(text.out.join("")).toContain("0 jobs recorded in this window, nothing verified");
+    const markdown = run(store, scriptedEngine(store, {}), { markdown: true });
+    expect(await markdown.code).toBe(0);
+    expect(markdown.out.join("")).toMatch(/^### ⚪ Nightly verification: 0 jobs recorded/);
+    const json = run(store, scriptedEngine(store, {}), { json: true });
+    expect(await json.code).toBe(0);
+    expect(JSON.parse(json.out.join(""))).toMatchObject({
+      headline: "0 jobs recorded in this window, nothing verified",
+      outcome: "no_jobs",
+      exitCode: 0,
+      total: 0,
+    });
+    for (const output of [text, markdown, json]) {
+      expect(output.out.join("")).not.toMatch(/all 0|all verified|"outcome": "verified"|✅/);
+    }
+  });
+
+  it("exits 1 with --min-jobs when the window holds fewer jobs, saying so", async () => {
+    const store = storeWithWindow();
+    const engine = scriptedEngine(store, { in_1: "verified", in_2: "verified" });
+    const tooFew = run(store, engine, { minJobs: "3", json: true });
+    expect(await tooFew.code).toBe(1);
+    expect(tooFew.err).toContain("verify: 2 jobs recorded, fewer than --min-jobs 3");
+    expect(JSON.parse(tooFew.out.join(""))).toMatchObject({
+      outcome: "too_few_jobs",
+      minJobs: 3,
+      total: 2,
+    });
+    const enough = run(store, engine, { minJobs: "2" });
+    expect(await enough.code).toBe(0);
+    expect(enough.out.join("")).toContain("all 2 jobs verified");
+
+    const empty = createTestStore();
+    const none = run(empty, scriptedEngine(empty, {}), { minJobs: "1" });
+    expect(await none.code).toBe(1);
+    expect(none.out.join("")).toContain("0 jobs recorded, fewer than --min-jobs 1");
+  });
+
+  it("reports too few jobs beside the discrepancies it found", async () => {
+    const store = storeWithWindow();
+    const { code, out, err } = run(
+      store,
+      scriptedEngine(store, { in_1: "verified", in_2: "discrepancy" }),
+      { minJobs: "10" },
+    );
+    expect(await code).toBe(1);
+    expect(out.join("")).toContain("1 of 2 jobs NOT verified");
+    expect(out.join("")).toContain("also: 2 jobs recorded, fewer than --min-jobs 10");
+    expect(err).toContain("verify: 2 jobs recorded, fewer than --min-jobs 10");
+  });
+
   it.each([
     [{ since: "yesterday" }, "since"],
     [{ since: "24h", from: "2026-11-01" }, "since"],
@@ -162,6 +217,8 @@ describe("decentral-audit verify", () => {
     [{ since: "1h", timeout: "forever" }, "timeout"],
     [{}, "from"],
     [{ window: "last-week" }, "window"],
+    [{ since: "24h", minJobs: "-1" }, "min-jobs"],
+    [{ since: "24h", minJobs: "many" }, "min-jobs"],
     [{ window: "yesterday", since: "24h" }, "window"],
     [{ window: "yesterday", to: "2026-11-25" }, "window"],
   ])("rejects flags %j naming --%s", (flags, field) => {

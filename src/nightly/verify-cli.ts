@@ -34,6 +34,7 @@ export function registerVerifyCommand(program: Command, helpers: Helpers): void 
         .option("--from <instant>", "window start, inclusive (YYYY-MM-DD or ISO 8601, UTC)")
         .option("--to <instant>", "window end, exclusive (default now)")
         .option("--timeout <duration>", "give up after this long (exit 2)", "30m")
+        .option("--min-jobs <n>", "exit 1 when the window holds fewer jobs than this", "0")
         .option("--json", "print the summary as JSON")
         .option("--markdown", "print the summary as Markdown")
         .option("--out <file>", "write the summary to a file"),

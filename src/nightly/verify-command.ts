@@ -10,7 +10,7 @@ import {
   runNightlyVerification,
   type SettlingEngine,
 } from "./nightly-run.js";
-import { summaryToJson, summaryToMarkdown, summaryToText } from "./summary-format.js";
+import { summaryToJson, summaryToMarkdown, summaryToText, tooFewJobs } from "./summary-format.js";
 
 /** Flags of `decentral-audit verify`, as commander parses them. */
 export interface VerifyFlags {
@@ -19,6 +19,7 @@ export interface VerifyFlags {
   from?: string;
   to?: string;
   timeout?: string;
+  minJobs?: string;
   json?: boolean;
   markdown?: boolean;
   out?: string;
@@ -35,21 +36,19 @@ export interface VerifyIo {
 /** Default `--timeout`: 30 minutes. */
 export const DEFAULT_VERIFY_TIMEOUT_MS = 30 * 60_000;
 
-/** The window and timeout from the flags; a bad flag is an AppError naming it. */
+/** The window, timeout and `--min-jobs` from the flags; a bad flag is an AppError naming it. */
 export function verifyWindow(flags: VerifyFlags, now: number) {
+  const bad = (field: string, message: string) =>
+    new AppError("validation_failed", `--${field}: ${message}`, { field });
   const { from, to } = windowFromFlags(flags, now);
   const timeoutMs =
     flags.timeout === undefined ? DEFAULT_VERIFY_TIMEOUT_MS : parseDuration(flags.timeout);
-  if (timeoutMs === null) {
-    throw new AppError(
-      "validation_failed",
-      `--timeout: not a duration like 30m: ${flags.timeout}`,
-      {
-        field: "timeout",
-      },
-    );
+  if (timeoutMs === null) throw bad("timeout", `not a duration like 30m: ${flags.timeout}`);
+  const minJobsText = flags.minJobs?.trim() ?? "0";
+  if (!/^\d{1,9}$/.test(minJobsText)) {
+    throw bad("min-jobs", `not a whole number of jobs: ${flags.minJobs}`);
   }
-  return { from, to, timeoutMs };
+  return { from, to, timeoutMs, minJobs: Number(minJobsText) };
 }
 
 /** Renders the summary in the format the flags ask for. */
@@ -127,5 +126,7 @@ export async function runVerifyCommand(
     io.out(text);
   }
   if (summary.reason) io.err(`verify: ${summary.reason}`);
+  const tooFew = tooFewJobs(summary);
+  if (tooFew) io.err(`verify: ${tooFew}`);
   return summary.exitCode;
 }
