@@ -269,6 +269,109 @@ describe("serve --verify-cron", () => {
     }
   });
 
+  it("verifies the window between scheduled fire times, even when the run starts late", async () => {
+    const store = createTestStore();
+    let at = Date.UTC(2026, 10, 25, 2, 7); // 2 h 7 min after the fire of "0 0 * * *"
+    const engine = scriptedEngine(store, {});
+    const daily = scheduleNightlyVerification("0 0 * * *", {
+      store,
+      engine,
+      log: createLogger({ level: "silent" }),
+      now: () => at,
+    });
+    const at2 = scheduleNightlyVerification("0 2 * * *", {
+      store,
+      engine,
+      log: createLogger({ level: "silent" }),
+      now: () => at,
+    });
+    try {
+      expect(await daily.runNow()).toMatchObject({
+        from: Date.UTC(2026, 10, 24),
+        to: Date.UTC(2026, 10, 25),
+      });
+      expect(await at2.runNow()).toMatchObject({
+        from: Date.UTC(2026, 10, 24, 2),
+        to: Date.UTC(2026, 10, 25, 2),
+      });
+      // A run exactly at its fire time ends its window there.
+      at = Date.UTC(2026, 10, 26);
+      expect(await daily.runNow()).toMatchObject({
+        from: Date.UTC(2026, 10, 25),
+        to: Date.UTC(2026, 10, 26),
+      });
+    } finally {
+      daily.stop();
+      at2.stop();
+    }
+  });
+
+  it("folds a window it could not finish into the next one, so no time is left out", async () => {
+    const store = createTestStore();
+    let at = Date.UTC(2026, 10, 25, 0, 5);
+    let status: "timed_out" | "completed" = "timed_out";
+    const schedule = scheduleNightlyVerification("0 0 * * *", {
+      store,
+      engine: { runUntilSettled: async () => ({ status }) },
+      log: createLogger({ level: "silent" }),
+      now: () => at,
+    });
+    try {
+      const failed = await schedule.runNow();
+      expect(failed).toMatchObject({ exitCode: 2, from: Date.UTC(2026, 10, 24) });
+      status = "completed";
+      at = Date.UTC(2026, 10, 26, 0, 5);
+      expect(await schedule.runNow()).toMatchObject({
+        exitCode: 0,
+        from: Date.UTC(2026, 10, 24),
+        to: Date.UTC(2026, 10, 26),
+      });
+      at = Date.UTC(2026, 10, 27, 0, 5);
+      expect(await schedule.runNow()).toMatchObject({
+        from: Date.UTC(2026, 10, 26),
+        to: Date.UTC(2026, 10, 27),
+      });
+    } finally {
+      schedule.stop();
+    }
+  });
+
+  it("ends a scheduled run's window at its fire time when a busy process starts it late", async () => {
+    const store = createTestStore();
+    const summaries: { from: number; to: number; startedAt: number }[] = [];
+    let seen: () => void = () => {};
+    const ran = new Promise<void>((resolve) => {
+      seen = resolve;
+    });
+    const log = createLogger(
+      { level: "info" },
+      {
+        write: (line: string) => {
+          const entry = JSON.parse(line) as { nightly?: (typeof summaries)[number] };
+          if (entry.nightly) summaries.push(entry.nightly);
+          seen();
+        },
+      },
+    );
+    // Busy from just after a whole second until well past the next one, when the run is due.
+    while (Date.now() % 1000 < 50 || Date.now() % 1000 > 200);
+    const fire = (Math.floor(Date.now() / 1000) + 1) * 1000;
+    const schedule = scheduleNightlyVerification("* * * * * *", {
+      store,
+      engine: scriptedEngine(store, {}),
+      log,
+    });
+    try {
+      while (Date.now() < fire + 500);
+      await ran;
+      const [first] = summaries;
+      expect(first).toMatchObject({ from: fire - 1000, to: fire });
+      expect(first!.startedAt - first!.to).toBeGreaterThanOrEqual(500);
+    } finally {
+      schedule.stop();
+    }
+  });
+
   it("refuses an invalid expression naming VERIFY_CRON", () => {
     const store = createTestStore();
     expect(() =>
