@@ -117,4 +117,23 @@ describe("windows are [from, to): a job created exactly at `to` is in the next w
     const body = (await res.json()) as { items: { jobId: string }[] };
     expect(body.items.map((i) => i.jobId)).toEqual(inside);
   });
+
+  it("the OpenAPI document says so for every `to`, in queries and in reports", async () => {
+    const api = createTestApi();
+    const doc = (await (await api.get("/openapi.json")).json()) as {
+      paths: Record<string, { get?: { parameters?: { name: string; description?: string }[] } }>;
+      components: {
+        schemas: Record<string, { properties?: Record<string, { description?: string }> }>;
+      };
+    };
+    const toParams = Object.values(doc.paths).flatMap((p) =>
+      (p.get?.parameters ?? []).filter((q) => q.name === "to"),
+    );
+    expect(toParams.length).toBeGreaterThanOrEqual(4);
+    for (const param of toParams)
+      expect(param.description).toMatch(/exclusive|before this instant/);
+    for (const name of ["Reconciliation", "WorkerStatement"]) {
+      expect(doc.components.schemas[name]?.properties?.to?.description).toMatch(/exclusive/);
+    }
+  });
 });
