@@ -76,7 +76,7 @@ describe("decentral-audit verify", () => {
     const { code, out } = run(store, engine);
     expect(await code).toBe(0);
     expect(out.join("")).toContain("all 2 jobs verified");
-    expect(engine.filters).toEqual([{ from: NOW - 24 * hour, to: NOW - 1 }]);
+    expect(engine.filters).toEqual([{ from: NOW - 24 * hour, to: NOW }]);
   });
 
   it("exits 1 and names the job and its failing check when one is not verified", async () => {
@@ -154,6 +154,61 @@ describe("decentral-audit verify", () => {
     });
   });
 
+  it("says 0 jobs recorded, never all verified, for a window without jobs (text, Markdown, JSON)", async () => {
+    const store = createTestStore();
+    const text = run(store, scriptedEngine(store, {}));
+    expect(await text.code).toBe(0);
+    expect(text.out.join("")).toContain("0 jobs recorded in this window, nothing verified");
+    const markdown = run(store, scriptedEngine(store, {}), { markdown: true });
+    expect(await markdown.code).toBe(0);
+    expect(markdown.out.join("")).toMatch(/^### ⚪ Nightly verification: 0 jobs recorded/);
+    const json = run(store, scriptedEngine(store, {}), { json: true });
+    expect(await json.code).toBe(0);
+    expect(JSON.parse(json.out.join(""))).toMatchObject({
+      headline: "0 jobs recorded in this window, nothing verified",
+      outcome: "no_jobs",
+      exitCode: 0,
+      total: 0,
+    });
+    for (const output of [text, markdown, json]) {
+      expect(output.out.join("")).not.toMatch(/all 0|all verified|"outcome": "verified"|✅/);
+    }
+  });
+
+  it("exits 1 with --min-jobs when the window holds fewer jobs, saying so", async () => {
+    const store = storeWithWindow();
+    const engine = scriptedEngine(store, { in_1: "verified", in_2: "verified" });
+    const tooFew = run(store, engine, { minJobs: "3", json: true });
+    expect(await tooFew.code).toBe(1);
+    expect(tooFew.err).toContain("verify: 2 jobs recorded, fewer than --min-jobs 3");
+    expect(JSON.parse(tooFew.out.join(""))).toMatchObject({
+      outcome: "too_few_jobs",
+      minJobs: 3,
+      total: 2,
+    });
+    const enough = run(store, engine, { minJobs: "2" });
+    expect(await enough.code).toBe(0);
+    expect(enough.out.join("")).toContain("all 2 jobs verified");
+
+    const empty = createTestStore();
+    const none = run(empty, scriptedEngine(empty, {}), { minJobs: "1" });
+    expect(await none.code).toBe(1);
+    expect(none.out.join("")).toContain("0 jobs recorded, fewer than --min-jobs 1");
+  });
+
+  it("reports too few jobs beside the discrepancies it found", async () => {
+    const store = storeWithWindow();
+    const { code, out, err } = run(
+      store,
+      scriptedEngine(store, { in_1: "verified", in_2: "discrepancy" }),
+      { minJobs: "10" },
+    );
+    expect(await code).toBe(1);
+    expect(out.join("")).toContain("1 of 2 jobs NOT verified");
+    expect(out.join("")).toContain("also: 2 jobs recorded, fewer than --min-jobs 10");
+    expect(err).toContain("verify: 2 jobs recorded, fewer than --min-jobs 10");
+  });
+
   it.each([
     [{ since: "yesterday" }, "since"],
     [{ since: "24h", from: "2026-11-01" }, "since"],
@@ -161,8 +216,29 @@ describe("decentral-audit verify", () => {
     [{ from: "2026-11-02", to: "2026-11-01" }, "to"],
     [{ since: "1h", timeout: "forever" }, "timeout"],
     [{}, "from"],
+    [{ window: "last-week" }, "window"],
+    [{ since: "24h", minJobs: "-1" }, "min-jobs"],
+    [{ since: "24h", minJobs: "many" }, "min-jobs"],
+    [{ window: "yesterday", since: "24h" }, "window"],
+    [{ window: "yesterday", to: "2026-11-25" }, "window"],
   ])("rejects flags %j naming --%s", (flags, field) => {
     expect(() => verifyWindow(flags, NOW)).toThrow(expect.objectContaining({ details: { field } }));
+  });
+
+  it("points --since yesterday at --window yesterday", () => {
+    expect(() => verifyWindow({ since: "yesterday" }, NOW)).toThrow(/--window yesterday/);
+  });
+
+  it("--since is relative to the run's start, --window yesterday is the previous UTC day whenever it runs", () => {
+    const late = NOW + 7 * 60_000;
+    expect(verifyWindow({ since: "24h" }, late)).toMatchObject({
+      from: late - 24 * hour,
+      to: late,
+    });
+    const day = { from: Date.UTC(2026, 10, 24), to: Date.UTC(2026, 10, 25) };
+    for (const at of [Date.UTC(2026, 10, 25), NOW, late, Date.UTC(2026, 10, 26) - 1]) {
+      expect(verifyWindow({ window: "yesterday" }, at)).toMatchObject(day);
+    }
   });
 });
 
@@ -188,6 +264,109 @@ describe("serve --verify-cron", () => {
         msg: "nightly verification: discrepancies",
         nightly: { exitCode: 1 },
       });
+    } finally {
+      schedule.stop();
+    }
+  });
+
+  it("verifies the window between scheduled fire times, even when the run starts late", async () => {
+    const store = createTestStore();
+    let at = Date.UTC(2026, 10, 25, 2, 7); // 2 h 7 min after the fire of "0 0 * * *"
+    const engine = scriptedEngine(store, {});
+    const daily = scheduleNightlyVerification("0 0 * * *", {
+      store,
+      engine,
+      log: createLogger({ level: "silent" }),
+      now: () => at,
+    });
+    const at2 = scheduleNightlyVerification("0 2 * * *", {
+      store,
+      engine,
+      log: createLogger({ level: "silent" }),
+      now: () => at,
+    });
+    try {
+      expect(await daily.runNow()).toMatchObject({
+        from: Date.UTC(2026, 10, 24),
+        to: Date.UTC(2026, 10, 25),
+      });
+      expect(await at2.runNow()).toMatchObject({
+        from: Date.UTC(2026, 10, 24, 2),
+        to: Date.UTC(2026, 10, 25, 2),
+      });
+      // A run exactly at its fire time ends its window there.
+      at = Date.UTC(2026, 10, 26);
+      expect(await daily.runNow()).toMatchObject({
+        from: Date.UTC(2026, 10, 25),
+        to: Date.UTC(2026, 10, 26),
+      });
+    } finally {
+      daily.stop();
+      at2.stop();
+    }
+  });
+
+  it("folds a window it could not finish into the next one, so no time is left out", async () => {
+    const store = createTestStore();
+    let at = Date.UTC(2026, 10, 25, 0, 5);
+    let status: "timed_out" | "completed" = "timed_out";
+    const schedule = scheduleNightlyVerification("0 0 * * *", {
+      store,
+      engine: { runUntilSettled: async () => ({ status }) },
+      log: createLogger({ level: "silent" }),
+      now: () => at,
+    });
+    try {
+      const failed = await schedule.runNow();
+      expect(failed).toMatchObject({ exitCode: 2, from: Date.UTC(2026, 10, 24) });
+      status = "completed";
+      at = Date.UTC(2026, 10, 26, 0, 5);
+      expect(await schedule.runNow()).toMatchObject({
+        exitCode: 0,
+        from: Date.UTC(2026, 10, 24),
+        to: Date.UTC(2026, 10, 26),
+      });
+      at = Date.UTC(2026, 10, 27, 0, 5);
+      expect(await schedule.runNow()).toMatchObject({
+        from: Date.UTC(2026, 10, 26),
+        to: Date.UTC(2026, 10, 27),
+      });
+    } finally {
+      schedule.stop();
+    }
+  });
+
+  it("ends a scheduled run's window at its fire time when a busy process starts it late", async () => {
+    const store = createTestStore();
+    const summaries: { from: number; to: number; startedAt: number }[] = [];
+    let seen: () => void = () => {};
+    const ran = new Promise<void>((resolve) => {
+      seen = resolve;
+    });
+    const log = createLogger(
+      { level: "info" },
+      {
+        write: (line: string) => {
+          const entry = JSON.parse(line) as { nightly?: (typeof summaries)[number] };
+          if (entry.nightly) summaries.push(entry.nightly);
+          seen();
+        },
+      },
+    );
+    // Busy from just after a whole second until well past the next one, when the run is due.
+    while (Date.now() % 1000 < 50 || Date.now() % 1000 > 200);
+    const fire = (Math.floor(Date.now() / 1000) + 1) * 1000;
+    const schedule = scheduleNightlyVerification("* * * * * *", {
+      store,
+      engine: scriptedEngine(store, {}),
+      log,
+    });
+    try {
+      while (Date.now() < fire + 500);
+      await ran;
+      const [first] = summaries;
+      expect(first).toMatchObject({ from: fire - 1000, to: fire });
+      expect(first!.startedAt - first!.to).toBeGreaterThanOrEqual(500);
     } finally {
       schedule.stop();
     }

@@ -56,4 +56,33 @@ describe("decentral-audit report reconciliation", () => {
     expect(lines[1]).toMatch(/^group,qwen3-8b,1,1,0,0,0,0,0,123456,0\.123456,123456,/);
     expect(lines[2]).toMatch(/^total,,1,1,0,0,0,0,0,123456,0\.123456,123456,/);
   });
+
+  it("takes --since like verify: the period of that length ending now", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "report-"));
+    const db = join(dir, "audit.db");
+    const out = join(dir, "report.json");
+    const store = openStore(db);
+    migrateStore(store);
+    const now = Date.now();
+    insertJob(store, { jobId: "recent", createdAt: now - 3_600_000, chargedUnits: 10n });
+    insertJob(store, { jobId: "old", createdAt: now - 48 * 3_600_000, chargedUnits: 20n });
+    store.close();
+    await cli("report", "reconciliation", "--since", "24h", "--out", out, "--db", db);
+    const report = JSON.parse(readFileSync(out, "utf8")) as {
+      from: string;
+      to: string;
+      totals: { jobs: number; chargedUnits: string };
+    };
+    expect(report.totals).toMatchObject({ jobs: 1, chargedUnits: "10" });
+    expect(Date.parse(report.to) - Date.parse(report.from)).toBe(24 * 3_600_000);
+  });
+
+  it("refuses a period given twice or not at all, naming the flag", async () => {
+    await expect(cli("report", "reconciliation", "--db", ":memory:")).rejects.toMatchObject({
+      details: { field: "from" },
+    });
+    await expect(
+      cli("report", "reconciliation", "--since", "24h", "--from", "2026-11-01", "--db", ":memory:"),
+    ).rejects.toMatchObject({ details: { field: "since" } });
+  });
 });

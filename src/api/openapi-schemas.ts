@@ -148,10 +148,19 @@ export const FiguresSchema = z
   })
   .openapi("ReconciliationFigures");
 
+/** `from` and `to` of a report: the period is half-open, [from, to), UTC. */
+export const periodBounds = {
+  from: z.string().describe("Start of the period, inclusive (UTC)."),
+  to: z
+    .string()
+    .describe(
+      "End of the period, exclusive (UTC): a job created exactly at this instant is in the next period.",
+    ),
+};
+
 export const ReconciliationSchema = z
   .object({
-    from: z.string(),
-    to: z.string(),
+    ...periodBounds,
     groupBy: z.enum(groupByValues),
     generatedAt: z.string(),
     dataCompleteUntil: z

@@ -17,6 +17,7 @@ import {
   JobSummarySchema,
   limitParam,
   orderParam,
+  periodBounds,
   periodRefinement,
   ReconciliationSchema,
 } from "./openapi-schemas.js";
@@ -91,8 +92,7 @@ const DiscrepancyPageSchema = z
 const WorkerStatementSchema = z
   .object({
     worker: z.string(),
-    from: z.string(),
-    to: z.string(),
+    ...periodBounds,
     generatedAt: z.string(),
     dataCompleteUntil: z.string(),
     days: z.array(FiguresSchema.extend({ day: z.string() })),

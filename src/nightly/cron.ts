@@ -11,32 +11,58 @@ export interface NightlyScheduleDeps {
   log: Logger;
   /** e.g. an RPC `getSlot`: a rejection makes the run end "could not finish". */
   preflight?: () => Promise<unknown>;
-  /** Window of each run, ending at its start. Default 24 h, like `verify --since 24h`. */
-  windowMs?: number;
   /** Timeout of each run. Default 30 min. */
   timeoutMs?: number;
   now?: () => number;
 }
 
+/** Used only when the schedule has no fire time before a run (a degenerate expression). */
+const FALLBACK_WINDOW_MS = 24 * 3_600_000;
+
+/**
+ * The window [from, to) of a scheduled run at `at`. `to` is the schedule's latest fire time at
+ * or before `at`, not the moment the run starts: croner starts a run at or after its fire time,
+ * late when the process was busy, and a late run must still cover the scheduled window. `from`
+ * is the fire time before that, or `openFrom` when it is earlier: the start of time no finished
+ * run has covered yet (fires skipped while a run was still going, a run that could not finish),
+ * so consecutive windows leave nothing out and count nothing twice.
+ */
+export function scheduledWindow(
+  schedule: Pick<Cron, "previousRuns">,
+  at: number,
+  openFrom: number | null,
+): { from: number; to: number } {
+  // previousRuns is strictly before its reference; +1 ms takes in a fire at exactly `at`.
+  const [fire, before] = schedule.previousRuns(2, new Date(at + 1));
+  const to = fire?.getTime() ?? at;
+  const scheduledFrom = before?.getTime() ?? to - FALLBACK_WINDOW_MS;
+  const from = openFrom !== null && openFrom < scheduledFrom ? openFrom : scheduledFrom;
+  return { from, to };
+}
+
 /**
  * `serve --verify-cron "0 2 * * *"`: the nightly verification in-process, on a UTC cron
  * schedule. The same run as `decentral-audit verify` (same lock, so a CLI run and the cron run
- * never overlap); its summary becomes one log line. A run still going when the next is due is
- * not started twice. An invalid expression fails start-up naming VERIFY_CRON.
+ * never overlap); its summary becomes one log line. Each run verifies the window between the
+ * schedule's previous fire time and this one (see `scheduledWindow`): "0 0 * * *" verifies the
+ * previous UTC day even when the run starts late. A run still going when the next is due is
+ * not started twice; the next window then starts where the last finished one ended. An invalid
+ * expression fails start-up naming VERIFY_CRON.
  */
 export function scheduleNightlyVerification(expression: string, deps: NightlyScheduleDeps) {
   const now = deps.now ?? Date.now;
-  const windowMs = deps.windowMs ?? 24 * 3_600_000;
   const timeoutMs = deps.timeoutMs ?? DEFAULT_VERIFY_TIMEOUT_MS;
+  // Start of the time no finished run has covered; in memory, so a restart begins afresh.
+  let openFrom: number | null = null;
   const run = async () => {
-    const to = now();
+    const window = scheduledWindow(job, now(), openFrom);
     const summary = await runNightlyVerification(deps.store, deps.engine, {
-      from: to - windowMs,
-      to,
+      ...window,
       timeoutMs,
       now,
       ...(deps.preflight ? { preflight: deps.preflight } : {}),
     });
+    openFrom = summary.exitCode === 2 ? window.from : window.to;
     const { findings, ...rest } = summary;
     deps.log[summary.exitCode === 0 ? "info" : "warn"](
       { nightly: { ...rest, findings: findings.slice(0, 20) } },

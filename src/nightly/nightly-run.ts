@@ -30,6 +30,11 @@ export interface NightlyOptions {
   to: number;
   /** Give up after this long; the run then exits 2. */
   timeoutMs: number;
+  /**
+   * A window holding fewer jobs than this ends `too_few_jobs` (exit 1): a day without traffic
+   * often means the recorder stopped, not that all is well. Default 0: never.
+   */
+  minJobs?: number;
   /** Runs before anything else, e.g. an RPC `getSlot`; a rejection means "could not finish". */
   preflight?: () => Promise<unknown>;
   onProgress?: (p: NightlyProgress) => void;
@@ -52,12 +57,18 @@ export interface NightlySummary {
   to: number;
   startedAt: number;
   finishedAt: number;
-  /** `verified`: every job verified (0); `discrepancies`: a job is not (1); `incomplete` (2). */
-  outcome: "verified" | "discrepancies" | "incomplete";
+  /**
+   * `verified`: every job verified, at least one job (0); `no_jobs`: no job was recorded in the
+   * window, so nothing was verified (0); `too_few_jobs`: fewer than `minJobs` (1);
+   * `discrepancies`: a job is not verified (1); `incomplete`: the run could not finish (2).
+   */
+  outcome: "verified" | "no_jobs" | "too_few_jobs" | "discrepancies" | "incomplete";
   exitCode: 0 | 1 | 2;
   /** Why the run could not finish (lock held, RPC unreachable, timeout, database error). */
   reason: string | null;
   total: number;
+  /** The `minJobs` the run was given (0 when none). */
+  minJobs: number;
   byVerdict: Record<Verdict, number>;
   /** Jobs that ended discrepancy, dropped or unverifiable (at most `maxFindings`). */
   findings: NightlyFinding[];
@@ -67,6 +78,14 @@ export interface NightlySummary {
 }
 
 const maxFindings = 100;
+
+const exitCodes = {
+  verified: 0,
+  no_jobs: 0,
+  too_few_jobs: 1,
+  discrepancies: 1,
+  incomplete: 2,
+} as const satisfies Record<NightlySummary["outcome"], 0 | 1 | 2>;
 
 function countByVerdict(store: Store, from: number, to: number): Record<Verdict, number> {
   const counts = Object.fromEntries(verdicts.map((v) => [v, 0])) as Record<Verdict, number>;
@@ -134,8 +153,7 @@ export async function runNightlyVerification(
         }
       }
       const result = await engine.runUntilSettled(
-        // The engine's `to` is inclusive; the window's is exclusive.
-        { from: options.from, to: options.to - 1 },
+        { from: options.from, to: options.to },
         {
           timeoutMs: options.timeoutMs,
           ...(options.signal ? { signal: options.signal } : {}),
@@ -171,7 +189,17 @@ export async function runNightlyVerification(
   const open = openVerdicts.reduce((sum, v) => sum + byVerdict[v], 0);
   if (reason === null && open > 0) reason = `${open} jobs are not final`;
   const bad = byVerdict.discrepancy + byVerdict.dropped + byVerdict.unverifiable;
-  const outcome = reason !== null ? "incomplete" : bad > 0 ? "discrepancies" : "verified";
+  const minJobs = options.minJobs ?? 0;
+  const outcome: NightlySummary["outcome"] =
+    reason !== null
+      ? "incomplete"
+      : bad > 0
+        ? "discrepancies"
+        : total < minJobs
+          ? "too_few_jobs"
+          : total === 0
+            ? "no_jobs"
+            : "verified";
   if (reason !== null) reason = withoutUrlSecrets(reason);
   return {
     from: options.from,
@@ -179,9 +207,10 @@ export async function runNightlyVerification(
     startedAt,
     finishedAt: now(),
     outcome,
-    exitCode: outcome === "verified" ? 0 : outcome === "discrepancies" ? 1 : 2,
+    exitCode: exitCodes[outcome],
     reason,
     total,
+    minJobs,
     byVerdict,
     findings: found,
     moreFindings: Math.max(0, bad - found.length),

@@ -2,12 +2,44 @@ import { verdicts } from "../db/schema.js";
 import { isoOf } from "../reports/period.js";
 import type { NightlySummary } from "./nightly-run.js";
 
-const headline = (s: NightlySummary) =>
-  s.outcome === "verified"
-    ? `all ${s.total} jobs verified`
-    : s.outcome === "discrepancies"
-      ? `${s.total - s.byVerdict.verified} of ${s.total} jobs NOT verified`
-      : `could not finish: ${s.reason}`;
+/**
+ * One line saying what the run found. An empty window says "0 jobs recorded", never "all
+ * verified": nothing was proven, and an empty day usually means the recorder stopped.
+ */
+const headline = (s: NightlySummary) => {
+  switch (s.outcome) {
+    case "verified":
+      return `all ${s.total} jobs verified`;
+    case "no_jobs":
+      return "0 jobs recorded in this window, nothing verified";
+    case "too_few_jobs":
+      return tooFew(s);
+    case "discrepancies":
+      return `${s.total - s.byVerdict.verified} of ${s.total} jobs NOT verified`;
+    case "incomplete":
+      return `could not finish: ${s.reason}`;
+  }
+};
+
+/** The `--min-jobs` finding, or null when the window holds enough jobs. */
+export function tooFewJobs(s: NightlySummary): string | null {
+  return s.total < s.minJobs ? tooFew(s) : null;
+}
+
+const tooFew = (s: NightlySummary) =>
+  `${s.total} jobs recorded, fewer than --min-jobs ${s.minJobs}`;
+
+/** A second finding the headline does not carry (too few jobs beside discrepancies). */
+const alsoTooFew = (s: NightlySummary) =>
+  s.outcome !== "too_few_jobs" && s.outcome !== "incomplete" ? tooFewJobs(s) : null;
+
+const icons: Record<NightlySummary["outcome"], string> = {
+  verified: "✅",
+  no_jobs: "⚪",
+  too_few_jobs: "❌",
+  discrepancies: "❌",
+  incomplete: "⚠️",
+};
 
 const counts = (s: NightlySummary) =>
   verdicts.filter((v) => s.byVerdict[v] > 0).map((v) => [v, s.byVerdict[v]] as const);
@@ -21,6 +53,8 @@ export function summaryToText(s: NightlySummary): string {
       .join("")}`,
     `  took ${((s.finishedAt - s.startedAt) / 1000).toFixed(1)} s; exit code ${s.exitCode}`,
   ];
+  const also = alsoTooFew(s);
+  if (also) lines.splice(2, 0, `  also: ${also}`);
   for (const f of s.findings) {
     lines.push(
       `  ${f.jobId}: ${f.verdict}${f.failingChecks.length ? ` (${f.failingChecks.join(", ")})` : ""}`,
@@ -32,11 +66,12 @@ export function summaryToText(s: NightlySummary): string {
 
 /** Markdown to paste into a ticket or a chat. */
 export function summaryToMarkdown(s: NightlySummary): string {
-  const icon = s.outcome === "verified" ? "✅" : s.outcome === "discrepancies" ? "❌" : "⚠️";
+  const also = alsoTooFew(s);
   const lines = [
-    `### ${icon} Nightly verification: ${headline(s)}`,
+    `### ${icons[s.outcome]} Nightly verification: ${headline(s)}`,
     "",
     `Window: \`${isoOf(s.from)}\` to \`${isoOf(s.to)}\` (UTC, end exclusive). Exit code ${s.exitCode}.`,
+    ...(also ? ["", `Also: ${also}.`] : []),
     "",
     "| verdict | jobs |",
     "|---|---:|",
@@ -53,10 +88,11 @@ export function summaryToMarkdown(s: NightlySummary): string {
   return `${lines.join("\n")}\n`;
 }
 
-/** JSON with ISO instants. */
+/** JSON with ISO instants, led by the same headline as the text. */
 export function summaryToJson(s: NightlySummary): string {
   return `${JSON.stringify(
     {
+      headline: headline(s),
       ...s,
       from: isoOf(s.from),
       to: isoOf(s.to),

@@ -26,10 +26,15 @@ export function registerVerifyCommand(program: Command, helpers: Helpers): void 
         .description(
           "bring every job of a window to a final verdict; exit 0 all verified, 1 a job is not, 2 could not finish",
         )
-        .option("--since <duration>", "window ending now, e.g. 24h, 90m, 7d")
+        .option(
+          "--since <duration>",
+          "window of this length ending when the run starts, e.g. 24h, 90m, 7d",
+        )
+        .option("--window <name>", "yesterday: the previous UTC day, [00:00, 00:00)")
         .option("--from <instant>", "window start, inclusive (YYYY-MM-DD or ISO 8601, UTC)")
         .option("--to <instant>", "window end, exclusive (default now)")
         .option("--timeout <duration>", "give up after this long (exit 2)", "30m")
+        .option("--min-jobs <n>", "exit 1 when the window holds fewer jobs than this", "0")
         .option("--json", "print the summary as JSON")
         .option("--markdown", "print the summary as Markdown")
         .option("--out <file>", "write the summary to a file"),

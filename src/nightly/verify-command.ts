@@ -2,7 +2,7 @@ import { writeFileSync } from "node:fs";
 import cliProgress from "cli-progress";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
-import { parseDuration, parseInstant } from "../reports/period.js";
+import { parseDuration, windowFromFlags } from "../reports/period.js";
 import {
   type NightlyOptions,
   type NightlyProgress,
@@ -10,14 +10,16 @@ import {
   runNightlyVerification,
   type SettlingEngine,
 } from "./nightly-run.js";
-import { summaryToJson, summaryToMarkdown, summaryToText } from "./summary-format.js";
+import { summaryToJson, summaryToMarkdown, summaryToText, tooFewJobs } from "./summary-format.js";
 
 /** Flags of `decentral-audit verify`, as commander parses them. */
 export interface VerifyFlags {
   since?: string;
+  window?: string;
   from?: string;
   to?: string;
   timeout?: string;
+  minJobs?: string;
   json?: boolean;
   markdown?: boolean;
   out?: string;
@@ -34,35 +36,19 @@ export interface VerifyIo {
 /** Default `--timeout`: 30 minutes. */
 export const DEFAULT_VERIFY_TIMEOUT_MS = 30 * 60_000;
 
-/** The window and timeout from the flags; a bad flag is an AppError naming it. */
+/** The window, timeout and `--min-jobs` from the flags; a bad flag is an AppError naming it. */
 export function verifyWindow(flags: VerifyFlags, now: number) {
   const bad = (field: string, message: string) =>
     new AppError("validation_failed", `--${field}: ${message}`, { field });
-  let from: number;
-  let to: number;
-  if (flags.since !== undefined) {
-    if (flags.from !== undefined || flags.to !== undefined) {
-      throw bad("since", "use either --since or --from/--to");
-    }
-    const ms = parseDuration(flags.since);
-    if (ms === null) throw bad("since", `not a duration like 24h, 90m or 7d: ${flags.since}`);
-    if (ms > now) throw bad("since", `reaches back before 1970: ${flags.since}`);
-    from = now - ms;
-    to = now;
-  } else {
-    if (flags.from === undefined) throw bad("from", "give --since 24h, or --from (and --to)");
-    const f = parseInstant(flags.from);
-    if (f === null) throw bad("from", `not a date or ISO 8601 date-time: ${flags.from}`);
-    const t = flags.to === undefined ? now : parseInstant(flags.to);
-    if (t === null) throw bad("to", `not a date or ISO 8601 date-time: ${flags.to}`);
-    if (t <= f) throw bad("to", "must be after --from");
-    from = f;
-    to = t;
-  }
+  const { from, to } = windowFromFlags(flags, now);
   const timeoutMs =
     flags.timeout === undefined ? DEFAULT_VERIFY_TIMEOUT_MS : parseDuration(flags.timeout);
   if (timeoutMs === null) throw bad("timeout", `not a duration like 30m: ${flags.timeout}`);
-  return { from, to, timeoutMs };
+  const minJobsText = flags.minJobs?.trim() ?? "0";
+  if (!/^\d{1,9}$/.test(minJobsText)) {
+    throw bad("min-jobs", `not a whole number of jobs: ${flags.minJobs}`);
+  }
+  return { from, to, timeoutMs, minJobs: Number(minJobsText) };
 }
 
 /** Renders the summary in the format the flags ask for. */
@@ -140,5 +126,7 @@ export async function runVerifyCommand(
     io.out(text);
   }
   if (summary.reason) io.err(`verify: ${summary.reason}`);
+  const tooFew = tooFewJobs(summary);
+  if (tooFew) io.err(`verify: ${tooFew}`);
   return summary.exitCode;
 }

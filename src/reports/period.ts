@@ -3,6 +3,7 @@
  * `to` exclusive, in milliseconds since the epoch.
  */
 
+import { AppError } from "../errors.js";
 import { parseZonedDateTime } from "../instant.js";
 
 const DAY_MS = 86_400_000;
@@ -46,4 +47,66 @@ export function parseDuration(text: string): number | null {
   const factor = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: DAY_MS }[match[2] as string];
   const ms = Math.round(Number(match[1]) * (factor ?? 0));
   return ms > 0 ? ms : null;
+}
+
+/** Flags of the commands that take a window (`verify`, `report reconciliation`). */
+export type WindowFlags = {
+  since?: string | undefined;
+  from?: string | undefined;
+  to?: string | undefined;
+  window?: string | undefined;
+};
+
+/** Values of `--window`: windows aligned on UTC days, whatever the time the command runs. */
+export const namedWindows = ["yesterday"] as const;
+
+/** The UTC day before the one holding `now`: [00:00 yesterday, 00:00 today). */
+export function yesterdayWindow(now: number): { from: number; to: number } {
+  const to = Math.floor(now / DAY_MS) * DAY_MS;
+  return { from: to - DAY_MS, to };
+}
+
+/**
+ * The window [from, to) that the flags name, at `now`:
+ * - `--since 24h`: [now - 24 h, now), relative to the moment the command runs, so a run that
+ *   starts late covers a later window;
+ * - `--window yesterday`: the previous UTC day, the same whenever in the day it runs;
+ * - `--from X [--to Y]`: [X, Y), with `to` now when not given.
+ * A bad or conflicting flag is a `validation_failed` AppError naming it.
+ */
+export function windowFromFlags(flags: WindowFlags, now: number): { from: number; to: number } {
+  const bad = (field: string, message: string) =>
+    new AppError("validation_failed", `--${field}: ${message}`, { field });
+  const given = (["since", "window"] as const).filter((f) => flags[f] !== undefined);
+  if (given.length > 1) throw bad("window", "use one of --since, --window or --from/--to");
+  const [only] = given;
+  if (only !== undefined && (flags.from !== undefined || flags.to !== undefined)) {
+    throw bad(only, `use either --${only} or --from/--to`);
+  }
+  if (flags.window !== undefined) {
+    if (flags.window !== "yesterday") {
+      throw bad("window", `one of ${namedWindows.join(", ")}: ${flags.window}`);
+    }
+    return yesterdayWindow(now);
+  }
+  if (flags.since !== undefined) {
+    const ms = parseDuration(flags.since);
+    if (ms === null) {
+      throw bad(
+        "since",
+        `not a duration like 24h, 90m or 7d: ${flags.since}${flags.since === "yesterday" ? " (the previous UTC day is --window yesterday)" : ""}`,
+      );
+    }
+    if (ms > now) throw bad("since", `reaches back before 1970: ${flags.since}`);
+    return { from: now - ms, to: now };
+  }
+  if (flags.from === undefined) {
+    throw bad("from", "give --since 24h, --window yesterday, or --from (and --to)");
+  }
+  const from = parseInstant(flags.from);
+  if (from === null) throw bad("from", `not a date or ISO 8601 date-time: ${flags.from}`);
+  const to = flags.to === undefined ? now : parseInstant(flags.to);
+  if (to === null) throw bad("to", `not a date or ISO 8601 date-time: ${flags.to}`);
+  if (to <= from) throw bad("to", "must be after --from");
+  return { from, to };
 }

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { and, eq, gte, inArray, isNull, lte, or, sql } from "drizzle-orm";
+import { and, eq, gte, inArray, isNull, lt, lte, or, sql } from "drizzle-orm";
 import PQueue from "p-queue";
 import { factsFromJson, factsToJson } from "../chain/facts-json.js";
 import { parseJsonLossless } from "../chain/json-text.js";
@@ -100,7 +100,7 @@ export const defaultVerifierOptions: VerifierOptions = {
 export interface VerifyFilter {
   /** Jobs created at or after this time (ms since epoch). */
   from?: number;
-  /** Jobs created at or before this time (ms since epoch). */
+  /** Jobs created before this time (ms since epoch): the window is [from, to). */
   to?: number;
   jobIds?: string[];
 }
@@ -226,7 +226,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     if (!filter) return undefined;
     const parts = [];
     if (filter.from !== undefined) parts.push(gte(jobs.createdAt, filter.from));
-    if (filter.to !== undefined) parts.push(lte(jobs.createdAt, filter.to));
+    if (filter.to !== undefined) parts.push(lt(jobs.createdAt, filter.to));
     if (filter.jobIds !== undefined) parts.push(inArray(jobs.jobId, filter.jobIds));
     return parts.length > 0 ? and(...parts) : undefined;
   }
