@@ -425,6 +425,33 @@ export class Operator {
     return this.chain.tokenAmount(account) ?? 0n;
   }
 
+  /**
+   * Token balance changes of one committed transaction, read from the chain's own record
+   * (pre/post token balances by account), every mint: the ground truth of what moved.
+   */
+  deltas(signature: string): Map<string, { mint: string; delta: bigint }> {
+    const tx = this.chain.transaction(signature);
+    if (!tx) throw new Error(`the chain has no transaction ${signature}`);
+    const out = new Map<string, { mint: string; delta: bigint }>();
+    for (const b of tx.preTokenBalances) {
+      out.set(tx.accountKeys[b.accountIndex]!, { mint: b.mint, delta: -b.amount });
+    }
+    for (const b of tx.postTokenBalances) {
+      const address = tx.accountKeys[b.accountIndex]!;
+      const pre = out.get(address)?.delta ?? 0n;
+      out.set(address, { mint: b.mint, delta: pre + b.amount });
+    }
+    for (const [address, d] of out) if (d.delta === 0n) out.delete(address);
+    return out;
+  }
+
+  /** Fee of one committed transaction, in lamports. */
+  fee(signature: string): bigint {
+    const tx = this.chain.transaction(signature);
+    if (!tx) throw new Error(`the chain has no transaction ${signature}`);
+    return BigInt(tx.fee);
+  }
+
   // ---- the reference model's honest transactions ---------------------------------------
 
   /** The numbers of an honest job (PROTOCOL.md section 2), priced by the requested model. */
