@@ -333,6 +333,21 @@ describe("frauds in the settlement", () => {
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.instructions")]);
   });
 
+  it("catches a CloseAccount made by another program inside the settlement (an inner instruction)", async () => {
+    const c = h.scenario();
+    await c.pinKey(1);
+    const nested = h.op.nestedAccounts(30_000n);
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const settlementTx = h.op.send([
+      ...h.op.settleIxs(plan),
+      h.op.recoverNestedIx(nested),
+    ]).signature;
+    expect(h.op.chain.transaction(settlementTx)?.innerInstructions.length).toBeGreaterThan(0);
+    c.record(plan, { escrowTx, settlementTx });
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.instructions")]);
+  });
+
   it("catches a correct settlement plus a transfer from another user's vault to the attacker", async () => {
     const c = h.scenario();
     await c.pinKey(1);

@@ -1,10 +1,13 @@
 import { randomBytes } from "node:crypto";
+import { getAssociatedTokenAddressSync } from "@solana/spl-token";
+import { PublicKey } from "@solana/web3.js";
 import { eq } from "drizzle-orm";
 import { createRpcPool, type RpcPool } from "../../src/chain/rpc-pool.js";
 import type { Store } from "../../src/db/client.js";
 import { checkResults, jobs } from "../../src/db/schema.js";
 import type { StoredTransaction } from "../../src/localnet/chain.js";
 import {
+  ASSOCIATED_TOKEN_PROGRAM_ID,
   type LocalAccounts,
   type LocalSigner,
   type LocalWorker,
@@ -403,6 +406,57 @@ export class Operator {
     };
   }
 
+  /**
+   * The attacker's associated token account and a "nested" one (the associated account of
+   * that account), holding `amount`: the Associated Token Account program's RecoverNested
+   * then moves the tokens and closes the nested account by CPI, so its TransferChecked and
+   * CloseAccount appear only as inner instructions.
+   */
+  nestedAccounts(amount: bigint): { ownerAta: string; nestedAta: string } {
+    const mint = this.accounts.mint;
+    const ownerAta = ataOf(this.attacker.address, mint);
+    const nestedAta = ataOf(ownerAta, mint);
+    this.send([
+      this.createAtaIx(this.attacker.address, ownerAta),
+      this.createAtaIx(ownerAta, nestedAta),
+    ]);
+    this.fund(nestedAta, amount);
+    return { ownerAta, nestedAta };
+  }
+
+  /** ATA program RecoverNested of the accounts made by `nestedAccounts` (attacker signs). */
+  recoverNestedIx(accounts: { ownerAta: string; nestedAta: string }): InstructionSpec {
+    const mint = this.accounts.mint;
+    return {
+      programId: ASSOCIATED_TOKEN_PROGRAM_ID,
+      accounts: [
+        w(accounts.nestedAta),
+        r(mint),
+        w(accounts.ownerAta),
+        r(accounts.ownerAta),
+        r(mint),
+        sw(this.attacker.address),
+        r(SPL_TOKEN),
+      ],
+      data: Uint8Array.from([2]),
+    };
+  }
+
+  private createAtaIx(wallet: string, ata: string): InstructionSpec {
+    return {
+      programId: ASSOCIATED_TOKEN_PROGRAM_ID,
+      accounts: [
+        sw(this.payer.address),
+        w(ata),
+        r(wallet),
+        r(this.accounts.mint),
+        r(SYSTEM_PROGRAM_ID),
+        r(SPL_TOKEN),
+      ],
+      data: Uint8Array.from([1]),
+    };
+  }
+
   /** The attacker's own credit-mint account, funded with `amount`. */
   attackerAccount(amount = 1_000_000n): string {
     return this.createTokenAccount(this.attacker.address, this.accounts.mint, amount);
@@ -546,6 +600,11 @@ export class Operator {
     const settlementTx = this.send(this.settleIxs(plan)).signature;
     return { escrowTx, settlementTx };
   }
+}
+
+/** The associated token account of `owner` for `mint` (owner may be off the curve). */
+function ataOf(owner: string, mint: string): string {
+  return getAssociatedTokenAddressSync(new PublicKey(mint), new PublicKey(owner), true).toBase58();
 }
 
 /** Fingerprint of local API key `i`, exactly as the proxy stores it for that key. */
