@@ -532,6 +532,13 @@ describe("frauds in what the receipt and the jobs API say", () => {
       verified,
       discrepancy("escrow.memo", "signatures.unique"),
     ]);
+    // The jobs API's escrow field counts when looking for jobs naming a signature.
+    const evidence = c.check(replay.jobId, "signatures.unique")?.actual as
+      | { signature: string; namedBy: string[] }[]
+      | undefined;
+    expect(evidence?.find((e) => e.signature === txs.escrowTx)?.namedBy.sort()).toEqual(
+      [original.jobId, replay.jobId].sort(),
+    );
   });
 
   it("catches one transaction named as both the escrow and the settlement of a job", async () => {

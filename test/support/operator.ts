@@ -717,6 +717,27 @@ export class Scenario {
     return { verdict: row.verdict, failing };
   }
 
+  /** One stored check of a job, with its evidence parsed (null when it was not written). */
+  check(
+    jobId: string,
+    name: string,
+  ): { outcome: string; reason: string | null; expected: unknown; actual: unknown } | null {
+    const row = this.store.db
+      .select()
+      .from(checkResults)
+      .where(eq(checkResults.jobId, jobId))
+      .all()
+      .find((c) => c.name === name);
+    if (!row) return null;
+    const parse = (v: unknown) => (typeof v === "string" ? JSON.parse(v) : v);
+    return {
+      outcome: row.outcome,
+      reason: row.reason,
+      expected: parse(row.expected),
+      actual: parse(row.actual),
+    };
+  }
+
   /** Verifies, then returns the outcome of each job asked for. */
   async verdicts(...jobIds: string[]): Promise<JobOutcome[]> {
     await this.verify();
