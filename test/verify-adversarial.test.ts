@@ -581,6 +581,47 @@ describe("frauds in what the receipt and the jobs API say", () => {
   });
 });
 
+describe("receipts posted to the ingest API", () => {
+  it("pins the key named by key_fingerprint and catches a later lock from another user's vault", async () => {
+    const c = h.scenario();
+    const pin = h.op.plan({ keyIndex: 1 });
+    expect((await c.ingest(pin, h.op.honestJob(pin))).status).toBe(201);
+    await c.verify();
+    const fraud = h.op.plan({ keyIndex: 1 });
+    const other = h.op.vault(2);
+    const escrowTx = h.op.send(h.op.lockIxs(fraud, { from: other })).signature;
+    const settlementTx = h.op.send([
+      ...h.op.payoutIxs(fraud, { remainderTo: other }),
+      h.op.memo(`decentral:settle:${fraud.jobId}`),
+    ]).signature;
+    expect((await c.ingest(fraud, { escrowTx, settlementTx })).status).toBe(201);
+    expect(await c.verdicts(pin.jobId, fraud.jobId)).toEqual([
+      verified,
+      discrepancy("escrow.source"),
+    ]);
+  });
+
+  it("prices an ingested receipt by its requested_model", async () => {
+    const c = h.scenario();
+    await c.pinKey(1);
+    const plan = { ...h.op.plan({ keyIndex: 1 }), model: "qwen3-8b-turbo-preview" };
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const workerShare = (plan.lock * 8500n) / 10_000n;
+    const settlementTx = h.op.send([
+      ...h.op.payoutIxs(plan, {
+        workerShare,
+        treasuryShare: plan.lock - workerShare,
+        remainder: 0n,
+      }),
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]).signature;
+    expect((await c.ingest(plan, { escrowTx, settlementTx })).status).toBe(201);
+    expect(await c.verdicts(plan.jobId)).toEqual([
+      discrepancy("charge.matches_price", "charge.model"),
+    ]);
+  });
+});
+
 describe("with a mainnet-like profile that knows no treasury and no program ids", () => {
   /** Settlements that must agree before the treasury is pinned (kept small here). */
   const learnAfter = 3;

@@ -2,6 +2,8 @@ import { randomBytes } from "node:crypto";
 import { getAssociatedTokenAddressSync } from "@solana/spl-token";
 import { PublicKey } from "@solana/web3.js";
 import { eq } from "drizzle-orm";
+import { createApp } from "../../src/api/app.js";
+import { createToken } from "../../src/auth/tokens.js";
 import { createRpcPool, type RpcPool } from "../../src/chain/rpc-pool.js";
 import type { Store } from "../../src/db/client.js";
 import { checkResults, jobs } from "../../src/db/schema.js";
@@ -621,6 +623,8 @@ export type ScenarioReceipt = Receipt & { requestedModel?: string | null };
  */
 export class Scenario {
   readonly store: Store = createTestStore();
+  private app: ReturnType<typeof createApp> | undefined;
+  private ingestToken: string | undefined;
 
   constructor(
     private readonly harness: AdversaryHarness,
@@ -658,6 +662,45 @@ export class Scenario {
     const result = recordReceipt(this.store, receipt, "ingest");
     if (result.outcome !== "created") throw new Error(`receipt ${plan.jobId}: ${result.outcome}`);
     return plan.jobId;
+  }
+
+  /**
+   * Posts the receipt of `plan` to `POST /jobs` (ingest token), as a backend using the fetch
+   * wrapper would, naming the key by `key_fingerprint` and the asked-for model by
+   * `requested_model`. Returns the HTTP status and body of the answer.
+   */
+  async ingest(
+    plan: JobPlan,
+    txs: { escrowTx: string; settlementTx: string | null },
+    overrides: Record<string, unknown> = {},
+  ): Promise<{ status: number; body: unknown }> {
+    this.app ??= createApp({ store: this.store, log });
+    this.ingestToken ??= createToken(this.store, { role: "ingest", name: "adversary" }).token;
+    const body = {
+      job_id: plan.jobId,
+      escrow_tx: txs.escrowTx,
+      settlement_tx: txs.settlementTx,
+      worker: plan.worker.address,
+      credits_remaining: (Number(this.harness.op.balance(plan.vault)) / 10_000).toString(),
+      model: plan.model,
+      requested_model: plan.requestedModel,
+      key_fingerprint: plan.fingerprint,
+      usage:
+        plan.completionTokens === null
+          ? undefined
+          : {
+              prompt_tokens: plan.promptTokens,
+              completion_tokens: plan.completionTokens,
+              total_tokens: (plan.promptTokens ?? 0) + plan.completionTokens,
+            },
+      ...overrides,
+    };
+    const res = await this.app.request("/jobs", {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${this.ingestToken}` },
+      body: JSON.stringify(body),
+    });
+    return { status: res.status, body: await res.json() };
   }
 
   /** Stores a jobs-API answer for a job, as the recorder's lookup does. */
