@@ -17,6 +17,18 @@ import {
  *
  * Amounts (qwen3-8b, 640 completion tokens, no max_tokens): lock 160000, charge 120000,
  * staked worker 102000, treasury 18000, remainder 40000.
+ *
+ * What "exactly the checks it breaks" assumes:
+ * - `X.instructions` failing skips `X.balances`; `X.balances` fails only for changes that no
+ *   more specific check owns (a foreign vault is `escrow.source`, an unpaid worker is
+ *   `settlement.worker_paid`, escrow money paid to an unknown account is
+ *   `settlement.recipients`);
+ * - `escrow.source` owns both where the lock came from and where the remainder or refund went;
+ * - a lock below the charge is `escrow.covers_charge` alone (conservation then says nothing new);
+ * - a replayed transaction fails its `X.memo` and `signatures.unique`, as the simulator's
+ *   reuse-escrow fault does;
+ * - each scenario has its own store; `pinKey` verifies a first honest job of the key, so its
+ *   credit vault is learned before the fraud is looked at.
  */
 
 let h: AdversaryHarness;
@@ -238,7 +250,7 @@ describe("frauds in the escrow lock", () => {
     const c = h.scenario();
     await c.pinKey(1);
     const a = h.op.plan({ keyIndex: 1 });
-    const b = { ...h.op.plan({ keyIndex: 1 }), jobId: newJobId() };
+    const b = h.op.plan({ keyIndex: 1 });
     // One lock for two jobs; the escrow vault's float pays the second settlement.
     const escrowTx = h.op.send([
       ...h.op.lockIxs(a),
