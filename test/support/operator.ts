@@ -1,0 +1,831 @@
+import { randomBytes } from "node:crypto";
+import { getAssociatedTokenAddressSync } from "@solana/spl-token";
+import { PublicKey } from "@solana/web3.js";
+import { eq } from "drizzle-orm";
+import { createApp } from "../../src/api/app.js";
+import { createToken } from "../../src/auth/tokens.js";
+import { createRpcPool, type RpcPool } from "../../src/chain/rpc-pool.js";
+import type { Store } from "../../src/db/client.js";
+import { checkResults, jobs } from "../../src/db/schema.js";
+import type { StoredTransaction } from "../../src/localnet/chain.js";
+import {
+  ASSOCIATED_TOKEN_PROGRAM_ID,
+  type LocalAccounts,
+  type LocalSigner,
+  type LocalWorker,
+  localApiKey,
+  localKeyNames,
+  localSigner,
+  SYSTEM_PROGRAM_ID,
+} from "../../src/localnet/keys.js";
+import { memoInstruction, transferCheckedInstruction } from "../../src/localnet/token-program.js";
+import {
+  addressBytes,
+  compileMessage,
+  type InstructionSpec,
+  signTransaction,
+} from "../../src/localnet/wire.js";
+import { type LocalWorld, startLocalWorld } from "../../src/localnet/world.js";
+import { createLogger } from "../../src/log.js";
+import { parseJobsApiAnswer, recordJobsApiAnswer } from "../../src/recorder/jobs-api.js";
+import { keyFingerprint } from "../../src/recorder/proxy.js";
+import { type Receipt, recordReceipt } from "../../src/recorder/receipts.js";
+import { createVerifier } from "../../src/verify/engine.js";
+import { localnetProfile, type Profile, priceUnits } from "../../src/verify/profiles.js";
+import { createTestStore } from "./store.js";
+
+/**
+ * A dishonest Decentral operator over the local world. It holds every local key (payer, escrow
+ * authority, the mint authority, every worker, every user) plus an attacker's own key, and
+ * sends REAL signed transactions to the local chain: token transfers between any accounts
+ * those keys control, Approve, SetAuthority, CloseAccount, Burn, MintTo, Freeze, a second
+ * (fake) mint, memos of any text. Then it records receipts for those transactions the way
+ * ingest does and runs the verifier over them, so a test reads like the fraud it describes.
+ *
+ * Receipt fields the scenarios set beyond the ingest receipt: `keyFingerprint` (the
+ * fingerprint of the local API key whose credit vault the job should spend; the same
+ * fingerprint the proxy computes) and `requestedModel` (the model the caller asked for; `model`
+ * is what the response body named).
+ */
+
+const SPL_TOKEN = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA";
+const TOKEN_ACCOUNT_SIZE = 165;
+const MINT_SIZE = 82;
+
+/** Authority kinds of SPL Token SetAuthority. */
+export const AuthorityType = {
+  MintTokens: 0,
+  FreezeAccount: 1,
+  AccountOwner: 2,
+  CloseAccount: 3,
+} as const;
+
+const u64 = (value: bigint) => {
+  const out = new Uint8Array(8);
+  new DataView(out.buffer).setBigUint64(0, value, true);
+  return out;
+};
+const concat = (...parts: (Uint8Array | number[])[]) => {
+  const total = parts.reduce((n, p) => n + p.length, 0);
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
+};
+const w = (address: string) => ({ address, signer: false, writable: true });
+const r = (address: string) => ({ address, signer: false, writable: false });
+const s = (address: string) => ({ address, signer: true, writable: false });
+const sw = (address: string) => ({ address, signer: true, writable: true });
+
+/** The numbers of one honest job under the reference model. */
+export interface JobPlan {
+  jobId: string;
+  /** Index of the local API key (and of its credit vault). */
+  keyIndex: number;
+  /** The key's credit vault. */
+  vault: string;
+  /** Fingerprint of the key, as the proxy computes it. */
+  fingerprint: string;
+  /** Model named in the response body. */
+  model: string;
+  /** Model the caller asked for. */
+  requestedModel: string;
+  promptTokens: number | null;
+  completionTokens: number | null;
+  maxTokens: number | null;
+  worker: LocalWorker;
+  /** Price at max_tokens (2,000 when unset). */
+  lock: bigint;
+  /** Price of the recorded usage (of the requested model). */
+  charge: bigint;
+  workerShare: bigint;
+  treasuryShare: bigint;
+  /** lock - charge, back to the credit vault. */
+  remainder: bigint;
+}
+
+export interface PlanInput {
+  keyIndex?: number;
+  model?: string;
+  requestedModel?: string;
+  completionTokens?: number | null;
+  maxTokens?: number | null;
+  workerIndex?: number;
+}
+
+/** What the jobs API says about a job (the documented body, wire names). */
+export interface JobsApiBody {
+  status?: string;
+  credits_charged?: number | string;
+  worker_address?: string;
+  on_chain?: { escrow_tx?: string | null; settlement_tx?: string | null };
+}
+
+export interface JobOutcome {
+  verdict: string;
+  /** Names of the failing checks, sorted. */
+  failing: string[];
+}
+
+const log = createLogger({ level: "silent" });
+
+/** A fresh job id in Decentral's shape (`job_` + 20 lowercase alphanumerics). */
+export function newJobId(): string {
+  const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
+  let id = "job_";
+  for (const byte of randomBytes(20)) id += alphabet[byte % alphabet.length];
+  return id;
+}
+
+export class Operator {
+  readonly accounts: LocalAccounts;
+  readonly payer = localSigner(localKeyNames.payer);
+  readonly escrowAuthority = localSigner(localKeyNames.escrowAuthority);
+  /** Owner of the treasury and mint authority of the credit mint. */
+  readonly treasuryOwner = localSigner(localKeyNames.treasury);
+  /** The operator's own wallet, where stolen money goes. */
+  readonly attacker: LocalSigner;
+  private readonly signers = new Map<string, LocalSigner>();
+  private created = 0;
+  private readonly tag = randomBytes(4).toString("hex");
+
+  constructor(
+    readonly world: LocalWorld,
+    private readonly clock: { advance(ms: number): void },
+  ) {
+    this.accounts = world.accounts;
+    this.attacker = localSigner(`adversary/${this.tag}/attacker`);
+    for (const signer of [this.payer, this.escrowAuthority, this.treasuryOwner, this.attacker]) {
+      this.signers.set(signer.address, signer);
+    }
+    for (const worker of this.accounts.workers) {
+      const signer = localSigner(localKeyNames.worker(worker.index));
+      this.signers.set(signer.address, signer);
+    }
+  }
+
+  get chain() {
+    return this.world.chain;
+  }
+
+  // ---- instructions --------------------------------------------------------------------
+
+  /** SPL Token TransferChecked of the credit mint, signed by `authority` (the escrow authority by default). */
+  transfer(
+    source: string,
+    destination: string,
+    amount: bigint,
+    opts: { authority?: string; mint?: string; decimals?: number } = {},
+  ): InstructionSpec {
+    return transferCheckedInstruction({
+      tokenProgram: SPL_TOKEN,
+      source,
+      mint: opts.mint ?? this.accounts.mint,
+      destination,
+      authority: opts.authority ?? this.escrowAuthority.address,
+      amount,
+      decimals: opts.decimals ?? this.accounts.decimals,
+    });
+  }
+
+  /** SPL Token Transfer (the unchecked form, no mint account). */
+  plainTransfer(
+    source: string,
+    destination: string,
+    amount: bigint,
+    authority = this.escrowAuthority.address,
+  ): InstructionSpec {
+    return {
+      programId: SPL_TOKEN,
+      accounts: [w(source), w(destination), s(authority)],
+      data: concat([3], u64(amount)),
+    };
+  }
+
+  /** Approve: lets `delegate` spend `amount` of `account`. */
+  approve(
+    account: string,
+    delegate: string,
+    amount: bigint,
+    owner = this.escrowAuthority.address,
+  ): InstructionSpec {
+    return {
+      programId: SPL_TOKEN,
+      accounts: [w(account), r(delegate), s(owner)],
+      data: concat([4], u64(amount)),
+    };
+  }
+
+  /** SetAuthority on a token account or mint; `newAuthority` null removes it. */
+  setAuthority(
+    target: string,
+    kind: number,
+    newAuthority: string | null,
+    current = this.escrowAuthority.address,
+  ): InstructionSpec {
+    const option = newAuthority === null ? [0] : concat([1], addressBytes(newAuthority));
+    return {
+      programId: SPL_TOKEN,
+      accounts: [w(target), s(current)],
+      data: concat([6, kind], option),
+    };
+  }
+
+  mintTo(
+    mint: string,
+    destination: string,
+    amount: bigint,
+    authority = this.treasuryOwner.address,
+  ): InstructionSpec {
+    return {
+      programId: SPL_TOKEN,
+      accounts: [w(mint), w(destination), s(authority)],
+      data: concat([7], u64(amount)),
+    };
+  }
+
+  burn(
+    account: string,
+    amount: bigint,
+    opts: { mint?: string; owner?: string } = {},
+  ): InstructionSpec {
+    return {
+      programId: SPL_TOKEN,
+      accounts: [
+        w(account),
+        w(opts.mint ?? this.accounts.mint),
+        s(opts.owner ?? this.escrowAuthority.address),
+      ],
+      data: concat([8], u64(amount)),
+    };
+  }
+
+  /** CloseAccount: an empty token account's rent goes to `destination`. */
+  closeAccount(
+    account: string,
+    destination: string,
+    owner = this.escrowAuthority.address,
+  ): InstructionSpec {
+    return {
+      programId: SPL_TOKEN,
+      accounts: [w(account), w(destination), s(owner)],
+      data: Uint8Array.from([9]),
+    };
+  }
+
+  freeze(account: string, mint: string, freezeAuthority: string): InstructionSpec {
+    return {
+      programId: SPL_TOKEN,
+      accounts: [w(account), r(mint), s(freezeAuthority)],
+      data: Uint8Array.from([10]),
+    };
+  }
+
+  thaw(account: string, mint: string, freezeAuthority: string): InstructionSpec {
+    return {
+      programId: SPL_TOKEN,
+      accounts: [w(account), r(mint), s(freezeAuthority)],
+      data: Uint8Array.from([11]),
+    };
+  }
+
+  memo(text: string): InstructionSpec {
+    return memoInstruction(this.accounts.memoProgram, text);
+  }
+
+  // ---- sending -------------------------------------------------------------------------
+
+  /**
+   * Signs (payer plus whichever known keys the instructions need) and sends. The transaction
+   * must be committed; with `expectFailure` it must fail on chain (fee paid, nothing moved),
+   * otherwise it must succeed.
+   */
+  send(
+    instructions: InstructionSpec[],
+    opts: { expectFailure?: boolean; version?: "legacy" | 0; extraSigners?: LocalSigner[] } = {},
+  ): StoredTransaction {
+    for (const extra of opts.extraSigners ?? []) this.signers.set(extra.address, extra);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const blockhash =
+        attempt === 0 ? this.chain.latestBlockhash().blockhash : this.chain.rotateBlockhash();
+      const { messageBytes, signers } = compileMessage({
+        version: opts.version ?? "legacy",
+        feePayer: this.payer.address,
+        recentBlockhash: blockhash,
+        instructions,
+      });
+      const { wire } = signTransaction(messageBytes, signers, [...this.signers.values()]);
+      const outcome = this.chain.send(wire);
+      if (outcome.committed) {
+        const failed = outcome.transaction.err !== null;
+        if (failed !== (opts.expectFailure ?? false)) {
+          throw new Error(
+            `transaction ${failed ? "failed" : "succeeded"} unexpectedly: ${JSON.stringify(outcome.transaction.err)} ${outcome.transaction.logMessages.join(" | ")}`,
+          );
+        }
+        return outcome.transaction;
+      }
+      if (outcome.err !== "AlreadyProcessed") {
+        throw new Error(`transaction rejected: ${JSON.stringify(outcome.err)} ${outcome.logs}`);
+      }
+    }
+    throw new Error("transaction rejected twice as already processed");
+  }
+
+  /** Moves the chain's clock forward (new slots, later block times) without waiting. */
+  advanceClock(ms: number): void {
+    this.clock.advance(ms);
+  }
+
+  /** Moves the chain to its next slot at once. */
+  nextSlot(): void {
+    const slot = this.chain.currentSlot();
+    this.clock.advance(this.chain.slotMs);
+    if (this.chain.currentSlot() <= slot) throw new Error("the slot did not move");
+  }
+
+  // ---- accounts ------------------------------------------------------------------------
+
+  private newSigner(label: string): LocalSigner {
+    const signer = localSigner(`adversary/${this.tag}/${label}/${this.created++}`);
+    this.signers.set(signer.address, signer);
+    return signer;
+  }
+
+  /** Creates a token account of `mint` owned by `owner` with real System + Token instructions. */
+  createTokenAccount(owner: string, mint = this.accounts.mint, fund = 0n): string {
+    const account = this.newSigner("token-account");
+    const ixs: InstructionSpec[] = [
+      this.createAccountIx(account.address, TOKEN_ACCOUNT_SIZE),
+      {
+        programId: SPL_TOKEN,
+        accounts: [w(account.address), r(mint)],
+        data: concat([18], addressBytes(owner)),
+      },
+    ];
+    this.send(ixs);
+    if (fund > 0n) this.fund(account.address, fund, mint);
+    return account.address;
+  }
+
+  /** Mints `amount` of the credit mint (or a fake mint the attacker controls) into `account`. */
+  fund(account: string, amount: bigint, mint = this.accounts.mint): void {
+    const authority =
+      mint === this.accounts.mint ? this.treasuryOwner.address : this.attacker.address;
+    this.send([this.mintTo(mint, account, amount, authority)]);
+  }
+
+  /** A second mint with the credit mint's decimals; the attacker is its mint and freeze authority. */
+  createFakeMint(): string {
+    const mint = this.newSigner("fake-mint");
+    const freeze = concat([1], addressBytes(this.attacker.address));
+    this.send([
+      this.createAccountIx(mint.address, MINT_SIZE),
+      {
+        programId: SPL_TOKEN,
+        accounts: [w(mint.address)],
+        data: concat([20, this.accounts.decimals], addressBytes(this.attacker.address), freeze),
+      },
+    ]);
+    return mint.address;
+  }
+
+  private createAccountIx(address: string, space: number): InstructionSpec {
+    const lamports = this.chain.minimumBalanceForRentExemption(space);
+    const data = new Uint8Array(52);
+    const view = new DataView(data.buffer);
+    view.setUint32(0, 0, true);
+    view.setBigUint64(4, lamports, true);
+    view.setBigUint64(12, BigInt(space), true);
+    data.set(addressBytes(SPL_TOKEN), 20);
+    return {
+      programId: SYSTEM_PROGRAM_ID,
+      accounts: [sw(this.payer.address), sw(address)],
+      data,
+    };
+  }
+
+  /**
+   * The attacker's associated token account and a "nested" one (the associated account of
+   * that account), holding `amount`: the Associated Token Account program's RecoverNested
+   * then moves the tokens and closes the nested account by CPI, so its TransferChecked and
+   * CloseAccount appear only as inner instructions.
+   */
+  nestedAccounts(amount: bigint): { ownerAta: string; nestedAta: string } {
+    const mint = this.accounts.mint;
+    const ownerAta = ataOf(this.attacker.address, mint);
+    const nestedAta = ataOf(ownerAta, mint);
+    this.send([
+      this.createAtaIx(this.attacker.address, ownerAta),
+      this.createAtaIx(ownerAta, nestedAta),
+    ]);
+    this.fund(nestedAta, amount);
+    return { ownerAta, nestedAta };
+  }
+
+  /** ATA program RecoverNested of the accounts made by `nestedAccounts` (attacker signs). */
+  recoverNestedIx(accounts: { ownerAta: string; nestedAta: string }): InstructionSpec {
+    const mint = this.accounts.mint;
+    return {
+      programId: ASSOCIATED_TOKEN_PROGRAM_ID,
+      accounts: [
+        w(accounts.nestedAta),
+        r(mint),
+        w(accounts.ownerAta),
+        r(accounts.ownerAta),
+        r(mint),
+        sw(this.attacker.address),
+        r(SPL_TOKEN),
+      ],
+      data: Uint8Array.from([2]),
+    };
+  }
+
+  private createAtaIx(wallet: string, ata: string): InstructionSpec {
+    return {
+      programId: ASSOCIATED_TOKEN_PROGRAM_ID,
+      accounts: [
+        sw(this.payer.address),
+        w(ata),
+        r(wallet),
+        r(this.accounts.mint),
+        r(SYSTEM_PROGRAM_ID),
+        r(SPL_TOKEN),
+      ],
+      data: Uint8Array.from([1]),
+    };
+  }
+
+  /** The attacker's own credit-mint account, funded with `amount`. */
+  attackerAccount(amount = 1_000_000n): string {
+    return this.createTokenAccount(this.attacker.address, this.accounts.mint, amount);
+  }
+
+  /** Another user's vault in the reference model's shape: owned by the escrow authority. */
+  victimVault(amount = 1_000_000n): string {
+    return this.createTokenAccount(this.escrowAuthority.address, this.accounts.mint, amount);
+  }
+
+  vault(keyIndex: number): string {
+    return this.accounts.creditVaults[keyIndex]!.vault;
+  }
+
+  worker(index: number): LocalWorker {
+    return this.accounts.workers[index]!;
+  }
+
+  balance(account: string): bigint {
+    return this.chain.tokenAmount(account) ?? 0n;
+  }
+
+  /**
+   * Token balance changes of one committed transaction, read from the chain's own record
+   * (pre/post token balances by account), every mint: the ground truth of what moved.
+   */
+  deltas(signature: string): Map<string, { mint: string; delta: bigint }> {
+    const tx = this.chain.transaction(signature);
+    if (!tx) throw new Error(`the chain has no transaction ${signature}`);
+    const out = new Map<string, { mint: string; delta: bigint }>();
+    for (const b of tx.preTokenBalances) {
+      out.set(tx.accountKeys[b.accountIndex]!, { mint: b.mint, delta: -b.amount });
+    }
+    for (const b of tx.postTokenBalances) {
+      const address = tx.accountKeys[b.accountIndex]!;
+      const pre = out.get(address)?.delta ?? 0n;
+      out.set(address, { mint: b.mint, delta: pre + b.amount });
+    }
+    for (const [address, d] of out) if (d.delta === 0n) out.delete(address);
+    return out;
+  }
+
+  /** Fee of one committed transaction, in lamports. */
+  fee(signature: string): bigint {
+    const tx = this.chain.transaction(signature);
+    if (!tx) throw new Error(`the chain has no transaction ${signature}`);
+    return BigInt(tx.fee);
+  }
+
+  // ---- the reference model's honest transactions ---------------------------------------
+
+  /** The numbers of an honest job (PROTOCOL.md section 2), priced by the requested model. */
+  plan(input: PlanInput = {}): JobPlan {
+    const keyIndex = input.keyIndex ?? 1;
+    const requestedModel = input.requestedModel ?? input.model ?? "qwen3-8b";
+    const model = input.model ?? requestedModel;
+    const completionTokens = input.completionTokens === undefined ? 640 : input.completionTokens;
+    const maxTokens = input.maxTokens ?? null;
+    const worker = this.worker(input.workerIndex ?? 0);
+    const lock = priceUnits(localnetProfile, requestedModel, maxTokens ?? 2000);
+    const charge = priceUnits(
+      localnetProfile,
+      requestedModel,
+      completionTokens ?? maxTokens ?? 2000,
+    );
+    if (lock === null || charge === null) throw new Error(`no price for ${requestedModel}`);
+    const workerShare = (charge * BigInt(worker.rateBps)) / 10_000n;
+    return {
+      jobId: newJobId(),
+      keyIndex,
+      vault: this.vault(keyIndex),
+      fingerprint: fingerprintOfKey(keyIndex),
+      model,
+      requestedModel,
+      promptTokens: completionTokens === null ? null : 12,
+      completionTokens,
+      maxTokens,
+      worker,
+      lock,
+      charge,
+      workerShare,
+      treasuryShare: charge - workerShare,
+      remainder: lock - charge,
+    };
+  }
+
+  /** Escrow lock: credit vault -> escrow vault, memo `decentral:escrow:<job>`. */
+  lockIxs(plan: JobPlan, opts: { from?: string; amount?: bigint } = {}): InstructionSpec[] {
+    return [
+      this.transfer(opts.from ?? plan.vault, this.accounts.escrowVault, opts.amount ?? plan.lock),
+      this.memo(`decentral:escrow:${plan.jobId}`),
+    ];
+  }
+
+  /** The settlement's transfers (worker, treasury, remainder) without the memo. */
+  payoutIxs(
+    plan: JobPlan,
+    opts: {
+      workerShare?: bigint;
+      treasuryShare?: bigint;
+      remainder?: bigint;
+      workerAccount?: string;
+      treasuryAccount?: string;
+      remainderTo?: string;
+    } = {},
+  ): InstructionSpec[] {
+    const escrow = this.accounts.escrowVault;
+    const remainder = opts.remainder ?? plan.remainder;
+    const out = [
+      this.transfer(
+        escrow,
+        opts.workerAccount ?? plan.worker.tokenAccount,
+        opts.workerShare ?? plan.workerShare,
+      ),
+      this.transfer(
+        escrow,
+        opts.treasuryAccount ?? this.accounts.treasury.tokenAccount,
+        opts.treasuryShare ?? plan.treasuryShare,
+      ),
+    ];
+    if (remainder > 0n) out.push(this.transfer(escrow, opts.remainderTo ?? plan.vault, remainder));
+    return out;
+  }
+
+  /** Honest settlement: payouts plus memo `decentral:settle:<job>`. */
+  settleIxs(plan: JobPlan): InstructionSpec[] {
+    return [...this.payoutIxs(plan), this.memo(`decentral:settle:${plan.jobId}`)];
+  }
+
+  /** Honest refund of a timed-out job: the whole lock back, memo `decentral:refund:<job>`. */
+  refundIxs(plan: JobPlan, to = plan.vault): InstructionSpec[] {
+    return [
+      this.transfer(this.accounts.escrowVault, to, plan.lock),
+      this.memo(`decentral:refund:${plan.jobId}`),
+    ];
+  }
+
+  /** Sends an honest lock and settlement for `plan`; returns both signatures. */
+  honestJob(plan: JobPlan): { escrowTx: string; settlementTx: string } {
+    const escrowTx = this.send(this.lockIxs(plan)).signature;
+    const settlementTx = this.send(this.settleIxs(plan)).signature;
+    return { escrowTx, settlementTx };
+  }
+}
+
+/** The associated token account of `owner` for `mint` (owner may be off the curve). */
+function ataOf(owner: string, mint: string): string {
+  return getAssociatedTokenAddressSync(new PublicKey(mint), new PublicKey(owner), true).toBase58();
+}
+
+/** Fingerprint of local API key `i`, exactly as the proxy stores it for that key. */
+export function fingerprintOfKey(keyIndex: number): string {
+  return keyFingerprint(`Bearer ${localApiKey(keyIndex)}`)!;
+}
+
+/** A receipt with the two fields the issue adds (requested model, key fingerprint). */
+export type ScenarioReceipt = Receipt & { requestedModel?: string | null };
+
+/**
+ * One scenario's own store and verifier over the shared world: record receipts (and jobs-API
+ * answers), verify until every job is final, read verdicts and failing checks.
+ */
+export class Scenario {
+  readonly store: Store = createTestStore();
+  private app: ReturnType<typeof createApp> | undefined;
+  private ingestToken: string | undefined;
+
+  constructor(
+    private readonly harness: AdversaryHarness,
+    readonly profile: Profile,
+  ) {}
+
+  /**
+   * Records the receipt of `plan` naming `escrowTx` / `settlementTx` as ingest would, with the
+   * key fingerprint and the requested model. `overrides` change any field (e.g. a stream
+   * without usage, a 504).
+   */
+  record(
+    plan: JobPlan,
+    txs: { escrowTx: string | null; settlementTx: string | null },
+    overrides: Partial<ScenarioReceipt> = {},
+  ): string {
+    const receipt: ScenarioReceipt = {
+      jobId: plan.jobId,
+      escrowTx: txs.escrowTx,
+      settlementTx: txs.settlementTx,
+      worker: plan.worker.address,
+      creditsRemainingUnits: this.harness.op.balance(plan.vault),
+      model: plan.model,
+      requestedModel: plan.requestedModel,
+      promptTokens: plan.promptTokens,
+      completionTokens: plan.completionTokens,
+      totalTokens:
+        plan.completionTokens === null ? null : (plan.promptTokens ?? 0) + plan.completionTokens,
+      maxTokens: plan.maxTokens,
+      stream: false,
+      httpStatus: 200,
+      keyFingerprint: plan.fingerprint,
+      ...overrides,
+    };
+    const result = recordReceipt(this.store, receipt, "ingest");
+    if (result.outcome !== "created") throw new Error(`receipt ${plan.jobId}: ${result.outcome}`);
+    return plan.jobId;
+  }
+
+  /**
+   * Posts the receipt of `plan` to `POST /jobs` (ingest token), as a backend using the fetch
+   * wrapper would, naming the key by `key_fingerprint` and the asked-for model by
+   * `requested_model`. Returns the HTTP status and body of the answer.
+   */
+  async ingest(
+    plan: JobPlan,
+    txs: { escrowTx: string; settlementTx: string | null },
+    overrides: Record<string, unknown> = {},
+  ): Promise<{ status: number; body: unknown }> {
+    this.app ??= createApp({ store: this.store, log });
+    this.ingestToken ??= createToken(this.store, { role: "ingest", name: "adversary" }).token;
+    const body = {
+      job_id: plan.jobId,
+      escrow_tx: txs.escrowTx,
+      settlement_tx: txs.settlementTx,
+      worker: plan.worker.address,
+      credits_remaining: (Number(this.harness.op.balance(plan.vault)) / 10_000).toString(),
+      model: plan.model,
+      requested_model: plan.requestedModel,
+      key_fingerprint: plan.fingerprint,
+      usage:
+        plan.completionTokens === null
+          ? undefined
+          : {
+              prompt_tokens: plan.promptTokens,
+              completion_tokens: plan.completionTokens,
+              total_tokens: (plan.promptTokens ?? 0) + plan.completionTokens,
+            },
+      ...overrides,
+    };
+    const res = await this.app.request("/jobs", {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${this.ingestToken}` },
+      body: JSON.stringify(body),
+    });
+    return { status: res.status, body: await res.json() };
+  }
+
+  /** Stores a jobs-API answer for a job, as the recorder's lookup does. */
+  jobsApi(jobId: string, body: JobsApiBody): void {
+    recordJobsApiAnswer(this.store, jobId, parseJobsApiAnswer(body));
+  }
+
+  /** The jobs API's honest answer for a settled job. */
+  honestJobsApi(plan: JobPlan, txs: { escrowTx: string; settlementTx: string }): void {
+    this.jobsApi(plan.jobId, {
+      status: "settled",
+      credits_charged: Number(plan.charge / 10_000n),
+      worker_address: plan.worker.address,
+      on_chain: { escrow_tx: txs.escrowTx, settlement_tx: txs.settlementTx },
+    });
+  }
+
+  /**
+   * A first honest job of `keyIndex`, verified on its own: the key's credit vault is then known
+   * (learned from this first lock) before any fraud of the scenario is looked at.
+   */
+  async pinKey(keyIndex: number, input: PlanInput = {}): Promise<JobPlan> {
+    const plan = this.harness.op.plan({ ...input, keyIndex });
+    const txs = this.harness.op.honestJob(plan);
+    this.record(plan, txs);
+    await this.verify();
+    return plan;
+  }
+
+  /** Runs the verifier until every recorded job has a final verdict. */
+  async verify(): Promise<void> {
+    const verifier = createVerifier({
+      store: this.store,
+      rpc: this.harness.rpc,
+      profile: this.profile,
+      log,
+      options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
+    });
+    const summary = await verifier.runUntilSettled({}, { timeoutMs: 20_000 });
+    if (summary.status !== "completed") {
+      throw new Error(`verification did not finish: ${JSON.stringify(summary)}`);
+    }
+  }
+
+  /** Verdict and failing checks of one job. */
+  outcome(jobId: string): JobOutcome {
+    const row = this.store.db.select().from(jobs).where(eq(jobs.jobId, jobId)).get();
+    if (!row) throw new Error(`no job ${jobId}`);
+    const failing = this.store.db
+      .select()
+      .from(checkResults)
+      .where(eq(checkResults.jobId, jobId))
+      .all()
+      .filter((c) => c.outcome === "fail")
+      .map((c) => c.name)
+      .sort();
+    return { verdict: row.verdict, failing };
+  }
+
+  /** One stored check of a job, with its evidence parsed (null when it was not written). */
+  check(
+    jobId: string,
+    name: string,
+  ): { outcome: string; reason: string | null; expected: unknown; actual: unknown } | null {
+    const row = this.store.db
+      .select()
+      .from(checkResults)
+      .where(eq(checkResults.jobId, jobId))
+      .all()
+      .find((c) => c.name === name);
+    if (!row) return null;
+    const parse = (v: unknown) => (typeof v === "string" ? JSON.parse(v) : v);
+    return {
+      outcome: row.outcome,
+      reason: row.reason,
+      expected: parse(row.expected),
+      actual: parse(row.actual),
+    };
+  }
+
+  /** Verifies, then returns the outcome of each job asked for. */
+  async verdicts(...jobIds: string[]): Promise<JobOutcome[]> {
+    await this.verify();
+    return jobIds.map((id) => this.outcome(id));
+  }
+}
+
+export interface AdversaryHarness {
+  world: LocalWorld;
+  op: Operator;
+  rpc: RpcPool;
+  /** A scenario with its own store, verified under `profile` (localnet by default). */
+  scenario(profile?: Profile): Scenario;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts one local world for a test file (10 ms slots, finality after 3 slots) whose clock the
+ * operator can move forward, and an RPC pool over it.
+ */
+export async function startAdversaryHarness(): Promise<AdversaryHarness> {
+  let offset = 0;
+  const clock = {
+    now: () => Date.now() + offset,
+    advance(ms: number) {
+      offset += ms;
+    },
+  };
+  const world = await startLocalWorld({ slotMs: 10, finalitySlots: 3, now: clock.now });
+  const op = new Operator(world, clock);
+  const rpc = createRpcPool({
+    endpoints: [{ url: world.rpcUrl, rateLimitPerSec: 500, concurrency: 4, timeoutMs: 2000 }],
+    backoffBaseMs: 20,
+    backoffMaxMs: 200,
+    breakerCooldownMs: 500,
+  });
+  const harness: AdversaryHarness = {
+    world,
+    op,
+    rpc,
+    scenario: (profile = localnetProfile) => new Scenario(harness, profile),
+    async close() {
+      await rpc.close();
+      await world.close();
+    },
+  };
+  return harness;
+}
