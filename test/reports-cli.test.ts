@@ -51,10 +51,10 @@ describe("decentral-audit report reconciliation", () => {
     );
     const lines = readFileSync(out, "utf8").split("\r\n");
     expect(lines[0]).toMatch(
-      /^kind,group,jobs,verified,partiallyVerified,pending,discrepancies,dropped,unverifiable,chargedUnits,chargedUsdc,verifiedChargedUnits,/,
+      /^kind,group,jobs,verified,partiallyVerified,pending,discrepancies,dropped,unverifiable,chargedUnits,chargedUsdc,escrowedUnits,.*,feesLamports,verifiedEscrowedUnits,verifiedEscrowedUsdc,disputedEscrowedUnits,/,
     );
-    expect(lines[1]).toMatch(/^group,qwen3-8b,1,1,0,0,0,0,0,123456,0\.123456,123456,/);
-    expect(lines[2]).toMatch(/^total,,1,1,0,0,0,0,0,123456,0\.123456,123456,/);
+    expect(lines[1]).toMatch(/^group,qwen3-8b,1,1,0,0,0,0,0,123456,0\.123456,/);
+    expect(lines[2]).toMatch(/^total,,1,1,0,0,0,0,0,123456,0\.123456,/);
   });
 
   it("takes --since like verify: the period of that length ending now", async () => {

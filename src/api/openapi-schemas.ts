@@ -2,7 +2,7 @@ import { z } from "@hono/zod-openapi";
 import { checkOutcomes, receiptSources, verdicts } from "../db/schema.js";
 import { errorCodes } from "../errors.js";
 import { parseInstant } from "../reports/period.js";
-import { groupByValues } from "../reports/reconciliation.js";
+import { groupByValues, splitMoney } from "../reports/reconciliation.js";
 
 /** The one error body of the API. */
 export const ErrorSchema = z
@@ -130,10 +130,6 @@ export const FiguresSchema = z
     unverifiable: z.number().int(),
     chargedUnits: z.string(),
     chargedUsdc: z.string(),
-    verifiedChargedUnits: z.string().describe("charged on verified jobs"),
-    verifiedChargedUsdc: z.string(),
-    disputedChargedUnits: z.string().describe("charged on jobs with a discrepancy or dropped"),
-    disputedChargedUsdc: z.string(),
     escrowedUnits: z.string(),
     escrowedUsdc: z.string(),
     workerPaidUnits: z.string(),
@@ -145,6 +141,18 @@ export const FiguresSchema = z
     unaccountedUnits: z.string().describe("escrowed - worker paid - treasury paid - refunded"),
     unaccountedUsdc: z.string(),
     feesLamports: z.string(),
+    // Money on verified jobs apart from money on disputed ones (discrepancy or dropped).
+    ...Object.fromEntries(
+      splitMoney.flatMap((m) =>
+        ["verified", "disputed"].flatMap((standing) => {
+          const name = `${standing}${m[0]!.toUpperCase()}${m.slice(1)}`;
+          return [
+            [`${name}Units`, z.string().describe(`${m} on ${standing} jobs, base units`)],
+            [`${name}Usdc`, z.string()],
+          ];
+        }),
+      ),
+    ),
   })
   .openapi("ReconciliationFigures");
 

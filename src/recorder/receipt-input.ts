@@ -196,6 +196,29 @@ function jobId(value: unknown, field: string): string {
  * locks escrow before it runs. The settlement signature may be null (a streamed job learns it
  * later from the jobs API), as may the rest.
  */
+function models(value: Record<string, unknown>): {
+  model: string | null;
+  responseModel: string | null;
+} {
+  const answered = optionalModel(value.model, "model");
+  const requested = optionalModel(value.requested_model, "requested_model");
+  const responseModel = optionalModel(value.response_model, "response_model");
+  if (requested !== null) return { model: requested, responseModel: responseModel ?? answered };
+  return { model: answered, responseModel };
+}
+
+/** The proxy's key fingerprint: 16 lowercase hex digits of the key's SHA-256. */
+function optionalFingerprint(value: unknown, field: string): string | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== "string" || !/^[0-9a-f]{16}$/.test(value)) {
+    throw new FieldError(
+      field,
+      "must be 16 lowercase hex digits (the key fingerprint reports show)",
+    );
+  }
+  return value;
+}
+
 export function parseReceiptInput(value: unknown): ParsedReceipt {
   try {
     if (!isObject(value)) throw new FieldError("receipt", "must be a JSON object");
@@ -218,7 +241,11 @@ export function parseReceiptInput(value: unknown): ParsedReceipt {
         fields.credits_remaining,
         `${prefix}credits_remaining`,
       ),
-      model: optionalModel(value.model, "model"),
+      // `requested_model` names the model asked for (the job is priced by it); when given,
+      // `model` is taken as the one the response named, as in a wrapped completion.
+      ...models(value),
+      keyFingerprint: optionalFingerprint(value.key_fingerprint, "key_fingerprint"),
+      creditVault: optionalWorker(value.credit_vault, "credit_vault"),
       promptTokens: optionalTokens(u.prompt_tokens, "usage.prompt_tokens"),
       completionTokens: optionalTokens(u.completion_tokens, "usage.completion_tokens"),
       totalTokens: optionalTokens(u.total_tokens, "usage.total_tokens"),

@@ -9,8 +9,33 @@ export type GroupBy = (typeof groupByValues)[number];
 /** Verdicts that are not final yet: the job still moves. */
 export const openVerdicts: readonly Verdict[] = verdicts.filter((v) => !finalVerdicts.includes(v));
 
+/** Money figures that are also shown split by standing: on verified jobs, on disputed jobs. */
+export const splitMoney = [
+  "escrowed",
+  "charged",
+  "workerPaid",
+  "treasuryPaid",
+  "refunded",
+] as const;
+type SplitMoney = (typeof splitMoney)[number];
+type Standing = "verified" | "disputed";
+/** `verifiedChargedUnits`, `disputedEscrowedUnits`, ...: money on jobs of one standing. */
+export type StandingFigures = {
+  [K in `${Standing}${Capitalize<SplitMoney>}Units`]: bigint;
+};
+const standingKey = (standing: Standing, money: SplitMoney) =>
+  `${standing}${money[0]!.toUpperCase()}${money.slice(1)}Units` as keyof StandingFigures;
+const moneyKey = (money: SplitMoney) => `${money}Units` as const;
+/** Verified: proven in full. Disputed: a failing check, or a signature that never landed. */
+const standingOf = (verdict: Verdict): Standing | null =>
+  verdict === "verified"
+    ? "verified"
+    : verdict === "discrepancy" || verdict === "dropped"
+      ? "disputed"
+      : null;
+
 /** Counts and sums of one group (or of the whole report). Amounts are exact bigints. */
-export interface ReconciliationFigures {
+export interface ReconciliationFigures extends StandingFigures {
   jobs: number;
   verified: number;
   /** No check failed, but the job's own data left a money check unproven. */
@@ -29,10 +54,6 @@ export interface ReconciliationFigures {
   unaccountedUnits: bigint;
   /** Network fees of the jobs' transactions, lamports. */
   feesLamports: bigint;
-  /** Charged on jobs proven in full (`verified`). */
-  verifiedChargedUnits: bigint;
-  /** Charged on jobs with a failing check or a signature that never landed. */
-  disputedChargedUnits: bigint;
 }
 
 export interface ReconciliationGroup extends ReconciliationFigures {
@@ -123,8 +144,12 @@ export function emptyFigures(): ReconciliationFigures {
     refundedUnits: 0n,
     unaccountedUnits: 0n,
     feesLamports: 0n,
-    verifiedChargedUnits: 0n,
-    disputedChargedUnits: 0n,
+    ...(Object.fromEntries(
+      splitMoney.flatMap((m) => [
+        [standingKey("verified", m), 0n],
+        [standingKey("disputed", m), 0n],
+      ]),
+    ) as StandingFigures),
   };
 }
 
@@ -143,8 +168,11 @@ function addFigures(into: ReconciliationFigures, row: ReconciliationFigures): vo
   into.refundedUnits += row.refundedUnits;
   into.unaccountedUnits += row.unaccountedUnits;
   into.feesLamports += row.feesLamports;
-  into.verifiedChargedUnits += row.verifiedChargedUnits;
-  into.disputedChargedUnits += row.disputedChargedUnits;
+  for (const m of splitMoney) {
+    for (const standing of ["verified", "disputed"] as const) {
+      into[standingKey(standing, m)] += row[standingKey(standing, m)];
+    }
+  }
 }
 
 /**
@@ -233,9 +261,9 @@ function figuresOf(row: AggregateRow): ReconciliationFigures {
   f.refundedUnits = row.refunded;
   f.unaccountedUnits = row.escrowed - row.worker_paid - row.treasury_paid - row.refunded;
   f.feesLamports = row.fees;
-  if (row.verdict === "verified") f.verifiedChargedUnits = row.charged;
-  if (row.verdict === "discrepancy" || row.verdict === "dropped") {
-    f.disputedChargedUnits = row.charged;
+  const standing = standingOf(row.verdict);
+  if (standing !== null) {
+    for (const m of splitMoney) f[standingKey(standing, m)] = f[moneyKey(m)];
   }
   return f;
 }
@@ -254,10 +282,6 @@ export const reconciliationColumns = [
   "unverifiable",
   "chargedUnits",
   "chargedUsdc",
-  "verifiedChargedUnits",
-  "verifiedChargedUsdc",
-  "disputedChargedUnits",
-  "disputedChargedUsdc",
   "escrowedUnits",
   "escrowedUsdc",
   "workerPaidUnits",
@@ -269,7 +293,17 @@ export const reconciliationColumns = [
   "unaccountedUnits",
   "unaccountedUsdc",
   "feesLamports",
+  ...splitMoney.flatMap((m) =>
+    (["verified", "disputed"] as const).flatMap((standing) => {
+      const units = standingKey(standing, m);
+      return [units, units.replace(/Units$/, "Usdc") as StandingUsdc];
+    }),
+  ),
 ] as const;
+
+type StandingUsdc = {
+  [K in keyof StandingFigures]: K extends `${infer P}Units` ? `${P}Usdc` : never;
+}[keyof StandingFigures];
 
 export type FiguresJson = {
   [K in (typeof reconciliationColumns)[number]]: K extends
@@ -296,10 +330,6 @@ export function figuresToJson(f: ReconciliationFigures): FiguresJson {
     unverifiable: f.unverifiable,
     chargedUnits: f.chargedUnits.toString(),
     chargedUsdc: formatUnits(f.chargedUnits),
-    verifiedChargedUnits: f.verifiedChargedUnits.toString(),
-    verifiedChargedUsdc: formatUnits(f.verifiedChargedUnits),
-    disputedChargedUnits: f.disputedChargedUnits.toString(),
-    disputedChargedUsdc: formatUnits(f.disputedChargedUnits),
     escrowedUnits: f.escrowedUnits.toString(),
     escrowedUsdc: formatUnits(f.escrowedUnits),
     workerPaidUnits: f.workerPaidUnits.toString(),
@@ -311,6 +341,17 @@ export function figuresToJson(f: ReconciliationFigures): FiguresJson {
     unaccountedUnits: f.unaccountedUnits.toString(),
     unaccountedUsdc: formatUnits(f.unaccountedUnits),
     feesLamports: f.feesLamports.toString(),
+    ...(Object.fromEntries(
+      splitMoney.flatMap((m) =>
+        (["verified", "disputed"] as const).flatMap((standing) => {
+          const units = standingKey(standing, m);
+          return [
+            [units, f[units].toString()],
+            [units.replace(/Units$/, "Usdc"), formatUnits(f[units])],
+          ];
+        }),
+      ),
+    ) as Record<keyof StandingFigures | StandingUsdc, string>),
   };
 }
 

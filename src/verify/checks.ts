@@ -223,6 +223,12 @@ class Ledger {
   outcome(name: CheckName): CheckOutcome | undefined {
     return this.checks.find((c) => c.name === name)?.outcome;
   }
+  /** A later finding about an earlier check's subject replaces that check's result. */
+  replace(check: CheckResult) {
+    const i = this.checks.findIndex((c) => c.name === check.name);
+    if (i >= 0) this.checks[i] = check;
+    else this.checks.push(check);
+  }
 }
 
 /** A transaction a job names, in the role it plays for it. */
@@ -230,7 +236,10 @@ interface RoleTx {
   role: Role;
   signature: string;
   facts: TransactionFacts;
-  /** Another job's memo claims it: `signatures.unique` reports that, nothing else does. */
+  /**
+   * Another job owns it, or this job names it for two steps: `signatures.unique` reports that,
+   * and the transaction's own checks defer to it.
+   */
   stolenBy: string | null;
 }
 
@@ -270,7 +279,7 @@ function roleChecks(input: CheckInput, tx: RoleTx, ledger: Ledger): boolean {
     );
   const later = [`${role}.memo`, `${role}.instructions`] as const;
   if (tx.stolenBy !== null) {
-    ledger.skipAll(later, `the transaction belongs to ${tx.stolenBy} (see signatures.unique)`);
+    ledger.skipAll(later, `${tx.stolenBy} (see signatures.unique)`);
     return false;
   }
   const wanted = `${memoPrefix(profile, role)}${job.jobId}`;
@@ -553,8 +562,10 @@ function settlementChecks(
     escrowAccount: lock.escrowAccount,
     worker: job.worker,
     treasury,
+    vaultOwner: profile.escrowAuthority,
   };
   const r = readRelease(profile, S, payees);
+  misdirectedReturn(lock, r.misdirected, ledger);
   const foreign = foreignChanges(profile, S);
   ledger.add(
     foreign.length === 0 && r.foreignDebits.length === 0
@@ -655,8 +666,8 @@ function settlementChecks(
     ledger.add(pass("settlement.recipients", { treasury }, r.payees));
   }
 
-  // Worker + treasury + remainder = lock.
-  const paidOut = r.worker + r.treasury + r.returned + r.unexplainedTotal;
+  // Worker + treasury + remainder = lock (a remainder sent to the wrong vault is escrow.source's).
+  const paidOut = r.worker + r.treasury + r.returned + r.misdirectedTotal + r.unexplainedTotal;
   const conserved = r.outflow === lock.reading.lock && paidOut === lock.reading.lock;
   const conserveEvidence = {
     released: r.outflow.toString(),
@@ -671,14 +682,19 @@ function settlementChecks(
     released: lock.reading.lock.toString(),
   };
   ledger.add(
-    conserved
-      ? pass("settlement.conserves_lock", lockEvidence, conserveEvidence)
-      : fail(
+    charge > lock.reading.lock
+      ? skip(
           "settlement.conserves_lock",
-          "what left escrow does not add up to the lock",
-          lockEvidence,
-          conserveEvidence,
-        ),
+          "the charge exceeds the lock, so escrow paid out more than it held for this job (see escrow.covers_charge)",
+        )
+      : conserved
+        ? pass("settlement.conserves_lock", lockEvidence, conserveEvidence)
+        : fail(
+            "settlement.conserves_lock",
+            "what left escrow does not add up to the lock",
+            lockEvidence,
+            conserveEvidence,
+          ),
   );
 
   // Ordering and time window.
@@ -766,6 +782,23 @@ function settlementChecks(
   return { charge };
 }
 
+/** Remainders or refunds sent to a customer's vault other than the one the lock came from. */
+function misdirectedReturn(
+  lock: UsableLock,
+  misdirected: { account: string; owner: string | null; amount: string }[],
+  ledger: Ledger,
+) {
+  if (misdirected.length === 0) return;
+  ledger.replace(
+    fail(
+      "escrow.source",
+      `money of this lock went back to ${misdirected.map((m) => m.account).join(", ")}, not to the credit vault it came from`,
+      { returnedTo: lock.creditVault },
+      { returnedTo: misdirected },
+    ),
+  );
+}
+
 function refundChecks(
   input: CheckInput,
   tx: RoleTx,
@@ -791,7 +824,9 @@ function refundChecks(
       escrowAccount: lock.escrowAccount,
       worker: null,
       treasury: null,
+      vaultOwner: profile.escrowAuthority,
     });
+    misdirectedReturn(lock, r.misdirected, ledger);
     const foreign = foreignChanges(profile, tx.facts);
     ledger.add(
       foreign.length === 0 && r.foreignDebits.length === 0
@@ -804,7 +839,12 @@ function refundChecks(
           ),
     );
     const lockUnits = lock.reading.lock;
-    const ok = r.outflow === lockUnits && r.returned === lockUnits && r.unexplainedTotal === 0n;
+    // Money sent to another customer's vault is escrow.source's finding; the refund is
+    // complete when the whole lock left escrow for customers' vaults and nobody else.
+    const ok =
+      r.outflow === lockUnits &&
+      r.returned + r.misdirectedTotal === lockUnits &&
+      r.unexplainedTotal === 0n;
     const expected = {
       released: lockUnits.toString(),
       returned: lockUnits.toString(),
@@ -974,9 +1014,20 @@ export function evaluateJob(given: CheckInput): Evaluation {
   const ledger = new Ledger();
   const learned: Evaluation["learned"] = { creditVault: null, treasuryCandidate: null };
   const stolen = stolenSignatures(input);
+  // Transactions whose own checks defer to signatures.unique: another job's, or named by this
+  // job for two steps.
+  const deferred = new Map(
+    [...stolen].map(([sig, owner]) => [sig, `the transaction belongs to ${owner}`]),
+  );
+  const escrowNamed = job.escrowTx ?? job.apiEscrowTx;
+  for (const s of [job.settlementTx, job.apiSettlementTx]) {
+    if (s !== null && s === escrowNamed && !deferred.has(s)) {
+      deferred.set(s, "this job names it for two steps");
+    }
+  }
   const txOf = (role: Role, signature: string): RoleTx | null => {
     const facts = transactions.get(signature);
-    return facts ? { role, signature, facts, stolenBy: stolen.get(signature) ?? null } : null;
+    return facts ? { role, signature, facts, stolenBy: deferred.get(signature) ?? null } : null;
   };
   const roles = new Map<string, Role[]>();
   const played = (signature: string, role: Role) =>
@@ -1175,6 +1226,7 @@ function amountsOf(
       escrowAccount,
       worker: refundSigs.has(c.signature) ? null : job.worker,
       treasury,
+      vaultOwner: profile.escrowAuthority,
     });
     worker += r.worker;
     treasuryPaid += r.treasury;

@@ -84,6 +84,11 @@ export interface Payees {
   worker: string | null;
   /** The treasury's wallet or token account; null while neither pinned nor learned. */
   treasury: string | null;
+  /**
+   * Owner of every credit vault (the escrow authority), when the profile knows it: money sent
+   * to another account it owns is a remainder returned to the wrong customer's vault.
+   */
+  vaultOwner: string | null;
 }
 
 /** Money out of escrow at settlement or refund, sorted by recipient. */
@@ -94,6 +99,9 @@ export interface ReleaseReading {
   treasury: bigint;
   /** Returned to the credit vault the lock came from. */
   returned: bigint;
+  /** Returned to other credit vaults (another customer's): not charged, but not returned. */
+  misdirected: Movement[];
+  misdirectedTotal: bigint;
   /** Debits of accounts other than the escrow account (someone else's money). */
   foreignDebits: Movement[];
   /**
@@ -125,9 +133,11 @@ export function readRelease(
   let returned = 0n;
   const others: TokenChange[] = [];
   const candidates: TokenChange[] = [];
+  const misdirected: TokenChange[] = [];
   for (const c of credits) {
     if (payees.worker !== null && c.owner === payees.worker) worker += c.delta;
     else if (c.account === payees.creditVault) returned += c.delta;
+    else if (payees.vaultOwner !== null && c.owner === payees.vaultOwner) misdirected.push(c);
     else if (
       payees.treasury !== null &&
       (c.account === payees.treasury || c.owner === payees.treasury)
@@ -147,6 +157,8 @@ export function readRelease(
     worker,
     treasury,
     returned,
+    misdirected: misdirected.map(movement),
+    misdirectedTotal: sum(misdirected.map((c) => c.delta)),
     foreignDebits: foreignDebits.map(movement),
     unexplained: unexplainedTotal > 0n ? others.map(movement) : [],
     unexplainedTotal,

@@ -659,7 +659,13 @@ export class Scenario {
       keyFingerprint: plan.fingerprint,
       ...overrides,
     };
-    const result = recordReceipt(this.store, receipt, "ingest");
+    // The receipt prices by the model asked for and keeps the response's model to compare.
+    const { requestedModel, ...rest } = receipt;
+    const result = recordReceipt(
+      this.store,
+      requestedModel ? { ...rest, model: requestedModel, responseModel: receipt.model } : rest,
+      "ingest",
+    );
     if (result.outcome !== "created") throw new Error(`receipt ${plan.jobId}: ${result.outcome}`);
     return plan.jobId;
   }
