@@ -69,6 +69,7 @@ export async function startService(
         engine: verifier,
         log,
         preflight: () => rpc.getSlot("finalized"),
+        profile: () => profileStatus(store, profile),
       })
     : null;
   const app = createApp({

@@ -406,3 +406,32 @@ describe("decentral-audit verify with a busy database", () => {
     }
   });
 });
+
+describe("verify: partially verified jobs and profile gaps", () => {
+  it("counts partially verified jobs apart, says what was unproven, and names the profile's gaps once", async () => {
+    const store = storeWithWindow();
+    const engine = scriptedEngine(store, { in_1: "verified", in_2: "partially_verified" });
+    store.sqlite
+      .prepare("UPDATE jobs SET unproven = ? WHERE job_id = 'in_2'")
+      .run(JSON.stringify(["usage_unknown"]));
+    const profile = () => ({
+      name: "decentral-mainnet",
+      gaps: [{ check: "settlement.program", reason: "the settlement program id is not known" }],
+      treasury: { source: "profile" as const, address: "x" },
+    });
+    const { code, out } = run(store, engine, {}, { profile });
+    expect(await code).toBe(0);
+    const text = out.join("");
+    expect(text).toContain("1 of 2 jobs verified, 1 partially verified");
+    expect(text).toContain("usage_unknown 1");
+    expect(text).not.toContain("all 2 jobs verified");
+    expect(text.match(/cannot check settlement\.program/g)).toHaveLength(1);
+
+    const json = run(store, scriptedEngine(store, {}), { json: true }, { profile });
+    await json.code;
+    const summary = JSON.parse(json.out.join(""));
+    expect(summary.byVerdict.partially_verified).toBe(1);
+    expect(summary.unproven).toEqual({ usage_unknown: 1 });
+    expect(summary.profile.gaps).toHaveLength(1);
+  });
+});

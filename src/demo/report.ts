@@ -101,6 +101,7 @@ function figureCells(f: ReconciliationFigures): string[] {
   return [
     String(f.jobs),
     String(f.verified),
+    String(f.partiallyVerified),
     String(f.discrepancies + f.dropped),
     formatUnits(f.escrowedUnits),
     formatUnits(f.chargedUnits),
@@ -117,6 +118,7 @@ export function formatReconciliation(report: ReconciliationReport): string[] {
     "model",
     "jobs",
     "ok",
+    "partial",
     "flagged",
     "escrowed",
     "charged",
@@ -131,7 +133,10 @@ export function formatReconciliation(report: ReconciliationReport): string[] {
   const rule = "-".repeat(Math.max(...lines.map((l) => l.length)));
   const t = report.totals;
   const notes = [
-    "ok = verified; flagged = discrepancy or dropped; amounts in USDC, read from the chain.",
+    "ok = verified; partial = no check failed but a money fact is unproven (a stream without",
+    "usage: its charge is bounded by the lock only); flagged = discrepancy or dropped.",
+    "Amounts in USDC, read from the chain; each on-chain movement counted once.",
+    `Charged on verified jobs ${formatUnits(report.totals.verifiedChargedUnits)}, on flagged jobs ${formatUnits(report.totals.disputedChargedUnits)}.`,
     "unaccounted = escrowed - worker - treasury - refunded: above 0 stayed in escrow or got",
     "lost; below 0 was paid out beyond the lock (e.g. by a second settlement).",
   ];

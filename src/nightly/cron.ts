@@ -2,6 +2,7 @@ import { Cron } from "croner";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
 import type { Logger } from "../log.js";
+import type { ProfileStatus } from "../verify/profile-status.js";
 import { runNightlyVerification, type SettlingEngine } from "./nightly-run.js";
 import { DEFAULT_VERIFY_TIMEOUT_MS } from "./verify-command.js";
 
@@ -11,6 +12,8 @@ export interface NightlyScheduleDeps {
   log: Logger;
   /** e.g. an RPC `getSlot`: a rejection makes the run end "could not finish". */
   preflight?: () => Promise<unknown>;
+  /** The profile's gaps, said once in each run's summary. */
+  profile?: () => ProfileStatus;
   /** Timeout of each run. Default 30 min. */
   timeoutMs?: number;
   now?: () => number;
@@ -61,6 +64,7 @@ export function scheduleNightlyVerification(expression: string, deps: NightlySch
       timeoutMs,
       now,
       ...(deps.preflight ? { preflight: deps.preflight } : {}),
+      ...(deps.profile ? { profile: deps.profile } : {}),
     });
     openFrom = summary.exitCode === 2 ? window.from : window.to;
     const { findings, ...rest } = summary;

@@ -3,6 +3,7 @@ import { withoutUrlSecrets } from "../chain/url-secrets.js";
 import type { Store } from "../db/client.js";
 import { type Verdict, verdicts } from "../db/schema.js";
 import { openVerdicts } from "../reports/reconciliation.js";
+import type { ProfileStatus } from "../verify/profile-status.js";
 import { acquireLock, releaseLock } from "./locks.js";
 
 /** Name of the lock that keeps two nightly runs apart. */
@@ -42,6 +43,8 @@ export interface NightlyOptions {
   /** Lock owner id; random by default. */
   owner?: string;
   now?: () => number;
+  /** What the protocol profile cannot check for any job; said once in the summary. */
+  profile?: () => ProfileStatus;
 }
 
 /** A job of the window that did not end verified, with its failing checks. */
@@ -74,6 +77,13 @@ export interface NightlySummary {
   findings: NightlyFinding[];
   /** Findings beyond those listed. */
   moreFindings: number;
+  /**
+   * Partially verified jobs by what was left unproven (e.g. `usage_unknown`): no check failed,
+   * so they do not fail the run, but they are not proven in full either.
+   */
+  unproven: Record<string, number>;
+  /** The profile's gaps (checks no job can pass under it), when the caller knows the profile. */
+  profile: ProfileStatus | null;
   runId: number | null;
 }
 
@@ -96,6 +106,22 @@ function countByVerdict(store: Store, from: number, to: number): Record<Verdict,
     )
     .all(from, to) as { verdict: Verdict; n: number }[];
   for (const row of rows) counts[row.verdict] = row.n;
+  return counts;
+}
+
+function unprovenCounts(store: Store, from: number, to: number): Record<string, number> {
+  const rows = store.sqlite
+    .prepare(
+      `SELECT unproven, count(*) AS n FROM jobs
+       WHERE verdict = 'partially_verified' AND created_at >= ? AND created_at < ?
+       GROUP BY unproven`,
+    )
+    .all(from, to) as { unproven: string | null; n: number }[];
+  const counts: Record<string, number> = {};
+  for (const row of rows) {
+    const codes = row.unproven === null ? ["unknown"] : (JSON.parse(row.unproven) as string[]);
+    for (const code of codes) counts[code] = (counts[code] ?? 0) + row.n;
+  }
   return counts;
 }
 
@@ -179,9 +205,13 @@ export async function runNightlyVerification(
 
   let byVerdict = Object.fromEntries(verdicts.map((v) => [v, 0])) as Record<Verdict, number>;
   let found: NightlyFinding[] = [];
+  let unproven: Record<string, number> = {};
+  let profile: ProfileStatus | null = null;
   try {
     byVerdict = countByVerdict(store, options.from, options.to);
     found = findings(store, options.from, options.to);
+    unproven = unprovenCounts(store, options.from, options.to);
+    profile = options.profile?.() ?? null;
   } catch (error) {
     reason ??= `database: ${messageOf(error)}`;
   }
@@ -214,6 +244,8 @@ export async function runNightlyVerification(
     byVerdict,
     findings: found,
     moreFindings: Math.max(0, bad - found.length),
+    unproven,
+    profile,
     runId,
   };
 }

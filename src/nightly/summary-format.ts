@@ -9,7 +9,9 @@ import type { NightlySummary } from "./nightly-run.js";
 const headline = (s: NightlySummary) => {
   switch (s.outcome) {
     case "verified":
-      return `all ${s.total} jobs verified`;
+      return s.byVerdict.partially_verified > 0
+        ? `${s.byVerdict.verified} of ${s.total} jobs verified, ${s.byVerdict.partially_verified} partially verified (no check failed; ${unprovenText(s)})`
+        : `all ${s.total} jobs verified`;
     case "no_jobs":
       return "0 jobs recorded in this window, nothing verified";
     case "too_few_jobs":
@@ -41,6 +43,18 @@ const icons: Record<NightlySummary["outcome"], string> = {
   incomplete: "⚠️",
 };
 
+/** What partially verified jobs left unproven, e.g. "usage_unknown 3". */
+const unprovenText = (s: NightlySummary) =>
+  Object.entries(s.unproven)
+    .map(([code, n]) => `${code} ${n}`)
+    .join(", ") || "unproven money checks";
+
+/** The profile's gaps, said once for the whole run rather than on every job. */
+const gapLines = (s: NightlySummary) =>
+  (s.profile?.gaps ?? []).map(
+    (g) => `profile ${s.profile!.name} cannot check ${g.check}: ${g.reason}`,
+  );
+
 const counts = (s: NightlySummary) =>
   verdicts.filter((v) => s.byVerdict[v] > 0).map((v) => [v, s.byVerdict[v]] as const);
 
@@ -55,6 +69,10 @@ export function summaryToText(s: NightlySummary): string {
   ];
   const also = alsoTooFew(s);
   if (also) lines.splice(2, 0, `  also: ${also}`);
+  if (s.byVerdict.partially_verified > 0 && s.outcome !== "verified") {
+    lines.splice(2, 0, `  partially verified: ${unprovenText(s)}`);
+  }
+  for (const gap of gapLines(s)) lines.push(`  ${gap}`);
   for (const f of s.findings) {
     lines.push(
       `  ${f.jobId}: ${f.verdict}${f.failingChecks.length ? ` (${f.failingChecks.join(", ")})` : ""}`,
@@ -85,6 +103,11 @@ export function summaryToMarkdown(s: NightlySummary): string {
     }
     if (s.moreFindings > 0) lines.push("", `... and ${s.moreFindings} more.`);
   }
+  if (s.byVerdict.partially_verified > 0) {
+    lines.push("", `Partially verified (no check failed, not proven in full): ${unprovenText(s)}.`);
+  }
+  const gaps = gapLines(s);
+  if (gaps.length > 0) lines.push("", ...gaps.map((g) => `- ${g}`));
   return `${lines.join("\n")}\n`;
 }
 

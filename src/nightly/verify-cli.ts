@@ -9,6 +9,7 @@ import { migrateStore } from "../db/migrate.js";
 import { AppError } from "../errors.js";
 import { createLogger } from "../log.js";
 import { createVerifier } from "../verify/engine.js";
+import { profileStatus } from "../verify/profile-status.js";
 import { loadProfile } from "../verify/profiles.js";
 import { runVerifyCommand, type VerifyFlags, verifyWindow } from "./verify-command.js";
 
@@ -57,10 +58,11 @@ export function registerVerifyCommand(program: Command, helpers: Helpers): void 
       const rpc = rpcPoolFromConfig(config, log);
       try {
         migrateStore(store);
+        const profile = loadProfile(config.AUDIT_PROFILE);
         const verifier = createVerifier({
           store,
           rpc,
-          profile: loadProfile(config.AUDIT_PROFILE),
+          profile,
           log,
           custody: config.CREDIT_VAULTS,
         });
@@ -78,7 +80,11 @@ export function registerVerifyCommand(program: Command, helpers: Helpers): void 
               err: (line) => console.error(line),
               progress: process.stderr.isTTY === true,
             },
-            { preflight: () => rpc.getSlot("finalized"), signal: abort.signal },
+            {
+              preflight: () => rpc.getSlot("finalized"),
+              signal: abort.signal,
+              profile: () => profileStatus(store, profile),
+            },
           );
         } finally {
           process.off("SIGINT", onSignal);
