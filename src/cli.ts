@@ -7,7 +7,6 @@ import { migrateStore } from "./db/migrate.js";
 import { registerDemoCommand } from "./demo/command.js";
 import { isAppError } from "./errors.js";
 import { registerLocalnetCommand } from "./localnet/command.js";
-import { startService } from "./main.js";
 import { registerVerifyCommand } from "./nightly/verify-cli.js";
 import { runImportCommand } from "./recorder/import-command.js";
 import { registerReportCommands } from "./reports/report-command.js";
@@ -59,6 +58,8 @@ export function buildProgram(): Command {
       .option("--verify-cron <expr>", "run the nightly verification in-process (VERIFY_CRON)"),
   ).action(async (flags) => {
     const config = configFromFlags(flags);
+    // Loaded here, not at the top: `--help`, `verify` and `report` never pay for the service.
+    const { startService } = await import("./main.js");
     const service = await startService(config);
     const stop = async () => {
       await service.close();

@@ -8,7 +8,6 @@ import {
   demoOptionsFromFlags,
   MIN_DEMO_JOBS,
 } from "./options.js";
-import { runDemo } from "./run-demo.js";
 
 /** The service's log goes to a file beside the database, so the terminal shows the report. */
 function logFileFor(db: string): string {
@@ -53,6 +52,8 @@ export function registerDemoCommand(program: Command): void {
       const stop = () => controller.abort();
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
+      // The local chain, the simulator and the OpenAI SDK load only when the demo runs.
+      const { runDemo } = await import("./run-demo.js");
       const code = await runDemo(
         options,
         {

@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { AppError } from "../errors.js";
 import { isSimFault, type SimFault, simFaults } from "./decentral-jobs.js";
-import { type LocalWorldOptions, startLocalWorld } from "./world.js";
+import type { LocalWorldOptions } from "./world.js";
 
 /** The `decentral-audit localnet` command: the local chain, its RPC and the Decentral simulator. */
 
@@ -119,6 +119,8 @@ export function registerLocalnetCommand(program: Command): void {
     )
     .action(async (flags: LocalnetFlags) => {
       const options = localnetOptionsFromFlags(flags);
+      // LiteSVM and the Solana SDKs load only when the local world starts.
+      const { startLocalWorld } = await import("./world.js");
       const world = await startLocalWorld(options).catch((error: unknown) => {
         if ((error as { code?: unknown }).code === "EADDRINUSE") {
           throw new AppError(
