@@ -7,6 +7,7 @@ import type { ExplorerCluster } from "../reports/audit-record.js";
 import { auditApi } from "./audit-api.js";
 import type { Reverifier } from "./audit-routes.js";
 import { AUDIT_TOKEN_HEADER, BEARER_SCHEME, requireRole } from "./auth.js";
+import type { AppEnv } from "./context.js";
 import { errorBody, handleError } from "./error-handler.js";
 import { ingestRoutes } from "./ingest-routes.js";
 import { type AppMetrics, createMetrics } from "./metrics.js";
@@ -33,9 +34,7 @@ export interface AppDeps {
   proxyRequireToken?: boolean;
 }
 
-export interface AppEnv {
-  Variables: { requestId: string; log: Logger };
-}
+export type { AppEnv } from "./context.js";
 
 /** Builds the Hono app: request ids, one log line per request, one error shape. */
 export function createApp(deps: AppDeps) {

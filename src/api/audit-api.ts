@@ -1,8 +1,8 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Store } from "../db/client.js";
 import type { ExplorerCluster } from "../reports/audit-record.js";
-import type { AppEnv } from "./app.js";
 import { auditRoutes, type Reverifier } from "./audit-routes.js";
+import type { AppEnv } from "./context.js";
 import { jobRoutes } from "./job-routes.js";
 import type { AppMetrics } from "./metrics.js";
 import { opsRoutes, type ReadinessProbes } from "./ops-routes.js";

@@ -4,8 +4,8 @@ import type { Store } from "../db/client.js";
 import { jobs } from "../db/schema.js";
 import { AppError } from "../errors.js";
 import { auditRecord, type ExplorerCluster } from "../reports/audit-record.js";
-import type { AppEnv } from "./app.js";
 import { BEARER_SCHEME, requireRole } from "./auth.js";
+import type { AppEnv } from "./context.js";
 import { AuditRecordSchema, authErrors, ErrorSchema, notFoundError } from "./openapi-schemas.js";
 
 /** Queues a fresh verification of one job; implemented by the verifier. */

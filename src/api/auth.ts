@@ -2,7 +2,7 @@ import type { MiddlewareHandler } from "hono";
 import { authenticateToken, roleSatisfies, rolesSatisfying } from "../auth/tokens.js";
 import type { Store } from "../db/client.js";
 import type { TokenRole } from "../db/schema.js";
-import type { AppEnv } from "./app.js";
+import type { AppEnv } from "./context.js";
 import { errorBody } from "./error-handler.js";
 
 /** Header that carries an access token where `Authorization` already holds the Decentral key. */

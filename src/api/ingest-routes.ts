@@ -4,8 +4,8 @@ import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
 import { ingestReceipts, maxBatchSize, summarize } from "../recorder/ingest.js";
 import { jobIdPattern } from "../recorder/receipt-input.js";
-import type { AppEnv } from "./app.js";
 import { BEARER_SCHEME } from "./auth.js";
+import type { AppEnv } from "./context.js";
 import { authErrors, ErrorSchema } from "./openapi-schemas.js";
 
 const signature = (what: string) =>

@@ -1,8 +1,8 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Store } from "../db/client.js";
 import { listJobs } from "../reports/job-listing.js";
-import type { AppEnv } from "./app.js";
 import { BEARER_SCHEME, requireRole } from "./auth.js";
+import type { AppEnv } from "./context.js";
 import {
   authErrors,
   cursorParam,

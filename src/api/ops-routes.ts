@@ -2,8 +2,8 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Store } from "../db/client.js";
 import { dataCompleteUntil } from "../reports/reconciliation.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
-import type { AppEnv } from "./app.js";
 import { BEARER_SCHEME, requireRole } from "./auth.js";
+import type { AppEnv } from "./context.js";
 import type { AppMetrics } from "./metrics.js";
 import { authErrors } from "./openapi-schemas.js";
 

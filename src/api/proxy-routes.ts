@@ -3,7 +3,7 @@ import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { Hono } from "hono";
 import { AppError } from "../errors.js";
 import type { RecordingProxy } from "../recorder/proxy.js";
-import type { AppEnv } from "./app.js";
+import type { AppEnv } from "./context.js";
 
 const AlreadySentResponse = RESPONSE_ALREADY_SENT.constructor as typeof Response;
 

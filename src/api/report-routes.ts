@@ -7,8 +7,8 @@ import {
   reconciliationToCsv,
   reconciliationToJson,
 } from "../reports/reconciliation.js";
-import type { AppEnv } from "./app.js";
 import { BEARER_SCHEME, requireRole } from "./auth.js";
+import type { AppEnv } from "./context.js";
 import {
   authErrors,
   cursorParam,
