@@ -48,6 +48,7 @@ export async function startService(
     log,
     jobsApi,
     apiKey: config.DECENTRAL_API_KEY,
+    apiKeys: config.DECENTRAL_API_KEYS,
   });
   backfill.start();
   const rpc = rpcPoolFromConfig(config, log);
