@@ -334,7 +334,11 @@ describe("recording proxy with the openai SDK against the simulator", () => {
       now: () => Date.now() + 60_000,
     });
     expect(await backfill.runOnce()).toBe(1);
-    const streamed = store.db.select().from(jobs).all().find((j) => j.stream === true);
+    const streamed = store.db
+      .select()
+      .from(jobs)
+      .all()
+      .find((j) => j.stream === true);
     expect(streamed).toMatchObject({ apiStatus: "settled", backfillState: "done" });
     expect(streamed?.settlementTx).toMatch(/^[1-9A-HJ-NP-Za-km-z]{87,88}$/);
     const files = readdirSync(dir);
