@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { jobs } from "../src/db/schema.js";
 import { type JobsApiAnswer, JobsApiError, recordJobsApiAnswer } from "../src/recorder/jobs-api.js";
 import { keyFingerprint } from "../src/recorder/proxy.js";
+import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
 import { recordReceipt } from "../src/recorder/receipts.js";
 import { backoffDelay, createSettlementBackfill } from "../src/recorder/settlement-backfill.js";
 import { address, capturedLogger, jobId, signature } from "./support/recorder-fixtures.js";
@@ -187,12 +188,20 @@ describe("settlement backfill", () => {
       },
       apiKeys: [callerA, callerB],
       apiKey,
+      // As `serve` runs it: writes through the proxy's receipt writer.
+      writer: createReceiptWriter(store, { log }),
       now: () => 10 * 60_000,
     });
     expect(await backfill.runOnce()).toBe(3);
     for (const [id, key] of Object.entries(jobOf)) {
       expect(askedWith.get(id)).toBe(`Bearer ${key === stranger ? apiKey : key}`);
     }
+    const states = store.db.select().from(jobs).all();
+    expect(states.map((j) => [j.backfillState, j.settlementTx !== null])).toEqual([
+      ["done", true],
+      ["done", true],
+      ["done", true],
+    ]);
     expect(lines.join("\n")).not.toMatch(/dcntrl_live_[A-C]/);
   });
 

@@ -1,7 +1,9 @@
+import type Database from "better-sqlite3";
 import type { Store } from "../db/client.js";
 import type { Logger } from "../log.js";
 import { type JobsApiClient, JobsApiError, recordJobsApiAnswer } from "./jobs-api.js";
 import { keyFingerprint } from "./proxy.js";
+import type { ReceiptWriter } from "./receipt-writer.js";
 
 /** Options of the settlement backfill loop; every one has a default. */
 export interface SettlementBackfillOptions {
@@ -20,6 +22,11 @@ export interface SettlementBackfillOptions {
    * settlement. Held in memory only; never logged nor stored. Default none.
    */
   apiKeys?: readonly string[] | undefined;
+  /**
+   * Writes go through this writer (the proxy's), so a write lock held by another process is
+   * waited for off the event loop. Default: written directly on `store`.
+   */
+  writer?: ReceiptWriter;
   /** Clock (epoch ms). Default `Date.now`. */
   now?: () => number;
   /** Time between two passes when nothing was due. Default 1,000 ms. */
@@ -76,14 +83,36 @@ export function createSettlementBackfill(options: SettlementBackfillOptions): Se
      WHERE backfill_state = 'pending' AND backfill_next_at <= ?
      ORDER BY backfill_next_at LIMIT ?`,
   );
-  const claim = store.sqlite.prepare(
-    `UPDATE jobs SET backfill_attempts = backfill_attempts + 1, backfill_next_at = ?
-     WHERE job_id = ? AND backfill_state = 'pending'`,
-  );
-  const giveUp = store.sqlite.prepare(
-    `UPDATE jobs SET backfill_state = 'gave_up', updated_at = ?
-     WHERE job_id = ? AND backfill_state = 'pending'`,
-  );
+  // Prepared per connection: the writer has its own.
+  const prepared = new WeakMap<
+    Database.Database,
+    { claim: Database.Statement; giveUp: Database.Statement }
+  >();
+  const statementsOf = (s: Store) => {
+    let st = prepared.get(s.sqlite);
+    if (!st) {
+      st = {
+        claim: s.sqlite.prepare(
+          `UPDATE jobs SET backfill_attempts = backfill_attempts + 1, backfill_next_at = ?
+           WHERE job_id = ? AND backfill_state = 'pending'`,
+        ),
+        giveUp: s.sqlite.prepare(
+          `UPDATE jobs SET backfill_state = 'gave_up', updated_at = ?
+           WHERE job_id = ? AND backfill_state = 'pending'`,
+        ),
+      };
+      prepared.set(s.sqlite, st);
+    }
+    return st;
+  };
+  const write = async (task: (s: Store) => void): Promise<void> => {
+    if (options.writer) await options.writer.run(task);
+    else store.sqlite.transaction(() => task(store))();
+  };
+  const giveUp = (at: number, jobId: string) =>
+    write((s) => {
+      statementsOf(s).giveUp.run(at, jobId);
+    });
 
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<number> | undefined;
@@ -101,14 +130,15 @@ export function createSettlementBackfill(options: SettlementBackfillOptions): Se
     if (rows.length === 0) return 0;
     const keyless = rows.filter((row) => row.apiKey === undefined);
     const asked = rows.filter((row) => row.apiKey !== undefined);
-    store.sqlite.transaction(() => {
+    await write((s) => {
+      const st = statementsOf(s);
       // Nobody can ask the jobs API for these any more: give up now, so the verifier calls
       // them unverifiable instead of waiting for ever (and a nightly run can finish).
-      for (const row of keyless) giveUp.run(at, row.jobId);
+      for (const row of keyless) st.giveUp.run(at, row.jobId);
       for (const row of asked) {
-        claim.run(at + backoffDelay(row.attempts, baseDelayMs, maxDelayMs), row.jobId);
+        st.claim.run(at + backoffDelay(row.attempts, baseDelayMs, maxDelayMs), row.jobId);
       }
-    })();
+    });
     if (keyless.length > 0 && !warnedNoKey) {
       log.warn(
         { jobs: keyless.length },
@@ -120,20 +150,21 @@ export function createSettlementBackfill(options: SettlementBackfillOptions): Se
       asked.map(async ({ jobId, attempts, apiKey }) => {
         try {
           const answer = await jobsApi(jobId, `Bearer ${apiKey}`);
-          recordJobsApiAnswer(store, jobId, answer, now());
+          const answeredAt = now();
+          await write((s) => recordJobsApiAnswer(s, jobId, answer, answeredAt));
           log.debug({ jobId, status: answer.status }, "jobs API consulted");
         } catch (error) {
           const permanent = error instanceof JobsApiError && !error.retryable;
           const message = error instanceof Error ? error.message : "error";
           if (permanent || attempts + 1 >= maxAttempts) {
-            giveUp.run(now(), jobId);
+            await giveUp(now(), jobId);
             log.warn({ jobId, reason: message }, "settlement backfill gave up");
           } else {
             log.debug({ jobId, reason: message }, "settlement backfill will retry");
           }
           return;
         }
-        if (attempts + 1 >= maxAttempts) giveUp.run(now(), jobId);
+        if (attempts + 1 >= maxAttempts) await giveUp(now(), jobId);
       }),
     );
     return rows.length;
