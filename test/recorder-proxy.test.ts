@@ -14,10 +14,12 @@ import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
 import {
   address,
   capturedLogger,
+  ingestToken,
   jobId,
   listen,
   serveApp,
   signature,
+  wireReceipt,
 } from "./support/recorder-fixtures.js";
 import { createTestStore } from "./support/store.js";
 
@@ -382,6 +384,34 @@ describe("recording proxy", () => {
       await response.text();
       await proxy.idle();
       expect(row()).toMatchObject({ captureState: "complete", totalTokens: 3 });
+    });
+
+    it("answers an ingest post only once its batch is committed, serving /healthz meanwhile", async () => {
+      const { store, other } = fileStore();
+      const { url } = await setup({ store });
+      const token = ingestToken(store);
+      other.exec("BEGIN IMMEDIATE");
+      let answered = false;
+      const receipt = wireReceipt();
+      const pending = fetch(`${url}/jobs`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify([receipt]),
+      }).then((r) => {
+        answered = true;
+        return r;
+      });
+      for (let i = 0; i < 3; i++) expect((await fetch(`${url}/healthz`)).status).toBe(200);
+      expect(answered).toBe(false);
+      other.exec("COMMIT");
+      const response = await pending;
+      expect(response.status).toBe(200);
+      expect(await response.json()).toMatchObject({ created: 1 });
+      const recorded = store.db
+        .select()
+        .from(jobs)
+        .where(eq(jobs.jobId, String(receipt.job_id)));
+      expect(recorded.get()).toBeDefined();
     });
 
     it("answers 503 before forwarding when the receipt backlog is full", async () => {
