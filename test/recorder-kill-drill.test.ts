@@ -213,7 +213,7 @@ describe("serve killed with SIGKILL under traffic", () => {
     await start();
     const callers = Array.from({ length: concurrency }, caller);
     for (let i = 0; i < kills; i++) {
-      await sleep(100 + Math.random() * 400);
+      await sleep(50 + Math.random() * 250);
       await kill();
       await start();
     }
