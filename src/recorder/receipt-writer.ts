@@ -109,10 +109,12 @@ export function createReceiptWriter(store: Store, options: ReceiptWriterOptions)
       queue = batch.concat(queue);
       retries++;
       const delay = Math.min(maxRetryDelayMs, 2 ** Math.min(retries, 8));
+      // Said when it starts and now and then while it lasts (~20 s locked, ~10 s failing).
       if (isBusy(error)) {
-        if (retries === 50)
+        if (retries % 100 === 50) {
           log.warn({ tasks: queue.length }, "receipt writes waiting for the write lock");
-      } else {
+        }
+      } else if (retries % 40 === 1) {
         log.error({ err: error, tasks: queue.length }, "could not record receipts; will retry");
       }
       scheduled = setTimeout(flush, isBusy(error) ? delay : Math.max(delay, 250));
