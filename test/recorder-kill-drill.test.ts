@@ -23,6 +23,8 @@ import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
 const root = join(import.meta.dirname, "..");
 const kills = 20;
 const concurrency = 20;
+/** Jobs answered 2xx in each life of the process before its random kill. */
+const perLife = 8;
 const keys = [0, 1, 2, 3].map(localApiKey);
 const models = ["phi-4-mini", "qwen3-8b", "mistral-small-3.1-24b", "llama-3.3-70b"];
 
@@ -56,11 +58,14 @@ async function freePort(): Promise<number> {
 }
 
 let world: LocalWorld;
+/** The running `serve` process, if any: killed after the test whatever happened. */
+let child: ChildProcess | undefined;
 beforeAll(async () => {
   ensureBuilt();
   world = await startLocalWorld({ slotMs: 10, finalitySlots: 3 });
 }, 120_000);
 afterAll(async () => {
+  if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   await world?.close();
 });
 
@@ -87,7 +92,6 @@ describe("serve killed with SIGKILL under traffic", () => {
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
 
-    let child: ChildProcess | undefined;
     const start = async () => {
       child = spawn(
         process.execPath,
@@ -210,10 +214,15 @@ describe("serve killed with SIGKILL under traffic", () => {
       }
     }
 
+    const ackedCount = () => acked.plain.size + acked.streamed.size + acked.ingested.size;
     await start();
     const callers = Array.from({ length: concurrency }, caller);
     for (let i = 0; i < kills; i++) {
-      await sleep(50 + Math.random() * 250);
+      // Each life of the process answers some jobs (however loaded the machine is), then dies
+      // at a random moment with requests in flight.
+      const before = ackedCount();
+      while (ackedCount() < before + perLife) await sleep(10);
+      await sleep(Math.random() * 200);
       await kill();
       await start();
     }
@@ -241,9 +250,9 @@ describe("serve killed with SIGKILL under traffic", () => {
           .map((r) => [r.jobId, r]),
       );
     const acknowledged = [...acked.plain, ...acked.streamed, ...acked.ingested];
-    expect(acked.plain.size).toBeGreaterThan(50);
-    expect(acked.streamed.size).toBeGreaterThan(50);
-    expect(acked.ingested.size).toBeGreaterThan(10);
+    expect(acked.plain.size).toBeGreaterThan(20);
+    expect(acked.streamed.size).toBeGreaterThan(20);
+    expect(acked.ingested.size).toBeGreaterThan(5);
     const missing = acknowledged.filter((id) => !recorded().has(id));
     expect(missing).toEqual([]);
 
