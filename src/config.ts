@@ -76,6 +76,27 @@ export const configSchema = z.object({
       }
       return { vaults, byKey };
     }),
+  /**
+   * Decentral API keys of the callers, comma-separated, for the settlement backfill: each job
+   * is asked about with the key it was made with (matched by fingerprint), since the jobs API
+   * shows a job only to its own key. Held in memory only, never logged or stored. Optional.
+   */
+  DECENTRAL_API_KEYS: z
+    .string()
+    .transform(csv)
+    .pipe(
+      z
+        .array(
+          z
+            .string()
+            .regex(
+              /^dcntrl_(live|test)_[A-Za-z0-9]{32}$/,
+              "each must look like dcntrl_live_<32 alphanumerics>",
+            ),
+        )
+        .min(1, "at least one key"),
+    )
+    .optional(),
   /** HTTP port of `serve`. Default 8787; 0 picks a free port. */
   PORT: z.coerce.number().int().min(0).max(65_535).default(8787),
   /** Interface `serve` listens on. Default 127.0.0.1. */

@@ -49,6 +49,8 @@ export async function startService(
     log,
     jobsApi,
     apiKey: config.DECENTRAL_API_KEY,
+    apiKeys: config.DECENTRAL_API_KEYS,
+    writer: proxy.writer,
   });
   backfill.start();
   const rpc = rpcPoolFromConfig(config, log);

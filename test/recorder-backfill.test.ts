@@ -2,6 +2,8 @@ import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { jobs } from "../src/db/schema.js";
 import { type JobsApiAnswer, JobsApiError, recordJobsApiAnswer } from "../src/recorder/jobs-api.js";
+import { keyFingerprint } from "../src/recorder/proxy.js";
+import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
 import { recordReceipt } from "../src/recorder/receipts.js";
 import { backoffDelay, createSettlementBackfill } from "../src/recorder/settlement-backfill.js";
 import { address, capturedLogger, jobId, signature } from "./support/recorder-fixtures.js";
@@ -145,7 +147,62 @@ describe("settlement backfill", () => {
     expect(asked).toEqual([]);
     const row = store.db.select().from(jobs).where(eq(jobs.jobId, id)).get();
     expect(row?.backfillState).toBe("gave_up");
-    expect(lines.join("\n")).toContain("DECENTRAL_API_KEY not set");
+    expect(lines.join("\n")).toContain("no backfill key for these jobs' API keys");
+  });
+
+  it("asks about each job with its own caller's key from DECENTRAL_API_KEYS, else the fallback", async () => {
+    const store = createTestStore();
+    const callerA = "dcntrl_live_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    const callerB = "dcntrl_live_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
+    const stranger = "dcntrl_live_CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC";
+    const jobOf: Record<string, string> = {};
+    for (const key of [callerA, callerB, stranger]) {
+      const id = jobId();
+      jobOf[id] = key;
+      recordReceipt(
+        store,
+        {
+          jobId: id,
+          escrowTx: signature(),
+          settlementTx: null,
+          worker: address(),
+          creditsRemainingUnits: null,
+          model: null,
+          promptTokens: null,
+          completionTokens: null,
+          totalTokens: null,
+          keyFingerprint: keyFingerprint(`Bearer ${key}`),
+        },
+        "proxy",
+        { now: 1_000 },
+      );
+    }
+    const { log, lines } = capturedLogger();
+    const askedWith = new Map<string, string>();
+    const backfill = createSettlementBackfill({
+      store,
+      log,
+      jobsApi: async (id, authorization) => {
+        askedWith.set(id, authorization);
+        return answer({ status: "settled", settlementTx: signature() });
+      },
+      apiKeys: [callerA, callerB],
+      apiKey,
+      // As `serve` runs it: writes through the proxy's receipt writer.
+      writer: createReceiptWriter(store, { log }),
+      now: () => 10 * 60_000,
+    });
+    expect(await backfill.runOnce()).toBe(3);
+    for (const [id, key] of Object.entries(jobOf)) {
+      expect(askedWith.get(id)).toBe(`Bearer ${key === stranger ? apiKey : key}`);
+    }
+    const states = store.db.select().from(jobs).all();
+    expect(states.map((j) => [j.backfillState, j.settlementTx !== null])).toEqual([
+      ["done", true],
+      ["done", true],
+      ["done", true],
+    ]);
+    expect(lines.join("\n")).not.toMatch(/dcntrl_live_[A-C]/);
   });
 
   it("makes a job parked for its settlement due for verification when the answer arrives", () => {

@@ -2,12 +2,23 @@ import { describe, expect, it } from "vitest";
 import { createApp } from "../src/api/app.js";
 import { jobs, receiptConflicts } from "../src/db/schema.js";
 import { createLogger } from "../src/log.js";
-import { ingestToken, signature, wireReceipt } from "./support/recorder-fixtures.js";
+import { maxIngestBodyBytes } from "../src/recorder/ingest.js";
+import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
+import { recordReceipt } from "../src/recorder/receipts.js";
+import {
+  address,
+  ingestToken,
+  jobId,
+  signature,
+  wireReceipt,
+} from "./support/recorder-fixtures.js";
 import { createTestStore } from "./support/store.js";
 
 function setup() {
   const store = createTestStore();
-  const app = createApp({ store, log: createLogger({ level: "silent" }) });
+  const log = createLogger({ level: "silent" });
+  // As `serve` runs it: ingest answers after the writer's group commit.
+  const app = createApp({ store, log, receiptWriter: createReceiptWriter(store, { log }) });
   const token = ingestToken(store);
   const post = (body: unknown) =>
     app.request("/jobs", {
@@ -38,13 +49,94 @@ describe("POST /jobs", () => {
     const response = await post({ ...r, settlement_tx: signature() });
     expect(response.status).toBe(409);
     const body = (await response.json()) as { error: Record<string, unknown> };
-    expect(body.error).toMatchObject({
-      code: "conflict",
-      jobId: r.job_id,
-      differences: ["settlement_tx"],
+    expect(body.error).toMatchObject({ code: "conflict", jobId: r.job_id });
+    expect(store.db.select().from(receiptConflicts).all()).toMatchObject([
+      { differences: ["settlement_tx"] },
+    ]);
+    expect(store.db.select().from(jobs).get()?.settlementTx).toBe(r.settlement_tx);
+  });
+
+  it("reveals nothing of the recorded receipt in a 409: no field names, no values", async () => {
+    const { store, post } = setup();
+    const worker = address();
+    const proxied = {
+      jobId: jobId(),
+      escrowTx: signature(),
+      settlementTx: signature(),
+      worker,
+      creditsRemainingUnits: 9_000_000n,
+      model: "qwen3-8b",
+      promptTokens: 1,
+      completionTokens: 2,
+      totalTokens: 3,
+    };
+    recordReceipt(store, proxied, "proxy");
+    const guess = { job_id: proxied.jobId, escrow_tx: proxied.escrowTx, worker: address() };
+    const response = await post(guess);
+    expect(response.status).toBe(409);
+    const text = await response.text();
+    for (const secret of [worker, proxied.settlementTx, "worker", "settlement_tx", "differences"]) {
+      expect(text).not.toContain(secret);
+    }
+    const batch = (await (await post([guess])).json()) as { results: unknown[] };
+    expect(batch.results).toEqual([{ index: 0, jobId: proxied.jobId, status: "conflict" }]);
+  });
+
+  it("never lets an ingest token fill in usage the proxy did not see", async () => {
+    const { store, post } = setup();
+    const proxied = {
+      jobId: jobId(),
+      escrowTx: signature(),
+      settlementTx: null,
+      worker: address(),
+      creditsRemainingUnits: null,
+      model: "qwen3-8b",
+      promptTokens: null,
+      completionTokens: null,
+      totalTokens: null,
+    };
+    recordReceipt(store, proxied, "proxy");
+    const response = await post({
+      job_id: proxied.jobId,
+      escrow_tx: proxied.escrowTx,
+      usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+    });
+    expect(response.status).toBe(409);
+    expect(store.db.select().from(jobs).get()).toMatchObject({
+      source: "proxy",
+      totalTokens: null,
+      settlementTx: null,
     });
     expect(store.db.select().from(receiptConflicts).all()).toHaveLength(1);
-    expect(store.db.select().from(jobs).get()?.settlementTx).toBe(r.settlement_tx);
+  });
+
+  it("refuses a body above the size limit with 413 before parsing it, by length or as it streams", async () => {
+    const { store, post } = setup();
+    const huge = `[${'"x",'.repeat(3_500_000)}"x"]`;
+    expect(huge.length).toBeGreaterThan(maxIngestBodyBytes * 3);
+    const byLength = await post(huge);
+    expect(byLength.status).toBe(413);
+    expect(((await byLength.json()) as { error: { message: string } }).error.message).toContain(
+      "1000 receipts",
+    );
+    const token = ingestToken(store);
+    const app = createApp({ store, log: createLogger({ level: "silent" }) });
+    const chunk = new TextEncoder().encode("x".repeat(1024 * 1024));
+    let sent = 0;
+    const streamed = await app.request("/jobs", {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+      body: new ReadableStream({
+        pull(controller) {
+          if (sent++ < 14) controller.enqueue(chunk);
+          else controller.close();
+        },
+      }),
+      duplex: "half",
+    } as RequestInit);
+    expect(streamed.status).toBe(413);
+    expect(sent).toBeLessThan(14);
+    expect(store.db.select().from(jobs).all()).toHaveLength(0);
   });
 
   it("answers 400 naming the field of a single bad receipt, and writes nothing", async () => {
@@ -101,7 +193,7 @@ describe("POST /jobs", () => {
       { index: 0, jobId: good.job_id, status: "created" },
       expect.objectContaining({ index: 1, status: "rejected", field: "escrow_tx" }),
       { index: 2, jobId: recorded.job_id, status: "duplicate" },
-      { index: 3, jobId: recorded.job_id, status: "conflict", differences: ["worker"] },
+      { index: 3, jobId: recorded.job_id, status: "conflict" },
       expect.objectContaining({ index: 4, status: "rejected", field: "receipt" }),
     ]);
     expect(store.db.select().from(jobs).all()).toHaveLength(2);

@@ -1,16 +1,25 @@
+import { mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
 import { eq } from "drizzle-orm";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { openStore, type Store } from "../src/db/client.js";
+import { migrateStore } from "../src/db/migrate.js";
 import { jobs } from "../src/db/schema.js";
 import { parseJobsApiAnswer } from "../src/recorder/jobs-api.js";
 import { createRecordingProxy, keyFingerprint } from "../src/recorder/proxy.js";
+import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
 import {
   address,
   capturedLogger,
+  ingestToken,
   jobId,
   listen,
   serveApp,
   signature,
+  wireReceipt,
 } from "./support/recorder-fixtures.js";
 import { createTestStore } from "./support/store.js";
 
@@ -116,8 +125,15 @@ function stubUpstream(): { server: http.Server; stub: Stub } {
   return { server, stub };
 }
 
-async function setup() {
-  const store = createTestStore();
+async function setup(options: { store?: Store; maxBacklog?: number } = {}): Promise<{
+  store: Store;
+  stub: Stub;
+  proxy: ReturnType<typeof createRecordingProxy>;
+  url: string;
+  row: () => typeof jobs.$inferSelect | undefined;
+  lines: string[];
+}> {
+  const store = options.store ?? createTestStore();
   const { log, lines } = capturedLogger();
   const { server, stub } = stubUpstream();
   const upstream = await listen(server);
@@ -130,6 +146,9 @@ async function setup() {
     log,
     upstreamBaseUrl: `${upstream.url}/v1`,
     jobsApi,
+    ...(options.maxBacklog === undefined
+      ? {}
+      : { writer: createReceiptWriter(store, { log, maxBacklog: options.maxBacklog }) }),
   });
   const app = await serveApp({ store, log, proxy });
   const row = () => store.db.select().from(jobs).where(eq(jobs.jobId, stub.receipt.jobId)).get();
@@ -143,7 +162,8 @@ async function setup() {
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
-  for (const cleanup of cleanups.splice(0)) await cleanup();
+  // Last registered first: the proxy closes before the database it writes to.
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
 function completion(url: string, mode: string, init: RequestInit = {}) {
@@ -292,23 +312,124 @@ describe("recording proxy", () => {
     expect(lines.join("\n")).toContain("malformed receipt header");
   });
 
-  it("keeps a receipt the database refused and writes it once the database accepts again", async () => {
-    const { store, proxy, url, row, lines } = await setup();
-    // A trigger stands in for a database locked by another process.
-    store.sqlite.exec(`CREATE TABLE lock_flag (x); INSERT INTO lock_flag VALUES (1);
-      CREATE TRIGGER locked BEFORE INSERT ON jobs WHEN EXISTS (SELECT 1 FROM lock_flag)
-      BEGIN SELECT RAISE(ABORT, 'database is locked'); END`);
+  it("answers 503 rather than an unrecorded response when the database refuses the receipt", async () => {
+    const { store, url, row } = await setup();
+    store.sqlite.exec(`CREATE TRIGGER refused BEFORE INSERT ON jobs
+      BEGIN SELECT RAISE(ABORT, 'disk says no'); END`);
     const response = await completion(url, "json");
-    expect(response.status).toBe(200);
-    await response.json();
-    await vi.waitFor(() => expect(lines.join("\n")).toContain("could not record receipts"));
+    expect(response.status).toBe(503);
+    expect(await response.json()).toMatchObject({
+      error: { code: "receipt_not_recorded", type: "server_error" },
+    });
     expect(row()).toBeUndefined();
-    store.sqlite.exec("DELETE FROM lock_flag");
-    await proxy.idle();
-    expect(row()).toMatchObject({
-      captureState: "complete",
-      totalTokens: 33,
-      apiStatus: "settled",
+  });
+
+  describe("while another process holds the write lock", () => {
+    function fileStore() {
+      const dir = mkdtempSync(join(tmpdir(), "proxy-lock-"));
+      const store = openStore(join(dir, "audit.db"));
+      migrateStore(store);
+      const other = new Database(join(dir, "audit.db"));
+      other.pragma("busy_timeout = 5000");
+      cleanups.push(async () => {
+        if (other.inTransaction) other.exec("ROLLBACK");
+        other.close();
+        store.close();
+        rmSync(dir, { recursive: true, force: true });
+      });
+      return { store, other };
+    }
+
+    it("holds the response until its receipt is committed and keeps answering /healthz", async () => {
+      const { store, other } = fileStore();
+      const { url, row } = await setup({ store });
+      other.exec("BEGIN IMMEDIATE");
+      let answered = false;
+      const pending = completion(url, "json").then((r) => {
+        answered = true;
+        return r;
+      });
+      // The proxy retries the write from a timer: health checks are served meanwhile.
+      for (let i = 0; i < 5; i++) {
+        const started = performance.now();
+        const health = await fetch(`${url}/healthz`);
+        expect(health.status).toBe(200);
+        expect(performance.now() - started).toBeLessThan(250);
+      }
+      expect(answered).toBe(false);
+      expect(row()).toBeUndefined();
+      other.exec("COMMIT");
+      const response = await pending;
+      expect(response.status).toBe(200);
+      await response.json();
+      expect(row()).toMatchObject({ captureState: "complete", totalTokens: 33 });
+    });
+
+    it("sends no byte of a stream before its open receipt is committed", async () => {
+      const { store, other } = fileStore();
+      const { stub, proxy, url, row } = await setup({ store });
+      other.exec("BEGIN IMMEDIATE");
+      let headersAt = 0;
+      const pending = completion(url, "stream").then((r) => {
+        headersAt = Date.now();
+        return r;
+      });
+      await vi.waitFor(() => expect(stub.seen.length).toBe(1));
+      await new Promise((r) => setTimeout(r, 100));
+      expect(headersAt).toBe(0);
+      other.exec("COMMIT");
+      const response = await pending;
+      expect(row()).toMatchObject({ captureState: "open" });
+      stub.nextChunk.open();
+      await response.text();
+      await proxy.idle();
+      expect(row()).toMatchObject({ captureState: "complete", totalTokens: 3 });
+    });
+
+    it("answers an ingest post only once its batch is committed, serving /healthz meanwhile", async () => {
+      const { store, other } = fileStore();
+      const { url } = await setup({ store });
+      const token = ingestToken(store);
+      other.exec("BEGIN IMMEDIATE");
+      let answered = false;
+      const receipt = wireReceipt();
+      const pending = fetch(`${url}/jobs`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify([receipt]),
+      }).then((r) => {
+        answered = true;
+        return r;
+      });
+      for (let i = 0; i < 3; i++) expect((await fetch(`${url}/healthz`)).status).toBe(200);
+      expect(answered).toBe(false);
+      other.exec("COMMIT");
+      const response = await pending;
+      expect(response.status).toBe(200);
+      expect(await response.json()).toMatchObject({ created: 1 });
+      const recorded = store.db
+        .select()
+        .from(jobs)
+        .where(eq(jobs.jobId, String(receipt.job_id)));
+      expect(recorded.get()).toBeDefined();
+    });
+
+    it("answers 503 before forwarding when the receipt backlog is full", async () => {
+      const { store, other } = fileStore();
+      const { stub, url } = await setup({ store, maxBacklog: 1 });
+      other.exec("BEGIN IMMEDIATE");
+      const first = completion(url, "json");
+      await vi.waitFor(() => expect(stub.seen.length).toBe(1));
+      await new Promise((r) => setTimeout(r, 50));
+      const refused = await completion(url, "json");
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get("retry-after")).toBe("1");
+      expect(await refused.json()).toMatchObject({
+        error: { code: "receipt_backlog_full", type: "server_error" },
+      });
+      expect(stub.seen.length).toBe(1);
+      other.exec("COMMIT");
+      expect((await first).status).toBe(200);
     });
   });
 

@@ -4,7 +4,12 @@ import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { jobs, receiptConflicts } from "../src/db/schema.js";
 import { base58ByteLength, parseReceiptInput } from "../src/recorder/receipt-input.js";
-import { type Receipt, recordReceipt, recordReceipts } from "../src/recorder/receipts.js";
+import {
+  maxStoredConflicts,
+  type Receipt,
+  recordReceipt,
+  recordReceipts,
+} from "../src/recorder/receipts.js";
 import { address, jobId, signature, wireReceipt } from "./support/recorder-fixtures.js";
 import { createTestStore } from "./support/store.js";
 
@@ -74,10 +79,10 @@ describe("recordReceipt", () => {
     });
   });
 
-  it("fills a missing settlement signature as an update, not a conflict, and ends the backfill", () => {
+  it("fills a missing settlement signature from the same source as an update, and ends the backfill", () => {
     const store = createTestStore();
     const r = receipt({ settlementTx: null });
-    recordReceipt(store, r, "fetch");
+    recordReceipt(store, r, "ingest");
     let row = store.db.select().from(jobs).where(eq(jobs.jobId, r.jobId)).get();
     expect(row?.backfillState).toBe("pending");
     const settlement = signature();
@@ -88,7 +93,57 @@ describe("recordReceipt", () => {
     expect(row?.settlementTx).toBe(settlement);
     expect(row?.backfillState).toBe("done");
     // The less complete receipt again adds nothing: a duplicate.
-    expect(recordReceipt(store, r, "fetch").outcome).toBe("duplicate");
+    expect(recordReceipt(store, r, "ingest").outcome).toBe("duplicate");
+  });
+
+  it("stores the same conflicting receipt once while below the cap", () => {
+    const store = createTestStore();
+    const r = receipt();
+    recordReceipt(store, r, "proxy");
+    const forged = { ...r, worker: address() };
+    recordReceipt(store, forged, "ingest");
+    expect(recordReceipt(store, forged, "ingest").outcome).toBe("conflict");
+    expect(store.db.select().from(receiptConflicts).all()).toHaveLength(1);
+  });
+
+  it("never lets another source fill in what the proxy recorded: that is a conflict", () => {
+    const store = createTestStore();
+    const proxied = receipt({ promptTokens: null, completionTokens: null, totalTokens: null });
+    recordReceipt(store, proxied, "proxy");
+    const filler = { ...proxied, promptTokens: 1, completionTokens: 2, totalTokens: 3 };
+    expect(recordReceipt(store, filler, "ingest")).toEqual({
+      outcome: "conflict",
+      differences: ["prompt_tokens", "completion_tokens", "total_tokens"],
+    });
+    const row = store.db.select().from(jobs).where(eq(jobs.jobId, proxied.jobId)).get();
+    expect(row).toMatchObject({ source: "proxy", totalTokens: null, verdict: "pending" });
+    // A part of the recorded receipt is not the same receipt either.
+    expect(recordReceipt(store, { ...proxied, worker: null }, "ingest").outcome).toBe("conflict");
+    // The very same receipt is a duplicate, whoever sends it.
+    expect(recordReceipt(store, proxied, "ingest").outcome).toBe("duplicate");
+  });
+
+  it("keeps at most ten conflicts per job, the last one summarizing the rest", () => {
+    const store = createTestStore();
+    const r = receipt();
+    recordReceipt(store, r, "proxy");
+    for (let i = 0; i < 200; i++) {
+      expect(recordReceipt(store, { ...r, worker: address() }, "ingest").outcome).toBe("conflict");
+    }
+    // Beyond the cap every conflicting post is counted, repeated ones included.
+    const again = { ...r, creditsRemainingUnits: 1n };
+    recordReceipt(store, again, "ingest");
+    recordReceipt(store, again, "ingest");
+    const conflicts = store.db.select().from(receiptConflicts).all();
+    expect(conflicts).toHaveLength(maxStoredConflicts);
+    expect(conflicts.at(-1)).toMatchObject({
+      receipt: {
+        summary: true,
+        more_conflicts: 202 - (maxStoredConflicts - 1),
+        latest: { credits_remaining_units: "1" },
+      },
+      differences: ["worker", "credits_remaining_units"],
+    });
   });
 
   it("lets the proxy complete the row it opened, and only that row", () => {

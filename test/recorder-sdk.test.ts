@@ -304,11 +304,11 @@ describe("recording proxy with the openai SDK against the simulator", () => {
     expect(await backfill.runOnce()).toBe(0);
   });
 
-  it("never writes the caller's key to the database file, its WAL or the logs", async () => {
+  it("never writes the caller's key nor the backfill keys to the database file, its WAL or the logs", async () => {
     const dir = mkdtempSync(join(tmpdir(), "recorder-key-"));
     const store = openStore(join(dir, "audit.db"));
     migrateStore(store);
-    const { client, proxy, lines, key } = await setup({ store });
+    const { client, proxy, lines, key, world } = await setup({ store, consultJobsApi: false });
     await client.chat.completions.create({ model: "qwen3-8b", messages });
     const stream = await client.chat.completions.create({
       model: "qwen3-8b",
@@ -323,16 +323,40 @@ describe("recording proxy with the openai SDK against the simulator", () => {
       .catch(() => undefined);
     await proxy.idle();
     expect(store.db.select().from(jobs).all()).toHaveLength(3);
+    // The backfill asks about the streamed job with its caller's key from DECENTRAL_API_KEYS.
+    const backfillLog = capturedLogger();
+    const backfill = createSettlementBackfill({
+      store,
+      log: backfillLog.log,
+      jobsApi: createJobsApiClient(world.decentralBaseUrl),
+      apiKeys: world.apiKeys,
+      apiKey: world.lowBalanceApiKey,
+      now: () => Date.now() + 60_000,
+    });
+    expect(await backfill.runOnce()).toBe(1);
+    const streamed = store.db
+      .select()
+      .from(jobs)
+      .all()
+      .find((j) => j.stream === true);
+    expect(streamed).toMatchObject({ apiStatus: "settled", backfillState: "done" });
+    expect(streamed?.settlementTx).toMatch(/^[1-9A-HJ-NP-Za-km-z]{87,88}$/);
     const files = readdirSync(dir);
     expect(files).toContain("audit.db-wal");
-    const needle = Buffer.from(key);
-    for (const file of files) {
-      expect(readFileSync(join(dir, file)).includes(needle), file).toBe(false);
-    }
+    const secrets = [key, ...world.apiKeys, world.lowBalanceApiKey];
+    const allLines = [...lines, ...backfillLog.lines].join("\n");
     expect(lines.length).toBeGreaterThan(0);
-    expect(lines.join("\n")).not.toContain(key);
+    for (const secret of secrets) {
+      const needle = Buffer.from(secret);
+      for (const file of files) {
+        expect(readFileSync(join(dir, file)).includes(needle), file).toBe(false);
+      }
+      expect(allLines).not.toContain(secret);
+    }
     store.close();
-    expect(readFileSync(join(dir, "audit.db")).includes(needle)).toBe(false);
+    for (const secret of secrets) {
+      expect(readFileSync(join(dir, "audit.db")).includes(Buffer.from(secret))).toBe(false);
+    }
   });
 });
 

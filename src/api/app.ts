@@ -3,6 +3,7 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Store } from "../db/client.js";
 import type { Logger } from "../log.js";
 import type { RecordingProxy } from "../recorder/proxy.js";
+import type { ReceiptWriter } from "../recorder/receipt-writer.js";
 import type { ExplorerCluster } from "../reports/audit-record.js";
 import { auditApi } from "./audit-api.js";
 import type { Reverifier } from "./audit-routes.js";
@@ -22,6 +23,11 @@ export interface AppDeps {
   now?: () => number;
   /** The recording proxy behind `/v1/*`; without it `/v1/*` is not served. */
   proxy?: RecordingProxy;
+  /**
+   * Group-commit writer of `POST /jobs` (off the event loop's busy waits). Default: the
+   * proxy's; without either, receipts are written directly.
+   */
+  receiptWriter?: ReceiptWriter;
   /** Explorer links of the audit record; default Solana mainnet. */
   explorer?: ExplorerCluster;
   /** Queues re-verifications (`POST /jobs/{jobId}/reverify`); without it that route answers 409. */
@@ -115,7 +121,14 @@ export function createApp(deps: AppDeps) {
         'Receipts of Decentral jobs and the on-chain proof of their charge and settlement. Errors: `{"error":{"code","message"},"requestId"}`.',
     },
   });
-  app.route("/", ingestRoutes({ store: deps.store, now: deps.now }));
+  app.route(
+    "/",
+    ingestRoutes({
+      store: deps.store,
+      now: deps.now,
+      writer: deps.receiptWriter ?? deps.proxy?.writer,
+    }),
+  );
   if (deps.proxy) app.route("/", proxyRoutes(deps.proxy));
 
   return app;

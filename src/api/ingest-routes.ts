@@ -2,8 +2,16 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
-import { ingestReceipts, maxBatchSize, summarize } from "../recorder/ingest.js";
+import {
+  type IngestItemResult,
+  ingestReceipts,
+  ingestReceiptsVia,
+  maxBatchSize,
+  maxIngestBodyBytes,
+  summarize,
+} from "../recorder/ingest.js";
 import { jobIdPattern } from "../recorder/receipt-input.js";
+import type { ReceiptWriter } from "../recorder/receipt-writer.js";
 import { BEARER_SCHEME } from "./auth.js";
 import type { AppEnv } from "./context.js";
 import { authErrors, ErrorSchema } from "./openapi-schemas.js";
@@ -52,10 +60,6 @@ const ItemResultSchema = z
     status: z.enum(["created", "duplicate", "updated", "conflict", "rejected"]),
     field: z.string().optional().openapi({ description: "rejected: the field at fault" }),
     reason: z.string().optional(),
-    differences: z
-      .array(z.string())
-      .optional()
-      .openapi({ description: "conflict: fields that differ from the recorded receipt" }),
   })
   .openapi("IngestItemResult");
 
@@ -82,7 +86,7 @@ const ingestRouteDoc = () =>
     tags: ["ingest"],
     summary: "Record one receipt or a batch of up to 1,000",
     description:
-      "Idempotent on `job_id`: the same receipt again is a duplicate; a different receipt for a recorded job is a conflict, kept as an audit finding. A batch is written in one transaction.",
+      "Idempotent on `job_id`: the same receipt again is a duplicate; a different receipt for a recorded job is a conflict, kept as an audit finding (the answer names no field or value of the recorded receipt). Only a receipt from the same source may fill fields the recorded one lacks; another source's receipt (e.g. one for a job the proxy recorded) is a conflict unless it is the same receipt. A batch is written in one transaction, and the answer comes after it is committed.",
     security: [{ [BEARER_SCHEME]: [] }],
     request: {
       body: {
@@ -113,11 +117,12 @@ const ingestRouteDoc = () =>
       },
       409: {
         content: { "application/json": { schema: ErrorSchema } },
-        description: "A single receipt that conflicts with the recorded one (`error.differences`).",
+        description:
+          "A single receipt for a job already recorded with a different receipt. It says no more than that: no field names, no stored values.",
       },
       413: {
         content: { "application/json": { schema: ErrorSchema } },
-        description: "More than 1,000 receipts.",
+        description: `More than 1,000 receipts, or a body above ${maxIngestBodyBytes} bytes (refused by its Content-Length or as it streams in, before it is parsed).`,
       },
     },
   });
@@ -128,8 +133,13 @@ const ingestRouteDoc = () =>
  * chat-completion JSON with a `_decentral` member counts as one receipt. The access token is
  * checked in front of this route (see createApp).
  */
-export function ingestRoutes(deps: { store: Store; now?: () => number }) {
+export function ingestRoutes(deps: { store: Store; now?: () => number; writer?: ReceiptWriter }) {
   const now = deps.now ?? Date.now;
+  const { writer } = deps;
+  const ingest = (items: unknown[]): Promise<IngestItemResult[]> | IngestItemResult[] =>
+    writer
+      ? ingestReceiptsVia(writer, items, "ingest", now())
+      : ingestReceipts(deps.store, items, "ingest", now());
   const app = new OpenAPIHono<AppEnv>();
   // Documented, not validated by a body schema: a batch must accept some items and reject
   // others, each with its index and field, which a whole-body validator cannot do.
@@ -137,9 +147,12 @@ export function ingestRoutes(deps: { store: Store; now?: () => number }) {
   return app.post(
     "/jobs",
     bodyLimit({
-      maxSize: 32 * 1024 * 1024,
+      maxSize: maxIngestBodyBytes,
       onError: () => {
-        throw new AppError("payload_too_large", "request body above 32 MiB");
+        throw new AppError(
+          "payload_too_large",
+          `request body above ${maxIngestBodyBytes} bytes (4 MiB); send at most ${maxBatchSize} receipts per request`,
+        );
       },
     }),
     async (c) => {
@@ -156,10 +169,11 @@ export function ingestRoutes(deps: { store: Store; now?: () => number }) {
             `at most ${maxBatchSize} receipts per request, got ${body.length}`,
           );
         }
-        const results = ingestReceipts(deps.store, body, "ingest", now());
+        // An ingest token learns that an item conflicts, never how: no field names.
+        const results = (await ingest(body)).map(({ differences: _, ...rest }) => rest);
         return c.json({ ...summarize(results), results }, 200);
       }
-      const [result] = ingestReceipts(deps.store, [body], "ingest", now());
+      const [result] = await ingest([body]);
       if (!result) throw new AppError("internal", "no outcome for the receipt");
       if (result.status === "rejected") {
         throw new AppError("validation_failed", `${result.field}: ${result.reason}`, {
@@ -167,10 +181,12 @@ export function ingestRoutes(deps: { store: Store; now?: () => number }) {
         });
       }
       if (result.status === "conflict") {
+        // Naming the differing fields would let a token holder test guesses against the
+        // recorded receipt (is this the worker?): it learns only that the job is recorded.
         throw new AppError(
           "conflict",
-          `job ${result.jobId} already has a different receipt (${result.differences?.join(", ")})`,
-          { jobId: result.jobId, differences: result.differences },
+          `job ${result.jobId} is already recorded with a different receipt; yours is kept as a conflict for audit`,
+          { jobId: result.jobId },
         );
       }
       const single = { jobId: result.jobId ?? "", status: result.status };

@@ -184,12 +184,14 @@ export async function runDemo(
     io.out("");
     io.out(`The API stays up at ${service.url}`);
     io.out(`  read token  ${token}`);
-    io.out(`  try         curl -H "Authorization: Bearer ${token}" ${service.url}/audit/${sample}`);
-    io.out(`  also        ${service.url}/reports/discrepancies?from=${isoOf(from)}`);
-    io.out(
-      `              "${service.url}/reports/reconciliation?groupBy=model&from=${isoOf(from)}&to=${isoOf(report.to)}"`,
-    );
-    io.out(`              ${service.url}/openapi.json (every route)`);
+    // Every route but /healthz needs the token: each line is a command that works as printed.
+    const apiUrl = service.url;
+    const curl = (path: string) => `curl -H "Authorization: Bearer ${token}" "${apiUrl}${path}"`;
+    const period = `from=${isoOf(from)}&to=${isoOf(report.to)}`;
+    io.out(`  try         ${curl(`/audit/${sample}`)}`);
+    io.out(`  also        ${curl(`/reports/discrepancies?${period}`)}`);
+    io.out(`              ${curl(`/reports/reconciliation?groupBy=model&${period}`)}`);
+    io.out(`              ${curl("/openapi.json")} (every route)`);
     io.out("Ctrl-C to stop.");
     if (signal && !signal.aborted) {
       await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve()));

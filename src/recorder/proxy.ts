@@ -11,6 +11,7 @@ import {
   recordJobsApiAnswer,
 } from "./jobs-api.js";
 import { addressOrNull, jobIdPattern, signatureOrNull } from "./receipt-input.js";
+import { createReceiptWriter, type ReceiptWriter } from "./receipt-writer.js";
 import { type Receipt, recordReceipts } from "./receipts.js";
 
 /** Options of the recording proxy; every optional one has a default. */
@@ -31,6 +32,11 @@ export interface RecordingProxyOptions {
   jobsApiRetryDelaysMs?: number[];
   /** Largest request body forwarded, in bytes. Default 10 MiB. */
   maxRequestBytes?: number;
+  /**
+   * The receipt writer shared with ingest (group commits, bounded backlog). Default: one of
+   * the proxy's own over `store`, closed with the proxy.
+   */
+  writer?: ReceiptWriter;
   /** Sockets kept open to the upstream. Default 256. */
   maxSockets?: number;
   /** Called once per proxied response when it ends (metrics). Default none. */
@@ -52,6 +58,8 @@ export interface RecordingProxy {
   idle(): Promise<void>;
   /** Closes upstream keep-alive sockets and waits for background work. */
   close(): Promise<void>;
+  /** The writer the proxy records through. */
+  readonly writer: ReceiptWriter;
 }
 
 /** Headers that describe one connection, not the message (RFC 9110 §7.6.1). */
@@ -71,8 +79,6 @@ const tagPrefix = "x-audit-tag-";
 /** Body bytes kept to read usage: the whole JSON body, or the tail of an SSE stream. */
 const maxJsonCapture = 8 * 1024 * 1024;
 const sseTailBytes = 64 * 1024;
-/** Delay before writing receipts again after the database refused a write. */
-const writeRetryMs = 250;
 
 /** First 16 hex digits of sha256 of the bearer key: tells keys apart without storing one. */
 export function keyFingerprint(authorization: string | undefined): string | null {
@@ -218,15 +224,30 @@ function forwardedResponseHeaders(upstream: IncomingMessage): string[] {
   return out;
 }
 
-function sendError(res: ServerResponse, status: number, code: string, message: string) {
+/**
+ * An error of the proxy itself, in the OpenAI shape the SDKs read (`error.message`, `type`,
+ * `code`); a 503 carries `retry-after` and Decentral's `details.retry_after`.
+ */
+function sendError(
+  res: ServerResponse,
+  status: number,
+  code: string,
+  message: string,
+  retryAfterSeconds?: number,
+) {
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  const body = JSON.stringify({ error: { code, message } });
+  if (res.destroyed) return;
+  const type = status >= 500 ? "server_error" : "invalid_request_error";
+  const error: Record<string, unknown> = { code, message, type, param: null };
+  if (retryAfterSeconds !== undefined) error.details = { retry_after: retryAfterSeconds };
+  const body = JSON.stringify({ error });
   res.writeHead(status, {
     "content-type": "application/json",
     "content-length": Buffer.byteLength(body),
+    ...(retryAfterSeconds !== undefined ? { "retry-after": String(retryAfterSeconds) } : {}),
   });
   res.end(body);
 }
@@ -264,46 +285,15 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
     work.finally(() => pending.delete(work));
   }
 
-  // Receipt writes are batched per event-loop turn: the client's bytes go out first, and
-  // responses ending together share one transaction. A non-streamed response usually ends in
-  // the turn its headers came, so its receipt is written once, already complete. A crash
-  // loses at most the current turn's writes; a failed write (database locked) is retried.
-  const unwritten = new Map<string, Receipt>();
-  const afterWrite: (() => void)[] = [];
-  let flushing: Promise<void> | undefined;
+  // Every receipt goes through the writer's group commit, and the client's headers wait for
+  // it: what a client was answered is on disk. The completion of a streamed job (usage,
+  // capture state) is written after its bytes went out; the writer keeps the order.
+  const writer = options.writer ?? createReceiptWriter(store, { log });
+  const ownWriter = options.writer === undefined;
 
-  function scheduleFlush(delayMs: number) {
-    flushing ??= new Promise<void>((resolve) => {
-      const flush = () => {
-        flushing = undefined;
-        const batch = [...unwritten.values()];
-        const callbacks = afterWrite.splice(0);
-        unwritten.clear();
-        try {
-          recordReceipts(store, batch, "proxy", { now: now(), backfillDelayMs });
-        } catch (error) {
-          log.error({ err: error, jobs: batch.length }, "could not record receipts; will retry");
-          // A newer state of a job queued meanwhile wins over the one that failed.
-          for (const receipt of batch) {
-            if (!unwritten.has(receipt.jobId)) unwritten.set(receipt.jobId, receipt);
-          }
-          afterWrite.unshift(...callbacks);
-          scheduleFlush(writeRetryMs);
-          resolve();
-          return;
-        }
-        for (const callback of callbacks) callback();
-        resolve();
-      };
-      if (delayMs === 0) setImmediate(flush);
-      else setTimeout(flush, delayMs);
-    });
-  }
-
-  function writeReceipt(receipt: Receipt, then?: () => void) {
-    unwritten.set(receipt.jobId, receipt);
-    if (then) afterWrite.push(then);
-    scheduleFlush(0);
+  function writeReceipt(receipt: Receipt): Promise<unknown> {
+    const at = now();
+    return writer.run((s) => recordReceipts(s, [receipt], "proxy", { now: at, backfillDelayMs }));
   }
 
   async function consultJobsApi(jobId: string, authorization: string) {
@@ -315,7 +305,8 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       }
       try {
         const answer = await jobsApi(jobId, authorization);
-        recordJobsApiAnswer(store, jobId, answer, now());
+        const at = now();
+        await writer.run((s) => recordJobsApiAnswer(s, jobId, answer, at));
         if (isSettledAnswer(answer)) return;
       } catch (error) {
         if (error instanceof JobsApiError && !error.retryable) {
@@ -379,8 +370,12 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
 
     upstreamReq.on("response", (upstream) => {
       const status = upstream.statusCode ?? 502;
-      res.writeHead(status, upstream.statusMessage, forwardedResponseHeaders(upstream));
-      res.flushHeaders();
+      const responseHeaders = forwardedResponseHeaders(upstream);
+      const sendHead = () => {
+        if (res.headersSent || res.destroyed) return;
+        res.writeHead(status, upstream.statusMessage, responseHeaders);
+        res.flushHeaders();
+      };
 
       const jobId = header(upstream, "x-decentral-job-id");
       const recordable = jobId !== null && jobIdPattern.test(jobId);
@@ -408,14 +403,30 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         keyFingerprint: fingerprint,
         captureState: "open",
       };
-      if (recordable) writeReceipt(receipt);
 
+      /** The receipt could not be written: the client gets a 503, never an unrecorded answer. */
+      const unrecorded = (error: unknown) => {
+        log.error({ err: error, jobId: receipt.jobId }, "receipt not recorded; answering 503");
+        upstream.destroy();
+        sendError(
+          res,
+          503,
+          "receipt_not_recorded",
+          "the audit proxy could not record this job's receipt; the response is withheld",
+        );
+      };
+
+      // A non-streamed body is held until its complete receipt is committed, then sent whole:
+      // one write per job. A stream (or a body too large to hold) is sent as it comes once its
+      // open receipt is committed, and completed after.
+      let holding = recordable && !isSse;
+      let capturing = recordable;
       const chunks: Buffer[] = [];
       let captured = 0;
       let ttfbMs: number | null = null;
-      upstream.on("data", (chunk: Buffer) => {
+      const onData = (chunk: Buffer) => {
         if (ttfbMs === null) ttfbMs = Math.round(performance.now() - started);
-        if (!recordable) return;
+        if (!capturing) return;
         chunks.push(chunk);
         captured += chunk.length;
         if (isSse) {
@@ -424,11 +435,34 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
             captured -= (chunks.shift() as Buffer).length;
           }
         } else if (captured > maxJsonCapture) {
-          chunks.length = 0;
+          // Too large to hold or read: commit the open receipt, then pass the rest through.
+          const heldChunks = chunks.splice(0);
           captured = 0;
+          capturing = false;
+          holding = false;
+          upstream.pause();
+          writeReceipt(receipt).then(() => {
+            if (finished || res.destroyed) return;
+            sendHead();
+            for (const c of heldChunks) res.write(c);
+            upstream.pipe(res);
+          }, unrecorded);
         }
-      });
-      upstream.pipe(res);
+      };
+
+      const startStreaming = () => {
+        if (res.destroyed) {
+          upstream.destroy();
+          return;
+        }
+        sendHead();
+        upstream.on("data", onData);
+        upstream.pipe(res);
+      };
+      if (!recordable) startStreaming();
+      else if (holding) upstream.on("data", onData);
+      // The stream stays paused (nothing read, nothing sent) until its receipt is durable.
+      else writeReceipt(receipt).then(startStreaming, unrecorded);
 
       const complete = (state: "complete" | "aborted") => {
         if (finished) return;
@@ -442,7 +476,11 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         });
         if (!recordable) return;
         const bodyText = Buffer.concat(chunks).toString("utf8");
-        const learnt = isSse ? sseTailFacts(bodyText) : jsonBodyFacts(bodyText);
+        const learnt = capturing
+          ? isSse
+            ? sseTailFacts(bodyText)
+            : jsonBodyFacts(bodyText)
+          : { model: null, usage: unknownUsage };
         const final: Receipt = {
           ...receipt,
           // Priced by the model asked for; what the response names is kept to compare.
@@ -453,12 +491,22 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           ttfbMs: ttfbMs ?? Math.round(elapsed),
           captureState: state,
         };
+        const body = holding ? Buffer.concat(chunks) : null;
         // The jobs API's answer updates the row, so it is asked once the row is written.
-        writeReceipt(
-          final,
-          authorization && options.jobsApi
-            ? () => track(consultJobsApi(receipt.jobId, authorization))
-            : undefined,
+        writeReceipt(final).then(
+          () => {
+            if (body !== null && state === "complete") {
+              sendHead();
+              res.end(body);
+            }
+            if (authorization && options.jobsApi) {
+              track(consultJobsApi(receipt.jobId, authorization));
+            }
+          },
+          (error) => {
+            if (body !== null) unrecorded(error);
+            else log.error({ err: error, jobId: receipt.jobId }, "receipt completion not recorded");
+          },
         );
       };
       upstream.on("end", () => complete("complete"));
@@ -480,6 +528,18 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       const over = new Promise<number>((resolve) =>
         res.once("close", () => resolve(res.headersSent ? res.statusCode : 0)),
       );
+      if (writer.full()) {
+        // Forwarding would run (and charge) a job whose receipt might not be written.
+        req.resume();
+        sendError(
+          res,
+          503,
+          "receipt_backlog_full",
+          "the audit proxy is waiting for its database; retry shortly",
+          1,
+        );
+        return over;
+      }
       const chunks: Buffer[] = [];
       let size = 0;
       let refused = false;
@@ -500,14 +560,16 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       return over;
     },
     async idle() {
-      while (flushing || pending.size > 0) {
-        await flushing;
+      do {
+        await writer.idle();
         await Promise.allSettled([...pending]);
-      }
+      } while (pending.size > 0 || writer.backlog() > 0);
     },
     async close() {
       await this.idle();
       agent.destroy();
+      if (ownWriter) await writer.close();
     },
+    writer,
   };
 }

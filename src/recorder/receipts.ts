@@ -114,7 +114,18 @@ interface Statements {
   completeCapture: Database.Statement;
   fill: Database.Statement;
   conflict: Database.Statement;
+  conflictCount: Database.Statement;
+  sameConflict: Database.Statement;
+  lastConflict: Database.Statement;
+  updateSummary: Database.Statement;
 }
+
+/**
+ * Conflicting receipts kept per job. The first `maxStoredConflicts - 1` are kept verbatim; the
+ * last row is a running summary (how many more came, the latest one, every field that
+ * differed), so a flood of posts cannot grow the table or the audit record without bound.
+ */
+export const maxStoredConflicts = 10;
 
 /** Prepared statements, one set per connection: preparing per receipt would dominate ingest. */
 /**
@@ -187,6 +198,20 @@ function statements(store: Store): Statements {
       `INSERT INTO receipt_conflicts (job_id, source, receipt, differences, received_at)
        VALUES (?, ?, ?, ?, ?)`,
     ),
+    conflictCount: sqlite
+      .prepare("SELECT count(*) FROM receipt_conflicts WHERE job_id = ?")
+      .pluck(),
+    sameConflict: sqlite
+      .prepare("SELECT 1 FROM receipt_conflicts WHERE job_id = ? AND source = ? AND receipt = ?")
+      .pluck(),
+    lastConflict: sqlite.prepare(
+      `SELECT id, receipt, differences FROM receipt_conflicts WHERE job_id = ?
+       ORDER BY id DESC LIMIT 1`,
+    ),
+    updateSummary: sqlite.prepare(
+      `UPDATE receipt_conflicts SET source = ?, receipt = ?, differences = ?, received_at = ?
+       WHERE id = ?`,
+    ),
   };
   statementCache.set(sqlite, prepared);
   return prepared;
@@ -221,6 +246,13 @@ function differingFields(row: ExistingRow, receipt: ReceiptCore): string[] {
     if (incoming !== recorded) differences.push(columnOf[field]);
   }
   return differences;
+}
+
+/** Columns the incoming receipt knows and the recorded one does not. */
+function filledFields(row: ExistingRow, receipt: ReceiptCore): string[] {
+  return receiptFields
+    .filter((field) => receipt[field] !== null && rowValue(row, field) === null)
+    .map((field) => columnOf[field]);
 }
 
 function fillsUnknowns(row: ExistingRow, receipt: ReceiptCore): boolean {
@@ -287,6 +319,47 @@ function captureParams(receipt: Receipt, source: ReceiptSource, now: number, has
 }
 
 /**
+ * Keeps a conflicting receipt, at most `maxStoredConflicts` rows per job: the same conflicting
+ * receipt again is not stored twice, and beyond the cap the last row summarizes the rest.
+ */
+function storeConflict(
+  st: Statements,
+  receipt: Receipt,
+  source: ReceiptSource,
+  differences: string[],
+  now: number,
+) {
+  const json = conflictJson(receipt);
+  if (st.sameConflict.get(receipt.jobId, source, json) !== undefined) return;
+  const stored = st.conflictCount.get(receipt.jobId) as number;
+  if (stored < maxStoredConflicts - 1) {
+    st.conflict.run(receipt.jobId, source, json, JSON.stringify(differences), now);
+    return;
+  }
+  const latest = JSON.parse(json) as Record<string, unknown>;
+  if (stored === maxStoredConflicts - 1) {
+    const summary = { summary: true, more_conflicts: 1, latest };
+    st.conflict.run(
+      receipt.jobId,
+      source,
+      JSON.stringify(summary),
+      JSON.stringify(differences),
+      now,
+    );
+    return;
+  }
+  const last = st.lastConflict.get(receipt.jobId) as {
+    id: number;
+    receipt: string;
+    differences: string;
+  };
+  const previous = JSON.parse(last.receipt) as { more_conflicts?: number };
+  const fields = new Set([...(JSON.parse(last.differences) as string[]), ...differences]);
+  const summary = { summary: true, more_conflicts: (previous.more_conflicts ?? 0) + 1, latest };
+  st.updateSummary.run(source, JSON.stringify(summary), JSON.stringify([...fields]), now, last.id);
+}
+
+/**
  * Records one receipt inside the caller's transaction (or none). Synchronous by design: it is
  * the body of the batch transaction and must never await.
  */
@@ -315,9 +388,16 @@ function recordOne(
   }
   if (row.receipt_hash === hash) return { outcome: "duplicate" };
 
+  // Another source's receipt never completes or corrects this one: anything but the same
+  // receipt is a finding, whether it contradicts a field or only knows more.
+  if (row.source !== source) {
+    const differences = [...differingFields(row, receipt), ...filledFields(row, receipt)];
+    storeConflict(st, receipt, source, differences, now);
+    return { outcome: "conflict", differences };
+  }
   const differences = differingFields(row, receipt);
   if (differences.length > 0) {
-    st.conflict.run(receipt.jobId, source, conflictJson(receipt), JSON.stringify(differences), now);
+    storeConflict(st, receipt, source, differences, now);
     return { outcome: "conflict", differences };
   }
   if (!fillsUnknowns(row, receipt)) return { outcome: "duplicate" };
@@ -334,10 +414,13 @@ function recordOne(
  * Records a receipt from `source`, idempotent on the job id:
  * - `created`: first receipt of the job;
  * - `duplicate`: the same receipt again (same canonical hash), or one that adds nothing;
- * - `updated`: the proxy completing the row it opened, or a receipt that agrees with every
- *   recorded field and only fills fields that were unknown (e.g. a settlement signature);
- * - `conflict`: a field both receipts know differs; the new receipt is kept in
- *   `receipt_conflicts` (an audit finding) and the recorded one is left as it was.
+ * - `updated`: the proxy completing the row it opened, or a receipt from the same source that
+ *   agrees with every recorded field and only fills fields that were unknown (e.g. a
+ *   settlement signature);
+ * - `conflict`: a field both receipts know differs, or a receipt from another source that is
+ *   not the same receipt (one source never fills in another's); the new receipt is kept in
+ *   `receipt_conflicts` (an audit finding, capped per job, see `maxStoredConflicts`) and the
+ *   recorded one is left as it was.
  * New rows keep the verifier's defaults (`verdict` pending, `next_verify_at` 0).
  */
 export function recordReceipt(

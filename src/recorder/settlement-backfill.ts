@@ -1,14 +1,32 @@
+import type Database from "better-sqlite3";
 import type { Store } from "../db/client.js";
 import type { Logger } from "../log.js";
 import { type JobsApiClient, JobsApiError, recordJobsApiAnswer } from "./jobs-api.js";
+import { keyFingerprint } from "./proxy.js";
+import type { ReceiptWriter } from "./receipt-writer.js";
 
 /** Options of the settlement backfill loop; every one has a default. */
 export interface SettlementBackfillOptions {
   store: Store;
   log: Logger;
   jobsApi: JobsApiClient;
-  /** `DECENTRAL_API_KEY`. Without it the loop leaves pending jobs alone (and says so once). */
+  /**
+   * `DECENTRAL_API_KEY`: the key for jobs no key of `apiKeys` matches. Without a key for a job
+   * the loop gives up on it (and says so once): its settlement stays unknown.
+   */
   apiKey?: string | undefined;
+  /**
+   * `DECENTRAL_API_KEYS`: the callers' own keys. A job is asked about with the key whose
+   * fingerprint it was recorded with (the jobs API shows a job only to its own key), so a
+   * stream whose lookup with the caller's key died with the process still gets its
+   * settlement. Held in memory only; never logged nor stored. Default none.
+   */
+  apiKeys?: readonly string[] | undefined;
+  /**
+   * Writes go through this writer (the proxy's), so a write lock held by another process is
+   * waited for off the event loop. Default: written directly on `store`.
+   */
+  writer?: ReceiptWriter;
   /** Clock (epoch ms). Default `Date.now`. */
   now?: () => number;
   /** Time between two passes when nothing was due. Default 1,000 ms. */
@@ -39,7 +57,8 @@ export function backoffDelay(attempt: number, base: number, max: number): number
 
 /**
  * The background loop that obtains settlement signatures the receipt lacked (streamed jobs)
- * from `GET /v1/jobs/{id}` with `DECENTRAL_API_KEY`, with exponential backoff, until the jobs
+ * from `GET /v1/jobs/{id}` with the job's own key from `DECENTRAL_API_KEYS` (matched by
+ * fingerprint) or else `DECENTRAL_API_KEY`, with exponential backoff, until the jobs
  * API names a settlement transaction or says the job was refunded or failed. Its state lives
  * in the `jobs.backfill_*` columns, so a restart resumes where it stopped; each claimed job's
  * next attempt time is pushed forward before the call, which keeps two passes off one job.
@@ -53,19 +72,47 @@ export function createSettlementBackfill(options: SettlementBackfillOptions): Se
   const maxDelayMs = options.maxDelayMs ?? 600_000;
   const maxAttempts = options.maxAttempts ?? 30;
 
+  const keyOf = new Map<string, string>();
+  for (const key of options.apiKeys ?? []) {
+    const fingerprint = keyFingerprint(key);
+    if (fingerprint) keyOf.set(fingerprint, key);
+  }
   const due = store.sqlite.prepare(
-    `SELECT job_id AS jobId, backfill_attempts AS attempts FROM jobs
+    `SELECT job_id AS jobId, backfill_attempts AS attempts, key_fingerprint AS fingerprint
+     FROM jobs
      WHERE backfill_state = 'pending' AND backfill_next_at <= ?
      ORDER BY backfill_next_at LIMIT ?`,
   );
-  const claim = store.sqlite.prepare(
-    `UPDATE jobs SET backfill_attempts = backfill_attempts + 1, backfill_next_at = ?
-     WHERE job_id = ? AND backfill_state = 'pending'`,
-  );
-  const giveUp = store.sqlite.prepare(
-    `UPDATE jobs SET backfill_state = 'gave_up', updated_at = ?
-     WHERE job_id = ? AND backfill_state = 'pending'`,
-  );
+  // Prepared per connection: the writer has its own.
+  const prepared = new WeakMap<
+    Database.Database,
+    { claim: Database.Statement; giveUp: Database.Statement }
+  >();
+  const statementsOf = (s: Store) => {
+    let st = prepared.get(s.sqlite);
+    if (!st) {
+      st = {
+        claim: s.sqlite.prepare(
+          `UPDATE jobs SET backfill_attempts = backfill_attempts + 1, backfill_next_at = ?
+           WHERE job_id = ? AND backfill_state = 'pending'`,
+        ),
+        giveUp: s.sqlite.prepare(
+          `UPDATE jobs SET backfill_state = 'gave_up', updated_at = ?
+           WHERE job_id = ? AND backfill_state = 'pending'`,
+        ),
+      };
+      prepared.set(s.sqlite, st);
+    }
+    return st;
+  };
+  const write = async (task: (s: Store) => void): Promise<void> => {
+    if (options.writer) await options.writer.run(task);
+    else store.sqlite.transaction(() => task(store))();
+  };
+  const giveUp = (at: number, jobId: string) =>
+    write((s) => {
+      statementsOf(s).giveUp.run(at, jobId);
+    });
 
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<number> | undefined;
@@ -73,49 +120,51 @@ export function createSettlementBackfill(options: SettlementBackfillOptions): Se
   let warnedNoKey = false;
 
   async function pass(): Promise<number> {
-    const apiKey = options.apiKey;
     const at = now();
-    const rows = due.all(at, batchSize) as { jobId: string; attempts: number }[];
+    const rows = (
+      due.all(at, batchSize) as { jobId: string; attempts: number; fingerprint: string | null }[]
+    ).map((row) => ({
+      ...row,
+      apiKey: (row.fingerprint === null ? undefined : keyOf.get(row.fingerprint)) ?? options.apiKey,
+    }));
     if (rows.length === 0) return 0;
-    if (!apiKey) {
+    const keyless = rows.filter((row) => row.apiKey === undefined);
+    const asked = rows.filter((row) => row.apiKey !== undefined);
+    await write((s) => {
+      const st = statementsOf(s);
       // Nobody can ask the jobs API for these any more: give up now, so the verifier calls
       // them unverifiable instead of waiting for ever (and a nightly run can finish).
-      store.sqlite.transaction(() => {
-        for (const row of rows) giveUp.run(at, row.jobId);
-      })();
-      if (!warnedNoKey) {
-        log.warn(
-          { jobs: rows.length },
-          "DECENTRAL_API_KEY not set: streamed jobs whose settlement the caller's own key could not fetch stay without one (unverifiable)",
-        );
-        warnedNoKey = true;
+      for (const row of keyless) st.giveUp.run(at, row.jobId);
+      for (const row of asked) {
+        st.claim.run(at + backoffDelay(row.attempts, baseDelayMs, maxDelayMs), row.jobId);
       }
-      return rows.length;
+    });
+    if (keyless.length > 0 && !warnedNoKey) {
+      log.warn(
+        { jobs: keyless.length },
+        "no backfill key for these jobs' API keys (DECENTRAL_API_KEYS, DECENTRAL_API_KEY): streamed jobs whose settlement the caller's own key could not fetch stay without one (unverifiable)",
+      );
+      warnedNoKey = true;
     }
-    store.sqlite.transaction(() => {
-      for (const row of rows) {
-        claim.run(at + backoffDelay(row.attempts, baseDelayMs, maxDelayMs), row.jobId);
-      }
-    })();
-    const authorization = `Bearer ${apiKey}`;
     await Promise.all(
-      rows.map(async ({ jobId, attempts }) => {
+      asked.map(async ({ jobId, attempts, apiKey }) => {
         try {
-          const answer = await jobsApi(jobId, authorization);
-          recordJobsApiAnswer(store, jobId, answer, now());
+          const answer = await jobsApi(jobId, `Bearer ${apiKey}`);
+          const answeredAt = now();
+          await write((s) => recordJobsApiAnswer(s, jobId, answer, answeredAt));
           log.debug({ jobId, status: answer.status }, "jobs API consulted");
         } catch (error) {
           const permanent = error instanceof JobsApiError && !error.retryable;
           const message = error instanceof Error ? error.message : "error";
           if (permanent || attempts + 1 >= maxAttempts) {
-            giveUp.run(now(), jobId);
+            await giveUp(now(), jobId);
             log.warn({ jobId, reason: message }, "settlement backfill gave up");
           } else {
             log.debug({ jobId, reason: message }, "settlement backfill will retry");
           }
           return;
         }
-        if (attempts + 1 >= maxAttempts) giveUp.run(now(), jobId);
+        if (attempts + 1 >= maxAttempts) await giveUp(now(), jobId);
       }),
     );
     return rows.length;

@@ -1,0 +1,158 @@
+import { openStore, type Store } from "../db/client.js";
+import type { Logger } from "../log.js";
+
+/** Options of the receipt writer; every optional one has a default. */
+export interface ReceiptWriterOptions {
+  log: Logger;
+  /**
+   * Tasks waiting for a commit above which `full()` says so; the proxy then answers 503
+   * before forwarding instead of running a job whose receipt might not be written. Default 2,000.
+   */
+  maxBacklog?: number;
+  /**
+   * How long one attempt may wait for another connection's write lock, in ms. It blocks the
+   * event loop while it waits, so it is kept short and the attempt is retried from a timer.
+   * Default 10.
+   */
+  busyTimeoutMs?: number;
+  /** Longest delay between two attempts while the database stays locked. Default 200 ms. */
+  maxRetryDelayMs?: number;
+}
+
+/** A task run inside the writer's group transaction; synchronous, never awaits. */
+export type WriteTask<T> = (store: Store) => T;
+
+export interface ReceiptWriter {
+  /** Runs `task` in the next group commit; resolves with its result once that commit is durable. */
+  run<T>(task: WriteTask<T>): Promise<T>;
+  /** Tasks submitted and not committed yet. */
+  backlog(): number;
+  /** True when the backlog is at `maxBacklog`: new work whose receipt must be kept is refused. */
+  full(): boolean;
+  /** Resolves when every submitted task is committed (or has failed on its own). */
+  idle(): Promise<void>;
+  /** Commits what is queued, then closes the writer's own connection. */
+  close(): Promise<void>;
+}
+
+interface Queued {
+  task: WriteTask<unknown>;
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+}
+
+function isBusy(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && (code.startsWith("SQLITE_BUSY") || code === "SQLITE_LOCKED");
+}
+
+/**
+ * The one writer of receipts: tasks submitted in one event-loop turn share one `BEGIN
+ * IMMEDIATE` transaction (a group commit), and each caller is answered only after that
+ * commit, so whatever it acknowledges to a client survives a crash. Each task runs in its own
+ * savepoint: a task that throws is rolled back and rejected alone.
+ *
+ * While another process holds the write lock, an attempt waits at most `busyTimeoutMs` (on the
+ * event loop: better-sqlite3 is synchronous) and is retried from a timer with backoff, so the
+ * process keeps answering other requests; nothing queued is dropped. A file database gets a
+ * connection of its own with that short busy timeout; a `:memory:` one (tests) is shared.
+ */
+export function createReceiptWriter(store: Store, options: ReceiptWriterOptions): ReceiptWriter {
+  const { log } = options;
+  const maxBacklog = options.maxBacklog ?? 2000;
+  const maxRetryDelayMs = options.maxRetryDelayMs ?? 200;
+  const path = store.sqlite.name;
+  const ownConnection = !(store.sqlite.memory || path === ":memory:" || path === "");
+  let conn: Store = store;
+  if (ownConnection) {
+    conn = openStore(path, { busyTimeoutMs: options.busyTimeoutMs ?? 10 });
+    // Checkpoints follow the store's policy (e.g. left to the WAL checkpointer's thread).
+    const autocheckpoint = store.sqlite.pragma("wal_autocheckpoint", { simple: true });
+    conn.sqlite.pragma(`wal_autocheckpoint = ${Number(autocheckpoint)}`);
+  }
+
+  let queue: Queued[] = [];
+  let scheduled: NodeJS.Immediate | NodeJS.Timeout | undefined;
+  let retries = 0;
+  let closed = false;
+  let idleWaiters: (() => void)[] = [];
+
+  const group = conn.sqlite.transaction((batch: Queued[]) =>
+    batch.map((item) => {
+      try {
+        // A nested better-sqlite3 transaction is a savepoint.
+        return { ok: true as const, value: conn.sqlite.transaction(() => item.task(conn))() };
+      } catch (error) {
+        if (isBusy(error)) throw error;
+        return { ok: false as const, error };
+      }
+    }),
+  );
+
+  function settleIdle() {
+    if (queue.length > 0 || scheduled) return;
+    const waiters = idleWaiters;
+    idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  function flush() {
+    scheduled = undefined;
+    const batch = queue;
+    queue = [];
+    if (batch.length === 0) return settleIdle();
+    let outcomes: ReturnType<typeof group>;
+    try {
+      outcomes = group.immediate(batch);
+    } catch (error) {
+      // Nothing of the batch was written: put it back in front, in order, and try again.
+      queue = batch.concat(queue);
+      retries++;
+      const delay = Math.min(maxRetryDelayMs, 2 ** Math.min(retries, 8));
+      // Said when it starts and now and then while it lasts (~20 s locked, ~10 s failing).
+      if (isBusy(error)) {
+        if (retries % 100 === 50) {
+          log.warn({ tasks: queue.length }, "receipt writes waiting for the write lock");
+        }
+      } else if (retries % 40 === 1) {
+        log.error({ err: error, tasks: queue.length }, "could not record receipts; will retry");
+      }
+      scheduled = setTimeout(flush, isBusy(error) ? delay : Math.max(delay, 250));
+      return;
+    }
+    if (retries >= 50) log.info({ retries }, "receipt writes resumed");
+    retries = 0;
+    batch.forEach((item, i) => {
+      const outcome = outcomes[i];
+      if (outcome?.ok) item.resolve(outcome.value);
+      else item.reject(outcome?.error ?? new Error("no outcome"));
+    });
+    if (queue.length > 0) schedule();
+    else settleIdle();
+  }
+
+  function schedule() {
+    scheduled ??= setImmediate(flush);
+  }
+
+  return {
+    run<T>(task: WriteTask<T>): Promise<T> {
+      if (closed) return Promise.reject(new Error("the receipt writer is closed"));
+      return new Promise<T>((resolve, reject) => {
+        queue.push({ task, resolve: resolve as (v: unknown) => void, reject });
+        if (retries === 0) schedule();
+      });
+    },
+    backlog: () => queue.length,
+    full: () => queue.length >= maxBacklog,
+    idle() {
+      if (queue.length === 0 && !scheduled) return Promise.resolve();
+      return new Promise<void>((resolve) => idleWaiters.push(resolve));
+    },
+    async close() {
+      await this.idle();
+      closed = true;
+      if (ownConnection && conn.sqlite.open) conn.close();
+    },
+  };
+}
