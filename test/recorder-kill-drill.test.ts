@@ -11,6 +11,7 @@ import { migrateStore } from "../src/db/migrate.js";
 import { checkResults, jobs } from "../src/db/schema.js";
 import { localApiKey } from "../src/localnet/keys.js";
 import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
+import { keyFingerprint } from "../src/recorder/proxy.js";
 
 /**
  * The kill -9 drill: a real `serve` process (the built binary) on a real file database, in
@@ -174,9 +175,10 @@ describe("serve killed with SIGKILL under traffic", () => {
     async function ingestBatch() {
       const receipts = [];
       for (let i = 0; i < 3; i++) {
+        const key = pick(keys);
         const response = await fetch(`${world.decentralBaseUrl}/chat/completions`, {
           method: "POST",
-          headers: { authorization: `Bearer ${pick(keys)}`, "content-type": "application/json" },
+          headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
           body: completionBody(false),
         });
         const body = (await response.json()) as { model: string; usage: unknown };
@@ -189,6 +191,8 @@ describe("serve killed with SIGKILL under traffic", () => {
           credits_remaining: h("credits-remaining"),
           model: body.model,
           usage: body.usage,
+          // The key's fingerprint ties the lock to the customer's vault, as the fetch wrapper does.
+          key_fingerprint: keyFingerprint(`Bearer ${key}`),
         });
       }
       const response = await fetch(`${url}/jobs`, {
