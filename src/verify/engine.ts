@@ -361,6 +361,8 @@ export function createVerifier(deps: VerifierDeps): Verifier {
             const result = await rpc.getTransaction(signature);
             storeFetched(signature, result, rows);
           } catch (error) {
+            // The database, not the node, was in the way: the round is retried as a whole.
+            if (isBusyError(error)) throw error;
             trouble.set(signature, `getTransaction: ${message(error)}`);
             // A node that keeps answering with something unparseable is counted like one that
             // has no such transaction, so the job ends unverifiable instead of retrying for ever.
@@ -803,27 +805,34 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     }
   }
 
-  function startRun(trigger: "serve" | "verify", filter: VerifyFilter | null): number {
-    closeAbandonedRuns();
-    beat();
+  /** Opens a run row with its heartbeat; retried from JavaScript while the database is busy. */
+  async function startRun(trigger: "serve" | "verify", filter: VerifyFilter | null) {
+    const id = await retryWhileBusy(() =>
+      store.sqlite
+        .transaction(() => {
+          closeAbandonedRuns();
+          beat();
+          return db
+            .insert(verificationRuns)
+            .values({
+              trigger,
+              status: "running",
+              windowFrom: filter?.from ?? null,
+              windowTo: filter?.to ?? null,
+              startedAt: now(),
+              owner,
+            })
+            .returning({ id: verificationRuns.id })
+            .get().id;
+        })
+        .immediate(),
+    );
     openRuns++;
     if (!heartbeatTimer) {
       heartbeatTimer = setInterval(heartbeatTick, Math.max(10, heartbeatMs / 3));
       heartbeatTimer.unref();
     }
-    const row = db
-      .insert(verificationRuns)
-      .values({
-        trigger,
-        status: "running",
-        windowFrom: filter?.from ?? null,
-        windowTo: filter?.to ?? null,
-        startedAt: now(),
-        owner,
-      })
-      .returning({ id: verificationRuns.id })
-      .get();
-    return row.id;
+    return id;
   }
 
   async function finishRun(
@@ -909,7 +918,16 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     }) as Promise<number>;
 
   async function loop() {
-    const runId = startRun("serve", null);
+    let runId: number | null = null;
+    while (runId === null) {
+      if (stopping) return;
+      try {
+        runId = await startRun("serve", null);
+      } catch (error) {
+        log.error({ err: error }, "verifier could not open its run; retrying");
+        await sleep(options.errorBackoffMs);
+      }
+    }
     let status: "completed" | "failed" = "completed";
     try {
       while (!stopping) {
@@ -1000,7 +1018,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     async runUntilSettled(filter, opts) {
       const started = now();
       const deadline = started + opts.timeoutMs;
-      const runId = startRun("verify", filter);
+      const runId = await startRun("verify", filter);
       let status: RunSummary["status"] = "completed";
       let progress = countVerdicts(filter);
       try {
