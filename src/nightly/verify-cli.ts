@@ -57,6 +57,9 @@ export function registerVerifyCommand(program: Command, helpers: Helpers): void 
           rpc,
           profile: loadProfile(config.AUDIT_PROFILE),
           log,
+          // Jobs another process (serve) is verifying are looked at again every poll, so the
+          // run ends within about one poll interval of its last job becoming final.
+          options: { pollIntervalMs: config.VERIFY_POLL_MS },
         });
         const abort = new AbortController();
         const onSignal = () => abort.abort();

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
 import { and, eq, gte, inArray, isNull, lte, or, sql } from "drizzle-orm";
 import PQueue from "p-queue";
 import { factsFromJson, factsToJson } from "../chain/facts-json.js";
@@ -174,7 +175,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
   const { store, rpc, profile, log } = deps;
   const { db } = store;
   const now = deps.now ?? Date.now;
-  const owner = deps.owner ?? `verifier-${randomUUID()}`;
+  const owner = deps.owner ?? `verifier-${randomUUID()}-pid${process.pid}@${hostname()}`;
   const options: VerifierOptions = { ...defaultVerifierOptions, ...deps.options };
 
   let running = false;
@@ -780,10 +781,31 @@ export function createVerifier(deps: VerifierDeps): Verifier {
   let openRuns = 0;
   let heartbeatTimer: NodeJS.Timeout | undefined;
 
-  /** Closes runs whose owner died; returns how many. */
+  const runningOwners = store.sqlite
+    .prepare("SELECT DISTINCT owner FROM verification_runs WHERE status = 'running' AND owner <> ?")
+    .pluck();
+  const abandonOwner = store.sqlite.prepare(
+    `UPDATE verification_runs SET status = 'abandoned', finished_at = ?
+     WHERE status = 'running' AND owner = ?`,
+  );
+  const releaseOwnerLeases = store.sqlite.prepare(
+    "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
+  );
+
+  /**
+   * Closes runs whose owner died; returns how many. An owner on this host whose process no
+   * longer exists is known dead at once (a restart right after kill -9 needs no wait), and its
+   * leases are released so its jobs are taken over now rather than at their expiry.
+   */
   function closeAbandonedRuns(): number {
     const t = now();
-    const closed = abandonStale.run({ t, owner }).changes;
+    let closed = 0;
+    for (const other of runningOwners.all(owner) as string[]) {
+      if (!deadOnThisHost(other)) continue;
+      closed += abandonOwner.run(t, other).changes;
+      releaseOwnerLeases.run(other);
+    }
+    closed += abandonStale.run({ t, owner }).changes;
     dropStaleHeartbeats.run(t);
     if (closed > 0) log.warn({ runs: closed }, "closed verification runs of dead processes");
     return closed;
@@ -1063,6 +1085,21 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       return summary;
     },
   };
+}
+
+/** True when `owner` names a process of this host that no longer exists. */
+function deadOnThisHost(owner: string): boolean {
+  const match = /-pid(\d+)@(.+)$/.exec(owner);
+  if (!match || match[2] !== hostname()) return false;
+  const pid = Number(match[1]);
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (error) {
+    // EPERM: it exists, under another user.
+    return (error as NodeJS.ErrnoException).code === "ESRCH";
+  }
 }
 
 function message(error: unknown): string {
