@@ -45,7 +45,11 @@ function usedImmediately(call: ts.CallExpression, file: ts.SourceFile): boolean 
     const name = parent.name.text;
     const uses: ts.Identifier[] = [];
     const visit = (node: ts.Node) => {
-      if (ts.isIdentifier(node) && node.text === name && node !== parent.name) uses.push(node);
+      const declared =
+        node.parent !== undefined &&
+        ts.isVariableDeclaration(node.parent) &&
+        node.parent.name === node;
+      if (ts.isIdentifier(node) && node.text === name && !declared) uses.push(node);
       ts.forEachChild(node, visit);
     };
     visit(file);

@@ -107,7 +107,9 @@ function cli(args: string[]) {
 
 describe("several processes on one database", () => {
   it("runs `verify` beside two serve processes under traffic: every run exits 0", async () => {
-    for (let run = 0; run < 3; run++) {
+    // MULTI_PROCESS_RUNS=10 for the full drill; the suite runs three.
+    const runs = Number(process.env.MULTI_PROCESS_RUNS ?? 3);
+    for (let run = 0; run < runs; run++) {
       await traffic(9);
       // More traffic keeps coming while the run works.
       const during = traffic(6);
@@ -116,6 +118,8 @@ describe("several processes on one database", () => {
       const code = await verify.exited;
       const ms = performance.now() - started;
       await during;
+      if (process.env.MULTI_PROCESS_RUNS)
+        console.log(`verify run ${run + 1}: exit ${code} in ${Math.round(ms)} ms`);
       expect(verify.stderr()).not.toMatch(/locked|busy/i);
       expect({ run, code }).toEqual({ run, code: 0 });
       // Finality here takes ~3 slots of 20 ms: the run must not wait out a lease (120 s).

@@ -157,6 +157,9 @@ const CHUNK = 500;
  */
 const SLICE = 8;
 
+/** Signature statuses written per synchronous stretch (~20 µs each, with the re-read). */
+const STATUS_SLICE = 128;
+
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 function chunks<T>(items: readonly T[], size = CHUNK): T[][] {
@@ -343,8 +346,9 @@ export function createVerifier(deps: VerifierDeps): Verifier {
         let currentSlot: number | null = null;
         if (missing.length > 0 && !signal.aborted) currentSlot = await rpc.getSlot();
         if (signal.aborted) return claimed.length;
-        applyStatuses(needStatus, statuses, currentSlot, rows);
+        await applyStatuses(needStatus, statuses, currentSlot, rows);
       } catch (error) {
+        if (isBusyError(error)) throw error; // the database, not the node: retry the round
         for (const s of needStatus) trouble.set(s, `getSignatureStatuses: ${message(error)}`);
       }
     }
@@ -450,36 +454,45 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     for (const [signature, row] of loadTxRows(signatures)) rows.set(signature, row);
   }
 
-  function applyStatuses(
+  /**
+   * Writes a poll's statuses a slice at a time, yielding between slices: a round's 2,000
+   * signatures in one synchronous stretch held the event loop (the proxy's) for tens of ms, and
+   * held the write lock that long against other processes.
+   */
+  async function applyStatuses(
     signatures: string[],
     statuses: (SignatureStatusLike | null)[],
     currentSlot: number | null,
     rows: Map<string, TxRow>,
   ) {
     const t = now();
-    store.sqlite
-      .transaction(() => {
-        signatures.forEach((signature, i) => {
-          const status = statuses[i] ?? null;
-          if (status) {
-            statusFound.run({
-              signature,
-              commitment: status.confirmationStatus,
-              slot: status.slot,
-              t,
-            });
-          } else {
-            statusMissing.run({
-              signature,
-              currentSlot,
-              dropAfterSlots: profile.dropAfterSlots,
-              t,
-            });
-          }
-        });
-      })
-      .immediate();
-    refreshRows(signatures, rows);
+    const writeSlice = store.sqlite.transaction((from: number, to: number) => {
+      for (let i = from; i < to; i++) {
+        const signature = signatures[i]!;
+        const status = statuses[i] ?? null;
+        if (status) {
+          statusFound.run({
+            signature,
+            commitment: status.confirmationStatus,
+            slot: status.slot,
+            t,
+          });
+        } else {
+          statusMissing.run({
+            signature,
+            currentSlot,
+            dropAfterSlots: profile.dropAfterSlots,
+            t,
+          });
+        }
+      }
+    });
+    for (let from = 0; from < signatures.length; from += STATUS_SLICE) {
+      const to = Math.min(signatures.length, from + STATUS_SLICE);
+      writeSlice.immediate(from, to);
+      refreshRows(signatures.slice(from, to), rows);
+      await yieldToEventLoop();
+    }
   }
 
   function storeFetched(
