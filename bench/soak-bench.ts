@@ -4,10 +4,13 @@ import { benchReceipts } from "./ingest-bench.js";
 import { percentile, round } from "./stats.js";
 
 /**
- * The soak: continuous proxy traffic, ingest batches and report queries against two `serve`
- * processes sharing one database file, for minutes, sampling at a fixed interval: the WAL's
- * size (it must stay bounded), each service's event-loop delay p99 (busy waits on the write
- * lock would show here) and the proxy's latency.
+ * The soak: continuous proxy traffic (4 in flight, real jobs on the local chain), ingest
+ * batches (100 receipts a second, signatures that never land: each is polled until dropped)
+ * and a reconciliation report every 5 s, against two `serve` processes sharing one database
+ * file, for minutes, sampling at a fixed interval: the WAL's size (it must stay bounded), each
+ * service's event-loop delay p99 (busy waits on the write lock would show here) and the
+ * proxy's latency. On two cores shared by the world, both services and this client, the
+ * event-loop delay includes time the process waited for a core.
  */
 
 export interface SoakService {
@@ -100,7 +103,7 @@ export async function runSoak(options: {
   const ingestWorker = async () => {
     for (let k = 0; performance.now() < deadline; k++) {
       const service = services[k % services.length]!;
-      const batch = benchReceipts(200, `soak${k}x`);
+      const batch = benchReceipts(100, `soak${k}x`);
       try {
         const r = await timedRequest(agent, `${service.url}/jobs`, {
           headers: { authorization: `Bearer ${service.token}`, "content-type": "application/json" },
@@ -111,7 +114,7 @@ export async function runSoak(options: {
       } catch {
         ingestErrors++;
       }
-      await new Promise((resolve) => setTimeout(resolve, 250));
+      await new Promise((resolve) => setTimeout(resolve, 1000));
     }
   };
 

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { eq } from "drizzle-orm";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { createToken } from "../src/auth/tokens.js";
 import { openStore, type Store } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
@@ -14,7 +14,7 @@ import { recordReceipt } from "../src/recorder/receipts.js";
 import { createSettlementBackfill } from "../src/recorder/settlement-backfill.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
-import { address, jobId, signature } from "./support/recorder-fixtures.js";
+import { address, capturedLogger, jobId, signature } from "./support/recorder-fixtures.js";
 import { createFakeChain } from "./support/verify-fake-rpc.js";
 import { honest } from "./support/verify-fixtures.js";
 import { holdWriteLockSync } from "./support/write-lock-holder.js";
@@ -206,6 +206,38 @@ describe("write paths beside a connection holding the write lock", () => {
     expect([...chain.calls.getTransaction.values()]).toEqual([1, 1]);
     const runs = store.db.select().from(verificationRuns).all();
     expect(runs.map((r) => r.status)).toEqual(["completed"]);
+    store.close();
+  });
+
+  it("a lease renewal that finds the database locked is logged and retried, never thrown", async () => {
+    const { store, path } = fileStore(5);
+    const chain = createFakeChain();
+    const id = recordHonest(store, "r", chain);
+    const { log: captured, lines } = capturedLogger();
+    const verifier = createVerifier({
+      store,
+      rpc: chain.rpc,
+      profile: localnetProfile,
+      log: captured,
+      // Renewal every 10 ms, while the round waits on the node below.
+      options: { pollIntervalMs: 5, errorBackoffMs: 20, leaseMs: 30 },
+    });
+    const release = chain.hold();
+    const run = verifier.runUntilSettled({}, { timeoutMs: 20_000 });
+    await vi.waitFor(
+      () =>
+        expect(store.sqlite.prepare("SELECT count(lease_owner) FROM jobs").pluck().get()).toBe(1),
+      { timeout: 5000, interval: 5 },
+    );
+    const holder = holdWriteLockSync(path, HOLD_MS);
+    await vi.waitFor(() => expect(lines.join("\n")).toContain("lease renewal failed"), {
+      timeout: 5000,
+      interval: 5,
+    });
+    await holder.released;
+    release();
+    expect(await run).toMatchObject({ status: "completed", final: 1 });
+    expect(store.db.select().from(jobs).where(eq(jobs.jobId, id)).get()?.verdict).toBe("verified");
     store.close();
   });
 });

@@ -34,7 +34,8 @@ const walSize = () => {
     return 0;
   }
 };
-// After a TRUNCATE that could not finish, skip that many ticks (doubling) before the next one.
+// After a TRUNCATE that could not finish, skip that many ticks (doubling, at most 4) before the
+// next one: a longer pause let the WAL grow by gigabytes in a soak while readers kept coming.
 let skipTruncate = 0;
 let truncateBackoff = 1;
 const checkpoint = () => {
@@ -46,7 +47,10 @@ const checkpoint = () => {
     } else if (walSize() > workerData.truncateAboveBytes) {
       // TRUNCATE holds new writers back while it waits for readers: keep that wait short, and
       // back off when a reader is still there, so a long report cannot starve the writers.
-      db.pragma("busy_timeout = " + workerData.truncateBusyMs);
+      // Far past the threshold, wait a little longer for readers: a WAL that keeps growing costs
+      // every reader more than a short pause of the writers does.
+      const far = walSize() > 4 * workerData.truncateAboveBytes;
+      db.pragma("busy_timeout = " + (far ? 3 : 1) * workerData.truncateBusyMs);
       try {
         [result] = db.pragma("wal_checkpoint(TRUNCATE)");
         mode = "TRUNCATE";
@@ -55,7 +59,7 @@ const checkpoint = () => {
       }
       if (result.busy) {
         skipTruncate = truncateBackoff;
-        truncateBackoff = Math.min(truncateBackoff * 2, 64);
+        truncateBackoff = Math.min(truncateBackoff * 2, 4);
       } else {
         truncateBackoff = 1;
       }
