@@ -135,128 +135,127 @@ export function generateJobs(store: Store, options: GenerateOptions): void {
   const batch = 10_000;
   for (let start = 0; start < options.count; start += batch) {
     const end = Math.min(options.count, start + batch);
-    store.sqlite
-      .transaction(() => {
-        for (let i = start; i < end; i++) {
-          const createdAt = Math.floor(options.endAt - span + (i / options.count) * span);
-          const model = pickModel();
-          const worker = workers[Math.floor(rand() * workers.length)]!;
-          const keyIndex = Math.floor(rand() * keys.length);
-          const key = keys[keyIndex]!;
-          const completion = Math.floor(50 + rand() * rand() * 2400);
-          const prompt = Math.floor(20 + rand() * 600);
-          const maxTokens = rand() < 0.5 ? null : 2000;
-          const lock = priceCredits(model, maxTokens ?? 2000) * 10_000n;
-          const charge = priceCredits(model, completion) * 10_000n;
-          const roll = rand();
-          const verdict =
-            roll < 0.97
-              ? "verified"
-              : roll < 0.985
-                ? "discrepancy"
-                : roll < 0.99
-                  ? "verified"
-                  : "awaiting_finality";
-          const refunded = roll >= 0.985 && roll < 0.99;
-          const final = verdict !== "awaiting_finality";
-          const workerPaid = refunded ? 0n : (charge * worker.rateBps) / 10_000n;
-          const treasuryPaid = refunded ? 0n : charge - workerPaid;
-          const jobId = `job_${i.toString(36).padStart(20, "0")}`;
-          const escrowTx = key58(`escrow-${i}`, 64);
-          const settlementTx = key58(`settle-${i}`, 64);
-          const slot = 300_000_000 + i * 3;
-          insertJob.run(
-            jobId,
-            escrowTx,
-            settlementTx,
-            worker.address,
-            (1_000_000n - BigInt(i % 100_000)) * 10_000n,
-            model.name,
-            prompt,
-            completion,
-            prompt + completion,
-            maxTokens,
-            rand() < 0.4 ? 1 : 0,
-            refunded ? 504 : 200,
-            Math.floor(200 + rand() * 3000),
-            Math.floor(50 + rand() * 400),
-            key,
-            jobId,
-            createdAt,
-            createdAt + 5,
-            createdAt + 20_000,
-            verdict,
-            final ? createdAt + 20_000 : null,
-            final ? "finalized" : "confirmed",
-            final ? lock : null,
-            final && !refunded ? charge : final ? 0n : null,
-            final ? workerPaid : null,
-            final ? treasuryPaid : null,
-            final ? (refunded ? lock : lock - charge) : null,
-            refunded ? 0n : charge,
-            final ? 10_000n : null,
-          );
-          if (options.withEvidence !== false) {
-            const blockTime = Math.floor(createdAt / 1000);
-            const escrowMoves = [
-              tokenChange(vaults[keyIndex]!, escrowAuthority, -lock),
-              tokenChange(escrowVault, escrowAuthority, lock),
-            ];
-            const settleMoves = refunded
-              ? [
-                  tokenChange(escrowVault, escrowAuthority, -lock),
-                  tokenChange(vaults[keyIndex]!, escrowAuthority, lock),
-                ]
-              : [
-                  tokenChange(escrowVault, escrowAuthority, -lock),
-                  tokenChange(worker.tokenAccount, worker.address, workerPaid),
-                  tokenChange(treasury, treasuryOwner, treasuryPaid),
-                  tokenChange(vaults[keyIndex]!, escrowAuthority, lock - charge),
-                ];
-            for (const [sig, s, memo, moves] of [
-              [escrowTx, slot, `decentral:escrow:${jobId}`, escrowMoves],
-              [
-                settlementTx,
-                slot + 2,
-                `decentral:${refunded ? "refund" : "settle"}:${jobId}`,
-                settleMoves,
-              ],
-            ] as const) {
-              insertTx.run(
-                sig,
-                s,
+    const writeBatch = store.sqlite.transaction(() => {
+      for (let i = start; i < end; i++) {
+        const createdAt = Math.floor(options.endAt - span + (i / options.count) * span);
+        const model = pickModel();
+        const worker = workers[Math.floor(rand() * workers.length)]!;
+        const keyIndex = Math.floor(rand() * keys.length);
+        const key = keys[keyIndex]!;
+        const completion = Math.floor(50 + rand() * rand() * 2400);
+        const prompt = Math.floor(20 + rand() * 600);
+        const maxTokens = rand() < 0.5 ? null : 2000;
+        const lock = priceCredits(model, maxTokens ?? 2000) * 10_000n;
+        const charge = priceCredits(model, completion) * 10_000n;
+        const roll = rand();
+        const verdict =
+          roll < 0.97
+            ? "verified"
+            : roll < 0.985
+              ? "discrepancy"
+              : roll < 0.99
+                ? "verified"
+                : "awaiting_finality";
+        const refunded = roll >= 0.985 && roll < 0.99;
+        const final = verdict !== "awaiting_finality";
+        const workerPaid = refunded ? 0n : (charge * worker.rateBps) / 10_000n;
+        const treasuryPaid = refunded ? 0n : charge - workerPaid;
+        const jobId = `job_${i.toString(36).padStart(20, "0")}`;
+        const escrowTx = key58(`escrow-${i}`, 64);
+        const settlementTx = key58(`settle-${i}`, 64);
+        const slot = 300_000_000 + i * 3;
+        insertJob.run(
+          jobId,
+          escrowTx,
+          settlementTx,
+          worker.address,
+          (1_000_000n - BigInt(i % 100_000)) * 10_000n,
+          model.name,
+          prompt,
+          completion,
+          prompt + completion,
+          maxTokens,
+          rand() < 0.4 ? 1 : 0,
+          refunded ? 504 : 200,
+          Math.floor(200 + rand() * 3000),
+          Math.floor(50 + rand() * 400),
+          key,
+          jobId,
+          createdAt,
+          createdAt + 5,
+          createdAt + 20_000,
+          verdict,
+          final ? createdAt + 20_000 : null,
+          final ? "finalized" : "confirmed",
+          final ? lock : null,
+          final && !refunded ? charge : final ? 0n : null,
+          final ? workerPaid : null,
+          final ? treasuryPaid : null,
+          final ? (refunded ? lock : lock - charge) : null,
+          refunded ? 0n : charge,
+          final ? 10_000n : null,
+        );
+        if (options.withEvidence !== false) {
+          const blockTime = Math.floor(createdAt / 1000);
+          const escrowMoves = [
+            tokenChange(vaults[keyIndex]!, escrowAuthority, -lock),
+            tokenChange(escrowVault, escrowAuthority, lock),
+          ];
+          const settleMoves = refunded
+            ? [
+                tokenChange(escrowVault, escrowAuthority, -lock),
+                tokenChange(vaults[keyIndex]!, escrowAuthority, lock),
+              ]
+            : [
+                tokenChange(escrowVault, escrowAuthority, -lock),
+                tokenChange(worker.tokenAccount, worker.address, workerPaid),
+                tokenChange(treasury, treasuryOwner, treasuryPaid),
+                tokenChange(vaults[keyIndex]!, escrowAuthority, lock - charge),
+              ];
+          for (const [sig, s, memo, moves] of [
+            [escrowTx, slot, `decentral:escrow:${jobId}`, escrowMoves],
+            [
+              settlementTx,
+              slot + 2,
+              `decentral:${refunded ? "refund" : "settle"}:${jobId}`,
+              settleMoves,
+            ],
+          ] as const) {
+            insertTx.run(
+              sig,
+              s,
+              blockTime,
+              JSON.stringify({
+                signature: sig,
+                slot: s,
                 blockTime,
-                JSON.stringify({
-                  signature: sig,
-                  slot: s,
-                  blockTime,
-                  succeeded: true,
-                  fee: "5000",
-                  feePayer,
-                  memos: [memo],
-                  tokenChanges: moves.filter((m) => m.delta !== "0"),
-                }),
-                createdAt,
-                createdAt + 15_000,
-                createdAt + 15_000,
-              );
-            }
-            for (const name of checkNames) {
-              const failing = verdict === "discrepancy" && name === "settlement.split";
-              insertCheck.run(
-                jobId,
-                name,
-                failing ? "fail" : "pass",
-                failing ? "worker share below the rate" : null,
-                failing ? `"${(charge * worker.rateBps) / 10_000n}"` : null,
-                failing ? `"${workerPaid - 1n}"` : null,
-                createdAt + 20_000,
-              );
-            }
+                succeeded: true,
+                fee: "5000",
+                feePayer,
+                memos: [memo],
+                tokenChanges: moves.filter((m) => m.delta !== "0"),
+              }),
+              createdAt,
+              createdAt + 15_000,
+              createdAt + 15_000,
+            );
+          }
+          for (const name of checkNames) {
+            const failing = verdict === "discrepancy" && name === "settlement.split";
+            insertCheck.run(
+              jobId,
+              name,
+              failing ? "fail" : "pass",
+              failing ? "worker share below the rate" : null,
+              failing ? `"${(charge * worker.rateBps) / 10_000n}"` : null,
+              failing ? `"${workerPaid - 1n}"` : null,
+              createdAt + 20_000,
+            );
           }
         }
-      })
-      .immediate();
+      }
+    });
+    writeBatch.immediate();
     options.onProgress?.(end);
   }
 }

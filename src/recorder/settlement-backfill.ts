@@ -80,11 +80,10 @@ export function createSettlementBackfill(options: SettlementBackfillOptions): Se
     if (!apiKey) {
       // Nobody can ask the jobs API for these any more: give up now, so the verifier calls
       // them unverifiable instead of waiting for ever (and a nightly run can finish).
-      store.sqlite
-        .transaction(() => {
-          for (const row of rows) giveUp.run(at, row.jobId);
-        })
-        .immediate();
+      const giveUpAll = store.sqlite.transaction(() => {
+        for (const row of rows) giveUp.run(at, row.jobId);
+      });
+      giveUpAll.immediate();
       if (!warnedNoKey) {
         log.warn(
           { jobs: rows.length },
@@ -94,13 +93,12 @@ export function createSettlementBackfill(options: SettlementBackfillOptions): Se
       }
       return rows.length;
     }
-    store.sqlite
-      .transaction(() => {
-        for (const row of rows) {
-          claim.run(at + backoffDelay(row.attempts, baseDelayMs, maxDelayMs), row.jobId);
-        }
-      })
-      .immediate();
+    const claimAll = store.sqlite.transaction(() => {
+      for (const row of rows) {
+        claim.run(at + backoffDelay(row.attempts, baseDelayMs, maxDelayMs), row.jobId);
+      }
+    });
+    claimAll.immediate();
     const authorization = `Bearer ${apiKey}`;
     await Promise.all(
       rows.map(async ({ jobId, attempts }) => {
