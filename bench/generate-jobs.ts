@@ -135,7 +135,7 @@ export function generateJobs(store: Store, options: GenerateOptions): void {
   const batch = 10_000;
   for (let start = 0; start < options.count; start += batch) {
     const end = Math.min(options.count, start + batch);
-    store.sqlite.transaction(() => {
+    const writeBatch = store.sqlite.transaction(() => {
       for (let i = start; i < end; i++) {
         const createdAt = Math.floor(options.endAt - span + (i / options.count) * span);
         const model = pickModel();
@@ -254,7 +254,8 @@ export function generateJobs(store: Store, options: GenerateOptions): void {
           }
         }
       }
-    })();
+    });
+    writeBatch.immediate();
     options.onProgress?.(end);
   }
 }

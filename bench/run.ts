@@ -13,6 +13,7 @@ import {
 import { captureStubResponses, compareProxy, type ProxyRow } from "./proxy-bench.js";
 import { ensureReportDb } from "./report-db.js";
 import { measureReports, type ReportsResult } from "./reports-bench.js";
+import { runSoak, type SoakResult } from "./soak-bench.js";
 import { round } from "./stats.js";
 import { measureVerification, type VerifyResult } from "./verify-bench.js";
 import type { StubResponses, WorldReady } from "./world-child.js";
@@ -23,12 +24,18 @@ import type { StubResponses, WorldReady } from "./world-child.js";
  *
  *   npm run bench -- [--only proxy,ingest,verify,reports] [--quick]
  *     [--report-jobs 1000000] [--verify-jobs 2000] [--rpc-limit 100]
+ *   npm run bench -- --only soak [--soak-seconds 300]
+ *
+ * `soak` (not part of the default run) drives two serve processes on one database file with
+ * proxy, ingest and report traffic for --soak-seconds (default 300), sampling the WAL size,
+ * each service's event-loop delay p99 and the proxy latency every 15 s.
  *
  * The world (chain, RPC, simulator, stub) and the service each run in a child process; the
  * client runs here.
  */
 
-const sections = ["proxy", "ingest", "verify", "reports"] as const;
+const defaultSections = ["proxy", "ingest", "verify", "reports"] as const;
+const sections = [...defaultSections, "soak"] as const;
 type Section = (typeof sections)[number];
 
 const { values: flags } = parseArgs({
@@ -38,11 +45,12 @@ const { values: flags } = parseArgs({
     "report-jobs": { type: "string" },
     "verify-jobs": { type: "string" },
     "rpc-limit": { type: "string" },
+    "soak-seconds": { type: "string" },
   },
 });
 const only = new Set<Section>(
   flags.only === undefined
-    ? sections
+    ? defaultSections
     : flags.only.split(",").map((s) => {
         const name = s.trim() as Section;
         if (!sections.includes(name)) {
@@ -55,6 +63,7 @@ const quick = flags.quick === true;
 const reportJobs = Number(flags["report-jobs"] ?? 1_000_000);
 const verifyJobs = Number(flags["verify-jobs"] ?? (quick ? 300 : 2000));
 const rpcLimit = Number(flags["rpc-limit"] ?? 100);
+const soakSeconds = Number(flags["soak-seconds"] ?? 300);
 const slotMs = 100;
 const finalitySlots = 32;
 
@@ -79,6 +88,7 @@ const results: {
   };
   verify?: VerifyResult;
   reports?: ReportsResult & { dbPath: string; dbGeneratedSeconds: number };
+  soak?: SoakResult;
   rss: Record<string, number>;
   /** Peak RSS of the bench process after each section, to tell which one raised it. */
   benchPeakRssAfter: Record<string, number>;
@@ -138,6 +148,48 @@ async function startServiceChild(
     for (const s of ["", "-wal", "-shm"]) rmSync(db + s, { force: true });
   };
   return service;
+}
+
+/** Two serve processes on one database file under continuous load (see soak-bench.ts). */
+async function soakSection(world: World): Promise<SoakResult> {
+  const db = join(tmpdir(), `bench-soak-${process.pid}.db`);
+  for (const s of ["", "-wal", "-shm"]) rmSync(db + s, { force: true });
+  const env = {
+    BENCH_MODE: "service",
+    DATABASE_URL: db,
+    DECENTRAL_BASE_URL: world.ready.decentralBaseUrl,
+    SOLANA_RPC_URLS: world.ready.rpcUrl,
+    AUDIT_PROFILE: "localnet",
+    PORT: "0",
+    LOG_LEVEL: "info",
+    RPC_RATE_LIMIT: String(rpcLimit / 2),
+  };
+  const children = [
+    await startChild<{ url: string; token: string }>("./service-child.ts", env),
+    await startChild<{ url: string; token: string }>("./service-child.ts", env),
+  ];
+  say(`soak: ${soakSeconds} s against two serve processes on ${db}`);
+  try {
+    const result = await runSoak({
+      dbPath: db,
+      services: children.map((c) => ({
+        url: c.ready.url,
+        token: c.ready.token,
+        loopDelay: () => c.request<{ p99Ms: number; maxMs: number }>("loopDelay"),
+      })),
+      apiKeys: world.ready.apiKeys,
+      seconds: soakSeconds,
+      sampleSeconds: 15,
+      proxyConcurrency: 4,
+      say,
+    });
+    for (const [i, c] of children.entries())
+      results.rss[`service (soak ${i + 1})`] = await c.peakRss();
+    return result;
+  } finally {
+    for (const c of children) await c.stop();
+    for (const s of ["", "-wal", "-shm"]) rmSync(db + s, { force: true });
+  }
 }
 
 function fmtMs(value: number): string {
@@ -246,7 +298,7 @@ async function main() {
   const started = performance.now();
   let world: World | undefined;
   try {
-    if (only.has("proxy") || only.has("ingest") || only.has("verify")) {
+    if (only.has("proxy") || only.has("ingest") || only.has("verify") || only.has("soak")) {
       say("starting the local world");
       world = await startWorld();
     }
@@ -297,6 +349,10 @@ async function main() {
         rpcLimit,
       );
       markRss("verify");
+    }
+    if (world && only.has("soak")) {
+      results.soak = await soakSection(world);
+      markRss("soak");
     }
     if (world) {
       results.rss["world (chain + simulator)"] = await world.peakRss();
@@ -419,6 +475,29 @@ function targets(): TargetLine[] {
       measured: `p99 ${r.audit.p99Ms} ms (p50 ${r.audit.p50Ms} ms)`,
       pass: r.audit.p99Ms <= 5 && r.audit.notFound === 0,
       ...(r.audit.notFound ? { note: `${r.audit.notFound} lookups not 200` } : {}),
+    });
+  }
+  const soak = results.soak;
+  if (soak) {
+    lines.push({
+      target: `soak ${soak.seconds} s: WAL stays bounded (<= 128 MB)`,
+      measured: `peak ${soak.peakWalMb} MB; last ${soak.samples.at(-1)?.walMb ?? "-"} MB`,
+      pass: soak.peakWalMb <= 128,
+    });
+    lines.push({
+      target: "soak: event-loop delay p99, worst 15 s sample of either service",
+      measured: `${soak.loopDelayP99MsWorst} ms`,
+      pass: null,
+    });
+    lines.push({
+      target: "soak: proxy latency p99 overall / requests / errors",
+      measured: `${soak.proxyP99MsOverall} ms / ${soak.proxied} / ${soak.proxyErrors}`,
+      pass: soak.proxyErrors === 0,
+    });
+    lines.push({
+      target: "soak: receipts ingested / ingest errors",
+      measured: `${soak.ingested} / ${soak.ingestErrors}`,
+      pass: soak.ingestErrors === 0,
     });
   }
   for (const [name, bytes] of Object.entries(results.rss)) {

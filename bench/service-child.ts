@@ -1,4 +1,5 @@
 import type { AddressInfo } from "node:net";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { serve } from "@hono/node-server";
 import { createApp } from "../src/api/app.js";
 import { createToken } from "../src/auth/tokens.js";
@@ -15,7 +16,8 @@ import { startService } from "../src/main.js";
  *   no verifier: for report and audit lookups over the generated million jobs.
  * Once listening it sends `{op: "ready", url, token}` over IPC: an admin token created for
  * this run (it lives only in memory and in the IPC message). `rss` requests get the peak RSS,
- * `cpu` requests the CPU time used so far (ms).
+ * `cpu` requests the CPU time used so far (ms), `loopDelay` the event-loop delay since the last
+ * such request.
  */
 
 const send = (message: unknown) => process.send?.(message);
@@ -46,8 +48,18 @@ async function main() {
       process.exit(0);
     });
   }
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
   process.on("message", (raw: { id: number; op: string }) => {
-    if (raw.op === "rss") {
+    if (raw.op === "loopDelay") {
+      // Since the last request: p99 and max of the event-loop delay, in ms.
+      send({
+        id: raw.id,
+        ok: true,
+        value: { p99Ms: loop.percentile(99) / 1e6, maxMs: loop.max / 1e6 },
+      });
+      loop.reset();
+    } else if (raw.op === "rss") {
       send({ id: raw.id, ok: true, value: process.resourceUsage().maxRSS * 1024 });
     } else if (raw.op === "cpu") {
       const usage = process.cpuUsage();

@@ -8,7 +8,7 @@ import { migrateStore } from "./db/migrate.js";
 import { startWalCheckpointer } from "./db/wal-checkpointer.js";
 import { AppError } from "./errors.js";
 import { createLogger, type Logger } from "./log.js";
-import { scheduleNightlyVerification } from "./nightly/cron.js";
+import { scheduleNightlyVerification, validateCronExpression } from "./nightly/cron.js";
 import { createJobsApiClient } from "./recorder/jobs-api.js";
 import { createRecordingProxy } from "./recorder/proxy.js";
 import { createSettlementBackfill } from "./recorder/settlement-backfill.js";
@@ -27,96 +27,144 @@ export interface Service {
   close(): Promise<void>;
 }
 
-/** Composes config -> db -> app -> HTTP server. */
+/**
+ * Busy timeout of the serving process's connection, in ms. better-sqlite3 waits for a lock in
+ * a busy loop that blocks the event loop (the proxy with it), so the wait is kept short and
+ * longer contention is retried from JavaScript on timers (verifier rounds, run bookkeeping).
+ * Every transaction here and in other processes is short (ms), so 500 ms is rarely reached.
+ */
+export const SERVE_BUSY_TIMEOUT_MS = 500;
+
+/**
+ * Composes config -> db -> app -> HTTP server. Everything that can be wrong (profile, cron
+ * expression, explorer URL) is checked before anything starts; if a later step fails (the
+ * port is taken, the database cannot be opened) whatever was started is stopped again, so a
+ * failed start leaves no thread or timer keeping the process alive.
+ */
 export async function startService(
   config: Config,
   log = createLogger({ level: config.LOG_LEVEL }),
 ): Promise<Service> {
-  const store = openStore(config.DATABASE_URL);
-  migrateStore(store);
-  const checkpointer = startWalCheckpointer(store, { log });
-  const jobsApi = createJobsApiClient(config.DECENTRAL_BASE_URL);
-  const metrics = createMetrics({ store, rpcStats: () => rpc.stats() });
-  const proxy = createRecordingProxy({
-    store,
-    log,
-    upstreamBaseUrl: config.DECENTRAL_BASE_URL,
-    jobsApi,
-    observe: (sample) => metrics.observeProxy(sample),
-  });
-  const backfill = createSettlementBackfill({
-    store,
-    log,
-    jobsApi,
-    apiKey: config.DECENTRAL_API_KEY,
-    apiKeys: config.DECENTRAL_API_KEYS,
-    writer: proxy.writer,
-  });
-  backfill.start();
-  const rpc = rpcPoolFromConfig(config, log);
+  // 1. Validate: throws before anything runs.
   const profile = loadProfile(config.AUDIT_PROFILE);
-  const verifier = createVerifier({
-    store,
-    rpc,
-    profile,
-    log,
-    custody: config.CREDIT_VAULTS,
-    // New receipts are found by polling the store (one indexed query) as often as finality.
-    options: { pollIntervalMs: config.VERIFY_POLL_MS, idleIntervalMs: config.VERIFY_POLL_MS },
-  });
-  verifier.start();
-  const nightly = config.VERIFY_CRON
-    ? scheduleNightlyVerification(config.VERIFY_CRON, {
-        store,
-        engine: verifier,
-        log,
-        preflight: () => rpc.getSlot("finalized"),
-        profile: () => profileStatus(store, profile),
-      })
-    : null;
-  const app = createApp({
-    store,
-    log,
-    proxy,
-    metrics,
-    verifier,
-    proxyRequireToken: config.PROXY_REQUIRE_TOKEN,
-    explorer: explorerClusterOf(profile.cluster, config.SOLANA_RPC_URLS[0] ?? ""),
-    readiness: {
-      rpc: () => rpc.getSlot("finalized"),
-      profile: () => profileStatus(store, profile),
-    },
-  });
-  const stopWorkers = async () => {
-    nightly?.stop();
-    await backfill.stop();
-    await verifier.stop();
-    await rpc.close();
-    await proxy.close();
-    await checkpointer.close();
-    store.close();
+  if (config.VERIFY_CRON) validateCronExpression(config.VERIFY_CRON);
+  const explorer = explorerClusterOf(profile.cluster, config.SOLANA_RPC_URLS[0] ?? "");
+
+  // 2. Start, remembering how to stop each part; on failure stop them in reverse order.
+  const stops: (() => unknown)[] = [];
+  const stopAll = async () => {
+    for (const stop of stops.reverse()) {
+      try {
+        await stop();
+      } catch (error) {
+        log.warn({ err: error }, "stopping a part of the service failed");
+      }
+    }
+    stops.length = 0;
   };
-  let server: ServerType;
   try {
-    server = await listen(app.fetch, config.PORT, config.HOST);
+    const store = openStore(config.DATABASE_URL, { busyTimeoutMs: SERVE_BUSY_TIMEOUT_MS });
+    stops.push(() => store.close());
+    // Migrating may wait for another process's migration: allow that wait here, once.
+    store.sqlite.pragma("busy_timeout = 10000");
+    migrateStore(store);
+    store.sqlite.pragma(`busy_timeout = ${SERVE_BUSY_TIMEOUT_MS}`);
+    const checkpointer = startWalCheckpointer(store, { log });
+    stops.push(() => checkpointer.close());
+    const jobsApi = createJobsApiClient(config.DECENTRAL_BASE_URL);
+    const rpc = rpcPoolFromConfig(config, log);
+    const metrics = createMetrics({ store, rpcStats: () => rpc.stats() });
+    const proxy = createRecordingProxy({
+      store,
+      log,
+      upstreamBaseUrl: config.DECENTRAL_BASE_URL,
+      jobsApi,
+      observe: (sample) => metrics.observeProxy(sample),
+    });
+    stops.push(() => proxy.close());
+    const backfill = createSettlementBackfill({
+      store,
+      log,
+      jobsApi,
+      apiKey: config.DECENTRAL_API_KEY,
+      apiKeys: config.DECENTRAL_API_KEYS,
+      writer: proxy.writer,
+    });
+    const verifier = createVerifier({
+      store,
+      rpc,
+      profile,
+      log,
+      custody: config.CREDIT_VAULTS,
+      // New receipts are found by polling the store (one indexed query) as often as finality.
+      options: { pollIntervalMs: config.VERIFY_POLL_MS, idleIntervalMs: config.VERIFY_POLL_MS },
+    });
+    // The verifier and the backfill are told to stop first, then the RPC pool is closed so
+    // that calls in flight (a slow node, a rate-limit pause) end at once instead of at their
+    // timeout; only then are their loops awaited.
+    stops.push(async () => {
+      const stopping = [backfill.stop(), verifier.stop()];
+      await rpc.close();
+      await Promise.all(stopping);
+    });
+    backfill.start();
+    verifier.start();
+    const nightly = config.VERIFY_CRON
+      ? scheduleNightlyVerification(config.VERIFY_CRON, {
+          store,
+          engine: verifier,
+          log,
+          preflight: () => rpc.getSlot("finalized"),
+          profile: () => profileStatus(store, profile),
+        })
+      : null;
+    if (nightly) stops.push(() => nightly.stop());
+    const app = createApp({
+      store,
+      log,
+      proxy,
+      metrics,
+      verifier,
+      proxyRequireToken: config.PROXY_REQUIRE_TOKEN,
+      explorer,
+      readiness: {
+        rpc: () => rpc.getSlot("finalized"),
+        profile: () => profileStatus(store, profile),
+      },
+    });
+    const server = await listen(app.fetch, config.PORT, config.HOST);
+    const address = server.address();
+    const port = typeof address === "object" && address ? address.port : config.PORT;
+    const url = `http://${config.HOST}:${port}`;
+    log.info({ url }, "decentral-audit listening");
+    return {
+      url,
+      store,
+      log,
+      verifier,
+      async close() {
+        // Stop accepting; responses in flight finish (idle keep-alive connections close). A
+        // client holding a connection open past the drain time is cut off.
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        const cutOff = setTimeout(() => closeAllConnections(server), DRAIN_MS);
+        cutOff.unref();
+        await closed;
+        clearTimeout(cutOff);
+        await stopAll();
+      },
+    };
   } catch (error) {
-    await stopWorkers();
+    await stopAll();
     throw error;
   }
-  const address = server.address();
-  const port = typeof address === "object" && address ? address.port : config.PORT;
-  const url = `http://${config.HOST}:${port}`;
-  log.info({ url }, "decentral-audit listening");
-  return {
-    url,
-    store,
-    log,
-    verifier,
-    async close() {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await stopWorkers();
-    },
-  };
+}
+
+/** How long SIGTERM waits for responses in flight before closing their connections. */
+const DRAIN_MS = 5000;
+
+function closeAllConnections(server: ServerType) {
+  const http = server as { closeAllConnections?: () => void };
+  http.closeAllConnections?.();
 }
 
 /** Starts the HTTP server; a port in use or a bad interface is an error naming it, not a crash. */

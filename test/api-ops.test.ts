@@ -1,7 +1,12 @@
+import { mkdtempSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { createApp } from "../src/api/app.js";
 import { createMetrics } from "../src/api/metrics.js";
 import { createToken } from "../src/auth/tokens.js";
+import { openStore } from "../src/db/client.js";
+import { migrateStore } from "../src/db/migrate.js";
 import { createLogger } from "../src/log.js";
 import { createTestApi } from "./support/audit-api-app.js";
 import { insertJob } from "./support/job-rows.js";
@@ -47,6 +52,21 @@ describe("GET /metrics", () => {
       'decentral_audit_proxy_duration_seconds_count{status="200",stream="true"} 1',
     );
     expect(text).toContain('decentral_audit_proxy_ttfb_seconds_bucket{le="0.05",stream="true"} 1');
+    // An in-memory store has no WAL file.
+    expect(text).toContain("decentral_audit_sqlite_wal_bytes 0");
+  });
+
+  it("shows the size of a file database's WAL", async () => {
+    const path = join(mkdtempSync(join(tmpdir(), "metrics-wal-")), "audit.db");
+    const store = openStore(path);
+    migrateStore(store);
+    insertJob(store, { jobId: "w1", verdict: "verified" });
+    const metrics = createMetrics({ store });
+    const text = await metrics.registry.metrics();
+    const bytes = statSync(`${path}-wal`).size;
+    expect(bytes).toBeGreaterThan(0);
+    expect(text).toContain(`decentral_audit_sqlite_wal_bytes ${bytes}`);
+    store.close();
   });
 
   it("keeps one registry per app, so two apps never share counters", async () => {

@@ -1,8 +1,9 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
-import { openStore } from "../src/db/client.js";
+import { describe, expect, it, vi } from "vitest";
+import { walFileBytes } from "../src/api/metrics.js";
+import { JOURNAL_SIZE_LIMIT, openStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { startWalCheckpointer } from "../src/db/wal-checkpointer.js";
 import { ingestReceipts } from "../src/recorder/ingest.js";
@@ -26,6 +27,50 @@ describe("WAL checkpointer", () => {
     expect(result.checkpointed).toBe(result.log);
     await checkpointer.close();
     expect(store.sqlite.pragma("wal_autocheckpoint", { simple: true })).toBe(1000);
+    store.close();
+  });
+
+  it("cuts the WAL back to zero once it passes its size threshold, even after a reader pinned it", async () => {
+    const path = join(mkdtempSync(join(tmpdir(), "recorder-wal-")), "audit.db");
+    const store = openStore(path);
+    migrateStore(store);
+    const reader = openStore(path);
+    const checkpointer = startWalCheckpointer(store, {
+      intervalMs: 20,
+      truncateAboveBytes: 256 * 1024,
+    });
+    // A read transaction held open pins the WAL: PASSIVE checkpoints cannot reset it, so every
+    // write below appends to it.
+    reader.sqlite.exec("BEGIN");
+    reader.sqlite.prepare("SELECT count(*) FROM jobs").get();
+    for (let i = 0; i < 4; i++) {
+      ingestReceipts(
+        store,
+        Array.from({ length: 500 }, () => wireReceipt()),
+        "import",
+      );
+    }
+    const grown = walFileBytes(store);
+    expect(grown).toBeGreaterThan(256 * 1024);
+    reader.sqlite.exec("COMMIT");
+    await vi.waitFor(
+      async () => {
+        const result = await checkpointer.nextCheckpoint();
+        expect(result.mode).toBe("TRUNCATE");
+        expect(result.busy).toBe(0);
+      },
+      { timeout: 5000, interval: 1 },
+    );
+    expect(walFileBytes(store)).toBe(0);
+    expect(checkpointer.walBytes()).toBe(0);
+    await checkpointer.close();
+    reader.close();
+    store.close();
+  });
+
+  it("sets a journal size limit on every connection", () => {
+    const store = openStore(join(mkdtempSync(join(tmpdir(), "recorder-wal-")), "audit.db"));
+    expect(store.sqlite.pragma("journal_size_limit", { simple: true })).toBe(JOURNAL_SIZE_LIMIT);
     store.close();
   });
 });

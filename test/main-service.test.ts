@@ -1,5 +1,9 @@
+import { spawnSync } from "node:child_process";
 import { once } from "node:events";
+import { existsSync, mkdtempSync } from "node:fs";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.js";
 import { AppError } from "../src/errors.js";
@@ -26,5 +30,74 @@ describe("service", () => {
     await expect(started).rejects.toBeInstanceOf(AppError);
     await expect(started).rejects.toThrow(`port ${port}`);
     blocker.close();
+  });
+
+  it("validates the profile and cron expression before it opens the database or starts anything", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "service-"));
+    const db = join(dir, "sub", "audit.db");
+    const badProfile = loadConfig({ DATABASE_URL: db, PORT: "0", AUDIT_PROFILE: "no-such" });
+    await expect(startService(badProfile, quiet)).rejects.toThrow("no-such");
+    const badCron = loadConfig({
+      DATABASE_URL: db,
+      PORT: "0",
+      AUDIT_PROFILE: "localnet",
+      VERIFY_CRON: "every night",
+    });
+    await expect(startService(badCron, quiet)).rejects.toThrow("VERIFY_CRON");
+    expect(existsSync(db)).toBe(false);
+  });
+
+  it("stops what it started when a later step fails, so a failed start does not keep the process alive", () => {
+    const dir = mkdtempSync(join(tmpdir(), "service-"));
+    const run = spawnSync(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        "-e",
+        `import("./src/main.ts").then(async (m) => {
+          const { loadConfig } = await import("./src/config.ts");
+          const { createLogger } = await import("./src/log.ts");
+          const blocker = (await import("node:net")).createServer().listen(0, "127.0.0.1");
+          await new Promise((r) => blocker.once("listening", r));
+          const config = loadConfig({ DATABASE_URL: ${JSON.stringify(join(dir, "a.db"))},
+            AUDIT_PROFILE: "localnet", PORT: String(blocker.address().port) });
+          await m.startService(config, createLogger({ level: "silent" })).catch(() => {
+            console.log("refused");
+            blocker.close();
+          });
+        })`,
+      ],
+      { encoding: "utf8", timeout: 20_000 },
+    );
+    // The process ends on its own: no worker thread, loop or timer of the service is left.
+    expect(run.error).toBeUndefined();
+    expect(run.stdout).toContain("refused");
+    expect(run.status).toBe(0);
+  });
+
+  it("exits non-zero at once on a bad AUDIT_PROFILE, as a real process", () => {
+    const dir = mkdtempSync(join(tmpdir(), "service-"));
+    const run = spawnSync(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        "-e",
+        'import("./src/cli.ts").then((m) => m.runCli(["node", "decentral-audit", ...process.argv.slice(1)]))',
+        "--",
+        "serve",
+        "--port",
+        "0",
+        "--profile",
+        "no-such-profile",
+        "--db",
+        join(dir, "a.db"),
+      ],
+      { encoding: "utf8", timeout: 20_000 },
+    );
+    expect(run.error).toBeUndefined();
+    expect(run.status).toBe(2);
+    expect(run.stderr).toContain("no-such-profile");
   });
 });

@@ -433,6 +433,38 @@ describe("recording proxy", () => {
     });
   });
 
+  it("sends a request again on a fresh socket when the upstream closed the kept-alive one", async () => {
+    const store = createTestStore();
+    const { log } = capturedLogger();
+    // Answers the first request of each connection, keeping it alive, then resets the
+    // connection when a second request arrives on it: a keep-alive socket gone stale.
+    const seenOn = new WeakMap<object, number>();
+    let answered = 0;
+    const upstream = await listen(
+      http.createServer((req, res) => {
+        const n = (seenOn.get(req.socket) ?? 0) + 1;
+        seenOn.set(req.socket, n);
+        if (n > 1) {
+          req.socket.destroy();
+          return;
+        }
+        answered++;
+        res.writeHead(200, { "content-type": "application/json", connection: "keep-alive" });
+        res.end(JSON.stringify({ model: "qwen3-8b", choices: [] }));
+      }),
+    );
+    cleanups.push(upstream.close);
+    const proxy = createRecordingProxy({ store, log, upstreamBaseUrl: `${upstream.url}/v1` });
+    const app = await serveApp({ store, log, proxy });
+    cleanups.push(app.close);
+    for (let i = 0; i < 3; i++) {
+      const response = await completion(app.url, "json");
+      expect(response.status).toBe(200);
+      await response.text();
+    }
+    expect(answered).toBe(3);
+  });
+
   it("answers 502 in the one error shape when the upstream is down", async () => {
     const store = createTestStore();
     const { log } = capturedLogger();

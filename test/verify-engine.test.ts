@@ -255,4 +255,39 @@ describe("verification engine", () => {
     v.reverify("job_late");
     expect(verdictOf(store, "job_late")?.verdict).toBe("pending");
   });
+
+  it("closes as abandoned the runs left running by a dead process, not those of a live one", async () => {
+    const store = createTestStore();
+    const chain = createFakeChain();
+    const t = Date.now();
+    const run = (owner: string) =>
+      store.db
+        .insert(verificationRuns)
+        .values({ trigger: "verify", status: "running", startedAt: t - 60_000, owner })
+        .returning({ id: verificationRuns.id })
+        .get().id;
+    const dead = run("verifier-killed-with-sigkill");
+    const alive = run("verifier-other-live-process");
+    store.sqlite
+      .prepare("INSERT INTO locks (name, owner, acquired_at, expires_at) VALUES (?, ?, ?, ?)")
+      .run("verifier:verifier-other-live-process", "verifier-other-live-process", t, t + 60_000);
+    const status = (id: number) =>
+      store.db.select().from(verificationRuns).where(eq(verificationRuns.id, id)).get();
+    const v = verifier(store, chain);
+    v.start();
+    await v.onIdle();
+    expect(status(dead)).toMatchObject({ status: "abandoned", finishedAt: expect.any(Number) });
+    expect(status(alive)?.status).toBe("running");
+    await v.stop();
+    // This verifier's own run was closed normally, and its heartbeat removed.
+    const own = store.db
+      .select()
+      .from(verificationRuns)
+      .all()
+      .filter((r) => r.trigger === "serve");
+    expect(own.map((r) => r.status)).toEqual(["completed"]);
+    expect(store.sqlite.prepare("SELECT name FROM locks").pluck().all()).toEqual([
+      "verifier:verifier-other-live-process",
+    ]);
+  });
 });

@@ -1,3 +1,4 @@
+import { statSync } from "node:fs";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Store } from "../db/client.js";
 import { verdicts } from "../db/schema.js";
@@ -18,7 +19,20 @@ export interface MetricSources {
   rpcStats?: () => readonly RpcStatRow[];
   /** Jobs waiting in the verification queue; default: jobs whose verdict is not final. */
   queueDepth?: () => number;
+  /** Size of the database's -wal file in bytes; default: read from the file at scrape time. */
+  walBytes?: () => number;
   now?: () => number;
+}
+
+/** Size of the store's -wal file, 0 when there is none (`:memory:`, or just truncated). */
+export function walFileBytes(store: Store): number {
+  const path = store.sqlite.name;
+  if (store.sqlite.memory || path === "" || path === ":memory:") return 0;
+  try {
+    return statSync(`${path}-wal`).size;
+  } catch {
+    return 0;
+  }
 }
 
 /**
@@ -59,6 +73,15 @@ export function createMetrics(sources: MetricSources) {
               .pluck()
               .get() as number),
       );
+    },
+  });
+
+  new Gauge({
+    name: "decentral_audit_sqlite_wal_bytes",
+    help: "Size of the SQLite write-ahead log file; checkpoints keep it bounded.",
+    registers: [registry],
+    collect() {
+      this.set(sources.walBytes ? sources.walBytes() : walFileBytes(sources.store));
     },
   });
 

@@ -2,6 +2,7 @@ import PQueue from "p-queue";
 import type { Config } from "../config.js";
 import { AppError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { AdaptiveRate } from "./adaptive-rate.js";
 import { parseTransaction } from "./parse-transaction.js";
 import {
   type FetchLike,
@@ -114,6 +115,8 @@ interface Pending {
 
 class Endpoint {
   readonly queue: PQueue;
+  /** Lowered on 429s, climbs back to the configured rate (see adaptive-rate.ts). */
+  readonly rate: AdaptiveRate;
   failures = 0;
   openUntil = 0;
   pausedUntil = 0;
@@ -129,6 +132,7 @@ class Endpoint {
     /** The URL without its secrets: what counters, logs and errors show. */
     readonly name: string,
   ) {
+    this.rate = new AdaptiveRate({ limit: config.rateLimitPerSec });
     const cap = Math.max(1, Math.floor(config.rateLimitPerSec));
     this.queue = new PQueue({
       concurrency: config.concurrency,
@@ -184,8 +188,9 @@ class Endpoint {
   private sendOne(request: RpcRequest): Promise<RpcOutcome> {
     // A queued request must not wait out a pause or a rate window once the pool is closed.
     return Promise.race([
-      this.queue.add(async () =>
-        this.observe(
+      this.queue.add(async () => {
+        await this.pace();
+        return this.observe(
           await sendSingle(
             this.pool.fetch,
             this.config.url,
@@ -193,10 +198,24 @@ class Endpoint {
             this.config.timeoutMs,
             this.pool.signal,
           ),
-        ),
-      ),
+        );
+      }),
       this.pool.closed,
     ]);
+  }
+
+  /** Waits for this request's turn while the adapted rate is below the configured one. */
+  private async pace(): Promise<void> {
+    const wait = this.rate.reserve(this.pool.now());
+    if (wait <= 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, wait);
+      }),
+      this.pool.closed,
+    ]);
+    clearTimeout(timer);
   }
 
   /**
@@ -210,7 +229,11 @@ class Endpoint {
         this.pool.maxRetryAfterMs,
       );
       this.pauseFor(pause);
-      this.pool.log?.warn({ endpoint: this.name, pauseMs: pause }, "rpc rate limited");
+      this.rate.onRateLimited(this.pool.now());
+      this.pool.log?.warn(
+        { endpoint: this.name, pauseMs: pause, ratePerSec: this.rate.current(this.pool.now()) },
+        "rpc rate limited",
+      );
     }
     return outcome;
   }
@@ -232,6 +255,7 @@ class Endpoint {
     }
     const outcomes = await Promise.race([
       this.queue.add(async () => {
+        await this.pace();
         const outcomes = await sendBatch(
           this.pool.fetch,
           this.config.url,

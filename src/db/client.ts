@@ -13,10 +13,18 @@ export interface Store {
   close(): void;
 }
 
+/** Bytes the WAL file is cut back to after a checkpoint that reset it (64 MiB). */
+export const JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024;
+
 /**
  * Opens the SQLite database at `url` (a file path or `:memory:`), creating its folder.
  * WAL lets readers (reports, audit lookups) run while the verifier writes; the busy timeout
- * makes a second process wait for a write lock instead of failing at once.
+ * makes a second process wait for a write lock instead of failing at once. That wait is a
+ * busy loop inside better-sqlite3 that blocks the event loop, so a serving process passes a
+ * short one and retries in JavaScript; a command-line process can afford the default 5 s.
+ * Every write transaction must begin IMMEDIATE (or be a single statement): a deferred one that
+ * reads first and then writes gets SQLITE_BUSY at once when another connection wrote
+ * meanwhile, without the busy timeout ever applying (test/db-write-transactions.test.ts).
  */
 export function openStore(url: string, options: { busyTimeoutMs?: number } = {}): Store {
   const path = url.startsWith("file:") ? url.slice("file:".length) : url;
@@ -26,6 +34,38 @@ export function openStore(url: string, options: { busyTimeoutMs?: number } = {})
   sqlite.pragma("synchronous = NORMAL");
   sqlite.pragma("foreign_keys = ON");
   sqlite.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+  // The WAL grows while readers pin old frames; once a checkpoint resets it, cut the file back.
+  sqlite.pragma(`journal_size_limit = ${JOURNAL_SIZE_LIMIT}`);
   const db = drizzle(sqlite, { schema });
   return { db, sqlite, close: () => sqlite.close() };
+}
+
+/** SQLITE_BUSY (and its extended codes): another connection held the lock past the timeout. */
+export function isBusyError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && (code.startsWith("SQLITE_BUSY") || code === "SQLITE_LOCKED");
+}
+
+/**
+ * Runs a database write, retrying with backoff while another connection holds the write lock
+ * past the busy timeout. The retries wait on timers, not in SQLite's busy loop, so the event
+ * loop (and the proxy on it) keeps running meanwhile. Other errors, and the last busy one after
+ * `attempts`, are thrown.
+ */
+export async function retryWhileBusy<T>(
+  write: () => T,
+  options: { attempts?: number; baseDelayMs?: number; maxDelayMs?: number } = {},
+): Promise<T> {
+  const attempts = options.attempts ?? 8;
+  const base = options.baseDelayMs ?? 25;
+  const max = options.maxDelayMs ?? 1000;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return write();
+    } catch (error) {
+      if (!isBusyError(error) || attempt >= attempts) throw error;
+      const delay = Math.min(max, base * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
 }

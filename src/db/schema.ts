@@ -322,14 +322,18 @@ export const checkResults = sqliteTable(
   ],
 );
 
-/** A verification run: serve's continuous loop, a nightly `verify`, or a re-verify request. */
+/**
+ * A verification run: serve's continuous loop, a nightly `verify`, or a re-verify request.
+ * `abandoned`: its process died while it was running (closed by the next verifier to start;
+ * a text enum, so adding it needed no migration).
+ */
 export const verificationRuns = sqliteTable(
   "verification_runs",
   {
     id: integer("id").primaryKey({ autoIncrement: true }),
     trigger: text("trigger", { enum: ["serve", "verify", "cron", "reverify"] }).notNull(),
     status: text("status", {
-      enum: ["running", "completed", "timed_out", "failed", "interrupted"],
+      enum: ["running", "completed", "timed_out", "failed", "interrupted", "abandoned"],
     }).notNull(),
     windowFrom: epochMs("window_from"),
     windowTo: epochMs("window_to"),

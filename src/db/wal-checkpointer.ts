@@ -3,30 +3,84 @@ import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
 import type { Logger } from "../log.js";
 import type { Store } from "./client.js";
+import { JOURNAL_SIZE_LIMIT } from "./client.js";
 
 /**
  * Runs SQLite's WAL checkpoints on a worker thread with its own connection, instead of letting
  * whichever commit crosses the WAL threshold do it on the event loop. A checkpoint writes pages
  * back and fsyncs: on a busy disk that took up to ~18 ms, stalling every proxied response in
  * flight. A PASSIVE checkpoint never blocks writers or readers, so it can run beside them.
+ *
+ * PASSIVE alone does not bound the WAL: while readers keep old snapshots open (reports, other
+ * processes) it cannot copy the last frames back, the WAL is never reset, and under continuous
+ * writes it grew past 1 GB. So when the file passes `truncateAboveBytes`, the worker runs a
+ * TRUNCATE checkpoint, which waits (briefly, `truncateBusyMs`) for readers to move on, writes
+ * everything back and cuts the file to zero; `journal_size_limit` on every connection cuts it
+ * back whenever a writer restarts a fully checkpointed WAL.
  */
 
 // Plain JavaScript evaluated in the worker, so it runs the same from src/ (tsx) and dist/.
 const workerSource = `
+const { statSync } = require("node:fs");
 const { parentPort, workerData } = require("node:worker_threads");
 const Database = require(workerData.driver);
 const db = new Database(workerData.path);
 db.pragma("busy_timeout = 5000");
+db.pragma("journal_size_limit = " + workerData.journalSizeLimit);
+const walSize = () => {
+  try {
+    return statSync(workerData.path + "-wal").size;
+  } catch {
+    return 0;
+  }
+};
+// After a TRUNCATE that could not finish, skip that many ticks (doubling, at most 4) before the
+// next one: a longer pause let the WAL grow by gigabytes in a soak while readers kept coming.
+let skipTruncate = 0;
+let truncateBackoff = 1;
 const checkpoint = () => {
   try {
-    const [result] = db.pragma("wal_checkpoint(PASSIVE)");
-    parentPort.postMessage({ log: result.log, checkpointed: result.checkpointed });
+    let [result] = db.pragma("wal_checkpoint(PASSIVE)");
+    let mode = "PASSIVE";
+    if (skipTruncate > 0) {
+      skipTruncate--;
+    } else if (walSize() > workerData.truncateAboveBytes) {
+      // TRUNCATE holds new writers back while it waits for readers: keep that wait short, and
+      // back off when a reader is still there, so a long report cannot starve the writers.
+      // Far past the threshold, wait a little longer for readers: a WAL that keeps growing costs
+      // every reader more than a short pause of the writers does.
+      const far = walSize() > 4 * workerData.truncateAboveBytes;
+      db.pragma("busy_timeout = " + (far ? 3 : 1) * workerData.truncateBusyMs);
+      try {
+        [result] = db.pragma("wal_checkpoint(TRUNCATE)");
+        mode = "TRUNCATE";
+      } finally {
+        db.pragma("busy_timeout = 5000");
+      }
+      if (result.busy) {
+        skipTruncate = truncateBackoff;
+        truncateBackoff = Math.min(truncateBackoff * 2, 4);
+      } else {
+        truncateBackoff = 1;
+      }
+    }
+    parentPort.postMessage({
+      log: result.log,
+      checkpointed: result.checkpointed,
+      busy: result.busy,
+      mode,
+      walBytes: walSize(),
+    });
   } catch (error) {
-    parentPort.postMessage({ error: String(error && error.message) });
+    parentPort.postMessage({ error: String(error && error.message), walBytes: walSize() });
   }
 };
 const timer = setInterval(checkpoint, workerData.intervalMs);
 parentPort.on("message", (message) => {
+  if (message === "checkpoint") {
+    checkpoint();
+    return;
+  }
   if (message !== "close") return;
   clearInterval(timer);
   checkpoint();
@@ -39,43 +93,79 @@ parentPort.on("message", (message) => {
 export interface CheckpointResult {
   log: number;
   checkpointed: number;
+  /** 1 when a TRUNCATE checkpoint could not finish (a reader or writer was in the way). */
+  busy?: number;
+  mode?: "PASSIVE" | "TRUNCATE";
+  /** Size of the -wal file after the checkpoint, in bytes. */
+  walBytes?: number;
 }
 
 export interface WalCheckpointer {
   /** Resolves with the result of the next checkpoint (tests, diagnostics). */
   nextCheckpoint(): Promise<CheckpointResult>;
+  /** Size of the -wal file at the last checkpoint, in bytes (0 for `:memory:`). */
+  walBytes(): number;
   /** Runs a last checkpoint and stops the worker. */
   close(): Promise<void>;
 }
 
+export interface WalCheckpointerOptions {
+  /** How often to checkpoint, in ms. Default 1000. */
+  intervalMs?: number;
+  /** WAL size above which a TRUNCATE checkpoint is run. Default 64 MiB. */
+  truncateAboveBytes?: number;
+  /** How long a TRUNCATE checkpoint waits for readers and writers, in ms. Default 100. */
+  truncateBusyMs?: number;
+  log?: Logger;
+}
+
 /**
  * Moves the store's WAL checkpoints to a worker thread: turns off auto-checkpointing on the
- * store's connection and checkpoints every `intervalMs` (default 1,000) from the worker. A
- * no-op for `:memory:` stores, which have no WAL to share.
+ * store's connection and checkpoints every `intervalMs` from the worker. A no-op for
+ * `:memory:` stores, which have no WAL to share.
  */
 export function startWalCheckpointer(
   store: Store,
-  options: { intervalMs?: number; log?: Logger } = {},
+  options: WalCheckpointerOptions = {},
 ): WalCheckpointer {
   const path = store.sqlite.name;
   if (store.sqlite.memory || path === ":memory:" || path === "") {
     return {
       nextCheckpoint: () => Promise.resolve({ log: 0, checkpointed: 0 }),
+      walBytes: () => 0,
       close: async () => {},
     };
   }
   const driver = createRequire(import.meta.url).resolve("better-sqlite3");
   const worker = new Worker(workerSource, {
     eval: true,
-    workerData: { driver, path, intervalMs: options.intervalMs ?? 1000 },
+    workerData: {
+      driver,
+      path,
+      intervalMs: options.intervalMs ?? 1000,
+      truncateAboveBytes: options.truncateAboveBytes ?? JOURNAL_SIZE_LIMIT,
+      truncateBusyMs: options.truncateBusyMs ?? 100,
+      journalSizeLimit: JOURNAL_SIZE_LIMIT,
+    },
   });
+  let lastWalBytes = 0;
   let waiting: ((result: CheckpointResult) => void)[] = [];
   worker.on("message", (message: { error?: string } & Partial<CheckpointResult>) => {
+    if (message.walBytes !== undefined) lastWalBytes = message.walBytes;
     if (message.error) {
       options.log?.warn({ reason: message.error }, "WAL checkpoint failed");
       return;
     }
-    const result = { log: message.log ?? 0, checkpointed: message.checkpointed ?? 0 };
+    const result: CheckpointResult = {
+      log: message.log ?? 0,
+      checkpointed: message.checkpointed ?? 0,
+      busy: message.busy ?? 0,
+      mode: message.mode ?? "PASSIVE",
+      walBytes: lastWalBytes,
+    };
+    if (result.mode === "TRUNCATE") {
+      options.log?.info({ ...result }, "WAL over its size threshold: truncating checkpoint");
+    }
     const resolvers = waiting;
     waiting = [];
     for (const resolve of resolvers) resolve(result);
@@ -87,6 +177,7 @@ export function startWalCheckpointer(
   store.sqlite.pragma("wal_autocheckpoint = 0");
   return {
     nextCheckpoint: () => new Promise((resolve) => waiting.push(resolve)),
+    walBytes: () => lastWalBytes,
     async close() {
       const exited = once(worker, "exit");
       worker.postMessage("close");

@@ -65,6 +65,9 @@ export function registerVerifyCommand(program: Command, helpers: Helpers): void 
           profile,
           log,
           custody: config.CREDIT_VAULTS,
+          // Jobs another process (serve) is verifying are looked at again every poll, so the
+          // run ends within about one poll interval of its last job becoming final.
+          options: { pollIntervalMs: config.VERIFY_POLL_MS },
         });
         const abort = new AbortController();
         const onSignal = () => abort.abort();

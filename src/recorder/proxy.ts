@@ -326,16 +326,22 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
     const fingerprint = keyFingerprint(authorization);
     const path = basePath + (req.url ?? "/").slice("/v1".length);
 
-    const upstreamReq = transport.request({
-      protocol: base.protocol,
-      hostname: base.hostname,
-      port: base.port || (secure ? 443 : 80),
-      method: req.method,
-      path,
-      headers: forwardedRequestHeaders(req, hostHeader, body.length),
-      agent,
-    });
-    upstreamReq.setNoDelay(true);
+    const open = () => {
+      const request = transport.request({
+        protocol: base.protocol,
+        hostname: base.hostname,
+        port: base.port || (secure ? 443 : 80),
+        method: req.method,
+        path,
+        headers: forwardedRequestHeaders(req, hostHeader, body.length),
+        agent,
+      });
+      request.setNoDelay(true);
+      return request;
+    };
+    let upstreamReq = open();
+    let responded = false;
+    let resent = false;
 
     let clientGone = false;
     let finished = false;
@@ -346,11 +352,28 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       }
     });
 
-    upstreamReq.on("error", (error) => {
+    const onError = (error: NodeJS.ErrnoException) => {
       if (clientGone) return;
+      // A kept-alive socket that the upstream closed just as it was reused fails before any
+      // byte of an answer: the request never reached the upstream, so it goes once more on a
+      // fresh socket (Node's documented remedy) instead of failing the caller with a 502.
+      const stale =
+        !responded &&
+        !resent &&
+        upstreamReq.reusedSocket &&
+        (error.code === "ECONNRESET" || error.code === "EPIPE");
+      if (stale) {
+        resent = true;
+        upstreamReq = open();
+        upstreamReq.on("error", onError);
+        upstreamReq.on("response", onResponse);
+        upstreamReq.end(body);
+        return;
+      }
       log.warn({ reason: error.message, path }, "upstream request failed");
       sendError(res, 502, "upstream_unavailable", "the Decentral API could not be reached");
-    });
+    };
+    upstreamReq.on("error", onError);
 
     /**
      * A receipt header read the way POST /jobs would read it: a malformed value is recorded as
@@ -368,7 +391,8 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       return value;
     };
 
-    upstreamReq.on("response", (upstream) => {
+    const onResponse = (upstream: IncomingMessage) => {
+      responded = true;
       const status = upstream.statusCode ?? 502;
       const responseHeaders = forwardedResponseHeaders(upstream);
       const sendHead = () => {
@@ -518,7 +542,8 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         if (!whole && !res.writableEnded) res.destroy();
         complete(whole ? "complete" : "aborted");
       });
-    });
+    };
+    upstreamReq.on("response", onResponse);
 
     upstreamReq.end(body);
   }

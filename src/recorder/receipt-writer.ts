@@ -77,11 +77,14 @@ export function createReceiptWriter(store: Store, options: ReceiptWriterOptions)
   let closed = false;
   let idleWaiters: (() => void)[] = [];
 
-  const group = conn.sqlite.transaction((batch: Queued[]) =>
+  const commitGroup = conn.sqlite.transaction((batch: Queued[]) =>
     batch.map((item) => {
       try {
         // A nested better-sqlite3 transaction is a savepoint.
-        return { ok: true as const, value: conn.sqlite.transaction(() => item.task(conn))() };
+        return {
+          ok: true as const,
+          value: conn.sqlite.transaction(() => item.task(conn)).immediate(),
+        };
       } catch (error) {
         if (isBusy(error)) throw error;
         return { ok: false as const, error };
@@ -101,9 +104,9 @@ export function createReceiptWriter(store: Store, options: ReceiptWriterOptions)
     const batch = queue;
     queue = [];
     if (batch.length === 0) return settleIdle();
-    let outcomes: ReturnType<typeof group>;
+    let outcomes: ReturnType<typeof commitGroup>;
     try {
-      outcomes = group.immediate(batch);
+      outcomes = commitGroup.immediate(batch);
     } catch (error) {
       // Nothing of the batch was written: put it back in front, in order, and try again.
       queue = batch.concat(queue);

@@ -431,9 +431,9 @@ export function recordReceipt(
 ): RecordResult {
   const st = statements(store);
   const now = options.now ?? Date.now();
-  return store.sqlite.transaction(() =>
-    recordOne(st, receipt, source, now, options.backfillDelayMs ?? 0),
-  )();
+  return store.sqlite
+    .transaction(() => recordOne(st, receipt, source, now, options.backfillDelayMs ?? 0))
+    .immediate();
 }
 
 /**
@@ -450,7 +450,7 @@ export function recordReceipts(
   const st = statements(store);
   const now = options.now ?? Date.now();
   const delay = options.backfillDelayMs ?? 0;
-  return store.sqlite.transaction(() =>
-    receipts.map((r) => recordOne(st, r, source, now, delay)),
-  )();
+  return store.sqlite
+    .transaction(() => receipts.map((r) => recordOne(st, r, source, now, delay)))
+    .immediate();
 }

@@ -107,7 +107,7 @@ export function createSettlementBackfill(options: SettlementBackfillOptions): Se
   };
   const write = async (task: (s: Store) => void): Promise<void> => {
     if (options.writer) await options.writer.run(task);
-    else store.sqlite.transaction(() => task(store))();
+    else store.sqlite.transaction(() => task(store)).immediate();
   };
   const giveUp = (at: number, jobId: string) =>
     write((s) => {

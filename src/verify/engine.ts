@@ -1,11 +1,12 @@
 import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
 import { and, eq, gte, inArray, isNull, lt, lte, or, sql } from "drizzle-orm";
 import PQueue from "p-queue";
 import { factsFromJson, factsToJson } from "../chain/facts-json.js";
 import { parseJsonLossless } from "../chain/json-text.js";
 import { parseTransaction } from "../chain/parse-transaction.js";
 import type { TransactionFacts } from "../chain/transaction-facts.js";
-import type { Store } from "../db/client.js";
+import { isBusyError, retryWhileBusy, type Store } from "../db/client.js";
 import {
   chainTransactions,
   finalVerdicts,
@@ -162,6 +163,9 @@ const CHUNK = 500;
  */
 const SLICE = 8;
 
+/** Signature statuses written per synchronous stretch (~20 µs each, with the re-read). */
+const STATUS_SLICE = 128;
+
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 function chunks<T>(items: readonly T[], size = CHUNK): T[][] {
@@ -181,11 +185,13 @@ export function createVerifier(deps: VerifierDeps): Verifier {
   const custody = createCustodyStore(store, profile, deps.custody);
   const { db } = store;
   const now = deps.now ?? Date.now;
-  const owner = deps.owner ?? `verifier-${randomUUID()}`;
+  const owner = deps.owner ?? `verifier-${randomUUID()}-pid${process.pid}@${hostname()}`;
   const options: VerifierOptions = { ...defaultVerifierOptions, ...deps.options };
 
   let running = false;
   let stopping = false;
+  /** Aborted by `stop()`: the round in flight stops between RPC calls. */
+  let roundsAbort = new AbortController();
   let loopDone: Promise<void> | null = null;
   /** Wakers of sleeping loops; `notify()` with nobody asleep makes the next sleep return at once. */
   const sleepers = new Set<() => void>();
@@ -231,38 +237,35 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     return parts.length > 0 ? and(...parts) : undefined;
   }
 
-  /** Claims due jobs under a lease, in one short synchronous transaction. */
+  /**
+   * Claims due jobs under a lease in ONE statement (`UPDATE ... WHERE job_id IN (SELECT ...
+   * LIMIT n) RETURNING *`): a write statement takes the write lock before it reads, so two
+   * processes claiming at once wait for each other (busy timeout) instead of one failing on a
+   * read-to-write upgrade, and never both get a job. Jobs still leased to this owner are
+   * claimable too: rounds of one verifier never overlap, so such a lease is left from a round
+   * that failed, and waiting for it to expire would stall those jobs for the lease length.
+   */
   function claim(filter: VerifyFilter | null): JobRow[] {
     const t = now();
-    return db.transaction((tx) => {
-      const due = tx
-        .select({ jobId: jobs.jobId })
-        .from(jobs)
-        .where(
-          and(
-            inArray(jobs.verdict, openVerdicts),
-            lte(jobs.nextVerifyAt, t),
-            or(isNull(jobs.leaseUntil), lte(jobs.leaseUntil, t)),
-            filterCondition(filter),
-          ),
-        )
-        .orderBy(jobs.nextVerifyAt)
-        .limit(options.claimBatchSize)
-        .all()
-        .map((r) => r.jobId);
-      const claimed: JobRow[] = [];
-      for (const ids of chunks(due)) {
-        claimed.push(
-          ...tx
-            .update(jobs)
-            .set({ leaseOwner: owner, leaseUntil: t + options.leaseMs })
-            .where(inArray(jobs.jobId, ids))
-            .returning()
-            .all(),
-        );
-      }
-      return claimed;
-    });
+    const due = db
+      .select({ jobId: jobs.jobId })
+      .from(jobs)
+      .where(
+        and(
+          inArray(jobs.verdict, openVerdicts),
+          lte(jobs.nextVerifyAt, t),
+          or(isNull(jobs.leaseUntil), lte(jobs.leaseUntil, t), eq(jobs.leaseOwner, owner)),
+          filterCondition(filter),
+        ),
+      )
+      .orderBy(jobs.nextVerifyAt)
+      .limit(options.claimBatchSize);
+    return db
+      .update(jobs)
+      .set({ leaseOwner: owner, leaseUntil: t + options.leaseMs })
+      .where(inArray(jobs.jobId, due))
+      .returning()
+      .all();
   }
 
   function loadTxRows(signatures: string[]): Map<string, TxRow> {
@@ -317,20 +320,25 @@ export function createVerifier(deps: VerifierDeps): Verifier {
 
   /** One round: claim, poll statuses in batches, fetch newly finalized transactions, decide. */
   async function round(filter: VerifyFilter | null, runId: number | null): Promise<number> {
+    const signal = roundsAbort.signal;
+    if (signal.aborted) return 0;
     const claimed = claim(filter);
     if (claimed.length === 0) return 0;
     const t0 = now();
     const allSigs = [...new Set(claimed.flatMap((j) => jobSignatures(j)))];
 
     // Make sure every signature has its row, then see which still need the chain.
-    db.transaction((tx) => {
-      for (const part of chunks(allSigs)) {
-        tx.insert(chainTransactions)
-          .values(part.map((signature) => ({ signature, firstSeenAt: t0 })))
-          .onConflictDoNothing()
-          .run();
-      }
-    });
+    db.transaction(
+      (tx) => {
+        for (const part of chunks(allSigs)) {
+          tx.insert(chainTransactions)
+            .values(part.map((signature) => ({ signature, firstSeenAt: t0 })))
+            .onConflictDoNothing()
+            .run();
+        }
+      },
+      { behavior: "immediate" },
+    );
     const rows = loadTxRows(allSigs);
     const trouble: SigTrouble = new Map();
 
@@ -339,15 +347,17 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       return state === "unknown" || state === "landed";
     });
     const cell = Math.floor(now() / options.pollIntervalMs);
-    if (needStatus.length > 0 && cell > lastPollCell) {
+    if (needStatus.length > 0 && cell > lastPollCell && !signal.aborted) {
       lastPollCell = cell;
       try {
         const statuses = await rpc.getSignatureStatuses(needStatus);
         const missing = needStatus.filter((_, i) => !statuses[i]);
         let currentSlot: number | null = null;
-        if (missing.length > 0) currentSlot = await rpc.getSlot();
-        applyStatuses(needStatus, statuses, currentSlot, rows);
+        if (missing.length > 0 && !signal.aborted) currentSlot = await rpc.getSlot();
+        if (signal.aborted) return claimed.length;
+        await applyStatuses(needStatus, statuses, currentSlot, rows);
       } catch (error) {
+        if (isBusyError(error)) throw error; // the database, not the node: retry the round
         for (const s of needStatus) trouble.set(s, `getSignatureStatuses: ${message(error)}`);
       }
     }
@@ -360,10 +370,13 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       const fetches = new PQueue({ concurrency: options.fetchConcurrency });
       await fetches.addAll(
         toFetch.map((signature) => async () => {
+          if (signal.aborted) return;
           try {
             const result = await rpc.getTransaction(signature);
             storeFetched(signature, result, rows);
           } catch (error) {
+            // The database, not the node, was in the way: the round is retried as a whole.
+            if (isBusyError(error)) throw error;
             trouble.set(signature, `getTransaction: ${message(error)}`);
             // A node that keeps answering with something unparseable is counted like one that
             // has no such transaction, so the job ends unverifiable instead of retrying for ever.
@@ -375,6 +388,8 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       );
     }
 
+    // Stopping: what was fetched is stored; the jobs go back to the queue with their leases.
+    if (signal.aborted) return claimed.length;
     const naming = await jobsNaming(allSigs);
     const factsCache = new Map<string, TransactionFacts>();
     const factsOf = (sig: string) => {
@@ -392,6 +407,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     // event loop, and a synchronous stretch of more than a millisecond or two shows in its p99.
     // Pins are read per slice: a vault learned from one job's lock binds the next job of its key.
     for (const slice of chunks(claimed, SLICE)) {
+      if (signal.aborted) break;
       const learnedTreasury = custody.treasury();
       await writeDecisions(
         slice.map((job) =>
@@ -403,57 +419,93 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     return claimed.length;
   }
 
-  function applyStatuses(
+  // chain_transactions changes are written as guarded SQL, never as values computed from a row
+  // read earlier: another process may have moved the row meanwhile. States only move forward
+  // (unknown -> landed -> finalized; dropped and pruned end the search until a re-verify),
+  // commitment never goes down, and counters are incremented in SQL so no miss is lost.
+  const rank = (column: string) =>
+    `CASE ${column} WHEN 'finalized' THEN 2 WHEN 'confirmed' THEN 1 WHEN 'processed' THEN 0 ELSE -1 END`;
+  const statusFound = store.sqlite.prepare(
+    `UPDATE chain_transactions SET
+       state = CASE WHEN state IN ('finalized', 'pruned') THEN state
+         WHEN @commitment = 'finalized' THEN 'finalized' ELSE 'landed' END,
+       commitment = CASE WHEN state IN ('finalized', 'pruned') OR ${rank("commitment")} >= ${rank("@commitment")}
+         THEN commitment ELSE @commitment END,
+       slot = CASE WHEN state IN ('finalized', 'pruned') THEN slot ELSE @slot END,
+       status_checked_at = @t,
+       not_found_count = CASE WHEN state IN ('finalized', 'pruned') THEN not_found_count ELSE 0 END,
+       not_found_since = CASE WHEN state IN ('finalized', 'pruned') THEN not_found_since ELSE NULL END,
+       not_found_slot = CASE WHEN state IN ('finalized', 'pruned') THEN not_found_slot ELSE NULL END
+     WHERE signature = @signature`,
+  );
+  // A signature never seen, or seen only at processed (a minority fork can lose it), can be
+  // dropped; one seen confirmed and missing now is a lagging node (e.g. after failover), which
+  // the next poll sorts out.
+  const statusMissing = store.sqlite.prepare(
+    `UPDATE chain_transactions SET
+       state = CASE WHEN (state = 'unknown' OR (state = 'landed' AND commitment = 'processed'))
+           AND @currentSlot IS NOT NULL
+           AND @currentSlot > coalesce(not_found_slot, @currentSlot) + @dropAfterSlots
+         THEN 'dropped' ELSE state END,
+       status_checked_at = @t,
+       not_found_since = coalesce(not_found_since, @t),
+       not_found_slot = coalesce(not_found_slot, @currentSlot),
+       not_found_count = not_found_count + 1
+     WHERE signature = @signature AND state IN ('unknown', 'landed')`,
+  );
+  // A miss counts only while nobody has stored the transaction; at maxFetchMisses it is pruned.
+  const fetchMissed = store.sqlite.prepare(
+    `UPDATE chain_transactions SET
+       not_found_count = not_found_count + 1,
+       state = CASE WHEN state = 'finalized' AND not_found_count + 1 >= @maxMisses THEN 'pruned'
+         ELSE state END
+     WHERE signature = @signature AND facts IS NULL`,
+  );
+
+  /** Re-reads rows after guarded updates, so decisions use what the database now holds. */
+  function refreshRows(signatures: string[], rows: Map<string, TxRow>) {
+    for (const [signature, row] of loadTxRows(signatures)) rows.set(signature, row);
+  }
+
+  /**
+   * Writes a poll's statuses a slice at a time, yielding between slices: a round's 2,000
+   * signatures in one synchronous stretch held the event loop (the proxy's) for tens of ms, and
+   * held the write lock that long against other processes.
+   */
+  async function applyStatuses(
     signatures: string[],
     statuses: (SignatureStatusLike | null)[],
     currentSlot: number | null,
     rows: Map<string, TxRow>,
   ) {
     const t = now();
-    db.transaction((tx) => {
-      signatures.forEach((signature, i) => {
+    const writeSlice = store.sqlite.transaction((from: number, to: number) => {
+      for (let i = from; i < to; i++) {
+        const signature = signatures[i]!;
         const status = statuses[i] ?? null;
-        const row = rows.get(signature);
-        if (!row) return;
-        let update: Partial<TxRow>;
         if (status) {
-          const commitment = status.confirmationStatus;
-          // notFoundCount restarts: from here on it counts getTransaction misses (pruning).
-          update = {
-            state: commitment === "finalized" ? "finalized" : "landed",
-            commitment,
+          statusFound.run({
+            signature,
+            commitment: status.confirmationStatus,
             slot: status.slot,
-            statusCheckedAt: t,
-            notFoundCount: 0,
-            notFoundSince: null,
-            notFoundSlot: null,
-          };
+            t,
+          });
         } else {
-          const notFoundSlot = row.notFoundSlot ?? currentSlot;
-          // A signature never seen, or seen only at processed (a minority fork can lose it),
-          // can be dropped; one seen confirmed and missing now is a lagging node (e.g. after
-          // failover), which the next poll sorts out.
-          const expired =
-            (row.state === "unknown" ||
-              (row.state === "landed" && row.commitment === "processed")) &&
-            notFoundSlot !== null &&
-            currentSlot !== null &&
-            currentSlot > notFoundSlot + profile.dropAfterSlots;
-          update = {
-            state: expired ? "dropped" : row.state,
-            statusCheckedAt: t,
-            notFoundSince: row.notFoundSince ?? t,
-            notFoundSlot,
-            notFoundCount: row.notFoundCount + 1,
-          };
+          statusMissing.run({
+            signature,
+            currentSlot,
+            dropAfterSlots: profile.dropAfterSlots,
+            t,
+          });
         }
-        tx.update(chainTransactions)
-          .set(update)
-          .where(eq(chainTransactions.signature, signature))
-          .run();
-        rows.set(signature, { ...row, ...update });
-      });
+      }
     });
+    for (let from = 0; from < signatures.length; from += STATUS_SLICE) {
+      const to = Math.min(signatures.length, from + STATUS_SLICE);
+      writeSlice.immediate(from, to);
+      refreshRows(signatures.slice(from, to), rows);
+      await yieldToEventLoop();
+    }
   }
 
   function storeFetched(
@@ -461,36 +513,30 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     result: { facts: TransactionFacts; raw: unknown } | null,
     rows: Map<string, TxRow>,
   ) {
-    const row = rows.get(signature);
-    if (!row) return;
-    let update: Partial<TxRow>;
+    if (!rows.has(signature)) return;
     if (result === null) {
       // The status said finalized but the node returned nothing: a lagging or pruning node.
-      const misses = row.notFoundCount + 1;
-      update = {
-        notFoundCount: misses,
-        state: misses >= options.maxFetchMisses ? "pruned" : row.state,
-      };
+      fetchMissed.run({ signature, maxMisses: options.maxFetchMisses });
     } else {
       const { facts, raw } = result;
-      update = {
-        state: "finalized",
-        commitment: "finalized",
-        slot: facts.slot,
-        blockTime: facts.blockTime,
-        feeLamports: facts.fee,
-        succeeded: facts.succeeded,
-        err: facts.err ?? null,
-        facts: factsToJson(facts),
-        raw: typeof raw === "string" ? raw : stringifyWithBigints(raw),
-        fetchedAt: now(),
-      };
+      // A finalized transaction never changes: the first process to store it wins.
+      db.update(chainTransactions)
+        .set({
+          state: "finalized",
+          commitment: "finalized",
+          slot: facts.slot,
+          blockTime: facts.blockTime,
+          feeLamports: facts.fee,
+          succeeded: facts.succeeded,
+          err: facts.err ?? null,
+          facts: factsToJson(facts),
+          raw: typeof raw === "string" ? raw : stringifyWithBigints(raw),
+          fetchedAt: now(),
+        })
+        .where(and(eq(chainTransactions.signature, signature), isNull(chainTransactions.facts)))
+        .run();
     }
-    db.update(chainTransactions)
-      .set(update)
-      .where(eq(chainTransactions.signature, signature))
-      .run();
-    rows.set(signature, { ...row, ...update });
+    refreshRows([signature], rows);
   }
 
   interface Decision {
@@ -709,7 +755,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       for (const d of slice) if (writeDecision(d, runId, t)) finals.push(d);
     });
     for (const slice of chunks(decisions, SLICE)) {
-      writeSlice(slice, now());
+      writeSlice.immediate(slice, now());
       await yieldToEventLoop();
     }
     for (const d of finals) {
@@ -754,34 +800,147 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     return row?.next ?? null;
   }
 
-  function startRun(trigger: "serve" | "verify", filter: VerifyFilter | null): number {
-    const row = db
-      .insert(verificationRuns)
-      .values({
-        trigger,
-        status: "running",
-        windowFrom: filter?.from ?? null,
-        windowTo: filter?.to ?? null,
-        startedAt: now(),
-        owner,
-      })
-      .returning({ id: verificationRuns.id })
-      .get();
-    return row.id;
+  /**
+   * A run's owner proves it is alive with a heartbeat row in `locks`, renewed while it has a
+   * run open. A `running` run whose owner's heartbeat has expired belongs to a process that
+   * died (kill -9, power loss): it is closed as `abandoned` at the next start of any verifier,
+   * and on each heartbeat of a live one. Its jobs need nothing: their leases expire.
+   */
+  const heartbeatName = `verifier:${owner}`;
+  const heartbeatMs = options.leaseMs;
+  const writeHeartbeat = store.sqlite.prepare(
+    `INSERT INTO locks (name, owner, acquired_at, expires_at) VALUES (@name, @owner, @t, @until)
+     ON CONFLICT(name) DO UPDATE SET expires_at = excluded.expires_at`,
+  );
+  const dropHeartbeat = store.sqlite.prepare("DELETE FROM locks WHERE name = ? AND owner = ?");
+  const abandonStale = store.sqlite.prepare(
+    `UPDATE verification_runs SET status = 'abandoned', finished_at = @t
+     WHERE status = 'running' AND owner <> @owner AND NOT EXISTS (
+       SELECT 1 FROM locks WHERE locks.name = 'verifier:' || verification_runs.owner
+         AND locks.expires_at > @t)`,
+  );
+  const dropStaleHeartbeats = store.sqlite.prepare(
+    "DELETE FROM locks WHERE name LIKE 'verifier:%' AND expires_at <= ?",
+  );
+  let openRuns = 0;
+  let heartbeatTimer: NodeJS.Timeout | undefined;
+
+  const runningOwners = store.sqlite
+    .prepare("SELECT DISTINCT owner FROM verification_runs WHERE status = 'running' AND owner <> ?")
+    .pluck();
+  const abandonOwner = store.sqlite.prepare(
+    `UPDATE verification_runs SET status = 'abandoned', finished_at = ?
+     WHERE status = 'running' AND owner = ?`,
+  );
+  const releaseOwnerLeases = store.sqlite.prepare(
+    "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
+  );
+
+  /**
+   * Closes runs whose owner died; returns how many. An owner on this host whose process no
+   * longer exists is known dead at once (a restart right after kill -9 needs no wait), and its
+   * leases are released so its jobs are taken over now rather than at their expiry.
+   */
+  function closeAbandonedRuns(): number {
+    const t = now();
+    let closed = 0;
+    for (const other of runningOwners.all(owner) as string[]) {
+      if (!deadOnThisHost(other)) continue;
+      closed += abandonOwner.run(t, other).changes;
+      releaseOwnerLeases.run(other);
+    }
+    closed += abandonStale.run({ t, owner }).changes;
+    dropStaleHeartbeats.run(t);
+    if (closed > 0) log.warn({ runs: closed }, "closed verification runs of dead processes");
+    return closed;
   }
 
-  function finishRun(runId: number, status: RunSummary["status"] | "failed", summary: unknown) {
-    db.update(verificationRuns)
-      .set({ status, finishedAt: now(), summary })
-      .where(eq(verificationRuns.id, runId))
-      .run();
+  function beat() {
+    const t = now();
+    writeHeartbeat.run({ name: heartbeatName, owner, t, until: t + heartbeatMs });
   }
 
-  function releaseLeases() {
-    db.update(jobs)
-      .set({ leaseOwner: null, leaseUntil: null })
-      .where(eq(jobs.leaseOwner, owner))
-      .run();
+  function heartbeatTick() {
+    try {
+      beat();
+      closeAbandonedRuns();
+    } catch (error) {
+      // A busy database must not throw out of a timer: the next tick tries again, well before
+      // the heartbeat expires (it is renewed three times per lifetime).
+      log.warn({ err: error }, "verifier heartbeat not written; retrying");
+    }
+  }
+
+  /** Opens a run row with its heartbeat; retried from JavaScript while the database is busy. */
+  async function startRun(trigger: "serve" | "verify", filter: VerifyFilter | null) {
+    const id = await retryWhileBusy(() =>
+      store.sqlite
+        .transaction(() => {
+          closeAbandonedRuns();
+          beat();
+          return db
+            .insert(verificationRuns)
+            .values({
+              trigger,
+              status: "running",
+              windowFrom: filter?.from ?? null,
+              windowTo: filter?.to ?? null,
+              startedAt: now(),
+              owner,
+            })
+            .returning({ id: verificationRuns.id })
+            .get().id;
+        })
+        .immediate(),
+    );
+    openRuns++;
+    if (!heartbeatTimer) {
+      heartbeatTimer = setInterval(heartbeatTick, Math.max(10, heartbeatMs / 3));
+      heartbeatTimer.unref();
+    }
+    return id;
+  }
+
+  async function finishRun(
+    runId: number,
+    status: RunSummary["status"] | "failed",
+    summary: unknown,
+  ) {
+    try {
+      await retryWhileBusy(() =>
+        db
+          .update(verificationRuns)
+          .set({ status, finishedAt: now(), summary })
+          .where(eq(verificationRuns.id, runId))
+          .run(),
+      );
+    } finally {
+      openRuns--;
+      if (openRuns === 0) {
+        clearInterval(heartbeatTimer);
+        heartbeatTimer = undefined;
+        try {
+          dropHeartbeat.run(heartbeatName, owner);
+        } catch (error) {
+          log.warn({ err: error }, "verifier heartbeat not removed; it expires on its own");
+        }
+      }
+    }
+  }
+
+  async function releaseLeases() {
+    try {
+      await retryWhileBusy(() =>
+        db
+          .update(jobs)
+          .set({ leaseOwner: null, leaseUntil: null })
+          .where(eq(jobs.leaseOwner, owner))
+          .run(),
+      );
+    } catch (error) {
+      // Not fatal: the leases expire and another verifier takes the jobs over.
+      log.warn({ err: error }, "leases not released; they expire on their own");
+    }
   }
 
   /** Extends this owner's leases while a long round (a slow or rate-limited node) is running. */
@@ -792,18 +951,49 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       .run();
   }
 
+  /**
+   * Lease renewal on a timer. A failure (SQLITE_BUSY past the timeout) is logged and retried
+   * a second later, never thrown: an exception escaping a timer would kill the process.
+   */
+  function startLeaseRenewal(): () => void {
+    let retry: NodeJS.Timeout | undefined;
+    const renew = () => {
+      clearTimeout(retry);
+      try {
+        renewLeases();
+      } catch (error) {
+        log.warn({ err: error }, "lease renewal failed; retrying");
+        retry = setTimeout(renew, Math.min(1000, options.leaseMs / 10));
+      }
+    };
+    const timer = setInterval(renew, Math.max(10, options.leaseMs / 3));
+    return () => {
+      clearInterval(timer);
+      clearTimeout(retry);
+    };
+  }
+
   const runRound = (filter: VerifyFilter | null, runId: number | null) =>
     rounds.add(async () => {
-      const renewal = setInterval(renewLeases, Math.max(10, options.leaseMs / 3));
+      const stopRenewal = startLeaseRenewal();
       try {
         return await round(filter, runId);
       } finally {
-        clearInterval(renewal);
+        stopRenewal();
       }
     }) as Promise<number>;
 
   async function loop() {
-    const runId = startRun("serve", null);
+    let runId: number | null = null;
+    while (runId === null) {
+      if (stopping) return;
+      try {
+        runId = await startRun("serve", null);
+      } catch (error) {
+        log.error({ err: error }, "verifier could not open its run; retrying");
+        await sleep(options.errorBackoffMs);
+      }
+    }
     let status: "completed" | "failed" = "completed";
     try {
       while (!stopping) {
@@ -828,8 +1018,10 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       status = "failed";
       log.error({ err: error }, "verifier loop stopped");
     } finally {
-      releaseLeases();
-      finishRun(runId, status, countVerdicts(null));
+      await releaseLeases();
+      await finishRun(runId, status, countVerdicts(null)).catch((error) =>
+        log.warn({ err: error }, "verification run not closed; the next start abandons it"),
+      );
     }
   }
 
@@ -839,14 +1031,23 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       if (running) return;
       running = true;
       stopping = false;
+      roundsAbort = new AbortController();
+      try {
+        closeAbandonedRuns();
+      } catch (error) {
+        log.warn({ err: error }, "stale verification runs not closed yet");
+      }
       loopDone = loop();
     },
     async stop() {
       stopping = true;
+      // The round in flight stops between RPC calls instead of finishing a whole claimed batch
+      // paced by the RPC rate limit (minutes with a backlog); its jobs' leases are released.
+      roundsAbort.abort();
       notify();
       await loopDone;
       await rounds.onIdle();
-      releaseLeases();
+      await releaseLeases();
       running = false;
       loopDone = null;
       for (const w of idleWaiters) w();
@@ -883,12 +1084,12 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     async runUntilSettled(filter, opts) {
       const started = now();
       const deadline = started + opts.timeoutMs;
-      const runId = startRun("verify", filter);
+      const runId = await startRun("verify", filter);
       let status: RunSummary["status"] = "completed";
       let progress = countVerdicts(filter);
       try {
         for (;;) {
-          if (opts.signal?.aborted) {
+          if (opts.signal?.aborted || stopping) {
             status = "interrupted";
             break;
           }
@@ -897,20 +1098,33 @@ export function createVerifier(deps: VerifierDeps): Verifier {
             status = "timed_out";
             break;
           }
-          const worked = await runRound(filter, runId);
+          let worked = 0;
+          try {
+            worked = await runRound(filter, runId);
+          } catch (error) {
+            // Another process held the write lock past the busy timeout: try again shortly.
+            if (!isBusyError(error)) throw error;
+            log.warn({ err: error }, "verification round found the database busy; retrying");
+            await sleep(Math.min(options.errorBackoffMs, deadline - now()), opts.signal);
+            continue;
+          }
           progress = countVerdicts(filter);
           opts.onProgress?.(progress);
           if (worked === 0 && progress.final < progress.total) {
+            // Open jobs not due here are waiting for finality, or leased by another process
+            // (serve) that is verifying them: look again after one poll interval rather than
+            // at the lease expiry, so the run ends within a poll of its jobs becoming final.
             const due = nextDue(filter) ?? now() + options.pollIntervalMs;
-            await sleep(Math.min(due, deadline) - now(), opts.signal);
+            const wake = Math.min(due, deadline, now() + options.pollIntervalMs);
+            await sleep(wake - now(), opts.signal);
           }
         }
       } catch (error) {
-        finishRun(runId, "failed", { error: message(error), ...progress });
+        await finishRun(runId, "failed", { error: message(error), ...progress }).catch(() => {});
         throw error;
       }
       const summary: RunSummary = { runId, status, durationMs: now() - started, ...progress };
-      finishRun(runId, status, { ...progress, durationMs: summary.durationMs });
+      await finishRun(runId, status, { ...progress, durationMs: summary.durationMs });
       log.info({ runId, status, ...progress }, "verification run finished");
       return summary;
     },
@@ -927,6 +1141,21 @@ function storedFacts(row: TxRow): TransactionFacts {
   } catch (error) {
     if (row.raw === null) throw error;
     return parseTransaction(parseJsonLossless(row.raw), row.signature);
+  }
+}
+
+/** True when `owner` names a process of this host that no longer exists. */
+function deadOnThisHost(owner: string): boolean {
+  const match = /-pid(\d+)@(.+)$/.exec(owner);
+  if (!match || match[2] !== hostname()) return false;
+  const pid = Number(match[1]);
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (error) {
+    // EPERM: it exists, under another user.
+    return (error as NodeJS.ErrnoException).code === "ESRCH";
   }
 }
 

@@ -1,0 +1,102 @@
+import { mkdtempSync } from "node:fs";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { describe, expect, it } from "vitest";
+import { openStore } from "../src/db/client.js";
+import { migrateStore } from "../src/db/migrate.js";
+import { ingestReceipts } from "../src/recorder/ingest.js";
+import { wireReceipt } from "./support/recorder-fixtures.js";
+import { startServe } from "./support/service-process.js";
+
+/** An HTTP server whose handler the test controls; resolves with its URL. */
+async function httpServer(handler: (req: IncomingMessage, res: ServerResponse) => void) {
+  const server = createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    server,
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
+
+describe("serve under SIGTERM", () => {
+  it("with 10,000 open jobs and a node that never answers, drains and exits within 10 s", async () => {
+    const db = join(mkdtempSync(join(tmpdir(), "sigterm-")), "audit.db");
+    const store = openStore(db);
+    migrateStore(store);
+    const receipts = Array.from({ length: 10_000 }, () => wireReceipt());
+    for (let i = 0; i < receipts.length; i += 1000) {
+      ingestReceipts(store, receipts.slice(i, i + 1000), "import");
+    }
+    store.close();
+
+    // A node that takes every request and answers none (until the test ends).
+    let rpcRequests = 0;
+    let rpcWaiter: (() => void) | null = null;
+    const rpc = await httpServer(() => {
+      rpcRequests++;
+      rpcWaiter?.();
+    });
+    // An upstream whose answer comes only after SIGTERM was sent: a response in flight.
+    let releaseUpstream: () => void = () => {};
+    const upstreamReleased = new Promise<void>((resolve) => {
+      releaseUpstream = resolve;
+    });
+    const upstream = await httpServer((_req, res) => {
+      void upstreamReleased.then(() => {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(JSON.stringify({ id: "chatcmpl-1", choices: [] }));
+      });
+    });
+
+    const serve = await startServe(db, {
+      SOLANA_RPC_URLS: rpc.url,
+      DECENTRAL_BASE_URL: `${upstream.url}/v1`,
+      VERIFY_POLL_MS: "200",
+    });
+    try {
+      // The verifier has claimed a round and is waiting on the node.
+      if (rpcRequests === 0) await new Promise<void>((resolve) => (rpcWaiter = resolve));
+      const inFlight = fetch(`${serve.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: "Bearer sk-test" },
+        body: JSON.stringify({ model: "qwen3-8b", messages: [{ role: "user", content: "hi" }] }),
+      });
+      await new Promise<void>((resolve) => upstream.server.once("request", () => resolve()));
+
+      const sent = performance.now();
+      serve.child.kill("SIGTERM");
+      setTimeout(releaseUpstream, 200);
+      const response = await inFlight;
+      expect(response.status).toBe(200);
+      const code = await serve.exited;
+      const tookMs = performance.now() - sent;
+      expect(code).toBe(0);
+      expect(tookMs).toBeLessThan(10_000);
+    } finally {
+      serve.child.kill("SIGKILL");
+      rpc.close();
+      upstream.close();
+    }
+
+    // Nothing lost, nothing left held: every job is still there and open, no lease remains,
+    // and the run was closed.
+    const after = openStore(db);
+    const counts = after.sqlite
+      .prepare(
+        `SELECT count(*) AS jobs, count(lease_owner) AS leased,
+           sum(verdict IN ('pending', 'awaiting_finality', 'error')) AS open FROM jobs`,
+      )
+      .get() as { jobs: number; leased: number; open: number };
+    expect(counts).toEqual({ jobs: 10_000, leased: 0, open: 10_000 });
+    const runs = after.sqlite.prepare("SELECT status FROM verification_runs").pluck().all();
+    expect(runs).toEqual(["completed"]);
+    after.close();
+  });
+});

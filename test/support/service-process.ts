@@ -1,0 +1,93 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { createInterface } from "node:readline";
+
+/** A `decentral-audit` command in its own process, run from source as the binary runs it. */
+export interface CliProcess {
+  child: ChildProcess;
+  /** Every JSON log line seen so far on stdout (pino) and the raw stderr. */
+  logs: Record<string, unknown>[];
+  stderr: () => string;
+  /** Resolves with the first log line matching `test` (bounded by `timeoutMs`). */
+  waitForLog(
+    test: (line: Record<string, unknown>) => boolean,
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>>;
+  /** Resolves with the exit code. */
+  exited: Promise<number | null>;
+}
+
+export function startCli(args: string[], env: Record<string, string> = {}): CliProcess {
+  const child = spawn(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      "-e",
+      'import("./src/cli.ts").then((m) => m.runCli(["node", "decentral-audit", ...process.argv.slice(1)]))',
+      "--",
+      ...args,
+    ],
+    { env: { ...process.env, LOG_LEVEL: "info", ...env }, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  const logs: Record<string, unknown>[] = [];
+  const waiters = new Set<() => void>();
+  let stderr = "";
+  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+    stderr += chunk;
+  });
+  createInterface({ input: child.stdout! }).on("line", (line) => {
+    try {
+      logs.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      logs.push({ text: line });
+    }
+    for (const wake of [...waiters]) wake();
+  });
+  const exited = once(child, "exit").then(([code]) => code as number | null);
+  return {
+    child,
+    logs,
+    stderr: () => stderr,
+    exited,
+    waitForLog(test, timeoutMs = 30_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const found = logs.find(test);
+          if (!found) return false;
+          cleanup();
+          resolve(found);
+          return true;
+        };
+        const timer = setTimeout(() => {
+          cleanup();
+          reject(new Error(`no such log line within ${timeoutMs} ms; stderr: ${stderr}`));
+        }, timeoutMs);
+        const onExit = () => {
+          if (check()) return;
+          cleanup();
+          reject(new Error(`process exited first; stderr: ${stderr}`));
+        };
+        const cleanup = () => {
+          clearTimeout(timer);
+          waiters.delete(wake);
+          child.off("exit", onExit);
+        };
+        const wake = () => void check();
+        if (check()) return;
+        waiters.add(wake);
+        child.once("exit", onExit);
+      });
+    },
+  };
+}
+
+/** Starts `serve` and resolves with its URL once it listens. */
+export async function startServe(
+  db: string,
+  env: Record<string, string>,
+): Promise<CliProcess & { url: string }> {
+  const proc = startCli(["serve", "--port", "0", "--db", db, "--profile", "localnet"], env);
+  const line = await proc.waitForLog((l) => l.msg === "decentral-audit listening");
+  return Object.assign(proc, { url: String(line.url) });
+}
