@@ -1,0 +1,204 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createLogger } from "../src/log.js";
+import { reconciliationReport } from "../src/reports/reconciliation.js";
+import type { CustodyConfig } from "../src/verify/custody.js";
+import { createVerifier } from "../src/verify/engine.js";
+import {
+  type AdversaryHarness,
+  type JobOutcome,
+  type JobPlan,
+  type Scenario,
+  startAdversaryHarness,
+} from "./support/operator.js";
+
+/**
+ * Review of the soundness work (issue 9), as a dishonest operator who signs every byte of the
+ * escrow, settlement and refund transactions and writes the response headers, body and the
+ * jobs API's answers, but not the customer's recorded request, key fingerprint or the
+ * configured CREDIT_VAULTS. Each test here is a fraud (or a miscount) that the verifier lets
+ * through today; it states the verdict and failing checks a sound verifier must reach.
+ *
+ * Amounts (qwen3-8b, 640 completion tokens, no max_tokens): lock 160000, charge 120000,
+ * staked worker 102000, treasury 18000, remainder 40000.
+ */
+
+let h: AdversaryHarness;
+beforeAll(async () => {
+  h = await startAdversaryHarness();
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+const discrepancy = (...failing: string[]): JobOutcome => ({
+  verdict: "discrepancy",
+  failing: [...failing].sort(),
+});
+const verified: JobOutcome = { verdict: "verified", failing: [] };
+const log = createLogger({ level: "silent" });
+
+/** Runs a verifier over the scenario's store with the deployment's CREDIT_VAULTS. */
+async function verifyWithCustody(c: Scenario, custody: CustodyConfig): Promise<void> {
+  const verifier = createVerifier({
+    store: c.store,
+    rpc: h.rpc,
+    profile: c.profile,
+    log,
+    custody,
+    options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
+  });
+  const summary = await verifier.runUntilSettled({}, { timeoutMs: 20_000 });
+  if (summary.status !== "completed") throw new Error(JSON.stringify(summary));
+}
+
+/** A job id of Decentral's shape that sorts before (`0`) or after (`z`) random ones. */
+function idStarting(first: "0" | "z"): string {
+  const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
+  let id = `job_${first}`;
+  for (let i = 0; i < 19; i++) id += alphabet[Math.floor(Math.random() * alphabet.length)];
+  return id;
+}
+
+describe("credit vault custody", () => {
+  it("does not let a key learn, as its own, a vault already pinned to another key", async () => {
+    const c = h.scenario();
+    // Key 2's first honest job pins vault 2 to key 2.
+    await c.pinKey(2);
+    // Key 1 has no pin yet: its "first lock" is taken from key 2's vault, and so is the next.
+    const victimVault = h.op.vault(2);
+    const plans = [h.op.plan({ keyIndex: 1 }), h.op.plan({ keyIndex: 1 })];
+    for (const plan of plans) {
+      const escrowTx = h.op.send(h.op.lockIxs(plan, { from: victimVault })).signature;
+      const settlementTx = h.op.send([
+        ...h.op.payoutIxs(plan, { remainderTo: victimVault }),
+        h.op.memo(`decentral:settle:${plan.jobId}`),
+      ]).signature;
+      c.record(plan, { escrowTx, settlementTx });
+      await c.verify();
+    }
+    // Key 2's customer paid for key 1's jobs.
+    expect(plans.map((p) => c.outcome(p.jobId))).toEqual([
+      discrepancy("escrow.source"),
+      discrepancy("escrow.source"),
+    ]);
+  });
+
+  it("still ties each key to one vault when the deployment lists its vaults (CREDIT_VAULTS)", async () => {
+    const c = h.scenario();
+    const custody: CustodyConfig = { vaults: [h.op.vault(1), h.op.vault(2)], byKey: {} };
+    // Key 1's first lock comes from its own vault.
+    const first = h.op.plan({ keyIndex: 1 });
+    c.record(first, h.op.honestJob(first));
+    await verifyWithCustody(c, custody);
+    // A later job of key 1 spends key 2's vault, which is also listed.
+    const fraud = h.op.plan({ keyIndex: 1 });
+    const other = h.op.vault(2);
+    const escrowTx = h.op.send(h.op.lockIxs(fraud, { from: other })).signature;
+    const settlementTx = h.op.send([
+      ...h.op.payoutIxs(fraud, { remainderTo: other }),
+      h.op.memo(`decentral:settle:${fraud.jobId}`),
+    ]).signature;
+    c.record(fraud, { escrowTx, settlementTx });
+    await verifyWithCustody(c, custody);
+    expect([c.outcome(first.jobId), c.outcome(fraud.jobId)]).toEqual([
+      verified,
+      discrepancy("escrow.source"),
+    ]);
+  });
+});
+
+describe("what the receipt's status allows", () => {
+  it("does not accept a settlement that charges a job whose response was a 504", async () => {
+    const c = h.scenario();
+    await c.pinKey(1);
+    // The caller got a 504 (timed out, credits refunded) and no usage; the operator settles
+    // the job anyway and keeps the whole lock.
+    const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const workerShare = (plan.lock * 8500n) / 10_000n;
+    const settlementTx = h.op.send([
+      ...h.op.payoutIxs(plan, {
+        workerShare,
+        treasuryShare: plan.lock - workerShare,
+        remainder: 0n,
+      }),
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx }, { httpStatus: 504 });
+    // Today: partially_verified (usage_unknown), as if it were a stream without usage.
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("refund.not_settled")]);
+  });
+});
+
+describe("report totals against the chain", () => {
+  /** Sum of the escrow vault's credits over distinct signatures, from the chain's record. */
+  const escrowedOnChain = (sigs: string[]) =>
+    [...new Set(sigs)].reduce((n, sig) => {
+      const d = h.op.deltas(sig).get(h.op.accounts.escrowVault);
+      return d && d.delta > 0n ? n + d.delta : n;
+    }, 0n);
+
+  it("counts a second lock that only the jobs API names", async () => {
+    const c = h.scenario();
+    const from = Date.now() - 60_000;
+    const plan = h.op.plan({ keyIndex: 1 });
+    const txs = h.op.honestJob(plan);
+    // The customer's vault is debited a second time for the same job; the headers name the
+    // first lock, the jobs API the second.
+    const secondLock = h.op.send(h.op.lockIxs(plan)).signature;
+    c.record(plan, txs);
+    c.jobsApi(plan.jobId, {
+      status: "settled",
+      credits_charged: Number(plan.charge / 10_000n),
+      worker_address: plan.worker.address,
+      on_chain: { escrow_tx: secondLock, settlement_tx: txs.settlementTx },
+    });
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("jobs_api.matches_receipt")]);
+    const totals = reconciliationReport(c.store, {
+      from,
+      to: Date.now() + 60_000,
+      groupBy: "day",
+    }).totals;
+    const named = [txs.escrowTx, secondLock, txs.settlementTx];
+    expect({
+      escrowedUnits: totals.escrowedUnits,
+      feesLamports: totals.feesLamports,
+    }).toEqual({
+      escrowedUnits: escrowedOnChain(named),
+      feesLamports: named.reduce((n, s) => n + h.op.fee(s), 0n),
+    });
+  });
+
+  it("keeps a verified job's money on it when more than ten replays sort before it", async () => {
+    const c = h.scenario();
+    const from = Date.now() - 60_000;
+    // The original's id sorts after every replay's: the replays are the first ten (and more)
+    // jobs by id naming its signatures.
+    const original: JobPlan = { ...h.op.plan({ keyIndex: 1 }), jobId: idStarting("z") };
+    const txs = h.op.honestJob(original);
+    c.record(original, txs);
+    const replays: string[] = [];
+    for (let i = 0; i < 11; i++) {
+      const replay: JobPlan = { ...h.op.plan({ keyIndex: 1 }), jobId: idStarting("0") };
+      c.record(replay, txs);
+      replays.push(replay.jobId);
+    }
+    const outcomes = await c.verdicts(original.jobId, ...replays);
+    expect(outcomes).toEqual([verified, ...replays.map(() => discrepancy("signatures.unique"))]);
+    const totals = reconciliationReport(c.store, {
+      from,
+      to: Date.now() + 60_000,
+      groupBy: "day",
+    }).totals;
+    // Total money is right either way; the split must put the original's money on verified.
+    expect({
+      verifiedEscrowedUnits: totals.verifiedEscrowedUnits,
+      disputedEscrowedUnits: totals.disputedEscrowedUnits,
+      verifiedChargedUnits: totals.verifiedChargedUnits,
+    }).toEqual({
+      verifiedEscrowedUnits: original.lock,
+      disputedEscrowedUnits: 0n,
+      verifiedChargedUnits: original.charge,
+    });
+  });
+});
