@@ -1,5 +1,7 @@
+import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../src/log.js";
+import { createRecordingProxy } from "../src/recorder/proxy.js";
 import { reconciliationReport } from "../src/reports/reconciliation.js";
 import type { CustodyConfig } from "../src/verify/custody.js";
 import { createVerifier } from "../src/verify/engine.js";
@@ -10,6 +12,8 @@ import {
   type Scenario,
   startAdversaryHarness,
 } from "./support/operator.js";
+import { address, jobId, listen, serveApp, signature } from "./support/recorder-fixtures.js";
+import { createTestStore } from "./support/store.js";
 
 /**
  * Review of the soundness work (issue 9), as a dishonest operator who signs every byte of the
@@ -200,5 +204,68 @@ describe("report totals against the chain", () => {
       disputedEscrowedUnits: 0n,
       verifiedChargedUnits: original.charge,
     });
+  });
+});
+
+describe("what the operator's response headers can do to the record", () => {
+  it("records every receipt when one response claims an absurd credits-remaining", async () => {
+    const store = createTestStore();
+    const ids = [jobId(), jobId()];
+    let served = 0;
+    // The upstream answers the first call with a credits-remaining header above 2^63 base
+    // units (the ingest API refuses such a value; the proxy takes it), the second honestly.
+    const upstream = await listen(
+      http.createServer(async (req, res) => {
+        for await (const _ of req) {
+          // drain the body
+        }
+        const n = served++;
+        res.writeHead(200, {
+          "content-type": "application/json",
+          "x-decentral-job-id": ids[n] ?? jobId(),
+          "x-decentral-tx-signature": signature(),
+          "x-decentral-settlement-tx": signature(),
+          "x-decentral-worker": address(),
+          "x-decentral-credits-remaining": n === 0 ? "100000000000000000" : "991.5",
+        });
+        res.end(
+          JSON.stringify({
+            model: "qwen3-8b",
+            choices: [],
+            usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 },
+          }),
+        );
+      }),
+    );
+    const proxy = createRecordingProxy({ store, log, upstreamBaseUrl: `${upstream.url}/v1` });
+    const app = await serveApp({ store, log, proxy });
+    try {
+      for (let i = 0; i < 2; i++) {
+        const res = await fetch(`${app.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: {
+            authorization: "Bearer dcntrl_live_abcdefghijklmnopqrstuvwxyz012345",
+            "content-type": "application/json",
+          },
+          body: JSON.stringify({ model: "qwen3-8b", max_tokens: 300, messages: [] }),
+        });
+        expect(res.status).toBe(200);
+        await res.text();
+        // The next response comes in a later turn: its receipt is written in its own batch.
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      const recorded = store.sqlite
+        .prepare("SELECT job_id FROM jobs ORDER BY job_id")
+        .pluck()
+        .all() as string[];
+      // Today neither job is recorded: the failed batch is retried for ever, and every later
+      // receipt joins it, so one header blinds the audit of every job that follows.
+      expect(recorded).toEqual([...ids].sort());
+    } finally {
+      // proxy.close() would wait for the flush that never succeeds.
+      await app.close();
+      await upstream.close();
+    }
   });
 });
