@@ -134,6 +134,28 @@ describe("what the receipt's status allows", () => {
   });
 });
 
+describe("usage the operator writes in the response body", () => {
+  it("decides an honest job even when another job reports an absurd completion_tokens", async () => {
+    const c = h.scenario();
+    await c.pinKey(1);
+    // The proxy keeps any integer usage from the body (ingest caps it; the proxy does not).
+    const absurd = h.op.plan({ keyIndex: 1 });
+    c.record(absurd, h.op.honestJob(absurd), { completionTokens: 1e30, totalTokens: 1e30 });
+    const honest = h.op.plan({ keyIndex: 1 });
+    c.record(honest, h.op.honestJob(honest));
+    // Today the verdict write fails (the expected charge does not fit in 64 bits), the whole
+    // slice rolls back and every round that claims the job throws: no job is decided again.
+    let error: unknown = null;
+    await c.verify().catch((e: unknown) => {
+      error = e;
+    });
+    expect({ error, outcomes: [c.outcome(absurd.jobId), c.outcome(honest.jobId)] }).toEqual({
+      error: null,
+      outcomes: [discrepancy("charge.matches_price"), verified],
+    });
+  });
+});
+
 describe("report totals against the chain", () => {
   /** Sum of the escrow vault's credits over distinct signatures, from the chain's record. */
   const escrowedOnChain = (sigs: string[]) =>
