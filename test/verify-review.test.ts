@@ -1,5 +1,7 @@
 import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { InstructionSpec } from "../src/localnet/wire.js";
+import { addressBytes } from "../src/localnet/wire.js";
 import { createLogger } from "../src/log.js";
 import { createRecordingProxy } from "../src/recorder/proxy.js";
 import { reconciliationReport } from "../src/reports/reconciliation.js";
@@ -153,6 +155,43 @@ describe("usage the operator writes in the response body", () => {
       error: null,
       outcomes: [discrepancy("charge.matches_price"), verified],
     });
+  });
+});
+
+describe("transactions the verifier cannot read", () => {
+  it("judges a settlement that closes a token account and opens it again in another mint", async () => {
+    const c = h.scenario();
+    await c.pinKey(1);
+    const fake = h.op.createFakeMint();
+    // An empty credit-mint account of the attacker's. Inside the settlement it is closed and
+    // created again at the same address for the fake mint: its pre and post token balances
+    // then name two mints, which the transaction reader refuses as malformed.
+    const reborn = h.op.createTokenAccount(h.op.attacker.address);
+    const attacker = h.op.attackerAccount(0n);
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const createAccount = (
+      h.op as unknown as { createAccountIx(address: string, space: number): InstructionSpec }
+    ).createAccountIx(reborn, 165);
+    const initializeAccount3: InstructionSpec = {
+      programId: "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA",
+      accounts: [
+        { address: reborn, signer: false, writable: true },
+        { address: fake, signer: false, writable: false },
+      ],
+      data: Uint8Array.from([18, ...addressBytes(h.op.attacker.address)]),
+    };
+    // The remainder is taken, too.
+    const settlementTx = h.op.send([
+      ...h.op.payoutIxs(plan, { remainderTo: attacker }),
+      h.op.closeAccount(reborn, h.op.attacker.address, h.op.attacker.address),
+      createAccount,
+      initializeAccount3,
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    // Today: unverifiable, as if the node had pruned the transaction.
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.instructions")]);
   });
 });
 
