@@ -195,6 +195,24 @@ describe("transactions the verifier cannot read", () => {
   });
 });
 
+describe("what the operator leaves out", () => {
+  it("judges the customer's money when the headers and the jobs API name no worker", async () => {
+    const c = h.scenario();
+    await c.pinKey(1);
+    // The remainder goes to another customer's vault, which fails escrow.source when the
+    // worker is named; without a worker every money check is skipped.
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const settlementTx = h.op.send([
+      ...h.op.payoutIxs(plan, { remainderTo: h.op.vault(2) }),
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx }, { worker: null });
+    // Today: unverifiable ("neither the receipt nor the jobs API names the worker").
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.source")]);
+  });
+});
+
 describe("report totals against the chain", () => {
   /** Sum of the escrow vault's credits over distinct signatures, from the chain's record. */
   const escrowedOnChain = (sigs: string[]) =>
