@@ -89,6 +89,28 @@ describe("credit vault custody", () => {
     ]);
   });
 
+  it("does not learn, as a key's credit vault, an account the escrow authority does not own", async () => {
+    const c = h.scenario();
+    // The key's first lock comes from the attacker's own account, and the remainder goes
+    // back there: from now on the key's real vault is watched by nothing, and the lock's
+    // source is an account no credit vault of the reference model can be (the profile knows
+    // the escrow authority that owns every credit vault).
+    const own = h.op.attackerAccount(1_000_000n);
+    const plan = h.op.plan({ keyIndex: 3 });
+    const escrowTx = h.op.send([
+      h.op.transfer(own, h.op.accounts.escrowVault, plan.lock, {
+        authority: h.op.attacker.address,
+      }),
+      h.op.memo(`decentral:escrow:${plan.jobId}`),
+    ]).signature;
+    const settlementTx = h.op.send([
+      ...h.op.payoutIxs(plan, { remainderTo: own }),
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.source")]);
+  });
+
   it("still ties each key to one vault when the deployment lists its vaults (CREDIT_VAULTS)", async () => {
     const c = h.scenario();
     const custody: CustodyConfig = { vaults: [h.op.vault(1), h.op.vault(2)], byKey: {} };
