@@ -370,3 +370,125 @@ describe("what the operator's response headers can do to the record", () => {
     }
   });
 });
+
+describe("ideas that are already handled", () => {
+  it("worker paid from another user's vault while the escrow pays the attacker: settlement.balances", async () => {
+    const c = h.scenario();
+    await c.pinKey(1);
+    const attacker = h.op.attackerAccount(0n);
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const settlementTx = h.op.send([
+      ...h.op.payoutIxs(plan, { workerAccount: attacker }),
+      h.op.transfer(h.op.vault(3), plan.worker.tokenAccount, plan.workerShare),
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.balances")]);
+  });
+
+  it("escrow debited beyond the lock with the excess sent to the credit vault: settlement.conserves_lock", async () => {
+    const c = h.scenario();
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const settlementTx = h.op.send([
+      ...h.op.payoutIxs(plan, { remainder: plan.remainder + 50_000n }),
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.conserves_lock")]);
+  });
+
+  it("zero-delta churn through another user's vault inside an honest settlement moves nothing: verified", async () => {
+    const c = h.scenario();
+    await c.pinKey(1);
+    const attacker = h.op.attackerAccount(0n);
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const settlementTx = h.op.send([
+      ...h.op.settleIxs(plan),
+      h.op.transfer(h.op.vault(3), attacker, 70_000n),
+      h.op.transfer(attacker, h.op.vault(3), 70_000n, { authority: h.op.attacker.address }),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    expect(await c.verdicts(plan.jobId)).toEqual([verified]);
+  });
+
+  it("a lock taken by a delegate approved earlier is judged by balances: verified", async () => {
+    const c = h.scenario();
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1 });
+    h.op.send([h.op.approve(plan.vault, h.op.attacker.address, plan.lock)]);
+    const escrowTx = h.op.send([
+      h.op.transfer(plan.vault, h.op.accounts.escrowVault, plan.lock, {
+        authority: h.op.attacker.address,
+      }),
+      h.op.memo(`decentral:escrow:${plan.jobId}`),
+    ]).signature;
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    expect(await c.verdicts(plan.jobId)).toEqual([verified]);
+  });
+
+  it("two settlements of one job, one in the headers and one from the jobs API: settlement.single", async () => {
+    const c = h.scenario();
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1 });
+    const txs = h.op.honestJob(plan);
+    const second = h.op.send(h.op.settleIxs(plan)).signature;
+    c.record(plan, txs);
+    c.jobsApi(plan.jobId, {
+      status: "settled",
+      credits_charged: Number(plan.charge / 10_000n),
+      worker_address: plan.worker.address,
+      on_chain: { escrow_tx: txs.escrowTx, settlement_tx: second },
+    });
+    const [outcome] = await c.verdicts(plan.jobId);
+    expect(outcome?.verdict).toBe("discrepancy");
+    expect(outcome?.failing).toContain("settlement.single");
+  });
+
+  it("a failed transaction named as the settlement: settlement.succeeded", async () => {
+    const c = h.scenario();
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const settlementTx = h.op.send(
+      [...h.op.settleIxs(plan), h.op.transfer(h.op.vault(4), plan.vault, 10n ** 9n)],
+      { expectFailure: true },
+    ).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.succeeded")]);
+  });
+
+  it("a settlement memo naming a longer job id that starts with this one: settlement.memo", async () => {
+    const c = h.scenario();
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const settlementTx = h.op.send([
+      ...h.op.payoutIxs(plan),
+      h.op.memo(`decentral:settle:${plan.jobId}x`),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.memo")]);
+  });
+
+  it("a refund named by the jobs API next to a settlement in the headers: refund.not_settled", async () => {
+    const c = h.scenario();
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1 });
+    const txs = h.op.honestJob(plan);
+    const refund = h.op.send(h.op.refundIxs(plan)).signature;
+    c.record(plan, txs);
+    c.jobsApi(plan.jobId, {
+      status: "settled",
+      worker_address: plan.worker.address,
+      on_chain: { escrow_tx: txs.escrowTx, settlement_tx: refund },
+    });
+    const [outcome] = await c.verdicts(plan.jobId);
+    expect(outcome?.verdict).toBe("discrepancy");
+    expect(outcome?.failing).toContain("refund.not_settled");
+  });
+});
