@@ -158,6 +158,27 @@ describe("what the receipt's status allows", () => {
   });
 });
 
+describe("a charge with no usage recorded", () => {
+  it("does not accept a charge above the price at the request's max_tokens", async () => {
+    const c = h.scenario();
+    await c.pinKey(1);
+    // A stream without usage: the charge is bounded by the lock only, but the lock is the
+    // operator's choice. The request set no max_tokens, so the job cannot cost more than the
+    // price at 2,000 completion tokens (160000); the operator locks and charges 2.5 times that.
+    const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
+    const lock = (plan.lock * 5n) / 2n;
+    const escrowTx = h.op.send(h.op.lockIxs(plan, { amount: lock })).signature;
+    const workerShare = (lock * 8500n) / 10_000n;
+    const settlementTx = h.op.send([
+      ...h.op.payoutIxs(plan, { workerShare, treasuryShare: lock - workerShare, remainder: 0n }),
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx }, { stream: true });
+    // Today: partially_verified (usage_unknown), the same as an honest stream.
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("charge.matches_price")]);
+  });
+});
+
 describe("usage the operator writes in the response body", () => {
   it("decides an honest job even when another job reports an absurd completion_tokens", async () => {
     const c = h.scenario();
