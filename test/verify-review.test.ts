@@ -111,6 +111,29 @@ describe("credit vault custody", () => {
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.source")]);
   });
 
+  it("pins the vault a receipt declared for its key, so a later receipt without it cannot move it", async () => {
+    const c = h.scenario();
+    // The backend declares key 1's vault on its first receipt.
+    const first = h.op.plan({ keyIndex: 1 });
+    c.record(first, h.op.honestJob(first), { creditVault: first.vault });
+    await c.verify();
+    // A later receipt of the same key (from the proxy, say) declares nothing; its lock is
+    // taken from key 2's vault.
+    const fraud = h.op.plan({ keyIndex: 1 });
+    const other = h.op.vault(2);
+    const escrowTx = h.op.send(h.op.lockIxs(fraud, { from: other })).signature;
+    const settlementTx = h.op.send([
+      ...h.op.payoutIxs(fraud, { remainderTo: other }),
+      h.op.memo(`decentral:settle:${fraud.jobId}`),
+    ]).signature;
+    c.record(fraud, { escrowTx, settlementTx });
+    // Today the declared vault was never pinned: the fraud is the key's "first lock".
+    expect(await c.verdicts(first.jobId, fraud.jobId)).toEqual([
+      verified,
+      discrepancy("escrow.source"),
+    ]);
+  });
+
   it("still ties each key to one vault when the deployment lists its vaults (CREDIT_VAULTS)", async () => {
     const c = h.scenario();
     const custody: CustodyConfig = { vaults: [h.op.vault(1), h.op.vault(2)], byKey: {} };
