@@ -202,6 +202,25 @@ describe("a charge with no usage recorded", () => {
   });
 });
 
+describe("usage beyond what the request allowed", () => {
+  it("does not verify usage above the request's max_tokens", async () => {
+    const c = h.scenario();
+    await c.pinKey(1);
+    // The caller capped the completion at 300 tokens (the job can cost 8 credits at most);
+    // the response body claims 4,000 completion tokens, and the lock and charge follow it.
+    const plan = h.op.plan({ keyIndex: 1, maxTokens: 300, completionTokens: 4000 });
+    expect(plan.charge).toBeGreaterThan(plan.lock);
+    const escrowTx = h.op.send(h.op.lockIxs(plan, { amount: plan.charge })).signature;
+    const settlementTx = h.op.send([
+      ...h.op.payoutIxs(plan, { remainder: 0n }),
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    // Today: verified, three times what the request could cost.
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("charge.matches_price")]);
+  });
+});
+
 describe("usage the operator writes in the response body", () => {
   it("decides an honest job even when another job reports an absurd completion_tokens", async () => {
     const c = h.scenario();
