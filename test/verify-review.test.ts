@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { InstructionSpec } from "../src/localnet/wire.js";
 import { addressBytes } from "../src/localnet/wire.js";
 import { createLogger } from "../src/log.js";
+import { createRecordingFetch } from "../src/recorder/fetch-wrapper.js";
 import { createRecordingProxy } from "../src/recorder/proxy.js";
 import { reconciliationReport } from "../src/reports/reconciliation.js";
 import type { CustodyConfig } from "../src/verify/custody.js";
@@ -14,7 +15,14 @@ import {
   type Scenario,
   startAdversaryHarness,
 } from "./support/operator.js";
-import { address, jobId, listen, serveApp, signature } from "./support/recorder-fixtures.js";
+import {
+  address,
+  ingestToken,
+  jobId,
+  listen,
+  serveApp,
+  signature,
+} from "./support/recorder-fixtures.js";
 import { createTestStore } from "./support/store.js";
 
 /**
@@ -218,6 +226,60 @@ describe("usage beyond what the request allowed", () => {
     c.record(plan, { escrowTx, settlementTx });
     // Today: verified, three times what the request could cost.
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("charge.matches_price")]);
+  });
+});
+
+describe("receipts from the fetch wrapper", () => {
+  it("prices by the model the caller asked for, not the one the response names", async () => {
+    const c = h.scenario();
+    const custody: CustodyConfig = { vaults: [h.op.vault(1)], byKey: {} };
+    // The caller asks for qwen3-8b; the operator answers as llama-3.3-70b and charges its price.
+    const plan = h.op.plan({ keyIndex: 1, model: "llama-3.3-70b" });
+    const txs = h.op.honestJob(plan);
+    const upstream = await listen(
+      http.createServer(async (req, res) => {
+        for await (const _ of req) {
+          // drain the body
+        }
+        res.writeHead(200, {
+          "content-type": "application/json",
+          "x-decentral-job-id": plan.jobId,
+          "x-decentral-tx-signature": txs.escrowTx,
+          "x-decentral-settlement-tx": txs.settlementTx,
+          "x-decentral-worker": plan.worker.address,
+          "x-decentral-credits-remaining": "500",
+        });
+        res.end(
+          JSON.stringify({
+            model: "llama-3.3-70b",
+            choices: [],
+            usage: { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 },
+          }),
+        );
+      }),
+    );
+    const audit = await serveApp({ store: c.store, log });
+    try {
+      const recordingFetch = createRecordingFetch({
+        ingestUrl: `${audit.url}/jobs`,
+        token: ingestToken(c.store),
+      });
+      const res = await recordingFetch(`${upstream.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: "Bearer dcntrl_live_abcdefghijklmnopqrstuvwxyz012345" },
+        body: JSON.stringify({ model: "qwen3-8b", messages: [] }),
+      });
+      await res.json();
+      await recordingFetch.flush();
+      expect(recordingFetch.stats()).toMatchObject({ delivered: 1 });
+    } finally {
+      await audit.close();
+      await upstream.close();
+    }
+    await verifyWithCustody(c, custody);
+    // Today: verified at llama's price (the wrapper sends the response's model as `model`,
+    // and no requested_model, key_fingerprint or max_tokens).
+    expect(c.outcome(plan.jobId)).toEqual(discrepancy("charge.matches_price", "charge.model"));
   });
 });
 
