@@ -360,6 +360,31 @@ describe("what the operator leaves out", () => {
   });
 });
 
+describe("one job id answered twice", () => {
+  it("does not verify a job whose id came back on a second, separately charged request", async () => {
+    const c = h.scenario();
+    await c.pinKey(1);
+    const from = Date.now() - 60_000;
+    // Two requests, one job id: each answer names its own lock and settlement, both memos
+    // name the same job, and the customer's vault pays twice.
+    const plan = h.op.plan({ keyIndex: 1 });
+    const first = h.op.honestJob(plan);
+    const second = h.op.honestJob(plan);
+    expect((await c.ingest(plan, first)).status).toBe(201);
+    const again = await c.ingest(plan, second);
+    // The second receipt is kept as a conflict finding on the job's audit record only.
+    expect(again.status).toBeLessThan(500);
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
+    const totals = reconciliationReport(c.store, {
+      from,
+      to: Date.now() + 60_000,
+      groupBy: "day",
+    }).totals;
+    // Both locks moved the customer's money (plus the key's first job's lock).
+    expect(totals.escrowedUnits).toBe(3n * plan.lock);
+  });
+});
+
 describe("report totals against the chain", () => {
   /** Sum of the escrow vault's credits over distinct signatures, from the chain's record. */
   const escrowedOnChain = (sigs: string[]) =>
