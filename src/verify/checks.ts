@@ -97,6 +97,8 @@ export interface Custody {
   pinned: { vault: string; source: "configured" | "learned" } | null;
   /** Vaults the deployment lists as its own (any key). */
   configured: ReadonlySet<string>;
+  /** The key a vault is pinned to, if any (a learned vault belongs to one key). */
+  keyOfVault?: (vault: string) => string | null;
 }
 
 export interface CheckInput {
@@ -387,6 +389,7 @@ function escrowChecks(
     );
   } else {
     const source = sources[0]!.account;
+    const sourceOwner = sources[0]!.owner;
     const custody = input.custody ?? { pinned: null, configured: new Set<string>() };
     const ties: { by: string; vault: string }[] = [];
     if (custody.pinned)
@@ -394,19 +397,39 @@ function escrowChecks(
     if (job.creditVault) ties.push({ by: "declared by the receipt", vault: job.creditVault });
     const mismatched = ties.filter((t) => t.vault !== source);
     const listed = custody.configured.size === 0 || custody.configured.has(source);
-    if (mismatched.length > 0 || !listed) {
+    // Every credit vault of the model is a token account of the escrow authority: a lock
+    // from any other owner's account is not a customer's credits.
+    const ownerOk =
+      profile.escrowAuthority === null ||
+      sourceOwner === null ||
+      sourceOwner === profile.escrowAuthority;
+    // A vault pinned to another key is that customer's: this key cannot learn it as its own.
+    const otherKey =
+      custody.pinned === null && job.keyFingerprint ? (custody.keyOfVault?.(source) ?? null) : null;
+    const takenByOther = otherKey !== null && otherKey !== job.keyFingerprint;
+    if (mismatched.length > 0 || !listed || !ownerOk || takenByOther) {
       ledger.add(
         fail(
           "escrow.source",
           mismatched.length > 0
             ? `the lock was taken from ${source}, not the key's credit vault ${mismatched[0]!.vault} (${mismatched[0]!.by})`
-            : `the lock was taken from ${source}, which is not one of the configured credit vaults`,
-          { vault: mismatched[0]?.vault ?? [...custody.configured] },
-          { vault: source },
+            : !listed
+              ? `the lock was taken from ${source}, which is not one of the configured credit vaults`
+              : !ownerOk
+                ? `the lock was taken from ${source}, owned by ${sourceOwner}, not by the escrow authority that owns every credit vault`
+                : `the lock was taken from ${source}, the credit vault of another API key (${otherKey})`,
+          {
+            vault:
+              mismatched[0]?.vault ?? (listed ? "the key's credit vault" : [...custody.configured]),
+          },
+          { vault: source, owner: sourceOwner },
         ),
       );
     } else if (ties.length > 0 || custody.configured.size > 0) {
       creditVault = source;
+      // A vault declared by the receipt or allowed by the deployment's list is pinned for the
+      // key too, so a later lock of the key cannot come from another listed vault.
+      if (custody.pinned === null && job.keyFingerprint) learned.creditVault = source;
       ledger.add(
         pass(
           "escrow.source",
@@ -738,48 +761,84 @@ function settlementChecks(
         ),
   );
 
-  // The charge is the requested model's price for the recorded usage.
+  // The charge is the requested model's price for the recorded usage, and never more than
+  // the price at the request's max_tokens, the most the job could cost whatever the usage.
+  priceChecks(input, charge, ledger);
+  single();
+  return { charge };
+}
+
+/**
+ * `charge.matches_price`: the charge against the requested model's price. Usage above the
+ * request's `max_tokens`, or a charge above the price at `max_tokens` (the default when the
+ * request set none), fails whatever else is known; usage or a price that is unknown leaves the
+ * charge unproven, bounded by that maximum.
+ */
+function priceChecks(input: CheckInput, charge: bigint, ledger: Ledger): void {
+  const { job, profile } = input;
+  const name = "charge.matches_price";
   if (job.model === null) {
-    ledger.gap(
-      "charge.matches_price",
-      "model_unknown",
-      "the receipt does not name the model asked for",
+    ledger.gap(name, "model_unknown", "the receipt does not name the model asked for");
+    return;
+  }
+  const ceilingTokens = job.maxTokens ?? profile.defaultMaxTokens;
+  const ceiling = priceUnits(profile, job.model, ceilingTokens);
+  const tokens = job.completionTokens;
+  if (tokens !== null && tokens > ceilingTokens) {
+    ledger.add(
+      fail(
+        name,
+        `the recorded usage (${tokens} completion tokens) exceeds the request's max_tokens (${ceilingTokens}${job.maxTokens === null ? ", the profile's default" : ""})`,
+        { completionTokensAtMost: ceilingTokens },
+        { completionTokens: tokens, charge: charge.toString() },
+      ),
     );
-  } else if (job.completionTokens === null) {
+    return;
+  }
+  if (ceiling !== null && charge > ceiling) {
+    ledger.add(
+      fail(
+        name,
+        `the charge exceeds the price of ${job.model} at ${ceilingTokens} completion tokens, the most this request could cost`,
+        { chargeAtMost: ceiling.toString(), maxTokens: ceilingTokens },
+        { charge: charge.toString() },
+      ),
+    );
+    return;
+  }
+  if (tokens === null) {
     ledger.gap(
-      "charge.matches_price",
+      name,
       "usage_unknown",
       "usage was not recorded: the charge is bounded by the lock only",
     );
-  } else {
-    const expectedCharge = priceUnits(profile, job.model, job.completionTokens);
-    if (expectedCharge === null) {
-      ledger.gap(
-        "charge.matches_price",
-        "price_unknown",
-        `the profile has no price for model ${JSON.stringify(job.model)}`,
-      );
-    } else {
-      const expected = {
-        model: job.model,
-        completionTokens: job.completionTokens,
-        charge: expectedCharge.toString(),
-      };
-      const actual = { charge: charge.toString() };
-      ledger.add(
-        charge === expectedCharge
-          ? pass("charge.matches_price", expected, actual)
-          : fail(
-              "charge.matches_price",
-              "the charge differs from the requested model's price for the recorded usage",
-              expected,
-              actual,
-            ),
-      );
-    }
+    return;
   }
-  single();
-  return { charge };
+  const expectedCharge = priceUnits(profile, job.model, tokens);
+  if (expectedCharge === null) {
+    ledger.gap(
+      name,
+      "price_unknown",
+      `the profile has no price for model ${JSON.stringify(job.model)} at ${tokens} completion tokens`,
+    );
+    return;
+  }
+  const expected = {
+    model: job.model,
+    completionTokens: tokens,
+    charge: expectedCharge.toString(),
+  };
+  const actual = { charge: charge.toString() };
+  ledger.add(
+    charge === expectedCharge
+      ? pass(name, expected, actual)
+      : fail(
+          name,
+          "the charge differs from the requested model's price for the recorded usage",
+          expected,
+          actual,
+        ),
+  );
 }
 
 /** Remainders or refunds sent to a customer's vault other than the one the lock came from. */

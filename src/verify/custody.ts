@@ -50,6 +50,10 @@ export function createCustodyStore(
 ): CustodyStore {
   const { sqlite } = store;
   const configured = new Set(config.vaults);
+  const selectKeyOfVault = sqlite
+    .prepare("SELECT key_fingerprint FROM credit_vaults WHERE vault = ? LIMIT 1")
+    .pluck();
+  const keyOfVault = (vault: string) => (selectKeyOfVault.get(vault) as string | undefined) ?? null;
   const selectPin = sqlite.prepare(
     "SELECT vault, source FROM credit_vaults WHERE key_fingerprint = ?",
   );
@@ -100,7 +104,7 @@ export function createCustodyStore(
             | { vault: string; source: "configured" | "learned" }
             | undefined)
         : undefined;
-      return { pinned: row ?? null, configured };
+      return { pinned: row ?? null, configured, keyOfVault };
     },
     treasury() {
       if (profile.treasury !== null) return null;

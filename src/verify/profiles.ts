@@ -200,8 +200,9 @@ export function priceUnits(
   completionTokens: number,
 ): bigint | null {
   if (model === null) return null;
-  const price = profile.pricing[model];
-  if (!price) return null;
+  const price = Object.hasOwn(profile.pricing, model) ? profile.pricing[model] : undefined;
+  // Usage comes from a response body: a count that is not a plain integer has no price.
+  if (!price || !Number.isSafeInteger(completionTokens) || completionTokens < 0) return null;
   const extra = Math.max(0, completionTokens - price.includedTokens);
   const credits =
     BigInt(price.creditsPerRequest) +
