@@ -1125,9 +1125,12 @@ export function evaluateJob(given: CheckInput): Evaluation {
   for (const s of [job.settlementTx, job.apiSettlementTx]) {
     if (s !== null && s === escrowSig) played(s, "settlement");
   }
+  // A 504 answered the caller "timed out, credits refunded": whatever the chain shows, the
+  // job must end refunded, and a settlement of it charges for an answer never given.
   const isRefund =
     refunds.length > 0 ||
-    (settlements.length === 0 && (job.httpStatus === 504 || job.apiStatus === "refunded"));
+    job.httpStatus === 504 ||
+    (settlements.length === 0 && job.apiStatus === "refunded");
 
   let outcome: { kind: "settled" | "refunded" | "none"; charge: bigint | null } = {
     kind: "none",
@@ -1137,8 +1140,25 @@ export function evaluateJob(given: CheckInput): Evaluation {
     ledger.skipAll(settlementNames, "the job was refunded, not settled");
     ledger.add(skip("charge.model", "the job was refunded, not settled"));
     const refund =
-      refunds[0] ?? (closings[0] ? { ...closings[0], role: "refund" as const } : undefined);
-    if (refund === undefined) {
+      refunds[0] ??
+      (closings[0] && settlements.length === 0
+        ? { ...closings[0], role: "refund" as const }
+        : undefined);
+    if (refund === undefined && settlements.length > 0) {
+      ledger.skipAll(
+        refundNames.filter((n) => n !== "refund.not_settled"),
+        "the job was settled instead of refunded (see refund.not_settled)",
+      );
+      ledger.add(
+        fail(
+          "refund.not_settled",
+          "the caller was answered 504 (timed out, credits refunded) but the job was settled",
+          { refunded: true },
+          settlements.map((s) => s.signature),
+        ),
+      );
+      outcome = { kind: "settled", charge: null };
+    } else if (refund === undefined) {
       const reason = "no refund transaction is known for this refunded job";
       ledger.unverifiable ??= reason;
       ledger.skipAll(refundNames, reason);
