@@ -564,16 +564,14 @@ function settlementChecks(
           ),
     );
   };
-  if (!readable || lock === null || job.worker === null) {
+  if (!readable || lock === null) {
     const reason = !tx.facts.succeeded
       ? "the settlement failed on chain and moved no tokens (see settlement.succeeded)"
       : tx.stolenBy !== null
         ? "see signatures.unique"
         : !readable
           ? "see settlement.memo and settlement.instructions"
-          : lock === null
-            ? escrowSkip
-            : "neither the receipt nor the jobs API names the worker";
+          : escrowSkip;
     ledger.skipAll(settlementMoneyChecks, reason);
     single();
     return null;
@@ -606,9 +604,13 @@ function settlementChecks(
   // credit vault, so a payment to the wrong wallet still counts as charged.
   const charge = r.worker + r.treasury + r.unexplainedTotal;
 
-  // The worker named in the receipt is paid.
+  // The worker named in the receipt is paid. Without a worker named anywhere the checks that
+  // need one are skipped; the customer's side (price, conservation, returns) is still judged.
   let workerPaid = false;
-  if (r.worker > 0n) {
+  const noWorker = "neither the receipt nor the jobs API names the worker";
+  if (job.worker === null) {
+    ledger.add(skip("settlement.worker_paid", noWorker));
+  } else if (r.worker > 0n) {
     workerPaid = true;
     ledger.add(
       pass(
@@ -629,7 +631,9 @@ function settlementChecks(
   }
 
   // The split matches the rate.
-  if (!workerPaid) {
+  if (job.worker === null) {
+    ledger.add(skip("settlement.split", noWorker));
+  } else if (!workerPaid) {
     ledger.add(
       skip("settlement.split", "the receipt's worker was not paid (see settlement.worker_paid)"),
     );
@@ -656,7 +660,9 @@ function settlementChecks(
 
   // Nobody but worker, treasury and the credit vault was paid. A worker who got nothing is
   // worker_paid's finding; its share paid elsewhere is the same cause, not a second one.
-  if (!workerPaid) {
+  if (job.worker === null) {
+    ledger.add(skip("settlement.recipients", noWorker));
+  } else if (!workerPaid) {
     ledger.add(
       skip(
         "settlement.recipients",
