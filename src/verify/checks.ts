@@ -116,6 +116,8 @@ export interface CheckInput {
   custody?: Custody;
   /** The treasury learned from agreeing settlements, when the profile pins none. */
   learnedTreasury?: string | null;
+  /** Does job `jobId` name `signature` (in any role)? Asked beyond the `namedBy` cap. */
+  names?: (jobId: string, signature: string) => boolean;
 }
 
 /** Job ids listed per signature in the evidence of `signatures.unique`. */
@@ -160,9 +162,14 @@ export function signatureOwner(
   profile: Profile,
   facts: TransactionFacts,
   namers: readonly string[],
+  names?: (jobId: string, signature: string) => boolean,
 ): string | null {
   const memoJobs = [...new Set(parseJobMemos(profile, facts.memos).map((m) => m.jobId))];
-  if (memoJobs.length === 1 && namers.includes(memoJobs[0]!)) return memoJobs[0]!;
+  const memoJob = memoJobs.length === 1 ? memoJobs[0]! : null;
+  // `namers` lists at most MAX_NAMED_BY jobs; the memo's job is asked about directly.
+  if (memoJob !== null && (namers.includes(memoJob) || names?.(memoJob, facts.signature))) {
+    return memoJob;
+  }
   return [...namers].sort()[0] ?? null;
 }
 
@@ -1269,7 +1276,8 @@ function amountsOf(
 ): ChainAmounts {
   const { job, profile, namedBy } = input;
   const owns = (tx: RoleTx) =>
-    signatureOwner(profile, tx.facts, namedBy.get(tx.signature) ?? [job.jobId]) === job.jobId;
+    signatureOwner(profile, tx.facts, namedBy.get(tx.signature) ?? [job.jobId], input.names) ===
+    job.jobId;
   const amounts: ChainAmounts = {
     escrowedUnits: null,
     chargedUnits: null,

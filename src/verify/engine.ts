@@ -292,6 +292,10 @@ export function createVerifier(deps: VerifierDeps): Verifier {
   const namingIds = store.sqlite
     .prepare(`${namingUnion} ORDER BY job_id LIMIT ${MAX_NAMED_BY}`)
     .pluck() as unknown as { all(p: { sig: string }): string[] };
+  const namesStatement = store.sqlite.prepare(
+    `SELECT 1 FROM jobs WHERE job_id = @jobId
+       AND @sig IN (escrow_tx, settlement_tx, api_escrow_tx, api_settlement_tx)`,
+  );
   const namingCount = store.sqlite
     .prepare(`SELECT count(*) FROM (${namingUnion})`)
     .pluck() as unknown as { get(p: { sig: string }): number };
@@ -651,6 +655,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       namedByTotal: naming.totals,
       custody: jobCustody,
       learnedTreasury,
+      names: (jobId, signature) => namesStatement.get({ jobId, sig: signature }) !== undefined,
     });
     return {
       ...base,
