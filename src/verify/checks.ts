@@ -1288,12 +1288,25 @@ function amountsOf(
       job.completionTokens === null ? null : priceUnits(profile, job.model, job.completionTokens),
     feesLamports: null,
   };
-  const owned = [escrow, ...closings].filter((t): t is RoleTx => t !== null && owns(t));
-  const known = [escrow, ...closings].filter((t): t is RoleTx => t !== null);
+  // A second lock named only by the jobs API moved the customer's money too (its mismatch is
+  // jobs_api.matches_receipt's finding): it is counted like the first.
+  const apiLockFacts =
+    job.apiEscrowTx !== null && job.apiEscrowTx !== escrow?.signature
+      ? input.transactions.get(job.apiEscrowTx)
+      : undefined;
+  const locks = [
+    escrow,
+    apiLockFacts
+      ? { role: "escrow" as const, signature: job.apiEscrowTx!, facts: apiLockFacts, stolenBy: null }
+      : null,
+  ].filter((t): t is RoleTx => t !== null);
+  const owned = [...locks, ...closings].filter((t) => owns(t));
+  const known = [...locks, ...closings];
   if (known.length > 0) amounts.feesLamports = sum(owned.map((t) => t.facts.fee));
-  if (escrow !== null) {
-    const reading = readLock(profile, escrow.facts);
-    amounts.escrowedUnits = owns(escrow) && escrow.facts.succeeded ? reading.lock : 0n;
+  if (locks.length > 0) {
+    amounts.escrowedUnits = sum(
+      locks.map((l) => (owns(l) && l.facts.succeeded ? readLock(profile, l.facts).lock : 0n)),
+    );
   }
   if (closings.length === 0) return amounts;
   const creditVault =
