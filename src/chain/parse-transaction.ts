@@ -382,7 +382,26 @@ function tokenChanges(meta: Json, accounts: string[]): TokenChange[] {
     const after = post.get(i);
     const known = (after ?? before)!;
     if (before && after && (before.mint !== after.mint || before.decimals !== after.decimals)) {
-      malformed(`token account ${accounts[i]} changes mint or decimals`, "meta.postTokenBalances");
+      // Closed and opened again for another mint within the transaction: two accounts in
+      // effect, each judged in its own mint (refusing the transaction would let an operator
+      // turn any settlement into "unreadable").
+      for (const [balance, sign] of [
+        [before, -1n],
+        [after, 1n],
+      ] as const) {
+        if (balance.amount === 0n) continue;
+        changes.push({
+          account: accounts[i]!,
+          owner: balance.owner,
+          mint: balance.mint,
+          programId: balance.programId,
+          decimals: balance.decimals,
+          pre: sign < 0n ? balance.amount : 0n,
+          post: sign < 0n ? 0n : balance.amount,
+          delta: sign * balance.amount,
+        });
+      }
+      continue;
     }
     const preAmount = before?.amount ?? 0n;
     const postAmount = after?.amount ?? 0n;
