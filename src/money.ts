@@ -48,11 +48,16 @@ export function creditsToUnits(credits: string | number | bigint): bigint {
 export function creditsToUnitsOrNull(credits: unknown): bigint | null {
   if (typeof credits !== "number" && typeof credits !== "string") return null;
   try {
-    return creditsToUnits(credits);
+    const units = creditsToUnits(credits);
+    // The operator writes these values; one that no store column can hold is not credits.
+    return units <= MAX_STORED_UNITS ? units : null;
   } catch {
     return null;
   }
 }
+
+/** The largest amount a receipt may carry: what SQLite's INTEGER and a JS number hold exactly. */
+export const MAX_STORED_UNITS = BigInt(Number.MAX_SAFE_INTEGER);
 
 /** JSON.stringify that writes bigints as decimal strings. */
 export function stringifyWithBigints(value: unknown, space?: number): string {

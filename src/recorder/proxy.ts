@@ -10,7 +10,7 @@ import {
   JobsApiError,
   recordJobsApiAnswer,
 } from "./jobs-api.js";
-import { addressOrNull, jobIdPattern, signatureOrNull } from "./receipt-input.js";
+import { addressOrNull, jobIdPattern, maxTokenCount, signatureOrNull } from "./receipt-input.js";
 import { createReceiptWriter, type ReceiptWriter } from "./receipt-writer.js";
 import { type Receipt, recordReceipts } from "./receipts.js";
 
@@ -117,8 +117,14 @@ interface Usage {
 
 const unknownUsage: Usage = { promptTokens: null, completionTokens: null, totalTokens: null };
 
+/** Token counts from a response body, which the operator writes: ingest's bounds apply. */
 function count(value: unknown): number | null {
-  return typeof value === "number" && Number.isInteger(value) && value >= 0 ? value : null;
+  return typeof value === "number" &&
+    Number.isInteger(value) &&
+    value >= 0 &&
+    value <= maxTokenCount
+    ? value
+    : null;
 }
 
 function usageOf(value: unknown): Usage | null {

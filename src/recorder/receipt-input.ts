@@ -15,7 +15,8 @@ const tagNamePattern = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
 const maxTags = 32;
 const maxTagValueLength = 256;
 /** Token counts above this are not plausible for one job. */
-const maxTokenCount = 100_000_000;
+/** The most tokens a receipt may claim (far beyond any model's context). */
+export const maxTokenCount = 100_000_000;
 /** Receipts dated outside 2020-01-01 .. 2100-01-01 are refused. */
 const minCreatedAt = Date.UTC(2020, 0, 1);
 const maxCreatedAt = Date.UTC(2100, 0, 1);

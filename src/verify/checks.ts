@@ -1297,7 +1297,12 @@ function amountsOf(
   const locks = [
     escrow,
     apiLockFacts
-      ? { role: "escrow" as const, signature: job.apiEscrowTx!, facts: apiLockFacts, stolenBy: null }
+      ? {
+          role: "escrow" as const,
+          signature: job.apiEscrowTx!,
+          facts: apiLockFacts,
+          stolenBy: null,
+        }
       : null,
   ].filter((t): t is RoleTx => t !== null);
   const owned = [...locks, ...closings].filter((t) => owns(t));
