@@ -1,10 +1,13 @@
+import { keyFingerprint } from "./key-fingerprint.js";
+
 /**
  * A `fetch` for backends that call Decentral directly (no proxy): pass it as
  * `new OpenAI({ fetch: createRecordingFetch({ ingestUrl }) })`. It returns every response
  * untouched and, in the background, posts each job's receipt headers to the ingest API.
  * Delivery never blocks or fails a completion: receipts wait in a bounded buffer and are
  * retried with backoff; when the buffer is full the oldest receipt is dropped and counted.
- * This module has no dependency beyond the platform so backends can import it alone.
+ * This module has no dependency beyond the platform so backends can
+ * import it alone.
  */
 
 /** Options of `createRecordingFetch`; every optional one has a default. */
@@ -53,19 +56,37 @@ interface WireReceipt {
   settlement_tx: string | null;
   worker: string | null;
   credits_remaining: string | null;
+  /** The model asked for: it prices the job. */
   model?: string;
+  /** The model the response named, kept only to compare. */
+  response_model?: string;
+  max_tokens?: number;
+  key_fingerprint?: string;
   usage?: unknown;
   tags?: Record<string, string>;
 }
 
-function requestModel(init: RequestInit | undefined): string | undefined {
-  if (typeof init?.body !== "string") return undefined;
+/** What the request itself says: the model asked for and its `max_tokens`. */
+function requestFacts(init: RequestInit | undefined): { model?: string; maxTokens?: number } {
+  if (typeof init?.body !== "string") return {};
   try {
-    const body = JSON.parse(init.body) as { model?: unknown };
-    return typeof body.model === "string" ? body.model : undefined;
+    const body = JSON.parse(init.body) as { model?: unknown; max_tokens?: unknown };
+    return {
+      ...(typeof body.model === "string" ? { model: body.model } : {}),
+      ...(Number.isSafeInteger(body.max_tokens) && (body.max_tokens as number) > 0
+        ? { maxTokens: body.max_tokens as number }
+        : {}),
+    };
   } catch {
-    return undefined;
+    return {};
   }
+}
+
+/** The caller's key's fingerprint (never the key): it ties the job to the key's vault. */
+function fingerprintOf(input: Parameters<typeof fetch>[0], init: RequestInit | undefined) {
+  const fromInit = init?.headers ? new Headers(init.headers).get("authorization") : null;
+  const fromRequest = input instanceof Request ? input.headers.get("authorization") : null;
+  return keyFingerprint(fromInit ?? fromRequest);
 }
 
 /**
@@ -171,7 +192,11 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
     }
   }
 
-  function receiptOf(response: Response, init: RequestInit | undefined): WireReceipt | null {
+  function receiptOf(
+    response: Response,
+    input: Parameters<typeof fetch>[0],
+    init: RequestInit | undefined,
+  ): WireReceipt | null {
     // An empty header says nothing: it is sent as null, never as an empty value.
     const get = (name: string) => response.headers.get(name)?.trim() || null;
     const jobId = get("x-decentral-job-id");
@@ -183,8 +208,11 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
       worker: get("x-decentral-worker"),
       credits_remaining: get("x-decentral-credits-remaining"),
     };
-    const model = requestModel(init);
-    if (model) receipt.model = model;
+    const asked = requestFacts(init);
+    if (asked.model) receipt.model = asked.model;
+    if (asked.maxTokens) receipt.max_tokens = asked.maxTokens;
+    const fingerprint = fingerprintOf(input, init);
+    if (fingerprint) receipt.key_fingerprint = fingerprint;
     if (options.tags) receipt.tags = options.tags;
     return receipt;
   }
@@ -195,7 +223,7 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
   ): Promise<Response> => {
     const response = await baseFetch(input, init);
     try {
-      const receipt = receiptOf(response, init);
+      const receipt = receiptOf(response, input, init);
       if (!receipt) return response;
       const isJson = (response.headers.get("content-type") ?? "").includes("application/json");
       if (!isJson || !response.body) {
@@ -209,7 +237,11 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
         .then(
           (parsed: unknown) => {
             const body = parsed as { model?: unknown; usage?: unknown } | null;
-            if (typeof body?.model === "string") receipt.model = body.model;
+            // Priced by the model asked for; the response's is only compared with it.
+            if (typeof body?.model === "string") {
+              if (receipt.model === undefined) receipt.model = body.model;
+              else receipt.response_model = body.model;
+            }
             if (body?.usage && typeof body.usage === "object") receipt.usage = body.usage;
           },
           () => undefined,

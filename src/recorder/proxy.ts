@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import https from "node:https";
 import type { Store } from "../db/client.js";
@@ -10,6 +9,7 @@ import {
   JobsApiError,
   recordJobsApiAnswer,
 } from "./jobs-api.js";
+import { keyFingerprint } from "./key-fingerprint.js";
 import { addressOrNull, jobIdPattern, maxTokenCount, signatureOrNull } from "./receipt-input.js";
 import { createReceiptWriter, type ReceiptWriter } from "./receipt-writer.js";
 import { type Receipt, recordReceipts } from "./receipts.js";
@@ -80,13 +80,7 @@ const tagPrefix = "x-audit-tag-";
 const maxJsonCapture = 8 * 1024 * 1024;
 const sseTailBytes = 64 * 1024;
 
-/** First 16 hex digits of sha256 of the bearer key: tells keys apart without storing one. */
-export function keyFingerprint(authorization: string | undefined): string | null {
-  if (!authorization) return null;
-  const key = authorization.replace(/^Bearer\s+/i, "").trim();
-  if (key.length === 0) return null;
-  return createHash("sha256").update(key).digest("hex").slice(0, 16);
-}
+export { keyFingerprint } from "./key-fingerprint.js";
 
 interface RequestFacts {
   model: string | null;

@@ -208,6 +208,15 @@ function models(value: Record<string, unknown>): {
   return { model: answered, responseModel };
 }
 
+/** The request's `max_tokens`: it bounds what the job can cost. */
+function optionalMaxTokens(value: unknown, field: string): number | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > maxTokenCount) {
+    throw new FieldError(field, `must be an integer from 1 to ${maxTokenCount}`);
+  }
+  return value;
+}
+
 /** The proxy's key fingerprint: 16 lowercase hex digits of the key's SHA-256. */
 function optionalFingerprint(value: unknown, field: string): string | null {
   if (value === undefined || value === null) return null;
@@ -246,6 +255,7 @@ export function parseReceiptInput(value: unknown): ParsedReceipt {
       // `model` is taken as the one the response named, as in a wrapped completion.
       ...models(value),
       keyFingerprint: optionalFingerprint(value.key_fingerprint, "key_fingerprint"),
+      maxTokens: optionalMaxTokens(value.max_tokens, "max_tokens"),
       creditVault: optionalWorker(value.credit_vault, "credit_vault"),
       promptTokens: optionalTokens(u.prompt_tokens, "usage.prompt_tokens"),
       completionTokens: optionalTokens(u.completion_tokens, "usage.completion_tokens"),
