@@ -157,6 +157,11 @@ export const jobs = sqliteTable(
     lastError: text("last_error"),
     /** Highest commitment seen for both transactions (the lower of the two). */
     commitment: text("commitment", { enum: ["processed", "confirmed", "finalized"] }),
+    /**
+     * Signatures that conflicting receipts of this job name (a job id answered twice): the
+     * verifier fetches and judges them with the job's own, and reports count their money.
+     */
+    conflictSignatures: json<string[]>()("conflict_signatures"),
     /** For `partially_verified`: codes of the money checks left unproven (check-catalogue.ts). */
     unproven: json<string[]>()("unproven"),
 

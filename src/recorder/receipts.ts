@@ -94,6 +94,7 @@ interface ExistingRow {
   capture_state: "open" | "complete" | "aborted";
   receipt_hash: string;
   backfill_state: "pending" | "done" | "gave_up" | null;
+  conflict_signatures: string | null;
 }
 
 const columnOf: Record<ReceiptField, keyof ExistingRow> = {
@@ -115,6 +116,7 @@ interface Statements {
   fill: Database.Statement;
   conflict: Database.Statement;
   conflictCount: Database.Statement;
+  conflictSignatures: Database.Statement;
   sameConflict: Database.Statement;
   lastConflict: Database.Statement;
   updateSummary: Database.Statement;
@@ -158,7 +160,7 @@ function statements(store: Store): Statements {
       .prepare(
         `SELECT job_id, source, escrow_tx, settlement_tx, worker, credits_remaining_units, model,
            prompt_tokens, completion_tokens, total_tokens, tags, capture_state, receipt_hash,
-           backfill_state
+           backfill_state, conflict_signatures
          FROM jobs WHERE job_id = ?`,
       )
       .safeIntegers(true),
@@ -197,6 +199,12 @@ function statements(store: Store): Statements {
     conflict: sqlite.prepare(
       `INSERT INTO receipt_conflicts (job_id, source, receipt, differences, received_at)
        VALUES (?, ?, ?, ?, ?)`,
+    ),
+    // Signatures a conflicting receipt names are the job's too: the verifier fetches and judges
+    // them (a job id answered twice, each time with its own lock, is charged twice).
+    conflictSignatures: sqlite.prepare(
+      `UPDATE jobs SET conflict_signatures = @signatures, updated_at = @now, ${reverifySet}
+       WHERE job_id = @jobId`,
     ),
     conflictCount: sqlite
       .prepare("SELECT count(*) FROM receipt_conflicts WHERE job_id = ?")
@@ -318,17 +326,42 @@ function captureParams(receipt: Receipt, source: ReceiptSource, now: number, has
   };
 }
 
+/** Signatures of conflicting receipts kept per job to verify (the rest are only summarized). */
+const maxConflictSignatures = 8;
+
 /**
  * Keeps a conflicting receipt, at most `maxStoredConflicts` rows per job: the same conflicting
  * receipt again is not stored twice, and beyond the cap the last row summarizes the rest.
  */
 function storeConflict(
   st: Statements,
+  row: ExistingRow,
   receipt: Receipt,
   source: ReceiptSource,
   differences: string[],
   now: number,
 ) {
+  const known = new Set<string>(
+    row.conflict_signatures === null ? [] : (JSON.parse(row.conflict_signatures) as string[]),
+  );
+  const before = known.size;
+  for (const sig of [receipt.escrowTx, receipt.settlementTx]) {
+    if (
+      sig &&
+      sig !== row.escrow_tx &&
+      sig !== row.settlement_tx &&
+      known.size < maxConflictSignatures
+    ) {
+      known.add(sig);
+    }
+  }
+  if (known.size > before) {
+    st.conflictSignatures.run({
+      jobId: receipt.jobId,
+      signatures: JSON.stringify([...known]),
+      now,
+    });
+  }
   const json = conflictJson(receipt);
   if (st.sameConflict.get(receipt.jobId, source, json) !== undefined) return;
   const stored = st.conflictCount.get(receipt.jobId) as number;
@@ -392,12 +425,12 @@ function recordOne(
   // receipt is a finding, whether it contradicts a field or only knows more.
   if (row.source !== source) {
     const differences = [...differingFields(row, receipt), ...filledFields(row, receipt)];
-    storeConflict(st, receipt, source, differences, now);
+    storeConflict(st, row, receipt, source, differences, now);
     return { outcome: "conflict", differences };
   }
   const differences = differingFields(row, receipt);
   if (differences.length > 0) {
-    storeConflict(st, receipt, source, differences, now);
+    storeConflict(st, row, receipt, source, differences, now);
     return { outcome: "conflict", differences };
   }
   if (!fillsUnknowns(row, receipt)) return { outcome: "duplicate" };

@@ -52,6 +52,8 @@ export interface ReceiptForChecks {
   apiSettlementTx: string | null;
   apiWorker: string | null;
   apiCheckedAt: number | null;
+  /** Signatures named by conflicting receipts of this job id (see `jobs.conflict_signatures`). */
+  conflictSignatures?: readonly string[] | null;
 }
 
 export interface CheckResult {
@@ -149,7 +151,13 @@ export function parseJobMemos(
 
 /** The signatures a job names: receipt headers first, then what the jobs API added. */
 export function jobSignatures(job: ReceiptForChecks): string[] {
-  const all = [job.escrowTx, job.apiEscrowTx, job.settlementTx, job.apiSettlementTx];
+  const all = [
+    job.escrowTx,
+    job.apiEscrowTx,
+    job.settlementTx,
+    job.apiSettlementTx,
+    ...(job.conflictSignatures ?? []),
+  ];
   return [...new Set(all.filter((s): s is string => s !== null))];
 }
 
@@ -1130,6 +1138,17 @@ export function evaluateJob(given: CheckInput): Evaluation {
     parseJobMemos(profile, facts.memos)
       .filter((m) => m.jobId === job.jobId)
       .map((m) => m.kind);
+  // What conflicting receipts of this job id name: more locks and closings of the same job.
+  const conflicting = (job.conflictSignatures ?? [])
+    .filter((s) => s !== escrowSig && !closings.some((c) => c.signature === s))
+    .map((s) => txOf("settlement", s))
+    .filter((c): c is RoleTx => c !== null);
+  const extraLocks = conflicting
+    .filter((c) => kindsFor(c.facts).includes("escrow"))
+    .map((c) => ({ ...c, role: "escrow" as const }));
+  closings.push(
+    ...conflicting.filter((c) => kindsFor(c.facts).some((k) => k === "settle" || k === "refund")),
+  );
   const settlements = closings.filter((c) => kindsFor(c.facts).includes("settle"));
   const refunds = closings
     .filter((c) => kindsFor(c.facts).includes("refund"))
@@ -1257,7 +1276,7 @@ export function evaluateJob(given: CheckInput): Evaluation {
   return {
     verdict,
     checks: ledger.checks,
-    amounts: amountsOf(input, escrow, closings, refunds, lock),
+    amounts: amountsOf(input, escrow, extraLocks, closings, refunds, lock),
     unproven: verdict === "partially_verified" ? [...ledger.unproven] : [],
     learned,
   };
@@ -1270,6 +1289,7 @@ export function evaluateJob(given: CheckInput): Evaluation {
 function amountsOf(
   input: CheckInput,
   escrow: RoleTx | null,
+  extraLocks: RoleTx[],
   closings: RoleTx[],
   refunds: RoleTx[],
   lock: UsableLock | null,
@@ -1304,6 +1324,7 @@ function amountsOf(
           stolenBy: null,
         }
       : null,
+    ...extraLocks,
   ].filter((t): t is RoleTx => t !== null);
   const owned = [...locks, ...closings].filter((t) => owns(t));
   const known = [...locks, ...closings];

@@ -294,7 +294,8 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     .pluck() as unknown as { all(p: { sig: string }): string[] };
   const namesStatement = store.sqlite.prepare(
     `SELECT 1 FROM jobs WHERE job_id = @jobId
-       AND @sig IN (escrow_tx, settlement_tx, api_escrow_tx, api_settlement_tx)`,
+       AND (@sig IN (escrow_tx, settlement_tx, api_escrow_tx, api_settlement_tx)
+         OR EXISTS (SELECT 1 FROM json_each(conflict_signatures) WHERE value = @sig))`,
   );
   const namingCount = store.sqlite
     .prepare(`SELECT count(*) FROM (${namingUnion})`)
