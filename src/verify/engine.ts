@@ -4,6 +4,11 @@ import PQueue from "p-queue";
 import { factsFromJson, factsToJson } from "../chain/facts-json.js";
 import { parseJsonLossless } from "../chain/json-text.js";
 import { parseTransaction } from "../chain/parse-transaction.js";
+import {
+  describeDisagreement,
+  type RpcDisagreement,
+  RpcDisagreementError,
+} from "../chain/quorum.js";
 import type { TransactionFacts } from "../chain/transaction-facts.js";
 import type { Store } from "../db/client.js";
 import {
@@ -47,6 +52,8 @@ export interface SignatureStatusLike {
   slot: number;
   confirmationStatus: Commitment | null;
   err: unknown;
+  /** Set by a quorum when its endpoints disagree on this status (it is then never final). */
+  disagreement?: RpcDisagreement;
 }
 
 /** The part of the RPC pool (`src/chain`) the verifier uses. */
@@ -153,7 +160,7 @@ export interface VerifierDeps {
 type JobRow = typeof jobs.$inferSelect;
 type TxRow = typeof chainTransactions.$inferSelect;
 
-const openVerdicts: Verdict[] = ["pending", "awaiting_finality", "error"];
+const openVerdicts: Verdict[] = ["pending", "awaiting_finality", "error", "rpc_disagreement"];
 const CHUNK = 500;
 
 /**
@@ -333,6 +340,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     });
     const rows = loadTxRows(allSigs);
     const trouble: SigTrouble = new Map();
+    const disagreements = new Map<string, RpcDisagreement>();
 
     const needStatus = allSigs.filter((s) => {
       const state = rows.get(s)?.state;
@@ -347,6 +355,9 @@ export function createVerifier(deps: VerifierDeps): Verifier {
         let currentSlot: number | null = null;
         if (missing.length > 0) currentSlot = await rpc.getSlot();
         applyStatuses(needStatus, statuses, currentSlot, rows);
+        statuses.forEach((s, i) => {
+          if (s?.disagreement) disagreements.set(needStatus[i]!, s.disagreement);
+        });
       } catch (error) {
         for (const s of needStatus) trouble.set(s, `getSignatureStatuses: ${message(error)}`);
       }
@@ -364,6 +375,10 @@ export function createVerifier(deps: VerifierDeps): Verifier {
             const result = await rpc.getTransaction(signature);
             storeFetched(signature, result, rows);
           } catch (error) {
+            if (error instanceof RpcDisagreementError) {
+              disagreements.set(signature, error.disagreement);
+              return;
+            }
             trouble.set(signature, `getTransaction: ${message(error)}`);
             // A node that keeps answering with something unparseable is counted like one that
             // has no such transaction, so the job ends unverifiable instead of retrying for ever.
@@ -395,7 +410,16 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       const learnedTreasury = custody.treasury();
       await writeDecisions(
         slice.map((job) =>
-          decide(job, rows, trouble, naming, factsOf, custody.of(job), learnedTreasury),
+          decide(
+            job,
+            rows,
+            trouble,
+            naming,
+            factsOf,
+            custody.of(job),
+            learnedTreasury,
+            disagreements,
+          ),
         ),
         runId,
       );
@@ -518,6 +542,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     factsOf: (sig: string) => TransactionFacts | undefined,
     jobCustody: Custody,
     learnedTreasury: string | null,
+    disagreements: Map<string, RpcDisagreement> = new Map(),
   ): Decision {
     const t = now();
     const sigs = jobSignatures(job);
@@ -558,6 +583,28 @@ export function createVerifier(deps: VerifierDeps): Verifier {
         }),
       );
       return { ...base, verdict: "unverifiable", nextVerifyAt: t, commitment, checks };
+    }
+    // Endpoints that disagree say nothing about the job: it waits, with every answer as evidence.
+    const disputed = sigs.filter((s) => disagreements.has(s));
+    if (disputed.length > 0) {
+      const checks = disputed.map((s): CheckResult => {
+        const d = disagreements.get(s)!;
+        return {
+          name: `${roleOf(s)}.rpc_quorum`,
+          outcome: "skip",
+          reason: describeDisagreement(d),
+          expected: { quorum: d.quorum, method: d.method, signature: s },
+          actual: { answers: d.answers },
+        };
+      });
+      return {
+        ...base,
+        verdict: "rpc_disagreement",
+        nextVerifyAt: t + backoff(job.verifyAttempts, options.errorBackoffMs),
+        lastError: checks.map((c) => c.reason).join("; "),
+        commitment,
+        checks,
+      };
     }
     const troubled = sigs.filter((s) => trouble.has(s));
     if (troubled.length > 0) {
@@ -655,7 +702,8 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       verdict: d.verdict,
       verdictAt: final ? t : d.job.verdictAt,
       // Consecutive rounds that ended in RPC trouble: the error backoff grows with it.
-      attempts: d.verdict === "error" ? d.job.verifyAttempts + 1 : 0,
+      attempts:
+        d.verdict === "error" || d.verdict === "rpc_disagreement" ? d.job.verifyAttempts + 1 : 0,
       nextVerifyAt: d.nextVerifyAt,
       lastError: d.lastError,
       commitment: d.commitment,
@@ -680,7 +728,8 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       custody.countTreasuryEvidence(d.job.jobId, d.evaluation.learned.treasuryCandidate, t);
     }
     const checks = d.evaluation?.checks ?? d.checks;
-    if (final && checks) {
+    // A disagreement's evidence is written too, and replaced by the checks of the final verdict.
+    if ((final || d.verdict === "rpc_disagreement") && checks) {
       clearChecks.run(d.job.jobId);
       for (const c of checks) {
         insertCheck.run(
