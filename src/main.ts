@@ -1,7 +1,7 @@
 import { type ServerType, serve } from "@hono/node-server";
 import { createApp } from "./api/app.js";
 import { createMetrics } from "./api/metrics.js";
-import { rpcPoolFromConfig } from "./chain/rpc-pool.js";
+import { isQuorumRpc, rpcFromConfig } from "./chain/quorum.js";
 import type { Config } from "./config.js";
 import { openStore, type Store } from "./db/client.js";
 import { migrateStore } from "./db/migrate.js";
@@ -36,7 +36,11 @@ export async function startService(
   migrateStore(store);
   const checkpointer = startWalCheckpointer(store, { log });
   const jobsApi = createJobsApiClient(config.DECENTRAL_BASE_URL);
-  const metrics = createMetrics({ store, rpcStats: () => rpc.stats() });
+  const metrics = createMetrics({
+    store,
+    rpcStats: () => rpc.stats(),
+    rpcQuorum: () => (isQuorumRpc(rpc) ? rpc.quorumStatus() : null),
+  });
   const proxy = createRecordingProxy({
     store,
     log,
@@ -51,7 +55,7 @@ export async function startService(
     apiKey: config.DECENTRAL_API_KEY,
   });
   backfill.start();
-  const rpc = rpcPoolFromConfig(config, log);
+  const rpc = rpcFromConfig(config, log);
   const profile = loadProfile(config.AUDIT_PROFILE);
   const verifier = createVerifier({
     store,
@@ -83,6 +87,7 @@ export async function startService(
     readiness: {
       rpc: () => rpc.getSlot("finalized"),
       profile: () => profileStatus(store, profile),
+      rpcQuorum: () => (isQuorumRpc(rpc) ? rpc.quorumStatus() : null),
     },
   });
   const stopWorkers = async () => {
