@@ -9,6 +9,7 @@ import { migrateStore } from "../src/db/migrate.js";
 import type { RpcStats } from "../src/localnet/rpc-server.js";
 import { createLogger } from "../src/log.js";
 import { creditsToUnits } from "../src/money.js";
+import { keyFingerprint } from "../src/recorder/proxy.js";
 import { type Receipt, recordReceipts } from "../src/recorder/receipts.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
@@ -72,9 +73,10 @@ async function generateJobs(world: VerifyWorld, count: number, concurrency: numb
       const i = next++;
       if (i >= count) return;
       const model = models[i % models.length]!;
+      const apiKey = world.apiKeys[i % world.apiKeys.length]!;
       const t = await timedRequest(agent, `${world.decentralBaseUrl}/chat/completions`, {
         headers: {
-          authorization: `Bearer ${world.apiKeys[i % world.apiKeys.length]}`,
+          authorization: `Bearer ${apiKey}`,
           "content-type": "application/json",
         },
         body: JSON.stringify({ model, messages: [{ role: "user", content: `job ${i}` }] }),
@@ -102,6 +104,9 @@ async function generateJobs(world: VerifyWorld, count: number, concurrency: numb
         stream: false,
         httpStatus: 200,
         maxTokens: null,
+        // As the proxy records it: it ties each lock to the key's vault, without which a job
+        // can at best be partially verified.
+        keyFingerprint: keyFingerprint(apiKey),
       });
     }
   };
