@@ -148,6 +148,18 @@ describe("a quorum of RPC endpoints", () => {
     expect(liar.calls.getTransaction).toBe(3);
   });
 
+  it("asks an endpoint that keeps failing after those that answer", async () => {
+    const down = member("down", { down: true });
+    const a = member("a", { amount: 5n });
+    const b = member("b", { amount: 5n });
+    const rpc = createQuorumRpc({ members: [down.m, a.m, b.m], quorum: 2 });
+    for (let i = 0; i < 5; i++) {
+      expect((await rpc.getTransaction(SIG))?.facts.tokenChanges[0]?.post).toBe(5n);
+    }
+    expect(down.calls.getTransaction).toBe(2);
+    expect(a.calls.getTransaction + b.calls.getTransaction).toBe(10);
+  });
+
   it("takes statuses from one endpoint until final, and cross-checks a finalized one", async () => {
     const confirmed = { ...finalized(), confirmationStatus: "confirmed" as const };
     const a = member("a", { status: confirmed });

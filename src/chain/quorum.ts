@@ -160,11 +160,16 @@ function statusDigest(status: SignatureStatusInfo): string {
   return sha256(canonicalJson({ slot: status.slot, err: status.err ?? null, final: true }));
 }
 
+/** Failed calls in a row after which an endpoint is asked after those that answer. */
+const FAILING_AFTER = 2;
+
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
 interface Standing {
+  /** Calls in a row that failed (down, timing out): such an endpoint is asked after the others. */
+  failing: number;
   outvoted: number;
   unresolved: number;
   consecutive: number;
@@ -181,17 +186,39 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
   const setAsideMs = options.setAsideMs ?? 600_000;
   const now = options.now ?? Date.now;
   const standing = new Map<string, Standing>(
-    members.map((m) => [m.name, { outvoted: 0, unresolved: 0, consecutive: 0, setAsideUntil: 0 }]),
+    members.map((m) => [
+      m.name,
+      { failing: 0, outvoted: 0, unresolved: 0, consecutive: 0, setAsideUntil: 0 },
+    ]),
   );
   let rotation = 0;
 
   const isAside = (m: QuorumMember) => standing.get(m.name)!.setAsideUntil > now();
 
-  /** Endpoints in asking order: those in good standing (configured order), then those set aside. */
+  const isFailing = (m: QuorumMember) => standing.get(m.name)!.failing >= FAILING_AFTER;
+
+  /**
+   * Endpoints in asking order: those in good standing (configured order), then those whose last
+   * calls failed (a down endpoint costs the others no wait), then those set aside.
+   */
   const order = (): QuorumMember[] => [
-    ...members.filter((m) => !isAside(m)),
+    ...members.filter((m) => !isAside(m) && !isFailing(m)),
+    ...members.filter((m) => !isAside(m) && isFailing(m)),
     ...members.filter((m) => isAside(m)),
   ];
+
+  /** Runs one call on a member, keeping count of its failures in a row. */
+  async function observed<T>(member: QuorumMember, call: () => Promise<T>): Promise<T> {
+    const s = standing.get(member.name)!;
+    try {
+      const value = await call();
+      s.failing = 0;
+      return value;
+    } catch (error) {
+      s.failing++;
+      throw error;
+    }
+  }
 
   const agreed = (name: string) => {
     standing.get(name)!.consecutive = 0;
@@ -248,7 +275,9 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     commitment: "confirmed" | "finalized",
   ): Promise<{ answer: EndpointAnswer; fetched: FetchedTransaction | null }> {
     try {
-      const fetched = await member.rpc.getTransaction(signature, commitment);
+      const fetched = await observed(member, () =>
+        member.rpc.getTransaction(signature, commitment),
+      );
       if (fetched === null) {
         return {
           answer: { endpoint: member.name, kind: "not_found", digest: null, value: null },
@@ -354,7 +383,7 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     signatures: string[],
   ): Promise<(SignatureStatusInfo | null)[]> {
     const usable = order();
-    const inGoodStanding = usable.filter((m) => !isAside(m));
+    const inGoodStanding = usable.filter((m) => !isAside(m) && !isFailing(m));
     const firstPool = inGoodStanding.length > 0 ? inGoodStanding : usable;
     // The primary rotates, so an endpoint that lies "not final yet" delays a job by one poll
     // in n, not for ever.
@@ -364,7 +393,8 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     for (let i = 0; first === undefined; i++) {
       primary = usable[(usable.indexOf(firstPool[start % firstPool.length]!) + i) % usable.length]!;
       try {
-        first = await primary.rpc.getSignatureStatuses(signatures);
+        const asked = primary;
+        first = await observed(asked, () => asked.rpc.getSignatureStatuses(signatures));
       } catch (error) {
         if (i + 1 >= usable.length) throw error;
       }
@@ -386,7 +416,9 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
       if (undecided.length === 0) break;
       const indexes = undecided.map(([i]) => i);
       try {
-        const replies = await member.rpc.getSignatureStatuses(indexes.map((i) => signatures[i]!));
+        const replies = await observed(member, () =>
+          member.rpc.getSignatureStatuses(indexes.map((i) => signatures[i]!)),
+        );
         indexes.forEach((i, j) => {
           const o = open.get(i)!;
           o.statuses.push(replies[j] ?? null);
@@ -450,7 +482,7 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     const queue = order();
     while (values.length < k && queue.length > 0) {
       const batch = queue.splice(0, k - values.length);
-      const replies = await Promise.allSettled(batch.map(ask));
+      const replies = await Promise.allSettled(batch.map((m) => observed(m, () => ask(m))));
       replies.forEach((r, i) => {
         if (r.status === "fulfilled") values.push(r.value);
         else errors.push(`${batch[i]!.name}: ${message(r.reason)}`);
