@@ -147,6 +147,27 @@ describe("a quorum of 2 over RPC endpoints, one of which lies", () => {
   });
 });
 
+describe("each lie on its own, against a quorum of 2 with one honest endpoint", () => {
+  for (const kind of lieKinds) {
+    it(`never turns the liar's ${kind} lies into a verdict`, async () => {
+      const lying = await world.addRpcEndpoint({
+        lies: { share: 1, kinds: [kind], seed: `only-${kind}` },
+      });
+      const { verdicts } = await verifyThrough(quorumOver([lying, world.rpcUrl]), 2500);
+      const outcomes = [...verdicts].map(([id, v]) =>
+        v === reference.get(id)
+          ? "right"
+          : v === "rpc_disagreement"
+            ? "disagreement"
+            : `wrong ${v}`,
+      );
+      expect(outcomes.filter((o) => o.startsWith("wrong"))).toEqual([]);
+      if (kind === "finality") expect(new Set(outcomes)).toEqual(new Set(["right"]));
+      else expect(outcomes).toContain("disagreement");
+    });
+  }
+});
+
 describe("tx inspect SIGNATURE --quorum k", () => {
   it("shows each endpoint's facts and that the honest ones agree while the liar does not", async () => {
     const lies = { share: 0.6, kinds: [...lieKinds], seed: "quorum-test-lies" };
