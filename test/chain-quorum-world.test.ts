@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createToken } from "../src/auth/tokens.js";
 import { createQuorumRpc, type QuorumRpc } from "../src/chain/quorum.js";
 import { inspectWithQuorum } from "../src/chain/quorum-inspect.js";
 import { createRpcPool, type RpcPool } from "../src/chain/rpc-pool.js";
@@ -8,6 +9,7 @@ import { checkResults, jobs, type Verdict } from "../src/db/schema.js";
 import { lieFor, lieKinds } from "../src/localnet/lying-rpc.js";
 import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
 import { createLogger } from "../src/log.js";
+import { startService } from "../src/main.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { createTestStore } from "./support/store.js";
@@ -192,5 +194,42 @@ describe("tx inspect SIGNATURE --quorum k", () => {
 
     const split = loadConfig({ SOLANA_RPC_URLS: [liar, world.rpcUrl].join(",") });
     expect((await inspectWithQuorum(signature, { config: split, quorum: 2 })).agreed).toBe(false);
+  });
+});
+
+describe("serve with RPC_QUORUM=2", () => {
+  it("builds the quorum over SOLANA_RPC_URLS and shows each endpoint's standing in /readyz and /metrics", async () => {
+    const config = loadConfig({
+      DATABASE_URL: ":memory:",
+      PORT: "0",
+      AUDIT_PROFILE: "localnet",
+      SOLANA_RPC_URLS: [liar, world.rpcUrl, honestB].join(","),
+      RPC_QUORUM: "2",
+    });
+    const service = await startService(config, log);
+    try {
+      const { token } = createToken(service.store, { role: "read", name: "ops" });
+      const headers = { authorization: `Bearer ${token}` };
+      const ready = (await (await fetch(`${service.url}/readyz`, { headers })).json()) as {
+        checks: { rpc: { ok: boolean } };
+        rpcQuorum: {
+          quorum: number;
+          endpoints: { endpoint: string }[];
+          jobsInDisagreement: number;
+        };
+      };
+      expect(ready.checks.rpc.ok).toBe(true);
+      expect(ready.rpcQuorum.quorum).toBe(2);
+      expect(ready.rpcQuorum.jobsInDisagreement).toBe(0);
+      expect(ready.rpcQuorum.endpoints.map((e) => e.endpoint)).toEqual([
+        liar,
+        world.rpcUrl,
+        honestB,
+      ]);
+      const metrics = await (await fetch(`${service.url}/metrics`, { headers })).text();
+      expect(metrics).toContain(`decentral_audit_rpc_endpoint_set_aside{endpoint="${liar}"} 0`);
+    } finally {
+      await service.close();
+    }
   });
 });
