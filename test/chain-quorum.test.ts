@@ -7,6 +7,7 @@ import {
 } from "../src/chain/quorum.js";
 import type { RpcPool, SignatureStatusInfo } from "../src/chain/rpc-pool.js";
 import type { TransactionFacts } from "../src/chain/transaction-facts.js";
+import { AppError } from "../src/errors.js";
 
 const SIG = "5".repeat(88);
 
@@ -135,6 +136,25 @@ describe("a quorum of RPC endpoints", () => {
       quorum: 2,
     });
     await expect(rpc.getTransaction(SIG)).rejects.toMatchObject({ code: "rpc_unavailable" });
+  });
+
+  it("reports a transaction malformed only when k endpoints answered it malformed", async () => {
+    const malformed = (name: string): QuorumMember => ({
+      name,
+      rpc: {
+        ...member(name, {}).m.rpc,
+        async getTransaction() {
+          throw new AppError("malformed_transaction", "meta.fee is not a number");
+        },
+      },
+    });
+    const two = createQuorumRpc({ members: [malformed("a"), malformed("b")], quorum: 2 });
+    await expect(two.getTransaction(SIG)).rejects.toMatchObject({ code: "malformed_transaction" });
+    const one = createQuorumRpc({
+      members: [malformed("a"), member("b", { amount: 5n }).m],
+      quorum: 2,
+    });
+    await expect(one.getTransaction(SIG)).rejects.toMatchObject({ code: "rpc_unavailable" });
   });
 
   it("sets aside an endpoint outvoted three times in a row, and asks it last", async () => {

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { Config } from "../config.js";
-import { AppError } from "../errors.js";
+import { AppError, isAppError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { factsToJson, type TransactionFactsJson } from "./facts-json.js";
 import {
@@ -40,6 +40,8 @@ export interface EndpointAnswer {
   /** The parsed facts (getTransaction) or the status (getSignatureStatuses) it answered. */
   value?: TransactionFactsJson | QuorumStatusJson | null;
   error?: string;
+  /** The endpoint answered, but with a transaction that does not parse. */
+  malformed?: boolean;
 }
 
 /** A signature status in the form compared and kept as evidence. */
@@ -295,7 +297,15 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
       };
     } catch (error) {
       return {
-        answer: { endpoint: member.name, kind: "error", digest: null, error: message(error) },
+        answer: {
+          endpoint: member.name,
+          kind: "error",
+          digest: null,
+          error: message(error),
+          ...(isAppError(error) && error.code === "malformed_transaction"
+            ? { malformed: true }
+            : {}),
+        },
         fetched: null,
       };
     }
@@ -341,6 +351,15 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
         quorum: k,
         answers,
       });
+    }
+    // k endpoints answering something unparseable is what one does at RPC_QUORUM=1: the
+    // verifier counts it like a missing transaction, so the job ends unverifiable.
+    const malformed = answers.filter((a) => a.malformed);
+    if (malformed.length >= k) {
+      throw new AppError(
+        "malformed_transaction",
+        `getTransaction ${signature}: ${malformed.length} endpoints answered it malformed (${malformed[0]!.error})`,
+      );
     }
     // One version of the facts, but not k of them: the others failed or do not have it yet
     // (a node a little behind answers "not found" at finalized). Retried, never decided on.
