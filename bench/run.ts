@@ -455,6 +455,13 @@ function targets(): TargetLine[] {
       measured: `${v.ours.served429} beside naive (naive: ${v.naive.served429}); ${v.oursAlone?.served429 ?? "-"} alone`,
       pass: v.ours.served429 === 0 && (v.oursAlone?.served429 ?? 0) === 0,
     });
+    if (v.quorum) {
+      lines.push({
+        target: `RPC requests per verified job, RPC_QUORUM=1 vs 2 (${v.quorum.endpoints} endpoints)`,
+        measured: `${v.oursAlone?.requestsPerJob ?? v.ours.requestsPerJob} vs ${v.quorum.requestsPerJob} (${v.quorum.verified}/${v.quorum.jobs} verified; getTransaction ${v.quorum.byMethod.getTransaction ?? 0}, getSignatureStatuses ${v.quorum.byMethod.getSignatureStatuses ?? 0})`,
+        pass: null,
+      });
+    }
     lines.push({
       target: `verification jobs/s at ${v.rateLimitPerSec} RPC req/s`,
       measured: `${v.ours.jobsPerSec} beside naive, ${v.oursAlone?.jobsPerSec ?? "-"} alone (naive ${v.naive.jobsPerSec})`,

@@ -2,12 +2,14 @@ import { rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { createRpcPool } from "../src/chain/rpc-pool.js";
+import { createQuorumRpc } from "../src/chain/quorum.js";
+import { createRpcPool, type RpcPool } from "../src/chain/rpc-pool.js";
 import { openStore, type Store } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import type { RpcStats } from "../src/localnet/rpc-server.js";
 import { createLogger } from "../src/log.js";
 import { creditsToUnits } from "../src/money.js";
+import { keyFingerprint } from "../src/recorder/proxy.js";
 import { type Receipt, recordReceipts } from "../src/recorder/receipts.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
@@ -49,6 +51,11 @@ export interface VerifyResult {
   /** Our verifier again, same jobs, fresh database and endpoint, with no baseline beside it. */
   oursAlone: (VerifierFigures & { ratioToMinimum: number }) | null;
   naive: VerifierFigures & { ratioToMinimum: number };
+  /**
+   * RPC_QUORUM=2 over three endpoints, alone, same jobs: requests summed over the endpoints.
+   * Compare with `oursAlone` (k=1).
+   */
+  quorum: (VerifierFigures & { k: number; endpoints: number; ratioToMinimum: number }) | null;
 }
 
 const models = ["phi-4-mini", "qwen3-8b", "mistral-small-3.1-24b", "llama-3.3-70b"];
@@ -66,9 +73,10 @@ async function generateJobs(world: VerifyWorld, count: number, concurrency: numb
       const i = next++;
       if (i >= count) return;
       const model = models[i % models.length]!;
+      const apiKey = world.apiKeys[i % world.apiKeys.length]!;
       const t = await timedRequest(agent, `${world.decentralBaseUrl}/chat/completions`, {
         headers: {
-          authorization: `Bearer ${world.apiKeys[i % world.apiKeys.length]}`,
+          authorization: `Bearer ${apiKey}`,
           "content-type": "application/json",
         },
         body: JSON.stringify({ model, messages: [{ role: "user", content: `job ${i}` }] }),
@@ -96,6 +104,9 @@ async function generateJobs(world: VerifyWorld, count: number, concurrency: numb
         stream: false,
         httpStatus: 200,
         maxTokens: null,
+        // As the proxy records it: it ties each lock to the key's vault, without which a job
+        // can at best be partially verified.
+        keyFingerprint: keyFingerprint(apiKey),
       });
     }
   };
@@ -172,15 +183,27 @@ async function naiveVerify(rpcUrl: string, receipts: Receipt[], concurrency: num
 }
 
 /** Records the receipts in a fresh database and verifies them all through the RPC pool. */
-async function runOurs(url: string, receipts: Receipt[], rateLimitPerSec: number, name: string) {
+async function runOurs(
+  url: string | string[],
+  receipts: Receipt[],
+  rateLimitPerSec: number,
+  name: string,
+  quorum = 1,
+) {
   const dbPath = join(tmpdir(), `bench-verify-${name}-${process.pid}.db`);
   const store: Store = openStore(dbPath);
   migrateStore(store);
   recordReceipts(store, receipts, "proxy");
-  const rpc = createRpcPool({
-    endpoints: [{ url, rateLimitPerSec, concurrency: 8, timeoutMs: 15_000 }],
-    statusBatchSize: 256,
-  });
+  const pool = (u: string) =>
+    createRpcPool({
+      endpoints: [{ url: u, rateLimitPerSec, concurrency: 8, timeoutMs: 15_000 }],
+      statusBatchSize: 256,
+    });
+  const urls = typeof url === "string" ? [url] : url;
+  const rpc: RpcPool =
+    quorum > 1
+      ? createQuorumRpc({ members: urls.map((u) => ({ name: u, rpc: pool(u) })), quorum })
+      : pool(urls[0]!);
   const verifier = createVerifier({
     store,
     rpc,
@@ -214,7 +237,7 @@ export async function measureVerification(
   world: VerifyWorld,
   count: number,
   rateLimitPerSec: number,
-  options: { naive?: boolean; alone?: boolean } = {},
+  options: { naive?: boolean; alone?: boolean; quorum?: boolean } = {},
 ): Promise<VerifyResult> {
   const genStarted = performance.now();
   const receipts = await generateJobs(world, count, 16);
@@ -241,6 +264,16 @@ export async function measureVerification(
   const alone =
     options.alone === false ? null : await runOurs(aloneUrl, receipts, rateLimitPerSec, "alone");
 
+  // RPC_QUORUM=2 over three endpoints, alone: what the quorum costs over k=1 (`alone`).
+  const quorumUrls =
+    options.quorum === false
+      ? []
+      : await Promise.all([0, 1, 2].map(() => world.addRpcEndpoint(rateLimitPerSec)));
+  const quorum =
+    quorumUrls.length === 0
+      ? null
+      : await runOurs(quorumUrls, receipts, rateLimitPerSec, "quorum", 2);
+
   const signatures = new Set(receipts.flatMap((r) => [r.escrowTx, r.settlementTx])).size;
   const minimumRequests = signatures + Math.ceil(signatures / 256);
   const oursFigures = figures(
@@ -264,7 +297,30 @@ export async function measureVerification(
           alone.seconds,
           await world.rpcStats(aloneUrl),
         );
+  let quorumFigures: VerifyResult["quorum"] = null;
+  if (quorum) {
+    const perEndpoint = await Promise.all(quorumUrls.map((u) => world.rpcStats(u)));
+    const byMethod: Record<string, number> = {};
+    for (const st of perEndpoint) {
+      for (const [m, n] of Object.entries(st.byMethod)) byMethod[m] = (byMethod[m] ?? 0) + n;
+    }
+    const summed: RpcStats = {
+      ...perEndpoint[0]!,
+      requests: perEndpoint.reduce((n, st) => n + st.requests, 0),
+      byMethod,
+      served429: perEndpoint.reduce((n, st) => n + st.served429, 0),
+      maxRequestsPerSecond: Math.max(...perEndpoint.map((st) => st.maxRequestsPerSecond)),
+    };
+    const f = figures(count, quorum.summary.byVerdict.verified, quorum.seconds, summed);
+    quorumFigures = {
+      ...f,
+      k: 2,
+      endpoints: quorumUrls.length,
+      ratioToMinimum: round(f.rpcRequests / minimumRequests, 4),
+    };
+  }
   return {
+    quorum: quorumFigures,
     jobs: count,
     signatures,
     rateLimitPerSec,

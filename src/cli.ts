@@ -1,6 +1,7 @@
 import { Command, CommanderError, Option } from "commander";
 import { registerTokenCommands } from "./auth/token-commands.js";
 import { inspectTransaction } from "./chain/inspect.js";
+import { inspectWithQuorum } from "./chain/quorum-inspect.js";
 import { ConfigError, type ConfigInput, loadConfig } from "./config.js";
 import { openStore } from "./db/client.js";
 import { migrateStore } from "./db/migrate.js";
@@ -98,14 +99,35 @@ export function buildProgram(): Command {
       "<target>",
       "transaction signature, saved getTransaction response file, or - for stdin",
     )
-    .addOption(new Option("--rpc <urls>", "Solana RPC URLs; the first is used (SOLANA_RPC_URLS)"))
+    .addOption(
+      new Option(
+        "--rpc <urls>",
+        "Solana RPC URLs; the first is used, or all with --quorum (SOLANA_RPC_URLS)",
+      ),
+    )
     .addOption(
       new Option("--commitment <level>", "commitment for a fetched transaction")
         .choices(["confirmed", "finalized"])
         .default("finalized"),
     )
+    .addOption(
+      new Option(
+        "--quorum <k>",
+        "ask every RPC URL, show each one's facts and whether k of them agree (exit 1 if not)",
+      ),
+    )
     .action(async (target: string, flags) => {
       const config = configFromFlags(flags);
+      if (flags.quorum !== undefined) {
+        const inspection = await inspectWithQuorum(target, {
+          config,
+          quorum: Number(flags.quorum),
+          commitment: flags.commitment,
+        });
+        console.log(JSON.stringify(inspection, null, 2));
+        if (!inspection.agreed) process.exitCode = 1;
+        return;
+      }
       const facts = await inspectTransaction(target, { config, commitment: flags.commitment });
       console.log(JSON.stringify(facts, null, 2));
     });

@@ -33,6 +33,12 @@ export const configSchema = z.object({
   RPC_TIMEOUT_MS: z.coerce.number().int().positive().default(15_000),
   /** Send JSON-RPC batch arrays (many providers refuse them). Default off. */
   RPC_BATCH: boolFlag.default(false),
+  /**
+   * Endpoints of `SOLANA_RPC_URLS` that must answer every fact a verdict uses identically (parsed
+   * transaction facts, finalized statuses). 1 trusts one endpoint at a time (failover). Each
+   * extra endpoint costs one getTransaction per signature. At most the number of URLs. Default 1.
+   */
+  RPC_QUORUM: z.coerce.number().int().min(1).max(16).default(1),
   /** Signatures per getSignatureStatuses call, 1..256. Default 256. */
   RPC_STATUS_BATCH_SIZE: z.coerce.number().int().min(1).max(256).default(256),
   /** Upstream Decentral API that the recording proxy forwards to. */
@@ -148,6 +154,14 @@ export function loadConfig(
         message: issue.message,
       })),
     );
+  }
+  if (parsed.data.RPC_QUORUM > parsed.data.SOLANA_RPC_URLS.length) {
+    throw new ConfigError([
+      {
+        key: "RPC_QUORUM",
+        message: `a quorum of ${parsed.data.RPC_QUORUM} needs at least that many SOLANA_RPC_URLS (${parsed.data.SOLANA_RPC_URLS.length} listed)`,
+      },
+    ]);
   }
   return parsed.data;
 }

@@ -14,6 +14,7 @@ export const errorCodes = [
   "rate_limited",
   "upstream_unavailable",
   "rpc_unavailable",
+  "rpc_disagreement",
   "malformed_transaction",
   "locked",
   "timeout",

@@ -1,7 +1,7 @@
 import { type ServerType, serve } from "@hono/node-server";
 import { createApp } from "./api/app.js";
 import { createMetrics } from "./api/metrics.js";
-import { rpcPoolFromConfig } from "./chain/rpc-pool.js";
+import { isQuorumRpc, rpcFromConfig } from "./chain/quorum.js";
 import type { Config } from "./config.js";
 import { openStore, type Store } from "./db/client.js";
 import { migrateStore } from "./db/migrate.js";
@@ -72,8 +72,12 @@ export async function startService(
     const checkpointer = startWalCheckpointer(store, { log });
     stops.push(() => checkpointer.close());
     const jobsApi = createJobsApiClient(config.DECENTRAL_BASE_URL);
-    const rpc = rpcPoolFromConfig(config, log);
-    const metrics = createMetrics({ store, rpcStats: () => rpc.stats() });
+    const rpc = rpcFromConfig(config, log);
+    const metrics = createMetrics({
+      store,
+      rpcStats: () => rpc.stats(),
+      rpcQuorum: () => (isQuorumRpc(rpc) ? rpc.quorumStatus() : null),
+    });
     const proxy = createRecordingProxy({
       store,
       log,
@@ -130,6 +134,7 @@ export async function startService(
       readiness: {
         rpc: () => rpc.getSlot("finalized"),
         profile: () => profileStatus(store, profile),
+        rpcQuorum: () => (isQuorumRpc(rpc) ? rpc.quorumStatus() : null),
       },
     });
     const server = await listen(app.fetch, config.PORT, config.HOST);

@@ -144,3 +144,53 @@ describe("GET /openapi.json", () => {
     );
   });
 });
+
+describe("RPC quorum in /readyz and /metrics", () => {
+  const quorum = () => ({
+    quorum: 2,
+    endpoints: [
+      {
+        endpoint: "http://liar",
+        outvoted: 4,
+        unresolved: 1,
+        consecutiveOutvoted: 3,
+        setAside: true,
+        setAsideUntil: 1_800_000_000_000,
+      },
+      {
+        endpoint: "http://honest",
+        outvoted: 0,
+        unresolved: 1,
+        consecutiveOutvoted: 0,
+        setAside: false,
+        setAsideUntil: null,
+      },
+    ],
+  });
+
+  it("names the endpoints that disagreed, the one set aside, and the jobs waiting in rpc_disagreement", async () => {
+    const api = createTestApi({ readiness: { rpc: async () => 1, rpcQuorum: quorum } });
+    insertJob(api.store, { jobId: "d1", verdict: "rpc_disagreement" });
+    const res = await api.get("/readyz");
+    expect(await res.json()).toMatchObject({
+      rpcQuorum: {
+        quorum: 2,
+        jobsInDisagreement: 1,
+        endpoints: [{ endpoint: "http://liar", setAside: true, outvoted: 4 }, { setAside: false }],
+      },
+    });
+  });
+
+  it("counts disagreements by endpoint", async () => {
+    const store = createTestStore();
+    const metrics = createMetrics({ store, rpcQuorum: quorum });
+    const text = await metrics.registry.metrics();
+    expect(text).toContain(
+      'decentral_audit_rpc_disagreements_total{endpoint="http://liar",kind="outvoted"} 4',
+    );
+    expect(text).toContain(
+      'decentral_audit_rpc_disagreements_total{endpoint="http://honest",kind="unresolved"} 1',
+    );
+    expect(text).toContain('decentral_audit_rpc_endpoint_set_aside{endpoint="http://liar"} 1');
+  });
+});

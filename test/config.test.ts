@@ -15,6 +15,16 @@ describe("config", () => {
     expect(config.PORT).toBe(9100);
   });
 
+  it("refuses an RPC_QUORUM larger than the number of SOLANA_RPC_URLS", () => {
+    expect(loadConfig({}).RPC_QUORUM).toBe(1);
+    expect(
+      loadConfig({ SOLANA_RPC_URLS: "http://a,http://b,http://c", RPC_QUORUM: "2" }).RPC_QUORUM,
+    ).toBe(2);
+    expect(() => loadConfig({ SOLANA_RPC_URLS: "http://a", RPC_QUORUM: "2" })).toThrow(
+      /RPC_QUORUM: a quorum of 2 needs at least that many SOLANA_RPC_URLS \(1 listed\)/,
+    );
+  });
+
   it("splits SOLANA_RPC_URLS on commas, in order", () => {
     const config = loadConfig({ SOLANA_RPC_URLS: "http://a:1, http://b:2" });
     expect(config.SOLANA_RPC_URLS).toEqual(["http://a:1", "http://b:2"]);

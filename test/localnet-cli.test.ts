@@ -52,6 +52,23 @@ describe("decentral-audit localnet", () => {
     });
   });
 
+  it("adds a lying RPC endpoint with --lying-rpc, telling the lies it is given", () => {
+    expect(localnetOptionsFromFlags({ ...defaults, lyingRpc: true }).lyingRpc).toMatchObject({
+      share: 0.2,
+      kinds: ["amount", "memo", "owner", "error", "finality"],
+      port: 0,
+    });
+    expect(
+      localnetOptionsFromFlags({ ...defaults, lyingRpc: "0.5", lyingRpcLies: "memo, finality" })
+        .lyingRpc,
+    ).toMatchObject({ share: 0.5, kinds: ["memo", "finality"] });
+    expect(localnetOptionsFromFlags(defaults).lyingRpc).toBeUndefined();
+    expect(() =>
+      localnetOptionsFromFlags({ ...defaults, lyingRpc: true, lyingRpcLies: "amount,slot" }),
+    ).toThrow(/--lying-rpc-lies: unknown lie slot/);
+    expect(() => localnetOptionsFromFlags({ ...defaults, lyingRpc: "2" })).toThrow(/--lying-rpc/);
+  });
+
   it("rejects bad flag values naming the flag", () => {
     expect(() => localnetOptionsFromFlags({ ...defaults, faultRate: "1.5" })).toThrow(
       /--fault-rate/,

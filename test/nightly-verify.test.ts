@@ -99,6 +99,20 @@ describe("decentral-audit verify", () => {
     expect(err.join("\n")).toMatch(/timed out after 1 s/);
   });
 
+  it("exits 2, could not finish, while a job waits in rpc_disagreement, and says so", async () => {
+    const store = storeWithWindow();
+    const { code, out } = run(
+      store,
+      scriptedEngine(store, { in_1: "verified", in_2: "rpc_disagreement" }),
+      { json: true },
+    );
+    expect(await code).toBe(2);
+    const summary = JSON.parse(out.join(""));
+    expect(summary.outcome).toBe("incomplete");
+    expect(summary.byVerdict.rpc_disagreement).toBe(1);
+    expect(summary.reason).toContain("1 jobs in rpc_disagreement");
+  });
+
   it("exits 2 without touching a job when the RPC is unreachable", async () => {
     const store = storeWithWindow();
     const engine = scriptedEngine(store, { in_1: "verified", in_2: "verified" });

@@ -26,6 +26,7 @@ export function statusOf(code: ErrorCode): ContentfulStatusCode {
       return 429;
     case "upstream_unavailable":
     case "rpc_unavailable":
+    case "rpc_disagreement":
       return 502;
     case "timeout":
       return 504;

@@ -1,5 +1,6 @@
 import { statSync } from "node:fs";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { QuorumStatus } from "../chain/quorum.js";
 import type { Store } from "../db/client.js";
 import { verdicts } from "../db/schema.js";
 import { dataCompleteUntil, openVerdicts } from "../reports/reconciliation.js";
@@ -17,6 +18,8 @@ export interface MetricSources {
   store: Store;
   /** RPC pool counters (monotonic). */
   rpcStats?: () => readonly RpcStatRow[];
+  /** The RPC quorum's standing per endpoint (`RPC_QUORUM` above 1), else null. */
+  rpcQuorum?: () => QuorumStatus | null;
   /** Jobs waiting in the verification queue; default: jobs whose verdict is not final. */
   queueDepth?: () => number;
   /** Size of the database's -wal file in bytes; default: read from the file at scrape time. */
@@ -106,6 +109,35 @@ export function createMetrics(sources: MetricSources) {
       for (const row of sources.rpcStats()) {
         this.inc({ endpoint: row.endpoint, method: row.method, outcome: row.outcome }, row.count);
       }
+    },
+  });
+
+  new Counter({
+    name: "decentral_audit_rpc_disagreements_total",
+    help: "Answers of an endpoint that differed from the others (RPC_QUORUM): outvoted by a quorum, or unresolved (no quorum formed).",
+    labelNames: ["endpoint", "kind"] as const,
+    registers: [registry],
+    collect() {
+      const status = sources.rpcQuorum?.();
+      if (!status) return;
+      this.reset();
+      for (const e of status.endpoints) {
+        this.inc({ endpoint: e.endpoint, kind: "outvoted" }, e.outvoted);
+        this.inc({ endpoint: e.endpoint, kind: "unresolved" }, e.unresolved);
+      }
+    },
+  });
+
+  new Gauge({
+    name: "decentral_audit_rpc_endpoint_set_aside",
+    help: "1 while the quorum sets an endpoint aside for disagreeing with the others.",
+    labelNames: ["endpoint"] as const,
+    registers: [registry],
+    collect() {
+      const status = sources.rpcQuorum?.();
+      if (!status) return;
+      this.reset();
+      for (const e of status.endpoints) this.set({ endpoint: e.endpoint }, e.setAside ? 1 : 0);
     },
   });
 

@@ -1,4 +1,5 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { QuorumStatus } from "../chain/quorum.js";
 import type { Store } from "../db/client.js";
 import { dataCompleteUntil } from "../reports/reconciliation.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
@@ -17,6 +18,8 @@ export interface ReadinessProbes {
   rpcTimeoutMs?: number;
   /** The protocol profile's gaps and learned facts (informational: never fails readiness). */
   profile?: () => ProfileStatus;
+  /** The RPC quorum's standing (`RPC_QUORUM` above 1), else null (informational). */
+  rpcQuorum?: () => QuorumStatus | null;
 }
 
 export interface OpsRoutesDeps {
@@ -43,6 +46,25 @@ const ReadinessSchema = z
       })
       .optional()
       .describe("what the protocol profile cannot check for any job, and what was learned instead"),
+    rpcQuorum: z
+      .object({
+        quorum: z.number(),
+        jobsInDisagreement: z.number(),
+        endpoints: z.array(
+          z.object({
+            endpoint: z.string(),
+            outvoted: z.number(),
+            unresolved: z.number(),
+            consecutiveOutvoted: z.number(),
+            setAside: z.boolean(),
+            setAsideUntil: z.number().nullable(),
+          }),
+        ),
+      })
+      .optional()
+      .describe(
+        "RPC_QUORUM: endpoints that disagreed with the others, those set aside, and jobs waiting in rpc_disagreement",
+      ),
   })
   .openapi("Readiness");
 
@@ -117,9 +139,20 @@ export function opsRoutes(deps: OpsRoutesDeps) {
       const verificationLag = { ok: seconds <= maxSeconds, seconds, maxSeconds };
       const ok = database.ok && rpc.ok && verificationLag.ok;
       const profile = database.ok ? deps.readiness?.profile?.() : undefined;
+      const quorum = database.ok ? deps.readiness?.rpcQuorum?.() : null;
+      const rpcQuorum = quorum
+        ? {
+            ...quorum,
+            jobsInDisagreement: deps.store.sqlite
+              .prepare("SELECT count(*) FROM jobs WHERE verdict = 'rpc_disagreement'")
+              .pluck()
+              .get() as number,
+          }
+        : null;
       const body = {
         ok,
         checks: { database, rpc, verificationLag },
+        ...(rpcQuorum ? { rpcQuorum } : {}),
         ...(profile
           ? { profile: profile as typeof profile & { treasury: Record<string, unknown> } }
           : {}),

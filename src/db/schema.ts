@@ -48,12 +48,14 @@ export type ReceiptSource = (typeof receiptSources)[number];
  * (e.g. no settlement signature after the backfill gave up) or the node pruned the transaction;
  * `partially_verified`: no check failed, but the job's own data left a money check unproven
  * (usage or price unknown, credit vault not tied to the customer, treasury not learned yet):
- * `jobs.unproven` lists what.
+ * `jobs.unproven` lists what. `rpc_disagreement`: with `RPC_QUORUM` above 1, the endpoints did not
+ * agree on a fact the verdict needs; never a verdict about the job, retried, every answer kept.
  */
 export const verdicts = [
   "pending",
   "awaiting_finality",
   "error",
+  "rpc_disagreement",
   "verified",
   "partially_verified",
   "discrepancy",

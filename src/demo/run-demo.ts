@@ -71,7 +71,11 @@ async function ensurePortFree(port: number): Promise<void> {
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
 function progressText(p: RunProgress): string {
-  const open = p.byVerdict.pending + p.byVerdict.awaiting_finality + p.byVerdict.error;
+  const open =
+    p.byVerdict.pending +
+    p.byVerdict.awaiting_finality +
+    p.byVerdict.error +
+    p.byVerdict.rpc_disagreement;
   return `verifying ${p.final}/${p.total} final: verified ${p.byVerdict.verified}, discrepancy ${p.byVerdict.discrepancy}, dropped ${p.byVerdict.dropped}, waiting ${open}`;
 }
 

@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { AppError } from "../errors.js";
 import { isSimFault, type SimFault, simFaults } from "./decentral-jobs.js";
+import { isLieKind, type LieKind, lieKinds } from "./lying-rpc.js";
 import type { LocalWorldOptions } from "./world.js";
 
 /** The `decentral-audit localnet` command: the local chain, its RPC and the Decentral simulator. */
@@ -21,6 +22,10 @@ interface LocalnetFlags {
   rpcBehindRate?: string;
   rpcRefuseBatch?: boolean;
   rpcNeverLandRate?: string;
+  /** `true` when given without a share. */
+  lyingRpc?: string | boolean;
+  lyingRpcLies?: string;
+  lyingRpcPort?: string;
 }
 
 function bad(flag: string, message: string): never {
@@ -76,7 +81,33 @@ export function localnetOptionsFromFlags(flags: LocalnetFlags): LocalWorldOption
   const neverLandRate = share("rpc-never-land-rate", flags.rpcNeverLandRate);
   if (neverLandRate !== undefined) rpcFaults.neverLandRate = neverLandRate;
   if (flags.rpcRefuseBatch) rpcFaults.refuseBatch = true;
+  let lyingRpc: LocalWorldOptions["lyingRpc"];
+  if (flags.lyingRpc !== undefined && flags.lyingRpc !== false) {
+    const lieShare = flags.lyingRpc === true ? 0.2 : share("lying-rpc", flags.lyingRpc);
+    let kinds: LieKind[] = [...lieKinds];
+    if (flags.lyingRpcLies !== undefined) {
+      const names = flags.lyingRpcLies
+        .split(",")
+        .map((s) => s.trim())
+        .filter((s) => s !== "");
+      const unknown = names.filter((n) => !isLieKind(n));
+      if (names.length === 0 || unknown.length > 0) {
+        bad(
+          "lying-rpc-lies",
+          `unknown lie ${unknown.join(", ") || "(none)"}; known: ${lieKinds.join(", ")}`,
+        );
+      }
+      kinds = names as LieKind[];
+    }
+    lyingRpc = {
+      share: lieShare ?? 0.2,
+      kinds,
+      port: integer("lying-rpc-port", flags.lyingRpcPort ?? "0", 0, 65_535),
+      ...(flags.seed === undefined ? {} : { seed: `${flags.seed}/lies` }),
+    };
+  }
   return {
+    ...(lyingRpc ? { lyingRpc } : {}),
     host: flags.host,
     rpcPort: integer("rpc-port", flags.rpcPort, 0, 65_535),
     apiPort: integer("api-port", flags.apiPort, 0, 65_535),
@@ -117,6 +148,12 @@ export function registerLocalnetCommand(program: Command): void {
       "--rpc-never-land-rate <x>",
       "share (0..1) of sent transactions acknowledged but never landed",
     )
+    .option(
+      "--lying-rpc [share]",
+      "add a second JSON-RPC endpoint on the same chain that lies about a share (0..1, default 0.2) of transactions",
+    )
+    .option("--lying-rpc-lies <kinds>", `lies it tells, comma-separated (${lieKinds.join(", ")})`)
+    .option("--lying-rpc-port <port>", "port of the lying endpoint (0 picks a free port)")
     .action(async (flags: LocalnetFlags) => {
       const options = localnetOptionsFromFlags(flags);
       // LiteSVM and the Solana SDKs load only when the local world starts.
@@ -134,6 +171,7 @@ export function registerLocalnetCommand(program: Command): void {
         console.log(
           JSON.stringify({
             rpcUrl: world.rpcUrl,
+            ...(world.lyingRpcUrl ? { lyingRpcUrl: world.lyingRpcUrl } : {}),
             decentralBaseUrl: world.decentralBaseUrl,
             simulatorUrl: world.simulatorUrl,
             apiKeys: world.apiKeys,
@@ -147,6 +185,7 @@ export function registerLocalnetCommand(program: Command): void {
         console.log(
           [
             `local chain JSON-RPC  ${world.rpcUrl}`,
+            ...(world.lyingRpcUrl ? [`lying JSON-RPC        ${world.lyingRpcUrl}`] : []),
             `Decentral API         ${world.decentralBaseUrl}`,
             `ground truth          ${world.simulatorUrl}/sim/jobs`,
             `USDC mint             ${world.accounts.mint}`,

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import type { LocalChain } from "./chain.js";
 import { seededRandom } from "./decentral-jobs.js";
+import { callLying, type RpcLies } from "./lying-rpc.js";
 import { RpcError, type RpcHandler, rpcMethods } from "./rpc-methods.js";
 
 /**
@@ -25,6 +26,8 @@ export interface RpcFaults {
   neverLandRate: number;
   /** Answer every request with HTTP 503. */
   down: boolean;
+  /** Lie about a share of transactions (amounts, memos, owners, errors, finality). Default none. */
+  lies: RpcLies | null;
 }
 
 export const noRpcFaults: RpcFaults = {
@@ -35,6 +38,7 @@ export const noRpcFaults: RpcFaults = {
   refuseBatch: false,
   neverLandRate: 0,
   down: false,
+  lies: null,
 };
 
 /** Counters of one endpoint, so tests and benchmarks can observe every injected fault. */
@@ -156,7 +160,8 @@ export class RpcEndpoint {
     if (!handler) throw new RpcError(-32601, "Method not found");
     const params = request.params ?? [];
     if (!Array.isArray(params)) throw new RpcError(-32602, "Invalid params: expected an array");
-    return handler(params);
+    const lies = this.faults.lies;
+    return lies ? callLying(lies, method, params, handler) : handler(params);
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -13,10 +13,11 @@ import {
   localnetAccounts,
   localSigner,
 } from "./keys.js";
+import { type LieKind, lieKinds, type RpcLies } from "./lying-rpc.js";
 import { RpcEndpoint, type RpcFaults, type RpcStats, snapshotStats } from "./rpc-server.js";
 import { createSimulatorApp } from "./simulator.js";
 
-export type { LocalAccounts, RpcFaults, RpcStats, SimulatorOptions };
+export type { LieKind, LocalAccounts, RpcFaults, RpcLies, RpcStats, SimulatorOptions };
 
 /**
  * The local Decentral world: one chain (LiteSVM), a JSON-RPC front end to it (more on demand,
@@ -38,6 +39,11 @@ export interface LocalWorldOptions {
   finalitySlots?: number;
   /** Faults of the first JSON-RPC endpoint. Default none. */
   rpcFaults?: Partial<RpcFaults>;
+  /**
+   * Adds a second JSON-RPC endpoint on the same chain that lies about a share of transactions
+   * (`lyingRpcUrl`). Default none; `share` defaults to 0.2, `kinds` to every lie.
+   */
+  lyingRpc?: Partial<RpcLies> & { port?: number };
   /** Simulator options: fault rate and list, seed, timeouts. */
   simulator?: Partial<SimulatorOptions>;
   /** Clock of the chain in epoch milliseconds; tests pass one they move by hand. Default Date.now. */
@@ -47,6 +53,8 @@ export interface LocalWorldOptions {
 export interface LocalWorld {
   /** First JSON-RPC endpoint, e.g. http://127.0.0.1:8899. */
   rpcUrl: string;
+  /** The lying endpoint when `lyingRpc` was given, else null. */
+  lyingRpcUrl: string | null;
   /** Decentral API base, e.g. http://127.0.0.1:8788/v1. */
   decentralBaseUrl: string;
   /** Simulator root (serves `/sim/jobs`). */
@@ -142,6 +150,20 @@ export async function startLocalWorld(options: LocalWorldOptions = {}): Promise<
     return endpoint.url;
   };
   const rpcUrl = await addRpcEndpoint(options.rpcFaults, options.rpcPort ?? 0);
+  let lyingRpcUrl: string | null = null;
+  if (options.lyingRpc) {
+    const { port, ...lies } = options.lyingRpc;
+    lyingRpcUrl = await addRpcEndpoint(
+      {
+        lies: {
+          share: lies.share ?? 0.2,
+          kinds: lies.kinds ?? [...lieKinds],
+          seed: lies.seed ?? `${simulatorOptions.seed}/lies`,
+        },
+      },
+      port ?? 0,
+    );
+  }
 
   let apiServer: ServerType;
   try {
@@ -166,6 +188,7 @@ export async function startLocalWorld(options: LocalWorldOptions = {}): Promise<
 
   return {
     rpcUrl,
+    lyingRpcUrl,
     decentralBaseUrl: `${simulatorUrl}/v1`,
     simulatorUrl,
     apiKeys: allKeys.slice(0, FUNDED_API_KEY_COUNT),

@@ -218,6 +218,11 @@ export async function runNightlyVerification(
   const total = verdicts.reduce((sum, v) => sum + byVerdict[v], 0);
   const open = openVerdicts.reduce((sum, v) => sum + byVerdict[v], 0);
   if (reason === null && open > 0) reason = `${open} jobs are not final`;
+  if (byVerdict.rpc_disagreement > 0) {
+    // Never a finding about the jobs, but the run cannot call them verified either.
+    const disagreement = `${byVerdict.rpc_disagreement} jobs in rpc_disagreement: the RPC endpoints disagree on their transactions (tx inspect SIGNATURE --quorum k)`;
+    reason = reason === null ? disagreement : `${reason}; ${disagreement}`;
+  }
   const bad = byVerdict.discrepancy + byVerdict.dropped + byVerdict.unverifiable;
   const minJobs = options.minJobs ?? 0;
   const outcome: NightlySummary["outcome"] =

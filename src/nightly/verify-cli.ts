@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import type { Command } from "commander";
 import { pino } from "pino";
-import { rpcPoolFromConfig } from "../chain/rpc-pool.js";
+import { rpcFromConfig } from "../chain/quorum.js";
 import type { Config } from "../config.js";
 import { openStore } from "../db/client.js";
 import { migrateStore } from "../db/migrate.js";
@@ -55,7 +55,7 @@ export function registerVerifyCommand(program: Command, helpers: Helpers): void 
         pino.destination(2),
       );
       const store = openStore(config.DATABASE_URL);
-      const rpc = rpcPoolFromConfig(config, log);
+      const rpc = rpcFromConfig(config, log);
       try {
         migrateStore(store);
         const profile = loadProfile(config.AUDIT_PROFILE);

@@ -47,6 +47,10 @@ export const checkCatalogue = {
     "each signature serves one job in one role (receipts and jobs-API answers of every job compared)",
   "jobs_api.matches_receipt": "the jobs API agrees with the headers (escrow, settlement, worker)",
   "jobs_api.matches_chain": "the jobs API's status and credits charged agree with the chain",
+  "escrow.rpc_quorum":
+    "RPC_QUORUM endpoints answered the escrow's facts and finalized status identically (written only while they disagree)",
+  "settlement.rpc_quorum":
+    "RPC_QUORUM endpoints answered the settlement's facts and finalized status identically (written only while they disagree)",
 } as const;
 
 export type CheckName = keyof typeof checkCatalogue;

@@ -5,6 +5,11 @@ import PQueue from "p-queue";
 import { factsFromJson, factsToJson } from "../chain/facts-json.js";
 import { parseJsonLossless } from "../chain/json-text.js";
 import { parseTransaction } from "../chain/parse-transaction.js";
+import {
+  describeDisagreement,
+  type RpcDisagreement,
+  RpcDisagreementError,
+} from "../chain/quorum.js";
 import type { TransactionFacts } from "../chain/transaction-facts.js";
 import { isBusyError, retryWhileBusy, type Store } from "../db/client.js";
 import {
@@ -48,6 +53,8 @@ export interface SignatureStatusLike {
   slot: number;
   confirmationStatus: Commitment | null;
   err: unknown;
+  /** Set by a quorum when its endpoints disagree on this status (it is then never final). */
+  disagreement?: RpcDisagreement;
 }
 
 /** The part of the RPC pool (`src/chain`) the verifier uses. */
@@ -154,7 +161,7 @@ export interface VerifierDeps {
 type JobRow = typeof jobs.$inferSelect;
 type TxRow = typeof chainTransactions.$inferSelect;
 
-const openVerdicts: Verdict[] = ["pending", "awaiting_finality", "error"];
+const openVerdicts: Verdict[] = ["pending", "awaiting_finality", "error", "rpc_disagreement"];
 const CHUNK = 500;
 
 /**
@@ -346,6 +353,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     );
     const rows = loadTxRows(allSigs);
     const trouble: SigTrouble = new Map();
+    const disagreements = new Map<string, RpcDisagreement>();
 
     const needStatus = allSigs.filter((s) => {
       const state = rows.get(s)?.state;
@@ -361,6 +369,9 @@ export function createVerifier(deps: VerifierDeps): Verifier {
         if (missing.length > 0 && !signal.aborted) currentSlot = await rpc.getSlot();
         if (signal.aborted) return claimed.length;
         await applyStatuses(needStatus, statuses, currentSlot, rows);
+        statuses.forEach((s, i) => {
+          if (s?.disagreement) disagreements.set(needStatus[i]!, s.disagreement);
+        });
       } catch (error) {
         if (isBusyError(error)) throw error; // the database, not the node: retry the round
         for (const s of needStatus) trouble.set(s, `getSignatureStatuses: ${message(error)}`);
@@ -382,6 +393,10 @@ export function createVerifier(deps: VerifierDeps): Verifier {
           } catch (error) {
             // The database, not the node, was in the way: the round is retried as a whole.
             if (isBusyError(error)) throw error;
+            if (error instanceof RpcDisagreementError) {
+              disagreements.set(signature, error.disagreement);
+              return;
+            }
             trouble.set(signature, `getTransaction: ${message(error)}`);
             // A node that keeps answering with something unparseable is counted like one that
             // has no such transaction, so the job ends unverifiable instead of retrying for ever.
@@ -416,7 +431,16 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       const learnedTreasury = custody.treasury();
       await writeDecisions(
         slice.map((job) =>
-          decide(job, rows, trouble, naming, factsOf, custody.of(job), learnedTreasury),
+          decide(
+            job,
+            rows,
+            trouble,
+            naming,
+            factsOf,
+            custody.of(job),
+            learnedTreasury,
+            disagreements,
+          ),
         ),
         runId,
       );
@@ -569,6 +593,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     factsOf: (sig: string) => TransactionFacts | undefined,
     jobCustody: Custody,
     learnedTreasury: string | null,
+    disagreements: Map<string, RpcDisagreement> = new Map(),
   ): Decision {
     const t = now();
     const sigs = jobSignatures(job);
@@ -609,6 +634,28 @@ export function createVerifier(deps: VerifierDeps): Verifier {
         }),
       );
       return { ...base, verdict: "unverifiable", nextVerifyAt: t, commitment, checks };
+    }
+    // Endpoints that disagree say nothing about the job: it waits, with every answer as evidence.
+    const disputed = sigs.filter((s) => disagreements.has(s));
+    if (disputed.length > 0) {
+      const checks = disputed.map((s): CheckResult => {
+        const d = disagreements.get(s)!;
+        return {
+          name: `${roleOf(s)}.rpc_quorum`,
+          outcome: "skip",
+          reason: describeDisagreement(d),
+          expected: { quorum: d.quorum, method: d.method, signature: s },
+          actual: { answers: d.answers },
+        };
+      });
+      return {
+        ...base,
+        verdict: "rpc_disagreement",
+        nextVerifyAt: t + backoff(job.verifyAttempts, options.errorBackoffMs),
+        lastError: checks.map((c) => c.reason).join("; "),
+        commitment,
+        checks,
+      };
     }
     const troubled = sigs.filter((s) => trouble.has(s));
     if (troubled.length > 0) {
@@ -707,7 +754,8 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       verdict: d.verdict,
       verdictAt: final ? t : d.job.verdictAt,
       // Consecutive rounds that ended in RPC trouble: the error backoff grows with it.
-      attempts: d.verdict === "error" ? d.job.verifyAttempts + 1 : 0,
+      attempts:
+        d.verdict === "error" || d.verdict === "rpc_disagreement" ? d.job.verifyAttempts + 1 : 0,
       nextVerifyAt: d.nextVerifyAt,
       lastError: d.lastError,
       commitment: d.commitment,
@@ -732,7 +780,8 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       custody.countTreasuryEvidence(d.job.jobId, d.evaluation.learned.treasuryCandidate, t);
     }
     const checks = d.evaluation?.checks ?? d.checks;
-    if (final && checks) {
+    // A disagreement's evidence is written too, and replaced by the checks of the final verdict.
+    if ((final || d.verdict === "rpc_disagreement") && checks) {
       clearChecks.run(d.job.jobId);
       for (const c of checks) {
         insertCheck.run(

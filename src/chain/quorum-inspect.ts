@@ -1,0 +1,76 @@
+import type { Config } from "../config.js";
+import { AppError } from "../errors.js";
+import { isValidSignature } from "./inspect.js";
+import { createQuorumRpc, type EndpointAnswer } from "./quorum.js";
+import { createRpcPool } from "./rpc-pool.js";
+import { endpointNames } from "./url-secrets.js";
+
+/** What `tx inspect SIGNATURE --quorum k` prints. */
+export interface QuorumInspection {
+  signature: string;
+  quorum: number;
+  /** True when at least `quorum` endpoints answered identical facts (or all "not found"). */
+  agreed: boolean;
+  /** Digest of the agreed facts; null when none agreed or they agreed it is not found. */
+  digest: string | null;
+  endpoints: (EndpointAnswer & { agrees: boolean })[];
+}
+
+/**
+ * Asks every endpoint of `SOLANA_RPC_URLS` for one transaction and compares the digests of the
+ * parsed facts, as the verifier's quorum does; nothing is cut short, so every answer is shown.
+ */
+export async function inspectWithQuorum(
+  signature: string,
+  options: { config: Config; quorum: number; commitment?: "confirmed" | "finalized" },
+): Promise<QuorumInspection> {
+  const urls = options.config.SOLANA_RPC_URLS;
+  if (!isValidSignature(signature)) {
+    throw new AppError(
+      "bad_request",
+      `${signature} is not a valid transaction signature (64 bytes, base58)`,
+      { field: "target" },
+    );
+  }
+  if (!Number.isInteger(options.quorum) || options.quorum < 2 || options.quorum > urls.length) {
+    throw new AppError(
+      "validation_failed",
+      `--quorum: expected an integer from 2 to the number of RPC URLs (${urls.length})`,
+      { field: "quorum" },
+    );
+  }
+  const names = endpointNames(urls);
+  const rpc = createQuorumRpc({
+    quorum: options.quorum,
+    members: urls.map((url, i) => ({
+      name: names[i]!,
+      rpc: createRpcPool({
+        endpoints: [
+          {
+            url,
+            rateLimitPerSec: options.config.RPC_RATE_LIMIT,
+            concurrency: 1,
+            timeoutMs: options.config.RPC_TIMEOUT_MS,
+          },
+        ],
+        maxAttempts: 3,
+      }),
+    })),
+  });
+  try {
+    const result = await rpc.inspect(signature, options.commitment ?? "finalized");
+    const winning = result.agreed ? (result.digest ?? "not_found") : null;
+    return {
+      signature,
+      quorum: result.quorum,
+      agreed: result.agreed,
+      digest: result.digest,
+      endpoints: result.answers.map((a) => ({
+        ...a,
+        agrees: winning !== null && (a.kind === "not_found" ? "not_found" : a.digest) === winning,
+      })),
+    };
+  } finally {
+    await rpc.close();
+  }
+}

@@ -1,0 +1,597 @@
+import { createHash } from "node:crypto";
+import type { Config } from "../config.js";
+import { AppError, isAppError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { factsToJson, type TransactionFactsJson } from "./facts-json.js";
+import {
+  createRpcPool,
+  type FetchedTransaction,
+  type RpcPool,
+  type RpcPoolOptions,
+  rpcPoolFromConfig,
+  type SignatureStatusInfo,
+} from "./rpc-pool.js";
+import type { TransactionFacts } from "./transaction-facts.js";
+import { endpointNames } from "./url-secrets.js";
+
+/**
+ * A quorum over independent RPC endpoints (`RPC_QUORUM=k`). A fact the verifier uses (a
+ * transaction's parsed facts, a finalized status, a "not found") is taken only when k endpoints
+ * answered it identically; answers are compared by a digest of the parsed facts, never by their
+ * JSON text, which legitimately differs between providers. Invariants:
+ * - an answer that did not reach k is never returned as if it had: the caller gets either the
+ *   agreed answer, a weaker one that proves nothing (a status capped below finalized), an
+ *   `RpcDisagreementError` naming every answer, or `rpc_unavailable`;
+ * - statuses that are not final come from one endpoint (rotating), only final answers (finalized
+ *   or not found) are cross-checked, so a poll costs one batch call plus one per extra endpoint
+ *   asked; a transaction costs one getTransaction per endpoint asked (k when all agree);
+ * - an endpoint outvoted `setAsideAfter` times in a row is set aside: asked last, only when the
+ *   others cannot make the quorum. Agreement with it still counts: identical facts from a liar
+ *   and an honest node are the honest facts.
+ */
+
+/** One endpoint's answer to one question, as kept in evidence. */
+export interface EndpointAnswer {
+  endpoint: string;
+  /** `facts` (or a status), `not_found`, or `error` (the endpoint could not answer). */
+  kind: "answer" | "not_found" | "error";
+  /** sha256 of the canonical form of what it answered; null for an error. */
+  digest: string | null;
+  /** The parsed facts (getTransaction) or the status (getSignatureStatuses) it answered. */
+  value?: TransactionFactsJson | QuorumStatusJson | null;
+  error?: string;
+  /** The endpoint answered, but with a transaction that does not parse. */
+  malformed?: boolean;
+}
+
+/** A signature status in the form compared and kept as evidence. */
+export interface QuorumStatusJson {
+  slot: number;
+  confirmationStatus: SignatureStatusInfo["confirmationStatus"];
+  err: unknown;
+}
+
+/** What disagreeing endpoints said about one signature: evidence of an `rpc_disagreement`. */
+export interface RpcDisagreement {
+  signature: string;
+  method: "getTransaction" | "getSignatureStatuses";
+  quorum: number;
+  answers: EndpointAnswer[];
+}
+
+/** Thrown (getTransaction) or attached to a status when endpoints disagree and no k agree. */
+export class RpcDisagreementError extends AppError {
+  constructor(readonly disagreement: RpcDisagreement) {
+    super("rpc_disagreement", describeDisagreement(disagreement), {
+      signature: disagreement.signature,
+      endpoints: disagreement.answers.map((a) => a.endpoint),
+    });
+    this.name = "RpcDisagreementError";
+  }
+}
+
+/** A status the quorum could not agree on; `confirmationStatus` is capped so nothing is final. */
+export interface DisputedStatus extends SignatureStatusInfo {
+  disagreement: RpcDisagreement;
+}
+
+/** One line naming which endpoints answered what. */
+export function describeDisagreement(d: RpcDisagreement): string {
+  const groups = new Map<string, string[]>();
+  for (const a of d.answers) {
+    const key = a.kind === "error" ? "error" : a.kind === "not_found" ? "not found" : a.digest!;
+    groups.set(key, [...(groups.get(key) ?? []), a.endpoint]);
+  }
+  const parts = [...groups].map(([key, eps]) => {
+    const what = key === "error" || key === "not found" ? key : `digest ${key.slice(0, 12)}`;
+    return `${eps.join(", ")}: ${what}`;
+  });
+  return `${d.method} ${d.signature}: no ${d.quorum} endpoints agree (${parts.join("; ")})`;
+}
+
+/** Per-endpoint quorum standing, for `/readyz` and `/metrics`. */
+export interface QuorumEndpointStatus {
+  endpoint: string;
+  /** Times its answer differed from the one k endpoints agreed on. */
+  outvoted: number;
+  /** Times it was one side of a disagreement no quorum settled. */
+  unresolved: number;
+  /** Outvoted in a row, reset by agreement. */
+  consecutiveOutvoted: number;
+  setAside: boolean;
+  setAsideUntil: number | null;
+}
+
+export interface QuorumStatus {
+  quorum: number;
+  endpoints: QuorumEndpointStatus[];
+}
+
+/** One endpoint of the quorum: its display name and a pool over that endpoint alone. */
+export interface QuorumMember {
+  name: string;
+  rpc: RpcPool;
+}
+
+export interface QuorumOptions {
+  members: QuorumMember[];
+  /** Endpoints that must answer a fact identically, 2..members. */
+  quorum: number;
+  /** Times in a row an endpoint may be outvoted before it is set aside. Default 3. */
+  setAsideAfter?: number;
+  /** How long an endpoint is set aside, in ms. Default 600000 (10 min). */
+  setAsideMs?: number;
+  log?: Logger;
+  now?: () => number;
+}
+
+/** The RPC pool interface plus the quorum's own standing. */
+export interface QuorumRpc extends RpcPool {
+  quorumStatus(): QuorumStatus;
+  /** Every endpoint's answer to getTransaction, and whether k of them agree (`tx inspect`). */
+  inspect(
+    signature: string,
+    commitment?: "confirmed" | "finalized",
+  ): Promise<{ quorum: number; agreed: boolean; digest: string | null; answers: EndpointAnswer[] }>;
+}
+
+/** JSON text with object keys sorted: equal values give equal text whatever the key order. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.keys(value as object)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`);
+    return `{${entries.join(",")}}`;
+  }
+  if (typeof value === "bigint") return JSON.stringify(value.toString());
+  return JSON.stringify(value ?? null);
+}
+
+function sha256(text: string): string {
+  return createHash("sha256").update(text).digest("hex");
+}
+
+/** Digest of a transaction's parsed facts (their canonical JSON form). */
+export function factsDigest(facts: TransactionFacts): string {
+  return sha256(canonicalJson(factsToJson(facts)));
+}
+
+/** Digest of what a final status asserts: finalized, at which slot, with which error. */
+function statusDigest(status: SignatureStatusInfo): string {
+  return sha256(canonicalJson({ slot: status.slot, err: status.err ?? null, final: true }));
+}
+
+/** Failed calls in a row after which an endpoint is asked after those that answer. */
+const FAILING_AFTER = 2;
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+interface Standing {
+  /** Calls in a row that failed (down, timing out): such an endpoint is asked after the others. */
+  failing: number;
+  outvoted: number;
+  unresolved: number;
+  consecutive: number;
+  setAsideUntil: number;
+}
+
+/** Creates a quorum over one pool per endpoint; `close()` closes them all. */
+export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
+  const { members, quorum: k } = options;
+  if (!Number.isInteger(k) || k < 2 || k > members.length) {
+    throw new RangeError(`a quorum of ${k} needs at least ${k} endpoints (have ${members.length})`);
+  }
+  const setAsideAfter = options.setAsideAfter ?? 3;
+  const setAsideMs = options.setAsideMs ?? 600_000;
+  const now = options.now ?? Date.now;
+  const standing = new Map<string, Standing>(
+    members.map((m) => [
+      m.name,
+      { failing: 0, outvoted: 0, unresolved: 0, consecutive: 0, setAsideUntil: 0 },
+    ]),
+  );
+  let rotation = 0;
+
+  const isAside = (m: QuorumMember) => standing.get(m.name)!.setAsideUntil > now();
+
+  const isFailing = (m: QuorumMember) => standing.get(m.name)!.failing >= FAILING_AFTER;
+
+  /**
+   * Endpoints in asking order: those in good standing (configured order), then those whose last
+   * calls failed (a down endpoint costs the others no wait), then those set aside.
+   */
+  const order = (): QuorumMember[] => [
+    ...members.filter((m) => !isAside(m) && !isFailing(m)),
+    ...members.filter((m) => !isAside(m) && isFailing(m)),
+    ...members.filter((m) => isAside(m)),
+  ];
+
+  /** Runs one call on a member, keeping count of its failures in a row. */
+  async function observed<T>(member: QuorumMember, call: () => Promise<T>): Promise<T> {
+    const s = standing.get(member.name)!;
+    try {
+      const value = await call();
+      s.failing = 0;
+      return value;
+    } catch (error) {
+      s.failing++;
+      throw error;
+    }
+  }
+
+  const agreed = (name: string) => {
+    standing.get(name)!.consecutive = 0;
+  };
+  const outvoted = (name: string, method: string, signature: string) => {
+    const s = standing.get(name)!;
+    s.outvoted++;
+    s.consecutive++;
+    options.log?.warn({ endpoint: name, method, signature }, "rpc endpoint outvoted by the quorum");
+    if (s.consecutive >= setAsideAfter && s.setAsideUntil <= now()) {
+      s.setAsideUntil = now() + setAsideMs;
+      options.log?.warn(
+        { endpoint: name, outvotedInARow: s.consecutive, setAsideMs },
+        "rpc endpoint set aside: it keeps disagreeing with the others",
+      );
+    }
+  };
+  const unresolved = (answers: EndpointAnswer[]) => {
+    for (const a of answers) if (a.kind !== "error") standing.get(a.endpoint)!.unresolved++;
+  };
+
+  /**
+   * The group of identical answers that reached k, if any: found answers first (a found,
+   * finalized fact outranks a "not found" only when k endpoints state it).
+   */
+  function winner(answers: EndpointAnswer[]): string | null {
+    const counts = new Map<string, number>();
+    for (const a of answers) {
+      if (a.kind === "error") continue;
+      const key = a.kind === "not_found" ? "not_found" : a.digest!;
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+    let best: string | null = null;
+    for (const [key, n] of counts) {
+      if (n >= k && (best === null || best === "not_found")) best = key;
+    }
+    return best;
+  }
+
+  const keyOf = (a: EndpointAnswer) => (a.kind === "not_found" ? "not_found" : a.digest);
+
+  /** Records who agreed with the winning answer and who was outvoted. */
+  function settle(win: string, answers: EndpointAnswer[], method: string, signature: string) {
+    for (const a of answers) {
+      if (a.kind === "error") continue;
+      if (keyOf(a) === win) agreed(a.endpoint);
+      else outvoted(a.endpoint, method, signature);
+    }
+  }
+
+  async function askTransaction(
+    member: QuorumMember,
+    signature: string,
+    commitment: "confirmed" | "finalized",
+  ): Promise<{ answer: EndpointAnswer; fetched: FetchedTransaction | null }> {
+    try {
+      const fetched = await observed(member, () =>
+        member.rpc.getTransaction(signature, commitment),
+      );
+      if (fetched === null) {
+        return {
+          answer: { endpoint: member.name, kind: "not_found", digest: null, value: null },
+          fetched,
+        };
+      }
+      return {
+        answer: {
+          endpoint: member.name,
+          kind: "answer",
+          digest: factsDigest(fetched.facts),
+          value: factsToJson(fetched.facts),
+        },
+        fetched,
+      };
+    } catch (error) {
+      return {
+        answer: {
+          endpoint: member.name,
+          kind: "error",
+          digest: null,
+          error: message(error),
+          ...(isAppError(error) && error.code === "malformed_transaction"
+            ? { malformed: true }
+            : {}),
+        },
+        fetched: null,
+      };
+    }
+  }
+
+  /**
+   * Asks k endpoints at once, then one more at a time until k answers agree or every endpoint
+   * has answered; `all` asks every endpoint (tx inspect).
+   */
+  async function collectTransaction(
+    signature: string,
+    commitment: "confirmed" | "finalized",
+    all: boolean,
+  ) {
+    const queue = order();
+    const asked = queue.splice(0, all ? queue.length : k);
+    const results = await Promise.all(asked.map((m) => askTransaction(m, signature, commitment)));
+    let win = winner(results.map((r) => r.answer));
+    while (win === null && queue.length > 0) {
+      results.push(await askTransaction(queue.shift()!, signature, commitment));
+      win = winner(results.map((r) => r.answer));
+    }
+    return { results, win };
+  }
+
+  async function getTransaction(
+    signature: string,
+    commitment: "confirmed" | "finalized" = "finalized",
+  ): Promise<FetchedTransaction | null> {
+    const { results, win } = await collectTransaction(signature, commitment, false);
+    const answers = results.map((r) => r.answer);
+    if (win !== null) {
+      settle(win, answers, "getTransaction", signature);
+      if (win === "not_found") return null;
+      return results.find((r) => r.answer.digest === win)!.fetched;
+    }
+    const digests = new Set(answers.filter((a) => a.kind === "answer").map((a) => a.digest));
+    if (digests.size >= 2) {
+      unresolved(answers);
+      throw new RpcDisagreementError({
+        signature,
+        method: "getTransaction",
+        quorum: k,
+        answers,
+      });
+    }
+    // k endpoints answering something unparseable is what one does at RPC_QUORUM=1: the
+    // verifier counts it like a missing transaction, so the job ends unverifiable.
+    const malformed = answers.filter((a) => a.malformed);
+    if (malformed.length >= k) {
+      throw new AppError(
+        "malformed_transaction",
+        `getTransaction ${signature}: ${malformed.length} endpoints answered it malformed (${malformed[0]!.error})`,
+      );
+    }
+    // One version of the facts, but not k of them: the others failed or do not have it yet
+    // (a node a little behind answers "not found" at finalized). Retried, never decided on.
+    throw new AppError(
+      "rpc_unavailable",
+      `getTransaction ${signature}: fewer than ${k} endpoints answered it identically (${answers
+        .map((a) => `${a.endpoint}: ${a.kind === "error" ? a.error : a.kind}`)
+        .join("; ")})`,
+    );
+  }
+
+  function statusAnswer(
+    name: string,
+    status: SignatureStatusInfo | null | undefined,
+    error?: string,
+  ): EndpointAnswer {
+    if (error !== undefined) return { endpoint: name, kind: "error", digest: null, error };
+    if (!status) return { endpoint: name, kind: "not_found", digest: null, value: null };
+    const value: QuorumStatusJson = {
+      slot: status.slot,
+      confirmationStatus: status.confirmationStatus,
+      err: status.err ?? null,
+    };
+    // Only final answers are compared; an answer still on its way to finality has its own key
+    // per endpoint so it never joins a group.
+    const digest =
+      status.confirmationStatus === "finalized"
+        ? statusDigest(status)
+        : `pending:${name}:${status.confirmationStatus}`;
+    return { endpoint: name, kind: "answer", digest, value };
+  }
+
+  /** A status that proves nothing final: at most confirmed. */
+  const capped = (s: SignatureStatusInfo): SignatureStatusInfo => ({
+    ...s,
+    confirmationStatus: s.confirmationStatus === "processed" ? "processed" : "confirmed",
+  });
+
+  async function getSignatureStatuses(
+    signatures: string[],
+  ): Promise<(SignatureStatusInfo | null)[]> {
+    const usable = order();
+    const inGoodStanding = usable.filter((m) => !isAside(m) && !isFailing(m));
+    const firstPool = inGoodStanding.length > 0 ? inGoodStanding : usable;
+    // The primary rotates, so an endpoint that lies "not final yet" delays a job by one poll
+    // in n, not for ever.
+    const start = rotation++;
+    let primary = firstPool[start % firstPool.length]!;
+    let first: (SignatureStatusInfo | null)[] | undefined;
+    for (let i = 0; first === undefined; i++) {
+      primary = usable[(usable.indexOf(firstPool[start % firstPool.length]!) + i) % usable.length]!;
+      try {
+        const asked = primary;
+        first = await observed(asked, () => asked.rpc.getSignatureStatuses(signatures));
+      } catch (error) {
+        if (i + 1 >= usable.length) throw error;
+      }
+    }
+    const out: (SignatureStatusInfo | null)[] = first.map((s) => s ?? null);
+    // Final answers (finalized, or not found) are the ones a verdict rests on: cross-check them.
+    const open = new Map<
+      number,
+      { statuses: (SignatureStatusInfo | null)[]; answers: EndpointAnswer[] }
+    >();
+    first.forEach((s, i) => {
+      if (!s || s.confirmationStatus === "finalized") {
+        open.set(i, { statuses: [s ?? null], answers: [statusAnswer(primary.name, s)] });
+      }
+    });
+    const others = usable.filter((m) => m !== primary);
+    for (const member of others) {
+      const undecided = [...open].filter(([, o]) => winner(o.answers) === null);
+      if (undecided.length === 0) break;
+      const indexes = undecided.map(([i]) => i);
+      try {
+        const replies = await observed(member, () =>
+          member.rpc.getSignatureStatuses(indexes.map((i) => signatures[i]!)),
+        );
+        indexes.forEach((i, j) => {
+          const o = open.get(i)!;
+          o.statuses.push(replies[j] ?? null);
+          o.answers.push(statusAnswer(member.name, replies[j]));
+        });
+      } catch (error) {
+        for (const i of indexes)
+          open.get(i)!.answers.push(statusAnswer(member.name, null, message(error)));
+      }
+    }
+    let shortOfQuorum = 0;
+    for (const [i, o] of open) {
+      const signature = signatures[i]!;
+      const win = winner(o.answers);
+      if (win !== null) {
+        settle(win, o.answers, "getSignatureStatuses", signature);
+        out[i] =
+          win === "not_found" ? null : o.statuses[o.answers.findIndex((a) => a.digest === win)]!;
+        continue;
+      }
+      const finals = new Set(
+        o.answers
+          .filter((a) => a.kind === "answer" && a.digest?.startsWith("pending:") === false)
+          .map((a) => a.digest),
+      );
+      const found = o.statuses.find((s) => s !== null) ?? null;
+      if (finals.size >= 2) {
+        unresolved(o.answers);
+        const disputed: DisputedStatus = {
+          ...capped(found!),
+          disagreement: {
+            signature,
+            method: "getSignatureStatuses",
+            quorum: k,
+            answers: o.answers,
+          },
+        };
+        out[i] = disputed;
+      } else if (found) {
+        // Seen by some, final by fewer than k: it exists, and is not proven final yet.
+        out[i] = capped(found);
+      } else {
+        shortOfQuorum++;
+      }
+    }
+    if (shortOfQuorum > 0) {
+      // "Not found" from fewer than k endpoints (the others failed) would count towards a
+      // `dropped` verdict on one node's word.
+      throw new AppError(
+        "rpc_unavailable",
+        `getSignatureStatuses: ${shortOfQuorum} signatures not found by fewer than ${k} endpoints (the others did not answer)`,
+      );
+    }
+    return out;
+  }
+
+  /** The k-th highest answer: no single endpoint can move the slot forward on its own. */
+  async function quorumNumber(ask: (m: QuorumMember) => Promise<number>, what: string) {
+    const values: number[] = [];
+    const errors: string[] = [];
+    const queue = order();
+    while (values.length < k && queue.length > 0) {
+      const batch = queue.splice(0, k - values.length);
+      const replies = await Promise.allSettled(batch.map((m) => observed(m, () => ask(m))));
+      replies.forEach((r, i) => {
+        if (r.status === "fulfilled") values.push(r.value);
+        else errors.push(`${batch[i]!.name}: ${message(r.reason)}`);
+      });
+    }
+    if (values.length < k) {
+      throw new AppError(
+        "rpc_unavailable",
+        `${what}: fewer than ${k} endpoints answered (${errors.join("; ")})`,
+      );
+    }
+    return Math.min(...values);
+  }
+
+  return {
+    getSignatureStatuses,
+    getTransaction,
+    getSlot: (commitment = "finalized") =>
+      quorumNumber((m) => m.rpc.getSlot(commitment), "getSlot"),
+    getBlockHeight: (commitment = "finalized") =>
+      quorumNumber((m) => m.rpc.getBlockHeight(commitment), "getBlockHeight"),
+    stats: () => members.flatMap((m) => m.rpc.stats()),
+    async close() {
+      await Promise.all(members.map((m) => m.rpc.close()));
+    },
+    quorumStatus() {
+      const t = now();
+      return {
+        quorum: k,
+        endpoints: members.map((m) => {
+          const s = standing.get(m.name)!;
+          return {
+            endpoint: m.name,
+            outvoted: s.outvoted,
+            unresolved: s.unresolved,
+            consecutiveOutvoted: s.consecutive,
+            setAside: s.setAsideUntil > t,
+            setAsideUntil: s.setAsideUntil > t ? s.setAsideUntil : null,
+          };
+        }),
+      };
+    },
+    async inspect(signature, commitment = "finalized") {
+      const { results, win } = await collectTransaction(signature, commitment, true);
+      return {
+        quorum: k,
+        agreed: win !== null,
+        digest: win === "not_found" ? null : win,
+        answers: results.map((r) => r.answer),
+      };
+    },
+  };
+}
+
+/** True when `rpc` is a quorum (it has standing to report). */
+export function isQuorumRpc(rpc: RpcPool): rpc is QuorumRpc {
+  return typeof (rpc as Partial<QuorumRpc>).quorumStatus === "function";
+}
+
+/**
+ * The verifier's RPC from the config: the failover pool over `SOLANA_RPC_URLS` when
+ * `RPC_QUORUM` is 1, else a quorum of k over one pool per endpoint (each with the `RPC_*` limits).
+ */
+export function rpcFromConfig(
+  config: Config,
+  log?: Logger,
+  poolOptions: Partial<RpcPoolOptions> = {},
+): RpcPool {
+  const k = config.RPC_QUORUM;
+  if (k <= 1) return rpcPoolFromConfig(config, log);
+  const names = endpointNames(config.SOLANA_RPC_URLS);
+  const members = config.SOLANA_RPC_URLS.map((url, i) => ({
+    name: names[i]!,
+    rpc: createRpcPool({
+      endpoints: [
+        {
+          url,
+          rateLimitPerSec: config.RPC_RATE_LIMIT,
+          concurrency: config.RPC_CONCURRENCY,
+          timeoutMs: config.RPC_TIMEOUT_MS,
+        },
+      ],
+      batch: config.RPC_BATCH,
+      statusBatchSize: config.RPC_STATUS_BATCH_SIZE,
+      // A single endpoint has nothing to fail over to: give up sooner and let the quorum ask
+      // the next one.
+      maxAttempts: 3,
+      ...(log ? { log } : {}),
+      ...poolOptions,
+    }),
+  }));
+  return createQuorumRpc({ members, quorum: k, ...(log ? { log } : {}) });
+}

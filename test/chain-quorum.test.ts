@@ -1,0 +1,222 @@
+import { describe, expect, it } from "vitest";
+import {
+  createQuorumRpc,
+  factsDigest,
+  type QuorumMember,
+  RpcDisagreementError,
+} from "../src/chain/quorum.js";
+import type { RpcPool, SignatureStatusInfo } from "../src/chain/rpc-pool.js";
+import type { TransactionFacts } from "../src/chain/transaction-facts.js";
+import { AppError } from "../src/errors.js";
+
+const SIG = "5".repeat(88);
+
+function facts(amount: bigint): TransactionFacts {
+  return {
+    signature: SIG,
+    slot: 100,
+    blockTime: 1_700_000_000,
+    succeeded: true,
+    err: null,
+    fee: 5000n,
+    feePayer: "payer",
+    version: 0,
+    accounts: ["payer", "vault"],
+    tokenChanges: [
+      {
+        account: "vault",
+        owner: "owner",
+        mint: "mint",
+        programId: null,
+        decimals: 6,
+        pre: 0n,
+        post: amount,
+        delta: amount,
+      },
+    ],
+    solChanges: [],
+    memos: ["decentral:escrow:job_1"],
+    programs: [],
+    tokenInstructions: [],
+    innerInstructionsKnown: true,
+  };
+}
+
+/** An endpoint answering with fixed facts and status, counting its calls. */
+function member(
+  name: string,
+  answer: { amount?: bigint | null; status?: SignatureStatusInfo | null; down?: boolean },
+) {
+  const calls = { getTransaction: 0, getSignatureStatuses: 0 };
+  const rpc: RpcPool = {
+    async getTransaction() {
+      calls.getTransaction++;
+      if (answer.down) throw new Error("503");
+      if (answer.amount === null || answer.amount === undefined) return null;
+      return { facts: facts(answer.amount), raw: `{"from":"${name}"}` };
+    },
+    async getSignatureStatuses(signatures) {
+      calls.getSignatureStatuses++;
+      if (answer.down) throw new Error("503");
+      return signatures.map(() => answer.status ?? null);
+    },
+    async getSlot() {
+      if (answer.down) throw new Error("503");
+      return 1000;
+    },
+    async getBlockHeight() {
+      return 900;
+    },
+    stats: () => [],
+    async close() {},
+  };
+  return { m: { name, rpc } satisfies QuorumMember, calls };
+}
+
+const finalized = (err: unknown = null): SignatureStatusInfo => ({
+  signature: SIG,
+  slot: 100,
+  confirmationStatus: "finalized",
+  err,
+});
+
+describe("a quorum of RPC endpoints", () => {
+  it("digests facts, not their text: equal facts give one digest, a changed amount another", () => {
+    expect(factsDigest(facts(5n))).toBe(factsDigest(facts(5n)));
+    expect(factsDigest(facts(5n))).not.toBe(factsDigest(facts(6n)));
+  });
+
+  it("costs k getTransaction calls when the first k endpoints agree", async () => {
+    const a = member("a", { amount: 5n });
+    const b = member("b", { amount: 5n });
+    const c = member("c", { amount: 5n });
+    const rpc = createQuorumRpc({ members: [a.m, b.m, c.m], quorum: 2 });
+    const fetched = await rpc.getTransaction(SIG);
+    expect(fetched?.facts.tokenChanges[0]?.post).toBe(5n);
+    expect([a.calls.getTransaction, b.calls.getTransaction, c.calls.getTransaction]).toEqual([
+      1, 1, 0,
+    ]);
+  });
+
+  it("asks one more endpoint when two disagree and returns what k of them agree on", async () => {
+    const liar = member("liar", { amount: 9n });
+    const rpc = createQuorumRpc({
+      members: [liar.m, member("a", { amount: 5n }).m, member("b", { amount: 5n }).m],
+      quorum: 2,
+    });
+    const fetched = await rpc.getTransaction(SIG);
+    expect(fetched?.facts.tokenChanges[0]?.post).toBe(5n);
+    expect(fetched?.raw).toBe('{"from":"a"}');
+    expect(rpc.quorumStatus().endpoints[0]).toMatchObject({ endpoint: "liar", outvoted: 1 });
+  });
+
+  it("throws a disagreement naming every answer when no k endpoints agree", async () => {
+    const rpc = createQuorumRpc({
+      members: [
+        member("liar", { amount: 9n }).m,
+        member("down", { down: true }).m,
+        member("a", { amount: 5n }).m,
+      ],
+      quorum: 2,
+    });
+    const error = await rpc.getTransaction(SIG).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RpcDisagreementError);
+    const d = (error as RpcDisagreementError).disagreement;
+    expect(d.answers.map((a) => [a.endpoint, a.kind])).toEqual([
+      ["liar", "answer"],
+      ["down", "error"],
+      ["a", "answer"],
+    ]);
+    expect((error as RpcDisagreementError).code).toBe("rpc_disagreement");
+  });
+
+  it("does not call a missing answer a disagreement: one version of the facts short of k is retried", async () => {
+    const rpc = createQuorumRpc({
+      members: [member("a", { amount: 5n }).m, member("lagging", { amount: null }).m],
+      quorum: 2,
+    });
+    await expect(rpc.getTransaction(SIG)).rejects.toMatchObject({ code: "rpc_unavailable" });
+  });
+
+  it("reports a transaction malformed only when k endpoints answered it malformed", async () => {
+    const malformed = (name: string): QuorumMember => ({
+      name,
+      rpc: {
+        ...member(name, {}).m.rpc,
+        async getTransaction() {
+          throw new AppError("malformed_transaction", "meta.fee is not a number");
+        },
+      },
+    });
+    const two = createQuorumRpc({ members: [malformed("a"), malformed("b")], quorum: 2 });
+    await expect(two.getTransaction(SIG)).rejects.toMatchObject({ code: "malformed_transaction" });
+    const one = createQuorumRpc({
+      members: [malformed("a"), member("b", { amount: 5n }).m],
+      quorum: 2,
+    });
+    await expect(one.getTransaction(SIG)).rejects.toMatchObject({ code: "rpc_unavailable" });
+  });
+
+  it("sets aside an endpoint outvoted three times in a row, and asks it last", async () => {
+    const liar = member("liar", { amount: 9n });
+    const a = member("a", { amount: 5n });
+    const b = member("b", { amount: 5n });
+    const rpc = createQuorumRpc({ members: [liar.m, a.m, b.m], quorum: 2, setAsideAfter: 3 });
+    for (let i = 0; i < 3; i++) await rpc.getTransaction(SIG);
+    expect(rpc.quorumStatus().endpoints[0]).toMatchObject({ setAside: true, outvoted: 3 });
+    await rpc.getTransaction(SIG);
+    expect(liar.calls.getTransaction).toBe(3);
+  });
+
+  it("asks an endpoint that keeps failing after those that answer", async () => {
+    const down = member("down", { down: true });
+    const a = member("a", { amount: 5n });
+    const b = member("b", { amount: 5n });
+    const rpc = createQuorumRpc({ members: [down.m, a.m, b.m], quorum: 2 });
+    for (let i = 0; i < 5; i++) {
+      expect((await rpc.getTransaction(SIG))?.facts.tokenChanges[0]?.post).toBe(5n);
+    }
+    expect(down.calls.getTransaction).toBe(2);
+    expect(a.calls.getTransaction + b.calls.getTransaction).toBe(10);
+  });
+
+  it("takes statuses from one endpoint until final, and cross-checks a finalized one", async () => {
+    const confirmed = { ...finalized(), confirmationStatus: "confirmed" as const };
+    const a = member("a", { status: confirmed });
+    const b = member("b", { status: confirmed });
+    const rpc = createQuorumRpc({ members: [a.m, b.m], quorum: 2 });
+    expect((await rpc.getSignatureStatuses([SIG]))[0]?.confirmationStatus).toBe("confirmed");
+    expect(a.calls.getSignatureStatuses + b.calls.getSignatureStatuses).toBe(1);
+
+    const liar = member("liar", { status: finalized() });
+    const honest = member("honest", { status: confirmed });
+    const rpc2 = createQuorumRpc({ members: [liar.m, honest.m], quorum: 2 });
+    // A lie about finality is capped: nothing is final until k endpoints say so.
+    const [status] = await rpc2.getSignatureStatuses([SIG]);
+    expect(status?.confirmationStatus).toBe("confirmed");
+  });
+
+  it("marks a status disputed when two endpoints state different final outcomes", async () => {
+    const rpc = createQuorumRpc({
+      members: [
+        member("liar", { status: finalized({ InstructionError: [0, { Custom: 1 }] }) }).m,
+        member("a", { status: finalized() }).m,
+      ],
+      quorum: 2,
+    });
+    const [status] = await rpc.getSignatureStatuses([SIG]);
+    expect(status?.confirmationStatus).toBe("confirmed");
+    expect((status as { disagreement?: unknown }).disagreement).toMatchObject({
+      method: "getSignatureStatuses",
+      quorum: 2,
+    });
+  });
+
+  it("takes the lowest of k slots, so no single endpoint moves the slot forward", async () => {
+    const rpc = createQuorumRpc({
+      members: [member("down", { down: true }).m, member("a", {}).m, member("b", {}).m],
+      quorum: 2,
+    });
+    expect(await rpc.getSlot()).toBe(1000);
+  });
+});
