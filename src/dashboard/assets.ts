@@ -25,7 +25,7 @@ header.top nav a[aria-current="page"] { font-weight: 700; text-decoration-thickn
 header.top form { margin: 0; }
 header.top button { background: transparent; color: #fff; border: 1px solid #fff; border-radius: 4px; padding: .2rem .7rem; cursor: pointer; font: inherit; }
 header.top .who { font-size: .875rem; }
-main { max-width: 1240px; margin: 0 auto; padding: 1rem; }
+main { max-width: 1560px; margin: 0 auto; padding: 1rem; }
 h1 { font-size: 1.6rem; margin: .5rem 0 1rem; overflow-wrap: anywhere; }
 h2 { font-size: 1.2rem; margin: 1.75rem 0 .6rem; }
 p.note, .muted { color: var(--muted); }
@@ -38,18 +38,23 @@ form.filters label { display: flex; flex-direction: column; font-size: .875rem; 
 input, select, button { font: inherit; }
 input, select { padding: .3rem .4rem; border: 1px solid #6b7178; border-radius: 4px; background: #fff; color: var(--fg); min-height: 2.25rem; }
 button.primary, a.button { background: var(--link); color: #fff; border: 0; border-radius: 4px; padding: .45rem .9rem; cursor: pointer; text-decoration: none; display: inline-block; }
-.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); gap: .75rem; }
+.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(165px, 1fr)); gap: .75rem; }
 .card { border: 1px solid var(--line); border-radius: 6px; padding: .6rem .8rem; }
 .card .label { font-size: .875rem; color: var(--muted); }
 .card .value { font-size: 1.35rem; font-variant-numeric: tabular-nums; font-weight: 600; overflow-wrap: anywhere; }
 .card .sub { font-size: .8rem; color: var(--muted); font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }
 .scroll { overflow-x: auto; border: 1px solid var(--line); border-radius: 6px; }
 table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
-th, td { padding: .35rem .55rem; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
+table.wide { font-size: .875rem; }
+table.wide td:first-child, table.wide th:first-child { position: sticky; left: 0; background: var(--bg); white-space: nowrap; }
+table.wide thead th:first-child { background: var(--panel); }
+table.wide tr.total td:first-child { background: var(--bg); }
+th, td { padding: .35rem .5rem; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
 th { background: var(--panel); font-weight: 600; white-space: nowrap; }
 td.num, th.num { text-align: right; white-space: nowrap; }
 tr.total td { font-weight: 700; border-top: 2px solid var(--fg); }
 th a { color: var(--fg); }
+.nowrap { white-space: nowrap; overflow-wrap: normal; }
 .mono { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: .85rem; overflow-wrap: anywhere; }
 .verdict { display: inline-block; padding: .05rem .5rem; border-radius: 999px; color: #fff; font-size: .85rem; font-weight: 600; white-space: nowrap; }
 .v-verified { background: var(--ok); } .v-partially_verified { background: var(--partial); }

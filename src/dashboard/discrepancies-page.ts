@@ -60,8 +60,8 @@ ${
 <table id="discrepancies"><thead><tr><th scope="col">job</th><th scope="col">recorded</th><th scope="col">verdict</th><th scope="col">failing checks</th><th scope="col">model</th><th scope="col">worker</th><th scope="col" class="num">charged, USDC</th></tr></thead>
 <tbody>${result.items.map(
         (job) => html`<tr>
-<td class="mono"><a href="${BASE}/jobs/${encodeURIComponent(job.jobId)}">${job.jobId}</a></td>
-<td>${utc(job.createdAt)}</td>
+<td class="mono nowrap"><a href="${BASE}/jobs/${encodeURIComponent(job.jobId)}">${job.jobId}</a></td>
+<td class="nowrap">${utc(job.createdAt)}</td>
 <td>${verdictBadge(job.verdict)}</td>
 <td><ul style="margin:0;padding-left:1rem">${job.failingChecks.map(
           (c) =>

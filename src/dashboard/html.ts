@@ -81,7 +81,7 @@ export function page(opts: {
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
+<link rel="icon" href="data:,">
 <title>${opts.title} · decentral-audit</title>
 <link rel="stylesheet" href="${BASE}/assets/dashboard.css?v=${dashboardCssVersion}">
 </head>

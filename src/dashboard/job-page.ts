@@ -6,8 +6,6 @@ import type { DashboardSession } from "./sessions.js";
 type Check = AuditRecord["checks"][number];
 type Tx = NonNullable<AuditRecord["escrow"]>;
 
-const outcomeOrder = { fail: 0, pass: 1, skip: 2 } as const;
-
 /** The verdict's reason in one or a few sentences, read before any detail. */
 function verdictReason(r: AuditRecord): Html {
   const failing = r.checks.filter((c) => c.outcome === "fail");
@@ -54,12 +52,9 @@ function evidence(value: unknown): Html {
   return html`<dl class="facts">${entries.map(([k, v]) => html`<dt>${k}</dt><dd>${evidenceValue(k, v)}</dd>`)}</dl>`;
 }
 
-function checksTable(checks: Check[]): Html {
-  const sorted = [...checks].sort(
-    (a, b) => outcomeOrder[a.outcome] - outcomeOrder[b.outcome] || (a.name < b.name ? -1 : 1),
-  );
-  return html`<div class="scroll"><table id="checks"><thead><tr><th scope="col">check</th><th scope="col">outcome</th><th scope="col">expected</th><th scope="col">actual</th></tr></thead>
-<tbody>${sorted.map(
+function checkRows(checks: Check[], id: string): Html {
+  return html`<div class="scroll"><table id="${id}"><thead><tr><th scope="col">check</th><th scope="col">outcome</th><th scope="col">expected</th><th scope="col">actual</th></tr></thead>
+<tbody>${checks.map(
     (c) => html`<tr id="check-${c.name}">
 <td><strong class="mono">${c.name}</strong><br><span class="muted">${checkCatalogue[c.name as keyof typeof checkCatalogue] ?? ""}</span>${c.reason ? html`<br>${c.reason}` : ""}</td>
 <td class="outcome-${c.outcome}">${c.outcome}</td>
@@ -68,13 +63,25 @@ function checksTable(checks: Check[]): Html {
   )}</tbody></table></div>`;
 }
 
+/** Failing checks in full first; passed and skipped ones folded, open when nothing failed. */
+function checksSection(checks: Check[]): Html {
+  const byName = [...checks].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const failing = byName.filter((c) => c.outcome === "fail");
+  const passed = byName.filter((c) => c.outcome === "pass");
+  const skipped = byName.filter((c) => c.outcome === "skip");
+  if (checks.length === 0) return html`<p class="muted">No check has run on this job yet.</p>`;
+  return html`${failing.length > 0 ? checkRows(failing, "failing-checks") : html`<p>No check failed.</p>`}
+${passed.length > 0 ? html`<details${failing.length === 0 ? html` open` : ""}><summary>${passed.length} checks passed</summary>${checkRows(passed, "passed-checks")}</details>` : ""}
+${skipped.length > 0 ? html`<details><summary>${skipped.length} checks skipped, each with why</summary>${checkRows(skipped, "skipped-checks")}</details>` : ""}`;
+}
+
 function transaction(title: string, tx: Tx | null): Html {
   if (!tx)
     return html`<h3>${title}</h3><p class="muted">No ${title.toLowerCase()} transaction is named.</p>`;
   return html`<h3>${title}</h3>
 <dl class="facts">
 <dt>signature</dt><dd><span class="mono">${tx.signature}</span><br><a href="${tx.explorerUrl}" rel="noopener noreferrer" target="_blank">Open in Solana Explorer<span class="muted"> (new tab)</span></a></dd>
-<dt>state</dt><dd>${tx.state}${tx.commitment ? ` at ${tx.commitment}` : ""}${tx.succeeded === false ? html` — <strong class="outcome-fail">failed</strong> ${tx.err ? JSON.stringify(tx.err) : ""}` : ""}</dd>
+<dt>state</dt><dd>${tx.state}${tx.commitment && tx.commitment !== tx.state ? ` at ${tx.commitment}` : ""}${tx.succeeded === false ? html` — <strong class="outcome-fail">failed</strong> ${tx.err ? JSON.stringify(tx.err) : ""}` : ""}</dd>
 <dt>slot, block time</dt><dd>${tx.slot ?? "—"}, ${utc(tx.blockTime)}</dd>
 <dt>fee</dt><dd>${tx.feeLamports === null ? "—" : `${sol(tx.feeLamports)} SOL (${tx.feeLamports} lamports)`}</dd>
 </dl>
@@ -155,7 +162,7 @@ ${facts([
   ],
 ])}
 <h2>Checks</h2>
-${checksTable(r.checks)}
+${checksSection(r.checks)}
 <h2>Transactions</h2>
 ${transaction("Escrow", r.escrow)}
 ${transaction("Settlement", r.settlement)}

@@ -68,7 +68,7 @@ export function overviewBody(period: DashboardPeriod, report: ReconciliationRepo
   const q = period.query;
   return html`<h1>Overview</h1>
 ${periodPicker("", period)}
-${completeness(report.dataCompleteUntil, report.to)}
+${completeness(report)}
 <h2>Money, USDC</h2>
 <div class="cards">
 ${moneyCards.map(([key, label]) => card(key, label, usdc(t[key]), `${t[key].toString()} base units`))}

@@ -31,11 +31,24 @@ ${extra}
 <p class="note">Showing ${period.firstDay} 00:00 UTC up to ${period.lastDay} 24:00 UTC.</p>`;
 }
 
-/** "figures before … are final", or that all of them are. */
-export function completeness(dataCompleteUntil: number, to: number): Html {
-  const when = new Date(dataCompleteUntil).toISOString();
-  if (dataCompleteUntil >= to) {
+/**
+ * When the figures stop moving, said plainly: every job before `dataCompleteUntil` has a final
+ * verdict. With no open job at all it equals the report's `generatedAt`.
+ */
+export function completeness(report: {
+  dataCompleteUntil: number;
+  to: number;
+  generatedAt: number;
+}): Html {
+  const at = (ms: number) => {
+    const iso = new Date(ms).toISOString();
+    return `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC`;
+  };
+  if (report.dataCompleteUntil >= report.to) {
     return html`<p class="final">Every job of this period has a final verdict: these figures are final.</p>`;
   }
-  return html`<p class="final open">Figures before <strong>${when.slice(0, 10)} ${when.slice(11, 16)} UTC</strong> are final; jobs after that are still being verified and may move.</p>`;
+  if (report.dataCompleteUntil >= report.generatedAt) {
+    return html`<p class="final">Every job recorded so far has a final verdict: figures before <strong>${at(report.generatedAt)}</strong> (now) are final; jobs recorded later will be added.</p>`;
+  }
+  return html`<p class="final open">Figures before <strong>${at(report.dataCompleteUntil)}</strong> are final; jobs after that are still being verified and may move.</p>`;
 }

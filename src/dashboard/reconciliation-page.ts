@@ -19,7 +19,7 @@ type Column = {
 export const reconciliationTableColumns: readonly Column[] = [
   { key: "jobs", label: "jobs", kind: "count" },
   { key: "verified", label: "verified", kind: "count" },
-  { key: "partiallyVerified", label: "partially verified", kind: "count" },
+  { key: "partiallyVerified", label: "partial", kind: "count" },
   { key: "discrepancies", label: "discrepancy", kind: "count" },
   { key: "dropped", label: "dropped", kind: "count" },
   { key: "unverifiable", label: "unverifiable", kind: "count" },
@@ -30,8 +30,8 @@ export const reconciliationTableColumns: readonly Column[] = [
   { key: "treasuryPaidUnits", label: "treasury", kind: "usdc" },
   { key: "refundedUnits", label: "refunded", kind: "usdc" },
   { key: "unaccountedUnits", label: "unaccounted", kind: "usdc" },
-  { key: "verifiedChargedUnits", label: "charged, verified", kind: "usdc" },
-  { key: "disputedChargedUnits", label: "charged, disputed", kind: "usdc" },
+  { key: "verifiedChargedUnits", label: "charged on verified", kind: "usdc" },
+  { key: "disputedChargedUnits", label: "charged on disputed", kind: "usdc" },
   { key: "feesLamports", label: "fees (SOL)", kind: "sol" },
 ];
 
@@ -104,11 +104,11 @@ ${periodPicker(
       html`<option value="${g}"${g === report.groupBy ? raw(" selected") : ""}>${groupLabel[g]}</option>`,
   )}</select></label>`,
 )}
-${completeness(report.dataCompleteUntil, report.to)}
+${completeness(report)}
 <p><a class="button" href="${BASE}/reconciliation.csv?${base}" download>Download CSV</a>
 <span class="muted">the API's CSV of this period and grouping (amounts in base units and USDC).</span></p>
 <div class="scroll" tabindex="0" role="region" aria-label="Reconciliation table">
-<table id="reconciliation">
+<table id="reconciliation" class="wide">
 <caption class="muted" style="text-align:left;padding:.4rem">Amounts in USDC, six decimals; ${count(report.groups.length)} ${groupLabel[report.groupBy]} groups</caption>
 <thead><tr>${header("group", groupLabel[report.groupBy], false)}${reconciliationTableColumns.map((c) => header(c.key, c.label, true))}</tr></thead>
 <tbody>

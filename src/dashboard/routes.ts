@@ -85,11 +85,23 @@ function safeNext(next: unknown): string {
   return /^\/dashboard(?:[/?][^\\\s]*)?$/.test(next) && !next.startsWith("//") ? next : BASE;
 }
 
-/** A state-changing request must come from our own pages: same origin, and the session's token. */
+/**
+ * A state-changing request must come from our own pages. Browsers send `Origin` on every POST;
+ * it must name this host (as the client addressed it: `Host`, or `X-Forwarded-Host` behind a
+ * reverse proxy). A request without `Origin` (not a browser) passes here and still needs the
+ * session's CSRF token.
+ */
 function sameOrigin(c: Ctx): boolean {
   const origin = c.req.header("origin");
-  if (origin === undefined || origin === "null") return origin === undefined;
-  return origin === new URL(c.req.url).origin;
+  if (origin === undefined) return true;
+  let host: string;
+  try {
+    host = new URL(origin).host;
+  } catch {
+    return false;
+  }
+  const forwarded = c.req.header("x-forwarded-host")?.split(",")[0]?.trim();
+  return host === (c.req.header("host") ?? new URL(c.req.url).host) || host === forwarded;
 }
 
 function csrfMatches(expected: string, presented: unknown): boolean {
@@ -118,7 +130,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     c.header("content-security-policy", CSP);
     c.header("x-content-type-options", "nosniff");
     c.header("x-frame-options", "DENY");
-    c.header("referrer-policy", "no-referrer");
+    c.header("referrer-policy", "same-origin");
     if (!c.req.path.startsWith(`${BASE}/assets/`)) c.header("cache-control", "no-store");
   });
 

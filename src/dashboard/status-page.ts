@@ -87,7 +87,7 @@ ${
   run
     ? html`<dl class="facts">
 <dt>outcome</dt><dd data-status="run">${run.status}</dd>
-<dt>window</dt><dd>${utc(run.windowFrom)} to ${utc(run.windowTo)}</dd>
+<dt>window</dt><dd>${run.windowFrom === null ? "from the first job" : utc(run.windowFrom)} to ${run.windowTo === null ? "open-ended" : utc(run.windowTo)}</dd>
 <dt>ran</dt><dd>${utc(run.startedAt)} to ${utc(run.finishedAt)}</dd>
 ${
   run.byVerdict

@@ -10,7 +10,7 @@ export function workersBody(period: DashboardPeriod, report: ReconciliationRepor
   );
   return html`<h1>Workers</h1>
 ${periodPicker("/workers", period)}
-${completeness(report.dataCompleteUntil, report.to)}
+${completeness(report)}
 <div class="scroll" tabindex="0" role="region" aria-label="Workers">
 <table><thead><tr><th scope="col">worker</th><th scope="col" class="num">jobs</th><th scope="col" class="num">verified</th><th scope="col" class="num">flagged</th><th scope="col" class="num">charged, USDC</th><th scope="col" class="num">paid to worker, USDC</th></tr></thead>
 <tbody>${groups.map(
@@ -35,7 +35,7 @@ export function workerStatementBody(
   return html`<h1>Worker statement</h1>
 <p class="mono">${worker}</p>
 ${periodPicker(`/workers/${encodeURIComponent(worker)}`, period)}
-${completeness(report.dataCompleteUntil, report.to)}
+${completeness(report)}
 <div class="cards">
 <div class="card"><div class="label">Paid to this worker</div><div class="value">${usdc(t.workerPaidUnits)}</div><div class="sub">${t.workerPaidUnits.toString()} base units</div></div>
 <div class="card"><div class="label">Of which on verified jobs</div><div class="value">${usdc(t.verifiedWorkerPaidUnits)}</div><div class="sub">on disputed jobs: ${usdc(t.disputedWorkerPaidUnits)}</div></div>
