@@ -105,6 +105,16 @@ describe("dashboard sign-in", () => {
     expect(res.status).toBe(403);
   });
 
+  it("reads no form larger than 16 KiB", async () => {
+    const d = dashboard();
+    const res = await d.app.request("/dashboard/sign-in", {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", origin: ORIGIN },
+      body: new URLSearchParams({ token: "x".repeat(20_000) }).toString(),
+    });
+    expect(res.status).toBe(413);
+  });
+
   it("never follows a next that leaves the dashboard", async () => {
     const d = dashboard();
     const res = await d.app.request("/dashboard/sign-in", {

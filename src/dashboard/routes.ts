@@ -1,6 +1,7 @@
 import { timingSafeEqual } from "node:crypto";
 import type { Context } from "hono";
 import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { statusOf } from "../api/error-handler.js";
@@ -148,6 +149,22 @@ export function dashboardRoutes(deps: DashboardDeps) {
       `The page could not be built (request ${c.get("requestId") ?? "?"}).`,
     );
   });
+
+  // The dashboard's forms carry a token and a few short fields; nothing bigger is read.
+  app.on(
+    "POST",
+    "*",
+    bodyLimit({
+      maxSize: 16 * 1024,
+      onError: (c) =>
+        messagePage(
+          c as Ctx,
+          413,
+          "Too large",
+          "This form was larger than any form of the dashboard.",
+        ),
+    }),
+  );
 
   app.get("/assets/dashboard.css", (c) =>
     c.body(dashboardCss, 200, {
