@@ -225,6 +225,22 @@ describe("dashboard pages", () => {
     expect(total).toContain(`data-col="unaccountedUnits">${api.totals.unaccountedUsdc}<`);
   });
 
+  it("escapes what receipts carry: a model name cannot inject markup", async () => {
+    const d = dashboard();
+    insertJob(d.store, {
+      jobId: "job_hostile",
+      createdAt: Date.UTC(2026, 10, 3),
+      model: '<img src=x onerror="alert(1)">',
+      tags: { team: "</dd><script>alert(1)</script>" },
+    });
+    const { cookie } = await d.signIn(d.tokens.read);
+    const table = await (await d.page("/dashboard/reconciliation?groupBy=model", cookie)).text();
+    expect(table).toContain("&lt;img src=x onerror=&quot;alert(1)&quot;&gt;");
+    expect(table).not.toContain("<img");
+    const job = await (await d.page("/dashboard/jobs/job_hostile", cookie)).text();
+    expect(job).not.toContain("<script>");
+  });
+
   it("sorts the reconciliation table by any column", async () => {
     const d = dashboard();
     const { cookie } = await d.signIn(d.tokens.read);

@@ -12,7 +12,7 @@ export function workersBody(period: DashboardPeriod, report: ReconciliationRepor
 ${periodPicker("/workers", period)}
 ${completeness(report)}
 <div class="scroll" tabindex="0" role="region" aria-label="Workers">
-<table><thead><tr><th scope="col">worker</th><th scope="col" class="num">jobs</th><th scope="col" class="num">verified</th><th scope="col" class="num">flagged</th><th scope="col" class="num">charged, USDC</th><th scope="col" class="num">paid to worker, USDC</th></tr></thead>
+<table><thead><tr><th scope="col">worker</th><th scope="col" class="num">jobs</th><th scope="col" class="num">verified</th><th scope="col" class="num">flagged</th><th scope="col" class="num">charged, USDC</th><th scope="col" class="num">paid to the worker, USDC</th></tr></thead>
 <tbody>${groups.map(
     (g) =>
       html`<tr><td class="mono">${
@@ -37,11 +37,11 @@ export function workerStatementBody(
 ${periodPicker(`/workers/${encodeURIComponent(worker)}`, period)}
 ${completeness(report)}
 <div class="cards">
-<div class="card"><div class="label">Paid to this worker</div><div class="value">${usdc(t.workerPaidUnits)}</div><div class="sub">${t.workerPaidUnits.toString()} base units</div></div>
+<div class="card"><div class="label">Paid to this worker, USDC</div><div class="value">${usdc(t.workerPaidUnits)}</div><div class="sub">${t.workerPaidUnits.toString()} base units</div></div>
 <div class="card"><div class="label">Of which on verified jobs</div><div class="value">${usdc(t.verifiedWorkerPaidUnits)}</div><div class="sub">on disputed jobs: ${usdc(t.disputedWorkerPaidUnits)}</div></div>
 <div class="card"><div class="label">Charged on its jobs</div><div class="value">${usdc(t.chargedUnits)}</div><div class="sub">${count(t.jobs)} jobs</div></div>
 </div>
-<h2>Per day</h2>
+<h2>Per day, USDC</h2>
 <div class="scroll" tabindex="0" role="region" aria-label="Statement per day">
 <table><thead><tr><th scope="col">day</th><th scope="col" class="num">jobs</th><th scope="col" class="num">verified</th><th scope="col" class="num">flagged</th><th scope="col" class="num">charged</th><th scope="col" class="num">paid to worker</th><th scope="col" class="num">treasury</th><th scope="col" class="num">fees (SOL)</th></tr></thead>
 <tbody>${report.groups.map(
