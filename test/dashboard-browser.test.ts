@@ -211,6 +211,7 @@ describe.skipIf(!chromiumPath && !inCi)(
       await expect(page.locator('[data-status="queue"]').textContent()).resolves.toContain(
         "0 jobs waiting",
       );
+      await expect(page.getByText(/^ok: \d+/).count()).resolves.toBe(1);
       await page.screenshot({ path: join(shots, "status.png"), fullPage: true });
 
       // Signed out, the same browser is refused every page.

@@ -442,15 +442,15 @@ async function probeRpc(
   }
 }
 
-/** Request counts per endpoint and outcome, from the RPC pool's counter in the metrics. */
+/**
+ * Request counts per endpoint and outcome, from the RPC pool's counter in the metrics. Only
+ * that one metric is collected: the others count jobs by scanning the table.
+ */
 async function endpointHealth(metrics: AppMetrics): Promise<EndpointHealth[]> {
-  const all = await metrics.registry.getMetricsAsJSON();
-  const counter = all.find((m) => m.name === "decentral_audit_rpc_requests_total");
+  const counter = metrics.registry.getSingleMetric("decentral_audit_rpc_requests_total");
+  const values = counter ? (await counter.get()).values : [];
   const byEndpoint = new Map<string, Record<string, number>>();
-  for (const v of (counter?.values ?? []) as {
-    value: number;
-    labels: Record<string, string | number>;
-  }[]) {
+  for (const v of values) {
     const endpoint = String(v.labels.endpoint ?? "?");
     const outcome = String(v.labels.outcome ?? "?");
     const outcomes = byEndpoint.get(endpoint) ?? {};
