@@ -222,6 +222,24 @@ describe.skipIf(!chromiumPath && !inCi)(
       await context.close();
     });
 
+    it("an admin verifies a job again from its page, and the form's CSRF token is accepted", async () => {
+      const admin = createToken(service.store, { role: "admin", name: "ops" }).token;
+      const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+      const page = await context.newPage();
+      await signIn(page, admin);
+      await page.waitForURL(`${service.url}/dashboard`);
+      await page.goto(`${service.url}/dashboard/discrepancies`);
+      await page.locator("#discrepancies tbody tr td a").first().click();
+      await page.waitForURL(/\/dashboard\/jobs\//);
+      await page.getByRole("button", { name: "Verify again" }).click();
+      await page.waitForURL(/reverify=queued/);
+      await expect(page.locator(".flash").textContent()).resolves.toContain(
+        "A fresh verification is queued",
+      );
+      await page.screenshot({ path: join(shots, "job-admin-reverify.png") });
+      await context.close();
+    });
+
     it("reads at 390 px wide", async () => {
       const context = await browser.newContext({
         viewport: { width: 390, height: 844 },
