@@ -49,7 +49,11 @@ describe.skipIf(!chromiumPath && !inCi)(
 
     beforeAll(async () => {
       // Under CI a missing browser is a failure, never a silent pass.
-      if (!chromiumPath) throw new Error(`CI=true but ${skipReason}`);
+      if (!chromiumPath) {
+        throw new Error(
+          "CI is set, so the browser tests must run, but no Chromium was found (apt-get install -y chromium, or set CHROMIUM_PATH)",
+        );
+      }
       mkdirSync(shots, { recursive: true });
       dir = mkdtempSync(join(tmpdir(), "dashboard-browser-"));
       world = await startLocalWorld({ host: "127.0.0.1", slotMs: 10, finalitySlots: 4 });
