@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { RpcStats } from "../src/localnet/rpc-server.js";
 import { type Child, startChild } from "./children.js";
+import { type DashboardPageFigure, measureDashboard } from "./dashboard-bench.js";
 import {
   benchReceipts,
   type IngestFigures,
@@ -89,6 +90,7 @@ const results: {
   verify?: VerifyResult;
   reports?: ReportsResult & { dbPath: string; dbGeneratedSeconds: number };
   soak?: SoakResult;
+  dashboard?: DashboardPageFigure[];
   rss: Record<string, number>;
   /** Peak RSS of the bench process after each section, to tell which one raised it. */
   benchPeakRssAfter: Record<string, number>;
@@ -383,6 +385,10 @@ async function main() {
           lookups: quick ? 1000 : 3000,
         });
         results.reports = { ...reports, dbPath: db.path, dbGeneratedSeconds: round(db.seconds, 1) };
+        say("reports: every dashboard page, signed in");
+        results.dashboard = await measureDashboard(app.ready.url, app.ready.token, {
+          repetitions: quick ? 3 : 7,
+        });
         results.rss["service (reports app over the generated database)"] = await app.peakRss();
         markRss("reports");
       } finally {
@@ -505,6 +511,13 @@ function targets(): TargetLine[] {
       target: "soak: receipts ingested / ingest errors",
       measured: `${soak.ingested} / ${soak.ingestErrors}`,
       pass: soak.ingestErrors === 0,
+    });
+  }
+  for (const page of results.dashboard ?? []) {
+    lines.push({
+      target: `dashboard page over ${((r?.jobs ?? 0) / 1e6).toString()}M jobs <= 150 ms (${page.page})`,
+      measured: `${page.medianMs} ms median, max ${page.maxMs} ms, ${Math.round(page.bytes / 1024)} KiB`,
+      pass: page.medianMs <= 150,
     });
   }
   for (const [name, bytes] of Object.entries(results.rss)) {

@@ -5,6 +5,7 @@ import { createApp } from "../src/api/app.js";
 import { createToken } from "../src/auth/tokens.js";
 import { loadConfig } from "../src/config.js";
 import { openStore } from "../src/db/client.js";
+import { migrateStore } from "../src/db/migrate.js";
 import { createLogger } from "../src/log.js";
 import { startService } from "../src/main.js";
 
@@ -35,6 +36,8 @@ async function main() {
     });
   } else {
     const store = openStore(process.env.DATABASE_URL ?? "");
+    // A cached database may predate later migrations (the dashboard's sessions, say).
+    migrateStore(store);
     const log = createLogger({ level: process.env.LOG_LEVEL ?? "info" });
     token = createToken(store, { role: "read", name: "bench" }).token;
     const app = createApp({ store, log, explorer: { cluster: "mainnet-beta" } });

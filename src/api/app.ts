@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { OpenAPIHono } from "@hono/zod-openapi";
+import { dashboardRoutes } from "../dashboard/routes.js";
 import type { Store } from "../db/client.js";
 import type { Logger } from "../log.js";
 import type { RecordingProxy } from "../recorder/proxy.js";
@@ -127,6 +128,19 @@ export function createApp(deps: AppDeps) {
       store: deps.store,
       now: deps.now,
       writer: deps.receiptWriter ?? deps.proxy?.writer,
+    }),
+  );
+  // The finance dashboard: pages for people, signed in with a session cookie, over the same
+  // report functions as the API above.
+  app.route(
+    "/dashboard",
+    dashboardRoutes({
+      store: deps.store,
+      now: deps.now ?? Date.now,
+      explorer: deps.explorer ?? { cluster: "mainnet-beta" },
+      verifier: deps.verifier,
+      readiness: deps.readiness,
+      metrics,
     }),
   );
   if (deps.proxy) app.route("/", proxyRoutes(deps.proxy));

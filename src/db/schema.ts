@@ -373,3 +373,21 @@ export const locks = sqliteTable("locks", {
   acquiredAt: epochMs("acquired_at").notNull(),
   expiresAt: epochMs("expires_at").notNull(),
 });
+
+/**
+ * Dashboard sign-ins: a browser exchanges an access token for a session cookie. Only the
+ * SHA-256 of the session id is stored; the session acts with its token's role and dies with
+ * the token (revoked) or at `expiresAt`, whichever comes first.
+ */
+export const dashboardSessions = sqliteTable(
+  "dashboard_sessions",
+  {
+    idHash: text("id_hash").primaryKey(),
+    tokenId: text("token_id")
+      .notNull()
+      .references(() => accessTokens.id),
+    createdAt: epochMs("created_at").notNull(),
+    expiresAt: epochMs("expires_at").notNull(),
+  },
+  (t) => [index("dashboard_sessions_expires").on(t.expiresAt)],
+);

@@ -19,6 +19,9 @@ export interface ReceiptWriterOptions {
   maxRetryDelayMs?: number;
 }
 
+/** How one task of a group commit ended: its savepoint's result, or the error it threw. */
+type TaskOutcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
 /** A task run inside the writer's group transaction; synchronous, never awaits. */
 export type WriteTask<T> = (store: Store) => T;
 
@@ -78,7 +81,7 @@ export function createReceiptWriter(store: Store, options: ReceiptWriterOptions)
   let idleWaiters: (() => void)[] = [];
 
   const commitGroup = conn.sqlite.transaction((batch: Queued[]) =>
-    batch.map((item) => {
+    batch.map((item): TaskOutcome => {
       try {
         // A nested better-sqlite3 transaction is a savepoint.
         return {
@@ -104,7 +107,7 @@ export function createReceiptWriter(store: Store, options: ReceiptWriterOptions)
     const batch = queue;
     queue = [];
     if (batch.length === 0) return settleIdle();
-    let outcomes: ReturnType<typeof commitGroup>;
+    let outcomes: TaskOutcome[];
     try {
       outcomes = commitGroup.immediate(batch);
     } catch (error) {

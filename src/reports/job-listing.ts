@@ -132,24 +132,26 @@ export function listJobs(store: Store, filter: JobFilter, request: PageRequest) 
 }
 
 /** Verdicts whose jobs carry failing checks (see src/verify: discrepancy, dropped). */
-const failingVerdicts = ["discrepancy", "dropped"] as const;
+export const failingVerdicts = ["discrepancy", "dropped"] as const;
+export type FailingVerdict = (typeof failingVerdicts)[number];
 
 /**
  * Jobs with a failing check (verdict `discrepancy` or `dropped`), each with its failing checks;
- * with `check`, only jobs failing the check of that name. Keyset like `listJobs`. Each verdict
+ * with `check`, only jobs failing the check of that name; with `verdict`, only jobs of that
+ * verdict. Keyset like `listJobs`. Each verdict
  * is read in `jobs_verdict_created` order and the two runs merged here, so a page costs the
  * same at any depth and never sorts the whole set.
  */
 export function listDiscrepancies(
   store: Store,
-  filter: { from?: number; to?: number; check?: string },
+  filter: { from?: number; to?: number; check?: string; verdict?: FailingVerdict },
   request: PageRequest,
 ) {
   const order = request.order ?? "desc";
   const cursor = request.cursor ? decodeCursor(request.cursor) : null;
   const dir = order === "asc" ? "ASC" : "DESC";
   const rows: JobRow[] = [];
-  for (const verdict of failingVerdicts) {
+  for (const verdict of filter.verdict ? [filter.verdict] : failingVerdicts) {
     const { where, params } = whereOf({ verdict, from: filter.from, to: filter.to }, cursor, order);
     // The unary `+` keeps SQLite on the primary key (job_id, name): a job has a dozen check
     // rows, while the (outcome, name) index would walk every failing check of every job.

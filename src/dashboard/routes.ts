@@ -1,0 +1,461 @@
+import { timingSafeEqual } from "node:crypto";
+import type { Context } from "hono";
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { deleteCookie, getCookie, setCookie } from "hono/cookie";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { statusOf } from "../api/error-handler.js";
+import type { AppMetrics } from "../api/metrics.js";
+import type { ReadinessProbes } from "../api/ops-routes.js";
+import { authenticateToken, roleSatisfies } from "../auth/tokens.js";
+import type { Store } from "../db/client.js";
+import { isAppError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { auditRecord, type ExplorerCluster } from "../reports/audit-record.js";
+import { type FailingVerdict, failingVerdicts, listDiscrepancies } from "../reports/job-listing.js";
+import {
+  type GroupBy,
+  groupByValues,
+  reconciliationReport,
+  reconciliationToCsv,
+} from "../reports/reconciliation.js";
+import { dashboardCss } from "./assets.js";
+import { type DiscrepancyFilter, discrepanciesBody } from "./discrepancies-page.js";
+import { BASE, type Html, html, type NavPage, page } from "./html.js";
+import { jobBody } from "./job-page.js";
+import { overviewBody } from "./overview-page.js";
+import { PeriodError, periodOf } from "./period.js";
+import { reconciliationBody, type SortKey, sortKeys } from "./reconciliation-page.js";
+import {
+  createSession,
+  type DashboardSession,
+  deleteSession,
+  findSession,
+  SESSION_TTL_MS,
+} from "./sessions.js";
+import { signInBody } from "./sign-in-page.js";
+import { type EndpointHealth, statusBody, storeStatus } from "./status-page.js";
+import { workerStatementBody, workersBody } from "./workers-page.js";
+
+/** The name of the session cookie; its value is the session id, which only the browser holds. */
+export const SESSION_COOKIE = "da_session";
+
+/** What the dashboard needs; the same store and probes as the API, so both show one truth. */
+export interface DashboardDeps {
+  store: Store;
+  now: () => number;
+  explorer: ExplorerCluster;
+  verifier?: { reverify(jobId: string): void };
+  readiness?: ReadinessProbes;
+  metrics?: AppMetrics;
+  /** How long a sign-in lasts; default 8 hours. */
+  sessionTtlMs?: number;
+}
+
+interface DashboardEnv {
+  Variables: { requestId: string; log: Logger; session: DashboardSession };
+}
+
+type Ctx = Context<DashboardEnv>;
+
+/**
+ * No script runs on these pages, nothing loads from elsewhere, no page can be framed, and no
+ * page is cached: they show money and evidence.
+ */
+const CSP =
+  "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+function render(c: Ctx, status: ContentfulStatusCode, title: string, current: NavPage, body: Html) {
+  const session = c.get("session") ?? null;
+  return c.html(page({ title, current, session, body }), status);
+}
+
+function messagePage(c: Ctx, status: ContentfulStatusCode, title: string, message: string) {
+  return render(
+    c,
+    status,
+    title,
+    "job",
+    html`<h1>${title}</h1><p class="error" role="alert">${message}</p><p><a href="${BASE}">Back to the overview</a></p>`,
+  );
+}
+
+/** Only paths of this dashboard are followed after sign-in, so `next` cannot send anyone away. */
+function safeNext(next: unknown): string {
+  if (typeof next !== "string") return BASE;
+  return /^\/dashboard(?:[/?][^\\\s]*)?$/.test(next) && !next.startsWith("//") ? next : BASE;
+}
+
+/**
+ * A state-changing request must come from our own pages. Browsers send `Origin` on every POST;
+ * it must name this host (as the client addressed it: `Host`, or `X-Forwarded-Host` behind a
+ * reverse proxy). A request without `Origin` (not a browser) passes here and still needs the
+ * session's CSRF token.
+ */
+function sameOrigin(c: Ctx): boolean {
+  const origin = c.req.header("origin");
+  if (origin === undefined) return true;
+  let host: string;
+  try {
+    host = new URL(origin).host;
+  } catch {
+    return false;
+  }
+  const forwarded = c.req.header("x-forwarded-host")?.split(",")[0]?.trim();
+  return host === (c.req.header("host") ?? new URL(c.req.url).host) || host === forwarded;
+}
+
+function csrfMatches(expected: string, presented: unknown): boolean {
+  if (typeof presented !== "string") return false;
+  const a = Buffer.from(expected);
+  const b = Buffer.from(presented);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+function queryOf(c: Ctx) {
+  const q = c.req.query();
+  return { period: q.period, from: q.from, to: q.to };
+}
+
+/**
+ * The finance dashboard under `/dashboard`: server-rendered pages over the same report and
+ * audit functions as the API. A browser signs in with an access token and gets a session
+ * cookie (HttpOnly, SameSite=Strict, with an expiry); the API keeps taking bearer tokens.
+ */
+export function dashboardRoutes(deps: DashboardDeps) {
+  const ttl = deps.sessionTtlMs ?? SESSION_TTL_MS;
+  const app = new Hono<DashboardEnv>();
+
+  app.use("*", async (c, next) => {
+    await next();
+    c.header("content-security-policy", CSP);
+    c.header("x-content-type-options", "nosniff");
+    c.header("x-frame-options", "DENY");
+    c.header("referrer-policy", "same-origin");
+    if (!c.req.path.startsWith(`${BASE}/assets/`)) c.header("cache-control", "no-store");
+  });
+
+  app.onError((error, c) => {
+    if (error instanceof PeriodError) return messagePage(c, 400, "Bad period", error.message);
+    if (isAppError(error)) {
+      const status = statusOf(error.code);
+      if (status < 500) return messagePage(c, status, "Cannot show this page", error.message);
+    }
+    c.get("log")?.error({ err: error }, "dashboard page failed");
+    return messagePage(
+      c,
+      500,
+      "Something went wrong",
+      `The page could not be built (request ${c.get("requestId") ?? "?"}).`,
+    );
+  });
+
+  // The dashboard's forms carry a token and a few short fields; nothing bigger is read.
+  app.on(
+    "POST",
+    "*",
+    bodyLimit({
+      maxSize: 16 * 1024,
+      onError: (c) =>
+        messagePage(
+          c as Ctx,
+          413,
+          "Too large",
+          "This form was larger than any form of the dashboard.",
+        ),
+    }),
+  );
+
+  app.get("/assets/dashboard.css", (c) =>
+    c.body(dashboardCss, 200, {
+      "content-type": "text/css; charset=utf-8",
+      "cache-control": "public, max-age=31536000, immutable",
+    }),
+  );
+
+  const cookieSecure = (c: Ctx) => new URL(c.req.url).protocol === "https:";
+
+  app.get("/sign-in", (c) => {
+    const id = getCookie(c, SESSION_COOKIE);
+    if (id && findSession(deps.store, id, deps.now()))
+      return c.redirect(safeNext(c.req.query("next")), 303);
+    const notice = c.req.query("signedOut")
+      ? "You are signed out."
+      : c.req.query("expired")
+        ? "Your session ended; sign in again."
+        : undefined;
+    return render(
+      c,
+      200,
+      "Sign in",
+      "sign-in",
+      signInBody({ next: safeNext(c.req.query("next")), notice }),
+    );
+  });
+
+  app.post("/sign-in", async (c) => {
+    if (!sameOrigin(c))
+      return messagePage(c, 403, "Refused", "This sign-in did not come from this site.");
+    const form = await c.req.parseBody();
+    const next = safeNext(form.next);
+    const token = typeof form.token === "string" ? form.token.trim() : "";
+    const refuse = (status: ContentfulStatusCode, error: string) =>
+      render(c, status, "Sign in", "sign-in", signInBody({ next, error }));
+    if (token === "") return refuse(400, "Paste an access token to sign in.");
+    const held = authenticateToken(deps.store, token, deps.now);
+    if (!held)
+      return refuse(401, "That token is unknown or revoked. Check that you pasted all of it.");
+    if (!roleSatisfies(held.role, "read")) {
+      return refuse(
+        403,
+        `A token of role ${held.role} cannot read reports: sign in with a read or admin token.`,
+      );
+    }
+    const { sessionId, expiresAt } = createSession(deps.store, held.id, deps.now(), ttl);
+    setCookie(c, SESSION_COOKIE, sessionId, {
+      path: BASE,
+      httpOnly: true,
+      sameSite: "Strict",
+      secure: cookieSecure(c),
+      maxAge: Math.floor(ttl / 1000),
+      expires: new Date(expiresAt),
+    });
+    c.get("log")?.info({ tokenId: held.id, role: held.role }, "dashboard sign-in");
+    return c.redirect(next, 303);
+  });
+
+  // Every other route needs a live session.
+  app.use("*", async (c, next) => {
+    const id = getCookie(c, SESSION_COOKIE);
+    const session = id ? findSession(deps.store, id, deps.now()) : null;
+    if (!session) {
+      if (id) deleteCookie(c, SESSION_COOKIE, { path: BASE });
+      if (c.req.method === "GET" || c.req.method === "HEAD") {
+        const url = new URL(c.req.url);
+        const params = new URLSearchParams({ next: `${url.pathname}${url.search}` });
+        if (id) params.set("expired", "1");
+        return c.redirect(`${BASE}/sign-in?${params}`, 303);
+      }
+      return messagePage(c, 401, "Signed out", "Sign in first: this action needs a session.");
+    }
+    c.set("session", session);
+    if (c.req.method === "POST") {
+      const form = await c.req.parseBody();
+      if (!sameOrigin(c) || !csrfMatches(session.csrf, form.csrf)) {
+        return messagePage(
+          c,
+          403,
+          "Refused",
+          "This form did not come from this dashboard (CSRF check failed). Reload the page and try again.",
+        );
+      }
+    }
+    await next();
+  });
+
+  app.post("/sign-out", (c) => {
+    const id = getCookie(c, SESSION_COOKIE);
+    if (id) deleteSession(deps.store, id);
+    deleteCookie(c, SESSION_COOKIE, { path: BASE, secure: cookieSecure(c) });
+    return c.redirect(`${BASE}/sign-in?signedOut=1`, 303);
+  });
+
+  app.get("/", (c) => {
+    const period = periodOf(queryOf(c), deps.now());
+    const report = reconciliationReport(
+      deps.store,
+      { from: period.from, to: period.to, groupBy: "day" },
+      deps.now,
+    );
+    return render(c, 200, "Overview", "overview", overviewBody(period, report));
+  });
+
+  const groupByOf = (c: Ctx): GroupBy => {
+    const g = c.req.query("groupBy") ?? "day";
+    if (!(groupByValues as readonly string[]).includes(g)) {
+      throw new PeriodError("groupBy", `groupBy must be one of ${groupByValues.join(", ")}`);
+    }
+    return g as GroupBy;
+  };
+
+  app.get("/reconciliation", (c) => {
+    const period = periodOf(queryOf(c), deps.now());
+    const groupBy = groupByOf(c);
+    const sortText = c.req.query("sort") ?? "group";
+    const sort = (
+      (sortKeys as readonly string[]).includes(sortText) ? sortText : "group"
+    ) as SortKey;
+    const dir = c.req.query("dir") === "desc" ? "desc" : "asc";
+    const report = reconciliationReport(
+      deps.store,
+      { from: period.from, to: period.to, groupBy },
+      deps.now,
+    );
+    return render(
+      c,
+      200,
+      "Reconciliation",
+      "reconciliation",
+      reconciliationBody(period, report, sort, dir),
+    );
+  });
+
+  // The API's CSV for the same query: the same function over the same figures, byte for byte.
+  app.get("/reconciliation.csv", (c) => {
+    const period = periodOf(queryOf(c), deps.now());
+    const groupBy = groupByOf(c);
+    const report = reconciliationReport(
+      deps.store,
+      { from: period.from, to: period.to, groupBy },
+      deps.now,
+    );
+    return c.body(reconciliationToCsv(report), 200, {
+      "content-type": "text/csv; charset=utf-8; header=present",
+      "content-disposition": `attachment; filename="reconciliation-${groupBy}-${period.firstDay}-to-${period.lastDay}.csv"`,
+    });
+  });
+
+  app.get("/discrepancies", (c) => {
+    const q = c.req.query();
+    const filter: DiscrepancyFilter = {
+      check: q.check || undefined,
+      verdict: (failingVerdicts as readonly string[]).includes(q.verdict ?? "")
+        ? (q.verdict as FailingVerdict)
+        : undefined,
+      period: !q.period || q.period === "all" ? null : periodOf(queryOf(c), deps.now()),
+      cursor: q.cursor || undefined,
+    };
+    const result = listDiscrepancies(
+      deps.store,
+      {
+        from: filter.period?.from,
+        to: filter.period?.to,
+        check: filter.check,
+        verdict: filter.verdict,
+      },
+      { limit: 50, cursor: filter.cursor },
+    );
+    return render(c, 200, "Discrepancies", "discrepancies", discrepanciesBody(filter, result));
+  });
+
+  app.get("/jobs/:jobId", (c) => {
+    const jobId = c.req.param("jobId");
+    const record = jobId.length <= 200 ? auditRecord(deps.store, jobId, deps.explorer) : null;
+    if (!record) return messagePage(c, 404, "No such job", `No job ${jobId} is recorded.`);
+    const flash =
+      c.req.query("reverify") === "queued"
+        ? "A fresh verification is queued; reload in a few seconds to see its verdict."
+        : null;
+    return render(c, 200, `Job ${jobId}`, "job", jobBody(record, c.get("session"), flash));
+  });
+
+  app.post("/jobs/:jobId/reverify", (c) => {
+    const jobId = c.req.param("jobId");
+    if (c.get("session").role !== "admin") {
+      return messagePage(
+        c,
+        403,
+        "Not allowed",
+        "Only an admin token may ask for a fresh verification.",
+      );
+    }
+    if (jobId.length > 200 || !auditRecord(deps.store, jobId, deps.explorer)) {
+      return messagePage(c, 404, "No such job", `No job ${jobId} is recorded.`);
+    }
+    if (!deps.verifier)
+      return messagePage(c, 409, "Cannot verify here", "No verifier runs in this process.");
+    deps.verifier.reverify(jobId);
+    c.get("log")?.info({ jobId, tokenId: c.get("session").tokenId }, "dashboard reverify");
+    return c.redirect(`${BASE}/jobs/${encodeURIComponent(jobId)}?reverify=queued`, 303);
+  });
+
+  app.get("/workers", (c) => {
+    const period = periodOf(queryOf(c), deps.now());
+    const report = reconciliationReport(
+      deps.store,
+      { from: period.from, to: period.to, groupBy: "worker" },
+      deps.now,
+    );
+    return render(c, 200, "Workers", "workers", workersBody(period, report));
+  });
+
+  app.get("/workers/:address", (c) => {
+    const worker = c.req.param("address");
+    if (worker.length > 64)
+      return messagePage(c, 400, "Bad worker", "A worker address is at most 64 characters.");
+    const period = periodOf(queryOf(c), deps.now());
+    const report = reconciliationReport(
+      deps.store,
+      { from: period.from, to: period.to, groupBy: "day", worker },
+      deps.now,
+    );
+    return render(
+      c,
+      200,
+      "Worker statement",
+      "workers",
+      workerStatementBody(worker, period, report),
+    );
+  });
+
+  app.get("/status", async (c) => {
+    const at = deps.now();
+    const fromStore = storeStatus(deps.store, at);
+    const rpc = await probeRpc(deps.readiness);
+    const endpoints = deps.metrics ? await endpointHealth(deps.metrics) : [];
+    return render(
+      c,
+      200,
+      "Status",
+      "status",
+      statusBody({
+        ...fromStore,
+        maxLagSeconds: deps.readiness?.maxLagSeconds ?? 3600,
+        rpc,
+        endpoints,
+        profile: deps.readiness?.profile?.() ?? null,
+      }),
+    );
+  });
+
+  return app;
+}
+
+async function probeRpc(
+  probes: ReadinessProbes | undefined,
+): Promise<{ ok: boolean; detail?: string }> {
+  if (!probes?.rpc) return { ok: true, detail: "no RPC probe configured" };
+  const timeoutMs = probes.rpcTimeoutMs ?? 3000;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      probes.rpc(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+    return { ok: true };
+  } catch (error) {
+    return { ok: false, detail: error instanceof Error ? error.message : String(error) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Request counts per endpoint and outcome, from the RPC pool's counter in the metrics. Only
+ * that one metric is collected: the others count jobs by scanning the table.
+ */
+async function endpointHealth(metrics: AppMetrics): Promise<EndpointHealth[]> {
+  const counter = metrics.registry.getSingleMetric("decentral_audit_rpc_requests_total");
+  const values = counter ? (await counter.get()).values : [];
+  const byEndpoint = new Map<string, Record<string, number>>();
+  for (const v of values) {
+    const endpoint = String(v.labels.endpoint ?? "?");
+    const outcome = String(v.labels.outcome ?? "?");
+    const outcomes = byEndpoint.get(endpoint) ?? {};
+    outcomes[outcome] = (outcomes[outcome] ?? 0) + v.value;
+    byEndpoint.set(endpoint, outcomes);
+  }
+  return [...byEndpoint].map(([endpoint, outcomes]) => ({ endpoint, outcomes }));
+}

@@ -1,0 +1,125 @@
+import type { Store } from "../db/client.js";
+import { dataCompleteUntil, openVerdicts } from "../reports/reconciliation.js";
+import type { ProfileStatus } from "../verify/profile-status.js";
+import { count, type Html, html, utc } from "./html.js";
+
+/** One RPC endpoint's request counts by outcome, from the pool's counters. */
+export interface EndpointHealth {
+  endpoint: string;
+  outcomes: Record<string, number>;
+}
+
+export interface StatusFacts {
+  queueDepth: number;
+  lagSeconds: number;
+  maxLagSeconds: number;
+  rpc: { ok: boolean; detail?: string };
+  endpoints: EndpointHealth[];
+  lastRun: {
+    status: string;
+    windowFrom: number | null;
+    windowTo: number | null;
+    startedAt: number;
+    finishedAt: number | null;
+    byVerdict: Record<string, number> | null;
+  } | null;
+  profile: ProfileStatus | null;
+}
+
+/** Queue depth, lag and the last nightly run, read from the store (the queue is durable). */
+export function storeStatus(store: Store, now: number) {
+  const open = openVerdicts.map(() => "?").join(",");
+  const queueDepth = store.sqlite
+    .prepare(`SELECT count(*) FROM jobs WHERE verdict IN (${open})`)
+    .pluck()
+    .get(...openVerdicts) as number;
+  const lagSeconds = Math.max(0, Math.round((now - dataCompleteUntil(store, now)) / 1000));
+  const run = store.sqlite
+    .prepare(
+      `SELECT status, window_from AS windowFrom, window_to AS windowTo, started_at AS startedAt,
+         finished_at AS finishedAt, summary FROM verification_runs WHERE trigger IN ('verify', 'cron')
+       ORDER BY started_at DESC LIMIT 1`,
+    )
+    .get() as
+    | (Omit<NonNullable<StatusFacts["lastRun"]>, "byVerdict"> & { summary: string | null })
+    | undefined;
+  let lastRun: StatusFacts["lastRun"] = null;
+  if (run) {
+    const { summary, ...rest } = run;
+    const parsed = summary === null ? null : (JSON.parse(summary) as { byVerdict?: unknown });
+    const byVerdict =
+      parsed && typeof parsed.byVerdict === "object" && parsed.byVerdict !== null
+        ? (parsed.byVerdict as Record<string, number>)
+        : null;
+    lastRun = { ...rest, byVerdict };
+  }
+  return { queueDepth, lagSeconds, lastRun };
+}
+
+const okText = (ok: boolean) =>
+  ok
+    ? html`<strong class="outcome-pass">OK</strong>`
+    : html`<strong class="outcome-fail">failing</strong>`;
+
+/** The service's health as an operator reads it. */
+export function statusBody(s: StatusFacts): Html {
+  const run = s.lastRun;
+  return html`<h1>Status</h1>
+<h2>Verification</h2>
+<dl class="facts">
+<dt>queue depth</dt><dd data-status="queue">${count(s.queueDepth)} jobs waiting for a final verdict</dd>
+<dt>verification lag</dt><dd data-status="lag">${okText(s.lagSeconds <= s.maxLagSeconds)} ${count(s.lagSeconds)} s (the oldest job without a final verdict; at most ${count(s.maxLagSeconds)} s is ready)</dd>
+</dl>
+<h2>Solana RPC</h2>
+<p>Probe (<span class="mono">getSlot</span> at finalized): ${okText(s.rpc.ok)}${s.rpc.detail ? html` — ${s.rpc.detail}` : ""}</p>
+${
+  s.endpoints.length === 0
+    ? html`<p class="muted">No RPC request counted yet in this process.</p>`
+    : html`<div class="scroll"><table><thead><tr><th scope="col">endpoint</th><th scope="col">requests by outcome since start</th></tr></thead><tbody>${s.endpoints.map(
+        (e) =>
+          html`<tr><td class="mono">${e.endpoint}</td><td>${Object.entries(e.outcomes)
+            .map(([o, n]) => `${o}: ${count(n)}`)
+            .join(", ")}</td></tr>`,
+      )}</tbody></table></div>`
+}
+<h2>Last nightly run</h2>
+${
+  run
+    ? html`<dl class="facts">
+<dt>outcome</dt><dd data-status="run">${run.status}</dd>
+<dt>window</dt><dd>${run.windowFrom === null ? "from the first job" : utc(run.windowFrom)} to ${run.windowTo === null ? "open-ended" : utc(run.windowTo)}</dd>
+<dt>ran</dt><dd>${utc(run.startedAt)} to ${utc(run.finishedAt)}</dd>
+${
+  run.byVerdict
+    ? html`<dt>verdicts</dt><dd>${
+        Object.entries(run.byVerdict)
+          .filter(([, n]) => n > 0)
+          .map(([v, n]) => `${v}: ${count(n)}`)
+          .join(", ") || "no job in the window"
+      }</dd>`
+    : ""
+}
+</dl>`
+    : html`<p class="muted">No nightly verification has run on this database (<span class="mono">decentral-audit verify</span> or <span class="mono">VERIFY_CRON</span>).</p>`
+}
+<h2>Protocol profile</h2>
+${
+  s.profile
+    ? html`<p>Profile <strong class="mono">${s.profile.name}</strong>.</p>
+<h3>What it cannot check for any job</h3>
+${
+  s.profile.gaps.length === 0
+    ? html`<p>Nothing: every check applies.</p>`
+    : html`<ul>${s.profile.gaps.map((g) => html`<li><strong class="mono">${g.check}</strong>: ${g.reason}</li>`)}</ul>`
+}
+<h3>Treasury</h3>
+<p>${
+        s.profile.treasury.source === "profile"
+          ? html`pinned by the profile: <span class="mono">${s.profile.treasury.address}</span>`
+          : s.profile.treasury.source === "learned"
+            ? html`learned from ${count(s.profile.treasury.settlements)} settlements: <span class="mono">${s.profile.treasury.address}</span>`
+            : html`still being learned: ${count(s.profile.treasury.needed)} settlements must agree on one address`
+      }</p>`
+    : html`<p class="muted">No profile is loaded in this process.</p>`
+}`;
+}

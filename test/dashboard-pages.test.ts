@@ -1,0 +1,408 @@
+import { createHash } from "node:crypto";
+import { describe, expect, it, vi } from "vitest";
+import { listTokens, revokeToken } from "../src/auth/tokens.js";
+import { SESSION_COOKIE } from "../src/dashboard/routes.js";
+import { createTestApi } from "./support/audit-api-app.js";
+import { DASHBOARD_NOW, seedDashboard, WORKERS } from "./support/dashboard-fixtures.js";
+import { insertCheck, insertJob } from "./support/job-rows.js";
+
+const ORIGIN = "http://localhost";
+
+function dashboard(extra: Parameters<typeof createTestApi>[0] = {}) {
+  let clock = DASHBOARD_NOW;
+  const api = createTestApi({ now: () => clock, ...extra });
+  const seeded = seedDashboard(api.store);
+  const signIn = async (token: string) => {
+    const res = await api.app.request("/dashboard/sign-in", {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", origin: ORIGIN },
+      body: new URLSearchParams({ token, next: "/dashboard" }).toString(),
+    });
+    const setCookie = res.headers.get("set-cookie") ?? "";
+    const id = new RegExp(`${SESSION_COOKIE}=([^;]+)`).exec(setCookie)?.[1];
+    return { res, setCookie, id, cookie: `${SESSION_COOKIE}=${id}` };
+  };
+  const page = (path: string, cookie?: string) =>
+    api.app.request(path, { headers: cookie ? { cookie } : {} });
+  const post = (path: string, cookie: string, form: Record<string, string>, origin = ORIGIN) =>
+    api.app.request(path, {
+      method: "POST",
+      headers: { cookie, origin, "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams(form).toString(),
+    });
+  const csrfOf = async (cookie: string) => {
+    const text = await (await page("/dashboard", cookie)).text();
+    return /name="csrf" value="([0-9a-f]+)"/.exec(text)?.[1] ?? "";
+  };
+  return {
+    ...api,
+    ...seeded,
+    signIn,
+    page,
+    post,
+    csrfOf,
+    tick: (ms: number) => {
+      clock += ms;
+    },
+  };
+}
+
+const pages = [
+  "/dashboard",
+  "/dashboard/reconciliation",
+  "/dashboard/reconciliation.csv",
+  "/dashboard/discrepancies",
+  "/dashboard/jobs/job_underpaid_worker",
+  "/dashboard/workers",
+  `/dashboard/workers/${WORKERS[0]}`,
+  "/dashboard/status",
+];
+
+describe("dashboard sign-in", () => {
+  it("exchanges a read token for an HttpOnly, SameSite=Strict cookie with an expiry, stored hashed", async () => {
+    const d = dashboard();
+    const { res, setCookie, id } = await d.signIn(d.tokens.read);
+    expect(res.status).toBe(303);
+    expect(res.headers.get("location")).toBe("/dashboard");
+    expect(setCookie).toMatch(/HttpOnly/);
+    expect(setCookie).toMatch(/SameSite=Strict/);
+    expect(setCookie).toMatch(/Max-Age=28800/);
+    expect(setCookie).toMatch(/Path=\/dashboard/);
+    expect(setCookie).not.toContain(d.tokens.read);
+    const rows = d.store.sqlite.prepare("SELECT id_hash FROM dashboard_sessions").pluck().all();
+    expect(rows).toEqual([
+      createHash("sha256")
+        .update(id ?? "")
+        .digest("hex"),
+    ]);
+  });
+
+  it("refuses a wrong token with a clear message and no cookie", async () => {
+    const d = dashboard();
+    const { res, setCookie } = await d.signIn("da_read_not-a-real-token");
+    expect(res.status).toBe(401);
+    expect(setCookie).toBe("");
+    expect(await res.text()).toContain("That token is unknown or revoked");
+  });
+
+  it("refuses an ingest token, which cannot read reports", async () => {
+    const d = dashboard();
+    const { res } = await d.signIn(d.tokens.ingest);
+    expect(res.status).toBe(403);
+    expect(await res.text()).toContain("cannot read reports");
+  });
+
+  it("refuses a sign-in posted from another origin", async () => {
+    const d = dashboard();
+    const res = await d.app.request("/dashboard/sign-in", {
+      method: "POST",
+      headers: {
+        "content-type": "application/x-www-form-urlencoded",
+        origin: "https://evil.example",
+      },
+      body: new URLSearchParams({ token: d.tokens.read }).toString(),
+    });
+    expect(res.status).toBe(403);
+  });
+
+  it("reads no form larger than 16 KiB", async () => {
+    const d = dashboard();
+    const res = await d.app.request("/dashboard/sign-in", {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", origin: ORIGIN },
+      body: new URLSearchParams({ token: "x".repeat(20_000) }).toString(),
+    });
+    expect(res.status).toBe(413);
+  });
+
+  it("never follows a next that leaves the dashboard", async () => {
+    const d = dashboard();
+    const res = await d.app.request("/dashboard/sign-in", {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", origin: ORIGIN },
+      body: new URLSearchParams({ token: d.tokens.read, next: "//evil.example/x" }).toString(),
+    });
+    expect(res.headers.get("location")).toBe("/dashboard");
+  });
+});
+
+describe("dashboard pages", () => {
+  it.each(pages)("%s redirects to sign-in without a session", async (path) => {
+    const d = dashboard();
+    const res = await d.page(path);
+    expect(res.status).toBe(303);
+    expect(res.headers.get("location")).toBe(`/dashboard/sign-in?next=${encodeURIComponent(path)}`);
+  });
+
+  it.each(pages)("%s answers 200 with a session, and never shows the token", async (path) => {
+    const d = dashboard();
+    const { cookie } = await d.signIn(d.tokens.read);
+    const res = await d.page(path, cookie);
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    expect(text).not.toContain(d.tokens.read);
+    if (!path.endsWith(".csv")) {
+      expect(res.headers.get("content-security-policy")).toContain("default-src 'none'");
+      expect(res.headers.get("cache-control")).toBe("no-store");
+      expect(text).not.toMatch(/<script|https?:\/\/(?!explorer\.solana\.com)[^"]*\.(css|js)/);
+    }
+  });
+
+  it("a state-changing POST without a session is 401", async () => {
+    const d = dashboard();
+    const res = await d.post("/dashboard/jobs/job_underpaid_worker/reverify", "", {});
+    expect(res.status).toBe(401);
+  });
+
+  it("the API keeps taking bearer tokens only: a session cookie does not open it", async () => {
+    const d = dashboard();
+    const { cookie } = await d.signIn(d.tokens.read);
+    const res = await d.app.request("/reports/reconciliation?from=2026-11-01&to=2026-11-21", {
+      headers: { cookie },
+    });
+    expect(res.status).toBe(401);
+  });
+
+  it("shows month to date by default, with the API's totals", async () => {
+    const d = dashboard();
+    const { cookie } = await d.signIn(d.tokens.read);
+    const html = await (await d.page("/dashboard", cookie)).text();
+    const api = (await (
+      await d.get("/reports/reconciliation?from=2026-11-01&to=2026-11-21")
+    ).json()) as { totals: Record<string, string | number> };
+    for (const key of [
+      "chargedUnits",
+      "escrowedUnits",
+      "workerPaidUnits",
+      "treasuryPaidUnits",
+      "refundedUnits",
+      "unaccountedUnits",
+    ]) {
+      const usdc = api.totals[key.replace("Units", "Usdc")];
+      expect(html).toContain(`data-figure="${key}" aria-labelledby="${key}-label">${usdc}<`);
+    }
+    expect(html).toContain(`data-count="verified">${api.totals.verified}<`);
+    expect(html).toContain(`data-count="discrepancies">1<`);
+    expect(html).toContain("Showing 2026-11-01 00:00 UTC up to 2026-11-20 24:00 UTC");
+    expect(html).toContain("Figures before <strong>2026-11-20 11:00 UTC</strong> are final");
+    expect(html).toContain('<svg class="chart"');
+  });
+
+  it("takes day, week and custom periods in UTC, and says what is wrong with a bad one", async () => {
+    const d = dashboard();
+    const { cookie } = await d.signIn(d.tokens.read);
+    expect(await (await d.page("/dashboard?period=day", cookie)).text()).toContain(
+      "Showing 2026-11-20 00:00 UTC up to 2026-11-20 24:00 UTC",
+    );
+    // 2026-11-20 is a Friday; the week starts on Monday the 16th.
+    expect(await (await d.page("/dashboard?period=week", cookie)).text()).toContain(
+      "Showing 2026-11-16 00:00 UTC",
+    );
+    const custom = await (
+      await d.page("/dashboard?period=custom&from=2026-10-01&to=2026-10-31", cookie)
+    ).text();
+    expect(custom).toContain("Showing 2026-10-01 00:00 UTC up to 2026-10-31 24:00 UTC");
+    expect(custom).toContain('data-count="verified">1<');
+    const bad = await d.page("/dashboard?period=custom&from=2026-02-30&to=2026-03-01", cookie);
+    expect(bad.status).toBe(400);
+    expect(await bad.text()).toContain("2026-02-30 is not a date");
+  });
+
+  it("the reconciliation table's total row and CSV are the API's", async () => {
+    const d = dashboard();
+    const { cookie } = await d.signIn(d.tokens.read);
+    const q = "from=2026-11-01&to=2026-11-21&groupBy=model";
+    const apiCsv = await (await d.get(`/reports/reconciliation?${q}&format=csv`)).text();
+    const csv = await d.page("/dashboard/reconciliation.csv?period=month&groupBy=model", cookie);
+    expect(csv.headers.get("content-disposition")).toContain("attachment");
+    expect(await csv.text()).toBe(apiCsv);
+    const html = await (await d.page("/dashboard/reconciliation?groupBy=model", cookie)).text();
+    const total = /<tr class="total">([\s\S]*?)<\/tr>/.exec(html)?.[1] ?? "";
+    const api = (await (await d.get(`/reports/reconciliation?${q}`)).json()) as {
+      totals: Record<string, string>;
+    };
+    expect(total).toContain(`data-col="chargedUnits">${api.totals.chargedUsdc}<`);
+    expect(total).toContain(`data-col="unaccountedUnits">${api.totals.unaccountedUsdc}<`);
+  });
+
+  it("escapes what receipts carry: a model name cannot inject markup", async () => {
+    const d = dashboard();
+    insertJob(d.store, {
+      jobId: "job_hostile",
+      createdAt: Date.UTC(2026, 10, 3),
+      model: '<img src=x onerror="alert(1)">',
+      tags: { team: "</dd><script>alert(1)</script>" },
+    });
+    const { cookie } = await d.signIn(d.tokens.read);
+    const table = await (await d.page("/dashboard/reconciliation?groupBy=model", cookie)).text();
+    expect(table).toContain("&lt;img src=x onerror=&quot;alert(1)&quot;&gt;");
+    expect(table).not.toContain("<img");
+    const job = await (await d.page("/dashboard/jobs/job_hostile", cookie)).text();
+    expect(job).not.toContain("<script>");
+  });
+
+  it("sorts the reconciliation table by any column", async () => {
+    const d = dashboard();
+    const { cookie } = await d.signIn(d.tokens.read);
+    const html = await (
+      await d.page(
+        "/dashboard/reconciliation?period=month&groupBy=day&sort=chargedUnits&dir=desc",
+        cookie,
+      )
+    ).text();
+    const body = /<tbody>([\s\S]*?)<\/tbody>/.exec(html)?.[1] ?? "";
+    const charged = [...body.matchAll(/data-col="chargedUnits">([\d.]+)</g)].map((m) =>
+      BigInt((m[1] ?? "").replace(".", "")),
+    );
+    expect(charged).toHaveLength(20);
+    expect(charged).toEqual([...charged].sort((a, b) => (a < b ? 1 : a > b ? -1 : 0)));
+    // The 18th carries the underpaid job's charge on top of its own two.
+    expect(/<tbody>\s*<tr><td>(2026-11-\d\d)</.exec(html)?.[1]).toBe("2026-11-18");
+    expect(html).toContain('aria-sort="descending"');
+  });
+
+  it("filters discrepancies by check and verdict, pages them, and links each to its job", async () => {
+    const d = dashboard();
+    for (let i = 0; i < 55; i++) {
+      insertJob(d.store, {
+        jobId: `job_bulk_${i}`,
+        verdict: "discrepancy",
+        createdAt: Date.UTC(2026, 10, 5, 0, i),
+      });
+      insertCheck(d.store, `job_bulk_${i}`, "charge.matches_price", "fail", {
+        reason: "overcharged",
+      });
+    }
+    const { cookie } = await d.signIn(d.tokens.read);
+    const split = await (
+      await d.page("/dashboard/discrepancies?check=settlement.split", cookie)
+    ).text();
+    expect(split).toContain('href="/dashboard/jobs/job_underpaid_worker"');
+    expect(split).toContain("the worker&#39;s share matches no allowed payout rate");
+    expect(split).not.toContain("job_bulk_");
+    const dropped = await (await d.page("/dashboard/discrepancies?verdict=dropped", cookie)).text();
+    expect(dropped).toContain("job_phantom_settlement");
+    expect(dropped).not.toContain("job_underpaid_worker");
+    const first = await (
+      await d.page("/dashboard/discrepancies?check=charge.matches_price", cookie)
+    ).text();
+    expect([...first.matchAll(/href="\/dashboard\/jobs\/job_bulk_/g)]).toHaveLength(50);
+    const next = /href="(\/dashboard\/discrepancies\?[^"]*cursor=[^"]+)"/.exec(first)?.[1] ?? "";
+    const second = await (await d.page(next.replaceAll("&amp;", "&"), cookie)).text();
+    expect([...second.matchAll(/href="\/dashboard\/jobs\/job_bulk_/g)]).toHaveLength(5);
+  });
+
+  it("a job page gives the reason first, then each check with USDC and base units, transactions and the receipt", async () => {
+    const d = dashboard({ explorer: { cluster: "custom", rpcUrl: "http://127.0.0.1:8899" } });
+    const { cookie } = await d.signIn(d.tokens.read);
+    const html = await (await d.page("/dashboard/jobs/job_underpaid_worker", cookie)).text();
+    const reason = html.indexOf("the worker&#39;s share matches no allowed payout rate");
+    expect(reason).toBeGreaterThan(0);
+    expect(reason).toBeLessThan(html.indexOf("<h2>Checks</h2>"));
+    expect(html).toContain('0.340000 USDC</span> <span class="muted">(340000 units)');
+    expect(html).toContain('0.306000 USDC</span> <span class="muted">(306000 units)');
+    expect(html).toContain("https://explorer.solana.com/tx/");
+    expect(html).toContain("-0.800000");
+    expect(html).toContain("What the jobs API said");
+    expect(html).toContain("[&quot;worker&quot;]");
+    expect(html).not.toContain("Verify again");
+    expect((await d.page("/dashboard/jobs/job_nope", cookie)).status).toBe(404);
+  });
+});
+
+describe("dashboard actions", () => {
+  it("an admin verifies a job again, with the CSRF token; without it, or from elsewhere, it is refused", async () => {
+    const reverify = vi.fn();
+    const d = dashboard({ verifier: { reverify } });
+    const { cookie } = await d.signIn(d.tokens.admin);
+    const path = "/dashboard/jobs/job_underpaid_worker/reverify";
+    expect(await (await d.page("/dashboard/jobs/job_underpaid_worker", cookie)).text()).toContain(
+      "Verify again",
+    );
+    const csrf = await d.csrfOf(cookie);
+    expect((await d.post(path, cookie, {})).status).toBe(403);
+    expect((await d.post(path, cookie, { csrf: "0".repeat(64) })).status).toBe(403);
+    expect((await d.post(path, cookie, { csrf }, "https://evil.example")).status).toBe(403);
+    expect(reverify).not.toHaveBeenCalled();
+    const ok = await d.post(path, cookie, { csrf });
+    expect(ok.status).toBe(303);
+    expect(ok.headers.get("location")).toBe("/dashboard/jobs/job_underpaid_worker?reverify=queued");
+    expect(reverify).toHaveBeenCalledWith("job_underpaid_worker");
+  });
+
+  it("a read session cannot verify again", async () => {
+    const reverify = vi.fn();
+    const d = dashboard({ verifier: { reverify } });
+    const { cookie } = await d.signIn(d.tokens.read);
+    const csrf = await d.csrfOf(cookie);
+    const res = await d.post("/dashboard/jobs/job_underpaid_worker/reverify", cookie, { csrf });
+    expect(res.status).toBe(403);
+    expect(reverify).not.toHaveBeenCalled();
+  });
+
+  it("signing out ends the session: its cookie opens nothing after", async () => {
+    const d = dashboard();
+    const { cookie } = await d.signIn(d.tokens.read);
+    expect((await d.post("/dashboard/sign-out", cookie, {})).status).toBe(403);
+    const out = await d.post("/dashboard/sign-out", cookie, { csrf: await d.csrfOf(cookie) });
+    expect(out.status).toBe(303);
+    expect(out.headers.get("set-cookie")).toMatch(/da_session=;/);
+    expect((await d.page("/dashboard", cookie)).status).toBe(303);
+  });
+
+  it("a session ends at its expiry and when its token is revoked", async () => {
+    const d = dashboard();
+    const a = await d.signIn(d.tokens.read);
+    d.tick(8 * 3600_000 + 1);
+    const expired = await d.page("/dashboard", a.cookie);
+    expect(expired.status).toBe(303);
+    expect(expired.headers.get("location")).toContain("expired=1");
+    const b = await d.signIn(d.tokens.read);
+    expect((await d.page("/dashboard", b.cookie)).status).toBe(200);
+    const id = listTokens(d.store).find((t) => t.role === "read")?.id ?? "";
+    revokeToken(d.store, id);
+    expect((await d.page("/dashboard", b.cookie)).status).toBe(303);
+  });
+});
+
+describe("status page", () => {
+  it("shows queue depth, lag, RPC health, the last nightly run and the profile's gaps", async () => {
+    const d = dashboard({
+      readiness: {
+        rpc: async () => {
+          throw new Error("connection refused");
+        },
+        profile: () => ({
+          name: "decentral-mainnet",
+          gaps: [
+            {
+              check: "escrow.program, refund.program",
+              reason: "the job_escrow program id is not known",
+            },
+          ],
+          treasury: { source: "learning", candidates: [], needed: 20 },
+        }),
+      },
+    });
+    d.store.sqlite
+      .prepare(
+        `INSERT INTO verification_runs (trigger, status, window_from, window_to, started_at, finished_at, owner, summary)
+         VALUES ('verify', 'completed', ?, ?, ?, ?, 'test', ?)`,
+      )
+      .run(
+        Date.UTC(2026, 10, 19),
+        Date.UTC(2026, 10, 20),
+        Date.UTC(2026, 10, 20, 2),
+        Date.UTC(2026, 10, 20, 2, 1),
+        JSON.stringify({ byVerdict: { verified: 3, discrepancy: 1 } }),
+      );
+    const { cookie } = await d.signIn(d.tokens.read);
+    const html = await (await d.page("/dashboard/status", cookie)).text();
+    expect(html).toContain('data-status="queue">1 jobs waiting');
+    expect(html).toContain("3,600 s (the oldest job");
+    expect(html).toContain("connection refused");
+    expect(html).toContain('data-status="run">completed');
+    expect(html).toContain("verified: 3, discrepancy: 1");
+    expect(html).toContain("the job_escrow program id is not known");
+  });
+});
