@@ -1,0 +1,227 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createRpcPool, type RpcPool } from "../src/chain/rpc-pool.js";
+import { openStore, type Store } from "../src/db/client.js";
+import { migrateStore } from "../src/db/migrate.js";
+import { createLedgerReader, type LedgerRpc } from "../src/ledger/reader.js";
+import { buildStatement } from "../src/ledger/statement.js";
+import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
+import { createLogger } from "../src/log.js";
+import { localnetProfile, type Profile } from "../src/verify/profiles.js";
+import { createTestStore } from "./support/store.js";
+import { groundTruth, runRecordedJob } from "./support/verify-jobs.js";
+
+const log = createLogger({ level: "silent" });
+/** A one-second settlement window, so an unreturned lock is overdue within the test. */
+const profile: Profile = { ...localnetProfile, settlementWindowSeconds: 1 };
+
+let world: LocalWorld;
+let rpc: RpcPool;
+beforeAll(async () => {
+  world = await startLocalWorld({ slotMs: 10, finalitySlots: 3 });
+  rpc = createRpcPool({
+    endpoints: [{ url: world.rpcUrl, rateLimitPerSec: 500, concurrency: 8, timeoutMs: 2000 }],
+    backoffBaseMs: 10,
+    backoffMaxMs: 50,
+  });
+});
+afterAll(async () => {
+  await rpc?.close();
+  await world?.close();
+});
+
+const vaultOf = (apiKeyIndex: number) => world.accounts.creditVaults[apiKeyIndex]!.vault;
+
+/** Waits until everything sent so far is finalized on the local chain. */
+async function finalized() {
+  const target = world.currentSlot() + 4;
+  while (world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
+}
+
+async function deposit(apiKeyIndex: number, units: bigint) {
+  const res = await fetch(`${world.simulatorUrl}/sim/deposits`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ apiKeyIndex, units: units.toString() }),
+  });
+  expect(res.status).toBe(200);
+  return (await res.json()) as { signature: string };
+}
+
+/** Every transaction the chain holds for a vault, at finalized, oldest first. */
+function chainHistory(vault: string): string[] {
+  return world.chain
+    .signaturesForAddress(vault, { limit: 1_000_000, commitment: "finalized" })
+    .map((t) => t.signature)
+    .reverse();
+}
+
+function reader(store: Store, vault: string, ledgerRpc: LedgerRpc = rpc, pageSize = 1000) {
+  return createLedgerReader({
+    store,
+    rpc: ledgerRpc,
+    profile,
+    log,
+    custody: { vaults: [vault], byKey: {} },
+    options: { pageSize },
+  });
+}
+
+const statementOf = (store: Store, vault: string, to = Date.now()) =>
+  buildStatement(store, { from: 0, to, vault }, { profile, graceSeconds: 0 }).vaults[0]!;
+
+describe("the ledger of a credit vault against the local world", () => {
+  it("explains every movement of honest traffic with a top-up, and closes on the chain's balance to the base unit", async () => {
+    const store = createTestStore();
+    const vault = vaultOf(0);
+    for (const spec of [
+      { model: "qwen3-8b" },
+      { model: "llama-3.3-70b", maxTokens: 800 },
+      { model: "phi-4-mini", stream: true },
+    ]) {
+      await runRecordedJob(world, store, spec);
+    }
+    const top = await deposit(0, 2_500_000n);
+    await runRecordedJob(world, store, { model: "mistral-small-3.1-24b", stream: true });
+    await runRecordedJob(world, store, { model: "qwen3-8b", fault: "timeout" });
+    await finalized();
+    const end = Date.now();
+
+    const result = await reader(store, vault).syncVault(vault);
+    expect(result).toMatchObject({ listed: chainHistory(vault).length, pending: 0 });
+
+    const s = statementOf(store, vault, end);
+    expect(s.unexplained).toEqual([]);
+    expect(s.unreleasedLocks).toEqual([]);
+    expect(s.counts).toMatchObject({ locks: 5, returns: 5, deposits: 1, unexplained: 0 });
+    expect(s.depositsUnits).toBe(2_500_000n);
+    expect(s.closingOnChainUnits).toBe(world.chain.tokenAmount(vault));
+    expect(s.closingByLedgerUnits).toBe(world.chain.tokenAmount(vault));
+    expect(s.differenceUnits).toBe(0n);
+    expect(s.complete).toBe(true);
+    expect(chainHistory(vault)).toContain(top.signature);
+  });
+
+  it("finds the hidden job of an unreceipted charge as one unreceipted debit naming it", async () => {
+    const store = createTestStore();
+    const vault = vaultOf(1);
+    await runRecordedJob(world, store, { apiKeyIndex: 1 });
+    const { jobId } = await runRecordedJob(world, store, {
+      apiKeyIndex: 1,
+      fault: "unreceipted-charge",
+    });
+    const hidden = (await groundTruth(world, jobId)).hidden as {
+      jobId: string;
+      escrowTx: string;
+      lockUnits: string;
+    };
+    await finalized();
+    await reader(store, vault).syncVault(vault);
+
+    const s = statementOf(store, vault);
+    expect(s.unexplained).toEqual([
+      expect.objectContaining({
+        finding: "unreceipted_debit",
+        signature: hidden.escrowTx,
+        amountUnits: -BigInt(hidden.lockUnits),
+        memoJobId: hidden.jobId,
+        memo: `decentral:escrow:${hidden.jobId}`,
+      }),
+    ]);
+    expect(s.unreleasedLocks).toEqual([]);
+    expect(s.counts).toMatchObject({ locks: 2, returns: 3, deposits: 0, unexplained: 1 });
+    expect(s.differenceUnits).toBe(0n);
+  });
+
+  it("finds a lock never returned once the settlement window and grace have passed", async () => {
+    const store = createTestStore();
+    const vault = vaultOf(2);
+    await runRecordedJob(world, store, { apiKeyIndex: 2 });
+    const { jobId } = await runRecordedJob(world, store, {
+      apiKeyIndex: 2,
+      fault: "unreleased-lock",
+    });
+    const truth = await groundTruth(world, jobId);
+    await finalized();
+    const ledger = reader(store, vault);
+    await ledger.syncVault(vault);
+    // Within the window the lock is only open.
+    expect(statementOf(store, vault).unreleasedLocks).toEqual([]);
+
+    await new Promise((r) => setTimeout(r, 2100));
+    await ledger.syncVault(vault);
+    const s = statementOf(store, vault);
+    expect(s.unreleasedLocks).toEqual([
+      expect.objectContaining({
+        finding: "unreleased_lock",
+        jobId,
+        signature: truth.escrowTx,
+        lockUnits: BigInt(truth.lockUnits as string),
+      }),
+    ]);
+    expect(s.unexplained).toEqual([]);
+    expect(s.differenceUnits).toBe(0n);
+  });
+
+  it("resumes a read stopped mid-history without listing any page twice, and two processes never double a line", async () => {
+    const vault = vaultOf(3);
+    for (let i = 0; i < 12; i++) {
+      await runRecordedJob(world, createTestStore(), { apiKeyIndex: 3, consultJobsApi: false });
+    }
+    await finalized();
+    const truth = chainHistory(vault);
+    expect(truth.length).toBeGreaterThanOrEqual(24);
+
+    const dir = mkdtempSync(join(tmpdir(), "ledger-"));
+    try {
+      const file = join(dir, "audit.db");
+      const first = openStore(file);
+      migrateStore(first);
+      const pages: string[] = [];
+      let calls = 0;
+      // A process that dies after its third page: the fourth call never returns to it.
+      const dying: LedgerRpc = {
+        getTransaction: (s) => rpc.getTransaction(s),
+        getTokenAccountBalance: (a) => rpc.getTokenAccountBalance(a),
+        async getSignaturesForAddress(address, o) {
+          if (++calls > 3) throw new Error("killed");
+          pages.push(o?.before ?? "(top)");
+          return rpc.getSignaturesForAddress(address, o);
+        },
+      };
+      await expect(reader(first, vault, dying, 5).syncVault(vault)).rejects.toThrow("killed");
+      expect(first.sqlite.prepare("SELECT count(*) FROM ledger_lines").pluck().get()).toBe(15);
+
+      // Two processes (connections) take over at once.
+      const second = openStore(file);
+      const third = openStore(file);
+      const counting = (): LedgerRpc => ({
+        getTransaction: (s) => rpc.getTransaction(s),
+        getTokenAccountBalance: (a) => rpc.getTokenAccountBalance(a),
+        async getSignaturesForAddress(address, o) {
+          pages.push(o?.before ?? "(top)");
+          return rpc.getSignaturesForAddress(address, o);
+        },
+      });
+      await Promise.all([
+        reader(second, vault, counting(), 5).syncVault(vault),
+        reader(third, vault, counting(), 5).syncVault(vault),
+      ]);
+      const lines = first.sqlite
+        .prepare("SELECT signature FROM ledger_lines WHERE vault = ? ORDER BY ord")
+        .pluck()
+        .all(vault);
+      expect(lines).toEqual(truth);
+      // The stopped process's pages were never asked for again.
+      expect(pages.slice(3)).not.toContain("(top)");
+      const s = statementOf(first, vault);
+      expect(s.differenceUnits).toBe(0n);
+      expect(s.closingOnChainUnits).toBe(world.chain.tokenAmount(vault));
+      for (const store of [first, second, third]) store.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
