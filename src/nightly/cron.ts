@@ -2,7 +2,7 @@ import { Cron } from "croner";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { runNightlyVerification, type SettlingEngine } from "./nightly-run.js";
+import { type NightlyOptions, runNightlyVerification, type SettlingEngine } from "./nightly-run.js";
 import { DEFAULT_VERIFY_TIMEOUT_MS } from "./verify-command.js";
 
 export interface NightlyScheduleDeps {
@@ -11,6 +11,8 @@ export interface NightlyScheduleDeps {
   log: Logger;
   /** e.g. an RPC `getSlot`: a rejection makes the run end "could not finish". */
   preflight?: () => Promise<unknown>;
+  /** The credit vaults' ledger of each window (see `NightlyOptions.ledger`). */
+  ledger?: NightlyOptions["ledger"];
   /** Timeout of each run. Default 30 min. */
   timeoutMs?: number;
   now?: () => number;
@@ -61,6 +63,7 @@ export function scheduleNightlyVerification(expression: string, deps: NightlySch
       timeoutMs,
       now,
       ...(deps.preflight ? { preflight: deps.preflight } : {}),
+      ...(deps.ledger ? { ledger: deps.ledger } : {}),
     });
     openFrom = summary.exitCode === 2 ? window.from : window.to;
     const { findings, ...rest } = summary;

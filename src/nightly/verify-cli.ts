@@ -7,6 +7,8 @@ import type { Config } from "../config.js";
 import { openStore } from "../db/client.js";
 import { migrateStore } from "../db/migrate.js";
 import { AppError } from "../errors.js";
+import { createLedgerReader } from "../ledger/reader.js";
+import { ledgerWindowCheck } from "../ledger/window-check.js";
 import { createLogger } from "../log.js";
 import { createVerifier } from "../verify/engine.js";
 import { loadProfile } from "../verify/profiles.js";
@@ -57,12 +59,26 @@ export function registerVerifyCommand(program: Command, helpers: Helpers): void 
       const rpc = rpcPoolFromConfig(config, log);
       try {
         migrateStore(store);
+        const profile = loadProfile(config.AUDIT_PROFILE);
         const verifier = createVerifier({
           store,
           rpc,
-          profile: loadProfile(config.AUDIT_PROFILE),
+          profile,
           log,
           custody: config.CREDIT_VAULTS,
+        });
+        const reader = createLedgerReader({
+          store,
+          rpc,
+          profile,
+          log,
+          custody: config.CREDIT_VAULTS,
+        });
+        const ledger = ledgerWindowCheck({
+          store,
+          reader,
+          profile,
+          graceSeconds: config.LEDGER_GRACE_SECONDS,
         });
         const abort = new AbortController();
         const onSignal = () => abort.abort();
@@ -78,7 +94,7 @@ export function registerVerifyCommand(program: Command, helpers: Helpers): void 
               err: (line) => console.error(line),
               progress: process.stderr.isTTY === true,
             },
-            { preflight: () => rpc.getSlot("finalized"), signal: abort.signal },
+            { preflight: () => rpc.getSlot("finalized"), signal: abort.signal, ledger },
           );
         } finally {
           process.off("SIGINT", onSignal);
