@@ -7,6 +7,9 @@ import { openStore, type Store } from "./db/client.js";
 import { migrateStore } from "./db/migrate.js";
 import { startWalCheckpointer } from "./db/wal-checkpointer.js";
 import { AppError } from "./errors.js";
+import { createLedgerReader, type LedgerReader } from "./ledger/reader.js";
+import { type LedgerTotals, ledgerTotals } from "./ledger/totals.js";
+import { ledgerWindowCheck } from "./ledger/window-check.js";
 import { createLogger, type Logger } from "./log.js";
 import { scheduleNightlyVerification } from "./nightly/cron.js";
 import { createJobsApiClient } from "./recorder/jobs-api.js";
@@ -36,7 +39,12 @@ export async function startService(
   migrateStore(store);
   const checkpointer = startWalCheckpointer(store, { log });
   const jobsApi = createJobsApiClient(config.DECENTRAL_BASE_URL);
-  const metrics = createMetrics({ store, rpcStats: () => rpc.stats() });
+  let totals: LedgerTotals = { unexplained: 0, unreleasedLocks: 0, imbalanced: 0 };
+  const metrics = createMetrics({
+    store,
+    rpcStats: () => rpc.stats(),
+    ...(config.LEDGER_POLL_MS > 0 ? { ledger: () => totals } : {}),
+  });
   const proxy = createRecordingProxy({
     store,
     log,
@@ -63,12 +71,31 @@ export async function startService(
     options: { pollIntervalMs: config.VERIFY_POLL_MS, idleIntervalMs: config.VERIFY_POLL_MS },
   });
   verifier.start();
+  // The credit vaults' ledger beside the verifier: same store, same rate-limited pool.
+  const ledgerReader: LedgerReader = createLedgerReader({
+    store,
+    rpc,
+    profile,
+    log,
+    custody: config.CREDIT_VAULTS,
+    options: { intervalMs: config.LEDGER_POLL_MS || 10_000 },
+    afterRound: () => {
+      totals = ledgerTotals(store, profile, config.LEDGER_GRACE_SECONDS);
+    },
+  });
+  if (config.LEDGER_POLL_MS > 0) ledgerReader.start();
   const nightly = config.VERIFY_CRON
     ? scheduleNightlyVerification(config.VERIFY_CRON, {
         store,
         engine: verifier,
         log,
         preflight: () => rpc.getSlot("finalized"),
+        ledger: ledgerWindowCheck({
+          store,
+          reader: ledgerReader,
+          profile,
+          graceSeconds: config.LEDGER_GRACE_SECONDS,
+        }),
       })
     : null;
   const app = createApp({
@@ -78,6 +105,7 @@ export async function startService(
     metrics,
     verifier,
     proxyRequireToken: config.PROXY_REQUIRE_TOKEN,
+    statement: { profile, graceSeconds: config.LEDGER_GRACE_SECONDS },
     explorer: explorerClusterOf(profile.cluster, config.SOLANA_RPC_URLS[0] ?? ""),
     readiness: {
       rpc: () => rpc.getSlot("finalized"),
@@ -87,6 +115,7 @@ export async function startService(
   const stopWorkers = async () => {
     nightly?.stop();
     await backfill.stop();
+    await ledgerReader.stop();
     await verifier.stop();
     await rpc.close();
     await proxy.close();

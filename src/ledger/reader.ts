@@ -50,6 +50,8 @@ export interface LedgerDeps {
   custody?: CustodyConfig;
   now?: () => number;
   options?: Partial<LedgerOptions>;
+  /** Called after each round of the `start()` loop (e.g. to count findings for metrics). */
+  afterRound?: () => void;
 }
 
 export interface VaultSyncResult {
@@ -362,6 +364,13 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     running = syncAll({ signal: abort.signal })
       .catch((error) => {
         if (!abort?.signal.aborted) log.error({ err: String(error) }, "ledger round failed");
+      })
+      .then(() => {
+        try {
+          deps.afterRound?.();
+        } catch (error) {
+          log.error({ err: String(error) }, "ledger: after-round work failed");
+        }
       })
       .finally(() => {
         running = null;
