@@ -2,13 +2,19 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createApp } from "../src/api/app.js";
+import { createToken } from "../src/auth/tokens.js";
 import { createRpcPool, type RpcPool } from "../src/chain/rpc-pool.js";
 import { openStore, type Store } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { createLedgerReader, type LedgerRpc } from "../src/ledger/reader.js";
-import { buildStatement } from "../src/ledger/statement.js";
+import { buildStatement, type StatementJson } from "../src/ledger/statement.js";
+import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
 import { createLogger } from "../src/log.js";
+import { runNightlyVerification } from "../src/nightly/nightly-run.js";
+import { summaryToText } from "../src/nightly/summary-format.js";
+import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { createTestStore } from "./support/store.js";
 import { groundTruth, runRecordedJob } from "./support/verify-jobs.js";
@@ -89,8 +95,25 @@ describe("the ledger of a credit vault against the local world", () => {
     await finalized();
     const end = Date.now();
 
+    // The verifier goes first: the ledger fetches only what no receipt named (the top-up).
+    const verifier = createVerifier({
+      store,
+      rpc,
+      profile,
+      log,
+      options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
+    });
+    await verifier.runUntilSettled({}, { timeoutMs: 20_000 });
     const result = await reader(store, vault).syncVault(vault);
-    expect(result).toMatchObject({ listed: chainHistory(vault).length, pending: 0 });
+    const history = chainHistory(vault).length;
+    expect(result).toEqual({
+      vault,
+      pages: 1,
+      listed: history,
+      fetched: 1,
+      shared: history - 1,
+      pending: 0,
+    });
 
     const s = statementOf(store, vault, end);
     expect(s.unexplained).toEqual([]);
@@ -133,6 +156,85 @@ describe("the ledger of a credit vault against the local world", () => {
     expect(s.unreleasedLocks).toEqual([]);
     expect(s.counts).toMatchObject({ locks: 2, returns: 3, deposits: 0, unexplained: 1 });
     expect(s.differenceUnits).toBe(0n);
+
+    // The same statement over HTTP, in JSON and CSV, with a read token.
+    const app = createApp({ store, log, statement: { profile, graceSeconds: 0 } });
+    const read = createToken(store, { role: "read", name: "finance" }).token;
+    const ingest = createToken(store, { role: "ingest", name: "backend" }).token;
+    const url = `/reports/statement?from=0&to=${Date.now()}&vault=${vault}`;
+    const auth = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
+    const json = (await (await app.request(url, auth(read))).json()) as StatementJson;
+    expect(json.vaults[0]).toMatchObject({
+      vault,
+      differenceUnits: "0",
+      unexplained: [
+        {
+          finding: "unreceipted_debit",
+          memoJobId: hidden.jobId,
+          amountUnits: `-${hidden.lockUnits}`,
+        },
+      ],
+    });
+    const csv = await (await app.request(`${url}&format=csv`, auth(read))).text();
+    expect(csv.split("\r\n")[2]).toMatch(
+      new RegExp(
+        `^unreceipted_debit,${vault},.*,${hidden.escrowTx},.*,-${hidden.lockUnits},${hidden.jobId},`,
+      ),
+    );
+    expect((await app.request(url, auth(ingest))).status).toBe(403);
+    expect((await app.request(url)).status).toBe(401);
+    const bad = await app.request(
+      `/reports/statement?from=0&to=${Date.now()}&vault=0OIl`,
+      auth(read),
+    );
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({
+      error: { code: "validation_failed", field: "vault" },
+    });
+  });
+
+  it("makes the nightly verify exit 1 on an unreceipted debit even when every recorded job is verified, and 0 on honest traffic", async () => {
+    // Block times are whole seconds: the window starts on one, after the earlier test's jobs.
+    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
+    await new Promise((r) => setTimeout(r, from - Date.now()));
+    const nightly = async (store: Store) => {
+      const verifier = createVerifier({
+        store,
+        rpc,
+        profile,
+        log,
+        options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
+      });
+      const ledger = createLedgerReader({ store, rpc, profile, log });
+      return runNightlyVerification(store, verifier, {
+        from,
+        to: Date.now(),
+        timeoutMs: 20_000,
+        ledger: ledgerWindowCheck({ store, reader: ledger, profile, graceSeconds: 0 }),
+      });
+    };
+    const honest = createTestStore();
+    await runRecordedJob(world, honest, { apiKeyIndex: 1 });
+    await runRecordedJob(world, honest, { apiKeyIndex: 1, stream: true });
+    await finalized();
+    // Key 1's vault also holds the earlier test's jobs, unrecorded here: a window after them.
+    const clean = await nightly(honest);
+    expect(clean).toMatchObject({ outcome: "verified", exitCode: 0 });
+    expect(clean.ledger).toMatchObject({ vaults: 1, unreceiptedDebits: [], unreleasedLocks: [] });
+
+    const { jobId } = await runRecordedJob(world, honest, {
+      apiKeyIndex: 1,
+      fault: "unreceipted-charge",
+    });
+    const hidden = (await groundTruth(world, jobId)).hidden as { jobId: string; escrowTx: string };
+    await finalized();
+    const dirty = await nightly(honest);
+    expect(dirty).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
+    expect(dirty.byVerdict.verified).toBe(3);
+    expect(dirty.ledger?.unreceiptedDebits).toEqual([
+      expect.objectContaining({ signature: hidden.escrowTx, memoJobId: hidden.jobId }),
+    ]);
+    expect(summaryToText(dirty)).toContain(`unreceipted debit of -`);
   });
 
   it("finds a lock never returned once the settlement window and grace have passed", async () => {
