@@ -3,12 +3,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../src/api/app.js";
+import { createMetrics } from "../src/api/metrics.js";
 import { createToken } from "../src/auth/tokens.js";
 import { createRpcPool, type RpcPool } from "../src/chain/rpc-pool.js";
 import { openStore, type Store } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { createLedgerReader, type LedgerRpc } from "../src/ledger/reader.js";
 import { buildStatement, type StatementJson } from "../src/ledger/statement.js";
+import { ledgerTotals } from "../src/ledger/totals.js";
 import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
 import { createLogger } from "../src/log.js";
@@ -156,6 +158,11 @@ describe("the ledger of a credit vault against the local world", () => {
     expect(s.unreleasedLocks).toEqual([]);
     expect(s.counts).toMatchObject({ locks: 2, returns: 3, deposits: 0, unexplained: 1 });
     expect(s.differenceUnits).toBe(0n);
+    const totals = ledgerTotals(store, profile, 0);
+    expect(totals).toEqual({ unexplained: 1, unreleasedLocks: 0, imbalanced: 0 });
+    const metrics = await createMetrics({ store, ledger: () => totals }).registry.metrics();
+    expect(metrics).toContain('decentral_audit_ledger_unexplained{finding="unreceipted_debit"} 1');
+    expect(metrics).toContain("decentral_audit_ledger_lag_seconds");
 
     // The same statement over HTTP, in JSON and CSV, with a read token.
     const app = createApp({ store, log, statement: { profile, graceSeconds: 0 } });
@@ -321,6 +328,20 @@ describe("the ledger of a credit vault against the local world", () => {
       const s = statementOf(first, vault);
       expect(s.differenceUnits).toBe(0n);
       expect(s.closingOnChainUnits).toBe(world.chain.tokenAmount(vault));
+      expect(s.gaps).toEqual([]);
+
+      // A transaction missing from the history read (as a pruning node would leave it) shows
+      // as a gap between its neighbours and as the difference to the chain.
+      const [missing, deltaText] = first.sqlite
+        .prepare(
+          "SELECT signature, CAST(delta_units AS TEXT) FROM ledger_lines WHERE vault = ? AND delta_units <> 0 ORDER BY ord LIMIT 1 OFFSET 5",
+        )
+        .raw()
+        .get(vault) as [string, string];
+      first.sqlite.prepare("DELETE FROM ledger_lines WHERE signature = ?").run(missing);
+      const holed = statementOf(first, vault);
+      expect(holed.gaps).toEqual([expect.objectContaining({ missingUnits: BigInt(deltaText) })]);
+      expect(holed.differenceUnits).toBe(BigInt(deltaText));
       for (const store of [first, second, third]) store.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -71,6 +71,19 @@ const StatementSchema = z
             dueBy: z.string().nullable(),
           }),
         ),
+        gaps: z
+          .array(
+            z.object({
+              afterSignature: z.string(),
+              beforeSignature: z.string(),
+              fromSlot: z.number().int(),
+              toSlot: z.number().int(),
+              missingUnits: units,
+            }),
+          )
+          .describe(
+            "Consecutive movements whose balances do not chain: history missing between them (a pruned node?), never fraud by itself.",
+          ),
       }),
     ),
   })

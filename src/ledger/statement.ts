@@ -49,6 +49,20 @@ export interface UnreleasedLock {
   dueBy: string | null;
 }
 
+/**
+ * Two consecutive movements whose balances do not chain (the first's balance after is not the
+ * second's balance before): transactions between them are missing from the history read, e.g.
+ * pruned by a non-archival node. Never fraud by itself: read the range from an archival node.
+ */
+export interface LedgerGap {
+  afterSignature: string;
+  beforeSignature: string;
+  fromSlot: number;
+  toSlot: number;
+  /** What moved unseen between them: the second's balance before - the first's after. */
+  missingUnits: bigint;
+}
+
 export interface VaultStatement {
   vault: string;
   /** Fingerprints of the API keys pinned to this vault. */
@@ -89,6 +103,7 @@ export interface VaultStatement {
   };
   unexplained: UnexplainedLine[];
   unreleasedLocks: UnreleasedLock[];
+  gaps: LedgerGap[];
 }
 
 export interface Statement {
@@ -117,6 +132,8 @@ interface LineRow {
   slot: bigint;
   block_time: bigint | null;
   state: "listed" | "read";
+  pre_units: bigint | null;
+  post_units: bigint | null;
   delta_units: bigint | null;
   memo: string | null;
   memo_kind: "escrow" | "settle" | "refund" | null;
@@ -163,7 +180,8 @@ export function buildStatement(
   );
   // Block times are whole seconds: [from, to) in ms is [ceil(from/1000), ceil(to/1000)) in s.
   const linesIn = big<Get<LineRow>>(
-    `SELECT l.signature, l.slot, l.block_time, l.state, l.delta_units, l.memo, l.memo_kind,
+    `SELECT l.signature, l.slot, l.block_time, l.state, l.pre_units, l.post_units, l.delta_units,
+       l.memo, l.memo_kind,
        l.memo_job_id,
        CASE WHEN l.delta_units < 0 THEN (
          SELECT job_id FROM jobs WHERE escrow_tx = l.signature
@@ -241,6 +259,8 @@ export function buildStatement(
     };
     const unexplained: UnexplainedLine[] = [];
     const unreleased: UnreleasedLock[] = [];
+    const gaps: LedgerGap[] = [];
+    let previous: LineRow | null = null;
     const asOf = Math.floor((syncedAt ?? now()) / 1000);
 
     for (const row of rows) {
@@ -250,6 +270,20 @@ export function buildStatement(
         counts.noMovement++;
         continue;
       }
+      if (
+        previous?.post_units != null &&
+        row.pre_units !== null &&
+        previous.post_units !== row.pre_units
+      ) {
+        gaps.push({
+          afterSignature: previous.signature,
+          beforeSignature: row.signature,
+          fromSlot: Number(previous.slot),
+          toSlot: Number(row.slot),
+          missingUnits: row.pre_units - previous.post_units,
+        });
+      }
+      previous = row;
       const base = {
         signature: row.signature,
         slot: Number(row.slot),
@@ -353,6 +387,7 @@ export function buildStatement(
       counts,
       unexplained,
       unreleasedLocks: unreleased,
+      gaps,
     });
   }
   return { from: query.from, to: query.to, generatedAt: now(), vaults: out };
@@ -392,6 +427,7 @@ export function statementToJson(statement: Statement) {
         memoJobId: l.memoJobId,
       })),
       unreleasedLocks: v.unreleasedLocks.map((u) => ({ ...u, lockUnits: u.lockUnits.toString() })),
+      gaps: v.gaps.map((g) => ({ ...g, missingUnits: g.missingUnits.toString() })),
     })),
   };
 }
