@@ -40,6 +40,7 @@ export async function startService(
   const checkpointer = startWalCheckpointer(store, { log });
   const jobsApi = createJobsApiClient(config.DECENTRAL_BASE_URL);
   let totals: LedgerTotals = { unexplained: 0, unreleasedLocks: 0, imbalanced: 0 };
+  let totalsAt = 0;
   const metrics = createMetrics({
     store,
     rpcStats: () => rpc.stats(),
@@ -79,8 +80,13 @@ export async function startService(
     log,
     custody: config.CREDIT_VAULTS,
     options: { intervalMs: config.LEDGER_POLL_MS || 10_000 },
-    afterRound: () => {
-      totals = ledgerTotals(store, profile, config.LEDGER_GRACE_SECONDS);
+    // Counting findings builds every vault's whole statement (synchronous SQLite): only after
+    // a round that read something, or once a minute (receipts arriving can explain a line).
+    afterRound: (results) => {
+      const t = Date.now();
+      if (results.every((r) => r.listed === 0) && t - totalsAt < 60_000) return;
+      totals = ledgerTotals(store, profile, config.LEDGER_GRACE_SECONDS, t);
+      totalsAt = t;
     },
   });
   if (config.LEDGER_POLL_MS > 0) ledgerReader.start();

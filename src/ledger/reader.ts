@@ -51,7 +51,7 @@ export interface LedgerDeps {
   now?: () => number;
   options?: Partial<LedgerOptions>;
   /** Called after each round of the `start()` loop (e.g. to count findings for metrics). */
-  afterRound?: () => void;
+  afterRound?: (results: VaultSyncResult[]) => void;
 }
 
 export interface VaultSyncResult {
@@ -365,9 +365,9 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       .catch((error) => {
         if (!abort?.signal.aborted) log.error({ err: String(error) }, "ledger round failed");
       })
-      .then(() => {
+      .then((results) => {
         try {
-          deps.afterRound?.();
+          if (results) deps.afterRound?.(results);
         } catch (error) {
           log.error({ err: String(error) }, "ledger: after-round work failed");
         }

@@ -215,16 +215,27 @@ export function buildStatement(
   const newestSlot = big<Get<{ slot: bigint | null }>>(
     "SELECT max(slot) AS slot FROM ledger_lines WHERE vault = ?",
   );
-  const lockPaidHere = sqlite.prepare(
-    `SELECT 1 FROM ledger_lines WHERE vault = ? AND memo_job_id = ? AND memo_kind = 'escrow'
-       AND delta_units < 0 LIMIT 1`,
+  // Job ids whose lock this vault paid, and whose return (by memo) came back to it, over the
+  // whole history: one scan each per vault instead of a probe per line.
+  const lockedJobs = sqlite
+    .prepare(
+      `SELECT memo_job_id FROM ledger_lines WHERE vault = ? AND memo_kind = 'escrow'
+         AND delta_units < 0 AND memo_job_id IS NOT NULL`,
+    )
+    .pluck();
+  const returnedJobs = sqlite
+    .prepare(
+      `SELECT memo_job_id FROM ledger_lines WHERE vault = ? AND memo_kind IN ('settle', 'refund')
+         AND delta_units > 0 AND memo_job_id IS NOT NULL`,
+    )
+    .pluck();
+  const returnedBySettlement = sqlite.prepare(
+    `SELECT 1 FROM ledger_lines WHERE vault = ? AND delta_units > 0 AND signature IN (
+       SELECT settlement_tx FROM jobs WHERE job_id = ?
+       UNION SELECT api_settlement_tx FROM jobs WHERE job_id = ?) LIMIT 1`,
   );
-  const returnedHere = sqlite.prepare(
-    `SELECT 1 FROM ledger_lines l WHERE l.vault = ? AND l.delta_units > 0 AND (
-       (l.memo_job_id = ? AND l.memo_kind IN ('settle', 'refund'))
-       OR l.signature IN (SELECT settlement_tx FROM jobs WHERE job_id = ?
-                          UNION SELECT api_settlement_tx FROM jobs WHERE job_id = ?)) LIMIT 1`,
-  );
+  const returnedHere = (vault: string, jobId: string, byMemo: Set<string>) =>
+    byMemo.has(jobId) || returnedBySettlement.get(vault, jobId, jobId) !== undefined;
   // A settlement that kept the whole lock (charge = lock) returns nothing to the vault: the
   // lock is released when that settlement landed and succeeded.
   const settledOnChain = sqlite.prepare(
@@ -260,6 +271,8 @@ export function buildStatement(
     const unexplained: UnexplainedLine[] = [];
     const unreleased: UnreleasedLock[] = [];
     const gaps: LedgerGap[] = [];
+    const locked = new Set(lockedJobs.all(vault) as string[]);
+    const returned = new Set(returnedJobs.all(vault) as string[]);
     let previous: LineRow | null = null;
     const asOf = Math.floor((syncedAt ?? now()) / 1000);
 
@@ -301,7 +314,7 @@ export function buildStatement(
           if (
             due !== null &&
             due < asOf &&
-            !returnedHere.get(vault, jobId, jobId, jobId) &&
+            !returnedHere(vault, jobId, returned) &&
             !settledOnChain.get(jobId, jobId)
           ) {
             counts.unreleasedLocks++;
@@ -330,7 +343,7 @@ export function buildStatement(
         row.return_job !== null ||
         ((row.memo_kind === "settle" || row.memo_kind === "refund") &&
           row.memo_job_id !== null &&
-          lockPaidHere.get(vault, row.memo_job_id) !== undefined);
+          locked.has(row.memo_job_id));
       if (returnsLock) {
         totals.returns += delta;
         counts.returns++;
