@@ -120,6 +120,7 @@ describe("the ledger of a credit vault against the local world", () => {
     const s = statementOf(store, vault, end);
     expect(s.unexplained).toEqual([]);
     expect(s.unreleasedLocks).toEqual([]);
+    expect(s.creditsHeaderMismatches).toEqual([]);
     expect(s.counts).toMatchObject({ locks: 5, returns: 5, deposits: 1, unexplained: 0 });
     expect(s.depositsUnits).toBe(2_500_000n);
     expect(s.closingOnChainUnits).toBe(world.chain.tokenAmount(vault));
@@ -271,6 +272,38 @@ describe("the ledger of a credit vault against the local world", () => {
       }),
     ]);
     expect(s.unexplained).toEqual([]);
+    expect(s.differenceUnits).toBe(0n);
+  });
+
+  it("finds a credits header that matches no balance of the vault between the job's lock and its response", async () => {
+    const store = createTestStore();
+    const index = world.accounts.creditVaults.length - 1;
+    const vault = vaultOf(index);
+    // The low-balance key, topped up: its vault is used by no other test.
+    await deposit(index, 100_000_000n);
+    const target = {
+      decentralBaseUrl: world.decentralBaseUrl,
+      apiKeys: [...world.apiKeys, world.lowBalanceApiKey],
+    };
+    await runRecordedJob(target, store, { apiKeyIndex: index });
+    await runRecordedJob(target, store, { apiKeyIndex: index, stream: true });
+    const { jobId } = await runRecordedJob(target, store, {
+      apiKeyIndex: index,
+      fault: "credits-header-off",
+    });
+    await finalized();
+    await reader(store, vault).syncVault(vault);
+    const s = statementOf(store, vault);
+    expect(s.creditsHeaderMismatches).toEqual([
+      expect.objectContaining({ finding: "credits_header_mismatch", jobId }),
+    ]);
+    const [mismatch] = s.creditsHeaderMismatches;
+    expect(mismatch!.headerUnits - (mismatch!.balancesUnits.at(-1)! / 10_000n) * 10_000n).toBe(
+      30_000n,
+    );
+    expect(s.unexplained).toEqual([]);
+    expect(s.unreleasedLocks).toEqual([]);
+    expect(s.counts).toMatchObject({ deposits: 1, locks: 3, returns: 3 });
     expect(s.differenceUnits).toBe(0n);
   });
 

@@ -57,6 +57,7 @@ const StatementSchema = z
           returns: z.number().int(),
           unexplained: z.number().int(),
           unreleasedLocks: z.number().int(),
+          creditsHeaderMismatches: z.number().int(),
           pending: z.number().int(),
           noMovement: z.number().int(),
         }),
@@ -71,6 +72,18 @@ const StatementSchema = z
             dueBy: z.string().nullable(),
           }),
         ),
+        creditsHeaderMismatches: z
+          .array(
+            z.object({
+              finding: z.literal("credits_header_mismatch"),
+              jobId: z.string(),
+              headerUnits: units,
+              balancesUnits: z.array(units),
+            }),
+          )
+          .describe(
+            "Jobs whose x-decentral-credits-remaining matches no balance of the vault between their lock and their response.",
+          ),
         gaps: z
           .array(
             z.object({

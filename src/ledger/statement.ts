@@ -63,6 +63,19 @@ export interface LedgerGap {
   missingUnits: bigint;
 }
 
+/**
+ * A recorded job whose `x-decentral-credits-remaining` matches no balance the vault held from
+ * its lock until its response was recorded (whole credits: a balance b matches a header of h
+ * units when h <= b < h + 10,000).
+ */
+export interface CreditsHeaderMismatch {
+  finding: "credits_header_mismatch";
+  jobId: string;
+  headerUnits: bigint;
+  /** The balances the vault held in that span, oldest first. */
+  balancesUnits: bigint[];
+}
+
 export interface VaultStatement {
   vault: string;
   /** Fingerprints of the API keys pinned to this vault. */
@@ -96,6 +109,7 @@ export interface VaultStatement {
     returns: number;
     unexplained: number;
     unreleasedLocks: number;
+    creditsHeaderMismatches: number;
     /** Listed transactions not read yet (RPC trouble or pruned): the statement waits for them. */
     pending: number;
     /** Transactions naming the vault that moved none of its money (failed ones included). */
@@ -103,6 +117,7 @@ export interface VaultStatement {
   };
   unexplained: UnexplainedLine[];
   unreleasedLocks: UnreleasedLock[];
+  creditsHeaderMismatches: CreditsHeaderMismatch[];
   gaps: LedgerGap[];
 }
 
@@ -244,7 +259,36 @@ export function buildStatement(
                            UNION SELECT api_settlement_tx FROM jobs WHERE job_id = ?) LIMIT 1`,
   );
 
+  const headerOf = big<Get<{ credits_remaining_units: bigint | null; recorded_at: bigint }>>(
+    "SELECT credits_remaining_units, recorded_at FROM jobs WHERE job_id = ?",
+  );
   const windowSeconds = options.profile.settlementWindowSeconds + graceSeconds;
+  /** The job's credits header against the vault's balances from its lock to its response. */
+  const creditsHeaderCheck = (
+    jobId: string,
+    rows: LineRow[],
+    lockIndex: number,
+  ): CreditsHeaderMismatch | null => {
+    const job = headerOf.get(jobId);
+    const header = job?.credits_remaining_units ?? null;
+    if (!job || header === null) return null;
+    const until = Number(job.recorded_at / 1000n);
+    const balances: bigint[] = [];
+    for (let i = lockIndex; i < rows.length; i++) {
+      const r = rows[i]!;
+      if (i > lockIndex && (r.block_time === null || Number(r.block_time) > until)) break;
+      if (r.post_units === null) continue;
+      if (header <= r.post_units && r.post_units < header + 10_000n) return null;
+      balances.push(r.post_units);
+    }
+    return {
+      finding: "credits_header_mismatch",
+      jobId,
+      headerUnits: header,
+      balancesUnits: balances,
+    };
+  };
+
   const out: VaultStatement[] = [];
   for (const vault of vaults) {
     const cursor = cursorOf.get(vault);
@@ -265,18 +309,20 @@ export function buildStatement(
       returns: 0,
       unexplained: 0,
       unreleasedLocks: 0,
+      creditsHeaderMismatches: 0,
       pending,
       noMovement: 0,
     };
     const unexplained: UnexplainedLine[] = [];
     const unreleased: UnreleasedLock[] = [];
     const gaps: LedgerGap[] = [];
+    const mismatches: CreditsHeaderMismatch[] = [];
     const locked = new Set(lockedJobs.all(vault) as string[]);
     const returned = new Set(returnedJobs.all(vault) as string[]);
     let previous: LineRow | null = null;
     const asOf = Math.floor((syncedAt ?? now()) / 1000);
 
-    for (const row of rows) {
+    for (const [index, row] of rows.entries()) {
       if (row.state !== "read") continue;
       const delta = row.delta_units ?? 0n;
       if (delta === 0n) {
@@ -310,6 +356,11 @@ export function buildStatement(
           totals.locks -= delta;
           counts.locks++;
           const jobId = row.lock_job;
+          const mismatch = creditsHeaderCheck(jobId, rows, index);
+          if (mismatch) {
+            counts.creditsHeaderMismatches++;
+            mismatches.push(mismatch);
+          }
           const due = base.blockTime === null ? null : base.blockTime + windowSeconds;
           if (
             due !== null &&
@@ -400,6 +451,7 @@ export function buildStatement(
       counts,
       unexplained,
       unreleasedLocks: unreleased,
+      creditsHeaderMismatches: mismatches,
       gaps,
     });
   }
@@ -440,6 +492,12 @@ export function statementToJson(statement: Statement) {
         memoJobId: l.memoJobId,
       })),
       unreleasedLocks: v.unreleasedLocks.map((u) => ({ ...u, lockUnits: u.lockUnits.toString() })),
+      creditsHeaderMismatches: v.creditsHeaderMismatches.map((m) => ({
+        finding: m.finding,
+        jobId: m.jobId,
+        headerUnits: m.headerUnits.toString(),
+        balancesUnits: m.balancesUnits.map(String),
+      })),
       gaps: v.gaps.map((g) => ({ ...g, missingUnits: g.missingUnits.toString() })),
     })),
   };

@@ -16,6 +16,8 @@ export interface LedgerWindowResult {
   }[];
   /** Recorded jobs' locks that nothing returned or settled in time. */
   unreleasedLocks: { vault: string; jobId: string; signature: string; lockUnits: string }[];
+  /** Recorded jobs whose credits header matches no balance of the vault in their span. */
+  creditsHeaderMismatches: { vault: string; jobId: string; headerUnits: string }[];
   /** Vaults whose closing balance by the ledger differs from the chain's. */
   imbalanced: { vault: string; differenceUnits: string }[];
   /** Why the ledger of the window is not complete (a vault not read, transactions unread). */
@@ -58,6 +60,13 @@ export function ledgerWindowCheck(deps: {
           jobId: u.jobId,
           signature: u.signature,
           lockUnits: u.lockUnits.toString(),
+        })),
+      ),
+      creditsHeaderMismatches: statement.vaults.flatMap((v) =>
+        v.creditsHeaderMismatches.map((m) => ({
+          vault: v.vault,
+          jobId: m.jobId,
+          headerUnits: m.headerUnits.toString(),
         })),
       ),
       imbalanced: statement.vaults

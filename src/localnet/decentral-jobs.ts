@@ -37,7 +37,11 @@ export const errorFaults = ["busy", "timeout"] as const;
  * job it answers; `unreleased-lock` locks and never settles or refunds. Not drawn at random
  * unless listed in `faults`: the verifier alone cannot see them.
  */
-export const ledgerFaults = ["unreceipted-charge", "unreleased-lock"] as const;
+export const ledgerFaults = [
+  "unreceipted-charge",
+  "unreleased-lock",
+  "credits-header-off",
+] as const;
 export const simFaults = [...chainFaults, ...errorFaults, ...ledgerFaults] as const;
 export type SimFault = (typeof simFaults)[number];
 
@@ -465,7 +469,8 @@ export class DecentralJobs {
 
   /** `x-decentral-credits-remaining`: the credit vault balance in whole credits. */
   creditsRemaining(job: SimJob): string {
-    return (this.ledger.balance(job.creditVault) / UNITS_PER_CREDIT).toString();
+    const off = job.fault === "credits-header-off" ? 3n : 0n;
+    return (this.ledger.balance(job.creditVault) / UNITS_PER_CREDIT + off).toString();
   }
 
   /** The five (or, streamed, four) `x-decentral-*` headers of a job. */

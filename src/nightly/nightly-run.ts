@@ -213,7 +213,10 @@ export async function runNightlyVerification(
   const bad = byVerdict.discrepancy + byVerdict.dropped + byVerdict.unverifiable;
   const minJobs = options.minJobs ?? 0;
   const ledgerFindings = ledger
-    ? ledger.unreceiptedDebits.length + ledger.unreleasedLocks.length + ledger.imbalanced.length
+    ? ledger.unreceiptedDebits.length +
+      ledger.unreleasedLocks.length +
+      ledger.creditsHeaderMismatches.length +
+      ledger.imbalanced.length
     : 0;
   const outcome: NightlySummary["outcome"] =
     reason !== null

@@ -48,6 +48,7 @@ const ledgerFindingCount = (s: NightlySummary) =>
   s.ledger
     ? s.ledger.unreceiptedDebits.length +
       s.ledger.unreleasedLocks.length +
+      s.ledger.creditsHeaderMismatches.length +
       s.ledger.imbalanced.length
     : 0;
 
@@ -62,6 +63,10 @@ function ledgerLines(s: NightlySummary): string[] {
     ...s.ledger.unreleasedLocks.map(
       (u) =>
         `unreleased lock of ${u.lockUnits} units by job ${u.jobId} from vault ${u.vault} in ${u.signature}`,
+    ),
+    ...s.ledger.creditsHeaderMismatches.map(
+      (m) =>
+        `job ${m.jobId}'s credits header (${m.headerUnits} units) matches no balance of vault ${m.vault} between its lock and its response`,
     ),
     ...s.ledger.imbalanced.map(
       (b) => `vault ${b.vault} closes ${b.differenceUnits} units off the chain's balance`,
