@@ -37,4 +37,5 @@ CREATE TABLE `ledger_lines` (
 CREATE INDEX `ledger_lines_order` ON `ledger_lines` (`vault`,`ord`);--> statement-breakpoint
 CREATE INDEX `ledger_lines_time` ON `ledger_lines` (`vault`,`block_time`);--> statement-breakpoint
 CREATE INDEX `ledger_lines_state` ON `ledger_lines` (`state`,`vault`);--> statement-breakpoint
-CREATE INDEX `ledger_lines_memo_job` ON `ledger_lines` (`memo_job_id`);
+CREATE INDEX `ledger_lines_memo_job` ON `ledger_lines` (`memo_job_id`);--> statement-breakpoint
+CREATE INDEX `ledger_lines_vault_memo` ON `ledger_lines` (`vault`,`memo_kind`,`delta_units`,`memo_job_id`);

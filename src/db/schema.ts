@@ -433,5 +433,7 @@ export const ledgerLines = sqliteTable(
     index("ledger_lines_time").on(t.vault, t.blockTime),
     index("ledger_lines_state").on(t.state, t.vault),
     index("ledger_lines_memo_job").on(t.memoJobId),
+    // The statement's per-vault sets of locked and returned jobs, read from the index alone.
+    index("ledger_lines_vault_memo").on(t.vault, t.memoKind, t.deltaUnits, t.memoJobId),
   ],
 );

@@ -227,8 +227,9 @@ export function buildStatement(
     `SELECT post_units, slot FROM ledger_lines WHERE vault = ? AND state = 'read'
        AND delta_units <> 0 AND block_time < ? ORDER BY ord DESC LIMIT 1`,
   );
+  // The newest line listed is the top of the sync in progress, else of the last one completed.
   const newestSlot = big<Get<{ slot: bigint | null }>>(
-    "SELECT max(slot) AS slot FROM ledger_lines WHERE vault = ?",
+    "SELECT coalesce(sync_top_slot, newest_slot) AS slot FROM ledger_cursors WHERE vault = ?",
   );
   // Job ids whose lock this vault paid, and whose return (by memo) came back to it, over the
   // whole history: one scan each per vault instead of a probe per line.
