@@ -79,7 +79,7 @@ export function createMetrics(sources: MetricSources) {
     const ledger = sources.ledger;
     new Gauge({
       name: "decentral_audit_ledger_unexplained",
-      help: "Credit vault movements no recorded job explains: unreceipted debits and unreleased locks.",
+      help: "Credit vault movements of the last 7 days no recorded job explains: unreceipted debits and unreleased locks.",
       labelNames: ["finding"] as const,
       registers: [registry],
       collect() {

@@ -11,14 +11,22 @@ export interface LedgerTotals {
   imbalanced: number;
 }
 
-/** Counts every finding of every vault's statement from the first line to `now`. */
+/** How far back `/metrics` counts findings: the statement's cost grows with its lines. */
+export const LEDGER_TOTALS_WINDOW_MS = 7 * 86_400_000;
+
+/** Counts every finding of every vault's statement over the last `windowMs` before `now`. */
 export function ledgerTotals(
   store: Store,
   profile: Profile,
   graceSeconds: number,
   now = Date.now(),
+  windowMs = LEDGER_TOTALS_WINDOW_MS,
 ): LedgerTotals {
-  const statement = buildStatement(store, { from: 0, to: now }, { profile, graceSeconds });
+  const statement = buildStatement(
+    store,
+    { from: Math.max(0, now - windowMs), to: now },
+    { profile, graceSeconds },
+  );
   let unexplained = 0;
   let unreleasedLocks = 0;
   let imbalanced = 0;
