@@ -116,6 +116,16 @@ export const configSchema = z.object({
    * slot (~400 ms) at a time and takes ~13 s, so faster polling only spends requests. Default 2000.
    */
   VERIFY_POLL_MS: z.coerce.number().int().positive().default(2000),
+  /**
+   * How often `serve` reads new history of every credit vault (the ledger), in ms; 0 turns the
+   * ledger loop off. Default 10000.
+   */
+  LEDGER_POLL_MS: z.coerce.number().int().min(0).default(10_000),
+  /**
+   * Seconds after the profile's settlement window before a lock that nothing returned or
+   * settled is a finding (`unreleased_lock`). Default 300.
+   */
+  LEDGER_GRACE_SECONDS: z.coerce.number().int().min(0).default(300),
   /** Cron expression for in-process nightly verification in `serve` (UTC). Default none. */
   VERIFY_CRON: z.string().min(1).optional(),
   /** pino log level. Default info. */

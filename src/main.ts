@@ -7,6 +7,9 @@ import { openStore, type Store } from "./db/client.js";
 import { migrateStore } from "./db/migrate.js";
 import { startWalCheckpointer } from "./db/wal-checkpointer.js";
 import { AppError } from "./errors.js";
+import { createLedgerReader, type LedgerReader } from "./ledger/reader.js";
+import { type LedgerTotals, ledgerTotals } from "./ledger/totals.js";
+import { ledgerWindowCheck } from "./ledger/window-check.js";
 import { createLogger, type Logger } from "./log.js";
 import { scheduleNightlyVerification, validateCronExpression } from "./nightly/cron.js";
 import { createJobsApiClient } from "./recorder/jobs-api.js";
@@ -73,10 +76,13 @@ export async function startService(
     stops.push(() => checkpointer.close());
     const jobsApi = createJobsApiClient(config.DECENTRAL_BASE_URL);
     const rpc = rpcFromConfig(config, log);
+    let totals: LedgerTotals = { unexplained: 0, unreleasedLocks: 0, imbalanced: 0 };
+    let totalsAt = 0;
     const metrics = createMetrics({
       store,
       rpcStats: () => rpc.stats(),
       rpcQuorum: () => (isQuorumRpc(rpc) ? rpc.quorumStatus() : null),
+      ...(config.LEDGER_POLL_MS > 0 ? { ledger: () => totals } : {}),
     });
     const proxy = createRecordingProxy({
       store,
@@ -103,16 +109,34 @@ export async function startService(
       // New receipts are found by polling the store (one indexed query) as often as finality.
       options: { pollIntervalMs: config.VERIFY_POLL_MS, idleIntervalMs: config.VERIFY_POLL_MS },
     });
+    // The credit vaults' ledger beside the verifier: same store, same rate-limited pool.
+    const ledgerReader: LedgerReader = createLedgerReader({
+      store,
+      rpc,
+      profile,
+      log,
+      custody: config.CREDIT_VAULTS,
+      options: { intervalMs: config.LEDGER_POLL_MS || 10_000 },
+      // Counting findings builds every vault's whole statement (synchronous SQLite): only after
+      // a round that read something, or once a minute (receipts arriving can explain a line).
+      afterRound: (results) => {
+        const t = Date.now();
+        if (results.every((r) => r.listed === 0) && t - totalsAt < 60_000) return;
+        totals = ledgerTotals(store, profile, config.LEDGER_GRACE_SECONDS, t);
+        totalsAt = t;
+      },
+    });
     // The verifier and the backfill are told to stop first, then the RPC pool is closed so
     // that calls in flight (a slow node, a rate-limit pause) end at once instead of at their
     // timeout; only then are their loops awaited.
     stops.push(async () => {
-      const stopping = [backfill.stop(), verifier.stop()];
+      const stopping = [backfill.stop(), ledgerReader.stop(), verifier.stop()];
       await rpc.close();
       await Promise.all(stopping);
     });
     backfill.start();
     verifier.start();
+    if (config.LEDGER_POLL_MS > 0) ledgerReader.start();
     const nightly = config.VERIFY_CRON
       ? scheduleNightlyVerification(config.VERIFY_CRON, {
           store,
@@ -120,6 +144,12 @@ export async function startService(
           log,
           preflight: () => rpc.getSlot("finalized"),
           profile: () => profileStatus(store, profile),
+          ledger: ledgerWindowCheck({
+            store,
+            reader: ledgerReader,
+            profile,
+            graceSeconds: config.LEDGER_GRACE_SECONDS,
+          }),
         })
       : null;
     if (nightly) stops.push(() => nightly.stop());
@@ -130,6 +160,7 @@ export async function startService(
       metrics,
       verifier,
       proxyRequireToken: config.PROXY_REQUIRE_TOKEN,
+      statement: { profile, graceSeconds: config.LEDGER_GRACE_SECONDS },
       explorer,
       readiness: {
         rpc: () => rpc.getSlot("finalized"),

@@ -67,6 +67,14 @@ function member(
     async getBlockHeight() {
       return 900;
     },
+    async getSignaturesForAddress() {
+      if (answer.down) throw new Error("503");
+      return [];
+    },
+    async getTokenAccountBalance() {
+      if (answer.down) throw new Error("503");
+      return { slot: 1000, amount: 0n };
+    },
     stats: () => [],
     async close() {},
   };

@@ -3,6 +3,7 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { QuorumStatus } from "../chain/quorum.js";
 import type { Store } from "../db/client.js";
 import { verdicts } from "../db/schema.js";
+import { ledgerLagSeconds } from "../ledger/totals.js";
 import { dataCompleteUntil, openVerdicts } from "../reports/reconciliation.js";
 
 /** One row of the RPC pool's counters. */
@@ -24,6 +25,8 @@ export interface MetricSources {
   queueDepth?: () => number;
   /** Size of the database's -wal file in bytes; default: read from the file at scrape time. */
   walBytes?: () => number;
+  /** Findings of the credit vaults' ledger, as last counted; without it no ledger gauges. */
+  ledger?: () => { unexplained: number; unreleasedLocks: number };
   now?: () => number;
 }
 
@@ -97,6 +100,29 @@ export function createMetrics(sources: MetricSources) {
       this.set(Math.max(0, (at - dataCompleteUntil(sources.store, at)) / 1000));
     },
   });
+
+  if (sources.ledger) {
+    const ledger = sources.ledger;
+    new Gauge({
+      name: "decentral_audit_ledger_unexplained",
+      help: "Credit vault movements of the last 7 days no recorded job explains: unreceipted debits and unreleased locks.",
+      labelNames: ["finding"] as const,
+      registers: [registry],
+      collect() {
+        const totals = ledger();
+        this.set({ finding: "unreceipted_debit" }, totals.unexplained);
+        this.set({ finding: "unreleased_lock" }, totals.unreleasedLocks);
+      },
+    });
+    new Gauge({
+      name: "decentral_audit_ledger_lag_seconds",
+      help: "Time since the least recently read credit vault's history was read through.",
+      registers: [registry],
+      collect() {
+        this.set(ledgerLagSeconds(sources.store, now()));
+      },
+    });
+  }
 
   new Counter({
     name: "decentral_audit_rpc_requests_total",

@@ -516,6 +516,19 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     return Math.min(...values);
   }
 
+  /** The first answer, trying endpoints in standing order. */
+  async function firstAnswer<T>(ask: (m: QuorumMember) => Promise<T>): Promise<T> {
+    let last: unknown;
+    for (const member of order()) {
+      try {
+        return await observed(member, () => ask(member));
+      } catch (error) {
+        last = error;
+      }
+    }
+    throw last;
+  }
+
   return {
     getSignatureStatuses,
     getTransaction,
@@ -523,6 +536,11 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
       quorumNumber((m) => m.rpc.getSlot(commitment), "getSlot"),
     getBlockHeight: (commitment = "finalized") =>
       quorumNumber((m) => m.rpc.getBlockHeight(commitment), "getBlockHeight"),
+    // The ledger's listing and balance readings come from the first endpoint that answers;
+    // every transaction it then reads goes through getTransaction, under the quorum.
+    getSignaturesForAddress: (address, options) =>
+      firstAnswer((m) => m.rpc.getSignaturesForAddress(address, options)),
+    getTokenAccountBalance: (address) => firstAnswer((m) => m.rpc.getTokenAccountBalance(address)),
     stats: () => members.flatMap((m) => m.rpc.stats()),
     async close() {
       await Promise.all(members.map((m) => m.rpc.close()));

@@ -75,6 +75,17 @@ export interface SignatureStatusInfo {
   err: unknown;
 }
 
+/** One entry of `getSignaturesForAddress`, newest first. */
+export interface AddressSignatureInfo {
+  signature: string;
+  slot: number;
+  err: unknown;
+  /** Memo texts as the node joined them (`[len] text; ...`), or null. */
+  memo: string | null;
+  /** Seconds since the epoch; null when the node did not report it. */
+  blockTime: number | null;
+}
+
 export interface FetchedTransaction {
   facts: TransactionFacts;
   /** The `result` JSON text exactly as received: the evidence to store. */
@@ -98,6 +109,16 @@ export interface RpcPool {
     commitment?: "confirmed" | "finalized",
   ): Promise<FetchedTransaction | null>;
   getSlot(commitment?: "confirmed" | "finalized"): Promise<number>;
+  /**
+   * getSignaturesForAddress at finalized: up to `limit` (1..1000, default 1000) signatures
+   * naming the address, newest first, older than `before` and newer than `until`.
+   */
+  getSignaturesForAddress(
+    address: string,
+    options?: { before?: string; until?: string; limit?: number },
+  ): Promise<AddressSignatureInfo[]>;
+  /** getTokenAccountBalance at finalized: the amount in base units and the slot it was read at. */
+  getTokenAccountBalance(address: string): Promise<{ slot: number; amount: bigint }>;
   getBlockHeight(commitment?: "confirmed" | "finalized"): Promise<number>;
   /** Counts of attempts per endpoint, method and outcome. */
   stats(): { endpoint: string; method: string; outcome: RpcOutcomeName; count: number }[];
@@ -521,6 +542,51 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
 
     async getBlockHeight(commitment = "finalized") {
       return integer((await call("getBlockHeight", [{ commitment }])).result, "getBlockHeight");
+    },
+
+    async getSignaturesForAddress(address, options = {}) {
+      const limit = options.limit ?? 1000;
+      if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
+        throw new RangeError("getSignaturesForAddress limit must be an integer in 1..1000");
+      }
+      const { result } = await call("getSignaturesForAddress", [
+        address,
+        {
+          commitment: "finalized",
+          limit,
+          ...(options.before ? { before: options.before } : {}),
+          ...(options.until ? { until: options.until } : {}),
+        },
+      ]);
+      if (!Array.isArray(result)) {
+        throw new AppError("rpc_unavailable", "getSignaturesForAddress returned no list");
+      }
+      return result.map((item): AddressSignatureInfo => {
+        const e = (item ?? {}) as Record<string, unknown>;
+        if (typeof e.signature !== "string") {
+          throw new AppError("rpc_unavailable", "getSignaturesForAddress: entry without signature");
+        }
+        return {
+          signature: e.signature,
+          slot: integer(e.slot, "getSignaturesForAddress"),
+          err: e.err ?? null,
+          memo: typeof e.memo === "string" ? e.memo : null,
+          blockTime: typeof e.blockTime === "number" ? e.blockTime : null,
+        };
+      });
+    },
+
+    async getTokenAccountBalance(address) {
+      const { result } = await call("getTokenAccountBalance", [
+        address,
+        { commitment: "finalized" },
+      ]);
+      const r = result as { context?: { slot?: unknown }; value?: { amount?: unknown } } | null;
+      const amount = r?.value?.amount;
+      if (typeof amount !== "string" || !/^\d+$/.test(amount)) {
+        throw new AppError("rpc_unavailable", "getTokenAccountBalance returned no amount");
+      }
+      return { slot: integer(r?.context?.slot, "getTokenAccountBalance"), amount: BigInt(amount) };
     },
 
     stats() {

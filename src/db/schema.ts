@@ -391,3 +391,78 @@ export const dashboardSessions = sqliteTable(
   },
   (t) => [index("dashboard_sessions_expires").on(t.expiresAt)],
 );
+
+/**
+ * The ledger's read position in each credit vault's signature history (src/ledger). A sync
+ * lists pages newest first from the newest signature down to `newestSignature`; while it runs,
+ * `syncTop` and `syncBefore` say where it stands, so a restart or another process goes on from
+ * the next page and never lists a page twice. Written with the page's lines in one transaction.
+ */
+export const ledgerCursors = sqliteTable("ledger_cursors", {
+  vault: text("vault").primaryKey(),
+  /** Newest signature of the last completed sync: the `until` of the next one. */
+  newestSignature: text("newest_signature"),
+  newestSlot: integer("newest_slot"),
+  /** Newest signature of the sync in progress (its first page's first entry). */
+  syncTop: text("sync_top"),
+  syncTopSlot: integer("sync_top_slot"),
+  /** Oldest signature listed so far by the sync in progress: the next page's `before`. */
+  syncBefore: text("sync_before"),
+  /** Completed syncs; orders lines of later syncs after earlier ones. */
+  syncNumber: integer("sync_number").notNull().default(0),
+  /** Lines listed so far by the sync in progress. */
+  syncIndex: integer("sync_index").notNull().default(0),
+  pagesRead: integer("pages_read").notNull().default(0),
+  /** The vault's balance read at finalized, when every line up to its slot had been listed. */
+  balanceUnits: units("balance_units"),
+  balanceSlot: integer("balance_slot"),
+  balanceAt: epochMs("balance_at"),
+  /** When the last sync completed: the history is read up to about this moment. */
+  syncedAt: epochMs("synced_at"),
+  lastError: text("last_error"),
+  updatedAt: epochMs("updated_at").notNull(),
+});
+
+/**
+ * One line per transaction naming a credit vault, as `getSignaturesForAddress` listed it, with
+ * the vault's balance before and after once the transaction is read. What a line is (lock,
+ * return, deposit, unexplained) is decided when a statement is built, against the receipts
+ * recorded by then: a receipt that arrives late explains its lock.
+ */
+export const ledgerLines = sqliteTable(
+  "ledger_lines",
+  {
+    vault: text("vault").notNull(),
+    signature: text("signature").notNull(),
+    /** Chronological order within the vault: later syncs above earlier, newest first inverted. */
+    ord: integer("ord").notNull(),
+    slot: integer("slot").notNull(),
+    /** Seconds since the epoch, as the node reported it. */
+    blockTime: integer("block_time"),
+    /** `listed` until the transaction is read; `read` with balances and memos. */
+    state: text("state", { enum: ["listed", "read"] })
+      .notNull()
+      .default("listed"),
+    succeeded: integer("succeeded", { mode: "boolean" }),
+    /** The vault's balance before and after; null when the transaction did not change it. */
+    preUnits: units("pre_units"),
+    postUnits: units("post_units"),
+    /** post - pre; 0 for a transaction that moved none of the vault's money. */
+    deltaUnits: units("delta_units"),
+    /** Memo texts of the transaction, joined with newlines. */
+    memo: text("memo"),
+    /** What the first memo naming a job says: escrow, settle or refund, and the job id. */
+    memoKind: text("memo_kind", { enum: ["escrow", "settle", "refund"] }),
+    memoJobId: text("memo_job_id"),
+    listedAt: epochMs("listed_at").notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.vault, t.signature] }),
+    index("ledger_lines_order").on(t.vault, t.ord),
+    index("ledger_lines_time").on(t.vault, t.blockTime),
+    index("ledger_lines_state").on(t.state, t.vault),
+    index("ledger_lines_memo_job").on(t.memoJobId),
+    // The statement's per-vault sets of locked and returned jobs, read from the index alone.
+    index("ledger_lines_vault_memo").on(t.vault, t.memoKind, t.deltaUnits, t.memoJobId),
+  ],
+);

@@ -147,6 +147,8 @@ export class LocalChain {
   private readonly blockhashes = new Map<string, number>();
   private latestHash: string;
   private readonly transactions = new Map<string, StoredTransaction>();
+  /** Signatures of committed transactions by every account they name, oldest first. */
+  private readonly byAccount = new Map<string, string[]>();
   private readonly accounts = new Map<string, AccountKind>();
   private readonly mintDecimals = new Map<string, number>();
   private readonly lookupTables = new Map<string, string[]>();
@@ -358,6 +360,54 @@ export class LocalChain {
     return this.transactions.get(signature);
   }
 
+  /**
+   * Signatures of transactions naming `address`, newest first, as `getSignaturesForAddress`
+   * lists them: only those at `commitment` or above, strictly older than `before` and strictly
+   * newer than `until` when given, at most `limit`. A `before` or `until` this chain never
+   * committed for the address lists from the newest (before) or to the oldest (until).
+   */
+  signaturesForAddress(
+    address: string,
+    options: { before?: string; until?: string; limit: number; commitment: Commitment },
+  ): StoredTransaction[] {
+    const list = this.byAccount.get(address) ?? [];
+    const out: StoredTransaction[] = [];
+    let i = list.length - 1;
+    if (options.before !== undefined) {
+      const at = list.lastIndexOf(options.before);
+      if (at >= 0) i = at - 1;
+    }
+    for (; i >= 0 && out.length < options.limit; i--) {
+      const signature = list[i]!;
+      if (signature === options.until) break;
+      const tx = this.transactions.get(signature)!;
+      if (!commitmentAtLeast(this.commitmentOf(tx), options.commitment)) continue;
+      out.push(tx);
+    }
+    return out;
+  }
+
+  /**
+   * A token account's balance as of the newest slot at `commitment`: the current amount less
+   * what transactions not yet at that commitment moved, as a node answers from its bank at that
+   * commitment. Null when the address is not a token account.
+   */
+  tokenAmountAt(address: string, commitment: Commitment): bigint | null {
+    const account = this.tokenAccount(address);
+    if (!account) return null;
+    let amount = account.amount;
+    const list = this.byAccount.get(address) ?? [];
+    for (let i = list.length - 1; i >= 0; i--) {
+      const tx = this.transactions.get(list[i]!)!;
+      if (commitmentAtLeast(this.commitmentOf(tx), commitment)) break;
+      const index = tx.accountKeys.indexOf(address);
+      const pre = tx.preTokenBalances.find((b) => b.accountIndex === index)?.amount ?? 0n;
+      const post = tx.postTokenBalances.find((b) => b.accountIndex === index)?.amount ?? 0n;
+      amount -= post - pre;
+    }
+    return amount;
+  }
+
   /** Number of committed transactions. */
   transactionCount(): number {
     return this.transactions.size;
@@ -502,6 +552,11 @@ export class LocalChain {
       computeUnitsConsumed: Number(meta.computeUnitsConsumed()),
     };
     this.transactions.set(signature, stored);
+    for (const key of new Set(stored.accountKeys)) {
+      const list = this.byAccount.get(key);
+      if (list) list.push(signature);
+      else this.byAccount.set(key, [signature]);
+    }
     return { committed: true, signature, transaction: stored };
   }
 

@@ -8,7 +8,7 @@ import {
   promptDigest,
   promptTokenCount,
 } from "./completion-text.js";
-import type { EscrowLedger, SettlementShape } from "./escrow-ledger.js";
+import type { EscrowLedger, SettlementInput, SettlementShape } from "./escrow-ledger.js";
 import type { LocalAccounts, LocalWorker } from "./keys.js";
 import { DEFAULT_MAX_TOKENS, findModel, type ModelEntry, priceUnits } from "./models.js";
 
@@ -31,7 +31,18 @@ export const chainFaults = [
 ] as const;
 /** Faults that end a request with an error instead of a completion. */
 export const errorFaults = ["busy", "timeout"] as const;
-export const simFaults = [...chainFaults, ...errorFaults] as const;
+/**
+ * Frauds no receipt shows, found only by reading the credit vault's history (src/ledger):
+ * `unreceipted-charge` locks and settles a hidden second job against the same vault besides the
+ * job it answers; `unreleased-lock` locks and never settles or refunds. Not drawn at random
+ * unless listed in `faults`: the verifier alone cannot see them.
+ */
+export const ledgerFaults = [
+  "unreceipted-charge",
+  "unreleased-lock",
+  "credits-header-off",
+] as const;
+export const simFaults = [...chainFaults, ...errorFaults, ...ledgerFaults] as const;
 export type SimFault = (typeof simFaults)[number];
 
 export function isSimFault(name: string): name is SimFault {
@@ -48,7 +59,7 @@ export interface SimulatorOptions {
   seed: string;
   /** Share (0..1) of requests without `x-sim-fault` that get a fault drawn from `faults`. Default 0. */
   faultRate: number;
-  /** Faults drawn at `faultRate`. Default: all of them. */
+  /** Faults drawn at `faultRate`. Default: every chain and error fault (not the ledger ones). */
   faults: SimFault[];
   /** `error.details.retry_after` of a 503, in seconds. Default 2. */
   retryAfterSeconds: number;
@@ -63,7 +74,7 @@ export interface SimulatorOptions {
 export const defaultSimulatorOptions: SimulatorOptions = {
   seed: "decentral-audit",
   faultRate: 0,
-  faults: [...simFaults],
+  faults: [...chainFaults, ...errorFaults],
   retryAfterSeconds: 2,
   timeoutAfterMs: 0,
   inferenceMs: 0,
@@ -114,6 +125,18 @@ export interface SimJob {
   /** What `GET /v1/jobs/{id}` reports as `on_chain.settlement_tx`. */
   apiSettlementTx: string | null;
   settlementShape: SettlementShape;
+  /**
+   * Under `unreceipted-charge`: the hidden job the operator locked and settled against the same
+   * vault, which no response names (units as decimal strings).
+   */
+  hidden: {
+    jobId: string;
+    escrowTx: string;
+    settlementTx: string;
+    lockUnits: string;
+    chargeUnits: string;
+    refundUnits: string;
+  } | null;
   /** Slot of the last transaction of the job. */
   slot: number | null;
   creditVault: string;
@@ -292,6 +315,7 @@ export class DecentralJobs {
       headerSettlementTx: null,
       apiSettlementTx: null,
       settlementShape: (["legacy", "v0", "v0-lookup"] as const)[seq % 3]!,
+      hidden: null,
       slot: null,
       creditVault,
       createdAt: new Date().toISOString(),
@@ -362,6 +386,11 @@ export class DecentralJobs {
 
     job.apiStatus = "settled";
     switch (job.fault) {
+      case "unreleased-lock":
+        // The operator keeps the lock: nothing settles, nothing returns, the API says processing.
+        job.status = "failed";
+        job.apiStatus = "processing";
+        return;
       case "skip-settlement":
         job.status = "failed";
         return;
@@ -399,6 +428,7 @@ export class DecentralJobs {
           job.apiSettlementTx = second.signature;
           job.slot = second.slot;
         }
+        if (job.fault === "unreceipted-charge") this.chargeHiddenJob(job, input);
         job.status = "settled";
         job.workerPaid = paid.address;
         job.workerShareUnits = workerShare;
@@ -408,9 +438,39 @@ export class DecentralJobs {
     }
   }
 
+  /**
+   * A second job nobody asked for, charged like `job` against the same credit vault: locked,
+   * then settled with its remainder returned. No header or jobs-API answer names it.
+   */
+  private chargeHiddenJob(job: SimJob, input: SettlementInput): void {
+    const hiddenId = this.jobId(this.sequence++);
+    const lock = this.ledger.lock(hiddenId, job.creditVault, job.lockUnits);
+    const settlement = this.ledger.settle({ ...input, jobId: hiddenId });
+    job.hidden = {
+      jobId: hiddenId,
+      escrowTx: lock.signature,
+      settlementTx: settlement.signature,
+      lockUnits: job.lockUnits.toString(),
+      chargeUnits: (input.workerShare + input.treasuryShare).toString(),
+      refundUnits: input.refund.toString(),
+    };
+  }
+
+  /**
+   * A top-up: `units` from the key owner's own token account (funded here first, as if bought
+   * elsewhere) into the key's credit vault, signed by the owner. Returns the deposit's signature.
+   */
+  deposit(apiKeyIndex: number, units: bigint): { signature: string; slot: number } {
+    const vault = this.accounts.creditVaults[apiKeyIndex];
+    if (!vault) throw new RangeError(`no API key index ${apiKeyIndex}`);
+    const tx = this.ledger.deposit(vault.vault, apiKeyIndex, units);
+    return { signature: tx.signature, slot: tx.slot };
+  }
+
   /** `x-decentral-credits-remaining`: the credit vault balance in whole credits. */
   creditsRemaining(job: SimJob): string {
-    return (this.ledger.balance(job.creditVault) / UNITS_PER_CREDIT).toString();
+    const off = job.fault === "credits-header-off" ? 3n : 0n;
+    return (this.ledger.balance(job.creditVault) / UNITS_PER_CREDIT + off).toString();
   }
 
   /** The five (or, streamed, four) `x-decentral-*` headers of a job. */

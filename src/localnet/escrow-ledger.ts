@@ -1,5 +1,5 @@
 import type { LocalChain, SendOutcome, StoredTransaction } from "./chain.js";
-import type { LocalAccounts, LocalSigner } from "./keys.js";
+import { type LocalAccounts, type LocalSigner, localKeyNames, localSigner } from "./keys.js";
 import { memoInstruction, transferCheckedInstruction } from "./token-program.js";
 import { compileMessage, type InstructionSpec, signTransaction } from "./wire.js";
 
@@ -73,6 +73,32 @@ export class EscrowLedger {
     );
   }
 
+  /**
+   * A customer's top-up: `units` from the key owner's wallet token account into its credit
+   * vault, signed by the owner, with memo `decentral:deposit`. The wallet's token account is
+   * credited first outside any transaction (the money was bought elsewhere).
+   */
+  deposit(creditVault: string, apiKeyIndex: number, units: bigint): StoredTransaction {
+    const owner = localSigner(localKeyNames.user(apiKeyIndex));
+    const source = localSigner(`${localKeyNames.user(apiKeyIndex)}-usdc`).address;
+    const held = this.chain.tokenAmount(source) ?? 0n;
+    this.chain.setTokenAccount(source, this.accounts.mint, owner.address, held + units);
+    const transfer = transferCheckedInstruction({
+      tokenProgram: this.accounts.tokenProgram,
+      source,
+      mint: this.accounts.mint,
+      destination: creditVault,
+      authority: owner.address,
+      amount: units,
+      decimals: this.accounts.decimals,
+    });
+    return this.commit(
+      [transfer, memoInstruction(this.accounts.memoProgram, "decentral:deposit")],
+      "legacy",
+      [this.payer, owner],
+    );
+  }
+
   /** Token balance of an account the ledger moves money through. */
   balance(tokenAccount: string): bigint {
     return this.chain.tokenAmount(tokenAccount) ?? 0n;
@@ -95,12 +121,17 @@ export class EscrowLedger {
    * how `failed-settlement` is produced). An identical earlier transaction (same job, same
    * amounts, same blockhash) is avoided by taking a fresh blockhash and trying once more.
    */
-  private commit(instructions: InstructionSpec[], shape: SettlementShape): StoredTransaction {
+  private commit(
+    instructions: InstructionSpec[],
+    shape: SettlementShape,
+    signers: LocalSigner[] = [this.payer, this.escrowAuthority],
+  ): StoredTransaction {
     let outcome: SendOutcome | undefined;
     for (let attempt = 0; attempt < 2; attempt++) {
       const blockhash =
         attempt === 0 ? this.chain.latestBlockhash().blockhash : this.chain.rotateBlockhash();
-      const { messageBytes, signers } = compileMessage({
+      const signersGiven = signers;
+      const { messageBytes, signers: needed } = compileMessage({
         version: shape === "legacy" ? "legacy" : 0,
         feePayer: this.payer.address,
         recentBlockhash: blockhash,
@@ -110,7 +141,7 @@ export class EscrowLedger {
             ? [{ address: this.accounts.lookupTable, addresses: this.lookupTableAddresses }]
             : undefined,
       });
-      const { wire } = signTransaction(messageBytes, signers, [this.payer, this.escrowAuthority]);
+      const { wire } = signTransaction(messageBytes, needed, signersGiven);
       outcome = this.chain.send(wire);
       if (outcome.committed) return outcome.transaction;
       if (outcome.err !== "AlreadyProcessed") break;

@@ -18,6 +18,7 @@ import { decodeTransaction, isStaticWritable } from "./wire.js";
 
 const API_VERSION = "2.2.0";
 const MAX_SIGNATURE_STATUSES = 256;
+const MAX_SIGNATURES_FOR_ADDRESS = 1000;
 const GENESIS_HASH = bs58.encode(
   createHash("sha256").update("decentral-audit/localnet/genesis").digest(),
 );
@@ -239,6 +240,14 @@ export function transactionJson(
   };
 }
 
+/** Texts of a transaction's top-level SPL Memo instructions. */
+function memosOf(tx: StoredTransaction): string[] {
+  const d = decodeTransaction(tx.wire);
+  return d.instructions
+    .filter((ix) => tx.accountKeys[ix.programIdIndex] === MEMO_PROGRAM_ID)
+    .map((ix) => new TextDecoder().decode(ix.data));
+}
+
 /** Lag of a commitment level behind the newest slot. */
 function slotAt(chain: LocalChain, commitment: Commitment): number {
   const current = chain.currentSlot();
@@ -302,6 +311,57 @@ export function rpcMethods(chain: LocalChain, hooks: SendHooks): Record<string, 
       const time = chain.blockTime(slot);
       if (time === null) throw new RpcError(-32004, `Block not available for slot ${slot}`);
       return time;
+    },
+    getSignaturesForAddress: (params) => {
+      if (!isBase58(params[0], 32)) throw invalidParams("address must be a base58 public key");
+      const config = configOf(params, 1);
+      const commitment = commitmentOf(config, "finalized");
+      if (commitment === "processed") {
+        throw invalidParams("Method does not support commitment below `confirmed`");
+      }
+      const limit = config.limit ?? MAX_SIGNATURES_FOR_ADDRESS;
+      if (
+        typeof limit !== "number" ||
+        !Number.isInteger(limit) ||
+        limit < 1 ||
+        limit > MAX_SIGNATURES_FOR_ADDRESS
+      ) {
+        throw invalidParams(`limit must be an integer in 1..${MAX_SIGNATURES_FOR_ADDRESS}`);
+      }
+      for (const name of ["before", "until"] as const) {
+        if (config[name] !== undefined && !isBase58(config[name], 64)) {
+          throw invalidParams(`${name} must be a base58 signature`);
+        }
+      }
+      return chain
+        .signaturesForAddress(params[0], {
+          before: config.before as string | undefined,
+          until: config.until as string | undefined,
+          limit,
+          commitment,
+        })
+        .map((tx) => {
+          const memos = memosOf(tx);
+          return {
+            signature: tx.signature,
+            slot: tx.slot,
+            err: tx.err,
+            memo: memos.length === 0 ? null : memos.map((m) => `[${m.length}] ${m}`).join("; "),
+            blockTime: tx.blockTime,
+            confirmationStatus: chain.commitmentOf(tx),
+          };
+        });
+    },
+    getTokenAccountBalance: (params) => {
+      if (!isBase58(params[0], 32)) throw invalidParams("address must be a base58 public key");
+      const commitment = commitmentOf(configOf(params, 1), "finalized");
+      const account = chain.tokenAccount(params[0]);
+      const amount = chain.tokenAmountAt(params[0], commitment);
+      if (!account || amount === null) throw invalidParams("Invalid param: not a Token account");
+      return {
+        context: { slot: slotAt(chain, commitment), apiVersion: API_VERSION },
+        value: uiTokenAmount(amount, chain.decimalsOf(account.mint)),
+      };
     },
     getSignatureStatuses: (params) => {
       const signatures = params[0];

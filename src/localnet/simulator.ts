@@ -267,6 +267,27 @@ export function createSimulatorApp(jobs: DecentralJobs, apiKeys: readonly string
     }
     return c.json(jobs.groundTruth(job));
   });
+  // A customer's top-up of one key's credit vault: {"apiKeyIndex": 0, "units": "1000000"}.
+  app.post("/sim/deposits", async (c) => {
+    const body = (await c.req.json().catch(() => null)) as Record<string, unknown> | null;
+    const index = body?.apiKeyIndex;
+    const units = body?.units;
+    if (
+      typeof index !== "number" ||
+      !Number.isInteger(index) ||
+      index < 0 ||
+      index >= apiKeys.length
+    ) {
+      return errorResponse(
+        c,
+        badRequest("apiKeyIndex must be a known API key index", "apiKeyIndex"),
+      );
+    }
+    if (typeof units !== "string" || !/^[1-9]\d{0,18}$/.test(units)) {
+      return errorResponse(c, badRequest("units must be a positive decimal string", "units"));
+    }
+    return c.json(jobs.deposit(index, BigInt(units)));
+  });
   app.get("/healthz", (c) => c.json({ ok: true, slot: jobs.currentSlot() }));
 
   app.notFound((c) =>

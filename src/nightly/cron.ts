@@ -3,7 +3,7 @@ import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
-import { runNightlyVerification, type SettlingEngine } from "./nightly-run.js";
+import { type NightlyOptions, runNightlyVerification, type SettlingEngine } from "./nightly-run.js";
 import { DEFAULT_VERIFY_TIMEOUT_MS } from "./verify-command.js";
 
 export interface NightlyScheduleDeps {
@@ -14,6 +14,8 @@ export interface NightlyScheduleDeps {
   preflight?: () => Promise<unknown>;
   /** The profile's gaps, said once in each run's summary. */
   profile?: () => ProfileStatus;
+  /** The credit vaults' ledger of each window (see `NightlyOptions.ledger`). */
+  ledger?: NightlyOptions["ledger"];
   /** Timeout of each run. Default 30 min. */
   timeoutMs?: number;
   now?: () => number;
@@ -79,6 +81,7 @@ export function scheduleNightlyVerification(expression: string, deps: NightlySch
       now,
       ...(deps.preflight ? { preflight: deps.preflight } : {}),
       ...(deps.profile ? { profile: deps.profile } : {}),
+      ...(deps.ledger ? { ledger: deps.ledger } : {}),
     });
     openFrom = summary.exitCode === 2 ? window.from : window.to;
     const { findings, ...rest } = summary;

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { withoutUrlSecrets } from "../chain/url-secrets.js";
 import type { Store } from "../db/client.js";
 import { type Verdict, verdicts } from "../db/schema.js";
+import type { LedgerWindowResult } from "../ledger/window-check.js";
 import { openVerdicts } from "../reports/reconciliation.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
 import { acquireLock, releaseLock } from "./locks.js";
@@ -39,6 +40,12 @@ export interface NightlyOptions {
   /** Runs before anything else, e.g. an RPC `getSlot`; a rejection means "could not finish". */
   preflight?: () => Promise<unknown>;
   onProgress?: (p: NightlyProgress) => void;
+  /**
+   * The credit vaults' ledger of the window (src/ledger/window-check.ts), run after the jobs
+   * are final: an unreceipted debit, an unreleased lock or a closing balance off the chain's
+   * is a finding (exit 1); a ledger not read through the window makes the run incomplete.
+   */
+  ledger?: (window: { from: number; to: number }) => Promise<LedgerWindowResult>;
   signal?: AbortSignal;
   /** Lock owner id; random by default. */
   owner?: string;
@@ -63,9 +70,16 @@ export interface NightlySummary {
   /**
    * `verified`: every job verified, at least one job (0); `no_jobs`: no job was recorded in the
    * window, so nothing was verified (0); `too_few_jobs`: fewer than `minJobs` (1);
-   * `discrepancies`: a job is not verified (1); `incomplete`: the run could not finish (2).
+   * `discrepancies`: a job is not verified (1); `ledger_findings`: every job verified, but a
+   * credit vault moved money no receipt explains (1); `incomplete`: could not finish (2).
    */
-  outcome: "verified" | "no_jobs" | "too_few_jobs" | "discrepancies" | "incomplete";
+  outcome:
+    | "verified"
+    | "no_jobs"
+    | "too_few_jobs"
+    | "discrepancies"
+    | "ledger_findings"
+    | "incomplete";
   exitCode: 0 | 1 | 2;
   /** Why the run could not finish (lock held, RPC unreachable, timeout, database error). */
   reason: string | null;
@@ -85,6 +99,8 @@ export interface NightlySummary {
   /** The profile's gaps (checks no job can pass under it), when the caller knows the profile. */
   profile: ProfileStatus | null;
   runId: number | null;
+  /** The ledger of the window, when the run read it. */
+  ledger?: LedgerWindowResult;
 }
 
 const maxFindings = 100;
@@ -94,6 +110,7 @@ const exitCodes = {
   no_jobs: 0,
   too_few_jobs: 1,
   discrepancies: 1,
+  ledger_findings: 1,
   incomplete: 2,
 } as const satisfies Record<NightlySummary["outcome"], 0 | 1 | 2>;
 
@@ -157,6 +174,7 @@ export async function runNightlyVerification(
   const startedAt = now();
   let reason: string | null = null;
   let runId: number | null = null;
+  let ledger: LedgerWindowResult | undefined;
 
   // The lock outlives the run's timeout a little, so a crashed run frees it on its own.
   let holder: ReturnType<typeof acquireLock> = null;
@@ -192,6 +210,10 @@ export async function runNightlyVerification(
       } else if (result.status === "interrupted") {
         reason = "interrupted";
       }
+      if (reason === null && options.ledger) {
+        ledger = await options.ledger({ from: options.from, to: options.to });
+        reason = ledger.incomplete;
+      }
     } catch (error) {
       reason = messageOf(error);
     } finally {
@@ -225,16 +247,24 @@ export async function runNightlyVerification(
   }
   const bad = byVerdict.discrepancy + byVerdict.dropped + byVerdict.unverifiable;
   const minJobs = options.minJobs ?? 0;
+  const ledgerFindings = ledger
+    ? ledger.unreceiptedDebits.length +
+      ledger.unreleasedLocks.length +
+      ledger.creditsHeaderMismatches.length +
+      ledger.imbalanced.length
+    : 0;
   const outcome: NightlySummary["outcome"] =
     reason !== null
       ? "incomplete"
       : bad > 0
         ? "discrepancies"
-        : total < minJobs
-          ? "too_few_jobs"
-          : total === 0
-            ? "no_jobs"
-            : "verified";
+        : ledgerFindings > 0
+          ? "ledger_findings"
+          : total < minJobs
+            ? "too_few_jobs"
+            : total === 0
+              ? "no_jobs"
+              : "verified";
   if (reason !== null) reason = withoutUrlSecrets(reason);
   return {
     from: options.from,
@@ -252,5 +282,6 @@ export async function runNightlyVerification(
     unproven,
     profile,
     runId,
+    ...(ledger ? { ledger } : {}),
   };
 }

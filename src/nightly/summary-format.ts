@@ -18,6 +18,8 @@ const headline = (s: NightlySummary) => {
       return tooFew(s);
     case "discrepancies":
       return `${s.total - s.byVerdict.verified} of ${s.total} jobs NOT verified`;
+    case "ledger_findings":
+      return `all ${s.total} jobs verified, but the credit vaults' ledger has ${ledgerFindingCount(s)} findings`;
     case "incomplete":
       return `could not finish: ${s.reason}`;
   }
@@ -40,6 +42,7 @@ const icons: Record<NightlySummary["outcome"], string> = {
   no_jobs: "⚪",
   too_few_jobs: "❌",
   discrepancies: "❌",
+  ledger_findings: "❌",
   incomplete: "⚠️",
 };
 
@@ -54,6 +57,36 @@ const gapLines = (s: NightlySummary) =>
   (s.profile?.gaps ?? []).map(
     (g) => `profile ${s.profile!.name} cannot check ${g.check}: ${g.reason}`,
   );
+
+const ledgerFindingCount = (s: NightlySummary) =>
+  s.ledger
+    ? s.ledger.unreceiptedDebits.length +
+      s.ledger.unreleasedLocks.length +
+      s.ledger.creditsHeaderMismatches.length +
+      s.ledger.imbalanced.length
+    : 0;
+
+/** One line per ledger finding of the window (none when the run read no ledger). */
+function ledgerLines(s: NightlySummary): string[] {
+  if (!s.ledger) return [];
+  return [
+    ...s.ledger.unreceiptedDebits.map(
+      (d) =>
+        `unreceipted debit of ${d.amountUnits} units from vault ${d.vault} in ${d.signature}${d.memoJobId ? ` (memo names ${d.memoJobId})` : ""}`,
+    ),
+    ...s.ledger.unreleasedLocks.map(
+      (u) =>
+        `unreleased lock of ${u.lockUnits} units by job ${u.jobId} from vault ${u.vault} in ${u.signature}`,
+    ),
+    ...s.ledger.creditsHeaderMismatches.map(
+      (m) =>
+        `job ${m.jobId}'s credits header (${m.headerUnits} units) matches no balance of vault ${m.vault} between its lock and its response`,
+    ),
+    ...s.ledger.imbalanced.map(
+      (b) => `vault ${b.vault} closes ${b.differenceUnits} units off the chain's balance`,
+    ),
+  ];
+}
 
 const counts = (s: NightlySummary) =>
   verdicts.filter((v) => s.byVerdict[v] > 0).map((v) => [v, s.byVerdict[v]] as const);
@@ -79,6 +112,8 @@ export function summaryToText(s: NightlySummary): string {
     );
   }
   if (s.moreFindings > 0) lines.push(`  ... and ${s.moreFindings} more`);
+  if (s.ledger) lines.push(`  ledger: ${s.ledger.vaults} credit vaults read`);
+  for (const line of ledgerLines(s)) lines.push(`  ${line}`);
   return `${lines.join("\n")}\n`;
 }
 
@@ -108,6 +143,9 @@ export function summaryToMarkdown(s: NightlySummary): string {
   }
   const gaps = gapLines(s);
   if (gaps.length > 0) lines.push("", ...gaps.map((g) => `- ${g}`));
+
+  const ledger = ledgerLines(s);
+  if (ledger.length > 0) lines.push("", "Credit vault ledger:", "", ...ledger.map((l) => `- ${l}`));
   return `${lines.join("\n")}\n`;
 }
 

@@ -7,6 +7,8 @@ import type { Config } from "../config.js";
 import { openStore } from "../db/client.js";
 import { migrateStore } from "../db/migrate.js";
 import { AppError } from "../errors.js";
+import { createLedgerReader } from "../ledger/reader.js";
+import { ledgerWindowCheck } from "../ledger/window-check.js";
 import { createLogger } from "../log.js";
 import { createVerifier } from "../verify/engine.js";
 import { profileStatus } from "../verify/profile-status.js";
@@ -69,6 +71,19 @@ export function registerVerifyCommand(program: Command, helpers: Helpers): void 
           // run ends within about one poll interval of its last job becoming final.
           options: { pollIntervalMs: config.VERIFY_POLL_MS },
         });
+        const reader = createLedgerReader({
+          store,
+          rpc,
+          profile,
+          log,
+          custody: config.CREDIT_VAULTS,
+        });
+        const ledger = ledgerWindowCheck({
+          store,
+          reader,
+          profile,
+          graceSeconds: config.LEDGER_GRACE_SECONDS,
+        });
         const abort = new AbortController();
         const onSignal = () => abort.abort();
         process.once("SIGINT", onSignal);
@@ -87,6 +102,7 @@ export function registerVerifyCommand(program: Command, helpers: Helpers): void 
               preflight: () => rpc.getSlot("finalized"),
               signal: abort.signal,
               profile: () => profileStatus(store, profile),
+              ledger,
             },
           );
         } finally {

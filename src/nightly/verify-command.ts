@@ -102,7 +102,7 @@ export async function runVerifyCommand(
   engine: SettlingEngine,
   flags: VerifyFlags,
   io: VerifyIo,
-  extra: Pick<NightlyOptions, "preflight" | "signal" | "profile"> = {},
+  extra: Pick<NightlyOptions, "preflight" | "signal" | "profile" | "ledger"> = {},
 ): Promise<0 | 1 | 2> {
   const now = io.now ?? Date.now;
   const window = verifyWindow(flags, now());

@@ -4,6 +4,7 @@ import type { Config } from "../config.js";
 import { openStore } from "../db/client.js";
 import { migrateStore } from "../db/migrate.js";
 import { AppError } from "../errors.js";
+import { registerStatementCommand } from "../ledger/statement-command.js";
 import { type WindowFlags, windowFromFlags } from "./period.js";
 import {
   type GroupBy,
@@ -63,4 +64,5 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
       if (flags.out) writeFileSync(flags.out, text);
       else process.stdout.write(text);
     });
+  registerStatementCommand(report, helpers);
 }

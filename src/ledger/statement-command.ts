@@ -1,0 +1,95 @@
+import { writeFileSync } from "node:fs";
+import { type Command, Option } from "commander";
+import { pino } from "pino";
+import { rpcPoolFromConfig } from "../chain/rpc-pool.js";
+import type { Config } from "../config.js";
+import { openStore } from "../db/client.js";
+import { migrateStore } from "../db/migrate.js";
+import { AppError } from "../errors.js";
+import { createLogger } from "../log.js";
+import { type WindowFlags, windowFromFlags } from "../reports/period.js";
+import { loadProfile } from "../verify/profiles.js";
+import { createLedgerReader } from "./reader.js";
+import { buildStatement, statementToCsv, statementToJson } from "./statement.js";
+
+type Helpers = {
+  withDatabaseOption(command: Command): Command;
+  configFromFlags(flags: Record<string, unknown>): Config;
+};
+
+type StatementFlags = WindowFlags & {
+  vault?: string;
+  format: string;
+  out?: string;
+  sync?: boolean;
+};
+
+/** Registers `report statement` under the `report` command. */
+export function registerStatementCommand(report: Command, helpers: Helpers): void {
+  helpers
+    .withDatabaseOption(
+      report
+        .command("statement")
+        .description(
+          "each credit vault's statement for a period (UTC): opening, deposits, locks, returns, closing by ledger and on chain, every unexplained line",
+        )
+        .option("--since <duration>", "period of this length ending now, e.g. 24h, 7d")
+        .option("--window <name>", "yesterday: the previous UTC day, [00:00, 00:00)")
+        .option("--from <instant>", "start, inclusive (YYYY-MM-DD or ISO 8601)")
+        .option("--to <instant>", "end, exclusive (YYYY-MM-DD or ISO 8601; default now)")
+        .option("--vault <address>", "only this credit vault")
+        .option("--sync", "read each vault's new history from the chain first")
+        .addOption(new Option("--rpc <urls>", "Solana RPC URLs for --sync (SOLANA_RPC_URLS)"))
+        .addOption(new Option("--profile <name|file>", "protocol profile (AUDIT_PROFILE)"))
+        .option("--format <format>", "csv or json", "json")
+        .option("--out <file>", "write to a file instead of stdout"),
+    )
+    .action(async (flags: StatementFlags) => {
+      const { from, to } = windowFromFlags(flags, Date.now());
+      if (flags.format !== "csv" && flags.format !== "json") {
+        throw new AppError("validation_failed", "--format: csv or json", { field: "format" });
+      }
+      if (flags.vault !== undefined && !/^[1-9A-HJ-NP-Za-km-z]{32,44}$/.test(flags.vault)) {
+        throw new AppError("validation_failed", "--vault: not a base58 address", {
+          field: "vault",
+        });
+      }
+      const config = helpers.configFromFlags(flags);
+      const profile = loadProfile(config.AUDIT_PROFILE);
+      const store = openStore(config.DATABASE_URL);
+      let text: string;
+      try {
+        migrateStore(store);
+        if (flags.sync) {
+          const log = createLogger({ level: "warn" }, pino.destination(2));
+          const rpc = rpcPoolFromConfig(config, log);
+          try {
+            const reader = createLedgerReader({
+              store,
+              rpc,
+              profile,
+              log,
+              custody: config.CREDIT_VAULTS,
+            });
+            if (flags.vault) await reader.syncVault(flags.vault);
+            else await reader.syncAll();
+          } finally {
+            await rpc.close();
+          }
+        }
+        const statement = buildStatement(
+          store,
+          { from, to, ...(flags.vault ? { vault: flags.vault } : {}) },
+          { profile, graceSeconds: config.LEDGER_GRACE_SECONDS },
+        );
+        text =
+          flags.format === "csv"
+            ? statementToCsv(statement)
+            : `${JSON.stringify(statementToJson(statement), null, 2)}\n`;
+      } finally {
+        store.close();
+      }
+      if (flags.out) writeFileSync(flags.out, text);
+      else process.stdout.write(text);
+    });
+}

@@ -1,0 +1,51 @@
+import type { Store } from "../db/client.js";
+import type { Profile } from "../verify/profiles.js";
+import { buildStatement } from "./statement.js";
+
+/** Findings of the whole ledger so far, for `/metrics`. */
+export interface LedgerTotals {
+  /** Unreceipted debits: money out of a credit vault that is no recorded job's lock. */
+  unexplained: number;
+  unreleasedLocks: number;
+  /** Vaults whose closing balance by the ledger differs from the chain's. */
+  imbalanced: number;
+}
+
+/** How far back `/metrics` counts findings: the statement's cost grows with its lines. */
+export const LEDGER_TOTALS_WINDOW_MS = 7 * 86_400_000;
+
+/** Counts every finding of every vault's statement over the last `windowMs` before `now`. */
+export function ledgerTotals(
+  store: Store,
+  profile: Profile,
+  graceSeconds: number,
+  now = Date.now(),
+  windowMs = LEDGER_TOTALS_WINDOW_MS,
+): LedgerTotals {
+  const statement = buildStatement(
+    store,
+    { from: Math.max(0, now - windowMs), to: now },
+    { profile, graceSeconds },
+  );
+  let unexplained = 0;
+  let unreleasedLocks = 0;
+  let imbalanced = 0;
+  for (const v of statement.vaults) {
+    unexplained += v.counts.unexplained;
+    unreleasedLocks += v.counts.unreleasedLocks;
+    if (v.differenceUnits !== null && v.differenceUnits !== 0n) imbalanced++;
+  }
+  return { unexplained, unreleasedLocks, imbalanced };
+}
+
+/**
+ * Seconds since the least recently read vault's history was read through; 0 when the ledger
+ * reads no vault yet.
+ */
+export function ledgerLagSeconds(store: Store, now = Date.now()): number {
+  const oldest = store.sqlite
+    .prepare("SELECT min(coalesce(synced_at, 0)) FROM ledger_cursors")
+    .pluck()
+    .get() as number | null;
+  return oldest === null ? 0 : Math.max(0, (now - oldest) / 1000);
+}

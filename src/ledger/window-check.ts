@@ -1,0 +1,81 @@
+import type { Store } from "../db/client.js";
+import type { Profile } from "../verify/profiles.js";
+import type { LedgerReader } from "./reader.js";
+import { buildStatement } from "./statement.js";
+
+/** What the ledger says about a window, for the nightly `verify` summary. */
+export interface LedgerWindowResult {
+  vaults: number;
+  /** Money out of a credit vault that is no recorded job's lock. */
+  unreceiptedDebits: {
+    vault: string;
+    signature: string;
+    amountUnits: string;
+    memo: string | null;
+    memoJobId: string | null;
+  }[];
+  /** Recorded jobs' locks that nothing returned or settled in time. */
+  unreleasedLocks: { vault: string; jobId: string; signature: string; lockUnits: string }[];
+  /** Recorded jobs whose credits header matches no balance of the vault in their span. */
+  creditsHeaderMismatches: { vault: string; jobId: string; headerUnits: string }[];
+  /** Vaults whose closing balance by the ledger differs from the chain's. */
+  imbalanced: { vault: string; differenceUnits: string }[];
+  /** Why the ledger of the window is not complete (a vault not read, transactions unread). */
+  incomplete: string | null;
+}
+
+/**
+ * Reads every vault's new history, then builds the window's statement and keeps its findings.
+ * A vault read that failed or left transactions unread makes the result incomplete.
+ */
+export function ledgerWindowCheck(deps: {
+  store: Store;
+  reader: LedgerReader;
+  profile: Profile;
+  graceSeconds?: number;
+  now?: () => number;
+}) {
+  return async (window: { from: number; to: number }): Promise<LedgerWindowResult> => {
+    await deps.reader.syncAll();
+    const statement = buildStatement(deps.store, window, {
+      profile: deps.profile,
+      ...(deps.graceSeconds === undefined ? {} : { graceSeconds: deps.graceSeconds }),
+      ...(deps.now ? { now: deps.now } : {}),
+    });
+    const notRead = statement.vaults.filter((v) => !v.complete).map((v) => v.vault);
+    return {
+      vaults: statement.vaults.length,
+      unreceiptedDebits: statement.vaults.flatMap((v) =>
+        v.unexplained.map((l) => ({
+          vault: v.vault,
+          signature: l.signature,
+          amountUnits: l.amountUnits.toString(),
+          memo: l.memo,
+          memoJobId: l.memoJobId,
+        })),
+      ),
+      unreleasedLocks: statement.vaults.flatMap((v) =>
+        v.unreleasedLocks.map((u) => ({
+          vault: v.vault,
+          jobId: u.jobId,
+          signature: u.signature,
+          lockUnits: u.lockUnits.toString(),
+        })),
+      ),
+      creditsHeaderMismatches: statement.vaults.flatMap((v) =>
+        v.creditsHeaderMismatches.map((m) => ({
+          vault: v.vault,
+          jobId: m.jobId,
+          headerUnits: m.headerUnits.toString(),
+        })),
+      ),
+      imbalanced: statement.vaults
+        .filter((v) => v.differenceUnits !== null && v.differenceUnits !== 0n)
+        .map((v) => ({ vault: v.vault, differenceUnits: String(v.differenceUnits) })),
+      incomplete:
+        notRead.length === 0
+          ? null
+          : `ledger: the history of ${notRead.length} credit vault(s) is not read through the window's end (${notRead.join(", ")})`,
+    };
+  };
+}

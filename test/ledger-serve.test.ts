@@ -1,0 +1,99 @@
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { createToken } from "../src/auth/tokens.js";
+import { buildProgram } from "../src/cli.js";
+import { loadConfig } from "../src/config.js";
+import type { StatementJson } from "../src/ledger/statement.js";
+import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
+import { createLogger } from "../src/log.js";
+import { startService } from "../src/main.js";
+
+const quiet = createLogger({ level: "silent" });
+
+let world: LocalWorld;
+let dir: string;
+beforeAll(async () => {
+  world = await startLocalWorld({ slotMs: 10, finalitySlots: 3 });
+  dir = mkdtempSync(join(tmpdir(), "ledger-serve-"));
+});
+afterAll(async () => {
+  await world?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("the ledger in serve and in the CLI", () => {
+  it("serve reads a configured vault's history on its own and shows its statement and metrics", async () => {
+    const vault = world.accounts.creditVaults[0]!.vault;
+    const db = join(dir, "serve.db");
+    const config = loadConfig({
+      DATABASE_URL: db,
+      PORT: "0",
+      AUDIT_PROFILE: "localnet",
+      SOLANA_RPC_URLS: world.rpcUrl,
+      DECENTRAL_BASE_URL: world.decentralBaseUrl,
+      CREDIT_VAULTS: vault,
+      LEDGER_POLL_MS: "50",
+      VERIFY_POLL_MS: "50",
+    });
+    const service = await startService(config, quiet);
+    try {
+      const token = createToken(service.store, { role: "read", name: "finance" }).token;
+      const res = await fetch(`${service.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${world.apiKeys[0]}`,
+          "content-type": "application/json",
+        },
+        body: JSON.stringify({ model: "qwen3-8b", messages: [{ role: "user", content: "hi" }] }),
+      });
+      expect(res.status).toBe(200);
+      await res.text();
+      const auth = { headers: { authorization: `Bearer ${token}` } };
+      let vaultStatement: StatementJson["vaults"][number] | undefined;
+      for (let i = 0; i < 200; i++) {
+        const body = (await (
+          await fetch(`${service.url}/reports/statement?from=0&to=${Date.now()}`, auth)
+        ).json()) as StatementJson;
+        vaultStatement = body.vaults.find((v) => v.vault === vault);
+        if (vaultStatement?.counts.returns === 1) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(vaultStatement).toMatchObject({
+        counts: { locks: 1, returns: 1, unexplained: 0 },
+        differenceUnits: "0",
+      });
+      const metrics = await (await fetch(`${service.url}/metrics`, auth)).text();
+      expect(metrics).toContain("decentral_audit_ledger_lag_seconds");
+      expect(metrics).toContain('decentral_audit_ledger_unexplained{finding="unreceipted_debit"}');
+    } finally {
+      await service.close();
+    }
+  });
+
+  it("report statement --sync reads the history itself and writes the CSV", async () => {
+    const vault = world.accounts.creditVaults[1]!.vault;
+    const db = join(dir, "cli.db");
+    const out = join(dir, "statement.csv");
+    await fetch(`${world.simulatorUrl}/sim/deposits`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ apiKeyIndex: 1, units: "1234567" }),
+    });
+    const target = world.currentSlot() + 4;
+    while (world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
+    vi.spyOn(console, "log").mockImplementation(() => {});
+    const to = new Date(Date.now() + 1000).toISOString();
+    await buildProgram().parseAsync([
+      ...["node", "decentral-audit", "report", "statement", "--from", "2026-01-01"],
+      ...["--to", to, "--vault", vault, "--sync", "--rpc", world.rpcUrl],
+      ...["--profile", "localnet", "--db", db, "--format", "csv", "--out", out],
+    ]);
+    vi.restoreAllMocks();
+    const [header, row] = readFileSync(out, "utf8").split("\r\n");
+    expect(header).toMatch(/^row,vault,openingUnits,depositsUnits,/);
+    expect(row).toMatch(new RegExp(`^vault,${vault},\\d+,1234567,0,0,0,0,`));
+    expect(row!.split(",")[10]).toBe("0");
+  });
+});

@@ -1,0 +1,383 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createApp } from "../src/api/app.js";
+import { createMetrics } from "../src/api/metrics.js";
+import { createToken } from "../src/auth/tokens.js";
+import { createRpcPool, type RpcPool } from "../src/chain/rpc-pool.js";
+import { openStore, type Store } from "../src/db/client.js";
+import { migrateStore } from "../src/db/migrate.js";
+import { createLedgerReader, type LedgerRpc } from "../src/ledger/reader.js";
+import { buildStatement, type StatementJson } from "../src/ledger/statement.js";
+import { ledgerTotals } from "../src/ledger/totals.js";
+import { ledgerWindowCheck } from "../src/ledger/window-check.js";
+import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
+import { createLogger } from "../src/log.js";
+import { runNightlyVerification } from "../src/nightly/nightly-run.js";
+import { summaryToText } from "../src/nightly/summary-format.js";
+import { createVerifier } from "../src/verify/engine.js";
+import { localnetProfile, type Profile } from "../src/verify/profiles.js";
+import { createTestStore } from "./support/store.js";
+import { groundTruth, runRecordedJob } from "./support/verify-jobs.js";
+
+const log = createLogger({ level: "silent" });
+/** A one-second settlement window, so an unreturned lock is overdue within the test. */
+const profile: Profile = { ...localnetProfile, settlementWindowSeconds: 1 };
+
+let world: LocalWorld;
+let rpc: RpcPool;
+beforeAll(async () => {
+  world = await startLocalWorld({ slotMs: 10, finalitySlots: 3 });
+  rpc = createRpcPool({
+    endpoints: [{ url: world.rpcUrl, rateLimitPerSec: 500, concurrency: 8, timeoutMs: 2000 }],
+    backoffBaseMs: 10,
+    backoffMaxMs: 50,
+  });
+});
+afterAll(async () => {
+  await rpc?.close();
+  await world?.close();
+});
+
+const vaultOf = (apiKeyIndex: number) => world.accounts.creditVaults[apiKeyIndex]!.vault;
+
+/** Waits until everything sent so far is finalized on the local chain. */
+async function finalized() {
+  const target = world.currentSlot() + 4;
+  while (world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
+}
+
+async function deposit(apiKeyIndex: number, units: bigint) {
+  const res = await fetch(`${world.simulatorUrl}/sim/deposits`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ apiKeyIndex, units: units.toString() }),
+  });
+  expect(res.status).toBe(200);
+  return (await res.json()) as { signature: string };
+}
+
+/** Every transaction the chain holds for a vault, at finalized, oldest first. */
+function chainHistory(vault: string): string[] {
+  return world.chain
+    .signaturesForAddress(vault, { limit: 1_000_000, commitment: "finalized" })
+    .map((t) => t.signature)
+    .reverse();
+}
+
+function reader(store: Store, vault: string, ledgerRpc: LedgerRpc = rpc, pageSize = 1000) {
+  return createLedgerReader({
+    store,
+    rpc: ledgerRpc,
+    profile,
+    log,
+    custody: { vaults: [vault], byKey: {} },
+    options: { pageSize },
+  });
+}
+
+const statementOf = (store: Store, vault: string, to = Date.now()) =>
+  buildStatement(store, { from: 0, to, vault }, { profile, graceSeconds: 0 }).vaults[0]!;
+
+describe("the ledger of a credit vault against the local world", () => {
+  it("explains every movement of honest traffic with a top-up, and closes on the chain's balance to the base unit", async () => {
+    const store = createTestStore();
+    const vault = vaultOf(0);
+    for (const spec of [
+      { model: "qwen3-8b" },
+      { model: "llama-3.3-70b", maxTokens: 800 },
+      { model: "phi-4-mini", stream: true },
+    ]) {
+      await runRecordedJob(world, store, spec);
+    }
+    const top = await deposit(0, 2_500_000n);
+    await runRecordedJob(world, store, { model: "mistral-small-3.1-24b", stream: true });
+    await runRecordedJob(world, store, { model: "qwen3-8b", fault: "timeout" });
+    await finalized();
+    const end = Date.now();
+
+    // The verifier goes first: the ledger fetches only what no receipt named (the top-up).
+    const verifier = createVerifier({
+      store,
+      rpc,
+      profile,
+      log,
+      options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
+    });
+    await verifier.runUntilSettled({}, { timeoutMs: 20_000 });
+    const result = await reader(store, vault).syncVault(vault);
+    const history = chainHistory(vault).length;
+    expect(result).toEqual({
+      vault,
+      pages: 1,
+      listed: history,
+      fetched: 1,
+      shared: history - 1,
+      pending: 0,
+    });
+
+    const s = statementOf(store, vault, end);
+    expect(s.unexplained).toEqual([]);
+    expect(s.unreleasedLocks).toEqual([]);
+    expect(s.creditsHeaderMismatches).toEqual([]);
+    expect(s.counts).toMatchObject({ locks: 5, returns: 5, deposits: 1, unexplained: 0 });
+    expect(s.depositsUnits).toBe(2_500_000n);
+    expect(s.closingOnChainUnits).toBe(world.chain.tokenAmount(vault));
+    expect(s.closingByLedgerUnits).toBe(world.chain.tokenAmount(vault));
+    expect(s.differenceUnits).toBe(0n);
+    expect(s.complete).toBe(true);
+    expect(chainHistory(vault)).toContain(top.signature);
+  });
+
+  it("finds the hidden job of an unreceipted charge as one unreceipted debit naming it", async () => {
+    const store = createTestStore();
+    const vault = vaultOf(1);
+    await runRecordedJob(world, store, { apiKeyIndex: 1 });
+    const { jobId } = await runRecordedJob(world, store, {
+      apiKeyIndex: 1,
+      fault: "unreceipted-charge",
+    });
+    const hidden = (await groundTruth(world, jobId)).hidden as {
+      jobId: string;
+      escrowTx: string;
+      lockUnits: string;
+    };
+    await finalized();
+    await reader(store, vault).syncVault(vault);
+
+    const s = statementOf(store, vault);
+    expect(s.unexplained).toEqual([
+      expect.objectContaining({
+        finding: "unreceipted_debit",
+        signature: hidden.escrowTx,
+        amountUnits: -BigInt(hidden.lockUnits),
+        memoJobId: hidden.jobId,
+        memo: `decentral:escrow:${hidden.jobId}`,
+      }),
+    ]);
+    expect(s.unreleasedLocks).toEqual([]);
+    expect(s.counts).toMatchObject({ locks: 2, returns: 3, deposits: 0, unexplained: 1 });
+    expect(s.differenceUnits).toBe(0n);
+    const totals = ledgerTotals(store, profile, 0);
+    expect(totals).toEqual({ unexplained: 1, unreleasedLocks: 0, imbalanced: 0 });
+    const metrics = await createMetrics({ store, ledger: () => totals }).registry.metrics();
+    expect(metrics).toContain('decentral_audit_ledger_unexplained{finding="unreceipted_debit"} 1');
+    expect(metrics).toContain("decentral_audit_ledger_lag_seconds");
+
+    // The same statement over HTTP, in JSON and CSV, with a read token.
+    const app = createApp({ store, log, statement: { profile, graceSeconds: 0 } });
+    const read = createToken(store, { role: "read", name: "finance" }).token;
+    const ingest = createToken(store, { role: "ingest", name: "backend" }).token;
+    const url = `/reports/statement?from=0&to=${Date.now()}&vault=${vault}`;
+    const auth = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
+    const json = (await (await app.request(url, auth(read))).json()) as StatementJson;
+    expect(json.vaults[0]).toMatchObject({
+      vault,
+      differenceUnits: "0",
+      unexplained: [
+        {
+          finding: "unreceipted_debit",
+          memoJobId: hidden.jobId,
+          amountUnits: `-${hidden.lockUnits}`,
+        },
+      ],
+    });
+    const csv = await (await app.request(`${url}&format=csv`, auth(read))).text();
+    expect(csv.split("\r\n")[2]).toMatch(
+      new RegExp(
+        `^unreceipted_debit,${vault},.*,${hidden.escrowTx},.*,-${hidden.lockUnits},${hidden.jobId},`,
+      ),
+    );
+    expect((await app.request(url, auth(ingest))).status).toBe(403);
+    expect((await app.request(url)).status).toBe(401);
+    const bad = await app.request(
+      `/reports/statement?from=0&to=${Date.now()}&vault=0OIl`,
+      auth(read),
+    );
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({
+      error: { code: "validation_failed", field: "vault" },
+    });
+  });
+
+  it("makes the nightly verify exit 1 on an unreceipted debit even when every recorded job is verified, and 0 on honest traffic", async () => {
+    // Block times are whole seconds: the window starts on one, after the earlier test's jobs.
+    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
+    await new Promise((r) => setTimeout(r, from - Date.now()));
+    const nightly = async (store: Store) => {
+      const verifier = createVerifier({
+        store,
+        rpc,
+        profile,
+        log,
+        options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
+      });
+      const ledger = createLedgerReader({ store, rpc, profile, log });
+      return runNightlyVerification(store, verifier, {
+        from,
+        to: Date.now(),
+        timeoutMs: 20_000,
+        ledger: ledgerWindowCheck({ store, reader: ledger, profile, graceSeconds: 0 }),
+      });
+    };
+    const honest = createTestStore();
+    await runRecordedJob(world, honest, { apiKeyIndex: 1 });
+    await runRecordedJob(world, honest, { apiKeyIndex: 1, stream: true });
+    await finalized();
+    // Key 1's vault also holds the earlier test's jobs, unrecorded here: a window after them.
+    const clean = await nightly(honest);
+    expect(clean).toMatchObject({ outcome: "verified", exitCode: 0 });
+    expect(clean.ledger).toMatchObject({ vaults: 1, unreceiptedDebits: [], unreleasedLocks: [] });
+
+    const { jobId } = await runRecordedJob(world, honest, {
+      apiKeyIndex: 1,
+      fault: "unreceipted-charge",
+    });
+    const hidden = (await groundTruth(world, jobId)).hidden as { jobId: string; escrowTx: string };
+    await finalized();
+    const dirty = await nightly(honest);
+    expect(dirty).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
+    expect(dirty.byVerdict.verified).toBe(3);
+    expect(dirty.ledger?.unreceiptedDebits).toEqual([
+      expect.objectContaining({ signature: hidden.escrowTx, memoJobId: hidden.jobId }),
+    ]);
+    expect(summaryToText(dirty)).toContain(`unreceipted debit of -`);
+  });
+
+  it("finds a lock never returned once the settlement window and grace have passed", async () => {
+    const store = createTestStore();
+    const vault = vaultOf(2);
+    await runRecordedJob(world, store, { apiKeyIndex: 2 });
+    const { jobId } = await runRecordedJob(world, store, {
+      apiKeyIndex: 2,
+      fault: "unreleased-lock",
+    });
+    const truth = await groundTruth(world, jobId);
+    await finalized();
+    const ledger = reader(store, vault);
+    await ledger.syncVault(vault);
+    // Within the window the lock is only open.
+    expect(statementOf(store, vault).unreleasedLocks).toEqual([]);
+
+    await new Promise((r) => setTimeout(r, 2100));
+    await ledger.syncVault(vault);
+    const s = statementOf(store, vault);
+    expect(s.unreleasedLocks).toEqual([
+      expect.objectContaining({
+        finding: "unreleased_lock",
+        jobId,
+        signature: truth.escrowTx,
+        lockUnits: BigInt(truth.lockUnits as string),
+      }),
+    ]);
+    expect(s.unexplained).toEqual([]);
+    expect(s.differenceUnits).toBe(0n);
+  });
+
+  it("finds a credits header that matches no balance of the vault between the job's lock and its response", async () => {
+    const store = createTestStore();
+    const index = world.accounts.creditVaults.length - 1;
+    const vault = vaultOf(index);
+    // The low-balance key, topped up: its vault is used by no other test.
+    await deposit(index, 100_000_000n);
+    const target = {
+      decentralBaseUrl: world.decentralBaseUrl,
+      apiKeys: [...world.apiKeys, world.lowBalanceApiKey],
+    };
+    await runRecordedJob(target, store, { apiKeyIndex: index });
+    await runRecordedJob(target, store, { apiKeyIndex: index, stream: true });
+    const { jobId } = await runRecordedJob(target, store, {
+      apiKeyIndex: index,
+      fault: "credits-header-off",
+    });
+    await finalized();
+    await reader(store, vault).syncVault(vault);
+    const s = statementOf(store, vault);
+    expect(s.creditsHeaderMismatches).toEqual([
+      expect.objectContaining({ finding: "credits_header_mismatch", jobId }),
+    ]);
+    const [mismatch] = s.creditsHeaderMismatches;
+    expect(mismatch!.headerUnits - (mismatch!.balancesUnits.at(-1)! / 10_000n) * 10_000n).toBe(
+      30_000n,
+    );
+    expect(s.unexplained).toEqual([]);
+    expect(s.unreleasedLocks).toEqual([]);
+    expect(s.counts).toMatchObject({ deposits: 1, locks: 3, returns: 3 });
+    expect(s.differenceUnits).toBe(0n);
+  });
+
+  it("resumes a read stopped mid-history without listing any page twice, and two processes never double a line", async () => {
+    const vault = vaultOf(3);
+    for (let i = 0; i < 12; i++) {
+      await runRecordedJob(world, createTestStore(), { apiKeyIndex: 3, consultJobsApi: false });
+    }
+    await finalized();
+    const truth = chainHistory(vault);
+    expect(truth.length).toBeGreaterThanOrEqual(24);
+
+    const dir = mkdtempSync(join(tmpdir(), "ledger-"));
+    try {
+      const file = join(dir, "audit.db");
+      const first = openStore(file);
+      migrateStore(first);
+      const pages: string[] = [];
+      let calls = 0;
+      // A process that dies after its third page: the fourth call never returns to it.
+      const dying: LedgerRpc = {
+        getTransaction: (s) => rpc.getTransaction(s),
+        getTokenAccountBalance: (a) => rpc.getTokenAccountBalance(a),
+        async getSignaturesForAddress(address, o) {
+          if (++calls > 3) throw new Error("killed");
+          pages.push(o?.before ?? "(top)");
+          return rpc.getSignaturesForAddress(address, o);
+        },
+      };
+      await expect(reader(first, vault, dying, 5).syncVault(vault)).rejects.toThrow("killed");
+      expect(first.sqlite.prepare("SELECT count(*) FROM ledger_lines").pluck().get()).toBe(15);
+
+      // Two processes (connections) take over at once.
+      const second = openStore(file);
+      const third = openStore(file);
+      const counting = (): LedgerRpc => ({
+        getTransaction: (s) => rpc.getTransaction(s),
+        getTokenAccountBalance: (a) => rpc.getTokenAccountBalance(a),
+        async getSignaturesForAddress(address, o) {
+          pages.push(o?.before ?? "(top)");
+          return rpc.getSignaturesForAddress(address, o);
+        },
+      });
+      await Promise.all([
+        reader(second, vault, counting(), 5).syncVault(vault),
+        reader(third, vault, counting(), 5).syncVault(vault),
+      ]);
+      const lines = first.sqlite
+        .prepare("SELECT signature FROM ledger_lines WHERE vault = ? ORDER BY ord")
+        .pluck()
+        .all(vault);
+      expect(lines).toEqual(truth);
+      // The stopped process's pages were never asked for again.
+      expect(pages.slice(3)).not.toContain("(top)");
+      const s = statementOf(first, vault);
+      expect(s.differenceUnits).toBe(0n);
+      expect(s.closingOnChainUnits).toBe(world.chain.tokenAmount(vault));
+      expect(s.gaps).toEqual([]);
+
+      // A transaction missing from the history read (as a pruning node would leave it) shows
+      // as a gap between its neighbours and as the difference to the chain.
+      const [missing, deltaText] = first.sqlite
+        .prepare(
+          "SELECT signature, CAST(delta_units AS TEXT) FROM ledger_lines WHERE vault = ? AND delta_units <> 0 ORDER BY ord LIMIT 1 OFFSET 5",
+        )
+        .raw()
+        .get(vault) as [string, string];
+      first.sqlite.prepare("DELETE FROM ledger_lines WHERE signature = ?").run(missing);
+      const holed = statementOf(first, vault);
+      expect(holed.gaps).toEqual([expect.objectContaining({ missingUnits: BigInt(deltaText) })]);
+      expect(holed.differenceUnits).toBe(BigInt(deltaText));
+      for (const store of [first, second, third]) store.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
