@@ -312,7 +312,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
           write(signature, facts);
           fetched++;
         });
-      })();
+      }).immediate();
       const failure = results.find((r) => r.status === "rejected");
       if (failure) throw (failure as PromiseRejectedResult).reason;
     }

@@ -469,7 +469,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
             if (finished || res.destroyed) return;
             sendHead();
             for (const c of heldChunks) res.write(c);
-            upstream.pipe(res);
+            upstream.pipe(res, { end: false });
           }, unrecorded);
         }
       };
@@ -481,7 +481,9 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         }
         sendHead();
         upstream.on("data", onData);
-        upstream.pipe(res);
+        // The response ends only once the completed receipt (usage included) is committed, so
+        // a client that saw a stream end has a receipt that can be proven, not only an open one.
+        upstream.pipe(res, { end: false });
       };
       if (!recordable) startStreaming();
       else if (holding) upstream.on("data", onData);
@@ -498,7 +500,10 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           durationSeconds: elapsed / 1000,
           ...(ttfbMs === null ? {} : { ttfbSeconds: ttfbMs / 1000 }),
         });
-        if (!recordable) return;
+        if (!recordable) {
+          if (state === "complete" && !res.writableEnded) res.end();
+          return;
+        }
         const bodyText = Buffer.concat(chunks).toString("utf8");
         const learnt = capturing
           ? isSse
@@ -517,19 +522,26 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         };
         const body = holding ? Buffer.concat(chunks) : null;
         // The jobs API's answer updates the row, so it is asked once the row is written.
+        const endStream = () => {
+          if (body === null && state === "complete" && !res.writableEnded) res.end();
+        };
         writeReceipt(final).then(
           () => {
             if (body !== null && state === "complete") {
               sendHead();
               res.end(body);
             }
+            endStream();
             if (authorization && options.jobsApi) {
               track(consultJobsApi(receipt.jobId, authorization));
             }
           },
           (error) => {
             if (body !== null) unrecorded(error);
-            else log.error({ err: error, jobId: receipt.jobId }, "receipt completion not recorded");
+            else {
+              log.error({ err: error, jobId: receipt.jobId }, "receipt completion not recorded");
+              endStream();
+            }
           },
         );
       };
