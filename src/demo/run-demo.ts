@@ -76,7 +76,7 @@ function progressText(p: RunProgress): string {
     p.byVerdict.awaiting_finality +
     p.byVerdict.error +
     p.byVerdict.rpc_disagreement;
-  return `verifying ${p.final}/${p.total} final: verified ${p.byVerdict.verified}, discrepancy ${p.byVerdict.discrepancy}, dropped ${p.byVerdict.dropped}, waiting ${open}`;
+  return `verifying ${p.final}/${p.total} final: verified ${p.byVerdict.verified}, partially verified ${p.byVerdict.partially_verified}, discrepancy ${p.byVerdict.discrepancy}, dropped ${p.byVerdict.dropped}, waiting ${open}`;
 }
 
 /**

@@ -114,12 +114,14 @@ export function selfCheck(input: {
   const honest = truth.filter((t) => !isChainFault(t.fault));
   const refunds = honest.filter((t) => t.status === "refunded").length;
   const honestProblems: string[] = [];
+  let partial = 0;
   for (const t of honest) {
     const row = rows.get(t.jobId);
     if (!row) continue;
     // A stream read without `include_usage` leaves the charge bounded by the lock only: the
     // honest answer is partially verified, saying exactly that.
     const usageUnknown = row.completionTokens === null && t.status !== "refunded";
+    if (usageUnknown) partial++;
     const expected = usageUnknown ? "partially_verified" : "verified";
     const unproven = row.unproven ?? [];
     if (
@@ -136,7 +138,7 @@ export function selfCheck(input: {
   }
   items.push(
     item(
-      `all ${honest.length} honest jobs verified (${refunds} refunded; streams without usage partially, charge bounded by the lock), amounts equal to the truth to the base unit`,
+      `all ${honest.length} honest jobs end as they should: ${honest.length - partial} verified (${refunds} refunded), ${partial} streams without usage partially verified (their charge bounded by the lock); amounts equal to the truth to the base unit`,
       honestProblems,
     ),
   );
