@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { withoutUrlSecrets } from "../chain/url-secrets.js";
 import type { Store } from "../db/client.js";
 import { type Verdict, verdicts } from "../db/schema.js";
-import { openVerdicts } from "../reports/reconciliation.js";
+import { countJobsByVerdict, openVerdicts } from "../reports/reconciliation.js";
 import { acquireLock, releaseLock } from "./locks.js";
 
 /** Name of the lock that keeps two nightly runs apart. */
@@ -87,18 +87,6 @@ const exitCodes = {
   incomplete: 2,
 } as const satisfies Record<NightlySummary["outcome"], 0 | 1 | 2>;
 
-function countByVerdict(store: Store, from: number, to: number): Record<Verdict, number> {
-  const counts = Object.fromEntries(verdicts.map((v) => [v, 0])) as Record<Verdict, number>;
-  const rows = store.sqlite
-    .prepare(
-      `SELECT verdict, count(*) AS n FROM jobs WHERE created_at >= ? AND created_at < ?
-       GROUP BY verdict`,
-    )
-    .all(from, to) as { verdict: Verdict; n: number }[];
-  for (const row of rows) counts[row.verdict] = row.n;
-  return counts;
-}
-
 function findings(store: Store, from: number, to: number) {
   const rows = store.sqlite
     .prepare(
@@ -180,7 +168,7 @@ export async function runNightlyVerification(
   let byVerdict = Object.fromEntries(verdicts.map((v) => [v, 0])) as Record<Verdict, number>;
   let found: NightlyFinding[] = [];
   try {
-    byVerdict = countByVerdict(store, options.from, options.to);
+    byVerdict = countJobsByVerdict(store, options.from, options.to);
     found = findings(store, options.from, options.to);
   } catch (error) {
     reason ??= `database: ${messageOf(error)}`;
