@@ -20,9 +20,7 @@ CREATE TABLE `job_rollups` (
 	`model` text NOT NULL,
 	`worker` text NOT NULL,
 	`key_fingerprint` text NOT NULL,
-	`jobs_pending` integer DEFAULT 0 NOT NULL,
-	`jobs_awaiting_finality` integer DEFAULT 0 NOT NULL,
-	`jobs_error` integer DEFAULT 0 NOT NULL,
+	`jobs_open` integer DEFAULT 0 NOT NULL,
 	`jobs_verified` integer DEFAULT 0 NOT NULL,
 	`jobs_partially_verified` integer DEFAULT 0 NOT NULL,
 	`jobs_discrepancy` integer DEFAULT 0 NOT NULL,
@@ -55,19 +53,17 @@ CREATE TABLE `job_rollups_backfill` (
 );--> statement-breakpoint
 CREATE TRIGGER `jobs_rollup_insert` AFTER INSERT ON `jobs` BEGIN
   INSERT INTO job_rollups (grain, day, model, worker, key_fingerprint,
-    jobs_pending, jobs_awaiting_finality, jobs_error, jobs_verified,
-    jobs_partially_verified, jobs_discrepancy, jobs_dropped, jobs_unverifiable,
-    escrowed_units, charged_units, worker_paid_units, treasury_paid_units,
-    refunded_units, fees_lamports, verified_escrowed_units, verified_charged_units,
-    verified_worker_paid_units, verified_treasury_paid_units, verified_refunded_units, disputed_escrowed_units,
-    disputed_charged_units, disputed_worker_paid_units, disputed_treasury_paid_units, disputed_refunded_units)
+    jobs_open, jobs_verified, jobs_partially_verified, jobs_discrepancy,
+    jobs_dropped, jobs_unverifiable, escrowed_units, charged_units,
+    worker_paid_units, treasury_paid_units, refunded_units, fees_lamports,
+    verified_escrowed_units, verified_charged_units, verified_worker_paid_units, verified_treasury_paid_units,
+    verified_refunded_units, disputed_escrowed_units, disputed_charged_units, disputed_worker_paid_units,
+    disputed_treasury_paid_units, disputed_refunded_units)
   SELECT g.grain, new.created_at / 86400000,
     CASE WHEN g.grain IN (0, 1) THEN coalesce(new.model, x'') ELSE x'' END,
     CASE WHEN g.grain IN (0, 2) THEN coalesce(new.worker, x'') ELSE x'' END,
     CASE WHEN g.grain IN (0, 3) THEN coalesce(new.key_fingerprint, x'') ELSE x'' END,
-    (new.verdict = 'pending'),
-    (new.verdict = 'awaiting_finality'),
-    (new.verdict = 'error'),
+    (new.verdict IN ('pending', 'awaiting_finality', 'error')),
     (new.verdict = 'verified'),
     (new.verdict = 'partially_verified'),
     (new.verdict = 'discrepancy'),
@@ -91,9 +87,7 @@ CREATE TRIGGER `jobs_rollup_insert` AFTER INSERT ON `jobs` BEGIN
     CASE WHEN new.verdict IN ('discrepancy', 'dropped') THEN coalesce(new.refunded_units, 0) ELSE 0 END
   FROM (SELECT 0 AS grain UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3) AS g WHERE true
   ON CONFLICT (grain, day, model, worker, key_fingerprint) DO UPDATE SET
-    jobs_pending = jobs_pending + excluded.jobs_pending,
-    jobs_awaiting_finality = jobs_awaiting_finality + excluded.jobs_awaiting_finality,
-    jobs_error = jobs_error + excluded.jobs_error,
+    jobs_open = jobs_open + excluded.jobs_open,
     jobs_verified = jobs_verified + excluded.jobs_verified,
     jobs_partially_verified = jobs_partially_verified + excluded.jobs_partially_verified,
     jobs_discrepancy = jobs_discrepancy + excluded.jobs_discrepancy,
@@ -120,22 +114,26 @@ END;
 CREATE TRIGGER `jobs_rollup_update` AFTER UPDATE OF verdict, created_at, model, worker, key_fingerprint, escrowed_units, charged_units, worker_paid_units, treasury_paid_units, refunded_units, fees_lamports ON `jobs`
   WHEN new.created_at / 86400000 = old.created_at / 86400000 AND new.model IS old.model
     AND new.worker IS old.worker AND new.key_fingerprint IS old.key_fingerprint
-    AND (old.verdict IS NOT new.verdict OR old.escrowed_units IS NOT new.escrowed_units OR old.charged_units IS NOT new.charged_units OR old.worker_paid_units IS NOT new.worker_paid_units OR old.treasury_paid_units IS NOT new.treasury_paid_units OR old.refunded_units IS NOT new.refunded_units OR old.fees_lamports IS NOT new.fees_lamports)
+    AND (CASE WHEN old.verdict IN ('pending', 'awaiting_finality', 'error') THEN 'open' ELSE old.verdict END IS NOT CASE WHEN new.verdict IN ('pending', 'awaiting_finality', 'error') THEN 'open' ELSE new.verdict END
+    OR old.escrowed_units IS NOT new.escrowed_units
+    OR old.charged_units IS NOT new.charged_units
+    OR old.worker_paid_units IS NOT new.worker_paid_units
+    OR old.treasury_paid_units IS NOT new.treasury_paid_units
+    OR old.refunded_units IS NOT new.refunded_units
+    OR old.fees_lamports IS NOT new.fees_lamports)
 BEGIN
   INSERT INTO job_rollups (grain, day, model, worker, key_fingerprint,
-    jobs_pending, jobs_awaiting_finality, jobs_error, jobs_verified,
-    jobs_partially_verified, jobs_discrepancy, jobs_dropped, jobs_unverifiable,
-    escrowed_units, charged_units, worker_paid_units, treasury_paid_units,
-    refunded_units, fees_lamports, verified_escrowed_units, verified_charged_units,
-    verified_worker_paid_units, verified_treasury_paid_units, verified_refunded_units, disputed_escrowed_units,
-    disputed_charged_units, disputed_worker_paid_units, disputed_treasury_paid_units, disputed_refunded_units)
+    jobs_open, jobs_verified, jobs_partially_verified, jobs_discrepancy,
+    jobs_dropped, jobs_unverifiable, escrowed_units, charged_units,
+    worker_paid_units, treasury_paid_units, refunded_units, fees_lamports,
+    verified_escrowed_units, verified_charged_units, verified_worker_paid_units, verified_treasury_paid_units,
+    verified_refunded_units, disputed_escrowed_units, disputed_charged_units, disputed_worker_paid_units,
+    disputed_treasury_paid_units, disputed_refunded_units)
   SELECT g.grain, new.created_at / 86400000,
     CASE WHEN g.grain IN (0, 1) THEN coalesce(new.model, x'') ELSE x'' END,
     CASE WHEN g.grain IN (0, 2) THEN coalesce(new.worker, x'') ELSE x'' END,
     CASE WHEN g.grain IN (0, 3) THEN coalesce(new.key_fingerprint, x'') ELSE x'' END,
-    (new.verdict = 'pending') - (old.verdict = 'pending'),
-    (new.verdict = 'awaiting_finality') - (old.verdict = 'awaiting_finality'),
-    (new.verdict = 'error') - (old.verdict = 'error'),
+    (new.verdict IN ('pending', 'awaiting_finality', 'error')) - (old.verdict IN ('pending', 'awaiting_finality', 'error')),
     (new.verdict = 'verified') - (old.verdict = 'verified'),
     (new.verdict = 'partially_verified') - (old.verdict = 'partially_verified'),
     (new.verdict = 'discrepancy') - (old.verdict = 'discrepancy'),
@@ -159,9 +157,7 @@ BEGIN
     CASE WHEN new.verdict IN ('discrepancy', 'dropped') THEN coalesce(new.refunded_units, 0) ELSE 0 END - CASE WHEN old.verdict IN ('discrepancy', 'dropped') THEN coalesce(old.refunded_units, 0) ELSE 0 END
   FROM (SELECT 0 AS grain UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3) AS g WHERE true
   ON CONFLICT (grain, day, model, worker, key_fingerprint) DO UPDATE SET
-    jobs_pending = jobs_pending + excluded.jobs_pending,
-    jobs_awaiting_finality = jobs_awaiting_finality + excluded.jobs_awaiting_finality,
-    jobs_error = jobs_error + excluded.jobs_error,
+    jobs_open = jobs_open + excluded.jobs_open,
     jobs_verified = jobs_verified + excluded.jobs_verified,
     jobs_partially_verified = jobs_partially_verified + excluded.jobs_partially_verified,
     jobs_discrepancy = jobs_discrepancy + excluded.jobs_discrepancy,
@@ -190,19 +186,17 @@ CREATE TRIGGER `jobs_rollup_move` AFTER UPDATE OF verdict, created_at, model, wo
     AND new.worker IS old.worker AND new.key_fingerprint IS old.key_fingerprint)
 BEGIN
   INSERT INTO job_rollups (grain, day, model, worker, key_fingerprint,
-    jobs_pending, jobs_awaiting_finality, jobs_error, jobs_verified,
-    jobs_partially_verified, jobs_discrepancy, jobs_dropped, jobs_unverifiable,
-    escrowed_units, charged_units, worker_paid_units, treasury_paid_units,
-    refunded_units, fees_lamports, verified_escrowed_units, verified_charged_units,
-    verified_worker_paid_units, verified_treasury_paid_units, verified_refunded_units, disputed_escrowed_units,
-    disputed_charged_units, disputed_worker_paid_units, disputed_treasury_paid_units, disputed_refunded_units)
+    jobs_open, jobs_verified, jobs_partially_verified, jobs_discrepancy,
+    jobs_dropped, jobs_unverifiable, escrowed_units, charged_units,
+    worker_paid_units, treasury_paid_units, refunded_units, fees_lamports,
+    verified_escrowed_units, verified_charged_units, verified_worker_paid_units, verified_treasury_paid_units,
+    verified_refunded_units, disputed_escrowed_units, disputed_charged_units, disputed_worker_paid_units,
+    disputed_treasury_paid_units, disputed_refunded_units)
   SELECT g.grain, old.created_at / 86400000,
     CASE WHEN g.grain IN (0, 1) THEN coalesce(old.model, x'') ELSE x'' END,
     CASE WHEN g.grain IN (0, 2) THEN coalesce(old.worker, x'') ELSE x'' END,
     CASE WHEN g.grain IN (0, 3) THEN coalesce(old.key_fingerprint, x'') ELSE x'' END,
-    -(old.verdict = 'pending'),
-    -(old.verdict = 'awaiting_finality'),
-    -(old.verdict = 'error'),
+    -(old.verdict IN ('pending', 'awaiting_finality', 'error')),
     -(old.verdict = 'verified'),
     -(old.verdict = 'partially_verified'),
     -(old.verdict = 'discrepancy'),
@@ -226,9 +220,7 @@ BEGIN
     -CASE WHEN old.verdict IN ('discrepancy', 'dropped') THEN coalesce(old.refunded_units, 0) ELSE 0 END
   FROM (SELECT 0 AS grain UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3) AS g WHERE true
   ON CONFLICT (grain, day, model, worker, key_fingerprint) DO UPDATE SET
-    jobs_pending = jobs_pending + excluded.jobs_pending,
-    jobs_awaiting_finality = jobs_awaiting_finality + excluded.jobs_awaiting_finality,
-    jobs_error = jobs_error + excluded.jobs_error,
+    jobs_open = jobs_open + excluded.jobs_open,
     jobs_verified = jobs_verified + excluded.jobs_verified,
     jobs_partially_verified = jobs_partially_verified + excluded.jobs_partially_verified,
     jobs_discrepancy = jobs_discrepancy + excluded.jobs_discrepancy,
@@ -251,19 +243,17 @@ BEGIN
     disputed_treasury_paid_units = disputed_treasury_paid_units + excluded.disputed_treasury_paid_units,
     disputed_refunded_units = disputed_refunded_units + excluded.disputed_refunded_units;
   INSERT INTO job_rollups (grain, day, model, worker, key_fingerprint,
-    jobs_pending, jobs_awaiting_finality, jobs_error, jobs_verified,
-    jobs_partially_verified, jobs_discrepancy, jobs_dropped, jobs_unverifiable,
-    escrowed_units, charged_units, worker_paid_units, treasury_paid_units,
-    refunded_units, fees_lamports, verified_escrowed_units, verified_charged_units,
-    verified_worker_paid_units, verified_treasury_paid_units, verified_refunded_units, disputed_escrowed_units,
-    disputed_charged_units, disputed_worker_paid_units, disputed_treasury_paid_units, disputed_refunded_units)
+    jobs_open, jobs_verified, jobs_partially_verified, jobs_discrepancy,
+    jobs_dropped, jobs_unverifiable, escrowed_units, charged_units,
+    worker_paid_units, treasury_paid_units, refunded_units, fees_lamports,
+    verified_escrowed_units, verified_charged_units, verified_worker_paid_units, verified_treasury_paid_units,
+    verified_refunded_units, disputed_escrowed_units, disputed_charged_units, disputed_worker_paid_units,
+    disputed_treasury_paid_units, disputed_refunded_units)
   SELECT g.grain, new.created_at / 86400000,
     CASE WHEN g.grain IN (0, 1) THEN coalesce(new.model, x'') ELSE x'' END,
     CASE WHEN g.grain IN (0, 2) THEN coalesce(new.worker, x'') ELSE x'' END,
     CASE WHEN g.grain IN (0, 3) THEN coalesce(new.key_fingerprint, x'') ELSE x'' END,
-    (new.verdict = 'pending'),
-    (new.verdict = 'awaiting_finality'),
-    (new.verdict = 'error'),
+    (new.verdict IN ('pending', 'awaiting_finality', 'error')),
     (new.verdict = 'verified'),
     (new.verdict = 'partially_verified'),
     (new.verdict = 'discrepancy'),
@@ -287,9 +277,7 @@ BEGIN
     CASE WHEN new.verdict IN ('discrepancy', 'dropped') THEN coalesce(new.refunded_units, 0) ELSE 0 END
   FROM (SELECT 0 AS grain UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3) AS g WHERE true
   ON CONFLICT (grain, day, model, worker, key_fingerprint) DO UPDATE SET
-    jobs_pending = jobs_pending + excluded.jobs_pending,
-    jobs_awaiting_finality = jobs_awaiting_finality + excluded.jobs_awaiting_finality,
-    jobs_error = jobs_error + excluded.jobs_error,
+    jobs_open = jobs_open + excluded.jobs_open,
     jobs_verified = jobs_verified + excluded.jobs_verified,
     jobs_partially_verified = jobs_partially_verified + excluded.jobs_partially_verified,
     jobs_discrepancy = jobs_discrepancy + excluded.jobs_discrepancy,
@@ -315,19 +303,17 @@ END;
 --> statement-breakpoint
 CREATE TRIGGER `jobs_rollup_delete` AFTER DELETE ON `jobs` BEGIN
   INSERT INTO job_rollups (grain, day, model, worker, key_fingerprint,
-    jobs_pending, jobs_awaiting_finality, jobs_error, jobs_verified,
-    jobs_partially_verified, jobs_discrepancy, jobs_dropped, jobs_unverifiable,
-    escrowed_units, charged_units, worker_paid_units, treasury_paid_units,
-    refunded_units, fees_lamports, verified_escrowed_units, verified_charged_units,
-    verified_worker_paid_units, verified_treasury_paid_units, verified_refunded_units, disputed_escrowed_units,
-    disputed_charged_units, disputed_worker_paid_units, disputed_treasury_paid_units, disputed_refunded_units)
+    jobs_open, jobs_verified, jobs_partially_verified, jobs_discrepancy,
+    jobs_dropped, jobs_unverifiable, escrowed_units, charged_units,
+    worker_paid_units, treasury_paid_units, refunded_units, fees_lamports,
+    verified_escrowed_units, verified_charged_units, verified_worker_paid_units, verified_treasury_paid_units,
+    verified_refunded_units, disputed_escrowed_units, disputed_charged_units, disputed_worker_paid_units,
+    disputed_treasury_paid_units, disputed_refunded_units)
   SELECT g.grain, old.created_at / 86400000,
     CASE WHEN g.grain IN (0, 1) THEN coalesce(old.model, x'') ELSE x'' END,
     CASE WHEN g.grain IN (0, 2) THEN coalesce(old.worker, x'') ELSE x'' END,
     CASE WHEN g.grain IN (0, 3) THEN coalesce(old.key_fingerprint, x'') ELSE x'' END,
-    -(old.verdict = 'pending'),
-    -(old.verdict = 'awaiting_finality'),
-    -(old.verdict = 'error'),
+    -(old.verdict IN ('pending', 'awaiting_finality', 'error')),
     -(old.verdict = 'verified'),
     -(old.verdict = 'partially_verified'),
     -(old.verdict = 'discrepancy'),
@@ -351,9 +337,7 @@ CREATE TRIGGER `jobs_rollup_delete` AFTER DELETE ON `jobs` BEGIN
     -CASE WHEN old.verdict IN ('discrepancy', 'dropped') THEN coalesce(old.refunded_units, 0) ELSE 0 END
   FROM (SELECT 0 AS grain UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3) AS g WHERE true
   ON CONFLICT (grain, day, model, worker, key_fingerprint) DO UPDATE SET
-    jobs_pending = jobs_pending + excluded.jobs_pending,
-    jobs_awaiting_finality = jobs_awaiting_finality + excluded.jobs_awaiting_finality,
-    jobs_error = jobs_error + excluded.jobs_error,
+    jobs_open = jobs_open + excluded.jobs_open,
     jobs_verified = jobs_verified + excluded.jobs_verified,
     jobs_partially_verified = jobs_partially_verified + excluded.jobs_partially_verified,
     jobs_discrepancy = jobs_discrepancy + excluded.jobs_discrepancy,

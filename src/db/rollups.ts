@@ -31,12 +31,22 @@ export const rollupSplitColumns = [
   "refunded_units",
 ] as const;
 
-/** `jobs_<verdict>`: the count of jobs holding that verdict. */
-export const verdictCountColumn = (verdict: Verdict) => `jobs_${verdict}` as const;
+/** Verdicts that are not final; the rollups count them together as `jobs_open`. */
+const openVerdicts: readonly Verdict[] = ["pending", "awaiting_finality", "error"];
+
+/** Final verdicts, each counted in `jobs_<verdict>`. */
+export const countedVerdicts: readonly Verdict[] = verdicts.filter(
+  (v) => !openVerdicts.includes(v),
+);
+
+/** The column counting jobs of a verdict: `jobs_open` for any verdict not final. */
+export const verdictCountColumn = (verdict: Verdict): string =>
+  openVerdicts.includes(verdict) ? "jobs_open" : `jobs_${verdict}`;
 
 /** Every figure column of `job_rollups`, in table order. */
 export const rollupFigureColumns: readonly string[] = [
-  ...verdicts.map(verdictCountColumn),
+  "jobs_open",
+  ...countedVerdicts.map(verdictCountColumn),
   ...rollupMoneyColumns,
   ...rollupSplitColumns.map((c) => `verified_${c}`),
   ...rollupSplitColumns.map((c) => `disputed_${c}`),
@@ -47,7 +57,8 @@ export const rollupFigureColumns: readonly string[] = [
  * triggers add per row, summed. Reports from `jobs` and the backfill both use it.
  */
 export const jobsFigureSums: string = [
-  ...verdicts.map((v) => `sum(verdict = '${v}') AS ${verdictCountColumn(v)}`),
+  `sum(verdict IN (${openVerdicts.map((v) => `'${v}'`).join(", ")})) AS jobs_open`,
+  ...countedVerdicts.map((v) => `sum(verdict = '${v}') AS ${verdictCountColumn(v)}`),
   ...rollupMoneyColumns.map((c) => `coalesce(sum(${c}), 0) AS ${c}`),
   ...rollupSplitColumns.map(
     (c) => `coalesce(sum(CASE WHEN verdict = 'verified' THEN ${c} END), 0) AS verified_${c}`,

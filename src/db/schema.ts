@@ -217,9 +217,11 @@ export const jobRollups = sqliteTable(
     model: text("model").notNull(),
     worker: text("worker").notNull(),
     keyFingerprint: text("key_fingerprint").notNull(),
-    jobsPending: integer("jobs_pending").notNull().default(0),
-    jobsAwaitingFinality: integer("jobs_awaiting_finality").notNull().default(0),
-    jobsError: integer("jobs_error").notNull().default(0),
+    /**
+     * Jobs not final yet (pending, awaiting finality, error) in one count: moves between those
+     * verdicts, the most frequent writes, then leave the rollups alone.
+     */
+    jobsOpen: integer("jobs_open").notNull().default(0),
     jobsVerified: integer("jobs_verified").notNull().default(0),
     jobsPartiallyVerified: integer("jobs_partially_verified").notNull().default(0),
     jobsDiscrepancy: integer("jobs_discrepancy").notNull().default(0),
