@@ -103,12 +103,18 @@ const grouping: Record<GroupBy, { expr: string; index: string }> = {
  * 64-bit overflow instead of rounding. For one worker (the worker statement) the worker index
  * is searched by its first column.
  */
-function jobsAggregateSql(groupBy: GroupBy, byWorker: boolean): string {
+function jobsAggregateSql(groupBy: GroupBy, byWorker: boolean, partialDay: boolean): string {
+  // A partial day is a small slice of time: seek it by time and read its rows, rather than
+  // scan a group-first index across every job for the few in range.
   const g = byWorker
     ? { expr: grouping[groupBy].expr, index: "jobs_report_worker" }
-    : grouping[groupBy];
+    : partialDay
+      ? { expr: grouping[groupBy].expr, index: "jobs_created_at" }
+      : grouping[groupBy];
   const dayBounds =
-    groupBy === "day" && !byWorker ? "created_at / 86400000 BETWEEN ? AND ? AND " : "";
+    groupBy === "day" && !byWorker && !partialDay
+      ? "created_at / 86400000 BETWEEN ? AND ? AND "
+      : "";
   return `SELECT ${g.expr} AS grp,
     ${jobsFigureSums}
   FROM jobs INDEXED BY ${g.index}
@@ -237,11 +243,14 @@ function figureRows(store: Store, query: ReconciliationQuery): FigureRow[] {
     rows.push(...(stmt.all(...params) as FigureRow[]));
   }
   if (pieces.partial.length > 0) {
-    const stmt = store.sqlite.prepare(jobsAggregateSql(query.groupBy, byWorker)).safeIntegers(true);
+    const partialDay = pieces.wholeDays !== null || query.to - query.from < DAY_MS;
+    const stmt = store.sqlite
+      .prepare(jobsAggregateSql(query.groupBy, byWorker, partialDay))
+      .safeIntegers(true);
     for (const part of pieces.partial) {
       const params: (number | string)[] = [];
       if (query.worker !== undefined) params.push(query.worker);
-      if (query.groupBy === "day" && !byWorker) {
+      if (query.groupBy === "day" && !byWorker && !partialDay) {
         params.push(Math.floor(part.from / DAY_MS), Math.floor((part.to - 1) / DAY_MS));
       }
       params.push(part.from, part.to);
