@@ -13,7 +13,7 @@
 -- SET f = job_rollups.f + EXCLUDED.f with OLD's figures negated (UPDATE, DELETE) and NEW's
 -- added (INSERT, UPDATE); day = floor(created_at / 86400000); verdict booleans as ::int.
 -- The backfill there is the same per-day DELETE + INSERT ... SELECT ... GROUP BY
--- (src/reports/rollups.ts) under the same job_rollups_backfill cursor.
+-- (src/db/rollups.ts) under the same job_rollups_backfill cursor.
 CREATE TABLE `job_rollups` (
 	`grain` integer NOT NULL,
 	`day` integer NOT NULL,
@@ -362,7 +362,7 @@ CREATE TRIGGER `jobs_rollup_delete` AFTER DELETE ON `jobs` BEGIN
 END;
 --> statement-breakpoint
 -- Days recorded before the triggers existed: summed by the resumable backfill that `db migrate`
--- (and every start) runs after this migration, a few days per transaction, instead of one
+-- (and every start) runs after this migration, one day per transaction, instead of one
 -- INSERT ... SELECT here that would hold the write lock over ten million rows. The triggers are
 -- on from this point, and the backfill replaces each day it sums, so writes in between count once.
 INSERT INTO `job_rollups_backfill` (`id`, `next_day`, `last_day`)
