@@ -66,7 +66,7 @@ export function timedRequest(
       },
     );
     req.setNoDelay(true);
-    req.on("error", reject);
+    req.on("error", (error) => reject(new Error(`${url}: ${error.message}`, { cause: error })));
     req.end(body);
   });
 }

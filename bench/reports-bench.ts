@@ -2,6 +2,7 @@ import { openStore } from "../src/db/client.js";
 import {
   type GroupBy,
   groupByValues,
+  type ReconciliationQuery,
   reconciliationReport,
 } from "../src/reports/reconciliation.js";
 import { clientAgent, timedRequest } from "./http-client.js";
@@ -9,14 +10,20 @@ import { reportDbDays, reportDbEndAt } from "./report-db.js";
 import { percentile, round } from "./stats.js";
 
 export interface ReconciliationFigure {
-  groupBy: GroupBy;
+  /** A groupBy, or `worker statement` (GET /reports/workers/{address}, by day). */
+  groupBy: GroupBy | "worker statement";
+  /** `month`: the generated 30 UTC days; `ragged`: 07:30 of the first day to 16:45 of the last. */
+  period: "month" | "ragged";
   groups: number;
   jobs: number;
-  /** Through HTTP (GET /reports/reconciliation, JSON): every repetition, ms. */
+  /** Through HTTP (GET /reports/reconciliation, JSON) from the rollups: every repetition, ms. */
   httpMs: number[];
   httpMedianMs: number;
+  httpP99Ms: number;
   /** The same report from `reconciliationReport` in this process (the function the route calls). */
   functionMedianMs: number;
+  /** The same report aggregated from scratch over `jobs` (`source: "jobs"`), side by side. */
+  fromScratchMedianMs: number;
 }
 
 export interface ReportsResult {
@@ -28,65 +35,112 @@ export interface ReportsResult {
 const from = reportDbEndAt - reportDbDays * 86_400_000;
 
 /**
- * Reconciliation (JSON, each groupBy, over the whole generated month) and `GET /audit/:jobId`
- * for random jobs, both through the real HTTP app (createApp + serve in a child process) with a
- * read token. Each reconciliation is also timed through the function the route calls, here,
- * to tell the query from the HTTP and JSON work.
+ * Reconciliation (JSON, each groupBy, over the whole generated month, and by model over a
+ * period that starts and ends inside a day), a worker statement, and `GET /audit/:jobId` for
+ * random jobs, all through the real HTTP app (createApp + serve in a child process) with a
+ * read token. Each report is also timed through the function the route calls, here, from the
+ * rollups and from scratch over `jobs`, side by side.
  */
 export async function measureReports(
   appUrl: string,
   token: string,
   dbPath: string,
   jobCount: number,
-  options: { repetitions: number; lookups: number },
+  options: {
+    repetitions: number;
+    scratchRepetitions: number;
+    lookups: number;
+    /** The generator's name of job number i. */
+    jobIdOf: (i: number) => string;
+  },
 ): Promise<ReportsResult> {
-  const agent = clientAgent(1);
+  let agent = clientAgent(1);
   const headers = { authorization: `Bearer ${token}` };
   const reconciliation: ReconciliationFigure[] = [];
+  const queries: ReconciliationQuery[] = [];
   const store = openStore(dbPath);
+  const worker = store.sqlite
+    .prepare("SELECT worker FROM jobs WHERE worker IS NOT NULL LIMIT 1")
+    .pluck()
+    .get() as string;
+  const ragged = { from: from + 7.5 * 3_600_000, to: reportDbEndAt - 7.25 * 3_600_000 };
+  const cases = [
+    ...groupByValues.map((groupBy) => ({ groupBy, period: "month" as const })),
+    { groupBy: "model" as const, period: "ragged" as const },
+    { groupBy: "worker statement" as const, period: "month" as const },
+  ];
   try {
-    for (const groupBy of groupByValues) {
-      const url = `${appUrl}/reports/reconciliation?from=${new Date(from).toISOString()}&to=${new Date(reportDbEndAt).toISOString()}&groupBy=${groupBy}`;
+    for (const c of cases) {
+      const p = c.period === "month" ? { from, to: reportDbEndAt } : ragged;
+      const range = `from=${new Date(p.from).toISOString()}&to=${new Date(p.to).toISOString()}`;
+      const url =
+        c.groupBy === "worker statement"
+          ? `${appUrl}/reports/workers/${worker}?${range}`
+          : `${appUrl}/reports/reconciliation?${range}&groupBy=${c.groupBy}`;
       const httpMs: number[] = [];
       let groups = 0;
       let jobs = 0;
       for (let i = 0; i < options.repetitions; i++) {
         const t = await timedRequest(agent, url, { headers, keep: true });
         if (t.status !== 200) {
-          throw new Error(`reconciliation answered HTTP ${t.status}: ${Buffer.concat(t.chunks)}`);
+          throw new Error(`${url} answered HTTP ${t.status}: ${Buffer.concat(t.chunks)}`);
         }
-        httpMs.push(round(t.totalMs, 1));
+        httpMs.push(round(t.totalMs, 2));
         const body = JSON.parse(Buffer.concat(t.chunks).toString("utf8")) as {
-          groups: unknown[];
+          groups?: unknown[];
+          days?: unknown[];
           totals: { jobs: number };
         };
-        groups = body.groups.length;
+        groups = (body.groups ?? body.days ?? []).length;
         jobs = body.totals.jobs;
       }
-      const fnMs: number[] = [];
-      for (let i = 0; i < options.repetitions; i++) {
-        const started = performance.now();
-        reconciliationReport(store, { from, to: reportDbEndAt, groupBy });
-        fnMs.push(performance.now() - started);
-      }
+      const query = {
+        ...p,
+        groupBy: c.groupBy === "worker statement" ? ("day" as const) : c.groupBy,
+        ...(c.groupBy === "worker statement" ? { worker } : {}),
+      };
+      queries.push(query);
       reconciliation.push({
-        groupBy,
+        groupBy: c.groupBy,
+        period: c.period,
         groups,
         jobs,
         httpMs,
-        httpMedianMs: round(percentile(httpMs, 50), 1),
-        functionMedianMs: round(percentile(fnMs, 50), 1),
+        httpMedianMs: round(percentile(httpMs, 50), 2),
+        httpP99Ms: round(percentile(httpMs, 99), 2),
+        functionMedianMs: 0,
+        fromScratchMedianMs: 0,
       });
+    }
+    // In-process timings after every HTTP request: a pause longer than the server's keep-alive
+    // timeout between requests would make the agent reuse a socket the server has closed.
+    const time = (query: ReconciliationQuery, source: "rollups" | "jobs", repetitions: number) => {
+      const ms: number[] = [];
+      for (let i = 0; i < repetitions; i++) {
+        const started = performance.now();
+        reconciliationReport(store, { ...query, source });
+        ms.push(performance.now() - started);
+      }
+      return round(percentile(ms, 50), 2);
+    };
+    for (const [i, figure] of reconciliation.entries()) {
+      const query = queries[i] as ReconciliationQuery;
+      figure.functionMedianMs = time(query, "rollups", 20);
+      figure.fromScratchMedianMs = time(query, "jobs", options.scratchRepetitions);
     }
   } finally {
     store.close();
   }
 
+  // The in-process timings outlast the server's keep-alive timeout: fresh connections.
+  agent.destroy();
+  agent = clientAgent(1);
+
   // Deterministic pseudo-random job indexes (the generator names job i `job_<base36 i>`).
   let seed = 7;
   const randomJob = () => {
     seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
-    return `job_${(seed % jobCount).toString(36).padStart(20, "0")}`;
+    return options.jobIdOf(seed % jobCount);
   };
   const lookup = async () => {
     const t = await timedRequest(agent, `${appUrl}/audit/${randomJob()}`, { headers });

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { generateJobs } from "../bench/generate-jobs.js";
+import { generateJobs, generateJobsSql } from "../bench/generate-jobs.js";
 import { auditRecord } from "../src/reports/audit-record.js";
 import { reconciliationReport } from "../src/reports/reconciliation.js";
+import { recomputeRollups } from "../src/reports/rollup-recompute.js";
 import { createTestStore } from "./support/store.js";
 
 const endAt = Date.UTC(2026, 10, 1);
@@ -18,6 +19,20 @@ describe("the benchmark's job generator", () => {
     expect(report.totals.workerPaidUnits + report.totals.treasuryPaidUnits).toBe(
       report.totals.chargedUnits,
     );
+  });
+
+  it("writes the same shape of jobs with set-based SQL, rolled up like any other write", () => {
+    const store = createTestStore();
+    generateJobsSql(store, { count: 3000, endAt });
+    const report = reconciliationReport(store, { from, to: endAt, groupBy: "worker" });
+    expect(report.totals.jobs).toBe(3000);
+    expect(report.groups.length).toBe(60);
+    expect(report.totals.verified).toBeGreaterThan(2850);
+    expect(report.totals.unaccountedUnits).toBe(0n);
+    expect(report.totals.workerPaidUnits + report.totals.treasuryPaidUnits).toBe(
+      report.totals.chargedUnits,
+    );
+    expect(recomputeRollups(store).differenceCount).toBe(0);
   });
 
   it("gives every job an audit record with both transactions, their movements and its checks", () => {

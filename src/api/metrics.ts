@@ -4,7 +4,7 @@ import type { QuorumStatus } from "../chain/quorum.js";
 import type { Store } from "../db/client.js";
 import { verdicts } from "../db/schema.js";
 import { ledgerLagSeconds } from "../ledger/totals.js";
-import { dataCompleteUntil, openVerdicts } from "../reports/reconciliation.js";
+import { countJobsByVerdict, dataCompleteUntil, openVerdicts } from "../reports/reconciliation.js";
 
 /** One row of the RPC pool's counters. */
 export interface RpcStatRow {
@@ -56,12 +56,10 @@ export function createMetrics(sources: MetricSources) {
     labelNames: ["verdict"] as const,
     registers: [registry],
     collect() {
-      const stmt = sources.store.sqlite
-        .prepare("SELECT verdict, count(*) AS n FROM jobs GROUP BY verdict")
-        .raw();
+      // From the rollups (every day so far) and the open jobs' index, not a scan of every job.
+      const counts = countJobsByVerdict(sources.store, 0, Number.MAX_SAFE_INTEGER);
       this.reset();
-      for (const v of verdicts) this.set({ verdict: v }, 0);
-      for (const [verdict, n] of stmt.all() as [string, number][]) this.set({ verdict }, n);
+      for (const v of verdicts) this.set({ verdict: v }, counts[v]);
     },
   });
 

@@ -203,6 +203,76 @@ export const jobs = sqliteTable(
 );
 
 /**
+ * Incremental rollups of `jobs` for reports, kept by triggers on `jobs` in the same transaction
+ * as every write (see migrations/*_rollups.sql): per UTC day and grain, the count of jobs by
+ * verdict and every money figure of the reconciliation report, so a report reads a few rows per
+ * day and group instead of every job.
+ *
+ * `grain` 0 is the full key (day x model x worker x key); 1, 2 and 3 are the same figures summed
+ * by (day, model), (day, worker) and (day, key), so a month by model reads about 120 rows
+ * however many jobs and workers there are. A dimension that is not recorded on the job, or not
+ * part of the grain, holds the empty BLOB `x''`: a BLOB never equals a TEXT value, so no model
+ * name a caller can send collides with it, and the key can stay NOT NULL for the upsert.
+ * Money sums are exact integers in base units (lamports for fees), as on `jobs`.
+ */
+export const jobRollups = sqliteTable(
+  "job_rollups",
+  {
+    grain: integer("grain").notNull(),
+    /** UTC day number: created_at / 86,400,000. */
+    day: integer("day").notNull(),
+    model: text("model").notNull(),
+    worker: text("worker").notNull(),
+    keyFingerprint: text("key_fingerprint").notNull(),
+    /**
+     * Jobs not final yet (pending, awaiting finality, error) in one count: moves between those
+     * verdicts, the most frequent writes, then leave the rollups alone.
+     */
+    jobsOpen: integer("jobs_open").notNull().default(0),
+    jobsVerified: integer("jobs_verified").notNull().default(0),
+    jobsPartiallyVerified: integer("jobs_partially_verified").notNull().default(0),
+    jobsDiscrepancy: integer("jobs_discrepancy").notNull().default(0),
+    jobsDropped: integer("jobs_dropped").notNull().default(0),
+    jobsUnverifiable: integer("jobs_unverifiable").notNull().default(0),
+    escrowedUnits: units("escrowed_units").notNull().default(sql`0`),
+    chargedUnits: units("charged_units").notNull().default(sql`0`),
+    workerPaidUnits: units("worker_paid_units").notNull().default(sql`0`),
+    treasuryPaidUnits: units("treasury_paid_units").notNull().default(sql`0`),
+    refundedUnits: units("refunded_units").notNull().default(sql`0`),
+    feesLamports: units("fees_lamports").notNull().default(sql`0`),
+    verifiedEscrowedUnits: units("verified_escrowed_units").notNull().default(sql`0`),
+    verifiedChargedUnits: units("verified_charged_units").notNull().default(sql`0`),
+    verifiedWorkerPaidUnits: units("verified_worker_paid_units").notNull().default(sql`0`),
+    verifiedTreasuryPaidUnits: units("verified_treasury_paid_units").notNull().default(sql`0`),
+    verifiedRefundedUnits: units("verified_refunded_units").notNull().default(sql`0`),
+    disputedEscrowedUnits: units("disputed_escrowed_units").notNull().default(sql`0`),
+    disputedChargedUnits: units("disputed_charged_units").notNull().default(sql`0`),
+    disputedWorkerPaidUnits: units("disputed_worker_paid_units").notNull().default(sql`0`),
+    disputedTreasuryPaidUnits: units("disputed_treasury_paid_units").notNull().default(sql`0`),
+    disputedRefundedUnits: units("disputed_refunded_units").notNull().default(sql`0`),
+  },
+  (t) => [
+    primaryKey({ columns: [t.grain, t.day, t.model, t.worker, t.keyFingerprint] }),
+    // The worker statement by model or key reads the full-key rows of one worker.
+    index("job_rollups_worker").on(t.grain, t.worker, t.day),
+  ],
+);
+
+/**
+ * Days of `jobs` recorded before the rollups existed and not summed into them yet; the
+ * backfill (src/reports/rollups.ts, run by `db migrate` and at every start) works through them
+ * a few days per transaction and deletes the row when done, so it resumes after a crash.
+ * Reports aggregate from `jobs` while a row is here.
+ */
+export const jobRollupsBackfill = sqliteTable("job_rollups_backfill", {
+  id: integer("id").primaryKey(),
+  /** The next day to sum (day number), inclusive. */
+  nextDay: integer("next_day").notNull(),
+  /** The last day to sum, inclusive. Later days only hold jobs written under the triggers. */
+  lastDay: integer("last_day").notNull(),
+});
+
+/**
  * The credit vault of each API key (by fingerprint): one key spends one wallet's credits. Pinned
  * from configuration, or learned from the key's first lock; every later lock must come from it.
  */

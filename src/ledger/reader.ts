@@ -289,30 +289,32 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       }
       const results = await Promise.allSettled(toFetch.map((s) => rpc.getTransaction(s)));
       const t = now();
-      sqlite.transaction(() => {
-        results.forEach((result, j) => {
-          const signature = toFetch[j]!;
-          if (result.status === "rejected" || result.value === null) {
-            pending++;
-            return;
-          }
-          const { facts, raw } = result.value;
-          upsertTx.run(
-            signature,
-            facts.slot,
-            facts.blockTime,
-            facts.fee,
-            facts.succeeded ? 1 : 0,
-            JSON.stringify(facts.err ?? null),
-            JSON.stringify(factsToJson(facts)),
-            typeof raw === "string" ? raw : JSON.stringify(raw),
-            t,
-            t,
-          );
-          write(signature, facts);
-          fetched++;
-        });
-      }).immediate();
+      sqlite
+        .transaction(() => {
+          results.forEach((result, j) => {
+            const signature = toFetch[j]!;
+            if (result.status === "rejected" || result.value === null) {
+              pending++;
+              return;
+            }
+            const { facts, raw } = result.value;
+            upsertTx.run(
+              signature,
+              facts.slot,
+              facts.blockTime,
+              facts.fee,
+              facts.succeeded ? 1 : 0,
+              JSON.stringify(facts.err ?? null),
+              JSON.stringify(factsToJson(facts)),
+              typeof raw === "string" ? raw : JSON.stringify(raw),
+              t,
+              t,
+            );
+            write(signature, facts);
+            fetched++;
+          });
+        })
+        .immediate();
       const failure = results.find((r) => r.status === "rejected");
       if (failure) throw (failure as PromiseRejectedResult).reason;
     }

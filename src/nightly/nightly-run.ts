@@ -3,7 +3,7 @@ import { withoutUrlSecrets } from "../chain/url-secrets.js";
 import type { Store } from "../db/client.js";
 import { type Verdict, verdicts } from "../db/schema.js";
 import type { LedgerWindowResult } from "../ledger/window-check.js";
-import { openVerdicts } from "../reports/reconciliation.js";
+import { countJobsByVerdict, openVerdicts } from "../reports/reconciliation.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
 import { acquireLock, releaseLock } from "./locks.js";
 
@@ -114,18 +114,6 @@ const exitCodes = {
   incomplete: 2,
 } as const satisfies Record<NightlySummary["outcome"], 0 | 1 | 2>;
 
-function countByVerdict(store: Store, from: number, to: number): Record<Verdict, number> {
-  const counts = Object.fromEntries(verdicts.map((v) => [v, 0])) as Record<Verdict, number>;
-  const rows = store.sqlite
-    .prepare(
-      `SELECT verdict, count(*) AS n FROM jobs WHERE created_at >= ? AND created_at < ?
-       GROUP BY verdict`,
-    )
-    .all(from, to) as { verdict: Verdict; n: number }[];
-  for (const row of rows) counts[row.verdict] = row.n;
-  return counts;
-}
-
 function unprovenCounts(store: Store, from: number, to: number): Record<string, number> {
   const rows = store.sqlite
     .prepare(
@@ -230,7 +218,7 @@ export async function runNightlyVerification(
   let unproven: Record<string, number> = {};
   let profile: ProfileStatus | null = null;
   try {
-    byVerdict = countByVerdict(store, options.from, options.to);
+    byVerdict = countJobsByVerdict(store, options.from, options.to);
     found = findings(store, options.from, options.to);
     unproven = unprovenCounts(store, options.from, options.to);
     profile = options.profile?.() ?? null;

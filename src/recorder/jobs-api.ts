@@ -160,7 +160,7 @@ export function recordJobsApiAnswer(
            ELSE backfill_state END,
          verdict = CASE WHEN ${changed} THEN 'pending' ELSE verdict END,
          next_verify_at = CASE WHEN ${changed} THEN @now
-           WHEN verdict IN ('pending', 'awaiting_finality', 'error')
+           WHEN verdict IN ('pending', 'awaiting_finality', 'error', 'rpc_disagreement')
            THEN min(next_verify_at, @now) ELSE next_verify_at END,
          lease_owner = CASE WHEN ${changed} THEN NULL ELSE lease_owner END,
          lease_until = CASE WHEN ${changed} THEN NULL ELSE lease_until END,

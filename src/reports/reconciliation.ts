@@ -1,4 +1,12 @@
 import type { Store } from "../db/client.js";
+import {
+  countedVerdicts,
+  grains,
+  jobsFigureSums,
+  rollupFigureSums,
+  rollupsComplete,
+  verdictCountColumn,
+} from "../db/rollups.js";
 import { finalVerdicts, type Verdict, verdicts } from "../db/schema.js";
 import { formatUnits } from "../money.js";
 import { DAY_MS, dayOf, isoOf } from "./period.js";
@@ -25,14 +33,8 @@ export type StandingFigures = {
 };
 const standingKey = (standing: Standing, money: SplitMoney) =>
   `${standing}${money[0]!.toUpperCase()}${money.slice(1)}Units` as keyof StandingFigures;
-const moneyKey = (money: SplitMoney) => `${money}Units` as const;
-/** Verified: proven in full. Disputed: a failing check, or a signature that never landed. */
-const standingOf = (verdict: Verdict): Standing | null =>
-  verdict === "verified"
-    ? "verified"
-    : verdict === "discrepancy" || verdict === "dropped"
-      ? "disputed"
-      : null;
+// Verified: proven in full. Disputed: a failing check, or a signature that never landed
+// (discrepancy, dropped). The rollup triggers split the money the same way.
 
 /** Counts and sums of one group (or of the whole report). Amounts are exact bigints. */
 export interface ReconciliationFigures extends StandingFigures {
@@ -78,6 +80,11 @@ export interface ReconciliationQuery {
   groupBy: GroupBy;
   /** Restrict to one worker (the worker statement). */
   worker?: string;
+  /**
+   * `rollups` (default): whole UTC days from `job_rollups`, the partial days at either end from
+   * `jobs`. `jobs`: every job from scratch, what `--recompute` and the benchmark compare with.
+   */
+  source?: "rollups" | "jobs";
 }
 
 /** Group expression and the covering index that holds it first (see src/db/schema.ts). */
@@ -90,41 +97,68 @@ const grouping: Record<GroupBy, { expr: string; index: string }> = {
 };
 
 /**
- * The aggregation runs in SQLite over a covering index that starts with (group, verdict), so
- * SQLite sums in index order without sorting and without reading table rows; per-verdict
- * counts are folded into groups in JS. Statements use safe integers, so every sum arrives as
- * a bigint; SQLite's integer SUM is exact and raises on 64-bit overflow instead of rounding.
- * For one worker (the worker statement) the worker index is searched by its first column.
+ * From `jobs`: the aggregation runs in SQLite over a covering index that starts with the group,
+ * so SQLite sums in index order without sorting and without reading table rows. Statements use
+ * safe integers, so every sum arrives as a bigint; SQLite's integer SUM is exact and raises on
+ * 64-bit overflow instead of rounding. For one worker (the worker statement) the worker index
+ * is searched by its first column.
  */
-function aggregateSql(groupBy: GroupBy, byWorker: boolean): string {
+function jobsAggregateSql(groupBy: GroupBy, byWorker: boolean, partialDay: boolean): string {
+  // A partial day is a small slice of time: seek it by time and read its rows, rather than
+  // scan a group-first index across every job for the few in range.
   const g = byWorker
     ? { expr: grouping[groupBy].expr, index: "jobs_report_worker" }
-    : grouping[groupBy];
+    : partialDay
+      ? { expr: grouping[groupBy].expr, index: "jobs_created_at" }
+      : grouping[groupBy];
   const dayBounds =
-    groupBy === "day" && !byWorker ? "created_at / 86400000 BETWEEN ? AND ? AND " : "";
-  return `SELECT ${g.expr} AS grp, verdict,
-    count(*) AS jobs,
-    coalesce(sum(charged_units), 0) AS charged,
-    coalesce(sum(escrowed_units), 0) AS escrowed,
-    coalesce(sum(worker_paid_units), 0) AS worker_paid,
-    coalesce(sum(treasury_paid_units), 0) AS treasury_paid,
-    coalesce(sum(refunded_units), 0) AS refunded,
-    coalesce(sum(fees_lamports), 0) AS fees
+    groupBy === "day" && !byWorker && !partialDay
+      ? "created_at / 86400000 BETWEEN ? AND ? AND "
+      : "";
+  return `SELECT ${g.expr} AS grp,
+    ${jobsFigureSums}
   FROM jobs INDEXED BY ${g.index}
   WHERE ${byWorker ? "worker = ? AND " : ""}${dayBounds}created_at >= ? AND created_at < ?
-  GROUP BY ${byWorker ? "" : `${g.expr}, `}verdict${byWorker ? `, ${g.expr}` : ""}`;
+  GROUP BY ${g.expr}`;
 }
 
-interface AggregateRow {
-  grp: bigint | string | null;
-  verdict: Verdict;
-  jobs: bigint;
-  charged: bigint;
-  escrowed: bigint;
-  worker_paid: bigint;
-  treasury_paid: bigint;
-  refunded: bigint;
-  fees: bigint;
+/** The rollup grain and column of each grouping: day sums the (day, model) rows. */
+const rollupGrouping: Record<GroupBy, { grain: number; expr: string }> = {
+  day: { grain: grains.model, expr: "day" },
+  model: { grain: grains.model, expr: "model" },
+  worker: { grain: grains.worker, expr: "worker" },
+  key: { grain: grains.key, expr: "key_fingerprint" },
+};
+
+/**
+ * From `job_rollups`, for whole days [firstDay, endDay): a few rows per day and group, read in
+ * primary-key order (grain, day). One worker reads the (day, worker) rows by day, or its
+ * full-key rows through `job_rollups_worker` for the other groupings.
+ */
+function rollupAggregateSql(groupBy: GroupBy, byWorker: boolean): string {
+  const g = rollupGrouping[groupBy];
+  const grain = byWorker ? (groupBy === "day" ? grains.worker : grains.full) : g.grain;
+  return `SELECT ${g.expr} AS grp, ${rollupFigureSums}
+  FROM job_rollups
+  WHERE grain = ${grain} AND ${byWorker ? "worker = ? AND " : ""}day >= ? AND day < ?
+  GROUP BY ${g.expr}`;
+}
+
+/** A row of either aggregation: the group, then the figure columns of `job_rollups`. */
+type FigureRow = { grp: bigint | string | Buffer | null } & Record<string, bigint>;
+
+/** [from, to) cut into whole UTC days (from the rollups) and the partial days at its ends. */
+export function periodPieces(
+  from: number,
+  to: number,
+): { wholeDays: { first: number; end: number } | null; partial: { from: number; to: number }[] } {
+  const first = Math.ceil(from / DAY_MS);
+  const end = Math.floor(to / DAY_MS);
+  if (first >= end) return { wholeDays: null, partial: [{ from, to }] };
+  const partial: { from: number; to: number }[] = [];
+  if (from < first * DAY_MS) partial.push({ from, to: first * DAY_MS });
+  if (end * DAY_MS < to) partial.push({ from: end * DAY_MS, to });
+  return { wholeDays: { first, end }, partial };
 }
 
 /** Zero figures, the start of every sum. */
@@ -191,26 +225,56 @@ export function dataCompleteUntil(store: Store, now: number): number {
   return oldest;
 }
 
+/** The figure rows of a period, grouped, from the rollups and the partial days' jobs. */
+function figureRows(store: Store, query: ReconciliationQuery): FigureRow[] {
+  const byWorker = query.worker !== undefined;
+  const pieces =
+    query.source === "jobs" || !rollupsComplete(store)
+      ? { wholeDays: null, partial: [{ from: query.from, to: query.to }] }
+      : periodPieces(query.from, query.to);
+  const rows: FigureRow[] = [];
+  if (pieces.wholeDays !== null) {
+    const stmt = store.sqlite
+      .prepare(rollupAggregateSql(query.groupBy, byWorker))
+      .safeIntegers(true);
+    const params: (number | string)[] = [];
+    if (query.worker !== undefined) params.push(query.worker);
+    params.push(pieces.wholeDays.first, pieces.wholeDays.end);
+    rows.push(...(stmt.all(...params) as FigureRow[]));
+  }
+  if (pieces.partial.length > 0) {
+    const partialDay = pieces.wholeDays !== null || query.to - query.from < DAY_MS;
+    const stmt = store.sqlite
+      .prepare(jobsAggregateSql(query.groupBy, byWorker, partialDay))
+      .safeIntegers(true);
+    for (const part of pieces.partial) {
+      const params: (number | string)[] = [];
+      if (query.worker !== undefined) params.push(query.worker);
+      if (query.groupBy === "day" && !byWorker && !partialDay) {
+        params.push(Math.floor(part.from / DAY_MS), Math.floor((part.to - 1) / DAY_MS));
+      }
+      params.push(part.from, part.to);
+      rows.push(...(stmt.all(...params) as FigureRow[]));
+    }
+  }
+  return rows;
+}
+
 /** Builds the reconciliation report of a period. Totals are the exact sums of the groups. */
 export function reconciliationReport(
   store: Store,
   query: ReconciliationQuery,
   now: () => number = Date.now,
 ): ReconciliationReport {
-  const byWorker = query.worker !== undefined;
-  const stmt = store.sqlite.prepare(aggregateSql(query.groupBy, byWorker)).safeIntegers(true);
-  const params: (number | string)[] = [];
-  if (query.worker !== undefined) params.push(query.worker);
-  if (query.groupBy === "day" && !byWorker) {
-    params.push(Math.floor(query.from / DAY_MS), Math.floor((query.to - 1) / DAY_MS));
-  }
-  params.push(query.from, query.to);
-  const rows = stmt.all(...params) as AggregateRow[];
-
   const byGroup = new Map<string, ReconciliationGroup>();
-  for (const row of rows) {
+  for (const row of figureRows(store, query)) {
+    // The rollups hold x'' (a BLOB) where the jobs hold NULL: both mean not recorded.
     const group =
-      row.grp === null ? null : query.groupBy === "day" ? dayOf(Number(row.grp)) : String(row.grp);
+      row.grp === null || row.grp instanceof Uint8Array
+        ? null
+        : query.groupBy === "day"
+          ? dayOf(Number(row.grp))
+          : String(row.grp);
     const mapKey = group === null ? "\u0000null" : `=${group}`;
     let into = byGroup.get(mapKey);
     if (!into) {
@@ -244,28 +308,74 @@ export function reconciliationReport(
   };
 }
 
-function figuresOf(row: AggregateRow): ReconciliationFigures {
-  const jobs = Number(row.jobs);
+const n = (row: Record<string, bigint>, column: string) => row[column] ?? 0n;
+
+/** Report figures from the figure columns of `job_rollups` (or the same sums over `jobs`). */
+export function figuresOf(row: Record<string, bigint>): ReconciliationFigures {
+  const count = (v: Verdict) => Number(n(row, verdictCountColumn(v)));
   const f = emptyFigures();
-  f.jobs = jobs;
-  if (row.verdict === "verified") f.verified = jobs;
-  else if (row.verdict === "partially_verified") f.partiallyVerified = jobs;
-  else if (row.verdict === "discrepancy") f.discrepancies = jobs;
-  else if (row.verdict === "dropped") f.dropped = jobs;
-  else if (row.verdict === "unverifiable") f.unverifiable = jobs;
-  else f.pending = jobs;
-  f.chargedUnits = row.charged;
-  f.escrowedUnits = row.escrowed;
-  f.workerPaidUnits = row.worker_paid;
-  f.treasuryPaidUnits = row.treasury_paid;
-  f.refundedUnits = row.refunded;
-  f.unaccountedUnits = row.escrowed - row.worker_paid - row.treasury_paid - row.refunded;
-  f.feesLamports = row.fees;
-  const standing = standingOf(row.verdict);
-  if (standing !== null) {
-    for (const m of splitMoney) f[standingKey(standing, m)] = f[moneyKey(m)];
+  f.verified = count("verified");
+  f.partiallyVerified = count("partially_verified");
+  f.pending = Number(n(row, "jobs_open"));
+  f.discrepancies = count("discrepancy");
+  f.dropped = count("dropped");
+  f.unverifiable = count("unverifiable");
+  f.jobs =
+    f.verified + f.partiallyVerified + f.pending + f.discrepancies + f.dropped + f.unverifiable;
+  f.chargedUnits = n(row, "charged_units");
+  f.escrowedUnits = n(row, "escrowed_units");
+  f.workerPaidUnits = n(row, "worker_paid_units");
+  f.treasuryPaidUnits = n(row, "treasury_paid_units");
+  f.refundedUnits = n(row, "refunded_units");
+  f.unaccountedUnits = f.escrowedUnits - f.workerPaidUnits - f.treasuryPaidUnits - f.refundedUnits;
+  f.feesLamports = n(row, "fees_lamports");
+  for (const m of splitMoney) {
+    const column = snake(m);
+    f[standingKey("verified", m)] = n(row, `verified_${column}_units`);
+    f[standingKey("disputed", m)] = n(row, `disputed_${column}_units`);
   }
   return f;
+}
+
+const snake = (camel: string) => camel.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+/**
+ * Jobs of [from, to) by verdict (the nightly summary): final verdicts of whole days from the
+ * rollups and of partial days from `jobs`; jobs not final yet (few, and not told apart by the
+ * rollups) from `jobs` through its (verdict, created_at) index.
+ */
+export function countJobsByVerdict(
+  store: Store,
+  from: number,
+  to: number,
+): Record<Verdict, number> {
+  const counts = Object.fromEntries(verdicts.map((v) => [v, 0])) as Record<Verdict, number>;
+  const pieces = rollupsComplete(store)
+    ? periodPieces(from, to)
+    : { wholeDays: null, partial: [{ from, to }] };
+  if (pieces.wholeDays !== null) {
+    const row = store.sqlite
+      .prepare(
+        `SELECT ${countedVerdicts.map((v) => `coalesce(sum(${verdictCountColumn(v)}), 0) AS ${v}`).join(", ")}
+         FROM job_rollups WHERE grain = ${grains.model} AND day >= ? AND day < ?`,
+      )
+      .get(pieces.wholeDays.first, pieces.wholeDays.end) as Record<Verdict, number>;
+    for (const v of countedVerdicts) counts[v] += row[v];
+  }
+  const byVerdict = store.sqlite.prepare(
+    `SELECT verdict, count(*) AS n FROM jobs WHERE created_at >= ? AND created_at < ?
+     GROUP BY verdict`,
+  );
+  for (const part of pieces.partial) {
+    for (const row of byVerdict.all(part.from, part.to) as { verdict: Verdict; n: number }[]) {
+      if (countedVerdicts.includes(row.verdict)) counts[row.verdict] += row.n;
+    }
+  }
+  const open = store.sqlite
+    .prepare("SELECT count(*) FROM jobs WHERE verdict = ? AND created_at >= ? AND created_at < ?")
+    .pluck();
+  for (const v of openVerdicts) counts[v] = open.get(v, from, to) as number;
+  return counts;
 }
 
 /**

@@ -13,6 +13,7 @@ import {
   reconciliationToCsv,
   reconciliationToJson,
 } from "./reconciliation.js";
+import { type RollupCheck, recomputeRollups, rollupCheckToText } from "./rollup-recompute.js";
 
 type Helpers = {
   withDatabaseOption(command: Command): Command;
@@ -33,36 +34,71 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
         .option("--to <instant>", "end, exclusive (YYYY-MM-DD or ISO 8601; default now)")
         .option("--group-by <group>", `one of ${groupByValues.join(", ")}`, "day")
         .option("--format <format>", "csv or json", "json")
-        .option("--out <file>", "write to a file instead of stdout"),
+        .option("--out <file>", "write to a file instead of stdout")
+        .option(
+          "--recompute",
+          "compare the rollups with the jobs summed from scratch (every day, or the days of the period); exit 1 on any difference",
+        ),
     )
-    .action((flags: WindowFlags & { groupBy: string; format: string; out?: string }) => {
-      const { from, to } = windowFromFlags(flags, Date.now());
-      if (!groupByValues.includes(flags.groupBy as GroupBy)) {
-        throw new AppError("validation_failed", `--group-by: one of ${groupByValues.join(", ")}`, {
-          field: "group-by",
-        });
-      }
-      if (flags.format !== "csv" && flags.format !== "json") {
-        throw new AppError("validation_failed", "--format: csv or json", { field: "format" });
-      }
-      const store = openStore(helpers.configFromFlags(flags).DATABASE_URL);
-      let text: string;
-      try {
-        migrateStore(store);
-        const result = reconciliationReport(store, {
-          from,
-          to,
-          groupBy: flags.groupBy as GroupBy,
-        });
-        text =
-          flags.format === "csv"
-            ? reconciliationToCsv(result)
-            : `${JSON.stringify(reconciliationToJson(result), null, 2)}\n`;
-      } finally {
-        store.close();
-      }
-      if (flags.out) writeFileSync(flags.out, text);
-      else process.stdout.write(text);
-    });
+    .action(
+      (
+        flags: WindowFlags & { groupBy: string; format: string; out?: string; recompute?: boolean },
+      ) => {
+        if (flags.recompute) {
+          recompute(flags);
+          return;
+        }
+        const { from, to } = windowFromFlags(flags, Date.now());
+        if (!groupByValues.includes(flags.groupBy as GroupBy)) {
+          throw new AppError(
+            "validation_failed",
+            `--group-by: one of ${groupByValues.join(", ")}`,
+            {
+              field: "group-by",
+            },
+          );
+        }
+        if (flags.format !== "csv" && flags.format !== "json") {
+          throw new AppError("validation_failed", "--format: csv or json", { field: "format" });
+        }
+        const store = openStore(helpers.configFromFlags(flags).DATABASE_URL);
+        let text: string;
+        try {
+          migrateStore(store);
+          const result = reconciliationReport(store, {
+            from,
+            to,
+            groupBy: flags.groupBy as GroupBy,
+          });
+          text =
+            flags.format === "csv"
+              ? reconciliationToCsv(result)
+              : `${JSON.stringify(reconciliationToJson(result), null, 2)}\n`;
+        } finally {
+          store.close();
+        }
+        if (flags.out) writeFileSync(flags.out, text);
+        else process.stdout.write(text);
+      },
+    );
+
+  function recompute(flags: WindowFlags & { out?: string }): void {
+    const anyWindow = [flags.since, flags.from, flags.to, flags.window].some(
+      (f) => f !== undefined,
+    );
+    const period = anyWindow ? windowFromFlags(flags, Date.now()) : {};
+    const store = openStore(helpers.configFromFlags(flags).DATABASE_URL);
+    let check: RollupCheck;
+    try {
+      migrateStore(store);
+      check = recomputeRollups(store, period);
+    } finally {
+      store.close();
+    }
+    const text = rollupCheckToText(check);
+    if (flags.out) writeFileSync(flags.out, text);
+    else process.stdout.write(text);
+    process.exitCode = check.differenceCount > 0 ? 1 : 0;
+  }
   registerStatementCommand(report, helpers);
 }

@@ -1,0 +1,169 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { openStore, type Store } from "../src/db/client.js";
+import { migrateStore } from "../src/db/migrate.js";
+import { parseReceiptInput } from "../src/recorder/receipt-input.js";
+import type { Receipt } from "../src/recorder/receipts.js";
+import { recordReceipts } from "../src/recorder/receipts.js";
+import { benchReceipts } from "./ingest-bench.js";
+import { percentile, round } from "./stats.js";
+
+export interface WriteCostSide {
+  /** Receipts recorded per second (recordReceipts, batches of `batchSize`). */
+  receiptsPerSec: number;
+  /** Verdict writes per second: pending -> awaiting_finality, no amounts. */
+  statusWritesPerSec: number;
+  /** Final verdict writes per second: verdict, amounts and the job's check results. */
+  verdictWritesPerSec: number;
+}
+
+export interface WriteCostResult {
+  rounds: number;
+  batchSize: number;
+  withTriggers: WriteCostSide;
+  withoutTriggers: WriteCostSide;
+  /** (without - with) / without, percent, per figure. */
+  costPercent: { receipts: number; statusWrites: number; verdictWrites: number };
+}
+
+const checkNames = Array.from({ length: 14 }, (_, i) => `check.${i}`);
+
+/** The verifier's verdict writes (src/verify/engine.ts), per job, a batch per transaction. */
+function verdictWriter(store: Store) {
+  const db = store.sqlite;
+  const status = db.prepare(
+    `UPDATE jobs SET verdict = 'awaiting_finality', verdict_at = NULL, verify_attempts = 0,
+       next_verify_at = @now, lease_owner = NULL, lease_until = NULL, last_error = NULL,
+       commitment = 'confirmed', unproven = NULL, updated_at = @now WHERE job_id = @jobId`,
+  );
+  const final = db.prepare(
+    `UPDATE jobs SET verdict = @verdict, verdict_at = @now, verify_attempts = 0,
+       next_verify_at = @now, lease_owner = NULL, lease_until = NULL, last_error = NULL,
+       commitment = 'finalized', unproven = NULL, updated_at = @now,
+       escrowed_units = 4000000, charged_units = @charged, worker_paid_units = @worker,
+       treasury_paid_units = @charged - @worker, refunded_units = 4000000 - @charged,
+       expected_charge_units = @charged, fees_lamports = 10000
+     WHERE job_id = @jobId`,
+  );
+  const clearChecks = db.prepare("DELETE FROM check_results WHERE job_id = ?");
+  const insertCheck = db.prepare(
+    `INSERT INTO check_results (job_id, name, outcome, reason, expected, actual, run_id, checked_at)
+     VALUES (?, ?, 'pass', NULL, NULL, NULL, NULL, ?)`,
+  );
+  const statusTx = db.transaction((ids: string[], now: number) => {
+    for (const jobId of ids) status.run({ jobId, now });
+  });
+  const finalTx = db.transaction((ids: string[], now: number) => {
+    for (const [i, jobId] of ids.entries()) {
+      const charged = 80_000 + (i % 50) * 10_000;
+      final.run({
+        jobId,
+        now,
+        verdict: i % 50 === 0 ? "discrepancy" : "verified",
+        charged,
+        worker: Math.floor(charged * 0.75),
+      });
+      clearChecks.run(jobId);
+      for (const name of checkNames) insertCheck.run(jobId, name, now);
+    }
+  });
+  return {
+    status: (ids: string[], now: number) => statusTx.immediate(ids, now),
+    final: (ids: string[], now: number) => finalTx.immediate(ids, now),
+  };
+}
+
+/**
+ * What the rollup triggers cost the writers: the same receipts and verdict writes go to two
+ * stores, one with the triggers and one with them dropped, round by round in alternating
+ * order, and each side's median rate is compared. Receipts go through `recordReceipts` (the
+ * ingest API's and import's write); verdicts through the verifier's UPDATE statements.
+ */
+export function measureRollupWriteCost(
+  options: { rounds?: number; batchSize?: number; prefill?: number } = {},
+): WriteCostResult {
+  const rounds = options.rounds ?? 12;
+  const batchSize = options.batchSize ?? 1000;
+  const dir = mkdtempSync(join(tmpdir(), "rollup-writes-"));
+  const sides = ["with", "without"] as const;
+  const stores = Object.fromEntries(
+    sides.map((side) => {
+      const store = openStore(join(dir, `${side}.db`));
+      migrateStore(store);
+      if (side === "without") {
+        for (const name of store.sqlite
+          .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'jobs_rollup_%'",
+          )
+          .pluck()
+          .all() as string[]) {
+          store.sqlite.exec(`DROP TRIGGER ${name}`);
+        }
+      }
+      return [side, { store, writer: verdictWriter(store) }];
+    }),
+  ) as Record<(typeof sides)[number], { store: Store; writer: ReturnType<typeof verdictWriter> }>;
+
+  const toReceipts = (raw: Record<string, unknown>[]): Receipt[] =>
+    raw.map((r) => {
+      const parsed = parseReceiptInput(r);
+      if (!parsed.ok) throw new Error(`bench receipt rejected: ${JSON.stringify(parsed)}`);
+      return parsed.receipt;
+    });
+  const rates = Object.fromEntries(
+    sides.map((s) => [
+      s,
+      { receipts: [] as number[], status: [] as number[], final: [] as number[] },
+    ]),
+  ) as Record<(typeof sides)[number], { receipts: number[]; status: number[]; final: number[] }>;
+
+  try {
+    // Both stores start with the same history, so B-trees have a realistic depth.
+    const prefill = options.prefill ?? 20_000;
+    for (let i = 0; i < prefill; i += batchSize) {
+      const batch = toReceipts(benchReceipts(batchSize, `p${i.toString(36)}x`));
+      for (const side of sides) recordReceipts(stores[side].store, batch, "ingest");
+    }
+    for (let round = 0; round < rounds; round++) {
+      const batch = toReceipts(benchReceipts(batchSize, `r${round.toString(36)}x`));
+      const ids = batch.map((r) => r.jobId);
+      const order: readonly (typeof sides)[number][] =
+        round % 2 === 0 ? sides : [...sides].reverse();
+      for (const side of order) {
+        const { store, writer } = stores[side];
+        let t = performance.now();
+        recordReceipts(store, batch, "ingest");
+        rates[side].receipts.push(batchSize / ((performance.now() - t) / 1000));
+        t = performance.now();
+        writer.status(ids, Date.now());
+        rates[side].status.push(batchSize / ((performance.now() - t) / 1000));
+        t = performance.now();
+        writer.final(ids, Date.now());
+        rates[side].final.push(batchSize / ((performance.now() - t) / 1000));
+      }
+    }
+  } finally {
+    for (const side of sides) stores[side].store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const side = (s: (typeof sides)[number]): WriteCostSide => ({
+    receiptsPerSec: Math.round(percentile(rates[s].receipts, 50)),
+    statusWritesPerSec: Math.round(percentile(rates[s].status, 50)),
+    verdictWritesPerSec: Math.round(percentile(rates[s].final, 50)),
+  });
+  const withTriggers = side("with");
+  const withoutTriggers = side("without");
+  const cost = (a: number, b: number) => round(((b - a) / b) * 100, 1);
+  return {
+    rounds,
+    batchSize,
+    withTriggers,
+    withoutTriggers,
+    costPercent: {
+      receipts: cost(withTriggers.receiptsPerSec, withoutTriggers.receiptsPerSec),
+      statusWrites: cost(withTriggers.statusWritesPerSec, withoutTriggers.statusWritesPerSec),
+      verdictWrites: cost(withTriggers.verdictWritesPerSec, withoutTriggers.verdictWritesPerSec),
+    },
+  };
+}

@@ -1,0 +1,278 @@
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { migrate } from "drizzle-orm/better-sqlite3/migrator";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { buildProgram } from "../src/cli.js";
+import { openStore, type Store } from "../src/db/client.js";
+import { migrateStore, migrationsFolder } from "../src/db/migrate.js";
+import { backfillRollups, rollupsComplete } from "../src/db/rollups.js";
+import { finalVerdicts, type Verdict, verdicts } from "../src/db/schema.js";
+import {
+  countJobsByVerdict,
+  groupByValues,
+  reconciliationReport,
+} from "../src/reports/reconciliation.js";
+import { recomputeRollups } from "../src/reports/rollup-recompute.js";
+import { insertJob } from "./support/job-rows.js";
+import { createTestStore } from "./support/store.js";
+
+const DAY = 86_400_000;
+const start = Date.UTC(2026, 10, 1);
+
+/** Deterministic PRNG (mulberry32), so a failure replays. */
+function prng(seed: number) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const models = ["qwen3-8b", "llama-3.3-70b", "", null] as const;
+const workers = [
+  "WorkerA1111111111111111111111111111111111111",
+  "WorkerB2222222222222222222222",
+  null,
+];
+const keys = ["kf_0001", "kf_0002", null];
+
+/** Inserts `count` jobs spread over `days` days with every kind of verdict and missing field. */
+function insertMixed(store: Store, rand: () => number, count: number, prefix: string, days = 5) {
+  const pick = <T>(xs: readonly T[]) => xs[Math.floor(rand() * xs.length)] as T;
+  for (let i = 0; i < count; i++) {
+    const verdict = pick(verdicts);
+    const open = !finalVerdicts.includes(verdict);
+    insertJob(store, {
+      jobId: `${prefix}${i}`,
+      createdAt: start + Math.floor(rand() * days * DAY),
+      model: pick(models),
+      worker: pick(workers),
+      keyFingerprint: pick(keys),
+      verdict,
+      ...(open
+        ? {}
+        : {
+            chargedUnits: BigInt(Math.floor(rand() * 1_000_000)),
+            escrowedUnits: BigInt(Math.floor(rand() * 5_000_000)),
+          }),
+    });
+  }
+}
+
+/** Verdict changes, re-verifications back to pending, moved dimensions, no-op writes, deletes. */
+function churn(store: Store, rand: () => number, prefix: string, count: number) {
+  const db = store.sqlite;
+  const setVerdict = db.prepare(
+    `UPDATE jobs SET verdict = ?, charged_units = ?, escrowed_units = ?, worker_paid_units = ?,
+       treasury_paid_units = ?, refunded_units = ?, fees_lamports = ? WHERE job_id = ?`,
+  );
+  const reverify = db.prepare(
+    `UPDATE jobs SET verdict = 'pending', charged_units = NULL, escrowed_units = NULL,
+       worker_paid_units = NULL, treasury_paid_units = NULL, refunded_units = NULL,
+       fees_lamports = NULL WHERE job_id = ?`,
+  );
+  const move = db.prepare(
+    "UPDATE jobs SET worker = ?, model = ?, key_fingerprint = ?, created_at = created_at + ? WHERE job_id = ?",
+  );
+  const lease = db.prepare("UPDATE jobs SET lease_owner = 'x', lease_until = 1 WHERE job_id = ?");
+  const sameVerdict = db.prepare("UPDATE jobs SET verdict = verdict WHERE job_id = ?");
+  const remove = db.prepare("DELETE FROM jobs WHERE job_id = ?");
+  for (let n = 0; n < count; n++) {
+    const id = `${prefix}${Math.floor(rand() * count)}`;
+    const r = rand();
+    const amount = () => BigInt(Math.floor(rand() * 900_000));
+    if (r < 0.4) {
+      const verdict = verdicts[Math.floor(rand() * verdicts.length)] as Verdict;
+      setVerdict.run(verdict, amount(), amount(), amount(), amount(), amount(), amount(), id);
+    } else if (r < 0.55) reverify.run(id);
+    else if (r < 0.7) {
+      move.run(
+        workers[Math.floor(rand() * workers.length)] ?? null,
+        models[Math.floor(rand() * models.length)] ?? null,
+        keys[Math.floor(rand() * keys.length)] ?? null,
+        Math.floor((rand() - 0.5) * 2 * DAY),
+        id,
+      );
+    } else if (r < 0.8) lease.run(id);
+    else if (r < 0.9) sameVerdict.run(id);
+    else remove.run(id);
+  }
+}
+
+/** Every groupBy, whole-day and ragged periods, all jobs and one worker: rollups = scratch. */
+function expectReportsMatchScratch(store: Store) {
+  const periods = [
+    { from: start, to: start + 5 * DAY },
+    { from: start + 7 * 3_600_000, to: start + 4 * DAY + 1 },
+    { from: start + DAY + 5, to: start + DAY + 6 * 3_600_000 },
+    { from: start - 3 * DAY, to: start + 9 * DAY },
+  ];
+  for (const period of periods) {
+    for (const groupBy of groupByValues) {
+      for (const worker of [undefined, workers[0]]) {
+        const query = { ...period, groupBy, ...(worker ? { worker } : {}) };
+        const fromRollups = reconciliationReport(store, query, () => 0);
+        const fromJobs = reconciliationReport(store, { ...query, source: "jobs" }, () => 0);
+        expect(fromRollups.groups.filter((g) => g.jobs > 0)).toEqual(
+          fromJobs.groups.filter((g) => g.jobs > 0),
+        );
+        expect(fromRollups.totals).toEqual(fromJobs.totals);
+      }
+    }
+    const counts = countJobsByVerdict(store, period.from, period.to);
+    const scratch = store.sqlite
+      .prepare(
+        "SELECT verdict, count(*) AS n FROM jobs WHERE created_at >= ? AND created_at < ? GROUP BY verdict",
+      )
+      .all(period.from, period.to) as { verdict: Verdict; n: number }[];
+    const expected = Object.fromEntries(verdicts.map((v) => [v, 0]));
+    for (const row of scratch) expected[row.verdict] = row.n;
+    expect(counts).toEqual(expected);
+  }
+}
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+describe("report rollups", () => {
+  it("agree with the jobs to the base unit after inserts, verdict changes, re-verifications, moves and deletes", () => {
+    const store = createTestStore();
+    const rand = prng(17);
+    insertMixed(store, rand, 400, "j");
+    churn(store, rand, "j", 1200);
+    insertMixed(store, rand, 100, "k");
+
+    const check = recomputeRollups(store);
+    expect(check.differences).toEqual([]);
+    expect(check.days).toBeGreaterThan(4);
+    expect(check.rows).toBeGreaterThan(50);
+    expectReportsMatchScratch(store);
+  });
+
+  it("keep a model named '' apart from a job without a model", () => {
+    const store = createTestStore();
+    insertJob(store, { jobId: "empty", createdAt: start, model: "", chargedUnits: 5n });
+    insertJob(store, { jobId: "none", createdAt: start + 1, model: null, chargedUnits: 7n });
+    const report = reconciliationReport(store, { from: start, to: start + DAY, groupBy: "model" });
+    expect(report.groups.map((g) => [g.group, g.chargedUnits])).toEqual([
+      [null, 7n],
+      ["", 5n],
+    ]);
+  });
+
+  it("name every figure that differs from the jobs", () => {
+    const store = createTestStore();
+    insertJob(store, {
+      jobId: "a",
+      createdAt: start + 5,
+      model: "qwen3-8b",
+      chargedUnits: 80_000n,
+    });
+    store.sqlite
+      .prepare(
+        "UPDATE job_rollups SET charged_units = charged_units + 1 WHERE grain = 1 AND model = 'qwen3-8b'",
+      )
+      .run();
+    const check = recomputeRollups(store);
+    expect(check.differences).toEqual([
+      {
+        grain: "model",
+        day: "2026-11-01",
+        model: "qwen3-8b",
+        worker: null,
+        keyFingerprint: null,
+        column: "charged_units",
+        rollup: 80_001n,
+        recomputed: 80_000n,
+      },
+    ]);
+  });
+
+  it("are built by db migrate for a database recorded before them, resuming after a crash", () => {
+    // A database at the previous migration, with jobs: the state of an existing deployment.
+    const dir = mkdtempSync(join(tmpdir(), "rollups-"));
+    const older = join(dir, "migrations");
+    cpSync(migrationsFolder, older, { recursive: true });
+    const journalPath = join(older, "meta", "_journal.json");
+    const journal = JSON.parse(readFileSync(journalPath, "utf8")) as { entries: { tag: string }[] };
+    journal.entries = journal.entries.filter((e) => !e.tag.endsWith("_rollups"));
+    writeFileSync(journalPath, JSON.stringify(journal));
+    const path = join(dir, "audit.db");
+    let store = openStore(path);
+    migrate(store.db, { migrationsFolder: older });
+    const rand = prng(5);
+    insertMixed(store, rand, 300, "old", 6);
+    store.close();
+
+    // The new migration runs; its backfill dies after two days.
+    store = openStore(path);
+    let summed = 0;
+    expect(() =>
+      migrateStore(store, {
+        onBackfill: () => {
+          summed++;
+          if (summed === 2) throw new Error("killed");
+        },
+      }),
+    ).toThrow("killed");
+    expect(rollupsComplete(store)).toBe(false);
+    // Reports stay exact meanwhile (they read jobs), and writes go on under the triggers.
+    insertMixed(store, rand, 50, "new", 6);
+    churn(store, rand, "old", 200);
+    expectReportsMatchScratch(store);
+    store.close();
+
+    // The next start resumes where it stopped.
+    store = openStore(path);
+    const days: number[] = [];
+    migrateStore(store, { onBackfill: (day) => days.push(day) });
+    expect(days.length).toBe(4);
+    expect(rollupsComplete(store)).toBe(true);
+    expect(backfillRollups(store)).toBe(0);
+    expect(recomputeRollups(store).differences).toEqual([]);
+    expectReportsMatchScratch(store);
+    store.close();
+  });
+});
+
+describe("decentral-audit report reconciliation --recompute", () => {
+  async function cli(...args: string[]) {
+    let out = "";
+    vi.spyOn(process.stdout, "write").mockImplementation((chunk) => {
+      out += String(chunk);
+      return true;
+    });
+    process.exitCode = undefined;
+    await buildProgram().parseAsync(["node", "decentral-audit", ...args]);
+    vi.restoreAllMocks();
+    const code = process.exitCode;
+    process.exitCode = undefined;
+    return { out, code };
+  }
+
+  it("exits 0 when the rollups match and 1 listing the difference when not", async () => {
+    const path = join(mkdtempSync(join(tmpdir(), "recompute-")), "audit.db");
+    const store = openStore(path);
+    migrateStore(store);
+    insertJob(store, { jobId: "a", createdAt: start + 5, worker: workers[0], chargedUnits: 9n });
+    store.close();
+
+    const clean = await cli("report", "reconciliation", "--recompute", "--db", path);
+    expect(clean.code).toBe(0);
+    expect(clean.out).toMatch(/1 days \(2026-11-01 to 2026-11-01\), 4 rollup rows: no difference/);
+
+    const tampered = openStore(path);
+    tampered.sqlite.prepare("UPDATE job_rollups SET jobs_verified = 2 WHERE grain = 2").run();
+    tampered.close();
+    const dirty = await cli("report", "reconciliation", "--recompute", "--db", path);
+    expect(dirty.code).toBe(1);
+    expect(dirty.out).toContain(
+      `grain worker 2026-11-01 model - worker ${workers[0]} key -: jobs_verified rollup 2 jobs 1 (off by 1)`,
+    );
+  });
+});
