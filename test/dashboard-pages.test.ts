@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { describe, expect, it, vi } from "vitest";
 import { listTokens, revokeToken } from "../src/auth/tokens.js";
 import { SESSION_COOKIE } from "../src/dashboard/routes.js";
+import { localnetProfile } from "../src/verify/profiles.js";
 import { createTestApi } from "./support/audit-api-app.js";
 import { DASHBOARD_NOW, seedDashboard, WORKERS } from "./support/dashboard-fixtures.js";
 import { insertCheck, insertJob } from "./support/job-rows.js";
@@ -55,6 +56,7 @@ const pages = [
   "/dashboard/jobs/job_underpaid_worker",
   "/dashboard/workers",
   `/dashboard/workers/${WORKERS[0]}`,
+  "/dashboard/statement",
   "/dashboard/status",
 ];
 
@@ -404,5 +406,35 @@ describe("status page", () => {
     expect(html).toContain('data-status="run">completed');
     expect(html).toContain("verified: 3, discrepancy: 1");
     expect(html).toContain("the job_escrow program id is not known");
+  });
+});
+
+describe("the credit vault statement page", () => {
+  it("shows each known vault's balance walk for the period, or says the ledger is off", async () => {
+    const off = dashboard();
+    const offCookie = (await off.signIn(off.tokens.read)).cookie;
+    const offHtml = await (await off.page("/dashboard/statement", offCookie)).text();
+    expect(offHtml).toContain("The credit vault ledger is not read by this service");
+
+    const vault = "Gp34c9cnZUEhVTJVVDfciifWxmmJEtzt1UjvAd4Rtxb3";
+    const d = dashboard({ statement: { profile: localnetProfile, graceSeconds: 300 } });
+    d.store.sqlite
+      .prepare(
+        "INSERT INTO credit_vaults (key_fingerprint, vault, source, job_id, pinned_at) VALUES (?, ?, 'configured', NULL, ?)",
+      )
+      .run("0123456789abcdef", vault, DASHBOARD_NOW);
+    const { cookie } = await d.signIn(d.tokens.read);
+    const res = await d.page("/dashboard/statement?period=month", cookie);
+    expect(res.status).toBe(200);
+    const html = await res.text();
+    expect(html).toContain("Credit vault statement");
+    expect(html).toContain(vault);
+    expect(html).toContain("Closing balance by the ledger");
+    expect(html).toContain("API keys 0123456789abcdef");
+    // The statement the page shows is the API's for the same period.
+    const api = (await (
+      await d.get(`/reports/statement?from=2026-11-01&to=2026-11-21&vault=${vault}`)
+    ).json()) as { vaults: { vault: string }[] };
+    expect(api.vaults.map((v) => v.vault)).toEqual([vault]);
   });
 });

@@ -151,6 +151,7 @@ export function createApp(deps: AppDeps) {
       verifier: deps.verifier,
       readiness: deps.readiness,
       metrics,
+      ...(deps.statement ? { statement: deps.statement } : {}),
     }),
   );
   if (deps.proxy) app.route("/", proxyRoutes(deps.proxy));

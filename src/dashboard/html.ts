@@ -19,6 +19,7 @@ const nav = [
   ["reconciliation", "Reconciliation", `${BASE}/reconciliation`],
   ["discrepancies", "Discrepancies", `${BASE}/discrepancies`],
   ["workers", "Workers", `${BASE}/workers`],
+  ["statement", "Statement", `${BASE}/statement`],
   ["status", "Status", `${BASE}/status`],
 ] as const;
 export type NavPage = (typeof nav)[number][0] | "job" | "sign-in";

@@ -10,6 +10,7 @@ import type { ReadinessProbes } from "../api/ops-routes.js";
 import { authenticateToken, roleSatisfies } from "../auth/tokens.js";
 import type { Store } from "../db/client.js";
 import { isAppError } from "../errors.js";
+import { buildStatement } from "../ledger/statement.js";
 import type { Logger } from "../log.js";
 import { auditRecord, type ExplorerCluster } from "../reports/audit-record.js";
 import { type FailingVerdict, failingVerdicts, listDiscrepancies } from "../reports/job-listing.js";
@@ -19,6 +20,7 @@ import {
   reconciliationReport,
   reconciliationToCsv,
 } from "../reports/reconciliation.js";
+import type { Profile } from "../verify/profiles.js";
 import { dashboardCss } from "./assets.js";
 import { type DiscrepancyFilter, discrepanciesBody } from "./discrepancies-page.js";
 import { BASE, type Html, html, type NavPage, page } from "./html.js";
@@ -34,6 +36,7 @@ import {
   SESSION_TTL_MS,
 } from "./sessions.js";
 import { signInBody } from "./sign-in-page.js";
+import { statementBody } from "./statement-page.js";
 import { type EndpointHealth, statusBody, storeStatus } from "./status-page.js";
 import { workerStatementBody, workersBody } from "./workers-page.js";
 
@@ -50,6 +53,8 @@ export interface DashboardDeps {
   metrics?: AppMetrics;
   /** How long a sign-in lasts; default 8 hours. */
   sessionTtlMs?: number;
+  /** The credit vaults' statement; without it the statement page says the ledger is off. */
+  statement?: { profile: Profile; graceSeconds: number };
 }
 
 interface DashboardEnv {
@@ -367,6 +372,22 @@ export function dashboardRoutes(deps: DashboardDeps) {
     deps.verifier.reverify(jobId);
     c.get("log")?.info({ jobId, tokenId: c.get("session").tokenId }, "dashboard reverify");
     return c.redirect(`${BASE}/jobs/${encodeURIComponent(jobId)}?reverify=queued`, 303);
+  });
+
+  app.get("/statement", (c) => {
+    const period = periodOf(queryOf(c), deps.now());
+    const statement = deps.statement
+      ? buildStatement(
+          deps.store,
+          { from: period.from, to: period.to },
+          {
+            profile: deps.statement.profile,
+            graceSeconds: deps.statement.graceSeconds,
+            now: deps.now,
+          },
+        )
+      : null;
+    return render(c, 200, "Credit vault statement", "statement", statementBody(period, statement));
   });
 
   app.get("/workers", (c) => {

@@ -1,0 +1,80 @@
+import type { Statement, VaultStatement } from "../ledger/statement.js";
+import { BASE, count, type Html, html, short, usdc } from "./html.js";
+import type { DashboardPeriod } from "./period.js";
+import { periodPicker } from "./period-picker.js";
+
+const signed = (units: bigint | null) =>
+  units === null ? "—" : `${units > 0n ? "+" : ""}${usdc(units)}`;
+
+/** One credit vault's bank statement: the balance walk, then every line that needs a look. */
+function vaultSection(v: VaultStatement): Html {
+  const balanced = v.differenceUnits === 0n;
+  return html`<section aria-label="Vault ${v.vault}">
+<h2 class="mono">${v.vault}</h2>
+<p>${v.keys.length > 0 ? html`API keys ${v.keys.join(", ")}. ` : ""}${
+    v.complete
+      ? "History read through the end of the period."
+      : html`<strong>History not read through the end of the period yet${v.readThrough ? ` (read to ${v.readThrough})` : ""}: figures may still move.</strong>`
+  }</p>
+<div class="scroll" tabindex="0" role="region" aria-label="Balance of ${v.vault}">
+<table><tbody>
+<tr><th scope="row">Opening balance</th><td class="num">${usdc(v.openingUnits)}</td></tr>
+<tr><th scope="row">Deposits (${count(v.counts.deposits)})</th><td class="num">${signed(v.depositsUnits)}</td></tr>
+<tr><th scope="row">Locks of recorded jobs (${count(v.counts.locks)})</th><td class="num">${signed(-v.locksUnits)}</td></tr>
+<tr><th scope="row">Returns and refunds (${count(v.counts.returns)})</th><td class="num">${signed(v.returnsUnits)}</td></tr>
+<tr><th scope="row">Unexplained debits (${count(v.counts.unexplained)})</th><td class="num">${signed(-v.unexplainedOutUnits)}</td></tr>
+<tr class="total"><th scope="row">Closing balance by the ledger</th><td class="num">${usdc(v.closingByLedgerUnits)}</td></tr>
+<tr><th scope="row">Closing balance on chain</th><td class="num">${usdc(v.closingOnChainUnits)}</td></tr>
+<tr><th scope="row">Difference</th><td class="num">${balanced ? "0.000000" : html`<strong>${signed(v.differenceUnits)}</strong>`}</td></tr>
+<tr><th scope="row">Net spend (locks − returns + unexplained)</th><td class="num">${usdc(v.netSpendUnits)}</td></tr>
+</tbody></table></div>
+${
+  v.unexplained.length > 0
+    ? html`<h3>Unexplained debits: money out that no recorded job locked</h3>
+<div class="scroll" tabindex="0" role="region" aria-label="Unexplained debits">
+<table><thead><tr><th scope="col">transaction</th><th scope="col" class="num">amount, USDC</th><th scope="col">memo names</th></tr></thead>
+<tbody>${v.unexplained.map(
+        (u) =>
+          html`<tr><td class="mono">${short(u.signature)}</td><td class="num">${usdc(-u.amountUnits)}</td><td>${
+            u.memoJobId
+              ? html`<a href="${BASE}/jobs/${encodeURIComponent(u.memoJobId)}">${u.memoJobId}</a>`
+              : "—"
+          }</td></tr>`,
+      )}</tbody></table></div>`
+    : ""
+}
+${
+  v.unreleasedLocks.length > 0
+    ? html`<h3>Locks never returned or settled in time</h3>
+<ul>${v.unreleasedLocks.map(
+        (u) =>
+          html`<li><a href="${BASE}/jobs/${encodeURIComponent(u.jobId)}">${u.jobId}</a>: ${usdc(u.lockUnits)} USDC locked in <span class="mono">${short(u.signature)}</span></li>`,
+      )}</ul>`
+    : ""
+}
+${
+  v.gaps.length > 0
+    ? html`<h3>Gaps in the history (balances that do not chain)</h3><p>${count(v.gaps.length)} gaps: read the vault from an archival RPC endpoint.</p>`
+    : ""
+}
+</section>`;
+}
+
+/** Every credit vault's statement for the period, like a bank reconciliation. */
+export function statementBody(period: DashboardPeriod, statement: Statement | null): Html {
+  if (statement === null) {
+    return html`<h1>Credit vault statement</h1>
+<p>The credit vault ledger is not read by this service (LEDGER_POLL_MS is 0, or no profile).</p>`;
+  }
+  const findings = statement.vaults.reduce(
+    (n, v) => n + v.counts.unexplained + v.counts.unreleasedLocks,
+    0,
+  );
+  return html`<h1>Credit vault statement</h1>
+${periodPicker("/statement", period)}
+<p>Every movement of each credit vault, from the chain: opening balance + deposits − locks +
+returns − unexplained debits = closing balance, and the closing balance compared with the chain.
+${findings === 0 ? "No unexplained line in this period." : html`<strong>${count(findings)} findings in this period.</strong>`}</p>
+${statement.vaults.length === 0 ? html`<p>No credit vault is known yet (none configured, none learned from a lock).</p>` : ""}
+${statement.vaults.map(vaultSection)}`;
+}
