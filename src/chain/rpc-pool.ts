@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import PQueue from "p-queue";
 import type { Config } from "../config.js";
 import { AppError } from "../errors.js";
@@ -370,6 +371,9 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
   const backoffMax = options.backoffMaxMs ?? 8000;
   const random = options.random ?? Math.random;
   const abort = new AbortController();
+  // Every request in flight listens on this one signal (and removes its listener when done):
+  // many at once is the normal case, not a leak.
+  setMaxListeners(0, abort.signal);
   const closedOutcome: RpcOutcome = { kind: "http_error", status: null, message: "pool closed" };
   const closedSignal = new Promise<RpcOutcome>((resolve) =>
     abort.signal.addEventListener("abort", () => resolve(closedOutcome), { once: true }),
