@@ -68,7 +68,7 @@ function progressReporter(io: VerifyIo) {
     let started = false;
     return {
       update(p: NightlyProgress) {
-        const detail = `verified ${p.byVerdict.verified}, discrepancy ${p.byVerdict.discrepancy}`;
+        const detail = `verified ${p.byVerdict.verified}, partially ${p.byVerdict.partially_verified}, discrepancy ${p.byVerdict.discrepancy}`;
         if (!started) {
           bar.start(p.total, p.final, { detail });
           started = true;
@@ -85,7 +85,7 @@ function progressReporter(io: VerifyIo) {
       if (p.final === last) return;
       last = p.final;
       io.err(
-        `verify: ${p.final}/${p.total} final (verified ${p.byVerdict.verified}, discrepancy ${p.byVerdict.discrepancy})`,
+        `verify: ${p.final}/${p.total} final (verified ${p.byVerdict.verified}, partially ${p.byVerdict.partially_verified}, discrepancy ${p.byVerdict.discrepancy})`,
       );
     },
     stop: () => {},
