@@ -34,7 +34,34 @@ const ReceiptSchema = z
       .nullable()
       .optional()
       .openapi({ description: "`x-decentral-credits-remaining`, in credits (at most 4 decimals)" }),
-    model: z.string().optional(),
+    model: z.string().optional().openapi({
+      description:
+        "the model the caller asked for: it prices the job (in a `_decentral` completion, the response's; send `requested_model` then)",
+    }),
+    requested_model: z.string().optional().openapi({
+      description: "the model asked for; when given, `model` is taken as the response's",
+    }),
+    response_model: z
+      .string()
+      .optional()
+      .openapi({ description: "the model the response named (only compared)" }),
+    max_tokens: z
+      .number()
+      .int()
+      .optional()
+      .openapi({ description: "the request's max_tokens: it bounds what the job can cost" }),
+    key_fingerprint: z
+      .string()
+      .regex(/^[0-9a-f]{16}$/)
+      .optional()
+      .openapi({
+        description:
+          "16 hex digits of the SHA-256 of the caller's API key (as reports show it): ties the lock to the key's credit vault",
+      }),
+    credit_vault: z
+      .string()
+      .optional()
+      .openapi({ description: "the key's credit vault (a token account), base58 of 32 bytes" }),
     usage: z
       .object({
         prompt_tokens: z.number().int().optional(),
