@@ -17,7 +17,7 @@ const headline = (s: NightlySummary) => {
     case "too_few_jobs":
       return tooFew(s);
     case "discrepancies":
-      return `${s.total - s.byVerdict.verified} of ${s.total} jobs NOT verified`;
+      return `${s.total - s.byVerdict.verified - s.byVerdict.partially_verified} of ${s.total} jobs NOT verified${s.byVerdict.partially_verified > 0 ? ` (and ${s.byVerdict.partially_verified} partially verified)` : ""}`;
     case "ledger_findings":
       return `all ${s.total} jobs verified, but the credit vaults' ledger has ${ledgerFindingCount(s)} findings`;
     case "incomplete":
