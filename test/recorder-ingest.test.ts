@@ -30,6 +30,37 @@ function setup() {
 }
 
 describe("POST /jobs", () => {
+  it("stores what ties a receipt to its customer and its request, and names the field when one is wrong", async () => {
+    const { store, post } = setup();
+    const vault = address();
+    const r = wireReceipt({
+      model: "llama-3.3-70b",
+      requested_model: "qwen3-8b",
+      max_tokens: 300,
+      key_fingerprint: "0123456789abcdef",
+      credit_vault: vault,
+    });
+    expect((await post(r)).status).toBe(201);
+    const row = store.db.select().from(jobs).all()[0]!;
+    expect(row).toMatchObject({
+      model: "qwen3-8b",
+      responseModel: "llama-3.3-70b",
+      maxTokens: 300,
+      keyFingerprint: "0123456789abcdef",
+      creditVault: vault,
+    });
+    for (const [field, value] of [
+      ["key_fingerprint", "XYZ"],
+      ["credit_vault", "not-an-address"],
+      ["max_tokens", -3],
+      ["requested_model", 5],
+    ] as const) {
+      const res = await post(wireReceipt({ [field]: value }));
+      expect(res.status).toBe(400);
+      expect(JSON.stringify(await res.json())).toContain(field);
+    }
+  });
+
   it("creates a receipt, then answers the same receipt as a duplicate", async () => {
     const { store, post } = setup();
     const r = wireReceipt();

@@ -68,7 +68,10 @@ const ReadinessSchema = z
   })
   .openapi("Readiness");
 
-async function probeRpc(probes: ReadinessProbes | undefined) {
+/** Asks the RPC probe with a timeout; never throws (`/readyz` and the dashboard's status page). */
+export async function probeRpc(
+  probes: ReadinessProbes | undefined,
+): Promise<{ ok: boolean; detail?: string }> {
   if (!probes?.rpc) return { ok: true, detail: "no RPC probe configured" };
   const timeoutMs = probes.rpcTimeoutMs ?? 3000;
   let timer: NodeJS.Timeout | undefined;

@@ -6,7 +6,7 @@ import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { statusOf } from "../api/error-handler.js";
 import type { AppMetrics } from "../api/metrics.js";
-import type { ReadinessProbes } from "../api/ops-routes.js";
+import { probeRpc, type ReadinessProbes } from "../api/ops-routes.js";
 import { authenticateToken, roleSatisfies } from "../auth/tokens.js";
 import type { Store } from "../db/client.js";
 import { isAppError } from "../errors.js";
@@ -440,27 +440,6 @@ export function dashboardRoutes(deps: DashboardDeps) {
   });
 
   return app;
-}
-
-async function probeRpc(
-  probes: ReadinessProbes | undefined,
-): Promise<{ ok: boolean; detail?: string }> {
-  if (!probes?.rpc) return { ok: true, detail: "no RPC probe configured" };
-  const timeoutMs = probes.rpcTimeoutMs ?? 3000;
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      probes.rpc(),
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-      }),
-    ]);
-    return { ok: true };
-  } catch (error) {
-    return { ok: false, detail: error instanceof Error ? error.message : String(error) };
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /**
