@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { type BetterSQLite3Database, drizzle } from "drizzle-orm/better-sqlite3";
+import { backoff, sleepFor } from "../retry.js";
 import * as schema from "./schema.js";
 
 export type Db = BetterSQLite3Database<typeof schema>;
@@ -50,25 +51,24 @@ export function isBusyError(error: unknown): boolean {
 }
 
 /**
- * Runs a database write, retrying with backoff while another connection holds the write lock
+ * Runs a database write (or a store method), retrying with backoff while another connection holds the write lock
  * past the busy timeout. The retries wait on timers, not in SQLite's busy loop, so the event
  * loop (and the proxy on it) keeps running meanwhile. Other errors, and the last busy one after
  * `attempts`, are thrown.
  */
 export async function retryWhileBusy<T>(
-  write: () => T,
+  write: () => T | Promise<T>,
   options: { attempts?: number; baseDelayMs?: number; maxDelayMs?: number } = {},
 ): Promise<T> {
   const attempts = options.attempts ?? 8;
-  const base = options.baseDelayMs ?? 25;
-  const max = options.maxDelayMs ?? 1000;
+  const baseMs = options.baseDelayMs ?? 25;
+  const maxMs = options.maxDelayMs ?? 1000;
   for (let attempt = 1; ; attempt++) {
     try {
-      return write();
+      return await write();
     } catch (error) {
       if (!isBusyError(error) || attempt >= attempts) throw error;
-      const delay = Math.min(max, base * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
-      await new Promise((resolve) => setTimeout(resolve, delay));
+      await sleepFor(backoff(attempt - 1, { baseMs, maxMs, jitter: [0.5, 1] }));
     }
   }
 }

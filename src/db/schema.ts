@@ -70,6 +70,8 @@ export const finalVerdicts: readonly Verdict[] = [
   "dropped",
   "unverifiable",
 ];
+/** Verdicts the verifier still works on: every verdict that is not final. */
+export const openVerdicts: readonly Verdict[] = verdicts.filter((v) => !finalVerdicts.includes(v));
 
 /** Columns the reconciliation report reads after its group and the verdict (see below). */
 const reportColumns = <

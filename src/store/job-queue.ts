@@ -1,6 +1,7 @@
-import { and, inArray, type SQL } from "drizzle-orm";
-import type { Db } from "../db/client.js";
-import { jobs } from "../db/schema.js";
+import { and, eq, gte, inArray, isNull, lt, lte, or, type SQL, sql } from "drizzle-orm";
+import type { Db, Store } from "../db/client.js";
+import { finalVerdicts, jobs, openVerdicts, type Verdict, verdicts } from "../db/schema.js";
+import { createGivenUpReset } from "./signatures.js";
 
 /** A drizzle handle or the transaction a caller is inside (the reopen joins it). */
 type Writer = Pick<Db, "update">;
@@ -11,12 +12,14 @@ type Writer = Pick<Db, "update">;
  * job was before (its verdict write is guarded by the lease). This is the only way a job is
  * reopened; the receipt writer, the jobs-API answer, custody and `reverify` all call it, inside
  * the transaction that changed what the checks will see. `where` narrows the ids further (e.g.
- * only jobs whose answer changed). Returns how many jobs were reopened.
+ * only jobs whose answer changed); `dueAt` (default `now`) puts them ahead of the queue, e.g. 0
+ * for a re-verification asked for by hand. Returns how many jobs were reopened.
  */
 export function reopenJobs(
   db: Writer,
   target: { jobIds: readonly string[] } | { where: SQL },
   now: number,
+  options: { dueAt?: number } = {},
 ): number {
   const condition =
     "jobIds" in target
@@ -29,7 +32,7 @@ export function reopenJobs(
     .update(jobs)
     .set({
       verdict: "pending",
-      nextVerifyAt: now,
+      nextVerifyAt: options.dueAt ?? now,
       verifyAttempts: 0,
       lastError: null,
       leaseOwner: null,
@@ -38,4 +41,144 @@ export function reopenJobs(
     })
     .where(and(condition))
     .run().changes;
+}
+
+type JobRow = typeof jobs.$inferSelect;
+
+/** Which jobs a run covers. */
+export interface QueueFilter {
+  /** Jobs created at or after this time (ms since epoch). */
+  from?: number;
+  /** Jobs created before this time (ms since epoch): the window is [from, to). */
+  to?: number;
+  jobIds?: string[];
+}
+
+/** How many jobs of a filter hold each verdict, and how many of those are final. */
+export interface VerdictCounts {
+  total: number;
+  final: number;
+  byVerdict: Record<Verdict, number>;
+}
+
+/**
+ * The verifier's work queue: the job's queue columns (verdict while open, `next_verify_at`,
+ * `verify_attempts`, the lease). A job is worked on only under a lease (owner + expiry); an
+ * expired lease is reclaimable, so a crash never loses a job. Verdicts are written by
+ * verdicts.ts, under the same lease.
+ */
+export interface JobQueueStore {
+  /**
+   * Claims up to `limit` due open jobs under a lease in ONE statement (`UPDATE ... WHERE
+   * job_id IN (SELECT ... LIMIT n) RETURNING *`): a write statement takes the write lock before
+   * it reads, so two processes claiming at once wait for each other (busy timeout) instead of
+   * one failing on a read-to-write upgrade, and never both get a job. Jobs still leased to this
+   * owner are claimable too: rounds of one verifier never overlap, so such a lease is left
+   * from a round that failed, and waiting for it to expire would stall those jobs.
+   */
+  claim(
+    owner: string,
+    filter: QueueFilter | null,
+    lease: { t: number; leaseMs: number; limit: number },
+  ): Promise<JobRow[]>;
+  /** Extends this owner's leases to `until` (a long round on a slow node). */
+  renewLeases(owner: string, until: number): Promise<void>;
+  /** Drops this owner's leases, so another verifier takes its jobs at once. */
+  releaseLeases(owner: string): Promise<void>;
+  /** When the next open job in `filter` is due (ms since epoch), or null if none is open. */
+  nextDue(filter: QueueFilter | null): Promise<number | null>;
+  /** Jobs of `filter` by verdict: a run's progress. */
+  countVerdicts(filter: QueueFilter | null): Promise<VerdictCounts>;
+  /**
+   * Queues a fresh verification of one job: its given-up signatures (dropped, pruned) are
+   * looked for again and the job is reopened, in one transaction.
+   */
+  reverify(jobId: string, t: number): Promise<void>;
+}
+
+function filterCondition(filter: QueueFilter | null): SQL | undefined {
+  if (!filter) return undefined;
+  const parts = [];
+  if (filter.from !== undefined) parts.push(gte(jobs.createdAt, filter.from));
+  if (filter.to !== undefined) parts.push(lt(jobs.createdAt, filter.to));
+  if (filter.jobIds !== undefined) parts.push(inArray(jobs.jobId, filter.jobIds));
+  return parts.length > 0 ? and(...parts) : undefined;
+}
+
+/**
+ * Drops every lease of `owner` (a process known dead), inside the caller's write transaction
+ * (see verification-runs.ts).
+ */
+export function releaseLeasesOf(db: Writer, owner: string): void {
+  db.update(jobs)
+    .set({ leaseOwner: null, leaseUntil: null })
+    .where(eq(jobs.leaseOwner, owner))
+    .run();
+}
+
+export function createJobQueueStore(store: Store): JobQueueStore {
+  const { db, sqlite } = store;
+  const resetGivenUp = createGivenUpReset(store);
+  const reverifyOne = sqlite.transaction((jobId: string, t: number) => {
+    resetGivenUp(jobId);
+    reopenJobs(db, { jobIds: [jobId] }, t, { dueAt: 0 });
+  });
+  return {
+    async claim(owner, filter, { t, leaseMs, limit }) {
+      const due = db
+        .select({ jobId: jobs.jobId })
+        .from(jobs)
+        .where(
+          and(
+            inArray(jobs.verdict, openVerdicts),
+            lte(jobs.nextVerifyAt, t),
+            or(isNull(jobs.leaseUntil), lte(jobs.leaseUntil, t), eq(jobs.leaseOwner, owner)),
+            filterCondition(filter),
+          ),
+        )
+        .orderBy(jobs.nextVerifyAt)
+        .limit(limit);
+      return db
+        .update(jobs)
+        .set({ leaseOwner: owner, leaseUntil: t + leaseMs })
+        .where(inArray(jobs.jobId, due))
+        .returning()
+        .all();
+    },
+    async renewLeases(owner, until) {
+      db.update(jobs).set({ leaseUntil: until }).where(eq(jobs.leaseOwner, owner)).run();
+    },
+    async releaseLeases(owner) {
+      releaseLeasesOf(db, owner);
+    },
+    async nextDue(filter) {
+      const row = db
+        .select({
+          next: sql<number | null>`min(max(${jobs.nextVerifyAt}, coalesce(${jobs.leaseUntil}, 0)))`,
+        })
+        .from(jobs)
+        .where(and(inArray(jobs.verdict, openVerdicts), filterCondition(filter)))
+        .get();
+      return row?.next ?? null;
+    },
+    async countVerdicts(filter) {
+      const byVerdict = Object.fromEntries(verdicts.map((v) => [v, 0])) as Record<Verdict, number>;
+      const rows = db
+        .select({ verdict: jobs.verdict, n: sql<number>`count(*)` })
+        .from(jobs)
+        .where(filterCondition(filter))
+        .groupBy(jobs.verdict)
+        .all();
+      let total = 0;
+      for (const r of rows) {
+        byVerdict[r.verdict] = r.n;
+        total += r.n;
+      }
+      const final = finalVerdicts.reduce((n, v) => n + byVerdict[v], 0);
+      return { total, final, byVerdict };
+    },
+    async reverify(jobId, t) {
+      reverifyOne.immediate(jobId, t);
+    },
+  };
 }

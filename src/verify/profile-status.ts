@@ -1,4 +1,5 @@
 import type { Store } from "../db/client.js";
+import { createCustodyStore } from "../store/custody.js";
 import type { Profile } from "./profiles.js";
 
 /**
@@ -38,22 +39,8 @@ export function profileStatus(store: Store, profile: Profile): ProfileStatus {
   if (profile.treasury !== null) {
     return { name: profile.name, gaps, treasury: { source: "profile", address: profile.treasury } };
   }
-  const pinned = store.sqlite
-    .prepare("SELECT value, evidence FROM profile_pins WHERE profile = ? AND name = 'treasury'")
-    .get(profile.name) as { value: string; evidence: number } | undefined;
-  if (pinned) {
-    return {
-      name: profile.name,
-      gaps,
-      treasury: { source: "learned", address: pinned.value, settlements: pinned.evidence },
-    };
-  }
-  const candidates = store.sqlite
-    .prepare(
-      `SELECT address, count(*) AS settlements FROM treasury_evidence WHERE profile = ?
-       GROUP BY address ORDER BY settlements DESC LIMIT 5`,
-    )
-    .all(profile.name) as { address: string; settlements: number }[];
+  const treasury = createCustodyStore(store, profile).treasuryStatus();
+  if (treasury.source === "learned") return { name: profile.name, gaps, treasury };
   gaps.push({
     check: "settlement.recipients",
     reason: `the treasury is not known yet: settlements stay partially verified until ${profile.treasuryLearnAfter} agree on one address`,
@@ -61,6 +48,6 @@ export function profileStatus(store: Store, profile: Profile): ProfileStatus {
   return {
     name: profile.name,
     gaps,
-    treasury: { source: "learning", candidates, needed: profile.treasuryLearnAfter },
+    treasury: { ...treasury, needed: profile.treasuryLearnAfter },
   };
 }

@@ -1,0 +1,220 @@
+import { and, eq, inArray, sql } from "drizzle-orm";
+import type { Store } from "../db/client.js";
+import { creditVaults, jobs } from "../db/schema.js";
+import { reopenJobs } from "./job-queue.js";
+
+/**
+ * What ties money to the customer and to the protocol, as the store pins it: the credit vault
+ * of each API key (configured, or learned from the key's first lock) and, when the profile does
+ * not name it, the treasury (learned once enough settlements agree). Pins never move once set:
+ * a later lock from another vault, or a later payee other than the pinned treasury, is a
+ * finding, not a new truth. Tables: `credit_vaults`, `treasury_evidence`, `profile_pins`.
+ */
+
+/** Credit vaults a deployment declares (`CREDIT_VAULTS`). */
+export interface CustodyConfig {
+  /** Vaults of this deployment, any key: a lock from any other vault is a finding. */
+  vaults: readonly string[];
+  /** A key's vault by key fingerprint: pinned at start, over anything learned. */
+  byKey: Readonly<Record<string, string>>;
+}
+
+/** A key's pinned credit vault. */
+export interface VaultPin {
+  vault: string;
+  source: "configured" | "learned";
+}
+
+/** What an evaluation learned, to pin with its verdict. */
+export interface LearnedPins {
+  /** The key's credit vault, from its first lock (when nothing pinned it before). */
+  creditVault: string | null;
+  /** A settlement's one payee besides worker and credit vault, while the treasury is unknown. */
+  treasuryCandidate: { signature: string; address: string } | null;
+}
+
+/** The treasury as pinned by the profile, learned, or still being learned. */
+export type TreasuryStatus =
+  | { source: "learned"; address: string; settlements: number }
+  | { source: "learning"; candidates: { address: string; settlements: number }[] };
+
+export interface CustodyStore {
+  /**
+   * The pins the checks of a few jobs see: each key's credit vault, the key each vault is
+   * pinned to, and the learned treasury (null when the profile pins one or none is learned).
+   */
+  pins(
+    keys: readonly string[],
+    vaults: readonly string[],
+  ): Promise<{
+    byKey: Map<string, VaultPin>;
+    keyOfVault: Map<string, string>;
+    treasury: string | null;
+  }>;
+  /**
+   * The learned treasury with its evidence, or the leading candidates while learning.
+   * Synchronous for now: `/readyz`, the dashboard and the nightly summary read the profile
+   * status synchronously (`profileStatus`); it becomes a Promise with their callers.
+   */
+  treasuryStatus(): TreasuryStatus;
+}
+
+/** Pins written with a verdict, inside the verdict writer's transaction (verdicts.ts). */
+export interface CustodyPinning {
+  /**
+   * Pins what an evaluation learned. False when another job pinned something else first: the
+   * evaluation is stale and must run again.
+   */
+  pin(
+    job: { jobId: string; keyFingerprint?: string | null },
+    learned: LearnedPins,
+    t: number,
+  ): boolean;
+  /**
+   * Records a settlement's treasury candidate; once `treasuryLearnAfter` settlements agree the
+   * address is pinned, and jobs left unproven for want of it are queued again.
+   */
+  countTreasuryEvidence(
+    jobId: string,
+    candidate: { signature: string; address: string },
+    t: number,
+  ): void;
+}
+
+/** The part of a profile custody depends on. */
+export interface CustodyProfile {
+  name: string;
+  treasury: string | null;
+  treasuryLearnAfter: number;
+}
+
+/**
+ * Opens custody over the store. Vaults configured by key are pinned now (they win over
+ * anything learned).
+ */
+export function createCustodyStore(
+  store: Store,
+  profile: CustodyProfile,
+  config: CustodyConfig = { vaults: [], byKey: {} },
+): CustodyStore {
+  const { db, sqlite } = store;
+  const selectTreasury = sqlite.prepare(
+    "SELECT value, evidence FROM profile_pins WHERE profile = ? AND name = 'treasury'",
+  );
+  // Raw SQL: a grouped count that must come back as a safe integer.
+  const selectCandidates = sqlite.prepare(
+    `SELECT address, count(*) AS settlements FROM treasury_evidence WHERE profile = ?
+     GROUP BY address ORDER BY settlements DESC LIMIT 5`,
+  );
+
+  if (Object.keys(config.byKey).length > 0) {
+    // Raw SQL: an upsert whose update is guarded (a pin that already says so is not rewritten).
+    const upsert = sqlite.prepare(
+      `INSERT INTO credit_vaults (key_fingerprint, vault, source, job_id, pinned_at)
+       VALUES (?, ?, 'configured', NULL, ?)
+       ON CONFLICT (key_fingerprint) DO UPDATE SET vault = excluded.vault, source = 'configured'
+       WHERE credit_vaults.vault <> excluded.vault OR credit_vaults.source <> 'configured'`,
+    );
+    const t = Date.now();
+    sqlite
+      .transaction(() => {
+        for (const [key, vault] of Object.entries(config.byKey)) upsert.run(key, vault, t);
+      })
+      .immediate();
+  }
+
+  return {
+    async pins(keys, vaults) {
+      const byKey = new Map<string, VaultPin>();
+      const keyOfVault = new Map<string, string>();
+      const wantedKeys = [...new Set(keys)];
+      if (wantedKeys.length > 0) {
+        for (const row of db
+          .select({
+            key: creditVaults.keyFingerprint,
+            vault: creditVaults.vault,
+            source: creditVaults.source,
+          })
+          .from(creditVaults)
+          .where(inArray(creditVaults.keyFingerprint, wantedKeys))
+          .all()) {
+          byKey.set(row.key, { vault: row.vault, source: row.source });
+        }
+      }
+      const wantedVaults = [...new Set(vaults)];
+      if (wantedVaults.length > 0) {
+        for (const row of db
+          .select({ key: creditVaults.keyFingerprint, vault: creditVaults.vault })
+          .from(creditVaults)
+          .where(inArray(creditVaults.vault, wantedVaults))
+          .all()) {
+          if (!keyOfVault.has(row.vault)) keyOfVault.set(row.vault, row.key);
+        }
+      }
+      const treasury =
+        profile.treasury !== null
+          ? null
+          : ((selectTreasury.get(profile.name) as { value: string } | undefined)?.value ?? null);
+      return { byKey, keyOfVault, treasury };
+    },
+    treasuryStatus() {
+      const pinned = selectTreasury.get(profile.name) as
+        | { value: string; evidence: number }
+        | undefined;
+      if (pinned) return { source: "learned", address: pinned.value, settlements: pinned.evidence };
+      const candidates = selectCandidates.all(profile.name) as {
+        address: string;
+        settlements: number;
+      }[];
+      return { source: "learning", candidates };
+    },
+  };
+}
+
+/** Custody's writes that compose inside the verdict writer's transaction. */
+export function createCustodyPinning(store: Store, profile: CustodyProfile): CustodyPinning {
+  const { db, sqlite } = store;
+  const selectPin = sqlite
+    .prepare("SELECT vault FROM credit_vaults WHERE key_fingerprint = ?")
+    .pluck();
+  const insertLearned = sqlite.prepare(
+    `INSERT INTO credit_vaults (key_fingerprint, vault, source, job_id, pinned_at)
+     VALUES (?, ?, 'learned', ?, ?) ON CONFLICT (key_fingerprint) DO NOTHING`,
+  );
+  const selectTreasury = sqlite
+    .prepare("SELECT value FROM profile_pins WHERE profile = ? AND name = 'treasury'")
+    .pluck();
+  const insertEvidence = sqlite.prepare(
+    `INSERT INTO treasury_evidence (profile, signature, address, job_id, seen_at)
+     VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+  );
+  // Raw SQL: the count is compared with a number, so it must come back as one.
+  const countEvidence = sqlite
+    .prepare("SELECT count(*) FROM treasury_evidence WHERE profile = ? AND address = ?")
+    .pluck();
+  const insertTreasury = sqlite.prepare(
+    `INSERT INTO profile_pins (profile, name, value, evidence, pinned_at)
+     VALUES (?, 'treasury', ?, ?, ?) ON CONFLICT DO NOTHING`,
+  );
+  // Jobs that waited for the treasury are decided again now that it is known.
+  const treasuryWaiters = and(
+    eq(jobs.verdict, "partially_verified"),
+    sql`${jobs.unproven} LIKE '%"treasury_unknown"%'`,
+  )!;
+  return {
+    pin(job, learned, t) {
+      if (learned.creditVault === null || !job.keyFingerprint) return true;
+      insertLearned.run(job.keyFingerprint, learned.creditVault, job.jobId, t);
+      return selectPin.get(job.keyFingerprint) === learned.creditVault;
+    },
+    countTreasuryEvidence(jobId, candidate, t) {
+      if (profile.treasury !== null) return;
+      insertEvidence.run(profile.name, candidate.signature, candidate.address, jobId, t);
+      if (selectTreasury.get(profile.name) !== undefined) return;
+      const agreeing = countEvidence.get(profile.name, candidate.address) as number;
+      if (agreeing < profile.treasuryLearnAfter) return;
+      insertTreasury.run(profile.name, candidate.address, agreeing, t);
+      reopenJobs(db, { where: treasuryWaiters }, t, { dueAt: 0 });
+    },
+  };
+}

@@ -1,0 +1,265 @@
+import { and, eq, inArray, isNull } from "drizzle-orm";
+import { factsToJson } from "../chain/facts-json.js";
+import type { TransactionFacts } from "../chain/transaction-facts.js";
+import type { Store } from "../db/client.js";
+import { chainTransactions } from "../db/schema.js";
+import { stringifyWithBigints } from "../money.js";
+
+/**
+ * The signature state machine: one `chain_transactions` row per signature any job names.
+ * States only move forward (unknown -> landed -> finalized; dropped and pruned end the search
+ * until a re-verification), commitment never goes down, a finalized transaction is fetched
+ * once and shared by every job naming it, and the first process to store it wins.
+ *
+ * Every change is written as guarded SQL, never as values computed from a row read earlier:
+ * another process may have moved the row meanwhile, and counters are incremented in SQL so no
+ * miss is lost. Each method returns the rows as the database now holds them.
+ */
+
+export type SignatureRow = typeof chainTransactions.$inferSelect;
+
+/** A status as a node reported it; null when the node knows nothing of the signature. */
+export interface ObservedStatus {
+  slot: number;
+  confirmationStatus: "processed" | "confirmed" | "finalized" | null;
+}
+
+export interface SignatureStore {
+  /** Gives every signature its row (state `unknown`) unless it has one; returns all rows. */
+  track(signatures: readonly string[], t: number): Promise<Map<string, SignatureRow>>;
+  /** The rows of these signatures, as stored. */
+  load(signatures: readonly string[]): Promise<Map<string, SignatureRow>>;
+  /**
+   * Records one poll's statuses in one transaction. A missing status counts a miss; a
+   * signature never seen (or seen only at processed) is dropped once the current slot is past
+   * the first miss's slot by `dropAfterSlots`. Returns the rows after the change.
+   */
+  recordStatuses(
+    polled: readonly { signature: string; status: ObservedStatus | null }[],
+    poll: { currentSlot: number | null; dropAfterSlots: number; t: number },
+  ): Promise<Map<string, SignatureRow>>;
+  /** Stores a fetched finalized transaction unless another process stored it first. */
+  recordFetched(
+    signature: string,
+    fetched: { facts: TransactionFacts; raw: unknown },
+    t: number,
+  ): Promise<SignatureRow | undefined>;
+  /**
+   * The status said finalized but the node returned nothing (a lagging or pruning node): the
+   * miss counts while nobody has stored the transaction, and at `maxMisses` it is pruned.
+   */
+  recordFetchMiss(signature: string, maxMisses: number): Promise<SignatureRow | undefined>;
+  /**
+   * Which jobs name each signature in any role, receipt or jobs API: up to `limit` ids in id
+   * order, and the total, counted by SQLite (a signature replayed by thousands of receipts
+   * costs each of them an index count, not a list of all the others).
+   */
+  jobsNaming(
+    signatures: readonly string[],
+    limit: number,
+  ): Promise<{ named: Map<string, string[]>; totals: Map<string, number> }>;
+  /** The pairs in which the job names the signature in any role, conflicting receipts included. */
+  namesAny(pairs: readonly { jobId: string; signature: string }[]): Promise<Set<string>>;
+}
+
+/** Key of a (job, signature) pair in the set `namesAny` returns. */
+export const pairKey = (jobId: string, signature: string) => `${jobId}\u0000${signature}`;
+
+const CHUNK = 500;
+
+function chunks<T>(items: readonly T[], size = CHUNK): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+/** Ranks a commitment column or parameter in SQL. */
+const rank = (column: string) =>
+  `CASE ${column} WHEN 'finalized' THEN 2 WHEN 'confirmed' THEN 1 WHEN 'processed' THEN 0 ELSE -1 END`;
+
+export function createSignatureStore(store: Store): SignatureStore {
+  const { db, sqlite } = store;
+
+  // Raw SQL: each update is one guarded CASE per column, which the query builder cannot say.
+  const statusFound = sqlite.prepare(
+    `UPDATE chain_transactions SET
+       state = CASE WHEN state IN ('finalized', 'pruned') THEN state
+         WHEN @commitment = 'finalized' THEN 'finalized' ELSE 'landed' END,
+       commitment = CASE WHEN state IN ('finalized', 'pruned') OR ${rank("commitment")} >= ${rank("@commitment")}
+         THEN commitment ELSE @commitment END,
+       slot = CASE WHEN state IN ('finalized', 'pruned') THEN slot ELSE @slot END,
+       status_checked_at = @t,
+       not_found_count = CASE WHEN state IN ('finalized', 'pruned') THEN not_found_count ELSE 0 END,
+       not_found_since = CASE WHEN state IN ('finalized', 'pruned') THEN not_found_since ELSE NULL END,
+       not_found_slot = CASE WHEN state IN ('finalized', 'pruned') THEN not_found_slot ELSE NULL END
+     WHERE signature = @signature`,
+  );
+  // A signature never seen, or seen only at processed (a minority fork can lose it), can be
+  // dropped; one seen confirmed and missing now is a lagging node (e.g. after failover), which
+  // the next poll sorts out. Raw SQL: a guarded CASE.
+  const statusMissing = sqlite.prepare(
+    `UPDATE chain_transactions SET
+       state = CASE WHEN (state = 'unknown' OR (state = 'landed' AND commitment = 'processed'))
+           AND @currentSlot IS NOT NULL
+           AND @currentSlot > coalesce(not_found_slot, @currentSlot) + @dropAfterSlots
+         THEN 'dropped' ELSE state END,
+       status_checked_at = @t,
+       not_found_since = coalesce(not_found_since, @t),
+       not_found_slot = coalesce(not_found_slot, @currentSlot),
+       not_found_count = not_found_count + 1
+     WHERE signature = @signature AND state IN ('unknown', 'landed')`,
+  );
+  // Raw SQL: the counter and the state move together in one guarded CASE.
+  const fetchMissed = sqlite.prepare(
+    `UPDATE chain_transactions SET
+       not_found_count = not_found_count + 1,
+       state = CASE WHEN state = 'finalized' AND not_found_count + 1 >= @maxMisses THEN 'pruned'
+         ELSE state END
+     WHERE signature = @signature AND facts IS NULL`,
+  );
+
+  // Jobs naming one signature in any role, from the receipt or the jobs API. Each branch is an
+  // index range; UNION removes a job named twice. Ordered by id: the first is the owner of a
+  // shared signature whose memo decides nothing (see signatureOwner). Raw SQL: a UNION of
+  // index ranges, measured faster than one OR over four columns.
+  const namingUnion = `SELECT job_id FROM jobs WHERE escrow_tx = @sig
+    UNION SELECT job_id FROM jobs WHERE settlement_tx = @sig
+    UNION SELECT job_id FROM jobs WHERE api_escrow_tx = @sig
+    UNION SELECT job_id FROM jobs WHERE api_settlement_tx = @sig`;
+  const namingIds = sqlite
+    .prepare(`${namingUnion} ORDER BY job_id LIMIT @limit`)
+    .pluck() as unknown as { all(p: { sig: string; limit: number }): string[] };
+  const namingCount = sqlite
+    .prepare(`SELECT count(*) FROM (${namingUnion})`)
+    .pluck() as unknown as { get(p: { sig: string }): number };
+  // Raw SQL: json_each over the conflicting receipts' signatures.
+  const namesStatement = sqlite.prepare(
+    `SELECT 1 FROM jobs WHERE job_id = @jobId
+       AND (@sig IN (escrow_tx, settlement_tx, api_escrow_tx, api_settlement_tx)
+         OR EXISTS (SELECT 1 FROM json_each(conflict_signatures) WHERE value = @sig))`,
+  );
+
+  function load(signatures: readonly string[]): Map<string, SignatureRow> {
+    const rows = new Map<string, SignatureRow>();
+    for (const part of chunks(signatures)) {
+      for (const row of db
+        .select()
+        .from(chainTransactions)
+        .where(inArray(chainTransactions.signature, part))
+        .all()) {
+        rows.set(row.signature, row);
+      }
+    }
+    return rows;
+  }
+
+  const insertMissing = sqlite.transaction((signatures: readonly string[], t: number) => {
+    for (const part of chunks(signatures)) {
+      db.insert(chainTransactions)
+        .values(part.map((signature) => ({ signature, firstSeenAt: t })))
+        .onConflictDoNothing()
+        .run();
+    }
+  });
+
+  const writeStatuses = sqlite.transaction(
+    (
+      polled: readonly { signature: string; status: ObservedStatus | null }[],
+      poll: { currentSlot: number | null; dropAfterSlots: number; t: number },
+    ) => {
+      for (const { signature, status } of polled) {
+        if (status) {
+          statusFound.run({
+            signature,
+            commitment: status.confirmationStatus,
+            slot: status.slot,
+            t: poll.t,
+          });
+        } else {
+          statusMissing.run({
+            signature,
+            currentSlot: poll.currentSlot,
+            dropAfterSlots: poll.dropAfterSlots,
+            t: poll.t,
+          });
+        }
+      }
+    },
+  );
+
+  return {
+    async track(signatures, t) {
+      insertMissing.immediate(signatures, t);
+      return load(signatures);
+    },
+    async load(signatures) {
+      return load(signatures);
+    },
+    async recordStatuses(polled, poll) {
+      writeStatuses.immediate(polled, poll);
+      return load(polled.map((p) => p.signature));
+    },
+    async recordFetched(signature, { facts, raw }, t) {
+      db.update(chainTransactions)
+        .set({
+          state: "finalized",
+          commitment: "finalized",
+          slot: facts.slot,
+          blockTime: facts.blockTime,
+          feeLamports: facts.fee,
+          succeeded: facts.succeeded,
+          err: facts.err ?? null,
+          facts: factsToJson(facts),
+          raw: typeof raw === "string" ? raw : stringifyWithBigints(raw),
+          fetchedAt: t,
+        })
+        .where(and(eq(chainTransactions.signature, signature), isNull(chainTransactions.facts)))
+        .run();
+      return load([signature]).get(signature);
+    },
+    async recordFetchMiss(signature, maxMisses) {
+      fetchMissed.run({ signature, maxMisses });
+      return load([signature]).get(signature);
+    },
+    async jobsNaming(signatures, limit) {
+      const named = new Map<string, string[]>();
+      const totals = new Map<string, number>();
+      for (const sig of new Set(signatures)) {
+        const ids = namingIds.all({ sig, limit });
+        named.set(sig, ids);
+        totals.set(sig, ids.length < limit ? ids.length : namingCount.get({ sig }));
+      }
+      return { named, totals };
+    },
+    async namesAny(pairs) {
+      const found = new Set<string>();
+      for (const { jobId, signature } of pairs) {
+        if (namesStatement.get({ jobId, sig: signature }) !== undefined) {
+          found.add(pairKey(jobId, signature));
+        }
+      }
+      return found;
+    },
+  };
+}
+
+/**
+ * Signatures of a job given up on (dropped, pruned) are looked for again: the node may have
+ * been the wrong one, which is what a re-verification is usually asked for. Composes inside
+ * the caller's write transaction (see `reverifyJob` in job-queue.ts); raw SQL: a CASE over a
+ * UNION of the job's four signature columns.
+ */
+export function createGivenUpReset(store: Store): (jobId: string) => void {
+  const statement = store.sqlite.prepare(
+    `UPDATE chain_transactions
+       SET state = CASE state WHEN 'pruned' THEN 'finalized' ELSE 'unknown' END,
+         not_found_count = 0, not_found_slot = NULL, not_found_since = NULL
+     WHERE state IN ('pruned', 'dropped') AND signature IN (
+       SELECT escrow_tx FROM jobs WHERE job_id = @jobId UNION SELECT settlement_tx FROM jobs WHERE job_id = @jobId
+       UNION SELECT api_escrow_tx FROM jobs WHERE job_id = @jobId
+       UNION SELECT api_settlement_tx FROM jobs WHERE job_id = @jobId)`,
+  );
+  return (jobId) => {
+    statement.run({ jobId });
+  };
+}

@@ -1,0 +1,158 @@
+import type { Store } from "../db/client.js";
+import { type CheckOutcome, finalVerdicts, type Verdict } from "../db/schema.js";
+import {
+  type CustodyPinning,
+  type CustodyProfile,
+  createCustodyPinning,
+  type LearnedPins,
+} from "./custody.js";
+
+/**
+ * The verdict writer: a job's verdict, its amounts, its check rows and what its evaluation
+ * pinned (custody) change together, in one IMMEDIATE transaction, and only while the writer
+ * still holds the job's lease: a result is applied once or not at all.
+ */
+
+/** One check's row in `check_results`. */
+export interface CheckRow {
+  name: string;
+  outcome: CheckOutcome;
+  reason: string | null;
+  expected: unknown;
+  actual: unknown;
+}
+
+/** Amounts read from the chain, written with a full evaluation. */
+export interface VerdictAmounts {
+  escrowedUnits: bigint | null;
+  chargedUnits: bigint | null;
+  workerPaidUnits: bigint | null;
+  treasuryPaidUnits: bigint | null;
+  refundedUnits: bigint | null;
+  expectedChargeUnits: bigint | null;
+  feesLamports: bigint | null;
+}
+
+/** What one job's decision writes. */
+export interface VerdictWrite {
+  job: {
+    jobId: string;
+    keyFingerprint?: string | null;
+    /** As claimed: kept when the new verdict is not final. */
+    verdictAt: number | null;
+    verifyAttempts: number;
+  };
+  verdict: Verdict;
+  nextVerifyAt: number;
+  lastError: string | null;
+  commitment: "processed" | "confirmed" | "finalized" | null;
+  /** Present when the checks ran: amounts, what is unproven, what to pin. */
+  evaluation: {
+    amounts: VerdictAmounts;
+    unproven: readonly string[];
+    learned: LearnedPins;
+  } | null;
+  /** Check rows to write (final verdicts, and the evidence of an RPC disagreement). */
+  checks: readonly CheckRow[] | null;
+}
+
+export interface VerdictStore {
+  /**
+   * Writes the decisions in one transaction, each guarded by `owner`'s lease. Returns, per
+   * decision, whether a final verdict was written (false: not final, lease lost, or stale).
+   */
+  write(
+    decisions: readonly VerdictWrite[],
+    context: { owner: string; runId: number | null; t: number },
+  ): Promise<boolean[]>;
+}
+
+export function createVerdictStore(store: Store, profile: CustodyProfile): VerdictStore {
+  const { sqlite } = store;
+  const custody: CustodyPinning = createCustodyPinning(store, profile);
+
+  // Raw SQL: the verdict write is the hottest statement of a run; prepared once with named
+  // parameters, measured faster than building the update per job.
+  const verdictSet = `verdict = @verdict, verdict_at = @verdictAt, verify_attempts = @attempts,
+    next_verify_at = @nextVerifyAt, lease_owner = NULL, lease_until = NULL,
+    last_error = @lastError, commitment = @commitment, unproven = @unproven, updated_at = @now`;
+  const writeVerdict = sqlite.prepare(
+    `UPDATE jobs SET ${verdictSet} WHERE job_id = @jobId AND lease_owner = @owner`,
+  );
+  const writeVerdictWithAmounts = sqlite.prepare(
+    `UPDATE jobs SET ${verdictSet}, escrowed_units = @escrowedUnits, charged_units = @chargedUnits,
+       worker_paid_units = @workerPaidUnits, treasury_paid_units = @treasuryPaidUnits,
+       refunded_units = @refundedUnits, expected_charge_units = @expectedChargeUnits,
+       fees_lamports = @feesLamports
+     WHERE job_id = @jobId AND lease_owner = @owner`,
+  );
+  const clearChecks = sqlite.prepare("DELETE FROM check_results WHERE job_id = ?");
+  const insertCheck = sqlite.prepare(
+    `INSERT INTO check_results (job_id, name, outcome, reason, expected, actual, run_id, checked_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+  );
+
+  /** Writes one job's verdict, amounts and checks; false when not final or its lease was lost. */
+  function writeOne(d: VerdictWrite, owner: string, runId: number | null, t: number): boolean {
+    const final = finalVerdicts.includes(d.verdict);
+    const params = {
+      jobId: d.job.jobId,
+      owner,
+      verdict: d.verdict,
+      verdictAt: final ? t : d.job.verdictAt,
+      // Consecutive rounds that ended in RPC trouble: the error backoff grows with it.
+      attempts:
+        d.verdict === "error" || d.verdict === "rpc_disagreement" ? d.job.verifyAttempts + 1 : 0,
+      nextVerifyAt: d.nextVerifyAt,
+      lastError: d.lastError,
+      commitment: d.commitment,
+      unproven: d.evaluation?.unproven.length ? JSON.stringify(d.evaluation.unproven) : null,
+      now: t,
+    };
+    // What the evaluation learned is pinned first; a pin another job (or process) set first
+    // that disagrees makes this verdict stale, so the job is looked at again instead.
+    if (d.evaluation && !custody.pin(d.job, d.evaluation.learned, t)) {
+      params.verdict = "pending";
+      params.verdictAt = d.job.verdictAt;
+      params.nextVerifyAt = t;
+      params.unproven = null;
+      writeVerdict.run(params);
+      return false;
+    }
+    const result = d.evaluation
+      ? writeVerdictWithAmounts.run({ ...params, ...d.evaluation.amounts })
+      : writeVerdict.run(params);
+    if (result.changes === 0) return false; // The lease was lost: another owner has the job.
+    if (d.evaluation?.learned.treasuryCandidate) {
+      custody.countTreasuryEvidence(d.job.jobId, d.evaluation.learned.treasuryCandidate, t);
+    }
+    // A disagreement's evidence is written too, and replaced by the checks of the final verdict.
+    if ((final || d.verdict === "rpc_disagreement") && d.checks) {
+      clearChecks.run(d.job.jobId);
+      for (const c of d.checks) {
+        insertCheck.run(
+          d.job.jobId,
+          c.name,
+          c.outcome,
+          c.reason,
+          c.expected === undefined ? null : JSON.stringify(c.expected),
+          c.actual === undefined ? null : JSON.stringify(c.actual),
+          runId,
+          t,
+        );
+      }
+    }
+    return final;
+  }
+
+  const writeAll = sqlite.transaction(
+    (decisions: readonly VerdictWrite[], owner: string, runId: number | null, t: number) =>
+      decisions.map((d) => writeOne(d, owner, runId, t)),
+  );
+
+  return {
+    async write(decisions, { owner, runId, t }) {
+      return writeAll.immediate(decisions, owner, runId, t);
+    },
+  };
+}

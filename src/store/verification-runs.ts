@@ -1,0 +1,140 @@
+import { eq } from "drizzle-orm";
+import type { Store } from "../db/client.js";
+import { verificationRuns } from "../db/schema.js";
+import { releaseLeasesOf } from "./job-queue.js";
+
+/**
+ * Verification runs (`verification_runs`) and their owners' heartbeats (`locks` rows named
+ * `verifier:<owner>`). A run's owner proves it is alive with a heartbeat renewed while it has a
+ * run open. A `running` run whose owner's heartbeat has expired belongs to a process that died
+ * (kill -9, power loss): it is closed as `abandoned`. Its jobs need nothing: their leases
+ * expire, or are released at once when the owner is known dead.
+ */
+
+export type RunStatus = (typeof verificationRuns.$inferSelect)["status"];
+
+export interface RunCloser {
+  /** This process's owner id: its own runs are never abandoned. */
+  owner: string;
+  t: number;
+  /** Owners known dead now (a process of this host that no longer exists). */
+  deadOwners: readonly string[];
+}
+
+export interface VerificationRunStore {
+  /** Owners of `running` runs other than `owner`. */
+  runningOwners(owner: string): Promise<string[]>;
+  /**
+   * Closes runs of dead owners (and releases their leases) and runs whose heartbeat expired,
+   * in one transaction; returns how many runs were closed.
+   */
+  closeAbandoned(closer: RunCloser): Promise<number>;
+  /**
+   * Opens a run: closes abandoned runs, writes the heartbeat and inserts the run row, in one
+   * transaction. Returns the run id and how many abandoned runs were closed.
+   */
+  open(
+    run: {
+      trigger: "serve" | "verify";
+      window: { from?: number; to?: number } | null;
+      heartbeatUntil: number;
+    },
+    closer: RunCloser,
+  ): Promise<{ runId: number; closed: number }>;
+  /** Renews the owner's heartbeat until `until`. */
+  beat(owner: string, t: number, until: number): Promise<void>;
+  /** Removes the owner's heartbeat (its last run finished). */
+  dropHeartbeat(owner: string): Promise<void>;
+  finish(runId: number, status: RunStatus, summary: unknown, t: number): Promise<void>;
+}
+
+const heartbeatName = (owner: string) => `verifier:${owner}`;
+
+export function createVerificationRunStore(store: Store): VerificationRunStore {
+  const { db, sqlite } = store;
+  // Raw SQL: an upsert that renews only the expiry.
+  const writeHeartbeat = sqlite.prepare(
+    `INSERT INTO locks (name, owner, acquired_at, expires_at) VALUES (@name, @owner, @t, @until)
+     ON CONFLICT(name) DO UPDATE SET expires_at = excluded.expires_at`,
+  );
+  const dropHeartbeat = sqlite.prepare("DELETE FROM locks WHERE name = ? AND owner = ?");
+  // Raw SQL: a correlated NOT EXISTS over the heartbeat named after each run's owner.
+  const abandonStale = sqlite.prepare(
+    `UPDATE verification_runs SET status = 'abandoned', finished_at = @t
+     WHERE status = 'running' AND owner <> @owner AND NOT EXISTS (
+       SELECT 1 FROM locks WHERE locks.name = 'verifier:' || verification_runs.owner
+         AND locks.expires_at > @t)`,
+  );
+  const dropStaleHeartbeats = sqlite.prepare(
+    "DELETE FROM locks WHERE name LIKE 'verifier:%' AND expires_at <= ?",
+  );
+  const runningOwners = sqlite
+    .prepare("SELECT DISTINCT owner FROM verification_runs WHERE status = 'running' AND owner <> ?")
+    .pluck();
+  const abandonOwner = sqlite.prepare(
+    `UPDATE verification_runs SET status = 'abandoned', finished_at = ?
+     WHERE status = 'running' AND owner = ?`,
+  );
+
+  function closeAbandoned({ owner, t, deadOwners }: RunCloser): number {
+    let closed = 0;
+    for (const other of deadOwners) {
+      if (other === owner) continue;
+      closed += abandonOwner.run(t, other).changes;
+      releaseLeasesOf(db, other);
+    }
+    closed += abandonStale.run({ t, owner }).changes;
+    dropStaleHeartbeats.run(t);
+    return closed;
+  }
+
+  const closeTx = sqlite.transaction(closeAbandoned);
+  const openTx = sqlite.transaction(
+    (run: Parameters<VerificationRunStore["open"]>[0], closer: RunCloser) => {
+      const closed = closeAbandoned(closer);
+      writeHeartbeat.run({
+        name: heartbeatName(closer.owner),
+        owner: closer.owner,
+        t: closer.t,
+        until: run.heartbeatUntil,
+      });
+      const runId = db
+        .insert(verificationRuns)
+        .values({
+          trigger: run.trigger,
+          status: "running",
+          windowFrom: run.window?.from ?? null,
+          windowTo: run.window?.to ?? null,
+          startedAt: closer.t,
+          owner: closer.owner,
+        })
+        .returning({ id: verificationRuns.id })
+        .get().id;
+      return { runId, closed };
+    },
+  );
+
+  return {
+    async runningOwners(owner) {
+      return runningOwners.all(owner) as string[];
+    },
+    async closeAbandoned(closer) {
+      return closeTx.immediate(closer);
+    },
+    async open(run, closer) {
+      return openTx.immediate(run, closer);
+    },
+    async beat(owner, t, until) {
+      writeHeartbeat.run({ name: heartbeatName(owner), owner, t, until });
+    },
+    async dropHeartbeat(owner) {
+      dropHeartbeat.run(heartbeatName(owner), owner);
+    },
+    async finish(runId, status, summary, t) {
+      db.update(verificationRuns)
+        .set({ status, finishedAt: t, summary })
+        .where(eq(verificationRuns.id, runId))
+        .run();
+    },
+  };
+}

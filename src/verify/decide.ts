@@ -1,0 +1,226 @@
+import { describeDisagreement, type RpcDisagreement } from "../chain/quorum.js";
+import type { TransactionFacts } from "../chain/transaction-facts.js";
+import type { Verdict } from "../db/schema.js";
+import { backoff } from "../retry.js";
+import type { SignatureRow } from "../store/signatures.js";
+import {
+  type CheckResult,
+  type Custody,
+  type Evaluation,
+  evaluateJob,
+  jobSignatures,
+  type ReceiptForChecks,
+} from "./checks.js";
+import type { Profile } from "./profiles.js";
+
+/**
+ * What the verifier does with one claimed job, given what is known of its signatures: a pure
+ * function, so every rule of "when is a job final, and as what" is here and testable without
+ * a store or a node. In order:
+ * - a signature that never landed before its blockhash expired: `dropped`;
+ * - one the node no longer serves after `maxFetchMisses` answers of "not found": `unverifiable`;
+ * - endpoints of a quorum that disagree: `rpc_disagreement`, retried, every answer as evidence;
+ * - RPC trouble this round: `error`, retried with backoff;
+ * - a streamed job whose settlement the backfill is still looking for: `awaiting_finality`;
+ * - a transaction not finalized and fetched yet: `awaiting_finality`, due on the poll grid;
+ * - otherwise every check runs (checks.ts) and decides.
+ */
+
+type Commitment = "processed" | "confirmed" | "finalized";
+
+/** The job as claimed: what the checks read, and the queue columns the timing uses. */
+export interface DecideJob extends ReceiptForChecks {
+  verdictAt: number | null;
+  verifyAttempts: number;
+  backfillState: "pending" | "done" | "gave_up" | null;
+  backfillNextAt: number | null;
+}
+
+/** What the round knows of the signatures its jobs name. */
+export interface SignatureView {
+  /** The stored row of a signature (its state, commitment and misses). */
+  row(
+    signature: string,
+  ): Pick<SignatureRow, "state" | "commitment" | "notFoundSlot" | "notFoundCount"> | undefined;
+  /** The finalized transaction's facts, once fetched. */
+  facts(signature: string): TransactionFacts | undefined;
+  /** RPC trouble of this round, by signature. */
+  trouble: ReadonlyMap<string, string>;
+  /** Quorum endpoints that disagreed this round, by signature. */
+  disagreements: ReadonlyMap<string, RpcDisagreement>;
+  /** Jobs naming each signature (at most MAX_NAMED_BY ids) and how many there are. */
+  named: ReadonlyMap<string, readonly string[]>;
+  namedTotal: ReadonlyMap<string, number>;
+  /** Does job `jobId` name `signature` (any role)? Asked beyond the `named` list. */
+  names?: (jobId: string, signature: string) => boolean;
+}
+
+/** The store's pins as the job's checks see them. */
+export interface CustodyView {
+  custody: Custody;
+  /** The treasury learned from agreeing settlements, when the profile pins none. */
+  learnedTreasury: string | null;
+}
+
+/** When to look again. */
+export interface DecideTiming {
+  now: number;
+  /** Status poll interval; jobs waiting on finality are due on its grid. */
+  pollIntervalMs: number;
+  /** First retry delay after RPC trouble; doubles per attempt up to `maxBackoffMs`. */
+  errorBackoffMs: number;
+  maxBackoffMs: number;
+  /** How soon to look again at a job waiting for the settlement backfill. */
+  backfillWaitMs: number;
+  /** Jitter source. Default `Math.random`. */
+  random?: () => number;
+}
+
+export interface Decision<J extends DecideJob = DecideJob> {
+  job: J;
+  verdict: Verdict;
+  nextVerifyAt: number;
+  lastError: string | null;
+  commitment: Commitment | null;
+  evaluation: Evaluation | null;
+  /** Checks written for verdicts reached without a full evaluation (dropped, pruned, disputed). */
+  checks: CheckResult[] | null;
+}
+
+const commitmentRank: Record<Commitment, number> = { processed: 0, confirmed: 1, finalized: 2 };
+
+/** Decides one job. */
+export function decide<J extends DecideJob>(
+  job: J,
+  signatures: SignatureView,
+  profile: Profile,
+  custody: CustodyView,
+  timing: DecideTiming,
+): Decision<J> {
+  const t = timing.now;
+  const sigs = jobSignatures(job);
+  const base = { job, evaluation: null, checks: null, lastError: null };
+  const row = (s: string) => signatures.row(s);
+  const roleOf = (sig: string) =>
+    sig === job.escrowTx || sig === job.apiEscrowTx ? "escrow" : "settlement";
+  // Jitter spreads retries of many jobs so they do not hit a recovering node together.
+  const retryDelay = (attempt: number, baseMs: number) =>
+    Math.round(
+      backoff(attempt, {
+        baseMs,
+        maxMs: timing.maxBackoffMs,
+        jitter: [0.75, 1.25],
+        random: timing.random,
+      }),
+    );
+
+  const commitments = sigs.map((s) => row(s)?.commitment ?? null);
+  const commitment =
+    commitments.length === 0 || commitments.includes(null)
+      ? null
+      : commitments.reduce((a, b) => (commitmentRank[a!] <= commitmentRank[b!] ? a : b));
+
+  const dropped = sigs.filter((s) => row(s)?.state === "dropped");
+  if (dropped.length > 0) {
+    const checks = dropped.map(
+      (s): CheckResult => ({
+        name: `${roleOf(s)}.exists`,
+        outcome: "fail",
+        reason: `never landed: still unknown ${profile.dropAfterSlots} slots after slot ${row(s)!.notFoundSlot} (history searched); its blockhash has expired`,
+        expected: { signature: s },
+        actual: null,
+      }),
+    );
+    return { ...base, verdict: "dropped", nextVerifyAt: t, commitment, checks };
+  }
+  const pruned = sigs.filter((s) => row(s)?.state === "pruned");
+  if (pruned.length > 0) {
+    const checks = pruned.map(
+      (s): CheckResult => ({
+        name: `${roleOf(s)}.exists`,
+        outcome: "skip",
+        reason: "the status is finalized but the node no longer serves the transaction (pruned)",
+        expected: { signature: s },
+        actual: null,
+      }),
+    );
+    return { ...base, verdict: "unverifiable", nextVerifyAt: t, commitment, checks };
+  }
+  // Endpoints that disagree say nothing about the job: it waits, with every answer as evidence.
+  const disputed = sigs.filter((s) => signatures.disagreements.has(s));
+  if (disputed.length > 0) {
+    const checks = disputed.map((s): CheckResult => {
+      const d = signatures.disagreements.get(s)!;
+      return {
+        name: `${roleOf(s)}.rpc_quorum`,
+        outcome: "skip",
+        reason: describeDisagreement(d),
+        expected: { quorum: d.quorum, method: d.method, signature: s },
+        actual: { answers: d.answers },
+      };
+    });
+    return {
+      ...base,
+      verdict: "rpc_disagreement",
+      nextVerifyAt: t + retryDelay(job.verifyAttempts, timing.errorBackoffMs),
+      lastError: checks.map((c) => c.reason).join("; "),
+      commitment,
+      checks,
+    };
+  }
+  const troubled = sigs.filter((s) => signatures.trouble.has(s));
+  if (troubled.length > 0) {
+    return {
+      ...base,
+      verdict: "error",
+      nextVerifyAt: t + retryDelay(job.verifyAttempts, timing.errorBackoffMs),
+      lastError: troubled.map((s) => signatures.trouble.get(s)).join("; "),
+      commitment,
+    };
+  }
+
+  // A streamed job's settlement comes from the backfill: wait for it unless it is over.
+  const hasClosing = job.settlementTx !== null || job.apiSettlementTx !== null;
+  if (!hasClosing && job.backfillState === "pending" && job.apiStatus !== "settled") {
+    return {
+      ...base,
+      verdict: "awaiting_finality",
+      nextVerifyAt: Math.max(t + timing.backfillWaitMs, job.backfillNextAt ?? 0),
+      commitment,
+    };
+  }
+
+  const notReady = sigs.filter((s) => signatures.facts(s) === undefined);
+  if (notReady.length > 0) {
+    const unseen = notReady.filter((s) => row(s)?.state === "unknown");
+    const worstMisses = Math.max(0, ...unseen.map((s) => row(s)?.notFoundCount ?? 0));
+    const delay =
+      unseen.length > 0
+        ? retryDelay(Math.max(0, worstMisses - 1), timing.pollIntervalMs)
+        : timing.pollIntervalMs;
+    // Due times snap to a grid so jobs waiting on finality are polled together, in one batch.
+    const grid = timing.pollIntervalMs;
+    const nextVerifyAt = Math.ceil((t + delay) / grid) * grid;
+    return { ...base, verdict: "awaiting_finality", nextVerifyAt, commitment };
+  }
+
+  const transactions = new Map<string, TransactionFacts>();
+  for (const s of sigs) transactions.set(s, signatures.facts(s)!);
+  const evaluation = evaluateJob({
+    job,
+    profile,
+    transactions,
+    namedBy: signatures.named,
+    namedByTotal: signatures.namedTotal,
+    custody: custody.custody,
+    learnedTreasury: custody.learnedTreasury,
+    ...(signatures.names ? { names: signatures.names } : {}),
+  });
+  return {
+    ...base,
+    verdict: evaluation.verdict,
+    nextVerifyAt: t,
+    commitment: sigs.length > 0 ? "finalized" : null,
+    evaluation,
+  };
+}

@@ -1,0 +1,280 @@
+import PQueue from "p-queue";
+import { factsFromJson } from "../chain/facts-json.js";
+import { parseJsonLossless } from "../chain/json-text.js";
+import { parseTransaction } from "../chain/parse-transaction.js";
+import { type RpcDisagreement, RpcDisagreementError } from "../chain/quorum.js";
+import type { TransactionFacts } from "../chain/transaction-facts.js";
+import { isBusyError } from "../db/client.js";
+import { isAppError } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { CustodyStore } from "../store/custody.js";
+import type { JobQueueStore, QueueFilter } from "../store/job-queue.js";
+import { pairKey, type SignatureRow, type SignatureStore } from "../store/signatures.js";
+import type { VerdictStore } from "../store/verdicts.js";
+import { jobSignatures, MAX_NAMED_BY, parseJobMemos } from "./checks.js";
+import { custodyViews } from "./custody.js";
+import { type Decision, decide } from "./decide.js";
+import type { Profile } from "./profiles.js";
+import type { VerifierOptions } from "./verifier-options.js";
+import type { VerifierRpc } from "./verifier-rpc.js";
+
+/**
+ * One verification round: claim due jobs under a lease, poll the statuses of their signatures
+ * that are not final yet, fetch each newly finalized transaction once, decide every job and
+ * write the decisions. No RPC call is made inside a database transaction, and the work is cut
+ * into short synchronous stretches with the event loop served between them (the proxy may
+ * share this process).
+ */
+
+/**
+ * Jobs decided and written per synchronous stretch. A job's verdict with its ~30 check rows
+ * takes ~0.2 ms to write, so eight keep each stretch near 1-2 ms.
+ */
+const SLICE = 8;
+
+/** Signature statuses written per synchronous stretch (~20 µs each, with the re-read). */
+const STATUS_SLICE = 128;
+
+/** Signatures asked "which jobs name you" per synchronous stretch. */
+const NAMING_SLICE = 64;
+
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+export interface RoundDeps {
+  queue: JobQueueStore;
+  signatures: SignatureStore;
+  verdicts: VerdictStore;
+  custody: CustodyStore;
+  /** Vaults the deployment lists as its own. */
+  configuredVaults: ReadonlySet<string>;
+  rpc: VerifierRpc;
+  profile: Profile;
+  options: VerifierOptions;
+  owner: string;
+  now: () => number;
+  log: Logger;
+}
+
+/** Runs one round over `filter`; resolves with how many jobs it claimed. */
+export type Round = (
+  filter: QueueFilter | null,
+  runId: number | null,
+  signal: AbortSignal,
+) => Promise<number>;
+
+export function createRound(deps: RoundDeps): Round {
+  const { queue, signatures, rpc, profile, options, owner, now } = deps;
+  /**
+   * Grid cell (time / pollIntervalMs) of the last status poll. At most one poll per cell: a job
+   * arriving between two polls waits for the next one instead of costing a request of its own.
+   */
+  let lastPollCell = -1;
+
+  return async function round(filter, runId, signal) {
+    if (signal.aborted) return 0;
+    const claimed = await queue.claim(owner, filter, {
+      t: now(),
+      leaseMs: options.leaseMs,
+      limit: options.claimBatchSize,
+    });
+    if (claimed.length === 0) return 0;
+    const allSigs = [...new Set(claimed.flatMap((j) => jobSignatures(j)))];
+
+    // Make sure every signature has its row, then see which still need the chain.
+    const rows = await signatures.track(allSigs, now());
+    const trouble = new Map<string, string>();
+    const disagreements = new Map<string, RpcDisagreement>();
+
+    const needStatus = allSigs.filter((s) => {
+      const state = rows.get(s)?.state;
+      return state === "unknown" || state === "landed";
+    });
+    const cell = Math.floor(now() / options.pollIntervalMs);
+    if (needStatus.length > 0 && cell > lastPollCell && !signal.aborted) {
+      lastPollCell = cell;
+      try {
+        const statuses = await rpc.getSignatureStatuses(needStatus);
+        const missing = needStatus.filter((_, i) => !statuses[i]);
+        let currentSlot: number | null = null;
+        if (missing.length > 0 && !signal.aborted) currentSlot = await rpc.getSlot();
+        if (signal.aborted) return claimed.length;
+        // A slice at a time: a round's 2,000 signatures in one synchronous stretch held the
+        // event loop (the proxy's) for tens of ms, and the write lock that long.
+        const t = now();
+        const polled = needStatus.map((signature, i) => ({
+          signature,
+          status: statuses[i] ?? null,
+        }));
+        for (const slice of chunks(polled, STATUS_SLICE)) {
+          const after = await signatures.recordStatuses(slice, {
+            currentSlot,
+            dropAfterSlots: profile.dropAfterSlots,
+            t,
+          });
+          for (const [signature, row] of after) rows.set(signature, row);
+          await yieldToEventLoop();
+        }
+        statuses.forEach((s, i) => {
+          if (s?.disagreement) disagreements.set(needStatus[i]!, s.disagreement);
+        });
+      } catch (error) {
+        if (isBusyError(error)) throw error; // the database, not the node: retry the round
+        for (const s of needStatus) trouble.set(s, `getSignatureStatuses: ${message(error)}`);
+      }
+    }
+
+    const keep = (signature: string, row: SignatureRow | undefined) => {
+      if (row) rows.set(signature, row);
+    };
+    const toFetch = allSigs.filter((s) => {
+      const row = rows.get(s);
+      return row?.state === "finalized" && row.facts === null && !trouble.has(s);
+    });
+    if (toFetch.length > 0) {
+      const fetches = new PQueue({ concurrency: options.fetchConcurrency });
+      await fetches.addAll(
+        toFetch.map((signature) => async () => {
+          if (signal.aborted) return;
+          try {
+            const result = await rpc.getTransaction(signature);
+            keep(
+              signature,
+              result === null
+                ? // The status said finalized but the node returned nothing.
+                  await signatures.recordFetchMiss(signature, options.maxFetchMisses)
+                : await signatures.recordFetched(signature, result, now()),
+            );
+          } catch (error) {
+            // The database, not the node, was in the way: the round is retried as a whole.
+            if (isBusyError(error)) throw error;
+            if (error instanceof RpcDisagreementError) {
+              disagreements.set(signature, error.disagreement);
+              return;
+            }
+            trouble.set(signature, `getTransaction: ${message(error)}`);
+            // A node that keeps answering with something unparseable is counted like one that
+            // has no such transaction, so the job ends unverifiable instead of retrying for ever.
+            if (isAppError(error) && error.code === "malformed_transaction") {
+              keep(signature, await signatures.recordFetchMiss(signature, options.maxFetchMisses));
+            }
+          }
+        }),
+      );
+    }
+
+    // Stopping: what was fetched is stored; the jobs go back to the queue with their leases.
+    if (signal.aborted) return claimed.length;
+    const factsCache = new Map<string, TransactionFacts>();
+    const factsOf = (sig: string) => {
+      let facts = factsCache.get(sig);
+      if (!facts) {
+        const row = rows.get(sig);
+        if (!row || row.facts === null) return undefined;
+        facts = storedFacts(row);
+        factsCache.set(sig, facts);
+      }
+      return facts;
+    };
+    const named = new Map<string, string[]>();
+    const namedTotal = new Map<string, number>();
+    for (const part of chunks(allSigs, NAMING_SLICE)) {
+      const found = await signatures.jobsNaming(part, MAX_NAMED_BY);
+      for (const [sig, ids] of found.named) named.set(sig, ids);
+      for (const [sig, n] of found.totals) namedTotal.set(sig, n);
+      await yieldToEventLoop();
+    }
+    // A memo naming one job that the list above leaves out (past its cap, or named only by a
+    // conflicting receipt) is asked about directly: that job may own the transaction.
+    const askNames: { jobId: string; signature: string }[] = [];
+    for (const signature of allSigs) {
+      const facts = factsOf(signature);
+      if (!facts) continue;
+      const memoJobs = [...new Set(parseJobMemos(profile, facts.memos).map((m) => m.jobId))];
+      if (memoJobs.length === 1 && !(named.get(signature) ?? []).includes(memoJobs[0]!)) {
+        askNames.push({ jobId: memoJobs[0]!, signature });
+      }
+    }
+    const namesAny = await signatures.namesAny(askNames);
+    const view = {
+      row: (s: string) => rows.get(s),
+      facts: factsOf,
+      trouble,
+      disagreements,
+      named,
+      namedTotal,
+      names: (jobId: string, signature: string) => namesAny.has(pairKey(jobId, signature)),
+    };
+
+    // Decide and write a few jobs at a time, yielding between slices: the proxy shares this
+    // event loop, and a synchronous stretch of more than a millisecond or two shows in its p99.
+    // Pins are read per slice: a vault learned from one job's lock binds the next job of its key.
+    for (const slice of chunks(claimed, SLICE)) {
+      if (signal.aborted) break;
+      const views = await custodyViews(
+        deps.custody,
+        profile,
+        deps.configuredVaults,
+        slice,
+        factsOf,
+      );
+      const t = now();
+      const decisions = slice.map((job, i) =>
+        decide(job, view, profile, views[i]!, { ...options, now: t }),
+      );
+      await write(decisions, runId);
+      await yieldToEventLoop();
+    }
+    return claimed.length;
+  };
+
+  /** Writes one slice's decisions, guarded by this owner's leases, and logs the final ones. */
+  async function write(decisions: Decision[], runId: number | null) {
+    const final = await deps.verdicts.write(
+      decisions.map((d) => ({
+        job: d.job,
+        verdict: d.verdict,
+        nextVerifyAt: d.nextVerifyAt,
+        lastError: d.lastError,
+        commitment: d.commitment,
+        evaluation: d.evaluation,
+        checks: d.evaluation?.checks ?? d.checks,
+      })),
+      { owner, runId, t: now() },
+    );
+    decisions.forEach((d, i) => {
+      if (!final[i]) return;
+      const checks = d.evaluation?.checks ?? d.checks ?? [];
+      deps.log.info(
+        {
+          jobId: d.job.jobId,
+          verdict: d.verdict,
+          failed: checks.filter((c) => c.outcome === "fail").map((c) => c.name),
+        },
+        "job verdict",
+      );
+    });
+  }
+}
+
+/**
+ * Stored facts, or facts derived again from the stored raw response when they were stored by
+ * an older version that read fewer facts (the raw response is the evidence; facts are derived).
+ */
+function storedFacts(row: SignatureRow): TransactionFacts {
+  try {
+    return factsFromJson(row.facts);
+  } catch (error) {
+    if (row.raw === null) throw error;
+    return parseTransaction(parseJsonLossless(row.raw), row.signature);
+  }
+}
+
+export function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

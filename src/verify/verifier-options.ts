@@ -1,0 +1,39 @@
+/** The verifier's timing and batch sizes; every one has a default. */
+export interface VerifierOptions {
+  /**
+   * How often signatures that are not final yet are polled, in ms. Finality moves one slot at a
+   * time, so polling faster than a few slots only spends requests. Default 2000.
+   */
+  pollIntervalMs: number;
+  /** How long the loop rests when nothing is due, unless `notify()` wakes it. Default 5000. */
+  idleIntervalMs: number;
+  /** Lease length in ms; a crashed owner's jobs are reclaimable after it. Default 120000. */
+  leaseMs: number;
+  /** Jobs claimed per round. Default 1000. */
+  claimBatchSize: number;
+  /** getTransaction calls in flight at once (the pool enforces the rate). Default 8. */
+  fetchConcurrency: number;
+  /** First retry delay after RPC trouble, in ms; doubles up to `maxBackoffMs`. Default 1000. */
+  errorBackoffMs: number;
+  /** Longest delay between two looks at a job, in ms. Default 60000. */
+  maxBackoffMs: number;
+  /** How soon to look again at a job waiting for the settlement backfill, in ms. Default 5000. */
+  backfillWaitMs: number;
+  /**
+   * getTransaction answers of "not found" for a signature whose status is finalized before it
+   * counts as pruned from the node (verdict `unverifiable`). Default 5.
+   */
+  maxFetchMisses: number;
+}
+
+export const defaultVerifierOptions: VerifierOptions = {
+  pollIntervalMs: 2000,
+  idleIntervalMs: 5000,
+  leaseMs: 120_000,
+  claimBatchSize: 1000,
+  fetchConcurrency: 8,
+  errorBackoffMs: 1000,
+  maxBackoffMs: 60_000,
+  backfillWaitMs: 5000,
+  maxFetchMisses: 5,
+};

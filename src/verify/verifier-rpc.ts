@@ -1,0 +1,21 @@
+import type { RpcDisagreement } from "../chain/quorum.js";
+import type { TransactionFacts } from "../chain/transaction-facts.js";
+
+/** A signature status as the RPC pool returns it (null: the node knows nothing of it). */
+export interface SignatureStatusLike {
+  signature: string;
+  slot: number;
+  confirmationStatus: "processed" | "confirmed" | "finalized" | null;
+  err: unknown;
+  /** Set by a quorum when its endpoints disagree on this status (it is then never final). */
+  disagreement?: RpcDisagreement;
+}
+
+/** The part of the RPC pool (`src/chain`) the verifier uses. */
+export interface VerifierRpc {
+  /** Statuses with history searched; the pool splits the list into calls of at most 256. */
+  getSignatureStatuses(signatures: string[]): Promise<(SignatureStatusLike | null)[]>;
+  /** The finalized transaction, or null when the node has none. */
+  getTransaction(signature: string): Promise<{ facts: TransactionFacts; raw: unknown } | null>;
+  getSlot(): Promise<number>;
+}
