@@ -1,0 +1,93 @@
+import { priceUnits } from "../profiles.js";
+import type { CheckInput, CheckResult, ReceiptForChecks } from "./check-input.js";
+import { type CheckList, fail, pass, skip } from "./check-list.js";
+
+/** What the job was charged for: the model asked for and its price for the usage. */
+
+/**
+ * `charge.matches_price`: the charge against the requested model's price. Usage above the
+ * request's `max_tokens`, or a charge above the price at `max_tokens` (the default when the
+ * request set none), fails whatever else is known; usage or a price that is unknown leaves the
+ * charge unproven, bounded by that maximum.
+ */
+export function priceChecks(input: CheckInput, charge: bigint, list: CheckList): void {
+  const { job, profile } = input;
+  const name = "charge.matches_price";
+  if (job.model === null) {
+    list.gap(name, "model_unknown", "the receipt does not name the model asked for");
+    return;
+  }
+  const ceilingTokens = job.maxTokens ?? profile.defaultMaxTokens;
+  const ceiling = priceUnits(profile, job.model, ceilingTokens);
+  const tokens = job.completionTokens;
+  if (tokens !== null && tokens > ceilingTokens) {
+    list.add(
+      fail(
+        name,
+        `the recorded usage (${tokens} completion tokens) exceeds the request's max_tokens (${ceilingTokens}${job.maxTokens === null ? ", the profile's default" : ""})`,
+        { completionTokensAtMost: ceilingTokens },
+        { completionTokens: tokens, charge: charge.toString() },
+      ),
+    );
+    return;
+  }
+  if (ceiling !== null && charge > ceiling) {
+    list.add(
+      fail(
+        name,
+        `the charge exceeds the price of ${job.model} at ${ceilingTokens} completion tokens, the most this request could cost`,
+        { chargeAtMost: ceiling.toString(), maxTokens: ceilingTokens },
+        { charge: charge.toString() },
+      ),
+    );
+    return;
+  }
+  if (tokens === null) {
+    list.gap(
+      name,
+      "usage_unknown",
+      "usage was not recorded: the charge is bounded by the lock only",
+    );
+    return;
+  }
+  const expectedCharge = priceUnits(profile, job.model, tokens);
+  if (expectedCharge === null) {
+    list.gap(
+      name,
+      "price_unknown",
+      `the profile has no price for model ${JSON.stringify(job.model)} at ${tokens} completion tokens`,
+    );
+    return;
+  }
+  const expected = {
+    model: job.model,
+    completionTokens: tokens,
+    charge: expectedCharge.toString(),
+  };
+  const actual = { charge: charge.toString() };
+  list.add(
+    charge === expectedCharge
+      ? pass(name, expected, actual)
+      : fail(
+          name,
+          "the charge differs from the requested model's price for the recorded usage",
+          expected,
+          actual,
+        ),
+  );
+}
+
+/** `charge.model`: the model that answered is the one asked for (the job is priced by it). */
+export function answeredModel(job: ReceiptForChecks): CheckResult {
+  const responseModel = job.responseModel ?? null;
+  return job.model === null || responseModel === null
+    ? skip("charge.model", "the receipt does not record both the requested and the answered model")
+    : responseModel === job.model
+      ? pass("charge.model", job.model, responseModel)
+      : fail(
+          "charge.model",
+          `the caller asked for ${job.model} but the response names ${responseModel}`,
+          job.model,
+          responseModel,
+        );
+}

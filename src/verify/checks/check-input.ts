@@ -1,0 +1,102 @@
+import type { TransactionFacts } from "../../chain/transaction-facts.js";
+import type { CheckOutcome } from "../../db/schema.js";
+import type { CheckName, UnprovenCode } from "../check-catalogue.js";
+import type { Profile } from "../profiles.js";
+
+/** What the checks read (a job, its transactions' facts, the profile, the pins) and give back. */
+
+/** What a check needs from a job row. */
+export interface ReceiptForChecks {
+  jobId: string;
+  escrowTx: string | null;
+  settlementTx: string | null;
+  worker: string | null;
+  /** The model the caller asked for: the job is priced by it. */
+  model: string | null;
+  /** The model the response named (the operator writes it); null when not recorded. */
+  responseModel?: string | null;
+  completionTokens: number | null;
+  maxTokens: number | null;
+  httpStatus: number | null;
+  /** Fingerprint of the caller's API key: one key spends one credit vault. */
+  keyFingerprint?: string | null;
+  /** The credit vault the receipt's sender declares as the key's. */
+  creditVault?: string | null;
+  apiStatus: string | null;
+  apiCreditsChargedUnits: bigint | null;
+  apiEscrowTx: string | null;
+  apiSettlementTx: string | null;
+  apiWorker: string | null;
+  apiCheckedAt: number | null;
+  /** Signatures named by conflicting receipts of this job id (see `jobs.conflict_signatures`). */
+  conflictSignatures?: readonly string[] | null;
+}
+
+export interface CheckResult {
+  name: CheckName;
+  outcome: CheckOutcome;
+  /** Why it failed or was skipped; null on pass. */
+  reason: string | null;
+  /** Evidence; amounts are decimal strings. */
+  expected: unknown;
+  actual: unknown;
+}
+
+export interface ChainAmounts {
+  escrowedUnits: bigint | null;
+  chargedUnits: bigint | null;
+  workerPaidUnits: bigint | null;
+  treasuryPaidUnits: bigint | null;
+  refundedUnits: bigint | null;
+  expectedChargeUnits: bigint | null;
+  feesLamports: bigint | null;
+}
+
+export type EvaluatedVerdict = "verified" | "partially_verified" | "discrepancy" | "unverifiable";
+
+export interface Evaluation {
+  verdict: EvaluatedVerdict;
+  checks: CheckResult[];
+  amounts: ChainAmounts;
+  /** For `partially_verified`: which money checks the job's own data left unproven. */
+  unproven: UnprovenCode[];
+  /** What this evaluation teaches the store, to pin when the verdict is written. */
+  learned: {
+    /** The key's credit vault, from its first lock (when nothing pinned it before). */
+    creditVault: string | null;
+    /** A settlement's one payee besides worker and credit vault, while the treasury is unknown. */
+    treasuryCandidate: { signature: string; address: string } | null;
+  };
+}
+
+/** What ties credit vaults to the customer. */
+export interface Custody {
+  /** The vault pinned for the job's key fingerprint (configured or learned). */
+  pinned: { vault: string; source: "configured" | "learned" } | null;
+  /** Vaults the deployment lists as its own (any key). */
+  configured: ReadonlySet<string>;
+  /** The key a vault is pinned to, if any (a learned vault belongs to one key). */
+  keyOfVault?: (vault: string) => string | null;
+}
+
+export interface CheckInput {
+  job: ReceiptForChecks;
+  profile: Profile;
+  /** Finalized facts of every signature the job names, by signature. */
+  transactions: ReadonlyMap<string, TransactionFacts>;
+  /**
+   * For each signature the job names, the ids of jobs naming it in any role, receipt or jobs
+   * API (this one included), in id order, at most `MAX_NAMED_BY` of them.
+   */
+  namedBy: ReadonlyMap<string, readonly string[]>;
+  /** How many jobs name each signature, when more than `namedBy` lists. */
+  namedByTotal?: ReadonlyMap<string, number>;
+  custody?: Custody;
+  /** The treasury learned from agreeing settlements, when the profile pins none. */
+  learnedTreasury?: string | null;
+  /** Does job `jobId` name `signature` (in any role)? Asked beyond the `namedBy` cap. */
+  names?: (jobId: string, signature: string) => boolean;
+}
+
+/** Job ids listed per signature in the evidence of `signatures.unique`. */
+export const MAX_NAMED_BY = 10;

@@ -1,0 +1,191 @@
+import { foreignChanges, type LockReading, readLock } from "../money-movements.js";
+import type { CheckInput, Evaluation } from "./check-input.js";
+import { type CheckList, fail, pass } from "./check-list.js";
+import { type RoleTx, roleChecks } from "./transaction.js";
+
+/**
+ * The lock: it came from the key's credit vault alone (configured, declared, or learned from
+ * the key's first lock), arrived whole in one escrow account, and moved no other mint; money
+ * of the lock returned anywhere but to that vault is this check's finding too.
+ */
+
+/** The lock as the later checks use it, once the escrow checks passed. */
+export interface UsableLock {
+  reading: LockReading;
+  creditVault: string;
+  escrowAccount: string;
+  slot: number;
+  blockTime: number | null;
+}
+
+/** Escrow checks; returns the lock when settlement and refund checks can rest on it. */
+export function escrowChecks(
+  input: CheckInput,
+  tx: RoleTx,
+  list: CheckList,
+  learned: Evaluation["learned"],
+): UsableLock | null {
+  const { job, profile } = input;
+  const readable = roleChecks(input, tx, list);
+  const later = ["escrow.balances", "escrow.source", "escrow.vault"] as const;
+  if (!readable) {
+    const reason = !tx.facts.succeeded
+      ? "the escrow failed on chain (see escrow.succeeded)"
+      : tx.stolenBy !== null
+        ? "see signatures.unique"
+        : "see escrow.memo and escrow.instructions";
+    list.skipAll(later, reason);
+    return null;
+  }
+  const facts = tx.facts;
+  const foreign = foreignChanges(profile, facts);
+  list.add(
+    foreign.length === 0
+      ? pass("escrow.balances", [], [])
+      : fail("escrow.balances", "balances changed in another mint or token program", [], foreign),
+  );
+
+  const reading = readLock(profile, facts);
+  // Source: the one account debited must be the key's credit vault.
+  let creditVault: string | null = null;
+  const sources = reading.sources;
+  if (sources.length !== 1) {
+    list.add(
+      fail(
+        "escrow.source",
+        sources.length === 0
+          ? "nothing was debited for the lock"
+          : `the lock drew on ${sources.length} accounts; it must come from the key's credit vault alone`,
+        { from: "the key's credit vault, alone" },
+        sources,
+      ),
+    );
+  } else {
+    const source = sources[0]!.account;
+    const sourceOwner = sources[0]!.owner;
+    const custody = input.custody ?? { pinned: null, configured: new Set<string>() };
+    const ties: { by: string; vault: string }[] = [];
+    if (custody.pinned)
+      ties.push({ by: `${custody.pinned.source} for the key`, vault: custody.pinned.vault });
+    if (job.creditVault) ties.push({ by: "declared by the receipt", vault: job.creditVault });
+    const mismatched = ties.filter((t) => t.vault !== source);
+    const listed = custody.configured.size === 0 || custody.configured.has(source);
+    // Every credit vault of the model is a token account of the escrow authority: a lock
+    // from any other owner's account is not a customer's credits.
+    const ownerOk =
+      profile.escrowAuthority === null ||
+      sourceOwner === null ||
+      sourceOwner === profile.escrowAuthority;
+    // A vault pinned to another key is that customer's: this key cannot learn it as its own.
+    const otherKey =
+      custody.pinned === null && job.keyFingerprint ? (custody.keyOfVault?.(source) ?? null) : null;
+    const takenByOther = otherKey !== null && otherKey !== job.keyFingerprint;
+    if (mismatched.length > 0 || !listed || !ownerOk || takenByOther) {
+      list.add(
+        fail(
+          "escrow.source",
+          mismatched.length > 0
+            ? `the lock was taken from ${source}, not the key's credit vault ${mismatched[0]!.vault} (${mismatched[0]!.by})`
+            : !listed
+              ? `the lock was taken from ${source}, which is not one of the configured credit vaults`
+              : !ownerOk
+                ? `the lock was taken from ${source}, owned by ${sourceOwner}, not by the escrow authority that owns every credit vault`
+                : `the lock was taken from ${source}, the credit vault of another API key (${otherKey})`,
+          {
+            vault:
+              mismatched[0]?.vault ?? (listed ? "the key's credit vault" : [...custody.configured]),
+          },
+          { vault: source, owner: sourceOwner },
+        ),
+      );
+    } else if (ties.length > 0 || custody.configured.size > 0) {
+      creditVault = source;
+      // A vault declared by the receipt or allowed by the deployment's list is pinned for the
+      // key too, so a later lock of the key cannot come from another listed vault.
+      if (custody.pinned === null && job.keyFingerprint) learned.creditVault = source;
+      list.add(
+        pass(
+          "escrow.source",
+          { vault: ties[0]?.vault ?? "a configured credit vault", tiedBy: ties.map((t) => t.by) },
+          { vault: source },
+        ),
+      );
+    } else if (job.keyFingerprint) {
+      // The key's first lock: its vault is pinned for every later job of this key.
+      creditVault = source;
+      learned.creditVault = source;
+      list.add(
+        pass(
+          "escrow.source",
+          { vault: "the key's credit vault (learned now: this is the key's first lock)" },
+          { vault: source },
+        ),
+      );
+    } else {
+      creditVault = source;
+      list.gap(
+        "escrow.source",
+        "vault_untied",
+        `the lock came from ${source}, but nothing ties that vault to the customer`,
+      );
+    }
+  }
+
+  // Vault: everything taken arrived in the escrow account, and nothing went elsewhere.
+  const expected = {
+    vault: reading.escrowAccount ?? "one escrow account",
+    taken: reading.lock.toString(),
+    paidElsewhere: [],
+  };
+  const actual = {
+    locked: reading.lock.toString(),
+    taken: reading.taken.toString(),
+    paidElsewhere: reading.elsewhere,
+  };
+  const vaultProblem =
+    reading.escrowAccount === null
+      ? "the lock paid several accounts: there is no single escrow account"
+      : reading.lock === 0n
+        ? "nothing was locked in the escrow vault"
+        : reading.elsewhere.length > 0
+          ? "the lock also paid accounts other than the escrow vault"
+          : reading.taken !== reading.lock
+            ? "more left the credit vault than arrived in the escrow vault"
+            : null;
+  list.add(
+    vaultProblem === null
+      ? pass("escrow.vault", expected, actual)
+      : fail("escrow.vault", vaultProblem, expected, actual),
+  );
+  const usable =
+    creditVault !== null &&
+    vaultProblem === null &&
+    foreign.length === 0 &&
+    list.outcome("escrow.source") !== "fail";
+  return usable
+    ? {
+        reading,
+        creditVault: creditVault!,
+        escrowAccount: reading.escrowAccount!,
+        slot: facts.slot,
+        blockTime: facts.blockTime,
+      }
+    : null;
+}
+
+/** Remainders or refunds sent to a customer's vault other than the one the lock came from. */
+export function misdirectedReturn(
+  lock: UsableLock,
+  misdirected: { account: string; owner: string | null; amount: string }[],
+  list: CheckList,
+) {
+  if (misdirected.length === 0) return;
+  list.replace(
+    fail(
+      "escrow.source",
+      `money of this lock went back to ${misdirected.map((m) => m.account).join(", ")}, not to the credit vault it came from`,
+      { returnedTo: lock.creditVault },
+      { returnedTo: misdirected },
+    ),
+  );
+}

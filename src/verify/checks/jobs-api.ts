@@ -1,0 +1,72 @@
+import type { CheckResult, ReceiptForChecks } from "./check-input.js";
+import { fail, pass, skip } from "./check-list.js";
+
+/** What Decentral's jobs API answered, against the receipt and against the chain. */
+
+/** What the jobs API said agrees with the recorded headers. */
+export function jobsApiMatchesReceipt(job: ReceiptForChecks): CheckResult {
+  const name = "jobs_api.matches_receipt";
+  if (job.apiCheckedAt === null) return skip(name, "the jobs API was not consulted");
+  const pairs: [string, string | null, string | null][] = [
+    ["escrowTx", job.escrowTx, job.apiEscrowTx],
+    ["settlementTx", job.settlementTx, job.apiSettlementTx],
+    ["worker", job.worker, job.apiWorker],
+  ];
+  const compared = pairs.filter(([, header, api]) => header !== null && api !== null);
+  const differing = compared.filter(([, header, api]) => header !== api);
+  const expected = Object.fromEntries(compared.map(([k, header]) => [k, header]));
+  const actual = Object.fromEntries(compared.map(([k, , api]) => [k, api]));
+  if (compared.length === 0)
+    return skip(name, "the jobs API and the headers share no field to compare");
+  return differing.length === 0
+    ? pass(name, expected, actual)
+    : fail(
+        name,
+        `the jobs API disagrees with the headers on ${differing.map(([k]) => k).join(", ")}`,
+        expected,
+        actual,
+      );
+}
+
+/** What the jobs API said agrees with the chain: status, and credits charged. */
+export function jobsApiMatchesChain(
+  job: ReceiptForChecks,
+  outcome: { kind: "settled" | "refunded" | "none"; charge: bigint | null },
+): CheckResult {
+  const name = "jobs_api.matches_chain";
+  if (job.apiCheckedAt === null) return skip(name, "the jobs API was not consulted");
+  const status = job.apiStatus;
+  if (status !== "settled" && status !== "refunded") {
+    return skip(name, `the jobs API's answer (${status ?? "no status"}) is not final`);
+  }
+  const expected = {
+    status: outcome.kind,
+    creditsChargedUnits: outcome.charge?.toString() ?? null,
+  };
+  const actual = {
+    status,
+    creditsChargedUnits: job.apiCreditsChargedUnits?.toString() ?? null,
+  };
+  if (outcome.kind !== "none" && status !== outcome.kind) {
+    return fail(
+      name,
+      `the jobs API says ${status}, the chain shows the job ${outcome.kind}`,
+      expected,
+      actual,
+    );
+  }
+  const chainCharge = outcome.kind === "refunded" ? 0n : outcome.charge;
+  if (job.apiCreditsChargedUnits !== null && chainCharge !== null) {
+    if (job.apiCreditsChargedUnits !== chainCharge) {
+      return fail(
+        name,
+        "the jobs API's credits charged differ from what the chain charged",
+        { ...expected, creditsChargedUnits: chainCharge.toString() },
+        actual,
+      );
+    }
+  } else if (outcome.kind === "none") {
+    return skip(name, "the chain shows no closing transaction to compare with");
+  }
+  return pass(name, expected, actual);
+}

@@ -1,0 +1,99 @@
+import type { CheckName } from "../check-catalogue.js";
+import { foreignChanges, readRelease } from "../money-movements.js";
+import type { CheckInput } from "./check-input.js";
+import { type CheckList, fail, pass } from "./check-list.js";
+import { misdirectedReturn, type UsableLock } from "./escrow.js";
+import { type RoleTx, roleChecks } from "./transaction.js";
+
+/** The refund: the whole lock back to the vault it came from, and the job not settled too. */
+
+export const refundNames: readonly CheckName[] = [
+  "refund.program",
+  "refund.exists",
+  "refund.finalized",
+  "refund.succeeded",
+  "refund.memo",
+  "refund.instructions",
+  "refund.balances",
+  "refund.complete",
+  "refund.not_settled",
+];
+
+export function refundChecks(
+  input: CheckInput,
+  tx: RoleTx,
+  settledToo: RoleTx[],
+  lock: UsableLock | null,
+  escrowSkip: string,
+  list: CheckList,
+) {
+  const { profile } = input;
+  const readable = roleChecks(input, tx, list);
+  if (!readable || lock === null) {
+    const reason = !tx.facts.succeeded
+      ? "the refund failed on chain (see refund.succeeded)"
+      : tx.stolenBy !== null
+        ? "see signatures.unique"
+        : !readable
+          ? "see refund.memo and refund.instructions"
+          : escrowSkip;
+    list.skipAll(["refund.balances", "refund.complete"], reason);
+  } else {
+    const r = readRelease(profile, tx.facts, {
+      creditVault: lock.creditVault,
+      escrowAccount: lock.escrowAccount,
+      worker: null,
+      treasury: null,
+      vaultOwner: profile.escrowAuthority,
+    });
+    misdirectedReturn(lock, r.misdirected, list);
+    const foreign = foreignChanges(profile, tx.facts);
+    list.add(
+      foreign.length === 0 && r.foreignDebits.length === 0
+        ? pass("refund.balances", [], [])
+        : fail(
+            "refund.balances",
+            "accounts other than the escrow account paid out, or another mint moved",
+            { debited: [lock.escrowAccount] },
+            { foreignDebits: r.foreignDebits, otherMints: foreign },
+          ),
+    );
+    const lockUnits = lock.reading.lock;
+    // Money sent to another customer's vault is escrow.source's finding; the refund is
+    // complete when the whole lock left escrow for customers' vaults and nobody else.
+    const ok =
+      r.outflow === lockUnits &&
+      r.returned + r.misdirectedTotal === lockUnits &&
+      r.unexplainedTotal === 0n;
+    const expected = {
+      released: lockUnits.toString(),
+      returned: lockUnits.toString(),
+      to: lock.creditVault,
+    };
+    const actual = {
+      released: r.outflow.toString(),
+      returned: r.returned.toString(),
+      payees: r.payees,
+    };
+    list.add(
+      ok
+        ? pass("refund.complete", expected, actual)
+        : fail(
+            "refund.complete",
+            "the whole lock did not return to the credit vault it came from",
+            expected,
+            actual,
+          ),
+    );
+  }
+  list.add(
+    settledToo.length === 0
+      ? pass("refund.not_settled", [], [])
+      : fail(
+          "refund.not_settled",
+          "the job was refunded and also settled",
+          [],
+          settledToo.map((s) => s.signature),
+        ),
+  );
+}

@@ -1,0 +1,98 @@
+import type { TransactionFacts } from "../../chain/transaction-facts.js";
+import type { Role } from "../check-catalogue.js";
+import type { Profile } from "../profiles.js";
+import type { CheckInput, CheckResult, ReceiptForChecks } from "./check-input.js";
+import { fail, pass } from "./check-list.js";
+import { parseJobMemos } from "./memos.js";
+
+/**
+ * Which signatures a job names, and which job owns each: `signatures.unique` (a replayed
+ * receipt, or one signature named for two steps) and the owner a transaction's money is
+ * counted for.
+ */
+
+/** The signatures a job names: receipt headers first, then what the jobs API added. */
+export function jobSignatures(job: ReceiptForChecks): string[] {
+  const all = [
+    job.escrowTx,
+    job.apiEscrowTx,
+    job.settlementTx,
+    job.apiSettlementTx,
+    ...(job.conflictSignatures ?? []),
+  ];
+  return [...new Set(all.filter((s): s is string => s !== null))];
+}
+
+/**
+ * The one job a transaction's money is counted for in reports: the job its memos name, when
+ * they name exactly one job that a receipt names; otherwise the first job (by id) naming it.
+ * Every job naming a signature computes the same owner, so each movement is counted once.
+ */
+export function signatureOwner(
+  profile: Profile,
+  facts: TransactionFacts,
+  namers: readonly string[],
+  names?: (jobId: string, signature: string) => boolean,
+): string | null {
+  const memoJobs = [...new Set(parseJobMemos(profile, facts.memos).map((m) => m.jobId))];
+  const memoJob = memoJobs.length === 1 ? memoJobs[0]! : null;
+  // `namers` lists at most MAX_NAMED_BY jobs; the memo's job is asked about directly.
+  if (memoJob !== null && (namers.includes(memoJob) || names?.(memoJob, facts.signature))) {
+    return memoJob;
+  }
+  return [...namers].sort()[0] ?? null;
+}
+
+/** Signatures this job names that another job's memo (or an earlier role) claims. */
+export function stolenSignatures(input: CheckInput): Map<string, string> {
+  const { job, profile, transactions, namedBy } = input;
+  const stolen = new Map<string, string>();
+  for (const signature of jobSignatures(job)) {
+    const names = namedBy.get(signature) ?? [job.jobId];
+    if (names.every((id) => id === job.jobId)) continue;
+    const facts = transactions.get(signature);
+    const owners = facts
+      ? [...new Set(parseJobMemos(profile, facts.memos).map((m) => m.jobId))]
+      : [];
+    if (!owners.includes(job.jobId)) {
+      const owner = owners[0] ?? signatureOwnerAmong(names, job.jobId);
+      if (owner !== null) stolen.set(signature, owner);
+    }
+  }
+  return stolen;
+}
+
+/** With no memo to decide, the first job by id owns a shared signature. */
+function signatureOwnerAmong(names: readonly string[], self: string): string | null {
+  const first = [...names].sort()[0] ?? self;
+  return first === self ? null : first;
+}
+
+/** `signatures.unique`: each signature serves this job alone, in one step. */
+export function uniqueSignatures(
+  input: CheckInput,
+  stolen: Map<string, string>,
+  roles: Map<string, Role[]>,
+): CheckResult {
+  const { namedBy, namedByTotal } = input;
+  const findings: unknown[] = [];
+  for (const [signature, owner] of stolen) {
+    const names = namedBy.get(signature) ?? [];
+    findings.push({
+      signature,
+      owner,
+      namedBy: names,
+      jobsNaming: namedByTotal?.get(signature) ?? names.length,
+    });
+  }
+  for (const [signature, played] of roles) {
+    if (played.length > 1) findings.push({ signature, roles: played });
+  }
+  if (findings.length === 0)
+    return pass("signatures.unique", "each signature serves only this job", []);
+  const reason =
+    stolen.size > 0
+      ? `a signature of another job is named by this receipt (replayed receipt): ${[...stolen.values()][0]} owns it`
+      : "one signature is named for two steps of this job";
+  return fail("signatures.unique", reason, [], findings);
+}
