@@ -2,9 +2,9 @@ import { statSync } from "node:fs";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { QuorumStatus } from "../chain/quorum.js";
 import type { Store } from "../db/client.js";
-import { verdicts } from "../db/schema.js";
+import { openVerdicts, verdicts } from "../db/schema.js";
 import { ledgerLagSeconds } from "../ledger/totals.js";
-import { countJobsByVerdict, dataCompleteUntil, openVerdicts } from "../reports/reconciliation.js";
+import { countJobsByVerdict, dataCompleteUntil } from "../reports/reconciliation.js";
 
 /** One row of the RPC pool's counters. */
 export interface RpcStatRow {

@@ -3,6 +3,7 @@ import PQueue from "p-queue";
 import type { Config } from "../config.js";
 import { AppError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { backoff, createSleeper } from "../retry.js";
 import { AdaptiveRate } from "./adaptive-rate.js";
 import { parseTransaction } from "./parse-transaction.js";
 import {
@@ -400,7 +401,8 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
     string,
     { endpoint: string; method: string; outcome: RpcOutcomeName; count: number }
   >();
-  const sleepers = new Set<() => void>();
+  /** Backoff waits, all cut short by `close()`. */
+  const sleeper = createSleeper();
   let nextId = 1;
   let closed = false;
 
@@ -410,17 +412,6 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
     entry.count++;
     counters.set(key, entry);
   };
-
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        sleepers.delete(done);
-        resolve();
-      }
-      sleepers.add(done);
-    });
 
   /**
    * The endpoint for the next attempt: the first one, in configured order starting after the
@@ -487,8 +478,9 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
       // Failing over to an endpoint this call has not tried yet needs no wait; coming back
       // to one that already failed does, with exponential backoff and full jitter.
       if (tried.has(pick(failed))) {
-        const ceiling = Math.min(backoffMax, backoffBase * 2 ** (attempts - 1));
-        await sleep(random() * ceiling);
+        await sleeper.sleep(
+          backoff(attempts - 1, { baseMs: backoffBase, maxMs: backoffMax, jitter: [0, 1], random }),
+        );
       }
     }
   };
@@ -600,7 +592,7 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
     async close() {
       closed = true;
       abort.abort();
-      for (const wake of [...sleepers]) wake();
+      sleeper.wake();
       for (const endpoint of endpoints) endpoint.close();
     },
   };

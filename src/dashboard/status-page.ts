@@ -1,5 +1,6 @@
 import type { Store } from "../db/client.js";
-import { dataCompleteUntil, openVerdicts } from "../reports/reconciliation.js";
+import { openVerdicts } from "../db/schema.js";
+import { dataCompleteUntil } from "../reports/reconciliation.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
 import { count, type Html, html, utc } from "./html.js";
 

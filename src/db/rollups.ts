@@ -1,5 +1,5 @@
 import type { Store } from "./client.js";
-import { finalVerdicts, type Verdict, verdicts } from "./schema.js";
+import { openVerdicts, type Verdict, verdicts } from "./schema.js";
 
 /**
  * The rollups of `jobs` (table `job_rollups`, kept by the triggers of migrations/*_rollups.sql):
@@ -30,9 +30,6 @@ export const rollupSplitColumns = [
   "treasury_paid_units",
   "refunded_units",
 ] as const;
-
-/** Verdicts that are not final; the rollups count them together as `jobs_open`. */
-const openVerdicts: readonly Verdict[] = verdicts.filter((v) => !finalVerdicts.includes(v));
 
 /** Final verdicts, each counted in `jobs_<verdict>`. */
 export const countedVerdicts: readonly Verdict[] = verdicts.filter(

@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { withoutUrlSecrets } from "../chain/url-secrets.js";
 import type { Store } from "../db/client.js";
-import { type Verdict, verdicts } from "../db/schema.js";
+import { openVerdicts, type Verdict, verdicts } from "../db/schema.js";
 import type { LedgerWindowResult } from "../ledger/window-check.js";
-import { countJobsByVerdict, openVerdicts } from "../reports/reconciliation.js";
+import { countJobsByVerdict } from "../reports/reconciliation.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
 import { acquireLock, releaseLock } from "./locks.js";
 

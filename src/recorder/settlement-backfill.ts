@@ -1,6 +1,7 @@
 import type Database from "better-sqlite3";
 import type { Store } from "../db/client.js";
 import type { Logger } from "../log.js";
+import { backoff } from "../retry.js";
 import { type JobsApiClient, JobsApiError, recordJobsApiAnswer } from "./jobs-api.js";
 import { keyFingerprint } from "./proxy.js";
 import type { ReceiptWriter } from "./receipt-writer.js";
@@ -52,7 +53,7 @@ export interface SettlementBackfill {
 
 /** Delay before attempt `attempt + 1`: exponential from `base`, capped at `max`. */
 export function backoffDelay(attempt: number, base: number, max: number): number {
-  return Math.min(max, base * 2 ** Math.min(attempt, 30));
+  return backoff(attempt, { baseMs: base, maxMs: max });
 }
 
 /**

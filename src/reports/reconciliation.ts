@@ -7,15 +7,12 @@ import {
   rollupsComplete,
   verdictCountColumn,
 } from "../db/rollups.js";
-import { finalVerdicts, type Verdict, verdicts } from "../db/schema.js";
+import { openVerdicts, type Verdict, verdicts } from "../db/schema.js";
 import { formatUnits } from "../money.js";
 import { DAY_MS, dayOf, isoOf } from "./period.js";
 
 export const groupByValues = ["day", "model", "worker", "key"] as const;
 export type GroupBy = (typeof groupByValues)[number];
-
-/** Verdicts that are not final yet: the job still moves. */
-export const openVerdicts: readonly Verdict[] = verdicts.filter((v) => !finalVerdicts.includes(v));
 
 /** Money figures that are also shown split by standing: on verified jobs, on disputed jobs. */
 export const splitMoney = [
