@@ -98,6 +98,7 @@ export function createCustodyStore(
   config: CustodyConfig = { vaults: [], byKey: {} },
 ): CustodyStore {
   const { db, sqlite } = store;
+  // Raw SQL, prepared once: read for every slice of a round.
   const selectTreasury = sqlite.prepare(
     "SELECT value, evidence FROM profile_pins WHERE profile = ? AND name = 'treasury'",
   );
@@ -174,6 +175,8 @@ export function createCustodyStore(
 /** Custody's writes that compose inside the verdict writer's transaction. */
 export function createCustodyPinning(store: Store, profile: CustodyProfile): CustodyPinning {
   const { db, sqlite } = store;
+  // Raw SQL, prepared once: these run for every job inside the verdict writer's transaction,
+  // the hottest path of a run.
   const selectPin = sqlite
     .prepare("SELECT vault FROM credit_vaults WHERE key_fingerprint = ?")
     .pluck();

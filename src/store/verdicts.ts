@@ -86,6 +86,7 @@ export function createVerdictStore(store: Store, profile: CustodyProfile): Verdi
        fees_lamports = @feesLamports
      WHERE job_id = @jobId AND lease_owner = @owner`,
   );
+  // Raw SQL: ~30 check rows per job, prepared once (the json columns are written as text).
   const clearChecks = sqlite.prepare("DELETE FROM check_results WHERE job_id = ?");
   const insertCheck = sqlite.prepare(
     `INSERT INTO check_results (job_id, name, outcome, reason, expected, actual, run_id, checked_at)

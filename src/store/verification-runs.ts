@@ -57,6 +57,7 @@ export function createVerificationRunStore(store: Store): VerificationRunStore {
     `INSERT INTO locks (name, owner, acquired_at, expires_at) VALUES (@name, @owner, @t, @until)
      ON CONFLICT(name) DO UPDATE SET expires_at = excluded.expires_at`,
   );
+  // Raw SQL, prepared once: run on every heartbeat tick, next to the statements above.
   const dropHeartbeat = sqlite.prepare("DELETE FROM locks WHERE name = ? AND owner = ?");
   // Raw SQL: a correlated NOT EXISTS over the heartbeat named after each run's owner.
   const abandonStale = sqlite.prepare(
