@@ -1,4 +1,4 @@
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import type { Store } from "../db/client.js";
 import { listDiscrepancies } from "../reports/job-listing.js";
 import {
@@ -7,8 +7,6 @@ import {
   reconciliationToCsv,
   reconciliationToJson,
 } from "../reports/reconciliation.js";
-import { BEARER_SCHEME, requireRole } from "./auth.js";
-import type { AppEnv } from "./context.js";
 import {
   authErrors,
   cursorParam,
@@ -21,6 +19,7 @@ import {
   periodRefinement,
   ReconciliationSchema,
 } from "./openapi-schemas.js";
+import { createRouter } from "./router.js";
 
 export interface ReportRoutesDeps {
   store: Store;
@@ -102,15 +101,11 @@ const WorkerStatementSchema = z
 
 /** Reconciliation, discrepancies and worker statements; all need role read. */
 export function reportRoutes(deps: ReportRoutesDeps) {
-  const security = [{ [BEARER_SCHEME]: [] }];
-
   const reconciliation = createRoute({
     method: "get",
     path: "/reports/reconciliation",
     tags: ["reports"],
     summary: "Money in, money out, per day, model, worker or key, for a period",
-    security,
-    middleware: [requireRole(deps.store, "read")] as const,
     request: { query: reconciliationQuery },
     responses: {
       200: {
@@ -134,8 +129,6 @@ export function reportRoutes(deps: ReportRoutesDeps) {
     path: "/reports/discrepancies",
     tags: ["reports"],
     summary: "Jobs with a failing check, with their failing checks",
-    security,
-    middleware: [requireRole(deps.store, "read")] as const,
     request: { query: discrepancyQuery },
     responses: {
       200: {
@@ -151,8 +144,6 @@ export function reportRoutes(deps: ReportRoutesDeps) {
     path: "/reports/workers/{address}",
     tags: ["reports"],
     summary: "A worker's payout statement for a period",
-    security,
-    middleware: [requireRole(deps.store, "read")] as const,
     request: {
       params: z.object({
         address: z
@@ -172,7 +163,7 @@ export function reportRoutes(deps: ReportRoutesDeps) {
     },
   });
 
-  return new OpenAPIHono<AppEnv>()
+  return createRouter({ store: deps.store, role: "read" })
     .openapi(reconciliation, (c) => {
       const query = c.req.valid("query");
       const report = reconciliationReport(

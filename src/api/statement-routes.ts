@@ -1,10 +1,9 @@
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import type { Store } from "../db/client.js";
 import { buildStatement, statementToCsv, statementToJson } from "../ledger/statement.js";
 import type { Profile } from "../verify/profiles.js";
-import { BEARER_SCHEME, requireRole } from "./auth.js";
-import type { AppEnv } from "./context.js";
 import { authErrors, instantParam, periodBounds, periodRefinement } from "./openapi-schemas.js";
+import { createRouter } from "./router.js";
 
 export interface StatementRoutesDeps {
   store: Store;
@@ -131,8 +130,6 @@ export function statementRoutes(deps: StatementRoutesDeps) {
     path: "/reports/statement",
     tags: ["reports"],
     summary: "Each credit vault's statement: every movement explained, closing on the chain",
-    security: [{ [BEARER_SCHEME]: [] }],
-    middleware: [requireRole(deps.store, "read")] as const,
     request: { query: statementQuery },
     responses: {
       200: {
@@ -150,7 +147,7 @@ export function statementRoutes(deps: StatementRoutesDeps) {
       ...authErrors,
     },
   });
-  return new OpenAPIHono<AppEnv>().openapi(route, (c) => {
+  return createRouter({ store: deps.store, role: "read" }).openapi(route, (c) => {
     const q = c.req.valid("query");
     const statement = buildStatement(
       deps.store,
