@@ -1,9 +1,8 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import { eq } from "drizzle-orm";
 import type { Store } from "../db/client.js";
-import { jobs } from "../db/schema.js";
 import { AppError } from "../errors.js";
 import { auditRecord, type ExplorerCluster } from "../reports/audit-record.js";
+import { createOpsStore } from "../store/ops.js";
 import type { AppEnv } from "./context.js";
 import { AuditRecordSchema, authErrors, ErrorSchema, notFoundError } from "./openapi-schemas.js";
 import { createRouter } from "./router.js";
@@ -75,14 +74,11 @@ export function auditRoutes(deps: AuditRoutesDeps) {
     if (!record) throw new AppError("not_found", `no job ${jobId}`, { field: "jobId" });
     return c.json(record, 200);
   });
-  const admins = createRouter({ store: deps.store, role: "admin" }).openapi(reverify, (c) => {
+  const ops = createOpsStore(deps.store);
+  const admins = createRouter({ store: deps.store, role: "admin" }).openapi(reverify, async (c) => {
     const { jobId } = c.req.valid("param");
-    const known = deps.store.db
-      .select({ jobId: jobs.jobId })
-      .from(jobs)
-      .where(eq(jobs.jobId, jobId))
-      .get();
-    if (!known) throw new AppError("not_found", `no job ${jobId}`, { field: "jobId" });
+    if (!(await ops.jobExists(jobId)))
+      throw new AppError("not_found", `no job ${jobId}`, { field: "jobId" });
     if (!deps.verifier) {
       throw new AppError("conflict", "no verifier runs in this process");
     }

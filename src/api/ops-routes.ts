@@ -2,6 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import type { QuorumStatus } from "../chain/quorum.js";
 import type { Store } from "../db/client.js";
 import { dataCompleteUntil } from "../reports/reconciliation.js";
+import { createOpsStore } from "../store/ops.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
 import type { AppMetrics } from "./metrics.js";
 import { authErrors } from "./openapi-schemas.js";
@@ -120,11 +121,12 @@ export function opsRoutes(deps: OpsRoutesDeps) {
     },
   });
 
+  const ops = createOpsStore(deps.store);
   return createRouter({ store: deps.store, role: "read" })
     .openapi(readyz, async (c) => {
       let database: { ok: boolean; detail?: string } = { ok: true };
       try {
-        deps.store.sqlite.prepare("SELECT 1").get();
+        await ops.ping();
       } catch (error) {
         database = { ok: false, detail: error instanceof Error ? error.message : String(error) };
       }
@@ -141,10 +143,7 @@ export function opsRoutes(deps: OpsRoutesDeps) {
       const rpcQuorum = quorum
         ? {
             ...quorum,
-            jobsInDisagreement: deps.store.sqlite
-              .prepare("SELECT count(*) FROM jobs WHERE verdict = 'rpc_disagreement'")
-              .pluck()
-              .get() as number,
+            jobsInDisagreement: await ops.countJobsWithVerdict("rpc_disagreement"),
           }
         : null;
       const body = {
