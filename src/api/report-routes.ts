@@ -19,6 +19,7 @@ import {
   periodRefinement,
   ReconciliationSchema,
 } from "./openapi-schemas.js";
+import { csvHeaders, periodParams, reportQuery, wantsCsv } from "./report-query.js";
 import { createRouter } from "./router.js";
 
 export interface ReportRoutesDeps {
@@ -26,23 +27,12 @@ export interface ReportRoutesDeps {
   now: () => number;
 }
 
-const reconciliationQuery = z
-  .object({
-    from: instantParam("from", "Start of the period, inclusive."),
-    to: instantParam("to", "End of the period, exclusive."),
-    groupBy: z
-      .enum(groupByValues)
-      .default("day")
-      .openapi({ param: { name: "groupBy", in: "query" }, description: "Default `day`." }),
-    format: z
-      .enum(["json", "csv"])
-      .optional()
-      .openapi({
-        param: { name: "format", in: "query" },
-        description: "`csv` for RFC 4180 CSV; `Accept: text/csv` does the same.",
-      }),
-  })
-  .superRefine(periodRefinement);
+const reconciliationQuery = reportQuery({
+  groupBy: z
+    .enum(groupByValues)
+    .default("day")
+    .openapi({ param: { name: "groupBy", in: "query" }, description: "Default `day`." }),
+});
 
 const discrepancyQuery = z
   .object({
@@ -63,12 +53,7 @@ const discrepancyQuery = z
   })
   .superRefine(periodRefinement);
 
-const workerQuery = z
-  .object({
-    from: instantParam("from", "Start of the period, inclusive."),
-    to: instantParam("to", "End of the period, exclusive."),
-  })
-  .superRefine(periodRefinement);
+const workerQuery = z.object(periodParams).superRefine(periodRefinement);
 
 const DiscrepancyPageSchema = z
   .object({
@@ -171,15 +156,12 @@ export function reportRoutes(deps: ReportRoutesDeps) {
         { from: query.from, to: query.to, groupBy: query.groupBy },
         deps.now,
       );
-      const wantsCsv =
-        query.format === "csv" ||
-        (query.format === undefined && (c.req.header("accept") ?? "").includes("text/csv"));
-      if (wantsCsv) {
-        const name = `reconciliation-${query.groupBy}.csv`;
-        return c.body(reconciliationToCsv(report), 200, {
-          "content-type": "text/csv; charset=utf-8; header=present",
-          "content-disposition": `attachment; filename="${name}"`,
-        });
+      if (wantsCsv(query.format, c.req.header("accept"))) {
+        return c.body(
+          reconciliationToCsv(report),
+          200,
+          csvHeaders(`reconciliation-${query.groupBy}.csv`),
+        );
       }
       return c.json(reconciliationToJson(report), 200);
     })
