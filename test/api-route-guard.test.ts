@@ -1,9 +1,13 @@
+import { OpenAPIHono } from "@hono/zod-openapi";
 import { describe, expect, it } from "vitest";
 import type { App } from "../src/api/app.js";
-import { roleSatisfies } from "../src/auth/tokens.js";
+import type { AppEnv } from "../src/api/context.js";
+import { createRouter } from "../src/api/router.js";
+import { createToken, roleSatisfies } from "../src/auth/tokens.js";
 import { type TokenRole, tokenRoles } from "../src/db/schema.js";
 import type { RecordingProxy } from "../src/recorder/proxy.js";
 import { createTestApi } from "./support/audit-api-app.js";
+import { createTestStore } from "./support/store.js";
 
 /**
  * The role every token-guarded route needs. A route the app registers that is in neither this
@@ -160,4 +164,33 @@ describe("every route of the app is guarded by construction", () => {
       expect(res.status).toBe(200);
     },
   );
+});
+
+describe("createRouter", () => {
+  it("guards a route added by any method of the router, and nothing mounted beside it", async () => {
+    const store = createTestStore();
+    const read = createToken(store, { role: "read", name: "reader" }).token;
+    const admin = createToken(store, { role: "admin", name: "ops" }).token;
+    const guarded = createRouter({ store, role: "admin" })
+      .get("/a", (c) => c.text("a"))
+      .post("/b", (c) => c.text("b"))
+      .on("PUT", "/c", (c) => c.text("c"))
+      .all("/d", (c) => c.text("d"));
+    // Mounted at "/", like every sub-app of the API: its check must not reach /open.
+    const app = new OpenAPIHono<AppEnv>().route("/", guarded).get("/open", (c) => c.text("open"));
+    const call = (method: string, path: string, token?: string) =>
+      app.request(path, { method, headers: token ? { authorization: `Bearer ${token}` } : {} });
+    for (const [method, path] of [
+      ["GET", "/a"],
+      ["POST", "/b"],
+      ["PUT", "/c"],
+      ["DELETE", "/d"],
+    ] as const) {
+      expect((await call(method, path)).status).toBe(401);
+      expect((await call(method, path, read)).status).toBe(403);
+      expect((await call(method, path, admin)).status).toBe(200);
+    }
+    expect((await call("GET", "/open")).status).toBe(200);
+    expect((await call("GET", "/open", read)).status).toBe(200);
+  });
 });
