@@ -4,7 +4,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { eq } from "drizzle-orm";
 import { afterEach, describe, expect, it } from "vitest";
-import { JOURNAL_SIZE_LIMIT, openStore, type Store } from "../src/db/client.js";
+import { JOURNAL_SIZE_LIMIT, openStore, type Store, setBusyTimeout } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { jobs } from "../src/db/schema.js";
 import { createTestStore } from "./support/store.js";
@@ -73,9 +73,11 @@ describe("store", () => {
     expect(pragma(store, "journal_size_limit")).toBe(JOURNAL_SIZE_LIMIT);
   });
 
-  it("takes the busy timeout a serving process asks for", () => {
+  it("takes the busy timeout a serving process asks for, and a longer one around a migration", () => {
     const { store } = fileStore({ busyTimeoutMs: 250 });
     expect(pragma(store, "busy_timeout")).toBe(250);
+    setBusyTimeout(store, 10_000);
+    expect(pragma(store, "busy_timeout")).toBe(10_000);
   });
 
   it("leaves the file in WAL mode for every other connection, openStore's or not", () => {
