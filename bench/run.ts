@@ -16,6 +16,7 @@ import { ensureReportDb } from "./report-db.js";
 import { measureReports, type ReportsResult } from "./reports-bench.js";
 import { measureRollupWriteCost, type WriteCostResult } from "./rollup-write-bench.js";
 import { runSoak, type SoakResult } from "./soak-bench.js";
+import { measureStartup, type StartupResult } from "./startup-bench.js";
 import { round } from "./stats.js";
 import { measureVerification, type VerifyResult } from "./verify-bench.js";
 import type { StubResponses, WorldReady } from "./world-child.js";
@@ -27,6 +28,7 @@ import type { StubResponses, WorldReady } from "./world-child.js";
  *   npm run bench -- [--only proxy,ingest,verify,reports] [--quick]
  *     [--report-jobs 1000000] [--verify-jobs 2000] [--rpc-limit 100]
  *   npm run bench -- --only soak [--soak-seconds 300]
+ *   npm run bench -- --only startup [--startup-bin /other/tree/bin/decentral-audit.js]
  *
  * `soak` (not part of the default run) drives two serve processes on one database file with
  * proxy, ingest and report traffic for --soak-seconds (default 300), sampling the WAL size,
@@ -35,11 +37,14 @@ import type { StubResponses, WorldReady } from "./world-child.js";
  * `--report-jobs 10000000` generates its database with set-based SQL (no evidence rows) in
  * minutes; it is not part of the default run nor of the test suite.
  *
+ * `startup` times the CLI in fresh processes: `--help` to its exit, and `verify` to its first
+ * JSON-RPC request (see startup-bench.ts); `--startup-bin` measures another build, e.g. main's.
+ *
  * The world (chain, RPC, simulator, stub) and the service each run in a child process; the
  * client runs here.
  */
 
-const defaultSections = ["proxy", "ingest", "verify", "reports"] as const;
+const defaultSections = ["proxy", "ingest", "verify", "reports", "startup"] as const;
 const sections = [...defaultSections, "soak"] as const;
 type Section = (typeof sections)[number];
 
@@ -52,6 +57,7 @@ const { values: flags } = parseArgs({
     "rpc-limit": { type: "string" },
     "soak-seconds": { type: "string" },
     "write-rounds": { type: "string" },
+    "startup-bin": { type: "string" },
   },
 });
 const only = new Set<Section>(
@@ -102,6 +108,7 @@ const results: {
   rollupWrites?: WriteCostResult;
   soak?: SoakResult;
   dashboard?: DashboardPageFigure[];
+  startup?: StartupResult;
   rss: Record<string, number>;
   /** Peak RSS of the bench process after each section, to tell which one raised it. */
   benchPeakRssAfter: Record<string, number>;
@@ -430,6 +437,13 @@ async function main() {
         rounds: Number(flags["write-rounds"] ?? (quick ? 6 : 20)),
       });
     }
+    if (only.has("startup")) {
+      say("startup: CLI --help, and verify to its first RPC request, in fresh processes");
+      results.startup = await measureStartup({
+        runs: quick ? 3 : 7,
+        ...(flags["startup-bin"] ? { bin: flags["startup-bin"] } : {}),
+      });
+    }
   } finally {
     await world?.stop();
   }
@@ -585,6 +599,21 @@ function targets(): TargetLine[] {
       w.withoutTriggers.verdictWritesPerSec,
       w.costPercent.verdictWrites,
     );
+  }
+  const startup = results.startup;
+  if (startup) {
+    const spread = (f: StartupResult["help"]) =>
+      `${f.wall.medianMs} ms wall (${f.wall.minMs} to ${f.wall.maxMs}), ${f.cpu.medianMs} ms CPU`;
+    lines.push({
+      target: "startup: decentral-audit --help, spawn to exit (median)",
+      measured: spread(startup.help),
+      pass: null,
+    });
+    lines.push({
+      target: `startup: verify to its first RPC request, ${startup.pendingJobs} pending jobs (median)`,
+      measured: spread(startup.verifyToFirstRpc),
+      pass: null,
+    });
   }
   for (const [name, bytes] of Object.entries(results.rss)) {
     const isService = name.startsWith("service");

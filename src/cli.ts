@@ -1,15 +1,10 @@
 import { Command, CommanderError, Option } from "commander";
 import { registerTokenCommands } from "./auth/token-commands.js";
-import { inspectTransaction } from "./chain/inspect.js";
-import { inspectWithQuorum } from "./chain/quorum-inspect.js";
 import { ConfigError, type ConfigInput, loadConfig } from "./config.js";
-import { openStore } from "./db/client.js";
-import { migrateStore } from "./db/migrate.js";
 import { registerDemoCommand } from "./demo/command.js";
 import { isAppError } from "./errors.js";
 import { registerLocalnetCommand } from "./localnet/command.js";
 import { registerVerifyCommand } from "./nightly/verify-cli.js";
-import { runImportCommand } from "./recorder/import-command.js";
 import { registerReportCommands } from "./reports/report-command.js";
 
 /** The flag of commands that only read or write the store. */
@@ -78,6 +73,7 @@ export function buildProgram(): Command {
       .option("--format <format>", "jsonl or csv (default: from the extension or the content)"),
   ).action(async (file: string, flags) => {
     const config = configFromFlags(flags);
+    const { openStore, migrateStore, runImportCommand } = await loadImport();
     const store = openStore(config.DATABASE_URL);
     try {
       migrateStore(store);
@@ -119,6 +115,7 @@ export function buildProgram(): Command {
     .action(async (target: string, flags) => {
       const config = configFromFlags(flags);
       if (flags.quorum !== undefined) {
+        const { inspectWithQuorum } = await import("./chain/quorum-inspect.js");
         const inspection = await inspectWithQuorum(target, {
           config,
           quorum: Number(flags.quorum),
@@ -128,14 +125,16 @@ export function buildProgram(): Command {
         if (!inspection.agreed) process.exitCode = 1;
         return;
       }
+      const { inspectTransaction } = await import("./chain/inspect.js");
       const facts = await inspectTransaction(target, { config, commitment: flags.commitment });
       console.log(JSON.stringify(facts, null, 2));
     });
 
   const db = program.command("db").description("database maintenance");
   withDatabaseOption(db.command("migrate").description("apply pending migrations")).action(
-    (flags) => {
+    async (flags) => {
       const config = configFromFlags(flags);
+      const { openStore, migrateStore } = await loadStore();
       const store = openStore(config.DATABASE_URL);
       migrateStore(store);
       store.close();
@@ -152,6 +151,26 @@ export function buildProgram(): Command {
   registerVerifyCommand(program, helpers);
 
   return program;
+}
+
+/**
+ * The database and the import, loaded by the commands that use them, so that `--help` and
+ * the other commands do not pay for them (the `start-up` bench section measures this).
+ */
+async function loadStore() {
+  const [{ openStore }, { migrateStore }] = await Promise.all([
+    import("./db/client.js"),
+    import("./db/migrate.js"),
+  ]);
+  return { openStore, migrateStore };
+}
+
+async function loadImport() {
+  const [store, { runImportCommand }] = await Promise.all([
+    loadStore(),
+    import("./recorder/import-command.js"),
+  ]);
+  return { ...store, runImportCommand };
 }
 
 /**

@@ -3,7 +3,7 @@ import { createApp } from "./api/app.js";
 import { createMetrics } from "./api/metrics.js";
 import { isQuorumRpc, rpcFromConfig } from "./chain/quorum.js";
 import type { Config } from "./config.js";
-import { openStore, type Store } from "./db/client.js";
+import { openStore, type Store, setBusyTimeout } from "./db/client.js";
 import { migrateStore } from "./db/migrate.js";
 import { startWalCheckpointer } from "./db/wal-checkpointer.js";
 import { AppError } from "./errors.js";
@@ -69,9 +69,9 @@ export async function startService(
     const store = openStore(config.DATABASE_URL, { busyTimeoutMs: SERVE_BUSY_TIMEOUT_MS });
     stops.push(() => store.close());
     // Migrating may wait for another process's migration: allow that wait here, once.
-    store.sqlite.pragma("busy_timeout = 10000");
+    setBusyTimeout(store, 10_000);
     migrateStore(store);
-    store.sqlite.pragma(`busy_timeout = ${SERVE_BUSY_TIMEOUT_MS}`);
+    setBusyTimeout(store, SERVE_BUSY_TIMEOUT_MS);
     const checkpointer = startWalCheckpointer(store, { log });
     stops.push(() => checkpointer.close());
     const jobsApi = createJobsApiClient(config.DECENTRAL_BASE_URL);

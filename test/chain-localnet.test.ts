@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { objectMemberTexts, parseJsonLossless } from "../src/chain/json-text.js";
 import { parseTransaction } from "../src/chain/parse-transaction.js";
 import { createRpcPool, type RpcPool } from "../src/chain/rpc-pool.js";
@@ -39,11 +39,13 @@ async function runJob(): Promise<{ jobId: string; escrow: string; settlement: st
 
 /** Resolves once every signature is finalized, polling the status call as the verifier does. */
 async function finalized(signatures: string[]): Promise<void> {
-  for (;;) {
-    const statuses = await rpc.getSignatureStatuses(signatures);
-    if (statuses.every((s) => s?.confirmationStatus === "finalized")) return;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+  await vi.waitFor(
+    async () => {
+      const statuses = await rpc.getSignatureStatuses(signatures);
+      expect(statuses.map((s) => s?.confirmationStatus)).toEqual(signatures.map(() => "finalized"));
+    },
+    { timeout: 30_000, interval: 10 },
+  );
 }
 
 /** The raw `result` of getTransaction in one encoding, read losslessly. */

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   createRpcPool,
   type RpcEndpointConfig,
@@ -186,9 +186,10 @@ describe("RPC pool: faults", () => {
   it("times out slow responses and retries them", async () => {
     const stub = await startStub((body, n) => ({
       body: answer(body, slotOf),
-      delayMs: n % 3 === 1 ? 1000 : 0,
+      delayMs: n % 3 === 1 ? 10_000 : 0,
     }));
-    const p = pool([{ url: stub.url, timeoutMs: 150 }]);
+    // Far apart, so that a loaded machine does not time out the prompt answers too.
+    const p = pool([{ url: stub.url, timeoutMs: 500 }]);
     const slots = await Promise.all(Array.from({ length: 6 }, () => p.getSlot()));
     expect(slots).toEqual(Array(6).fill(4242));
     expect(counts(p, "timeout")).toBeGreaterThan(0);
@@ -216,7 +217,7 @@ describe("RPC pool: faults", () => {
     const stub = await startStub(() => ({ status: 429, headers: { "retry-after": "30" } }));
     const p = pool([{ url: stub.url }]);
     const pending = p.getSlot().catch((e: unknown) => e);
-    while (stub.requests.length === 0) await new Promise((resolve) => setImmediate(resolve));
+    await vi.waitFor(() => expect(stub.requests).toHaveLength(1), { timeout: 5000 });
     await p.close();
     expect(await pending).toMatchObject({ code: "rpc_unavailable", message: /closed/ });
     expect(stub.requests).toHaveLength(1);
@@ -240,27 +241,40 @@ describe("RPC pool: faults", () => {
     expect(stub.requests).toHaveLength(1);
   });
 
-  it("never exceeds the configured rate, retries included", async () => {
-    const random = seeded(11);
-    const stub = await startStub((body) =>
-      random() < 0.3 ? { status: 500, body: "oops" } : { body: answer(body, slotOf) },
-    );
-    const sent: number[] = [];
-    const p = pool([{ url: stub.url, rateLimitPerSec: 10, concurrency: 4 }], {
-      maxAttempts: 10,
-      fetch: (url: string, init: RequestInit) => {
-        sent.push(performance.now());
-        return fetch(url, init);
-      },
-    });
-    await Promise.all(Array.from({ length: 20 }, () => p.getSlot()));
-    expect(stub.requests.length).toBeGreaterThan(20);
-    // What the pool controls exactly: request starts in any rolling second.
-    expect(maxInWindow(sent, 1000)).toBeLessThanOrEqual(10);
-    // What the server sees. The pool leaves a 100 ms margin on its window; a loaded machine can
-    // delay one arrival more than that on loopback, so the server side allows 100 ms more jitter.
-    const arrivals = stub.requests.map((r) => r.at);
-    expect(maxInWindow(arrivals, 900)).toBeLessThanOrEqual(10);
+  it("never starts more requests than the configured rate in any rolling second, retries included", async () => {
+    // Simulated time: the pool's pacing and p-queue's window run on faked timers and clock, so
+    // the assertion is exact however loaded the machine is. Rates on real sockets are measured
+    // by the benchmark, not asserted here.
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date", "performance"] });
+    try {
+      const random = seeded(11);
+      const sent: number[] = [];
+      const p = pool([{ url: "http://rpc.invalid", rateLimitPerSec: 10, concurrency: 4 }], {
+        maxAttempts: 10,
+        random: seeded(5),
+        fetch: async (_url: string, init: RequestInit) => {
+          sent.push(Date.now());
+          const body = JSON.parse(String(init.body));
+          return random() < 0.3
+            ? new Response("oops", { status: 500 })
+            : new Response(JSON.stringify(answer(body, slotOf)), {
+                headers: { "content-type": "application/json" },
+              });
+        },
+      });
+      let settled = false;
+      const slots = Promise.all(Array.from({ length: 20 }, () => p.getSlot())).finally(() => {
+        settled = true;
+      });
+      // At most 60 simulated seconds; 20 calls and their retries need about 3 at 10 per second.
+      for (let step = 0; step < 600 && !settled; step++) await vi.advanceTimersByTimeAsync(100);
+      expect(await slots).toEqual(Array(20).fill(4242));
+      expect(sent.length).toBeGreaterThan(20);
+      expect(maxInWindow(sent, 1000)).toBeLessThanOrEqual(10);
+      await p.close();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { Connection, Keypair, SystemProgram, Transaction } from "@solana/web3.js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
 
 let world: LocalWorld;
@@ -56,18 +56,24 @@ describe("RPC fault injection, each fault observable", () => {
   });
 
   it("answers HTTP 429 with Retry-After beyond the rate limit and counts the peak rate", async () => {
-    const url = await world.addRpcEndpoint({ rateLimitPerSec: 5 });
-    const replies = await Promise.all(Array.from({ length: 12 }, () => call(url, health)));
+    // A limit far below the burst: 20 requests fired at once would have to spread over ten
+    // seconds for none to be refused, so a loaded machine cannot make this pass by accident.
+    const url = await world.addRpcEndpoint({ rateLimitPerSec: 2 });
+    const replies = await Promise.all(Array.from({ length: 20 }, () => call(url, health)));
     const limited = replies.filter((r) => r.status === 429);
-    // Exactly 5 pass when the burst arrives within one second, as it does on any sane machine.
-    expect(replies.filter((r) => r.status === 200).length).toBeGreaterThanOrEqual(5);
+    expect(replies.filter((r) => r.status === 200).length).toBeGreaterThanOrEqual(2);
     expect(limited.length).toBeGreaterThan(0);
     expect(limited.every((r) => r.headers.get("retry-after") === "1")).toBe(true);
     const stats = world.rpcStats(url);
     expect(stats.served429).toBe(limited.length);
-    expect(stats.maxRequestsPerSecond).toBeGreaterThan(5);
+    expect(stats.maxRequestsPerSecond).toBeGreaterThan(2);
+    // web3.js surfaces the 429. Should the burst's second be over already, a call that passes
+    // takes the quota, so the next one within the second is refused.
     const web3 = new Connection(url, { disableRetryOnRateLimit: true });
-    await expect(web3.getSlot()).rejects.toThrow(/429/);
+    await vi.waitFor(() => expect(web3.getSlot()).rejects.toThrow(/429/), {
+      timeout: 10_000,
+      interval: 0,
+    });
   });
 
   it("answers a share of requests with HTTP 5xx", async () => {
@@ -111,9 +117,11 @@ describe("RPC fault injection, each fault observable", () => {
     const tx = signedTransfer(blockhash, 10_000_000);
     const signature = await web3.sendRawTransaction(tx.serialize());
     expect(world.rpcStats(url).neverLanded).toEqual([signature]);
-    while ((await web3.getBlockHeight("processed")) <= lastValidBlockHeight) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    await vi.waitFor(
+      async () =>
+        expect(await web3.getBlockHeight("processed")).toBeGreaterThan(lastValidBlockHeight),
+      { timeout: 30_000, interval: 50 },
+    );
     const status = await web3.getSignatureStatus(signature, { searchTransactionHistory: true });
     expect(status.value).toBeNull();
     // Past its window the same bytes cannot land anywhere.
@@ -135,8 +143,9 @@ describe("local chain clock", () => {
     const first = await web3.getSlot("processed");
     const blockTime = await web3.getBlockTime(first);
     expect(Math.abs(blockTime! - Date.now() / 1000)).toBeLessThan(2);
-    let later = first;
-    while (later === first) later = await web3.getSlot("processed");
-    expect(later).toBeGreaterThan(first);
+    await vi.waitFor(async () => expect(await web3.getSlot("processed")).toBeGreaterThan(first), {
+      timeout: 10_000,
+      interval: 5,
+    });
   });
 });

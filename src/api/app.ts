@@ -16,6 +16,7 @@ import { ingestRoutes } from "./ingest-routes.js";
 import { type AppMetrics, createMetrics } from "./metrics.js";
 import type { ReadinessProbes } from "./ops-routes.js";
 import { proxyRoutes } from "./proxy-routes.js";
+import { createRouter } from "./router.js";
 import { statementRoutes } from "./statement-routes.js";
 
 /** Everything the HTTP app needs, injected so tests build their own. */
@@ -91,11 +92,14 @@ export function createApp(deps: AppDeps) {
     c.json(errorBody(c, "not_found", `no route ${c.req.method} ${c.req.path}`), 404),
   );
 
-  app.get("/healthz", (c) => c.json({ ok: true }));
+  app.route(
+    "/",
+    createRouter({ public: true }).get("/healthz", (c) => c.json({ ok: true })),
+  );
 
-  // Every route but /healthz needs an access token. The proxy is authenticated upstream by
-  // the caller's Decentral key in Authorization, so its optional token travels in x-audit-token.
-  app.on("POST", "/jobs", requireRole(deps.store, "ingest"));
+  // Every route but /healthz needs an access token: each sub-app declares its role once
+  // (createRouter). The proxy is authenticated upstream by the caller's Decentral key in
+  // Authorization, so its optional token travels in x-audit-token.
   if (deps.proxyRequireToken) {
     app.use("/v1/*", requireRole(deps.store, "ingest", { source: AUDIT_TOKEN_HEADER }));
   }

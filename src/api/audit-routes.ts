@@ -1,12 +1,11 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import { eq } from "drizzle-orm";
 import type { Store } from "../db/client.js";
-import { jobs } from "../db/schema.js";
 import { AppError } from "../errors.js";
 import { auditRecord, type ExplorerCluster } from "../reports/audit-record.js";
-import { BEARER_SCHEME, requireRole } from "./auth.js";
+import { createOpsStore } from "../store/ops.js";
 import type { AppEnv } from "./context.js";
 import { AuditRecordSchema, authErrors, ErrorSchema, notFoundError } from "./openapi-schemas.js";
+import { createRouter } from "./router.js";
 
 /** Queues a fresh verification of one job; implemented by the verifier. */
 export interface Reverifier {
@@ -34,8 +33,6 @@ export function auditRoutes(deps: AuditRoutesDeps) {
     path: "/audit/{jobId}",
     tags: ["audit"],
     summary: "Everything recorded and proven about one job",
-    security: [{ [BEARER_SCHEME]: [] }],
-    middleware: [requireRole(deps.store, "read")] as const,
     request: { params: jobIdParam },
     responses: {
       200: {
@@ -52,8 +49,6 @@ export function auditRoutes(deps: AuditRoutesDeps) {
     path: "/jobs/{jobId}/reverify",
     tags: ["audit"],
     summary: "Queue a fresh verification of one job",
-    security: [{ [BEARER_SCHEME]: [] }],
-    middleware: [requireRole(deps.store, "admin")] as const,
     request: { params: jobIdParam },
     responses: {
       202: {
@@ -73,25 +68,22 @@ export function auditRoutes(deps: AuditRoutesDeps) {
     },
   });
 
-  return new OpenAPIHono<AppEnv>()
-    .openapi(audit, (c) => {
-      const { jobId } = c.req.valid("param");
-      const record = auditRecord(deps.store, jobId, deps.explorer);
-      if (!record) throw new AppError("not_found", `no job ${jobId}`, { field: "jobId" });
-      return c.json(record, 200);
-    })
-    .openapi(reverify, (c) => {
-      const { jobId } = c.req.valid("param");
-      const known = deps.store.db
-        .select({ jobId: jobs.jobId })
-        .from(jobs)
-        .where(eq(jobs.jobId, jobId))
-        .get();
-      if (!known) throw new AppError("not_found", `no job ${jobId}`, { field: "jobId" });
-      if (!deps.verifier) {
-        throw new AppError("conflict", "no verifier runs in this process");
-      }
-      deps.verifier.reverify(jobId);
-      return c.json({ jobId, queued: true as const }, 202);
-    });
+  const readers = createRouter({ store: deps.store, role: "read" }).openapi(audit, (c) => {
+    const { jobId } = c.req.valid("param");
+    const record = auditRecord(deps.store, jobId, deps.explorer);
+    if (!record) throw new AppError("not_found", `no job ${jobId}`, { field: "jobId" });
+    return c.json(record, 200);
+  });
+  const ops = createOpsStore(deps.store);
+  const admins = createRouter({ store: deps.store, role: "admin" }).openapi(reverify, async (c) => {
+    const { jobId } = c.req.valid("param");
+    if (!(await ops.jobExists(jobId)))
+      throw new AppError("not_found", `no job ${jobId}`, { field: "jobId" });
+    if (!deps.verifier) {
+      throw new AppError("conflict", "no verifier runs in this process");
+    }
+    deps.verifier.reverify(jobId);
+    return c.json({ jobId, queued: true as const }, 202);
+  });
+  return new OpenAPIHono<AppEnv>().route("/", readers).route("/", admins);
 }

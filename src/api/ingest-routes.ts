@@ -1,4 +1,4 @@
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
@@ -13,8 +13,8 @@ import {
 import { jobIdPattern } from "../recorder/receipt-input.js";
 import type { ReceiptWriter } from "../recorder/receipt-writer.js";
 import { BEARER_SCHEME } from "./auth.js";
-import type { AppEnv } from "./context.js";
 import { authErrors, ErrorSchema } from "./openapi-schemas.js";
+import { createRouter } from "./router.js";
 
 const signature = (what: string) =>
   z.string().openapi({ description: `${what}: base58 of exactly 64 bytes (87 or 88 characters)` });
@@ -157,8 +157,8 @@ const ingestRouteDoc = () =>
 /**
  * `POST /jobs`: one receipt (201 created, 200 duplicate or updated, 409 conflict, 400 naming
  * the field) or an array of up to 1,000 (200 with one outcome per item; 413 beyond). A whole
- * chat-completion JSON with a `_decentral` member counts as one receipt. The access token is
- * checked in front of this route (see createApp).
+ * chat-completion JSON with a `_decentral` member counts as one receipt. Role ingest, checked
+ * before the body is read.
  */
 export function ingestRoutes(deps: { store: Store; now?: () => number; writer?: ReceiptWriter }) {
   const now = deps.now ?? Date.now;
@@ -167,7 +167,7 @@ export function ingestRoutes(deps: { store: Store; now?: () => number; writer?: 
     writer
       ? ingestReceiptsVia(writer, items, "ingest", now())
       : ingestReceipts(deps.store, items, "ingest", now());
-  const app = new OpenAPIHono<AppEnv>();
+  const app = createRouter({ store: deps.store, role: "ingest" });
   // Documented, not validated by a body schema: a batch must accept some items and reject
   // others, each with its index and field, which a whole-body validator cannot do.
   app.openAPIRegistry.registerPath(ingestRouteDoc());

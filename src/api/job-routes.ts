@@ -1,8 +1,6 @@
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import type { Store } from "../db/client.js";
 import { listJobs } from "../reports/job-listing.js";
-import { BEARER_SCHEME, requireRole } from "./auth.js";
-import type { AppEnv } from "./context.js";
 import {
   authErrors,
   cursorParam,
@@ -13,6 +11,7 @@ import {
   periodRefinement,
   verdictSchema,
 } from "./openapi-schemas.js";
+import { createRouter } from "./router.js";
 
 const text = (name: string, description: string) =>
   z
@@ -47,8 +46,6 @@ export function jobRoutes(deps: { store: Store }) {
     path: "/jobs",
     tags: ["jobs"],
     summary: "List jobs, newest first, with filters",
-    security: [{ [BEARER_SCHEME]: [] }],
-    middleware: [requireRole(deps.store, "read")] as const,
     request: { query: jobsQuery },
     responses: {
       200: {
@@ -60,7 +57,7 @@ export function jobRoutes(deps: { store: Store }) {
     },
   });
 
-  return new OpenAPIHono<AppEnv>().openapi(list, (c) => {
+  return createRouter({ store: deps.store, role: "read" }).openapi(list, (c) => {
     const q = c.req.valid("query");
     const page = listJobs(
       deps.store,

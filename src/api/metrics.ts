@@ -1,10 +1,12 @@
-import { statSync } from "node:fs";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { QuorumStatus } from "../chain/quorum.js";
 import type { Store } from "../db/client.js";
-import { openVerdicts, verdicts } from "../db/schema.js";
+import { verdicts } from "../db/schema.js";
 import { ledgerLagSeconds } from "../ledger/totals.js";
 import { countJobsByVerdict, dataCompleteUntil } from "../reports/reconciliation.js";
+import { createOpsStore } from "../store/ops.js";
+
+export { walFileBytes } from "../store/ops.js";
 
 /** One row of the RPC pool's counters. */
 export interface RpcStatRow {
@@ -30,17 +32,6 @@ export interface MetricSources {
   now?: () => number;
 }
 
-/** Size of the store's -wal file, 0 when there is none (`:memory:`, or just truncated). */
-export function walFileBytes(store: Store): number {
-  const path = store.sqlite.name;
-  if (store.sqlite.memory || path === "" || path === ":memory:") return 0;
-  try {
-    return statSync(`${path}-wal`).size;
-  } catch {
-    return 0;
-  }
-}
-
 /**
  * Prometheus metrics with their own registry (never the global default one), so every app and
  * every test has its own. Gauges read the database at scrape time; the proxy observes its
@@ -49,6 +40,7 @@ export function walFileBytes(store: Store): number {
 export function createMetrics(sources: MetricSources) {
   const registry = new Registry();
   const now = sources.now ?? Date.now;
+  const ops = createOpsStore(sources.store);
 
   new Gauge({
     name: "decentral_audit_jobs",
@@ -63,20 +55,12 @@ export function createMetrics(sources: MetricSources) {
     },
   });
 
-  const openList = openVerdicts.map((v) => `'${v}'`).join(",");
   new Gauge({
     name: "decentral_audit_verification_queue_depth",
     help: "Jobs waiting for a final verdict.",
     registers: [registry],
-    collect() {
-      this.set(
-        sources.queueDepth
-          ? sources.queueDepth()
-          : (sources.store.sqlite
-              .prepare(`SELECT count(*) FROM jobs WHERE verdict IN (${openList})`)
-              .pluck()
-              .get() as number),
-      );
+    async collect() {
+      this.set(sources.queueDepth ? sources.queueDepth() : await ops.countOpenJobs());
     },
   });
 
@@ -84,8 +68,8 @@ export function createMetrics(sources: MetricSources) {
     name: "decentral_audit_sqlite_wal_bytes",
     help: "Size of the SQLite write-ahead log file; checkpoints keep it bounded.",
     registers: [registry],
-    collect() {
-      this.set(sources.walBytes ? sources.walBytes() : walFileBytes(sources.store));
+    async collect() {
+      this.set(sources.walBytes ? sources.walBytes() : await ops.walBytes());
     },
   });
 

@@ -1,12 +1,12 @@
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import type { QuorumStatus } from "../chain/quorum.js";
 import type { Store } from "../db/client.js";
 import { dataCompleteUntil } from "../reports/reconciliation.js";
+import { createOpsStore } from "../store/ops.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
-import { BEARER_SCHEME, requireRole } from "./auth.js";
-import type { AppEnv } from "./context.js";
 import type { AppMetrics } from "./metrics.js";
 import { authErrors } from "./openapi-schemas.js";
+import { createRouter } from "./router.js";
 
 /** Probes of `/readyz`, injected by the composition root; each optional. */
 export interface ReadinessProbes {
@@ -97,8 +97,6 @@ export function opsRoutes(deps: OpsRoutesDeps) {
     path: "/readyz",
     tags: ["operations"],
     summary: "Readiness: database, RPC reachable, verification lag",
-    security: [{ [BEARER_SCHEME]: [] }],
-    middleware: [requireRole(deps.store, "read")] as const,
     responses: {
       200: { content: { "application/json": { schema: ReadinessSchema } }, description: "Ready." },
       503: {
@@ -114,8 +112,6 @@ export function opsRoutes(deps: OpsRoutesDeps) {
     path: "/metrics",
     tags: ["operations"],
     summary: "Prometheus metrics",
-    security: [{ [BEARER_SCHEME]: [] }],
-    middleware: [requireRole(deps.store, "read")] as const,
     responses: {
       200: {
         content: { "text/plain": { schema: z.string() } },
@@ -125,11 +121,12 @@ export function opsRoutes(deps: OpsRoutesDeps) {
     },
   });
 
-  return new OpenAPIHono<AppEnv>()
+  const ops = createOpsStore(deps.store);
+  return createRouter({ store: deps.store, role: "read" })
     .openapi(readyz, async (c) => {
       let database: { ok: boolean; detail?: string } = { ok: true };
       try {
-        deps.store.sqlite.prepare("SELECT 1").get();
+        await ops.ping();
       } catch (error) {
         database = { ok: false, detail: error instanceof Error ? error.message : String(error) };
       }
@@ -146,10 +143,7 @@ export function opsRoutes(deps: OpsRoutesDeps) {
       const rpcQuorum = quorum
         ? {
             ...quorum,
-            jobsInDisagreement: deps.store.sqlite
-              .prepare("SELECT count(*) FROM jobs WHERE verdict = 'rpc_disagreement'")
-              .pluck()
-              .get() as number,
+            jobsInDisagreement: await ops.countJobsWithVerdict("rpc_disagreement"),
           }
         : null;
       const body = {

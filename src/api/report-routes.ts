@@ -1,4 +1,4 @@
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import type { Store } from "../db/client.js";
 import { listDiscrepancies } from "../reports/job-listing.js";
 import {
@@ -7,8 +7,6 @@ import {
   reconciliationToCsv,
   reconciliationToJson,
 } from "../reports/reconciliation.js";
-import { BEARER_SCHEME, requireRole } from "./auth.js";
-import type { AppEnv } from "./context.js";
 import {
   authErrors,
   cursorParam,
@@ -21,29 +19,20 @@ import {
   periodRefinement,
   ReconciliationSchema,
 } from "./openapi-schemas.js";
+import { csvHeaders, periodParams, reportQuery, wantsCsv } from "./report-query.js";
+import { createRouter } from "./router.js";
 
 export interface ReportRoutesDeps {
   store: Store;
   now: () => number;
 }
 
-const reconciliationQuery = z
-  .object({
-    from: instantParam("from", "Start of the period, inclusive."),
-    to: instantParam("to", "End of the period, exclusive."),
-    groupBy: z
-      .enum(groupByValues)
-      .default("day")
-      .openapi({ param: { name: "groupBy", in: "query" }, description: "Default `day`." }),
-    format: z
-      .enum(["json", "csv"])
-      .optional()
-      .openapi({
-        param: { name: "format", in: "query" },
-        description: "`csv` for RFC 4180 CSV; `Accept: text/csv` does the same.",
-      }),
-  })
-  .superRefine(periodRefinement);
+const reconciliationQuery = reportQuery({
+  groupBy: z
+    .enum(groupByValues)
+    .default("day")
+    .openapi({ param: { name: "groupBy", in: "query" }, description: "Default `day`." }),
+});
 
 const discrepancyQuery = z
   .object({
@@ -64,12 +53,7 @@ const discrepancyQuery = z
   })
   .superRefine(periodRefinement);
 
-const workerQuery = z
-  .object({
-    from: instantParam("from", "Start of the period, inclusive."),
-    to: instantParam("to", "End of the period, exclusive."),
-  })
-  .superRefine(periodRefinement);
+const workerQuery = z.object(periodParams).superRefine(periodRefinement);
 
 const DiscrepancyPageSchema = z
   .object({
@@ -102,15 +86,11 @@ const WorkerStatementSchema = z
 
 /** Reconciliation, discrepancies and worker statements; all need role read. */
 export function reportRoutes(deps: ReportRoutesDeps) {
-  const security = [{ [BEARER_SCHEME]: [] }];
-
   const reconciliation = createRoute({
     method: "get",
     path: "/reports/reconciliation",
     tags: ["reports"],
     summary: "Money in, money out, per day, model, worker or key, for a period",
-    security,
-    middleware: [requireRole(deps.store, "read")] as const,
     request: { query: reconciliationQuery },
     responses: {
       200: {
@@ -134,8 +114,6 @@ export function reportRoutes(deps: ReportRoutesDeps) {
     path: "/reports/discrepancies",
     tags: ["reports"],
     summary: "Jobs with a failing check, with their failing checks",
-    security,
-    middleware: [requireRole(deps.store, "read")] as const,
     request: { query: discrepancyQuery },
     responses: {
       200: {
@@ -151,8 +129,6 @@ export function reportRoutes(deps: ReportRoutesDeps) {
     path: "/reports/workers/{address}",
     tags: ["reports"],
     summary: "A worker's payout statement for a period",
-    security,
-    middleware: [requireRole(deps.store, "read")] as const,
     request: {
       params: z.object({
         address: z
@@ -172,7 +148,7 @@ export function reportRoutes(deps: ReportRoutesDeps) {
     },
   });
 
-  return new OpenAPIHono<AppEnv>()
+  return createRouter({ store: deps.store, role: "read" })
     .openapi(reconciliation, (c) => {
       const query = c.req.valid("query");
       const report = reconciliationReport(
@@ -180,15 +156,12 @@ export function reportRoutes(deps: ReportRoutesDeps) {
         { from: query.from, to: query.to, groupBy: query.groupBy },
         deps.now,
       );
-      const wantsCsv =
-        query.format === "csv" ||
-        (query.format === undefined && (c.req.header("accept") ?? "").includes("text/csv"));
-      if (wantsCsv) {
-        const name = `reconciliation-${query.groupBy}.csv`;
-        return c.body(reconciliationToCsv(report), 200, {
-          "content-type": "text/csv; charset=utf-8; header=present",
-          "content-disposition": `attachment; filename="${name}"`,
-        });
+      if (wantsCsv(query.format, c.req.header("accept"))) {
+        return c.body(
+          reconciliationToCsv(report),
+          200,
+          csvHeaders(`reconciliation-${query.groupBy}.csv`),
+        );
       }
       return c.json(reconciliationToJson(report), 200);
     })

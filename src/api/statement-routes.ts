@@ -1,10 +1,10 @@
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import type { Store } from "../db/client.js";
 import { buildStatement, statementToCsv, statementToJson } from "../ledger/statement.js";
 import type { Profile } from "../verify/profiles.js";
-import { BEARER_SCHEME, requireRole } from "./auth.js";
-import type { AppEnv } from "./context.js";
-import { authErrors, instantParam, periodBounds, periodRefinement } from "./openapi-schemas.js";
+import { authErrors, periodBounds } from "./openapi-schemas.js";
+import { csvHeaders, reportQuery, wantsCsv } from "./report-query.js";
+import { createRouter } from "./router.js";
 
 export interface StatementRoutesDeps {
   store: Store;
@@ -102,27 +102,16 @@ const StatementSchema = z
   })
   .openapi("Statement");
 
-const statementQuery = z
-  .object({
-    from: instantParam("from", "Start of the period, inclusive."),
-    to: instantParam("to", "End of the period, exclusive."),
-    vault: z
-      .string()
-      .regex(/^[1-9A-HJ-NP-Za-km-z]{32,44}$/, "a base58 address")
-      .optional()
-      .openapi({
-        param: { name: "vault", in: "query" },
-        description: "Only this credit vault.",
-      }),
-    format: z
-      .enum(["json", "csv"])
-      .optional()
-      .openapi({
-        param: { name: "format", in: "query" },
-        description: "`csv` for RFC 4180 CSV; `Accept: text/csv` does the same.",
-      }),
-  })
-  .superRefine(periodRefinement);
+const statementQuery = reportQuery({
+  vault: z
+    .string()
+    .regex(/^[1-9A-HJ-NP-Za-km-z]{32,44}$/, "a base58 address")
+    .optional()
+    .openapi({
+      param: { name: "vault", in: "query" },
+      description: "Only this credit vault.",
+    }),
+});
 
 /** `GET /reports/statement`: the credit vaults' statement for a period (role read). */
 export function statementRoutes(deps: StatementRoutesDeps) {
@@ -131,8 +120,6 @@ export function statementRoutes(deps: StatementRoutesDeps) {
     path: "/reports/statement",
     tags: ["reports"],
     summary: "Each credit vault's statement: every movement explained, closing on the chain",
-    security: [{ [BEARER_SCHEME]: [] }],
-    middleware: [requireRole(deps.store, "read")] as const,
     request: { query: statementQuery },
     responses: {
       200: {
@@ -150,21 +137,15 @@ export function statementRoutes(deps: StatementRoutesDeps) {
       ...authErrors,
     },
   });
-  return new OpenAPIHono<AppEnv>().openapi(route, (c) => {
+  return createRouter({ store: deps.store, role: "read" }).openapi(route, (c) => {
     const q = c.req.valid("query");
     const statement = buildStatement(
       deps.store,
       { from: q.from, to: q.to, ...(q.vault ? { vault: q.vault } : {}) },
       { profile: deps.profile, graceSeconds: deps.graceSeconds, now: deps.now },
     );
-    const wantsCsv =
-      q.format === "csv" ||
-      (q.format === undefined && (c.req.header("accept") ?? "").includes("text/csv"));
-    if (wantsCsv) {
-      return c.body(statementToCsv(statement), 200, {
-        "content-type": "text/csv; charset=utf-8; header=present",
-        "content-disposition": 'attachment; filename="statement.csv"',
-      });
+    if (wantsCsv(q.format, c.req.header("accept"))) {
+      return c.body(statementToCsv(statement), 200, csvHeaders("statement.csv"));
     }
     return c.json(statementToJson(statement), 200);
   });

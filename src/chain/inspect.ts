@@ -6,7 +6,7 @@ import { AppError } from "../errors.js";
 import { factsToJson, type TransactionFactsJson } from "./facts-json.js";
 import { parseJsonLossless } from "./json-text.js";
 import { parseTransaction } from "./parse-transaction.js";
-import { createRpcPool } from "./rpc-pool.js";
+import { createRpcPool, type RpcPool } from "./rpc-pool.js";
 
 /** True for a base58 string that decodes to 64 bytes (87 or 88 characters). */
 export function isValidSignature(text: string): boolean {
@@ -16,6 +16,33 @@ export function isValidSignature(text: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** The error of a target that is not a signature (`tx inspect`, with or without `--quorum`). */
+export function notASignature(target: string): AppError {
+  return new AppError(
+    "bad_request",
+    `${target} is not a valid transaction signature (64 bytes, base58)`,
+    { field: "target" },
+  );
+}
+
+/**
+ * A pool over one endpoint for a one-off look-up: one request at a time, at the configured
+ * rate and timeout, three attempts.
+ */
+export function inspectionPool(config: Config, url: string): RpcPool {
+  return createRpcPool({
+    endpoints: [
+      {
+        url,
+        rateLimitPerSec: config.RPC_RATE_LIMIT,
+        concurrency: 1,
+        timeoutMs: config.RPC_TIMEOUT_MS,
+      },
+    ],
+    maxAttempts: 3,
+  });
 }
 
 /**
@@ -83,27 +110,11 @@ export async function inspectTransaction(
   }
   if (!isValidSignature(target)) {
     // Long alphanumeric text was meant as a signature (the docs' placeholders hold 0, O, I, l).
-    const looksLikeSignature = /^[A-Za-z0-9]{32,}$/.test(target);
-    throw new AppError(
-      "bad_request",
-      looksLikeSignature
-        ? `${target} is not a valid transaction signature (64 bytes, base58)`
-        : `no such file: ${target}`,
-      { field: "target" },
-    );
+    if (/^[A-Za-z0-9]{32,}$/.test(target)) throw notASignature(target);
+    throw new AppError("bad_request", `no such file: ${target}`, { field: "target" });
   }
   const url = options.config.SOLANA_RPC_URLS[0]!;
-  const pool = createRpcPool({
-    endpoints: [
-      {
-        url,
-        rateLimitPerSec: options.config.RPC_RATE_LIMIT,
-        concurrency: 1,
-        timeoutMs: options.config.RPC_TIMEOUT_MS,
-      },
-    ],
-    maxAttempts: 3,
-  });
+  const pool = inspectionPool(options.config, url);
   try {
     const commitment = options.commitment ?? "finalized";
     const fetched = await pool.getTransaction(target, commitment);

@@ -1,8 +1,7 @@
 import type { Config } from "../config.js";
 import { AppError } from "../errors.js";
-import { isValidSignature } from "./inspect.js";
+import { inspectionPool, isValidSignature, notASignature } from "./inspect.js";
 import { createQuorumRpc, type EndpointAnswer } from "./quorum.js";
-import { createRpcPool } from "./rpc-pool.js";
 import { endpointNames } from "./url-secrets.js";
 
 /** What `tx inspect SIGNATURE --quorum k` prints. */
@@ -25,13 +24,7 @@ export async function inspectWithQuorum(
   options: { config: Config; quorum: number; commitment?: "confirmed" | "finalized" },
 ): Promise<QuorumInspection> {
   const urls = options.config.SOLANA_RPC_URLS;
-  if (!isValidSignature(signature)) {
-    throw new AppError(
-      "bad_request",
-      `${signature} is not a valid transaction signature (64 bytes, base58)`,
-      { field: "target" },
-    );
-  }
+  if (!isValidSignature(signature)) throw notASignature(signature);
   if (!Number.isInteger(options.quorum) || options.quorum < 2 || options.quorum > urls.length) {
     throw new AppError(
       "validation_failed",
@@ -42,20 +35,7 @@ export async function inspectWithQuorum(
   const names = endpointNames(urls);
   const rpc = createQuorumRpc({
     quorum: options.quorum,
-    members: urls.map((url, i) => ({
-      name: names[i]!,
-      rpc: createRpcPool({
-        endpoints: [
-          {
-            url,
-            rateLimitPerSec: options.config.RPC_RATE_LIMIT,
-            concurrency: 1,
-            timeoutMs: options.config.RPC_TIMEOUT_MS,
-          },
-        ],
-        maxAttempts: 3,
-      }),
-    })),
+    members: urls.map((url, i) => ({ name: names[i]!, rpc: inspectionPool(options.config, url) })),
   });
   try {
     const result = await rpc.inspect(signature, options.commitment ?? "finalized");

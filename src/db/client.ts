@@ -44,6 +44,14 @@ export function openStore(url: string, options: { busyTimeoutMs?: number } = {})
   return { db, sqlite, close: () => sqlite.close() };
 }
 
+/**
+ * Changes how long this connection waits for another's write lock before SQLITE_BUSY, e.g. a
+ * longer wait around a migration another process may be running.
+ */
+export function setBusyTimeout(store: Store, ms: number): void {
+  store.sqlite.pragma(`busy_timeout = ${Math.max(0, Math.floor(ms))}`);
+}
+
 /** SQLITE_BUSY (and its extended codes): another connection held the lock past the timeout. */
 export function isBusyError(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;

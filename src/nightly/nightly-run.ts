@@ -4,6 +4,7 @@ import type { Store } from "../db/client.js";
 import { openVerdicts, type Verdict, verdicts } from "../db/schema.js";
 import type { LedgerWindowResult } from "../ledger/window-check.js";
 import { countJobsByVerdict } from "../reports/reconciliation.js";
+import { createOpsStore } from "../store/ops.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
 import { acquireLock, releaseLock } from "./locks.js";
 
@@ -114,37 +115,6 @@ const exitCodes = {
   incomplete: 2,
 } as const satisfies Record<NightlySummary["outcome"], 0 | 1 | 2>;
 
-function unprovenCounts(store: Store, from: number, to: number): Record<string, number> {
-  const rows = store.sqlite
-    .prepare(
-      `SELECT unproven, count(*) AS n FROM jobs
-       WHERE verdict = 'partially_verified' AND created_at >= ? AND created_at < ?
-       GROUP BY unproven`,
-    )
-    .all(from, to) as { unproven: string | null; n: number }[];
-  const counts: Record<string, number> = {};
-  for (const row of rows) {
-    const codes = row.unproven === null ? ["unknown"] : (JSON.parse(row.unproven) as string[]);
-    for (const code of codes) counts[code] = (counts[code] ?? 0) + row.n;
-  }
-  return counts;
-}
-
-function findings(store: Store, from: number, to: number) {
-  const rows = store.sqlite
-    .prepare(
-      `SELECT job_id AS jobId, verdict FROM jobs
-       WHERE verdict IN ('discrepancy', 'dropped', 'unverifiable')
-         AND created_at >= ? AND created_at < ?
-       ORDER BY created_at, job_id LIMIT ?`,
-    )
-    .all(from, to, maxFindings) as { jobId: string; verdict: Verdict }[];
-  const checks = store.sqlite
-    .prepare("SELECT name FROM check_results WHERE job_id = ? AND +outcome = 'fail' ORDER BY name")
-    .pluck();
-  return rows.map((r) => ({ ...r, failingChecks: checks.all(r.jobId) as string[] }));
-}
-
 const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
 /**
@@ -218,9 +188,10 @@ export async function runNightlyVerification(
   let unproven: Record<string, number> = {};
   let profile: ProfileStatus | null = null;
   try {
+    const ops = createOpsStore(store);
     byVerdict = countJobsByVerdict(store, options.from, options.to);
-    found = findings(store, options.from, options.to);
-    unproven = unprovenCounts(store, options.from, options.to);
+    found = await ops.unverifiedJobs(options.from, options.to, maxFindings);
+    unproven = await ops.unprovenCounts(options.from, options.to);
     profile = options.profile?.() ?? null;
   } catch (error) {
     reason ??= `database: ${messageOf(error)}`;

@@ -1,19 +1,6 @@
-import { existsSync } from "node:fs";
-import { dirname, resolve } from "node:path";
 import type { Command } from "commander";
-import { pino } from "pino";
-import { rpcFromConfig } from "../chain/quorum.js";
 import type { Config } from "../config.js";
-import { openStore } from "../db/client.js";
-import { migrateStore } from "../db/migrate.js";
-import { AppError } from "../errors.js";
-import { createLedgerReader } from "../ledger/reader.js";
-import { ledgerWindowCheck } from "../ledger/window-check.js";
-import { createLogger } from "../log.js";
-import { createVerifier } from "../verify/engine.js";
-import { profileStatus } from "../verify/profile-status.js";
-import { loadProfile } from "../verify/profiles.js";
-import { runVerifyCommand, type VerifyFlags, verifyWindow } from "./verify-command.js";
+import type { VerifyFlags } from "./verify-command.js";
 
 type Helpers = {
   withCommonOptions(command: Command): Command;
@@ -44,74 +31,8 @@ export function registerVerifyCommand(program: Command, helpers: Helpers): void 
     )
     .action(async (flags: VerifyFlags & Record<string, unknown>) => {
       const config = helpers.configFromFlags(flags);
-      // Bad flags are refused before the database is opened or the RPC is asked anything.
-      verifyWindow(flags, Date.now());
-      if (flags.out !== undefined && !existsSync(dirname(resolve(flags.out)))) {
-        throw new AppError("validation_failed", `--out: no folder ${dirname(resolve(flags.out))}`, {
-          field: "out",
-        });
-      }
-      // Logs go to stderr: stdout carries the summary, which --json callers parse.
-      const log = createLogger(
-        { level: config.LOG_LEVEL === "info" ? "warn" : config.LOG_LEVEL },
-        pino.destination(2),
-      );
-      const store = openStore(config.DATABASE_URL);
-      const rpc = rpcFromConfig(config, log);
-      try {
-        migrateStore(store);
-        const profile = loadProfile(config.AUDIT_PROFILE);
-        const verifier = createVerifier({
-          store,
-          rpc,
-          profile,
-          log,
-          custody: config.CREDIT_VAULTS,
-          // Jobs another process (serve) is verifying are looked at again every poll, so the
-          // run ends within about one poll interval of its last job becoming final.
-          options: { pollIntervalMs: config.VERIFY_POLL_MS },
-        });
-        const reader = createLedgerReader({
-          store,
-          rpc,
-          profile,
-          log,
-          custody: config.CREDIT_VAULTS,
-        });
-        const ledger = ledgerWindowCheck({
-          store,
-          reader,
-          profile,
-          graceSeconds: config.LEDGER_GRACE_SECONDS,
-        });
-        const abort = new AbortController();
-        const onSignal = () => abort.abort();
-        process.once("SIGINT", onSignal);
-        process.once("SIGTERM", onSignal);
-        try {
-          process.exitCode = await runVerifyCommand(
-            store,
-            verifier,
-            flags,
-            {
-              out: (text) => process.stdout.write(text),
-              err: (line) => console.error(line),
-              progress: process.stderr.isTTY === true,
-            },
-            {
-              preflight: () => rpc.getSlot("finalized"),
-              signal: abort.signal,
-              profile: () => profileStatus(store, profile),
-              ledger,
-            },
-          );
-        } finally {
-          process.off("SIGINT", onSignal);
-          process.off("SIGTERM", onSignal);
-        }
-      } finally {
-        await rpc.close();
-        store.close();
-      }
+      // Loaded here: `--help` and the other commands never load the verifier.
+      const { runVerifyFromCli } = await import("./verify-run.js");
+      await runVerifyFromCli(config, flags);
     });
 }

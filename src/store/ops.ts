@@ -1,0 +1,137 @@
+import { statSync } from "node:fs";
+import { and, asc, count, eq, gte, inArray, lt, sql } from "drizzle-orm";
+import type { Store } from "../db/client.js";
+import { checkResults, jobs, openVerdicts, type Verdict } from "../db/schema.js";
+
+/** A job of a window that did not end verified. */
+export interface UnverifiedJob {
+  jobId: string;
+  verdict: Verdict;
+}
+
+/**
+ * What operations ask of the store: readiness, metrics and the nightly run's summary. Reads
+ * only; each method is one query.
+ */
+export interface OpsStore {
+  /** Resolves when the database answers a query; rejects with its error otherwise. */
+  ping(): Promise<void>;
+  /** Whether a job of this id is recorded. */
+  jobExists(jobId: string): Promise<boolean>;
+  /** Jobs without a final verdict (the verification queue's depth). */
+  countOpenJobs(): Promise<number>;
+  /** Jobs whose verdict is `verdict`, whenever created. */
+  countJobsWithVerdict(verdict: Verdict): Promise<number>;
+  /**
+   * Jobs of [from, to) that ended discrepancy, dropped or unverifiable, oldest first, at most
+   * `limit`, each with the names of its failing checks.
+   */
+  unverifiedJobs(
+    from: number,
+    to: number,
+    limit: number,
+  ): Promise<(UnverifiedJob & { failingChecks: string[] })[]>;
+  /** Partially verified jobs of [from, to) by what was left unproven (`unknown` when unsaid). */
+  unprovenCounts(from: number, to: number): Promise<Record<string, number>>;
+  /** Size of the database's -wal file in bytes. */
+  walBytes(): Promise<number>;
+}
+
+const unverified: Verdict[] = ["discrepancy", "dropped", "unverifiable"];
+
+/** Size of the store's -wal file, 0 when there is none (`:memory:`, or just truncated). */
+export function walFileBytes(store: Store): number {
+  const path = store.sqlite.name;
+  if (store.sqlite.memory || path === "" || path === ":memory:") return 0;
+  try {
+    return statSync(`${path}-wal`).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** The operations queries over `store`, prepared once. */
+export function createOpsStore(store: Store): OpsStore {
+  const { db } = store;
+  const from = sql.placeholder("from");
+  const to = sql.placeholder("to");
+  // Raw: a query with no table; drizzle has no builder for it.
+  const ping = store.sqlite.prepare("SELECT 1");
+  const exists = db
+    .select({ jobId: jobs.jobId })
+    .from(jobs)
+    .where(eq(jobs.jobId, sql.placeholder("jobId")))
+    .prepare();
+  const open = db
+    .select({ n: count() })
+    .from(jobs)
+    .where(inArray(jobs.verdict, openVerdicts))
+    .prepare();
+  const withVerdict = db
+    .select({ n: count() })
+    .from(jobs)
+    .where(eq(jobs.verdict, sql.placeholder("verdict")))
+    .prepare();
+  const unverifiedInWindow = db
+    .select({ jobId: jobs.jobId, verdict: jobs.verdict })
+    .from(jobs)
+    .where(
+      and(inArray(jobs.verdict, unverified), gte(jobs.createdAt, from), lt(jobs.createdAt, to)),
+    )
+    .orderBy(asc(jobs.createdAt), asc(jobs.jobId))
+    .limit(sql.placeholder("limit"))
+    .prepare();
+  // `+outcome` keeps SQLite on the primary key (job_id, name) rather than the failing-checks
+  // index, which would scan every failing check of every job.
+  const failing = db
+    .select({ name: checkResults.name })
+    .from(checkResults)
+    .where(
+      and(eq(checkResults.jobId, sql.placeholder("jobId")), sql`+${checkResults.outcome} = 'fail'`),
+    )
+    .orderBy(asc(checkResults.name))
+    .prepare();
+  const unproven = db
+    .select({ unproven: jobs.unproven, n: count() })
+    .from(jobs)
+    .where(
+      and(
+        eq(jobs.verdict, "partially_verified"),
+        gte(jobs.createdAt, from),
+        lt(jobs.createdAt, to),
+      ),
+    )
+    .groupBy(jobs.unproven)
+    .prepare();
+
+  return {
+    async ping() {
+      ping.get();
+    },
+    async jobExists(jobId) {
+      return exists.get({ jobId }) !== undefined;
+    },
+    async countOpenJobs() {
+      return open.get()?.n ?? 0;
+    },
+    async countJobsWithVerdict(verdict) {
+      return withVerdict.get({ verdict })?.n ?? 0;
+    },
+    async unverifiedJobs(fromMs, toMs, limit) {
+      return unverifiedInWindow.all({ from: fromMs, to: toMs, limit }).map((row) => ({
+        ...row,
+        failingChecks: failing.all({ jobId: row.jobId }).map((c) => c.name),
+      }));
+    },
+    async unprovenCounts(fromMs, toMs) {
+      const counts: Record<string, number> = {};
+      for (const row of unproven.all({ from: fromMs, to: toMs })) {
+        for (const code of row.unproven ?? ["unknown"]) counts[code] = (counts[code] ?? 0) + row.n;
+      }
+      return counts;
+    },
+    async walBytes() {
+      return walFileBytes(store);
+    },
+  };
+}
