@@ -113,7 +113,7 @@ describe("GET /audit/:jobId", () => {
 describe("POST /jobs/:jobId/reverify", () => {
   it("queues the job with the verifier and answers 202", async () => {
     const queued: string[] = [];
-    const api = createTestApi({ verifier: { reverify: (id) => queued.push(id) } });
+    const api = createTestApi({ verifier: { reverify: async (id) => void queued.push(id) } });
     insertJob(api.store, { jobId: "job_r" });
     const res = await api.app.request("/jobs/job_r/reverify", {
       method: "POST",

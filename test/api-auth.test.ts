@@ -29,7 +29,7 @@ const routes: { method: "GET" | "POST"; path: string; role: Role; wrong: Role }[
 ];
 
 function setup() {
-  const api = createTestApi({ verifier: { reverify: () => {} } });
+  const api = createTestApi({ verifier: { reverify: async () => {} } });
   insertJob(api.store, { jobId: "job_a" });
   const call = (route: (typeof routes)[number], headers: Record<string, string>) =>
     api.app.request(route.path, {

@@ -67,7 +67,7 @@ function fullApp() {
   return createTestApi({
     proxy,
     proxyRequireToken: true,
-    verifier: { reverify: () => {} },
+    verifier: { reverify: async () => {} },
     statement: {
       profile: {} as never,
       graceSeconds: 60,

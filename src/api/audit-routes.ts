@@ -9,7 +9,7 @@ import { createRouter } from "./router.js";
 
 /** Queues a fresh verification of one job; implemented by the verifier. */
 export interface Reverifier {
-  reverify(jobId: string): void;
+  reverify(jobId: string): Promise<void>;
 }
 
 export interface AuditRoutesDeps {
@@ -82,7 +82,7 @@ export function auditRoutes(deps: AuditRoutesDeps) {
     if (!deps.verifier) {
       throw new AppError("conflict", "no verifier runs in this process");
     }
-    deps.verifier.reverify(jobId);
+    await deps.verifier.reverify(jobId);
     return c.json({ jobId, queued: true as const }, 202);
   });
   return new OpenAPIHono<AppEnv>().route("/", readers).route("/", admins);

@@ -54,8 +54,8 @@ export interface Verifier {
     filter: VerifyFilter,
     opts: { timeoutMs: number; signal?: AbortSignal; onProgress?(p: RunProgress): void },
   ): Promise<RunSummary>;
-  /** Queues a fresh verification of one job. */
-  reverify(jobId: string): void;
+  /** Sends the job back to the queue (signatures given up on are looked for again) and wakes the loop. */
+  reverify(jobId: string): Promise<void>;
   /** Resolves once the loop has nothing due (every job final or waiting for a later time). */
   onIdle(): Promise<void>;
   /** This verifier's lease owner id. */
@@ -299,10 +299,8 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       idleWaiters = [];
     },
     notify,
-    reverify(jobId: string) {
-      queue
-        .reverify(jobId, now())
-        .catch((error) => log.error({ err: error, jobId }, "re-verification not queued"));
+    async reverify(jobId: string) {
+      await queue.reverify(jobId, now());
       notify();
     },
     onIdle() {
