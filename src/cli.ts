@@ -5,6 +5,9 @@ import { inspectWithQuorum } from "./chain/quorum-inspect.js";
 import { ConfigError, type ConfigInput, loadConfig } from "./config.js";
 import { openStore } from "./db/client.js";
 import { migrateStore } from "./db/migrate.js";
+import { postgresSettings } from "./db/pg/client.js";
+import { migratePostgresUrl } from "./db/pg/migrate.js";
+import { parseDatabaseUrl } from "./db/url.js";
 import { registerDemoCommand } from "./demo/command.js";
 import { isAppError } from "./errors.js";
 import { registerLocalnetCommand } from "./localnet/command.js";
@@ -134,14 +137,45 @@ export function buildProgram(): Command {
 
   const db = program.command("db").description("database maintenance");
   withDatabaseOption(db.command("migrate").description("apply pending migrations")).action(
-    (flags) => {
+    async (flags) => {
       const config = configFromFlags(flags);
+      const target = parseDatabaseUrl(config.DATABASE_URL);
+      if (target.kind === "postgres") {
+        const { applied } = await migratePostgresUrl(config.DATABASE_URL, postgresSettings(config));
+        console.log(`migrated ${target.redacted} (${applied} migrations applied)`);
+        return;
+      }
       const store = openStore(config.DATABASE_URL);
       migrateStore(store);
       store.close();
       console.log(`migrated ${config.DATABASE_URL}`);
     },
   );
+
+  db.command("copy")
+    .description(
+      "copy a SQLite store into PostgreSQL, every table, then compare row counts and money sums per table (exit 1 on any difference); a rerun continues an interrupted copy",
+    )
+    .requiredOption("--from <path>", "SQLite database file to copy")
+    .requiredOption("--to <url>", "postgres:// URL of the database to fill")
+    .option("--batch <rows>", "rows per batch", "1000")
+    .action(async (flags) => {
+      const batchRows = Number(flags.batch);
+      if (!Number.isInteger(batchRows) || batchRows < 1) {
+        throw new CommanderError(2, "db.copy.batch", "--batch must be a positive integer");
+      }
+      const { runCopyCommand } = await import("./db/copy.js");
+      process.exitCode = await runCopyCommand(
+        {
+          from: flags.from,
+          to: flags.to,
+          batchRows,
+          settings: postgresSettings(configFromFlags({})),
+        },
+        (line) => console.log(line),
+        (line) => console.error(line),
+      );
+    });
 
   registerLocalnetCommand(program);
   registerDemoCommand(program);

@@ -1,6 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { readMigrationFiles } from "drizzle-orm/migrator";
 import type pg from "pg";
+import { openPostgres, type PostgresSettings } from "./client.js";
 
 /** migrations/postgres at the package root, found from both src/db/pg and dist/db/pg. */
 export const pgMigrationsFolder = fileURLToPath(
@@ -66,5 +67,18 @@ export async function migratePostgres(pool: pg.Pool): Promise<PgMigrationResult>
     }
   } finally {
     client.release();
+  }
+}
+
+/** `db migrate` on PostgreSQL: opens a connection to `url`, applies what is pending, closes. */
+export async function migratePostgresUrl(
+  url: string,
+  settings: PostgresSettings,
+): Promise<PgMigrationResult> {
+  const store = openPostgres(url, { ...settings, poolSize: 1 });
+  try {
+    return await migratePostgres(store.pool);
+  } finally {
+    await store.close();
   }
 }
