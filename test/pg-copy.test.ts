@@ -7,7 +7,7 @@ import { getTableName, is } from "drizzle-orm";
 import { getTableConfig, PgTable } from "drizzle-orm/pg-core";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openStore } from "../src/db/client.js";
+import { openStore, type Store } from "../src/db/client.js";
 import { CopyError, copySqliteToPostgres } from "../src/db/copy.js";
 import { migrateStore } from "../src/db/migrate.js";
 import * as pgSchema from "../src/db/pg/schema.js";
@@ -34,6 +34,11 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 function fillSqliteStore(path: string, jobCount: number): void {
   const store = openStore(path);
   migrateStore(store);
+  store.sqlite.transaction(() => fill(store, jobCount)).immediate();
+  store.close();
+}
+
+function fill(store: Store, jobCount: number): void {
   seedDashboard(store);
   const models = ["qwen3-8b", "llama-3.3-70b", null];
   for (let i = 0; i < jobCount; i++) {
@@ -145,7 +150,6 @@ function fillSqliteStore(path: string, jobCount: number): void {
     .insert(locks)
     .values({ name: "nightly", owner: "host:1", acquiredAt: 14, expiresAt: 15 })
     .run();
-  store.close();
 }
 
 const pgTables = (Object.values(pgSchema) as unknown[]).filter((v): v is PgTable => is(v, PgTable));
@@ -196,7 +200,7 @@ async function dumpBoth(sqlitePath: string, url: string) {
 describe("db copy from SQLite to PostgreSQL", () => {
   const database = usePostgresDatabase();
   const source = join(dir, "store.db");
-  const jobCount = 1200;
+  const jobCount = 600;
   beforeAll(() => fillSqliteStore(source, jobCount));
 
   it("copies every table exactly, resuming after an interruption without duplicating a row", async () => {
@@ -208,7 +212,7 @@ describe("db copy from SQLite to PostgreSQL", () => {
     const first = await copySqliteToPostgres({
       from: source,
       to: database.url,
-      batchRows: 200,
+      batchRows: 100,
       maxBatches: 3,
     });
     expect(first.complete).toBe(false);
@@ -216,7 +220,7 @@ describe("db copy from SQLite to PostgreSQL", () => {
     const second = await copySqliteToPostgres({
       from: source,
       to: database.url,
-      batchRows: 200,
+      batchRows: 100,
       maxBatches: 2,
     });
     expect(second.complete).toBe(false);
@@ -225,7 +229,7 @@ describe("db copy from SQLite to PostgreSQL", () => {
     expect(partial.jobs!.target.length).toBeGreaterThan(0);
     expect(partial.jobs!.target.length).toBeLessThan(partial.jobs!.source.length);
 
-    const last = await copySqliteToPostgres({ from: source, to: database.url, batchRows: 200 });
+    const last = await copySqliteToPostgres({ from: source, to: database.url, batchRows: 100 });
     add(last.copied);
     expect(last.complete).toBe(true);
     expect(last.equal).toBe(true);
@@ -282,33 +286,39 @@ describe("db copy from SQLite to PostgreSQL", () => {
     );
   });
 
-  it("prints the comparison and exits 1 when the two databases differ", async () => {
+  it("prints the comparison and exits 1 when the two databases differ; db migrate runs on PostgreSQL", async () => {
     const client = new pg.Client({ connectionString: database.url });
     await client.connect();
     await client.query(
       "UPDATE ledger_lines SET delta_units = delta_units - 1 WHERE signature = 's1'",
     );
     await client.end();
+    const fresh = await database.create();
+    // Two commands in one process (one tsx start): `db migrate` on a fresh database, then the copy.
     const run = spawnSync(
       process.execPath,
       [
         "--import",
         "tsx",
         "-e",
-        'import("./src/cli.ts").then((m) => m.runCli(["node", "decentral-audit", ...process.argv.slice(1)]))',
+        `import("./src/cli.ts").then(async (m) => {
+          await m.runCli(["node", "decentral-audit", "db", "migrate"]);
+          await m.runCli(["node", "decentral-audit", "db", "copy", "--from", process.argv[1], "--to", process.argv[2]]);
+        })`,
         "--",
-        "db",
-        "copy",
-        "--from",
         source,
-        "--to",
         database.url,
       ],
-      { encoding: "utf8", env: { ...process.env, DATABASE_URL: ":memory:" } },
+      { encoding: "utf8", env: { ...process.env, DATABASE_URL: fresh } },
     );
     expect(run.stderr).toBe("");
+    const password = new URL(fresh).password;
+    expect(run.stdout).toContain(
+      `migrated ${fresh.replace(`:${password}@`, ":***@")} (1 migrations applied)`,
+    );
+    expect(run.stdout).not.toContain(password);
     expect(run.status).toBe(1);
-    expect(run.stdout).toMatch(/^ok {3}jobs +1245 rows, .*charged_units \d+/m);
+    expect(run.stdout).toMatch(/^ok {3}jobs +645 rows, .*charged_units \d+/m);
     expect(run.stdout).toContain(`DIFF ledger_lines`);
     expect(run.stdout).toContain("delta_units 9007199254740993 -> 9007199254740992");
     expect(run.stdout).toContain(`1 of ${pgTables.length} tables differ`);
