@@ -13,6 +13,7 @@ import {
   type PostgresTarget,
   parseDatabaseUrl,
 } from "../src/db/url.js";
+import { demoOptionsFromFlags } from "../src/demo/options.js";
 
 describe("DATABASE_URL selects the store", () => {
   it("keeps SQLite for a path, :memory: and file: URLs", () => {
@@ -114,6 +115,16 @@ describe("configuration of the PostgreSQL store", () => {
       /DATABASE_URL: scheme "mysql:" is not supported/,
     );
     expect((caught as ConfigError).message).not.toContain("hunter2");
+  });
+
+  it("refuses a PostgreSQL URL for the demo before its log folder is made beside it", () => {
+    expect(() => demoOptionsFromFlags({ db: "postgres://u:p@localhost/demo" })).toThrow(
+      PostgresNotSupportedYetError,
+    );
+    expect(() => demoOptionsFromFlags({ db: "mysql://u:p@localhost/demo" })).toThrow(
+      /DATABASE_URL scheme "mysql:" is not supported/,
+    );
+    expect(demoOptionsFromFlags({ db: "./data/demo.db" }).db).toBe("./data/demo.db");
   });
 
   it("never opens a PostgreSQL URL as a SQLite file", () => {
