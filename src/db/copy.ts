@@ -6,7 +6,12 @@ import { type PgColumn, PgTable, getTableConfig as pgTableConfig } from "drizzle
 import { SQLiteTable, getTableConfig as sqliteTableConfig } from "drizzle-orm/sqlite-core";
 import type pg from "pg";
 import { migrationsFolder } from "./migrate.js";
-import { defaultPostgresSettings, openPostgres, type PostgresSettings } from "./pg/client.js";
+import {
+  defaultPostgresSettings,
+  openPostgres,
+  type PostgresSettings,
+  withPgTransaction,
+} from "./pg/client.js";
 import { migratePostgres } from "./pg/migrate.js";
 import * as pgSchema from "./pg/schema.js";
 import * as sqliteSchema from "./schema.js";
@@ -395,55 +400,45 @@ async function writeBatch(
   rows: unknown[][],
   progress: { source: string; lastKey: KeyValue[] | undefined; done: boolean },
 ): Promise<void> {
-  const client = await pool.connect();
-  try {
-    await client.query("BEGIN");
-    try {
-      const quiet = plan.name === "jobs" && rows.length > 0;
-      if (quiet) await client.query(`ALTER TABLE jobs DISABLE TRIGGER USER`);
-      if (rows.length > 0) {
-        const values: unknown[] = [];
-        const tuples = rows.map((row) => {
-          const params = row.map((value, i) => {
-            values.push(toTarget(plan, plan.columns[i]!, value));
-            return `$${values.length}`;
-          });
-          return `(${params.join(", ")})`;
+  await withPgTransaction(pool, async (client) => {
+    const quiet = plan.name === "jobs" && rows.length > 0;
+    if (quiet) await client.query(`ALTER TABLE jobs DISABLE TRIGGER USER`);
+    if (rows.length > 0) {
+      const values: unknown[] = [];
+      const tuples = rows.map((row) => {
+        const params = row.map((value, i) => {
+          values.push(toTarget(plan, plan.columns[i]!, value));
+          return `$${values.length}`;
         });
-        await client.query(
-          `INSERT INTO ${quote(plan.name)} (${plan.columns.map(quote).join(", ")}) VALUES ${tuples.join(", ")} ON CONFLICT DO NOTHING`,
-          values,
-        );
-      }
-      if (quiet) await client.query(`ALTER TABLE jobs ENABLE TRIGGER USER`);
-      if (progress.done && plan.identity !== undefined) {
-        // Ids inserted explicitly do not move the identity: start new rows after the copied ones.
-        await client.query(
-          `SELECT setval(pg_get_serial_sequence($1, $2), max(${quote(plan.identity)})) FROM ${quote(plan.name)} HAVING max(${quote(plan.identity)}) IS NOT NULL`,
-          [plan.name, plan.identity],
-        );
-      }
+        return `(${params.join(", ")})`;
+      });
       await client.query(
-        `INSERT INTO ${progressTable} (table_name, source, last_key, rows, done)
-         VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (table_name) DO UPDATE SET last_key = EXCLUDED.last_key,
-           rows = ${progressTable}.rows + EXCLUDED.rows, done = EXCLUDED.done`,
-        [
-          plan.name,
-          progress.source,
-          progress.lastKey === undefined ? null : JSON.stringify(encodeKey(progress.lastKey)),
-          rows.length,
-          progress.done,
-        ],
+        `INSERT INTO ${quote(plan.name)} (${plan.columns.map(quote).join(", ")}) VALUES ${tuples.join(", ")} ON CONFLICT DO NOTHING`,
+        values,
       );
-      await client.query("COMMIT");
-    } catch (error) {
-      await client.query("ROLLBACK").catch(() => {});
-      throw error;
     }
-  } finally {
-    client.release();
-  }
+    if (quiet) await client.query(`ALTER TABLE jobs ENABLE TRIGGER USER`);
+    if (progress.done && plan.identity !== undefined) {
+      // Ids inserted explicitly do not move the identity: start new rows after the copied ones.
+      await client.query(
+        `SELECT setval(pg_get_serial_sequence($1, $2), max(${quote(plan.identity)})) FROM ${quote(plan.name)} HAVING max(${quote(plan.identity)}) IS NOT NULL`,
+        [plan.name, plan.identity],
+      );
+    }
+    await client.query(
+      `INSERT INTO ${progressTable} (table_name, source, last_key, rows, done)
+       VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (table_name) DO UPDATE SET last_key = EXCLUDED.last_key,
+         rows = ${progressTable}.rows + EXCLUDED.rows, done = EXCLUDED.done`,
+      [
+        plan.name,
+        progress.source,
+        progress.lastKey === undefined ? null : JSON.stringify(encodeKey(progress.lastKey)),
+        rows.length,
+        progress.done,
+      ],
+    );
+  });
 }
 
 /** The comparison as printed by `db copy`: one line per table, and a verdict. */

@@ -103,3 +103,27 @@ export function openPostgres(
   const db = drizzle(pool, { schema });
   return { db, pool, target, close: () => pool.end() };
 }
+
+/**
+ * Runs `body` in one transaction on one pooled connection: committed when it resolves, rolled
+ * back when it throws (and when the process dies: the server rolls back a dropped connection).
+ */
+export async function withPgTransaction<T>(
+  pool: pg.Pool,
+  body: (client: pg.PoolClient) => Promise<T>,
+): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    try {
+      const result = await body(client);
+      await client.query("COMMIT");
+      return result;
+    } catch (error) {
+      await client.query("ROLLBACK").catch(() => {});
+      throw error;
+    }
+  } finally {
+    client.release();
+  }
+}

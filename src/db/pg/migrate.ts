@@ -1,7 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { readMigrationFiles } from "drizzle-orm/migrator";
 import type pg from "pg";
-import { openPostgres, type PostgresSettings } from "./client.js";
+import { openPostgres, type PostgresSettings, withPgTransaction } from "./client.js";
 
 /** migrations/postgres at the package root, found from both src/db/pg and dist/db/pg. */
 export const pgMigrationsFolder = fileURLToPath(
@@ -33,41 +33,31 @@ export interface PgMigrationResult {
  */
 export async function migratePostgres(pool: pg.Pool): Promise<PgMigrationResult> {
   const migrations = readMigrationFiles({ migrationsFolder: pgMigrationsFolder });
-  const client = await pool.connect();
-  try {
-    await client.query("BEGIN");
-    try {
-      await client.query("SET LOCAL statement_timeout = 0");
-      await client.query(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`);
-      await client.query(`CREATE SCHEMA IF NOT EXISTS "drizzle"`);
-      await client.query(
-        `CREATE TABLE IF NOT EXISTS ${migrationsTable} (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)`,
-      );
-      const last = await client.query<{ created_at: string }>(
-        `SELECT created_at FROM ${migrationsTable} ORDER BY created_at DESC LIMIT 1`,
-      );
-      const lastMillis = last.rows[0] === undefined ? undefined : Number(last.rows[0].created_at);
-      let applied = 0;
-      for (const migration of migrations) {
-        if (lastMillis !== undefined && lastMillis >= migration.folderMillis) continue;
-        for (const statement of migration.sql) {
-          if (statement.trim() !== "") await client.query(statement);
-        }
-        await client.query(`INSERT INTO ${migrationsTable} (hash, created_at) VALUES ($1, $2)`, [
-          migration.hash,
-          migration.folderMillis,
-        ]);
-        applied++;
+  return await withPgTransaction(pool, async (client) => {
+    await client.query("SET LOCAL statement_timeout = 0");
+    await client.query(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`);
+    await client.query(`CREATE SCHEMA IF NOT EXISTS "drizzle"`);
+    await client.query(
+      `CREATE TABLE IF NOT EXISTS ${migrationsTable} (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)`,
+    );
+    const last = await client.query<{ created_at: string }>(
+      `SELECT created_at FROM ${migrationsTable} ORDER BY created_at DESC LIMIT 1`,
+    );
+    const lastMillis = last.rows[0] === undefined ? undefined : Number(last.rows[0].created_at);
+    let applied = 0;
+    for (const migration of migrations) {
+      if (lastMillis !== undefined && lastMillis >= migration.folderMillis) continue;
+      for (const statement of migration.sql) {
+        if (statement.trim() !== "") await client.query(statement);
       }
-      await client.query("COMMIT");
-      return { applied };
-    } catch (error) {
-      await client.query("ROLLBACK").catch(() => {});
-      throw error;
+      await client.query(`INSERT INTO ${migrationsTable} (hash, created_at) VALUES ($1, $2)`, [
+        migration.hash,
+        migration.folderMillis,
+      ]);
+      applied++;
     }
-  } finally {
-    client.release();
-  }
+    return { applied };
+  });
 }
 
 /** `db migrate` on PostgreSQL: opens a connection to `url`, applies what is pending, closes. */
