@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -272,6 +272,51 @@ describe("db copy from SQLite to PostgreSQL", () => {
       await client.query("DELETE FROM verification_runs WHERE id = 3");
     } finally {
       await client.end();
+    }
+  });
+
+  it("continues a copy whose process was killed mid-table, and ends exact", async () => {
+    const target = await database.create();
+    const child = spawn(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        "-e",
+        'import("./src/cli.ts").then((m) => m.runCli(["node", "decentral-audit", ...process.argv.slice(1)]))',
+        "--",
+        ...["db", "copy", "--from", source, "--to", target, "--batch", "10"],
+      ],
+      { env: { ...process.env, DATABASE_URL: ":memory:" }, stdio: "ignore" },
+    );
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    const client = new pg.Client({ connectionString: target });
+    await client.connect();
+    let jobsAtKill = 0;
+    try {
+      // Killed as soon as some batches of jobs are committed and others not.
+      for (let polls = 0; polls < 2000 && jobsAtKill === 0; polls++) {
+        const state = await client
+          .query("SELECT rows, done FROM db_copy_progress WHERE table_name = 'jobs'")
+          .catch(() => ({ rows: [] as { rows: string; done: boolean }[] }));
+        const jobs = state.rows[0];
+        if (jobs !== undefined && Number(jobs.rows) > 0 && !jobs.done) {
+          child.kill("SIGKILL");
+          jobsAtKill = Number(jobs.rows);
+        } else await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      await exited;
+    } finally {
+      await client.end();
+    }
+    expect(jobsAtKill).toBeGreaterThan(0);
+    expect(jobsAtKill).toBeLessThan(jobCount);
+    const rest = await copySqliteToPostgres({ from: source, to: target });
+    expect(rest.equal).toBe(true);
+    expect(rest.copied.jobs).toBeLessThan(jobCount + 45);
+    const dumps = await dumpBoth(source, target);
+    for (const [table, { source: rows, target: copied }] of Object.entries(dumps)) {
+      expect(copied, table).toEqual(rows);
     }
   });
 
