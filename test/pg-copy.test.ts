@@ -320,6 +320,20 @@ describe("db copy from SQLite to PostgreSQL", () => {
     }
   });
 
+  it("refuses a target that is not PostgreSQL and a source that is not a migrated store", async () => {
+    await expect(copySqliteToPostgres({ from: source, to: join(dir, "x.db") })).rejects.toThrow(
+      /--to must be a postgres:\/\/ or postgresql:\/\/ URL/,
+    );
+    const bare = join(dir, "bare.db");
+    new Database(bare).close();
+    await expect(copySqliteToPostgres({ from: bare, to: database.url })).rejects.toThrow(
+      /is not a decentral-audit store/,
+    );
+    await expect(
+      copySqliteToPostgres({ from: join(dir, "none.db"), to: database.url }),
+    ).rejects.toThrow(/no SQLite store at/);
+  });
+
   it("refuses to mix a second store into a database that holds a copy of another", async () => {
     const other = join(dir, "other.db");
     fillSqliteStore(other, 5);

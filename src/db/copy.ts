@@ -214,6 +214,11 @@ function checkSource(source: Database.Database, path: string): void {
   } catch {
     throw new CopyError(`${path} is not a decentral-audit store (no migrations table)`);
   }
+  if (expected !== undefined && last != null && Number(last) > expected) {
+    throw new CopyError(
+      `${path} was migrated by a newer version of decentral-audit: copy it with that version`,
+    );
+  }
   if (last === undefined || last === null || Number(last) !== expected) {
     throw new CopyError(
       `${path} is not at the current schema: run \`decentral-audit db migrate --db ${path}\` first`,
@@ -268,6 +273,9 @@ async function compareTable(
  */
 export async function copySqliteToPostgres(options: CopyOptions): Promise<CopyResult> {
   const log = options.log ?? (() => {});
+  if (!/^postgres(ql)?:\/\//i.test(options.to)) {
+    throw new CopyError("--to must be a postgres:// or postgresql:// URL");
+  }
   const plans = planTables();
   let sourcePath: string;
   try {
