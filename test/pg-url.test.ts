@@ -7,6 +7,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../src/config.js";
 import { openStore } from "../src/db/client.js";
+import { poolConfig } from "../src/db/pg/client.js";
 import {
   effectiveSslMode,
   PostgresNotSupportedYetError,
@@ -78,6 +79,38 @@ describe("DATABASE_URL selects the store", () => {
     expect(() => effectiveSslMode(pinned as PostgresTarget, "disable")).toThrow(
       /sslmode=require but DATABASE_SSLMODE says disable/,
     );
+  });
+});
+
+describe("connection settings of the PostgreSQL pool", () => {
+  const settings = { poolSize: 4, statementTimeoutMs: 5000 };
+  it("maps each sslmode to the driver's TLS checks", () => {
+    const remote = parseDatabaseUrl("postgres://u:p@db.example.com:6432/d") as PostgresTarget;
+    const verified = poolConfig(remote, settings);
+    expect(verified).toMatchObject({
+      host: "db.example.com",
+      port: 6432,
+      user: "u",
+      password: "p",
+      database: "d",
+      max: 4,
+      statement_timeout: 5000,
+      ssl: { rejectUnauthorized: true },
+    });
+    expect((verified.ssl as { checkServerIdentity?: unknown }).checkServerIdentity).toBeUndefined();
+    const ca = poolConfig(remote, { ...settings, sslmode: "verify-ca" }).ssl as {
+      checkServerIdentity?: () => unknown;
+    };
+    expect(ca.checkServerIdentity?.()).toBeUndefined();
+    expect(poolConfig(remote, { ...settings, sslmode: "require" }).ssl).toEqual({
+      rejectUnauthorized: false,
+    });
+    expect(poolConfig(remote, { ...settings, sslmode: "disable" }).ssl).toBe(false);
+    const local = parseDatabaseUrl("postgres://u@localhost/d") as PostgresTarget;
+    expect(poolConfig(local, { ...settings, statementTimeoutMs: 0 })).not.toHaveProperty(
+      "statement_timeout",
+    );
+    expect(poolConfig(local, settings).ssl).toBe(false);
   });
 });
 
