@@ -9,7 +9,7 @@ import { postgresSettings } from "./db/pg/client.js";
 import { migratePostgresUrl } from "./db/pg/migrate.js";
 import { parseDatabaseUrl } from "./db/url.js";
 import { registerDemoCommand } from "./demo/command.js";
-import { isAppError } from "./errors.js";
+import { AppError, isAppError } from "./errors.js";
 import { registerLocalnetCommand } from "./localnet/command.js";
 import { registerVerifyCommand } from "./nightly/verify-cli.js";
 import { runImportCommand } from "./recorder/import-command.js";
@@ -162,7 +162,9 @@ export function buildProgram(): Command {
     .action(async (flags) => {
       const batchRows = Number(flags.batch);
       if (!Number.isInteger(batchRows) || batchRows < 1) {
-        throw new CommanderError(2, "db.copy.batch", "--batch must be a positive integer");
+        throw new AppError("validation_failed", "--batch: expected a positive integer", {
+          field: "batch",
+        });
       }
       const { runCopyCommand } = await import("./db/copy.js");
       process.exitCode = await runCopyCommand(
