@@ -9,5 +9,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     reporters: ["default", new SummaryLineReporter()],
+    // One PostgreSQL server per run, started only when a test file needs it.
+    globalSetup: ["./test/support/postgres-global-setup.ts"],
   },
 });

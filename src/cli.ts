@@ -1,8 +1,9 @@
 import { Command, CommanderError, Option } from "commander";
 import { registerTokenCommands } from "./auth/token-commands.js";
 import { ConfigError, type ConfigInput, loadConfig } from "./config.js";
+import { parseDatabaseUrl } from "./db/url.js";
 import { registerDemoCommand } from "./demo/command.js";
-import { isAppError } from "./errors.js";
+import { AppError, isAppError } from "./errors.js";
 import { registerLocalnetCommand } from "./localnet/command.js";
 import { registerVerifyCommand } from "./nightly/verify-cli.js";
 import { registerReportCommands } from "./reports/report-command.js";
@@ -134,6 +135,16 @@ export function buildProgram(): Command {
   withDatabaseOption(db.command("migrate").description("apply pending migrations")).action(
     async (flags) => {
       const config = configFromFlags(flags);
+      const target = parseDatabaseUrl(config.DATABASE_URL);
+      if (target.kind === "postgres") {
+        const [{ postgresSettings }, { migratePostgresUrl }] = await Promise.all([
+          import("./db/pg/client.js"),
+          import("./db/pg/migrate.js"),
+        ]);
+        const { applied } = await migratePostgresUrl(config.DATABASE_URL, postgresSettings(config));
+        console.log(`migrated ${target.redacted} (${applied} migrations applied)`);
+        return;
+      }
       const { openStore, migrateStore } = await loadStore();
       const store = openStore(config.DATABASE_URL);
       migrateStore(store);
@@ -141,6 +152,36 @@ export function buildProgram(): Command {
       console.log(`migrated ${config.DATABASE_URL}`);
     },
   );
+
+  db.command("copy")
+    .description(
+      "copy a SQLite store into PostgreSQL, every table, then compare row counts and money sums per table (exit 1 on any difference); a rerun continues an interrupted copy",
+    )
+    .requiredOption("--from <path>", "SQLite database file to copy")
+    .requiredOption("--to <url>", "postgres:// URL of the database to fill")
+    .option("--batch <rows>", "rows per batch", "1000")
+    .action(async (flags) => {
+      const batchRows = Number(flags.batch);
+      if (!Number.isInteger(batchRows) || batchRows < 1) {
+        throw new AppError("validation_failed", "--batch: expected a positive integer", {
+          field: "batch",
+        });
+      }
+      const [{ runCopyCommand }, { postgresSettings }] = await Promise.all([
+        import("./db/copy.js"),
+        import("./db/pg/client.js"),
+      ]);
+      process.exitCode = await runCopyCommand(
+        {
+          from: flags.from,
+          to: flags.to,
+          batchRows,
+          settings: postgresSettings(configFromFlags({})),
+        },
+        (line) => console.log(line),
+        (line) => console.error(line),
+      );
+    });
 
   registerLocalnetCommand(program);
   registerDemoCommand(program);

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { DatabaseUrlError, parseDatabaseUrl, sslModes } from "./db/url.js";
 
 /**
  * The one reader of process.env. Every key is documented with its default; a bad value stops
@@ -21,8 +22,42 @@ const boolFlag = z
   .transform((v) => v === "1" || v === "true" || v === "yes");
 
 export const configSchema = z.object({
-  /** SQLite file path (or `:memory:`). Default `./data/decentral-audit.db`. */
-  DATABASE_URL: z.string().min(1).default("./data/decentral-audit.db"),
+  /**
+   * The store: a SQLite file path (or `:memory:`, `file:PATH`), or a `postgres://` /
+   * `postgresql://` URL (`postgres://user:password@host:5432/db?sslmode=verify-full`). Any other
+   * scheme is refused. Default `./data/decentral-audit.db`.
+   */
+  DATABASE_URL: z
+    .string()
+    .min(1)
+    .default("./data/decentral-audit.db")
+    .superRefine((url, ctx) => {
+      try {
+        parseDatabaseUrl(url);
+      } catch (error) {
+        if (!(error instanceof DatabaseUrlError)) throw error;
+        ctx.addIssue({ code: "custom", message: error.message.replace(/^DATABASE_URL /, "") });
+      }
+    }),
+  /** PostgreSQL only: connections each process keeps open. Default 10. */
+  DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(1000).default(10),
+  /**
+   * PostgreSQL only: longest a statement may run before the server cancels it, in ms; 0 means
+   * no limit. Default 30000.
+   */
+  DATABASE_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(0).default(30_000),
+  /**
+   * PostgreSQL only: TLS mode, `disable`, `require` (encrypted, certificate not checked),
+   * `verify-ca` (certificate checked against the CA) or `verify-full` (and the host name). A
+   * `sslmode` in DATABASE_URL means the same and must agree. Default: `disable` on localhost,
+   * `verify-full` for any other host.
+   */
+  DATABASE_SSLMODE: z.enum(sslModes).optional(),
+  /**
+   * PostgreSQL only: PEM file of the CA that signed the server's certificate (for a provider's
+   * own CA); default the system's trusted CAs.
+   */
+  DATABASE_SSL_ROOT_CERT: z.string().min(1).optional(),
   /** Solana JSON-RPC endpoints, comma-separated, tried in order. Default: the public mainnet endpoint. */
   SOLANA_RPC_URLS: urlList.default(["https://api.mainnet-beta.solana.com"]),
   /** Requests per second allowed on each RPC endpoint. Default 8 (public endpoints allow ~10). */

@@ -92,9 +92,20 @@ function deferredTransactions(path: string, text: string): string[] {
   return found;
 }
 
+/**
+ * Not SQLite write transactions, so outside this rule: PostgreSQL code (its transactions wait
+ * on row locks; there is no deferred lock upgrade to fail), and the snapshot `db copy` holds on
+ * its source, a connection opened read-only that cannot write.
+ */
+const outOfScope = (path: string) =>
+  relative(root, path).startsWith(join("src", "db", "pg")) ||
+  relative(root, path) === join("src", "db", "copy.ts");
+
 describe("write transactions", () => {
   it("all begin IMMEDIATE in src/ and bench/", () => {
-    const files = [...sourceFiles(join(root, "src")), ...sourceFiles(join(root, "bench"))];
+    const files = [...sourceFiles(join(root, "src")), ...sourceFiles(join(root, "bench"))].filter(
+      (f) => !outOfScope(f),
+    );
     const deferred = files.flatMap((f) => deferredTransactions(f, readFileSync(f, "utf8")));
     expect(deferred).toEqual([]);
   });

@@ -4,6 +4,7 @@ import Database from "better-sqlite3";
 import { type BetterSQLite3Database, drizzle } from "drizzle-orm/better-sqlite3";
 import { backoff, sleepFor } from "../retry.js";
 import * as schema from "./schema.js";
+import { PostgresNotSupportedYetError, parseDatabaseUrl } from "./url.js";
 
 export type Db = BetterSQLite3Database<typeof schema>;
 
@@ -18,7 +19,8 @@ export interface Store {
 export const JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024;
 
 /**
- * Opens the SQLite database at `url` (a file path or `:memory:`), creating its folder.
+ * Opens the SQLite database at `url` (a file path, `file:PATH` or `:memory:`), creating its
+ * folder. A PostgreSQL URL is refused with a clear error (see PostgresNotSupportedYetError).
  * WAL lets readers (reports, audit lookups) run while the verifier writes; the busy timeout
  * makes a second process wait for a write lock instead of failing at once. That wait is a
  * busy loop inside better-sqlite3 that blocks the event loop, so a serving process passes a
@@ -28,7 +30,10 @@ export const JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024;
  * meanwhile, without the busy timeout ever applying (test/db-write-transactions.test.ts).
  */
 export function openStore(url: string, options: { busyTimeoutMs?: number } = {}): Store {
-  const path = url.startsWith("file:") ? url.slice("file:".length) : url;
+  const target = parseDatabaseUrl(url);
+  // Refused before anything touches the disk: a PostgreSQL URL is never a file path.
+  if (target.kind === "postgres") throw new PostgresNotSupportedYetError(target);
+  const path = target.path;
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
   const sqlite = new Database(path);
   sqlite.pragma("journal_mode = WAL");

@@ -1,0 +1,129 @@
+import { readFileSync } from "node:fs";
+import type { ConnectionOptions } from "node:tls";
+import { drizzle, type NodePgDatabase } from "drizzle-orm/node-postgres";
+import pg from "pg";
+import type { Config } from "../../config.js";
+import {
+  DatabaseUrlError,
+  effectiveSslMode,
+  type PostgresTarget,
+  parseDatabaseUrl,
+  type SslMode,
+} from "../url.js";
+import * as schema from "./schema.js";
+
+export type PgDb = NodePgDatabase<typeof schema>;
+
+/** How a process connects to PostgreSQL (from DATABASE_POOL_SIZE, DATABASE_STATEMENT_TIMEOUT_MS, DATABASE_SSL*). */
+export interface PostgresSettings {
+  /** Connections the pool keeps open at most. */
+  poolSize: number;
+  /** Server-side limit of one statement in ms; 0: none. */
+  statementTimeoutMs: number;
+  /** TLS mode when the URL names none. */
+  sslmode?: SslMode | undefined;
+  /** PEM file of the CA that signed the server's certificate. */
+  sslRootCert?: string | undefined;
+}
+
+/** The connection settings of a loaded configuration. */
+export function postgresSettings(config: Config): PostgresSettings {
+  return {
+    poolSize: config.DATABASE_POOL_SIZE,
+    statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+    sslmode: config.DATABASE_SSLMODE,
+    sslRootCert: config.DATABASE_SSL_ROOT_CERT,
+  };
+}
+
+/** Defaults for callers without a configuration (tests, tools). */
+export const defaultPostgresSettings: PostgresSettings = {
+  poolSize: 10,
+  statementTimeoutMs: 30_000,
+};
+
+/**
+ * The TLS options of the driver for a libpq `sslmode`: `require` encrypts without checking the
+ * certificate, `verify-ca` checks it against the CA (not the host name), `verify-full` checks both.
+ */
+export function tlsOptions(mode: SslMode, rootCert?: string): false | ConnectionOptions {
+  if (mode === "disable") return false;
+  if (mode === "require") return { rejectUnauthorized: false };
+  const ca = rootCert === undefined ? {} : { ca: readFileSync(rootCert, "utf8") };
+  if (mode === "verify-ca")
+    return { ...ca, rejectUnauthorized: true, checkServerIdentity: () => undefined };
+  return { ...ca, rejectUnauthorized: true };
+}
+
+/** The node-postgres pool configuration for a target and settings. */
+export function poolConfig(target: PostgresTarget, settings: PostgresSettings): pg.PoolConfig {
+  return {
+    host: target.host,
+    port: target.port,
+    user: target.user,
+    password: target.password,
+    database: target.database,
+    ssl: tlsOptions(effectiveSslMode(target, settings.sslmode), settings.sslRootCert),
+    max: settings.poolSize,
+    ...(settings.statementTimeoutMs > 0 ? { statement_timeout: settings.statementTimeoutMs } : {}),
+    application_name: "decentral-audit",
+  };
+}
+
+/** An open PostgreSQL store: the drizzle handle and the pool under it. */
+export interface PgStore {
+  db: PgDb;
+  pool: pg.Pool;
+  target: PostgresTarget;
+  close(): Promise<void>;
+}
+
+/** Parses a URL that must name PostgreSQL (a SQLite path here is a mistake of the caller). */
+export function postgresTarget(url: string): PostgresTarget {
+  const target = parseDatabaseUrl(url);
+  if (target.kind !== "postgres") {
+    throw new DatabaseUrlError(`expected a postgres:// or postgresql:// URL, got a SQLite path`);
+  }
+  return target;
+}
+
+/**
+ * Opens a pool to the PostgreSQL database at `url`. Connections are made when first used; an
+ * idle connection the server drops is replaced by the pool rather than crashing the process.
+ */
+export function openPostgres(
+  url: string,
+  settings: PostgresSettings = defaultPostgresSettings,
+): PgStore {
+  const target = postgresTarget(url);
+  const pool = new pg.Pool(poolConfig(target, settings));
+  // An idle client's error (server restart, network cut) is reported on the pool; without a
+  // listener it would be an uncaught exception. The next query gets a fresh connection.
+  pool.on("error", () => {});
+  const db = drizzle(pool, { schema });
+  return { db, pool, target, close: () => pool.end() };
+}
+
+/**
+ * Runs `body` in one transaction on one pooled connection: committed when it resolves, rolled
+ * back when it throws (and when the process dies: the server rolls back a dropped connection).
+ */
+export async function withPgTransaction<T>(
+  pool: pg.Pool,
+  body: (client: pg.PoolClient) => Promise<T>,
+): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    try {
+      const result = await body(client);
+      await client.query("COMMIT");
+      return result;
+    } catch (error) {
+      await client.query("ROLLBACK").catch(() => {});
+      throw error;
+    }
+  } finally {
+    client.release();
+  }
+}

@@ -1,0 +1,74 @@
+import { fileURLToPath } from "node:url";
+import { readMigrationFiles } from "drizzle-orm/migrator";
+import type pg from "pg";
+import { openPostgres, type PostgresSettings, withPgTransaction } from "./client.js";
+
+/** migrations/postgres at the package root, found from both src/db/pg and dist/db/pg. */
+export const pgMigrationsFolder = fileURLToPath(
+  new URL("../../../migrations/postgres", import.meta.url),
+);
+
+/** drizzle's bookkeeping table on PostgreSQL (schema `drizzle`), as drizzle's own migrator. */
+const migrationsTable = `"drizzle"."__drizzle_migrations"`;
+
+/**
+ * Key of the transaction-level advisory lock every migrator takes first. Fixed, so every
+ * process of every version of this program agrees on it: the first 8 bytes of
+ * sha256("decentral-audit:migrate") as a signed 64-bit integer.
+ */
+export const MIGRATION_LOCK_KEY = "6798086142420800131";
+
+export interface PgMigrationResult {
+  /** Migrations this call applied (0 when another process had applied them). */
+  applied: number;
+}
+
+/**
+ * Applies every pending PostgreSQL migration in one transaction. Safe to run from many
+ * processes at once (each `serve` migrates at start): the transaction first takes an advisory
+ * lock, so the others wait, then read what the first applied and find nothing to do. The lock
+ * is transaction-level: a process killed mid-migration releases it with its connection, and
+ * its half of the migration is rolled back (PostgreSQL DDL is transactional). No statement
+ * timeout applies inside: building an index on a large table may take long.
+ */
+export async function migratePostgres(pool: pg.Pool): Promise<PgMigrationResult> {
+  const migrations = readMigrationFiles({ migrationsFolder: pgMigrationsFolder });
+  return await withPgTransaction(pool, async (client) => {
+    await client.query("SET LOCAL statement_timeout = 0");
+    await client.query(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`);
+    await client.query(`CREATE SCHEMA IF NOT EXISTS "drizzle"`);
+    await client.query(
+      `CREATE TABLE IF NOT EXISTS ${migrationsTable} (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)`,
+    );
+    const last = await client.query<{ created_at: string }>(
+      `SELECT created_at FROM ${migrationsTable} ORDER BY created_at DESC LIMIT 1`,
+    );
+    const lastMillis = last.rows[0] === undefined ? undefined : Number(last.rows[0].created_at);
+    let applied = 0;
+    for (const migration of migrations) {
+      if (lastMillis !== undefined && lastMillis >= migration.folderMillis) continue;
+      for (const statement of migration.sql) {
+        if (statement.trim() !== "") await client.query(statement);
+      }
+      await client.query(`INSERT INTO ${migrationsTable} (hash, created_at) VALUES ($1, $2)`, [
+        migration.hash,
+        migration.folderMillis,
+      ]);
+      applied++;
+    }
+    return { applied };
+  });
+}
+
+/** `db migrate` on PostgreSQL: opens a connection to `url`, applies what is pending, closes. */
+export async function migratePostgresUrl(
+  url: string,
+  settings: PostgresSettings,
+): Promise<PgMigrationResult> {
+  const store = openPostgres(url, { ...settings, poolSize: 1 });
+  try {
+    return await migratePostgres(store.pool);
+  } finally {
+    await store.close();
+  }
+}

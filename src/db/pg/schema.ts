@@ -1,0 +1,405 @@
+import { sql } from "drizzle-orm";
+import {
+  type AnyPgColumn,
+  bigint,
+  boolean,
+  customType,
+  index,
+  pgTable,
+  primaryKey,
+  text,
+  unique,
+} from "drizzle-orm/pg-core";
+import { checkOutcomes, receiptSources, tokenRoles, verdicts } from "../schema.js";
+
+/**
+ * The PostgreSQL mirror of `src/db/schema.ts`: the same tables, columns, keys and index names,
+ * so the store modules read and write the same rows on either database and `db copy` moves a
+ * SQLite store across column for column (test/pg-schema.test.ts compares the two). What
+ * differs, and why:
+ *
+ * - Every SQLite INTEGER is a PostgreSQL `bigint`. SQLite integers are 64-bit signed, so is
+ *   `bigint`: any value one store holds fits the other, and a copy never fails or rounds.
+ *   Non-money integers (epoch milliseconds, slots, token counts) read as JS numbers, as they
+ *   do from SQLite.
+ * - Money (base units of USDC, lamports) is `bigint` read as a JS bigint, not `numeric(20,0)`.
+ *   Amounts are u64 on chain, but the store already holds them as signed 64-bit integers (and
+ *   refunds and deltas are negative), so `bigint` loses nothing SQLite keeps; the largest sum a
+ *   rollup row holds, a day's escrow of one group, is bounded by the USDC supply (~10^17 base
+ *   units, far below 2^63 ~ 9.2 * 10^18). Aggregates over many rows are computed as `numeric`
+ *   by `sum()` itself, so a report never overflows either. `bigint` is fixed-width and compares
+ *   and indexes faster than `numeric`.
+ * - SQLite's 0/1 booleans are `boolean`.
+ * - JSON is `json`, not `jsonb`: `json` keeps the text exactly as written (key order,
+ *   spacing), as SQLite's TEXT does, so evidence reads back byte for byte.
+ * - `job_rollups` keeps an absent dimension as NULL under a UNIQUE NULLS NOT DISTINCT key
+ *   (PostgreSQL 15+) where SQLite uses the empty BLOB x'' (a text column holds no BLOB): NULL
+ *   never equals a model name a caller sends either, and the upsert of the rollup trigger
+ *   still finds one row per key.
+ */
+
+/** Integer base units (USDC base units, lamports), read and written as bigint. */
+const units = (name: string) => bigint(name, { mode: "bigint" });
+
+/** A 64-bit integer that is not money (counts, slots, token counts), read as a JS number. */
+const int = (name: string) => bigint(name, { mode: "number" });
+
+/** Milliseconds since the Unix epoch, UTC. */
+const epochMs = (name: string) => bigint(name, { mode: "number" });
+
+/** JSON kept as written (`json`); bigints must already be decimal strings. */
+const json = <T>() =>
+  customType<{ data: T; driverData: string | T }>({
+    dataType: () => "json",
+    toDriver: (value) => JSON.stringify(value) as unknown as T,
+    // node-postgres parses `json` on the way out already.
+    fromDriver: (value) => (typeof value === "string" ? (JSON.parse(value) as T) : value),
+  });
+
+/** Columns the reconciliation report reads after its group and the verdict. */
+const reportColumns = <
+  T extends Record<
+    | "createdAt"
+    | "chargedUnits"
+    | "escrowedUnits"
+    | "workerPaidUnits"
+    | "treasuryPaidUnits"
+    | "refundedUnits"
+    | "feesLamports",
+    AnyPgColumn
+  >,
+>(
+  t: T,
+) =>
+  [
+    t.createdAt,
+    t.chargedUnits,
+    t.escrowedUnits,
+    t.workerPaidUnits,
+    t.treasuryPaidUnits,
+    t.refundedUnits,
+    t.feesLamports,
+  ] as const;
+
+/** One row per Decentral job (see `jobs` in src/db/schema.ts for every column's meaning). */
+export const jobs = pgTable(
+  "jobs",
+  {
+    jobId: text("job_id").primaryKey(),
+    source: text("source", { enum: receiptSources }).notNull(),
+    escrowTx: text("escrow_tx"),
+    settlementTx: text("settlement_tx"),
+    worker: text("worker"),
+    creditsRemainingUnits: units("credits_remaining_units"),
+    model: text("model"),
+    responseModel: text("response_model"),
+    creditVault: text("credit_vault"),
+    promptTokens: int("prompt_tokens"),
+    completionTokens: int("completion_tokens"),
+    totalTokens: int("total_tokens"),
+    maxTokens: int("max_tokens"),
+    stream: boolean("stream"),
+    httpStatus: int("http_status"),
+    latencyMs: int("latency_ms"),
+    ttfbMs: int("ttfb_ms"),
+    keyFingerprint: text("key_fingerprint"),
+    tags: json<Record<string, string>>()("tags").notNull().default(sql`'{}'`),
+    captureState: text("capture_state", { enum: ["open", "complete", "aborted"] })
+      .notNull()
+      .default("complete"),
+    receiptHash: text("receipt_hash").notNull(),
+    createdAt: epochMs("created_at").notNull(),
+    recordedAt: epochMs("recorded_at").notNull(),
+    updatedAt: epochMs("updated_at").notNull(),
+
+    apiStatus: text("api_status"),
+    apiCreditsChargedUnits: units("api_credits_charged_units"),
+    apiEscrowTx: text("api_escrow_tx"),
+    apiSettlementTx: text("api_settlement_tx"),
+    apiWorker: text("api_worker"),
+    apiResponse: json<unknown>()("api_response"),
+    apiCheckedAt: epochMs("api_checked_at"),
+    backfillState: text("backfill_state", { enum: ["pending", "done", "gave_up"] }),
+    backfillAttempts: int("backfill_attempts").notNull().default(0),
+    backfillNextAt: epochMs("backfill_next_at"),
+
+    verdict: text("verdict", { enum: verdicts }).notNull().default("pending"),
+    verdictAt: epochMs("verdict_at"),
+    verifyAttempts: int("verify_attempts").notNull().default(0),
+    nextVerifyAt: epochMs("next_verify_at").notNull().default(0),
+    leaseOwner: text("lease_owner"),
+    leaseUntil: epochMs("lease_until"),
+    lastError: text("last_error"),
+    commitment: text("commitment", { enum: ["processed", "confirmed", "finalized"] }),
+    conflictSignatures: json<string[]>()("conflict_signatures"),
+    unproven: json<string[]>()("unproven"),
+
+    escrowedUnits: units("escrowed_units"),
+    chargedUnits: units("charged_units"),
+    workerPaidUnits: units("worker_paid_units"),
+    treasuryPaidUnits: units("treasury_paid_units"),
+    refundedUnits: units("refunded_units"),
+    expectedChargeUnits: units("expected_charge_units"),
+    feesLamports: units("fees_lamports"),
+  },
+  (t) => [
+    index("jobs_created_at").on(t.createdAt),
+    index("jobs_verdict_next").on(t.verdict, t.nextVerifyAt),
+    index("jobs_escrow_tx").on(t.escrowTx),
+    index("jobs_settlement_tx").on(t.settlementTx),
+    index("jobs_api_escrow_tx").on(t.apiEscrowTx),
+    index("jobs_api_settlement_tx").on(t.apiSettlementTx),
+    index("jobs_worker_created").on(t.worker, t.createdAt),
+    index("jobs_model_created").on(t.model, t.createdAt),
+    index("jobs_key_created").on(t.keyFingerprint, t.createdAt),
+    index("jobs_backfill").on(t.backfillState, t.backfillNextAt),
+    // Same covering indexes as SQLite (reconciliation report by day, model, worker, key).
+    index("jobs_report_day").on(sql`(${t.createdAt} / 86400000)`, t.verdict, ...reportColumns(t)),
+    index("jobs_report_model").on(t.model, t.verdict, ...reportColumns(t)),
+    index("jobs_report_worker").on(t.worker, t.verdict, ...reportColumns(t)),
+    index("jobs_report_key").on(t.keyFingerprint, t.verdict, ...reportColumns(t)),
+    index("jobs_verdict_created").on(t.verdict, t.createdAt),
+  ],
+);
+
+/**
+ * Rollups of `jobs` per UTC day and grain, kept by the trigger `jobs_rollup` (appended to the
+ * generated migration, migrations/postgres/*_rollups*.sql) in the transaction of every write.
+ * A dimension not recorded or not part of the grain is NULL (see the note at the top).
+ */
+export const jobRollups = pgTable(
+  "job_rollups",
+  {
+    grain: int("grain").notNull(),
+    day: int("day").notNull(),
+    model: text("model"),
+    worker: text("worker"),
+    keyFingerprint: text("key_fingerprint"),
+    jobsOpen: int("jobs_open").notNull().default(0),
+    jobsVerified: int("jobs_verified").notNull().default(0),
+    jobsPartiallyVerified: int("jobs_partially_verified").notNull().default(0),
+    jobsDiscrepancy: int("jobs_discrepancy").notNull().default(0),
+    jobsDropped: int("jobs_dropped").notNull().default(0),
+    jobsUnverifiable: int("jobs_unverifiable").notNull().default(0),
+    escrowedUnits: units("escrowed_units").notNull().default(sql`0`),
+    chargedUnits: units("charged_units").notNull().default(sql`0`),
+    workerPaidUnits: units("worker_paid_units").notNull().default(sql`0`),
+    treasuryPaidUnits: units("treasury_paid_units").notNull().default(sql`0`),
+    refundedUnits: units("refunded_units").notNull().default(sql`0`),
+    feesLamports: units("fees_lamports").notNull().default(sql`0`),
+    verifiedEscrowedUnits: units("verified_escrowed_units").notNull().default(sql`0`),
+    verifiedChargedUnits: units("verified_charged_units").notNull().default(sql`0`),
+    verifiedWorkerPaidUnits: units("verified_worker_paid_units").notNull().default(sql`0`),
+    verifiedTreasuryPaidUnits: units("verified_treasury_paid_units").notNull().default(sql`0`),
+    verifiedRefundedUnits: units("verified_refunded_units").notNull().default(sql`0`),
+    disputedEscrowedUnits: units("disputed_escrowed_units").notNull().default(sql`0`),
+    disputedChargedUnits: units("disputed_charged_units").notNull().default(sql`0`),
+    disputedWorkerPaidUnits: units("disputed_worker_paid_units").notNull().default(sql`0`),
+    disputedTreasuryPaidUnits: units("disputed_treasury_paid_units").notNull().default(sql`0`),
+    disputedRefundedUnits: units("disputed_refunded_units").notNull().default(sql`0`),
+  },
+  (t) => [
+    unique("job_rollups_key")
+      .on(t.grain, t.day, t.model, t.worker, t.keyFingerprint)
+      .nullsNotDistinct(),
+    index("job_rollups_worker").on(t.grain, t.worker, t.day),
+  ],
+);
+
+/** Days of `jobs` not summed into the rollups yet (see src/db/schema.ts). */
+export const jobRollupsBackfill = pgTable("job_rollups_backfill", {
+  id: int("id").primaryKey(),
+  nextDay: int("next_day").notNull(),
+  lastDay: int("last_day").notNull(),
+});
+
+export const creditVaults = pgTable("credit_vaults", {
+  keyFingerprint: text("key_fingerprint").primaryKey(),
+  vault: text("vault").notNull(),
+  source: text("source", { enum: ["configured", "learned"] }).notNull(),
+  jobId: text("job_id"),
+  pinnedAt: epochMs("pinned_at").notNull(),
+});
+
+export const treasuryEvidence = pgTable(
+  "treasury_evidence",
+  {
+    profile: text("profile").notNull(),
+    signature: text("signature").notNull(),
+    address: text("address").notNull(),
+    jobId: text("job_id").notNull(),
+    seenAt: epochMs("seen_at").notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.profile, t.signature] }),
+    index("treasury_evidence_address").on(t.profile, t.address),
+  ],
+);
+
+export const profilePins = pgTable(
+  "profile_pins",
+  {
+    profile: text("profile").notNull(),
+    name: text("name", { enum: ["treasury"] }).notNull(),
+    value: text("value").notNull(),
+    evidence: int("evidence").notNull(),
+    pinnedAt: epochMs("pinned_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.profile, t.name] })],
+);
+
+export const receiptConflicts = pgTable(
+  "receipt_conflicts",
+  {
+    id: int("id").primaryKey().generatedByDefaultAsIdentity(),
+    jobId: text("job_id")
+      .notNull()
+      .references(() => jobs.jobId, { onDelete: "cascade" }),
+    source: text("source", { enum: receiptSources }).notNull(),
+    receipt: json<Record<string, unknown>>()("receipt").notNull(),
+    differences: json<string[]>()("differences").notNull(),
+    receivedAt: epochMs("received_at").notNull(),
+  },
+  (t) => [index("receipt_conflicts_job").on(t.jobId)],
+);
+
+export const chainTransactions = pgTable(
+  "chain_transactions",
+  {
+    signature: text("signature").primaryKey(),
+    state: text("state", { enum: ["unknown", "landed", "finalized", "dropped", "pruned"] })
+      .notNull()
+      .default("unknown"),
+    commitment: text("commitment", { enum: ["processed", "confirmed", "finalized"] }),
+    slot: int("slot"),
+    blockTime: int("block_time"),
+    feeLamports: units("fee_lamports"),
+    succeeded: boolean("succeeded"),
+    err: json<unknown>()("err"),
+    facts: json<unknown>()("facts"),
+    raw: text("raw"),
+    firstSeenAt: epochMs("first_seen_at").notNull(),
+    statusCheckedAt: epochMs("status_checked_at"),
+    fetchedAt: epochMs("fetched_at"),
+    notFoundSince: epochMs("not_found_since"),
+    notFoundCount: int("not_found_count").notNull().default(0),
+    notFoundSlot: int("not_found_slot"),
+  },
+  (t) => [index("chain_transactions_state").on(t.state)],
+);
+
+export const checkResults = pgTable(
+  "check_results",
+  {
+    jobId: text("job_id")
+      .notNull()
+      .references(() => jobs.jobId, { onDelete: "cascade" }),
+    name: text("name").notNull(),
+    outcome: text("outcome", { enum: checkOutcomes }).notNull(),
+    reason: text("reason"),
+    expected: json<unknown>()("expected"),
+    actual: json<unknown>()("actual"),
+    runId: int("run_id"),
+    checkedAt: epochMs("checked_at").notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.jobId, t.name] }),
+    index("check_results_failing").on(t.outcome, t.name),
+  ],
+);
+
+export const verificationRuns = pgTable(
+  "verification_runs",
+  {
+    id: int("id").primaryKey().generatedByDefaultAsIdentity(),
+    trigger: text("trigger", { enum: ["serve", "verify", "cron", "reverify"] }).notNull(),
+    status: text("status", {
+      enum: ["running", "completed", "timed_out", "failed", "interrupted", "abandoned"],
+    }).notNull(),
+    windowFrom: epochMs("window_from"),
+    windowTo: epochMs("window_to"),
+    startedAt: epochMs("started_at").notNull(),
+    finishedAt: epochMs("finished_at"),
+    owner: text("owner").notNull(),
+    summary: json<unknown>()("summary"),
+  },
+  (t) => [index("verification_runs_started").on(t.startedAt)],
+);
+
+export const accessTokens = pgTable("access_tokens", {
+  id: text("id").primaryKey(),
+  name: text("name").notNull(),
+  role: text("role", { enum: tokenRoles }).notNull(),
+  tokenHash: text("token_hash").notNull().unique(),
+  createdAt: epochMs("created_at").notNull(),
+  lastUsedAt: epochMs("last_used_at"),
+  revokedAt: epochMs("revoked_at"),
+});
+
+export const locks = pgTable("locks", {
+  name: text("name").primaryKey(),
+  owner: text("owner").notNull(),
+  acquiredAt: epochMs("acquired_at").notNull(),
+  expiresAt: epochMs("expires_at").notNull(),
+});
+
+export const dashboardSessions = pgTable(
+  "dashboard_sessions",
+  {
+    idHash: text("id_hash").primaryKey(),
+    tokenId: text("token_id")
+      .notNull()
+      .references(() => accessTokens.id),
+    createdAt: epochMs("created_at").notNull(),
+    expiresAt: epochMs("expires_at").notNull(),
+  },
+  (t) => [index("dashboard_sessions_expires").on(t.expiresAt)],
+);
+
+export const ledgerCursors = pgTable("ledger_cursors", {
+  vault: text("vault").primaryKey(),
+  newestSignature: text("newest_signature"),
+  newestSlot: int("newest_slot"),
+  syncTop: text("sync_top"),
+  syncTopSlot: int("sync_top_slot"),
+  syncBefore: text("sync_before"),
+  syncNumber: int("sync_number").notNull().default(0),
+  syncIndex: int("sync_index").notNull().default(0),
+  pagesRead: int("pages_read").notNull().default(0),
+  balanceUnits: units("balance_units"),
+  balanceSlot: int("balance_slot"),
+  balanceAt: epochMs("balance_at"),
+  syncedAt: epochMs("synced_at"),
+  lastError: text("last_error"),
+  updatedAt: epochMs("updated_at").notNull(),
+});
+
+export const ledgerLines = pgTable(
+  "ledger_lines",
+  {
+    vault: text("vault").notNull(),
+    signature: text("signature").notNull(),
+    ord: int("ord").notNull(),
+    slot: int("slot").notNull(),
+    blockTime: int("block_time"),
+    state: text("state", { enum: ["listed", "read"] })
+      .notNull()
+      .default("listed"),
+    succeeded: boolean("succeeded"),
+    preUnits: units("pre_units"),
+    postUnits: units("post_units"),
+    deltaUnits: units("delta_units"),
+    memo: text("memo"),
+    memoKind: text("memo_kind", { enum: ["escrow", "settle", "refund"] }),
+    memoJobId: text("memo_job_id"),
+    listedAt: epochMs("listed_at").notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.vault, t.signature] }),
+    index("ledger_lines_order").on(t.vault, t.ord),
+    index("ledger_lines_time").on(t.vault, t.blockTime),
+    index("ledger_lines_state").on(t.state, t.vault),
+    index("ledger_lines_memo_job").on(t.memoJobId),
+    index("ledger_lines_vault_memo").on(t.vault, t.memoKind, t.deltaUnits, t.memoJobId),
+  ],
+);

