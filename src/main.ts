@@ -122,8 +122,13 @@ export async function startService(
       afterRound: (results) => {
         const t = Date.now();
         if (results.every((r) => r.listed === 0) && t - totalsAt < 60_000) return;
-        totals = ledgerTotals(store, profile, config.LEDGER_GRACE_SECONDS, t);
         totalsAt = t;
+        void ledgerTotals(store, profile, config.LEDGER_GRACE_SECONDS, t).then(
+          (counted) => {
+            totals = counted;
+          },
+          (error) => log.warn({ err: String(error) }, "ledger: findings not counted"),
+        );
       },
     });
     // The verifier and the backfill are told to stop first, then the RPC pool is closed so

@@ -116,8 +116,8 @@ export function createMetrics(sources: MetricSources) {
       name: "decentral_audit_ledger_lag_seconds",
       help: "Time since the least recently read credit vault's history was read through.",
       registers: [registry],
-      collect() {
-        this.set(ledgerLagSeconds(sources.store, now()));
+      async collect() {
+        this.set(await ledgerLagSeconds(sources.store, now()));
       },
     });
   }

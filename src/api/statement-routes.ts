@@ -150,9 +150,9 @@ export function statementRoutes(deps: StatementRoutesDeps) {
       ...authErrors,
     },
   });
-  return new OpenAPIHono<AppEnv>().openapi(route, (c) => {
+  return new OpenAPIHono<AppEnv>().openapi(route, async (c) => {
     const q = c.req.valid("query");
-    const statement = buildStatement(
+    const statement = await buildStatement(
       deps.store,
       { from: q.from, to: q.to, ...(q.vault ? { vault: q.vault } : {}) },
       { profile: deps.profile, graceSeconds: deps.graceSeconds, now: deps.now },

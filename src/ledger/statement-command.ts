@@ -77,7 +77,7 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
             await rpc.close();
           }
         }
-        const statement = buildStatement(
+        const statement = await buildStatement(
           store,
           { from, to, ...(flags.vault ? { vault: flags.vault } : {}) },
           { profile, graceSeconds: config.LEDGER_GRACE_SECONDS },
