@@ -5,6 +5,7 @@ import type { Store } from "../db/client.js";
 import { verdicts } from "../db/schema.js";
 import { ledgerLagSeconds } from "../ledger/totals.js";
 import { countJobsByVerdict, dataCompleteUntil, openVerdicts } from "../reports/reconciliation.js";
+import { createAccountSnapshotsStore } from "../store/account-snapshots.js";
 
 /** One row of the RPC pool's counters. */
 export interface RpcStatRow {
@@ -121,6 +122,22 @@ export function createMetrics(sources: MetricSources) {
       },
     });
   }
+
+  const snapshots = createAccountSnapshotsStore(sources.store);
+  new Gauge({
+    name: "decentral_audit_account_snapshot_difference_units",
+    help: "Last GET /v1/account snapshot of each credit vault: usdc_value minus the vault's balance on chain, in base units (0 when they agree).",
+    labelNames: ["vault"] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const s of await snapshots.latestPerVault()) {
+        if (s.vault !== null && s.usdcDifferenceUnits !== null) {
+          this.set({ vault: s.vault }, Number(s.usdcDifferenceUnits));
+        }
+      }
+    },
+  });
 
   new Counter({
     name: "decentral_audit_rpc_requests_total",

@@ -599,3 +599,33 @@ export const ledgerDaily = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.vault, t.day, t.kind] })],
 );
+
+/**
+ * Every answer of Decentral's `GET /v1/account` (src/ledger/account-snapshots.ts), beside the
+ * credit vault's balance on chain read at the same moment, and their differences (0 when the
+ * account says what the chain holds).
+ */
+export const accountSnapshots = sqliteTable(
+  "account_snapshots",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    takenAt: epochMs("taken_at").notNull(),
+    keyFingerprint: text("key_fingerprint").notNull(),
+    /** The key's credit vault, or null when it is not known yet (nothing compared). */
+    vault: text("vault"),
+    /** `credits_remaining` as answered (whole credits). */
+    creditsRemaining: integer("credits_remaining"),
+    /** `usdc_value` as answered, in base units. */
+    usdcValueUnits: units("usdc_value_units"),
+    /** The vault's balance at finalized, read before and after the call and equal both times. */
+    vaultUnits: units("vault_units"),
+    vaultSlot: integer("vault_slot"),
+    /** credits_remaining - the vault's balance in whole credits (rounded down). */
+    creditsDifference: integer("credits_difference"),
+    /** usdc_value - the vault's balance, in base units. */
+    usdcDifferenceUnits: units("usdc_difference_units"),
+    /** Why nothing was compared (the API or the chain did not answer, the vault is unknown). */
+    error: text("error"),
+  },
+  (t) => [index("account_snapshots_vault_taken").on(t.vault, t.takenAt)],
+);

@@ -2,12 +2,18 @@ import type { Store } from "../db/client.js";
 import { isoOf } from "../reports/period.js";
 import { csvField } from "../reports/reconciliation.js";
 import {
+  type AccountSnapshot,
+  type AccountSnapshotsStore,
+  createAccountSnapshotsStore,
+} from "../store/account-snapshots.js";
+import {
   createLedgerStore,
   type LedgerLineRow,
   type LedgerStore,
   type LineKind,
 } from "../store/ledger.js";
 import type { Profile } from "../verify/profiles.js";
+import { accountSnapshotToJson } from "./account-snapshots.js";
 
 /**
  * The statement of a credit vault for a period, as a bank reconciliation: opening balance +
@@ -126,6 +132,11 @@ export interface VaultStatement {
   unreleasedLocks: UnreleasedLock[];
   creditsHeaderMismatches: CreditsHeaderMismatch[];
   gaps: LedgerGap[];
+  /**
+   * The newest `GET /v1/account` snapshot of the vault's key taken in the period: what Decentral
+   * said against the vault's balance at that moment, and the difference (0 when they agree).
+   */
+  accountSnapshot: AccountSnapshot | null;
 }
 
 export interface Statement {
@@ -150,6 +161,7 @@ export interface StatementOptions {
 }
 
 const ledgerStores = new WeakMap<Store, LedgerStore>();
+const snapshotStores = new WeakMap<Store, AccountSnapshotsStore>();
 
 /**
  * The ledger store of an open store, created once per store (its statements are prepared when
@@ -162,6 +174,15 @@ export function ledgerStoreOf(store: Store): LedgerStore {
     ledgerStores.set(store, ledger);
   }
   return ledger;
+}
+
+function snapshotsOf(store: Store): AccountSnapshotsStore {
+  let snapshots = snapshotStores.get(store);
+  if (!snapshots) {
+    snapshots = createAccountSnapshotsStore(store);
+    snapshotStores.set(store, snapshots);
+  }
+  return snapshots;
 }
 
 /**
@@ -354,6 +375,7 @@ export async function buildStatement(
       unreleasedLocks: unreleased,
       creditsHeaderMismatches: mismatches,
       gaps,
+      accountSnapshot: (await snapshotsOf(store).latestIn(vault, query.from, query.to)) ?? null,
     });
   }
   return { from: query.from, to: query.to, generatedAt: now(), vaults: out };
@@ -400,6 +422,7 @@ export function statementToJson(statement: Statement) {
         balancesUnits: m.balancesUnits.map(String),
       })),
       gaps: v.gaps.map((g) => ({ ...g, missingUnits: g.missingUnits.toString() })),
+      accountSnapshot: v.accountSnapshot ? accountSnapshotToJson(v.accountSnapshot) : null,
     })),
   };
 }

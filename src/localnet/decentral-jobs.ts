@@ -69,7 +69,15 @@ export interface SimulatorOptions {
   inferenceMs: number;
   /** Words (tokens) per streamed chunk. Default 16. */
   streamChunkTokens: number;
+  /**
+   * `GET /v1/account` reports 5 credits more than the key's vault holds (`account-balance-off`;
+   * one request can ask the same with `x-sim-fault: account-balance-off`). Default false.
+   */
+  accountBalanceOff: boolean;
 }
+
+/** What `account-balance-off` adds to the balance `GET /v1/account` reports: 5 credits. */
+export const ACCOUNT_BALANCE_OFF_UNITS = 50_000n;
 
 export const defaultSimulatorOptions: SimulatorOptions = {
   seed: "decentral-audit",
@@ -79,6 +87,7 @@ export const defaultSimulatorOptions: SimulatorOptions = {
   timeoutAfterMs: 0,
   inferenceMs: 0,
   streamChunkTokens: 16,
+  accountBalanceOff: false,
 };
 
 /** What the simulator really did for one job (`GET /sim/jobs/{id}`); units are bigint here. */
