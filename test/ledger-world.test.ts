@@ -9,13 +9,14 @@ import { createRpcPool, type RpcPool } from "../src/chain/rpc-pool.js";
 import { openStore, type Store } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { createLedgerReader, type LedgerRpc } from "../src/ledger/reader.js";
-import { buildStatement, type StatementJson } from "../src/ledger/statement.js";
+import { buildStatement, ledgerStoreOf, type StatementJson } from "../src/ledger/statement.js";
 import { ledgerTotals } from "../src/ledger/totals.js";
 import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { summaryToText } from "../src/nightly/summary-format.js";
+import { recordReceipts } from "../src/recorder/receipts.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { createTestStore } from "./support/store.js";
@@ -128,6 +129,18 @@ describe("the ledger of a credit vault against the local world", () => {
     expect(s.differenceUnits).toBe(0n);
     expect(s.complete).toBe(true);
     expect(chainHistory(vault)).toContain(top.signature);
+
+    // The simulator's own list of what it moved in the vault says the same, line for line.
+    const truth = (await (
+      await fetch(`${world.simulatorUrl}/sim/vaults/${vault}/movements`)
+    ).json()) as { movements: { kind: string; signature: string; deltaUnits: string }[] };
+    const byKind = (k: string[]) => truth.movements.filter((m) => k.includes(m.kind)).length;
+    expect(byKind(["lock"])).toBe(s.counts.locks);
+    expect(byKind(["settle", "refund"])).toBe(s.counts.returns);
+    expect(byKind(["deposit"])).toBe(s.counts.deposits);
+    expect(truth.movements.reduce((sum, m) => sum + BigInt(m.deltaUnits), 0n)).toBe(
+      s.depositsUnits - s.locksUnits + s.returnsUnits,
+    );
   });
 
   it("finds the hidden job of an unreceipted charge as one unreceipted debit naming it", async () => {
@@ -386,5 +399,60 @@ describe("the ledger of a credit vault against the local world", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it("explains a lock read before its receipt arrived once the receipt is recorded, without reading the vault again", async () => {
+    const vault = vaultOf(3);
+    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
+    await new Promise((r) => setTimeout(r, from - Date.now()));
+    const store = createTestStore();
+    // The job runs and is recorded elsewhere first (a backend that ingests in batches, late).
+    const { jobId } = await runRecordedJob(world, createTestStore(), {
+      apiKeyIndex: 3,
+      consultJobsApi: false,
+    });
+    const truth = await groundTruth(world, jobId);
+    await finalized();
+    const ledger = reader(store, vault);
+    await ledger.syncVault(vault);
+    const window = async () =>
+      (await buildStatement(store, { from, to: Date.now(), vault }, { profile, graceSeconds: 0 }))
+        .vaults[0]!;
+    const before = await window();
+    expect(before.unexplained).toEqual([
+      expect.objectContaining({ signature: truth.escrowTx, memoJobId: jobId }),
+    ]);
+    expect(before.counts).toMatchObject({ locks: 0, returns: 1, unexplained: 1 });
+
+    recordReceipts(
+      store,
+      [
+        {
+          jobId,
+          escrowTx: truth.escrowTx as string,
+          settlementTx: truth.settlementTx as string,
+          worker: null,
+          creditsRemainingUnits: null,
+          model: "qwen3-8b",
+          promptTokens: null,
+          completionTokens: null,
+          totalTokens: null,
+          stream: false,
+          httpStatus: 200,
+          maxTokens: null,
+        },
+      ],
+      "ingest",
+    );
+    const after = await window();
+    expect(after.unexplained).toEqual([]);
+    expect(after.counts).toMatchObject({ locks: 1, returns: 1, unexplained: 0 });
+    expect(after.differenceUnits).toBe(0n);
+
+    // The next round writes the new kind, so statements no longer work it out.
+    await ledger.syncVault(vault);
+    const fromSec = from / 1000;
+    expect(await ledgerStoreOf(store).reviewLines(vault, fromSec, fromSec + 3600)).toEqual([]);
+    expect(await window()).toMatchObject({ counts: { locks: 1, unexplained: 0 } });
   });
 });

@@ -291,6 +291,16 @@ export function createSimulatorApp(jobs: DecentralJobs, apiKeys: readonly string
     }
     return c.json(jobs.deposit(index, BigInt(units)));
   });
+  // Ground truth of a credit vault: every lock, return, refund and top-up the simulator made
+  // in it (hidden jobs included), with the vault's change in each, oldest first.
+  app.get("/sim/vaults/:vault/movements", (c) =>
+    c.json({
+      movements: jobs.vaultMovements(c.req.param("vault")).map((m) => ({
+        ...m,
+        deltaUnits: m.deltaUnits.toString(),
+      })),
+    }),
+  );
   // The `account-balance-off` switch: {"on": true} makes GET /v1/account report a wrong balance.
   app.put("/sim/account-balance-off", async (c) => {
     const body = (await c.req.json().catch(() => null)) as { on?: unknown } | null;
