@@ -4,8 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { StoredTransaction } from "../src/localnet/chain.js";
 import type { DecentralJobs } from "../src/localnet/decentral-jobs.js";
 import { findModel, modelCatalog, priceUnits } from "../src/localnet/models.js";
-import { parseUnits } from "../src/money.js";
 import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
+import { parseUnits } from "../src/money.js";
 
 let world: LocalWorld;
 
