@@ -201,7 +201,10 @@ export interface LedgerStore {
   openingUnits(vault: string, fromSec: number): Promise<bigint | null>;
   /** Lines and sums per kind stored for the period: whole days from `ledger_daily`. */
   periodSums(vault: string, fromSec: number, toSec: number): Promise<KindSums>;
-  /** Lines listed and not read yet: in the period, and in the whole history. */
+  /**
+   * Lines listed and not read yet: in the period, and in the whole history (with lines read but
+   * not classified yet, which the next ledger round classifies).
+   */
   pendingCounts(
     vault: string,
     fromSec: number,
@@ -529,6 +532,12 @@ export function createLedgerStore(store: Store): LedgerStore {
     .pluck();
   const listedAll = sqlite
     .prepare("SELECT count(*) FROM ledger_lines WHERE state = 'listed' AND vault = ?")
+    .pluck();
+  // Lines read before migration 0006 wait for the next ledger round to get their kind.
+  const unclassifiedAll = sqlite
+    .prepare(
+      "SELECT count(*) FROM ledger_lines WHERE vault = ? AND state = 'read' AND kind IS NULL",
+    )
     .pluck();
   const nextMovement = big(
     `SELECT pre_units FROM ledger_lines WHERE vault = ? AND block_time >= ? AND state = 'read'
@@ -915,7 +924,7 @@ export function createLedgerStore(store: Store): LedgerStore {
     async pendingCounts(vault, fromSec, toSec) {
       return {
         inPeriod: listedInPeriod.get(vault, fromSec, toSec) as number,
-        all: listedAll.get(vault) as number,
+        all: (listedAll.get(vault) as number) + (unclassifiedAll.get(vault) as number),
       };
     },
     async reviewLines(vault, fromSec, toSec) {
