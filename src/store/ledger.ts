@@ -437,7 +437,7 @@ export function createLedgerStore(store: Store): LedgerStore {
   );
 
   const unclassified = big(
-    `SELECT ${LINE_COLUMNS}, succeeded FROM ledger_lines
+    `SELECT ${LINE_COLUMNS}, succeeded FROM ledger_lines INDEXED BY ledger_lines_unclassified
      WHERE vault = ? AND state = 'read' AND kind IS NULL ORDER BY ord`,
   );
   const reviewAll = big(
@@ -494,8 +494,10 @@ export function createLedgerStore(store: Store): LedgerStore {
     `SELECT signature, slot, gap_after_signature, gap_after_slot, gap_units FROM ledger_lines
      WHERE vault = ? AND gap_units IS NOT NULL AND block_time >= ? AND block_time < ? ORDER BY ord`,
   );
+  // INDEXED BY: lines above the walk are few; by time the planner could scan the whole vault.
   const tailFrom = big(
-    `SELECT ${LINE_COLUMNS}, state FROM ledger_lines WHERE vault = ? AND ord > ?
+    `SELECT ${LINE_COLUMNS}, state FROM ledger_lines INDEXED BY ledger_lines_order
+     WHERE vault = ? AND ord > ?
        AND state = 'read' AND delta_units <> 0 AND block_time < ? ORDER BY ord`,
   );
 
@@ -517,8 +519,8 @@ export function createLedgerStore(store: Store): LedgerStore {
        AND block_time >= ? AND block_time < ? AND kind IS NOT NULL`,
   ).pluck();
   const unclassifiedBefore = big(
-    `SELECT coalesce(sum(delta_units), 0) FROM ledger_lines WHERE vault = ? AND state = 'read'
-       AND kind IS NULL AND block_time < ?`,
+    `SELECT coalesce(sum(delta_units), 0) FROM ledger_lines INDEXED BY ledger_lines_unclassified
+     WHERE vault = ? AND state = 'read' AND kind IS NULL AND block_time < ?`,
   ).pluck();
   const firstMovement = big(
     `SELECT pre_units FROM ledger_lines WHERE vault = ? AND state = 'read' AND delta_units <> 0
@@ -533,10 +535,12 @@ export function createLedgerStore(store: Store): LedgerStore {
   const listedAll = sqlite
     .prepare("SELECT count(*) FROM ledger_lines WHERE state = 'listed' AND vault = ?")
     .pluck();
-  // Lines read before migration 0006 wait for the next ledger round to get their kind.
+  // Lines read before migration 0006 wait for the next ledger round to get their kind. INDEXED
+  // BY: the planner took (state, vault) and counted every read line (1 s over 1M lines).
   const unclassifiedAll = sqlite
     .prepare(
-      "SELECT count(*) FROM ledger_lines WHERE vault = ? AND state = 'read' AND kind IS NULL",
+      `SELECT count(*) FROM ledger_lines INDEXED BY ledger_lines_unclassified
+       WHERE vault = ? AND state = 'read' AND kind IS NULL`,
     )
     .pluck();
   const nextMovement = big(
