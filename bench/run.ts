@@ -11,6 +11,7 @@ import {
   measureImport,
   measurePostJobs,
 } from "./ingest-bench.js";
+import { type LedgerResult, measureLedger } from "./ledger-bench.js";
 import { captureStubResponses, compareProxy, type ProxyRow } from "./proxy-bench.js";
 import { ensureReportDb } from "./report-db.js";
 import { measureReports, type ReportsResult } from "./reports-bench.js";
@@ -29,6 +30,7 @@ import type { StubResponses, WorldReady } from "./world-child.js";
  *     [--report-jobs 1000000] [--verify-jobs 2000] [--rpc-limit 100]
  *   npm run bench -- --only soak [--soak-seconds 300]
  *   npm run bench -- --only startup [--startup-bin /other/tree/bin/decentral-audit.js]
+ *   npm run bench -- --only ledger [--ledger-lines 1000000]
  *
  * `soak` (not part of the default run) drives two serve processes on one database file with
  * proxy, ingest and report traffic for --soak-seconds (default 300), sampling the WAL size,
@@ -44,7 +46,7 @@ import type { StubResponses, WorldReady } from "./world-child.js";
  * client runs here.
  */
 
-const defaultSections = ["proxy", "ingest", "verify", "reports", "startup"] as const;
+const defaultSections = ["proxy", "ingest", "verify", "reports", "ledger", "startup"] as const;
 const sections = [...defaultSections, "soak"] as const;
 type Section = (typeof sections)[number];
 
@@ -58,6 +60,7 @@ const { values: flags } = parseArgs({
     "soak-seconds": { type: "string" },
     "write-rounds": { type: "string" },
     "startup-bin": { type: "string" },
+    "ledger-lines": { type: "string" },
   },
 });
 const only = new Set<Section>(
@@ -76,6 +79,7 @@ const reportJobs = Number(flags["report-jobs"] ?? 1_000_000);
 const verifyJobs = Number(flags["verify-jobs"] ?? (quick ? 300 : 2000));
 const rpcLimit = Number(flags["rpc-limit"] ?? 100);
 const soakSeconds = Number(flags["soak-seconds"] ?? 300);
+const ledgerLines = Number(flags["ledger-lines"] ?? 1_000_000);
 const slotMs = 100;
 const finalitySlots = 32;
 
@@ -107,6 +111,7 @@ const results: {
   };
   rollupWrites?: WriteCostResult;
   soak?: SoakResult;
+  ledger?: LedgerResult;
   dashboard?: DashboardPageFigure[];
   startup?: StartupResult;
   rss: Record<string, number>;
@@ -122,7 +127,16 @@ const results: {
     platform: process.platform,
   },
   startedAt: new Date().toISOString(),
-  options: { sections: [...only], quick, reportJobs, verifyJobs, rpcLimit, slotMs, finalitySlots },
+  options: {
+    sections: [...only],
+    quick,
+    reportJobs,
+    verifyJobs,
+    rpcLimit,
+    slotMs,
+    finalitySlots,
+    ledgerLines,
+  },
   rss: {},
   benchPeakRssAfter: {},
   targets: [],
@@ -379,6 +393,10 @@ async function main() {
       await world.stop();
       world = undefined;
     }
+    if (only.has("ledger")) {
+      results.ledger = await measureLedger({ lines: ledgerLines, quick, say });
+      markRss("ledger");
+    }
     if (only.has("reports")) {
       say(
         `reports: database of ${reportJobs.toLocaleString("en-US")} jobs (cached under bench/.cache)`,
@@ -541,6 +559,23 @@ function targets(): TargetLine[] {
       measured: `p99 ${r.audit.p99Ms} ms (p50 ${r.audit.p50Ms} ms)`,
       pass: r.audit.p99Ms <= 5 && r.audit.notFound === 0,
       ...(r.audit.notFound ? { note: `${r.audit.notFound} lookups not 200` } : {}),
+    });
+  }
+  const ledger = results.ledger;
+  if (ledger) {
+    const r = ledger.rpc;
+    const pages = Math.ceil((r.lines + 1) / 1000);
+    lines.push({
+      target:
+        "ledger: <= 1.05 getTransaction per vault transaction the verifier had not fetched, 1 getSignaturesForAddress per 1,000 lines",
+      measured: `${r.getTransaction} getTransaction for ${r.notFetchedByVerifier} unfetched of ${r.lines} lines (${r.getTransactionPerUnfetched}); ${r.getSignaturesForAddress} getSignaturesForAddress; alone: ${r.alone.getTransaction} for ${r.alone.lines} lines`,
+      pass: r.getTransaction <= 1.05 * r.notFetchedByVerifier && r.getSignaturesForAddress <= pages,
+    });
+    const st = ledger.statement;
+    lines.push({
+      target: `ledger: statement over ${(st.lines / 1e6).toString()}M lines <= 500 ms`,
+      measured: `28-day period ${st.periodMedianMs} ms median (p95 ${st.periodP95Ms}); whole history ${st.wholeMedianMs} ms; difference ${st.differenceUnits}`,
+      pass: st.periodMedianMs <= 500 && st.wholeMedianMs <= 500 && st.differenceUnits === "0",
     });
   }
   const soak = results.soak;

@@ -161,6 +161,12 @@ export const configSchema = z.object({
    * settled is a finding (`unreleased_lock`). Default 300.
    */
   LEDGER_GRACE_SECONDS: z.coerce.number().int().min(0).default(300),
+  /**
+   * How often `serve` asks Decentral's `GET /v1/account` (with `DECENTRAL_API_KEY`) and compares
+   * it with the key's credit vault on chain, in ms; 0 turns it off, and so does having no key.
+   * Default 3600000 (hourly).
+   */
+  ACCOUNT_SNAPSHOT_INTERVAL_MS: z.coerce.number().int().min(0).default(3_600_000),
   /** Cron expression for in-process nightly verification in `serve` (UTC). Default none. */
   VERIFY_CRON: z.string().min(1).optional(),
   /** pino log level. Default info. */

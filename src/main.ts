@@ -7,6 +7,7 @@ import { openStore, type Store, setBusyTimeout } from "./db/client.js";
 import { migrateStore } from "./db/migrate.js";
 import { startWalCheckpointer } from "./db/wal-checkpointer.js";
 import { AppError } from "./errors.js";
+import { createAccountSnapshotter } from "./ledger/account-snapshots.js";
 import { createLedgerReader, type LedgerReader } from "./ledger/reader.js";
 import { type LedgerTotals, ledgerTotals } from "./ledger/totals.js";
 import { ledgerWindowCheck } from "./ledger/window-check.js";
@@ -122,8 +123,13 @@ export async function startService(
       afterRound: (results) => {
         const t = Date.now();
         if (results.every((r) => r.listed === 0) && t - totalsAt < 60_000) return;
-        totals = ledgerTotals(store, profile, config.LEDGER_GRACE_SECONDS, t);
         totalsAt = t;
+        void ledgerTotals(store, profile, config.LEDGER_GRACE_SECONDS, t).then(
+          (counted) => {
+            totals = counted;
+          },
+          (error) => log.warn({ err: String(error) }, "ledger: findings not counted"),
+        );
       },
     });
     // The verifier and the backfill are told to stop first, then the RPC pool is closed so
@@ -134,9 +140,24 @@ export async function startService(
       await rpc.close();
       await Promise.all(stopping);
     });
+    // `GET /v1/account` against the key's vault on chain: on demand (admin route) with a key,
+    // and on a schedule unless ACCOUNT_SNAPSHOT_INTERVAL_MS is 0.
+    const snapshotter = config.DECENTRAL_API_KEY
+      ? createAccountSnapshotter({
+          store,
+          rpc,
+          baseUrl: config.DECENTRAL_BASE_URL,
+          apiKey: config.DECENTRAL_API_KEY,
+          custody: config.CREDIT_VAULTS,
+          log,
+          intervalMs: config.ACCOUNT_SNAPSHOT_INTERVAL_MS,
+        })
+      : null;
+    if (snapshotter) stops.push(() => snapshotter.stop());
     backfill.start();
     verifier.start();
     if (config.LEDGER_POLL_MS > 0) ledgerReader.start();
+    if (snapshotter && config.ACCOUNT_SNAPSHOT_INTERVAL_MS > 0) snapshotter.start();
     const nightly = config.VERIFY_CRON
       ? scheduleNightlyVerification(config.VERIFY_CRON, {
           store,
@@ -160,7 +181,11 @@ export async function startService(
       metrics,
       verifier,
       proxyRequireToken: config.PROXY_REQUIRE_TOKEN,
-      statement: { profile, graceSeconds: config.LEDGER_GRACE_SECONDS },
+      statement: {
+        profile,
+        graceSeconds: config.LEDGER_GRACE_SECONDS,
+        ...(snapshotter ? { takeAccountSnapshot: () => snapshotter.take() } : {}),
+      },
       explorer,
       readiness: {
         rpc: () => rpc.getSlot("finalized"),

@@ -22,6 +22,8 @@ const guardedRoutes: Record<string, TokenRole> = {
   "GET /reports/discrepancies": "read",
   "GET /reports/workers/:address": "read",
   "GET /reports/statement": "read",
+  "GET /reports/account-snapshots": "read",
+  "POST /reports/account-snapshots": "admin",
   "GET /readyz": "read",
   "GET /metrics": "read",
   "GET /openapi.json": "read",

@@ -36,6 +36,7 @@ describe("the ledger in serve and in the CLI", () => {
       CREDIT_VAULTS: vault,
       LEDGER_POLL_MS: "50",
       VERIFY_POLL_MS: "50",
+      DECENTRAL_API_KEY: world.apiKeys[0]!,
     });
     const service = await startService(config, quiet);
     try {
@@ -67,6 +68,17 @@ describe("the ledger in serve and in the CLI", () => {
       const metrics = await (await fetch(`${service.url}/metrics`, auth)).text();
       expect(metrics).toContain("decentral_audit_ledger_lag_seconds");
       expect(metrics).toContain('decentral_audit_ledger_unexplained{finding="unreceipted_debit"}');
+      // With DECENTRAL_API_KEY, serve asks /v1/account once at start (then hourly); it takes
+      // it again while the job above moves the vault, so it may land a little later.
+      let snapshots: { vault: string | null }[] = [];
+      for (let i = 0; i < 200 && snapshots.length === 0; i++) {
+        const body = (await (
+          await fetch(`${service.url}/reports/account-snapshots`, auth)
+        ).json()) as { snapshots: { vault: string | null }[] };
+        snapshots = body.snapshots;
+        if (snapshots.length === 0) await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(snapshots.at(-1)).toMatchObject({ vault });
     } finally {
       await service.close();
     }
@@ -95,5 +107,53 @@ describe("the ledger in serve and in the CLI", () => {
     expect(header).toMatch(/^row,vault,openingUnits,depositsUnits,/);
     expect(row).toMatch(new RegExp(`^vault,${vault},\\d+,1234567,0,0,0,0,`));
     expect(row!.split(",")[10]).toBe("0");
+  });
+
+  it("report account-snapshot compares the account with the vault, exits 1 on a difference, and lists what it kept", async () => {
+    const vault = world.accounts.creditVaults[2]!.vault;
+    const db = join(dir, "snapshots.db");
+    const saved = { ...process.env };
+    process.env.DECENTRAL_API_KEY = world.apiKeys[2]!;
+    process.env.CREDIT_VAULTS = vault;
+    const out: string[] = [];
+    const write = vi
+      .spyOn(process.stdout, "write")
+      .mockImplementation((chunk: string | Uint8Array) => out.push(String(chunk)) > 0);
+    const run = async (...args: string[]) => {
+      out.length = 0;
+      process.exitCode = undefined;
+      await buildProgram().parseAsync([
+        ...["node", "decentral-audit", "report", "account-snapshot", "--db", db],
+        ...["--rpc", world.rpcUrl, "--upstream", world.decentralBaseUrl, ...args],
+      ]);
+      const code = process.exitCode;
+      process.exitCode = undefined;
+      return { code, json: JSON.parse(out.join("")) };
+    };
+    try {
+      const honest = await run();
+      expect(honest.code).toBeUndefined();
+      expect(honest.json).toMatchObject({ vault, usdcDifferenceUnits: "0", error: null });
+      await fetch(`${world.simulatorUrl}/sim/account-balance-off`, {
+        method: "PUT",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ on: true }),
+      });
+      const off = await run();
+      expect(off.code).toBe(1);
+      expect(off.json).toMatchObject({ vault, usdcDifferenceUnits: "50000", creditsDifference: 5 });
+      const listed = await run("--list");
+      expect(
+        listed.json.snapshots.map((s: { usdcDifferenceUnits: string }) => s.usdcDifferenceUnits),
+      ).toEqual(["50000", "0"]);
+    } finally {
+      write.mockRestore();
+      process.env = saved;
+      await fetch(`${world.simulatorUrl}/sim/account-balance-off`, {
+        method: "PUT",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ on: false }),
+      });
+    }
   });
 });

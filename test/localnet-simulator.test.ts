@@ -5,6 +5,7 @@ import type { StoredTransaction } from "../src/localnet/chain.js";
 import type { DecentralJobs } from "../src/localnet/decentral-jobs.js";
 import { findModel, modelCatalog, priceUnits } from "../src/localnet/models.js";
 import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
+import { parseUnits } from "../src/money.js";
 
 let world: LocalWorld;
 
@@ -271,5 +272,64 @@ describe("Decentral simulator errors", () => {
       (await post(key, { model: "qwen3-8b", messages }, { "x-sim-fault": "steal-everything" }))
         .status,
     ).toBe(400);
+  });
+});
+
+describe("the simulator's account and top-ups", () => {
+  it("tops every funded vault up on a schedule and lists each top-up as a vault movement", async () => {
+    const topping = await startLocalWorld({
+      slotMs: 20,
+      finalitySlots: 2,
+      simulator: { topUpEveryMs: 30, topUpUnits: 1_234n },
+    });
+    try {
+      const vault = topping.accounts.creditVaults[0]!.vault;
+      const before = topping.chain.tokenAmount(vault)!;
+      const movements = async () =>
+        (
+          (await (await fetch(`${topping.simulatorUrl}/sim/vaults/${vault}/movements`)).json()) as {
+            movements: { kind: string; deltaUnits: string }[];
+          }
+        ).movements;
+      let list = await movements();
+      while (list.length < 2) {
+        await new Promise((r) => setTimeout(r, 20));
+        list = await movements();
+      }
+      expect(list.slice(0, 2)).toEqual([
+        expect.objectContaining({ kind: "deposit", deltaUnits: "1234" }),
+        expect.objectContaining({ kind: "deposit", deltaUnits: "1234" }),
+      ]);
+      expect(topping.chain.tokenAmount(vault)! - before).toBeGreaterThanOrEqual(2_468n);
+    } finally {
+      await topping.close();
+    }
+  });
+
+  it("reports a wrong balance on GET /v1/account while account-balance-off is on, the true one otherwise", async () => {
+    const key = world.apiKeys[0]!;
+    const vault = world.accounts.creditVaults[0]!.vault;
+    const account = async (headers: Record<string, string> = {}) =>
+      (await (
+        await fetch(`${world.decentralBaseUrl}/account`, {
+          headers: { authorization: `Bearer ${key}`, ...headers },
+        })
+      ).json()) as { credits_remaining: number; usdc_value: string };
+    const toggle = (on: boolean) =>
+      fetch(`${world.simulatorUrl}/sim/account-balance-off`, {
+        method: "PUT",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ on }),
+      });
+    const units = (a: { usdc_value: string }) => parseUnits(a.usdc_value);
+    const balance = world.chain.tokenAmount(vault)!;
+    expect(units(await account())).toBe(balance);
+    expect(units(await account({ "x-sim-fault": "account-balance-off" }))).toBe(balance + 50_000n);
+    expect((await toggle(true)).status).toBe(200);
+    const off = await account();
+    expect((await toggle(false)).status).toBe(200);
+    expect(units(off)).toBe(balance + 50_000n);
+    expect(off.credits_remaining).toBe(Number((balance + 50_000n) / 10_000n));
+    expect(units(await account())).toBe(balance);
   });
 });

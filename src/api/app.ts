@@ -6,7 +6,6 @@ import type { Logger } from "../log.js";
 import type { RecordingProxy } from "../recorder/proxy.js";
 import type { ReceiptWriter } from "../recorder/receipt-writer.js";
 import type { ExplorerCluster } from "../reports/audit-record.js";
-import type { Profile } from "../verify/profiles.js";
 import { auditApi } from "./audit-api.js";
 import type { Reverifier } from "./audit-routes.js";
 import { AUDIT_TOKEN_HEADER, BEARER_SCHEME, requireRole } from "./auth.js";
@@ -17,7 +16,7 @@ import { type AppMetrics, createMetrics } from "./metrics.js";
 import type { ReadinessProbes } from "./ops-routes.js";
 import { proxyRoutes } from "./proxy-routes.js";
 import { createRouter } from "./router.js";
-import { statementRoutes } from "./statement-routes.js";
+import { type StatementRoutesDeps, statementRoutes } from "./statement-routes.js";
 
 /** Everything the HTTP app needs, injected so tests build their own. */
 export interface AppDeps {
@@ -43,7 +42,7 @@ export interface AppDeps {
   /** Also require an `ingest` access token in `x-audit-token` on `/v1/*` (PROXY_REQUIRE_TOKEN). */
   proxyRequireToken?: boolean;
   /** The credit vaults' statement (`/reports/statement`); without it that route is not served. */
-  statement?: { profile: Profile; graceSeconds: number };
+  statement?: Omit<StatementRoutesDeps, "store" | "now">;
 }
 
 export type { AppEnv } from "./context.js";

@@ -4,6 +4,7 @@ import type { Store } from "../db/client.js";
 import { verdicts } from "../db/schema.js";
 import { ledgerLagSeconds } from "../ledger/totals.js";
 import { countJobsByVerdict, dataCompleteUntil } from "../reports/reconciliation.js";
+import { createAccountSnapshotsStore } from "../store/account-snapshots.js";
 import { createOpsStore } from "../store/ops.js";
 
 export { walFileBytes } from "../store/ops.js";
@@ -100,11 +101,27 @@ export function createMetrics(sources: MetricSources) {
       name: "decentral_audit_ledger_lag_seconds",
       help: "Time since the least recently read credit vault's history was read through.",
       registers: [registry],
-      collect() {
-        this.set(ledgerLagSeconds(sources.store, now()));
+      async collect() {
+        this.set(await ledgerLagSeconds(sources.store, now()));
       },
     });
   }
+
+  const snapshots = createAccountSnapshotsStore(sources.store);
+  new Gauge({
+    name: "decentral_audit_account_snapshot_difference_units",
+    help: "Last GET /v1/account snapshot of each credit vault: usdc_value minus the vault's balance on chain, in base units (0 when they agree).",
+    labelNames: ["vault"] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const s of await snapshots.latestPerVault()) {
+        if (s.vault !== null && s.usdcDifferenceUnits !== null) {
+          this.set({ vault: s.vault }, Number(s.usdcDifferenceUnits));
+        }
+      }
+    },
+  });
 
   new Counter({
     name: "decentral_audit_rpc_requests_total",

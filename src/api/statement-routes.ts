@@ -1,7 +1,11 @@
-import { createRoute, z } from "@hono/zod-openapi";
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Store } from "../db/client.js";
+import { AppError } from "../errors.js";
+import { accountSnapshotToJson } from "../ledger/account-snapshots.js";
 import { buildStatement, statementToCsv, statementToJson } from "../ledger/statement.js";
+import { type AccountSnapshot, createAccountSnapshotsStore } from "../store/account-snapshots.js";
 import type { Profile } from "../verify/profiles.js";
+import type { AppEnv } from "./context.js";
 import { authErrors, periodBounds } from "./openapi-schemas.js";
 import { csvHeaders, reportQuery, wantsCsv } from "./report-query.js";
 import { createRouter } from "./router.js";
@@ -12,6 +16,11 @@ export interface StatementRoutesDeps {
   /** Seconds after the settlement window before an unreturned lock is a finding. */
   graceSeconds: number;
   now: () => number;
+  /**
+   * Takes a `GET /v1/account` snapshot now (`DECENTRAL_API_KEY` set); without it
+   * `POST /reports/account-snapshots` answers 409.
+   */
+  takeAccountSnapshot?: () => Promise<AccountSnapshot>;
 }
 
 const units = z.string().describe("Base units as a decimal string.");
@@ -25,6 +34,26 @@ const LineSchema = z.object({
   memo: z.string().nullable(),
   memoJobId: z.string().nullable().describe("The job the memo names, recorded or not."),
 });
+
+const AccountSnapshotSchema = z
+  .object({
+    id: z.number().int(),
+    takenAt: z.string(),
+    keyFingerprint: z.string(),
+    vault: z.string().nullable().describe("The key's credit vault; null when not known yet."),
+    creditsRemaining: z.number().int().nullable().describe("`credits_remaining` as answered."),
+    usdcValueUnits: units.nullable().describe("`usdc_value` as answered, in base units."),
+    vaultUnits: units.nullable().describe("The vault's balance on chain at that moment."),
+    vaultSlot: z.number().int().nullable(),
+    creditsDifference: z
+      .number()
+      .int()
+      .nullable()
+      .describe("credits_remaining - the vault's balance in whole credits: 0."),
+    usdcDifferenceUnits: units.nullable().describe("usdc_value - the vault's balance: 0."),
+    error: z.string().nullable().describe("Why nothing was compared, if so."),
+  })
+  .openapi("AccountSnapshot");
 
 const StatementSchema = z
   .object({
@@ -97,6 +126,9 @@ const StatementSchema = z
           .describe(
             "Consecutive movements whose balances do not chain: history missing between them (a pruned node?), never fraud by itself.",
           ),
+        accountSnapshot: AccountSnapshotSchema.nullable().describe(
+          "The newest GET /v1/account snapshot of the vault taken in the period, against the chain.",
+        ),
       }),
     ),
   })
@@ -113,8 +145,67 @@ const statementQuery = reportQuery({
     }),
 });
 
-/** `GET /reports/statement`: the credit vaults' statement for a period (role read). */
+const snapshotsQuery = z.object({
+  vault: z
+    .string()
+    .regex(/^[1-9A-HJ-NP-Za-km-z]{32,44}$/, "a base58 address")
+    .optional()
+    .openapi({ param: { name: "vault", in: "query" }, description: "Only this credit vault." }),
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(1000)
+    .optional()
+    .openapi({ param: { name: "limit", in: "query" }, description: "At most this many; 100." }),
+});
+
+/**
+ * `GET /reports/statement`: the credit vaults' statement for a period (role read);
+ * `GET /reports/account-snapshots` (read) lists the `/v1/account` snapshots, newest first, and
+ * `POST /reports/account-snapshots` (admin) takes one now.
+ */
 export function statementRoutes(deps: StatementRoutesDeps) {
+  const snapshots = createAccountSnapshotsStore(deps.store);
+  const listSnapshots = createRoute({
+    method: "get",
+    path: "/reports/account-snapshots",
+    tags: ["reports"],
+    summary: "Every GET /v1/account snapshot against the credit vault's balance, newest first",
+    request: { query: snapshotsQuery },
+    responses: {
+      200: {
+        content: {
+          "application/json": {
+            schema: z.object({ snapshots: z.array(AccountSnapshotSchema) }),
+          },
+        },
+        description: "The snapshots kept.",
+      },
+      ...authErrors,
+    },
+  });
+  const takeSnapshot = createRoute({
+    method: "post",
+    path: "/reports/account-snapshots",
+    tags: ["reports"],
+    summary: "Asks GET /v1/account now and compares it with the credit vault on chain",
+    responses: {
+      201: {
+        content: { "application/json": { schema: AccountSnapshotSchema } },
+        description: "The snapshot taken (with `error` when the API or the chain did not answer).",
+      },
+      409: {
+        content: {
+          "application/json": {
+            schema: z.object({ error: z.object({ code: z.string(), message: z.string() }) }),
+          },
+        },
+        description: "No DECENTRAL_API_KEY: this service cannot ask the account.",
+      },
+      ...authErrors,
+    },
+  });
   const route = createRoute({
     method: "get",
     path: "/reports/statement",
@@ -137,16 +228,35 @@ export function statementRoutes(deps: StatementRoutesDeps) {
       ...authErrors,
     },
   });
-  return createRouter({ store: deps.store, role: "read" }).openapi(route, (c) => {
-    const q = c.req.valid("query");
-    const statement = buildStatement(
-      deps.store,
-      { from: q.from, to: q.to, ...(q.vault ? { vault: q.vault } : {}) },
-      { profile: deps.profile, graceSeconds: deps.graceSeconds, now: deps.now },
-    );
-    if (wantsCsv(q.format, c.req.header("accept"))) {
-      return c.body(statementToCsv(statement), 200, csvHeaders("statement.csv"));
-    }
-    return c.json(statementToJson(statement), 200);
-  });
+  const readers = createRouter({ store: deps.store, role: "read" })
+    .openapi(listSnapshots, async (c) => {
+      const q = c.req.valid("query");
+      const list = await snapshots.list({
+        ...(q.vault ? { vault: q.vault } : {}),
+        ...(q.limit ? { limit: q.limit } : {}),
+      });
+      return c.json({ snapshots: list.map(accountSnapshotToJson) }, 200);
+    })
+    .openapi(route, async (c) => {
+      const q = c.req.valid("query");
+      const statement = await buildStatement(
+        deps.store,
+        { from: q.from, to: q.to, ...(q.vault ? { vault: q.vault } : {}) },
+        { profile: deps.profile, graceSeconds: deps.graceSeconds, now: deps.now },
+      );
+      if (wantsCsv(q.format, c.req.header("accept"))) {
+        return c.body(statementToCsv(statement), 200, csvHeaders("statement.csv"));
+      }
+      return c.json(statementToJson(statement), 200);
+    });
+  const admins = createRouter({ store: deps.store, role: "admin" }).openapi(
+    takeSnapshot,
+    async (c) => {
+      if (!deps.takeAccountSnapshot) {
+        throw new AppError("conflict", "no DECENTRAL_API_KEY: the account cannot be asked");
+      }
+      return c.json(accountSnapshotToJson(await deps.takeAccountSnapshot()), 201);
+    },
+  );
+  return new OpenAPIHono<AppEnv>().route("/", readers).route("/", admins);
 }

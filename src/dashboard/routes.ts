@@ -374,10 +374,10 @@ export function dashboardRoutes(deps: DashboardDeps) {
     return c.redirect(`${BASE}/jobs/${encodeURIComponent(jobId)}?reverify=queued`, 303);
   });
 
-  app.get("/statement", (c) => {
+  app.get("/statement", async (c) => {
     const period = periodOf(queryOf(c), deps.now());
     const statement = deps.statement
-      ? buildStatement(
+      ? await buildStatement(
           deps.store,
           { from: period.from, to: period.to },
           {

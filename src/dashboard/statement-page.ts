@@ -29,6 +29,17 @@ function vaultSection(v: VaultStatement): Html {
 <tr><th scope="row">Net spend (locks − returns + unexplained)</th><td class="num">${usdc(v.netSpendUnits)}</td></tr>
 </tbody></table></div>
 ${
+  v.accountSnapshot
+    ? html`<p>Decentral's account (GET /v1/account, ${new Date(v.accountSnapshot.takenAt).toISOString()}): ${
+        v.accountSnapshot.error !== null
+          ? html`not compared: ${v.accountSnapshot.error}`
+          : v.accountSnapshot.usdcDifferenceUnits === 0n
+            ? html`${usdc(v.accountSnapshot.usdcValueUnits)} USDC, equal to the vault on chain.`
+            : html`<strong>${usdc(v.accountSnapshot.usdcValueUnits)} USDC against ${usdc(v.accountSnapshot.vaultUnits)} in the vault on chain (${signed(v.accountSnapshot.usdcDifferenceUnits)}).</strong>`
+      }</p>`
+    : ""
+}
+${
   v.unexplained.length > 0
     ? html`<h3>Unexplained debits: money out that no recorded job locked</h3>
 <div class="scroll" tabindex="0" role="region" aria-label="Unexplained debits">

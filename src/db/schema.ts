@@ -493,7 +493,15 @@ export const ledgerCursors = sqliteTable("ledger_cursors", {
   syncedAt: epochMs("synced_at"),
   lastError: text("last_error"),
   updatedAt: epochMs("updated_at").notNull(),
+  /**
+   * `ord` of the last movement whose balance before was compared with the movement before it
+   * (the gap walk of src/store/ledger.ts); lines above it are compared when a statement is built.
+   */
+  chainedOrd: integer("chained_ord"),
 });
+
+/** What a ledger line is, decided when its transaction is read (src/store/ledger.ts). */
+export const ledgerLineKinds = ["lock", "return", "deposit", "unexplained", "none"] as const;
 
 /**
  * One line per transaction naming a credit vault, as `getSignaturesForAddress` listed it, with
@@ -527,14 +535,99 @@ export const ledgerLines = sqliteTable(
     memoKind: text("memo_kind", { enum: ["escrow", "settle", "refund"] }),
     memoJobId: text("memo_job_id"),
     listedAt: epochMs("listed_at").notNull(),
+    /**
+     * What the line is, decided when it is read against the receipts recorded by then (null
+     * while listed): a recorded job's `lock`, a `return` of a lock this vault paid, a `deposit`,
+     * an `unexplained` debit, or `none` (no movement of the vault's money). A receipt that
+     * arrives later can turn an `unexplained` line into a lock or a `deposit` into a return:
+     * those two kinds are looked at again by each ledger round and each statement.
+     */
+    kind: text("kind", { enum: ledgerLineKinds }),
+    /** The job the line belongs to: the recorded job of a lock or return, or the memo's job. */
+    jobId: text("job_id"),
+    /** A debit naming a job (lock or not) that a return to this vault or its settlement released. */
+    released: integer("released", { mode: "boolean" }).notNull().default(false),
+    /**
+     * A lock's credits header against the vault's balances from the lock to the job's response:
+     * true when one matched (or the receipt has no header), false when none did, null while
+     * the history up to the response is not read yet.
+     */
+    headerOk: integer("header_ok", { mode: "boolean" }),
+    /** Set on a movement whose balance before is not the previous movement's balance after. */
+    gapAfterSignature: text("gap_after_signature"),
+    gapAfterSlot: integer("gap_after_slot"),
+    gapUnits: units("gap_units"),
   },
   (t) => [
     primaryKey({ columns: [t.vault, t.signature] }),
     index("ledger_lines_order").on(t.vault, t.ord),
-    index("ledger_lines_time").on(t.vault, t.blockTime),
+    index("ledger_lines_time").on(t.vault, t.blockTime, t.ord),
     index("ledger_lines_state").on(t.state, t.vault),
     index("ledger_lines_memo_job").on(t.memoJobId),
     // The statement's per-vault sets of locked and returned jobs, read from the index alone.
     index("ledger_lines_vault_memo").on(t.vault, t.memoKind, t.deltaUnits, t.memoJobId),
+    index("ledger_lines_vault_job").on(t.vault, t.jobId),
+    // Small sets a statement reads line by line; everything else comes from `ledger_daily`.
+    index("ledger_lines_review")
+      .on(t.vault, t.kind, t.blockTime)
+      .where(sql`${t.kind} IN ('unexplained', 'deposit')`),
+    index("ledger_lines_open_locks")
+      .on(t.vault, t.blockTime)
+      .where(sql`${t.kind} = 'lock' AND ${t.released} = 0`),
+    index("ledger_lines_header_open")
+      .on(t.vault, t.blockTime)
+      .where(sql`${t.kind} = 'lock' AND (${t.headerOk} IS NULL OR ${t.headerOk} = 0)`),
+    index("ledger_lines_gaps").on(t.vault, t.blockTime).where(sql`${t.gapUnits} IS NOT NULL`),
+    index("ledger_lines_unclassified")
+      .on(t.vault, t.ord)
+      .where(sql`${t.state} = 'read' AND ${t.kind} IS NULL`),
   ],
+);
+
+/**
+ * Per vault, UTC day (of the lines' block time) and kind: how many lines and their sum, kept by
+ * triggers on `ledger_lines` in the same transaction as every write, so a statement sums whole
+ * days here and reads lines only for its partial first and last day.
+ */
+export const ledgerDaily = sqliteTable(
+  "ledger_daily",
+  {
+    vault: text("vault").notNull(),
+    /** floor(block_time / 86400). */
+    day: integer("day").notNull(),
+    kind: text("kind", { enum: ledgerLineKinds }).notNull(),
+    lines: integer("lines").notNull(),
+    units: units("units").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.vault, t.day, t.kind] })],
+);
+
+/**
+ * Every answer of Decentral's `GET /v1/account` (src/ledger/account-snapshots.ts), beside the
+ * credit vault's balance on chain read at the same moment, and their differences (0 when the
+ * account says what the chain holds).
+ */
+export const accountSnapshots = sqliteTable(
+  "account_snapshots",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    takenAt: epochMs("taken_at").notNull(),
+    keyFingerprint: text("key_fingerprint").notNull(),
+    /** The key's credit vault, or null when it is not known yet (nothing compared). */
+    vault: text("vault"),
+    /** `credits_remaining` as answered (whole credits). */
+    creditsRemaining: integer("credits_remaining"),
+    /** `usdc_value` as answered, in base units. */
+    usdcValueUnits: units("usdc_value_units"),
+    /** The vault's balance at finalized, read before and after the call and equal both times. */
+    vaultUnits: units("vault_units"),
+    vaultSlot: integer("vault_slot"),
+    /** credits_remaining - the vault's balance in whole credits (rounded down). */
+    creditsDifference: integer("credits_difference"),
+    /** usdc_value - the vault's balance, in base units. */
+    usdcDifferenceUnits: units("usdc_difference_units"),
+    /** Why nothing was compared (the API or the chain did not answer, the vault is unknown). */
+    error: text("error"),
+  },
+  (t) => [index("account_snapshots_vault_taken").on(t.vault, t.takenAt)],
 );

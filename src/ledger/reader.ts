@@ -5,6 +5,12 @@ import type { AddressSignatureInfo } from "../chain/rpc-pool.js";
 import type { TransactionFacts } from "../chain/transaction-facts.js";
 import type { Store } from "../db/client.js";
 import type { Logger } from "../log.js";
+import {
+  createLedgerStore,
+  type FetchedTransaction,
+  type LedgerStore,
+  type LineRead,
+} from "../store/ledger.js";
 import { parseJobMemos } from "../verify/checks.js";
 import type { CustodyConfig } from "../verify/custody.js";
 import type { Profile } from "../verify/profiles.js";
@@ -13,7 +19,8 @@ import type { Profile } from "../verify/profiles.js";
  * Reads the whole signature history of every known credit vault into `ledger_lines`, page by
  * page from a stored cursor, and reads each listed transaction once (sharing
  * `chain_transactions` with the verifier: a transaction either of them fetched is never fetched
- * again). Lines are only facts of the chain; src/ledger/statement.ts decides what they are.
+ * again). What each line is (lock, return, deposit, unexplained) is written with it by
+ * src/store/ledger.ts; src/ledger/statement.ts sums and lists them.
  */
 
 /** The part of the RPC pool (`src/chain/rpc-pool.ts`) the ledger uses. */
@@ -70,7 +77,7 @@ export interface VaultSyncResult {
 
 export interface LedgerReader {
   /** Every credit vault the ledger reads: configured ones and the pins of `credit_vaults`. */
-  vaults(): string[];
+  vaults(): Promise<string[]>;
   /** Reads one vault's new history, its transactions, then its finalized balance. */
   syncVault(vault: string, opts?: { signal?: AbortSignal }): Promise<VaultSyncResult>;
   /** Syncs every vault, one after the other; a vault's RPC trouble is logged and kept. */
@@ -80,134 +87,22 @@ export interface LedgerReader {
   stop(): Promise<void>;
 }
 
-interface CursorRow {
-  vault: string;
-  newest_signature: string | null;
-  newest_slot: number | null;
-  sync_top: string | null;
-  sync_top_slot: number | null;
-  sync_before: string | null;
-  sync_number: number;
-  sync_index: number;
-}
-
-/** Orders lines: one sync's lines sit between the previous sync's and the next one's. */
-const ORD_SPAN = 1_000_000_000;
-
 /** Known credit vaults: the deployment's configured ones and every pinned key's vault. */
-export function knownVaults(store: Store, custody?: CustodyConfig): string[] {
-  const pinned = store.sqlite
-    .prepare("SELECT DISTINCT vault FROM credit_vaults ORDER BY vault")
-    .pluck()
-    .all() as string[];
+export async function knownVaults(ledger: LedgerStore, custody?: CustodyConfig): Promise<string[]> {
+  const pinned = await ledger.pinnedVaults();
   return [
     ...new Set([...(custody?.vaults ?? []), ...Object.values(custody?.byKey ?? {}), ...pinned]),
   ].sort();
 }
 
 export function createLedgerReader(deps: LedgerDeps): LedgerReader {
-  const { store, rpc, profile, log } = deps;
-  const { sqlite } = store;
+  const { rpc, profile, log } = deps;
+  const ledger = createLedgerStore(deps.store);
   const now = deps.now ?? Date.now;
   const options: LedgerOptions = { ...defaultLedgerOptions, ...deps.options };
   if (!Number.isInteger(options.pageSize) || options.pageSize < 1 || options.pageSize > 1000) {
     throw new RangeError("ledger pageSize must be an integer in 1..1000");
   }
-
-  const selectCursor = sqlite.prepare("SELECT * FROM ledger_cursors WHERE vault = ?");
-  const insertCursor = sqlite.prepare(
-    "INSERT INTO ledger_cursors (vault, updated_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
-  );
-  const insertLine = sqlite.prepare(
-    `INSERT INTO ledger_lines (vault, signature, ord, slot, block_time, succeeded, listed_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (vault, signature) DO NOTHING`,
-  );
-  const advance = sqlite.prepare(
-    `UPDATE ledger_cursors SET sync_top = ?, sync_top_slot = ?, sync_before = ?,
-       sync_index = ?, pages_read = pages_read + 1, last_error = NULL, updated_at = ?
-     WHERE vault = ?`,
-  );
-  const complete = sqlite.prepare(
-    `UPDATE ledger_cursors SET newest_signature = ?, newest_slot = ?, sync_top = NULL,
-       sync_top_slot = NULL, sync_before = NULL, sync_index = 0, sync_number = sync_number + 1,
-       pages_read = pages_read + 1, synced_at = ?, last_error = NULL, updated_at = ?
-     WHERE vault = ?`,
-  );
-  const listedLines = sqlite.prepare(
-    "SELECT signature FROM ledger_lines WHERE vault = ? AND state = 'listed' ORDER BY ord",
-  );
-  const storedTx = sqlite.prepare(
-    "SELECT signature, facts, raw FROM chain_transactions WHERE signature = ? AND facts IS NOT NULL",
-  );
-  // Shared with the verifier: the same row shape it writes once a transaction is finalized.
-  const upsertTx = sqlite.prepare(
-    `INSERT INTO chain_transactions (signature, state, commitment, slot, block_time, fee_lamports,
-       succeeded, err, facts, raw, first_seen_at, fetched_at)
-     VALUES (?, 'finalized', 'finalized', ?, ?, ?, ?, ?, ?, ?, ?, ?)
-     ON CONFLICT (signature) DO UPDATE SET state = 'finalized', commitment = 'finalized',
-       slot = excluded.slot, block_time = excluded.block_time,
-       fee_lamports = excluded.fee_lamports, succeeded = excluded.succeeded, err = excluded.err,
-       facts = excluded.facts, raw = excluded.raw, fetched_at = excluded.fetched_at
-     WHERE chain_transactions.facts IS NULL`,
-  );
-  const readLine = sqlite.prepare(
-    `UPDATE ledger_lines SET state = 'read', succeeded = ?, pre_units = ?, post_units = ?,
-       delta_units = ?, memo = ?, memo_kind = ?, memo_job_id = ?
-     WHERE vault = ? AND signature = ? AND state = 'listed'`,
-  );
-  const setBalance = sqlite.prepare(
-    `UPDATE ledger_cursors SET balance_units = ?, balance_slot = ?, balance_at = ?, updated_at = ?
-     WHERE vault = ?`,
-  );
-  const setError = sqlite.prepare(
-    "UPDATE ledger_cursors SET last_error = ?, updated_at = ? WHERE vault = ?",
-  );
-  const newestListedSlot = sqlite
-    .prepare("SELECT max(slot) FROM ledger_lines WHERE vault = ?")
-    .pluck();
-
-  const cursorOf = (vault: string): CursorRow => {
-    insertCursor.run(vault, now());
-    return selectCursor.get(vault) as CursorRow;
-  };
-
-  /**
-   * Stores one listed page with the cursor's move, in one IMMEDIATE transaction. Returns false
-   * when the cursor moved since `seen` was read: another process stored this page first.
-   */
-  const storePage = sqlite.transaction(
-    (vault: string, seen: CursorRow, page: AddressSignatureInfo[], last: boolean): boolean => {
-      const current = selectCursor.get(vault) as CursorRow;
-      if (
-        current.sync_before !== seen.sync_before ||
-        current.sync_number !== seen.sync_number ||
-        current.newest_signature !== seen.newest_signature
-      ) {
-        return false;
-      }
-      const t = now();
-      page.forEach((entry, i) => {
-        const ord = (seen.sync_number + 1) * ORD_SPAN - (seen.sync_index + i) - 1;
-        insertLine.run(
-          vault,
-          entry.signature,
-          ord,
-          entry.slot,
-          entry.blockTime,
-          entry.err === null ? 1 : 0,
-          t,
-        );
-      });
-      const top = seen.sync_top ?? page[0]?.signature ?? null;
-      const topSlot = seen.sync_top_slot ?? page[0]?.slot ?? null;
-      if (last) {
-        complete.run(top ?? seen.newest_signature, top ? topSlot : seen.newest_slot, t, t, vault);
-      } else {
-        advance.run(top, topSlot, page.at(-1)!.signature, seen.sync_index + page.length, t, vault);
-      }
-      return true;
-    },
-  );
 
   /** Lists every page newer than the last completed sync; returns pages and lines stored. */
   async function listNew(vault: string, signal?: AbortSignal) {
@@ -215,27 +110,28 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     let listed = 0;
     for (;;) {
       signal?.throwIfAborted();
-      const seen = cursorOf(vault);
+      const seen = await ledger.cursor(vault, now());
       const page = await rpc.getSignaturesForAddress(vault, {
         limit: options.pageSize,
-        ...(seen.sync_before ? { before: seen.sync_before } : {}),
-        ...(seen.newest_signature ? { until: seen.newest_signature } : {}),
+        ...(seen.syncBefore ? { before: seen.syncBefore } : {}),
+        ...(seen.newestSignature ? { until: seen.newestSignature } : {}),
       });
       const last = page.length < options.pageSize;
-      if (storePage.immediate(vault, seen, page, last)) {
+      if (await ledger.storePage(vault, seen, page, last, now())) {
         pages++;
         listed += page.length;
       }
-      if (last && cursorOf(vault).sync_before === null) return { pages, listed };
+      if (last && (await ledger.cursor(vault, now())).syncBefore === null) return { pages, listed };
     }
   }
 
   /** The vault's movement in one transaction, and the memo naming a job. */
-  function lineOf(vault: string, facts: TransactionFacts) {
+  function lineOf(vault: string, signature: string, facts: TransactionFacts): LineRead {
     const change = facts.tokenChanges.find((c) => c.account === vault);
     const named = parseJobMemos(profile, facts.memos)[0];
     return {
-      succeeded: facts.succeeded ? 1 : 0,
+      signature,
+      succeeded: facts.succeeded,
       pre: change ? change.pre : null,
       post: change ? change.post : null,
       delta: change ? change.delta : 0n,
@@ -256,65 +152,50 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
 
   /** Reads every listed line's transaction: from the store when fetched already, else RPC. */
   async function readListed(vault: string, signal?: AbortSignal) {
-    const signatures = listedLines.pluck().all(vault) as string[];
+    const signatures = await ledger.listedSignatures(vault);
     let fetched = 0;
     let shared = 0;
     let pending = 0;
-    const write = (signature: string, facts: TransactionFacts) => {
-      const l = lineOf(vault, facts);
-      readLine.run(
-        l.succeeded,
-        l.pre,
-        l.post,
-        l.delta,
-        l.memo,
-        l.memoKind,
-        l.memoJobId,
-        vault,
-        signature,
-      );
-    };
     for (let i = 0; i < signatures.length; i += options.fetchConcurrency) {
       signal?.throwIfAborted();
       const part = signatures.slice(i, i + options.fetchConcurrency);
+      const factsOf = new Map<string, TransactionFacts>();
       const toFetch: string[] = [];
       for (const signature of part) {
-        const row = storedTx.get(signature) as
-          | { signature: string; facts: string; raw: string | null }
-          | undefined;
+        const row = await ledger.storedTransaction(signature);
         if (row) {
-          write(signature, storedFacts(row));
+          factsOf.set(signature, storedFacts(row));
           shared++;
         } else toFetch.push(signature);
       }
       const results = await Promise.allSettled(toFetch.map((s) => rpc.getTransaction(s)));
-      const t = now();
-      sqlite
-        .transaction(() => {
-          results.forEach((result, j) => {
-            const signature = toFetch[j]!;
-            if (result.status === "rejected" || result.value === null) {
-              pending++;
-              return;
-            }
-            const { facts, raw } = result.value;
-            upsertTx.run(
-              signature,
-              facts.slot,
-              facts.blockTime,
-              facts.fee,
-              facts.succeeded ? 1 : 0,
-              JSON.stringify(facts.err ?? null),
-              JSON.stringify(factsToJson(facts)),
-              typeof raw === "string" ? raw : JSON.stringify(raw),
-              t,
-              t,
-            );
-            write(signature, facts);
-            fetched++;
-          });
-        })
-        .immediate();
+      const stored: FetchedTransaction[] = [];
+      results.forEach((result, j) => {
+        const signature = toFetch[j]!;
+        if (result.status === "rejected" || result.value === null) {
+          pending++;
+          return;
+        }
+        const { facts, raw } = result.value;
+        stored.push({
+          signature,
+          slot: facts.slot,
+          blockTime: facts.blockTime,
+          fee: facts.fee,
+          succeeded: facts.succeeded,
+          err: JSON.stringify(facts.err ?? null),
+          facts: JSON.stringify(factsToJson(facts)),
+          raw: typeof raw === "string" ? raw : JSON.stringify(raw),
+        });
+        factsOf.set(signature, facts);
+        fetched++;
+      });
+      // Lines in their order (oldest first), so a return finds the lock read just before it.
+      const reads = part.flatMap((signature) => {
+        const facts = factsOf.get(signature);
+        return facts ? [lineOf(vault, signature, facts)] : [];
+      });
+      await ledger.recordReads(vault, reads, stored, now());
       const failure = results.find((r) => r.status === "rejected");
       if (failure) throw (failure as PromiseRejectedResult).reason;
     }
@@ -333,22 +214,25 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     }
     const { pages, listed } = await listNew(vault, opts.signal);
     const { fetched, shared, pending } = await readListed(vault, opts.signal);
-    const newest = newestListedSlot.get(vault) as number | null;
+    // Kinds a late receipt changed, locks released, credits headers and gaps: written now, so
+    // a statement reads them instead of working them out line by line.
+    await ledger.review(vault);
+    const newest = await ledger.newestListedSlot(vault);
     if (balance && (newest === null || newest <= balance.slot)) {
-      setBalance.run(balance.amount, balance.slot, now(), now(), vault);
+      await ledger.setBalance(vault, balance, now());
     }
     return { vault, pages, listed, fetched, shared, pending };
   }
 
   async function syncAll(opts: { signal?: AbortSignal } = {}) {
     const results: VaultSyncResult[] = [];
-    for (const vault of knownVaults(store, deps.custody)) {
+    for (const vault of await knownVaults(ledger, deps.custody)) {
       try {
         results.push(await syncVault(vault, opts));
       } catch (error) {
         if (opts.signal?.aborted) throw error;
         const message = error instanceof Error ? error.message : String(error);
-        setError.run(message, now(), vault);
+        await ledger.setError(vault, message, now());
         log.warn({ vault, err: message }, "ledger sync failed; retried next round");
       }
     }
@@ -381,7 +265,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
   };
 
   return {
-    vaults: () => knownVaults(store, deps.custody),
+    vaults: () => knownVaults(ledger, deps.custody),
     syncVault,
     syncAll,
     start() {

@@ -8,7 +8,9 @@ import { migrateStore } from "../db/migrate.js";
 import { AppError } from "../errors.js";
 import { createLogger } from "../log.js";
 import { type WindowFlags, windowFromFlags } from "../reports/period.js";
+import { createAccountSnapshotsStore } from "../store/account-snapshots.js";
 import { loadProfile } from "../verify/profiles.js";
+import { accountSnapshotToJson, createAccountSnapshotter } from "./account-snapshots.js";
 import { createLedgerReader } from "./reader.js";
 import { buildStatement, statementToCsv, statementToJson } from "./statement.js";
 
@@ -77,7 +79,7 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
             await rpc.close();
           }
         }
-        const statement = buildStatement(
+        const statement = await buildStatement(
           store,
           { from, to, ...(flags.vault ? { vault: flags.vault } : {}) },
           { profile, graceSeconds: config.LEDGER_GRACE_SECONDS },
@@ -91,5 +93,61 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
       }
       if (flags.out) writeFileSync(flags.out, text);
       else process.stdout.write(text);
+    });
+
+  helpers
+    .withDatabaseOption(
+      report
+        .command("account-snapshot")
+        .description(
+          "ask Decentral's GET /v1/account (DECENTRAL_API_KEY) now and compare it with the key's credit vault on chain; keeps the snapshot",
+        )
+        .option("--list", "only print the snapshots kept, newest first")
+        .option("--vault <address>", "with --list: only this credit vault")
+        .addOption(new Option("--rpc <urls>", "Solana RPC URLs (SOLANA_RPC_URLS)"))
+        .addOption(new Option("--upstream <url>", "Decentral API base URL (DECENTRAL_BASE_URL)")),
+    )
+    .action(async (flags: { list?: boolean; vault?: string }) => {
+      const config = helpers.configFromFlags(flags);
+      const store = openStore(config.DATABASE_URL);
+      try {
+        migrateStore(store);
+        if (flags.list) {
+          const list = await createAccountSnapshotsStore(store).list(
+            flags.vault ? { vault: flags.vault } : {},
+          );
+          process.stdout.write(
+            `${JSON.stringify({ snapshots: list.map(accountSnapshotToJson) }, null, 2)}\n`,
+          );
+          return;
+        }
+        if (!config.DECENTRAL_API_KEY) {
+          throw new AppError("validation_failed", "DECENTRAL_API_KEY is not set", {
+            field: "DECENTRAL_API_KEY",
+          });
+        }
+        const log = createLogger({ level: "warn" }, pino.destination(2));
+        const rpc = rpcPoolFromConfig(config, log);
+        try {
+          const snapshot = await createAccountSnapshotter({
+            store,
+            rpc,
+            baseUrl: config.DECENTRAL_BASE_URL,
+            apiKey: config.DECENTRAL_API_KEY,
+            custody: config.CREDIT_VAULTS,
+            log,
+          }).take();
+          process.stdout.write(`${JSON.stringify(accountSnapshotToJson(snapshot), null, 2)}\n`);
+          // A difference is a finding, like an unexplained line: exit 1 (2 when nothing compared).
+          if (snapshot.error !== null) process.exitCode = 2;
+          else if (snapshot.usdcDifferenceUnits !== 0n || snapshot.creditsDifference !== 0) {
+            process.exitCode = 1;
+          }
+        } finally {
+          await rpc.close();
+        }
+      } finally {
+        store.close();
+      }
     });
 }

@@ -1,13 +1,26 @@
 import type { Store } from "../db/client.js";
 import { isoOf } from "../reports/period.js";
 import { csvField } from "../reports/reconciliation.js";
+import {
+  type AccountSnapshot,
+  type AccountSnapshotsStore,
+  createAccountSnapshotsStore,
+} from "../store/account-snapshots.js";
+import {
+  createLedgerStore,
+  type LedgerLineRow,
+  type LedgerStore,
+  type LineKind,
+} from "../store/ledger.js";
 import type { Profile } from "../verify/profiles.js";
+import { accountSnapshotToJson } from "./account-snapshots.js";
 
 /**
  * The statement of a credit vault for a period, as a bank reconciliation: opening balance +
  * deposits - locks + returns (- unexplained debits + unexplained credits) = closing balance,
  * every line tied to a recorded job or called what it is, and the closing balance compared
- * with the chain's own figure. Lines are classified here, against the receipts recorded now:
+ * with the chain's own figure. Lines are classified when read (src/store/ledger.ts), and the
+ * ones a later receipt could explain again when the statement is built:
  *
  * - `lock`: money out by the escrow transaction of a recorded job;
  * - `return`: money in by the settlement or refund of a recorded job, or money in whose memo
@@ -19,7 +32,7 @@ import type { Profile } from "../verify/profiles.js";
  * profile's settlement window plus `graceSeconds` is an `unreleased_lock` finding.
  */
 
-export type LineKind = "lock" | "return" | "deposit" | "unexplained";
+export type { LineKind };
 
 export interface StatementLine {
   signature: string;
@@ -119,6 +132,11 @@ export interface VaultStatement {
   unreleasedLocks: UnreleasedLock[];
   creditsHeaderMismatches: CreditsHeaderMismatch[];
   gaps: LedgerGap[];
+  /**
+   * The newest `GET /v1/account` snapshot of the vault's key taken in the period: what Decentral
+   * said against the vault's balance at that moment, and the difference (0 when they agree).
+   */
+  accountSnapshot: AccountSnapshot | null;
 }
 
 export interface Statement {
@@ -142,268 +160,175 @@ export interface StatementOptions {
   now?: () => number;
 }
 
-interface LineRow {
-  signature: string;
-  slot: bigint;
-  block_time: bigint | null;
-  state: "listed" | "read";
-  pre_units: bigint | null;
-  post_units: bigint | null;
-  delta_units: bigint | null;
-  memo: string | null;
-  memo_kind: "escrow" | "settle" | "refund" | null;
-  memo_job_id: string | null;
-  lock_job: string | null;
-  return_job: string | null;
+const ledgerStores = new WeakMap<Store, LedgerStore>();
+const snapshotStores = new WeakMap<Store, AccountSnapshotsStore>();
+
+/**
+ * The ledger store of an open store, created once per store (its statements are prepared when
+ * it is created), so every statement built on that store reuses them.
+ */
+export function ledgerStoreOf(store: Store): LedgerStore {
+  let ledger = ledgerStores.get(store);
+  if (!ledger) {
+    ledger = createLedgerStore(store);
+    ledgerStores.set(store, ledger);
+  }
+  return ledger;
 }
 
-/** Builds the statement of every (or one) vault for `[from, to)`. Amounts are exact bigints. */
-export function buildStatement(
+function snapshotsOf(store: Store): AccountSnapshotsStore {
+  let snapshots = snapshotStores.get(store);
+  if (!snapshots) {
+    snapshots = createAccountSnapshotsStore(store);
+    snapshotStores.set(store, snapshots);
+  }
+  return snapshots;
+}
+
+/**
+ * Builds the statement of every (or one) vault for `[from, to)`. Amounts are exact bigints.
+ * Whole days come from the per-day sums, partial days from their lines; only the few lines a
+ * later receipt could explain (unexplained debits, deposits), locks not released, credits
+ * headers not known to match and movements above the gap walk are read one by one.
+ */
+export async function buildStatement(
   store: Store,
   query: StatementQuery,
   options: StatementOptions,
-): Statement {
-  const { sqlite } = store;
+): Promise<Statement> {
+  const ledger = ledgerStoreOf(store);
   const now = options.now ?? Date.now;
   const graceSeconds = options.graceSeconds ?? 300;
+  // Block times are whole seconds: [from, to) in ms is [ceil(from/1000), ceil(to/1000)) in s.
   const fromSec = Math.ceil(query.from / 1000);
   const toSec = Math.ceil(query.to / 1000);
-  const big = <T>(sql: string) => sqlite.prepare(sql).safeIntegers(true) as unknown as T;
-
-  const vaults = query.vault
-    ? [query.vault]
-    : (sqlite
-        .prepare(
-          `SELECT vault FROM ledger_cursors UNION SELECT vault FROM credit_vaults ORDER BY 1`,
-        )
-        .pluck()
-        .all() as string[]);
-
-  type Get<R> = { get(...args: unknown[]): R | undefined; all(...args: unknown[]): R[] };
-  const keysOf = sqlite.prepare(
-    "SELECT key_fingerprint FROM credit_vaults WHERE vault = ? ORDER BY 1",
-  );
-  const cursorOf = big<
-    Get<{
-      synced_at: bigint | null;
-      balance_units: bigint | null;
-      balance_slot: bigint | null;
-      balance_at: bigint | null;
-    }>
-  >(
-    "SELECT synced_at, balance_units, balance_slot, balance_at FROM ledger_cursors WHERE vault = ?",
-  );
-  // Block times are whole seconds: [from, to) in ms is [ceil(from/1000), ceil(to/1000)) in s.
-  const linesIn = big<Get<LineRow>>(
-    `SELECT l.signature, l.slot, l.block_time, l.state, l.pre_units, l.post_units, l.delta_units,
-       l.memo, l.memo_kind,
-       l.memo_job_id,
-       CASE WHEN l.delta_units < 0 THEN (
-         SELECT job_id FROM jobs WHERE escrow_tx = l.signature
-         UNION ALL SELECT job_id FROM jobs WHERE api_escrow_tx = l.signature LIMIT 1) END AS lock_job,
-       CASE WHEN l.delta_units > 0 THEN (
-         SELECT job_id FROM jobs WHERE settlement_tx = l.signature
-         UNION ALL SELECT job_id FROM jobs WHERE api_settlement_tx = l.signature LIMIT 1) END AS return_job
-     FROM ledger_lines l
-     WHERE l.vault = ? AND l.block_time >= ? AND l.block_time < ?
-     ORDER BY l.ord`,
-  );
-  const pendingAll = sqlite
-    .prepare("SELECT count(*) FROM ledger_lines WHERE vault = ? AND state = 'listed'")
-    .pluck();
-  const firstMovement = big<Get<{ pre_units: bigint }>>(
-    `SELECT pre_units FROM ledger_lines WHERE vault = ? AND state = 'read' AND delta_units <> 0
-     ORDER BY ord LIMIT 1`,
-  );
-  const sumBefore = big<Get<{ total: bigint | null }>>(
-    `SELECT sum(delta_units) AS total FROM ledger_lines
-     WHERE vault = ? AND state = 'read' AND block_time < ?`,
-  );
-  const nextMovement = big<Get<{ pre_units: bigint }>>(
-    `SELECT pre_units FROM ledger_lines WHERE vault = ? AND state = 'read' AND delta_units <> 0
-       AND block_time >= ? ORDER BY ord LIMIT 1`,
-  );
-  const lastMovement = big<Get<{ post_units: bigint; slot: bigint }>>(
-    `SELECT post_units, slot FROM ledger_lines WHERE vault = ? AND state = 'read'
-       AND delta_units <> 0 AND block_time < ? ORDER BY ord DESC LIMIT 1`,
-  );
-  // The newest line listed is the top of the sync in progress, else of the last one completed.
-  const newestSlot = big<Get<{ slot: bigint | null }>>(
-    "SELECT coalesce(sync_top_slot, newest_slot) AS slot FROM ledger_cursors WHERE vault = ?",
-  );
-  // Job ids whose lock this vault paid, and whose return (by memo) came back to it, over the
-  // whole history: one scan each per vault instead of a probe per line.
-  const lockedJobs = sqlite
-    .prepare(
-      `SELECT memo_job_id FROM ledger_lines WHERE vault = ? AND memo_kind = 'escrow'
-         AND delta_units < 0 AND memo_job_id IS NOT NULL`,
-    )
-    .pluck();
-  const returnedJobs = sqlite
-    .prepare(
-      `SELECT memo_job_id FROM ledger_lines WHERE vault = ? AND memo_kind IN ('settle', 'refund')
-         AND delta_units > 0 AND memo_job_id IS NOT NULL`,
-    )
-    .pluck();
-  const returnedBySettlement = sqlite.prepare(
-    `SELECT 1 FROM ledger_lines WHERE vault = ? AND delta_units > 0 AND signature IN (
-       SELECT settlement_tx FROM jobs WHERE job_id = ?
-       UNION SELECT api_settlement_tx FROM jobs WHERE job_id = ?) LIMIT 1`,
-  );
-  const returnedHere = (vault: string, jobId: string, byMemo: Set<string>) =>
-    byMemo.has(jobId) || returnedBySettlement.get(vault, jobId, jobId) !== undefined;
-  // A settlement that kept the whole lock (charge = lock) returns nothing to the vault: the
-  // lock is released when that settlement landed and succeeded.
-  const settledOnChain = sqlite.prepare(
-    `SELECT 1 FROM chain_transactions c WHERE c.state = 'finalized' AND c.succeeded = 1
-       AND c.signature IN (SELECT settlement_tx FROM jobs WHERE job_id = ?
-                           UNION SELECT api_settlement_tx FROM jobs WHERE job_id = ?) LIMIT 1`,
-  );
-
-  const headerOf = big<Get<{ credits_remaining_units: bigint | null; recorded_at: bigint }>>(
-    "SELECT credits_remaining_units, recorded_at FROM jobs WHERE job_id = ?",
-  );
   const windowSeconds = options.profile.settlementWindowSeconds + graceSeconds;
-  /** The job's credits header against the vault's balances from its lock to its response. */
-  const creditsHeaderCheck = (
-    jobId: string,
-    rows: LineRow[],
-    lockIndex: number,
-  ): CreditsHeaderMismatch | null => {
-    const job = headerOf.get(jobId);
-    const header = job?.credits_remaining_units ?? null;
-    if (!job || header === null) return null;
-    const until = Number(job.recorded_at / 1000n);
-    const balances: bigint[] = [];
-    for (let i = lockIndex; i < rows.length; i++) {
-      const r = rows[i]!;
-      if (i > lockIndex && (r.block_time === null || Number(r.block_time) > until)) break;
-      if (r.post_units === null) continue;
-      if (header <= r.post_units && r.post_units < header + 10_000n) return null;
-      balances.push(r.post_units);
-    }
-    return {
-      finding: "credits_header_mismatch",
-      jobId,
-      headerUnits: header,
-      balancesUnits: balances,
-    };
-  };
+  const vaults = query.vault ? [query.vault] : await ledger.statementVaults();
 
   const out: VaultStatement[] = [];
   for (const vault of vaults) {
-    const cursor = cursorOf.get(vault);
-    const syncedAt = cursor?.synced_at == null ? null : Number(cursor.synced_at);
-    const rows = linesIn.all(vault, fromSec, toSec);
-    const pending = pendingAll.get(vault) as number;
+    const cursor = await ledger.cursorFigures(vault);
+    const syncedAt = cursor?.syncedAt ?? null;
+    const asOf = Math.floor((syncedAt ?? now()) / 1000);
+    const sums = await ledger.periodSums(vault, fromSec, toSec);
+    const pending = await ledger.pendingCounts(vault, fromSec, toSec);
+    let opening = await ledger.openingUnits(vault, fromSec);
+    if (opening === null && cursor?.balanceUnits != null) opening = cursor.balanceUnits;
 
-    const first = firstMovement.get(vault);
-    let opening: bigint | null = null;
-    if (first) opening = first.pre_units + (sumBefore.get(vault, fromSec)?.total ?? 0n);
-    else if (cursor?.balance_units != null) opening = cursor.balance_units;
-
-    const totals = { deposits: 0n, locks: 0n, returns: 0n, unexplainedOut: 0n };
+    const totals = {
+      deposits: sums.deposit.units,
+      locks: -sums.lock.units,
+      returns: sums.return.units,
+      unexplainedOut: -sums.unexplained.units,
+    };
     const counts = {
-      lines: rows.length,
-      deposits: 0,
-      locks: 0,
-      returns: 0,
-      unexplained: 0,
+      lines:
+        sums.lock.lines +
+        sums.return.lines +
+        sums.deposit.lines +
+        sums.unexplained.lines +
+        sums.none.lines +
+        pending.inPeriod,
+      deposits: sums.deposit.lines,
+      locks: sums.lock.lines,
+      returns: sums.return.lines,
+      unexplained: sums.unexplained.lines,
       unreleasedLocks: 0,
       creditsHeaderMismatches: 0,
-      pending,
-      noMovement: 0,
+      pending: pending.all,
+      noMovement: sums.none.lines,
     };
-    const unexplained: UnexplainedLine[] = [];
-    const unreleased: UnreleasedLock[] = [];
-    const gaps: LedgerGap[] = [];
-    const mismatches: CreditsHeaderMismatch[] = [];
-    const locked = new Set(lockedJobs.all(vault) as string[]);
-    const returned = new Set(returnedJobs.all(vault) as string[]);
-    let previous: LineRow | null = null;
-    const asOf = Math.floor((syncedAt ?? now()) / 1000);
 
-    for (const [index, row] of rows.entries()) {
-      if (row.state !== "read") continue;
-      const delta = row.delta_units ?? 0n;
-      if (delta === 0n) {
-        counts.noMovement++;
-        continue;
-      }
-      if (
-        previous?.post_units != null &&
-        row.pre_units !== null &&
-        previous.post_units !== row.pre_units
-      ) {
-        gaps.push({
-          afterSignature: previous.signature,
-          beforeSignature: row.signature,
-          fromSlot: Number(previous.slot),
-          toSlot: Number(row.slot),
-          missingUnits: row.pre_units - previous.post_units,
-        });
-      }
-      previous = row;
-      const base = {
-        signature: row.signature,
-        slot: Number(row.slot),
-        blockTime: row.block_time === null ? null : Number(row.block_time),
-        amountUnits: delta,
-        memo: row.memo,
-        memoJobId: row.memo_job_id,
-      };
-      if (delta < 0n) {
-        if (row.lock_job !== null) {
-          totals.locks -= delta;
-          counts.locks++;
-          const jobId = row.lock_job;
-          const mismatch = creditsHeaderCheck(jobId, rows, index);
-          if (mismatch) {
-            counts.creditsHeaderMismatches++;
-            mismatches.push(mismatch);
+    // A receipt recorded since a line was read can explain it: move it to what it is now.
+    const unexplained: UnexplainedLine[] = [];
+    const lateLocks: LedgerLineRow[] = [];
+    const bucket = (kind: LineKind) =>
+      kind === "lock"
+        ? {
+            add: (u: bigint) => {
+              totals.locks -= u;
+              counts.locks++;
+            },
           }
-          const due = base.blockTime === null ? null : base.blockTime + windowSeconds;
-          if (
-            due !== null &&
-            due < asOf &&
-            !returnedHere(vault, jobId, returned) &&
-            !settledOnChain.get(jobId, jobId)
-          ) {
-            counts.unreleasedLocks++;
-            unreleased.push({
-              finding: "unreleased_lock",
-              jobId,
-              signature: row.signature,
-              lockUnits: -delta,
-              lockedAt: base.blockTime === null ? null : isoOf(base.blockTime * 1000),
-              dueBy: isoOf(due * 1000),
-            });
-          }
-        } else {
-          totals.unexplainedOut -= delta;
-          counts.unexplained++;
-          unexplained.push({
-            ...base,
-            kind: "unexplained",
-            jobId: null,
-            finding: "unreceipted_debit",
-          });
-        }
-        continue;
-      }
-      const returnsLock =
-        row.return_job !== null ||
-        ((row.memo_kind === "settle" || row.memo_kind === "refund") &&
-          row.memo_job_id !== null &&
-          locked.has(row.memo_job_id));
-      if (returnsLock) {
-        totals.returns += delta;
-        counts.returns++;
+        : kind === "return"
+          ? {
+              add: (u: bigint) => {
+                totals.returns += u;
+                counts.returns++;
+              },
+            }
+          : kind === "deposit"
+            ? {
+                add: (u: bigint) => {
+                  totals.deposits += u;
+                  counts.deposits++;
+                },
+              }
+            : {
+                add: (u: bigint) => {
+                  totals.unexplainedOut -= u;
+                  counts.unexplained++;
+                },
+              };
+    const unbucket = (kind: LineKind, u: bigint) => {
+      if (kind === "lock") {
+        totals.locks += u;
+        counts.locks--;
+      } else if (kind === "return") {
+        totals.returns -= u;
+        counts.returns--;
+      } else if (kind === "deposit") {
+        totals.deposits -= u;
+        counts.deposits--;
       } else {
-        totals.deposits += delta;
-        counts.deposits++;
+        totals.unexplainedOut += u;
+        counts.unexplained--;
       }
+    };
+    for (const line of await ledger.reviewLines(vault, fromSec, toSec)) {
+      if (line.now.kind !== line.kind && line.kind !== null) {
+        unbucket(line.kind, line.deltaUnits);
+        bucket(line.now.kind).add(line.deltaUnits);
+        if (line.now.kind === "lock")
+          lateLocks.push({ ...line, kind: "lock", jobId: line.now.jobId });
+      }
+      if (line.now.kind !== "unexplained") continue;
+      unexplained.push({
+        signature: line.signature,
+        slot: line.slot,
+        blockTime: line.blockTime,
+        amountUnits: line.deltaUnits,
+        memo: line.memo,
+        memoJobId: line.memoJobId,
+        kind: "unexplained",
+        jobId: null,
+        finding: "unreceipted_debit",
+      });
     }
+
+    const unreleased: UnreleasedLock[] = (
+      await ledger.overdueLocks(vault, fromSec, toSec, windowSeconds, asOf, lateLocks)
+    ).map((l) => ({
+      finding: "unreleased_lock",
+      jobId: l.jobId!,
+      signature: l.signature,
+      lockUnits: -l.deltaUnits,
+      lockedAt: l.blockTime === null ? null : isoOf(l.blockTime * 1000),
+      dueBy: l.blockTime === null ? null : isoOf((l.blockTime + windowSeconds) * 1000),
+    }));
+    counts.unreleasedLocks = unreleased.length;
+    const mismatches: CreditsHeaderMismatch[] = (
+      await ledger.headerChecks(vault, fromSec, toSec, lateLocks)
+    )
+      .filter((c) => !c.matched)
+      .map((c) => ({
+        finding: "credits_header_mismatch",
+        jobId: c.jobId,
+        headerUnits: c.headerUnits,
+        balancesUnits: c.balancesUnits,
+      }));
+    counts.creditsHeaderMismatches = mismatches.length;
+    const gaps: LedgerGap[] = await ledger.gaps(vault, fromSec, toSec);
 
     const closingByLedger =
       opening === null
@@ -411,31 +336,27 @@ export function buildStatement(
         : opening + totals.deposits - totals.locks + totals.returns - totals.unexplainedOut;
     let closingOnChain: bigint | null = null;
     let source: VaultStatement["closingOnChainSource"] = null;
-    const next = nextMovement.get(vault, toSec);
-    const newest = newestSlot.get(vault)?.slot ?? null;
+    const around = await ledger.movementAround(vault, toSec);
     const balanceCovers =
-      cursor?.balance_units != null &&
-      cursor.balance_slot != null &&
-      (newest === null || newest <= cursor.balance_slot);
-    if (next) {
-      closingOnChain = next.pre_units;
+      cursor?.balanceUnits != null &&
+      cursor.balanceSlot != null &&
+      (cursor.newestSlot === null || cursor.newestSlot <= cursor.balanceSlot);
+    if (around.next !== null) {
+      closingOnChain = around.next;
       source = "next_transaction";
-    } else if (balanceCovers && cursor?.balance_units != null) {
-      closingOnChain = cursor.balance_units;
+    } else if (balanceCovers && cursor?.balanceUnits != null) {
+      closingOnChain = cursor.balanceUnits;
       source = "balance_read";
-    } else {
-      const last = lastMovement.get(vault, toSec);
-      if (last) {
-        closingOnChain = last.post_units;
-        source = "last_transaction";
-      }
+    } else if (around.last !== null) {
+      closingOnChain = around.last;
+      source = "last_transaction";
     }
 
     out.push({
       vault,
-      keys: keysOf.pluck().all(vault) as string[],
+      keys: await ledger.keysOf(vault),
       readThrough: syncedAt === null ? null : isoOf(syncedAt),
-      complete: syncedAt !== null && syncedAt >= query.to && pending === 0,
+      complete: syncedAt !== null && syncedAt >= query.to && pending.all === 0,
       openingUnits: opening,
       depositsUnits: totals.deposits,
       locksUnits: totals.locks,
@@ -454,6 +375,7 @@ export function buildStatement(
       unreleasedLocks: unreleased,
       creditsHeaderMismatches: mismatches,
       gaps,
+      accountSnapshot: (await snapshotsOf(store).latestIn(vault, query.from, query.to)) ?? null,
     });
   }
   return { from: query.from, to: query.to, generatedAt: now(), vaults: out };
@@ -500,6 +422,7 @@ export function statementToJson(statement: Statement) {
         balancesUnits: m.balancesUnits.map(String),
       })),
       gaps: v.gaps.map((g) => ({ ...g, missingUnits: g.missingUnits.toString() })),
+      accountSnapshot: v.accountSnapshot ? accountSnapshotToJson(v.accountSnapshot) : null,
     })),
   };
 }

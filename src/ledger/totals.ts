@@ -1,6 +1,6 @@
 import type { Store } from "../db/client.js";
 import type { Profile } from "../verify/profiles.js";
-import { buildStatement } from "./statement.js";
+import { buildStatement, ledgerStoreOf } from "./statement.js";
 
 /** Findings of the whole ledger so far, for `/metrics`. */
 export interface LedgerTotals {
@@ -11,18 +11,18 @@ export interface LedgerTotals {
   imbalanced: number;
 }
 
-/** How far back `/metrics` counts findings: the statement's cost grows with its lines. */
+/** How far back `/metrics` counts findings. */
 export const LEDGER_TOTALS_WINDOW_MS = 7 * 86_400_000;
 
 /** Counts every finding of every vault's statement over the last `windowMs` before `now`. */
-export function ledgerTotals(
+export async function ledgerTotals(
   store: Store,
   profile: Profile,
   graceSeconds: number,
   now = Date.now(),
   windowMs = LEDGER_TOTALS_WINDOW_MS,
-): LedgerTotals {
-  const statement = buildStatement(
+): Promise<LedgerTotals> {
+  const statement = await buildStatement(
     store,
     { from: Math.max(0, now - windowMs), to: now },
     { profile, graceSeconds },
@@ -42,10 +42,7 @@ export function ledgerTotals(
  * Seconds since the least recently read vault's history was read through; 0 when the ledger
  * reads no vault yet.
  */
-export function ledgerLagSeconds(store: Store, now = Date.now()): number {
-  const oldest = store.sqlite
-    .prepare("SELECT min(coalesce(synced_at, 0)) FROM ledger_cursors")
-    .pluck()
-    .get() as number | null;
+export async function ledgerLagSeconds(store: Store, now = Date.now()): Promise<number> {
+  const oldest = await ledgerStoreOf(store).oldestSyncedAt();
   return oldest === null ? 0 : Math.max(0, (now - oldest) / 1000);
 }

@@ -37,7 +37,7 @@ export function ledgerWindowCheck(deps: {
 }) {
   return async (window: { from: number; to: number }): Promise<LedgerWindowResult> => {
     await deps.reader.syncAll();
-    const statement = buildStatement(deps.store, window, {
+    const statement = await buildStatement(deps.store, window, {
       profile: deps.profile,
       ...(deps.graceSeconds === undefined ? {} : { graceSeconds: deps.graceSeconds }),
       ...(deps.now ? { now: deps.now } : {}),

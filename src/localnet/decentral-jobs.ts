@@ -69,7 +69,22 @@ export interface SimulatorOptions {
   inferenceMs: number;
   /** Words (tokens) per streamed chunk. Default 16. */
   streamChunkTokens: number;
+  /**
+   * Every this many ms, each funded key's vault gets a top-up of `topUpUnits` (a customer
+   * paying in on a schedule). Read by `startLocalWorld`. Default 0: none.
+   */
+  topUpEveryMs: number;
+  /** Base units of each periodic top-up. Default 5,000,000 (500 credits). */
+  topUpUnits: bigint;
+  /**
+   * `GET /v1/account` reports 5 credits more than the key's vault holds (`account-balance-off`;
+   * one request can ask the same with `x-sim-fault: account-balance-off`). Default false.
+   */
+  accountBalanceOff: boolean;
 }
+
+/** What `account-balance-off` adds to the balance `GET /v1/account` reports: 5 credits. */
+export const ACCOUNT_BALANCE_OFF_UNITS = 50_000n;
 
 export const defaultSimulatorOptions: SimulatorOptions = {
   seed: "decentral-audit",
@@ -79,6 +94,9 @@ export const defaultSimulatorOptions: SimulatorOptions = {
   timeoutAfterMs: 0,
   inferenceMs: 0,
   streamChunkTokens: 16,
+  accountBalanceOff: false,
+  topUpEveryMs: 0,
+  topUpUnits: 5_000_000n,
 };
 
 /** What the simulator really did for one job (`GET /sim/jobs/{id}`); units are bigint here. */
@@ -465,6 +483,11 @@ export class DecentralJobs {
     if (!vault) throw new RangeError(`no API key index ${apiKeyIndex}`);
     const tx = this.ledger.deposit(vault.vault, apiKeyIndex, units);
     return { signature: tx.signature, slot: tx.slot };
+  }
+
+  /** Ground truth: every movement the simulator made in a credit vault, oldest first. */
+  vaultMovements(vault: string) {
+    return this.ledger.movements(vault);
   }
 
   /** `x-decentral-credits-remaining`: the credit vault balance in whole credits. */

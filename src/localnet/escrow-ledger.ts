@@ -22,7 +22,22 @@ export interface SettlementInput {
   shape: SettlementShape;
 }
 
+/** One movement of a credit vault as the simulator made it (`GET /sim/vaults/{vault}/movements`). */
+export interface VaultMovement {
+  signature: string;
+  slot: number;
+  blockTime: number;
+  kind: "lock" | "settle" | "refund" | "deposit";
+  /** The job the memo names (null for a deposit). */
+  jobId: string | null;
+  /** Change of the vault's balance, from the transaction's own token balances (0 if it failed). */
+  deltaUnits: bigint;
+}
+
 export class EscrowLedger {
+  /** Every transaction that named a credit vault, by vault, oldest first: the ground truth. */
+  private readonly movementsByVault = new Map<string, VaultMovement[]>();
+
   constructor(
     private readonly chain: LocalChain,
     private readonly accounts: LocalAccounts,
@@ -34,13 +49,14 @@ export class EscrowLedger {
 
   /** Moves `units` from the credit vault into the escrow vault. */
   lock(jobId: string, creditVault: string, units: bigint): StoredTransaction {
-    return this.commit(
+    const tx = this.commit(
       [
         this.transfer(creditVault, this.accounts.escrowVault, units),
         memoInstruction(this.accounts.memoProgram, `decentral:escrow:${jobId}`),
       ],
       "legacy",
     );
+    return this.note(tx, creditVault, "lock", jobId);
   }
 
   /** Pays worker and treasury from the escrow vault and returns the remainder to the credit vault. */
@@ -59,18 +75,20 @@ export class EscrowLedger {
     instructions.push(
       memoInstruction(this.accounts.memoProgram, `decentral:settle:${input.jobId}`),
     );
-    return this.commit(instructions, input.shape);
+    const tx = this.commit(instructions, input.shape);
+    return input.refund > 0n ? this.note(tx, input.creditVault, "settle", input.jobId) : tx;
   }
 
   /** Returns the whole lock to the credit vault (a timed-out job). */
   refund(jobId: string, creditVault: string, units: bigint): StoredTransaction {
-    return this.commit(
+    const tx = this.commit(
       [
         this.transfer(this.accounts.escrowVault, creditVault, units),
         memoInstruction(this.accounts.memoProgram, `decentral:refund:${jobId}`),
       ],
       "legacy",
     );
+    return this.note(tx, creditVault, "refund", jobId);
   }
 
   /**
@@ -92,11 +110,39 @@ export class EscrowLedger {
       amount: units,
       decimals: this.accounts.decimals,
     });
-    return this.commit(
+    const tx = this.commit(
       [transfer, memoInstruction(this.accounts.memoProgram, "decentral:deposit")],
       "legacy",
       [this.payer, owner],
     );
+    return this.note(tx, creditVault, "deposit", null);
+  }
+
+  /** The movements of one credit vault, oldest first. */
+  movements(creditVault: string): readonly VaultMovement[] {
+    return this.movementsByVault.get(creditVault) ?? [];
+  }
+
+  private note(
+    tx: StoredTransaction,
+    vault: string,
+    kind: VaultMovement["kind"],
+    jobId: string | null,
+  ): StoredTransaction {
+    const index = tx.accountKeys.indexOf(vault);
+    const pre = tx.preTokenBalances.find((b) => b.accountIndex === index)?.amount ?? 0n;
+    const post = tx.postTokenBalances.find((b) => b.accountIndex === index)?.amount ?? 0n;
+    const list = this.movementsByVault.get(vault) ?? [];
+    list.push({
+      signature: tx.signature,
+      slot: tx.slot,
+      blockTime: tx.blockTime,
+      kind,
+      jobId,
+      deltaUnits: index < 0 ? 0n : post - pre,
+    });
+    this.movementsByVault.set(vault, list);
+    return tx;
   }
 
   /** Token balance of an account the ledger moves money through. */

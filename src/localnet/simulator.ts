@@ -3,6 +3,7 @@ import { type Context, Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import { formatUnits } from "../money.js";
 import {
+  ACCOUNT_BALANCE_OFF_UNITS,
   type DecentralJobs,
   isSimFault,
   type JobError,
@@ -138,7 +139,9 @@ export function createSimulatorApp(jobs: DecentralJobs, apiKeys: readonly string
   );
 
   app.get("/v1/account", (c) => {
-    const units = jobs.creditUnits(c.get("apiKeyIndex"));
+    const off =
+      jobs.options.accountBalanceOff || c.req.header("x-sim-fault") === "account-balance-off";
+    const units = jobs.creditUnits(c.get("apiKeyIndex")) + (off ? ACCOUNT_BALANCE_OFF_UNITS : 0n);
     return c.json({ credits_remaining: Number(units / 10_000n), usdc_value: formatUnits(units) });
   });
 
@@ -287,6 +290,25 @@ export function createSimulatorApp(jobs: DecentralJobs, apiKeys: readonly string
       return errorResponse(c, badRequest("units must be a positive decimal string", "units"));
     }
     return c.json(jobs.deposit(index, BigInt(units)));
+  });
+  // Ground truth of a credit vault: every lock, return, refund and top-up the simulator made
+  // in it (hidden jobs included), with the vault's change in each, oldest first.
+  app.get("/sim/vaults/:vault/movements", (c) =>
+    c.json({
+      movements: jobs.vaultMovements(c.req.param("vault")).map((m) => ({
+        ...m,
+        deltaUnits: m.deltaUnits.toString(),
+      })),
+    }),
+  );
+  // The `account-balance-off` switch: {"on": true} makes GET /v1/account report a wrong balance.
+  app.put("/sim/account-balance-off", async (c) => {
+    const body = (await c.req.json().catch(() => null)) as { on?: unknown } | null;
+    if (typeof body?.on !== "boolean") {
+      return errorResponse(c, badRequest("on must be true or false", "on"));
+    }
+    jobs.options.accountBalanceOff = body.on;
+    return c.json({ accountBalanceOff: body.on });
   });
   app.get("/healthz", (c) => c.json({ ok: true, slot: jobs.currentSlot() }));
 

@@ -139,6 +139,16 @@ export async function startLocalWorld(options: LocalWorldOptions = {}): Promise<
     ...options.simulator,
   };
   const jobs = new DecentralJobs(chain, ledger, accounts, simulatorOptions);
+  // Periodic top-ups of every funded key's vault, as customers paying in on a schedule.
+  const topUps =
+    simulatorOptions.topUpEveryMs > 0
+      ? setInterval(() => {
+          for (let i = 0; i < FUNDED_API_KEY_COUNT; i++) {
+            jobs.deposit(i, simulatorOptions.topUpUnits);
+          }
+        }, simulatorOptions.topUpEveryMs)
+      : undefined;
+  topUps?.unref();
   const allKeys = Array.from({ length: LOW_BALANCE_API_KEY_INDEX + 1 }, (_, i) => localApiKey(i));
   const app = createSimulatorApp(jobs, allKeys);
 
@@ -207,6 +217,7 @@ export async function startLocalWorld(options: LocalWorldOptions = {}): Promise<
     },
     currentSlot: () => chain.currentSlot(),
     async close() {
+      clearInterval(topUps);
       const server = apiServer as ServerType & { closeAllConnections?: () => void };
       server.closeAllConnections?.();
       await Promise.all([
