@@ -1,12 +1,13 @@
 import { type ServerType, serve } from "@hono/node-server";
 import { createApp } from "./api/app.js";
-import { createMetrics } from "./api/metrics.js";
+import { type AppMetrics, createMetrics } from "./api/metrics.js";
 import { isQuorumRpc, rpcFromConfig } from "./chain/quorum.js";
 import type { Config } from "./config.js";
 import { openStore, type Store } from "./db/client.js";
 import { migrateStore } from "./db/migrate.js";
 import { startWalCheckpointer } from "./db/wal-checkpointer.js";
 import { AppError } from "./errors.js";
+import { holdLeaderLease } from "./leader-lease.js";
 import { createLedgerReader, type LedgerReader } from "./ledger/reader.js";
 import { type LedgerTotals, ledgerTotals } from "./ledger/totals.js";
 import { ledgerWindowCheck } from "./ledger/window-check.js";
@@ -30,6 +31,21 @@ export interface Service {
   close(): Promise<void>;
 }
 
+/** How `startService` runs; every option has a default. */
+export interface ServiceOptions {
+  /**
+   * Who runs the background work (verifier, settlement backfill, ledger reader, nightly
+   * schedule): `always` this process (one `serve`), or `leader`: only while this process holds
+   * the store's leader lock (the workers of `serve --workers N`). Default `always`.
+   */
+  background?: "always" | "leader";
+  /**
+   * Replaces the metrics the app serves, given this process's own (the cluster's workers
+   * serve the whole service's). Default: this process's own.
+   */
+  metrics?: (own: AppMetrics) => AppMetrics;
+}
+
 /**
  * Busy timeout of the serving process's connection, in ms. better-sqlite3 waits for a lock in
  * a busy loop that blocks the event loop (the proxy with it), so the wait is kept short and
@@ -47,6 +63,7 @@ export const SERVE_BUSY_TIMEOUT_MS = 500;
 export async function startService(
   config: Config,
   log = createLogger({ level: config.LOG_LEVEL }),
+  options: ServiceOptions = {},
 ): Promise<Service> {
   // 1. Validate: throws before anything runs.
   const profile = loadProfile(config.AUDIT_PROFILE);
@@ -126,38 +143,53 @@ export async function startService(
         totalsAt = t;
       },
     });
+    // The background work: one process of those sharing the store runs it in cluster mode.
+    let nightly: { stop(): unknown } | null = null;
+    const startBackground = () => {
+      backfill.start();
+      verifier.start();
+      if (config.LEDGER_POLL_MS > 0) ledgerReader.start();
+      nightly = config.VERIFY_CRON
+        ? scheduleNightlyVerification(config.VERIFY_CRON, {
+            store,
+            engine: verifier,
+            log,
+            preflight: () => rpc.getSlot("finalized"),
+            profile: () => profileStatus(store, profile),
+            ledger: ledgerWindowCheck({
+              store,
+              reader: ledgerReader,
+              profile,
+              graceSeconds: config.LEDGER_GRACE_SECONDS,
+            }),
+          })
+        : null;
+    };
+    // Told to stop at once (synchronously); the promise is their loops ending.
+    const stopBackground = async () => {
+      const stopping = [backfill.stop(), ledgerReader.stop(), verifier.stop()];
+      await nightly?.stop();
+      nightly = null;
+      await Promise.all(stopping);
+    };
+    const lease =
+      options.background === "leader"
+        ? holdLeaderLease({ store, log, onGain: startBackground, onLose: stopBackground })
+        : null;
     // The verifier and the backfill are told to stop first, then the RPC pool is closed so
     // that calls in flight (a slow node, a rate-limit pause) end at once instead of at their
     // timeout; only then are their loops awaited.
     stops.push(async () => {
-      const stopping = [backfill.stop(), ledgerReader.stop(), verifier.stop()];
+      const stopping = lease ? lease.stop() : stopBackground();
       await rpc.close();
-      await Promise.all(stopping);
+      await stopping;
     });
-    backfill.start();
-    verifier.start();
-    if (config.LEDGER_POLL_MS > 0) ledgerReader.start();
-    const nightly = config.VERIFY_CRON
-      ? scheduleNightlyVerification(config.VERIFY_CRON, {
-          store,
-          engine: verifier,
-          log,
-          preflight: () => rpc.getSlot("finalized"),
-          profile: () => profileStatus(store, profile),
-          ledger: ledgerWindowCheck({
-            store,
-            reader: ledgerReader,
-            profile,
-            graceSeconds: config.LEDGER_GRACE_SECONDS,
-          }),
-        })
-      : null;
-    if (nightly) stops.push(() => nightly.stop());
+    if (!lease) startBackground();
     const app = createApp({
       store,
       log,
       proxy,
-      metrics,
+      metrics: options.metrics ? options.metrics(metrics) : metrics,
       verifier,
       proxyRequireToken: config.PROXY_REQUIRE_TOKEN,
       statement: { profile, graceSeconds: config.LEDGER_GRACE_SECONDS },
