@@ -11,8 +11,9 @@ export interface ReceiptWriterOptions {
   maxBacklog?: number;
   /**
    * How long one attempt may wait for another connection's write lock, in ms. It blocks the
-   * event loop while it waits, so it is kept short and the attempt is retried from a timer.
-   * Default 10.
+   * event loop while it waits (SQLite sleeps in its busy handler), so it is kept to a few ms
+   * and the attempt is retried from a timer: another worker's group commit or the verifier's
+   * write may hold the lock for longer. Default 3.
    */
   busyTimeoutMs?: number;
   /** Longest delay between two attempts while the database stays locked. Default 200 ms. */
@@ -68,7 +69,7 @@ export function createReceiptWriter(store: Store, options: ReceiptWriterOptions)
   const ownConnection = !(store.sqlite.memory || path === ":memory:" || path === "");
   let conn: Store = store;
   if (ownConnection) {
-    conn = openStore(path, { busyTimeoutMs: options.busyTimeoutMs ?? 10 });
+    conn = openStore(path, { busyTimeoutMs: options.busyTimeoutMs ?? 3 });
     // Checkpoints follow the store's policy (e.g. left to the WAL checkpointer's thread).
     const autocheckpoint = store.sqlite.pragma("wal_autocheckpoint", { simple: true });
     conn.sqlite.pragma(`wal_autocheckpoint = ${Number(autocheckpoint)}`);
@@ -80,20 +81,32 @@ export function createReceiptWriter(store: Store, options: ReceiptWriterOptions)
   let closed = false;
   let idleWaiters: (() => void)[] = [];
 
-  const commitGroup = conn.sqlite.transaction((batch: Queued[]) =>
+  // The usual group: every task in one transaction, no savepoints (a SAVEPOINT and RELEASE per
+  // task cost more than most tasks). Should one throw, the whole group is rolled back and run
+  // again by `commitIsolated`, where each task has its own savepoint and fails alone.
+  const commitTogether = conn.sqlite.transaction((batch: Queued[]) =>
+    batch.map((item) => item.task(conn)),
+  );
+  // A nested better-sqlite3 transaction is a savepoint.
+  const inSavepoint = conn.sqlite.transaction((task: WriteTask<unknown>) => task(conn));
+  const commitIsolated = conn.sqlite.transaction((batch: Queued[]) =>
     batch.map((item): TaskOutcome => {
       try {
-        // A nested better-sqlite3 transaction is a savepoint.
-        return {
-          ok: true as const,
-          value: conn.sqlite.transaction(() => item.task(conn)).immediate(),
-        };
+        return { ok: true as const, value: inSavepoint.immediate(item.task) };
       } catch (error) {
         if (isBusy(error)) throw error;
         return { ok: false as const, error };
       }
     }),
   );
+  const commitGroup = (batch: Queued[]): TaskOutcome[] => {
+    try {
+      return commitTogether.immediate(batch).map((value) => ({ ok: true as const, value }));
+    } catch (error) {
+      if (isBusy(error) || batch.length === 0) throw error;
+      return commitIsolated.immediate(batch);
+    }
+  };
 
   function settleIdle() {
     if (queue.length > 0 || scheduled) return;
@@ -109,7 +122,7 @@ export function createReceiptWriter(store: Store, options: ReceiptWriterOptions)
     if (batch.length === 0) return settleIdle();
     let outcomes: TaskOutcome[];
     try {
-      outcomes = commitGroup.immediate(batch);
+      outcomes = commitGroup(batch);
     } catch (error) {
       // Nothing of the batch was written: put it back in front, in order, and try again.
       queue = batch.concat(queue);
