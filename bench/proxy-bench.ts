@@ -1,4 +1,3 @@
-import type { Agent } from "node:http";
 import { modelCatalog } from "../src/localnet/models.js";
 import { clientAgent, type Timed, timedRequest } from "./http-client.js";
 import { mean, percentile, round } from "./stats.js";
