@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import type { Store } from "./db/client.js";
+import { isBusyError, type Store } from "./db/client.js";
 import type { Logger } from "./log.js";
 import { createLockStore } from "./store/locks.js";
 
@@ -74,8 +74,10 @@ export function holdLeaderLease(options: LeaderLeaseOptions): LeaderLease {
         if (ours) log.info({ previous: holder.owner }, "leader lock taken from a dead process");
       }
     } catch (error) {
-      // The store is busy or failing: keep leading until the lease would have run out.
-      log.warn({ err: error }, "leader lock not renewed");
+      // The store is busy or failing: keep leading until the lease would have run out; the
+      // next heartbeat tries again.
+      if (isBusyError(error)) log.debug("leader lock busy; renewed next heartbeat");
+      else log.warn({ err: error }, "leader lock not renewed");
       return;
     }
     if (stopped) return;

@@ -1,6 +1,8 @@
 import { type ServerType, serve } from "@hono/node-server";
 import { createApp } from "./api/app.js";
 import { type AppMetrics, createMetrics } from "./api/metrics.js";
+import { composeBackground } from "./background.js";
+import { type BackgroundThread, startBackgroundThread } from "./background-worker.js";
 import { isQuorumRpc, rpcFromConfig } from "./chain/quorum.js";
 import type { Config } from "./config.js";
 import { openStore, type Store } from "./db/client.js";
@@ -8,16 +10,12 @@ import { migrateStore } from "./db/migrate.js";
 import { startWalCheckpointer } from "./db/wal-checkpointer.js";
 import { AppError } from "./errors.js";
 import { holdLeaderLease } from "./leader-lease.js";
-import { createLedgerReader, type LedgerReader } from "./ledger/reader.js";
-import { type LedgerTotals, ledgerTotals } from "./ledger/totals.js";
-import { ledgerWindowCheck } from "./ledger/window-check.js";
 import { createLogger, type Logger } from "./log.js";
-import { scheduleNightlyVerification, validateCronExpression } from "./nightly/cron.js";
+import { validateCronExpression } from "./nightly/cron.js";
 import { createJobsApiClient } from "./recorder/jobs-api.js";
 import { createRecordingProxy } from "./recorder/proxy.js";
-import { createSettlementBackfill } from "./recorder/settlement-backfill.js";
 import { explorerClusterOf } from "./reports/audit-record.js";
-import { createVerifier, type Verifier } from "./verify/engine.js";
+import type { Verifier } from "./verify/engine.js";
 import { profileStatus } from "./verify/profile-status.js";
 import { loadProfile } from "./verify/profiles.js";
 
@@ -35,8 +33,9 @@ export interface Service {
 export interface ServiceOptions {
   /**
    * Who runs the background work (verifier, settlement backfill, ledger reader, nightly
-   * schedule): `always` this process (one `serve`), or `leader`: only while this process holds
-   * the store's leader lock (the workers of `serve --workers N`). Default `always`.
+   * schedule): `always` this process, on its event loop (one `serve`), or `leader`: only while
+   * this process holds the store's leader lock, in a thread of its own (the workers of
+   * `serve --workers N`). Default `always`.
    */
   background?: "always" | "leader";
   /**
@@ -53,6 +52,9 @@ export interface ServiceOptions {
  * Every transaction here and in other processes is short (ms), so 500 ms is rarely reached.
  */
 export const SERVE_BUSY_TIMEOUT_MS = 500;
+
+/** Busy timeout of the leader lease's connection, in ms: a busy heartbeat is tried next beat. */
+const LEASE_BUSY_TIMEOUT_MS = 5;
 
 /**
  * Composes config -> db -> app -> HTTP server. Everything that can be wrong (profile, cron
@@ -93,13 +95,17 @@ export async function startService(
     stops.push(() => checkpointer.close());
     const jobsApi = createJobsApiClient(config.DECENTRAL_BASE_URL);
     const rpc = rpcFromConfig(config, log);
-    let totals: LedgerTotals = { unexplained: 0, unreleasedLocks: 0, imbalanced: 0 };
-    let totalsAt = 0;
+    // In a cluster the leader runs the background work in a thread; its RPC counters and
+    // ledger totals reach the metrics through the thread's reports.
+    let thread: BackgroundThread | null = null;
     const metrics = createMetrics({
       store,
-      rpcStats: () => rpc.stats(),
-      rpcQuorum: () => (isQuorumRpc(rpc) ? rpc.quorumStatus() : null),
-      ...(config.LEDGER_POLL_MS > 0 ? { ledger: () => totals } : {}),
+      rpcStats: () => [...rpc.stats(), ...(thread?.lastReport()?.rpcStats ?? [])],
+      rpcQuorum: () =>
+        thread?.lastReport()?.quorum ?? (isQuorumRpc(rpc) ? rpc.quorumStatus() : null),
+      ...(config.LEDGER_POLL_MS > 0
+        ? { ledger: () => thread?.lastReport()?.totals ?? background.totals() }
+        : {}),
     });
     const proxy = createRecordingProxy({
       store,
@@ -109,82 +115,47 @@ export async function startService(
       observe: (sample) => metrics.observeProxy(sample),
     });
     stops.push(() => proxy.close());
-    const backfill = createSettlementBackfill({
+    const background = composeBackground({
+      config,
       store,
+      rpc,
+      profile,
       log,
       jobsApi,
-      apiKey: config.DECENTRAL_API_KEY,
-      apiKeys: config.DECENTRAL_API_KEYS,
       writer: proxy.writer,
     });
-    const verifier = createVerifier({
-      store,
-      rpc,
-      profile,
-      log,
-      custody: config.CREDIT_VAULTS,
-      // New receipts are found by polling the store (one indexed query) as often as finality.
-      options: { pollIntervalMs: config.VERIFY_POLL_MS, idleIntervalMs: config.VERIFY_POLL_MS },
-    });
-    // The credit vaults' ledger beside the verifier: same store, same rate-limited pool.
-    const ledgerReader: LedgerReader = createLedgerReader({
-      store,
-      rpc,
-      profile,
-      log,
-      custody: config.CREDIT_VAULTS,
-      options: { intervalMs: config.LEDGER_POLL_MS || 10_000 },
-      // Counting findings builds every vault's whole statement (synchronous SQLite): only after
-      // a round that read something, or once a minute (receipts arriving can explain a line).
-      afterRound: (results) => {
-        const t = Date.now();
-        if (results.every((r) => r.listed === 0) && t - totalsAt < 60_000) return;
-        totals = ledgerTotals(store, profile, config.LEDGER_GRACE_SECONDS, t);
-        totalsAt = t;
-      },
-    });
-    // The background work: one process of those sharing the store runs it in cluster mode.
-    let nightly: { stop(): unknown } | null = null;
-    const startBackground = () => {
-      backfill.start();
-      verifier.start();
-      if (config.LEDGER_POLL_MS > 0) ledgerReader.start();
-      nightly = config.VERIFY_CRON
-        ? scheduleNightlyVerification(config.VERIFY_CRON, {
-            store,
-            engine: verifier,
-            log,
-            preflight: () => rpc.getSlot("finalized"),
-            profile: () => profileStatus(store, profile),
-            ledger: ledgerWindowCheck({
-              store,
-              reader: ledgerReader,
-              profile,
-              graceSeconds: config.LEDGER_GRACE_SECONDS,
-            }),
-          })
-        : null;
-    };
-    // Told to stop at once (synchronously); the promise is their loops ending.
-    const stopBackground = async () => {
-      const stopping = [backfill.stop(), ledgerReader.stop(), verifier.stop()];
-      await nightly?.stop();
-      nightly = null;
-      await Promise.all(stopping);
-    };
-    const lease =
+    const { verifier } = background;
+    // Only the holder of the leader lock runs the background work, in a thread of its own.
+    // The lease has a connection of its own with a short busy timeout: its heartbeat must not
+    // wait on the event loop while the background thread holds the write lock.
+    const leaseStore =
       options.background === "leader"
-        ? holdLeaderLease({ store, log, onGain: startBackground, onLose: stopBackground })
+        ? openStore(config.DATABASE_URL, { busyTimeoutMs: LEASE_BUSY_TIMEOUT_MS })
         : null;
+    if (leaseStore) stops.push(() => leaseStore.close());
+    const lease = leaseStore
+      ? holdLeaderLease({
+          store: leaseStore,
+          log,
+          onGain: () => {
+            thread = startBackgroundThread(config, log, SERVE_BUSY_TIMEOUT_MS);
+          },
+          onLose: async () => {
+            const stopping = thread?.stop();
+            thread = null;
+            await stopping;
+          },
+        })
+      : null;
     // The verifier and the backfill are told to stop first, then the RPC pool is closed so
     // that calls in flight (a slow node, a rate-limit pause) end at once instead of at their
     // timeout; only then are their loops awaited.
     stops.push(async () => {
-      const stopping = lease ? lease.stop() : stopBackground();
+      const stopping = lease ? lease.stop() : background.stop();
       await rpc.close();
       await stopping;
     });
-    if (!lease) startBackground();
+    if (!lease) background.start();
     const app = createApp({
       store,
       log,
