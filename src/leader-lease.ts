@@ -24,7 +24,10 @@ export interface LeaderLease {
   /** This process's owner name in the lock (`<host>/<pid>/<random>`). */
   readonly owner: string;
   isLeader(): boolean;
-  /** Stops renewing, calls `onLose` at once if leading, and releases the lock after it. */
+  /**
+   * Stops renewing, calls `onLose` at once if leading, and releases the lock after it. Called
+   * again, resolves with the first call.
+   */
   stop(): Promise<void>;
 }
 
@@ -63,6 +66,7 @@ export function holdLeaderLease(options: LeaderLeaseOptions): LeaderLease {
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let beat: Promise<void> = Promise.resolve();
+  let stopping: Promise<void> | undefined;
 
   async function heartbeat() {
     let ours = false;
@@ -105,19 +109,24 @@ export function holdLeaderLease(options: LeaderLeaseOptions): LeaderLease {
   return {
     owner,
     isLeader: () => leading,
-    async stop() {
-      stopped = true;
-      clearTimeout(timer);
-      // Told to stop now, before the caller closes what the background work uses.
-      const losing = leading ? options.onLose() : Promise.resolve();
-      leading = false;
-      await beat;
-      await losing;
-      try {
-        await locks.release(name, owner);
-      } catch (error) {
-        log.warn({ err: error }, "leader lock not released; it expires on its own");
-      }
+    stop() {
+      stopping ??= resign();
+      return stopping;
     },
   };
+
+  async function resign() {
+    stopped = true;
+    clearTimeout(timer);
+    // Told to stop now, before the caller closes what the background work uses.
+    const losing = leading ? options.onLose() : Promise.resolve();
+    leading = false;
+    await beat;
+    await losing;
+    try {
+      await locks.release(name, owner);
+    } catch (error) {
+      log.warn({ err: error }, "leader lock not released; it expires on its own");
+    }
+  }
 }

@@ -182,6 +182,9 @@ export async function startService(
       log,
       verifier,
       async close() {
+        // A worker that drains neither keeps nor takes the leader lease: another process's
+        // leader starts at once, and this one cannot become leader while it drains.
+        const resigning = lease?.stop();
         // Stop accepting; responses in flight finish (idle keep-alive connections close). A
         // client holding a connection open past the drain time is cut off.
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -189,6 +192,7 @@ export async function startService(
         cutOff.unref();
         await closed;
         clearTimeout(cutOff);
+        await resigning;
         await stopAll();
       },
     };

@@ -326,6 +326,8 @@ export function runWorker(): void {
       process.send?.({ type: "audit:stats-res", id: m.id, stats: ownStats() } satisfies ToPrimary);
     }
   });
+  // Once the primary is gone (killed), sends to it fail with EPIPE; `disconnect` drains.
+  cluster.worker?.on("error", () => {});
   process.once("SIGTERM", () => void drain());
   process.once("SIGINT", () => void drain());
   process.once("disconnect", () => void drain());
