@@ -2,6 +2,7 @@ import cluster, { type Worker } from "node:cluster";
 import { availableParallelism } from "node:os";
 import { type IntervalHistogram, monitorEventLoopDelay } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
+import { pino } from "pino";
 import { AggregatorRegistry, Gauge } from "prom-client";
 import type { AppMetrics } from "./api/metrics.js";
 import type { Config } from "./config.js";
@@ -87,25 +88,49 @@ function ownStats(): ProcessStats {
 }
 
 /**
+ * The logger of a serving process: its JSON lines are written asynchronously, so a request's
+ * log line never holds the event loop on stdout; `flush` writes what is left before exit.
+ */
+function serveLogger(level: string): { log: Logger; flush(): void } {
+  const destination = pino.destination({ dest: 1, sync: false });
+  return {
+    log: createLogger({ level }, destination),
+    flush() {
+      try {
+        destination.flushSync();
+      } catch {
+        // Nothing buffered, or stdout is gone: nothing more can be written.
+      }
+    },
+  };
+}
+
+/**
  * Runs `serve`: with one worker, the service in this process (verifier included); with more,
  * this process becomes the primary of a node:cluster whose workers share the port.
  */
-export async function runServe(
-  config: Config,
-  log: Logger = createLogger({ level: config.LOG_LEVEL }),
-): Promise<RunningServe> {
+export async function runServe(config: Config): Promise<RunningServe> {
+  const { log, flush } = serveLogger(config.LOG_LEVEL);
   const workers = workerCount(config);
-  if (workers <= 1) {
-    ownStats();
-    const service = await startService(config, log);
-    return {
-      url: service.url,
-      workers: 1,
-      stats: async () => [ownStats()],
-      close: () => service.close(),
-    };
+  let running: RunningServe;
+  try {
+    if (workers <= 1) {
+      ownStats();
+      const service = await startService(config, log);
+      running = {
+        url: service.url,
+        workers: 1,
+        stats: async () => [ownStats()],
+        close: () => service.close(),
+      };
+    } else {
+      running = await startPrimary(config, workers, log);
+    }
+  } catch (error) {
+    flush();
+    throw error;
   }
-  return startPrimary(config, workers, log);
+  return { ...running, close: () => running.close().finally(flush) };
 }
 
 /** Node options for the workers: this process's, minus a script given inline (`-e`). */
@@ -296,15 +321,21 @@ function clusterMetrics(own: AppMetrics): AppMetrics {
 export function runWorker(): void {
   let closing: Promise<void> | undefined;
   let close: (() => Promise<void>) | undefined;
+  let flush = () => {};
   const drain = () => {
-    closing ??= (close ? close() : Promise.resolve()).finally(() => process.exit(0));
+    closing ??= (close ? close() : Promise.resolve()).finally(() => {
+      flush();
+      process.exit(0);
+    });
     return closing;
   };
   process.on("message", (message: unknown) => {
     if (!isMessage(message)) return;
     const m = message as ToWorker;
     if (m.type === "audit:start") {
-      const log = createLogger({ level: m.config.LOG_LEVEL });
+      const logger = serveLogger(m.config.LOG_LEVEL);
+      const { log } = logger;
+      flush = logger.flush;
       ownStats();
       startService(m.config, log, { background: "leader", metrics: clusterMetrics }).then(
         (service) => {
@@ -315,6 +346,7 @@ export function runWorker(): void {
         (error: unknown) => {
           log.error({ err: error }, "serve worker could not start");
           const text = error instanceof Error ? error.message : String(error);
+          flush();
           process.send?.({ type: "audit:failed", error: text } satisfies ToPrimary, () =>
             process.exit(2),
           );
