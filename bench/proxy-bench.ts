@@ -132,9 +132,10 @@ export async function compareProxy(
         const i = next++;
         if (i >= total) return;
         const p = i % 3;
-        const t = await send(p, i);
-        if (t.status !== 200) errors[p]!++;
-        if (keep) samples[p]!.push(t);
+        // A broken connection counts as an error of its path, like a non-200 answer.
+        const t = await send(p, i).catch(() => null);
+        if (t?.status !== 200) errors[p]!++;
+        if (keep && t) samples[p]!.push(t);
       }
     };
     const started = performance.now();
