@@ -29,11 +29,6 @@ export interface ProxyRow {
   oursAdded: Added;
   /** CPU time per request of each proxy's processes during the measured run, ms. */
   cpuMsPerRequest: { bare: number | null; ours: number | null };
-  /**
-   * Main event-loop busy time per request of the service's processes, ms: the request path,
-   * without the leader's background thread (which `cpuMsPerRequest` includes).
-   */
-  oursLoopBusyMsPerRequest: number | null;
   /** ours / bare: CPU per request, added p50, added p99 (null when bare added nothing). */
   ratio: { cpu: number | null; p50: number | null; p99: number | null };
   /** Event-loop delay of the service's processes during the run (worst process), ms. */
@@ -100,7 +95,7 @@ export interface ProxyTargets {
 export interface ProxyProbes {
   bareCpuMs(): Promise<number>;
   /** CPU of every process of the service so far, and the worst event-loop delay since last. */
-  service(): Promise<{ cpuMs: number; loopBusyMs: number; loopP99Ms: number; loopMaxMs: number }>;
+  service(): Promise<{ cpuMs: number; loopP99Ms: number; loopMaxMs: number }>;
 }
 
 const paths = ["direct", "bare", "ours"] as const;
@@ -178,7 +173,6 @@ export async function compareProxy(
     bareAdded,
     oursAdded,
     cpuMsPerRequest: cpu,
-    oursLoopBusyMsPerRequest: perRequest(serviceBefore?.loopBusyMs, serviceAfter?.loopBusyMs),
     ratio: {
       cpu: ratioOf(cpu.ours, cpu.bare),
       p50: ratioOf(oursAdded.p50Ms, bareAdded.p50Ms, 0.25),

@@ -1,5 +1,5 @@
 import type { AddressInfo } from "node:net";
-import { monitorEventLoopDelay, performance } from "node:perf_hooks";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { serve } from "@hono/node-server";
 import { createApp } from "../src/api/app.js";
 import { createToken } from "../src/auth/tokens.js";
@@ -42,7 +42,6 @@ async function main() {
         processes: await service.stats(),
         // The primary of a cluster hands out connections: its CPU is the service's too.
         primaryCpuMs: service.workers > 1 ? (usage.user + usage.system) / 1000 : 0,
-        primaryLoopBusyMs: service.workers > 1 ? performance.eventLoopUtilization().active : 0,
       };
     };
     process.on("disconnect", () => {

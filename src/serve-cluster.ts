@@ -1,6 +1,6 @@
 import cluster, { type Worker } from "node:cluster";
 import { availableParallelism } from "node:os";
-import { type IntervalHistogram, monitorEventLoopDelay, performance } from "node:perf_hooks";
+import { type IntervalHistogram, monitorEventLoopDelay } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { AggregatorRegistry, Gauge } from "prom-client";
@@ -21,10 +21,8 @@ const DRAIN_WAIT_MS = 20_000;
 /** What one process of `serve` reports about itself (the benchmark reads it). */
 export interface ProcessStats {
   pid: number;
-  /** CPU time (user + system) used so far, ms: every thread of the process. */
+  /** CPU time (user + system) used so far, ms. */
   cpuMs: number;
-  /** Time the main event loop was busy so far, ms (the request path, without other threads). */
-  loopBusyMs: number;
   /** Event-loop delay since the last report: p99 and max, ms. */
   loopDelayP99Ms: number;
   loopDelayMaxMs: number;
@@ -82,7 +80,6 @@ function ownStats(): ProcessStats {
   const stats = {
     pid: process.pid,
     cpuMs: (usage.user + usage.system) / 1000,
-    loopBusyMs: performance.eventLoopUtilization().active,
     loopDelayP99Ms: loopMonitor.percentile(99) / 1e6,
     loopDelayMaxMs: loopMonitor.max / 1e6,
   };
