@@ -290,6 +290,8 @@ function clusterMetrics(own: AppMetrics): AppMetrics {
     if (metric instanceof Gauge) (metric as { aggregator: string }).aggregator = "max";
   }
   AggregatorRegistry.setRegistries([own.registry]);
+  // Constructed once in a worker, it answers the primary's requests for this registry.
+  new AggregatorRegistry();
   let nextId = 1;
   const waiting = new Map<number, (m: { text?: string; error?: string }) => void>();
   process.on("message", (message: unknown) => {

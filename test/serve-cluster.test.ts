@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { createToken } from "../src/auth/tokens.js";
 import { openStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { createLockStore } from "../src/store/locks.js";
@@ -183,7 +184,7 @@ afterEach(() => {
 });
 
 describe("serve --workers 2", () => {
-  it("records each receipt once, whichever worker proxied it", async () => {
+  it("records each receipt once, whichever worker proxied it, and /metrics counts them all", async () => {
     const { db, serve } = await startCluster();
     const answers = await Promise.all(
       Array.from({ length: 60 }, (_, i) => send(serve.url, i % 3 === 0)),
@@ -199,6 +200,21 @@ describe("serve --workers 2", () => {
         .map((l) => l.pid),
     );
     expect(proxiedBy.size).toBe(2);
+    // /metrics answers for the whole service, whichever worker serves it.
+    const store = openStore(db);
+    const token = createToken(store, { role: "read", name: "metrics" }).token;
+    store.close();
+    for (let i = 0; i < 2; i++) {
+      const text = await fetch(`${serve.url}/metrics`, {
+        headers: { authorization: `Bearer ${token}` },
+      }).then((r) => r.text());
+      const counted = [
+        ...text.matchAll(/^decentral_audit_proxy_duration_seconds_count\{[^}]*\} (\d+)/gm),
+      ]
+        .map((m) => Number(m[1]))
+        .reduce((a, b) => a + b, 0);
+      expect(counted).toBe(60);
+    }
   }, 30_000);
 
   it("loses no acknowledged receipt when a worker is killed mid-stream, and restarts it", async () => {
