@@ -1,39 +1,40 @@
-import type { Agent } from "node:http";
 import { modelCatalog } from "../src/localnet/models.js";
 import { clientAgent, type Timed, timedRequest } from "./http-client.js";
 import { mean, percentile, round } from "./stats.js";
 import type { CapturedResponse, StubResponses } from "./world-child.js";
 
+/** Added latency of one proxy over the direct path (proxy - direct), ms. */
+export interface Added {
+  p50Ms: number;
+  p99Ms: number;
+  ttfbP50Ms: number;
+  ttfbP99Ms: number;
+}
+
 /** Figures of one proxy comparison (one upstream, one mode, one concurrency). */
 export interface ProxyRow {
-  /** The upstream, and how the service ran, e.g. `stub, verifier idle`. */
+  /** The upstream, and how the service ran, e.g. `stub, 2 workers`. */
   upstream: string;
   stream: boolean;
   concurrency: number;
   /** Requests measured on each path (after warm-up). */
   requests: number;
-  errors: { direct: number; proxied: number };
+  errors: { direct: number; bare: number; ours: number };
   direct: PathFigures;
-  proxied: PathFigures;
-  /** proxied - direct, ms. */
-  addedP50Ms: number;
-  addedP99Ms: number;
-  addedTtfbP50Ms: number;
-  addedTtfbP99Ms: number;
-  /**
-   * Throughput of the proxied path over the direct one. Both paths run interleaved in one
-   * closed loop, so each path's rate is concurrency / mean latency: the ratio is
-   * mean(direct) / mean(proxied).
-   */
-  reqPerSecRatio: number;
-  /** Requests per second of both paths together during the run. */
+  /** The bare pass-through proxy (bench/bare-proxy-child.ts): the floor. */
+  bare: PathFigures;
+  /** The recording proxy (`serve`). */
+  ours: PathFigures;
+  bareAdded: Added;
+  oursAdded: Added;
+  /** CPU time per request of each proxy's processes during the measured run, ms. */
+  cpuMsPerRequest: { bare: number | null; ours: number | null };
+  /** ours / bare: CPU per request, added p50, added p99 (null when bare added nothing). */
+  ratio: { cpu: number | null; p50: number | null; p99: number | null };
+  /** Event-loop delay of the service's processes during the run (worst process), ms. */
+  loopDelay: { p99Ms: number; maxMs: number } | null;
+  /** Requests per second of the three paths together during the run. */
   combinedReqPerSec: number;
-  /**
-   * CPU time of the service process per proxied request during the measured run, ms. On one
-   * event loop, requests in flight queue behind each other, so at concurrency c the proxied
-   * path waits about (c / 2) x this.
-   */
-  serviceCpuMsPerRequest: number | null;
 }
 
 export interface PathFigures {
@@ -56,6 +57,21 @@ function figures(samples: Timed[]): PathFigures {
   };
 }
 
+function added(proxy: PathFigures, direct: PathFigures): Added {
+  return {
+    p50Ms: round(proxy.p50Ms - direct.p50Ms, 3),
+    p99Ms: round(proxy.p99Ms - direct.p99Ms, 3),
+    ttfbP50Ms: round(proxy.ttfbP50Ms - direct.ttfbP50Ms, 3),
+    ttfbP99Ms: round(proxy.ttfbP99Ms - direct.ttfbP99Ms, 3),
+  };
+}
+
+/** ours / bare; an added latency under `floor` counts as `floor` (noise, not a floor to beat). */
+function ratioOf(ours: number | null, bare: number | null, floor = 0): number | null {
+  if (ours === null || bare === null) return null;
+  return round(Math.max(ours, floor) / Math.max(bare, floor, 1e-9), 2);
+}
+
 function completionBody(i: number, stream: boolean): string {
   const model = modelCatalog[i % modelCatalog.length]!.id;
   return JSON.stringify({
@@ -68,85 +84,104 @@ function completionBody(i: number, stream: boolean): string {
 export interface ProxyTargets {
   /** Upstream base, e.g. http://127.0.0.1:8788/v1 (the simulator or the stub). */
   directBaseUrl: string;
+  /** The bare proxy's root; requests go to `<root>/v1/...`. */
+  bareUrl: string;
   /** The service root; requests go to `<root>/v1/...`. */
   serviceUrl: string;
   apiKeys: readonly string[];
 }
 
+/** CPU and event-loop readings of the two proxies, taken before and after the measured run. */
+export interface ProxyProbes {
+  bareCpuMs(): Promise<number>;
+  /** CPU of every process of the service so far, and the worst event-loop delay since last. */
+  service(): Promise<{ cpuMs: number; loopP99Ms: number; loopMaxMs: number }>;
+}
+
+const paths = ["direct", "bare", "ours"] as const;
+
 /**
- * Runs `pairs` direct and `pairs` proxied requests at `concurrency`, interleaved: request i
- * goes direct when i is even, through the proxy when odd, and every worker takes the next i,
- * so both paths see the same machine at the same moments. A warm-up of both paths comes first.
+ * Runs `requests` requests on each path (direct, bare proxy, our proxy) at `concurrency`,
+ * interleaved: request i takes path i mod 3, and every worker takes the next i, so the three
+ * paths see the same machine at the same moments. A warm-up of every path comes first.
  */
 export async function compareProxy(
   targets: ProxyTargets,
   upstream: ProxyRow["upstream"],
   stream: boolean,
   concurrency: number,
-  pairs: number,
-  serviceCpuMs?: () => Promise<number>,
+  requests: number,
+  probes?: ProxyProbes,
 ): Promise<ProxyRow> {
-  const directAgent = clientAgent(concurrency);
-  const proxiedAgent = clientAgent(concurrency);
-  const send = (agent: Agent, base: string, i: number) =>
-    timedRequest(agent, `${base}/chat/completions`, {
+  const agents = paths.map(() => clientAgent(concurrency));
+  const bases = [targets.directBaseUrl, `${targets.bareUrl}/v1`, `${targets.serviceUrl}/v1`];
+  const send = (p: number, i: number) =>
+    timedRequest(agents[p]!, `${bases[p]}/chat/completions`, {
       headers: {
         authorization: `Bearer ${targets.apiKeys[i % targets.apiKeys.length]}`,
         "content-type": "application/json",
       },
       body: completionBody(i, stream),
     });
-  const proxiedBase = `${targets.serviceUrl}/v1`;
   const run = async (total: number, keep: boolean) => {
-    const direct: Timed[] = [];
-    const proxied: Timed[] = [];
-    const errors = { direct: 0, proxied: 0 };
+    const samples: Timed[][] = [[], [], []];
+    const errors = [0, 0, 0];
     let next = 0;
     const worker = async () => {
       for (;;) {
         const i = next++;
         if (i >= total) return;
-        const viaProxy = i % 2 === 1;
-        const t = viaProxy
-          ? await send(proxiedAgent, proxiedBase, i)
-          : await send(directAgent, targets.directBaseUrl, i);
-        if (t.status !== 200) errors[viaProxy ? "proxied" : "direct"]++;
-        if (keep) (viaProxy ? proxied : direct).push(t);
+        const p = i % 3;
+        // A broken connection counts as an error of its path, like a non-200 answer.
+        const t = await send(p, i).catch(() => null);
+        if (t?.status !== 200) errors[p]!++;
+        if (keep && t) samples[p]!.push(t);
       }
     };
     const started = performance.now();
     await Promise.all(Array.from({ length: concurrency }, worker));
-    return { direct, proxied, errors, seconds: (performance.now() - started) / 1000 };
+    return { samples, errors, seconds: (performance.now() - started) / 1000 };
   };
-  await run(Math.max(2 * concurrency, 40), false);
+  await run(3 * Math.max(2 * concurrency, 40), false);
   // A full collection now (npm run bench passes --expose-gc), so the client's garbage from the
   // warm-up is not collected in the middle of the measured requests.
   globalThis.gc?.();
-  const cpuBefore = await serviceCpuMs?.();
-  const { direct, proxied, errors, seconds } = await run(2 * pairs, true);
-  const cpuAfter = await serviceCpuMs?.();
-  directAgent.destroy();
-  proxiedAgent.destroy();
-  const d = figures(direct);
-  const p = figures(proxied);
+  const bareBefore = await probes?.bareCpuMs();
+  const serviceBefore = await probes?.service();
+  const { samples, errors, seconds } = await run(3 * requests, true);
+  const bareAfter = await probes?.bareCpuMs();
+  const serviceAfter = await probes?.service();
+  for (const agent of agents) agent.destroy();
+  const [d, b, o] = samples.map(figures) as [PathFigures, PathFigures, PathFigures];
+  const bareAdded = added(b, d);
+  const oursAdded = added(o, d);
+  const perRequest = (before?: number, after?: number) =>
+    before === undefined || after === undefined ? null : round((after - before) / requests, 3);
+  const cpu = {
+    bare: perRequest(bareBefore, bareAfter),
+    ours: perRequest(serviceBefore?.cpuMs, serviceAfter?.cpuMs),
+  };
   return {
     upstream,
     stream,
     concurrency,
-    requests: pairs,
-    errors,
+    requests,
+    errors: { direct: errors[0]!, bare: errors[1]!, ours: errors[2]! },
     direct: d,
-    proxied: p,
-    addedP50Ms: round(p.p50Ms - d.p50Ms, 3),
-    addedP99Ms: round(p.p99Ms - d.p99Ms, 3),
-    addedTtfbP50Ms: round(p.ttfbP50Ms - d.ttfbP50Ms, 3),
-    addedTtfbP99Ms: round(p.ttfbP99Ms - d.ttfbP99Ms, 3),
-    reqPerSecRatio: round(d.meanMs / p.meanMs, 3),
-    combinedReqPerSec: round((2 * pairs) / seconds, 1),
-    serviceCpuMsPerRequest:
-      cpuBefore === undefined || cpuAfter === undefined
-        ? null
-        : round((cpuAfter - cpuBefore) / pairs, 3),
+    bare: b,
+    ours: o,
+    bareAdded,
+    oursAdded,
+    cpuMsPerRequest: cpu,
+    ratio: {
+      cpu: ratioOf(cpu.ours, cpu.bare),
+      p50: ratioOf(oursAdded.p50Ms, bareAdded.p50Ms, 0.25),
+      p99: ratioOf(oursAdded.p99Ms, bareAdded.p99Ms, 0.25),
+    },
+    loopDelay: serviceAfter
+      ? { p99Ms: round(serviceAfter.loopP99Ms, 2), maxMs: round(serviceAfter.loopMaxMs, 2) }
+      : null,
+    combinedReqPerSec: round((3 * requests) / seconds, 1),
   };
 }
 

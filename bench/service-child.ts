@@ -7,18 +7,18 @@ import { loadConfig } from "../src/config.js";
 import { openStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { createLogger } from "../src/log.js";
-import { startService } from "../src/main.js";
+import { runServe } from "../src/serve-cluster.js";
 
 /**
  * Child process of the benchmark running decentral-audit on its own event loop.
- * - `BENCH_MODE=service`: `startService` as `serve` composes it (proxy, ingest, verifier),
- *   configured by the usual environment variables.
+ * - `BENCH_MODE=service`: `runServe` as `serve` runs it (proxy, ingest, verifier; a cluster
+ *   when WORKERS is above 1), configured by the usual environment variables.
  * - `BENCH_MODE=app`: the HTTP app alone (`createApp` + `serve`) over an existing database,
  *   no verifier: for report and audit lookups over the generated million jobs.
  * Once listening it sends `{op: "ready", url, token}` over IPC: an admin token created for
  * this run (it lives only in memory and in the IPC message). `rss` requests get the peak RSS,
  * `cpu` requests the CPU time used so far (ms), `loopDelay` the event-loop delay since the last
- * such request.
+ * such request, `stats` (service mode) the CPU and event-loop delay of every serving process.
  */
 
 const send = (message: unknown) => process.send?.(message);
@@ -27,10 +27,23 @@ async function main() {
   const mode = process.env.BENCH_MODE ?? "service";
   let url: string;
   let token: string;
+  let serveStats: (() => Promise<unknown>) | undefined;
   if (mode === "service") {
-    const service = await startService(loadConfig(process.env));
+    // As `serve` runs: one process, or a cluster of WORKERS (this process is then the primary).
+    const config = loadConfig(process.env);
+    const service = await runServe(config);
     url = service.url;
-    token = createToken(service.store, { role: "admin", name: "bench" }).token;
+    const store = openStore(config.DATABASE_URL);
+    token = createToken(store, { role: "admin", name: "bench" }).token;
+    store.close();
+    serveStats = async () => {
+      const usage = process.cpuUsage();
+      return {
+        processes: await service.stats(),
+        // The primary of a cluster hands out connections: its CPU is the service's too.
+        primaryCpuMs: service.workers > 1 ? (usage.user + usage.system) / 1000 : 0,
+      };
+    };
     process.on("disconnect", () => {
       void service.close().finally(() => process.exit(0));
     });
@@ -62,6 +75,9 @@ async function main() {
         value: { p99Ms: loop.percentile(99) / 1e6, maxMs: loop.max / 1e6 },
       });
       loop.reset();
+    } else if (raw.op === "stats" && serveStats) {
+      // Per serving process: CPU so far and event-loop delay since the last request.
+      void serveStats().then((value) => send({ id: raw.id, ok: true, value }));
     } else if (raw.op === "rss") {
       send({ id: raw.id, ok: true, value: process.resourceUsage().maxRSS * 1024 });
     } else if (raw.op === "cpu") {

@@ -27,6 +27,7 @@ export function configFromFlags(flags: Record<string, unknown>) {
     SOLANA_RPC_URLS: flags.rpc as string | undefined,
     AUDIT_PROFILE: flags.profile as string | undefined,
     PORT: flags.port as string | undefined,
+    WORKERS: flags.workers as string | undefined,
     HOST: flags.host as string | undefined,
     DECENTRAL_BASE_URL: flags.upstream as string | undefined,
     VERIFY_CRON: flags.verifyCron as string | undefined,
@@ -50,14 +51,15 @@ export function buildProgram(): Command {
       .command("serve")
       .description("run the recording proxy, ingest API, verifier and audit API")
       .option("--port <port>", "HTTP port (PORT)")
+      .option("--workers <n>", "processes sharing the port; default one per core (WORKERS)")
       .option("--host <host>", "interface to listen on (HOST)")
       .option("--upstream <url>", "Decentral API base URL (DECENTRAL_BASE_URL)")
       .option("--verify-cron <expr>", "run the nightly verification in-process (VERIFY_CRON)"),
   ).action(async (flags) => {
     const config = configFromFlags(flags);
     // Loaded here, not at the top: `--help`, `verify` and `report` never pay for the service.
-    const { startService } = await import("./main.js");
-    const service = await startService(config);
+    const { runServe } = await import("./serve-cluster.js");
+    const service = await runServe(config);
     const stop = async () => {
       await service.close();
       process.exit(0);

@@ -140,6 +140,12 @@ export const configSchema = z.object({
     .optional(),
   /** HTTP port of `serve`. Default 8787; 0 picks a free port. */
   PORT: z.coerce.number().int().min(0).max(65_535).default(8787),
+  /**
+   * Processes of `serve` sharing its port (node:cluster): every one proxies and ingests, one
+   * (the holder of the store's leader lock) runs the verifier and the backfill. Default: one
+   * per core, at most 16; 1 runs a single process; a `:memory:` database allows only 1.
+   */
+  WORKERS: z.coerce.number().int().min(1).max(64).optional(),
   /** Interface `serve` listens on. Default 127.0.0.1. */
   HOST: z.string().min(1).default("127.0.0.1"),
   /** Protocol profile: a built-in name (`localnet`, `decentral-mainnet`) or a JSON file path. */

@@ -1,23 +1,22 @@
 import { type ServerType, serve } from "@hono/node-server";
 import { createApp } from "./api/app.js";
-import { createMetrics } from "./api/metrics.js";
+import { type AppMetrics, createMetrics } from "./api/metrics.js";
+import { composeBackground } from "./background.js";
+import { type BackgroundThread, startBackgroundThread } from "./background-worker.js";
 import { isQuorumRpc, rpcFromConfig } from "./chain/quorum.js";
 import type { Config } from "./config.js";
 import { openStore, type Store, setBusyTimeout } from "./db/client.js";
 import { migrateStore } from "./db/migrate.js";
 import { startWalCheckpointer } from "./db/wal-checkpointer.js";
 import { AppError } from "./errors.js";
+import { holdLeaderLease } from "./leader-lease.js";
 import { createAccountSnapshotter } from "./ledger/account-snapshots.js";
-import { createLedgerReader, type LedgerReader } from "./ledger/reader.js";
-import { type LedgerTotals, ledgerTotals } from "./ledger/totals.js";
-import { ledgerWindowCheck } from "./ledger/window-check.js";
 import { createLogger, type Logger } from "./log.js";
-import { scheduleNightlyVerification, validateCronExpression } from "./nightly/cron.js";
+import { validateCronExpression } from "./nightly/cron.js";
 import { createJobsApiClient } from "./recorder/jobs-api.js";
 import { createRecordingProxy } from "./recorder/proxy.js";
-import { createSettlementBackfill } from "./recorder/settlement-backfill.js";
 import { explorerClusterOf } from "./reports/audit-record.js";
-import { createVerifier, type Verifier } from "./verify/engine.js";
+import type { Verifier } from "./verify/engine.js";
 import { profileStatus } from "./verify/profile-status.js";
 import { loadProfile } from "./verify/profiles.js";
 
@@ -31,6 +30,22 @@ export interface Service {
   close(): Promise<void>;
 }
 
+/** How `startService` runs; every option has a default. */
+export interface ServiceOptions {
+  /**
+   * Who runs the background work (verifier, settlement backfill, ledger reader, nightly
+   * schedule): `always` this process, on its event loop (one `serve`), or `leader`: only while
+   * this process holds the store's leader lock, in a thread of its own (the workers of
+   * `serve --workers N`). Default `always`.
+   */
+  background?: "always" | "leader";
+  /**
+   * Replaces the metrics the app serves, given this process's own (the cluster's workers
+   * serve the whole service's). Default: this process's own.
+   */
+  metrics?: (own: AppMetrics) => AppMetrics;
+}
+
 /**
  * Busy timeout of the serving process's connection, in ms. better-sqlite3 waits for a lock in
  * a busy loop that blocks the event loop (the proxy with it), so the wait is kept short and
@@ -38,6 +53,9 @@ export interface Service {
  * Every transaction here and in other processes is short (ms), so 500 ms is rarely reached.
  */
 export const SERVE_BUSY_TIMEOUT_MS = 500;
+
+/** Busy timeout of the leader lease's connection, in ms: a busy heartbeat is tried next beat. */
+const LEASE_BUSY_TIMEOUT_MS = 5;
 
 /**
  * Composes config -> db -> app -> HTTP server. Everything that can be wrong (profile, cron
@@ -48,6 +66,7 @@ export const SERVE_BUSY_TIMEOUT_MS = 500;
 export async function startService(
   config: Config,
   log = createLogger({ level: config.LOG_LEVEL }),
+  options: ServiceOptions = {},
 ): Promise<Service> {
   // 1. Validate: throws before anything runs.
   const profile = loadProfile(config.AUDIT_PROFILE);
@@ -77,13 +96,17 @@ export async function startService(
     stops.push(() => checkpointer.close());
     const jobsApi = createJobsApiClient(config.DECENTRAL_BASE_URL);
     const rpc = rpcFromConfig(config, log);
-    let totals: LedgerTotals = { unexplained: 0, unreleasedLocks: 0, imbalanced: 0 };
-    let totalsAt = 0;
+    // In a cluster the leader runs the background work in a thread; its RPC counters and
+    // ledger totals reach the metrics through the thread's reports.
+    let thread: BackgroundThread | null = null;
     const metrics = createMetrics({
       store,
-      rpcStats: () => rpc.stats(),
-      rpcQuorum: () => (isQuorumRpc(rpc) ? rpc.quorumStatus() : null),
-      ...(config.LEDGER_POLL_MS > 0 ? { ledger: () => totals } : {}),
+      rpcStats: () => [...rpc.stats(), ...(thread?.lastReport()?.rpcStats ?? [])],
+      rpcQuorum: () =>
+        thread?.lastReport()?.quorum ?? (isQuorumRpc(rpc) ? rpc.quorumStatus() : null),
+      ...(config.LEDGER_POLL_MS > 0
+        ? { ledger: () => thread?.lastReport()?.totals ?? background.totals() }
+        : {}),
     });
     const proxy = createRecordingProxy({
       store,
@@ -93,55 +116,49 @@ export async function startService(
       observe: (sample) => metrics.observeProxy(sample),
     });
     stops.push(() => proxy.close());
-    const backfill = createSettlementBackfill({
+    const background = composeBackground({
+      config,
       store,
+      rpc,
+      profile,
       log,
       jobsApi,
-      apiKey: config.DECENTRAL_API_KEY,
-      apiKeys: config.DECENTRAL_API_KEYS,
       writer: proxy.writer,
     });
-    const verifier = createVerifier({
-      store,
-      rpc,
-      profile,
-      log,
-      custody: config.CREDIT_VAULTS,
-      // New receipts are found by polling the store (one indexed query) as often as finality.
-      options: { pollIntervalMs: config.VERIFY_POLL_MS, idleIntervalMs: config.VERIFY_POLL_MS },
-    });
-    // The credit vaults' ledger beside the verifier: same store, same rate-limited pool.
-    const ledgerReader: LedgerReader = createLedgerReader({
-      store,
-      rpc,
-      profile,
-      log,
-      custody: config.CREDIT_VAULTS,
-      options: { intervalMs: config.LEDGER_POLL_MS || 10_000 },
-      // Counting findings builds every vault's whole statement (synchronous SQLite): only after
-      // a round that read something, or once a minute (receipts arriving can explain a line).
-      afterRound: (results) => {
-        const t = Date.now();
-        if (results.every((r) => r.listed === 0) && t - totalsAt < 60_000) return;
-        totalsAt = t;
-        void ledgerTotals(store, profile, config.LEDGER_GRACE_SECONDS, t).then(
-          (counted) => {
-            totals = counted;
+    const { verifier } = background;
+    // Only the holder of the leader lock runs the background work, in a thread of its own.
+    // The lease has a connection of its own with a short busy timeout: its heartbeat must not
+    // wait on the event loop while the background thread holds the write lock.
+    const leaseStore =
+      options.background === "leader"
+        ? openStore(config.DATABASE_URL, { busyTimeoutMs: LEASE_BUSY_TIMEOUT_MS })
+        : null;
+    if (leaseStore) stops.push(() => leaseStore.close());
+    const lease = leaseStore
+      ? holdLeaderLease({
+          store: leaseStore,
+          log,
+          onGain: () => {
+            thread = startBackgroundThread(config, log, SERVE_BUSY_TIMEOUT_MS);
           },
-          (error) => log.warn({ err: String(error) }, "ledger: findings not counted"),
-        );
-      },
-    });
+          onLose: async () => {
+            const stopping = thread?.stop();
+            thread = null;
+            await stopping;
+          },
+        })
+      : null;
     // The verifier and the backfill are told to stop first, then the RPC pool is closed so
     // that calls in flight (a slow node, a rate-limit pause) end at once instead of at their
     // timeout; only then are their loops awaited.
     stops.push(async () => {
-      const stopping = [backfill.stop(), ledgerReader.stop(), verifier.stop()];
+      const stopping = lease ? lease.stop() : background.stop();
       await rpc.close();
-      await Promise.all(stopping);
+      await stopping;
     });
-    // `GET /v1/account` against the key's vault on chain: on demand (admin route) with a key,
-    // and on a schedule unless ACCOUNT_SNAPSHOT_INTERVAL_MS is 0.
+    if (!lease) background.start();
+    // `GET /v1/account` against the key's vault on chain, on demand (admin route); the schedule
+    // runs with the background work.
     const snapshotter = config.DECENTRAL_API_KEY
       ? createAccountSnapshotter({
           store,
@@ -154,31 +171,11 @@ export async function startService(
         })
       : null;
     if (snapshotter) stops.push(() => snapshotter.stop());
-    backfill.start();
-    verifier.start();
-    if (config.LEDGER_POLL_MS > 0) ledgerReader.start();
-    if (snapshotter && config.ACCOUNT_SNAPSHOT_INTERVAL_MS > 0) snapshotter.start();
-    const nightly = config.VERIFY_CRON
-      ? scheduleNightlyVerification(config.VERIFY_CRON, {
-          store,
-          engine: verifier,
-          log,
-          preflight: () => rpc.getSlot("finalized"),
-          profile: () => profileStatus(store, profile),
-          ledger: ledgerWindowCheck({
-            store,
-            reader: ledgerReader,
-            profile,
-            graceSeconds: config.LEDGER_GRACE_SECONDS,
-          }),
-        })
-      : null;
-    if (nightly) stops.push(() => nightly.stop());
     const app = createApp({
       store,
       log,
       proxy,
-      metrics,
+      metrics: options.metrics ? options.metrics(metrics) : metrics,
       verifier,
       proxyRequireToken: config.PROXY_REQUIRE_TOKEN,
       statement: {
@@ -204,6 +201,9 @@ export async function startService(
       log,
       verifier,
       async close() {
+        // A worker that drains neither keeps nor takes the leader lease: another process's
+        // leader starts at once, and this one cannot become leader while it drains.
+        const resigning = lease?.stop();
         // Stop accepting; responses in flight finish (idle keep-alive connections close). A
         // client holding a connection open past the drain time is cut off.
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -211,6 +211,7 @@ export async function startService(
         cutOff.unref();
         await closed;
         clearTimeout(cutOff);
+        await resigning;
         await stopAll();
       },
     };

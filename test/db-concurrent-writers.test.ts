@@ -109,7 +109,7 @@ describe("write paths beside a connection holding the write lock", () => {
     const { value, ms } = await underHeldLock(path, () =>
       acquireLock(store, "nightly-verify", "me", 60_000),
     );
-    expect(value).toBeNull();
+    expect(await value).toBeNull();
     expect(ms).toBeGreaterThan(HOLD_MS / 2);
     store.close();
   });

@@ -132,7 +132,7 @@ describe("decentral-audit verify", () => {
   it("exits 2 while another run holds the lock, and runs once the lock is released or expired", async () => {
     const store = storeWithWindow();
     const engine = scriptedEngine(store, { in_1: "verified", in_2: "verified" });
-    expect(acquireLock(store, NIGHTLY_LOCK, "other-run", hour, NOW)).toBeNull();
+    expect(await acquireLock(store, NIGHTLY_LOCK, "other-run", hour, NOW)).toBeNull();
     const held = run(store, engine);
     expect(await held.code).toBe(2);
     expect(held.err.join("\n")).toMatch(
@@ -140,12 +140,12 @@ describe("decentral-audit verify", () => {
     );
     expect(engine.filters).toEqual([]);
 
-    releaseLock(store, NIGHTLY_LOCK, "other-run");
+    await releaseLock(store, NIGHTLY_LOCK, "other-run");
     expect(await run(store, engine).code).toBe(0);
     // The run released its own lock.
     expect(store.sqlite.prepare("SELECT count(*) FROM locks").pluck().get()).toBe(0);
 
-    acquireLock(store, NIGHTLY_LOCK, "crashed-run", 1000, NOW - 5000);
+    await acquireLock(store, NIGHTLY_LOCK, "crashed-run", 1000, NOW - 5000);
     expect(await run(store, engine).code).toBe(0);
   });
 

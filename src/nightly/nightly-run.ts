@@ -135,10 +135,10 @@ export async function runNightlyVerification(
   let ledger: LedgerWindowResult | undefined;
 
   // The lock outlives the run's timeout a little, so a crashed run frees it on its own.
-  let holder: ReturnType<typeof acquireLock> = null;
+  let holder: Awaited<ReturnType<typeof acquireLock>> = null;
   let locked = false;
   try {
-    holder = acquireLock(store, NIGHTLY_LOCK, owner, options.timeoutMs + 60_000, startedAt);
+    holder = await acquireLock(store, NIGHTLY_LOCK, owner, options.timeoutMs + 60_000, startedAt);
     locked = holder === null;
   } catch (error) {
     reason = `database: ${messageOf(error)}`;
@@ -176,7 +176,7 @@ export async function runNightlyVerification(
       reason = messageOf(error);
     } finally {
       try {
-        releaseLock(store, NIGHTLY_LOCK, owner);
+        await releaseLock(store, NIGHTLY_LOCK, owner);
       } catch {
         // The lock expires on its own (timeout + 1 min); the run's outcome stands.
       }

@@ -11,12 +11,18 @@ export interface ReceiptWriterOptions {
   maxBacklog?: number;
   /**
    * How long one attempt may wait for another connection's write lock, in ms. It blocks the
-   * event loop while it waits, so it is kept short and the attempt is retried from a timer.
-   * Default 10.
+   * event loop while it waits (SQLite sleeps in its busy handler), so it is kept to a few ms
+   * and the attempt is retried from a timer: another worker's group commit or the verifier's
+   * write may hold the lock for longer. Default 3.
    */
   busyTimeoutMs?: number;
   /** Longest delay between two attempts while the database stays locked. Default 200 ms. */
   maxRetryDelayMs?: number;
+  /**
+   * Time one group commit may run its tasks before it commits and lets the event loop run, in
+   * ms; the tasks left go in the next group, at once. Default 1.
+   */
+  maxSliceMs?: number;
 }
 
 /** How one task of a group commit ended: its savepoint's result, or the error it threw. */
@@ -52,8 +58,10 @@ function isBusy(error: unknown): boolean {
 /**
  * The one writer of receipts: tasks submitted in one event-loop turn share one `BEGIN
  * IMMEDIATE` transaction (a group commit), and each caller is answered only after that
- * commit, so whatever it acknowledges to a client survives a crash. Each task runs in its own
- * savepoint: a task that throws is rolled back and rejected alone.
+ * commit, so whatever it acknowledges to a client survives a crash. A group runs for at most
+ * `maxSliceMs` before it commits, so the event loop is never held long; the rest follow in the
+ * next group. A task that throws is rolled back and rejected alone (its group is run again
+ * with a savepoint per task).
  *
  * While another process holds the write lock, an attempt waits at most `busyTimeoutMs` (on the
  * event loop: better-sqlite3 is synchronous) and is retried from a timer with backoff, so the
@@ -64,11 +72,12 @@ export function createReceiptWriter(store: Store, options: ReceiptWriterOptions)
   const { log } = options;
   const maxBacklog = options.maxBacklog ?? 2000;
   const maxRetryDelayMs = options.maxRetryDelayMs ?? 200;
+  const maxSliceMs = options.maxSliceMs ?? 1;
   const path = store.sqlite.name;
   const ownConnection = !(store.sqlite.memory || path === ":memory:" || path === "");
   let conn: Store = store;
   if (ownConnection) {
-    conn = openStore(path, { busyTimeoutMs: options.busyTimeoutMs ?? 10 });
+    conn = openStore(path, { busyTimeoutMs: options.busyTimeoutMs ?? 3 });
     // Checkpoints follow the store's policy (e.g. left to the WAL checkpointer's thread).
     const autocheckpoint = store.sqlite.pragma("wal_autocheckpoint", { simple: true });
     conn.sqlite.pragma(`wal_autocheckpoint = ${Number(autocheckpoint)}`);
@@ -80,20 +89,40 @@ export function createReceiptWriter(store: Store, options: ReceiptWriterOptions)
   let closed = false;
   let idleWaiters: (() => void)[] = [];
 
-  const commitGroup = conn.sqlite.transaction((batch: Queued[]) =>
+  // The usual group: every task in one transaction, no savepoints (a SAVEPOINT and RELEASE per
+  // task cost more than most tasks). Should one throw, the whole group is rolled back and run
+  // again by `commitIsolated`, where each task has its own savepoint and fails alone.
+  // It stops taking tasks once its slice of time is spent: at 64 requests in flight a whole
+  // backlog in one transaction held the event loop (every proxied byte) for 10 ms and more.
+  const commitTogether = conn.sqlite.transaction((batch: Queued[]) => {
+    const values: unknown[] = [];
+    const until = performance.now() + maxSliceMs;
+    for (const item of batch) {
+      values.push(item.task(conn));
+      if (performance.now() >= until) break;
+    }
+    return values;
+  });
+  // A nested better-sqlite3 transaction is a savepoint.
+  const inSavepoint = conn.sqlite.transaction((task: WriteTask<unknown>) => task(conn));
+  const commitIsolated = conn.sqlite.transaction((batch: Queued[]) =>
     batch.map((item): TaskOutcome => {
       try {
-        // A nested better-sqlite3 transaction is a savepoint.
-        return {
-          ok: true as const,
-          value: conn.sqlite.transaction(() => item.task(conn)).immediate(),
-        };
+        return { ok: true as const, value: inSavepoint.immediate(item.task) };
       } catch (error) {
         if (isBusy(error)) throw error;
         return { ok: false as const, error };
       }
     }),
   );
+  const commitGroup = (batch: Queued[]): TaskOutcome[] => {
+    try {
+      return commitTogether.immediate(batch).map((value) => ({ ok: true as const, value }));
+    } catch (error) {
+      if (isBusy(error) || batch.length === 0) throw error;
+      return commitIsolated.immediate(batch);
+    }
+  };
 
   function settleIdle() {
     if (queue.length > 0 || scheduled) return;
@@ -109,7 +138,7 @@ export function createReceiptWriter(store: Store, options: ReceiptWriterOptions)
     if (batch.length === 0) return settleIdle();
     let outcomes: TaskOutcome[];
     try {
-      outcomes = commitGroup.immediate(batch);
+      outcomes = commitGroup(batch);
     } catch (error) {
       // Nothing of the batch was written: put it back in front, in order, and try again.
       queue = batch.concat(queue);
@@ -128,10 +157,12 @@ export function createReceiptWriter(store: Store, options: ReceiptWriterOptions)
     }
     if (retries >= 50) log.info({ retries }, "receipt writes resumed");
     retries = 0;
-    batch.forEach((item, i) => {
-      const outcome = outcomes[i];
-      if (outcome?.ok) item.resolve(outcome.value);
-      else item.reject(outcome?.error ?? new Error("no outcome"));
+    // Tasks past the group's slice of time wait, in order, in front of the queue.
+    if (outcomes.length < batch.length) queue = batch.slice(outcomes.length).concat(queue);
+    outcomes.forEach((outcome, i) => {
+      const item = batch[i] as Queued;
+      if (outcome.ok) item.resolve(outcome.value);
+      else item.reject(outcome.error);
     });
     if (queue.length > 0) schedule();
     else settleIdle();

@@ -1,0 +1,59 @@
+import { parentPort, workerData } from "node:worker_threads";
+import { composeBackground } from "./background.js";
+import type { BackgroundReport, BackgroundThreadData } from "./background-worker.js";
+import { isQuorumRpc, rpcFromConfig } from "./chain/quorum.js";
+import type { Config } from "./config.js";
+import { openStore } from "./db/client.js";
+import { createLogger } from "./log.js";
+import { createJobsApiClient } from "./recorder/jobs-api.js";
+import { createReceiptWriter } from "./recorder/receipt-writer.js";
+import { loadProfile } from "./verify/profiles.js";
+
+/**
+ * Entry of the background thread of a cluster's leader (see background-worker.ts): the
+ * verifier, backfill and ledger on an event loop and SQLite connections of their own, so
+ * their long synchronous transactions never hold up a proxied byte. Reports its RPC counters
+ * and ledger totals every 2 s; on `stop` it stops, closes the pool and the store, and ends.
+ */
+const port = parentPort;
+if (!port) throw new Error("background-thread.ts runs as a worker thread");
+const { config, busyTimeoutMs } = workerData as BackgroundThreadData;
+const cfg: Config = config;
+const log = createLogger({ level: cfg.LOG_LEVEL });
+const store = openStore(cfg.DATABASE_URL, { busyTimeoutMs });
+const rpc = rpcFromConfig(cfg, log);
+const writer = createReceiptWriter(store, { log });
+const background = composeBackground({
+  config: cfg,
+  store,
+  rpc,
+  profile: loadProfile(cfg.AUDIT_PROFILE),
+  log,
+  jobsApi: createJobsApiClient(cfg.DECENTRAL_BASE_URL),
+  writer,
+});
+const report = () =>
+  port.postMessage({
+    type: "report",
+    rpcStats: rpc.stats(),
+    quorum: isQuorumRpc(rpc) ? rpc.quorumStatus() : null,
+    totals: background.totals(),
+  } satisfies BackgroundReport);
+const timer = setInterval(report, 2000);
+port.on("message", (message: { type?: string }) => {
+  if (message.type !== "stop") return;
+  clearInterval(timer);
+  // Told to stop first, then the pool is closed so that calls in flight end at once.
+  const stopping = background.stop();
+  void rpc
+    .close()
+    .then(() => stopping)
+    .then(() => writer.close())
+    .catch((error: unknown) => log.warn({ err: error }, "stopping the background work failed"))
+    .finally(() => {
+      report();
+      store.close();
+      port.close();
+    });
+});
+background.start();

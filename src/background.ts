@@ -1,0 +1,135 @@
+import type { RpcPool } from "./chain/rpc-pool.js";
+import type { Config } from "./config.js";
+import type { Store } from "./db/client.js";
+import { createAccountSnapshotter } from "./ledger/account-snapshots.js";
+import { createLedgerReader, type LedgerReader } from "./ledger/reader.js";
+import { type LedgerTotals, ledgerTotals } from "./ledger/totals.js";
+import { ledgerWindowCheck } from "./ledger/window-check.js";
+import type { Logger } from "./log.js";
+import { scheduleNightlyVerification } from "./nightly/cron.js";
+import type { JobsApiClient } from "./recorder/jobs-api.js";
+import type { ReceiptWriter } from "./recorder/receipt-writer.js";
+import { createSettlementBackfill } from "./recorder/settlement-backfill.js";
+import { createVerifier, type Verifier } from "./verify/engine.js";
+import { profileStatus } from "./verify/profile-status.js";
+import type { Profile } from "./verify/profiles.js";
+
+/** What the background work needs: the service's store, RPC pool and receipt writer. */
+export interface BackgroundDeps {
+  config: Config;
+  store: Store;
+  rpc: RpcPool;
+  profile: Profile;
+  log: Logger;
+  jobsApi: JobsApiClient;
+  /** The receipt writer the settlement backfill records through. */
+  writer: ReceiptWriter;
+}
+
+/**
+ * The work of `serve` beside the requests: the verifier, the settlement backfill, the credit
+ * vaults' ledger reader and the nightly schedule. One process of those sharing a store runs it
+ * (in a cluster, the leader); the others only build the verifier for `reverify`, which writes
+ * to the store the leader's verifier polls.
+ */
+export interface Background {
+  verifier: Verifier;
+  ledgerReader: LedgerReader;
+  /** Findings of the ledger, as last counted (zeros before the first count). */
+  totals(): LedgerTotals;
+  start(): void;
+  /** Tells every part to stop at once; resolves when their loops have ended. */
+  stop(): Promise<void>;
+}
+
+export function composeBackground(deps: BackgroundDeps): Background {
+  const { config, store, rpc, profile, log, jobsApi } = deps;
+  let totals: LedgerTotals = { unexplained: 0, unreleasedLocks: 0, imbalanced: 0 };
+  let totalsAt = 0;
+  const backfill = createSettlementBackfill({
+    store,
+    log,
+    jobsApi,
+    apiKey: config.DECENTRAL_API_KEY,
+    apiKeys: config.DECENTRAL_API_KEYS,
+    writer: deps.writer,
+  });
+  const verifier = createVerifier({
+    store,
+    rpc,
+    profile,
+    log,
+    custody: config.CREDIT_VAULTS,
+    // New receipts are found by polling the store (one indexed query) as often as finality.
+    options: { pollIntervalMs: config.VERIFY_POLL_MS, idleIntervalMs: config.VERIFY_POLL_MS },
+  });
+  // The credit vaults' ledger beside the verifier: same store, same rate-limited pool.
+  const ledgerReader: LedgerReader = createLedgerReader({
+    store,
+    rpc,
+    profile,
+    log,
+    custody: config.CREDIT_VAULTS,
+    options: { intervalMs: config.LEDGER_POLL_MS || 10_000 },
+    // Counting findings builds every vault's whole statement (synchronous SQLite): only after
+    // a round that read something, or once a minute (receipts arriving can explain a line).
+    afterRound: (results) => {
+      const t = Date.now();
+      if (results.every((r) => r.listed === 0) && t - totalsAt < 60_000) return;
+      totalsAt = t;
+      void ledgerTotals(store, profile, config.LEDGER_GRACE_SECONDS, t).then(
+        (counted) => {
+          totals = counted;
+        },
+        (error) => log.warn({ err: String(error) }, "ledger: findings not counted"),
+      );
+    },
+  });
+  // `GET /v1/account` against the key's vault, on a schedule unless ACCOUNT_SNAPSHOT_INTERVAL_MS is 0.
+  const snapshotter =
+    config.DECENTRAL_API_KEY && config.ACCOUNT_SNAPSHOT_INTERVAL_MS > 0
+      ? createAccountSnapshotter({
+          store,
+          rpc,
+          baseUrl: config.DECENTRAL_BASE_URL,
+          apiKey: config.DECENTRAL_API_KEY,
+          custody: config.CREDIT_VAULTS,
+          log,
+          intervalMs: config.ACCOUNT_SNAPSHOT_INTERVAL_MS,
+        })
+      : null;
+  let nightly: { stop(): unknown } | null = null;
+  return {
+    verifier,
+    ledgerReader,
+    totals: () => totals,
+    start() {
+      backfill.start();
+      verifier.start();
+      if (config.LEDGER_POLL_MS > 0) ledgerReader.start();
+      snapshotter?.start();
+      nightly = config.VERIFY_CRON
+        ? scheduleNightlyVerification(config.VERIFY_CRON, {
+            store,
+            engine: verifier,
+            log,
+            preflight: () => rpc.getSlot("finalized"),
+            profile: () => profileStatus(store, profile),
+            ledger: ledgerWindowCheck({
+              store,
+              reader: ledgerReader,
+              profile,
+              graceSeconds: config.LEDGER_GRACE_SECONDS,
+            }),
+          })
+        : null;
+    },
+    async stop() {
+      const stopping = [backfill.stop(), ledgerReader.stop(), verifier.stop()];
+      if (snapshotter) stopping.push(snapshotter.stop());
+      await nightly?.stop();
+      nightly = null;
+      await Promise.all(stopping);
+    },
+  };
+}

@@ -1,0 +1,132 @@
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import { isBusyError, type Store } from "./db/client.js";
+import type { Logger } from "./log.js";
+import { createLockStore } from "./store/locks.js";
+
+/** Options of a leader lease; every optional one has a default. */
+export interface LeaderLeaseOptions {
+  store: Store;
+  log: Logger;
+  /** Lock name in the store. Default `serve-leader`. */
+  name?: string;
+  /** How long a lease lasts without renewal, in ms. Default 10,000. */
+  ttlMs?: number;
+  /** How often the lease is renewed (or asked for), in ms. Default 1,000. */
+  heartbeatMs?: number;
+  /** Called when this process becomes the leader. */
+  onGain(): void;
+  /** Called when this process stops being the leader; awaited before the lease is asked again. */
+  onLose(): Promise<void>;
+}
+
+export interface LeaderLease {
+  /** This process's owner name in the lock (`<host>/<pid>/<random>`). */
+  readonly owner: string;
+  isLeader(): boolean;
+  /**
+   * Stops renewing, calls `onLose` at once if leading, and releases the lock after it. Called
+   * again, resolves with the first call.
+   */
+  stop(): Promise<void>;
+}
+
+/** Whether `owner` names a process of this host that no longer exists. */
+function deadOnThisHost(owner: string): boolean {
+  const [host, pidText] = owner.split("/");
+  const pid = Number(pidText);
+  if (host !== hostname() || !Number.isInteger(pid) || pid <= 0 || pid === process.pid) {
+    return false;
+  }
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (error) {
+    // EPERM: the pid exists under another user, so it is alive.
+    return (error as NodeJS.ErrnoException).code === "ESRCH";
+  }
+}
+
+/**
+ * Holds a lease on the leader lock of the store so that exactly one of the `serve` processes
+ * sharing it runs the background work (verifier, settlement backfill, ledger). The leader
+ * renews its lease every heartbeat; a leader that dies stops renewing and another process takes
+ * over once the lease expires, or at its next heartbeat when the holder was a process of this
+ * host whose pid is gone (a worker killed by the OS). A leader whose event loop stalled past
+ * its lease may briefly overlap with the next one: the verifier's job leases keep that safe.
+ */
+export function holdLeaderLease(options: LeaderLeaseOptions): LeaderLease {
+  const { log } = options;
+  const name = options.name ?? "serve-leader";
+  const ttlMs = options.ttlMs ?? 10_000;
+  const heartbeatMs = options.heartbeatMs ?? 1000;
+  const owner = `${hostname()}/${process.pid}/${randomBytes(4).toString("hex")}`;
+  const locks = createLockStore(options.store);
+  let leading = false;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let beat: Promise<void> = Promise.resolve();
+  let stopping: Promise<void> | undefined;
+
+  async function heartbeat() {
+    let ours = false;
+    try {
+      const holder = await locks.acquire(name, owner, ttlMs);
+      ours = holder === null;
+      if (holder && deadOnThisHost(holder.owner)) {
+        ours = await locks.takeOver(name, holder.owner, owner, ttlMs);
+        if (ours) log.info({ previous: holder.owner }, "leader lock taken from a dead process");
+      }
+    } catch (error) {
+      // The store is busy or failing: keep leading until the lease would have run out; the
+      // next heartbeat tries again.
+      if (isBusyError(error)) log.debug("leader lock busy; renewed next heartbeat");
+      else log.warn({ err: error }, "leader lock not renewed");
+      return;
+    }
+    if (stopped) return;
+    if (ours && !leading) {
+      leading = true;
+      log.info({ owner }, "leader: running the verifier and the backfill");
+      options.onGain();
+    } else if (!ours && leading) {
+      leading = false;
+      log.warn({ owner }, "leader lock lost; stopping the verifier and the backfill");
+      await options.onLose();
+    }
+  }
+
+  const tick = () => {
+    beat = heartbeat().finally(() => {
+      if (!stopped) {
+        timer = setTimeout(tick, heartbeatMs);
+        timer.unref();
+      }
+    });
+  };
+  tick();
+
+  return {
+    owner,
+    isLeader: () => leading,
+    stop() {
+      stopping ??= resign();
+      return stopping;
+    },
+  };
+
+  async function resign() {
+    stopped = true;
+    clearTimeout(timer);
+    // Told to stop now, before the caller closes what the background work uses.
+    const losing = leading ? options.onLose() : Promise.resolve();
+    leading = false;
+    await beat;
+    await losing;
+    try {
+      await locks.release(name, owner);
+    } catch (error) {
+      log.warn({ err: error }, "leader lock not released; it expires on its own");
+    }
+  }
+}

@@ -1,0 +1,369 @@
+import cluster, { type Worker } from "node:cluster";
+import { availableParallelism } from "node:os";
+import { type IntervalHistogram, monitorEventLoopDelay } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
+import { pino } from "pino";
+import { AggregatorRegistry, Gauge } from "prom-client";
+import type { AppMetrics } from "./api/metrics.js";
+import type { Config } from "./config.js";
+import { openStore } from "./db/client.js";
+import { migrateStore } from "./db/migrate.js";
+import { createLogger, type Logger } from "./log.js";
+import { startService } from "./main.js";
+import { validateCronExpression } from "./nightly/cron.js";
+import { loadProfile } from "./verify/profiles.js";
+
+/** Most workers `serve` starts by default, however many cores. */
+const MAX_DEFAULT_WORKERS = 16;
+/** How long the primary waits for its workers to drain before killing them. */
+const DRAIN_WAIT_MS = 20_000;
+
+/** What one process of `serve` reports about itself (the benchmark reads it). */
+export interface ProcessStats {
+  pid: number;
+  /** CPU time (user + system) used so far, ms. */
+  cpuMs: number;
+  /** Event-loop delay since the last report: p99 and max, ms. */
+  loopDelayP99Ms: number;
+  loopDelayMaxMs: number;
+}
+
+/** A running `serve`: one process, or the primary of a cluster. */
+export interface RunningServe {
+  url: string;
+  /** Processes serving requests (1 without a cluster). */
+  workers: number;
+  /** Per serving process: CPU used and event-loop delay (reset by each call). */
+  stats(): Promise<ProcessStats[]>;
+  /** Stops taking requests, lets every response in flight finish and its receipt be written. */
+  close(): Promise<void>;
+}
+
+/** Messages between the primary and its workers. */
+type ToWorker =
+  | { type: "audit:start"; config: Config }
+  | { type: "audit:drain" }
+  | { type: "audit:stats"; id: number }
+  | { type: "audit:metrics-res"; id: number; text?: string; error?: string };
+type ToPrimary =
+  | { type: "audit:hello" }
+  | { type: "audit:ready"; url: string }
+  | { type: "audit:failed"; error: string }
+  | { type: "audit:stats-res"; id: number; stats: ProcessStats }
+  | { type: "audit:metrics"; id: number };
+
+function isMessage(value: unknown): value is { type: string } {
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    typeof (value as { type?: unknown }).type === "string" &&
+    (value as { type: string }).type.startsWith("audit:")
+  );
+}
+
+/** Workers `serve` runs under `config`: WORKERS, else one per core; 1 for a `:memory:` store. */
+export function workerCount(config: Config): number {
+  const path = config.DATABASE_URL.replace(/^file:/, "");
+  if (path === ":memory:") return 1;
+  return config.WORKERS ?? Math.min(availableParallelism(), MAX_DEFAULT_WORKERS);
+}
+
+let loopMonitor: IntervalHistogram | undefined;
+
+/** This process's CPU time and its event-loop delay since the last call. */
+function ownStats(): ProcessStats {
+  if (!loopMonitor) {
+    loopMonitor = monitorEventLoopDelay({ resolution: 10 });
+    loopMonitor.enable();
+  }
+  const usage = process.cpuUsage();
+  const stats = {
+    pid: process.pid,
+    cpuMs: (usage.user + usage.system) / 1000,
+    loopDelayP99Ms: loopMonitor.percentile(99) / 1e6,
+    loopDelayMaxMs: loopMonitor.max / 1e6,
+  };
+  loopMonitor.reset();
+  return stats;
+}
+
+/**
+ * The logger of a serving process: its JSON lines are written asynchronously, so a request's
+ * log line never holds the event loop on stdout; `flush` writes what is left before exit.
+ */
+function serveLogger(level: string): { log: Logger; flush(): void } {
+  const destination = pino.destination({ dest: 1, sync: false });
+  return {
+    log: createLogger({ level }, destination),
+    flush() {
+      try {
+        destination.flushSync();
+      } catch {
+        // Nothing buffered, or stdout is gone: nothing more can be written.
+      }
+    },
+  };
+}
+
+/**
+ * Runs `serve`: with one worker, the service in this process (verifier included); with more,
+ * this process becomes the primary of a node:cluster whose workers share the port.
+ */
+export async function runServe(config: Config): Promise<RunningServe> {
+  const { log, flush } = serveLogger(config.LOG_LEVEL);
+  const workers = workerCount(config);
+  let running: RunningServe;
+  try {
+    if (workers <= 1) {
+      ownStats();
+      const service = await startService(config, log);
+      running = {
+        url: service.url,
+        workers: 1,
+        stats: async () => [ownStats()],
+        close: () => service.close(),
+      };
+    } else {
+      running = await startPrimary(config, workers, log);
+    }
+  } catch (error) {
+    flush();
+    throw error;
+  }
+  return { ...running, close: () => running.close().finally(flush) };
+}
+
+/** Node options for the workers: this process's, minus a script given inline (`-e`). */
+function workerExecArgv(): string[] {
+  const out: string[] = [];
+  const argv = process.execArgv;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (["-e", "--eval", "-p", "--print"].includes(arg)) {
+      i++;
+      continue;
+    }
+    if (arg.startsWith("--eval=") || arg.startsWith("--print=")) continue;
+    out.push(arg);
+  }
+  return out;
+}
+
+/**
+ * The primary: checks the configuration and migrates the store once, forks `count` workers
+ * (each runs `startService` with the background work under the leader lock), restarts a
+ * worker that dies, answers the workers' `/metrics` with the whole service's figures
+ * (prom-client's AggregatorRegistry), and on `close()` drains every worker.
+ */
+async function startPrimary(config: Config, count: number, log: Logger): Promise<RunningServe> {
+  // Whatever is wrong fails here, once, before any worker starts.
+  loadProfile(config.AUDIT_PROFILE);
+  if (config.VERIFY_CRON) validateCronExpression(config.VERIFY_CRON);
+  const store = openStore(config.DATABASE_URL, { busyTimeoutMs: 10_000 });
+  try {
+    migrateStore(store);
+  } finally {
+    store.close();
+  }
+
+  const here = import.meta.url;
+  const exec = fileURLToPath(
+    new URL(here.endsWith(".ts") ? "./serve-worker.ts" : "./serve-worker.js", here),
+  );
+  cluster.setupPrimary({ exec, args: [], execArgv: workerExecArgv() });
+  const aggregator = new AggregatorRegistry();
+  let closing = false;
+  let nextId = 1;
+  const statsWaiting = new Map<number, (stats: ProcessStats) => void>();
+  const ready = new Set<Worker>();
+  let url = "";
+  let restarts = 0;
+
+  const started = new Promise<void>((resolve, reject) => {
+    const fork = () => {
+      const worker = cluster.fork();
+      const bornAt = Date.now();
+      worker.on("message", (message: unknown) => {
+        if (!isMessage(message)) return;
+        const m = message as ToPrimary;
+        if (m.type === "audit:hello") {
+          worker.send({ type: "audit:start", config } satisfies ToWorker);
+        } else if (m.type === "audit:ready") {
+          url = m.url;
+          ready.add(worker);
+          if (ready.size === count) resolve();
+        } else if (m.type === "audit:failed") {
+          if (url === "") reject(new Error(m.error));
+        } else if (m.type === "audit:stats-res") {
+          statsWaiting.get(m.id)?.(m.stats);
+        } else if (m.type === "audit:metrics") {
+          aggregator.clusterMetrics().then(
+            (text) => send(worker, { type: "audit:metrics-res", id: m.id, text }),
+            (error: Error) =>
+              send(worker, { type: "audit:metrics-res", id: m.id, error: error.message }),
+          );
+        }
+      });
+      worker.on("exit", (code, signal) => {
+        const wasReady = ready.delete(worker);
+        if (closing) return;
+        if (!wasReady && url === "") {
+          reject(new Error(`a worker of serve exited while starting (code ${code}, ${signal})`));
+          return;
+        }
+        restarts++;
+        // A worker that dies at once again and again is restarted at most once a second.
+        const delay = Date.now() - bornAt < 1000 ? 1000 : 0;
+        log.error(
+          { pid: worker.process.pid, code, signal, restarts },
+          "serve worker died; restarting it",
+        );
+        setTimeout(() => {
+          if (!closing) fork();
+        }, delay);
+      });
+    };
+    for (let i = 0; i < count; i++) fork();
+  });
+
+  const drain = async () => {
+    closing = true;
+    const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w);
+    await Promise.all(
+      workers.map(
+        (worker) =>
+          new Promise<void>((resolve) => {
+            if (worker.isDead()) return resolve();
+            const killer = setTimeout(() => worker.process.kill("SIGKILL"), DRAIN_WAIT_MS);
+            worker.once("exit", () => {
+              clearTimeout(killer);
+              resolve();
+            });
+            send(worker, { type: "audit:drain" });
+          }),
+      ),
+    );
+  };
+
+  try {
+    await started;
+  } catch (error) {
+    await drain();
+    throw error;
+  }
+  log.info({ url, workers: count }, "serve cluster ready");
+
+  return {
+    url,
+    workers: count,
+    async stats() {
+      const workers = [...ready];
+      return Promise.all(
+        workers.map(
+          (worker) =>
+            new Promise<ProcessStats>((resolve) => {
+              const id = nextId++;
+              statsWaiting.set(id, (stats) => {
+                statsWaiting.delete(id);
+                resolve(stats);
+              });
+              send(worker, { type: "audit:stats", id });
+            }),
+        ),
+      );
+    },
+    close: drain,
+  };
+}
+
+function send(worker: Worker, message: ToWorker) {
+  if (worker.isConnected()) worker.send(message);
+}
+
+/**
+ * Metrics of a worker: gauges read the shared store (the same in every worker) or are set by
+ * the leader alone, so the whole service's value is their maximum; counters and histograms
+ * add up. `/metrics` asks the primary, which collects every worker's registry.
+ */
+function clusterMetrics(own: AppMetrics): AppMetrics {
+  for (const metric of own.registry.getMetricsAsArray()) {
+    if (metric instanceof Gauge) (metric as { aggregator: string }).aggregator = "max";
+  }
+  AggregatorRegistry.setRegistries([own.registry]);
+  // Constructed once in a worker, it answers the primary's requests for this registry.
+  new AggregatorRegistry();
+  let nextId = 1;
+  const waiting = new Map<number, (m: { text?: string; error?: string }) => void>();
+  process.on("message", (message: unknown) => {
+    if (!isMessage(message) || message.type !== "audit:metrics-res") return;
+    const m = message as Extract<ToWorker, { type: "audit:metrics-res" }>;
+    waiting.get(m.id)?.(m);
+    waiting.delete(m.id);
+  });
+  const registry = Object.create(own.registry, {
+    metrics: {
+      value: () =>
+        new Promise<string>((resolve, reject) => {
+          const id = nextId++;
+          waiting.set(id, (m) =>
+            m.error === undefined ? resolve(m.text ?? "") : reject(new Error(m.error)),
+          );
+          process.send?.({ type: "audit:metrics", id } satisfies ToPrimary);
+        }),
+    },
+  }) as AppMetrics["registry"];
+  return { ...own, registry };
+}
+
+/**
+ * A worker of the cluster (run by `serve-worker.ts`): asks the primary for the configuration,
+ * starts the service with the background work under the leader lock, and drains on the
+ * primary's word, on SIGTERM/SIGINT, or when the primary is gone.
+ */
+export function runWorker(): void {
+  let closing: Promise<void> | undefined;
+  let close: (() => Promise<void>) | undefined;
+  let flush = () => {};
+  const drain = () => {
+    closing ??= (close ? close() : Promise.resolve()).finally(() => {
+      flush();
+      process.exit(0);
+    });
+    return closing;
+  };
+  process.on("message", (message: unknown) => {
+    if (!isMessage(message)) return;
+    const m = message as ToWorker;
+    if (m.type === "audit:start") {
+      const logger = serveLogger(m.config.LOG_LEVEL);
+      const { log } = logger;
+      flush = logger.flush;
+      ownStats();
+      startService(m.config, log, { background: "leader", metrics: clusterMetrics }).then(
+        (service) => {
+          close = () => service.close();
+          if (closing) return void drain();
+          process.send?.({ type: "audit:ready", url: service.url } satisfies ToPrimary);
+        },
+        (error: unknown) => {
+          log.error({ err: error }, "serve worker could not start");
+          const text = error instanceof Error ? error.message : String(error);
+          flush();
+          process.send?.({ type: "audit:failed", error: text } satisfies ToPrimary, () =>
+            process.exit(2),
+          );
+        },
+      );
+    } else if (m.type === "audit:drain") {
+      void drain();
+    } else if (m.type === "audit:stats") {
+      process.send?.({ type: "audit:stats-res", id: m.id, stats: ownStats() } satisfies ToPrimary);
+    }
+  });
+  // Once the primary is gone (killed), sends to it fail with EPIPE; `disconnect` drains.
+  cluster.worker?.on("error", () => {});
+  process.once("SIGTERM", () => void drain());
+  process.once("SIGINT", () => void drain());
+  process.once("disconnect", () => void drain());
+  process.send?.({ type: "audit:hello" } satisfies ToPrimary);
+}

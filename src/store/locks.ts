@@ -1,0 +1,107 @@
+import { and, eq, lte, or, sql } from "drizzle-orm";
+import type { Store } from "../db/client.js";
+import { locks } from "../db/schema.js";
+
+/** Who holds a lock and until when. */
+export interface LockHolder {
+  owner: string;
+  acquiredAt: number;
+  expiresAt: number;
+}
+
+/**
+ * Named leases in the store (`locks`): the nightly run's lock, and the leader lock that picks
+ * the one `serve` worker running the verifier. A holder keeps its lease by taking it again
+ * before it expires (a heartbeat); a holder that died stops renewing and its lease runs out.
+ */
+export interface LockStore {
+  /**
+   * Takes `name` for `owner` until `now + ttlMs`, unless another owner holds it and its expiry
+   * has not passed. Renewing (same owner) extends it. Resolves with the holder that blocked it,
+   * or null when the lock is ours.
+   */
+  acquire(name: string, owner: string, ttlMs: number, now?: number): Promise<LockHolder | null>;
+  /**
+   * Takes `name` from `deadOwner` (known dead, e.g. its pid is gone) for `owner`, whatever the
+   * expiry; only if `deadOwner` still holds it. Resolves true when the lock is now ours.
+   */
+  takeOver(
+    name: string,
+    deadOwner: string,
+    owner: string,
+    ttlMs: number,
+    now?: number,
+  ): Promise<boolean>;
+  /** Releases `name` if `owner` still holds it; a lock taken over after expiry is left alone. */
+  release(name: string, owner: string): Promise<void>;
+  /** The current holder of `name` (expired or not), or null. */
+  holder(name: string): Promise<LockHolder | null>;
+}
+
+export function createLockStore(store: Store): LockStore {
+  const { db } = store;
+  // One statement, so two processes racing for the lock cannot both win: the upsert only
+  // overwrites an expired row or one of the same owner.
+  const take = db
+    .insert(locks)
+    .values({
+      name: sql.placeholder("name"),
+      owner: sql.placeholder("owner"),
+      acquiredAt: sql.placeholder("now"),
+      expiresAt: sql.placeholder("until"),
+    })
+    .onConflictDoUpdate({
+      target: locks.name,
+      set: {
+        owner: sql`excluded.owner`,
+        acquiredAt: sql`excluded.acquired_at`,
+        expiresAt: sql`excluded.expires_at`,
+      },
+      setWhere: or(
+        lte(locks.expiresAt, sql`excluded.acquired_at`),
+        eq(locks.owner, sql`excluded.owner`),
+      ),
+    })
+    .prepare();
+  const steal = db
+    .update(locks)
+    .set({
+      owner: sql.placeholder("owner") as unknown as string,
+      acquiredAt: sql.placeholder("now") as unknown as number,
+      expiresAt: sql.placeholder("until") as unknown as number,
+    })
+    .where(and(eq(locks.name, sql.placeholder("name")), eq(locks.owner, sql.placeholder("dead"))))
+    .prepare();
+  const read = db
+    .select({ owner: locks.owner, acquiredAt: locks.acquiredAt, expiresAt: locks.expiresAt })
+    .from(locks)
+    .where(eq(locks.name, sql.placeholder("name")))
+    .prepare();
+  const remove = db
+    .delete(locks)
+    .where(and(eq(locks.name, sql.placeholder("name")), eq(locks.owner, sql.placeholder("owner"))))
+    .prepare();
+
+  const holderOf = (name: string): LockHolder | null => {
+    const row = read.get({ name });
+    return row ? { owner: row.owner, acquiredAt: row.acquiredAt, expiresAt: row.expiresAt } : null;
+  };
+
+  return {
+    async acquire(name, owner, ttlMs, now = Date.now()) {
+      const changed = take.run({ name, owner, now, until: now + ttlMs }).changes;
+      if (changed === 1) return null;
+      // The holder released it between the two statements: report it as free but not ours.
+      return holderOf(name) ?? { owner: "(released meanwhile)", acquiredAt: now, expiresAt: now };
+    },
+    async takeOver(name, deadOwner, owner, ttlMs, now = Date.now()) {
+      return steal.run({ name, dead: deadOwner, owner, now, until: now + ttlMs }).changes === 1;
+    },
+    async release(name, owner) {
+      remove.run({ name, owner });
+    },
+    async holder(name) {
+      return holderOf(name);
+    },
+  };
+}

@@ -1,0 +1,275 @@
+import { mkdtempSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { createToken } from "../src/auth/tokens.js";
+import { openStore } from "../src/db/client.js";
+import { migrateStore } from "../src/db/migrate.js";
+import { createLockStore } from "../src/store/locks.js";
+import { address, jobId, signature } from "./support/recorder-fixtures.js";
+import { type CliProcess, startServe } from "./support/service-process.js";
+
+/**
+ * `serve --workers 2` as real processes: a primary and two workers sharing one port, against
+ * a stand-in upstream whose every answer is a fresh job. The RPC is a closed port: the
+ * verifier runs (and fails its rounds quietly) without any chain.
+ */
+
+interface Upstream {
+  url: string;
+  /** Stream events are sent every `eventMs` (the JSON answer waits `jsonDelayMs`). */
+  eventMs: number;
+  jsonDelayMs: number;
+  close(): void;
+}
+
+async function upstream(): Promise<Upstream> {
+  const state = { eventMs: 10, jsonDelayMs: 0 };
+  const server = http.createServer(async (req, res) => {
+    let body = "";
+    for await (const chunk of req) body += chunk;
+    if ((req.url ?? "").startsWith("/v1/jobs/")) {
+      res.writeHead(404, { "content-type": "application/json" }).end("{}");
+      return;
+    }
+    const headers = {
+      "x-decentral-job-id": jobId(),
+      "x-decentral-tx-signature": signature(),
+      "x-decentral-worker": address(),
+    };
+    if (body.includes('"stream":true')) {
+      res.writeHead(200, { ...headers, "content-type": "text/event-stream" });
+      let n = 0;
+      const timer = setInterval(() => {
+        if (res.destroyed) return clearInterval(timer);
+        if (n++ < 20) {
+          res.write(`data: {"choices":[{"delta":{"content":"w${n} "}}]}\n\n`);
+          return;
+        }
+        clearInterval(timer);
+        res.end(
+          'data: {"model":"m","usage":{"prompt_tokens":3,"completion_tokens":20,"total_tokens":23}}\n\ndata: [DONE]\n\n',
+        );
+      }, state.eventMs);
+      return;
+    }
+    setTimeout(() => {
+      res.writeHead(200, { ...headers, "content-type": "application/json" });
+      res.end(JSON.stringify({ model: "m", usage: { prompt_tokens: 3, completion_tokens: 5 } }));
+    }, state.jsonDelayMs);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    get eventMs() {
+      return state.eventMs;
+    },
+    set eventMs(v) {
+      state.eventMs = v;
+    },
+    get jsonDelayMs() {
+      return state.jsonDelayMs;
+    },
+    set jsonDelayMs(v) {
+      state.jsonDelayMs = v;
+    },
+    close() {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
+
+interface Answer {
+  status: number;
+  jobId: string | null;
+  /** Resolves when the body ended (true) or broke (false). */
+  done: Promise<boolean>;
+}
+
+/** One request on a connection of its own (so the cluster spreads them over its workers). */
+function send(base: string, stream: boolean): Promise<Answer> {
+  const body = JSON.stringify({
+    model: "m",
+    messages: [{ role: "user", content: "hi" }],
+    ...(stream ? { stream: true } : {}),
+  });
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      `${base}/v1/chat/completions`,
+      {
+        method: "POST",
+        agent: false,
+        headers: { "content-type": "application/json", authorization: "Bearer sk-test" },
+      },
+      (res) => {
+        const done = new Promise<boolean>((end) => {
+          res.on("end", () => end(true));
+          res.on("error", () => end(false));
+          res.on("aborted", () => end(false));
+          res.on("close", () => end(res.complete));
+        });
+        res.resume();
+        const id = res.headers["x-decentral-job-id"];
+        resolve({ status: res.statusCode ?? 0, jobId: typeof id === "string" ? id : null, done });
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+function proxyJobIds(db: string): string[] {
+  const store = openStore(db);
+  try {
+    return store.sqlite.prepare("SELECT job_id FROM jobs").pluck().all() as string[];
+  } finally {
+    store.close();
+  }
+}
+
+async function leaderOwner(db: string): Promise<string | null> {
+  const store = openStore(db);
+  try {
+    return (await createLockStore(store).holder("serve-leader"))?.owner ?? null;
+  } finally {
+    store.close();
+  }
+}
+
+const pidOf = (owner: string | null) => Number(owner?.split("/")[1]);
+
+/** Pids of the workers that logged they listen (restarted ones included). */
+const workerPids = (serve: CliProcess) =>
+  new Set(
+    serve.logs.filter((l) => l.msg === "decentral-audit listening").map((l) => Number(l.pid)),
+  );
+
+async function until<T>(probe: () => T | Promise<T>, timeoutMs = 15_000): Promise<T> {
+  const started = Date.now();
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() - started > timeoutMs) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+let running: { serve: CliProcess; upstream: Upstream } | undefined;
+
+async function startCluster() {
+  const db = join(mkdtempSync(join(tmpdir(), "cluster-")), "audit.db");
+  const store = openStore(db);
+  migrateStore(store);
+  store.close();
+  const up = await upstream();
+  const serve = await startServe(db, {
+    WORKERS: "2",
+    SOLANA_RPC_URLS: "http://127.0.0.1:9",
+    DECENTRAL_BASE_URL: `${up.url}/v1`,
+    VERIFY_POLL_MS: "200",
+  });
+  running = { serve, upstream: up };
+  // Both workers listen before the test starts.
+  await serve.waitForLog((l) => l.msg === "serve cluster ready");
+  return { db, serve, up };
+}
+
+afterEach(() => {
+  running?.serve.child.kill("SIGKILL");
+  running?.upstream.close();
+  running = undefined;
+});
+
+describe("serve --workers 2", () => {
+  it("records each receipt once, whichever worker proxied it, and /metrics counts them all", async () => {
+    const { db, serve } = await startCluster();
+    const answers = await Promise.all(
+      Array.from({ length: 60 }, (_, i) => send(serve.url, i % 3 === 0)),
+    );
+    await Promise.all(answers.map((a) => a.done));
+    expect(answers.every((a) => a.status === 200 && a.jobId)).toBe(true);
+    const ids = proxyJobIds(db);
+    expect(ids.sort()).toEqual(answers.map((a) => a.jobId).sort());
+    // Both workers proxied some of them.
+    const proxiedBy = new Set(
+      serve.logs
+        .filter((l) => l.msg === "request" && String(l.path).startsWith("/v1/"))
+        .map((l) => l.pid),
+    );
+    expect(proxiedBy.size).toBe(2);
+    // /metrics answers for the whole service, whichever worker serves it.
+    const store = openStore(db);
+    const token = createToken(store, { role: "read", name: "metrics" }).token;
+    store.close();
+    for (let i = 0; i < 2; i++) {
+      const text = await fetch(`${serve.url}/metrics`, {
+        headers: { authorization: `Bearer ${token}` },
+      }).then((r) => r.text());
+      const counted = [
+        ...text.matchAll(/^decentral_audit_proxy_duration_seconds_count\{[^}]*\} (\d+)/gm),
+      ]
+        .map((m) => Number(m[1]))
+        .reduce((a, b) => a + b, 0);
+      expect(counted).toBe(60);
+    }
+  }, 30_000);
+
+  it("loses no acknowledged receipt when a worker is killed mid-stream, and restarts it", async () => {
+    const { db, serve, up } = await startCluster();
+    up.eventMs = 100;
+    const streams = await Promise.all(Array.from({ length: 10 }, () => send(serve.url, true)));
+    const acknowledged = streams.filter((s) => s.status === 200).map((s) => s.jobId);
+    expect(acknowledged.length).toBe(10);
+    const [victim] = [...workerPids(serve)];
+    process.kill(victim as number, "SIGKILL");
+    const outcomes = await Promise.all(streams.map((s) => s.done));
+    // Some streams were on the killed worker and broke; every acknowledged one is recorded.
+    expect(outcomes.filter((whole) => !whole).length).toBeGreaterThan(0);
+    expect(proxyJobIds(db)).toEqual(expect.arrayContaining(acknowledged));
+    // The worker is replaced and the service answers on.
+    await until(() => workerPids(serve).size === 3);
+    up.eventMs = 1;
+    const after = await send(serve.url, false);
+    expect(after.status).toBe(200);
+  }, 30_000);
+
+  it("runs the verifier in exactly one process, and moves it when that process dies", async () => {
+    const { db, serve } = await startCluster();
+    const first = await until(() => leaderOwner(db));
+    const leaders = () =>
+      serve.logs.filter((l) => l.msg === "leader: running the verifier and the backfill");
+    expect(leaders().map((l) => l.pid)).toEqual([pidOf(first)]);
+    expect(workerPids(serve).has(pidOf(first))).toBe(true);
+
+    process.kill(pidOf(first), "SIGKILL");
+    // A live process takes the lease over at once (the holder's pid is gone), not after the TTL.
+    const started = Date.now();
+    const next = await until(async () => {
+      const owner = await leaderOwner(db);
+      return owner && owner !== first ? owner : null;
+    });
+    expect(Date.now() - started).toBeLessThan(8000);
+    expect(pidOf(next)).not.toBe(pidOf(first));
+    expect(() => process.kill(pidOf(next), 0)).not.toThrow();
+    await until(() => leaders().some((l) => l.pid === pidOf(next)));
+  }, 30_000);
+
+  it("drains every worker on SIGTERM: responses in flight finish and are recorded", async () => {
+    const { db, serve, up } = await startCluster();
+    up.jsonDelayMs = 700;
+    const inFlight = Array.from({ length: 8 }, () => send(serve.url, false));
+    // The requests reached the workers (and the upstream) before the signal.
+    await new Promise((r) => setTimeout(r, 300));
+    serve.child.kill("SIGTERM");
+    const answers = await Promise.all(inFlight);
+    await Promise.all(answers.map((a) => a.done));
+    expect(answers.map((a) => a.status)).toEqual(Array(8).fill(200));
+    expect(await serve.exited).toBe(0);
+    expect(proxyJobIds(db).sort()).toEqual(answers.map((a) => a.jobId).sort());
+    // The leader released its lease on the way out.
+    expect(await leaderOwner(db)).toBeNull();
+  }, 30_000);
+});
