@@ -110,6 +110,9 @@ describe("serve killed with SIGKILL under traffic", () => {
             RPC_CONCURRENCY: "16",
             VERIFY_POLL_MS: "100",
             LOG_LEVEL: "error",
+            // One process, killed 20 times: the cluster's own kill (a worker, mid-stream) is
+            // test/serve-cluster.test.ts; booting a cluster 20 times would only add minutes.
+            WORKERS: "1",
           },
           stdio: ["ignore", "ignore", "inherit"],
         },
