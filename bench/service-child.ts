@@ -30,7 +30,7 @@ async function main() {
   if (mode === "service") {
     const service = await startService(loadConfig(process.env));
     url = service.url;
-    token = createToken(service.store, { role: "admin", name: "bench" }).token;
+    ({ token } = await createToken(service.store, { role: "admin", name: "bench" }));
     process.on("disconnect", () => {
       void service.close().finally(() => process.exit(0));
     });
@@ -39,7 +39,7 @@ async function main() {
     // A cached database may predate later migrations (the dashboard's sessions, say).
     migrateStore(store);
     const log = createLogger({ level: process.env.LOG_LEVEL ?? "info" });
-    token = createToken(store, { role: "read", name: "bench" }).token;
+    ({ token } = await createToken(store, { role: "read", name: "bench" }));
     const app = createApp({ store, log, explorer: { cluster: "mainnet-beta" } });
     url = await new Promise<string>((resolve) => {
       const server = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, () =>

@@ -99,7 +99,7 @@ describe("write paths beside a connection holding the write lock", () => {
     const { value, ms } = await underHeldLock(path, () =>
       createToken(store, { role: "read", name: "dashboard" }),
     );
-    expect(value.token).toMatch(/^da_read_/);
+    expect((await value).token).toMatch(/^da_read_/);
     expect(ms).toBeGreaterThan(HOLD_MS / 2);
     store.close();
   });

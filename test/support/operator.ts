@@ -681,7 +681,9 @@ export class Scenario {
     overrides: Record<string, unknown> = {},
   ): Promise<{ status: number; body: unknown }> {
     this.app ??= createApp({ store: this.store, log });
-    this.ingestToken ??= createToken(this.store, { role: "ingest", name: "adversary" }).token;
+    this.ingestToken ??= (
+      await createToken(this.store, { role: "ingest", name: "adversary" })
+    ).token;
     const body = {
       job_id: plan.jobId,
       escrow_tx: txs.escrowTx,
