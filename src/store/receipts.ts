@@ -160,6 +160,16 @@ function prepare(store: Store) {
       })
       .onConflictDoNothing()
       .prepare(),
+    // Enough to tell the common case, the same receipt again, without reading the whole row.
+    recorded: db
+      .select({
+        source: jobs.source,
+        captureState: jobs.captureState,
+        receiptHash: jobs.receiptHash,
+      })
+      .from(jobs)
+      .where(jobId)
+      .prepare(),
     select: db
       .select({
         ...Object.fromEntries(receiptFields.map((field) => [field, columns[field]])),
@@ -413,8 +423,14 @@ function recordOne(
   });
   if (inserted.changes === 1) return { result: { outcome: "created" }, reopen: false };
 
+  const recorded = st.recorded.get({ jobId: receipt.jobId });
+  const completesCapture =
+    recorded?.source === "proxy" && recorded.captureState === "open" && source === "proxy";
+  if (!completesCapture && recorded?.receiptHash === hash) {
+    return { result: { outcome: "duplicate" }, reopen: false };
+  }
   const row = st.select.get({ jobId: receipt.jobId }) as RecordedRow;
-  if (row.source === "proxy" && row.captureState === "open" && source === "proxy") {
+  if (completesCapture) {
     const settlementTx = receipt.settlementTx ?? row.settlementTx;
     st.completeCapture.run({
       ...params,
@@ -425,7 +441,6 @@ function recordOne(
     });
     return { result: { outcome: "updated" }, reopen: true };
   }
-  if (row.receiptHash === hash) return { result: { outcome: "duplicate" }, reopen: false };
 
   // Another source's receipt never completes or corrects this one: anything but the same
   // receipt is a finding, whether it contradicts a field or only knows more.
