@@ -67,6 +67,20 @@ describe("a job goes back to the verifier's queue when what its checks see chang
     });
   });
 
+  it("a job no verifier has touched yet stays as it is: it is already due", async () => {
+    const store = createTestStore();
+    const r = receipt({ captureState: "open" });
+    await recordReceipt(store, r, "proxy", { now: 1_000 });
+    await recordReceipt(store, { ...r, captureState: "complete" }, "proxy", { now: 2_000 });
+    await recordJobsApiAnswer(store, r.jobId, settled(r, signature()), 3_000);
+    expect(queue(store, r.jobId)).toEqual({
+      verdict: "pending",
+      nextVerifyAt: 0,
+      verifyAttempts: 0,
+      leaseOwner: null,
+    });
+  });
+
   it("the same receipt again leaves the verifier's state alone", async () => {
     const store = createTestStore();
     const r = receipt();
@@ -80,9 +94,15 @@ describe("a job goes back to the verifier's queue when what its checks see chang
     const store = createTestStore();
     const r = receipt();
     await recordReceipt(store, r, "ingest", { now: 1_000 });
+    verifiedAndLeased(store, r.jobId, "verified");
     const answer = settled(r, signature());
     await recordJobsApiAnswer(store, r.jobId, answer, 2_000);
-    expect(queue(store, r.jobId)).toMatchObject({ verdict: "pending", nextVerifyAt: 2_000 });
+    expect(queue(store, r.jobId)).toEqual({
+      verdict: "pending",
+      nextVerifyAt: 2_000,
+      verifyAttempts: 0,
+      leaseOwner: null,
+    });
     verifiedAndLeased(store, r.jobId, "verified");
     await recordJobsApiAnswer(store, r.jobId, answer, 3_000);
     expect(queue(store, r.jobId)).toEqual({

@@ -3,6 +3,7 @@ import type { Store } from "../db/client.js";
 import { jobs, type Verdict } from "../db/schema.js";
 import { makeDue, reopenJobs } from "./job-queue.js";
 import { param, perConnection } from "./prepared.js";
+import { needsReopen, queueColumns } from "./receipts.js";
 
 /** What `GET /v1/jobs/{job_id}` said about a job, reduced to what the audit compares. */
 export interface JobsApiAnswer {
@@ -61,7 +62,7 @@ function prepare(store: Store) {
         apiCreditsChargedUnits: jobs.apiCreditsChargedUnits,
         settlementTx: jobs.settlementTx,
         backfillState: jobs.backfillState,
-        verdict: jobs.verdict,
+        ...queueColumns,
       })
       .from(jobs)
       .where(jobId)
@@ -125,8 +126,12 @@ export function recordJobsApiAnswerInTransaction(
           isSettledAnswer(answer) && row.backfillState === "pending" ? "done" : row.backfillState,
         now,
       });
-      if (changed) reopenJobs(tx.db, { jobIds: [jobId] }, now);
-      else if (notFinal.has(row.verdict)) makeDue(tx.db, [jobId], now);
+      // Each only when it changes something: neither is a prepared statement (see needsReopen).
+      if (changed) {
+        if (needsReopen(row, now)) reopenJobs(tx.db, { jobIds: [jobId] }, now);
+      } else if (notFinal.has(row.verdict) && row.nextVerifyAt > now) {
+        makeDue(tx.db, [jobId], now);
+      }
     })
     .immediate();
 }
