@@ -34,7 +34,7 @@ async function main() {
     const service = await runServe(config);
     url = service.url;
     const store = openStore(config.DATABASE_URL);
-    token = createToken(store, { role: "admin", name: "bench" }).token;
+    ({ token } = await createToken(store, { role: "admin", name: "bench" }));
     store.close();
     serveStats = async () => {
       const usage = process.cpuUsage();
@@ -52,7 +52,7 @@ async function main() {
     // A cached database may predate later migrations (the dashboard's sessions, say).
     migrateStore(store);
     const log = createLogger({ level: process.env.LOG_LEVEL ?? "info" });
-    token = createToken(store, { role: "read", name: "bench" }).token;
+    ({ token } = await createToken(store, { role: "read", name: "bench" }));
     const app = createApp({ store, log, explorer: { cluster: "mainnet-beta" } });
     url = await new Promise<string>((resolve) => {
       const server = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, () =>

@@ -14,7 +14,9 @@ type Audit = AuditRecord;
 
 describe("GET /audit/:jobId", () => {
   it("shows the receipt, conflicts, jobs API answer, both transactions, every check and the verdict", async () => {
-    const api = createTestApi({ explorer: { cluster: "custom", rpcUrl: "http://127.0.0.1:8899" } });
+    const api = await createTestApi({
+      explorer: { cluster: "custom", rpcUrl: "http://127.0.0.1:8899" },
+    });
     const job = insertJob(api.store, {
       jobId: "job_full",
       tags: { team: "search" },
@@ -89,14 +91,14 @@ describe("GET /audit/:jobId", () => {
   });
 
   it("links mainnet transactions without a cluster parameter by default", async () => {
-    const api = createTestApi();
+    const api = await createTestApi();
     insertJob(api.store, { jobId: "job_m", escrowTx: fakeSignature("m") });
     const body = (await (await api.get("/audit/job_m")).json()) as Audit;
     expect(body.escrow?.explorerUrl).toBe(`https://explorer.solana.com/tx/${fakeSignature("m")}`);
   });
 
   it("answers 404 with the error shape for an unknown job", async () => {
-    const api = createTestApi();
+    const api = await createTestApi();
     const res = await api.get("/audit/job_nope");
     expect(res.status).toBe(404);
     const body = (await res.json()) as {
@@ -113,7 +115,7 @@ describe("GET /audit/:jobId", () => {
 describe("POST /jobs/:jobId/reverify", () => {
   it("queues the job with the verifier and answers 202", async () => {
     const queued: string[] = [];
-    const api = createTestApi({ verifier: { reverify: async (id) => void queued.push(id) } });
+    const api = await createTestApi({ verifier: { reverify: async (id) => void queued.push(id) } });
     insertJob(api.store, { jobId: "job_r" });
     const res = await api.app.request("/jobs/job_r/reverify", {
       method: "POST",
@@ -124,7 +126,7 @@ describe("POST /jobs/:jobId/reverify", () => {
   });
 
   it("answers 404 for an unknown job and 409 when no verifier runs", async () => {
-    const api = createTestApi();
+    const api = await createTestApi();
     insertJob(api.store, { jobId: "job_r" });
     const post = (id: string) =>
       api.app.request(`/jobs/${id}/reverify`, {

@@ -28,8 +28,8 @@ const routes: { method: "GET" | "POST"; path: string; role: Role; wrong: Role }[
   { method: "GET", path: "/openapi.json", role: "read", wrong: "ingest" },
 ];
 
-function setup() {
-  const api = createTestApi({ verifier: { reverify: async () => {} } });
+async function setup() {
+  const api = await createTestApi({ verifier: { reverify: async () => {} } });
   insertJob(api.store, { jobId: "job_a" });
   const call = (route: (typeof routes)[number], headers: Record<string, string>) =>
     api.app.request(route.path, {
@@ -43,7 +43,7 @@ function setup() {
 describe("the access-token matrix", () => {
   for (const route of routes) {
     it(`${route.method} ${route.path.split("?")[0]} refuses no token, refuses role ${route.wrong}, admits role ${route.role}`, async () => {
-      const { call, tokens, bearer } = setup();
+      const { call, tokens, bearer } = await setup();
 
       const none = await call(route, {});
       expect(none.status).toBe(401);
@@ -69,13 +69,13 @@ describe("the access-token matrix", () => {
   }
 
   it("answers /healthz without a token", async () => {
-    const { app } = setup();
+    const { app } = await setup();
     const res = await app.request("/healthz");
     expect(res.status).toBe(200);
   });
 
   it("treats unknown, malformed and revoked tokens alike as 401", async () => {
-    const { app, store, tokens } = setup();
+    const { app, store, tokens } = await setup();
     const tries = [
       "Bearer da_read_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
       `Basic ${tokens.read}`,
@@ -94,7 +94,7 @@ describe("the access-token matrix", () => {
   });
 
   it("never echoes the presented token in an error body", async () => {
-    const { app, tokens } = setup();
+    const { app, tokens } = await setup();
     const res = await app.request("/jobs/job_a/reverify", {
       method: "POST",
       headers: { authorization: `Bearer ${tokens.read}` },
@@ -103,7 +103,7 @@ describe("the access-token matrix", () => {
   });
 
   it("requires an ingest token in x-audit-token on /v1/* when the proxy demands one", async () => {
-    const { app, tokens } = createTestApi({ proxyRequireToken: true });
+    const { app, tokens } = await createTestApi({ proxyRequireToken: true });
     const decentralKey = { authorization: "Bearer dcntrl_test_abcdefghijklmnopqrstuvwxyz012345" };
     const none = await app.request("/v1/models", { headers: decentralKey });
     expect(none.status).toBe(401);

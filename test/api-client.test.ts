@@ -5,7 +5,7 @@ import { insertJob } from "./support/job-rows.js";
 
 describe("the typed audit client", () => {
   it("calls the API with the token and returns typed bodies", async () => {
-    const api = createTestApi();
+    const api = await createTestApi();
     insertJob(api.store, { jobId: "job_c", verdict: "verified" });
     const client = createAuditClient("http://audit.test", api.tokens.read, {
       fetch: (input, init) => Promise.resolve(api.app.request(input as string, init)),

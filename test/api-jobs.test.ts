@@ -29,7 +29,7 @@ async function walk(
 
 describe("GET /jobs", () => {
   it("keeps pages stable while new jobs arrive: no job repeated or skipped", async () => {
-    const api = createTestApi();
+    const api = await createTestApi();
     const t0 = Date.UTC(2026, 10, 1);
     // Ties on created_at on purpose: the job id breaks them.
     for (let i = 0; i < 25; i++)
@@ -50,7 +50,7 @@ describe("GET /jobs", () => {
   });
 
   it("walks oldest first with order=asc and filters by verdict, worker, model, key and period", async () => {
-    const api = createTestApi();
+    const api = await createTestApi();
     const t0 = Date.UTC(2026, 10, 1);
     insertJob(api.store, {
       jobId: "j1",
@@ -94,7 +94,7 @@ describe("GET /jobs", () => {
     ["cursor=garbage", "cursor"],
     ["from=2026-13-01", "from"],
   ])("rejects %s with a 400 naming %s", async (query, field) => {
-    const api = createTestApi();
+    const api = await createTestApi();
     const res = await api.get(`/jobs?${query}`);
     expect(res.status).toBe(400);
     const body = (await res.json()) as { error: { field: string } };
@@ -104,7 +104,7 @@ describe("GET /jobs", () => {
 
 describe("GET /reports/discrepancies", () => {
   it("lists exactly the jobs with a failing check, with those checks, filterable by check", async () => {
-    const api = createTestApi();
+    const api = await createTestApi();
     const t0 = Date.UTC(2026, 10, 1);
     for (let i = 0; i < 12; i++) {
       const jobId = `job_${i}`;

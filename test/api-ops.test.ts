@@ -30,7 +30,7 @@ describe("GET /metrics", () => {
       ],
     });
     const app = createApp({ store, log: createLogger({ level: "silent" }), metrics });
-    const { token } = createToken(store, { role: "read", name: "prometheus" });
+    const { token } = await createToken(store, { role: "read", name: "prometheus" });
     insertJob(store, { jobId: "v1", verdict: "verified" });
     insertJob(store, { jobId: "p1", verdict: "pending", createdAt: now - 90_000 });
     insertJob(store, { jobId: "p2", verdict: "awaiting_finality", createdAt: now - 30_000 });
@@ -82,7 +82,7 @@ describe("GET /metrics", () => {
 
 describe("GET /readyz", () => {
   it("is 200 when the database answers, the RPC answers and nothing waits too long", async () => {
-    const api = createTestApi({ readiness: { rpc: async () => 123 } });
+    const api = await createTestApi({ readiness: { rpc: async () => 123 } });
     const res = await api.get("/readyz");
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({
@@ -93,7 +93,7 @@ describe("GET /readyz", () => {
 
   it("is 503 naming the RPC when it fails, and the lag when verification falls behind", async () => {
     const now = Date.UTC(2026, 10, 1, 12);
-    const api = createTestApi({
+    const api = await createTestApi({
       now: () => now,
       readiness: {
         rpc: () => Promise.reject(new Error("connect ECONNREFUSED")),
@@ -116,7 +116,7 @@ describe("GET /readyz", () => {
 
 describe("GET /openapi.json", () => {
   it("is an OpenAPI 3.1 document of every audit route with the bearer scheme", async () => {
-    const api = createTestApi();
+    const api = await createTestApi();
     const doc = (await (await api.get("/openapi.json")).json()) as {
       openapi: string;
       paths: Record<string, unknown>;
@@ -169,7 +169,7 @@ describe("RPC quorum in /readyz and /metrics", () => {
   });
 
   it("names the endpoints that disagreed, the one set aside, and the jobs waiting in rpc_disagreement", async () => {
-    const api = createTestApi({ readiness: { rpc: async () => 1, rpcQuorum: quorum } });
+    const api = await createTestApi({ readiness: { rpc: async () => 1, rpcQuorum: quorum } });
     insertJob(api.store, { jobId: "d1", verdict: "rpc_disagreement" });
     const res = await api.get("/readyz");
     expect(await res.json()).toMatchObject({

@@ -77,8 +77,9 @@ function fullApp() {
   });
 }
 
+const api = await fullApp();
+
 describe("every route of the app is guarded by construction", () => {
-  const api = fullApp();
   const routes = registeredRoutes(api.app);
 
   const isDashboard = (key: string) => key.split(" ")[1]!.startsWith("/dashboard");
@@ -171,8 +172,8 @@ describe("every route of the app is guarded by construction", () => {
 describe("createRouter", () => {
   it("guards a route added by any method of the router, and nothing mounted beside it", async () => {
     const store = createTestStore();
-    const read = createToken(store, { role: "read", name: "reader" }).token;
-    const admin = createToken(store, { role: "admin", name: "ops" }).token;
+    const read = (await createToken(store, { role: "read", name: "reader" })).token;
+    const admin = (await createToken(store, { role: "admin", name: "ops" })).token;
     const guarded = createRouter({ store, role: "admin" })
       .get("/a", (c) => c.text("a"))
       .post("/b", (c) => c.text("b"))

@@ -212,7 +212,7 @@ describe("serve with RPC_QUORUM=2", () => {
     });
     const service = await startService(config, log);
     try {
-      const { token } = createToken(service.store, { role: "read", name: "ops" });
+      const { token } = await createToken(service.store, { role: "read", name: "ops" });
       const headers = { authorization: `Bearer ${token}` };
       const ready = (await (await fetch(`${service.url}/readyz`, { headers })).json()) as {
         checks: { rpc: { ok: boolean } };

@@ -84,7 +84,7 @@ describe.skipIf(!chromiumPath && !inCi)(
       );
       const run = await service.verifier.runUntilSettled({ from }, { timeoutMs: 45_000 });
       if (run.status !== "completed") throw new Error(`verification ${run.status}`);
-      token = createToken(service.store, { role: "read", name: "controller" }).token;
+      token = (await createToken(service.store, { role: "read", name: "controller" })).token;
       browser = await chromium.launch({
         executablePath: chromiumPath,
         args: ["--no-sandbox", "--disable-dev-shm-usage"],
@@ -227,7 +227,7 @@ describe.skipIf(!chromiumPath && !inCi)(
     });
 
     it("an admin verifies a job again from its page, and the form's CSRF token is accepted", async () => {
-      const admin = createToken(service.store, { role: "admin", name: "ops" }).token;
+      const admin = (await createToken(service.store, { role: "admin", name: "ops" })).token;
       const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
       const page = await context.newPage();
       await signIn(page, admin);

@@ -9,9 +9,9 @@ import { insertCheck, insertJob } from "./support/job-rows.js";
 
 const ORIGIN = "http://localhost";
 
-function dashboard(extra: Parameters<typeof createTestApi>[0] = {}) {
+async function dashboard(extra: Parameters<typeof createTestApi>[0] = {}) {
   let clock = DASHBOARD_NOW;
-  const api = createTestApi({ now: () => clock, ...extra });
+  const api = await createTestApi({ now: () => clock, ...extra });
   const seeded = seedDashboard(api.store);
   const signIn = async (token: string) => {
     const res = await api.app.request("/dashboard/sign-in", {
@@ -62,7 +62,7 @@ const pages = [
 
 describe("dashboard sign-in", () => {
   it("exchanges a read token for an HttpOnly, SameSite=Strict cookie with an expiry, stored hashed", async () => {
-    const d = dashboard();
+    const d = await dashboard();
     const { res, setCookie, id } = await d.signIn(d.tokens.read);
     expect(res.status).toBe(303);
     expect(res.headers.get("location")).toBe("/dashboard");
@@ -80,7 +80,7 @@ describe("dashboard sign-in", () => {
   });
 
   it("refuses a wrong token with a clear message and no cookie", async () => {
-    const d = dashboard();
+    const d = await dashboard();
     const { res, setCookie } = await d.signIn("da_read_not-a-real-token");
     expect(res.status).toBe(401);
     expect(setCookie).toBe("");
@@ -88,14 +88,14 @@ describe("dashboard sign-in", () => {
   });
 
   it("refuses an ingest token, which cannot read reports", async () => {
-    const d = dashboard();
+    const d = await dashboard();
     const { res } = await d.signIn(d.tokens.ingest);
     expect(res.status).toBe(403);
     expect(await res.text()).toContain("cannot read reports");
   });
 
   it("refuses a sign-in posted from another origin", async () => {
-    const d = dashboard();
+    const d = await dashboard();
     const res = await d.app.request("/dashboard/sign-in", {
       method: "POST",
       headers: {
@@ -108,7 +108,7 @@ describe("dashboard sign-in", () => {
   });
 
   it("reads no form larger than 16 KiB", async () => {
-    const d = dashboard();
+    const d = await dashboard();
     const res = await d.app.request("/dashboard/sign-in", {
       method: "POST",
       headers: { "content-type": "application/x-www-form-urlencoded", origin: ORIGIN },
@@ -118,7 +118,7 @@ describe("dashboard sign-in", () => {
   });
 
   it("never follows a next that leaves the dashboard", async () => {
-    const d = dashboard();
+    const d = await dashboard();
     const res = await d.app.request("/dashboard/sign-in", {
       method: "POST",
       headers: { "content-type": "application/x-www-form-urlencoded", origin: ORIGIN },
@@ -130,14 +130,14 @@ describe("dashboard sign-in", () => {
 
 describe("dashboard pages", () => {
   it.each(pages)("%s redirects to sign-in without a session", async (path) => {
-    const d = dashboard();
+    const d = await dashboard();
     const res = await d.page(path);
     expect(res.status).toBe(303);
     expect(res.headers.get("location")).toBe(`/dashboard/sign-in?next=${encodeURIComponent(path)}`);
   });
 
   it.each(pages)("%s answers 200 with a session, and never shows the token", async (path) => {
-    const d = dashboard();
+    const d = await dashboard();
     const { cookie } = await d.signIn(d.tokens.read);
     const res = await d.page(path, cookie);
     expect(res.status).toBe(200);
@@ -151,13 +151,13 @@ describe("dashboard pages", () => {
   });
 
   it("a state-changing POST without a session is 401", async () => {
-    const d = dashboard();
+    const d = await dashboard();
     const res = await d.post("/dashboard/jobs/job_underpaid_worker/reverify", "", {});
     expect(res.status).toBe(401);
   });
 
   it("the API keeps taking bearer tokens only: a session cookie does not open it", async () => {
-    const d = dashboard();
+    const d = await dashboard();
     const { cookie } = await d.signIn(d.tokens.read);
     const res = await d.app.request("/reports/reconciliation?from=2026-11-01&to=2026-11-21", {
       headers: { cookie },
@@ -166,7 +166,7 @@ describe("dashboard pages", () => {
   });
 
   it("shows month to date by default, with the API's totals", async () => {
-    const d = dashboard();
+    const d = await dashboard();
     const { cookie } = await d.signIn(d.tokens.read);
     const html = await (await d.page("/dashboard", cookie)).text();
     const api = (await (
@@ -191,7 +191,7 @@ describe("dashboard pages", () => {
   });
 
   it("takes day, week and custom periods in UTC, and says what is wrong with a bad one", async () => {
-    const d = dashboard();
+    const d = await dashboard();
     const { cookie } = await d.signIn(d.tokens.read);
     expect(await (await d.page("/dashboard?period=day", cookie)).text()).toContain(
       "Showing 2026-11-20 00:00 UTC up to 2026-11-20 24:00 UTC",
@@ -211,7 +211,7 @@ describe("dashboard pages", () => {
   });
 
   it("the reconciliation table's total row and CSV are the API's", async () => {
-    const d = dashboard();
+    const d = await dashboard();
     const { cookie } = await d.signIn(d.tokens.read);
     const q = "from=2026-11-01&to=2026-11-21&groupBy=model";
     const apiCsv = await (await d.get(`/reports/reconciliation?${q}&format=csv`)).text();
@@ -228,7 +228,7 @@ describe("dashboard pages", () => {
   });
 
   it("escapes what receipts carry: a model name cannot inject markup", async () => {
-    const d = dashboard();
+    const d = await dashboard();
     insertJob(d.store, {
       jobId: "job_hostile",
       createdAt: Date.UTC(2026, 10, 3),
@@ -244,7 +244,7 @@ describe("dashboard pages", () => {
   });
 
   it("sorts the reconciliation table by any column", async () => {
-    const d = dashboard();
+    const d = await dashboard();
     const { cookie } = await d.signIn(d.tokens.read);
     const html = await (
       await d.page(
@@ -264,7 +264,7 @@ describe("dashboard pages", () => {
   });
 
   it("filters discrepancies by check and verdict, pages them, and links each to its job", async () => {
-    const d = dashboard();
+    const d = await dashboard();
     for (let i = 0; i < 55; i++) {
       insertJob(d.store, {
         jobId: `job_bulk_${i}`,
@@ -295,7 +295,7 @@ describe("dashboard pages", () => {
   });
 
   it("a job page gives the reason first, then each check with USDC and base units, transactions and the receipt", async () => {
-    const d = dashboard({ explorer: { cluster: "custom", rpcUrl: "http://127.0.0.1:8899" } });
+    const d = await dashboard({ explorer: { cluster: "custom", rpcUrl: "http://127.0.0.1:8899" } });
     const { cookie } = await d.signIn(d.tokens.read);
     const html = await (await d.page("/dashboard/jobs/job_underpaid_worker", cookie)).text();
     const reason = html.indexOf("the worker&#39;s share matches no allowed payout rate");
@@ -315,7 +315,7 @@ describe("dashboard pages", () => {
 describe("dashboard actions", () => {
   it("an admin verifies a job again, with the CSRF token; without it, or from elsewhere, it is refused", async () => {
     const reverify = vi.fn();
-    const d = dashboard({ verifier: { reverify } });
+    const d = await dashboard({ verifier: { reverify } });
     const { cookie } = await d.signIn(d.tokens.admin);
     const path = "/dashboard/jobs/job_underpaid_worker/reverify";
     expect(await (await d.page("/dashboard/jobs/job_underpaid_worker", cookie)).text()).toContain(
@@ -334,7 +334,7 @@ describe("dashboard actions", () => {
 
   it("a read session cannot verify again", async () => {
     const reverify = vi.fn();
-    const d = dashboard({ verifier: { reverify } });
+    const d = await dashboard({ verifier: { reverify } });
     const { cookie } = await d.signIn(d.tokens.read);
     const csrf = await d.csrfOf(cookie);
     const res = await d.post("/dashboard/jobs/job_underpaid_worker/reverify", cookie, { csrf });
@@ -343,7 +343,7 @@ describe("dashboard actions", () => {
   });
 
   it("signing out ends the session: its cookie opens nothing after", async () => {
-    const d = dashboard();
+    const d = await dashboard();
     const { cookie } = await d.signIn(d.tokens.read);
     expect((await d.post("/dashboard/sign-out", cookie, {})).status).toBe(403);
     const out = await d.post("/dashboard/sign-out", cookie, { csrf: await d.csrfOf(cookie) });
@@ -353,7 +353,7 @@ describe("dashboard actions", () => {
   });
 
   it("a session ends at its expiry and when its token is revoked", async () => {
-    const d = dashboard();
+    const d = await dashboard();
     const a = await d.signIn(d.tokens.read);
     d.tick(8 * 3600_000 + 1);
     const expired = await d.page("/dashboard", a.cookie);
@@ -361,15 +361,15 @@ describe("dashboard actions", () => {
     expect(expired.headers.get("location")).toContain("expired=1");
     const b = await d.signIn(d.tokens.read);
     expect((await d.page("/dashboard", b.cookie)).status).toBe(200);
-    const id = listTokens(d.store).find((t) => t.role === "read")?.id ?? "";
-    revokeToken(d.store, id);
+    const id = (await listTokens(d.store)).find((t) => t.role === "read")?.id ?? "";
+    await revokeToken(d.store, id);
     expect((await d.page("/dashboard", b.cookie)).status).toBe(303);
   });
 });
 
 describe("status page", () => {
   it("shows queue depth, lag, RPC health, the last nightly run and the profile's gaps", async () => {
-    const d = dashboard({
+    const d = await dashboard({
       readiness: {
         rpc: async () => {
           throw new Error("connection refused");
@@ -411,13 +411,13 @@ describe("status page", () => {
 
 describe("the credit vault statement page", () => {
   it("shows each known vault's balance walk for the period, or says the ledger is off", async () => {
-    const off = dashboard();
+    const off = await dashboard();
     const offCookie = (await off.signIn(off.tokens.read)).cookie;
     const offHtml = await (await off.page("/dashboard/statement", offCookie)).text();
     expect(offHtml).toContain("The credit vault ledger is not read by this service");
 
     const vault = "Gp34c9cnZUEhVTJVVDfciifWxmmJEtzt1UjvAd4Rtxb3";
-    const d = dashboard({ statement: { profile: localnetProfile, graceSeconds: 300 } });
+    const d = await dashboard({ statement: { profile: localnetProfile, graceSeconds: 300 } });
     d.store.sqlite
       .prepare(
         "INSERT INTO credit_vaults (key_fingerprint, vault, source, job_id, pinned_at) VALUES (?, ?, 'configured', NULL, ?)",

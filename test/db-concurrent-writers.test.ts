@@ -88,7 +88,7 @@ describe("write paths beside a connection holding the write lock", () => {
     const { store, path } = fileStore();
     const receipt = streamedReceipt();
     const { value, ms } = await underHeldLock(path, () => recordReceipt(store, receipt, "ingest"));
-    expect(value.outcome).toBe("created");
+    expect((await value).outcome).toBe("created");
     expect(ms).toBeGreaterThan(HOLD_MS / 2);
     expect(store.db.select().from(jobs).where(eq(jobs.jobId, receipt.jobId)).get()).toBeTruthy();
     store.close();
@@ -99,7 +99,7 @@ describe("write paths beside a connection holding the write lock", () => {
     const { value, ms } = await underHeldLock(path, () =>
       createToken(store, { role: "read", name: "dashboard" }),
     );
-    expect(value.token).toMatch(/^da_read_/);
+    expect((await value).token).toMatch(/^da_read_/);
     expect(ms).toBeGreaterThan(HOLD_MS / 2);
     store.close();
   });

@@ -100,8 +100,8 @@ describe("GET /v1/account snapshots against the credit vault", () => {
         takeAccountSnapshot: () => snapshotter.take(),
       },
     });
-    const admin = createToken(store, { role: "admin", name: "ops" }).token;
-    const read = createToken(store, { role: "read", name: "finance" }).token;
+    const admin = (await createToken(store, { role: "admin", name: "ops" })).token;
+    const read = (await createToken(store, { role: "read", name: "finance" })).token;
     const auth = (token: string, method = "GET") => ({
       method,
       headers: { authorization: `Bearer ${token}` },
@@ -123,7 +123,7 @@ describe("GET /v1/account snapshots against the credit vault", () => {
   it("answers 409 when the service has no API key to ask the account with", async () => {
     const store = createTestStore();
     const app = createApp({ store, log, statement: { profile: localnetProfile, graceSeconds: 0 } });
-    const admin = createToken(store, { role: "admin", name: "ops" }).token;
+    const admin = (await createToken(store, { role: "admin", name: "ops" })).token;
     const res = await app.request("/reports/account-snapshots", {
       method: "POST",
       headers: { authorization: `Bearer ${admin}` },

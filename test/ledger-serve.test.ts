@@ -40,7 +40,7 @@ describe("the ledger in serve and in the CLI", () => {
     });
     const service = await startService(config, quiet);
     try {
-      const token = createToken(service.store, { role: "read", name: "finance" }).token;
+      const token = (await createToken(service.store, { role: "read", name: "finance" })).token;
       const res = await fetch(`${service.url}/v1/chat/completions`, {
         method: "POST",
         headers: {

@@ -180,8 +180,8 @@ describe("the ledger of a credit vault against the local world", () => {
 
     // The same statement over HTTP, in JSON and CSV, with a read token.
     const app = createApp({ store, log, statement: { profile, graceSeconds: 0 } });
-    const read = createToken(store, { role: "read", name: "finance" }).token;
-    const ingest = createToken(store, { role: "ingest", name: "backend" }).token;
+    const read = (await createToken(store, { role: "read", name: "finance" })).token;
+    const ingest = (await createToken(store, { role: "ingest", name: "backend" })).token;
     const url = `/reports/statement?from=0&to=${Date.now()}&vault=${vault}`;
     const auth = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
     const json = (await (await app.request(url, auth(read))).json()) as StatementJson;

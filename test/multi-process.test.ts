@@ -32,7 +32,7 @@ beforeAll(async () => {
   // Both start (and migrate) at the same time on a database that does not exist yet.
   serves = await Promise.all([startServe(db, env), startServe(db, env)]);
   const store = openStore(db);
-  ingestToken = createToken(store, { role: "ingest", name: "multi-process" }).token;
+  ingestToken = (await createToken(store, { role: "ingest", name: "multi-process" })).token;
   store.close();
 });
 

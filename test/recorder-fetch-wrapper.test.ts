@@ -58,7 +58,7 @@ describe("createRecordingFetch", () => {
     cleanups.push(audit.close);
     const recordingFetch = createRecordingFetch({
       ingestUrl: `${audit.url}/jobs`,
-      token: ingestToken(store),
+      token: await ingestToken(store),
       tags: { service: "search" },
     });
     const client = new OpenAI({
@@ -113,7 +113,7 @@ describe("createRecordingFetch", () => {
     const errors: Error[] = [];
     const recordingFetch = createRecordingFetch({
       ingestUrl: `${flaky.url}/jobs`,
-      token: ingestToken(store),
+      token: await ingestToken(store),
       retryBaseMs: 5,
       onError: (e) => errors.push(e),
     });

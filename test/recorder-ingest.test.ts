@@ -14,12 +14,12 @@ import {
 } from "./support/recorder-fixtures.js";
 import { createTestStore } from "./support/store.js";
 
-function setup() {
+async function setup() {
   const store = createTestStore();
   const log = createLogger({ level: "silent" });
   // As `serve` runs it: ingest answers after the writer's group commit.
   const app = createApp({ store, log, receiptWriter: createReceiptWriter(store, { log }) });
-  const token = ingestToken(store);
+  const token = await ingestToken(store);
   const post = (body: unknown) =>
     app.request("/jobs", {
       method: "POST",
@@ -31,7 +31,7 @@ function setup() {
 
 describe("POST /jobs", () => {
   it("stores what ties a receipt to its customer and its request, and names the field when one is wrong", async () => {
-    const { store, post } = setup();
+    const { store, post } = await setup();
     const vault = address();
     const r = wireReceipt({
       model: "llama-3.3-70b",
@@ -62,7 +62,7 @@ describe("POST /jobs", () => {
   });
 
   it("creates a receipt, then answers the same receipt as a duplicate", async () => {
-    const { store, post } = setup();
+    const { store, post } = await setup();
     const r = wireReceipt();
     const first = await post(r);
     expect(first.status).toBe(201);
@@ -74,7 +74,7 @@ describe("POST /jobs", () => {
   });
 
   it("answers 409 to a different receipt for a recorded job and keeps it as a conflict", async () => {
-    const { store, post } = setup();
+    const { store, post } = await setup();
     const r = wireReceipt();
     await post(r);
     const response = await post({ ...r, settlement_tx: signature() });
@@ -88,7 +88,7 @@ describe("POST /jobs", () => {
   });
 
   it("reveals nothing of the recorded receipt in a 409: no field names, no values", async () => {
-    const { store, post } = setup();
+    const { store, post } = await setup();
     const worker = address();
     const proxied = {
       jobId: jobId(),
@@ -114,7 +114,7 @@ describe("POST /jobs", () => {
   });
 
   it("never lets an ingest token fill in usage the proxy did not see", async () => {
-    const { store, post } = setup();
+    const { store, post } = await setup();
     const proxied = {
       jobId: jobId(),
       escrowTx: signature(),
@@ -142,7 +142,7 @@ describe("POST /jobs", () => {
   });
 
   it("refuses a body above the size limit with 413 before parsing it, by length or as it streams", async () => {
-    const { store, post } = setup();
+    const { store, post } = await setup();
     const huge = `[${'"x",'.repeat(3_500_000)}"x"]`;
     expect(huge.length).toBeGreaterThan(maxIngestBodyBytes * 3);
     const byLength = await post(huge);
@@ -150,7 +150,7 @@ describe("POST /jobs", () => {
     expect(((await byLength.json()) as { error: { message: string } }).error.message).toContain(
       "1000 receipts",
     );
-    const token = ingestToken(store);
+    const token = await ingestToken(store);
     const app = createApp({ store, log: createLogger({ level: "silent" }) });
     const chunk = new TextEncoder().encode("x".repeat(1024 * 1024));
     let sent = 0;
@@ -171,7 +171,7 @@ describe("POST /jobs", () => {
   });
 
   it("answers 400 naming the field of a single bad receipt, and writes nothing", async () => {
-    const { store, post } = setup();
+    const { store, post } = await setup();
     const response = await post(wireReceipt({ worker: "not-a-wallet" }));
     expect(response.status).toBe(400);
     const body = (await response.json()) as { error: Record<string, unknown> };
@@ -180,13 +180,13 @@ describe("POST /jobs", () => {
   });
 
   it("answers 400 to a body that is not JSON", async () => {
-    const { post } = setup();
+    const { post } = await setup();
     const response = await post("{not json");
     expect(response.status).toBe(400);
   });
 
   it("accepts a whole chat completion carrying _decentral", async () => {
-    const { store, post } = setup();
+    const { store, post } = await setup();
     const inner = wireReceipt();
     const response = await post({
       id: "chatcmpl-9",
@@ -205,7 +205,7 @@ describe("POST /jobs", () => {
   });
 
   it("takes a batch item by item: good ones recorded, bad ones named by index and field", async () => {
-    const { store, post } = setup();
+    const { store, post } = await setup();
     const recorded = wireReceipt();
     await post(recorded);
     const good = wireReceipt();
@@ -231,7 +231,7 @@ describe("POST /jobs", () => {
   });
 
   it("refuses more than 1,000 receipts with 413 and writes none", async () => {
-    const { store, post } = setup();
+    const { store, post } = await setup();
     const batch = Array.from({ length: 1001 }, () => wireReceipt());
     const response = await post(batch);
     expect(response.status).toBe(413);
@@ -239,7 +239,7 @@ describe("POST /jobs", () => {
   });
 
   it("writes nothing of a batch when the database fails midway", async () => {
-    const { store, post } = setup();
+    const { store, post } = await setup();
     // A trigger that fails the third insert stands in for a disk error.
     store.sqlite.exec(`CREATE TRIGGER fail_third BEFORE INSERT ON jobs
       WHEN (SELECT count(*) FROM jobs) >= 2 BEGIN SELECT RAISE(ABORT, 'disk full'); END`);

@@ -88,7 +88,7 @@ describe("serve killed with SIGKILL under traffic", () => {
     const db = join(dir, "audit.db");
     const setupStore = openStore(db);
     migrateStore(setupStore);
-    const ingestToken = createToken(setupStore, { role: "ingest", name: "drill" }).token;
+    const ingestToken = (await createToken(setupStore, { role: "ingest", name: "drill" })).token;
     setupStore.close();
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;

@@ -389,7 +389,7 @@ describe("recording proxy", () => {
     it("answers an ingest post only once its batch is committed, serving /healthz meanwhile", async () => {
       const { store, other } = fileStore();
       const { url } = await setup({ store });
-      const token = ingestToken(store);
+      const token = await ingestToken(store);
       other.exec("BEGIN IMMEDIATE");
       let answered = false;
       const receipt = wireReceipt();

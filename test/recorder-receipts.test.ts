@@ -28,11 +28,11 @@ function receipt(overrides: Partial<Receipt> = {}): Receipt {
   };
 }
 
-describe("recordReceipt", () => {
-  it("creates a row with the verifier's defaults and credits in base units", () => {
+describe("recordReceipt", async () => {
+  it("creates a row with the verifier's defaults and credits in base units", async () => {
     const store = createTestStore();
     const r = receipt({ tags: { team: "search" }, createdAt: 1_700_000_000_000 });
-    expect(recordReceipt(store, r, "ingest")).toEqual({ outcome: "created" });
+    expect(await recordReceipt(store, r, "ingest")).toEqual({ outcome: "created" });
     const row = store.db.select().from(jobs).where(eq(jobs.jobId, r.jobId)).get();
     expect(row).toMatchObject({
       source: "ingest",
@@ -48,22 +48,24 @@ describe("recordReceipt", () => {
     });
   });
 
-  it("reports the same receipt again as a duplicate and changes nothing", () => {
+  it("reports the same receipt again as a duplicate and changes nothing", async () => {
     const store = createTestStore();
     const r = receipt();
-    recordReceipt(store, r, "ingest", { now: 1 });
-    expect(recordReceipt(store, { ...r }, "import", { now: 2 })).toEqual({ outcome: "duplicate" });
+    await recordReceipt(store, r, "ingest", { now: 1 });
+    expect(await recordReceipt(store, { ...r }, "import", { now: 2 })).toEqual({
+      outcome: "duplicate",
+    });
     const row = store.db.select().from(jobs).where(eq(jobs.jobId, r.jobId)).get();
     expect(row?.source).toBe("ingest");
     expect(row?.updatedAt).toBe(1);
   });
 
-  it("keeps a receipt that disagrees as a conflict and leaves the recorded one alone", () => {
+  it("keeps a receipt that disagrees as a conflict and leaves the recorded one alone", async () => {
     const store = createTestStore();
     const r = receipt();
-    recordReceipt(store, r, "ingest");
+    await recordReceipt(store, r, "ingest");
     const forged = { ...r, worker: address(), creditsRemainingUnits: 1n };
-    expect(recordReceipt(store, forged, "ingest")).toEqual({
+    expect(await recordReceipt(store, forged, "ingest")).toEqual({
       outcome: "conflict",
       differences: ["worker", "credits_remaining_units"],
     });
@@ -79,61 +81,65 @@ describe("recordReceipt", () => {
     });
   });
 
-  it("fills a missing settlement signature from the same source as an update, and ends the backfill", () => {
+  it("fills a missing settlement signature from the same source as an update, and ends the backfill", async () => {
     const store = createTestStore();
     const r = receipt({ settlementTx: null });
-    recordReceipt(store, r, "ingest");
+    await recordReceipt(store, r, "ingest");
     let row = store.db.select().from(jobs).where(eq(jobs.jobId, r.jobId)).get();
     expect(row?.backfillState).toBe("pending");
     const settlement = signature();
-    expect(recordReceipt(store, { ...r, settlementTx: settlement }, "ingest")).toEqual({
+    expect(await recordReceipt(store, { ...r, settlementTx: settlement }, "ingest")).toEqual({
       outcome: "updated",
     });
     row = store.db.select().from(jobs).where(eq(jobs.jobId, r.jobId)).get();
     expect(row?.settlementTx).toBe(settlement);
     expect(row?.backfillState).toBe("done");
     // The less complete receipt again adds nothing: a duplicate.
-    expect(recordReceipt(store, r, "ingest").outcome).toBe("duplicate");
+    expect((await recordReceipt(store, r, "ingest")).outcome).toBe("duplicate");
   });
 
-  it("stores the same conflicting receipt once while below the cap", () => {
+  it("stores the same conflicting receipt once while below the cap", async () => {
     const store = createTestStore();
     const r = receipt();
-    recordReceipt(store, r, "proxy");
+    await recordReceipt(store, r, "proxy");
     const forged = { ...r, worker: address() };
-    recordReceipt(store, forged, "ingest");
-    expect(recordReceipt(store, forged, "ingest").outcome).toBe("conflict");
+    await recordReceipt(store, forged, "ingest");
+    expect((await recordReceipt(store, forged, "ingest")).outcome).toBe("conflict");
     expect(store.db.select().from(receiptConflicts).all()).toHaveLength(1);
   });
 
-  it("never lets another source fill in what the proxy recorded: that is a conflict", () => {
+  it("never lets another source fill in what the proxy recorded: that is a conflict", async () => {
     const store = createTestStore();
     const proxied = receipt({ promptTokens: null, completionTokens: null, totalTokens: null });
-    recordReceipt(store, proxied, "proxy");
+    await recordReceipt(store, proxied, "proxy");
     const filler = { ...proxied, promptTokens: 1, completionTokens: 2, totalTokens: 3 };
-    expect(recordReceipt(store, filler, "ingest")).toEqual({
+    expect(await recordReceipt(store, filler, "ingest")).toEqual({
       outcome: "conflict",
       differences: ["prompt_tokens", "completion_tokens", "total_tokens"],
     });
     const row = store.db.select().from(jobs).where(eq(jobs.jobId, proxied.jobId)).get();
     expect(row).toMatchObject({ source: "proxy", totalTokens: null, verdict: "pending" });
     // A part of the recorded receipt is not the same receipt either.
-    expect(recordReceipt(store, { ...proxied, worker: null }, "ingest").outcome).toBe("conflict");
+    expect((await recordReceipt(store, { ...proxied, worker: null }, "ingest")).outcome).toBe(
+      "conflict",
+    );
     // The very same receipt is a duplicate, whoever sends it.
-    expect(recordReceipt(store, proxied, "ingest").outcome).toBe("duplicate");
+    expect((await recordReceipt(store, proxied, "ingest")).outcome).toBe("duplicate");
   });
 
-  it("keeps at most ten conflicts per job, the last one summarizing the rest", () => {
+  it("keeps at most ten conflicts per job, the last one summarizing the rest", async () => {
     const store = createTestStore();
     const r = receipt();
-    recordReceipt(store, r, "proxy");
+    await recordReceipt(store, r, "proxy");
     for (let i = 0; i < 200; i++) {
-      expect(recordReceipt(store, { ...r, worker: address() }, "ingest").outcome).toBe("conflict");
+      expect((await recordReceipt(store, { ...r, worker: address() }, "ingest")).outcome).toBe(
+        "conflict",
+      );
     }
     // Beyond the cap every conflicting post is counted, repeated ones included.
     const again = { ...r, creditsRemainingUnits: 1n };
-    recordReceipt(store, again, "ingest");
-    recordReceipt(store, again, "ingest");
+    await recordReceipt(store, again, "ingest");
+    await recordReceipt(store, again, "ingest");
     const conflicts = store.db.select().from(receiptConflicts).all();
     expect(conflicts).toHaveLength(maxStoredConflicts);
     expect(conflicts.at(-1)).toMatchObject({
@@ -146,7 +152,7 @@ describe("recordReceipt", () => {
     });
   });
 
-  it("lets the proxy complete the row it opened, and only that row", () => {
+  it("lets the proxy complete the row it opened, and only that row", async () => {
     const store = createTestStore();
     const open = receipt({
       settlementTx: null,
@@ -155,7 +161,7 @@ describe("recordReceipt", () => {
       totalTokens: null,
       captureState: "open",
     });
-    recordReceipt(store, open, "proxy");
+    await recordReceipt(store, open, "proxy");
     const done = {
       ...open,
       promptTokens: 5,
@@ -164,17 +170,23 @@ describe("recordReceipt", () => {
       latencyMs: 40,
       captureState: "complete" as const,
     };
-    expect(recordReceipt(store, done, "proxy").outcome).toBe("updated");
+    expect((await recordReceipt(store, done, "proxy")).outcome).toBe("updated");
     const row = store.db.select().from(jobs).where(eq(jobs.jobId, open.jobId)).get();
     expect(row).toMatchObject({ captureState: "complete", totalTokens: 12, latencyMs: 40 });
-    expect(recordReceipt(store, { ...done, totalTokens: 99 }, "proxy").outcome).toBe("conflict");
+    expect((await recordReceipt(store, { ...done, totalTokens: 99 }, "proxy")).outcome).toBe(
+      "conflict",
+    );
   });
 
-  it("records a batch in order, so a job repeated inside it is a duplicate of its first item", () => {
+  it("records a batch in order, so a job repeated inside it is a duplicate of its first item", async () => {
     const store = createTestStore();
     const a = receipt();
     const b = receipt();
-    const results = recordReceipts(store, [a, b, a, { ...b, escrowTx: signature() }], "import");
+    const results = await recordReceipts(
+      store,
+      [a, b, a, { ...b, escrowTx: signature() }],
+      "import",
+    );
     expect(results.map((r) => r.outcome)).toEqual(["created", "created", "duplicate", "conflict"]);
   });
 });

@@ -370,7 +370,7 @@ describe("fetch wrapper with the openai SDK against the simulator", () => {
     cleanups.push(audit.close);
     const recordingFetch = createRecordingFetch({
       ingestUrl: `${audit.url}/jobs`,
-      token: ingestToken(store),
+      token: await ingestToken(store),
     });
     const client = new OpenAI({
       apiKey: world.apiKeys[0],

@@ -74,7 +74,7 @@ describe("reports over simulated jobs", () => {
 
     const app = createApp({ store, log });
     const headers = {
-      authorization: `Bearer ${createToken(store, { role: "read", name: "t" }).token}`,
+      authorization: `Bearer ${(await createToken(store, { role: "read", name: "t" })).token}`,
     };
     const to = new Date(Date.now() + 60_000).toISOString();
     const query = `from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}&groupBy=model`;

@@ -12,8 +12,8 @@ type Report = {
 };
 
 /** A small book of jobs whose figures are known by construction. */
-function seed() {
-  const api = createTestApi({ now: () => day(20) });
+async function seed() {
+  const api = await createTestApi({ now: () => day(20) });
   const s = api.store;
   insertJob(s, { jobId: "a1", createdAt: day(1, 0), model: "qwen3-8b", chargedUnits: 80_000n });
   insertJob(s, {
@@ -52,7 +52,7 @@ function seed() {
 
 describe("GET /reports/reconciliation", () => {
   it("groups by day with exact totals and the instant before which data is final", async () => {
-    const { get } = seed();
+    const { get } = await seed();
     const res = await get("/reports/reconciliation?from=2026-11-01&to=2026-11-03&groupBy=day");
     expect(res.status).toBe(200);
     const body = (await res.json()) as Report;
@@ -74,7 +74,7 @@ describe("GET /reports/reconciliation", () => {
   });
 
   it("groups by model, with a job of unknown model in its own group", async () => {
-    const { get } = seed();
+    const { get } = await seed();
     const res = await get("/reports/reconciliation?from=2026-11-01&to=2026-11-04&groupBy=model");
     const body = (await res.json()) as Report;
     expect(body.groups.map((g) => [g.group, g.jobs])).toEqual([
@@ -86,7 +86,7 @@ describe("GET /reports/reconciliation", () => {
   });
 
   it("gives CSV whose totals row equals the JSON totals exactly", async () => {
-    const { get } = seed();
+    const { get } = await seed();
     for (const groupBy of ["day", "model", "worker", "key"]) {
       const query = `from=2026-11-01T00:00:00Z&to=2026-11-04&groupBy=${groupBy}`;
       const json = (await (await get(`/reports/reconciliation?${query}`)).json()) as Report;
@@ -105,7 +105,7 @@ describe("GET /reports/reconciliation", () => {
   });
 
   it("answers CSV to Accept: text/csv", async () => {
-    const { get } = seed();
+    const { get } = await seed();
     const res = await get("/reports/reconciliation?from=2026-11-01&to=2026-11-04", "read", {
       accept: "text/csv",
     });
@@ -113,7 +113,7 @@ describe("GET /reports/reconciliation", () => {
   });
 
   it("quotes a model name holding a comma as RFC 4180 says", async () => {
-    const { get } = seed();
+    const { get } = await seed();
     const res = await get(
       "/reports/reconciliation?from=2026-11-01&to=2026-11-04&groupBy=model&format=csv",
     );
@@ -121,7 +121,7 @@ describe("GET /reports/reconciliation", () => {
   });
 
   it("writes a group name that starts like a spreadsheet formula as text", async () => {
-    const api = seed();
+    const api = await seed();
     insertJob(api.store, { jobId: "f1", createdAt: day(2), model: '=HYPERLINK("http://x","y")' });
     const res = await api.get(
       "/reports/reconciliation?from=2026-11-01&to=2026-11-04&groupBy=model&format=csv",
@@ -139,7 +139,7 @@ describe("GET /reports/reconciliation", () => {
     ["from=2026-11-01&to=2026-11-04&groupBy=hour", "groupBy"],
     ["from=2026-11-01&to=2026-11-04&format=xml", "format"],
   ])("rejects %s with a 400 naming %s", async (query, field) => {
-    const { get } = seed();
+    const { get } = await seed();
     const res = await get(`/reports/reconciliation?${query}`);
     expect(res.status).toBe(400);
     const body = (await res.json()) as { error: { code: string; field: string; message: string } };
@@ -151,7 +151,7 @@ describe("GET /reports/reconciliation", () => {
 
 describe("GET /reports/workers/:address", () => {
   it("is the worker's payout statement per day for the period", async () => {
-    const { get, store } = seed();
+    const { get, store } = await seed();
     insertJob(store, {
       jobId: "w1",
       createdAt: day(2),

@@ -202,7 +202,7 @@ describe("serve --workers 2", () => {
     expect(proxiedBy.size).toBe(2);
     // /metrics answers for the whole service, whichever worker serves it.
     const store = openStore(db);
-    const token = createToken(store, { role: "read", name: "metrics" }).token;
+    const token = (await createToken(store, { role: "read", name: "metrics" })).token;
     store.close();
     for (let i = 0; i < 2; i++) {
       const text = await fetch(`${serve.url}/metrics`, {

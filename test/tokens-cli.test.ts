@@ -47,7 +47,7 @@ describe("decentral-audit tokens", () => {
     await cli("tokens", "revoke", listed[0]!.id, "--db", db);
     const store = openStore(db);
     try {
-      expect(authenticateToken(store, token!)).toBeNull();
+      expect(await authenticateToken(store, token!)).toBeNull();
     } finally {
       store.close();
     }

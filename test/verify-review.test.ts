@@ -262,7 +262,7 @@ describe("receipts from the fetch wrapper", () => {
     try {
       const recordingFetch = createRecordingFetch({
         ingestUrl: `${audit.url}/jobs`,
-        token: ingestToken(c.store),
+        token: await ingestToken(c.store),
       });
       const res = await recordingFetch(`${upstream.url}/v1/chat/completions`, {
         method: "POST",

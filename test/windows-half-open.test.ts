@@ -75,7 +75,7 @@ describe("windows are [from, to): a job created exactly at `to` is in the next w
   });
 
   it("the reconciliation report, by every grouping, and its CSV", async () => {
-    const api = createTestApi({ now: () => TO + 60_000 });
+    const api = await createTestApi({ now: () => TO + 60_000 });
     seedEdges(api.store);
     for (const groupBy of ["day", "model", "worker", "key"]) {
       const res = await api.get(`/reports/reconciliation?${range}&groupBy=${groupBy}`);
@@ -91,7 +91,7 @@ describe("windows are [from, to): a job created exactly at `to` is in the next w
   });
 
   it("the worker statement", async () => {
-    const api = createTestApi({ now: () => TO + 60_000 });
+    const api = await createTestApi({ now: () => TO + 60_000 });
     seedEdges(api.store);
     const res = await api.get(`/reports/workers/${WORKER}?${range}`);
     const body = (await res.json()) as { days: { day: string }[]; totals: { jobs: number } };
@@ -100,7 +100,7 @@ describe("windows are [from, to): a job created exactly at `to` is in the next w
   });
 
   it("the job listing", async () => {
-    const api = createTestApi();
+    const api = await createTestApi();
     seedEdges(api.store);
     const res = await api.get(`/jobs?${range}&order=asc`);
     const body = (await res.json()) as { items: { jobId: string }[] };
@@ -108,7 +108,7 @@ describe("windows are [from, to): a job created exactly at `to` is in the next w
   });
 
   it("the discrepancies listing", async () => {
-    const api = createTestApi();
+    const api = await createTestApi();
     seedEdges(api.store, "discrepancy");
     for (const jobId of ["before_from", ...inside, "at_to"]) {
       insertCheck(api.store, jobId, "settlement.split", "fail");
@@ -119,7 +119,7 @@ describe("windows are [from, to): a job created exactly at `to` is in the next w
   });
 
   it("the OpenAPI document says so for every `to`, in queries and in reports", async () => {
-    const api = createTestApi();
+    const api = await createTestApi();
     const doc = (await (await api.get("/openapi.json")).json()) as {
       paths: Record<string, { get?: { parameters?: { name: string; description?: string }[] } }>;
       components: {

@@ -44,7 +44,7 @@ export function requireRole(
         401,
       );
     }
-    const held = authenticateToken(store, token, options.now);
+    const held = await authenticateToken(store, token, options.now);
     if (!held) {
       c.header("www-authenticate", 'Bearer realm="decentral-audit", error="invalid_token"');
       return c.json(

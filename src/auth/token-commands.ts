@@ -16,14 +16,14 @@ const iso = (ms: number | null) => (ms === null ? "-" : new Date(ms).toISOString
 /** Registers `tokens create|list|revoke`. */
 export function registerTokenCommands(program: Command, helpers: Helpers): void {
   const tokens = program.command("tokens").description("access tokens of the audit API");
-  const withStore = <T>(
+  const withStore = async <T>(
     flags: Record<string, unknown>,
-    fn: (store: ReturnType<typeof openStore>) => T,
-  ): T => {
+    fn: (store: ReturnType<typeof openStore>) => Promise<T>,
+  ): Promise<T> => {
     const store = openStore(helpers.configFromFlags(flags).DATABASE_URL);
     try {
       migrateStore(store);
-      return fn(store);
+      return await fn(store);
     } finally {
       store.close();
     }
@@ -37,13 +37,13 @@ export function registerTokenCommands(program: Command, helpers: Helpers): void 
         .requiredOption("--role <role>", `one of ${tokenRoles.join(", ")}`)
         .requiredOption("--name <name>", "who or what uses it, e.g. grafana"),
     )
-    .action((flags: { role: string; name: string }) => {
+    .action(async (flags: { role: string; name: string }) => {
       if (!tokenRoles.includes(flags.role as TokenRole)) {
         throw new AppError("validation_failed", `--role must be one of ${tokenRoles.join(", ")}`, {
           field: "role",
         });
       }
-      const created = withStore(flags, (store) =>
+      const created = await withStore(flags, (store) =>
         createToken(store, { role: flags.role as TokenRole, name: flags.name }),
       );
       console.error(
@@ -56,8 +56,8 @@ export function registerTokenCommands(program: Command, helpers: Helpers): void 
     .withDatabaseOption(
       tokens.command("list").description("list tokens (never their text)").option("--json", "JSON"),
     )
-    .action((flags: { json?: boolean }) => {
-      const rows = withStore(flags, (store) => listTokens(store));
+    .action(async (flags: { json?: boolean }) => {
+      const rows = await withStore(flags, (store) => listTokens(store));
       if (flags.json) {
         console.log(JSON.stringify(rows, null, 2));
         return;
@@ -72,8 +72,8 @@ export function registerTokenCommands(program: Command, helpers: Helpers): void 
 
   helpers
     .withDatabaseOption(tokens.command("revoke").description("revoke a token").argument("<id>"))
-    .action((id: string, flags: Record<string, unknown>) => {
-      const revoked = withStore(flags, (store) => revokeToken(store, id));
+    .action(async (id: string, flags: Record<string, unknown>) => {
+      const revoked = await withStore(flags, (store) => revokeToken(store, id));
       console.log(`revoked ${revoked.id} at ${iso(revoked.revokedAt)}`);
     });
 }

@@ -1,8 +1,10 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
-import { desc, eq, sql } from "drizzle-orm";
 import type { Store } from "../db/client.js";
-import { accessTokens, type TokenRole, tokenRoles } from "../db/schema.js";
+import { type TokenRole, tokenRoles } from "../db/schema.js";
 import { AppError } from "../errors.js";
+import { createTokensStore, type TokenInfo } from "../store/tokens.js";
+
+export type { TokenInfo } from "../store/tokens.js";
 
 /**
  * Access tokens of the audit API. A token is `da_<role>_<43 base64url chars>` (256 random bits),
@@ -35,27 +37,17 @@ export function rolesSatisfying(required: TokenRole): readonly TokenRole[] {
   return satisfiedBy[required];
 }
 
-/** A token as listed: never the secret, never its hash. */
-export interface TokenInfo {
-  id: string;
-  name: string;
-  role: TokenRole;
-  createdAt: number;
-  lastUsedAt: number | null;
-  revokedAt: number | null;
-}
-
 /** SHA-256 of the token text, hex. */
 export function hashToken(token: string): string {
   return createHash("sha256").update(token, "utf8").digest("hex");
 }
 
 /** Creates a token; the returned `token` is the only time its text exists outside the caller. */
-export function createToken(
+export async function createToken(
   store: Store,
   input: { role: TokenRole; name: string },
   now: () => number = Date.now,
-): TokenInfo & { token: string } {
+): Promise<TokenInfo & { token: string }> {
   if (!tokenRoles.includes(input.role)) {
     throw new AppError("validation_failed", `role must be one of ${tokenRoles.join(", ")}`, {
       field: "role",
@@ -77,73 +69,44 @@ export function createToken(
     lastUsedAt: null,
     revokedAt: null,
   };
-  store.db.insert(accessTokens).values(row).run();
+  await createTokensStore(store).insert(row);
   const { tokenHash: _hash, ...info } = row;
   return { ...info, token };
 }
 
 /** Every token, newest first, revoked ones included (with `revokedAt`). */
-export function listTokens(store: Store): TokenInfo[] {
-  return store.db
-    .select({
-      id: accessTokens.id,
-      name: accessTokens.name,
-      role: accessTokens.role,
-      createdAt: accessTokens.createdAt,
-      lastUsedAt: accessTokens.lastUsedAt,
-      revokedAt: accessTokens.revokedAt,
-    })
-    .from(accessTokens)
-    .orderBy(desc(accessTokens.createdAt))
-    .all();
+export function listTokens(store: Store): Promise<TokenInfo[]> {
+  return createTokensStore(store).list();
 }
 
 /** Revokes a token by id; revoking twice keeps the first revocation time. Unknown id: not_found. */
-export function revokeToken(store: Store, id: string, now: () => number = Date.now): TokenInfo {
-  const existing = listTokens(store).find((t) => t.id === id);
-  if (!existing) throw new AppError("not_found", `no token with id ${id}`);
-  if (existing.revokedAt !== null) return existing;
-  const revokedAt = now();
-  store.db.update(accessTokens).set({ revokedAt }).where(eq(accessTokens.id, id)).run();
-  return { ...existing, revokedAt };
+export async function revokeToken(
+  store: Store,
+  id: string,
+  now: () => number = Date.now,
+): Promise<TokenInfo> {
+  const revoked = await createTokensStore(store).revoke(id, now());
+  if (!revoked) throw new AppError("not_found", `no token with id ${id}`);
+  return revoked;
 }
 
 /** Minimum interval between two writes of `lastUsedAt` for one token, so reads stay reads. */
 const LAST_USED_RESOLUTION_MS = 60_000;
-
-const tokenLookups = new WeakMap<Store, ReturnType<typeof prepareTokenLookup>>();
-
-function prepareTokenLookup(store: Store) {
-  return store.db
-    .select()
-    .from(accessTokens)
-    .where(eq(accessTokens.tokenHash, sql.placeholder("hash")))
-    .prepare();
-}
-
-/** The lookup every authenticated request makes, prepared once per store. */
-function tokenByHash(store: Store) {
-  let lookup = tokenLookups.get(store);
-  if (!lookup) {
-    lookup = prepareTokenLookup(store);
-    tokenLookups.set(store, lookup);
-  }
-  return lookup;
-}
 
 /**
  * Finds the live token matching `token`, or null. The lookup is by hash (an index probe that
  * reveals nothing about the stored token's text), then the hashes are compared in constant
  * time, so neither step leaks how much of a guess was right.
  */
-export function authenticateToken(
+export async function authenticateToken(
   store: Store,
   token: string,
   now: () => number = Date.now,
-): TokenInfo | null {
+): Promise<TokenInfo | null> {
   if (!token.startsWith(TOKEN_PREFIX) || token.length > 200) return null;
   const presented = hashToken(token);
-  const row = tokenByHash(store).get({ hash: presented });
+  const tokens = createTokensStore(store);
+  const row = await tokens.findByHash(presented);
   if (!row) return null;
   const a = Buffer.from(row.tokenHash, "hex");
   const b = Buffer.from(presented, "hex");
@@ -152,11 +115,7 @@ export function authenticateToken(
   const at = now();
   if (row.lastUsedAt === null || at - row.lastUsedAt >= LAST_USED_RESOLUTION_MS) {
     try {
-      store.db
-        .update(accessTokens)
-        .set({ lastUsedAt: at })
-        .where(eq(accessTokens.id, row.id))
-        .run();
+      await tokens.touch(row.id, at);
     } catch {
       // Bookkeeping only: a busy database must not turn a valid token away.
     }

@@ -180,9 +180,9 @@ export function dashboardRoutes(deps: DashboardDeps) {
 
   const cookieSecure = (c: Ctx) => new URL(c.req.url).protocol === "https:";
 
-  app.get("/sign-in", (c) => {
+  app.get("/sign-in", async (c) => {
     const id = getCookie(c, SESSION_COOKIE);
-    if (id && findSession(deps.store, id, deps.now()))
+    if (id && (await findSession(deps.store, id, deps.now())))
       return c.redirect(safeNext(c.req.query("next")), 303);
     const notice = c.req.query("signedOut")
       ? "You are signed out."
@@ -207,7 +207,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     const refuse = (status: ContentfulStatusCode, error: string) =>
       render(c, status, "Sign in", "sign-in", signInBody({ next, error }));
     if (token === "") return refuse(400, "Paste an access token to sign in.");
-    const held = authenticateToken(deps.store, token, deps.now);
+    const held = await authenticateToken(deps.store, token, deps.now);
     if (!held)
       return refuse(401, "That token is unknown or revoked. Check that you pasted all of it.");
     if (!roleSatisfies(held.role, "read")) {
@@ -216,7 +216,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
         `A token of role ${held.role} cannot read reports: sign in with a read or admin token.`,
       );
     }
-    const { sessionId, expiresAt } = createSession(deps.store, held.id, deps.now(), ttl);
+    const { sessionId, expiresAt } = await createSession(deps.store, held.id, deps.now(), ttl);
     setCookie(c, SESSION_COOKIE, sessionId, {
       path: BASE,
       httpOnly: true,
@@ -232,7 +232,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
   // Every other route needs a live session.
   app.use("*", async (c, next) => {
     const id = getCookie(c, SESSION_COOKIE);
-    const session = id ? findSession(deps.store, id, deps.now()) : null;
+    const session = id ? await findSession(deps.store, id, deps.now()) : null;
     if (!session) {
       if (id) deleteCookie(c, SESSION_COOKIE, { path: BASE });
       if (c.req.method === "GET" || c.req.method === "HEAD") {
@@ -258,9 +258,9 @@ export function dashboardRoutes(deps: DashboardDeps) {
     await next();
   });
 
-  app.post("/sign-out", (c) => {
+  app.post("/sign-out", async (c) => {
     const id = getCookie(c, SESSION_COOKIE);
-    if (id) deleteSession(deps.store, id);
+    if (id) await deleteSession(deps.store, id);
     deleteCookie(c, SESSION_COOKIE, { path: BASE, secure: cookieSecure(c) });
     return c.redirect(`${BASE}/sign-in?signedOut=1`, 303);
   });

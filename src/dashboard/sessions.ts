@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import type { Store } from "../db/client.js";
 import type { TokenRole } from "../db/schema.js";
+import { createSessionsStore } from "../store/sessions.js";
 
 /** How long a dashboard sign-in lasts unless signed out sooner: one working day. */
 export const SESSION_TTL_MS = 8 * 60 * 60 * 1000;
@@ -30,37 +31,35 @@ export function csrfTokenOf(sessionId: string): string {
  * the cookie; the store keeps its SHA-256. Expired sessions are swept here, so the table stays
  * as small as the number of people signed in.
  */
-export function createSession(
+export async function createSession(
   store: Store,
   tokenId: string,
   now: number,
   ttlMs = SESSION_TTL_MS,
-): { sessionId: string; expiresAt: number } {
+): Promise<{ sessionId: string; expiresAt: number }> {
   const sessionId = randomBytes(32).toString("base64url");
   const expiresAt = now + ttlMs;
-  store.sqlite.prepare("DELETE FROM dashboard_sessions WHERE expires_at <= ?").run(now);
-  store.sqlite
-    .prepare(
-      "INSERT INTO dashboard_sessions (id_hash, token_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
-    )
-    .run(sha256(sessionId), tokenId, now, expiresAt);
+  await createSessionsStore(store).open({
+    idHash: sha256(sessionId),
+    tokenId,
+    createdAt: now,
+    expiresAt,
+  });
   return { sessionId, expiresAt };
 }
 
 /** The live session of a cookie value, or null: unknown, expired, or its token revoked. */
-export function findSession(store: Store, sessionId: string, now: number): DashboardSession | null {
+export async function findSession(
+  store: Store,
+  sessionId: string,
+  now: number,
+): Promise<DashboardSession | null> {
   if (sessionId.length === 0 || sessionId.length > 100) return null;
-  const row = store.sqlite
-    .prepare(
-      `SELECT s.token_id AS tokenId, s.expires_at AS expiresAt, t.name AS tokenName, t.role AS role
-       FROM dashboard_sessions s JOIN access_tokens t ON t.id = s.token_id
-       WHERE s.id_hash = ? AND s.expires_at > ? AND t.revoked_at IS NULL`,
-    )
-    .get(sha256(sessionId), now) as Omit<DashboardSession, "csrf"> | undefined;
+  const row = await createSessionsStore(store).find(sha256(sessionId), now);
   return row ? { ...row, csrf: csrfTokenOf(sessionId) } : null;
 }
 
 /** Ends a session (sign out); unknown ids are ignored. */
-export function deleteSession(store: Store, sessionId: string): void {
-  store.sqlite.prepare("DELETE FROM dashboard_sessions WHERE id_hash = ?").run(sha256(sessionId));
+export function deleteSession(store: Store, sessionId: string): Promise<void> {
+  return createSessionsStore(store).delete(sha256(sessionId));
 }

@@ -183,7 +183,7 @@ export async function runDemo(
     );
     if (options.once) return exitCode;
 
-    const token = createToken(service.store, { role: "read", name: "demo" }).token;
+    const { token } = await createToken(service.store, { role: "read", name: "demo" });
     const sample = findings[0]?.jobId ?? truth[0]?.jobId ?? "<jobId>";
     io.out("");
     io.out(`The API stays up at ${service.url}`);

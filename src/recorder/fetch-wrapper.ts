@@ -1,4 +1,5 @@
 import { keyFingerprint } from "./key-fingerprint.js";
+import type { WireReceipt } from "./receipt-input.js";
 
 /**
  * A `fetch` for backends that call Decentral directly (no proxy): pass it as
@@ -49,22 +50,6 @@ export type RecordingFetch = typeof fetch & {
   flush(): Promise<void>;
   stats(): RecordingFetchStats;
 };
-
-interface WireReceipt {
-  job_id: string;
-  escrow_tx: string | null;
-  settlement_tx: string | null;
-  worker: string | null;
-  credits_remaining: string | null;
-  /** The model asked for: it prices the job. */
-  model?: string;
-  /** The model the response named, kept only to compare. */
-  response_model?: string;
-  max_tokens?: number;
-  key_fingerprint?: string;
-  usage?: unknown;
-  tags?: Record<string, string>;
-}
 
 /** What the request itself says: the model asked for and its `max_tokens`. */
 function requestFacts(init: RequestInit | undefined): { model?: string; maxTokens?: number } {
@@ -242,7 +227,8 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
               if (receipt.model === undefined) receipt.model = body.model;
               else receipt.response_model = body.model;
             }
-            if (body?.usage && typeof body.usage === "object") receipt.usage = body.usage;
+            if (body?.usage && typeof body.usage === "object")
+              receipt.usage = body.usage as WireReceipt["usage"];
           },
           () => undefined,
         )

@@ -154,10 +154,10 @@ export async function importReceipts(
   };
   let batch: Item[] = [];
   let lastLine = 0;
-  const flush = () => {
+  const flush = async () => {
     if (batch.length === 0) return;
     const values = batch.map((item) => item.value);
-    const results = ingestReceipts(store, values, "import", now());
+    const results = await ingestReceipts(store, values, "import", now());
     for (const result of results) {
       const item = batch[result.index] as Item;
       if (item.value instanceof SyntaxError) {
@@ -193,12 +193,12 @@ export async function importReceipts(
     for await (const item of items) {
       batch.push(item);
       lastLine = item.line;
-      if (batch.length >= batchSize) flush();
+      if (batch.length >= batchSize) await flush();
     }
   } catch (error) {
     // A file that stops parsing (an unclosed CSV quote, say) keeps what was read before it,
     // and the summary says where reading stopped instead of the import dying without one.
-    flush();
+    await flush();
     summary.rejected.push({
       line: lastLine + 1,
       field: "file",
@@ -206,6 +206,6 @@ export async function importReceipts(
     });
     return summary;
   }
-  flush();
+  await flush();
   return summary;
 }

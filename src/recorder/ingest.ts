@@ -1,7 +1,12 @@
 import type { Store } from "../db/client.js";
+import {
+  createReceiptsStore,
+  type Receipt,
+  type RecordResult,
+  recordReceiptsInTransaction,
+} from "../store/receipts.js";
 import { type ParsedReceipt, parseReceiptInput } from "./receipt-input.js";
 import type { ReceiptWriter } from "./receipt-writer.js";
-import { type Receipt, type RecordResult, recordReceipts } from "./receipts.js";
 
 /** Most receipts accepted in one `POST /jobs`. */
 export const maxBatchSize = 1000;
@@ -29,14 +34,15 @@ export interface IngestItemResult {
  * Validates and records receipts, each accepted or rejected on its own, all accepted ones in
  * one transaction: the outcome list is complete or, if the database fails, nothing is written.
  */
-export function ingestReceipts(
+export async function ingestReceipts(
   store: Store,
   items: readonly unknown[],
   source: "ingest" | "import",
   now = Date.now(),
-): IngestItemResult[] {
+): Promise<IngestItemResult[]> {
   const { parsed, accepted } = parseAll(items);
-  return itemResults(parsed, recordReceipts(store, accepted, source, { now }));
+  const outcomes = await createReceiptsStore(store).record(accepted, source, { now });
+  return itemResults(parsed, outcomes);
 }
 
 /**
@@ -53,7 +59,7 @@ export async function ingestReceiptsVia(
   const outcomes =
     accepted.length === 0
       ? []
-      : await writer.run((store) => recordReceipts(store, accepted, source, { now }));
+      : await writer.run((tx) => recordReceiptsInTransaction(tx, accepted, source, { now }));
   return itemResults(parsed, outcomes);
 }
 

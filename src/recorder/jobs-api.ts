@@ -1,31 +1,11 @@
 import http from "node:http";
 import https from "node:https";
-import type Database from "better-sqlite3";
 import type { Store } from "../db/client.js";
 import { creditsToUnitsOrNull } from "../money.js";
+import { createJobsApiStore, type JobsApiAnswer } from "../store/jobs-api.js";
 import { addressOrNull, signatureOrNull } from "./receipt-input.js";
 
-/** What `GET /v1/jobs/{job_id}` said about a job, reduced to what the audit compares. */
-export interface JobsApiAnswer {
-  status: string | null;
-  creditsChargedUnits: bigint | null;
-  escrowTx: string | null;
-  settlementTx: string | null;
-  worker: string | null;
-  /** The response body as received. */
-  raw: unknown;
-}
-
-/** Job statuses after which no settlement signature will ever appear. */
-const terminalWithoutSettlement = new Set(["refunded", "failed"]);
-
-/** True when asking the jobs API again cannot bring anything new. */
-export function isSettledAnswer(answer: JobsApiAnswer): boolean {
-  return (
-    answer.settlementTx !== null ||
-    (answer.status !== null && terminalWithoutSettlement.has(answer.status))
-  );
-}
+export { isSettledAnswer, type JobsApiAnswer } from "../store/jobs-api.js";
 
 function text(value: unknown): string | null {
   return typeof value === "string" && value.length > 0 && value.length <= 200 ? value : null;
@@ -123,61 +103,15 @@ export function createJobsApiClient(
     });
 }
 
-const updateCache = new WeakMap<Database.Database, Database.Statement>();
-
 /**
- * True when this answer tells the checks something the row did not say: a first answer, or a
- * different status, signature, worker or charge. The job is then verified again (any lease
- * dropped, so a verdict reached on the old answer is not written). SET expressions read the
- * row as it was before the update.
- */
-const changed = `(api_checked_at IS NULL OR api_status IS NOT @status
-  OR api_escrow_tx IS NOT @escrowTx OR api_settlement_tx IS NOT @settlementTx
-  OR api_worker IS NOT @worker OR api_credits_charged_units IS NOT @charged)`;
-
-/**
- * Stores what the jobs API said in the `api_*` columns and fills the receipt's settlement
- * signature from it when the receipt lacked one (an update, never a conflict). A recorded
- * settlement signature is never overwritten: a different one from the API is a finding for
- * the verifier, which compares the two columns. The backfill is done once the answer is final.
- * A job not yet final becomes due for verification now (it may have been parked waiting for
- * exactly this answer), and one whose answer changed is verified again.
+ * Stores what the jobs API said about a job (see `JobsApiStore.recordAnswer`): the job is
+ * verified again when the answer changed, and is due now while it is not final.
  */
 export function recordJobsApiAnswer(
   store: Store,
   jobId: string,
   answer: JobsApiAnswer,
   now = Date.now(),
-): void {
-  let statement = updateCache.get(store.sqlite);
-  if (!statement) {
-    statement = store.sqlite.prepare(
-      `UPDATE jobs SET api_status = @status, api_credits_charged_units = @charged,
-         api_escrow_tx = @escrowTx, api_settlement_tx = @settlementTx, api_worker = @worker,
-         api_response = @raw, api_checked_at = @now,
-         settlement_tx = coalesce(settlement_tx, @settlementTx),
-         backfill_state = CASE WHEN @final = 1 AND backfill_state = 'pending' THEN 'done'
-           ELSE backfill_state END,
-         verdict = CASE WHEN ${changed} THEN 'pending' ELSE verdict END,
-         next_verify_at = CASE WHEN ${changed} THEN @now
-           WHEN verdict IN ('pending', 'awaiting_finality', 'error', 'rpc_disagreement')
-           THEN min(next_verify_at, @now) ELSE next_verify_at END,
-         lease_owner = CASE WHEN ${changed} THEN NULL ELSE lease_owner END,
-         lease_until = CASE WHEN ${changed} THEN NULL ELSE lease_until END,
-         updated_at = @now
-       WHERE job_id = @jobId`,
-    );
-    updateCache.set(store.sqlite, statement);
-  }
-  statement.run({
-    jobId,
-    status: answer.status,
-    charged: answer.creditsChargedUnits,
-    escrowTx: answer.escrowTx,
-    settlementTx: answer.settlementTx,
-    worker: answer.worker,
-    raw: JSON.stringify(answer.raw ?? null),
-    now,
-    final: isSettledAnswer(answer) ? 1 : 0,
-  });
+): Promise<void> {
+  return createJobsApiStore(store).recordAnswer(jobId, answer, now);
 }

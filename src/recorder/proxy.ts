@@ -3,16 +3,12 @@ import https from "node:https";
 import type { Store } from "../db/client.js";
 import type { Logger } from "../log.js";
 import { creditsToUnitsOrNull } from "../money.js";
-import {
-  isSettledAnswer,
-  type JobsApiClient,
-  JobsApiError,
-  recordJobsApiAnswer,
-} from "./jobs-api.js";
+import { recordJobsApiAnswerInTransaction } from "../store/jobs-api.js";
+import { type Receipt, recordReceiptsInTransaction } from "../store/receipts.js";
+import { isSettledAnswer, type JobsApiClient, JobsApiError } from "./jobs-api.js";
 import { keyFingerprint } from "./key-fingerprint.js";
 import { addressOrNull, jobIdPattern, maxTokenCount, signatureOrNull } from "./receipt-input.js";
 import { createReceiptWriter, type ReceiptWriter } from "./receipt-writer.js";
-import { type Receipt, recordReceipts } from "./receipts.js";
 
 /** Options of the recording proxy; every optional one has a default. */
 export interface RecordingProxyOptions {
@@ -293,7 +289,9 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
 
   function writeReceipt(receipt: Receipt): Promise<unknown> {
     const at = now();
-    return writer.run((s) => recordReceipts(s, [receipt], "proxy", { now: at, backfillDelayMs }));
+    return writer.run((s) =>
+      recordReceiptsInTransaction(s, [receipt], "proxy", { now: at, backfillDelayMs }),
+    );
   }
 
   async function consultJobsApi(jobId: string, authorization: string) {
@@ -306,7 +304,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       try {
         const answer = await jobsApi(jobId, authorization);
         const at = now();
-        await writer.run((s) => recordJobsApiAnswer(s, jobId, answer, at));
+        await writer.run((s) => recordJobsApiAnswerInTransaction(s, jobId, answer, at));
         if (isSettledAnswer(answer)) return;
       } catch (error) {
         if (error instanceof JobsApiError && !error.retryable) {

@@ -21,6 +21,37 @@ export const maxTokenCount = 100_000_000;
 const minCreatedAt = Date.UTC(2020, 0, 1);
 const maxCreatedAt = Date.UTC(2100, 0, 1);
 
+/**
+ * A receipt on the wire (`POST /jobs`, import files, the fetch wrapper): the one declaration
+ * of its field names, which `parseReceiptInput` reads through (the compiler refuses a name not
+ * declared here) and the fetch wrapper sends. Values are checked one by one when parsed.
+ */
+export interface WireReceipt {
+  job_id: string;
+  escrow_tx: string | null;
+  /** Null for a stream: obtained later from the jobs API. */
+  settlement_tx?: string | null;
+  worker?: string | null;
+  /** `x-decentral-credits-remaining`, in credits (at most 4 decimals). */
+  credits_remaining?: string | number | null;
+  /** The model asked for: it prices the job (with `requested_model`, the response's). */
+  model?: string;
+  requested_model?: string;
+  /** The model the response named, kept only to compare. */
+  response_model?: string;
+  max_tokens?: number;
+  key_fingerprint?: string;
+  credit_vault?: string;
+  usage?: { prompt_tokens?: number; completion_tokens?: number; total_tokens?: number };
+  /** ISO 8601 date-time or epoch seconds. */
+  created_at?: string | number;
+  tags?: Record<string, string>;
+}
+
+/** What arrives, before any check: the wire fields, or a completion carrying `_decentral`. */
+type Unchecked<T> = { [K in keyof T]?: unknown };
+type WireInput = Unchecked<WireReceipt> & { _decentral?: unknown; created?: unknown };
+
 export type ParsedReceipt =
   | { ok: true; receipt: Receipt }
   | { ok: false; field: string; reason: string };
@@ -197,7 +228,7 @@ function jobId(value: unknown, field: string): string {
  * locks escrow before it runs. The settlement signature may be null (a streamed job learns it
  * later from the jobs API), as may the rest.
  */
-function models(value: Record<string, unknown>): {
+function models(value: WireInput): {
   model: string | null;
   responseModel: string | null;
 } {
@@ -232,16 +263,17 @@ function optionalFingerprint(value: unknown, field: string): string | null {
 export function parseReceiptInput(value: unknown): ParsedReceipt {
   try {
     if (!isObject(value)) throw new FieldError("receipt", "must be a JSON object");
-    const decentral = value._decentral;
+    const wire = value as WireInput;
+    const decentral = wire._decentral;
     const wrapped = decentral !== undefined;
     if (wrapped && !isObject(decentral)) throw new FieldError("_decentral", "must be an object");
-    const fields = (wrapped ? decentral : value) as Record<string, unknown>;
+    const fields = (wrapped ? decentral : wire) as WireInput;
     const prefix = wrapped ? "_decentral." : "";
-    const usage = value.usage;
+    const usage = wire.usage;
     if (usage !== undefined && usage !== null && !isObject(usage)) {
       throw new FieldError("usage", "must be an object");
     }
-    const u = (usage ?? {}) as Record<string, unknown>;
+    const u = (usage ?? {}) as Unchecked<NonNullable<WireReceipt["usage"]>>;
     const receipt: Receipt = {
       jobId: jobId(fields.job_id, `${prefix}job_id`),
       escrowTx: requiredSignature(fields.escrow_tx, `${prefix}escrow_tx`),
@@ -253,17 +285,17 @@ export function parseReceiptInput(value: unknown): ParsedReceipt {
       ),
       // `requested_model` names the model asked for (the job is priced by it); when given,
       // `model` is taken as the one the response named, as in a wrapped completion.
-      ...models(value),
-      keyFingerprint: optionalFingerprint(value.key_fingerprint, "key_fingerprint"),
-      maxTokens: optionalMaxTokens(value.max_tokens, "max_tokens"),
-      creditVault: optionalWorker(value.credit_vault, "credit_vault"),
+      ...models(wire),
+      keyFingerprint: optionalFingerprint(wire.key_fingerprint, "key_fingerprint"),
+      maxTokens: optionalMaxTokens(wire.max_tokens, "max_tokens"),
+      creditVault: optionalWorker(wire.credit_vault, "credit_vault"),
       promptTokens: optionalTokens(u.prompt_tokens, "usage.prompt_tokens"),
       completionTokens: optionalTokens(u.completion_tokens, "usage.completion_tokens"),
       totalTokens: optionalTokens(u.total_tokens, "usage.total_tokens"),
       createdAt: wrapped
-        ? optionalCreatedAt(value.created, "created")
-        : optionalCreatedAt(value.created_at, "created_at"),
-      tags: optionalTags(value.tags, "tags"),
+        ? optionalCreatedAt(wire.created, "created")
+        : optionalCreatedAt(wire.created_at, "created_at"),
+      tags: optionalTags(wire.tags, "tags"),
     };
     return { ok: true, receipt };
   } catch (error) {

@@ -1,8 +1,14 @@
-import type Database from "better-sqlite3";
 import type { Store } from "../db/client.js";
 import type { Logger } from "../log.js";
 import { backoff } from "../retry.js";
-import { type JobsApiClient, JobsApiError, recordJobsApiAnswer } from "./jobs-api.js";
+import {
+  type BackfillClaim,
+  claimBackfillInTransaction,
+  createBackfillStore,
+  giveUpBackfillInTransaction,
+} from "../store/backfill.js";
+import { createJobsApiStore, recordJobsApiAnswerInTransaction } from "../store/jobs-api.js";
+import { type JobsApiAnswer, type JobsApiClient, JobsApiError } from "./jobs-api.js";
 import { keyFingerprint } from "./proxy.js";
 import type { ReceiptWriter } from "./receipt-writer.js";
 
@@ -78,42 +84,22 @@ export function createSettlementBackfill(options: SettlementBackfillOptions): Se
     const fingerprint = keyFingerprint(key);
     if (fingerprint) keyOf.set(fingerprint, key);
   }
-  const due = store.sqlite.prepare(
-    `SELECT job_id AS jobId, backfill_attempts AS attempts, key_fingerprint AS fingerprint
-     FROM jobs
-     WHERE backfill_state = 'pending' AND backfill_next_at <= ?
-     ORDER BY backfill_next_at LIMIT ?`,
-  );
-  // Prepared per connection: the writer has its own.
-  const prepared = new WeakMap<
-    Database.Database,
-    { claim: Database.Statement; giveUp: Database.Statement }
-  >();
-  const statementsOf = (s: Store) => {
-    let st = prepared.get(s.sqlite);
-    if (!st) {
-      st = {
-        claim: s.sqlite.prepare(
-          `UPDATE jobs SET backfill_attempts = backfill_attempts + 1, backfill_next_at = ?
-           WHERE job_id = ? AND backfill_state = 'pending'`,
-        ),
-        giveUp: s.sqlite.prepare(
-          `UPDATE jobs SET backfill_state = 'gave_up', updated_at = ?
-           WHERE job_id = ? AND backfill_state = 'pending'`,
-        ),
-      };
-      prepared.set(s.sqlite, st);
-    }
-    return st;
-  };
-  const write = async (task: (s: Store) => void): Promise<void> => {
-    if (options.writer) await options.writer.run(task);
-    else store.sqlite.transaction(() => task(store)).immediate();
-  };
+  const backfill = createBackfillStore(store);
+  const answers = createJobsApiStore(store);
+  // Through the writer (the proxy's group commit) when there is one, else each on its own.
+  const { writer } = options;
+  const claim = (claims: BackfillClaim[], giveUps: string[], at: number) =>
+    writer
+      ? writer.run((s) => claimBackfillInTransaction(s, claims, giveUps, at))
+      : backfill.claim(claims, giveUps, at);
   const giveUp = (at: number, jobId: string) =>
-    write((s) => {
-      statementsOf(s).giveUp.run(at, jobId);
-    });
+    writer
+      ? writer.run((s) => giveUpBackfillInTransaction(s, jobId, at))
+      : backfill.giveUp(jobId, at);
+  const recordAnswer = (jobId: string, answer: JobsApiAnswer, at: number) =>
+    writer
+      ? writer.run((s) => recordJobsApiAnswerInTransaction(s, jobId, answer, at))
+      : answers.recordAnswer(jobId, answer, at);
 
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<number> | undefined;
@@ -122,24 +108,23 @@ export function createSettlementBackfill(options: SettlementBackfillOptions): Se
 
   async function pass(): Promise<number> {
     const at = now();
-    const rows = (
-      due.all(at, batchSize) as { jobId: string; attempts: number; fingerprint: string | null }[]
-    ).map((row) => ({
+    const rows = (await backfill.due(at, batchSize)).map((row) => ({
       ...row,
       apiKey: (row.fingerprint === null ? undefined : keyOf.get(row.fingerprint)) ?? options.apiKey,
     }));
     if (rows.length === 0) return 0;
     const keyless = rows.filter((row) => row.apiKey === undefined);
     const asked = rows.filter((row) => row.apiKey !== undefined);
-    await write((s) => {
-      const st = statementsOf(s);
-      // Nobody can ask the jobs API for these any more: give up now, so the verifier calls
-      // them unverifiable instead of waiting for ever (and a nightly run can finish).
-      for (const row of keyless) st.giveUp.run(at, row.jobId);
-      for (const row of asked) {
-        st.claim.run(at + backoffDelay(row.attempts, baseDelayMs, maxDelayMs), row.jobId);
-      }
-    });
+    // Nobody can ask the jobs API for the keyless ones any more: give up now, so the verifier
+    // calls them unverifiable instead of waiting for ever (and a nightly run can finish).
+    await claim(
+      asked.map((row) => ({
+        jobId: row.jobId,
+        nextAt: at + backoffDelay(row.attempts, baseDelayMs, maxDelayMs),
+      })),
+      keyless.map((row) => row.jobId),
+      at,
+    );
     if (keyless.length > 0 && !warnedNoKey) {
       log.warn(
         { jobs: keyless.length },
@@ -152,7 +137,7 @@ export function createSettlementBackfill(options: SettlementBackfillOptions): Se
         try {
           const answer = await jobsApi(jobId, `Bearer ${apiKey}`);
           const answeredAt = now();
-          await write((s) => recordJobsApiAnswer(s, jobId, answer, answeredAt));
+          await recordAnswer(jobId, answer, answeredAt);
           log.debug({ jobId, status: answer.status }, "jobs API consulted");
         } catch (error) {
           const permanent = error instanceof JobsApiError && !error.retryable;

@@ -182,3 +182,18 @@ export function createJobQueueStore(store: Store): JobQueueStore {
     },
   };
 }
+
+/**
+ * Makes jobs due now without reopening them: `next_verify_at` moves to `now` if it was later;
+ * the verdict, attempts and lease stay. For news a verifier may be parked waiting for that
+ * changes nothing it has checked (an unchanged jobs-API answer for a job not yet final).
+ * Composes inside the caller's transaction like `reopenJobs`. Returns how many jobs matched.
+ */
+export function makeDue(db: Writer, jobIds: readonly string[], now: number): number {
+  if (jobIds.length === 0) return 0;
+  return db
+    .update(jobs)
+    .set({ nextVerifyAt: sql`min(${jobs.nextVerifyAt}, ${now})` })
+    .where(inArray(jobs.jobId, [...jobIds]))
+    .run().changes;
+}

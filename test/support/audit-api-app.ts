@@ -7,14 +7,14 @@ import { createTestStore } from "./store.js";
  * A fresh app over an in-memory store with one live token per role, for API tests. Logs go
  * nowhere. Extra deps (verifier, probes, clock) override the defaults.
  */
-export function createTestApi(extra: Partial<Omit<AppDeps, "store" | "log">> = {}) {
+export async function createTestApi(extra: Partial<Omit<AppDeps, "store" | "log">> = {}) {
   const store = createTestStore();
   const log = createLogger({ level: "silent" });
   const app = createApp({ store, log, ...extra });
   const tokens = {
-    read: createToken(store, { role: "read", name: "dashboard" }).token,
-    ingest: createToken(store, { role: "ingest", name: "backend" }).token,
-    admin: createToken(store, { role: "admin", name: "ops" }).token,
+    read: (await createToken(store, { role: "read", name: "dashboard" })).token,
+    ingest: (await createToken(store, { role: "ingest", name: "backend" })).token,
+    admin: (await createToken(store, { role: "admin", name: "ops" })).token,
   };
   const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
   /** GET `path` with the given role's token. */

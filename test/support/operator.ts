@@ -29,7 +29,7 @@ import { type LocalWorld, startLocalWorld } from "../../src/localnet/world.js";
 import { createLogger } from "../../src/log.js";
 import { parseJobsApiAnswer, recordJobsApiAnswer } from "../../src/recorder/jobs-api.js";
 import { keyFingerprint } from "../../src/recorder/proxy.js";
-import { type Receipt, recordReceipt } from "../../src/recorder/receipts.js";
+import { type Receipt, recordReceiptsInTransaction } from "../../src/store/receipts.js";
 import { createVerifier } from "../../src/verify/engine.js";
 import { localnetProfile, type Profile, priceUnits } from "../../src/verify/profiles.js";
 import { createTestStore } from "./store.js";
@@ -661,12 +661,12 @@ export class Scenario {
     };
     // The receipt prices by the model asked for and keeps the response's model to compare.
     const { requestedModel, ...rest } = receipt;
-    const result = recordReceipt(
+    const [result] = recordReceiptsInTransaction(
       this.store,
-      requestedModel ? { ...rest, model: requestedModel, responseModel: receipt.model } : rest,
+      [requestedModel ? { ...rest, model: requestedModel, responseModel: receipt.model } : rest],
       "ingest",
     );
-    if (result.outcome !== "created") throw new Error(`receipt ${plan.jobId}: ${result.outcome}`);
+    if (result?.outcome !== "created") throw new Error(`receipt ${plan.jobId}: ${result?.outcome}`);
     return plan.jobId;
   }
 
@@ -681,7 +681,9 @@ export class Scenario {
     overrides: Record<string, unknown> = {},
   ): Promise<{ status: number; body: unknown }> {
     this.app ??= createApp({ store: this.store, log });
-    this.ingestToken ??= createToken(this.store, { role: "ingest", name: "adversary" }).token;
+    this.ingestToken ??= (
+      await createToken(this.store, { role: "ingest", name: "adversary" })
+    ).token;
     const body = {
       job_id: plan.jobId,
       escrow_tx: txs.escrowTx,

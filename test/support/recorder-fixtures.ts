@@ -82,6 +82,6 @@ export async function serveApp(deps: { store: Store; log: Logger; proxy?: Record
 }
 
 /** A fresh access token of role `ingest` (what backends posting receipts hold). */
-export function ingestToken(store: Store): string {
-  return createToken(store, { role: "ingest", name: "recorder tests" }).token;
+export async function ingestToken(store: Store): Promise<string> {
+  return (await createToken(store, { role: "ingest", name: "recorder tests" })).token;
 }

@@ -1,0 +1,110 @@
+import { and, asc, eq, lte, sql } from "drizzle-orm";
+import type { Store } from "../db/client.js";
+import { jobs } from "../db/schema.js";
+import { perConnection } from "./prepared.js";
+
+/** A job whose settlement signature is still to be asked for. */
+export interface BackfillDue {
+  jobId: string;
+  /** Attempts made so far. */
+  attempts: number;
+  /** The key fingerprint the job was recorded with, if any. */
+  fingerprint: string | null;
+}
+
+/** One pass's claims: the jobs asked about now, and when each may be asked again. */
+export interface BackfillClaim {
+  jobId: string;
+  nextAt: number;
+}
+
+/**
+ * The settlement backfill's state, the `jobs.backfill_*` columns: a restart resumes where the
+ * loop stopped, and a claim pushes a job's next attempt forward so two passes never take it.
+ */
+export interface BackfillStore {
+  /** Pending jobs due at `at`, the longest waiting first, at most `limit`. */
+  due(at: number, limit: number): Promise<BackfillDue[]>;
+  /** Claims `claims` and gives up on `giveUps`, in one IMMEDIATE transaction. */
+  claim(claims: readonly BackfillClaim[], giveUps: readonly string[], at: number): Promise<void>;
+  /** Gives up on a job still pending: its settlement stays unknown (unverifiable). */
+  giveUp(jobId: string, at: number): Promise<void>;
+}
+
+function prepare(store: Store) {
+  const pendingJob = and(
+    eq(jobs.jobId, sql.placeholder("jobId")),
+    eq(jobs.backfillState, "pending"),
+  );
+  return {
+    due: store.db
+      .select({
+        jobId: jobs.jobId,
+        attempts: jobs.backfillAttempts,
+        fingerprint: jobs.keyFingerprint,
+      })
+      .from(jobs)
+      .where(
+        and(eq(jobs.backfillState, "pending"), lte(jobs.backfillNextAt, sql.placeholder("at"))),
+      )
+      .orderBy(asc(jobs.backfillNextAt))
+      .limit(sql.placeholder("limit"))
+      .prepare(),
+    claim: store.db
+      .update(jobs)
+      .set({
+        backfillAttempts: sql`${jobs.backfillAttempts} + 1`,
+        backfillNextAt: sql`${sql.placeholder("nextAt")}`,
+      })
+      .where(pendingJob)
+      .prepare(),
+    giveUp: store.db
+      .update(jobs)
+      .set({ backfillState: "gave_up", updatedAt: sql`${sql.placeholder("at")}` })
+      .where(pendingJob)
+      .prepare(),
+  };
+}
+
+const statementsOf = perConnection(prepare);
+
+/**
+ * `BackfillStore.claim` for a caller that batches writes of its own (the receipt writer's
+ * group commit): synchronous, on the connection `tx`, in an IMMEDIATE transaction of its own
+ * or, inside the caller's transaction, a savepoint.
+ */
+export function claimBackfillInTransaction(
+  tx: Store,
+  claims: readonly BackfillClaim[],
+  giveUps: readonly string[],
+  at: number,
+): void {
+  const st = statementsOf(tx);
+  tx.sqlite
+    .transaction(() => {
+      for (const jobId of giveUps) st.giveUp.run({ jobId, at });
+      for (const { jobId, nextAt } of claims) st.claim.run({ jobId, nextAt });
+    })
+    .immediate();
+}
+
+/** `BackfillStore.giveUp` inside the caller's transaction (see `claimBackfillInTransaction`). */
+export function giveUpBackfillInTransaction(tx: Store, jobId: string, at: number): void {
+  statementsOf(tx).giveUp.run({ jobId, at });
+}
+
+/** The backfill store on `store`'s connection; its statements are prepared here, once. */
+export function createBackfillStore(store: Store): BackfillStore {
+  const st = statementsOf(store);
+  return {
+    async due(at, limit) {
+      return st.due.all({ at, limit });
+    },
+    async claim(claims, giveUps, at) {
+      claimBackfillInTransaction(store, claims, giveUps, at);
+    },
+    async giveUp(jobId, at) {
+      giveUpBackfillInTransaction(store, jobId, at);
+    },
+  };
+}

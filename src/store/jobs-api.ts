@@ -1,0 +1,147 @@
+import { eq, sql } from "drizzle-orm";
+import type { Store } from "../db/client.js";
+import { jobs, type Verdict } from "../db/schema.js";
+import { makeDue, reopenJobs } from "./job-queue.js";
+import { param, perConnection } from "./prepared.js";
+import { needsReopen, queueColumns } from "./receipts.js";
+
+/** What `GET /v1/jobs/{job_id}` said about a job, reduced to what the audit compares. */
+export interface JobsApiAnswer {
+  status: string | null;
+  creditsChargedUnits: bigint | null;
+  escrowTx: string | null;
+  settlementTx: string | null;
+  worker: string | null;
+  /** The response body as received. */
+  raw: unknown;
+}
+
+/** Job statuses after which no settlement signature will ever appear. */
+const terminalWithoutSettlement = new Set(["refunded", "failed"]);
+
+/** True when asking the jobs API again cannot bring anything new. */
+export function isSettledAnswer(answer: JobsApiAnswer): boolean {
+  return (
+    answer.settlementTx !== null ||
+    (answer.status !== null && terminalWithoutSettlement.has(answer.status))
+  );
+}
+
+/** The `jobs.api_*` columns: what the jobs API said about each job. */
+export interface JobsApiStore {
+  /**
+   * Stores what the jobs API said in the `api_*` columns and fills the receipt's settlement
+   * signature from it when the receipt lacked one (an update, never a conflict). A recorded
+   * settlement signature is never overwritten: a different one from the API is a finding for
+   * the verifier, which compares the two columns. The backfill is done once the answer is
+   * final. A job whose answer changed (or the first answer) is reopened for the verifier; a
+   * job not yet final is at least due now (it may have been parked waiting for exactly this
+   * answer). One IMMEDIATE transaction; an unknown job id changes nothing.
+   */
+  recordAnswer(jobId: string, answer: JobsApiAnswer, at?: number): Promise<void>;
+}
+
+/** Verdicts a verifier will still revisit: an answer makes them due now without reopening. */
+const notFinal: ReadonlySet<Verdict> = new Set<Verdict>([
+  "pending",
+  "awaiting_finality",
+  "error",
+  "rpc_disagreement",
+]);
+
+function prepare(store: Store) {
+  const jobId = eq(jobs.jobId, sql.placeholder("jobId"));
+  return {
+    previous: store.db
+      .select({
+        apiCheckedAt: jobs.apiCheckedAt,
+        apiStatus: jobs.apiStatus,
+        apiEscrowTx: jobs.apiEscrowTx,
+        apiSettlementTx: jobs.apiSettlementTx,
+        apiWorker: jobs.apiWorker,
+        apiCreditsChargedUnits: jobs.apiCreditsChargedUnits,
+        settlementTx: jobs.settlementTx,
+        backfillState: jobs.backfillState,
+        ...queueColumns,
+      })
+      .from(jobs)
+      .where(jobId)
+      .prepare(),
+    update: store.db
+      .update(jobs)
+      .set({
+        apiStatus: param("status"),
+        apiCreditsChargedUnits: param("charged"),
+        apiEscrowTx: param("escrowTx"),
+        apiSettlementTx: param("apiSettlementTx"),
+        apiWorker: param("worker"),
+        apiResponse: param("raw"),
+        apiCheckedAt: param("now"),
+        settlementTx: param("settlementTx"),
+        backfillState: param("backfillState"),
+        updatedAt: param("now"),
+      })
+      .where(jobId)
+      .prepare(),
+  };
+}
+
+const statementsOf = perConnection(prepare);
+
+/**
+ * `JobsApiStore.recordAnswer` for a caller that batches writes of its own (the receipt
+ * writer's group commit): synchronous, on the connection `tx`, in an IMMEDIATE transaction of
+ * its own or, inside the caller's transaction, a savepoint.
+ */
+export function recordJobsApiAnswerInTransaction(
+  tx: Store,
+  jobId: string,
+  answer: JobsApiAnswer,
+  now = Date.now(),
+): void {
+  const st = statementsOf(tx);
+  tx.sqlite
+    .transaction(() => {
+      const row = st.previous.get({ jobId });
+      if (!row) return;
+      // True when this answer tells the checks something the row did not say: a first
+      // answer, or a different status, signature, worker or charge.
+      const changed =
+        row.apiCheckedAt === null ||
+        row.apiStatus !== answer.status ||
+        row.apiEscrowTx !== answer.escrowTx ||
+        row.apiSettlementTx !== answer.settlementTx ||
+        row.apiWorker !== answer.worker ||
+        row.apiCreditsChargedUnits !== answer.creditsChargedUnits;
+      st.update.run({
+        jobId,
+        status: answer.status,
+        charged: answer.creditsChargedUnits,
+        escrowTx: answer.escrowTx,
+        apiSettlementTx: answer.settlementTx,
+        worker: answer.worker,
+        raw: answer.raw ?? null,
+        settlementTx: row.settlementTx ?? answer.settlementTx,
+        backfillState:
+          isSettledAnswer(answer) && row.backfillState === "pending" ? "done" : row.backfillState,
+        now,
+      });
+      // Each only when it changes something: neither is a prepared statement (see needsReopen).
+      if (changed) {
+        if (needsReopen(row, now)) reopenJobs(tx.db, { jobIds: [jobId] }, now);
+      } else if (notFinal.has(row.verdict) && row.nextVerifyAt > now) {
+        makeDue(tx.db, [jobId], now);
+      }
+    })
+    .immediate();
+}
+
+/** The jobs-API answers store on `store`'s connection; its statements are prepared here, once. */
+export function createJobsApiStore(store: Store): JobsApiStore {
+  statementsOf(store);
+  return {
+    async recordAnswer(jobId, answer, at) {
+      recordJobsApiAnswerInTransaction(store, jobId, answer, at);
+    },
+  };
+}

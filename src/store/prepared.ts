@@ -1,0 +1,28 @@
+import type Database from "better-sqlite3";
+import { sql } from "drizzle-orm";
+import type { Store } from "../db/client.js";
+
+/**
+ * The one way a store module prepares its statements: once per connection. `create…Store`
+ * calls the returned function when it is created, and a helper that composes inside another
+ * connection's transaction (the receipt writer has a connection of its own) gets that
+ * connection's set, prepared on its first use. Preparing per call would dominate the receipt
+ * path.
+ */
+export function perConnection<T>(prepare: (store: Store) => T): (store: Store) => T {
+  const cache = new WeakMap<Database.Database, T>();
+  return (store) => {
+    let prepared = cache.get(store.sqlite);
+    if (prepared === undefined) {
+      prepared = prepare(store);
+      cache.set(store.sqlite, prepared);
+    }
+    return prepared;
+  };
+}
+
+/**
+ * A named placeholder where drizzle's types admit only values (`.set()`, `.values()`): drizzle
+ * encodes it with its column's mapping (bigint, boolean, JSON) when the statement runs.
+ */
+export const param = <T>(name: string): T => sql.placeholder(name) as unknown as T;

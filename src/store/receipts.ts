@@ -1,0 +1,546 @@
+import { createHash } from "node:crypto";
+import { and, count, desc, eq, getTableColumns, sql } from "drizzle-orm";
+import type { Store } from "../db/client.js";
+import { jobs, type ReceiptSource, receiptConflicts } from "../db/schema.js";
+import { reopenJobs } from "./job-queue.js";
+import { param, perConnection } from "./prepared.js";
+
+type JobRow = typeof jobs.$inferSelect;
+
+/**
+ * The receipt fields compared between two receipts of one job, in canonical order: the receipt
+ * proper (what Decentral said and what the job used). They are columns of `jobs`, so their
+ * types and column names come from the schema; this list is their one declaration.
+ */
+export const receiptFields = [
+  "jobId",
+  "escrowTx",
+  "settlementTx",
+  "worker",
+  "creditsRemainingUnits",
+  "model",
+  "promptTokens",
+  "completionTokens",
+  "totalTokens",
+] as const satisfies readonly (keyof JobRow)[];
+
+type ReceiptField = (typeof receiptFields)[number];
+type ReceiptCore = Pick<JobRow, ReceiptField>;
+
+/** How a receipt was captured; optional, and not part of its hash (see the schema's comments). */
+type CaptureFields = Pick<
+  JobRow,
+  | "tags"
+  | "maxTokens"
+  | "stream"
+  | "httpStatus"
+  | "latencyMs"
+  | "ttfbMs"
+  | "keyFingerprint"
+  | "responseModel"
+  | "creditVault"
+  | "captureState"
+>;
+
+/**
+ * A job receipt as the recorder captures it: the `receiptFields` (which make up its canonical
+ * hash) and optional capture details. `null` always means unknown, never zero. `createdAt` is
+ * when the job ran (epoch ms), by default the time of recording; only the proxy writes
+ * `captureState: "open"` rows (headers seen, body not yet ended).
+ */
+export type Receipt = ReceiptCore &
+  Partial<CaptureFields> & {
+    createdAt?: number | null;
+  };
+
+export type RecordOutcome = "created" | "duplicate" | "conflict" | "updated";
+
+export interface RecordResult {
+  outcome: RecordOutcome;
+  /** For a conflict: the fields (column names, e.g. `settlement_tx`) that differ from the recorded ones. */
+  differences?: string[];
+}
+
+/** Options of `record` / `recordReceiptsInTransaction`. */
+export interface RecordOptions {
+  /** Clock (epoch ms); default `Date.now`. */
+  now?: number;
+  /**
+   * Delay before the background backfill first asks the jobs API about a job recorded without
+   * a settlement signature. The proxy asks right away with the caller's key, so it passes a
+   * grace period here; other sources leave it at 0.
+   */
+  backfillDelayMs?: number;
+}
+
+/** The receipts of jobs: what each source said, and the conflicting receipts kept as findings. */
+export interface ReceiptsStore {
+  /**
+   * Records receipts from `source` in one IMMEDIATE transaction, in order (a job repeated
+   * within the batch is a duplicate or conflict of its earlier item), idempotent on the job id:
+   * - `created`: first receipt of the job;
+   * - `duplicate`: the same receipt again (same canonical hash), or one that adds nothing;
+   * - `updated`: the proxy completing the row it opened, or a receipt from the same source that
+   *   agrees with every recorded field and only fills fields that were unknown (e.g. a
+   *   settlement signature);
+   * - `conflict`: a field both receipts know differs, or a receipt from another source that is
+   *   not the same receipt (one source never fills in another's); the new receipt is kept in
+   *   `receipt_conflicts` (an audit finding, capped per job, see `maxStoredConflicts`) and the
+   *   recorded one is left as it was.
+   * New rows keep the verifier's defaults (`verdict` pending, `next_verify_at` 0); a recorded
+   * job whose receipt changes is reopened for the verifier (`reopenJobs`).
+   */
+  record(
+    receipts: readonly Receipt[],
+    source: ReceiptSource,
+    options?: RecordOptions,
+  ): Promise<RecordResult[]>;
+}
+
+/**
+ * Conflicting receipts kept per job. The first `maxStoredConflicts - 1` are kept verbatim; the
+ * last row is a running summary (how many more came, the latest one, every field that
+ * differed), so a flood of posts cannot grow the table or the audit record without bound.
+ */
+export const maxStoredConflicts = 10;
+
+/** Signatures of conflicting receipts kept per job to verify (the rest are only summarized). */
+const maxConflictSignatures = 8;
+
+const columns = getTableColumns(jobs);
+
+/** The column name of each receipt field (`settlement_tx`), as conflicts name them. */
+const columnOf = (field: ReceiptField): string => columns[field].name;
+
+/**
+ * Hash of the canonical receipt fields: sha256 over a JSON array in `receiptFields` order, with
+ * bigints as decimal strings and unknowns as null. Two receipts with the same hash are the same
+ * receipt; capture details (latency, tags, ...) do not take part.
+ */
+export function receiptHash(receipt: ReceiptCore): string {
+  const canonical = JSON.stringify(
+    receiptFields.map((field) => {
+      const value = receipt[field];
+      return typeof value === "bigint" ? value.toString() : (value ?? null);
+    }),
+  );
+  return createHash("sha256").update(canonical).digest("hex");
+}
+
+/** Every statement of the receipt path, prepared once per connection (see `statementsOf`). */
+function prepare(store: Store) {
+  const { db } = store;
+  const jobId = eq(jobs.jobId, sql.placeholder("jobId"));
+  const conflictsOf = eq(receiptConflicts.jobId, sql.placeholder("jobId"));
+  const receiptValues = Object.fromEntries(
+    receiptFields.map((field) => [field, param(field)]),
+  ) as ReceiptCore;
+  return {
+    insert: db
+      .insert(jobs)
+      .values({
+        ...receiptValues,
+        source: param("source"),
+        maxTokens: param("maxTokens"),
+        stream: param("stream"),
+        httpStatus: param("httpStatus"),
+        latencyMs: param("latencyMs"),
+        ttfbMs: param("ttfbMs"),
+        keyFingerprint: param("keyFingerprint"),
+        responseModel: param("responseModel"),
+        creditVault: param("creditVault"),
+        tags: param("tags"),
+        captureState: param("captureState"),
+        receiptHash: param("receiptHash"),
+        createdAt: param("createdAt"),
+        recordedAt: param("now"),
+        updatedAt: param("now"),
+        backfillState: param("backfillState"),
+        backfillNextAt: param("backfillNextAt"),
+      })
+      .onConflictDoNothing()
+      .prepare(),
+    // Enough to tell the common case, the same receipt again, without reading the whole row.
+    recorded: db
+      .select({
+        source: jobs.source,
+        captureState: jobs.captureState,
+        receiptHash: jobs.receiptHash,
+      })
+      .from(jobs)
+      .where(jobId)
+      .prepare(),
+    select: db
+      .select({
+        ...Object.fromEntries(receiptFields.map((field) => [field, columns[field]])),
+        source: jobs.source,
+        tags: jobs.tags,
+        captureState: jobs.captureState,
+        receiptHash: jobs.receiptHash,
+        responseModel: jobs.responseModel,
+        creditVault: jobs.creditVault,
+        backfillState: jobs.backfillState,
+        conflictSignatures: jobs.conflictSignatures,
+        ...queueColumns,
+      } as { [K in keyof RecordedRow]: (typeof columns)[K] })
+      .from(jobs)
+      .where(jobId)
+      .prepare(),
+    // The proxy's own completion of the row it opened: every capture field is replaced.
+    completeCapture: db
+      .update(jobs)
+      .set({
+        ...receiptValues,
+        maxTokens: param("maxTokens"),
+        stream: param("stream"),
+        httpStatus: param("httpStatus"),
+        latencyMs: param("latencyMs"),
+        ttfbMs: param("ttfbMs"),
+        keyFingerprint: param("keyFingerprint"),
+        responseModel: param("responseModel"),
+        creditVault: param("creditVault"),
+        tags: param("tags"),
+        captureState: param("captureState"),
+        receiptHash: param("receiptHash"),
+        backfillState: param("backfillState"),
+        updatedAt: param("now"),
+      })
+      .where(jobId)
+      .prepare(),
+    // A later receipt that agrees with the recorded one and only adds what was unknown.
+    fill: db
+      .update(jobs)
+      .set({
+        ...receiptValues,
+        tags: param("tags"),
+        receiptHash: param("receiptHash"),
+        backfillState: param("backfillState"),
+        updatedAt: param("now"),
+      })
+      .where(jobId)
+      .prepare(),
+    // Signatures a conflicting receipt names are the job's too: the verifier fetches and judges
+    // them (a job id answered twice, each time with its own lock, is charged twice).
+    conflictSignatures: db
+      .update(jobs)
+      .set({ conflictSignatures: param("signatures"), updatedAt: param("now") })
+      .where(jobId)
+      .prepare(),
+    conflict: db
+      .insert(receiptConflicts)
+      .values({
+        jobId: param("jobId"),
+        source: param("source"),
+        receipt: param("receipt"),
+        differences: param("differences"),
+        receivedAt: param("now"),
+      })
+      .prepare(),
+    conflictCount: db.select({ n: count() }).from(receiptConflicts).where(conflictsOf).prepare(),
+    sameConflict: db
+      .select({ id: receiptConflicts.id })
+      .from(receiptConflicts)
+      .where(
+        and(
+          conflictsOf,
+          eq(receiptConflicts.source, sql.placeholder("source")),
+          // A placeholder in a condition is not encoded by its column: the caller passes JSON text.
+          eq(receiptConflicts.receipt, sql.placeholder("receiptJson")),
+        ),
+      )
+      .prepare(),
+    lastConflict: db
+      .select({
+        id: receiptConflicts.id,
+        receipt: receiptConflicts.receipt,
+        differences: receiptConflicts.differences,
+      })
+      .from(receiptConflicts)
+      .where(conflictsOf)
+      .orderBy(desc(receiptConflicts.id))
+      .limit(1)
+      .prepare(),
+    updateSummary: db
+      .update(receiptConflicts)
+      .set({
+        source: param("source"),
+        receipt: param("receipt"),
+        differences: param("differences"),
+        receivedAt: param("now"),
+      })
+      .where(eq(receiptConflicts.id, sql.placeholder("id")))
+      .prepare(),
+  };
+}
+
+const statementsOf = perConnection(prepare);
+type Statements = ReturnType<typeof prepare>;
+
+/** The verifier's queue columns of a job, read to decide whether reopening it changes anything. */
+export const queueColumns = {
+  verdict: jobs.verdict,
+  nextVerifyAt: jobs.nextVerifyAt,
+  verifyAttempts: jobs.verifyAttempts,
+  lastError: jobs.lastError,
+  leaseOwner: jobs.leaseOwner,
+};
+
+type QueueState = Pick<JobRow, keyof typeof queueColumns>;
+
+/**
+ * False when `reopenJobs` would find the job as it would leave it: pending, due, never
+ * attempted, no error, no lease (e.g. a proxy row completed before any verifier saw it). The
+ * reopen is then skipped: it would only move a due time that has passed up to `now`, and
+ * `reopenJobs` is not a prepared statement (preparing an UPDATE of `jobs`, with its rollup
+ * triggers, costs about 0.3 ms, on every proxied job).
+ */
+export function needsReopen(job: QueueState, now: number): boolean {
+  return !(
+    job.verdict === "pending" &&
+    job.nextVerifyAt <= now &&
+    job.verifyAttempts === 0 &&
+    job.lastError === null &&
+    job.leaseOwner === null
+  );
+}
+
+/** The recorded row a new receipt is compared with. */
+type RecordedRow = ReceiptCore &
+  Pick<
+    JobRow,
+    | "source"
+    | "tags"
+    | "captureState"
+    | "receiptHash"
+    | "responseModel"
+    | "creditVault"
+    | "backfillState"
+    | "conflictSignatures"
+  > &
+  QueueState;
+
+/** Columns (snake_case, as in the stored conflict receipt) where both receipts hold differing values. */
+function differingFields(row: RecordedRow, receipt: ReceiptCore): string[] {
+  const differences: string[] = [];
+  for (const field of receiptFields) {
+    const incoming = receipt[field];
+    const recorded = row[field];
+    if (incoming === null || incoming === undefined || recorded === null) continue;
+    if (incoming !== recorded) differences.push(columnOf(field));
+  }
+  return differences;
+}
+
+/** Fields the incoming receipt knows and the recorded one does not. */
+function filledFields(row: RecordedRow, receipt: ReceiptCore): ReceiptField[] {
+  return receiptFields.filter((field) => receipt[field] !== null && row[field] === null);
+}
+
+/** The recorded receipt with its unknowns taken from `receipt`. */
+function merged(row: RecordedRow, receipt: ReceiptCore): ReceiptCore {
+  const combined = {} as Record<ReceiptField, unknown>;
+  for (const field of receiptFields) combined[field] = row[field] ?? receipt[field];
+  return combined as ReceiptCore;
+}
+
+/** The receipt for `receipt_conflicts`, with the column names and bigints as strings. */
+function conflictRecord(receipt: Receipt): Record<string, unknown> {
+  const record: Record<string, unknown> = {};
+  for (const field of receiptFields) {
+    const value = receipt[field];
+    record[columnOf(field)] = typeof value === "bigint" ? value.toString() : value;
+  }
+  record.tags = receipt.tags ?? {};
+  return record;
+}
+
+/** Parameters of the receipt's own columns, for the insert and the proxy's completion. */
+function captureParams(receipt: Receipt, source: ReceiptSource, now: number, hash: string) {
+  const params: Record<string, unknown> = {
+    source,
+    maxTokens: receipt.maxTokens ?? null,
+    stream: receipt.stream ?? null,
+    httpStatus: receipt.httpStatus ?? null,
+    latencyMs: receipt.latencyMs ?? null,
+    ttfbMs: receipt.ttfbMs ?? null,
+    keyFingerprint: receipt.keyFingerprint ?? null,
+    responseModel: receipt.responseModel ?? null,
+    creditVault: receipt.creditVault ?? null,
+    tags: receipt.tags ?? {},
+    captureState: receipt.captureState ?? "complete",
+    receiptHash: hash,
+    now,
+  };
+  for (const field of receiptFields) params[field] = receipt[field];
+  return params;
+}
+
+/**
+ * Keeps a conflicting receipt, at most `maxStoredConflicts` rows per job: the same conflicting
+ * receipt again is not stored twice, and beyond the cap the last row summarizes the rest.
+ * Returns true when the job gained signatures to verify (it is then reopened).
+ */
+function storeConflict(
+  st: Statements,
+  row: RecordedRow,
+  receipt: Receipt,
+  source: ReceiptSource,
+  differences: string[],
+  now: number,
+): boolean {
+  const known = new Set<string>(row.conflictSignatures ?? []);
+  const before = known.size;
+  for (const sig of [receipt.escrowTx, receipt.settlementTx]) {
+    if (
+      sig &&
+      sig !== row.escrowTx &&
+      sig !== row.settlementTx &&
+      known.size < maxConflictSignatures
+    ) {
+      known.add(sig);
+    }
+  }
+  const gained = known.size > before;
+  if (gained) st.conflictSignatures.run({ jobId: receipt.jobId, signatures: [...known], now });
+  const record = conflictRecord(receipt);
+  const jobId = receipt.jobId;
+  const receiptJson = JSON.stringify(record);
+  if (st.sameConflict.get({ jobId, source, receiptJson }) !== undefined) return gained;
+  const stored = st.conflictCount.get({ jobId })?.n ?? 0;
+  if (stored < maxStoredConflicts - 1) {
+    st.conflict.run({ jobId, source, receipt: record, differences, now });
+    return gained;
+  }
+  if (stored === maxStoredConflicts - 1) {
+    const summary = { summary: true, more_conflicts: 1, latest: record };
+    st.conflict.run({ jobId, source, receipt: summary, differences, now });
+    return gained;
+  }
+  const last = st.lastConflict.get({ jobId });
+  if (!last) return gained;
+  const previous = last.receipt as { more_conflicts?: number };
+  const fields = [...new Set([...last.differences, ...differences])];
+  const summary = {
+    summary: true,
+    more_conflicts: (previous.more_conflicts ?? 0) + 1,
+    latest: record,
+  };
+  st.updateSummary.run({ id: last.id, source, receipt: summary, differences: fields, now });
+  return gained;
+}
+
+/**
+ * Records one receipt inside the caller's transaction. Synchronous by design: it is the body
+ * of the batch transaction and must never await. Returns the outcome, and whether the
+ * recorded job changed so that it must be verified again.
+ */
+function recordOne(
+  st: Statements,
+  receipt: Receipt,
+  source: ReceiptSource,
+  now: number,
+  backfillDelayMs: number,
+): { result: RecordResult; reopen: boolean } {
+  const hash = receiptHash(receipt);
+  const params = captureParams(receipt, source, now, hash);
+  // What the receipt says about backfill: a job without a settlement signature needs one.
+  const backfillState = receipt.settlementTx === null ? "pending" : null;
+  const inserted = st.insert.run({
+    ...params,
+    createdAt: receipt.createdAt ?? now,
+    backfillState,
+    backfillNextAt: backfillState ? now + backfillDelayMs : null,
+  });
+  if (inserted.changes === 1) return { result: { outcome: "created" }, reopen: false };
+
+  const recorded = st.recorded.get({ jobId: receipt.jobId });
+  const completesCapture =
+    recorded?.source === "proxy" && recorded.captureState === "open" && source === "proxy";
+  if (!completesCapture && recorded?.receiptHash === hash) {
+    return { result: { outcome: "duplicate" }, reopen: false };
+  }
+  const row = st.select.get({ jobId: receipt.jobId }) as RecordedRow;
+  const reopen = needsReopen(row, now);
+  if (completesCapture) {
+    const settlementTx = receipt.settlementTx ?? row.settlementTx;
+    st.completeCapture.run({
+      ...params,
+      settlementTx,
+      responseModel: receipt.responseModel ?? row.responseModel,
+      creditVault: receipt.creditVault ?? row.creditVault,
+      backfillState: settlementTx === null ? (row.backfillState ?? "pending") : row.backfillState,
+    });
+    return { result: { outcome: "updated" }, reopen };
+  }
+
+  // Another source's receipt never completes or corrects this one: anything but the same
+  // receipt is a finding, whether it contradicts a field or only knows more.
+  if (row.source !== source) {
+    const differences = [
+      ...differingFields(row, receipt),
+      ...filledFields(row, receipt).map(columnOf),
+    ];
+    const gained = storeConflict(st, row, receipt, source, differences, now);
+    return { result: { outcome: "conflict", differences }, reopen: gained && reopen };
+  }
+  const differences = differingFields(row, receipt);
+  if (differences.length > 0) {
+    const gained = storeConflict(st, row, receipt, source, differences, now);
+    return { result: { outcome: "conflict", differences }, reopen: gained && reopen };
+  }
+  if (filledFields(row, receipt).length === 0) {
+    return { result: { outcome: "duplicate" }, reopen: false };
+  }
+
+  const combined = merged(row, receipt);
+  st.fill.run({
+    ...combined,
+    tags: { ...row.tags, ...(receipt.tags ?? {}) },
+    receiptHash: receiptHash(combined),
+    backfillState:
+      combined.settlementTx !== null && row.backfillState === "pending"
+        ? "done"
+        : row.backfillState,
+    now,
+  });
+  return { result: { outcome: "updated" }, reopen };
+}
+
+/**
+ * `ReceiptsStore.record` for a caller that batches writes of its own (the receipt writer's
+ * group commit): synchronous, on the connection `tx`, in an IMMEDIATE transaction of its own
+ * or, inside the caller's transaction, a savepoint. A receipt that gains fields or signatures
+ * sends its job back to the verifier's queue (`reopenJobs`) in that same transaction.
+ */
+export function recordReceiptsInTransaction(
+  tx: Store,
+  receipts: readonly Receipt[],
+  source: ReceiptSource,
+  options: RecordOptions = {},
+): RecordResult[] {
+  const st = statementsOf(tx);
+  const now = options.now ?? Date.now();
+  const delay = options.backfillDelayMs ?? 0;
+  return tx.sqlite
+    .transaction(() => {
+      const reopened: string[] = [];
+      const results = receipts.map((receipt) => {
+        const { result, reopen } = recordOne(st, receipt, source, now, delay);
+        if (reopen) reopened.push(receipt.jobId);
+        return result;
+      });
+      reopenJobs(tx.db, { jobIds: reopened }, now);
+      return results;
+    })
+    .immediate();
+}
+
+/** The receipts store on `store`'s connection; its statements are prepared here, once. */
+export function createReceiptsStore(store: Store): ReceiptsStore {
+  statementsOf(store);
+  return {
+    async record(receipts, source, options) {
+      return recordReceiptsInTransaction(store, receipts, source, options);
+    },
+  };
+}
