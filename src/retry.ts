@@ -1,7 +1,7 @@
 /**
  * The one backoff formula and the one interruptible sleep, shared by every retry loop: the
- * verifier's job backoff, the RPC pool's attempts, the settlement backfill and the busy-database
- * retry (`retryWhileBusy`).
+ * verifier's job backoff, the RPC pool's attempts, the settlement backfill, the busy-database
+ * retry (`retryWhileBusy`), the receipt writer's group retry and the fetch wrapper's delivery.
  */
 
 export interface BackoffOptions {

@@ -1,3 +1,4 @@
+import { backoff } from "../retry.js";
 import { keyFingerprint } from "./key-fingerprint.js";
 import type { WireReceipt } from "./receipt-input.js";
 
@@ -161,7 +162,7 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
       if (outcome === "retry") {
         stats.failedAttempts++;
         report(new Error("receipt delivery failed; will retry"));
-        const delay = Math.min(retryMaxMs, retryBaseMs * 2 ** Math.min(failures++, 20));
+        const delay = backoff(failures++, { baseMs: retryBaseMs, maxMs: retryMaxMs });
         // Unref'd: pending receipts alone never keep a process alive; `flush()` waits for them.
         await new Promise((resolve) => setTimeout(resolve, delay).unref());
         continue;

@@ -1,5 +1,6 @@
 import { openStore, type Store } from "../db/client.js";
 import type { Logger } from "../log.js";
+import { backoff } from "../retry.js";
 
 /** Options of the receipt writer; every optional one has a default. */
 export interface ReceiptWriterOptions {
@@ -143,7 +144,7 @@ export function createReceiptWriter(store: Store, options: ReceiptWriterOptions)
       // Nothing of the batch was written: put it back in front, in order, and try again.
       queue = batch.concat(queue);
       retries++;
-      const delay = Math.min(maxRetryDelayMs, 2 ** Math.min(retries, 8));
+      const delay = backoff(retries, { baseMs: 1, maxMs: Math.min(maxRetryDelayMs, 256) });
       // Said when it starts and now and then while it lasts (~20 s locked, ~10 s failing).
       if (isBusy(error)) {
         if (retries % 100 === 50) {
