@@ -165,7 +165,7 @@ export async function runDemo(
     const injected = new Map(truth.map((t) => [t.jobId, t.fault as string | null]));
     const report = runReconciliation(service.store, from, Date.now() + 1);
     const findings: Finding[] = runFindings(service.store, from);
-    const check = selfCheck({ store: service.store, from, outcomes, truth, run });
+    const check = await selfCheck({ store: service.store, from, outcomes, truth, run });
 
     io.out("");
     io.out("Reconciliation of this run, by model (USDC)");

@@ -1,7 +1,7 @@
-import { gte } from "drizzle-orm";
 import type { Store } from "../db/client.js";
-import { jobs } from "../db/schema.js";
+import type { jobs } from "../db/schema.js";
 import { chainFaults, type SimJob } from "../localnet/decentral-jobs.js";
+import { createOpsStore } from "../store/ops.js";
 import type { RunSummary } from "../verify/engine.js";
 import type { RequestOutcome } from "./traffic.js";
 
@@ -55,13 +55,13 @@ function amountMismatches(row: JobRow, truth: SimJob): string[] {
  * Compares the run's outcome with the ground truth. `truth` is every job the simulator ran in
  * this run; `from` is the run's start, so jobs of earlier runs in the same database are ignored.
  */
-export function selfCheck(input: {
+export async function selfCheck(input: {
   store: Store;
   from: number;
   outcomes: readonly RequestOutcome[];
   truth: readonly SimJob[];
   run: RunSummary;
-}): SelfCheck {
+}): Promise<SelfCheck> {
   const { store, from, outcomes, truth, run } = input;
   const items: SelfCheckItem[] = [];
 
@@ -84,12 +84,7 @@ export function selfCheck(input: {
   );
 
   const rows = new Map(
-    store.db
-      .select()
-      .from(jobs)
-      .where(gte(jobs.createdAt, from))
-      .all()
-      .map((r) => [r.jobId, r]),
+    (await createOpsStore(store).jobsCreatedSince(from)).map((r) => [r.jobId, r]),
   );
   const simulated = new Set(truth.map((t) => t.jobId));
   items.push(

@@ -1,6 +1,7 @@
-import { openStore, type Store } from "../db/client.js";
+import { isBusyError, type Store } from "../db/client.js";
 import type { Logger } from "../log.js";
 import { backoff } from "../retry.js";
+import { openWriterConnection } from "../store/group-commit.js";
 
 /** Options of the receipt writer; every optional one has a default. */
 export interface ReceiptWriterOptions {
@@ -51,11 +52,6 @@ interface Queued {
   reject(error: unknown): void;
 }
 
-function isBusy(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "string" && (code.startsWith("SQLITE_BUSY") || code === "SQLITE_LOCKED");
-}
-
 /**
  * The one writer of receipts: tasks submitted in one event-loop turn share one `BEGIN
  * IMMEDIATE` transaction (a group commit), and each caller is answered only after that
@@ -74,15 +70,8 @@ export function createReceiptWriter(store: Store, options: ReceiptWriterOptions)
   const maxBacklog = options.maxBacklog ?? 2000;
   const maxRetryDelayMs = options.maxRetryDelayMs ?? 200;
   const maxSliceMs = options.maxSliceMs ?? 1;
-  const path = store.sqlite.name;
-  const ownConnection = !(store.sqlite.memory || path === ":memory:" || path === "");
-  let conn: Store = store;
-  if (ownConnection) {
-    conn = openStore(path, { busyTimeoutMs: options.busyTimeoutMs ?? 3 });
-    // Checkpoints follow the store's policy (e.g. left to the WAL checkpointer's thread).
-    const autocheckpoint = store.sqlite.pragma("wal_autocheckpoint", { simple: true });
-    conn.sqlite.pragma(`wal_autocheckpoint = ${Number(autocheckpoint)}`);
-  }
+  const connection = openWriterConnection(store, options.busyTimeoutMs ?? 3);
+  const conn = connection.store;
 
   let queue: Queued[] = [];
   let scheduled: NodeJS.Immediate | NodeJS.Timeout | undefined;
@@ -95,7 +84,7 @@ export function createReceiptWriter(store: Store, options: ReceiptWriterOptions)
   // again by `commitIsolated`, where each task has its own savepoint and fails alone.
   // It stops taking tasks once its slice of time is spent: at 64 requests in flight a whole
   // backlog in one transaction held the event loop (every proxied byte) for 10 ms and more.
-  const commitTogether = conn.sqlite.transaction((batch: Queued[]) => {
+  const commitTogether = connection.immediate((batch: Queued[]) => {
     const values: unknown[] = [];
     const until = performance.now() + maxSliceMs;
     for (const item of batch) {
@@ -105,23 +94,23 @@ export function createReceiptWriter(store: Store, options: ReceiptWriterOptions)
     return values;
   });
   // A nested better-sqlite3 transaction is a savepoint.
-  const inSavepoint = conn.sqlite.transaction((task: WriteTask<unknown>) => task(conn));
-  const commitIsolated = conn.sqlite.transaction((batch: Queued[]) =>
+  const inSavepoint = connection.immediate((task: WriteTask<unknown>) => task(conn));
+  const commitIsolated = connection.immediate((batch: Queued[]) =>
     batch.map((item): TaskOutcome => {
       try {
-        return { ok: true as const, value: inSavepoint.immediate(item.task) };
+        return { ok: true as const, value: inSavepoint(item.task) };
       } catch (error) {
-        if (isBusy(error)) throw error;
+        if (isBusyError(error)) throw error;
         return { ok: false as const, error };
       }
     }),
   );
   const commitGroup = (batch: Queued[]): TaskOutcome[] => {
     try {
-      return commitTogether.immediate(batch).map((value) => ({ ok: true as const, value }));
+      return commitTogether(batch).map((value) => ({ ok: true as const, value }));
     } catch (error) {
-      if (isBusy(error) || batch.length === 0) throw error;
-      return commitIsolated.immediate(batch);
+      if (isBusyError(error) || batch.length === 0) throw error;
+      return commitIsolated(batch);
     }
   };
 
@@ -146,14 +135,14 @@ export function createReceiptWriter(store: Store, options: ReceiptWriterOptions)
       retries++;
       const delay = backoff(retries, { baseMs: 1, maxMs: Math.min(maxRetryDelayMs, 256) });
       // Said when it starts and now and then while it lasts (~20 s locked, ~10 s failing).
-      if (isBusy(error)) {
+      if (isBusyError(error)) {
         if (retries % 100 === 50) {
           log.warn({ tasks: queue.length }, "receipt writes waiting for the write lock");
         }
       } else if (retries % 40 === 1) {
         log.error({ err: error, tasks: queue.length }, "could not record receipts; will retry");
       }
-      scheduled = setTimeout(flush, isBusy(error) ? delay : Math.max(delay, 250));
+      scheduled = setTimeout(flush, isBusyError(error) ? delay : Math.max(delay, 250));
       return;
     }
     if (retries >= 50) log.info({ retries }, "receipt writes resumed");
@@ -190,7 +179,7 @@ export function createReceiptWriter(store: Store, options: ReceiptWriterOptions)
     async close() {
       await this.idle();
       closed = true;
-      if (ownConnection && conn.sqlite.open) conn.close();
+      connection.close();
     },
   };
 }

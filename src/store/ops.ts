@@ -33,6 +33,8 @@ export interface OpsStore {
   ): Promise<(UnverifiedJob & { failingChecks: string[] })[]>;
   /** Partially verified jobs of [from, to) by what was left unproven (`unknown` when unsaid). */
   unprovenCounts(from: number, to: number): Promise<Record<string, number>>;
+  /** Every job created at or after `from`, whole rows (the demo compares them with its truth). */
+  jobsCreatedSince(from: number): Promise<(typeof jobs.$inferSelect)[]>;
   /** Size of the database's -wal file in bytes. */
   walBytes(): Promise<number>;
 }
@@ -105,6 +107,9 @@ export function createOpsStore(store: Store): OpsStore {
     .prepare();
 
   return {
+    async jobsCreatedSince(since) {
+      return db.select().from(jobs).where(gte(jobs.createdAt, since)).all();
+    },
     async ping() {
       ping.get();
     },

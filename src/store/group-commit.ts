@@ -1,0 +1,41 @@
+import { openStore, type Store } from "../db/client.js";
+
+/** The connection a group-committing writer (the receipt writer) writes through. */
+export interface WriterConnection {
+  /** The store its tasks write to: a connection of its own for a file database. */
+  store: Store;
+  /**
+   * `fn` wrapped in BEGIN IMMEDIATE … COMMIT, rolled back if it throws; called inside another
+   * such function it runs in a savepoint instead, and fails alone.
+   */
+  immediate<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R;
+  /** Closes the connection if it is the writer's own. */
+  close(): void;
+}
+
+/**
+ * Opens the writer's connection. A file database gets one of its own with a short busy timeout
+ * (better-sqlite3 waits for the write lock on the event loop, so the writer waits briefly and
+ * retries from a timer), checkpointing as the store does; a `:memory:` one (tests) is shared.
+ */
+export function openWriterConnection(store: Store, busyTimeoutMs: number): WriterConnection {
+  const path = store.sqlite.name;
+  const own = !(store.sqlite.memory || path === ":memory:" || path === "");
+  let conn: Store = store;
+  if (own) {
+    conn = openStore(path, { busyTimeoutMs });
+    // Checkpoints follow the store's policy (e.g. left to the WAL checkpointer's thread).
+    const autocheckpoint = store.sqlite.pragma("wal_autocheckpoint", { simple: true });
+    conn.sqlite.pragma(`wal_autocheckpoint = ${Number(autocheckpoint)}`);
+  }
+  return {
+    store: conn,
+    immediate<A extends unknown[], R>(fn: (...args: A) => R) {
+      const transaction = conn.sqlite.transaction(fn);
+      return (...args: A) => transaction.immediate(...args) as R;
+    },
+    close() {
+      if (own && conn.sqlite.open) conn.close();
+    },
+  };
+}
