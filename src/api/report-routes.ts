@@ -173,9 +173,9 @@ export function reportRoutes(deps: ReportRoutesDeps) {
   });
 
   return new OpenAPIHono<AppEnv>()
-    .openapi(reconciliation, (c) => {
+    .openapi(reconciliation, async (c) => {
       const query = c.req.valid("query");
-      const report = reconciliationReport(
+      const report = await reconciliationReport(
         deps.store,
         { from: query.from, to: query.to, groupBy: query.groupBy },
         deps.now,
@@ -201,10 +201,10 @@ export function reportRoutes(deps: ReportRoutesDeps) {
       );
       return c.json(page, 200);
     })
-    .openapi(workerStatement, (c) => {
+    .openapi(workerStatement, async (c) => {
       const { address } = c.req.valid("param");
       const q = c.req.valid("query");
-      const report = reconciliationReport(
+      const report = await reconciliationReport(
         deps.store,
         { from: q.from, to: q.to, groupBy: "day", worker: address },
         deps.now,

@@ -27,13 +27,13 @@ export interface StatusFacts {
 }
 
 /** Queue depth, lag and the last nightly run, read from the store (the queue is durable). */
-export function storeStatus(store: Store, now: number) {
+export async function storeStatus(store: Store, now: number) {
   const open = openVerdicts.map(() => "?").join(",");
   const queueDepth = store.sqlite
     .prepare(`SELECT count(*) FROM jobs WHERE verdict IN (${open})`)
     .pluck()
     .get(...openVerdicts) as number;
-  const lagSeconds = Math.max(0, Math.round((now - dataCompleteUntil(store, now)) / 1000));
+  const lagSeconds = Math.max(0, Math.round((now - (await dataCompleteUntil(store, now))) / 1000));
   const run = store.sqlite
     .prepare(
       `SELECT status, window_from AS windowFrom, window_to AS windowTo, started_at AS startedAt,

@@ -53,7 +53,11 @@ export function findingLabel(verdict: string, failing: readonly string[]): strin
 }
 
 /** The run's reconciliation, grouped by model. */
-export function runReconciliation(store: Store, from: number, to: number): ReconciliationReport {
+export function runReconciliation(
+  store: Store,
+  from: number,
+  to: number,
+): Promise<ReconciliationReport> {
   return reconciliationReport(store, { from, to, groupBy: "model" });
 }
 

@@ -218,7 +218,7 @@ export async function runNightlyVerification(
   let unproven: Record<string, number> = {};
   let profile: ProfileStatus | null = null;
   try {
-    byVerdict = countJobsByVerdict(store, options.from, options.to);
+    byVerdict = await countJobsByVerdict(store, options.from, options.to);
     found = findings(store, options.from, options.to);
     unproven = unprovenCounts(store, options.from, options.to);
     profile = options.profile?.() ?? null;

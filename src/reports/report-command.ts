@@ -41,7 +41,7 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
         ),
     )
     .action(
-      (
+      async (
         flags: WindowFlags & { groupBy: string; format: string; out?: string; recompute?: boolean },
       ) => {
         if (flags.recompute) {
@@ -65,7 +65,7 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
         let text: string;
         try {
           migrateStore(store);
-          const result = reconciliationReport(store, {
+          const result = await reconciliationReport(store, {
             from,
             to,
             groupBy: flags.groupBy as GroupBy,

@@ -1,0 +1,267 @@
+import type Database from "better-sqlite3";
+import type { Store } from "../db/client.js";
+import {
+  countedVerdicts,
+  DAY_MS,
+  grains,
+  HOUR_MS,
+  jobsFigureSums,
+  openVerdicts,
+  rollupFigureColumns,
+  rollupFigureSums,
+  verdictCountColumn,
+} from "../db/rollups.js";
+import { type Verdict, verdicts } from "../db/schema.js";
+
+/**
+ * The reports' reads of the store: reconciliation sums from the rollups and from `jobs`, the
+ * verdict counts of a window, and the instant before which every job is final. Aggregates stay
+ * raw SQL: drizzle cannot name an index, and sums must arrive as exact bigints (safe integers).
+ */
+
+export const reportGroupings = ["day", "model", "worker", "key"] as const;
+export type ReportGrouping = (typeof reportGroupings)[number];
+
+/** One group's sums: its key (day number for `day`, else the text; null when not recorded). */
+export interface GroupSums {
+  group: number | string | null;
+  /** Sums named as the figure columns of `job_rollups`. */
+  sums: Record<string, bigint>;
+}
+
+/** What to sum: a period [from, to), grouped, optionally for one worker only. */
+export interface SumsQuery {
+  from: number;
+  to: number;
+  groupBy: ReportGrouping;
+  worker?: string;
+  /** `jobs`: every job from scratch (what `--recompute` and the benchmark compare with). */
+  source?: "rollups" | "jobs";
+}
+
+export interface ReportsStore {
+  /** Group sums of a period: whole days and hours from the rollups, the rest from `jobs`. */
+  groupSums(query: SumsQuery): Promise<GroupSums[]>;
+  /** The instant before which every job is final (the oldest open job's creation, or `now`). */
+  dataCompleteUntil(now: number): Promise<number>;
+  /** Jobs of [from, to) by verdict. */
+  countJobsByVerdict(from: number, to: number): Promise<Record<Verdict, number>>;
+  /** True when every day of `jobs` is summed in the rollups (no backfill left). */
+  rollupsComplete(): Promise<boolean>;
+}
+
+/** [from, to) cut into whole UTC days, whole hours, and the partial hours read from `jobs`. */
+export interface PeriodPieces {
+  days: { first: number; end: number } | null;
+  hours: { first: number; end: number }[];
+  partial: { from: number; to: number }[];
+}
+
+/** Cuts an edge [from, to) (less than two days) into whole hours and the partial hours. */
+function edgePieces(from: number, to: number, into: PeriodPieces): void {
+  if (from >= to) return;
+  const first = Math.ceil(from / HOUR_MS);
+  const end = Math.floor(to / HOUR_MS);
+  if (first >= end) {
+    into.partial.push({ from, to });
+    return;
+  }
+  into.hours.push({ first, end });
+  if (from < first * HOUR_MS) into.partial.push({ from, to: first * HOUR_MS });
+  if (end * HOUR_MS < to) into.partial.push({ from: end * HOUR_MS, to });
+}
+
+/** The whole days, whole hours and partial hours of [from, to). */
+export function periodPieces(from: number, to: number): PeriodPieces {
+  const pieces: PeriodPieces = { days: null, hours: [], partial: [] };
+  const first = Math.ceil(from / DAY_MS);
+  const end = Math.floor(to / DAY_MS);
+  if (first >= end) {
+    edgePieces(from, to, pieces);
+    return pieces;
+  }
+  pieces.days = { first, end };
+  edgePieces(from, first * DAY_MS, pieces);
+  edgePieces(end * DAY_MS, to, pieces);
+  return pieces;
+}
+
+/** The column of `jobs` each grouping groups by. */
+const jobsGroupExpr: Record<ReportGrouping, string> = {
+  day: `created_at / ${DAY_MS}`,
+  model: "model",
+  worker: "worker",
+  key: "key_fingerprint",
+};
+
+/** Rollup grain (day, hour) and group expression of each grouping; day sums the model rows. */
+const rollupGrouping: Record<ReportGrouping, { day: number; hour: number; expr: string }> = {
+  day: { day: grains.model, hour: grains.hourModel, expr: "day" },
+  model: { day: grains.model, hour: grains.hourModel, expr: "model" },
+  worker: { day: grains.worker, hour: grains.hourWorker, expr: "worker" },
+  key: { day: grains.key, hour: grains.hourKey, expr: "key_fingerprint" },
+};
+
+type Row = { grp: bigint | string | Buffer | null } & Record<string, bigint>;
+
+/** Statements of one grouping, for all workers (`all`) or one (`worker`). */
+interface GroupingStatements {
+  days: Database.Statement;
+  /** Null where the rollups have no hour grain for it (one worker by model or key). */
+  hours: Database.Statement | null;
+  jobs: Database.Statement;
+}
+
+function prepareGrouping(
+  db: Database.Database,
+  groupBy: ReportGrouping,
+  byWorker: boolean,
+): GroupingStatements {
+  const g = rollupGrouping[groupBy];
+  // One worker: its (day, worker) rows by day, or its full-key rows (index job_rollups_worker).
+  const dayGrain = byWorker ? (groupBy === "day" ? grains.worker : grains.full) : g.day;
+  const hourGrain = byWorker ? (groupBy === "day" ? grains.hourWorker : null) : g.hour;
+  const workerFilter = byWorker ? "worker = @worker AND " : "";
+  const days = db
+    .prepare(
+      `SELECT ${g.expr} AS grp, ${rollupFigureSums} FROM job_rollups
+       WHERE grain = ${dayGrain} AND ${workerFilter}day >= @first AND day < @end
+       GROUP BY ${g.expr}`,
+    )
+    .safeIntegers(true);
+  // Hour rows by day: the bucket is the hour number, so the day is bucket / 24.
+  const hourExpr = groupBy === "day" ? "day / 24" : g.expr;
+  const hours =
+    hourGrain === null
+      ? null
+      : db
+          .prepare(
+            `SELECT ${hourExpr} AS grp, ${rollupFigureSums} FROM job_rollups
+             WHERE grain = ${hourGrain} AND ${workerFilter}day >= @first AND day < @end
+             GROUP BY ${hourExpr}`,
+          )
+          .safeIntegers(true);
+  // Jobs of a time range, sought by time (or by worker, then time) and read row by row.
+  const index = byWorker ? "jobs_worker_created" : "jobs_created_at";
+  const jobs = db
+    .prepare(
+      `SELECT ${jobsGroupExpr[groupBy]} AS grp,
+         ${jobsFigureSums}
+       FROM jobs INDEXED BY ${index}
+       WHERE ${workerFilter}created_at >= @from AND created_at < @to
+       GROUP BY ${jobsGroupExpr[groupBy]}`,
+    )
+    .safeIntegers(true);
+  return { days, hours, jobs };
+}
+
+/** Creates the reports' store module; every statement is prepared here, once. */
+export function createReportsStore(store: Store): ReportsStore {
+  const db = store.sqlite;
+  const statements = Object.fromEntries(
+    reportGroupings.map((g) => [
+      g,
+      { all: prepareGrouping(db, g, false), worker: prepareGrouping(db, g, true) },
+    ]),
+  ) as Record<ReportGrouping, { all: GroupingStatements; worker: GroupingStatements }>;
+  const backfillLeft = db.prepare("SELECT 1 FROM job_rollups_backfill LIMIT 1");
+  const oldestOpen = db
+    .prepare("SELECT min(created_at) AS oldest FROM jobs WHERE verdict = ?")
+    .pluck();
+  const finalCounts = db.prepare(
+    `SELECT ${countedVerdicts.map((v) => `coalesce(sum(${verdictCountColumn(v)}), 0) AS ${v}`).join(", ")}
+     FROM job_rollups WHERE grain = @grain AND day >= @first AND day < @end`,
+  );
+  const jobsByVerdict = db.prepare(
+    `SELECT verdict, count(*) AS n FROM jobs INDEXED BY jobs_created_at
+     WHERE created_at >= ? AND created_at < ? GROUP BY verdict`,
+  );
+  // Jobs not final yet: few, and not told apart by the rollups (index jobs_verdict_created).
+  const openCount = db
+    .prepare("SELECT count(*) FROM jobs WHERE verdict = ? AND created_at >= ? AND created_at < ?")
+    .pluck();
+
+  const complete = () => backfillLeft.get() === undefined;
+
+  const groupSums = (query: SumsQuery): GroupSums[] => {
+    const s = statements[query.groupBy][query.worker === undefined ? "all" : "worker"];
+    const pieces: PeriodPieces =
+      query.source === "jobs" || !complete()
+        ? { days: null, hours: [], partial: [{ from: query.from, to: query.to }] }
+        : periodPieces(query.from, query.to);
+    if (s.hours === null) {
+      // No hour rows for this grouping: the edges' whole hours come from the jobs too.
+      for (const h of pieces.hours)
+        pieces.partial.push({ from: h.first * HOUR_MS, to: h.end * HOUR_MS });
+      pieces.hours = [];
+    }
+    const worker = query.worker === undefined ? {} : { worker: query.worker };
+    const rows: Row[] = [];
+    if (pieces.days) rows.push(...(s.days.all({ ...worker, ...pieces.days }) as Row[]));
+    for (const h of pieces.hours) rows.push(...(s.hours!.all({ ...worker, ...h }) as Row[]));
+    for (const p of pieces.partial) rows.push(...(s.jobs.all({ ...worker, ...p }) as Row[]));
+    return rows.map(({ grp, ...sums }) => ({
+      // The rollups hold x'' (a BLOB) where the jobs hold NULL: both mean not recorded.
+      group:
+        grp === null || grp instanceof Uint8Array
+          ? null
+          : typeof grp === "bigint"
+            ? Number(grp)
+            : grp,
+      sums: sums as Record<string, bigint>,
+    }));
+  };
+
+  const dataCompleteUntil = (now: number): number => {
+    let oldest = now;
+    for (const verdict of openVerdicts) {
+      const value = oldestOpen.get(verdict) as number | null;
+      if (value !== null && value < oldest) oldest = value;
+    }
+    return oldest;
+  };
+
+  const countJobsByVerdict = (from: number, to: number): Record<Verdict, number> => {
+    const counts = Object.fromEntries(verdicts.map((v) => [v, 0])) as Record<Verdict, number>;
+    const pieces: PeriodPieces = complete()
+      ? periodPieces(from, to)
+      : { days: null, hours: [], partial: [{ from, to }] };
+    const addFinal = (grain: number, range: { first: number; end: number }) => {
+      const row = finalCounts.get({ grain, ...range }) as Record<Verdict, number>;
+      for (const v of countedVerdicts) counts[v] += row[v];
+    };
+    if (pieces.days) addFinal(grains.model, pieces.days);
+    for (const h of pieces.hours) addFinal(grains.hourModel, h);
+    for (const part of pieces.partial) {
+      for (const row of jobsByVerdict.all(part.from, part.to) as {
+        verdict: Verdict;
+        n: number;
+      }[]) {
+        if (countedVerdicts.includes(row.verdict)) counts[row.verdict] += row.n;
+      }
+    }
+    for (const v of openVerdicts) counts[v] = openCount.get(v, from, to) as number;
+    return counts;
+  };
+
+  return {
+    groupSums: async (query) => groupSums(query),
+    dataCompleteUntil: async (now) => dataCompleteUntil(now),
+    countJobsByVerdict: async (from, to) => countJobsByVerdict(from, to),
+    rollupsComplete: async () => complete(),
+  };
+}
+
+const created = new WeakMap<Store, ReportsStore>();
+
+/** The reports' store module of an open store, created on first use and kept with it. */
+export function reportsStore(store: Store): ReportsStore {
+  let module = created.get(store);
+  if (!module) {
+    module = createReportsStore(store);
+    created.set(store, module);
+  }
+  return module;
+}
+
+export { rollupFigureColumns };
