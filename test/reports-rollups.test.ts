@@ -147,7 +147,7 @@ describe("report rollups", () => {
     churn(store, rand, "j", 1200);
     insertMixed(store, rand, 100, "k");
 
-    const check = recomputeRollups(store);
+    const check = await recomputeRollups(store);
     expect(check.differences).toEqual([]);
     expect(check.days).toBeGreaterThan(4);
     expect(check.rows).toBeGreaterThan(50);
@@ -178,7 +178,7 @@ describe("report rollups", () => {
     ]);
   });
 
-  it("name every figure that differs from the jobs", () => {
+  it("name every figure that differs from the jobs", async () => {
     const store = createTestStore();
     insertJob(store, {
       jobId: "a",
@@ -191,7 +191,7 @@ describe("report rollups", () => {
         "UPDATE job_rollups SET charged_units = charged_units + 1 WHERE grain = 1 AND model = 'qwen3-8b'",
       )
       .run();
-    const check = recomputeRollups(store);
+    const check = await recomputeRollups(store);
     expect(check.differences).toEqual([
       {
         grain: "model",
@@ -251,7 +251,7 @@ describe("report rollups", () => {
     expect(days.length).toBe(4);
     expect(rollupsComplete(store)).toBe(true);
     expect(backfillRollups(store)).toBe(0);
-    expect(recomputeRollups(store).differences).toEqual([]);
+    expect((await recomputeRollups(store)).differences).toEqual([]);
     await expectReportsMatchScratch(store);
     store.close();
   });

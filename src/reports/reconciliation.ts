@@ -24,15 +24,6 @@ export type GroupBy = ReportGrouping;
 /** Verdicts that are not final yet: the job still moves. */
 export { openVerdicts };
 
-/** Money figures that are also shown split by standing: on verified jobs, on disputed jobs. */
-export const splitMoney = [
-  "escrowed",
-  "charged",
-  "workerPaid",
-  "treasuryPaid",
-  "refunded",
-] as const;
-
 /**
  * Counts and sums of one group (or of the whole report), one field per row of `reportFigures`
  * (src/db/rollups.ts). Amounts are exact bigints; counts are numbers.

@@ -39,6 +39,15 @@ export interface SumsQuery {
   source?: "rollups" | "jobs";
 }
 
+/** A rollup row (or the same sums from `jobs`): its grain, bucket and dimensions, then figures. */
+export type RollupRow = {
+  grain: bigint;
+  bucket: bigint;
+  model: string | Buffer;
+  worker: string | Buffer;
+  key_fingerprint: string | Buffer;
+} & Record<string, bigint>;
+
 export interface ReportsStore {
   /** Group sums of a period: whole days and hours from the rollups, the rest from `jobs`. */
   groupSums(query: SumsQuery): Promise<GroupSums[]>;
@@ -48,6 +57,13 @@ export interface ReportsStore {
   countJobsByVerdict(from: number, to: number): Promise<Record<Verdict, number>>;
   /** True when every day of `jobs` is summed in the rollups (no backfill left). */
   rollupsComplete(): Promise<boolean>;
+  /** First and last UTC day held by `jobs` or the rollups; null when both are empty. */
+  rollupDayBounds(): Promise<{ first: number; last: number } | null>;
+  /**
+   * One day, in one read transaction: its full-key sums per hour from scratch over `jobs`
+   * (`bucket` = hour number), and every rollup row of that day, day and hour grains.
+   */
+  rollupDay(day: number): Promise<{ scratch: RollupRow[]; stored: RollupRow[] }>;
 }
 
 /** [from, to) cut into whole UTC days, whole hours, and the partial hours read from `jobs`. */
@@ -101,6 +117,9 @@ const rollupGrouping: Record<ReportGrouping, { day: number; hour: number; expr: 
   worker: { day: grains.worker, hour: grains.hourWorker, expr: "worker" },
   key: { day: grains.key, hour: grains.hourKey, expr: "key_fingerprint" },
 };
+
+const dayGrainList = [grains.full, grains.model, grains.worker, grains.key].join(", ");
+const hourGrainList = [grains.hourModel, grains.hourWorker, grains.hourKey].join(", ");
 
 type Row = { grp: bigint | string | Buffer | null } & Record<string, bigint>;
 
@@ -183,6 +202,37 @@ export function createReportsStore(store: Store): ReportsStore {
 
   const complete = () => backfillLeft.get() === undefined;
 
+  const dayBounds = db.prepare(
+    `SELECT min(d) AS first, max(d) AS last FROM (
+       SELECT (SELECT min(created_at) FROM jobs) / ${DAY_MS} AS d
+       UNION ALL SELECT (SELECT max(created_at) FROM jobs) / ${DAY_MS}
+       UNION ALL SELECT min(day) FROM job_rollups WHERE grain = ${grains.full}
+       UNION ALL SELECT max(day) FROM job_rollups WHERE grain = ${grains.full})`,
+  );
+  const scratchHours = db
+    .prepare(
+      `SELECT ${grains.full} AS grain, created_at / ${HOUR_MS} AS bucket,
+         coalesce(model, x'') AS model, coalesce(worker, x'') AS worker,
+         coalesce(key_fingerprint, x'') AS key_fingerprint,
+         ${jobsFigureSums}
+       FROM jobs INDEXED BY jobs_created_at
+       WHERE created_at >= ? AND created_at < ?
+       GROUP BY 2, 3, 4, 5`,
+    )
+    .safeIntegers(true);
+  const storedOfDay = db
+    .prepare(
+      `SELECT grain, day AS bucket, model, worker, key_fingerprint, ${rollupFigureColumns.join(", ")}
+       FROM job_rollups
+       WHERE (grain IN (${dayGrainList}) AND day = @day)
+         OR (grain IN (${hourGrainList}) AND day BETWEEN @day * 24 AND @day * 24 + 23)`,
+    )
+    .safeIntegers(true);
+  const readDay = db.transaction((day: number) => ({
+    scratch: scratchHours.all(day * DAY_MS, (day + 1) * DAY_MS) as RollupRow[],
+    stored: storedOfDay.all({ day }) as RollupRow[],
+  }));
+
   const groupSums = (query: SumsQuery): GroupSums[] => {
     const s = statements[query.groupBy][query.worker === undefined ? "all" : "worker"];
     const pieces: PeriodPieces =
@@ -249,6 +299,12 @@ export function createReportsStore(store: Store): ReportsStore {
     dataCompleteUntil: async (now) => dataCompleteUntil(now),
     countJobsByVerdict: async (from, to) => countJobsByVerdict(from, to),
     rollupsComplete: async () => complete(),
+    rollupDayBounds: async () => {
+      const b = dayBounds.get() as { first: number | null; last: number | null };
+      return b.first === null || b.last === null ? null : { first: b.first, last: b.last };
+    },
+    // Both reads in one transaction see one snapshot; IMMEDIATE like every transaction here.
+    rollupDay: async (day) => readDay.immediate(day),
   };
 }
 
@@ -263,5 +319,3 @@ export function reportsStore(store: Store): ReportsStore {
   }
   return module;
 }
-
-export { rollupFigureColumns };
