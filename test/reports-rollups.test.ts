@@ -281,7 +281,7 @@ describe("decentral-audit report reconciliation --recompute", () => {
 
     const clean = await cli("report", "reconciliation", "--recompute", "--db", path);
     expect(clean.code).toBe(0);
-    expect(clean.out).toMatch(/1 days \(2026-11-01 to 2026-11-01\), 4 rollup rows: no difference/);
+    expect(clean.out).toMatch(/1 days \(2026-11-01 to 2026-11-01\), 7 rollup rows: no difference/);
 
     const tampered = openStore(path);
     tampered.sqlite.prepare("UPDATE job_rollups SET jobs_verified = 2 WHERE grain = 2").run();
