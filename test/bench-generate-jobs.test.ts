@@ -38,7 +38,7 @@ describe("the benchmark's job generator", () => {
   it("gives every job an audit record with both transactions, their movements and its checks", async () => {
     const store = createTestStore();
     generateJobs(store, { count: 50, endAt });
-    const record = auditRecord(store, `job_${(7).toString(36).padStart(20, "0")}`, {
+    const record = await auditRecord(store, `job_${(7).toString(36).padStart(20, "0")}`, {
       cluster: "mainnet-beta",
     });
     expect(record?.escrow?.state).toBe("finalized");

@@ -343,9 +343,9 @@ export function dashboardRoutes(deps: DashboardDeps) {
     return render(c, 200, "Discrepancies", "discrepancies", discrepanciesBody(filter, result));
   });
 
-  app.get("/jobs/:jobId", (c) => {
+  app.get("/jobs/:jobId", async (c) => {
     const jobId = c.req.param("jobId");
-    const record = jobId.length <= 200 ? auditRecord(deps.store, jobId, deps.explorer) : null;
+    const record = jobId.length <= 200 ? await auditRecord(deps.store, jobId, deps.explorer) : null;
     if (!record) return messagePage(c, 404, "No such job", `No job ${jobId} is recorded.`);
     const flash =
       c.req.query("reverify") === "queued"
@@ -354,7 +354,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     return render(c, 200, `Job ${jobId}`, "job", jobBody(record, c.get("session"), flash));
   });
 
-  app.post("/jobs/:jobId/reverify", (c) => {
+  app.post("/jobs/:jobId/reverify", async (c) => {
     const jobId = c.req.param("jobId");
     if (c.get("session").role !== "admin") {
       return messagePage(
@@ -364,7 +364,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
         "Only an admin token may ask for a fresh verification.",
       );
     }
-    if (jobId.length > 200 || !auditRecord(deps.store, jobId, deps.explorer)) {
+    if (jobId.length > 200 || !(await auditRecord(deps.store, jobId, deps.explorer))) {
       return messagePage(c, 404, "No such job", `No job ${jobId} is recorded.`);
     }
     if (!deps.verifier)

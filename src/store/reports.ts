@@ -1,4 +1,5 @@
 import type Database from "better-sqlite3";
+import { asc, eq, sql } from "drizzle-orm";
 import type { Store } from "../db/client.js";
 import {
   countedVerdicts,
@@ -11,7 +12,14 @@ import {
   rollupFigureSums,
   verdictCountColumn,
 } from "../db/rollups.js";
-import { type Verdict, verdicts } from "../db/schema.js";
+import {
+  chainTransactions,
+  checkResults,
+  jobs,
+  receiptConflicts,
+  type Verdict,
+  verdicts,
+} from "../db/schema.js";
 
 /**
  * The reports' reads of the store: reconciliation sums from the rollups and from `jobs`, the
@@ -48,6 +56,55 @@ export type RollupRow = {
   key_fingerprint: string | Buffer;
 } & Record<string, bigint>;
 
+/** Statements of the audit record: primary-key and indexed point lookups only. */
+function prepareAuditStatements(store: Store) {
+  const { db } = store;
+  return {
+    job: db
+      .select()
+      .from(jobs)
+      .where(eq(jobs.jobId, sql.placeholder("jobId")))
+      .prepare(),
+    conflicts: db
+      .select()
+      .from(receiptConflicts)
+      .where(eq(receiptConflicts.jobId, sql.placeholder("jobId")))
+      .orderBy(asc(receiptConflicts.id))
+      .prepare(),
+    checks: db
+      .select()
+      .from(checkResults)
+      .where(eq(checkResults.jobId, sql.placeholder("jobId")))
+      .orderBy(asc(checkResults.name))
+      .prepare(),
+    transaction: db
+      .select({
+        state: chainTransactions.state,
+        commitment: chainTransactions.commitment,
+        slot: chainTransactions.slot,
+        blockTime: chainTransactions.blockTime,
+        feeLamports: chainTransactions.feeLamports,
+        succeeded: chainTransactions.succeeded,
+        err: chainTransactions.err,
+        facts: chainTransactions.facts,
+        fetchedAt: chainTransactions.fetchedAt,
+      })
+      .from(chainTransactions)
+      .where(eq(chainTransactions.signature, sql.placeholder("signature")))
+      .prepare(),
+  };
+}
+
+type AuditStatements = ReturnType<typeof prepareAuditStatements>;
+/** A job's row, its conflicting receipts and its check results, as stored. */
+export interface AuditRows {
+  job: NonNullable<ReturnType<AuditStatements["job"]["get"]>>;
+  conflicts: ReturnType<AuditStatements["conflicts"]["all"]>;
+  checks: ReturnType<AuditStatements["checks"]["all"]>;
+}
+/** A chain transaction's stored facts, as the audit record shows them. */
+export type AuditTransaction = NonNullable<ReturnType<AuditStatements["transaction"]["get"]>>;
+
 export interface ReportsStore {
   /** Group sums of a period: whole days and hours from the rollups, the rest from `jobs`. */
   groupSums(query: SumsQuery): Promise<GroupSums[]>;
@@ -64,6 +121,10 @@ export interface ReportsStore {
    * (`bucket` = hour number), and every rollup row of that day, day and hour grains.
    */
   rollupDay(day: number): Promise<{ scratch: RollupRow[]; stored: RollupRow[] }>;
+  /** A job with its conflicting receipts and checks; null for an unknown job. */
+  auditRows(jobId: string): Promise<AuditRows | null>;
+  /** Stored facts of the transactions of these signatures (null where none is given or known). */
+  auditTransactions(signatures: (string | null)[]): Promise<(AuditTransaction | null)[]>;
 }
 
 /** [from, to) cut into whole UTC days, whole hours, and the partial hours read from `jobs`. */
@@ -201,6 +262,7 @@ export function createReportsStore(store: Store): ReportsStore {
     .pluck();
 
   const complete = () => backfillLeft.get() === undefined;
+  const audit = prepareAuditStatements(store);
 
   const dayBounds = db.prepare(
     `SELECT min(d) AS first, max(d) AS last FROM (
@@ -305,6 +367,19 @@ export function createReportsStore(store: Store): ReportsStore {
     },
     // Both reads in one transaction see one snapshot; IMMEDIATE like every transaction here.
     rollupDay: async (day) => readDay.immediate(day),
+    auditRows: async (jobId) => {
+      const job = audit.job.get({ jobId });
+      if (!job) return null;
+      return {
+        job,
+        conflicts: audit.conflicts.all({ jobId }),
+        checks: audit.checks.all({ jobId }),
+      };
+    },
+    auditTransactions: async (signatures) =>
+      signatures.map((signature) =>
+        signature === null ? null : (audit.transaction.get({ signature }) ?? null),
+      ),
   };
 }
 
