@@ -60,9 +60,9 @@ export function jobRoutes(deps: { store: Store }) {
     },
   });
 
-  return new OpenAPIHono<AppEnv>().openapi(list, (c) => {
+  return new OpenAPIHono<AppEnv>().openapi(list, async (c) => {
     const q = c.req.valid("query");
-    const page = listJobs(
+    const page = await listJobs(
       deps.store,
       {
         verdict: q.verdict,

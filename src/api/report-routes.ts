@@ -192,9 +192,9 @@ export function reportRoutes(deps: ReportRoutesDeps) {
       }
       return c.json(reconciliationToJson(report), 200);
     })
-    .openapi(discrepancies, (c) => {
+    .openapi(discrepancies, async (c) => {
       const q = c.req.valid("query");
-      const page = listDiscrepancies(
+      const page = await listDiscrepancies(
         deps.store,
         { from: q.from, to: q.to, check: q.check },
         { limit: q.limit, cursor: q.cursor, order: q.order },

@@ -320,7 +320,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     });
   });
 
-  app.get("/discrepancies", (c) => {
+  app.get("/discrepancies", async (c) => {
     const q = c.req.query();
     const filter: DiscrepancyFilter = {
       check: q.check || undefined,
@@ -330,7 +330,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
       period: !q.period || q.period === "all" ? null : periodOf(queryOf(c), deps.now()),
       cursor: q.cursor || undefined,
     };
-    const result = listDiscrepancies(
+    const result = await listDiscrepancies(
       deps.store,
       {
         from: filter.period?.from,

@@ -62,11 +62,11 @@ export function runReconciliation(
 }
 
 /** Every job of the run with a failing check (discrepancy or dropped), oldest first. */
-export function runFindings(store: Store, from: number): Finding[] {
+export async function runFindings(store: Store, from: number): Promise<Finding[]> {
   const findings: Finding[] = [];
   let cursor: string | undefined;
   do {
-    const page = listDiscrepancies(
+    const page = await listDiscrepancies(
       store,
       { from },
       { limit: 500, order: "asc", ...(cursor === undefined ? {} : { cursor }) },

@@ -164,7 +164,7 @@ export async function runDemo(
     const truth = world.jobs.allJobs();
     const injected = new Map(truth.map((t) => [t.jobId, t.fault as string | null]));
     const report = await runReconciliation(service.store, from, Date.now() + 1);
-    const findings: Finding[] = runFindings(service.store, from);
+    const findings: Finding[] = await runFindings(service.store, from);
     const check = selfCheck({ store: service.store, from, outcomes, truth, run });
 
     io.out("");

@@ -105,6 +105,88 @@ export interface AuditRows {
 /** A chain transaction's stored facts, as the audit record shows them. */
 export type AuditTransaction = NonNullable<ReturnType<AuditStatements["transaction"]["get"]>>;
 
+/** Where a keyset page starts: strictly after this (created_at, job_id). */
+export interface JobCursor {
+  createdAt: number;
+  jobId: string;
+}
+
+/** A job as the listings show it, as stored. */
+export interface JobRow {
+  job_id: string;
+  created_at: number;
+  source: string;
+  model: string | null;
+  worker: string | null;
+  key_fingerprint: string | null;
+  verdict: Verdict;
+  verdict_at: number | null;
+  escrow_tx: string | null;
+  settlement_tx: string | null;
+  charged_units: bigint | null;
+  tags: string;
+}
+
+const jobColumns = `job_id, created_at, source, model, worker, key_fingerprint, verdict, verdict_at,
+  escrow_tx, settlement_tx, charged_units, tags`;
+
+/** Filters of the job listings; every one optional. Period: `from` inclusive, `to` exclusive. */
+export interface JobRowFilter {
+  verdict?: Verdict;
+  worker?: string;
+  model?: string;
+  keyFingerprint?: string;
+  from?: number | undefined;
+  to?: number | undefined;
+}
+
+/** A failing check of a job, as stored (expected and actual as JSON text). */
+export interface FailingCheckRow {
+  name: string;
+  reason: string | null;
+  expected: string | null;
+  actual: string | null;
+}
+
+/** Builds WHERE clauses and parameters shared by the listings. */
+function whereOf(filter: JobRowFilter, cursor: JobCursor | null, order: "asc" | "desc") {
+  const clauses: string[] = [];
+  const params: (string | number)[] = [];
+  if (filter.verdict !== undefined) {
+    clauses.push("verdict = ?");
+    params.push(filter.verdict);
+  }
+  if (filter.worker !== undefined) {
+    clauses.push("worker = ?");
+    params.push(filter.worker);
+  }
+  if (filter.model !== undefined) {
+    clauses.push("model = ?");
+    params.push(filter.model);
+  }
+  if (filter.keyFingerprint !== undefined) {
+    clauses.push("key_fingerprint = ?");
+    params.push(filter.keyFingerprint);
+  }
+  if (filter.from !== undefined) {
+    clauses.push("created_at >= ?");
+    params.push(filter.from);
+  }
+  if (filter.to !== undefined) {
+    clauses.push("created_at < ?");
+    params.push(filter.to);
+  }
+  if (cursor) {
+    // Row-value comparison: strictly after the last row seen, in the listing's order.
+    // The plain bound on created_at lets SQLite seek in its index instead of scanning from
+    // the first row (it does not range-scan on the row value alone).
+    const [bound, strict] = order === "asc" ? [">=", ">"] : ["<=", "<"];
+    clauses.push(`created_at ${bound} ? AND (created_at, job_id) ${strict} (?, ?)`);
+    params.push(cursor.createdAt, cursor.createdAt, cursor.jobId);
+  }
+  return { where: clauses.length ? `WHERE ${clauses.join(" AND ")}` : "", params };
+}
+
 export interface ReportsStore {
   /** Group sums of a period: whole days and hours from the rollups, the rest from `jobs`. */
   groupSums(query: SumsQuery): Promise<GroupSums[]>;
@@ -125,6 +207,23 @@ export interface ReportsStore {
   auditRows(jobId: string): Promise<AuditRows | null>;
   /** Stored facts of the transactions of these signatures (null where none is given or known). */
   auditTransactions(signatures: (string | null)[]): Promise<(AuditTransaction | null)[]>;
+  /** Up to `limit` jobs by keyset on (created_at, job_id), strictly after `cursor`. */
+  jobRows(
+    filter: JobRowFilter,
+    cursor: JobCursor | null,
+    order: "asc" | "desc",
+    limit: number,
+  ): Promise<JobRow[]>;
+  /** Like `jobRows` for one verdict, only jobs with a failing check (of that name, if given). */
+  failingJobRows(
+    filter: JobRowFilter & { verdict: Verdict },
+    check: string | undefined,
+    cursor: JobCursor | null,
+    order: "asc" | "desc",
+    limit: number,
+  ): Promise<JobRow[]>;
+  /** A job's failing checks, by name. */
+  failingChecks(jobId: string): Promise<FailingCheckRow[]>;
 }
 
 /** [from, to) cut into whole UTC days, whole hours, and the partial hours read from `jobs`. */
@@ -263,6 +362,21 @@ export function createReportsStore(store: Store): ReportsStore {
 
   const complete = () => backfillLeft.get() === undefined;
   const audit = prepareAuditStatements(store);
+  // Listing statements depend on which filters are given: each shape is prepared on first
+  // use and kept, so every statement is still prepared once.
+  const shapes = new Map<string, Database.Statement>();
+  const shaped = (text: string) => {
+    let stmt = shapes.get(text);
+    if (!stmt) {
+      stmt = db.prepare(text).safeIntegers(true);
+      shapes.set(text, stmt);
+    }
+    return stmt;
+  };
+  const failingChecksOf = db.prepare(
+    `SELECT name, reason, expected, actual FROM check_results
+     WHERE job_id = ? AND +outcome = 'fail' ORDER BY name`,
+  );
 
   const dayBounds = db.prepare(
     `SELECT min(d) AS first, max(d) AS last FROM (
@@ -376,6 +490,28 @@ export function createReportsStore(store: Store): ReportsStore {
         checks: audit.checks.all({ jobId }),
       };
     },
+    jobRows: async (filter, cursor, order, limit) => {
+      const { where, params } = whereOf(filter, cursor, order);
+      const dir = order === "asc" ? "ASC" : "DESC";
+      return shaped(
+        `SELECT ${jobColumns} FROM jobs ${where} ORDER BY created_at ${dir}, job_id ${dir} LIMIT ?`,
+      ).all(...params, limit) as JobRow[];
+    },
+    failingJobRows: async (filter, check, cursor, order, limit) => {
+      const { where, params } = whereOf(filter, cursor, order);
+      const dir = order === "asc" ? "ASC" : "DESC";
+      // The unary `+` keeps SQLite on the primary key (job_id, name): a job has a dozen check
+      // rows, while the (outcome, name) index would walk every failing check of every job.
+      // Each verdict is read in `jobs_verdict_created` order, so a page costs the same at any
+      // depth and never sorts the whole set.
+      const failing = `EXISTS (SELECT 1 FROM check_results c WHERE c.job_id = jobs.job_id
+        AND +c.outcome = 'fail'${check !== undefined ? " AND +c.name = ?" : ""})`;
+      return shaped(
+        `SELECT ${jobColumns} FROM jobs INDEXED BY jobs_verdict_created ${where} AND ${failing}
+         ORDER BY created_at ${dir}, job_id ${dir} LIMIT ?`,
+      ).all(...params, ...(check !== undefined ? [check] : []), limit) as JobRow[];
+    },
+    failingChecks: async (jobId) => failingChecksOf.all(jobId) as FailingCheckRow[],
     auditTransactions: async (signatures) =>
       signatures.map((signature) =>
         signature === null ? null : (audit.transaction.get({ signature }) ?? null),
