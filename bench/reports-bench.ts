@@ -114,19 +114,23 @@ export async function measureReports(
     }
     // In-process timings after every HTTP request: a pause longer than the server's keep-alive
     // timeout between requests would make the agent reuse a socket the server has closed.
-    const time = (query: ReconciliationQuery, source: "rollups" | "jobs", repetitions: number) => {
+    const time = async (
+      query: ReconciliationQuery,
+      source: "rollups" | "jobs",
+      repetitions: number,
+    ) => {
       const ms: number[] = [];
       for (let i = 0; i < repetitions; i++) {
         const started = performance.now();
-        reconciliationReport(store, { ...query, source });
+        await reconciliationReport(store, { ...query, source });
         ms.push(performance.now() - started);
       }
       return round(percentile(ms, 50), 2);
     };
     for (const [i, figure] of reconciliation.entries()) {
       const query = queries[i] as ReconciliationQuery;
-      figure.functionMedianMs = time(query, "rollups", 20);
-      figure.fromScratchMedianMs = time(query, "jobs", options.scratchRepetitions);
+      figure.functionMedianMs = await time(query, "rollups", 20);
+      figure.fromScratchMedianMs = await time(query, "jobs", options.scratchRepetitions);
     }
   } finally {
     store.close();

@@ -21,11 +21,27 @@ export interface WriteCostSide {
 export interface WriteCostResult {
   rounds: number;
   batchSize: number;
+  /** The schema as migrated: rollup triggers, no per-group report indexes on `jobs`. */
   withTriggers: WriteCostSide;
+  /** The same schema with the rollup triggers dropped: what the triggers alone cost. */
   withoutTriggers: WriteCostSide;
-  /** (without - with) / without, percent, per figure. */
+  /**
+   * The schema before the rollups: no triggers, and the four covering report indexes on `jobs`
+   * that the from-scratch reports needed (dropped when the rollups replaced them).
+   */
+  beforeRollups: WriteCostSide;
+  /** (without - with) / without, percent, per figure: the triggers alone. */
   costPercent: { receipts: number; statusWrites: number; verdictWrites: number };
+  /** (before - with) / before, percent: what the rollups changed for writers, all told. */
+  costVsBeforePercent: { receipts: number; statusWrites: number; verdictWrites: number };
 }
+
+/** The covering report indexes `jobs` had before the rollups replaced them. */
+const preRollupIndexes = ["day", "model", "worker", "key"].map((g) => {
+  const lead = g === "day" ? '"created_at" / 86400000' : g === "key" ? "key_fingerprint" : g;
+  return `CREATE INDEX jobs_report_${g} ON jobs (${lead}, verdict, created_at, charged_units,
+    escrowed_units, worker_paid_units, treasury_paid_units, refunded_units, fees_lamports)`;
+});
 
 const checkNames = Array.from({ length: 14 }, (_, i) => `check.${i}`);
 
@@ -86,12 +102,12 @@ export function measureRollupWriteCost(
   const rounds = options.rounds ?? 12;
   const batchSize = options.batchSize ?? 1000;
   const dir = mkdtempSync(join(tmpdir(), "rollup-writes-"));
-  const sides = ["with", "without"] as const;
+  const sides = ["with", "without", "before"] as const;
   const stores = Object.fromEntries(
     sides.map((side) => {
       const store = openStore(join(dir, `${side}.db`));
       migrateStore(store);
-      if (side === "without") {
+      if (side !== "with") {
         for (const name of store.sqlite
           .prepare(
             "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'jobs_rollup_%'",
@@ -101,6 +117,7 @@ export function measureRollupWriteCost(
           store.sqlite.exec(`DROP TRIGGER ${name}`);
         }
       }
+      if (side === "before") for (const sql of preRollupIndexes) store.sqlite.exec(sql);
       return [side, { store, writer: verdictWriter(store) }];
     }),
   ) as Record<(typeof sides)[number], { store: Store; writer: ReturnType<typeof verdictWriter> }>;
@@ -128,8 +145,8 @@ export function measureRollupWriteCost(
     for (let round = 0; round < rounds; round++) {
       const batch = toReceipts(benchReceipts(batchSize, `r${round.toString(36)}x`));
       const ids = batch.map((r) => r.jobId);
-      const order: readonly (typeof sides)[number][] =
-        round % 2 === 0 ? sides : [...sides].reverse();
+      // Each side goes first, second and last equally often.
+      const order = sides.map((_, i) => sides[(i + round) % sides.length]!);
       for (const side of order) {
         const { store, writer } = stores[side];
         let t = performance.now();
@@ -154,12 +171,19 @@ export function measureRollupWriteCost(
   });
   const withTriggers = side("with");
   const withoutTriggers = side("without");
+  const beforeRollups = side("before");
   const cost = (a: number, b: number) => round(((b - a) / b) * 100, 1);
   return {
     rounds,
     batchSize,
     withTriggers,
     withoutTriggers,
+    beforeRollups,
+    costVsBeforePercent: {
+      receipts: cost(withTriggers.receiptsPerSec, beforeRollups.receiptsPerSec),
+      statusWrites: cost(withTriggers.statusWritesPerSec, beforeRollups.statusWritesPerSec),
+      verdictWrites: cost(withTriggers.verdictWritesPerSec, beforeRollups.verdictWritesPerSec),
+    },
     costPercent: {
       receipts: cost(withTriggers.receiptsPerSec, withoutTriggers.receiptsPerSec),
       statusWrites: cost(withTriggers.statusWritesPerSec, withoutTriggers.statusWritesPerSec),

@@ -9,10 +9,10 @@ const endAt = Date.UTC(2026, 10, 1);
 const from = endAt - 30 * 86_400_000;
 
 describe("the benchmark's job generator", () => {
-  it("writes jobs whose amounts reconcile: nothing unaccounted among final jobs", () => {
+  it("writes jobs whose amounts reconcile: nothing unaccounted among final jobs", async () => {
     const store = createTestStore();
     generateJobs(store, { count: 2000, endAt });
-    const report = reconciliationReport(store, { from, to: endAt, groupBy: "model" });
+    const report = await reconciliationReport(store, { from, to: endAt, groupBy: "model" });
     expect(report.totals.jobs).toBe(2000);
     expect(report.totals.verified + report.totals.discrepancies + report.totals.pending).toBe(2000);
     expect(report.totals.unaccountedUnits).toBe(0n);
@@ -21,10 +21,10 @@ describe("the benchmark's job generator", () => {
     );
   });
 
-  it("writes the same shape of jobs with set-based SQL, rolled up like any other write", () => {
+  it("writes the same shape of jobs with set-based SQL, rolled up like any other write", async () => {
     const store = createTestStore();
     generateJobsSql(store, { count: 3000, endAt });
-    const report = reconciliationReport(store, { from, to: endAt, groupBy: "worker" });
+    const report = await reconciliationReport(store, { from, to: endAt, groupBy: "worker" });
     expect(report.totals.jobs).toBe(3000);
     expect(report.groups.length).toBe(60);
     expect(report.totals.verified).toBeGreaterThan(2850);
@@ -32,13 +32,13 @@ describe("the benchmark's job generator", () => {
     expect(report.totals.workerPaidUnits + report.totals.treasuryPaidUnits).toBe(
       report.totals.chargedUnits,
     );
-    expect(recomputeRollups(store).differenceCount).toBe(0);
+    expect((await recomputeRollups(store)).differenceCount).toBe(0);
   });
 
-  it("gives every job an audit record with both transactions, their movements and its checks", () => {
+  it("gives every job an audit record with both transactions, their movements and its checks", async () => {
     const store = createTestStore();
     generateJobs(store, { count: 50, endAt });
-    const record = auditRecord(store, `job_${(7).toString(36).padStart(20, "0")}`, {
+    const record = await auditRecord(store, `job_${(7).toString(36).padStart(20, "0")}`, {
       cluster: "mainnet-beta",
     });
     expect(record?.escrow?.state).toBe("finalized");

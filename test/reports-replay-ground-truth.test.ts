@@ -187,9 +187,9 @@ describe("reports over replayed and shared signatures", () => {
 
   it.each(groupByValues)(
     "totals grouped by %s equal what moved on chain, each movement once",
-    (groupBy) => {
+    async (groupBy) => {
       const truth = truthOf([...verifiedSigs, ...disputedSigs]);
-      const r = report(groupBy);
+      const r = await report(groupBy);
       expect(moneyOf(r.totals)).toEqual(truth);
       expect(r.totals).toMatchObject({
         jobs: jobIds.verified.length + jobIds.disputed.length,
@@ -200,8 +200,8 @@ describe("reports over replayed and shared signatures", () => {
     },
   );
 
-  it("writes the same totals in JSON and in the CSV total row", () => {
-    const r = report("key");
+  it("writes the same totals in JSON and in the CSV total row", async () => {
+    const r = await report("key");
     const truth = truthOf([...verifiedSigs, ...disputedSigs]);
     const json = reconciliationToJson(r).totals as Record<string, unknown>;
     const csv = reconciliationToCsv(r).trim().split("\r\n");
@@ -216,15 +216,15 @@ describe("reports over replayed and shared signatures", () => {
     }
   });
 
-  it("gives each worker's group and statement exactly what that worker received on chain", () => {
-    const byWorker = new Map(report("worker").groups.map((g) => [g.group, g]));
+  it("gives each worker's group and statement exactly what that worker received on chain", async () => {
+    const byWorker = new Map((await report("worker")).groups.map((g) => [g.group, g]));
     for (const worker of workersUsed) {
       const truth = truthOf([...verifiedSigs, ...disputedSigs], worker);
       expect({ worker, paid: byWorker.get(worker)?.workerPaidUnits }).toEqual({
         worker,
         paid: truth.workerPaidUnits,
       });
-      const statement = report("day", worker).totals;
+      const statement = (await report("day", worker)).totals;
       expect({
         worker,
         workerPaidUnits: statement.workerPaidUnits,
@@ -239,8 +239,8 @@ describe("reports over replayed and shared signatures", () => {
     }
   });
 
-  it("shows money on verified jobs apart from money on disputed jobs", () => {
-    const totals = report("day").totals as unknown as Record<string, unknown>;
+  it("shows money on verified jobs apart from money on disputed jobs", async () => {
+    const totals = (await report("day")).totals as unknown as Record<string, unknown>;
     const verified = truthOf(verifiedSigs);
     const disputed = truthOf(disputedSigs);
     const fields = [

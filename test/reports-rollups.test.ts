@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { buildProgram } from "../src/cli.js";
 import { openStore, type Store } from "../src/db/client.js";
 import { migrateStore, migrationsFolder } from "../src/db/migrate.js";
-import { backfillRollups, rollupsComplete } from "../src/db/rollups.js";
+import { backfillRollups, rollupsComplete, rollupTriggersSql } from "../src/db/rollups.js";
 import { finalVerdicts, type Verdict, verdicts } from "../src/db/schema.js";
 import {
   countJobsByVerdict,
@@ -104,7 +104,7 @@ function churn(store: Store, rand: () => number, prefix: string, count: number) 
 }
 
 /** Every groupBy, whole-day and ragged periods, all jobs and one worker: rollups = scratch. */
-function expectReportsMatchScratch(store: Store) {
+async function expectReportsMatchScratch(store: Store) {
   const periods = [
     { from: start, to: start + 5 * DAY },
     { from: start + 7 * 3_600_000, to: start + 4 * DAY + 1 },
@@ -115,15 +115,15 @@ function expectReportsMatchScratch(store: Store) {
     for (const groupBy of groupByValues) {
       for (const worker of [undefined, workers[0]]) {
         const query = { ...period, groupBy, ...(worker ? { worker } : {}) };
-        const fromRollups = reconciliationReport(store, query, () => 0);
-        const fromJobs = reconciliationReport(store, { ...query, source: "jobs" }, () => 0);
+        const fromRollups = await reconciliationReport(store, query, () => 0);
+        const fromJobs = await reconciliationReport(store, { ...query, source: "jobs" }, () => 0);
         expect(fromRollups.groups.filter((g) => g.jobs > 0)).toEqual(
           fromJobs.groups.filter((g) => g.jobs > 0),
         );
         expect(fromRollups.totals).toEqual(fromJobs.totals);
       }
     }
-    const counts = countJobsByVerdict(store, period.from, period.to);
+    const counts = await countJobsByVerdict(store, period.from, period.to);
     const scratch = store.sqlite
       .prepare(
         "SELECT verdict, count(*) AS n FROM jobs WHERE created_at >= ? AND created_at < ? GROUP BY verdict",
@@ -140,32 +140,45 @@ afterEach(() => {
 });
 
 describe("report rollups", () => {
-  it("agree with the jobs to the base unit after inserts, verdict changes, re-verifications, moves and deletes", () => {
+  it("agree with the jobs to the base unit after inserts, verdict changes, re-verifications, moves and deletes", async () => {
     const store = createTestStore();
     const rand = prng(17);
     insertMixed(store, rand, 400, "j");
     churn(store, rand, "j", 1200);
     insertMixed(store, rand, 100, "k");
 
-    const check = recomputeRollups(store);
+    const check = await recomputeRollups(store);
     expect(check.differences).toEqual([]);
     expect(check.days).toBeGreaterThan(4);
     expect(check.rows).toBeGreaterThan(50);
-    expectReportsMatchScratch(store);
+    await expectReportsMatchScratch(store);
   });
 
-  it("keep a model named '' apart from a job without a model", () => {
+  it("are kept by the triggers generated from the table of report figures", () => {
+    const store = createTestStore();
+    const installed = store.sqlite
+      .prepare("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'jobs_rollup_%'")
+      .pluck()
+      .all() as string[];
+    expect([...installed].sort()).toEqual([...rollupTriggersSql()].sort());
+  });
+
+  it("keep a model named '' apart from a job without a model", async () => {
     const store = createTestStore();
     insertJob(store, { jobId: "empty", createdAt: start, model: "", chargedUnits: 5n });
     insertJob(store, { jobId: "none", createdAt: start + 1, model: null, chargedUnits: 7n });
-    const report = reconciliationReport(store, { from: start, to: start + DAY, groupBy: "model" });
+    const report = await reconciliationReport(store, {
+      from: start,
+      to: start + DAY,
+      groupBy: "model",
+    });
     expect(report.groups.map((g) => [g.group, g.chargedUnits])).toEqual([
       [null, 7n],
       ["", 5n],
     ]);
   });
 
-  it("name every figure that differs from the jobs", () => {
+  it("name every figure that differs from the jobs", async () => {
     const store = createTestStore();
     insertJob(store, {
       jobId: "a",
@@ -178,7 +191,7 @@ describe("report rollups", () => {
         "UPDATE job_rollups SET charged_units = charged_units + 1 WHERE grain = 1 AND model = 'qwen3-8b'",
       )
       .run();
-    const check = recomputeRollups(store);
+    const check = await recomputeRollups(store);
     expect(check.differences).toEqual([
       {
         grain: "model",
@@ -193,14 +206,18 @@ describe("report rollups", () => {
     ]);
   });
 
-  it("are built by db migrate for a database recorded before them, resuming after a crash", () => {
+  it("are built by db migrate for a database recorded before them, resuming after a crash", async () => {
     // A database at the previous migration, with jobs: the state of an existing deployment.
     const dir = mkdtempSync(join(tmpdir(), "rollups-"));
     const older = join(dir, "migrations");
     cpSync(migrationsFolder, older, { recursive: true });
     const journalPath = join(older, "meta", "_journal.json");
     const journal = JSON.parse(readFileSync(journalPath, "utf8")) as { entries: { tag: string }[] };
-    journal.entries = journal.entries.filter((e) => !e.tag.endsWith("_rollups"));
+    // Every migration from the rollups on is left out.
+    journal.entries = journal.entries.slice(
+      0,
+      journal.entries.findIndex((e) => e.tag.endsWith("_rollups")),
+    );
     writeFileSync(journalPath, JSON.stringify(journal));
     const path = join(dir, "audit.db");
     let store = openStore(path);
@@ -224,7 +241,7 @@ describe("report rollups", () => {
     // Reports stay exact meanwhile (they read jobs), and writes go on under the triggers.
     insertMixed(store, rand, 50, "new", 6);
     churn(store, rand, "old", 200);
-    expectReportsMatchScratch(store);
+    await expectReportsMatchScratch(store);
     store.close();
 
     // The next start resumes where it stopped.
@@ -234,8 +251,8 @@ describe("report rollups", () => {
     expect(days.length).toBe(4);
     expect(rollupsComplete(store)).toBe(true);
     expect(backfillRollups(store)).toBe(0);
-    expect(recomputeRollups(store).differences).toEqual([]);
-    expectReportsMatchScratch(store);
+    expect((await recomputeRollups(store)).differences).toEqual([]);
+    await expectReportsMatchScratch(store);
     store.close();
   });
 });
@@ -264,7 +281,7 @@ describe("decentral-audit report reconciliation --recompute", () => {
 
     const clean = await cli("report", "reconciliation", "--recompute", "--db", path);
     expect(clean.code).toBe(0);
-    expect(clean.out).toMatch(/1 days \(2026-11-01 to 2026-11-01\), 4 rollup rows: no difference/);
+    expect(clean.out).toMatch(/1 days \(2026-11-01 to 2026-11-01\), 7 rollup rows: no difference/);
 
     const tampered = openStore(path);
     tampered.sqlite.prepare("UPDATE job_rollups SET jobs_verified = 2 WHERE grain = 2").run();

@@ -375,11 +375,13 @@ describe("one job id answered twice", () => {
     // The second receipt is kept as a conflict finding on the job's audit record only.
     expect(again.status).toBeLessThan(500);
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
-    const totals = reconciliationReport(c.store, {
-      from,
-      to: Date.now() + 60_000,
-      groupBy: "day",
-    }).totals;
+    const totals = (
+      await reconciliationReport(c.store, {
+        from,
+        to: Date.now() + 60_000,
+        groupBy: "day",
+      })
+    ).totals;
     // Both locks moved the customer's money (plus the key's first job's lock).
     expect(totals.escrowedUnits).toBe(3n * plan.lock);
   });
@@ -409,11 +411,13 @@ describe("report totals against the chain", () => {
       on_chain: { escrow_tx: secondLock, settlement_tx: txs.settlementTx },
     });
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("jobs_api.matches_receipt")]);
-    const totals = reconciliationReport(c.store, {
-      from,
-      to: Date.now() + 60_000,
-      groupBy: "day",
-    }).totals;
+    const totals = (
+      await reconciliationReport(c.store, {
+        from,
+        to: Date.now() + 60_000,
+        groupBy: "day",
+      })
+    ).totals;
     const named = [txs.escrowTx, secondLock, txs.settlementTx];
     expect({
       escrowedUnits: totals.escrowedUnits,
@@ -440,11 +444,13 @@ describe("report totals against the chain", () => {
     }
     const outcomes = await c.verdicts(original.jobId, ...replays);
     expect(outcomes).toEqual([verified, ...replays.map(() => discrepancy("signatures.unique"))]);
-    const totals = reconciliationReport(c.store, {
-      from,
-      to: Date.now() + 60_000,
-      groupBy: "day",
-    }).totals;
+    const totals = (
+      await reconciliationReport(c.store, {
+        from,
+        to: Date.now() + 60_000,
+        groupBy: "day",
+      })
+    ).totals;
     // Total money is right either way; the split must put the original's money on verified.
     expect({
       verifiedEscrowedUnits: totals.verifiedEscrowedUnits,

@@ -68,9 +68,9 @@ export function auditRoutes(deps: AuditRoutesDeps) {
     },
   });
 
-  const readers = createRouter({ store: deps.store, role: "read" }).openapi(audit, (c) => {
+  const readers = createRouter({ store: deps.store, role: "read" }).openapi(audit, async (c) => {
     const { jobId } = c.req.valid("param");
-    const record = auditRecord(deps.store, jobId, deps.explorer);
+    const record = await auditRecord(deps.store, jobId, deps.explorer);
     if (!record) throw new AppError("not_found", `no job ${jobId}`, { field: "jobId" });
     return c.json(record, 200);
   });

@@ -57,9 +57,9 @@ export function jobRoutes(deps: { store: Store }) {
     },
   });
 
-  return createRouter({ store: deps.store, role: "read" }).openapi(list, (c) => {
+  return createRouter({ store: deps.store, role: "read" }).openapi(list, async (c) => {
     const q = c.req.valid("query");
-    const page = listJobs(
+    const page = await listJobs(
       deps.store,
       {
         verdict: q.verdict,

@@ -48,9 +48,9 @@ export function createMetrics(sources: MetricSources) {
     help: "Jobs by verdict.",
     labelNames: ["verdict"] as const,
     registers: [registry],
-    collect() {
+    async collect() {
       // From the rollups (every day so far) and the open jobs' index, not a scan of every job.
-      const counts = countJobsByVerdict(sources.store, 0, Number.MAX_SAFE_INTEGER);
+      const counts = await countJobsByVerdict(sources.store, 0, Number.MAX_SAFE_INTEGER);
       this.reset();
       for (const v of verdicts) this.set({ verdict: v }, counts[v]);
     },
@@ -78,9 +78,9 @@ export function createMetrics(sources: MetricSources) {
     name: "decentral_audit_verification_lag_seconds",
     help: "Age of the oldest job without a final verdict; 0 when every job is final.",
     registers: [registry],
-    collect() {
+    async collect() {
       const at = now();
-      this.set(Math.max(0, (at - dataCompleteUntil(sources.store, at)) / 1000));
+      this.set(Math.max(0, (at - (await dataCompleteUntil(sources.store, at))) / 1000));
     },
   });
 

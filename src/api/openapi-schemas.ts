@@ -1,8 +1,9 @@
 import { z } from "@hono/zod-openapi";
+import { reportFigures } from "../db/rollups.js";
 import { checkOutcomes, receiptSources, verdicts } from "../db/schema.js";
 import { errorCodes } from "../errors.js";
 import { parseInstant } from "../reports/period.js";
-import { groupByValues, splitMoney } from "../reports/reconciliation.js";
+import { groupByValues, type reconciliationColumns } from "../reports/reconciliation.js";
 
 /** The one error body of the API. */
 export const ErrorSchema = z
@@ -115,45 +116,25 @@ export const JobSummarySchema = z
   })
   .openapi("JobSummary");
 
-/** Counts and amounts of a reconciliation group or of the totals. */
+/**
+ * Counts and amounts of a reconciliation group or of the totals: one property per figure of
+ * `reportFigures` (src/db/rollups.ts), amounts as base units and as USDC.
+ */
 export const FiguresSchema = z
-  .object({
-    jobs: z.number().int(),
-    verified: z.number().int(),
-    partiallyVerified: z
-      .number()
-      .int()
-      .describe("no check failed, but the job's own data left a money check unproven"),
-    pending: z.number().int().describe("not final yet"),
-    discrepancies: z.number().int(),
-    dropped: z.number().int(),
-    unverifiable: z.number().int(),
-    chargedUnits: z.string(),
-    chargedUsdc: z.string(),
-    escrowedUnits: z.string(),
-    escrowedUsdc: z.string(),
-    workerPaidUnits: z.string(),
-    workerPaidUsdc: z.string(),
-    treasuryPaidUnits: z.string(),
-    treasuryPaidUsdc: z.string(),
-    refundedUnits: z.string(),
-    refundedUsdc: z.string(),
-    unaccountedUnits: z.string().describe("escrowed - worker paid - treasury paid - refunded"),
-    unaccountedUsdc: z.string(),
-    feesLamports: z.string(),
-    // Money on verified jobs apart from money on disputed ones (discrepancy or dropped).
-    ...Object.fromEntries(
-      splitMoney.flatMap((m) =>
-        ["verified", "disputed"].flatMap((standing) => {
-          const name = `${standing}${m[0]!.toUpperCase()}${m.slice(1)}`;
-          return [
-            [`${name}Units`, z.string().describe(`${m} on ${standing} jobs, base units`)],
-            [`${name}Usdc`, z.string()],
-          ];
-        }),
-      ),
-    ),
-  })
+  .object(
+    Object.fromEntries(
+      reportFigures.flatMap((f): [string, z.ZodNumber | z.ZodString][] => {
+        const described = <T extends z.ZodNumber | z.ZodString>(schema: T): T =>
+          "description" in f ? (schema.describe(f.description) as T) : schema;
+        if (f.kind === "count") return [[f.key, described(z.number().int())]];
+        if (f.kind === "lamports") return [[f.key, described(z.string())]];
+        return [
+          [f.key, described(z.string())],
+          [f.key.replace(/Units$/, "Usdc"), z.string()],
+        ];
+      }),
+    ) as Record<(typeof reconciliationColumns)[number], z.ZodNumber | z.ZodString>,
+  )
   .openapi("ReconciliationFigures");
 
 /** `from` and `to` of a report: the period is half-open, [from, to), UTC. */

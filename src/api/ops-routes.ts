@@ -134,7 +134,7 @@ export function opsRoutes(deps: OpsRoutesDeps) {
       const maxSeconds = deps.readiness?.maxLagSeconds ?? 3600;
       const at = deps.now();
       const seconds = database.ok
-        ? Math.max(0, Math.round((at - dataCompleteUntil(deps.store, at)) / 1000))
+        ? Math.max(0, Math.round((at - (await dataCompleteUntil(deps.store, at))) / 1000))
         : 0;
       const verificationLag = { ok: seconds <= maxSeconds, seconds, maxSeconds };
       const ok = database.ok && rpc.ok && verificationLag.ok;

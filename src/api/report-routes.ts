@@ -149,9 +149,9 @@ export function reportRoutes(deps: ReportRoutesDeps) {
   });
 
   return createRouter({ store: deps.store, role: "read" })
-    .openapi(reconciliation, (c) => {
+    .openapi(reconciliation, async (c) => {
       const query = c.req.valid("query");
-      const report = reconciliationReport(
+      const report = await reconciliationReport(
         deps.store,
         { from: query.from, to: query.to, groupBy: query.groupBy },
         deps.now,
@@ -165,19 +165,19 @@ export function reportRoutes(deps: ReportRoutesDeps) {
       }
       return c.json(reconciliationToJson(report), 200);
     })
-    .openapi(discrepancies, (c) => {
+    .openapi(discrepancies, async (c) => {
       const q = c.req.valid("query");
-      const page = listDiscrepancies(
+      const page = await listDiscrepancies(
         deps.store,
         { from: q.from, to: q.to, check: q.check },
         { limit: q.limit, cursor: q.cursor, order: q.order },
       );
       return c.json(page, 200);
     })
-    .openapi(workerStatement, (c) => {
+    .openapi(workerStatement, async (c) => {
       const { address } = c.req.valid("param");
       const q = c.req.valid("query");
-      const report = reconciliationReport(
+      const report = await reconciliationReport(
         deps.store,
         { from: q.from, to: q.to, groupBy: "day", worker: address },
         deps.now,

@@ -3,7 +3,7 @@ import { checkCatalogue, checkNames } from "../verify/check-catalogue.js";
 import { BASE, type Html, html, raw, short, usdc, utc, verdictBadge } from "./html.js";
 import type { DashboardPeriod } from "./period.js";
 
-export type DiscrepancyPage = ReturnType<typeof listDiscrepancies>;
+export type DiscrepancyPage = Awaited<ReturnType<typeof listDiscrepancies>>;
 
 export interface DiscrepancyFilter {
   check?: string;

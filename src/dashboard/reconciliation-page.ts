@@ -1,3 +1,4 @@
+import { reportFigures } from "../db/rollups.js";
 import {
   type GroupBy,
   groupByValues,
@@ -15,25 +16,14 @@ type Column = {
   kind: "count" | "usdc" | "sol";
 };
 
-/** The table's columns; every one sortable. */
-export const reconciliationTableColumns: readonly Column[] = [
-  { key: "jobs", label: "jobs", kind: "count" },
-  { key: "verified", label: "verified", kind: "count" },
-  { key: "partiallyVerified", label: "partial", kind: "count" },
-  { key: "discrepancies", label: "discrepancy", kind: "count" },
-  { key: "dropped", label: "dropped", kind: "count" },
-  { key: "unverifiable", label: "unverifiable", kind: "count" },
-  { key: "pending", label: "not final", kind: "count" },
-  { key: "chargedUnits", label: "charged", kind: "usdc" },
-  { key: "escrowedUnits", label: "escrowed", kind: "usdc" },
-  { key: "workerPaidUnits", label: "worker", kind: "usdc" },
-  { key: "treasuryPaidUnits", label: "treasury", kind: "usdc" },
-  { key: "refundedUnits", label: "refunded", kind: "usdc" },
-  { key: "unaccountedUnits", label: "unaccounted", kind: "usdc" },
-  { key: "verifiedChargedUnits", label: "charged on verified", kind: "usdc" },
-  { key: "disputedChargedUnits", label: "charged on disputed", kind: "usdc" },
-  { key: "feesLamports", label: "fees (SOL)", kind: "sol" },
-];
+/** The table's columns, every one sortable: the figures of `reportFigures` marked for it. */
+export const reconciliationTableColumns: readonly Column[] = reportFigures
+  .filter((f) => f.dashboard)
+  .map((f) => ({
+    key: f.key,
+    label: f.label,
+    kind: f.kind === "count" ? "count" : f.kind === "lamports" ? "sol" : "usdc",
+  }));
 
 export const sortKeys = ["group", ...reconciliationTableColumns.map((c) => c.key)] as const;
 export type SortKey = (typeof sortKeys)[number];

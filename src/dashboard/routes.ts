@@ -265,9 +265,9 @@ export function dashboardRoutes(deps: DashboardDeps) {
     return c.redirect(`${BASE}/sign-in?signedOut=1`, 303);
   });
 
-  app.get("/", (c) => {
+  app.get("/", async (c) => {
     const period = periodOf(queryOf(c), deps.now());
-    const report = reconciliationReport(
+    const report = await reconciliationReport(
       deps.store,
       { from: period.from, to: period.to, groupBy: "day" },
       deps.now,
@@ -283,7 +283,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     return g as GroupBy;
   };
 
-  app.get("/reconciliation", (c) => {
+  app.get("/reconciliation", async (c) => {
     const period = periodOf(queryOf(c), deps.now());
     const groupBy = groupByOf(c);
     const sortText = c.req.query("sort") ?? "group";
@@ -291,7 +291,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
       (sortKeys as readonly string[]).includes(sortText) ? sortText : "group"
     ) as SortKey;
     const dir = c.req.query("dir") === "desc" ? "desc" : "asc";
-    const report = reconciliationReport(
+    const report = await reconciliationReport(
       deps.store,
       { from: period.from, to: period.to, groupBy },
       deps.now,
@@ -306,10 +306,10 @@ export function dashboardRoutes(deps: DashboardDeps) {
   });
 
   // The API's CSV for the same query: the same function over the same figures, byte for byte.
-  app.get("/reconciliation.csv", (c) => {
+  app.get("/reconciliation.csv", async (c) => {
     const period = periodOf(queryOf(c), deps.now());
     const groupBy = groupByOf(c);
-    const report = reconciliationReport(
+    const report = await reconciliationReport(
       deps.store,
       { from: period.from, to: period.to, groupBy },
       deps.now,
@@ -320,7 +320,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     });
   });
 
-  app.get("/discrepancies", (c) => {
+  app.get("/discrepancies", async (c) => {
     const q = c.req.query();
     const filter: DiscrepancyFilter = {
       check: q.check || undefined,
@@ -330,7 +330,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
       period: !q.period || q.period === "all" ? null : periodOf(queryOf(c), deps.now()),
       cursor: q.cursor || undefined,
     };
-    const result = listDiscrepancies(
+    const result = await listDiscrepancies(
       deps.store,
       {
         from: filter.period?.from,
@@ -343,9 +343,9 @@ export function dashboardRoutes(deps: DashboardDeps) {
     return render(c, 200, "Discrepancies", "discrepancies", discrepanciesBody(filter, result));
   });
 
-  app.get("/jobs/:jobId", (c) => {
+  app.get("/jobs/:jobId", async (c) => {
     const jobId = c.req.param("jobId");
-    const record = jobId.length <= 200 ? auditRecord(deps.store, jobId, deps.explorer) : null;
+    const record = jobId.length <= 200 ? await auditRecord(deps.store, jobId, deps.explorer) : null;
     if (!record) return messagePage(c, 404, "No such job", `No job ${jobId} is recorded.`);
     const flash =
       c.req.query("reverify") === "queued"
@@ -354,7 +354,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     return render(c, 200, `Job ${jobId}`, "job", jobBody(record, c.get("session"), flash));
   });
 
-  app.post("/jobs/:jobId/reverify", (c) => {
+  app.post("/jobs/:jobId/reverify", async (c) => {
     const jobId = c.req.param("jobId");
     if (c.get("session").role !== "admin") {
       return messagePage(
@@ -364,7 +364,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
         "Only an admin token may ask for a fresh verification.",
       );
     }
-    if (jobId.length > 200 || !auditRecord(deps.store, jobId, deps.explorer)) {
+    if (jobId.length > 200 || !(await auditRecord(deps.store, jobId, deps.explorer))) {
       return messagePage(c, 404, "No such job", `No job ${jobId} is recorded.`);
     }
     if (!deps.verifier)
@@ -390,9 +390,9 @@ export function dashboardRoutes(deps: DashboardDeps) {
     return render(c, 200, "Credit vault statement", "statement", statementBody(period, statement));
   });
 
-  app.get("/workers", (c) => {
+  app.get("/workers", async (c) => {
     const period = periodOf(queryOf(c), deps.now());
-    const report = reconciliationReport(
+    const report = await reconciliationReport(
       deps.store,
       { from: period.from, to: period.to, groupBy: "worker" },
       deps.now,
@@ -400,12 +400,12 @@ export function dashboardRoutes(deps: DashboardDeps) {
     return render(c, 200, "Workers", "workers", workersBody(period, report));
   });
 
-  app.get("/workers/:address", (c) => {
+  app.get("/workers/:address", async (c) => {
     const worker = c.req.param("address");
     if (worker.length > 64)
       return messagePage(c, 400, "Bad worker", "A worker address is at most 64 characters.");
     const period = periodOf(queryOf(c), deps.now());
-    const report = reconciliationReport(
+    const report = await reconciliationReport(
       deps.store,
       { from: period.from, to: period.to, groupBy: "day", worker },
       deps.now,
@@ -421,7 +421,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
 
   app.get("/status", async (c) => {
     const at = deps.now();
-    const fromStore = storeStatus(deps.store, at);
+    const fromStore = await storeStatus(deps.store, at);
     const rpc = await probeRpc(deps.readiness);
     const endpoints = deps.metrics ? await endpointHealth(deps.metrics) : [];
     return render(

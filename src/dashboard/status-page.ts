@@ -1,6 +1,6 @@
 import type { Store } from "../db/client.js";
-import { openVerdicts } from "../db/schema.js";
 import { dataCompleteUntil } from "../reports/reconciliation.js";
+import { dashboardStore } from "../store/dashboard.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
 import { count, type Html, html, utc } from "./html.js";
 
@@ -28,26 +28,15 @@ export interface StatusFacts {
 }
 
 /** Queue depth, lag and the last nightly run, read from the store (the queue is durable). */
-export function storeStatus(store: Store, now: number) {
-  const open = openVerdicts.map(() => "?").join(",");
-  const queueDepth = store.sqlite
-    .prepare(`SELECT count(*) FROM jobs WHERE verdict IN (${open})`)
-    .pluck()
-    .get(...openVerdicts) as number;
-  const lagSeconds = Math.max(0, Math.round((now - dataCompleteUntil(store, now)) / 1000));
-  const run = store.sqlite
-    .prepare(
-      `SELECT status, window_from AS windowFrom, window_to AS windowTo, started_at AS startedAt,
-         finished_at AS finishedAt, summary FROM verification_runs WHERE trigger IN ('verify', 'cron')
-       ORDER BY started_at DESC LIMIT 1`,
-    )
-    .get() as
-    | (Omit<NonNullable<StatusFacts["lastRun"]>, "byVerdict"> & { summary: string | null })
-    | undefined;
+export async function storeStatus(store: Store, now: number) {
+  const dashboard = dashboardStore(store);
+  const queueDepth = await dashboard.queueDepth();
+  const lagSeconds = Math.max(0, Math.round((now - (await dataCompleteUntil(store, now))) / 1000));
+  const run = await dashboard.lastNightlyRun();
   let lastRun: StatusFacts["lastRun"] = null;
   if (run) {
     const { summary, ...rest } = run;
-    const parsed = summary === null ? null : (JSON.parse(summary) as { byVerdict?: unknown });
+    const parsed = summary as { byVerdict?: unknown } | null;
     const byVerdict =
       parsed && typeof parsed.byVerdict === "object" && parsed.byVerdict !== null
         ? (parsed.byVerdict as Record<string, number>)

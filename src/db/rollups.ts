@@ -1,86 +1,369 @@
 import type { Store } from "./client.js";
-import { openVerdicts, type Verdict, verdicts } from "./schema.js";
+import { finalVerdicts, openVerdicts, type Verdict } from "./schema.js";
 
 /**
- * The rollups of `jobs` (table `job_rollups`, kept by the triggers of migrations/*_rollups.sql):
- * the figure columns, the SQL that sums them from `jobs`, and the resumable backfill of days
- * recorded before the triggers existed.
+ * The rollups of `jobs` (table `job_rollups`, kept by the triggers that `rollupTriggersSql`
+ * writes, installed by migrations/*_rollup*.sql): the one table of reconciliation figures, the
+ * SQL that sums them from `jobs`, the triggers, and the resumable backfill of days recorded
+ * before the triggers existed.
  */
 
 export const DAY_MS = 86_400_000;
+export const HOUR_MS = 3_600_000;
 
-/** Grains of `job_rollups`: the full key, then the sums by one dimension. */
-export const grains = { full: 0, model: 1, worker: 2, key: 3 } as const;
+// Verdicts that are not final are counted together as `jobs_open`.
+const quoted = (vs: readonly string[]) => vs.map((v) => `'${v}'`).join(", ");
+const isOpen = `$.verdict IN (${quoted(openVerdicts)})`;
+const isVerified = "$.verdict = 'verified'";
+const isDisputed = "$.verdict IN ('discrepancy', 'dropped')";
 
-/** Money columns summed as they are on `jobs`. */
-export const rollupMoneyColumns = [
-  "escrowed_units",
-  "charged_units",
-  "worker_paid_units",
-  "treasury_paid_units",
-  "refunded_units",
-  "fees_lamports",
-] as const;
+/** How a figure is shown: a count of jobs, USDC base units (also as USDC), or lamports. */
+export type FigureKind = "count" | "units" | "lamports";
 
-/** Money columns also summed apart on verified jobs and on disputed (discrepancy, dropped) jobs. */
-export const rollupSplitColumns = [
-  "escrowed_units",
-  "charged_units",
-  "worker_paid_units",
-  "treasury_paid_units",
-  "refunded_units",
-] as const;
+interface FigureSpec {
+  /** Name in the report (JSON key, CSV column, TypeScript field). */
+  key: string;
+  kind: FigureKind;
+  /** Short column label (dashboard table, CSV readers). */
+  label: string;
+  /** One sentence for the API's schema; absent when the name says it. */
+  description?: string;
+  /** Column of `job_rollups` holding its sum; absent for a figure derived from others. */
+  column?: string;
+  /** What one job adds, as SQL over a `jobs` row named `$` (NULL counts as 0). */
+  perJob?: string;
+  /** Shown in the dashboard's reconciliation table. */
+  dashboard: boolean;
+}
 
-/** Final verdicts, each counted in `jobs_<verdict>`. */
-export const countedVerdicts: readonly Verdict[] = verdicts.filter(
-  (v) => !openVerdicts.includes(v),
+/**
+ * THE reconciliation figures, in report order. Everything else is derived from this table:
+ * the rollup columns and triggers, the from-scratch sums over `jobs`, the report's type and
+ * JSON, its CSV header, its OpenAPI schema, the dashboard's table and the recompute check.
+ * A new figure is one line here (and a migration adding its rollup column and triggers).
+ */
+export const reportFigures = [
+  { key: "jobs", kind: "count", label: "jobs", dashboard: true },
+  {
+    key: "verified",
+    kind: "count",
+    label: "verified",
+    column: "jobs_verified",
+    perJob: isVerified,
+    dashboard: true,
+  },
+  {
+    key: "partiallyVerified",
+    kind: "count",
+    label: "partial",
+    description: "no check failed, but the job's own data left a money check unproven",
+    column: "jobs_partially_verified",
+    perJob: "$.verdict = 'partially_verified'",
+    dashboard: true,
+  },
+  {
+    key: "pending",
+    kind: "count",
+    label: "not final",
+    description: "not final yet (pending, awaiting finality, retryable error)",
+    column: "jobs_open",
+    perJob: isOpen,
+    dashboard: true,
+  },
+  {
+    key: "discrepancies",
+    kind: "count",
+    label: "discrepancy",
+    column: "jobs_discrepancy",
+    perJob: "$.verdict = 'discrepancy'",
+    dashboard: true,
+  },
+  {
+    key: "dropped",
+    kind: "count",
+    label: "dropped",
+    column: "jobs_dropped",
+    perJob: "$.verdict = 'dropped'",
+    dashboard: true,
+  },
+  {
+    key: "unverifiable",
+    kind: "count",
+    label: "unverifiable",
+    column: "jobs_unverifiable",
+    perJob: "$.verdict = 'unverifiable'",
+    dashboard: true,
+  },
+  {
+    key: "chargedUnits",
+    kind: "units",
+    label: "charged",
+    column: "charged_units",
+    perJob: "$.charged_units",
+    dashboard: true,
+  },
+  {
+    key: "escrowedUnits",
+    kind: "units",
+    label: "escrowed",
+    column: "escrowed_units",
+    perJob: "$.escrowed_units",
+    dashboard: true,
+  },
+  {
+    key: "workerPaidUnits",
+    kind: "units",
+    label: "worker",
+    column: "worker_paid_units",
+    perJob: "$.worker_paid_units",
+    dashboard: true,
+  },
+  {
+    key: "treasuryPaidUnits",
+    kind: "units",
+    label: "treasury",
+    column: "treasury_paid_units",
+    perJob: "$.treasury_paid_units",
+    dashboard: true,
+  },
+  {
+    key: "refundedUnits",
+    kind: "units",
+    label: "refunded",
+    column: "refunded_units",
+    perJob: "$.refunded_units",
+    dashboard: true,
+  },
+  {
+    key: "unaccountedUnits",
+    kind: "units",
+    label: "unaccounted",
+    description: "escrowed - worker paid - treasury paid - refunded",
+    dashboard: true,
+  },
+  {
+    key: "feesLamports",
+    kind: "lamports",
+    label: "fees (SOL)",
+    description: "network fees of the jobs' transactions, lamports",
+    column: "fees_lamports",
+    perJob: "$.fees_lamports",
+    dashboard: true,
+  },
+  ...standing("escrowed", "escrowed_units"),
+  ...standing("charged", "charged_units"),
+  ...standing("workerPaid", "worker_paid_units"),
+  ...standing("treasuryPaid", "treasury_paid_units"),
+  ...standing("refunded", "refunded_units"),
+] as const satisfies readonly FigureSpec[];
+
+/**
+ * Money on verified jobs (proven in full) and on disputed ones (a failing check, or a
+ * signature that never landed: discrepancy, dropped), for one money figure.
+ */
+function standing<const M extends string, const C extends string>(money: M, column: C) {
+  const cap = `${money[0]!.toUpperCase()}${money.slice(1)}` as Capitalize<M>;
+  const words = money.replace(/[A-Z]/g, (c) => ` ${c.toLowerCase()}`);
+  return [
+    {
+      key: `verified${cap}Units`,
+      kind: "units",
+      label: `${words} on verified`,
+      description: `${words} on verified jobs, base units`,
+      column: `verified_${column}`,
+      perJob: `CASE WHEN ${isVerified} THEN $.${column} END`,
+      dashboard: money === "charged",
+    },
+    {
+      key: `disputed${cap}Units`,
+      kind: "units",
+      label: `${words} on disputed`,
+      description: `${words} on disputed jobs (discrepancy or dropped), base units`,
+      column: `disputed_${column}`,
+      perJob: `CASE WHEN ${isDisputed} THEN $.${column} END`,
+      dashboard: money === "charged",
+    },
+  ] as const;
+}
+
+export type ReportFigure = (typeof reportFigures)[number];
+export type FigureKey = ReportFigure["key"];
+/** Figures stored in `job_rollups` (every one but the derived `jobs` and `unaccountedUnits`). */
+export type StoredFigure = Extract<ReportFigure, { column: string }>;
+
+/** Counts and sums of one group (or of a whole report), every figure of `reportFigures`. */
+export type FigureValues = {
+  [F in ReportFigure as F["key"]]: F["kind"] extends "count" ? number : bigint;
+};
+
+export const storedFigures: readonly StoredFigure[] = reportFigures.filter(
+  (f): f is StoredFigure => "column" in f,
 );
 
-/** The column counting jobs of a verdict: `jobs_open` for any verdict not final. */
-export const verdictCountColumn = (verdict: Verdict): string =>
-  openVerdicts.includes(verdict) ? "jobs_open" : `jobs_${verdict}`;
+/** Every figure column of `job_rollups`. */
+export const rollupFigureColumns: readonly string[] = storedFigures.map((f) => f.column);
 
-/** Every figure column of `job_rollups`, in table order. */
-export const rollupFigureColumns: readonly string[] = [
-  "jobs_open",
-  ...countedVerdicts.map(verdictCountColumn),
-  ...rollupMoneyColumns,
-  ...rollupSplitColumns.map((c) => `verified_${c}`),
-  ...rollupSplitColumns.map((c) => `disputed_${c}`),
-];
+/** A figure of one `jobs` row (`new`, `old`, or none for a GROUP BY over `jobs`). */
+const perJob = (f: StoredFigure, row: string) => {
+  const expr = f.perJob.replaceAll("$.", row === "" ? "" : `${row}.`);
+  return f.kind === "count" ? `(${expr})` : `coalesce(${expr}, 0)`;
+};
 
 /**
  * The figures of the jobs in a GROUP BY, as `jobs` holds them: the same expressions the
- * triggers add per row, summed. Reports from `jobs` and the backfill both use it.
+ * triggers add per row, summed. Reports from `jobs`, the backfill and the recompute use it.
  */
-export const jobsFigureSums: string = [
-  `sum(verdict IN (${openVerdicts.map((v) => `'${v}'`).join(", ")})) AS jobs_open`,
-  ...countedVerdicts.map((v) => `sum(verdict = '${v}') AS ${verdictCountColumn(v)}`),
-  ...rollupMoneyColumns.map((c) => `coalesce(sum(${c}), 0) AS ${c}`),
-  ...rollupSplitColumns.map(
-    (c) => `coalesce(sum(CASE WHEN verdict = 'verified' THEN ${c} END), 0) AS verified_${c}`,
-  ),
-  ...rollupSplitColumns.map(
-    (c) =>
-      `coalesce(sum(CASE WHEN verdict IN ('discrepancy', 'dropped') THEN ${c} END), 0) AS disputed_${c}`,
-  ),
-].join(",\n    ");
+export const jobsFigureSums: string = storedFigures
+  .map((f) => `coalesce(sum(${perJob(f, "")}), 0) AS ${f.column}`)
+  .join(",\n    ");
 
 /** Sums of the rollup figure columns, named as the columns. */
 export const rollupFigureSums: string = rollupFigureColumns
   .map((c) => `sum(${c}) AS ${c}`)
   .join(", ");
 
+/**
+ * Grains of `job_rollups`. Day grains: the full key (day, model, worker, key), then the sums by
+ * one dimension. Hour grains: the sums by one dimension per UTC hour, which answer the whole
+ * hours of a period's first and last day, so only the jobs of its partial hours are read. The
+ * `day` column holds the bucket: the UTC day number for day grains, the UTC hour number
+ * (created_at / 3600000) for hour grains.
+ */
+export const grains = {
+  full: 0,
+  model: 1,
+  worker: 2,
+  key: 3,
+  hourModel: 4,
+  hourWorker: 5,
+  hourKey: 6,
+} as const;
+
+/** Each grain's bucket length and the dimensions it keeps. */
+const grainShape: Record<number, { ms: number; dims: ("model" | "worker" | "key_fingerprint")[] }> =
+  {
+    [grains.full]: { ms: DAY_MS, dims: ["model", "worker", "key_fingerprint"] },
+    [grains.model]: { ms: DAY_MS, dims: ["model"] },
+    [grains.worker]: { ms: DAY_MS, dims: ["worker"] },
+    [grains.key]: { ms: DAY_MS, dims: ["key_fingerprint"] },
+    [grains.hourModel]: { ms: HOUR_MS, dims: ["model"] },
+    [grains.hourWorker]: { ms: HOUR_MS, dims: ["worker"] },
+    [grains.hourKey]: { ms: HOUR_MS, dims: ["key_fingerprint"] },
+  };
+const allGrains = Object.values(grains);
+const dayGrains = [grains.full, grains.model, grains.worker, grains.key];
+const hourGrains = [grains.hourModel, grains.hourWorker, grains.hourKey];
+
+const grainsWith = (dim: string) =>
+  allGrains.filter((g) => grainShape[g]!.dims.includes(dim as "model")).join(", ");
+
+const rollupInsertHead = `INSERT INTO job_rollups (grain, day, model, worker, key_fingerprint,
+    ${rollupFigureColumns.join(", ")})`;
+const rollupUpsertTail = `ON CONFLICT (grain, day, model, worker, key_fingerprint) DO UPDATE SET
+    ${rollupFigureColumns.map((c) => `${c} = ${c} + excluded.${c}`).join(",\n    ")}`;
+const grainRows = `(${allGrains.map((g, i) => (i === 0 ? `SELECT ${g} AS grain` : `SELECT ${g}`)).join(" UNION ALL ")}) AS g`;
+
+/** The bucket and dimensions of a job row (`row` = new or old) in grain `g.grain`. */
+const keyOf = (row: string) =>
+  [
+    `${row}.created_at / CASE WHEN g.grain >= ${grains.hourModel} THEN ${HOUR_MS} ELSE ${DAY_MS} END`,
+    ...(["model", "worker", "key_fingerprint"] as const).map(
+      (dim) =>
+        `CASE WHEN g.grain IN (${grainsWith(dim)}) THEN coalesce(${row}.${dim}, x'') ELSE x'' END`,
+    ),
+  ].join(",\n    ");
+
+/** A job moved to another bucket or group: its old rows lose it, its new rows gain it. */
+const movedSql = `(new.created_at / ${HOUR_MS} IS NOT old.created_at / ${HOUR_MS}
+    OR new.model IS NOT old.model OR new.worker IS NOT old.worker
+    OR new.key_fingerprint IS NOT old.key_fingerprint)`;
+
+/**
+ * The rollup triggers on `jobs`, generated from `reportFigures` (the migration holds this
+ * text; a test compares them). One trigger per kind of write. The update trigger fires only
+ * when a reported figure or a group changes: moves between verdicts that are not final (the
+ * most frequent verdict writes) leave it alone. When the job stays in its groups it adds the
+ * difference new - old to each grain's row; when it moves, it takes the old figures from the
+ * old rows and adds the new to the new ones.
+ */
+export function rollupTriggersSql(): string[] {
+  const insert = `CREATE TRIGGER \`jobs_rollup_insert\` AFTER INSERT ON \`jobs\` BEGIN
+  ${rollupInsertHead}
+  SELECT g.grain,
+    ${keyOf("new")},
+    ${storedFigures.map((f) => perJob(f, "new")).join(",\n    ")}
+  FROM ${grainRows} WHERE true
+  ${rollupUpsertTail};
+END`;
+  // Cheap to test, since it runs on every verdict write: the count a job falls in (the count
+  // figures split the verdicts), and each other column any figure reads.
+  const countClass = (row: string) =>
+    `CASE ${storedFigures
+      .filter((f) => f.kind === "count")
+      .map((f, i) => `WHEN ${perJob(f, row)} THEN ${i}`)
+      .join(" ")} END`;
+  const readColumns = [
+    ...new Set(
+      storedFigures.flatMap((f) => [...f.perJob.matchAll(/\$\.(\w+)/g)].map((m) => m[1]!)),
+    ),
+  ].filter((c) => c !== "verdict");
+  const changed = [
+    `${countClass("new")} IS NOT ${countClass("old")}`,
+    ...readColumns.map((c) => `coalesce(new.${c}, 0) IS NOT coalesce(old.${c}, 0)`),
+  ].join("\n    OR ");
+  // s.add: the row gains the new figures; s.sub: it loses the old. One row (1, 1) keyed by the
+  // new values when the job stays in its groups, else (1, 0) new and (0, 1) old.
+  const sides = `(SELECT 1 AS add_new, 1 - ${movedSql} AS sub_old
+    UNION ALL SELECT 0, 1 WHERE ${movedSql}) AS s`;
+  const side = (dimExpr: (row: string) => string) =>
+    `CASE WHEN s.add_new THEN ${dimExpr("new")} ELSE ${dimExpr("old")} END`;
+  const keyColumns = [
+    (row: string) =>
+      `${row}.created_at / CASE WHEN g.grain >= ${grains.hourModel} THEN ${HOUR_MS} ELSE ${DAY_MS} END`,
+    ...(["model", "worker", "key_fingerprint"] as const).map(
+      (dim) => (row: string) =>
+        `CASE WHEN g.grain IN (${grainsWith(dim)}) THEN coalesce(${row}.${dim}, x'') ELSE x'' END`,
+    ),
+  ];
+  const update = `CREATE TRIGGER \`jobs_rollup_update\` AFTER UPDATE OF verdict, created_at, model, worker, key_fingerprint, ${readColumns.join(", ")} ON \`jobs\`
+  WHEN ${movedSql}
+    OR ${changed}
+BEGIN
+  ${rollupInsertHead}
+  SELECT g.grain,
+    ${keyColumns.map(side).join(",\n    ")},
+    ${storedFigures.map((f) => `s.add_new * ${perJob(f, "new")} - s.sub_old * ${perJob(f, "old")}`).join(",\n    ")}
+  FROM ${grainRows}, ${sides} WHERE true
+  ${rollupUpsertTail};
+END`;
+  const del = `CREATE TRIGGER \`jobs_rollup_delete\` AFTER DELETE ON \`jobs\` BEGIN
+  ${rollupInsertHead}
+  SELECT g.grain,
+    ${keyOf("old")},
+    ${storedFigures.map((f) => `-${perJob(f, "old")}`).join(",\n    ")}
+  FROM ${grainRows} WHERE true
+  ${rollupUpsertTail};
+END`;
+  return [insert, update, del];
+}
+
+/** Final verdicts, each counted in `jobs_<verdict>`. */
+export const countedVerdicts: readonly Verdict[] = finalVerdicts;
+
+/** The column counting jobs of a verdict: `jobs_open` for any verdict not final. */
+export const verdictCountColumn = (verdict: Verdict): string =>
+  openVerdicts.includes(verdict) ? "jobs_open" : `jobs_${verdict}`;
+
 /** Days per backfill transaction: short enough that writers wait well under the busy timeout. */
 const backfillChunkDays = 1;
 
 /**
- * Sums, into `job_rollups`, the days recorded before the rollup triggers existed, one day per
- * transaction, resuming where the last run stopped (`job_rollups_backfill`). Each day is
- * replaced whole (delete, then sum from `jobs`) inside its transaction, so a row the triggers
- * already added for that day is not counted twice, and a crash loses at most one day's work.
- * Returns the days summed. Safe to run from several processes: each transaction takes the
- * write lock first and re-reads the cursor.
+ * Sums, into `job_rollups`, the days recorded before the rollup triggers existed (or before a
+ * grain was added), one day per transaction, resuming where the last run stopped
+ * (`job_rollups_backfill`). Each day is replaced whole (delete, then sum from `jobs`) inside its
+ * transaction, so a row the triggers already added for that day is not counted twice, and a
+ * crash loses at most one day's work. Returns the days summed. Safe to run from several
+ * processes: each transaction takes the write lock first and re-reads the cursor.
  */
 export function backfillRollups(
   store: Store,
@@ -89,27 +372,35 @@ export function backfillRollups(
   const db = store.sqlite;
   const cursor = db.prepare("SELECT next_day, last_day FROM job_rollups_backfill WHERE id = 1");
   const deleteDays = db.prepare(
-    "DELETE FROM job_rollups WHERE grain IN (0, 1, 2, 3) AND day BETWEEN ? AND ?",
+    `DELETE FROM job_rollups WHERE (grain IN (${dayGrains.join(", ")}) AND day BETWEEN ? AND ?)
+       OR (grain IN (${hourGrains.join(", ")}) AND day BETWEEN ? AND ?)`,
   );
-  const sumFull = db.prepare(
-    `INSERT INTO job_rollups (grain, day, model, worker, key_fingerprint, ${rollupFigureColumns.join(", ")})
-     SELECT 0, created_at / ${DAY_MS}, coalesce(model, x''), coalesce(worker, x''),
+  // Full key by hour first (a temporary table), then every grain from it.
+  db.exec(`CREATE TEMP TABLE IF NOT EXISTS rollup_backfill_hours AS
+    SELECT 0 AS hour, model, worker, key_fingerprint, ${rollupFigureColumns.join(", ")}
+    FROM job_rollups WHERE false`);
+  const clearHours = db.prepare("DELETE FROM temp.rollup_backfill_hours");
+  const sumHours = db.prepare(
+    `INSERT INTO temp.rollup_backfill_hours
+     SELECT created_at / ${HOUR_MS}, coalesce(model, x''), coalesce(worker, x''),
        coalesce(key_fingerprint, x''),
        ${jobsFigureSums}
      FROM jobs INDEXED BY jobs_created_at
      WHERE created_at >= ? AND created_at < ?
-     GROUP BY 2, 3, 4, 5`,
+     GROUP BY 1, 2, 3, 4`,
   );
-  const marginal = (grain: number, dims: string) =>
-    db.prepare(
+  const fromHours = (grain: number) => {
+    const { ms, dims } = grainShape[grain]!;
+    const dim = (d: string) => (dims.includes(d as "model") ? d : "x''");
+    return db.prepare(
       `INSERT INTO job_rollups (grain, day, model, worker, key_fingerprint, ${rollupFigureColumns.join(", ")})
-       SELECT ${grain}, day, ${dims}, ${rollupFigureSums}
-       FROM job_rollups WHERE grain = 0 AND day BETWEEN ? AND ?
+       SELECT ${grain}, hour / ${ms / HOUR_MS}, ${dim("model")}, ${dim("worker")}, ${dim("key_fingerprint")},
+         ${rollupFigureSums}
+       FROM temp.rollup_backfill_hours
        GROUP BY 2, 3, 4, 5`,
     );
-  const sumModel = marginal(grains.model, "model, x'', x''");
-  const sumWorker = marginal(grains.worker, "x'', worker, x''");
-  const sumKey = marginal(grains.key, "x'', x'', key_fingerprint");
+  };
+  const sums = allGrains.map(fromHours);
   const advance = db.prepare("UPDATE job_rollups_backfill SET next_day = ? WHERE id = 1");
   const finish = db.prepare("DELETE FROM job_rollups_backfill WHERE id = 1");
 
@@ -118,9 +409,11 @@ export function backfillRollups(
     if (!at) return null;
     const first = at.next_day;
     const last = Math.min(at.last_day, first + backfillChunkDays - 1);
-    deleteDays.run(first, last);
-    sumFull.run(first * DAY_MS, (last + 1) * DAY_MS);
-    for (const s of [sumModel, sumWorker, sumKey]) s.run(first, last);
+    deleteDays.run(first, last, first * 24, last * 24 + 23);
+    clearHours.run();
+    sumHours.run(first * DAY_MS, (last + 1) * DAY_MS);
+    for (const s of sums) s.run();
+    clearHours.run();
     if (last >= at.last_day) finish.run();
     else advance.run(last + 1);
     return { day: last, lastDay: at.last_day };

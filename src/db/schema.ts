@@ -1,13 +1,5 @@
 import { sql } from "drizzle-orm";
-import {
-  type AnySQLiteColumn,
-  customType,
-  index,
-  integer,
-  primaryKey,
-  sqliteTable,
-  text,
-} from "drizzle-orm/sqlite-core";
+import { customType, index, integer, primaryKey, sqliteTable, text } from "drizzle-orm/sqlite-core";
 
 /**
  * Integer base units (USDC base units, lamports) stored as SQLite INTEGER and read as bigint.
@@ -72,31 +64,6 @@ export const finalVerdicts: readonly Verdict[] = [
 ];
 /** Verdicts the verifier still works on: every verdict that is not final. */
 export const openVerdicts: readonly Verdict[] = verdicts.filter((v) => !finalVerdicts.includes(v));
-
-/** Columns the reconciliation report reads after its group and the verdict (see below). */
-const reportColumns = <
-  T extends Record<
-    | "createdAt"
-    | "chargedUnits"
-    | "escrowedUnits"
-    | "workerPaidUnits"
-    | "treasuryPaidUnits"
-    | "refundedUnits"
-    | "feesLamports",
-    AnySQLiteColumn
-  >,
->(
-  t: T,
-) =>
-  [
-    t.createdAt,
-    t.chargedUnits,
-    t.escrowedUnits,
-    t.workerPaidUnits,
-    t.treasuryPaidUnits,
-    t.refundedUnits,
-    t.feesLamports,
-  ] as const;
 
 /** One row per Decentral job: the receipt as recorded, what the jobs API said, and the verdict. */
 export const jobs = sqliteTable(
@@ -192,13 +159,6 @@ export const jobs = sqliteTable(
     index("jobs_model_created").on(t.model, t.createdAt),
     index("jobs_key_created").on(t.keyFingerprint, t.createdAt),
     index("jobs_backfill").on(t.backfillState, t.backfillNextAt),
-    // Covering indexes of the reconciliation report, one per grouping: each lists the group,
-    // then the verdict, so SQLite aggregates in index order (no sort of a million rows) and
-    // never reads the wide rows. Keep them in step with src/reports/reconciliation.ts.
-    index("jobs_report_day").on(sql`${t.createdAt} / 86400000`, t.verdict, ...reportColumns(t)),
-    index("jobs_report_model").on(t.model, t.verdict, ...reportColumns(t)),
-    index("jobs_report_worker").on(t.worker, t.verdict, ...reportColumns(t)),
-    index("jobs_report_key").on(t.keyFingerprint, t.verdict, ...reportColumns(t)),
     // `dataCompleteUntil`: the oldest job of each non-final verdict is one index probe away.
     index("jobs_verdict_created").on(t.verdict, t.createdAt),
   ],

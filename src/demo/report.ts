@@ -53,16 +53,20 @@ export function findingLabel(verdict: string, failing: readonly string[]): strin
 }
 
 /** The run's reconciliation, grouped by model. */
-export function runReconciliation(store: Store, from: number, to: number): ReconciliationReport {
+export function runReconciliation(
+  store: Store,
+  from: number,
+  to: number,
+): Promise<ReconciliationReport> {
   return reconciliationReport(store, { from, to, groupBy: "model" });
 }
 
 /** Every job of the run with a failing check (discrepancy or dropped), oldest first. */
-export function runFindings(store: Store, from: number): Finding[] {
+export async function runFindings(store: Store, from: number): Promise<Finding[]> {
   const findings: Finding[] = [];
   let cursor: string | undefined;
   do {
-    const page = listDiscrepancies(
+    const page = await listDiscrepancies(
       store,
       { from },
       { limit: 500, order: "asc", ...(cursor === undefined ? {} : { cursor }) },

@@ -163,8 +163,8 @@ export async function runDemo(
 
     const truth = world.jobs.allJobs();
     const injected = new Map(truth.map((t) => [t.jobId, t.fault as string | null]));
-    const report = runReconciliation(service.store, from, Date.now() + 1);
-    const findings: Finding[] = runFindings(service.store, from);
+    const report = await runReconciliation(service.store, from, Date.now() + 1);
+    const findings: Finding[] = await runFindings(service.store, from);
     const check = await selfCheck({ store: service.store, from, outcomes, truth, run });
 
     io.out("");

@@ -189,7 +189,7 @@ export async function runNightlyVerification(
   let profile: ProfileStatus | null = null;
   try {
     const ops = createOpsStore(store);
-    byVerdict = countJobsByVerdict(store, options.from, options.to);
+    byVerdict = await countJobsByVerdict(store, options.from, options.to);
     found = await ops.unverifiedJobs(options.from, options.to, maxFindings);
     unproven = await ops.unprovenCounts(options.from, options.to);
     profile = options.profile?.() ?? null;

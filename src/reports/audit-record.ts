@@ -1,8 +1,7 @@
-import { asc, eq, sql } from "drizzle-orm";
 import { withoutUrlSecrets } from "../chain/url-secrets.js";
 import type { Store } from "../db/client.js";
-import { chainTransactions, checkResults, jobs, receiptConflicts } from "../db/schema.js";
 import { formatUnits } from "../money.js";
+import { type AuditTransaction, reportsStore } from "../store/reports.js";
 import { type UnprovenCode, unprovenCodes } from "../verify/check-catalogue.js";
 import { isoOf } from "./period.js";
 
@@ -67,59 +66,12 @@ function tokenMovements(facts: unknown) {
   }));
 }
 
-/** The lookups of one audit record, prepared once per store: building them cost more than running them. */
-function prepareStatements(store: Store) {
-  const { db } = store;
-  return {
-    job: db
-      .select()
-      .from(jobs)
-      .where(eq(jobs.jobId, sql.placeholder("jobId")))
-      .prepare(),
-    conflicts: db
-      .select()
-      .from(receiptConflicts)
-      .where(eq(receiptConflicts.jobId, sql.placeholder("jobId")))
-      .orderBy(asc(receiptConflicts.id))
-      .prepare(),
-    checks: db
-      .select()
-      .from(checkResults)
-      .where(eq(checkResults.jobId, sql.placeholder("jobId")))
-      .orderBy(asc(checkResults.name))
-      .prepare(),
-    transaction: db
-      .select({
-        state: chainTransactions.state,
-        commitment: chainTransactions.commitment,
-        slot: chainTransactions.slot,
-        blockTime: chainTransactions.blockTime,
-        feeLamports: chainTransactions.feeLamports,
-        succeeded: chainTransactions.succeeded,
-        err: chainTransactions.err,
-        facts: chainTransactions.facts,
-        fetchedAt: chainTransactions.fetchedAt,
-      })
-      .from(chainTransactions)
-      .where(eq(chainTransactions.signature, sql.placeholder("signature")))
-      .prepare(),
-  };
-}
-
-const prepared = new WeakMap<Store, ReturnType<typeof prepareStatements>>();
-
-function statementsOf(store: Store) {
-  let statements = prepared.get(store);
-  if (!statements) {
-    statements = prepareStatements(store);
-    prepared.set(store, statements);
-  }
-  return statements;
-}
-
-function transactionRecord(store: Store, signature: string | null, explorer: ExplorerCluster) {
+function transactionRecord(
+  signature: string | null,
+  tx: AuditTransaction | null,
+  explorer: ExplorerCluster,
+) {
   if (signature === null) return null;
-  const tx = statementsOf(store).transaction.get({ signature });
   return {
     signature,
     explorerUrl: explorerTxUrl(signature, explorer),
@@ -140,12 +92,14 @@ function transactionRecord(store: Store, signature: string | null, explorer: Exp
  * jobs API said, both transactions, every check and the verdict. Null for an unknown job.
  * Only primary-key and indexed point lookups, so its cost does not grow with the table.
  */
-export function auditRecord(store: Store, jobId: string, explorer: ExplorerCluster) {
-  const statements = statementsOf(store);
-  const job = statements.job.get({ jobId });
-  if (!job) return null;
-  const conflicts = statements.conflicts.all({ jobId });
-  const checks = statements.checks.all({ jobId });
+export async function auditRecord(store: Store, jobId: string, explorer: ExplorerCluster) {
+  const reports = reportsStore(store);
+  const rows = await reports.auditRows(jobId);
+  if (!rows) return null;
+  const { job, conflicts, checks } = rows;
+  // A streamed receipt learns its settlement signature later, from the jobs API.
+  const settlementTx = job.settlementTx ?? job.apiSettlementTx;
+  const [escrow, settlement] = await reports.auditTransactions([job.escrowTx, settlementTx]);
   return {
     jobId: job.jobId,
     verdict: job.verdict,
@@ -203,9 +157,8 @@ export function auditRecord(store: Store, jobId: string, explorer: ExplorerClust
             checkedAt: isoOf(job.apiCheckedAt),
             response: job.apiResponse ?? null,
           },
-    escrow: transactionRecord(store, job.escrowTx, explorer),
-    // A streamed receipt learns its settlement signature later, from the jobs API.
-    settlement: transactionRecord(store, job.settlementTx ?? job.apiSettlementTx, explorer),
+    escrow: transactionRecord(job.escrowTx, escrow ?? null, explorer),
+    settlement: transactionRecord(settlementTx, settlement ?? null, explorer),
     amounts: {
       escrowedUnits: str(job.escrowedUnits),
       chargedUnits: str(job.chargedUnits),
@@ -227,4 +180,4 @@ export function auditRecord(store: Store, jobId: string, explorer: ExplorerClust
   };
 }
 
-export type AuditRecord = NonNullable<ReturnType<typeof auditRecord>>;
+export type AuditRecord = NonNullable<Awaited<ReturnType<typeof auditRecord>>>;

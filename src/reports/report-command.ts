@@ -41,11 +41,11 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
         ),
     )
     .action(
-      (
+      async (
         flags: WindowFlags & { groupBy: string; format: string; out?: string; recompute?: boolean },
       ) => {
         if (flags.recompute) {
-          recompute(flags);
+          await recompute(flags);
           return;
         }
         const { from, to } = windowFromFlags(flags, Date.now());
@@ -65,7 +65,7 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
         let text: string;
         try {
           migrateStore(store);
-          const result = reconciliationReport(store, {
+          const result = await reconciliationReport(store, {
             from,
             to,
             groupBy: flags.groupBy as GroupBy,
@@ -82,7 +82,7 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
       },
     );
 
-  function recompute(flags: WindowFlags & { out?: string }): void {
+  async function recompute(flags: WindowFlags & { out?: string }): Promise<void> {
     const anyWindow = [flags.since, flags.from, flags.to, flags.window].some(
       (f) => f !== undefined,
     );
@@ -91,7 +91,7 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
     let check: RollupCheck;
     try {
       migrateStore(store);
-      check = recomputeRollups(store, period);
+      check = await recomputeRollups(store, period);
     } finally {
       store.close();
     }

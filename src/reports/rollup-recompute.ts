@@ -1,13 +1,14 @@
 import type { Store } from "../db/client.js";
-import { DAY_MS, grains, jobsFigureSums, rollupFigureColumns } from "../db/rollups.js";
-import { dayOf } from "./period.js";
+import { DAY_MS, grains, HOUR_MS, rollupFigureColumns } from "../db/rollups.js";
+import { type RollupRow, reportsStore } from "../store/reports.js";
+import { dayOf, isoOf } from "./period.js";
 
 export type GrainName = keyof typeof grains;
 
 /** One figure of one rollup row that differs from the same figure summed from `jobs`. */
 export interface RollupDifference {
   grain: GrainName;
-  /** UTC day, `YYYY-MM-DD`. */
+  /** UTC day, `YYYY-MM-DD`; for an hour grain, the hour: `YYYY-MM-DDTHH`. */
   day: string;
   /** Dimensions of the row; null when not recorded on the jobs, or not part of the grain. */
   model: string | null;
@@ -32,13 +33,6 @@ export interface RollupCheck {
   differenceCount: number;
 }
 
-type Row = {
-  grain: bigint;
-  model: string | Buffer;
-  worker: string | Buffer;
-  key_fingerprint: string | Buffer;
-} & Record<string, bigint>;
-
 const grainNames = Object.fromEntries(Object.entries(grains).map(([k, v]) => [v, k])) as Record<
   number,
   GrainName
@@ -46,27 +40,28 @@ const grainNames = Object.fromEntries(Object.entries(grains).map(([k, v]) => [v,
 
 const dim = (value: string | Buffer): string | null => (typeof value === "string" ? value : null);
 
+/** Which dimensions each grain keeps, and whether its bucket is an hour. */
+const grainKeeps = (grain: number) => ({
+  hour: grain >= grains.hourModel,
+  model: grain === grains.full || grain === grains.model || grain === grains.hourModel,
+  worker: grain === grains.full || grain === grains.worker || grain === grains.hourWorker,
+  key: grain === grains.full || grain === grains.key || grain === grains.hourKey,
+});
+
 /**
  * Compares every rollup row of the days in [from, to) (all days when not given) with the same
- * figures summed from scratch over `jobs`, to the base unit: the full-key rows and the three
- * marginals, built here from the from-scratch full-key sums. One day per read transaction, so
- * each comparison sees one consistent snapshot while writers go on; memory holds one day.
+ * figures summed from scratch over `jobs`, to the base unit: the full-key rows, the day
+ * marginals and the hour marginals, all built here from the from-scratch full-key sums per
+ * hour. One day per read transaction, so each comparison sees one consistent snapshot while
+ * writers go on; memory holds one day.
  */
-export function recomputeRollups(
+export async function recomputeRollups(
   store: Store,
   options: { from?: number; to?: number; maxDifferences?: number } = {},
-): RollupCheck {
-  const db = store.sqlite;
+): Promise<RollupCheck> {
+  const reports = reportsStore(store);
   const maxDifferences = options.maxDifferences ?? 1000;
-  const bounds = db
-    .prepare(
-      `SELECT min(d) AS first, max(d) AS last FROM (
-         SELECT (SELECT min(created_at) FROM jobs) / ${DAY_MS} AS d
-         UNION ALL SELECT (SELECT max(created_at) FROM jobs) / ${DAY_MS}
-         UNION ALL SELECT min(day) FROM job_rollups WHERE grain = 0
-         UNION ALL SELECT max(day) FROM job_rollups WHERE grain = 0)`,
-    )
-    .get() as { first: number | null; last: number | null };
+  const bounds = await reports.rollupDayBounds();
   const check: RollupCheck = {
     firstDay: null,
     lastDay: null,
@@ -75,7 +70,7 @@ export function recomputeRollups(
     differences: [],
     differenceCount: 0,
   };
-  if (bounds.first === null || bounds.last === null) return check;
+  if (bounds === null) return check;
   const first = Math.max(
     bounds.first,
     options.from === undefined ? bounds.first : Math.floor(options.from / DAY_MS),
@@ -88,34 +83,21 @@ export function recomputeRollups(
   check.firstDay = dayOf(first);
   check.lastDay = dayOf(last);
 
-  const scratch = db
-    .prepare(
-      `SELECT 0 AS grain, coalesce(model, x'') AS model, coalesce(worker, x'') AS worker,
-         coalesce(key_fingerprint, x'') AS key_fingerprint,
-         ${jobsFigureSums}
-       FROM jobs INDEXED BY jobs_created_at
-       WHERE created_at >= ? AND created_at < ?
-       GROUP BY 2, 3, 4`,
-    )
-    .safeIntegers(true);
-  const stored = db
-    .prepare(
-      `SELECT grain, model, worker, key_fingerprint, ${rollupFigureColumns.join(", ")}
-       FROM job_rollups WHERE grain IN (0, 1, 2, 3) AND day = ?`,
-    )
-    .safeIntegers(true);
-
-  const keyOf = (grain: number, row: Row) =>
-    JSON.stringify([
+  const keyOf = (grain: number, bucket: number, row: RollupRow) => {
+    const keeps = grainKeeps(grain);
+    return JSON.stringify([
       grain,
-      grain === 0 || grain === 1 ? dim(row.model) : null,
-      grain === 0 || grain === 2 ? dim(row.worker) : null,
-      grain === 0 || grain === 3 ? dim(row.key_fingerprint) : null,
+      bucket,
+      keeps.model ? dim(row.model) : null,
+      keeps.worker ? dim(row.worker) : null,
+      keeps.key ? dim(row.key_fingerprint) : null,
     ]);
+  };
 
-  const compareDay = db.transaction((day: number) => {
-    const expected = new Map<string, Row>();
-    const add = (key: string, row: Row) => {
+  for (let day = first; day <= last; day++) {
+    const { scratch, stored } = await reports.rollupDay(day);
+    const expected = new Map<string, RollupRow>();
+    const add = (key: string, row: RollupRow) => {
       const into = expected.get(key);
       if (!into) {
         expected.set(key, { ...row });
@@ -123,17 +105,24 @@ export function recomputeRollups(
       }
       for (const c of rollupFigureColumns) into[c] = (into[c] ?? 0n) + (row[c] ?? 0n);
     };
-    for (const row of scratch.all(day * DAY_MS, (day + 1) * DAY_MS) as Row[]) {
-      for (const grain of [0, 1, 2, 3]) add(keyOf(grain, row), row);
+    for (const row of scratch) {
+      const hour = Number(row.bucket);
+      for (const grain of Object.values(grains)) {
+        const bucket = grainKeeps(grain).hour ? hour : Math.floor((hour * HOUR_MS) / DAY_MS);
+        add(keyOf(grain, bucket, row), row);
+      }
     }
-    const actual = new Map<string, Row>();
-    for (const row of stored.all(day) as Row[]) actual.set(keyOf(Number(row.grain), row), row);
+    const actual = new Map<string, RollupRow>();
+    for (const row of stored) {
+      actual.set(keyOf(Number(row.grain), Number(row.bucket), row), row);
+    }
 
     for (const key of new Set([...expected.keys(), ...actual.keys()])) {
       check.rows++;
       const want = expected.get(key);
       const have = actual.get(key);
-      const [grain, model, worker, keyFingerprint] = JSON.parse(key) as [
+      const [grain, bucket, model, worker, keyFingerprint] = JSON.parse(key) as [
+        number,
         number,
         string | null,
         string | null,
@@ -147,7 +136,7 @@ export function recomputeRollups(
         if (check.differences.length < maxDifferences) {
           check.differences.push({
             grain: grainNames[grain] ?? "full",
-            day: dayOf(day),
+            day: grainKeeps(grain).hour ? isoOf(bucket * HOUR_MS).slice(0, 13) : dayOf(bucket),
             model,
             worker,
             keyFingerprint,
@@ -158,9 +147,6 @@ export function recomputeRollups(
         }
       }
     }
-  });
-  for (let day = first; day <= last; day++) {
-    compareDay.immediate(day);
     check.days++;
   }
   return check;

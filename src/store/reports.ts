@@ -1,0 +1,532 @@
+import type Database from "better-sqlite3";
+import { asc, eq, sql } from "drizzle-orm";
+import type { Store } from "../db/client.js";
+import {
+  countedVerdicts,
+  DAY_MS,
+  grains,
+  HOUR_MS,
+  jobsFigureSums,
+  rollupFigureColumns,
+  rollupFigureSums,
+  verdictCountColumn,
+} from "../db/rollups.js";
+import {
+  chainTransactions,
+  checkResults,
+  jobs,
+  openVerdicts,
+  receiptConflicts,
+  type Verdict,
+  verdicts,
+} from "../db/schema.js";
+
+/**
+ * The reports' reads of the store: reconciliation sums from the rollups and from `jobs`, the
+ * verdict counts of a window, and the instant before which every job is final. Aggregates stay
+ * raw SQL: drizzle cannot name an index, and sums must arrive as exact bigints (safe integers).
+ */
+
+export const reportGroupings = ["day", "model", "worker", "key"] as const;
+export type ReportGrouping = (typeof reportGroupings)[number];
+
+/** One group's sums: its key (day number for `day`, else the text; null when not recorded). */
+export interface GroupSums {
+  group: number | string | null;
+  /** Sums named as the figure columns of `job_rollups`. */
+  sums: Record<string, bigint>;
+}
+
+/** What to sum: a period [from, to), grouped, optionally for one worker only. */
+export interface SumsQuery {
+  from: number;
+  to: number;
+  groupBy: ReportGrouping;
+  worker?: string;
+  /** `jobs`: every job from scratch (what `--recompute` and the benchmark compare with). */
+  source?: "rollups" | "jobs";
+}
+
+/** A rollup row (or the same sums from `jobs`): its grain, bucket and dimensions, then figures. */
+export type RollupRow = {
+  grain: bigint;
+  bucket: bigint;
+  model: string | Buffer;
+  worker: string | Buffer;
+  key_fingerprint: string | Buffer;
+} & Record<string, bigint>;
+
+/** Statements of the audit record: primary-key and indexed point lookups only. */
+function prepareAuditStatements(store: Store) {
+  const { db } = store;
+  return {
+    job: db
+      .select()
+      .from(jobs)
+      .where(eq(jobs.jobId, sql.placeholder("jobId")))
+      .prepare(),
+    conflicts: db
+      .select()
+      .from(receiptConflicts)
+      .where(eq(receiptConflicts.jobId, sql.placeholder("jobId")))
+      .orderBy(asc(receiptConflicts.id))
+      .prepare(),
+    checks: db
+      .select()
+      .from(checkResults)
+      .where(eq(checkResults.jobId, sql.placeholder("jobId")))
+      .orderBy(asc(checkResults.name))
+      .prepare(),
+    transaction: db
+      .select({
+        state: chainTransactions.state,
+        commitment: chainTransactions.commitment,
+        slot: chainTransactions.slot,
+        blockTime: chainTransactions.blockTime,
+        feeLamports: chainTransactions.feeLamports,
+        succeeded: chainTransactions.succeeded,
+        err: chainTransactions.err,
+        facts: chainTransactions.facts,
+        fetchedAt: chainTransactions.fetchedAt,
+      })
+      .from(chainTransactions)
+      .where(eq(chainTransactions.signature, sql.placeholder("signature")))
+      .prepare(),
+  };
+}
+
+type AuditStatements = ReturnType<typeof prepareAuditStatements>;
+/** A job's row, its conflicting receipts and its check results, as stored. */
+export interface AuditRows {
+  job: NonNullable<ReturnType<AuditStatements["job"]["get"]>>;
+  conflicts: ReturnType<AuditStatements["conflicts"]["all"]>;
+  checks: ReturnType<AuditStatements["checks"]["all"]>;
+}
+/** A chain transaction's stored facts, as the audit record shows them. */
+export type AuditTransaction = NonNullable<ReturnType<AuditStatements["transaction"]["get"]>>;
+
+/** Where a keyset page starts: strictly after this (created_at, job_id). */
+export interface JobCursor {
+  createdAt: number;
+  jobId: string;
+}
+
+/** A job as the listings show it, as stored. */
+export interface JobRow {
+  job_id: string;
+  created_at: number;
+  source: string;
+  model: string | null;
+  worker: string | null;
+  key_fingerprint: string | null;
+  verdict: Verdict;
+  verdict_at: number | null;
+  escrow_tx: string | null;
+  settlement_tx: string | null;
+  charged_units: bigint | null;
+  tags: string;
+}
+
+const jobColumns = `job_id, created_at, source, model, worker, key_fingerprint, verdict, verdict_at,
+  escrow_tx, settlement_tx, charged_units, tags`;
+
+/** Filters of the job listings; every one optional. Period: `from` inclusive, `to` exclusive. */
+export interface JobRowFilter {
+  verdict?: Verdict;
+  worker?: string;
+  model?: string;
+  keyFingerprint?: string;
+  from?: number | undefined;
+  to?: number | undefined;
+}
+
+/** A failing check of a job, as stored (expected and actual as JSON text). */
+export interface FailingCheckRow {
+  name: string;
+  reason: string | null;
+  expected: string | null;
+  actual: string | null;
+}
+
+/** Builds WHERE clauses and parameters shared by the listings. */
+function whereOf(filter: JobRowFilter, cursor: JobCursor | null, order: "asc" | "desc") {
+  const clauses: string[] = [];
+  const params: (string | number)[] = [];
+  if (filter.verdict !== undefined) {
+    clauses.push("verdict = ?");
+    params.push(filter.verdict);
+  }
+  if (filter.worker !== undefined) {
+    clauses.push("worker = ?");
+    params.push(filter.worker);
+  }
+  if (filter.model !== undefined) {
+    clauses.push("model = ?");
+    params.push(filter.model);
+  }
+  if (filter.keyFingerprint !== undefined) {
+    clauses.push("key_fingerprint = ?");
+    params.push(filter.keyFingerprint);
+  }
+  if (filter.from !== undefined) {
+    clauses.push("created_at >= ?");
+    params.push(filter.from);
+  }
+  if (filter.to !== undefined) {
+    clauses.push("created_at < ?");
+    params.push(filter.to);
+  }
+  if (cursor) {
+    // Row-value comparison: strictly after the last row seen, in the listing's order.
+    // The plain bound on created_at lets SQLite seek in its index instead of scanning from
+    // the first row (it does not range-scan on the row value alone).
+    const [bound, strict] = order === "asc" ? [">=", ">"] : ["<=", "<"];
+    clauses.push(`created_at ${bound} ? AND (created_at, job_id) ${strict} (?, ?)`);
+    params.push(cursor.createdAt, cursor.createdAt, cursor.jobId);
+  }
+  return { where: clauses.length ? `WHERE ${clauses.join(" AND ")}` : "", params };
+}
+
+export interface ReportsStore {
+  /** Group sums of a period: whole days and hours from the rollups, the rest from `jobs`. */
+  groupSums(query: SumsQuery): Promise<GroupSums[]>;
+  /** The instant before which every job is final (the oldest open job's creation, or `now`). */
+  dataCompleteUntil(now: number): Promise<number>;
+  /** Jobs of [from, to) by verdict. */
+  countJobsByVerdict(from: number, to: number): Promise<Record<Verdict, number>>;
+  /** True when every day of `jobs` is summed in the rollups (no backfill left). */
+  rollupsComplete(): Promise<boolean>;
+  /** First and last UTC day held by `jobs` or the rollups; null when both are empty. */
+  rollupDayBounds(): Promise<{ first: number; last: number } | null>;
+  /**
+   * One day, in one read transaction: its full-key sums per hour from scratch over `jobs`
+   * (`bucket` = hour number), and every rollup row of that day, day and hour grains.
+   */
+  rollupDay(day: number): Promise<{ scratch: RollupRow[]; stored: RollupRow[] }>;
+  /** A job with its conflicting receipts and checks; null for an unknown job. */
+  auditRows(jobId: string): Promise<AuditRows | null>;
+  /** Stored facts of the transactions of these signatures (null where none is given or known). */
+  auditTransactions(signatures: (string | null)[]): Promise<(AuditTransaction | null)[]>;
+  /** Up to `limit` jobs by keyset on (created_at, job_id), strictly after `cursor`. */
+  jobRows(
+    filter: JobRowFilter,
+    cursor: JobCursor | null,
+    order: "asc" | "desc",
+    limit: number,
+  ): Promise<JobRow[]>;
+  /** Like `jobRows` for one verdict, only jobs with a failing check (of that name, if given). */
+  failingJobRows(
+    filter: JobRowFilter & { verdict: Verdict },
+    check: string | undefined,
+    cursor: JobCursor | null,
+    order: "asc" | "desc",
+    limit: number,
+  ): Promise<JobRow[]>;
+  /** A job's failing checks, by name. */
+  failingChecks(jobId: string): Promise<FailingCheckRow[]>;
+}
+
+/** [from, to) cut into whole UTC days, whole hours, and the partial hours read from `jobs`. */
+export interface PeriodPieces {
+  days: { first: number; end: number } | null;
+  hours: { first: number; end: number }[];
+  partial: { from: number; to: number }[];
+}
+
+/** Cuts an edge [from, to) (less than two days) into whole hours and the partial hours. */
+function edgePieces(from: number, to: number, into: PeriodPieces): void {
+  if (from >= to) return;
+  const first = Math.ceil(from / HOUR_MS);
+  const end = Math.floor(to / HOUR_MS);
+  if (first >= end) {
+    into.partial.push({ from, to });
+    return;
+  }
+  into.hours.push({ first, end });
+  if (from < first * HOUR_MS) into.partial.push({ from, to: first * HOUR_MS });
+  if (end * HOUR_MS < to) into.partial.push({ from: end * HOUR_MS, to });
+}
+
+/** The whole days, whole hours and partial hours of [from, to). */
+export function periodPieces(from: number, to: number): PeriodPieces {
+  const pieces: PeriodPieces = { days: null, hours: [], partial: [] };
+  const first = Math.ceil(from / DAY_MS);
+  const end = Math.floor(to / DAY_MS);
+  if (first >= end) {
+    edgePieces(from, to, pieces);
+    return pieces;
+  }
+  pieces.days = { first, end };
+  edgePieces(from, first * DAY_MS, pieces);
+  edgePieces(end * DAY_MS, to, pieces);
+  return pieces;
+}
+
+/** The column of `jobs` each grouping groups by. */
+const jobsGroupExpr: Record<ReportGrouping, string> = {
+  day: `created_at / ${DAY_MS}`,
+  model: "model",
+  worker: "worker",
+  key: "key_fingerprint",
+};
+
+/** Rollup grain (day, hour) and group expression of each grouping; day sums the model rows. */
+const rollupGrouping: Record<ReportGrouping, { day: number; hour: number; expr: string }> = {
+  day: { day: grains.model, hour: grains.hourModel, expr: "day" },
+  model: { day: grains.model, hour: grains.hourModel, expr: "model" },
+  worker: { day: grains.worker, hour: grains.hourWorker, expr: "worker" },
+  key: { day: grains.key, hour: grains.hourKey, expr: "key_fingerprint" },
+};
+
+const dayGrainList = [grains.full, grains.model, grains.worker, grains.key].join(", ");
+const hourGrainList = [grains.hourModel, grains.hourWorker, grains.hourKey].join(", ");
+
+type Row = { grp: bigint | string | Buffer | null } & Record<string, bigint>;
+
+/** Statements of one grouping, for all workers (`all`) or one (`worker`). */
+interface GroupingStatements {
+  days: Database.Statement;
+  /** Null where the rollups have no hour grain for it (one worker by model or key). */
+  hours: Database.Statement | null;
+  jobs: Database.Statement;
+}
+
+function prepareGrouping(
+  db: Database.Database,
+  groupBy: ReportGrouping,
+  byWorker: boolean,
+): GroupingStatements {
+  const g = rollupGrouping[groupBy];
+  // One worker: its (day, worker) rows by day, or its full-key rows (index job_rollups_worker).
+  const dayGrain = byWorker ? (groupBy === "day" ? grains.worker : grains.full) : g.day;
+  const hourGrain = byWorker ? (groupBy === "day" ? grains.hourWorker : null) : g.hour;
+  const workerFilter = byWorker ? "worker = @worker AND " : "";
+  const days = db
+    .prepare(
+      `SELECT ${g.expr} AS grp, ${rollupFigureSums} FROM job_rollups
+       WHERE grain = ${dayGrain} AND ${workerFilter}day >= @first AND day < @end
+       GROUP BY ${g.expr}`,
+    )
+    .safeIntegers(true);
+  // Hour rows by day: the bucket is the hour number, so the day is bucket / 24.
+  const hourExpr = groupBy === "day" ? "day / 24" : g.expr;
+  const hours =
+    hourGrain === null
+      ? null
+      : db
+          .prepare(
+            `SELECT ${hourExpr} AS grp, ${rollupFigureSums} FROM job_rollups
+             WHERE grain = ${hourGrain} AND ${workerFilter}day >= @first AND day < @end
+             GROUP BY ${hourExpr}`,
+          )
+          .safeIntegers(true);
+  // Jobs of a time range, sought by time (or by worker, then time) and read row by row.
+  const index = byWorker ? "jobs_worker_created" : "jobs_created_at";
+  const jobs = db
+    .prepare(
+      `SELECT ${jobsGroupExpr[groupBy]} AS grp,
+         ${jobsFigureSums}
+       FROM jobs INDEXED BY ${index}
+       WHERE ${workerFilter}created_at >= @from AND created_at < @to
+       GROUP BY ${jobsGroupExpr[groupBy]}`,
+    )
+    .safeIntegers(true);
+  return { days, hours, jobs };
+}
+
+/** Creates the reports' store module; every statement is prepared here, once. */
+export function createReportsStore(store: Store): ReportsStore {
+  const db = store.sqlite;
+  const statements = Object.fromEntries(
+    reportGroupings.map((g) => [
+      g,
+      { all: prepareGrouping(db, g, false), worker: prepareGrouping(db, g, true) },
+    ]),
+  ) as Record<ReportGrouping, { all: GroupingStatements; worker: GroupingStatements }>;
+  const backfillLeft = db.prepare("SELECT 1 FROM job_rollups_backfill LIMIT 1");
+  const oldestOpen = db
+    .prepare("SELECT min(created_at) AS oldest FROM jobs WHERE verdict = ?")
+    .pluck();
+  const finalCounts = db.prepare(
+    `SELECT ${countedVerdicts.map((v) => `coalesce(sum(${verdictCountColumn(v)}), 0) AS ${v}`).join(", ")}
+     FROM job_rollups WHERE grain = @grain AND day >= @first AND day < @end`,
+  );
+  const jobsByVerdict = db.prepare(
+    `SELECT verdict, count(*) AS n FROM jobs INDEXED BY jobs_created_at
+     WHERE created_at >= ? AND created_at < ? GROUP BY verdict`,
+  );
+  // Jobs not final yet: few, and not told apart by the rollups (index jobs_verdict_created).
+  const openCount = db
+    .prepare("SELECT count(*) FROM jobs WHERE verdict = ? AND created_at >= ? AND created_at < ?")
+    .pluck();
+
+  const complete = () => backfillLeft.get() === undefined;
+  const audit = prepareAuditStatements(store);
+  // Listing statements depend on which filters are given: each shape is prepared on first
+  // use and kept, so every statement is still prepared once.
+  const shapes = new Map<string, Database.Statement>();
+  const shaped = (text: string) => {
+    let stmt = shapes.get(text);
+    if (!stmt) {
+      stmt = db.prepare(text).safeIntegers(true);
+      shapes.set(text, stmt);
+    }
+    return stmt;
+  };
+  const failingChecksOf = db.prepare(
+    `SELECT name, reason, expected, actual FROM check_results
+     WHERE job_id = ? AND +outcome = 'fail' ORDER BY name`,
+  );
+
+  const dayBounds = db.prepare(
+    `SELECT min(d) AS first, max(d) AS last FROM (
+       SELECT (SELECT min(created_at) FROM jobs) / ${DAY_MS} AS d
+       UNION ALL SELECT (SELECT max(created_at) FROM jobs) / ${DAY_MS}
+       UNION ALL SELECT min(day) FROM job_rollups WHERE grain = ${grains.full}
+       UNION ALL SELECT max(day) FROM job_rollups WHERE grain = ${grains.full})`,
+  );
+  const scratchHours = db
+    .prepare(
+      `SELECT ${grains.full} AS grain, created_at / ${HOUR_MS} AS bucket,
+         coalesce(model, x'') AS model, coalesce(worker, x'') AS worker,
+         coalesce(key_fingerprint, x'') AS key_fingerprint,
+         ${jobsFigureSums}
+       FROM jobs INDEXED BY jobs_created_at
+       WHERE created_at >= ? AND created_at < ?
+       GROUP BY 2, 3, 4, 5`,
+    )
+    .safeIntegers(true);
+  const storedOfDay = db
+    .prepare(
+      `SELECT grain, day AS bucket, model, worker, key_fingerprint, ${rollupFigureColumns.join(", ")}
+       FROM job_rollups
+       WHERE (grain IN (${dayGrainList}) AND day = @day)
+         OR (grain IN (${hourGrainList}) AND day BETWEEN @day * 24 AND @day * 24 + 23)`,
+    )
+    .safeIntegers(true);
+  const readDay = db.transaction((day: number) => ({
+    scratch: scratchHours.all(day * DAY_MS, (day + 1) * DAY_MS) as RollupRow[],
+    stored: storedOfDay.all({ day }) as RollupRow[],
+  }));
+
+  const groupSums = (query: SumsQuery): GroupSums[] => {
+    const s = statements[query.groupBy][query.worker === undefined ? "all" : "worker"];
+    const pieces: PeriodPieces =
+      query.source === "jobs" || !complete()
+        ? { days: null, hours: [], partial: [{ from: query.from, to: query.to }] }
+        : periodPieces(query.from, query.to);
+    if (s.hours === null) {
+      // No hour rows for this grouping: the edges' whole hours come from the jobs too.
+      for (const h of pieces.hours)
+        pieces.partial.push({ from: h.first * HOUR_MS, to: h.end * HOUR_MS });
+      pieces.hours = [];
+    }
+    const worker = query.worker === undefined ? {} : { worker: query.worker };
+    const rows: Row[] = [];
+    if (pieces.days) rows.push(...(s.days.all({ ...worker, ...pieces.days }) as Row[]));
+    for (const h of pieces.hours) rows.push(...(s.hours!.all({ ...worker, ...h }) as Row[]));
+    for (const p of pieces.partial) rows.push(...(s.jobs.all({ ...worker, ...p }) as Row[]));
+    return rows.map(({ grp, ...sums }) => ({
+      // The rollups hold x'' (a BLOB) where the jobs hold NULL: both mean not recorded.
+      group:
+        grp === null || grp instanceof Uint8Array
+          ? null
+          : typeof grp === "bigint"
+            ? Number(grp)
+            : grp,
+      sums: sums as Record<string, bigint>,
+    }));
+  };
+
+  const dataCompleteUntil = (now: number): number => {
+    let oldest = now;
+    for (const verdict of openVerdicts) {
+      const value = oldestOpen.get(verdict) as number | null;
+      if (value !== null && value < oldest) oldest = value;
+    }
+    return oldest;
+  };
+
+  const countJobsByVerdict = (from: number, to: number): Record<Verdict, number> => {
+    const counts = Object.fromEntries(verdicts.map((v) => [v, 0])) as Record<Verdict, number>;
+    const pieces: PeriodPieces = complete()
+      ? periodPieces(from, to)
+      : { days: null, hours: [], partial: [{ from, to }] };
+    const addFinal = (grain: number, range: { first: number; end: number }) => {
+      const row = finalCounts.get({ grain, ...range }) as Record<Verdict, number>;
+      for (const v of countedVerdicts) counts[v] += row[v];
+    };
+    if (pieces.days) addFinal(grains.model, pieces.days);
+    for (const h of pieces.hours) addFinal(grains.hourModel, h);
+    for (const part of pieces.partial) {
+      for (const row of jobsByVerdict.all(part.from, part.to) as {
+        verdict: Verdict;
+        n: number;
+      }[]) {
+        if (countedVerdicts.includes(row.verdict)) counts[row.verdict] += row.n;
+      }
+    }
+    for (const v of openVerdicts) counts[v] = openCount.get(v, from, to) as number;
+    return counts;
+  };
+
+  return {
+    groupSums: async (query) => groupSums(query),
+    dataCompleteUntil: async (now) => dataCompleteUntil(now),
+    countJobsByVerdict: async (from, to) => countJobsByVerdict(from, to),
+    rollupsComplete: async () => complete(),
+    rollupDayBounds: async () => {
+      const b = dayBounds.get() as { first: number | null; last: number | null };
+      return b.first === null || b.last === null ? null : { first: b.first, last: b.last };
+    },
+    // Both reads in one transaction see one snapshot; IMMEDIATE like every transaction here.
+    rollupDay: async (day) => readDay.immediate(day),
+    auditRows: async (jobId) => {
+      const job = audit.job.get({ jobId });
+      if (!job) return null;
+      return {
+        job,
+        conflicts: audit.conflicts.all({ jobId }),
+        checks: audit.checks.all({ jobId }),
+      };
+    },
+    jobRows: async (filter, cursor, order, limit) => {
+      const { where, params } = whereOf(filter, cursor, order);
+      const dir = order === "asc" ? "ASC" : "DESC";
+      return shaped(
+        `SELECT ${jobColumns} FROM jobs ${where} ORDER BY created_at ${dir}, job_id ${dir} LIMIT ?`,
+      ).all(...params, limit) as JobRow[];
+    },
+    failingJobRows: async (filter, check, cursor, order, limit) => {
+      const { where, params } = whereOf(filter, cursor, order);
+      const dir = order === "asc" ? "ASC" : "DESC";
+      // The unary `+` keeps SQLite on the primary key (job_id, name): a job has a dozen check
+      // rows, while the (outcome, name) index would walk every failing check of every job.
+      // Each verdict is read in `jobs_verdict_created` order, so a page costs the same at any
+      // depth and never sorts the whole set.
+      const failing = `EXISTS (SELECT 1 FROM check_results c WHERE c.job_id = jobs.job_id
+        AND +c.outcome = 'fail'${check !== undefined ? " AND +c.name = ?" : ""})`;
+      return shaped(
+        `SELECT ${jobColumns} FROM jobs INDEXED BY jobs_verdict_created ${where} AND ${failing}
+         ORDER BY created_at ${dir}, job_id ${dir} LIMIT ?`,
+      ).all(...params, ...(check !== undefined ? [check] : []), limit) as JobRow[];
+    },
+    failingChecks: async (jobId) => failingChecksOf.all(jobId) as FailingCheckRow[],
+    auditTransactions: async (signatures) =>
+      signatures.map((signature) =>
+        signature === null ? null : (audit.transaction.get({ signature }) ?? null),
+      ),
+  };
+}
+
+const created = new WeakMap<Store, ReportsStore>();
+
+/** The reports' store module of an open store, created on first use and kept with it. */
+export function reportsStore(store: Store): ReportsStore {
+  let module = created.get(store);
+  if (!module) {
+    module = createReportsStore(store);
+    created.set(store, module);
+  }
+  return module;
+}
