@@ -17,6 +17,8 @@ import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { summaryToText } from "../src/nightly/summary-format.js";
 import { recordReceipts } from "../src/recorder/receipts.js";
+import { auditRecord } from "../src/reports/audit-record.js";
+import { createLedgerStore } from "../src/store/ledger.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { createTestStore } from "./support/store.js";
@@ -78,6 +80,17 @@ function reader(store: Store, vault: string, ledgerRpc: LedgerRpc = rpc, pageSiz
   });
 }
 
+async function verifyAll(store: Store) {
+  const verifier = createVerifier({
+    store,
+    rpc,
+    profile,
+    log,
+    options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
+  });
+  await verifier.runUntilSettled({}, { timeoutMs: 20_000 });
+}
+
 const statementOf = async (store: Store, vault: string, to = Date.now()) =>
   (await buildStatement(store, { from: 0, to, vault }, { profile, graceSeconds: 0 })).vaults[0]!;
 
@@ -99,14 +112,7 @@ describe("the ledger of a credit vault against the local world", () => {
     const end = Date.now();
 
     // The verifier goes first: the ledger fetches only what no receipt named (the top-up).
-    const verifier = createVerifier({
-      store,
-      rpc,
-      profile,
-      log,
-      options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
-    });
-    await verifier.runUntilSettled({}, { timeoutMs: 20_000 });
+    await verifyAll(store);
     const result = await reader(store, vault).syncVault(vault);
     const history = chainHistory(vault).length;
     expect(result).toEqual({
@@ -487,5 +493,73 @@ describe("the ledger of a credit vault against the local world", () => {
     await ledger.syncVault(vault);
     const again = await statement();
     expect(again).toEqual({ ...read, readThrough: again.readThrough });
+  });
+});
+
+const explorer = { cluster: "custom", rpcUrl: "http://127.0.0.1:8899" } as const;
+
+function audit(store: Store, jobId: string) {
+  const record = auditRecord(store, jobId, explorer)!;
+  return {
+    verdict: record.verdict,
+    failing: record.checks.filter((c) => c.outcome === "fail").map((c) => c.name),
+    credits: record.checks.find((c) => c.name === "credits.header"),
+  };
+}
+
+/** An honest job and one whose credits header is off, by one key, finalized. */
+async function honestAndOff(apiKeyIndex: number) {
+  const store = createTestStore();
+  const honest = await runRecordedJob(world, store, { apiKeyIndex });
+  const off = await runRecordedJob(world, store, { apiKeyIndex, fault: "credits-header-off" });
+  await finalized();
+  return { store, vault: vaultOf(apiKeyIndex), honest, off };
+}
+
+/**
+ * `credits.header` on the job: the simulator's `credits-header-off` answers 3 credits more than
+ * the vault holds. Keys 0 and 1 (their vaults hold earlier tests' jobs, unrecorded here).
+ */
+describe("credits.header: the job's check of its credits header against the ledger", () => {
+  it("fails exactly credits.header on a header off by 3 credits, and passes an honest one", async () => {
+    const { store, vault, honest, off } = await honestAndOff(0);
+    await reader(store, vault).syncVault(vault);
+    await verifyAll(store);
+
+    const o = audit(store, off.jobId);
+    expect(o.verdict).toBe("discrepancy");
+    expect(o.failing).toEqual(["credits.header"]);
+    expect(o.credits?.expected).toMatchObject({ vault });
+
+    const h = audit(store, honest.jobId);
+    expect(h.failing).toEqual([]);
+    expect(h.credits).toMatchObject({ outcome: "pass", expected: { vault } });
+  });
+
+  it("reopens a job verified before the ledger read its vault, and then applies the check", async () => {
+    const { store, vault, honest, off } = await honestAndOff(1);
+    await verifyAll(store);
+    // Not applied yet: the verdict stands without it, and the skip names the vault it waits on.
+    for (const job of [honest, off]) {
+      const a = audit(store, job.jobId);
+      expect(a.failing).toEqual([]);
+      expect(a.verdict).not.toBe("discrepancy");
+      expect(a.credits).toMatchObject({ outcome: "skip", expected: { vault } });
+    }
+
+    await reader(store, vault).syncVault(vault);
+    // The ledger's round reopened exactly these two jobs; a second round reopens nothing.
+    for (const job of [honest, off]) expect(audit(store, job.jobId).verdict).toBe("pending");
+    expect((await createLedgerStore(store).review(vault)).reopened).toBe(0);
+
+    await verifyAll(store);
+    const o = audit(store, off.jobId);
+    expect(o.verdict).toBe("discrepancy");
+    expect(o.failing).toEqual(["credits.header"]);
+    const h = audit(store, honest.jobId);
+    expect(h.failing).toEqual([]);
+    expect(h.credits?.outcome).toBe("pass");
+    // Applied now: the next ledger round leaves them alone.
+    expect((await createLedgerStore(store).review(vault)).reopened).toBe(0);
   });
 });

@@ -1,7 +1,11 @@
 import { describe, expect, it } from "vitest";
 import type { TransactionFacts } from "../src/chain/transaction-facts.js";
 import type { SignatureRow } from "../src/store/signatures.js";
-import type { ReceiptForChecks } from "../src/verify/checks.js";
+import {
+  type CreditsSpan,
+  creditsHeaderMatches,
+  type ReceiptForChecks,
+} from "../src/verify/checks.js";
 import {
   type CustodyView,
   type DecideJob,
@@ -241,5 +245,71 @@ describe("deciding a claimed job", () => {
     );
     expect(d.verdict).toBe("discrepancy");
     expect(d.evaluation?.checks.find((c) => c.name === "escrow.source")?.outcome).toBe("fail");
+  });
+});
+
+describe("credits.header: the credits header against the vault's balances over the job's span", () => {
+  const credits = (whole: bigint) => whole * 10_000n;
+  const rows = (escrow: string, settlement: string) => ({
+    [escrow]: finalized,
+    [settlement]: finalized,
+  });
+  const decideWith = (header: bigint | null, span: CreditsSpan | null) => {
+    const { job, escrow, settlement } = honest();
+    return decide(
+      claimed({ ...job, creditsRemainingUnits: header }),
+      known(rows(escrow.signature, settlement.signature), [escrow, settlement]),
+      localnetProfile,
+      noPins,
+      timing,
+      span,
+    );
+  };
+  const credit = (d: ReturnType<typeof decideWith>) =>
+    d.evaluation?.checks.find((c) => c.name === "credits.header");
+
+  it("matches a balance by its whole credits, rounded down: 12,345,678 base units is 1234, not 1235", () => {
+    expect(creditsHeaderMatches(credits(1234n), 12_345_678n)).toBe(true);
+    expect(creditsHeaderMatches(credits(1235n), 12_345_678n)).toBe(false);
+    expect(creditsHeaderMatches(credits(1234n), 12_340_000n)).toBe(true);
+    expect(creditsHeaderMatches(credits(1234n), 12_339_999n)).toBe(false);
+    expect(creditsHeaderMatches(credits(1234n), 12_349_999n)).toBe(true);
+    expect(creditsHeaderMatches(credits(1234n), 12_350_000n)).toBe(false);
+  });
+
+  it("passes when one balance of the span matches, and fails with a discrepancy when none does", () => {
+    const span = { vault: "v", balancesUnits: [12_500_000n, 12_345_678n], covered: true };
+    const ok = decideWith(credits(1234n), span);
+    expect(ok.verdict).toBe("verified");
+    expect(credit(ok)).toMatchObject({ outcome: "pass", actual: { balanceUnits: "12345678" } });
+
+    const off = decideWith(credits(1235n), span);
+    expect(off.verdict).toBe("discrepancy");
+    expect(off.evaluation?.checks.filter((c) => c.outcome === "fail").map((c) => c.name)).toEqual([
+      "credits.header",
+    ]);
+    expect(credit(off)?.actual).toEqual({ balancesUnits: ["12500000", "12345678"] });
+  });
+
+  it("is not applied, and leaves the verdict alone, until the ledger has read past the response", () => {
+    const waiting = decideWith(credits(1235n), {
+      vault: "v",
+      balancesUnits: [12_345_678n],
+      covered: false,
+    });
+    expect(waiting.verdict).toBe("verified");
+    // The skip names the vault whose ledger the job waits for.
+    expect(credit(waiting)).toMatchObject({ outcome: "skip", expected: { vault: "v" } });
+    // A match needs no more of the history.
+    const early = decideWith(credits(1234n), {
+      vault: "v",
+      balancesUnits: [12_345_678n],
+      covered: false,
+    });
+    expect(credit(early)?.outcome).toBe("pass");
+    for (const d of [decideWith(null, null), decideWith(credits(1234n), null)]) {
+      expect(d.verdict).toBe("verified");
+      expect(credit(d)).toMatchObject({ outcome: "skip", expected: null });
+    }
   });
 });

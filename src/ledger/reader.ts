@@ -216,7 +216,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     const { fetched, shared, pending } = await readListed(vault, opts.signal);
     // Kinds a late receipt changed, locks released, credits headers and gaps: written now, so
     // a statement reads them instead of working them out line by line.
-    await ledger.review(vault);
+    await ledger.review(vault, now());
     const newest = await ledger.newestListedSlot(vault);
     if (balance && (newest === null || newest <= balance.slot)) {
       await ledger.setBalance(vault, balance, now());

@@ -154,23 +154,29 @@ export async function runNightlyVerification(
           throw new Error(`RPC unreachable: ${messageOf(error)}`);
         }
       }
-      const result = await engine.runUntilSettled(
-        { from: options.from, to: options.to },
-        {
-          timeoutMs: options.timeoutMs,
-          ...(options.signal ? { signal: options.signal } : {}),
-          ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-        },
-      );
-      runId = result.runId ?? null;
-      if (result.status === "timed_out") {
-        reason = `timed out after ${Math.round(options.timeoutMs / 1000)} s`;
-      } else if (result.status === "interrupted") {
-        reason = "interrupted";
-      }
+      const settle = async () => {
+        const result = await engine.runUntilSettled(
+          { from: options.from, to: options.to },
+          {
+            timeoutMs: options.timeoutMs,
+            ...(options.signal ? { signal: options.signal } : {}),
+            ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+          },
+        );
+        runId = result.runId ?? null;
+        if (result.status === "timed_out") {
+          reason = `timed out after ${Math.round(options.timeoutMs / 1000)} s`;
+        } else if (result.status === "interrupted") {
+          reason = "interrupted";
+        }
+      };
+      await settle();
       if (reason === null && options.ledger) {
         ledger = await options.ledger({ from: options.from, to: options.to });
         reason = ledger.incomplete;
+        // The ledger's read reopens the jobs whose credits.header waited for it: settle them.
+        const counts = countJobsByVerdict(store, options.from, options.to);
+        if (reason === null && openVerdicts.some((v) => counts[v] > 0)) await settle();
       }
     } catch (error) {
       reason = messageOf(error);

@@ -1,6 +1,8 @@
 import { asc, eq, sql } from "drizzle-orm";
 import type { Store } from "../db/client.js";
-import { creditVaults, ledgerCursors } from "../db/schema.js";
+import { creditVaults, finalVerdicts, ledgerCursors } from "../db/schema.js";
+import { creditsHeaderMatches as headerMatches } from "../verify/checks/credits.js";
+import { reopenJobs } from "./job-queue.js";
 
 /**
  * The credit vaults' ledger in the store: `ledger_cursors`, `ledger_lines` and `ledger_daily`
@@ -129,18 +131,22 @@ export interface ReviewResult {
   released: number;
   /** Locks whose credits header was decided. */
   headersDecided: number;
+  /**
+   * Jobs with a final verdict whose `credits.header` waited for this vault's ledger, reopened
+   * now that it has read past their response (so the verifier applies the check).
+   */
+  reopened: number;
   /** Gaps found by the walk. */
   gaps: number;
 }
 
 /**
  * A header of h whole credits matches a balance b (base units) when h <= b < h + 1 credit:
- * `x-decentral-credits-remaining` is the balance rounded down to whole credits.
+ * `x-decentral-credits-remaining` is the balance rounded down to whole credits. One rule for
+ * the statement's finding and the verifier's `credits.header` check.
  */
-export const UNITS_PER_CREDIT = 10_000n;
-export function headerMatches(headerUnits: bigint, balanceUnits: bigint): boolean {
-  return headerUnits <= balanceUnits && balanceUnits < headerUnits + UNITS_PER_CREDIT;
-}
+export { UNITS_PER_CREDIT } from "../money.js";
+export { creditsHeaderMatches as headerMatches } from "../verify/checks/credits.js";
 
 /** Orders lines: one sync's lines sit between the previous sync's and the next one's. */
 const ORD_SPAN = 1_000_000_000;
@@ -189,9 +195,18 @@ export interface LedgerStore {
   /**
    * After a read, in one IMMEDIATE transaction: classifies lines read without a kind, classifies
    * `unexplained` and `deposit` lines again, releases locks returned or settled, decides the
-   * credits header of new locks, and walks new movements for gaps.
+   * credits header of new locks, walks new movements for gaps, and reopens the jobs whose
+   * `credits.header` waited for the ledger to read this far (`reopenJobs`).
    */
-  review(vault: string): Promise<ReviewResult>;
+  review(vault: string, now?: number): Promise<ReviewResult>;
+  /**
+   * For the verifier's `credits.header`: per job, the balances of `vault` after each line from
+   * the job's lock (`lockTx`) through its response (`recordedAt`, ms), and whether the ledger
+   * has read that whole span. A lock the ledger has not read gives no balance, not covered.
+   */
+  creditSpans(
+    requests: readonly { jobId: string; vault: string; lockTx: string; recordedAt: number }[],
+  ): Promise<Map<string, { balancesUnits: bigint[]; covered: boolean }>>;
   /** The least recent `synced_at` of any vault (0 for one never synced), null with no vault. */
   oldestSyncedAt(): Promise<number | null>;
 
@@ -470,6 +485,18 @@ export function createLedgerStore(store: Store): LedgerStore {
     `SELECT ${LINE_COLUMNS}, state FROM ledger_lines WHERE vault = ? AND ord >= ? ORDER BY ord
      LIMIT 256`,
   );
+  const lockLine = big("SELECT ord, state FROM ledger_lines WHERE vault = ? AND signature = ?");
+  // Jobs whose credits.header waited for this vault's ledger (the verifier's skip names the
+  // vault): a json field in check_results, which the builder cannot express as a join key.
+  const headerWaiting = big(
+    `SELECT j.job_id, coalesce(j.escrow_tx, j.api_escrow_tx) AS lock_tx, j.recorded_at,
+       j.credits_remaining_units
+     FROM check_results c JOIN jobs j ON j.job_id = c.job_id
+     WHERE c.outcome = 'skip' AND c.name = 'credits.header'
+       AND json_extract(c.expected, '$.vault') = ?
+       AND j.verdict IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")})
+       AND j.credits_remaining_units IS NOT NULL`,
+  );
   const setHeader = sqlite.prepare(
     "UPDATE ledger_lines SET header_ok = ? WHERE vault = ? AND signature = ?",
   );
@@ -619,21 +646,19 @@ export function createLedgerStore(store: Store): LedgerStore {
     return released;
   }
 
-  /** The credits header of the lock at `lock` against the balances up to the job's response. */
-  function headerCheck(
+  /**
+   * The vault's balance after each line from the lock at `lockOrd` through `recordedAt` (ms),
+   * and whether every line of that span is read and the history listed past it.
+   */
+  function spanFrom(
     vault: string,
-    lock: LedgerLineRow,
+    lockOrd: number,
+    recordedAt: bigint,
     syncedAt: number | null,
-  ): HeaderCheck | null {
-    if (lock.jobId === null) return null;
-    const job = headerOf.get(lock.jobId) as
-      | { credits_remaining_units: Big; recorded_at: bigint }
-      | undefined;
-    const header = job?.credits_remaining_units ?? null;
-    if (!job || header === null) return null;
-    const until = Number(job.recorded_at / 1000n);
+  ): { balances: bigint[]; covered: boolean } {
+    const until = Number(recordedAt / 1000n);
     const balances: bigint[] = [];
-    let ord = lock.ord;
+    let ord = lockOrd;
     let spanEnded = false;
     let unread = false;
     for (let first = true; !spanEnded; ) {
@@ -646,30 +671,48 @@ export function createLedgerStore(store: Store): LedgerStore {
         first = false;
         ord = Number(r.ord) + 1;
         if (r.state === "listed") unread = true;
-        if (r.post_units === null) continue;
-        if (headerMatches(header, r.post_units)) {
-          return {
-            jobId: lock.jobId,
-            headerUnits: header,
-            balancesUnits: balances,
-            matched: true,
-            decided: true,
-          };
-        }
-        balances.push(r.post_units);
+        if (r.post_units !== null) balances.push(r.post_units);
       }
       if (rows.length < 256) break;
     }
     // Past the span, or the history is read through the response: nothing more will match.
-    const decided =
-      !unread && (spanEnded || (syncedAt !== null && syncedAt >= Number(job.recorded_at)));
+    const covered = !unread && (spanEnded || (syncedAt !== null && syncedAt >= Number(recordedAt)));
+    return { balances, covered };
+  }
+
+  /** The credits header of the lock at `lock` against the balances up to the job's response. */
+  function headerCheck(
+    vault: string,
+    lock: LedgerLineRow,
+    syncedAt: number | null,
+  ): HeaderCheck | null {
+    if (lock.jobId === null) return null;
+    const job = headerOf.get(lock.jobId) as
+      | { credits_remaining_units: Big; recorded_at: bigint }
+      | undefined;
+    const header = job?.credits_remaining_units ?? null;
+    if (!job || header === null) return null;
+    const span = spanFrom(vault, lock.ord, job.recorded_at, syncedAt);
+    const at = span.balances.findIndex((b) => headerMatches(header, b));
     return {
       jobId: lock.jobId,
       headerUnits: header,
-      balancesUnits: balances,
-      matched: false,
-      decided,
+      balancesUnits: at >= 0 ? span.balances.slice(0, at) : span.balances,
+      matched: at >= 0,
+      decided: at >= 0 || span.covered,
     };
+  }
+
+  /** The span of a job's lock (`signature`) in `vault`; nothing known while it is not read. */
+  function spanOfLock(
+    vault: string,
+    signature: string,
+    recordedAt: bigint,
+    syncedAt: number | null,
+  ): { balances: bigint[]; covered: boolean } {
+    const lock = lockLine.get(vault, signature) as { ord: bigint; state: string } | undefined;
+    if (lock?.state !== "read") return { balances: [], covered: false };
+    return spanFrom(vault, Number(lock.ord), recordedAt, syncedAt);
   }
 
   /** Compares each movement after `afterOrd` with the one before it, up to the first unread line. */
@@ -782,8 +825,14 @@ export function createLedgerStore(store: Store): LedgerStore {
     },
   );
 
-  const reviewTx = sqlite.transaction((vault: string): ReviewResult => {
-    const result: ReviewResult = { classified: 0, released: 0, headersDecided: 0, gaps: 0 };
+  const reviewTx = sqlite.transaction((vault: string, now: number): ReviewResult => {
+    const result: ReviewResult = {
+      classified: 0,
+      released: 0,
+      headersDecided: 0,
+      reopened: 0,
+      gaps: 0,
+    };
     for (const r of unclassified.all(vault) as LineDb[]) {
       const line = toLine(r);
       applyKind(
@@ -837,6 +886,21 @@ export function createLedgerStore(store: Store): LedgerStore {
       result.gaps++;
     });
     if (walked !== from) setChained.run(walked, vault);
+    // The same span the verifier will read: a job is reopened only when its check will apply.
+    const reopen: string[] = [];
+    for (const j of headerWaiting.all(vault) as {
+      job_id: string;
+      lock_tx: string | null;
+      recorded_at: bigint;
+      credits_remaining_units: bigint;
+    }[]) {
+      if (j.lock_tx === null) continue;
+      const span = spanOfLock(vault, j.lock_tx, j.recorded_at, syncedAt);
+      if (span.covered || span.balances.some((b) => headerMatches(j.credits_remaining_units, b))) {
+        reopen.push(j.job_id);
+      }
+    }
+    result.reopened = reopenJobs(db, { jobIds: reopen }, now);
     return result;
   });
 
@@ -878,8 +942,21 @@ export function createLedgerStore(store: Store): LedgerStore {
     async setError(vault, message, at) {
       setError.run({ vault, message, at });
     },
-    async review(vault) {
-      return reviewTx.immediate(vault);
+    async review(vault, now = Date.now()) {
+      return reviewTx.immediate(vault, now);
+    },
+    async creditSpans(requests) {
+      const out = new Map<string, { balancesUnits: bigint[]; covered: boolean }>();
+      const syncedAt = new Map<string, number | null>();
+      for (const r of requests) {
+        if (!syncedAt.has(r.vault)) {
+          const row = cursorRow.get(r.vault) as { synced_at: Big } | undefined;
+          syncedAt.set(r.vault, num(row?.synced_at ?? null));
+        }
+        const span = spanOfLock(r.vault, r.lockTx, BigInt(r.recordedAt), syncedAt.get(r.vault)!);
+        out.set(r.jobId, { balancesUnits: span.balances, covered: span.covered });
+      }
+      return out;
     },
     async oldestSyncedAt() {
       return oldestSynced.get() as number | null;

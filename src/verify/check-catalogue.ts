@@ -47,6 +47,8 @@ export const checkCatalogue = {
     "each signature serves one job in one role (receipts and jobs-API answers of every job compared)",
   "jobs_api.matches_receipt": "the jobs API agrees with the headers (escrow, settlement, worker)",
   "jobs_api.matches_chain": "the jobs API's status and credits charged agree with the chain",
+  "credits.header":
+    "x-decentral-credits-remaining (whole credits) is a balance the credit vault held between the job's lock and its response (applied once the ledger has read the vault that far)",
   "escrow.rpc_quorum":
     "RPC_QUORUM endpoints answered the escrow's facts and finalized status identically (written only while they disagree)",
   "settlement.rpc_quorum":

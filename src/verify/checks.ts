@@ -4,6 +4,7 @@ import { amountsOf } from "./checks/amounts.js";
 import { answeredModel } from "./checks/charge.js";
 import type { CheckInput, EvaluatedVerdict, Evaluation } from "./checks/check-input.js";
 import { CheckList, fail, skip } from "./checks/check-list.js";
+import { creditsHeaderCheck } from "./checks/credits.js";
 import { escrowChecks, type UsableLock } from "./checks/escrow.js";
 import { jobsApiMatchesChain, jobsApiMatchesReceipt } from "./checks/jobs-api.js";
 import { parseJobMemos } from "./checks/memos.js";
@@ -22,6 +23,7 @@ export type {
   ReceiptForChecks,
 } from "./checks/check-input.js";
 export { MAX_NAMED_BY } from "./checks/check-input.js";
+export { type CreditsSpan, creditsHeaderMatches } from "./checks/credits.js";
 export { type MemoKind, parseJobMemos } from "./checks/memos.js";
 export { jobSignatures, signatureOwner } from "./checks/signatures.js";
 
@@ -205,6 +207,7 @@ export function evaluateJob(given: CheckInput): Evaluation {
   list.add(uniqueSignatures(input, stolen, roles));
   list.add(jobsApiMatchesReceipt(job));
   list.add(jobsApiMatchesChain(job, outcome));
+  list.add(creditsHeaderCheck(job, input.creditsSpan ?? null));
 
   if (job.worker === null && list.outcome("settlement.exists") === "pass") {
     list.unverifiable ??= "neither the receipt nor the jobs API names the worker";

@@ -5,6 +5,7 @@ import { backoff } from "../retry.js";
 import type { SignatureRow } from "../store/signatures.js";
 import {
   type CheckResult,
+  type CreditsSpan,
   type Custody,
   type Evaluation,
   evaluateJob,
@@ -89,13 +90,18 @@ export interface Decision<J extends DecideJob = DecideJob> {
 
 const commitmentRank: Record<Commitment, number> = { processed: 0, confirmed: 1, finalized: 2 };
 
-/** Decides one job. */
+/**
+ * Decides one job. `credits`: the ledger's balances of the job's credit vault from its lock
+ * through its response (read before, see `creditSpans` in src/store/ledger.ts), for
+ * `credits.header`; null when the vault is not known.
+ */
 export function decide<J extends DecideJob>(
   job: J,
   signatures: SignatureView,
   profile: Profile,
   custody: CustodyView,
   timing: DecideTiming,
+  credits: CreditsSpan | null = null,
 ): Decision<J> {
   const t = timing.now;
   const sigs = jobSignatures(job);
@@ -214,6 +220,7 @@ export function decide<J extends DecideJob>(
     namedByTotal: signatures.namedTotal,
     custody: custody.custody,
     learnedTreasury: custody.learnedTreasury,
+    creditsSpan: credits,
     ...(signatures.names ? { names: signatures.names } : {}),
   });
   return {

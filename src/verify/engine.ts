@@ -6,6 +6,7 @@ import type { Logger } from "../log.js";
 import { createSleeper } from "../retry.js";
 import { type CustodyConfig, createCustodyStore } from "../store/custody.js";
 import { createJobQueueStore, type QueueFilter, type VerdictCounts } from "../store/job-queue.js";
+import { createLedgerStore } from "../store/ledger.js";
 import { createSignatureStore } from "../store/signatures.js";
 import { createVerdictStore } from "../store/verdicts.js";
 import { createVerificationRunStore, type RunStatus } from "../store/verification-runs.js";
@@ -89,6 +90,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     signatures: createSignatureStore(store),
     verdicts: createVerdictStore(store, profile),
     custody: createCustodyStore(store, profile, custodyConfig),
+    ledger: createLedgerStore(store),
     configuredVaults: new Set(custodyConfig.vaults),
     rpc,
     profile,

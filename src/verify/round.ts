@@ -9,11 +9,13 @@ import { isAppError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { CustodyStore } from "../store/custody.js";
 import type { JobQueueStore, QueueFilter } from "../store/job-queue.js";
+import type { LedgerStore } from "../store/ledger.js";
 import { pairKey, type SignatureRow, type SignatureStore } from "../store/signatures.js";
 import type { VerdictStore } from "../store/verdicts.js";
-import { jobSignatures, MAX_NAMED_BY, parseJobMemos } from "./checks.js";
+import { type CreditsSpan, jobSignatures, MAX_NAMED_BY, parseJobMemos } from "./checks.js";
 import { custodyViews } from "./custody.js";
-import { type Decision, decide } from "./decide.js";
+import { type DecideJob, type Decision, decide } from "./decide.js";
+import { readLock } from "./money-movements.js";
 import type { Profile } from "./profiles.js";
 import type { VerifierOptions } from "./verifier-options.js";
 import type { VerifierRpc } from "./verifier-rpc.js";
@@ -51,6 +53,8 @@ export interface RoundDeps {
   signatures: SignatureStore;
   verdicts: VerdictStore;
   custody: CustodyStore;
+  /** The credit vaults' ledger: the balances `credits.header` compares the header with. */
+  ledger: Pick<LedgerStore, "creditSpans">;
   /** Vaults the deployment lists as its own. */
   configuredVaults: ReadonlySet<string>;
   rpc: VerifierRpc;
@@ -223,15 +227,42 @@ export function createRound(deps: RoundDeps): Round {
         slice,
         factsOf,
       );
+      const credits = await creditSpans(slice, factsOf);
       const t = now();
       const decisions = slice.map((job, i) =>
-        decide(job, view, profile, views[i]!, { ...options, now: t }),
+        decide(job, view, profile, views[i]!, { ...options, now: t }, credits[i]!),
       );
       await write(decisions, runId);
       await yieldToEventLoop();
     }
     return claimed.length;
   };
+
+  /**
+   * Per job: the ledger's balances of the credit vault its lock came from (the lock's one
+   * source account), from the lock through the response; null without a credits header, a
+   * fetched escrow or a single source.
+   */
+  async function creditSpans(
+    slice: readonly (DecideJob & { recordedAt: number })[],
+    factsOf: (signature: string) => TransactionFacts | undefined,
+  ): Promise<(CreditsSpan | null)[]> {
+    const requests = slice.flatMap((job) => {
+      const lockTx = job.escrowTx ?? job.apiEscrowTx;
+      const facts = lockTx === null ? undefined : factsOf(lockTx);
+      if (lockTx === null || !facts || job.creditsRemainingUnits == null) return [];
+      const vaults = [...new Set(readLock(profile, facts).sources.map((s) => s.account))];
+      if (vaults.length !== 1) return [];
+      return [{ jobId: job.jobId, vault: vaults[0]!, lockTx, recordedAt: job.recordedAt }];
+    });
+    const spans = requests.length > 0 ? await deps.ledger.creditSpans(requests) : new Map();
+    const vaultOf = new Map(requests.map((r) => [r.jobId, r.vault]));
+    return slice.map((job) => {
+      const span = spans.get(job.jobId);
+      const vault = vaultOf.get(job.jobId);
+      return span && vault ? { vault, ...span } : null;
+    });
+  }
 
   /** Writes one slice's decisions, guarded by this owner's leases, and logs the final ones. */
   async function write(decisions: Decision[], runId: number | null) {

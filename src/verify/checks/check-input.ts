@@ -28,6 +28,8 @@ export interface ReceiptForChecks {
   apiSettlementTx: string | null;
   apiWorker: string | null;
   apiCheckedAt: number | null;
+  /** `x-decentral-credits-remaining` in base units (credits x 10,000); null when absent. */
+  creditsRemainingUnits?: bigint | null;
   /** Signatures named by conflicting receipts of this job id (see `jobs.conflict_signatures`). */
   conflictSignatures?: readonly string[] | null;
 }
@@ -69,6 +71,19 @@ export interface Evaluation {
   };
 }
 
+/** What the ledger knows of the job's credit vault over the job's span. */
+export interface CreditsSpan {
+  /** The credit vault the job's lock came from. */
+  vault: string;
+  /** Its balance after each line from the lock through the response, oldest first. */
+  balancesUnits: readonly bigint[];
+  /**
+   * Every line up to the response is read (and the history listed past it): a header that
+   * matches none of `balancesUnits` will match nothing.
+   */
+  covered: boolean;
+}
+
 /** What ties credit vaults to the customer. */
 export interface Custody {
   /** The vault pinned for the job's key fingerprint (configured or learned). */
@@ -96,6 +111,8 @@ export interface CheckInput {
   learnedTreasury?: string | null;
   /** Does job `jobId` name `signature` (in any role)? Asked beyond the `namedBy` cap. */
   names?: (jobId: string, signature: string) => boolean;
+  /** The ledger's balances of the lock's credit vault over the job's span, if known. */
+  creditsSpan?: CreditsSpan | null;
 }
 
 /** Job ids listed per signature in the evidence of `signatures.unique`. */

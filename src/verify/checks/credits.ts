@@ -1,0 +1,60 @@
+import { UNITS_PER_CREDIT } from "../../money.js";
+import type { CheckResult, CreditsSpan, ReceiptForChecks } from "./check-input.js";
+import { fail, pass, skip } from "./check-list.js";
+
+/**
+ * `credits.header`: `x-decentral-credits-remaining` (whole credits) against the balances the
+ * job's credit vault held from its lock through its response, as the ledger read them
+ * (src/store/ledger.ts). Read before the job is decided; nothing here touches the store.
+ */
+
+export type { CreditsSpan };
+
+/**
+ * A header of h whole credits (h x 10,000 base units) matches a balance b when
+ * floor(b / 1 credit) = h, that is h <= b < h + 1 credit: the header is the balance rounded
+ * down to whole credits.
+ */
+export function creditsHeaderMatches(headerUnits: bigint, balanceUnits: bigint): boolean {
+  return headerUnits <= balanceUnits && balanceUnits < headerUnits + UNITS_PER_CREDIT;
+}
+
+const units = (v: bigint) => v.toString();
+
+/**
+ * The check, or a skip that leaves the verdict alone while the ledger has not read the vault
+ * past the response. Such a skip names the vault in `expected`: the ledger reopens the job
+ * once it has (see `review` in src/store/ledger.ts).
+ */
+export function creditsHeaderCheck(
+  job: Pick<ReceiptForChecks, "creditsRemainingUnits">,
+  span: CreditsSpan | null,
+): CheckResult {
+  const header = job.creditsRemainingUnits ?? null;
+  if (header === null) {
+    return skip("credits.header", "the response carried no x-decentral-credits-remaining");
+  }
+  if (span === null) {
+    return skip("credits.header", "the credit vault of the job's lock is not known");
+  }
+  const expected = { headerUnits: units(header), vault: span.vault };
+  const matched = span.balancesUnits.find((b) => creditsHeaderMatches(header, b));
+  if (matched !== undefined) {
+    return pass("credits.header", expected, { balanceUnits: units(matched) });
+  }
+  if (!span.covered) {
+    return {
+      ...skip(
+        "credits.header",
+        "the ledger has not read the credit vault past the job's response yet",
+      ),
+      expected,
+    };
+  }
+  return fail(
+    "credits.header",
+    `the header says ${header / UNITS_PER_CREDIT} credits; no balance of the credit vault from the lock through the response rounds down to it`,
+    expected,
+    { balancesUnits: span.balancesUnits.map(units) },
+  );
+}
