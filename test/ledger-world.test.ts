@@ -498,8 +498,8 @@ describe("the ledger of a credit vault against the local world", () => {
 
 const explorer = { cluster: "custom", rpcUrl: "http://127.0.0.1:8899" } as const;
 
-function audit(store: Store, jobId: string) {
-  const record = auditRecord(store, jobId, explorer)!;
+async function audit(store: Store, jobId: string) {
+  const record = (await auditRecord(store, jobId, explorer))!;
   return {
     verdict: record.verdict,
     failing: record.checks.filter((c) => c.outcome === "fail").map((c) => c.name),
@@ -526,12 +526,12 @@ describe("credits.header: the job's check of its credits header against the ledg
     await reader(store, vault).syncVault(vault);
     await verifyAll(store);
 
-    const o = audit(store, off.jobId);
+    const o = await audit(store, off.jobId);
     expect(o.verdict).toBe("discrepancy");
     expect(o.failing).toEqual(["credits.header"]);
     expect(o.credits?.expected).toMatchObject({ vault });
 
-    const h = audit(store, honest.jobId);
+    const h = await audit(store, honest.jobId);
     expect(h.failing).toEqual([]);
     expect(h.credits).toMatchObject({ outcome: "pass", expected: { vault } });
   });
@@ -541,7 +541,7 @@ describe("credits.header: the job's check of its credits header against the ledg
     await verifyAll(store);
     // Not applied yet: the verdict stands without it, and the skip names the vault it waits on.
     for (const job of [honest, off]) {
-      const a = audit(store, job.jobId);
+      const a = await audit(store, job.jobId);
       expect(a.failing).toEqual([]);
       expect(a.verdict).not.toBe("discrepancy");
       expect(a.credits).toMatchObject({ outcome: "skip", expected: { vault } });
@@ -549,14 +549,14 @@ describe("credits.header: the job's check of its credits header against the ledg
 
     await reader(store, vault).syncVault(vault);
     // The ledger's round reopened exactly these two jobs; a second round reopens nothing.
-    for (const job of [honest, off]) expect(audit(store, job.jobId).verdict).toBe("pending");
+    for (const job of [honest, off]) expect((await audit(store, job.jobId)).verdict).toBe("pending");
     expect((await createLedgerStore(store).review(vault)).reopened).toBe(0);
 
     await verifyAll(store);
-    const o = audit(store, off.jobId);
+    const o = await audit(store, off.jobId);
     expect(o.verdict).toBe("discrepancy");
     expect(o.failing).toEqual(["credits.header"]);
-    const h = audit(store, honest.jobId);
+    const h = await audit(store, honest.jobId);
     expect(h.failing).toEqual([]);
     expect(h.credits?.outcome).toBe("pass");
     // Applied now: the next ledger round leaves them alone.

@@ -175,7 +175,7 @@ export async function runNightlyVerification(
         ledger = await options.ledger({ from: options.from, to: options.to });
         reason = ledger.incomplete;
         // The ledger's read reopens the jobs whose credits.header waited for it: settle them.
-        const counts = countJobsByVerdict(store, options.from, options.to);
+        const counts = await countJobsByVerdict(store, options.from, options.to);
         if (reason === null && openVerdicts.some((v) => counts[v] > 0)) await settle();
       }
     } catch (error) {
