@@ -132,10 +132,12 @@ export interface ReviewResult {
   /** Locks whose credits header was decided. */
   headersDecided: number;
   /**
-   * Jobs with a final verdict whose `credits.header` waited for this vault's ledger, reopened
-   * now that it has read past their response (so the verifier applies the check).
+   * Jobs with a final verdict whose `credits.header` waited for this vault's ledger and matches
+   * no balance of their span, now read in full: reopened, so the verifier fails the check.
    */
   reopened: number;
+  /** Such jobs whose header matches a balance: the check passes in place, the verdict stands. */
+  headersPassed: number;
   /** Gaps found by the walk. */
   gaps: number;
 }
@@ -497,6 +499,11 @@ export function createLedgerStore(store: Store): LedgerStore {
        AND j.verdict IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")})
        AND j.credits_remaining_units IS NOT NULL`,
   );
+  // A credits.header that waited for the ledger and matches: the verifier's skip becomes a pass.
+  const passHeader = sqlite.prepare(
+    `UPDATE check_results SET outcome = 'pass', reason = NULL, expected = ?, actual = ?,
+       checked_at = ? WHERE job_id = ? AND name = 'credits.header' AND outcome = 'skip'`,
+  );
   const setHeader = sqlite.prepare(
     "UPDATE ledger_lines SET header_ok = ? WHERE vault = ? AND signature = ?",
   );
@@ -831,6 +838,7 @@ export function createLedgerStore(store: Store): LedgerStore {
       released: 0,
       headersDecided: 0,
       reopened: 0,
+      headersPassed: 0,
       gaps: 0,
     };
     for (const r of unclassified.all(vault) as LineDb[]) {
@@ -886,7 +894,10 @@ export function createLedgerStore(store: Store): LedgerStore {
       result.gaps++;
     });
     if (walked !== from) setChained.run(walked, vault);
-    // The same span the verifier will read: a job is reopened only when its check will apply.
+    // The same span the verifier reads. A header that matches a balance passes where it stands:
+    // the verdict it had stays right, and reopening every honest job verified before the ledger
+    // read its vault would verify it twice and flip it to pending meanwhile. A header that
+    // matches none in a span now read in full changes the verdict: that job is reopened.
     const reopen: string[] = [];
     for (const j of headerWaiting.all(vault) as {
       job_id: string;
@@ -896,7 +907,16 @@ export function createLedgerStore(store: Store): LedgerStore {
     }[]) {
       if (j.lock_tx === null) continue;
       const span = spanOfLock(vault, j.lock_tx, j.recorded_at, syncedAt);
-      if (span.covered || span.balances.some((b) => headerMatches(j.credits_remaining_units, b))) {
+      const matched = span.balances.find((b) => headerMatches(j.credits_remaining_units, b));
+      if (matched !== undefined) {
+        passHeader.run(
+          JSON.stringify({ headerUnits: j.credits_remaining_units.toString(), vault }),
+          JSON.stringify({ balanceUnits: matched.toString() }),
+          now,
+          j.job_id,
+        );
+        result.headersPassed++;
+      } else if (span.covered) {
         reopen.push(j.job_id);
       }
     }

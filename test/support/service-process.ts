@@ -28,7 +28,12 @@ export function startCli(args: string[], env: Record<string, string> = {}): CliP
       "--",
       ...args,
     ],
-    { env: { ...process.env, LOG_LEVEL: "info", ...env }, stdio: ["ignore", "pipe", "pipe"] },
+    // One process per `serve` unless a test asks for a cluster (test/serve-cluster.test.ts):
+    // several clusters of one worker per core on a 2-core runner only add minutes.
+    {
+      env: { ...process.env, LOG_LEVEL: "info", WORKERS: "1", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
   );
   const logs: Record<string, unknown>[] = [];
   const waiters = new Set<() => void>();
