@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -13,6 +13,7 @@ import { migrateStore } from "../src/db/migrate.js";
 import * as pgSchema from "../src/db/pg/schema.js";
 import {
   accessTokens,
+  accountSnapshots,
   creditVaults,
   dashboardSessions,
   ledgerCursors,
@@ -86,6 +87,50 @@ function fill(store: Store, jobCount: number): void {
       { vault: "V1", signature: "s2", ord: 2, slot: 400_000_001, state: "listed", listedAt: 2 },
     ])
     .run();
+  // Classified lines: the SQLite triggers sum them into ledger_daily, copied as it is. No
+  // balances: the sums of pre_units and post_units are already at the ends of the range.
+  store.db
+    .insert(ledgerLines)
+    .values(
+      [0, 1, 2].map((i) => ({
+        vault: "V2",
+        signature: `k${i}`,
+        ord: i + 1,
+        slot: 400_000_100 + i,
+        blockTime: 1_790_000_000 + i * 86_400,
+        state: "read" as const,
+        succeeded: true,
+        // Two locks and a deposit that add up to nothing, so the sum of delta_units stays
+        // above 2^53 for the comparison test.
+        deltaUnits: i === 2 ? 750_000n : -250_000n * BigInt(i + 1),
+        kind: i === 2 ? ("deposit" as const) : ("lock" as const),
+        jobId: `job_d01_${i}`,
+        released: i === 0,
+        headerOk: i === 1 ? false : null,
+        gapAfterSignature: i === 2 ? "k1" : null,
+        gapAfterSlot: i === 2 ? 400_000_101 : null,
+        gapUnits: i === 2 ? -13n : null,
+        listedAt: 10 + i,
+      })),
+    )
+    .run();
+  store.db
+    .insert(accountSnapshots)
+    .values([
+      {
+        takenAt: 11,
+        keyFingerprint: "kf_0",
+        vault: "V2",
+        creditsRemaining: 1,
+        usdcValueUnits: 1_250_000n,
+        vaultUnits: 1_250_001n,
+        vaultSlot: 400_000_200,
+        creditsDifference: 0,
+        usdcDifferenceUnits: -1n,
+      },
+      { takenAt: 12, keyFingerprint: "kf_1", error: "the API did not answer" },
+    ])
+    .run();
   store.db
     .insert(ledgerCursors)
     .values({
@@ -95,6 +140,7 @@ function fill(store: Store, jobCount: number): void {
       syncNumber: 3,
       balanceUnits: 123_456_789n,
       updatedAt: 5,
+      chainedOrd: 1,
     })
     .run();
   store.db
@@ -241,6 +287,8 @@ describe("db copy from SQLite to PostgreSQL", () => {
     }
     expect(dumps.jobs!.source).toHaveLength(jobCount + 45);
     expect(dumps.ledger_lines!.target.join()).toContain(String(2n ** 63n - 1n));
+    expect(dumps.ledger_daily!.target).toHaveLength(3);
+    expect(dumps.account_snapshots!.target).toHaveLength(2);
 
     const comparison = new Map(last.comparison.map((c) => [c.table, c]));
     expect(comparison.get("jobs")).toMatchObject({
@@ -251,6 +299,23 @@ describe("db copy from SQLite to PostgreSQL", () => {
       /^\d+$/,
     );
     expect(comparison.size).toBe(pgTables.length);
+    const sum = (table: string, column: string) =>
+      comparison.get(table)!.sums.find((s) => s.column === column);
+    expect(sum("ledger_daily", "units")).toEqual({
+      column: "units",
+      source: "0",
+      target: "0",
+    });
+    expect(sum("account_snapshots", "usdc_value_units")).toEqual({
+      column: "usdc_value_units",
+      source: "1250000",
+      target: "1250000",
+    });
+    expect(sum("ledger_lines", "gap_units")).toEqual({
+      column: "gap_units",
+      source: "-13",
+      target: "-13",
+    });
   });
 
   it("leaves PostgreSQL ready for new writes: rollup triggers on, ids after the copied ones", async () => {
@@ -264,6 +329,14 @@ describe("db copy from SQLite to PostgreSQL", () => {
         "jobs_rollup_delete:O",
         "jobs_rollup_insert:O",
         "jobs_rollup_update:O",
+      ]);
+      const lineTriggers = await client.query(
+        "SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'ledger_lines'::regclass AND NOT tgisinternal ORDER BY 1",
+      );
+      expect(lineTriggers.rows.map((r) => `${r.tgname}:${r.tgenabled}`)).toEqual([
+        "ledger_lines_daily_delete:O",
+        "ledger_lines_daily_insert:O",
+        "ledger_lines_daily_update:O",
       ]);
       const run = await client.query(
         "INSERT INTO verification_runs (trigger, status, started_at, owner) VALUES ('verify', 'running', 1, 'x') RETURNING id",
@@ -372,8 +445,11 @@ describe("db copy from SQLite to PostgreSQL", () => {
     );
     expect(run.stderr).toBe("");
     const password = new URL(fresh).password;
+    const pgMigrationCount = readdirSync("migrations/postgres").filter((f) =>
+      f.endsWith(".sql"),
+    ).length;
     expect(run.stdout).toContain(
-      `migrated ${fresh.replace(`:${password}@`, ":***@")} (1 migrations applied)`,
+      `migrated ${fresh.replace(`:${password}@`, ":***@")} (${pgMigrationCount} migrations applied)`,
     );
     expect(run.stdout).not.toContain(password);
     expect(run.status).toBe(1);

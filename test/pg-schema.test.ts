@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { getTableName, is } from "drizzle-orm";
 import { readMigrationFiles } from "drizzle-orm/migrator";
 import { PgTable, getTableConfig as pgTableConfig } from "drizzle-orm/pg-core";
@@ -6,6 +8,11 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
 import { migratePostgres, pgMigrationsFolder } from "../src/db/pg/migrate.js";
+import {
+  pgRollupFunctionBody,
+  pgRollupHoursBackfillSql,
+  pgRollupTriggersSql,
+} from "../src/db/pg/rollups.js";
 import * as pgSchema from "../src/db/pg/schema.js";
 import * as sqliteSchema from "../src/db/schema.js";
 import { usePostgresDatabase } from "./support/postgres.js";
@@ -159,6 +166,8 @@ describe("the PostgreSQL store", () => {
       `UPDATE jobs SET verdict = 'partially_verified', charged_units = 11 WHERE job_id = 'c'`,
     );
     await q(`DELETE FROM jobs WHERE job_id = 'b'`);
+    // Another hour of the same day: the day rows keep it, the hour rows move it.
+    await q(`UPDATE jobs SET created_at = created_at + 7200000 WHERE job_id = 'a'`);
 
     const figures = `jobs_open, jobs_verified, jobs_partially_verified, jobs_discrepancy, jobs_dropped,
       jobs_unverifiable, escrowed_units, charged_units, worker_paid_units, treasury_paid_units,
@@ -174,29 +183,115 @@ describe("the PostgreSQL store", () => {
       ${["escrowed_units", "charged_units", "worker_paid_units", "treasury_paid_units", "refunded_units"].map((c) => `coalesce(sum(${c}) FILTER (WHERE verdict = 'verified'), 0)`).join(", ")},
       ${["escrowed_units", "charged_units", "worker_paid_units", "treasury_paid_units", "refunded_units"].map((c) => `coalesce(sum(${c}) FILTER (WHERE verdict IN ('discrepancy', 'dropped')), 0)`).join(", ")}`;
     const fromJobs = await q(`
-      SELECT ${[0, 1, 2, 3]
+      SELECT ${[0, 1, 2, 3, 4, 5, 6]
         .map(
-          (g) => `SELECT ${g} AS grain, created_at / 86400000 AS day,
-            ${g === 0 || g === 1 ? "model" : "NULL::text"} AS model,
-            ${g === 0 || g === 2 ? "worker" : "NULL::text"} AS worker,
-            ${g === 0 || g === 3 ? "key_fingerprint" : "NULL::text"} AS key_fingerprint, ${sums}
+          (g) => `SELECT ${g} AS grain, created_at / ${g >= 4 ? 3600000 : 86400000} AS day,
+            ${[0, 1, 4].includes(g) ? "model" : "NULL::text"} AS model,
+            ${[0, 2, 5].includes(g) ? "worker" : "NULL::text"} AS worker,
+            ${[0, 3, 6].includes(g) ? "key_fingerprint" : "NULL::text"} AS key_fingerprint, ${sums}
           FROM jobs GROUP BY 1, 2, 3, 4, 5`,
         )
         .join(" UNION ALL ")
         .replace(/^SELECT /, "")}
       ORDER BY 1, 2, 3, 4, 5`);
     // Rows every figure of which went back to 0 (the key a job moved away from) stay behind.
-    const rollups = await q(`
+    const readRollups = () =>
+      q(`
       SELECT grain, day, model, worker, key_fingerprint, ${figures} FROM job_rollups
       WHERE ${figures
         .split(",")
         .map((c) => `${c.trim()} <> 0`)
         .join(" OR ")}
       ORDER BY 1, 2, 3, 4, 5`);
+    const rollups = await readRollups();
     const normalise = (rows: unknown[][]) =>
       rows.map((r) => r.map((v) => (v === null ? null : String(v))));
     expect(normalise(rollups.rows)).toEqual(normalise(fromJobs.rows));
     expect(rollups.rows.length).toBeGreaterThan(8);
+    expect(rollups.rows.some((r) => Number(r[0]) >= 4)).toBe(true);
+    // The migration's one-off sum of hour rows for jobs written before them gives the same rows.
+    await q("DELETE FROM job_rollups WHERE grain >= 4");
+    await q(pgRollupHoursBackfillSql());
+    expect(normalise((await readRollups()).rows)).toEqual(normalise(fromJobs.rows));
+  });
+
+  it("runs the rollup function and update trigger generated from the report figures", async () => {
+    const [fn, update] = pgRollupTriggersSql().filter((s) => s.startsWith("CREATE"));
+    const installed = await store.pool.query<{ prosrc: string }>(
+      "SELECT prosrc FROM pg_proc WHERE proname = 'jobs_rollup'",
+    );
+    expect(installed.rows.map((r) => r.prosrc)).toEqual([pgRollupFunctionBody()]);
+    expect(fn).toContain(pgRollupFunctionBody());
+    // The migration holds the generated statements as they are.
+    const migration = readFileSync(
+      join(pgMigrationsFolder, "0001_ledger_kinds_snapshots_hours.sql"),
+      "utf8",
+    );
+    for (const statement of [...pgRollupTriggersSql(), pgRollupHoursBackfillSql()]) {
+      expect(migration).toContain(statement);
+    }
+    // pg_get_triggerdef prints the WHEN deparsed: compare it with the generated trigger's,
+    // deparsed by PostgreSQL the same way on a scratch table.
+    const deparse = async (sql: string) => {
+      const client = await store.pool.connect();
+      try {
+        await client.query("BEGIN");
+        await client.query("CREATE TABLE jobs_scratch (LIKE jobs)");
+        await client.query(sql.replace('ON "jobs"', 'ON "jobs_scratch"'));
+        const r = await client.query<{ def: string }>(
+          "SELECT pg_get_triggerdef(oid) AS def FROM pg_trigger WHERE tgname = 'jobs_rollup_update' AND tgrelid = 'jobs_scratch'::regclass",
+        );
+        return r.rows[0]!.def.replace("jobs_scratch", "jobs");
+      } finally {
+        await client.query("ROLLBACK");
+        client.release();
+      }
+    };
+    const live = await store.pool.query<{ def: string }>(
+      "SELECT pg_get_triggerdef(oid) AS def FROM pg_trigger WHERE tgname = 'jobs_rollup_update' AND tgrelid = 'jobs'::regclass",
+    );
+    expect(live.rows.map((r) => r.def)).toEqual([await deparse(update!)]);
+  });
+
+  it("keeps ledger_daily equal to the lines summed from scratch through inserts, kinds, moves and deletes", async () => {
+    const q = (text: string) => store.pool.query({ text, rowMode: "array" });
+    const t = (day: number, s = 0) => Date.UTC(2026, 10, day) / 1000 + s;
+    const line = (
+      vault: string,
+      sig: string,
+      ord: number,
+      blockTime: number | null,
+      kind: string | null,
+      delta: number | null,
+    ) =>
+      `('${vault}', '${sig}', ${ord}, ${ord}, ${blockTime ?? "NULL"}, 'read', ${kind === null ? "NULL" : `'${kind}'`}, ${delta ?? "NULL"}, 0)`;
+    await q(`INSERT INTO ledger_lines (vault, signature, ord, slot, block_time, state, kind, delta_units, listed_at) VALUES
+      ${[
+        line("v1", "s1", 1, t(1, 10), "lock", -100),
+        line("v1", "s2", 2, t(1, 20), "lock", -50),
+        line("v1", "s3", 3, t(1, 30), "deposit", 500),
+        line("v1", "s4", 4, t(2, 5), null, -7),
+        line("v1", "s5", 5, null, "none", 0),
+        line("v2", "s6", 1, t(1, 40), "unexplained", -9),
+        line("v2", "s7", 2, t(3, 1), "return", null),
+      ].join(",\n")}`);
+    await q(`UPDATE ledger_lines SET kind = 'lock' WHERE signature = 's4'`);
+    await q(`UPDATE ledger_lines SET kind = 'return' WHERE signature = 's3'`);
+    await q(`UPDATE ledger_lines SET delta_units = -60 WHERE signature = 's2'`);
+    await q(`UPDATE ledger_lines SET block_time = ${t(2, 99)} WHERE signature = 's1'`);
+    await q(`UPDATE ledger_lines SET block_time = ${t(4)} WHERE signature = 's5'`);
+    await q(`UPDATE ledger_lines SET released = true, memo = 'x' WHERE signature = 's6'`);
+    await q(`DELETE FROM ledger_lines WHERE signature = 's2'`);
+
+    const daily = await q(
+      "SELECT vault, day, kind, lines, units FROM ledger_daily WHERE lines <> 0 OR units <> 0 ORDER BY 1, 2, 3",
+    );
+    const fromLines = await q(`
+      SELECT vault, block_time / 86400, kind, count(*), coalesce(sum(delta_units), 0) FROM ledger_lines
+      WHERE kind IS NOT NULL AND block_time IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`);
+    const normalise = (rows: unknown[][]) => rows.map((r) => r.map((v) => String(v)));
+    expect(normalise(daily.rows)).toEqual(normalise(fromLines.rows));
+    expect(daily.rows.length).toBeGreaterThan(4);
   });
 
   it("lets concurrent writers of one day's rollup rows commit without deadlocks", async () => {

@@ -398,10 +398,13 @@ export async function copySqliteToPostgres(options: CopyOptions): Promise<CopyRe
 }
 
 /**
- * Inserts one batch and moves the table's high-water mark in one transaction. Rows of `jobs`
- * go in with the rollup triggers off for that transaction only (DDL is transactional: a kill
- * leaves them on): `job_rollups` is copied as it is, so the triggers must not add to it.
+ * Tables whose triggers keep a derived table (`jobs` -> `job_rollups`, `ledger_lines` ->
+ * `ledger_daily`): the derived table is copied as it is, so their rows go in with the triggers
+ * off for that batch's transaction only (DDL is transactional: a kill leaves them on).
  */
+const derivedSources = new Set(["jobs", "ledger_lines"]);
+
+/** Inserts one batch and moves the table's high-water mark in one transaction. */
 async function writeBatch(
   pool: pg.Pool,
   plan: TablePlan,
@@ -409,8 +412,8 @@ async function writeBatch(
   progress: { source: string; lastKey: KeyValue[] | undefined; done: boolean },
 ): Promise<void> {
   await withPgTransaction(pool, async (client) => {
-    const quiet = plan.name === "jobs" && rows.length > 0;
-    if (quiet) await client.query(`ALTER TABLE jobs DISABLE TRIGGER USER`);
+    const quiet = derivedSources.has(plan.name) && rows.length > 0;
+    if (quiet) await client.query(`ALTER TABLE ${quote(plan.name)} DISABLE TRIGGER USER`);
     if (rows.length > 0) {
       const values: unknown[] = [];
       const tuples = rows.map((row) => {
@@ -425,7 +428,7 @@ async function writeBatch(
         values,
       );
     }
-    if (quiet) await client.query(`ALTER TABLE jobs ENABLE TRIGGER USER`);
+    if (quiet) await client.query(`ALTER TABLE ${quote(plan.name)} ENABLE TRIGGER USER`);
     if (progress.done && plan.identity !== undefined) {
       // Ids inserted explicitly do not move the identity: start new rows after the copied ones.
       await client.query(
