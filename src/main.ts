@@ -86,10 +86,10 @@ export async function startService(
     stops.length = 0;
   };
   try {
-    const store = openStore(config.DATABASE_URL, { busyTimeoutMs: SERVE_BUSY_TIMEOUT_MS });
+    // Opening (the switch to WAL) and migrating may wait for another process's migration:
+    // allow that wait here, once, then keep the serving timeout short.
+    const store = openStore(config.DATABASE_URL, { busyTimeoutMs: 10_000 });
     stops.push(() => store.close());
-    // Migrating may wait for another process's migration: allow that wait here, once.
-    setBusyTimeout(store, 10_000);
     migrateStore(store);
     setBusyTimeout(store, SERVE_BUSY_TIMEOUT_MS);
     const checkpointer = startWalCheckpointer(store, { log });

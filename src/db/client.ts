@@ -36,10 +36,13 @@ export function openStore(url: string, options: { busyTimeoutMs?: number } = {})
   const path = target.path;
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
   const sqlite = new Database(path);
+  // First, so that the switch to WAL below waits too: on a new file that another process is
+  // creating and migrating at the same moment, it would otherwise fail at once with "database
+  // is locked" (two `serve` started together on a database that does not exist yet).
+  sqlite.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
   sqlite.pragma("journal_mode = WAL");
   sqlite.pragma("synchronous = NORMAL");
   sqlite.pragma("foreign_keys = ON");
-  sqlite.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
   // The WAL grows while readers pin old frames; once a checkpoint resets it, cut the file back.
   sqlite.pragma(`journal_size_limit = ${JOURNAL_SIZE_LIMIT}`);
   // A write that fires the report rollup triggers keeps a statement journal; past 64 KiB it
