@@ -1,7 +1,7 @@
 import { and, asc, eq, lte, sql } from "drizzle-orm";
 import type { Store } from "../db/client.js";
 import { jobs } from "../db/schema.js";
-import { perConnection } from "./prepared.js";
+import { inWriteTransaction, perConnection } from "./prepared.js";
 
 /** A job whose settlement signature is still to be asked for. */
 export interface BackfillDue {
@@ -80,12 +80,10 @@ export function claimBackfillInTransaction(
   at: number,
 ): void {
   const st = statementsOf(tx);
-  tx.sqlite
-    .transaction(() => {
-      for (const jobId of giveUps) st.giveUp.run({ jobId, at });
-      for (const { jobId, nextAt } of claims) st.claim.run({ jobId, nextAt });
-    })
-    .immediate();
+  inWriteTransaction(tx, () => {
+    for (const jobId of giveUps) st.giveUp.run({ jobId, at });
+    for (const { jobId, nextAt } of claims) st.claim.run({ jobId, nextAt });
+  });
 }
 
 /** `BackfillStore.giveUp` inside the caller's transaction (see `claimBackfillInTransaction`). */

@@ -2,7 +2,7 @@ import { eq, sql } from "drizzle-orm";
 import type { Store } from "../db/client.js";
 import { jobs, type Verdict } from "../db/schema.js";
 import { makeDue, reopenJobs } from "./job-queue.js";
-import { param, perConnection } from "./prepared.js";
+import { inWriteTransaction, param, perConnection } from "./prepared.js";
 import { needsReopen, queueColumns } from "./receipts.js";
 
 /** What `GET /v1/jobs/{job_id}` said about a job, reduced to what the audit compares. */
@@ -100,40 +100,38 @@ export function recordJobsApiAnswerInTransaction(
   now = Date.now(),
 ): void {
   const st = statementsOf(tx);
-  tx.sqlite
-    .transaction(() => {
-      const row = st.previous.get({ jobId });
-      if (!row) return;
-      // True when this answer tells the checks something the row did not say: a first
-      // answer, or a different status, signature, worker or charge.
-      const changed =
-        row.apiCheckedAt === null ||
-        row.apiStatus !== answer.status ||
-        row.apiEscrowTx !== answer.escrowTx ||
-        row.apiSettlementTx !== answer.settlementTx ||
-        row.apiWorker !== answer.worker ||
-        row.apiCreditsChargedUnits !== answer.creditsChargedUnits;
-      st.update.run({
-        jobId,
-        status: answer.status,
-        charged: answer.creditsChargedUnits,
-        escrowTx: answer.escrowTx,
-        apiSettlementTx: answer.settlementTx,
-        worker: answer.worker,
-        raw: answer.raw ?? null,
-        settlementTx: row.settlementTx ?? answer.settlementTx,
-        backfillState:
-          isSettledAnswer(answer) && row.backfillState === "pending" ? "done" : row.backfillState,
-        now,
-      });
-      // Each only when it changes something: neither is a prepared statement (see needsReopen).
-      if (changed) {
-        if (needsReopen(row, now)) reopenJobs(tx.db, { jobIds: [jobId] }, now);
-      } else if (notFinal.has(row.verdict) && row.nextVerifyAt > now) {
-        makeDue(tx.db, [jobId], now);
-      }
-    })
-    .immediate();
+  inWriteTransaction(tx, () => {
+    const row = st.previous.get({ jobId });
+    if (!row) return;
+    // True when this answer tells the checks something the row did not say: a first
+    // answer, or a different status, signature, worker or charge.
+    const changed =
+      row.apiCheckedAt === null ||
+      row.apiStatus !== answer.status ||
+      row.apiEscrowTx !== answer.escrowTx ||
+      row.apiSettlementTx !== answer.settlementTx ||
+      row.apiWorker !== answer.worker ||
+      row.apiCreditsChargedUnits !== answer.creditsChargedUnits;
+    st.update.run({
+      jobId,
+      status: answer.status,
+      charged: answer.creditsChargedUnits,
+      escrowTx: answer.escrowTx,
+      apiSettlementTx: answer.settlementTx,
+      worker: answer.worker,
+      raw: answer.raw ?? null,
+      settlementTx: row.settlementTx ?? answer.settlementTx,
+      backfillState:
+        isSettledAnswer(answer) && row.backfillState === "pending" ? "done" : row.backfillState,
+      now,
+    });
+    // Each only when it changes something: neither is a prepared statement (see needsReopen).
+    if (changed) {
+      if (needsReopen(row, now)) reopenJobs(tx.db, { jobIds: [jobId] }, now);
+    } else if (notFinal.has(row.verdict) && row.nextVerifyAt > now) {
+      makeDue(tx.db, [jobId], now);
+    }
+  });
 }
 
 /** The jobs-API answers store on `store`'s connection; its statements are prepared here, once. */

@@ -3,7 +3,7 @@ import { and, count, desc, eq, getTableColumns, sql } from "drizzle-orm";
 import type { Store } from "../db/client.js";
 import { jobs, type ReceiptSource, receiptConflicts } from "../db/schema.js";
 import { reopenJobs } from "./job-queue.js";
-import { param, perConnection } from "./prepared.js";
+import { inWriteTransaction, param, perConnection } from "./prepared.js";
 
 type JobRow = typeof jobs.$inferSelect;
 
@@ -521,18 +521,17 @@ export function recordReceiptsInTransaction(
   const st = statementsOf(tx);
   const now = options.now ?? Date.now();
   const delay = options.backfillDelayMs ?? 0;
-  return tx.sqlite
-    .transaction(() => {
-      const reopened: string[] = [];
-      const results = receipts.map((receipt) => {
-        const { result, reopen } = recordOne(st, receipt, source, now, delay);
-        if (reopen) reopened.push(receipt.jobId);
-        return result;
-      });
-      reopenJobs(tx.db, { jobIds: reopened }, now);
-      return results;
-    })
-    .immediate();
+  const record = () => {
+    const reopened: string[] = [];
+    const results = receipts.map((receipt) => {
+      const { result, reopen } = recordOne(st, receipt, source, now, delay);
+      if (reopen) reopened.push(receipt.jobId);
+      return result;
+    });
+    reopenJobs(tx.db, { jobIds: reopened }, now);
+    return results;
+  };
+  return inWriteTransaction(tx, record);
 }
 
 /** The receipts store on `store`'s connection; its statements are prepared here, once. */
