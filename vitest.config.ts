@@ -6,6 +6,9 @@ export default defineConfig({
     include: ["test/**/*.test.ts"],
     // Native modules (better-sqlite3, litesvm) are safest in child processes, one LiteSVM per process.
     pool: "forks",
+    // Two files at once even on 2 cores (vitest's default there is one): the long files spend
+    // most of their time waiting on child processes, the chain's slots and timers.
+    maxWorkers: 2,
     testTimeout: 60_000,
     hookTimeout: 60_000,
     reporters: ["default", new SummaryLineReporter()],
