@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import bs58 from "bs58";
+import { sendCaptured } from "./captured-response.js";
 import type { CapturedResponse, StubResponses } from "./world-child.js";
 
 /**
@@ -60,23 +61,7 @@ function replay(res: ServerResponse, kind: CapturedResponse) {
   });
   issued.set(jobId, job);
   if (issued.size > maxRemembered) issued.delete(issued.keys().next().value as string);
-  res.writeHead(kind.status, headers);
-  const chunks = kind.chunks.map((c) => c.replaceAll(kind.jobId.slice(4), jobId.slice(4)));
-  if (chunks.length <= 1) {
-    res.end(chunks[0] ?? "");
-    return;
-  }
-  // Stream events go out as separate writes, one per turn, as the simulator sends them.
-  let i = 0;
-  const next = () => {
-    if (i === chunks.length) {
-      res.end();
-      return;
-    }
-    res.write(chunks[i++]);
-    setImmediate(next);
-  };
-  next();
+  sendCaptured(res, kind, jobId, headers);
 }
 
 const server = createServer((req: IncomingMessage, res: ServerResponse) => {

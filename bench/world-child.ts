@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { type LocalWorld, type RpcFaults, startLocalWorld } from "../src/localnet/world.js";
+import { type CapturedResponse, sendCaptured } from "./captured-response.js";
 
 /**
  * Child process of the benchmark holding the local world (chain, JSON-RPC, simulator) and a
@@ -23,13 +24,7 @@ export interface StubResponses {
   stream: CapturedResponse;
 }
 
-export interface CapturedResponse {
-  status: number;
-  headers: [string, string][];
-  /** Body chunks as sent by the simulator (the stream's events stay separate writes). */
-  chunks: string[];
-  jobId: string;
-}
+export type { CapturedResponse };
 
 /** Sent once the world listens. */
 export interface WorldReady {
@@ -70,23 +65,7 @@ function startStub(responses: () => StubResponses | null): Promise<string> {
         n,
         v.replaceAll(kind.jobId, jobId),
       ]);
-      res.writeHead(kind.status, headers);
-      const chunks = kind.chunks.map((c) => c.replaceAll(kind.jobId.slice(4), jobId.slice(4)));
-      if (chunks.length <= 1) {
-        res.end(chunks[0] ?? "");
-        return;
-      }
-      // Stream events go out as separate writes, one per turn, as the simulator sends them.
-      let i = 0;
-      const next = () => {
-        if (i === chunks.length) {
-          res.end();
-          return;
-        }
-        res.write(chunks[i++]);
-        setImmediate(next);
-      };
-      next();
+      sendCaptured(res, kind, jobId, headers);
     });
   });
   return new Promise((resolve) => {
