@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import bs58 from "bs58";
-import type { Store } from "../src/db/client.js";
+import type { SqliteStore } from "../src/db/client.js";
 
 /**
  * Writes `count` realistic finished jobs (receipt, verdict, amounts, transactions and check
@@ -93,7 +93,7 @@ function priceCredits(model: (typeof models)[number], completionTokens: number):
   return model.perRequest + model.per1k * BigInt(Math.ceil(extra / 1000));
 }
 
-export function generateJobs(store: Store, options: GenerateOptions): void {
+export function generateJobs(store: SqliteStore, options: GenerateOptions): void {
   const rand = prng(options.seed ?? 42);
   const days = options.days ?? 30;
   const span = days * 86_400_000;
@@ -267,7 +267,7 @@ export function generateJobs(store: Store, options: GenerateOptions): void {
  * hashes of the job number instead of a PRNG, so it takes minutes, not an hour.
  */
 export function generateJobsSql(
-  store: Store,
+  store: SqliteStore,
   options: { count: number; endAt: number; days?: number; onProgress?: (done: number) => void },
 ): void {
   const db = store.sqlite;

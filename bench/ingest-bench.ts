@@ -3,7 +3,7 @@ import { createReadStream, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import bs58 from "bs58";
-import { openStore } from "../src/db/client.js";
+import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { importReceipts } from "../src/recorder/import.js";
 import { clientAgent, timedRequest } from "./http-client.js";
@@ -94,7 +94,7 @@ export async function measureImport(receipts: Record<string, unknown>[]): Promis
   const file = join(dir, `bench-import-${process.pid}.jsonl`);
   const db = join(dir, `bench-import-${process.pid}.db`);
   writeFileSync(file, `${receipts.map((r) => JSON.stringify(r)).join("\n")}\n`);
-  const store = openStore(db);
+  const store = openSqliteStore(db);
   try {
     migrateStore(store);
     const started = performance.now();

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { createRpcPool } from "../src/chain/rpc-pool.js";
-import { openStore, type Store } from "../src/db/client.js";
+import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { createLedgerReader } from "../src/ledger/reader.js";
 import { buildStatement } from "../src/ledger/statement.js";
@@ -67,7 +67,7 @@ async function measureRpc(jobs: number, deposits: number): Promise<LedgerRpcFigu
       backoffMaxMs: 50,
     });
   const rpc = pool();
-  const store = openStore(":memory:");
+  const store = openSqliteStore(":memory:");
   try {
     migrateStore(store);
     const apiKey = world.apiKeys[0]!;
@@ -135,7 +135,7 @@ async function measureRpc(jobs: number, deposits: number): Promise<LedgerRpcFigu
     const used = (m: string) => (after[m] ?? 0) - (before[m] ?? 0);
 
     // A second database read by the ledger alone: every line is a fetch.
-    const alone = openStore(":memory:");
+    const alone = openSqliteStore(":memory:");
     migrateStore(alone);
     const beforeAlone = { ...world.rpcStats().byMethod };
     const aloneResult = await createLedgerReader({
@@ -185,7 +185,7 @@ export const LEDGER_BENCH_VAULT = "BenchVau1t111111111111111111111111111111111";
  * unexplained debits, balances chaining from 10^12. The per-day sums are written with one
  * GROUP BY (their insert trigger dropped meanwhile), as a backfill would.
  */
-function generateLedger(store: Store, lines: number): void {
+function generateLedger(store: SqliteStore, lines: number): void {
   const db = store.sqlite;
   const trigger = db
     .prepare("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?")
@@ -252,7 +252,7 @@ async function measureStatement(lines: number, runs: number): Promise<LedgerStat
     const building = `${path}.building`;
     for (const s of ["", "-wal", "-shm"]) rmSync(building + s, { force: true });
     const started = performance.now();
-    const fresh = openStore(building);
+    const fresh = openSqliteStore(building);
     migrateStore(fresh);
     generateLedger(fresh, lines);
     fresh.sqlite.pragma("wal_checkpoint(TRUNCATE)");
@@ -261,7 +261,7 @@ async function measureStatement(lines: number, runs: number): Promise<LedgerStat
     renameSync(building, path);
     generateSeconds = round((performance.now() - started) / 1000, 1);
   }
-  const store = openStore(path);
+  const store = openSqliteStore(path);
   try {
     const profile = localnetProfile;
     const period = {

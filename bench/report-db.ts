@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { openStore, type Store } from "../src/db/client.js";
+import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
 import { migrateStore, migrationsFolder } from "../src/db/migrate.js";
 import { backfillRollups } from "../src/db/rollups.js";
 import { generateJobs, generateJobsSql, generatorVersion } from "./generate-jobs.js";
@@ -41,7 +41,7 @@ export type ReportDbKind = "jobs" | "sql";
  * indexes and the rollup triggers off (both rebuilt after, much faster than row by row), then
  * the rollups built by the same resumable backfill `db migrate` runs. Returns its seconds.
  */
-function fillThenBackfill(store: Store, fill: () => void): number {
+function fillThenBackfill(store: SqliteStore, fill: () => void): number {
   const db = store.sqlite;
   const saved = db
     .prepare(
@@ -78,7 +78,7 @@ export function ensureReportDb(
   for (const suffix of ["", "-wal", "-shm", "-journal"]) rmSync(partial + suffix, { force: true });
   const started = performance.now();
   let backfillSeconds = 0;
-  const store = openStore(partial);
+  const store = openSqliteStore(partial);
   try {
     migrateStore(store);
     // A throwaway file being filled: no journal, no fsync, a large page cache.

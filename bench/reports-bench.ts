@@ -1,4 +1,4 @@
-import { openStore } from "../src/db/client.js";
+import { openSqliteStore } from "../src/db/client.js";
 import {
   type GroupBy,
   groupByValues,
@@ -58,7 +58,7 @@ export async function measureReports(
   const headers = { authorization: `Bearer ${token}` };
   const reconciliation: ReconciliationFigure[] = [];
   const queries: ReconciliationQuery[] = [];
-  const store = openStore(dbPath);
+  const store = openSqliteStore(dbPath);
   const worker = store.sqlite
     .prepare("SELECT worker FROM jobs WHERE worker IS NOT NULL LIMIT 1")
     .pluck()

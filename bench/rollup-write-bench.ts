@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { openStore, type Store } from "../src/db/client.js";
+import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { parseReceiptInput } from "../src/recorder/receipt-input.js";
 import type { Receipt } from "../src/recorder/receipts.js";
@@ -46,7 +46,7 @@ const preRollupIndexes = ["day", "model", "worker", "key"].map((g) => {
 const checkNames = Array.from({ length: 14 }, (_, i) => `check.${i}`);
 
 /** The verifier's verdict writes (src/verify/engine.ts), per job, a batch per transaction. */
-function verdictWriter(store: Store) {
+function verdictWriter(store: SqliteStore) {
   const db = store.sqlite;
   const status = db.prepare(
     `UPDATE jobs SET verdict = 'awaiting_finality', verdict_at = NULL, verify_attempts = 0,
@@ -105,7 +105,7 @@ export function measureRollupWriteCost(
   const sides = ["with", "without", "before"] as const;
   const stores = Object.fromEntries(
     sides.map((side) => {
-      const store = openStore(join(dir, `${side}.db`));
+      const store = openSqliteStore(join(dir, `${side}.db`));
       migrateStore(store);
       if (side !== "with") {
         for (const name of store.sqlite
@@ -120,7 +120,10 @@ export function measureRollupWriteCost(
       if (side === "before") for (const sql of preRollupIndexes) store.sqlite.exec(sql);
       return [side, { store, writer: verdictWriter(store) }];
     }),
-  ) as Record<(typeof sides)[number], { store: Store; writer: ReturnType<typeof verdictWriter> }>;
+  ) as Record<
+    (typeof sides)[number],
+    { store: SqliteStore; writer: ReturnType<typeof verdictWriter> }
+  >;
 
   const toReceipts = (raw: Record<string, unknown>[]): Receipt[] =>
     raw.map((r) => {

@@ -4,7 +4,7 @@ import { serve } from "@hono/node-server";
 import { createApp } from "../src/api/app.js";
 import { createToken } from "../src/auth/tokens.js";
 import { loadConfig } from "../src/config.js";
-import { openStore } from "../src/db/client.js";
+import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { createLogger } from "../src/log.js";
 import { runServe } from "../src/serve-cluster.js";
@@ -33,7 +33,7 @@ async function main() {
     const config = loadConfig(process.env);
     const service = await runServe(config);
     url = service.url;
-    const store = openStore(config.DATABASE_URL);
+    const store = openSqliteStore(config.DATABASE_URL);
     ({ token } = await createToken(store, { role: "admin", name: "bench" }));
     store.close();
     serveStats = async () => {
@@ -48,7 +48,7 @@ async function main() {
       void service.close().finally(() => process.exit(0));
     });
   } else {
-    const store = openStore(process.env.DATABASE_URL ?? "");
+    const store = openSqliteStore(process.env.DATABASE_URL ?? "");
     // A cached database may predate later migrations (the dashboard's sessions, say).
     migrateStore(store);
     const log = createLogger({ level: process.env.LOG_LEVEL ?? "info" });

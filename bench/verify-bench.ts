@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createQuorumRpc } from "../src/chain/quorum.js";
 import { createRpcPool, type RpcPool } from "../src/chain/rpc-pool.js";
-import { openStore, type Store } from "../src/db/client.js";
+import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import type { RpcStats } from "../src/localnet/rpc-server.js";
 import { createLogger } from "../src/log.js";
@@ -191,7 +191,7 @@ async function runOurs(
   quorum = 1,
 ) {
   const dbPath = join(tmpdir(), `bench-verify-${name}-${process.pid}.db`);
-  const store: Store = openStore(dbPath);
+  const store: SqliteStore = openSqliteStore(dbPath);
   migrateStore(store);
   recordReceipts(store, receipts, "proxy");
   const pool = (u: string) =>

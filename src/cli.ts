@@ -76,8 +76,8 @@ export function buildProgram(): Command {
       .option("--format <format>", "jsonl or csv (default: from the extension or the content)"),
   ).action(async (file: string, flags) => {
     const config = configFromFlags(flags);
-    const { openStore, migrateStore, runImportCommand } = await loadImport();
-    const store = openStore(config.DATABASE_URL);
+    const { openSqliteStore, migrateStore, runImportCommand } = await loadImport();
+    const store = openSqliteStore(config.DATABASE_URL);
     try {
       migrateStore(store);
       process.exitCode = await runImportCommand(store, file, flags, {
@@ -147,8 +147,8 @@ export function buildProgram(): Command {
         console.log(`migrated ${target.redacted} (${applied} migrations applied)`);
         return;
       }
-      const { openStore, migrateStore } = await loadStore();
-      const store = openStore(config.DATABASE_URL);
+      const { openSqliteStore, migrateStore } = await loadStore();
+      const store = openSqliteStore(config.DATABASE_URL);
       migrateStore(store);
       store.close();
       console.log(`migrated ${config.DATABASE_URL}`);
@@ -201,11 +201,11 @@ export function buildProgram(): Command {
  * the other commands do not pay for them (the `start-up` bench section measures this).
  */
 async function loadStore() {
-  const [{ openStore }, { migrateStore }] = await Promise.all([
+  const [{ openSqliteStore }, { migrateStore }] = await Promise.all([
     import("./db/client.js"),
     import("./db/migrate.js"),
   ]);
-  return { openStore, migrateStore };
+  return { openSqliteStore, migrateStore };
 }
 
 async function loadImport() {

@@ -8,7 +8,7 @@ export { parseTransaction } from "./chain/parse-transaction.js";
 export { createRpcPool, type RpcPool, rpcPoolFromConfig } from "./chain/rpc-pool.js";
 export type { TokenChange, TransactionFacts } from "./chain/transaction-facts.js";
 export { type Config, ConfigError, loadConfig } from "./config.js";
-export { openStore, type Store } from "./db/client.js";
+export { openSqliteStore, type Store } from "./db/client.js";
 export { migrateStore } from "./db/migrate.js";
 export { AppError, type ErrorCode } from "./errors.js";
 export { type Service, startService } from "./main.js";

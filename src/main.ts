@@ -5,7 +5,7 @@ import { composeBackground } from "./background.js";
 import { type BackgroundThread, startBackgroundThread } from "./background-worker.js";
 import { isQuorumRpc, rpcFromConfig } from "./chain/quorum.js";
 import type { Config } from "./config.js";
-import { openStore, type Store, setBusyTimeout } from "./db/client.js";
+import { openSqliteStore, type Store, setBusyTimeout } from "./db/client.js";
 import { migrateStore } from "./db/migrate.js";
 import { startWalCheckpointer } from "./db/wal-checkpointer.js";
 import { AppError } from "./errors.js";
@@ -88,7 +88,7 @@ export async function startService(
   try {
     // Opening (the switch to WAL) and migrating may wait for another process's migration:
     // allow that wait here, once, then keep the serving timeout short.
-    const store = openStore(config.DATABASE_URL, { busyTimeoutMs: 10_000 });
+    const store = openSqliteStore(config.DATABASE_URL, { busyTimeoutMs: 10_000 });
     stops.push(() => store.close());
     migrateStore(store);
     setBusyTimeout(store, SERVE_BUSY_TIMEOUT_MS);
@@ -131,7 +131,7 @@ export async function startService(
     // wait on the event loop while the background thread holds the write lock.
     const leaseStore =
       options.background === "leader"
-        ? openStore(config.DATABASE_URL, { busyTimeoutMs: LEASE_BUSY_TIMEOUT_MS })
+        ? openSqliteStore(config.DATABASE_URL, { busyTimeoutMs: LEASE_BUSY_TIMEOUT_MS })
         : null;
     if (leaseStore) stops.push(() => leaseStore.close());
     const lease = leaseStore

@@ -6,7 +6,7 @@ import { pino } from "pino";
 import { AggregatorRegistry, Gauge } from "prom-client";
 import type { AppMetrics } from "./api/metrics.js";
 import type { Config } from "./config.js";
-import { openStore } from "./db/client.js";
+import { openSqliteStore } from "./db/client.js";
 import { migrateStore } from "./db/migrate.js";
 import { createLogger, type Logger } from "./log.js";
 import { startService } from "./main.js";
@@ -159,7 +159,7 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
   // Whatever is wrong fails here, once, before any worker starts.
   loadProfile(config.AUDIT_PROFILE);
   if (config.VERIFY_CRON) validateCronExpression(config.VERIFY_CRON);
-  const store = openStore(config.DATABASE_URL, { busyTimeoutMs: 10_000 });
+  const store = openSqliteStore(config.DATABASE_URL, { busyTimeoutMs: 10_000 });
   try {
     migrateStore(store);
   } finally {

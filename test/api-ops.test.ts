@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { createApp } from "../src/api/app.js";
 import { createMetrics } from "../src/api/metrics.js";
 import { createToken } from "../src/auth/tokens.js";
-import { openStore } from "../src/db/client.js";
+import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { createLogger } from "../src/log.js";
 import { createTestApi } from "./support/audit-api-app.js";
@@ -58,7 +58,7 @@ describe("GET /metrics", () => {
 
   it("shows the size of a file database's WAL", async () => {
     const path = join(mkdtempSync(join(tmpdir(), "metrics-wal-")), "audit.db");
-    const store = openStore(path);
+    const store = openSqliteStore(path);
     migrateStore(store);
     insertJob(store, { jobId: "w1", verdict: "verified" });
     const metrics = createMetrics({ store });

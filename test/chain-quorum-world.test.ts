@@ -4,7 +4,7 @@ import { createQuorumRpc, type QuorumRpc } from "../src/chain/quorum.js";
 import { inspectWithQuorum } from "../src/chain/quorum-inspect.js";
 import { createRpcPool, type RpcPool } from "../src/chain/rpc-pool.js";
 import { loadConfig } from "../src/config.js";
-import type { Store } from "../src/db/client.js";
+import type { SqliteStore } from "../src/db/client.js";
 import { checkResults, finalVerdicts, jobs, type Verdict } from "../src/db/schema.js";
 import { lieFor, lieKinds } from "../src/localnet/lying-rpc.js";
 import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
@@ -22,7 +22,7 @@ let world: LocalWorld;
 let liar: string;
 let honestB: string;
 let down: string;
-let store: Store;
+let store: SqliteStore;
 /** Each job's verdict when verified through one honest endpoint: the right verdict. */
 let reference: Map<string, Verdict>;
 

@@ -5,7 +5,7 @@ import { performance } from "node:perf_hooks";
 import { eq } from "drizzle-orm";
 import { describe, expect, it, vi } from "vitest";
 import { createToken } from "../src/auth/tokens.js";
-import { openStore, type Store } from "../src/db/client.js";
+import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { jobs, verificationRuns } from "../src/db/schema.js";
 import { createLogger } from "../src/log.js";
@@ -29,9 +29,9 @@ import { holdWriteLockSync } from "./support/write-lock-holder.js";
 const HOLD_MS = 300;
 const log = createLogger({ level: "silent" });
 
-function fileStore(busyTimeoutMs?: number): { store: Store; path: string } {
+function fileStore(busyTimeoutMs?: number): { store: SqliteStore; path: string } {
   const path = join(mkdtempSync(join(tmpdir(), "concurrent-")), "audit.db");
-  const store = openStore(path, busyTimeoutMs === undefined ? {} : { busyTimeoutMs });
+  const store = openSqliteStore(path, busyTimeoutMs === undefined ? {} : { busyTimeoutMs });
   migrateStore(store);
   return { store, path };
 }
@@ -60,7 +60,7 @@ function streamedReceipt(id = jobId()) {
   };
 }
 
-function recordHonest(store: Store, tag: string, chain: ReturnType<typeof createFakeChain>) {
+function recordHonest(store: SqliteStore, tag: string, chain: ReturnType<typeof createFakeChain>) {
   const j = honest(`job_${tag}`, tag);
   chain.land(j.escrow);
   chain.land(j.settlement);

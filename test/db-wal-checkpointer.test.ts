@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it, vi } from "vitest";
 import { walFileBytes } from "../src/api/metrics.js";
-import { JOURNAL_SIZE_LIMIT, openStore } from "../src/db/client.js";
+import { JOURNAL_SIZE_LIMIT, openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { startWalCheckpointer } from "../src/db/wal-checkpointer.js";
 import { ingestReceipts } from "../src/recorder/ingest.js";
@@ -11,7 +11,7 @@ import { wireReceipt } from "./support/recorder-fixtures.js";
 
 describe("WAL checkpointer", () => {
   it("takes checkpoints off the store's connection and writes the WAL back from its worker", async () => {
-    const store = openStore(join(mkdtempSync(join(tmpdir(), "recorder-wal-")), "audit.db"));
+    const store = openSqliteStore(join(mkdtempSync(join(tmpdir(), "recorder-wal-")), "audit.db"));
     migrateStore(store);
     const checkpointer = startWalCheckpointer(store, { intervalMs: 20 });
     expect(store.sqlite.pragma("wal_autocheckpoint", { simple: true })).toBe(0);
@@ -32,9 +32,9 @@ describe("WAL checkpointer", () => {
 
   it("cuts the WAL back to zero once it passes its size threshold, even after a reader pinned it", async () => {
     const path = join(mkdtempSync(join(tmpdir(), "recorder-wal-")), "audit.db");
-    const store = openStore(path);
+    const store = openSqliteStore(path);
     migrateStore(store);
-    const reader = openStore(path);
+    const reader = openSqliteStore(path);
     const checkpointer = startWalCheckpointer(store, {
       intervalMs: 20,
       truncateAboveBytes: 256 * 1024,
@@ -69,7 +69,7 @@ describe("WAL checkpointer", () => {
   });
 
   it("sets a journal size limit on every connection", () => {
-    const store = openStore(join(mkdtempSync(join(tmpdir(), "recorder-wal-")), "audit.db"));
+    const store = openSqliteStore(join(mkdtempSync(join(tmpdir(), "recorder-wal-")), "audit.db"));
     expect(store.sqlite.pragma("journal_size_limit", { simple: true })).toBe(JOURNAL_SIZE_LIMIT);
     store.close();
   });

@@ -6,7 +6,7 @@ import { createApp } from "../src/api/app.js";
 import { createMetrics } from "../src/api/metrics.js";
 import { createToken } from "../src/auth/tokens.js";
 import { createRpcPool, type RpcPool } from "../src/chain/rpc-pool.js";
-import { openStore, type Store } from "../src/db/client.js";
+import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { createLedgerReader, type LedgerRpc } from "../src/ledger/reader.js";
 import { buildStatement, ledgerStoreOf, type StatementJson } from "../src/ledger/statement.js";
@@ -69,7 +69,7 @@ function chainHistory(vault: string): string[] {
     .reverse();
 }
 
-function reader(store: Store, vault: string, ledgerRpc: LedgerRpc = rpc, pageSize = 1000) {
+function reader(store: SqliteStore, vault: string, ledgerRpc: LedgerRpc = rpc, pageSize = 1000) {
   return createLedgerReader({
     store,
     rpc: ledgerRpc,
@@ -80,7 +80,7 @@ function reader(store: Store, vault: string, ledgerRpc: LedgerRpc = rpc, pageSiz
   });
 }
 
-async function verifyAll(store: Store) {
+async function verifyAll(store: SqliteStore) {
   const verifier = createVerifier({
     store,
     rpc,
@@ -91,7 +91,7 @@ async function verifyAll(store: Store) {
   await verifier.runUntilSettled({}, { timeoutMs: 20_000 });
 }
 
-const statementOf = async (store: Store, vault: string, to = Date.now()) =>
+const statementOf = async (store: SqliteStore, vault: string, to = Date.now()) =>
   (await buildStatement(store, { from: 0, to, vault }, { profile, graceSeconds: 0 })).vaults[0]!;
 
 describe("the ledger of a credit vault against the local world", () => {
@@ -224,7 +224,7 @@ describe("the ledger of a credit vault against the local world", () => {
     // Block times are whole seconds: the window starts on one, after the earlier test's jobs.
     const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
     await new Promise((r) => setTimeout(r, from - Date.now()));
-    const nightly = async (store: Store) => {
+    const nightly = async (store: SqliteStore) => {
       const verifier = createVerifier({
         store,
         rpc,
@@ -338,7 +338,7 @@ describe("the ledger of a credit vault against the local world", () => {
     const dir = mkdtempSync(join(tmpdir(), "ledger-"));
     try {
       const file = join(dir, "audit.db");
-      const first = openStore(file);
+      const first = openSqliteStore(file);
       migrateStore(first);
       const pages: string[] = [];
       let calls = 0;
@@ -356,8 +356,8 @@ describe("the ledger of a credit vault against the local world", () => {
       expect(first.sqlite.prepare("SELECT count(*) FROM ledger_lines").pluck().get()).toBe(15);
 
       // Two processes (connections) take over at once.
-      const second = openStore(file);
-      const third = openStore(file);
+      const second = openSqliteStore(file);
+      const third = openSqliteStore(file);
       const counting = (): LedgerRpc => ({
         getTransaction: (s) => rpc.getTransaction(s),
         getTokenAccountBalance: (a) => rpc.getTokenAccountBalance(a),
@@ -495,7 +495,7 @@ describe("the ledger of a credit vault against the local world", () => {
 
 const explorer = { cluster: "custom", rpcUrl: "http://127.0.0.1:8899" } as const;
 
-async function audit(store: Store, jobId: string) {
+async function audit(store: SqliteStore, jobId: string) {
   const record = (await auditRecord(store, jobId, explorer))!;
   return {
     verdict: record.verdict,

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createToken } from "../src/auth/tokens.js";
-import { openStore } from "../src/db/client.js";
+import { openSqliteStore } from "../src/db/client.js";
 import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
 import { keyFingerprint } from "../src/recorder/proxy.js";
 import { type CliProcess, startCli, startServe } from "./support/service-process.js";
@@ -31,7 +31,7 @@ beforeAll(async () => {
   };
   // Both start (and migrate) at the same time on a database that does not exist yet.
   serves = await Promise.all([startServe(db, env), startServe(db, env)]);
-  const store = openStore(db);
+  const store = openSqliteStore(db);
   ingestToken = (await createToken(store, { role: "ingest", name: "multi-process" })).token;
   store.close();
 });
@@ -131,7 +131,7 @@ describe("several processes on one database", () => {
     await traffic(12);
     const verify = cli(["verify", "--since", "1h", "--timeout", "15s"]);
     expect(await verify.exited).toBe(0);
-    const store = openStore(db);
+    const store = openSqliteStore(db);
     const rows = store.sqlite
       .prepare("SELECT verdict, count(*) AS n FROM jobs GROUP BY verdict")
       .all() as { verdict: string; n: number }[];

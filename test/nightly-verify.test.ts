@@ -3,8 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
-import type { Store } from "../src/db/client.js";
-import { openStore } from "../src/db/client.js";
+import type { SqliteStore } from "../src/db/client.js";
+import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import type { Verdict } from "../src/db/schema.js";
 import { createLogger } from "../src/log.js";
@@ -23,7 +23,7 @@ const hour = 3_600_000;
  * or leaves them open and reports a timeout, as the real engine does at its deadline.
  */
 function scriptedEngine(
-  store: Store,
+  store: SqliteStore,
   outcome: Record<string, Verdict> | "timeout",
 ): SettlingEngine & { filters: unknown[] } {
   const filters: unknown[] = [];
@@ -43,7 +43,7 @@ function scriptedEngine(
 }
 
 function run(
-  store: Store,
+  store: SqliteStore,
   engine: SettlingEngine,
   flags: Record<string, unknown> = {},
   extra = {},
@@ -402,7 +402,7 @@ describe("decentral-audit verify with a busy database", () => {
   it("exits 2 when the database stays locked by another writer", async () => {
     const dir = mkdtempSync(join(tmpdir(), "verify-locked-"));
     const file = join(dir, "audit.db");
-    const store = openStore(file, { busyTimeoutMs: 50 });
+    const store = openSqliteStore(file, { busyTimeoutMs: 50 });
     migrateStore(store);
     insertJob(store, { jobId: "in_1", createdAt: NOW - hour, verdict: "pending" });
     const other = new Database(file);

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRpcPool, type RpcPool } from "../src/chain/rpc-pool.js";
-import type { Store } from "../src/db/client.js";
+import type { SqliteStore } from "../src/db/client.js";
 import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
 import { createLogger } from "../src/log.js";
 import { runVerifyCommand } from "../src/nightly/verify-command.js";
@@ -29,7 +29,7 @@ function pool(url: string): RpcPool {
 }
 
 /** `verify --since 1h` with the real verifier over `rpcUrl`, as the CLI composes it. */
-async function verify(store: Store, rpcUrl: string, timeout = "20s") {
+async function verify(store: SqliteStore, rpcUrl: string, timeout = "20s") {
   const rpc = pool(rpcUrl);
   const verifier = createVerifier({
     store,

@@ -7,7 +7,7 @@ import { getTableName, is } from "drizzle-orm";
 import { getTableConfig, PgTable } from "drizzle-orm/pg-core";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openStore, type Store } from "../src/db/client.js";
+import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
 import { CopyError, copySqliteToPostgres } from "../src/db/copy.js";
 import { migrateStore } from "../src/db/migrate.js";
 import * as pgSchema from "../src/db/pg/schema.js";
@@ -33,13 +33,13 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** A SQLite store as the product fills it, with every table holding rows. */
 function fillSqliteStore(path: string, jobCount: number): void {
-  const store = openStore(path);
+  const store = openSqliteStore(path);
   migrateStore(store);
   store.sqlite.transaction(() => fill(store, jobCount)).immediate();
   store.close();
 }
 
-function fill(store: Store, jobCount: number): void {
+function fill(store: SqliteStore, jobCount: number): void {
   seedDashboard(store);
   const models = ["qwen3-8b", "llama-3.3-70b", null];
   for (let i = 0; i < jobCount; i++) {

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../src/config.js";
-import { openStore } from "../src/db/client.js";
+import { openSqliteStore } from "../src/db/client.js";
 import { poolConfig } from "../src/db/pg/client.js";
 import {
   effectiveSslMode,
@@ -161,10 +161,12 @@ describe("configuration of the PostgreSQL store", () => {
   });
 
   it("never opens a PostgreSQL URL as a SQLite file", () => {
-    expect(() => openStore("postgres://u:hunter2@localhost:5432/audit")).toThrow(
-      PostgresNotSupportedYetError,
+    expect(() => openSqliteStore("postgres://u:hunter2@localhost:5432/audit")).toThrow(
+      /needs a SQLite file, but DATABASE_URL selects PostgreSQL \(postgres:\/\/u:\*\*\*@/,
     );
-    expect(() => openStore("postgres://u:hunter2@localhost:5432/audit")).not.toThrow(/hunter2/);
+    expect(() => openSqliteStore("postgres://u:hunter2@localhost:5432/audit")).not.toThrow(
+      /hunter2/,
+    );
   });
 });
 
@@ -194,7 +196,7 @@ describe("the CLI with a PostgreSQL or unsupported DATABASE_URL", () => {
   it("refuses a command that does not run on PostgreSQL yet, and creates no postgres: folder", () => {
     const run = cli("postgres://audit:hunter2@127.0.0.1:1/audit", "verify", "--since", "24h");
     expect(run.code).toBe(2);
-    expect(run.stderr).toContain("does not run on PostgreSQL yet");
+    expect(run.stderr).toContain("needs a SQLite file, but DATABASE_URL selects PostgreSQL");
     expect(run.stderr).toContain("postgres://audit:***@127.0.0.1:1/audit");
     expect(run.stderr).not.toContain("hunter2");
     expect(readdirSync(cwd)).toEqual([]);

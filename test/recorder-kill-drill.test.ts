@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createToken } from "../src/auth/tokens.js";
-import { openStore } from "../src/db/client.js";
+import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { checkResults, finalVerdicts, jobs } from "../src/db/schema.js";
 import { localApiKey } from "../src/localnet/keys.js";
@@ -86,7 +86,7 @@ describe("serve killed with SIGKILL under traffic", () => {
   it(`loses no acknowledged receipt over ${kills} kills, and every honest job ends verified`, async () => {
     const dir = mkdtempSync(join(tmpdir(), "kill-drill-"));
     const db = join(dir, "audit.db");
-    const setupStore = openStore(db);
+    const setupStore = openSqliteStore(db);
     migrateStore(setupStore);
     const ingestToken = (await createToken(setupStore, { role: "ingest", name: "drill" })).token;
     setupStore.close();
@@ -241,7 +241,7 @@ describe("serve killed with SIGKILL under traffic", () => {
     // taken over only when they expire. The drill does not wait two minutes for that: with
     // every process dead, it moves those leases' expiry to now, then starts the survivor.
     await kill();
-    const store = openStore(db);
+    const store = openSqliteStore(db);
     store.sqlite
       .prepare("UPDATE jobs SET lease_until = ? WHERE lease_owner IS NOT NULL")
       .run(Date.now() - 1);

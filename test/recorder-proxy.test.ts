@@ -5,7 +5,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { eq } from "drizzle-orm";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { openStore, type Store } from "../src/db/client.js";
+import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { jobs } from "../src/db/schema.js";
 import { parseJobsApiAnswer } from "../src/recorder/jobs-api.js";
@@ -125,8 +125,8 @@ function stubUpstream(): { server: http.Server; stub: Stub } {
   return { server, stub };
 }
 
-async function setup(options: { store?: Store; maxBacklog?: number } = {}): Promise<{
-  store: Store;
+async function setup(options: { store?: SqliteStore; maxBacklog?: number } = {}): Promise<{
+  store: SqliteStore;
   stub: Stub;
   proxy: ReturnType<typeof createRecordingProxy>;
   url: string;
@@ -327,7 +327,7 @@ describe("recording proxy", () => {
   describe("while another process holds the write lock", () => {
     function fileStore() {
       const dir = mkdtempSync(join(tmpdir(), "proxy-lock-"));
-      const store = openStore(join(dir, "audit.db"));
+      const store = openSqliteStore(join(dir, "audit.db"));
       migrateStore(store);
       const other = new Database(join(dir, "audit.db"));
       other.pragma("busy_timeout = 5000");

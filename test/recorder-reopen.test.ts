@@ -1,13 +1,13 @@
 import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
-import type { Store } from "../src/db/client.js";
+import type { SqliteStore } from "../src/db/client.js";
 import { jobs } from "../src/db/schema.js";
 import { type JobsApiAnswer, recordJobsApiAnswer } from "../src/recorder/jobs-api.js";
 import { type Receipt, recordReceipt } from "../src/recorder/receipts.js";
 import { address, jobId, signature } from "./support/recorder-fixtures.js";
 import { createTestStore } from "./support/store.js";
 
-const queue = (store: Store, id: string) =>
+const queue = (store: SqliteStore, id: string) =>
   store.db
     .select({
       verdict: jobs.verdict,
@@ -20,7 +20,11 @@ const queue = (store: Store, id: string) =>
     .get();
 
 /** Puts a job where a verifier left it: a verdict, attempts, a lease and a later due time. */
-function verifiedAndLeased(store: Store, id: string, verdict: "verified" | "awaiting_finality") {
+function verifiedAndLeased(
+  store: SqliteStore,
+  id: string,
+  verdict: "verified" | "awaiting_finality",
+) {
   store.db
     .update(jobs)
     .set({ verdict, nextVerifyAt: 90_000, verifyAttempts: 3, leaseOwner: "v1", leaseUntil: 99_000 })

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { eq } from "drizzle-orm";
 import OpenAI, { APIError } from "openai";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { openStore, type Store } from "../src/db/client.js";
+import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { jobs } from "../src/db/schema.js";
 import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
@@ -23,7 +23,7 @@ afterEach(async () => {
 
 interface Setup {
   world: LocalWorld;
-  store: Store;
+  store: SqliteStore;
   key: string;
   client: OpenAI;
   proxy: ReturnType<typeof createRecordingProxy>;
@@ -35,7 +35,7 @@ interface Setup {
 /** A simulator, a store, the proxy in front of the simulator, and the SDK pointed at the proxy. */
 async function setup(
   options: {
-    store?: Store;
+    store?: SqliteStore;
     consultJobsApi?: boolean;
     key?: "funded" | "low";
     /** Puts something between the proxy and the simulator; returns the base URL to use. */
@@ -306,7 +306,7 @@ describe("recording proxy with the openai SDK against the simulator", () => {
 
   it("never writes the caller's key nor the backfill keys to the database file, its WAL or the logs", async () => {
     const dir = mkdtempSync(join(tmpdir(), "recorder-key-"));
-    const store = openStore(join(dir, "audit.db"));
+    const store = openSqliteStore(join(dir, "audit.db"));
     migrateStore(store);
     const { client, proxy, lines, key, world } = await setup({ store, consultJobsApi: false });
     await client.chat.completions.create({ model: "qwen3-8b", messages });

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { buildProgram } from "../src/cli.js";
-import { openStore } from "../src/db/client.js";
+import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { insertJob } from "./support/job-rows.js";
 
@@ -24,7 +24,7 @@ describe("decentral-audit report reconciliation", () => {
     const dir = mkdtempSync(join(tmpdir(), "report-"));
     const db = join(dir, "audit.db");
     const out = join(dir, "report.csv");
-    const store = openStore(db);
+    const store = openSqliteStore(db);
     migrateStore(store);
     insertJob(store, {
       jobId: "job_1",
@@ -61,7 +61,7 @@ describe("decentral-audit report reconciliation", () => {
     const dir = mkdtempSync(join(tmpdir(), "report-"));
     const db = join(dir, "audit.db");
     const out = join(dir, "report.json");
-    const store = openStore(db);
+    const store = openSqliteStore(db);
     migrateStore(store);
     const now = Date.now();
     insertJob(store, { jobId: "recent", createdAt: now - 3_600_000, chargedUnits: 10n });

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { migrate } from "drizzle-orm/better-sqlite3/migrator";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { buildProgram } from "../src/cli.js";
-import { openStore, type Store } from "../src/db/client.js";
+import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
 import { migrateStore, migrationsFolder } from "../src/db/migrate.js";
 import { backfillRollups, rollupsComplete, rollupTriggersSql } from "../src/db/rollups.js";
 import { finalVerdicts, type Verdict, verdicts } from "../src/db/schema.js";
@@ -41,7 +41,13 @@ const workers = [
 const keys = ["kf_0001", "kf_0002", null];
 
 /** Inserts `count` jobs spread over `days` days with every kind of verdict and missing field. */
-function insertMixed(store: Store, rand: () => number, count: number, prefix: string, days = 5) {
+function insertMixed(
+  store: SqliteStore,
+  rand: () => number,
+  count: number,
+  prefix: string,
+  days = 5,
+) {
   const pick = <T>(xs: readonly T[]) => xs[Math.floor(rand() * xs.length)] as T;
   for (let i = 0; i < count; i++) {
     const verdict = pick(verdicts);
@@ -64,7 +70,7 @@ function insertMixed(store: Store, rand: () => number, count: number, prefix: st
 }
 
 /** Verdict changes, re-verifications back to pending, moved dimensions, no-op writes, deletes. */
-function churn(store: Store, rand: () => number, prefix: string, count: number) {
+function churn(store: SqliteStore, rand: () => number, prefix: string, count: number) {
   const db = store.sqlite;
   const setVerdict = db.prepare(
     `UPDATE jobs SET verdict = ?, charged_units = ?, escrowed_units = ?, worker_paid_units = ?,
@@ -104,7 +110,7 @@ function churn(store: Store, rand: () => number, prefix: string, count: number) 
 }
 
 /** Every groupBy, whole-day and ragged periods, all jobs and one worker: rollups = scratch. */
-async function expectReportsMatchScratch(store: Store) {
+async function expectReportsMatchScratch(store: SqliteStore) {
   const periods = [
     { from: start, to: start + 5 * DAY },
     { from: start + 7 * 3_600_000, to: start + 4 * DAY + 1 },
@@ -220,14 +226,14 @@ describe("report rollups", () => {
     );
     writeFileSync(journalPath, JSON.stringify(journal));
     const path = join(dir, "audit.db");
-    let store = openStore(path);
+    let store = openSqliteStore(path);
     migrate(store.db, { migrationsFolder: older });
     const rand = prng(5);
     insertMixed(store, rand, 300, "old", 6);
     store.close();
 
     // The new migration runs; its backfill dies after two days.
-    store = openStore(path);
+    store = openSqliteStore(path);
     let summed = 0;
     expect(() =>
       migrateStore(store, {
@@ -245,7 +251,7 @@ describe("report rollups", () => {
     store.close();
 
     // The next start resumes where it stopped.
-    store = openStore(path);
+    store = openSqliteStore(path);
     const days: number[] = [];
     migrateStore(store, { onBackfill: (day) => days.push(day) });
     expect(days.length).toBe(4);
@@ -274,7 +280,7 @@ describe("decentral-audit report reconciliation --recompute", () => {
 
   it("exits 0 when the rollups match and 1 listing the difference when not", async () => {
     const path = join(mkdtempSync(join(tmpdir(), "recompute-")), "audit.db");
-    const store = openStore(path);
+    const store = openSqliteStore(path);
     migrateStore(store);
     insertJob(store, { jobId: "a", createdAt: start + 5, worker: workers[0], chargedUnits: 9n });
     store.close();
@@ -283,7 +289,7 @@ describe("decentral-audit report reconciliation --recompute", () => {
     expect(clean.code).toBe(0);
     expect(clean.out).toMatch(/1 days \(2026-11-01 to 2026-11-01\), 7 rollup rows: no difference/);
 
-    const tampered = openStore(path);
+    const tampered = openSqliteStore(path);
     tampered.sqlite.prepare("UPDATE job_rollups SET jobs_verified = 2 WHERE grain = 2").run();
     tampered.close();
     const dirty = await cli("report", "reconciliation", "--recompute", "--db", path);

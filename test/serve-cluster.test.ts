@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { createToken } from "../src/auth/tokens.js";
-import { openStore } from "../src/db/client.js";
+import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { createLockStore } from "../src/store/locks.js";
 import { address, jobId, signature } from "./support/recorder-fixtures.js";
@@ -122,7 +122,7 @@ function send(base: string, stream: boolean): Promise<Answer> {
 }
 
 function proxyJobIds(db: string): string[] {
-  const store = openStore(db);
+  const store = openSqliteStore(db);
   try {
     return store.sqlite.prepare("SELECT job_id FROM jobs").pluck().all() as string[];
   } finally {
@@ -131,7 +131,7 @@ function proxyJobIds(db: string): string[] {
 }
 
 async function leaderOwner(db: string): Promise<string | null> {
-  const store = openStore(db);
+  const store = openSqliteStore(db);
   try {
     return (await createLockStore(store).holder("serve-leader"))?.owner ?? null;
   } finally {
@@ -161,7 +161,7 @@ let running: { serve: CliProcess; upstream: Upstream } | undefined;
 
 async function startCluster() {
   const db = join(mkdtempSync(join(tmpdir(), "cluster-")), "audit.db");
-  const store = openStore(db);
+  const store = openSqliteStore(db);
   migrateStore(store);
   store.close();
   const up = await upstream();
@@ -201,7 +201,7 @@ describe("serve --workers 2", () => {
     );
     expect(proxiedBy.size).toBe(2);
     // /metrics answers for the whole service, whichever worker serves it.
-    const store = openStore(db);
+    const store = openSqliteStore(db);
     const token = (await createToken(store, { role: "read", name: "metrics" })).token;
     store.close();
     for (let i = 0; i < 2; i++) {

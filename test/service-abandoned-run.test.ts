@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it, vi } from "vitest";
-import { openStore } from "../src/db/client.js";
+import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { ingestReceipts } from "../src/recorder/ingest.js";
 import { wireReceipt } from "./support/recorder-fixtures.js";
@@ -13,7 +13,7 @@ import { startCli, startServe } from "./support/service-process.js";
 describe("a verify run killed with SIGKILL", () => {
   it("is closed as abandoned when serve starts next, and its jobs are taken over", async () => {
     const db = join(mkdtempSync(join(tmpdir(), "abandoned-")), "audit.db");
-    const store = openStore(db);
+    const store = openSqliteStore(db);
     migrateStore(store);
     ingestReceipts(
       store,

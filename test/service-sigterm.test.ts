@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { describe, expect, it } from "vitest";
-import { openStore } from "../src/db/client.js";
+import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { ingestReceipts } from "../src/recorder/ingest.js";
 import { wireReceipt } from "./support/recorder-fixtures.js";
@@ -28,7 +28,7 @@ async function httpServer(handler: (req: IncomingMessage, res: ServerResponse) =
 describe("serve under SIGTERM", () => {
   it("with 10,000 open jobs and a node that never answers, drains and exits within 10 s", async () => {
     const db = join(mkdtempSync(join(tmpdir(), "sigterm-")), "audit.db");
-    const store = openStore(db);
+    const store = openSqliteStore(db);
     migrateStore(store);
     const receipts = Array.from({ length: 10_000 }, () => wireReceipt());
     for (let i = 0; i < receipts.length; i += 1000) {
@@ -87,7 +87,7 @@ describe("serve under SIGTERM", () => {
 
     // Nothing lost, nothing left held: every job is still there and open, no lease remains,
     // and the run was closed.
-    const after = openStore(db);
+    const after = openSqliteStore(db);
     const counts = after.sqlite
       .prepare(
         `SELECT count(*) AS jobs, count(lease_owner) AS leased,

@@ -4,7 +4,12 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { eq } from "drizzle-orm";
 import { afterEach, describe, expect, it } from "vitest";
-import { JOURNAL_SIZE_LIMIT, openStore, type Store, setBusyTimeout } from "../src/db/client.js";
+import {
+  JOURNAL_SIZE_LIMIT,
+  openSqliteStore,
+  type SqliteStore,
+  setBusyTimeout,
+} from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { jobs } from "../src/db/schema.js";
 import { createTestStore } from "./support/store.js";
@@ -15,17 +20,17 @@ afterEach(() => {
 });
 
 /** A migrated store on a file in a fresh temporary folder, closed and removed after the test. */
-function fileStore(options: { busyTimeoutMs?: number } = {}): { store: Store; path: string } {
+function fileStore(options: { busyTimeoutMs?: number } = {}): { store: SqliteStore; path: string } {
   const dir = mkdtempSync(join(tmpdir(), "store-test-"));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, "audit.db");
-  const store = openStore(path, options);
+  const store = openSqliteStore(path, options);
   cleanups.push(() => store.close());
   migrateStore(store);
   return { store, path };
 }
 
-const pragma = (store: Store, name: string) => store.sqlite.pragma(name, { simple: true });
+const pragma = (store: SqliteStore, name: string) => store.sqlite.pragma(name, { simple: true });
 
 describe("store", () => {
   it("applies the migrations with WAL-ready pragmas and foreign keys on", () => {
@@ -80,9 +85,9 @@ describe("store", () => {
     expect(pragma(store, "busy_timeout")).toBe(10_000);
   });
 
-  it("leaves the file in WAL mode for every other connection, openStore's or not", () => {
+  it("leaves the file in WAL mode for every other connection, openSqliteStore's or not", () => {
     const { path } = fileStore();
-    const second = openStore(path);
+    const second = openSqliteStore(path);
     cleanups.push(() => second.close());
     expect(pragma(second, "journal_mode")).toBe("wal");
     expect(pragma(second, "foreign_keys")).toBe(1);
@@ -96,8 +101,8 @@ describe("store", () => {
   it("lets a writer commit while another connection is in the middle of a read", () => {
     const { path } = fileStore();
     // Timeout 0 on both: nothing below may wait for a lock, or it fails at once.
-    const writer = openStore(path, { busyTimeoutMs: 0 });
-    const reader = openStore(path, { busyTimeoutMs: 0 });
+    const writer = openSqliteStore(path, { busyTimeoutMs: 0 });
+    const reader = openSqliteStore(path, { busyTimeoutMs: 0 });
     cleanups.push(
       () => writer.close(),
       () => reader.close(),

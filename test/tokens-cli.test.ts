@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { authenticateToken } from "../src/auth/tokens.js";
 import { buildProgram } from "../src/cli.js";
-import { openStore } from "../src/db/client.js";
+import { openSqliteStore } from "../src/db/client.js";
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -45,7 +45,7 @@ describe("decentral-audit tokens", () => {
     expect(readFileSync(db).includes(Buffer.from(token!))).toBe(false);
 
     await cli("tokens", "revoke", listed[0]!.id, "--db", db);
-    const store = openStore(db);
+    const store = openSqliteStore(db);
     try {
       expect(await authenticateToken(store, token!)).toBeNull();
     } finally {

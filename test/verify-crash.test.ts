@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openStore } from "../src/db/client.js";
+import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { checkResults, jobs } from "../src/db/schema.js";
 import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
@@ -56,7 +56,7 @@ describe("a verification run killed with SIGKILL", () => {
   it("resumes after each kill and ends with every job final, none lost, no check twice", async () => {
     const dir = mkdtempSync(join(tmpdir(), "verify-crash-"));
     const db = join(dir, "audit.db");
-    const store = openStore(db);
+    const store = openSqliteStore(db);
     migrateStore(store);
     const expected = new Map<string, string>();
     for (let i = 0; i < 8; i++) {

@@ -1,6 +1,6 @@
 import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
-import type { Store } from "../src/db/client.js";
+import type { SqliteStore } from "../src/db/client.js";
 import { chainTransactions, checkResults, jobs, verificationRuns } from "../src/db/schema.js";
 import { createLogger } from "../src/log.js";
 import { recordJobsApiAnswer } from "../src/recorder/jobs-api.js";
@@ -14,7 +14,7 @@ import { honest } from "./support/verify-fixtures.js";
 const log = createLogger({ level: "silent" });
 const fast = { pollIntervalMs: 2, errorBackoffMs: 2, backfillWaitMs: 2, idleIntervalMs: 20 };
 
-function record(store: Store, job: ReturnType<typeof honest>["job"]) {
+function record(store: SqliteStore, job: ReturnType<typeof honest>["job"]) {
   recordReceipt(
     store,
     {
@@ -34,7 +34,7 @@ function record(store: Store, job: ReturnType<typeof honest>["job"]) {
 }
 
 function verifier(
-  store: Store,
+  store: SqliteStore,
   chain: ReturnType<typeof createFakeChain>,
   extra: Partial<VerifierDeps> = {},
 ) {
@@ -48,7 +48,7 @@ function verifier(
   });
 }
 
-const verdictOf = (store: Store, jobId: string) =>
+const verdictOf = (store: SqliteStore, jobId: string) =>
   store.db.select().from(jobs).where(eq(jobs.jobId, jobId)).get();
 
 describe("verification engine", () => {

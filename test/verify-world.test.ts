@@ -1,7 +1,7 @@
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRpcPool, type RpcPool } from "../src/chain/rpc-pool.js";
-import type { Store } from "../src/db/client.js";
+import type { SqliteStore } from "../src/db/client.js";
 import { checkResults, jobs } from "../src/db/schema.js";
 import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
 import { createLogger } from "../src/log.js";
@@ -31,7 +31,7 @@ function pool(urls = [world.rpcUrl], rateLimitPerSec = 200): RpcPool {
   });
 }
 
-async function verifyAll(store: Store, rpc: RpcPool) {
+async function verifyAll(store: SqliteStore, rpc: RpcPool) {
   const verifier = createVerifier({
     store,
     rpc,
@@ -42,9 +42,9 @@ async function verifyAll(store: Store, rpc: RpcPool) {
   return verifier.runUntilSettled({}, { timeoutMs: 20_000 });
 }
 
-const jobRow = (store: Store, jobId: string) =>
+const jobRow = (store: SqliteStore, jobId: string) =>
   store.db.select().from(jobs).where(eq(jobs.jobId, jobId)).get()!;
-const failingChecks = (store: Store, jobId: string) =>
+const failingChecks = (store: SqliteStore, jobId: string) =>
   store.db
     .select()
     .from(checkResults)

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { Store } from "../src/db/client.js";
+import type { SqliteStore } from "../src/db/client.js";
 import type { Verdict } from "../src/db/schema.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
@@ -21,7 +21,7 @@ const TO = Date.UTC(2026, 10, 25);
 const WORKER = "DcrtuEi23DAjQ9t2QJ9wFXDSZRU26jC5cVx4Dejivmwe";
 
 /** Jobs on both edges of [FROM, TO): only `at_from` and `before_to` are inside. */
-function seedEdges(store: Store, verdict: Verdict = "verified", outside: Verdict = verdict) {
+function seedEdges(store: SqliteStore, verdict: Verdict = "verified", outside: Verdict = verdict) {
   insertJob(store, { jobId: "before_from", createdAt: FROM - 1, verdict: outside, worker: WORKER });
   insertJob(store, { jobId: "at_from", createdAt: FROM, verdict, worker: WORKER });
   insertJob(store, { jobId: "before_to", createdAt: TO - 1, verdict, worker: WORKER });

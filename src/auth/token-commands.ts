@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import type { Config } from "../config.js";
-import { openStore } from "../db/client.js";
+import { openSqliteStore } from "../db/client.js";
 import { migrateStore } from "../db/migrate.js";
 import { type TokenRole, tokenRoles } from "../db/schema.js";
 import { AppError } from "../errors.js";
@@ -18,9 +18,9 @@ export function registerTokenCommands(program: Command, helpers: Helpers): void 
   const tokens = program.command("tokens").description("access tokens of the audit API");
   const withStore = async <T>(
     flags: Record<string, unknown>,
-    fn: (store: ReturnType<typeof openStore>) => Promise<T>,
+    fn: (store: ReturnType<typeof openSqliteStore>) => Promise<T>,
   ): Promise<T> => {
-    const store = openStore(helpers.configFromFlags(flags).DATABASE_URL);
+    const store = openSqliteStore(helpers.configFromFlags(flags).DATABASE_URL);
     try {
       migrateStore(store);
       return await fn(store);

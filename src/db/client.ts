@@ -3,13 +3,18 @@ import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { type BetterSQLite3Database, drizzle } from "drizzle-orm/better-sqlite3";
 import { backoff, sleepFor } from "../retry.js";
+import { openPostgres, type PgStore, type PostgresSettings } from "./pg/client.js";
 import * as schema from "./schema.js";
-import { PostgresNotSupportedYetError, parseDatabaseUrl } from "./url.js";
+import { DatabaseUrlError, parseDatabaseUrl } from "./url.js";
 
 export type Db = BetterSQLite3Database<typeof schema>;
 
-/** An open store: the drizzle handle for queries and the raw connection for pragmas and raw SQL. */
-export interface Store {
+/**
+ * An open SQLite store: the drizzle handle for queries and the raw connection for pragmas and
+ * raw SQL.
+ */
+export interface SqliteStore {
+  kind: "sqlite";
   db: Db;
   sqlite: Database.Database;
   close(): void;
@@ -19,8 +24,29 @@ export interface Store {
 export const JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024;
 
 /**
+ * An open store of either dialect, as `DATABASE_URL` selects it. Code outside `src/store/` and
+ * `src/db/` holds this and hands it to the store modules (`create…Store`), which pick their
+ * implementation by `kind`.
+ */
+export type Store = SqliteStore | PgStore;
+
+/** How `openStore` opens either dialect; each option applies to one of them. */
+export interface OpenOptions {
+  /** SQLite: how long a connection waits for another's write lock (ms). */
+  busyTimeoutMs?: number;
+  /** PostgreSQL: pool size, statement timeout, TLS. */
+  postgres?: PostgresSettings;
+}
+
+/** Opens the store `DATABASE_URL` names: a SQLite file (the default) or a PostgreSQL pool. */
+export function openStore(url: string, options: OpenOptions = {}): Store {
+  if (parseDatabaseUrl(url).kind === "postgres") return openPostgres(url, options.postgres);
+  return openSqliteStore(url, options);
+}
+
+/**
  * Opens the SQLite database at `url` (a file path, `file:PATH` or `:memory:`), creating its
- * folder. A PostgreSQL URL is refused with a clear error (see PostgresNotSupportedYetError).
+ * folder. A PostgreSQL URL is refused here (its caller needs a SQLite file).
  * WAL lets readers (reports, audit lookups) run while the verifier writes; the busy timeout
  * makes a second process wait for a write lock instead of failing at once. That wait is a
  * busy loop inside better-sqlite3 that blocks the event loop, so a serving process passes a
@@ -29,10 +55,17 @@ export const JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024;
  * reads first and then writes gets SQLITE_BUSY at once when another connection wrote
  * meanwhile, without the busy timeout ever applying (test/db-write-transactions.test.ts).
  */
-export function openStore(url: string, options: { busyTimeoutMs?: number } = {}): Store {
+export function openSqliteStore(
+  url: string,
+  options: { busyTimeoutMs?: number } = {},
+): SqliteStore {
   const target = parseDatabaseUrl(url);
   // Refused before anything touches the disk: a PostgreSQL URL is never a file path.
-  if (target.kind === "postgres") throw new PostgresNotSupportedYetError(target);
+  if (target.kind === "postgres") {
+    throw new DatabaseUrlError(
+      `this needs a SQLite file, but DATABASE_URL selects PostgreSQL (${target.redacted})`,
+    );
+  }
   const path = target.path;
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
   const sqlite = new Database(path);
@@ -49,14 +82,14 @@ export function openStore(url: string, options: { busyTimeoutMs?: number } = {})
   // would spill to a temporary file on every such write (measured: half the ingest rate).
   sqlite.pragma("temp_store = MEMORY");
   const db = drizzle(sqlite, { schema });
-  return { db, sqlite, close: () => sqlite.close() };
+  return { kind: "sqlite", db, sqlite, close: () => sqlite.close() };
 }
 
 /**
  * Changes how long this connection waits for another's write lock before SQLITE_BUSY, e.g. a
  * longer wait around a migration another process may be running.
  */
-export function setBusyTimeout(store: Store, ms: number): void {
+export function setBusyTimeout(store: SqliteStore, ms: number): void {
   store.sqlite.pragma(`busy_timeout = ${Math.max(0, Math.floor(ms))}`);
 }
 

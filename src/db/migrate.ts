@@ -1,6 +1,6 @@
 import { fileURLToPath } from "node:url";
 import { readMigrationFiles } from "drizzle-orm/migrator";
-import type { Store } from "./client.js";
+import type { SqliteStore } from "./client.js";
 import { backfillRollups } from "./rollups.js";
 
 /** migrations/ at the package root, found from both src/db and dist/db. */
@@ -19,7 +19,7 @@ const migrationsTable = "__drizzle_migrations";
  * second process waits and then finds nothing to do. Same table and rows as drizzle's migrator.
  */
 export function migrateStore(
-  store: Store,
+  store: SqliteStore,
   options: { onBackfill?: (day: number, lastDay: number) => void } = {},
 ): void {
   const migrations = readMigrationFiles({ migrationsFolder });

@@ -1,4 +1,4 @@
-import type { Store } from "./client.js";
+import type { SqliteStore } from "./client.js";
 import { finalVerdicts, openVerdicts, type Verdict } from "./schema.js";
 
 /**
@@ -366,7 +366,7 @@ const backfillChunkDays = 1;
  * processes: each transaction takes the write lock first and re-reads the cursor.
  */
 export function backfillRollups(
-  store: Store,
+  store: SqliteStore,
   options: { onProgress?: (day: number, lastDay: number) => void } = {},
 ): number {
   const db = store.sqlite;
@@ -429,6 +429,6 @@ export function backfillRollups(
 }
 
 /** True when every day of `jobs` is summed in the rollups (no backfill left). */
-export function rollupsComplete(store: Store): boolean {
+export function rollupsComplete(store: SqliteStore): boolean {
   return store.sqlite.prepare("SELECT 1 FROM job_rollups_backfill LIMIT 1").get() === undefined;
 }

@@ -2,7 +2,7 @@ import { once } from "node:events";
 import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
 import type { Logger } from "../log.js";
-import type { Store } from "./client.js";
+import type { SqliteStore } from "./client.js";
 import { JOURNAL_SIZE_LIMIT } from "./client.js";
 
 /**
@@ -125,7 +125,7 @@ export interface WalCheckpointerOptions {
  * `:memory:` stores, which have no WAL to share.
  */
 export function startWalCheckpointer(
-  store: Store,
+  store: SqliteStore,
   options: WalCheckpointerOptions = {},
 ): WalCheckpointer {
   const path = store.sqlite.name;

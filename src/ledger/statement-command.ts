@@ -3,7 +3,7 @@ import { type Command, Option } from "commander";
 import { pino } from "pino";
 import { rpcPoolFromConfig } from "../chain/rpc-pool.js";
 import type { Config } from "../config.js";
-import { openStore } from "../db/client.js";
+import { openSqliteStore } from "../db/client.js";
 import { migrateStore } from "../db/migrate.js";
 import { AppError } from "../errors.js";
 import { createLogger } from "../log.js";
@@ -58,7 +58,7 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
       }
       const config = helpers.configFromFlags(flags);
       const profile = loadProfile(config.AUDIT_PROFILE);
-      const store = openStore(config.DATABASE_URL);
+      const store = openSqliteStore(config.DATABASE_URL);
       let text: string;
       try {
         migrateStore(store);
@@ -109,7 +109,7 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
     )
     .action(async (flags: { list?: boolean; vault?: string }) => {
       const config = helpers.configFromFlags(flags);
-      const store = openStore(config.DATABASE_URL);
+      const store = openSqliteStore(config.DATABASE_URL);
       try {
         migrateStore(store);
         if (flags.list) {

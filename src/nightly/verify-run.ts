@@ -3,7 +3,7 @@ import { dirname, resolve } from "node:path";
 import { pino } from "pino";
 import { rpcFromConfig } from "../chain/quorum.js";
 import type { Config } from "../config.js";
-import { openStore } from "../db/client.js";
+import { openSqliteStore } from "../db/client.js";
 import { migrateStore } from "../db/migrate.js";
 import { AppError } from "../errors.js";
 import { createLedgerReader } from "../ledger/reader.js";
@@ -35,7 +35,7 @@ export async function runVerifyFromCli(
     { level: config.LOG_LEVEL === "info" ? "warn" : config.LOG_LEVEL },
     pino.destination(2),
   );
-  const store = openStore(config.DATABASE_URL);
+  const store = openSqliteStore(config.DATABASE_URL);
   const rpc = rpcFromConfig(config, log);
   try {
     migrateStore(store);

@@ -3,7 +3,7 @@ import {
   createReceiptsStore,
   type Receipt,
   type RecordResult,
-  recordReceiptsInTransaction,
+  recordReceiptsUnit,
 } from "../store/receipts.js";
 import { type ParsedReceipt, parseReceiptInput } from "./receipt-input.js";
 import type { ReceiptWriter } from "./receipt-writer.js";
@@ -57,9 +57,7 @@ export async function ingestReceiptsVia(
 ): Promise<IngestItemResult[]> {
   const { parsed, accepted } = parseAll(items);
   const outcomes =
-    accepted.length === 0
-      ? []
-      : await writer.run((tx) => recordReceiptsInTransaction(tx, accepted, source, { now }));
+    accepted.length === 0 ? [] : await writer.run(recordReceiptsUnit(accepted, source, { now }));
   return itemResults(parsed, outcomes);
 }
 

@@ -3,8 +3,8 @@ import https from "node:https";
 import type { Store } from "../db/client.js";
 import type { Logger } from "../log.js";
 import { creditsToUnitsOrNull } from "../money.js";
-import { recordJobsApiAnswerInTransaction } from "../store/jobs-api.js";
-import { type Receipt, recordReceiptsInTransaction } from "../store/receipts.js";
+import { recordJobsApiAnswerUnit } from "../store/jobs-api.js";
+import { type Receipt, recordReceiptsUnit } from "../store/receipts.js";
 import { isSettledAnswer, type JobsApiClient, JobsApiError } from "./jobs-api.js";
 import { keyFingerprint } from "./key-fingerprint.js";
 import { addressOrNull, jobIdPattern, maxTokenCount, signatureOrNull } from "./receipt-input.js";
@@ -289,9 +289,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
 
   function writeReceipt(receipt: Receipt): Promise<unknown> {
     const at = now();
-    return writer.run((s) =>
-      recordReceiptsInTransaction(s, [receipt], "proxy", { now: at, backfillDelayMs }),
-    );
+    return writer.run(recordReceiptsUnit([receipt], "proxy", { now: at, backfillDelayMs }));
   }
 
   async function consultJobsApi(jobId: string, authorization: string) {
@@ -304,7 +302,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       try {
         const answer = await jobsApi(jobId, authorization);
         const at = now();
-        await writer.run((s) => recordJobsApiAnswerInTransaction(s, jobId, answer, at));
+        await writer.run(recordJobsApiAnswerUnit(jobId, answer, at));
         if (isSettledAnswer(answer)) return;
       } catch (error) {
         if (error instanceof JobsApiError && !error.retryable) {

@@ -1,7 +1,9 @@
-import { isBusyError, type Store } from "../db/client.js";
+import { isBusyError, type SqliteStore, type Store } from "../db/client.js";
 import type { Logger } from "../log.js";
 import { backoff } from "../retry.js";
 import { openWriterConnection } from "../store/group-commit.js";
+import type { WriteUnit } from "../store/write-unit.js";
+import { createPgReceiptWriter } from "./receipt-writer-pg.js";
 
 /** Options of the receipt writer; every optional one has a default. */
 export interface ReceiptWriterOptions {
@@ -28,25 +30,35 @@ export interface ReceiptWriterOptions {
 }
 
 /** How one task of a group commit ended: its savepoint's result, or the error it threw. */
-type TaskOutcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+export type TaskOutcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 
-/** A task run inside the writer's group transaction; synchronous, never awaits. */
-export type WriteTask<T> = (store: Store) => T;
+/** A task run inside the writer's group transaction (built by the store modules). */
+export type WriteTask<T> = WriteUnit<T>;
 
 export interface ReceiptWriter {
   /** Runs `task` in the next group commit; resolves with its result once that commit is durable. */
   run<T>(task: WriteTask<T>): Promise<T>;
   /** Tasks submitted and not committed yet. */
   backlog(): number;
-  /** True when the backlog is at `maxBacklog`: new work whose receipt must be kept is refused. */
+  /**
+   * True when new work whose receipt must be kept is refused: the backlog is at `maxBacklog`,
+   * or the database was found unreachable and has not answered since.
+   */
   full(): boolean;
+  /** Whether the database took the last write (or probe), and since when it has not. */
+  health(): WriterHealth;
   /** Resolves when every submitted task is committed (or has failed on its own). */
   idle(): Promise<void>;
   /** Commits what is queued, then closes the writer's own connection. */
   close(): Promise<void>;
 }
 
-interface Queued {
+/** The writer's view of its database, for `/readyz`. */
+export type WriterHealth =
+  | { reachable: true }
+  | { reachable: false; since: number; error: string; waiting: number };
+
+export interface Queued {
   task: WriteTask<unknown>;
   resolve(value: unknown): void;
   reject(error: unknown): void;
@@ -66,6 +78,15 @@ interface Queued {
  * connection of its own with that short busy timeout; a `:memory:` one (tests) is shared.
  */
 export function createReceiptWriter(store: Store, options: ReceiptWriterOptions): ReceiptWriter {
+  return store.kind === "postgres"
+    ? createPgReceiptWriter(store, options)
+    : createSqliteReceiptWriter(store, options);
+}
+
+function createSqliteReceiptWriter(
+  store: SqliteStore,
+  options: ReceiptWriterOptions,
+): ReceiptWriter {
   const { log } = options;
   const maxBacklog = options.maxBacklog ?? 2000;
   const maxRetryDelayMs = options.maxRetryDelayMs ?? 200;
@@ -88,13 +109,13 @@ export function createReceiptWriter(store: Store, options: ReceiptWriterOptions)
     const values: unknown[] = [];
     const until = performance.now() + maxSliceMs;
     for (const item of batch) {
-      values.push(item.task(conn));
+      values.push(item.task.runSqlite(conn));
       if (performance.now() >= until) break;
     }
     return values;
   });
   // A nested better-sqlite3 transaction is a savepoint.
-  const inSavepoint = connection.immediate((task: WriteTask<unknown>) => task(conn));
+  const inSavepoint = connection.immediate((task: WriteTask<unknown>) => task.runSqlite(conn));
   const commitIsolated = connection.immediate((batch: Queued[]) =>
     batch.map((item): TaskOutcome => {
       try {
@@ -172,6 +193,8 @@ export function createReceiptWriter(store: Store, options: ReceiptWriterOptions)
     },
     backlog: () => queue.length,
     full: () => queue.length >= maxBacklog,
+    // A SQLite file is on this host: a busy lock is waited out, never "unreachable".
+    health: () => ({ reachable: true }),
     idle() {
       if (queue.length === 0 && !scheduled) return Promise.resolve();
       return new Promise<void>((resolve) => idleWaiters.push(resolve));

@@ -3,11 +3,11 @@ import type { Logger } from "../log.js";
 import { backoff } from "../retry.js";
 import {
   type BackfillClaim,
-  claimBackfillInTransaction,
+  claimBackfillUnit,
   createBackfillStore,
-  giveUpBackfillInTransaction,
+  giveUpBackfillUnit,
 } from "../store/backfill.js";
-import { createJobsApiStore, recordJobsApiAnswerInTransaction } from "../store/jobs-api.js";
+import { createJobsApiStore, recordJobsApiAnswerUnit } from "../store/jobs-api.js";
 import { type JobsApiAnswer, type JobsApiClient, JobsApiError } from "./jobs-api.js";
 import { keyFingerprint } from "./proxy.js";
 import type { ReceiptWriter } from "./receipt-writer.js";
@@ -90,15 +90,13 @@ export function createSettlementBackfill(options: SettlementBackfillOptions): Se
   const { writer } = options;
   const claim = (claims: BackfillClaim[], giveUps: string[], at: number) =>
     writer
-      ? writer.run((s) => claimBackfillInTransaction(s, claims, giveUps, at))
+      ? writer.run(claimBackfillUnit(claims, giveUps, at))
       : backfill.claim(claims, giveUps, at);
   const giveUp = (at: number, jobId: string) =>
-    writer
-      ? writer.run((s) => giveUpBackfillInTransaction(s, jobId, at))
-      : backfill.giveUp(jobId, at);
+    writer ? writer.run(giveUpBackfillUnit(jobId, at)) : backfill.giveUp(jobId, at);
   const recordAnswer = (jobId: string, answer: JobsApiAnswer, at: number) =>
     writer
-      ? writer.run((s) => recordJobsApiAnswerInTransaction(s, jobId, answer, at))
+      ? writer.run(recordJobsApiAnswerUnit(jobId, answer, at))
       : answers.recordAnswer(jobId, answer, at);
 
   let timer: NodeJS.Timeout | undefined;

@@ -1,7 +1,7 @@
 import { writeFileSync } from "node:fs";
 import type { Command } from "commander";
 import type { Config } from "../config.js";
-import { openStore } from "../db/client.js";
+import { openSqliteStore } from "../db/client.js";
 import { migrateStore } from "../db/migrate.js";
 import { AppError } from "../errors.js";
 import { registerStatementCommand } from "../ledger/statement-command.js";
@@ -61,7 +61,7 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
         if (flags.format !== "csv" && flags.format !== "json") {
           throw new AppError("validation_failed", "--format: csv or json", { field: "format" });
         }
-        const store = openStore(helpers.configFromFlags(flags).DATABASE_URL);
+        const store = openSqliteStore(helpers.configFromFlags(flags).DATABASE_URL);
         let text: string;
         try {
           migrateStore(store);
@@ -87,7 +87,7 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
       (f) => f !== undefined,
     );
     const period = anyWindow ? windowFromFlags(flags, Date.now()) : {};
-    const store = openStore(helpers.configFromFlags(flags).DATABASE_URL);
+    const store = openSqliteStore(helpers.configFromFlags(flags).DATABASE_URL);
     let check: RollupCheck;
     try {
       migrateStore(store);

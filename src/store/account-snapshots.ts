@@ -1,6 +1,7 @@
 import { and, desc, eq, gte, inArray, isNotNull, isNull, lt, max, sql } from "drizzle-orm";
-import type { Store } from "../db/client.js";
+import type { SqliteStore, Store } from "../db/client.js";
 import { accountSnapshots, creditVaults } from "../db/schema.js";
+import { createPgAccountSnapshotsStore } from "./pg/account-snapshots.js";
 
 /** One `GET /v1/account` answer against the vault's balance (see `accountSnapshots`). */
 export interface AccountSnapshot {
@@ -32,7 +33,14 @@ export interface AccountSnapshotsStore {
   pinnedVaultOf(keyFingerprint: string): Promise<string | null>;
 }
 
+/** The accountsnapshots store of either dialect. */
 export function createAccountSnapshotsStore(store: Store): AccountSnapshotsStore {
+  return store.kind === "postgres"
+    ? createPgAccountSnapshotsStore(store)
+    : createSqliteAccountSnapshotsStore(store);
+}
+
+function createSqliteAccountSnapshotsStore(store: SqliteStore): AccountSnapshotsStore {
   const { db } = store;
   const insert = db
     .insert(accountSnapshots)

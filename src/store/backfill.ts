@@ -1,7 +1,9 @@
 import { and, asc, eq, lte, sql } from "drizzle-orm";
-import type { Store } from "../db/client.js";
+import type { SqliteStore, Store } from "../db/client.js";
 import { jobs } from "../db/schema.js";
+import { claimBackfillPg, createPgBackfillStore, giveUpBackfillPg } from "./pg/backfill.js";
 import { inWriteTransaction, perConnection } from "./prepared.js";
+import type { WriteUnit } from "./write-unit.js";
 
 /** A job whose settlement signature is still to be asked for. */
 export interface BackfillDue {
@@ -31,7 +33,7 @@ export interface BackfillStore {
   giveUp(jobId: string, at: number): Promise<void>;
 }
 
-function prepare(store: Store) {
+function prepare(store: SqliteStore) {
   const pendingJob = and(
     eq(jobs.jobId, sql.placeholder("jobId")),
     eq(jobs.backfillState, "pending"),
@@ -74,7 +76,7 @@ const statementsOf = perConnection(prepare);
  * or, inside the caller's transaction, a savepoint.
  */
 export function claimBackfillInTransaction(
-  tx: Store,
+  tx: SqliteStore,
   claims: readonly BackfillClaim[],
   giveUps: readonly string[],
   at: number,
@@ -87,12 +89,39 @@ export function claimBackfillInTransaction(
 }
 
 /** `BackfillStore.giveUp` inside the caller's transaction (see `claimBackfillInTransaction`). */
-export function giveUpBackfillInTransaction(tx: Store, jobId: string, at: number): void {
+export function giveUpBackfillInTransaction(tx: SqliteStore, jobId: string, at: number): void {
   statementsOf(tx).giveUp.run({ jobId, at });
 }
 
-/** The backfill store on `store`'s connection; its statements are prepared here, once. */
+/** Claims and gives up backfill work as one unit of the receipt writer's group commit. */
+export function claimBackfillUnit(
+  claims: readonly BackfillClaim[],
+  giveUps: readonly string[],
+  at: number,
+): WriteUnit<void> {
+  return {
+    runSqlite: (tx) => claimBackfillInTransaction(tx, claims, giveUps, at),
+    runPostgres: (tx) => claimBackfillPg(tx, claims, giveUps, at),
+  };
+}
+
+/** Gives up one job's backfill as one unit of the receipt writer's group commit. */
+export function giveUpBackfillUnit(jobId: string, at: number): WriteUnit<void> {
+  return {
+    runSqlite: (tx) => giveUpBackfillInTransaction(tx, jobId, at),
+    runPostgres: (tx) => giveUpBackfillPg(tx, jobId, at),
+  };
+}
+
+/** The backfill store of either dialect. */
 export function createBackfillStore(store: Store): BackfillStore {
+  return store.kind === "postgres"
+    ? createPgBackfillStore(store)
+    : createSqliteBackfillStore(store);
+}
+
+/** The backfill store on `store`'s connection; its statements are prepared here, once. */
+function createSqliteBackfillStore(store: SqliteStore): BackfillStore {
   const st = statementsOf(store);
   return {
     async due(at, limit) {

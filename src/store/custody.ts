@@ -1,7 +1,8 @@
 import { and, eq, inArray, sql } from "drizzle-orm";
-import type { Store } from "../db/client.js";
+import type { SqliteStore, Store } from "../db/client.js";
 import { creditVaults, jobs } from "../db/schema.js";
 import { reopenJobs } from "./job-queue.js";
+import { createPgCustodyStore } from "./pg/custody.js";
 
 /**
  * What ties money to the customer and to the protocol, as the store pins it: the credit vault
@@ -88,12 +89,23 @@ export interface CustodyProfile {
   treasuryLearnAfter: number;
 }
 
+/** The custody store of either dialect. */
+export function createCustodyStore(
+  store: Store,
+  profile: CustodyProfile,
+  config?: CustodyConfig,
+): CustodyStore {
+  return store.kind === "postgres"
+    ? createPgCustodyStore(store, profile, config)
+    : createSqliteCustodyStore(store, profile, config);
+}
+
 /**
  * Opens custody over the store. Vaults configured by key are pinned now (they win over
  * anything learned).
  */
-export function createCustodyStore(
-  store: Store,
+function createSqliteCustodyStore(
+  store: SqliteStore,
   profile: CustodyProfile,
   config: CustodyConfig = { vaults: [], byKey: {} },
 ): CustodyStore {
@@ -173,7 +185,7 @@ export function createCustodyStore(
 }
 
 /** Custody's writes that compose inside the verdict writer's transaction. */
-export function createCustodyPinning(store: Store, profile: CustodyProfile): CustodyPinning {
+export function createCustodyPinning(store: SqliteStore, profile: CustodyProfile): CustodyPinning {
   const { db, sqlite } = store;
   // Raw SQL, prepared once: these run for every job inside the verdict writer's transaction,
   // the hottest path of a run.

@@ -1,6 +1,7 @@
 import { count, desc, inArray } from "drizzle-orm";
-import type { Store } from "../db/client.js";
+import type { SqliteStore, Store } from "../db/client.js";
 import { jobs, openVerdicts, verificationRuns } from "../db/schema.js";
+import { createPgDashboardStore } from "./pg/dashboard.js";
 
 /** The last nightly (or `verify`) run, as the status page shows it. */
 export interface LastNightlyRun {
@@ -21,8 +22,15 @@ export interface DashboardStore {
   lastNightlyRun(): Promise<LastNightlyRun | null>;
 }
 
-/** Creates the dashboard's store module; its statements are prepared here, once. */
+/** The dashboard store of either dialect. */
 export function createDashboardStore(store: Store): DashboardStore {
+  return store.kind === "postgres"
+    ? createPgDashboardStore(store)
+    : createSqliteDashboardStore(store);
+}
+
+/** Creates the dashboard's store module; its statements are prepared here, once. */
+function createSqliteDashboardStore(store: SqliteStore): DashboardStore {
   const depth = store.db
     .select({ n: count() })
     .from(jobs)

@@ -1,6 +1,7 @@
 import { and, eq, gte, inArray, isNull, lt, lte, or, type SQL, sql } from "drizzle-orm";
-import type { Db, Store } from "../db/client.js";
+import type { Db, SqliteStore, Store } from "../db/client.js";
 import { finalVerdicts, jobs, openVerdicts, type Verdict, verdicts } from "../db/schema.js";
+import { createPgJobQueueStore } from "./pg/job-queue.js";
 import { createGivenUpReset } from "./signatures.js";
 
 /** A drizzle handle or the transaction a caller is inside (the reopen joins it). */
@@ -116,7 +117,14 @@ export function releaseLeasesOf(db: Writer, owner: string): void {
     .run();
 }
 
+/** The jobqueue store of either dialect. */
 export function createJobQueueStore(store: Store): JobQueueStore {
+  return store.kind === "postgres"
+    ? createPgJobQueueStore(store)
+    : createSqliteJobQueueStore(store);
+}
+
+function createSqliteJobQueueStore(store: SqliteStore): JobQueueStore {
   const { db, sqlite } = store;
   const resetGivenUp = createGivenUpReset(store);
   const reverifyOne = sqlite.transaction((jobId: string, t: number) => {

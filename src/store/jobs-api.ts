@@ -1,9 +1,11 @@
 import { eq, sql } from "drizzle-orm";
-import type { Store } from "../db/client.js";
+import type { SqliteStore, Store } from "../db/client.js";
 import { jobs, type Verdict } from "../db/schema.js";
 import { makeDue, reopenJobs } from "./job-queue.js";
+import { createPgJobsApiStore, recordJobsApiAnswerPg } from "./pg/jobs-api.js";
 import { inWriteTransaction, param, perConnection } from "./prepared.js";
 import { needsReopen, queueColumns } from "./receipts.js";
+import type { WriteUnit } from "./write-unit.js";
 
 /** What `GET /v1/jobs/{job_id}` said about a job, reduced to what the audit compares. */
 export interface JobsApiAnswer {
@@ -49,7 +51,7 @@ const notFinal: ReadonlySet<Verdict> = new Set<Verdict>([
   "rpc_disagreement",
 ]);
 
-function prepare(store: Store) {
+function prepare(store: SqliteStore) {
   const jobId = eq(jobs.jobId, sql.placeholder("jobId"));
   return {
     previous: store.db
@@ -94,7 +96,7 @@ const statementsOf = perConnection(prepare);
  * its own or, inside the caller's transaction, a savepoint.
  */
 export function recordJobsApiAnswerInTransaction(
-  tx: Store,
+  tx: SqliteStore,
   jobId: string,
   answer: JobsApiAnswer,
   now = Date.now(),
@@ -134,8 +136,25 @@ export function recordJobsApiAnswerInTransaction(
   });
 }
 
-/** The jobs-API answers store on `store`'s connection; its statements are prepared here, once. */
+/** Records a jobs-API answer as one unit of the receipt writer's group commit. */
+export function recordJobsApiAnswerUnit(
+  jobId: string,
+  answer: JobsApiAnswer,
+  now = Date.now(),
+): WriteUnit<void> {
+  return {
+    runSqlite: (tx) => recordJobsApiAnswerInTransaction(tx, jobId, answer, now),
+    runPostgres: (tx) => recordJobsApiAnswerPg(tx, jobId, answer, now),
+  };
+}
+
+/** The jobsapi store of either dialect. */
 export function createJobsApiStore(store: Store): JobsApiStore {
+  return store.kind === "postgres" ? createPgJobsApiStore(store) : createSqliteJobsApiStore(store);
+}
+
+/** The jobs-API answers store on `store`'s connection; its statements are prepared here, once. */
+function createSqliteJobsApiStore(store: SqliteStore): JobsApiStore {
   statementsOf(store);
   return {
     async recordAnswer(jobId, answer, at) {

@@ -1,8 +1,9 @@
 import { asc, eq, sql } from "drizzle-orm";
-import type { Store } from "../db/client.js";
+import type { SqliteStore, Store } from "../db/client.js";
 import { creditVaults, finalVerdicts, ledgerCursors } from "../db/schema.js";
 import { creditsHeaderMatches as headerMatches } from "../verify/checks/credits.js";
 import { reopenJobs } from "./job-queue.js";
+import { createPgLedgerStore } from "./pg/ledger.js";
 
 /**
  * The credit vaults' ledger in the store: `ledger_cursors`, `ledger_lines` and `ledger_daily`
@@ -308,7 +309,12 @@ const emptySums = (): KindSums => ({
   none: { lines: 0, units: 0n },
 });
 
+/** The ledger store of either dialect. */
 export function createLedgerStore(store: Store): LedgerStore {
+  return store.kind === "postgres" ? createPgLedgerStore(store) : createSqliteLedgerStore(store);
+}
+
+function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   const { db, sqlite } = store;
   // Raw statements below read with safe integers (sums over a whole history, amounts as
   // bigint) or run on the read path of every line, where drizzle's mapping was not needed.

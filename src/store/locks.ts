@@ -1,6 +1,7 @@
 import { and, eq, lte, or, sql } from "drizzle-orm";
-import type { Store } from "../db/client.js";
+import type { SqliteStore, Store } from "../db/client.js";
 import { locks } from "../db/schema.js";
+import { createPgLockStore } from "./pg/locks.js";
 
 /** Who holds a lock and until when. */
 export interface LockHolder {
@@ -38,7 +39,12 @@ export interface LockStore {
   holder(name: string): Promise<LockHolder | null>;
 }
 
+/** The lock store of either dialect. */
 export function createLockStore(store: Store): LockStore {
+  return store.kind === "postgres" ? createPgLockStore(store) : createSqliteLockStore(store);
+}
+
+function createSqliteLockStore(store: SqliteStore): LockStore {
   const { db } = store;
   // One statement, so two processes racing for the lock cannot both win: the upsert only
   // overwrites an expired row or one of the same owner.

@@ -1,7 +1,8 @@
 import { statSync } from "node:fs";
 import { and, asc, count, eq, gte, inArray, lt, sql } from "drizzle-orm";
-import type { Store } from "../db/client.js";
+import type { SqliteStore, Store } from "../db/client.js";
 import { checkResults, jobs, openVerdicts, type Verdict } from "../db/schema.js";
+import { createPgOpsStore } from "./pg/ops.js";
 
 /** A job of a window that did not end verified. */
 export interface UnverifiedJob {
@@ -42,7 +43,7 @@ export interface OpsStore {
 const unverified: Verdict[] = ["discrepancy", "dropped", "unverifiable"];
 
 /** Size of the store's -wal file, 0 when there is none (`:memory:`, or just truncated). */
-export function walFileBytes(store: Store): number {
+export function walFileBytes(store: SqliteStore): number {
   const path = store.sqlite.name;
   if (store.sqlite.memory || path === "" || path === ":memory:") return 0;
   try {
@@ -52,8 +53,13 @@ export function walFileBytes(store: Store): number {
   }
 }
 
-/** The operations queries over `store`, prepared once. */
+/** The ops store of either dialect. */
 export function createOpsStore(store: Store): OpsStore {
+  return store.kind === "postgres" ? createPgOpsStore(store) : createSqliteOpsStore(store);
+}
+
+/** The operations queries over `store`, prepared once. */
+function createSqliteOpsStore(store: SqliteStore): OpsStore {
   const { db } = store;
   const from = sql.placeholder("from");
   const to = sql.placeholder("to");

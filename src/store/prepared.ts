@@ -1,6 +1,6 @@
 import type Database from "better-sqlite3";
 import { sql } from "drizzle-orm";
-import type { Store } from "../db/client.js";
+import type { SqliteStore } from "../db/client.js";
 
 /**
  * The one way a store module prepares its statements: once per connection. `create…Store`
@@ -9,7 +9,7 @@ import type { Store } from "../db/client.js";
  * connection's set, prepared on its first use. Preparing per call would dominate the receipt
  * path.
  */
-export function perConnection<T>(prepare: (store: Store) => T): (store: Store) => T {
+export function perConnection<T>(prepare: (store: SqliteStore) => T): (store: SqliteStore) => T {
   const cache = new WeakMap<Database.Database, T>();
   return (store) => {
     let prepared = cache.get(store.sqlite);
@@ -33,7 +33,7 @@ export const param = <T>(name: string): T => sql.placeholder(name) as unknown as
  * savepoint touches, which made a batch of 1,000 receipts four times slower; a group that fails
  * is run again by the writer with a savepoint per task, so a failing task still fails alone.
  */
-export function inWriteTransaction<T>(store: Store, write: () => T): T {
+export function inWriteTransaction<T>(store: SqliteStore, write: () => T): T {
   if (store.sqlite.inTransaction) return write();
   return store.sqlite.transaction(write).immediate();
 }

@@ -1,9 +1,11 @@
 import { createHash } from "node:crypto";
 import { and, count, desc, eq, getTableColumns, sql } from "drizzle-orm";
-import type { Store } from "../db/client.js";
+import type { SqliteStore, Store } from "../db/client.js";
 import { jobs, type ReceiptSource, receiptConflicts } from "../db/schema.js";
 import { reopenJobs } from "./job-queue.js";
+import { createPgReceiptsStore, recordReceiptsPg } from "./pg/receipts.js";
 import { inWriteTransaction, param, perConnection } from "./prepared.js";
+import type { WriteUnit } from "./write-unit.js";
 
 type JobRow = typeof jobs.$inferSelect;
 
@@ -128,7 +130,7 @@ export function receiptHash(receipt: ReceiptCore): string {
 }
 
 /** Every statement of the receipt path, prepared once per connection (see `statementsOf`). */
-function prepare(store: Store) {
+function prepare(store: SqliteStore) {
   const { db } = store;
   const jobId = eq(jobs.jobId, sql.placeholder("jobId"));
   const conflictsOf = eq(receiptConflicts.jobId, sql.placeholder("jobId"));
@@ -513,7 +515,7 @@ function recordOne(
  * sends its job back to the verifier's queue (`reopenJobs`) in that same transaction.
  */
 export function recordReceiptsInTransaction(
-  tx: Store,
+  tx: SqliteStore,
   receipts: readonly Receipt[],
   source: ReceiptSource,
   options: RecordOptions = {},
@@ -534,8 +536,27 @@ export function recordReceiptsInTransaction(
   return inWriteTransaction(tx, record);
 }
 
-/** The receipts store on `store`'s connection; its statements are prepared here, once. */
+/** Records receipts as one unit of the receipt writer's group commit (either dialect). */
+export function recordReceiptsUnit(
+  receipts: readonly Receipt[],
+  source: ReceiptSource,
+  options: RecordOptions = {},
+): WriteUnit<RecordResult[]> {
+  return {
+    runSqlite: (tx) => recordReceiptsInTransaction(tx, receipts, source, options),
+    runPostgres: (tx) => recordReceiptsPg(tx, receipts, source, options),
+  };
+}
+
+/** The receipts store of either dialect. */
 export function createReceiptsStore(store: Store): ReceiptsStore {
+  return store.kind === "postgres"
+    ? createPgReceiptsStore(store)
+    : createSqliteReceiptsStore(store);
+}
+
+/** The receipts store on `store`'s connection; its statements are prepared here, once. */
+function createSqliteReceiptsStore(store: SqliteStore): ReceiptsStore {
   statementsOf(store);
   return {
     async record(receipts, source, options) {

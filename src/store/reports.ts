@@ -1,6 +1,6 @@
 import type Database from "better-sqlite3";
 import { asc, eq, sql } from "drizzle-orm";
-import type { Store } from "../db/client.js";
+import type { SqliteStore, Store } from "../db/client.js";
 import {
   countedVerdicts,
   DAY_MS,
@@ -20,6 +20,7 @@ import {
   type Verdict,
   verdicts,
 } from "../db/schema.js";
+import { createPgReportsStore } from "./pg/reports.js";
 
 /**
  * The reports' reads of the store: reconciliation sums from the rollups and from `jobs`, the
@@ -57,7 +58,7 @@ export type RollupRow = {
 } & Record<string, bigint>;
 
 /** Statements of the audit record: primary-key and indexed point lookups only. */
-function prepareAuditStatements(store: Store) {
+function prepareAuditStatements(store: SqliteStore) {
   const { db } = store;
   return {
     job: db
@@ -334,8 +335,13 @@ function prepareGrouping(
   return { days, hours, jobs };
 }
 
-/** Creates the reports' store module; every statement is prepared here, once. */
+/** The reports store of either dialect. */
 export function createReportsStore(store: Store): ReportsStore {
+  return store.kind === "postgres" ? createPgReportsStore(store) : createSqliteReportsStore(store);
+}
+
+/** Creates the reports' store module; every statement is prepared here, once. */
+function createSqliteReportsStore(store: SqliteStore): ReportsStore {
   const db = store.sqlite;
   const statements = Object.fromEntries(
     reportGroupings.map((g) => [

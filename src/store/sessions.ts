@@ -1,6 +1,7 @@
 import { and, eq, gt, isNull, lte, sql } from "drizzle-orm";
-import type { Store } from "../db/client.js";
+import type { SqliteStore, Store } from "../db/client.js";
 import { accessTokens, dashboardSessions, type TokenRole } from "../db/schema.js";
+import { createPgSessionsStore } from "./pg/sessions.js";
 import { param, perConnection } from "./prepared.js";
 
 /** A live session's row, with its token's name and role. */
@@ -29,7 +30,7 @@ export interface SessionsStore {
   delete(idHash: string): Promise<void>;
 }
 
-const statementsOf = perConnection((store: Store) => ({
+const statementsOf = perConnection((store: SqliteStore) => ({
   sweep: store.db
     .delete(dashboardSessions)
     .where(lte(dashboardSessions.expiresAt, sql.placeholder("now")))
@@ -66,8 +67,15 @@ const statementsOf = perConnection((store: Store) => ({
     .prepare(),
 }));
 
-/** The sessions store on `store`'s connection; its statements are prepared here, once. */
+/** The sessions store of either dialect. */
 export function createSessionsStore(store: Store): SessionsStore {
+  return store.kind === "postgres"
+    ? createPgSessionsStore(store)
+    : createSqliteSessionsStore(store);
+}
+
+/** The sessions store on `store`'s connection; its statements are prepared here, once. */
+function createSqliteSessionsStore(store: SqliteStore): SessionsStore {
   const st = statementsOf(store);
   return {
     async open(session) {

@@ -1,9 +1,10 @@
 import { and, eq, inArray, isNull } from "drizzle-orm";
 import { factsToJson } from "../chain/facts-json.js";
 import type { TransactionFacts } from "../chain/transaction-facts.js";
-import type { Store } from "../db/client.js";
+import type { SqliteStore, Store } from "../db/client.js";
 import { chainTransactions } from "../db/schema.js";
 import { stringifyWithBigints } from "../money.js";
+import { createPgSignatureStore } from "./pg/signatures.js";
 
 /**
  * The signature state machine: one `chain_transactions` row per signature any job names.
@@ -77,7 +78,14 @@ function chunks<T>(items: readonly T[], size = CHUNK): T[][] {
 const rank = (column: string) =>
   `CASE ${column} WHEN 'finalized' THEN 2 WHEN 'confirmed' THEN 1 WHEN 'processed' THEN 0 ELSE -1 END`;
 
+/** The signature store of either dialect. */
 export function createSignatureStore(store: Store): SignatureStore {
+  return store.kind === "postgres"
+    ? createPgSignatureStore(store)
+    : createSqliteSignatureStore(store);
+}
+
+function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
   const { db, sqlite } = store;
 
   // Raw SQL: each update is one guarded CASE per column, which the query builder cannot say.
@@ -249,7 +257,7 @@ export function createSignatureStore(store: Store): SignatureStore {
  * the caller's write transaction (see `reverifyJob` in job-queue.ts); raw SQL: a CASE over a
  * UNION of the job's four signature columns.
  */
-export function createGivenUpReset(store: Store): (jobId: string) => void {
+export function createGivenUpReset(store: SqliteStore): (jobId: string) => void {
   const statement = store.sqlite.prepare(
     `UPDATE chain_transactions
        SET state = CASE state WHEN 'pruned' THEN 'finalized' ELSE 'unknown' END,

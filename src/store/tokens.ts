@@ -1,6 +1,7 @@
 import { desc, eq, sql } from "drizzle-orm";
-import type { Store } from "../db/client.js";
+import type { SqliteStore, Store } from "../db/client.js";
 import { accessTokens } from "../db/schema.js";
+import { createPgTokensStore } from "./pg/tokens.js";
 import { param, perConnection } from "./prepared.js";
 
 /** An access token as stored: only the SHA-256 of its text. */
@@ -35,7 +36,7 @@ const info = {
   revokedAt: accessTokens.revokedAt,
 };
 
-const statementsOf = perConnection((store: Store) => {
+const statementsOf = perConnection((store: SqliteStore) => {
   const byId = eq(accessTokens.id, sql.placeholder("id"));
   return {
     insert: store.db
@@ -71,8 +72,13 @@ const statementsOf = perConnection((store: Store) => {
   };
 });
 
-/** The tokens store on `store`'s connection; its statements are prepared here, once. */
+/** The tokens store of either dialect. */
 export function createTokensStore(store: Store): TokensStore {
+  return store.kind === "postgres" ? createPgTokensStore(store) : createSqliteTokensStore(store);
+}
+
+/** The tokens store on `store`'s connection; its statements are prepared here, once. */
+function createSqliteTokensStore(store: SqliteStore): TokensStore {
   const st = statementsOf(store);
   return {
     async insert(row) {

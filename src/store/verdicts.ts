@@ -1,4 +1,4 @@
-import type { Store } from "../db/client.js";
+import type { SqliteStore, Store } from "../db/client.js";
 import { type CheckOutcome, finalVerdicts, type Verdict } from "../db/schema.js";
 import {
   type CustodyPinning,
@@ -6,6 +6,7 @@ import {
   createCustodyPinning,
   type LearnedPins,
 } from "./custody.js";
+import { createPgVerdictStore } from "./pg/verdicts.js";
 
 /**
  * The verdict writer: a job's verdict, its amounts, its check rows and what its evaluation
@@ -67,7 +68,14 @@ export interface VerdictStore {
   ): Promise<boolean[]>;
 }
 
+/** The verdict store of either dialect. */
 export function createVerdictStore(store: Store, profile: CustodyProfile): VerdictStore {
+  return store.kind === "postgres"
+    ? createPgVerdictStore(store, profile)
+    : createSqliteVerdictStore(store, profile);
+}
+
+function createSqliteVerdictStore(store: SqliteStore, profile: CustodyProfile): VerdictStore {
   const { sqlite } = store;
   const custody: CustodyPinning = createCustodyPinning(store, profile);
 

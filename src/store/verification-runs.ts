@@ -1,7 +1,8 @@
 import { eq } from "drizzle-orm";
-import type { Store } from "../db/client.js";
+import type { SqliteStore, Store } from "../db/client.js";
 import { verificationRuns } from "../db/schema.js";
 import { releaseLeasesOf } from "./job-queue.js";
+import { createPgVerificationRunStore } from "./pg/verification-runs.js";
 
 /**
  * Verification runs (`verification_runs`) and their owners' heartbeats (`locks` rows named
@@ -50,7 +51,14 @@ export interface VerificationRunStore {
 
 const heartbeatName = (owner: string) => `verifier:${owner}`;
 
+/** The verificationrun store of either dialect. */
 export function createVerificationRunStore(store: Store): VerificationRunStore {
+  return store.kind === "postgres"
+    ? createPgVerificationRunStore(store)
+    : createSqliteVerificationRunStore(store);
+}
+
+function createSqliteVerificationRunStore(store: SqliteStore): VerificationRunStore {
   const { db, sqlite } = store;
   // Raw SQL: an upsert that renews only the expiry.
   const writeHeartbeat = sqlite.prepare(

@@ -1,4 +1,4 @@
-import type { Store } from "../../src/db/client.js";
+import type { SqliteStore } from "../../src/db/client.js";
 import {
   fakeSignature,
   insertChainTransaction,
@@ -21,7 +21,7 @@ export const WORKERS = [
  * verified and one still pending job, over two models, two workers and two keys. Also one job
  * in October, outside month to date.
  */
-export function seedDashboard(store: Store): { discrepancyJob: string; droppedJob: string } {
+export function seedDashboard(store: SqliteStore): { discrepancyJob: string; droppedJob: string } {
   const models = ["qwen3-8b", "llama-3.3-70b"];
   for (let day = 1; day <= 20; day++) {
     for (let i = 0; i < 2; i++) {

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { Store } from "../../src/db/client.js";
+import type { SqliteStore } from "../../src/db/client.js";
 import {
   type CheckOutcome,
   chainTransactions,
@@ -27,7 +27,7 @@ export function fakeSignature(seed: string): string {
 }
 
 /** Inserts one job; a final verdict gets amounts of a settled job unless given. */
-export function insertJob(store: Store, input: JobRowInput) {
+export function insertJob(store: SqliteStore, input: JobRowInput) {
   counter += 1;
   const createdAt = input.createdAt ?? Date.UTC(2026, 10, 1) + counter * 1000;
   const verdict: Verdict = input.verdict ?? "verified";
@@ -69,7 +69,7 @@ export function insertJob(store: Store, input: JobRowInput) {
 
 /** Inserts (or replaces) one check result of a job. */
 export function insertCheck(
-  store: Store,
+  store: SqliteStore,
   jobId: string,
   name: string,
   outcome: CheckOutcome,
@@ -95,7 +95,7 @@ export function insertCheck(
 
 /** Inserts a finalized, succeeded transaction with token movements as the verifier stores it. */
 export function insertChainTransaction(
-  store: Store,
+  store: SqliteStore,
   signature: string,
   facts: { slot?: number; blockTime?: number; fee?: bigint; tokenChanges?: unknown[] } = {},
 ) {
@@ -118,7 +118,7 @@ export function insertChainTransaction(
 }
 
 /** Records a conflicting receipt for a job. */
-export function insertConflict(store: Store, jobId: string, differences: string[]) {
+export function insertConflict(store: SqliteStore, jobId: string, differences: string[]) {
   store.db
     .insert(receiptConflicts)
     .values({

@@ -5,7 +5,7 @@ import { eq } from "drizzle-orm";
 import { createApp } from "../../src/api/app.js";
 import { createToken } from "../../src/auth/tokens.js";
 import { createRpcPool, type RpcPool } from "../../src/chain/rpc-pool.js";
-import type { Store } from "../../src/db/client.js";
+import type { SqliteStore } from "../../src/db/client.js";
 import { checkResults, jobs } from "../../src/db/schema.js";
 import type { StoredTransaction } from "../../src/localnet/chain.js";
 import {
@@ -622,7 +622,7 @@ export type ScenarioReceipt = Receipt & { requestedModel?: string | null };
  * answers), verify until every job is final, read verdicts and failing checks.
  */
 export class Scenario {
-  readonly store: Store = createTestStore();
+  readonly store: SqliteStore = createTestStore();
   private app: ReturnType<typeof createApp> | undefined;
   private ingestToken: string | undefined;
 

@@ -24,8 +24,8 @@ declare module "vitest" {
   }
 }
 
-/** The marker a test file carries when it needs PostgreSQL: it imports the helper. */
-const helperImport = "support/postgres.js";
+/** The markers a test file carries when it needs PostgreSQL: it imports one of the helpers. */
+const helperImports = ["support/postgres.js", "support/dialects.js"];
 
 /** True when a test file this run executes asks for PostgreSQL. */
 async function runNeedsPostgres(project: TestProject): Promise<boolean> {
@@ -33,7 +33,10 @@ async function runNeedsPostgres(project: TestProject): Promise<boolean> {
   // file of the project counts (the server then starts whenever a PostgreSQL test exists).
   const filters = (project.vitest as unknown as { filenamePattern?: string[] }).filenamePattern;
   const { testFiles } = await project.globTestFiles(filters);
-  return testFiles.some((file) => readFileSync(file, "utf8").includes(helperImport));
+  return testFiles.some((file) => {
+    const text = readFileSync(file, "utf8");
+    return helperImports.some((marker) => text.includes(marker));
+  });
 }
 
 let server: TestPostgresServer | undefined;

@@ -3,7 +3,7 @@
  * and reports each step on stdout as a JSON line, so the parent can SIGKILL it at a chosen event.
  */
 import { createRpcPool } from "../../src/chain/rpc-pool.js";
-import { openStore } from "../../src/db/client.js";
+import { openSqliteStore } from "../../src/db/client.js";
 import { migrateStore } from "../../src/db/migrate.js";
 import { createLogger } from "../../src/log.js";
 import { createVerifier } from "../../src/verify/engine.js";
@@ -16,7 +16,7 @@ const env = (name: string) => {
 };
 const emit = (event: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(event)}\n`);
 
-const store = openStore(env("VERIFY_DB"));
+const store = openSqliteStore(env("VERIFY_DB"));
 migrateStore(store);
 const pool = createRpcPool({
   endpoints: [{ url: env("VERIFY_RPC"), rateLimitPerSec: 500, concurrency: 8, timeoutMs: 5000 }],

@@ -1,4 +1,4 @@
-import type { Store } from "../../src/db/client.js";
+import type { SqliteStore } from "../../src/db/client.js";
 import { creditsToUnits } from "../../src/money.js";
 import { parseJobsApiAnswer, recordJobsApiAnswer } from "../../src/recorder/jobs-api.js";
 import { keyFingerprint } from "../../src/recorder/proxy.js";
@@ -35,7 +35,7 @@ const base = (t: SimulatorTarget) => t.decentralBaseUrl.replace(/\/+$/, "").repl
  */
 export async function runRecordedJob(
   target: SimulatorTarget,
-  store: Store,
+  store: SqliteStore,
   spec: JobSpec = {},
 ): Promise<{ jobId: string; httpStatus: number }> {
   const key = target.apiKeys[spec.apiKeyIndex ?? 0]!;

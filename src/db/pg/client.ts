@@ -72,6 +72,7 @@ export function poolConfig(target: PostgresTarget, settings: PostgresSettings): 
 
 /** An open PostgreSQL store: the drizzle handle and the pool under it. */
 export interface PgStore {
+  kind: "postgres";
   db: PgDb;
   pool: pg.Pool;
   target: PostgresTarget;
@@ -101,7 +102,7 @@ export function openPostgres(
   // listener it would be an uncaught exception. The next query gets a fresh connection.
   pool.on("error", () => {});
   const db = drizzle(pool, { schema });
-  return { db, pool, target, close: () => pool.end() };
+  return { kind: "postgres", db, pool, target, close: () => pool.end() };
 }
 
 /**

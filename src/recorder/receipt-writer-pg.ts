@@ -1,0 +1,173 @@
+import type { PgStore } from "../db/pg/client.js";
+import { backoff, createSleeper } from "../retry.js";
+import { openPgWriterConnection } from "../store/group-commit.js";
+import type {
+  Queued,
+  ReceiptWriter,
+  ReceiptWriterOptions,
+  TaskOutcome,
+  WriterHealth,
+  WriteTask,
+} from "./receipt-writer.js";
+
+/** Tasks one PostgreSQL group commit takes at most (a batch of `POST /jobs` is one task). */
+const MAX_GROUP = 256;
+
+/**
+ * Whether a failed write is the database (or the way to it) failing, not the task: no
+ * connection, a connection cut (node errors carry no SQLSTATE), a server shutting down or out
+ * of resources (SQLSTATE classes 08, 53, 57), or a conflict PostgreSQL asks to retry (40: a
+ * serialization failure or deadlock). Such a group is retried as it was; any other error is
+ * the task's own and fails it alone.
+ */
+export function isTransientPgError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== "string" || !/^[0-9A-Z]{5}$/.test(code)) return true;
+  return ["08", "40", "53", "57"].includes(code.slice(0, 2));
+}
+
+/** Transient and not a retryable conflict: the database is gone, not merely busy. */
+function isUnreachable(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return isTransientPgError(error) && !(typeof code === "string" && code.startsWith("40"));
+}
+
+/**
+ * The receipt writer on PostgreSQL: what was submitted while a group was committing shares the
+ * next group's transaction (one round trip per statement, one COMMIT per group), and each caller
+ * is answered only once that COMMIT returned. A task that throws is rolled back and rejected
+ * alone: the group is run again with a savepoint per task.
+ *
+ * When the database goes away the group waits in memory, in order, and is retried with backoff
+ * until the database answers again; meanwhile `full()` is true, so the proxy refuses new jobs
+ * (503 before forwarding: no money moves for a job that could not be recorded) and `health()`
+ * says since when the database is unreachable (`/readyz`). A response already waiting for its
+ * receipt keeps waiting: nothing is answered unrecorded.
+ */
+export function createPgReceiptWriter(
+  store: PgStore,
+  options: ReceiptWriterOptions,
+): ReceiptWriter {
+  const { log } = options;
+  const connection = openPgWriterConnection(store);
+  const maxBacklog = options.maxBacklog ?? 2000;
+  const maxRetryDelayMs = Math.max(options.maxRetryDelayMs ?? 200, 1000);
+
+  let queue: Queued[] = [];
+  let running: Promise<void> | null = null;
+  let closed = false;
+  let down: { since: number; error: string } | null = null;
+  let idleWaiters: (() => void)[] = [];
+  const stop = new AbortController();
+  const sleeper = createSleeper();
+
+  async function commitGroup(batch: Queued[]): Promise<TaskOutcome[]> {
+    try {
+      const values = await connection.together(batch.map((item) => item.task));
+      return values.map((value) => ({ ok: true as const, value }));
+    } catch (error) {
+      if (isTransientPgError(error)) throw error;
+      return connection.isolated(
+        batch.map((item) => item.task),
+        (failure) => !isTransientPgError(failure),
+      );
+    }
+  }
+
+  async function drain(): Promise<void> {
+    let failures = 0;
+    while (queue.length > 0) {
+      const batch = queue.slice(0, MAX_GROUP);
+      let outcomes: TaskOutcome[];
+      try {
+        outcomes = await commitGroup(batch);
+      } catch (error) {
+        failures++;
+        if (isUnreachable(error) && down === null) {
+          down = { since: Date.now(), error: String((error as Error).message ?? error) };
+          log.error({ err: error, tasks: queue.length }, "database unreachable; receipts wait");
+        } else if (failures % 40 === 1) {
+          log.warn({ err: error, tasks: queue.length }, "could not record receipts; will retry");
+        }
+        if (closed && stop.signal.aborted) return;
+        await sleeper.sleep(backoff(failures, { baseMs: 25, maxMs: maxRetryDelayMs }), stop.signal);
+        continue;
+      }
+      if (down !== null) {
+        log.info(
+          { unreachableMs: Date.now() - down.since },
+          "database reachable; receipts written",
+        );
+        down = null;
+      }
+      failures = 0;
+      queue = queue.slice(batch.length);
+      outcomes.forEach((outcome, i) => {
+        const item = batch[i] as Queued;
+        if (outcome.ok) item.resolve(outcome.value);
+        else item.reject(outcome.error);
+      });
+    }
+  }
+
+  /** While no task is waiting, a database found unreachable is probed until it answers. */
+  async function probe(): Promise<void> {
+    let attempt = 0;
+    while (down !== null && queue.length === 0 && !stop.signal.aborted) {
+      await sleeper.sleep(backoff(attempt++, { baseMs: 100, maxMs: maxRetryDelayMs }), stop.signal);
+      try {
+        await connection.ping();
+        down = null;
+        log.info("database reachable again");
+      } catch {}
+    }
+  }
+
+  function kick() {
+    if (running) return;
+    running = (async () => {
+      try {
+        await drain();
+        await probe();
+      } finally {
+        running = null;
+        if (queue.length > 0 && !stop.signal.aborted) kick();
+        else settleIdle();
+      }
+    })();
+  }
+
+  function settleIdle() {
+    if (queue.length > 0 || running) return;
+    const waiters = idleWaiters;
+    idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  return {
+    run<T>(task: WriteTask<T>): Promise<T> {
+      if (closed) return Promise.reject(new Error("the receipt writer is closed"));
+      return new Promise<T>((resolve, reject) => {
+        queue.push({ task, resolve: resolve as (v: unknown) => void, reject });
+        kick();
+      });
+    },
+    backlog: () => queue.length,
+    full: () => queue.length >= maxBacklog || down !== null,
+    health(): WriterHealth {
+      return down === null
+        ? { reachable: true }
+        : { reachable: false, since: down.since, error: down.error, waiting: queue.length };
+    },
+    idle() {
+      if (queue.length === 0 && !running) return Promise.resolve();
+      return new Promise<void>((resolve) => idleWaiters.push(resolve));
+    },
+    async close() {
+      closed = true;
+      if (down !== null && queue.length === 0) stop.abort();
+      await this.idle();
+      stop.abort();
+    },
+  };
+}
