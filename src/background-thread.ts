@@ -3,7 +3,7 @@ import { composeBackground } from "./background.js";
 import type { BackgroundReport, BackgroundThreadData } from "./background-worker.js";
 import { isQuorumRpc, rpcFromConfig } from "./chain/quorum.js";
 import type { Config } from "./config.js";
-import { openSqliteStore } from "./db/client.js";
+import { openStore } from "./db/open.js";
 import { createLogger } from "./log.js";
 import { createJobsApiClient } from "./recorder/jobs-api.js";
 import { createReceiptWriter } from "./recorder/receipt-writer.js";
@@ -20,7 +20,7 @@ if (!port) throw new Error("background-thread.ts runs as a worker thread");
 const { config, busyTimeoutMs } = workerData as BackgroundThreadData;
 const cfg: Config = config;
 const log = createLogger({ level: cfg.LOG_LEVEL });
-const store = openSqliteStore(cfg.DATABASE_URL, { busyTimeoutMs });
+const store = await openStore(cfg, { busyTimeoutMs, migrate: false });
 const rpc = rpcFromConfig(cfg, log);
 const writer = createReceiptWriter(store, { log });
 const background = composeBackground({
@@ -52,8 +52,7 @@ port.on("message", (message: { type?: string }) => {
     .catch((error: unknown) => log.warn({ err: error }, "stopping the background work failed"))
     .finally(() => {
       report();
-      store.close();
-      port.close();
+      void Promise.resolve(store.close()).finally(() => port.close());
     });
 });
 background.start();

@@ -76,10 +76,9 @@ export function buildProgram(): Command {
       .option("--format <format>", "jsonl or csv (default: from the extension or the content)"),
   ).action(async (file: string, flags) => {
     const config = configFromFlags(flags);
-    const { openSqliteStore, migrateStore, runImportCommand } = await loadImport();
-    const store = openSqliteStore(config.DATABASE_URL);
+    const { openStore, runImportCommand } = await loadImport();
+    const store = await openStore(config);
     try {
-      migrateStore(store);
       process.exitCode = await runImportCommand(store, file, flags, {
         stdin: process.stdin,
         out: (line) => console.log(line),
@@ -87,7 +86,7 @@ export function buildProgram(): Command {
         progress: process.stderr.isTTY === true,
       });
     } finally {
-      store.close();
+      await store.close();
     }
   });
 
@@ -147,10 +146,9 @@ export function buildProgram(): Command {
         console.log(`migrated ${target.redacted} (${applied} migrations applied)`);
         return;
       }
-      const { openSqliteStore, migrateStore } = await loadStore();
-      const store = openSqliteStore(config.DATABASE_URL);
-      migrateStore(store);
-      store.close();
+      const { openStore } = await loadStore();
+      const store = await openStore(config);
+      await store.close();
       console.log(`migrated ${config.DATABASE_URL}`);
     },
   );
@@ -201,11 +199,7 @@ export function buildProgram(): Command {
  * the other commands do not pay for them (the `start-up` bench section measures this).
  */
 async function loadStore() {
-  const [{ openSqliteStore }, { migrateStore }] = await Promise.all([
-    import("./db/client.js"),
-    import("./db/migrate.js"),
-  ]);
-  return { openSqliteStore, migrateStore };
+  return await import("./db/open.js");
 }
 
 async function loadImport() {

@@ -5,8 +5,8 @@ import { composeBackground } from "./background.js";
 import { type BackgroundThread, startBackgroundThread } from "./background-worker.js";
 import { isQuorumRpc, rpcFromConfig } from "./chain/quorum.js";
 import type { Config } from "./config.js";
-import { openSqliteStore, type Store, setBusyTimeout } from "./db/client.js";
-import { migrateStore } from "./db/migrate.js";
+import { type Store, setBusyTimeout } from "./db/client.js";
+import { openStore } from "./db/open.js";
 import { startWalCheckpointer } from "./db/wal-checkpointer.js";
 import { AppError } from "./errors.js";
 import { holdLeaderLease } from "./leader-lease.js";
@@ -88,12 +88,13 @@ export async function startService(
   try {
     // Opening (the switch to WAL) and migrating may wait for another process's migration:
     // allow that wait here, once, then keep the serving timeout short.
-    const store = openSqliteStore(config.DATABASE_URL, { busyTimeoutMs: 10_000 });
+    const store = await openStore(config, { busyTimeoutMs: 10_000 });
     stops.push(() => store.close());
-    migrateStore(store);
     setBusyTimeout(store, SERVE_BUSY_TIMEOUT_MS);
-    const checkpointer = startWalCheckpointer(store, { log });
-    stops.push(() => checkpointer.close());
+    if (store.kind === "sqlite") {
+      const checkpointer = startWalCheckpointer(store, { log });
+      stops.push(() => checkpointer.close());
+    }
     const jobsApi = createJobsApiClient(config.DECENTRAL_BASE_URL);
     const rpc = rpcFromConfig(config, log);
     // In a cluster the leader runs the background work in a thread; its RPC counters and
@@ -131,7 +132,11 @@ export async function startService(
     // wait on the event loop while the background thread holds the write lock.
     const leaseStore =
       options.background === "leader"
-        ? openSqliteStore(config.DATABASE_URL, { busyTimeoutMs: LEASE_BUSY_TIMEOUT_MS })
+        ? await openStore(config, {
+            busyTimeoutMs: LEASE_BUSY_TIMEOUT_MS,
+            poolSize: 1,
+            migrate: false,
+          })
         : null;
     if (leaseStore) stops.push(() => leaseStore.close());
     const lease = leaseStore
@@ -187,6 +192,7 @@ export async function startService(
       readiness: {
         rpc: () => rpc.getSlot("finalized"),
         profile: () => profileStatus(store, profile),
+        receipts: () => proxy.writer.health(),
         rpcQuorum: () => (isQuorumRpc(rpc) ? rpc.quorumStatus() : null),
       },
     });

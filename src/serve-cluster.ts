@@ -6,8 +6,7 @@ import { pino } from "pino";
 import { AggregatorRegistry, Gauge } from "prom-client";
 import type { AppMetrics } from "./api/metrics.js";
 import type { Config } from "./config.js";
-import { openSqliteStore } from "./db/client.js";
-import { migrateStore } from "./db/migrate.js";
+import { openStore } from "./db/open.js";
 import { createLogger, type Logger } from "./log.js";
 import { startService } from "./main.js";
 import { validateCronExpression } from "./nightly/cron.js";
@@ -159,12 +158,8 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
   // Whatever is wrong fails here, once, before any worker starts.
   loadProfile(config.AUDIT_PROFILE);
   if (config.VERIFY_CRON) validateCronExpression(config.VERIFY_CRON);
-  const store = openSqliteStore(config.DATABASE_URL, { busyTimeoutMs: 10_000 });
-  try {
-    migrateStore(store);
-  } finally {
-    store.close();
-  }
+  const store = await openStore(config, { busyTimeoutMs: 10_000, poolSize: 1 });
+  await store.close();
 
   const here = import.meta.url;
   const exec = fileURLToPath(

@@ -374,7 +374,7 @@ describe("status page", () => {
         rpc: async () => {
           throw new Error("connection refused");
         },
-        profile: () => ({
+        profile: async () => ({
           name: "decentral-mainnet",
           gaps: [
             {

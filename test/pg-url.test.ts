@@ -8,12 +8,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../src/config.js";
 import { openSqliteStore } from "../src/db/client.js";
 import { poolConfig } from "../src/db/pg/client.js";
-import {
-  effectiveSslMode,
-  PostgresNotSupportedYetError,
-  type PostgresTarget,
-  parseDatabaseUrl,
-} from "../src/db/url.js";
+import { effectiveSslMode, type PostgresTarget, parseDatabaseUrl } from "../src/db/url.js";
 import { demoOptionsFromFlags } from "../src/demo/options.js";
 
 describe("DATABASE_URL selects the store", () => {
@@ -150,9 +145,9 @@ describe("configuration of the PostgreSQL store", () => {
     expect((caught as ConfigError).message).not.toContain("hunter2");
   });
 
-  it("refuses a PostgreSQL URL for the demo before its log folder is made beside it", () => {
-    expect(() => demoOptionsFromFlags({ db: "postgres://u:p@localhost/demo" })).toThrow(
-      PostgresNotSupportedYetError,
+  it("takes a PostgreSQL URL for the demo and refuses other schemes before its log folder is made", () => {
+    expect(demoOptionsFromFlags({ db: "postgres://u:p@localhost/demo" }).db).toBe(
+      "postgres://u:p@localhost/demo",
     );
     expect(() => demoOptionsFromFlags({ db: "mysql://u:p@localhost/demo" })).toThrow(
       /DATABASE_URL scheme "mysql:" is not supported/,
@@ -193,10 +188,10 @@ describe("the CLI with a PostgreSQL or unsupported DATABASE_URL", () => {
     return { code: result.status, stderr: result.stderr };
   }
 
-  it("refuses a command that does not run on PostgreSQL yet, and creates no postgres: folder", () => {
+  it("says a PostgreSQL server it cannot reach by its password-free URL, and creates no postgres: folder", () => {
     const run = cli("postgres://audit:hunter2@127.0.0.1:1/audit", "verify", "--since", "24h");
     expect(run.code).toBe(2);
-    expect(run.stderr).toContain("needs a SQLite file, but DATABASE_URL selects PostgreSQL");
+    expect(run.stderr).toContain("cannot reach PostgreSQL at");
     expect(run.stderr).toContain("postgres://audit:***@127.0.0.1:1/audit");
     expect(run.stderr).not.toContain("hunter2");
     expect(readdirSync(cwd)).toEqual([]);

@@ -1,6 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { QuorumStatus } from "../chain/quorum.js";
 import type { Store } from "../db/client.js";
+import type { WriterHealth } from "../recorder/receipt-writer.js";
 import { dataCompleteUntil } from "../reports/reconciliation.js";
 import { createOpsStore } from "../store/ops.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
@@ -17,9 +18,13 @@ export interface ReadinessProbes {
   /** How long the RPC probe may take, in milliseconds. Default 3000. */
   rpcTimeoutMs?: number;
   /** The protocol profile's gaps and learned facts (informational: never fails readiness). */
-  profile?: () => ProfileStatus;
+  profile?: () => Promise<ProfileStatus>;
   /** The RPC quorum's standing (`RPC_QUORUM` above 1), else null (informational). */
   rpcQuorum?: () => QuorumStatus | null;
+  /** The receipt writer's view of the database: unreachable while receipts wait for it. */
+  receipts?: () => WriterHealth;
+  /** How long the database probe may take, in milliseconds. Default 3000. */
+  databaseTimeoutMs?: number;
 }
 
 export interface OpsRoutesDeps {
@@ -68,25 +73,54 @@ const ReadinessSchema = z
   })
   .openapi("Readiness");
 
+/**
+ * Whether the database answers within the probe's timeout, and whether the receipt writer has
+ * receipts waiting for it (a database that went away and came back answers the probe before
+ * the writer has caught up). Never throws.
+ */
+async function probeDatabase(
+  ping: () => Promise<unknown>,
+  probes: ReadinessProbes | undefined,
+): Promise<{ ok: boolean; detail?: string }> {
+  const health = probes?.receipts?.();
+  if (health && !health.reachable) {
+    return {
+      ok: false,
+      detail: `unreachable since ${new Date(health.since).toISOString()} (${health.error}); ${health.waiting} receipt writes waiting`,
+    };
+  }
+  try {
+    await withTimeout(ping(), probes?.databaseTimeoutMs ?? 3000);
+    return { ok: true };
+  } catch (error) {
+    return { ok: false, detail: error instanceof Error ? error.message : String(error) };
+  }
+}
+
+async function withTimeout<T>(work: Promise<T>, timeoutMs: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      work,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Asks the RPC probe with a timeout; never throws (`/readyz` and the dashboard's status page). */
 export async function probeRpc(
   probes: ReadinessProbes | undefined,
 ): Promise<{ ok: boolean; detail?: string }> {
   if (!probes?.rpc) return { ok: true, detail: "no RPC probe configured" };
-  const timeoutMs = probes.rpcTimeoutMs ?? 3000;
-  let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([
-      probes.rpc(),
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-      }),
-    ]);
+    await withTimeout(probes.rpc(), probes.rpcTimeoutMs ?? 3000);
     return { ok: true };
   } catch (error) {
     return { ok: false, detail: error instanceof Error ? error.message : String(error) };
-  } finally {
-    clearTimeout(timer);
   }
 }
 
@@ -124,12 +158,7 @@ export function opsRoutes(deps: OpsRoutesDeps) {
   const ops = createOpsStore(deps.store);
   return createRouter({ store: deps.store, role: "read" })
     .openapi(readyz, async (c) => {
-      let database: { ok: boolean; detail?: string } = { ok: true };
-      try {
-        await ops.ping();
-      } catch (error) {
-        database = { ok: false, detail: error instanceof Error ? error.message : String(error) };
-      }
+      const database = await probeDatabase(() => ops.ping(), deps.readiness);
       const rpc = await probeRpc(deps.readiness);
       const maxSeconds = deps.readiness?.maxLagSeconds ?? 3600;
       const at = deps.now();
@@ -138,7 +167,7 @@ export function opsRoutes(deps: OpsRoutesDeps) {
         : 0;
       const verificationLag = { ok: seconds <= maxSeconds, seconds, maxSeconds };
       const ok = database.ok && rpc.ok && verificationLag.ok;
-      const profile = database.ok ? deps.readiness?.profile?.() : undefined;
+      const profile = database.ok ? await deps.readiness?.profile?.() : undefined;
       const quorum = database.ok ? deps.readiness?.rpcQuorum?.() : null;
       const rpcQuorum = quorum
         ? {

@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import type { Config } from "../config.js";
-import { openSqliteStore } from "../db/client.js";
-import { migrateStore } from "../db/migrate.js";
+import type { Store } from "../db/client.js";
+import { openStore } from "../db/open.js";
 import { type TokenRole, tokenRoles } from "../db/schema.js";
 import { AppError } from "../errors.js";
 import { createToken, listTokens, revokeToken } from "./tokens.js";
@@ -18,14 +18,13 @@ export function registerTokenCommands(program: Command, helpers: Helpers): void 
   const tokens = program.command("tokens").description("access tokens of the audit API");
   const withStore = async <T>(
     flags: Record<string, unknown>,
-    fn: (store: ReturnType<typeof openSqliteStore>) => Promise<T>,
+    fn: (store: Store) => Promise<T>,
   ): Promise<T> => {
-    const store = openSqliteStore(helpers.configFromFlags(flags).DATABASE_URL);
+    const store = await openStore(helpers.configFromFlags(flags));
     try {
-      migrateStore(store);
       return await fn(store);
     } finally {
-      store.close();
+      await store.close();
     }
   };
 

@@ -434,7 +434,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
         maxLagSeconds: deps.readiness?.maxLagSeconds ?? 3600,
         rpc,
         endpoints,
-        profile: deps.readiness?.profile?.() ?? null,
+        profile: (await deps.readiness?.profile?.()) ?? null,
       }),
     );
   });

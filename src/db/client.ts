@@ -3,7 +3,7 @@ import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { type BetterSQLite3Database, drizzle } from "drizzle-orm/better-sqlite3";
 import { backoff, sleepFor } from "../retry.js";
-import { openPostgres, type PgStore, type PostgresSettings } from "./pg/client.js";
+import type { PgStore } from "./pg/client.js";
 import * as schema from "./schema.js";
 import { DatabaseUrlError, parseDatabaseUrl } from "./url.js";
 
@@ -24,25 +24,11 @@ export interface SqliteStore {
 export const JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024;
 
 /**
- * An open store of either dialect, as `DATABASE_URL` selects it. Code outside `src/store/` and
- * `src/db/` holds this and hands it to the store modules (`create…Store`), which pick their
- * implementation by `kind`.
+ * An open store of either dialect, as `DATABASE_URL` selects it (opened by `openStore` in
+ * src/db/open.ts). Code outside `src/store/` and `src/db/` holds this and hands it to the store
+ * modules (`create…Store`), which pick their implementation by `kind`.
  */
 export type Store = SqliteStore | PgStore;
-
-/** How `openStore` opens either dialect; each option applies to one of them. */
-export interface OpenOptions {
-  /** SQLite: how long a connection waits for another's write lock (ms). */
-  busyTimeoutMs?: number;
-  /** PostgreSQL: pool size, statement timeout, TLS. */
-  postgres?: PostgresSettings;
-}
-
-/** Opens the store `DATABASE_URL` names: a SQLite file (the default) or a PostgreSQL pool. */
-export function openStore(url: string, options: OpenOptions = {}): Store {
-  if (parseDatabaseUrl(url).kind === "postgres") return openPostgres(url, options.postgres);
-  return openSqliteStore(url, options);
-}
 
 /**
  * Opens the SQLite database at `url` (a file path, `file:PATH` or `:memory:`), creating its
@@ -89,14 +75,43 @@ export function openSqliteStore(
  * Changes how long this connection waits for another's write lock before SQLITE_BUSY, e.g. a
  * longer wait around a migration another process may be running.
  */
-export function setBusyTimeout(store: SqliteStore, ms: number): void {
+export function setBusyTimeout(store: Store, ms: number): void {
+  // PostgreSQL waits for row locks without blocking the event loop; nothing to shorten there.
+  if (store.kind === "postgres") return;
   store.sqlite.pragma(`busy_timeout = ${Math.max(0, Math.floor(ms))}`);
 }
 
-/** SQLITE_BUSY (and its extended codes): another connection held the lock past the timeout. */
+/**
+ * An error worth retrying the same write for: SQLITE_BUSY (and its extended codes: another
+ * connection held the lock past the timeout), or a transient PostgreSQL failure
+ * (`isTransientPgError`).
+ */
 export function isBusyError(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "string" && (code.startsWith("SQLITE_BUSY") || code === "SQLITE_LOCKED");
+  if (typeof code === "string" && (code.startsWith("SQLITE_BUSY") || code === "SQLITE_LOCKED")) {
+    return true;
+  }
+  return typeof code === "string" && code.startsWith("SQLITE") ? false : isTransientPgError(error);
+}
+
+/**
+ * Whether a failed PostgreSQL statement is the database (or the way to it) failing, not the
+ * statement: no connection or a connection cut (node's errors carry no SQLSTATE), a server
+ * shutting down or out of resources (SQLSTATE classes 08, 53, 57), or a conflict PostgreSQL asks
+ * to retry (40: serialization failure, deadlock). Anything else is the statement's own error.
+ */
+export function isTransientPgError(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) {
+    return ["08", "40", "53", "57"].includes(code.slice(0, 2));
+  }
+  return (
+    (typeof code === "string" && /^E[A-Z]+$/.test(code)) ||
+    /Connection terminated|connection timeout|timeout exceeded when trying to connect/i.test(
+      error.message,
+    )
+  );
 }
 
 /**

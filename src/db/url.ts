@@ -145,17 +145,3 @@ export function effectiveSslMode(target: PostgresTarget, configured: SslMode | u
   }
   return target.sslmode ?? configured ?? (isLoopbackHost(target.host) ? "disable" : "verify-full");
 }
-
-/**
- * Thrown when a command that only runs on SQLite so far is given a PostgreSQL URL: until the
- * store modules have their PostgreSQL implementation, only `db migrate` and `db copy` run on
- * PostgreSQL, and every other command says so instead of doing something else.
- */
-export class PostgresNotSupportedYetError extends Error {
-  constructor(target: PostgresTarget) {
-    super(
-      `DATABASE_URL selects PostgreSQL (${target.redacted}), but this command does not run on PostgreSQL yet: only \`db migrate\` and \`db copy\` do so far. Use a SQLite file path for DATABASE_URL (--db) meanwhile.`,
-    );
-    this.name = "PostgresNotSupportedYetError";
-  }
-}

@@ -1,6 +1,7 @@
 import { dirname, join } from "node:path";
 import type { Command } from "commander";
 import { pino } from "pino";
+import { parseDatabaseUrl } from "../db/url.js";
 import { createLogger } from "../log.js";
 import {
   type DemoFlags,
@@ -11,7 +12,8 @@ import {
 
 /** The service's log goes to a file beside the database, so the terminal shows the report. */
 function logFileFor(db: string): string {
-  const folder = db === ":memory:" ? "./data" : dirname(db);
+  const target = parseDatabaseUrl(db);
+  const folder = target.kind === "postgres" || db === ":memory:" ? "./data" : dirname(target.path);
   return join(folder, "demo.log");
 }
 
@@ -33,7 +35,7 @@ export function registerDemoCommand(program: Command): void {
     )
     .option(
       "--db <path>",
-      `SQLite file (default ${defaultDemoOptions.db}); the report covers this run only`,
+      `SQLite file or postgres:// URL (default ${defaultDemoOptions.db}); the report covers this run only`,
     )
     .action(async (flags: DemoFlags) => {
       const options = demoOptionsFromFlags(flags);

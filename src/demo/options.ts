@@ -1,4 +1,4 @@
-import { PostgresNotSupportedYetError, parseDatabaseUrl } from "../db/url.js";
+import { parseDatabaseUrl } from "../db/url.js";
 import { AppError } from "../errors.js";
 
 /** What `decentral-audit demo` runs; the CLI flags map onto the first four. */
@@ -73,9 +73,8 @@ export function demoOptionsFromFlags(flags: DemoFlags): DemoOptions {
     if (flags.db.trim() === "") {
       throw new AppError("validation_failed", "--db: expected a file path", { field: "db" });
     }
-    // The demo's log goes beside the database file: a URL must be refused before that folder is made.
-    const target = parseDatabaseUrl(flags.db);
-    if (target.kind === "postgres") throw new PostgresNotSupportedYetError(target);
+    // Checked before the demo's log folder is made beside a database file.
+    parseDatabaseUrl(flags.db);
     options.db = flags.db;
   }
   return options;

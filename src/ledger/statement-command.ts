@@ -3,8 +3,7 @@ import { type Command, Option } from "commander";
 import { pino } from "pino";
 import { rpcPoolFromConfig } from "../chain/rpc-pool.js";
 import type { Config } from "../config.js";
-import { openSqliteStore } from "../db/client.js";
-import { migrateStore } from "../db/migrate.js";
+import { openStore } from "../db/open.js";
 import { AppError } from "../errors.js";
 import { createLogger } from "../log.js";
 import { type WindowFlags, windowFromFlags } from "../reports/period.js";
@@ -58,10 +57,9 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
       }
       const config = helpers.configFromFlags(flags);
       const profile = loadProfile(config.AUDIT_PROFILE);
-      const store = openSqliteStore(config.DATABASE_URL);
+      const store = await openStore(config);
       let text: string;
       try {
-        migrateStore(store);
         if (flags.sync) {
           const log = createLogger({ level: "warn" }, pino.destination(2));
           const rpc = rpcPoolFromConfig(config, log);
@@ -89,7 +87,7 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
             ? statementToCsv(statement)
             : `${JSON.stringify(statementToJson(statement), null, 2)}\n`;
       } finally {
-        store.close();
+        await store.close();
       }
       if (flags.out) writeFileSync(flags.out, text);
       else process.stdout.write(text);
@@ -109,9 +107,8 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
     )
     .action(async (flags: { list?: boolean; vault?: string }) => {
       const config = helpers.configFromFlags(flags);
-      const store = openSqliteStore(config.DATABASE_URL);
+      const store = await openStore(config);
       try {
-        migrateStore(store);
         if (flags.list) {
           const list = await createAccountSnapshotsStore(store).list(
             flags.vault ? { vault: flags.vault } : {},
@@ -147,7 +144,7 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
           await rpc.close();
         }
       } finally {
-        store.close();
+        await store.close();
       }
     });
 }

@@ -13,7 +13,7 @@ export interface NightlyScheduleDeps {
   /** e.g. an RPC `getSlot`: a rejection makes the run end "could not finish". */
   preflight?: () => Promise<unknown>;
   /** The profile's gaps, said once in each run's summary. */
-  profile?: () => ProfileStatus;
+  profile?: () => Promise<ProfileStatus>;
   /** The credit vaults' ledger of each window (see `NightlyOptions.ledger`). */
   ledger?: NightlyOptions["ledger"];
   /** Timeout of each run. Default 30 min. */

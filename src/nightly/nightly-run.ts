@@ -52,7 +52,7 @@ export interface NightlyOptions {
   owner?: string;
   now?: () => number;
   /** What the protocol profile cannot check for any job; said once in the summary. */
-  profile?: () => ProfileStatus;
+  profile?: () => Promise<ProfileStatus>;
 }
 
 /** A job of the window that did not end verified, with its failing checks. */
@@ -198,7 +198,7 @@ export async function runNightlyVerification(
     byVerdict = await countJobsByVerdict(store, options.from, options.to);
     found = await ops.unverifiedJobs(options.from, options.to, maxFindings);
     unproven = await ops.unprovenCounts(options.from, options.to);
-    profile = options.profile?.() ?? null;
+    profile = (await options.profile?.()) ?? null;
   } catch (error) {
     reason ??= `database: ${messageOf(error)}`;
   }

@@ -3,8 +3,7 @@ import { dirname, resolve } from "node:path";
 import { pino } from "pino";
 import { rpcFromConfig } from "../chain/quorum.js";
 import type { Config } from "../config.js";
-import { openSqliteStore } from "../db/client.js";
-import { migrateStore } from "../db/migrate.js";
+import { openStore } from "../db/open.js";
 import { AppError } from "../errors.js";
 import { createLedgerReader } from "../ledger/reader.js";
 import { ledgerWindowCheck } from "../ledger/window-check.js";
@@ -35,10 +34,9 @@ export async function runVerifyFromCli(
     { level: config.LOG_LEVEL === "info" ? "warn" : config.LOG_LEVEL },
     pino.destination(2),
   );
-  const store = openSqliteStore(config.DATABASE_URL);
+  const store = await openStore(config);
   const rpc = rpcFromConfig(config, log);
   try {
-    migrateStore(store);
     const profile = loadProfile(config.AUDIT_PROFILE);
     const verifier = createVerifier({
       store,
@@ -90,6 +88,6 @@ export async function runVerifyFromCli(
     }
   } finally {
     await rpc.close();
-    store.close();
+    await store.close();
   }
 }

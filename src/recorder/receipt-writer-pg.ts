@@ -1,3 +1,4 @@
+import { isTransientPgError } from "../db/client.js";
 import type { PgStore } from "../db/pg/client.js";
 import { backoff, createSleeper } from "../retry.js";
 import { openPgWriterConnection } from "../store/group-commit.js";
@@ -12,19 +13,6 @@ import type {
 
 /** Tasks one PostgreSQL group commit takes at most (a batch of `POST /jobs` is one task). */
 const MAX_GROUP = 256;
-
-/**
- * Whether a failed write is the database (or the way to it) failing, not the task: no
- * connection, a connection cut (node errors carry no SQLSTATE), a server shutting down or out
- * of resources (SQLSTATE classes 08, 53, 57), or a conflict PostgreSQL asks to retry (40: a
- * serialization failure or deadlock). Such a group is retried as it was; any other error is
- * the task's own and fails it alone.
- */
-export function isTransientPgError(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  if (typeof code !== "string" || !/^[0-9A-Z]{5}$/.test(code)) return true;
-  return ["08", "40", "53", "57"].includes(code.slice(0, 2));
-}
 
 /** Transient and not a retryable conflict: the database is gone, not merely busy. */
 function isUnreachable(error: unknown): boolean {

@@ -1,8 +1,7 @@
 import { writeFileSync } from "node:fs";
 import type { Command } from "commander";
 import type { Config } from "../config.js";
-import { openSqliteStore } from "../db/client.js";
-import { migrateStore } from "../db/migrate.js";
+import { openStore } from "../db/open.js";
 import { AppError } from "../errors.js";
 import { registerStatementCommand } from "../ledger/statement-command.js";
 import { type WindowFlags, windowFromFlags } from "./period.js";
@@ -61,10 +60,9 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
         if (flags.format !== "csv" && flags.format !== "json") {
           throw new AppError("validation_failed", "--format: csv or json", { field: "format" });
         }
-        const store = openSqliteStore(helpers.configFromFlags(flags).DATABASE_URL);
+        const store = await openStore(helpers.configFromFlags(flags));
         let text: string;
         try {
-          migrateStore(store);
           const result = await reconciliationReport(store, {
             from,
             to,
@@ -75,7 +73,7 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
               ? reconciliationToCsv(result)
               : `${JSON.stringify(reconciliationToJson(result), null, 2)}\n`;
         } finally {
-          store.close();
+          await store.close();
         }
         if (flags.out) writeFileSync(flags.out, text);
         else process.stdout.write(text);
@@ -87,13 +85,12 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
       (f) => f !== undefined,
     );
     const period = anyWindow ? windowFromFlags(flags, Date.now()) : {};
-    const store = openSqliteStore(helpers.configFromFlags(flags).DATABASE_URL);
+    const store = await openStore(helpers.configFromFlags(flags));
     let check: RollupCheck;
     try {
-      migrateStore(store);
       check = await recomputeRollups(store, period);
     } finally {
-      store.close();
+      await store.close();
     }
     const text = rollupCheckToText(check);
     if (flags.out) writeFileSync(flags.out, text);

@@ -52,12 +52,8 @@ export interface CustodyStore {
     keyOfVault: Map<string, string>;
     treasury: string | null;
   }>;
-  /**
-   * The learned treasury with its evidence, or the leading candidates while learning.
-   * Synchronous for now: `/readyz`, the dashboard and the nightly summary read the profile
-   * status synchronously (`profileStatus`); it becomes a Promise with their callers.
-   */
-  treasuryStatus(): TreasuryStatus;
+  /** The learned treasury with its evidence, or the leading candidates while learning. */
+  treasuryStatus(): Promise<TreasuryStatus>;
 }
 
 /** Pins written with a verdict, inside the verdict writer's transaction (verdicts.ts). */
@@ -170,7 +166,7 @@ function createSqliteCustodyStore(
           : ((selectTreasury.get(profile.name) as { value: string } | undefined)?.value ?? null);
       return { byKey, keyOfVault, treasury };
     },
-    treasuryStatus() {
+    async treasuryStatus() {
       const pinned = selectTreasury.get(profile.name) as
         | { value: string; evidence: number }
         | undefined;

@@ -21,7 +21,7 @@ export interface ProfileStatus {
 }
 
 /** The profile's gaps and the treasury as pinned, learned or still being learned. */
-export function profileStatus(store: Store, profile: Profile): ProfileStatus {
+export async function profileStatus(store: Store, profile: Profile): Promise<ProfileStatus> {
   const gaps: ProfileStatus["gaps"] = [];
   if (profile.programs.jobEscrow === null) {
     gaps.push({
@@ -39,7 +39,7 @@ export function profileStatus(store: Store, profile: Profile): ProfileStatus {
   if (profile.treasury !== null) {
     return { name: profile.name, gaps, treasury: { source: "profile", address: profile.treasury } };
   }
-  const treasury = createCustodyStore(store, profile).treasuryStatus();
+  const treasury = await createCustodyStore(store, profile).treasuryStatus();
   if (treasury.source === "learned") return { name: profile.name, gaps, treasury };
   gaps.push({
     check: "settlement.recipients",

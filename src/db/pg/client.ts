@@ -65,6 +65,8 @@ export function poolConfig(target: PostgresTarget, settings: PostgresSettings): 
     database: target.database,
     ssl: tlsOptions(effectiveSslMode(target, settings.sslmode), settings.sslRootCert),
     max: settings.poolSize,
+    // A server that does not answer fails a query after this instead of holding it forever.
+    connectionTimeoutMillis: 5000,
     ...(settings.statementTimeoutMs > 0 ? { statement_timeout: settings.statementTimeoutMs } : {}),
     application_name: "decentral-audit",
   };
