@@ -12,6 +12,7 @@ import {
   measurePostJobs,
 } from "./ingest-bench.js";
 import { type LedgerResult, measureLedger } from "./ledger-bench.js";
+import { measurePostgres, type PostgresResult } from "./postgres-bench.js";
 import { captureStubResponses, compareProxy, type ProxyRow } from "./proxy-bench.js";
 import { ensureReportDb } from "./report-db.js";
 import { measureReports, type ReportsResult } from "./reports-bench.js";
@@ -49,7 +50,15 @@ import type { StubResponses, WorldReady } from "./world-child.js";
  * client runs here.
  */
 
-const defaultSections = ["proxy", "ingest", "verify", "reports", "ledger", "startup"] as const;
+const defaultSections = [
+  "proxy",
+  "ingest",
+  "verify",
+  "reports",
+  "ledger",
+  "startup",
+  "postgres",
+] as const;
 const sections = [...defaultSections, "soak"] as const;
 type Section = (typeof sections)[number];
 
@@ -125,6 +134,7 @@ const results: {
   ledger?: LedgerResult;
   dashboard?: DashboardPageFigure[];
   startup?: StartupResult;
+  postgres?: PostgresResult;
   rss: Record<string, number>;
   /** Peak RSS of the bench process after each section, to tell which one raised it. */
   benchPeakRssAfter: Record<string, number>;
@@ -361,7 +371,13 @@ async function main() {
   const started = performance.now();
   let world: World | undefined;
   try {
-    if (only.has("proxy") || only.has("ingest") || only.has("verify") || only.has("soak")) {
+    if (
+      only.has("proxy") ||
+      only.has("ingest") ||
+      only.has("verify") ||
+      only.has("soak") ||
+      only.has("postgres")
+    ) {
       say("starting the local world");
       world = await startWorld();
     }
@@ -426,6 +442,32 @@ async function main() {
       );
       markRss("verify");
     }
+    if (world && only.has("postgres")) {
+      say(
+        "postgres: both stores side by side (ingest and audit lookups), verify sharing on PostgreSQL",
+      );
+      const w = world;
+      results.postgres = await measurePostgres(
+        {
+          rpcUrl: w.ready.rpcUrl,
+          decentralBaseUrl: w.ready.decentralBaseUrl,
+          apiKeys: w.ready.apiKeys,
+          addRpcEndpoint: (limit) =>
+            w.request<string>("addRpcEndpoint", { faults: { rateLimitPerSec: limit } }),
+          rpcStats: (url) => w.request<RpcStats>("rpcStats", { url }),
+          currentSlot: () => w.request<number>("slot"),
+          finalitySlots,
+          slotMs,
+        },
+        {
+          ingestReceipts: quick ? 20_000 : 60_000,
+          lookups: quick ? 1000 : 3000,
+          verifyJobs: quick ? 200 : 600,
+          rateLimitPerSec: 20,
+        },
+      );
+      markRss("postgres");
+    }
     if (world && only.has("soak")) {
       results.soak = await soakSection(world);
       markRss("soak");
@@ -473,6 +515,27 @@ async function main() {
 
 function targets(): TargetLine[] {
   const lines: TargetLine[] = [];
+  for (const side of results.postgres?.sides ?? []) {
+    lines.push({
+      target: `${side.store}: ingest >= 10,000 receipts/s (POST /jobs, batches of 1,000, two serve processes)`,
+      measured: `${side.ingest.receiptsPerSec}/s`,
+      pass: side.ingest.receiptsPerSec >= 10_000 && side.ingest.notCreated === 0,
+      ...(side.ingest.notCreated > 0 ? { note: `${side.ingest.notCreated} not created` } : {}),
+    });
+    lines.push({
+      target: `${side.store}: GET /audit/:jobId p99 <= 5 ms (beside two serve processes)`,
+      measured: `p50 ${side.audit.p50Ms} ms, p99 ${side.audit.p99Ms} ms`,
+      pass: side.audit.p99Ms <= 5 && side.audit.notFound === 0,
+    });
+  }
+  const sharing = results.postgres?.verify;
+  if (sharing) {
+    lines.push({
+      target: "postgres: verify throughput, two processes / one >= 1.8x (own RPC limit each)",
+      measured: `${sharing.ratio}x (${sharing.one.jobsPerSec} -> ${sharing.two.jobsPerSec} jobs/s, ${sharing.jobs} jobs at ${sharing.rateLimitPerSec} req/s each)`,
+      pass: sharing.ratio >= 1.8 && sharing.two.verified === sharing.jobs,
+    });
+  }
   for (const row of results.proxy ?? []) {
     const label = `${row.upstream}, ${row.stream ? "stream" : "json"}, c=${row.concurrency}`;
     const errors = row.errors.direct + row.errors.bare + row.errors.ours;

@@ -6,6 +6,7 @@ import { createToken } from "../src/auth/tokens.js";
 import { loadConfig } from "../src/config.js";
 import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
+import { openStore } from "../src/db/open.js";
 import { createLogger } from "../src/log.js";
 import { runServe } from "../src/serve-cluster.js";
 
@@ -33,9 +34,9 @@ async function main() {
     const config = loadConfig(process.env);
     const service = await runServe(config);
     url = service.url;
-    const store = openSqliteStore(config.DATABASE_URL);
+    const store = await openStore(config, { migrate: false });
     ({ token } = await createToken(store, { role: "admin", name: "bench" }));
-    store.close();
+    await store.close();
     serveStats = async () => {
       const usage = process.cpuUsage();
       return {

@@ -64,7 +64,7 @@ const models = ["phi-4-mini", "qwen3-8b", "mistral-small-3.1-24b", "llama-3.3-70
  * Runs `count` non-streamed jobs through the simulator, `concurrency` at a time, and returns
  * their receipts as the proxy would record them (headers and usage).
  */
-async function generateJobs(world: VerifyWorld, count: number, concurrency: number) {
+export async function generateJobs(world: VerifyWorld, count: number, concurrency: number) {
   const agent = clientAgent(concurrency);
   const receipts: Receipt[] = [];
   let next = 0;

