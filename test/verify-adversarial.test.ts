@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
+import { dialects, useDialectStores } from "./support/dialects.js";
 import {
   type AdversaryHarness,
   AuthorityType,
@@ -31,654 +32,676 @@ import {
  *   credit vault is learned before the fraud is looked at.
  */
 
-let h: AdversaryHarness;
-beforeAll(async () => {
-  h = await startAdversaryHarness();
-});
-afterAll(async () => {
-  await h?.close();
-});
-
-const discrepancy = (...failing: string[]): JobOutcome => ({
-  verdict: "discrepancy",
-  failing: [...failing].sort(),
-});
-const verified: JobOutcome = { verdict: "verified", failing: [] };
-
-describe("honest jobs built by hand", () => {
-  it("verifies a normal job that is its key's first lock, with the jobs API agreeing", async () => {
-    const c = h.scenario();
-    const plan = h.op.plan({ keyIndex: 0 });
-    const txs = h.op.honestJob(plan);
-    c.record(plan, txs);
-    c.honestJobsApi(plan, txs);
-    expect(await c.verdicts(plan.jobId)).toEqual([verified]);
+describe.each(dialects)("%s store", (dialect) => {
+  const stores = useDialectStores(dialect);
+  let h: AdversaryHarness;
+  beforeAll(async () => {
+    h = await startAdversaryHarness({ openStore: () => stores.open() });
+  });
+  afterAll(async () => {
+    await h?.close();
   });
 
-  it("verifies a later job of a pinned key paid to an unstaked worker", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const plan = h.op.plan({ keyIndex: 1, workerIndex: 2, model: "llama-3.3-70b", maxTokens: 800 });
-    const txs = h.op.honestJob(plan);
-    c.record(plan, txs);
-    expect(await c.verdicts(plan.jobId)).toEqual([verified]);
+  const discrepancy = (...failing: string[]): JobOutcome => ({
+    verdict: "discrepancy",
+    failing: [...failing].sort(),
   });
+  const verified: JobOutcome = { verdict: "verified", failing: [] };
 
-  it("verifies a 504 whose whole lock went back to the key's credit vault", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    const refundTx = h.op.send(h.op.refundIxs(plan)).signature;
-    c.record(plan, { escrowTx, settlementTx: refundTx }, { httpStatus: 504 });
-    expect(await c.verdicts(plan.jobId)).toEqual([verified]);
-  });
-
-  it("verifies a settlement made of plain Transfer instructions in a version-0 transaction", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const plan = h.op.plan({ keyIndex: 1 });
-    const escrow = h.op.accounts.escrowVault;
-    const escrowTx = h.op.send([
-      h.op.plainTransfer(plan.vault, escrow, plan.lock),
-      h.op.memo(`decentral:escrow:${plan.jobId}`),
-    ]).signature;
-    const settlementTx = h.op.send(
-      [
-        h.op.plainTransfer(escrow, plan.worker.tokenAccount, plan.workerShare),
-        h.op.plainTransfer(escrow, h.op.accounts.treasury.tokenAccount, plan.treasuryShare),
-        h.op.plainTransfer(escrow, plan.vault, plan.remainder),
-        h.op.memo(`decentral:settle:${plan.jobId}`),
-      ],
-      { version: 0 },
-    ).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    expect(await c.verdicts(plan.jobId)).toEqual([verified]);
-  });
-
-  it("ends a stream without usage partially verified: its charge is bounded by the lock only", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const plan = h.op.plan({ keyIndex: 1 });
-    const txs = h.op.honestJob(plan);
-    c.record(plan, txs, {
-      stream: true,
-      promptTokens: null,
-      completionTokens: null,
-      totalTokens: null,
+  describe("honest jobs built by hand", () => {
+    it("verifies a normal job that is its key's first lock, with the jobs API agreeing", async () => {
+      const c = await h.scenario();
+      const plan = h.op.plan({ keyIndex: 0 });
+      const txs = h.op.honestJob(plan);
+      c.record(plan, txs);
+      c.honestJobsApi(plan, txs);
+      expect(await c.verdicts(plan.jobId)).toEqual([verified]);
     });
-    expect(await c.verdicts(plan.jobId)).toEqual([{ verdict: "partially_verified", failing: [] }]);
-  });
-  it("ends a job of an unpriced model partially verified: its price is unknown", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    // Asked for and answered by a model the profile has no price for.
-    const plan = {
-      ...h.op.plan({ keyIndex: 1 }),
-      model: "mystery-13b",
-      requestedModel: "mystery-13b",
-    };
-    c.record(plan, h.op.honestJob(plan));
-    expect(await c.verdicts(plan.jobId)).toEqual([{ verdict: "partially_verified", failing: [] }]);
-  });
 
-  it("ends a job whose receipt ties it to no key partially verified: its vault is unproven", async () => {
-    const c = h.scenario();
-    const plan = h.op.plan({ keyIndex: 1 });
-    c.record(plan, h.op.honestJob(plan), { keyFingerprint: null });
-    expect(await c.verdicts(plan.jobId)).toEqual([{ verdict: "partially_verified", failing: [] }]);
-  });
-});
-
-describe("frauds in the escrow lock", () => {
-  it("catches a lock funded from another user's credit vault once the key's vault is pinned", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const plan = h.op.plan({ keyIndex: 1 });
-    const other = h.op.vault(2);
-    const escrowTx = h.op.send(h.op.lockIxs(plan, { from: other })).signature;
-    // The remainder goes back where the lock came from, so only the source is wrong.
-    const settlementTx = h.op.send([
-      ...h.op.payoutIxs(plan, { remainderTo: other }),
-      h.op.memo(`decentral:settle:${plan.jobId}`),
-    ]).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.source")]);
-  });
-
-  it("catches an attacker who adds 1 base unit to the lock and takes the remainder", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const attacker = h.op.attackerAccount(10n);
-    const plan = h.op.plan({ keyIndex: 1 });
-    const escrowTx = h.op.send([
-      ...h.op.lockIxs(plan),
-      h.op.transfer(attacker, h.op.accounts.escrowVault, 1n, { authority: h.op.attacker.address }),
-    ]).signature;
-    const settlementTx = h.op.send([
-      ...h.op.payoutIxs(plan, { remainder: plan.remainder + 1n, remainderTo: attacker }),
-      h.op.memo(`decentral:settle:${plan.jobId}`),
-    ]).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.source")]);
-  });
-
-  it("catches an Approve that makes the attacker a delegate of the credit vault inside the lock", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const plan = h.op.plan({ keyIndex: 1 });
-    const escrowTx = h.op.send([
-      ...h.op.lockIxs(plan),
-      h.op.approve(plan.vault, h.op.attacker.address, 5_000_000n),
-    ]).signature;
-    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.instructions")]);
-  });
-
-  it("catches a lock that also closes another user's empty token account", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const victim = h.op.victimVault(0n);
-    const plan = h.op.plan({ keyIndex: 1 });
-    const escrowTx = h.op.send([
-      ...h.op.lockIxs(plan),
-      h.op.closeAccount(victim, h.op.attacker.address),
-    ]).signature;
-    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.instructions")]);
-  });
-
-  it("catches a lock paid into an account that is not the escrow vault", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const attacker = h.op.attackerAccount(0n);
-    const plan = h.op.plan({ keyIndex: 1 });
-    const escrowTx = h.op.send([
-      h.op.transfer(plan.vault, attacker, plan.lock),
-      h.op.memo(`decentral:escrow:${plan.jobId}`),
-    ]).signature;
-    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.vault")]);
-  });
-
-  it("catches a lock below the charge", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const plan = h.op.plan({ keyIndex: 1 });
-    const lock = plan.charge - 20_000n;
-    const escrowTx = h.op.send(h.op.lockIxs(plan, { amount: lock })).signature;
-    const settlementTx = h.op.send([
-      ...h.op.payoutIxs(plan, { remainder: 0n }),
-      h.op.memo(`decentral:settle:${plan.jobId}`),
-    ]).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.covers_charge")]);
-  });
-
-  it("catches a failed escrow followed by a normal settlement, as the escrow's failure alone", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const plan = h.op.plan({ keyIndex: 1 });
-    // The lock is there, but a later instruction overdraws the low-balance vault: the whole
-    // transaction fails on chain, pays its fee and moves nothing.
-    const escrowTx = h.op.send(
-      [...h.op.lockIxs(plan), h.op.transfer(h.op.vault(4), h.op.accounts.escrowVault, 10n ** 9n)],
-      { expectFailure: true },
-    ).signature;
-    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.succeeded")]);
-  });
-
-  it("catches an escrow whose memo was sent in a separate transaction, as one failing check", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const plan = h.op.plan({ keyIndex: 1 });
-    const escrowTx = h.op.send([
-      h.op.transfer(plan.vault, h.op.accounts.escrowVault, plan.lock),
-    ]).signature;
-    h.op.send([h.op.memo(`decentral:escrow:${plan.jobId}`)]);
-    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.memo")]);
-  });
-
-  it("catches one lock whose memos name two jobs, each then settled", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const a = h.op.plan({ keyIndex: 1 });
-    const b = h.op.plan({ keyIndex: 1 });
-    // One lock for two jobs; the escrow vault's float pays the second settlement.
-    const escrowTx = h.op.send([
-      ...h.op.lockIxs(a),
-      h.op.memo(`decentral:escrow:${b.jobId}`),
-    ]).signature;
-    const settleA = h.op.send(h.op.settleIxs(a)).signature;
-    const settleB = h.op.send(h.op.settleIxs(b)).signature;
-    c.record(a, { escrowTx, settlementTx: settleA });
-    c.record(b, { escrowTx, settlementTx: settleB });
-    expect(await c.verdicts(a.jobId, b.jobId)).toEqual([
-      discrepancy("escrow.memo"),
-      discrepancy("escrow.memo"),
-    ]);
-  });
-});
-
-describe("frauds in the settlement", () => {
-  it("catches one settlement whose memos name two jobs and pays once", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const a = h.op.plan({ keyIndex: 1 });
-    const b = h.op.plan({ keyIndex: 1 });
-    const escrowA = h.op.send(h.op.lockIxs(a)).signature;
-    const escrowB = h.op.send(h.op.lockIxs(b)).signature;
-    const shared = h.op.send([
-      ...h.op.payoutIxs(a),
-      h.op.memo(`decentral:settle:${a.jobId}`),
-      h.op.memo(`decentral:settle:${b.jobId}`),
-    ]).signature;
-    c.record(a, { escrowTx: escrowA, settlementTx: shared });
-    c.record(b, { escrowTx: escrowB, settlementTx: shared });
-    expect(await c.verdicts(a.jobId, b.jobId)).toEqual([
-      discrepancy("settlement.memo"),
-      discrepancy("settlement.memo"),
-    ]);
-  });
-
-  it("catches a settlement whose memos also name a job nobody recorded", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const plan = h.op.plan({ keyIndex: 1 });
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    const settlementTx = h.op.send([
-      ...h.op.settleIxs(plan),
-      h.op.memo(`decentral:settle:${newJobId()}`),
-    ]).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.memo")]);
-  });
-
-  it("catches a correct settlement that also burns another user's credits", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const plan = h.op.plan({ keyIndex: 1 });
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    const settlementTx = h.op.send([
-      ...h.op.settleIxs(plan),
-      h.op.burn(h.op.vault(3), 50_000n),
-    ]).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.instructions")]);
-  });
-
-  it("catches a correct settlement that also makes the attacker owner of a user's vault", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const victim = h.op.victimVault(500_000n);
-    const plan = h.op.plan({ keyIndex: 1 });
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    const settlementTx = h.op.send([
-      ...h.op.settleIxs(plan),
-      h.op.setAuthority(victim, AuthorityType.AccountOwner, h.op.attacker.address),
-    ]).signature;
-    // Later the attacker drains the vault in a transaction that names no job.
-    const drain = h.op.attackerAccount(0n);
-    h.op.send([h.op.transfer(victim, drain, 500_000n, { authority: h.op.attacker.address })]);
-    c.record(plan, { escrowTx, settlementTx });
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.instructions")]);
-  });
-
-  it("catches a correct settlement that also mints new credits to the attacker", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const attacker = h.op.attackerAccount(0n);
-    const plan = h.op.plan({ keyIndex: 1 });
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    const settlementTx = h.op.send([
-      ...h.op.settleIxs(plan),
-      h.op.mintTo(h.op.accounts.mint, attacker, 70_000n),
-    ]).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.instructions")]);
-  });
-
-  it("catches a CloseAccount made by another program inside the settlement (an inner instruction)", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const nested = h.op.nestedAccounts(30_000n);
-    const plan = h.op.plan({ keyIndex: 1 });
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    const settlementTx = h.op.send([
-      ...h.op.settleIxs(plan),
-      h.op.recoverNestedIx(nested),
-    ]).signature;
-    expect(h.op.chain.transaction(settlementTx)?.innerInstructions.length).toBeGreaterThan(0);
-    c.record(plan, { escrowTx, settlementTx });
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.instructions")]);
-  });
-
-  it("catches a correct settlement plus a transfer from another user's vault to the attacker", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const attacker = h.op.attackerAccount(0n);
-    const plan = h.op.plan({ keyIndex: 1 });
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    const settlementTx = h.op.send([
-      ...h.op.settleIxs(plan),
-      h.op.transfer(h.op.vault(3), attacker, 90_000n),
-    ]).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.balances")]);
-  });
-
-  it("catches a worker paid in a fake mint while the attacker takes the worker's USDC", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const fake = h.op.createFakeMint();
-    const attackerFake = h.op.createTokenAccount(h.op.attacker.address, fake, 10_000_000n);
-    const plan = h.op.plan({ keyIndex: 1 });
-    const workerFake = h.op.createTokenAccount(plan.worker.address, fake);
-    const attacker = h.op.attackerAccount(0n);
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    const settlementTx = h.op.send([
-      ...h.op.payoutIxs(plan, { workerAccount: attacker }),
-      h.op.transfer(attackerFake, workerFake, plan.workerShare, {
-        mint: fake,
-        authority: h.op.attacker.address,
-      }),
-      h.op.memo(`decentral:settle:${plan.jobId}`),
-    ]).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    expect(await c.verdicts(plan.jobId)).toEqual([
-      discrepancy("settlement.balances", "settlement.worker_paid"),
-    ]);
-  });
-
-  it("catches the treasury's share paid to a stranger", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const stranger = h.op.attackerAccount(0n);
-    const plan = h.op.plan({ keyIndex: 1 });
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    const settlementTx = h.op.send([
-      ...h.op.payoutIxs(plan, { treasuryAccount: stranger }),
-      h.op.memo(`decentral:settle:${plan.jobId}`),
-    ]).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.recipients")]);
-  });
-
-  it("catches the remainder returned to another user's credit vault", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const plan = h.op.plan({ keyIndex: 1 });
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    const settlementTx = h.op.send([
-      ...h.op.payoutIxs(plan, { remainderTo: h.op.vault(2) }),
-      h.op.memo(`decentral:settle:${plan.jobId}`),
-    ]).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.source")]);
-  });
-
-  it("catches a staked worker paid at the unstaked rate", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const plan = h.op.plan({ keyIndex: 1, workerIndex: 1 });
-    const workerShare = (plan.charge * 7500n) / 10_000n;
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    const settlementTx = h.op.send([
-      ...h.op.payoutIxs(plan, { workerShare, treasuryShare: plan.charge - workerShare }),
-      h.op.memo(`decentral:settle:${plan.jobId}`),
-    ]).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.split")]);
-  });
-
-  it("catches a settlement that landed before its escrow", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const plan = h.op.plan({ keyIndex: 1 });
-    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
-    h.op.nextSlot();
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.after_escrow")]);
-  });
-
-  it("catches a settlement after the profile's window", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const plan = h.op.plan({ keyIndex: 1 });
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    h.op.advanceClock((localnetProfile.settlementWindowSeconds + 10) * 1000);
-    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.within_window")]);
-  });
-});
-
-describe("frauds in the refund", () => {
-  it("catches a 504 refund sent to an account that is not the key's credit vault", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const attacker = h.op.attackerAccount(0n);
-    const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    const refundTx = h.op.send(h.op.refundIxs(plan, attacker)).signature;
-    c.record(plan, { escrowTx, settlementTx: refundTx }, { httpStatus: 504 });
-    const [outcome] = await c.verdicts(plan.jobId);
-    // One cause: either check may own it, but only one of them.
-    expect([discrepancy("escrow.source"), discrepancy("refund.complete")]).toContainEqual(outcome);
-  });
-
-  it("catches a refund that also freezes a worker's token account", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const fake = h.op.createFakeMint();
-    const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
-    const frozen = h.op.createTokenAccount(plan.worker.address, fake);
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    const refundTx = h.op.send([
-      ...h.op.refundIxs(plan),
-      h.op.freeze(frozen, fake, h.op.attacker.address),
-    ]).signature;
-    c.record(plan, { escrowTx, settlementTx: refundTx }, { httpStatus: 504 });
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("refund.instructions")]);
-  });
-});
-
-describe("frauds in what the receipt and the jobs API say", () => {
-  it("prices by the requested model when the response names another, unpriced one", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const plan = { ...h.op.plan({ keyIndex: 1 }), model: "qwen3-8b-turbo-preview" };
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    // The whole lock is charged: nothing goes back to the user.
-    const charge = plan.lock;
-    const workerShare = (charge * 8500n) / 10_000n;
-    const settlementTx = h.op.send([
-      ...h.op.payoutIxs(plan, { workerShare, treasuryShare: charge - workerShare, remainder: 0n }),
-      h.op.memo(`decentral:settle:${plan.jobId}`),
-    ]).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    expect(await c.verdicts(plan.jobId)).toEqual([
-      discrepancy("charge.matches_price", "charge.model"),
-    ]);
-  });
-
-  it("catches a replayed receipt naming another job's escrow and settlement; the original keeps them", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const original = h.op.plan({ keyIndex: 1 });
-    const txs = h.op.honestJob(original);
-    c.record(original, txs);
-    const replay = h.op.plan({ keyIndex: 1 });
-    c.record(replay, txs);
-    expect(await c.verdicts(original.jobId, replay.jobId)).toEqual([
-      verified,
-      discrepancy("signatures.unique"),
-    ]);
-  });
-
-  it("catches a replay through the jobs API's escrow field", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const original = h.op.plan({ keyIndex: 1 });
-    const txs = h.op.honestJob(original);
-    c.record(original, txs);
-    // The replaying job names no escrow in its headers; the jobs API names the original's.
-    const replay = h.op.plan({ keyIndex: 1 });
-    const ownSettlement = h.op.send(h.op.settleIxs(replay)).signature;
-    c.record(replay, { escrowTx: null, settlementTx: ownSettlement });
-    c.jobsApi(replay.jobId, {
-      status: "settled",
-      credits_charged: Number(replay.charge / 10_000n),
-      worker_address: replay.worker.address,
-      on_chain: { escrow_tx: txs.escrowTx, settlement_tx: ownSettlement },
+    it("verifies a later job of a pinned key paid to an unstaked worker", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({
+        keyIndex: 1,
+        workerIndex: 2,
+        model: "llama-3.3-70b",
+        maxTokens: 800,
+      });
+      const txs = h.op.honestJob(plan);
+      c.record(plan, txs);
+      expect(await c.verdicts(plan.jobId)).toEqual([verified]);
     });
-    expect(await c.verdicts(original.jobId, replay.jobId)).toEqual([
-      verified,
-      discrepancy("signatures.unique"),
-    ]);
-    // The jobs API's escrow field counts when looking for jobs naming a signature.
-    const evidence = c.check(replay.jobId, "signatures.unique")?.actual as
-      | { signature: string; namedBy: string[] }[]
-      | undefined;
-    expect(evidence?.find((e) => e.signature === txs.escrowTx)?.namedBy.sort()).toEqual(
-      [original.jobId, replay.jobId].sort(),
-    );
-  });
 
-  it("catches one transaction named as both the escrow and the settlement of a job", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const plan = h.op.plan({ keyIndex: 1 });
-    const both = h.op.send([...h.op.lockIxs(plan), ...h.op.settleIxs(plan)]).signature;
-    c.record(plan, { escrowTx: both, settlementTx: both });
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("signatures.unique")]);
-  });
-
-  it("catches a jobs API whose credits_charged differs from what the chain charged", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const plan = h.op.plan({ keyIndex: 1 });
-    const txs = h.op.honestJob(plan);
-    c.record(plan, txs);
-    c.jobsApi(plan.jobId, {
-      status: "settled",
-      credits_charged: Number(plan.charge / 10_000n) - 4,
-      worker_address: plan.worker.address,
-      on_chain: { escrow_tx: txs.escrowTx, settlement_tx: txs.settlementTx },
+    it("verifies a 504 whose whole lock went back to the key's credit vault", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      const refundTx = h.op.send(h.op.refundIxs(plan)).signature;
+      c.record(plan, { escrowTx, settlementTx: refundTx }, { httpStatus: 504 });
+      expect(await c.verdicts(plan.jobId)).toEqual([verified]);
     });
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("jobs_api.matches_chain")]);
-  });
 
-  it("catches a jobs API that says refunded while the chain shows a settlement", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const plan = h.op.plan({ keyIndex: 1 });
-    const txs = h.op.honestJob(plan);
-    c.record(plan, txs);
-    c.jobsApi(plan.jobId, {
-      status: "refunded",
-      credits_charged: 0,
-      worker_address: plan.worker.address,
-      on_chain: { escrow_tx: txs.escrowTx, settlement_tx: txs.settlementTx },
+    it("verifies a settlement made of plain Transfer instructions in a version-0 transaction", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const escrow = h.op.accounts.escrowVault;
+      const escrowTx = h.op.send([
+        h.op.plainTransfer(plan.vault, escrow, plan.lock),
+        h.op.memo(`decentral:escrow:${plan.jobId}`),
+      ]).signature;
+      const settlementTx = h.op.send(
+        [
+          h.op.plainTransfer(escrow, plan.worker.tokenAccount, plan.workerShare),
+          h.op.plainTransfer(escrow, h.op.accounts.treasury.tokenAccount, plan.treasuryShare),
+          h.op.plainTransfer(escrow, plan.vault, plan.remainder),
+          h.op.memo(`decentral:settle:${plan.jobId}`),
+        ],
+        { version: 0 },
+      ).signature;
+      c.record(plan, { escrowTx, settlementTx });
+      expect(await c.verdicts(plan.jobId)).toEqual([verified]);
     });
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("jobs_api.matches_chain")]);
-  });
-});
 
-describe("receipts posted to the ingest API", () => {
-  it("pins the key named by key_fingerprint and catches a later lock from another user's vault", async () => {
-    const c = h.scenario();
-    const pin = h.op.plan({ keyIndex: 1 });
-    expect((await c.ingest(pin, h.op.honestJob(pin))).status).toBe(201);
-    await c.verify();
-    const fraud = h.op.plan({ keyIndex: 1 });
-    const other = h.op.vault(2);
-    const escrowTx = h.op.send(h.op.lockIxs(fraud, { from: other })).signature;
-    const settlementTx = h.op.send([
-      ...h.op.payoutIxs(fraud, { remainderTo: other }),
-      h.op.memo(`decentral:settle:${fraud.jobId}`),
-    ]).signature;
-    expect((await c.ingest(fraud, { escrowTx, settlementTx })).status).toBe(201);
-    expect(await c.verdicts(pin.jobId, fraud.jobId)).toEqual([
-      verified,
-      discrepancy("escrow.source"),
-    ]);
-  });
-
-  it("prices an ingested receipt by its requested_model", async () => {
-    const c = h.scenario();
-    await c.pinKey(1);
-    const plan = { ...h.op.plan({ keyIndex: 1 }), model: "qwen3-8b-turbo-preview" };
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    const workerShare = (plan.lock * 8500n) / 10_000n;
-    const settlementTx = h.op.send([
-      ...h.op.payoutIxs(plan, {
-        workerShare,
-        treasuryShare: plan.lock - workerShare,
-        remainder: 0n,
-      }),
-      h.op.memo(`decentral:settle:${plan.jobId}`),
-    ]).signature;
-    expect((await c.ingest(plan, { escrowTx, settlementTx })).status).toBe(201);
-    expect(await c.verdicts(plan.jobId)).toEqual([
-      discrepancy("charge.matches_price", "charge.model"),
-    ]);
-  });
-});
-
-describe("with a mainnet-like profile that knows no treasury and no program ids", () => {
-  /** Settlements that must agree before the treasury is pinned (kept small here). */
-  const learnAfter = 3;
-  const mainnetLike = {
-    ...localnetProfile,
-    name: "mainnet-like",
-    treasury: null,
-    programs: { jobEscrow: null, settlement: null, staking: null, workerRegistry: null },
-    treasuryLearnAfter: learnAfter,
-  } as Profile;
-
-  it("does not verify a job paying an unknown payee before the treasury is learned", async () => {
-    const c = h.scenario(mainnetLike);
-    const stranger = h.op.attackerAccount(0n);
-    const plan = h.op.plan({ keyIndex: 1 });
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    const settlementTx = h.op.send([
-      ...h.op.payoutIxs(plan, { treasuryAccount: stranger }),
-      h.op.memo(`decentral:settle:${plan.jobId}`),
-    ]).signature;
-    c.record(plan, { escrowTx, settlementTx });
-    const [outcome] = await c.verdicts(plan.jobId);
-    expect(outcome?.verdict).not.toBe("verified");
-  });
-
-  it("learns the treasury from agreeing settlements, then verifies honest jobs and fails a stranger payee", async () => {
-    const c = h.scenario(mainnetLike);
-    for (let i = 0; i < learnAfter; i++) {
-      const plan = h.op.plan({ keyIndex: 1, workerIndex: i % 4 });
+    it("ends a stream without usage partially verified: its charge is bounded by the lock only", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const txs = h.op.honestJob(plan);
+      c.record(plan, txs, {
+        stream: true,
+        promptTokens: null,
+        completionTokens: null,
+        totalTokens: null,
+      });
+      expect(await c.verdicts(plan.jobId)).toEqual([
+        { verdict: "partially_verified", failing: [] },
+      ]);
+    });
+    it("ends a job of an unpriced model partially verified: its price is unknown", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      // Asked for and answered by a model the profile has no price for.
+      const plan = {
+        ...h.op.plan({ keyIndex: 1 }),
+        model: "mystery-13b",
+        requestedModel: "mystery-13b",
+      };
       c.record(plan, h.op.honestJob(plan));
+      expect(await c.verdicts(plan.jobId)).toEqual([
+        { verdict: "partially_verified", failing: [] },
+      ]);
+    });
+
+    it("ends a job whose receipt ties it to no key partially verified: its vault is unproven", async () => {
+      const c = await h.scenario();
+      const plan = h.op.plan({ keyIndex: 1 });
+      c.record(plan, h.op.honestJob(plan), { keyFingerprint: null });
+      expect(await c.verdicts(plan.jobId)).toEqual([
+        { verdict: "partially_verified", failing: [] },
+      ]);
+    });
+  });
+
+  describe("frauds in the escrow lock", () => {
+    it("catches a lock funded from another user's credit vault once the key's vault is pinned", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const other = h.op.vault(2);
+      const escrowTx = h.op.send(h.op.lockIxs(plan, { from: other })).signature;
+      // The remainder goes back where the lock came from, so only the source is wrong.
+      const settlementTx = h.op.send([
+        ...h.op.payoutIxs(plan, { remainderTo: other }),
+        h.op.memo(`decentral:settle:${plan.jobId}`),
+      ]).signature;
+      c.record(plan, { escrowTx, settlementTx });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.source")]);
+    });
+
+    it("catches an attacker who adds 1 base unit to the lock and takes the remainder", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const attacker = h.op.attackerAccount(10n);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const escrowTx = h.op.send([
+        ...h.op.lockIxs(plan),
+        h.op.transfer(attacker, h.op.accounts.escrowVault, 1n, {
+          authority: h.op.attacker.address,
+        }),
+      ]).signature;
+      const settlementTx = h.op.send([
+        ...h.op.payoutIxs(plan, { remainder: plan.remainder + 1n, remainderTo: attacker }),
+        h.op.memo(`decentral:settle:${plan.jobId}`),
+      ]).signature;
+      c.record(plan, { escrowTx, settlementTx });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.source")]);
+    });
+
+    it("catches an Approve that makes the attacker a delegate of the credit vault inside the lock", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const escrowTx = h.op.send([
+        ...h.op.lockIxs(plan),
+        h.op.approve(plan.vault, h.op.attacker.address, 5_000_000n),
+      ]).signature;
+      const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+      c.record(plan, { escrowTx, settlementTx });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.instructions")]);
+    });
+
+    it("catches a lock that also closes another user's empty token account", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const victim = h.op.victimVault(0n);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const escrowTx = h.op.send([
+        ...h.op.lockIxs(plan),
+        h.op.closeAccount(victim, h.op.attacker.address),
+      ]).signature;
+      const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+      c.record(plan, { escrowTx, settlementTx });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.instructions")]);
+    });
+
+    it("catches a lock paid into an account that is not the escrow vault", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const attacker = h.op.attackerAccount(0n);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const escrowTx = h.op.send([
+        h.op.transfer(plan.vault, attacker, plan.lock),
+        h.op.memo(`decentral:escrow:${plan.jobId}`),
+      ]).signature;
+      const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+      c.record(plan, { escrowTx, settlementTx });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.vault")]);
+    });
+
+    it("catches a lock below the charge", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const lock = plan.charge - 20_000n;
+      const escrowTx = h.op.send(h.op.lockIxs(plan, { amount: lock })).signature;
+      const settlementTx = h.op.send([
+        ...h.op.payoutIxs(plan, { remainder: 0n }),
+        h.op.memo(`decentral:settle:${plan.jobId}`),
+      ]).signature;
+      c.record(plan, { escrowTx, settlementTx });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.covers_charge")]);
+    });
+
+    it("catches a failed escrow followed by a normal settlement, as the escrow's failure alone", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1 });
+      // The lock is there, but a later instruction overdraws the low-balance vault: the whole
+      // transaction fails on chain, pays its fee and moves nothing.
+      const escrowTx = h.op.send(
+        [...h.op.lockIxs(plan), h.op.transfer(h.op.vault(4), h.op.accounts.escrowVault, 10n ** 9n)],
+        { expectFailure: true },
+      ).signature;
+      const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+      c.record(plan, { escrowTx, settlementTx });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.succeeded")]);
+    });
+
+    it("catches an escrow whose memo was sent in a separate transaction, as one failing check", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const escrowTx = h.op.send([
+        h.op.transfer(plan.vault, h.op.accounts.escrowVault, plan.lock),
+      ]).signature;
+      h.op.send([h.op.memo(`decentral:escrow:${plan.jobId}`)]);
+      const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+      c.record(plan, { escrowTx, settlementTx });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.memo")]);
+    });
+
+    it("catches one lock whose memos name two jobs, each then settled", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const a = h.op.plan({ keyIndex: 1 });
+      const b = h.op.plan({ keyIndex: 1 });
+      // One lock for two jobs; the escrow vault's float pays the second settlement.
+      const escrowTx = h.op.send([
+        ...h.op.lockIxs(a),
+        h.op.memo(`decentral:escrow:${b.jobId}`),
+      ]).signature;
+      const settleA = h.op.send(h.op.settleIxs(a)).signature;
+      const settleB = h.op.send(h.op.settleIxs(b)).signature;
+      c.record(a, { escrowTx, settlementTx: settleA });
+      c.record(b, { escrowTx, settlementTx: settleB });
+      expect(await c.verdicts(a.jobId, b.jobId)).toEqual([
+        discrepancy("escrow.memo"),
+        discrepancy("escrow.memo"),
+      ]);
+    });
+  });
+
+  describe("frauds in the settlement", () => {
+    it("catches one settlement whose memos name two jobs and pays once", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const a = h.op.plan({ keyIndex: 1 });
+      const b = h.op.plan({ keyIndex: 1 });
+      const escrowA = h.op.send(h.op.lockIxs(a)).signature;
+      const escrowB = h.op.send(h.op.lockIxs(b)).signature;
+      const shared = h.op.send([
+        ...h.op.payoutIxs(a),
+        h.op.memo(`decentral:settle:${a.jobId}`),
+        h.op.memo(`decentral:settle:${b.jobId}`),
+      ]).signature;
+      c.record(a, { escrowTx: escrowA, settlementTx: shared });
+      c.record(b, { escrowTx: escrowB, settlementTx: shared });
+      expect(await c.verdicts(a.jobId, b.jobId)).toEqual([
+        discrepancy("settlement.memo"),
+        discrepancy("settlement.memo"),
+      ]);
+    });
+
+    it("catches a settlement whose memos also name a job nobody recorded", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      const settlementTx = h.op.send([
+        ...h.op.settleIxs(plan),
+        h.op.memo(`decentral:settle:${newJobId()}`),
+      ]).signature;
+      c.record(plan, { escrowTx, settlementTx });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.memo")]);
+    });
+
+    it("catches a correct settlement that also burns another user's credits", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      const settlementTx = h.op.send([
+        ...h.op.settleIxs(plan),
+        h.op.burn(h.op.vault(3), 50_000n),
+      ]).signature;
+      c.record(plan, { escrowTx, settlementTx });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.instructions")]);
+    });
+
+    it("catches a correct settlement that also makes the attacker owner of a user's vault", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const victim = h.op.victimVault(500_000n);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      const settlementTx = h.op.send([
+        ...h.op.settleIxs(plan),
+        h.op.setAuthority(victim, AuthorityType.AccountOwner, h.op.attacker.address),
+      ]).signature;
+      // Later the attacker drains the vault in a transaction that names no job.
+      const drain = h.op.attackerAccount(0n);
+      h.op.send([h.op.transfer(victim, drain, 500_000n, { authority: h.op.attacker.address })]);
+      c.record(plan, { escrowTx, settlementTx });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.instructions")]);
+    });
+
+    it("catches a correct settlement that also mints new credits to the attacker", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const attacker = h.op.attackerAccount(0n);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      const settlementTx = h.op.send([
+        ...h.op.settleIxs(plan),
+        h.op.mintTo(h.op.accounts.mint, attacker, 70_000n),
+      ]).signature;
+      c.record(plan, { escrowTx, settlementTx });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.instructions")]);
+    });
+
+    it("catches a CloseAccount made by another program inside the settlement (an inner instruction)", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const nested = h.op.nestedAccounts(30_000n);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      const settlementTx = h.op.send([
+        ...h.op.settleIxs(plan),
+        h.op.recoverNestedIx(nested),
+      ]).signature;
+      expect(h.op.chain.transaction(settlementTx)?.innerInstructions.length).toBeGreaterThan(0);
+      c.record(plan, { escrowTx, settlementTx });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.instructions")]);
+    });
+
+    it("catches a correct settlement plus a transfer from another user's vault to the attacker", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const attacker = h.op.attackerAccount(0n);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      const settlementTx = h.op.send([
+        ...h.op.settleIxs(plan),
+        h.op.transfer(h.op.vault(3), attacker, 90_000n),
+      ]).signature;
+      c.record(plan, { escrowTx, settlementTx });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.balances")]);
+    });
+
+    it("catches a worker paid in a fake mint while the attacker takes the worker's USDC", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const fake = h.op.createFakeMint();
+      const attackerFake = h.op.createTokenAccount(h.op.attacker.address, fake, 10_000_000n);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const workerFake = h.op.createTokenAccount(plan.worker.address, fake);
+      const attacker = h.op.attackerAccount(0n);
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      const settlementTx = h.op.send([
+        ...h.op.payoutIxs(plan, { workerAccount: attacker }),
+        h.op.transfer(attackerFake, workerFake, plan.workerShare, {
+          mint: fake,
+          authority: h.op.attacker.address,
+        }),
+        h.op.memo(`decentral:settle:${plan.jobId}`),
+      ]).signature;
+      c.record(plan, { escrowTx, settlementTx });
+      expect(await c.verdicts(plan.jobId)).toEqual([
+        discrepancy("settlement.balances", "settlement.worker_paid"),
+      ]);
+    });
+
+    it("catches the treasury's share paid to a stranger", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const stranger = h.op.attackerAccount(0n);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      const settlementTx = h.op.send([
+        ...h.op.payoutIxs(plan, { treasuryAccount: stranger }),
+        h.op.memo(`decentral:settle:${plan.jobId}`),
+      ]).signature;
+      c.record(plan, { escrowTx, settlementTx });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.recipients")]);
+    });
+
+    it("catches the remainder returned to another user's credit vault", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      const settlementTx = h.op.send([
+        ...h.op.payoutIxs(plan, { remainderTo: h.op.vault(2) }),
+        h.op.memo(`decentral:settle:${plan.jobId}`),
+      ]).signature;
+      c.record(plan, { escrowTx, settlementTx });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.source")]);
+    });
+
+    it("catches a staked worker paid at the unstaked rate", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1, workerIndex: 1 });
+      const workerShare = (plan.charge * 7500n) / 10_000n;
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      const settlementTx = h.op.send([
+        ...h.op.payoutIxs(plan, { workerShare, treasuryShare: plan.charge - workerShare }),
+        h.op.memo(`decentral:settle:${plan.jobId}`),
+      ]).signature;
+      c.record(plan, { escrowTx, settlementTx });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.split")]);
+    });
+
+    it("catches a settlement that landed before its escrow", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+      h.op.nextSlot();
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      c.record(plan, { escrowTx, settlementTx });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.after_escrow")]);
+    });
+
+    it("catches a settlement after the profile's window", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      h.op.advanceClock((localnetProfile.settlementWindowSeconds + 10) * 1000);
+      const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+      c.record(plan, { escrowTx, settlementTx });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.within_window")]);
+    });
+  });
+
+  describe("frauds in the refund", () => {
+    it("catches a 504 refund sent to an account that is not the key's credit vault", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const attacker = h.op.attackerAccount(0n);
+      const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      const refundTx = h.op.send(h.op.refundIxs(plan, attacker)).signature;
+      c.record(plan, { escrowTx, settlementTx: refundTx }, { httpStatus: 504 });
+      const [outcome] = await c.verdicts(plan.jobId);
+      // One cause: either check may own it, but only one of them.
+      expect([discrepancy("escrow.source"), discrepancy("refund.complete")]).toContainEqual(
+        outcome,
+      );
+    });
+
+    it("catches a refund that also freezes a worker's token account", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const fake = h.op.createFakeMint();
+      const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
+      const frozen = h.op.createTokenAccount(plan.worker.address, fake);
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      const refundTx = h.op.send([
+        ...h.op.refundIxs(plan),
+        h.op.freeze(frozen, fake, h.op.attacker.address),
+      ]).signature;
+      c.record(plan, { escrowTx, settlementTx: refundTx }, { httpStatus: 504 });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("refund.instructions")]);
+    });
+  });
+
+  describe("frauds in what the receipt and the jobs API say", () => {
+    it("prices by the requested model when the response names another, unpriced one", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = { ...h.op.plan({ keyIndex: 1 }), model: "qwen3-8b-turbo-preview" };
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      // The whole lock is charged: nothing goes back to the user.
+      const charge = plan.lock;
+      const workerShare = (charge * 8500n) / 10_000n;
+      const settlementTx = h.op.send([
+        ...h.op.payoutIxs(plan, {
+          workerShare,
+          treasuryShare: charge - workerShare,
+          remainder: 0n,
+        }),
+        h.op.memo(`decentral:settle:${plan.jobId}`),
+      ]).signature;
+      c.record(plan, { escrowTx, settlementTx });
+      expect(await c.verdicts(plan.jobId)).toEqual([
+        discrepancy("charge.matches_price", "charge.model"),
+      ]);
+    });
+
+    it("catches a replayed receipt naming another job's escrow and settlement; the original keeps them", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const original = h.op.plan({ keyIndex: 1 });
+      const txs = h.op.honestJob(original);
+      c.record(original, txs);
+      const replay = h.op.plan({ keyIndex: 1 });
+      c.record(replay, txs);
+      expect(await c.verdicts(original.jobId, replay.jobId)).toEqual([
+        verified,
+        discrepancy("signatures.unique"),
+      ]);
+    });
+
+    it("catches a replay through the jobs API's escrow field", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const original = h.op.plan({ keyIndex: 1 });
+      const txs = h.op.honestJob(original);
+      c.record(original, txs);
+      // The replaying job names no escrow in its headers; the jobs API names the original's.
+      const replay = h.op.plan({ keyIndex: 1 });
+      const ownSettlement = h.op.send(h.op.settleIxs(replay)).signature;
+      c.record(replay, { escrowTx: null, settlementTx: ownSettlement });
+      c.jobsApi(replay.jobId, {
+        status: "settled",
+        credits_charged: Number(replay.charge / 10_000n),
+        worker_address: replay.worker.address,
+        on_chain: { escrow_tx: txs.escrowTx, settlement_tx: ownSettlement },
+      });
+      expect(await c.verdicts(original.jobId, replay.jobId)).toEqual([
+        verified,
+        discrepancy("signatures.unique"),
+      ]);
+      // The jobs API's escrow field counts when looking for jobs naming a signature.
+      const evidence = (await c.check(replay.jobId, "signatures.unique"))?.actual as
+        | { signature: string; namedBy: string[] }[]
+        | undefined;
+      expect(evidence?.find((e) => e.signature === txs.escrowTx)?.namedBy.sort()).toEqual(
+        [original.jobId, replay.jobId].sort(),
+      );
+    });
+
+    it("catches one transaction named as both the escrow and the settlement of a job", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const both = h.op.send([...h.op.lockIxs(plan), ...h.op.settleIxs(plan)]).signature;
+      c.record(plan, { escrowTx: both, settlementTx: both });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("signatures.unique")]);
+    });
+
+    it("catches a jobs API whose credits_charged differs from what the chain charged", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const txs = h.op.honestJob(plan);
+      c.record(plan, txs);
+      c.jobsApi(plan.jobId, {
+        status: "settled",
+        credits_charged: Number(plan.charge / 10_000n) - 4,
+        worker_address: plan.worker.address,
+        on_chain: { escrow_tx: txs.escrowTx, settlement_tx: txs.settlementTx },
+      });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("jobs_api.matches_chain")]);
+    });
+
+    it("catches a jobs API that says refunded while the chain shows a settlement", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const txs = h.op.honestJob(plan);
+      c.record(plan, txs);
+      c.jobsApi(plan.jobId, {
+        status: "refunded",
+        credits_charged: 0,
+        worker_address: plan.worker.address,
+        on_chain: { escrow_tx: txs.escrowTx, settlement_tx: txs.settlementTx },
+      });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("jobs_api.matches_chain")]);
+    });
+  });
+
+  describe("receipts posted to the ingest API", () => {
+    it("pins the key named by key_fingerprint and catches a later lock from another user's vault", async () => {
+      const c = await h.scenario();
+      const pin = h.op.plan({ keyIndex: 1 });
+      expect((await c.ingest(pin, h.op.honestJob(pin))).status).toBe(201);
       await c.verify();
-    }
-    const honest = h.op.plan({ keyIndex: 1 });
-    c.record(honest, h.op.honestJob(honest));
-    const stranger = h.op.attackerAccount(0n);
-    const fraud = h.op.plan({ keyIndex: 1 });
-    const escrowTx = h.op.send(h.op.lockIxs(fraud)).signature;
-    const settlementTx = h.op.send([
-      ...h.op.payoutIxs(fraud, { treasuryAccount: stranger }),
-      h.op.memo(`decentral:settle:${fraud.jobId}`),
-    ]).signature;
-    c.record(fraud, { escrowTx, settlementTx });
-    expect(await c.verdicts(honest.jobId, fraud.jobId)).toEqual([
-      verified,
-      discrepancy("settlement.recipients"),
-    ]);
+      const fraud = h.op.plan({ keyIndex: 1 });
+      const other = h.op.vault(2);
+      const escrowTx = h.op.send(h.op.lockIxs(fraud, { from: other })).signature;
+      const settlementTx = h.op.send([
+        ...h.op.payoutIxs(fraud, { remainderTo: other }),
+        h.op.memo(`decentral:settle:${fraud.jobId}`),
+      ]).signature;
+      expect((await c.ingest(fraud, { escrowTx, settlementTx })).status).toBe(201);
+      expect(await c.verdicts(pin.jobId, fraud.jobId)).toEqual([
+        verified,
+        discrepancy("escrow.source"),
+      ]);
+    });
+
+    it("prices an ingested receipt by its requested_model", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = { ...h.op.plan({ keyIndex: 1 }), model: "qwen3-8b-turbo-preview" };
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      const workerShare = (plan.lock * 8500n) / 10_000n;
+      const settlementTx = h.op.send([
+        ...h.op.payoutIxs(plan, {
+          workerShare,
+          treasuryShare: plan.lock - workerShare,
+          remainder: 0n,
+        }),
+        h.op.memo(`decentral:settle:${plan.jobId}`),
+      ]).signature;
+      expect((await c.ingest(plan, { escrowTx, settlementTx })).status).toBe(201);
+      expect(await c.verdicts(plan.jobId)).toEqual([
+        discrepancy("charge.matches_price", "charge.model"),
+      ]);
+    });
+  });
+
+  describe("with a mainnet-like profile that knows no treasury and no program ids", () => {
+    /** Settlements that must agree before the treasury is pinned (kept small here). */
+    const learnAfter = 3;
+    const mainnetLike = {
+      ...localnetProfile,
+      name: "mainnet-like",
+      treasury: null,
+      programs: { jobEscrow: null, settlement: null, staking: null, workerRegistry: null },
+      treasuryLearnAfter: learnAfter,
+    } as Profile;
+
+    it("does not verify a job paying an unknown payee before the treasury is learned", async () => {
+      const c = await h.scenario(mainnetLike);
+      const stranger = h.op.attackerAccount(0n);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      const settlementTx = h.op.send([
+        ...h.op.payoutIxs(plan, { treasuryAccount: stranger }),
+        h.op.memo(`decentral:settle:${plan.jobId}`),
+      ]).signature;
+      c.record(plan, { escrowTx, settlementTx });
+      const [outcome] = await c.verdicts(plan.jobId);
+      expect(outcome?.verdict).not.toBe("verified");
+    });
+
+    it("learns the treasury from agreeing settlements, then verifies honest jobs and fails a stranger payee", async () => {
+      const c = await h.scenario(mainnetLike);
+      for (let i = 0; i < learnAfter; i++) {
+        const plan = h.op.plan({ keyIndex: 1, workerIndex: i % 4 });
+        c.record(plan, h.op.honestJob(plan));
+        await c.verify();
+      }
+      const honest = h.op.plan({ keyIndex: 1 });
+      c.record(honest, h.op.honestJob(honest));
+      const stranger = h.op.attackerAccount(0n);
+      const fraud = h.op.plan({ keyIndex: 1 });
+      const escrowTx = h.op.send(h.op.lockIxs(fraud)).signature;
+      const settlementTx = h.op.send([
+        ...h.op.payoutIxs(fraud, { treasuryAccount: stranger }),
+        h.op.memo(`decentral:settle:${fraud.jobId}`),
+      ]).signature;
+      c.record(fraud, { escrowTx, settlementTx });
+      expect(await c.verdicts(honest.jobId, fraud.jobId)).toEqual([
+        verified,
+        discrepancy("settlement.recipients"),
+      ]);
+    });
   });
 });

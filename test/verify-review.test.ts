@@ -75,7 +75,7 @@ function idStarting(first: "0" | "z"): string {
 
 describe("credit vault custody", () => {
   it("does not let a key learn, as its own, a vault already pinned to another key", async () => {
-    const c = h.scenario();
+    const c = await h.scenario();
     // Key 2's first honest job pins vault 2 to key 2.
     await c.pinKey(2);
     // Key 1 has no pin yet: its "first lock" is taken from key 2's vault, and so is the next.
@@ -91,14 +91,14 @@ describe("credit vault custody", () => {
       await c.verify();
     }
     // Key 2's customer paid for key 1's jobs.
-    expect(plans.map((p) => c.outcome(p.jobId))).toEqual([
+    expect(await Promise.all(plans.map((p) => c.outcome(p.jobId)))).toEqual([
       discrepancy("escrow.source"),
       discrepancy("escrow.source"),
     ]);
   });
 
   it("does not learn, as a key's credit vault, an account the escrow authority does not own", async () => {
-    const c = h.scenario();
+    const c = await h.scenario();
     // The key's first lock comes from the attacker's own account, and the remainder goes
     // back there: from now on the key's real vault is watched by nothing, and the lock's
     // source is an account no credit vault of the reference model can be (the profile knows
@@ -120,7 +120,7 @@ describe("credit vault custody", () => {
   });
 
   it("pins the vault a receipt declared for its key, so a later receipt without it cannot move it", async () => {
-    const c = h.scenario();
+    const c = await h.scenario();
     // The backend declares key 1's vault on its first receipt.
     const first = h.op.plan({ keyIndex: 1 });
     c.record(first, h.op.honestJob(first), { creditVault: first.vault });
@@ -143,7 +143,7 @@ describe("credit vault custody", () => {
   });
 
   it("still ties each key to one vault when the deployment lists its vaults (CREDIT_VAULTS)", async () => {
-    const c = h.scenario();
+    const c = await h.scenario();
     const custody: CustodyConfig = { vaults: [h.op.vault(1), h.op.vault(2)], byKey: {} };
     // Key 1's first lock comes from its own vault.
     const first = h.op.plan({ keyIndex: 1 });
@@ -159,7 +159,7 @@ describe("credit vault custody", () => {
     ]).signature;
     c.record(fraud, { escrowTx, settlementTx });
     await verifyWithCustody(c, custody);
-    expect([c.outcome(first.jobId), c.outcome(fraud.jobId)]).toEqual([
+    expect([await c.outcome(first.jobId), await c.outcome(fraud.jobId)]).toEqual([
       verified,
       discrepancy("escrow.source"),
     ]);
@@ -168,7 +168,7 @@ describe("credit vault custody", () => {
 
 describe("what the receipt's status allows", () => {
   it("does not accept a settlement that charges a job whose response was a 504", async () => {
-    const c = h.scenario();
+    const c = await h.scenario();
     await c.pinKey(1);
     // The caller got a 504 (timed out, credits refunded) and no usage; the operator settles
     // the job anyway and keeps the whole lock.
@@ -191,7 +191,7 @@ describe("what the receipt's status allows", () => {
 
 describe("a charge with no usage recorded", () => {
   it("does not accept a charge above the price at the request's max_tokens", async () => {
-    const c = h.scenario();
+    const c = await h.scenario();
     await c.pinKey(1);
     // A stream without usage: the charge is bounded by the lock only, but the lock is the
     // operator's choice. The request set no max_tokens, so the job cannot cost more than the
@@ -212,7 +212,7 @@ describe("a charge with no usage recorded", () => {
 
 describe("usage beyond what the request allowed", () => {
   it("does not verify usage above the request's max_tokens", async () => {
-    const c = h.scenario();
+    const c = await h.scenario();
     await c.pinKey(1);
     // The caller capped the completion at 300 tokens (the job can cost 8 credits at most);
     // the response body claims 4,000 completion tokens, and the lock and charge follow it.
@@ -231,7 +231,7 @@ describe("usage beyond what the request allowed", () => {
 
 describe("receipts from the fetch wrapper", () => {
   it("prices by the model the caller asked for, not the one the response names", async () => {
-    const c = h.scenario();
+    const c = await h.scenario();
     const custody: CustodyConfig = { vaults: [h.op.vault(1)], byKey: {} };
     // The caller asks for qwen3-8b; the operator answers as llama-3.3-70b and charges its price.
     const plan = h.op.plan({ keyIndex: 1, model: "llama-3.3-70b" });
@@ -279,13 +279,15 @@ describe("receipts from the fetch wrapper", () => {
     await verifyWithCustody(c, custody);
     // Today: verified at llama's price (the wrapper sends the response's model as `model`,
     // and no requested_model, key_fingerprint or max_tokens).
-    expect(c.outcome(plan.jobId)).toEqual(discrepancy("charge.matches_price", "charge.model"));
+    expect(await c.outcome(plan.jobId)).toEqual(
+      discrepancy("charge.matches_price", "charge.model"),
+    );
   });
 });
 
 describe("usage the operator writes in the response body", () => {
   it("decides an honest job even when another job reports an absurd completion_tokens", async () => {
-    const c = h.scenario();
+    const c = await h.scenario();
     await c.pinKey(1);
     // The proxy keeps any integer usage from the body (ingest caps it; the proxy does not).
     const absurd = h.op.plan({ keyIndex: 1 });
@@ -298,7 +300,10 @@ describe("usage the operator writes in the response body", () => {
     await c.verify().catch((e: unknown) => {
       error = e;
     });
-    expect({ error, outcomes: [c.outcome(absurd.jobId), c.outcome(honest.jobId)] }).toEqual({
+    expect({
+      error,
+      outcomes: [await c.outcome(absurd.jobId), await c.outcome(honest.jobId)],
+    }).toEqual({
       error: null,
       outcomes: [discrepancy("charge.matches_price"), verified],
     });
@@ -307,7 +312,7 @@ describe("usage the operator writes in the response body", () => {
 
 describe("transactions the verifier cannot read", () => {
   it("judges a settlement that closes a token account and opens it again in another mint", async () => {
-    const c = h.scenario();
+    const c = await h.scenario();
     await c.pinKey(1);
     const fake = h.op.createFakeMint();
     // An empty credit-mint account of the attacker's. Inside the settlement it is closed and
@@ -344,7 +349,7 @@ describe("transactions the verifier cannot read", () => {
 
 describe("what the operator leaves out", () => {
   it("judges the customer's money when the headers and the jobs API name no worker", async () => {
-    const c = h.scenario();
+    const c = await h.scenario();
     await c.pinKey(1);
     // The remainder goes to another customer's vault, which fails escrow.source when the
     // worker is named; without a worker every money check is skipped.
@@ -362,7 +367,7 @@ describe("what the operator leaves out", () => {
 
 describe("one job id answered twice", () => {
   it("does not verify a job whose id came back on a second, separately charged request", async () => {
-    const c = h.scenario();
+    const c = await h.scenario();
     await c.pinKey(1);
     const from = Date.now() - 60_000;
     // Two requests, one job id: each answer names its own lock and settlement, both memos
@@ -396,7 +401,7 @@ describe("report totals against the chain", () => {
     }, 0n);
 
   it("counts a second lock that only the jobs API names", async () => {
-    const c = h.scenario();
+    const c = await h.scenario();
     const from = Date.now() - 60_000;
     const plan = h.op.plan({ keyIndex: 1 });
     const txs = h.op.honestJob(plan);
@@ -429,7 +434,7 @@ describe("report totals against the chain", () => {
   });
 
   it("keeps a verified job's money on it when more than ten replays sort before it", async () => {
-    const c = h.scenario();
+    const c = await h.scenario();
     const from = Date.now() - 60_000;
     // The original's id sorts after every replay's: the replays are the first ten (and more)
     // jobs by id naming its signatures.
@@ -529,7 +534,7 @@ describe("what the operator's response headers can do to the record", () => {
 
 describe("ideas that are already handled", () => {
   it("worker paid from another user's vault while the escrow pays the attacker: settlement.balances", async () => {
-    const c = h.scenario();
+    const c = await h.scenario();
     await c.pinKey(1);
     const attacker = h.op.attackerAccount(0n);
     const plan = h.op.plan({ keyIndex: 1 });
@@ -544,7 +549,7 @@ describe("ideas that are already handled", () => {
   });
 
   it("escrow debited beyond the lock with the excess sent to the credit vault: settlement.conserves_lock", async () => {
-    const c = h.scenario();
+    const c = await h.scenario();
     await c.pinKey(1);
     const plan = h.op.plan({ keyIndex: 1 });
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
@@ -557,7 +562,7 @@ describe("ideas that are already handled", () => {
   });
 
   it("zero-delta churn through another user's vault inside an honest settlement moves nothing: verified", async () => {
-    const c = h.scenario();
+    const c = await h.scenario();
     await c.pinKey(1);
     const attacker = h.op.attackerAccount(0n);
     const plan = h.op.plan({ keyIndex: 1 });
@@ -572,7 +577,7 @@ describe("ideas that are already handled", () => {
   });
 
   it("a lock taken by a delegate approved earlier is judged by balances: verified", async () => {
-    const c = h.scenario();
+    const c = await h.scenario();
     await c.pinKey(1);
     const plan = h.op.plan({ keyIndex: 1 });
     h.op.send([h.op.approve(plan.vault, h.op.attacker.address, plan.lock)]);
@@ -588,7 +593,7 @@ describe("ideas that are already handled", () => {
   });
 
   it("two settlements of one job, one in the headers and one from the jobs API: settlement.single", async () => {
-    const c = h.scenario();
+    const c = await h.scenario();
     await c.pinKey(1);
     const plan = h.op.plan({ keyIndex: 1 });
     const txs = h.op.honestJob(plan);
@@ -606,7 +611,7 @@ describe("ideas that are already handled", () => {
   });
 
   it("a failed transaction named as the settlement: settlement.succeeded", async () => {
-    const c = h.scenario();
+    const c = await h.scenario();
     await c.pinKey(1);
     const plan = h.op.plan({ keyIndex: 1 });
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
@@ -619,7 +624,7 @@ describe("ideas that are already handled", () => {
   });
 
   it("a settlement memo naming a longer job id that starts with this one: settlement.memo", async () => {
-    const c = h.scenario();
+    const c = await h.scenario();
     await c.pinKey(1);
     const plan = h.op.plan({ keyIndex: 1 });
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
@@ -632,7 +637,7 @@ describe("ideas that are already handled", () => {
   });
 
   it("a refund named by the jobs API next to a settlement in the headers: refund.not_settled", async () => {
-    const c = h.scenario();
+    const c = await h.scenario();
     await c.pinKey(1);
     const plan = h.op.plan({ keyIndex: 1 });
     const txs = h.op.honestJob(plan);

@@ -1,4 +1,4 @@
-import { afterAll, afterEach } from "vitest";
+import { afterAll, afterEach, beforeEach } from "vitest";
 import type { Store } from "../../src/db/client.js";
 import { openPostgres } from "../../src/db/pg/client.js";
 import { migratePostgres } from "../../src/db/pg/migrate.js";
@@ -12,7 +12,10 @@ export type Dialect = (typeof dialects)[number];
 /** Opens fresh, migrated, empty stores of one dialect for the tests of a describe block. */
 export interface DialectStores {
   readonly dialect: Dialect;
-  /** A new empty store with every migration applied; closed after the test. */
+  /**
+   * A new empty store with every migration applied; closed after the test, or after the block
+   * when opened outside a test (in `beforeAll`).
+   */
   open(): Promise<Store>;
   /** The URL of the last store opened (`:memory:` for SQLite). */
   readonly lastUrl: string;
@@ -24,15 +27,25 @@ export interface DialectStores {
  * database on the run's test server, dropped after the block.
  */
 export function useDialectStores(dialect: Dialect): DialectStores {
-  const open: Store[] = [];
+  const inTest: Store[] = [];
+  const inBlock: Store[] = [];
+  let testRunning = false;
   const database = dialect === "postgres" ? usePostgresDatabase() : null;
   let lastUrl = ":memory:";
+  beforeEach(() => {
+    testRunning = true;
+  });
   afterEach(async () => {
-    for (const store of open.splice(0)) await store.close();
+    testRunning = false;
+    for (const store of inTest.splice(0)) await store.close();
   });
   afterAll(async () => {
-    for (const store of open.splice(0)) await store.close();
+    for (const store of inBlock.splice(0)) await store.close();
   });
+  const keep = <S extends Store>(store: S): S => {
+    (testRunning ? inTest : inBlock).push(store);
+    return store;
+  };
   return {
     dialect,
     get lastUrl() {
@@ -40,13 +53,10 @@ export function useDialectStores(dialect: Dialect): DialectStores {
     },
     async open() {
       if (database === null) {
-        const store = createTestStore();
-        open.push(store);
-        return store;
+        return keep(createTestStore());
       }
       lastUrl = await database.create();
-      const store = openPostgres(lastUrl, { poolSize: 4, statementTimeoutMs: 30_000 });
-      open.push(store);
+      const store = keep(openPostgres(lastUrl, { poolSize: 4, statementTimeoutMs: 30_000 }));
       await migratePostgres(store.pool);
       return store;
     },

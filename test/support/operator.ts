@@ -1,12 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { getAssociatedTokenAddressSync } from "@solana/spl-token";
 import { PublicKey } from "@solana/web3.js";
-import { eq } from "drizzle-orm";
 import { createApp } from "../../src/api/app.js";
 import { createToken } from "../../src/auth/tokens.js";
 import { createRpcPool, type RpcPool } from "../../src/chain/rpc-pool.js";
-import type { SqliteStore } from "../../src/db/client.js";
-import { checkResults, jobs } from "../../src/db/schema.js";
+import type { Store } from "../../src/db/client.js";
 import type { StoredTransaction } from "../../src/localnet/chain.js";
 import {
   ASSOCIATED_TOKEN_PROGRAM_ID,
@@ -29,7 +27,8 @@ import { type LocalWorld, startLocalWorld } from "../../src/localnet/world.js";
 import { createLogger } from "../../src/log.js";
 import { parseJobsApiAnswer, recordJobsApiAnswer } from "../../src/recorder/jobs-api.js";
 import { keyFingerprint } from "../../src/recorder/proxy.js";
-import { type Receipt, recordReceiptsInTransaction } from "../../src/store/receipts.js";
+import { type Receipt, recordReceipts } from "../../src/recorder/receipts.js";
+import { reportsStore } from "../../src/store/reports.js";
 import { createVerifier } from "../../src/verify/engine.js";
 import { localnetProfile, type Profile, priceUnits } from "../../src/verify/profiles.js";
 import { createTestStore } from "./store.js";
@@ -622,14 +621,23 @@ export type ScenarioReceipt = Receipt & { requestedModel?: string | null };
  * answers), verify until every job is final, read verdicts and failing checks.
  */
 export class Scenario {
-  readonly store: SqliteStore = createTestStore();
   private app: ReturnType<typeof createApp> | undefined;
   private ingestToken: string | undefined;
+  /** Writes `record` and `jobsApi` started; awaited before anything reads or verifies. */
+  private pending: Promise<unknown>[] = [];
 
   constructor(
     private readonly harness: AdversaryHarness,
     readonly profile: Profile,
+    readonly store: Store,
   ) {}
+
+  /** Waits for the writes started so far; the first that failed throws. */
+  async flush(): Promise<void> {
+    const pending = this.pending;
+    this.pending = [];
+    await Promise.all(pending);
+  }
 
   /**
    * Records the receipt of `plan` naming `escrowTx` / `settlementTx` as ingest would, with the
@@ -661,12 +669,17 @@ export class Scenario {
     };
     // The receipt prices by the model asked for and keeps the response's model to compare.
     const { requestedModel, ...rest } = receipt;
-    const [result] = recordReceiptsInTransaction(
-      this.store,
-      [requestedModel ? { ...rest, model: requestedModel, responseModel: receipt.model } : rest],
-      "ingest",
+    this.pending.push(
+      recordReceipts(
+        this.store,
+        [requestedModel ? { ...rest, model: requestedModel, responseModel: receipt.model } : rest],
+        "ingest",
+      ).then(([result]) => {
+        if (result?.outcome !== "created") {
+          throw new Error(`receipt ${plan.jobId}: ${result?.outcome}`);
+        }
+      }),
     );
-    if (result?.outcome !== "created") throw new Error(`receipt ${plan.jobId}: ${result?.outcome}`);
     return plan.jobId;
   }
 
@@ -680,6 +693,7 @@ export class Scenario {
     txs: { escrowTx: string; settlementTx: string | null },
     overrides: Record<string, unknown> = {},
   ): Promise<{ status: number; body: unknown }> {
+    await this.flush();
     this.app ??= createApp({ store: this.store, log });
     this.ingestToken ??= (
       await createToken(this.store, { role: "ingest", name: "adversary" })
@@ -713,7 +727,7 @@ export class Scenario {
 
   /** Stores a jobs-API answer for a job, as the recorder's lookup does. */
   jobsApi(jobId: string, body: JobsApiBody): void {
-    recordJobsApiAnswer(this.store, jobId, parseJobsApiAnswer(body));
+    this.pending.push(recordJobsApiAnswer(this.store, jobId, parseJobsApiAnswer(body)));
   }
 
   /** The jobs API's honest answer for a settled job. */
@@ -740,6 +754,7 @@ export class Scenario {
 
   /** Runs the verifier until every recorded job has a final verdict. */
   async verify(): Promise<void> {
+    await this.flush();
     const verifier = createVerifier({
       store: this.store,
       rpc: this.harness.rpc,
@@ -753,32 +768,31 @@ export class Scenario {
     }
   }
 
-  /** Verdict and failing checks of one job. */
-  outcome(jobId: string): JobOutcome {
-    const row = this.store.db.select().from(jobs).where(eq(jobs.jobId, jobId)).get();
-    if (!row) throw new Error(`no job ${jobId}`);
-    const failing = this.store.db
-      .select()
-      .from(checkResults)
-      .where(eq(checkResults.jobId, jobId))
-      .all()
+  /** Verdict and failing checks of one job, as the audit record reads them. */
+  async outcome(jobId: string): Promise<JobOutcome> {
+    await this.flush();
+    const rows = await reportsStore(this.store).auditRows(jobId);
+    if (!rows) throw new Error(`no job ${jobId}`);
+    const failing = rows.checks
       .filter((c) => c.outcome === "fail")
       .map((c) => c.name)
       .sort();
-    return { verdict: row.verdict, failing };
+    return { verdict: rows.job.verdict, failing };
   }
 
   /** One stored check of a job, with its evidence parsed (null when it was not written). */
-  check(
+  async check(
     jobId: string,
     name: string,
-  ): { outcome: string; reason: string | null; expected: unknown; actual: unknown } | null {
-    const row = this.store.db
-      .select()
-      .from(checkResults)
-      .where(eq(checkResults.jobId, jobId))
-      .all()
-      .find((c) => c.name === name);
+  ): Promise<{
+    outcome: string;
+    reason: string | null;
+    expected: unknown;
+    actual: unknown;
+  } | null> {
+    await this.flush();
+    const rows = await reportsStore(this.store).auditRows(jobId);
+    const row = rows?.checks.find((c) => c.name === name);
     if (!row) return null;
     const parse = (v: unknown) => (typeof v === "string" ? JSON.parse(v) : v);
     return {
@@ -792,7 +806,7 @@ export class Scenario {
   /** Verifies, then returns the outcome of each job asked for. */
   async verdicts(...jobIds: string[]): Promise<JobOutcome[]> {
     await this.verify();
-    return jobIds.map((id) => this.outcome(id));
+    return Promise.all(jobIds.map((id) => this.outcome(id)));
   }
 }
 
@@ -801,7 +815,7 @@ export interface AdversaryHarness {
   op: Operator;
   rpc: RpcPool;
   /** A scenario with its own store, verified under `profile` (localnet by default). */
-  scenario(profile?: Profile): Scenario;
+  scenario(profile?: Profile): Promise<Scenario>;
   close(): Promise<void>;
 }
 
@@ -809,7 +823,10 @@ export interface AdversaryHarness {
  * Starts one local world for a test file (10 ms slots, finality after 3 slots) whose clock the
  * operator can move forward, and an RPC pool over it.
  */
-export async function startAdversaryHarness(): Promise<AdversaryHarness> {
+export async function startAdversaryHarness(
+  options: { openStore?: () => Promise<Store> } = {},
+): Promise<AdversaryHarness> {
+  const openStore = options.openStore ?? (async () => createTestStore());
   let offset = 0;
   const clock = {
     now: () => Date.now() + offset,
@@ -829,7 +846,8 @@ export async function startAdversaryHarness(): Promise<AdversaryHarness> {
     world,
     op,
     rpc,
-    scenario: (profile = localnetProfile) => new Scenario(harness, profile),
+    scenario: async (profile = localnetProfile) =>
+      new Scenario(harness, profile, await openStore()),
     async close() {
       await rpc.close();
       await world.close();

@@ -6,7 +6,7 @@ import { serve } from "@hono/node-server";
 import bs58 from "bs58";
 import { createApp } from "../../src/api/app.js";
 import { createToken } from "../../src/auth/tokens.js";
-import type { SqliteStore } from "../../src/db/client.js";
+import type { Store } from "../../src/db/client.js";
 import { createLogger, type Logger } from "../../src/log.js";
 import type { RecordingProxy } from "../../src/recorder/proxy.js";
 
@@ -66,7 +66,7 @@ export async function listen(
 }
 
 /** Serves `createApp` on a free port the way `serve` does (so the proxy gets Node objects). */
-export async function serveApp(deps: { store: SqliteStore; log: Logger; proxy?: RecordingProxy }) {
+export async function serveApp(deps: { store: Store; log: Logger; proxy?: RecordingProxy }) {
   const app = createApp(deps);
   const server = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }) as http.Server;
   if (!server.listening) await once(server, "listening");
@@ -82,6 +82,6 @@ export async function serveApp(deps: { store: SqliteStore; log: Logger; proxy?: 
 }
 
 /** A fresh access token of role `ingest` (what backends posting receipts hold). */
-export async function ingestToken(store: SqliteStore): Promise<string> {
+export async function ingestToken(store: Store): Promise<string> {
   return (await createToken(store, { role: "ingest", name: "recorder tests" })).token;
 }

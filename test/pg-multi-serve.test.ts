@@ -1,0 +1,181 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createToken } from "../src/auth/tokens.js";
+import { openPostgres, type PgStore } from "../src/db/pg/client.js";
+import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
+import { keyFingerprint } from "../src/recorder/proxy.js";
+import { usePostgresDatabase } from "./support/postgres.js";
+import { type CliProcess, startCli, startServe } from "./support/service-process.js";
+
+/**
+ * The deployment PostgreSQL is for: several `serve` processes (here three, on one host) on one
+ * PostgreSQL database, proxying and ingesting at once, the nightly `verify` beside them, and one
+ * of them killed with SIGKILL in the middle of its work. Real processes, a real server.
+ */
+
+const database = usePostgresDatabase();
+let world: LocalWorld;
+let serves: (CliProcess & { url: string })[] = [];
+let ingestToken: string;
+let store: PgStore;
+/** Job ids a client was answered for (200 from a proxy, 201 from the ingest API). */
+const acknowledged = new Set<string>();
+
+beforeAll(async () => {
+  world = await startLocalWorld({ slotMs: 20, finalitySlots: 3 });
+  const env = { SOLANA_RPC_URLS: world.rpcUrl, DECENTRAL_BASE_URL: world.decentralBaseUrl };
+  // All three start, and migrate, at once on an empty database: the migration lock lets one
+  // apply the migrations and the others find nothing to do.
+  serves = await Promise.all([0, 1, 2].map(() => startServe(database.url, env)));
+  store = openPostgres(database.url);
+  ingestToken = (await createToken(store, { role: "ingest", name: "pg-multi-serve" })).token;
+}, 120_000);
+
+afterAll(async () => {
+  for (const s of serves) if (s.child.exitCode === null) s.child.kill("SIGTERM");
+  await Promise.all(serves.map((s) => s.exited));
+  await store?.close();
+  await world?.close();
+});
+
+/** One job through a serve's recording proxy, as the OpenAI SDK would send it. */
+async function proxied(url: string, i: number) {
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: "POST",
+    headers: {
+      authorization: `Bearer ${world.apiKeys[i % 3]}`,
+      "content-type": "application/json",
+    },
+    body: JSON.stringify({
+      model: "qwen3-8b",
+      messages: [{ role: "user", content: `job ${i}` }],
+      ...(i % 2 === 0 ? { stream: true, stream_options: { include_usage: true } } : {}),
+    }),
+  });
+  await res.text();
+  expect(res.status).toBe(200);
+  acknowledged.add(String(res.headers.get("x-decentral-job-id")));
+}
+
+/** One job run straight against the simulator, its receipt posted to a serve's ingest API. */
+async function ingested(url: string, i: number) {
+  const base = world.decentralBaseUrl.replace(/\/v1$/, "");
+  const res = await fetch(`${base}/v1/chat/completions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${world.apiKeys[0]}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "phi-4-mini", messages: [{ role: "user", content: `i${i}` }] }),
+  });
+  const body = (await res.json()) as { usage: Record<string, number> };
+  const h = (name: string) => res.headers.get(name);
+  const post = await fetch(`${url}/jobs`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${ingestToken}`, "content-type": "application/json" },
+    body: JSON.stringify({
+      job_id: h("x-decentral-job-id"),
+      escrow_tx: h("x-decentral-tx-signature"),
+      settlement_tx: h("x-decentral-settlement-tx"),
+      worker: h("x-decentral-worker"),
+      credits_remaining: h("x-decentral-credits-remaining"),
+      model: "phi-4-mini",
+      usage: body.usage,
+      key_fingerprint: keyFingerprint(`Bearer ${world.apiKeys[0]}`),
+    }),
+  });
+  expect(post.status).toBe(201);
+  acknowledged.add(String(h("x-decentral-job-id")));
+}
+
+/** `n` jobs spread over the live serves, through the proxies and the ingest API. */
+async function traffic(n: number, urls: string[]) {
+  await Promise.all(
+    Array.from({ length: n }, (_, i) => {
+      const url = urls[i % urls.length] as string;
+      return i % 3 === 2 ? ingested(url, i) : proxied(url, i);
+    }),
+  );
+}
+
+function verifyRun() {
+  // Debug: the run's own "job verdict" lines go to stderr, to be counted with the serves'.
+  return startCli(["verify", "--since", "1h", "--timeout", "60s", "--db", database.url], {
+    SOLANA_RPC_URLS: world.rpcUrl,
+    AUDIT_PROFILE: "localnet",
+    LOG_LEVEL: "debug",
+  });
+}
+
+/** Job ids of every "job verdict" line, from the serves' logs and a verify run's stderr. */
+function verdictLines(verify: CliProcess[]): string[] {
+  const fromServes = serves.flatMap((s) => s.logs).filter((l) => l.msg === "job verdict");
+  const fromRuns = verify.flatMap((v) =>
+    v
+      .stderr()
+      .split("\n")
+      .flatMap((line) => {
+        try {
+          const parsed = JSON.parse(line) as Record<string, unknown>;
+          return parsed.msg === "job verdict" ? [parsed] : [];
+        } catch {
+          return [];
+        }
+      }),
+  );
+  return [...fromServes, ...fromRuns].map((l) => String(l.jobId));
+}
+
+describe("three serve processes on one PostgreSQL", () => {
+  it("records every acknowledged job once and verifies each exactly once, with verify beside them and one serve killed mid-round", async () => {
+    const urls = serves.map((s) => s.url);
+    await traffic(30, urls);
+    // More traffic while the nightly run works, then one serve dies with SIGKILL while its
+    // verifier holds leases: another process takes its jobs once it is known dead.
+    const during = traffic(30, urls);
+    const verify = verifyRun();
+    await serves[2]!.waitForLog((l) => l.msg === "job verdict", 60_000);
+    serves[2]!.child.kill("SIGKILL");
+    await serves[2]!.exited;
+    await during;
+    await traffic(15, urls.slice(0, 2));
+    expect(await verify.exited).toBe(0);
+    // A second run picks up whatever arrived after the first had looked.
+    const second = verifyRun();
+    expect(await second.exited).toBe(0);
+
+    const rows = await store.pool.query<{ job_id: string; verdict: string }>(
+      "SELECT job_id, verdict FROM jobs",
+    );
+    const recorded = new Set(rows.rows.map((r) => r.job_id));
+    // Every job a client was answered for is in the store; nothing else is.
+    expect([...acknowledged].filter((id) => !recorded.has(id))).toEqual([]);
+    expect(recorded.size).toBe(acknowledged.size);
+    expect(acknowledged.size).toBe(75);
+    // Every job reached a final verdict that the chain bears out.
+    const open = rows.rows.filter((r) => !["verified", "partially_verified"].includes(r.verdict));
+    expect(open).toEqual([]);
+    // Each final verdict was reached by one process, once (logged where it was written).
+    const lines = verdictLines([verify, second]);
+    const counts = new Map<string, number>();
+    for (const id of lines) counts.set(id, (counts.get(id) ?? 0) + 1);
+    expect([...counts.entries()].filter(([, n]) => n > 1)).toEqual([]);
+    expect(new Set(lines)).toEqual(recorded);
+    for (const s of serves) expect(JSON.stringify(s.logs)).not.toMatch(/"level":50/);
+  }, 240_000);
+
+  it("answers reports and audit lookups from any serve while they write", async () => {
+    const [a, b] = serves.map((s) => s.url) as [string, string];
+    const any = [...acknowledged][0]!;
+    const readToken = (await createToken(store, { role: "read", name: "reader" })).token;
+    const auth = { authorization: `Bearer ${readToken}` };
+    const [audit, report] = await Promise.all([
+      fetch(`${a}/audit/${any}`, { headers: auth }),
+      fetch(`${b}/reports/reconciliation?from=2020-01-01&to=2100-01-01&groupBy=model`, {
+        headers: auth,
+      }),
+      traffic(6, [a, b]),
+    ]);
+    expect(audit.status).toBe(200);
+    expect(((await audit.json()) as { jobId: string }).jobId).toBe(any);
+    expect(report.status).toBe(200);
+    const body = (await report.json()) as { totals: { jobs: number } };
+    expect(body.totals.jobs).toBeGreaterThanOrEqual(75);
+  }, 60_000);
+});
