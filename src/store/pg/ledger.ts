@@ -14,7 +14,7 @@ import {
   ne,
   sql,
 } from "drizzle-orm";
-import { type AnyPgColumn, union } from "drizzle-orm/pg-core";
+import type { AnyPgColumn } from "drizzle-orm/pg-core";
 import type { PgStore } from "../../db/pg/client.js";
 import {
   chainTransactions,
@@ -648,16 +648,20 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
   return {
     async pinnedVaults() {
       const rows = await db
-        .selectDistinct({ vault: creditVaults.vault })
+        .select({ vault: creditVaults.vault })
         .from(creditVaults)
+        // GROUP BY, not DISTINCT: DISTINCT cannot order by the collated expression.
+        .groupBy(creditVaults.vault)
         .orderBy(byteOrder(creditVaults.vault));
       return rows.map((r) => r.vault);
     },
     async statementVaults() {
-      const rows = await union(
-        db.select({ vault: ledgerCursors.vault }).from(ledgerCursors),
-        db.select({ vault: creditVaults.vault }).from(creditVaults),
-      ).orderBy(sql`1 COLLATE "C"`);
+      // A UNION sorts by its output column only: the collation is set in the select lists,
+      // which the builder's union does not write.
+      const { rows } = await db.execute<{ vault: string }>(
+        sql`SELECT vault COLLATE "C" AS vault FROM ledger_cursors
+          UNION SELECT vault COLLATE "C" FROM credit_vaults ORDER BY 1`,
+      );
       return rows.map((r) => r.vault);
     },
     async keysOf(vault) {
