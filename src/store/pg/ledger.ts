@@ -12,9 +12,10 @@ import {
   lt,
   lte,
   ne,
+  not,
+  or,
   sql,
 } from "drizzle-orm";
-import type { AnyPgColumn } from "drizzle-orm/pg-core";
 import type { PgStore } from "../../db/pg/client.js";
 import {
   chainTransactions,
@@ -63,6 +64,8 @@ import { reopenJobsPg } from "./job-queue.js";
 /** Orders lines (the same as src/store/ledger.ts). */
 const ORD_SPAN = 1_000_000_000;
 const DAY = 86_400;
+/** Rows per multi-row statement (well under PostgreSQL's 65,535 parameters). */
+const BATCH = 500;
 /** First key of the two-key advisory lock of a vault's ledger writes (second: hashtext(vault)). */
 const VAULT_LOCK_CLASS = 1_049_101;
 
@@ -115,6 +118,8 @@ const emptySums = (): KindSums => ({
 const sumUnits = (column: unknown) =>
   sql<bigint>`coalesce(sum(${column}), 0)`.mapWith((v: string | number) => BigInt(v));
 const byteOrder = (column: unknown) => sql`${column} COLLATE "C"`;
+/** A text[] parameter: one bound array (drizzle would spread a JS array into a list). */
+const textArray = (values: readonly string[]) => sql`${sql.param([...values])}::text[]`;
 
 type Classifiable = {
   signature: string;
@@ -177,74 +182,117 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     return row;
   }
 
-  /** The recorded job naming `signature` in `column`, else in `apiColumn` (one round trip). */
-  async function jobNaming(
+  /**
+   * Which of `jobIds` had money come back to `vault`, or their settlement landed: the five
+   * probes of the SQLite `returnedHere`, for a batch of jobs in one round trip (over `unnest`
+   * of an array, which the builder does not write).
+   */
+  async function returnedOf(
     q: PgExecutor,
-    column: AnyPgColumn,
-    apiColumn: AnyPgColumn,
-    signature: string,
-  ): Promise<string | undefined> {
-    const [row] = await q
-      .select({ jobId: jobs.jobId })
-      .from(jobs)
-      .where(eq(column, signature))
-      .unionAll(q.select({ jobId: jobs.jobId }).from(jobs).where(eq(apiColumn, signature)))
-      .limit(1);
-    return row?.jobId;
+    vault: string,
+    jobIds: Iterable<string>,
+  ): Promise<Set<string>> {
+    const ids = [...new Set(jobIds)];
+    if (ids.length === 0) return new Set();
+    const settlements = sql`ARRAY[s.settlement_tx, s.api_settlement_tx]`;
+    const result = await q.execute<{ job: string }>(sql`SELECT j.job
+      FROM unnest(${textArray(ids)}) AS j (job)
+      WHERE EXISTS (SELECT 1 FROM ledger_lines WHERE vault = ${vault} AND memo_kind = 'settle'
+          AND memo_job_id = j.job AND delta_units > 0)
+        OR EXISTS (SELECT 1 FROM ledger_lines WHERE vault = ${vault} AND memo_kind = 'refund'
+          AND memo_job_id = j.job AND delta_units > 0)
+        OR EXISTS (SELECT 1 FROM ledger_lines WHERE vault = ${vault} AND job_id = j.job
+          AND kind = 'return')
+        OR EXISTS (SELECT 1 FROM jobs s JOIN ledger_lines l ON l.vault = ${vault}
+          AND l.signature = ANY (${settlements}) WHERE s.job_id = j.job AND l.delta_units > 0)
+        OR EXISTS (SELECT 1 FROM jobs s JOIN chain_transactions c
+          ON c.signature = ANY (${settlements})
+          WHERE s.job_id = j.job AND c.state = 'finalized' AND c.succeeded)`);
+    return new Set(result.rows.map((r) => r.job));
   }
 
   /**
-   * Whether money came back to `vault` for `job`, or its settlement landed. Five EXISTS probes
-   * in one round trip (a SELECT without FROM, which the builder does not write).
+   * What each read line is, by the receipts recorded now: `classify` of the SQLite store for a
+   * batch, with two queries for the whole batch (the jobs naming its signatures, and the jobs
+   * whose lock this vault paid by memo). With `inOrder`, a line's escrow memo counts for the
+   * lines after it, as when each line is written before the next is classified; without, the
+   * stored lines are all there is (classifying never changes what the next line reads).
    */
-  async function returnedHere(q: PgExecutor, vault: string, job: string): Promise<boolean> {
-    const settlements = sql`SELECT settlement_tx FROM jobs WHERE job_id = ${job}
-      UNION SELECT api_settlement_tx FROM jobs WHERE job_id = ${job}`;
-    const result = await q.execute<{ returned: boolean }>(sql`SELECT (
-      EXISTS (SELECT 1 FROM ledger_lines WHERE vault = ${vault} AND memo_kind = 'settle'
-        AND memo_job_id = ${job} AND delta_units > 0)
-      OR EXISTS (SELECT 1 FROM ledger_lines WHERE vault = ${vault} AND memo_kind = 'refund'
-        AND memo_job_id = ${job} AND delta_units > 0)
-      OR EXISTS (SELECT 1 FROM ledger_lines WHERE vault = ${vault} AND job_id = ${job}
-        AND kind = 'return')
-      OR EXISTS (SELECT 1 FROM ledger_lines WHERE vault = ${vault} AND delta_units > 0
-        AND signature IN (${settlements}))
-      OR EXISTS (SELECT 1 FROM chain_transactions c WHERE c.state = 'finalized' AND c.succeeded
-        AND c.signature IN (${settlements}))
-    ) AS returned`);
-    return result.rows[0]?.returned === true;
-  }
-
-  /** What a read line is, by the receipts recorded now. */
-  async function classify(
+  async function classifyMany(
     q: PgExecutor,
     vault: string,
-    line: Classifiable,
-  ): Promise<{ kind: LineKind; jobId: string | null }> {
-    if (line.delta === 0n) return { kind: "none", jobId: null };
-    if (line.delta < 0n) {
-      const job = await jobNaming(q, jobs.escrowTx, jobs.apiEscrowTx, line.signature);
-      if (job !== undefined) return { kind: "lock", jobId: job };
-      return { kind: "unexplained", jobId: line.memoKind === "escrow" ? line.memoJobId : null };
+    lines: readonly Classifiable[],
+    inOrder = false,
+  ): Promise<{ kind: LineKind; jobId: string | null }[]> {
+    const moving = [...new Set(lines.filter((l) => l.delta !== 0n).map((l) => l.signature))];
+    const lock = new Map<string, string>();
+    const apiLock = new Map<string, string>();
+    const ret = new Map<string, string>();
+    const apiRet = new Map<string, string>();
+    if (moving.length > 0) {
+      const any = textArray(moving);
+      const rows = await q
+        .select({
+          jobId: jobs.jobId,
+          escrowTx: jobs.escrowTx,
+          apiEscrowTx: jobs.apiEscrowTx,
+          settlementTx: jobs.settlementTx,
+          apiSettlementTx: jobs.apiSettlementTx,
+        })
+        .from(jobs)
+        .where(
+          or(
+            sql`${jobs.escrowTx} = ANY (${any})`,
+            sql`${jobs.apiEscrowTx} = ANY (${any})`,
+            sql`${jobs.settlementTx} = ANY (${any})`,
+            sql`${jobs.apiSettlementTx} = ANY (${any})`,
+          ),
+        );
+      const first = (map: Map<string, string>, signature: string | null, jobId: string) => {
+        if (signature !== null && !map.has(signature)) map.set(signature, jobId);
+      };
+      for (const r of rows) {
+        first(lock, r.escrowTx, r.jobId);
+        first(apiLock, r.apiEscrowTx, r.jobId);
+        first(ret, r.settlementTx, r.jobId);
+        first(apiRet, r.apiSettlementTx, r.jobId);
+      }
     }
-    const job = await jobNaming(q, jobs.settlementTx, jobs.apiSettlementTx, line.signature);
-    if (job !== undefined) return { kind: "return", jobId: job };
-    if ((line.memoKind === "settle" || line.memoKind === "refund") && line.memoJobId !== null) {
-      const [locked] = await q
-        .select({ one: sql`1` })
+    const memoReturn = (l: Classifiable) =>
+      l.delta > 0n && (l.memoKind === "settle" || l.memoKind === "refund") && l.memoJobId !== null;
+    const memoIds = [...new Set(lines.filter(memoReturn).map((l) => l.memoJobId!))];
+    const lockedByMemo = new Set<string>();
+    if (memoIds.length > 0) {
+      const rows = await q
+        .selectDistinct({ jobId: ledgerLines.memoJobId })
         .from(ledgerLines)
         .where(
           and(
             vaultIs(vault),
             eq(ledgerLines.memoKind, "escrow"),
             lt(ledgerLines.deltaUnits, 0n),
-            eq(ledgerLines.memoJobId, line.memoJobId),
+            sql`${ledgerLines.memoJobId} = ANY (${textArray(memoIds)})`,
           ),
-        )
-        .limit(1);
-      if (locked) return { kind: "return", jobId: line.memoJobId };
+        );
+      for (const r of rows) if (r.jobId !== null) lockedByMemo.add(r.jobId);
     }
-    return { kind: "deposit", jobId: null };
+    return lines.map((line) => {
+      if (inOrder && line.memoKind === "escrow" && line.delta < 0n && line.memoJobId !== null) {
+        lockedByMemo.add(line.memoJobId);
+      }
+      if (line.delta === 0n) return { kind: "none", jobId: null };
+      if (line.delta < 0n) {
+        const job = lock.get(line.signature) ?? apiLock.get(line.signature);
+        if (job !== undefined) return { kind: "lock", jobId: job };
+        return { kind: "unexplained", jobId: line.memoKind === "escrow" ? line.memoJobId : null };
+      }
+      const job = ret.get(line.signature) ?? apiRet.get(line.signature);
+      if (job !== undefined) return { kind: "return", jobId: job };
+      if (memoReturn(line) && lockedByMemo.has(line.memoJobId!)) {
+        return { kind: "return", jobId: line.memoJobId };
+      }
+      return { kind: "deposit", jobId: null };
+    });
   }
 
   async function setReleased(tx: PgExecutor, vault: string, signature: string) {
@@ -282,12 +330,16 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
               vaultIs(vault),
               eq(ledgerLines.jobId, job),
               lt(ledgerLines.deltaUnits, 0n),
-              eq(ledgerLines.released, false),
+              not(ledgerLines.released),
             ),
           );
         released += result.rowCount ?? 0;
       }
-    } else if (line.delta < 0n && c.jobId !== null && (await returnedHere(tx, vault, c.jobId))) {
+    } else if (
+      line.delta < 0n &&
+      c.jobId !== null &&
+      (await returnedOf(tx, vault, [c.jobId])).has(c.jobId)
+    ) {
       await setReleased(tx, vault, line.signature);
       released++;
     }
@@ -434,41 +486,153 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     }
   }
 
-  /** Stores a fetched transaction once; a row already holding facts is kept as it is. */
-  async function upsertTransaction(tx: PgExecutor, f: FetchedTransaction, t: number) {
-    await tx
-      .insert(chainTransactions)
-      .values({
-        signature: f.signature,
-        state: "finalized",
-        commitment: "finalized",
-        slot: f.slot,
-        blockTime: f.blockTime,
-        feeLamports: BigInt(f.fee),
-        succeeded: f.succeeded,
-        // JSON texts as given, kept byte for byte by the `json` type.
-        err: sql`${f.err}::json`,
-        facts: sql`${f.facts}::json`,
-        raw: f.raw,
-        firstSeenAt: t,
-        fetchedAt: t,
-      })
-      .onConflictDoUpdate({
-        target: chainTransactions.signature,
-        set: {
-          state: "finalized",
-          commitment: "finalized",
-          slot: sql`excluded.slot`,
-          blockTime: sql`excluded.block_time`,
-          feeLamports: sql`excluded.fee_lamports`,
-          succeeded: sql`excluded.succeeded`,
-          err: sql`excluded.err`,
-          facts: sql`excluded.facts`,
-          raw: sql`excluded.raw`,
-          fetchedAt: sql`excluded.fetched_at`,
-        },
-        setWhere: sql`${chainTransactions.facts} IS NULL`,
+  /**
+   * Stores fetched transactions, each once; a row already holding facts is kept as it is (the
+   * first of two fetches of one signature wins, as when written one after the other). In
+   * signature order, so writers of `chain_transactions` lock its rows in one order.
+   */
+  async function upsertTransactions(
+    tx: PgExecutor,
+    fetched: readonly FetchedTransaction[],
+    t: number,
+  ) {
+    const once = new Map<string, FetchedTransaction>();
+    for (const f of fetched) if (!once.has(f.signature)) once.set(f.signature, f);
+    const sorted = [...once.values()].sort((a, b) =>
+      a.signature < b.signature ? -1 : a.signature > b.signature ? 1 : 0,
+    );
+    for (let at = 0; at < sorted.length; at += BATCH) {
+      await tx
+        .insert(chainTransactions)
+        .values(
+          sorted.slice(at, at + BATCH).map((f) => ({
+            signature: f.signature,
+            state: "finalized" as const,
+            commitment: "finalized" as const,
+            slot: f.slot,
+            blockTime: f.blockTime,
+            feeLamports: BigInt(f.fee),
+            succeeded: f.succeeded,
+            // JSON texts as given, kept byte for byte by the `json` type.
+            err: sql`${f.err}::json`,
+            facts: sql`${f.facts}::json`,
+            raw: f.raw,
+            firstSeenAt: t,
+            fetchedAt: t,
+          })),
+        )
+        .onConflictDoUpdate({
+          target: chainTransactions.signature,
+          set: {
+            state: "finalized",
+            commitment: "finalized",
+            slot: sql`excluded.slot`,
+            blockTime: sql`excluded.block_time`,
+            feeLamports: sql`excluded.fee_lamports`,
+            succeeded: sql`excluded.succeeded`,
+            err: sql`excluded.err`,
+            facts: sql`excluded.facts`,
+            raw: sql`excluded.raw`,
+            fetchedAt: sql`excluded.fetched_at`,
+          },
+          setWhere: sql`${chainTransactions.facts} IS NULL`,
+        });
+    }
+  }
+
+  /**
+   * Writes read lines (oldest first) with their kinds, and the releases they cause: the SQLite
+   * store's line-by-line `readLine` + `classify` + `applyKind`, in a few statements per batch.
+   * Kinds come out the same (`classifyMany` in order). Releases are applied after the batch;
+   * a debit whose return comes later in the same batch is released either way (by that
+   * return), so the flags end the same.
+   */
+  async function readLines(tx: PgExecutor, vault: string, reads: readonly LineRead[]) {
+    if (reads.length === 0) return;
+    const listed = new Set(
+      (
+        await tx
+          .select({ signature: ledgerLines.signature })
+          .from(ledgerLines)
+          .where(
+            and(
+              vaultIs(vault),
+              eq(ledgerLines.state, "listed"),
+              sql`${ledgerLines.signature} = ANY (${textArray(reads.map((l) => l.signature))})`,
+            ),
+          )
+      ).map((r) => r.signature),
+    );
+    // A line another process read first keeps what it wrote; a line given twice is read once.
+    const fresh = reads.filter((l) => listed.delete(l.signature));
+    if (fresh.length === 0) return;
+    const kinds = await classifyMany(
+      tx,
+      vault,
+      fresh.map((l) => ({
+        signature: l.signature,
+        delta: l.delta,
+        memoKind: l.memoKind,
+        memoJobId: l.memoJobId,
+      })),
+      true,
+    );
+    for (let at = 0; at < fresh.length; at += BATCH) {
+      const rows = fresh.slice(at, at + BATCH).map((l, i) => {
+        const c = kinds[at + i]!;
+        return sql`(${l.signature}::text, ${l.succeeded}::boolean, ${l.pre}::bigint,
+          ${l.post}::bigint, ${l.delta}::bigint, ${l.memo}::text, ${l.memoKind}::text,
+          ${l.memoJobId}::text, ${c.kind}::text, ${c.jobId}::text)`;
       });
+      // UPDATE … FROM VALUES: one statement for the batch, still guarded by state = 'listed'.
+      await tx.execute(sql`UPDATE ledger_lines AS l SET state = 'read', succeeded = v.succeeded,
+          pre_units = v.pre_units, post_units = v.post_units, delta_units = v.delta_units,
+          memo = v.memo, memo_kind = v.memo_kind, memo_job_id = v.memo_job_id, kind = v.kind,
+          job_id = v.job_id
+        FROM (VALUES ${sql.join(rows, sql`, `)}) AS v (signature, succeeded, pre_units,
+          post_units, delta_units, memo, memo_kind, memo_job_id, kind, job_id)
+        WHERE l.vault = ${vault} AND l.signature = v.signature AND l.state = 'listed'`);
+    }
+    // Money back naming a job releases that job's debits in this vault; a debit of a job whose
+    // money came back (or whose settlement landed) is released.
+    const named = new Set<string>();
+    const debits: { signature: string; jobId: string }[] = [];
+    fresh.forEach((l, i) => {
+      const c = kinds[i]!;
+      if (l.delta > 0n) {
+        if (c.jobId !== null) named.add(c.jobId);
+        if ((l.memoKind === "settle" || l.memoKind === "refund") && l.memoJobId !== null) {
+          named.add(l.memoJobId);
+        }
+      } else if (l.delta < 0n && c.jobId !== null) {
+        debits.push({ signature: l.signature, jobId: c.jobId });
+      }
+    });
+    if (named.size > 0) {
+      await tx
+        .update(ledgerLines)
+        .set({ released: true })
+        .where(
+          and(
+            vaultIs(vault),
+            sql`${ledgerLines.jobId} = ANY (${textArray([...named])})`,
+            lt(ledgerLines.deltaUnits, 0n),
+            not(ledgerLines.released),
+          ),
+        );
+    }
+    const returned = await returnedOf(
+      tx,
+      vault,
+      debits.map((d) => d.jobId),
+    );
+    const release = debits.filter((d) => returned.has(d.jobId)).map((d) => d.signature);
+    if (release.length > 0) {
+      await tx
+        .update(ledgerLines)
+        .set({ released: true })
+        .where(and(vaultIs(vault), sql`${ledgerLines.signature} = ANY (${textArray(release)})`));
+    }
   }
 
   async function review(tx: PgExecutor, vault: string, now: number): Promise<ReviewResult> {
@@ -485,9 +649,13 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       .from(ledgerLines)
       .where(and(vaultIs(vault), eq(ledgerLines.state, "read"), isNull(ledgerLines.kind)))
       .orderBy(asc(ledgerLines.ord));
-    for (const r of unclassified) {
-      const line = asClassifiable(toLine(r));
-      await applyKind(tx, vault, line, await classify(tx, vault, line));
+    const firstKinds = await classifyMany(
+      tx,
+      vault,
+      unclassified.map((r) => asClassifiable(toLine(r))),
+    );
+    for (const [i, r] of unclassified.entries()) {
+      await applyKind(tx, vault, asClassifiable(toLine(r)), firstKinds[i]!);
       result.classified++;
     }
     const again = await tx
@@ -495,9 +663,14 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       .from(ledgerLines)
       .where(and(vaultIs(vault), inArray(ledgerLines.kind, ["unexplained", "deposit"])))
       .orderBy(asc(ledgerLines.ord));
-    for (const r of again) {
+    const kindsNow = await classifyMany(
+      tx,
+      vault,
+      again.map((r) => asClassifiable(toLine(r))),
+    );
+    for (const [i, r] of again.entries()) {
       const line = toLine(r);
-      const c = await classify(tx, vault, asClassifiable(line));
+      const c = kindsNow[i]!;
       if (c.kind === line.kind && c.jobId === line.jobId) continue;
       result.released += await applyKind(tx, vault, asClassifiable(line), c);
       result.classified++;
@@ -505,9 +678,14 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     const openLocks = await tx
       .select({ signature: ledgerLines.signature, jobId: ledgerLines.jobId })
       .from(ledgerLines)
-      .where(and(vaultIs(vault), eq(ledgerLines.kind, "lock"), eq(ledgerLines.released, false)));
+      .where(and(vaultIs(vault), eq(ledgerLines.kind, "lock"), not(ledgerLines.released)));
+    const returned = await returnedOf(
+      tx,
+      vault,
+      openLocks.flatMap((l) => (l.jobId === null ? [] : [l.jobId])),
+    );
     for (const line of openLocks) {
-      if (line.jobId !== null && (await returnedHere(tx, vault, line.jobId))) {
+      if (line.jobId !== null && returned.has(line.jobId)) {
         await setReleased(tx, vault, line.signature);
         result.released++;
       }
@@ -517,7 +695,14 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     const headerOpen = await tx
       .select(lineColumns)
       .from(ledgerLines)
-      .where(and(vaultIs(vault), eq(ledgerLines.kind, "lock"), isNull(ledgerLines.headerOk)))
+      .where(
+        and(
+          vaultIs(vault),
+          eq(ledgerLines.kind, "lock"),
+          // The partial index's own predicate, then the undecided among them.
+          sql`${ledgerLines.headerOk} IS NOT TRUE AND ${ledgerLines.headerOk} IS NULL`,
+        ),
+      )
       .orderBy(asc(ledgerLines.ord));
     for (const r of headerOpen) {
       const line = toLine(r);
@@ -639,7 +824,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         and(
           vaultIs(vault),
           eq(ledgerLines.kind, "lock"),
-          eq(ledgerLines.released, false),
+          not(ledgerLines.released),
           periodOf(from, to),
         ),
       )
@@ -763,36 +948,8 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       if (reads.length === 0 && fetched.length === 0) return;
       await db.transaction(async (tx) => {
         await lockVault(tx, vault);
-        // In signature order: writers of chain_transactions lock its rows in one order.
-        const sorted = [...fetched].sort((a, b) =>
-          a.signature < b.signature ? -1 : a.signature > b.signature ? 1 : 0,
-        );
-        for (const f of sorted) await upsertTransaction(tx, f, now);
-        for (const l of reads) {
-          const changed = await tx
-            .update(ledgerLines)
-            .set({
-              state: "read",
-              succeeded: l.succeeded,
-              preUnits: l.pre,
-              postUnits: l.post,
-              deltaUnits: l.delta,
-              memo: l.memo,
-              memoKind: l.memoKind,
-              memoJobId: l.memoJobId,
-            })
-            .where(
-              and(
-                vaultIs(vault),
-                eq(ledgerLines.signature, l.signature),
-                eq(ledgerLines.state, "listed"),
-              ),
-            )
-            .returning({ signature: ledgerLines.signature });
-          // Another process read it first: its kind is written already.
-          if (changed.length === 0) continue;
-          await applyKind(tx, vault, l, await classify(tx, vault, l));
-        }
+        await upsertTransactions(tx, fetched, now);
+        await readLines(tx, vault, reads);
       });
     },
     async newestListedSlot(vault) {
@@ -955,27 +1112,21 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
           ),
         )
         .orderBy(asc(ledgerLines.ord));
-      const out = [];
-      for (const r of rows) {
-        const line = toLine(r);
-        out.push({ ...line, now: await classify(db, vault, asClassifiable(line)) });
-      }
-      return out;
+      const lines = rows.map(toLine);
+      const now = await classifyMany(db, vault, lines.map(asClassifiable));
+      return lines.map((line, i) => ({ ...line, now: now[i]! }));
     },
     async overdueLocks(vault, fromSec, toSec, windowSeconds, asOfSec, extra = []) {
       const candidates = [...(await openLocksPeriod(vault, fromSec, toSec)).map(toLine), ...extra];
-      const out: LedgerLineRow[] = [];
-      for (const l of candidates) {
-        if (
-          l.blockTime !== null &&
-          l.blockTime + windowSeconds < asOfSec &&
-          l.jobId !== null &&
-          !(await returnedHere(db, vault, l.jobId))
-        ) {
-          out.push(l);
-        }
-      }
-      return out;
+      const due = candidates.filter(
+        (l) => l.blockTime !== null && l.blockTime + windowSeconds < asOfSec && l.jobId !== null,
+      );
+      const returned = await returnedOf(
+        db,
+        vault,
+        due.map((l) => l.jobId!),
+      );
+      return due.filter((l) => !returned.has(l.jobId!));
     },
     async headerChecks(vault, fromSec, toSec, extra = []) {
       return db.transaction(async (tx) => {
