@@ -86,7 +86,8 @@ const readsOf = (lines: readonly SeedLine[]): LineRead[] =>
             pre: l.balance.pre,
             post: l.balance.post,
             delta: l.balance.post - l.balance.pre,
-            memo: l.memoKind ? `${l.memoKind}:${l.memoJobId}` : null,
+            // Quotes, commas, braces and backslashes: a memo is free text.
+            memo: l.memoKind ? `${l.memoKind}:${l.memoJobId} "a, {b}" \\ é` : null,
             memoKind: l.memoKind ?? null,
             memoJobId: l.memoJobId ?? null,
           },
@@ -353,6 +354,9 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
     expect(await ledger.periodSums(VAULT, NOV, DEC)).toEqual(
       sums([1, -20n], [2, 15n], [0, 0n], [1, -10n], [0, 0n]),
     );
+    expect((await ledger.reviewLines(VAULT, NOV, DEC)).map((l) => [l.memo, l.now])).toEqual([
+      ['escrow:J5 "a, {b}" \\ é', { kind: "unexplained", jobId: "J5" }],
+    ]);
   });
 
   it("gives a month's statement figures: sums, opening, pending, review, overdue locks, headers, gaps", async () => {

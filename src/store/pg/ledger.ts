@@ -36,6 +36,7 @@ import type {
   LedgerStore,
   LineKind,
   LineRead,
+  ListedSignature,
   ReviewResult,
   StoredGap,
 } from "../ledger.js";
@@ -118,8 +119,10 @@ const emptySums = (): KindSums => ({
 const sumUnits = (column: unknown) =>
   sql<bigint>`coalesce(sum(${column}), 0)`.mapWith((v: string | number) => BigInt(v));
 const byteOrder = (column: unknown) => sql`${column} COLLATE "C"`;
-/** A text[] parameter: one bound array (drizzle would spread a JS array into a list). */
-const textArray = (values: readonly string[]) => sql`${sql.param([...values])}::text[]`;
+/** One bound array parameter of `type` (drizzle would spread a JS array into a list). */
+const typedArray = (values: readonly unknown[], type: "text" | "bigint" | "boolean") =>
+  sql`${sql.param([...values])}::${sql.raw(type)}[]`;
+const textArray = (values: readonly string[]) => typedArray(values, "text");
 
 type Classifiable = {
   signature: string;
@@ -577,22 +580,54 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       })),
       true,
     );
-    for (let at = 0; at < fresh.length; at += BATCH) {
-      const rows = fresh.slice(at, at + BATCH).map((l, i) => {
-        const c = kinds[at + i]!;
-        return sql`(${l.signature}::text, ${l.succeeded}::boolean, ${l.pre}::bigint,
-          ${l.post}::bigint, ${l.delta}::bigint, ${l.memo}::text, ${l.memoKind}::text,
-          ${l.memoJobId}::text, ${c.kind}::text, ${c.jobId}::text)`;
-      });
-      // UPDATE … FROM VALUES: one statement for the batch, still guarded by state = 'listed'.
-      await tx.execute(sql`UPDATE ledger_lines AS l SET state = 'read', succeeded = v.succeeded,
-          pre_units = v.pre_units, post_units = v.post_units, delta_units = v.delta_units,
-          memo = v.memo, memo_kind = v.memo_kind, memo_job_id = v.memo_job_id, kind = v.kind,
-          job_id = v.job_id
-        FROM (VALUES ${sql.join(rows, sql`, `)}) AS v (signature, succeeded, pre_units,
-          post_units, delta_units, memo, memo_kind, memo_job_id, kind, job_id)
-        WHERE l.vault = ${vault} AND l.signature = v.signature AND l.state = 'listed'`);
-    }
+    // UPDATE … FROM unnest of the batch's columns: one statement, ten parameters, still
+    // guarded by state = 'listed'.
+    const column = <T>(pick: (l: LineRead, i: number) => T) => fresh.map(pick);
+    await tx.execute(sql`UPDATE ledger_lines AS l SET state = 'read', succeeded = v.succeeded,
+        pre_units = v.pre_units, post_units = v.post_units, delta_units = v.delta_units,
+        memo = v.memo, memo_kind = v.memo_kind, memo_job_id = v.memo_job_id, kind = v.kind,
+        job_id = v.job_id
+      FROM unnest(
+        ${textArray(column((l) => l.signature))},
+        ${typedArray(
+          column((l) => l.succeeded),
+          "boolean",
+        )},
+        ${typedArray(
+          column((l) => l.pre),
+          "bigint",
+        )},
+        ${typedArray(
+          column((l) => l.post),
+          "bigint",
+        )},
+        ${typedArray(
+          column((l) => l.delta),
+          "bigint",
+        )},
+        ${typedArray(
+          column((l) => l.memo),
+          "text",
+        )},
+        ${typedArray(
+          column((l) => l.memoKind),
+          "text",
+        )},
+        ${typedArray(
+          column((l) => l.memoJobId),
+          "text",
+        )},
+        ${typedArray(
+          column((_, i) => kinds[i]!.kind),
+          "text",
+        )},
+        ${typedArray(
+          column((_, i) => kinds[i]!.jobId),
+          "text",
+        )}
+      ) AS v (signature, succeeded, pre_units, post_units, delta_units, memo, memo_kind,
+        memo_job_id, kind, job_id)
+      WHERE l.vault = ${vault} AND l.signature = v.signature AND l.state = 'listed'`);
     // Money back naming a job releases that job's debits in this vault; a debit of a job whose
     // money came back (or whose settlement landed) is released.
     const named = new Set<string>();
@@ -907,20 +942,33 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
           .returning({ vault: ledgerCursors.vault });
         if (moved.length === 0) return false;
         if (page.length > 0) {
-          await tx
-            .insert(ledgerLines)
-            .values(
-              page.map((entry, i) => ({
-                vault,
-                signature: entry.signature,
-                ord: (seen.syncNumber + 1) * ORD_SPAN - (seen.syncIndex + i) - 1,
-                slot: entry.slot,
-                blockTime: entry.blockTime,
-                succeeded: entry.err === null,
-                listedAt: now,
-              })),
-            )
-            .onConflictDoNothing({ target: [ledgerLines.vault, ledgerLines.signature] });
+          // The listing's hot path (up to 1,000 lines a page): one INSERT … SELECT FROM unnest
+          // of five arrays, five parameters whatever the page's size; a line already listed
+          // (by another process, or an earlier sync) stays as it is.
+          const column = <T>(pick: (e: ListedSignature, i: number) => T) => page.map(pick);
+          await tx.execute(sql`INSERT INTO ledger_lines
+              (vault, signature, ord, slot, block_time, succeeded, listed_at)
+            SELECT ${vault}, t.signature, t.ord, t.slot, t.block_time, t.succeeded, ${now}::bigint
+            FROM unnest(
+              ${textArray(column((e) => e.signature))},
+              ${typedArray(
+                column((_, i) => (seen.syncNumber + 1) * ORD_SPAN - (seen.syncIndex + i) - 1),
+                "bigint",
+              )},
+              ${typedArray(
+                column((e) => e.slot),
+                "bigint",
+              )},
+              ${typedArray(
+                column((e) => e.blockTime),
+                "bigint",
+              )},
+              ${typedArray(
+                column((e) => e.err === null),
+                "boolean",
+              )}
+            ) AS t (signature, ord, slot, block_time, succeeded)
+            ON CONFLICT (vault, signature) DO NOTHING`);
         }
         return true;
       });
