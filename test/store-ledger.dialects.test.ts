@@ -359,6 +359,54 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
     ]);
   });
 
+  it("classifies a batch line by line: a memo return read before the memo lock it names is a deposit until the next round", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    const lines: SeedLine[] = [
+      {
+        name: "early-return",
+        slot: 20,
+        time: at(6, 0),
+        balance: { pre: 100n, post: 105n },
+        memoKind: "settle",
+        memoJobId: "J7",
+      },
+      {
+        name: "late-lock",
+        slot: 21,
+        time: at(6, 0, 5),
+        balance: { pre: 105n, post: 100n },
+        memoKind: "escrow",
+        memoJobId: "J7",
+      },
+    ];
+    await ledger.storePage(VAULT, await ledger.cursor(VAULT, NOW), pageOf(lines), true, NOW);
+    await ledger.recordReads(VAULT, readsOf(lines), [], NOW);
+    expect(await linesOf(store, VAULT)).toEqual([
+      {
+        signature: sig("early-return"),
+        state: "read",
+        kind: "deposit",
+        jobId: null,
+        released: false,
+        headerOk: null,
+      },
+      {
+        signature: sig("late-lock"),
+        state: "read",
+        kind: "unexplained",
+        jobId: "J7",
+        released: true,
+        headerOk: null,
+      },
+    ]);
+    expect(await ledger.review(VAULT, NOW)).toMatchObject({ classified: 1, released: 0 });
+    expect((await linesOf(store, VAULT)).map((l) => [l.kind, l.jobId])).toEqual([
+      ["return", "J7"],
+      ["unexplained", "J7"],
+    ]);
+  });
+
   it("gives a month's statement figures: sums, opening, pending, review, overdue locks, headers, gaps", async () => {
     const store = await stores.open();
     const ledger = createLedgerStore(store);
