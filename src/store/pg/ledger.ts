@@ -57,6 +57,9 @@ import { reopenJobsPg } from "./job-queue.js";
  * - Readers that make several statements of one answer (the verifier's `creditSpans`, the
  *   statement's header checks and gaps) read one snapshot (REPEATABLE READ, read only) while the
  *   reader writes.
+ * - Lines are listed, read and classified a batch at a time (`unnest` of the batch's columns,
+ *   `classifyMany`, `returnedOf`): a few statements per page instead of several round trips per
+ *   line, with the kinds and release flags the line-by-line SQLite code leaves.
  * - Sums come back from node-postgres as numeric strings: converted with `BigInt`/`Number`.
  * - Text is sorted with `COLLATE "C"` (byte order, as SQLite's BINARY), whatever the database's
  *   collation.
