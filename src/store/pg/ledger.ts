@@ -1,7 +1,1267 @@
+import {
+  and,
+  asc,
+  count,
+  desc,
+  eq,
+  gt,
+  gte,
+  inArray,
+  isNotNull,
+  isNull,
+  lt,
+  lte,
+  ne,
+  not,
+  or,
+  sql,
+} from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
-import type { LedgerStore } from "../ledger.js";
-import { notOnPostgresYet } from "./not-yet.js";
+import {
+  chainTransactions,
+  checkResults,
+  creditVaults,
+  jobs,
+  ledgerCursors,
+  ledgerDaily,
+  ledgerLines,
+} from "../../db/pg/schema.js";
+import { finalVerdicts } from "../../db/schema.js";
+import { creditsHeaderMatches as headerMatches } from "../../verify/checks/credits.js";
+import type {
+  FetchedTransaction,
+  HeaderCheck,
+  KindSums,
+  LedgerLineRow,
+  LedgerStore,
+  LineKind,
+  LineRead,
+  ListedSignature,
+  ReviewResult,
+  StoredGap,
+} from "../ledger.js";
+import type { PgExecutor } from "./executor.js";
+import { reopenJobsPg } from "./job-queue.js";
 
-export function createPgLedgerStore(_store: PgStore): LedgerStore {
-  throw notOnPostgresYet("ledger");
+/**
+ * The ledger store on PostgreSQL: the same statements and behaviour as the SQLite one in
+ * src/store/ledger.ts (its comments are the specification), with these differences:
+ *
+ * - Every write of a vault's ledger (`storePage`, `recordReads`, `review`) first takes the
+ *   vault's transaction-level advisory lock, so two readers of one vault (the leader and one
+ *   started by mistake) run their read-then-write one after the other, as SQLite's IMMEDIATE
+ *   transactions do. Under it the writes stay safe on their own too: the cursor advance is an
+ *   `UPDATE … WHERE <the cursor seen> RETURNING` (a page stored first makes the second a no-op),
+ *   line inserts are `ON CONFLICT DO NOTHING`, and a line is read by `UPDATE … WHERE state =
+ *   'listed'`, so a line (and its daily sum, kept by the `ledger_daily_lines` trigger) counts once.
+ * - Readers that make several statements of one answer (the verifier's `creditSpans`, the
+ *   statement's header checks and gaps) read one snapshot (REPEATABLE READ, read only) while the
+ *   reader writes.
+ * - Lines are listed, read and classified a batch at a time (`unnest` of the batch's columns,
+ *   `classifyMany`, `returnedOf`): a few statements per page instead of several round trips per
+ *   line, with the kinds and release flags the line-by-line SQLite code leaves.
+ * - Sums come back from node-postgres as numeric strings: converted with `BigInt`/`Number`.
+ * - Text is sorted with `COLLATE "C"` (byte order, as SQLite's BINARY), whatever the database's
+ *   collation.
+ */
+
+/** Orders lines (the same as src/store/ledger.ts). */
+const ORD_SPAN = 1_000_000_000;
+const DAY = 86_400;
+/** Rows per multi-row statement (well under PostgreSQL's 65,535 parameters). */
+const BATCH = 500;
+/** First key of the two-key advisory lock of a vault's ledger writes (second: hashtext(vault)). */
+const VAULT_LOCK_CLASS = 1_049_101;
+
+const snapshot = { isolationLevel: "repeatable read", accessMode: "read only" } as const;
+
+const lineColumns = {
+  signature: ledgerLines.signature,
+  ord: ledgerLines.ord,
+  slot: ledgerLines.slot,
+  blockTime: ledgerLines.blockTime,
+  preUnits: ledgerLines.preUnits,
+  postUnits: ledgerLines.postUnits,
+  deltaUnits: ledgerLines.deltaUnits,
+  memo: ledgerLines.memo,
+  memoKind: ledgerLines.memoKind,
+  memoJobId: ledgerLines.memoJobId,
+  kind: ledgerLines.kind,
+  jobId: ledgerLines.jobId,
+};
+const lineWithState = { ...lineColumns, state: ledgerLines.state };
+
+type LineDb = Omit<LedgerLineRow, "deltaUnits"> & { deltaUnits: bigint | null };
+
+function toLine(r: LineDb): LedgerLineRow {
+  return {
+    signature: r.signature,
+    ord: r.ord,
+    slot: r.slot,
+    blockTime: r.blockTime,
+    preUnits: r.preUnits,
+    postUnits: r.postUnits,
+    deltaUnits: r.deltaUnits ?? 0n,
+    memo: r.memo,
+    memoKind: r.memoKind,
+    memoJobId: r.memoJobId,
+    kind: r.kind,
+    jobId: r.jobId,
+  };
+}
+
+const emptySums = (): KindSums => ({
+  lock: { lines: 0, units: 0n },
+  return: { lines: 0, units: 0n },
+  deposit: { lines: 0, units: 0n },
+  unexplained: { lines: 0, units: 0n },
+  none: { lines: 0, units: 0n },
+});
+
+/** A sum of money as numeric text from node-postgres (0 over no rows). */
+const sumUnits = (column: unknown) =>
+  sql<bigint>`coalesce(sum(${column}), 0)`.mapWith((v: string | number) => BigInt(v));
+const byteOrder = (column: unknown) => sql`${column} COLLATE "C"`;
+/** One bound array parameter of `type` (drizzle would spread a JS array into a list). */
+const typedArray = (values: readonly unknown[], type: "text" | "bigint" | "boolean") =>
+  sql`${sql.param([...values])}::${sql.raw(type)}[]`;
+const textArray = (values: readonly string[]) => typedArray(values, "text");
+
+type Classifiable = {
+  signature: string;
+  delta: bigint;
+  memoKind: LineRead["memoKind"];
+  memoJobId: string | null;
+};
+
+const asClassifiable = (r: LedgerLineRow): Classifiable => ({
+  signature: r.signature,
+  delta: r.deltaUnits,
+  memoKind: r.memoKind,
+  memoJobId: r.memoJobId,
+});
+
+/** Serializes the ledger writes of one vault until the transaction ends (see the module comment). */
+async function lockVault(tx: PgExecutor, vault: string): Promise<void> {
+  await tx.execute(sql`SELECT pg_advisory_xact_lock(${VAULT_LOCK_CLASS}::int, hashtext(${vault}))`);
+}
+
+/** The ledger store on PostgreSQL (see `LedgerStore` in src/store/ledger.ts). */
+export function createPgLedgerStore(store: PgStore): LedgerStore {
+  const { db } = store;
+
+  const vaultIs = (vault: string) => eq(ledgerLines.vault, vault);
+  const periodOf = (from: number, to: number) =>
+    and(gte(ledgerLines.blockTime, from), lt(ledgerLines.blockTime, to));
+  const moves = and(eq(ledgerLines.state, "read"), ne(ledgerLines.deltaUnits, 0n));
+
+  async function cursorRow(q: PgExecutor, vault: string) {
+    const [row] = await q
+      .select({
+        syncedAt: ledgerCursors.syncedAt,
+        balanceUnits: ledgerCursors.balanceUnits,
+        balanceSlot: ledgerCursors.balanceSlot,
+        slot: sql<
+          number | null
+        >`coalesce(${ledgerCursors.syncTopSlot}, ${ledgerCursors.newestSlot})`.mapWith(Number),
+        chainedOrd: ledgerCursors.chainedOrd,
+      })
+      .from(ledgerCursors)
+      .where(eq(ledgerCursors.vault, vault));
+    return row;
+  }
+
+  async function selectCursor(q: PgExecutor, vault: string) {
+    const [row] = await q
+      .select({
+        vault: ledgerCursors.vault,
+        newestSignature: ledgerCursors.newestSignature,
+        newestSlot: ledgerCursors.newestSlot,
+        syncTop: ledgerCursors.syncTop,
+        syncTopSlot: ledgerCursors.syncTopSlot,
+        syncBefore: ledgerCursors.syncBefore,
+        syncNumber: ledgerCursors.syncNumber,
+        syncIndex: ledgerCursors.syncIndex,
+      })
+      .from(ledgerCursors)
+      .where(eq(ledgerCursors.vault, vault));
+    return row;
+  }
+
+  /**
+   * Which of `jobIds` had money come back to `vault`, or their settlement landed: the five
+   * probes of the SQLite `returnedHere`, for a batch of jobs in one round trip (over `unnest`
+   * of an array, which the builder does not write).
+   */
+  async function returnedOf(
+    q: PgExecutor,
+    vault: string,
+    jobIds: Iterable<string>,
+  ): Promise<Set<string>> {
+    const ids = [...new Set(jobIds)];
+    if (ids.length === 0) return new Set();
+    const settlements = sql`ARRAY[s.settlement_tx, s.api_settlement_tx]`;
+    const result = await q.execute<{ job: string }>(sql`SELECT j.job
+      FROM unnest(${textArray(ids)}) AS j (job)
+      WHERE EXISTS (SELECT 1 FROM ledger_lines WHERE vault = ${vault} AND memo_kind = 'settle'
+          AND memo_job_id = j.job AND delta_units > 0)
+        OR EXISTS (SELECT 1 FROM ledger_lines WHERE vault = ${vault} AND memo_kind = 'refund'
+          AND memo_job_id = j.job AND delta_units > 0)
+        OR EXISTS (SELECT 1 FROM ledger_lines WHERE vault = ${vault} AND job_id = j.job
+          AND kind = 'return')
+        OR EXISTS (SELECT 1 FROM jobs s JOIN ledger_lines l ON l.vault = ${vault}
+          AND l.signature = ANY (${settlements}) WHERE s.job_id = j.job AND l.delta_units > 0)
+        OR EXISTS (SELECT 1 FROM jobs s JOIN chain_transactions c
+          ON c.signature = ANY (${settlements})
+          WHERE s.job_id = j.job AND c.state = 'finalized' AND c.succeeded)`);
+    return new Set(result.rows.map((r) => r.job));
+  }
+
+  /**
+   * What each read line is, by the receipts recorded now: `classify` of the SQLite store for a
+   * batch, with two queries for the whole batch (the jobs naming its signatures, and the jobs
+   * whose lock this vault paid by memo). With `inOrder`, a line's escrow memo counts for the
+   * lines after it, as when each line is written before the next is classified; without, the
+   * stored lines are all there is (classifying never changes what the next line reads).
+   */
+  async function classifyMany(
+    q: PgExecutor,
+    vault: string,
+    lines: readonly Classifiable[],
+    inOrder = false,
+  ): Promise<{ kind: LineKind; jobId: string | null }[]> {
+    const moving = [...new Set(lines.filter((l) => l.delta !== 0n).map((l) => l.signature))];
+    const lock = new Map<string, string>();
+    const apiLock = new Map<string, string>();
+    const ret = new Map<string, string>();
+    const apiRet = new Map<string, string>();
+    if (moving.length > 0) {
+      const any = textArray(moving);
+      const rows = await q
+        .select({
+          jobId: jobs.jobId,
+          escrowTx: jobs.escrowTx,
+          apiEscrowTx: jobs.apiEscrowTx,
+          settlementTx: jobs.settlementTx,
+          apiSettlementTx: jobs.apiSettlementTx,
+        })
+        .from(jobs)
+        .where(
+          or(
+            sql`${jobs.escrowTx} = ANY (${any})`,
+            sql`${jobs.apiEscrowTx} = ANY (${any})`,
+            sql`${jobs.settlementTx} = ANY (${any})`,
+            sql`${jobs.apiSettlementTx} = ANY (${any})`,
+          ),
+        );
+      const first = (map: Map<string, string>, signature: string | null, jobId: string) => {
+        if (signature !== null && !map.has(signature)) map.set(signature, jobId);
+      };
+      for (const r of rows) {
+        first(lock, r.escrowTx, r.jobId);
+        first(apiLock, r.apiEscrowTx, r.jobId);
+        first(ret, r.settlementTx, r.jobId);
+        first(apiRet, r.apiSettlementTx, r.jobId);
+      }
+    }
+    const memoReturn = (l: Classifiable) =>
+      l.delta > 0n && (l.memoKind === "settle" || l.memoKind === "refund") && l.memoJobId !== null;
+    const memoIds = [...new Set(lines.filter(memoReturn).map((l) => l.memoJobId!))];
+    const lockedByMemo = new Set<string>();
+    if (memoIds.length > 0) {
+      const rows = await q
+        .selectDistinct({ jobId: ledgerLines.memoJobId })
+        .from(ledgerLines)
+        .where(
+          and(
+            vaultIs(vault),
+            eq(ledgerLines.memoKind, "escrow"),
+            lt(ledgerLines.deltaUnits, 0n),
+            sql`${ledgerLines.memoJobId} = ANY (${textArray(memoIds)})`,
+          ),
+        );
+      for (const r of rows) if (r.jobId !== null) lockedByMemo.add(r.jobId);
+    }
+    return lines.map((line) => {
+      if (inOrder && line.memoKind === "escrow" && line.delta < 0n && line.memoJobId !== null) {
+        lockedByMemo.add(line.memoJobId);
+      }
+      if (line.delta === 0n) return { kind: "none", jobId: null };
+      if (line.delta < 0n) {
+        const job = lock.get(line.signature) ?? apiLock.get(line.signature);
+        if (job !== undefined) return { kind: "lock", jobId: job };
+        return { kind: "unexplained", jobId: line.memoKind === "escrow" ? line.memoJobId : null };
+      }
+      const job = ret.get(line.signature) ?? apiRet.get(line.signature);
+      if (job !== undefined) return { kind: "return", jobId: job };
+      if (memoReturn(line) && lockedByMemo.has(line.memoJobId!)) {
+        return { kind: "return", jobId: line.memoJobId };
+      }
+      return { kind: "deposit", jobId: null };
+    });
+  }
+
+  async function setReleased(tx: PgExecutor, vault: string, signature: string) {
+    await tx
+      .update(ledgerLines)
+      .set({ released: true })
+      .where(and(vaultIs(vault), eq(ledgerLines.signature, signature)));
+  }
+
+  /** Stores a line's kind and the releases it causes (inside the caller's transaction). */
+  async function applyKind(
+    tx: PgExecutor,
+    vault: string,
+    line: Classifiable,
+    c: { kind: LineKind; jobId: string | null },
+  ): Promise<number> {
+    await tx
+      .update(ledgerLines)
+      .set({ kind: c.kind, jobId: c.jobId })
+      .where(and(vaultIs(vault), eq(ledgerLines.signature, line.signature)));
+    let released = 0;
+    if (line.delta > 0n) {
+      // Money back naming a job releases that job's debits in this vault.
+      const named = new Set<string>();
+      if (c.jobId !== null) named.add(c.jobId);
+      if ((line.memoKind === "settle" || line.memoKind === "refund") && line.memoJobId !== null) {
+        named.add(line.memoJobId);
+      }
+      for (const job of named) {
+        const result = await tx
+          .update(ledgerLines)
+          .set({ released: true })
+          .where(
+            and(
+              vaultIs(vault),
+              eq(ledgerLines.jobId, job),
+              lt(ledgerLines.deltaUnits, 0n),
+              not(ledgerLines.released),
+            ),
+          );
+        released += result.rowCount ?? 0;
+      }
+    } else if (
+      line.delta < 0n &&
+      c.jobId !== null &&
+      (await returnedOf(tx, vault, [c.jobId])).has(c.jobId)
+    ) {
+      await setReleased(tx, vault, line.signature);
+      released++;
+    }
+    return released;
+  }
+
+  /**
+   * The vault's balance after each line from the lock at `lockOrd` through `recordedAt` (ms),
+   * and whether every line of that span is read and the history listed past it.
+   */
+  async function spanFrom(
+    q: PgExecutor,
+    vault: string,
+    lockOrd: number,
+    recordedAt: number,
+    syncedAt: number | null,
+  ): Promise<{ balances: bigint[]; covered: boolean }> {
+    const until = Math.floor(recordedAt / 1000);
+    const balances: bigint[] = [];
+    let ord = lockOrd;
+    let spanEnded = false;
+    let unread = false;
+    for (let first = true; !spanEnded; ) {
+      const rows = await q
+        .select({
+          ord: ledgerLines.ord,
+          blockTime: ledgerLines.blockTime,
+          postUnits: ledgerLines.postUnits,
+          state: ledgerLines.state,
+        })
+        .from(ledgerLines)
+        .where(and(vaultIs(vault), gte(ledgerLines.ord, ord)))
+        .orderBy(asc(ledgerLines.ord))
+        .limit(256);
+      for (const r of rows) {
+        if (!first && (r.blockTime === null || r.blockTime > until)) {
+          spanEnded = true;
+          break;
+        }
+        first = false;
+        ord = r.ord + 1;
+        if (r.state === "listed") unread = true;
+        if (r.postUnits !== null) balances.push(r.postUnits);
+      }
+      if (rows.length < 256) break;
+    }
+    // Past the span, or the history is read through the response: nothing more will match.
+    const covered = !unread && (spanEnded || (syncedAt !== null && syncedAt >= recordedAt));
+    return { balances, covered };
+  }
+
+  /** The credits header of the lock at `lock` against the balances up to the job's response. */
+  async function headerCheck(
+    q: PgExecutor,
+    vault: string,
+    lock: LedgerLineRow,
+    syncedAt: number | null,
+  ): Promise<HeaderCheck | null> {
+    if (lock.jobId === null) return null;
+    const [job] = await q
+      .select({ header: jobs.creditsRemainingUnits, recordedAt: jobs.recordedAt })
+      .from(jobs)
+      .where(eq(jobs.jobId, lock.jobId));
+    const header = job?.header ?? null;
+    if (!job || header === null) return null;
+    const span = await spanFrom(q, vault, lock.ord, job.recordedAt, syncedAt);
+    const at = span.balances.findIndex((b) => headerMatches(header, b));
+    return {
+      jobId: lock.jobId,
+      headerUnits: header,
+      balancesUnits: at >= 0 ? span.balances.slice(0, at) : span.balances,
+      matched: at >= 0,
+      decided: at >= 0 || span.covered,
+    };
+  }
+
+  /** The span of a job's lock (`signature`) in `vault`; nothing known while it is not read. */
+  async function spanOfLock(
+    q: PgExecutor,
+    vault: string,
+    signature: string,
+    recordedAt: number,
+    syncedAt: number | null,
+  ): Promise<{ balances: bigint[]; covered: boolean }> {
+    const [lock] = await q
+      .select({ ord: ledgerLines.ord, state: ledgerLines.state })
+      .from(ledgerLines)
+      .where(and(vaultIs(vault), eq(ledgerLines.signature, signature)));
+    if (lock?.state !== "read") return { balances: [], covered: false };
+    return spanFrom(q, vault, lock.ord, recordedAt, syncedAt);
+  }
+
+  /** The last movement at or before `ord`: where a comparison of balances starts. */
+  async function movementAtOrBefore(q: PgExecutor, vault: string, ord: number) {
+    const [row] = await q
+      .select(lineColumns)
+      .from(ledgerLines)
+      .where(and(vaultIs(vault), lte(ledgerLines.ord, ord), moves))
+      .orderBy(desc(ledgerLines.ord))
+      .limit(1);
+    return row ? toLine(row) : null;
+  }
+
+  const gapBetween = (prev: LedgerLineRow | null, line: LedgerLineRow): StoredGap | null =>
+    prev?.postUnits != null && line.preUnits !== null && prev.postUnits !== line.preUnits
+      ? {
+          afterSignature: prev.signature,
+          beforeSignature: line.signature,
+          fromSlot: prev.slot,
+          toSlot: line.slot,
+          missingUnits: line.preUnits - prev.postUnits,
+        }
+      : null;
+
+  /** Compares each movement after `afterOrd` with the one before it, up to the first unread line. */
+  async function walk(
+    tx: PgExecutor,
+    vault: string,
+    afterOrd: number,
+    onGap: (gap: StoredGap) => Promise<void>,
+  ): Promise<number> {
+    let prev = await movementAtOrBefore(tx, vault, afterOrd);
+    let ord = afterOrd;
+    let walked = afterOrd;
+    for (;;) {
+      const rows = await tx
+        .select(lineWithState)
+        .from(ledgerLines)
+        .where(and(vaultIs(vault), gt(ledgerLines.ord, ord)))
+        .orderBy(asc(ledgerLines.ord))
+        .limit(2000);
+      for (const r of rows) {
+        ord = r.ord;
+        // An unread line may move money: the walk waits for it (statements compare above it).
+        if (r.state === "listed") return walked;
+        walked = ord;
+        const line = toLine(r);
+        if (line.deltaUnits === 0n) continue;
+        const gap = gapBetween(prev, line);
+        if (gap) await onGap(gap);
+        prev = line;
+      }
+      if (rows.length < 2000) return walked;
+    }
+  }
+
+  /**
+   * Stores fetched transactions, each once; a row already holding facts is kept as it is (the
+   * first of two fetches of one signature wins, as when written one after the other). In
+   * signature order, so writers of `chain_transactions` lock its rows in one order.
+   */
+  async function upsertTransactions(
+    tx: PgExecutor,
+    fetched: readonly FetchedTransaction[],
+    t: number,
+  ) {
+    const once = new Map<string, FetchedTransaction>();
+    for (const f of fetched) if (!once.has(f.signature)) once.set(f.signature, f);
+    const sorted = [...once.values()].sort((a, b) =>
+      a.signature < b.signature ? -1 : a.signature > b.signature ? 1 : 0,
+    );
+    for (let at = 0; at < sorted.length; at += BATCH) {
+      await tx
+        .insert(chainTransactions)
+        .values(
+          sorted.slice(at, at + BATCH).map((f) => ({
+            signature: f.signature,
+            state: "finalized" as const,
+            commitment: "finalized" as const,
+            slot: f.slot,
+            blockTime: f.blockTime,
+            feeLamports: BigInt(f.fee),
+            succeeded: f.succeeded,
+            // JSON texts as given, kept byte for byte by the `json` type.
+            err: sql`${f.err}::json`,
+            facts: sql`${f.facts}::json`,
+            raw: f.raw,
+            firstSeenAt: t,
+            fetchedAt: t,
+          })),
+        )
+        .onConflictDoUpdate({
+          target: chainTransactions.signature,
+          set: {
+            state: "finalized",
+            commitment: "finalized",
+            slot: sql`excluded.slot`,
+            blockTime: sql`excluded.block_time`,
+            feeLamports: sql`excluded.fee_lamports`,
+            succeeded: sql`excluded.succeeded`,
+            err: sql`excluded.err`,
+            facts: sql`excluded.facts`,
+            raw: sql`excluded.raw`,
+            fetchedAt: sql`excluded.fetched_at`,
+          },
+          setWhere: sql`${chainTransactions.facts} IS NULL`,
+        });
+    }
+  }
+
+  /**
+   * Writes read lines (oldest first) with their kinds, and the releases they cause: the SQLite
+   * store's line-by-line `readLine` + `classify` + `applyKind`, in a few statements per batch.
+   * Kinds come out the same (`classifyMany` in order). Releases are applied after the batch;
+   * a debit whose return comes later in the same batch is released either way (by that
+   * return), so the flags end the same.
+   */
+  async function readLines(tx: PgExecutor, vault: string, reads: readonly LineRead[]) {
+    if (reads.length === 0) return;
+    const listed = new Set(
+      (
+        await tx
+          .select({ signature: ledgerLines.signature })
+          .from(ledgerLines)
+          .where(
+            and(
+              vaultIs(vault),
+              eq(ledgerLines.state, "listed"),
+              sql`${ledgerLines.signature} = ANY (${textArray(reads.map((l) => l.signature))})`,
+            ),
+          )
+      ).map((r) => r.signature),
+    );
+    // A line another process read first keeps what it wrote; a line given twice is read once.
+    const fresh = reads.filter((l) => listed.delete(l.signature));
+    if (fresh.length === 0) return;
+    const kinds = await classifyMany(
+      tx,
+      vault,
+      fresh.map((l) => ({
+        signature: l.signature,
+        delta: l.delta,
+        memoKind: l.memoKind,
+        memoJobId: l.memoJobId,
+      })),
+      true,
+    );
+    // UPDATE … FROM unnest of the batch's columns: one statement, ten parameters, still
+    // guarded by state = 'listed'.
+    const column = <T>(pick: (l: LineRead, i: number) => T) => fresh.map(pick);
+    await tx.execute(sql`UPDATE ledger_lines AS l SET state = 'read', succeeded = v.succeeded,
+        pre_units = v.pre_units, post_units = v.post_units, delta_units = v.delta_units,
+        memo = v.memo, memo_kind = v.memo_kind, memo_job_id = v.memo_job_id, kind = v.kind,
+        job_id = v.job_id
+      FROM unnest(
+        ${textArray(column((l) => l.signature))},
+        ${typedArray(
+          column((l) => l.succeeded),
+          "boolean",
+        )},
+        ${typedArray(
+          column((l) => l.pre),
+          "bigint",
+        )},
+        ${typedArray(
+          column((l) => l.post),
+          "bigint",
+        )},
+        ${typedArray(
+          column((l) => l.delta),
+          "bigint",
+        )},
+        ${typedArray(
+          column((l) => l.memo),
+          "text",
+        )},
+        ${typedArray(
+          column((l) => l.memoKind),
+          "text",
+        )},
+        ${typedArray(
+          column((l) => l.memoJobId),
+          "text",
+        )},
+        ${typedArray(
+          column((_, i) => kinds[i]!.kind),
+          "text",
+        )},
+        ${typedArray(
+          column((_, i) => kinds[i]!.jobId),
+          "text",
+        )}
+      ) AS v (signature, succeeded, pre_units, post_units, delta_units, memo, memo_kind,
+        memo_job_id, kind, job_id)
+      WHERE l.vault = ${vault} AND l.signature = v.signature AND l.state = 'listed'`);
+    // Money back naming a job releases that job's debits in this vault; a debit of a job whose
+    // money came back (or whose settlement landed) is released.
+    const named = new Set<string>();
+    const debits: { signature: string; jobId: string }[] = [];
+    fresh.forEach((l, i) => {
+      const c = kinds[i]!;
+      if (l.delta > 0n) {
+        if (c.jobId !== null) named.add(c.jobId);
+        if ((l.memoKind === "settle" || l.memoKind === "refund") && l.memoJobId !== null) {
+          named.add(l.memoJobId);
+        }
+      } else if (l.delta < 0n && c.jobId !== null) {
+        debits.push({ signature: l.signature, jobId: c.jobId });
+      }
+    });
+    if (named.size > 0) {
+      await tx
+        .update(ledgerLines)
+        .set({ released: true })
+        .where(
+          and(
+            vaultIs(vault),
+            sql`${ledgerLines.jobId} = ANY (${textArray([...named])})`,
+            lt(ledgerLines.deltaUnits, 0n),
+            not(ledgerLines.released),
+          ),
+        );
+    }
+    const returned = await returnedOf(
+      tx,
+      vault,
+      debits.map((d) => d.jobId),
+    );
+    const release = debits.filter((d) => returned.has(d.jobId)).map((d) => d.signature);
+    if (release.length > 0) {
+      await tx
+        .update(ledgerLines)
+        .set({ released: true })
+        .where(and(vaultIs(vault), sql`${ledgerLines.signature} = ANY (${textArray(release)})`));
+    }
+  }
+
+  async function review(tx: PgExecutor, vault: string, now: number): Promise<ReviewResult> {
+    const result: ReviewResult = {
+      classified: 0,
+      released: 0,
+      headersDecided: 0,
+      reopened: 0,
+      headersPassed: 0,
+      gaps: 0,
+    };
+    const unclassified = await tx
+      .select(lineColumns)
+      .from(ledgerLines)
+      .where(and(vaultIs(vault), eq(ledgerLines.state, "read"), isNull(ledgerLines.kind)))
+      .orderBy(asc(ledgerLines.ord));
+    const firstKinds = await classifyMany(
+      tx,
+      vault,
+      unclassified.map((r) => asClassifiable(toLine(r))),
+    );
+    for (const [i, r] of unclassified.entries()) {
+      await applyKind(tx, vault, asClassifiable(toLine(r)), firstKinds[i]!);
+      result.classified++;
+    }
+    const again = await tx
+      .select(lineColumns)
+      .from(ledgerLines)
+      .where(and(vaultIs(vault), inArray(ledgerLines.kind, ["unexplained", "deposit"])))
+      .orderBy(asc(ledgerLines.ord));
+    const kindsNow = await classifyMany(
+      tx,
+      vault,
+      again.map((r) => asClassifiable(toLine(r))),
+    );
+    for (const [i, r] of again.entries()) {
+      const line = toLine(r);
+      const c = kindsNow[i]!;
+      if (c.kind === line.kind && c.jobId === line.jobId) continue;
+      result.released += await applyKind(tx, vault, asClassifiable(line), c);
+      result.classified++;
+    }
+    const openLocks = await tx
+      .select({ signature: ledgerLines.signature, jobId: ledgerLines.jobId })
+      .from(ledgerLines)
+      .where(and(vaultIs(vault), eq(ledgerLines.kind, "lock"), not(ledgerLines.released)));
+    const returned = await returnedOf(
+      tx,
+      vault,
+      openLocks.flatMap((l) => (l.jobId === null ? [] : [l.jobId])),
+    );
+    for (const line of openLocks) {
+      if (line.jobId !== null && returned.has(line.jobId)) {
+        await setReleased(tx, vault, line.signature);
+        result.released++;
+      }
+    }
+    const cursor = await cursorRow(tx, vault);
+    const syncedAt = cursor?.syncedAt ?? null;
+    const headerOpen = await tx
+      .select(lineColumns)
+      .from(ledgerLines)
+      .where(
+        and(
+          vaultIs(vault),
+          eq(ledgerLines.kind, "lock"),
+          // The partial index's own predicate, then the undecided among them.
+          sql`${ledgerLines.headerOk} IS NOT TRUE AND ${ledgerLines.headerOk} IS NULL`,
+        ),
+      )
+      .orderBy(asc(ledgerLines.ord));
+    for (const r of headerOpen) {
+      const line = toLine(r);
+      const check = await headerCheck(tx, vault, line, syncedAt);
+      let ok: boolean;
+      if (check === null || check.matched) ok = true;
+      else if (check.decided) ok = false;
+      else continue;
+      await tx
+        .update(ledgerLines)
+        .set({ headerOk: ok })
+        .where(and(vaultIs(vault), eq(ledgerLines.signature, line.signature)));
+      result.headersDecided++;
+    }
+    const from = cursor?.chainedOrd ?? -1;
+    const walked = await walk(tx, vault, from, async (gap) => {
+      await tx
+        .update(ledgerLines)
+        .set({
+          gapAfterSignature: gap.afterSignature,
+          gapAfterSlot: gap.fromSlot,
+          gapUnits: gap.missingUnits,
+        })
+        .where(and(vaultIs(vault), eq(ledgerLines.signature, gap.beforeSignature)));
+      result.gaps++;
+    });
+    if (walked !== from) {
+      await tx
+        .update(ledgerCursors)
+        .set({ chainedOrd: walked })
+        .where(eq(ledgerCursors.vault, vault));
+    }
+    // The same span the verifier reads. A header that matches a balance passes where it stands;
+    // one that matches none in a span now read in full changes the verdict: that job is reopened
+    // (see `review` in src/store/ledger.ts).
+    const waiting = await tx
+      .select({
+        jobId: jobs.jobId,
+        lockTx: sql<string | null>`coalesce(${jobs.escrowTx}, ${jobs.apiEscrowTx})`,
+        recordedAt: jobs.recordedAt,
+        header: jobs.creditsRemainingUnits,
+      })
+      .from(checkResults)
+      .innerJoin(jobs, eq(jobs.jobId, checkResults.jobId))
+      .where(
+        and(
+          eq(checkResults.outcome, "skip"),
+          eq(checkResults.name, "credits.header"),
+          // The vault the verifier's skip names: a field of the json `expected`.
+          sql`${checkResults.expected}->>'vault' = ${vault}`,
+          inArray(jobs.verdict, [...finalVerdicts]),
+          isNotNull(jobs.creditsRemainingUnits),
+        ),
+      );
+    const reopen: string[] = [];
+    for (const j of waiting) {
+      if (j.lockTx === null || j.header === null) continue;
+      const header = j.header;
+      const span = await spanOfLock(tx, vault, j.lockTx, j.recordedAt, syncedAt);
+      const matched = span.balances.find((b) => headerMatches(header, b));
+      if (matched !== undefined) {
+        await tx
+          .update(checkResults)
+          .set({
+            outcome: "pass",
+            reason: null,
+            expected: { headerUnits: header.toString(), vault },
+            actual: { balanceUnits: matched.toString() },
+            checkedAt: now,
+          })
+          .where(
+            and(
+              eq(checkResults.jobId, j.jobId),
+              eq(checkResults.name, "credits.header"),
+              eq(checkResults.outcome, "skip"),
+            ),
+          );
+        result.headersPassed++;
+      } else if (span.covered) {
+        reopen.push(j.jobId);
+      }
+    }
+    result.reopened = await reopenJobsPg(tx, { jobIds: reopen }, now);
+    return result;
+  }
+
+  function sumsByKind(
+    rows: readonly { kind: LineKind; lines: number; units: bigint }[],
+    into: KindSums,
+  ) {
+    for (const r of rows) {
+      into[r.kind].lines += r.lines;
+      into[r.kind].units += r.units;
+    }
+  }
+
+  const lineSums = (q: PgExecutor, vault: string, from: number, to: number) =>
+    q
+      .select({
+        kind: sql<LineKind>`${ledgerLines.kind}`,
+        lines: count(),
+        units: sumUnits(ledgerLines.deltaUnits),
+      })
+      .from(ledgerLines)
+      .where(and(vaultIs(vault), periodOf(from, to), isNotNull(ledgerLines.kind)))
+      .groupBy(ledgerLines.kind);
+
+  const countLines = async (where: ReturnType<typeof and>) => {
+    const [row] = await db.select({ n: count() }).from(ledgerLines).where(where);
+    return row?.n ?? 0;
+  };
+
+  /** Open locks of a period: kind `lock`, not released by the line flags. */
+  const openLocksPeriod = (vault: string, from: number, to: number) =>
+    db
+      .select(lineColumns)
+      .from(ledgerLines)
+      .where(
+        and(
+          vaultIs(vault),
+          eq(ledgerLines.kind, "lock"),
+          not(ledgerLines.released),
+          periodOf(from, to),
+        ),
+      )
+      .orderBy(asc(ledgerLines.ord));
+
+  return {
+    async pinnedVaults() {
+      const rows = await db
+        .select({ vault: creditVaults.vault })
+        .from(creditVaults)
+        // GROUP BY, not DISTINCT: DISTINCT cannot order by the collated expression.
+        .groupBy(creditVaults.vault)
+        .orderBy(byteOrder(creditVaults.vault));
+      return rows.map((r) => r.vault);
+    },
+    async statementVaults() {
+      // A UNION sorts by its output column only: the collation is set in the select lists,
+      // which the builder's union does not write.
+      const { rows } = await db.execute<{ vault: string }>(
+        sql`SELECT vault COLLATE "C" AS vault FROM ledger_cursors
+          UNION SELECT vault COLLATE "C" FROM credit_vaults ORDER BY 1`,
+      );
+      return rows.map((r) => r.vault);
+    },
+    async keysOf(vault) {
+      const rows = await db
+        .select({ key: creditVaults.keyFingerprint })
+        .from(creditVaults)
+        .where(eq(creditVaults.vault, vault))
+        .orderBy(byteOrder(creditVaults.keyFingerprint));
+      return rows.map((r) => r.key);
+    },
+    async cursor(vault, now) {
+      await db.insert(ledgerCursors).values({ vault, updatedAt: now }).onConflictDoNothing();
+      return (await selectCursor(db, vault))!;
+    },
+    async storePage(vault, seen, page, last, now) {
+      return db.transaction(async (tx) => {
+        await lockVault(tx, vault);
+        const top = seen.syncTop ?? page[0]?.signature ?? null;
+        const topSlot = seen.syncTopSlot ?? page[0]?.slot ?? null;
+        const common = {
+          pagesRead: sql`${ledgerCursors.pagesRead} + 1`,
+          lastError: null,
+          updatedAt: now,
+        };
+        // Guarded advance: only from the cursor this page was listed from (another process that
+        // stored it first moved the cursor, and this one changes nothing).
+        const moved = await tx
+          .update(ledgerCursors)
+          .set(
+            last
+              ? {
+                  ...common,
+                  newestSignature: top ?? seen.newestSignature,
+                  newestSlot: top ? topSlot : seen.newestSlot,
+                  syncTop: null,
+                  syncTopSlot: null,
+                  syncBefore: null,
+                  syncIndex: 0,
+                  syncNumber: sql`${ledgerCursors.syncNumber} + 1`,
+                  syncedAt: now,
+                }
+              : {
+                  ...common,
+                  syncTop: top,
+                  syncTopSlot: topSlot,
+                  syncBefore: page.at(-1)!.signature,
+                  syncIndex: seen.syncIndex + page.length,
+                },
+          )
+          .where(
+            and(
+              eq(ledgerCursors.vault, vault),
+              sql`${ledgerCursors.syncBefore} IS NOT DISTINCT FROM ${seen.syncBefore}`,
+              eq(ledgerCursors.syncNumber, seen.syncNumber),
+              sql`${ledgerCursors.newestSignature} IS NOT DISTINCT FROM ${seen.newestSignature}`,
+            ),
+          )
+          .returning({ vault: ledgerCursors.vault });
+        if (moved.length === 0) return false;
+        if (page.length > 0) {
+          // The listing's hot path (up to 1,000 lines a page): one INSERT … SELECT FROM unnest
+          // of five arrays, five parameters whatever the page's size; a line already listed
+          // (by another process, or an earlier sync) stays as it is.
+          const column = <T>(pick: (e: ListedSignature, i: number) => T) => page.map(pick);
+          await tx.execute(sql`INSERT INTO ledger_lines
+              (vault, signature, ord, slot, block_time, succeeded, listed_at)
+            SELECT ${vault}, t.signature, t.ord, t.slot, t.block_time, t.succeeded, ${now}::bigint
+            FROM unnest(
+              ${textArray(column((e) => e.signature))},
+              ${typedArray(
+                column((_, i) => (seen.syncNumber + 1) * ORD_SPAN - (seen.syncIndex + i) - 1),
+                "bigint",
+              )},
+              ${typedArray(
+                column((e) => e.slot),
+                "bigint",
+              )},
+              ${typedArray(
+                column((e) => e.blockTime),
+                "bigint",
+              )},
+              ${typedArray(
+                column((e) => e.err === null),
+                "boolean",
+              )}
+            ) AS t (signature, ord, slot, block_time, succeeded)
+            ON CONFLICT (vault, signature) DO NOTHING`);
+        }
+        return true;
+      });
+    },
+    async listedSignatures(vault) {
+      const rows = await db
+        .select({ signature: ledgerLines.signature })
+        .from(ledgerLines)
+        .where(and(vaultIs(vault), eq(ledgerLines.state, "listed")))
+        .orderBy(asc(ledgerLines.ord));
+      return rows.map((r) => r.signature);
+    },
+    async storedTransaction(signature) {
+      const [row] = await db
+        .select({
+          signature: chainTransactions.signature,
+          facts: sql<string>`${chainTransactions.facts}::text`,
+          raw: chainTransactions.raw,
+        })
+        .from(chainTransactions)
+        .where(and(eq(chainTransactions.signature, signature), isNotNull(chainTransactions.facts)));
+      return row;
+    },
+    async recordReads(vault, reads, fetched, now) {
+      if (reads.length === 0 && fetched.length === 0) return;
+      await db.transaction(async (tx) => {
+        await lockVault(tx, vault);
+        await upsertTransactions(tx, fetched, now);
+        await readLines(tx, vault, reads);
+      });
+    },
+    async newestListedSlot(vault) {
+      const [row] = await db
+        .select({ slot: sql<number | null>`max(${ledgerLines.slot})`.mapWith(Number) })
+        .from(ledgerLines)
+        .where(vaultIs(vault));
+      return row?.slot ?? null;
+    },
+    async setBalance(vault, balance, at) {
+      await db
+        .update(ledgerCursors)
+        .set({
+          balanceUnits: balance.amount,
+          balanceSlot: balance.slot,
+          balanceAt: at,
+          updatedAt: at,
+        })
+        .where(eq(ledgerCursors.vault, vault));
+    },
+    async setError(vault, message, at) {
+      await db
+        .update(ledgerCursors)
+        .set({ lastError: message, updatedAt: at })
+        .where(eq(ledgerCursors.vault, vault));
+    },
+    async review(vault, now = Date.now()) {
+      return db.transaction(async (tx) => {
+        await lockVault(tx, vault);
+        return review(tx, vault, now);
+      });
+    },
+    async creditSpans(requests) {
+      return db.transaction(async (tx) => {
+        const out = new Map<string, { balancesUnits: bigint[]; covered: boolean }>();
+        const syncedAt = new Map<string, number | null>();
+        for (const r of requests) {
+          if (!syncedAt.has(r.vault)) {
+            syncedAt.set(r.vault, (await cursorRow(tx, r.vault))?.syncedAt ?? null);
+          }
+          const span = await spanOfLock(
+            tx,
+            r.vault,
+            r.lockTx,
+            r.recordedAt,
+            syncedAt.get(r.vault)!,
+          );
+          out.set(r.jobId, { balancesUnits: span.balances, covered: span.covered });
+        }
+        return out;
+      }, snapshot);
+    },
+    async oldestSyncedAt() {
+      const [row] = await db
+        .select({
+          at: sql<number | null>`min(coalesce(${ledgerCursors.syncedAt}, 0))`.mapWith(Number),
+        })
+        .from(ledgerCursors);
+      return row?.at ?? null;
+    },
+
+    async cursorFigures(vault) {
+      const r = await cursorRow(db, vault);
+      if (!r) return undefined;
+      return {
+        syncedAt: r.syncedAt,
+        balanceUnits: r.balanceUnits,
+        balanceSlot: r.balanceSlot,
+        newestSlot: r.slot,
+      };
+    },
+    async openingUnits(vault, fromSec) {
+      return db.transaction(async (tx) => {
+        const [first] = await tx
+          .select({ pre: ledgerLines.preUnits })
+          .from(ledgerLines)
+          .where(and(vaultIs(vault), moves))
+          .orderBy(asc(ledgerLines.ord))
+          .limit(1);
+        if (first === undefined || first.pre === null) return null;
+        const day = Math.floor(fromSec / DAY);
+        const [whole] = await tx
+          .select({ units: sumUnits(ledgerDaily.units) })
+          .from(ledgerDaily)
+          .where(and(eq(ledgerDaily.vault, vault), lt(ledgerDaily.day, day)));
+        const [partial] = await tx
+          .select({ units: sumUnits(ledgerLines.deltaUnits) })
+          .from(ledgerLines)
+          .where(
+            and(
+              vaultIs(vault),
+              eq(ledgerLines.state, "read"),
+              periodOf(day * DAY, fromSec),
+              isNotNull(ledgerLines.kind),
+            ),
+          );
+        // Lines read but not classified yet (before a review round) still count in the opening.
+        const [unread] = await tx
+          .select({ units: sumUnits(ledgerLines.deltaUnits) })
+          .from(ledgerLines)
+          .where(
+            and(
+              vaultIs(vault),
+              eq(ledgerLines.state, "read"),
+              isNull(ledgerLines.kind),
+              lt(ledgerLines.blockTime, fromSec),
+            ),
+          );
+        return first.pre + (whole?.units ?? 0n) + (partial?.units ?? 0n) + (unread?.units ?? 0n);
+      }, snapshot);
+    },
+    async periodSums(vault, fromSec, toSec) {
+      return db.transaction(async (tx) => {
+        const sums = emptySums();
+        const firstDay = Math.ceil(fromSec / DAY);
+        const endDay = Math.floor(toSec / DAY);
+        if (firstDay >= endDay) {
+          sumsByKind(await lineSums(tx, vault, fromSec, toSec), sums);
+          return sums;
+        }
+        const daily = await tx
+          .select({
+            kind: ledgerDaily.kind,
+            lines: sql<number>`sum(${ledgerDaily.lines})`.mapWith(Number),
+            units: sumUnits(ledgerDaily.units),
+          })
+          .from(ledgerDaily)
+          .where(
+            and(
+              eq(ledgerDaily.vault, vault),
+              gte(ledgerDaily.day, firstDay),
+              lt(ledgerDaily.day, endDay),
+            ),
+          )
+          .groupBy(ledgerDaily.kind);
+        sumsByKind(daily, sums);
+        sumsByKind(await lineSums(tx, vault, fromSec, firstDay * DAY), sums);
+        sumsByKind(await lineSums(tx, vault, endDay * DAY, toSec), sums);
+        return sums;
+      }, snapshot);
+    },
+    async pendingCounts(vault, fromSec, toSec) {
+      const listed = and(vaultIs(vault), eq(ledgerLines.state, "listed"));
+      const inPeriod = await countLines(and(listed, periodOf(fromSec, toSec)));
+      const all = await countLines(listed);
+      const unclassified = await countLines(
+        and(vaultIs(vault), eq(ledgerLines.state, "read"), isNull(ledgerLines.kind)),
+      );
+      return { inPeriod, all: all + unclassified };
+    },
+    async reviewLines(vault, fromSec, toSec) {
+      const rows = await db
+        .select(lineColumns)
+        .from(ledgerLines)
+        .where(
+          and(
+            vaultIs(vault),
+            inArray(ledgerLines.kind, ["unexplained", "deposit"]),
+            periodOf(fromSec, toSec),
+          ),
+        )
+        .orderBy(asc(ledgerLines.ord));
+      const lines = rows.map(toLine);
+      const now = await classifyMany(db, vault, lines.map(asClassifiable));
+      return lines.map((line, i) => ({ ...line, now: now[i]! }));
+    },
+    async overdueLocks(vault, fromSec, toSec, windowSeconds, asOfSec, extra = []) {
+      const candidates = [...(await openLocksPeriod(vault, fromSec, toSec)).map(toLine), ...extra];
+      const due = candidates.filter(
+        (l) => l.blockTime !== null && l.blockTime + windowSeconds < asOfSec && l.jobId !== null,
+      );
+      const returned = await returnedOf(
+        db,
+        vault,
+        due.map((l) => l.jobId!),
+      );
+      return due.filter((l) => !returned.has(l.jobId!));
+    },
+    async headerChecks(vault, fromSec, toSec, extra = []) {
+      return db.transaction(async (tx) => {
+        const syncedAt = (await cursorRow(tx, vault))?.syncedAt ?? null;
+        const open = await tx
+          .select(lineColumns)
+          .from(ledgerLines)
+          .where(
+            and(
+              vaultIs(vault),
+              eq(ledgerLines.kind, "lock"),
+              sql`${ledgerLines.headerOk} IS NOT TRUE`,
+              periodOf(fromSec, toSec),
+            ),
+          )
+          .orderBy(asc(ledgerLines.ord));
+        const out: HeaderCheck[] = [];
+        for (const line of [...open.map(toLine), ...extra]) {
+          const check = await headerCheck(tx, vault, line, syncedAt);
+          if (check) out.push(check);
+        }
+        return out;
+      }, snapshot);
+    },
+    async gaps(vault, fromSec, toSec) {
+      return db.transaction(async (tx) => {
+        const stored = await tx
+          .select({
+            signature: ledgerLines.signature,
+            slot: ledgerLines.slot,
+            afterSignature: ledgerLines.gapAfterSignature,
+            afterSlot: ledgerLines.gapAfterSlot,
+            units: ledgerLines.gapUnits,
+          })
+          .from(ledgerLines)
+          .where(and(vaultIs(vault), isNotNull(ledgerLines.gapUnits), periodOf(fromSec, toSec)))
+          .orderBy(asc(ledgerLines.ord));
+        const out: StoredGap[] = stored.map((g) => ({
+          afterSignature: g.afterSignature!,
+          beforeSignature: g.signature,
+          fromSlot: g.afterSlot!,
+          toSlot: g.slot,
+          missingUnits: g.units!,
+        }));
+        // Movements above the walk's position (unread lines below them) are compared here.
+        const chained = (await cursorRow(tx, vault))?.chainedOrd ?? -1;
+        const tail = await tx
+          .select(lineColumns)
+          .from(ledgerLines)
+          .where(
+            and(
+              vaultIs(vault),
+              gt(ledgerLines.ord, chained),
+              moves,
+              lt(ledgerLines.blockTime, toSec),
+            ),
+          )
+          .orderBy(asc(ledgerLines.ord));
+        if (tail.length > 0) {
+          let prev = await movementAtOrBefore(tx, vault, chained);
+          for (const line of tail.map(toLine)) {
+            const gap = gapBetween(prev, line);
+            if (gap && line.blockTime !== null && line.blockTime >= fromSec) out.push(gap);
+            prev = line;
+          }
+        }
+        return out;
+      }, snapshot);
+    },
+    async movementAround(vault, toSec) {
+      const [next] = await db
+        .select({ pre: ledgerLines.preUnits })
+        .from(ledgerLines)
+        .where(and(vaultIs(vault), gte(ledgerLines.blockTime, toSec), moves))
+        .orderBy(asc(ledgerLines.blockTime), asc(ledgerLines.ord))
+        .limit(1);
+      if (next !== undefined) return { next: next.pre, last: null };
+      const [last] = await db
+        .select({ post: ledgerLines.postUnits })
+        .from(ledgerLines)
+        .where(and(vaultIs(vault), lt(ledgerLines.blockTime, toSec), moves))
+        .orderBy(desc(ledgerLines.blockTime), desc(ledgerLines.ord))
+        .limit(1);
+      return { next: null, last: last?.post ?? null };
+    },
+  };
 }

@@ -1,0 +1,730 @@
+import { describe, expect, it } from "vitest";
+import type { Store } from "../src/db/client.js";
+import { openPostgres } from "../src/db/pg/client.js";
+import {
+  createLedgerStore,
+  type FetchedTransaction,
+  type LedgerStore,
+  type LineRead,
+  type ListedSignature,
+} from "../src/store/ledger.js";
+import { dialects, useDialectStores } from "./support/dialects.js";
+import { fakeSignature } from "./support/job-rows.js";
+import {
+  checkOf,
+  dailyTotals,
+  jobVerdict,
+  linesOf,
+  seedChainTransaction,
+  seedCheck,
+  seedCreditVault,
+  seedJob,
+} from "./support/seed-ledger.js";
+
+/** November 2026 in whole seconds, the month every statement below covers. */
+const NOV = Date.UTC(2026, 10, 1) / 1000;
+const DEC = Date.UTC(2026, 11, 1) / 1000;
+const DEC_31 = Date.UTC(2026, 11, 31) / 1000;
+const at = (day: number, hour: number, second = 0) =>
+  NOV + (day - 1) * 86_400 + hour * 3_600 + second;
+/** When the reader ran: after the month, so every response of it is read past. */
+const NOW = Date.UTC(2026, 11, 11);
+const VAULT = "bVau1tCred1tsXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX";
+const sig = (name: string) => fakeSignature(`ledger-dialects:${name}`);
+
+interface SeedLine {
+  name: string;
+  slot: number;
+  time: number;
+  /** Absent: listed, never read. */
+  balance?: { pre: bigint; post: bigint };
+  succeeded?: boolean;
+  memoKind?: LineRead["memoKind"];
+  memoJobId?: string;
+}
+
+/**
+ * A vault's month: a top-up, a job locked and settled (J1), a debit no receipt explains, a lock
+ * never returned (J2) followed by a top-up whose balance before does not chain (30,000 missing),
+ * a failed transaction, a line listed but not read, and a December line above it (2,000 missing).
+ */
+const month: SeedLine[] = [
+  { name: "deposit", slot: 100, time: at(1, 10), balance: { pre: 0n, post: 1_000_000n } },
+  { name: "lock1", slot: 200, time: at(3, 12), balance: { pre: 1_000_000n, post: 600_000n } },
+  { name: "settle1", slot: 201, time: at(3, 12, 20), balance: { pre: 600_000n, post: 920_000n } },
+  { name: "debit", slot: 300, time: at(10, 8), balance: { pre: 920_000n, post: 870_000n } },
+  { name: "lock2", slot: 400, time: at(15, 9), balance: { pre: 870_000n, post: 770_000n } },
+  { name: "topup", slot: 500, time: at(20, 0), balance: { pre: 800_000n, post: 810_000n } },
+  {
+    name: "failed",
+    slot: 600,
+    time: at(22, 5),
+    balance: { pre: 810_000n, post: 810_000n },
+    succeeded: false,
+  },
+  { name: "unread", slot: 700, time: at(25, 5) },
+  { name: "december", slot: 800, time: DEC + 86_400, balance: { pre: 812_000n, post: 817_000n } },
+];
+
+/** A getSignaturesForAddress page: newest first. */
+const pageOf = (lines: readonly SeedLine[]): ListedSignature[] =>
+  [...lines].reverse().map((l) => ({
+    signature: sig(l.name),
+    slot: l.slot,
+    blockTime: l.time,
+    err: l.succeeded === false ? { InstructionError: [0, "Custom"] } : null,
+  }));
+
+/** What the reader makes of each read transaction, oldest first. */
+const readsOf = (lines: readonly SeedLine[]): LineRead[] =>
+  lines.flatMap((l) =>
+    l.balance
+      ? [
+          {
+            signature: sig(l.name),
+            succeeded: l.succeeded ?? true,
+            pre: l.balance.pre,
+            post: l.balance.post,
+            delta: l.balance.post - l.balance.pre,
+            // Quotes, commas, braces and backslashes: a memo is free text.
+            memo: l.memoKind ? `${l.memoKind}:${l.memoJobId} "a, {b}" \\ é` : null,
+            memoKind: l.memoKind ?? null,
+            memoJobId: l.memoJobId ?? null,
+          },
+        ]
+      : [],
+  );
+
+const fetchedOf = (lines: readonly SeedLine[]): FetchedTransaction[] =>
+  lines.flatMap((l) =>
+    l.balance
+      ? [
+          {
+            signature: sig(l.name),
+            slot: l.slot,
+            blockTime: l.time,
+            fee: 5_000n,
+            succeeded: l.succeeded ?? true,
+            err: l.succeeded === false ? '{"InstructionError":[0,"Custom"]}' : "null",
+            facts: `{"signature": "${sig(l.name)}", "slot": ${l.slot}}`,
+            raw: `raw:${l.name}`,
+          },
+        ]
+      : [],
+  );
+
+/** The receipts of the month: J1 (header 60 credits: its balance after the lock) and J2 (50, none). */
+async function seedReceipts(store: Store) {
+  await seedJob(store, {
+    jobId: "J1",
+    escrowTx: sig("lock1"),
+    settlementTx: sig("settle1"),
+    creditsRemainingUnits: 600_000n,
+    recordedAt: at(3, 12, 30) * 1000,
+  });
+  await seedJob(store, {
+    jobId: "J2",
+    escrowTx: sig("lock2"),
+    creditsRemainingUnits: 500_000n,
+    recordedAt: at(15, 9, 30) * 1000,
+  });
+  // The verifier decided both before the ledger had read the vault: its skip names the vault.
+  for (const jobId of ["J1", "J2"]) {
+    await seedCheck(store, {
+      jobId,
+      name: "credits.header",
+      outcome: "skip",
+      expected: { vault: VAULT },
+      at: NOW - 60_000,
+    });
+  }
+}
+
+/** One reader's pass over the vault: list, read what is listed, review. */
+async function readVault(ledger: LedgerStore, lines: readonly SeedLine[], now = NOW) {
+  const seen = await ledger.cursor(VAULT, now);
+  const stored = await ledger.storePage(VAULT, seen, pageOf(lines), true, now);
+  await ledger.recordReads(VAULT, readsOf(lines), fetchedOf(lines), now);
+  return { stored, review: await ledger.review(VAULT, now) };
+}
+
+const sums = (
+  lock: [number, bigint],
+  ret: [number, bigint],
+  deposit: [number, bigint],
+  unexplained: [number, bigint],
+  none: [number, bigint],
+) => ({
+  lock: { lines: lock[0], units: lock[1] },
+  return: { lines: ret[0], units: ret[1] },
+  deposit: { lines: deposit[0], units: deposit[1] },
+  unexplained: { lines: unexplained[0], units: unexplained[1] },
+  none: { lines: none[0], units: none[1] },
+});
+
+describe.each(dialects)("ledger store on %s", (dialect) => {
+  const stores = useDialectStores(dialect);
+
+  it("lists pinned and statement vaults and a vault's keys in byte order", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    await seedCreditVault(store, { keyFingerprint: "kf_b", vault: "bVault", pinnedAt: 1 });
+    await seedCreditVault(store, { keyFingerprint: "kf_A", vault: "bVault", pinnedAt: 2 });
+    await seedCreditVault(store, { keyFingerprint: "kf_C", vault: "CVault", pinnedAt: 3 });
+    await ledger.cursor("aLedgerOnly", NOW);
+    await ledger.cursor("bVault", NOW);
+
+    expect(await ledger.pinnedVaults()).toEqual(["CVault", "bVault"]);
+    expect(await ledger.statementVaults()).toEqual(["CVault", "aLedgerOnly", "bVault"]);
+    expect(await ledger.keysOf("bVault")).toEqual(["kf_A", "kf_b"]);
+    expect(await ledger.keysOf("nobody")).toEqual([]);
+  });
+
+  it("moves the cursor page by page, refuses a page listed from a cursor that moved, and orders lines oldest first", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    expect(await ledger.oldestSyncedAt()).toBeNull();
+    const empty = await ledger.cursor(VAULT, 1_000);
+    expect(empty).toEqual({
+      vault: VAULT,
+      newestSignature: null,
+      newestSlot: null,
+      syncTop: null,
+      syncTopSlot: null,
+      syncBefore: null,
+      syncNumber: 0,
+      syncIndex: 0,
+    });
+    expect(await ledger.oldestSyncedAt()).toBe(0);
+
+    const [newest, older] = [pageOf(month).slice(0, 4), pageOf(month).slice(4)];
+    expect(await ledger.storePage(VAULT, empty, newest, false, 2_000)).toBe(true);
+    const middle = await ledger.cursor(VAULT, 2_000);
+    expect(middle).toMatchObject({
+      syncTop: sig("december"),
+      syncTopSlot: 800,
+      syncBefore: sig("topup"),
+      syncNumber: 0,
+      syncIndex: 4,
+    });
+    // Another process listed from the empty cursor: its page is already stored.
+    expect(await ledger.storePage(VAULT, empty, newest, false, 2_500)).toBe(false);
+    expect(await ledger.storePage(VAULT, middle, older, true, 3_000)).toBe(true);
+    expect(await ledger.cursor(VAULT, 3_000)).toEqual({
+      vault: VAULT,
+      newestSignature: sig("december"),
+      newestSlot: 800,
+      syncTop: null,
+      syncTopSlot: null,
+      syncBefore: null,
+      syncNumber: 1,
+      syncIndex: 0,
+    });
+    expect(await ledger.listedSignatures(VAULT)).toEqual(month.map((l) => sig(l.name)));
+    expect(await ledger.newestListedSlot(VAULT)).toBe(800);
+    expect(await ledger.newestListedSlot("nobody")).toBeNull();
+    expect(await ledger.oldestSyncedAt()).toBe(3_000);
+
+    // The next sync lists what came after: its lines sort above the first sync's.
+    const synced = await ledger.cursor(VAULT, 4_000);
+    const later: ListedSignature[] = [
+      { signature: sig("later"), slot: 900, blockTime: DEC_31, err: null },
+    ];
+    expect(await ledger.storePage(VAULT, synced, later, true, 4_000)).toBe(true);
+    expect((await ledger.listedSignatures(VAULT)).at(-1)).toBe(sig("later"));
+    expect(await ledger.cursor(VAULT, 4_000)).toMatchObject({
+      newestSignature: sig("later"),
+      newestSlot: 900,
+      syncNumber: 2,
+    });
+    // An empty last page ends a sync without moving the newest signature.
+    const quiet = await ledger.cursor(VAULT, 5_000);
+    expect(await ledger.storePage(VAULT, quiet, [], true, 5_000)).toBe(true);
+    expect(await ledger.cursor(VAULT, 5_000)).toMatchObject({
+      newestSignature: sig("later"),
+      newestSlot: 900,
+      syncNumber: 3,
+    });
+  });
+
+  it("stores fetched transactions once, keeps one already fetched, and records balances and errors", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    await seedChainTransaction(store, { signature: sig("lock1"), facts: { old: true }, at: 1 });
+    await seedChainTransaction(store, { signature: sig("debit"), at: 1 });
+    const lines = month.slice(0, 4);
+    await ledger.cursor(VAULT, NOW);
+    await ledger.storePage(VAULT, await ledger.cursor(VAULT, NOW), pageOf(lines), true, NOW);
+    expect(await ledger.storedTransaction(sig("debit"))).toBeUndefined();
+    await ledger.recordReads(VAULT, readsOf(lines), fetchedOf(lines), NOW);
+
+    // Facts are the text as written (spacing kept), for the reader to parse.
+    expect(await ledger.storedTransaction(sig("deposit"))).toEqual({
+      signature: sig("deposit"),
+      facts: `{"signature": "${sig("deposit")}", "slot": 100}`,
+      raw: "raw:deposit",
+    });
+    expect(await ledger.storedTransaction(sig("debit"))).toMatchObject({ raw: "raw:debit" });
+    expect(JSON.parse((await ledger.storedTransaction(sig("lock1")))!.facts)).toEqual({
+      old: true,
+    });
+    expect(await ledger.storedTransaction(sig("nothing"))).toBeUndefined();
+    expect(await ledger.listedSignatures(VAULT)).toEqual([]);
+
+    await ledger.setBalance(VAULT, { amount: 870_000n, slot: 333 }, NOW + 1);
+    await ledger.setError(VAULT, "rpc said no", NOW + 2);
+    expect(await ledger.cursorFigures(VAULT)).toEqual({
+      syncedAt: NOW,
+      balanceUnits: 870_000n,
+      balanceSlot: 333,
+      newestSlot: 300,
+    });
+    expect(await ledger.cursorFigures("nobody")).toBeUndefined();
+    // Reading nothing writes nothing.
+    await ledger.recordReads(VAULT, [], [], NOW);
+  });
+
+  it("classifies lines by receipts, jobs-API answers and memos, and releases the locks returned", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    await seedJob(store, {
+      jobId: "J6",
+      apiEscrowTx: sig("api-lock"),
+      apiSettlementTx: sig("api-return"),
+      recordedAt: at(5, 1) * 1000,
+    });
+    const lines: SeedLine[] = [
+      {
+        name: "memo-lock",
+        slot: 10,
+        time: at(5, 0),
+        balance: { pre: 100n, post: 90n },
+        memoKind: "escrow",
+        memoJobId: "J5",
+      },
+      {
+        name: "memo-return",
+        slot: 11,
+        time: at(5, 0, 10),
+        balance: { pre: 90n, post: 100n },
+        memoKind: "settle",
+        memoJobId: "J5",
+      },
+      { name: "api-lock", slot: 12, time: at(5, 1), balance: { pre: 100n, post: 80n } },
+      { name: "api-return", slot: 13, time: at(5, 1, 10), balance: { pre: 80n, post: 85n } },
+    ];
+    await ledger.storePage(VAULT, await ledger.cursor(VAULT, NOW), pageOf(lines), true, NOW);
+    // Transactions not fetched here: the settlement is known from the line itself.
+    await ledger.recordReads(VAULT, readsOf(lines), [], NOW);
+
+    expect(await linesOf(store, VAULT)).toEqual([
+      {
+        signature: sig("memo-lock"),
+        state: "read",
+        kind: "unexplained",
+        jobId: "J5",
+        released: true,
+        headerOk: null,
+      },
+      {
+        signature: sig("memo-return"),
+        state: "read",
+        kind: "return",
+        jobId: "J5",
+        released: false,
+        headerOk: null,
+      },
+      {
+        signature: sig("api-lock"),
+        state: "read",
+        kind: "lock",
+        jobId: "J6",
+        released: true,
+        headerOk: null,
+      },
+      {
+        signature: sig("api-return"),
+        state: "read",
+        kind: "return",
+        jobId: "J6",
+        released: false,
+        headerOk: null,
+      },
+    ]);
+    expect(await ledger.periodSums(VAULT, NOV, DEC)).toEqual(
+      sums([1, -20n], [2, 15n], [0, 0n], [1, -10n], [0, 0n]),
+    );
+    expect((await ledger.reviewLines(VAULT, NOV, DEC)).map((l) => [l.memo, l.now])).toEqual([
+      ['escrow:J5 "a, {b}" \\ é', { kind: "unexplained", jobId: "J5" }],
+    ]);
+  });
+
+  it("classifies a batch line by line: a memo return read before the memo lock it names is a deposit until the next round", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    const lines: SeedLine[] = [
+      {
+        name: "early-return",
+        slot: 20,
+        time: at(6, 0),
+        balance: { pre: 100n, post: 105n },
+        memoKind: "settle",
+        memoJobId: "J7",
+      },
+      {
+        name: "late-lock",
+        slot: 21,
+        time: at(6, 0, 5),
+        balance: { pre: 105n, post: 100n },
+        memoKind: "escrow",
+        memoJobId: "J7",
+      },
+    ];
+    await ledger.storePage(VAULT, await ledger.cursor(VAULT, NOW), pageOf(lines), true, NOW);
+    await ledger.recordReads(VAULT, readsOf(lines), [], NOW);
+    expect(await linesOf(store, VAULT)).toEqual([
+      {
+        signature: sig("early-return"),
+        state: "read",
+        kind: "deposit",
+        jobId: null,
+        released: false,
+        headerOk: null,
+      },
+      {
+        signature: sig("late-lock"),
+        state: "read",
+        kind: "unexplained",
+        jobId: "J7",
+        released: true,
+        headerOk: null,
+      },
+    ]);
+    expect(await ledger.review(VAULT, NOW)).toMatchObject({ classified: 1, released: 0 });
+    expect((await linesOf(store, VAULT)).map((l) => [l.kind, l.jobId])).toEqual([
+      ["return", "J7"],
+      ["unexplained", "J7"],
+    ]);
+  });
+
+  it("gives a month's statement figures: sums, opening, pending, review, overdue locks, headers, gaps", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    await seedReceipts(store);
+    const { stored, review } = await readVault(ledger, month);
+    expect(stored).toBe(true);
+    expect(review).toEqual({
+      classified: 0,
+      released: 0,
+      headersDecided: 2,
+      reopened: 1,
+      headersPassed: 1,
+      gaps: 1,
+    });
+    await ledger.setBalance(VAULT, { amount: 817_000n, slot: 801 }, NOW);
+
+    expect(await linesOf(store, VAULT)).toEqual([
+      {
+        signature: sig("deposit"),
+        state: "read",
+        kind: "deposit",
+        jobId: null,
+        released: false,
+        headerOk: null,
+      },
+      {
+        signature: sig("lock1"),
+        state: "read",
+        kind: "lock",
+        jobId: "J1",
+        released: true,
+        headerOk: true,
+      },
+      {
+        signature: sig("settle1"),
+        state: "read",
+        kind: "return",
+        jobId: "J1",
+        released: false,
+        headerOk: null,
+      },
+      {
+        signature: sig("debit"),
+        state: "read",
+        kind: "unexplained",
+        jobId: null,
+        released: false,
+        headerOk: null,
+      },
+      {
+        signature: sig("lock2"),
+        state: "read",
+        kind: "lock",
+        jobId: "J2",
+        released: false,
+        headerOk: false,
+      },
+      {
+        signature: sig("topup"),
+        state: "read",
+        kind: "deposit",
+        jobId: null,
+        released: false,
+        headerOk: null,
+      },
+      {
+        signature: sig("failed"),
+        state: "read",
+        kind: "none",
+        jobId: null,
+        released: false,
+        headerOk: null,
+      },
+      {
+        signature: sig("unread"),
+        state: "listed",
+        kind: null,
+        jobId: null,
+        released: false,
+        headerOk: null,
+      },
+      {
+        signature: sig("december"),
+        state: "read",
+        kind: "deposit",
+        jobId: null,
+        released: false,
+        headerOk: null,
+      },
+    ]);
+    // The triggers' daily sums: every read line once.
+    expect(await dailyTotals(store, VAULT)).toEqual({
+      deposit: { lines: 3, units: 1_015_000n },
+      lock: { lines: 2, units: -500_000n },
+      return: { lines: 1, units: 320_000n },
+      unexplained: { lines: 1, units: -50_000n },
+      none: { lines: 1, units: 0n },
+    });
+    // J1's header matched the balance after its lock: passed in place. J2's matched none of a
+    // span now read in full: reopened for the verifier to fail it.
+    expect(await checkOf(store, "J1", "credits.header")).toEqual({
+      outcome: "pass",
+      expected: { headerUnits: "600000", vault: VAULT },
+      actual: { balanceUnits: "600000" },
+    });
+    expect(await jobVerdict(store, "J1")).toBe("verified");
+    expect(await jobVerdict(store, "J2")).toBe("pending");
+    expect(await checkOf(store, "J2", "credits.header")).toMatchObject({ outcome: "skip" });
+
+    // Whole days (the daily sums) and partial days (their lines) add up alike.
+    expect(await ledger.periodSums(VAULT, NOV, DEC)).toEqual(
+      sums([2, -500_000n], [1, 320_000n], [2, 1_010_000n], [1, -50_000n], [1, 0n]),
+    );
+    expect(await ledger.periodSums(VAULT, at(3, 6), at(20, 12))).toEqual(
+      sums([2, -500_000n], [1, 320_000n], [1, 10_000n], [1, -50_000n], [0, 0n]),
+    );
+    expect(await ledger.periodSums(VAULT, at(3, 12, 10), at(3, 13))).toEqual(
+      sums([0, 0n], [1, 320_000n], [0, 0n], [0, 0n], [0, 0n]),
+    );
+    expect(await ledger.openingUnits(VAULT, NOV)).toBe(0n);
+    expect(await ledger.openingUnits(VAULT, at(3, 6))).toBe(1_000_000n);
+    expect(await ledger.openingUnits(VAULT, at(3, 12, 10))).toBe(600_000n);
+    expect(await ledger.openingUnits(VAULT, DEC)).toBe(780_000n);
+    expect(await ledger.openingUnits("nobody", DEC)).toBeNull();
+    expect(await ledger.pendingCounts(VAULT, NOV, DEC)).toEqual({ inPeriod: 1, all: 1 });
+    expect(await ledger.pendingCounts(VAULT, DEC, DEC_31)).toEqual({ inPeriod: 0, all: 1 });
+
+    const reviewed = await ledger.reviewLines(VAULT, NOV, DEC);
+    expect(reviewed.map((l) => [l.signature, l.kind, l.deltaUnits, l.now])).toEqual([
+      [sig("deposit"), "deposit", 1_000_000n, { kind: "deposit", jobId: null }],
+      [sig("debit"), "unexplained", -50_000n, { kind: "unexplained", jobId: null }],
+      [sig("topup"), "deposit", 10_000n, { kind: "deposit", jobId: null }],
+    ]);
+    expect(reviewed[1]).toEqual({
+      signature: sig("debit"),
+      ord: expect.any(Number),
+      slot: 300,
+      blockTime: at(10, 8),
+      preUnits: 920_000n,
+      postUnits: 870_000n,
+      deltaUnits: -50_000n,
+      memo: null,
+      memoKind: null,
+      memoJobId: null,
+      kind: "unexplained",
+      jobId: null,
+      now: { kind: "unexplained", jobId: null },
+    });
+
+    const overdue = await ledger.overdueLocks(VAULT, NOV, DEC, 3_600, DEC);
+    expect(overdue.map((l) => [l.signature, l.jobId, l.deltaUnits])).toEqual([
+      [sig("lock2"), "J2", -100_000n],
+    ]);
+    // Not due yet an hour after the lock.
+    expect(await ledger.overdueLocks(VAULT, NOV, DEC, 3_600, at(15, 9) + 600)).toEqual([]);
+
+    expect(await ledger.headerChecks(VAULT, NOV, DEC)).toEqual([
+      {
+        jobId: "J2",
+        headerUnits: 500_000n,
+        balancesUnits: [770_000n],
+        matched: false,
+        decided: true,
+      },
+    ]);
+
+    expect(await ledger.gaps(VAULT, NOV, DEC)).toEqual([
+      {
+        afterSignature: sig("lock2"),
+        beforeSignature: sig("topup"),
+        fromSlot: 400,
+        toSlot: 500,
+        missingUnits: 30_000n,
+      },
+    ]);
+    // Above the unread line the walk stopped at, movements are compared when asked.
+    expect(await ledger.gaps(VAULT, DEC, DEC_31)).toEqual([
+      {
+        afterSignature: sig("topup"),
+        beforeSignature: sig("december"),
+        fromSlot: 500,
+        toSlot: 800,
+        missingUnits: 2_000n,
+      },
+    ]);
+    expect(await ledger.movementAround(VAULT, DEC)).toEqual({ next: 812_000n, last: null });
+    expect(await ledger.movementAround(VAULT, DEC_31)).toEqual({ next: null, last: 817_000n });
+    expect(await ledger.movementAround("nobody", DEC)).toEqual({ next: null, last: null });
+    expect(await ledger.cursorFigures(VAULT)).toEqual({
+      syncedAt: NOW,
+      balanceUnits: 817_000n,
+      balanceSlot: 801,
+      newestSlot: 800,
+    });
+
+    expect(
+      await ledger.creditSpans([
+        { jobId: "J1", vault: VAULT, lockTx: sig("lock1"), recordedAt: at(3, 12, 30) * 1000 },
+        { jobId: "J2", vault: VAULT, lockTx: sig("lock2"), recordedAt: at(15, 9, 30) * 1000 },
+        { jobId: "J8", vault: VAULT, lockTx: sig("unread"), recordedAt: at(25, 6) * 1000 },
+        { jobId: "J9", vault: VAULT, lockTx: sig("nowhere"), recordedAt: at(25, 6) * 1000 },
+      ]),
+    ).toEqual(
+      new Map([
+        ["J1", { balancesUnits: [600_000n, 920_000n], covered: true }],
+        ["J2", { balancesUnits: [770_000n], covered: true }],
+        ["J8", { balancesUnits: [], covered: false }],
+        ["J9", { balancesUnits: [], covered: false }],
+      ]),
+    );
+
+    // A second round finds nothing new.
+    expect(await ledger.review(VAULT, NOW + 1)).toEqual({
+      classified: 0,
+      released: 0,
+      headersDecided: 0,
+      reopened: 0,
+      headersPassed: 0,
+      gaps: 0,
+    });
+  });
+
+  it("lets a receipt recorded after the line explain it: the statement sees it at once, the next round moves its sums", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    await seedReceipts(store);
+    await readVault(ledger, month);
+    // Its header is the balance after the debit, in whole credits.
+    await seedJob(store, {
+      jobId: "J4",
+      escrowTx: sig("debit"),
+      creditsRemainingUnits: 870_000n,
+      recordedAt: at(10, 9) * 1000,
+    });
+
+    const reviewed = await ledger.reviewLines(VAULT, NOV, DEC);
+    expect(reviewed.find((l) => l.signature === sig("debit"))?.now).toEqual({
+      kind: "lock",
+      jobId: "J4",
+    });
+    const late = { ...reviewed[1]!, kind: "lock" as const, jobId: "J4" };
+    expect(await ledger.headerChecks(VAULT, NOV, DEC, [late])).toEqual([
+      {
+        jobId: "J2",
+        headerUnits: 500_000n,
+        balancesUnits: [770_000n],
+        matched: false,
+        decided: true,
+      },
+      { jobId: "J4", headerUnits: 870_000n, balancesUnits: [], matched: true, decided: true },
+    ]);
+
+    expect(await ledger.review(VAULT, NOW + 1)).toEqual({
+      classified: 1,
+      released: 0,
+      headersDecided: 1,
+      reopened: 0,
+      headersPassed: 0,
+      gaps: 0,
+    });
+    expect(await ledger.periodSums(VAULT, NOV, DEC)).toEqual(
+      sums([3, -550_000n], [1, 320_000n], [2, 1_010_000n], [0, 0n], [1, 0n]),
+    );
+    expect(await ledger.openingUnits(VAULT, DEC)).toBe(780_000n);
+  });
+});
+
+describe("ledger store on postgres, two readers at once", () => {
+  const stores = useDialectStores("postgres");
+
+  it("counts every line once and decides every header once when two stores read the same vault together", async () => {
+    const store = await stores.open();
+    const other = openPostgres(stores.lastUrl, { poolSize: 4, statementTimeoutMs: 30_000 });
+    try {
+      await seedReceipts(store);
+      const [a, b] = [createLedgerStore(store), createLedgerStore(other)];
+      // Both list from the same cursor: one page is stored, the other refused.
+      const [seenA, seenB] = await Promise.all([a.cursor(VAULT, NOW), b.cursor(VAULT, NOW)]);
+      const stored = await Promise.all([
+        a.storePage(VAULT, seenA, pageOf(month), true, NOW),
+        b.storePage(VAULT, seenB, pageOf(month), true, NOW),
+      ]);
+      expect(stored.filter(Boolean)).toHaveLength(1);
+      await Promise.all([
+        a.recordReads(VAULT, readsOf(month), fetchedOf(month), NOW),
+        b.recordReads(VAULT, readsOf(month), fetchedOf(month), NOW),
+      ]);
+      const reviews = await Promise.all([a.review(VAULT, NOW), b.review(VAULT, NOW)]);
+      const total = (key: keyof (typeof reviews)[0]) => reviews[0][key] + reviews[1][key];
+      expect(total("headersPassed")).toBe(1);
+      expect(total("reopened")).toBe(1);
+      expect(total("headersDecided")).toBe(2);
+      expect(total("gaps")).toBe(1);
+
+      expect(await dailyTotals(store, VAULT)).toEqual({
+        deposit: { lines: 3, units: 1_015_000n },
+        lock: { lines: 2, units: -500_000n },
+        return: { lines: 1, units: 320_000n },
+        unexplained: { lines: 1, units: -50_000n },
+        none: { lines: 1, units: 0n },
+      });
+      expect(await a.periodSums(VAULT, NOV, DEC)).toEqual(
+        sums([2, -500_000n], [1, 320_000n], [2, 1_010_000n], [1, -50_000n], [1, 0n]),
+      );
+      expect(await linesOf(store, VAULT)).toHaveLength(month.length);
+      expect(await a.cursor(VAULT, NOW)).toMatchObject({ syncNumber: 1, syncBefore: null });
+
+      // Both list the same page again from one cursor, racing: still one sync, no line twice.
+      const [againA, againB] = await Promise.all([a.cursor(VAULT, NOW), b.cursor(VAULT, NOW)]);
+      const again = await Promise.all([
+        a.storePage(VAULT, againA, pageOf(month), true, NOW + 1),
+        b.storePage(VAULT, againB, pageOf(month), true, NOW + 1),
+      ]);
+      expect(again.filter(Boolean)).toHaveLength(1);
+      expect(await linesOf(store, VAULT)).toHaveLength(month.length);
+      expect(await a.cursor(VAULT, NOW)).toMatchObject({ syncNumber: 2 });
+    } finally {
+      await other.close();
+    }
+  });
+});

@@ -1,0 +1,174 @@
+import { and, asc, eq } from "drizzle-orm";
+import type { Store } from "../../src/db/client.js";
+import * as pgSchema from "../../src/db/pg/schema.js";
+import type { CheckOutcome, Verdict } from "../../src/db/schema.js";
+import * as sqliteSchema from "../../src/db/schema.js";
+
+/**
+ * Rows the ledger store reads but does not write (recorded jobs, their checks, pinned vaults,
+ * transactions the verifier fetched), written with drizzle straight into either dialect's
+ * schema, and the ledger's own rows read back the same way.
+ */
+
+export interface LedgerJobInput {
+  jobId: string;
+  recordedAt: number;
+  escrowTx?: string | null;
+  settlementTx?: string | null;
+  apiEscrowTx?: string | null;
+  apiSettlementTx?: string | null;
+  creditsRemainingUnits?: bigint | null;
+  verdict?: Verdict;
+}
+
+export async function seedJob(store: Store, input: LedgerJobInput): Promise<void> {
+  const row = {
+    jobId: input.jobId,
+    source: "proxy" as const,
+    escrowTx: input.escrowTx ?? null,
+    settlementTx: input.settlementTx ?? null,
+    apiEscrowTx: input.apiEscrowTx ?? null,
+    apiSettlementTx: input.apiSettlementTx ?? null,
+    creditsRemainingUnits: input.creditsRemainingUnits ?? null,
+    receiptHash: `hash-${input.jobId}`,
+    createdAt: input.recordedAt - 5_000,
+    recordedAt: input.recordedAt,
+    updatedAt: input.recordedAt,
+    verdict: input.verdict ?? "verified",
+  };
+  if (store.kind === "postgres") await store.db.insert(pgSchema.jobs).values(row);
+  else store.db.insert(sqliteSchema.jobs).values(row).run();
+}
+
+export async function seedCreditVault(
+  store: Store,
+  pin: { keyFingerprint: string; vault: string; pinnedAt: number },
+): Promise<void> {
+  const row = { ...pin, source: "configured" as const };
+  if (store.kind === "postgres") await store.db.insert(pgSchema.creditVaults).values(row);
+  else store.db.insert(sqliteSchema.creditVaults).values(row).run();
+}
+
+export async function seedCheck(
+  store: Store,
+  check: { jobId: string; name: string; outcome: CheckOutcome; expected?: unknown; at: number },
+): Promise<void> {
+  const row = {
+    jobId: check.jobId,
+    name: check.name,
+    outcome: check.outcome,
+    expected: check.expected ?? null,
+    checkedAt: check.at,
+  };
+  if (store.kind === "postgres") await store.db.insert(pgSchema.checkResults).values(row);
+  else store.db.insert(sqliteSchema.checkResults).values(row).run();
+}
+
+/** A transaction as the verifier leaves it (facts optional: a status seen, not fetched yet). */
+export async function seedChainTransaction(
+  store: Store,
+  tx: { signature: string; facts?: unknown; at: number },
+): Promise<void> {
+  const row = {
+    signature: tx.signature,
+    state: tx.facts === undefined ? ("landed" as const) : ("finalized" as const),
+    succeeded: true,
+    facts: tx.facts ?? null,
+    firstSeenAt: tx.at,
+  };
+  if (store.kind === "postgres") await store.db.insert(pgSchema.chainTransactions).values(row);
+  else store.db.insert(sqliteSchema.chainTransactions).values(row).run();
+}
+
+export async function jobVerdict(store: Store, jobId: string): Promise<Verdict | undefined> {
+  if (store.kind === "postgres") {
+    const [row] = await store.db
+      .select({ verdict: pgSchema.jobs.verdict })
+      .from(pgSchema.jobs)
+      .where(eq(pgSchema.jobs.jobId, jobId));
+    return row?.verdict;
+  }
+  return store.db
+    .select({ verdict: sqliteSchema.jobs.verdict })
+    .from(sqliteSchema.jobs)
+    .where(eq(sqliteSchema.jobs.jobId, jobId))
+    .get()?.verdict;
+}
+
+/** A job's check as stored: its outcome and evidence. */
+export async function checkOf(store: Store, jobId: string, name: string) {
+  if (store.kind === "postgres") {
+    const t = pgSchema.checkResults;
+    const [row] = await store.db
+      .select({ outcome: t.outcome, expected: t.expected, actual: t.actual })
+      .from(t)
+      .where(and(eq(t.jobId, jobId), eq(t.name, name)));
+    return row;
+  }
+  const t = sqliteSchema.checkResults;
+  return store.db
+    .select({ outcome: t.outcome, expected: t.expected, actual: t.actual })
+    .from(t)
+    .where(and(eq(t.jobId, jobId), eq(t.name, name)))
+    .get();
+}
+
+/** A vault's lines as stored, oldest first: what the store decided about each. */
+export async function linesOf(store: Store, vault: string) {
+  if (store.kind === "postgres") {
+    const t = pgSchema.ledgerLines;
+    return store.db
+      .select({
+        signature: t.signature,
+        state: t.state,
+        kind: t.kind,
+        jobId: t.jobId,
+        released: t.released,
+        headerOk: t.headerOk,
+      })
+      .from(t)
+      .where(eq(t.vault, vault))
+      .orderBy(asc(t.ord));
+  }
+  const t = sqliteSchema.ledgerLines;
+  return store.db
+    .select({
+      signature: t.signature,
+      state: t.state,
+      kind: t.kind,
+      jobId: t.jobId,
+      released: t.released,
+      headerOk: t.headerOk,
+    })
+    .from(t)
+    .where(eq(t.vault, vault))
+    .orderBy(asc(t.ord))
+    .all();
+}
+
+/** The vault's `ledger_daily` totals per kind (what the triggers kept), kinds with lines only. */
+export async function dailyTotals(
+  store: Store,
+  vault: string,
+): Promise<Record<string, { lines: number; units: bigint }>> {
+  const rows =
+    store.kind === "postgres"
+      ? await store.db
+          .select()
+          .from(pgSchema.ledgerDaily)
+          .where(eq(pgSchema.ledgerDaily.vault, vault))
+      : store.db
+          .select()
+          .from(sqliteSchema.ledgerDaily)
+          .where(eq(sqliteSchema.ledgerDaily.vault, vault))
+          .all();
+  const out: Record<string, { lines: number; units: bigint }> = {};
+  for (const r of rows) {
+    const sum = out[r.kind] ?? { lines: 0, units: 0n };
+    sum.lines += Number(r.lines);
+    sum.units += BigInt(r.units);
+    out[r.kind] = sum;
+  }
+  for (const [kind, sum] of Object.entries(out)) if (sum.lines === 0) delete out[kind];
+  return out;
+}
