@@ -1,8 +1,172 @@
+import { and, eq, inArray, type SQL, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
+import { checkResults, jobs } from "../../db/pg/schema.js";
+import { finalVerdicts } from "../../db/schema.js";
 import type { CustodyProfile } from "../custody.js";
-import type { VerdictStore } from "../verdicts.js";
-import { notOnPostgresYet } from "./not-yet.js";
+import type { VerdictStore, VerdictWrite } from "../verdicts.js";
+import { createPgCustodyPinning } from "./custody-pinning.js";
+import type { PgTx } from "./executor.js";
 
-export function createPgVerdictStore(_store: PgStore, _profile: CustodyProfile): VerdictStore {
-  throw notOnPostgresYet("verdicts");
+/**
+ * The verdict writer on PostgreSQL (see src/store/verdicts.ts): a batch's verdicts, amounts,
+ * check rows and pins in one transaction, each job's write guarded by `owner`'s lease.
+ *
+ * The lease guard is `UPDATE … WHERE job_id = ? AND lease_owner = ?`: under READ COMMITTED an
+ * update that meets a row another transaction changed waits for it, then re-checks the WHERE on
+ * the committed row, so a claim or reopen that took the lease first makes this write touch
+ * nothing (its checks and treasury evidence are then skipped too, as on SQLite). The report
+ * rollups follow the jobs rows through the `jobs_rollup` triggers of migrations/postgres.
+ */
+export function createPgVerdictStore(store: PgStore, profile: CustodyProfile): VerdictStore {
+  const custody = createPgCustodyPinning(profile);
+
+  async function writeAll(
+    tx: PgTx,
+    decisions: readonly VerdictWrite[],
+    owner: string,
+    runId: number | null,
+    t: number,
+  ): Promise<boolean[]> {
+    // The treasury-learning lock comes before any row lock, so a writer holding it never waits
+    // for a row held by another writer that waits for the lock (see custody-pinning.ts).
+    if (decisions.some((d) => d.evaluation?.learned.treasuryCandidate)) {
+      await custody.lockTreasuryLearning(tx);
+    }
+    // What the evaluations learned is pinned first, the whole batch at once in key order; a pin
+    // another job (or process) set first that disagrees makes that verdict stale.
+    const evaluated = decisions.filter((d) => d.evaluation !== null);
+    const pinOk = await custody.pinAll(
+      tx,
+      evaluated.map((d) => ({ job: d.job, learned: d.evaluation!.learned })),
+      t,
+    );
+    const stale = new Set(evaluated.filter((_, i) => !pinOk[i]));
+
+    const written: boolean[] = [];
+    const checksOf: VerdictWrite[] = [];
+    for (const d of decisions) {
+      const final = finalVerdicts.includes(d.verdict);
+      const leased = and(eq(jobs.jobId, d.job.jobId), eq(jobs.leaseOwner, owner));
+      const set = {
+        verdict: d.verdict,
+        verdictAt: final ? t : d.job.verdictAt,
+        // Consecutive rounds that ended in RPC trouble: the error backoff grows with it.
+        verifyAttempts:
+          d.verdict === "error" || d.verdict === "rpc_disagreement" ? d.job.verifyAttempts + 1 : 0,
+        nextVerifyAt: d.nextVerifyAt,
+        leaseOwner: null,
+        leaseUntil: null,
+        lastError: d.lastError,
+        commitment: d.commitment,
+        unproven: d.evaluation?.unproven.length ? [...d.evaluation.unproven] : null,
+        updatedAt: t,
+      };
+      if (stale.has(d)) {
+        await tx
+          .update(jobs)
+          .set({
+            ...set,
+            verdict: "pending",
+            verdictAt: d.job.verdictAt,
+            nextVerifyAt: t,
+            unproven: null,
+          })
+          .where(leased);
+        written.push(false);
+        continue;
+      }
+      const result = await tx
+        .update(jobs)
+        .set(d.evaluation ? { ...set, ...d.evaluation.amounts } : set)
+        .where(leased);
+      if ((result.rowCount ?? 0) === 0) {
+        written.push(false); // The lease was lost: another owner has the job.
+        continue;
+      }
+      if (d.evaluation?.learned.treasuryCandidate) {
+        await custody.countTreasuryEvidence(
+          tx,
+          d.job.jobId,
+          d.evaluation.learned.treasuryCandidate,
+          t,
+        );
+      }
+      // A disagreement's evidence is written too, and replaced by the checks of the final verdict.
+      if ((final || d.verdict === "rpc_disagreement") && d.checks) checksOf.push(d);
+      written.push(final);
+    }
+    await replaceChecks(tx, checksOf, runId, t);
+    return written;
+  }
+
+  return {
+    async write(decisions, { owner, runId, t }) {
+      if (decisions.length === 0) return [];
+      return await retryOnDeadlock(() =>
+        store.db.transaction((tx) => writeAll(tx, decisions, owner, runId, t)),
+      );
+    },
+  };
+}
+
+/** Rows per check insert: 8 parameters a row stays far below PostgreSQL's 65,535. */
+const CHECK_ROWS_PER_INSERT = 4000;
+
+/** JSON `null` as SQLite's writer stores it (`JSON.stringify(null)`), not SQL NULL. */
+const jsonNull: SQL = sql`'null'::json`;
+
+/** Replaces the check rows of `decisions`' jobs: one delete, then the rows in a few inserts. */
+async function replaceChecks(
+  tx: PgTx,
+  decisions: readonly VerdictWrite[],
+  runId: number | null,
+  t: number,
+): Promise<void> {
+  if (decisions.length === 0) return;
+  await tx.delete(checkResults).where(
+    inArray(
+      checkResults.jobId,
+      decisions.map((d) => d.job.jobId),
+    ),
+  );
+  const json = (value: unknown) => (value === undefined ? null : value === null ? jsonNull : value);
+  const rows = decisions.flatMap((d) =>
+    (d.checks ?? []).map((c) => ({
+      jobId: d.job.jobId,
+      name: c.name,
+      outcome: c.outcome,
+      reason: c.reason,
+      expected: json(c.expected),
+      actual: json(c.actual),
+      runId,
+      checkedAt: t,
+    })),
+  );
+  for (let i = 0; i < rows.length; i += CHECK_ROWS_PER_INSERT) {
+    await tx.insert(checkResults).values(rows.slice(i, i + CHECK_ROWS_PER_INSERT));
+  }
+}
+
+/**
+ * Runs a transaction again when PostgreSQL aborted it to break a deadlock (SQLSTATE 40P01):
+ * writers lock rows in a consistent order, but a treasury reopen touches other writers' jobs,
+ * so a cycle stays possible, if rare. The transaction rolled back whole, so running it again
+ * is safe; the lease guard decides again what it may write.
+ */
+async function retryOnDeadlock<T>(run: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run();
+    } catch (error) {
+      if (attempt >= attempts || !isDeadlock(error)) throw error;
+    }
+  }
+}
+
+function isDeadlock(error: unknown): boolean {
+  // drizzle wraps the driver's error (DrizzleQueryError) with the original as `cause`.
+  for (let e: unknown = error; e instanceof Error; e = e.cause) {
+    if ((e as { code?: unknown }).code === "40P01") return true;
+  }
+  return false;
 }
