@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { openPostgres } from "../src/db/pg/client.js";
+import { openPostgres, type PgStore } from "../src/db/pg/client.js";
 import { DAY_MS, grains } from "../src/db/rollups.js";
 import type { Verdict } from "../src/db/schema.js";
 import type { CustodyProfile } from "../src/store/custody.js";
@@ -417,5 +417,65 @@ describe.each(dialects)("verdict store on %s", (dialect) => {
         await other.close();
       }
     });
+
+    it("two processes whose batches meet on rollup rows in opposite orders both complete", async () => {
+      const store = await stores.open();
+      const other = openPostgres(stores.lastUrl, { poolSize: 2, statementTimeoutMs: 30_000 });
+      try {
+        // Same day, worker and key, two models: each job's rollup trigger locks its model's
+        // rows and the shared worker and key rows, so the batches below wait on each other in
+        // a cycle, which PostgreSQL breaks by aborting one; the writer runs that one again.
+        await seedJobs(store, [
+          { jobId: "x1", model: "m1" },
+          { jobId: "x2", model: "m2" },
+          { jobId: "y1", model: "m2" },
+          { jobId: "y2", model: "m1" },
+        ]);
+        const blocker = await (store as PgStore).pool.connect();
+        let writes: Promise<boolean[][]>;
+        try {
+          await blocker.query("BEGIN");
+          await blocker.query("SELECT 1 FROM jobs WHERE job_id IN ('x1', 'y1') FOR UPDATE");
+          const context = { owner: "owner-a", runId: null, t: T };
+          writes = Promise.all([
+            createVerdictStore(store, profile).write(
+              [decision("x1", "verified"), decision("x2", "verified")],
+              context,
+            ),
+            createVerdictStore(other, profile).write(
+              [decision("y1", "verified"), decision("y2", "verified")],
+              context,
+            ),
+          ]);
+          await waitForLockWaiters(store as PgStore, 2);
+          await blocker.query("COMMIT");
+        } finally {
+          blocker.release();
+        }
+        expect(await writes).toEqual([
+          [true, true],
+          [true, true],
+        ]);
+        const rollups = await readRollups(store, grains.full);
+        expect(rollups.map((r) => [r.model, r.verified, r.open, r.chargedUnits])).toEqual([
+          ["m1", 2, 0, 160_000n],
+          ["m2", 2, 0, 160_000n],
+        ]);
+      } finally {
+        await other.close();
+      }
+    });
   }
 });
+
+/** Resolves once `n` sessions of the store's database wait on a lock. */
+async function waitForLockWaiters(store: PgStore, n: number): Promise<void> {
+  for (;;) {
+    const { rows } = await store.pool.query<{ n: string }>(
+      `SELECT count(*) AS n FROM pg_stat_activity
+       WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+    );
+    if (Number(rows[0]?.n) >= n) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
