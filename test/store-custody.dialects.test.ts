@@ -212,8 +212,9 @@ describe.each(dialects)("custody store on %s", (dialect) => {
           },
         ]);
         // The settlement comes first in each batch and more verdicts follow, so each
-        // transaction stays open well after it counted: without the learning lock each would
-        // count only its own settlement (1 < 2) and neither would pin.
+        // transaction stays open well after it counted: without their locks each would
+        // count only its own settlement (1 < 2) and neither would pin (the writers take turns, and
+        // treasury learning has its own lock besides).
         const batch = (p: "a" | "b") => [
           learning(`job-${p}`, `k-${p}`, {
             creditVault: null,

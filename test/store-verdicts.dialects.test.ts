@@ -423,8 +423,9 @@ describe.each(dialects)("verdict store on %s", (dialect) => {
       const other = openPostgres(stores.lastUrl, { poolSize: 2, statementTimeoutMs: 30_000 });
       try {
         // Same day, worker and key, two models: each job's rollup trigger locks its model's
-        // rows and the shared worker and key rows, so the batches below wait on each other in
-        // a cycle, which PostgreSQL breaks by aborting one; the writer runs that one again.
+        // rows and the shared worker and key rows, so batches that ran side by side would wait
+        // on each other in a cycle (PostgreSQL then aborts one); the writers take turns, and a
+        // writer aborted for a deadlock runs again.
         await seedJobs(store, [
           { jobId: "x1", model: "m1" },
           { jobId: "x2", model: "m2" },

@@ -27,8 +27,15 @@ export function createPgVerdictStore(store: PgStore, profile: CustodyProfile): V
     runId: number | null,
     t: number,
   ): Promise<boolean[]> {
-    // The treasury-learning lock comes before any row lock, so a writer holding it never waits
-    // for a row held by another writer that waits for the lock (see custody-pinning.ts).
+    // Verdict writers take turns (a transaction-level advisory lock, before any row lock): every
+    // verdict moves the rollup rows of its day's worker and key, which the jobs of a batch
+    // share, so concurrent batches already wait on each other there, and in whatever order
+    // their jobs come, which deadlocks (each one costing PostgreSQL's deadlock_timeout, 1 s by
+    // default). Taking turns up front costs no parallelism the shared rows allowed.
+    // Raw SQL: drizzle has no builder for advisory locks.
+    await tx.execute(sql`SELECT pg_advisory_xact_lock(${VERDICT_LOCK_CLASS}::int, 0)`);
+    // The treasury-learning lock comes next, before any row lock, so a writer holding it never
+    // waits for a row held by another writer that waits for the lock (see custody-pinning.ts).
     if (decisions.some((d) => d.evaluation?.learned.treasuryCandidate)) {
       await custody.lockTreasuryLearning(tx);
     }
@@ -109,6 +116,12 @@ export function createPgVerdictStore(store: PgStore, profile: CustodyProfile): V
   };
 }
 
+/**
+ * Two-key advisory lock class of the verdict writers: the first 4 bytes of
+ * sha256("decentral-audit:verdicts") as a signed 32-bit integer.
+ */
+export const VERDICT_LOCK_CLASS = 424_689_667;
+
 /** Rows per check insert: 8 parameters a row stays far below PostgreSQL's 65,535. */
 const CHECK_ROWS_PER_INSERT = 4000;
 
@@ -149,8 +162,8 @@ async function replaceChecks(
 
 /**
  * Runs a transaction again when PostgreSQL aborted it to break a deadlock (SQLSTATE 40P01):
- * writers lock rows in a consistent order, but a treasury reopen touches other writers' jobs,
- * so a cycle stays possible, if rare. The transaction rolled back whole, so running it again
+ * verdict writers take turns, but the receipt writer's inserts and other modules' reopens move
+ * the same rollup rows in their own order, so a cycle stays possible. The transaction rolled back whole, so running it again
  * is safe; the lease guard decides again what it may write.
  */
 async function retryOnDeadlock<T>(run: () => Promise<T>, attempts = 3): Promise<T> {
