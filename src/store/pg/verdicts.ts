@@ -1,4 +1,4 @@
-import { and, eq, inArray, type SQL, sql } from "drizzle-orm";
+import { and, eq, inArray, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { checkResults, jobs } from "../../db/pg/schema.js";
 import { finalVerdicts } from "../../db/schema.js";
@@ -122,13 +122,12 @@ export function createPgVerdictStore(store: PgStore, profile: CustodyProfile): V
  */
 export const VERDICT_LOCK_CLASS = 424_689_667;
 
-/** Rows per check insert: 8 parameters a row stays far below PostgreSQL's 65,535. */
-const CHECK_ROWS_PER_INSERT = 4000;
-
-/** JSON `null` as SQLite's writer stores it (`JSON.stringify(null)`), not SQL NULL. */
-const jsonNull: SQL = sql`'null'::json`;
-
-/** Replaces the check rows of `decisions`' jobs: one delete, then the rows in a few inserts. */
+/**
+ * Replaces the check rows of `decisions`' jobs: one delete, then one insert of every row. The
+ * rows go as one array per column through `unnest` (a batch is ~30 rows a job): measured
+ * several times faster than a multi-row VALUES with 8 parameters a row, which PostgreSQL parses
+ * and binds one by one.
+ */
 async function replaceChecks(
   tx: PgTx,
   decisions: readonly VerdictWrite[],
@@ -142,22 +141,23 @@ async function replaceChecks(
       decisions.map((d) => d.job.jobId),
     ),
   );
-  const json = (value: unknown) => (value === undefined ? null : value === null ? jsonNull : value);
-  const rows = decisions.flatMap((d) =>
-    (d.checks ?? []).map((c) => ({
-      jobId: d.job.jobId,
-      name: c.name,
-      outcome: c.outcome,
-      reason: c.reason,
-      expected: json(c.expected),
-      actual: json(c.actual),
-      runId,
-      checkedAt: t,
-    })),
-  );
-  for (let i = 0; i < rows.length; i += CHECK_ROWS_PER_INSERT) {
-    await tx.insert(checkResults).values(rows.slice(i, i + CHECK_ROWS_PER_INSERT));
-  }
+  const rows = decisions.flatMap((d) => (d.checks ?? []).map((c) => ({ jobId: d.job.jobId, c })));
+  if (rows.length === 0) return;
+  // As SQLite's writer: undefined is SQL NULL, anything else its JSON text (null is `null`).
+  const json = (value: unknown) => (value === undefined ? null : JSON.stringify(value));
+  // Raw SQL: drizzle's insert builder has no `INSERT … SELECT FROM unnest(arrays)`.
+  await tx.execute(sql`
+    INSERT INTO check_results (job_id, name, outcome, reason, expected, actual, run_id, checked_at)
+    SELECT r.job_id, r.name, r.outcome, r.reason, r.expected::json, r.actual::json,
+      ${runId}::bigint, ${t}::bigint
+    FROM unnest(
+      ${sql.param(rows.map((r) => r.jobId))}::text[],
+      ${sql.param(rows.map((r) => r.c.name))}::text[],
+      ${sql.param(rows.map((r) => r.c.outcome))}::text[],
+      ${sql.param(rows.map((r) => r.c.reason))}::text[],
+      ${sql.param(rows.map((r) => json(r.c.expected)))}::text[],
+      ${sql.param(rows.map((r) => json(r.c.actual)))}::text[]
+    ) AS r (job_id, name, outcome, reason, expected, actual)`);
 }
 
 /**
