@@ -31,7 +31,8 @@ export function createPgVerdictStore(store: PgStore, profile: CustodyProfile): V
     // verdict moves the rollup rows of its day's worker and key, which the jobs of a batch
     // share, so concurrent batches already wait on each other there, and in whatever order
     // their jobs come, which deadlocks (each one costing PostgreSQL's deadlock_timeout, 1 s by
-    // default). Taking turns up front costs no parallelism the shared rows allowed.
+    // default). Taking turns up front costs little: batches of one deployment's few workers and
+    // keys share those rows anyway. The RPC work of a round is outside this transaction.
     // Raw SQL: drizzle has no builder for advisory locks.
     await tx.execute(sql`SELECT pg_advisory_xact_lock(${VERDICT_LOCK_CLASS}::int, 0)`);
     // The treasury-learning lock comes next, before any row lock, so a writer holding it never
