@@ -51,8 +51,9 @@ const json = <T>() =>
   customType<{ data: T; driverData: string | T }>({
     dataType: () => "json",
     toDriver: (value) => JSON.stringify(value) as unknown as T,
-    // node-postgres parses `json` on the way out already.
-    fromDriver: (value) => (typeof value === "string" ? (JSON.parse(value) as T) : value),
+    // node-postgres parses `json` on the way out already: parsing again would turn the JSON
+    // string "400000" into a number (and throw on "Dcrtu…").
+    fromDriver: (value) => value as T,
   });
 
 /** One row per Decentral job (see `jobs` in src/db/schema.ts for every column's meaning). */

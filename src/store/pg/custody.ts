@@ -1,11 +1,130 @@
+import { and, count, desc, eq, inArray, or, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
-import type { CustodyConfig, CustodyProfile, CustodyStore } from "../custody.js";
-import { notOnPostgresYet } from "./not-yet.js";
+import { creditVaults, profilePins, treasuryEvidence } from "../../db/pg/schema.js";
+import type {
+  CustodyConfig,
+  CustodyProfile,
+  CustodyStore,
+  TreasuryStatus,
+  VaultPin,
+} from "../custody.js";
+import type { PgExecutor } from "./executor.js";
 
+/**
+ * The custody store on PostgreSQL (see src/store/custody.ts for the contract). Vaults configured
+ * by key are pinned when the store opens, over anything learned; the writes a verdict makes are
+ * in custody-pinning.ts.
+ */
 export function createPgCustodyStore(
-  _store: PgStore,
-  _profile: CustodyProfile,
-  _config?: CustodyConfig,
+  store: PgStore,
+  profile: CustodyProfile,
+  config: CustodyConfig = { vaults: [], byKey: {} },
 ): CustodyStore {
-  throw notOnPostgresYet("custody");
+  const { db } = store;
+  // The configured pins are written as the store opens; the first read waits for them (and
+  // fails with their error), so no check ever sees a learned vault a configuration overrides.
+  const configured = pinConfigured(db, config.byKey);
+  configured.catch(() => {});
+
+  return {
+    async pins(keys, vaults) {
+      await configured;
+      const byKey = new Map<string, VaultPin>();
+      const keyOfVault = new Map<string, string>();
+      const wantedKeys = [...new Set(keys)];
+      if (wantedKeys.length > 0) {
+        for (const row of await db
+          .select({
+            key: creditVaults.keyFingerprint,
+            vault: creditVaults.vault,
+            source: creditVaults.source,
+          })
+          .from(creditVaults)
+          .where(inArray(creditVaults.keyFingerprint, wantedKeys))) {
+          byKey.set(row.key, { vault: row.vault, source: row.source });
+        }
+      }
+      const wantedVaults = [...new Set(vaults)];
+      if (wantedVaults.length > 0) {
+        for (const row of await db
+          .select({ key: creditVaults.keyFingerprint, vault: creditVaults.vault })
+          .from(creditVaults)
+          .where(inArray(creditVaults.vault, wantedVaults))) {
+          if (!keyOfVault.has(row.vault)) keyOfVault.set(row.vault, row.key);
+        }
+      }
+      const treasury =
+        profile.treasury !== null ? null : ((await learnedTreasury(db, profile))?.value ?? null);
+      return { byKey, keyOfVault, treasury };
+    },
+    treasuryStatus() {
+      // The contract is synchronous (its callers, `profileStatus`, are); node-postgres has no
+      // synchronous read. `pgTreasuryStatus` answers it until the contract becomes a Promise.
+      throw new Error(
+        "treasuryStatus() is synchronous and cannot read PostgreSQL: use pgTreasuryStatus (src/store/pg/custody.ts)",
+      );
+    },
+  };
+}
+
+/**
+ * `treasuryStatus` on PostgreSQL: the learned treasury with its evidence, or the five leading
+ * candidates while learning.
+ */
+export async function pgTreasuryStatus(
+  store: PgStore,
+  profile: CustodyProfile,
+): Promise<TreasuryStatus> {
+  const pinned = await learnedTreasury(store.db, profile);
+  if (pinned) return { source: "learned", address: pinned.value, settlements: pinned.evidence };
+  const settlements = count();
+  const candidates = await store.db
+    .select({ address: treasuryEvidence.address, settlements })
+    .from(treasuryEvidence)
+    .where(eq(treasuryEvidence.profile, profile.name))
+    .groupBy(treasuryEvidence.address)
+    .orderBy(desc(settlements))
+    .limit(5);
+  // count() comes back from node-postgres as a string: a count is a number here.
+  return {
+    source: "learning",
+    candidates: candidates.map((c) => ({ address: c.address, settlements: Number(c.settlements) })),
+  };
+}
+
+async function learnedTreasury(db: PgExecutor, profile: CustodyProfile) {
+  const [row] = await db
+    .select({ value: profilePins.value, evidence: profilePins.evidence })
+    .from(profilePins)
+    .where(and(eq(profilePins.profile, profile.name), eq(profilePins.name, "treasury")));
+  return row;
+}
+
+/**
+ * Pins the configured vaults: one upsert, atomic on PostgreSQL, whose update is guarded (a pin
+ * that already says so is not rewritten), so processes starting at once all end on the same row.
+ */
+async function pinConfigured(db: PgExecutor, byKey: Readonly<Record<string, string>>) {
+  const entries = Object.entries(byKey).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  if (entries.length === 0) return;
+  const t = Date.now();
+  await db
+    .insert(creditVaults)
+    .values(
+      entries.map(([key, vault]) => ({
+        keyFingerprint: key,
+        vault,
+        source: "configured" as const,
+        jobId: null,
+        pinnedAt: t,
+      })),
+    )
+    .onConflictDoUpdate({
+      target: creditVaults.keyFingerprint,
+      set: { vault: sql`excluded.vault`, source: "configured" },
+      setWhere: or(
+        sql`${creditVaults.vault} <> excluded.vault`,
+        sql`${creditVaults.source} <> 'configured'`,
+      ),
+    });
 }

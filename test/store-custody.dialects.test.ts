@@ -1,0 +1,269 @@
+import { describe, expect, it } from "vitest";
+import type { PgStore } from "../src/db/pg/client.js";
+import { openPostgres } from "../src/db/pg/client.js";
+import { DAY_MS } from "../src/db/rollups.js";
+import { type CustodyProfile, createCustodyStore } from "../src/store/custody.js";
+import { createVerdictStore, type VerdictWrite } from "../src/store/verdicts.js";
+import { dialects, useDialectStores } from "./support/dialects.js";
+import {
+  readJob,
+  readProfilePins,
+  readVaultPins,
+  seedJobs,
+  seedTreasuryEvidence,
+  treasuryStatusOf,
+} from "./support/seed-verdicts.js";
+
+const profile: CustodyProfile = { name: "mainnet-v1", treasury: null, treasuryLearnAfter: 2 };
+const T = Date.UTC(2026, 10, 2, 9);
+const DAY1 = Date.UTC(2026, 10, 1, 12);
+
+/** A verified decision whose evaluation learned `learned`. */
+function learning(
+  jobId: string,
+  keyFingerprint: string,
+  learned: VerdictWrite["evaluation"] extends infer E
+    ? E extends { learned: infer L }
+      ? L
+      : never
+    : never,
+): VerdictWrite {
+  return {
+    job: { jobId, keyFingerprint, verdictAt: null, verifyAttempts: 0 },
+    verdict: "verified",
+    nextVerifyAt: T + 60_000,
+    lastError: null,
+    commitment: "finalized",
+    evaluation: {
+      amounts: {
+        escrowedUnits: 400_000n,
+        chargedUnits: 80_000n,
+        workerPaidUnits: 60_000n,
+        treasuryPaidUnits: 20_000n,
+        refundedUnits: 320_000n,
+        expectedChargeUnits: 80_000n,
+        feesLamports: 10_000n,
+      },
+      unproven: [],
+      learned,
+    },
+    checks: [],
+  };
+}
+
+describe.each(dialects)("custody store on %s", (dialect) => {
+  const stores = useDialectStores(dialect);
+
+  it("pins configured vaults at open, over a learned one, and answers the checks' pins", async () => {
+    const store = await stores.open();
+    await seedJobs(store, [{ jobId: "job-1", keyFingerprint: "kf_b" }]);
+    await createVerdictStore(store, profile).write(
+      [learning("job-1", "kf_b", { creditVault: "LearnedB", treasuryCandidate: null })],
+      { owner: "owner-a", runId: null, t: T },
+    );
+    const custody = createCustodyStore(store, profile, {
+      vaults: ["VaultA", "VaultB"],
+      byKey: { kf_a: "VaultA", kf_b: "VaultB" },
+    });
+    const pins = await custody.pins(
+      ["kf_a", "kf_b", "kf_c", "kf_a"],
+      ["VaultB", "LearnedB", "Nope"],
+    );
+    expect(pins).toEqual({
+      byKey: new Map([
+        ["kf_a", { vault: "VaultA", source: "configured" }],
+        ["kf_b", { vault: "VaultB", source: "configured" }],
+      ]),
+      keyOfVault: new Map([["VaultB", "kf_b"]]),
+      treasury: null,
+    });
+    // Opening again with the same configuration rewrites nothing.
+    const before = await readVaultPins(store);
+    await createCustodyStore(store, profile, { vaults: [], byKey: { kf_a: "VaultA" } }).pins(
+      [],
+      [],
+    );
+    expect(await readVaultPins(store)).toEqual(before);
+  });
+
+  it("answers the learned treasury unless the profile pins one", async () => {
+    const store = await stores.open();
+    await seedTreasuryEvidence(store, profile.name, [
+      { signature: "s1", address: "T1", jobId: "j1" },
+      { signature: "s2", address: "T2", jobId: "j2" },
+      { signature: "s3", address: "T2", jobId: "j3" },
+    ]);
+    expect(await treasuryStatusOf(store, profile)).toEqual({
+      source: "learning",
+      candidates: [
+        { address: "T2", settlements: 2 },
+        { address: "T1", settlements: 1 },
+      ],
+    });
+    expect((await createCustodyStore(store, profile).pins([], [])).treasury).toBeNull();
+
+    await seedJobs(store, [{ jobId: "job-9" }]);
+    await createVerdictStore(store, profile).write(
+      [
+        learning("job-9", "kf_0001", {
+          creditVault: null,
+          treasuryCandidate: { signature: "s4", address: "T1" },
+        }),
+      ],
+      { owner: "owner-a", runId: null, t: T },
+    );
+    expect(await treasuryStatusOf(store, profile)).toEqual({
+      source: "learned",
+      address: "T1",
+      settlements: 2,
+    });
+    expect((await createCustodyStore(store, profile).pins([], [])).treasury).toBe("T1");
+    const pinnedByProfile = { ...profile, treasury: "TP" };
+    expect((await createCustodyStore(store, pinnedByProfile).pins([], [])).treasury).toBeNull();
+  });
+
+  if (dialect === "postgres") {
+    it("two processes learning the same keys' vaults at once end with one pin each, the first", async () => {
+      const store = await stores.open();
+      const other = openPostgres(stores.lastUrl, { poolSize: 2, statementTimeoutMs: 30_000 });
+      try {
+        const keys = Array.from({ length: 12 }, (_, i) => `kf_${i}`);
+        await seedJobs(
+          store,
+          keys.flatMap((key) => [
+            { jobId: `${key}-a`, keyFingerprint: key },
+            { jobId: `${key}-b`, keyFingerprint: key },
+          ]),
+        );
+        // Each process decides every key's job at once, in opposite orders, learning its own vault.
+        const [a, b] = await Promise.all([
+          createVerdictStore(store, profile).write(
+            keys.map((key) =>
+              learning(`${key}-a`, key, { creditVault: `A-${key}`, treasuryCandidate: null }),
+            ),
+            { owner: "owner-a", runId: null, t: T },
+          ),
+          createVerdictStore(other, profile).write(
+            [...keys]
+              .reverse()
+              .map((key) =>
+                learning(`${key}-b`, key, { creditVault: `B-${key}`, treasuryCandidate: null }),
+              ),
+            { owner: "owner-a", runId: null, t: T },
+          ),
+        ]);
+        const bByKey = new Map([...keys].reverse().map((key, i) => [key, b![i]]));
+        const pins = await readVaultPins(store);
+        expect(pins.map((p) => p.key).sort()).toEqual([...keys].sort());
+        for (const [i, key] of keys.entries()) {
+          const pin = pins.find((p) => p.key === key)!;
+          const aWon = pin.vault === `A-${key}`;
+          // The winner's verdict stands; the other sees the pin and goes back to pending.
+          expect([a![i], bByKey.get(key)]).toEqual(aWon ? [true, false] : [false, true]);
+          expect(pin.jobId).toBe(aWon ? `${key}-a` : `${key}-b`);
+          const loser = await readJob(store, aWon ? `${key}-b` : `${key}-a`);
+          expect(loser).toMatchObject({ verdict: "pending", nextVerifyAt: T });
+        }
+      } finally {
+        await other.close();
+      }
+    });
+
+    it("two processes configuring vaults at once end with the configured pins", async () => {
+      const store = await stores.open();
+      const other = openPostgres(stores.lastUrl, { poolSize: 2, statementTimeoutMs: 30_000 });
+      try {
+        const byKey = Object.fromEntries(
+          Array.from({ length: 20 }, (_, i) => [`kf_${i}`, `V${i}`]),
+        );
+        await Promise.all([
+          createCustodyStore(store, profile, { vaults: [], byKey }).pins([], []),
+          createCustodyStore(other, profile, { vaults: [], byKey }).pins([], []),
+        ]);
+        const pins = await readVaultPins(store);
+        expect(pins).toHaveLength(20);
+        expect(pins.every((p) => p.vault === byKey[p.key] && p.source === "configured")).toBe(true);
+      } finally {
+        await other.close();
+      }
+    });
+
+    it("two settlements agreeing at once in two processes pin the treasury, once", async () => {
+      const store = (await stores.open()) as PgStore;
+      const other = openPostgres(stores.lastUrl, { poolSize: 2, statementTimeoutMs: 30_000 });
+      try {
+        // Each process's jobs have their own day, model, worker and key: the two writes share
+        // no rollup row, whose lock (taken by the rollup trigger) would order them by itself.
+        const side = (p: "a" | "b", day: number) => ({
+          createdAt: day,
+          model: `m-${p}`,
+          worker: `w-${p}`,
+          keyFingerprint: `k-${p}`,
+        });
+        const extras = (p: "a" | "b") => Array.from({ length: 30 }, (_, i) => `${p}-extra-${i}`);
+        await seedJobs(store, [
+          ...["job-a", ...extras("a")].map((jobId) => ({ jobId, ...side("a", DAY1) })),
+          ...["job-b", ...extras("b")].map((jobId) => ({ jobId, ...side("b", DAY1 + DAY_MS) })),
+          {
+            jobId: "waiting",
+            leaseOwner: null,
+            verdict: "partially_verified",
+            unproven: ["treasury_unknown"],
+          },
+        ]);
+        // The settlement comes first in each batch and more verdicts follow, so each
+        // transaction stays open well after it counted: without their locks each would
+        // count only its own settlement (1 < 2) and neither would pin (the writers take turns, and
+        // treasury learning has its own lock besides).
+        const batch = (p: "a" | "b") => [
+          learning(`job-${p}`, `k-${p}`, {
+            creditVault: null,
+            treasuryCandidate: { signature: `s${p}`, address: "T1" },
+          }),
+          ...extras(p).map((jobId) =>
+            learning(jobId, `k-${p}`, { creditVault: null, treasuryCandidate: null }),
+          ),
+        ];
+        // A third connection holds both settlements' rows, so both writers are under way,
+        // waiting, when it lets go.
+        const blocker = await store.pool.connect();
+        try {
+          await blocker.query("BEGIN");
+          await blocker.query("SELECT 1 FROM jobs WHERE job_id IN ('job-a', 'job-b') FOR UPDATE");
+          const context = { owner: "owner-a", runId: null, t: T };
+          const writes = Promise.all([
+            createVerdictStore(store, profile).write(batch("a"), context),
+            createVerdictStore(other, profile).write(batch("b"), context),
+          ]);
+          await waitForLockWaiters(store, 2);
+          await blocker.query("COMMIT");
+          const [a, b] = await writes;
+          expect([...a!, ...b!].every((w) => w)).toBe(true);
+        } finally {
+          blocker.release();
+        }
+        expect(await readProfilePins(store)).toEqual([
+          { profile: profile.name, name: "treasury", value: "T1", evidence: 2 },
+        ]);
+        expect(await readJob(store, "waiting")).toMatchObject({
+          verdict: "pending",
+          nextVerifyAt: 0,
+        });
+      } finally {
+        await other.close();
+      }
+    });
+  }
+});
+
+/** Resolves once `n` sessions of the store's database wait on a lock (row or advisory). */
+async function waitForLockWaiters(store: PgStore, n: number): Promise<void> {
+  for (;;) {
+    const { rows } = await store.pool.query<{ n: string }>(
+      `SELECT count(*) AS n FROM pg_stat_activity
+       WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+    );
+    if (Number(rows[0]?.n) >= n) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
