@@ -57,13 +57,7 @@ export function createPgCustodyStore(
         profile.treasury !== null ? null : ((await learnedTreasury(db, profile))?.value ?? null);
       return { byKey, keyOfVault, treasury };
     },
-    treasuryStatus() {
-      // The contract is synchronous (its callers, `profileStatus`, are); node-postgres has no
-      // synchronous read. `pgTreasuryStatus` answers it until the contract becomes a Promise.
-      throw new Error(
-        "treasuryStatus() is synchronous and cannot read PostgreSQL: use pgTreasuryStatus (src/store/pg/custody.ts)",
-      );
-    },
+    treasuryStatus: () => pgTreasuryStatus(store, profile),
   };
 }
 
