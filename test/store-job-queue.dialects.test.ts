@@ -331,6 +331,30 @@ describe("the job queue on PostgreSQL, claimed from many processes", () => {
     }
   });
 
+  it("renews the owner's other leases without waiting on a job another transaction holds", async () => {
+    const [one, two] = await twoProcesses();
+    const holder = await one.pool.connect();
+    try {
+      await seedJobs(one, [
+        { jobId: "held", leaseOwner: "A", leaseUntil: t + 10 },
+        { jobId: "free", leaseOwner: "A", leaseUntil: t + 10 },
+      ]);
+      await holder.query("BEGIN");
+      await holder.query("SELECT job_id FROM jobs WHERE job_id = 'held' FOR UPDATE");
+      const renew = createJobQueueStore(two).renewLeases("A", t + 99_000);
+      const waited = new Promise<"waited">((resolve) => setTimeout(resolve, 5000, "waited"));
+      expect(await Promise.race([renew, waited])).not.toBe("waited");
+      await holder.query("ROLLBACK");
+      expect((await queueColumnsOf(one, "free")).leaseUntil).toBe(t + 99_000);
+      // The held job keeps its lease until the next renewal.
+      expect((await queueColumnsOf(one, "held")).leaseUntil).toBe(t + 10);
+    } finally {
+      await holder.query("ROLLBACK");
+      holder.release();
+      await two.close();
+    }
+  });
+
   it("leaves an unexpired lease to its owner while two others race for the rest", async () => {
     const [one, two] = await twoProcesses();
     try {
