@@ -1,5 +1,4 @@
 import { describe, expect, it } from "vitest";
-import { openPostgres, type PgStore } from "../src/db/pg/client.js";
 import { verdicts } from "../src/db/schema.js";
 import { createJobQueueStore, type QueueFilter } from "../src/store/job-queue.js";
 import { createSignatureStore } from "../src/store/signatures.js";
@@ -11,6 +10,7 @@ import {
   seedJobs,
   seedSignatures,
   T0,
+  twoProcesses,
 } from "./support/seed-queue.js";
 import { createTestStore } from "./support/store.js";
 
@@ -257,16 +257,8 @@ describe("the job queue on both dialects, same rows", () => {
 describe("the job queue on PostgreSQL, claimed from many processes", () => {
   const stores = useDialectStores("postgres");
 
-  /** A second pool on the test's database: another process, as far as the server can tell. */
-  async function twoProcesses(): Promise<[PgStore, PgStore]> {
-    const first = await stores.open();
-    if (first.kind !== "postgres") throw new Error("expected PostgreSQL");
-    const second = openPostgres(stores.lastUrl, { poolSize: 4, statementTimeoutMs: 30_000 });
-    return [first, second];
-  }
-
   it("gives each job to exactly one of many claimers racing from two pools", async () => {
-    const [one, two] = await twoProcesses();
+    const [one, two] = await twoProcesses(stores);
     try {
       const n = 400;
       // A third of the jobs hold a dead owner's expired lease: reclaimed like free ones.
@@ -308,7 +300,7 @@ describe("the job queue on PostgreSQL, claimed from many processes", () => {
   });
 
   it("does not wait on jobs another transaction holds: it claims the others", async () => {
-    const [one, two] = await twoProcesses();
+    const [one, two] = await twoProcesses(stores);
     const holder = await one.pool.connect();
     try {
       await seedJobs(
@@ -332,7 +324,7 @@ describe("the job queue on PostgreSQL, claimed from many processes", () => {
   });
 
   it("renews the owner's other leases without waiting on a job another transaction holds", async () => {
-    const [one, two] = await twoProcesses();
+    const [one, two] = await twoProcesses(stores);
     const holder = await one.pool.connect();
     try {
       await seedJobs(one, [
@@ -356,7 +348,7 @@ describe("the job queue on PostgreSQL, claimed from many processes", () => {
   });
 
   it("leaves an unexpired lease to its owner while two others race for the rest", async () => {
-    const [one, two] = await twoProcesses();
+    const [one, two] = await twoProcesses(stores);
     try {
       await seedJobs(one, [
         { jobId: "held", leaseOwner: "A", leaseUntil: t + 1 },
@@ -375,7 +367,7 @@ describe("the job queue on PostgreSQL, claimed from many processes", () => {
   });
 
   it("reverifies one job from two processes at once as if once", async () => {
-    const [one, two] = await twoProcesses();
+    const [one, two] = await twoProcesses(stores);
     try {
       await seedJobs(one, [
         { jobId: "x", verdict: "dropped", escrowTx: "s1", settlementTx: "s2" },

@@ -1,9 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { TransactionFacts } from "../src/chain/transaction-facts.js";
-import { openPostgres, type PgStore } from "../src/db/pg/client.js";
 import { createSignatureStore, pairKey, type SignatureRow } from "../src/store/signatures.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
-import { seedJobs, seedSignatures, T0 } from "./support/seed-queue.js";
+import { seedJobs, seedSignatures, T0, twoProcesses } from "./support/seed-queue.js";
 
 const t = T0 + 60_000;
 
@@ -306,16 +305,10 @@ describe.each(dialects)("the signature store on %s", (dialect) => {
 describe("the signature store on PostgreSQL, written from two processes at once", () => {
   const stores = useDialectStores("postgres");
 
-  async function twoProcesses(): Promise<[PgStore, PgStore]> {
-    const first = await stores.open();
-    if (first.kind !== "postgres") throw new Error("expected PostgreSQL");
-    return [first, openPostgres(stores.lastUrl, { poolSize: 4, statementTimeoutMs: 30_000 })];
-  }
-
   const names = Array.from({ length: 60 }, (_, i) => `sig-${String(i).padStart(2, "0")}`);
 
   it("tracks overlapping sets in opposite orders without a deadlock, each row once", async () => {
-    const [one, two] = await twoProcesses();
+    const [one, two] = await twoProcesses(stores);
     try {
       const [a, b] = [createSignatureStore(one), createSignatureStore(two)];
       const reversed = [...names].reverse();
@@ -338,7 +331,7 @@ describe("the signature store on PostgreSQL, written from two processes at once"
   });
 
   it("counts every miss of polls racing over the same signatures in opposite orders", async () => {
-    const [one, two] = await twoProcesses();
+    const [one, two] = await twoProcesses(stores);
     try {
       const [a, b] = [createSignatureStore(one), createSignatureStore(two)];
       await a.track(names, t);
@@ -361,7 +354,7 @@ describe("the signature store on PostgreSQL, written from two processes at once"
   });
 
   it("records found statuses racing over the same signatures in opposite orders as if serial", async () => {
-    const [one, two] = await twoProcesses();
+    const [one, two] = await twoProcesses(stores);
     try {
       const [a, b] = [createSignatureStore(one), createSignatureStore(two)];
       await a.track(names, t);
@@ -386,7 +379,7 @@ describe("the signature store on PostgreSQL, written from two processes at once"
   });
 
   it("counts every fetch miss from two processes and stores one fetched transaction", async () => {
-    const [one, two] = await twoProcesses();
+    const [one, two] = await twoProcesses(stores);
     try {
       const [a, b] = [createSignatureStore(one), createSignatureStore(two)];
       await seedSignatures(one, [

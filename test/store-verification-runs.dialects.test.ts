@@ -1,5 +1,4 @@
 import { describe, expect, it } from "vitest";
-import { openPostgres, type PgStore } from "../src/db/pg/client.js";
 import { createJobQueueStore } from "../src/store/job-queue.js";
 import { createVerificationRunStore } from "../src/store/verification-runs.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
@@ -11,6 +10,7 @@ import {
   seedJobs,
   seedRuns,
   T0,
+  twoProcesses,
 } from "./support/seed-queue.js";
 
 const t = T0 + 3_600_000;
@@ -146,14 +146,8 @@ describe.each(dialects)("verification runs on %s", (dialect) => {
 describe("verification runs on PostgreSQL, closed from two processes at once", () => {
   const stores = useDialectStores("postgres");
 
-  async function twoProcesses(): Promise<[PgStore, PgStore]> {
-    const first = await stores.open();
-    if (first.kind !== "postgres") throw new Error("expected PostgreSQL");
-    return [first, openPostgres(stores.lastUrl, { poolSize: 4, statementTimeoutMs: 30_000 })];
-  }
-
   it("counts each abandoned run once when verifiers on two hosts close and open at once", async () => {
-    const [one, two] = await twoProcesses();
+    const [one, two] = await twoProcesses(stores);
     try {
       for (let round = 0; round < 5; round++) {
         const dead = [`dead-a-${round}`, `dead-b-${round}`];
@@ -201,7 +195,7 @@ describe("verification runs on PostgreSQL, closed from two processes at once", (
   });
 
   it("ends a run finished while another process abandons it as completed", async () => {
-    const [one, two] = await twoProcesses();
+    const [one, two] = await twoProcesses(stores);
     try {
       const ids = await seedRuns(
         one,

@@ -1,9 +1,11 @@
 import { createHash } from "node:crypto";
 import { asc } from "drizzle-orm";
 import type { Store } from "../../src/db/client.js";
+import { openPostgres, type PgStore } from "../../src/db/pg/client.js";
 import * as pgSchema from "../../src/db/pg/schema.js";
 import type { Verdict } from "../../src/db/schema.js";
 import * as sqliteSchema from "../../src/db/schema.js";
+import type { DialectStores } from "./dialects.js";
 
 /**
  * Rows the job queue, the verification runs and the signature store read, written with drizzle
@@ -226,4 +228,14 @@ export async function lockExpiries(store: Store): Promise<Record<string, number>
 /** The lease owner of every job, as jobId -> owner (null when free). */
 export async function leaseOwners(store: Store): Promise<Record<string, string | null>> {
   return Object.fromEntries((await queueColumns(store)).map((r) => [r.jobId, r.leaseOwner]));
+}
+
+/**
+ * A fresh PostgreSQL store and a second pool on the same database: two processes, as far as
+ * the server can tell. The caller closes the second.
+ */
+export async function twoProcesses(stores: DialectStores): Promise<[PgStore, PgStore]> {
+  const first = await stores.open();
+  if (first.kind !== "postgres") throw new Error("expected PostgreSQL");
+  return [first, openPostgres(stores.lastUrl, { poolSize: 4, statementTimeoutMs: 30_000 })];
 }
