@@ -5,6 +5,7 @@ import type { SqliteStore, Store } from "../db/client.js";
 import { chainTransactions } from "../db/schema.js";
 import { stringifyWithBigints } from "../money.js";
 import { createPgSignatureStore } from "./pg/signatures.js";
+import { pairKey } from "./signature-pairs.js";
 
 /**
  * The signature state machine: one `chain_transactions` row per signature any job names.
@@ -63,8 +64,7 @@ export interface SignatureStore {
   namesAny(pairs: readonly { jobId: string; signature: string }[]): Promise<Set<string>>;
 }
 
-/** Key of a (job, signature) pair in the set `namesAny` returns. */
-export const pairKey = (jobId: string, signature: string) => `${jobId}\u0000${signature}`;
+export { pairKey };
 
 const CHUNK = 500;
 

@@ -1,9 +1,10 @@
-import { and, inArray, type SQL, sql } from "drizzle-orm";
+import { and, eq, gte, inArray, isNull, lt, lte, or, type SQL, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { jobs } from "../../db/pg/schema.js";
-import type { JobQueueStore } from "../job-queue.js";
+import { finalVerdicts, openVerdicts, type Verdict, verdicts } from "../../db/schema.js";
+import type { JobQueueStore, QueueFilter } from "../job-queue.js";
 import type { PgExecutor } from "./executor.js";
-import { notOnPostgresYet } from "./not-yet.js";
+import { resetGivenUpPg } from "./signatures.js";
 
 /**
  * `reopenJobs` on PostgreSQL (see src/store/job-queue.ts, the only way a job goes back to the
@@ -52,6 +53,109 @@ export async function makeDuePg(
   return result.rowCount ?? 0;
 }
 
-export function createPgJobQueueStore(_store: PgStore): JobQueueStore {
-  throw notOnPostgresYet("job-queue");
+/**
+ * `releaseLeasesOf` on PostgreSQL: drops every lease of `owner` (a process known dead, or this
+ * one stopping), composing inside the caller's transaction (see verification-runs.ts).
+ */
+export async function releaseLeasesOfPg(tx: PgExecutor, owner: string): Promise<void> {
+  await tx
+    .update(jobs)
+    .set({ leaseOwner: null, leaseUntil: null })
+    .where(eq(jobs.leaseOwner, owner));
+}
+
+function filterCondition(filter: QueueFilter | null): SQL | undefined {
+  if (!filter) return undefined;
+  const parts = [];
+  if (filter.from !== undefined) parts.push(gte(jobs.createdAt, filter.from));
+  if (filter.to !== undefined) parts.push(lt(jobs.createdAt, filter.to));
+  if (filter.jobIds !== undefined) parts.push(inArray(jobs.jobId, filter.jobIds));
+  return parts.length > 0 ? and(...parts) : undefined;
+}
+
+/**
+ * The job queue on PostgreSQL (contract and SQLite version in src/store/job-queue.ts). Many
+ * verifiers on many hosts claim from one table at once: a claim locks the rows it picks with
+ * `FOR UPDATE SKIP LOCKED`, so claimers never wait on each other nor take the same job.
+ */
+export function createPgJobQueueStore(store: PgStore): JobQueueStore {
+  const { db } = store;
+  return {
+    async claim(owner, filter, { t, leaseMs, limit }) {
+      // One statement: the subquery locks the due rows it picks and skips rows another
+      // transaction holds (another claimer's pick, a writer reopening the job), so concurrent
+      // claims get disjoint jobs without waiting. In READ COMMITTED a row changed since the
+      // statement's snapshot (another owner's lease just committed) is re-checked against the
+      // WHERE when locked and left out if it no longer qualifies.
+      const due = db
+        .select({ jobId: jobs.jobId })
+        .from(jobs)
+        .where(
+          and(
+            inArray(jobs.verdict, [...openVerdicts]),
+            lte(jobs.nextVerifyAt, t),
+            or(isNull(jobs.leaseUntil), lte(jobs.leaseUntil, t), eq(jobs.leaseOwner, owner)),
+            filterCondition(filter),
+          ),
+        )
+        .orderBy(jobs.nextVerifyAt)
+        .limit(limit)
+        .for("update", { skipLocked: true });
+      return db
+        .update(jobs)
+        .set({ leaseOwner: owner, leaseUntil: t + leaseMs })
+        .where(inArray(jobs.jobId, due))
+        .returning();
+    },
+    async renewLeases(owner, until) {
+      // Skips rows another transaction holds rather than waiting on them: such a job is being
+      // reopened (its lease is dropped) or decided under this lease, and the next renewal, a
+      // third of a lease later, covers it. A renewal that waited could close a deadlock with a
+      // writer updating several of this owner's jobs in another order.
+      const mine = db
+        .select({ jobId: jobs.jobId })
+        .from(jobs)
+        .where(eq(jobs.leaseOwner, owner))
+        .for("update", { skipLocked: true });
+      await db
+        .update(jobs)
+        .set({ leaseUntil: until })
+        .where(and(inArray(jobs.jobId, mine), eq(jobs.leaseOwner, owner)));
+    },
+    async releaseLeases(owner) {
+      await releaseLeasesOfPg(db, owner);
+    },
+    async nextDue(filter) {
+      const [row] = await db
+        .select({
+          next: sql`min(greatest(${jobs.nextVerifyAt}, coalesce(${jobs.leaseUntil}, 0)))`.mapWith(
+            (value: string | number | null) => (value === null ? null : Number(value)),
+          ),
+        })
+        .from(jobs)
+        .where(and(inArray(jobs.verdict, [...openVerdicts]), filterCondition(filter)));
+      return row?.next ?? null;
+    },
+    async countVerdicts(filter) {
+      const byVerdict = Object.fromEntries(verdicts.map((v) => [v, 0])) as Record<Verdict, number>;
+      const rows = await db
+        .select({ verdict: jobs.verdict, n: sql`count(*)`.mapWith(Number) })
+        .from(jobs)
+        .where(filterCondition(filter))
+        .groupBy(jobs.verdict);
+      let total = 0;
+      for (const r of rows) {
+        byVerdict[r.verdict] = r.n;
+        total += r.n;
+      }
+      const final = finalVerdicts.reduce((n, v) => n + byVerdict[v], 0);
+      return { total, final, byVerdict };
+    },
+    async reverify(jobId, t) {
+      await db.transaction(async (tx) => {
+        await resetGivenUpPg(tx, jobId);
+        await reopenJobsPg(tx, { jobIds: [jobId] }, t, { dueAt: 0 });
+      });
+    },
+  };
 }

@@ -1,7 +1,254 @@
+import { and, eq, inArray, isNull, type SQL, sql } from "drizzle-orm";
+import { factsToJson } from "../../chain/facts-json.js";
 import type { PgStore } from "../../db/pg/client.js";
-import type { SignatureStore } from "../signatures.js";
-import { notOnPostgresYet } from "./not-yet.js";
+import { chainTransactions } from "../../db/pg/schema.js";
+import { stringifyWithBigints } from "../../money.js";
+import { pairKey } from "../signature-pairs.js";
+import type { ObservedStatus, SignatureRow, SignatureStore } from "../signatures.js";
+import type { PgExecutor } from "./executor.js";
 
-export function createPgSignatureStore(_store: PgStore): SignatureStore {
-  throw notOnPostgresYet("signatures");
+/**
+ * The signature state machine on PostgreSQL (contract, states and the SQLite version in
+ * src/store/signatures.ts). Every change is one guarded UPDATE whose CASE reads the row as it
+ * is when the UPDATE locks it (READ COMMITTED re-reads a row another transaction changed), so
+ * two processes recording the same signature end as if one ran after the other. Statements
+ * that lock several rows lock them in signature order (the inserts of `track`, the `FOR
+ * UPDATE` of `recordStatuses` and of the given-up reset), so two of them never deadlock.
+ */
+
+type Polled = { signature: string; status: ObservedStatus | null };
+
+const CHUNK = 500;
+
+function chunks<T>(items: readonly T[], size = CHUNK): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+/** Ranks a commitment column or parameter in SQL. */
+const rank = (value: SQL) =>
+  sql`CASE ${value} WHEN 'finalized' THEN 2 WHEN 'confirmed' THEN 1 WHEN 'processed' THEN 0 ELSE -1 END`;
+
+/** A JS array as ONE parameter (drizzle would otherwise spread it into a list). */
+const textArray = (values: readonly (string | null)[]) => sql`${sql.param([...values])}::text[]`;
+
+/**
+ * Splits a poll into passes in which each signature appears once, keeping order: applying the
+ * passes one after the other is applying the poll row by row, as SQLite does.
+ */
+function passes(polled: readonly Polled[]): Polled[][] {
+  const out: Polled[][] = [];
+  const seen = new Map<string, number>();
+  for (const p of polled) {
+    const n = seen.get(p.signature) ?? 0;
+    seen.set(p.signature, n + 1);
+    let pass = out[n];
+    if (!pass) {
+      pass = [];
+      out[n] = pass;
+    }
+    pass.push(p);
+  }
+  return out;
+}
+
+const givenUp = sql`state IN ('pruned', 'dropped')`;
+const settled = sql`c.state IN ('finalized', 'pruned')`;
+
+export function createPgSignatureStore(store: PgStore): SignatureStore {
+  const { db } = store;
+
+  async function load(signatures: readonly string[]): Promise<Map<string, SignatureRow>> {
+    const rows = new Map<string, SignatureRow>();
+    for (const part of chunks(signatures)) {
+      for (const row of await db
+        .select()
+        .from(chainTransactions)
+        .where(inArray(chainTransactions.signature, part))) {
+        rows.set(row.signature, row as SignatureRow);
+      }
+    }
+    return rows;
+  }
+
+  // Raw SQL: each column is one guarded CASE (as on SQLite) over a whole pass of the poll
+  // joined from arrays, one statement instead of a round trip per signature.
+  async function writeFound(tx: PgExecutor, found: readonly Polled[], t: number) {
+    if (found.length === 0) return;
+    const commitment = sql`p.commitment`;
+    await tx.execute(sql`UPDATE chain_transactions c SET
+        state = CASE WHEN ${settled} THEN c.state
+          WHEN p.commitment = 'finalized' THEN 'finalized' ELSE 'landed' END,
+        commitment = CASE WHEN ${settled} OR ${rank(sql`c.commitment`)} >= ${rank(commitment)}
+          THEN c.commitment ELSE p.commitment END,
+        slot = CASE WHEN ${settled} THEN c.slot ELSE p.slot END,
+        status_checked_at = ${t}::bigint,
+        not_found_count = CASE WHEN ${settled} THEN c.not_found_count ELSE 0 END,
+        not_found_since = CASE WHEN ${settled} THEN c.not_found_since ELSE NULL END,
+        not_found_slot = CASE WHEN ${settled} THEN c.not_found_slot ELSE NULL END
+      FROM unnest(${textArray(found.map((p) => p.signature))},
+          ${textArray(found.map((p) => p.status?.confirmationStatus ?? null))},
+          ${sql.param(found.map((p) => p.status?.slot ?? null))}::bigint[])
+        AS p(signature, commitment, slot)
+      WHERE c.signature = p.signature`);
+  }
+
+  // A signature never seen, or seen only at processed (a minority fork can lose it), can be
+  // dropped; one seen confirmed and missing now is a lagging node (e.g. after failover), which
+  // the next poll sorts out. Raw SQL: a guarded CASE.
+  async function writeMissing(
+    tx: PgExecutor,
+    missing: readonly Polled[],
+    poll: { currentSlot: number | null; dropAfterSlots: number; t: number },
+  ) {
+    if (missing.length === 0) return;
+    const current = sql`${poll.currentSlot}::bigint`;
+    await tx.execute(sql`UPDATE chain_transactions SET
+        state = CASE WHEN (state = 'unknown' OR (state = 'landed' AND commitment = 'processed'))
+            AND ${current} IS NOT NULL
+            AND ${current} > coalesce(not_found_slot, ${current}) + ${poll.dropAfterSlots}::bigint
+          THEN 'dropped' ELSE state END,
+        status_checked_at = ${poll.t}::bigint,
+        not_found_since = coalesce(not_found_since, ${poll.t}::bigint),
+        not_found_slot = coalesce(not_found_slot, ${current}),
+        not_found_count = not_found_count + 1
+      WHERE signature = ANY(${textArray(missing.map((p) => p.signature))})
+        AND state IN ('unknown', 'landed')`);
+  }
+
+  return {
+    async track(signatures, t) {
+      // Sorted and unique: concurrent inserts of overlapping sets meet in the same order, so
+      // one waits for the other instead of both waiting on each other. ON CONFLICT DO NOTHING:
+      // the first process to insert a signature wins, the other keeps its row.
+      const sorted = [...new Set(signatures)].sort();
+      await db.transaction(async (tx) => {
+        for (const part of chunks(sorted)) {
+          await tx
+            .insert(chainTransactions)
+            .values(part.map((signature) => ({ signature, firstSeenAt: t })))
+            .onConflictDoNothing();
+        }
+      });
+      return load(signatures);
+    },
+    load,
+    async recordStatuses(polled, poll) {
+      if (polled.length > 0) {
+        await db.transaction(async (tx) => {
+          // SELECT … FOR UPDATE in signature order first: the updates below then touch only
+          // rows this transaction holds, so two polls of overlapping sets cannot deadlock.
+          const sorted = [...new Set(polled.map((p) => p.signature))].sort();
+          await tx.execute(sql`SELECT 1 FROM chain_transactions
+            WHERE signature = ANY(${textArray(sorted)}) ORDER BY signature FOR UPDATE`);
+          for (const pass of passes(polled)) {
+            await writeFound(
+              tx,
+              pass.filter((p) => p.status !== null),
+              poll.t,
+            );
+            await writeMissing(
+              tx,
+              pass.filter((p) => p.status === null),
+              poll,
+            );
+          }
+        });
+      }
+      return load(polled.map((p) => p.signature));
+    },
+    async recordFetched(signature, { facts, raw }, t) {
+      // Guarded by `facts IS NULL`: the first process to store the transaction wins.
+      await db
+        .update(chainTransactions)
+        .set({
+          state: "finalized",
+          commitment: "finalized",
+          slot: facts.slot,
+          blockTime: facts.blockTime,
+          feeLamports: facts.fee,
+          succeeded: facts.succeeded,
+          err: facts.err ?? null,
+          facts: factsToJson(facts),
+          raw: typeof raw === "string" ? raw : stringifyWithBigints(raw),
+          fetchedAt: t,
+        })
+        .where(and(eq(chainTransactions.signature, signature), isNull(chainTransactions.facts)));
+      return (await load([signature])).get(signature);
+    },
+    async recordFetchMiss(signature, maxMisses) {
+      // Raw SQL: the counter and the state move together in one guarded CASE.
+      await db.execute(sql`UPDATE chain_transactions SET
+          not_found_count = not_found_count + 1,
+          state = CASE WHEN state = 'finalized' AND not_found_count + 1 >= ${maxMisses}::bigint
+            THEN 'pruned' ELSE state END
+        WHERE signature = ${signature} AND facts IS NULL`);
+      return (await load([signature])).get(signature);
+    },
+    async jobsNaming(signatures, limit) {
+      const named = new Map<string, string[]>();
+      const totals = new Map<string, number>();
+      const unique = [...new Set(signatures)];
+      if (unique.length === 0) return { named, totals };
+      // Raw SQL, one round trip for all signatures: per signature, a UNION of the four index
+      // ranges (as on SQLite) cut at `limit` in id order, and counted in full only when the cut
+      // was reached (the CASE evaluates the count only then).
+      const naming = sql`SELECT job_id FROM jobs WHERE escrow_tx = s.sig
+        UNION SELECT job_id FROM jobs WHERE settlement_tx = s.sig
+        UNION SELECT job_id FROM jobs WHERE api_escrow_tx = s.sig
+        UNION SELECT job_id FROM jobs WHERE api_settlement_tx = s.sig`;
+      const result = await db.execute<{ sig: string; ids: string[]; total: string }>(sql`
+        SELECT s.sig, ids.ids,
+          CASE WHEN cardinality(ids.ids) < ${limit}::int THEN cardinality(ids.ids)
+            ELSE (SELECT count(*) FROM (${naming}) AS every_one) END AS total
+        FROM unnest(${textArray(unique)}) AS s(sig)
+        CROSS JOIN LATERAL (
+          SELECT coalesce(array_agg(job_id ORDER BY job_id), '{}') AS ids
+          FROM (SELECT job_id FROM (${naming}) AS named ORDER BY job_id LIMIT ${limit}::int) AS first
+        ) AS ids`);
+      for (const row of result.rows) {
+        named.set(row.sig, row.ids);
+        totals.set(row.sig, Number(row.total));
+      }
+      return { named, totals };
+    },
+    async namesAny(pairs) {
+      const found = new Set<string>();
+      if (pairs.length === 0) return found;
+      // Raw SQL, one round trip for all pairs: the four signature columns, and the conflicting
+      // receipts' signatures as a JSON array (`@>` is false, not an error, on a non-array).
+      const result = await db.execute<{ job_id: string; sig: string }>(sql`
+        SELECT p.job_id, p.sig
+        FROM unnest(${textArray(pairs.map((p) => p.jobId))}, ${textArray(pairs.map((p) => p.signature))})
+          AS p(job_id, sig)
+        WHERE EXISTS (SELECT 1 FROM jobs j WHERE j.job_id = p.job_id
+          AND (p.sig IN (j.escrow_tx, j.settlement_tx, j.api_escrow_tx, j.api_settlement_tx)
+            OR j.conflict_signatures::jsonb @> jsonb_build_array(p.sig)))`);
+      for (const row of result.rows) found.add(pairKey(row.job_id, row.sig));
+      return found;
+    },
+  };
+}
+
+/**
+ * `createGivenUpReset` on PostgreSQL: signatures of a job given up on (dropped, pruned) are
+ * looked for again. Composes inside the caller's transaction (`reverify` in job-queue.ts);
+ * returns how many signatures were reset. Raw SQL: the rows are locked in signature order
+ * first (`FOR UPDATE` under an ORDER BY), the order every multi-row writer of this table uses,
+ * and a row another transaction moved out of a given-up state meanwhile is re-checked and left.
+ */
+export async function resetGivenUpPg(tx: PgExecutor, jobId: string): Promise<number> {
+  const result = await tx.execute(sql`WITH given_up AS (
+      SELECT signature FROM chain_transactions
+      WHERE ${givenUp} AND signature IN (
+        SELECT unnest(ARRAY[escrow_tx, settlement_tx, api_escrow_tx, api_settlement_tx])
+        FROM jobs WHERE job_id = ${jobId})
+      ORDER BY signature
+      FOR UPDATE)
+    UPDATE chain_transactions c
+      SET state = CASE c.state WHEN 'pruned' THEN 'finalized' ELSE 'unknown' END,
+        not_found_count = 0, not_found_slot = NULL, not_found_since = NULL
+    FROM given_up WHERE c.signature = given_up.signature`);
+  return result.rowCount ?? 0;
 }

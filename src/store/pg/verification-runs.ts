@@ -1,7 +1,110 @@
+import { and, eq, like, lte, ne, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
-import type { VerificationRunStore } from "../verification-runs.js";
-import { notOnPostgresYet } from "./not-yet.js";
+import { locks, verificationRuns } from "../../db/pg/schema.js";
+import type { RunCloser, VerificationRunStore } from "../verification-runs.js";
+import type { PgExecutor } from "./executor.js";
+import { releaseLeasesOfPg } from "./job-queue.js";
 
-export function createPgVerificationRunStore(_store: PgStore): VerificationRunStore {
-  throw notOnPostgresYet("verification-runs");
+/**
+ * Verification runs and their owners' heartbeats on PostgreSQL (contract and SQLite version in
+ * src/store/verification-runs.ts). Every verifier of every host closes abandoned runs at start
+ * and on each heartbeat, so closers run concurrently; they take one transaction-level advisory
+ * lock (below) and so run one after the other, as SQLite's write transactions do.
+ */
+
+const heartbeatName = (owner: string) => `verifier:${owner}`;
+
+/**
+ * Serializes closers (`pg_advisory_xact_lock`, released at commit). Each statement of a closer
+ * is guarded and would count a run once on its own, but two closers lock runs and jobs rows in
+ * different orders (their own dead owners first, then a scan of stale runs) and could deadlock.
+ * The key is derived from a name so it cannot collide with another module's constant.
+ */
+const closersLock = sql`SELECT pg_advisory_xact_lock(hashtextextended('decentral-audit:verification-runs:close', 0))`;
+
+async function writeHeartbeat(tx: PgExecutor, owner: string, t: number, until: number) {
+  // An upsert that renews only the expiry: atomic under concurrent beats.
+  await tx
+    .insert(locks)
+    .values({ name: heartbeatName(owner), owner, acquiredAt: t, expiresAt: until })
+    .onConflictDoUpdate({ target: locks.name, set: { expiresAt: sql`excluded.expires_at` } });
+}
+
+/** Closes the runs of dead owners (releasing their leases) and the runs whose heartbeat expired. */
+async function closeAbandoned(tx: PgExecutor, { owner, t, deadOwners }: RunCloser) {
+  await tx.execute(closersLock);
+  let closed = 0;
+  for (const other of deadOwners) {
+    if (other === owner) continue;
+    const abandoned = await tx
+      .update(verificationRuns)
+      .set({ status: "abandoned", finishedAt: t })
+      .where(and(eq(verificationRuns.status, "running"), eq(verificationRuns.owner, other)));
+    closed += abandoned.rowCount ?? 0;
+    await releaseLeasesOfPg(tx, other);
+  }
+  // Raw SQL in the condition: the heartbeat is named after each run's owner.
+  const stale = await tx
+    .update(verificationRuns)
+    .set({ status: "abandoned", finishedAt: t })
+    .where(
+      and(
+        eq(verificationRuns.status, "running"),
+        ne(verificationRuns.owner, owner),
+        sql`NOT EXISTS (SELECT 1 FROM ${locks}
+          WHERE ${locks.name} = 'verifier:' || ${verificationRuns.owner} AND ${locks.expiresAt} > ${t})`,
+      ),
+    );
+  closed += stale.rowCount ?? 0;
+  await tx.delete(locks).where(and(like(locks.name, "verifier:%"), lte(locks.expiresAt, t)));
+  return closed;
+}
+
+export function createPgVerificationRunStore(store: PgStore): VerificationRunStore {
+  const { db } = store;
+  return {
+    async runningOwners(owner) {
+      const rows = await db
+        .selectDistinct({ owner: verificationRuns.owner })
+        .from(verificationRuns)
+        .where(and(eq(verificationRuns.status, "running"), ne(verificationRuns.owner, owner)));
+      return rows.map((r) => r.owner);
+    },
+    async closeAbandoned(closer) {
+      return db.transaction((tx) => closeAbandoned(tx, closer));
+    },
+    async open(run, closer) {
+      return db.transaction(async (tx) => {
+        const closed = await closeAbandoned(tx, closer);
+        await writeHeartbeat(tx, closer.owner, closer.t, run.heartbeatUntil);
+        const [row] = await tx
+          .insert(verificationRuns)
+          .values({
+            trigger: run.trigger,
+            status: "running",
+            windowFrom: run.window?.from ?? null,
+            windowTo: run.window?.to ?? null,
+            startedAt: closer.t,
+            owner: closer.owner,
+          })
+          .returning({ id: verificationRuns.id });
+        if (!row) throw new Error("verification run not inserted");
+        return { runId: row.id, closed };
+      });
+    },
+    async beat(owner, t, until) {
+      await writeHeartbeat(db, owner, t, until);
+    },
+    async dropHeartbeat(owner) {
+      await db
+        .delete(locks)
+        .where(and(eq(locks.name, heartbeatName(owner)), eq(locks.owner, owner)));
+    },
+    async finish(runId, status, summary, t) {
+      await db
+        .update(verificationRuns)
+        .set({ status, finishedAt: t, summary })
+        .where(eq(verificationRuns.id, runId));
+    },
+  };
 }

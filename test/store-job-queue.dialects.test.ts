@@ -1,0 +1,393 @@
+import { describe, expect, it } from "vitest";
+import { verdicts } from "../src/db/schema.js";
+import { createJobQueueStore, type QueueFilter } from "../src/store/job-queue.js";
+import { createSignatureStore } from "../src/store/signatures.js";
+import { dialects, useDialectStores } from "./support/dialects.js";
+import {
+  leaseOwners,
+  type QueueJobSeed,
+  queueColumnsOf,
+  seedJobs,
+  seedSignatures,
+  T0,
+  twoProcesses,
+} from "./support/seed-queue.js";
+import { createTestStore } from "./support/store.js";
+
+const t = T0 + 3_600_000;
+const lease = { t, leaseMs: 60_000, limit: 10 };
+const ids = (rows: { jobId: string }[]) => rows.map((r) => r.jobId).sort();
+
+describe.each(dialects)("the job queue on %s", (dialect) => {
+  const stores = useDialectStores(dialect);
+
+  it("claims due open jobs, earliest due first, up to the limit, under a lease", async () => {
+    const store = await stores.open();
+    await seedJobs(store, [
+      { jobId: "due-late", nextVerifyAt: t - 10 },
+      { jobId: "due-early", nextVerifyAt: t - 1000, verdict: "awaiting_finality" },
+      { jobId: "due-now", nextVerifyAt: t, verdict: "error" },
+      { jobId: "not-yet", nextVerifyAt: t + 1 },
+      { jobId: "final", nextVerifyAt: 0, verdict: "verified" },
+      { jobId: "dropped", nextVerifyAt: 0, verdict: "dropped" },
+    ]);
+    const queue = createJobQueueStore(store);
+
+    const first = await queue.claim("A", null, { ...lease, limit: 2 });
+    expect(ids(first)).toEqual(["due-early", "due-late"]);
+    for (const row of first) {
+      expect(row.leaseOwner).toBe("A");
+      expect(row.leaseUntil).toBe(t + 60_000);
+    }
+    expect(ids(await queue.claim("B", null, lease))).toEqual(["due-now"]);
+    expect(await leaseOwners(store)).toEqual({
+      "due-early": "A",
+      "due-late": "A",
+      "due-now": "B",
+      dropped: null,
+      final: null,
+      "not-yet": null,
+    });
+  });
+
+  it("leaves a job another owner leased until its lease expires, then another owner reclaims it", async () => {
+    const store = await stores.open();
+    await seedJobs(store, [
+      { jobId: "leased", leaseOwner: "A", leaseUntil: t + 1 },
+      { jobId: "expired", leaseOwner: "dead", leaseUntil: t - 1 },
+      { jobId: "at-expiry", leaseOwner: "dead", leaseUntil: t },
+    ]);
+    const queue = createJobQueueStore(store);
+
+    expect(ids(await queue.claim("B", null, lease))).toEqual(["at-expiry", "expired"]);
+    expect((await queueColumnsOf(store, "leased")).leaseOwner).toBe("A");
+    // Leased to this owner (a round that failed): claimable at once, its lease renewed.
+    const again = await queue.claim("A", null, lease);
+    expect(ids(again)).toEqual(["leased"]);
+    expect(again[0]?.leaseUntil).toBe(t + 60_000);
+    // After the lease runs out, another owner takes the job.
+    const later = await queue.claim("C", null, { ...lease, t: t + 60_000 });
+    expect(ids(later)).toEqual(["at-expiry", "expired", "leased"]);
+  });
+
+  it("claims only the jobs of the filter: created in [from, to), or named", async () => {
+    const store = await stores.open();
+    await seedJobs(
+      store,
+      [0, 1, 2, 3, 4].map((i) => ({ jobId: `j${i}`, createdAt: T0 + i * 1000 })),
+    );
+    const queue = createJobQueueStore(store);
+    const claimWith = async (filter: QueueFilter) =>
+      ids(await queue.claim(`owner-${JSON.stringify(filter)}`, filter, lease));
+
+    expect(await claimWith({ from: T0 + 1000, to: T0 + 3000 })).toEqual(["j1", "j2"]);
+    expect(await claimWith({ jobIds: ["j0", "j2", "nope"] })).toEqual(["j0"]);
+    expect(await claimWith({ from: T0 + 3000 })).toEqual(["j3", "j4"]);
+    expect(await claimWith({ to: T0 + 5000 })).toEqual([]);
+    expect(await claimWith({ jobIds: [] })).toEqual([]);
+  });
+
+  it("renews and releases only this owner's leases; a released job is claimed at once", async () => {
+    const store = await stores.open();
+    await seedJobs(store, [
+      { jobId: "a1", leaseOwner: "A", leaseUntil: t + 10 },
+      { jobId: "a2", leaseOwner: "A", leaseUntil: t + 10 },
+      { jobId: "b1", leaseOwner: "B", leaseUntil: t + 10 },
+    ]);
+    const queue = createJobQueueStore(store);
+
+    await queue.renewLeases("A", t + 99_000);
+    expect((await queueColumnsOf(store, "a1")).leaseUntil).toBe(t + 99_000);
+    expect((await queueColumnsOf(store, "a2")).leaseUntil).toBe(t + 99_000);
+    expect((await queueColumnsOf(store, "b1")).leaseUntil).toBe(t + 10);
+
+    await queue.releaseLeases("A");
+    expect(await queueColumnsOf(store, "a1")).toMatchObject({ leaseOwner: null, leaseUntil: null });
+    expect((await queueColumnsOf(store, "b1")).leaseOwner).toBe("B");
+    expect(ids(await queue.claim("C", null, lease))).toEqual(["a1", "a2"]);
+  });
+
+  it("says when the next open job is due, a leased one at its lease expiry", async () => {
+    const store = await stores.open();
+    const queue = createJobQueueStore(store);
+    expect(await queue.nextDue(null)).toBeNull();
+    await seedJobs(store, [
+      { jobId: "final", nextVerifyAt: 5, verdict: "discrepancy", createdAt: T0 },
+      { jobId: "leased", nextVerifyAt: 10, leaseOwner: "A", leaseUntil: 500, createdAt: T0 + 1 },
+      { jobId: "later", nextVerifyAt: 300, createdAt: T0 + 2 },
+      { jobId: "latest", nextVerifyAt: 900, createdAt: T0 + 3 },
+    ]);
+    expect(await queue.nextDue(null)).toBe(300);
+    expect(await queue.nextDue({ jobIds: ["leased"] })).toBe(500);
+    expect(await queue.nextDue({ from: T0 + 3 })).toBe(900);
+    expect(await queue.nextDue({ jobIds: ["final"] })).toBeNull();
+  });
+
+  it("counts a filter's jobs by verdict, and how many are final", async () => {
+    const store = await stores.open();
+    await seedJobs(store, [
+      { jobId: "p", verdict: "pending", createdAt: T0 },
+      { jobId: "v1", verdict: "verified", createdAt: T0 + 1 },
+      { jobId: "v2", verdict: "verified", createdAt: T0 + 2 },
+      { jobId: "d", verdict: "discrepancy", createdAt: T0 + 3 },
+      { jobId: "e", verdict: "error", createdAt: T0 + 4 },
+    ]);
+    const queue = createJobQueueStore(store);
+    const zero = Object.fromEntries(verdicts.map((v) => [v, 0]));
+
+    expect(await queue.countVerdicts(null)).toEqual({
+      total: 5,
+      final: 3,
+      byVerdict: { ...zero, pending: 1, verified: 2, discrepancy: 1, error: 1 },
+    });
+    expect(await queue.countVerdicts({ from: T0 + 1, to: T0 + 4 })).toEqual({
+      total: 3,
+      final: 3,
+      byVerdict: { ...zero, verified: 2, discrepancy: 1 },
+    });
+    expect(await queue.countVerdicts({ jobIds: [] })).toEqual({
+      total: 0,
+      final: 0,
+      byVerdict: zero,
+    });
+  });
+
+  it("reverify looks again for the job's given-up signatures and reopens it ahead of the queue", async () => {
+    const store = await stores.open();
+    await seedJobs(store, [
+      {
+        jobId: "job",
+        verdict: "dropped",
+        nextVerifyAt: t,
+        verifyAttempts: 4,
+        lastError: "gone",
+        leaseOwner: "A",
+        leaseUntil: t + 1000,
+        escrowTx: "sig-dropped",
+        settlementTx: "sig-pruned",
+        apiEscrowTx: "sig-final",
+        apiSettlementTx: "sig-missing",
+      },
+      { jobId: "other", verdict: "dropped", escrowTx: "sig-other" },
+    ]);
+    const miss = { notFoundCount: 3, notFoundSince: T0, notFoundSlot: 77 };
+    await seedSignatures(store, [
+      { signature: "sig-dropped", state: "dropped", ...miss },
+      { signature: "sig-pruned", state: "pruned", commitment: "finalized", ...miss },
+      { signature: "sig-final", state: "finalized", commitment: "finalized", notFoundCount: 1 },
+      { signature: "sig-other", state: "dropped", ...miss },
+    ]);
+
+    await createJobQueueStore(store).reverify("job", t + 5);
+
+    expect(await queueColumnsOf(store, "job")).toEqual({
+      jobId: "job",
+      verdict: "pending",
+      nextVerifyAt: 0,
+      verifyAttempts: 0,
+      leaseOwner: null,
+      leaseUntil: null,
+      lastError: null,
+    });
+    expect((await queueColumnsOf(store, "other")).verdict).toBe("dropped");
+    const rows = await createSignatureStore(store).load([
+      "sig-dropped",
+      "sig-pruned",
+      "sig-final",
+      "sig-other",
+    ]);
+    const reset = { notFoundCount: 0, notFoundSince: null, notFoundSlot: null };
+    expect(rows.get("sig-dropped")).toMatchObject({ state: "unknown", ...reset });
+    expect(rows.get("sig-pruned")).toMatchObject({ state: "finalized", ...reset });
+    expect(rows.get("sig-final")).toMatchObject({ state: "finalized", notFoundCount: 1 });
+    expect(rows.get("sig-other")).toMatchObject({ state: "dropped", notFoundCount: 3 });
+  });
+});
+
+/** A small deterministic generator, so both dialects get the same "random" rows. */
+function prng(seed: number) {
+  let s = seed >>> 0;
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+describe("the job queue on both dialects, same rows", () => {
+  const pg = useDialectStores("postgres");
+
+  it("counts verdicts and finds the next due job alike", async () => {
+    const sqlite = createTestStore();
+    const postgres = await pg.open();
+    const random = prng(12);
+    const seeds: QueueJobSeed[] = Array.from({ length: 300 }, (_, i) => {
+      const leased = random() < 0.3;
+      return {
+        jobId: `job-${String(i).padStart(3, "0")}`,
+        createdAt: T0 + Math.floor(random() * 100) * 1000,
+        verdict: verdicts[Math.floor(random() * verdicts.length)] ?? "pending",
+        nextVerifyAt: Math.floor(random() * 1_000_000),
+        leaseOwner: leased ? "A" : null,
+        leaseUntil: leased ? Math.floor(random() * 2_000_000) : null,
+      };
+    });
+    await seedJobs(sqlite, seeds);
+    await seedJobs(postgres, seeds);
+    const filters: (QueueFilter | null)[] = [
+      null,
+      { from: T0 + 20_000 },
+      { to: T0 + 50_000 },
+      { from: T0 + 10_000, to: T0 + 11_000 },
+      { jobIds: seeds.filter((_, i) => i % 7 === 0).map((s) => s.jobId) },
+      { from: T0 + 1_000_000 },
+    ];
+    try {
+      const [a, b] = [createJobQueueStore(sqlite), createJobQueueStore(postgres)];
+      for (const filter of filters) {
+        expect(await b.countVerdicts(filter)).toEqual(await a.countVerdicts(filter));
+        expect(await b.nextDue(filter)).toEqual(await a.nextDue(filter));
+      }
+      expect((await a.countVerdicts(null)).total).toBe(300);
+    } finally {
+      sqlite.close();
+    }
+  });
+});
+
+describe("the job queue on PostgreSQL, claimed from many processes", () => {
+  const stores = useDialectStores("postgres");
+
+  it("gives each job to exactly one of many claimers racing from two pools", async () => {
+    const [one, two] = await twoProcesses(stores);
+    try {
+      const n = 400;
+      // A third of the jobs hold a dead owner's expired lease: reclaimed like free ones.
+      await seedJobs(
+        one,
+        Array.from({ length: n }, (_, i) => ({
+          jobId: `job-${i}`,
+          nextVerifyAt: i,
+          ...(i % 3 === 0 ? { leaseOwner: "dead", leaseUntil: t - 1 } : {}),
+        })),
+      );
+      const claimers = [one, two, one, two, one, two].map((store, i) => ({
+        owner: `owner-${i}`,
+        queue: createJobQueueStore(store),
+        got: new Map<string, string>(),
+      }));
+      // Every claimer claims small batches until the queue is empty, all at once; each batch
+      // under an owner of its own (an owner's own leases would be claimable again).
+      await Promise.all(
+        claimers.map(async (c) => {
+          for (let batch = 0; ; batch++) {
+            const owner = `${c.owner}/${batch}`;
+            const rows = await c.queue.claim(owner, null, { t, leaseMs: 600_000, limit: 7 });
+            if (rows.length === 0) return;
+            for (const r of rows) c.got.set(r.jobId, owner);
+          }
+        }),
+      );
+      const all = claimers.flatMap((c) => [...c.got.keys()]);
+      expect(all.length).toBe(n);
+      expect(new Set(all).size).toBe(n);
+      const owners = await leaseOwners(one);
+      for (const c of claimers) for (const [id, owner] of c.got) expect(owners[id]).toBe(owner);
+      // The work was shared, not taken by whichever claimer ran first.
+      expect(claimers.filter((c) => c.got.size > 0).length).toBeGreaterThan(1);
+    } finally {
+      await two.close();
+    }
+  });
+
+  it("does not wait on jobs another transaction holds: it claims the others", async () => {
+    const [one, two] = await twoProcesses(stores);
+    const holder = await one.pool.connect();
+    try {
+      await seedJobs(
+        one,
+        Array.from({ length: 6 }, (_, i) => ({ jobId: `job-${i}`, nextVerifyAt: i })),
+      );
+      await holder.query("BEGIN");
+      await holder.query(
+        "SELECT job_id FROM jobs WHERE job_id IN ('job-0', 'job-1', 'job-2') FOR UPDATE",
+      );
+      const claim = createJobQueueStore(two).claim("B", null, lease);
+      const waited = new Promise<"waited">((resolve) => setTimeout(resolve, 5000, "waited"));
+      const claimed = await Promise.race([claim, waited]);
+      expect(claimed).not.toBe("waited");
+      expect(ids(claimed as { jobId: string }[])).toEqual(["job-3", "job-4", "job-5"]);
+    } finally {
+      await holder.query("ROLLBACK");
+      holder.release();
+      await two.close();
+    }
+  });
+
+  it("renews the owner's other leases without waiting on a job another transaction holds", async () => {
+    const [one, two] = await twoProcesses(stores);
+    const holder = await one.pool.connect();
+    try {
+      await seedJobs(one, [
+        { jobId: "held", leaseOwner: "A", leaseUntil: t + 10 },
+        { jobId: "free", leaseOwner: "A", leaseUntil: t + 10 },
+      ]);
+      await holder.query("BEGIN");
+      await holder.query("SELECT job_id FROM jobs WHERE job_id = 'held' FOR UPDATE");
+      const renew = createJobQueueStore(two).renewLeases("A", t + 99_000);
+      const waited = new Promise<"waited">((resolve) => setTimeout(resolve, 5000, "waited"));
+      expect(await Promise.race([renew, waited])).not.toBe("waited");
+      await holder.query("ROLLBACK");
+      expect((await queueColumnsOf(one, "free")).leaseUntil).toBe(t + 99_000);
+      // The held job keeps its lease until the next renewal.
+      expect((await queueColumnsOf(one, "held")).leaseUntil).toBe(t + 10);
+    } finally {
+      await holder.query("ROLLBACK");
+      holder.release();
+      await two.close();
+    }
+  });
+
+  it("leaves an unexpired lease to its owner while two others race for the rest", async () => {
+    const [one, two] = await twoProcesses(stores);
+    try {
+      await seedJobs(one, [
+        { jobId: "held", leaseOwner: "A", leaseUntil: t + 1 },
+        { jobId: "free-1" },
+        { jobId: "free-2" },
+      ]);
+      const [b, c] = await Promise.all([
+        createJobQueueStore(one).claim("B", null, lease),
+        createJobQueueStore(two).claim("C", null, lease),
+      ]);
+      expect([...ids(b), ...ids(c)].sort()).toEqual(["free-1", "free-2"]);
+      expect((await leaseOwners(one)).held).toBe("A");
+    } finally {
+      await two.close();
+    }
+  });
+
+  it("reverifies one job from two processes at once as if once", async () => {
+    const [one, two] = await twoProcesses(stores);
+    try {
+      await seedJobs(one, [
+        { jobId: "x", verdict: "dropped", escrowTx: "s1", settlementTx: "s2" },
+        { jobId: "y", verdict: "dropped", escrowTx: "s2", settlementTx: "s1" },
+      ]);
+      await seedSignatures(one, [
+        { signature: "s1", state: "dropped", notFoundCount: 2 },
+        { signature: "s2", state: "pruned", notFoundCount: 2 },
+      ]);
+      await Promise.all([
+        createJobQueueStore(one).reverify("x", t),
+        createJobQueueStore(two).reverify("y", t),
+        createJobQueueStore(two).reverify("x", t),
+      ]);
+      const rows = await createSignatureStore(one).load(["s1", "s2"]);
+      expect(rows.get("s1")).toMatchObject({ state: "unknown", notFoundCount: 0 });
+      expect(rows.get("s2")).toMatchObject({ state: "finalized", notFoundCount: 0 });
+      expect((await queueColumnsOf(one, "y")).verdict).toBe("pending");
+    } finally {
+      await two.close();
+    }
+  });
+});

@@ -1,0 +1,408 @@
+import { describe, expect, it } from "vitest";
+import type { TransactionFacts } from "../src/chain/transaction-facts.js";
+import { createSignatureStore, pairKey, type SignatureRow } from "../src/store/signatures.js";
+import { dialects, useDialectStores } from "./support/dialects.js";
+import { seedJobs, seedSignatures, T0, twoProcesses } from "./support/seed-queue.js";
+
+const t = T0 + 60_000;
+
+function factsOf(signature: string, slot: number, memo = "m"): TransactionFacts {
+  return {
+    signature,
+    slot,
+    blockTime: 1_793_000_000,
+    succeeded: true,
+    err: null,
+    fee: 5000n,
+    feePayer: "payer",
+    version: "legacy",
+    accounts: ["payer", "vault"],
+    tokenChanges: [
+      {
+        account: "vault",
+        owner: "owner",
+        mint: "mint",
+        programId: "token",
+        decimals: 6,
+        pre: 9_007_199_254_740_993n,
+        post: 9_007_199_254_740_994n,
+        delta: 1n,
+      },
+    ],
+    solChanges: [],
+    memos: [memo],
+    programs: ["token"],
+    tokenInstructions: [],
+    innerInstructionsKnown: true,
+  };
+}
+
+/** The columns the state machine moves. */
+const stateOf = (row: SignatureRow | undefined) =>
+  row && {
+    state: row.state,
+    commitment: row.commitment,
+    slot: row.slot,
+    statusCheckedAt: row.statusCheckedAt,
+    notFoundCount: row.notFoundCount,
+    notFoundSince: row.notFoundSince,
+    notFoundSlot: row.notFoundSlot,
+  };
+
+describe.each(dialects)("the signature store on %s", (dialect) => {
+  const stores = useDialectStores(dialect);
+
+  it("tracks each signature once, as unknown, keeping rows it already has", async () => {
+    const store = await stores.open();
+    await seedSignatures(store, [{ signature: "old", state: "landed", commitment: "confirmed" }]);
+    const signatures = createSignatureStore(store);
+
+    const rows = await signatures.track(["new", "old", "new"], t);
+    expect([...rows.keys()].sort()).toEqual(["new", "old"]);
+    expect(rows.get("new")).toMatchObject({ state: "unknown", firstSeenAt: t, notFoundCount: 0 });
+    expect(rows.get("old")).toMatchObject({ state: "landed", firstSeenAt: T0 });
+    expect((await signatures.load(["new", "nope"])).size).toBe(1);
+  });
+
+  it("records statuses: commitment only rises, finalized and pruned rows stay, misses count", async () => {
+    const store = await stores.open();
+    await seedSignatures(store, [
+      { signature: "a" },
+      { signature: "b", state: "landed", commitment: "confirmed", slot: 5 },
+      { signature: "c", state: "finalized", commitment: "finalized", slot: 7 },
+      { signature: "d", state: "pruned", commitment: "finalized", slot: 8 },
+      { signature: "e", state: "landed", commitment: "processed", slot: 9, notFoundCount: 2 },
+      { signature: "f" },
+    ]);
+    const signatures = createSignatureStore(store);
+    const poll = { currentSlot: 1000, dropAfterSlots: 150, t };
+
+    const rows = await signatures.recordStatuses(
+      [
+        { signature: "a", status: { slot: 20, confirmationStatus: "processed" } },
+        { signature: "b", status: { slot: 21, confirmationStatus: "processed" } },
+        { signature: "c", status: { slot: 22, confirmationStatus: "confirmed" } },
+        { signature: "d", status: null },
+        { signature: "e", status: { slot: 23, confirmationStatus: "finalized" } },
+        { signature: "f", status: null },
+        { signature: "missing", status: null },
+      ],
+      poll,
+    );
+    expect(stateOf(rows.get("a"))).toMatchObject({
+      state: "landed",
+      commitment: "processed",
+      slot: 20,
+    });
+    expect(stateOf(rows.get("b"))).toMatchObject({
+      state: "landed",
+      commitment: "confirmed",
+      slot: 21,
+    });
+    expect(stateOf(rows.get("c"))).toMatchObject({
+      state: "finalized",
+      commitment: "finalized",
+      slot: 7,
+    });
+    expect(stateOf(rows.get("d"))).toMatchObject({ state: "pruned", statusCheckedAt: null });
+    expect(stateOf(rows.get("e"))).toEqual({
+      state: "finalized",
+      commitment: "finalized",
+      slot: 23,
+      statusCheckedAt: t,
+      notFoundCount: 0,
+      notFoundSince: null,
+      notFoundSlot: null,
+    });
+    expect(stateOf(rows.get("f"))).toEqual({
+      state: "unknown",
+      commitment: null,
+      slot: null,
+      statusCheckedAt: t,
+      notFoundCount: 1,
+      notFoundSince: t,
+      notFoundSlot: 1000,
+    });
+    expect(rows.has("missing")).toBe(false);
+  });
+
+  it("drops a signature unseen past the drop horizon, but not one seen confirmed", async () => {
+    const store = await stores.open();
+    await seedSignatures(store, [
+      { signature: "unseen", notFoundCount: 1, notFoundSince: T0, notFoundSlot: 100 },
+      { signature: "processed", state: "landed", commitment: "processed", notFoundSlot: 100 },
+      { signature: "confirmed", state: "landed", commitment: "confirmed", notFoundSlot: 100 },
+      { signature: "young", notFoundSlot: 200 },
+    ]);
+    const signatures = createSignatureStore(store);
+    const missing = (s: string) => ({ signature: s, status: null });
+    const all = ["unseen", "processed", "confirmed", "young"].map(missing);
+
+    // At 250, exactly at the horizon of 100 + 150: nothing is dropped yet; without a current
+    // slot, nothing ever is.
+    await signatures.recordStatuses(all, { currentSlot: 250, dropAfterSlots: 150, t });
+    await signatures.recordStatuses(all, { currentSlot: null, dropAfterSlots: 150, t });
+    const rows = await signatures.recordStatuses(all, {
+      currentSlot: 251,
+      dropAfterSlots: 150,
+      t: t + 1,
+    });
+    expect(stateOf(rows.get("unseen"))).toEqual({
+      state: "dropped",
+      commitment: null,
+      slot: null,
+      statusCheckedAt: t + 1,
+      notFoundCount: 4,
+      notFoundSince: T0,
+      notFoundSlot: 100,
+    });
+    expect(rows.get("processed")?.state).toBe("dropped");
+    expect(rows.get("confirmed")).toMatchObject({ state: "landed", notFoundCount: 3 });
+    expect(rows.get("young")).toMatchObject({ state: "unknown", notFoundSince: t });
+  });
+
+  it("applies a signature polled twice in one call in order", async () => {
+    const store = await stores.open();
+    await seedSignatures(store, [{ signature: "x" }, { signature: "y" }]);
+    const rows = await createSignatureStore(store).recordStatuses(
+      [
+        { signature: "x", status: null },
+        { signature: "y", status: { slot: 3, confirmationStatus: "confirmed" } },
+        { signature: "x", status: { slot: 4, confirmationStatus: "processed" } },
+        { signature: "y", status: null },
+        { signature: "x", status: null },
+      ],
+      { currentSlot: 10, dropAfterSlots: 150, t },
+    );
+    // x: a miss, found (misses cleared), a miss again.
+    expect(stateOf(rows.get("x"))).toMatchObject({
+      state: "landed",
+      commitment: "processed",
+      notFoundCount: 1,
+      notFoundSlot: 10,
+    });
+    expect(stateOf(rows.get("y"))).toMatchObject({
+      state: "landed",
+      commitment: "confirmed",
+      notFoundCount: 1,
+    });
+  });
+
+  it("stores a fetched transaction once: the first to store it wins", async () => {
+    const store = await stores.open();
+    await seedSignatures(store, [{ signature: "s", state: "landed", commitment: "confirmed" }]);
+    const signatures = createSignatureStore(store);
+
+    const first = await signatures.recordFetched(
+      "s",
+      { facts: factsOf("s", 42, "first"), raw: { a: 1n } },
+      t,
+    );
+    expect(first).toMatchObject({
+      state: "finalized",
+      commitment: "finalized",
+      slot: 42,
+      blockTime: 1_793_000_000,
+      feeLamports: 5000n,
+      succeeded: true,
+      raw: '{"a":"1"}',
+      fetchedAt: t,
+    });
+    const stored = first?.facts as { memos: string[]; tokenChanges: { pre: string }[] };
+    expect(stored.memos).toEqual(["first"]);
+    expect(stored.tokenChanges[0]?.pre).toBe("9007199254740993");
+    const second = await signatures.recordFetched(
+      "s",
+      { facts: factsOf("s", 43, "second"), raw: "raw" },
+      t + 1,
+    );
+    expect(second).toEqual(first);
+    expect(
+      await signatures.recordFetched("none", { facts: factsOf("none", 1), raw: "" }, t),
+    ).toBeUndefined();
+  });
+
+  it("counts fetch misses while nothing is stored and prunes a finalized one at the limit", async () => {
+    const store = await stores.open();
+    await seedSignatures(store, [
+      { signature: "fin", state: "finalized", commitment: "finalized" },
+      { signature: "landed", state: "landed", commitment: "confirmed" },
+      { signature: "stored", state: "finalized", facts: { signature: "stored" } },
+    ]);
+    const signatures = createSignatureStore(store);
+
+    expect(await signatures.recordFetchMiss("fin", 2)).toMatchObject({
+      state: "finalized",
+      notFoundCount: 1,
+    });
+    expect(await signatures.recordFetchMiss("fin", 2)).toMatchObject({
+      state: "pruned",
+      notFoundCount: 2,
+    });
+    expect(await signatures.recordFetchMiss("landed", 1)).toMatchObject({
+      state: "landed",
+      notFoundCount: 1,
+    });
+    expect(await signatures.recordFetchMiss("stored", 1)).toMatchObject({
+      state: "finalized",
+      notFoundCount: 0,
+    });
+  });
+
+  it("lists the jobs naming a signature in any role, in id order, capped, with the full count", async () => {
+    const store = await stores.open();
+    await seedJobs(store, [
+      { jobId: "j3", escrowTx: "shared", settlementTx: "s3" },
+      { jobId: "j1", settlementTx: "shared", apiSettlementTx: "shared" },
+      { jobId: "j2", apiEscrowTx: "shared" },
+      { jobId: "j0", apiSettlementTx: "shared", escrowTx: "e0" },
+      { jobId: "j4", conflictSignatures: ["shared"] },
+    ]);
+    const signatures = createSignatureStore(store);
+
+    const capped = await signatures.jobsNaming(["shared", "s3", "nobody", "shared"], 3);
+    expect(capped.named).toEqual(
+      new Map([
+        ["shared", ["j0", "j1", "j2"]],
+        ["s3", ["j3"]],
+        ["nobody", []],
+      ]),
+    );
+    expect(capped.totals).toEqual(
+      new Map([
+        ["shared", 4],
+        ["s3", 1],
+        ["nobody", 0],
+      ]),
+    );
+    const wide = await signatures.jobsNaming(["shared"], 10);
+    expect(wide.named.get("shared")).toEqual(["j0", "j1", "j2", "j3"]);
+    expect(wide.totals.get("shared")).toBe(4);
+    expect((await signatures.jobsNaming(["shared"], 4)).totals.get("shared")).toBe(4);
+  });
+
+  it("tells which pairs name each other, conflicting receipts included", async () => {
+    const store = await stores.open();
+    await seedJobs(store, [
+      { jobId: "a", escrowTx: "ea", apiSettlementTx: "sa" },
+      { jobId: "b", conflictSignatures: ["cb1", "cb2"] },
+      { jobId: "c", conflictSignatures: null },
+    ]);
+    const found = await createSignatureStore(store).namesAny([
+      { jobId: "a", signature: "ea" },
+      { jobId: "a", signature: "sa" },
+      { jobId: "a", signature: "cb1" },
+      { jobId: "b", signature: "cb2" },
+      { jobId: "b", signature: "ea" },
+      { jobId: "c", signature: "ea" },
+      { jobId: "nobody", signature: "ea" },
+    ]);
+    expect(found).toEqual(new Set([pairKey("a", "ea"), pairKey("a", "sa"), pairKey("b", "cb2")]));
+    expect(await createSignatureStore(store).namesAny([])).toEqual(new Set());
+  });
+});
+
+describe("the signature store on PostgreSQL, written from two processes at once", () => {
+  const stores = useDialectStores("postgres");
+
+  const names = Array.from({ length: 60 }, (_, i) => `sig-${String(i).padStart(2, "0")}`);
+
+  it("tracks overlapping sets in opposite orders without a deadlock, each row once", async () => {
+    const [one, two] = await twoProcesses(stores);
+    try {
+      const [a, b] = [createSignatureStore(one), createSignatureStore(two)];
+      const reversed = [...names].reverse();
+      for (let round = 0; round < 5; round++) {
+        const batch = names.map((n) => `${n}-${round}`);
+        await Promise.all([
+          a.track(batch, t),
+          b.track([...batch].reverse(), t + 1),
+          a.track(
+            reversed.map((n) => `${n}-${round}`),
+            t + 2,
+          ),
+        ]);
+      }
+      const rows = await a.load(names.flatMap((n) => [0, 1, 2, 3, 4].map((r) => `${n}-${r}`)));
+      expect(rows.size).toBe(names.length * 5);
+    } finally {
+      await two.close();
+    }
+  });
+
+  it("counts every miss of polls racing over the same signatures in opposite orders", async () => {
+    const [one, two] = await twoProcesses(stores);
+    try {
+      const [a, b] = [createSignatureStore(one), createSignatureStore(two)];
+      await a.track(names, t);
+      const polls = 6;
+      const poll = { currentSlot: 10, dropAfterSlots: 1000, t };
+      const missing = names.map((signature) => ({ signature, status: null }));
+      await Promise.all(
+        Array.from({ length: polls }, (_, i) =>
+          (i % 2 === 0 ? a : b).recordStatuses(
+            i % 2 === 0 ? missing : [...missing].reverse(),
+            poll,
+          ),
+        ),
+      );
+      const rows = await a.load(names);
+      for (const name of names) expect(rows.get(name)?.notFoundCount).toBe(polls);
+    } finally {
+      await two.close();
+    }
+  });
+
+  it("records found statuses racing over the same signatures in opposite orders as if serial", async () => {
+    const [one, two] = await twoProcesses(stores);
+    try {
+      const [a, b] = [createSignatureStore(one), createSignatureStore(two)];
+      await a.track(names, t);
+      const found = (commitment: "processed" | "confirmed", slot: number) =>
+        names.map((signature) => ({ signature, status: { slot, confirmationStatus: commitment } }));
+      const poll = { currentSlot: 10, dropAfterSlots: 1000, t };
+      await Promise.all(
+        Array.from({ length: 6 }, (_, i) =>
+          (i % 2 === 0 ? a : b).recordStatuses(
+            i % 2 === 0 ? found("confirmed", i) : found("processed", i).reverse(),
+            poll,
+          ),
+        ),
+      );
+      // Commitment only rises, whatever order the polls landed in.
+      for (const row of (await a.load(names)).values()) {
+        expect(row).toMatchObject({ state: "landed", commitment: "confirmed", notFoundCount: 0 });
+      }
+    } finally {
+      await two.close();
+    }
+  });
+
+  it("counts every fetch miss from two processes and stores one fetched transaction", async () => {
+    const [one, two] = await twoProcesses(stores);
+    try {
+      const [a, b] = [createSignatureStore(one), createSignatureStore(two)];
+      await seedSignatures(one, [
+        { signature: "miss", state: "finalized", commitment: "finalized" },
+        { signature: "fetch", state: "landed" },
+      ]);
+      await Promise.all(
+        Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? a : b).recordFetchMiss("miss", 100)),
+      );
+      expect((await a.load(["miss"])).get("miss")?.notFoundCount).toBe(20);
+
+      const stored = await Promise.all([
+        a.recordFetched("fetch", { facts: factsOf("fetch", 1, "from-a"), raw: "a" }, t),
+        b.recordFetched("fetch", { facts: factsOf("fetch", 2, "from-b"), raw: "b" }, t),
+      ]);
+      expect(stored[0]).toEqual(stored[1]);
+      const row = (await a.load(["fetch"])).get("fetch");
+      expect([
+        { slot: 1, raw: "a" },
+        { slot: 2, raw: "b" },
+      ]).toContainEqual({ slot: row?.slot, raw: row?.raw });
+    } finally {
+      await two.close();
+    }
+  });
+});
