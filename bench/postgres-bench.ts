@@ -10,7 +10,7 @@ import { openPostgres } from "../src/db/pg/client.js";
 import { migratePostgres } from "../src/db/pg/migrate.js";
 import { recordReceipts } from "../src/recorder/receipts.js";
 import { startEmbeddedPostgres } from "../test/support/postgres-server.js";
-import { type Child, startChild } from "./children.js";
+import { startChild } from "./children.js";
 import { clientAgent, timedRequest } from "./http-client.js";
 import { benchReceipts, measurePostJobs } from "./ingest-bench.js";
 import { percentile, round } from "./stats.js";
@@ -46,8 +46,6 @@ export interface PostgresResult {
   sides: StoreSide[];
   verify: VerifySharing | null;
 }
-
-type Service = Child<{ url: string; token: string }>;
 
 /** A database of its own on the bench's server. */
 async function createDatabase(adminUrl: string, name: string): Promise<string> {

@@ -1,7 +1,7 @@
 import { isTransientPgError } from "../db/client.js";
 import type { PgStore } from "../db/pg/client.js";
 import { backoff, createSleeper } from "../retry.js";
-import { openPgWriterConnection } from "../store/group-commit.js";
+import { openPgWriterConnection } from "../store/pg/group-commit.js";
 import type {
   Queued,
   ReceiptWriter,

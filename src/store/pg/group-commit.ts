@@ -1,0 +1,51 @@
+import type { PgStore } from "../../db/pg/client.js";
+import type { WriteUnit } from "../write-unit.js";
+import type { PgTx } from "./executor.js";
+
+/** How one unit of a PostgreSQL group ended: its value, or the error it failed with alone. */
+export type UnitOutcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/** The transactions a group-committing writer runs on PostgreSQL (pooled connections). */
+export interface PgWriterConnection {
+  /** Runs `units` in order in one transaction; their values, or throws (nothing written). */
+  together(units: readonly WriteUnit<unknown>[]): Promise<unknown[]>;
+  /**
+   * Runs `units` in one transaction with a savepoint each: a unit that throws an error for which
+   * `failsAlone` is true is rolled back alone and reported; any other error ends the group.
+   */
+  isolated(
+    units: readonly WriteUnit<unknown>[],
+    failsAlone: (error: unknown) => boolean,
+  ): Promise<UnitOutcome[]>;
+  /** Resolves once the database answers a trivial query. */
+  ping(): Promise<void>;
+}
+
+export function openPgWriterConnection(store: PgStore): PgWriterConnection {
+  return {
+    together: (units) =>
+      store.db.transaction(async (tx) => {
+        const values: unknown[] = [];
+        for (const unit of units) values.push(await unit.runPostgres(tx));
+        return values;
+      }),
+    isolated: (units, failsAlone) =>
+      store.db.transaction(async (tx) => {
+        const outcomes: UnitOutcome[] = [];
+        for (const unit of units) {
+          try {
+            // A nested drizzle transaction is a savepoint.
+            const value = await tx.transaction((inner: PgTx) => unit.runPostgres(inner));
+            outcomes.push({ ok: true, value });
+          } catch (error) {
+            if (!failsAlone(error)) throw error;
+            outcomes.push({ ok: false, error });
+          }
+        }
+        return outcomes;
+      }),
+    async ping() {
+      await store.pool.query("SELECT 1");
+    },
+  };
+}
