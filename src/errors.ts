@@ -17,6 +17,7 @@ export const errorCodes = [
   "rpc_disagreement",
   "malformed_transaction",
   "locked",
+  "store_unavailable",
   "timeout",
   "internal",
 ] as const;

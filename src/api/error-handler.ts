@@ -24,6 +24,8 @@ export function statusOf(code: ErrorCode): ContentfulStatusCode {
       return 423;
     case "rate_limited":
       return 429;
+    case "store_unavailable":
+      return 503;
     case "upstream_unavailable":
     case "rpc_unavailable":
     case "rpc_disagreement":

@@ -147,6 +147,11 @@ const ingestRouteDoc = () =>
         description:
           "A single receipt for a job already recorded with a different receipt. It says no more than that: no field names, no stored values.",
       },
+      503: {
+        content: { "application/json": { schema: ErrorSchema } },
+        description:
+          "`store_unavailable`: the database is unreachable (or the receipt backlog is full); nothing of the request was written. Retry shortly.",
+      },
       413: {
         content: { "application/json": { schema: ErrorSchema } },
         description: `More than 1,000 receipts, or a body above ${maxIngestBodyBytes} bytes (refused by its Content-Length or as it streams in, before it is parsed).`,
@@ -183,6 +188,13 @@ export function ingestRoutes(deps: { store: Store; now?: () => number; writer?: 
       },
     }),
     async (c) => {
+      if (writer?.full()) {
+        // A database that went away would hold this request until it returns.
+        throw new AppError(
+          "store_unavailable",
+          "the audit store is not taking writes right now (database unreachable or receipt backlog full); nothing was written, retry shortly",
+        );
+      }
       let body: unknown;
       try {
         body = await c.req.json();
