@@ -1,15 +1,42 @@
 import { createHash } from "node:crypto";
 import { eq, inArray } from "drizzle-orm";
 import type { Store } from "../../src/db/client.js";
-import * as pgSchema from "../../src/db/pg/schema.js";
-import * as liteSchema from "../../src/db/schema.js";
-import { finalVerdicts, type Verdict, verdicts } from "../../src/db/schema.js";
+import * as pg from "../../src/db/pg/schema.js";
+import {
+  chainTransactions,
+  checkResults,
+  creditVaults,
+  finalVerdicts,
+  jobs,
+  receiptConflicts,
+  type Verdict,
+  verdicts,
+  verificationRuns,
+} from "../../src/db/schema.js";
 
 /**
  * Rows for the reports, dashboard and ops tests written straight into either dialect's tables
  * with drizzle (the receipt and verdict writers are not under test here). On both dialects the
  * rollup triggers then fill `job_rollups` from these rows.
  */
+
+/** The tables the tests seed, on each dialect. */
+const liteTables = {
+  jobs,
+  checkResults,
+  receiptConflicts,
+  chainTransactions,
+  verificationRuns,
+  creditVaults,
+};
+const pgTables = {
+  jobs: pg.jobs,
+  checkResults: pg.checkResults,
+  receiptConflicts: pg.receiptConflicts,
+  chainTransactions: pg.chainTransactions,
+  verificationRuns: pg.verificationRuns,
+  creditVaults: pg.creditVaults,
+};
 
 type Tables =
   | "jobs"
@@ -18,20 +45,20 @@ type Tables =
   | "chainTransactions"
   | "verificationRuns"
   | "creditVaults";
-export type JobSeed = Partial<typeof liteSchema.jobs.$inferInsert> & { jobId: string };
-type Row<T extends Tables> = (typeof liteSchema)[T]["$inferInsert"];
+export type JobSeed = Partial<typeof jobs.$inferInsert> & { jobId: string };
+type Row<T extends Tables> = (typeof liteTables)[T]["$inferInsert"];
 
 /** Inserts rows into the table of that name on either dialect. */
 export async function seedRows<T extends Tables>(store: Store, table: T, rows: Row<T>[]) {
   if (rows.length === 0) return;
   if (store.kind === "postgres") {
     for (let i = 0; i < rows.length; i += 500) {
-      await store.db.insert(pgSchema[table]).values(rows.slice(i, i + 500) as never);
+      await store.db.insert(pgTables[table]).values(rows.slice(i, i + 500) as never);
     }
   } else {
     for (let i = 0; i < rows.length; i += 500) {
       store.db
-        .insert(liteSchema[table])
+        .insert(liteTables[table])
         .values(rows.slice(i, i + 500) as never)
         .run();
     }
@@ -42,19 +69,18 @@ export async function seedRows<T extends Tables>(store: Store, table: T, rows: R
 export async function updateJobs(store: Store, jobIds: string[], set: Partial<JobSeed>) {
   if (store.kind === "postgres") {
     await store.db
-      .update(pgSchema.jobs)
+      .update(pg.jobs)
       .set(set as never)
-      .where(inArray(pgSchema.jobs.jobId, jobIds));
+      .where(inArray(pg.jobs.jobId, jobIds));
   } else {
-    store.db.update(liteSchema.jobs).set(set).where(inArray(liteSchema.jobs.jobId, jobIds)).run();
+    store.db.update(jobs).set(set).where(inArray(jobs.jobId, jobIds)).run();
   }
 }
 
 /** Deletes one job on either dialect. */
 export async function deleteJob(store: Store, jobId: string) {
-  if (store.kind === "postgres")
-    await store.db.delete(pgSchema.jobs).where(eq(pgSchema.jobs.jobId, jobId));
-  else store.db.delete(liteSchema.jobs).where(eq(liteSchema.jobs.jobId, jobId)).run();
+  if (store.kind === "postgres") await store.db.delete(pg.jobs).where(eq(pg.jobs.jobId, jobId));
+  else store.db.delete(jobs).where(eq(jobs.jobId, jobId)).run();
 }
 
 /** A base58-looking signature unique to `seed`. */
@@ -67,7 +93,7 @@ export function signatureOf(seed: string): string {
 }
 
 /** A job row as the recorder and verifier leave it; a final verdict gets settled amounts. */
-export function jobRow(input: JobSeed): typeof liteSchema.jobs.$inferInsert {
+export function jobRow(input: JobSeed): typeof jobs.$inferInsert {
   const createdAt = input.createdAt ?? Date.UTC(2026, 10, 1);
   const verdict: Verdict = input.verdict ?? "verified";
   const final = finalVerdicts.includes(verdict);
