@@ -109,6 +109,20 @@ async function seedAudited(store: Store) {
   return jobId;
 }
 
+/** Walks every page of the job listing both ways, three at a time, and expects `ascending`. */
+async function expectKeysetWalk(store: Store, ascending: string[]) {
+  for (const order of ["asc", "desc"] as const) {
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await listJobs(store, {}, { limit: 3, order, ...(cursor ? { cursor } : {}) });
+      seen.push(...page.items.map((j) => j.jobId));
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor);
+    expect(seen, order).toEqual(order === "asc" ? ascending : [...ascending].reverse());
+  }
+}
+
 describe.each(dialects)("%s", (dialect) => {
   const stores = useDialectStores(dialect);
 
@@ -320,17 +334,7 @@ describe.each(dialects)("%s", (dialect) => {
       jobRow({ jobId: "late", createdAt: t + 1, verdict: "pending" }),
     ]);
     const bytewise = [...ids].sort();
-    for (const order of ["asc", "desc"] as const) {
-      const seen: string[] = [];
-      let cursor: string | undefined;
-      do {
-        const page = await listJobs(store, {}, { limit: 3, order, ...(cursor ? { cursor } : {}) });
-        seen.push(...page.items.map((j) => j.jobId));
-        cursor = page.nextCursor ?? undefined;
-      } while (cursor);
-      const expected = ["early", ...bytewise, "late"];
-      expect(seen, order).toEqual(order === "asc" ? expected : expected.reverse());
-    }
+    await expectKeysetWalk(store, ["early", ...bytewise, "late"]);
     const page = await listJobs(store, { from: t, to: t + 1 }, { limit: 2, order: "asc" });
     expect(page.items.map((j) => j.jobId)).toEqual(bytewise.slice(0, 2));
     expect(page.items[0]).toMatchObject({
@@ -458,5 +462,33 @@ describe("the same rows on both dialects", () => {
     expect(await auditRecord(pg, "job_42_00003", explorer)).toEqual(
       await auditRecord(lite, "job_42_00003", explorer),
     );
+  });
+});
+
+describe("postgres: a database whose text sorts linguistically", () => {
+  const postgres = useDialectStores("postgres");
+
+  it("still pages jobs and orders check names bytewise, as SQLite does", async () => {
+    const store = await postgres.open();
+    if (store.kind !== "postgres") throw new Error("expected PostgreSQL");
+    // As on a server initialised with an en_US locale: ids and names compare by language rules.
+    await store.pool.query(`ALTER TABLE jobs ALTER COLUMN job_id TYPE text COLLATE "en-x-icu";
+      ALTER TABLE check_results ALTER COLUMN name TYPE text COLLATE "en-x-icu"`);
+    const t = start + 3 * HOUR;
+    const ids = ["job_B", "job_a", "job-c", "job.d", "jobZ", "job_b"];
+    await seedRows(
+      store,
+      "jobs",
+      ids.map((jobId) => jobRow({ jobId, createdAt: t })),
+    );
+    await expectKeysetWalk(store, [...ids].sort());
+    const jobId = await seedAudited(store);
+    const rows = await createReportsStore(store).auditRows(jobId);
+    expect(rows?.checks.map((c) => c.name)).toEqual([
+      "Settlement.case",
+      "escrow.exists",
+      "jobs_api.matches_receipt",
+      "settlement.split",
+    ]);
   });
 });
