@@ -7,6 +7,8 @@ import {
   checkResults,
   creditVaults,
   finalVerdicts,
+  jobRollups,
+  jobRollupsBackfill,
   jobs,
   receiptConflicts,
   type Verdict,
@@ -81,6 +83,21 @@ export async function updateJobs(store: Store, jobIds: string[], set: Partial<Jo
 export async function deleteJob(store: Store, jobId: string) {
   if (store.kind === "postgres") await store.db.delete(pg.jobs).where(eq(pg.jobs.jobId, jobId));
   else store.db.delete(jobs).where(eq(jobs.jobId, jobId)).run();
+}
+
+/**
+ * Makes the store look as one migrated before its rollups were built: every rollup row gone and
+ * a backfill still owed, so the reports must read the jobs.
+ */
+export async function dropRollups(store: Store) {
+  const owed = { id: 1, nextDay: 0, lastDay: 0 };
+  if (store.kind === "postgres") {
+    await store.db.delete(pg.jobRollups);
+    await store.db.insert(pg.jobRollupsBackfill).values(owed);
+  } else {
+    store.db.delete(jobRollups).run();
+    store.db.insert(jobRollupsBackfill).values(owed).run();
+  }
 }
 
 /** A base58-looking signature unique to `seed`. */

@@ -43,7 +43,7 @@ import type {
  */
 
 /** The figures of the jobs in a GROUP BY, as the rollup trigger adds them (booleans as 0/1). */
-const jobsFigureSumsPg = storedFigures
+export const jobsFigureSumsPg = storedFigures
   .map((f) => {
     const expr = f.perJob.replaceAll("$.", "");
     return f.kind === "count"
@@ -82,7 +82,7 @@ function bigintsOf(
 }
 
 /** The SELECTs (one per piece of the period) that together answer one `groupSums`. */
-function groupSumsPieces(query: SumsQuery, pieces: PeriodPieces): SQL[] {
+function groupSumsPieces(query: SumsQuery, pieces: PeriodPieces, guard: SQL): SQL[] {
   const byWorker = query.worker !== undefined;
   const g = rollupGrouping[query.groupBy];
   // One worker: its (day, worker) rows by day, or its full-key rows (index job_rollups_worker).
@@ -94,7 +94,9 @@ function groupSumsPieces(query: SumsQuery, pieces: PeriodPieces): SQL[] {
       pieces.partial.push({ from: h.first * HOUR_MS, to: h.end * HOUR_MS });
     pieces.hours = [];
   }
-  const workerFilter = byWorker ? sql`worker = ${query.worker} AND ` : sql``;
+  const workerFilter = byWorker
+    ? sql`${guard} AND worker = ${query.worker} AND `
+    : sql`${guard} AND `;
   const selects: SQL[] = [];
   const rollupSelect = (grain: number, expr: string, range: { first: number; end: number }) =>
     sql`SELECT ${sql.raw(expr)} AS grp, ${sql.raw(rollupFigureSums)} FROM job_rollups
@@ -218,6 +220,7 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
     .limit(1)
     .prepare("reports_backfill_left");
 
+  const backfillPending = sql`EXISTS (SELECT 1 FROM job_rollups_backfill)`;
   const complete = async () => (await backfillLeft.execute()).length === 0;
 
   /** Rows of a raw statement (aggregates: every value as the driver's text). */
@@ -225,12 +228,26 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
     (await db.execute(query)).rows as Record<string, string | number | null>[];
 
   const groupSums = async (query: SumsQuery): Promise<GroupSums[]> => {
-    const pieces: PeriodPieces =
-      query.source === "jobs" || !(await complete())
-        ? { days: null, hours: [], partial: [{ from: query.from, to: query.to }] }
-        : periodPieces(query.from, query.to);
-    const selects = groupSumsPieces(query, pieces);
-    if (selects.length === 0) return [];
+    const whole = (): PeriodPieces => ({
+      days: null,
+      hours: [],
+      partial: [{ from: query.from, to: query.to }],
+    });
+    // One statement, one round trip: the rollup pieces when no backfill is left, else the whole
+    // period from the jobs. The guard is evaluated once (an uncorrelated EXISTS), and the
+    // branch it rules out is never scanned.
+    const selects =
+      query.source === "jobs"
+        ? groupSumsPieces(query, whole(), sql`true`)
+        : [
+            ...groupSumsPieces(
+              query,
+              periodPieces(query.from, query.to),
+              sql`NOT ${backfillPending}`,
+            ),
+            ...groupSumsPieces(query, whole(), backfillPending),
+          ];
+    if (query.from >= query.to) return [];
     const rows = await rowsOf(sql.join(selects, sql` UNION ALL `));
     return rows.map((row) => ({
       group: row.grp === null ? null : query.groupBy === "day" ? Number(row.grp) : String(row.grp),
