@@ -99,6 +99,30 @@ function stats(times: number[]) {
   };
 }
 
+/** Prints the plan of one reconciliation's statement, as the store sends it (BENCH_EXPLAIN=1). */
+async function explainGroupSums(
+  pool: pg.Pool,
+  query: Parameters<typeof reconciliationReport>[1],
+  store: Parameters<typeof reconciliationReport>[0],
+) {
+  const sent: { text: string; values: unknown[] }[] = [];
+  const query0 = pool.query.bind(pool);
+  pool.query = ((config: unknown, values?: unknown) => {
+    if (typeof config === "object" && config !== null && "text" in config) {
+      const c = config as { text: string; values?: unknown[] };
+      if (c.text.includes("UNION ALL"))
+        sent.push({ text: c.text, values: c.values ?? (values as unknown[]) ?? [] });
+    }
+    return (query0 as (a: unknown, b?: unknown) => unknown)(config, values);
+  }) as typeof pool.query;
+  await reconciliationReport(store, query);
+  pool.query = query0;
+  for (const s of sent) {
+    const plan = await pool.query(`EXPLAIN (ANALYZE, BUFFERS) ${s.text}`, s.values);
+    console.log(plan.rows.map((r: Record<string, string>) => r["QUERY PLAN"]).join("\n"));
+  }
+}
+
 async function main() {
   const server = process.env.BENCH_POSTGRES_URL ? null : await startEmbeddedPostgres();
   const adminUrl = process.env.BENCH_POSTGRES_URL ?? server!.adminUrl;
@@ -194,6 +218,7 @@ async function main() {
       results[c.name] = { jobs: jobsSeen, ...stats(times) };
       console.log(`${c.name.padEnd(34)} jobs ${jobsSeen}  ${JSON.stringify(stats(times))}`);
     }
+    if (process.env.BENCH_EXPLAIN) await explainGroupSums(store.pool, cases[2]!.query, store);
     const scratch: number[] = [];
     for (let n = 0; n < 3; n++) {
       const [, ms] = await timed(() =>

@@ -82,7 +82,7 @@ function bigintsOf(
 }
 
 /** The SELECTs (one per piece of the period) that together answer one `groupSums`. */
-function groupSumsPieces(query: SumsQuery, pieces: PeriodPieces, guard: SQL): SQL[] {
+function groupSumsPieces(query: SumsQuery, pieces: PeriodPieces): SQL[] {
   const byWorker = query.worker !== undefined;
   const g = rollupGrouping[query.groupBy];
   // One worker: its (day, worker) rows by day, or its full-key rows (index job_rollups_worker).
@@ -94,12 +94,11 @@ function groupSumsPieces(query: SumsQuery, pieces: PeriodPieces, guard: SQL): SQ
       pieces.partial.push({ from: h.first * HOUR_MS, to: h.end * HOUR_MS });
     pieces.hours = [];
   }
-  const workerFilter = byWorker
-    ? sql`${guard} AND worker = ${query.worker} AND `
-    : sql`${guard} AND `;
+  const workerFilter = byWorker ? sql`worker = ${query.worker} AND ` : sql``;
   const selects: SQL[] = [];
   const rollupSelect = (grain: number, expr: string, range: { first: number; end: number }) =>
-    sql`SELECT ${sql.raw(expr)} AS grp, ${sql.raw(rollupFigureSums)} FROM job_rollups
+    sql`SELECT ${sql.raw(expr)} AS grp, ${sql.raw(rollupFigureSums)}, false AS backfill_pending
+      FROM job_rollups
       WHERE grain = ${sql.raw(String(grain))} AND ${workerFilter}day >= ${range.first}
         AND day < ${range.end}
       GROUP BY ${sql.raw(expr)}`;
@@ -110,7 +109,8 @@ function groupSumsPieces(query: SumsQuery, pieces: PeriodPieces, guard: SQL): SQ
     for (const h of pieces.hours) selects.push(rollupSelect(hourGrain, hourExpr, h));
   const jobsExpr = jobsGroupExpr[query.groupBy];
   for (const p of pieces.partial) {
-    selects.push(sql`SELECT ${sql.raw(jobsExpr)} AS grp, ${sql.raw(jobsFigureSumsPg)} FROM jobs
+    selects.push(sql`SELECT ${sql.raw(jobsExpr)} AS grp, ${sql.raw(jobsFigureSumsPg)},
+        false AS backfill_pending FROM jobs
       WHERE ${workerFilter}created_at >= ${p.from} AND created_at < ${p.to}
       GROUP BY ${sql.raw(jobsExpr)}`);
   }
@@ -220,35 +220,38 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
     .limit(1)
     .prepare("reports_backfill_left");
 
-  const backfillPending = sql`EXISTS (SELECT 1 FROM job_rollups_backfill)`;
+  const backfillMarker = sql.raw(
+    `SELECT NULL AS grp, ${rollupFigureColumns.map((c) => `0 AS ${c}`).join(", ")},
+       true AS backfill_pending WHERE EXISTS (SELECT 1 FROM job_rollups_backfill)`,
+  );
   const complete = async () => (await backfillLeft.execute()).length === 0;
 
   /** Rows of a raw statement (aggregates: every value as the driver's text). */
   const rowsOf = async (query: SQL) =>
-    (await db.execute(query)).rows as Record<string, string | number | null>[];
+    (await db.execute(query)).rows as Record<string, string | number | boolean | null>[];
 
   const groupSums = async (query: SumsQuery): Promise<GroupSums[]> => {
-    const whole = (): PeriodPieces => ({
+    if (query.from >= query.to) return [];
+    const whole: PeriodPieces = {
       days: null,
       hours: [],
       partial: [{ from: query.from, to: query.to }],
-    });
-    // One statement, one round trip: the rollup pieces when no backfill is left, else the whole
-    // period from the jobs. The guard is evaluated once (an uncorrelated EXISTS), and the
-    // branch it rules out is never scanned.
-    const selects =
+    };
+    const fromJobs = () => rowsOf(sql.join(groupSumsPieces(query, whole), sql` UNION ALL `));
+    // One statement, so one round trip and one snapshot: the rollup pieces, and one marker row
+    // when a backfill is still owed (the rollups are then incomplete: the whole period is read
+    // from the jobs instead). Guarding the jobs branch inside the statement would not do: the
+    // planner gives a month of jobs a parallel plan, whose workers start even when skipped.
+    let rows =
       query.source === "jobs"
-        ? groupSumsPieces(query, whole(), sql`true`)
-        : [
-            ...groupSumsPieces(
-              query,
-              periodPieces(query.from, query.to),
-              sql`NOT ${backfillPending}`,
+        ? await fromJobs()
+        : await rowsOf(
+            sql.join(
+              [...groupSumsPieces(query, periodPieces(query.from, query.to)), backfillMarker],
+              sql` UNION ALL `,
             ),
-            ...groupSumsPieces(query, whole(), backfillPending),
-          ];
-    if (query.from >= query.to) return [];
-    const rows = await rowsOf(sql.join(selects, sql` UNION ALL `));
+          );
+    if (rows.some((row) => row.backfill_pending === true)) rows = await fromJobs();
     return rows.map((row) => ({
       group: row.grp === null ? null : query.groupBy === "day" ? Number(row.grp) : String(row.grp),
       sums: bigintsOf(row, rollupFigureColumns),
