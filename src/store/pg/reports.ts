@@ -185,8 +185,10 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
       .where(eq(checkResults.jobId, jobId))
       .orderBy(sql`${checkResults.name} COLLATE "C"`)
       .prepare("reports_audit_checks"),
-    transaction: db
+    // Both transactions of a job in one statement (signature = ANY of a text[] parameter).
+    transactions: db
       .select({
+        signature: chainTransactions.signature,
         state: chainTransactions.state,
         commitment: chainTransactions.commitment,
         slot: chainTransactions.slot,
@@ -198,8 +200,8 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
         fetchedAt: chainTransactions.fetchedAt,
       })
       .from(chainTransactions)
-      .where(eq(chainTransactions.signature, sql.placeholder("signature")))
-      .prepare("reports_audit_transaction"),
+      .where(sql`${chainTransactions.signature} = ANY(${sql.placeholder("signatures")})`)
+      .prepare("reports_audit_transactions"),
   };
   // expected and actual as the JSON text stored (`json` keeps it byte for byte), as SQLite
   // hands back its TEXT; names bytewise, as SQLite orders them.
@@ -382,14 +384,20 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
       if (!job) return null;
       return { job, conflicts, checks } as AuditRows;
     },
-    auditTransactions: (signatures) =>
-      Promise.all(
-        signatures.map(async (signature) =>
-          signature === null
-            ? null
-            : (((await audit.transaction.execute({ signature }))[0] as AuditTransaction) ?? null),
-        ),
-      ),
+    async auditTransactions(signatures) {
+      const wanted = signatures.filter((signature) => signature !== null);
+      const found = new Map<string, AuditTransaction>();
+      if (wanted.length > 0) {
+        for (const { signature, ...stored } of await audit.transactions.execute({
+          signatures: wanted,
+        })) {
+          found.set(signature, stored);
+        }
+      }
+      return signatures.map((signature) =>
+        signature === null ? null : (found.get(signature) ?? null),
+      );
+    },
     async jobRows(filter, cursor, order, limit) {
       return (await db
         .select(jobRowColumns)
