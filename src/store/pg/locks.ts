@@ -1,7 +1,83 @@
+import { and, eq, lte, or, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
-import type { LockStore } from "../locks.js";
-import { notOnPostgresYet } from "./not-yet.js";
+import { locks } from "../../db/pg/schema.js";
+import type { LockHolder, LockStore } from "../locks.js";
 
-export function createPgLockStore(_store: PgStore): LockStore {
-  throw notOnPostgresYet("locks");
+/**
+ * Named leases on PostgreSQL (see src/store/locks.ts). Many processes on many hosts race for
+ * the same lock, so each change is one guarded statement: the row lock PostgreSQL takes on
+ * conflict makes a racer wait for the winner's commit and then re-check the guard against the
+ * row the winner wrote (READ COMMITTED re-evaluates `ON CONFLICT DO UPDATE … WHERE` and
+ * `UPDATE … WHERE` on the newest row version), so exactly one holder wins each round.
+ */
+export function createPgLockStore(store: PgStore): LockStore {
+  const { db } = store;
+  // INSERT … ON CONFLICT DO UPDATE … WHERE … RETURNING: a free name is inserted, an expired
+  // lease or our own is overwritten, a live lease of another owner is left alone (no row back).
+  const take = db
+    .insert(locks)
+    .values({
+      name: sql.placeholder("name"),
+      owner: sql.placeholder("owner"),
+      acquiredAt: sql.placeholder("now"),
+      expiresAt: sql.placeholder("until"),
+    })
+    .onConflictDoUpdate({
+      target: locks.name,
+      set: {
+        owner: sql`excluded.owner`,
+        acquiredAt: sql`excluded.acquired_at`,
+        expiresAt: sql`excluded.expires_at`,
+      },
+      setWhere: or(
+        lte(locks.expiresAt, sql`excluded.acquired_at`),
+        eq(locks.owner, sql`excluded.owner`),
+      ),
+    })
+    .returning({ owner: locks.owner })
+    .prepare("locks_take");
+  // UPDATE … WHERE owner = dead RETURNING: only while the dead owner still holds it.
+  const steal = db
+    .update(locks)
+    .set({
+      owner: sql`${sql.placeholder("owner")}`,
+      acquiredAt: sql`${sql.placeholder("now")}`,
+      expiresAt: sql`${sql.placeholder("until")}`,
+    })
+    .where(and(eq(locks.name, sql.placeholder("name")), eq(locks.owner, sql.placeholder("dead"))))
+    .returning({ owner: locks.owner })
+    .prepare("locks_steal");
+  const read = db
+    .select({ owner: locks.owner, acquiredAt: locks.acquiredAt, expiresAt: locks.expiresAt })
+    .from(locks)
+    .where(eq(locks.name, sql.placeholder("name")))
+    .prepare("locks_read");
+  const remove = db
+    .delete(locks)
+    .where(and(eq(locks.name, sql.placeholder("name")), eq(locks.owner, sql.placeholder("owner"))))
+    .prepare("locks_remove");
+
+  const holderOf = async (name: string): Promise<LockHolder | null> => {
+    const [row] = await read.execute({ name });
+    return row ? { owner: row.owner, acquiredAt: row.acquiredAt, expiresAt: row.expiresAt } : null;
+  };
+
+  return {
+    async acquire(name, owner, ttlMs, now = Date.now()) {
+      const won = await take.execute({ name, owner, now, until: now + ttlMs });
+      if (won.length === 1) return null;
+      // The holder released it between the two statements: report it as free but not ours.
+      return (
+        (await holderOf(name)) ?? { owner: "(released meanwhile)", acquiredAt: now, expiresAt: now }
+      );
+    },
+    async takeOver(name, deadOwner, owner, ttlMs, now = Date.now()) {
+      const rows = await steal.execute({ name, dead: deadOwner, owner, now, until: now + ttlMs });
+      return rows.length === 1;
+    },
+    async release(name, owner) {
+      await remove.execute({ name, owner });
+    },
+    holder: holderOf,
+  };
 }

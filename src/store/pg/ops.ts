@@ -1,7 +1,107 @@
+import { and, asc, count, eq, gte, inArray, lt, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
+import { checkResults, jobs } from "../../db/pg/schema.js";
+import { openVerdicts, type Verdict } from "../../db/schema.js";
 import type { OpsStore } from "../ops.js";
-import { notOnPostgresYet } from "./not-yet.js";
 
-export function createPgOpsStore(_store: PgStore): OpsStore {
-  throw notOnPostgresYet("ops");
+const unverified: Verdict[] = ["discrepancy", "dropped", "unverifiable"];
+
+/**
+ * The operations queries on PostgreSQL (see src/store/ops.ts); reads only. `walBytes` is 0:
+ * the write-ahead log is the server's, shared by every database on it, not a file of this
+ * store (the metric is SQLite's -wal file).
+ */
+export function createPgOpsStore(store: PgStore): OpsStore {
+  const { db } = store;
+  const from = sql.placeholder("from");
+  const to = sql.placeholder("to");
+  const exists = db
+    .select({ jobId: jobs.jobId })
+    .from(jobs)
+    .where(eq(jobs.jobId, sql.placeholder("jobId")))
+    .prepare("ops_job_exists");
+  const open = db
+    .select({ n: count() })
+    .from(jobs)
+    .where(inArray(jobs.verdict, [...openVerdicts]))
+    .prepare("ops_open_jobs");
+  const withVerdict = db
+    .select({ n: count() })
+    .from(jobs)
+    .where(eq(jobs.verdict, sql.placeholder("verdict")))
+    .prepare("ops_jobs_with_verdict");
+  // job_id bytewise (COLLATE "C") breaks ties as SQLite does.
+  const unverifiedInWindow = db
+    .select({ jobId: jobs.jobId, verdict: jobs.verdict })
+    .from(jobs)
+    .where(
+      and(inArray(jobs.verdict, unverified), gte(jobs.createdAt, from), lt(jobs.createdAt, to)),
+    )
+    .orderBy(asc(jobs.createdAt), sql`${jobs.jobId} COLLATE "C"`)
+    .limit(sql.placeholder("limit"))
+    .prepare("ops_unverified_jobs");
+  // `json` has no equality operator: partial jobs are grouped by the text of `unproven`.
+  const unproven = db
+    .select({ unproven: sql<string | null>`${jobs.unproven}::text`, n: count() })
+    .from(jobs)
+    .where(
+      and(
+        eq(jobs.verdict, "partially_verified"),
+        gte(jobs.createdAt, from),
+        lt(jobs.createdAt, to),
+      ),
+    )
+    .groupBy(sql`${jobs.unproven}::text`)
+    .prepare("ops_unproven_counts");
+
+  return {
+    async jobsCreatedSince(since) {
+      return db.select().from(jobs).where(gte(jobs.createdAt, since));
+    },
+    async ping() {
+      await db.execute(sql`SELECT 1`);
+    },
+    async jobExists(jobId) {
+      return (await exists.execute({ jobId })).length > 0;
+    },
+    async countOpenJobs() {
+      return Number((await open.execute())[0]?.n ?? 0);
+    },
+    async countJobsWithVerdict(verdict) {
+      return Number((await withVerdict.execute({ verdict }))[0]?.n ?? 0);
+    },
+    async unverifiedJobs(fromMs, toMs, limit) {
+      const rows = await unverifiedInWindow.execute({ from: fromMs, to: toMs, limit });
+      if (rows.length === 0) return [];
+      // The failing checks of the whole page in one read, grouped here.
+      const failing = await db
+        .select({ jobId: checkResults.jobId, name: checkResults.name })
+        .from(checkResults)
+        .where(
+          and(
+            inArray(
+              checkResults.jobId,
+              rows.map((r) => r.jobId),
+            ),
+            eq(checkResults.outcome, "fail"),
+          ),
+        )
+        .orderBy(sql`${checkResults.name} COLLATE "C"`);
+      return rows.map((row) => ({
+        ...row,
+        failingChecks: failing.filter((c) => c.jobId === row.jobId).map((c) => c.name),
+      }));
+    },
+    async unprovenCounts(fromMs, toMs) {
+      const counts: Record<string, number> = {};
+      for (const row of await unproven.execute({ from: fromMs, to: toMs })) {
+        const codes = row.unproven === null ? null : (JSON.parse(row.unproven) as string[] | null);
+        for (const code of codes ?? ["unknown"]) counts[code] = (counts[code] ?? 0) + Number(row.n);
+      }
+      return counts;
+    },
+    async walBytes() {
+      return 0;
+    },
+  };
 }

@@ -1,7 +1,424 @@
+import { and, asc, desc, eq, gte, inArray, lt, lte, type SQL, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
-import type { ReportsStore } from "../reports.js";
-import { notOnPostgresYet } from "./not-yet.js";
+import {
+  chainTransactions,
+  checkResults,
+  jobRollupsBackfill,
+  jobs,
+  receiptConflicts,
+} from "../../db/pg/schema.js";
+import {
+  countedVerdicts,
+  DAY_MS,
+  grains,
+  HOUR_MS,
+  rollupFigureColumns,
+  rollupFigureSums,
+  storedFigures,
+  verdictCountColumn,
+} from "../../db/rollups.js";
+import { openVerdicts, type Verdict, verdicts } from "../../db/schema.js";
+import { type PeriodPieces, periodPieces } from "../period-pieces.js";
+import type {
+  AuditRows,
+  AuditTransaction,
+  FailingCheckRow,
+  GroupSums,
+  JobCursor,
+  JobRow,
+  JobRowFilter,
+  ReportGrouping,
+  ReportsStore,
+  RollupRow,
+  SumsQuery,
+} from "../reports.js";
 
-export function createPgReportsStore(_store: PgStore): ReportsStore {
-  throw notOnPostgresYet("reports");
+/**
+ * The reports' reads on PostgreSQL: the same answers as the SQLite implementation in
+ * src/store/reports.ts, read from the same rollups (kept by the `jobs_rollup` trigger, an
+ * absent dimension as NULL rather than x''). Reads only: nothing here needs a lock. Every
+ * reconciliation is one statement (the pieces of the period as UNION ALL), so its figures come
+ * from one snapshot while writers go on. `sum()` answers `numeric` (text on the wire): money is
+ * converted with `BigInt`, counts with `Number`, never through a float.
+ */
+
+/** The figures of the jobs in a GROUP BY, as the rollup trigger adds them (booleans as 0/1). */
+export const jobsFigureSumsPg = storedFigures
+  .map((f) => {
+    const expr = f.perJob.replaceAll("$.", "");
+    return f.kind === "count"
+      ? `coalesce(sum((${expr})::int), 0) AS ${f.column}`
+      : `coalesce(sum(${expr}), 0) AS ${f.column}`;
+  })
+  .join(",\n    ");
+
+/** The column of `jobs` each grouping groups by. */
+const jobsGroupExpr: Record<ReportGrouping, string> = {
+  day: `created_at / ${DAY_MS}`,
+  model: "model",
+  worker: "worker",
+  key: "key_fingerprint",
+};
+
+/** Rollup grain (day, hour) and group expression of each grouping; day sums the model rows. */
+const rollupGrouping: Record<ReportGrouping, { day: number; hour: number; expr: string }> = {
+  day: { day: grains.model, hour: grains.hourModel, expr: "day" },
+  model: { day: grains.model, hour: grains.hourModel, expr: "model" },
+  worker: { day: grains.worker, hour: grains.hourWorker, expr: "worker" },
+  key: { day: grains.key, hour: grains.hourKey, expr: "key_fingerprint" },
+};
+
+const dayGrainList = [grains.full, grains.model, grains.worker, grains.key].join(", ");
+const hourGrainList = [grains.hourModel, grains.hourWorker, grains.hourKey].join(", ");
+
+/** Every column of a rollup row but the dimensions comes back as text: as bigints. */
+function bigintsOf(
+  row: Record<string, unknown>,
+  columns: readonly string[],
+): Record<string, bigint> {
+  const out: Record<string, bigint> = {};
+  for (const c of columns) out[c] = BigInt(row[c] as string | number);
+  return out;
+}
+
+/** The SELECTs (one per piece of the period) that together answer one `groupSums`. */
+function groupSumsPieces(query: SumsQuery, pieces: PeriodPieces): SQL[] {
+  const byWorker = query.worker !== undefined;
+  const g = rollupGrouping[query.groupBy];
+  // One worker: its (day, worker) rows by day, or its full-key rows (index job_rollups_worker).
+  const dayGrain = byWorker ? (query.groupBy === "day" ? grains.worker : grains.full) : g.day;
+  const hourGrain = byWorker ? (query.groupBy === "day" ? grains.hourWorker : null) : g.hour;
+  if (hourGrain === null) {
+    // No hour rows for this grouping: the edges' whole hours come from the jobs too.
+    for (const h of pieces.hours)
+      pieces.partial.push({ from: h.first * HOUR_MS, to: h.end * HOUR_MS });
+    pieces.hours = [];
+  }
+  const workerFilter = byWorker ? sql`worker = ${query.worker} AND ` : sql``;
+  const selects: SQL[] = [];
+  const rollupSelect = (grain: number, expr: string, range: { first: number; end: number }) =>
+    sql`SELECT ${sql.raw(expr)} AS grp, ${sql.raw(rollupFigureSums)}, false AS backfill_pending
+      FROM job_rollups
+      WHERE grain = ${sql.raw(String(grain))} AND ${workerFilter}day >= ${range.first}
+        AND day < ${range.end}
+      GROUP BY ${sql.raw(expr)}`;
+  if (pieces.days) selects.push(rollupSelect(dayGrain, g.expr, pieces.days));
+  // Hour rows by day: the bucket is the hour number, so the day is bucket / 24.
+  const hourExpr = query.groupBy === "day" ? "day / 24" : g.expr;
+  if (hourGrain !== null)
+    for (const h of pieces.hours) selects.push(rollupSelect(hourGrain, hourExpr, h));
+  const jobsExpr = jobsGroupExpr[query.groupBy];
+  for (const p of pieces.partial) {
+    selects.push(sql`SELECT ${sql.raw(jobsExpr)} AS grp, ${sql.raw(jobsFigureSumsPg)},
+        false AS backfill_pending FROM jobs
+      WHERE ${workerFilter}created_at >= ${p.from} AND created_at < ${p.to}
+      GROUP BY ${sql.raw(jobsExpr)}`);
+  }
+  return selects;
+}
+
+/** Conditions of the job listings; `order` says which way the keyset cursor points. */
+function listingWhere(filter: JobRowFilter, cursor: JobCursor | null, order: "asc" | "desc") {
+  const clauses: SQL[] = [];
+  if (filter.verdict !== undefined) clauses.push(eq(jobs.verdict, filter.verdict));
+  if (filter.worker !== undefined) clauses.push(eq(jobs.worker, filter.worker));
+  if (filter.model !== undefined) clauses.push(eq(jobs.model, filter.model));
+  if (filter.keyFingerprint !== undefined)
+    clauses.push(eq(jobs.keyFingerprint, filter.keyFingerprint));
+  if (filter.from !== undefined) clauses.push(gte(jobs.createdAt, filter.from));
+  if (filter.to !== undefined) clauses.push(lt(jobs.createdAt, filter.to));
+  if (cursor) {
+    // Strictly after the last row seen, in the listing's order; the plain bound on created_at
+    // lets the index seek. job_id compares bytewise (COLLATE "C"), as SQLite compares it, so a
+    // database with a linguistic collation pages in the same order.
+    const after =
+      order === "asc"
+        ? sql`(${jobs.createdAt}, ${jobs.jobId} COLLATE "C") > (${cursor.createdAt}, ${cursor.jobId})`
+        : sql`(${jobs.createdAt}, ${jobs.jobId} COLLATE "C") < (${cursor.createdAt}, ${cursor.jobId})`;
+    clauses.push(
+      order === "asc"
+        ? gte(jobs.createdAt, cursor.createdAt)
+        : lte(jobs.createdAt, cursor.createdAt),
+      after,
+    );
+  }
+  return and(...clauses);
+}
+
+/** The listing's order: by creation, then job id bytewise. */
+const listingOrder = (order: "asc" | "desc") =>
+  order === "asc"
+    ? [asc(jobs.createdAt), sql`${jobs.jobId} COLLATE "C" ASC`]
+    : [desc(jobs.createdAt), sql`${jobs.jobId} COLLATE "C" DESC`];
+
+/** A job as the listings show it (tags as the JSON text it was stored as). */
+const jobRowColumns = {
+  job_id: jobs.jobId,
+  created_at: jobs.createdAt,
+  source: jobs.source,
+  model: jobs.model,
+  worker: jobs.worker,
+  key_fingerprint: jobs.keyFingerprint,
+  verdict: jobs.verdict,
+  verdict_at: jobs.verdictAt,
+  escrow_tx: jobs.escrowTx,
+  settlement_tx: jobs.settlementTx,
+  charged_units: jobs.chargedUnits,
+  tags: sql<string>`${jobs.tags}::text`,
+};
+
+/** Creates the reports' store module on PostgreSQL; fixed statements are prepared once. */
+export function createPgReportsStore(store: PgStore): ReportsStore {
+  const { db } = store;
+  const jobId = sql.placeholder("jobId");
+  const audit = {
+    job: db.select().from(jobs).where(eq(jobs.jobId, jobId)).prepare("reports_audit_job"),
+    conflicts: db
+      .select()
+      .from(receiptConflicts)
+      .where(eq(receiptConflicts.jobId, jobId))
+      .orderBy(asc(receiptConflicts.id))
+      .prepare("reports_audit_conflicts"),
+    checks: db
+      .select()
+      .from(checkResults)
+      .where(eq(checkResults.jobId, jobId))
+      .orderBy(sql`${checkResults.name} COLLATE "C"`)
+      .prepare("reports_audit_checks"),
+    // Both transactions of a job in one statement (signature = ANY of a text[] parameter).
+    transactions: db
+      .select({
+        signature: chainTransactions.signature,
+        state: chainTransactions.state,
+        commitment: chainTransactions.commitment,
+        slot: chainTransactions.slot,
+        blockTime: chainTransactions.blockTime,
+        feeLamports: chainTransactions.feeLamports,
+        succeeded: chainTransactions.succeeded,
+        err: chainTransactions.err,
+        facts: chainTransactions.facts,
+        fetchedAt: chainTransactions.fetchedAt,
+      })
+      .from(chainTransactions)
+      .where(sql`${chainTransactions.signature} = ANY(${sql.placeholder("signatures")})`)
+      .prepare("reports_audit_transactions"),
+  };
+  // expected and actual as the JSON text stored (`json` keeps it byte for byte), as SQLite
+  // hands back its TEXT; names bytewise, as SQLite orders them.
+  const failingChecksOf = db
+    .select({
+      name: checkResults.name,
+      reason: checkResults.reason,
+      expected: sql<string | null>`${checkResults.expected}::text`,
+      actual: sql<string | null>`${checkResults.actual}::text`,
+    })
+    .from(checkResults)
+    .where(and(eq(checkResults.jobId, jobId), eq(checkResults.outcome, "fail")))
+    .orderBy(sql`${checkResults.name} COLLATE "C"`)
+    .prepare("reports_failing_checks");
+  const backfillLeft = db
+    .select({ one: sql`1` })
+    .from(jobRollupsBackfill)
+    .limit(1)
+    .prepare("reports_backfill_left");
+
+  const backfillMarker = sql.raw(
+    `SELECT NULL AS grp, ${rollupFigureColumns.map((c) => `0 AS ${c}`).join(", ")},
+       true AS backfill_pending WHERE EXISTS (SELECT 1 FROM job_rollups_backfill)`,
+  );
+  const complete = async () => (await backfillLeft.execute()).length === 0;
+
+  /** Rows of a raw statement (aggregates: every value as the driver's text). */
+  const rowsOf = async (query: SQL) =>
+    (await db.execute(query)).rows as Record<string, string | number | boolean | null>[];
+
+  const groupSums = async (query: SumsQuery): Promise<GroupSums[]> => {
+    if (query.from >= query.to) return [];
+    const whole: PeriodPieces = {
+      days: null,
+      hours: [],
+      partial: [{ from: query.from, to: query.to }],
+    };
+    const fromJobs = () => rowsOf(sql.join(groupSumsPieces(query, whole), sql` UNION ALL `));
+    // One statement, so one round trip and one snapshot: the rollup pieces, and one marker row
+    // when a backfill is still owed (the rollups are then incomplete: the whole period is read
+    // from the jobs instead). Guarding the jobs branch inside the statement would not do: the
+    // planner gives a month of jobs a parallel plan, whose workers start even when skipped.
+    let rows =
+      query.source === "jobs"
+        ? await fromJobs()
+        : await rowsOf(
+            sql.join(
+              [...groupSumsPieces(query, periodPieces(query.from, query.to)), backfillMarker],
+              sql` UNION ALL `,
+            ),
+          );
+    if (rows.some((row) => row.backfill_pending === true)) rows = await fromJobs();
+    return rows.map((row) => ({
+      group: row.grp === null ? null : query.groupBy === "day" ? Number(row.grp) : String(row.grp),
+      sums: bigintsOf(row, rollupFigureColumns),
+    }));
+  };
+
+  // The oldest job of each verdict that is not final: one index probe each (jobs_verdict_created),
+  // in one statement; least() ignores the verdicts that have no job.
+  const oldestOpen = sql.raw(
+    `SELECT least(${openVerdicts
+      .map((v) => `(SELECT min(created_at) FROM jobs WHERE verdict = '${v}')`)
+      .join(", ")}) AS oldest`,
+  );
+
+  const countJobsByVerdict = async (from: number, to: number) => {
+    const counts = Object.fromEntries(verdicts.map((v) => [v, 0])) as Record<Verdict, number>;
+    const pieces: PeriodPieces = (await complete())
+      ? periodPieces(from, to)
+      : { days: null, hours: [], partial: [{ from, to }] };
+    const ranges: SQL[] = [];
+    if (pieces.days)
+      ranges.push(
+        sql`(grain = ${grains.model} AND day >= ${pieces.days.first} AND day < ${pieces.days.end})`,
+      );
+    for (const h of pieces.hours)
+      ranges.push(sql`(grain = ${grains.hourModel} AND day >= ${h.first} AND day < ${h.end})`);
+    const finalSums = countedVerdicts
+      .map((v) => `coalesce(sum(${verdictCountColumn(v)}), 0) AS ${v}`)
+      .join(", ");
+    const partial = pieces.partial.map(
+      (p) => sql`(created_at >= ${p.from} AND created_at < ${p.to})`,
+    );
+    const [rolled, scratch, open] = await Promise.all([
+      ranges.length === 0
+        ? null
+        : rowsOf(
+            sql`SELECT ${sql.raw(finalSums)} FROM job_rollups WHERE ${sql.join(ranges, sql` OR `)}`,
+          ),
+      partial.length === 0
+        ? []
+        : rowsOf(
+            sql`SELECT verdict, count(*) AS n FROM jobs WHERE ${sql.join(partial, sql` OR `)}
+              GROUP BY verdict`,
+          ),
+      // Jobs not final yet: few, and not told apart by the rollups (index jobs_verdict_created).
+      db
+        .select({ verdict: jobs.verdict, n: sql<string>`count(*)` })
+        .from(jobs)
+        .where(
+          and(
+            inArray(jobs.verdict, [...openVerdicts]),
+            gte(jobs.createdAt, from),
+            lt(jobs.createdAt, to),
+          ),
+        )
+        .groupBy(jobs.verdict),
+    ]);
+    const row = rolled?.[0];
+    if (row) for (const v of countedVerdicts) counts[v] += Number(row[v]);
+    for (const r of scratch) {
+      const verdict = r.verdict as Verdict;
+      if (countedVerdicts.includes(verdict)) counts[verdict] += Number(r.n);
+    }
+    for (const r of open) counts[r.verdict] = Number(r.n);
+    return counts;
+  };
+
+  const scratchHours = (day: number) =>
+    sql`SELECT ${sql.raw(String(grains.full))} AS grain, created_at / ${sql.raw(String(HOUR_MS))} AS bucket,
+        model, worker, key_fingerprint, ${sql.raw(jobsFigureSumsPg)}
+      FROM jobs WHERE created_at >= ${day * DAY_MS} AND created_at < ${(day + 1) * DAY_MS}
+      GROUP BY 2, 3, 4, 5`;
+  const storedOfDay = (day: number) =>
+    sql`SELECT grain, day AS bucket, model, worker, key_fingerprint,
+        ${sql.raw(rollupFigureColumns.join(", "))}
+      FROM job_rollups
+      WHERE (grain IN (${sql.raw(dayGrainList)}) AND day = ${day})
+        OR (grain IN (${sql.raw(hourGrainList)}) AND day BETWEEN ${day * 24} AND ${day * 24 + 23})`;
+  const rollupRows = (rows: Record<string, unknown>[]): RollupRow[] =>
+    rows.map(
+      (row) =>
+        ({
+          ...bigintsOf(row, ["grain", "bucket", ...rollupFigureColumns]),
+          // NULL where SQLite holds x'': both read as "not recorded" (see rollup-recompute).
+          model: row.model,
+          worker: row.worker,
+          key_fingerprint: row.key_fingerprint,
+        }) as unknown as RollupRow,
+    );
+
+  return {
+    groupSums,
+    async dataCompleteUntil(now) {
+      const [row] = await rowsOf(oldestOpen);
+      const oldest = row?.oldest;
+      return oldest === null || oldest === undefined ? now : Math.min(now, Number(oldest));
+    },
+    countJobsByVerdict,
+    rollupsComplete: complete,
+    async rollupDayBounds() {
+      const [b] = await rowsOf(
+        sql.raw(`SELECT min(d) AS first, max(d) AS last FROM (
+           SELECT (SELECT min(created_at) FROM jobs) / ${DAY_MS} AS d
+           UNION ALL SELECT (SELECT max(created_at) FROM jobs) / ${DAY_MS}
+           UNION ALL SELECT min(day) FROM job_rollups WHERE grain = ${grains.full}
+           UNION ALL SELECT max(day) FROM job_rollups WHERE grain = ${grains.full}) AS bounds`),
+      );
+      return b === undefined || b.first === null || b.last === null
+        ? null
+        : { first: Number(b.first), last: Number(b.last) };
+    },
+    // Both reads see one snapshot: a REPEATABLE READ, read-only transaction (writers go on).
+    rollupDay: (day) =>
+      db.transaction(
+        async (tx) => ({
+          scratch: rollupRows((await tx.execute(scratchHours(day))).rows),
+          stored: rollupRows((await tx.execute(storedOfDay(day))).rows),
+        }),
+        { isolationLevel: "repeatable read", accessMode: "read only" },
+      ),
+    async auditRows(id) {
+      // Three point reads at once, each on its own pooled connection: one round trip of latency.
+      const [[job], conflicts, checks] = await Promise.all([
+        audit.job.execute({ jobId: id }),
+        audit.conflicts.execute({ jobId: id }),
+        audit.checks.execute({ jobId: id }),
+      ]);
+      if (!job) return null;
+      return { job, conflicts, checks } as AuditRows;
+    },
+    async auditTransactions(signatures) {
+      const wanted = signatures.filter((signature) => signature !== null);
+      const found = new Map<string, AuditTransaction>();
+      if (wanted.length > 0) {
+        for (const { signature, ...stored } of await audit.transactions.execute({
+          signatures: wanted,
+        })) {
+          found.set(signature, stored);
+        }
+      }
+      return signatures.map((signature) =>
+        signature === null ? null : (found.get(signature) ?? null),
+      );
+    },
+    async jobRows(filter, cursor, order, limit) {
+      return (await db
+        .select(jobRowColumns)
+        .from(jobs)
+        .where(listingWhere(filter, cursor, order))
+        .orderBy(...listingOrder(order))
+        .limit(limit)) as JobRow[];
+    },
+    async failingJobRows(filter, check, cursor, order, limit) {
+      // Each verdict is read in jobs_verdict_created order; a job's check rows are found by
+      // the primary key (job_id, name).
+      const failing = sql`EXISTS (SELECT 1 FROM check_results c WHERE c.job_id = ${jobs.jobId}
+        AND c.outcome = 'fail'${check !== undefined ? sql` AND c.name = ${check}` : sql``})`;
+      return (await db
+        .select(jobRowColumns)
+        .from(jobs)
+        .where(and(listingWhere(filter, cursor, order), failing))
+        .orderBy(...listingOrder(order))
+        .limit(limit)) as JobRow[];
+    },
+    failingChecks: async (id) =>
+      (await failingChecksOf.execute({ jobId: id })) as FailingCheckRow[],
+  };
 }

@@ -1,0 +1,205 @@
+import { describe, expect, it } from "vitest";
+import type { Store } from "../src/db/client.js";
+import { openPostgres } from "../src/db/pg/client.js";
+import { createLockStore } from "../src/store/locks.js";
+import { createOpsStore } from "../src/store/ops.js";
+import { dialects, useDialectStores } from "./support/dialects.js";
+import { jobRow, seedRows } from "./support/seed-reports.js";
+
+const start = Date.UTC(2026, 10, 1);
+const HOUR = 3_600_000;
+
+describe.each(dialects)("%s", (dialect) => {
+  const stores = useDialectStores(dialect);
+
+  it("gives a lock to one owner until it expires, renews it for that owner, and releases it only for it", async () => {
+    const locks = createLockStore(await stores.open());
+    const t = 1_000_000;
+    expect(await locks.holder("nightly")).toBeNull();
+    expect(await locks.acquire("nightly", "a", 100, t)).toBeNull();
+    expect(await locks.holder("nightly")).toEqual({
+      owner: "a",
+      acquiredAt: t,
+      expiresAt: t + 100,
+    });
+    expect(await locks.acquire("nightly", "b", 100, t + 50)).toEqual({
+      owner: "a",
+      acquiredAt: t,
+      expiresAt: t + 100,
+    });
+    expect(await locks.acquire("nightly", "a", 100, t + 60)).toBeNull();
+    expect((await locks.holder("nightly"))?.expiresAt).toBe(t + 160);
+    // Another name is another lock.
+    expect(await locks.acquire("leader", "b", 100, t + 60)).toBeNull();
+    await locks.release("nightly", "b");
+    expect((await locks.holder("nightly"))?.owner).toBe("a");
+    // At expiry exactly, the lease is over.
+    expect(await locks.acquire("nightly", "b", 100, t + 160)).toBeNull();
+    await locks.release("nightly", "a");
+    expect((await locks.holder("nightly"))?.owner).toBe("b");
+    await locks.release("nightly", "b");
+    expect(await locks.holder("nightly")).toBeNull();
+  });
+
+  it("takes a lock over from a dead owner only while that owner still holds it", async () => {
+    const locks = createLockStore(await stores.open());
+    expect(await locks.acquire("leader", "dead", 60_000, 1000)).toBeNull();
+    expect(await locks.takeOver("leader", "someone-else", "c", 60_000, 2000)).toBe(false);
+    expect(await locks.takeOver("leader", "dead", "c", 60_000, 2000)).toBe(true);
+    expect(await locks.holder("leader")).toEqual({
+      owner: "c",
+      acquiredAt: 2000,
+      expiresAt: 62_000,
+    });
+    expect(await locks.takeOver("leader", "dead", "d", 60_000, 3000)).toBe(false);
+    expect(await locks.takeOver("free", "dead", "d", 60_000, 3000)).toBe(false);
+    expect(await locks.holder("free")).toBeNull();
+  });
+
+  it("answers readiness, job counts, the unverified jobs of a window with their failing checks, and what was unproven", async () => {
+    const store = await stores.open();
+    const ops = createOpsStore(store);
+    await ops.ping();
+    await seedRows(store, "jobs", [
+      jobRow({ jobId: "v1", createdAt: start, verdict: "verified" }),
+      jobRow({ jobId: "o1", createdAt: start + 1, verdict: "pending" }),
+      jobRow({ jobId: "o2", createdAt: start + 2, verdict: "rpc_disagreement" }),
+      jobRow({ jobId: "x_b", createdAt: start + HOUR, verdict: "discrepancy" }),
+      jobRow({ jobId: "x_A", createdAt: start + HOUR, verdict: "dropped" }),
+      jobRow({ jobId: "x.c", createdAt: start + HOUR, verdict: "unverifiable" }),
+      jobRow({ jobId: "x_late", createdAt: start + 5 * HOUR, verdict: "discrepancy" }),
+      jobRow({
+        jobId: "p1",
+        createdAt: start + 2 * HOUR,
+        verdict: "partially_verified",
+        unproven: ["usage_unknown", "price_unknown"],
+      }),
+      jobRow({
+        jobId: "p2",
+        createdAt: start + 2 * HOUR,
+        verdict: "partially_verified",
+        unproven: ["usage_unknown"],
+      }),
+      jobRow({
+        jobId: "p3",
+        createdAt: start + 2 * HOUR,
+        verdict: "partially_verified",
+        unproven: ["usage_unknown"],
+      }),
+      jobRow({ jobId: "p4", createdAt: start + 2 * HOUR, verdict: "partially_verified" }),
+      jobRow({ jobId: "p_out", createdAt: start + 9 * HOUR, verdict: "partially_verified" }),
+    ]);
+    await seedRows(store, "checkResults", [
+      { jobId: "x_b", name: "settlement.split", outcome: "fail", checkedAt: start },
+      {
+        jobId: "x_b",
+        name: "charge.model",
+        outcome: "fail",
+        expected: "qwen3-8b",
+        actual: "phi",
+        checkedAt: start,
+      },
+      { jobId: "x_b", name: "escrow.exists", outcome: "pass", checkedAt: start },
+      { jobId: "x_A", name: "settlement.exists", outcome: "fail", checkedAt: start },
+    ]);
+    expect(await ops.jobExists("x_b")).toBe(true);
+    expect(await ops.jobExists("nope")).toBe(false);
+    expect(await ops.countOpenJobs()).toBe(2);
+    expect(await ops.countJobsWithVerdict("partially_verified")).toBe(5);
+    expect(await ops.countJobsWithVerdict("error")).toBe(0);
+    expect(await ops.unverifiedJobs(start, start + 4 * HOUR, 10)).toEqual([
+      { jobId: "x.c", verdict: "unverifiable", failingChecks: [] },
+      { jobId: "x_A", verdict: "dropped", failingChecks: ["settlement.exists"] },
+      { jobId: "x_b", verdict: "discrepancy", failingChecks: ["charge.model", "settlement.split"] },
+    ]);
+    expect((await ops.unverifiedJobs(start, start + 6 * HOUR, 2)).map((j) => j.jobId)).toEqual([
+      "x.c",
+      "x_A",
+    ]);
+    expect(await ops.unverifiedJobs(start + 6 * HOUR, start + 7 * HOUR, 2)).toEqual([]);
+    expect(await ops.unprovenCounts(start, start + 3 * HOUR)).toEqual({
+      usage_unknown: 3,
+      price_unknown: 1,
+      unknown: 1,
+    });
+    const since = await ops.jobsCreatedSince(start + 5 * HOUR);
+    expect(since.map((j) => j.jobId).sort()).toEqual(["p_out", "x_late"]);
+    const late = since.find((j) => j.jobId === "x_late")!;
+    expect(late).toMatchObject({
+      createdAt: start + 5 * HOUR,
+      chargedUnits: 80_000n,
+      tags: {},
+      verdict: "discrepancy",
+    });
+    expect(await ops.walBytes()).toBe(0);
+  });
+});
+
+describe("postgres: racing for one lock from two stores", () => {
+  const stores = useDialectStores("postgres");
+
+  /** Two stores (two pools) on the same database, as two processes would be. */
+  async function twoStores(): Promise<[Store, Store]> {
+    const first = await stores.open();
+    return [first, openPostgres(stores.lastUrl, { poolSize: 4, statementTimeoutMs: 30_000 })];
+  }
+
+  it("gives each lock to exactly one of two owners acquiring it at once, free or expired", async () => {
+    const [one, two] = await twoStores();
+    try {
+      const a = createLockStore(one);
+      const b = createLockStore(two);
+      for (let round = 0; round < 60; round++) {
+        const name = `race-${round % 3}`;
+        // Rounds 0..2 race for a free name; later rounds for one whose lease just expired.
+        const now = 10_000 * (round + 1);
+        const [ra, rb] = await Promise.all([
+          a.acquire(name, `a${round}`, 5_000, now),
+          b.acquire(name, `b${round}`, 5_000, now),
+        ]);
+        expect(
+          [ra, rb].filter((r) => r === null),
+          `round ${round}`,
+        ).toHaveLength(1);
+        const winner = ra === null ? `a${round}` : `b${round}`;
+        expect((ra ?? rb)?.owner).toBe(winner);
+        expect(await a.holder(name)).toEqual({
+          owner: winner,
+          acquiredAt: now,
+          expiresAt: now + 5_000,
+        });
+      }
+    } finally {
+      await two.close();
+    }
+  });
+
+  it("keeps a renewing holder against a rival, and lets one of two rivals take over a dead owner", async () => {
+    const [one, two] = await twoStores();
+    try {
+      const a = createLockStore(one);
+      const b = createLockStore(two);
+      expect(await a.acquire("leader", "holder", 1_000, 0)).toBeNull();
+      for (let round = 1; round <= 30; round++) {
+        const now = round * 500;
+        const [renewed, rival] = await Promise.all([
+          a.acquire("leader", "holder", 1_000, now),
+          b.acquire("leader", `rival${round}`, 1_000, now),
+        ]);
+        expect(renewed, `round ${round}`).toBeNull();
+        expect(rival?.owner).toBe("holder");
+      }
+      for (let round = 0; round < 30; round++) {
+        await a.acquire(`dead-${round}`, "dead", 60_000, 0);
+        const taken = await Promise.all([
+          a.takeOver(`dead-${round}`, "dead", "a", 60_000, 1),
+          b.takeOver(`dead-${round}`, "dead", "b", 60_000, 1),
+        ]);
+        expect(taken.filter(Boolean), `round ${round}`).toHaveLength(1);
+        expect((await b.holder(`dead-${round}`))?.owner).toBe(taken[0] ? "a" : "b");
+      }
+    } finally {
+      await two.close();
+    }
+  });
+});
