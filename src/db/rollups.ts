@@ -308,6 +308,8 @@ ${rollupFigureColumns.map((c) => `\t\`${c}\` integer NOT NULL`).join(",\n")}
 /**
  * Sums the pending deltas into every grain of `job_rollups` (by hour and full key first, so
  * each grain sums a few rows), then empties the table. Runs inside the writer's transaction.
+ * CROSS JOIN keeps the hourly sums the outer loop: as the inner one they were summed again for
+ * every grain.
  */
 export function foldRollupDeltasSql(): [string, string] {
   return [
@@ -317,7 +319,7 @@ export function foldRollupDeltasSql(): [string, string] {
     ${rollupFigureColumns.map((c) => `sum(h.${c})`).join(", ")}
   FROM (SELECT created_at / ${HOUR_MS} AS hour, model, worker, key_fingerprint,
       ${rollupFigureColumns.map((c) => `sum(${c}) AS ${c}`).join(", ")}
-    FROM ${rollupDeltasTable} GROUP BY 1, 2, 3, 4) AS h, ${grainRows}
+    FROM ${rollupDeltasTable} GROUP BY 1, 2, 3, 4) AS h CROSS JOIN ${grainRows}
   WHERE true
   GROUP BY 1, 2, 3, 4, 5
   ${rollupUpsertTail}`,
