@@ -1,8 +1,9 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
-import { migrateStore } from "../src/db/migrate.js";
+import { migrateStore, migrationsFolder } from "../src/db/migrate.js";
+import { foldRollupDeltas } from "../src/db/rollups.js";
 import { parseReceiptInput } from "../src/recorder/receipt-input.js";
 import type { Receipt } from "../src/recorder/receipts.js";
 import { recordReceipts } from "../src/recorder/receipts.js";
@@ -26,6 +27,11 @@ export interface WriteCostResult {
   /** The same schema with the rollup triggers dropped: what the triggers alone cost. */
   withoutTriggers: WriteCostSide;
   /**
+   * The triggers before the rollup deltas (migration 0008): an upsert per grain (seven) for
+   * every job written, each write summed into `job_rollups` at once.
+   */
+  perRowTriggers: WriteCostSide;
+  /**
    * The schema before the rollups: no triggers, and the four covering report indexes on `jobs`
    * that the from-scratch reports needed (dropped when the rollups replaced them).
    */
@@ -34,6 +40,10 @@ export interface WriteCostResult {
   costPercent: { receipts: number; statusWrites: number; verdictWrites: number };
   /** (before - with) / before, percent: what the rollups changed for writers, all told. */
   costVsBeforePercent: { receipts: number; statusWrites: number; verdictWrites: number };
+  /** (without - per-row) / without, percent: what the per-row triggers cost. */
+  perRowCostPercent: { receipts: number; statusWrites: number; verdictWrites: number };
+  /** (before - per-row) / before, percent. */
+  perRowCostVsBeforePercent: { receipts: number; statusWrites: number; verdictWrites: number };
 }
 
 /** The covering report indexes `jobs` had before the rollups replaced them. */
@@ -42,6 +52,15 @@ const preRollupIndexes = ["day", "model", "worker", "key"].map((g) => {
   return `CREATE INDEX jobs_report_${g} ON jobs (${lead}, verdict, created_at, charged_units,
     escrowed_units, worker_paid_units, treasury_paid_units, refunded_units, fees_lamports)`;
 });
+
+/** The per-row triggers of migration 0008 (before the rollup deltas), as it created them. */
+function perRowTriggersSql(): string[] {
+  const text = readFileSync(`${migrationsFolder}/0008_rollup_hours.sql`, "utf8");
+  return text
+    .split("--> statement-breakpoint")
+    .map((s) => s.trim())
+    .filter((s) => s.startsWith("CREATE TRIGGER"));
+}
 
 const checkNames = Array.from({ length: 14 }, (_, i) => `check.${i}`);
 
@@ -67,8 +86,10 @@ function verdictWriter(store: SqliteStore) {
     `INSERT INTO check_results (job_id, name, outcome, reason, expected, actual, run_id, checked_at)
      VALUES (?, ?, 'pass', NULL, NULL, NULL, NULL, ?)`,
   );
+  // Each batch sums its rollup deltas before it commits, as the verdict store does.
   const statusTx = db.transaction((ids: string[], now: number) => {
     for (const jobId of ids) status.run({ jobId, now });
+    foldRollupDeltas(store);
   });
   const finalTx = db.transaction((ids: string[], now: number) => {
     for (const [i, jobId] of ids.entries()) {
@@ -83,6 +104,7 @@ function verdictWriter(store: SqliteStore) {
       clearChecks.run(jobId);
       for (const name of checkNames) insertCheck.run(jobId, name, now);
     }
+    foldRollupDeltas(store);
   });
   return {
     status: (ids: string[], now: number) => statusTx.immediate(ids, now),
@@ -97,12 +119,28 @@ function verdictWriter(store: SqliteStore) {
  * ingest API's and import's write); verdicts through the verifier's UPDATE statements.
  */
 export function measureRollupWriteCost(
-  options: { rounds?: number; batchSize?: number; prefill?: number } = {},
+  options: {
+    rounds?: number;
+    batchSize?: number;
+    prefill?: number;
+    /**
+     * What a batch's time is: `wall` (default) or `cpu`, this process's CPU time (user + system),
+     * steadier than wall time on a loaded host since the writes run synchronously on this thread.
+     */
+    clock?: "wall" | "cpu";
+  } = {},
 ): WriteCostResult {
   const rounds = options.rounds ?? 12;
+  const now =
+    options.clock === "cpu"
+      ? () => {
+          const used = process.cpuUsage();
+          return (used.user + used.system) / 1000;
+        }
+      : () => performance.now();
   const batchSize = options.batchSize ?? 1000;
   const dir = mkdtempSync(join(tmpdir(), "rollup-writes-"));
-  const sides = ["with", "without", "before"] as const;
+  const sides = ["with", "without", "before", "perRow"] as const;
   const stores = Object.fromEntries(
     sides.map((side) => {
       const store = openSqliteStore(join(dir, `${side}.db`));
@@ -118,6 +156,7 @@ export function measureRollupWriteCost(
         }
       }
       if (side === "before") for (const sql of preRollupIndexes) store.sqlite.exec(sql);
+      if (side === "perRow") for (const sql of perRowTriggersSql()) store.sqlite.exec(sql);
       return [side, { store, writer: verdictWriter(store) }];
     }),
   ) as Record<
@@ -152,15 +191,15 @@ export function measureRollupWriteCost(
       const order = sides.map((_, i) => sides[(i + round) % sides.length]!);
       for (const side of order) {
         const { store, writer } = stores[side];
-        let t = performance.now();
+        let t = now();
         recordReceipts(store, batch, "ingest");
-        rates[side].receipts.push(batchSize / ((performance.now() - t) / 1000));
-        t = performance.now();
+        rates[side].receipts.push(batchSize / ((now() - t) / 1000));
+        t = now();
         writer.status(ids, Date.now());
-        rates[side].status.push(batchSize / ((performance.now() - t) / 1000));
-        t = performance.now();
+        rates[side].status.push(batchSize / ((now() - t) / 1000));
+        t = now();
         writer.final(ids, Date.now());
-        rates[side].final.push(batchSize / ((performance.now() - t) / 1000));
+        rates[side].final.push(batchSize / ((now() - t) / 1000));
       }
     }
   } finally {
@@ -175,6 +214,7 @@ export function measureRollupWriteCost(
   const withTriggers = side("with");
   const withoutTriggers = side("without");
   const beforeRollups = side("before");
+  const perRowTriggers = side("perRow");
   const cost = (a: number, b: number) => round(((b - a) / b) * 100, 1);
   return {
     rounds,
@@ -182,6 +222,17 @@ export function measureRollupWriteCost(
     withTriggers,
     withoutTriggers,
     beforeRollups,
+    perRowTriggers,
+    perRowCostPercent: {
+      receipts: cost(perRowTriggers.receiptsPerSec, withoutTriggers.receiptsPerSec),
+      statusWrites: cost(perRowTriggers.statusWritesPerSec, withoutTriggers.statusWritesPerSec),
+      verdictWrites: cost(perRowTriggers.verdictWritesPerSec, withoutTriggers.verdictWritesPerSec),
+    },
+    perRowCostVsBeforePercent: {
+      receipts: cost(perRowTriggers.receiptsPerSec, beforeRollups.receiptsPerSec),
+      statusWrites: cost(perRowTriggers.statusWritesPerSec, beforeRollups.statusWritesPerSec),
+      verdictWrites: cost(perRowTriggers.verdictWritesPerSec, beforeRollups.verdictWritesPerSec),
+    },
     costVsBeforePercent: {
       receipts: cost(withTriggers.receiptsPerSec, beforeRollups.receiptsPerSec),
       statusWrites: cost(withTriggers.statusWritesPerSec, beforeRollups.statusWritesPerSec),

@@ -6,7 +6,14 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { buildProgram } from "../src/cli.js";
 import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
 import { migrateStore, migrationsFolder } from "../src/db/migrate.js";
-import { backfillRollups, rollupsComplete, rollupTriggersSql } from "../src/db/rollups.js";
+import {
+  backfillRollups,
+  deltaFoldRows,
+  foldRollupDeltas,
+  rollupDeltasTable,
+  rollupsComplete,
+  rollupTriggersSql,
+} from "../src/db/rollups.js";
 import { finalVerdicts, type Verdict, verdicts } from "../src/db/schema.js";
 import {
   countJobsByVerdict,
@@ -160,6 +167,31 @@ describe("report rollups", () => {
     await expectReportsMatchScratch(store);
   });
 
+  it("count the changes not yet summed, and sum them once enough are pending", async () => {
+    const store = createTestStore();
+    const rand = prng(23);
+    const pending = store.sqlite.prepare(`SELECT count(*) FROM ${rollupDeltasTable}`).pluck();
+    // Direct inserts, outside any batch writer: only the fold trigger sums their deltas.
+    insertMixed(store, rand, deltaFoldRows - 1, "a");
+    expect(pending.get()).toBe(deltaFoldRows - 1);
+    await expectReportsMatchScratch(store);
+    expect((await recomputeRollups(store)).differences).toEqual([]);
+    insertMixed(store, rand, 1, "b");
+    expect(pending.get()).toBe(0);
+    churn(store, rand, "a", 300);
+    expect(pending.get()).toBeGreaterThan(0);
+    await expectReportsMatchScratch(store);
+    expect((await recomputeRollups(store)).differences).toEqual([]);
+    const before = store.sqlite.prepare("SELECT count(*) FROM job_rollups").pluck().get();
+    foldRollupDeltas(store);
+    expect(pending.get()).toBe(0);
+    expect(store.sqlite.prepare("SELECT count(*) FROM job_rollups").pluck().get()).toBeGreaterThan(
+      before as number,
+    );
+    await expectReportsMatchScratch(store);
+    expect((await recomputeRollups(store)).differences).toEqual([]);
+  });
+
   it("are kept by the triggers generated from the table of report figures", () => {
     const store = createTestStore();
     const installed = store.sqlite
@@ -192,6 +224,8 @@ describe("report rollups", () => {
       model: "qwen3-8b",
       chargedUnits: 80_000n,
     });
+    // The job's deltas are summed into job_rollups first, so there is a row to tamper with.
+    foldRollupDeltas(store);
     store.sqlite
       .prepare(
         "UPDATE job_rollups SET charged_units = charged_units + 1 WHERE grain = 1 AND model = 'qwen3-8b'",
@@ -290,6 +324,7 @@ describe("decentral-audit report reconciliation --recompute", () => {
     expect(clean.out).toMatch(/1 days \(2026-11-01 to 2026-11-01\), 7 rollup rows: no difference/);
 
     const tampered = openSqliteStore(path);
+    foldRollupDeltas(tampered);
     tampered.sqlite.prepare("UPDATE job_rollups SET jobs_verified = 2 WHERE grain = 2").run();
     tampered.close();
     const dirty = await cli("report", "reconciliation", "--recompute", "--db", path);

@@ -14,6 +14,7 @@ import {
 } from "./pg/client.js";
 import { migratePostgres } from "./pg/migrate.js";
 import * as pgSchema from "./pg/schema.js";
+import { foldRollupDeltasSql, rollupDeltasTable } from "./rollups.js";
 import * as sqliteSchema from "./schema.js";
 
 /**
@@ -77,7 +78,13 @@ export class CopyError extends Error {
 const MAX_PARAMETERS = 60_000;
 
 /** Tables of the SQLite file that are not data: SQLite's own, and each store's migration log. */
-const bookkeeping = new Set(["__drizzle_migrations", "sqlite_sequence", "sqlite_stat1"]);
+const bookkeeping = new Set([
+  "__drizzle_migrations",
+  "sqlite_sequence",
+  "sqlite_stat1",
+  // Rollup changes not yet summed into job_rollups: summed before the copy (sumPendingRollups).
+  rollupDeltasTable,
+]);
 
 const progressTable = "db_copy_progress";
 
@@ -231,6 +238,28 @@ function checkSource(source: Database.Database, path: string): void {
   }
 }
 
+const pendingRollupsSql = `SELECT 1 FROM ${rollupDeltasTable} LIMIT 1`;
+
+/**
+ * Sums the source's pending rollup deltas (SQLite only, src/db/rollups.ts) into job_rollups, on
+ * a connection of its own, so the rollups copied are whole.
+ */
+function sumPendingRollups(source: Database.Database, path: string): void {
+  if (source.prepare(pendingRollupsSql).get() === undefined) return;
+  const writer = new Database(path, { fileMustExist: true });
+  try {
+    writer.pragma("busy_timeout = 5000");
+    const statements = foldRollupDeltasSql().map((text) => writer.prepare(text));
+    writer
+      .transaction(() => {
+        for (const statement of statements) statement.run();
+      })
+      .immediate();
+  } finally {
+    writer.close();
+  }
+}
+
 /** Counts and money sums of one table on both sides. */
 async function compareTable(
   plan: TablePlan,
@@ -287,6 +316,7 @@ export async function copySqliteToPostgres(options: CopyOptions): Promise<CopyRe
   const target = openPostgres(options.to, options.settings ?? defaultPostgresSettings);
   try {
     checkSource(source, options.from);
+    sumPendingRollups(source, sourcePath);
     const known = new Set(plans.map((p) => p.name));
     const extra = (
       source
@@ -332,6 +362,11 @@ export async function copySqliteToPostgres(options: CopyOptions): Promise<CopyRe
 
     // One snapshot of the source for the whole copy and the comparison.
     source.prepare("BEGIN").run();
+    if (source.prepare(pendingRollupsSql).get() !== undefined) {
+      throw new CopyError(
+        `${options.from} is being written to (report rollups changed since the copy began): stop the writers and copy again`,
+      );
+    }
     const copied: Record<string, number> = {};
     let batches = 0;
     let complete = true;

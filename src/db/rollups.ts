@@ -1,3 +1,4 @@
+import type Database from "better-sqlite3";
 import type { SqliteStore } from "./client.js";
 import { finalVerdicts, openVerdicts, type Verdict } from "./schema.js";
 
@@ -263,37 +264,100 @@ const rollupUpsertTail = `ON CONFLICT (grain, day, model, worker, key_fingerprin
     ${rollupFigureColumns.map((c) => `${c} = ${c} + excluded.${c}`).join(",\n    ")}`;
 const grainRows = `(${allGrains.map((g, i) => (i === 0 ? `SELECT ${g} AS grain` : `SELECT ${g}`)).join(" UNION ALL ")}) AS g`;
 
-/** The bucket and dimensions of a job row (`row` = new or old) in grain `g.grain`. */
-const keyOf = (row: string) =>
-  [
-    `${row}.created_at / CASE WHEN g.grain >= ${grains.hourModel} THEN ${HOUR_MS} ELSE ${DAY_MS} END`,
-    ...(["model", "worker", "key_fingerprint"] as const).map(
-      (dim) =>
-        `CASE WHEN g.grain IN (${grainsWith(dim)}) THEN coalesce(${row}.${dim}, x'') ELSE x'' END`,
-    ),
-  ].join(",\n    ");
+/**
+ * Rows of `jobs` changes not yet summed into `job_rollups`: one row per written job (two when
+ * a job moves to another group), keyed by the job's time and full key, holding what the write
+ * adds to each figure (negative for what it takes away). The triggers on `jobs` append here,
+ * which costs a writer one narrow insert per job instead of an upsert per grain;
+ * `foldRollupDeltasSql` sums them into every grain at once, in the same transaction: at the end
+ * of each verdict and receipt batch, and whenever the table reaches `deltaFoldRows` rows.
+ * Readers add the pending rows (`currentRollups`), so rollups plus deltas always equal the jobs.
+ */
+export const rollupDeltasTable = "job_rollup_deltas";
+
+/** Pending delta rows at which a write folds them (bounds what every report reads extra). */
+export const deltaFoldRows = 1024;
+
+const deltaInsertHead = `INSERT INTO ${rollupDeltasTable} (created_at, model, worker, key_fingerprint,
+    ${rollupFigureColumns.join(", ")})`;
 
 /** A job moved to another bucket or group: its old rows lose it, its new rows gain it. */
 const movedSql = `(new.created_at / ${HOUR_MS} IS NOT old.created_at / ${HOUR_MS}
     OR new.model IS NOT old.model OR new.worker IS NOT old.worker
     OR new.key_fingerprint IS NOT old.key_fingerprint)`;
 
+/** The bucket of grain `grain` (SQL) for a time `at` (SQL, epoch ms). */
+const bucketOf = (grain: string, at: string) =>
+  `${at} / CASE WHEN ${grain} >= ${grains.hourModel} THEN ${HOUR_MS} ELSE ${DAY_MS} END`;
+/** A dimension of a delta row `d` in grain `grain`: x'' where the grain does not keep it. */
+const dimOf = (grain: string, dim: string, d: string) =>
+  `CASE WHEN ${grain} IN (${grainsWith(dim)}) THEN ${d}.${dim} ELSE x'' END`;
+const dims = ["model", "worker", "key_fingerprint"] as const;
+
+/** The deltas table's DDL (the migration holds this text). */
+export function rollupDeltasTableSql(): string {
+  return `CREATE TABLE \`${rollupDeltasTable}\` (
+\t\`created_at\` integer NOT NULL,
+\t\`model\` text NOT NULL,
+\t\`worker\` text NOT NULL,
+\t\`key_fingerprint\` text NOT NULL,
+${rollupFigureColumns.map((c) => `\t\`${c}\` integer NOT NULL`).join(",\n")}
+)`;
+}
+
 /**
- * The rollup triggers on `jobs`, generated from `reportFigures` (the migration holds this
- * text; a test compares them). One trigger per kind of write. The update trigger fires only
- * when a reported figure or a group changes: moves between verdicts that are not final (the
- * most frequent verdict writes) leave it alone. When the job stays in its groups it adds the
- * difference new - old to each grain's row; when it moves, it takes the old figures from the
- * old rows and adds the new to the new ones.
+ * Sums the pending deltas into every grain of `job_rollups` (by hour and full key first, so
+ * each grain sums a few rows), then empties the table. Runs inside the writer's transaction.
+ * CROSS JOIN keeps the hourly sums the outer loop: as the inner one they were summed again for
+ * every grain.
+ */
+export function foldRollupDeltasSql(): [string, string] {
+  return [
+    `${rollupInsertHead}
+  SELECT g.grain, ${bucketOf("g.grain", `h.hour * ${HOUR_MS}`)},
+    ${dims.map((dim) => dimOf("g.grain", dim, "h")).join(",\n    ")},
+    ${rollupFigureColumns.map((c) => `sum(h.${c})`).join(", ")}
+  FROM (SELECT created_at / ${HOUR_MS} AS hour, model, worker, key_fingerprint,
+      ${rollupFigureColumns.map((c) => `sum(${c}) AS ${c}`).join(", ")}
+    FROM ${rollupDeltasTable} GROUP BY 1, 2, 3, 4) AS h CROSS JOIN ${grainRows}
+  WHERE true
+  GROUP BY 1, 2, 3, 4, 5
+  ${rollupUpsertTail}`,
+    `DELETE FROM ${rollupDeltasTable}`,
+  ];
+}
+
+/**
+ * What reports read instead of `job_rollups`: its rows and the pending deltas, each as the
+ * grain rows it will be summed into (one arm per grain, so a query's `grain = N` leaves one arm
+ * to scan). Several rows may share a key: readers sum them.
+ */
+export const currentRollups = `(SELECT grain, day, model, worker, key_fingerprint, ${rollupFigureColumns.join(", ")}
+    FROM job_rollups
+  ${allGrains
+    .map(
+      (g) => `UNION ALL SELECT ${g}, ${bucketOf(String(g), "created_at")},
+    ${dims.map((dim) => dimOf(String(g), dim, rollupDeltasTable)).join(", ")},
+    ${rollupFigureColumns.join(", ")} FROM ${rollupDeltasTable}`,
+    )
+    .join("\n  ")})`;
+
+/**
+ * The rollup triggers (the migration holds this text; a test compares them), generated from
+ * `reportFigures`. The triggers on `jobs`, one per kind of write, append what the write changes
+ * to `job_rollup_deltas`. The update trigger fires only when a reported figure or a group
+ * changes: moves between verdicts that are not final (the most frequent verdict writes) leave
+ * it alone. When the job stays in its groups it appends the difference new - old; when it
+ * moves, the old figures negated and the new ones. The last trigger folds the deltas once
+ * `deltaFoldRows` are pending, whichever path wrote them.
  */
 export function rollupTriggersSql(): string[] {
+  const key = (row: string) =>
+    [`${row}.created_at`, ...dims.map((dim) => `coalesce(${row}.${dim}, x'')`)].join(", ");
   const insert = `CREATE TRIGGER \`jobs_rollup_insert\` AFTER INSERT ON \`jobs\` BEGIN
-  ${rollupInsertHead}
-  SELECT g.grain,
-    ${keyOf("new")},
-    ${storedFigures.map((f) => perJob(f, "new")).join(",\n    ")}
-  FROM ${grainRows} WHERE true
-  ${rollupUpsertTail};
+  ${deltaInsertHead}
+  VALUES (${key("new")},
+    ${storedFigures.map((f) => perJob(f, "new")).join(",\n    ")});
 END`;
   // Cheap to test, since it runs on every verdict write: the count a job falls in (the count
   // figures split the verdicts), and each other column any figure reads.
@@ -311,40 +375,52 @@ END`;
     `${countClass("new")} IS NOT ${countClass("old")}`,
     ...readColumns.map((c) => `coalesce(new.${c}, 0) IS NOT coalesce(old.${c}, 0)`),
   ].join("\n    OR ");
-  // s.add: the row gains the new figures; s.sub: it loses the old. One row (1, 1) keyed by the
-  // new values when the job stays in its groups, else (1, 0) new and (0, 1) old.
+  // s.add_new: the row gains the new figures; s.sub_old: it loses the old. One row (1, 1) keyed
+  // by the new values when the job stays in its groups, else (1, 0) new and (0, 1) old.
   const sides = `(SELECT 1 AS add_new, 1 - ${movedSql} AS sub_old
     UNION ALL SELECT 0, 1 WHERE ${movedSql}) AS s`;
-  const side = (dimExpr: (row: string) => string) =>
-    `CASE WHEN s.add_new THEN ${dimExpr("new")} ELSE ${dimExpr("old")} END`;
   const keyColumns = [
-    (row: string) =>
-      `${row}.created_at / CASE WHEN g.grain >= ${grains.hourModel} THEN ${HOUR_MS} ELSE ${DAY_MS} END`,
-    ...(["model", "worker", "key_fingerprint"] as const).map(
-      (dim) => (row: string) =>
-        `CASE WHEN g.grain IN (${grainsWith(dim)}) THEN coalesce(${row}.${dim}, x'') ELSE x'' END`,
-    ),
+    (row: string) => `${row}.created_at`,
+    ...dims.map((dim) => (row: string) => `coalesce(${row}.${dim}, x'')`),
   ];
+  const side = (expr: (row: string) => string) =>
+    `CASE WHEN s.add_new THEN ${expr("new")} ELSE ${expr("old")} END`;
   const update = `CREATE TRIGGER \`jobs_rollup_update\` AFTER UPDATE OF verdict, created_at, model, worker, key_fingerprint, ${readColumns.join(", ")} ON \`jobs\`
   WHEN ${movedSql}
     OR ${changed}
 BEGIN
-  ${rollupInsertHead}
-  SELECT g.grain,
-    ${keyColumns.map(side).join(",\n    ")},
+  ${deltaInsertHead}
+  SELECT ${keyColumns.map(side).join(",\n    ")},
     ${storedFigures.map((f) => `s.add_new * ${perJob(f, "new")} - s.sub_old * ${perJob(f, "old")}`).join(",\n    ")}
-  FROM ${grainRows}, ${sides} WHERE true
-  ${rollupUpsertTail};
+  FROM ${sides};
 END`;
   const del = `CREATE TRIGGER \`jobs_rollup_delete\` AFTER DELETE ON \`jobs\` BEGIN
-  ${rollupInsertHead}
-  SELECT g.grain,
-    ${keyOf("old")},
-    ${storedFigures.map((f) => `-${perJob(f, "old")}`).join(",\n    ")}
-  FROM ${grainRows} WHERE true
-  ${rollupUpsertTail};
+  ${deltaInsertHead}
+  VALUES (${key("old")},
+    ${storedFigures.map((f) => `-${perJob(f, "old")}`).join(",\n    ")});
 END`;
-  return [insert, update, del];
+  // Rowids restart at 1 once the table is emptied, so the rowid counts the pending rows.
+  const fold = `CREATE TRIGGER \`jobs_rollup_fold\` AFTER INSERT ON \`${rollupDeltasTable}\`
+  WHEN new.rowid >= ${deltaFoldRows}
+BEGIN
+  ${foldRollupDeltasSql().join(";\n  ")};
+END`;
+  return [insert, update, del, fold];
+}
+
+const foldStatements = new WeakMap<Database.Database, Database.Statement[]>();
+
+/**
+ * Sums the pending rollup deltas into `job_rollups`: writers call it at the end of a batch,
+ * inside its transaction; the backfill before it replaces a day.
+ */
+export function foldRollupDeltas(store: SqliteStore): void {
+  let statements = foldStatements.get(store.sqlite);
+  if (statements === undefined) {
+    statements = foldRollupDeltasSql().map((text) => store.sqlite.prepare(text));
+    foldStatements.set(store.sqlite, statements);
+  }
+  for (const statement of statements) statement.run();
 }
 
 /** Final verdicts, each counted in `jobs_<verdict>`. */
@@ -409,6 +485,8 @@ export function backfillRollups(
     if (!at) return null;
     const first = at.next_day;
     const last = Math.min(at.last_day, first + backfillChunkDays - 1);
+    // Pending deltas of the day would count twice once it is summed from the jobs.
+    foldRollupDeltas(store);
     deleteDays.run(first, last, first * 24, last * 24 + 23);
     clearHours.run();
     sumHours.run(first * DAY_MS, (last + 1) * DAY_MS);

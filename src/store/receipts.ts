@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { and, count, desc, eq, getTableColumns, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
+import { foldRollupDeltas } from "../db/rollups.js";
 import { jobs, type ReceiptSource, receiptConflicts } from "../db/schema.js";
 import { reopenJobs } from "./job-queue.js";
 import { createPgReceiptsStore, recordReceiptsPg } from "./pg/receipts.js";
@@ -508,6 +509,9 @@ function recordOne(
   return { result: { outcome: "updated" }, reopen };
 }
 
+/** Receipts from which a call inside another transaction folds the rollup deltas it wrote. */
+const foldBatchReceipts = 100;
+
 /**
  * `ReceiptsStore.record` for a caller that batches writes of its own (the receipt writer's
  * group commit): synchronous, on the connection `tx`, in an IMMEDIATE transaction of its own
@@ -523,6 +527,9 @@ export function recordReceiptsInTransaction(
   const st = statementsOf(tx);
   const now = options.now ?? Date.now();
   const delay = options.backfillDelayMs ?? 0;
+  // A batch sums its rollup deltas before it commits; the small writes of a group commit leave
+  // theirs to the rows the next batch or the fold trigger sums (reports add pending rows).
+  const fold = !tx.sqlite.inTransaction || receipts.length >= foldBatchReceipts;
   const record = () => {
     const reopened: string[] = [];
     const results = receipts.map((receipt) => {
@@ -531,6 +538,7 @@ export function recordReceiptsInTransaction(
       return result;
     });
     reopenJobs(tx.db, { jobIds: reopened }, now);
+    if (fold) foldRollupDeltas(tx);
     return results;
   };
   return inWriteTransaction(tx, record);

@@ -3,11 +3,11 @@ import { asc, eq, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import {
   countedVerdicts,
+  currentRollups,
   DAY_MS,
   grains,
   HOUR_MS,
   jobsFigureSums,
-  rollupFigureColumns,
   rollupFigureSums,
   verdictCountColumn,
 } from "../db/rollups.js";
@@ -271,7 +271,7 @@ function prepareGrouping(
   const workerFilter = byWorker ? "worker = @worker AND " : "";
   const days = db
     .prepare(
-      `SELECT ${g.expr} AS grp, ${rollupFigureSums} FROM job_rollups
+      `SELECT ${g.expr} AS grp, ${rollupFigureSums} FROM ${currentRollups}
        WHERE grain = ${dayGrain} AND ${workerFilter}day >= @first AND day < @end
        GROUP BY ${g.expr}`,
     )
@@ -283,7 +283,7 @@ function prepareGrouping(
       ? null
       : db
           .prepare(
-            `SELECT ${hourExpr} AS grp, ${rollupFigureSums} FROM job_rollups
+            `SELECT ${hourExpr} AS grp, ${rollupFigureSums} FROM ${currentRollups}
              WHERE grain = ${hourGrain} AND ${workerFilter}day >= @first AND day < @end
              GROUP BY ${hourExpr}`,
           )
@@ -322,7 +322,7 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
     .pluck();
   const finalCounts = db.prepare(
     `SELECT ${countedVerdicts.map((v) => `coalesce(sum(${verdictCountColumn(v)}), 0) AS ${v}`).join(", ")}
-     FROM job_rollups WHERE grain = @grain AND day >= @first AND day < @end`,
+     FROM ${currentRollups} WHERE grain = @grain AND day >= @first AND day < @end`,
   );
   const jobsByVerdict = db.prepare(
     `SELECT verdict, count(*) AS n FROM jobs INDEXED BY jobs_created_at
@@ -355,8 +355,8 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
     `SELECT min(d) AS first, max(d) AS last FROM (
        SELECT (SELECT min(created_at) FROM jobs) / ${DAY_MS} AS d
        UNION ALL SELECT (SELECT max(created_at) FROM jobs) / ${DAY_MS}
-       UNION ALL SELECT min(day) FROM job_rollups WHERE grain = ${grains.full}
-       UNION ALL SELECT max(day) FROM job_rollups WHERE grain = ${grains.full})`,
+       UNION ALL SELECT min(day) FROM ${currentRollups} WHERE grain = ${grains.full}
+       UNION ALL SELECT max(day) FROM ${currentRollups} WHERE grain = ${grains.full})`,
   );
   const scratchHours = db
     .prepare(
@@ -371,10 +371,11 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
     .safeIntegers(true);
   const storedOfDay = db
     .prepare(
-      `SELECT grain, day AS bucket, model, worker, key_fingerprint, ${rollupFigureColumns.join(", ")}
-       FROM job_rollups
+      `SELECT grain, day AS bucket, model, worker, key_fingerprint, ${rollupFigureSums}
+       FROM ${currentRollups}
        WHERE (grain IN (${dayGrainList}) AND day = @day)
-         OR (grain IN (${hourGrainList}) AND day BETWEEN @day * 24 AND @day * 24 + 23)`,
+         OR (grain IN (${hourGrainList}) AND day BETWEEN @day * 24 AND @day * 24 + 23)
+       GROUP BY grain, day, model, worker, key_fingerprint`,
     )
     .safeIntegers(true);
   const readDay = db.transaction((day: number) => ({

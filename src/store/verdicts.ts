@@ -1,4 +1,5 @@
 import type { SqliteStore, Store } from "../db/client.js";
+import { foldRollupDeltas } from "../db/rollups.js";
 import { type CheckOutcome, finalVerdicts, type Verdict } from "../db/schema.js";
 import {
   type CustodyPinning,
@@ -155,8 +156,12 @@ function createSqliteVerdictStore(store: SqliteStore, profile: CustodyProfile): 
   }
 
   const writeAll = sqlite.transaction(
-    (decisions: readonly VerdictWrite[], owner: string, runId: number | null, t: number) =>
-      decisions.map((d) => writeOne(d, owner, runId, t)),
+    (decisions: readonly VerdictWrite[], owner: string, runId: number | null, t: number) => {
+      const written = decisions.map((d) => writeOne(d, owner, runId, t));
+      // The batch's rollup deltas are summed before it commits (src/db/rollups.ts).
+      foldRollupDeltas(store);
+      return written;
+    },
   );
 
   return {
