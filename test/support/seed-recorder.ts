@@ -84,19 +84,3 @@ export async function readConflicts(store: Store): Promise<ConflictRow[]> {
     .all();
 }
 
-/** Inserts an access token row (for the sessions that reference one). */
-export async function seedToken(
-  store: Store,
-  token: { id: string; name?: string; role?: "read" | "ingest" | "admin"; revokedAt?: number },
-): Promise<void> {
-  const row = {
-    id: token.id,
-    name: token.name ?? token.id,
-    role: token.role ?? "read",
-    tokenHash: createHash("sha256").update(token.id).digest("hex"),
-    createdAt: Date.UTC(2026, 10, 1),
-    revokedAt: token.revokedAt ?? null,
-  };
-  if (store.kind === "postgres") await store.db.insert(pgSchema.accessTokens).values(row);
-  else store.db.insert(sqliteSchema.accessTokens).values(row).run();
-}
