@@ -83,4 +83,3 @@ export async function readConflicts(store: Store): Promise<ConflictRow[]> {
     .orderBy(asc(sqliteSchema.receiptConflicts.id))
     .all();
 }
-
