@@ -29,7 +29,11 @@ async function measure(label: string, store: Store): Promise<void> {
     Array.from({ length: 1000 }, () => wireReceipt()),
   );
   // One warm-up batch (connections, prepared statements), not counted.
-  await ingestReceiptsVia(writer, Array.from({ length: 1000 }, () => wireReceipt()), "ingest");
+  await ingestReceiptsVia(
+    writer,
+    Array.from({ length: 1000 }, () => wireReceipt()),
+    "ingest",
+  );
   const started = performance.now();
   let next = 0;
   await Promise.all(
