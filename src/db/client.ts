@@ -102,6 +102,9 @@ export function isBusyError(error: unknown): boolean {
  */
 export function isTransientPgError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
+  // drizzle throws DrizzleQueryError (the statement and its parameters) with the driver's
+  // error, which has the SQLSTATE, as its cause.
+  if (error.cause instanceof Error && !("code" in error)) return isTransientPgError(error.cause);
   const code = (error as { code?: unknown }).code;
   if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) {
     return ["08", "40", "53", "57"].includes(code.slice(0, 2));

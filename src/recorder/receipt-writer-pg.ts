@@ -16,7 +16,8 @@ const MAX_GROUP = 256;
 
 /** Transient and not a retryable conflict: the database is gone, not merely busy. */
 function isUnreachable(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
+  const failure = error as { code?: unknown; cause?: { code?: unknown } } | null;
+  const code = failure?.code ?? failure?.cause?.code;
   return isTransientPgError(error) && !(typeof code === "string" && code.startsWith("40"));
 }
 

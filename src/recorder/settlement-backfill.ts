@@ -112,17 +112,20 @@ export function createSettlementBackfill(options: SettlementBackfillOptions): Se
     }));
     if (rows.length === 0) return 0;
     const keyless = rows.filter((row) => row.apiKey === undefined);
-    const asked = rows.filter((row) => row.apiKey !== undefined);
+    const due = rows.filter((row) => row.apiKey !== undefined);
     // Nobody can ask the jobs API for the keyless ones any more: give up now, so the verifier
     // calls them unverifiable instead of waiting for ever (and a nightly run can finish).
-    await claim(
-      asked.map((row) => ({
+    // Another process's pass may have claimed some of the due ones first: those are its to ask.
+    const claimed = await claim(
+      due.map((row) => ({
         jobId: row.jobId,
         nextAt: at + backoffDelay(row.attempts, baseDelayMs, maxDelayMs),
       })),
       keyless.map((row) => row.jobId),
       at,
     );
+    const mine = new Set(claimed);
+    const asked = due.filter((row) => mine.has(row.jobId));
     if (keyless.length > 0 && !warnedNoKey) {
       log.warn(
         { jobs: keyless.length },

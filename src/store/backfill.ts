@@ -27,8 +27,16 @@ export interface BackfillClaim {
 export interface BackfillStore {
   /** Pending jobs due at `at`, the longest waiting first, at most `limit`. */
   due(at: number, limit: number): Promise<BackfillDue[]>;
-  /** Claims `claims` and gives up on `giveUps`, in one IMMEDIATE transaction. */
-  claim(claims: readonly BackfillClaim[], giveUps: readonly string[], at: number): Promise<void>;
+  /**
+   * Claims `claims` and gives up on `giveUps`, in one IMMEDIATE transaction. Resolves with the
+   * job ids claimed: a job is claimed only while still pending and due at `at`, so of two
+   * passes that read it due at once, only the first to claim it asks the jobs API.
+   */
+  claim(
+    claims: readonly BackfillClaim[],
+    giveUps: readonly string[],
+    at: number,
+  ): Promise<string[]>;
   /** Gives up on a job still pending: its settlement stays unknown (unverifiable). */
   giveUp(jobId: string, at: number): Promise<void>;
 }
@@ -58,7 +66,7 @@ function prepare(store: SqliteStore) {
         backfillAttempts: sql`${jobs.backfillAttempts} + 1`,
         backfillNextAt: sql`${sql.placeholder("nextAt")}`,
       })
-      .where(pendingJob)
+      .where(and(pendingJob, lte(jobs.backfillNextAt, sql.placeholder("at"))))
       .prepare(),
     giveUp: store.db
       .update(jobs)
@@ -80,11 +88,13 @@ export function claimBackfillInTransaction(
   claims: readonly BackfillClaim[],
   giveUps: readonly string[],
   at: number,
-): void {
+): string[] {
   const st = statementsOf(tx);
-  inWriteTransaction(tx, () => {
+  return inWriteTransaction(tx, () => {
     for (const jobId of giveUps) st.giveUp.run({ jobId, at });
-    for (const { jobId, nextAt } of claims) st.claim.run({ jobId, nextAt });
+    return claims
+      .filter(({ jobId, nextAt }) => st.claim.run({ jobId, nextAt, at }).changes === 1)
+      .map(({ jobId }) => jobId);
   });
 }
 
@@ -98,7 +108,7 @@ export function claimBackfillUnit(
   claims: readonly BackfillClaim[],
   giveUps: readonly string[],
   at: number,
-): WriteUnit<void> {
+): WriteUnit<string[]> {
   return {
     runSqlite: (tx) => claimBackfillInTransaction(tx, claims, giveUps, at),
     runPostgres: (tx) => claimBackfillPg(tx, claims, giveUps, at),
@@ -128,7 +138,7 @@ function createSqliteBackfillStore(store: SqliteStore): BackfillStore {
       return st.due.all({ at, limit });
     },
     async claim(claims, giveUps, at) {
-      claimBackfillInTransaction(store, claims, giveUps, at);
+      return claimBackfillInTransaction(store, claims, giveUps, at);
     },
     async giveUp(jobId, at) {
       giveUpBackfillInTransaction(store, jobId, at);

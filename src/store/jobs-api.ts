@@ -1,11 +1,14 @@
 import { eq, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
-import { jobs, type Verdict } from "../db/schema.js";
+import { jobs } from "../db/schema.js";
 import { makeDue, reopenJobs } from "./job-queue.js";
+import { isSettledAnswer, notFinal } from "./jobs-api-rules.js";
 import { createPgJobsApiStore, recordJobsApiAnswerPg } from "./pg/jobs-api.js";
 import { inWriteTransaction, param, perConnection } from "./prepared.js";
 import { needsReopen, queueColumns } from "./receipts.js";
 import type { WriteUnit } from "./write-unit.js";
+
+export { isSettledAnswer } from "./jobs-api-rules.js";
 
 /** What `GET /v1/jobs/{job_id}` said about a job, reduced to what the audit compares. */
 export interface JobsApiAnswer {
@@ -16,17 +19,6 @@ export interface JobsApiAnswer {
   worker: string | null;
   /** The response body as received. */
   raw: unknown;
-}
-
-/** Job statuses after which no settlement signature will ever appear. */
-const terminalWithoutSettlement = new Set(["refunded", "failed"]);
-
-/** True when asking the jobs API again cannot bring anything new. */
-export function isSettledAnswer(answer: JobsApiAnswer): boolean {
-  return (
-    answer.settlementTx !== null ||
-    (answer.status !== null && terminalWithoutSettlement.has(answer.status))
-  );
 }
 
 /** The `jobs.api_*` columns: what the jobs API said about each job. */
@@ -42,14 +34,6 @@ export interface JobsApiStore {
    */
   recordAnswer(jobId: string, answer: JobsApiAnswer, at?: number): Promise<void>;
 }
-
-/** Verdicts a verifier will still revisit: an answer makes them due now without reopening. */
-const notFinal: ReadonlySet<Verdict> = new Set<Verdict>([
-  "pending",
-  "awaiting_finality",
-  "error",
-  "rpc_disagreement",
-]);
 
 function prepare(store: SqliteStore) {
   const jobId = eq(jobs.jobId, sql.placeholder("jobId"));

@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { and, count, desc, eq, getTableColumns, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { foldRollupDeltas } from "../db/rollups.js";
@@ -6,55 +5,34 @@ import { jobs, type ReceiptSource, receiptConflicts } from "../db/schema.js";
 import { reopenJobs } from "./job-queue.js";
 import { createPgReceiptsStore, recordReceiptsPg } from "./pg/receipts.js";
 import { inWriteTransaction, param, perConnection } from "./prepared.js";
+import {
+  captureParams,
+  columnOf,
+  conflictRecord,
+  differingFields,
+  filledFields,
+  gainedConflictSignatures,
+  maxStoredConflicts,
+  merged,
+  needsReopen,
+  nextSummary,
+  type Receipt,
+  type ReceiptCore,
+  type RecordedRow,
+  receiptFields,
+  receiptHash,
+} from "./receipt-rules.js";
 import type { WriteUnit } from "./write-unit.js";
 
-type JobRow = typeof jobs.$inferSelect;
-
-/**
- * The receipt fields compared between two receipts of one job, in canonical order: the receipt
- * proper (what Decentral said and what the job used). They are columns of `jobs`, so their
- * types and column names come from the schema; this list is their one declaration.
- */
-export const receiptFields = [
-  "jobId",
-  "escrowTx",
-  "settlementTx",
-  "worker",
-  "creditsRemainingUnits",
-  "model",
-  "promptTokens",
-  "completionTokens",
-  "totalTokens",
-] as const satisfies readonly (keyof JobRow)[];
-
-type ReceiptField = (typeof receiptFields)[number];
-type ReceiptCore = Pick<JobRow, ReceiptField>;
-
-/** How a receipt was captured; optional, and not part of its hash (see the schema's comments). */
-type CaptureFields = Pick<
-  JobRow,
-  | "tags"
-  | "maxTokens"
-  | "stream"
-  | "httpStatus"
-  | "latencyMs"
-  | "ttfbMs"
-  | "keyFingerprint"
-  | "responseModel"
-  | "creditVault"
-  | "captureState"
->;
-
-/**
- * A job receipt as the recorder captures it: the `receiptFields` (which make up its canonical
- * hash) and optional capture details. `null` always means unknown, never zero. `createdAt` is
- * when the job ran (epoch ms), by default the time of recording; only the proxy writes
- * `captureState: "open"` rows (headers seen, body not yet ended).
- */
-export type Receipt = ReceiptCore &
-  Partial<CaptureFields> & {
-    createdAt?: number | null;
-  };
+export {
+  maxStoredConflicts,
+  needsReopen,
+  type Receipt,
+  type ReceiptCore,
+  type ReceiptField,
+  receiptFields,
+  receiptHash,
+} from "./receipt-rules.js";
 
 export type RecordOutcome = "created" | "duplicate" | "conflict" | "updated";
 
@@ -100,35 +78,7 @@ export interface ReceiptsStore {
   ): Promise<RecordResult[]>;
 }
 
-/**
- * Conflicting receipts kept per job. The first `maxStoredConflicts - 1` are kept verbatim; the
- * last row is a running summary (how many more came, the latest one, every field that
- * differed), so a flood of posts cannot grow the table or the audit record without bound.
- */
-export const maxStoredConflicts = 10;
-
-/** Signatures of conflicting receipts kept per job to verify (the rest are only summarized). */
-const maxConflictSignatures = 8;
-
 const columns = getTableColumns(jobs);
-
-/** The column name of each receipt field (`settlement_tx`), as conflicts name them. */
-const columnOf = (field: ReceiptField): string => columns[field].name;
-
-/**
- * Hash of the canonical receipt fields: sha256 over a JSON array in `receiptFields` order, with
- * bigints as decimal strings and unknowns as null. Two receipts with the same hash are the same
- * receipt; capture details (latency, tags, ...) do not take part.
- */
-export function receiptHash(receipt: ReceiptCore): string {
-  const canonical = JSON.stringify(
-    receiptFields.map((field) => {
-      const value = receipt[field];
-      return typeof value === "bigint" ? value.toString() : (value ?? null);
-    }),
-  );
-  return createHash("sha256").update(canonical).digest("hex");
-}
 
 /** Every statement of the receipt path, prepared once per connection (see `statementsOf`). */
 function prepare(store: SqliteStore) {
@@ -288,96 +238,6 @@ export const queueColumns = {
   leaseOwner: jobs.leaseOwner,
 };
 
-type QueueState = Pick<JobRow, keyof typeof queueColumns>;
-
-/**
- * False when `reopenJobs` would find the job as it would leave it: pending, due, never
- * attempted, no error, no lease (e.g. a proxy row completed before any verifier saw it). The
- * reopen is then skipped: it would only move a due time that has passed up to `now`, and
- * `reopenJobs` is not a prepared statement (preparing an UPDATE of `jobs`, with its rollup
- * triggers, costs about 0.3 ms, on every proxied job).
- */
-export function needsReopen(job: QueueState, now: number): boolean {
-  return !(
-    job.verdict === "pending" &&
-    job.nextVerifyAt <= now &&
-    job.verifyAttempts === 0 &&
-    job.lastError === null &&
-    job.leaseOwner === null
-  );
-}
-
-/** The recorded row a new receipt is compared with. */
-type RecordedRow = ReceiptCore &
-  Pick<
-    JobRow,
-    | "source"
-    | "tags"
-    | "captureState"
-    | "receiptHash"
-    | "responseModel"
-    | "creditVault"
-    | "backfillState"
-    | "conflictSignatures"
-  > &
-  QueueState;
-
-/** Columns (snake_case, as in the stored conflict receipt) where both receipts hold differing values. */
-function differingFields(row: RecordedRow, receipt: ReceiptCore): string[] {
-  const differences: string[] = [];
-  for (const field of receiptFields) {
-    const incoming = receipt[field];
-    const recorded = row[field];
-    if (incoming === null || incoming === undefined || recorded === null) continue;
-    if (incoming !== recorded) differences.push(columnOf(field));
-  }
-  return differences;
-}
-
-/** Fields the incoming receipt knows and the recorded one does not. */
-function filledFields(row: RecordedRow, receipt: ReceiptCore): ReceiptField[] {
-  return receiptFields.filter((field) => receipt[field] !== null && row[field] === null);
-}
-
-/** The recorded receipt with its unknowns taken from `receipt`. */
-function merged(row: RecordedRow, receipt: ReceiptCore): ReceiptCore {
-  const combined = {} as Record<ReceiptField, unknown>;
-  for (const field of receiptFields) combined[field] = row[field] ?? receipt[field];
-  return combined as ReceiptCore;
-}
-
-/** The receipt for `receipt_conflicts`, with the column names and bigints as strings. */
-function conflictRecord(receipt: Receipt): Record<string, unknown> {
-  const record: Record<string, unknown> = {};
-  for (const field of receiptFields) {
-    const value = receipt[field];
-    record[columnOf(field)] = typeof value === "bigint" ? value.toString() : value;
-  }
-  record.tags = receipt.tags ?? {};
-  return record;
-}
-
-/** Parameters of the receipt's own columns, for the insert and the proxy's completion. */
-function captureParams(receipt: Receipt, source: ReceiptSource, now: number, hash: string) {
-  const params: Record<string, unknown> = {
-    source,
-    maxTokens: receipt.maxTokens ?? null,
-    stream: receipt.stream ?? null,
-    httpStatus: receipt.httpStatus ?? null,
-    latencyMs: receipt.latencyMs ?? null,
-    ttfbMs: receipt.ttfbMs ?? null,
-    keyFingerprint: receipt.keyFingerprint ?? null,
-    responseModel: receipt.responseModel ?? null,
-    creditVault: receipt.creditVault ?? null,
-    tags: receipt.tags ?? {},
-    captureState: receipt.captureState ?? "complete",
-    receiptHash: hash,
-    now,
-  };
-  for (const field of receiptFields) params[field] = receipt[field];
-  return params;
-}
-
 /**
  * Keeps a conflicting receipt, at most `maxStoredConflicts` rows per job: the same conflicting
  * receipt again is not stored twice, and beyond the cap the last row summarizes the rest.
@@ -391,20 +251,9 @@ function storeConflict(
   differences: string[],
   now: number,
 ): boolean {
-  const known = new Set<string>(row.conflictSignatures ?? []);
-  const before = known.size;
-  for (const sig of [receipt.escrowTx, receipt.settlementTx]) {
-    if (
-      sig &&
-      sig !== row.escrowTx &&
-      sig !== row.settlementTx &&
-      known.size < maxConflictSignatures
-    ) {
-      known.add(sig);
-    }
-  }
-  const gained = known.size > before;
-  if (gained) st.conflictSignatures.run({ jobId: receipt.jobId, signatures: [...known], now });
+  const signatures = gainedConflictSignatures(row, receipt);
+  const gained = signatures !== null;
+  if (gained) st.conflictSignatures.run({ jobId: receipt.jobId, signatures, now });
   const record = conflictRecord(receipt);
   const jobId = receipt.jobId;
   const receiptJson = JSON.stringify(record);
@@ -421,14 +270,7 @@ function storeConflict(
   }
   const last = st.lastConflict.get({ jobId });
   if (!last) return gained;
-  const previous = last.receipt as { more_conflicts?: number };
-  const fields = [...new Set([...last.differences, ...differences])];
-  const summary = {
-    summary: true,
-    more_conflicts: (previous.more_conflicts ?? 0) + 1,
-    latest: record,
-  };
-  st.updateSummary.run({ id: last.id, source, receipt: summary, differences: fields, now });
+  st.updateSummary.run({ id: last.id, source, ...nextSummary(last, record, differences), now });
   return gained;
 }
 

@@ -1,27 +1,80 @@
+import { and, asc, eq, inArray, lte, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
+import { jobs } from "../../db/pg/schema.js";
 import type { BackfillClaim, BackfillStore } from "../backfill.js";
 import type { PgExecutor } from "./executor.js";
-import { notOnPostgresYet } from "./not-yet.js";
+import { inPgTransaction, retryOnConflict } from "./write-transaction.js";
 
-/** `claimBackfillInTransaction` on PostgreSQL, inside the caller's transaction. */
+/**
+ * `claimBackfillInTransaction` on PostgreSQL, inside the caller's transaction (or one of its
+ * own); resolves with the job ids claimed. Each claim is a guarded UPDATE (still pending, still
+ * due at `at`): a second process that read the same job due waits for the first one's row lock,
+ * then finds the job's next attempt pushed past `at` and claims nothing, so the job is asked
+ * about once and its attempts are counted once.
+ */
 export async function claimBackfillPg(
-  _tx: PgExecutor,
-  _claims: readonly BackfillClaim[],
-  _giveUps: readonly string[],
-  _at: number,
-): Promise<void> {
-  throw notOnPostgresYet("backfill");
+  executor: PgExecutor,
+  claims: readonly BackfillClaim[],
+  giveUps: readonly string[],
+  at: number,
+): Promise<string[]> {
+  return inPgTransaction(executor, async (tx) => {
+    if (giveUps.length > 0) await giveUpMany(tx, giveUps, at);
+    if (claims.length === 0) return [];
+    // One statement for the whole pass: each job's own next attempt comes from a VALUES list
+    // (the builder has no UPDATE … FROM (VALUES …)); rows are locked in job-id order.
+    const sorted = [...claims].sort((a, b) => (a.jobId < b.jobId ? -1 : 1));
+    const values = sql.join(
+      sorted.map(({ jobId, nextAt }) => sql`(${jobId}::text, ${nextAt}::bigint)`),
+      sql`, `,
+    );
+    const claimed = await tx.execute<{ job_id: string }>(sql`
+      UPDATE ${jobs}
+      SET backfill_attempts = ${jobs.backfillAttempts} + 1, backfill_next_at = claim.next_at
+      FROM (VALUES ${values}) AS claim (job_id, next_at)
+      WHERE ${jobs.jobId} = claim.job_id
+        AND ${jobs.backfillState} = 'pending'
+        AND ${jobs.backfillNextAt} <= ${at}
+      RETURNING ${jobs.jobId}`);
+    const mine = new Set(claimed.rows.map((row) => row.job_id));
+    return claims.map(({ jobId }) => jobId).filter((jobId) => mine.has(jobId));
+  });
+}
+
+/** Gives up on jobs still pending; a single guarded UPDATE, so two at once give up once. */
+async function giveUpMany(tx: PgExecutor, jobIds: readonly string[], at: number): Promise<void> {
+  await tx
+    .update(jobs)
+    .set({ backfillState: "gave_up", updatedAt: at })
+    .where(and(inArray(jobs.jobId, [...jobIds]), eq(jobs.backfillState, "pending")));
 }
 
 /** `giveUpBackfillInTransaction` on PostgreSQL, inside the caller's transaction. */
-export async function giveUpBackfillPg(
-  _tx: PgExecutor,
-  _jobId: string,
-  _at: number,
-): Promise<void> {
-  throw notOnPostgresYet("backfill");
+export async function giveUpBackfillPg(tx: PgExecutor, jobId: string, at: number): Promise<void> {
+  await giveUpMany(tx, [jobId], at);
 }
 
-export function createPgBackfillStore(_store: PgStore): BackfillStore {
-  throw notOnPostgresYet("backfill");
+/** The settlement backfill's store on a PostgreSQL pool. */
+export function createPgBackfillStore(store: PgStore): BackfillStore {
+  const { db } = store;
+  return {
+    due(at, limit) {
+      return db
+        .select({
+          jobId: jobs.jobId,
+          attempts: jobs.backfillAttempts,
+          fingerprint: jobs.keyFingerprint,
+        })
+        .from(jobs)
+        .where(and(eq(jobs.backfillState, "pending"), lte(jobs.backfillNextAt, at)))
+        .orderBy(asc(jobs.backfillNextAt))
+        .limit(limit);
+    },
+    claim(claims, giveUps, at) {
+      return retryOnConflict(() => claimBackfillPg(db, claims, giveUps, at));
+    },
+    giveUp(jobId, at) {
+      return giveUpBackfillPg(db, jobId, at);
+    },
+  };
 }

@@ -1,18 +1,86 @@
+import { eq } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
+import { jobs } from "../../db/pg/schema.js";
 import type { JobsApiAnswer, JobsApiStore } from "../jobs-api.js";
+import { isSettledAnswer, notFinal } from "../jobs-api-rules.js";
+import { needsReopen } from "../receipt-rules.js";
 import type { PgExecutor } from "./executor.js";
-import { notOnPostgresYet } from "./not-yet.js";
+import { makeDuePg, reopenJobsPg } from "./job-queue.js";
+import { inPgTransaction, retryOnConflict } from "./write-transaction.js";
 
-/** `recordJobsApiAnswerInTransaction` on PostgreSQL, inside the caller's transaction. */
+/**
+ * `recordJobsApiAnswerInTransaction` on PostgreSQL, inside the caller's transaction (or one of
+ * its own). The row is read `FOR UPDATE`: whether the answer changed anything, the settlement
+ * signature kept and the backfill state all depend on what was there, so a receipt or another
+ * answer for the same job written at the same moment by another process waits and is then
+ * compared with this one's result (as on SQLite, where writes are serialized).
+ */
 export async function recordJobsApiAnswerPg(
-  _tx: PgExecutor,
-  _jobId: string,
-  _answer: JobsApiAnswer,
-  _now: number,
+  executor: PgExecutor,
+  jobId: string,
+  answer: JobsApiAnswer,
+  now: number = Date.now(),
 ): Promise<void> {
-  throw notOnPostgresYet("jobs-api");
+  await inPgTransaction(executor, async (tx) => {
+    const byId = eq(jobs.jobId, jobId);
+    const [row] = await tx
+      .select({
+        apiCheckedAt: jobs.apiCheckedAt,
+        apiStatus: jobs.apiStatus,
+        apiEscrowTx: jobs.apiEscrowTx,
+        apiSettlementTx: jobs.apiSettlementTx,
+        apiWorker: jobs.apiWorker,
+        apiCreditsChargedUnits: jobs.apiCreditsChargedUnits,
+        settlementTx: jobs.settlementTx,
+        backfillState: jobs.backfillState,
+        verdict: jobs.verdict,
+        nextVerifyAt: jobs.nextVerifyAt,
+        verifyAttempts: jobs.verifyAttempts,
+        lastError: jobs.lastError,
+        leaseOwner: jobs.leaseOwner,
+      })
+      .from(jobs)
+      .where(byId)
+      .for("update");
+    if (!row) return;
+    // True when this answer tells the checks something the row did not say: a first
+    // answer, or a different status, signature, worker or charge.
+    const changed =
+      row.apiCheckedAt === null ||
+      row.apiStatus !== answer.status ||
+      row.apiEscrowTx !== answer.escrowTx ||
+      row.apiSettlementTx !== answer.settlementTx ||
+      row.apiWorker !== answer.worker ||
+      row.apiCreditsChargedUnits !== answer.creditsChargedUnits;
+    await tx
+      .update(jobs)
+      .set({
+        apiStatus: answer.status,
+        apiCreditsChargedUnits: answer.creditsChargedUnits,
+        apiEscrowTx: answer.escrowTx,
+        apiSettlementTx: answer.settlementTx,
+        apiWorker: answer.worker,
+        apiResponse: answer.raw ?? null,
+        apiCheckedAt: now,
+        settlementTx: row.settlementTx ?? answer.settlementTx,
+        backfillState:
+          isSettledAnswer(answer) && row.backfillState === "pending" ? "done" : row.backfillState,
+        updatedAt: now,
+      })
+      .where(byId);
+    if (changed) {
+      if (needsReopen(row, now)) await reopenJobsPg(tx, { jobIds: [jobId] }, now);
+    } else if (notFinal.has(row.verdict) && row.nextVerifyAt > now) {
+      await makeDuePg(tx, [jobId], now);
+    }
+  });
 }
 
-export function createPgJobsApiStore(_store: PgStore): JobsApiStore {
-  throw notOnPostgresYet("jobs-api");
+/** The jobs-API answers store on a PostgreSQL pool: each answer is one transaction. */
+export function createPgJobsApiStore(store: PgStore): JobsApiStore {
+  return {
+    recordAnswer(jobId, answer, at) {
+      return retryOnConflict(() => recordJobsApiAnswerPg(store.db, jobId, answer, at));
+    },
+  };
 }

@@ -1,0 +1,214 @@
+import { createHash } from "node:crypto";
+import { getTableColumns } from "drizzle-orm";
+import { jobs, type ReceiptSource } from "../db/schema.js";
+
+/*
+ * The rules of recording a receipt that do not touch a database: what a receipt is, its hash,
+ * how two receipts of one job compare, what a conflict keeps. Shared by the SQLite store
+ * (receipts.ts) and the PostgreSQL one (pg/receipts.ts), which apply them to the same rows.
+ */
+
+type JobRow = typeof jobs.$inferSelect;
+
+/**
+ * The receipt fields compared between two receipts of one job, in canonical order: the receipt
+ * proper (what Decentral said and what the job used). They are columns of `jobs`, so their
+ * types and column names come from the schema; this list is their one declaration.
+ */
+export const receiptFields = [
+  "jobId",
+  "escrowTx",
+  "settlementTx",
+  "worker",
+  "creditsRemainingUnits",
+  "model",
+  "promptTokens",
+  "completionTokens",
+  "totalTokens",
+] as const satisfies readonly (keyof JobRow)[];
+
+export type ReceiptField = (typeof receiptFields)[number];
+export type ReceiptCore = Pick<JobRow, ReceiptField>;
+
+/** How a receipt was captured; optional, and not part of its hash (see the schema's comments). */
+type CaptureFields = Pick<
+  JobRow,
+  | "tags"
+  | "maxTokens"
+  | "stream"
+  | "httpStatus"
+  | "latencyMs"
+  | "ttfbMs"
+  | "keyFingerprint"
+  | "responseModel"
+  | "creditVault"
+  | "captureState"
+>;
+
+/**
+ * A job receipt as the recorder captures it: the `receiptFields` (which make up its canonical
+ * hash) and optional capture details. `null` always means unknown, never zero. `createdAt` is
+ * when the job ran (epoch ms), by default the time of recording; only the proxy writes
+ * `captureState: "open"` rows (headers seen, body not yet ended).
+ */
+export type Receipt = ReceiptCore &
+  Partial<CaptureFields> & {
+    createdAt?: number | null;
+  };
+
+/**
+ * Conflicting receipts kept per job. The first `maxStoredConflicts - 1` are kept verbatim; the
+ * last row is a running summary (how many more came, the latest one, every field that
+ * differed), so a flood of posts cannot grow the table or the audit record without bound.
+ */
+export const maxStoredConflicts = 10;
+
+/** Signatures of conflicting receipts kept per job to verify (the rest are only summarized). */
+export const maxConflictSignatures = 8;
+
+const columns = getTableColumns(jobs);
+
+/** The column name of each receipt field (`settlement_tx`), as conflicts name them. */
+export const columnOf = (field: ReceiptField): string => columns[field].name;
+
+/**
+ * Hash of the canonical receipt fields: sha256 over a JSON array in `receiptFields` order, with
+ * bigints as decimal strings and unknowns as null. Two receipts with the same hash are the same
+ * receipt; capture details (latency, tags, ...) do not take part.
+ */
+export function receiptHash(receipt: ReceiptCore): string {
+  const canonical = JSON.stringify(
+    receiptFields.map((field) => {
+      const value = receipt[field];
+      return typeof value === "bigint" ? value.toString() : (value ?? null);
+    }),
+  );
+  return createHash("sha256").update(canonical).digest("hex");
+}
+
+/** The verifier's queue state of a job (`queueColumns` in receipts.ts reads it on SQLite). */
+export type QueueState = Pick<
+  JobRow,
+  "verdict" | "nextVerifyAt" | "verifyAttempts" | "lastError" | "leaseOwner"
+>;
+
+/**
+ * False when `reopenJobs` would find the job as it would leave it: pending, due, never
+ * attempted, no error, no lease (e.g. a proxy row completed before any verifier saw it). The
+ * reopen is then skipped: it would only move a due time that has passed up to `now`, and
+ * `reopenJobs` is not a prepared statement (preparing an UPDATE of `jobs`, with its rollup
+ * triggers, costs about 0.3 ms, on every proxied job).
+ */
+export function needsReopen(job: QueueState, now: number): boolean {
+  return !(
+    job.verdict === "pending" &&
+    job.nextVerifyAt <= now &&
+    job.verifyAttempts === 0 &&
+    job.lastError === null &&
+    job.leaseOwner === null
+  );
+}
+
+/** The recorded row a new receipt is compared with. */
+export type RecordedRow = ReceiptCore &
+  Pick<
+    JobRow,
+    | "source"
+    | "tags"
+    | "captureState"
+    | "receiptHash"
+    | "responseModel"
+    | "creditVault"
+    | "backfillState"
+    | "conflictSignatures"
+  > &
+  QueueState;
+
+/** Columns (snake_case, as in the stored conflict receipt) where both receipts hold differing values. */
+export function differingFields(row: RecordedRow, receipt: ReceiptCore): string[] {
+  const differences: string[] = [];
+  for (const field of receiptFields) {
+    const incoming = receipt[field];
+    const recorded = row[field];
+    if (incoming === null || incoming === undefined || recorded === null) continue;
+    if (incoming !== recorded) differences.push(columnOf(field));
+  }
+  return differences;
+}
+
+/** Fields the incoming receipt knows and the recorded one does not. */
+export function filledFields(row: RecordedRow, receipt: ReceiptCore): ReceiptField[] {
+  return receiptFields.filter((field) => receipt[field] !== null && row[field] === null);
+}
+
+/** The recorded receipt with its unknowns taken from `receipt`. */
+export function merged(row: RecordedRow, receipt: ReceiptCore): ReceiptCore {
+  const combined = {} as Record<ReceiptField, unknown>;
+  for (const field of receiptFields) combined[field] = row[field] ?? receipt[field];
+  return combined as ReceiptCore;
+}
+
+/** The receipt for `receipt_conflicts`, with the column names and bigints as strings. */
+export function conflictRecord(receipt: Receipt): Record<string, unknown> {
+  const record: Record<string, unknown> = {};
+  for (const field of receiptFields) {
+    const value = receipt[field];
+    record[columnOf(field)] = typeof value === "bigint" ? value.toString() : value;
+  }
+  record.tags = receipt.tags ?? {};
+  return record;
+}
+
+/** Parameters of the receipt's own columns, for the insert and the proxy's completion. */
+export function captureParams(receipt: Receipt, source: ReceiptSource, now: number, hash: string) {
+  const params: Record<string, unknown> = {
+    source,
+    maxTokens: receipt.maxTokens ?? null,
+    stream: receipt.stream ?? null,
+    httpStatus: receipt.httpStatus ?? null,
+    latencyMs: receipt.latencyMs ?? null,
+    ttfbMs: receipt.ttfbMs ?? null,
+    keyFingerprint: receipt.keyFingerprint ?? null,
+    responseModel: receipt.responseModel ?? null,
+    creditVault: receipt.creditVault ?? null,
+    tags: receipt.tags ?? {},
+    captureState: receipt.captureState ?? "complete",
+    receiptHash: hash,
+    now,
+  };
+  for (const field of receiptFields) params[field] = receipt[field];
+  return params;
+}
+
+/**
+ * The job's conflict signatures with the ones `receipt` names added (those not already the
+ * job's, up to `maxConflictSignatures`), or null when it adds none.
+ */
+export function gainedConflictSignatures(row: RecordedRow, receipt: Receipt): string[] | null {
+  const known = new Set<string>(row.conflictSignatures ?? []);
+  const before = known.size;
+  for (const sig of [receipt.escrowTx, receipt.settlementTx]) {
+    if (
+      sig &&
+      sig !== row.escrowTx &&
+      sig !== row.settlementTx &&
+      known.size < maxConflictSignatures
+    ) {
+      known.add(sig);
+    }
+  }
+  return known.size > before ? [...known] : null;
+}
+
+/** The summary row beyond the cap, counting one more conflict: `record` is the latest. */
+export function nextSummary(
+  last: { receipt: Record<string, unknown>; differences: string[] },
+  record: Record<string, unknown>,
+  differences: string[],
+): { receipt: Record<string, unknown>; differences: string[] } {
+  const previous = last.receipt as { more_conflicts?: number };
+  return {
+    receipt: { summary: true, more_conflicts: (previous.more_conflicts ?? 0) + 1, latest: record },
+    differences: [...new Set([...last.differences, ...differences])],
+  };
+}

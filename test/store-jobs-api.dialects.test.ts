@@ -1,0 +1,165 @@
+import { afterEach, describe, expect, it } from "vitest";
+import type { Store } from "../src/db/client.js";
+import { openPostgres } from "../src/db/pg/client.js";
+import { createJobsApiStore, type JobsApiAnswer } from "../src/store/jobs-api.js";
+import { createReceiptsStore, type Receipt } from "../src/store/receipts.js";
+import { dialects, useDialectStores } from "./support/dialects.js";
+import { address, jobId, signature } from "./support/recorder-fixtures.js";
+import { readJob, seedJob, updateJob } from "./support/seed-recorder.js";
+
+function answer(overrides: Partial<JobsApiAnswer> = {}): JobsApiAnswer {
+  return {
+    status: "completed",
+    creditsChargedUnits: 80_000n,
+    escrowTx: signature(),
+    settlementTx: signature(),
+    worker: address(),
+    raw: { id: "job", status: "completed" },
+    ...overrides,
+  };
+}
+
+describe.each(dialects)("jobs API answers store on %s", (dialect) => {
+  const stores = useDialectStores(dialect);
+
+  it("stores a first answer, fills the missing settlement from it, ends the backfill and reopens the job", async () => {
+    const store = await stores.open();
+    const id = jobId();
+    await seedJob(store, {
+      jobId: id,
+      settlementTx: null,
+      backfillState: "pending",
+      backfillNextAt: 0,
+      verdict: "unverifiable",
+      nextVerifyAt: 9_999_999,
+      verifyAttempts: 2,
+      lastError: "no settlement",
+    });
+    const a = answer({ raw: { id, status: "completed", extra: [1, 2] } });
+    await createJobsApiStore(store).recordAnswer(id, a, 100);
+    expect(await readJob(store, id)).toMatchObject({
+      apiStatus: "completed",
+      apiCreditsChargedUnits: 80_000n,
+      apiEscrowTx: a.escrowTx,
+      apiSettlementTx: a.settlementTx,
+      apiWorker: a.worker,
+      apiResponse: { id, status: "completed", extra: [1, 2] },
+      apiCheckedAt: 100,
+      settlementTx: a.settlementTx,
+      backfillState: "done",
+      verdict: "pending",
+      nextVerifyAt: 100,
+      verifyAttempts: 0,
+      lastError: null,
+      updatedAt: 100,
+    });
+  });
+
+  it("never overwrites a recorded settlement signature: a different one stays in the api column", async () => {
+    const store = await stores.open();
+    const id = jobId();
+    const recorded = signature();
+    await seedJob(store, { jobId: id, settlementTx: recorded, verdict: "verified" });
+    const a = answer();
+    await createJobsApiStore(store).recordAnswer(id, a, 100);
+    expect(await readJob(store, id)).toMatchObject({
+      settlementTx: recorded,
+      apiSettlementTx: a.settlementTx,
+      backfillState: null,
+      verdict: "pending",
+    });
+  });
+
+  it("makes a parked job due when the same answer comes again, without reopening it", async () => {
+    const store = await stores.open();
+    const id = jobId();
+    await seedJob(store, { jobId: id, settlementTx: null, backfillState: "pending" });
+    const a = answer({ status: "running", settlementTx: null });
+    const answers = createJobsApiStore(store);
+    await answers.recordAnswer(id, a, 100);
+    expect(await readJob(store, id)).toMatchObject({
+      backfillState: "pending",
+      settlementTx: null,
+    });
+    await updateJob(store, id, {
+      verdict: "awaiting_finality",
+      nextVerifyAt: 5000,
+      verifyAttempts: 4,
+    });
+    await answers.recordAnswer(id, a, 200);
+    expect(await readJob(store, id)).toMatchObject({
+      verdict: "awaiting_finality",
+      nextVerifyAt: 200,
+      verifyAttempts: 4,
+      apiCheckedAt: 200,
+    });
+  });
+
+  it("leaves a final verdict alone when nothing in the answer changed, and ends the backfill on a refund", async () => {
+    const store = await stores.open();
+    const id = jobId();
+    await seedJob(store, { jobId: id, settlementTx: null, backfillState: "pending" });
+    const refunded = answer({ status: "refunded", settlementTx: null });
+    const answers = createJobsApiStore(store);
+    await answers.recordAnswer(id, refunded, 100);
+    expect(await readJob(store, id)).toMatchObject({ backfillState: "done", settlementTx: null });
+    await updateJob(store, id, { verdict: "unverifiable", nextVerifyAt: 9_999_999 });
+    await answers.recordAnswer(id, refunded, 200);
+    expect(await readJob(store, id)).toMatchObject({
+      verdict: "unverifiable",
+      nextVerifyAt: 9_999_999,
+    });
+  });
+
+  it("changes nothing for an unknown job id", async () => {
+    const store = await stores.open();
+    await createJobsApiStore(store).recordAnswer("job_unknown", answer(), 100);
+    expect(await readJob(store, "job_unknown")).toBeUndefined();
+  });
+});
+
+describe("jobs API answers store on postgres, beside a receipt from another process", () => {
+  const stores = useDialectStores("postgres");
+  const extra: Store[] = [];
+  afterEach(async () => {
+    for (const store of extra.splice(0)) await store.close();
+  });
+
+  it("keeps whichever settlement signature came first, never overwriting the receipt's", async () => {
+    const a = await stores.open();
+    const b = openPostgres(stores.lastUrl, { poolSize: 4, statementTimeoutMs: 30_000 });
+    extra.push(b);
+    const incomplete: Receipt[] = Array.from({ length: 40 }, () => ({
+      jobId: jobId(),
+      escrowTx: signature(),
+      settlementTx: null,
+      worker: address(),
+      creditsRemainingUnits: 1n,
+      model: "m",
+      promptTokens: 1,
+      completionTokens: 1,
+      totalTokens: 2,
+    }));
+    await createReceiptsStore(a).record(incomplete, "ingest");
+    const fromReceipt = incomplete.map(() => signature());
+    const fromApi = incomplete.map(() => answer());
+    const results = await Promise.all(
+      incomplete.map((r, i) =>
+        Promise.all([
+          createReceiptsStore(a).record([{ ...r, settlementTx: fromReceipt[i] ?? null }], "ingest"),
+          createJobsApiStore(b).recordAnswer(r.jobId, fromApi[i] as JobsApiAnswer, 100),
+        ]),
+      ),
+    );
+    for (const [i, [[result]]] of results.entries()) {
+      const row = await readJob(a, incomplete[i]?.jobId as string);
+      // The receipt came first: it filled the signature, the answer's went to the api column.
+      // The answer came first: the receipt then disagreed with the signature it had filled.
+      expect(row?.settlementTx).toBe(
+        result?.outcome === "updated" ? fromReceipt[i] : fromApi[i]?.settlementTx,
+      );
+      expect(result?.outcome).toMatch(/^(updated|conflict)$/);
+      expect(row?.apiSettlementTx).toBe(fromApi[i]?.settlementTx);
+    }
+  });
+});

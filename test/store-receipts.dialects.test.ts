@@ -1,0 +1,414 @@
+import { afterEach, describe, expect, it } from "vitest";
+import type { Store } from "../src/db/client.js";
+import { openPostgres } from "../src/db/pg/client.js";
+import { ingestReceiptsVia } from "../src/recorder/ingest.js";
+import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
+import {
+  createReceiptsStore,
+  maxStoredConflicts,
+  type Receipt,
+  type RecordResult,
+  recordReceiptsUnit,
+} from "../src/store/receipts.js";
+import { dialects, useDialectStores } from "./support/dialects.js";
+import {
+  address,
+  capturedLogger,
+  jobId,
+  signature,
+  wireReceipt,
+} from "./support/recorder-fixtures.js";
+import { jobIds, readConflicts, readJob, updateJob } from "./support/seed-recorder.js";
+
+function receipt(overrides: Partial<Receipt> = {}): Receipt {
+  return {
+    jobId: jobId(),
+    escrowTx: signature(),
+    settlementTx: signature(),
+    worker: address(),
+    creditsRemainingUnits: 12_345_000n,
+    model: "qwen3-8b",
+    promptTokens: 10,
+    completionTokens: 20,
+    totalTokens: 30,
+    ...overrides,
+  };
+}
+
+const outcomes = (results: RecordResult[]) => results.map((r) => r.outcome);
+
+describe.each(dialects)("receipts store on %s", (dialect) => {
+  const stores = useDialectStores(dialect);
+
+  async function record(
+    store: Store,
+    r: Receipt | Receipt[],
+    source: "proxy" | "ingest" | "import",
+    options: { now?: number; backfillDelayMs?: number } = {},
+  ) {
+    return createReceiptsStore(store).record(Array.isArray(r) ? r : [r], source, options);
+  }
+
+  it("creates a row with the verifier's defaults, credits in base units and the receipt's hash", async () => {
+    const store = await stores.open();
+    const r = receipt({ tags: { team: "search" }, createdAt: 1_700_000_000_000 });
+    expect(await record(store, r, "ingest", { now: 5 })).toEqual([{ outcome: "created" }]);
+    expect(await readJob(store, r.jobId)).toMatchObject({
+      source: "ingest",
+      escrowTx: r.escrowTx,
+      settlementTx: r.settlementTx,
+      creditsRemainingUnits: 12_345_000n,
+      tags: { team: "search" },
+      verdict: "pending",
+      nextVerifyAt: 0,
+      captureState: "complete",
+      backfillState: null,
+      backfillNextAt: null,
+      createdAt: 1_700_000_000_000,
+      recordedAt: 5,
+      receiptHash: expect.stringMatching(/^[0-9a-f]{64}$/),
+    });
+  });
+
+  it("gives a receipt without a settlement signature to the backfill after its delay", async () => {
+    const store = await stores.open();
+    const r = receipt({ settlementTx: null });
+    await record(store, r, "proxy", { now: 1000, backfillDelayMs: 250 });
+    expect(await readJob(store, r.jobId)).toMatchObject({
+      backfillState: "pending",
+      backfillNextAt: 1250,
+      createdAt: 1000,
+    });
+  });
+
+  it("reports the same receipt again as a duplicate, whoever sends it, and changes nothing", async () => {
+    const store = await stores.open();
+    const r = receipt();
+    await record(store, r, "ingest", { now: 1 });
+    const first = await readJob(store, r.jobId);
+    expect(await record(store, { ...r }, "import", { now: 2 })).toEqual([{ outcome: "duplicate" }]);
+    expect(await readJob(store, r.jobId)).toEqual(first);
+  });
+
+  it("keeps a receipt that disagrees as a conflict and leaves the recorded one alone", async () => {
+    const store = await stores.open();
+    const r = receipt();
+    await record(store, r, "ingest");
+    const forged = { ...r, worker: address(), creditsRemainingUnits: 1n };
+    expect(await record(store, forged, "ingest", { now: 7 })).toEqual([
+      { outcome: "conflict", differences: ["worker", "credits_remaining_units"] },
+    ]);
+    expect((await readJob(store, r.jobId))?.worker).toBe(r.worker);
+    const conflicts = await readConflicts(store);
+    expect(conflicts).toHaveLength(1);
+    expect(conflicts[0]).toMatchObject({
+      jobId: r.jobId,
+      source: "ingest",
+      differences: ["worker", "credits_remaining_units"],
+      receipt: { worker: forged.worker, credits_remaining_units: "1", tags: {} },
+      receivedAt: 7,
+    });
+    // The same conflicting receipt again is not stored twice.
+    expect(outcomes(await record(store, forged, "ingest"))).toEqual(["conflict"]);
+    expect(await readConflicts(store)).toHaveLength(1);
+  });
+
+  it("fills a missing settlement signature from the same source, ends the backfill and reopens the job", async () => {
+    const store = await stores.open();
+    const r = receipt({ settlementTx: null, tags: { a: "1" } });
+    await record(store, r, "ingest", { now: 10 });
+    // The verifier had settled it as unverifiable for want of a settlement.
+    await updateJob(store, r.jobId, {
+      verdict: "unverifiable",
+      nextVerifyAt: 9_999_999,
+      verifyAttempts: 3,
+    });
+    const before = await readJob(store, r.jobId);
+    const settlement = signature();
+    expect(
+      await record(store, { ...r, settlementTx: settlement, tags: { b: "2" } }, "ingest", {
+        now: 20,
+      }),
+    ).toEqual([{ outcome: "updated" }]);
+    const row = await readJob(store, r.jobId);
+    expect(row).toMatchObject({
+      settlementTx: settlement,
+      backfillState: "done",
+      tags: { a: "1", b: "2" },
+      verdict: "pending",
+      nextVerifyAt: 20,
+      verifyAttempts: 0,
+      updatedAt: 20,
+    });
+    expect(row?.receiptHash).not.toBe(before?.receiptHash);
+    // The less complete receipt again adds nothing: a duplicate.
+    expect(outcomes(await record(store, r, "ingest"))).toEqual(["duplicate"]);
+  });
+
+  it("never lets another source fill in what the proxy recorded, and keeps the signatures a conflict names", async () => {
+    const store = await stores.open();
+    const proxied = receipt({ promptTokens: null, completionTokens: null, totalTokens: null });
+    await record(store, proxied, "proxy");
+    const filler = { ...proxied, promptTokens: 1, completionTokens: 2, totalTokens: 3 };
+    expect(await record(store, filler, "ingest")).toEqual([
+      { outcome: "conflict", differences: ["prompt_tokens", "completion_tokens", "total_tokens"] },
+    ]);
+    expect(await readJob(store, proxied.jobId)).toMatchObject({
+      source: "proxy",
+      totalTokens: null,
+      conflictSignatures: null,
+    });
+    await updateJob(store, proxied.jobId, { verdict: "verified", nextVerifyAt: 9_999_999 });
+    const other = signature();
+    expect(
+      outcomes(await record(store, { ...proxied, settlementTx: other }, "ingest", { now: 30 })),
+    ).toEqual(["conflict"]);
+    expect(await readJob(store, proxied.jobId)).toMatchObject({
+      settlementTx: proxied.settlementTx,
+      conflictSignatures: [other],
+      verdict: "pending",
+      nextVerifyAt: 30,
+    });
+    // The very same receipt is a duplicate, whoever sends it.
+    expect(outcomes(await record(store, proxied, "import"))).toEqual(["duplicate"]);
+  });
+
+  it("keeps at most ten conflicts per job, the last one summarizing the rest", async () => {
+    const store = await stores.open();
+    const r = receipt();
+    await record(store, r, "proxy");
+    const flood = Array.from({ length: 25 }, () => ({ ...r, worker: address() }));
+    expect(new Set(outcomes(await record(store, flood, "ingest")))).toEqual(new Set(["conflict"]));
+    const again = { ...r, creditsRemainingUnits: 1n };
+    await record(store, again, "ingest");
+    await record(store, again, "ingest");
+    const conflicts = await readConflicts(store);
+    expect(conflicts).toHaveLength(maxStoredConflicts);
+    expect(conflicts.at(-1)).toMatchObject({
+      receipt: {
+        summary: true,
+        more_conflicts: 27 - (maxStoredConflicts - 1),
+        latest: { credits_remaining_units: "1" },
+      },
+      differences: ["worker", "credits_remaining_units"],
+    });
+  });
+
+  it("lets the proxy complete the row it opened, and only that row", async () => {
+    const store = await stores.open();
+    const open = receipt({
+      settlementTx: null,
+      promptTokens: null,
+      completionTokens: null,
+      totalTokens: null,
+      captureState: "open",
+      creditVault: address(),
+    });
+    await record(store, open, "proxy", { now: 1 });
+    const done = {
+      ...open,
+      promptTokens: 5,
+      completionTokens: 7,
+      totalTokens: 12,
+      latencyMs: 40,
+      creditVault: null,
+      captureState: "complete" as const,
+    };
+    expect(outcomes(await record(store, done, "proxy", { now: 2 }))).toEqual(["updated"]);
+    expect(await readJob(store, open.jobId)).toMatchObject({
+      captureState: "complete",
+      totalTokens: 12,
+      latencyMs: 40,
+      creditVault: open.creditVault,
+      backfillState: "pending",
+      updatedAt: 2,
+    });
+    expect(outcomes(await record(store, { ...done, totalTokens: 99 }, "proxy"))).toEqual([
+      "conflict",
+    ]);
+  });
+
+  it("records a batch in order, so a job repeated inside it is a duplicate, update or conflict of its earlier item", async () => {
+    const store = await stores.open();
+    const known = receipt();
+    await record(store, known, "import");
+    const a = receipt();
+    const b = receipt({ settlementTx: null });
+    const results = await record(
+      store,
+      [
+        a,
+        b,
+        known,
+        a,
+        { ...b, escrowTx: signature() },
+        { ...b, settlementTx: signature() },
+        { ...known, worker: address() },
+      ],
+      "import",
+    );
+    expect(outcomes(results)).toEqual([
+      "created",
+      "created",
+      "duplicate",
+      "duplicate",
+      "conflict",
+      "updated",
+      "conflict",
+    ]);
+    expect(await jobIds(store)).toEqual([known.jobId, a.jobId, b.jobId].sort());
+  });
+
+  it("gives the same per-item results through the receipt writer, and a task that fails fails alone", async () => {
+    const store = await stores.open();
+    const { log } = capturedLogger();
+    const writer = createReceiptWriter(store, { log });
+    try {
+      const first = wireReceipt();
+      const items = [
+        first,
+        wireReceipt({ job_id: "job_ABC" }),
+        { ...first },
+        { ...first, worker: address() },
+        wireReceipt({ settlement_tx: null }),
+      ];
+      const results = await ingestReceiptsVia(writer, items, "ingest");
+      expect(results.map((r) => r.status)).toEqual([
+        "created",
+        "rejected",
+        "duplicate",
+        "conflict",
+        "created",
+      ]);
+      expect(results[1]).toMatchObject({ field: "job_id" });
+      expect(results[3]).toMatchObject({ differences: ["worker"] });
+
+      // Submitted together they share a group commit (on PostgreSQL the first is committed
+      // alone, the other three together); the one the database refuses (a job id of NULL)
+      // is rolled back and rejected alone.
+      const broken = receipt({ jobId: null as unknown as string });
+      const [x, y, z] = [wireReceipt(), wireReceipt(), wireReceipt()];
+      const settled = await Promise.allSettled([
+        ingestReceiptsVia(writer, [x], "ingest"),
+        ingestReceiptsVia(writer, [y], "ingest"),
+        writer.run(recordReceiptsUnit([broken], "ingest")),
+        ingestReceiptsVia(writer, [z], "ingest"),
+      ]);
+      expect(settled.map((s) => s.status)).toEqual([
+        "fulfilled",
+        "fulfilled",
+        "rejected",
+        "fulfilled",
+      ]);
+      expect(settled[3]).toMatchObject({ value: [{ status: "created" }] });
+      const stored = await jobIds(store);
+      for (const item of [x, y, z]) expect(stored).toContain(item.job_id);
+      expect(stored).toHaveLength(5);
+    } finally {
+      await writer.close();
+    }
+  });
+});
+
+describe("receipts store on postgres, from two processes at once", () => {
+  const stores = useDialectStores("postgres");
+  const extra: Store[] = [];
+  afterEach(async () => {
+    for (const store of extra.splice(0)) await store.close();
+  });
+
+  /** Two stores on one database, as two `serve` processes have. */
+  async function twoStores(): Promise<[Store, Store]> {
+    const first = await stores.open();
+    const second = openPostgres(stores.lastUrl, { poolSize: 4, statementTimeoutMs: 30_000 });
+    extra.push(second);
+    return [first, second];
+  }
+
+  it("creates each job once when both record the same batch", async () => {
+    const [a, b] = await twoStores();
+    const batch = Array.from({ length: 300 }, () => receipt());
+    const reversed = [...batch].reverse();
+    const [ra, rb] = await Promise.all([
+      createReceiptsStore(a).record(batch, "ingest"),
+      createReceiptsStore(b).record(reversed, "import"),
+    ]);
+    const created = [...outcomes(ra), ...outcomes(rb)].filter((o) => o === "created");
+    expect(created).toHaveLength(300);
+    expect([...outcomes(ra), ...outcomes(rb)].filter((o) => o !== "created")).toEqual(
+      Array(300).fill("duplicate"),
+    );
+    expect(await jobIds(a)).toHaveLength(300);
+    expect(await readConflicts(a)).toEqual([]);
+  });
+
+  it("keeps one receipt and one conflict when both record different receipts of a job", async () => {
+    const [a, b] = await twoStores();
+    const pairs = Array.from({ length: 50 }, () => {
+      const r = receipt();
+      return [r, { ...r, worker: address() }] as const;
+    });
+    const [ra, rb] = await Promise.all([
+      createReceiptsStore(a).record(
+        pairs.map(([r]) => r),
+        "ingest",
+      ),
+      createReceiptsStore(b).record(
+        pairs.map(([, forged]) => forged),
+        "ingest",
+      ),
+    ]);
+    const conflicts = await readConflicts(a);
+    expect(conflicts).toHaveLength(50);
+    for (const [i, [r, forged]] of pairs.entries()) {
+      const pair = [ra[i]?.outcome, rb[i]?.outcome].sort();
+      expect(pair).toEqual(["conflict", "created"]);
+      const kept = ra[i]?.outcome === "created" ? r : forged;
+      const lost = kept === r ? forged : r;
+      expect((await readJob(a, r.jobId))?.worker).toBe(kept.worker);
+      expect(conflicts.find((c) => c.jobId === r.jobId)?.receipt).toMatchObject({
+        worker: lost.worker,
+      });
+    }
+  });
+
+  it("caps the conflicts of a job and counts every one when both flood it", async () => {
+    const [a, b] = await twoStores();
+    const r = receipt();
+    await createReceiptsStore(a).record([r], "proxy");
+    const flood = () =>
+      Promise.all(
+        Array.from({ length: 15 }, () =>
+          createReceiptsStore(a).record([{ ...r, worker: address() }], "ingest"),
+        ).concat(
+          Array.from({ length: 15 }, () =>
+            createReceiptsStore(b).record([{ ...r, worker: address() }], "ingest"),
+          ),
+        ),
+      );
+    await flood();
+    const conflicts = await readConflicts(a);
+    expect(conflicts).toHaveLength(maxStoredConflicts);
+    expect(conflicts.at(-1)?.receipt).toMatchObject({
+      summary: true,
+      more_conflicts: 30 - (maxStoredConflicts - 1),
+    });
+  });
+
+  it("applies the same fill once when both send it", async () => {
+    const [a, b] = await twoStores();
+    const incomplete = Array.from({ length: 50 }, () => receipt({ settlementTx: null }));
+    await createReceiptsStore(a).record(incomplete, "ingest");
+    const complete = incomplete.map((r) => ({ ...r, settlementTx: signature() }));
+    // Each job's fill sent by both at the same moment, every job at once.
+    const results = await Promise.all(
+      complete.map((r) =>
+        Promise.all([a, b].map((store) => createReceiptsStore(store).record([r], "ingest"))),
+      ),
+    );
+    for (const pair of results) {
+      expect(pair.map(([r]) => r?.outcome).sort()).toEqual(["duplicate", "updated"]);
+    }
+    expect(await readConflicts(a)).toEqual([]);
+  });
+});
