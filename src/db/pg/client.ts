@@ -3,6 +3,7 @@ import type { ConnectionOptions } from "node:tls";
 import { drizzle, type NodePgDatabase } from "drizzle-orm/node-postgres";
 import pg from "pg";
 import type { Config } from "../../config.js";
+import { isTransientPgError } from "../client.js";
 import {
   DatabaseUrlError,
   effectiveSslMode,
@@ -103,8 +104,43 @@ export function openPostgres(
   // An idle client's error (server restart, network cut) is reported on the pool; without a
   // listener it would be an uncaught exception. The next query gets a fresh connection.
   pool.on("error", () => {});
+  // A checked-out client whose connection drops emits "error" too, besides rejecting its query;
+  // without a listener that event would end the process. The query's rejection is what counts.
+  pool.on("connect", (client) => {
+    client.on("error", () => {});
+  });
   const db = drizzle(pool, { schema });
+  db.transaction = transactionsOn(pool);
   return { kind: "postgres", db, pool, target, close: () => pool.end() };
+}
+
+/**
+ * `db.transaction` of a pool, without leaking a connection. drizzle's own (0.45) checks a client
+ * out of the pool and runs BEGIN before its try/finally: when BEGIN fails (the server went away
+ * while the client sat idle) the client is never given back, and once the pool's clients are
+ * all lost so, every later query waits forever. Here the client is checked out and given back by
+ * this function, destroyed when its connection failed, and the transaction itself runs through
+ * a drizzle handle over that one client (kept per client: building one costs more than a query).
+ */
+function transactionsOn(pool: pg.Pool): PgDb["transaction"] {
+  const handles = new WeakMap<pg.PoolClient, PgDb>();
+  return async (body, config) => {
+    const client = await pool.connect();
+    let broken: Error | undefined;
+    try {
+      let handle = handles.get(client);
+      if (handle === undefined) {
+        handle = drizzle(client, { schema }) as unknown as PgDb;
+        handles.set(client, handle);
+      }
+      return await handle.transaction(body, config);
+    } catch (error) {
+      if (error instanceof Error && isTransientPgError(error)) broken = error;
+      throw error;
+    } finally {
+      client.release(broken);
+    }
+  };
 }
 
 /**
