@@ -623,8 +623,11 @@ export type ScenarioReceipt = Receipt & { requestedModel?: string | null };
 export class Scenario {
   private app: ReturnType<typeof createApp> | undefined;
   private ingestToken: string | undefined;
-  /** Writes `record` and `jobsApi` started; awaited before anything reads or verifies. */
-  private pending: Promise<unknown>[] = [];
+  /**
+   * Writes `record` and `jobsApi` queued, run one after the other in the order they were made
+   * (a jobs-API answer needs its receipt's row); awaited before anything reads or verifies.
+   */
+  private pending: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly harness: AdversaryHarness,
@@ -632,11 +635,16 @@ export class Scenario {
     readonly store: Store,
   ) {}
 
-  /** Waits for the writes started so far; the first that failed throws. */
+  /** Queues a write after the ones before it. */
+  private queue(write: () => Promise<unknown>): void {
+    this.pending = this.pending.then(write);
+  }
+
+  /** Waits for the writes queued so far; the first that failed throws (once). */
   async flush(): Promise<void> {
     const pending = this.pending;
-    this.pending = [];
-    await Promise.all(pending);
+    this.pending = Promise.resolve();
+    await pending;
   }
 
   /**
@@ -669,17 +677,16 @@ export class Scenario {
     };
     // The receipt prices by the model asked for and keeps the response's model to compare.
     const { requestedModel, ...rest } = receipt;
-    this.pending.push(
-      recordReceipts(
+    this.queue(async () => {
+      const [result] = await recordReceipts(
         this.store,
         [requestedModel ? { ...rest, model: requestedModel, responseModel: receipt.model } : rest],
         "ingest",
-      ).then(([result]) => {
-        if (result?.outcome !== "created") {
-          throw new Error(`receipt ${plan.jobId}: ${result?.outcome}`);
-        }
-      }),
-    );
+      );
+      if (result?.outcome !== "created") {
+        throw new Error(`receipt ${plan.jobId}: ${result?.outcome}`);
+      }
+    });
     return plan.jobId;
   }
 
@@ -727,7 +734,7 @@ export class Scenario {
 
   /** Stores a jobs-API answer for a job, as the recorder's lookup does. */
   jobsApi(jobId: string, body: JobsApiBody): void {
-    this.pending.push(recordJobsApiAnswer(this.store, jobId, parseJobsApiAnswer(body)));
+    this.queue(() => recordJobsApiAnswer(this.store, jobId, parseJobsApiAnswer(body)));
   }
 
   /** The jobs API's honest answer for a settled job. */
