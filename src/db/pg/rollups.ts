@@ -31,7 +31,7 @@ const readColumns = [
   ...new Set(storedFigures.flatMap((f) => [...f.perJob.matchAll(/\$\.(\w+)/g)].map((m) => m[1]!))),
 ].filter((c) => c !== "verdict");
 
-/** What one job row (`row`: c, OLD or NEW) adds to a figure; booleans count as 0/1. */
+/** What one job row (`row`: an alias of a `jobs` row) adds to a figure; booleans count as 0/1. */
 const perJob = (f: StoredFigure, row: string) => {
   const expr = f.perJob.replaceAll("$.", `${row}.`);
   return f.kind === "count" ? `(${expr})::int` : `coalesce(${expr}, 0)`;
@@ -52,9 +52,8 @@ const dimensionsOf = (row: string) =>
 
 /**
  * The upsert of the sums of `source`, a FROM item `c (sign, <rowColumns>)` (rows kept by
- * `where`): one row per rollup
- * key in key order; keys whose every sum is 0 are skipped, so a statement that changes nothing
- * the rollups count locks no rollup row.
+ * `where`): one row per rollup key in key order; keys whose every sum is 0 are skipped, so a
+ * statement that changes nothing the rollups count locks no rollup row.
  */
 function upsertSums(source: string, where = ""): string {
   const sums = storedFigures.map((f) => `sum(c.sign * ${perJob(f, "c")})`);
