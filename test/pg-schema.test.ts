@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
 import { migratePostgres, pgMigrationsFolder } from "../src/db/pg/migrate.js";
 import {
-  pgRollupFunctionBody,
+  pgRollupFunctionBodies,
   pgRollupHoursBackfillSql,
   pgRollupTriggersSql,
 } from "../src/db/pg/rollups.js";
@@ -215,42 +215,48 @@ describe("the PostgreSQL store", () => {
     expect(normalise((await readRollups()).rows)).toEqual(normalise(fromJobs.rows));
   });
 
-  it("runs the rollup function and update trigger generated from the report figures", async () => {
-    const [fn, update] = pgRollupTriggersSql().filter((s) => s.startsWith("CREATE"));
-    const installed = await store.pool.query<{ prosrc: string }>(
-      "SELECT prosrc FROM pg_proc WHERE proname = 'jobs_rollup'",
+  it("runs the rollup functions and statement triggers generated from the report figures", async () => {
+    const bodies = pgRollupFunctionBodies();
+    const installed = await store.pool.query<{ proname: string; prosrc: string }>(
+      "SELECT proname, prosrc FROM pg_proc WHERE proname LIKE 'jobs\\_rollup%' ORDER BY 1",
     );
-    expect(installed.rows.map((r) => r.prosrc)).toEqual([pgRollupFunctionBody()]);
-    expect(fn).toContain(pgRollupFunctionBody());
-    // The migration holds the generated statements as they are.
-    const migration = readFileSync(
-      join(pgMigrationsFolder, "0001_ledger_kinds_snapshots_hours.sql"),
-      "utf8",
+    expect(installed.rows).toEqual(
+      (["delete", "insert", "update"] as const).map((op) => ({
+        proname: `jobs_rollup_${op}`,
+        prosrc: bodies[op],
+      })),
     );
-    for (const statement of [...pgRollupTriggersSql(), pgRollupHoursBackfillSql()]) {
-      expect(migration).toContain(statement);
+    // The latest migration holds the generated statements as they are; the one-off sum of
+    // hour rows stays where the hour grains came.
+    const migration = (name: string) => readFileSync(join(pgMigrationsFolder, name), "utf8");
+    for (const statement of pgRollupTriggersSql()) {
+      expect(migration("0002_rollup_statement_triggers.sql")).toContain(statement);
     }
-    // pg_get_triggerdef prints the WHEN deparsed: compare it with the generated trigger's,
-    // deparsed by PostgreSQL the same way on a scratch table.
-    const deparse = async (sql: string) => {
-      const client = await store.pool.connect();
-      try {
-        await client.query("BEGIN");
-        await client.query("CREATE TABLE jobs_scratch (LIKE jobs)");
-        await client.query(sql.replace('ON "jobs"', 'ON "jobs_scratch"'));
-        const r = await client.query<{ def: string }>(
-          "SELECT pg_get_triggerdef(oid) AS def FROM pg_trigger WHERE tgname = 'jobs_rollup_update' AND tgrelid = 'jobs_scratch'::regclass",
-        );
-        return r.rows[0]!.def.replace("jobs_scratch", "jobs");
-      } finally {
-        await client.query("ROLLBACK");
-        client.release();
-      }
-    };
-    const live = await store.pool.query<{ def: string }>(
-      "SELECT pg_get_triggerdef(oid) AS def FROM pg_trigger WHERE tgname = 'jobs_rollup_update' AND tgrelid = 'jobs'::regclass",
+    expect(migration("0001_ledger_kinds_snapshots_hours.sql")).toContain(
+      pgRollupHoursBackfillSql(),
     );
-    expect(live.rows.map((r) => r.def)).toEqual([await deparse(update!)]);
+    // pg_get_triggerdef prints the triggers as PostgreSQL reads them: compare them with the
+    // generated ones, read by PostgreSQL the same way on a scratch table.
+    const defs = async (client: pg.ClientBase, table: string) =>
+      (
+        await client.query<{ def: string }>(
+          `SELECT pg_get_triggerdef(oid) AS def FROM pg_trigger WHERE tgrelid = '${table}'::regclass AND NOT tgisinternal ORDER BY tgname`,
+        )
+      ).rows.map((r) => r.def.replace(`ON public.${table} `, "ON public.jobs "));
+    const client = await store.pool.connect();
+    try {
+      await client.query("BEGIN");
+      await client.query("CREATE TABLE jobs_scratch (LIKE jobs)");
+      for (const statement of pgRollupTriggersSql().filter((s) => s.startsWith("CREATE TRIGGER"))) {
+        await client.query(statement.replace('ON "jobs"', 'ON "jobs_scratch"'));
+      }
+      const generated = await defs(client, "jobs_scratch");
+      expect(generated).toHaveLength(3);
+      expect(await defs(client, "jobs")).toEqual(generated);
+    } finally {
+      await client.query("ROLLBACK");
+      client.release();
+    }
   });
 
   it("keeps ledger_daily equal to the lines summed from scratch through inserts, kinds, moves and deletes", async () => {

@@ -1,13 +1,17 @@
 import { DAY_MS, grains, HOUR_MS, type StoredFigure, storedFigures } from "../rollups.js";
 
 /**
- * The PostgreSQL rollup trigger of `jobs`, generated from `reportFigures` as
+ * The PostgreSQL rollup triggers of `jobs`, generated from `reportFigures` as
  * `rollupTriggersSql()` generates the SQLite triggers: the same grains, buckets, figures and
  * "open" verdicts. The migration holds this text (test/pg-schema.test.ts compares the installed
- * function and trigger with it). One row function serves insert, update and delete: OLD's
- * figures negated, NEW's added, summed per rollup key first, so a job that keeps its groups
- * upserts each row once and a job that moves takes its figures from one row to the other. Rows
- * are written in key order, so concurrent writers lock them in the same order.
+ * functions and triggers with it).
+ *
+ * Statement triggers over transition tables: one upsert per statement, whatever its number of
+ * rows. A row trigger upserted the same few rollup rows once per job (a batch of 1,000 receipts
+ * of one day moved each of its rows 1,000 times, each a new row version). Here the statement's
+ * old rows count negated and its new rows added, summed per rollup key first, so a job that
+ * keeps its groups cancels out and a job that moves takes its figures from one row to the
+ * other. Rows are written in key order, so concurrent writers lock them in the same order.
  */
 
 const dimsOf: Record<number, readonly string[]> = {
@@ -27,7 +31,7 @@ const readColumns = [
   ...new Set(storedFigures.flatMap((f) => [...f.perJob.matchAll(/\$\.(\w+)/g)].map((m) => m[1]!))),
 ].filter((c) => c !== "verdict");
 
-/** What one job row (`row`: c, OLD or NEW) adds to a figure; booleans count as 0/1. */
+/** What one job row (`row`: an alias of a `jobs` row) adds to a figure; booleans count as 0/1. */
 const perJob = (f: StoredFigure, row: string) => {
   const expr = f.perJob.replaceAll("$.", `${row}.`);
   return f.kind === "count" ? `(${expr})::int` : `coalesce(${expr}, 0)`;
@@ -36,39 +40,79 @@ const perJob = (f: StoredFigure, row: string) => {
 const figureColumns = storedFigures.map((f) => f.column);
 const rowColumns = ["created_at", "model", "worker", "key_fingerprint", "verdict", ...readColumns];
 
-/** The body of `jobs_rollup()` (what `pg_proc.prosrc` holds). */
-export function pgRollupFunctionBody(): string {
-  return `
-BEGIN
-  INSERT INTO job_rollups AS r (grain, day, model, worker, key_fingerprint,
+/** The transition tables the triggers name (`REFERENCING … AS`). */
+const oldRows = "old_jobs";
+const newRows = "new_jobs";
+
+/** The rollup dimensions of grain `g` (NULL where the grain does not group by it). */
+const dimensionsOf = (row: string) =>
+  (["model", "worker", "key_fingerprint"] as const)
+    .map((dim) => `CASE WHEN g.grain IN (${grainsWith(dim)}) THEN ${row}.${dim} END`)
+    .join(",\n    ");
+
+/**
+ * The upsert of the sums of `source`, a FROM item `c (sign, <rowColumns>)` (rows kept by
+ * `where`): one row per rollup key in key order; keys whose every sum is 0 are skipped, so a
+ * statement that changes nothing the rollups count locks no rollup row.
+ */
+function upsertSums(source: string, where = ""): string {
+  const sums = storedFigures.map((f) => `sum(c.sign * ${perJob(f, "c")})`);
+  return `INSERT INTO job_rollups AS r (grain, day, model, worker, key_fingerprint,
     ${figureColumns.join(", ")})
   SELECT g.grain,
     c.created_at / CASE WHEN g.grain >= ${grains.hourModel} THEN ${HOUR_MS} ELSE ${DAY_MS} END,
-    ${(["model", "worker", "key_fingerprint"] as const)
-      .map((dim) => `CASE WHEN g.grain IN (${grainsWith(dim)}) THEN c.${dim} END`)
-      .join(",\n    ")},
-    ${storedFigures.map((f) => `sum(c.sign * ${perJob(f, "c")})`).join(",\n    ")}
-  FROM (
-    SELECT -1, ${rowColumns.map((c) => `OLD.${c}`).join(", ")}
-    WHERE TG_OP <> 'INSERT'
-    UNION ALL
-    SELECT 1, ${rowColumns.map((c) => `NEW.${c}`).join(", ")}
-    WHERE TG_OP <> 'DELETE'
-  ) AS c (sign, ${rowColumns.join(", ")})
-  CROSS JOIN (VALUES ${allGrains.map((g) => `(${g})`).join(", ")}) AS g (grain)
+    ${dimensionsOf("c")},
+    ${sums.join(",\n    ")}
+  FROM ${source}
+  CROSS JOIN (VALUES ${allGrains.map((g) => `(${g})`).join(", ")}) AS g (grain)${where}
   GROUP BY 1, 2, 3, 4, 5
+  HAVING ${sums.map((s) => `${s} <> 0`).join("\n    OR ")}
   ORDER BY 1, 2, 3, 4, 5
   ON CONFLICT (grain, day, model, worker, key_fingerprint) DO UPDATE SET
-    ${figureColumns.map((c) => `${c} = r.${c} + EXCLUDED.${c}`).join(",\n    ")};
+    ${figureColumns.map((c) => `${c} = r.${c} + EXCLUDED.${c}`).join(",\n    ")};`;
+}
+
+const rowsOf = (table: string, sign: number) =>
+  `(SELECT ${sign}, ${rowColumns.join(", ")} FROM ${table}) AS c (sign, ${rowColumns.join(", ")})`;
+
+/**
+ * An update's old and new rows of a job, paired by job id (a row whose id changed has no pair
+ * and counts whole), for the jobs whose change the rollups see (`pgRollupUpdateWhen`): lease
+ * claims, renewals and moves between open verdicts pass nothing on.
+ */
+const changedRows = `${oldRows} AS o FULL JOIN ${newRows} AS n ON n.job_id = o.job_id
+  CROSS JOIN LATERAL (VALUES
+    (o.job_id, -1, ${rowColumns.map((c) => `o.${c}`).join(", ")}),
+    (n.job_id, 1, ${rowColumns.map((c) => `n.${c}`).join(", ")})
+  ) AS c (job_id, sign, ${rowColumns.join(", ")})`;
+
+/** The trigger functions, by the operation they serve (what `pg_proc.prosrc` holds). */
+export function pgRollupFunctionBodies(): Record<"insert" | "update" | "delete", string> {
+  const body = (statement: string) => `
+BEGIN
+  ${statement}
   RETURN NULL;
 END;
 `;
+  return {
+    insert: body(upsertSums(rowsOf(newRows, 1))),
+    delete: body(upsertSums(rowsOf(oldRows, -1))),
+    update: body(
+      upsertSums(
+        changedRows,
+        `
+  WHERE c.job_id IS NOT NULL
+    AND (o.job_id IS NULL OR n.job_id IS NULL
+    OR ${pgRollupUpdateWhen().replaceAll("OLD.", "o.").replaceAll("NEW.", "n.")})`,
+      ),
+    ),
+  };
 }
 
 /**
- * The update trigger's WHEN: it fires only when a job changes hour bucket, group, the count its
- * verdict falls in, or a figure it reads (as the SQLite trigger does), so moves between verdicts
- * that are not final leave the rollups alone.
+ * Whether an update of one job changes what the rollups count: its hour bucket, a group, the
+ * count its verdict falls in, or a figure it reads (as the SQLite trigger's WHEN), so moves
+ * between verdicts that are not final leave the rollups alone.
  */
 export function pgRollupUpdateWhen(): string {
   const countClass = (row: string) =>
@@ -84,14 +128,28 @@ export function pgRollupUpdateWhen(): string {
   ].join("\n    OR ");
 }
 
-/** The statements the migration appends: the function and its update trigger. */
+/**
+ * The statements the migration holds: the row triggers and their function go, and each
+ * operation gets its statement trigger and function (transition tables allow one event a
+ * trigger, and neither a column list nor a WHEN: the update function filters itself).
+ */
 export function pgRollupTriggersSql(): string[] {
+  const bodies = pgRollupFunctionBodies();
+  const ops = ["insert", "update", "delete"] as const;
+  const referencing = {
+    insert: `NEW TABLE AS ${newRows}`,
+    update: `OLD TABLE AS ${oldRows} NEW TABLE AS ${newRows}`,
+    delete: `OLD TABLE AS ${oldRows}`,
+  };
   return [
-    `CREATE OR REPLACE FUNCTION "jobs_rollup"() RETURNS trigger LANGUAGE plpgsql AS $$${pgRollupFunctionBody()}$$;`,
-    `DROP TRIGGER IF EXISTS "jobs_rollup_update" ON "jobs";`,
-    `CREATE TRIGGER "jobs_rollup_update" AFTER UPDATE OF verdict, created_at, model, worker, key_fingerprint, ${readColumns.join(", ")} ON "jobs"
-  FOR EACH ROW WHEN (${pgRollupUpdateWhen()})
-  EXECUTE FUNCTION "jobs_rollup"();`,
+    ...ops.map((op) => `DROP TRIGGER IF EXISTS "jobs_rollup_${op}" ON "jobs";`),
+    `DROP FUNCTION IF EXISTS "jobs_rollup"();`,
+    ...ops.flatMap((op) => [
+      `CREATE OR REPLACE FUNCTION "jobs_rollup_${op}"() RETURNS trigger LANGUAGE plpgsql AS $$${bodies[op]}$$;`,
+      `CREATE TRIGGER "jobs_rollup_${op}" AFTER ${op.toUpperCase()} ON "jobs"
+  REFERENCING ${referencing[op]}
+  FOR EACH STATEMENT EXECUTE FUNCTION "jobs_rollup_${op}"();`,
+    ]),
   ];
 }
 
@@ -104,9 +162,7 @@ export function pgRollupHoursBackfillSql(): string {
   return `INSERT INTO job_rollups (grain, day, model, worker, key_fingerprint,
     ${figureColumns.join(", ")})
   SELECT g.grain, c.created_at / ${HOUR_MS},
-    ${(["model", "worker", "key_fingerprint"] as const)
-      .map((dim) => `CASE WHEN g.grain IN (${grainsWith(dim)}) THEN c.${dim} END`)
-      .join(",\n    ")},
+    ${dimensionsOf("c")},
     ${storedFigures.map((f) => `sum(${perJob(f, "c")})`).join(",\n    ")}
   FROM jobs AS c CROSS JOIN (VALUES ${hourGrains.map((g) => `(${g})`).join(", ")}) AS g (grain)
   GROUP BY 1, 2, 3, 4, 5

@@ -1,9 +1,9 @@
-import { and, eq, inArray, sql } from "drizzle-orm";
+import { inArray, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
-import { checkResults, jobs } from "../../db/pg/schema.js";
+import { checkResults } from "../../db/pg/schema.js";
 import { finalVerdicts } from "../../db/schema.js";
 import type { CustodyProfile } from "../custody.js";
-import type { VerdictStore, VerdictWrite } from "../verdicts.js";
+import type { VerdictAmounts, VerdictStore, VerdictWrite } from "../verdicts.js";
 import { createPgCustodyPinning } from "./custody-pinning.js";
 import type { PgTx } from "./executor.js";
 
@@ -11,11 +11,11 @@ import type { PgTx } from "./executor.js";
  * The verdict writer on PostgreSQL (see src/store/verdicts.ts): a batch's verdicts, amounts,
  * check rows and pins in one transaction, each job's write guarded by `owner`'s lease.
  *
- * The lease guard is `UPDATE … WHERE job_id = ? AND lease_owner = ?`: under READ COMMITTED an
- * update that meets a row another transaction changed waits for it, then re-checks the WHERE on
- * the committed row, so a claim or reopen that took the lease first makes this write touch
- * nothing (its checks and treasury evidence are then skipped too, as on SQLite). The report
- * rollups follow the jobs rows through the `jobs_rollup` triggers of migrations/postgres.
+ * The jobs rows of a batch are written by one `UPDATE … FROM unnest(…) WHERE lease_owner = owner
+ * RETURNING job_id` (see `updateLeased`): a job whose lease another owner took first is not
+ * returned, and its checks and treasury evidence are then skipped too, as on SQLite. The report
+ * rollups follow the jobs rows through the `jobs_rollup_*` statement triggers of
+ * migrations/postgres, once for the whole batch.
  */
 export function createPgVerdictStore(store: PgStore, profile: CustodyProfile): VerdictStore {
   const custody = createPgCustodyPinning(profile);
@@ -33,6 +33,9 @@ export function createPgVerdictStore(store: PgStore, profile: CustodyProfile): V
     // their jobs come, which deadlocks (each one costing PostgreSQL's deadlock_timeout, 1 s by
     // default). Taking turns up front costs little: batches of one deployment's few workers and
     // keys share those rows anyway. The RPC work of a round is outside this transaction.
+    // (A batch now moves its rollup rows in one statement, in key order, so two batches no
+    // longer meet there out of order; the turns stay until the other rows a batch locks, jobs
+    // another owner took over and treasury evidence, are shown safe without them.)
     // Raw SQL: drizzle has no builder for advisory locks.
     await tx.execute(sql`SELECT pg_advisory_xact_lock(${VERDICT_LOCK_CLASS}::int, 0)`);
     // The treasury-learning lock comes next, before any row lock, so a writer holding it never
@@ -50,45 +53,24 @@ export function createPgVerdictStore(store: PgStore, profile: CustodyProfile): V
     );
     const stale = new Set(evaluated.filter((_, i) => !pinOk[i]));
 
+    // Only a job's first decision is written: writing it releases the lease, so another
+    // decision of the same job in the batch would find the lease gone and write nothing.
+    const firsts = new Set<VerdictWrite>();
+    const seen = new Set<string>();
+    for (const d of decisions) {
+      if (!seen.has(d.job.jobId)) firsts.add(d);
+      seen.add(d.job.jobId);
+    }
+    const writes = decisions.filter((d) => firsts.has(d)).map((d) => rowOf(d, stale.has(d), t));
+    const updated = await updateLeased(tx, writes, owner, t);
+
     const written: boolean[] = [];
     const checksOf: VerdictWrite[] = [];
     for (const d of decisions) {
-      const final = finalVerdicts.includes(d.verdict);
-      const leased = and(eq(jobs.jobId, d.job.jobId), eq(jobs.leaseOwner, owner));
-      const set = {
-        verdict: d.verdict,
-        verdictAt: final ? t : d.job.verdictAt,
-        // Consecutive rounds that ended in RPC trouble: the error backoff grows with it.
-        verifyAttempts:
-          d.verdict === "error" || d.verdict === "rpc_disagreement" ? d.job.verifyAttempts + 1 : 0,
-        nextVerifyAt: d.nextVerifyAt,
-        leaseOwner: null,
-        leaseUntil: null,
-        lastError: d.lastError,
-        commitment: d.commitment,
-        unproven: d.evaluation?.unproven.length ? [...d.evaluation.unproven] : null,
-        updatedAt: t,
-      };
-      if (stale.has(d)) {
-        await tx
-          .update(jobs)
-          .set({
-            ...set,
-            verdict: "pending",
-            verdictAt: d.job.verdictAt,
-            nextVerifyAt: t,
-            unproven: null,
-          })
-          .where(leased);
+      // Stale (written back to pending), a later decision of the same job, or the lease was
+      // lost (another owner has the job): no verdict, and nothing else of it is written.
+      if (stale.has(d) || !firsts.has(d) || !updated.has(d.job.jobId)) {
         written.push(false);
-        continue;
-      }
-      const result = await tx
-        .update(jobs)
-        .set(d.evaluation ? { ...set, ...d.evaluation.amounts } : set)
-        .where(leased);
-      if ((result.rowCount ?? 0) === 0) {
-        written.push(false); // The lease was lost: another owner has the job.
         continue;
       }
       if (d.evaluation?.learned.treasuryCandidate) {
@@ -100,6 +82,7 @@ export function createPgVerdictStore(store: PgStore, profile: CustodyProfile): V
         );
       }
       // A disagreement's evidence is written too, and replaced by the checks of the final verdict.
+      const final = finalVerdicts.includes(d.verdict);
       if ((final || d.verdict === "rpc_disagreement") && d.checks) checksOf.push(d);
       written.push(final);
     }
@@ -115,6 +98,118 @@ export function createPgVerdictStore(store: PgStore, profile: CustodyProfile): V
       );
     },
   };
+}
+
+/** What one decision writes to its job row (`amounts` null: the amounts stay as they are). */
+interface JobWrite {
+  jobId: string;
+  verdict: string;
+  verdictAt: number | null;
+  verifyAttempts: number;
+  nextVerifyAt: number;
+  lastError: string | null;
+  commitment: string | null;
+  unproven: string | null;
+  amounts: VerdictAmounts | null;
+}
+
+/**
+ * The row a decision writes; a stale one (a pin it relied on disagrees) goes back to pending,
+ * due now, without its amounts, as SQLite's writer does.
+ */
+function rowOf(d: VerdictWrite, stale: boolean, t: number): JobWrite {
+  const final = finalVerdicts.includes(d.verdict);
+  const row: JobWrite = {
+    jobId: d.job.jobId,
+    verdict: d.verdict,
+    verdictAt: final ? t : d.job.verdictAt,
+    // Consecutive rounds that ended in RPC trouble: the error backoff grows with it.
+    verifyAttempts:
+      d.verdict === "error" || d.verdict === "rpc_disagreement" ? d.job.verifyAttempts + 1 : 0,
+    nextVerifyAt: d.nextVerifyAt,
+    lastError: d.lastError,
+    commitment: d.commitment,
+    unproven: d.evaluation?.unproven.length ? JSON.stringify(d.evaluation.unproven) : null,
+    amounts: d.evaluation?.amounts ?? null,
+  };
+  if (!stale) return row;
+  return {
+    ...row,
+    verdict: "pending",
+    verdictAt: d.job.verdictAt,
+    nextVerifyAt: t,
+    unproven: null,
+    amounts: null,
+  };
+}
+
+/** The amount columns of `jobs` a decision with an evaluation writes. */
+const amountColumns = {
+  escrowedUnits: "escrowed_units",
+  chargedUnits: "charged_units",
+  workerPaidUnits: "worker_paid_units",
+  treasuryPaidUnits: "treasury_paid_units",
+  refundedUnits: "refunded_units",
+  expectedChargeUnits: "expected_charge_units",
+  feesLamports: "fees_lamports",
+} as const satisfies Record<keyof VerdictAmounts, string>;
+
+/**
+ * Writes the rows in one statement, each guarded by `owner`'s lease, and returns the ids of the
+ * jobs written. Guard: `UPDATE … WHERE lease_owner = owner RETURNING` (under READ COMMITTED a
+ * row another transaction changed is waited for and its WHERE checked again on the committed
+ * row, so a claim or reopen that took the lease first makes that job's write touch nothing). One
+ * statement, so the rollup triggers run once for the batch. Raw SQL: drizzle's update builder
+ * has no `UPDATE … FROM unnest(arrays)`.
+ */
+async function updateLeased(
+  tx: PgTx,
+  rows: readonly JobWrite[],
+  owner: string,
+  t: number,
+): Promise<Set<string>> {
+  if (rows.length === 0) return new Set();
+  const column = <T>(pick: (r: JobWrite) => T) => sql.param(rows.map(pick));
+  const units = (v: bigint | null | undefined) => (v == null ? null : v.toString());
+  const amounts = Object.entries(amountColumns) as [keyof VerdictAmounts, string][];
+  const result = await tx.execute<{ job_id: string }>(sql`
+    UPDATE jobs SET
+      verdict = u.verdict,
+      verdict_at = u.verdict_at,
+      verify_attempts = u.verify_attempts,
+      next_verify_at = u.next_verify_at,
+      lease_owner = NULL,
+      lease_until = NULL,
+      last_error = u.last_error,
+      commitment = u.commitment,
+      unproven = u.unproven::json,
+      updated_at = ${t}::bigint,
+      ${sql.join(
+        amounts.map(
+          ([, c]) =>
+            sql`${sql.raw(c)} = CASE WHEN u.has_amounts THEN u.${sql.raw(c)} ELSE jobs.${sql.raw(c)} END`,
+        ),
+        sql`, `,
+      )}
+    FROM unnest(
+      ${column((r) => r.jobId)}::text[],
+      ${column((r) => r.verdict)}::text[],
+      ${column((r) => r.verdictAt)}::bigint[],
+      ${column((r) => r.verifyAttempts)}::bigint[],
+      ${column((r) => r.nextVerifyAt)}::bigint[],
+      ${column((r) => r.lastError)}::text[],
+      ${column((r) => r.commitment)}::text[],
+      ${column((r) => r.unproven)}::text[],
+      ${column((r) => r.amounts !== null)}::boolean[],
+      ${sql.join(
+        amounts.map(([key]) => sql`${column((r) => units(r.amounts?.[key]))}::bigint[]`),
+        sql`, `,
+      )}
+    ) AS u (job_id, verdict, verdict_at, verify_attempts, next_verify_at, last_error, commitment,
+      unproven, has_amounts, ${sql.raw(amounts.map(([, c]) => c).join(", "))})
+    WHERE jobs.job_id = u.job_id AND jobs.lease_owner = ${owner}
+    RETURNING jobs.job_id`);
+  return new Set(result.rows.map((r) => r.job_id));
 }
 
 /**
