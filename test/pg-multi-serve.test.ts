@@ -25,7 +25,14 @@ beforeAll(async () => {
   const env = { SOLANA_RPC_URLS: world.rpcUrl, DECENTRAL_BASE_URL: world.decentralBaseUrl };
   // All three start, and migrate, at once on an empty database: the migration lock lets one
   // apply the migrations and the others find nothing to do.
-  serves = await Promise.all([0, 1, 2].map(() => startServe(database.url, env)));
+  // The third has a slow RPC node (300 ms a call): its rounds hold their leases long enough to
+  // be killed in the middle of one.
+  const slow = await world.addRpcEndpoint({ latencyMs: 300 });
+  // The other two look for work once a minute unless their own receipts wake them.
+  const idle = { ...env, VERIFY_POLL_MS: "60000" };
+  serves = await Promise.all(
+    [idle, idle, { ...env, SOLANA_RPC_URLS: slow }].map((e) => startServe(database.url, e)),
+  );
   store = openPostgres(database.url);
   ingestToken = (await createToken(store, { role: "ingest", name: "pg-multi-serve" })).token;
 }, 120_000);
@@ -84,12 +91,19 @@ async function ingested(url: string, i: number) {
   acknowledged.add(String(h("x-decentral-job-id")));
 }
 
-/** `n` jobs spread over the live serves, through the proxies and the ingest API. */
+/** The serve killed mid-round: requests to it may fail, and are then not acknowledged. */
+let victimUrl: string | null = null;
+
+/** `n` jobs spread over the serves, through the proxies and the ingest API. */
 async function traffic(n: number, urls: string[]) {
   await Promise.all(
-    Array.from({ length: n }, (_, i) => {
+    Array.from({ length: n }, async (_, i) => {
       const url = urls[i % urls.length] as string;
-      return i % 3 === 2 ? ingested(url, i) : proxied(url, i);
+      try {
+        await (i % 3 === 2 ? ingested(url, i) : proxied(url, i));
+      } catch (error) {
+        if (url !== victimUrl) throw error;
+      }
     }),
   );
 }
@@ -122,41 +136,79 @@ function verdictLines(verify: CliProcess[]): string[] {
   return [...fromServes, ...fromRuns].map((l) => String(l.jobId));
 }
 
+/** What a failed verify run saw: the jobs not verified, their failing checks, its last lines. */
+async function diagnosis(run: CliProcess): Promise<string> {
+  const open = await store.pool.query(
+    "SELECT job_id, verdict, capture_state, stream, http_status, source FROM jobs WHERE verdict NOT IN ('verified', 'partially_verified')",
+  );
+  const failing = await store.pool.query(
+    "SELECT job_id, name, reason FROM check_results WHERE outcome = 'fail' LIMIT 20",
+  );
+  const tail = run
+    .stderr()
+    .split("\n")
+    .filter((l) => !l.includes('"level":20'))
+    .slice(-20);
+  return JSON.stringify({ open: open.rows, failing: failing.rows, tail }, null, 1);
+}
+
 describe("three serve processes on one PostgreSQL", () => {
   it("records every acknowledged job once and verifies each exactly once, with verify beside them and one serve killed mid-round", async () => {
     const urls = serves.map((s) => s.url);
+    const victim = serves[2]!;
+    // Jobs through all three; then more through the serve with the slow RPC node only: its
+    // verifier, woken by its own receipts, claims them while the others sleep out their poll
+    // interval, and it dies with SIGKILL while it holds their leases (its verifier's owner
+    // names its pid): mid-round, with requests in flight.
     await traffic(30, urls);
-    // More traffic while the nightly run works, then one serve dies with SIGKILL while its
-    // verifier holds leases: another process takes its jobs once it is known dead.
-    const during = traffic(30, urls);
-    const verify = verifyRun();
-    await serves[2]!.waitForLog((l) => l.msg === "job verdict", 60_000);
-    serves[2]!.child.kill("SIGKILL");
-    await serves[2]!.exited;
+    const during = traffic(30, [victim.url]);
+    await expect
+      .poll(
+        async () =>
+          (
+            await store.pool.query<{ n: string }>(
+              "SELECT count(*) AS n FROM jobs WHERE lease_owner LIKE $1 AND lease_until > $2",
+              [`%-pid${victim.child.pid}@%`, Date.now()],
+            )
+          ).rows[0]?.n,
+        { timeout: 60_000, interval: 20 },
+      )
+      .not.toBe("0");
+    victimUrl = victim.url;
+    victim.child.kill("SIGKILL");
+    await victim.exited;
     await during;
+    // The nightly run beside the two left, under more traffic: it takes the dead serve's jobs
+    // (known dead: its pid is gone from this host).
+    const verify = verifyRun();
     await traffic(15, urls.slice(0, 2));
-    expect(await verify.exited).toBe(0);
+    const code = await verify.exited;
+    expect(code, code === 0 ? "" : await diagnosis(verify)).toBe(0);
     // A second run picks up whatever arrived after the first had looked.
     const second = verifyRun();
-    expect(await second.exited).toBe(0);
+    const secondCode = await second.exited;
+    expect(secondCode, secondCode === 0 ? "" : await diagnosis(second)).toBe(0);
 
     const rows = await store.pool.query<{ job_id: string; verdict: string }>(
       "SELECT job_id, verdict FROM jobs",
     );
     const recorded = new Set(rows.rows.map((r) => r.job_id));
-    // Every job a client was answered for is in the store; nothing else is.
+    // Every job a client was answered for is in the store, once (the job id is its key). The
+    // killed serve may have recorded jobs whose answer died with it: recorded, not answered.
     expect([...acknowledged].filter((id) => !recorded.has(id))).toEqual([]);
-    expect(recorded.size).toBe(acknowledged.size);
-    expect(acknowledged.size).toBe(75);
+    expect(acknowledged.size).toBeGreaterThan(60);
     // Every job reached a final verdict that the chain bears out.
     const open = rows.rows.filter((r) => !["verified", "partially_verified"].includes(r.verdict));
     expect(open).toEqual([]);
-    // Each final verdict was reached by one process, once (logged where it was written).
+    // Each final verdict was reached by one process, once: no job has two "job verdict" lines
+    // (each is logged by the process that wrote it). The killed serve's last lines may have
+    // died with it, unflushed, so a job may have none.
     const lines = verdictLines([verify, second]);
     const counts = new Map<string, number>();
     for (const id of lines) counts.set(id, (counts.get(id) ?? 0) + 1);
     expect([...counts.entries()].filter(([, n]) => n > 1)).toEqual([]);
-    expect(new Set(lines)).toEqual(recorded);
+    expect([...counts.keys()].filter((id) => !recorded.has(id))).toEqual([]);
+    expect(counts.size).toBeGreaterThan(recorded.size / 2);
     for (const s of serves) expect(JSON.stringify(s.logs)).not.toMatch(/"level":50/);
   }, 240_000);
 
@@ -165,6 +217,7 @@ describe("three serve processes on one PostgreSQL", () => {
     const any = [...acknowledged][0]!;
     const readToken = (await createToken(store, { role: "read", name: "reader" })).token;
     const auth = { authorization: `Bearer ${readToken}` };
+    const answeredBefore = acknowledged.size;
     const [audit, report] = await Promise.all([
       fetch(`${a}/audit/${any}`, { headers: auth }),
       fetch(`${b}/reports/reconciliation?from=2020-01-01&to=2100-01-01&groupBy=model`, {
@@ -176,6 +229,6 @@ describe("three serve processes on one PostgreSQL", () => {
     expect(((await audit.json()) as { jobId: string }).jobId).toBe(any);
     expect(report.status).toBe(200);
     const body = (await report.json()) as { totals: { jobs: number } };
-    expect(body.totals.jobs).toBeGreaterThanOrEqual(75);
+    expect(body.totals.jobs).toBeGreaterThanOrEqual(answeredBefore);
   }, 60_000);
 });
