@@ -22,9 +22,10 @@ import { generateJobs, type VerifyWorld } from "./verify-bench.js";
  * - ingest: two `serve` processes on one store, `POST /jobs` in batches of 1,000 to both at
  *   once; receipts per second over the whole;
  * - audit lookups: `GET /audit/:jobId` of random ingested jobs, one at a time, p50/p99;
- * - verification (PostgreSQL): the same real jobs verified by one `verify` process, then by two
- *   at once, each with an RPC endpoint of its own at the same requests/s limit; the work is
- *   shared through `FOR UPDATE SKIP LOCKED` leases, so two should take about half the time.
+ * - verification (PostgreSQL): the same real jobs verified by one verifier process, then by two
+ *   at once (as two `serve` processes run them), each with an RPC endpoint of its own at the
+ *   same requests/s limit; the work is shared through `FOR UPDATE SKIP LOCKED` leases, so two
+ *   should take about half the time.
  */
 
 export interface StoreSide {
@@ -143,35 +144,17 @@ async function measureSide(
   }
 }
 
-/** `decentral-audit verify` in a process of its own, as cron runs it. */
-async function verifyProcess(databaseUrl: string, rpcUrl: string, rateLimitPerSec: number) {
-  const cli = fileURLToPath(new URL("../src/cli.ts", import.meta.url));
+/** A verifier in a process of its own (bench/verify-child.ts); resolves with its start and end. */
+async function verifierProcess(databaseUrl: string, rpcUrl: string, rateLimitPerSec: number) {
   const child = spawn(
     process.execPath,
-    [
-      "--import",
-      "tsx",
-      "-e",
-      `import(${JSON.stringify(cli)}).then((m) => m.runCli(["node", "decentral-audit", ...process.argv.slice(1)]))`,
-      "--",
-      "verify",
-      "--since",
-      "6h",
-      "--timeout",
-      "10m",
-      "--json",
-      "--db",
-      databaseUrl,
-    ],
+    ["--import", "tsx", fileURLToPath(new URL("./verify-child.ts", import.meta.url))],
     {
       env: {
         ...process.env,
-        SOLANA_RPC_URLS: rpcUrl,
+        DATABASE_URL: databaseUrl,
+        RPC_URL: rpcUrl,
         RPC_RATE_LIMIT: String(rateLimitPerSec),
-        RPC_CONCURRENCY: "8",
-        AUDIT_PROFILE: "localnet",
-        VERIFY_POLL_MS: "250",
-        LOG_LEVEL: "warn",
       },
       stdio: ["ignore", "pipe", "inherit"],
     },
@@ -181,10 +164,22 @@ async function verifyProcess(databaseUrl: string, rpcUrl: string, rateLimitPerSe
     out += chunk;
   });
   const [code] = (await once(child, "exit")) as [number | null];
-  if (code !== 0) throw new Error(`verify exited with ${code}: ${out.slice(-500)}`);
+  const events = out
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as { event: string; at: number; status?: string });
+  const started = events.find((e) => e.event === "started");
+  const done = events.find((e) => e.event === "done");
+  if (code !== 0 || !started || !done || done.status !== "completed") {
+    throw new Error(`verifier process exited with ${code}: ${out.slice(-500)}`);
+  }
+  return { startedAt: started.at, doneAt: done.at };
 }
 
-/** Runs `processes` verify processes at once over a fresh copy of the jobs; wall time. */
+/**
+ * Runs `processes` verifier processes at once over a fresh copy of the jobs (as that many `serve`
+ * processes would share them); time from the first start to the last job final.
+ */
 async function verifyWith(
   processes: number,
   adminUrl: string,
@@ -200,9 +195,11 @@ async function verifyWith(
     const endpoints = await Promise.all(
       Array.from({ length: processes }, () => world.addRpcEndpoint(rateLimitPerSec)),
     );
-    const started = performance.now();
-    await Promise.all(endpoints.map((rpc) => verifyProcess(url, rpc, rateLimitPerSec)));
-    const seconds = (performance.now() - started) / 1000;
+    const runs = await Promise.all(
+      endpoints.map((rpc) => verifierProcess(url, rpc, rateLimitPerSec)),
+    );
+    const seconds =
+      (Math.max(...runs.map((r) => r.doneAt)) - Math.min(...runs.map((r) => r.startedAt))) / 1000;
     const verified = await store.pool.query<{ n: string }>(
       "SELECT count(*) AS n FROM jobs WHERE verdict = 'verified'",
     );
