@@ -1,0 +1,83 @@
+import pg from "pg";
+import { describe, expect, it } from "vitest";
+import type { Store } from "../src/db/client.js";
+import { openPostgres } from "../src/db/pg/client.js";
+import { migratePostgres } from "../src/db/pg/migrate.js";
+import { createSignatureStore } from "../src/store/signatures.js";
+import { dialects, useDialectStores } from "./support/dialects.js";
+import { usePostgresDatabase } from "./support/postgres.js";
+import { jobRow, seedRows } from "./support/seed-reports.js";
+
+/**
+ * Review findings on the PostgreSQL store: each test failed on PostgreSQL before its fix.
+ */
+
+/**
+ * A PostgreSQL database whose default collation is a linguistic one (en-US, as most servers
+ * are initialised), where SQLite compares text bytewise.
+ */
+function useLinguisticDatabase() {
+  const database = usePostgresDatabase();
+  const opened: { store: Store; name: string; url: string }[] = [];
+  return {
+    async open(): Promise<Store> {
+      const creator = await database.create();
+      const url = new URL(creator);
+      const name = `${url.pathname.slice(1)}_icu`;
+      const admin = new pg.Client({ connectionString: url.toString() });
+      await admin.connect();
+      try {
+        await admin.query(
+          `CREATE DATABASE "${name}" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'`,
+        );
+      } finally {
+        await admin.end();
+      }
+      url.pathname = `/${name}`;
+      const store = openPostgres(url.toString(), { poolSize: 4, statementTimeoutMs: 30_000 });
+      await migratePostgres(store.pool);
+      opened.push({ store, name, url: creator });
+      return store;
+    },
+    async closeAll() {
+      for (const { store, name, url } of opened.splice(0)) {
+        await store.close();
+        const admin = new pg.Client({ connectionString: url });
+        await admin.connect();
+        try {
+          await admin.query(`DROP DATABASE IF EXISTS "${name}"`);
+        } finally {
+          await admin.end();
+        }
+      }
+    },
+  };
+}
+
+describe.each(dialects)("%s", (dialect) => {
+  const stores = useDialectStores(dialect);
+  const linguistic = dialect === "postgres" ? useLinguisticDatabase() : null;
+  const openStore = () => (linguistic ? linguistic.open() : stores.open());
+
+  it("jobsNaming cuts and orders the jobs naming a signature bytewise, as SQLite does", async () => {
+    const store = await openStore();
+    try {
+      const shared = "shared-signature";
+      // Bytewise: "Job-Z" < "job-a" < "job_b"; en-US: "job_b"/"job-a" < "Job-Z".
+      const ids = ["job-a", "Job-Z", "job_b"];
+      await seedRows(
+        store,
+        "jobs",
+        ids.map((jobId) => jobRow({ jobId, escrowTx: shared })),
+      );
+      const signatures = createSignatureStore(store);
+      const cut = await signatures.jobsNaming([shared], 2);
+      expect(cut.named.get(shared)).toEqual(["Job-Z", "job-a"]);
+      expect(cut.totals.get(shared)).toBe(3);
+      const all = await signatures.jobsNaming([shared], 10);
+      expect(all.named.get(shared)).toEqual(["Job-Z", "job-a", "job_b"]);
+    } finally {
+      await linguistic?.closeAll();
+    }
+  });
+});
