@@ -3,9 +3,11 @@ import { describe, expect, it } from "vitest";
 import type { Store } from "../src/db/client.js";
 import { openPostgres } from "../src/db/pg/client.js";
 import { migratePostgres } from "../src/db/pg/migrate.js";
+import { createBackfillStore } from "../src/store/backfill.js";
 import { createSignatureStore } from "../src/store/signatures.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { usePostgresDatabase } from "./support/postgres.js";
+import { readJob, seedJob } from "./support/seed-recorder.js";
 import { jobRow, seedRows } from "./support/seed-reports.js";
 
 /**
@@ -79,5 +81,30 @@ describe.each(dialects)("%s", (dialect) => {
     } finally {
       await linguistic?.closeAll();
     }
+  });
+
+  it("a backfill claim naming one job twice claims it once, as SQLite does", async () => {
+    const store = await stores.open();
+    const id = "job_twice1";
+    await seedJob(store, {
+      jobId: id,
+      settlementTx: null,
+      backfillState: "pending",
+      backfillNextAt: 500,
+      backfillAttempts: 0,
+    });
+    const claimed = await createBackfillStore(store).claim(
+      [
+        { jobId: id, nextAt: 4000 },
+        { jobId: id, nextAt: 9000 },
+      ],
+      [],
+      1000,
+    );
+    // Asked about once: the second claim finds its next attempt already pushed past `at`.
+    expect(claimed).toEqual([id]);
+    const row = await readJob(store, id);
+    expect(row?.backfillAttempts).toBe(1);
+    expect(row?.backfillNextAt).toBe(4000);
   });
 });
