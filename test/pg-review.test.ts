@@ -4,6 +4,7 @@ import type { Store } from "../src/db/client.js";
 import { openPostgres } from "../src/db/pg/client.js";
 import { migratePostgres } from "../src/db/pg/migrate.js";
 import { createBackfillStore } from "../src/store/backfill.js";
+import { createCustodyStore } from "../src/store/custody.js";
 import { createSignatureStore } from "../src/store/signatures.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { usePostgresDatabase } from "./support/postgres.js";
@@ -106,5 +107,35 @@ describe.each(dialects)("%s", (dialect) => {
     const row = await readJob(store, id);
     expect(row?.backfillAttempts).toBe(1);
     expect(row?.backfillNextAt).toBe(4000);
+  });
+});
+
+describe("postgres: a verifier's custody store", () => {
+  const stores = useDialectStores("postgres");
+
+  it("pins the configured vaults again after the first attempt failed while the database was busy", async () => {
+    const admin = await stores.open();
+    const store = openPostgres(stores.lastUrl, { poolSize: 2, statementTimeoutMs: 300 });
+    if (admin.kind !== "postgres") throw new Error("a PostgreSQL store");
+    const holder = await admin.pool.connect();
+    try {
+      // Another session holds the table: the pin at start times out (a transient failure).
+      await holder.query("BEGIN");
+      await holder.query("LOCK TABLE credit_vaults IN ACCESS EXCLUSIVE MODE");
+      const custody = createCustodyStore(
+        store,
+        { name: "mainnet-v1", treasury: null, treasuryLearnAfter: 2 },
+        { vaults: ["VaultConfigured1"], byKey: { kf_cfg: "VaultConfigured1" } },
+      );
+      await expect(custody.pins(["kf_cfg"], [])).rejects.toThrow();
+      await holder.query("COMMIT");
+      // The database answers again: the process is not left failing every round until restart.
+      const pins = await custody.pins(["kf_cfg"], []);
+      expect(pins.byKey.get("kf_cfg")).toEqual({ vault: "VaultConfigured1", source: "configured" });
+    } finally {
+      await holder.query("ROLLBACK").catch(() => {});
+      holder.release();
+      await store.close();
+    }
   });
 });
