@@ -23,7 +23,12 @@ export async function claimBackfillPg(
     if (claims.length === 0) return [];
     // One statement for the whole pass: each job's own next attempt comes from a VALUES list
     // (the builder has no UPDATE … FROM (VALUES …)); rows are locked in job-id order.
-    const sorted = [...claims].sort((a, b) => (a.jobId < b.jobId ? -1 : 1));
+    // A job named twice is claimed by its first claim only, as SQLite's claim-by-claim loop
+    // does (the second finds its next attempt pushed past `at`); an UPDATE … FROM would apply
+    // one of them and both would be reported.
+    const named = new Set<string>();
+    const firsts = claims.filter(({ jobId }) => !named.has(jobId) && named.add(jobId));
+    const sorted = [...firsts].sort((a, b) => (a.jobId < b.jobId ? -1 : 1));
     const values = sql.join(
       sorted.map(({ jobId, nextAt }) => sql`(${jobId}::text, ${nextAt}::bigint)`),
       sql`, `,
@@ -37,7 +42,7 @@ export async function claimBackfillPg(
         AND ${jobs.backfillNextAt} <= ${at}
       RETURNING ${jobs.jobId}`);
     const mine = new Set(claimed.rows.map((row) => row.job_id));
-    return claims.map(({ jobId }) => jobId).filter((jobId) => mine.has(jobId));
+    return firsts.map(({ jobId }) => jobId).filter((jobId) => mine.has(jobId));
   });
 }
 

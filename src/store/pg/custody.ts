@@ -23,11 +23,20 @@ export function createPgCustodyStore(
   const { db } = store;
   // The configured pins are written as the store opens; the first read waits for them (and
   // fails with their error), so no check ever sees a learned vault a configuration overrides.
-  const configured = pinConfigured(db, config.byKey);
-  configured.catch(() => {});
+  // A failed attempt (the database away or busy at start) is made again by the next read,
+  // rather than failing every read of this long-lived store until the process restarts.
+  const configure = (): Promise<void> => {
+    const attempt = pinConfigured(db, config.byKey);
+    attempt.catch(() => {
+      if (configured === attempt) configured = null;
+    });
+    return attempt;
+  };
+  let configured: Promise<void> | null = configure();
 
   return {
     async pins(keys, vaults) {
+      configured ??= configure();
       await configured;
       const byKey = new Map<string, VaultPin>();
       const keyOfVault = new Map<string, string>();

@@ -193,7 +193,8 @@ export function createPgSignatureStore(store: PgStore): SignatureStore {
       if (unique.length === 0) return { named, totals };
       // Raw SQL, one round trip for all signatures: per signature, a UNION of the four index
       // ranges (as on SQLite) cut at `limit` in id order, and counted in full only when the cut
-      // was reached (the CASE evaluates the count only then).
+      // was reached (the CASE evaluates the count only then). Ids compare bytewise (COLLATE
+      // "C"), as SQLite compares them, whatever the database's collation.
       const naming = sql`SELECT job_id FROM jobs WHERE escrow_tx = s.sig
         UNION SELECT job_id FROM jobs WHERE settlement_tx = s.sig
         UNION SELECT job_id FROM jobs WHERE api_escrow_tx = s.sig
@@ -204,8 +205,8 @@ export function createPgSignatureStore(store: PgStore): SignatureStore {
             ELSE (SELECT count(*) FROM (${naming}) AS every_one) END AS total
         FROM unnest(${textArray(unique)}) AS s(sig)
         CROSS JOIN LATERAL (
-          SELECT coalesce(array_agg(job_id ORDER BY job_id), '{}') AS ids
-          FROM (SELECT job_id FROM (${naming}) AS named ORDER BY job_id LIMIT ${limit}::int) AS first
+          SELECT coalesce(array_agg(job_id ORDER BY job_id COLLATE "C"), '{}') AS ids
+          FROM (SELECT job_id FROM (${naming}) AS named ORDER BY job_id COLLATE "C" LIMIT ${limit}::int) AS first
         ) AS ids`);
       for (const row of result.rows) {
         named.set(row.sig, row.ids);
