@@ -169,6 +169,12 @@ function optionalModel(value: unknown, field: string): string | null {
   if (typeof value !== "string" || value.length === 0 || value.length > 200) {
     throw new FieldError(field, "must be a string of 1 to 200 characters");
   }
+  // A model name has no control characters; PostgreSQL text cannot hold NUL at all, and a
+  // receipt refused by the database would fail its whole batch instead of this one item.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
+  if (/[\u0000-\u001f\u007f]/.test(value)) {
+    throw new FieldError(field, "must not contain control characters");
+  }
   return value;
 }
 

@@ -68,6 +68,11 @@ export function poolConfig(target: PostgresTarget, settings: PostgresSettings): 
     max: settings.poolSize,
     // A server that does not answer fails a query after this instead of holding it forever.
     connectionTimeoutMillis: 5000,
+    // A host that vanishes mid-transaction (power loss, network split) would keep its row and
+    // advisory locks until TCP noticed, hours later, stalling every other host's writers: the
+    // server ends a transaction left idle for a minute, and keepalives find a dead peer.
+    keepAlive: true,
+    idle_in_transaction_session_timeout: 60_000,
     ...(settings.statementTimeoutMs > 0 ? { statement_timeout: settings.statementTimeoutMs } : {}),
     application_name: "decentral-audit",
   };
