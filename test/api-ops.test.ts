@@ -114,6 +114,36 @@ describe("GET /readyz", () => {
   });
 });
 
+describe("GET /readyz while receipts wait for the database", () => {
+  it("is 503 naming since when the database is unreachable and how many writes wait", async () => {
+    const since = Date.UTC(2026, 10, 1, 12);
+    const api = await createTestApi({
+      readiness: {
+        rpc: async () => 1,
+        receipts: () => ({
+          reachable: false,
+          since,
+          error: "connect ECONNREFUSED 10.0.0.5:5432",
+          waiting: 7,
+        }),
+      },
+    });
+    const res = await api.get("/readyz");
+    expect(res.status).toBe(503);
+    expect(await res.json()).toMatchObject({
+      ok: false,
+      checks: {
+        database: {
+          ok: false,
+          detail:
+            "unreachable since 2026-11-01T12:00:00.000Z (connect ECONNREFUSED 10.0.0.5:5432); 7 receipt writes waiting",
+        },
+        rpc: { ok: true },
+      },
+    });
+  });
+});
+
 describe("GET /openapi.json", () => {
   it("is an OpenAPI 3.1 document of every audit route with the bearer scheme", async () => {
     const api = await createTestApi();
