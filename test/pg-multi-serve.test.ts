@@ -2,9 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createToken } from "../src/auth/tokens.js";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
 import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
-import { keyFingerprint } from "../src/recorder/proxy.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { type CliProcess, startCli, startServe } from "./support/service-process.js";
+import { ingestedJob, proxiedJob } from "./support/world-traffic.js";
 
 /**
  * The deployment PostgreSQL is for: several `serve` processes (here three, on one host) on one
@@ -44,51 +44,12 @@ afterAll(async () => {
   await world?.close();
 });
 
-/** One job through a serve's recording proxy, as the OpenAI SDK would send it. */
 async function proxied(url: string, i: number) {
-  const res = await fetch(`${url}/v1/chat/completions`, {
-    method: "POST",
-    headers: {
-      authorization: `Bearer ${world.apiKeys[i % 3]}`,
-      "content-type": "application/json",
-    },
-    body: JSON.stringify({
-      model: "qwen3-8b",
-      messages: [{ role: "user", content: `job ${i}` }],
-      ...(i % 2 === 0 ? { stream: true, stream_options: { include_usage: true } } : {}),
-    }),
-  });
-  await res.text();
-  expect(res.status).toBe(200);
-  acknowledged.add(String(res.headers.get("x-decentral-job-id")));
+  acknowledged.add(await proxiedJob(world, url, i, i % 2 === 0));
 }
 
-/** One job run straight against the simulator, its receipt posted to a serve's ingest API. */
 async function ingested(url: string, i: number) {
-  const base = world.decentralBaseUrl.replace(/\/v1$/, "");
-  const res = await fetch(`${base}/v1/chat/completions`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${world.apiKeys[0]}`, "content-type": "application/json" },
-    body: JSON.stringify({ model: "phi-4-mini", messages: [{ role: "user", content: `i${i}` }] }),
-  });
-  const body = (await res.json()) as { usage: Record<string, number> };
-  const h = (name: string) => res.headers.get(name);
-  const post = await fetch(`${url}/jobs`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${ingestToken}`, "content-type": "application/json" },
-    body: JSON.stringify({
-      job_id: h("x-decentral-job-id"),
-      escrow_tx: h("x-decentral-tx-signature"),
-      settlement_tx: h("x-decentral-settlement-tx"),
-      worker: h("x-decentral-worker"),
-      credits_remaining: h("x-decentral-credits-remaining"),
-      model: "phi-4-mini",
-      usage: body.usage,
-      key_fingerprint: keyFingerprint(`Bearer ${world.apiKeys[0]}`),
-    }),
-  });
-  expect(post.status).toBe(201);
-  acknowledged.add(String(h("x-decentral-job-id")));
+  acknowledged.add(await ingestedJob(world, url, ingestToken, i));
 }
 
 /** The serve killed mid-round: requests to it may fail, and are then not acknowledged. */
