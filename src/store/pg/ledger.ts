@@ -42,6 +42,7 @@ import type {
 } from "../ledger.js";
 import type { PgExecutor } from "./executor.js";
 import { reopenJobsPg } from "./job-queue.js";
+import { retryOnConflict } from "./write-transaction.js";
 
 /**
  * The ledger store on PostgreSQL: the same statements and behaviour as the SQLite one in
@@ -1028,10 +1029,14 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         .where(eq(ledgerCursors.vault, vault));
     },
     async review(vault, now = Date.now()) {
-      return db.transaction(async (tx) => {
-        await lockVault(tx, vault);
-        return review(tx, vault, now);
-      });
+      // It updates checks and then reopens jobs, while a verdict writer locks jobs and then
+      // replaces their checks: a deadlock between the two rolls this back whole; run it again.
+      return retryOnConflict(() =>
+        db.transaction(async (tx) => {
+          await lockVault(tx, vault);
+          return review(tx, vault, now);
+        }),
+      );
     },
     async creditSpans(requests) {
       return db.transaction(async (tx) => {
