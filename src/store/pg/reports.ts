@@ -286,31 +286,41 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
     const partial = pieces.partial.map(
       (p) => sql`(created_at >= ${p.from} AND created_at < ${p.to})`,
     );
-    const [rolled, scratch, open] = await Promise.all([
-      ranges.length === 0
-        ? null
-        : rowsOf(
-            sql`SELECT ${sql.raw(finalSums)} FROM job_rollups WHERE ${sql.join(ranges, sql` OR `)}`,
-          ),
-      partial.length === 0
-        ? []
-        : rowsOf(
-            sql`SELECT verdict, count(*) AS n FROM jobs WHERE ${sql.join(partial, sql` OR `)}
+    // One snapshot for the three reads: a job turning final between them would otherwise be
+    // counted twice (open, then in the rollups) or not at all.
+    const [rolled, scratch, open] = await db.transaction(
+      async (tx) => {
+        const rows = async (query: SQL) =>
+          (await tx.execute(query)).rows as Record<string, string | number | boolean | null>[];
+        const rolledRows =
+          ranges.length === 0
+            ? null
+            : await rows(
+                sql`SELECT ${sql.raw(finalSums)} FROM job_rollups WHERE ${sql.join(ranges, sql` OR `)}`,
+              );
+        const scratchRows =
+          partial.length === 0
+            ? []
+            : await rows(
+                sql`SELECT verdict, count(*) AS n FROM jobs WHERE ${sql.join(partial, sql` OR `)}
               GROUP BY verdict`,
-          ),
-      // Jobs not final yet: few, and not told apart by the rollups (index jobs_verdict_created).
-      db
-        .select({ verdict: jobs.verdict, n: sql<string>`count(*)` })
-        .from(jobs)
-        .where(
-          and(
-            inArray(jobs.verdict, [...openVerdicts]),
-            gte(jobs.createdAt, from),
-            lt(jobs.createdAt, to),
-          ),
-        )
-        .groupBy(jobs.verdict),
-    ]);
+              );
+        // Jobs not final yet: few, and not told apart by the rollups (index jobs_verdict_created).
+        const openRows = await tx
+          .select({ verdict: jobs.verdict, n: sql<string>`count(*)` })
+          .from(jobs)
+          .where(
+            and(
+              inArray(jobs.verdict, [...openVerdicts]),
+              gte(jobs.createdAt, from),
+              lt(jobs.createdAt, to),
+            ),
+          )
+          .groupBy(jobs.verdict);
+        return [rolledRows, scratchRows, openRows] as const;
+      },
+      { isolationLevel: "repeatable read", accessMode: "read only" },
+    );
     const row = rolled?.[0];
     if (row) for (const v of countedVerdicts) counts[v] += Number(row[v]);
     for (const r of scratch) {
