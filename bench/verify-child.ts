@@ -9,7 +9,6 @@ import { openStore } from "../src/db/open.js";
 import { createLogger } from "../src/log.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
-import { claimBatchFor } from "../src/verify/verifier-options.js";
 
 const env = (name: string) => {
   const value = process.env[name];
@@ -34,11 +33,8 @@ const verifier = createVerifier({
   rpc,
   profile: localnetProfile,
   log: createLogger({ level: "silent" }),
-  options: {
-    pollIntervalMs: 250,
-    fetchConcurrency: 8,
-    claimBatchSize: claimBatchFor(rateLimitPerSec),
-  },
+  // The verifier's own claim size, as `serve` runs it.
+  options: { pollIntervalMs: 250, fetchConcurrency: 8 },
 });
 const startedAt = Date.now();
 process.stdout.write(`${JSON.stringify({ event: "started", at: startedAt })}\n`);

@@ -13,7 +13,6 @@ import { createSettlementBackfill } from "./recorder/settlement-backfill.js";
 import { createVerifier, type Verifier } from "./verify/engine.js";
 import { profileStatus } from "./verify/profile-status.js";
 import type { Profile } from "./verify/profiles.js";
-import { claimBatchFor } from "./verify/verifier-options.js";
 
 /** What the background work needs: the service's store, RPC pool and receipt writer. */
 export interface BackgroundDeps {
@@ -62,11 +61,7 @@ export function composeBackground(deps: BackgroundDeps): Background {
     log,
     custody: config.CREDIT_VAULTS,
     // New receipts are found by polling the store (one indexed query) as often as finality.
-    options: {
-      pollIntervalMs: config.VERIFY_POLL_MS,
-      idleIntervalMs: config.VERIFY_POLL_MS,
-      claimBatchSize: claimBatchFor(config.RPC_RATE_LIMIT * config.SOLANA_RPC_URLS.length),
-    },
+    options: { pollIntervalMs: config.VERIFY_POLL_MS, idleIntervalMs: config.VERIFY_POLL_MS },
   });
   // The credit vaults' ledger beside the verifier: same store, same rate-limited pool.
   const ledgerReader: LedgerReader = createLedgerReader({

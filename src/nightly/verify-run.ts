@@ -11,7 +11,6 @@ import { createLogger } from "../log.js";
 import { createVerifier } from "../verify/engine.js";
 import { profileStatus } from "../verify/profile-status.js";
 import { loadProfile } from "../verify/profiles.js";
-import { claimBatchFor } from "../verify/verifier-options.js";
 import { runVerifyCommand, type VerifyFlags, verifyWindow } from "./verify-command.js";
 
 /**
@@ -47,10 +46,7 @@ export async function runVerifyFromCli(
       custody: config.CREDIT_VAULTS,
       // Jobs another process (serve) is verifying are looked at again every poll, so the
       // run ends within about one poll interval of its last job becoming final.
-      options: {
-        pollIntervalMs: config.VERIFY_POLL_MS,
-        claimBatchSize: claimBatchFor(config.RPC_RATE_LIMIT * config.SOLANA_RPC_URLS.length),
-      },
+      options: { pollIntervalMs: config.VERIFY_POLL_MS },
     });
     const reader = createLedgerReader({
       store,

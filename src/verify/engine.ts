@@ -335,7 +335,10 @@ export function createVerifier(deps: VerifierDeps): Verifier {
           } catch (error) {
             // Another process held the write lock past the busy timeout: try again shortly.
             if (!isBusyError(error)) throw error;
-            log.warn({ err: error }, "verification round found the database busy or unreachable; retrying");
+            log.warn(
+              { err: error },
+              "verification round found the database busy or unreachable; retrying",
+            );
             await sleep(Math.min(options.errorBackoffMs, deadline - now()), opts.signal);
             continue;
           }

@@ -26,18 +26,6 @@ export interface VerifierOptions {
   maxFetchMisses: number;
 }
 
-/**
- * Jobs a verifier claims per round at `requestsPerSec` (its RPC pool's rate, all endpoints): as
- * many as it fetches in about two seconds (two transactions a job), at least 16. A claim holds
- * its jobs' leases for the whole round, so a verifier that claimed a thousand jobs at 20 req/s
- * would hold them for a minute and a half while the other processes on the same database had
- * nothing to do: measured, two such processes verified no faster than one. Rounds follow each
- * other at once while jobs are due, so a small batch costs one status poll per round.
- */
-export function claimBatchFor(requestsPerSec: number): number {
-  return Math.max(16, Math.min(defaultVerifierOptions.claimBatchSize, Math.ceil(requestsPerSec)));
-}
-
 export const defaultVerifierOptions: VerifierOptions = {
   pollIntervalMs: 2000,
   idleIntervalMs: 5000,
