@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createToken } from "../src/auth/tokens.js";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
+import { openVerdicts, type Verdict } from "../src/db/schema.js";
 import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { type CliProcess, startCli, startServe } from "./support/service-process.js";
@@ -143,12 +144,14 @@ describe("three serve processes on one PostgreSQL", () => {
     // (known dead: its pid is gone from this host).
     const verify = verifyRun();
     await traffic(15, urls.slice(0, 2));
+    // Exit 0 when every job verified, 1 when some did not: a stream the killed serve was still
+    // sending when it died has no complete receipt (checked below: only such jobs may fail).
     const code = await verify.exited;
-    expect(code, code === 0 ? "" : await diagnosis(verify)).toBe(0);
+    expect([0, 1], await diagnosis(verify)).toContain(code);
     // A second run picks up whatever arrived after the first had looked.
     const second = verifyRun();
     const secondCode = await second.exited;
-    expect(secondCode, secondCode === 0 ? "" : await diagnosis(second)).toBe(0);
+    expect([0, 1], await diagnosis(second)).toContain(secondCode);
 
     const rows = await store.pool.query<{ job_id: string; verdict: string }>(
       "SELECT job_id, verdict FROM jobs",
@@ -158,9 +161,16 @@ describe("three serve processes on one PostgreSQL", () => {
     // killed serve may have recorded jobs whose answer died with it: recorded, not answered.
     expect([...acknowledged].filter((id) => !recorded.has(id))).toEqual([]);
     expect(acknowledged.size).toBeGreaterThan(60);
-    // Every job reached a final verdict that the chain bears out.
-    const open = rows.rows.filter((r) => !["verified", "partially_verified"].includes(r.verdict));
-    expect(open).toEqual([]);
+    // Every job reached a final verdict; every job a client was answered for verified (or, a
+    // stream without usage, partially verified). Only jobs the killed serve never answered may
+    // end otherwise (e.g. `unverifiable`: a stream cut mid-way, its capture left open).
+    expect(rows.rows.filter((r) => openVerdicts.includes(r.verdict as Verdict))).toEqual([]);
+    expect(
+      rows.rows.filter(
+        (r) =>
+          acknowledged.has(r.job_id) && !["verified", "partially_verified"].includes(r.verdict),
+      ),
+    ).toEqual([]);
     // Each final verdict was reached by one process, once: no job has two "job verdict" lines
     // (each is logged by the process that wrote it). The killed serve's last lines may have
     // died with it, unflushed, so a job may have none.
