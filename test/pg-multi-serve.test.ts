@@ -160,7 +160,8 @@ describe("three serve processes on one PostgreSQL", () => {
     // Every job a client was answered for is in the store, once (the job id is its key). The
     // killed serve may have recorded jobs whose answer died with it: recorded, not answered.
     expect([...acknowledged].filter((id) => !recorded.has(id))).toEqual([]);
-    expect(acknowledged.size).toBeGreaterThan(60);
+    // The 45 jobs sent to the two that live are always answered; the victim's may not be.
+    expect(acknowledged.size).toBeGreaterThanOrEqual(45);
     // Every job reached a final verdict; every job a client was answered for verified (or, a
     // stream without usage, partially verified). Only jobs the killed serve never answered may
     // end otherwise (e.g. `unverifiable`: a stream cut mid-way, its capture left open).
