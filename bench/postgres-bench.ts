@@ -221,11 +221,15 @@ export async function measurePostgres(
     // transactions no chain has, so it polls their statuses meanwhile.
     const env = { SOLANA_RPC_URLS: world.rpcUrl, DECENTRAL_BASE_URL: world.decentralBaseUrl };
     const sides: StoreSide[] = [];
-    sides.push(
-      await measureSide("sqlite", sqliteFile, env, options.ingestReceipts, options.lookups),
-    );
-    const pgUrl = await createDatabase(server.adminUrl, "bench_ingest");
-    sides.push(await measureSide("postgres", pgUrl, env, options.ingestReceipts, options.lookups));
+    if (options.ingestReceipts > 0) {
+      sides.push(
+        await measureSide("sqlite", sqliteFile, env, options.ingestReceipts, options.lookups),
+      );
+      const pgUrl = await createDatabase(server.adminUrl, "bench_ingest");
+      sides.push(
+        await measureSide("postgres", pgUrl, env, options.ingestReceipts, options.lookups),
+      );
+    }
 
     let verify: VerifySharing | null = null;
     if (options.verifyJobs > 0) {

@@ -32,6 +32,7 @@ import type { StubResponses, WorldReady } from "./world-child.js";
  *   npm run bench -- --only soak [--soak-seconds 300]
  *   npm run bench -- --only startup [--startup-bin /other/tree/bin/decentral-audit.js]
  *   npm run bench -- --only ledger [--ledger-lines 1000000]
+ *   npm run bench -- --only postgres [--pg-ingest 60000 (0: verification only)] [--pg-verify-jobs 600]
  *
  * `soak` (not part of the default run) drives two serve processes on one database file with
  * proxy, ingest and report traffic for --soak-seconds (default 300), sampling the WAL size,
@@ -74,6 +75,8 @@ const { values: flags } = parseArgs({
     "startup-bin": { type: "string" },
     "ledger-lines": { type: "string" },
     "proxy-workers": { type: "string" },
+    "pg-ingest": { type: "string" },
+    "pg-verify-jobs": { type: "string" },
   },
 });
 const only = new Set<Section>(
@@ -460,9 +463,9 @@ async function main() {
           slotMs,
         },
         {
-          ingestReceipts: quick ? 20_000 : 60_000,
+          ingestReceipts: Number(flags["pg-ingest"] ?? (quick ? 20_000 : 60_000)),
           lookups: quick ? 1000 : 3000,
-          verifyJobs: quick ? 200 : 600,
+          verifyJobs: Number(flags["pg-verify-jobs"] ?? (quick ? 200 : 600)),
           rateLimitPerSec: 20,
         },
       );

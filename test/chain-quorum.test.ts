@@ -67,6 +67,7 @@ function member(
     async getBlockHeight() {
       return 900;
     },
+    requestRate: () => 10,
     async getSignaturesForAddress() {
       if (answer.down) throw new Error("503");
       return [];

@@ -107,6 +107,28 @@ describe.each(dialects)("the job queue on %s", (dialect) => {
     expect(ids(await queue.claim("C", null, lease))).toEqual(["a1", "a2"]);
   });
 
+  it("hands back named jobs only, and only this owner's leases of them", async () => {
+    const store = await stores.open();
+    await seedJobs(store, [
+      { jobId: "a1", leaseOwner: "A", leaseUntil: t + 10, nextVerifyAt: t - 5 },
+      { jobId: "a2", leaseOwner: "A", leaseUntil: t + 10 },
+      { jobId: "b1", leaseOwner: "B", leaseUntil: t + 10 },
+    ]);
+    const queue = createJobQueueStore(store);
+
+    await queue.releaseLeases("A", ["a1", "b1", "nope"]);
+    expect(await queueColumnsOf(store, "a1")).toMatchObject({
+      leaseOwner: null,
+      leaseUntil: null,
+      nextVerifyAt: t - 5,
+    });
+    expect((await queueColumnsOf(store, "a2")).leaseOwner).toBe("A");
+    expect((await queueColumnsOf(store, "b1")).leaseOwner).toBe("B");
+    await queue.releaseLeases("A", []);
+    expect((await queueColumnsOf(store, "a2")).leaseOwner).toBe("A");
+    expect(ids(await queue.claim("C", null, lease))).toEqual(["a1"]);
+  });
+
   it("says when the next open job is due, a leased one at its lease expiry", async () => {
     const store = await stores.open();
     const queue = createJobQueueStore(store);

@@ -102,6 +102,46 @@ describe("verification engine", () => {
     expect(chain.calls.getTransaction.size).toBe(before.tx);
   });
 
+  it("shares a backlog between verifiers: a round keeps the fetches its rate allows and hands back the rest", async () => {
+    const store = createTestStore();
+    const chain = createFakeChain({ finalitySlots: 1, slotsPerPoll: 5 });
+    const jobIds = Array.from({ length: 24 }, (_, i) => `job_${i}`);
+    for (const jobId of jobIds) {
+      const j = honest(jobId, jobId);
+      chain.land(j.escrow);
+      chain.land(j.settlement);
+      record(store, j.job);
+    }
+    // Each process has its own RPC limit: 2 requests/s, 2 s of fetching a round = 4 fetches,
+    // two jobs. A fetch takes 5 ms, so the rounds of the two overlap.
+    const fetchedBy = (into: Set<string>): typeof chain.rpc => ({
+      ...chain.rpc,
+      async getTransaction(signature) {
+        into.add(signature);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        return chain.rpc.getTransaction(signature);
+      },
+      requestRate: () => 2,
+    });
+    const byA = new Set<string>();
+    const byB = new Set<string>();
+    const options = { ...fast, fetchConcurrency: 2, fetchSecondsPerRound: 2 };
+    const a = verifier(store, chain, { rpc: fetchedBy(byA), options });
+    const b = verifier(store, chain, { rpc: fetchedBy(byB), options });
+    const [ra, rb] = await Promise.all([
+      a.runUntilSettled({}, { timeoutMs: 10_000 }),
+      b.runUntilSettled({}, { timeoutMs: 10_000 }),
+    ]);
+    expect(ra.byVerdict.verified).toBe(24);
+    expect(rb.byVerdict.verified).toBe(24);
+    // Both worked (one verifier holding the whole claim would leave the other nothing), and
+    // the work was shared, not done twice: each of the 48 transactions fetched once.
+    expect(byA.size).toBeGreaterThanOrEqual(8);
+    expect(byB.size).toBeGreaterThanOrEqual(8);
+    expect(byA.size + byB.size).toBe(48);
+    expect([...chain.calls.getTransaction.values()].every((n) => n === 1)).toBe(true);
+  });
+
   it("calls a signature that never lands dropped once the drop window has passed", async () => {
     const store = createTestStore();
     const chain = createFakeChain({ finalitySlots: 1, slotsPerPoll: 100 });

@@ -541,6 +541,8 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     getSignaturesForAddress: (address, options) =>
       firstAnswer((m) => m.rpc.getSignaturesForAddress(address, options)),
     getTokenAccountBalance: (address) => firstAnswer((m) => m.rpc.getTokenAccountBalance(address)),
+    // Every fact is asked of k members at once: the slowest of them paces the pool.
+    requestRate: () => Math.min(...members.map((m) => m.rpc.requestRate())),
     stats: () => members.flatMap((m) => m.rpc.stats()),
     async close() {
       await Promise.all(members.map((m) => m.rpc.close()));

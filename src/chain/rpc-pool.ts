@@ -122,6 +122,11 @@ export interface RpcPool {
   /** getTokenAccountBalance at finalized: the amount in base units and the slot it was read at. */
   getTokenAccountBalance(address: string): Promise<{ slot: number; amount: bigint }>;
   getBlockHeight(commitment?: "confirmed" | "finalized"): Promise<number>;
+  /**
+   * Requests per second the pool allows now: the rate of the endpoint the next call goes to,
+   * lowered after 429s (adaptive-rate.ts). A verifier sizes its rounds by it.
+   */
+  requestRate(): number;
   /** Counts of attempts per endpoint, method and outcome. */
   stats(): { endpoint: string; method: string; outcome: RpcOutcomeName; count: number }[];
   /** Stops timers and aborts requests in flight; pending calls reject with rpc_unavailable. */
@@ -534,6 +539,10 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
 
     async getSlot(commitment = "finalized") {
       return integer((await call("getSlot", [{ commitment }])).result, "getSlot");
+    },
+
+    requestRate() {
+      return pick(undefined).rate.current(internals.now());
     },
 
     async getBlockHeight(commitment = "finalized") {

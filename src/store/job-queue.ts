@@ -84,8 +84,11 @@ export interface JobQueueStore {
   ): Promise<JobRow[]>;
   /** Extends this owner's leases to `until` (a long round on a slow node). */
   renewLeases(owner: string, until: number): Promise<void>;
-  /** Drops this owner's leases, so another verifier takes its jobs at once. */
-  releaseLeases(owner: string): Promise<void>;
+  /**
+   * Drops this owner's leases (only those of `jobIds` when given), so another verifier takes
+   * the jobs at once; they stay as due as they were.
+   */
+  releaseLeases(owner: string, jobIds?: readonly string[]): Promise<void>;
   /** When the next open job in `filter` is due (ms since epoch), or null if none is open. */
   nextDue(filter: QueueFilter | null): Promise<number | null>;
   /** Jobs of `filter` by verdict: a run's progress. */
@@ -156,8 +159,13 @@ function createSqliteJobQueueStore(store: SqliteStore): JobQueueStore {
     async renewLeases(owner, until) {
       db.update(jobs).set({ leaseUntil: until }).where(eq(jobs.leaseOwner, owner)).run();
     },
-    async releaseLeases(owner) {
-      releaseLeasesOf(db, owner);
+    async releaseLeases(owner, jobIds) {
+      if (jobIds === undefined) return releaseLeasesOf(db, owner);
+      if (jobIds.length === 0) return;
+      db.update(jobs)
+        .set({ leaseOwner: null, leaseUntil: null })
+        .where(and(eq(jobs.leaseOwner, owner), inArray(jobs.jobId, [...jobIds])))
+        .run();
     },
     async nextDue(filter) {
       const row = db

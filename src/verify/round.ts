@@ -37,9 +37,6 @@ const SLICE = 8;
 /** Signature statuses written per synchronous stretch (~20 µs each, with the re-read). */
 const STATUS_SLICE = 128;
 
-/** Signatures asked "which jobs name you" per synchronous stretch. */
-const NAMING_SLICE = 64;
-
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 function chunks<T>(items: readonly T[], size: number): T[][] {
@@ -82,13 +79,13 @@ export function createRound(deps: RoundDeps): Round {
 
   return async function round(filter, runId, signal) {
     if (signal.aborted) return 0;
-    const claimed = await queue.claim(owner, filter, {
+    let claimed = await queue.claim(owner, filter, {
       t: now(),
       leaseMs: options.leaseMs,
       limit: options.claimBatchSize,
     });
     if (claimed.length === 0) return 0;
-    const allSigs = [...new Set(claimed.flatMap((j) => jobSignatures(j)))];
+    let allSigs = [...new Set(claimed.flatMap((j) => jobSignatures(j)))];
 
     // Make sure every signature has its row, then see which still need the chain.
     const rows = await signatures.track(allSigs, now());
@@ -136,44 +133,55 @@ export function createRound(deps: RoundDeps): Round {
     const keep = (signature: string, row: SignatureRow | undefined) => {
       if (row) rows.set(signature, row);
     };
-    const toFetch = allSigs.filter((s) => {
+    const unfetched = allSigs.filter((s) => {
       const row = rows.get(s);
       return row?.state === "finalized" && row.facts === null && !trouble.has(s);
     });
-    if (toFetch.length > 0) {
-      const fetches = new PQueue({ concurrency: options.fetchConcurrency });
-      await fetches.addAll(
-        toFetch.map((signature) => async () => {
-          if (signal.aborted) return;
-          try {
-            const result = await rpc.getTransaction(signature);
-            keep(
-              signature,
-              result === null
-                ? // The status said finalized but the node returned nothing.
-                  await signatures.recordFetchMiss(signature, options.maxFetchMisses)
-                : await signatures.recordFetched(signature, result, now()),
-            );
-          } catch (error) {
-            // The database, not the node, was in the way: the round is retried as a whole.
-            if (isBusyError(error)) throw error;
-            if (error instanceof RpcDisagreementError) {
-              disagreements.set(signature, error.disagreement);
-              return;
-            }
-            trouble.set(signature, `getTransaction: ${message(error)}`);
-            // A node that keeps answering with something unparseable is counted like one that
-            // has no such transaction, so the job ends unverifiable instead of retrying for ever.
-            if (isAppError(error) && error.code === "malformed_transaction") {
-              keep(signature, await signatures.recordFetchMiss(signature, options.maxFetchMisses));
-            }
-          }
-        }),
-      );
+    const { kept, handBack, toFetch } = shareOut(claimed, unfetched, fetchBudget());
+    if (handBack.length > 0) {
+      await queue.releaseLeases(owner, handBack);
+      claimed = kept;
+      allSigs = [...new Set(claimed.flatMap((j) => jobSignatures(j)))];
     }
+    // Fetches run while the jobs whose transactions are in decide: the RPC stays busy through
+    // the database writes, so a round costs about its fetches' time at the rate limit.
+    const fetches = new PQueue({ concurrency: options.fetchConcurrency });
+    const fetched = new Map<string, Promise<void>>();
+    for (const signature of toFetch) {
+      const done = fetches.add(async () => {
+        if (signal.aborted) return;
+        try {
+          const result = await rpc.getTransaction(signature);
+          keep(
+            signature,
+            result === null
+              ? // The status said finalized but the node returned nothing.
+                await signatures.recordFetchMiss(signature, options.maxFetchMisses)
+              : await signatures.recordFetched(signature, result, now()),
+          );
+        } catch (error) {
+          // The database, not the node, was in the way: the round is retried as a whole.
+          if (isBusyError(error)) throw error;
+          if (error instanceof RpcDisagreementError) {
+            disagreements.set(signature, error.disagreement);
+            return;
+          }
+          trouble.set(signature, `getTransaction: ${message(error)}`);
+          // A node that keeps answering with something unparseable is counted like one that
+          // has no such transaction, so the job ends unverifiable instead of retrying for ever.
+          if (isAppError(error) && error.code === "malformed_transaction") {
+            keep(signature, await signatures.recordFetchMiss(signature, options.maxFetchMisses));
+          }
+        }
+      });
+      // Awaited by the slice of its jobs; a rejection seen first here is not unhandled.
+      done.catch(() => {});
+      fetched.set(signature, done);
+    }
+    /** Waits for the fetches a slice needs; a database failure in any of them fails the round. */
+    const fetchesOf = (slice: readonly DecideJob[]) =>
+      Promise.all(slice.flatMap((job) => jobSignatures(job).flatMap((s) => fetched.get(s) ?? [])));
 
-    // Stopping: what was fetched is stored; the jobs go back to the queue with their leases.
-    if (signal.aborted) return claimed.length;
     const factsCache = new Map<string, TransactionFacts>();
     const factsOf = (sig: string) => {
       let facts = factsCache.get(sig);
@@ -187,24 +195,38 @@ export function createRound(deps: RoundDeps): Round {
     };
     const named = new Map<string, string[]>();
     const namedTotal = new Map<string, number>();
-    for (const part of chunks(allSigs, NAMING_SLICE)) {
-      const found = await signatures.jobsNaming(part, MAX_NAMED_BY);
+    const namesAny = new Set<string>();
+    /**
+     * Which jobs name the signatures of a slice's jobs whose transactions are all known (only
+     * those are evaluated): asked once per signature per round. A memo naming one job that the
+     * list leaves out (past its cap, or named only by a conflicting receipt) is asked about
+     * directly: that job may own the transaction.
+     */
+    async function nameSignatures(slice: readonly DecideJob[]) {
+      const sigs = [
+        ...new Set(
+          slice
+            .map((job) => jobSignatures(job))
+            .filter((own) => own.every((s) => factsOf(s) !== undefined))
+            .flat(),
+        ),
+      ].filter((s) => !namedTotal.has(s));
+      if (sigs.length === 0) return;
+      const found = await signatures.jobsNaming(sigs, MAX_NAMED_BY);
       for (const [sig, ids] of found.named) named.set(sig, ids);
       for (const [sig, n] of found.totals) namedTotal.set(sig, n);
-      await yieldToEventLoop();
-    }
-    // A memo naming one job that the list above leaves out (past its cap, or named only by a
-    // conflicting receipt) is asked about directly: that job may own the transaction.
-    const askNames: { jobId: string; signature: string }[] = [];
-    for (const signature of allSigs) {
-      const facts = factsOf(signature);
-      if (!facts) continue;
-      const memoJobs = [...new Set(parseJobMemos(profile, facts.memos).map((m) => m.jobId))];
-      if (memoJobs.length === 1 && !(named.get(signature) ?? []).includes(memoJobs[0]!)) {
-        askNames.push({ jobId: memoJobs[0]!, signature });
+      for (const sig of sigs) if (!namedTotal.has(sig)) namedTotal.set(sig, 0);
+      const askNames: { jobId: string; signature: string }[] = [];
+      for (const signature of sigs) {
+        const memoJobs = [
+          ...new Set(parseJobMemos(profile, factsOf(signature)!.memos).map((m) => m.jobId)),
+        ];
+        if (memoJobs.length === 1 && !(named.get(signature) ?? []).includes(memoJobs[0]!)) {
+          askNames.push({ jobId: memoJobs[0]!, signature });
+        }
       }
+      for (const key of await signatures.namesAny(askNames)) namesAny.add(key);
     }
-    const namesAny = await signatures.namesAny(askNames);
     const view = {
       row: (s: string) => rows.get(s),
       facts: factsOf,
@@ -218,25 +240,41 @@ export function createRound(deps: RoundDeps): Round {
     // Decide and write a few jobs at a time, yielding between slices: the proxy shares this
     // event loop, and a synchronous stretch of more than a millisecond or two shows in its p99.
     // Pins are read per slice: a vault learned from one job's lock binds the next job of its key.
-    for (const slice of chunks(claimed, SLICE)) {
-      if (signal.aborted) break;
-      const views = await custodyViews(
-        deps.custody,
-        profile,
-        deps.configuredVaults,
-        slice,
-        factsOf,
-      );
-      const credits = await creditSpans(slice, factsOf);
-      const t = now();
-      const decisions = slice.map((job, i) =>
-        decide(job, view, profile, views[i]!, { ...options, now: t }, credits[i]!),
-      );
-      await write(decisions, runId);
-      await yieldToEventLoop();
+    try {
+      for (const slice of chunks(claimed, SLICE)) {
+        await fetchesOf(slice);
+        // Stopping: what was fetched is stored; the jobs go back to the queue with their leases.
+        if (signal.aborted) break;
+        await nameSignatures(slice);
+        const views = await custodyViews(
+          deps.custody,
+          profile,
+          deps.configuredVaults,
+          slice,
+          factsOf,
+        );
+        const credits = await creditSpans(slice, factsOf);
+        const t = now();
+        const decisions = slice.map((job, i) =>
+          decide(job, view, profile, views[i]!, { ...options, now: t }, credits[i]!),
+        );
+        await write(decisions, runId);
+        await yieldToEventLoop();
+      }
+    } finally {
+      // Nothing of this round outlives it: fetches not started are dropped, those in flight end.
+      fetches.clear();
+      await fetches.onIdle();
     }
     return claimed.length;
   };
+
+  /** getTransaction calls this round may make: its share of the RPC's current rate. */
+  function fetchBudget(): number {
+    const rate = rpc.requestRate?.();
+    if (rate === undefined || !Number.isFinite(rate)) return Number.POSITIVE_INFINITY;
+    return Math.max(options.fetchConcurrency, Math.ceil(rate * options.fetchSecondsPerRound));
+  }
 
   /**
    * Per job: the ledger's balances of the credit vault its lock came from (the lock's one
@@ -291,6 +329,35 @@ export function createRound(deps: RoundDeps): Round {
       );
     });
   }
+}
+
+/**
+ * Splits a claim by fetch work: jobs are kept, in claim order, while the transactions they still
+ * need fetched fit in `budget` (the first such job always does, so every round moves); a job
+ * needing nothing fetched (waiting for finality, or with its facts stored) is always kept. The
+ * others are handed back to the queue. Returns the signatures the kept jobs need fetched.
+ */
+export function shareOut<J extends DecideJob>(
+  claimed: readonly J[],
+  unfetched: readonly string[],
+  budget: number,
+): { kept: J[]; handBack: string[]; toFetch: string[] } {
+  if (unfetched.length <= budget)
+    return { kept: [...claimed], handBack: [], toFetch: [...unfetched] };
+  const pending = new Set(unfetched);
+  const planned = new Set<string>();
+  const kept: J[] = [];
+  const handBack: string[] = [];
+  for (const job of claimed) {
+    const needs = jobSignatures(job).filter((s) => pending.has(s) && !planned.has(s));
+    if (needs.length === 0 || planned.size === 0 || planned.size + needs.length <= budget) {
+      kept.push(job);
+      for (const s of needs) planned.add(s);
+    } else {
+      handBack.push(job.jobId);
+    }
+  }
+  return { kept, handBack, toFetch: [...planned] };
 }
 
 /**

@@ -13,6 +13,14 @@ export interface VerifierOptions {
   claimBatchSize: number;
   /** getTransaction calls in flight at once (the pool enforces the rate). Default 8. */
   fetchConcurrency: number;
+  /**
+   * Fetch work one round keeps, in seconds at the RPC's current rate: a round polls the
+   * statuses of all it claimed (256 signatures a request), keeps the jobs whose transactions
+   * it can fetch in this time and hands the others back to the queue at once, so several
+   * processes verifying one store share a backlog instead of one holding it under its lease.
+   * Default 2.
+   */
+  fetchSecondsPerRound: number;
   /** First retry delay after RPC trouble, in ms; doubles up to `maxBackoffMs`. Default 1000. */
   errorBackoffMs: number;
   /** Longest delay between two looks at a job, in ms. Default 60000. */
@@ -32,6 +40,7 @@ export const defaultVerifierOptions: VerifierOptions = {
   leaseMs: 120_000,
   claimBatchSize: 1000,
   fetchConcurrency: 8,
+  fetchSecondsPerRound: 2,
   errorBackoffMs: 1000,
   maxBackoffMs: 60_000,
   backfillWaitMs: 5000,

@@ -18,4 +18,6 @@ export interface VerifierRpc {
   /** The finalized transaction, or null when the node has none. */
   getTransaction(signature: string): Promise<{ facts: TransactionFacts; raw: unknown } | null>;
   getSlot(): Promise<number>;
+  /** Requests per second the RPC allows now; without it a round fetches all it claimed. */
+  requestRate?(): number;
 }

@@ -122,8 +122,21 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
         .set({ leaseUntil: until })
         .where(and(inArray(jobs.jobId, mine), eq(jobs.leaseOwner, owner)));
     },
-    async releaseLeases(owner) {
-      await releaseLeasesOfPg(db, owner);
+    async releaseLeases(owner, jobIds) {
+      if (jobIds === undefined) return releaseLeasesOfPg(db, owner);
+      if (jobIds.length === 0) return;
+      // Skips rows another transaction holds, as the renewal does: such a job is being reopened
+      // (which drops its lease anyway); waiting could close a deadlock with a writer updating
+      // several of these jobs in another order. A skipped lease simply runs to its expiry.
+      const mine = db
+        .select({ jobId: jobs.jobId })
+        .from(jobs)
+        .where(and(eq(jobs.leaseOwner, owner), inArray(jobs.jobId, [...jobIds])))
+        .for("update", { skipLocked: true });
+      await db
+        .update(jobs)
+        .set({ leaseOwner: null, leaseUntil: null })
+        .where(and(inArray(jobs.jobId, mine), eq(jobs.leaseOwner, owner)));
     },
     async nextDue(filter) {
       const [row] = await db
