@@ -161,6 +161,19 @@ describe("RPC pool: faults", () => {
     expect(counts(p, "ok")).toBe(3);
   });
 
+  it("tells the rate it allows now: the configured one, lowered after a 429", async () => {
+    const stub = await startStub((body, n) =>
+      n === 1
+        ? { status: 429, headers: { "retry-after": "0" }, body: "Too many requests" }
+        : { body: answer(body, slotOf) },
+    );
+    const p = pool([{ url: stub.url, rateLimitPerSec: 40 }]);
+    expect(p.requestRate()).toBe(40);
+    await p.getSlot();
+    expect(p.requestRate()).toBeGreaterThan(0);
+    expect(p.requestRate()).toBeLessThanOrEqual(21);
+  });
+
   it("recovers from 30% errors (5xx, node behind, dropped connections) with retries", async () => {
     const random = seeded(7);
     const stub = await startStub((body) => {
