@@ -34,6 +34,9 @@ import type { VerifierRpc } from "./verifier-rpc.js";
  */
 const SLICE = 8;
 
+/** Jobs waiting for their transactions (no checks to write) decided and written per stretch. */
+const WAITING_SLICE = 64;
+
 /** Signature statuses written per synchronous stretch (~20 µs each, with the re-read). */
 const STATUS_SLICE = 128;
 
@@ -240,8 +243,22 @@ export function createRound(deps: RoundDeps): Round {
     // Decide and write a few jobs at a time, yielding between slices: the proxy shares this
     // event loop, and a synchronous stretch of more than a millisecond or two shows in its p99.
     // Pins are read per slice: a vault learned from one job's lock binds the next job of its key.
+    // Jobs left waiting this round (a signature neither fetched nor being fetched) are decided
+    // without evaluation: their writes carry no check rows, so they go many to a transaction.
+    const waits = (job: DecideJob) =>
+      jobSignatures(job).some((s) => factsOf(s) === undefined && !fetched.has(s));
+    const slices = [
+      ...chunks(
+        claimed.filter((job) => waits(job)),
+        WAITING_SLICE,
+      ),
+      ...chunks(
+        claimed.filter((job) => !waits(job)),
+        SLICE,
+      ),
+    ];
     try {
-      for (const slice of chunks(claimed, SLICE)) {
+      for (const slice of slices) {
         await fetchesOf(slice);
         // Stopping: what was fetched is stored; the jobs go back to the queue with their leases.
         if (signal.aborted) break;
