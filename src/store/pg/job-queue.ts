@@ -6,6 +6,10 @@ import type { JobQueueStore, QueueFilter } from "../job-queue.js";
 import type { PgExecutor } from "./executor.js";
 import { resetGivenUpPg } from "./signatures.js";
 
+/** `job_id` is one of `ids`, as ONE array parameter (drizzle spreads a list into one each). */
+const jobIdIn = (ids: readonly string[]) =>
+  sql`${jobs.jobId} = ANY(${sql.param([...ids])}::text[])`;
+
 /**
  * `reopenJobs` on PostgreSQL (see src/store/job-queue.ts, the only way a job goes back to the
  * verifier's queue), composing inside the caller's transaction. Returns how many jobs were
@@ -18,11 +22,7 @@ export async function reopenJobsPg(
   options: { dueAt?: number } = {},
 ): Promise<number> {
   const condition =
-    "jobIds" in target
-      ? target.jobIds.length > 0
-        ? inArray(jobs.jobId, [...target.jobIds])
-        : null
-      : target.where;
+    "jobIds" in target ? (target.jobIds.length > 0 ? jobIdIn(target.jobIds) : null) : target.where;
   if (condition === null) return 0;
   const result = await tx
     .update(jobs)
@@ -49,7 +49,7 @@ export async function makeDuePg(
   const result = await tx
     .update(jobs)
     .set({ nextVerifyAt: sql`least(${jobs.nextVerifyAt}, ${now})` })
-    .where(inArray(jobs.jobId, [...jobIds]));
+    .where(jobIdIn(jobIds));
   return result.rowCount ?? 0;
 }
 
@@ -131,7 +131,7 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
       const mine = db
         .select({ jobId: jobs.jobId })
         .from(jobs)
-        .where(and(eq(jobs.leaseOwner, owner), inArray(jobs.jobId, [...jobIds])))
+        .where(and(eq(jobs.leaseOwner, owner), jobIdIn(jobIds)))
         .for("update", { skipLocked: true });
       await db
         .update(jobs)
