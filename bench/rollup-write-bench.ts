@@ -39,6 +39,10 @@ export interface WriteCostResult {
    * every job written, each write summed into `job_rollups` at once.
    */
   perRowTriggers: WriteCostSide;
+  /** The triggers of migration 0009: the same, but the fold trigger an upsert. */
+  upsertFold: WriteCostSide;
+  /** (without - upsertFold) / without, percent. */
+  upsertFoldCostPercent: { receipts: number; statusWrites: number; verdictWrites: number };
   /**
    * The schema before the rollups: no triggers, and the four covering report indexes on `jobs`
    * that the from-scratch reports needed (dropped when the rollups replaced them).
@@ -61,26 +65,27 @@ const preRollupIndexes = ["day", "model", "worker", "key"].map((g) => {
     escrowed_units, worker_paid_units, treasury_paid_units, refunded_units, fees_lamports)`;
 });
 
-/** The per-row triggers of migration 0008 (before the rollup deltas), as it created them. */
-function perRowTriggersSql(): string[] {
-  const text = readFileSync(`${migrationsFolder}/0008_rollup_hours.sql`, "utf8");
+/** The triggers a migration creates, as it created them. */
+function triggersOf(migration: string): string[] {
+  const text = readFileSync(`${migrationsFolder}/${migration}.sql`, "utf8");
   return text
     .split("--> statement-breakpoint")
     .map((s) => s.trim())
     .filter((s) => s.startsWith("CREATE TRIGGER"));
 }
 
-type Side = "with" | "without" | "before" | "perRow";
+type Side = "with" | "without" | "before" | "perRow" | "upsertFold";
 
 /**
  * A fresh migrated store as one side of the comparison has it: `with` as migrated, `without`
  * the rollup triggers, `before` the rollups (no triggers, the report indexes), `perRow` the
- * triggers of migration 0008.
+ * triggers of migration 0008, `upsertFold` the fold trigger of migration 0009 (an upsert, which
+ * gave every statement writing `jobs` a statement journal).
  */
 function openSide(dir: string, side: Side): SqliteStore {
   const store = openSqliteStore(join(dir, `${side}.db`));
   migrateStore(store);
-  if (side !== "with") {
+  if (side !== "with" && side !== "upsertFold") {
     for (const name of store.sqlite
       .prepare(
         "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'jobs_rollup_%'",
@@ -91,7 +96,12 @@ function openSide(dir: string, side: Side): SqliteStore {
     }
   }
   if (side === "before") for (const sql of preRollupIndexes) store.sqlite.exec(sql);
-  if (side === "perRow") for (const sql of perRowTriggersSql()) store.sqlite.exec(sql);
+  if (side === "perRow") for (const sql of triggersOf("0008_rollup_hours")) store.sqlite.exec(sql);
+  if (side === "upsertFold") {
+    store.sqlite.exec("DROP TRIGGER jobs_rollup_fold");
+    const fold = triggersOf("0009_rollup_deltas").find((t) => t.includes("jobs_rollup_fold"));
+    store.sqlite.exec(fold as string);
+  }
   return store;
 }
 
@@ -173,7 +183,7 @@ export function measureRollupWriteCost(
       : () => performance.now();
   const batchSize = options.batchSize ?? 1000;
   const dir = mkdtempSync(join(tmpdir(), "rollup-writes-"));
-  const sides = ["with", "without", "before", "perRow"] as const;
+  const sides = ["with", "without", "before", "perRow", "upsertFold"] as const;
   const stores = Object.fromEntries(
     sides.map((side) => {
       const store = openSide(dir, side);
@@ -235,6 +245,7 @@ export function measureRollupWriteCost(
   const withoutTriggers = side("without");
   const beforeRollups = side("before");
   const perRowTriggers = side("perRow");
+  const upsertFold = side("upsertFold");
   const cost = (a: number, b: number) => round(((b - a) / b) * 100, 1);
   return {
     rounds,
@@ -243,6 +254,12 @@ export function measureRollupWriteCost(
     withoutTriggers,
     beforeRollups,
     perRowTriggers,
+    upsertFold,
+    upsertFoldCostPercent: {
+      receipts: cost(upsertFold.receiptsPerSec, withoutTriggers.receiptsPerSec),
+      statusWrites: cost(upsertFold.statusWritesPerSec, withoutTriggers.statusWritesPerSec),
+      verdictWrites: cost(upsertFold.verdictWritesPerSec, withoutTriggers.verdictWritesPerSec),
+    },
     perRowCostPercent: {
       receipts: cost(perRowTriggers.receiptsPerSec, withoutTriggers.receiptsPerSec),
       statusWrites: cost(perRowTriggers.statusWritesPerSec, withoutTriggers.statusWritesPerSec),

@@ -705,7 +705,7 @@ function targets(): TargetLine[] {
       });
       lines.push({
         target: `rollup triggers alone: ${label}`,
-        measured: `${rate(w.withTriggers[figure])} with, ${rate(w.withoutTriggers[figure])} without (${w.costPercent[cost]}%)`,
+        measured: `${rate(w.withTriggers[figure])} with, ${rate(w.withoutTriggers[figure])} without (${w.costPercent[cost]}%); fold as an upsert (0009): ${rate(w.upsertFold[figure])} (${w.upsertFoldCostPercent[cost]}%)`,
         pass: null,
       });
     }
