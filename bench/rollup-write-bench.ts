@@ -1,13 +1,21 @@
+import { once } from "node:events";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { serve } from "@hono/node-server";
+import { createApp } from "../src/api/app.js";
+import { createToken } from "../src/auth/tokens.js";
 import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
 import { migrateStore, migrationsFolder } from "../src/db/migrate.js";
 import { foldRollupDeltas } from "../src/db/rollups.js";
+import { createLogger } from "../src/log.js";
 import { parseReceiptInput } from "../src/recorder/receipt-input.js";
+import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
 import type { Receipt } from "../src/recorder/receipts.js";
 import { recordReceipts } from "../src/recorder/receipts.js";
-import { benchReceipts } from "./ingest-bench.js";
+import { benchReceipts, measurePostJobs } from "./ingest-bench.js";
 import { percentile, round } from "./stats.js";
 
 export interface WriteCostSide {
@@ -31,6 +39,10 @@ export interface WriteCostResult {
    * every job written, each write summed into `job_rollups` at once.
    */
   perRowTriggers: WriteCostSide;
+  /** The triggers of migration 0009: the same, but the fold trigger an upsert. */
+  upsertFold: WriteCostSide;
+  /** (without - upsertFold) / without, percent. */
+  upsertFoldCostPercent: { receipts: number; statusWrites: number; verdictWrites: number };
   /**
    * The schema before the rollups: no triggers, and the four covering report indexes on `jobs`
    * that the from-scratch reports needed (dropped when the rollups replaced them).
@@ -53,13 +65,44 @@ const preRollupIndexes = ["day", "model", "worker", "key"].map((g) => {
     escrowed_units, worker_paid_units, treasury_paid_units, refunded_units, fees_lamports)`;
 });
 
-/** The per-row triggers of migration 0008 (before the rollup deltas), as it created them. */
-function perRowTriggersSql(): string[] {
-  const text = readFileSync(`${migrationsFolder}/0008_rollup_hours.sql`, "utf8");
+/** The triggers a migration creates, as it created them. */
+function triggersOf(migration: string): string[] {
+  const text = readFileSync(`${migrationsFolder}/${migration}.sql`, "utf8");
   return text
     .split("--> statement-breakpoint")
     .map((s) => s.trim())
     .filter((s) => s.startsWith("CREATE TRIGGER"));
+}
+
+type Side = "with" | "without" | "before" | "perRow" | "upsertFold";
+
+/**
+ * A fresh migrated store as one side of the comparison has it: `with` as migrated, `without`
+ * the rollup triggers, `before` the rollups (no triggers, the report indexes), `perRow` the
+ * triggers of migration 0008, `upsertFold` the fold trigger of migration 0009 (an upsert, which
+ * gave every statement writing `jobs` a statement journal).
+ */
+function openSide(dir: string, side: Side): SqliteStore {
+  const store = openSqliteStore(join(dir, `${side}.db`));
+  migrateStore(store);
+  if (side !== "with" && side !== "upsertFold") {
+    for (const name of store.sqlite
+      .prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'jobs_rollup_%'",
+      )
+      .pluck()
+      .all() as string[]) {
+      store.sqlite.exec(`DROP TRIGGER ${name}`);
+    }
+  }
+  if (side === "before") for (const sql of preRollupIndexes) store.sqlite.exec(sql);
+  if (side === "perRow") for (const sql of triggersOf("0008_rollup_hours")) store.sqlite.exec(sql);
+  if (side === "upsertFold") {
+    store.sqlite.exec("DROP TRIGGER jobs_rollup_fold");
+    const fold = triggersOf("0009_rollup_deltas").find((t) => t.includes("jobs_rollup_fold"));
+    store.sqlite.exec(fold as string);
+  }
+  return store;
 }
 
 const checkNames = Array.from({ length: 14 }, (_, i) => `check.${i}`);
@@ -140,23 +183,10 @@ export function measureRollupWriteCost(
       : () => performance.now();
   const batchSize = options.batchSize ?? 1000;
   const dir = mkdtempSync(join(tmpdir(), "rollup-writes-"));
-  const sides = ["with", "without", "before", "perRow"] as const;
+  const sides = ["with", "without", "before", "perRow", "upsertFold"] as const;
   const stores = Object.fromEntries(
     sides.map((side) => {
-      const store = openSqliteStore(join(dir, `${side}.db`));
-      migrateStore(store);
-      if (side !== "with") {
-        for (const name of store.sqlite
-          .prepare(
-            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'jobs_rollup_%'",
-          )
-          .pluck()
-          .all() as string[]) {
-          store.sqlite.exec(`DROP TRIGGER ${name}`);
-        }
-      }
-      if (side === "before") for (const sql of preRollupIndexes) store.sqlite.exec(sql);
-      if (side === "perRow") for (const sql of perRowTriggersSql()) store.sqlite.exec(sql);
+      const store = openSide(dir, side);
       return [side, { store, writer: verdictWriter(store) }];
     }),
   ) as Record<
@@ -215,6 +245,7 @@ export function measureRollupWriteCost(
   const withoutTriggers = side("without");
   const beforeRollups = side("before");
   const perRowTriggers = side("perRow");
+  const upsertFold = side("upsertFold");
   const cost = (a: number, b: number) => round(((b - a) / b) * 100, 1);
   return {
     rounds,
@@ -223,6 +254,12 @@ export function measureRollupWriteCost(
     withoutTriggers,
     beforeRollups,
     perRowTriggers,
+    upsertFold,
+    upsertFoldCostPercent: {
+      receipts: cost(upsertFold.receiptsPerSec, withoutTriggers.receiptsPerSec),
+      statusWrites: cost(upsertFold.statusWritesPerSec, withoutTriggers.statusWritesPerSec),
+      verdictWrites: cost(upsertFold.verdictWritesPerSec, withoutTriggers.verdictWritesPerSec),
+    },
     perRowCostPercent: {
       receipts: cost(perRowTriggers.receiptsPerSec, withoutTriggers.receiptsPerSec),
       statusWrites: cost(perRowTriggers.statusWritesPerSec, withoutTriggers.statusWritesPerSec),
@@ -242,6 +279,102 @@ export function measureRollupWriteCost(
       receipts: cost(withTriggers.receiptsPerSec, withoutTriggers.receiptsPerSec),
       statusWrites: cost(withTriggers.statusWritesPerSec, withoutTriggers.statusWritesPerSec),
       verdictWrites: cost(withTriggers.verdictWritesPerSec, withoutTriggers.verdictWritesPerSec),
+    },
+  };
+}
+
+export interface IngestCostResult {
+  rounds: number;
+  /** Receipts each side took per round (POST /jobs, batches of 1,000, one request in flight). */
+  receiptsPerRound: number;
+  /** Median receipts per second of each side's rounds. */
+  receiptsPerSec: { with: number; without: number; before: number };
+  /** This process's CPU (client and service) per 1,000 receipts, median of the rounds. */
+  cpuMsPer1000: { with: number; without: number; before: number };
+  /** (other - with) / other, percent, by receipts/s and by CPU. */
+  costPercent: { vsWithout: number; vsBefore: number; cpuVsWithout: number; cpuVsBefore: number };
+}
+
+/**
+ * The rollups' cost to ingest end to end: `POST /jobs` over HTTP into the app with its receipt
+ * writer (group commit), as `serve` answers it, on three stores side by side: the schema as
+ * migrated, without the rollup triggers, and before the rollups. The same receipts go to each,
+ * round by round in rotating order. The client runs in this process too (the same work for
+ * every side); no verifier runs.
+ */
+export async function measureIngestRollupCost(
+  options: { rounds?: number; receiptsPerRound?: number; prefill?: number } = {},
+): Promise<IngestCostResult> {
+  const rounds = options.rounds ?? 8;
+  const perRound = options.receiptsPerRound ?? 5000;
+  const dir = mkdtempSync(join(tmpdir(), "rollup-ingest-"));
+  const sides = ["with", "without", "before"] as const;
+  const log = createLogger({ level: "silent" });
+  const services = await Promise.all(
+    sides.map(async (side) => {
+      const store = openSide(dir, side);
+      const receiptWriter = createReceiptWriter(store, { log });
+      const app = createApp({ store, log, receiptWriter });
+      const server = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }) as Server;
+      if (!server.listening) await once(server, "listening");
+      const { token } = await createToken(store, { role: "ingest", name: "bench" });
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      return { side, store, receiptWriter, server, token, url };
+    }),
+  );
+  const rates = { with: [] as number[], without: [] as number[], before: [] as number[] };
+  const cpu = { with: [] as number[], without: [] as number[], before: [] as number[] };
+  const cpuNow = () => {
+    const used = process.cpuUsage();
+    return (used.user + used.system) / 1000;
+  };
+  try {
+    const prefill = options.prefill ?? 20_000;
+    const history = benchReceipts(prefill, "h");
+    for (const s of services) await measurePostJobs(s.url, s.token, history, 1000, 1);
+    for (let round = 0; round < rounds; round++) {
+      const receipts = benchReceipts(perRound, `r${round.toString(36)}x`);
+      const order = services.map((_, i) => services[(i + round) % services.length]!);
+      for (const s of order) {
+        const before = cpuNow();
+        const figures = await measurePostJobs(s.url, s.token, receipts, 1000, 1);
+        cpu[s.side].push(((cpuNow() - before) / perRound) * 1000);
+        if (figures.notCreated > 0) throw new Error(`${s.side}: ${figures.notCreated} not created`);
+        rates[s.side].push(figures.receiptsPerSec);
+      }
+    }
+  } finally {
+    for (const s of services) {
+      s.server.closeAllConnections();
+      await new Promise((resolve) => s.server.close(resolve));
+      await s.receiptWriter.close();
+      s.store.close();
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const median = (xs: number[]) => percentile(xs, 50);
+  const receiptsPerSec = {
+    with: Math.round(median(rates.with)),
+    without: Math.round(median(rates.without)),
+    before: Math.round(median(rates.before)),
+  };
+  const cpuMsPer1000 = {
+    with: round(median(cpu.with), 1),
+    without: round(median(cpu.without), 1),
+    before: round(median(cpu.before), 1),
+  };
+  const cost = (a: number, b: number) => round(((b - a) / b) * 100, 1);
+  return {
+    rounds,
+    receiptsPerRound: perRound,
+    receiptsPerSec,
+    cpuMsPer1000,
+    costPercent: {
+      vsWithout: cost(receiptsPerSec.with, receiptsPerSec.without),
+      vsBefore: cost(receiptsPerSec.with, receiptsPerSec.before),
+      // More CPU per receipt is a cost: (with - other) / with, as a share of the time taken.
+      cpuVsWithout: cost(cpuMsPer1000.without, cpuMsPer1000.with),
+      cpuVsBefore: cost(cpuMsPer1000.before, cpuMsPer1000.with),
     },
   };
 }

@@ -16,7 +16,12 @@ import { measurePostgres, type PostgresResult } from "./postgres-bench.js";
 import { captureStubResponses, compareProxy, type ProxyRow } from "./proxy-bench.js";
 import { ensureReportDb } from "./report-db.js";
 import { measureReports, type ReportsResult } from "./reports-bench.js";
-import { measureRollupWriteCost, type WriteCostResult } from "./rollup-write-bench.js";
+import {
+  type IngestCostResult,
+  measureIngestRollupCost,
+  measureRollupWriteCost,
+  type WriteCostResult,
+} from "./rollup-write-bench.js";
 import { runSoak, type SoakResult } from "./soak-bench.js";
 import { measureStartup, type StartupResult } from "./startup-bench.js";
 import { round } from "./stats.js";
@@ -33,6 +38,7 @@ import type { StubResponses, WorldReady } from "./world-child.js";
  *   npm run bench -- --only startup [--startup-bin /other/tree/bin/decentral-audit.js]
  *   npm run bench -- --only ledger [--ledger-lines 1000000]
  *   npm run bench -- --only postgres [--pg-ingest 60000 (0: verification only)] [--pg-verify-jobs 600]
+ *   npm run bench -- --only rollup-writes [--write-rounds 20] [--quick]
  *
  * `soak` (not part of the default run) drives two serve processes on one database file with
  * proxy, ingest and report traffic for --soak-seconds (default 300), sampling the WAL size,
@@ -43,6 +49,9 @@ import type { StubResponses, WorldReady } from "./world-child.js";
  * the database is generated with set-based SQL (no evidence rows): about half an hour once on
  * a loaded 2-core host, then cached; so it is opt-in, not part of the default run nor of the
  * test suite.
+ *
+ * `rollup-writes` measures alone what the report rollups cost writers (part of `reports`):
+ * receipt and verdict writes on stores side by side, and ingest end to end (POST /jobs).
  *
  * `startup` times the CLI in fresh processes: `--help` to its exit, and `verify` to its first
  * JSON-RPC request (see startup-bench.ts); `--startup-bin` measures another build, e.g. main's.
@@ -60,7 +69,7 @@ const defaultSections = [
   "startup",
   "postgres",
 ] as const;
-const sections = [...defaultSections, "soak"] as const;
+const sections = [...defaultSections, "soak", "rollup-writes"] as const;
 type Section = (typeof sections)[number];
 
 const { values: flags } = parseArgs({
@@ -133,6 +142,7 @@ const results: {
     dbBackfillSeconds: number;
   })[];
   rollupWrites?: WriteCostResult;
+  rollupIngest?: IngestCostResult;
   soak?: SoakResult;
   ledger?: LedgerResult;
   dashboard?: DashboardPageFigure[];
@@ -489,10 +499,14 @@ async function main() {
       for (const [i, reportJobs] of reportSizes.entries()) {
         await reportsSection(reportJobs, i === 0);
       }
+    }
+    if (only.has("reports") || only.has("rollup-writes")) {
       say("reports: what the rollup triggers cost receipt and verdict writes (side by side)");
       results.rollupWrites = measureRollupWriteCost({
         rounds: Number(flags["write-rounds"] ?? (quick ? 6 : 20)),
       });
+      say("reports: what the rollups cost ingest end to end, POST /jobs (side by side)");
+      results.rollupIngest = await measureIngestRollupCost({ rounds: quick ? 4 : 8 });
     }
     if (only.has("startup")) {
       say("startup: CLI --help, and verify to its first RPC request, in fresh processes");
@@ -694,10 +708,25 @@ function targets(): TargetLine[] {
       });
       lines.push({
         target: `rollup triggers alone: ${label}`,
-        measured: `${rate(w.withTriggers[figure])} with, ${rate(w.withoutTriggers[figure])} without (${w.costPercent[cost]}%)`,
+        measured: `${rate(w.withTriggers[figure])} with, ${rate(w.withoutTriggers[figure])} without (${w.costPercent[cost]}%); fold as an upsert (0009): ${rate(w.upsertFold[figure])} (${w.upsertFoldCostPercent[cost]}%)`,
         pass: null,
       });
     }
+  }
+  const ingest = results.rollupIngest;
+  if (ingest) {
+    const { receiptsPerSec: r, cpuMsPer1000: c, costPercent: p } = ingest;
+    lines.push({
+      target:
+        "rollups cost <= 10% vs before them: ingest end to end (POST /jobs, batches of 1,000)",
+      measured: `${r.with}/s now, ${r.before}/s before (${p.vsBefore}%); CPU ${c.with} vs ${c.before} ms per 1,000 (${p.cpuVsBefore}%)`,
+      pass: p.vsBefore <= 10,
+    });
+    lines.push({
+      target: "rollup triggers alone: ingest end to end (POST /jobs, batches of 1,000)",
+      measured: `${r.with}/s with, ${r.without}/s without (${p.vsWithout}%); CPU ${c.with} vs ${c.without} ms per 1,000 (${p.cpuVsWithout}%)`,
+      pass: null,
+    });
   }
   const startup = results.startup;
   if (startup) {

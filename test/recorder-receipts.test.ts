@@ -189,6 +189,15 @@ describe("recordReceipt", async () => {
     );
     expect(results.map((r) => r.outcome)).toEqual(["created", "created", "duplicate", "conflict"]);
   });
+
+  it("fails a batch with a receipt the jobs table refuses, instead of skipping that receipt", async () => {
+    const store = createTestStore();
+    const good = receipt();
+    // A missing job id cannot come through the input parser; the store must still not drop it.
+    const broken = { ...receipt(), jobId: null } as unknown as Receipt;
+    await expect(recordReceipts(store, [good, broken], "import")).rejects.toThrow(/constraint/);
+    expect(store.db.select().from(jobs).all()).toEqual([]);
+  });
 });
 
 describe("parseReceiptInput", () => {

@@ -21,7 +21,8 @@ import {
   reconciliationReport,
 } from "../src/reports/reconciliation.js";
 import { recomputeRollups } from "../src/reports/rollup-recompute.js";
-import { insertJob } from "./support/job-rows.js";
+import { type Receipt, recordReceiptsInTransaction } from "../src/store/receipts.js";
+import { fakeSignature, insertJob } from "./support/job-rows.js";
 import { createTestStore } from "./support/store.js";
 
 const DAY = 86_400_000;
@@ -187,6 +188,50 @@ describe("report rollups", () => {
     expect(pending.get()).toBe(0);
     expect(store.sqlite.prepare("SELECT count(*) FROM job_rollups").pluck().get()).toBeGreaterThan(
       before as number,
+    );
+    await expectReportsMatchScratch(store);
+    expect((await recomputeRollups(store)).differences).toEqual([]);
+  });
+
+  it("are summed by the fold trigger inside receipt writes, as a group commit makes them", async () => {
+    const store = createTestStore();
+    const pending = store.sqlite.prepare(`SELECT count(*) FROM ${rollupDeltasTable}`).pluck();
+    const receipt = (i: number, settled: boolean): Receipt => ({
+      jobId: `g${i}`,
+      escrowTx: fakeSignature(`e${i}`),
+      settlementTx: settled ? fakeSignature(`s${i}`) : null,
+      worker: workers[i % 2] ?? null,
+      creditsRemainingUnits: 1_000n,
+      model: models[i % 4] ?? null,
+      promptTokens: 1,
+      completionTokens: 2,
+      totalTokens: 3,
+      createdAt: start + i * 997_001,
+    });
+    // Small writes inside one transaction leave their deltas pending (no fold per write), so
+    // the fold trigger sums them from inside the receipt insert, under its OR IGNORE.
+    const outcomes = store.sqlite
+      .transaction(() => {
+        const results = [];
+        for (let i = 0; i < deltaFoldRows + 200; i += 10) {
+          const group = Array.from({ length: 10 }, (_, k) => receipt(i + k, (i + k) % 3 > 0));
+          results.push(...recordReceiptsInTransaction(store, group, "ingest"));
+          // The same receipts again, and the unsettled ones settled: duplicates and fills.
+          results.push(...recordReceiptsInTransaction(store, group.slice(0, 3), "ingest"));
+          const settled = group
+            .filter((r) => r.settlementTx === null)
+            .map((r) => receipt(Number(r.jobId.slice(1)), true));
+          results.push(...recordReceiptsInTransaction(store, settled, "ingest"));
+        }
+        return results;
+      })
+      .immediate();
+    expect(new Set(outcomes.map((o) => o.outcome))).toEqual(
+      new Set(["created", "duplicate", "updated"]),
+    );
+    expect(pending.get()).toBeLessThan(deltaFoldRows);
+    expect(store.sqlite.prepare("SELECT count(*) FROM job_rollups").pluck().get()).toBeGreaterThan(
+      0,
     );
     await expectReportsMatchScratch(store);
     expect((await recomputeRollups(store)).differences).toEqual([]);

@@ -306,23 +306,51 @@ ${rollupFigureColumns.map((c) => `\t\`${c}\` integer NOT NULL`).join(",\n")}
 }
 
 /**
- * Sums the pending deltas into every grain of `job_rollups` (by hour and full key first, so
- * each grain sums a few rows), then empties the table. Runs inside the writer's transaction.
- * CROSS JOIN keeps the hourly sums the outer loop: as the inner one they were summed again for
- * every grain.
+ * The pending deltas summed per grain key: by hour and full key first, so each grain sums a few
+ * rows. CROSS JOIN keeps the hourly sums the outer loop: as the inner one they were summed again
+ * for every grain. (`WHERE true` lets an upsert follow: see SQLite's parsing ambiguity.)
  */
-export function foldRollupDeltasSql(): [string, string] {
-  return [
-    `${rollupInsertHead}
-  SELECT g.grain, ${bucketOf("g.grain", `h.hour * ${HOUR_MS}`)},
-    ${dims.map((dim) => dimOf("g.grain", dim, "h")).join(",\n    ")},
-    ${rollupFigureColumns.map((c) => `sum(h.${c})`).join(", ")}
+const deltaGrainSums = `SELECT g.grain AS grain, ${bucketOf("g.grain", `h.hour * ${HOUR_MS}`)} AS day,
+    ${dims.map((dim) => `${dimOf("g.grain", dim, "h")} AS ${dim}`).join(",\n    ")},
+    ${rollupFigureColumns.map((c) => `sum(h.${c}) AS ${c}`).join(", ")}
   FROM (SELECT created_at / ${HOUR_MS} AS hour, model, worker, key_fingerprint,
       ${rollupFigureColumns.map((c) => `sum(${c}) AS ${c}`).join(", ")}
     FROM ${rollupDeltasTable} GROUP BY 1, 2, 3, 4) AS h CROSS JOIN ${grainRows}
   WHERE true
-  GROUP BY 1, 2, 3, 4, 5
+  GROUP BY 1, 2, 3, 4, 5`;
+
+/**
+ * Sums the pending deltas into every grain of `job_rollups` (by hour and full key first, so
+ * each grain sums a few rows), then empties the table. Runs inside the writer's transaction.
+ */
+export function foldRollupDeltasSql(): [string, string] {
+  return [
+    `${rollupInsertHead}
+  ${deltaGrainSums}
   ${rollupUpsertTail}`,
+    `DELETE FROM ${rollupDeltasTable}`,
+  ];
+}
+
+/**
+ * The fold as the trigger runs it: the same sums as `foldRollupDeltasSql`, written as an INSERT
+ * of the missing keys and an UPDATE ... FROM instead of an upsert. An upsert's DO UPDATE always
+ * aborts on a constraint error, so SQLite compiles every statement that can fire the trigger
+ * with a statement journal (a copy of each page the statement touches, taken for each row
+ * written: a third of a receipt insert); these two statements follow the conflict policy of
+ * the statement that fired them, so a writer that asks for OR IGNORE (the receipt insert) pays
+ * for none.
+ */
+function foldRollupDeltasInTriggerSql(): string[] {
+  const keyMatch = ["grain", "day", ...dims].map((c) => `r.${c} = s.${c}`).join(" AND ");
+  return [
+    `INSERT INTO job_rollups (grain, day, model, worker, key_fingerprint)
+  SELECT s.grain, s.day, s.model, s.worker, s.key_fingerprint FROM (${deltaGrainSums}) AS s
+  WHERE NOT EXISTS (SELECT 1 FROM job_rollups AS r WHERE ${keyMatch})`,
+    `UPDATE job_rollups AS r SET
+    ${rollupFigureColumns.map((c) => `${c} = r.${c} + s.${c}`).join(",\n    ")}
+  FROM (${deltaGrainSums}) AS s
+  WHERE ${keyMatch}`,
     `DELETE FROM ${rollupDeltasTable}`,
   ];
 }
@@ -403,7 +431,7 @@ END`;
   const fold = `CREATE TRIGGER \`jobs_rollup_fold\` AFTER INSERT ON \`${rollupDeltasTable}\`
   WHEN new.rowid >= ${deltaFoldRows}
 BEGIN
-  ${foldRollupDeltasSql().join(";\n  ")};
+  ${foldRollupDeltasInTriggerSql().join(";\n  ")};
 END`;
   return [insert, update, del, fold];
 }

@@ -1,4 +1,4 @@
-import { and, count, desc, eq, getTableColumns, sql } from "drizzle-orm";
+import { and, count, desc, eq, fillPlaceholders, getTableColumns, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { foldRollupDeltas } from "../db/rollups.js";
 import { jobs, type ReceiptSource, receiptConflicts } from "../db/schema.js";
@@ -80,6 +80,35 @@ export interface ReceiptsStore {
 
 const columns = getTableColumns(jobs);
 
+/**
+ * Prepares a drizzle INSERT or UPDATE of `jobs` as `INSERT OR IGNORE` / `UPDATE OR IGNORE`
+ * (drizzle's SQLite builder cannot say it). Why: a statement that fires a trigger and may abort
+ * on a constraint (NOT NULL, with the default ABORT policy) makes SQLite keep a statement
+ * journal, a copy of every page the statement touches, for each row written; with the rollup
+ * triggers on `jobs` that cost a third of a receipt write. Under OR IGNORE (which the triggers'
+ * statements inherit) nothing can abort, so there is no statement journal. A row that breaks a
+ * constraint is then skipped instead of failing: callers check `changes` and throw.
+ */
+function prepareOrIgnore(
+  store: SqliteStore,
+  query: { toSQL(): { sql: string; params: unknown[] } },
+): { run(values: Record<string, unknown>): { changes: number } } {
+  const { sql: text, params } = query.toSQL();
+  const head = /^(insert|update) (into )?"jobs" /;
+  if (!head.test(text)) throw new Error(`not an insert or update of jobs: ${text.slice(0, 40)}`);
+  const statement = store.sqlite.prepare(
+    text.replace(head, '$1 or ignore $2"jobs" ').replace(/ on conflict do nothing$/, ""),
+  );
+  return { run: (values) => statement.run(...fillPlaceholders(params, values)) };
+}
+
+/** A receipt write that changed no row although the job's row exists broke a constraint. */
+function expectWritten(changes: number, jobId: string): void {
+  if (changes !== 1) {
+    throw new Error(`receipt of job ${jobId} breaks a constraint of jobs (NOT NULL): not recorded`);
+  }
+}
+
 /** Every statement of the receipt path, prepared once per connection (see `statementsOf`). */
 function prepare(store: SqliteStore) {
   const { db } = store;
@@ -89,30 +118,34 @@ function prepare(store: SqliteStore) {
     receiptFields.map((field) => [field, param(field)]),
   ) as ReceiptCore;
   return {
-    insert: db
-      .insert(jobs)
-      .values({
-        ...receiptValues,
-        source: param("source"),
-        maxTokens: param("maxTokens"),
-        stream: param("stream"),
-        httpStatus: param("httpStatus"),
-        latencyMs: param("latencyMs"),
-        ttfbMs: param("ttfbMs"),
-        keyFingerprint: param("keyFingerprint"),
-        responseModel: param("responseModel"),
-        creditVault: param("creditVault"),
-        tags: param("tags"),
-        captureState: param("captureState"),
-        receiptHash: param("receiptHash"),
-        createdAt: param("createdAt"),
-        recordedAt: param("now"),
-        updatedAt: param("now"),
-        backfillState: param("backfillState"),
-        backfillNextAt: param("backfillNextAt"),
-      })
-      .onConflictDoNothing()
-      .prepare(),
+    // OR IGNORE: no statement journal per receipt (see `prepareOrIgnore`); a job already
+    // recorded is skipped, as ON CONFLICT DO NOTHING did.
+    insert: prepareOrIgnore(
+      store,
+      db
+        .insert(jobs)
+        .values({
+          ...receiptValues,
+          source: param("source"),
+          maxTokens: param("maxTokens"),
+          stream: param("stream"),
+          httpStatus: param("httpStatus"),
+          latencyMs: param("latencyMs"),
+          ttfbMs: param("ttfbMs"),
+          keyFingerprint: param("keyFingerprint"),
+          responseModel: param("responseModel"),
+          creditVault: param("creditVault"),
+          tags: param("tags"),
+          captureState: param("captureState"),
+          receiptHash: param("receiptHash"),
+          createdAt: param("createdAt"),
+          recordedAt: param("now"),
+          updatedAt: param("now"),
+          backfillState: param("backfillState"),
+          backfillNextAt: param("backfillNextAt"),
+        })
+        .onConflictDoNothing(),
+    ),
     // Enough to tell the common case, the same receipt again, without reading the whole row.
     recorded: db
       .select({
@@ -140,38 +173,42 @@ function prepare(store: SqliteStore) {
       .where(jobId)
       .prepare(),
     // The proxy's own completion of the row it opened: every capture field is replaced.
-    completeCapture: db
-      .update(jobs)
-      .set({
-        ...receiptValues,
-        maxTokens: param("maxTokens"),
-        stream: param("stream"),
-        httpStatus: param("httpStatus"),
-        latencyMs: param("latencyMs"),
-        ttfbMs: param("ttfbMs"),
-        keyFingerprint: param("keyFingerprint"),
-        responseModel: param("responseModel"),
-        creditVault: param("creditVault"),
-        tags: param("tags"),
-        captureState: param("captureState"),
-        receiptHash: param("receiptHash"),
-        backfillState: param("backfillState"),
-        updatedAt: param("now"),
-      })
-      .where(jobId)
-      .prepare(),
+    completeCapture: prepareOrIgnore(
+      store,
+      db
+        .update(jobs)
+        .set({
+          ...receiptValues,
+          maxTokens: param("maxTokens"),
+          stream: param("stream"),
+          httpStatus: param("httpStatus"),
+          latencyMs: param("latencyMs"),
+          ttfbMs: param("ttfbMs"),
+          keyFingerprint: param("keyFingerprint"),
+          responseModel: param("responseModel"),
+          creditVault: param("creditVault"),
+          tags: param("tags"),
+          captureState: param("captureState"),
+          receiptHash: param("receiptHash"),
+          backfillState: param("backfillState"),
+          updatedAt: param("now"),
+        })
+        .where(jobId),
+    ),
     // A later receipt that agrees with the recorded one and only adds what was unknown.
-    fill: db
-      .update(jobs)
-      .set({
-        ...receiptValues,
-        tags: param("tags"),
-        receiptHash: param("receiptHash"),
-        backfillState: param("backfillState"),
-        updatedAt: param("now"),
-      })
-      .where(jobId)
-      .prepare(),
+    fill: prepareOrIgnore(
+      store,
+      db
+        .update(jobs)
+        .set({
+          ...receiptValues,
+          tags: param("tags"),
+          receiptHash: param("receiptHash"),
+          backfillState: param("backfillState"),
+          updatedAt: param("now"),
+        })
+        .where(jobId),
+    ),
     // Signatures a conflicting receipt names are the job's too: the verifier fetches and judges
     // them (a job id answered twice, each time with its own lock, is charged twice).
     conflictSignatures: db
@@ -299,6 +336,8 @@ function recordOne(
   if (inserted.changes === 1) return { result: { outcome: "created" }, reopen: false };
 
   const recorded = st.recorded.get({ jobId: receipt.jobId });
+  // Neither inserted nor there: the row broke a constraint that OR IGNORE skipped.
+  if (recorded === undefined) expectWritten(0, receipt.jobId);
   const completesCapture =
     recorded?.source === "proxy" && recorded.captureState === "open" && source === "proxy";
   if (!completesCapture && recorded?.receiptHash === hash) {
@@ -308,13 +347,14 @@ function recordOne(
   const reopen = needsReopen(row, now);
   if (completesCapture) {
     const settlementTx = receipt.settlementTx ?? row.settlementTx;
-    st.completeCapture.run({
+    const completed = st.completeCapture.run({
       ...params,
       settlementTx,
       responseModel: receipt.responseModel ?? row.responseModel,
       creditVault: receipt.creditVault ?? row.creditVault,
       backfillState: settlementTx === null ? (row.backfillState ?? "pending") : row.backfillState,
     });
+    expectWritten(completed.changes, receipt.jobId);
     return { result: { outcome: "updated" }, reopen };
   }
 
@@ -338,7 +378,7 @@ function recordOne(
   }
 
   const combined = merged(row, receipt);
-  st.fill.run({
+  const filled = st.fill.run({
     ...combined,
     tags: { ...row.tags, ...(receipt.tags ?? {}) },
     receiptHash: receiptHash(combined),
@@ -348,6 +388,7 @@ function recordOne(
         : row.backfillState,
     now,
   });
+  expectWritten(filled.changes, receipt.jobId);
   return { result: { outcome: "updated" }, reopen };
 }
 
