@@ -12,6 +12,7 @@ import {
   measurePostJobs,
 } from "./ingest-bench.js";
 import { type LedgerResult, measureLedger } from "./ledger-bench.js";
+import { peakRssBytes } from "./peak-rss.js";
 import { measurePostgres, type PostgresResult } from "./postgres-bench.js";
 import { captureStubResponses, compareProxy, type ProxyRow } from "./proxy-bench.js";
 import { ensureReportDb } from "./report-db.js";
@@ -164,7 +165,7 @@ const results: {
 };
 
 const markRss = (section: string) => {
-  results.benchPeakRssAfter[section] = process.resourceUsage().maxRSS * 1024;
+  results.benchPeakRssAfter[section] = peakRssBytes();
 };
 
 type World = Child<WorldReady>;
@@ -501,7 +502,7 @@ async function main() {
   } finally {
     await world?.stop();
   }
-  results.rss["bench process (client)"] = process.resourceUsage().maxRSS * 1024;
+  results.rss["bench process (client)"] = peakRssBytes();
   results.targets = targets();
   printSideBySide();
   printTable(results.targets);
