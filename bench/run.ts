@@ -126,7 +126,11 @@ const results: {
   /** One entry per report database size. */
   reports?: (ReportsResult & {
     dbPath: string;
+    /** Seconds this run spent generating the database (0 when it was cached), and its steps. */
     dbGeneratedSeconds: number;
+    dbGeneratedCpuSeconds: number;
+    dbInsertSeconds: number;
+    dbIndexSeconds: number;
     /** Seconds the rollup backfill (what `db migrate` runs) took over the generated jobs. */
     dbBackfillSeconds: number;
   })[];
@@ -745,9 +749,9 @@ async function reportsSection(reportJobs: number, withDashboard: boolean) {
     },
     kind,
   );
-  if (db.generated) {
+  if (db.steps) {
     say(
-      `  generated in ${db.seconds.toFixed(0)} s (rollup backfill ${db.backfillSeconds.toFixed(1)} s): ${db.path}`,
+      `  generated in ${db.seconds.toFixed(0)} s, ${db.cpuSeconds.toFixed(0)} s of CPU (jobs ${db.steps.insert.toFixed(1)} s, indexes ${db.steps.indexes.toFixed(1)} s, rollup backfill ${db.steps.backfill.toFixed(1)} s): ${db.path}`,
     );
   }
   const app = await startChild<{ url: string; token: string }>("./service-child.ts", {
@@ -770,7 +774,10 @@ async function reportsSection(reportJobs: number, withDashboard: boolean) {
       ...reports,
       dbPath: db.path,
       dbGeneratedSeconds: round(db.seconds, 1),
-      dbBackfillSeconds: round(db.backfillSeconds, 1),
+      dbGeneratedCpuSeconds: round(db.cpuSeconds, 1),
+      dbInsertSeconds: round(db.steps?.insert ?? 0, 1),
+      dbIndexSeconds: round(db.steps?.indexes ?? 0, 1),
+      dbBackfillSeconds: round(db.steps?.backfill ?? 0, 1),
     });
     if (withDashboard) {
       say("reports: every dashboard page, signed in");
