@@ -133,8 +133,14 @@ export function ensureReportDb(
   const store = openSqliteStore(partial);
   try {
     migrateStore(store);
-    // A throwaway file being filled: no journal, no fsync, a large page cache.
-    store.sqlite.pragma("journal_mode = OFF");
+    // A throwaway file being filled: no journal, no fsync, a large page cache. A WAL database
+    // goes back to a rollback journal first, and better-sqlite3's defensive mode refuses
+    // journal_mode = OFF until unsafe mode is on: without both it silently stayed WAL.
+    store.sqlite.pragma("journal_mode = DELETE");
+    store.sqlite.unsafeMode(true);
+    if (store.sqlite.pragma("journal_mode = OFF", { simple: true }) !== "off") {
+      throw new Error("could not turn the journal off for generating");
+    }
     store.sqlite.pragma("synchronous = OFF");
     store.sqlite.pragma("cache_size = -262144");
     // Index builds sort tens of millions of entries: in temporary files, not in memory.
