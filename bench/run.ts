@@ -40,8 +40,9 @@ import type { StubResponses, WorldReady } from "./world-child.js";
  *
  * `--report-jobs 1000000,10000000` measures the reports over both sizes in one run and prints
  * them side by side, each beside the same report aggregated from scratch. Past a million jobs
- * the database is generated with set-based SQL (no evidence rows): about half an hour once on
- * a loaded 2-core host, then cached; so it is opt-in, not part of the default run nor of the
+ * the database is generated with set-based SQL and holds what reconciliation reads only (no
+ * evidence rows, the report path's indexes): 10M took 10 min (3.5 min of CPU) on a loaded
+ * 2-core host, then cached (6 GB); so it is opt-in, not part of the default run nor of the
  * test suite.
  *
  * `startup` times the CLI in fresh processes: `--help` to its exit, and `verify` to its first
