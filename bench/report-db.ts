@@ -171,6 +171,8 @@ export function ensureReportDb(
               }),
             () => true,
           );
+    // Cached as any store is: in WAL, so the service and the benchmark read it side by side.
+    store.sqlite.pragma("journal_mode = WAL");
   } finally {
     store.close();
   }
