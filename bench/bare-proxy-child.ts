@@ -1,5 +1,6 @@
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { peakRssBytes } from "./peak-rss.js";
 
 /**
  * Child process of the benchmark: the least a Node proxy can do, the floor the recording proxy
@@ -51,7 +52,7 @@ server.listen(0, "127.0.0.1", () => {
       const usage = process.cpuUsage();
       send({ id: raw.id, ok: true, value: (usage.user + usage.system) / 1000 });
     } else if (raw.op === "rss") {
-      send({ id: raw.id, ok: true, value: process.resourceUsage().maxRSS * 1024 });
+      send({ id: raw.id, ok: true, value: peakRssBytes() });
     }
   });
   process.on("disconnect", () => {

@@ -260,11 +260,26 @@ export function generateJobs(store: SqliteStore, options: GenerateOptions): void
   }
 }
 
+/** Bump when the rows `generateJobsSql` writes change (its cached databases are keyed on it). */
+export const sqlGeneratorVersion = "3";
+
+/**
+ * Sizes of the two tables of drawn attributes `generateJobsSql` reads (both prime): job i takes
+ * its model, worker, key, max_tokens and stream from row i mod the first, and its usage, verdict
+ * and timings from row i mod the second, so no combination repeats within 10^12 jobs.
+ */
+const drawRows = [1_000_003, 999_983] as const;
+
 /**
  * Writes `count` finished jobs (no evidence rows) with set-based SQL, a million per statement,
- * for the 10,000,000-job report benchmark: the same shape as `generateJobs` (four models by
- * weight, 60 workers, 25 keys, 30 days, the same verdict mix and amounts) drawn from integer
- * hashes of the job number instead of a PRNG, so it takes minutes, not an hour.
+ * for the 10,000,000-job report benchmark. The random draws are those of `generateJobs` (the
+ * same PRNG, seed and order: model by weight, worker, key, usage, max_tokens, stream, verdict
+ * roll, latencies), made once in JavaScript into a table of a million rows; one
+ * `INSERT ... SELECT` over a recursive CTE of job numbers then joins each job to its draws and
+ * prices it. Up to 999,983 jobs get exactly the attributes and amounts `generateJobs` gives job
+ * i; past that, each job pairs two rows of the table (see `drawRows`). Only the job id, the
+ * signatures (fixed-length placeholders, as long as real ones) and created_at's rounding differ.
+ * The caller turns triggers and indexes off first if it wants speed (report-db.ts does).
  */
 export function generateJobsSql(
   store: SqliteStore,
@@ -272,9 +287,14 @@ export function generateJobsSql(
 ): void {
   const db = store.sqlite;
   const span = (options.days ?? 30) * 86_400_000;
+  const rand = prng(42);
+  const totalWeight = models.reduce((s, m) => s + m.weight, 0);
   db.exec(`CREATE TEMP TABLE gen_workers (idx INTEGER PRIMARY KEY, address TEXT, rate_bps INTEGER);
     CREATE TEMP TABLE gen_keys (idx INTEGER PRIMARY KEY, fingerprint TEXT);
-    CREATE TEMP TABLE gen_models (idx INTEGER PRIMARY KEY, name TEXT, per_request INTEGER, per_1k INTEGER)`);
+    CREATE TEMP TABLE gen_models (idx INTEGER PRIMARY KEY, name TEXT, per_request INTEGER, per_1k INTEGER);
+    CREATE TEMP TABLE gen_draws (idx INTEGER PRIMARY KEY, mi INTEGER, wi INTEGER, ki INTEGER,
+      completion INTEGER, prompt INTEGER, no_max INTEGER, stream INTEGER, roll REAL,
+      latency INTEGER, ttfb INTEGER)`);
   const w = db.prepare("INSERT INTO gen_workers VALUES (?, ?, ?)");
   for (let i = 0; i < 60; i++) w.run(i, key58(`worker-${i}`, 32), i % 3 === 0 ? 8500 : 7500);
   const k = db.prepare("INSERT INTO gen_keys VALUES (?, ?)");
@@ -285,53 +305,58 @@ export function generateJobsSql(
   models.forEach((model, i) => {
     m.run(i, model.name, Number(model.perRequest), Number(model.per1k));
   });
-  // Seven independent 32-bit hashes of the job number (multiply, then xorshift-multiply), one
-  // per drawn attribute: a plain multiplicative hash would tie worker to key.
-  const multipliers = [
-    2654435761, 2246822519, 3266489917, 668265263, 374761393, 3624381073, 1103515245,
-  ];
-  const xor = (a: string, b: string) => `((${a}) | (${b})) - ((${a}) & (${b}))`;
-  const stage1 = multipliers.map((m, s) => `((i + ${s * 7919}) * ${m}) % 4294967296 AS x${s}`);
-  const stage2 = multipliers.map(
-    (_, s) => `(${xor(`x${s}`, `x${s} >> 15`)}) * 2246822519 % 4294967296 AS y${s}`,
-  );
-  const h = (s: number) => `(${xor(`y${s}`, `y${s} >> 13`)})`;
+  // The draws of generateJobs, in its order (see the loop there), one row per job number.
+  const sizes = drawRows.map((n) => Math.min(n, options.count));
+  const draw = db.prepare("INSERT INTO gen_draws VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  db.transaction(() => {
+    for (let i = 0; i < Math.max(...sizes); i++) {
+      // pickModel of generateJobs: the first model whose cumulative weight passes the draw.
+      let r = rand() * totalWeight - models[0].weight;
+      let mi = 0;
+      while (r >= 0 && mi < models.length - 1) {
+        mi++;
+        r -= models[mi]!.weight;
+      }
+      const wi = Math.floor(rand() * 60);
+      const ki = Math.floor(rand() * 25);
+      const completion = Math.floor(50 + rand() * rand() * 2400);
+      const prompt = Math.floor(20 + rand() * 600);
+      const noMax = rand() < 0.5 ? 1 : 0;
+      const roll = rand();
+      const stream = rand() < 0.4 ? 1 : 0;
+      const latency = Math.floor(200 + rand() * 3000);
+      const ttfb = Math.floor(50 + rand() * 400);
+      draw.run(i, mi, wi, ki, completion, prompt, noMax, stream, roll, latency, ttfb);
+    }
+  })();
+  // Parameters bind as bigints: a JavaScript number binds as REAL, and the divisions must not.
   const insert = db.prepare(`
-    WITH RECURSIVE seq(i) AS (SELECT CAST(? AS INTEGER) UNION ALL SELECT i + 1 FROM seq WHERE i < ?),
-    mixed1 AS (SELECT i, ${stage1.join(", ")} FROM seq),
-    mixed2 AS (SELECT i, ${stage2.join(", ")} FROM mixed1),
+    WITH RECURSIVE seq(i) AS (SELECT @first UNION ALL SELECT i + 1 FROM seq WHERE i < @last),
     drawn AS (
-      SELECT i,
-        ${h(0)} % 60 AS wi, ${h(1)} % 25 AS ki,
-        CASE WHEN ${h(2)} % 100 < 30 THEN 0 WHEN ${h(2)} % 100 < 70 THEN 1
-             WHEN ${h(2)} % 100 < 90 THEN 2 ELSE 3 END AS mi,
-        50 + (${h(3)} % 2400) * (${h(4)} % 1000) / 1000 AS completion,
-        ${h(5)} % 1000 AS roll,
-        ${h(6)} % 2 AS no_max
-      FROM mixed2),
+      SELECT s.i, g.name AS model, g.per_request, g.per_1k, wk.address, wk.rate_bps,
+        kk.fingerprint, a.no_max, a.stream, b.completion, b.prompt, b.roll, b.latency, b.ttfb,
+        @endAt - @span + s.i * @span / @count AS created_at
+      FROM seq s JOIN gen_draws a ON a.idx = s.i % @rowsA JOIN gen_draws b ON b.idx = s.i % @rowsB
+        JOIN gen_models g ON g.idx = a.mi JOIN gen_workers wk ON wk.idx = a.wi
+        JOIN gen_keys kk ON kk.idx = a.ki),
     priced AS (
-      SELECT d.*, g.name AS model, g.per_request, g.per_1k, wk.address, wk.rate_bps,
-        kk.fingerprint,
-        (g.per_request + g.per_1k * 2) * 10000 AS lock,
-        (g.per_request + g.per_1k * ((max(0, d.completion - 500) + 999) / 1000)) * 10000 AS charge,
-        CAST(? - ? + (d.i * ?) / ? AS INTEGER) AS created_at
-      FROM drawn d JOIN gen_models g ON g.idx = d.mi JOIN gen_workers wk ON wk.idx = d.wi
-        JOIN gen_keys kk ON kk.idx = d.ki),
-    judged AS (
-      SELECT p.*,
-        CASE WHEN roll < 970 THEN 'verified' WHEN roll < 985 THEN 'discrepancy'
-             WHEN roll < 990 THEN 'verified' ELSE 'awaiting_finality' END AS verdict,
-        (roll >= 985 AND roll < 990) AS refunded, roll < 990 AS final
-      FROM priced p)
+      SELECT d.*,
+        -- the lock prices max_tokens, or 2,000 tokens when the request set none
+        (per_request + per_1k * 2) * 10000 AS lock,
+        (per_request + per_1k * ((max(0, completion - 500) + 999) / 1000)) * 10000 AS charge,
+        CASE WHEN roll < 0.97 THEN 'verified' WHEN roll < 0.985 THEN 'discrepancy'
+             WHEN roll < 0.99 THEN 'verified' ELSE 'awaiting_finality' END AS verdict,
+        (roll >= 0.985 AND roll < 0.99) AS refunded, roll < 0.99 AS final
+      FROM drawn d)
     INSERT INTO jobs (job_id, source, escrow_tx, settlement_tx, worker, credits_remaining_units,
       model, prompt_tokens, completion_tokens, total_tokens, max_tokens, stream, http_status,
       latency_ms, ttfb_ms, key_fingerprint, tags, capture_state, receipt_hash, created_at,
       recorded_at, updated_at, verdict, verdict_at, commitment, escrowed_units, charged_units,
       worker_paid_units, treasury_paid_units, refunded_units, expected_charge_units, fees_lamports)
     SELECT printf('job_s%019d', i), 'proxy', printf('E%087d', i), printf('S%087d', i), address,
-      (1000000 - i % 100000) * 10000, model, 20 + i % 600, completion, 20 + i % 600 + completion,
-      CASE WHEN no_max THEN NULL ELSE 2000 END, i % 5 < 2, CASE WHEN refunded THEN 504 ELSE 200 END,
-      200 + i % 3000, 50 + i % 400, fingerprint, '{}', 'complete', printf('job_s%019d', i),
+      (1000000 - i % 100000) * 10000, model, prompt, completion, prompt + completion,
+      CASE WHEN no_max THEN NULL ELSE 2000 END, stream, CASE WHEN refunded THEN 504 ELSE 200 END,
+      latency, ttfb, fingerprint, '{}', 'complete', printf('job_s%019d', i),
       created_at, created_at + 5, created_at + 20000, verdict,
       CASE WHEN final THEN created_at + 20000 END,
       CASE WHEN final THEN 'finalized' ELSE 'confirmed' END,
@@ -342,12 +367,21 @@ export function generateJobsSql(
       CASE WHEN NOT final THEN NULL WHEN refunded THEN lock ELSE lock - charge END,
       CASE WHEN refunded THEN 0 ELSE charge END,
       CASE WHEN final THEN 10000 END
-    FROM judged`);
+    FROM priced`);
   const chunk = 1_000_000;
   for (let start = 0; start < options.count; start += chunk) {
-    const end = Math.min(options.count, start + chunk) - 1;
-    insert.run(start, end, options.endAt, span, span, options.count);
-    options.onProgress?.(end + 1);
+    const end = Math.min(options.count, start + chunk);
+    insert.run({
+      first: BigInt(start),
+      last: BigInt(end - 1),
+      endAt: BigInt(options.endAt),
+      span: BigInt(span),
+      count: BigInt(options.count),
+      rowsA: BigInt(sizes[0]!),
+      rowsB: BigInt(sizes[1]!),
+    });
+    options.onProgress?.(end);
   }
-  db.exec("DROP TABLE gen_workers; DROP TABLE gen_keys; DROP TABLE gen_models");
+  db.exec(`DROP TABLE gen_workers; DROP TABLE gen_keys; DROP TABLE gen_models;
+    DROP TABLE gen_draws`);
 }

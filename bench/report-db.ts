@@ -5,7 +5,12 @@ import { fileURLToPath } from "node:url";
 import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
 import { migrateStore, migrationsFolder } from "../src/db/migrate.js";
 import { backfillRollups } from "../src/db/rollups.js";
-import { generateJobs, generateJobsSql, generatorVersion } from "./generate-jobs.js";
+import {
+  generateJobs,
+  generateJobsSql,
+  generatorVersion,
+  sqlGeneratorVersion,
+} from "./generate-jobs.js";
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 
@@ -33,15 +38,41 @@ export function reportDbVersion(count: number, kind: ReportDbKind = "jobs"): str
   return hash.digest("hex").slice(0, 12);
 }
 
-/** `jobs`: job by job with evidence (audit lookups need it); `sql`: set-based, jobs only. */
+/**
+ * `jobs`: job by job with evidence (audit lookups need it), every index of the schema; `sql`:
+ * set-based, what reconciliation reads only: the jobs (no evidence rows), the rollups, and of
+ * the indexes on `jobs` those the report path uses (`reportPathIndexes`).
+ */
 export type ReportDbKind = "jobs" | "sql";
+
+/**
+ * Indexes on `jobs` the reports read through: the jobs of partial hours by time, a worker's by
+ * worker then time, and the oldest open job by verdict then time (`dataCompleteUntil`). The
+ * primary key (audit lookups) is kept in any case. The `sql` database builds only these.
+ */
+export const reportPathIndexes = ["jobs_created_at", "jobs_worker_created", "jobs_verdict_created"];
+
+/** Seconds each step of generating a database took. */
+export interface GenerationSeconds {
+  /** Writing the jobs (triggers and the indexes on `jobs` off). */
+  insert: number;
+  /** Building the indexes on `jobs` afterwards. */
+  indexes: number;
+  /** The rollup backfill (`backfillRollups`, what `db migrate` runs). */
+  backfill: number;
+}
 
 /**
  * Fills `store` the way an existing deployment meets the rollups: jobs written with the jobs
  * indexes and the rollup triggers off (both rebuilt after, much faster than row by row), then
- * the rollups built by the same resumable backfill `db migrate` runs. Returns its seconds.
+ * the rollups built by the same resumable backfill `db migrate` runs. `keepIndex` says which
+ * indexes on `jobs` to build again (the others stay dropped).
  */
-function fillThenBackfill(store: SqliteStore, fill: () => void): number {
+function fillThenBackfill(
+  store: SqliteStore,
+  fill: () => void,
+  keepIndex: (name: string) => boolean,
+): GenerationSeconds {
   const db = store.sqlite;
   const saved = db
     .prepare(
@@ -49,59 +80,109 @@ function fillThenBackfill(store: SqliteStore, fill: () => void): number {
          AND (type = 'index' OR (type = 'trigger' AND name LIKE 'jobs_rollup_%'))`,
     )
     .all() as { name: string; sql: string }[];
-  for (const o of saved)
-    db.exec(`DROP ${o.sql.startsWith("CREATE TRIGGER") ? "TRIGGER" : "INDEX"} ${o.name}`);
+  const isTrigger = (o: { sql: string }) => o.sql.startsWith("CREATE TRIGGER");
+  for (const o of saved) db.exec(`DROP ${isTrigger(o) ? "TRIGGER" : "INDEX"} ${o.name}`);
+  let started = performance.now();
+  const lap = () => {
+    const seconds = (performance.now() - started) / 1000;
+    started = performance.now();
+    return seconds;
+  };
   fill();
-  for (const o of saved) db.exec(o.sql);
+  const insert = lap();
+  for (const o of saved) if (isTrigger(o) || keepIndex(o.name)) db.exec(o.sql);
+  const indexes = lap();
   db.exec(`INSERT INTO job_rollups_backfill (id, next_day, last_day)
     SELECT 1, (SELECT min(created_at) FROM jobs) / 86400000, (SELECT max(created_at) FROM jobs) / 86400000
     WHERE EXISTS (SELECT 1 FROM jobs)`);
-  const started = performance.now();
   backfillRollups(store);
-  return (performance.now() - started) / 1000;
+  return { insert, indexes, backfill: lap() };
 }
 
 /**
- * Returns the path of a database holding `count` generated jobs with evidence, generating it
- * first when the cache has none for this version. It is written under a temporary name and
- * renamed when complete, so an interrupted generation is never reused.
+ * Returns the path of a database holding `count` generated jobs of `kind`, generating it first
+ * when the cache has none for this version. It is written under a temporary name and renamed
+ * when complete, so an interrupted generation is never reused.
  */
 export function ensureReportDb(
   count: number,
   onProgress?: (done: number) => void,
   kind: ReportDbKind = "jobs",
-): { path: string; generated: boolean; seconds: number; backfillSeconds: number } {
-  const path = join(cacheDir, `${kind}-${count}-${reportDbVersion(count, kind)}.db`);
-  if (existsSync(path)) return { path, generated: false, seconds: 0, backfillSeconds: 0 };
+): {
+  path: string;
+  generated: boolean;
+  seconds: number;
+  /** CPU seconds of this process while generating (the wall time depends on the host's load). */
+  cpuSeconds: number;
+  steps: GenerationSeconds | null;
+} {
+  // The set-based generator's version is in the name, not in reportDbVersion: the ledger
+  // benchmark keys its own cache on reportDbVersion(lines, "sql").
+  const version =
+    kind === "sql"
+      ? `${reportDbVersion(count, kind)}-s${sqlGeneratorVersion}`
+      : reportDbVersion(count, kind);
+  const path = join(cacheDir, `${kind}-${count}-${version}.db`);
+  if (existsSync(path)) return { path, generated: false, seconds: 0, cpuSeconds: 0, steps: null };
   mkdirSync(cacheDir, { recursive: true });
   const partial = `${path}.partial`;
   for (const suffix of ["", "-wal", "-shm", "-journal"]) rmSync(partial + suffix, { force: true });
   const started = performance.now();
-  let backfillSeconds = 0;
+  const cpuStarted = process.cpuUsage();
+  let steps: GenerationSeconds;
   const store = openSqliteStore(partial);
   try {
     migrateStore(store);
-    // A throwaway file being filled: no journal, no fsync, a large page cache.
-    store.sqlite.pragma("journal_mode = OFF");
+    // A throwaway file being filled: no journal, no fsync, a large page cache. A WAL database
+    // goes back to a rollback journal first, and better-sqlite3's defensive mode refuses
+    // journal_mode = OFF until unsafe mode is on: without both it silently stayed WAL.
+    store.sqlite.pragma("journal_mode = DELETE");
+    store.sqlite.unsafeMode(true);
+    if (store.sqlite.pragma("journal_mode = OFF", { simple: true }) !== "off") {
+      throw new Error("could not turn the journal off for generating");
+    }
     store.sqlite.pragma("synchronous = OFF");
     store.sqlite.pragma("cache_size = -262144");
     // Index builds sort tens of millions of entries: in temporary files, not in memory.
     store.sqlite.pragma("temp_store = FILE");
     const progress = onProgress ? { onProgress } : {};
-    backfillSeconds = fillThenBackfill(store, () =>
+    steps =
       kind === "sql"
-        ? generateJobsSql(store, { count, endAt: reportDbEndAt, days: reportDbDays, ...progress })
-        : generateJobs(store, {
-            count,
-            endAt: reportDbEndAt,
-            days: reportDbDays,
-            withEvidence: true,
-            ...progress,
-          }),
-    );
+        ? fillThenBackfill(
+            store,
+            () =>
+              generateJobsSql(store, {
+                count,
+                endAt: reportDbEndAt,
+                days: reportDbDays,
+                ...progress,
+              }),
+            (name) => reportPathIndexes.includes(name),
+          )
+        : fillThenBackfill(
+            store,
+            () =>
+              generateJobs(store, {
+                count,
+                endAt: reportDbEndAt,
+                days: reportDbDays,
+                withEvidence: true,
+                ...progress,
+              }),
+            () => true,
+          );
+    // Cached as any store is: in WAL, so the service and the benchmark read it side by side.
+    store.sqlite.pragma("journal_mode = WAL");
   } finally {
     store.close();
   }
   renameSync(partial, path);
-  return { path, generated: true, seconds: (performance.now() - started) / 1000, backfillSeconds };
+  const cpu = process.cpuUsage(cpuStarted);
+  return {
+    path,
+    generated: true,
+    seconds: (performance.now() - started) / 1000,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    steps,
+  };
 }

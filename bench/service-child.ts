@@ -9,6 +9,7 @@ import { migrateStore } from "../src/db/migrate.js";
 import { openStore } from "../src/db/open.js";
 import { createLogger } from "../src/log.js";
 import { runServe } from "../src/serve-cluster.js";
+import { peakRssBytes } from "./peak-rss.js";
 
 /**
  * Child process of the benchmark running decentral-audit on its own event loop.
@@ -80,7 +81,7 @@ async function main() {
       // Per serving process: CPU so far and event-loop delay since the last request.
       void serveStats().then((value) => send({ id: raw.id, ok: true, value }));
     } else if (raw.op === "rss") {
-      send({ id: raw.id, ok: true, value: process.resourceUsage().maxRSS * 1024 });
+      send({ id: raw.id, ok: true, value: peakRssBytes() });
     } else if (raw.op === "cpu") {
       const usage = process.cpuUsage();
       send({ id: raw.id, ok: true, value: (usage.user + usage.system) / 1000 });

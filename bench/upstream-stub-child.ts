@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import bs58 from "bs58";
 import { sendCaptured } from "./captured-response.js";
+import { peakRssBytes } from "./peak-rss.js";
 import type { CapturedResponse, StubResponses } from "./world-child.js";
 
 /**
@@ -89,7 +90,7 @@ server.listen(0, "127.0.0.1", () => {
       const usage = process.cpuUsage();
       send({ id: raw.id, ok: true, value: (usage.user + usage.system) / 1000 });
     } else if (raw.op === "rss") {
-      send({ id: raw.id, ok: true, value: process.resourceUsage().maxRSS * 1024 });
+      send({ id: raw.id, ok: true, value: peakRssBytes() });
     }
   });
   process.on("disconnect", () => {

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import { type LocalWorld, type RpcFaults, startLocalWorld } from "../src/localnet/world.js";
 import { type CapturedResponse, sendCaptured } from "./captured-response.js";
+import { peakRssBytes } from "./peak-rss.js";
 
 /**
  * Child process of the benchmark holding the local world (chain, JSON-RPC, simulator) and a
@@ -94,7 +95,7 @@ async function main() {
           send({ id: raw.id, ok: true, value: world.currentSlot() });
           break;
         case "rss":
-          send({ id: raw.id, ok: true, value: process.resourceUsage().maxRSS * 1024 });
+          send({ id: raw.id, ok: true, value: peakRssBytes() });
           break;
         case "cpu": {
           const usage = process.cpuUsage();

@@ -35,6 +35,27 @@ describe("the benchmark's job generator", () => {
     expect((await recomputeRollups(store)).differenceCount).toBe(0);
   });
 
+  it("gives job i of the set-based generator the draws and amounts generateJobs gives job i", () => {
+    const byRow = createTestStore();
+    const bySql = createTestStore();
+    generateJobs(byRow, { count: 2000, endAt, withEvidence: false });
+    generateJobsSql(bySql, { count: 2000, endAt });
+    const columns = `model, worker, key_fingerprint, prompt_tokens, completion_tokens, max_tokens,
+      stream, http_status, latency_ms, ttfb_ms, verdict, commitment, escrowed_units, charged_units,
+      worker_paid_units, treasury_paid_units, refunded_units, expected_charge_units,
+      fees_lamports, credits_remaining_units, created_at / 1000 AS created_s`;
+    const rows = (s: typeof byRow) =>
+      s.sqlite.prepare(`select ${columns} from jobs order by rowid`).all() as unknown[];
+    const sqlRows = rows(bySql);
+    expect(sqlRows).toEqual(rows(byRow));
+    // Every model, worker and key is drawn, and the verdicts mix as in generateJobs.
+    const distinct = (column: string) =>
+      bySql.sqlite.prepare(`select count(distinct ${column}) from jobs`).pluck().get();
+    expect([distinct("model"), distinct("worker"), distinct("key_fingerprint")]).toEqual([
+      4, 60, 25,
+    ]);
+  });
+
   it("gives every job an audit record with both transactions, their movements and its checks", async () => {
     const store = createTestStore();
     generateJobs(store, { count: 50, endAt });
