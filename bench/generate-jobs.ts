@@ -328,7 +328,7 @@ export function generateJobsSql(
       const ttfb = Math.floor(50 + rand() * 400);
       draw.run(i, mi, wi, ki, completion, prompt, noMax, stream, roll, latency, ttfb);
     }
-  })();
+  }).immediate();
   // Parameters bind as bigints: a JavaScript number binds as REAL, and the divisions must not.
   const insert = db.prepare(`
     WITH RECURSIVE seq(i) AS (SELECT @first UNION ALL SELECT i + 1 FROM seq WHERE i < @last),
