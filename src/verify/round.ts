@@ -37,7 +37,10 @@ const SLICE = 8;
 /** Jobs waiting for their transactions (no checks to write) decided and written per stretch. */
 const WAITING_SLICE = 64;
 
-/** Signature statuses written per synchronous stretch (~20 µs each, with the re-read). */
+/**
+ * Signature statuses written per synchronous stretch (~20 µs each, with the re-read); twice as
+ * many signatures are tracked (given their rows and read) per stretch.
+ */
 const STATUS_SLICE = 128;
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -91,7 +94,11 @@ export function createRound(deps: RoundDeps): Round {
     let allSigs = [...new Set(claimed.flatMap((j) => jobSignatures(j)))];
 
     // Make sure every signature has its row, then see which still need the chain.
-    const rows = await signatures.track(allSigs, now());
+    const rows = new Map<string, SignatureRow>();
+    for (const part of chunks(allSigs, STATUS_SLICE * 2)) {
+      for (const [signature, row] of await signatures.track(part, now())) rows.set(signature, row);
+      await yieldToEventLoop();
+    }
     const trouble = new Map<string, string>();
     const disagreements = new Map<string, RpcDisagreement>();
 
