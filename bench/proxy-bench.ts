@@ -29,6 +29,13 @@ export interface ProxyRow {
   oursAdded: Added;
   /** CPU time per request of each proxy's processes during the measured run, ms. */
   cpuMsPerRequest: { bare: number | null; ours: number | null };
+  /**
+   * CPU the service spends without any request, ms per second, measured over an idle pause just
+   * before the run (the verifier polling the jobs waiting for finality, the leader lease, the
+   * WAL checkpoints), and the part of `cpuMsPerRequest.ours` it accounts for at this run's pace:
+   * on a loaded host fewer requests share each second of it.
+   */
+  background: { cpuMsPerSec: number; msPerRequest: number } | null;
   /** ours / bare: CPU per request, added p50, added p99 (null when bare added nothing). */
   ratio: { cpu: number | null; p50: number | null; p99: number | null };
   /** Event-loop delay of the service's processes during the run (worst process), ms. */
@@ -100,6 +107,9 @@ export interface ProxyProbes {
 
 const paths = ["direct", "bare", "ours"] as const;
 
+/** The idle pause before each measured run over which the service's background CPU is read. */
+const idleMs = 2000;
+
 /**
  * Runs `requests` requests on each path (direct, bare proxy, our proxy) at `concurrency`,
  * interleaved: request i takes path i mod 3, and every worker takes the next i, so the three
@@ -146,6 +156,8 @@ export async function compareProxy(
   // A full collection now (npm run bench passes --expose-gc), so the client's garbage from the
   // warm-up is not collected in the middle of the measured requests.
   globalThis.gc?.();
+  const idleFrom = await probes?.service();
+  await new Promise((resolve) => setTimeout(resolve, idleMs));
   const bareBefore = await probes?.bareCpuMs();
   const serviceBefore = await probes?.service();
   const { samples, errors, seconds } = await run(3 * requests, true);
@@ -161,6 +173,8 @@ export async function compareProxy(
     bare: perRequest(bareBefore, bareAfter),
     ours: perRequest(serviceBefore?.cpuMs, serviceAfter?.cpuMs),
   };
+  const idleCpuMsPerSec =
+    idleFrom && serviceBefore ? (serviceBefore.cpuMs - idleFrom.cpuMs) / (idleMs / 1000) : null;
   return {
     upstream,
     stream,
@@ -173,6 +187,13 @@ export async function compareProxy(
     bareAdded,
     oursAdded,
     cpuMsPerRequest: cpu,
+    background:
+      idleCpuMsPerSec === null
+        ? null
+        : {
+            cpuMsPerSec: round(idleCpuMsPerSec, 2),
+            msPerRequest: round((idleCpuMsPerSec * seconds) / requests, 3),
+          },
     ratio: {
       cpu: ratioOf(cpu.ours, cpu.bare),
       p50: ratioOf(oursAdded.p50Ms, bareAdded.p50Ms, 0.25),

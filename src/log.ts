@@ -18,16 +18,35 @@ export const redactPaths = [
   "req.headers.cookie",
 ];
 
+/** Options of `createLogger`; every one has a default. */
+export interface LoggerOptions {
+  /** pino level. Default `info`. */
+  level?: string;
+  /** Default `decentral-audit`. */
+  name?: string;
+  /** Called after each line is handed to the destination, with its message. Default none. */
+  afterLine?: (message: string | undefined) => void;
+}
+
 /** JSON-lines logger with secrets redacted. Pass a destination in tests to capture lines. */
-export function createLogger(
-  options: { level?: string; name?: string } = {},
-  destination?: DestinationStream,
-): Logger {
+export function createLogger(options: LoggerOptions = {}, destination?: DestinationStream): Logger {
+  const { afterLine } = options;
   return pino(
     {
       level: options.level ?? "info",
       name: options.name ?? "decentral-audit",
       redact: { paths: redactPaths, censor: "[redacted]" },
+      ...(afterLine
+        ? {
+            hooks: {
+              logMethod(args, method) {
+                method.apply(this, args);
+                const [first, second] = args as unknown[];
+                afterLine(typeof first === "string" ? first : (second as string | undefined));
+              },
+            },
+          }
+        : {}),
     },
     destination,
   );

@@ -1,6 +1,8 @@
-import { type ServerType, serve } from "@hono/node-server";
+import { createServer, type RequestListener } from "node:http";
+import { getRequestListener, type ServerType } from "@hono/node-server";
 import { createApp } from "./api/app.js";
 import { type AppMetrics, createMetrics } from "./api/metrics.js";
+import { withProxyFastPath } from "./api/proxy-listener.js";
 import { composeBackground } from "./background.js";
 import { type BackgroundThread, startBackgroundThread } from "./background-worker.js";
 import { isQuorumRpc, rpcFromConfig } from "./chain/quorum.js";
@@ -196,7 +198,11 @@ export async function startService(
         rpcQuorum: () => (isQuorumRpc(rpc) ? rpc.quorumStatus() : null),
       },
     });
-    const server = await listen(app.fetch, config.PORT, config.HOST);
+    // `/v1/*` skips the app's Fetch API adapter and middleware, unless it needs our token.
+    const direct = config.PROXY_REQUIRE_TOKEN
+      ? undefined
+      : (listener: RequestListener) => withProxyFastPath(listener, { proxy, log });
+    const server = await listen(app.fetch, config.PORT, config.HOST, direct);
     const address = server.address();
     const port = typeof address === "object" && address ? address.port : config.PORT;
     const url = `http://${config.HOST}:${port}`;
@@ -235,14 +241,21 @@ function closeAllConnections(server: ServerType) {
   http.closeAllConnections?.();
 }
 
-/** Starts the HTTP server; a port in use or a bad interface is an error naming it, not a crash. */
+/**
+ * Starts the HTTP server; a port in use or a bad interface is an error naming it, not a crash.
+ * `wrap`, if given, wraps the app's request listener (the proxy's direct path).
+ */
 function listen(
-  fetch: Parameters<typeof serve>[0]["fetch"],
+  fetch: Parameters<typeof getRequestListener>[0],
   port: number,
   hostname: string,
+  wrap?: (listener: RequestListener) => RequestListener,
 ): Promise<ServerType> {
   return new Promise<ServerType>((resolve, reject) => {
-    const server = serve({ fetch, port, hostname }, () => {
+    // What @hono/node-server's `serve` does, with the listener wrapped.
+    const listener = getRequestListener(fetch, { hostname });
+    const server = createServer(wrap ? wrap(listener) : listener);
+    server.listen(port, hostname, () => {
       server.off("error", onError);
       resolve(server);
     });

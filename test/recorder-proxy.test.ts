@@ -125,7 +125,9 @@ function stubUpstream(): { server: http.Server; stub: Stub } {
   return { server, stub };
 }
 
-async function setup(options: { store?: SqliteStore; maxBacklog?: number } = {}): Promise<{
+async function setup(
+  options: { store?: SqliteStore; maxBacklog?: number; direct?: boolean } = {},
+): Promise<{
   store: SqliteStore;
   stub: Stub;
   proxy: ReturnType<typeof createRecordingProxy>;
@@ -150,7 +152,7 @@ async function setup(options: { store?: SqliteStore; maxBacklog?: number } = {})
       ? {}
       : { writer: createReceiptWriter(store, { log, maxBacklog: options.maxBacklog }) }),
   });
-  const app = await serveApp({ store, log, proxy });
+  const app = await serveApp({ store, log, proxy }, { direct: options.direct });
   const row = () => store.db.select().from(jobs).where(eq(jobs.jobId, stub.receipt.jobId)).get();
   cleanups.push(async () => {
     await app.close();
@@ -282,9 +284,12 @@ describe("recording proxy", () => {
     expect(row()?.totalTokens).toBeNull();
   });
 
-  it("records an error response with the Decentral headers it carries", async () => {
-    const { stub, proxy, url, row, lines } = await setup();
-    const response = await completion(url, "timeout");
+  it.each([
+    ["straight to the proxy, as serve runs it", true],
+    ["through the app's route, as with PROXY_REQUIRE_TOKEN", false],
+  ])("records an error response with the Decentral headers it carries (%s)", async (_, direct) => {
+    const { stub, proxy, url, row, lines } = await setup({ direct });
+    const response = await completion(url, "timeout", { headers: { "x-request-id": "req-504" } });
     expect(response.status).toBe(504);
     expect(((await response.json()) as { error: { code: string } }).error.code).toBe("timeout");
     await proxy.idle();
@@ -297,9 +302,13 @@ describe("recording proxy", () => {
     // The request log line tells the status the client got, not the adapter's placeholder.
     const logged = () =>
       lines
-        .map((line) => JSON.parse(line) as { msg: string; path?: string; status?: number })
-        .find((line) => line.msg === "request" && line.path === "/v1/chat/completions");
-    await vi.waitFor(() => expect(logged()?.status).toBe(504));
+        .map(
+          (line) =>
+            JSON.parse(line) as { msg: string; path?: string; status?: number; requestId?: string },
+        )
+        .filter((line) => line.msg === "request" && line.path === "/v1/chat/completions");
+    await vi.waitFor(() => expect(logged().map((l) => l.status)).toEqual([504]));
+    expect(logged()[0]?.requestId).toBe("req-504");
   });
 
   it("records malformed receipt headers as unknown, never as a signature or a wallet", async () => {

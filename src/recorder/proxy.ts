@@ -179,16 +179,30 @@ function tagsOf(req: IncomingMessage): Record<string, string> {
   return tags;
 }
 
-function forwardedRequestHeaders(req: IncomingMessage, host: string, bodyLength: number) {
-  const connectionTokens = new Set(
-    (req.headers.connection ?? "")
+/**
+ * The header names a `Connection` header lists beyond the usual `keep-alive` / `close` (both
+ * hop-by-hop anyway), lowercased; null when it lists none, as nearly every request does.
+ */
+function connectionTokensOf(value: string | undefined): Set<string> | null {
+  if (value === undefined) return null;
+  const lower = value.toLowerCase();
+  if (lower === "keep-alive" || lower === "close") return null;
+  const tokens = new Set(
+    lower
       .split(",")
-      .map((t) => t.trim().toLowerCase())
+      .map((t) => t.trim())
       .filter(Boolean),
   );
+  return tokens.size > 0 ? tokens : null;
+}
+
+function forwardedRequestHeaders(req: IncomingMessage, host: string, bodyLength: number) {
+  const headers = req.headers;
+  const connectionTokens = connectionTokensOf(headers.connection);
   const out: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(req.headers)) {
-    if (value === undefined || hopByHop.has(name) || connectionTokens.has(name)) continue;
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || hopByHop.has(name) || connectionTokens?.has(name)) continue;
     // `x-audit-*` headers are ours (tags, our access token): never sent to Decentral.
     if (name === "host" || name === "content-length" || name.startsWith("x-audit-")) continue;
     out[name] = value;
@@ -203,18 +217,13 @@ function forwardedRequestHeaders(req: IncomingMessage, host: string, bodyLength:
 }
 
 function forwardedResponseHeaders(upstream: IncomingMessage): string[] {
-  const connectionTokens = new Set(
-    String(upstream.headers.connection ?? "")
-      .split(",")
-      .map((t) => t.trim().toLowerCase())
-      .filter(Boolean),
-  );
+  const connectionTokens = connectionTokensOf(upstream.headers.connection);
   const raw = upstream.rawHeaders;
   const out: string[] = [];
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i] as string;
     const lower = name.toLowerCase();
-    if (hopByHop.has(lower) || connectionTokens.has(lower)) continue;
+    if (hopByHop.has(lower) || connectionTokens?.has(lower)) continue;
     out.push(name, raw[i + 1] as string);
   }
   return out;
@@ -316,11 +325,20 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
   function forward(req: IncomingMessage, res: ServerResponse, body: Buffer) {
     const started = performance.now();
     const startedAt = now();
-    const facts = requestFacts(body, req.headers["content-type"]);
-    const tags = tagsOf(req);
     const authorization = req.headers.authorization;
-    const fingerprint = keyFingerprint(authorization);
     const path = basePath + (req.url ?? "/").slice("/v1".length);
+    // What the receipt learns from the request (its body, tags, key fingerprint) is needed only
+    // once the upstream answers: it is worked out right after the request went out, not before.
+    let learnt: { facts: RequestFacts; tags: Record<string, string>; fingerprint: string | null };
+    const fromRequest = () => {
+      learnt ??= {
+        facts: requestFacts(body, req.headers["content-type"]),
+        tags: tagsOf(req),
+        fingerprint: keyFingerprint(authorization),
+      };
+      return learnt;
+    };
+    setImmediate(fromRequest);
 
     const open = () => {
       const request = transport.request({
@@ -391,16 +409,19 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       responded = true;
       const status = upstream.statusCode ?? 502;
       const responseHeaders = forwardedResponseHeaders(upstream);
-      const sendHead = () => {
+      // A stream's headers go out at once; headers followed by a body at once go out with it,
+      // in one write.
+      const sendHead = (flush: boolean) => {
         if (res.headersSent || res.destroyed) return;
         res.writeHead(status, upstream.statusMessage, responseHeaders);
-        res.flushHeaders();
+        if (flush) res.flushHeaders();
       };
 
       const jobId = header(upstream, "x-decentral-job-id");
       const recordable = jobId !== null && jobIdPattern.test(jobId);
       if (jobId !== null && !recordable) log.warn({ path }, "malformed x-decentral-job-id");
       const isSse = String(upstream.headers["content-type"] ?? "").includes("text/event-stream");
+      const { facts, tags, fingerprint } = fromRequest();
       const receipt: Receipt = {
         jobId: jobId ?? "",
         escrowTx: wireValue(upstream, "x-decentral-tx-signature", signatureOrNull),
@@ -463,7 +484,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           upstream.pause();
           writeReceipt(receipt).then(() => {
             if (finished || res.destroyed) return;
-            sendHead();
+            sendHead(false);
             for (const c of heldChunks) res.write(c);
             upstream.pipe(res, { end: false });
           }, unrecorded);
@@ -475,7 +496,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           upstream.destroy();
           return;
         }
-        sendHead();
+        sendHead(true);
         upstream.on("data", onData);
         // The response ends only once the completed receipt (usage included) is committed, so
         // a client that saw a stream end has a receipt that can be proven, not only an open one.
@@ -524,7 +545,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         writeReceipt(final).then(
           () => {
             if (body !== null && state === "complete") {
-              sendHead();
+              sendHead(false);
               res.end(body);
             }
             endStream();

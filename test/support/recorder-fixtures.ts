@@ -1,10 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import type http from "node:http";
+import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { serve } from "@hono/node-server";
+import { getRequestListener, serve } from "@hono/node-server";
 import bs58 from "bs58";
 import { createApp } from "../../src/api/app.js";
+import { withProxyFastPath } from "../../src/api/proxy-listener.js";
 import { createToken } from "../../src/auth/tokens.js";
 import type { Store } from "../../src/db/client.js";
 import { createLogger, type Logger } from "../../src/log.js";
@@ -66,9 +67,22 @@ export async function listen(
 }
 
 /** Serves `createApp` on a free port the way `serve` does (so the proxy gets Node objects). */
-export async function serveApp(deps: { store: Store; log: Logger; proxy?: RecordingProxy }) {
+export async function serveApp(
+  deps: { store: Store; log: Logger; proxy?: RecordingProxy },
+  options: { direct?: boolean } = {},
+) {
   const app = createApp(deps);
-  const server = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }) as http.Server;
+  // As `serve` does: `/v1/*` straight to the proxy (unless `direct: false`, through the app).
+  const { proxy } = deps;
+  const direct = proxy && options.direct !== false;
+  const server = (
+    direct
+      ? http.createServer(
+          withProxyFastPath(getRequestListener(app.fetch), { proxy, log: deps.log }),
+        )
+      : serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" })
+  ) as http.Server;
+  if (direct) server.listen(0, "127.0.0.1");
   if (!server.listening) await once(server, "listening");
   const { port } = server.address() as AddressInfo;
   return {

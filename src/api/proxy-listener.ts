@@ -1,0 +1,65 @@
+import { randomUUID } from "node:crypto";
+import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
+import type { Logger } from "../log.js";
+import type { RecordingProxy } from "../recorder/proxy.js";
+
+/** What the proxy's direct path needs; see `withProxyFastPath`. */
+export interface ProxyFastPathDeps {
+  proxy: RecordingProxy;
+  log: Logger;
+}
+
+/** The path of a request target, without its query: what the request log names. */
+function pathOf(url: string): string {
+  const query = url.indexOf("?");
+  return query < 0 ? url : url.slice(0, query);
+}
+
+/**
+ * Wraps the app's Node request listener so that `/v1/*` goes straight to the recording proxy,
+ * which works on Node's request and response objects anyway: no Fetch API request is built,
+ * no middleware chain runs and no child logger is made for a request whose every byte the
+ * proxy writes itself. Everything else goes to `app`. It keeps what the app's middleware does
+ * for these requests: a request id (`x-request-id`, else a fresh one) and one `request` log
+ * line, written once the response is over, with the status the client got.
+ *
+ * Use it only when `/v1/*` needs no access token of ours (`PROXY_REQUIRE_TOKEN` off): the token
+ * check lives in the app's middleware.
+ */
+export function withProxyFastPath(app: RequestListener, deps: ProxyFastPathDeps): RequestListener {
+  const { proxy, log } = deps;
+  return (req: IncomingMessage, res: ServerResponse) => {
+    const url = req.url ?? "/";
+    if (!url.startsWith("/v1/")) {
+      app(req, res);
+      return;
+    }
+    const started = performance.now();
+    const requestId = req.headers["x-request-id"] ?? randomUUID();
+    const failed = (error: unknown) => {
+      log.error({ err: error, requestId }, "unhandled error");
+      res.destroy();
+    };
+    let over: Promise<number>;
+    try {
+      over = proxy.handle(req, res);
+    } catch (error) {
+      failed(error);
+      return;
+    }
+    over.then(
+      (status) =>
+        log.info(
+          {
+            requestId,
+            method: req.method,
+            path: pathOf(url),
+            status,
+            ms: Math.round((performance.now() - started) * 100) / 100,
+          },
+          "request",
+        ),
+      failed,
+    );
+  };
+}
