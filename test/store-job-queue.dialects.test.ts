@@ -70,6 +70,23 @@ describe.each(dialects)("the job queue on %s", (dialect) => {
     expect(ids(later)).toEqual(["at-expiry", "expired", "leased"]);
   });
 
+  it("claims in pieces: a claim with the same lease never takes again what the last one took", async () => {
+    const store = await stores.open();
+    await seedJobs(
+      store,
+      [0, 1, 2, 3, 4].map((i) => ({ jobId: `j${i}`, nextVerifyAt: t - 100 + i })),
+    );
+    const queue = createJobQueueStore(store);
+
+    const first = await queue.claim("A", null, { ...lease, limit: 2 });
+    const second = await queue.claim("A", null, { ...lease, limit: 2 });
+    const third = await queue.claim("A", null, { ...lease, limit: 2 });
+    expect([ids(first), ids(second), ids(third)]).toEqual([["j0", "j1"], ["j2", "j3"], ["j4"]]);
+    // A later round of the same owner (a round that failed) takes its jobs back at once.
+    const later = await queue.claim("A", null, { ...lease, t: t + 1, limit: 10 });
+    expect(ids(later)).toEqual(["j0", "j1", "j2", "j3", "j4"]);
+  });
+
   it("claims only the jobs of the filter: created in [from, to), or named", async () => {
     const store = await stores.open();
     await seedJobs(

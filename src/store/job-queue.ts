@@ -79,7 +79,9 @@ export interface JobQueueStore {
    * it reads, so two processes claiming at once wait for each other (busy timeout) instead of
    * one failing on a read-to-write upgrade, and never both get a job. Jobs still leased to this
    * owner are claimable too: rounds of one verifier never overlap, so such a lease is left
-   * from a round that failed, and waiting for it to expire would stall those jobs.
+   * from a round that failed, and waiting for it to expire would stall those jobs. Except
+   * those a claim with the same `t` and `leaseMs` just took (their lease ends at exactly
+   * t + leaseMs): a round may claim in several pieces, each a short write.
    */
   claim(
     owner: string,
@@ -147,7 +149,11 @@ function createSqliteJobQueueStore(store: SqliteStore): JobQueueStore {
           and(
             inArray(jobs.verdict, openVerdicts),
             lte(jobs.nextVerifyAt, t),
-            or(isNull(jobs.leaseUntil), lte(jobs.leaseUntil, t), eq(jobs.leaseOwner, owner)),
+            or(
+              isNull(jobs.leaseUntil),
+              lte(jobs.leaseUntil, t),
+              and(eq(jobs.leaseOwner, owner), lt(jobs.leaseUntil, t + leaseMs)),
+            ),
             filterCondition(filter),
           ),
         )

@@ -94,7 +94,11 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
           and(
             inArray(jobs.verdict, [...openVerdicts]),
             lte(jobs.nextVerifyAt, t),
-            or(isNull(jobs.leaseUntil), lte(jobs.leaseUntil, t), eq(jobs.leaseOwner, owner)),
+            or(
+              isNull(jobs.leaseUntil),
+              lte(jobs.leaseUntil, t),
+              and(eq(jobs.leaseOwner, owner), lt(jobs.leaseUntil, t + leaseMs)),
+            ),
             filterCondition(filter),
           ),
         )
