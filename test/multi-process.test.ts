@@ -25,9 +25,11 @@ beforeAll(async () => {
   db = join(mkdtempSync(join(tmpdir(), "multi-")), "audit.db");
   // Default poll interval, lease length and RPC rate, as the README's deployment runs them:
   // with them, verify beside serve used to sleep until serve's leases expired (120 s).
+  // With the backfill's keys, as a deployment that proxies streams configures them.
   const env = {
     SOLANA_RPC_URLS: world.rpcUrl,
     DECENTRAL_BASE_URL: world.decentralBaseUrl,
+    DECENTRAL_API_KEYS: world.apiKeys.join(","),
   };
   // Both start (and migrate) at the same time on a database that does not exist yet.
   serves = await Promise.all([startServe(db, env), startServe(db, env)]);

@@ -23,7 +23,14 @@ const acknowledged = new Set<string>();
 
 beforeAll(async () => {
   world = await startLocalWorld({ slotMs: 20, finalitySlots: 3 });
-  const env = { SOLANA_RPC_URLS: world.rpcUrl, DECENTRAL_BASE_URL: world.decentralBaseUrl };
+  // The backfill's keys, as a deployment that proxies streams configures them: a stream whose
+  // own jobs-API lookup ran out of retries (a slow, loaded host) is backfilled, not left
+  // without its settlement.
+  const env = {
+    SOLANA_RPC_URLS: world.rpcUrl,
+    DECENTRAL_BASE_URL: world.decentralBaseUrl,
+    DECENTRAL_API_KEYS: world.apiKeys.join(","),
+  };
   // All three start, and migrate, at once on an empty database: the migration lock lets one
   // apply the migrations and the others find nothing to do.
   // The third has a slow RPC node (300 ms a call): its rounds hold their leases long enough to
