@@ -100,7 +100,7 @@ export function createRound(deps: RoundDeps): Round {
       await yieldToEventLoop();
     }
     if (claimed.length === 0) return 0;
-    let allSigs = [...new Set(claimed.flatMap((j) => jobSignatures(j)))];
+    const allSigs = [...new Set(claimed.flatMap((j) => jobSignatures(j)))];
 
     // Make sure every signature has its row, then see which still need the chain.
     const rows = new Map<string, SignatureRow>();
@@ -160,10 +160,9 @@ export function createRound(deps: RoundDeps): Round {
     if (handBack.length > 0) {
       await queue.releaseLeases(owner, handBack);
       claimed = kept;
-      allSigs = [...new Set(claimed.flatMap((j) => jobSignatures(j)))];
     }
-    // Fetches run while the jobs whose transactions are in decide: the RPC stays busy through
-    // the database writes, so a round costs about its fetches' time at the rate limit.
+    // Fetches run while the jobs whose transactions are already in are decided: the RPC stays
+    // busy through the database writes, so a round costs about its fetches' time at the rate.
     const fetches = new PQueue({ concurrency: options.fetchConcurrency });
     const fetched = new Map<string, Promise<void>>();
     for (const signature of toFetch) {
