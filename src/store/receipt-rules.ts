@@ -31,19 +31,20 @@ export type ReceiptField = (typeof receiptFields)[number];
 export type ReceiptCore = Pick<JobRow, ReceiptField>;
 
 /** How a receipt was captured; optional, and not part of its hash (see the schema's comments). */
-type CaptureFields = Pick<
-  JobRow,
-  | "tags"
-  | "maxTokens"
-  | "stream"
-  | "httpStatus"
-  | "latencyMs"
-  | "ttfbMs"
-  | "keyFingerprint"
-  | "responseModel"
-  | "creditVault"
-  | "captureState"
->;
+export const captureFields = [
+  "tags",
+  "maxTokens",
+  "stream",
+  "httpStatus",
+  "latencyMs",
+  "ttfbMs",
+  "keyFingerprint",
+  "responseModel",
+  "creditVault",
+  "captureState",
+] as const;
+export type CaptureField = (typeof captureFields)[number];
+type CaptureFields = Pick<JobRow, CaptureField>;
 
 /**
  * A job receipt as the recorder captures it: the `receiptFields` (which make up its canonical

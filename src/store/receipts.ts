@@ -6,6 +6,8 @@ import { reopenJobs } from "./job-queue.js";
 import { createPgReceiptsStore, recordReceiptsPg } from "./pg/receipts.js";
 import { inWriteTransaction, param, perConnection } from "./prepared.js";
 import {
+  type CaptureField,
+  captureFields,
   captureParams,
   columnOf,
   conflictRecord,
@@ -117,6 +119,11 @@ function prepare(store: SqliteStore) {
   const receiptValues = Object.fromEntries(
     receiptFields.map((field) => [field, param(field)]),
   ) as ReceiptCore;
+  // What a capture records beside the receipt's own fields: inserted with a new job, and
+  // replaced whole when the proxy completes the capture it opened.
+  const captureValues = Object.fromEntries(
+    [...captureFields, "receiptHash"].map((field) => [field, param(field)]),
+  ) as Pick<typeof jobs.$inferInsert, CaptureField | "receiptHash">;
   return {
     // OR IGNORE: no statement journal per receipt (see `prepareOrIgnore`); a job already
     // recorded is skipped, as ON CONFLICT DO NOTHING did.
@@ -127,17 +134,7 @@ function prepare(store: SqliteStore) {
         .values({
           ...receiptValues,
           source: param("source"),
-          maxTokens: param("maxTokens"),
-          stream: param("stream"),
-          httpStatus: param("httpStatus"),
-          latencyMs: param("latencyMs"),
-          ttfbMs: param("ttfbMs"),
-          keyFingerprint: param("keyFingerprint"),
-          responseModel: param("responseModel"),
-          creditVault: param("creditVault"),
-          tags: param("tags"),
-          captureState: param("captureState"),
-          receiptHash: param("receiptHash"),
+          ...captureValues,
           createdAt: param("createdAt"),
           recordedAt: param("now"),
           updatedAt: param("now"),
@@ -179,17 +176,7 @@ function prepare(store: SqliteStore) {
         .update(jobs)
         .set({
           ...receiptValues,
-          maxTokens: param("maxTokens"),
-          stream: param("stream"),
-          httpStatus: param("httpStatus"),
-          latencyMs: param("latencyMs"),
-          ttfbMs: param("ttfbMs"),
-          keyFingerprint: param("keyFingerprint"),
-          responseModel: param("responseModel"),
-          creditVault: param("creditVault"),
-          tags: param("tags"),
-          captureState: param("captureState"),
-          receiptHash: param("receiptHash"),
+          ...captureValues,
           backfillState: param("backfillState"),
           updatedAt: param("now"),
         })
