@@ -120,10 +120,18 @@ describe("a quorum of 2 over RPC endpoints, one of which lies", () => {
     expect(honestStanding.map((e) => e.outvoted)).toEqual([0, 0]);
   });
 
-  it("never gives a wrong verdict with one honest endpoint down: a job is right or in rpc_disagreement", async () => {
+  it("never gives a wrong verdict with one honest endpoint down: a job is right, in rpc_disagreement or still waiting", async () => {
     const { verdicts } = await verifyThrough(quorumOver([liar, down, world.rpcUrl]), 4000);
+    // A job whose final status the liar keeps from agreement cannot become final before the
+    // deadline (on a loaded host the deadline comes first): waiting, not wrong.
     const outcomes = [...verdicts].map(([id, v]) =>
-      v === reference.get(id) ? "right" : v === "rpc_disagreement" ? "disagreement" : `wrong ${v}`,
+      v === reference.get(id)
+        ? "right"
+        : v === "rpc_disagreement"
+          ? "disagreement"
+          : finalVerdicts.includes(v)
+            ? `wrong ${v}`
+            : "waiting",
     );
     expect(outcomes.filter((o) => o.startsWith("wrong"))).toEqual([]);
     expect(outcomes).toContain("disagreement");
