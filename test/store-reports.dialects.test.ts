@@ -306,13 +306,8 @@ describe.each(dialects)("%s", (dialect) => {
       runId: 3,
       checkedAt: start + 8 * HOUR,
     });
-    const [escrow, missing, none] = await reports.auditTransactions([
-      job.escrowTx,
-      "unknown-signature",
-      null,
-    ]);
-    expect(missing).toBeNull();
-    expect(none).toBeNull();
+    const { escrow, settlement } = rows!.transactions;
+    expect(settlement).toMatchObject({ slot: 1200, feeLamports: 5_000n });
     expect(escrow).toEqual({
       state: "finalized",
       commitment: "finalized",
@@ -331,6 +326,44 @@ describe.each(dialects)("%s", (dialect) => {
     });
     const record = await auditRecord(store, jobId, explorer);
     expect(record?.lastError).not.toContain("secret");
+  });
+
+  it("reads a streamed job's settlement from the jobs API's signature, an unknown signature as null, and a fee to the lamport", async () => {
+    const store = await stores.open();
+    const apiSettlement = signatureOf("streamed:api-settle");
+    await seedRows(store, "jobs", [
+      jobRow({ jobId: "streamed", settlementTx: null, apiSettlementTx: apiSettlement }),
+      jobRow({ jobId: "no_settlement", settlementTx: null }),
+    ]);
+    const fee = 9_007_199_254_740_991n;
+    await seedRows(store, "chainTransactions", [
+      {
+        signature: apiSettlement,
+        state: "finalized",
+        commitment: "finalized",
+        slot: 7,
+        feeLamports: fee,
+        succeeded: true,
+        facts: { memo: "settle" },
+        firstSeenAt: start,
+        fetchedAt: start + 1,
+      },
+    ]);
+    const reports = createReportsStore(store);
+    const streamed = (await reports.auditRows("streamed"))!;
+    expect(streamed.conflicts).toEqual([]);
+    expect(streamed.checks).toEqual([]);
+    expect(streamed.transactions.escrow).toBeNull();
+    expect(streamed.transactions.settlement).toMatchObject({
+      slot: 7,
+      feeLamports: fee,
+      facts: { memo: "settle" },
+      err: null,
+    });
+    expect((await reports.auditRows("no_settlement"))!.transactions).toEqual({
+      escrow: null,
+      settlement: null,
+    });
   });
 
   it("lists jobs by keyset in both orders, ties broken by job id bytewise, with every filter", async () => {

@@ -97,9 +97,9 @@ export async function auditRecord(store: Store, jobId: string, explorer: Explore
   const rows = await reports.auditRows(jobId);
   if (!rows) return null;
   const { job, conflicts, checks } = rows;
+  const { escrow, settlement } = rows.transactions;
   // A streamed receipt learns its settlement signature later, from the jobs API.
   const settlementTx = job.settlementTx ?? job.apiSettlementTx;
-  const [escrow, settlement] = await reports.auditTransactions([job.escrowTx, settlementTx]);
   return {
     jobId: job.jobId,
     verdict: job.verdict,

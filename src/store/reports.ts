@@ -100,14 +100,22 @@ function prepareAuditStatements(store: SqliteStore) {
 }
 
 type AuditStatements = ReturnType<typeof prepareAuditStatements>;
-/** A job's row, its conflicting receipts and its check results, as stored. */
+/** A chain transaction's stored facts, as the audit record shows them. */
+export type AuditTransaction = NonNullable<ReturnType<AuditStatements["transaction"]["get"]>>;
+/**
+ * A job's row, its conflicting receipts, its check results and the stored facts of its two
+ * transactions (null where the signature is unknown or none is stored yet), as stored.
+ */
 export interface AuditRows {
   job: NonNullable<ReturnType<AuditStatements["job"]["get"]>>;
   conflicts: ReturnType<AuditStatements["conflicts"]["all"]>;
   checks: ReturnType<AuditStatements["checks"]["all"]>;
+  transactions: {
+    escrow: AuditTransaction | null;
+    /** The receipt's settlement, or the jobs API's when a streamed receipt has none. */
+    settlement: AuditTransaction | null;
+  };
 }
-/** A chain transaction's stored facts, as the audit record shows them. */
-export type AuditTransaction = NonNullable<ReturnType<AuditStatements["transaction"]["get"]>>;
 
 /** Where a keyset page starts: strictly after this (created_at, job_id). */
 export interface JobCursor {
@@ -209,8 +217,6 @@ export interface ReportsStore {
   rollupDay(day: number): Promise<{ scratch: RollupRow[]; stored: RollupRow[] }>;
   /** A job with its conflicting receipts and checks; null for an unknown job. */
   auditRows(jobId: string): Promise<AuditRows | null>;
-  /** Stored facts of the transactions of these signatures (null where none is given or known). */
-  auditTransactions(signatures: (string | null)[]): Promise<(AuditTransaction | null)[]>;
   /** Up to `limit` jobs by keyset on (created_at, job_id), strictly after `cursor`. */
   jobRows(
     filter: JobRowFilter,
@@ -335,6 +341,22 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
 
   const complete = () => backfillLeft.get() === undefined;
   const audit = prepareAuditStatements(store);
+  const storedTransaction = (signature: string | null) =>
+    signature === null ? null : (audit.transaction.get({ signature }) ?? null);
+  // Point reads, no transaction: a read transaction here would queue behind writers.
+  const readAudit = (jobId: string): AuditRows | null => {
+    const job = audit.job.get({ jobId });
+    if (!job) return null;
+    return {
+      job,
+      conflicts: audit.conflicts.all({ jobId }),
+      checks: audit.checks.all({ jobId }),
+      transactions: {
+        escrow: storedTransaction(job.escrowTx),
+        settlement: storedTransaction(job.settlementTx ?? job.apiSettlementTx),
+      },
+    };
+  };
   // Listing statements depend on which filters are given: each shape is prepared on first
   // use and kept, so every statement is still prepared once.
   const shapes = new Map<string, Database.Statement>();
@@ -455,15 +477,7 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
     },
     // Both reads in one transaction see one snapshot; IMMEDIATE like every transaction here.
     rollupDay: async (day) => readDay.immediate(day),
-    auditRows: async (jobId) => {
-      const job = audit.job.get({ jobId });
-      if (!job) return null;
-      return {
-        job,
-        conflicts: audit.conflicts.all({ jobId }),
-        checks: audit.checks.all({ jobId }),
-      };
-    },
+    auditRows: async (jobId) => readAudit(jobId),
     jobRows: async (filter, cursor, order, limit) => {
       const { where, params } = whereOf(filter, cursor, order);
       const dir = order === "asc" ? "ASC" : "DESC";
@@ -486,10 +500,6 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
       ).all(...params, ...(check !== undefined ? [check] : []), limit) as JobRow[];
     },
     failingChecks: async (jobId) => failingChecksOf.all(jobId) as FailingCheckRow[],
-    auditTransactions: async (signatures) =>
-      signatures.map((signature) =>
-        signature === null ? null : (audit.transaction.get({ signature }) ?? null),
-      ),
   };
 }
 

@@ -1,12 +1,6 @@
 import { and, asc, desc, eq, gte, inArray, lt, lte, type SQL, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
-import {
-  chainTransactions,
-  checkResults,
-  jobRollupsBackfill,
-  jobs,
-  receiptConflicts,
-} from "../../db/pg/schema.js";
+import { checkResults, jobRollupsBackfill, jobs } from "../../db/pg/schema.js";
 import {
   countedVerdicts,
   DAY_MS,
@@ -167,42 +161,49 @@ const jobRowColumns = {
   tags: sql<string>`${jobs.tags}::text`,
 };
 
+/** A stored transaction as the audit statement returns it: the fee as decimal text. */
+type TransactionJson = Omit<AuditTransaction, "feeLamports"> & { feeLamports: string | null };
+
+function transaction(t: TransactionJson | null): AuditTransaction | null {
+  return t === null
+    ? null
+    : { ...t, feeLamports: t.feeLamports === null ? null : BigInt(t.feeLamports) };
+}
+
 /** Creates the reports' store module on PostgreSQL; fixed statements are prepared once. */
 export function createPgReportsStore(store: PgStore): ReportsStore {
   const { db } = store;
   const jobId = sql.placeholder("jobId");
-  const audit = {
-    job: db.select().from(jobs).where(eq(jobs.jobId, jobId)).prepare("reports_audit_job"),
-    conflicts: db
-      .select()
-      .from(receiptConflicts)
-      .where(eq(receiptConflicts.jobId, jobId))
-      .orderBy(asc(receiptConflicts.id))
-      .prepare("reports_audit_conflicts"),
-    checks: db
-      .select()
-      .from(checkResults)
-      .where(eq(checkResults.jobId, jobId))
-      .orderBy(sql`${checkResults.name} COLLATE "C"`)
-      .prepare("reports_audit_checks"),
-    // Both transactions of a job in one statement (signature = ANY of a text[] parameter).
-    transactions: db
-      .select({
-        signature: chainTransactions.signature,
-        state: chainTransactions.state,
-        commitment: chainTransactions.commitment,
-        slot: chainTransactions.slot,
-        blockTime: chainTransactions.blockTime,
-        feeLamports: chainTransactions.feeLamports,
-        succeeded: chainTransactions.succeeded,
-        err: chainTransactions.err,
-        facts: chainTransactions.facts,
-        fetchedAt: chainTransactions.fetchedAt,
-      })
-      .from(chainTransactions)
-      .where(sql`${chainTransactions.signature} = ANY(${sql.placeholder("signatures")})`)
-      .prepare("reports_audit_transactions"),
-  };
+  // A job, its conflicting receipts, its checks and both its transactions in one statement,
+  // so a lookup costs one round trip and one connection. The nested rows come back as JSON
+  // with the field names the audit record reads: ids and times are JSON numbers (as the
+  // number-mode columns map them), money is text made bigint below, JSON columns are embedded
+  // as stored; names in bytewise order, as SQLite orders them. Outer columns are named with
+  // their table: drizzle writes a lone table's columns unqualified, which inside a subquery
+  // would name the subquery's own column.
+  const transactionJson = (signature: SQL) => sql`(SELECT json_build_object(
+      'state', t.state, 'commitment', t.commitment, 'slot', t.slot, 'blockTime', t.block_time,
+      'feeLamports', t.fee_lamports::text, 'succeeded', t.succeeded, 'err', t.err,
+      'facts', t.facts, 'fetchedAt', t.fetched_at)
+    FROM chain_transactions t WHERE t.signature = ${signature})`;
+  const auditJob = db
+    .select({
+      job: jobs,
+      conflicts: sql<AuditRows["conflicts"]>`(SELECT coalesce(json_agg(json_build_object(
+          'id', c.id, 'jobId', c.job_id, 'source', c.source, 'receipt', c.receipt,
+          'differences', c.differences, 'receivedAt', c.received_at) ORDER BY c.id), '[]'::json)
+        FROM receipt_conflicts c WHERE c.job_id = jobs.job_id)`,
+      checks: sql<AuditRows["checks"]>`(SELECT coalesce(json_agg(json_build_object(
+          'jobId', c.job_id, 'name', c.name, 'outcome', c.outcome, 'reason', c.reason,
+          'expected', c.expected, 'actual', c.actual, 'runId', c.run_id,
+          'checkedAt', c.checked_at) ORDER BY c.name COLLATE "C"), '[]'::json)
+        FROM check_results c WHERE c.job_id = jobs.job_id)`,
+      escrow: sql<TransactionJson | null>`${transactionJson(sql`jobs.escrow_tx`)}`,
+      settlement: sql<TransactionJson | null>`${transactionJson(sql`coalesce(jobs.settlement_tx, jobs.api_settlement_tx)`)}`,
+    })
+    .from(jobs)
+    .where(eq(jobs.jobId, jobId))
+    .prepare("reports_audit");
   // expected and actual as the JSON text stored (`json` keeps it byte for byte), as SQLite
   // hands back its TEXT; names bytewise, as SQLite orders them.
   const failingChecksOf = db
@@ -385,28 +386,14 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
         { isolationLevel: "repeatable read", accessMode: "read only" },
       ),
     async auditRows(id) {
-      // Three point reads at once, each on its own pooled connection: one round trip of latency.
-      const [[job], conflicts, checks] = await Promise.all([
-        audit.job.execute({ jobId: id }),
-        audit.conflicts.execute({ jobId: id }),
-        audit.checks.execute({ jobId: id }),
-      ]);
-      if (!job) return null;
-      return { job, conflicts, checks } as AuditRows;
-    },
-    async auditTransactions(signatures) {
-      const wanted = signatures.filter((signature) => signature !== null);
-      const found = new Map<string, AuditTransaction>();
-      if (wanted.length > 0) {
-        for (const { signature, ...stored } of await audit.transactions.execute({
-          signatures: wanted,
-        })) {
-          found.set(signature, stored);
-        }
-      }
-      return signatures.map((signature) =>
-        signature === null ? null : (found.get(signature) ?? null),
-      );
+      const [row] = await auditJob.execute({ jobId: id });
+      if (!row) return null;
+      return {
+        job: row.job,
+        conflicts: row.conflicts,
+        checks: row.checks,
+        transactions: { escrow: transaction(row.escrow), settlement: transaction(row.settlement) },
+      } as AuditRows;
     },
     async jobRows(filter, cursor, order, limit) {
       return (await db
