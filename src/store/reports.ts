@@ -5,6 +5,7 @@ import {
   countedVerdicts,
   currentRollups,
   DAY_MS,
+  figureSumsByVerdict,
   grains,
   HOUR_MS,
   jobsFigureSums,
@@ -265,6 +266,8 @@ interface GroupingStatements {
   jobs: Database.Statement;
 }
 
+const byVerdict = figureSumsByVerdict("sqlite");
+
 function prepareGrouping(
   db: Database.Database,
   groupBy: ReportGrouping,
@@ -298,11 +301,12 @@ function prepareGrouping(
   const index = byWorker ? "jobs_worker_created" : "jobs_created_at";
   const jobs = db
     .prepare(
-      `SELECT ${jobsGroupExpr[groupBy]} AS grp,
-         ${jobsFigureSums}
-       FROM jobs INDEXED BY ${index}
-       WHERE ${workerFilter}created_at >= @from AND created_at < @to
-       GROUP BY ${jobsGroupExpr[groupBy]}`,
+      `SELECT grp, ${byVerdict.outer} FROM (
+         SELECT ${jobsGroupExpr[groupBy]} AS grp, ${byVerdict.inner}
+         FROM jobs INDEXED BY ${index}
+         WHERE ${workerFilter}created_at >= @from AND created_at < @to
+         GROUP BY 1, verdict)
+       GROUP BY grp`,
     )
     .safeIntegers(true);
   return { days, hours, jobs };

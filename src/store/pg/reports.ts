@@ -4,6 +4,7 @@ import { checkResults, jobRollupsBackfill, jobs } from "../../db/pg/schema.js";
 import {
   countedVerdicts,
   DAY_MS,
+  figureSumsByVerdict,
   grains,
   HOUR_MS,
   rollupFigureColumns,
@@ -45,6 +46,8 @@ export const jobsFigureSumsPg = storedFigures
       : `coalesce(sum(${expr}), 0) AS ${f.column}`;
   })
   .join(",\n    ");
+
+const byVerdict = figureSumsByVerdict("postgres");
 
 /** The column of `jobs` each grouping groups by. */
 const jobsGroupExpr: Record<ReportGrouping, string> = {
@@ -103,10 +106,11 @@ function groupSumsPieces(query: SumsQuery, pieces: PeriodPieces): SQL[] {
     for (const h of pieces.hours) selects.push(rollupSelect(hourGrain, hourExpr, h));
   const jobsExpr = jobsGroupExpr[query.groupBy];
   for (const p of pieces.partial) {
-    selects.push(sql`SELECT ${sql.raw(jobsExpr)} AS grp, ${sql.raw(jobsFigureSumsPg)},
-        false AS backfill_pending FROM jobs
-      WHERE ${workerFilter}created_at >= ${p.from} AND created_at < ${p.to}
-      GROUP BY ${sql.raw(jobsExpr)}`);
+    selects.push(sql`SELECT grp, ${sql.raw(byVerdict.outer)}, false AS backfill_pending FROM (
+        SELECT ${sql.raw(jobsExpr)} AS grp, ${sql.raw(byVerdict.inner)} FROM jobs
+        WHERE ${workerFilter}created_at >= ${p.from} AND created_at < ${p.to}
+        GROUP BY 1, verdict) AS per_verdict
+      GROUP BY grp`);
   }
   return selects;
 }
