@@ -146,6 +146,32 @@ describe.each(dialects)("the job queue on %s", (dialect) => {
     expect(ids(await queue.claim("C", null, lease))).toEqual(["a1"]);
   });
 
+  it("hands back named jobs due no sooner than a given time, never sooner than they were", async () => {
+    const store = await stores.open();
+    await seedJobs(store, [
+      { jobId: "a1", leaseOwner: "A", leaseUntil: t + 10, nextVerifyAt: t - 5 },
+      { jobId: "a2", leaseOwner: "A", leaseUntil: t + 10, nextVerifyAt: t + 900 },
+      { jobId: "b1", leaseOwner: "B", leaseUntil: t + 10, nextVerifyAt: t - 5 },
+    ]);
+    const queue = createJobQueueStore(store);
+    await queue.releaseLeases("A", ["a1", "a2", "b1"], t + 100);
+    expect(await queueColumnsOf(store, "a1")).toMatchObject({
+      leaseOwner: null,
+      leaseUntil: null,
+      nextVerifyAt: t + 100,
+    });
+    expect(await queueColumnsOf(store, "a2")).toMatchObject({
+      leaseOwner: null,
+      nextVerifyAt: t + 900,
+    });
+    expect(await queueColumnsOf(store, "b1")).toMatchObject({
+      leaseOwner: "B",
+      nextVerifyAt: t - 5,
+    });
+    expect(ids(await queue.claim("C", null, lease))).toEqual([]);
+    expect(await queue.nextDue({ jobIds: ["a1"] })).toBe(t + 100);
+  });
+
   it("says when the next open job is due, a leased one at its lease expiry", async () => {
     const store = await stores.open();
     const queue = createJobQueueStore(store);

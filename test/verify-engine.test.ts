@@ -142,6 +142,45 @@ describe("verification engine", () => {
     expect([...chain.calls.getTransaction.values()].every((n) => n === 1)).toBe(true);
   });
 
+  it("polls a backlog waiting for finality round after round, and writes no job it did not poll", async () => {
+    const store = createTestStore();
+    const chain = createFakeChain({ finalitySlots: 3 });
+    const waiting = Array.from({ length: 30 }, (_, i) => honest(`job_${i}`, `w${i}`));
+    for (const j of waiting) record(store, j.job); // their transactions never land
+    store.sqlite.exec(`CREATE TEMP TABLE verdict_writes (job_id TEXT);
+      CREATE TEMP TRIGGER count_verdict_writes AFTER UPDATE OF verdict ON main.jobs
+      BEGIN INSERT INTO verdict_writes VALUES (new.job_id); END;`);
+    const polled = new Map<string, number>();
+    const rpc: typeof chain.rpc = {
+      ...chain.rpc,
+      async getSignatureStatuses(signatures) {
+        for (const s of signatures) polled.set(s, (polled.get(s) ?? 0) + 1);
+        return chain.rpc.getSignatureStatuses(signatures);
+      },
+    };
+    // Claims of 10 out of 30 due jobs: three rounds in one poll interval.
+    const options = { ...fast, pollIntervalMs: 60, idleIntervalMs: 10, claimBatchSize: 10 };
+    const v = verifier(store, chain, { rpc, options });
+    v.start();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await v.stop();
+    const writes = new Map<string, number>();
+    for (const { job_id } of store.sqlite.prepare("SELECT job_id FROM verdict_writes").all() as {
+      job_id: string;
+    }[]) {
+      writes.set(job_id, (writes.get(job_id) ?? 0) + 1);
+    }
+    for (const j of waiting) {
+      const polls = Math.min(
+        polled.get(j.job.escrowTx!) ?? 0,
+        polled.get(j.job.settlementTx!) ?? 0,
+      );
+      expect(polls, j.job.jobId).toBeGreaterThan(0);
+      // A write decides what the poll before it learnt; one without a poll learnt nothing.
+      expect(writes.get(j.job.jobId) ?? 0, j.job.jobId).toBeLessThanOrEqual(polls);
+    }
+  });
+
   it("calls a signature that never lands dropped once the drop window has passed", async () => {
     const store = createTestStore();
     const chain = createFakeChain({ finalitySlots: 1, slotsPerPoll: 100 });

@@ -92,9 +92,9 @@ export interface JobQueueStore {
   renewLeases(owner: string, until: number): Promise<void>;
   /**
    * Drops this owner's leases (only those of `jobIds` when given), so another verifier takes
-   * the jobs at once; they stay as due as they were.
+   * the jobs at once; they stay as due as they were, or become due no sooner than `dueAt`.
    */
-  releaseLeases(owner: string, jobIds?: readonly string[]): Promise<void>;
+  releaseLeases(owner: string, jobIds?: readonly string[], dueAt?: number): Promise<void>;
   /** When the next open job in `filter` is due (ms since epoch), or null if none is open. */
   nextDue(filter: QueueFilter | null): Promise<number | null>;
   /** Jobs of `filter` by verdict: a run's progress. */
@@ -169,11 +169,17 @@ function createSqliteJobQueueStore(store: SqliteStore): JobQueueStore {
     async renewLeases(owner, until) {
       db.update(jobs).set({ leaseUntil: until }).where(eq(jobs.leaseOwner, owner)).run();
     },
-    async releaseLeases(owner, jobIds) {
+    async releaseLeases(owner, jobIds, dueAt) {
       if (jobIds === undefined) return releaseLeasesOf(db, owner);
       if (jobIds.length === 0) return;
       db.update(jobs)
-        .set({ leaseOwner: null, leaseUntil: null })
+        .set({
+          leaseOwner: null,
+          leaseUntil: null,
+          ...(dueAt === undefined
+            ? {}
+            : { nextVerifyAt: sql`max(${jobs.nextVerifyAt}, ${dueAt})` }),
+        })
         .where(and(eq(jobs.leaseOwner, owner), jobIdIn(jobIds)))
         .run();
     },

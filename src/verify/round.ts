@@ -46,6 +46,12 @@ const WAITING_SLICE = 64;
  */
 const STATUS_SLICE = 128;
 
+/** Signatures in one full getSignatureStatuses request (the RPC's limit, the pool's batch). */
+const FULL_STATUS_REQUEST = 256;
+
+/** Signature states that decide a job without a poll (dropped, pruned). */
+const givenUp = new Set(["dropped", "pruned"]);
+
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 function chunks<T>(items: readonly T[], size: number): T[][] {
@@ -81,8 +87,9 @@ export type Round = (
 export function createRound(deps: RoundDeps): Round {
   const { queue, signatures, rpc, profile, options, owner, now } = deps;
   /**
-   * Grid cell (time / pollIntervalMs) of the last status poll. At most one poll per cell: a job
-   * arriving between two polls waits for the next one instead of costing a request of its own.
+   * Grid cell (time / pollIntervalMs) of the last status poll. A few signatures are polled at
+   * most once per cell: a job arriving between two polls waits for the next one instead of
+   * costing a request of its own. A backlog is polled at once.
    */
   let lastPollCell = -1;
 
@@ -100,6 +107,7 @@ export function createRound(deps: RoundDeps): Round {
       await yieldToEventLoop();
     }
     if (claimed.length === 0) return 0;
+    const claimedCount = claimed.length;
     const allSigs = [...new Set(claimed.flatMap((j) => jobSignatures(j)))];
 
     // Make sure every signature has its row, then see which still need the chain.
@@ -116,7 +124,31 @@ export function createRound(deps: RoundDeps): Round {
       return state === "unknown" || state === "landed";
     });
     const cell = Math.floor(now() / options.pollIntervalMs);
-    if (needStatus.length > 0 && cell > lastPollCell && !signal.aborted) {
+    // A full claim or a full request's worth of signatures is a backlog: waiting for the next
+    // cell batches nothing more, so it is polled now, round after round at the RPC's pace.
+    const pollNow =
+      cell > lastPollCell ||
+      claimedCount >= options.claimBatchSize ||
+      needStatus.length >= FULL_STATUS_REQUEST;
+    if (needStatus.length > 0 && !pollNow && !signal.aborted) {
+      // Nothing is learnt of these jobs before the next poll: they go back untouched, due at
+      // the next cell, in one statement. Deciding them "awaiting finality" wrote each one, and
+      // a backlog was claimed and written over and over within one cell, learning nothing.
+      const unpolled = new Set(needStatus);
+      const deferred = claimed.filter((job) => {
+        const own = jobSignatures(job);
+        return (
+          own.some((sig) => unpolled.has(sig)) &&
+          !own.some((sig) => givenUp.has(rows.get(sig)?.state ?? "unknown"))
+        );
+      });
+      if (deferred.length > 0) {
+        const ids = new Set(deferred.map((job) => job.jobId));
+        await queue.releaseLeases(owner, [...ids], (cell + 1) * options.pollIntervalMs);
+        claimed = claimed.filter((job) => !ids.has(job.jobId));
+      }
+    }
+    if (needStatus.length > 0 && pollNow && !signal.aborted) {
       lastPollCell = cell;
       try {
         const statuses = await rpc.getSignatureStatuses(needStatus);

@@ -126,7 +126,7 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
         .set({ leaseUntil: until })
         .where(and(inArray(jobs.jobId, mine), eq(jobs.leaseOwner, owner)));
     },
-    async releaseLeases(owner, jobIds) {
+    async releaseLeases(owner, jobIds, dueAt) {
       if (jobIds === undefined) return releaseLeasesOfPg(db, owner);
       if (jobIds.length === 0) return;
       // Skips rows another transaction holds, as the renewal does: such a job is being reopened
@@ -139,7 +139,13 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
         .for("update", { skipLocked: true });
       await db
         .update(jobs)
-        .set({ leaseOwner: null, leaseUntil: null })
+        .set({
+          leaseOwner: null,
+          leaseUntil: null,
+          ...(dueAt === undefined
+            ? {}
+            : { nextVerifyAt: sql`greatest(${jobs.nextVerifyAt}, ${dueAt}::bigint)` }),
+        })
         .where(and(inArray(jobs.jobId, mine), eq(jobs.leaseOwner, owner)));
     },
     async nextDue(filter) {
