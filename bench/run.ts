@@ -648,7 +648,7 @@ function targets(): TargetLine[] {
           : `reconciliation groupBy=${rec.groupBy}`;
       lines.push({
         target: `${what}, ${rec.period === "month" ? "a month" : "ragged month"}, ${(r.jobs / 1e6).toString()}M jobs: p50 <= 20 ms, p99 <= 50 ms`,
-        measured: `p50 ${rec.httpMedianMs} / p99 ${rec.httpP99Ms} ms HTTP (query ${rec.functionMedianMs} ms; from scratch ${rec.fromScratchMedianMs} ms; first ${rec.httpMs[0]} ms)`,
+        measured: `p50 ${rec.httpMedianMs} / p99 ${rec.httpP99Ms} ms HTTP (query ${rec.functionMedianMs} ms; from scratch ${rec.fromScratchMedianMs} ms; first ${rec.firstMs} ms)`,
         pass: rec.httpMedianMs <= 20 && rec.httpP99Ms <= 50,
       });
     }
