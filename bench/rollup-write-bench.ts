@@ -76,6 +76,16 @@ function triggersOf(migration: string): string[] {
 
 type Side = "with" | "without" | "before" | "perRow" | "upsertFold";
 
+/** Drops the triggers that keep the rollups: a migrated schema as it would be without them. */
+export function dropRollupTriggers(store: SqliteStore): void {
+  for (const name of store.sqlite
+    .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'jobs_rollup_%'")
+    .pluck()
+    .all() as string[]) {
+    store.sqlite.exec(`DROP TRIGGER ${name}`);
+  }
+}
+
 /**
  * A fresh migrated store as one side of the comparison has it: `with` as migrated, `without`
  * the rollup triggers, `before` the rollups (no triggers, the report indexes), `perRow` the
@@ -85,16 +95,7 @@ type Side = "with" | "without" | "before" | "perRow" | "upsertFold";
 function openSide(dir: string, side: Side): SqliteStore {
   const store = openSqliteStore(join(dir, `${side}.db`));
   migrateStore(store);
-  if (side !== "with" && side !== "upsertFold") {
-    for (const name of store.sqlite
-      .prepare(
-        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'jobs_rollup_%'",
-      )
-      .pluck()
-      .all() as string[]) {
-      store.sqlite.exec(`DROP TRIGGER ${name}`);
-    }
-  }
+  if (side !== "with" && side !== "upsertFold") dropRollupTriggers(store);
   if (side === "before") for (const sql of preRollupIndexes) store.sqlite.exec(sql);
   if (side === "perRow") for (const sql of triggersOf("0008_rollup_hours")) store.sqlite.exec(sql);
   if (side === "upsertFold") {

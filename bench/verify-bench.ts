@@ -14,7 +14,8 @@ import { type Receipt, recordReceipts } from "../src/recorder/receipts.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { clientAgent, timedRequest } from "./http-client.js";
-import { round } from "./stats.js";
+import { dropRollupTriggers } from "./rollup-write-bench.js";
+import { percentile, round } from "./stats.js";
 
 /** The local world as the verification benchmark needs it (see world-child.ts). */
 export interface VerifyWorld {
@@ -56,6 +57,21 @@ export interface VerifyResult {
    * Compare with `oursAlone` (k=1).
    */
   quorum: (VerifierFigures & { k: number; endpoints: number; ratioToMinimum: number }) | null;
+  /**
+   * What the rollup triggers cost verification: our verifier alone on the same jobs, with the
+   * schema as migrated and with the rollup triggers dropped, alternating, at the RPC limit and
+   * again with no limit (each side a fresh database and endpoint); medians of jobs/s.
+   */
+  rollupCost: RollupVerifyCost[] | null;
+}
+
+export interface RollupVerifyCost {
+  /** Requests/s each endpoint allows; `null`: unlimited, so the database is what bounds it. */
+  rateLimitPerSec: number | null;
+  withRollups: number[];
+  withoutRollups: number[];
+  /** (without - with) / without of the medians, percent. */
+  costPercent: number;
 }
 
 const models = ["phi-4-mini", "qwen3-8b", "mistral-small-3.1-24b", "llama-3.3-70b"];
@@ -189,10 +205,12 @@ async function runOurs(
   rateLimitPerSec: number,
   name: string,
   quorum = 1,
+  withRollups = true,
 ) {
   const dbPath = join(tmpdir(), `bench-verify-${name}-${process.pid}.db`);
   const store: SqliteStore = openSqliteStore(dbPath);
   migrateStore(store);
+  if (!withRollups) dropRollupTriggers(store);
   recordReceipts(store, receipts, "proxy");
   const pool = (u: string) =>
     createRpcPool({
@@ -237,7 +255,7 @@ export async function measureVerification(
   world: VerifyWorld,
   count: number,
   rateLimitPerSec: number,
-  options: { naive?: boolean; alone?: boolean; quorum?: boolean } = {},
+  options: { naive?: boolean; alone?: boolean; quorum?: boolean; rollupCost?: boolean } = {},
 ): Promise<VerifyResult> {
   const genStarted = performance.now();
   const receipts = await generateJobs(world, count, 16);
@@ -273,6 +291,33 @@ export async function measureVerification(
     quorumUrls.length === 0
       ? null
       : await runOurs(quorumUrls, receipts, rateLimitPerSec, "quorum", 2);
+
+  const rollupCost: RollupVerifyCost[] | null = [];
+  if (options.rollupCost !== false) {
+    for (const limit of [rateLimitPerSec, null]) {
+      const perSec = { with: [] as number[], without: [] as number[] };
+      for (let pair = 0; pair < 2; pair++) {
+        // Alternating, the side that goes first swapped: neither always runs on a warmer host.
+        const order = pair === 0 ? [true, false] : [false, true];
+        for (const withRollups of order) {
+          const rate = limit ?? 1_000_000;
+          const endpoint = await world.addRpcEndpoint(rate);
+          const run = await runOurs(endpoint, receipts, rate, "rollups", 1, withRollups);
+          (withRollups ? perSec.with : perSec.without).push(
+            round(run.summary.byVerdict.verified / run.seconds, 1),
+          );
+        }
+      }
+      const a = percentile(perSec.with, 50);
+      const b = percentile(perSec.without, 50);
+      rollupCost.push({
+        rateLimitPerSec: limit,
+        withRollups: perSec.with,
+        withoutRollups: perSec.without,
+        costPercent: round(((b - a) / b) * 100, 1),
+      });
+    }
+  }
 
   const signatures = new Set(receipts.flatMap((r) => [r.escrowTx, r.settlementTx])).size;
   const minimumRequests = signatures + Math.ceil(signatures / 256);
@@ -320,6 +365,7 @@ export async function measureVerification(
     };
   }
   return {
+    rollupCost: options.rollupCost === false ? null : rollupCost,
     quorum: quorumFigures,
     jobs: count,
     signatures,
