@@ -31,7 +31,16 @@ import { generateJobs, type VerifyWorld } from "./verify-bench.js";
 export interface StoreSide {
   store: "sqlite" | "postgres";
   ingest: { receipts: number; seconds: number; receiptsPerSec: number; notCreated: number };
-  audit: { lookups: number; p50Ms: number; p99Ms: number; notFound: number };
+  audit: {
+    lookups: number;
+    p50Ms: number;
+    p99Ms: number;
+    notFound: number;
+    /** The same serve's `/healthz` meanwhile, p99: what the service alone adds. */
+    healthzP99Ms: number;
+    /** PostgreSQL: the audit's point read sent straight to the server, p99; SQLite: null. */
+    directP99Ms: number | null;
+  };
 }
 
 export interface VerifySharing {
@@ -116,6 +125,27 @@ async function measureSide(
     for (let i = 0; i < 100; i++) {
       await timedRequest(agent, `${serves[0].ready.url}/audit/${pick()}`, { headers });
     }
+    // What the lookups' tail is made of: the same serve's /healthz (no database: its event
+    // loop and its share of the cores), and on PostgreSQL the same point read sent by this
+    // process straight to the server (the database's own latency under this load).
+    const healthz: number[] = [];
+    for (let i = 0; i < lookups; i++) {
+      healthz.push((await timedRequest(agent, `${serves[0].ready.url}/healthz`, {})).totalMs);
+    }
+    const direct: number[] = [];
+    if (store === "postgres") {
+      const client = new pg.Client({ connectionString: databaseUrl });
+      await client.connect();
+      try {
+        for (let i = 0; i < lookups; i++) {
+          const started = performance.now();
+          await client.query("SELECT job_id FROM jobs WHERE job_id = $1", [pick()]);
+          direct.push(performance.now() - started);
+        }
+      } finally {
+        await client.end();
+      }
+    }
     const times: number[] = [];
     let notFound = 0;
     for (let i = 0; i < lookups; i++) {
@@ -137,6 +167,8 @@ async function measureSide(
         p50Ms: round(percentile(times, 50), 3),
         p99Ms: round(percentile(times, 99), 3),
         notFound,
+        healthzP99Ms: round(percentile(healthz, 99), 3),
+        directP99Ms: direct.length > 0 ? round(percentile(direct, 99), 3) : null,
       },
     };
   } finally {

@@ -559,6 +559,11 @@ function targets(): TargetLine[] {
       measured: `p50 ${side.audit.p50Ms} ms, p99 ${side.audit.p99Ms} ms`,
       pass: side.audit.p99Ms <= 5 && side.audit.notFound === 0,
     });
+    lines.push({
+      target: `${side.store}: meanwhile, /healthz of that serve p99${side.audit.directP99Ms === null ? "" : "; the same point read sent straight to PostgreSQL p99"}`,
+      measured: `${side.audit.healthzP99Ms} ms${side.audit.directP99Ms === null ? "" : `; ${side.audit.directP99Ms} ms`}`,
+      pass: null,
+    });
   }
   const sharing = results.postgres?.verify;
   if (sharing) {
