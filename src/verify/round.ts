@@ -49,9 +49,6 @@ const STATUS_SLICE = 128;
 /** Signatures in one full getSignatureStatuses request (the RPC's limit, the pool's batch). */
 const FULL_STATUS_REQUEST = 256;
 
-/** Signature states that decide a job without a poll (dropped, pruned). */
-const givenUp = new Set(["dropped", "pruned"]);
-
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 function chunks<T>(items: readonly T[], size: number): T[][] {
@@ -123,7 +120,9 @@ export function createRound(deps: RoundDeps): Round {
       const state = rows.get(s)?.state;
       return state === "unknown" || state === "landed";
     });
-    const cell = Math.floor(now() / options.pollIntervalMs);
+    // The cell of the claim, not of this moment: a claim just before a cell's end would
+    // otherwise poll for the next cell and push the jobs it hands back a cell further.
+    const cell = Math.floor(lease.t / options.pollIntervalMs);
     // A full claim or a full request's worth of signatures is a backlog: waiting for the next
     // cell batches nothing more, so it is polled now, round after round at the RPC's pace.
     const pollNow =
@@ -139,7 +138,9 @@ export function createRound(deps: RoundDeps): Round {
         const own = jobSignatures(job);
         return (
           own.some((sig) => unpolled.has(sig)) &&
-          !own.some((sig) => givenUp.has(rows.get(sig)?.state ?? "unknown"))
+          // A dropped signature decides the job whatever the other says; anything else could
+          // turn on the poll (a pruned one beside one found dropped is "dropped").
+          !own.some((sig) => rows.get(sig)?.state === "dropped")
         );
       });
       if (deferred.length > 0) {
@@ -184,7 +185,8 @@ export function createRound(deps: RoundDeps): Round {
     const keep = (signature: string, row: SignatureRow | undefined) => {
       if (row) rows.set(signature, row);
     };
-    const unfetched = allSigs.filter((s) => {
+    // The jobs still claimed: those handed back are neither fetched for nor decided here.
+    const unfetched = [...new Set(claimed.flatMap((j) => jobSignatures(j)))].filter((s) => {
       const row = rows.get(s);
       return row?.state === "finalized" && row.facts === null && !trouble.has(s);
     });
