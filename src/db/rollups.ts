@@ -225,8 +225,17 @@ const figureColumns: readonly string[] = (() => {
     const read = [...f.perJob.matchAll(/\$\.(\w+)/g)].map((m) => m[1]!);
     const money = read.filter((c) => c !== "verdict");
     // What makes `figureSumsByVerdict` exact: a count is a predicate on the verdict alone,
-    // money is one column, under such a predicate or none.
-    if (f.kind === "count" ? money.length > 0 : money.length !== 1) {
+    // money is one column as it is, or under such a predicate (nothing added, scaled or
+    // defaulted, which would not sum the same in two steps).
+    const shaped =
+      f.kind === "count"
+        ? money.length === 0
+        : money.length === 1 &&
+          new RegExp(
+            `^(CASE WHEN [^$]*(\\$\\.verdict[^$]*)* THEN )?\\$\\.${money[0]}( END)?$`,
+          ).test(f.perJob) &&
+          f.perJob.startsWith("CASE") === f.perJob.endsWith(" END");
+    if (!shaped) {
       throw new Error(`figure ${f.key} is not a verdict predicate over at most one column`);
     }
     for (const c of money) columns.add(c);
