@@ -81,6 +81,22 @@ async function verifyThrough(rpc: RpcPool, timeoutMs: number) {
   return { summary, verdicts };
 }
 
+/**
+ * Each job's outcome against the reference: right, in rpc_disagreement, still waiting (not
+ * final), or wrong (a final verdict that is not the reference's).
+ */
+function outcomesOf(verdicts: Map<string, Verdict>): string[] {
+  return [...verdicts].map(([id, v]) =>
+    v === reference.get(id)
+      ? "right"
+      : v === "rpc_disagreement"
+        ? "disagreement"
+        : finalVerdicts.includes(v)
+          ? `wrong ${v}`
+          : "waiting",
+  );
+}
+
 beforeAll(async () => {
   world = await startLocalWorld({
     slotMs: 10,
@@ -124,15 +140,7 @@ describe("a quorum of 2 over RPC endpoints, one of which lies", () => {
     const { verdicts } = await verifyThrough(quorumOver([liar, down, world.rpcUrl]), 4000);
     // A job whose final status the liar keeps from agreement cannot become final before the
     // deadline (on a loaded host the deadline comes first): waiting, not wrong.
-    const outcomes = [...verdicts].map(([id, v]) =>
-      v === reference.get(id)
-        ? "right"
-        : v === "rpc_disagreement"
-          ? "disagreement"
-          : finalVerdicts.includes(v)
-            ? `wrong ${v}`
-            : "waiting",
-    );
+    const outcomes = outcomesOf(verdicts);
     expect(outcomes.filter((o) => o.startsWith("wrong"))).toEqual([]);
     expect(outcomes).toContain("disagreement");
     // Every answer is kept as evidence, the endpoints named.
@@ -169,15 +177,7 @@ describe("each lie on its own, against a quorum of 2 with one honest endpoint", 
       const { verdicts } = await verifyThrough(quorumOver([lying, world.rpcUrl]), deadline);
       // Safety is what a quorum promises: no job ends with a wrong final verdict. A job the
       // liar keeps from finality within the deadline is waiting, not wrong.
-      const outcomes = [...verdicts].map(([id, v]) =>
-        v === reference.get(id)
-          ? "right"
-          : v === "rpc_disagreement"
-            ? "disagreement"
-            : finalVerdicts.includes(v)
-              ? `wrong ${v}`
-              : "waiting",
-      );
+      const outcomes = outcomesOf(verdicts);
       expect(outcomes.filter((o) => o.startsWith("wrong"))).toEqual([]);
       if (kind === "finality") expect(new Set(outcomes)).toEqual(new Set(["right"]));
       else expect(outcomes).toContain("disagreement");
