@@ -185,7 +185,7 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
   // as stored; names in bytewise order, as SQLite orders them. Outer columns are named with
   // their table: drizzle writes a lone table's columns unqualified, which inside a subquery
   // would name the subquery's own column.
-  const transactionJson = (signature: SQL) => sql`(SELECT json_build_object(
+  const transactionJson = (signature: SQL) => sql<TransactionJson | null>`(SELECT json_build_object(
       'state', t.state, 'commitment', t.commitment, 'slot', t.slot, 'blockTime', t.block_time,
       'feeLamports', t.fee_lamports::text, 'succeeded', t.succeeded, 'err', t.err,
       'facts', t.facts, 'fetchedAt', t.fetched_at)
@@ -202,8 +202,8 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
           'expected', c.expected, 'actual', c.actual, 'runId', c.run_id,
           'checkedAt', c.checked_at) ORDER BY c.name COLLATE "C"), '[]'::json)
         FROM check_results c WHERE c.job_id = jobs.job_id)`,
-      escrow: sql<TransactionJson | null>`${transactionJson(sql`jobs.escrow_tx`)}`,
-      settlement: sql<TransactionJson | null>`${transactionJson(sql`coalesce(jobs.settlement_tx, jobs.api_settlement_tx)`)}`,
+      escrow: transactionJson(sql`jobs.escrow_tx`),
+      settlement: transactionJson(sql`coalesce(jobs.settlement_tx, jobs.api_settlement_tx)`),
     })
     .from(jobs)
     .where(eq(jobs.jobId, jobId))
