@@ -1,6 +1,7 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Store } from "../src/db/client.js";
-import { openPostgres } from "../src/db/pg/client.js";
+import { openPostgres, type PgStore } from "../src/db/pg/client.js";
 import { createSessionsStore } from "../src/store/sessions.js";
 import { createTokensStore, type TokenRow } from "../src/store/tokens.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
@@ -119,5 +120,92 @@ describe("tokens store on postgres, two processes revoking at once", () => {
       expect(fromA?.revokedAt).toBe(stored);
       expect(fromB?.revokedAt).toBe(stored);
     }
+  });
+});
+
+describe("tokens store on postgres, live tokens kept in memory while revocations are heard", () => {
+  const stores = useDialectStores("postgres");
+  const extra: Store[] = [];
+  afterEach(async () => {
+    for (const store of extra.splice(0)) await store.close();
+  });
+  const channel = "decentral_audit_token_revoked";
+
+  /** Reads the token until this store's listener is on and the read is kept. */
+  async function cached(store: Store, hash: string) {
+    const pg = store as PgStore;
+    const until = Date.now() + 10_000;
+    while (!pg.listener.listening(channel)) {
+      if (Date.now() > until) throw new Error("the listener never came up");
+      await createTokensStore(store).findByHash(hash);
+      await sleep(10);
+    }
+    await createTokensStore(store).findByHash(hash);
+  }
+
+  /** Marks the token revoked behind the store's back: no announcement. */
+  const revokeSilently = (store: Store, id: string) =>
+    (store as PgStore).pool.query("UPDATE access_tokens SET revoked_at = 5 WHERE id = $1", [id]);
+
+  async function eventually(read: () => Promise<unknown>, until: (value: unknown) => boolean) {
+    const started = Date.now();
+    while (!until(await read())) {
+      if (Date.now() - started > 5000) throw new Error("never");
+      await sleep(2);
+    }
+    return Date.now() - started;
+  }
+
+  it("answers from memory, and drops a token another process revokes as the revocation commits", async () => {
+    const a = await stores.open();
+    const b = openPostgres(stores.lastUrl, { poolSize: 2, statementTimeoutMs: 30_000 });
+    extra.push(b);
+    await createTokensStore(a).insert(token("tok_1"));
+    await createTokensStore(a).insert(token("tok_2"));
+    await cached(a, "hash-of-tok_1");
+    await cached(a, "hash-of-tok_2");
+    // Changed without the store: process a still answers from memory (no round trip)...
+    await revokeSilently(b, "tok_2");
+    expect((await createTokensStore(a).findByHash("hash-of-tok_2"))?.revokedAt).toBeNull();
+    // ...until a revocation is announced: the other process's revoke reaches it at commit.
+    await createTokensStore(b).revoke("tok_1", 300);
+    const ms = await eventually(
+      () => createTokensStore(a).findByHash("hash-of-tok_1"),
+      (row) => (row as TokenRow | undefined)?.revokedAt === 300,
+    );
+    expect(ms).toBeLessThan(1000);
+    // Only the revoked token is dropped from memory.
+    expect((await createTokensStore(a).findByHash("hash-of-tok_2"))?.revokedAt).toBeNull();
+    // The process that revokes drops it at once, before any announcement comes back.
+    await createTokensStore(a).revoke("tok_2", 400);
+    expect((await createTokensStore(a).findByHash("hash-of-tok_2"))?.revokedAt).toBe(5);
+  });
+
+  it("reads every token from the database again once its listener is lost", async () => {
+    const a = await stores.open();
+    const admin = openPostgres(stores.lastUrl, { poolSize: 1, statementTimeoutMs: 30_000 });
+    extra.push(admin);
+    await createTokensStore(a).insert(token("tok_1"));
+    await cached(a, "hash-of-tok_1");
+    await revokeSilently(admin, "tok_1");
+    expect((await createTokensStore(a).findByHash("hash-of-tok_1"))?.revokedAt).toBeNull();
+    // The listening connection dies (a server restart, a network cut): nothing said since can
+    // be trusted, so nothing is taken from memory.
+    await admin.pool.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE datname = current_database() AND query LIKE 'LISTEN%'`,
+    );
+    await eventually(
+      () => createTokensStore(a).findByHash("hash-of-tok_1"),
+      (row) => (row as TokenRow | undefined)?.revokedAt === 5,
+    );
+    // It listens again: a token read afterwards is kept and revocations are heard again.
+    await createTokensStore(a).insert(token("tok_3"));
+    await cached(a, "hash-of-tok_3");
+    await createTokensStore(admin).revoke("tok_3", 700);
+    await eventually(
+      () => createTokensStore(a).findByHash("hash-of-tok_3"),
+      (row) => (row as TokenRow | undefined)?.revokedAt === 700,
+    );
   });
 });

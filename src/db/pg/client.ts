@@ -11,6 +11,7 @@ import {
   parseDatabaseUrl,
   type SslMode,
 } from "../url.js";
+import { createPgListener, type PgListener } from "./listener.js";
 import * as schema from "./schema.js";
 
 export type PgDb = NodePgDatabase<typeof schema>;
@@ -84,6 +85,8 @@ export interface PgStore {
   db: PgDb;
   pool: pg.Pool;
   target: PostgresTarget;
+  /** A connection of its own for LISTEN (caches kept valid by NOTIFY), made when first used. */
+  listener: PgListener;
   close(): Promise<void>;
 }
 
@@ -105,7 +108,8 @@ export function openPostgres(
   settings: PostgresSettings = defaultPostgresSettings,
 ): PgStore {
   const target = postgresTarget(url);
-  const pool = new pg.Pool(poolConfig(target, settings));
+  const config = poolConfig(target, settings);
+  const pool = new pg.Pool(config);
   // An idle client's error (server restart, network cut) is reported on the pool; without a
   // listener it would be an uncaught exception. The next query gets a fresh connection.
   pool.on("error", () => {});
@@ -116,7 +120,12 @@ export function openPostgres(
   });
   const db = drizzle(pool, { schema });
   db.transaction = transactionsOn(pool);
-  return { kind: "postgres", db, pool, target, close: () => pool.end() };
+  const listener = createPgListener(config);
+  const close = async () => {
+    await listener.close();
+    await pool.end();
+  };
+  return { kind: "postgres", db, pool, target, listener, close };
 }
 
 /**
