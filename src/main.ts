@@ -36,9 +36,10 @@ export interface Service {
 export interface ServiceOptions {
   /**
    * Who runs the background work (verifier, settlement backfill, ledger reader, nightly
-   * schedule): `always` this process, on its event loop (one `serve`), or `leader`: only while
-   * this process holds the store's leader lock, in a thread of its own (the workers of
-   * `serve --workers N`). Default `always`.
+   * schedule): `always` this process (one `serve`), or `leader`: only while this process holds
+   * the store's leader lock, in a thread of its own (the workers of `serve --workers N`).
+   * Default `always`: on PostgreSQL in a thread of its own too, on SQLite on the event loop
+   * (see `startService`).
    */
   background?: "always" | "leader";
   /**
@@ -155,15 +156,22 @@ export async function startService(
           },
         })
       : null;
+    // One process on PostgreSQL runs the background work in a thread as a leader does: its
+    // writes wait for nothing the proxy's writes hold, so its rounds (result sets parsed,
+    // decisions made) leave the event loop of the proxy and the API. On SQLite it stays on the
+    // event loop: a thread's write transactions would make the proxy's writes wait on SQLite's
+    // write lock, which blocks the loop, where here they take turns on it.
+    const ownThread = !lease && store.kind === "postgres";
     // The verifier and the backfill are told to stop first, then the RPC pool is closed so
     // that calls in flight (a slow node, a rate-limit pause) end at once instead of at their
     // timeout; only then are their loops awaited.
     stops.push(async () => {
-      const stopping = lease ? lease.stop() : background.stop();
+      const stopping = lease ? lease.stop() : ownThread ? thread?.stop() : background.stop();
       await rpc.close();
       await stopping;
     });
-    if (!lease) background.start();
+    if (ownThread) thread = startBackgroundThread(config, log, SERVE_BUSY_TIMEOUT_MS);
+    else if (!lease) background.start();
     // `GET /v1/account` against the key's vault on chain, on demand (admin route); the schedule
     // runs with the background work.
     const snapshotter = config.DECENTRAL_API_KEY
