@@ -1,6 +1,10 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { composeBackground } from "./background.js";
-import type { BackgroundReport, BackgroundThreadData } from "./background-worker.js";
+import {
+  type BackgroundReport,
+  type BackgroundThreadData,
+  backgroundPoolSize,
+} from "./background-worker.js";
 import { isQuorumRpc, rpcFromConfig } from "./chain/quorum.js";
 import type { Config } from "./config.js";
 import { openStore } from "./db/open.js";
@@ -20,7 +24,11 @@ if (!port) throw new Error("background-thread.ts runs as a worker thread");
 const { config, busyTimeoutMs } = workerData as BackgroundThreadData;
 const cfg: Config = config;
 const log = createLogger({ level: cfg.LOG_LEVEL });
-const store = await openStore(cfg, { busyTimeoutMs, migrate: false });
+const store = await openStore(cfg, {
+  busyTimeoutMs,
+  poolSize: backgroundPoolSize(cfg.DATABASE_POOL_SIZE),
+  migrate: false,
+});
 const rpc = rpcFromConfig(cfg, log);
 const writer = createReceiptWriter(store, { log });
 const background = composeBackground({

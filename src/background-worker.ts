@@ -30,10 +30,24 @@ export interface BackgroundThread {
 /** How long `stop()` waits for the thread before terminating it. */
 const STOP_WAIT_MS = 15_000;
 
+/** The first wait before a failed thread starts again, doubled up to `MAX_RESTART_MS`. */
+const RESTART_MS = 1000;
+const MAX_RESTART_MS = 30_000;
+/** A thread that ran this long failed anew: its restart waits `RESTART_MS` again. */
+const HEALTHY_MS = 60_000;
+
+/**
+ * Connections the thread's own pool keeps open on PostgreSQL: half the process's setting (at
+ * least two). Its loops run a statement or a few at a time; the requests keep the full pool.
+ */
+export function backgroundPoolSize(poolSize: number): number {
+  return Math.max(2, Math.ceil(poolSize / 2));
+}
+
 /**
  * Starts the verifier, backfill, ledger reader and nightly schedule in a worker thread
- * (background-thread.ts). A thread that fails is logged and started again a second later,
- * until `stop()`.
+ * (background-thread.ts). A thread that fails is logged and started again, a second later at
+ * first and up to 30 s later while it keeps failing, until `stop()`.
  */
 export function startBackgroundThread(
   config: Config,
@@ -49,8 +63,10 @@ export function startBackgroundThread(
   let thread: Worker;
   let ended: Promise<void>;
   let restart: NodeJS.Timeout | undefined;
+  let restartMs = RESTART_MS;
 
   const spawn = () => {
+    const startedAt = performance.now();
     // Run from source (tsx), the thread registers tsx itself: a worker thread does not inherit
     // the process's module hooks.
     thread = fromSource
@@ -67,8 +83,12 @@ export function startBackgroundThread(
       thread.once("exit", (code) => {
         resolve();
         if (stopping) return;
-        log.error({ code }, "background thread ended; starting it again");
-        restart = setTimeout(spawn, 1000);
+        // A thread that cannot start (a database refusing connections) is not started again
+        // and again at full speed: the wait doubles while it keeps failing.
+        if (performance.now() - startedAt > HEALTHY_MS) restartMs = RESTART_MS;
+        log.error({ code, restartInMs: restartMs }, "background thread ended; starting it again");
+        restart = setTimeout(spawn, restartMs);
+        restartMs = Math.min(restartMs * 2, MAX_RESTART_MS);
       });
     });
   };

@@ -1,3 +1,4 @@
+import { type AddressInfo, connect, createServer, type Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Store } from "../src/db/client.js";
@@ -207,5 +208,62 @@ describe("tokens store on postgres, live tokens kept in memory while revocations
       () => createTokensStore(a).findByHash("hash-of-tok_3"),
       (row) => (row as TokenRow | undefined)?.revokedAt === 700,
     );
+  });
+});
+
+describe("the listening connection on postgres, when the network goes silent", () => {
+  const stores = useDialectStores("postgres");
+
+  /** A TCP relay to the server that can stop forwarding without closing anything. */
+  async function silentRelay(target: URL) {
+    const sockets: Socket[] = [];
+    let silent = false;
+    const server = createServer((down) => {
+      const up = connect(Number(target.port), target.hostname);
+      sockets.push(up, down);
+      down.on("data", (data) => silent || up.write(data));
+      up.on("data", (data) => silent || down.write(data));
+      for (const s of [up, down]) s.on("error", () => {});
+      down.on("close", () => up.destroy());
+      up.on("close", () => down.destroy());
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const url = new URL(target.href);
+    url.port = String((server.address() as AddressInfo).port);
+    return {
+      url: url.href,
+      silence: () => {
+        silent = true;
+      },
+      close: () => {
+        server.close();
+        for (const s of sockets) s.destroy();
+      },
+    };
+  }
+
+  it("stops trusting it within seconds, and closes without waiting for the server", async () => {
+    await stores.open();
+    const relay = await silentRelay(new URL(stores.lastUrl));
+    const b = openPostgres(relay.url, { poolSize: 1, statementTimeoutMs: 30_000 });
+    try {
+      const channel = "decentral_audit_token_revoked";
+      const until = Date.now() + 10_000;
+      while (!b.listener.listening(channel) && Date.now() < until) {
+        await createTokensStore(b).findByHash("nothing");
+        await sleep(10);
+      }
+      expect(b.listener.listening(channel)).toBe(true);
+      // No FIN, no RST: TCP would notice after hours. The missed heartbeat notices.
+      relay.silence();
+      const silencedAt = Date.now();
+      while (b.listener.listening(channel)) await sleep(50);
+      expect(Date.now() - silencedAt).toBeLessThan(5000);
+      const closing = Date.now();
+      await b.close();
+      expect(Date.now() - closing).toBeLessThan(1000);
+    } finally {
+      relay.close();
+    }
   });
 });
