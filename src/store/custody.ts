@@ -182,7 +182,7 @@ function createSqliteCustodyStore(
 
 /** Custody's writes that compose inside the verdict writer's transaction. */
 export function createCustodyPinning(store: SqliteStore, profile: CustodyProfile): CustodyPinning {
-  const { db, sqlite } = store;
+  const { sqlite } = store;
   // Raw SQL, prepared once: these run for every job inside the verdict writer's transaction,
   // the hottest path of a run.
   const selectPin = sqlite
@@ -225,7 +225,7 @@ export function createCustodyPinning(store: SqliteStore, profile: CustodyProfile
       const agreeing = countEvidence.get(profile.name, candidate.address) as number;
       if (agreeing < profile.treasuryLearnAfter) return;
       insertTreasury.run(profile.name, candidate.address, agreeing, t);
-      reopenJobs(db, { where: treasuryWaiters }, t, { dueAt: 0 });
+      reopenJobs(store, { where: treasuryWaiters }, t, { dueAt: 0 });
     },
   };
 }

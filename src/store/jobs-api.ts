@@ -111,11 +111,11 @@ export function recordJobsApiAnswerInTransaction(
         isSettledAnswer(answer) && row.backfillState === "pending" ? "done" : row.backfillState,
       now,
     });
-    // Each only when it changes something: neither is a prepared statement (see needsReopen).
+    // Each only when it changes something: a write of `jobs` fires its rollup triggers.
     if (changed) {
-      if (needsReopen(row, now)) reopenJobs(tx.db, { jobIds: [jobId] }, now);
+      if (needsReopen(row, now)) reopenJobs(tx, { jobIds: [jobId] }, now);
     } else if (notFinal.has(row.verdict) && row.nextVerifyAt > now) {
-      makeDue(tx.db, [jobId], now);
+      makeDue(tx, [jobId], now);
     }
   });
 }

@@ -96,9 +96,8 @@ export type QueueState = Pick<
 /**
  * False when `reopenJobs` would find the job as it would leave it: pending, due, never
  * attempted, no error, no lease (e.g. a proxy row completed before any verifier saw it). The
- * reopen is then skipped: it would only move a due time that has passed up to `now`, and
- * `reopenJobs` is not a prepared statement (preparing an UPDATE of `jobs`, with its rollup
- * triggers, costs about 0.3 ms, on every proxied job).
+ * reopen is then skipped: it would only move a due time that has passed up to `now`, a write
+ * of `jobs` that fires its rollup triggers for nothing, on every proxied job.
  */
 export function needsReopen(job: QueueState, now: number): boolean {
   return !(

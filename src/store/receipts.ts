@@ -407,7 +407,7 @@ export function recordReceiptsInTransaction(
       if (reopen) reopened.push(receipt.jobId);
       return result;
     });
-    reopenJobs(tx.db, { jobIds: reopened }, now);
+    reopenJobs(tx, { jobIds: reopened }, now);
     if (fold) foldRollupDeltas(tx);
     return results;
   };
