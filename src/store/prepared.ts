@@ -1,5 +1,5 @@
 import type Database from "better-sqlite3";
-import { sql } from "drizzle-orm";
+import { type DriverValueEncoder, sql } from "drizzle-orm";
 import type { SqliteStore } from "../db/client.js";
 
 /**
@@ -26,6 +26,17 @@ export function perConnection<T>(prepare: (store: SqliteStore) => T): (store: Sq
  * encodes it with its column's mapping (bigint, boolean, JSON) when the statement runs.
  */
 export const param = <T>(name: string): T => sql.placeholder(name) as unknown as T;
+
+/**
+ * `param` for a nullable column whose mapping does not keep null: drizzle encodes a
+ * placeholder's value even when it is null (a JSON column would store the text `null`, a
+ * boolean one 0), where a value given to `.set()` binds SQL NULL. This binds null as NULL and
+ * encodes anything else with `column`.
+ */
+export const nullableParam = <T>(name: string, column: DriverValueEncoder<unknown, unknown>): T =>
+  sql`${sql.param(sql.placeholder(name), {
+    mapToDriverValue: (value: unknown) => (value === null ? null : column.mapToDriverValue(value)),
+  })}` as unknown as T;
 
 /**
  * Runs `write` in an IMMEDIATE transaction, or as part of the one the caller is already in (the
