@@ -70,6 +70,33 @@ describe.each(dialects)("receipts store on %s", (dialect) => {
     });
   });
 
+  it("stores the hash a fixed receipt has always had, and its filled form's", async () => {
+    const store = await stores.open();
+    const fixed: Receipt = {
+      jobId: "job_fixed0001",
+      escrowTx:
+        "5VERv8NMvzbJMEkV8xnrLkEaWRtSz9CosKDYjCJjBRnbJLgp8uirBgmQpjKhoR4tjF3ZpRzrFmBV6UjKdiSZkQUW",
+      settlementTx: null,
+      worker: "7EcDhSYGxXyscszYEp35KHN8vvw3svAuLKTzXwCFLtV",
+      creditsRemainingUnits: 12_345_000n,
+      model: "qwen3-8b",
+      promptTokens: 0,
+      completionTokens: null,
+      totalTokens: 1234,
+    };
+    await record(store, fixed, "ingest");
+    expect((await readJob(store, fixed.jobId))?.receiptHash).toBe(
+      "8bffba4c5b14d13b6b012f385ab8dcfb0d171d7c06527d6337231ac9c29161ab",
+    );
+    const settlementTx = "4Nd1mBQtrMJVYVfKf2PJy9NZUZdTAsp7D4xWLs4gDB4T";
+    expect(await record(store, { ...fixed, settlementTx }, "ingest")).toEqual([
+      { outcome: "updated" },
+    ]);
+    expect((await readJob(store, fixed.jobId))?.receiptHash).toBe(
+      "75520d8307d4c19864bde5ee848aeefcf8574090c49d7df6fb22744f0e06c23d",
+    );
+  });
+
   it("gives a receipt without a settlement signature to the backfill after its delay", async () => {
     const store = await stores.open();
     const r = receipt({ settlementTx: null });

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { getTableColumns } from "drizzle-orm";
 import { jobs, type ReceiptSource } from "../db/schema.js";
 
@@ -84,7 +84,8 @@ export function receiptHash(receipt: ReceiptCore): string {
       return typeof value === "bigint" ? value.toString() : (value ?? null);
     }),
   );
-  return createHash("sha256").update(canonical).digest("hex");
+  // One-shot: no Hash object per receipt (half the CPU of createHash for this size).
+  return hash("sha256", canonical, "hex");
 }
 
 /** The verifier's queue state of a job (`queueColumns` in receipts.ts reads it on SQLite). */

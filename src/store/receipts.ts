@@ -1,10 +1,10 @@
-import { and, count, desc, eq, fillPlaceholders, getTableColumns, sql } from "drizzle-orm";
+import { and, count, desc, eq, getTableColumns, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { foldRollupDeltas } from "../db/rollups.js";
 import { jobs, type ReceiptSource, receiptConflicts } from "../db/schema.js";
 import { reopenJobs } from "./job-queue.js";
 import { createPgReceiptsStore, recordReceiptsPg } from "./pg/receipts.js";
-import { inWriteTransaction, param, perConnection } from "./prepared.js";
+import { inWriteTransaction, param, perConnection, placeholderFiller } from "./prepared.js";
 import {
   type CaptureField,
   captureFields,
@@ -101,7 +101,8 @@ function prepareOrIgnore(
   const statement = store.sqlite.prepare(
     text.replace(head, '$1 or ignore $2"jobs" ').replace(/ on conflict do nothing$/, ""),
   );
-  return { run: (values) => statement.run(...fillPlaceholders(params, values)) };
+  const fill = placeholderFiller(params);
+  return { run: (values) => statement.run(...fill(values)) };
 }
 
 /** A receipt write that changed no row although the job's row exists broke a constraint. */
