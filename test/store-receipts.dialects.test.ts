@@ -255,6 +255,58 @@ describe.each(dialects)("receipts store on %s", (dialect) => {
     ]);
   });
 
+  it("writes what a completion or a fill learns in indexed columns, and keeps the rest", async () => {
+    const store = await stores.open();
+    const open = receipt({
+      settlementTx: null,
+      model: null,
+      promptTokens: null,
+      completionTokens: null,
+      totalTokens: null,
+      keyFingerprint: "fp-1",
+      captureState: "open",
+    });
+    await record(store, open, "proxy", { now: 1 });
+    const settlementTx = signature();
+    const done = {
+      ...open,
+      model: "qwen3-8b",
+      settlementTx,
+      totalTokens: 12,
+      captureState: "complete" as const,
+    };
+    expect(outcomes(await record(store, done, "proxy", { now: 2 }))).toEqual(["updated"]);
+    expect(await readJob(store, open.jobId)).toMatchObject({
+      model: "qwen3-8b",
+      settlementTx,
+      escrowTx: open.escrowTx,
+      worker: open.worker,
+      keyFingerprint: "fp-1",
+      totalTokens: 12,
+      captureState: "complete",
+    });
+    // Another job completed with every indexed column as opened: only the rest changes.
+    const second = receipt({ totalTokens: null, keyFingerprint: "fp-2", captureState: "open" });
+    await record(store, second, "proxy", { now: 1 });
+    await record(store, { ...second, totalTokens: 30, captureState: "complete" }, "proxy");
+    expect(await readJob(store, second.jobId)).toMatchObject({
+      model: second.model,
+      settlementTx: second.settlementTx,
+      keyFingerprint: "fp-2",
+      totalTokens: 30,
+      captureState: "complete",
+    });
+    // A fill from the same source writes the signature it adds and ends the backfill.
+    const ingested = receipt({ settlementTx: null });
+    await record(store, ingested, "ingest");
+    await record(store, { ...ingested, settlementTx }, "ingest");
+    expect(await readJob(store, ingested.jobId)).toMatchObject({
+      settlementTx,
+      escrowTx: ingested.escrowTx,
+      backfillState: "done",
+    });
+  });
+
   it("records a batch in order, so a job repeated inside it is a duplicate, update or conflict of its earlier item", async () => {
     const store = await stores.open();
     const known = receipt();
