@@ -14,7 +14,7 @@ import {
 import type { Db, SqliteStore, Store } from "../db/client.js";
 import { finalVerdicts, jobs, openVerdicts, type Verdict, verdicts } from "../db/schema.js";
 import { createPgJobQueueStore } from "./pg/job-queue.js";
-import { param, perConnection } from "./prepared.js";
+import { param, perConnection, prepareRows } from "./prepared.js";
 import { createGivenUpReset } from "./signatures.js";
 
 /** A drizzle handle or the transaction a caller is inside (the reopen joins it). */
@@ -185,7 +185,7 @@ function prepare(store: SqliteStore) {
   const ids = sql.placeholder("ids");
   const released = { leaseOwner: null, leaseUntil: null };
   return {
-    claim: claimQuery(db, null).prepare(),
+    claim: prepareRows(store, jobs, claimQuery(db, null)),
     nextDue: nextDueQuery(db, null).prepare(),
     renew: db
       .update(jobs)
@@ -248,7 +248,7 @@ function createSqliteJobQueueStore(store: SqliteStore): JobQueueStore {
   });
   return {
     async claim(owner, filter, { t, leaseMs, limit }) {
-      const claim = filter === null ? st.claim : claimQuery(db, filter).prepare();
+      const claim = filter === null ? st.claim : prepareRows(store, jobs, claimQuery(db, filter));
       return claim.all({ owner, t, until: t + leaseMs, limit });
     },
     async renewLeases(owner, until) {
