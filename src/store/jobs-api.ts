@@ -54,7 +54,7 @@ function prepare(store: SqliteStore) {
       .where(jobId)
       .prepare(),
     // An indexed column that keeps its value is left out (see `indexAwareUpdate`): a repeated
-    // answer, or one that names the settlement the receipt already had, rewrites no index.
+    // answer rewrites no index, and one naming the settlement the receipt had leaves its own.
     update: indexAwareUpdate<Partial<typeof jobs.$inferInsert>>(
       {
         apiStatus: param("apiStatus"),
