@@ -18,6 +18,9 @@ export const redactPaths = [
   "req.headers.cookie",
 ];
 
+/** What a redacted value is printed as. */
+export const redactCensor = "[redacted]";
+
 /** Options of `createLogger`; every one has a default. */
 export interface LoggerOptions {
   /** pino level. Default `info`. */
@@ -35,7 +38,7 @@ export function createLogger(options: LoggerOptions = {}, destination?: Destinat
     {
       level: options.level ?? "info",
       name: options.name ?? "decentral-audit",
-      redact: { paths: redactPaths, censor: "[redacted]" },
+      redact: { paths: redactPaths, censor: redactCensor },
       ...(afterLine
         ? {
             hooks: {

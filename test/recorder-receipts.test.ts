@@ -3,6 +3,7 @@ import bs58 from "bs58";
 import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { jobs, receiptConflicts } from "../src/db/schema.js";
+import { keyFingerprint } from "../src/recorder/key-fingerprint.js";
 import { base58ByteLength, parseReceiptInput } from "../src/recorder/receipt-input.js";
 import {
   maxStoredConflicts,
@@ -260,6 +261,15 @@ describe("parseReceiptInput", () => {
   it("accepts a streamed job's receipt without a settlement signature", () => {
     const parsed = parseReceiptInput(wireReceipt({ settlement_tx: null }));
     expect(parsed.ok && parsed.receipt.settlementTx).toBeNull();
+  });
+});
+
+describe("keyFingerprint", () => {
+  it("is the first 16 hex digits of the key's SHA-256, as it has always been", () => {
+    expect(keyFingerprint("Bearer sk-test-fixed-key")).toBe("9cdeaa2a370ffa4c");
+    expect(keyFingerprint("bearer   sk-test-fixed-key ")).toBe("9cdeaa2a370ffa4c");
+    expect(keyFingerprint("Bearer ")).toBeNull();
+    expect(keyFingerprint(undefined)).toBeNull();
   });
 });
 

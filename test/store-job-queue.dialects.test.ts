@@ -12,6 +12,7 @@ import {
   T0,
   twoProcesses,
 } from "./support/seed-queue.js";
+import { readJob, seedJob } from "./support/seed-recorder.js";
 import { createTestStore } from "./support/store.js";
 
 const t = T0 + 3_600_000;
@@ -47,6 +48,32 @@ describe.each(dialects)("the job queue on %s", (dialect) => {
       dropped: null,
       final: null,
       "not-yet": null,
+    });
+  });
+
+  it("returns each claimed job as stored, every column read through its mapping", async () => {
+    const store = await stores.open();
+    await seedJob(store, {
+      jobId: "rich",
+      escrowTx: "escrow",
+      creditsRemainingUnits: 12_345_000n,
+      chargedUnits: 9_007_199_254_740_000n,
+      stream: true,
+      tags: { team: "search" },
+      apiResponse: { status: "completed", on_chain: { settlement_tx: null } },
+      conflictSignatures: ["a", "b"],
+      keyFingerprint: null,
+      nextVerifyAt: t - 1,
+    });
+    const [claimed] = await createJobQueueStore(store).claim("A", null, lease);
+    expect(claimed).toEqual(await readJob(store, "rich"));
+    expect(claimed).toMatchObject({
+      creditsRemainingUnits: 12_345_000n,
+      stream: true,
+      tags: { team: "search" },
+      conflictSignatures: ["a", "b"],
+      keyFingerprint: null,
+      leaseOwner: "A",
     });
   });
 

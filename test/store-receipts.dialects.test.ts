@@ -70,6 +70,33 @@ describe.each(dialects)("receipts store on %s", (dialect) => {
     });
   });
 
+  it("stores the hash a fixed receipt has always had, and its filled form's", async () => {
+    const store = await stores.open();
+    const fixed: Receipt = {
+      jobId: "job_fixed0001",
+      escrowTx:
+        "5VERv8NMvzbJMEkV8xnrLkEaWRtSz9CosKDYjCJjBRnbJLgp8uirBgmQpjKhoR4tjF3ZpRzrFmBV6UjKdiSZkQUW",
+      settlementTx: null,
+      worker: "7EcDhSYGxXyscszYEp35KHN8vvw3svAuLKTzXwCFLtV",
+      creditsRemainingUnits: 12_345_000n,
+      model: "qwen3-8b",
+      promptTokens: 0,
+      completionTokens: null,
+      totalTokens: 1234,
+    };
+    await record(store, fixed, "ingest");
+    expect((await readJob(store, fixed.jobId))?.receiptHash).toBe(
+      "8bffba4c5b14d13b6b012f385ab8dcfb0d171d7c06527d6337231ac9c29161ab",
+    );
+    const settlementTx = "4Nd1mBQtrMJVYVfKf2PJy9NZUZdTAsp7D4xWLs4gDB4T";
+    expect(await record(store, { ...fixed, settlementTx }, "ingest")).toEqual([
+      { outcome: "updated" },
+    ]);
+    expect((await readJob(store, fixed.jobId))?.receiptHash).toBe(
+      "75520d8307d4c19864bde5ee848aeefcf8574090c49d7df6fb22744f0e06c23d",
+    );
+  });
+
   it("gives a receipt without a settlement signature to the backfill after its delay", async () => {
     const store = await stores.open();
     const r = receipt({ settlementTx: null });
@@ -226,6 +253,58 @@ describe.each(dialects)("receipts store on %s", (dialect) => {
     expect(outcomes(await record(store, { ...done, totalTokens: 99 }, "proxy"))).toEqual([
       "conflict",
     ]);
+  });
+
+  it("writes what a completion or a fill learns in indexed columns, and keeps the rest", async () => {
+    const store = await stores.open();
+    const open = receipt({
+      settlementTx: null,
+      model: null,
+      promptTokens: null,
+      completionTokens: null,
+      totalTokens: null,
+      keyFingerprint: "fp-1",
+      captureState: "open",
+    });
+    await record(store, open, "proxy", { now: 1 });
+    const settlementTx = signature();
+    const done = {
+      ...open,
+      model: "qwen3-8b",
+      settlementTx,
+      totalTokens: 12,
+      captureState: "complete" as const,
+    };
+    expect(outcomes(await record(store, done, "proxy", { now: 2 }))).toEqual(["updated"]);
+    expect(await readJob(store, open.jobId)).toMatchObject({
+      model: "qwen3-8b",
+      settlementTx,
+      escrowTx: open.escrowTx,
+      worker: open.worker,
+      keyFingerprint: "fp-1",
+      totalTokens: 12,
+      captureState: "complete",
+    });
+    // Another job completed with every indexed column as opened: only the rest changes.
+    const second = receipt({ totalTokens: null, keyFingerprint: "fp-2", captureState: "open" });
+    await record(store, second, "proxy", { now: 1 });
+    await record(store, { ...second, totalTokens: 30, captureState: "complete" }, "proxy");
+    expect(await readJob(store, second.jobId)).toMatchObject({
+      model: second.model,
+      settlementTx: second.settlementTx,
+      keyFingerprint: "fp-2",
+      totalTokens: 30,
+      captureState: "complete",
+    });
+    // A fill from the same source writes the signature it adds and ends the backfill.
+    const ingested = receipt({ settlementTx: null });
+    await record(store, ingested, "ingest");
+    await record(store, { ...ingested, settlementTx }, "ingest");
+    expect(await readJob(store, ingested.jobId)).toMatchObject({
+      settlementTx,
+      escrowTx: ingested.escrowTx,
+      backfillState: "done",
+    });
   });
 
   it("records a batch in order, so a job repeated inside it is a duplicate, update or conflict of its earlier item", async () => {

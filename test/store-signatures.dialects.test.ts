@@ -222,6 +222,33 @@ describe.each(dialects)("the signature store on %s", (dialect) => {
     ).toBeUndefined();
   });
 
+  it("stores a transaction without an error as NULL, and a failed one's error as JSON", async () => {
+    const store = await stores.open();
+    await seedSignatures(store, [
+      { signature: "ok", state: "landed", commitment: "confirmed" },
+      { signature: "failed", state: "landed", commitment: "confirmed" },
+    ]);
+    const signatures = createSignatureStore(store);
+    const err = { InstructionError: [0, { Custom: 1 }] };
+    await signatures.recordFetched("ok", { facts: factsOf("ok", 7), raw: "r" }, t);
+    const failed = await signatures.recordFetched(
+      "failed",
+      { facts: { ...factsOf("failed", 8), succeeded: false, err }, raw: "r" },
+      t,
+    );
+    expect(failed).toMatchObject({ succeeded: false, err });
+    const errIsNull = async (signature: string) => {
+      const query = "SELECT err IS NULL AS missing FROM chain_transactions WHERE signature =";
+      if (store.kind === "sqlite") {
+        return store.sqlite.prepare(`${query} ?`).pluck().get(signature) === 1;
+      }
+      const { rows } = await store.pool.query<{ missing: boolean }>(`${query} $1`, [signature]);
+      return rows[0]?.missing;
+    };
+    expect(await errIsNull("ok")).toBe(true);
+    expect(await errIsNull("failed")).toBe(false);
+  });
+
   it("counts fetch misses while nothing is stored and prunes a finalized one at the limit", async () => {
     const store = await stores.open();
     await seedSignatures(store, [

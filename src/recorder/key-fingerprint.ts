@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 
 /**
  * First 16 hex digits of the SHA-256 of a bearer key: tells keys apart (reports by key, the
@@ -9,5 +9,6 @@ export function keyFingerprint(authorization: string | undefined | null): string
   if (!authorization) return null;
   const key = authorization.replace(/^Bearer\s+/i, "").trim();
   if (key.length === 0) return null;
-  return createHash("sha256").update(key).digest("hex").slice(0, 16);
+  // One-shot (per request): no Hash object.
+  return hash("sha256", key, "hex").slice(0, 16);
 }

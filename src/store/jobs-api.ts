@@ -4,7 +4,7 @@ import { jobs } from "../db/schema.js";
 import { makeDue, reopenJobs } from "./job-queue.js";
 import { isSettledAnswer, notFinal } from "./jobs-api-rules.js";
 import { createPgJobsApiStore, recordJobsApiAnswerPg } from "./pg/jobs-api.js";
-import { inWriteTransaction, param, perConnection } from "./prepared.js";
+import { indexAwareUpdate, inWriteTransaction, param, perConnection } from "./prepared.js";
 import { needsReopen, queueColumns } from "./receipts.js";
 import type { WriteUnit } from "./write-unit.js";
 
@@ -53,22 +53,24 @@ function prepare(store: SqliteStore) {
       .from(jobs)
       .where(jobId)
       .prepare(),
-    update: store.db
-      .update(jobs)
-      .set({
-        apiStatus: param("status"),
-        apiCreditsChargedUnits: param("charged"),
-        apiEscrowTx: param("escrowTx"),
+    // An indexed column that keeps its value is left out (see `indexAwareUpdate`): a repeated
+    // answer rewrites no index, and one naming the settlement the receipt had leaves its own.
+    update: indexAwareUpdate<Partial<typeof jobs.$inferInsert>>(
+      {
+        apiStatus: param("apiStatus"),
+        apiCreditsChargedUnits: param("apiCreditsChargedUnits"),
+        apiEscrowTx: param("apiEscrowTx"),
         apiSettlementTx: param("apiSettlementTx"),
-        apiWorker: param("worker"),
-        apiResponse: param("raw"),
+        apiWorker: param("apiWorker"),
+        apiResponse: param("apiResponse"),
         apiCheckedAt: param("now"),
         settlementTx: param("settlementTx"),
         backfillState: param("backfillState"),
         updatedAt: param("now"),
-      })
-      .where(jobId)
-      .prepare(),
+      },
+      ["apiEscrowTx", "apiSettlementTx", "settlementTx", "backfillState"],
+      (set) => store.db.update(jobs).set(set).where(jobId).prepare(),
+    ),
   };
 }
 
@@ -98,24 +100,27 @@ export function recordJobsApiAnswerInTransaction(
       row.apiSettlementTx !== answer.settlementTx ||
       row.apiWorker !== answer.worker ||
       row.apiCreditsChargedUnits !== answer.creditsChargedUnits;
-    st.update.run({
-      jobId,
-      status: answer.status,
-      charged: answer.creditsChargedUnits,
-      escrowTx: answer.escrowTx,
-      apiSettlementTx: answer.settlementTx,
-      worker: answer.worker,
-      raw: answer.raw ?? null,
-      settlementTx: row.settlementTx ?? answer.settlementTx,
-      backfillState:
-        isSettledAnswer(answer) && row.backfillState === "pending" ? "done" : row.backfillState,
-      now,
-    });
-    // Each only when it changes something: neither is a prepared statement (see needsReopen).
+    st.update.run(
+      {
+        jobId,
+        apiStatus: answer.status,
+        apiCreditsChargedUnits: answer.creditsChargedUnits,
+        apiEscrowTx: answer.escrowTx,
+        apiSettlementTx: answer.settlementTx,
+        apiWorker: answer.worker,
+        apiResponse: answer.raw ?? null,
+        settlementTx: row.settlementTx ?? answer.settlementTx,
+        backfillState:
+          isSettledAnswer(answer) && row.backfillState === "pending" ? "done" : row.backfillState,
+        now,
+      },
+      row,
+    );
+    // Each only when it changes something: a write of `jobs` fires its rollup triggers.
     if (changed) {
-      if (needsReopen(row, now)) reopenJobs(tx.db, { jobIds: [jobId] }, now);
+      if (needsReopen(row, now)) reopenJobs(tx, { jobIds: [jobId] }, now);
     } else if (notFinal.has(row.verdict) && row.nextVerifyAt > now) {
-      makeDue(tx.db, [jobId], now);
+      makeDue(tx, [jobId], now);
     }
   });
 }

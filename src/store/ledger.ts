@@ -926,7 +926,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         reopen.push(j.job_id);
       }
     }
-    result.reopened = reopenJobs(db, { jobIds: reopen }, now);
+    result.reopened = reopenJobs(store, { jobIds: reopen }, now);
     return result;
   });
 

@@ -1,10 +1,16 @@
-import { and, count, desc, eq, fillPlaceholders, getTableColumns, sql } from "drizzle-orm";
+import { and, count, desc, eq, getTableColumns, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { foldRollupDeltas } from "../db/rollups.js";
 import { jobs, type ReceiptSource, receiptConflicts } from "../db/schema.js";
 import { reopenJobs } from "./job-queue.js";
 import { createPgReceiptsStore, recordReceiptsPg } from "./pg/receipts.js";
-import { inWriteTransaction, param, perConnection } from "./prepared.js";
+import {
+  indexAwareUpdate,
+  inWriteTransaction,
+  param,
+  perConnection,
+  placeholderFiller,
+} from "./prepared.js";
 import {
   type CaptureField,
   captureFields,
@@ -82,6 +88,25 @@ export interface ReceiptsStore {
 
 const columns = getTableColumns(jobs);
 
+/** The recorded row as read here: with the key fingerprint a completion compares. */
+type StoredRow = RecordedRow & Pick<typeof jobs.$inferSelect, "keyFingerprint">;
+
+/** Values of a write of `jobs`, by field name. */
+type JobValues = Partial<typeof jobs.$inferInsert>;
+
+/**
+ * The indexed columns of `jobs` a receipt write sets besides the key fingerprint (the job id
+ * too: the statement's own key, never changed).
+ */
+const indexedReceiptColumns = [
+  "jobId",
+  "escrowTx",
+  "settlementTx",
+  "worker",
+  "model",
+  "backfillState",
+] as const;
+
 /**
  * Prepares a drizzle INSERT or UPDATE of `jobs` as `INSERT OR IGNORE` / `UPDATE OR IGNORE`
  * (drizzle's SQLite builder cannot say it). Why: a statement that fires a trigger and may abort
@@ -101,7 +126,8 @@ function prepareOrIgnore(
   const statement = store.sqlite.prepare(
     text.replace(head, '$1 or ignore $2"jobs" ').replace(/ on conflict do nothing$/, ""),
   );
-  return { run: (values) => statement.run(...fillPlaceholders(params, values)) };
+  const fill = placeholderFiller(params);
+  return { run: (values) => statement.run(...fill(values)) };
 }
 
 /** A receipt write that changed no row although the job's row exists broke a constraint. */
@@ -164,37 +190,35 @@ function prepare(store: SqliteStore) {
         creditVault: jobs.creditVault,
         backfillState: jobs.backfillState,
         conflictSignatures: jobs.conflictSignatures,
+        keyFingerprint: jobs.keyFingerprint,
         ...queueColumns,
-      } as { [K in keyof RecordedRow]: (typeof columns)[K] })
+      } as { [K in keyof StoredRow]: (typeof columns)[K] })
       .from(jobs)
       .where(jobId)
       .prepare(),
-    // The proxy's own completion of the row it opened: every capture field is replaced.
-    completeCapture: prepareOrIgnore(
-      store,
-      db
-        .update(jobs)
-        .set({
-          ...receiptValues,
-          ...captureValues,
-          backfillState: param("backfillState"),
-          updatedAt: param("now"),
-        })
-        .where(jobId),
+    // The proxy's own completion of the row it opened: every capture field is replaced (an
+    // indexed one that keeps its value is left out, see `indexAwareUpdate`).
+    completeCapture: indexAwareUpdate<JobValues>(
+      {
+        ...receiptValues,
+        ...captureValues,
+        backfillState: param("backfillState"),
+        updatedAt: param("now"),
+      },
+      [...indexedReceiptColumns, "keyFingerprint"],
+      (set) => prepareOrIgnore(store, db.update(jobs).set(set).where(jobId)),
     ),
     // A later receipt that agrees with the recorded one and only adds what was unknown.
-    fill: prepareOrIgnore(
-      store,
-      db
-        .update(jobs)
-        .set({
-          ...receiptValues,
-          tags: param("tags"),
-          receiptHash: param("receiptHash"),
-          backfillState: param("backfillState"),
-          updatedAt: param("now"),
-        })
-        .where(jobId),
+    fill: indexAwareUpdate<JobValues>(
+      {
+        ...receiptValues,
+        tags: param("tags"),
+        receiptHash: param("receiptHash"),
+        backfillState: param("backfillState"),
+        updatedAt: param("now"),
+      },
+      indexedReceiptColumns,
+      (set) => prepareOrIgnore(store, db.update(jobs).set(set).where(jobId)),
     ),
     // Signatures a conflicting receipt names are the job's too: the verifier fetches and judges
     // them (a job id answered twice, each time with its own lock, is charged twice).
@@ -330,17 +354,20 @@ function recordOne(
   if (!completesCapture && recorded?.receiptHash === hash) {
     return { result: { outcome: "duplicate" }, reopen: false };
   }
-  const row = st.select.get({ jobId: receipt.jobId }) as RecordedRow;
+  const row = st.select.get({ jobId: receipt.jobId }) as StoredRow;
   const reopen = needsReopen(row, now);
   if (completesCapture) {
     const settlementTx = receipt.settlementTx ?? row.settlementTx;
-    const completed = st.completeCapture.run({
-      ...params,
-      settlementTx,
-      responseModel: receipt.responseModel ?? row.responseModel,
-      creditVault: receipt.creditVault ?? row.creditVault,
-      backfillState: settlementTx === null ? (row.backfillState ?? "pending") : row.backfillState,
-    });
+    const completed = st.completeCapture.run(
+      {
+        ...params,
+        settlementTx,
+        responseModel: receipt.responseModel ?? row.responseModel,
+        creditVault: receipt.creditVault ?? row.creditVault,
+        backfillState: settlementTx === null ? (row.backfillState ?? "pending") : row.backfillState,
+      },
+      row,
+    );
     expectWritten(completed.changes, receipt.jobId);
     return { result: { outcome: "updated" }, reopen };
   }
@@ -365,16 +392,19 @@ function recordOne(
   }
 
   const combined = merged(row, receipt);
-  const filled = st.fill.run({
-    ...combined,
-    tags: { ...row.tags, ...(receipt.tags ?? {}) },
-    receiptHash: receiptHash(combined),
-    backfillState:
-      combined.settlementTx !== null && row.backfillState === "pending"
-        ? "done"
-        : row.backfillState,
-    now,
-  });
+  const filled = st.fill.run(
+    {
+      ...combined,
+      tags: { ...row.tags, ...(receipt.tags ?? {}) },
+      receiptHash: receiptHash(combined),
+      backfillState:
+        combined.settlementTx !== null && row.backfillState === "pending"
+          ? "done"
+          : row.backfillState,
+      now,
+    },
+    row,
+  );
   expectWritten(filled.changes, receipt.jobId);
   return { result: { outcome: "updated" }, reopen };
 }
@@ -407,7 +437,7 @@ export function recordReceiptsInTransaction(
       if (reopen) reopened.push(receipt.jobId);
       return result;
     });
-    reopenJobs(tx.db, { jobIds: reopened }, now);
+    reopenJobs(tx, { jobIds: reopened }, now);
     if (fold) foldRollupDeltas(tx);
     return results;
   };
