@@ -1,3 +1,5 @@
+import { readlinkSync } from "node:fs";
+import { setPriority } from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
 import { composeBackground } from "./background.js";
 import {
@@ -29,6 +31,7 @@ const store = await openStore(cfg, {
   poolSize: backgroundPoolSize(cfg.DATABASE_POOL_SIZE),
   migrate: false,
 });
+if (store.kind === "postgres") yieldToRequests();
 const rpc = rpcFromConfig(cfg, log);
 const writer = createReceiptWriter(store, { log });
 const background = composeBackground({
@@ -64,3 +67,19 @@ port.on("message", (message: { type?: string }) => {
     });
 });
 background.start();
+
+/**
+ * Lowers this thread's scheduling priority (nice 10; on Linux the nice value belongs to a
+ * thread): on a busy host the background rounds wait for a core while the process's requests
+ * are answered, and run at full speed otherwise. Only on PostgreSQL: on SQLite this thread holds
+ * the write lock the proxy's writes wait on, and must not be slowed while it does. Elsewhere, or
+ * when the system refuses, the thread keeps the process's priority.
+ */
+function yieldToRequests() {
+  try {
+    const tid = Number(readlinkSync("/proc/thread-self").split("/").pop());
+    if (Number.isInteger(tid) && tid > 0) setPriority(tid, 10);
+  } catch {
+    // Not Linux, or not allowed.
+  }
+}

@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createToken } from "../src/auth/tokens.js";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
@@ -122,6 +123,40 @@ async function diagnosis(run: CliProcess): Promise<string> {
 }
 
 describe("three serve processes on one PostgreSQL", () => {
+  it.runIf(process.platform === "linux")(
+    "runs the background work in one thread below the priority of the requests",
+    async () => {
+      // Every process of the three serves (each a cluster: a primary and its workers), and the
+      // nice value of each of their threads: the one background thread of the leader yields to
+      // the threads answering requests, which keep the process's priority.
+      const stat = (path: string) => {
+        const text = readFileSync(path, "utf8");
+        return text.slice(text.lastIndexOf(")") + 2).split(" ");
+      };
+      const threads = () => {
+        const roots = new Set(serves.map((s) => s.child.pid!));
+        const pids = readdirSync("/proc").filter((p) => {
+          if (!/^\d+$/.test(p)) return false;
+          try {
+            return roots.has(Number(p)) || roots.has(Number(stat(`/proc/${p}/stat`)[1]));
+          } catch {
+            return false;
+          }
+        });
+        return pids.flatMap((pid) =>
+          readdirSync(`/proc/${pid}/task`).map((tid) => ({
+            main: tid === pid,
+            nice: Number(stat(`/proc/${pid}/task/${tid}/stat`)[16]),
+          })),
+        );
+      };
+      await expect
+        .poll(() => threads().filter((t) => t.nice === 10).length, { timeout: 20_000 })
+        .toBe(1);
+      expect(threads().filter((t) => t.main && t.nice !== 0)).toEqual([]);
+    },
+  );
+
   it("records every acknowledged job once and verifies each exactly once, with verify beside them and one serve killed mid-round", async () => {
     const urls = serves.map((s) => s.url);
     const victim = serves[2]!;
