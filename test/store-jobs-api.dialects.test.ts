@@ -5,7 +5,7 @@ import { createJobsApiStore, type JobsApiAnswer } from "../src/store/jobs-api.js
 import { createReceiptsStore, type Receipt } from "../src/store/receipts.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { address, jobId, signature } from "./support/recorder-fixtures.js";
-import { readJob, seedJob, updateJob } from "./support/seed-recorder.js";
+import { isSqlNull, readJob, seedJob, updateJob } from "./support/seed-recorder.js";
 
 function answer(overrides: Partial<JobsApiAnswer> = {}): JobsApiAnswer {
   return {
@@ -109,6 +109,15 @@ describe.each(dialects)("jobs API answers store on %s", (dialect) => {
       verdict: "unverifiable",
       nextVerifyAt: 9_999_999,
     });
+  });
+
+  it("stores an answer without a body as NULL, not as the JSON text null", async () => {
+    const store = await stores.open();
+    const id = jobId();
+    await seedJob(store, { jobId: id });
+    await createJobsApiStore(store).recordAnswer(id, answer({ raw: null, status: null }), 100);
+    expect(await isSqlNull(store, id, "api_response")).toBe(true);
+    expect((await readJob(store, id))?.apiCheckedAt).toBe(100);
   });
 
   it("changes nothing for an unknown job id", async () => {

@@ -18,7 +18,7 @@ import {
   signature,
   wireReceipt,
 } from "./support/recorder-fixtures.js";
-import { jobIds, readConflicts, readJob, updateJob } from "./support/seed-recorder.js";
+import { isSqlNull, jobIds, readConflicts, readJob, updateJob } from "./support/seed-recorder.js";
 
 function receipt(overrides: Partial<Receipt> = {}): Receipt {
   return {
@@ -68,6 +68,18 @@ describe.each(dialects)("receipts store on %s", (dialect) => {
       recordedAt: 5,
       receiptHash: expect.stringMatching(/^[0-9a-f]{64}$/),
     });
+  });
+
+  it("keeps what a receipt does not say unknown (NULL), not false or zero", async () => {
+    const store = await stores.open();
+    const r = receipt();
+    await record(store, r, "ingest");
+    const row = await readJob(store, r.jobId);
+    expect(row).toMatchObject({ stream: null, maxTokens: null, httpStatus: null });
+    expect(await isSqlNull(store, r.jobId, "stream")).toBe(true);
+    const streamed = receipt({ stream: false });
+    await record(store, streamed, "ingest");
+    expect((await readJob(store, streamed.jobId))?.stream).toBe(false);
   });
 
   it("stores the hash a fixed receipt has always had, and its filled form's", async () => {

@@ -4,7 +4,13 @@ import { jobs } from "../db/schema.js";
 import { makeDue, reopenJobs } from "./job-queue.js";
 import { isSettledAnswer, notFinal } from "./jobs-api-rules.js";
 import { createPgJobsApiStore, recordJobsApiAnswerPg } from "./pg/jobs-api.js";
-import { indexAwareUpdate, inWriteTransaction, param, perConnection } from "./prepared.js";
+import {
+  indexAwareUpdate,
+  inWriteTransaction,
+  nullableParam,
+  param,
+  perConnection,
+} from "./prepared.js";
 import { needsReopen, queueColumns } from "./receipts.js";
 import type { WriteUnit } from "./write-unit.js";
 
@@ -62,7 +68,7 @@ function prepare(store: SqliteStore) {
         apiEscrowTx: param("apiEscrowTx"),
         apiSettlementTx: param("apiSettlementTx"),
         apiWorker: param("apiWorker"),
-        apiResponse: param("apiResponse"),
+        apiResponse: nullableParam("apiResponse", jobs.apiResponse),
         apiCheckedAt: param("now"),
         settlementTx: param("settlementTx"),
         backfillState: param("backfillState"),

@@ -60,8 +60,8 @@ export function inWriteTransaction<T>(store: SqliteStore, write: () => T): T {
 /**
  * Drizzle's `fillPlaceholders` for one statement's `params` (from `toSQL()`), worked out once:
  * which parameter is which placeholder and which column encodes it. Drizzle works it out again
- * on every run, a class check per parameter (about 25 on a receipt write). Same values, same
- * error for a placeholder without a value.
+ * on every run, a class check per parameter (about 25 on a receipt write). Same values, except
+ * that null binds NULL; same error for a placeholder without a value.
  */
 export function placeholderFiller(
   params: readonly unknown[],
@@ -81,7 +81,9 @@ export function placeholderFiller(
         throw new Error(`No value for placeholder "${slot.name}" was provided`);
       }
       const value = values[slot.name];
-      return slot.encoder === null ? value : slot.encoder.mapToDriverValue(value);
+      // Null binds SQL NULL, as a value given to drizzle's builder does: its placeholders
+      // encode null too (an unknown `stream` was stored as 0, a JSON null as the text `null`).
+      return slot.encoder === null || value === null ? value : slot.encoder.mapToDriverValue(value);
     });
 }
 

@@ -83,3 +83,14 @@ export async function readConflicts(store: Store): Promise<ConflictRow[]> {
     .orderBy(asc(sqliteSchema.receiptConflicts.id))
     .all();
 }
+
+/** Whether a column of a job holds SQL NULL (drizzle reads a JSON `null` text as null too). */
+export async function isSqlNull(store: Store, jobId: string, column: string): Promise<boolean> {
+  const query = `SELECT ${column} IS NULL AS empty FROM jobs WHERE job_id = `;
+  if (store.kind === "postgres") {
+    const { rows } = await store.pool.query<{ empty: boolean }>(`${query}$1`, [jobId]);
+    return rows[0]?.empty === true;
+  }
+  const row = store.sqlite.prepare(`${query}?`).get(jobId) as { empty: number } | undefined;
+  return row?.empty === 1;
+}
