@@ -16,9 +16,9 @@ import { createReceiptWriter } from "./recorder/receipt-writer.js";
 import { loadProfile } from "./verify/profiles.js";
 
 /**
- * Entry of the background thread of a cluster's leader (see background-worker.ts): the
- * verifier, backfill and ledger on an event loop and SQLite connections of their own, so
- * their long synchronous transactions never hold up a proxied byte. Reports its RPC counters
+ * Entry of the background thread of a cluster's leader, and of a single process on
+ * PostgreSQL (see background-worker.ts): the verifier, backfill and ledger on an event loop and
+ * database connections of their own, so their rounds never hold up a proxied byte. Reports its RPC counters
  * and ledger totals every 2 s; on `stop` it stops, closes the pool and the store, and ends.
  */
 const port = parentPort;
