@@ -24,3 +24,48 @@ export const notFinal: ReadonlySet<Verdict> = new Set<Verdict>([
   "error",
   "rpc_disagreement",
 ]);
+
+/** What an answer's write needs of the job's row as it is. */
+export interface AnsweredRow {
+  apiCheckedAt: number | null;
+  apiStatus: string | null;
+  apiEscrowTx: string | null;
+  apiSettlementTx: string | null;
+  apiWorker: string | null;
+  apiCreditsChargedUnits: bigint | null;
+  settlementTx: string | null;
+  backfillState: "pending" | "done" | "gave_up" | null;
+}
+
+/**
+ * True when this answer tells the checks something the row did not say: a first answer, or a
+ * different status, signature, worker or charge.
+ */
+export function answerChanges(row: AnsweredRow, answer: JobsApiAnswer): boolean {
+  return (
+    row.apiCheckedAt === null ||
+    row.apiStatus !== answer.status ||
+    row.apiEscrowTx !== answer.escrowTx ||
+    row.apiSettlementTx !== answer.settlementTx ||
+    row.apiWorker !== answer.worker ||
+    row.apiCreditsChargedUnits !== answer.creditsChargedUnits
+  );
+}
+
+/**
+ * The columns an answer writes: what it says, the settlement signature when the row had none
+ * (a recorded one is never overwritten), and the backfill ended once nothing more can come.
+ */
+export function answerColumns(row: AnsweredRow, answer: JobsApiAnswer) {
+  return {
+    apiStatus: answer.status,
+    apiCreditsChargedUnits: answer.creditsChargedUnits,
+    apiEscrowTx: answer.escrowTx,
+    apiSettlementTx: answer.settlementTx,
+    apiWorker: answer.worker,
+    apiResponse: answer.raw ?? null,
+    settlementTx: row.settlementTx ?? answer.settlementTx,
+    backfillState:
+      isSettledAnswer(answer) && row.backfillState === "pending" ? "done" : row.backfillState,
+  };
+}

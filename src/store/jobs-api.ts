@@ -2,7 +2,7 @@ import { eq, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { jobs } from "../db/schema.js";
 import { makeDue, reopenJobs } from "./job-queue.js";
-import { isSettledAnswer, notFinal } from "./jobs-api-rules.js";
+import { answerChanges, answerColumns, notFinal } from "./jobs-api-rules.js";
 import { createPgJobsApiStore, recordJobsApiAnswerPg } from "./pg/jobs-api.js";
 import {
   indexAwareUpdate,
@@ -97,27 +97,11 @@ export function recordJobsApiAnswerInTransaction(
   inWriteTransaction(tx, () => {
     const row = st.previous.get({ jobId });
     if (!row) return;
-    // True when this answer tells the checks something the row did not say: a first
-    // answer, or a different status, signature, worker or charge.
-    const changed =
-      row.apiCheckedAt === null ||
-      row.apiStatus !== answer.status ||
-      row.apiEscrowTx !== answer.escrowTx ||
-      row.apiSettlementTx !== answer.settlementTx ||
-      row.apiWorker !== answer.worker ||
-      row.apiCreditsChargedUnits !== answer.creditsChargedUnits;
+    const changed = answerChanges(row, answer);
     st.update.run(
       {
         jobId,
-        apiStatus: answer.status,
-        apiCreditsChargedUnits: answer.creditsChargedUnits,
-        apiEscrowTx: answer.escrowTx,
-        apiSettlementTx: answer.settlementTx,
-        apiWorker: answer.worker,
-        apiResponse: answer.raw ?? null,
-        settlementTx: row.settlementTx ?? answer.settlementTx,
-        backfillState:
-          isSettledAnswer(answer) && row.backfillState === "pending" ? "done" : row.backfillState,
+        ...answerColumns(row, answer),
         now,
       },
       row,

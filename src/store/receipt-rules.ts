@@ -149,6 +149,24 @@ export function merged(row: RecordedRow, receipt: ReceiptCore): ReceiptCore {
   return combined as ReceiptCore;
 }
 
+/**
+ * The columns a fill writes: the recorded receipt with its unknowns taken from `receipt`, the
+ * tags of both, the hash of the merged receipt, and the backfill ended once the settlement is
+ * known.
+ */
+export function filledColumns(row: RecordedRow, receipt: Receipt) {
+  const combined = merged(row, receipt);
+  return {
+    ...combined,
+    tags: { ...row.tags, ...(receipt.tags ?? {}) },
+    receiptHash: receiptHash(combined),
+    backfillState:
+      combined.settlementTx !== null && row.backfillState === "pending"
+        ? "done"
+        : row.backfillState,
+  };
+}
+
 /** The receipt for `receipt_conflicts`, with the column names and bigints as strings. */
 export function conflictRecord(receipt: Receipt): Record<string, unknown> {
   const record: Record<string, unknown> = {};

@@ -18,10 +18,10 @@ import {
   columnOf,
   conflictRecord,
   differingFields,
+  filledColumns,
   filledFields,
   gainedConflictSignatures,
   maxStoredConflicts,
-  merged,
   needsReopen,
   nextSummary,
   type Receipt,
@@ -391,20 +391,7 @@ function recordOne(
     return { result: { outcome: "duplicate" }, reopen: false };
   }
 
-  const combined = merged(row, receipt);
-  const filled = st.fill.run(
-    {
-      ...combined,
-      tags: { ...row.tags, ...(receipt.tags ?? {}) },
-      receiptHash: receiptHash(combined),
-      backfillState:
-        combined.settlementTx !== null && row.backfillState === "pending"
-          ? "done"
-          : row.backfillState,
-      now,
-    },
-    row,
-  );
+  const filled = st.fill.run({ ...filledColumns(row, receipt), now }, row);
   expectWritten(filled.changes, receipt.jobId);
   return { result: { outcome: "updated" }, reopen };
 }

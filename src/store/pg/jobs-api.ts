@@ -2,7 +2,7 @@ import { eq } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { jobs } from "../../db/pg/schema.js";
 import type { JobsApiAnswer, JobsApiStore } from "../jobs-api.js";
-import { isSettledAnswer, notFinal } from "../jobs-api-rules.js";
+import { answerChanges, answerColumns, notFinal } from "../jobs-api-rules.js";
 import { needsReopen } from "../receipt-rules.js";
 import type { PgExecutor } from "./executor.js";
 import { makeDuePg, reopenJobsPg } from "./job-queue.js";
@@ -43,28 +43,12 @@ export async function recordJobsApiAnswerPg(
       .where(byId)
       .for("update");
     if (!row) return;
-    // True when this answer tells the checks something the row did not say: a first
-    // answer, or a different status, signature, worker or charge.
-    const changed =
-      row.apiCheckedAt === null ||
-      row.apiStatus !== answer.status ||
-      row.apiEscrowTx !== answer.escrowTx ||
-      row.apiSettlementTx !== answer.settlementTx ||
-      row.apiWorker !== answer.worker ||
-      row.apiCreditsChargedUnits !== answer.creditsChargedUnits;
+    const changed = answerChanges(row, answer);
     await tx
       .update(jobs)
       .set({
-        apiStatus: answer.status,
-        apiCreditsChargedUnits: answer.creditsChargedUnits,
-        apiEscrowTx: answer.escrowTx,
-        apiSettlementTx: answer.settlementTx,
-        apiWorker: answer.worker,
-        apiResponse: answer.raw ?? null,
+        ...answerColumns(row, answer),
         apiCheckedAt: now,
-        settlementTx: row.settlementTx ?? answer.settlementTx,
-        backfillState:
-          isSettledAnswer(answer) && row.backfillState === "pending" ? "done" : row.backfillState,
         updatedAt: now,
       })
       .where(byId);

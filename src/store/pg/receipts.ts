@@ -7,10 +7,10 @@ import {
   columnOf,
   conflictRecord,
   differingFields,
+  filledColumns,
   filledFields,
   gainedConflictSignatures,
   maxStoredConflicts,
-  merged,
   needsReopen,
   nextSummary,
   type Receipt,
@@ -242,19 +242,9 @@ async function recordExisting(
     return { result: { outcome: "duplicate" }, reopen: false };
   }
 
-  const combined = merged(row, receipt);
   await tx
     .update(jobs)
-    .set({
-      ...combined,
-      tags: { ...row.tags, ...(receipt.tags ?? {}) },
-      receiptHash: receiptHash(combined),
-      backfillState:
-        combined.settlementTx !== null && row.backfillState === "pending"
-          ? "done"
-          : row.backfillState,
-      updatedAt: now,
-    })
+    .set({ ...filledColumns(row, receipt), updatedAt: now })
     .where(byId);
   return { result: { outcome: "updated" }, reopen };
 }
