@@ -1,12 +1,11 @@
 import { and, eq, isNull, sql } from "drizzle-orm";
-import { factsToJson } from "../chain/facts-json.js";
 import type { TransactionFacts } from "../chain/transaction-facts.js";
 import type { SqliteStore, Store } from "../db/client.js";
 import { chainTransactions } from "../db/schema.js";
-import { stringifyWithBigints } from "../money.js";
 import { createPgSignatureStore } from "./pg/signatures.js";
 import { nullableParam, param } from "./prepared.js";
 import { pairKey } from "./signature-pairs.js";
+import { fetchedColumns } from "./signature-rules.js";
 
 /**
  * The signature state machine: one `chain_transactions` row per signature any job names.
@@ -166,12 +165,12 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
       commitment: "finalized",
       slot: param("slot"),
       blockTime: param("blockTime"),
-      feeLamports: param("fee"),
+      feeLamports: param("feeLamports"),
       succeeded: param("succeeded"),
       err: nullableParam("err", chainTransactions.err),
       facts: param("facts"),
       raw: param("raw"),
-      fetchedAt: param("t"),
+      fetchedAt: param("fetchedAt"),
     })
     .where(
       and(
@@ -229,17 +228,7 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
       return load(polled.map((p) => p.signature));
     },
     async recordFetched(signature, { facts, raw }, t) {
-      storeFetched.run({
-        signature,
-        slot: facts.slot,
-        blockTime: facts.blockTime,
-        fee: facts.fee,
-        succeeded: facts.succeeded,
-        err: facts.err ?? null,
-        facts: factsToJson(facts),
-        raw: typeof raw === "string" ? raw : stringifyWithBigints(raw),
-        t,
-      });
+      storeFetched.run({ signature, ...fetchedColumns(facts, raw, t) });
       return load([signature]).get(signature);
     },
     async recordFetchMiss(signature, maxMisses) {

@@ -1,9 +1,8 @@
 import { and, eq, isNull, type SQL, sql } from "drizzle-orm";
-import { factsToJson } from "../../chain/facts-json.js";
 import type { PgStore } from "../../db/pg/client.js";
 import { chainTransactions } from "../../db/pg/schema.js";
-import { stringifyWithBigints } from "../../money.js";
 import { pairKey } from "../signature-pairs.js";
+import { fetchedColumns } from "../signature-rules.js";
 import type { ObservedStatus, SignatureRow, SignatureStore } from "../signatures.js";
 import type { PgExecutor } from "./executor.js";
 
@@ -156,14 +155,7 @@ export function createPgSignatureStore(store: PgStore): SignatureStore {
         .set({
           state: "finalized",
           commitment: "finalized",
-          slot: facts.slot,
-          blockTime: facts.blockTime,
-          feeLamports: facts.fee,
-          succeeded: facts.succeeded,
-          err: facts.err ?? null,
-          facts: factsToJson(facts),
-          raw: typeof raw === "string" ? raw : stringifyWithBigints(raw),
-          fetchedAt: t,
+          ...fetchedColumns(facts, raw, t),
         })
         .where(and(eq(chainTransactions.signature, signature), isNull(chainTransactions.facts)));
       return (await load([signature])).get(signature);
