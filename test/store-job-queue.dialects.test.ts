@@ -1,6 +1,12 @@
+import pg from "pg";
 import { describe, expect, it } from "vitest";
+import type { Store } from "../src/db/client.js";
 import { verdicts } from "../src/db/schema.js";
-import { createJobQueueStore, type QueueFilter } from "../src/store/job-queue.js";
+import {
+  createJobQueueStore,
+  type JobQueueStore,
+  type QueueFilter,
+} from "../src/store/job-queue.js";
 import { createSignatureStore } from "../src/store/signatures.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import {
@@ -16,6 +22,67 @@ import { readJob, seedJob } from "./support/seed-recorder.js";
 import { createTestStore } from "./support/store.js";
 
 const t = T0 + 3_600_000;
+
+/**
+ * The plan of the claim's UPDATE as `claim` sends it: on PostgreSQL every statement the claim
+ * sent (settings of its transaction included) is replayed in a transaction that is rolled back,
+ * the UPDATE explained; on SQLite the statement the queue prepared is explained.
+ */
+async function claimPlan(
+  store: Store,
+  claim: (queue: JobQueueStore) => Promise<unknown>,
+): Promise<string> {
+  const isClaim = (text: string) => /^update "jobs" set "lease_owner"/i.test(text);
+  if (store.kind === "sqlite") {
+    const prepared: string[] = [];
+    const prepare = store.sqlite.prepare.bind(store.sqlite);
+    store.sqlite.prepare = ((text: string) => {
+      prepared.push(text);
+      return prepare(text);
+    }) as typeof store.sqlite.prepare;
+    try {
+      await claim(createJobQueueStore(store));
+    } finally {
+      store.sqlite.prepare = prepare;
+    }
+    const text = prepared.find(isClaim);
+    if (text === undefined) throw new Error("the claim prepared no UPDATE of jobs");
+    const params = Array.from(text.matchAll(/\?/g), () => 0);
+    const rows = store.sqlite.prepare(`EXPLAIN QUERY PLAN ${text}`).all(...params);
+    return (rows as { detail: string }[]).map((r) => r.detail).join("\n");
+  }
+  const sent: { text: string; values: unknown[] }[] = [];
+  const query = pg.Client.prototype.query;
+  pg.Client.prototype.query = function (this: pg.Client, config: unknown, values?: unknown) {
+    const text = typeof config === "string" ? config : (config as { text: string }).text;
+    sent.push({ text, values: Array.isArray(values) ? values : [] });
+    return (query as (...args: unknown[]) => unknown).apply(this, [...arguments]);
+  } as typeof query;
+  try {
+    await claim(createJobQueueStore(store));
+  } finally {
+    pg.Client.prototype.query = query;
+  }
+  const client = await store.pool.connect();
+  try {
+    await client.query("BEGIN");
+    let plan: string | null = null;
+    for (const { text, values } of sent) {
+      if (/^(begin|commit)$/i.test(text.trim())) continue;
+      if (!isClaim(text)) {
+        await client.query(text, values);
+        continue;
+      }
+      const rows = (await client.query(`EXPLAIN ${text}`, values)).rows;
+      plan = rows.map((r: Record<string, string>) => r["QUERY PLAN"]).join("\n");
+    }
+    if (plan === null) throw new Error("the claim sent no UPDATE of jobs");
+    return plan;
+  } finally {
+    await client.query("ROLLBACK");
+    client.release();
+  }
+}
 const lease = { t, leaseMs: 60_000, limit: 10 };
 const ids = (rows: { jobId: string }[]) => rows.map((r) => r.jobId).sort();
 
@@ -49,6 +116,24 @@ describe.each(dialects)("the job queue on %s", (dialect) => {
       final: null,
       "not-yet": null,
     });
+  });
+
+  it("reads only the jobs it takes, in due order, however many wait (statistics stale)", async () => {
+    const store = await stores.open();
+    // Statistics taken while the queue was nearly empty (PostgreSQL; SQLite has none unless
+    // asked), then thousands fall due at once, as after a bulk import. Sorting every due job
+    // made each claim cost the whole backlog.
+    await seedJobs(store, [{ jobId: "first", nextVerifyAt: t - 10_000 }]);
+    if (store.kind === "postgres") await store.pool.query("ANALYZE jobs");
+    await seedJobs(
+      store,
+      Array.from({ length: 5000 }, (_, i) => ({ jobId: `bulk-${i}`, nextVerifyAt: t - 5000 + i })),
+    );
+    const plan = await claimPlan(store, (queue) => queue.claim("A", null, lease));
+    expect(plan).toMatch(/jobs_open_due/);
+    expect(plan).not.toMatch(
+      /Bitmap|Seq Scan on jobs|Sort Key: \S*next_verify_at|TEMP B-TREE FOR ORDER BY|^SCAN jobs/m,
+    );
   });
 
   it("returns each claimed job as stored, every column read through its mapping", async () => {

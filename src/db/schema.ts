@@ -1,4 +1,4 @@
-import { sql } from "drizzle-orm";
+import { type AnyColumn, sql } from "drizzle-orm";
 import { customType, index, integer, primaryKey, sqliteTable, text } from "drizzle-orm/sqlite-core";
 
 /**
@@ -64,6 +64,14 @@ export const finalVerdicts: readonly Verdict[] = [
 ];
 /** Verdicts the verifier still works on: every verdict that is not final. */
 export const openVerdicts: readonly Verdict[] = verdicts.filter((v) => !finalVerdicts.includes(v));
+
+/**
+ * `verdict` is not final, with the verdicts written out as literals: the very term of the
+ * partial index `jobs_open_due` (both dialects). SQLite uses a partial index only when the query
+ * repeats its term, literals included: with bound parameters the claim sorted every due job.
+ */
+export const verdictIsOpen = (verdict: AnyColumn) =>
+  sql`${verdict} IN (${sql.raw(openVerdicts.map((v) => `'${v}'`).join(", "))})`;
 
 /** One row per Decentral job: the receipt as recorded, what the jobs API said, and the verdict. */
 export const jobs = sqliteTable(
@@ -149,7 +157,9 @@ export const jobs = sqliteTable(
   },
   (t) => [
     index("jobs_created_at").on(t.createdAt),
-    index("jobs_verdict_next").on(t.verdict, t.nextVerifyAt),
+    // The verifier's queue: open jobs in the order they fall due, so a claim reads the few it
+    // takes however many wait (by (verdict, next_verify_at) it sorted every due job).
+    index("jobs_open_due").on(t.nextVerifyAt).where(verdictIsOpen(t.verdict)),
     index("jobs_escrow_tx").on(t.escrowTx),
     index("jobs_settlement_tx").on(t.settlementTx),
     index("jobs_api_escrow_tx").on(t.apiEscrowTx),

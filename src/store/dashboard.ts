@@ -1,6 +1,6 @@
 import { count, desc, inArray } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
-import { jobs, openVerdicts, verificationRuns } from "../db/schema.js";
+import { jobs, verdictIsOpen, verificationRuns } from "../db/schema.js";
 import { createPgDashboardStore } from "./pg/dashboard.js";
 
 /** The last nightly (or `verify`) run, as the status page shows it. */
@@ -34,7 +34,7 @@ function createSqliteDashboardStore(store: SqliteStore): DashboardStore {
   const depth = store.db
     .select({ n: count() })
     .from(jobs)
-    .where(inArray(jobs.verdict, [...openVerdicts]))
+    .where(verdictIsOpen(jobs.verdict))
     .prepare();
   const lastRun = store.db
     .select({

@@ -1,7 +1,7 @@
 import { statSync } from "node:fs";
 import { and, asc, count, eq, gte, inArray, lt, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
-import { checkResults, jobs, openVerdicts, type Verdict } from "../db/schema.js";
+import { checkResults, jobs, type Verdict, verdictIsOpen } from "../db/schema.js";
 import { createPgOpsStore } from "./pg/ops.js";
 
 /** A job of a window that did not end verified. */
@@ -70,11 +70,7 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
     .from(jobs)
     .where(eq(jobs.jobId, sql.placeholder("jobId")))
     .prepare();
-  const open = db
-    .select({ n: count() })
-    .from(jobs)
-    .where(inArray(jobs.verdict, openVerdicts))
-    .prepare();
+  const open = db.select({ n: count() }).from(jobs).where(verdictIsOpen(jobs.verdict)).prepare();
   const withVerdict = db
     .select({ n: count() })
     .from(jobs)

@@ -9,7 +9,14 @@ import {
   text,
   unique,
 } from "drizzle-orm/pg-core";
-import { checkOutcomes, ledgerLineKinds, receiptSources, tokenRoles, verdicts } from "../schema.js";
+import {
+  checkOutcomes,
+  ledgerLineKinds,
+  receiptSources,
+  tokenRoles,
+  verdictIsOpen,
+  verdicts,
+} from "../schema.js";
 
 /**
  * The PostgreSQL mirror of `src/db/schema.ts`: the same tables, columns, keys and index names,
@@ -119,7 +126,8 @@ export const jobs = pgTable(
   },
   (t) => [
     index("jobs_created_at").on(t.createdAt),
-    index("jobs_verdict_next").on(t.verdict, t.nextVerifyAt),
+    // The verifier's queue (see src/db/schema.ts).
+    index("jobs_open_due").on(t.nextVerifyAt).where(verdictIsOpen(t.verdict)),
     index("jobs_escrow_tx").on(t.escrowTx),
     index("jobs_settlement_tx").on(t.settlementTx),
     index("jobs_api_escrow_tx").on(t.apiEscrowTx),

@@ -1,7 +1,7 @@
 import { count, desc, inArray } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { jobs, verificationRuns } from "../../db/pg/schema.js";
-import { openVerdicts } from "../../db/schema.js";
+import { verdictIsOpen } from "../../db/schema.js";
 import type { DashboardStore } from "../dashboard.js";
 
 /** The dashboard's own reads on PostgreSQL (see src/store/dashboard.ts); reads only. */
@@ -10,7 +10,7 @@ export function createPgDashboardStore(store: PgStore): DashboardStore {
   const depth = db
     .select({ n: count() })
     .from(jobs)
-    .where(inArray(jobs.verdict, [...openVerdicts]))
+    .where(verdictIsOpen(jobs.verdict))
     .prepare("dashboard_queue_depth");
   const lastRun = db
     .select({

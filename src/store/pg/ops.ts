@@ -1,7 +1,7 @@
 import { and, asc, count, eq, gte, inArray, lt, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { checkResults, jobs } from "../../db/pg/schema.js";
-import { openVerdicts, type Verdict } from "../../db/schema.js";
+import { type Verdict, verdictIsOpen } from "../../db/schema.js";
 import type { OpsStore } from "../ops.js";
 
 const unverified: Verdict[] = ["discrepancy", "dropped", "unverifiable"];
@@ -23,7 +23,7 @@ export function createPgOpsStore(store: PgStore): OpsStore {
   const open = db
     .select({ n: count() })
     .from(jobs)
-    .where(inArray(jobs.verdict, [...openVerdicts]))
+    .where(verdictIsOpen(jobs.verdict))
     .prepare("ops_open_jobs");
   const withVerdict = db
     .select({ n: count() })

@@ -1,0 +1,2 @@
+DROP INDEX `jobs_verdict_next`;--> statement-breakpoint
+CREATE INDEX `jobs_open_due` ON `jobs` (`next_verify_at`) WHERE "jobs"."verdict" IN ('pending', 'awaiting_finality', 'error', 'rpc_disagreement');
