@@ -13,6 +13,7 @@ import { openStore } from "./db/open.js";
 import { createLogger } from "./log.js";
 import { createJobsApiClient } from "./recorder/jobs-api.js";
 import { createReceiptWriter } from "./recorder/receipt-writer.js";
+import { readRequestCount } from "./request-pressure.js";
 import { loadProfile } from "./verify/profiles.js";
 
 /**
@@ -23,7 +24,7 @@ import { loadProfile } from "./verify/profiles.js";
  */
 const port = parentPort;
 if (!port) throw new Error("background-thread.ts runs as a worker thread");
-const { config, busyTimeoutMs } = workerData as BackgroundThreadData;
+const { config, busyTimeoutMs, requests } = workerData as BackgroundThreadData;
 const cfg: Config = config;
 const log = createLogger({ level: cfg.LOG_LEVEL });
 const store = await openStore(cfg, {
@@ -42,6 +43,7 @@ const background = composeBackground({
   log,
   jobsApi: createJobsApiClient(cfg.DECENTRAL_BASE_URL),
   writer,
+  requests: readRequestCount(requests),
 });
 const report = () =>
   port.postMessage({

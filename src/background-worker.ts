@@ -9,6 +9,8 @@ import type { Logger } from "./log.js";
 export interface BackgroundThreadData {
   config: Config;
   busyTimeoutMs: number;
+  /** The process's count of requests begun (src/request-pressure.ts). */
+  requests: SharedArrayBuffer;
 }
 
 /** What the background thread reports every 2 s and when it ends. */
@@ -53,11 +55,12 @@ export function startBackgroundThread(
   config: Config,
   log: Logger,
   busyTimeoutMs: number,
+  requests: SharedArrayBuffer,
 ): BackgroundThread {
   const here = import.meta.url;
   const fromSource = here.endsWith(".ts");
   const entry = new URL(fromSource ? "./background-thread.ts" : "./background-thread.js", here);
-  const workerData: BackgroundThreadData = { config, busyTimeoutMs };
+  const workerData: BackgroundThreadData = { config, busyTimeoutMs, requests };
   let report: BackgroundReport | null = null;
   let stopping = false;
   let thread: Worker;

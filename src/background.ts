@@ -10,6 +10,7 @@ import { scheduleNightlyVerification } from "./nightly/cron.js";
 import type { JobsApiClient } from "./recorder/jobs-api.js";
 import type { ReceiptWriter } from "./recorder/receipt-writer.js";
 import { createSettlementBackfill } from "./recorder/settlement-backfill.js";
+import { createRoundPacer } from "./request-pressure.js";
 import { createVerifier, type Verifier } from "./verify/engine.js";
 import { profileStatus } from "./verify/profile-status.js";
 import type { Profile } from "./verify/profiles.js";
@@ -24,6 +25,8 @@ export interface BackgroundDeps {
   jobsApi: JobsApiClient;
   /** The receipt writer the settlement backfill records through. */
   writer: ReceiptWriter;
+  /** The count of requests the process began: the verifier gives way to them. */
+  requests?: () => number;
 }
 
 /**
@@ -62,6 +65,7 @@ export function composeBackground(deps: BackgroundDeps): Background {
     custody: config.CREDIT_VAULTS,
     // New receipts are found by polling the store (one indexed query) as often as finality.
     options: { pollIntervalMs: config.VERIFY_POLL_MS, idleIntervalMs: config.VERIFY_POLL_MS },
+    ...(deps.requests ? { pacer: createRoundPacer(deps.requests) } : {}),
   });
   // The credit vaults' ledger beside the verifier: same store, same rate-limited pool.
   const ledgerReader: LedgerReader = createLedgerReader({

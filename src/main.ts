@@ -18,6 +18,7 @@ import { validateCronExpression } from "./nightly/cron.js";
 import { createJobsApiClient } from "./recorder/jobs-api.js";
 import { createRecordingProxy } from "./recorder/proxy.js";
 import { explorerClusterOf } from "./reports/audit-record.js";
+import { createRequestCounter, readRequestCount } from "./request-pressure.js";
 import type { Verifier } from "./verify/engine.js";
 import { profileStatus } from "./verify/profile-status.js";
 import { loadProfile } from "./verify/profiles.js";
@@ -120,6 +121,9 @@ export async function startService(
       observe: (sample) => metrics.observeProxy(sample),
     });
     stops.push(() => proxy.close());
+    // Requests first: the verifier, here or in the background thread, reads how many requests
+    // this process began and gives way while they come (src/request-pressure.ts).
+    const requests = createRequestCounter();
     const background = composeBackground({
       config,
       store,
@@ -128,6 +132,7 @@ export async function startService(
       log,
       jobsApi,
       writer: proxy.writer,
+      requests: readRequestCount(requests.buffer),
     });
     const { verifier } = background;
     // Only the holder of the leader lock runs the background work, in a thread of its own.
@@ -147,7 +152,7 @@ export async function startService(
           store: leaseStore,
           log,
           onGain: () => {
-            thread = startBackgroundThread(config, log, SERVE_BUSY_TIMEOUT_MS);
+            thread = startBackgroundThread(config, log, SERVE_BUSY_TIMEOUT_MS, requests.buffer);
           },
           onLose: async () => {
             const stopping = thread?.stop();
@@ -170,8 +175,9 @@ export async function startService(
       await rpc.close();
       await stopping;
     });
-    if (ownThread) thread = startBackgroundThread(config, log, SERVE_BUSY_TIMEOUT_MS);
-    else if (!lease) background.start();
+    if (ownThread) {
+      thread = startBackgroundThread(config, log, SERVE_BUSY_TIMEOUT_MS, requests.buffer);
+    } else if (!lease) background.start();
     // `GET /v1/account` against the key's vault on chain, on demand (admin route); the schedule
     // runs with the background work.
     const snapshotter = config.DECENTRAL_API_KEY
@@ -211,6 +217,7 @@ export async function startService(
       ? undefined
       : (listener: RequestListener) => withProxyFastPath(listener, { proxy, log });
     const server = await listen(app.fetch, config.PORT, config.HOST, direct);
+    server.on("request", requests.mark);
     const address = server.address();
     const port = typeof address === "object" && address ? address.port : config.PORT;
     const url = `http://${config.HOST}:${port}`;

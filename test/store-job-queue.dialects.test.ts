@@ -53,10 +53,11 @@ async function claimPlan(
   }
   const sent: { text: string; values: unknown[] }[] = [];
   const query = pg.Client.prototype.query;
-  pg.Client.prototype.query = function (this: pg.Client, config: unknown, values?: unknown) {
+  pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+    const [config, values] = args;
     const text = typeof config === "string" ? config : (config as { text: string }).text;
     sent.push({ text, values: Array.isArray(values) ? values : [] });
-    return (query as (...args: unknown[]) => unknown).apply(this, [...arguments]);
+    return (query as (...args: unknown[]) => unknown).apply(this, args);
   } as typeof query;
   try {
     await claim(createJobQueueStore(store));

@@ -335,6 +335,46 @@ describe("verification engine", () => {
     expect(verdictOf(store, "job_late")?.verdict).toBe("pending");
   });
 
+  it("gives way to requests: after a round, pauses as the pacer says; stop ends the pause", async () => {
+    const store = createTestStore();
+    const chain = createFakeChain({ finalitySlots: 1 });
+    for (const id of ["job_1", "job_2", "job_3"]) {
+      const j = honest(id, id);
+      chain.land(j.escrow);
+      chain.land(j.settlement);
+      record(store, j.job);
+    }
+    const rounds: number[] = [];
+    // Requests arrived during every round: the pacer asks for a minute's pause after each.
+    const pacer = {
+      pauseAfter(roundMs: number) {
+        rounds.push(roundMs);
+        return 60_000;
+      },
+    };
+    const v = verifier(store, chain, { pacer, options: { ...fast, claimBatchSize: 1 } });
+    v.start();
+    await expect.poll(() => rounds.length).toBe(1);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // One round, one job: the next waits out the pause.
+    expect(rounds).toHaveLength(1);
+    const final = ["job_1", "job_2", "job_3"].filter(
+      (id) => verdictOf(store, id)?.verdict === "verified",
+    );
+    expect(final).toHaveLength(1);
+    const started = performance.now();
+    await v.stop();
+    expect(performance.now() - started).toBeLessThan(1000);
+
+    // With no request in its rounds the pacer asks for nothing: rounds follow each other.
+    const idle = verifier(store, chain, {
+      pacer: { pauseAfter: () => 0 },
+      options: { ...fast, claimBatchSize: 1 },
+    });
+    const summary = await idle.runUntilSettled({}, { timeoutMs: 10_000 });
+    expect(summary).toMatchObject({ status: "completed", total: 3, final: 3 });
+  });
+
   it("closes as abandoned the runs left running by a dead process, not those of a live one", async () => {
     const store = createTestStore();
     const chain = createFakeChain();

@@ -1,8 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
+import { setTimeout as delay } from "node:timers/promises";
 import PQueue from "p-queue";
 import { isBusyError, retryWhileBusy, type Store } from "../db/client.js";
 import type { Logger } from "../log.js";
+import type { RoundPacer } from "../request-pressure.js";
 import { createSleeper } from "../retry.js";
 import { type CustodyConfig, createCustodyStore } from "../store/custody.js";
 import { createJobQueueStore, type QueueFilter, type VerdictCounts } from "../store/job-queue.js";
@@ -74,6 +76,11 @@ export interface VerifierDeps {
   /** Credit vaults the deployment configured (`CREDIT_VAULTS`). */
   custody?: CustodyConfig;
   options?: Partial<VerifierOptions>;
+  /**
+   * Requests first (src/request-pressure.ts): after a round during which the process began
+   * answering requests, the loop pauses as the pacer says. None: rounds follow each other.
+   */
+  pacer?: RoundPacer;
 }
 
 /** Creates the verifier over a store, an RPC pool and a profile. */
@@ -221,12 +228,24 @@ export function createVerifier(deps: VerifierDeps): Verifier {
   const runRound = (filter: VerifyFilter | null, runId: number | null) =>
     rounds.add(async () => {
       const stopRenewal = startLeaseRenewal();
+      const started = performance.now();
+      let worked = 0;
       try {
-        return await round(filter, runId, roundsAbort.signal);
+        worked = await round(filter, runId, roundsAbort.signal);
+        return worked;
       } finally {
         stopRenewal();
+        // Inside the queue: a `runUntilSettled` beside the loop waits its turn behind it.
+        if (worked > 0) await giveWay(performance.now() - started);
       }
     }) as Promise<number>;
+
+  /** The pause the pacer asks for after a round; `stop()` ends it, nothing else does. */
+  async function giveWay(roundMs: number) {
+    const pause = deps.pacer?.pauseAfter(roundMs) ?? 0;
+    if (pause <= 0 || stopping) return;
+    await delay(pause, undefined, { signal: roundsAbort.signal }).catch(() => {});
+  }
 
   async function loop() {
     let runId: number | null = null;

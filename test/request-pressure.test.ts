@@ -1,0 +1,50 @@
+import { Worker } from "node:worker_threads";
+import { describe, expect, it } from "vitest";
+import {
+  createRequestCounter,
+  createRoundPacer,
+  MAX_ROUND_PAUSE_MS,
+  readRequestCount,
+} from "../src/request-pressure.js";
+
+describe("requests first", () => {
+  it("pauses after a round as long as it took when requests began during it, else not at all", () => {
+    const counter = createRequestCounter();
+    const pacer = createRoundPacer(readRequestCount(counter.buffer));
+    expect(pacer.pauseAfter(40)).toBe(0);
+    counter.mark();
+    counter.mark();
+    expect(pacer.pauseAfter(40)).toBe(40);
+    // Counted once: the next round saw no new request.
+    expect(pacer.pauseAfter(40)).toBe(0);
+    counter.mark();
+    expect(pacer.pauseAfter(60_000)).toBe(MAX_ROUND_PAUSE_MS);
+  });
+
+  it("lets a background thread read the count the requests' thread keeps", async () => {
+    const counter = createRequestCounter();
+    for (let i = 0; i < 3; i++) counter.mark();
+    // The thread reports what it reads, once at start and once after being told more came.
+    const worker = new Worker(
+      `const { parentPort, workerData } = require("node:worker_threads");
+       const count = new Int32Array(workerData);
+       parentPort.postMessage(Atomics.load(count, 0));
+       parentPort.on("message", () => { parentPort.postMessage(Atomics.load(count, 0)); parentPort.close(); });`,
+      { eval: true, workerData: counter.buffer },
+    );
+    const seen: number[] = [];
+    const done = new Promise<void>((resolve, reject) => {
+      worker.on("message", (n: number) => {
+        seen.push(n);
+        if (seen.length === 1) {
+          counter.mark();
+          worker.postMessage("again");
+        } else resolve();
+      });
+      worker.on("error", reject);
+    });
+    await done;
+    await worker.terminate();
+    expect(seen).toEqual([3, 4]);
+  });
+});
