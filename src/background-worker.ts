@@ -21,13 +21,30 @@ export interface BackgroundReport {
   totals: LedgerTotals;
 }
 
+/** Whether the background work runs, for `/readyz`. */
+export interface BackgroundHealth {
+  ok: boolean;
+  detail: string;
+}
+
 /** The background work running in a thread of this process. */
 export interface BackgroundThread {
   /** The thread's last report, or null before its first. */
   lastReport(): BackgroundReport | null;
+  /**
+   * Running: the thread reported within `STALE_MS`, or started less than `STARTING_MS` ago.
+   * Not running: it ended and waits to be started again, or stopped reporting (its event loop
+   * stuck), or has not reported since it started.
+   */
+  health(): BackgroundHealth;
   /** Stops the work (loops end, pool and store closed) and waits for the thread to end. */
   stop(): Promise<void>;
 }
+
+/** A thread reports every 2 s: one silent this long is not running. */
+const STALE_MS = 10_000;
+/** How long a thread started may take to report first (its store opened, its loops started). */
+const STARTING_MS = 30_000;
 
 /** How long `stop()` waits for the thread before terminating it. */
 const STOP_WAIT_MS = 15_000;
@@ -62,6 +79,11 @@ export function startBackgroundThread(
   const entry = new URL(fromSource ? "./background-thread.ts" : "./background-thread.js", here);
   const workerData: BackgroundThreadData = { config, busyTimeoutMs, requests };
   let report: BackgroundReport | null = null;
+  /** When the current thread last reported (performance.now()), or null since it started. */
+  let reportedAt: number | null = null;
+  let spawnedAt = 0;
+  /** When the last thread ended, while the next one has not reported yet. */
+  let endedAt: number | null = null;
   let stopping = false;
   let thread: Worker;
   let ended: Promise<void>;
@@ -70,6 +92,8 @@ export function startBackgroundThread(
 
   const spawn = () => {
     const startedAt = performance.now();
+    spawnedAt = startedAt;
+    reportedAt = null;
     // Run from source (tsx), the thread registers tsx itself: a worker thread does not inherit
     // the process's module hooks.
     thread = fromSource
@@ -79,13 +103,18 @@ export function startBackgroundThread(
         )
       : new Worker(entry, { workerData });
     thread.on("message", (message: BackgroundReport) => {
-      if (message.type === "report") report = message;
+      if (message.type !== "report") return;
+      report = message;
+      reportedAt = performance.now();
+      endedAt = null;
     });
     thread.on("error", (error) => log.error({ err: error }, "background thread failed"));
     ended = new Promise<void>((resolve) => {
       thread.once("exit", (code) => {
         resolve();
         if (stopping) return;
+        endedAt ??= performance.now();
+        reportedAt = null;
         // A thread that cannot start (a database refusing connections) is not started again
         // and again at full speed: the wait doubles while it keeps failing.
         if (performance.now() - startedAt > HEALTHY_MS) restartMs = RESTART_MS;
@@ -97,8 +126,32 @@ export function startBackgroundThread(
   };
   spawn();
 
+  const seconds = (ms: number) => `${Math.round(ms / 1000)} s`;
   return {
     lastReport: () => report,
+    health() {
+      const t = performance.now();
+      if (endedAt !== null && reportedAt === null) {
+        return {
+          ok: false,
+          detail: `the background thread (verifier, backfill, ledger) ended ${seconds(t - endedAt)} ago and is being started again`,
+        };
+      }
+      if (reportedAt !== null) {
+        return t - reportedAt <= STALE_MS
+          ? { ok: true, detail: "running in a thread" }
+          : {
+              ok: false,
+              detail: `the background thread has not reported for ${seconds(t - reportedAt)}`,
+            };
+      }
+      return t - spawnedAt <= STARTING_MS
+        ? { ok: true, detail: "starting" }
+        : {
+            ok: false,
+            detail: `the background thread started ${seconds(t - spawnedAt)} ago and has not reported`,
+          };
+    },
     async stop() {
       stopping = true;
       clearTimeout(restart);

@@ -210,6 +210,11 @@ export async function startService(
         profile: () => profileStatus(store, profile),
         receipts: () => proxy.writer.health(),
         rpcQuorum: () => (isQuorumRpc(rpc) ? rpc.quorumStatus() : null),
+        background: () =>
+          thread?.health() ??
+          (lease
+            ? { ok: true, detail: "run by the process holding the leader lock" }
+            : { ok: true, detail: "running on the event loop" }),
       },
     });
     // `/v1/*` skips the app's Fetch API adapter and middleware, unless it needs our token.

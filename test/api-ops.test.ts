@@ -114,6 +114,32 @@ describe("GET /readyz", () => {
   });
 });
 
+describe("GET /readyz and the background work", () => {
+  it("is 503 naming the background work when it is not running, 200 with it when it runs", async () => {
+    let background = { ok: true, detail: "running in a thread" };
+    const api = await createTestApi({
+      readiness: { rpc: async () => 1, background: () => background },
+    });
+    const running = await api.get("/readyz");
+    expect(running.status).toBe(200);
+    expect(await running.json()).toMatchObject({
+      ok: true,
+      checks: { background: { ok: true, detail: "running in a thread" } },
+    });
+    background = { ok: false, detail: "the background thread has not reported for 12 s" };
+    const stuck = await api.get("/readyz");
+    expect(stuck.status).toBe(503);
+    expect(await stuck.json()).toMatchObject({
+      ok: false,
+      checks: {
+        database: { ok: true },
+        rpc: { ok: true },
+        background: { ok: false, detail: "the background thread has not reported for 12 s" },
+      },
+    });
+  });
+});
+
 describe("GET /readyz while receipts wait for the database", () => {
   it("is 503 naming since when the database is unreachable and how many writes wait", async () => {
     const since = Date.UTC(2026, 10, 1, 12);

@@ -142,6 +142,25 @@ describe("three serve processes on one PostgreSQL", () => {
           .toBeGreaterThan(0);
         expect(threadsOf(pid).find((t) => t.main)?.nice).toBe(0);
       }
+      // Each serve's readiness says its background work runs, in that thread.
+      const auth = {
+        authorization: `Bearer ${(await createToken(store, { role: "read", name: "ready" })).token}`,
+      };
+      for (const serve of serves) {
+        await expect
+          .poll(
+            async () => {
+              const body = (await (
+                await fetch(`${serve.url}/readyz`, { headers: auth })
+              ).json()) as {
+                checks: { background?: unknown };
+              };
+              return body.checks.background;
+            },
+            { timeout: 20_000 },
+          )
+          .toEqual({ ok: true, detail: "running in a thread" });
+      }
     },
   );
 

@@ -25,6 +25,11 @@ export interface ReadinessProbes {
   receipts?: () => WriterHealth;
   /** How long the database probe may take, in milliseconds. Default 3000. */
   databaseTimeoutMs?: number;
+  /**
+   * Whether this process's background work (verifier, backfill, ledger) runs, or which process
+   * runs it. Not running fails readiness: receipts are recorded but nothing verifies them.
+   */
+  background?: () => { ok: boolean; detail: string };
 }
 
 export interface OpsRoutesDeps {
@@ -42,6 +47,9 @@ const ReadinessSchema = z
       database: ProbeSchema,
       rpc: ProbeSchema,
       verificationLag: ProbeSchema.extend({ seconds: z.number(), maxSeconds: z.number() }),
+      background: ProbeSchema.optional().describe(
+        "the verifier, backfill and ledger of this process: running, starting, or run by another process",
+      ),
     }),
     profile: z
       .object({
@@ -166,7 +174,8 @@ export function opsRoutes(deps: OpsRoutesDeps) {
         ? Math.max(0, Math.round((at - (await dataCompleteUntil(deps.store, at))) / 1000))
         : 0;
       const verificationLag = { ok: seconds <= maxSeconds, seconds, maxSeconds };
-      const ok = database.ok && rpc.ok && verificationLag.ok;
+      const background = deps.readiness?.background?.();
+      const ok = database.ok && rpc.ok && verificationLag.ok && (background?.ok ?? true);
       const profile = database.ok ? await deps.readiness?.profile?.() : undefined;
       const quorum = database.ok ? deps.readiness?.rpcQuorum?.() : null;
       const rpcQuorum = quorum
@@ -177,7 +186,7 @@ export function opsRoutes(deps: OpsRoutesDeps) {
         : null;
       const body = {
         ok,
-        checks: { database, rpc, verificationLag },
+        checks: { database, rpc, verificationLag, ...(background ? { background } : {}) },
         ...(rpcQuorum ? { rpcQuorum } : {}),
         ...(profile
           ? { profile: profile as typeof profile & { treasury: Record<string, unknown> } }
