@@ -42,7 +42,7 @@ export interface BackgroundThread {
 }
 
 /** A thread reports every 2 s: one silent this long is not running. */
-const STALE_MS = 10_000;
+const STALE_MS = 30_000;
 /** How long a thread started may take to report first (its store opened, its loops started). */
 const STARTING_MS = 30_000;
 
