@@ -34,9 +34,11 @@ export function readRequestCount(buffer: SharedArrayBuffer): () => number {
 
 /** Decides how long the background work pauses after a round. */
 export interface RoundPacer {
+  /** A round begins: requests counted before it are not its concern. */
+  roundStarts(): void;
   /**
    * The pause, in ms, after a round that took `roundMs`: as long as the round (at most
-   * `maxPauseMs`) if requests began since the last call, else 0.
+   * `maxPauseMs`) if requests began since it started, else 0.
    */
   pauseAfter(roundMs: number): number;
 }
@@ -48,12 +50,13 @@ export function createRoundPacer(
   requests: () => number,
   maxPauseMs = MAX_ROUND_PAUSE_MS,
 ): RoundPacer {
-  let seen = requests();
+  let atStart = requests();
   return {
+    roundStarts() {
+      atStart = requests();
+    },
     pauseAfter(roundMs) {
-      const count = requests();
-      const busy = count !== seen;
-      seen = count;
+      const busy = requests() !== atStart;
       return busy ? Math.min(Math.max(0, roundMs), maxPauseMs) : 0;
     },
   };

@@ -11,12 +11,17 @@ describe("requests first", () => {
   it("pauses after a round as long as it took when requests began during it, else not at all", () => {
     const counter = createRequestCounter();
     const pacer = createRoundPacer(readRequestCount(counter.buffer));
+    pacer.roundStarts();
     expect(pacer.pauseAfter(40)).toBe(0);
+    pacer.roundStarts();
     counter.mark();
     counter.mark();
     expect(pacer.pauseAfter(40)).toBe(40);
-    // Counted once: the next round saw no new request.
+    // A request while no round ran (the verifier idle) is not a reason to pause the next one.
+    counter.mark();
+    pacer.roundStarts();
     expect(pacer.pauseAfter(40)).toBe(0);
+    pacer.roundStarts();
     counter.mark();
     expect(pacer.pauseAfter(60_000)).toBe(MAX_ROUND_PAUSE_MS);
   });

@@ -347,6 +347,7 @@ describe("verification engine", () => {
     const rounds: number[] = [];
     // Requests arrived during every round: the pacer asks for a minute's pause after each.
     const pacer = {
+      roundStarts() {},
       pauseAfter(roundMs: number) {
         rounds.push(roundMs);
         return 60_000;
@@ -368,7 +369,7 @@ describe("verification engine", () => {
 
     // With no request in its rounds the pacer asks for nothing: rounds follow each other.
     const idle = verifier(store, chain, {
-      pacer: { pauseAfter: () => 0 },
+      pacer: { roundStarts() {}, pauseAfter: () => 0 },
       options: { ...fast, claimBatchSize: 1 },
     });
     const summary = await idle.runUntilSettled({}, { timeoutMs: 10_000 });

@@ -138,10 +138,10 @@ function filterCondition(filter: QueueFilter | null): SQL | undefined {
 function claimQuery(db: Db, filter: QueueFilter | null) {
   const t = sql.placeholder("t");
   // INDEXED BY: without statistics (SQLite gathers none unless asked) the planner took
-  // jobs_verdict_created and sorted every due job, however few the claim takes. Named jobs are
-  // found by their key instead.
-  const source =
-    filter?.jobIds === undefined ? sql`${jobs} INDEXED BY jobs_open_due` : sql`${jobs}`;
+  // jobs_verdict_created and sorted every due job, however few the claim takes. A filtered claim
+  // (a window, named jobs) is left to the planner: through jobs_open_due it would walk every due
+  // job outside the window.
+  const source = filter === null ? sql`${jobs} INDEXED BY jobs_open_due` : sql`${jobs}`;
   const due = db
     .select({ jobId: sql`${jobs.jobId}` })
     .from(source)

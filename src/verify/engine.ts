@@ -229,6 +229,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     rounds.add(async () => {
       const stopRenewal = startLeaseRenewal();
       const started = performance.now();
+      deps.pacer?.roundStarts();
       let worked = 0;
       try {
         worked = await round(filter, runId, roundsAbort.signal);
