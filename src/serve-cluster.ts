@@ -69,7 +69,10 @@ export function workerCount(config: Config): number {
 
 let loopMonitor: IntervalHistogram | undefined;
 
-/** This process's CPU time and its event-loop delay since the last call. */
+/**
+ * This process's CPU time and its event-loop delay since the last call. The delay is sampled
+ * from the first call on (a 10 ms timer): a process nobody asks never pays for it.
+ */
 function ownStats(): ProcessStats {
   if (!loopMonitor) {
     loopMonitor = monitorEventLoopDelay({ resolution: 10 });
@@ -102,27 +105,36 @@ const REQUEST_LINE = "request";
  * (never a receipt: those are in the store before any answer).
  */
 function serveLogger(level: string): { log: Logger; flush(): void } {
-  const destination = pino.destination({
-    dest: 1,
-    sync: false,
-    minLength: LOG_BUFFER_BYTES,
-    periodicFlush: LOG_FLUSH_MS,
-  });
+  // No `periodicFlush`: sonic-boom's timer wrote (an empty string, when nothing was gathered)
+  // five times a second for the life of an idle process. A timer is armed when a request line
+  // is gathered instead.
+  const destination = pino.destination({ dest: 1, sync: false, minLength: LOG_BUFFER_BYTES });
   // Given a callback, sonic-boom also writes what is gathered after a write in flight; one
   // callback at a time, however many lines ask.
   let flushing = false;
   const flushed = () => {
     flushing = false;
   };
+  let timer: NodeJS.Timeout | undefined;
+  const later = () => {
+    if (timer !== undefined) return;
+    timer = setTimeout(flushNow, LOG_FLUSH_MS);
+    timer.unref();
+  };
+  // A line gathered while a write is in flight is written by a flush shortly after: sonic-boom
+  // keeps what is under `minLength` until asked.
+  function flushNow() {
+    clearTimeout(timer);
+    timer = undefined;
+    if (flushing) return later();
+    flushing = true;
+    destination.flush(flushed);
+  }
   return {
     log: createLogger(
       {
         level,
-        afterLine: (message) => {
-          if (message === REQUEST_LINE || flushing) return;
-          flushing = true;
-          destination.flush(flushed);
-        },
+        afterLine: (message) => (message === REQUEST_LINE ? later() : flushNow()),
       },
       destination,
     ),
@@ -146,7 +158,6 @@ export async function runServe(config: Config): Promise<RunningServe> {
   let running: RunningServe;
   try {
     if (workers <= 1) {
-      ownStats();
       const service = await startService(config, log);
       running = {
         url: service.url,
@@ -365,7 +376,6 @@ export function runWorker(): void {
       const logger = serveLogger(m.config.LOG_LEVEL);
       const { log } = logger;
       flush = logger.flush;
-      ownStats();
       startService(m.config, log, { background: "leader", metrics: clusterMetrics }).then(
         (service) => {
           close = () => service.close();
