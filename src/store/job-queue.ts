@@ -75,6 +75,17 @@ export interface QueueFilter {
   jobIds?: string[];
 }
 
+/**
+ * Whether `filter` leaves any job out: a window or named jobs. `{}` or `{from: undefined}` (a
+ * `verify` run over the whole store) covers every job, as no filter does.
+ */
+export function narrows(filter: QueueFilter | null): filter is QueueFilter {
+  return (
+    filter !== null &&
+    (filter.from !== undefined || filter.to !== undefined || filter.jobIds !== undefined)
+  );
+}
+
 /** How many jobs of a filter hold each verdict, and how many of those are final. */
 export interface VerdictCounts {
   total: number;
@@ -141,7 +152,7 @@ function claimQuery(db: Db, filter: QueueFilter | null) {
   // jobs_verdict_created and sorted every due job, however few the claim takes. A filtered claim
   // (a window, named jobs) is left to the planner: through jobs_open_due it would walk every due
   // job outside the window.
-  const source = filter === null ? sql`${jobs} INDEXED BY jobs_open_due` : sql`${jobs}`;
+  const source = narrows(filter) ? sql`${jobs}` : sql`${jobs} INDEXED BY jobs_open_due`;
   const due = db
     .select({ jobId: sql`${jobs.jobId}` })
     .from(source)
@@ -253,7 +264,7 @@ function createSqliteJobQueueStore(store: SqliteStore): JobQueueStore {
   });
   return {
     async claim(owner, filter, { t, leaseMs, limit }) {
-      const claim = filter === null ? st.claim : prepareRows(store, jobs, claimQuery(db, filter));
+      const claim = narrows(filter) ? prepareRows(store, jobs, claimQuery(db, filter)) : st.claim;
       return claim.all({ owner, t, until: t + leaseMs, limit });
     },
     async renewLeases(owner, until) {

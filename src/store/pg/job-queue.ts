@@ -2,7 +2,7 @@ import { and, eq, gte, inArray, isNull, lt, lte, or, type SQL, sql } from "drizz
 import type { PgStore } from "../../db/pg/client.js";
 import { jobs } from "../../db/pg/schema.js";
 import { finalVerdicts, type Verdict, verdictIsOpen, verdicts } from "../../db/schema.js";
-import type { JobQueueStore, QueueFilter } from "../job-queue.js";
+import { type JobQueueStore, narrows, type QueueFilter } from "../job-queue.js";
 import type { PgExecutor } from "./executor.js";
 import { resetGivenUpPg } from "./signatures.js";
 
@@ -111,7 +111,7 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
         // bitmap scan, or another index, that fetched and sorted every due job (22,000 rows,
         // 25 ms, per claim). A filtered claim (a window, named jobs) is left to the planner:
         // through jobs_open_due it would walk every due job outside the window.
-        if (filter === null) {
+        if (!narrows(filter)) {
           await tx.execute(sql`SET LOCAL enable_bitmapscan = off`);
           await tx.execute(sql`SET LOCAL enable_sort = off`);
         }
