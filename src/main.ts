@@ -1,4 +1,4 @@
-import { createServer, type RequestListener } from "node:http";
+import { createServer, type IncomingMessage, type RequestListener } from "node:http";
 import { getRequestListener, type ServerType } from "@hono/node-server";
 import { createApp } from "./api/app.js";
 import { type AppMetrics, createMetrics } from "./api/metrics.js";
@@ -18,7 +18,7 @@ import { validateCronExpression } from "./nightly/cron.js";
 import { createJobsApiClient } from "./recorder/jobs-api.js";
 import { createRecordingProxy } from "./recorder/proxy.js";
 import { explorerClusterOf } from "./reports/audit-record.js";
-import { createRequestCounter, readRequestCount } from "./request-pressure.js";
+import { createRequestCounter, isTraffic, readRequestCount } from "./request-pressure.js";
 import type { Verifier } from "./verify/engine.js";
 import { profileStatus } from "./verify/profile-status.js";
 import { loadProfile } from "./verify/profiles.js";
@@ -222,7 +222,10 @@ export async function startService(
       ? undefined
       : (listener: RequestListener) => withProxyFastPath(listener, { proxy, log });
     const server = await listen(app.fetch, config.PORT, config.HOST, direct);
-    server.on("request", requests.mark);
+    // What the verifier gives way to: requests, not probes or scrapes.
+    server.on("request", (req: IncomingMessage) => {
+      if (isTraffic(req.url)) requests.mark();
+    });
     const address = server.address();
     const port = typeof address === "object" && address ? address.port : config.PORT;
     const url = `http://${config.HOST}:${port}`;

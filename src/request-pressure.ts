@@ -26,6 +26,18 @@ export function createRequestCounter(): RequestCounter {
   };
 }
 
+/** The operations endpoints a load balancer or Prometheus polls. */
+const probePaths = new Set(["/healthz", "/readyz", "/metrics"]);
+
+/**
+ * Whether a request to `url` counts: probes and scrapes do not. A load balancer asking
+ * `/healthz` every few seconds would land in most of a backlog's rounds and halve the verifier
+ * for nothing.
+ */
+export function isTraffic(url: string | undefined): boolean {
+  return !probePaths.has(url?.split("?", 1)[0] ?? "");
+}
+
 /** Reads the count of a `RequestCounter` from its buffer (in any thread). */
 export function readRequestCount(buffer: SharedArrayBuffer): () => number {
   const count = new Int32Array(buffer);

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import {
   createRequestCounter,
   createRoundPacer,
+  isTraffic,
   MAX_ROUND_PAUSE_MS,
   readRequestCount,
 } from "../src/request-pressure.js";
@@ -24,6 +25,20 @@ describe("requests first", () => {
     pacer.roundStarts();
     counter.mark();
     expect(pacer.pauseAfter(60_000)).toBe(MAX_ROUND_PAUSE_MS);
+  });
+
+  it("counts proxied and API requests, not health probes or metric scrapes", () => {
+    for (const url of [
+      "/v1/chat/completions",
+      "/audit/job_1",
+      "/jobs",
+      "/reports/reconciliation?from=1",
+    ]) {
+      expect(isTraffic(url)).toBe(true);
+    }
+    for (const url of ["/healthz", "/readyz", "/metrics", "/healthz?probe=lb"]) {
+      expect(isTraffic(url)).toBe(false);
+    }
   });
 
   it("lets a background thread read the count the requests' thread keeps", async () => {

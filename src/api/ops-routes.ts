@@ -138,7 +138,7 @@ export function opsRoutes(deps: OpsRoutesDeps) {
     method: "get",
     path: "/readyz",
     tags: ["operations"],
-    summary: "Readiness: database, RPC reachable, verification lag",
+    summary: "Readiness: database, RPC reachable, verification lag, background work running",
     responses: {
       200: { content: { "application/json": { schema: ReadinessSchema } }, description: "Ready." },
       503: {
