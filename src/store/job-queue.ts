@@ -15,6 +15,7 @@ import type { Db, SqliteStore, Store } from "../db/client.js";
 import { finalVerdicts, jobs, type Verdict, verdictIsOpen, verdicts } from "../db/schema.js";
 import { createPgJobQueueStore } from "./pg/job-queue.js";
 import { param, perConnection, prepareRows } from "./prepared.js";
+import { narrows, type QueueFilter } from "./queue-rules.js";
 import { createGivenUpReset } from "./signatures.js";
 
 /** A drizzle handle or the transaction a caller is inside (the reopen joins it). */
@@ -66,25 +67,7 @@ export function reopenJobs(
 
 type JobRow = typeof jobs.$inferSelect;
 
-/** Which jobs a run covers. */
-export interface QueueFilter {
-  /** Jobs created at or after this time (ms since epoch). */
-  from?: number;
-  /** Jobs created before this time (ms since epoch): the window is [from, to). */
-  to?: number;
-  jobIds?: string[];
-}
-
-/**
- * Whether `filter` leaves any job out: a window or named jobs. `{}` or `{from: undefined}` (a
- * `verify` run over the whole store) covers every job, as no filter does.
- */
-export function narrows(filter: QueueFilter | null): filter is QueueFilter {
-  return (
-    filter !== null &&
-    (filter.from !== undefined || filter.to !== undefined || filter.jobIds !== undefined)
-  );
-}
+export { narrows, type QueueFilter } from "./queue-rules.js";
 
 /** How many jobs of a filter hold each verdict, and how many of those are final. */
 export interface VerdictCounts {

@@ -2,7 +2,8 @@ import { and, eq, gte, inArray, isNull, lt, lte, or, type SQL, sql } from "drizz
 import type { PgStore } from "../../db/pg/client.js";
 import { jobs } from "../../db/pg/schema.js";
 import { finalVerdicts, type Verdict, verdictIsOpen, verdicts } from "../../db/schema.js";
-import { type JobQueueStore, narrows, type QueueFilter } from "../job-queue.js";
+import type { JobQueueStore } from "../job-queue.js";
+import { narrows, type QueueFilter } from "../queue-rules.js";
 import type { PgExecutor } from "./executor.js";
 import { resetGivenUpPg } from "./signatures.js";
 
