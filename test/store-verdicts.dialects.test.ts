@@ -183,6 +183,66 @@ describe.each(dialects)("verdict store on %s", (dialect) => {
     expect(await readChecks(store, "job-3")).toEqual([]);
   });
 
+  it("writes a job polled again and still open without its verdict, and a verdict that moved under the lease whole", async () => {
+    const store = await stores.open();
+    await seedJobs(store, [
+      { jobId: "job-1", verdict: "awaiting_finality" },
+      // Claimed as waiting, but the row says pending: the whole write, verdict included.
+      { jobId: "job-2", verdict: "pending" },
+      { jobId: "job-3", verdict: "awaiting_finality", leaseOwner: "owner-b" },
+      { jobId: "job-4", verdict: "error" },
+    ]);
+    const still = (jobId: string, verdict: Verdict, rest: Partial<VerdictWrite> = {}) =>
+      decision(jobId, verdict, {
+        job: { jobId, keyFingerprint: "kf_0001", verdictAt: null, verifyAttempts: 2, verdict },
+        evaluation: null,
+        checks: null,
+        commitment: "confirmed",
+        nextVerifyAt: T + 4_000,
+        ...rest,
+      });
+    const job3 = await readJob(store, "job-3");
+    const written = await createVerdictStore(store, profile).write(
+      [
+        still("job-1", "awaiting_finality"),
+        still("job-2", "awaiting_finality"),
+        still("job-3", "awaiting_finality"),
+        still("job-4", "error", { lastError: "getTransaction: timed out", commitment: null }),
+      ],
+      { owner: "owner-a", runId: null, t: T },
+    );
+    expect(written).toEqual([false, false, false, false]);
+    const waiting = {
+      verdict: "awaiting_finality",
+      verdictAt: null,
+      verifyAttempts: 0,
+      nextVerifyAt: T + 4_000,
+      leaseOwner: null,
+      leaseUntil: null,
+      lastError: null,
+      commitment: "confirmed",
+      unproven: null,
+      updatedAt: T,
+    };
+    expect(await readJob(store, "job-1")).toMatchObject(waiting);
+    expect(await readJob(store, "job-2")).toMatchObject(waiting);
+    // Another owner's lease: nothing written.
+    expect(await readJob(store, "job-3")).toEqual(job3);
+    expect(await readJob(store, "job-4")).toMatchObject({
+      verdict: "error",
+      verifyAttempts: 3,
+      nextVerifyAt: T + 4_000,
+      leaseOwner: null,
+      lastError: "getTransaction: timed out",
+      commitment: null,
+    });
+    // Open all along: the report figures count four open jobs, as before.
+    const rollups = await readRollups(store, grains.full);
+    expect(rollups.map((r) => [r.open, r.verified, r.discrepancy, r.chargedUnits])).toEqual([
+      [4, 0, 0, 0n],
+    ]);
+  });
+
   it("keeps an RPC disagreement's evidence and replaces it with the final verdict's checks", async () => {
     const store = await stores.open();
     await seedJobs(store, [{ jobId: "job-1" }]);

@@ -138,23 +138,51 @@ export function prepareRows<T extends Table>(
 ): { all(values: Record<string, unknown>): T["$inferSelect"][] } {
   const { sql: text, params } = query.toSQL();
   const statement = store.sqlite.prepare(text).raw(true);
+  const mapRow = rowMapper(table, statement, text);
+  const fill = placeholderFiller(params);
+  return {
+    all(values) {
+      return (statement.all(...fill(values)) as unknown[][]).map(mapRow);
+    },
+  };
+}
+
+/**
+ * Raw SQL returning whole rows of `table` (`RETURNING *`, `SELECT *`), with named parameters
+ * bound as given, and its rows mapped as `prepareRows` maps them.
+ */
+export function prepareRawRows<T extends Table>(
+  store: SqliteStore,
+  table: T,
+  text: string,
+): { all(values: Record<string, unknown>): T["$inferSelect"][] } {
+  const statement = store.sqlite.prepare(text).raw(true);
+  const mapRow = rowMapper(table, statement, text);
+  return {
+    all(values) {
+      return (statement.all(values) as unknown[][]).map(mapRow);
+    },
+  };
+}
+
+/** Maps a raw row of `statement` (the table's columns, in order) as drizzle maps it. */
+function rowMapper<T extends Table>(
+  table: T,
+  statement: Database.Statement,
+  text: string,
+): (raw: unknown[]) => T["$inferSelect"] {
   const columns = Object.entries(getTableColumns(table));
   const returned = statement.columns().map((column) => column.name);
   if (returned.join() !== columns.map(([, column]) => column.name).join()) {
     throw new Error(`not whole rows of the table, in order: ${text.slice(0, 60)}`);
   }
-  const fill = placeholderFiller(params);
-  return {
-    all(values) {
-      return (statement.all(...fill(values)) as unknown[][]).map((raw) => {
-        const row: Record<string, unknown> = {};
-        for (let i = 0; i < columns.length; i++) {
-          const [key, column] = columns[i] as (typeof columns)[number];
-          const value = raw[i];
-          row[key] = value === null ? null : column.mapFromDriverValue(value);
-        }
-        return row as T["$inferSelect"];
-      });
-    },
+  return (raw) => {
+    const row: Record<string, unknown> = {};
+    for (let i = 0; i < columns.length; i++) {
+      const [key, column] = columns[i] as (typeof columns)[number];
+      const value = raw[i];
+      row[key] = value === null ? null : column.mapFromDriverValue(value);
+    }
+    return row as T["$inferSelect"];
   };
 }

@@ -3,7 +3,7 @@ import type { TransactionFacts } from "../chain/transaction-facts.js";
 import type { SqliteStore, Store } from "../db/client.js";
 import { chainTransactions } from "../db/schema.js";
 import { createPgSignatureStore } from "./pg/signatures.js";
-import { nullableParam, param } from "./prepared.js";
+import { nullableParam, param, prepareRawRows, prepareRows } from "./prepared.js";
 import { pairKey } from "./signature-pairs.js";
 import { fetchedColumns } from "./signature-rules.js";
 
@@ -81,7 +81,11 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
   const { db, sqlite } = store;
 
   // Raw SQL: each update is one guarded CASE per column, which the query builder cannot say.
-  const statusFound = sqlite.prepare(
+  // Each returns the row as written: reading the round's rows again after the writes cost as
+  // much as the writes.
+  const statusFound = prepareRawRows(
+    store,
+    chainTransactions,
     `UPDATE chain_transactions SET
        state = CASE WHEN state IN ('finalized', 'pruned') THEN state
          WHEN @commitment = 'finalized' THEN 'finalized' ELSE 'landed' END,
@@ -92,12 +96,15 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
        not_found_count = CASE WHEN state IN ('finalized', 'pruned') THEN not_found_count ELSE 0 END,
        not_found_since = CASE WHEN state IN ('finalized', 'pruned') THEN not_found_since ELSE NULL END,
        not_found_slot = CASE WHEN state IN ('finalized', 'pruned') THEN not_found_slot ELSE NULL END
-     WHERE signature = @signature`,
+     WHERE signature = @signature
+     RETURNING *`,
   );
   // A signature never seen, or seen only at processed (a minority fork can lose it), can be
   // dropped; one seen confirmed and missing now is a lagging node (e.g. after failover), which
   // the next poll sorts out. Raw SQL: a guarded CASE.
-  const statusMissing = sqlite.prepare(
+  const statusMissing = prepareRawRows(
+    store,
+    chainTransactions,
     `UPDATE chain_transactions SET
        state = CASE WHEN (state = 'unknown' OR (state = 'landed' AND commitment = 'processed'))
            AND @currentSlot IS NOT NULL
@@ -107,7 +114,8 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
        not_found_since = coalesce(not_found_since, @t),
        not_found_slot = coalesce(not_found_slot, @currentSlot),
        not_found_count = not_found_count + 1
-     WHERE signature = @signature AND state IN ('unknown', 'landed')`,
+     WHERE signature = @signature AND state IN ('unknown', 'landed')
+     RETURNING *`,
   );
   // Raw SQL: the counter and the state move together in one guarded CASE.
   const fetchMissed = sqlite.prepare(
@@ -142,14 +150,17 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
   // A list of signatures is one JSON parameter (json_each), not one parameter each: drizzle
   // spent ~100 ms of CPU building and preparing the IN lists and VALUES rows of 2,000
   // signatures, a round's worth, in one synchronous stretch of a serving process. Prepared
-  // once: it runs after every write of a round's statuses.
-  const loadStatement = db
-    .select()
-    .from(chainTransactions)
-    .where(
-      sql`${chainTransactions.signature} IN (SELECT value FROM json_each(${sql.placeholder("signatures")}))`,
-    )
-    .prepare();
+  // once, its rows mapped by a plan made once (drizzle's own mapping cost more than the read).
+  const loadStatement = prepareRows(
+    store,
+    chainTransactions,
+    db
+      .select()
+      .from(chainTransactions)
+      .where(
+        sql`${chainTransactions.signature} IN (SELECT value FROM json_each(${sql.placeholder("signatures")}))`,
+      ),
+  );
   function load(signatures: readonly string[]): Map<string, SignatureRow> {
     const rows = new Map<string, SignatureRow>();
     if (signatures.length === 0) return rows;
@@ -194,38 +205,47 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
     (
       polled: readonly { signature: string; status: ObservedStatus | null }[],
       poll: { currentSlot: number | null; dropAfterSlots: number; t: number },
-    ) => {
+    ): Map<string, SignatureRow> => {
+      const rows = new Map<string, SignatureRow>();
+      const unwritten: string[] = [];
       for (const { signature, status } of polled) {
-        if (status) {
-          statusFound.run({
-            signature,
-            commitment: status.confirmationStatus,
-            slot: status.slot,
-            t: poll.t,
-          });
-        } else {
-          statusMissing.run({
-            signature,
-            currentSlot: poll.currentSlot,
-            dropAfterSlots: poll.dropAfterSlots,
-            t: poll.t,
-          });
-        }
+        const [row] = status
+          ? statusFound.all({
+              signature,
+              commitment: status.confirmationStatus,
+              slot: status.slot,
+              t: poll.t,
+            })
+          : statusMissing.all({
+              signature,
+              currentSlot: poll.currentSlot,
+              dropAfterSlots: poll.dropAfterSlots,
+              t: poll.t,
+            });
+        if (row) rows.set(signature, row);
+        else unwritten.push(signature);
       }
+      // Rows the guard left alone (finalized meanwhile, given up on) are returned as they are.
+      for (const [signature, row] of load(unwritten)) rows.set(signature, row);
+      return rows;
     },
   );
 
   return {
     async track(signatures, t) {
-      insertMissing.immediate(signatures, t);
-      return load(signatures);
+      // Read first: a job polled again has its rows, and then nothing is written.
+      const rows = load(signatures);
+      const missing = signatures.filter((s) => !rows.has(s));
+      if (missing.length === 0) return rows;
+      insertMissing.immediate(missing, t);
+      for (const [signature, row] of load(missing)) rows.set(signature, row);
+      return rows;
     },
     async load(signatures) {
       return load(signatures);
     },
     async recordStatuses(polled, poll) {
-      writeStatuses.immediate(polled, poll);
-      return load(polled.map((p) => p.signature));
+      return writeStatuses.immediate(polled, poll);
     },
     async recordFetched(signature, { facts, raw }, t) {
       storeFetched.run({ signature, ...fetchedColumns(facts, raw, t) });

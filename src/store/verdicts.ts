@@ -42,6 +42,8 @@ export interface VerdictWrite {
     keyFingerprint?: string | null;
     /** As claimed: kept when the new verdict is not final. */
     verdictAt: number | null;
+    /** As claimed; when the new verdict is the same, the write leaves the column alone. */
+    verdict?: Verdict;
     verifyAttempts: number;
   };
   verdict: Verdict;
@@ -88,6 +90,14 @@ function createSqliteVerdictStore(store: SqliteStore, profile: CustodyProfile): 
   const writeVerdict = sqlite.prepare(
     `UPDATE jobs SET ${verdictSet} WHERE job_id = @jobId AND lease_owner = @owner`,
   );
+  // A job polled again and still waiting keeps its verdict: an UPDATE that sets `verdict`, even
+  // to the same value, evaluates the rollup triggers and rewrites the verdict index, which was
+  // a third of the cost of a poll of a waiting job. Guarded by the verdict too: a job whose
+  // verdict is not the one claimed gets the whole write.
+  const writeSameVerdict = sqlite.prepare(
+    `UPDATE jobs SET ${verdictSet.replace("verdict = @verdict, ", "")}
+     WHERE job_id = @jobId AND lease_owner = @owner AND verdict = @verdict`,
+  );
   const writeVerdictWithAmounts = sqlite.prepare(
     `UPDATE jobs SET ${verdictSet}, escrowed_units = @escrowedUnits, charged_units = @chargedUnits,
        worker_paid_units = @workerPaidUnits, treasury_paid_units = @treasuryPaidUnits,
@@ -129,10 +139,12 @@ function createSqliteVerdictStore(store: SqliteStore, profile: CustodyProfile): 
       writeVerdict.run(params);
       return false;
     }
-    const result = d.evaluation
-      ? writeVerdictWithAmounts.run({ ...params, ...d.evaluation.amounts })
-      : writeVerdict.run(params);
-    if (result.changes === 0) return false; // The lease was lost: another owner has the job.
+    const changes = d.evaluation
+      ? writeVerdictWithAmounts.run({ ...params, ...d.evaluation.amounts }).changes
+      : d.job.verdict === d.verdict && writeSameVerdict.run(params).changes === 1
+        ? 1
+        : writeVerdict.run(params).changes;
+    if (changes === 0) return false; // The lease was lost: another owner has the job.
     if (d.evaluation?.learned.treasuryCandidate) {
       custody.countTreasuryEvidence(d.job.jobId, d.evaluation.learned.treasuryCandidate, t);
     }

@@ -93,11 +93,90 @@ export function createPgVerdictStore(store: PgStore, profile: CustodyProfile): V
   return {
     async write(decisions, { owner, runId, t }) {
       if (decisions.length === 0) return [];
-      return await retryOnDeadlock(() =>
-        store.db.transaction((tx) => writeAll(tx, decisions, owner, runId, t)),
+      // A job polled again and still waiting keeps its verdict (see `keepsVerdict`): written
+      // without the verdict writers' turn and without the rollup triggers, which only fire on
+      // a statement that sets the verdict or an amount. Those left unwritten (the verdict is
+      // not the one claimed, or the lease is gone) take the whole write below.
+      const seen = new Set<string>();
+      const same = decisions.filter((d) => {
+        const first = !seen.has(d.job.jobId);
+        seen.add(d.job.jobId);
+        return first && keepsVerdict(d);
+      });
+      const kept =
+        same.length === 0
+          ? new Set<string>()
+          : await retryOnDeadlock(() =>
+              store.db.transaction((tx) =>
+                updateKeepingVerdict(
+                  tx,
+                  same.map((d) => rowOf(d, false, t)),
+                  owner,
+                  t,
+                ),
+              ),
+            );
+      const rest = decisions.filter((d) => !(keepsVerdict(d) && kept.has(d.job.jobId)));
+      const written =
+        rest.length === 0
+          ? []
+          : await retryOnDeadlock(() =>
+              store.db.transaction((tx) => writeAll(tx, rest, owner, runId, t)),
+            );
+      // A decision that kept its verdict is not final: nothing final was written for it.
+      let next = 0;
+      return decisions.map((d) =>
+        keepsVerdict(d) && kept.has(d.job.jobId) ? false : (written[next++] ?? false),
       );
     },
   };
+}
+
+/**
+ * Whether a decision keeps the verdict the job was claimed with, with nothing else to write
+ * than its row's queue columns: no evaluation (so no amounts, pins or evidence) and no check
+ * rows. A claimed job is open, so such a decision is never final.
+ */
+function keepsVerdict(d: VerdictWrite): boolean {
+  return d.evaluation === null && d.checks === null && d.job.verdict === d.verdict;
+}
+
+/**
+ * `updateLeased` for decisions that keep the verdict: the verdict and the amounts are left out of
+ * the SET list, so neither the rollup triggers nor the verdict index are touched. Guarded by the
+ * lease and by the verdict; returns the ids of the jobs written.
+ */
+async function updateKeepingVerdict(
+  tx: PgTx,
+  rows: readonly JobWrite[],
+  owner: string,
+  t: number,
+): Promise<Set<string>> {
+  const column = <T>(pick: (r: JobWrite) => T) => sql.param(rows.map(pick));
+  // Raw SQL: drizzle's update builder has no `UPDATE … FROM unnest(arrays)`.
+  const result = await tx.execute<{ job_id: string }>(sql`
+    UPDATE jobs SET
+      verdict_at = u.verdict_at,
+      verify_attempts = u.verify_attempts,
+      next_verify_at = u.next_verify_at,
+      lease_owner = NULL,
+      lease_until = NULL,
+      last_error = u.last_error,
+      commitment = u.commitment,
+      unproven = NULL,
+      updated_at = ${t}::bigint
+    FROM unnest(
+      ${column((r) => r.jobId)}::text[],
+      ${column((r) => r.verdict)}::text[],
+      ${column((r) => r.verdictAt)}::bigint[],
+      ${column((r) => r.verifyAttempts)}::bigint[],
+      ${column((r) => r.nextVerifyAt)}::bigint[],
+      ${column((r) => r.lastError)}::text[],
+      ${column((r) => r.commitment)}::text[]
+    ) AS u (job_id, verdict, verdict_at, verify_attempts, next_verify_at, last_error, commitment)
+    WHERE jobs.job_id = u.job_id AND jobs.lease_owner = ${owner} AND jobs.verdict = u.verdict
+    RETURNING jobs.job_id`);
+  return new Set(result.rows.map((r) => r.job_id));
 }
 
 /** What one decision writes to its job row (`amounts` null: the amounts stay as they are). */
