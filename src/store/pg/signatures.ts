@@ -115,13 +115,15 @@ export function createPgSignatureStore(store: PgStore): SignatureStore {
       // one waits for the other instead of both waiting on each other. ON CONFLICT DO NOTHING:
       // the first process to insert a signature wins, the other keeps its row.
       // One statement over one array parameter (see `load`); unnest keeps the array's order.
-      const sorted = [...new Set(signatures)].sort();
-      if (sorted.length > 0) {
-        await db.execute(sql`INSERT INTO chain_transactions (signature, first_seen_at)
-          SELECT signature, ${t}::bigint FROM unnest(${textArray(sorted)}) AS s (signature)
-          ON CONFLICT (signature) DO NOTHING`);
-      }
-      return load(signatures);
+      // Read first: a job polled again has its rows, and then nothing is written.
+      const rows = await load(signatures);
+      const sorted = [...new Set(signatures)].filter((s) => !rows.has(s)).sort();
+      if (sorted.length === 0) return rows;
+      await db.execute(sql`INSERT INTO chain_transactions (signature, first_seen_at)
+        SELECT signature, ${t}::bigint FROM unnest(${textArray(sorted)}) AS s (signature)
+        ON CONFLICT (signature) DO NOTHING`);
+      for (const [signature, row] of await load(sorted)) rows.set(signature, row);
+      return rows;
     },
     load,
     async recordStatuses(polled, poll) {
