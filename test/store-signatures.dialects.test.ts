@@ -64,7 +64,7 @@ describe.each(dialects)("the signature store on %s", (dialect) => {
     expect((await signatures.load(["new", "nope"])).size).toBe(1);
   });
 
-  it("records statuses: commitment only rises, finalized and pruned rows stay, misses count", async () => {
+  it("records statuses: commitment only rises, finalized and pruned rows stay, the first miss is kept", async () => {
     const store = await stores.open();
     await seedSignatures(store, [
       { signature: "a" },
@@ -99,12 +99,17 @@ describe.each(dialects)("the signature store on %s", (dialect) => {
       commitment: "confirmed",
       slot: 21,
     });
-    expect(stateOf(rows.get("c"))).toMatchObject({
+    // Finalized and pruned rows are left as they were, unwritten, and not returned.
+    expect(rows.has("c")).toBe(false);
+    expect(rows.has("d")).toBe(false);
+    const settled = await signatures.load(["c", "d"]);
+    expect(stateOf(settled.get("c"))).toMatchObject({
       state: "finalized",
       commitment: "finalized",
       slot: 7,
+      statusCheckedAt: null,
     });
-    expect(stateOf(rows.get("d"))).toMatchObject({ state: "pruned", statusCheckedAt: null });
+    expect(stateOf(settled.get("d"))).toMatchObject({ state: "pruned", statusCheckedAt: null });
     expect(stateOf(rows.get("e"))).toEqual({
       state: "finalized",
       commitment: "finalized",
@@ -119,11 +124,73 @@ describe.each(dialects)("the signature store on %s", (dialect) => {
       commitment: null,
       slot: null,
       statusCheckedAt: t,
-      notFoundCount: 1,
+      notFoundCount: 0,
       notFoundSince: t,
       notFoundSlot: 1000,
     });
     expect(rows.has("missing")).toBe(false);
+  });
+
+  it("writes nothing for a poll that changes nothing: a signature still unseen, or found as it was", async () => {
+    const store = await stores.open();
+    await seedSignatures(store, [{ signature: "unseen" }, { signature: "seen" }]);
+    const signatures = createSignatureStore(store);
+    const poll = (at: number, currentSlot: number | null) => ({
+      currentSlot,
+      dropAfterSlots: 150,
+      t: at,
+    });
+    const seen = { slot: 20, confirmationStatus: "confirmed" as const };
+    // The first miss is written without a slot when the current one is not known…
+    await signatures.recordStatuses([{ signature: "unseen", status: null }], poll(t, null));
+    const first = await signatures.recordStatuses(
+      [
+        { signature: "unseen", status: null },
+        { signature: "seen", status: seen },
+      ],
+      poll(t + 1, 100),
+    );
+    // …and its slot by the next poll that knows it.
+    expect(stateOf(first.get("unseen"))).toMatchObject({
+      notFoundSince: t,
+      notFoundSlot: 100,
+      statusCheckedAt: t + 1,
+    });
+    expect(stateOf(first.get("seen"))).toMatchObject({ state: "landed", statusCheckedAt: t + 1 });
+    const again = await signatures.recordStatuses(
+      [
+        { signature: "unseen", status: null },
+        { signature: "seen", status: seen },
+      ],
+      poll(t + 2, 200),
+    );
+    expect(again.size).toBe(0);
+    const rows = await signatures.load(["unseen", "seen"]);
+    expect(stateOf(rows.get("unseen"))).toEqual({
+      state: "unknown",
+      commitment: null,
+      slot: null,
+      statusCheckedAt: t + 1,
+      notFoundCount: 0,
+      notFoundSince: t,
+      notFoundSlot: 100,
+    });
+    expect(stateOf(rows.get("seen"))).toMatchObject({
+      state: "landed",
+      commitment: "confirmed",
+      slot: 20,
+      statusCheckedAt: t + 1,
+    });
+    // What does change is written: a higher commitment, then the drop of the unseen one.
+    const later = await signatures.recordStatuses(
+      [
+        { signature: "unseen", status: null },
+        { signature: "seen", status: { slot: 20, confirmationStatus: "finalized" } },
+      ],
+      poll(t + 3, 251),
+    );
+    expect(stateOf(later.get("unseen"))).toMatchObject({ state: "dropped", statusCheckedAt: t + 3 });
+    expect(stateOf(later.get("seen"))).toMatchObject({ state: "finalized", statusCheckedAt: t + 3 });
   });
 
   it("drops a signature unseen past the drop horizon, but not one seen confirmed", async () => {
@@ -152,13 +219,17 @@ describe.each(dialects)("the signature store on %s", (dialect) => {
       commitment: null,
       slot: null,
       statusCheckedAt: t + 1,
-      notFoundCount: 4,
+      notFoundCount: 1,
       notFoundSince: T0,
       notFoundSlot: 100,
     });
     expect(rows.get("processed")?.state).toBe("dropped");
-    expect(rows.get("confirmed")).toMatchObject({ state: "landed", notFoundCount: 3 });
-    expect(rows.get("young")).toMatchObject({ state: "unknown", notFoundSince: t });
+    // Not dropped: their rows did not change in the last poll, and are as the first miss left them.
+    expect(rows.has("confirmed")).toBe(false);
+    expect(rows.has("young")).toBe(false);
+    const kept = await signatures.load(["confirmed", "young"]);
+    expect(kept.get("confirmed")).toMatchObject({ state: "landed", notFoundSince: t });
+    expect(kept.get("young")).toMatchObject({ state: "unknown", notFoundSince: t, notFoundSlot: 200 });
   });
 
   it("applies a signature polled twice in one call in order", async () => {
@@ -174,17 +245,18 @@ describe.each(dialects)("the signature store on %s", (dialect) => {
       ],
       { currentSlot: 10, dropAfterSlots: 150, t },
     );
-    // x: a miss, found (misses cleared), a miss again.
+    // x: a miss, found (the miss cleared), a miss again.
     expect(stateOf(rows.get("x"))).toMatchObject({
       state: "landed",
       commitment: "processed",
-      notFoundCount: 1,
+      notFoundSince: t,
       notFoundSlot: 10,
     });
     expect(stateOf(rows.get("y"))).toMatchObject({
       state: "landed",
       commitment: "confirmed",
-      notFoundCount: 1,
+      notFoundSince: t,
+      notFoundSlot: 10,
     });
   });
 
@@ -357,7 +429,7 @@ describe("the signature store on PostgreSQL, written from two processes at once"
     }
   });
 
-  it("counts every miss of polls racing over the same signatures in opposite orders", async () => {
+  it("records the first miss once under polls racing over the same signatures in opposite orders", async () => {
     const [one, two] = await twoProcesses(stores);
     try {
       const [a, b] = [createSignatureStore(one), createSignatureStore(two)];
@@ -374,7 +446,9 @@ describe("the signature store on PostgreSQL, written from two processes at once"
         ),
       );
       const rows = await a.load(names);
-      for (const name of names) expect(rows.get(name)?.notFoundCount).toBe(polls);
+      for (const name of names) {
+        expect(rows.get(name)).toMatchObject({ notFoundSince: t, notFoundSlot: 10 });
+      }
     } finally {
       await two.close();
     }

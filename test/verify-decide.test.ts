@@ -19,13 +19,13 @@ import { honest } from "./support/verify-fixtures.js";
 // decide() is a pure function of the job, what is known of its signatures, the profile and
 // the custody pins: these tests build that knowledge by hand, with no store and no node.
 
-type Row = Pick<SignatureRow, "state" | "commitment" | "notFoundSlot" | "notFoundCount">;
+type Row = Pick<SignatureRow, "state" | "commitment" | "notFoundSlot" | "notFoundSince">;
 
 const finalized: Row = {
   state: "finalized",
   commitment: "finalized",
   notFoundSlot: null,
-  notFoundCount: 0,
+  notFoundSince: null,
 };
 
 function claimed(job: ReceiptForChecks, queue: Partial<DecideJob> = {}): DecideJob {
@@ -100,6 +100,45 @@ describe("deciding a claimed job", () => {
     expect(d.evaluation).toBeNull();
   });
 
+  it("polls a signature unseen for longer less often: as far off as it has been unseen, up to the longest backoff", () => {
+    const { job, escrow, settlement } = honest();
+    const unseenSince = (since: number | null) =>
+      decide(
+        claimed(job),
+        known(
+          {
+            [escrow.signature]: finalized,
+            [settlement.signature]: {
+              state: "unknown",
+              commitment: null,
+              notFoundSlot: 400,
+              notFoundSince: since,
+            },
+          },
+          [escrow],
+        ),
+        localnetProfile,
+        noPins,
+        timing,
+      );
+    const waitFor = (since: number | null) => {
+      const d = unseenSince(since);
+      expect(d.verdict).toBe("awaiting_finality");
+      // On the poll grid, at or after the backoff (jitter 1.0 with random 0.5).
+      expect(d.nextVerifyAt % timing.pollIntervalMs).toBe(0);
+      return d.nextVerifyAt - timing.now;
+    };
+    // First miss now, or not recorded: the next poll interval.
+    expect(waitFor(null)).toBe(2000);
+    expect(waitFor(timing.now)).toBe(2000);
+    // Unseen for 2 s, 6 s, 14 s: the spacing doubles.
+    expect(waitFor(timing.now - 2000)).toBe(4000);
+    expect(waitFor(timing.now - 6000)).toBe(8000);
+    expect(waitFor(timing.now - 14_000)).toBe(16_000);
+    // Unseen for ten minutes: the longest backoff.
+    expect(waitFor(timing.now - 600_000)).toBe(60_000);
+  });
+
   it("ends dropped, failing the exists check, when a signature never landed before its blockhash expired", () => {
     const { job, escrow, settlement } = honest();
     const rows: Record<string, Row> = {
@@ -108,7 +147,7 @@ describe("deciding a claimed job", () => {
         state: "dropped",
         commitment: null,
         notFoundSlot: 500,
-        notFoundCount: 7,
+        notFoundSince: 1_000,
       },
     };
     const d = decide(claimed(job), known(rows, [escrow]), localnetProfile, noPins, timing);
@@ -122,7 +161,7 @@ describe("deciding a claimed job", () => {
   it("ends unverifiable when the node no longer serves a finalized transaction (pruned)", () => {
     const { job, escrow, settlement } = honest();
     const rows: Record<string, Row> = {
-      [escrow.signature]: { ...finalized, state: "pruned", notFoundCount: 5 },
+      [escrow.signature]: { ...finalized, state: "pruned" },
       [settlement.signature]: finalized,
     };
     const d = decide(claimed(job), known(rows, [settlement]), localnetProfile, noPins, timing);

@@ -331,10 +331,18 @@ export const chainTransactions = sqliteTable(
     /** The getTransaction response as received. */
     raw: text("raw"),
     firstSeenAt: epochMs("first_seen_at").notNull(),
+    /** When a status poll last changed the row (a poll that changes nothing writes nothing). */
     statusCheckedAt: epochMs("status_checked_at"),
     fetchedAt: epochMs("fetched_at"),
-    /** When a status query first found nothing, to tell "not yet" from "dropped". */
+    /**
+     * When a status query first found nothing, to tell "not yet" from "dropped"; the time since
+     * sets how often an unseen signature is polled.
+     */
     notFoundSince: epochMs("not_found_since"),
+    /**
+     * getTransaction misses while finalized (pruned at the limit). Rows written before
+     * 2026-11-29 may count status misses too; a status found resets it.
+     */
     notFoundCount: integer("not_found_count").notNull().default(0),
     /**
      * The current slot when a status query first found nothing. The transaction was signed

@@ -32,9 +32,12 @@ export interface SignatureStore {
   /** The rows of these signatures, as stored. */
   load(signatures: readonly string[]): Promise<Map<string, SignatureRow>>;
   /**
-   * Records one poll's statuses in one transaction. A missing status counts a miss; a
-   * signature never seen (or seen only at processed) is dropped once the current slot is past
-   * the first miss's slot by `dropAfterSlots`. Returns the rows after the change.
+   * Records one poll's statuses in one transaction. A missing status records the first miss
+   * (its time and the current slot); a signature never seen (or seen only at processed) is
+   * dropped once the current slot is past the first miss's slot by `dropAfterSlots`. A status
+   * that changes nothing of the row (still missing, found as it was) writes nothing: a backlog
+   * waiting for finality is polled without rewriting its rows. Returns the rows the poll
+   * changed, as the database now holds them.
    */
   recordStatuses(
     polled: readonly { signature: string; status: ObservedStatus | null }[],
@@ -82,39 +85,44 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
 
   // Raw SQL: each update is one guarded CASE per column, which the query builder cannot say.
   // Each returns the row as written: reading the round's rows again after the writes cost as
-  // much as the writes.
+  // much as the writes. A poll that would change nothing but the time of the poll writes
+  // nothing (see `recordStatuses`).
   const statusFound = prepareRawRows(
     store,
     chainTransactions,
     `UPDATE chain_transactions SET
-       state = CASE WHEN state IN ('finalized', 'pruned') THEN state
-         WHEN @commitment = 'finalized' THEN 'finalized' ELSE 'landed' END,
-       commitment = CASE WHEN state IN ('finalized', 'pruned') OR ${rank("commitment")} >= ${rank("@commitment")}
+       state = CASE WHEN @commitment = 'finalized' THEN 'finalized' ELSE 'landed' END,
+       commitment = CASE WHEN ${rank("commitment")} >= ${rank("@commitment")}
          THEN commitment ELSE @commitment END,
-       slot = CASE WHEN state IN ('finalized', 'pruned') THEN slot ELSE @slot END,
+       slot = @slot,
        status_checked_at = @t,
-       not_found_count = CASE WHEN state IN ('finalized', 'pruned') THEN not_found_count ELSE 0 END,
-       not_found_since = CASE WHEN state IN ('finalized', 'pruned') THEN not_found_since ELSE NULL END,
-       not_found_slot = CASE WHEN state IN ('finalized', 'pruned') THEN not_found_slot ELSE NULL END
-     WHERE signature = @signature
+       not_found_count = 0,
+       not_found_since = NULL,
+       not_found_slot = NULL
+     WHERE signature = @signature AND state NOT IN ('finalized', 'pruned')
+       AND (state IS NOT (CASE WHEN @commitment = 'finalized' THEN 'finalized' ELSE 'landed' END)
+         OR ${rank("@commitment")} > ${rank("commitment")} OR slot IS NOT @slot
+         OR not_found_count <> 0 OR not_found_since IS NOT NULL OR not_found_slot IS NOT NULL)
      RETURNING *`,
   );
   // A signature never seen, or seen only at processed (a minority fork can lose it), can be
   // dropped; one seen confirmed and missing now is a lagging node (e.g. after failover), which
-  // the next poll sorts out. Raw SQL: a guarded CASE.
+  // the next poll sorts out. Only the first miss is written (its time and slot), and the drop:
+  // later misses change nothing. Raw SQL: a guarded CASE.
+  const drops = `(state = 'unknown' OR (state = 'landed' AND commitment = 'processed'))
+    AND @currentSlot IS NOT NULL
+    AND @currentSlot > coalesce(not_found_slot, @currentSlot) + @dropAfterSlots`;
   const statusMissing = prepareRawRows(
     store,
     chainTransactions,
     `UPDATE chain_transactions SET
-       state = CASE WHEN (state = 'unknown' OR (state = 'landed' AND commitment = 'processed'))
-           AND @currentSlot IS NOT NULL
-           AND @currentSlot > coalesce(not_found_slot, @currentSlot) + @dropAfterSlots
-         THEN 'dropped' ELSE state END,
+       state = CASE WHEN ${drops} THEN 'dropped' ELSE state END,
        status_checked_at = @t,
        not_found_since = coalesce(not_found_since, @t),
-       not_found_slot = coalesce(not_found_slot, @currentSlot),
-       not_found_count = not_found_count + 1
+       not_found_slot = coalesce(not_found_slot, @currentSlot)
      WHERE signature = @signature AND state IN ('unknown', 'landed')
+       AND (not_found_since IS NULL OR (not_found_slot IS NULL AND @currentSlot IS NOT NULL)
+         OR (${drops}))
      RETURNING *`,
   );
   // Raw SQL: the counter and the state move together in one guarded CASE.
@@ -207,7 +215,6 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
       poll: { currentSlot: number | null; dropAfterSlots: number; t: number },
     ): Map<string, SignatureRow> => {
       const rows = new Map<string, SignatureRow>();
-      const unwritten: string[] = [];
       for (const { signature, status } of polled) {
         const [row] = status
           ? statusFound.all({
@@ -223,10 +230,7 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
               t: poll.t,
             });
         if (row) rows.set(signature, row);
-        else unwritten.push(signature);
       }
-      // Rows the guard left alone (finalized meanwhile, given up on) are returned as they are.
-      for (const [signature, row] of load(unwritten)) rows.set(signature, row);
       return rows;
     },
   );

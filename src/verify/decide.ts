@@ -42,7 +42,7 @@ export interface SignatureView {
   /** The stored row of a signature (its state, commitment and misses). */
   row(
     signature: string,
-  ): Pick<SignatureRow, "state" | "commitment" | "notFoundSlot" | "notFoundCount"> | undefined;
+  ): Pick<SignatureRow, "state" | "commitment" | "notFoundSlot" | "notFoundSince"> | undefined;
   /** The finalized transaction's facts, once fetched. */
   facts(signature: string): TransactionFacts | undefined;
   /** RPC trouble of this round, by signature. */
@@ -198,11 +198,14 @@ export function decide<J extends DecideJob>(
 
   const notReady = sigs.filter((s) => signatures.facts(s) === undefined);
   if (notReady.length > 0) {
+    // A signature unseen for a while is polled less often: the next look is as far off as it
+    // has been unseen (plus a poll interval), up to the longest backoff, so its polls double
+    // their spacing (2, 4, 8 s...) without a count of misses written on every poll.
     const unseen = notReady.filter((s) => row(s)?.state === "unknown");
-    const worstMisses = Math.max(0, ...unseen.map((s) => row(s)?.notFoundCount ?? 0));
+    const firstMiss = Math.min(t, ...unseen.map((s) => row(s)?.notFoundSince ?? t));
     const delay =
       unseen.length > 0
-        ? retryDelay(Math.max(0, worstMisses - 1), timing.pollIntervalMs)
+        ? retryDelay(0, t - firstMiss + timing.pollIntervalMs)
         : timing.pollIntervalMs;
     // Due times snap to a grid so jobs waiting on finality are polled together, in one batch.
     const grid = timing.pollIntervalMs;

@@ -47,6 +47,38 @@ function passes(polled: readonly Polled[]): Polled[][] {
 const givenUp = sql`state IN ('pruned', 'dropped')`;
 const settled = sql`c.state IN ('finalized', 'pruned')`;
 
+type Poll = { currentSlot: number | null; dropAfterSlots: number; t: number };
+
+/** A pass of found statuses as rows `p (signature, commitment, slot)`. */
+const foundArrays = (found: readonly Polled[]) =>
+  sql`unnest(${textArray(found.map((p) => p.signature))},
+    ${textArray(found.map((p) => p.status?.confirmationStatus ?? null))},
+    ${sql.param(found.map((p) => p.status?.slot ?? null))}::bigint[])
+    AS p(signature, commitment, slot)`;
+
+/**
+ * Whether found status `p` changes row `c`: a row neither finalized nor pruned whose state,
+ * commitment (it only rises), slot or misses it moves. The SQLite statement says the same.
+ */
+const foundChanges = sql`(NOT ${settled} AND (
+  c.state IS DISTINCT FROM (CASE WHEN p.commitment = 'finalized' THEN 'finalized' ELSE 'landed' END)
+  OR ${rank(sql`p.commitment`)} > ${rank(sql`c.commitment`)} OR c.slot IS DISTINCT FROM p.slot
+  OR c.not_found_count <> 0 OR c.not_found_since IS NOT NULL OR c.not_found_slot IS NOT NULL))`;
+
+/** Whether row `c`, missing from this poll, is dropped by it. */
+const drops = (poll: Poll) => {
+  const current = sql`${poll.currentSlot}::bigint`;
+  return sql`((c.state = 'unknown' OR (c.state = 'landed' AND c.commitment = 'processed'))
+    AND ${current} IS NOT NULL
+    AND ${current} > coalesce(c.not_found_slot, ${current}) + ${poll.dropAfterSlots}::bigint)`;
+};
+
+/** Whether a missing status changes row `c`: its first miss, the slot of it, or its drop. */
+const missingChanges = (poll: Poll) => sql`(c.state IN ('unknown', 'landed') AND (
+  c.not_found_since IS NULL
+  OR (c.not_found_slot IS NULL AND ${poll.currentSlot}::bigint IS NOT NULL)
+  OR ${drops(poll)}))`;
+
 export function createPgSignatureStore(store: PgStore): SignatureStore {
   const { db } = store;
 
@@ -65,48 +97,41 @@ export function createPgSignatureStore(store: PgStore): SignatureStore {
   }
 
   // Raw SQL: each column is one guarded CASE (as on SQLite) over a whole pass of the poll
-  // joined from arrays, one statement instead of a round trip per signature.
+  // joined from arrays, one statement instead of a round trip per signature. Only rows the
+  // status changes are written (see `foundChanges`); returns their signatures.
   async function writeFound(tx: PgExecutor, found: readonly Polled[], t: number) {
-    if (found.length === 0) return;
-    const commitment = sql`p.commitment`;
-    await tx.execute(sql`UPDATE chain_transactions c SET
-        state = CASE WHEN ${settled} THEN c.state
-          WHEN p.commitment = 'finalized' THEN 'finalized' ELSE 'landed' END,
-        commitment = CASE WHEN ${settled} OR ${rank(sql`c.commitment`)} >= ${rank(commitment)}
+    if (found.length === 0) return [];
+    const result = await tx.execute<{ signature: string }>(sql`UPDATE chain_transactions c SET
+        state = CASE WHEN p.commitment = 'finalized' THEN 'finalized' ELSE 'landed' END,
+        commitment = CASE WHEN ${rank(sql`c.commitment`)} >= ${rank(sql`p.commitment`)}
           THEN c.commitment ELSE p.commitment END,
-        slot = CASE WHEN ${settled} THEN c.slot ELSE p.slot END,
+        slot = p.slot,
         status_checked_at = ${t}::bigint,
-        not_found_count = CASE WHEN ${settled} THEN c.not_found_count ELSE 0 END,
-        not_found_since = CASE WHEN ${settled} THEN c.not_found_since ELSE NULL END,
-        not_found_slot = CASE WHEN ${settled} THEN c.not_found_slot ELSE NULL END
-      FROM unnest(${textArray(found.map((p) => p.signature))},
-          ${textArray(found.map((p) => p.status?.confirmationStatus ?? null))},
-          ${sql.param(found.map((p) => p.status?.slot ?? null))}::bigint[])
-        AS p(signature, commitment, slot)
-      WHERE c.signature = p.signature`);
+        not_found_count = 0,
+        not_found_since = NULL,
+        not_found_slot = NULL
+      FROM ${foundArrays(found)}
+      WHERE c.signature = p.signature AND ${foundChanges}
+      RETURNING c.signature`);
+    return result.rows.map((r) => r.signature);
   }
 
   // A signature never seen, or seen only at processed (a minority fork can lose it), can be
   // dropped; one seen confirmed and missing now is a lagging node (e.g. after failover), which
-  // the next poll sorts out. Raw SQL: a guarded CASE.
-  async function writeMissing(
-    tx: PgExecutor,
-    missing: readonly Polled[],
-    poll: { currentSlot: number | null; dropAfterSlots: number; t: number },
-  ) {
-    if (missing.length === 0) return;
+  // the next poll sorts out. Only the first miss and the drop are written (see
+  // `missingChanges`). Raw SQL: a guarded CASE. Returns the signatures written.
+  async function writeMissing(tx: PgExecutor, missing: readonly Polled[], poll: Poll) {
+    if (missing.length === 0) return [];
     const current = sql`${poll.currentSlot}::bigint`;
-    await tx.execute(sql`UPDATE chain_transactions SET
-        state = CASE WHEN (state = 'unknown' OR (state = 'landed' AND commitment = 'processed'))
-            AND ${current} IS NOT NULL
-            AND ${current} > coalesce(not_found_slot, ${current}) + ${poll.dropAfterSlots}::bigint
-          THEN 'dropped' ELSE state END,
+    const result = await tx.execute<{ signature: string }>(sql`UPDATE chain_transactions c SET
+        state = CASE WHEN ${drops(poll)} THEN 'dropped' ELSE c.state END,
         status_checked_at = ${poll.t}::bigint,
-        not_found_since = coalesce(not_found_since, ${poll.t}::bigint),
-        not_found_slot = coalesce(not_found_slot, ${current}),
-        not_found_count = not_found_count + 1
-      WHERE signature = ANY(${textArray(missing.map((p) => p.signature))})
-        AND state IN ('unknown', 'landed')`);
+        not_found_since = coalesce(c.not_found_since, ${poll.t}::bigint),
+        not_found_slot = coalesce(c.not_found_slot, ${current})
+      WHERE c.signature = ANY(${textArray(missing.map((p) => p.signature))})
+        AND ${missingChanges(poll)}
+      RETURNING c.signature`);
+    return result.rows.map((r) => r.signature);
   }
 
   return {
@@ -127,28 +152,35 @@ export function createPgSignatureStore(store: PgStore): SignatureStore {
     },
     load,
     async recordStatuses(polled, poll) {
-      if (polled.length > 0) {
-        await db.transaction(async (tx) => {
-          // SELECT … FOR UPDATE in signature order first: the updates below then touch only
-          // rows this transaction holds, so two polls of overlapping sets cannot deadlock.
-          const sorted = [...new Set(polled.map((p) => p.signature))].sort();
+      if (polled.length === 0) return new Map();
+      const written = new Set<string>();
+      await db.transaction(async (tx) => {
+        // SELECT … FOR UPDATE in signature order first: the updates below then touch only
+        // rows this transaction holds, so two polls of overlapping sets cannot deadlock. Only
+        // the rows the poll changes are locked (a lock writes the row too), unless a signature
+        // comes twice: then a later pass may change a row the first one left, and all are.
+        const all = passes(polled);
+        const sorted = [...new Set(polled.map((p) => p.signature))].sort();
+        if (all.length > 1) {
           await tx.execute(sql`SELECT 1 FROM chain_transactions
             WHERE signature = ANY(${textArray(sorted)}) ORDER BY signature FOR UPDATE`);
-          for (const pass of passes(polled)) {
-            await writeFound(
-              tx,
-              pass.filter((p) => p.status !== null),
-              poll.t,
-            );
-            await writeMissing(
-              tx,
-              pass.filter((p) => p.status === null),
-              poll,
-            );
-          }
-        });
-      }
-      return load(polled.map((p) => p.signature));
+        } else {
+          const found = polled.filter((p) => p.status !== null);
+          const missing = polled.filter((p) => p.status === null).map((p) => p.signature);
+          await tx.execute(sql`SELECT 1 FROM chain_transactions c
+            WHERE (c.signature = ANY(${textArray(missing)}) AND ${missingChanges(poll)})
+              OR EXISTS (SELECT 1 FROM ${foundArrays(found)}
+                WHERE p.signature = c.signature AND ${foundChanges})
+            ORDER BY c.signature FOR UPDATE`);
+        }
+        for (const pass of all) {
+          const statuses = pass.filter((p) => p.status !== null);
+          for (const s of await writeFound(tx, statuses, poll.t)) written.add(s);
+          const misses = pass.filter((p) => p.status === null);
+          for (const s of await writeMissing(tx, misses, poll)) written.add(s);
+        }
+      });
+      return load([...written]);
     },
     async recordFetched(signature, { facts, raw }, t) {
       // Guarded by `facts IS NULL`: the first process to store the transaction wins.
