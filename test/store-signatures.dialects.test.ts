@@ -189,8 +189,14 @@ describe.each(dialects)("the signature store on %s", (dialect) => {
       ],
       poll(t + 3, 251),
     );
-    expect(stateOf(later.get("unseen"))).toMatchObject({ state: "dropped", statusCheckedAt: t + 3 });
-    expect(stateOf(later.get("seen"))).toMatchObject({ state: "finalized", statusCheckedAt: t + 3 });
+    expect(stateOf(later.get("unseen"))).toMatchObject({
+      state: "dropped",
+      statusCheckedAt: t + 3,
+    });
+    expect(stateOf(later.get("seen"))).toMatchObject({
+      state: "finalized",
+      statusCheckedAt: t + 3,
+    });
   });
 
   it("drops a signature unseen past the drop horizon, but not one seen confirmed", async () => {
@@ -229,7 +235,11 @@ describe.each(dialects)("the signature store on %s", (dialect) => {
     expect(rows.has("young")).toBe(false);
     const kept = await signatures.load(["confirmed", "young"]);
     expect(kept.get("confirmed")).toMatchObject({ state: "landed", notFoundSince: t });
-    expect(kept.get("young")).toMatchObject({ state: "unknown", notFoundSince: t, notFoundSlot: 200 });
+    expect(kept.get("young")).toMatchObject({
+      state: "unknown",
+      notFoundSince: t,
+      notFoundSlot: 200,
+    });
   });
 
   it("applies a signature polled twice in one call in order", async () => {
