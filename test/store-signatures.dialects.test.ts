@@ -1,3 +1,4 @@
+import pg from "pg";
 import { describe, expect, it } from "vitest";
 import type { TransactionFacts } from "../src/chain/transaction-facts.js";
 import { createSignatureStore, pairKey, type SignatureRow } from "../src/store/signatures.js";
@@ -514,6 +515,58 @@ describe("the signature store on PostgreSQL, written from two processes at once"
       ]).toContainEqual({ slot: row?.slot, raw: row?.raw });
     } finally {
       await two.close();
+    }
+  });
+});
+
+describe("the signature store on PostgreSQL, over a large table", () => {
+  const stores = useDialectStores("postgres");
+
+  it("reads and locks a poll's rows through the primary key, not a scan of the table", async () => {
+    const store = await stores.open();
+    if (store.kind !== "postgres") throw new Error("PostgreSQL only");
+    await store.pool.query(
+      `INSERT INTO chain_transactions (signature, first_seen_at)
+       SELECT 'bulk-' || i, ${T0} FROM generate_series(1, 20000) AS i`,
+    );
+    await store.pool.query("ANALYZE chain_transactions");
+    const signatures = createSignatureStore(store);
+    const polled = ["bulk-7", "bulk-70", "bulk-700", "bulk-7000"];
+    await signatures.track(polled, t);
+    const sent: { text: string; values: unknown[] }[] = [];
+    const query = pg.Client.prototype.query;
+    pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+      const [config, values] = args;
+      const text = typeof config === "string" ? config : (config as { text: string }).text;
+      sent.push({ text, values: Array.isArray(values) ? values : [] });
+      return (query as (...args: unknown[]) => unknown).apply(this, args);
+    } as typeof query;
+    try {
+      await signatures.recordStatuses(
+        [
+          { signature: "bulk-7", status: null },
+          { signature: "bulk-70", status: { slot: 5, confirmationStatus: "confirmed" } },
+          { signature: "bulk-700", status: null },
+          { signature: "bulk-7000", status: { slot: 6, confirmationStatus: "processed" } },
+        ],
+        { currentSlot: 100, dropAfterSlots: 150, t },
+      );
+    } finally {
+      pg.Client.prototype.query = query;
+    }
+    const touching = sent.filter((s) => /chain_transactions/i.test(s.text));
+    expect(touching.length).toBeGreaterThanOrEqual(3);
+    const client = await store.pool.connect();
+    try {
+      await client.query("BEGIN");
+      for (const { text, values } of touching) {
+        const rows = (await client.query(`EXPLAIN ${text}`, values)).rows;
+        const plan = rows.map((r: Record<string, string>) => r["QUERY PLAN"]).join("\n");
+        expect(plan, text).not.toMatch(/Seq Scan on chain_transactions/);
+      }
+    } finally {
+      await client.query("ROLLBACK");
+      client.release();
     }
   });
 });

@@ -167,10 +167,13 @@ export function createPgSignatureStore(store: PgStore): SignatureStore {
         } else {
           const found = polled.filter((p) => p.status !== null);
           const missing = polled.filter((p) => p.status === null).map((p) => p.signature);
+          // The signatures as the index condition, the guards as a filter: an OR of the two
+          // guards alone was planned as a scan of the whole table.
           await tx.execute(sql`SELECT 1 FROM chain_transactions c
-            WHERE (c.signature = ANY(${textArray(missing)}) AND ${missingChanges(poll)})
-              OR EXISTS (SELECT 1 FROM ${foundArrays(found)}
-                WHERE p.signature = c.signature AND ${foundChanges})
+            WHERE c.signature = ANY(${textArray(sorted)})
+              AND ((c.signature = ANY(${textArray(missing)}) AND ${missingChanges(poll)})
+                OR EXISTS (SELECT 1 FROM ${foundArrays(found)}
+                  WHERE p.signature = c.signature AND ${foundChanges}))
             ORDER BY c.signature FOR UPDATE`);
         }
         for (const pass of all) {
