@@ -1,4 +1,3 @@
-import pg from "pg";
 import { describe, expect, it } from "vitest";
 import type { Store } from "../src/db/client.js";
 import { verdicts } from "../src/db/schema.js";
@@ -9,6 +8,7 @@ import {
 } from "../src/store/job-queue.js";
 import { createSignatureStore } from "../src/store/signatures.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
+import { statementsSentBy } from "./support/pg-statements.js";
 import {
   leaseOwners,
   type QueueJobSeed,
@@ -58,19 +58,7 @@ async function claimPlan(
     const rows = store.sqlite.prepare(`EXPLAIN QUERY PLAN ${text}`).all(...params);
     return (rows as { detail: string }[]).map((r) => r.detail).join("\n");
   }
-  const sent: { text: string; values: unknown[] }[] = [];
-  const query = pg.Client.prototype.query;
-  pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-    const [config, values] = args;
-    const text = typeof config === "string" ? config : (config as { text: string }).text;
-    sent.push({ text, values: Array.isArray(values) ? values : [] });
-    return (query as (...args: unknown[]) => unknown).apply(this, args);
-  } as typeof query;
-  try {
-    await claim(createJobQueueStore(store));
-  } finally {
-    pg.Client.prototype.query = query;
-  }
+  const sent = await statementsSentBy(() => claim(createJobQueueStore(store)));
   const client = await store.pool.connect();
   try {
     await client.query("BEGIN");

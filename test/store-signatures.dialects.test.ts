@@ -1,8 +1,8 @@
-import pg from "pg";
 import { describe, expect, it } from "vitest";
 import type { TransactionFacts } from "../src/chain/transaction-facts.js";
 import { createSignatureStore, pairKey, type SignatureRow } from "../src/store/signatures.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
+import { statementsSentBy } from "./support/pg-statements.js";
 import { seedJobs, seedSignatures, T0, twoProcesses } from "./support/seed-queue.js";
 
 const t = T0 + 60_000;
@@ -533,16 +533,8 @@ describe("the signature store on PostgreSQL, over a large table", () => {
     const signatures = createSignatureStore(store);
     const polled = ["bulk-7", "bulk-70", "bulk-700", "bulk-7000"];
     await signatures.track(polled, t);
-    const sent: { text: string; values: unknown[] }[] = [];
-    const query = pg.Client.prototype.query;
-    pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-      const [config, values] = args;
-      const text = typeof config === "string" ? config : (config as { text: string }).text;
-      sent.push({ text, values: Array.isArray(values) ? values : [] });
-      return (query as (...args: unknown[]) => unknown).apply(this, args);
-    } as typeof query;
-    try {
-      await signatures.recordStatuses(
+    const sent = await statementsSentBy(() =>
+      signatures.recordStatuses(
         [
           { signature: "bulk-7", status: null },
           { signature: "bulk-70", status: { slot: 5, confirmationStatus: "confirmed" } },
@@ -550,10 +542,8 @@ describe("the signature store on PostgreSQL, over a large table", () => {
           { signature: "bulk-7000", status: { slot: 6, confirmationStatus: "processed" } },
         ],
         { currentSlot: 100, dropAfterSlots: 150, t },
-      );
-    } finally {
-      pg.Client.prototype.query = query;
-    }
+      ),
+    );
     const touching = sent.filter((s) => /chain_transactions/i.test(s.text));
     expect(touching.length).toBeGreaterThanOrEqual(3);
     const client = await store.pool.connect();

@@ -152,32 +152,39 @@ async function updateKeepingVerdict(
   owner: string,
   t: number,
 ): Promise<Set<string>> {
-  const column = <T>(pick: (r: JobWrite) => T) => sql.param(rows.map(pick));
   // Raw SQL: drizzle's update builder has no `UPDATE … FROM unnest(arrays)`.
   const result = await tx.execute<{ job_id: string }>(sql`
-    UPDATE jobs SET
-      verdict_at = u.verdict_at,
-      verify_attempts = u.verify_attempts,
-      next_verify_at = u.next_verify_at,
-      lease_owner = NULL,
-      lease_until = NULL,
-      last_error = u.last_error,
-      commitment = u.commitment,
-      unproven = NULL,
-      updated_at = ${t}::bigint
-    FROM unnest(
-      ${column((r) => r.jobId)}::text[],
-      ${column((r) => r.verdict)}::text[],
-      ${column((r) => r.verdictAt)}::bigint[],
-      ${column((r) => r.verifyAttempts)}::bigint[],
-      ${column((r) => r.nextVerifyAt)}::bigint[],
-      ${column((r) => r.lastError)}::text[],
-      ${column((r) => r.commitment)}::text[]
-    ) AS u (job_id, verdict, verdict_at, verify_attempts, next_verify_at, last_error, commitment)
+    UPDATE jobs SET ${queueColumnsSet(t)}, unproven = NULL
+    FROM unnest(${queueArrays(rows)}) AS u (${queueArrayNames})
     WHERE jobs.job_id = u.job_id AND jobs.lease_owner = ${owner} AND jobs.verdict = u.verdict
     RETURNING jobs.job_id`);
   return new Set(result.rows.map((r) => r.job_id));
 }
+
+/** What every verdict write sets of a job's row: the queue columns, with the lease released. */
+const queueColumnsSet = (t: number) => sql`verdict_at = u.verdict_at,
+  verify_attempts = u.verify_attempts,
+  next_verify_at = u.next_verify_at,
+  lease_owner = NULL,
+  lease_until = NULL,
+  last_error = u.last_error,
+  commitment = u.commitment,
+  updated_at = ${t}::bigint`;
+
+/** The arrays (one per column, as one parameter each) `queueColumnsSet` reads, in order. */
+function queueArrays(rows: readonly JobWrite[]) {
+  const column = <T>(pick: (r: JobWrite) => T) => sql.param(rows.map(pick));
+  return sql`${column((r) => r.jobId)}::text[],
+    ${column((r) => r.verdict)}::text[],
+    ${column((r) => r.verdictAt)}::bigint[],
+    ${column((r) => r.verifyAttempts)}::bigint[],
+    ${column((r) => r.nextVerifyAt)}::bigint[],
+    ${column((r) => r.lastError)}::text[],
+    ${column((r) => r.commitment)}::text[]`;
+}
+const queueArrayNames = sql.raw(
+  "job_id, verdict, verdict_at, verify_attempts, next_verify_at, last_error, commitment",
+);
 
 /** What one decision writes to its job row (`amounts` null: the amounts stay as they are). */
 interface JobWrite {
@@ -254,15 +261,8 @@ async function updateLeased(
   const result = await tx.execute<{ job_id: string }>(sql`
     UPDATE jobs SET
       verdict = u.verdict,
-      verdict_at = u.verdict_at,
-      verify_attempts = u.verify_attempts,
-      next_verify_at = u.next_verify_at,
-      lease_owner = NULL,
-      lease_until = NULL,
-      last_error = u.last_error,
-      commitment = u.commitment,
+      ${queueColumnsSet(t)},
       unproven = u.unproven::json,
-      updated_at = ${t}::bigint,
       ${sql.join(
         amounts.map(
           ([, c]) =>
@@ -271,21 +271,15 @@ async function updateLeased(
         sql`, `,
       )}
     FROM unnest(
-      ${column((r) => r.jobId)}::text[],
-      ${column((r) => r.verdict)}::text[],
-      ${column((r) => r.verdictAt)}::bigint[],
-      ${column((r) => r.verifyAttempts)}::bigint[],
-      ${column((r) => r.nextVerifyAt)}::bigint[],
-      ${column((r) => r.lastError)}::text[],
-      ${column((r) => r.commitment)}::text[],
+      ${queueArrays(rows)},
       ${column((r) => r.unproven)}::text[],
       ${column((r) => r.amounts !== null)}::boolean[],
       ${sql.join(
         amounts.map(([key]) => sql`${column((r) => units(r.amounts?.[key]))}::bigint[]`),
         sql`, `,
       )}
-    ) AS u (job_id, verdict, verdict_at, verify_attempts, next_verify_at, last_error, commitment,
-      unproven, has_amounts, ${sql.raw(amounts.map(([, c]) => c).join(", "))})
+    ) AS u (${queueArrayNames}, unproven, has_amounts,
+      ${sql.raw(amounts.map(([, c]) => c).join(", "))})
     WHERE jobs.job_id = u.job_id AND jobs.lease_owner = ${owner}
     RETURNING jobs.job_id`);
   return new Set(result.rows.map((r) => r.job_id));
