@@ -1,5 +1,7 @@
+import pg from "pg";
 import { describe, expect, it } from "vitest";
 import type { TransactionFacts } from "../src/chain/transaction-facts.js";
+import { openPostgres } from "../src/db/pg/client.js";
 import { createSignatureStore, pairKey, type SignatureRow } from "../src/store/signatures.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { statementsSentBy } from "./support/pg-statements.js";
@@ -100,17 +102,14 @@ describe.each(dialects)("the signature store on %s", (dialect) => {
       commitment: "confirmed",
       slot: 21,
     });
-    // Finalized and pruned rows are left as they were, unwritten, and not returned.
-    expect(rows.has("c")).toBe(false);
-    expect(rows.has("d")).toBe(false);
-    const settled = await signatures.load(["c", "d"]);
-    expect(stateOf(settled.get("c"))).toMatchObject({
+    // Finalized and pruned rows are left as they were, unwritten, and returned as they are.
+    expect(stateOf(rows.get("c"))).toMatchObject({
       state: "finalized",
       commitment: "finalized",
       slot: 7,
       statusCheckedAt: null,
     });
-    expect(stateOf(settled.get("d"))).toMatchObject({ state: "pruned", statusCheckedAt: null });
+    expect(stateOf(rows.get("d"))).toMatchObject({ state: "pruned", statusCheckedAt: null });
     expect(stateOf(rows.get("e"))).toEqual({
       state: "finalized",
       commitment: "finalized",
@@ -165,9 +164,8 @@ describe.each(dialects)("the signature store on %s", (dialect) => {
       ],
       poll(t + 2, 200),
     );
-    expect(again.size).toBe(0);
-    const rows = await signatures.load(["unseen", "seen"]);
-    expect(stateOf(rows.get("unseen"))).toEqual({
+    // Returned as they are: nothing of either row was written, not even the time of the poll.
+    expect(stateOf(again.get("unseen"))).toEqual({
       state: "unknown",
       commitment: null,
       slot: null,
@@ -176,7 +174,7 @@ describe.each(dialects)("the signature store on %s", (dialect) => {
       notFoundSince: t,
       notFoundSlot: 100,
     });
-    expect(stateOf(rows.get("seen"))).toMatchObject({
+    expect(stateOf(again.get("seen"))).toMatchObject({
       state: "landed",
       commitment: "confirmed",
       slot: 20,
@@ -198,6 +196,27 @@ describe.each(dialects)("the signature store on %s", (dialect) => {
       state: "finalized",
       statusCheckedAt: t + 3,
     });
+  });
+
+  it("returns a row another process moved while this poll changed nothing of it", async () => {
+    const store = await stores.open();
+    await seedSignatures(store, [{ signature: "x" }]);
+    const signatures = createSignatureStore(store);
+    const seenBefore = await signatures.track(["x"], t);
+    expect(seenBefore.get("x")?.state).toBe("unknown");
+    // Meanwhile another verifier polled it, found it finalized and stored its transaction.
+    await signatures.recordStatuses(
+      [{ signature: "x", status: { slot: 9, confirmationStatus: "finalized" } }],
+      { currentSlot: 50, dropAfterSlots: 150, t },
+    );
+    await signatures.recordFetched("x", { facts: factsOf("x", 9, "ok"), raw: { a: 1 } }, t);
+    // This poll's answer changes nothing of the stored row; what it returns is that row.
+    const rows = await signatures.recordStatuses(
+      [{ signature: "x", status: { slot: 9, confirmationStatus: "finalized" } }],
+      { currentSlot: 50, dropAfterSlots: 150, t: t + 1 },
+    );
+    expect(rows.get("x")).toMatchObject({ state: "finalized", commitment: "finalized" });
+    expect(rows.get("x")?.facts).not.toBeNull();
   });
 
   it("drops a signature unseen past the drop horizon, but not one seen confirmed", async () => {
@@ -232,11 +251,8 @@ describe.each(dialects)("the signature store on %s", (dialect) => {
     });
     expect(rows.get("processed")?.state).toBe("dropped");
     // Not dropped: their rows did not change in the last poll, and are as the first miss left them.
-    expect(rows.has("confirmed")).toBe(false);
-    expect(rows.has("young")).toBe(false);
-    const kept = await signatures.load(["confirmed", "young"]);
-    expect(kept.get("confirmed")).toMatchObject({ state: "landed", notFoundSince: t });
-    expect(kept.get("young")).toMatchObject({
+    expect(rows.get("confirmed")).toMatchObject({ state: "landed", notFoundSince: t });
+    expect(rows.get("young")).toMatchObject({
       state: "unknown",
       notFoundSince: t,
       notFoundSlot: 200,
@@ -515,6 +531,84 @@ describe("the signature store on PostgreSQL, written from two processes at once"
       ]).toContainEqual({ slot: row?.slot, raw: row?.raw });
     } finally {
       await two.close();
+    }
+  });
+});
+
+describe("the signature store on PostgreSQL, three processes polling one row set", () => {
+  const stores = useDialectStores("postgres");
+
+  it("writes no row a poll did not lock, so a row moved between its lock and its writes cannot deadlock it", async () => {
+    const [a, b] = await twoProcesses(stores);
+    const d = openPostgres(stores.lastUrl, { poolSize: 2, statementTimeoutMs: 30_000 });
+    try {
+      await a.pool.query(
+        `INSERT INTO chain_transactions (signature, state, first_seen_at, not_found_since, not_found_slot)
+         VALUES ('sig-x', 'unknown', $1, $2, 100), ('sig-y', 'unknown', $1, NULL, NULL)`,
+        [t, t - 10_000],
+      );
+      // Process A pauses right after its lock statement: only sig-y (its first miss) is locked.
+      let resume!: () => void;
+      const paused = new Promise<void>((r) => {
+        resume = r;
+      });
+      let lockTaken!: () => void;
+      const locked = new Promise<void>((r) => {
+        lockTaken = r;
+      });
+      // The first lock statement sent from now on is A's: it alone is paused.
+      let armed = true;
+      const query = pg.Client.prototype.query;
+      pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+        const [config] = args;
+        const text = typeof config === "string" ? config : (config as { text?: string }).text;
+        const result = (query as (...args: unknown[]) => unknown).apply(this, args);
+        if (armed && text?.includes("FOR UPDATE")) {
+          armed = false;
+          return (result as Promise<unknown>).then(async (r) => {
+            lockTaken();
+            await paused;
+            return r;
+          });
+        }
+        return result;
+      } as typeof query;
+      const poll = { currentSlot: 150, dropAfterSlots: 1000, t };
+      try {
+        const pollA = createSignatureStore(a).recordStatuses(
+          [
+            { signature: "sig-x", status: null },
+            { signature: "sig-y", status: null },
+          ],
+          poll,
+        );
+        await locked;
+        // B finds sig-x at processed meanwhile: a miss of it would now change its row.
+        await createSignatureStore(b).recordStatuses(
+          [{ signature: "sig-x", status: { slot: 120, confirmationStatus: "processed" } }],
+          { ...poll, t: t + 1 },
+        );
+        // D locks sig-x, then waits for sig-y, which A holds.
+        const pollD = createSignatureStore(d).recordStatuses(
+          [
+            { signature: "sig-x", status: { slot: 120, confirmationStatus: "confirmed" } },
+            { signature: "sig-y", status: { slot: 121, confirmationStatus: "confirmed" } },
+          ],
+          { ...poll, t: t + 2 },
+        );
+        await new Promise((r) => setTimeout(r, 200));
+        resume();
+        // Had A written sig-x, which D holds, each would wait on the other (40P01).
+        const [rowsA, rowsD] = await Promise.all([pollA, pollD]);
+        expect(rowsA.get("sig-y")).toMatchObject({ notFoundSince: t, notFoundSlot: 150 });
+        expect(rowsD.get("sig-x")).toMatchObject({ state: "landed", commitment: "confirmed" });
+        expect(rowsD.get("sig-y")).toMatchObject({ state: "landed", commitment: "confirmed" });
+      } finally {
+        pg.Client.prototype.query = query;
+        resume();
+      }
+    } finally {
+      await Promise.all([b.close(), d.close()]);
     }
   });
 });

@@ -36,8 +36,8 @@ export interface SignatureStore {
    * (its time and the current slot); a signature never seen (or seen only at processed) is
    * dropped once the current slot is past the first miss's slot by `dropAfterSlots`. A status
    * that changes nothing of the row (still missing, found as it was) writes nothing: a backlog
-   * waiting for finality is polled without rewriting its rows. Returns the rows the poll
-   * changed, as the database now holds them.
+   * waiting for finality is polled without rewriting its rows. Returns every polled row as
+   * the database now holds it.
    */
   recordStatuses(
     polled: readonly { signature: string; status: ObservedStatus | null }[],
@@ -215,6 +215,7 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
       poll: { currentSlot: number | null; dropAfterSlots: number; t: number },
     ): Map<string, SignatureRow> => {
       const rows = new Map<string, SignatureRow>();
+      const unchanged: string[] = [];
       for (const { signature, status } of polled) {
         const [row] = status
           ? statusFound.all({
@@ -230,7 +231,11 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
               t: poll.t,
             });
         if (row) rows.set(signature, row);
+        else unchanged.push(signature);
       }
+      // Every polled row as it is now: a row this poll left alone may have been moved by
+      // another process (finalized and fetched, say), and a decision must not read it stale.
+      for (const [signature, row] of load(unchanged)) rows.set(signature, row);
       return rows;
     },
   );

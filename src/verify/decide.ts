@@ -200,7 +200,9 @@ export function decide<J extends DecideJob>(
   if (notReady.length > 0) {
     // A signature unseen for a while is polled less often: the next look is as far off as it
     // has been unseen (plus a poll interval), up to the longest backoff, so its polls double
-    // their spacing (2, 4, 8 s...) without a count of misses written on every poll.
+    // their spacing (2, 4, 8 s...) without a count of misses written on every poll. The first
+    // miss may have been written by another process: a clock ahead of this one's only makes
+    // the polls come at the poll interval until the clocks meet.
     const unseen = notReady.filter((s) => row(s)?.state === "unknown");
     const firstMiss = Math.min(t, ...unseen.map((s) => row(s)?.notFoundSince ?? t));
     const delay =

@@ -12,7 +12,8 @@ import type { PgExecutor } from "./executor.js";
  * is when the UPDATE locks it (READ COMMITTED re-reads a row another transaction changed), so
  * two processes recording the same signature end as if one ran after the other. Statements
  * that lock several rows lock them in signature order (the inserts of `track`, the `FOR
- * UPDATE` of `recordStatuses` and of the given-up reset), so two of them never deadlock.
+ * UPDATE` of `recordStatuses`, whose updates touch only the rows it locked, and the given-up
+ * reset), so two of them never deadlock.
  */
 
 type Polled = { signature: string; status: ObservedStatus | null };
@@ -98,10 +99,10 @@ export function createPgSignatureStore(store: PgStore): SignatureStore {
 
   // Raw SQL: each column is one guarded CASE (as on SQLite) over a whole pass of the poll
   // joined from arrays, one statement instead of a round trip per signature. Only rows the
-  // status changes are written (see `foundChanges`); returns their signatures.
+  // status changes are written (see `foundChanges`).
   async function writeFound(tx: PgExecutor, found: readonly Polled[], t: number) {
-    if (found.length === 0) return [];
-    const result = await tx.execute<{ signature: string }>(sql`UPDATE chain_transactions c SET
+    if (found.length === 0) return;
+    await tx.execute(sql`UPDATE chain_transactions c SET
         state = CASE WHEN p.commitment = 'finalized' THEN 'finalized' ELSE 'landed' END,
         commitment = CASE WHEN ${rank(sql`c.commitment`)} >= ${rank(sql`p.commitment`)}
           THEN c.commitment ELSE p.commitment END,
@@ -111,27 +112,23 @@ export function createPgSignatureStore(store: PgStore): SignatureStore {
         not_found_since = NULL,
         not_found_slot = NULL
       FROM ${foundArrays(found)}
-      WHERE c.signature = p.signature AND ${foundChanges}
-      RETURNING c.signature`);
-    return result.rows.map((r) => r.signature);
+      WHERE c.signature = p.signature AND ${foundChanges}`);
   }
 
   // A signature never seen, or seen only at processed (a minority fork can lose it), can be
   // dropped; one seen confirmed and missing now is a lagging node (e.g. after failover), which
   // the next poll sorts out. Only the first miss and the drop are written (see
-  // `missingChanges`). Raw SQL: a guarded CASE. Returns the signatures written.
+  // `missingChanges`). Raw SQL: a guarded CASE.
   async function writeMissing(tx: PgExecutor, missing: readonly Polled[], poll: Poll) {
-    if (missing.length === 0) return [];
+    if (missing.length === 0) return;
     const current = sql`${poll.currentSlot}::bigint`;
-    const result = await tx.execute<{ signature: string }>(sql`UPDATE chain_transactions c SET
+    await tx.execute(sql`UPDATE chain_transactions c SET
         state = CASE WHEN ${drops(poll)} THEN 'dropped' ELSE c.state END,
         status_checked_at = ${poll.t}::bigint,
         not_found_since = coalesce(c.not_found_since, ${poll.t}::bigint),
         not_found_slot = coalesce(c.not_found_slot, ${current})
       WHERE c.signature = ANY(${textArray(missing.map((p) => p.signature))})
-        AND ${missingChanges(poll)}
-      RETURNING c.signature`);
-    return result.rows.map((r) => r.signature);
+        AND ${missingChanges(poll)}`);
   }
 
   return {
@@ -153,37 +150,53 @@ export function createPgSignatureStore(store: PgStore): SignatureStore {
     load,
     async recordStatuses(polled, poll) {
       if (polled.length === 0) return new Map();
-      const written = new Set<string>();
+      const sorted = [...new Set(polled.map((p) => p.signature))].sort();
       await db.transaction(async (tx) => {
-        // SELECT … FOR UPDATE in signature order first: the updates below then touch only
-        // rows this transaction holds, so two polls of overlapping sets cannot deadlock. Only
-        // the rows the poll changes are locked (a lock writes the row too), unless a signature
-        // comes twice: then a later pass may change a row the first one left, and all are.
+        // SELECT … FOR UPDATE in signature order first, and the updates below touch only the
+        // rows it locked, so two polls of overlapping sets cannot deadlock. Only the rows the
+        // poll changes are locked (a lock writes the row too), unless a signature comes twice:
+        // then a later pass may change a row the first one left, and all are. A row another
+        // process moved between the lock and the updates is left to the next poll.
         const all = passes(polled);
-        const sorted = [...new Set(polled.map((p) => p.signature))].sort();
+        let locked: { signature: string }[];
         if (all.length > 1) {
-          await tx.execute(sql`SELECT 1 FROM chain_transactions
-            WHERE signature = ANY(${textArray(sorted)}) ORDER BY signature FOR UPDATE`);
+          locked = (
+            await tx.execute<{ signature: string }>(sql`SELECT signature FROM chain_transactions
+              WHERE signature = ANY(${textArray(sorted)}) ORDER BY signature FOR UPDATE`)
+          ).rows;
         } else {
           const found = polled.filter((p) => p.status !== null);
           const missing = polled.filter((p) => p.status === null).map((p) => p.signature);
           // The signatures as the index condition, the guards as a filter: an OR of the two
           // guards alone was planned as a scan of the whole table.
-          await tx.execute(sql`SELECT 1 FROM chain_transactions c
-            WHERE c.signature = ANY(${textArray(sorted)})
-              AND ((c.signature = ANY(${textArray(missing)}) AND ${missingChanges(poll)})
-                OR EXISTS (SELECT 1 FROM ${foundArrays(found)}
-                  WHERE p.signature = c.signature AND ${foundChanges}))
-            ORDER BY c.signature FOR UPDATE`);
+          locked = (
+            await tx.execute<{ signature: string }>(sql`SELECT c.signature FROM chain_transactions c
+              WHERE c.signature = ANY(${textArray(sorted)})
+                AND ((c.signature = ANY(${textArray(missing)}) AND ${missingChanges(poll)})
+                  OR EXISTS (SELECT 1 FROM ${foundArrays(found)}
+                    WHERE p.signature = c.signature AND ${foundChanges}))
+              ORDER BY c.signature FOR UPDATE`)
+          ).rows;
         }
+        const held = new Set(locked.map((r) => r.signature));
+        if (held.size === 0) return;
         for (const pass of all) {
-          const statuses = pass.filter((p) => p.status !== null);
-          for (const s of await writeFound(tx, statuses, poll.t)) written.add(s);
-          const misses = pass.filter((p) => p.status === null);
-          for (const s of await writeMissing(tx, misses, poll)) written.add(s);
+          const mine = pass.filter((p) => held.has(p.signature));
+          await writeFound(
+            tx,
+            mine.filter((p) => p.status !== null),
+            poll.t,
+          );
+          await writeMissing(
+            tx,
+            mine.filter((p) => p.status === null),
+            poll,
+          );
         }
       });
-      return load([...written]);
+      // Every polled row as it is now, changed by this poll or not: another process may have
+      // moved one this poll left alone (finalized and fetched it, say).
+      return load(sorted);
     },
     async recordFetched(signature, { facts, raw }, t) {
       // Guarded by `facts IS NULL`: the first process to store the transaction wins.

@@ -94,9 +94,10 @@ export function createPgVerdictStore(store: PgStore, profile: CustodyProfile): V
     async write(decisions, { owner, runId, t }) {
       if (decisions.length === 0) return [];
       // A job polled again and still waiting keeps its verdict (see `keepsVerdict`): written
-      // without the verdict writers' turn and without the rollup triggers, which only fire on
-      // a statement that sets the verdict or an amount. Those left unwritten (the verdict is
-      // not the one claimed, or the lease is gone) take the whole write below.
+      // without the verdict writers' turn, which orders the writers of rollup rows, and this
+      // write moves none (the statement trigger runs on every UPDATE of jobs, and finds no
+      // verdict or amount changed). Those left unwritten (the verdict is not the one claimed,
+      // or the lease is gone) take the whole write below.
       const seen = new Set<string>();
       const same = decisions.filter((d) => {
         const first = !seen.has(d.job.jobId);
@@ -143,8 +144,8 @@ function keepsVerdict(d: VerdictWrite): boolean {
 
 /**
  * `updateLeased` for decisions that keep the verdict: the verdict and the amounts are left out of
- * the SET list, so neither the rollup triggers nor the verdict index are touched. Guarded by the
- * lease and by the verdict; returns the ids of the jobs written.
+ * the SET list, so no rollup row moves. Guarded by the lease and by the verdict; returns the ids
+ * of the jobs written.
  */
 async function updateKeepingVerdict(
   tx: PgTx,
