@@ -582,7 +582,12 @@ describe("the signature store on PostgreSQL, three processes polling one row set
           ],
           poll,
         );
-        await locked;
+        await Promise.race([
+          locked,
+          new Promise((_, reject) =>
+            setTimeout(() => reject(new Error("the poll sent no lock statement")), 10_000),
+          ),
+        ]);
         // B finds sig-x at processed meanwhile: a miss of it would now change its row.
         await createSignatureStore(b).recordStatuses(
           [{ signature: "sig-x", status: { slot: 120, confirmationStatus: "processed" } }],
@@ -596,13 +601,29 @@ describe("the signature store on PostgreSQL, three processes polling one row set
           ],
           { ...poll, t: t + 2 },
         );
-        await new Promise((r) => setTimeout(r, 200));
+        // Only once D waits on A's lock does A go on.
+        const waiting = async () =>
+          (
+            await b.pool.query(
+              `SELECT count(*)::int AS n FROM pg_stat_activity
+               WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+            )
+          ).rows[0].n as number;
+        for (let i = 0; i < 200 && (await waiting()) === 0; i++) {
+          await new Promise((r) => setTimeout(r, 25));
+        }
+        expect(await waiting()).toBe(1);
         resume();
         // Had A written sig-x, which D holds, each would wait on the other (40P01).
-        const [rowsA, rowsD] = await Promise.all([pollA, pollD]);
-        expect(rowsA.get("sig-y")).toMatchObject({ notFoundSince: t, notFoundSlot: 150 });
-        expect(rowsD.get("sig-x")).toMatchObject({ state: "landed", commitment: "confirmed" });
-        expect(rowsD.get("sig-y")).toMatchObject({ state: "landed", commitment: "confirmed" });
+        await Promise.all([pollA, pollD]);
+        // A's miss of sig-y came first, then D's status: both rows end landed and confirmed.
+        const rows = await createSignatureStore(b).load(["sig-x", "sig-y"]);
+        expect(rows.get("sig-x")).toMatchObject({ state: "landed", commitment: "confirmed" });
+        expect(rows.get("sig-y")).toMatchObject({
+          state: "landed",
+          commitment: "confirmed",
+          notFoundSince: null,
+        });
       } finally {
         pg.Client.prototype.query = query;
         resume();
