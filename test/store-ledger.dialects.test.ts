@@ -8,8 +8,10 @@ import {
   type LineRead,
   type ListedSignature,
 } from "../src/store/ledger.js";
+import { createSignatureStore } from "../src/store/signatures.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { fakeSignature } from "./support/job-rows.js";
+import { statementsSentBy } from "./support/pg-statements.js";
 import {
   checkOf,
   dailyTotals,
@@ -357,6 +359,100 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
     expect((await ledger.reviewLines(VAULT, NOV, DEC)).map((l) => [l.memo, l.now])).toEqual([
       ['escrow:J5 "a, {b}" \\ é', { kind: "unexplained", jobId: "J5" }],
     ]);
+  });
+
+  it("finds the job of a signature through an index, whichever column names it, on 20,000 jobs", async () => {
+    const store = await stores.open();
+    // SQLite: every statement the stores prepare (when they are made) that looks jobs up by a
+    // signature column is explained below; PostgreSQL: every statement they send.
+    const prepared: string[] = [];
+    if (store.kind === "sqlite") {
+      const prepare = store.sqlite.prepare.bind(store.sqlite);
+      store.sqlite.prepare = ((text: string) => {
+        prepared.push(text);
+        return prepare(text);
+      }) as typeof store.sqlite.prepare;
+    }
+    const ledger = createLedgerStore(store);
+    const signatures = createSignatureStore(store);
+    // Most jobs' API answers name the receipt's own signatures.
+    const bulk = `SELECT 'bulk-' || i, 'proxy', 'e-' || i, 's-' || i, 'e-' || i, 's-' || i, 'h', i, i, i`;
+    const columns = `job_id, source, escrow_tx, settlement_tx, api_escrow_tx, api_settlement_tx,
+      receipt_hash, created_at, recorded_at, updated_at`;
+    if (store.kind === "postgres") {
+      await store.pool.query(
+        `INSERT INTO jobs (${columns}) ${bulk} FROM generate_series(1, 20000) AS i`,
+      );
+      await store.pool.query("ANALYZE jobs");
+    } else {
+      store.sqlite.exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
+        INSERT INTO jobs (${columns}) ${bulk} FROM n`);
+    }
+    await seedJob(store, {
+      jobId: "J6",
+      escrowTx: sig("own-lock"),
+      apiEscrowTx: sig("api-lock"),
+      apiSettlementTx: sig("api-return"),
+      recordedAt: at(5, 1) * 1000,
+    });
+    const lines: SeedLine[] = [
+      { name: "api-lock", slot: 12, time: at(5, 1), balance: { pre: 100n, post: 80n } },
+      { name: "api-return", slot: 13, time: at(5, 1, 10), balance: { pre: 80n, post: 85n } },
+    ];
+    const run = async () => {
+      await ledger.storePage(VAULT, await ledger.cursor(VAULT, NOW), pageOf(lines), true, NOW);
+      await ledger.recordReads(VAULT, readsOf(lines), [], NOW);
+      return signatures.jobsNaming([sig("api-lock"), "e-77", "s-77"], 10);
+    };
+    const bySignature = /\b(api_)?(escrow|settlement)_tx"?\s*(=|IN\b)/i;
+    const plans: string[] = [];
+    let named: Awaited<ReturnType<typeof run>>;
+    if (store.kind === "postgres") {
+      let result: Awaited<ReturnType<typeof run>> | undefined;
+      const sent = await statementsSentBy(async () => {
+        result = await run();
+      });
+      named = result as Awaited<ReturnType<typeof run>>;
+      const client = await store.pool.connect();
+      try {
+        await client.query("BEGIN");
+        for (const { text, values } of sent.filter((s) => bySignature.test(s.text))) {
+          const rows = (await client.query(`EXPLAIN ${text}`, values)).rows;
+          plans.push(
+            `${text}\n${rows.map((r: Record<string, string>) => r["QUERY PLAN"]).join("\n")}`,
+          );
+        }
+      } finally {
+        await client.query("ROLLBACK");
+        client.release();
+      }
+    } else {
+      named = await run();
+      for (const text of prepared.filter((t) => bySignature.test(t) && /\bjobs\b/.test(t))) {
+        const names = Object.fromEntries(
+          [...text.matchAll(/[@:$](\w+)/g)].map((m) => [m[1], null]),
+        );
+        const anonymous = (text.match(/\?/g) ?? []).map(() => null);
+        const statement = store.sqlite.prepare(`EXPLAIN QUERY PLAN ${text}`);
+        const rows = (
+          Object.keys(names).length > 0 ? statement.all(names) : statement.all(...anonymous)
+        ) as { detail: string }[];
+        plans.push(`${text}\n${rows.map((r) => r.detail).join("\n")}`);
+      }
+    }
+    expect(plans.filter((p) => /api_escrow_tx/.test(p)).length).toBeGreaterThanOrEqual(2);
+    for (const plan of plans) expect(plan).not.toMatch(/Seq Scan on jobs|\bSCAN jobs\b/);
+    expect((await linesOf(store, VAULT)).map((l) => [l.signature, l.kind, l.jobId])).toEqual([
+      [sig("api-lock"), "lock", "J6"],
+      [sig("api-return"), "return", "J6"],
+    ]);
+    expect(named.named).toEqual(
+      new Map([
+        [sig("api-lock"), ["J6"]],
+        ["e-77", ["bulk-77"]],
+        ["s-77", ["bulk-77"]],
+      ]),
+    );
   });
 
   it("classifies a batch line by line: a memo return read before the memo lock it names is a deposit until the next round", async () => {

@@ -420,13 +420,15 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   const lockJob = sqlite
     .prepare(
       `SELECT job_id FROM jobs WHERE escrow_tx = @sig
-       UNION ALL SELECT job_id FROM jobs WHERE api_escrow_tx = @sig LIMIT 1`,
+       UNION ALL SELECT job_id FROM jobs WHERE api_escrow_tx = @sig
+         AND api_escrow_tx IS NOT escrow_tx LIMIT 1`,
     )
     .pluck();
   const returnJob = sqlite
     .prepare(
       `SELECT job_id FROM jobs WHERE settlement_tx = @sig
-       UNION ALL SELECT job_id FROM jobs WHERE api_settlement_tx = @sig LIMIT 1`,
+       UNION ALL SELECT job_id FROM jobs WHERE api_settlement_tx = @sig
+         AND api_settlement_tx IS NOT settlement_tx LIMIT 1`,
     )
     .pluck();
   const lockedByMemo = sqlite.prepare(

@@ -140,8 +140,9 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
   // index ranges, measured faster than one OR over four columns.
   const namingUnion = `SELECT job_id FROM jobs WHERE escrow_tx = @sig
     UNION SELECT job_id FROM jobs WHERE settlement_tx = @sig
-    UNION SELECT job_id FROM jobs WHERE api_escrow_tx = @sig
-    UNION SELECT job_id FROM jobs WHERE api_settlement_tx = @sig`;
+    UNION SELECT job_id FROM jobs WHERE api_escrow_tx = @sig AND api_escrow_tx IS NOT escrow_tx
+    UNION SELECT job_id FROM jobs WHERE api_settlement_tx = @sig
+      AND api_settlement_tx IS NOT settlement_tx`;
   const namingIds = sqlite
     .prepare(`${namingUnion} ORDER BY job_id LIMIT @limit`)
     .pluck() as unknown as { all(p: { sig: string; limit: number }): string[] };

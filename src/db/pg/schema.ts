@@ -1,4 +1,4 @@
-import { sql } from "drizzle-orm";
+import { isNotNull, sql } from "drizzle-orm";
 import {
   bigint,
   boolean,
@@ -128,14 +128,28 @@ export const jobs = pgTable(
     index("jobs_created_at").on(t.createdAt),
     // The verifier's queue (see src/db/schema.ts).
     index("jobs_open_due").on(t.nextVerifyAt).where(verdictIsOpen(t.verdict)),
-    index("jobs_escrow_tx").on(t.escrowTx),
-    index("jobs_settlement_tx").on(t.settlementTx),
-    index("jobs_api_escrow_tx").on(t.apiEscrowTx),
-    index("jobs_api_settlement_tx").on(t.apiSettlementTx),
+    // The signature and backfill indexes hold only rows that have a value: a proxied receipt
+    // has no jobs API answer yet (and a json one no backfill), and every NULL entry was one more
+    // b-tree written per receipt. Every lookup is by value (`= x`, `= ANY`), which implies
+    // NOT NULL, so the planner keeps using them.
+    index("jobs_escrow_tx").on(t.escrowTx).where(isNotNull(t.escrowTx)),
+    index("jobs_settlement_tx").on(t.settlementTx).where(isNotNull(t.settlementTx)),
+    // The verifier asks which jobs name a signature, the jobs API's included. The API almost
+    // always names the receipt's own signatures, found by the two indexes above: these hold
+    // only a signature the receipt does not name, and a lookup asks for exactly that (`api_escrow_tx
+    // = x AND api_escrow_tx IS DISTINCT FROM escrow_tx`), or the planner cannot use them.
+    index("jobs_api_escrow_tx")
+      .on(t.apiEscrowTx)
+      .where(sql`${t.apiEscrowTx} IS NOT NULL AND ${t.apiEscrowTx} IS DISTINCT FROM ${t.escrowTx}`),
+    index("jobs_api_settlement_tx")
+      .on(t.apiSettlementTx)
+      .where(
+        sql`${t.apiSettlementTx} IS NOT NULL AND ${t.apiSettlementTx} IS DISTINCT FROM ${t.settlementTx}`,
+      ),
     index("jobs_worker_created").on(t.worker, t.createdAt),
     index("jobs_model_created").on(t.model, t.createdAt),
     index("jobs_key_created").on(t.keyFingerprint, t.createdAt),
-    index("jobs_backfill").on(t.backfillState, t.backfillNextAt),
+    index("jobs_backfill").on(t.backfillState, t.backfillNextAt).where(isNotNull(t.backfillState)),
     index("jobs_verdict_created").on(t.verdict, t.createdAt),
   ],
 );

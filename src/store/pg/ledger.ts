@@ -250,9 +250,9 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         .where(
           or(
             sql`${jobs.escrowTx} = ANY (${any})`,
-            sql`${jobs.apiEscrowTx} = ANY (${any})`,
+            sql`${jobs.apiEscrowTx} = ANY (${any}) AND ${jobs.apiEscrowTx} IS DISTINCT FROM ${jobs.escrowTx}`,
             sql`${jobs.settlementTx} = ANY (${any})`,
-            sql`${jobs.apiSettlementTx} = ANY (${any})`,
+            sql`${jobs.apiSettlementTx} = ANY (${any}) AND ${jobs.apiSettlementTx} IS DISTINCT FROM ${jobs.settlementTx}`,
           ),
         );
       const first = (map: Map<string, string>, signature: string | null, jobId: string) => {

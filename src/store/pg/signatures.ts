@@ -231,7 +231,9 @@ export function createPgSignatureStore(store: PgStore): SignatureStore {
       const naming = sql`SELECT job_id FROM jobs WHERE escrow_tx = s.sig
         UNION SELECT job_id FROM jobs WHERE settlement_tx = s.sig
         UNION SELECT job_id FROM jobs WHERE api_escrow_tx = s.sig
-        UNION SELECT job_id FROM jobs WHERE api_settlement_tx = s.sig`;
+          AND api_escrow_tx IS DISTINCT FROM escrow_tx
+        UNION SELECT job_id FROM jobs WHERE api_settlement_tx = s.sig
+          AND api_settlement_tx IS DISTINCT FROM settlement_tx`;
       const result = await db.execute<{ sig: string; ids: string[]; total: string }>(sql`
         SELECT s.sig, ids.ids,
           CASE WHEN cardinality(ids.ids) < ${limit}::int THEN cardinality(ids.ids)
