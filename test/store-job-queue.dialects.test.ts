@@ -190,7 +190,6 @@ describe.each(dialects)("the job queue on %s", (dialect) => {
       chargedUnits: 9_007_199_254_740_000n,
       stream: true,
       tags: { team: "search" },
-      apiResponse: { status: "completed", on_chain: { settlement_tx: null } },
       conflictSignatures: ["a", "b"],
       keyFingerprint: null,
       nextVerifyAt: t - 1,

@@ -5,7 +5,7 @@ import { createJobsApiStore, type JobsApiAnswer } from "../src/store/jobs-api.js
 import { createReceiptsStore, type Receipt } from "../src/store/receipts.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { address, jobId, signature } from "./support/recorder-fixtures.js";
-import { isSqlNull, readJob, seedJob, updateJob } from "./support/seed-recorder.js";
+import { readApiResponse, readJob, seedJob, updateJob } from "./support/seed-recorder.js";
 
 function answer(overrides: Partial<JobsApiAnswer> = {}): JobsApiAnswer {
   return {
@@ -43,7 +43,6 @@ describe.each(dialects)("jobs API answers store on %s", (dialect) => {
       apiEscrowTx: a.escrowTx,
       apiSettlementTx: a.settlementTx,
       apiWorker: a.worker,
-      apiResponse: { id, status: "completed", extra: [1, 2] },
       apiCheckedAt: 100,
       settlementTx: a.settlementTx,
       backfillState: "done",
@@ -53,6 +52,7 @@ describe.each(dialects)("jobs API answers store on %s", (dialect) => {
       lastError: null,
       updatedAt: 100,
     });
+    expect(await readApiResponse(store, id)).toEqual({ id, status: "completed", extra: [1, 2] });
   });
 
   it("never overwrites a recorded settlement signature: a different one stays in the api column", async () => {
@@ -111,12 +111,18 @@ describe.each(dialects)("jobs API answers store on %s", (dialect) => {
     });
   });
 
-  it("stores an answer without a body as NULL, not as the JSON text null", async () => {
+  it("keeps the latest answer's body apart from the job's row, and none for an answer without one", async () => {
     const store = await stores.open();
     const id = jobId();
     await seedJob(store, { jobId: id });
-    await createJobsApiStore(store).recordAnswer(id, answer({ raw: null, status: null }), 100);
-    expect(await isSqlNull(store, id, "api_response")).toBe(true);
+    const answers = createJobsApiStore(store);
+    await answers.recordAnswer(id, answer({ raw: { id, extra: [1, 2] } }), 90);
+    expect(await readApiResponse(store, id)).toEqual({ id, extra: [1, 2] });
+    await answers.recordAnswer(id, answer({ raw: { id, extra: [3] } }), 95);
+    expect(await readApiResponse(store, id)).toEqual({ id, extra: [3] });
+    // Not the JSON text null: no body, no row.
+    await answers.recordAnswer(id, answer({ raw: null, status: null }), 100);
+    expect(await readApiResponse(store, id)).toBeUndefined();
     expect((await readJob(store, id))?.apiCheckedAt).toBe(100);
   });
 

@@ -119,7 +119,6 @@ export const jobs = sqliteTable(
     apiEscrowTx: text("api_escrow_tx"),
     apiSettlementTx: text("api_settlement_tx"),
     apiWorker: text("api_worker"),
-    apiResponse: json<unknown>()("api_response"),
     apiCheckedAt: epochMs("api_checked_at"),
     /** Settlement backfill of streamed jobs: null when not needed. */
     backfillState: text("backfill_state", { enum: ["pending", "done", "gave_up"] }),
@@ -302,6 +301,19 @@ export const profilePins = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.profile, t.name] })],
 );
+
+/**
+ * What the jobs API answered about a job, its body as received (the audit record shows it).
+ * Apart from `jobs`: a job waiting for finality has its row rewritten at every poll (its lease,
+ * its next look), and this document, about as large as the rest of the row, made each rewrite
+ * cost a sixth more. No row: no answer yet, or one without a body.
+ */
+export const jobApiAnswers = sqliteTable("job_api_answers", {
+  jobId: text("job_id")
+    .primaryKey()
+    .references(() => jobs.jobId, { onDelete: "cascade" }),
+  response: json<unknown>()("response").notNull(),
+});
 
 /** A receipt that disagreed with the one already recorded for its job: an audit finding. */
 export const receiptConflicts = sqliteTable(

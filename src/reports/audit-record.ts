@@ -155,7 +155,7 @@ export async function auditRecord(store: Store, jobId: string, explorer: Explore
             settlementTx: job.apiSettlementTx,
             worker: job.apiWorker,
             checkedAt: isoOf(job.apiCheckedAt),
-            response: job.apiResponse ?? null,
+            response: rows.apiResponse ?? null,
           },
     escrow: transactionRecord(job.escrowTx, escrow ?? null, explorer),
     settlement: transactionRecord(settlementTx, settlement ?? null, explorer),

@@ -52,8 +52,11 @@ export function answerChanges(row: AnsweredRow, answer: JobsApiAnswer): boolean 
   );
 }
 
+/** The answer's body as `job_api_answers` keeps it: none (no row) for an answer without one. */
+export const answerBody = (answer: JobsApiAnswer): unknown => answer.raw ?? null;
+
 /**
- * The columns an answer writes: what it says, the settlement signature when the row had none
+ * The columns of `jobs` an answer writes (its body goes to `job_api_answers`): what it says, the settlement signature when the row had none
  * (a recorded one is never overwritten), and the backfill ended once nothing more can come.
  */
 export function answerColumns(row: AnsweredRow, answer: JobsApiAnswer) {
@@ -63,7 +66,6 @@ export function answerColumns(row: AnsweredRow, answer: JobsApiAnswer) {
     apiEscrowTx: answer.escrowTx,
     apiSettlementTx: answer.settlementTx,
     apiWorker: answer.worker,
-    apiResponse: answer.raw ?? null,
     settlementTx: row.settlementTx ?? answer.settlementTx,
     backfillState:
       isSettledAnswer(answer) && row.backfillState === "pending" ? "done" : row.backfillState,

@@ -1,13 +1,12 @@
 import { eq, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
-import { jobs } from "../db/schema.js";
+import { jobApiAnswers, jobs } from "../db/schema.js";
 import { makeDue, reopenJobs } from "./job-queue.js";
-import { answerChanges, answerColumns, notFinal } from "./jobs-api-rules.js";
+import { answerBody, answerChanges, answerColumns, notFinal } from "./jobs-api-rules.js";
 import { createPgJobsApiStore, recordJobsApiAnswerPg } from "./pg/jobs-api.js";
 import {
   indexAwareUpdate,
   inWriteTransaction,
-  nullableParam,
   param,
   perConnection,
 } from "./prepared.js";
@@ -68,7 +67,6 @@ function prepare(store: SqliteStore) {
         apiEscrowTx: param("apiEscrowTx"),
         apiSettlementTx: param("apiSettlementTx"),
         apiWorker: param("apiWorker"),
-        apiResponse: nullableParam("apiResponse", jobs.apiResponse),
         apiCheckedAt: param("now"),
         settlementTx: param("settlementTx"),
         backfillState: param("backfillState"),
@@ -77,6 +75,18 @@ function prepare(store: SqliteStore) {
       ["apiEscrowTx", "apiSettlementTx", "settlementTx", "backfillState"],
       (set) => store.db.update(jobs).set(set).where(jobId).prepare(),
     ),
+    body: store.db
+      .insert(jobApiAnswers)
+      .values({ jobId: param("jobId"), response: param("response") })
+      .onConflictDoUpdate({
+        target: jobApiAnswers.jobId,
+        set: { response: sql`excluded.response` },
+      })
+      .prepare(),
+    noBody: store.db
+      .delete(jobApiAnswers)
+      .where(eq(jobApiAnswers.jobId, sql.placeholder("jobId")))
+      .prepare(),
   };
 }
 
@@ -106,6 +116,9 @@ export function recordJobsApiAnswerInTransaction(
       },
       row,
     );
+    const response = answerBody(answer);
+    if (response === null) st.noBody.run({ jobId });
+    else st.body.run({ jobId, response });
     // Each only when it changes something: a write of `jobs` fires its rollup triggers.
     if (changed) {
       if (needsReopen(row, now)) reopenJobs(tx, { jobIds: [jobId] }, now);

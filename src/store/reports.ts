@@ -15,6 +15,7 @@ import {
 import {
   chainTransactions,
   checkResults,
+  jobApiAnswers,
   jobs,
   openVerdicts,
   receiptConflicts,
@@ -70,6 +71,11 @@ function prepareAuditStatements(store: SqliteStore) {
       .from(jobs)
       .where(eq(jobs.jobId, sql.placeholder("jobId")))
       .prepare(),
+    answer: db
+      .select({ response: jobApiAnswers.response })
+      .from(jobApiAnswers)
+      .where(eq(jobApiAnswers.jobId, sql.placeholder("jobId")))
+      .prepare(),
     conflicts: db
       .select()
       .from(receiptConflicts)
@@ -109,6 +115,8 @@ export type AuditTransaction = NonNullable<ReturnType<AuditStatements["transacti
  */
 export interface AuditRows {
   job: NonNullable<ReturnType<AuditStatements["job"]["get"]>>;
+  /** The jobs API's answer as received; null before the first one, or without a body. */
+  apiResponse: unknown;
   conflicts: ReturnType<AuditStatements["conflicts"]["all"]>;
   checks: ReturnType<AuditStatements["checks"]["all"]>;
   transactions: {
@@ -353,6 +361,7 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
     if (!job) return null;
     return {
       job,
+      apiResponse: audit.answer.get({ jobId })?.response ?? null,
       conflicts: audit.conflicts.all({ jobId }),
       checks: audit.checks.all({ jobId }),
       transactions: {

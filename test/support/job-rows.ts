@@ -4,6 +4,7 @@ import {
   type CheckOutcome,
   chainTransactions,
   checkResults,
+  jobApiAnswers,
   jobs,
   receiptConflicts,
   type Verdict,
@@ -13,7 +14,11 @@ import {
  * Rows as the recorder and the verifier write them, inserted directly so API and report tests
  * do not depend on either. Amounts are bigint; every field has a plausible default.
  */
-export type JobRowInput = Partial<typeof jobs.$inferInsert> & { jobId: string };
+export type JobRowInput = Partial<typeof jobs.$inferInsert> & {
+  jobId: string;
+  /** The jobs API's answer body, kept in `job_api_answers`. */
+  apiResponse?: unknown;
+};
 
 let counter = 0;
 
@@ -27,7 +32,7 @@ export function fakeSignature(seed: string): string {
 }
 
 /** Inserts one job; a final verdict gets amounts of a settled job unless given. */
-export function insertJob(store: SqliteStore, input: JobRowInput) {
+export function insertJob(store: SqliteStore, { apiResponse, ...input }: JobRowInput) {
   counter += 1;
   const createdAt = input.createdAt ?? Date.UTC(2026, 10, 1) + counter * 1000;
   const verdict: Verdict = input.verdict ?? "verified";
@@ -64,6 +69,9 @@ export function insertJob(store: SqliteStore, input: JobRowInput) {
     workerPaidUnits: workerPaid,
   };
   store.db.insert(jobs).values(row).run();
+  if (apiResponse !== undefined && apiResponse !== null) {
+    store.db.insert(jobApiAnswers).values({ jobId: input.jobId, response: apiResponse }).run();
+  }
   return row;
 }
 

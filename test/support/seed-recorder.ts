@@ -94,3 +94,18 @@ export async function isSqlNull(store: Store, jobId: string, column: string): Pr
   const row = store.sqlite.prepare(`${query}?`).get(jobId) as { empty: number } | undefined;
   return row?.empty === 1;
 }
+
+/** The jobs API's answer body kept for a job (`job_api_answers`), or undefined when none. */
+export async function readApiResponse(store: Store, jobId: string): Promise<unknown> {
+  if (store.kind === "postgres") {
+    const { rows } = await store.pool.query<{ response: unknown }>(
+      "SELECT response FROM job_api_answers WHERE job_id = $1",
+      [jobId],
+    );
+    return rows[0]?.response;
+  }
+  const row = store.sqlite
+    .prepare("SELECT response FROM job_api_answers WHERE job_id = ?")
+    .get(jobId) as { response: string } | undefined;
+  return row === undefined ? undefined : JSON.parse(row.response);
+}

@@ -99,7 +99,6 @@ export const jobs = pgTable(
     apiEscrowTx: text("api_escrow_tx"),
     apiSettlementTx: text("api_settlement_tx"),
     apiWorker: text("api_worker"),
-    apiResponse: json<unknown>()("api_response"),
     apiCheckedAt: epochMs("api_checked_at"),
     backfillState: text("backfill_state", { enum: ["pending", "done", "gave_up"] }),
     backfillAttempts: int("backfill_attempts").notNull().default(0),
@@ -240,6 +239,14 @@ export const profilePins = pgTable(
   },
   (t) => [primaryKey({ columns: [t.profile, t.name] })],
 );
+
+/** See the SQLite schema. */
+export const jobApiAnswers = pgTable("job_api_answers", {
+  jobId: text("job_id")
+    .primaryKey()
+    .references(() => jobs.jobId, { onDelete: "cascade" }),
+  response: json<unknown>()("response").notNull(),
+});
 
 export const receiptConflicts = pgTable(
   "receipt_conflicts",

@@ -1,8 +1,8 @@
 import { eq } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
-import { jobs } from "../../db/pg/schema.js";
+import { jobApiAnswers, jobs } from "../../db/pg/schema.js";
 import type { JobsApiAnswer, JobsApiStore } from "../jobs-api.js";
-import { answerChanges, answerColumns, notFinal } from "../jobs-api-rules.js";
+import { answerBody, answerChanges, answerColumns, notFinal } from "../jobs-api-rules.js";
 import { needsReopen } from "../receipt-rules.js";
 import type { PgExecutor } from "./executor.js";
 import { makeDuePg, reopenJobsPg } from "./job-queue.js";
@@ -52,6 +52,15 @@ export async function recordJobsApiAnswerPg(
         updatedAt: now,
       })
       .where(byId);
+    const body = answerBody(answer);
+    if (body === null) {
+      await tx.delete(jobApiAnswers).where(eq(jobApiAnswers.jobId, jobId));
+    } else {
+      await tx
+        .insert(jobApiAnswers)
+        .values({ jobId, response: body })
+        .onConflictDoUpdate({ target: jobApiAnswers.jobId, set: { response: body } });
+    }
     if (changed) {
       if (needsReopen(row, now)) await reopenJobsPg(tx, { jobIds: [jobId] }, now);
     } else if (notFinal.has(row.verdict) && row.nextVerifyAt > now) {

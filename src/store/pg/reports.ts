@@ -193,6 +193,8 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
   const auditJob = db
     .select({
       job: jobs,
+      apiResponse: sql<unknown>`(SELECT a.response FROM job_api_answers a
+        WHERE a.job_id = jobs.job_id)`,
       conflicts: sql<AuditRows["conflicts"]>`(SELECT coalesce(json_agg(json_build_object(
           'id', c.id, 'jobId', c.job_id, 'source', c.source, 'receipt', c.receipt,
           'differences', c.differences, 'receivedAt', c.received_at) ORDER BY c.id), '[]'::json)
@@ -394,6 +396,7 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
       if (!row) return null;
       return {
         job: row.job,
+        apiResponse: row.apiResponse ?? null,
         conflicts: row.conflicts,
         checks: row.checks,
         transactions: { escrow: transaction(row.escrow), settlement: transaction(row.settlement) },

@@ -1,0 +1,112 @@
+import { readMigrationFiles } from "drizzle-orm/migrator";
+import { describe, expect, it } from "vitest";
+import { openSqliteStore } from "../src/db/client.js";
+import { migrateStore, migrationsFolder } from "../src/db/migrate.js";
+import { openPostgres } from "../src/db/pg/client.js";
+import { migratePostgres, pgMigrationsFolder } from "../src/db/pg/migrate.js";
+import { reportsStore } from "../src/store/reports.js";
+import { usePostgresDatabase } from "./support/postgres.js";
+
+/** The migrations before the first whose SQL contains `marker`, and that one's index. */
+function migrationsBefore(folder: string, marker: string) {
+  const migrations = readMigrationFiles({ migrationsFolder: folder });
+  const at = migrations.findIndex((m) => m.sql.some((s) => s.includes(marker)));
+  if (at < 0) throw new Error(`no migration with ${marker}`);
+  return migrations.slice(0, at);
+}
+
+/** Jobs as a deployment before `job_api_answers` stored them, the answer inside the row. */
+const jobsBefore = [
+  { jobId: "job_answered", response: '{"status":"settled","on_chain":{"settlement_tx":"s"}}' },
+  { jobId: "job_no_body", response: null },
+  // Stored by versions that wrote a JSON null as text.
+  { jobId: "job_json_null", response: "null" },
+];
+
+const columns = `job_id, source, receipt_hash, created_at, recorded_at, updated_at, api_response`;
+
+describe("upgrading a deployment whose jobs held the jobs API's answer", () => {
+  it("moves each answer body to job_api_answers on SQLite, and the audit record still shows it", async () => {
+    const store = openSqliteStore(":memory:");
+    try {
+      // As migrateStore records what it applied.
+      store.sqlite.exec(
+        `CREATE TABLE "__drizzle_migrations" (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at numeric)`,
+      );
+      for (const m of migrationsBefore(migrationsFolder, "job_api_answers")) {
+        for (const statement of m.sql) if (statement.trim() !== "") store.sqlite.exec(statement);
+        store.sqlite
+          .prepare(`INSERT INTO "__drizzle_migrations" (hash, created_at) VALUES (?, ?)`)
+          .run(m.hash, m.folderMillis);
+      }
+      const insert = store.sqlite.prepare(
+        `INSERT INTO jobs (${columns}) VALUES (@jobId, 'proxy', 'h', 1, 1, 1, @response)`,
+      );
+      for (const job of jobsBefore) insert.run(job);
+
+      migrateStore(store);
+
+      expect(store.sqlite.prepare("SELECT job_id, response FROM job_api_answers").all()).toEqual([
+        { job_id: "job_answered", response: jobsBefore[0]!.response },
+      ]);
+      const jobColumns = store.sqlite.prepare("SELECT name FROM pragma_table_info('jobs')").pluck();
+      expect(jobColumns.all()).not.toContain("api_response");
+      expect(store.sqlite.prepare("SELECT count(*) FROM jobs").pluck().get()).toBe(3);
+      const reports = reportsStore(store);
+      expect((await reports.auditRows("job_answered"))?.apiResponse).toEqual({
+        status: "settled",
+        on_chain: { settlement_tx: "s" },
+      });
+      expect((await reports.auditRows("job_json_null"))?.apiResponse).toBeNull();
+    } finally {
+      store.close();
+    }
+  });
+
+  const database = usePostgresDatabase();
+  it("moves each answer body to job_api_answers on PostgreSQL, and the audit record still shows it", async () => {
+    const store = openPostgres(await database.create(), {
+      poolSize: 2,
+      statementTimeoutMs: 30_000,
+    });
+    try {
+      await store.pool.query(`CREATE SCHEMA "drizzle"`);
+      await store.pool.query(
+        `CREATE TABLE "drizzle"."__drizzle_migrations" (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)`,
+      );
+      for (const m of migrationsBefore(pgMigrationsFolder, "job_api_answers")) {
+        for (const statement of m.sql)
+          if (statement.trim() !== "") await store.pool.query(statement);
+        await store.pool.query(
+          `INSERT INTO "drizzle"."__drizzle_migrations" (hash, created_at) VALUES ($1, $2)`,
+          [m.hash, m.folderMillis],
+        );
+      }
+      for (const job of jobsBefore) {
+        await store.pool.query(
+          `INSERT INTO jobs (${columns}) VALUES ($1, 'proxy', 'h', 1, 1, 1, $2::json)`,
+          [job.jobId, job.response],
+        );
+      }
+
+      expect((await migratePostgres(store.pool)).applied).toBeGreaterThanOrEqual(1);
+
+      const moved = await store.pool.query(
+        "SELECT job_id, response::text AS response FROM job_api_answers",
+      );
+      expect(moved.rows).toEqual([{ job_id: "job_answered", response: jobsBefore[0]!.response }]);
+      const jobColumns = await store.pool.query(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'jobs'",
+      );
+      expect(jobColumns.rows.map((r) => r.column_name)).not.toContain("api_response");
+      const reports = reportsStore(store);
+      expect((await reports.auditRows("job_answered"))?.apiResponse).toEqual({
+        status: "settled",
+        on_chain: { settlement_tx: "s" },
+      });
+      expect((await reports.auditRows("job_no_body"))?.apiResponse).toBeNull();
+    } finally {
+      await store.close();
+    }
+  });
+});
