@@ -1,6 +1,12 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { withoutUrlSecrets } from "../src/chain/url-secrets.js";
-import { type AuditRecord, explorerClusterOf } from "../src/reports/audit-record.js";
+import { openSqliteStore } from "../src/db/client.js";
+import { migrateStore } from "../src/db/migrate.js";
+import { type AuditRecord, auditRecord, explorerClusterOf } from "../src/reports/audit-record.js";
+import { recordJobsApiAnswerInTransaction } from "../src/store/jobs-api.js";
 import { createTestApi } from "./support/audit-api-app.js";
 import {
   fakeSignature,
@@ -109,6 +115,58 @@ describe("GET /audit/:jobId", () => {
       expect.objectContaining({ code: "not_found", message: "no job job_nope" }),
     );
     expect(body.requestId).toBeTruthy();
+  });
+});
+
+describe("the audit record on a SQLite file another process writes", () => {
+  it("is one snapshot: the jobs API's status and its body come from the same answer", async () => {
+    const path = join(mkdtempSync(join(tmpdir(), "audit-snapshot-")), "audit.db");
+    const writer = openSqliteStore(path);
+    const reader = openSqliteStore(path);
+    try {
+      migrateStore(writer);
+      insertJob(writer, { jobId: "job_torn", verdict: "pending" });
+      const answer = (status: string) => ({
+        status,
+        creditsChargedUnits: null,
+        escrowTx: null,
+        settlementTx: null,
+        worker: null,
+        raw: { status },
+      });
+      recordJobsApiAnswerInTransaction(writer, "job_torn", answer("processing"), 100);
+      // The next answer commits on the other connection right after the reader's first read.
+      const prepare = reader.sqlite.prepare.bind(reader.sqlite);
+      let written = false;
+      reader.sqlite.prepare = ((text: string) => {
+        const statement = prepare(text);
+        if (/^select/i.test(text) && /from "jobs" where "jobs"."job_id"/i.test(text)) {
+          const get = statement.get.bind(statement);
+          Object.assign(statement, {
+            get: (...args: unknown[]) => {
+              const row = get(...args);
+              if (!written) {
+                written = true;
+                recordJobsApiAnswerInTransaction(writer, "job_torn", answer("settled"), 200);
+              }
+              return row;
+            },
+          });
+        }
+        return statement;
+      }) as typeof reader.sqlite.prepare;
+      const record = await auditRecord(reader, "job_torn", { cluster: "mainnet-beta" });
+      expect(written).toBe(true);
+      expect(record?.jobsApi).toMatchObject({
+        status: "processing",
+        response: { status: "processing" },
+      });
+      const after = await auditRecord(reader, "job_torn", { cluster: "mainnet-beta" });
+      expect(after?.jobsApi).toMatchObject({ status: "settled", response: { status: "settled" } });
+    } finally {
+      reader.close();
+      writer.close();
+    }
   });
 });
 

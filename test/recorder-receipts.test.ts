@@ -4,7 +4,11 @@ import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { jobs, receiptConflicts } from "../src/db/schema.js";
 import { keyFingerprint } from "../src/recorder/key-fingerprint.js";
-import { base58ByteLength, parseReceiptInput } from "../src/recorder/receipt-input.js";
+import {
+  base58ByteLength,
+  maxBase58Length,
+  parseReceiptInput,
+} from "../src/recorder/receipt-input.js";
 import {
   maxStoredConflicts,
   type Receipt,
@@ -289,6 +293,12 @@ describe("base58ByteLength", () => {
       const decoded = bs58.decodeUnsafe(text);
       expect(base58ByteLength(text), text).toBe(decoded === undefined ? null : decoded.length);
     }
+  });
+
+  it("refuses a text longer than any field holds (its full decode is quadratic)", () => {
+    const long = `5SZLBBoLH${"1".repeat(maxBase58Length)}`;
+    expect(base58ByteLength(long)).toBeNull();
+    expect(base58ByteLength(long.slice(0, maxBase58Length))).toBeGreaterThan(7000);
   });
 
   it("is exact beside every power of 256, where the length changes", () => {

@@ -71,18 +71,22 @@ for (let i = 0; i < base58Alphabet.length; i++) base58Digit[base58Alphabet.charC
 /** 58 to the powers 0..6: six digits per step keep a 16-bit limb's product under 2^53. */
 const base58Powers = [1, 58, 3364, 195_112, 11_316_496, 656_356_768, 38_068_692_544];
 const log2Of58 = Math.log2(58);
+/** The longest text `base58ByteLength` reads (7,300 bytes decoded): longer is refused. */
+export const maxBase58Length = 10_000;
 /** Scratch limbs for `exactByteLength`: 16 bits each, least significant first. */
 let limbs = new Float64Array(64);
 
 /**
  * Length in bytes of what base58 `text` decodes to (as `bs58.decode` would), or null when it
- * is not base58. Each leading `1` is a zero byte; the rest is a number written in minimal
+ * is not base58 (or longer than `maxBase58Length`). Each leading `1` is a zero byte; the rest is a number written in minimal
  * bytes. It runs on every receipt header, jobs API answer and ingested receipt, so the length is
  * read from the leading nine digits and the digit count (a value pinned to within one part in
  * 10^14), and only a value that close to a power of 256 is decoded in full.
  */
 export function base58ByteLength(text: string): number | null {
   const n = text.length;
+  // Past this nothing the audit reads is that long, and the full decode is quadratic.
+  if (n > maxBase58Length) return null;
   let zeros = 0;
   while (zeros < n && text.charCodeAt(zeros) === 49) zeros++;
   let lead = 0;
@@ -94,10 +98,12 @@ export function base58ByteLength(text: string): number | null {
   }
   if (n === zeros) return zeros;
   // The value lies in [lead, lead + 1) × 58^rest; its byte count is fixed unless a power of 256
-  // falls in that range (1e-9 bits of margin covers the rounding of the logarithms).
+  // falls in that range. The margin covers the rounding of the logarithms (a double's last place
+  // near 2^16 bits, the longest text read, is 1.5e-11 bits).
   const rest = Math.max(0, n - zeros - 9) * log2Of58;
-  const low = Math.floor((Math.log2(lead) + rest - 1e-9) / 8);
-  const high = Math.floor((Math.log2(lead + 1) + rest + 1e-9) / 8);
+  const margin = 1e-9 + rest * 1e-14;
+  const low = Math.floor((Math.log2(lead) + rest - margin) / 8);
+  const high = Math.floor((Math.log2(lead + 1) + rest + margin) / 8);
   return low === high ? zeros + low + 1 : exactByteLength(text, zeros);
 }
 

@@ -355,8 +355,10 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
   const audit = prepareAuditStatements(store);
   const storedTransaction = (signature: string | null) =>
     signature === null ? null : (audit.transaction.get({ signature }) ?? null);
-  // Point reads, no transaction: a read transaction here would queue behind writers.
-  const readAudit = (jobId: string): AuditRows | null => {
+  // One read transaction (deferred: in WAL mode it waits for no writer), so the record is one
+  // snapshot: the jobs API's status in the row and its body in job_api_answers, the verdict and
+  // its checks, come from the same writes even while another process writes them.
+  const readAudit = store.sqlite.transaction((jobId: string): AuditRows | null => {
     const job = audit.job.get({ jobId });
     if (!job) return null;
     return {
@@ -369,7 +371,7 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
         settlement: storedTransaction(job.settlementTx ?? job.apiSettlementTx),
       },
     };
-  };
+  });
   // Listing statements depend on which filters are given: each shape is prepared on first
   // use and kept, so every statement is still prepared once.
   const shapes = new Map<string, Database.Statement>();
