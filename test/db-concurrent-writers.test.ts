@@ -84,6 +84,17 @@ function recordHonest(store: SqliteStore, tag: string, chain: ReturnType<typeof 
 }
 
 describe("write paths beside a connection holding the write lock", () => {
+  it("a migration waits for another process's migration past the busy timeout, then finds nothing to do", async () => {
+    const { store, path } = fileStore(20);
+    try {
+      const { ms } = await underHeldLock(path, () => migrateStore(store));
+      expect(ms).toBeGreaterThanOrEqual(HOLD_MS - 50);
+      expect(store.sqlite.pragma("busy_timeout", { simple: true })).toBe(20);
+    } finally {
+      store.close();
+    }
+  });
+
   it("a receipt write waits for the lock and is recorded", async () => {
     const { store, path } = fileStore();
     const receipt = streamedReceipt();

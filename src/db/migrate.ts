@@ -6,6 +6,9 @@ import { backfillRollups } from "./rollups.js";
 /** migrations/ at the package root, found from both src/db and dist/db. */
 export const migrationsFolder = fileURLToPath(new URL("../../migrations", import.meta.url));
 
+/** How long a start waits for another process's migration: 10 minutes. */
+const MIGRATION_WAIT_MS = 600_000;
+
 /** drizzle-kit's bookkeeping table; kept so databases migrated before stay compatible. */
 const migrationsTable = "__drizzle_migrations";
 
@@ -43,6 +46,15 @@ export function migrateStore(
       insert.run(migration.hash, migration.folderMillis);
     }
   });
-  apply.immediate();
+  // Another process may be migrating: a migration rewriting a large table (0013 drops a column
+  // of `jobs`: 2.3 s for 200,000 jobs here) can outlast a start's busy timeout, and the process
+  // that waits must start once it is done, not fail with "database is locked".
+  const busyTimeout = Number(sqlite.pragma("busy_timeout", { simple: true }));
+  sqlite.pragma(`busy_timeout = ${MIGRATION_WAIT_MS}`);
+  try {
+    apply.immediate();
+  } finally {
+    sqlite.pragma(`busy_timeout = ${busyTimeout}`);
+  }
   backfillRollups(store, options.onBackfill ? { onProgress: options.onBackfill } : {});
 }
