@@ -66,15 +66,18 @@ export type RollupRow = {
 function prepareAuditStatements(store: SqliteStore) {
   const { db } = store;
   return {
+    // The jobs API's body in the same statement as the row: read apart, another process's
+    // answer written between the two reads showed one answer's status beside the next's body.
     job: db
-      .select()
+      .select({
+        job: jobs,
+        // Named in full: drizzle writes a lone table's columns unqualified, which inside the
+        // subquery would name its own.
+        apiResponse: sql`(SELECT a.response FROM job_api_answers a
+          WHERE a.job_id = "jobs"."job_id")`.mapWith(jobApiAnswers.response),
+      })
       .from(jobs)
       .where(eq(jobs.jobId, sql.placeholder("jobId")))
-      .prepare(),
-    answer: db
-      .select({ response: jobApiAnswers.response })
-      .from(jobApiAnswers)
-      .where(eq(jobApiAnswers.jobId, sql.placeholder("jobId")))
       .prepare(),
     conflicts: db
       .select()
@@ -114,7 +117,7 @@ export type AuditTransaction = NonNullable<ReturnType<AuditStatements["transacti
  * transactions (null where the signature is unknown or none is stored yet), as stored.
  */
 export interface AuditRows {
-  job: NonNullable<ReturnType<AuditStatements["job"]["get"]>>;
+  job: NonNullable<ReturnType<AuditStatements["job"]["get"]>>["job"];
   /** The jobs API's answer as received; null before the first one, or without a body. */
   apiResponse: unknown;
   conflicts: ReturnType<AuditStatements["conflicts"]["all"]>;
@@ -355,15 +358,14 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
   const audit = prepareAuditStatements(store);
   const storedTransaction = (signature: string | null) =>
     signature === null ? null : (audit.transaction.get({ signature }) ?? null);
-  // One read transaction (deferred: in WAL mode it waits for no writer), so the record is one
-  // snapshot: the jobs API's status in the row and its body in job_api_answers, the verdict and
-  // its checks, come from the same writes even while another process writes them.
-  const readAudit = store.sqlite.transaction((jobId: string): AuditRows | null => {
-    const job = audit.job.get({ jobId });
-    if (!job) return null;
+  // Point reads, no transaction: a read transaction here would queue behind writers.
+  const readAudit = (jobId: string): AuditRows | null => {
+    const row = audit.job.get({ jobId });
+    if (!row) return null;
+    const { job, apiResponse } = row;
     return {
       job,
-      apiResponse: audit.answer.get({ jobId })?.response ?? null,
+      apiResponse: apiResponse ?? null,
       conflicts: audit.conflicts.all({ jobId }),
       checks: audit.checks.all({ jobId }),
       transactions: {
@@ -371,7 +373,7 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
         settlement: storedTransaction(job.settlementTx ?? job.apiSettlementTx),
       },
     };
-  });
+  };
   // Listing statements depend on which filters are given: each shape is prepared on first
   // use and kept, so every statement is still prepared once.
   const shapes = new Map<string, Database.Statement>();
