@@ -78,10 +78,11 @@ let limbs = new Float64Array(64);
 
 /**
  * Length in bytes of what base58 `text` decodes to (as `bs58.decode` would), or null when it
- * is not base58 (or longer than `maxBase58Length`). Each leading `1` is a zero byte; the rest is a number written in minimal
- * bytes. It runs on every receipt header, jobs API answer and ingested receipt, so the length is
- * read from the leading nine digits and the digit count (a value pinned to within one part in
- * 10^14), and only a value that close to a power of 256 is decoded in full.
+ * is not base58 (or longer than `maxBase58Length`). Each leading `1` is a zero byte; the rest
+ * is a number written in minimal bytes. It runs on every receipt header, jobs API answer and
+ * ingested receipt, so the length is read from the leading nine digits and the digit count (a
+ * value pinned to within one part in 10^14), and only a value that close to a power of 256 is
+ * decoded in full.
  */
 export function base58ByteLength(text: string): number | null {
   const n = text.length;

@@ -56,8 +56,9 @@ export function answerChanges(row: AnsweredRow, answer: JobsApiAnswer): boolean 
 export const answerBody = (answer: JobsApiAnswer): unknown => answer.raw ?? null;
 
 /**
- * The columns of `jobs` an answer writes (its body goes to `job_api_answers`): what it says, the settlement signature when the row had none
- * (a recorded one is never overwritten), and the backfill ended once nothing more can come.
+ * The columns of `jobs` an answer writes (its body goes to `job_api_answers`): what it says,
+ * the settlement signature when the row had none (a recorded one is never overwritten), and
+ * the backfill ended once nothing more can come.
  */
 export function answerColumns(row: AnsweredRow, answer: JobsApiAnswer) {
   return {

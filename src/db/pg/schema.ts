@@ -135,8 +135,9 @@ export const jobs = pgTable(
     index("jobs_settlement_tx").on(t.settlementTx).where(isNotNull(t.settlementTx)),
     // The verifier asks which jobs name a signature, the jobs API's included. The API almost
     // always names the receipt's own signatures, found by the two indexes above: these hold
-    // only a signature the receipt does not name, and a lookup asks for exactly that (`api_escrow_tx
-    // = x AND api_escrow_tx IS DISTINCT FROM escrow_tx`), or the planner cannot use them.
+    // only a signature the receipt does not name, and a lookup asks for exactly that
+    // (`api_escrow_tx = x AND api_escrow_tx IS DISTINCT FROM escrow_tx`), or the planner cannot
+    // use them.
     index("jobs_api_escrow_tx")
       .on(t.apiEscrowTx)
       .where(sql`${t.apiEscrowTx} IS NOT NULL AND ${t.apiEscrowTx} IS DISTINCT FROM ${t.escrowTx}`),
