@@ -3,9 +3,9 @@ import https from "node:https";
 import type { Store } from "../db/client.js";
 import type { Logger } from "../log.js";
 import { creditsToUnitsOrNull } from "../money.js";
-import { recordJobsApiAnswerUnit } from "../store/jobs-api.js";
 import { type Receipt, recordReceiptsUnit } from "../store/receipts.js";
-import { isSettledAnswer, type JobsApiClient, JobsApiError } from "./jobs-api.js";
+import type { JobsApiClient } from "./jobs-api.js";
+import { createJobsApiConsults } from "./jobs-api-consults.js";
 import { keyFingerprint } from "./key-fingerprint.js";
 import { addressOrNull, jobIdPattern, maxTokenCount, signatureOrNull } from "./receipt-input.js";
 import { createReceiptWriter, type ReceiptWriter } from "./receipt-writer.js";
@@ -281,45 +281,29 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
   const hostHeader = base.host;
   const retryDelays = options.jobsApiRetryDelaysMs ?? [250, 1000, 3000];
   const maxRequestBytes = options.maxRequestBytes ?? 10 * 1024 * 1024;
-  const pending = new Set<Promise<void>>();
+  const consultBatchMs = 100;
   // The proxy's own jobs API calls are short-lived; the background loop starts after this.
-  const backfillDelayMs = retryDelays.reduce((a, b) => a + b, 0) + 5000;
-
-  function track(work: Promise<void>) {
-    pending.add(work);
-    work.finally(() => pending.delete(work));
-  }
+  const backfillDelayMs = retryDelays.reduce((a, b) => a + b, consultBatchMs) + 5000;
 
   // Every receipt goes through the writer's group commit, and the client's headers wait for
   // it: what a client was answered is on disk. The completion of a streamed job (usage,
   // capture state) is written after its bytes went out; the writer keeps the order.
   const writer = options.writer ?? createReceiptWriter(store, { log });
   const ownWriter = options.writer === undefined;
+  const consults =
+    options.jobsApi &&
+    createJobsApiConsults({
+      jobsApi: options.jobsApi,
+      writer,
+      log,
+      now,
+      retryDelaysMs: retryDelays,
+      batchMs: consultBatchMs,
+    });
 
   function writeReceipt(receipt: Receipt): Promise<unknown> {
     const at = now();
     return writer.run(recordReceiptsUnit([receipt], "proxy", { now: at, backfillDelayMs }));
-  }
-
-  async function consultJobsApi(jobId: string, authorization: string) {
-    const jobsApi = options.jobsApi;
-    if (!jobsApi) return;
-    for (let attempt = 0; attempt <= retryDelays.length; attempt++) {
-      if (attempt > 0) {
-        await new Promise((r) => setTimeout(r, retryDelays[attempt - 1]).unref());
-      }
-      try {
-        const answer = await jobsApi(jobId, authorization);
-        const at = now();
-        await writer.run(recordJobsApiAnswerUnit(jobId, answer, at));
-        if (isSettledAnswer(answer)) return;
-      } catch (error) {
-        if (error instanceof JobsApiError && !error.retryable) {
-          log.debug({ jobId, status: error.status }, "jobs API refused the caller's key");
-          return;
-        }
-      }
-    }
   }
 
   function forward(req: IncomingMessage, res: ServerResponse, body: Buffer) {
@@ -549,9 +533,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
               res.end(body);
             }
             endStream();
-            if (authorization && options.jobsApi) {
-              track(consultJobsApi(receipt.jobId, authorization));
-            }
+            if (authorization && consults) consults.ask(receipt.jobId, authorization);
           },
           (error) => {
             if (body !== null) unrecorded(error);
@@ -616,8 +598,8 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
     async idle() {
       do {
         await writer.idle();
-        await Promise.allSettled([...pending]);
-      } while (pending.size > 0 || writer.backlog() > 0);
+        await consults?.drain();
+      } while ((consults?.waiting() ?? 0) > 0 || writer.backlog() > 0);
     },
     async close() {
       await this.idle();

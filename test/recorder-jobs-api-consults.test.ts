@@ -1,0 +1,133 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { describe, expect, it } from "vitest";
+import { type JobsApiAnswer, JobsApiError } from "../src/recorder/jobs-api.js";
+import { createJobsApiConsults } from "../src/recorder/jobs-api-consults.js";
+import type { ReceiptWriter } from "../src/recorder/receipt-writer.js";
+import { capturedLogger } from "./support/recorder-fixtures.js";
+
+const settled: JobsApiAnswer = {
+  status: "completed",
+  creditsChargedUnits: 42_000n,
+  escrowTx: null,
+  settlementTx: "5".repeat(88),
+  worker: null,
+  raw: {},
+};
+const unsettled: JobsApiAnswer = { ...settled, status: "settling", settlementTx: null };
+
+/**
+ * A writer that records each unit it is given and whether it came in the same event-loop turn
+ * as the first one of its turn's group (a macrotask between two runs starts a new turn).
+ */
+function recordingWriter() {
+  const turns: number[] = [];
+  let turn = 0;
+  let open = false;
+  const writer = {
+    async run() {
+      if (!open) {
+        open = true;
+        turn++;
+        setImmediate(() => {
+          open = false;
+        });
+      }
+      turns.push(turn);
+    },
+  } as unknown as ReceiptWriter;
+  return { writer, turns };
+}
+
+function setup(
+  answer: (jobId: string, attempt: number) => Promise<JobsApiAnswer>,
+  options: { batchMs?: number; batchMax?: number; retryDelaysMs?: number[] } = {},
+) {
+  const calls: { jobId: string; authorization: string; at: number }[] = [];
+  const started = performance.now();
+  const { writer, turns } = recordingWriter();
+  const consults = createJobsApiConsults({
+    jobsApi: (jobId, authorization) => {
+      calls.push({ jobId, authorization, at: performance.now() - started });
+      return answer(jobId, calls.filter((c) => c.jobId === jobId).length);
+    },
+    writer,
+    log: capturedLogger().log,
+    now: Date.now,
+    retryDelaysMs: options.retryDelaysMs ?? [5, 5, 5],
+    batchMs: options.batchMs ?? 20,
+    batchMax: options.batchMax ?? 64,
+  });
+  return { consults, calls, turns };
+}
+
+describe("the proxy's jobs API questions", () => {
+  it("asks about jobs in batches and hands a batch's answers to the writer in one turn", async () => {
+    // Answers come back at different times; they are still written together.
+    const { consults, calls, turns } = setup(async () => {
+      await sleep(Math.floor(Math.random() * 8));
+      return settled;
+    });
+    for (let i = 0; i < 10; i++) consults.ask(`job_${i}`, "Bearer dcntrl_live_k");
+    expect(calls).toHaveLength(0); // nothing goes before the batch does
+    await consults.drain();
+    expect(calls.map((c) => c.jobId)).toEqual(Array.from({ length: 10 }, (_, i) => `job_${i}`));
+    expect(new Set(calls.map((c) => c.authorization))).toEqual(new Set(["Bearer dcntrl_live_k"]));
+    expect(turns).toHaveLength(10);
+    expect(new Set(turns).size).toBe(1);
+    expect(consults.waiting()).toBe(0);
+  });
+
+  it("asks a batch once it is full or its first job has waited batchMs", async () => {
+    const { consults, calls } = setup(async () => settled, { batchMs: 300, batchMax: 3 });
+    consults.ask("job_a", "Bearer k");
+    await sleep(20);
+    expect(calls).toHaveLength(0);
+    await sleep(400);
+    expect(calls.map((c) => c.jobId)).toEqual(["job_a"]);
+    expect(calls[0]!.at).toBeGreaterThanOrEqual(299);
+    consults.ask("job_b", "Bearer k");
+    consults.ask("job_c", "Bearer k");
+    consults.ask("job_d", "Bearer k");
+    expect(calls.map((c) => c.jobId)).toEqual(["job_a", "job_b", "job_c", "job_d"]);
+    await consults.drain();
+  });
+
+  it("drains a waiting batch at once instead of waiting for its time", async () => {
+    const { consults, calls, turns } = setup(async () => settled, { batchMs: 60_000 });
+    consults.ask("job_a", "Bearer k");
+    const started = performance.now();
+    await consults.drain();
+    expect(performance.now() - started).toBeLessThan(5_000);
+    expect(calls).toHaveLength(1);
+    expect(turns).toHaveLength(1);
+  });
+
+  it("asks again after each retry delay while no settlement is named, and stops at one", async () => {
+    const { consults, calls, turns } = setup(async (jobId, attempt) =>
+      jobId === "job_never" || attempt < 3 ? unsettled : settled,
+    );
+    consults.ask("job_late", "Bearer k");
+    consults.ask("job_never", "Bearer k");
+    await consults.drain();
+    // job_late: unsettled twice, settled the third time; job_never: the first ask and 3 retries.
+    expect(calls.filter((c) => c.jobId === "job_late")).toHaveLength(3);
+    expect(calls.filter((c) => c.jobId === "job_never")).toHaveLength(4);
+    expect(turns).toHaveLength(7); // every answer is recorded, settled or not
+    const late = calls.filter((c) => c.jobId === "job_late").map((c) => c.at);
+    expect(late[1]! - late[0]!).toBeGreaterThanOrEqual(4);
+  });
+
+  it("stops at a refusal of the caller's key and retries what may pass", async () => {
+    const { consults, calls, turns } = setup(async (jobId, attempt) => {
+      if (jobId === "job_refused") throw new JobsApiError("jobs API answered 401", 401, false);
+      if (attempt === 1) throw new JobsApiError("jobs API answered 503", 503, true);
+      return settled;
+    });
+    consults.ask("job_refused", "Bearer k");
+    consults.ask("job_busy", "Bearer k");
+    await consults.drain();
+    expect(calls.filter((c) => c.jobId === "job_refused")).toHaveLength(1);
+    expect(calls.filter((c) => c.jobId === "job_busy")).toHaveLength(2);
+    expect(turns).toHaveLength(1);
+  });
+});
