@@ -4,12 +4,7 @@ import { jobApiAnswers, jobs } from "../db/schema.js";
 import { makeDue, reopenJobs } from "./job-queue.js";
 import { answerBody, answerChanges, answerColumns, notFinal } from "./jobs-api-rules.js";
 import { createPgJobsApiStore, recordJobsApiAnswerPg } from "./pg/jobs-api.js";
-import {
-  indexAwareUpdate,
-  inWriteTransaction,
-  param,
-  perConnection,
-} from "./prepared.js";
+import { indexAwareUpdate, inWriteTransaction, param, perConnection } from "./prepared.js";
 import { needsReopen, queueColumns } from "./receipts.js";
 import type { WriteUnit } from "./write-unit.js";
 
