@@ -126,6 +126,31 @@ describe.each(dialects)("jobs API answers store on %s", (dialect) => {
     expect((await readJob(store, id))?.apiCheckedAt).toBe(100);
   });
 
+  it("keeps a newer answer when an older one is committed after it", async () => {
+    // The proxy and the settlement backfill may ask about one job at once; each answer is
+    // stamped with the time it was received.
+    const store = await stores.open();
+    const id = jobId();
+    await seedJob(store, { jobId: id, settlementTx: null, backfillState: "pending" });
+    const answers = createJobsApiStore(store);
+    const newer = answer({ status: "settled", raw: { id, status: "settled" } });
+    await answers.recordAnswer(id, newer, 200);
+    await answers.recordAnswer(
+      id,
+      answer({ status: "settling", settlementTx: null, raw: { id, status: "settling" } }),
+      150,
+    );
+    expect(await readJob(store, id)).toMatchObject({
+      apiStatus: "settled",
+      apiSettlementTx: newer.settlementTx,
+      apiCheckedAt: 200,
+    });
+    expect(await readApiResponse(store, id)).toEqual({ id, status: "settled" });
+    // The same time again is not older: it is written.
+    await answers.recordAnswer(id, answer({ status: "refunded", raw: { id } }), 200);
+    expect((await readJob(store, id))?.apiStatus).toBe("refunded");
+  });
+
   it("changes nothing for an unknown job id", async () => {
     const store = await stores.open();
     await createJobsApiStore(store).recordAnswer("job_unknown", answer(), 100);

@@ -22,6 +22,11 @@ export interface JobsApiConsultsOptions {
    * out, and its answers are written, in one stretch of the event loop (about 1 ms for 16).
    */
   batchMax?: number;
+  /**
+   * How long the answers of a batch are waited for to be written together, in ms; one that
+   * comes later is written alone when it comes. Default 200.
+   */
+  batchWaitMs?: number;
 }
 
 /** The jobs API questions of the proxy, asked after each response in batches. */
@@ -38,6 +43,8 @@ export interface JobsApiConsults {
   /** Questions not settled yet (waiting, in flight, or waiting for a retry). */
   waiting(): number;
 }
+
+type Asked = { q: Question; answer: JobsApiAnswer; at: number } | { q: Question; error: unknown };
 
 interface Question {
   jobId: string;
@@ -59,6 +66,7 @@ export function createJobsApiConsults(options: JobsApiConsultsOptions): JobsApiC
   const { jobsApi, writer, log, now, retryDelaysMs } = options;
   const batchMs = options.batchMs ?? 100;
   const batchMax = options.batchMax ?? 16;
+  const batchWaitMs = options.batchWaitMs ?? 200;
   let batch: Question[] = [];
   let timer: NodeJS.Timeout | null = null;
   const unsettled = new Set<Promise<void>>();
@@ -78,27 +86,52 @@ export function createJobsApiConsults(options: JobsApiConsultsOptions): JobsApiC
     if (taken.length > 0) void askAll(taken);
   }
 
-  async function askAll(taken: Question[]) {
-    const asked = await Promise.all(
-      taken.map((q) =>
-        jobsApi(q.jobId, q.authorization).then(
-          (answer): { q: Question; answer: JobsApiAnswer } => ({ q, answer }),
-          (error: unknown) => ({ q, error }),
-        ),
-      ),
+  /** One question asked; never rejects, even for a client that throws at once. */
+  function askOne(q: Question): Promise<Asked> {
+    let call: Promise<JobsApiAnswer>;
+    try {
+      call = jobsApi(q.jobId, q.authorization);
+    } catch (error) {
+      call = Promise.reject(error);
+    }
+    return call.then(
+      (answer) => ({ q, answer, at: now() }),
+      (error: unknown) => ({ q, error }),
     );
-    // All the answers in one turn: the writer commits them in the same groups. A question is
-    // settled whatever happens to it, so `drain` never waits for one that went wrong.
-    await Promise.all(asked.map((a) => settleOne(a).catch(() => a.q.settle())));
   }
 
-  async function settleOne(
-    a: { q: Question; answer: JobsApiAnswer } | { q: Question; error: unknown },
-  ) {
+  async function askAll(taken: Question[]) {
+    // The answers in by `batchWaitMs` go to the writer in one turn, so they share its commits;
+    // a slower one goes alone when it comes and holds back no other.
+    let together = true;
+    const arrived: Asked[] = [];
+    const calls = taken.map((q) =>
+      askOne(q).then((a) => {
+        if (together) arrived.push(a);
+        else void settle(a);
+      }),
+    );
+    let waited: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(calls),
+      new Promise((resolve) => {
+        waited = setTimeout(resolve, batchWaitMs);
+      }),
+    ]);
+    clearTimeout(waited);
+    together = false;
+    await Promise.all(arrived.map(settle));
+  }
+
+  /** A question is settled whatever happens, so `drain` never waits for one that went wrong. */
+  const settle = (a: Asked) => settleOne(a).catch(() => a.q.settle());
+
+  async function settleOne(a: Asked) {
     let again = true;
     if ("answer" in a) {
       try {
-        await writer.run(recordJobsApiAnswerUnit(a.q.jobId, a.answer, now()));
+        // Stamped with the time it was received: an older answer never replaces a newer one.
+        await writer.run(recordJobsApiAnswerUnit(a.q.jobId, a.answer, a.at));
         again = !isSettledAnswer(a.answer);
       } catch {
         // Not written (the database is away): asked again after the next delay.

@@ -38,6 +38,14 @@ export interface AnsweredRow {
 }
 
 /**
+ * True when the row holds an answer received after this one (`at`): the proxy and the
+ * settlement backfill may ask about one job at once, and an answer committed late must not
+ * replace a newer one.
+ */
+export const answerIsOlder = (row: AnsweredRow, at: number): boolean =>
+  row.apiCheckedAt !== null && row.apiCheckedAt > at;
+
+/**
  * True when this answer tells the checks something the row did not say: a first answer, or a
  * different status, signature, worker or charge.
  */

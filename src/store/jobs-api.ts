@@ -2,7 +2,13 @@ import { eq, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { jobApiAnswers, jobs } from "../db/schema.js";
 import { makeDue, reopenJobs } from "./job-queue.js";
-import { answerBody, answerChanges, answerColumns, notFinal } from "./jobs-api-rules.js";
+import {
+  answerBody,
+  answerChanges,
+  answerColumns,
+  answerIsOlder,
+  notFinal,
+} from "./jobs-api-rules.js";
 import { createPgJobsApiStore, recordJobsApiAnswerPg } from "./pg/jobs-api.js";
 import { indexAwareUpdate, inWriteTransaction, param, perConnection } from "./prepared.js";
 import { needsReopen, queueColumns } from "./receipts.js";
@@ -101,7 +107,7 @@ export function recordJobsApiAnswerInTransaction(
   const st = statementsOf(tx);
   inWriteTransaction(tx, () => {
     const row = st.previous.get({ jobId });
-    if (!row) return;
+    if (!row || answerIsOlder(row, now)) return;
     const changed = answerChanges(row, answer);
     st.update.run(
       {

@@ -2,7 +2,13 @@ import { eq } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { jobApiAnswers, jobs } from "../../db/pg/schema.js";
 import type { JobsApiAnswer, JobsApiStore } from "../jobs-api.js";
-import { answerBody, answerChanges, answerColumns, notFinal } from "../jobs-api-rules.js";
+import {
+  answerBody,
+  answerChanges,
+  answerColumns,
+  answerIsOlder,
+  notFinal,
+} from "../jobs-api-rules.js";
 import { needsReopen } from "../receipt-rules.js";
 import type { PgExecutor } from "./executor.js";
 import { makeDuePg, reopenJobsPg } from "./job-queue.js";
@@ -42,7 +48,7 @@ export async function recordJobsApiAnswerPg(
       .from(jobs)
       .where(byId)
       .for("update");
-    if (!row) return;
+    if (!row || answerIsOlder(row, now)) return;
     const changed = answerChanges(row, answer);
     await tx
       .update(jobs)
