@@ -3,7 +3,10 @@ import { describe, expect, it } from "vitest";
 import { type JobsApiAnswer, JobsApiError } from "../src/recorder/jobs-api.js";
 import { createJobsApiConsults } from "../src/recorder/jobs-api-consults.js";
 import type { ReceiptWriter } from "../src/recorder/receipt-writer.js";
-import { capturedLogger } from "./support/recorder-fixtures.js";
+import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
+import { capturedLogger, jobId } from "./support/recorder-fixtures.js";
+import { readJob, seedJob } from "./support/seed-recorder.js";
+import { createTestStore } from "./support/store.js";
 
 const settled: JobsApiAnswer = {
   status: "completed",
@@ -180,5 +183,39 @@ describe("the proxy's jobs API questions", () => {
     expect(calls.filter((c) => c.jobId === "job_refused")).toHaveLength(1);
     expect(calls.filter((c) => c.jobId === "job_busy")).toHaveLength(2);
     expect(turns).toHaveLength(1);
+  });
+
+  it("stamps each answer with the time it was received, not the time of its commit", async () => {
+    const store = createTestStore();
+    const log = capturedLogger().log;
+    const writer = createReceiptWriter(store, { log });
+    const [fast, slow] = [jobId(), jobId()];
+    for (const id of [fast, slow]) {
+      await seedJob(store, { jobId: id, settlementTx: null, backfillState: "pending" });
+    }
+    let clock = 1_000;
+    const consults = createJobsApiConsults({
+      // The fast answer is received at 1,000; the batch is written when the slow one comes.
+      jobsApi: async (id) => {
+        if (id === slow) {
+          await sleep(10);
+          clock = 9_000;
+          await sleep(40);
+        }
+        return settled;
+      },
+      writer,
+      log,
+      now: () => clock,
+      retryDelaysMs: [],
+      batchMs: 0,
+    });
+    consults.ask(fast, "Bearer k");
+    consults.ask(slow, "Bearer k");
+    await consults.drain();
+    expect((await readJob(store, fast))?.apiCheckedAt).toBe(1_000);
+    expect((await readJob(store, slow))?.apiCheckedAt).toBe(9_000);
+    await writer.close();
+    store.sqlite.close();
   });
 });

@@ -151,6 +151,24 @@ describe.each(dialects)("jobs API answers store on %s", (dialect) => {
     expect((await readJob(store, id))?.apiStatus).toBe("refunded");
   });
 
+  it("takes an answer that settles the job even when the row's answer is stamped later", async () => {
+    // Another host's clock runs ahead: its unsettled answer must not hide this settlement.
+    const store = await stores.open();
+    const id = jobId();
+    await seedJob(store, { jobId: id, settlementTx: null, backfillState: "pending" });
+    const answers = createJobsApiStore(store);
+    await answers.recordAnswer(id, answer({ status: "settling", settlementTx: null }), 5_000);
+    const settled = answer({ status: "settled" });
+    await answers.recordAnswer(id, settled, 1_000);
+    expect(await readJob(store, id)).toMatchObject({
+      apiStatus: "settled",
+      apiSettlementTx: settled.settlementTx,
+      settlementTx: settled.settlementTx,
+      backfillState: "done",
+      apiCheckedAt: 1_000,
+    });
+  });
+
   it("changes nothing for an unknown job id", async () => {
     const store = await stores.open();
     await createJobsApiStore(store).recordAnswer("job_unknown", answer(), 100);

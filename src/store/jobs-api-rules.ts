@@ -38,12 +38,19 @@ export interface AnsweredRow {
 }
 
 /**
- * True when the row holds an answer received after this one (`at`): the proxy and the
- * settlement backfill may ask about one job at once, and an answer committed late must not
- * replace a newer one.
+ * True when the row holds an answer received after this one (`at`) that says at least as much:
+ * the proxy and the settlement backfill may ask about one job at once, and an answer committed
+ * late must not replace a newer one. An answer that settles a job the row shows unsettled is
+ * never dropped, whatever the times say: they come from each process's clock, and a process
+ * whose clock runs ahead must not hide a settlement another one learnt.
  */
-export const answerIsOlder = (row: AnsweredRow, at: number): boolean =>
-  row.apiCheckedAt !== null && row.apiCheckedAt > at;
+export function answerIsOlder(row: AnsweredRow, answer: JobsApiAnswer, at: number): boolean {
+  if (row.apiCheckedAt === null || row.apiCheckedAt <= at) return false;
+  return (
+    !isSettledAnswer(answer) ||
+    isSettledAnswer({ ...answer, status: row.apiStatus, settlementTx: row.apiSettlementTx })
+  );
+}
 
 /**
  * True when this answer tells the checks something the row did not say: a first answer, or a

@@ -107,7 +107,7 @@ export function recordJobsApiAnswerInTransaction(
   const st = statementsOf(tx);
   inWriteTransaction(tx, () => {
     const row = st.previous.get({ jobId });
-    if (!row || answerIsOlder(row, now)) return;
+    if (!row || answerIsOlder(row, answer, now)) return;
     const changed = answerChanges(row, answer);
     st.update.run(
       {

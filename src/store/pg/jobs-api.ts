@@ -48,7 +48,7 @@ export async function recordJobsApiAnswerPg(
       .from(jobs)
       .where(byId)
       .for("update");
-    if (!row || answerIsOlder(row, now)) return;
+    if (!row || answerIsOlder(row, answer, now)) return;
     const changed = answerChanges(row, answer);
     await tx
       .update(jobs)
