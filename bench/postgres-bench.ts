@@ -13,6 +13,7 @@ import { startEmbeddedPostgres } from "../test/support/postgres-server.js";
 import { startChild } from "./children.js";
 import { clientAgent, timedRequest } from "./http-client.js";
 import { benchReceipts, measurePostJobs } from "./ingest-bench.js";
+import { measurePgReports, type PgReportsResult } from "./report-db-pg.js";
 import { percentile, round } from "./stats.js";
 import { generateJobs, type VerifyWorld } from "./verify-bench.js";
 
@@ -22,6 +23,8 @@ import { generateJobs, type VerifyWorld } from "./verify-bench.js";
  * - ingest: two `serve` processes on one store, `POST /jobs` in batches of 1,000 to both at
  *   once; receipts per second over the whole;
  * - audit lookups: `GET /audit/:jobId` of random ingested jobs, one at a time, p50/p99;
+ * - reports (PostgreSQL): the reconciliation and the audit record over a generated month of
+ *   1,000,000 jobs (bench/report-db-pg.ts; SQLite's are in the reports section);
  * - verification (PostgreSQL): the same real jobs verified by one verifier process, then by two
  *   at once (as two `serve` processes run them), each with an RPC endpoint of its own at the
  *   same requests/s limit; the work is shared through `FOR UPDATE SKIP LOCKED` leases, so two
@@ -55,6 +58,8 @@ export interface VerifySharing {
 export interface PostgresResult {
   sides: StoreSide[];
   verify: VerifySharing | null;
+  /** The reports over a generated month on PostgreSQL (SQLite's are the reports section's). */
+  reports: PgReportsResult | null;
 }
 
 /** A database of its own on the bench's server. */
@@ -244,7 +249,14 @@ async function verifyWith(
 
 export async function measurePostgres(
   world: VerifyWorld & { rpcUrl: string },
-  options: { ingestReceipts: number; lookups: number; verifyJobs: number; rateLimitPerSec: number },
+  options: {
+    ingestReceipts: number;
+    lookups: number;
+    verifyJobs: number;
+    rateLimitPerSec: number;
+    /** Jobs of the generated month the reports are measured over; 0 leaves them out. */
+    reportJobs: number;
+  },
 ): Promise<PostgresResult> {
   const server = await startEmbeddedPostgres({ durable: true });
   const sqliteFile = join(tmpdir(), `bench-pg-side-${process.pid}.db`);
@@ -280,7 +292,15 @@ export async function measurePostgres(
         ratio: round(two.jobsPerSec / one.jobsPerSec, 2),
       };
     }
-    return { sides, verify };
+    const reports =
+      options.reportJobs > 0
+        ? await measurePgReports(server.adminUrl, {
+            jobs: options.reportJobs,
+            samples: 40,
+            audits: 2000,
+          })
+        : null;
+    return { sides, verify, reports };
   } finally {
     await server.stop();
     for (const s of ["", "-wal", "-shm"]) rmSync(sqliteFile + s, { force: true });

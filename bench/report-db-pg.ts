@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import pg from "pg";
 import { openPostgres } from "../src/db/pg/client.js";
@@ -14,7 +15,8 @@ import { percentile, round } from "./stats.js";
 /**
  * Reports on PostgreSQL over a generated month: the reconciliation of the whole month for each
  * groupBy (from the rollups, and once from scratch), a ragged period, a worker statement, and
- * the audit record of random jobs (what `GET /audit/:jobId` reads). Not part of `npm test`.
+ * the audit record of random jobs (what `GET /audit/:jobId` reads). Part of `npm run bench --
+ * --only postgres` (`measurePgReports`, beside SQLite's in the reports section); alone:
  *
  *   node --import tsx bench/report-db-pg.ts [--jobs 1000000] [--samples 40] [--audits 2000]
  *
@@ -26,16 +28,6 @@ import { percentile, round } from "./stats.js";
  * days of rollups with the jobs to the base unit, so the fill is the trigger's.
  */
 
-const { values: args } = parseArgs({
-  options: {
-    jobs: { type: "string", default: "1000000" },
-    samples: { type: "string", default: "40" },
-    audits: { type: "string", default: "2000" },
-  },
-});
-const jobCount = Number(args.jobs);
-const samples = Number(args.samples);
-const audits = Number(args.audits);
 const endAt = Date.UTC(2026, 10, 1);
 const days = 30;
 const from = endAt - days * DAY_MS;
@@ -43,7 +35,7 @@ const from = endAt - days * DAY_MS;
 /** A value in [0, m) drawn from the job number `i` by PostgreSQL's own hash, one per `seed`. */
 const draw = (seed: number, m: number) => `((hashint8extended(i, ${seed}) % ${m}) + ${m}) % ${m}`;
 
-function generateSql(first: number, count: number): string {
+function generateSql(first: number, count: number, jobCount: number): string {
   return `INSERT INTO jobs (job_id, source, escrow_tx, settlement_tx, worker, model, key_fingerprint,
       prompt_tokens, completion_tokens, total_tokens, receipt_hash, created_at, recorded_at,
       updated_at, verdict, verdict_at, commitment, escrowed_units, charged_units,
@@ -123,9 +115,34 @@ async function explainGroupSums(
   }
 }
 
-async function main() {
-  const server = process.env.BENCH_POSTGRES_URL ? null : await startEmbeddedPostgres();
-  const adminUrl = process.env.BENCH_POSTGRES_URL ?? server!.adminUrl;
+/** One case's times over the generated month. */
+export interface PgReportCase {
+  name: string;
+  jobs: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+export interface PgReportsResult {
+  jobs: number;
+  rollupRows: number;
+  generate: { insertSeconds: number; indexSeconds: number; rollupFillSeconds: number };
+  cases: PgReportCase[];
+  fromScratch: { p50Ms: number; p99Ms: number; maxMs: number };
+  audit: { lookups: number; found: number; p50Ms: number; p99Ms: number; maxMs: number };
+}
+
+/**
+ * Generates `jobCount` jobs in a database of its own on the server at `adminUrl` (a superuser
+ * URL), measures the reports over them, and drops the database (unless BENCH_KEEP).
+ */
+export async function measurePgReports(
+  adminUrl: string,
+  options: { jobs: number; samples: number; audits: number; log?: (line: string) => void },
+): Promise<PgReportsResult> {
+  const { jobs: jobCount, samples, audits } = options;
+  const log = options.log ?? (() => {});
   const name = `da_bench_reports_${randomBytes(4).toString("hex")}`;
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
@@ -145,11 +162,10 @@ async function main() {
     await pool.query("ALTER TABLE jobs DISABLE TRIGGER jobs_rollup_insert");
     const [, insertMs] = await timed(async () => {
       for (let first = 0; first < jobCount; first += 100_000) {
-        await pool.query(generateSql(first, Math.min(100_000, jobCount - first)));
-        process.stderr.write(`\rjobs ${Math.min(jobCount, first + 100_000)}/${jobCount}`);
+        await pool.query(generateSql(first, Math.min(100_000, jobCount - first), jobCount));
       }
     });
-    process.stderr.write("\n");
+    log(`generated ${jobCount} jobs in ${round(insertMs / 1000, 1)} s`);
     const [, indexMs] = await timed(async () => {
       for (const i of indexes) await pool.query(i.indexdef);
     });
@@ -206,7 +222,7 @@ async function main() {
         query: { ...month, groupBy: "day" as const, worker: `Worker${"7".padStart(38, "0")}` },
       },
     ];
-    const results: Record<string, unknown> = {};
+    const measured: PgReportCase[] = [];
     for (const c of cases) {
       const times: number[] = [];
       let jobsSeen = 0;
@@ -215,8 +231,8 @@ async function main() {
         if (n >= 3) times.push(ms);
         jobsSeen = report.totals.jobs;
       }
-      results[c.name] = { jobs: jobsSeen, ...stats(times) };
-      console.log(`${c.name.padEnd(34)} jobs ${jobsSeen}  ${JSON.stringify(stats(times))}`);
+      measured.push({ name: c.name, jobs: jobsSeen, ...stats(times) });
+      log(`${c.name.padEnd(34)} jobs ${jobsSeen}  ${JSON.stringify(stats(times))}`);
     }
     if (process.env.BENCH_EXPLAIN) await explainGroupSums(store.pool, cases[2]!.query, store);
     const scratch: number[] = [];
@@ -226,8 +242,7 @@ async function main() {
       );
       scratch.push(ms);
     }
-    results["month by model from scratch"] = stats(scratch);
-    console.log(`${"month by model from scratch".padEnd(34)} ${JSON.stringify(stats(scratch))}`);
+    log(`${"month by model from scratch".padEnd(34)} ${JSON.stringify(stats(scratch))}`);
 
     const auditTimes: number[] = [];
     let found = 0;
@@ -238,28 +253,46 @@ async function main() {
       if (record) found++;
       auditTimes.push(ms);
     }
-    results.audit = { lookups: audits, found, ...stats(auditTimes) };
-    console.log(
-      `${"audit record".padEnd(34)} ${found}/${audits} ${JSON.stringify(stats(auditTimes))}`,
-    );
-    console.log(
-      JSON.stringify({
-        jobs: jobCount,
-        rollupRows,
-        generate: {
-          insertSeconds: round(insertMs / 1000, 1),
-          indexSeconds: round(indexMs / 1000, 1),
-          rollupFillSeconds: round(rollupMs / 1000, 1),
-        },
-        results,
-      }),
-    );
+    log(`${"audit record".padEnd(34)} ${found}/${audits} ${JSON.stringify(stats(auditTimes))}`);
+    return {
+      jobs: jobCount,
+      rollupRows,
+      generate: {
+        insertSeconds: round(insertMs / 1000, 1),
+        indexSeconds: round(indexMs / 1000, 1),
+        rollupFillSeconds: round(rollupMs / 1000, 1),
+      },
+      cases: measured,
+      fromScratch: stats(scratch),
+      audit: { lookups: audits, found, ...stats(auditTimes) },
+    };
   } finally {
     await store.close();
     if (!process.env.BENCH_KEEP) await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     await admin.end();
-    await server?.stop();
   }
 }
 
-await main();
+// Run alone: `node --import tsx bench/report-db-pg.ts`.
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  const { values: args } = parseArgs({
+    options: {
+      jobs: { type: "string", default: "1000000" },
+      samples: { type: "string", default: "40" },
+      audits: { type: "string", default: "2000" },
+    },
+  });
+  // The server: BENCH_POSTGRES_URL (a superuser URL), else an embedded PostgreSQL 18.
+  const server = process.env.BENCH_POSTGRES_URL ? null : await startEmbeddedPostgres();
+  try {
+    const result = await measurePgReports(process.env.BENCH_POSTGRES_URL ?? server!.adminUrl, {
+      jobs: Number(args.jobs),
+      samples: Number(args.samples),
+      audits: Number(args.audits),
+      log: (line) => console.log(line),
+    });
+    console.log(JSON.stringify(result));
+  } finally {
+    await server?.stop();
+  }
+}

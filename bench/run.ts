@@ -40,6 +40,7 @@ import type { StubResponses, WorldReady } from "./world-child.js";
  *   npm run bench -- --only startup [--startup-bin /other/tree/bin/decentral-audit.js]
  *   npm run bench -- --only ledger [--ledger-lines 1000000]
  *   npm run bench -- --only postgres [--pg-ingest 60000 (0: verification only)] [--pg-verify-jobs 600]
+ *     [--pg-report-jobs 1000000 (0: no reports; --quick: 0)]
  *   npm run bench -- --only rollup-writes [--write-rounds 20] [--quick]
  *
  * `soak` (not part of the default run) drives two serve processes on one database file with
@@ -89,6 +90,7 @@ const { values: flags } = parseArgs({
     "proxy-workers": { type: "string" },
     "pg-ingest": { type: "string" },
     "pg-verify-jobs": { type: "string" },
+    "pg-report-jobs": { type: "string" },
     "proxy-quick": { type: "boolean", default: false },
   },
 });
@@ -491,6 +493,7 @@ async function main() {
           ingestReceipts: Number(flags["pg-ingest"] ?? (quick ? 20_000 : 60_000)),
           lookups: quick ? 1000 : 3000,
           verifyJobs: Number(flags["pg-verify-jobs"] ?? (quick ? 200 : 600)),
+          reportJobs: Number(flags["pg-report-jobs"] ?? (quick ? 0 : 1_000_000)),
           rateLimitPerSec: 20,
         },
       );
@@ -571,6 +574,27 @@ function targets(): TargetLine[] {
       target: "postgres: verify throughput, two processes / one >= 1.8x (own RPC limit each)",
       measured: `${sharing.ratio}x (${sharing.one.jobsPerSec} -> ${sharing.two.jobsPerSec} jobs/s, ${sharing.jobs} jobs at ${sharing.rateLimitPerSec} req/s each)`,
       pass: sharing.ratio >= 1.8 && sharing.two.verified === sharing.jobs,
+    });
+  }
+  const pgReports = results.postgres?.reports;
+  if (pgReports) {
+    const size = `${pgReports.jobs / 1_000_000}M jobs`;
+    for (const c of pgReports.cases) {
+      lines.push({
+        target: `postgres: reconciliation ${c.name}, ${size}: <= 300 ms (p50 <= 20, p99 <= 50 as on SQLite)`,
+        measured: `p50 ${c.p50Ms} / p99 ${c.p99Ms} ms (${c.jobs} jobs)`,
+        pass: c.p50Ms <= 20 && c.p99Ms <= 50,
+      });
+    }
+    lines.push({
+      target: `postgres: reconciliation month by model from scratch (no rollups), ${size}`,
+      measured: `p50 ${pgReports.fromScratch.p50Ms} ms`,
+      pass: null,
+    });
+    lines.push({
+      target: `postgres: audit record p99 <= 5 ms (in process, ${size})`,
+      measured: `p99 ${pgReports.audit.p99Ms} ms (p50 ${pgReports.audit.p50Ms} ms)`,
+      pass: pgReports.audit.p99Ms <= 5 && pgReports.audit.found === pgReports.audit.lookups,
     });
   }
   for (const row of results.proxy ?? []) {
