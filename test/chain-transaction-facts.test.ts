@@ -254,6 +254,24 @@ describe("malformed responses are rejected with a reason", () => {
       /not a 64-byte signature/,
     ],
     [
+      "an account key of 31 bytes",
+      () => {
+        const r = valid();
+        r.transaction.message.accountKeys[1] = bs58.encode(new Uint8Array(31).fill(7));
+        return r;
+      },
+      /accountKeys\[1\] is not a 32-byte public key/,
+    ],
+    [
+      "an account key that is not base58",
+      () => {
+        const r = valid();
+        r.transaction.message.accountKeys[1] = `0${addr.worker.slice(1)}`;
+        return r;
+      },
+      /accountKeys\[1\] is not a 32-byte public key/,
+    ],
+    [
       "pre balances shorter than the account list",
       () => {
         const r = valid();

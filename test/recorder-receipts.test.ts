@@ -2,13 +2,10 @@ import { randomBytes, randomInt } from "node:crypto";
 import bs58 from "bs58";
 import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
+import { base58ByteLength, maxBase58Length } from "../src/chain/base58.js";
 import { jobs, receiptConflicts } from "../src/db/schema.js";
 import { keyFingerprint } from "../src/recorder/key-fingerprint.js";
-import {
-  base58ByteLength,
-  maxBase58Length,
-  parseReceiptInput,
-} from "../src/recorder/receipt-input.js";
+import { parseReceiptInput } from "../src/recorder/receipt-input.js";
 import {
   maxStoredConflicts,
   type Receipt,

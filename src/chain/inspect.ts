@@ -1,8 +1,8 @@
 import { existsSync, statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import bs58 from "bs58";
 import type { Config } from "../config.js";
 import { AppError } from "../errors.js";
+import { isBase58OfLength } from "./base58.js";
 import { factsToJson, type TransactionFactsJson } from "./facts-json.js";
 import { parseJsonLossless } from "./json-text.js";
 import { parseTransaction } from "./parse-transaction.js";
@@ -10,12 +10,7 @@ import { createRpcPool, type RpcPool } from "./rpc-pool.js";
 
 /** True for a base58 string that decodes to 64 bytes (87 or 88 characters). */
 export function isValidSignature(text: string): boolean {
-  if (!/^[1-9A-HJ-NP-Za-km-z]{64,88}$/.test(text)) return false;
-  try {
-    return bs58.decode(text).length === 64;
-  } catch {
-    return false;
-  }
+  return isBase58OfLength(text, 64);
 }
 
 /** The error of a target that is not a signature (`tx inspect`, with or without `--quorum`). */

@@ -1,5 +1,6 @@
 import bs58 from "bs58";
 import { AppError } from "../errors.js";
+import { isBase58OfLength } from "./base58.js";
 import type {
   SolChange,
   TokenChange,
@@ -146,13 +147,13 @@ function base58Bytes(value: unknown, path: string): Uint8Array {
 
 function pubkey(value: unknown, path: string): string {
   const text = string(value, path);
-  if (base58Bytes(text, path).length !== 32) malformed(`${path} is not a 32-byte public key`, path);
+  if (!isBase58OfLength(text, 32)) malformed(`${path} is not a 32-byte public key`, path);
   return text;
 }
 
 function signature(value: unknown, path: string): string {
   const text = string(value, path);
-  if (base58Bytes(text, path).length !== 64) malformed(`${path} is not a 64-byte signature`, path);
+  if (!isBase58OfLength(text, 64)) malformed(`${path} is not a 64-byte signature`, path);
   return text;
 }
 
