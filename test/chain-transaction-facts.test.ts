@@ -411,4 +411,24 @@ describe("lossless JSON text", () => {
       '{"a":[18446744073709551615, 1.5e3, "x\\"]"]}',
     );
   });
+  it("keeps a big integer wherever JSON puts a value, long digit runs in strings or not", () => {
+    const ones = "1".repeat(32); // the system program's address
+    const cases: [string, unknown][] = [
+      ["9007199254740993", "9007199254740993"],
+      [" -9007199254740993", "-9007199254740993"],
+      [`["${ones}",\n  9007199254740993]`, [ones, "9007199254740993"]],
+      [`{"k":\t9007199254740993,"s":"${ones}"}`, { k: "9007199254740993", s: ones }],
+      // Only safe numbers: the native parser's answer, digit runs in strings kept as text.
+      [
+        `{"a":[9007199254740991, -1, 1e300],"s":"${ones}","t":"x: 12345678901234567"}`,
+        {
+          a: [9007199254740991, -1, 1e300],
+          s: ones,
+          t: "x: 12345678901234567",
+        },
+      ],
+    ];
+    for (const [text, value] of cases) expect(parseJsonLossless(text)).toEqual(value);
+    expect(() => parseJsonLossless("{")).toThrow(SyntaxError);
+  });
 });
