@@ -321,6 +321,27 @@ describe.each(dialects)("the signature store on %s", (dialect) => {
     ).toBeUndefined();
   });
 
+  it("stores several fetched transactions in one call, keeping one another stored first", async () => {
+    const store = await stores.open();
+    await seedSignatures(
+      store,
+      ["c", "a", "b"].map((signature) => ({ signature, state: "landed", commitment: "confirmed" })),
+    );
+    const signatures = createSignatureStore(store);
+    await signatures.recordFetched("b", { facts: factsOf("b", 7, "first"), raw: "first" }, t);
+    const rows = await signatures.recordFetchedAll(
+      ["c", "a", "b", "none"].map((signature, i) => ({
+        signature,
+        fetched: { facts: factsOf(signature, 20 + i, "batch"), raw: "batch" },
+        t: t + 1,
+      })),
+    );
+    expect([...rows.keys()].sort()).toEqual(["a", "b", "c"]);
+    expect(rows.get("a")).toMatchObject({ state: "finalized", slot: 21, raw: "batch" });
+    expect(rows.get("c")).toMatchObject({ state: "finalized", slot: 20, fetchedAt: t + 1 });
+    expect(rows.get("b")).toMatchObject({ slot: 7, raw: "first", fetchedAt: t });
+  });
+
   it("stores a transaction without an error as NULL, and a failed one's error as JSON", async () => {
     const store = await stores.open();
     await seedSignatures(store, [

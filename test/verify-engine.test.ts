@@ -85,6 +85,33 @@ describe("verification engine", () => {
     expect(run).toMatchObject({ trigger: "verify", status: "completed" });
   });
 
+  it("stores the transactions a round fetches several to a commit", async () => {
+    const store = createTestStore();
+    // Counts the fetched transactions each write transaction stores (src/store/signatures.ts).
+    const stores: number[] = [];
+    const transaction = store.sqlite.transaction.bind(store.sqlite);
+    store.sqlite.transaction = ((fn: (...args: never[]) => unknown) =>
+      transaction((...args: never[]) => {
+        const [items] = args as unknown[];
+        const first: unknown = Array.isArray(items) ? items[0] : undefined;
+        if (typeof first === "object" && first !== null && "fetched" in first) {
+          stores.push((items as unknown[]).length);
+        }
+        return fn(...args);
+      })) as typeof store.sqlite.transaction;
+    const chain = createFakeChain({ finalitySlots: 1 });
+    for (let i = 0; i < 12; i++) {
+      const j = honest(`job_${i}`, `t${i}`);
+      chain.land(j.escrow);
+      chain.land(j.settlement);
+      record(store, j.job);
+    }
+    const summary = await verifier(store, chain).runUntilSettled({}, { timeoutMs: 10_000 });
+    expect(summary.byVerdict).toMatchObject({ verified: 12 });
+    expect(stores.reduce((a, b) => a + b, 0)).toBe(24);
+    expect(stores.length).toBeLessThanOrEqual(6);
+  });
+
   it("needs no RPC call at all for jobs whose transactions are already stored", async () => {
     const store = createTestStore();
     const chain = createFakeChain({ finalitySlots: 1 });

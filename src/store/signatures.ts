@@ -26,6 +26,14 @@ export interface ObservedStatus {
   confirmationStatus: "processed" | "confirmed" | "finalized" | null;
 }
 
+/** A transaction fetched from a node, to be stored under its signature. */
+export interface FetchedItem {
+  signature: string;
+  fetched: { facts: TransactionFacts; raw: unknown };
+  /** When it was fetched (ms since epoch). */
+  t: number;
+}
+
 export interface SignatureStore {
   /** Gives every signature its row (state `unknown`) unless it has one; returns all rows. */
   track(signatures: readonly string[], t: number): Promise<Map<string, SignatureRow>>;
@@ -49,6 +57,11 @@ export interface SignatureStore {
     fetched: { facts: TransactionFacts; raw: unknown },
     t: number,
   ): Promise<SignatureRow | undefined>;
+  /**
+   * `recordFetched` for several transactions in one transaction (one commit), in signature
+   * order; returns their rows as stored.
+   */
+  recordFetchedAll(items: readonly FetchedItem[]): Promise<Map<string, SignatureRow>>;
   /**
    * The status said finalized but the node returned nothing (a lagging or pruning node): the
    * miss counts while nobody has stored the transaction, and at `maxMisses` it is pruned.
@@ -200,6 +213,12 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
     )
     .prepare();
 
+  const storeAllFetched = sqlite.transaction((items: readonly FetchedItem[]) => {
+    for (const { signature, fetched, t } of items) {
+      storeFetched.run({ signature, ...fetchedColumns(fetched.facts, fetched.raw, t) });
+    }
+  });
+
   // Raw SQL: INSERT … SELECT from json_each (see `load`); the other columns take their defaults.
   const insertMissingStatement = sqlite.prepare(
     `INSERT INTO chain_transactions (signature, first_seen_at)
@@ -241,6 +260,13 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
     },
   );
 
+  async function recordFetchedAll(
+    items: readonly FetchedItem[],
+  ): Promise<Map<string, SignatureRow>> {
+    storeAllFetched.immediate(items);
+    return load(items.map((i) => i.signature));
+  }
+
   return {
     async track(signatures, t) {
       // Read first: a job polled again has its rows, and then nothing is written.
@@ -257,10 +283,10 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
     async recordStatuses(polled, poll) {
       return writeStatuses.immediate(polled, poll);
     },
-    async recordFetched(signature, { facts, raw }, t) {
-      storeFetched.run({ signature, ...fetchedColumns(facts, raw, t) });
-      return load([signature]).get(signature);
+    async recordFetched(signature, fetched, t) {
+      return (await recordFetchedAll([{ signature, fetched, t }])).get(signature);
     },
+    recordFetchedAll,
     async recordFetchMiss(signature, maxMisses) {
       fetchMissed.run({ signature, maxMisses });
       return load([signature]).get(signature);

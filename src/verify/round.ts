@@ -10,7 +10,12 @@ import type { Logger } from "../log.js";
 import type { CustodyStore } from "../store/custody.js";
 import type { JobQueueStore, QueueFilter } from "../store/job-queue.js";
 import type { LedgerStore } from "../store/ledger.js";
-import { pairKey, type SignatureRow, type SignatureStore } from "../store/signatures.js";
+import {
+  type FetchedItem,
+  pairKey,
+  type SignatureRow,
+  type SignatureStore,
+} from "../store/signatures.js";
 import type { VerdictStore } from "../store/verdicts.js";
 import { type CreditsSpan, jobSignatures, MAX_NAMED_BY, parseJobMemos } from "./checks.js";
 import { custodyViews } from "./custody.js";
@@ -48,6 +53,8 @@ const STATUS_SLICE = 128;
 
 /** Signatures in one full getSignatureStatuses request (the RPC's limit, the pool's batch). */
 const FULL_STATUS_REQUEST = 256;
+/** Longest wait of a fetched transaction for the others of its batch to be stored with. */
+const STORE_WAIT_MS = 50;
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -199,6 +206,36 @@ export function createRound(deps: RoundDeps): Round {
     // busy through the database writes, so a round costs about its fetches' time at the rate.
     const fetches = new PQueue({ concurrency: options.fetchConcurrency });
     const fetched = new Map<string, Promise<void>>();
+    // Fetched transactions are stored several to a transaction: one commit each cost the
+    // process more CPU than reading the transaction (about 0.2 ms on SQLite; a WAL flush on
+    // PostgreSQL). A batch is stored once every running fetch waits on it (no call is in
+    // flight that could join it), or STORE_WAIT_MS after its first.
+    const toStore: {
+      item: FetchedItem;
+      resolve: (row: SignatureRow | undefined) => void;
+      reject: (error: unknown) => void;
+    }[] = [];
+    let storeTimer: NodeJS.Timeout | undefined;
+    const storeBatch = () => {
+      clearTimeout(storeTimer);
+      storeTimer = undefined;
+      const batch = toStore.splice(0);
+      if (batch.length === 0) return;
+      signatures.recordFetchedAll(batch.map((b) => b.item)).then(
+        (stored) => {
+          for (const b of batch) b.resolve(stored.get(b.item.signature));
+        },
+        (error: unknown) => {
+          for (const b of batch) b.reject(error);
+        },
+      );
+    };
+    const storeFetched = (signature: string, result: FetchedItem["fetched"]) =>
+      new Promise<SignatureRow | undefined>((resolve, reject) => {
+        toStore.push({ item: { signature, fetched: result, t: now() }, resolve, reject });
+        if (toStore.length >= fetches.pending) storeBatch();
+        else storeTimer ??= setTimeout(storeBatch, STORE_WAIT_MS);
+      });
     for (const signature of toFetch) {
       const done = fetches.add(async () => {
         if (signal.aborted) return;
@@ -209,7 +246,7 @@ export function createRound(deps: RoundDeps): Round {
             result === null
               ? // The status said finalized but the node returned nothing.
                 await signatures.recordFetchMiss(signature, options.maxFetchMisses)
-              : await signatures.recordFetched(signature, result, now()),
+              : await storeFetched(signature, result),
           );
         } catch (error) {
           // The database, not the node, was in the way: the round is retried as a whole.

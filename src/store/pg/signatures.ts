@@ -3,7 +3,7 @@ import type { PgStore } from "../../db/pg/client.js";
 import { chainTransactions } from "../../db/pg/schema.js";
 import { pairKey } from "../signature-pairs.js";
 import { fetchedColumns } from "../signature-rules.js";
-import type { ObservedStatus, SignatureRow, SignatureStore } from "../signatures.js";
+import type { FetchedItem, ObservedStatus, SignatureRow, SignatureStore } from "../signatures.js";
 import type { PgExecutor } from "./executor.js";
 
 /**
@@ -131,6 +131,29 @@ export function createPgSignatureStore(store: PgStore): SignatureStore {
         AND ${missingChanges(poll)}`);
   }
 
+  async function recordFetchedAll(
+    items: readonly FetchedItem[],
+  ): Promise<Map<string, SignatureRow>> {
+    if (items.length === 0) return new Map();
+    // In signature order: two processes storing overlapping sets lock their rows in the same
+    // order, so one waits for the other instead of both waiting on each other. Guarded by
+    // `facts IS NULL`: the first process to store a transaction wins.
+    const sorted = [...items].sort((a, b) => (a.signature < b.signature ? -1 : 1));
+    await db.transaction(async (tx) => {
+      for (const { signature, fetched, t } of sorted) {
+        await tx
+          .update(chainTransactions)
+          .set({
+            state: "finalized",
+            commitment: "finalized",
+            ...fetchedColumns(fetched.facts, fetched.raw, t),
+          })
+          .where(and(eq(chainTransactions.signature, signature), isNull(chainTransactions.facts)));
+      }
+    });
+    return load(items.map((i) => i.signature));
+  }
+
   return {
     async track(signatures, t) {
       // Sorted and unique: concurrent inserts of overlapping sets meet in the same order, so
@@ -198,18 +221,10 @@ export function createPgSignatureStore(store: PgStore): SignatureStore {
       // moved one this poll left alone (finalized and fetched it, say).
       return load(sorted);
     },
-    async recordFetched(signature, { facts, raw }, t) {
-      // Guarded by `facts IS NULL`: the first process to store the transaction wins.
-      await db
-        .update(chainTransactions)
-        .set({
-          state: "finalized",
-          commitment: "finalized",
-          ...fetchedColumns(facts, raw, t),
-        })
-        .where(and(eq(chainTransactions.signature, signature), isNull(chainTransactions.facts)));
-      return (await load([signature])).get(signature);
+    async recordFetched(signature, fetched, t) {
+      return (await recordFetchedAll([{ signature, fetched, t }])).get(signature);
     },
+    recordFetchedAll,
     async recordFetchMiss(signature, maxMisses) {
       // Raw SQL: the counter and the state move together in one guarded CASE.
       await db.execute(sql`UPDATE chain_transactions SET
