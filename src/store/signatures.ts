@@ -58,8 +58,8 @@ export interface SignatureStore {
     t: number,
   ): Promise<SignatureRow | undefined>;
   /**
-   * `recordFetched` for several transactions in one transaction (one commit), in signature
-   * order; returns their rows as stored.
+   * `recordFetched` for several transactions in one transaction (one commit); returns their
+   * rows as stored.
    */
   recordFetchedAll(items: readonly FetchedItem[]): Promise<Map<string, SignatureRow>>;
   /**

@@ -208,48 +208,72 @@ export function createRound(deps: RoundDeps): Round {
     const fetched = new Map<string, Promise<void>>();
     // Fetched transactions are stored several to a transaction: one commit each cost the
     // process more CPU than reading the transaction (about 0.2 ms on SQLite; a WAL flush on
-    // PostgreSQL). A batch is stored once every running fetch waits on it (no call is in
-    // flight that could join it), or STORE_WAIT_MS after its first.
+    // PostgreSQL). A fetch hands its transaction over and frees its slot at once; a batch is
+    // stored when it holds a full slot's worth (fetchConcurrency) or STORE_WAIT_MS after its
+    // first, and what is left when the round ends at once.
     const toStore: {
       item: FetchedItem;
       resolve: (row: SignatureRow | undefined) => void;
       reject: (error: unknown) => void;
     }[] = [];
+    const storing = new Set<Promise<unknown>>();
     let storeTimer: NodeJS.Timeout | undefined;
     const storeBatch = () => {
       clearTimeout(storeTimer);
       storeTimer = undefined;
       const batch = toStore.splice(0);
       if (batch.length === 0) return;
-      signatures.recordFetchedAll(batch.map((b) => b.item)).then(
-        (stored) => {
-          for (const b of batch) b.resolve(stored.get(b.item.signature));
+      const stored = signatures.recordFetchedAll(batch.map((b) => b.item)).then(
+        (rows) => {
+          for (const b of batch) b.resolve(rows.get(b.item.signature));
         },
         (error: unknown) => {
           for (const b of batch) b.reject(error);
         },
       );
+      storing.add(stored);
+      void stored.finally(() => storing.delete(stored));
     };
     const storeFetched = (signature: string, result: FetchedItem["fetched"]) =>
       new Promise<SignatureRow | undefined>((resolve, reject) => {
         toStore.push({ item: { signature, fetched: result, t: now() }, resolve, reject });
-        if (toStore.length >= fetches.pending) storeBatch();
+        if (toStore.length >= options.fetchConcurrency) storeBatch();
         else storeTimer ??= setTimeout(storeBatch, STORE_WAIT_MS);
       });
+    /** What a database failure while storing a fetch means: busy fails the round, else trouble. */
+    const storeFailed = (signature: string, error: unknown) => {
+      // The database, not the node, was in the way: the round is retried as a whole.
+      if (isBusyError(error)) throw error;
+      trouble.set(signature, `storing the transaction: ${message(error)}`);
+    };
     for (const signature of toFetch) {
-      const done = fetches.add(async () => {
-        if (signal.aborted) return;
-        try {
-          const result = await rpc.getTransaction(signature);
-          keep(
-            signature,
-            result === null
-              ? // The status said finalized but the node returned nothing.
-                await signatures.recordFetchMiss(signature, options.maxFetchMisses)
-              : await storeFetched(signature, result),
-          );
-        } catch (error) {
-          // The database, not the node, was in the way: the round is retried as a whole.
+      const done = fetches
+        .add(async () => {
+          if (signal.aborted) return null;
+          try {
+            return { ok: true as const, result: await rpc.getTransaction(signature) };
+          } catch (error) {
+            return { ok: false as const, error };
+          }
+        })
+        .then(async (outcome) => {
+          if (!outcome) return;
+          if (outcome.ok) {
+            const { result } = outcome;
+            try {
+              keep(
+                signature,
+                result === null
+                  ? // The status said finalized but the node returned nothing.
+                    await signatures.recordFetchMiss(signature, options.maxFetchMisses)
+                  : await storeFetched(signature, result),
+              );
+            } catch (error) {
+              storeFailed(signature, error);
+            }
+            return;
+          }
+          const { error } = outcome;
           if (isBusyError(error)) throw error;
           if (error instanceof RpcDisagreementError) {
             disagreements.set(signature, error.disagreement);
@@ -261,8 +285,7 @@ export function createRound(deps: RoundDeps): Round {
           if (isAppError(error) && error.code === "malformed_transaction") {
             keep(signature, await signatures.recordFetchMiss(signature, options.maxFetchMisses));
           }
-        }
-      });
+        });
       // Awaited by the slice of its jobs; a rejection seen first here is not unhandled.
       done.catch(() => {});
       fetched.set(signature, done);
@@ -365,9 +388,12 @@ export function createRound(deps: RoundDeps): Round {
         await yieldToEventLoop();
       }
     } finally {
-      // Nothing of this round outlives it: fetches not started are dropped, those in flight end.
+      // Nothing of this round outlives it: fetches not started are dropped, those in flight end
+      // and what they fetched is stored.
       fetches.clear();
       await fetches.onIdle();
+      storeBatch();
+      await Promise.allSettled([...storing]);
     }
     return claimed.length;
   };

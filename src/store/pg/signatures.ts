@@ -135,12 +135,17 @@ export function createPgSignatureStore(store: PgStore): SignatureStore {
     items: readonly FetchedItem[],
   ): Promise<Map<string, SignatureRow>> {
     if (items.length === 0) return new Map();
-    // In signature order: two processes storing overlapping sets lock their rows in the same
-    // order, so one waits for the other instead of both waiting on each other. Guarded by
-    // `facts IS NULL`: the first process to store a transaction wins.
-    const sorted = [...items].sort((a, b) => (a.signature < b.signature ? -1 : 1));
+    // The rows are locked first in the database's order of signatures, as the status writes
+    // lock theirs, so two processes storing or polling overlapping sets wait for each other
+    // instead of both waiting on each other. Guarded by `facts IS NULL`: the first process to
+    // store a transaction wins.
     await db.transaction(async (tx) => {
-      for (const { signature, fetched, t } of sorted) {
+      if (items.length > 1) {
+        await tx.execute(sql`SELECT 1 FROM chain_transactions
+          WHERE signature = ANY(${textArray(items.map((i) => i.signature))})
+          ORDER BY signature FOR UPDATE`);
+      }
+      for (const { signature, fetched, t } of items) {
         await tx
           .update(chainTransactions)
           .set({
