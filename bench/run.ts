@@ -106,10 +106,21 @@ const only = new Set<Section>(
       }),
 );
 const quick = flags.quick === true;
+/** A whole number given to `--name`: anything else stops the run, naming the flag. */
+function wholeNumber(name: string, text: string): number {
+  if (/^\d+$/.test(text.trim())) return Number(text.trim());
+  process.stderr.write(`--${name}: not a whole number: ${text}\n`);
+  process.exit(2);
+}
+/** A whole-number flag, or `fallback` when it is not given. */
+function count(name: keyof typeof flags, fallback: number): number {
+  const text = flags[name];
+  return typeof text === "string" ? wholeNumber(name, text) : fallback;
+}
 /** Worker counts of `serve` the proxy section measures against the stub (default: 1 and one per core). */
 const proxyWorkers = (flags["proxy-workers"] ?? `1,${Math.min(cpus().length, 16)}`)
   .split(",")
-  .map((w) => Number(w.trim()))
+  .map((w) => wholeNumber("proxy-workers", w))
   .filter((w, i, all) => w >= 1 && all.indexOf(w) === i);
 /**
  * `--proxy-quick`: the proxy section against the stub only, at 1 and 16 in flight, with the
@@ -117,11 +128,17 @@ const proxyWorkers = (flags["proxy-workers"] ?? `1,${Math.min(cpus().length, 16)
  */
 const proxyQuick = flags["proxy-quick"] === true;
 /** Report database sizes, measured one after the other in this run (`--report-jobs 1000000,10000000`). */
-const reportSizes = (flags["report-jobs"] ?? "1000000").split(",").map((n) => Number(n.trim()));
-const verifyJobs = Number(flags["verify-jobs"] ?? (quick ? 300 : 2000));
-const rpcLimit = Number(flags["rpc-limit"] ?? 100);
-const soakSeconds = Number(flags["soak-seconds"] ?? 300);
-const ledgerLines = Number(flags["ledger-lines"] ?? 1_000_000);
+const reportSizes = (flags["report-jobs"] ?? "1000000")
+  .split(",")
+  .map((n) => wholeNumber("report-jobs", n));
+const verifyJobs = count("verify-jobs", quick ? 300 : 2000);
+const rpcLimit = count("rpc-limit", 100);
+const soakSeconds = count("soak-seconds", 300);
+const ledgerLines = count("ledger-lines", 1_000_000);
+const pgIngest = count("pg-ingest", quick ? 20_000 : 60_000);
+const pgVerifyJobs = count("pg-verify-jobs", quick ? 200 : 600);
+const pgReportJobs = count("pg-report-jobs", quick ? 0 : 1_000_000);
+const writeRounds = count("write-rounds", quick ? 6 : 20);
 const slotMs = 100;
 const finalitySlots = 32;
 
@@ -490,10 +507,10 @@ async function main() {
           slotMs,
         },
         {
-          ingestReceipts: Number(flags["pg-ingest"] ?? (quick ? 20_000 : 60_000)),
+          ingestReceipts: pgIngest,
           lookups: quick ? 1000 : 3000,
-          verifyJobs: Number(flags["pg-verify-jobs"] ?? (quick ? 200 : 600)),
-          reportJobs: Number(flags["pg-report-jobs"] ?? (quick ? 0 : 1_000_000)),
+          verifyJobs: pgVerifyJobs,
+          reportJobs: pgReportJobs,
           rateLimitPerSec: 20,
         },
       );
@@ -521,7 +538,7 @@ async function main() {
     if (only.has("reports") || only.has("rollup-writes")) {
       say("reports: what the rollup triggers cost receipt and verdict writes (side by side)");
       results.rollupWrites = measureRollupWriteCost({
-        rounds: Number(flags["write-rounds"] ?? (quick ? 6 : 20)),
+        rounds: writeRounds,
       });
       say("reports: what the rollups cost ingest end to end, POST /jobs (side by side)");
       results.rollupIngest = await measureIngestRollupCost({ rounds: quick ? 4 : 8 });
