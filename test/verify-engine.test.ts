@@ -1,12 +1,19 @@
-import { eq } from "drizzle-orm";
+import { eq, isNotNull } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import type { SqliteStore } from "../src/db/client.js";
 import { chainTransactions, checkResults, jobs, verificationRuns } from "../src/db/schema.js";
 import { createLogger } from "../src/log.js";
 import { recordJobsApiAnswer } from "../src/recorder/jobs-api.js";
 import { recordReceipt } from "../src/recorder/receipts.js";
+import { createCustodyStore } from "../src/store/custody.js";
+import { createJobQueueStore } from "../src/store/job-queue.js";
+import { createLedgerStore } from "../src/store/ledger.js";
+import { createSignatureStore } from "../src/store/signatures.js";
+import { createVerdictStore } from "../src/store/verdicts.js";
 import { createVerifier, type VerifierDeps } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
+import { createRound } from "../src/verify/round.js";
+import { defaultVerifierOptions } from "../src/verify/verifier-options.js";
 import { createTestStore } from "./support/store.js";
 import { createFakeChain } from "./support/verify-fake-rpc.js";
 import { honest } from "./support/verify-fixtures.js";
@@ -110,6 +117,55 @@ describe("verification engine", () => {
     expect(summary.byVerdict).toMatchObject({ verified: 12 });
     expect(stores.reduce((a, b) => a + b, 0)).toBe(24);
     expect(stores.length).toBeLessThanOrEqual(6);
+  });
+
+  it("stores what its fetches brought before a failing round ends", async () => {
+    const store = createTestStore();
+    const chain = createFakeChain({ finalitySlots: 1 });
+    // Ten jobs: the first slice's eight, and two whose fetches run while the first is decided.
+    for (let i = 0; i < 10; i++) {
+      const j = honest(`job_${i}`, `s${i}`);
+      chain.land(j.escrow);
+      chain.land(j.settlement);
+      record(store, j.job);
+    }
+    const answered = new Set<string>();
+    const rpc: typeof chain.rpc = {
+      ...chain.rpc,
+      async getTransaction(signature) {
+        await new Promise((r) => setTimeout(r, 5));
+        const result = await chain.rpc.getTransaction(signature);
+        answered.add(signature);
+        return result;
+      },
+    };
+    const verdicts = createVerdictStore(store, localnetProfile);
+    const round = createRound({
+      queue: createJobQueueStore(store),
+      signatures: createSignatureStore(store),
+      // The first slice's write fails: the round ends with the second slice's fetches out.
+      verdicts: {
+        write: () => Promise.reject(new Error("disk full")),
+      } satisfies typeof verdicts,
+      custody: createCustodyStore(store, localnetProfile, { vaults: [], byKey: {} }),
+      ledger: createLedgerStore(store),
+      configuredVaults: new Set(),
+      rpc,
+      profile: localnetProfile,
+      options: { ...defaultVerifierOptions, ...fast },
+      owner: "me",
+      now: Date.now,
+      log,
+    });
+    await expect(round(null, null, new AbortController().signal)).rejects.toThrow("disk full");
+    const stored = store.db
+      .select({ signature: chainTransactions.signature })
+      .from(chainTransactions)
+      .where(isNotNull(chainTransactions.facts))
+      .all()
+      .map((r) => r.signature);
+    expect(answered.size).toBeGreaterThan(16);
+    expect(new Set(stored)).toEqual(answered);
   });
 
   it("needs no RPC call at all for jobs whose transactions are already stored", async () => {

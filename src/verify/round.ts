@@ -217,6 +217,9 @@ export function createRound(deps: RoundDeps): Round {
       reject: (error: unknown) => void;
     }[] = [];
     const storing = new Set<Promise<unknown>>();
+    /** Signatures whose fetch started; the round ends once their transactions are stored. */
+    const started = new Set<string>();
+    let ending = false;
     let storeTimer: NodeJS.Timeout | undefined;
     const storeBatch = () => {
       clearTimeout(storeTimer);
@@ -237,7 +240,7 @@ export function createRound(deps: RoundDeps): Round {
     const storeFetched = (signature: string, result: FetchedItem["fetched"]) =>
       new Promise<SignatureRow | undefined>((resolve, reject) => {
         toStore.push({ item: { signature, fetched: result, t: now() }, resolve, reject });
-        if (toStore.length >= options.fetchConcurrency) storeBatch();
+        if (ending || toStore.length >= options.fetchConcurrency) storeBatch();
         else storeTimer ??= setTimeout(storeBatch, STORE_WAIT_MS);
       });
     /** What a database failure while storing a fetch means: busy fails the round, else trouble. */
@@ -250,6 +253,7 @@ export function createRound(deps: RoundDeps): Round {
       const done = fetches
         .add(async () => {
           if (signal.aborted) return null;
+          started.add(signature);
           try {
             return { ok: true as const, result: await rpc.getTransaction(signature) };
           } catch (error) {
@@ -388,11 +392,13 @@ export function createRound(deps: RoundDeps): Round {
         await yieldToEventLoop();
       }
     } finally {
-      // Nothing of this round outlives it: fetches not started are dropped, those in flight end
-      // and what they fetched is stored.
+      // Nothing of this round outlives it: fetches not started are dropped (their promises
+      // never settle), those in flight end and what they fetched is stored at once.
+      ending = true;
       fetches.clear();
       await fetches.onIdle();
       storeBatch();
+      await Promise.allSettled([...started].map((s) => fetched.get(s)));
       await Promise.allSettled([...storing]);
     }
     return claimed.length;
