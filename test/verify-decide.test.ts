@@ -42,7 +42,7 @@ function claimed(job: ReceiptForChecks, queue: Partial<DecideJob> = {}): DecideJ
 function known(
   rows: Record<string, Row>,
   fetched: TransactionFacts[],
-  round: Partial<Pick<SignatureView, "trouble" | "disagreements">> = {},
+  round: Partial<Pick<SignatureView, "trouble" | "disagreements" | "finalityDue">> = {},
 ): SignatureView {
   const facts = new Map(fetched.map((f) => [f.signature, f]));
   return {
@@ -50,6 +50,7 @@ function known(
     facts: (s) => facts.get(s),
     trouble: round.trouble ?? new Map(),
     disagreements: round.disagreements ?? new Map(),
+    ...(round.finalityDue ? { finalityDue: round.finalityDue } : {}),
     named: new Map(),
     namedTotal: new Map(),
   };
@@ -98,6 +99,48 @@ describe("deciding a claimed job", () => {
     expect(d.nextVerifyAt).toBeGreaterThan(timing.now);
     expect(d.nextVerifyAt % timing.pollIntervalMs).toBe(0);
     expect(d.evaluation).toBeNull();
+  });
+
+  it("looks again at a landed job when the cluster's pace says its last transaction is final", () => {
+    const { job, escrow, settlement } = honest();
+    const landed: Row = { ...finalized, state: "landed", commitment: "confirmed" };
+    const waitFor = (rows: Record<string, Row>, finalityDue: Map<string, number>) => {
+      const d = decide(
+        claimed(job),
+        known(rows, [], { finalityDue }),
+        localnetProfile,
+        noPins,
+        timing,
+      );
+      expect(d.verdict).toBe("awaiting_finality");
+      expect(d.nextVerifyAt % timing.pollIntervalMs).toBe(0);
+      return d.nextVerifyAt - timing.now;
+    };
+    const both = { [escrow.signature]: landed, [settlement.signature]: landed };
+    const at = (escrowMs: number, settlementMs: number) =>
+      new Map([
+        [escrow.signature, timing.now + escrowMs],
+        [settlement.signature, timing.now + settlementMs],
+      ]);
+    // The settlement, the later of the two, is final in 11.2 s: the next look is then (on the
+    // grid), not in 2 s.
+    expect(waitFor(both, at(9_000, 11_200))).toBe(12_000);
+    // Due within a poll interval, or already: the next poll, as before.
+    expect(waitFor(both, at(500, 1_000))).toBe(2000);
+    expect(waitFor(both, at(-5_000, -1))).toBe(2000);
+    // No pace known: the next poll.
+    expect(waitFor(both, new Map())).toBe(2000);
+    // A pace that says an hour (a lying node) waits no longer than the longest backoff.
+    expect(waitFor(both, at(3_600_000, 0))).toBe(60_000);
+    // A transaction unseen for a while keeps its backoff when that is later.
+    const unseen: Row = {
+      state: "unknown",
+      commitment: null,
+      notFoundSlot: 400,
+      notFoundSince: timing.now - 14_000,
+    };
+    expect(waitFor({ ...both, [settlement.signature]: unseen }, at(3_000, 0))).toBe(16_000);
+    expect(waitFor({ ...both, [settlement.signature]: unseen }, at(30_000, 0))).toBe(30_000);
   });
 
   it("polls a signature unseen for longer less often: as far off as it has been unseen, up to the longest backoff", () => {

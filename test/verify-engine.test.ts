@@ -1,5 +1,6 @@
 import { eq, isNotNull } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
+import type { TransactionFacts } from "../src/chain/transaction-facts.js";
 import type { SqliteStore } from "../src/db/client.js";
 import { chainTransactions, checkResults, jobs, verificationRuns } from "../src/db/schema.js";
 import { createLogger } from "../src/log.js";
@@ -10,7 +11,7 @@ import { createJobQueueStore } from "../src/store/job-queue.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { createSignatureStore } from "../src/store/signatures.js";
 import { createVerdictStore } from "../src/store/verdicts.js";
-import { createVerifier, type VerifierDeps } from "../src/verify/engine.js";
+import { createVerifier, type VerifierDeps, type VerifierRpc } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { createRound } from "../src/verify/round.js";
 import { defaultVerifierOptions } from "../src/verify/verifier-options.js";
@@ -262,6 +263,57 @@ describe("verification engine", () => {
       // A write decides what the poll before it learnt; one without a poll learnt nothing.
       expect(writes.get(j.job.jobId) ?? 0, j.job.jobId).toBeLessThanOrEqual(polls);
     }
+  });
+
+  it("polls a landed job again when the cluster's pace says it is final, not at every poll", async () => {
+    const store = createTestStore();
+    // A chain whose slots move with time (10 ms each) and finalize 40 slots behind the tip, as
+    // mainnet's do at 400 ms: a transaction is final 400 ms after it landed.
+    const slotMs = 10;
+    const depth = 40;
+    const start = Date.now();
+    const tip = () => 1000 + Math.floor((Date.now() - start) / slotMs);
+    const landedAt = new Map<string, { facts: TransactionFacts; slot: number }>();
+    let statusCalls = 0;
+    const rpc: VerifierRpc = {
+      async getSignatureStatuses(signatures) {
+        statusCalls++;
+        const finalizedSlot = tip() - depth;
+        return signatures.map((signature) => {
+          const tx = landedAt.get(signature);
+          if (!tx) return null;
+          return {
+            signature,
+            slot: tx.slot,
+            confirmationStatus: tx.slot <= finalizedSlot ? "finalized" : "confirmed",
+            err: null,
+          };
+        });
+      },
+      async getTransaction(signature) {
+        const tx = landedAt.get(signature);
+        if (!tx || tx.slot > tip() - depth) return null;
+        return { facts: { ...tx.facts, slot: tx.slot }, raw: JSON.stringify({ slot: tx.slot }) };
+      },
+      getSlot: async () => tip() - depth,
+    };
+    const options = { ...fast, pollIntervalMs: 40, idleIntervalMs: 10 };
+    const v = createVerifier({ store, rpc, profile: localnetProfile, log, options });
+    const polls: number[] = [];
+    // Jobs land one after another, so the pace is learnt from the first ones' polls.
+    for (let i = 0; i < 4; i++) {
+      const j = honest(`job_${i}`, `p${i}`);
+      for (const tx of [j.escrow, j.settlement])
+        landedAt.set(tx.signature, { facts: tx, slot: tip() });
+      record(store, j.job);
+      const before = statusCalls;
+      const summary = await v.runUntilSettled({ jobIds: [j.job.jobId] }, { timeoutMs: 5_000 });
+      expect(summary.byVerdict.verified).toBe(1);
+      polls.push(statusCalls - before);
+    }
+    // Polled every 40 ms, a job final after 400 ms took ten polls. Once the pace is known, the
+    // next look after the first is at finality: a second poll, or a third when the node lags.
+    expect(Math.max(...polls.slice(1))).toBeLessThanOrEqual(3);
   });
 
   it("calls a signature that never lands dropped once the drop window has passed", async () => {

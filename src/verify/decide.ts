@@ -23,7 +23,8 @@ import type { Profile } from "./profiles.js";
  * - endpoints of a quorum that disagree: `rpc_disagreement`, retried, every answer as evidence;
  * - RPC trouble this round: `error`, retried with backoff;
  * - a streamed job whose settlement the backfill is still looking for: `awaiting_finality`;
- * - a transaction not finalized and fetched yet: `awaiting_finality`, due on the poll grid;
+ * - a transaction not finalized and fetched yet: `awaiting_finality`, due on the poll grid when
+ *   it should be final by the cluster's pace (or at the next poll, or backed off while unseen);
  * - otherwise every check runs (checks.ts) and decides.
  */
 
@@ -49,6 +50,11 @@ export interface SignatureView {
   trouble: ReadonlyMap<string, string>;
   /** Quorum endpoints that disagreed this round, by signature. */
   disagreements: ReadonlyMap<string, RpcDisagreement>;
+  /**
+   * When each landed signature polled this round should be final (ms), from the pace of the
+   * cluster's finalized slot; absent when the pace is not known yet.
+   */
+  finalityDue?: ReadonlyMap<string, number>;
   /** Jobs naming each signature (at most MAX_NAMED_BY ids) and how many there are. */
   named: ReadonlyMap<string, readonly string[]>;
   namedTotal: ReadonlyMap<string, number>;
@@ -205,10 +211,15 @@ export function decide<J extends DecideJob>(
     // the polls come at the poll interval until the clocks meet.
     const unseen = notReady.filter((s) => row(s)?.state === "unknown");
     const firstMiss = Math.min(t, ...unseen.map((s) => row(s)?.notFoundSince ?? t));
-    const delay =
+    let delay =
       unseen.length > 0
         ? retryDelay(0, t - firstMiss + timing.pollIntervalMs)
         : timing.pollIntervalMs;
+    // A landed transaction is not final before the finalized slot reaches it: the job is looked
+    // at again when the last of its transactions should be, not at every poll on the way (six
+    // polls a job on mainnet), and never later than the longest backoff (a node's pace could lie).
+    const finalAt = Math.max(...notReady.map((s) => signatures.finalityDue?.get(s) ?? 0));
+    if (finalAt - t > delay) delay = Math.min(finalAt - t, Math.max(delay, timing.maxBackoffMs));
     // Due times snap to a grid so jobs waiting on finality are polled together, in one batch.
     const grid = timing.pollIntervalMs;
     const nextVerifyAt = Math.ceil((t + delay) / grid) * grid;

@@ -22,6 +22,7 @@ import { custodyViews } from "./custody.js";
 import { type DecideJob, type Decision, decide } from "./decide.js";
 import { readLock } from "./money-movements.js";
 import type { Profile } from "./profiles.js";
+import { createSlotClock } from "./slot-clock.js";
 import type { VerifierOptions } from "./verifier-options.js";
 import type { VerifierRpc } from "./verifier-rpc.js";
 
@@ -96,6 +97,8 @@ export function createRound(deps: RoundDeps): Round {
    * costing a request of its own. A backlog is polled at once.
    */
   let lastPollCell = -1;
+  /** How fast the finalized slot moves: when a landed transaction will be final. */
+  const slotClock = createSlotClock({ minSpanMs: options.pollIntervalMs });
 
   return async function round(filter, runId, signal) {
     if (signal.aborted) return 0;
@@ -122,6 +125,7 @@ export function createRound(deps: RoundDeps): Round {
     }
     const trouble = new Map<string, string>();
     const disagreements = new Map<string, RpcDisagreement>();
+    const finalityDue = new Map<string, number>();
 
     const needStatus = allSigs.filter((s) => {
       const state = rows.get(s)?.state;
@@ -161,12 +165,26 @@ export function createRound(deps: RoundDeps): Round {
       try {
         const statuses = await rpc.getSignatureStatuses(needStatus);
         const missing = needStatus.filter((_, i) => !statuses[i]);
+        const landing = statuses.some((s) => s && s.confirmationStatus !== "finalized");
         let currentSlot: number | null = null;
         if (missing.length > 0 && !signal.aborted) currentSlot = await rpc.getSlot();
+        // Only a drop needs the slot; for landed ones it only times the next look.
+        else if (landing && !signal.aborted) currentSlot = await rpc.getSlot().catch(() => null);
         if (signal.aborted) return claimed.length;
         // A slice at a time: a round's 2,000 signatures in one synchronous stretch held the
         // event loop (the proxy's) for tens of ms, and the write lock that long.
         const t = now();
+        if (currentSlot !== null) {
+          const finalized = currentSlot;
+          slotClock.observe(finalized, t);
+          const pace = slotClock.msPerSlot();
+          statuses.forEach((s, i) => {
+            if (pace === null || !s || s.confirmationStatus === "finalized" || s.disagreement)
+              return;
+            // Final once the finalized slot reaches it; a slot's margin for the node's lag.
+            finalityDue.set(needStatus[i]!, t + (Math.max(0, s.slot - finalized) + 1) * pace);
+          });
+        }
         const polled = needStatus.map((signature, i) => ({
           signature,
           status: statuses[i] ?? null,
@@ -348,6 +366,7 @@ export function createRound(deps: RoundDeps): Round {
       facts: factsOf,
       trouble,
       disagreements,
+      finalityDue,
       named,
       namedTotal,
       names: (jobId: string, signature: string) => namesAny.has(pairKey(jobId, signature)),
