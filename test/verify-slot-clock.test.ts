@@ -13,6 +13,10 @@ describe("the pace of the finalized slot", () => {
     clock.observe(1010, 4000);
     expect(clock.msPerSlot()).toBeCloseTo(4000 / 10);
     expect(clock.latest()).toEqual({ slot: 1010, t: 4000 });
+    // Between reads the slot is estimated by the pace.
+    expect(clock.estimate(6000)).toBe(1015);
+    expect(clock.estimate(3000)).toBe(1010);
+    expect(createSlotClock().estimate(0)).toBeNull();
   });
 
   it("forgets samples older than its window, so a pace that changes is followed", () => {

@@ -99,6 +99,9 @@ export function createRound(deps: RoundDeps): Round {
   let lastPollCell = -1;
   /** How fast the finalized slot moves: when a landed transaction will be final. */
   const slotClock = createSlotClock({ minSpanMs: options.pollIntervalMs });
+  /** Is the finalized slot read long enough ago to read it again (five poll intervals)? */
+  const slotReadDue = (t: number) =>
+    (slotClock.latest()?.t ?? Number.NEGATIVE_INFINITY) <= t - 5 * options.pollIntervalMs;
 
   return async function round(filter, runId, signal) {
     if (signal.aborted) return 0;
@@ -168,19 +171,21 @@ export function createRound(deps: RoundDeps): Round {
         const landing = statuses.some((s) => s && s.confirmationStatus !== "finalized");
         let currentSlot: number | null = null;
         if (missing.length > 0 && !signal.aborted) currentSlot = await rpc.getSlot();
-        // Only a drop needs the slot; for landed ones it only times the next look.
-        else if (landing && !signal.aborted) currentSlot = await rpc.getSlot().catch(() => null);
+        // Landed ones need the slot only to time their next look: it is read now and then (an
+        // RPC limit is shared with the fetches), and estimated by the pace in between.
+        else if (landing && !signal.aborted && slotReadDue(now())) {
+          currentSlot = await rpc.getSlot().catch(() => null);
+        }
         if (signal.aborted) return claimed.length;
         // A slice at a time: a round's 2,000 signatures in one synchronous stretch held the
         // event loop (the proxy's) for tens of ms, and the write lock that long.
         const t = now();
-        if (currentSlot !== null) {
-          const finalized = currentSlot;
-          slotClock.observe(finalized, t);
-          const pace = slotClock.msPerSlot();
+        if (currentSlot !== null) slotClock.observe(currentSlot, t);
+        const pace = slotClock.msPerSlot();
+        const finalized = currentSlot ?? slotClock.estimate(t);
+        if (landing && pace !== null && finalized !== null) {
           statuses.forEach((s, i) => {
-            if (pace === null || !s || s.confirmationStatus === "finalized" || s.disagreement)
-              return;
+            if (!s || s.confirmationStatus === "finalized" || s.disagreement) return;
             // Final once the finalized slot reaches it; a slot's margin for the node's lag.
             finalityDue.set(needStatus[i]!, t + (Math.max(0, s.slot - finalized) + 1) * pace);
           });

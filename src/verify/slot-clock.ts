@@ -13,6 +13,8 @@ export interface SlotClock {
   msPerSlot(): number | null;
   /** The newest finalized slot read, with its time. */
   latest(): { slot: number; t: number } | null;
+  /** The finalized slot at time `t` by the pace, from the newest one read; null without a pace. */
+  estimate(t: number): number | null;
 }
 
 export function createSlotClock(options: { windowMs?: number; minSpanMs?: number } = {}) {
@@ -36,6 +38,12 @@ export function createSlotClock(options: { windowMs?: number; minSpanMs?: number
       return (last.t - first.t) / (last.slot - first.slot);
     },
     latest: () => samples.at(-1) ?? null,
+    estimate(t) {
+      const last = samples.at(-1);
+      const pace = clock.msPerSlot();
+      if (!last || pace === null) return null;
+      return last.slot + Math.max(0, Math.floor((t - last.t) / pace));
+    },
   };
   return clock;
 }
