@@ -8,7 +8,11 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { jobs } from "../src/db/schema.js";
-import { parseJobsApiAnswer } from "../src/recorder/jobs-api.js";
+import {
+  createJobsApiClient,
+  maxAnswerBytes,
+  parseJobsApiAnswer,
+} from "../src/recorder/jobs-api.js";
 import { createRecordingProxy, keyFingerprint } from "../src/recorder/proxy.js";
 import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
 import {
@@ -113,6 +117,38 @@ function stubUpstream(): { server: http.Server; stub: Stub } {
         "x-decentral-worker": "zzz",
       });
       res.end(JSON.stringify({ id: "chatcmpl-2", model: "qwen3-8b", choices: [] }));
+    } else if (url.startsWith("/v1/chat/completions?mode=jobid-")) {
+      // A paid answer whose job id header is odd: bad, sent twice (differing or the same).
+      const ids: Record<string, string | string[]> = {
+        bad: "JOB_../../x",
+        two: [stub.receipt.jobId, jobId()],
+        same: [stub.receipt.jobId, stub.receipt.jobId],
+      };
+      res.writeHead(200, {
+        "content-type": "application/json",
+        ...decentral,
+        "x-decentral-job-id": ids[url.slice(url.indexOf("jobid-") + 6)] ?? "",
+      });
+      res.end(JSON.stringify({ id: "chatcmpl-3", model: "qwen3-8b", choices: [] }));
+    } else if (url === "/v1/chat/completions?mode=trailing") {
+      // A complete answer followed by bytes that are no HTTP response, in the same write.
+      const payload = JSON.stringify({
+        id: "chatcmpl-4",
+        model: "qwen3-8b",
+        usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 },
+      });
+      const head = Object.entries({ ...decentral, "content-type": "application/json" })
+        .map(([name, value]) => `${name}: ${value}\r\n`)
+        .join("");
+      req.socket.write(
+        `HTTP/1.1 200 OK\r\n${head}content-length: ${payload.length}\r\n\r\n${payload}GARBAGE`,
+      );
+      setTimeout(() => req.socket.end(), 50);
+    } else if (url === "/v1/chat/completions?mode=sse-unasked") {
+      res.writeHead(200, { "content-type": "text/event-stream", ...decentral });
+      res.end(
+        `data: ${JSON.stringify({ model: "qwen3-8b", choices: [], usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 } })}\n\ndata: [DONE]\n\n`,
+      );
     } else if (url === "/v1/chat/completions?mode=endless") {
       res.writeHead(200, { "content-type": "text/event-stream", ...decentral });
       res.write('data: {"choices":[]}\n\n');
@@ -321,6 +357,59 @@ describe("recording proxy", () => {
     expect(lines.join("\n")).toContain("malformed receipt header");
   });
 
+  it("withholds a paid answer whose job id cannot be recorded: 502, never an answer without a receipt", async () => {
+    const { proxy, store, url, lines } = await setup();
+    for (const mode of ["jobid-bad", "jobid-two"]) {
+      const response = await completion(url, mode);
+      expect(response.status, mode).toBe(502);
+      const body = (await response.json()) as { error: { code: string } };
+      expect(body.error.code).toBe("upstream_receipt_invalid");
+    }
+    await proxy.idle();
+    expect(store.db.select().from(jobs).all()).toEqual([]);
+    expect(lines.join("\n")).toContain("upstream answer names no recordable job id");
+  });
+
+  it("reads a receipt header sent twice with the same value as that value", async () => {
+    const { proxy, url, row } = await setup();
+    const response = await completion(url, "jobid-same");
+    expect(response.status).toBe(200);
+    await response.arrayBuffer();
+    await proxy.idle();
+    expect(row()).toMatchObject({ captureState: "complete", httpStatus: 200 });
+  });
+
+  it("answers a complete body followed by junk as the upstream answered it, and records that", async () => {
+    const { proxy, url, row } = await setup();
+    const response = await completion(url, "trailing");
+    expect(response.status).toBe(200);
+    expect(((await response.json()) as { id: string }).id).toBe("chatcmpl-4");
+    await proxy.idle();
+    expect(row()).toMatchObject({ captureState: "complete", httpStatus: 200, completionTokens: 2 });
+  });
+
+  it("records an event stream as a stream even when the request did not ask for one", async () => {
+    const { proxy, url, row } = await setup();
+    const response = await fetch(`${url}/v1/chat/completions?mode=sse-unasked`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "qwen3-8b", messages: [], stream: false }),
+    });
+    await response.text();
+    await proxy.idle();
+    expect(row()).toMatchObject({ stream: true, completionTokens: 2, captureState: "complete" });
+  });
+
+  it("waits in idle() for a response cut off in flight to record its outcome", async () => {
+    const { proxy, url, row } = await setup();
+    const controller = new AbortController();
+    const response = await completion(url, "endless", { signal: controller.signal });
+    expect(response.status).toBe(200);
+    controller.abort();
+    await proxy.idle();
+    expect(row()?.captureState).toBe("aborted");
+  });
+
   it("answers 503 rather than an unrecorded response when the database refuses the receipt", async () => {
     const { store, url, row } = await setup();
     store.sqlite.exec(`CREATE TRIGGER refused BEFORE INSERT ON jobs
@@ -487,6 +576,18 @@ describe("recording proxy", () => {
     expect(((await response.json()) as { error: { code: string } }).error.code).toBe(
       "upstream_unavailable",
     );
+  });
+
+  it("reads no jobs API answer beyond 64 KiB: it says nothing, and nothing of it is kept", async () => {
+    const huge = `{"status":"settled","pad":"${"x".repeat(2 * maxAnswerBytes)}"}`;
+    const server = http.createServer((_req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(huge);
+    });
+    const upstream = await listen(server);
+    cleanups.push(upstream.close);
+    const answer = await createJobsApiClient(`${upstream.url}/v1`)(jobId(), `Bearer ${key}`);
+    expect(answer).toMatchObject({ status: null, settlementTx: null, raw: null });
   });
 
   it("never writes the caller's key to a log line", async () => {

@@ -39,6 +39,9 @@ export class JobsApiError extends Error {
   }
 }
 
+/** The largest jobs API answer read, in bytes. */
+export const maxAnswerBytes = 64 * 1024;
+
 /** Asks the Decentral jobs API about one job. */
 export type JobsApiClient = (jobId: string, authorization: string) => Promise<JobsApiAnswer>;
 
@@ -82,7 +85,18 @@ export function createJobsApiClient(
             return;
           }
           const chunks: Buffer[] = [];
-          res.on("data", (chunk: Buffer) => chunks.push(chunk));
+          let size = 0;
+          res.on("data", (chunk: Buffer) => {
+            size += chunk.length;
+            // A job's answer is a few hundred bytes: one far larger is not read on, nor kept
+            // (its raw body is stored), and says nothing.
+            if (size > maxAnswerBytes) {
+              res.destroy();
+              resolve(parseJobsApiAnswer(null));
+              return;
+            }
+            chunks.push(chunk);
+          });
           res.on("error", () => reject(new JobsApiError("jobs API reset", null, true)));
           res.on("end", () => {
             let body: unknown = null;

@@ -50,7 +50,10 @@ export interface RecordingProxy {
    * the status sent to the client (0 when the client left before any was sent).
    */
   handle(req: IncomingMessage, res: ServerResponse): Promise<number>;
-  /** Resolves when every response in flight has been recorded and its jobs API call is done. */
+  /**
+   * Resolves when every response in flight has ended and been recorded, and its jobs API calls
+   * are done.
+   */
   idle(): Promise<void>;
   /** Closes upstream keep-alive sockets and waits for background work. */
   close(): Promise<void>;
@@ -161,9 +164,18 @@ function sseTailFacts(tail: string): { model: string | null; usage: Usage } {
   return { model, usage: usage ?? unknownUsage };
 }
 
+/**
+ * A receipt header's value; null when absent or above 200 characters. Node joins a header sent
+ * several times with ", ": the same value sent twice is that value, different ones stay joined
+ * (and fail every check of a signature, wallet or job id).
+ */
 function header(res: IncomingMessage, name: string): string | null {
   const value = res.headers[name];
-  const text = Array.isArray(value) ? value[0] : value;
+  let text = Array.isArray(value) ? value[0] : value;
+  if (text?.includes(",")) {
+    const values = [...new Set(res.headersDistinct[name]?.map((v) => v.trim()))];
+    if (values.length === 1) text = values[0];
+  }
   return text && text.length > 0 && text.length <= 200 ? text.trim() : null;
 }
 
@@ -301,12 +313,26 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       batchMs: consultBatchMs,
     });
 
+  /** Forwarded requests whose outcome is not recorded yet. */
+  const inFlight = new Set<Promise<void>>();
+  /** Tracks one forwarded request; the function returned marks its outcome recorded. */
+  function track(): () => void {
+    let settle!: () => void;
+    const settled = new Promise<void>((resolve) => {
+      settle = resolve;
+    });
+    inFlight.add(settled);
+    void settled.then(() => inFlight.delete(settled));
+    return settle;
+  }
+
   function writeReceipt(receipt: Receipt): Promise<unknown> {
     const at = now();
     return writer.run(recordReceiptsUnit([receipt], "proxy", { now: at, backfillDelayMs }));
   }
 
   function forward(req: IncomingMessage, res: ServerResponse, body: Buffer) {
+    const settle = track();
     const started = performance.now();
     const startedAt = now();
     const authorization = req.headers.authorization;
@@ -335,6 +361,10 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         agent,
       });
       request.setNoDelay(true);
+      // Closed with no answer (and not sent again): nothing is left to record.
+      request.once("close", () => {
+        if (request === upstreamReq && !responded) settle();
+      });
       return request;
     };
     let upstreamReq = open();
@@ -351,7 +381,16 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
     });
 
     const onError = (error: NodeJS.ErrnoException) => {
-      if (clientGone) return;
+      // Once the upstream answered, its response's own end or close decides what the client
+      // gets and what is recorded: bytes after a complete body (a parse error) change neither.
+      if (responded) {
+        log.warn({ reason: error.message, path }, "upstream connection failed after its answer");
+        return;
+      }
+      if (clientGone) {
+        settle();
+        return;
+      }
       // A kept-alive socket that the upstream closed just as it was reused fails before any
       // byte of an answer: the request never reached the upstream, so it goes once more on a
       // fresh socket (Node's documented remedy) instead of failing the caller with a 502.
@@ -370,6 +409,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       }
       log.warn({ reason: error.message, path }, "upstream request failed");
       sendError(res, 502, "upstream_unavailable", "the Decentral API could not be reached");
+      settle();
     };
     upstreamReq.on("error", onError);
 
@@ -379,13 +419,14 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
      */
     const wireValue = <T>(
       upstream: IncomingMessage,
+      jobId: string | null,
       name: string,
       read: (text: string | null) => T | null,
     ): T | null => {
       const text = header(upstream, name);
       const value = read(text);
       if (text !== null && value === null)
-        log.warn({ path, header: name }, "malformed receipt header");
+        log.warn({ path, jobId, header: name }, "malformed receipt header");
       return value;
     };
 
@@ -403,16 +444,42 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
 
       const jobId = header(upstream, "x-decentral-job-id");
       const recordable = jobId !== null && jobIdPattern.test(jobId);
-      if (jobId !== null && !recordable) log.warn({ path }, "malformed x-decentral-job-id");
+      if (
+        !recordable &&
+        (upstream.headers["x-decentral-job-id"] !== undefined ||
+          upstream.headers["x-decentral-tx-signature"] !== undefined)
+      ) {
+        // A job the upstream names (or paid for) but that cannot be named here could not be
+        // found again: no answer without a receipt, so the answer is withheld.
+        log.error(
+          {
+            path,
+            status,
+            jobId: String(upstream.headers["x-decentral-job-id"] ?? "").slice(0, 200),
+            escrowTx: String(upstream.headers["x-decentral-tx-signature"] ?? "").slice(0, 200),
+          },
+          "upstream answer names no recordable job id; answering 502",
+        );
+        upstream.destroy();
+        sendError(
+          res,
+          502,
+          "upstream_receipt_invalid",
+          "the Decentral API answered without a job id the audit proxy can record; the response is withheld",
+        );
+        settle();
+        return;
+      }
       const isSse = String(upstream.headers["content-type"] ?? "").includes("text/event-stream");
       const { facts, tags, fingerprint } = fromRequest();
       const receipt: Receipt = {
         jobId: jobId ?? "",
-        escrowTx: wireValue(upstream, "x-decentral-tx-signature", signatureOrNull),
-        settlementTx: wireValue(upstream, "x-decentral-settlement-tx", signatureOrNull),
-        worker: wireValue(upstream, "x-decentral-worker", addressOrNull),
+        escrowTx: wireValue(upstream, jobId, "x-decentral-tx-signature", signatureOrNull),
+        settlementTx: wireValue(upstream, jobId, "x-decentral-settlement-tx", signatureOrNull),
+        worker: wireValue(upstream, jobId, "x-decentral-worker", addressOrNull),
         creditsRemainingUnits: wireValue(
           upstream,
+          jobId,
           "x-decentral-credits-remaining",
           creditsToUnitsOrNull,
         ),
@@ -421,7 +488,8 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         createdAt: startedAt,
         tags,
         maxTokens: facts.maxTokens,
-        stream: facts.stream ?? isSse,
+        // What came back decides: an event stream is a stream whatever the request said.
+        stream: isSse || (facts.stream ?? false),
         httpStatus: status,
         latencyMs: null,
         ttfbMs: null,
@@ -503,6 +571,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         });
         if (!recordable) {
           if (state === "complete" && !res.writableEnded) res.end();
+          settle();
           return;
         }
         const bodyText = Buffer.concat(chunks).toString("utf8");
@@ -526,23 +595,25 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         const endStream = () => {
           if (body === null && state === "complete" && !res.writableEnded) res.end();
         };
-        writeReceipt(final).then(
-          () => {
-            if (body !== null && state === "complete") {
-              sendHead(false);
-              res.end(body);
-            }
-            endStream();
-            if (authorization && consults) consults.ask(receipt.jobId, authorization);
-          },
-          (error) => {
-            if (body !== null) unrecorded(error);
-            else {
-              log.error({ err: error, jobId: receipt.jobId }, "receipt completion not recorded");
+        writeReceipt(final)
+          .then(
+            () => {
+              if (body !== null && state === "complete") {
+                sendHead(false);
+                res.end(body);
+              }
               endStream();
-            }
-          },
-        );
+              if (authorization && consults) consults.ask(receipt.jobId, authorization);
+            },
+            (error) => {
+              if (body !== null) unrecorded(error);
+              else {
+                log.error({ err: error, jobId: receipt.jobId }, "receipt completion not recorded");
+                endStream();
+              }
+            },
+          )
+          .finally(settle);
       };
       upstream.on("end", () => complete("complete"));
       // A reset mid-body surfaces as an error on the response; `close` below handles it.
@@ -597,9 +668,12 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
     },
     async idle() {
       do {
+        // A response cut off (a drain's deadline, a client gone) records its outcome after its
+        // connection closed: that write is waited for too.
+        while (inFlight.size > 0) await Promise.all([...inFlight]);
         await writer.idle();
         await consults?.drain();
-      } while ((consults?.waiting() ?? 0) > 0 || writer.backlog() > 0);
+      } while (inFlight.size > 0 || (consults?.waiting() ?? 0) > 0 || writer.backlog() > 0);
     },
     async close() {
       await this.idle();
