@@ -146,6 +146,11 @@ export const configSchema = z.object({
    * per core, at most 16; 1 runs a single process; a `:memory:` database allows only 1.
    */
   WORKERS: z.coerce.number().int().min(1).max(64).optional(),
+  /**
+   * How long `serve`, told to stop (SIGTERM), lets responses in flight run before it cuts their
+   * connections (each cut response is still recorded, as aborted), in ms. Default 30000.
+   */
+  DRAIN_TIMEOUT_MS: z.coerce.number().int().min(0).max(3_600_000).default(30_000),
   /** Interface `serve` listens on. Default 127.0.0.1. */
   HOST: z.string().min(1).default("127.0.0.1"),
   /** Protocol profile: a built-in name (`localnet`, `decentral-mainnet`) or a JSON file path. */

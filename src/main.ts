@@ -242,7 +242,7 @@ export async function startService(
         // Stop accepting; responses in flight finish (idle keep-alive connections close). A
         // client holding a connection open past the drain time is cut off.
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-        const cutOff = setTimeout(() => closeAllConnections(server), DRAIN_MS);
+        const cutOff = setTimeout(() => closeAllConnections(server), config.DRAIN_TIMEOUT_MS);
         cutOff.unref();
         await closed;
         clearTimeout(cutOff);
@@ -255,9 +255,6 @@ export async function startService(
     throw error;
   }
 }
-
-/** How long SIGTERM waits for responses in flight before closing their connections. */
-const DRAIN_MS = 5000;
 
 function closeAllConnections(server: ServerType) {
   const http = server as { closeAllConnections?: () => void };

@@ -14,8 +14,11 @@ import { loadProfile } from "./verify/profiles.js";
 
 /** Most workers `serve` starts by default, however many cores. */
 const MAX_DEFAULT_WORKERS = 16;
-/** How long the primary waits for its workers to drain before killing them. */
-const DRAIN_WAIT_MS = 20_000;
+/**
+ * How long the primary waits for its workers to drain beyond their own drain time (cut-off
+ * responses recorded, the writer and the lease closed) before killing them.
+ */
+const DRAIN_MARGIN_MS = 15_000;
 
 /** What one process of `serve` reports about itself (the benchmark reads it). */
 export interface ProcessStats {
@@ -272,7 +275,10 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
         (worker) =>
           new Promise<void>((resolve) => {
             if (worker.isDead()) return resolve();
-            const killer = setTimeout(() => worker.process.kill("SIGKILL"), DRAIN_WAIT_MS);
+            const killer = setTimeout(
+              () => worker.process.kill("SIGKILL"),
+              config.DRAIN_TIMEOUT_MS + DRAIN_MARGIN_MS,
+            );
             worker.once("exit", () => {
               clearTimeout(killer);
               resolve();

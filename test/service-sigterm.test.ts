@@ -99,4 +99,51 @@ describe("serve under SIGTERM", () => {
     expect(runs).toEqual(["completed"]);
     after.close();
   });
+
+  it("cuts a stream still running at the drain's deadline and records it as aborted", async () => {
+    const db = join(mkdtempSync(join(tmpdir(), "sigterm-")), "audit.db");
+    const jobId = "job_drainedstream1";
+    // A stream that never ends: it outlives the drain.
+    const upstream = await httpServer((req, res) => {
+      if (req.url?.startsWith("/v1/jobs/")) {
+        res.writeHead(404).end();
+        return;
+      }
+      res.writeHead(200, {
+        "content-type": "text/event-stream",
+        "x-decentral-job-id": jobId,
+        "x-decentral-tx-signature": wireReceipt().escrow_tx as string,
+      });
+      res.write('data: {"choices":[{"delta":{"content":"a"}}]}\n\n');
+    });
+    const rpc = await httpServer((_req, res) => res.destroy());
+    const serve = await startServe(db, {
+      SOLANA_RPC_URLS: rpc.url,
+      DECENTRAL_BASE_URL: `${upstream.url}/v1`,
+      DRAIN_TIMEOUT_MS: "500",
+    });
+    try {
+      const response = await fetch(`${serve.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: "Bearer sk-test" },
+        body: JSON.stringify({ model: "qwen3-8b", stream: true, messages: [] }),
+      });
+      expect(response.status).toBe(200);
+      const reading = response.text().catch((error: unknown) => error);
+      serve.child.kill("SIGTERM");
+      expect(await reading).toBeInstanceOf(Error); // cut off, not ended as if complete
+      expect(await serve.exited).toBe(0);
+    } finally {
+      serve.child.kill("SIGKILL");
+      rpc.close();
+      upstream.close();
+    }
+    const after = openSqliteStore(db);
+    const row = after.sqlite
+      .prepare("SELECT capture_state, latency_ms FROM jobs WHERE job_id = ?")
+      .get(jobId) as { capture_state: string; latency_ms: number | null };
+    expect(row.capture_state).toBe("aborted");
+    expect(row.latency_ms).toBeGreaterThanOrEqual(400);
+    after.close();
+  });
 });
