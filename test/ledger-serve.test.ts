@@ -1,10 +1,13 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createToken } from "../src/auth/tokens.js";
 import { buildProgram } from "../src/cli.js";
 import { loadConfig } from "../src/config.js";
+import { openSqliteStore } from "../src/db/client.js";
 import type { StatementJson } from "../src/ledger/statement.js";
 import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
 import { createLogger } from "../src/log.js";
@@ -107,6 +110,43 @@ describe("the ledger in serve and in the CLI", () => {
     expect(header).toMatch(/^row,vault,openingUnits,depositsUnits,/);
     expect(row).toMatch(new RegExp(`^vault,${vault},\\d+,1234567,0,0,0,0,`));
     expect(row!.split(",")[10]).toBe("0");
+  });
+
+  it("report statement --sync reads under the quorum: one endpoint alone stores no transaction", async () => {
+    const vault = world.accounts.creditVaults[1]!.vault;
+    const db = join(dir, "cli-quorum.db");
+    await fetch(`${world.simulatorUrl}/sim/deposits`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ apiKeyIndex: 1, units: "1000" }),
+    });
+    const target = world.currentSlot() + 4;
+    while (world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
+    const saved = { ...process.env };
+    process.env.RPC_QUORUM = "2";
+    // The second endpoint answers nothing: no fact can be agreed by two.
+    const dead = createServer((_req, res) => res.destroy());
+    await new Promise<void>((resolve) => dead.listen(0, "127.0.0.1", resolve));
+    const deadUrl = `http://127.0.0.1:${(dead.address() as AddressInfo).port}`;
+    vi.spyOn(console, "log").mockImplementation(() => {});
+    vi.spyOn(process.stderr, "write").mockImplementation(() => true);
+    try {
+      await buildProgram()
+        .parseAsync([
+          ...["node", "decentral-audit", "report", "statement", "--from", "2026-01-01"],
+          ...["--vault", vault, "--sync", "--rpc", `${world.rpcUrl},${deadUrl}`],
+          ...["--profile", "localnet", "--db", db, "--format", "json"],
+        ])
+        .catch(() => {});
+    } finally {
+      vi.restoreAllMocks();
+      process.env = saved;
+      dead.close();
+    }
+    const store = openSqliteStore(db);
+    const stored = store.sqlite.prepare("SELECT count(*) FROM chain_transactions").pluck().get();
+    store.close();
+    expect(stored).toBe(0);
   });
 
   it("report account-snapshot compares the account with the vault, exits 1 on a difference, and lists what it kept", async () => {

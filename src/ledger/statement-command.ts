@@ -1,7 +1,7 @@
 import { writeFileSync } from "node:fs";
 import { type Command, Option } from "commander";
 import { pino } from "pino";
-import { rpcPoolFromConfig } from "../chain/rpc-pool.js";
+import { rpcFromConfig } from "../chain/quorum.js";
 import type { Config } from "../config.js";
 import { openStore } from "../db/open.js";
 import { AppError } from "../errors.js";
@@ -62,7 +62,7 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
       try {
         if (flags.sync) {
           const log = createLogger({ level: "warn" }, pino.destination(2));
-          const rpc = rpcPoolFromConfig(config, log);
+          const rpc = rpcFromConfig(config, log);
           try {
             const reader = createLedgerReader({
               store,
@@ -124,7 +124,7 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
           });
         }
         const log = createLogger({ level: "warn" }, pino.destination(2));
-        const rpc = rpcPoolFromConfig(config, log);
+        const rpc = rpcFromConfig(config, log);
         try {
           const snapshot = await createAccountSnapshotter({
             store,
