@@ -590,6 +590,34 @@ describe("recording proxy", () => {
     expect(answer).toMatchObject({ status: null, settlementTx: null, raw: null });
   });
 
+  it("refuses a path with a dot segment instead of forwarding it outside /v1", async () => {
+    const { stub, url } = await setup();
+    // As sent on the wire: fetch would resolve the dots itself.
+    const raw = (path: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = http.request(`${url}/`, { path, headers: { authorization: `Bearer ${key}` } });
+        req.on("response", (res) => {
+          let body = "";
+          res.on("data", (chunk: Buffer) => {
+            body += chunk.toString();
+          });
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        req.on("error", reject);
+        req.end();
+      });
+    for (const path of ["/v1/../admin", "/v1/%2e%2E/admin", "/v1/jobs/./x", "/v1/a/.."]) {
+      const response = await raw(path);
+      expect(response.status, path).toBe(400);
+      expect(JSON.parse(response.body).error.code).toBe("invalid_path");
+    }
+    expect(stub.seen).toHaveLength(0);
+    const fine = await fetch(`${url}/v1/models?x=../y`, {
+      headers: { authorization: `Bearer ${key}` },
+    });
+    expect(fine.status).not.toBe(400);
+  });
+
   it("never writes the caller's key to a log line", async () => {
     const { proxy, url, lines } = await setup();
     await (await completion(url, "json")).json();

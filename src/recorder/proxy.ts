@@ -169,6 +169,15 @@ function sseTailFacts(tail: string): { model: string | null; usage: Usage } {
  * several times with ", ": the same value sent twice is that value, different ones stay joined
  * (and fail every check of a signature, wallet or job id).
  */
+/** A `.` or `..` path segment, plain or percent-encoded. */
+const dotSegment = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)/i;
+
+/** The path of a request target, without its query. */
+function pathPart(url: string): string {
+  const query = url.indexOf("?");
+  return query < 0 ? url : url.slice(0, query);
+}
+
 function header(res: IncomingMessage, name: string): string | null {
   const value = res.headers[name];
   let text = Array.isArray(value) ? value[0] : value;
@@ -635,6 +644,12 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       const over = new Promise<number>((resolve) =>
         res.once("close", () => resolve(res.headersSent ? res.statusCode : 0)),
       );
+      if (dotSegment.test(pathPart(req.url ?? "/"))) {
+        // `/v1/../x` would reach the upstream outside the API it proxies.
+        req.resume();
+        sendError(res, 400, "invalid_path", "the path has a `.` or `..` segment");
+        return over;
+      }
       if (writer.full()) {
         // Forwarding would run (and charge) a job whose receipt might not be written.
         req.resume();
