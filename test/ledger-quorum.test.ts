@@ -3,7 +3,11 @@ import { createQuorumRpc } from "../src/chain/quorum.js";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
 import { createLedgerReader, type LedgerRpc } from "../src/ledger/reader.js";
 import { buildStatement } from "../src/ledger/statement.js";
+import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
+import { runNightlyVerification } from "../src/nightly/nightly-run.js";
+import { summaryToText } from "../src/nightly/summary-format.js";
+import { createVerifier } from "../src/verify/engine.js";
 import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
 
 const log = createLogger({ level: "silent" });
@@ -124,5 +128,59 @@ describe("the ledger under RPC_QUORUM=2 with the operator's endpoint listed firs
     );
     expect(honest.closingOnChainSource).toBe("balance_read");
     expect(honest.closingOnChainUnits).toBe(h.op.balance(vault));
+  });
+});
+
+describe("a gap in a vault's history", () => {
+  it("leaves the statement incomplete and makes the nightly verify exit 1", async () => {
+    const keyIndex = 3;
+    const vault = h.op.vault(keyIndex);
+    const c = await h.scenario();
+    const from = Date.now() - 5_000;
+    await c.pinKey(keyIndex);
+    const stolen = 250_000n;
+    const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), stolen)]).signature;
+    // One endpoint alone (RPC_QUORUM=1) that leaves the debit out and hides it in the balance:
+    // only the next movement's balance before, off by the debit, shows that something moved.
+    const alone = operatorEndpoint({
+      hide: new Set([theft]),
+      balanceOffset: new Map([[vault, stolen]]),
+    });
+    await c.pinKey(keyIndex);
+
+    const s = await statementThrough(c, alone, vault, from);
+    expect(s.unexplained).toEqual([]);
+    expect(s.gaps).toEqual([expect.objectContaining({ missingUnits: -stolen })]);
+    expect(s.differenceUnits).toBe(0n);
+    expect(s.historyRead).toBe(true);
+    expect(s.complete).toBe(false);
+
+    const verifier = createVerifier({
+      store: c.store,
+      rpc: h.rpc,
+      profile: c.profile,
+      log,
+      options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
+    });
+    const reader = createLedgerReader({
+      store: c.store,
+      rpc: alone,
+      profile: c.profile,
+      log,
+      custody: { vaults: [vault], byKey: {} },
+    });
+    const summary = await runNightlyVerification(c.store, verifier, {
+      from,
+      to: Date.now() - 1_100,
+      timeoutMs: 20_000,
+      ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
+    });
+    expect(summary).toMatchObject({ outcome: "ledger_findings", exitCode: 1, reason: null });
+    expect(summary.byVerdict.verified).toBe(2);
+    expect(summary.ledger).toMatchObject({ incomplete: null, imbalanced: [] });
+    expect(summary.ledger?.gaps).toEqual([
+      expect.objectContaining({ vault, missingUnits: (-stolen).toString() }),
+    ]);
+    expect(summaryToText(summary)).toContain(`gap in vault ${vault}'s history: -250000 units`);
   });
 });
