@@ -245,7 +245,13 @@ const HISTORY: AddressSignatureInfo[] = [50, 50, 48, 47, 47, 47, 45, 44, 40].map
  */
 function historian(
   name: string,
-  opts: { hide?: string[]; balance?: { slot: number; amount: bigint }; down?: boolean } = {},
+  opts: {
+    hide?: string[];
+    /** Listed with another block time. */
+    retime?: Record<string, number | null>;
+    balance?: { slot: number; amount: bigint };
+    down?: boolean;
+  } = {},
 ) {
   const calls = { list: 0, balance: 0 };
   const rpc: RpcPool = {
@@ -257,6 +263,11 @@ function historian(
       const to = o.until ? HISTORY.findIndex((e) => e.signature === o.until) : HISTORY.length;
       return HISTORY.slice(from, to)
         .filter((e) => !opts.hide?.includes(e.signature))
+        .map((e) =>
+          opts.retime && e.signature in opts.retime
+            ? { ...e, blockTime: opts.retime[e.signature]! }
+            : e,
+        )
         .slice(0, o.limit ?? 1000);
     },
     async getTokenAccountBalance() {
@@ -304,6 +315,21 @@ describe("a quorum's listing and balance of a credit vault", () => {
       quorum: 2,
     });
     for (const pageSize of [1, 2, 3, 1000]) expect(await listAll(rpc, pageSize)).toEqual(all);
+  });
+
+  it("refuses a listing that moves a transaction to another block time", async () => {
+    const moved = createQuorumRpc({
+      members: [historian("operator", { retime: { sig4: 1 } }).m, historian("honest").m],
+      quorum: 2,
+    });
+    await expect(moved.getSignaturesForAddress("vault")).rejects.toMatchObject({
+      code: "rpc_disagreement",
+    });
+    const blank = createQuorumRpc({
+      members: [historian("operator", { retime: { sig4: null } }).m, historian("honest").m],
+      quorum: 2,
+    });
+    expect(await blank.getSignaturesForAddress("vault")).toEqual(HISTORY);
   });
 
   it("asks another endpoint for one that fails; below k answers it is unavailable", async () => {

@@ -183,6 +183,46 @@ interface Standing {
 }
 
 /**
+ * Endpoints' listings with each signature's slot and block time checked against the others':
+ * the ledger files a line under the block time its listing gives, so one endpoint must not be
+ * able to move a debit out of the period. A block time one endpoint leaves out is taken from
+ * another; a different slot or block time is a disagreement (the vault's read waits for it).
+ */
+function sameListedFacts(
+  address: string,
+  answers: { member: QuorumMember; value: AddressSignatureInfo[] }[],
+): AddressSignatureInfo[][] {
+  const first = new Map<string, { endpoint: string; slot: number; blockTime: number | null }>();
+  for (const { member, value } of answers) {
+    for (const e of value) {
+      const seen = first.get(e.signature);
+      if (!seen || (seen.blockTime === null && e.blockTime !== null && seen.slot === e.slot)) {
+        first.set(e.signature, { endpoint: member.name, slot: e.slot, blockTime: e.blockTime });
+        if (!seen) continue;
+      }
+      if (
+        seen.slot !== e.slot ||
+        (seen.blockTime !== null && e.blockTime !== null && seen.blockTime !== e.blockTime)
+      ) {
+        throw new AppError(
+          "rpc_disagreement",
+          `getSignaturesForAddress ${address}: ${e.signature} is listed at slot ${seen.slot}, ` +
+            `block time ${seen.blockTime} by ${seen.endpoint} and at slot ${e.slot}, ` +
+            `block time ${e.blockTime} by ${member.name}`,
+          { signature: e.signature, endpoints: [seen.endpoint, member.name] },
+        );
+      }
+    }
+  }
+  return answers.map(({ value }) =>
+    value.map((e) => {
+      const blockTime = first.get(e.signature)!.blockTime;
+      return blockTime === e.blockTime ? e : { ...e, blockTime };
+    }),
+  );
+}
+
+/**
  * The union of several listings of one address (newest first), each signature once. An entry
  * one listing lacks goes in after the entry its own listing puts before it, so entries of one
  * slot keep the order the endpoints agree on; then entries are ordered by slot, newest first.
@@ -574,18 +614,17 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     let before = options.before;
     let ask = limit;
     for (;;) {
-      const pages = (
-        await fromK(
-          (m) =>
-            m.rpc.getSignaturesForAddress(address, {
-              ...options,
-              limit: ask,
-              ...(before === undefined ? {} : { before }),
-            }),
-          `getSignaturesForAddress ${address}`,
-        )
-      ).map((a) => a.value);
-      const union = unionOfListings(pages);
+      const answers = await fromK(
+        (m) =>
+          m.rpc.getSignaturesForAddress(address, {
+            ...options,
+            limit: ask,
+            ...(before === undefined ? {} : { before }),
+          }),
+        `getSignaturesForAddress ${address}`,
+      );
+      const pages = answers.map((a) => a.value);
+      const union = unionOfListings(sameListedFacts(address, answers));
       const full = pages.filter((p) => p.length >= ask);
       if (full.length === 0) return unionOfListings([out, union]);
       const cut = Math.max(...full.map((p) => p.at(-1)!.slot));
