@@ -5,7 +5,7 @@ import {
   type QuorumMember,
   RpcDisagreementError,
 } from "../src/chain/quorum.js";
-import type { RpcPool, SignatureStatusInfo } from "../src/chain/rpc-pool.js";
+import type { AddressSignatureInfo, RpcPool, SignatureStatusInfo } from "../src/chain/rpc-pool.js";
 import type { TransactionFacts } from "../src/chain/transaction-facts.js";
 import { AppError } from "../src/errors.js";
 
@@ -227,5 +227,143 @@ describe("a quorum of RPC endpoints", () => {
       quorum: 2,
     });
     expect(await rpc.getSlot()).toBe(1000);
+  });
+});
+
+/** A vault's history, newest first: slots with several entries, as a busy vault has. */
+const HISTORY: AddressSignatureInfo[] = [50, 50, 48, 47, 47, 47, 45, 44, 40].map((slot, i) => ({
+  signature: `sig${i}`,
+  slot,
+  err: null,
+  memo: null,
+  blockTime: 1_700_000_000 + slot,
+}));
+
+/**
+ * An endpoint serving HISTORY (paged by `before`, `until` and `limit` as a node does), leaving
+ * out the signatures in `hide`, and reporting `balance`.
+ */
+function historian(
+  name: string,
+  opts: {
+    hide?: string[];
+    /** Listed with another block time. */
+    retime?: Record<string, number | null>;
+    balance?: { slot: number; amount: bigint };
+    down?: boolean;
+  } = {},
+) {
+  const calls = { list: 0, balance: 0 };
+  const rpc: RpcPool = {
+    ...member(name, {}).m.rpc,
+    async getSignaturesForAddress(_address, o = {}) {
+      calls.list++;
+      if (opts.down) throw new Error("503");
+      const from = o.before ? HISTORY.findIndex((e) => e.signature === o.before) + 1 : 0;
+      const to = o.until ? HISTORY.findIndex((e) => e.signature === o.until) : HISTORY.length;
+      return HISTORY.slice(from, to)
+        .filter((e) => !opts.hide?.includes(e.signature))
+        .map((e) =>
+          opts.retime && e.signature in opts.retime
+            ? { ...e, blockTime: opts.retime[e.signature]! }
+            : e,
+        )
+        .slice(0, o.limit ?? 1000);
+    },
+    async getTokenAccountBalance() {
+      calls.balance++;
+      if (opts.down) throw new Error("503");
+      return opts.balance ?? { slot: 1000, amount: 0n };
+    },
+  };
+  return { m: { name, rpc } satisfies QuorumMember, calls };
+}
+
+/** Lists the whole history page by page, as the ledger reader does. */
+async function listAll(rpc: RpcPool, pageSize: number): Promise<string[]> {
+  const out: string[] = [];
+  let before: string | undefined;
+  for (;;) {
+    const page = await rpc.getSignaturesForAddress("vault", {
+      limit: pageSize,
+      ...(before ? { before } : {}),
+    });
+    out.push(...page.map((e) => e.signature));
+    if (page.length < pageSize) return out;
+    before = page.at(-1)!.signature;
+  }
+}
+
+describe("a quorum's listing and balance of a credit vault", () => {
+  const all = HISTORY.map((e) => e.signature);
+
+  it("lists a transaction one endpoint leaves out, in its place, at every page size", async () => {
+    for (const hide of [["sig4"], ["sig0"], ["sig8"], ["sig2", "sig3", "sig6"]]) {
+      for (const pageSize of [1, 2, 3, 4, 1000]) {
+        const rpc = createQuorumRpc({
+          members: [historian("operator", { hide }).m, historian("honest").m],
+          quorum: 2,
+        });
+        expect(await listAll(rpc, pageSize), `hide ${hide} pageSize ${pageSize}`).toEqual(all);
+      }
+    }
+  });
+
+  it("keeps an exact union when each endpoint leaves out a different transaction", async () => {
+    const rpc = createQuorumRpc({
+      members: [historian("a", { hide: ["sig1"] }).m, historian("b", { hide: ["sig5"] }).m],
+      quorum: 2,
+    });
+    for (const pageSize of [1, 2, 3, 1000]) expect(await listAll(rpc, pageSize)).toEqual(all);
+  });
+
+  it("refuses a listing that moves a transaction to another block time", async () => {
+    const moved = createQuorumRpc({
+      members: [historian("operator", { retime: { sig4: 1 } }).m, historian("honest").m],
+      quorum: 2,
+    });
+    await expect(moved.getSignaturesForAddress("vault")).rejects.toMatchObject({
+      code: "rpc_disagreement",
+    });
+    const blank = createQuorumRpc({
+      members: [historian("operator", { retime: { sig4: null } }).m, historian("honest").m],
+      quorum: 2,
+    });
+    expect(await blank.getSignaturesForAddress("vault")).toEqual(HISTORY);
+  });
+
+  it("asks another endpoint for one that fails; below k answers it is unavailable", async () => {
+    const down = historian("down", { down: true });
+    const liar = historian("operator", { hide: ["sig4"] });
+    const honest = historian("honest");
+    const three = createQuorumRpc({ members: [down.m, liar.m, honest.m], quorum: 2 });
+    expect(await listAll(three, 1000)).toEqual(all);
+    expect([down.calls.list, liar.calls.list, honest.calls.list]).toEqual([1, 1, 1]);
+    const two = createQuorumRpc({
+      members: [historian("down", { down: true }).m, liar.m],
+      quorum: 2,
+    });
+    await expect(two.getSignaturesForAddress("vault")).rejects.toMatchObject({
+      code: "rpc_unavailable",
+    });
+  });
+
+  it("takes a balance only when k endpoints report its amount, at their lowest slot", async () => {
+    const liar = historian("operator", { balance: { slot: 1002, amount: 1_250_000n } });
+    const honest = historian("honest", { balance: { slot: 1001, amount: 1_000_000n } });
+    const two = createQuorumRpc({ members: [liar.m, honest.m], quorum: 2 });
+    await expect(two.getTokenAccountBalance("vault")).rejects.toMatchObject({
+      code: "rpc_disagreement",
+    });
+    const behind = historian("behind", { balance: { slot: 999, amount: 1_000_000n } });
+    const three = createQuorumRpc({ members: [liar.m, honest.m, behind.m], quorum: 2 });
+    expect(await three.getTokenAccountBalance("vault")).toEqual({ slot: 999, amount: 1_000_000n });
+    const lonely = createQuorumRpc({
+      members: [historian("down", { down: true }).m, honest.m],
+      quorum: 2,
+    });
+    await expect(lonely.getTokenAccountBalance("vault")).rejects.toMatchObject({
+      code: "rpc_unavailable",
+    });
   });
 });

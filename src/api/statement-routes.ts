@@ -66,7 +66,9 @@ const StatementSchema = z
         readThrough: z.string().nullable(),
         complete: z
           .boolean()
-          .describe("The history is read past `to` and every listed transaction is read."),
+          .describe(
+            "The history is read past `to`, every listed transaction is read, and no gap is open.",
+          ),
         openingUnits: units.nullable(),
         depositsUnits: units,
         locksUnits: units,

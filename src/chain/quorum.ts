@@ -4,6 +4,7 @@ import { AppError, isAppError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { factsToJson, type TransactionFactsJson } from "./facts-json.js";
 import {
+  type AddressSignatureInfo,
   createRpcPool,
   type FetchedTransaction,
   type RpcPool,
@@ -25,6 +26,9 @@ import { endpointNames } from "./url-secrets.js";
  * - statuses that are not final come from one endpoint (rotating), only final answers (finalized
  *   or not found) are cross-checked, so a poll costs one batch call plus one per extra endpoint
  *   asked; a transaction costs one getTransaction per endpoint asked (k when all agree);
+ * - a vault's history (getSignaturesForAddress) is the union of what k endpoints list, so no
+ *   endpoint can leave a transaction out on its own, and a balance (getTokenAccountBalance) is
+ *   returned only when k endpoints report the same amount;
  * - an endpoint outvoted `setAsideAfter` times in a row is set aside: asked last, only when the
  *   others cannot make the quorum. Agreement with it still counts: identical facts from a liar
  *   and an honest node are the honest facts.
@@ -176,6 +180,72 @@ interface Standing {
   unresolved: number;
   consecutive: number;
   setAsideUntil: number;
+}
+
+/**
+ * Endpoints' listings with each signature's slot and block time checked against the others':
+ * the ledger files a line under the block time its listing gives, so one endpoint must not be
+ * able to move a debit out of the period. A block time one endpoint leaves out is taken from
+ * another; a different slot or block time is a disagreement (the vault's read waits for it).
+ */
+function sameListedFacts(
+  address: string,
+  answers: { member: QuorumMember; value: AddressSignatureInfo[] }[],
+): AddressSignatureInfo[][] {
+  const first = new Map<string, { endpoint: string; slot: number; blockTime: number | null }>();
+  for (const { member, value } of answers) {
+    for (const e of value) {
+      const seen = first.get(e.signature);
+      if (!seen || (seen.blockTime === null && e.blockTime !== null && seen.slot === e.slot)) {
+        first.set(e.signature, { endpoint: member.name, slot: e.slot, blockTime: e.blockTime });
+        if (!seen) continue;
+      }
+      if (
+        seen.slot !== e.slot ||
+        (seen.blockTime !== null && e.blockTime !== null && seen.blockTime !== e.blockTime)
+      ) {
+        throw new AppError(
+          "rpc_disagreement",
+          `getSignaturesForAddress ${address}: ${e.signature} is listed at slot ${seen.slot}, ` +
+            `block time ${seen.blockTime} by ${seen.endpoint} and at slot ${e.slot}, ` +
+            `block time ${e.blockTime} by ${member.name}`,
+          { signature: e.signature, endpoints: [seen.endpoint, member.name] },
+        );
+      }
+    }
+  }
+  return answers.map(({ value }) =>
+    value.map((e) => {
+      const blockTime = first.get(e.signature)!.blockTime;
+      return blockTime === e.blockTime ? e : { ...e, blockTime };
+    }),
+  );
+}
+
+/**
+ * The union of several listings of one address (newest first), each signature once. An entry
+ * one listing lacks goes in after the entry its own listing puts before it, so entries of one
+ * slot keep the order the endpoints agree on; then entries are ordered by slot, newest first.
+ */
+export function unionOfListings(lists: AddressSignatureInfo[][]): AddressSignatureInfo[] {
+  const merged: AddressSignatureInfo[] = [];
+  const seen = new Set<string>();
+  for (const list of [...lists].sort((a, b) => b.length - a.length)) {
+    let previous: string | null = null;
+    for (const entry of list) {
+      if (!seen.has(entry.signature)) {
+        seen.add(entry.signature);
+        if (previous !== null && merged.at(-1)?.signature === previous) merged.push(entry);
+        else {
+          const at = previous === null ? -1 : merged.findIndex((e) => e.signature === previous);
+          merged.splice(at + 1, 0, entry);
+        }
+      }
+      previous = entry.signature;
+    }
+  }
+  // A stable sort: entries of one slot stay as merged.
+  return merged.sort((a, b) => b.slot - a.slot);
 }
 
 /** Creates a quorum over one pool per endpoint; `close()` closes them all. */
@@ -494,39 +564,134 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     return out;
   }
 
-  /** The k-th highest answer: no single endpoint can move the slot forward on its own. */
-  async function quorumNumber(ask: (m: QuorumMember) => Promise<number>, what: string) {
-    const values: number[] = [];
+  /**
+   * Asks k endpoints at once (in standing order), and the next ones in place of those that
+   * fail, until k answered; `rpc_unavailable` when fewer than k could.
+   */
+  async function fromK<T>(ask: (m: QuorumMember) => Promise<T>, what: string) {
+    const answers: { member: QuorumMember; value: T }[] = [];
     const errors: string[] = [];
     const queue = order();
-    while (values.length < k && queue.length > 0) {
-      const batch = queue.splice(0, k - values.length);
+    while (answers.length < k && queue.length > 0) {
+      const batch = queue.splice(0, k - answers.length);
       const replies = await Promise.allSettled(batch.map((m) => observed(m, () => ask(m))));
       replies.forEach((r, i) => {
-        if (r.status === "fulfilled") values.push(r.value);
+        if (r.status === "fulfilled") answers.push({ member: batch[i]!, value: r.value });
         else errors.push(`${batch[i]!.name}: ${message(r.reason)}`);
       });
     }
-    if (values.length < k) {
+    if (answers.length < k) {
       throw new AppError(
         "rpc_unavailable",
         `${what}: fewer than ${k} endpoints answered (${errors.join("; ")})`,
       );
     }
-    return Math.min(...values);
+    return answers;
   }
 
-  /** The first answer, trying endpoints in standing order. */
-  async function firstAnswer<T>(ask: (m: QuorumMember) => Promise<T>): Promise<T> {
-    let last: unknown;
-    for (const member of order()) {
-      try {
-        return await observed(member, () => ask(member));
-      } catch (error) {
-        last = error;
+  /** The k-th highest answer: no single endpoint can move the slot forward on its own. */
+  async function quorumNumber(ask: (m: QuorumMember) => Promise<number>, what: string) {
+    return Math.min(...(await fromK(ask, what)).map((a) => a.value));
+  }
+
+  /**
+   * One page of a vault's history: the union of what k endpoints list, so an endpoint that
+   * leaves a transaction out cannot hide it while one of the k lists it. Each transaction listed
+   * is then read through getTransaction, under the quorum.
+   *
+   * Paging stays exact for the union: an endpoint whose page came back full has listed only down
+   * to its last entry, so the union is kept only above the highest slot at which a full page
+   * ended (every endpoint asked has listed everything above it), and the next page starts below
+   * the oldest entry kept. When that leaves less than `limit`, the next pages are asked at once,
+   * so a page shorter than `limit` still means "nothing older" to the caller.
+   */
+  async function getSignaturesForAddress(
+    address: string,
+    options: { before?: string; until?: string; limit?: number } = {},
+  ): Promise<AddressSignatureInfo[]> {
+    const limit = options.limit ?? 1000;
+    const out: AddressSignatureInfo[] = [];
+    let before = options.before;
+    let ask = limit;
+    for (;;) {
+      const answers = await fromK(
+        (m) =>
+          m.rpc.getSignaturesForAddress(address, {
+            ...options,
+            limit: ask,
+            ...(before === undefined ? {} : { before }),
+          }),
+        `getSignaturesForAddress ${address}`,
+      );
+      const pages = answers.map((a) => a.value);
+      const union = unionOfListings(sameListedFacts(address, answers));
+      const full = pages.filter((p) => p.length >= ask);
+      if (full.length === 0) return unionOfListings([out, union]);
+      const cut = Math.max(...full.map((p) => p.at(-1)!.slot));
+      const kept = union.filter((e) => e.slot > cut);
+      if (kept.length === 0) {
+        // Every entry of a full page shares one slot: a longer page reaches past it.
+        if (ask >= 1000) {
+          throw new AppError(
+            "rpc_unavailable",
+            `getSignaturesForAddress ${address}: ${ask} signatures in slot ${cut} ` +
+              "leave no page boundary",
+          );
+        }
+        ask = Math.min(1000, ask * 2);
+        continue;
       }
+      out.push(...kept);
+      if (out.length >= limit) return unionOfListings([out]);
+      before = kept.at(-1)!.signature;
     }
-    throw last;
+  }
+
+  /**
+   * What k endpoints agree the vault holds: the same amount from k of them (asked like a
+   * transaction: k at once, then one more at a time), at the lowest slot they read it at. A
+   * balance is not compared at one slot: providers answer at their own slots, and the reader
+   * keeps a balance only when nothing listed is newer than its slot, which the lowest one keeps
+   * true. No k agreeing (one lies, or the vault moved between their slots) is an error: the
+   * statement then closes on the last transaction read, under the quorum.
+   */
+  async function getTokenAccountBalance(address: string) {
+    const what = `getTokenAccountBalance ${address}`;
+    const queue = order();
+    const answers: { name: string; slot: number; amount: bigint }[] = [];
+    const errors: string[] = [];
+    const askOne = async (m: QuorumMember) => {
+      try {
+        const b = await observed(m, () => m.rpc.getTokenAccountBalance(address));
+        answers.push({ name: m.name, ...b });
+      } catch (error) {
+        errors.push(`${m.name}: ${message(error)}`);
+      }
+    };
+    const agreed = () => {
+      for (const a of answers) {
+        const same = answers.filter((b) => b.amount === a.amount);
+        if (same.length >= k)
+          return { amount: a.amount, slot: Math.min(...same.map((b) => b.slot)) };
+      }
+      return null;
+    };
+    await Promise.all(queue.splice(0, k).map(askOne));
+    let win = agreed();
+    while (win === null && queue.length > 0) {
+      await askOne(queue.shift()!);
+      win = agreed();
+    }
+    if (win !== null) return win;
+    const said = [
+      ...answers.map((a) => `${a.name}: ${a.amount} at slot ${a.slot}`),
+      ...errors,
+    ].join("; ");
+    const amounts = new Set(answers.map((a) => a.amount));
+    throw new AppError(
+      amounts.size >= 2 ? "rpc_disagreement" : "rpc_unavailable",
+      `${what}: no ${k} endpoints report the same balance (${said})`,
+    );
   }
 
   return {
@@ -536,11 +701,8 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
       quorumNumber((m) => m.rpc.getSlot(commitment), "getSlot"),
     getBlockHeight: (commitment = "finalized") =>
       quorumNumber((m) => m.rpc.getBlockHeight(commitment), "getBlockHeight"),
-    // The ledger's listing and balance readings come from the first endpoint that answers;
-    // every transaction it then reads goes through getTransaction, under the quorum.
-    getSignaturesForAddress: (address, options) =>
-      firstAnswer((m) => m.rpc.getSignaturesForAddress(address, options)),
-    getTokenAccountBalance: (address) => firstAnswer((m) => m.rpc.getTokenAccountBalance(address)),
+    getSignaturesForAddress,
+    getTokenAccountBalance,
     // Every fact is asked of k members at once: the slowest of them paces the pool.
     requestRate: () => Math.min(...members.map((m) => m.rpc.requestRate())),
     stats: () => members.flatMap((m) => m.rpc.stats()),

@@ -65,7 +65,9 @@ export interface UnreleasedLock {
 /**
  * Two consecutive movements whose balances do not chain (the first's balance after is not the
  * second's balance before): transactions between them are missing from the history read, e.g.
- * pruned by a non-archival node. Never fraud by itself: read the range from an archival node.
+ * pruned by a non-archival node, or left out by an endpoint. Not fraud by itself, but a
+ * statement with a gap cannot show that nothing else moved: it is not `complete`, and the
+ * nightly run counts it as a finding. Read the range again from an archival node.
  */
 export interface LedgerGap {
   afterSignature: string;
@@ -96,6 +98,8 @@ export interface VaultStatement {
   /** The history is read up to this moment (the last completed sync); null if never read. */
   readThrough: string | null;
   /** True when the history is read past `to` and every listed transaction is read. */
+  historyRead: boolean;
+  /** True when the history is read (`historyRead`) and it has no gap in the period. */
   complete: boolean;
   openingUnits: bigint | null;
   depositsUnits: bigint;
@@ -352,11 +356,15 @@ export async function buildStatement(
       source = "last_transaction";
     }
 
+    const historyRead = syncedAt !== null && syncedAt >= query.to && pending.all === 0;
     out.push({
       vault,
       keys: await ledger.keysOf(vault),
       readThrough: syncedAt === null ? null : isoOf(syncedAt),
-      complete: syncedAt !== null && syncedAt >= query.to && pending.all === 0,
+      historyRead,
+      // A gap is money that moved in transactions the ledger never saw: the statement cannot
+      // say the period is whole while one is open.
+      complete: historyRead && gaps.length === 0,
       openingUnits: opening,
       depositsUnits: totals.deposits,
       locksUnits: totals.locks,

@@ -20,13 +20,26 @@ export interface LedgerWindowResult {
   creditsHeaderMismatches: { vault: string; jobId: string; headerUnits: string }[];
   /** Vaults whose closing balance by the ledger differs from the chain's. */
   imbalanced: { vault: string; differenceUnits: string }[];
+  /**
+   * Movements missing from a vault's history: the balance after one read transaction is not
+   * the balance before the next. Money moved that no line shows, so nothing says it was ours.
+   */
+  gaps: {
+    vault: string;
+    afterSignature: string;
+    beforeSignature: string;
+    fromSlot: number;
+    toSlot: number;
+    missingUnits: string;
+  }[];
   /** Why the ledger of the window is not complete (a vault not read, transactions unread). */
   incomplete: string | null;
 }
 
 /**
  * Reads every vault's new history, then builds the window's statement and keeps its findings.
- * A vault read that failed or left transactions unread makes the result incomplete.
+ * A vault read that failed or left transactions unread makes the result incomplete; a gap in a
+ * vault's history read through the window is a finding.
  */
 export function ledgerWindowCheck(deps: {
   store: Store;
@@ -42,7 +55,9 @@ export function ledgerWindowCheck(deps: {
       ...(deps.graceSeconds === undefined ? {} : { graceSeconds: deps.graceSeconds }),
       ...(deps.now ? { now: deps.now } : {}),
     });
-    const notRead = statement.vaults.filter((v) => !v.complete).map((v) => v.vault);
+    // A vault not read through the window is "could not finish"; one read with a gap in it is
+    // a finding (below), like a closing balance off the chain's.
+    const notRead = statement.vaults.filter((v) => !v.historyRead).map((v) => v.vault);
     return {
       vaults: statement.vaults.length,
       unreceiptedDebits: statement.vaults.flatMap((v) =>
@@ -72,6 +87,9 @@ export function ledgerWindowCheck(deps: {
       imbalanced: statement.vaults
         .filter((v) => v.differenceUnits !== null && v.differenceUnits !== 0n)
         .map((v) => ({ vault: v.vault, differenceUnits: String(v.differenceUnits) })),
+      gaps: statement.vaults.flatMap((v) =>
+        v.gaps.map((g) => ({ vault: v.vault, ...g, missingUnits: g.missingUnits.toString() })),
+      ),
       incomplete:
         notRead.length === 0
           ? null

@@ -43,8 +43,9 @@ export interface NightlyOptions {
   onProgress?: (p: NightlyProgress) => void;
   /**
    * The credit vaults' ledger of the window (src/ledger/window-check.ts), run after the jobs
-   * are final: an unreceipted debit, an unreleased lock or a closing balance off the chain's
-   * is a finding (exit 1); a ledger not read through the window makes the run incomplete.
+   * are final: an unreceipted debit, an unreleased lock, a gap in a vault's history or a
+   * closing balance off the chain's is a finding (exit 1); a ledger not read through the window
+   * makes the run incomplete.
    */
   ledger?: (window: { from: number; to: number }) => Promise<LedgerWindowResult>;
   signal?: AbortSignal;
@@ -216,7 +217,8 @@ export async function runNightlyVerification(
     ? ledger.unreceiptedDebits.length +
       ledger.unreleasedLocks.length +
       ledger.creditsHeaderMismatches.length +
-      ledger.imbalanced.length
+      ledger.imbalanced.length +
+      ledger.gaps.length
     : 0;
   const outcome: NightlySummary["outcome"] =
     reason !== null

@@ -63,7 +63,8 @@ const ledgerFindingCount = (s: NightlySummary) =>
     ? s.ledger.unreceiptedDebits.length +
       s.ledger.unreleasedLocks.length +
       s.ledger.creditsHeaderMismatches.length +
-      s.ledger.imbalanced.length
+      s.ledger.imbalanced.length +
+      s.ledger.gaps.length
     : 0;
 
 /** One line per ledger finding of the window (none when the run read no ledger). */
@@ -84,6 +85,12 @@ function ledgerLines(s: NightlySummary): string[] {
     ),
     ...s.ledger.imbalanced.map(
       (b) => `vault ${b.vault} closes ${b.differenceUnits} units off the chain's balance`,
+    ),
+    ...s.ledger.gaps.map(
+      (g) =>
+        `gap in vault ${g.vault}'s history: ${g.missingUnits} units moved between ` +
+        `${g.afterSignature} and ${g.beforeSignature} (slots ${g.fromSlot}..${g.toSlot}) in ` +
+        "transactions not read; read the range from an archival RPC",
     ),
   ];
 }

@@ -1,0 +1,186 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createQuorumRpc } from "../src/chain/quorum.js";
+import type { RpcPool } from "../src/chain/rpc-pool.js";
+import { createLedgerReader, type LedgerRpc } from "../src/ledger/reader.js";
+import { buildStatement } from "../src/ledger/statement.js";
+import { ledgerWindowCheck } from "../src/ledger/window-check.js";
+import { createLogger } from "../src/log.js";
+import { runNightlyVerification } from "../src/nightly/nightly-run.js";
+import { summaryToText } from "../src/nightly/summary-format.js";
+import { createVerifier } from "../src/verify/engine.js";
+import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
+
+const log = createLogger({ level: "silent" });
+
+let h: AdversaryHarness;
+beforeAll(async () => {
+  h = await startAdversaryHarness();
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+/** What the operator's own endpoint lies about: transactions it leaves out, balances it adds to. */
+interface Lies {
+  hide: Set<string>;
+  balanceOffset: Map<string, bigint>;
+}
+
+/** An endpoint that serves the real chain but tells `lies` about the ledger's two questions. */
+function operatorEndpoint(lies: Lies): RpcPool {
+  return {
+    ...h.rpc,
+    async getSignaturesForAddress(address, options) {
+      const page = await h.rpc.getSignaturesForAddress(address, options);
+      return page.filter((e) => !lies.hide.has(e.signature));
+    },
+    async getTokenAccountBalance(address) {
+      const b = await h.rpc.getTokenAccountBalance(address);
+      return { ...b, amount: b.amount + (lies.balanceOffset.get(address) ?? 0n) };
+    },
+    async close() {},
+  };
+}
+
+/** RPC_QUORUM=2 over the operator's endpoint, listed first, and an honest one. */
+function quorumWith(lies: Lies): RpcPool {
+  return createQuorumRpc({
+    members: [
+      { name: "operator", rpc: operatorEndpoint(lies) },
+      { name: "honest", rpc: { ...h.rpc, async close() {} } },
+    ],
+    quorum: 2,
+  });
+}
+
+/** Waits until everything sent so far is finalized on the local chain. */
+async function finalized() {
+  const target = h.world.currentSlot() + 5;
+  while (h.world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
+}
+
+/** Reads the vault through `rpc` and builds its statement of [from, now). */
+async function statementThrough(c: Scenario, rpc: LedgerRpc, vault: string, from: number) {
+  await finalized();
+  const to = Date.now();
+  // Block times are whole seconds: the read happens after the second `to` falls in.
+  await new Promise((r) => setTimeout(r, 1100));
+  const reader = createLedgerReader({
+    store: c.store,
+    rpc,
+    profile: c.profile,
+    log,
+    custody: { vaults: [vault], byKey: {} },
+  });
+  await reader.syncAll();
+  const statement = await buildStatement(
+    c.store,
+    { from, to, vault },
+    { profile: c.profile, graceSeconds: 0 },
+  );
+  return statement.vaults[0]!;
+}
+
+describe("the ledger under RPC_QUORUM=2 with the operator's endpoint listed first", () => {
+  it("finds a debit the operator's endpoint leaves unlisted, and closes on the chain", async () => {
+    const keyIndex = 1;
+    const vault = h.op.vault(keyIndex);
+    const c = await h.scenario();
+    const from = Date.now() - 5_000;
+    await c.pinKey(keyIndex);
+    const stolen = 250_000n;
+    const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), stolen)]).signature;
+    const lies: Lies = { hide: new Set([theft]), balanceOffset: new Map([[vault, stolen]]) };
+    const rpc = quorumWith(lies);
+
+    const s = await statementThrough(c, rpc, vault, from);
+    expect(s.unexplained).toEqual([
+      expect.objectContaining({ signature: theft, amountUnits: -stolen }),
+    ]);
+    expect(s.unexplainedOutUnits).toBe(stolen);
+    expect(s.closingOnChainUnits).toBe(h.op.balance(vault));
+    expect(s.closingOnChainSource).not.toBe("balance_read");
+    expect(s.differenceUnits).toBe(0n);
+    expect(s.gaps).toEqual([]);
+    expect(s.complete).toBe(true);
+  });
+
+  it("never closes on a balance only the operator's endpoint reports", async () => {
+    const keyIndex = 2;
+    const vault = h.op.vault(keyIndex);
+    const c = await h.scenario();
+    const from = Date.now() - 5_000;
+    await c.pinKey(keyIndex);
+    const lies: Lies = { hide: new Set(), balanceOffset: new Map([[vault, 250_000n]]) };
+
+    const s = await statementThrough(c, quorumWith(lies), vault, from);
+    expect(s.unexplained).toEqual([]);
+    expect(s.closingOnChainUnits).toBe(h.op.balance(vault));
+    expect(s.closingOnChainSource).toBe("last_transaction");
+    expect(s.differenceUnits).toBe(0n);
+
+    // Two endpoints that agree give the balance read as before.
+    const honest = await statementThrough(
+      c,
+      quorumWith({ ...lies, balanceOffset: new Map() }),
+      vault,
+      from,
+    );
+    expect(honest.closingOnChainSource).toBe("balance_read");
+    expect(honest.closingOnChainUnits).toBe(h.op.balance(vault));
+  });
+});
+
+describe("a gap in a vault's history", () => {
+  it("leaves the statement incomplete and makes the nightly verify exit 1", async () => {
+    const keyIndex = 3;
+    const vault = h.op.vault(keyIndex);
+    const c = await h.scenario();
+    const from = Date.now() - 5_000;
+    await c.pinKey(keyIndex);
+    const stolen = 250_000n;
+    const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), stolen)]).signature;
+    // One endpoint alone (RPC_QUORUM=1) that leaves the debit out and hides it in the balance:
+    // only the next movement's balance before, off by the debit, shows that something moved.
+    const alone = operatorEndpoint({
+      hide: new Set([theft]),
+      balanceOffset: new Map([[vault, stolen]]),
+    });
+    await c.pinKey(keyIndex);
+
+    const s = await statementThrough(c, alone, vault, from);
+    expect(s.unexplained).toEqual([]);
+    expect(s.gaps).toEqual([expect.objectContaining({ missingUnits: -stolen })]);
+    expect(s.differenceUnits).toBe(0n);
+    expect(s.historyRead).toBe(true);
+    expect(s.complete).toBe(false);
+
+    const verifier = createVerifier({
+      store: c.store,
+      rpc: h.rpc,
+      profile: c.profile,
+      log,
+      options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
+    });
+    const reader = createLedgerReader({
+      store: c.store,
+      rpc: alone,
+      profile: c.profile,
+      log,
+      custody: { vaults: [vault], byKey: {} },
+    });
+    const summary = await runNightlyVerification(c.store, verifier, {
+      from,
+      to: Date.now() - 1_100,
+      timeoutMs: 20_000,
+      ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
+    });
+    expect(summary).toMatchObject({ outcome: "ledger_findings", exitCode: 1, reason: null });
+    expect(summary.byVerdict.verified).toBe(2);
+    expect(summary.ledger).toMatchObject({ incomplete: null, imbalanced: [] });
+    expect(summary.ledger?.gaps).toEqual([
+      expect.objectContaining({ vault, missingUnits: (-stolen).toString() }),
+    ]);
+    expect(summaryToText(summary)).toContain(`gap in vault ${vault}'s history: -250000 units`);
+  });
+});
