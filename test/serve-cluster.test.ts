@@ -5,11 +5,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { createToken } from "../src/auth/tokens.js";
+import { loadConfig } from "../src/config.js";
 import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
+import { workerCount } from "../src/serve-cluster.js";
 import { createLockStore } from "../src/store/locks.js";
 import { address, jobId, signature } from "./support/recorder-fixtures.js";
-import { type CliProcess, startServe } from "./support/service-process.js";
+import { type CliProcess, startCli, startServe } from "./support/service-process.js";
 
 /**
  * `serve --workers 2` as real processes: a primary and two workers sharing one port, against
@@ -273,5 +275,24 @@ describe("serve --workers 2", () => {
     expect(proxyJobIds(db).sort()).toEqual(answers.map((a) => a.jobId).sort());
     // The leader released its lease on the way out.
     expect(await leaderOwner(db)).toBeNull();
+  }, 30_000);
+});
+
+describe("serve on a :memory: database", () => {
+  it("runs one process unless more were asked for", () => {
+    expect(workerCount(loadConfig({ DATABASE_URL: ":memory:" }))).toBe(1);
+    expect(workerCount(loadConfig({ DATABASE_URL: ":memory:", WORKERS: "1" }))).toBe(1);
+  });
+
+  it("refuses --workers 2 (or WORKERS=2) with a message naming WORKERS, and exits 2", async () => {
+    const args = ["serve", "--port", "0", "--db", ":memory:", "--profile", "localnet"];
+    for (const [extra, env] of [
+      [["--workers", "2"], {}],
+      [[], { WORKERS: "2" }],
+    ] as const) {
+      const serve = startCli([...args, ...extra], env);
+      expect(await serve.exited).toBe(2);
+      expect(serve.stderr()).toMatch(/WORKERS: a :memory: database lives in one process/);
+    }
   }, 30_000);
 });
