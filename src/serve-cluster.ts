@@ -222,6 +222,11 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
   const exec = fileURLToPath(
     new URL(here.endsWith(".ts") ? "./serve-worker.ts" : "./serve-worker.js", here),
   );
+  // Workers accept from the shared socket themselves. Under round-robin the primary accepts
+  // each connection and hands it to a worker; one handed to a worker as it dies is never
+  // closed nor handed on, and its client waits forever (nodejs/node#21746). Set before the
+  // first fork: the policy is fixed from then on.
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({ exec, args: [], execArgv: workerExecArgv() });
   const aggregator = new AggregatorRegistry();
   let closing = false;

@@ -238,6 +238,38 @@ describe("serve --workers 2", () => {
     expect(after.status).toBe(200);
   }, 30_000);
 
+  it("leaves no connection waiting forever when a worker is killed while connections come in", async () => {
+    const { serve, up } = await startCluster();
+    up.jsonDelayMs = 20;
+    // Clients that each send one request per new connection, one after another, for 3 s; a
+    // worker is killed 1 s in. A request settles with an answer or an error (a connection the
+    // killed worker held is reset); none may be left without either.
+    let pending = 0;
+    let sent = 0;
+    const end = Date.now() + 3000;
+    const client = async () => {
+      while (Date.now() < end) {
+        sent++;
+        pending++;
+        await send(serve.url, false).then(
+          (a) => a.done,
+          () => false,
+        );
+        pending--;
+      }
+    };
+    const clients = Promise.all(Array.from({ length: 12 }, client));
+    await new Promise((r) => setTimeout(r, 1000));
+    const [victim] = [...workerPids(serve)];
+    process.kill(victim as number, "SIGKILL");
+    const settled = await Promise.race([
+      clients.then(() => true),
+      new Promise<boolean>((r) => setTimeout(() => r(false), 15_000)),
+    ]);
+    expect({ settled, pending }).toEqual({ settled: true, pending: 0 });
+    expect(sent).toBeGreaterThan(50);
+  }, 40_000);
+
   it("runs the verifier in exactly one process, and moves it when that process dies", async () => {
     const { db, serve } = await startCluster();
     const first = await until(() => leaderOwner(db));
