@@ -3,13 +3,18 @@ import { availableParallelism } from "node:os";
 import { type IntervalHistogram, monitorEventLoopDelay } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
-import { AggregatorRegistry, Gauge } from "prom-client";
+import { Gauge } from "prom-client";
 import type { AppMetrics } from "./api/metrics.js";
 import { type Config, ConfigError } from "./config.js";
 import { openStore } from "./db/open.js";
 import { createLogger, type Logger } from "./log.js";
 import { startService } from "./main.js";
 import { validateCronExpression } from "./nightly/cron.js";
+import {
+  COLLECT_TIMEOUT_MS,
+  createClusterMetrics,
+  type WorkerMetrics,
+} from "./serve-cluster-metrics.js";
 import { loadProfile } from "./verify/profiles.js";
 
 /** Most workers `serve` starts by default, however many cores. */
@@ -43,12 +48,14 @@ type ToWorker =
   | { type: "audit:start"; config: Config }
   | { type: "audit:drain" }
   | { type: "audit:stats"; id: number }
+  | { type: "audit:collect"; id: number }
   | { type: "audit:metrics-res"; id: number; text?: string; error?: string };
 type ToPrimary =
   | { type: "audit:hello" }
   | { type: "audit:ready"; url: string }
   | { type: "audit:failed"; error: string }
   | { type: "audit:stats-res"; id: number; stats: ProcessStats }
+  | { type: "audit:collect-res"; id: number; metrics?: WorkerMetrics; error?: string }
   | { type: "audit:metrics"; id: number };
 
 function isMessage(value: unknown): value is { type: string } {
@@ -209,7 +216,7 @@ function workerExecArgv(): string[] {
  * The primary: checks the configuration and migrates the store once, forks `count` workers
  * (each runs `startService` with the background work under the leader lock), restarts a
  * worker that dies, answers the workers' `/metrics` with the whole service's figures
- * (prom-client's AggregatorRegistry), and on `close()` drains every worker.
+ * (serve-cluster-metrics.ts), and on `close()` drains every worker.
  */
 async function startPrimary(config: Config, count: number, log: Logger): Promise<RunningServe> {
   // Whatever is wrong fails here, once, before any worker starts.
@@ -228,7 +235,27 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
   // first fork: the policy is fixed from then on.
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({ exec, args: [], execArgv: workerExecArgv() });
-  const aggregator = new AggregatorRegistry();
+  const metrics = createClusterMetrics();
+  const collectWaiting = new Map<
+    number,
+    (m: { metrics?: WorkerMetrics; error?: string }) => void
+  >();
+  /** A worker's registry, or a rejection if it does not answer in time (a hung worker). */
+  const collect = (worker: Worker) =>
+    new Promise<WorkerMetrics>((resolve, reject) => {
+      const id = nextId++;
+      const timer = setTimeout(() => {
+        collectWaiting.delete(id);
+        reject(new Error(`worker ${worker.process.pid} did not answer in time`));
+      }, COLLECT_TIMEOUT_MS);
+      collectWaiting.set(id, (m) => {
+        clearTimeout(timer);
+        collectWaiting.delete(id);
+        if (m.metrics) resolve(m.metrics);
+        else reject(new Error(m.error ?? "no metrics"));
+      });
+      send(worker, { type: "audit:collect", id });
+    });
   let closing = false;
   let nextId = 1;
   const statsWaiting = new Map<number, (stats: ProcessStats) => void>();
@@ -253,8 +280,11 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
           if (url === "") reject(new Error(m.error));
         } else if (m.type === "audit:stats-res") {
           statsWaiting.get(m.id)?.(m.stats);
+        } else if (m.type === "audit:collect-res") {
+          collectWaiting.get(m.id)?.(m);
         } else if (m.type === "audit:metrics") {
-          aggregator.clusterMetrics().then(
+          const workers = [...ready].map((w) => ({ id: w.id, collect: () => collect(w) }));
+          metrics.scrape(workers).then(
             (text) => send(worker, { type: "audit:metrics-res", id: m.id, text }),
             (error: Error) =>
               send(worker, { type: "audit:metrics-res", id: m.id, error: error.message }),
@@ -263,12 +293,14 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
       });
       worker.on("exit", (code, signal) => {
         const wasReady = ready.delete(worker);
+        void metrics.retire(worker.id);
         if (closing) return;
         if (!wasReady && url === "") {
           reject(new Error(`a worker of serve exited while starting (code ${code}, ${signal})`));
           return;
         }
         restarts++;
+        metrics.restarted();
         // A worker that dies at once again and again is restarted at most once a second.
         const delay = Date.now() - bornAt < 1000 ? 1000 : 0;
         log.error(
@@ -346,13 +378,29 @@ function clusterMetrics(own: AppMetrics): AppMetrics {
   for (const metric of own.registry.getMetricsAsArray()) {
     if (metric instanceof Gauge) (metric as { aggregator: string }).aggregator = "max";
   }
-  AggregatorRegistry.setRegistries([own.registry]);
-  // Constructed once in a worker, it answers the primary's requests for this registry.
-  new AggregatorRegistry();
   let nextId = 1;
   const waiting = new Map<number, (m: { text?: string; error?: string }) => void>();
   process.on("message", (message: unknown) => {
-    if (!isMessage(message) || message.type !== "audit:metrics-res") return;
+    if (!isMessage(message)) return;
+    if (message.type === "audit:collect") {
+      const { id } = message as Extract<ToWorker, { type: "audit:collect" }>;
+      own.registry.getMetricsAsJSON().then(
+        (metrics) =>
+          process.send?.({
+            type: "audit:collect-res",
+            id,
+            metrics: metrics as WorkerMetrics,
+          } satisfies ToPrimary),
+        (error: Error) =>
+          process.send?.({
+            type: "audit:collect-res",
+            id,
+            error: error.message,
+          } satisfies ToPrimary),
+      );
+      return;
+    }
+    if (message.type !== "audit:metrics-res") return;
     const m = message as Extract<ToWorker, { type: "audit:metrics-res" }>;
     waiting.get(m.id)?.(m);
     waiting.delete(m.id);

@@ -149,6 +149,20 @@ const workerPids = (serve: CliProcess) =>
     serve.logs.filter((l) => l.msg === "decentral-audit listening").map((l) => Number(l.pid)),
   );
 
+/** The worker that proxied the most of `total` requests: its counters matter most. */
+async function busiest(serve: CliProcess, total: number): Promise<number> {
+  // Request lines are written up to 200 ms after their response.
+  const lines = await until(() => {
+    const found = serve.logs.filter(
+      (l) => l.msg === "request" && String(l.path).startsWith("/v1/"),
+    );
+    return found.length >= total ? found : null;
+  });
+  const counts = new Map<number, number>();
+  for (const l of lines ?? []) counts.set(Number(l.pid), (counts.get(Number(l.pid)) ?? 0) + 1);
+  return [...counts].sort((a, b) => b[1] - a[1])[0]?.[0] as number;
+}
+
 async function until<T>(probe: () => T | Promise<T>, timeoutMs = 15_000): Promise<T> {
   const started = Date.now();
   for (;;) {
@@ -158,6 +172,43 @@ async function until<T>(probe: () => T | Promise<T>, timeoutMs = 15_000): Promis
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** A read token for `/metrics`. */
+async function metricsToken(db: string): Promise<string> {
+  const store = openSqliteStore(db);
+  try {
+    return (await createToken(store, { role: "read", name: "metrics" })).token;
+  } finally {
+    store.close();
+  }
+}
+
+/** `GET /metrics` on a connection of its own (never one a stopped worker holds). */
+function scrape(base: string, token: string): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(
+      `${base}/metrics`,
+      { agent: false, headers: { authorization: `Bearer ${token}` } },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8").on("data", (chunk: string) => {
+          text += chunk;
+        });
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
+      },
+    );
+    req.on("error", reject);
+  });
+}
+
+/** The sum of a metric's samples whose line starts with `name` (labels any). */
+function sample(text: string, name: string): number {
+  return [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "gm"))]
+    .map((m) => Number(m[1]))
+    .reduce((a, b) => a + b, 0);
+}
+
+const PROXIED = "decentral_audit_proxy_duration_seconds_count";
 
 let running: { serve: CliProcess; upstream: Upstream } | undefined;
 
@@ -269,6 +320,43 @@ describe("serve --workers 2", () => {
     expect({ settled, pending }).toEqual({ settled: true, pending: 0 });
     expect(sent).toBeGreaterThan(50);
   }, 40_000);
+
+  it("keeps /metrics counters of a worker that died, and counts its restart", async () => {
+    const { db, serve } = await startCluster();
+    const token = await metricsToken(db);
+    const answers = await Promise.all(Array.from({ length: 20 }, () => send(serve.url, false)));
+    await Promise.all(answers.map((a) => a.done));
+    expect(sample((await scrape(serve.url, token)).text, PROXIED)).toBe(20);
+    process.kill(await busiest(serve, 20), "SIGKILL");
+    await until(() => workerPids(serve).size === 3);
+    await serve.waitForLog((l) => l.msg === "serve worker died; restarting it");
+    const after = (await scrape(serve.url, token)).text;
+    expect(sample(after, PROXIED)).toBe(20);
+    expect(sample(after, "decentral_audit_serve_worker_restarts_total")).toBe(1);
+    await send(serve.url, false).then((a) => a.done);
+    expect(sample((await scrape(serve.url, token)).text, PROXIED)).toBe(21);
+  }, 30_000);
+
+  it("answers /metrics while a worker hangs, with that worker's last counters", async () => {
+    const { db, serve } = await startCluster();
+    const token = await metricsToken(db);
+    const answers = await Promise.all(Array.from({ length: 20 }, () => send(serve.url, false)));
+    await Promise.all(answers.map((a) => a.done));
+    const before = (await scrape(serve.url, token)).text;
+    expect(sample(before, PROXIED)).toBe(20);
+    expect(sample(before, "decentral_audit_serve_workers_answered")).toBe(2);
+    const hung = await busiest(serve, 20);
+    process.kill(hung, "SIGSTOP");
+    try {
+      const during = await scrape(serve.url, token);
+      expect(during.status).toBe(200);
+      expect(sample(during.text, PROXIED)).toBe(20);
+      expect(sample(during.text, "decentral_audit_serve_workers_answered")).toBe(1);
+      expect(sample(during.text, "decentral_audit_serve_workers")).toBe(2);
+    } finally {
+      process.kill(hung, "SIGKILL");
+    }
+  }, 30_000);
 
   it("runs the verifier in exactly one process, and moves it when that process dies", async () => {
     const { db, serve } = await startCluster();
