@@ -21,6 +21,11 @@ import { loadProfile } from "./verify/profiles.js";
 const MAX_DEFAULT_WORKERS = 16;
 /** How long the primary waits for its workers to drain before killing them. */
 const DRAIN_WAIT_MS = 20_000;
+/** The first wait before a dead worker is started again, doubled up to `MAX_RESTART_MS`. */
+const RESTART_MS = 1000;
+const MAX_RESTART_MS = 30_000;
+/** A worker that lived this long died anew: its successor waits `RESTART_MS` again. */
+const HEALTHY_MS = 60_000;
 
 /** What one process of `serve` reports about itself (the benchmark reads it). */
 export interface ProcessStats {
@@ -262,9 +267,11 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
   const ready = new Set<Worker>();
   let url = "";
   let restarts = 0;
+  const restartTimers = new Set<NodeJS.Timeout>();
 
   const started = new Promise<void>((resolve, reject) => {
-    const fork = () => {
+    /** One worker's place: the wait before its next restart, doubled while it keeps dying. */
+    const fork = (slot: { restartMs: number }) => {
       const worker = cluster.fork();
       const bornAt = Date.now();
       worker.on("message", (message: unknown) => {
@@ -299,24 +306,31 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
           reject(new Error(`a worker of serve exited while starting (code ${code}, ${signal})`));
           return;
         }
+        // A worker that keeps dying (a bad disk, a crash on some request) is started again
+        // later and later, not every second forever; one that lived a while starts afresh.
+        if (Date.now() - bornAt >= HEALTHY_MS) slot.restartMs = RESTART_MS;
+        const delay = slot.restartMs;
+        slot.restartMs = Math.min(delay * 2, MAX_RESTART_MS);
         restarts++;
-        metrics.restarted();
-        // A worker that dies at once again and again is restarted at most once a second.
-        const delay = Date.now() - bornAt < 1000 ? 1000 : 0;
         log.error(
-          { pid: worker.process.pid, code, signal, restarts },
+          { pid: worker.process.pid, code, signal, restarts, restartInMs: delay },
           "serve worker died; restarting it",
         );
-        setTimeout(() => {
-          if (!closing) fork();
+        const timer = setTimeout(() => {
+          restartTimers.delete(timer);
+          if (closing) return;
+          metrics.restarted();
+          fork(slot);
         }, delay);
+        restartTimers.add(timer);
       });
     };
-    for (let i = 0; i < count; i++) fork();
+    for (let i = 0; i < count; i++) fork({ restartMs: RESTART_MS });
   });
 
   const drain = async () => {
     closing = true;
+    for (const timer of restartTimers) clearTimeout(timer);
     const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w);
     await Promise.all(
       workers.map(

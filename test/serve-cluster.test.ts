@@ -358,6 +358,27 @@ describe("serve --workers 2", () => {
     }
   }, 30_000);
 
+  it("restarts a worker that keeps dying later and later, counting each restart", async () => {
+    const { db, serve } = await startCluster();
+    const token = await metricsToken(db);
+    // The same worker's place dies three times in a row, each successor once it listens.
+    let victim = [...workerPids(serve)][0] as number;
+    for (let i = 0; i < 3; i++) {
+      const before = workerPids(serve);
+      process.kill(victim, "SIGKILL");
+      victim = (await until(
+        () => [...workerPids(serve)].find((p) => !before.has(p)),
+        30_000,
+      )) as number;
+    }
+    const delays = serve.logs
+      .filter((l) => l.msg === "serve worker died; restarting it")
+      .map((l) => l.restartInMs);
+    expect(delays).toEqual([1000, 2000, 4000]);
+    const text = (await scrape(serve.url, token)).text;
+    expect(sample(text, "decentral_audit_serve_worker_restarts_total")).toBe(3);
+  }, 60_000);
+
   it("runs the verifier in exactly one process, and moves it when that process dies", async () => {
     const { db, serve } = await startCluster();
     const first = await until(() => leaderOwner(db));
