@@ -60,10 +60,7 @@ export function buildProgram(): Command {
     // Loaded here, not at the top: `--help`, `verify` and `report` never pay for the service.
     const { runServe } = await import("./serve-cluster.js");
     const service = await runServe(config);
-    const stop = async () => {
-      await service.close();
-      process.exit(0);
-    };
+    const stop = () => service.close().then(() => process.exit(0), fail);
     process.once("SIGTERM", stop);
     process.once("SIGINT", stop);
   });

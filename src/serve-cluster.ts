@@ -44,7 +44,10 @@ export interface RunningServe {
   workers: number;
   /** Per serving process: CPU used and event-loop delay (reset by each call). */
   stats(): Promise<ProcessStats[]>;
-  /** Stops taking requests, lets every response in flight finish and its receipt be written. */
+  /**
+   * Stops taking requests, lets every response in flight finish and its receipt be written.
+   * Rejects if a worker had to be killed for not finishing in time.
+   */
   close(): Promise<void>;
 }
 
@@ -328,16 +331,25 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
     for (let i = 0; i < count; i++) fork({ restartMs: RESTART_MS });
   });
 
+  /** Drains every worker; resolves with how many had to be killed (responses maybe cut). */
   const drain = async () => {
     closing = true;
     for (const timer of restartTimers) clearTimeout(timer);
     const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w);
+    let killed = 0;
     await Promise.all(
       workers.map(
         (worker) =>
           new Promise<void>((resolve) => {
             if (worker.isDead()) return resolve();
-            const killer = setTimeout(() => worker.process.kill("SIGKILL"), DRAIN_WAIT_MS);
+            const killer = setTimeout(() => {
+              killed++;
+              log.error(
+                { pid: worker.process.pid, waitedMs: DRAIN_WAIT_MS },
+                "serve worker did not drain in time; killed it",
+              );
+              worker.process.kill("SIGKILL");
+            }, DRAIN_WAIT_MS);
             worker.once("exit", () => {
               clearTimeout(killer);
               resolve();
@@ -346,6 +358,7 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
           }),
       ),
     );
+    return killed;
   };
 
   try {
@@ -375,7 +388,14 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
         ),
       );
     },
-    close: drain,
+    // A worker killed may have cut responses or left their receipts unwritten: the exit
+    // status says so, for the supervisor and whoever reads its record.
+    async close() {
+      const killed = await drain();
+      if (killed > 0) {
+        throw new Error(`${killed} serve worker(s) did not drain within ${DRAIN_WAIT_MS} ms`);
+      }
+    },
   };
 }
 

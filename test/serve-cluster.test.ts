@@ -419,6 +419,20 @@ describe("serve --workers 2", () => {
   }, 30_000);
 });
 
+describe("serve --workers 2, a worker stuck on SIGTERM", () => {
+  it("is killed after the drain wait, logged as an error, and serve exits non-zero", async () => {
+    const { serve } = await startCluster();
+    const [stuck] = [...workerPids(serve)] as number[];
+    process.kill(stuck as number, "SIGSTOP");
+    serve.child.kill("SIGTERM");
+    // The primary waits 20 s for its workers to drain.
+    expect(await serve.exited).toBe(2);
+    const line = serve.logs.find((l) => l.msg === "serve worker did not drain in time; killed it");
+    expect(line).toMatchObject({ level: 50, pid: stuck });
+    expect(serve.stderr()).toMatch(/did not drain within/);
+  }, 60_000);
+});
+
 describe("serve on a :memory: database", () => {
   it("runs one process unless more were asked for", () => {
     expect(workerCount(loadConfig({ DATABASE_URL: ":memory:" }))).toBe(1);
