@@ -1,6 +1,6 @@
 import { Worker } from "node:worker_threads";
 import type { RpcStatRow } from "./api/metrics.js";
-import type { QuorumStatus } from "./chain/quorum.js";
+import type { QuorumEndpointStatus, QuorumStatus } from "./chain/quorum.js";
 import type { Config } from "./config.js";
 import type { LedgerTotals } from "./ledger/totals.js";
 import type { Logger } from "./log.js";
@@ -19,6 +19,60 @@ export interface BackgroundReport {
   rpcStats: RpcStatRow[];
   quorum: QuorumStatus | null;
   totals: LedgerTotals;
+}
+
+/**
+ * `later` with the counters of `earlier` added to its own (RPC requests, quorum
+ * disagreements): a thread that ended took its counters with it, and the metrics' counters
+ * must never go back. The rest (quorum standing, ledger totals) is `later`'s; an endpoint only
+ * `earlier` knew keeps its counts and is not set aside.
+ */
+export function addReportCounters(
+  earlier: BackgroundReport | null,
+  later: BackgroundReport,
+): BackgroundReport {
+  if (!earlier) return later;
+  return {
+    ...later,
+    rpcStats: addRpcStats(earlier.rpcStats, later.rpcStats),
+    quorum: addQuorumCounts(earlier.quorum, later.quorum),
+  };
+}
+
+/** RPC counters of both, added up per endpoint, method and outcome. */
+function addRpcStats(a: readonly RpcStatRow[], b: readonly RpcStatRow[]): RpcStatRow[] {
+  const rows = new Map<string, RpcStatRow>();
+  for (const row of [...a, ...b]) {
+    const key = JSON.stringify([row.endpoint, row.method, row.outcome]);
+    const seen = rows.get(key);
+    rows.set(key, seen ? { ...seen, count: seen.count + row.count } : { ...row });
+  }
+  return [...rows.values()];
+}
+
+/** `b`'s quorum standing with `a`'s outvoted and unresolved counts added per endpoint. */
+export function addQuorumCounts(
+  a: QuorumStatus | null,
+  b: QuorumStatus | null,
+): QuorumStatus | null {
+  if (!a) return b;
+  const endpoints = new Map<string, QuorumEndpointStatus>();
+  for (const e of b?.endpoints ?? []) endpoints.set(e.endpoint, { ...e });
+  for (const e of a.endpoints) {
+    const seen = endpoints.get(e.endpoint);
+    if (seen) {
+      seen.outvoted += e.outvoted;
+      seen.unresolved += e.unresolved;
+    } else {
+      endpoints.set(e.endpoint, {
+        ...e,
+        consecutiveOutvoted: 0,
+        setAside: false,
+        setAsideUntil: null,
+      });
+    }
+  }
+  return { quorum: (b ?? a).quorum, endpoints: [...endpoints.values()] };
 }
 
 /** Whether the background work runs, for `/readyz`. */
@@ -79,6 +133,8 @@ export function startBackgroundThread(
   const entry = new URL(fromSource ? "./background-thread.ts" : "./background-thread.js", here);
   const workerData: BackgroundThreadData = { config, busyTimeoutMs, requests };
   let report: BackgroundReport | null = null;
+  /** The counters of the threads that ended before the current one (see `addReportCounters`). */
+  let carried: BackgroundReport | null = null;
   /** When the current thread last reported (performance.now()), or null since it started. */
   let reportedAt: number | null = null;
   let spawnedAt = 0;
@@ -104,13 +160,14 @@ export function startBackgroundThread(
       : new Worker(entry, { workerData });
     thread.on("message", (message: BackgroundReport) => {
       if (message.type !== "report") return;
-      report = message;
+      report = addReportCounters(carried, message);
       reportedAt = performance.now();
       endedAt = null;
     });
     thread.on("error", (error) => log.error({ err: error }, "background thread failed"));
     ended = new Promise<void>((resolve) => {
       thread.once("exit", (code) => {
+        carried = report;
         resolve();
         if (stopping) return;
         endedAt ??= performance.now();

@@ -59,13 +59,20 @@ export function buildProgram(): Command {
     const config = configFromFlags(flags);
     // Loaded here, not at the top: `--help`, `verify` and `report` never pay for the service.
     const { runServe } = await import("./serve-cluster.js");
-    const service = await runServe(config);
-    const stop = async () => {
-      await service.close();
-      process.exit(0);
+    // Listening for the signal before starting: one that comes while serve starts drains it
+    // once started, instead of killing it with its workers half up. A second one kills.
+    let service: Awaited<ReturnType<typeof runServe>> | undefined;
+    let stopping = false;
+    const close = (running: NonNullable<typeof service>) =>
+      running.close().then(() => process.exit(0), fail);
+    const stop = () => {
+      stopping = true;
+      if (service) void close(service);
     };
     process.once("SIGTERM", stop);
     process.once("SIGINT", stop);
+    service = await runServe(config);
+    if (stopping) await close(service);
   });
 
   withDatabaseOption(

@@ -143,7 +143,8 @@ export const configSchema = z.object({
   /**
    * Processes of `serve` sharing its port (node:cluster): every one proxies and ingests, one
    * (the holder of the store's leader lock) runs the verifier and the backfill. Default: one
-   * per core, at most 16; 1 runs a single process; a `:memory:` database allows only 1.
+   * per core, at most 16; 1 runs a single process; a `:memory:` database allows only 1
+   * (more is an error).
    */
   WORKERS: z.coerce.number().int().min(1).max(64).optional(),
   /**

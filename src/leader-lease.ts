@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { hostname } from "node:os";
 import { isBusyError, type Store } from "./db/client.js";
+import { deadOnThisHost, thisHost } from "./host-identity.js";
 import type { Logger } from "./log.js";
 import { createLockStore } from "./store/locks.js";
 
@@ -21,7 +21,10 @@ export interface LeaderLeaseOptions {
 }
 
 export interface LeaderLease {
-  /** This process's owner name in the lock (`<host>/<pid>/<random>`). */
+  /**
+   * This process's owner name in the lock (`<host>/<pid>/<random>`, the host with its PID
+   * namespace on Linux: see `thisHost`).
+   */
   readonly owner: string;
   isLeader(): boolean;
   /**
@@ -31,20 +34,10 @@ export interface LeaderLease {
   stop(): Promise<void>;
 }
 
-/** Whether `owner` names a process of this host that no longer exists. */
-function deadOnThisHost(owner: string): boolean {
-  const [host, pidText] = owner.split("/");
-  const pid = Number(pidText);
-  if (host !== hostname() || !Number.isInteger(pid) || pid <= 0 || pid === process.pid) {
-    return false;
-  }
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (error) {
-    // EPERM: the pid exists under another user, so it is alive.
-    return (error as NodeJS.ErrnoException).code === "ESRCH";
-  }
+/** Whether `owner` names a process of this host (and PID namespace) that no longer exists. */
+function holderIsDead(owner: string): boolean {
+  const [host = "", pidText] = owner.split("/");
+  return deadOnThisHost(host, Number(pidText));
 }
 
 /**
@@ -52,7 +45,7 @@ function deadOnThisHost(owner: string): boolean {
  * sharing it runs the background work (verifier, settlement backfill, ledger). The leader
  * renews its lease every heartbeat; a leader that dies stops renewing and another process takes
  * over once the lease expires, or at its next heartbeat when the holder was a process of this
- * host whose pid is gone (a worker killed by the OS). A leader whose event loop stalled past
+ * host and PID namespace whose pid is gone (a worker killed by the OS). A leader whose event loop stalled past
  * its lease may briefly overlap with the next one: the verifier's job leases keep that safe.
  */
 export function holdLeaderLease(options: LeaderLeaseOptions): LeaderLease {
@@ -60,7 +53,7 @@ export function holdLeaderLease(options: LeaderLeaseOptions): LeaderLease {
   const name = options.name ?? "serve-leader";
   const ttlMs = options.ttlMs ?? 10_000;
   const heartbeatMs = options.heartbeatMs ?? 1000;
-  const owner = `${hostname()}/${process.pid}/${randomBytes(4).toString("hex")}`;
+  const owner = `${thisHost()}/${process.pid}/${randomBytes(4).toString("hex")}`;
   const locks = createLockStore(options.store);
   let leading = false;
   let stopped = false;
@@ -73,7 +66,7 @@ export function holdLeaderLease(options: LeaderLeaseOptions): LeaderLease {
     try {
       const holder = await locks.acquire(name, owner, ttlMs);
       ours = holder === null;
-      if (holder && deadOnThisHost(holder.owner)) {
+      if (holder && holderIsDead(holder.owner)) {
         ours = await locks.takeOver(name, holder.owner, owner, ttlMs);
         if (ours) log.info({ previous: holder.owner }, "leader lock taken from a dead process");
       }

@@ -4,7 +4,13 @@ import { createApp } from "./api/app.js";
 import { type AppMetrics, createMetrics } from "./api/metrics.js";
 import { withProxyFastPath } from "./api/proxy-listener.js";
 import { composeBackground } from "./background.js";
-import { type BackgroundThread, startBackgroundThread } from "./background-worker.js";
+import {
+  addQuorumCounts,
+  addReportCounters,
+  type BackgroundReport,
+  type BackgroundThread,
+  startBackgroundThread,
+} from "./background-worker.js";
 import { isQuorumRpc, rpcFromConfig } from "./chain/quorum.js";
 import type { Config } from "./config.js";
 import { type Store, setBusyTimeout } from "./db/client.js";
@@ -104,11 +110,23 @@ export async function startService(
     // In a cluster the leader runs the background work in a thread; its RPC counters and
     // ledger totals reach the metrics through the thread's reports.
     let thread: BackgroundThread | null = null;
+    // The threads this process ran before (it lost the lease, or is losing it): their last
+    // counters stay in the metrics, whose counters must never go back.
+    let leaving: BackgroundThread | null = null;
+    let past: BackgroundReport | null = null;
+    const threadCounters = () => {
+      const report = (thread ?? leaving)?.lastReport();
+      return report ? addReportCounters(past, report) : past;
+    };
     const metrics = createMetrics({
       store,
-      rpcStats: () => [...rpc.stats(), ...(thread?.lastReport()?.rpcStats ?? [])],
+      rpcStats: () => [...rpc.stats(), ...(threadCounters()?.rpcStats ?? [])],
       rpcQuorum: () =>
-        thread?.lastReport()?.quorum ?? (isQuorumRpc(rpc) ? rpc.quorumStatus() : null),
+        addQuorumCounts(
+          past?.quorum ?? null,
+          (thread ?? leaving)?.lastReport()?.quorum ??
+            (isQuorumRpc(rpc) ? rpc.quorumStatus() : null),
+        ),
       ...(config.LEDGER_POLL_MS > 0
         ? { ledger: () => thread?.lastReport()?.totals ?? background.totals() }
         : {}),
@@ -155,9 +173,12 @@ export async function startService(
             thread = startBackgroundThread(config, log, SERVE_BUSY_TIMEOUT_MS, requests.buffer);
           },
           onLose: async () => {
+            leaving = thread;
             const stopping = thread?.stop();
             thread = null;
             await stopping;
+            past = threadCounters();
+            leaving = null;
           },
         })
       : null;

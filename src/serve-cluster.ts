@@ -3,13 +3,18 @@ import { availableParallelism } from "node:os";
 import { type IntervalHistogram, monitorEventLoopDelay } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
-import { AggregatorRegistry, Gauge } from "prom-client";
+import { Gauge } from "prom-client";
 import type { AppMetrics } from "./api/metrics.js";
-import type { Config } from "./config.js";
+import { type Config, ConfigError } from "./config.js";
 import { openStore } from "./db/open.js";
 import { createLogger, type Logger } from "./log.js";
 import { startService } from "./main.js";
 import { validateCronExpression } from "./nightly/cron.js";
+import {
+  COLLECT_TIMEOUT_MS,
+  createClusterMetrics,
+  type WorkerMetrics,
+} from "./serve-cluster-metrics.js";
 import { loadProfile } from "./verify/profiles.js";
 
 /** Most workers `serve` starts by default, however many cores. */
@@ -18,7 +23,12 @@ const MAX_DEFAULT_WORKERS = 16;
  * How long the primary waits for its workers to drain beyond their own drain time (cut-off
  * responses recorded, the writer and the lease closed) before killing them.
  */
-const DRAIN_MARGIN_MS = 15_000;
+const DRAIN_MARGIN_MS = 10_000;
+/** The first wait before a dead worker is started again, doubled up to `MAX_RESTART_MS`. */
+const RESTART_MS = 1000;
+const MAX_RESTART_MS = 30_000;
+/** A worker that lived this long died anew: its successor waits `RESTART_MS` again. */
+const HEALTHY_MS = 60_000;
 
 /** What one process of `serve` reports about itself (the benchmark reads it). */
 export interface ProcessStats {
@@ -37,7 +47,10 @@ export interface RunningServe {
   workers: number;
   /** Per serving process: CPU used and event-loop delay (reset by each call). */
   stats(): Promise<ProcessStats[]>;
-  /** Stops taking requests, lets every response in flight finish and its receipt be written. */
+  /**
+   * Stops taking requests, lets every response in flight finish and its receipt be written.
+   * Rejects if a worker had to be killed for not finishing in time.
+   */
   close(): Promise<void>;
 }
 
@@ -46,12 +59,14 @@ type ToWorker =
   | { type: "audit:start"; config: Config }
   | { type: "audit:drain" }
   | { type: "audit:stats"; id: number }
+  | { type: "audit:collect"; id: number }
   | { type: "audit:metrics-res"; id: number; text?: string; error?: string };
 type ToPrimary =
   | { type: "audit:hello" }
   | { type: "audit:ready"; url: string }
   | { type: "audit:failed"; error: string }
   | { type: "audit:stats-res"; id: number; stats: ProcessStats }
+  | { type: "audit:collect-res"; id: number; metrics?: WorkerMetrics; error?: string }
   | { type: "audit:metrics"; id: number };
 
 function isMessage(value: unknown): value is { type: string } {
@@ -63,10 +78,24 @@ function isMessage(value: unknown): value is { type: string } {
   );
 }
 
-/** Workers `serve` runs under `config`: WORKERS, else one per core; 1 for a `:memory:` store. */
+/**
+ * Workers `serve` runs under `config`: WORKERS, else one per core; 1 for a `:memory:` store.
+ * Asking for more than one on `:memory:` is an error rather than a quiet single process: each
+ * process would have a database of its own.
+ */
 export function workerCount(config: Config): number {
   const path = config.DATABASE_URL.replace(/^file:/, "");
-  if (path === ":memory:") return 1;
+  if (path === ":memory:") {
+    if (config.WORKERS !== undefined && config.WORKERS > 1) {
+      throw new ConfigError([
+        {
+          key: "WORKERS",
+          message: `a :memory: database lives in one process, so serve cannot run ${config.WORKERS} workers on it; use a database file or --workers 1`,
+        },
+      ]);
+    }
+    return 1;
+  }
   return config.WORKERS ?? Math.min(availableParallelism(), MAX_DEFAULT_WORKERS);
 }
 
@@ -198,7 +227,7 @@ function workerExecArgv(): string[] {
  * The primary: checks the configuration and migrates the store once, forks `count` workers
  * (each runs `startService` with the background work under the leader lock), restarts a
  * worker that dies, answers the workers' `/metrics` with the whole service's figures
- * (prom-client's AggregatorRegistry), and on `close()` drains every worker.
+ * (serve-cluster-metrics.ts), and on `close()` drains every worker.
  */
 async function startPrimary(config: Config, count: number, log: Logger): Promise<RunningServe> {
   // Whatever is wrong fails here, once, before any worker starts.
@@ -211,17 +240,44 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
   const exec = fileURLToPath(
     new URL(here.endsWith(".ts") ? "./serve-worker.ts" : "./serve-worker.js", here),
   );
+  // Workers accept from the shared socket themselves. Under round-robin the primary accepts
+  // each connection and hands it to a worker; one handed to a worker as it dies is never
+  // closed nor handed on, and its client waits forever (nodejs/node#21746). Set before the
+  // first fork: the policy is fixed from then on.
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({ exec, args: [], execArgv: workerExecArgv() });
-  const aggregator = new AggregatorRegistry();
+  const metrics = createClusterMetrics();
+  const collectWaiting = new Map<
+    number,
+    (m: { metrics?: WorkerMetrics; error?: string }) => void
+  >();
+  /** A worker's registry, or a rejection if it does not answer in time (a hung worker). */
+  const collect = (worker: Worker) =>
+    new Promise<WorkerMetrics>((resolve, reject) => {
+      const id = nextId++;
+      const timer = setTimeout(() => {
+        collectWaiting.delete(id);
+        reject(new Error(`worker ${worker.process.pid} did not answer in time`));
+      }, COLLECT_TIMEOUT_MS);
+      collectWaiting.set(id, (m) => {
+        clearTimeout(timer);
+        collectWaiting.delete(id);
+        if (m.metrics) resolve(m.metrics);
+        else reject(new Error(m.error ?? "no metrics"));
+      });
+      send(worker, { type: "audit:collect", id });
+    });
   let closing = false;
   let nextId = 1;
   const statsWaiting = new Map<number, (stats: ProcessStats) => void>();
   const ready = new Set<Worker>();
   let url = "";
   let restarts = 0;
+  const restartTimers = new Set<NodeJS.Timeout>();
 
   const started = new Promise<void>((resolve, reject) => {
-    const fork = () => {
+    /** One worker's place: the wait before its next restart, doubled while it keeps dying. */
+    const fork = (slot: { restartMs: number }) => {
       const worker = cluster.fork();
       const bornAt = Date.now();
       worker.on("message", (message: unknown) => {
@@ -237,8 +293,11 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
           if (url === "") reject(new Error(m.error));
         } else if (m.type === "audit:stats-res") {
           statsWaiting.get(m.id)?.(m.stats);
+        } else if (m.type === "audit:collect-res") {
+          collectWaiting.get(m.id)?.(m);
         } else if (m.type === "audit:metrics") {
-          aggregator.clusterMetrics().then(
+          const workers = [...ready].map((w) => ({ id: w.id, collect: () => collect(w) }));
+          metrics.scrape(workers).then(
             (text) => send(worker, { type: "audit:metrics-res", id: m.id, text }),
             (error: Error) =>
               send(worker, { type: "audit:metrics-res", id: m.id, error: error.message }),
@@ -247,38 +306,54 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
       });
       worker.on("exit", (code, signal) => {
         const wasReady = ready.delete(worker);
+        void metrics.retire(worker.id);
         if (closing) return;
         if (!wasReady && url === "") {
           reject(new Error(`a worker of serve exited while starting (code ${code}, ${signal})`));
           return;
         }
+        // A worker that keeps dying (a bad disk, a crash on some request) is started again
+        // later and later, not every second forever; one that lived a while starts afresh.
+        if (Date.now() - bornAt >= HEALTHY_MS) slot.restartMs = RESTART_MS;
+        const delay = slot.restartMs;
+        slot.restartMs = Math.min(delay * 2, MAX_RESTART_MS);
         restarts++;
-        // A worker that dies at once again and again is restarted at most once a second.
-        const delay = Date.now() - bornAt < 1000 ? 1000 : 0;
         log.error(
-          { pid: worker.process.pid, code, signal, restarts },
+          { pid: worker.process.pid, code, signal, restarts, restartInMs: delay },
           "serve worker died; restarting it",
         );
-        setTimeout(() => {
-          if (!closing) fork();
+        const timer = setTimeout(() => {
+          restartTimers.delete(timer);
+          if (closing) return;
+          metrics.restarted();
+          fork(slot);
         }, delay);
+        restartTimers.add(timer);
       });
     };
-    for (let i = 0; i < count; i++) fork();
+    for (let i = 0; i < count; i++) fork({ restartMs: RESTART_MS });
   });
 
+  const drainWaitMs = config.DRAIN_TIMEOUT_MS + DRAIN_MARGIN_MS;
+  /** Drains every worker; resolves with how many had to be killed (responses maybe cut). */
   const drain = async () => {
     closing = true;
+    for (const timer of restartTimers) clearTimeout(timer);
     const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w);
+    let killed = 0;
     await Promise.all(
       workers.map(
         (worker) =>
           new Promise<void>((resolve) => {
             if (worker.isDead()) return resolve();
-            const killer = setTimeout(
-              () => worker.process.kill("SIGKILL"),
-              config.DRAIN_TIMEOUT_MS + DRAIN_MARGIN_MS,
-            );
+            const killer = setTimeout(() => {
+              killed++;
+              log.error(
+                { pid: worker.process.pid, waitedMs: drainWaitMs },
+                "serve worker did not drain in time; killed it",
+              );
+              worker.process.kill("SIGKILL");
+            }, drainWaitMs);
             worker.once("exit", () => {
               clearTimeout(killer);
               resolve();
@@ -287,6 +362,7 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
           }),
       ),
     );
+    return killed;
   };
 
   try {
@@ -316,7 +392,14 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
         ),
       );
     },
-    close: drain,
+    // A worker killed may have cut responses or left their receipts unwritten: the exit
+    // status says so, for the supervisor and whoever reads its record.
+    async close() {
+      const killed = await drain();
+      if (killed > 0) {
+        throw new Error(`${killed} serve worker(s) did not drain within ${drainWaitMs} ms`);
+      }
+    },
   };
 }
 
@@ -333,13 +416,29 @@ function clusterMetrics(own: AppMetrics): AppMetrics {
   for (const metric of own.registry.getMetricsAsArray()) {
     if (metric instanceof Gauge) (metric as { aggregator: string }).aggregator = "max";
   }
-  AggregatorRegistry.setRegistries([own.registry]);
-  // Constructed once in a worker, it answers the primary's requests for this registry.
-  new AggregatorRegistry();
   let nextId = 1;
   const waiting = new Map<number, (m: { text?: string; error?: string }) => void>();
   process.on("message", (message: unknown) => {
-    if (!isMessage(message) || message.type !== "audit:metrics-res") return;
+    if (!isMessage(message)) return;
+    if (message.type === "audit:collect") {
+      const { id } = message as Extract<ToWorker, { type: "audit:collect" }>;
+      own.registry.getMetricsAsJSON().then(
+        (metrics) =>
+          process.send?.({
+            type: "audit:collect-res",
+            id,
+            metrics: metrics as WorkerMetrics,
+          } satisfies ToPrimary),
+        (error: Error) =>
+          process.send?.({
+            type: "audit:collect-res",
+            id,
+            error: error.message,
+          } satisfies ToPrimary),
+      );
+      return;
+    }
+    if (message.type !== "audit:metrics-res") return;
     const m = message as Extract<ToWorker, { type: "audit:metrics-res" }>;
     waiting.get(m.id)?.(m);
     waiting.delete(m.id);

@@ -5,11 +5,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { createToken } from "../src/auth/tokens.js";
+import { loadConfig } from "../src/config.js";
 import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
+import { workerCount } from "../src/serve-cluster.js";
 import { createLockStore } from "../src/store/locks.js";
 import { address, jobId, signature } from "./support/recorder-fixtures.js";
-import { type CliProcess, startServe } from "./support/service-process.js";
+import { type CliProcess, startCli, startServe } from "./support/service-process.js";
 
 /**
  * `serve --workers 2` as real processes: a primary and two workers sharing one port, against
@@ -147,6 +149,20 @@ const workerPids = (serve: CliProcess) =>
     serve.logs.filter((l) => l.msg === "decentral-audit listening").map((l) => Number(l.pid)),
   );
 
+/** The worker that proxied the most of `total` requests: its counters matter most. */
+async function busiest(serve: CliProcess, total: number): Promise<number> {
+  // Request lines are written up to 200 ms after their response.
+  const lines = await until(() => {
+    const found = serve.logs.filter(
+      (l) => l.msg === "request" && String(l.path).startsWith("/v1/"),
+    );
+    return found.length >= total ? found : null;
+  });
+  const counts = new Map<number, number>();
+  for (const l of lines ?? []) counts.set(Number(l.pid), (counts.get(Number(l.pid)) ?? 0) + 1);
+  return [...counts].sort((a, b) => b[1] - a[1])[0]?.[0] as number;
+}
+
 async function until<T>(probe: () => T | Promise<T>, timeoutMs = 15_000): Promise<T> {
   const started = Date.now();
   for (;;) {
@@ -157,9 +173,46 @@ async function until<T>(probe: () => T | Promise<T>, timeoutMs = 15_000): Promis
   }
 }
 
+/** A read token for `/metrics`. */
+async function metricsToken(db: string): Promise<string> {
+  const store = openSqliteStore(db);
+  try {
+    return (await createToken(store, { role: "read", name: "metrics" })).token;
+  } finally {
+    store.close();
+  }
+}
+
+/** `GET /metrics` on a connection of its own (never one a stopped worker holds). */
+function scrape(base: string, token: string): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(
+      `${base}/metrics`,
+      { agent: false, headers: { authorization: `Bearer ${token}` } },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8").on("data", (chunk: string) => {
+          text += chunk;
+        });
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
+      },
+    );
+    req.on("error", reject);
+  });
+}
+
+/** The sum of a metric's samples whose line starts with `name` (labels any). */
+function sample(text: string, name: string): number {
+  return [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "gm"))]
+    .map((m) => Number(m[1]))
+    .reduce((a, b) => a + b, 0);
+}
+
+const PROXIED = "decentral_audit_proxy_duration_seconds_count";
+
 let running: { serve: CliProcess; upstream: Upstream } | undefined;
 
-async function startCluster() {
+async function startCluster(env: Record<string, string> = {}) {
   const db = join(mkdtempSync(join(tmpdir(), "cluster-")), "audit.db");
   const store = openSqliteStore(db);
   migrateStore(store);
@@ -170,6 +223,7 @@ async function startCluster() {
     SOLANA_RPC_URLS: "http://127.0.0.1:9",
     DECENTRAL_BASE_URL: `${up.url}/v1`,
     VERIFY_POLL_MS: "200",
+    ...env,
   });
   running = { serve, upstream: up };
   // Both workers listen before the test starts.
@@ -186,20 +240,24 @@ afterEach(() => {
 describe("serve --workers 2", () => {
   it("records each receipt once, whichever worker proxied it, and /metrics counts them all", async () => {
     const { db, serve } = await startCluster();
-    const answers = await Promise.all(
-      Array.from({ length: 60 }, (_, i) => send(serve.url, i % 3 === 0)),
-    );
-    await Promise.all(answers.map((a) => a.done));
+    const proxied = () =>
+      serve.logs.filter((l) => l.msg === "request" && String(l.path).startsWith("/v1/"));
+    // Workers accept connections themselves: a burst may all go to one while the other is busy
+    // (starting the leader's thread), so bursts of 60 follow each other until both proxied.
+    const answers: Answer[] = [];
+    for (let burst = 0; burst < 10 && new Set(proxied().map((l) => l.pid)).size < 2; burst++) {
+      const more = await Promise.all(
+        Array.from({ length: 60 }, (_, i) => send(serve.url, i % 3 === 0)),
+      );
+      await Promise.all(more.map((a) => a.done));
+      answers.push(...more);
+      // Request lines are written up to 200 ms after their response.
+      await until(() => proxied().length === answers.length);
+    }
     expect(answers.every((a) => a.status === 200 && a.jobId)).toBe(true);
     const ids = proxyJobIds(db);
     expect(ids.sort()).toEqual(answers.map((a) => a.jobId).sort());
-    // Both workers proxied some of them.
-    const proxiedBy = new Set(
-      serve.logs
-        .filter((l) => l.msg === "request" && String(l.path).startsWith("/v1/"))
-        .map((l) => l.pid),
-    );
-    expect(proxiedBy.size).toBe(2);
+    expect(new Set(proxied().map((l) => l.pid)).size).toBe(2);
     // /metrics answers for the whole service, whichever worker serves it.
     const store = openSqliteStore(db);
     const token = (await createToken(store, { role: "read", name: "metrics" })).token;
@@ -213,7 +271,7 @@ describe("serve --workers 2", () => {
       ]
         .map((m) => Number(m[1]))
         .reduce((a, b) => a + b, 0);
-      expect(counted).toBe(60);
+      expect(counted).toBe(answers.length);
     }
   }, 30_000);
 
@@ -235,6 +293,96 @@ describe("serve --workers 2", () => {
     const after = await send(serve.url, false);
     expect(after.status).toBe(200);
   }, 30_000);
+
+  it("leaves no connection waiting forever when a worker is killed while connections come in", async () => {
+    const { serve, up } = await startCluster();
+    up.jsonDelayMs = 20;
+    // Clients that each send one request per new connection, one after another, for 3 s; a
+    // worker is killed 1 s in. A request settles with an answer or an error (a connection the
+    // killed worker held is reset); none may be left without either.
+    let pending = 0;
+    let sent = 0;
+    const end = Date.now() + 3000;
+    const client = async () => {
+      while (Date.now() < end) {
+        sent++;
+        pending++;
+        await send(serve.url, false).then(
+          (a) => a.done,
+          () => false,
+        );
+        pending--;
+      }
+    };
+    const clients = Promise.all(Array.from({ length: 12 }, client));
+    await new Promise((r) => setTimeout(r, 1000));
+    const [victim] = [...workerPids(serve)];
+    process.kill(victim as number, "SIGKILL");
+    const settled = await Promise.race([
+      clients.then(() => true),
+      new Promise<boolean>((r) => setTimeout(() => r(false), 15_000)),
+    ]);
+    expect({ settled, pending }).toEqual({ settled: true, pending: 0 });
+    expect(sent).toBeGreaterThan(50);
+  }, 40_000);
+
+  it("keeps /metrics counters of a worker that died, and counts its restart", async () => {
+    const { db, serve } = await startCluster();
+    const token = await metricsToken(db);
+    const answers = await Promise.all(Array.from({ length: 20 }, () => send(serve.url, false)));
+    await Promise.all(answers.map((a) => a.done));
+    expect(sample((await scrape(serve.url, token)).text, PROXIED)).toBe(20);
+    process.kill(await busiest(serve, 20), "SIGKILL");
+    await until(() => workerPids(serve).size === 3);
+    await serve.waitForLog((l) => l.msg === "serve worker died; restarting it");
+    const after = (await scrape(serve.url, token)).text;
+    expect(sample(after, PROXIED)).toBe(20);
+    expect(sample(after, "decentral_audit_serve_worker_restarts_total")).toBe(1);
+    await send(serve.url, false).then((a) => a.done);
+    expect(sample((await scrape(serve.url, token)).text, PROXIED)).toBe(21);
+  }, 30_000);
+
+  it("answers /metrics while a worker hangs, with that worker's last counters", async () => {
+    const { db, serve } = await startCluster();
+    const token = await metricsToken(db);
+    const answers = await Promise.all(Array.from({ length: 20 }, () => send(serve.url, false)));
+    await Promise.all(answers.map((a) => a.done));
+    const before = (await scrape(serve.url, token)).text;
+    expect(sample(before, PROXIED)).toBe(20);
+    expect(sample(before, "decentral_audit_serve_workers_answered")).toBe(2);
+    const hung = await busiest(serve, 20);
+    process.kill(hung, "SIGSTOP");
+    try {
+      const during = await scrape(serve.url, token);
+      expect(during.status).toBe(200);
+      expect(sample(during.text, PROXIED)).toBe(20);
+      expect(sample(during.text, "decentral_audit_serve_workers_answered")).toBe(1);
+      expect(sample(during.text, "decentral_audit_serve_workers")).toBe(2);
+    } finally {
+      process.kill(hung, "SIGKILL");
+    }
+  }, 30_000);
+
+  it("restarts a worker that keeps dying later and later, counting each restart", async () => {
+    const { db, serve } = await startCluster();
+    const token = await metricsToken(db);
+    // The same worker's place dies three times in a row, each successor once it listens.
+    let victim = [...workerPids(serve)][0] as number;
+    for (let i = 0; i < 3; i++) {
+      const before = workerPids(serve);
+      process.kill(victim, "SIGKILL");
+      victim = (await until(
+        () => [...workerPids(serve)].find((p) => !before.has(p)),
+        30_000,
+      )) as number;
+    }
+    const delays = serve.logs
+      .filter((l) => l.msg === "serve worker died; restarting it")
+      .map((l) => l.restartInMs);
+    expect(delays).toEqual([1000, 2000, 4000]);
+    const text = (await scrape(serve.url, token)).text;
+    expect(sample(text, "decentral_audit_serve_worker_restarts_total")).toBe(3);
+  }, 60_000);
 
   it("runs the verifier in exactly one process, and moves it when that process dies", async () => {
     const { db, serve } = await startCluster();
@@ -273,5 +421,38 @@ describe("serve --workers 2", () => {
     expect(proxyJobIds(db).sort()).toEqual(answers.map((a) => a.jobId).sort());
     // The leader released its lease on the way out.
     expect(await leaderOwner(db)).toBeNull();
+  }, 30_000);
+});
+
+describe("serve --workers 2, a worker stuck on SIGTERM", () => {
+  it("is killed after the drain wait, logged as an error, and serve exits non-zero", async () => {
+    // No drain time: the primary waits only its margin for the stuck worker.
+    const { serve } = await startCluster({ DRAIN_TIMEOUT_MS: "0" });
+    const [stuck] = [...workerPids(serve)] as number[];
+    process.kill(stuck as number, "SIGSTOP");
+    serve.child.kill("SIGTERM");
+    expect(await serve.exited).toBe(2);
+    const line = serve.logs.find((l) => l.msg === "serve worker did not drain in time; killed it");
+    expect(line).toMatchObject({ level: 50, pid: stuck });
+    expect(serve.stderr()).toMatch(/did not drain within/);
+  }, 60_000);
+});
+
+describe("serve on a :memory: database", () => {
+  it("runs one process unless more were asked for", () => {
+    expect(workerCount(loadConfig({ DATABASE_URL: ":memory:" }))).toBe(1);
+    expect(workerCount(loadConfig({ DATABASE_URL: ":memory:", WORKERS: "1" }))).toBe(1);
+  });
+
+  it("refuses --workers 2 (or WORKERS=2) with a message naming WORKERS, and exits 2", async () => {
+    const args = ["serve", "--port", "0", "--db", ":memory:", "--profile", "localnet"];
+    for (const [extra, env] of [
+      [["--workers", "2"], {}],
+      [[], { WORKERS: "2" }],
+    ] as const) {
+      const serve = startCli([...args, ...extra], env);
+      expect(await serve.exited).toBe(2);
+      expect(serve.stderr()).toMatch(/WORKERS: a :memory: database lives in one process/);
+    }
   }, 30_000);
 });

@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
-import { hostname } from "node:os";
 import { setTimeout as delay } from "node:timers/promises";
 import PQueue from "p-queue";
 import { isBusyError, retryWhileBusy, type Store } from "../db/client.js";
+import { deadOnThisHost, thisHost } from "../host-identity.js";
 import type { Logger } from "../log.js";
 import type { RoundPacer } from "../request-pressure.js";
 import { createSleeper } from "../retry.js";
@@ -87,7 +87,7 @@ export interface VerifierDeps {
 export function createVerifier(deps: VerifierDeps): Verifier {
   const { store, rpc, profile, log } = deps;
   const now = deps.now ?? Date.now;
-  const owner = deps.owner ?? `verifier-${randomUUID()}-pid${process.pid}@${hostname()}`;
+  const owner = deps.owner ?? `verifier-${randomUUID()}-pid${process.pid}@${thisHost()}`;
   const options: VerifierOptions = { ...defaultVerifierOptions, ...deps.options };
   const custodyConfig = deps.custody ?? { vaults: [], byKey: {} };
   const queue = createJobQueueStore(store);
@@ -138,7 +138,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
    */
   async function closer() {
     const others = await runs.runningOwners(owner);
-    return { owner, t: now(), deadOwners: others.filter(deadOnThisHost) };
+    return { owner, t: now(), deadOwners: others.filter(ownerIsDead) };
   }
 
   function reportClosed(closed: number) {
@@ -385,17 +385,9 @@ export function createVerifier(deps: VerifierDeps): Verifier {
   };
 }
 
-/** True when `owner` names a process of this host that no longer exists. */
-function deadOnThisHost(owner: string): boolean {
+/** True when `owner` names a process of this host (and PID namespace) that no longer exists. */
+function ownerIsDead(owner: string): boolean {
+  // The host is everything after the first `@` that follows the pid; it may hold an `@` itself.
   const match = /-pid(\d+)@(.+)$/.exec(owner);
-  if (!match || match[2] !== hostname()) return false;
-  const pid = Number(match[1]);
-  if (pid === process.pid) return false;
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (error) {
-    // EPERM: it exists, under another user.
-    return (error as NodeJS.ErrnoException).code === "ESRCH";
-  }
+  return match ? deadOnThisHost(match[2] as string, Number(match[1])) : false;
 }

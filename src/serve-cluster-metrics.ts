@@ -1,0 +1,123 @@
+import {
+  AggregatorRegistry,
+  Counter,
+  Gauge,
+  type MetricObjectWithValues,
+  type MetricValue,
+  Registry,
+} from "prom-client";
+
+/** One worker's registry, as `getMetricsAsJSON()` gives it. */
+export type WorkerMetrics = MetricObjectWithValues<MetricValue<string>>[];
+
+/** A live worker the primary can ask for its metrics. */
+export interface MetricsWorker {
+  /** node:cluster's worker id: never reused within a primary. */
+  id: number;
+  collect(): Promise<WorkerMetrics>;
+}
+
+/** How long a scrape waits for each worker, in ms; one that is slower (hung) is left out. */
+export const COLLECT_TIMEOUT_MS = 2000;
+
+/**
+ * The whole service's metrics in the primary of `serve --workers N`. Counters and histograms
+ * are summed across workers and never go back: each worker's last collected values are kept,
+ * stand in for a worker that does not answer a scrape in time, and are added to the retired
+ * total when the worker dies. Gauges (each worker marks them `max`) come from the workers that
+ * answered. The primary adds its own: restarts of workers, and how many answered.
+ */
+export function createClusterMetrics() {
+  const own = new Registry();
+  const restarts = new Counter({
+    name: "decentral_audit_serve_worker_restarts_total",
+    help: "Workers of serve the primary started again after one died.",
+    registers: [own],
+  });
+  const answered = new Gauge({
+    name: "decentral_audit_serve_workers_answered",
+    help: "Workers of serve whose metrics this scrape read fresh (answered within 2 s); those that did not count with their last counters.",
+    registers: [own],
+  });
+  const running = new Gauge({
+    name: "decentral_audit_serve_workers",
+    help: "Workers of serve running.",
+    registers: [own],
+  });
+  /** Counters and histograms of each live worker, as last collected. */
+  const last = new Map<number, WorkerMetrics>();
+  /** Workers retired: a scrape answered after a worker died must not bring it back. */
+  const gone = new Set<number>();
+  let retired: WorkerMetrics = [];
+  let retiring: Promise<void> = Promise.resolve();
+
+  return {
+    /** Counts a worker started again after one died. */
+    restarted(): void {
+      restarts.inc();
+    },
+    /** Adds a dead worker's last counters and histograms to the retired total. */
+    retire(id: number): Promise<void> {
+      gone.add(id);
+      const values = last.get(id);
+      last.delete(id);
+      if (!values) return retiring;
+      retiring = retiring.then(async () => {
+        retired = (await AggregatorRegistry.aggregate([
+          retired,
+          values,
+        ]).getMetricsAsJSON()) as WorkerMetrics;
+      });
+      return retiring;
+    },
+    /** The whole service's metrics, in Prometheus' text format. */
+    async scrape(workers: readonly MetricsWorker[]): Promise<string> {
+      const collected = await Promise.all(
+        workers.map((worker) =>
+          withTimeout(worker.collect(), COLLECT_TIMEOUT_MS).then(
+            (metrics) => ({ worker, metrics }),
+            () => ({ worker, metrics: null }),
+          ),
+        ),
+      );
+      const parts: WorkerMetrics[] = [];
+      for (const { worker, metrics } of collected) {
+        if (metrics) {
+          if (!gone.has(worker.id)) last.set(worker.id, metrics.filter(isMonotonic));
+          parts.push(metrics);
+        } else {
+          const values = last.get(worker.id);
+          if (values) parts.push(values);
+        }
+      }
+      answered.set(collected.filter((c) => c.metrics).length);
+      running.set(workers.length);
+      await retiring;
+      parts.push(retired, (await own.getMetricsAsJSON()) as WorkerMetrics);
+      return AggregatorRegistry.aggregate(parts).metrics();
+    },
+  };
+}
+
+export type ClusterMetrics = ReturnType<typeof createClusterMetrics>;
+
+/** Counters and histograms: values that only grow, summed across processes. */
+function isMonotonic(metric: { type: unknown }): boolean {
+  return metric.type === "counter" || metric.type === "histogram";
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
+}

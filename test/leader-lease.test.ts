@@ -1,0 +1,120 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { openSqliteStore, type Store } from "../src/db/client.js";
+import { migrateStore } from "../src/db/migrate.js";
+import { thisHost } from "../src/host-identity.js";
+import { holdLeaderLease, type LeaderLease } from "../src/leader-lease.js";
+import { createLogger } from "../src/log.js";
+import { createLockStore } from "../src/store/locks.js";
+
+/** A pid no process has: above Linux's pid_max default and its largest setting. */
+const GONE_PID = 4_194_400;
+
+/** Whether this host lets an unprivileged process start a PID namespace of its own. */
+const namespaces =
+  process.platform === "linux" &&
+  spawnSync("unshare", ["-Upf", "--map-root-user", "true"]).status === 0;
+
+let cleanup: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const step of cleanup.reverse()) await step();
+  cleanup = [];
+});
+
+function freshStore(): { db: string; store: Store } {
+  const db = join(mkdtempSync(join(tmpdir(), "lease-")), "audit.db");
+  const store = openSqliteStore(db);
+  migrateStore(store);
+  cleanup.push(() => store.close());
+  return { db, store };
+}
+
+/** Holds the lease in this process and resolves once it leads. */
+async function lead(store: Store, options: { heartbeatMs?: number } = {}): Promise<LeaderLease> {
+  let gained!: () => void;
+  const leading = new Promise<void>((resolve) => {
+    gained = resolve;
+  });
+  const lease = holdLeaderLease({
+    store,
+    log: createLogger({ level: "silent" }),
+    heartbeatMs: options.heartbeatMs ?? 100,
+    onGain: () => gained(),
+    onLose: async () => {},
+  });
+  cleanup.push(() => lease.stop());
+  await leading;
+  return lease;
+}
+
+describe("leader lease", () => {
+  it("names this host's PID namespace in its owner, on Linux", async () => {
+    const { store } = freshStore();
+    const lease = await lead(store);
+    expect(lease.owner.split("/")[0]).toBe(thisHost());
+    if (process.platform === "linux") expect(thisHost()).toMatch(/^.+@pid:\[\d+\]$/);
+  });
+
+  it("takes the lease at once from a holder of this host and namespace whose pid is gone", async () => {
+    const { store } = freshStore();
+    await createLockStore(store).acquire("serve-leader", `${thisHost()}/${GONE_PID}/x`, 60_000);
+    const lease = await lead(store);
+    expect(lease.isLeader()).toBe(true);
+  });
+
+  it.skipIf(process.platform !== "linux")(
+    "leaves a holder named by its hostname alone (an owner of an older version) to expire",
+    async () => {
+      const { store } = freshStore();
+      const locks = createLockStore(store);
+      await locks.acquire("serve-leader", `${hostname()}/${GONE_PID}/x`, 60_000);
+      const lease = holdLeaderLease({
+        store,
+        log: createLogger({ level: "silent" }),
+        heartbeatMs: 50,
+        onGain: () => {},
+        onLose: async () => {},
+      });
+      cleanup.push(() => lease.stop());
+      // Several heartbeats: none takes it.
+      await new Promise((r) => setTimeout(r, 400));
+      expect(lease.isLeader()).toBe(false);
+      expect((await locks.holder("serve-leader"))?.owner).toBe(`${hostname()}/${GONE_PID}/x`);
+    },
+  );
+
+  it.skipIf(!namespaces)(
+    "is not taken from a live leader by a process in another PID namespace of the same host",
+    async () => {
+      const { db, store } = freshStore();
+      const leader = await lead(store);
+      // A process in a PID namespace of its own (as in a container sharing the host's network
+      // and hostname) asks for the lease for 2 s, 20 heartbeats; our pid means nothing there.
+      const script = `
+        const { openSqliteStore } = await import("./src/db/client.ts");
+        const { holdLeaderLease } = await import("./src/leader-lease.ts");
+        const { createLogger } = await import("./src/log.ts");
+        const store = openSqliteStore(${JSON.stringify(db)});
+        const lease = holdLeaderLease({
+          store, log: createLogger({ level: "silent" }), heartbeatMs: 100,
+          onGain: () => { console.log("gained"); process.exit(0); },
+          onLose: async () => {},
+        });
+        setTimeout(() => { console.log("not gained"); process.exit(0); }, 2000);
+      `;
+      const other = spawnSync(
+        "unshare",
+        ["-Upf", "--map-root-user", process.execPath, "--import", "tsx", "-e", script],
+        { encoding: "utf8", timeout: 20_000 },
+      );
+      expect(other.stderr).toBe("");
+      expect(other.stdout.trim()).toBe("not gained");
+      expect(leader.isLeader()).toBe(true);
+      expect((await createLockStore(store).holder("serve-leader"))?.owner).toBe(leader.owner);
+    },
+    30_000,
+  );
+});
