@@ -187,6 +187,13 @@ function serveLogger(level: string): { log: Logger; flush(): void } {
 export async function runServe(config: Config): Promise<RunningServe> {
   const { log, flush } = serveLogger(config.LOG_LEVEL);
   const workers = workerCount(config);
+  if (config.RPC_QUORUM <= 1 && profileCluster(config) === "mainnet-beta") {
+    // Said once at start: the verdicts rest on whatever the first endpoint that answers says.
+    log.warn(
+      { endpoints: config.SOLANA_RPC_URLS.length },
+      "RPC_QUORUM is 1: chain facts are taken from one endpoint; set RPC_QUORUM=2 with endpoints of two independent providers so that an endpoint alone cannot make a doctored transaction pass",
+    );
+  }
   let running: RunningServe;
   try {
     if (workers <= 1) {
@@ -205,6 +212,15 @@ export async function runServe(config: Config): Promise<RunningServe> {
     throw error;
   }
   return { ...running, close: () => running.close().finally(flush) };
+}
+
+/** The profile's cluster; null when the profile cannot be read (start-up then says why). */
+function profileCluster(config: Config): string | null {
+  try {
+    return loadProfile(config.AUDIT_PROFILE).cluster;
+  } catch {
+    return null;
+  }
 }
 
 /** Node options for the workers: this process's, minus a script given inline (`-e`). */

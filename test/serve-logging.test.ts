@@ -2,7 +2,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { type CliProcess, startServe } from "./support/service-process.js";
+import { type CliProcess, startCli, startServe } from "./support/service-process.js";
 
 let serve: CliProcess | null = null;
 afterEach(async () => {
@@ -23,5 +23,23 @@ describe("serve's log", () => {
       2000,
     );
     expect(line).toMatchObject({ method: "GET", status: 200 });
+  });
+
+  it("warns once at start when a mainnet profile takes chain facts from one endpoint", async () => {
+    const warning = (l: Record<string, unknown>) =>
+      typeof l.msg === "string" && l.msg.startsWith("RPC_QUORUM is 1");
+    const start = (extra: Record<string, string>) => {
+      const db = join(mkdtempSync(join(tmpdir(), "decentral-audit-log-")), "audit.db");
+      const args = ["serve", "--port", "0", "--db", db, "--profile", "decentral-mainnet"];
+      return startCli(args, { WORKERS: "1", LEDGER_POLL_MS: "0", ...extra });
+    };
+    serve = start({ SOLANA_RPC_URLS: "http://127.0.0.1:9" });
+    await serve.waitForLog((l) => l.msg === "decentral-audit listening");
+    expect(serve.logs.filter(warning)).toHaveLength(1);
+    serve.child.kill("SIGTERM");
+    await serve.exited;
+    serve = start({ SOLANA_RPC_URLS: "http://127.0.0.1:9,http://127.0.0.1:10", RPC_QUORUM: "2" });
+    await serve.waitForLog((l) => l.msg === "decentral-audit listening");
+    expect(serve.logs.filter(warning)).toHaveLength(0);
   });
 });
