@@ -366,7 +366,9 @@ describe("serve --workers 2", () => {
   it("restarts a worker that keeps dying later and later, counting each restart", async () => {
     const { db, serve } = await startCluster();
     const token = await metricsToken(db);
-    // The same worker's place dies three times in a row, each successor once it listens.
+    // The same worker's place dies three times in a row, each successor once it listens. Both
+    // workers' lines are in first (they come gathered): a late one would pass for a successor.
+    await until(() => workerPids(serve).size >= 2 || null);
     let victim = [...workerPids(serve)][0] as number;
     for (let i = 0; i < 3; i++) {
       const before = workerPids(serve);
