@@ -249,19 +249,38 @@ function historian(
     hide?: string[];
     /** Listed with another block time. */
     retime?: Record<string, number | null>;
+    /** Entries listed in the history (made up, or real ones moved to a false slot). */
+    add?: AddressSignatureInfo[];
     balance?: { slot: number; amount: bigint };
     down?: boolean;
   } = {},
 ) {
   const calls = { list: 0, balance: 0 };
+  const added = new Set(opts.add?.map((e) => e.signature));
+  const listing = [...HISTORY.filter((e) => !added.has(e.signature)), ...(opts.add ?? [])].sort(
+    (a, b) => b.slot - a.slot,
+  );
   const rpc: RpcPool = {
     ...member(name, {}).m.rpc,
+    // Each transaction of the history, as every endpoint (honest about transactions) reads it.
+    async getTransaction(signature) {
+      const e = HISTORY.find((h) => h.signature === signature);
+      if (!e) return null;
+      return {
+        facts: { ...facts(1n), signature, slot: e.slot, blockTime: e.blockTime },
+        raw: `{"slot":${e.slot}}`,
+      };
+    },
     async getSignaturesForAddress(_address, o = {}) {
       calls.list++;
       if (opts.down) throw new Error("503");
-      const from = o.before ? HISTORY.findIndex((e) => e.signature === o.before) + 1 : 0;
-      const to = o.until ? HISTORY.findIndex((e) => e.signature === o.until) : HISTORY.length;
-      return HISTORY.slice(from, to)
+      // A node lists nothing before a signature it does not know (as a node's blockstore does).
+      const at = o.before ? listing.findIndex((e) => e.signature === o.before) : -1;
+      if (o.before && at === -1) return [];
+      const from = o.before ? at + 1 : 0;
+      const to = o.until ? listing.findIndex((e) => e.signature === o.until) : listing.length;
+      return listing
+        .slice(from, to)
         .filter((e) => !opts.hide?.includes(e.signature))
         .map((e) =>
           opts.retime && e.signature in opts.retime
@@ -315,6 +334,27 @@ describe("a quorum's listing and balance of a credit vault", () => {
       quorum: 2,
     });
     for (const pageSize of [1, 2, 3, 1000]) expect(await listAll(rpc, pageSize)).toEqual(all);
+  });
+
+  it("checks an entry one endpoint alone lists against its transaction, so it cannot end the listing early", async () => {
+    // Made up, just above the honest page's end: as the next page's `before` it would make the
+    // honest node list nothing older.
+    const madeUp = { signature: "fakeZ", slot: 48, err: null, memo: null, blockTime: 1 };
+    // A real older transaction listed at a false, newer slot: the honest node would go on from
+    // its real slot and skip the range between.
+    const misdated = { ...HISTORY[7]!, slot: 49, blockTime: 1_700_000_049 };
+    for (const add of [[madeUp], [misdated]]) {
+      for (const pageSize of [2, 3, 1000]) {
+        const rpc = createQuorumRpc({
+          members: [historian("operator", { add }).m, historian("honest").m],
+          quorum: 2,
+        });
+        await expect(
+          listAll(rpc, pageSize),
+          `${add[0]!.signature} ${pageSize}`,
+        ).rejects.toMatchObject({ code: "rpc_disagreement" });
+      }
+    }
   });
 
   it("refuses a listing that moves a transaction to another block time", async () => {

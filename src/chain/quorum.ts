@@ -624,7 +624,11 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
         `getSignaturesForAddress ${address}`,
       );
       const pages = answers.map((a) => a.value);
-      const union = unionOfListings(sameListedFacts(address, answers));
+      const union = await confirmedByTransactions(
+        address,
+        unionOfListings(sameListedFacts(address, answers)),
+        pages,
+      );
       const full = pages.filter((p) => p.length >= ask);
       if (full.length === 0) return unionOfListings([out, union]);
       const cut = Math.max(...full.map((p) => p.at(-1)!.slot));
@@ -645,6 +649,70 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
       if (out.length >= limit) return unionOfListings([out]);
       before = kept.at(-1)!.signature;
     }
+  }
+
+  /**
+   * A union's entries that not every endpoint listed, checked against the transaction itself
+   * (read under the quorum): one endpoint alone cannot add a signature that is no transaction
+   * of the address, nor date a real one at another slot or time. A made-up entry used as the
+   * next page's `before` made an honest node list nothing older (a node answers an unknown
+   * `before` with an empty page), and a real one at a false slot made it skip the range between.
+   * Entries newer than every entry all endpoints listed and whose transaction cannot be read
+   * yet are the newest, which one node has and another not yet: they are left for the next read
+   * (its `until` is the newest entry kept). Anything else that does not check out fails the read.
+   */
+  async function confirmedByTransactions(
+    address: string,
+    union: AddressSignatureInfo[],
+    pages: AddressSignatureInfo[][],
+  ): Promise<AddressSignatureInfo[]> {
+    const listedBy = new Map<string, number>();
+    for (const page of pages) {
+      for (const e of page) listedBy.set(e.signature, (listedBy.get(e.signature) ?? 0) + 1);
+    }
+    const everywhere = (e: AddressSignatureInfo) => listedBy.get(e.signature) === pages.length;
+    const newestCommon = union.findIndex(everywhere);
+    const out: AddressSignatureInfo[] = [];
+    for (const [i, e] of union.entries()) {
+      if (everywhere(e)) {
+        out.push(e);
+        continue;
+      }
+      let fetched: FetchedTransaction | null = null;
+      let failure: unknown = null;
+      try {
+        fetched = await getTransaction(e.signature);
+      } catch (error) {
+        failure = error;
+      }
+      const newest = newestCommon === -1 ? false : i < newestCommon;
+      if (
+        fetched === null &&
+        newest &&
+        !(isAppError(failure) && failure.code === "rpc_disagreement")
+      ) {
+        continue;
+      }
+      const facts = fetched?.facts;
+      if (
+        !facts ||
+        facts.slot !== e.slot ||
+        (e.blockTime !== null && facts.blockTime !== e.blockTime) ||
+        !facts.accounts.includes(address)
+      ) {
+        throw new AppError(
+          "rpc_disagreement",
+          `getSignaturesForAddress ${address}: ${e.signature} is listed by ${listedBy.get(e.signature)} of ${pages.length} endpoints at slot ${e.slot}, but ${
+            facts
+              ? `the transaction read under the quorum is at slot ${facts.slot}, block time ${facts.blockTime}${facts.accounts.includes(address) ? "" : ", and does not name the address"}`
+              : `no transaction could be read under the quorum (${failure === null ? "none found" : message(failure)})`
+          }`,
+          { signature: e.signature },
+        );
+      }
+      out.push(e.blockTime === null ? { ...e, blockTime: facts.blockTime } : e);
+    }
+    return out;
   }
 
   /**
