@@ -66,11 +66,16 @@ export function buildProgram(): Command {
     const close = (running: NonNullable<typeof service>) =>
       running.close().then(() => process.exit(0), fail);
     const stop = () => {
+      if (stopping) {
+        // A second signal, of either kind, stops waiting for the drain.
+        process.stderr.write("decentral-audit: stopped before the drain ended\n");
+        process.exit(130);
+      }
       stopping = true;
       if (service) void close(service);
     };
-    process.once("SIGTERM", stop);
-    process.once("SIGINT", stop);
+    process.on("SIGTERM", stop);
+    process.on("SIGINT", stop);
     service = await runServe(config);
     if (stopping) await close(service);
   });

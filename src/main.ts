@@ -86,14 +86,15 @@ export async function startService(
   // 2. Start, remembering how to stop each part; on failure stop them in reverse order.
   const stops: (() => unknown)[] = [];
   const stopAll = async () => {
-    for (const stop of stops.reverse()) {
+    // Taken out first: a second call while this one runs finds nothing left to stop.
+    const taken = stops.splice(0).reverse();
+    for (const stop of taken) {
       try {
         await stop();
       } catch (error) {
         log.warn({ err: error }, "stopping a part of the service failed");
       }
     }
-    stops.length = 0;
   };
   try {
     // Opening (the switch to WAL) and migrating may wait for another process's migration:

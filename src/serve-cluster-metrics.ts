@@ -82,8 +82,12 @@ export function createClusterMetrics() {
       );
       const parts: WorkerMetrics[] = [];
       for (const { worker, metrics } of collected) {
+        // A worker that died while this scrape waited for the others is in the retired total
+        // already, with its values as last kept: counting its fresh ones too would count it
+        // twice now, and the next scrape would go back.
+        if (gone.has(worker.id)) continue;
         if (metrics) {
-          if (!gone.has(worker.id)) last.set(worker.id, metrics.filter(isMonotonic));
+          last.set(worker.id, metrics.filter(isMonotonic));
           parts.push(metrics);
         } else {
           const values = last.get(worker.id);

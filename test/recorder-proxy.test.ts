@@ -124,6 +124,12 @@ function stubUpstream(): { server: http.Server; stub: Stub } {
         two: [stub.receipt.jobId, jobId()],
         same: [stub.receipt.jobId, stub.receipt.jobId],
       };
+      if (url.endsWith("jobid-empty")) {
+        // An error that names nothing, with an empty job id header: passed on as it is.
+        res.writeHead(402, { "content-type": "application/json", "x-decentral-job-id": "" });
+        res.end(JSON.stringify({ error: { code: "insufficient_credits", message: "no" } }));
+        return;
+      }
       res.writeHead(200, {
         "content-type": "application/json",
         ...decentral,
@@ -370,6 +376,15 @@ describe("recording proxy", () => {
     expect(lines.join("\n")).toContain("upstream answer names no recordable job id");
   });
 
+  it("passes on an error answer whose job id header is empty: it names no job", async () => {
+    const { proxy, store, url } = await setup();
+    const response = await completion(url, "jobid-empty");
+    expect(response.status).toBe(402);
+    await response.arrayBuffer();
+    await proxy.idle();
+    expect(store.db.select().from(jobs).all()).toEqual([]);
+  });
+
   it("reads a receipt header sent twice with the same value as that value", async () => {
     const { proxy, url, row } = await setup();
     const response = await completion(url, "jobid-same");
@@ -606,7 +621,14 @@ describe("recording proxy", () => {
         req.on("error", reject);
         req.end();
       });
-    for (const path of ["/v1/../admin", "/v1/%2e%2E/admin", "/v1/jobs/./x", "/v1/a/.."]) {
+    for (const path of [
+      "/v1/../admin",
+      "/v1/%2e%2E/admin",
+      "/v1/jobs/./x",
+      "/v1/a/..",
+      "/v1/models/..%2F..%2Fadmin",
+      "/v1/..\\admin",
+    ]) {
       const response = await raw(path);
       expect(response.status, path).toBe(400);
       expect(JSON.parse(response.body).error.code).toBe("invalid_path");

@@ -146,4 +146,35 @@ describe("serve under SIGTERM", () => {
     expect(row.latency_ms).toBeGreaterThanOrEqual(400);
     after.close();
   });
+
+  it("stops at a second signal of either kind without waiting for the drain", async () => {
+    const db = join(mkdtempSync(join(tmpdir(), "sigterm-")), "audit.db");
+    const upstream = await httpServer((_req, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write("data: {}\n\n"); // and never ends
+    });
+    const serve = await startServe(db, {
+      SOLANA_RPC_URLS: "http://127.0.0.1:9",
+      DECENTRAL_BASE_URL: `${upstream.url}/v1`,
+      WORKERS: "1",
+    });
+    try {
+      const response = await fetch(`${serve.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: "Bearer sk-test" },
+        body: JSON.stringify({ model: "qwen3-8b", stream: true, messages: [] }),
+      });
+      void response.text().catch(() => {});
+      const sent = performance.now();
+      serve.child.kill("SIGTERM"); // drains: the stream may run 30 s
+      await new Promise((r) => setTimeout(r, 300));
+      serve.child.kill("SIGINT");
+      expect(await serve.exited).toBe(130);
+      expect(performance.now() - sent).toBeLessThan(5000);
+      expect(serve.stderr()).toContain("stopped before the drain ended");
+    } finally {
+      serve.child.kill("SIGKILL");
+      upstream.close();
+    }
+  });
 });

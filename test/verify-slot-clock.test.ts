@@ -30,14 +30,19 @@ describe("the pace of the finalized slot", () => {
     expect(clock.msPerSlot()).toBe(100);
   });
 
-  it("learns nothing from a node that stalls or answers behind the one before", () => {
+  it("learns nothing from a node that stalls, and starts again from one behind the one before", () => {
     const clock = createSlotClock({ minSpanMs: 1000 });
     clock.observe(1000, 0);
     clock.observe(1000, 5000);
     expect(clock.msPerSlot()).toBeNull(); // a stalled chain: no pace, polls as before
-    clock.observe(900, 6000); // a node far behind: ignored
-    expect(clock.latest()).toEqual({ slot: 1000, t: 5000 });
     clock.observe(1010, 9000);
     expect(clock.msPerSlot()).toBe(900);
+    // One absurd reading, then honest ones: the pace is learnt again, not stuck on it.
+    clock.observe(9_000_000_000, 10_000);
+    clock.observe(1013, 11_000);
+    expect(clock.latest()).toEqual({ slot: 1013, t: 11_000 });
+    expect(clock.msPerSlot()).toBeNull();
+    clock.observe(1018, 13_000);
+    expect(clock.msPerSlot()).toBe(400);
   });
 });

@@ -165,12 +165,16 @@ function sseTailFacts(tail: string): { model: string | null; usage: Usage } {
 }
 
 /**
- * A receipt header's value; null when absent or above 200 characters. Node joins a header sent
- * several times with ", ": the same value sent twice is that value, different ones stay joined
- * (and fail every check of a signature, wallet or job id).
+ * A `.` or `..` path segment, plain or percent-encoded, with `\` and an encoded `/` or `\` taken
+ * as separators (servers in front of an upstream may decode or fold them before resolving).
  */
-/** A `.` or `..` path segment, plain or percent-encoded. */
-const dotSegment = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)/i;
+const dotSegment = /(?:^|\/|\\|%2f|%5c)(?:\.|%2e){1,2}(?:\/|\\|%2f|%5c|$)/i;
+
+/** Does the answer carry this header with a value (not empty)? */
+function named(res: IncomingMessage, name: string): boolean {
+  const value = res.headers[name];
+  return (Array.isArray(value) ? value.join("") : (value ?? "")).trim() !== "";
+}
 
 /** The path of a request target, without its query. */
 function pathPart(url: string): string {
@@ -178,6 +182,11 @@ function pathPart(url: string): string {
   return query < 0 ? url : url.slice(0, query);
 }
 
+/**
+ * A receipt header's value; null when absent or above 200 characters. Node joins a header sent
+ * several times with ", ": the same value sent twice is that value, different ones stay joined
+ * (and fail every check of a signature, wallet or job id).
+ */
 function header(res: IncomingMessage, name: string): string | null {
   const value = res.headers[name];
   let text = Array.isArray(value) ? value[0] : value;
@@ -455,8 +464,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       const recordable = jobId !== null && jobIdPattern.test(jobId);
       if (
         !recordable &&
-        (upstream.headers["x-decentral-job-id"] !== undefined ||
-          upstream.headers["x-decentral-tx-signature"] !== undefined)
+        (named(upstream, "x-decentral-job-id") || named(upstream, "x-decentral-tx-signature"))
       ) {
         // A job the upstream names (or paid for) but that cannot be named here could not be
         // found again: no answer without a receipt, so the answer is withheld.

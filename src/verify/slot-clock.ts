@@ -24,8 +24,10 @@ export function createSlotClock(options: { windowMs?: number; minSpanMs?: number
   const clock: SlotClock = {
     observe(slot, t) {
       const last = samples.at(-1);
-      // A node behind the one read before (a pool rotates) says nothing of the pace.
-      if (last && (t < last.t || slot < last.slot)) return;
+      if (last && t < last.t) return;
+      // A slot behind the one read before (a pool rotates to a lagging node, or the one before
+      // was absurd): the pace starts again from this one rather than be stuck on the other.
+      if (last && slot < last.slot) samples = [];
       samples.push({ slot, t });
       const newest = samples.length - 1;
       const keepFrom = samples.findIndex((s) => s.t >= t - windowMs);
