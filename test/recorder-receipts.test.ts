@@ -45,7 +45,8 @@ describe("recordReceipt", async () => {
       verdict: "pending",
       nextVerifyAt: 0,
       captureState: "complete",
-      backfillState: null,
+      // Nobody asked the jobs API about an ingested job: the backfill will.
+      backfillState: "pending",
       createdAt: 1_700_000_000_000,
     });
   });

@@ -62,11 +62,28 @@ describe.each(dialects)("receipts store on %s", (dialect) => {
       verdict: "pending",
       nextVerifyAt: 0,
       captureState: "complete",
-      backfillState: null,
-      backfillNextAt: null,
+      // The proxy did not ask the jobs API about it: the backfill does, at once.
+      backfillState: "pending",
+      backfillNextAt: 5,
       createdAt: 1_700_000_000_000,
       recordedAt: 5,
       receiptHash: expect.stringMatching(/^[0-9a-f]{64}$/),
+    });
+  });
+
+  it("leaves the jobs API question of a proxied job with its settlement to the proxy", async () => {
+    const store = await stores.open();
+    const r = receipt();
+    await record(store, r, "proxy", { now: 5 });
+    expect(await readJob(store, r.jobId)).toMatchObject({
+      backfillState: null,
+      backfillNextAt: null,
+    });
+    const stream = receipt({ settlementTx: null });
+    await record(store, stream, "proxy", { now: 5, backfillDelayMs: 100 });
+    expect(await readJob(store, stream.jobId)).toMatchObject({
+      backfillState: "pending",
+      backfillNextAt: 105,
     });
   });
 

@@ -5,6 +5,8 @@ import type { SqliteStore } from "../src/db/client.js";
 import { checkResults, jobs } from "../src/db/schema.js";
 import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
 import { createLogger } from "../src/log.js";
+import { createJobsApiClient } from "../src/recorder/jobs-api.js";
+import { createSettlementBackfill } from "../src/recorder/settlement-backfill.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { createTestStore } from "./support/store.js";
@@ -92,6 +94,32 @@ describe("verifying simulated jobs on the local chain", () => {
       });
     }
     expect(staked).toEqual(new Set([true, false]));
+    await rpc.close();
+  });
+
+  it("asks the jobs API about an ingested job too, so a second settlement only it names is caught", async () => {
+    const store = createTestStore();
+    const rpc = pool();
+    // Posted to POST /jobs with its headers, as the fetch wrapper does: nobody asked the jobs
+    // API about it at the time.
+    const { jobId } = await runRecordedJob(world, store, {
+      fault: "double-settle",
+      apiKeyIndex: 3,
+      consultJobsApi: false,
+    });
+    expect(jobRow(store, jobId)).toMatchObject({ backfillState: "pending", apiCheckedAt: null });
+    const backfill = createSettlementBackfill({
+      store,
+      log,
+      jobsApi: createJobsApiClient(world.decentralBaseUrl),
+      apiKeys: [world.apiKeys[3]!],
+    });
+    expect(await backfill.runOnce()).toBe(1);
+    expect(jobRow(store, jobId).backfillState).toBe("done");
+    await verifyAll(store, rpc);
+    expect({ verdict: jobRow(store, jobId).verdict, failing: failingChecks(store, jobId) }).toEqual(
+      { verdict: "discrepancy", failing: ["jobs_api.matches_receipt", "settlement.single"] },
+    );
     await rpc.close();
   });
 

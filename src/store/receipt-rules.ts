@@ -150,6 +150,19 @@ export function merged(row: RecordedRow, receipt: ReceiptCore): ReceiptCore {
 }
 
 /**
+ * The backfill a new receipt starts with: the jobs API is asked about a job without a
+ * settlement signature (a stream's comes from there), and about every job recorded other than
+ * by the proxy, which asks about its own jobs itself: a second settlement that only the jobs
+ * API names is seen for ingested and imported jobs too.
+ */
+export function initialBackfill(
+  receipt: Pick<Receipt, "settlementTx">,
+  source: ReceiptSource,
+): "pending" | null {
+  return receipt.settlementTx === null || source !== "proxy" ? "pending" : null;
+}
+
+/**
  * The columns a fill writes: the recorded receipt with its unknowns taken from `receipt`, the
  * tags of both, the hash of the merged receipt, and the backfill ended once the settlement is
  * known.

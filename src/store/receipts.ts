@@ -21,6 +21,7 @@ import {
   filledColumns,
   filledFields,
   gainedConflictSignatures,
+  initialBackfill,
   maxStoredConflicts,
   needsReopen,
   nextSummary,
@@ -336,8 +337,7 @@ function recordOne(
 ): { result: RecordResult; reopen: boolean } {
   const hash = receiptHash(receipt);
   const params = captureParams(receipt, source, now, hash);
-  // What the receipt says about backfill: a job without a settlement signature needs one.
-  const backfillState = receipt.settlementTx === null ? "pending" : null;
+  const backfillState = initialBackfill(receipt, source);
   const inserted = st.insert.run({
     ...params,
     createdAt: receipt.createdAt ?? now,

@@ -10,6 +10,7 @@ import {
   filledColumns,
   filledFields,
   gainedConflictSignatures,
+  initialBackfill,
   maxStoredConflicts,
   needsReopen,
   nextSummary,
@@ -53,8 +54,7 @@ function newRow(
   backfillDelayMs: number,
 ): NewJob {
   const params = captureParams(receipt, source, now, receiptHash(receipt));
-  // What the receipt says about backfill: a job without a settlement signature needs one.
-  const backfillState = receipt.settlementTx === null ? "pending" : null;
+  const backfillState = initialBackfill(receipt, source);
   const { now: _now, ...values } = params;
   return {
     ...(values as Omit<NewJob, "createdAt" | "recordedAt" | "updatedAt">),
