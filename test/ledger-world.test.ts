@@ -136,6 +136,25 @@ describe("the ledger of a credit vault against the local world", () => {
     expect(s.complete).toBe(true);
     expect(chainHistory(vault)).toContain(top.signature);
 
+    // A busy vault's newest line, listed after the period's end and not read yet, does not keep
+    // the period from being read; one listed before its end does.
+    const endSec = Math.floor(end / 1000);
+    const newest = store.sqlite
+      .prepare(
+        `SELECT ord, block_time AS blockTime FROM ledger_lines WHERE vault = ?
+           ORDER BY ord DESC LIMIT 1`,
+      )
+      .get(vault) as { ord: number; blockTime: number };
+    const setLine = (state: string, blockTime: number) =>
+      store.sqlite
+        .prepare("UPDATE ledger_lines SET state = ?, block_time = ? WHERE vault = ? AND ord = ?")
+        .run(state, blockTime, vault, newest.ord);
+    setLine("listed", endSec + 60);
+    expect((await statementOf(store, vault, end)).complete).toBe(true);
+    setLine("listed", endSec - 1);
+    expect((await statementOf(store, vault, end)).complete).toBe(false);
+    setLine("read", newest.blockTime);
+
     // The simulator's own list of what it moved in the vault says the same, line for line.
     const truth = (await (
       await fetch(`${world.simulatorUrl}/sim/vaults/${vault}/movements`)

@@ -627,8 +627,18 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
     expect(await ledger.openingUnits(VAULT, at(3, 12, 10))).toBe(600_000n);
     expect(await ledger.openingUnits(VAULT, DEC)).toBe(780_000n);
     expect(await ledger.openingUnits("nobody", DEC)).toBeNull();
-    expect(await ledger.pendingCounts(VAULT, NOV, DEC)).toEqual({ inPeriod: 1, all: 1 });
-    expect(await ledger.pendingCounts(VAULT, DEC, DEC_31)).toEqual({ inPeriod: 0, all: 1 });
+    expect(await ledger.pendingCounts(VAULT, NOV, DEC)).toEqual({ inPeriod: 1, upTo: 1, all: 1 });
+    expect(await ledger.pendingCounts(VAULT, DEC, DEC_31)).toEqual({
+      inPeriod: 0,
+      upTo: 1,
+      all: 1,
+    });
+    // A period ending before the line was made: it does not wait for it.
+    expect(await ledger.pendingCounts(VAULT, NOV - 86_400, NOV)).toEqual({
+      inPeriod: 0,
+      upTo: 0,
+      all: 1,
+    });
 
     const reviewed = await ledger.reviewLines(VAULT, NOV, DEC);
     expect(reviewed.map((l) => [l.signature, l.kind, l.deltaUnits, l.now])).toEqual([

@@ -345,7 +345,9 @@ export async function buildStatement(
       cursor?.balanceUnits != null &&
       cursor.balanceSlot != null &&
       (cursor.newestSlot === null || cursor.newestSlot <= cursor.balanceSlot);
-    if (around.next !== null) {
+    // The next movement after the period tells the balance at its end only when no line
+    // between them waits to be read.
+    if (around.next !== null && pending.all === pending.upTo) {
       closingOnChain = around.next;
       source = "next_transaction";
     } else if (balanceCovers && cursor?.balanceUnits != null) {
@@ -356,7 +358,8 @@ export async function buildStatement(
       source = "last_transaction";
     }
 
-    const historyRead = syncedAt !== null && syncedAt >= query.to && pending.all === 0;
+    // Lines listed after the period's end (a busy vault's newest) do not keep it from being read.
+    const historyRead = syncedAt !== null && syncedAt >= query.to && pending.upTo === 0;
     out.push({
       vault,
       keys: await ledger.keysOf(vault),

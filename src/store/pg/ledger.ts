@@ -1150,11 +1150,14 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     async pendingCounts(vault, fromSec, toSec) {
       const listed = and(vaultIs(vault), eq(ledgerLines.state, "listed"));
       const inPeriod = await countLines(and(listed, periodOf(fromSec, toSec)));
+      const upTo = await countLines(
+        and(listed, or(lt(ledgerLines.blockTime, toSec), isNull(ledgerLines.blockTime))),
+      );
       const all = await countLines(listed);
       const unclassified = await countLines(
         and(vaultIs(vault), eq(ledgerLines.state, "read"), isNull(ledgerLines.kind)),
       );
-      return { inPeriod, all: all + unclassified };
+      return { inPeriod, upTo: upTo + unclassified, all: all + unclassified };
     },
     async reviewLines(vault, fromSec, toSec) {
       const rows = await db
