@@ -39,3 +39,14 @@ export function deadOnThisHost(host: string, pid: number): boolean {
     return (error as NodeJS.ErrnoException).code === "ESRCH";
   }
 }
+
+/** An owner name for this process in a lock: `<host>/<pid>/<tag>` (see `ownerIsDead`). */
+export function ownerName(tag: string): string {
+  return `${thisHost()}/${process.pid}/${tag}`;
+}
+
+/** Whether `owner` (as `ownerName` wrote it) names a process of this host that is gone. */
+export function ownerIsDead(owner: string): boolean {
+  const [host = "", pidText] = owner.split("/");
+  return deadOnThisHost(host, Number(pidText));
+}

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { isBusyError, type Store } from "./db/client.js";
-import { deadOnThisHost, thisHost } from "./host-identity.js";
+import { ownerIsDead, ownerName } from "./host-identity.js";
 import type { Logger } from "./log.js";
 import { createLockStore } from "./store/locks.js";
 
@@ -34,12 +34,6 @@ export interface LeaderLease {
   stop(): Promise<void>;
 }
 
-/** Whether `owner` names a process of this host (and PID namespace) that no longer exists. */
-function holderIsDead(owner: string): boolean {
-  const [host = "", pidText] = owner.split("/");
-  return deadOnThisHost(host, Number(pidText));
-}
-
 /**
  * Holds a lease on the leader lock of the store so that exactly one of the `serve` processes
  * sharing it runs the background work (verifier, settlement backfill, ledger). The leader
@@ -53,7 +47,7 @@ export function holdLeaderLease(options: LeaderLeaseOptions): LeaderLease {
   const name = options.name ?? "serve-leader";
   const ttlMs = options.ttlMs ?? 10_000;
   const heartbeatMs = options.heartbeatMs ?? 1000;
-  const owner = `${thisHost()}/${process.pid}/${randomBytes(4).toString("hex")}`;
+  const owner = ownerName(randomBytes(4).toString("hex"));
   const locks = createLockStore(options.store);
   let leading = false;
   let stopped = false;
@@ -66,7 +60,7 @@ export function holdLeaderLease(options: LeaderLeaseOptions): LeaderLease {
     try {
       const holder = await locks.acquire(name, owner, ttlMs);
       ours = holder === null;
-      if (holder && holderIsDead(holder.owner)) {
+      if (holder && ownerIsDead(holder.owner)) {
         ours = await locks.takeOver(name, holder.owner, owner, ttlMs);
         if (ours) log.info({ previous: holder.owner }, "leader lock taken from a dead process");
       }

@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,6 +8,7 @@ import type { SqliteStore } from "../src/db/client.js";
 import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import type { Verdict } from "../src/db/schema.js";
+import { ownerName } from "../src/host-identity.js";
 import { createLogger } from "../src/log.js";
 import { scheduleNightlyVerification } from "../src/nightly/cron.js";
 import { acquireLock, releaseLock } from "../src/nightly/locks.js";
@@ -147,6 +149,41 @@ describe("decentral-audit verify", () => {
 
     await acquireLock(store, NIGHTLY_LOCK, "crashed-run", 1000, NOW - 5000);
     expect(await run(store, engine).code).toBe(0);
+  });
+
+  it("takes at once the lock of a run killed on this host, whose pid is gone", async () => {
+    const store = storeWithWindow();
+    const engine = scriptedEngine(store, { in_1: "verified", in_2: "verified" });
+    const gone = spawnSync(process.execPath, ["-e", ""]).pid;
+    const dead = ownerName("nightly-killed").replace(`/${process.pid}/`, `/${gone}/`);
+    await acquireLock(store, NIGHTLY_LOCK, dead, hour, NOW);
+    expect(await run(store, engine).code).toBe(0);
+    // A live holder (this process) keeps it.
+    await acquireLock(store, NIGHTLY_LOCK, ownerName("nightly-alive"), hour, NOW);
+    expect(await run(store, engine).code).toBe(2);
+  });
+
+  it("keeps to its timeout while reading the credit vaults' history", async () => {
+    const store = storeWithWindow();
+    const engine = scriptedEngine(store, { in_1: "verified", in_2: "verified" });
+    const started = Date.now();
+    const result = run(
+      store,
+      engine,
+      { timeout: "1s" },
+      {
+        // A ledger read that would go on for ever: only the run's deadline ends it.
+        ledger: ({ signal }: { signal?: AbortSignal }) =>
+          new Promise((_resolve, reject) =>
+            signal?.addEventListener("abort", () => reject(signal.reason)),
+          ),
+      },
+    );
+    expect(await result.code).toBe(2);
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(result.err.join("\n")).toMatch(
+      /timed out after 1 s \(reading the credit vaults' history\)/,
+    );
   });
 
   it("writes the JSON summary to --out", async () => {

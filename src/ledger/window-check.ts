@@ -48,8 +48,13 @@ export function ledgerWindowCheck(deps: {
   graceSeconds?: number;
   now?: () => number;
 }) {
-  return async (window: { from: number; to: number }): Promise<LedgerWindowResult> => {
-    await deps.reader.syncAll();
+  return async (window: {
+    from: number;
+    to: number;
+    signal?: AbortSignal;
+  }): Promise<LedgerWindowResult> => {
+    await deps.reader.syncAll(window.signal ? { signal: window.signal } : {});
+    window.signal?.throwIfAborted();
     const statement = await buildStatement(deps.store, window, {
       profile: deps.profile,
       ...(deps.graceSeconds === undefined ? {} : { graceSeconds: deps.graceSeconds }),

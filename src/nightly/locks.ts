@@ -22,3 +22,15 @@ export function acquireLock(
 export function releaseLock(store: Store, name: string, owner: string): Promise<void> {
   return createLockStore(store).release(name, owner);
 }
+
+/** Takes the lock from `deadOwner` (a process known to be gone) for `owner`; true if taken. */
+export function takeOverLock(
+  store: Store,
+  name: string,
+  deadOwner: string,
+  owner: string,
+  ttlMs: number,
+  now: number = Date.now(),
+): Promise<boolean> {
+  return createLockStore(store).takeOver(name, deadOwner, owner, ttlMs, now);
+}

@@ -2,11 +2,12 @@ import { randomUUID } from "node:crypto";
 import { withoutUrlSecrets } from "../chain/url-secrets.js";
 import type { Store } from "../db/client.js";
 import { openVerdicts, type Verdict, verdicts } from "../db/schema.js";
+import { ownerIsDead, ownerName } from "../host-identity.js";
 import type { LedgerWindowResult } from "../ledger/window-check.js";
 import { countJobsByVerdict } from "../reports/reconciliation.js";
 import { createOpsStore } from "../store/ops.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
-import { acquireLock, releaseLock } from "./locks.js";
+import { acquireLock, releaseLock, takeOverLock } from "./locks.js";
 
 /** Name of the lock that keeps two nightly runs apart. */
 export const NIGHTLY_LOCK = "nightly-verify";
@@ -47,7 +48,11 @@ export interface NightlyOptions {
    * closing balance off the chain's is a finding (exit 1); a ledger not read through the window
    * makes the run incomplete.
    */
-  ledger?: (window: { from: number; to: number }) => Promise<LedgerWindowResult>;
+  ledger?: (window: {
+    from: number;
+    to: number;
+    signal?: AbortSignal;
+  }) => Promise<LedgerWindowResult>;
   signal?: AbortSignal;
   /** Lock owner id; random by default. */
   owner?: string;
@@ -129,8 +134,13 @@ export async function runNightlyVerification(
   options: NightlyOptions,
 ): Promise<NightlySummary> {
   const now = options.now ?? Date.now;
-  const owner = options.owner ?? `nightly-${randomUUID()}`;
+  const owner = options.owner ?? ownerName(`nightly-${randomUUID()}`);
   const startedAt = now();
+  // The run as a whole keeps to its timeout (the lock outlives it by a minute): the jobs, then
+  // the ledger, then the jobs the ledger reopened, each with what is left of it.
+  const deadline = startedAt + options.timeoutMs;
+  const left = () => Math.max(0, deadline - now());
+  const timedOut = () => `timed out after ${Math.round(options.timeoutMs / 1000)} s`;
   let reason: string | null = null;
   let runId: number | null = null;
   let ledger: LedgerWindowResult | undefined;
@@ -139,7 +149,15 @@ export async function runNightlyVerification(
   let holder: Awaited<ReturnType<typeof acquireLock>> = null;
   let locked = false;
   try {
-    holder = await acquireLock(store, NIGHTLY_LOCK, owner, options.timeoutMs + 60_000, startedAt);
+    const ttlMs = options.timeoutMs + 60_000;
+    holder = await acquireLock(store, NIGHTLY_LOCK, owner, ttlMs, startedAt);
+    // A run killed (SIGKILL, OOM) on this host left its lock behind: its pid is gone, so the
+    // lock is taken now instead of after its expiry (the timeout plus a minute).
+    if (holder && ownerIsDead(holder.owner)) {
+      if (await takeOverLock(store, NIGHTLY_LOCK, holder.owner, owner, ttlMs, startedAt)) {
+        holder = null;
+      }
+    }
     locked = holder === null;
   } catch (error) {
     reason = `database: ${messageOf(error)}`;
@@ -156,24 +174,40 @@ export async function runNightlyVerification(
         }
       }
       const settle = async () => {
+        if (left() === 0) {
+          reason = timedOut();
+          return;
+        }
         const result = await engine.runUntilSettled(
           { from: options.from, to: options.to },
           {
-            timeoutMs: options.timeoutMs,
+            timeoutMs: left(),
             ...(options.signal ? { signal: options.signal } : {}),
             ...(options.onProgress ? { onProgress: options.onProgress } : {}),
           },
         );
         runId = result.runId ?? null;
         if (result.status === "timed_out") {
-          reason = `timed out after ${Math.round(options.timeoutMs / 1000)} s`;
+          reason = timedOut();
         } else if (result.status === "interrupted") {
           reason = "interrupted";
         }
       };
       await settle();
       if (reason === null && options.ledger) {
-        ledger = await options.ledger({ from: options.from, to: options.to });
+        const signals = [AbortSignal.timeout(Math.max(1, left()))];
+        if (options.signal) signals.push(options.signal);
+        const signal = AbortSignal.any(signals);
+        try {
+          ledger = await options.ledger({ from: options.from, to: options.to, signal });
+        } catch (error) {
+          if (!signal.aborted) throw error;
+          throw new Error(
+            options.signal?.aborted
+              ? "interrupted"
+              : `${timedOut()} (reading the credit vaults' history)`,
+          );
+        }
         reason = ledger.incomplete;
         // The ledger's read reopens the jobs whose credits.header waited for it: settle them.
         const counts = await countJobsByVerdict(store, options.from, options.to);
