@@ -103,6 +103,19 @@ describe("GET /audit/:jobId", () => {
     expect(body.escrow?.explorerUrl).toBe(`https://explorer.solana.com/tx/${fakeSignature("m")}`);
   });
 
+  it("answers 400 naming the URL for a NUL byte, on every route, as PostgreSQL would refuse it", async () => {
+    const api = await createTestApi();
+    for (const path of [
+      "/audit/job_x%00y",
+      "/jobs?model=a%00b",
+      "/reports/discrepancies?check=a%00",
+    ]) {
+      const res = await api.get(path);
+      expect(res.status, path).toBe(400);
+      expect(((await res.json()) as { error: { field: string } }).error.field).toBe("url");
+    }
+  });
+
   it("answers 404 with the error shape for an unknown job", async () => {
     const api = await createTestApi();
     const res = await api.get("/audit/job_nope");

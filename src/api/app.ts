@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { dashboardRoutes } from "../dashboard/routes.js";
 import type { Store } from "../db/client.js";
+import { AppError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { RecordingProxy } from "../recorder/proxy.js";
 import type { ReceiptWriter } from "../recorder/receipt-writer.js";
@@ -84,6 +85,15 @@ export function createApp(deps: AppDeps) {
       },
       "request",
     );
+  });
+
+  // No route takes a NUL byte: PostgreSQL refuses it in any text, where SQLite took it (the
+  // same request must not be a 500 on one and a 404 on the other).
+  app.use("*", async (c, next) => {
+    if (/%00/.test(c.req.url)) {
+      throw new AppError("bad_request", "the URL holds a NUL byte (%00)", { field: "url" });
+    }
+    await next();
   });
 
   app.onError(handleError);

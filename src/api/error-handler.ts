@@ -1,6 +1,7 @@
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { isBusyError, isTransientPgError } from "../db/client.js";
 import { type ErrorCode, isAppError } from "../errors.js";
 
 /** The one place where error codes become HTTP statuses. */
@@ -57,6 +58,16 @@ export function handleError(error: Error, c: Context) {
     const code: ErrorCode =
       status === 401 ? "unauthorized" : status === 413 ? "payload_too_large" : "bad_request";
     return c.json(errorBody(c, code, error.message || code), status);
+  }
+  if (isBusyError(error) || isTransientPgError(error)) {
+    // The database is away or its write lock is held past the timeout: nothing is wrong with
+    // the request, and asking again shortly is the remedy.
+    c.get("log")?.warn({ err: error }, "database unavailable");
+    c.header("retry-after", "1");
+    return c.json(
+      errorBody(c, "store_unavailable", "the audit database is unavailable; retry shortly"),
+      503,
+    );
   }
   c.get("log")?.error({ err: error }, "unhandled error");
   return c.json(errorBody(c, "internal", "internal error"), 500);

@@ -1,0 +1,39 @@
+import { Hono } from "hono";
+import { describe, expect, it } from "vitest";
+import { handleError } from "../src/api/error-handler.js";
+
+/** An app whose one route throws `error`, answered by the project's error handler. */
+function throwing(error: Error) {
+  const app = new Hono();
+  app.get("/x", () => {
+    throw error;
+  });
+  app.onError(handleError);
+  return app;
+}
+
+describe("errors a route did not expect", () => {
+  it("answers 503 store_unavailable with retry-after when the database is away or locked", async () => {
+    const gone = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), {
+      code: "ECONNREFUSED",
+    });
+    const shuttingDown = Object.assign(new Error("terminating connection"), { code: "57P01" });
+    const busy = Object.assign(new Error("database is locked"), { code: "SQLITE_BUSY" });
+    for (const error of [gone, shuttingDown, busy]) {
+      const response = await throwing(error).request("/x");
+      expect(response.status, error.message).toBe(503);
+      expect(response.headers.get("retry-after")).toBe("1");
+      expect(((await response.json()) as { error: { code: string } }).error.code).toBe(
+        "store_unavailable",
+      );
+    }
+  });
+
+  it("answers anything else 500 internal, saying nothing of it", async () => {
+    const response = await throwing(new Error("secret detail")).request("/x");
+    expect(response.status).toBe(500);
+    const text = await response.text();
+    expect(text).toContain('"internal"');
+    expect(text).not.toContain("secret detail");
+  });
+});
