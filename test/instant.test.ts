@@ -17,6 +17,13 @@ describe("instants", () => {
     expect(parseInstant("2026-02-30")).toBeNull();
   });
 
+  it("reads an epoch integer of up to 10 digits as seconds, a longer one as milliseconds", () => {
+    const at = Date.UTC(2026, 10, 21);
+    expect(parseInstant(String(at / 1000))).toBe(at);
+    expect(parseInstant(String(at))).toBe(at);
+    expect(parseInstant("0")).toBe(0);
+  });
+
   it("refuses a date-time without a zone rather than read it in the server's zone", () => {
     expect(parseZonedDateTime("2026-11-25T10:00:00")).toBeNull();
     const parsed = parseReceiptInput({
