@@ -483,7 +483,16 @@ export function runWorker(): void {
   let closing: Promise<void> | undefined;
   let close: (() => Promise<void>) | undefined;
   let flush = () => {};
+  let drainTimeoutMs = 30_000;
   const drain = () => {
+    if (!closing) {
+      // A drain that does not end (seen in workers whose primary was killed) must not keep the
+      // process for ever: past the drain time and the primary's margin, it exits all the same.
+      setTimeout(() => {
+        process.stderr.write("decentral-audit: serve worker did not finish draining; exiting\n");
+        process.exit(1);
+      }, drainTimeoutMs + DRAIN_MARGIN_MS).unref();
+    }
     closing ??= (close ? close() : Promise.resolve()).finally(() => {
       flush();
       process.exit(0);
@@ -494,6 +503,7 @@ export function runWorker(): void {
     if (!isMessage(message)) return;
     const m = message as ToWorker;
     if (m.type === "audit:start") {
+      drainTimeoutMs = m.config.DRAIN_TIMEOUT_MS;
       const logger = serveLogger(m.config.LOG_LEVEL);
       const { log } = logger;
       flush = logger.flush;
@@ -523,5 +533,7 @@ export function runWorker(): void {
   process.once("SIGTERM", () => void drain());
   process.once("SIGINT", () => void drain());
   process.once("disconnect", () => void drain());
+  // Forked just as the primary died: nobody will ever start or drain this worker.
+  if (!process.connected) void drain();
   process.send?.({ type: "audit:hello" } satisfies ToPrimary);
 }

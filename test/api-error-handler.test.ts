@@ -30,6 +30,12 @@ describe("errors a route did not expect", () => {
   });
 
   it("answers anything else 500 internal, saying nothing of it", async () => {
+    // A statement timeout would time out again, and a missing file is no database away.
+    const timedOut = Object.assign(new Error("canceling statement"), { code: "57014" });
+    const missing = Object.assign(new Error("ENOENT: no such file"), { code: "ENOENT" });
+    for (const error of [timedOut, missing]) {
+      expect((await throwing(error).request("/x")).status, error.message).toBe(500);
+    }
     const response = await throwing(new Error("secret detail")).request("/x");
     expect(response.status).toBe(500);
     const text = await response.text();

@@ -150,7 +150,11 @@ describe("the ledger of a credit vault against the local world", () => {
         .prepare("UPDATE ledger_lines SET state = ?, block_time = ? WHERE vault = ? AND ord = ?")
         .run(state, blockTime, vault, newest.ord);
     setLine("listed", endSec + 60);
-    expect((await statementOf(store, vault, end)).complete).toBe(true);
+    const later = await statementOf(store, vault, end);
+    expect(later.complete).toBe(true);
+    // The balance read now holds that unread line's movement: the period closes on the last
+    // movement read before its end, and the ledger agrees with it.
+    expect(later).toMatchObject({ closingOnChainSource: "last_transaction", differenceUnits: 0n });
     setLine("listed", endSec - 1);
     expect((await statementOf(store, vault, end)).complete).toBe(false);
     setLine("read", newest.blockTime);

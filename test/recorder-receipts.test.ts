@@ -84,7 +84,7 @@ describe("recordReceipt", async () => {
     });
   });
 
-  it("fills a missing settlement signature from the same source as an update, and ends the backfill", async () => {
+  it("fills a missing settlement signature from the same source as an update; the jobs API is still asked", async () => {
     const store = createTestStore();
     const r = receipt({ settlementTx: null });
     await recordReceipt(store, r, "ingest");
@@ -96,7 +96,8 @@ describe("recordReceipt", async () => {
     });
     row = store.db.select().from(jobs).where(eq(jobs.jobId, r.jobId)).get();
     expect(row?.settlementTx).toBe(settlement);
-    expect(row?.backfillState).toBe("done");
+    // Only the jobs API can name a second settlement of an ingested job: it is still asked.
+    expect(row?.backfillState).toBe("pending");
     // The less complete receipt again adds nothing: a duplicate.
     expect((await recordReceipt(store, r, "ingest")).outcome).toBe("duplicate");
   });

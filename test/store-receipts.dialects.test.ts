@@ -71,6 +71,16 @@ describe.each(dialects)("receipts store on %s", (dialect) => {
     });
   });
 
+  it("keeps an ingested job's jobs API question pending when a later receipt fills it in", async () => {
+    const store = await stores.open();
+    const r = receipt({ worker: null });
+    await record(store, r, "ingest", { now: 5 });
+    expect(await record(store, receipt({ ...r, worker: receipt().worker }), "ingest")).toEqual([
+      { outcome: "updated" },
+    ]);
+    expect((await readJob(store, r.jobId))?.backfillState).toBe("pending");
+  });
+
   it("leaves the jobs API question of a proxied job with its settlement to the proxy", async () => {
     const store = await stores.open();
     const r = receipt();
@@ -169,7 +179,7 @@ describe.each(dialects)("receipts store on %s", (dialect) => {
     expect(await readConflicts(store)).toHaveLength(1);
   });
 
-  it("fills a missing settlement signature from the same source, ends the backfill and reopens the job", async () => {
+  it("fills a missing settlement signature from the same source and reopens the job; the jobs API is still asked", async () => {
     const store = await stores.open();
     const r = receipt({ settlementTx: null, tags: { a: "1" } });
     await record(store, r, "ingest", { now: 10 });
@@ -189,7 +199,7 @@ describe.each(dialects)("receipts store on %s", (dialect) => {
     const row = await readJob(store, r.jobId);
     expect(row).toMatchObject({
       settlementTx: settlement,
-      backfillState: "done",
+      backfillState: "pending",
       tags: { a: "1", b: "2" },
       verdict: "pending",
       nextVerifyAt: 20,
@@ -325,14 +335,15 @@ describe.each(dialects)("receipts store on %s", (dialect) => {
       totalTokens: 30,
       captureState: "complete",
     });
-    // A fill from the same source writes the signature it adds and ends the backfill.
+    // A fill from the same source writes the signature it adds; an ingested job's backfill
+    // still waits for the jobs API's answer.
     const ingested = receipt({ settlementTx: null });
     await record(store, ingested, "ingest");
     await record(store, { ...ingested, settlementTx }, "ingest");
     expect(await readJob(store, ingested.jobId)).toMatchObject({
       settlementTx,
       escrowTx: ingested.escrowTx,
-      backfillState: "done",
+      backfillState: "pending",
     });
   });
 

@@ -1,7 +1,6 @@
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { isBusyError, isTransientPgError } from "../db/client.js";
 import { type ErrorCode, isAppError } from "../errors.js";
 
 /** The one place where error codes become HTTP statuses. */
@@ -48,6 +47,36 @@ export function errorBody(
   return { error: { code, message, ...details }, requestId: c.get("requestId") as string };
 }
 
+/** Node's codes for a connection that could not be made or was lost. */
+const connectionCodes = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "ENOTFOUND",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EAI_AGAIN",
+]);
+
+/**
+ * The database is away (no connection, connection lost, the server shutting down) or SQLite's
+ * write lock is held past the timeout: asking again shortly is the remedy. Not a statement that
+ * timed out (it would time out again) nor any other system error.
+ */
+function isDatabaseAway(error: Error): boolean {
+  const failure = error.cause instanceof Error && !("code" in error) ? error.cause : error;
+  const code = (failure as { code?: unknown }).code;
+  if (typeof code !== "string") {
+    return /Connection terminated|connection timeout|timeout exceeded when trying to connect/i.test(
+      failure.message,
+    );
+  }
+  if (code.startsWith("SQLITE_BUSY") || code === "SQLITE_LOCKED") return true;
+  if (/^[0-9A-Z]{5}$/.test(code)) return code.startsWith("08") || /^57P0[1-3]$/.test(code);
+  return connectionCodes.has(code);
+}
+
 /** Hono `onError`: typed errors keep their status, anything else is a logged 500 with no leak. */
 export function handleError(error: Error, c: Context) {
   if (isAppError(error)) {
@@ -59,7 +88,7 @@ export function handleError(error: Error, c: Context) {
       status === 401 ? "unauthorized" : status === 413 ? "payload_too_large" : "bad_request";
     return c.json(errorBody(c, code, error.message || code), status);
   }
-  if (isBusyError(error) || isTransientPgError(error)) {
+  if (isDatabaseAway(error)) {
     // The database is away or its write lock is held past the timeout: nothing is wrong with
     // the request, and asking again shortly is the remedy.
     c.get("log")?.warn({ err: error }, "database unavailable");

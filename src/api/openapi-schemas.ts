@@ -34,7 +34,7 @@ export const authErrors = {
 export const notFoundError = { 404: errorResponse("No such job.") } as const;
 
 const instantDoc =
-  "UTC instant: `YYYY-MM-DD` (midnight UTC), an ISO 8601 date-time with `Z` or an offset, or epoch milliseconds.";
+  "UTC instant: `YYYY-MM-DD` (midnight UTC), an ISO 8601 date-time with `Z` or an offset, or an epoch integer: seconds up to 10 digits, milliseconds from 11.";
 
 /** A query parameter holding an instant, parsed to epoch milliseconds. */
 export const instantParam = (name: string, description: string) =>
@@ -45,7 +45,7 @@ export const instantParam = (name: string, description: string) =>
       if (ms === null) {
         ctx.addIssue({
           code: "custom",
-          message: "not a date (YYYY-MM-DD), an ISO 8601 date-time or epoch milliseconds",
+          message: "not a date (YYYY-MM-DD), an ISO 8601 date-time or an epoch integer",
         });
         return z.NEVER;
       }

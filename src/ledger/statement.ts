@@ -346,8 +346,16 @@ export async function buildStatement(
       cursor.balanceSlot != null &&
       (cursor.newestSlot === null || cursor.newestSlot <= cursor.balanceSlot);
     // The next movement after the period tells the balance at its end only when no line
-    // between them waits to be read.
-    if (around.next !== null && pending.all === pending.upTo) {
+    // between them waits to be read; else neither does the balance read now, and the last
+    // movement read up to the end does.
+    const laterUnread = pending.all !== pending.upTo;
+    if (laterUnread) {
+      const last = around.last ?? (await ledger.lastMovementBefore(vault, toSec));
+      if (last !== null) {
+        closingOnChain = last;
+        source = "last_transaction";
+      }
+    } else if (around.next !== null) {
       closingOnChain = around.next;
       source = "next_transaction";
     } else if (balanceCovers && cursor?.balanceUnits != null) {

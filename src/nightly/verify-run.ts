@@ -8,8 +8,6 @@ import { AppError } from "../errors.js";
 import { createLedgerReader } from "../ledger/reader.js";
 import { ledgerWindowCheck } from "../ledger/window-check.js";
 import { createLogger } from "../log.js";
-import { createJobsApiClient } from "../recorder/jobs-api.js";
-import { createSettlementBackfill } from "../recorder/settlement-backfill.js";
 import { createVerifier } from "../verify/engine.js";
 import { profileStatus } from "../verify/profile-status.js";
 import { loadProfile } from "../verify/profiles.js";
@@ -63,17 +61,6 @@ export async function runVerifyFromCli(
       profile,
       graceSeconds: config.LEDGER_GRACE_SECONDS,
     });
-    // The jobs API is asked about the window's jobs the proxy did not ask about (streams'
-    // settlements, ingested and imported jobs) with DECENTRAL_API_KEYS / DECENTRAL_API_KEY, as
-    // serve's backfill does: a run with no serve beside it still sees what the API names.
-    const backfill = createSettlementBackfill({
-      store,
-      log,
-      jobsApi: createJobsApiClient(config.DECENTRAL_BASE_URL),
-      apiKey: config.DECENTRAL_API_KEY,
-      apiKeys: config.DECENTRAL_API_KEYS,
-    });
-    backfill.start();
     const abort = new AbortController();
     const onSignal = () => abort.abort();
     process.once("SIGINT", onSignal);
@@ -98,7 +85,6 @@ export async function runVerifyFromCli(
     } finally {
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
-      await backfill.stop();
     }
   } finally {
     await rpc.close();

@@ -261,6 +261,8 @@ export interface LedgerStore {
     vault: string,
     toSec: number,
   ): Promise<{ next: bigint | null; last: bigint | null }>;
+  /** The balance after the last movement read before `toSec`; null when none. */
+  lastMovementBefore(vault: string, toSec: number): Promise<bigint | null>;
 }
 
 type Big = bigint | null;
@@ -1128,6 +1130,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       if (next !== undefined) return { next, last: null };
       const last = lastMovement.get(vault, toSec) as bigint | undefined;
       return { next: null, last: last ?? null };
+    },
+    async lastMovementBefore(vault, toSec) {
+      return (lastMovement.get(vault, toSec) as bigint | undefined) ?? null;
     },
   };
 }

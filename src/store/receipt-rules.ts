@@ -173,8 +173,10 @@ export function filledColumns(row: RecordedRow, receipt: Receipt) {
     ...combined,
     tags: { ...row.tags, ...(receipt.tags ?? {}) },
     receiptHash: receiptHash(combined),
+    // A stream's backfill ends with its settlement; a job the proxy did not record waits for
+    // the jobs API's answer itself (a second settlement is named only there).
     backfillState:
-      combined.settlementTx !== null && row.backfillState === "pending"
+      combined.settlementTx !== null && row.backfillState === "pending" && row.source === "proxy"
         ? "done"
         : row.backfillState,
   };

@@ -1263,13 +1263,18 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         .orderBy(asc(ledgerLines.blockTime), asc(ledgerLines.ord))
         .limit(1);
       if (next !== undefined) return { next: next.pre, last: null };
-      const [last] = await db
-        .select({ post: ledgerLines.postUnits })
-        .from(ledgerLines)
-        .where(and(vaultIs(vault), lt(ledgerLines.blockTime, toSec), moves))
-        .orderBy(desc(ledgerLines.blockTime), desc(ledgerLines.ord))
-        .limit(1);
-      return { next: null, last: last?.post ?? null };
+      return { next: null, last: await lastBefore(vault, toSec) };
     },
+    lastMovementBefore: (vault, toSec) => lastBefore(vault, toSec),
   };
+
+  async function lastBefore(vault: string, toSec: number): Promise<bigint | null> {
+    const [last] = await db
+      .select({ post: ledgerLines.postUnits })
+      .from(ledgerLines)
+      .where(and(vaultIs(vault), lt(ledgerLines.blockTime, toSec), moves))
+      .orderBy(desc(ledgerLines.blockTime), desc(ledgerLines.ord))
+      .limit(1);
+    return last?.post ?? null;
+  }
 }
