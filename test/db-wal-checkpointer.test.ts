@@ -21,10 +21,11 @@ describe("WAL checkpointer", () => {
       "import",
     );
     // A checkpoint that started after the writes saw them in the WAL and wrote them all back.
-    await checkpointer.nextCheckpoint();
-    const result = await checkpointer.nextCheckpoint();
-    expect(result.log).toBeGreaterThan(0);
-    expect(result.checkpointed).toBe(result.log);
+    // Which one it is depends on the host's timing (the worker runs beside this thread, and one
+    // that truncates the WAL leaves the next nothing to see): one of the next three.
+    const results = [];
+    for (let i = 0; i < 3; i++) results.push(await checkpointer.nextCheckpoint());
+    expect(results.some((r) => r.log > 0 && r.checkpointed === r.log)).toBe(true);
     await checkpointer.close();
     expect(store.sqlite.pragma("wal_autocheckpoint", { simple: true })).toBe(1000);
     store.close();
