@@ -81,15 +81,21 @@ async function statementThrough(c: Scenario, rpc: LedgerRpc, vault: string, from
   return statement.vaults[0]!;
 }
 
+/** A scenario whose operator takes 250,000 units from key `keyIndex`'s pinned vault. */
+async function theftFrom(keyIndex: number) {
+  const vault = h.op.vault(keyIndex);
+  const c = await h.scenario();
+  const from = Date.now() - 5_000;
+  await c.pinKey(keyIndex);
+  const stolen = 250_000n;
+  const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), stolen)]).signature;
+  return { vault, c, from, stolen, theft };
+}
+
 describe("the ledger under RPC_QUORUM=2 with the operator's endpoint listed first", () => {
   it("finds a debit the operator's endpoint leaves unlisted, and closes on the chain", async () => {
     const keyIndex = 1;
-    const vault = h.op.vault(keyIndex);
-    const c = await h.scenario();
-    const from = Date.now() - 5_000;
-    await c.pinKey(keyIndex);
-    const stolen = 250_000n;
-    const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), stolen)]).signature;
+    const { vault, c, from, stolen, theft } = await theftFrom(keyIndex);
     const lies: Lies = { hide: new Set([theft]), balanceOffset: new Map([[vault, stolen]]) };
     const rpc = quorumWith(lies);
 
@@ -134,12 +140,7 @@ describe("the ledger under RPC_QUORUM=2 with the operator's endpoint listed firs
 describe("a gap in a vault's history", () => {
   it("leaves the statement incomplete and makes the nightly verify exit 1", async () => {
     const keyIndex = 3;
-    const vault = h.op.vault(keyIndex);
-    const c = await h.scenario();
-    const from = Date.now() - 5_000;
-    await c.pinKey(keyIndex);
-    const stolen = 250_000n;
-    const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), stolen)]).signature;
+    const { vault, c, from, stolen, theft } = await theftFrom(keyIndex);
     // One endpoint alone (RPC_QUORUM=1) that leaves the debit out and hides it in the balance:
     // only the next movement's balance before, off by the debit, shows that something moved.
     const alone = operatorEndpoint({

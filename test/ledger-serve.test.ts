@@ -16,6 +16,17 @@ import { startService } from "../src/main.js";
 const quiet = createLogger({ level: "silent" });
 
 let world: LocalWorld;
+
+/** Tops up key `apiKeyIndex`'s credit vault, then waits until the deposit has a few slots on it. */
+async function deposit(apiKeyIndex: number, units: string) {
+  await fetch(`${world.simulatorUrl}/sim/deposits`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ apiKeyIndex, units }),
+  });
+  const target = world.currentSlot() + 4;
+  while (world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
+}
 let dir: string;
 beforeAll(async () => {
   world = await startLocalWorld({ slotMs: 10, finalitySlots: 3 });
@@ -91,13 +102,7 @@ describe("the ledger in serve and in the CLI", () => {
     const vault = world.accounts.creditVaults[1]!.vault;
     const db = join(dir, "cli.db");
     const out = join(dir, "statement.csv");
-    await fetch(`${world.simulatorUrl}/sim/deposits`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ apiKeyIndex: 1, units: "1234567" }),
-    });
-    const target = world.currentSlot() + 4;
-    while (world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
+    await deposit(1, "1234567");
     vi.spyOn(console, "log").mockImplementation(() => {});
     const to = new Date(Date.now() + 1000).toISOString();
     await buildProgram().parseAsync([
@@ -115,13 +120,7 @@ describe("the ledger in serve and in the CLI", () => {
   it("report statement --sync reads under the quorum: one endpoint alone stores no transaction", async () => {
     const vault = world.accounts.creditVaults[1]!.vault;
     const db = join(dir, "cli-quorum.db");
-    await fetch(`${world.simulatorUrl}/sim/deposits`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ apiKeyIndex: 1, units: "1000" }),
-    });
-    const target = world.currentSlot() + 4;
-    while (world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
+    await deposit(1, "1000");
     const saved = { ...process.env };
     process.env.RPC_QUORUM = "2";
     // The second endpoint answers nothing: no fact can be agreed by two.
