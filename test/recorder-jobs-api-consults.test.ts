@@ -130,6 +130,19 @@ describe("the proxy's jobs API questions", () => {
     expect(late[1]! - late[0]!).toBeGreaterThanOrEqual(25);
   });
 
+  it("makes no more retries once finishing, so a stopping proxy does not wait for them", async () => {
+    const { consults, calls } = setup(async () => unsettled, { retryDelaysMs: [2000, 2000] });
+    consults.ask("job_a", "Bearer k");
+    // Asked within its batch's 20 ms; its answer named no settlement: a retry waits 2 s.
+    await sleep(300);
+    expect(calls).toHaveLength(1);
+    const started = performance.now();
+    await consults.finish();
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(consults.waiting()).toBe(0);
+    expect(calls).toHaveLength(1);
+  });
+
   it("writes the answers in by the batch's wait without waiting for a slow call", async () => {
     const { consults, calls, turns } = setup(
       async (jobId) => {

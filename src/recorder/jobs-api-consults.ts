@@ -40,6 +40,11 @@ export interface JobsApiConsults {
   ask(jobId: string, authorization: string): void;
   /** Asks the waiting batch now; resolves when every question asked so far is settled. */
   drain(): Promise<void>;
+  /**
+   * Asks the waiting batch now and makes no more retries (the process is stopping: the
+   * background backfill asks later); resolves when the questions in flight are settled.
+   */
+  finish(): Promise<void>;
   /** Questions not settled yet (waiting, in flight, or waiting for a retry). */
   waiting(): number;
 }
@@ -71,6 +76,7 @@ export function createJobsApiConsults(options: JobsApiConsultsOptions): JobsApiC
   let timer: NodeJS.Timeout | null = null;
   const unsettled = new Set<Promise<void>>();
   let draining = 0;
+  let finishing = false;
 
   function enqueue(question: Question) {
     batch.push(question);
@@ -141,12 +147,19 @@ export function createJobsApiConsults(options: JobsApiConsultsOptions): JobsApiC
       again = false;
     }
     const delay = retryDelaysMs[a.q.attempt];
-    if (!again || delay === undefined) {
+    if (!again || delay === undefined || finishing) {
       a.q.settle();
       return;
     }
-    setTimeout(() => enqueue({ ...a.q, attempt: a.q.attempt + 1 }), delay);
+    const retry = setTimeout(() => {
+      retries.delete(retry);
+      enqueue({ ...a.q, attempt: a.q.attempt + 1 });
+    }, delay);
+    retries.set(retry, a.q);
   }
+
+  /** Retries waiting for their delay, with their questions. */
+  const retries = new Map<NodeJS.Timeout, Question>();
 
   return {
     ask(jobId, authorization) {
@@ -166,6 +179,15 @@ export function createJobsApiConsults(options: JobsApiConsultsOptions): JobsApiC
       } finally {
         draining--;
       }
+    },
+    async finish() {
+      finishing = true;
+      for (const [timer, q] of retries) {
+        clearTimeout(timer);
+        q.settle();
+      }
+      retries.clear();
+      await this.drain();
     },
     waiting: () => unsettled.size,
   };

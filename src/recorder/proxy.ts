@@ -699,6 +699,8 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       } while (inFlight.size > 0 || (consults?.waiting() ?? 0) > 0 || writer.backlog() > 0);
     },
     async close() {
+      // Stopping: questions in flight end, none is asked again (the backfill asks later).
+      await consults?.finish();
       await this.idle();
       agent.destroy();
       if (ownWriter) await writer.close();
