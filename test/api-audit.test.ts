@@ -116,6 +116,17 @@ describe("GET /audit/:jobId", () => {
     }
   });
 
+  it("documents in the OpenAPI document the 503 of a database that is away, on every authenticated route", async () => {
+    const api = await createTestApi();
+    const doc = (await (await api.get("/openapi.json")).json()) as {
+      paths: Record<string, Record<string, { responses: Record<string, { description: string }> }>>;
+    };
+    const operations = Object.values(doc.paths).flatMap((p) => Object.values(p));
+    const authenticated = operations.filter((o) => "401" in o.responses);
+    expect(authenticated.length).toBeGreaterThan(5);
+    for (const o of authenticated) expect(o.responses).toHaveProperty("503");
+  });
+
   it("answers 404 with the error shape for an unknown job", async () => {
     const api = await createTestApi();
     const res = await api.get("/audit/job_nope");

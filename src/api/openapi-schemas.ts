@@ -29,6 +29,9 @@ export const authErrors = {
   400: errorResponse("A query or path parameter is invalid; `error.field` names it."),
   401: errorResponse("No access token, or an unknown or revoked one."),
   403: errorResponse("The token's role does not allow this route."),
+  503: errorResponse(
+    "`store_unavailable`: the audit database is unreachable (or its write lock is held past the timeout); `retry-after: 1`. Retry shortly.",
+  ),
 } as const;
 
 export const notFoundError = { 404: errorResponse("No such job.") } as const;

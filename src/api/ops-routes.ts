@@ -141,11 +141,11 @@ export function opsRoutes(deps: OpsRoutesDeps) {
     summary: "Readiness: database, RPC reachable, verification lag, background work running",
     responses: {
       200: { content: { "application/json": { schema: ReadinessSchema } }, description: "Ready." },
+      ...authErrors,
       503: {
         content: { "application/json": { schema: ReadinessSchema } },
         description: "Not ready; `checks` says which part failed.",
       },
-      ...authErrors,
     },
   });
 

@@ -67,7 +67,7 @@ const StatementSchema = z
         complete: z
           .boolean()
           .describe(
-            "The history is read past `to`, every listed transaction is read, and no gap is open.",
+            "The history is read past `to`, every transaction listed up to `to` is read, and no gap is open in the period.",
           ),
         openingUnits: units.nullable(),
         depositsUnits: units,

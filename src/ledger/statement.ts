@@ -97,7 +97,7 @@ export interface VaultStatement {
   keys: string[];
   /** The history is read up to this moment (the last completed sync); null if never read. */
   readThrough: string | null;
-  /** True when the history is read past `to` and every listed transaction is read. */
+  /** True when the history is read past `to` and every transaction listed up to `to` is read. */
   historyRead: boolean;
   /** True when the history is read (`historyRead`) and it has no gap in the period. */
   complete: boolean;
