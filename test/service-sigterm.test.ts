@@ -25,6 +25,15 @@ async function httpServer(handler: (req: IncomingMessage, res: ServerResponse) =
   };
 }
 
+/** A streamed completion asked of `serve`'s proxy; resolves once its headers are in. */
+function streamThrough(url: string) {
+  return fetch(`${url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: "Bearer sk-test" },
+    body: JSON.stringify({ model: "qwen3-8b", stream: true, messages: [] }),
+  });
+}
+
 describe("serve under SIGTERM", () => {
   it("with 10,000 open jobs and a node that never answers, drains and exits within 10 s", async () => {
     const db = join(mkdtempSync(join(tmpdir(), "sigterm-")), "audit.db");
@@ -123,11 +132,7 @@ describe("serve under SIGTERM", () => {
       DRAIN_TIMEOUT_MS: "500",
     });
     try {
-      const response = await fetch(`${serve.url}/v1/chat/completions`, {
-        method: "POST",
-        headers: { "content-type": "application/json", authorization: "Bearer sk-test" },
-        body: JSON.stringify({ model: "qwen3-8b", stream: true, messages: [] }),
-      });
+      const response = await streamThrough(serve.url);
       expect(response.status).toBe(200);
       const reading = response.text().catch((error: unknown) => error);
       serve.child.kill("SIGTERM");
@@ -159,11 +164,7 @@ describe("serve under SIGTERM", () => {
       WORKERS: "1",
     });
     try {
-      const response = await fetch(`${serve.url}/v1/chat/completions`, {
-        method: "POST",
-        headers: { "content-type": "application/json", authorization: "Bearer sk-test" },
-        body: JSON.stringify({ model: "qwen3-8b", stream: true, messages: [] }),
-      });
+      const response = await streamThrough(serve.url);
       void response.text().catch(() => {});
       const sent = performance.now();
       serve.child.kill("SIGTERM"); // drains: the stream may run 30 s
