@@ -48,7 +48,9 @@ function jobsApi(res: ServerResponse, jobId: string) {
 }
 
 function replay(res: ServerResponse, kind: CapturedResponse) {
-  const suffix = (counter++).toString(36);
+  // A fixed width: a suffix of varying length made ids collide ("…k7" from 7 and from k7), and
+  // each collision was measured as a conflicting receipt instead of a new job.
+  const suffix = (counter++).toString(36).padStart(6, "0");
   const jobId = kind.jobId.slice(0, kind.jobId.length - suffix.length) + suffix;
   const job: Issued = { escrow: signature(), settlement: null };
   const headers: [string, string][] = kind.headers.map(([n, v]) => {
