@@ -169,6 +169,59 @@ describe.each(dialects)("jobs API answers store on %s", (dialect) => {
     });
   });
 
+  it("leaves a waiting job's next poll alone when the answer names only its own signatures", async () => {
+    // The proxy asks about every job just after recording it: a poll at once for an answer
+    // that only confirms the receipt would learn nothing about the job's transactions.
+    const store = await stores.open();
+    const id = jobId();
+    const escrowTx = signature();
+    const settlementTx = signature();
+    const waiting = {
+      verdict: "awaiting_finality" as const,
+      nextVerifyAt: 5_000,
+      verifyAttempts: 0,
+    };
+    await seedJob(store, { jobId: id, escrowTx, settlementTx, ...waiting });
+    const confirming = answer({ escrowTx, settlementTx, status: "settled" });
+    await createJobsApiStore(store).recordAnswer(id, confirming, 100);
+    expect(await readJob(store, id)).toMatchObject({
+      ...waiting,
+      apiStatus: "settled",
+      apiEscrowTx: escrowTx,
+      apiSettlementTx: settlementTx,
+      apiCheckedAt: 100,
+    });
+  });
+
+  it("reopens a waiting job when the answer names another signature, or a verifier holds it", async () => {
+    const store = await stores.open();
+    const answers = createJobsApiStore(store);
+    const escrowTx = signature();
+    const settlementTx = signature();
+    const waiting = { verdict: "awaiting_finality" as const, nextVerifyAt: 5_000 };
+    const another = jobId();
+    await seedJob(store, { jobId: another, escrowTx, settlementTx, ...waiting });
+    await answers.recordAnswer(another, answer({ escrowTx }), 100);
+    // Held: the verifier's round may be reaching a final verdict on the row without the answer.
+    const held = jobId();
+    await seedJob(store, {
+      jobId: held,
+      escrowTx,
+      settlementTx,
+      ...waiting,
+      leaseOwner: "verifier-1",
+      leaseUntil: 9_000,
+    });
+    await answers.recordAnswer(held, answer({ escrowTx, settlementTx }), 100);
+    for (const id of [another, held]) {
+      expect(await readJob(store, id)).toMatchObject({
+        verdict: "pending",
+        nextVerifyAt: 100,
+        leaseOwner: null,
+      });
+    }
+  });
+
   it("changes nothing for an unknown job id", async () => {
     const store = await stores.open();
     await createJobsApiStore(store).recordAnswer("job_unknown", answer(), 100);

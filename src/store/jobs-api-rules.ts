@@ -1,5 +1,6 @@
 import type { Verdict } from "../db/schema.js";
 import type { JobsApiAnswer } from "./jobs-api.js";
+import { needsReopen, type QueueState } from "./receipt-rules.js";
 
 /*
  * The rules of recording a jobs-API answer that do not touch a database, shared by the SQLite
@@ -27,6 +28,7 @@ export const notFinal: ReadonlySet<Verdict> = new Set<Verdict>([
 
 /** What an answer's write needs of the job's row as it is. */
 export interface AnsweredRow {
+  escrowTx: string | null;
   apiCheckedAt: number | null;
   apiStatus: string | null;
   apiEscrowTx: string | null;
@@ -86,4 +88,32 @@ export function answerColumns(row: AnsweredRow, answer: JobsApiAnswer) {
     backfillState:
       isSettledAnswer(answer) && row.backfillState === "pending" ? "done" : row.backfillState,
   };
+}
+
+/**
+ * What recording an answer does to the job's place in the verifier's queue:
+ * - `reopen`: back to pending and due now (see `reopenJobs`), when the answer changed what a
+ *   verdict was reached on, or may be being reached on by a verifier holding the job now;
+ * - `due`: a waiting job is polled now, as it may be parked for exactly this answer;
+ * - `none`: the job's next poll, due anyway, decides on the answer.
+ * A job still waiting, held by no verifier, that has its settlement signature, is left where
+ * it is when the answer names no signature it does not name already: what it says is read at
+ * the decision, and polling the job again at once learns nothing about its transactions. That
+ * extra poll came after nearly every proxied job's first answer.
+ */
+export function answerQueueEffect(
+  row: AnsweredRow & QueueState,
+  answer: JobsApiAnswer,
+  now: number,
+): "reopen" | "due" | "none" {
+  const known = [row.escrowTx, row.settlementTx, row.apiEscrowTx, row.apiSettlementTx];
+  const namesNothingNew = [answer.escrowTx, answer.settlementTx].every(
+    (s) => s === null || known.includes(s),
+  );
+  const waiting = notFinal.has(row.verdict);
+  if (waiting && row.leaseOwner === null && row.settlementTx !== null && namesNothingNew) {
+    return "none";
+  }
+  if (answerChanges(row, answer)) return needsReopen(row, now) ? "reopen" : "none";
+  return waiting && row.nextVerifyAt > now ? "due" : "none";
 }

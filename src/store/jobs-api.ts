@@ -2,16 +2,10 @@ import { eq, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { jobApiAnswers, jobs } from "../db/schema.js";
 import { makeDue, reopenJobs } from "./job-queue.js";
-import {
-  answerBody,
-  answerChanges,
-  answerColumns,
-  answerIsOlder,
-  notFinal,
-} from "./jobs-api-rules.js";
+import { answerBody, answerColumns, answerIsOlder, answerQueueEffect } from "./jobs-api-rules.js";
 import { createPgJobsApiStore, recordJobsApiAnswerPg } from "./pg/jobs-api.js";
 import { indexAwareUpdate, inWriteTransaction, param, perConnection } from "./prepared.js";
-import { needsReopen, queueColumns } from "./receipts.js";
+import { queueColumns } from "./receipts.js";
 import type { WriteUnit } from "./write-unit.js";
 
 export { isSettledAnswer } from "./jobs-api-rules.js";
@@ -46,6 +40,7 @@ function prepare(store: SqliteStore) {
   return {
     previous: store.db
       .select({
+        escrowTx: jobs.escrowTx,
         apiCheckedAt: jobs.apiCheckedAt,
         apiStatus: jobs.apiStatus,
         apiEscrowTx: jobs.apiEscrowTx,
@@ -108,7 +103,7 @@ export function recordJobsApiAnswerInTransaction(
   inWriteTransaction(tx, () => {
     const row = st.previous.get({ jobId });
     if (!row || answerIsOlder(row, answer, now)) return;
-    const changed = answerChanges(row, answer);
+    const effect = answerQueueEffect(row, answer, now);
     st.update.run(
       {
         jobId,
@@ -121,11 +116,8 @@ export function recordJobsApiAnswerInTransaction(
     if (response === null) st.noBody.run({ jobId });
     else st.body.run({ jobId, response });
     // Each only when it changes something: a write of `jobs` fires its rollup triggers.
-    if (changed) {
-      if (needsReopen(row, now)) reopenJobs(tx, { jobIds: [jobId] }, now);
-    } else if (notFinal.has(row.verdict) && row.nextVerifyAt > now) {
-      makeDue(tx, [jobId], now);
-    }
+    if (effect === "reopen") reopenJobs(tx, { jobIds: [jobId] }, now);
+    else if (effect === "due") makeDue(tx, [jobId], now);
   });
 }
 

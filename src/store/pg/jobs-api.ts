@@ -2,14 +2,7 @@ import { eq } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { jobApiAnswers, jobs } from "../../db/pg/schema.js";
 import type { JobsApiAnswer, JobsApiStore } from "../jobs-api.js";
-import {
-  answerBody,
-  answerChanges,
-  answerColumns,
-  answerIsOlder,
-  notFinal,
-} from "../jobs-api-rules.js";
-import { needsReopen } from "../receipt-rules.js";
+import { answerBody, answerColumns, answerIsOlder, answerQueueEffect } from "../jobs-api-rules.js";
 import type { PgExecutor } from "./executor.js";
 import { makeDuePg, reopenJobsPg } from "./job-queue.js";
 import { inPgTransaction, retryOnConflict } from "./write-transaction.js";
@@ -31,6 +24,7 @@ export async function recordJobsApiAnswerPg(
     const byId = eq(jobs.jobId, jobId);
     const [row] = await tx
       .select({
+        escrowTx: jobs.escrowTx,
         apiCheckedAt: jobs.apiCheckedAt,
         apiStatus: jobs.apiStatus,
         apiEscrowTx: jobs.apiEscrowTx,
@@ -49,7 +43,7 @@ export async function recordJobsApiAnswerPg(
       .where(byId)
       .for("update");
     if (!row || answerIsOlder(row, answer, now)) return;
-    const changed = answerChanges(row, answer);
+    const effect = answerQueueEffect(row, answer, now);
     await tx
       .update(jobs)
       .set({
@@ -67,11 +61,8 @@ export async function recordJobsApiAnswerPg(
         .values({ jobId, response: body })
         .onConflictDoUpdate({ target: jobApiAnswers.jobId, set: { response: body } });
     }
-    if (changed) {
-      if (needsReopen(row, now)) await reopenJobsPg(tx, { jobIds: [jobId] }, now);
-    } else if (notFinal.has(row.verdict) && row.nextVerifyAt > now) {
-      await makeDuePg(tx, [jobId], now);
-    }
+    if (effect === "reopen") await reopenJobsPg(tx, { jobIds: [jobId] }, now);
+    else if (effect === "due") await makeDuePg(tx, [jobId], now);
   });
 }
 
