@@ -86,6 +86,49 @@ describe.each(dialects)("custody store on %s", (dialect) => {
     expect(await readVaultPins(store)).toEqual(before);
   });
 
+  it("never lets a key learn a vault another key holds, in one batch or a later one", async () => {
+    const store = await stores.open();
+    await seedJobs(
+      store,
+      ["job-1", "job-2", "job-3", "job-4", "job-5", "job-6", "job-7"].map((jobId) => ({
+        jobId,
+        keyFingerprint: "kf_x",
+      })),
+    );
+    await createCustodyStore(store, profile, { vaults: [], byKey: { kf_d: "VD" } }).pins([], []);
+    const learn = (jobId: string, key: string, vault: string) =>
+      learning(jobId, key, { creditVault: vault, treasuryCandidate: null });
+    const context = { owner: "owner-a", runId: null, t: T };
+    // One batch, as the checks of one slice see it: no key had a pin when they were read.
+    const first = await createVerdictStore(store, profile).write(
+      [learn("job-1", "kf_a", "V1"), learn("job-2", "kf_b", "V1"), learn("job-3", "kf_a", "V1")],
+      context,
+    );
+    // Later: another key's lock from V1, or from a configured key's vault; a key learning its
+    // own vault; the configured key's own vault, learned again by a check that ran before.
+    const later = await createVerdictStore(store, profile).write(
+      [
+        learn("job-4", "kf_c", "V1"),
+        learn("job-5", "kf_e", "VD"),
+        learn("job-6", "kf_b", "VB"),
+        learn("job-7", "kf_d", "VD"),
+      ],
+      context,
+    );
+    expect({ first, later }).toEqual({
+      first: [true, false, true],
+      later: [false, false, true, true],
+    });
+    for (const jobId of ["job-2", "job-4", "job-5"]) {
+      expect(await readJob(store, jobId)).toMatchObject({ verdict: "pending", nextVerifyAt: T });
+    }
+    expect(await readVaultPins(store)).toEqual([
+      { key: "kf_a", vault: "V1", source: "learned", jobId: "job-1" },
+      { key: "kf_b", vault: "VB", source: "learned", jobId: "job-6" },
+      { key: "kf_d", vault: "VD", source: "configured", jobId: null },
+    ]);
+  });
+
   it("answers the learned treasury unless the profile pins one", async () => {
     const store = await stores.open();
     await seedTreasuryEvidence(store, profile.name, [
@@ -162,6 +205,43 @@ describe.each(dialects)("custody store on %s", (dialect) => {
           expect([a![i], bByKey.get(key)]).toEqual(aWon ? [true, false] : [false, true]);
           expect(pin.jobId).toBe(aWon ? `${key}-a` : `${key}-b`);
           const loser = await readJob(store, aWon ? `${key}-b` : `${key}-a`);
+          expect(loser).toMatchObject({ verdict: "pending", nextVerifyAt: T });
+        }
+      } finally {
+        await other.close();
+      }
+    });
+
+    it("two processes learning one vault for two keys at once pin it to one key", async () => {
+      const store = await stores.open();
+      const other = openPostgres(stores.lastUrl, { poolSize: 2, statementTimeoutMs: 30_000 });
+      try {
+        const vaults = Array.from({ length: 6 }, (_, i) => `V${i}`);
+        await seedJobs(
+          store,
+          vaults.flatMap((v) => [{ jobId: `${v}-a` }, { jobId: `${v}-b` }]),
+        );
+        // Each process's keys learn every vault, in opposite orders.
+        const batch = (side: "a" | "b", order: string[]) =>
+          order.map((v) =>
+            learning(`${v}-${side}`, `kf_${side}_${v}`, {
+              creditVault: v,
+              treasuryCandidate: null,
+            }),
+          );
+        const context = { owner: "owner-a", runId: null, t: T };
+        const [a, b] = await Promise.all([
+          createVerdictStore(store, profile).write(batch("a", vaults), context),
+          createVerdictStore(other, profile).write(batch("b", [...vaults].reverse()), context),
+        ]);
+        const pins = await readVaultPins(store);
+        const bByVault = new Map([...vaults].reverse().map((v, i) => [v, b![i]]));
+        for (const [i, v] of vaults.entries()) {
+          const holders = pins.filter((p) => p.vault === v);
+          expect(holders).toHaveLength(1);
+          const aWon = holders[0]!.key === `kf_a_${v}`;
+          expect([a![i], bByVault.get(v)]).toEqual(aWon ? [true, false] : [false, true]);
+          const loser = await readJob(store, aWon ? `${v}-b` : `${v}-a`);
           expect(loser).toMatchObject({ verdict: "pending", nextVerifyAt: T });
         }
       } finally {

@@ -60,8 +60,9 @@ export interface CustodyStore {
 /** Pins written with a verdict, inside the verdict writer's transaction (verdicts.ts). */
 export interface CustodyPinning {
   /**
-   * Pins what an evaluation learned. False when another job pinned something else first: the
-   * evaluation is stale and must run again.
+   * Pins what an evaluation learned. False when another job pinned something else first (this
+   * key to another vault, or this vault to another key): the evaluation is stale and must run
+   * again. A vault learned is one key's: never pinned to a second key by learning.
    */
   pin(
     job: { jobId: string; keyFingerprint?: string | null },
@@ -196,6 +197,9 @@ export function createCustodyPinning(store: SqliteStore, profile: CustodyProfile
   const selectPin = sqlite
     .prepare("SELECT vault FROM credit_vaults WHERE key_fingerprint = ?")
     .pluck();
+  const selectOtherHolder = sqlite
+    .prepare("SELECT key_fingerprint FROM credit_vaults WHERE vault = ? AND key_fingerprint <> ?")
+    .pluck();
   const insertLearned = sqlite.prepare(
     `INSERT INTO credit_vaults (key_fingerprint, vault, source, job_id, pinned_at)
      VALUES (?, ?, 'learned', ?, ?) ON CONFLICT (key_fingerprint) DO NOTHING`,
@@ -223,8 +227,17 @@ export function createCustodyPinning(store: SqliteStore, profile: CustodyProfile
   return {
     pin(job, learned, t) {
       if (learned.creditVault === null || !job.keyFingerprint) return true;
+      const own = selectPin.get(job.keyFingerprint) as string | undefined;
+      if (own !== undefined) return own === learned.creditVault;
+      // The checks read pins once per slice, so two keys' first locks from one vault both pass
+      // them; the first written takes the vault, and the other is looked at again, where the
+      // pin now seen makes its lock another customer's (the IMMEDIATE transaction orders this
+      // read and the insert against every other writer).
+      if (selectOtherHolder.get(learned.creditVault, job.keyFingerprint) !== undefined) {
+        return false;
+      }
       insertLearned.run(job.keyFingerprint, learned.creditVault, job.jobId, t);
-      return selectPin.get(job.keyFingerprint) === learned.creditVault;
+      return true;
     },
     countTreasuryEvidence(jobId, candidate, t) {
       if (profile.treasury !== null) return;

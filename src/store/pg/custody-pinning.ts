@@ -1,4 +1,4 @@
-import { and, count, eq, inArray, sql } from "drizzle-orm";
+import { and, count, eq, inArray, or, sql } from "drizzle-orm";
 import { creditVaults, jobs, profilePins, treasuryEvidence } from "../../db/pg/schema.js";
 import type { CustodyProfile, LearnedPins } from "../custody.js";
 import type { PgExecutor } from "./executor.js";
@@ -12,8 +12,17 @@ import { reopenJobsPg } from "./job-queue.js";
  * - A key's credit vault: `INSERT … ON CONFLICT DO NOTHING`, then a re-read. A concurrent insert
  *   of the same key waits on the unique index until the first transaction ends, then does
  *   nothing; under READ COMMITTED the re-read is a new statement with a new snapshot, so it sees
- *   the committed first pin. No lock is held longer than the insert's own, and the vaults of a
- *   batch are inserted in key order, so two writers never wait on each other's keys in a cycle.
+ *   the committed first pin. The vaults of a batch are inserted in key order, so two writers
+ *   never wait on each other's keys in a cycle (the configured pins are upserted in key order
+ *   too).
+ * - A vault learned is one key's: a key does not learn a vault another key holds. No unique
+ *   index can say so (a deployment may configure one vault for two keys, and a database written
+ *   before this rule may hold a learned vault twice), and a row lock cannot guard a row that is
+ *   not there yet, so learning takes a transaction-level advisory lock, one for every vault:
+ *   the check of the holders and the insert happen while no other writer learns a vault, and a
+ *   writer waiting for the lock reads, once it has it, the pins the first one committed. Only
+ *   the first jobs of keys learn, so waiting on one lock costs little. Like the treasury's, it
+ *   is taken before any row lock of the transaction (`pinAll` comes first).
  * - The treasury: learning reads a count and then writes (the count reaching
  *   `treasuryLearnAfter`), which `ON CONFLICT` alone cannot make safe: two transactions each
  *   adding one agreeing settlement would each count without the other's and neither would pin.
@@ -28,7 +37,8 @@ export interface PgCustodyPinning {
   lockTreasuryLearning(tx: PgExecutor): Promise<void>;
   /**
    * Pins what each evaluation learned, as `pin` does one by one on SQLite (the first of a batch
-   * wins a key). Per item: false when another job pinned something else first (stale).
+   * wins a key, and a vault). Per item: false when another job pinned something else first, this
+   * key to another vault or this vault to another key (stale). Call it before any row lock.
    */
   pinAll(
     tx: PgExecutor,
@@ -57,6 +67,12 @@ export interface PgCustodyPinning {
  */
 export const TREASURY_LOCK_CLASS = 420_816_328;
 
+/**
+ * The lock every writer learning a credit vault takes (class, then 0): the first 4 bytes of
+ * sha256("decentral-audit:credit-vaults") as a signed 32-bit integer.
+ */
+export const VAULT_LOCK_CLASS = -1_362_200_956;
+
 /** Jobs that waited for the treasury are decided again once it is known (as on SQLite). */
 const treasuryWaiters = and(
   eq(jobs.verdict, "partially_verified"),
@@ -76,39 +92,71 @@ export function createPgCustodyPinning(profile: CustodyProfile): PgCustodyPinnin
     },
 
     async pinAll(tx, items, t) {
-      const wanted = new Map<string, { vault: string; jobId: string }>();
-      for (const { job, learned } of items) {
-        if (learned.creditVault === null || !job.keyFingerprint) continue;
-        if (!wanted.has(job.keyFingerprint)) {
-          wanted.set(job.keyFingerprint, { vault: learned.creditVault, jobId: job.jobId });
-        }
+      const learning: { item: (typeof items)[number]; key: string; vault: string }[] = [];
+      for (const item of items) {
+        const key = item.job.keyFingerprint;
+        const vault = item.learned.creditVault;
+        if (key && vault !== null) learning.push({ item, key, vault });
       }
+      if (learning.length === 0) return items.map(() => true);
+      // Raw SQL: drizzle has no builder for advisory locks.
+      await tx.execute(sql`SELECT pg_advisory_xact_lock(${VAULT_LOCK_CLASS}::int, 0)`);
+      const keys = [...new Set(learning.map((l) => l.key))];
+      const vaults = [...new Set(learning.map((l) => l.vault))];
+      // Every pin of these keys and of these vaults, as committed before this writer took the
+      // lock; the batch's items are then decided in order, as SQLite's writer does one by one.
       const pinned = new Map<string, string>();
-      if (wanted.size > 0) {
-        const keys = [...wanted.keys()].sort();
+      const holders = new Map<string, Set<string>>();
+      const hold = (key: string, vault: string) => {
+        pinned.set(key, vault);
+        holders.set(vault, (holders.get(vault) ?? new Set()).add(key));
+      };
+      for (const row of await tx
+        .select({ key: creditVaults.keyFingerprint, vault: creditVaults.vault })
+        .from(creditVaults)
+        .where(
+          or(inArray(creditVaults.keyFingerprint, keys), inArray(creditVaults.vault, vaults)),
+        )) {
+        hold(row.key, row.vault);
+      }
+      const inserts = new Map<string, { vault: string; jobId: string }>();
+      const refused = new Set<(typeof items)[number]>();
+      for (const { item, key, vault } of learning) {
+        if (pinned.has(key)) continue; // Checked against the re-read below.
+        if ([...(holders.get(vault) ?? [])].some((k) => k !== key)) {
+          refused.add(item);
+          continue;
+        }
+        hold(key, vault);
+        inserts.set(key, { vault, jobId: item.job.jobId });
+      }
+      if (inserts.size > 0) {
+        const inOrder = [...inserts.keys()].sort();
         await tx
           .insert(creditVaults)
           .values(
-            keys.map((key) => ({
+            inOrder.map((key) => ({
               keyFingerprint: key,
-              vault: wanted.get(key)!.vault,
+              vault: inserts.get(key)!.vault,
               source: "learned" as const,
-              jobId: wanted.get(key)!.jobId,
+              jobId: inserts.get(key)!.jobId,
               pinnedAt: t,
             })),
           )
           .onConflictDoNothing({ target: creditVaults.keyFingerprint });
-        for (const row of await tx
-          .select({ key: creditVaults.keyFingerprint, vault: creditVaults.vault })
-          .from(creditVaults)
-          .where(inArray(creditVaults.keyFingerprint, keys))) {
-          pinned.set(row.key, row.vault);
-        }
       }
-      return items.map(({ job, learned }) =>
-        learned.creditVault === null || !job.keyFingerprint
+      // Read again: a configured pin written by a process starting now takes no lock, and wins.
+      const now = new Map<string, string>();
+      for (const row of await tx
+        .select({ key: creditVaults.keyFingerprint, vault: creditVaults.vault })
+        .from(creditVaults)
+        .where(inArray(creditVaults.keyFingerprint, keys))) {
+        now.set(row.key, row.vault);
+      }
+      return items.map((item) =>
+        item.learned.creditVault === null || !item.job.keyFingerprint
           ? true
-          : pinned.get(job.keyFingerprint) === learned.creditVault,
+          : !refused.has(item) && now.get(item.job.keyFingerprint) === item.learned.creditVault,
       );
     },
 
