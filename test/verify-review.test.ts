@@ -97,6 +97,46 @@ describe("credit vault custody", () => {
     ]);
   });
 
+  it.each([
+    ["learned from first locks", false],
+    ["with the deployment's vault list", true],
+  ])(
+    "does not let two keys' first locks, decided in one slice, both take one vault (%s)",
+    async (_, listed) => {
+      const c = await h.scenario();
+      const custody: CustodyConfig = {
+        vaults: listed ? [h.op.vault(1), h.op.vault(2)] : [],
+        byKey: {},
+      };
+      // Both first jobs are recorded before the verifier runs (an import, a backfill, a busy
+      // minute), so both are decided in one slice, before either key has a pin. Key 1's is
+      // honest; key 2's lock is taken from key 1's vault, and its remainder goes back there.
+      const victimVault = h.op.vault(1);
+      const honest = h.op.plan({ keyIndex: 1 });
+      c.record(honest, h.op.honestJob(honest));
+      const fromVictim = () => {
+        const plan = h.op.plan({ keyIndex: 2 });
+        const escrowTx = h.op.send(h.op.lockIxs(plan, { from: victimVault })).signature;
+        const settlementTx = h.op.send([
+          ...h.op.payoutIxs(plan, { remainderTo: victimVault }),
+          h.op.memo(`decentral:settle:${plan.jobId}`),
+        ]).signature;
+        c.record(plan, { escrowTx, settlementTx });
+        return plan;
+      };
+      const first = fromVictim();
+      await verifyWithCustody(c, custody);
+      // Later: key 2 again from key 1's vault, then from its own vault.
+      const later = fromVictim();
+      const own = h.op.plan({ keyIndex: 2 });
+      c.record(own, h.op.honestJob(own));
+      await verifyWithCustody(c, custody);
+      expect(await Promise.all([honest, first, later, own].map((p) => c.outcome(p.jobId)))).toEqual(
+        [verified, discrepancy("escrow.source"), discrepancy("escrow.source"), verified],
+      );
+    },
+  );
+
   it("does not learn, as a key's credit vault, an account the escrow authority does not own", async () => {
     const c = await h.scenario();
     // The key's first lock comes from the attacker's own account, and the remainder goes

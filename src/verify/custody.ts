@@ -11,7 +11,9 @@ export type { CustodyConfig } from "../store/custody.js";
  * The store's custody pins as each job's checks see them (see src/store/custody.ts): the key's
  * credit vault, the deployment's vaults, the key each vault a lock came from is pinned to, and
  * the learned treasury. Read once per slice of jobs, before any of them is written, so a vault
- * learned from one job's lock binds the jobs of the next slice.
+ * learned from one job's lock binds the jobs of the next slice. Within a slice two keys' first
+ * locks may both see a vault as nobody's: the verdict writer pins it to the first, and the
+ * other's verdict is stale and decided again against that pin (src/store/custody.ts `pin`).
  */
 export async function custodyViews(
   custody: CustodyStore,
