@@ -419,7 +419,9 @@ describe("one job id answered twice", () => {
     const again = await c.ingest(plan, second);
     // The second receipt is kept as a conflict finding on the job's audit record only.
     expect(again.status).toBeLessThan(500);
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
+    expect(await c.verdicts(plan.jobId)).toEqual([
+      discrepancy("escrow.single", "settlement.single"),
+    ]);
     const totals = (
       await reconciliationReport(c.store, {
         from,
@@ -430,6 +432,46 @@ describe("one job id answered twice", () => {
     // Both locks moved the customer's money (plus the key's first job's lock).
     expect(totals.escrowedUnits).toBe(3n * plan.lock);
   });
+
+  for (const [variant, settlementOf] of [
+    ["names no settlement", () => null],
+    ["repeats the first settlement", (first: { settlementTx: string }) => first.settlementTx],
+  ] as const) {
+    it(`does not verify a job whose second answer takes a second lock and ${variant}`, async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const from = Date.now() - 60_000;
+      // The second answer's lock is taken from the customer's vault with this job's memo and
+      // is never settled nor refunded: the customer paid twice for one job id.
+      const plan = h.op.plan({ keyIndex: 1 });
+      const first = h.op.honestJob(plan);
+      const secondLock = h.op.send(h.op.lockIxs(plan)).signature;
+      expect((await c.ingest(plan, first)).status).toBe(201);
+      const again = await c.ingest(plan, {
+        escrowTx: secondLock,
+        settlementTx: settlementOf(first),
+      });
+      expect(again.status).toBe(409);
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.single")]);
+      expect((await c.check(plan.jobId, "escrow.single"))?.actual).toMatchObject({
+        escrow: first.escrowTx,
+        otherLocks: [{ signature: secondLock, taken: plan.lock.toString() }],
+      });
+      const totals = (
+        await reconciliationReport(c.store, { from, to: Date.now() + 60_000, groupBy: "day" })
+      ).totals;
+      // Only the key's first job is verified money; both locks of this one are disputed.
+      expect({
+        verified: totals.verified,
+        verifiedEscrowedUnits: totals.verifiedEscrowedUnits,
+        disputedEscrowedUnits: totals.disputedEscrowedUnits,
+      }).toEqual({
+        verified: 1,
+        verifiedEscrowedUnits: plan.lock,
+        disputedEscrowedUnits: 2n * plan.lock,
+      });
+    });
+  }
 });
 
 describe("report totals against the chain", () => {
@@ -455,7 +497,9 @@ describe("report totals against the chain", () => {
       worker_address: plan.worker.address,
       on_chain: { escrow_tx: secondLock, settlement_tx: txs.settlementTx },
     });
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("jobs_api.matches_receipt")]);
+    expect(await c.verdicts(plan.jobId)).toEqual([
+      discrepancy("escrow.single", "jobs_api.matches_receipt"),
+    ]);
     const totals = (
       await reconciliationReport(c.store, {
         from,

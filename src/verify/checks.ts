@@ -5,12 +5,12 @@ import { answeredModel } from "./checks/charge.js";
 import type { CheckInput, EvaluatedVerdict, Evaluation } from "./checks/check-input.js";
 import { CheckList, fail, skip } from "./checks/check-list.js";
 import { creditsHeaderCheck } from "./checks/credits.js";
-import { escrowChecks, type UsableLock } from "./checks/escrow.js";
+import { escrowChecks, singleLock, type UsableLock } from "./checks/escrow.js";
 import { jobsApiMatchesChain, jobsApiMatchesReceipt } from "./checks/jobs-api.js";
 import { parseJobMemos } from "./checks/memos.js";
 import { refundChecks, refundNames } from "./checks/refund.js";
 import { settlementChecks, settlementNames } from "./checks/settlement.js";
-import { stolenSignatures, uniqueSignatures } from "./checks/signatures.js";
+import { jobSignatures, stolenSignatures, uniqueSignatures } from "./checks/signatures.js";
 import type { RoleTx } from "./checks/transaction.js";
 
 export type {
@@ -103,6 +103,11 @@ export function evaluateJob(given: CheckInput): Evaluation {
     parseJobMemos(profile, facts.memos)
       .filter((m) => m.jobId === job.jobId)
       .map((m) => m.kind);
+  // A second lock of this job, named anywhere (a conflicting receipt, the jobs API), took the
+  // credits twice for one job id, whatever its settlement or refund says.
+  list.add(
+    singleLock(input, escrowSig, jobSignatures(job), (facts) => kindsFor(facts).includes("escrow")),
+  );
   // What conflicting receipts of this job id name: more locks and closings of the same job.
   const conflicting = (job.conflictSignatures ?? [])
     .filter((s) => s !== escrowSig && !closings.some((c) => c.signature === s))

@@ -1,5 +1,6 @@
+import type { TransactionFacts } from "../../chain/transaction-facts.js";
 import { foreignChanges, type LockReading, readLock } from "../money-movements.js";
-import type { CheckInput, Evaluation } from "./check-input.js";
+import type { CheckInput, CheckResult, Evaluation } from "./check-input.js";
 import { type CheckList, fail, pass } from "./check-list.js";
 import { type RoleTx, roleChecks } from "./transaction.js";
 
@@ -188,4 +189,50 @@ export function misdirectedReturn(
       { returnedTo: misdirected },
     ),
   );
+}
+
+/**
+ * `escrow.single`: one job id locks the customer's credits once. Any other transaction the
+ * job's receipts or jobs-API answers name that carries this job's escrow memo and moves money
+ * is a second lock: the operator answered the same job id twice and took the credits twice.
+ * Whether it was returned is not asked: a refund names the job, not the lock, so no return
+ * can be tied to one lock rather than the other.
+ */
+export function singleLock(
+  input: CheckInput,
+  escrowSig: string | null,
+  named: readonly string[],
+  isLockOfJob: (facts: TransactionFacts) => boolean,
+): CheckResult {
+  const { profile, transactions } = input;
+  const others = named
+    .filter((s) => s !== escrowSig)
+    .flatMap((signature) => {
+      const facts = transactions.get(signature);
+      if (!facts?.succeeded || !isLockOfJob(facts)) return [];
+      const reading = readLock(profile, facts);
+      if (reading.taken === 0n && reading.lock === 0n) return [];
+      return [
+        {
+          signature,
+          lock: reading.lock.toString(),
+          taken: reading.taken.toString(),
+          from: reading.sources,
+        },
+      ];
+    });
+  const locks = others.length + (escrowSig === null ? 0 : 1);
+  const actual = { escrow: escrowSig, otherLocks: others };
+  return locks <= 1
+    ? pass("escrow.single", { locks: 1 }, actual)
+    : fail(
+        "escrow.single",
+        `the job was locked ${locks} times: ${others
+          .map(
+            (o) => `${o.signature} took ${o.taken} from ${o.from.map((m) => m.account).join(", ")}`,
+          )
+          .join("; ")}; one job id locks the customer's credits once`,
+        { locks: 1 },
+        actual,
+      );
 }
