@@ -472,6 +472,28 @@ describe("one job id answered twice", () => {
       });
     });
   }
+
+  it("does not verify a refunded job whose second answer names a second refund", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const from = Date.now() - 60_000;
+    // A 504 refunded whole; the second answer for the job id names the same lock and another
+    // refund of this job, paid out of the shared escrow vault to the attacker.
+    const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const refundTx = h.op.send(h.op.refundIxs(plan)).signature;
+    const theft = h.op.send(h.op.refundIxs(plan, h.op.attackerAccount())).signature;
+    c.record(plan, { escrowTx, settlementTx: refundTx }, { httpStatus: 504 });
+    expect((await c.ingest(plan, { escrowTx, settlementTx: theft })).status).toBe(409);
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("refund.single")]);
+    const totals = (
+      await reconciliationReport(c.store, { from, to: Date.now() + 60_000, groupBy: "day" })
+    ).totals;
+    expect({
+      verified: totals.verified,
+      disputedEscrowedUnits: totals.disputedEscrowedUnits,
+    }).toEqual({ verified: 1, disputedEscrowedUnits: plan.lock });
+  });
 });
 
 describe("report totals against the chain", () => {

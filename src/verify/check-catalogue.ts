@@ -45,6 +45,8 @@ export const checkCatalogue = {
   "refund.balances": "only the escrow account paid out; no other account and no other mint changed",
   "refund.complete": "the whole lock went back to the credit vault it came from",
   "refund.not_settled": "a refunded job was not also settled",
+  "refund.single":
+    "the job was refunded once: its receipts and the jobs API name one refund transaction",
   "signatures.unique":
     "each signature serves one job in one role (receipts and jobs-API answers of every job compared)",
   "jobs_api.matches_receipt": "the jobs API agrees with the headers (escrow, settlement, worker)",

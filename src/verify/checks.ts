@@ -166,7 +166,7 @@ export function evaluateJob(given: CheckInput): Evaluation {
       list.skipAll(refundNames, reason);
     } else {
       played(refund.signature, "refund");
-      refundChecks(input, refund, settlements, lock, escrowSkip, list);
+      refundChecks(input, refund, settlements, refunds, lock, escrowSkip, list);
       outcome = { kind: "refunded", charge: 0n };
     }
   } else {

@@ -5,7 +5,9 @@ import { type CheckList, fail, pass } from "./check-list.js";
 import { misdirectedReturn, type UsableLock } from "./escrow.js";
 import { type RoleTx, roleChecks } from "./transaction.js";
 
-/** The refund: the whole lock back to the vault it came from, and the job not settled too. */
+/**
+ * The refund: the whole lock back to the vault it came from, once, and the job not settled too.
+ */
 
 export const refundNames: readonly CheckName[] = [
   "refund.program",
@@ -17,12 +19,14 @@ export const refundNames: readonly CheckName[] = [
   "refund.balances",
   "refund.complete",
   "refund.not_settled",
+  "refund.single",
 ];
 
 export function refundChecks(
   input: CheckInput,
   tx: RoleTx,
   settledToo: RoleTx[],
+  refunds: RoleTx[],
   lock: UsableLock | null,
   escrowSkip: string,
   list: CheckList,
@@ -94,6 +98,19 @@ export function refundChecks(
           "the job was refunded and also settled",
           [],
           settledToo.map((s) => s.signature),
+        ),
+  );
+  // Only the first refund is judged above: a second one (a conflicting receipt's, the jobs
+  // API's) paid out of escrow for this job again, to whoever it names.
+  const distinct = [...new Set([tx.signature, ...refunds.map((r) => r.signature)])];
+  list.add(
+    distinct.length === 1
+      ? pass("refund.single", 1, distinct)
+      : fail(
+          "refund.single",
+          "the receipts and the jobs API name more than one refund of this job",
+          1,
+          distinct,
         ),
   );
 }
