@@ -110,3 +110,94 @@ describe("upgrading a deployment whose jobs held the jobs API's answer", () => {
     }
   });
 });
+
+/** Jobs as a deployment stored them before escrow.single and refund.single were checked. */
+const verdictsBefore = [
+  { jobId: "job_conflict", verdict: "verified", escrow: "e1", api: null, conflicts: '["e9"]' },
+  { jobId: "job_api_lock", verdict: "verified", escrow: "e2", api: "e8", conflicts: null },
+  { jobId: "job_partial", verdict: "partially_verified", escrow: null, api: "e7", conflicts: null },
+  { jobId: "job_plain", verdict: "verified", escrow: "e3", api: "e3", conflicts: null },
+  { jobId: "job_bad", verdict: "discrepancy", escrow: "e4", api: null, conflicts: '["e6"]' },
+];
+/** Verdicts after the upgrade: only a verified job naming a second signature is looked at again. */
+const verdictsAfter = {
+  job_conflict: "pending",
+  job_api_lock: "pending",
+  job_partial: "pending",
+  job_plain: "verified",
+  job_bad: "discrepancy",
+};
+const verdictColumns = `job_id, source, receipt_hash, created_at, recorded_at, updated_at, verdict,
+  next_verify_at, escrow_tx, api_escrow_tx, conflict_signatures`;
+
+describe("upgrading a deployment with jobs verified before escrow.single", () => {
+  it("reopens, on SQLite, the verified jobs whose receipts or answers name another lock", () => {
+    const store = openSqliteStore(":memory:");
+    try {
+      store.sqlite.exec(
+        `CREATE TABLE "__drizzle_migrations" (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at numeric)`,
+      );
+      for (const m of migrationsBefore(migrationsFolder, "escrow.single")) {
+        for (const statement of m.sql) if (statement.trim() !== "") store.sqlite.exec(statement);
+        store.sqlite
+          .prepare(`INSERT INTO "__drizzle_migrations" (hash, created_at) VALUES (?, ?)`)
+          .run(m.hash, m.folderMillis);
+      }
+      const insert = store.sqlite.prepare(
+        `INSERT INTO jobs (${verdictColumns})
+         VALUES (@jobId, 'proxy', 'h', 1, 1, 1, @verdict, 5000, @escrow, @api, @conflicts)`,
+      );
+      for (const job of verdictsBefore) insert.run(job);
+
+      migrateStore(store);
+
+      const rows = store.sqlite.prepare("SELECT job_id, verdict, next_verify_at FROM jobs").all();
+      const byId = Object.fromEntries(
+        (rows as { job_id: string; verdict: string }[]).map((r) => [r.job_id, r.verdict]),
+      );
+      expect(byId).toEqual(verdictsAfter);
+      const due = store.sqlite.prepare("SELECT next_verify_at FROM jobs WHERE job_id = ?").pluck();
+      expect(due.get("job_conflict")).toBe(0);
+      expect(due.get("job_plain")).toBe(5000);
+    } finally {
+      store.close();
+    }
+  });
+
+  const database = usePostgresDatabase();
+  it("reopens, on PostgreSQL, the verified jobs whose receipts or answers name another lock", async () => {
+    const store = openPostgres(await database.create(), {
+      poolSize: 2,
+      statementTimeoutMs: 30_000,
+    });
+    try {
+      await store.pool.query(`CREATE SCHEMA "drizzle"`);
+      await store.pool.query(
+        `CREATE TABLE "drizzle"."__drizzle_migrations" (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)`,
+      );
+      for (const m of migrationsBefore(pgMigrationsFolder, "escrow.single")) {
+        for (const statement of m.sql)
+          if (statement.trim() !== "") await store.pool.query(statement);
+        await store.pool.query(
+          `INSERT INTO "drizzle"."__drizzle_migrations" (hash, created_at) VALUES ($1, $2)`,
+          [m.hash, m.folderMillis],
+        );
+      }
+      for (const job of verdictsBefore) {
+        await store.pool.query(
+          `INSERT INTO jobs (${verdictColumns})
+           VALUES ($1, 'proxy', 'h', 1, 1, 1, $2, 5000, $3, $4, $5::json)`,
+          [job.jobId, job.verdict, job.escrow, job.api, job.conflicts],
+        );
+      }
+
+      expect((await migratePostgres(store.pool)).applied).toBeGreaterThanOrEqual(1);
+
+      const { rows } = await store.pool.query("SELECT job_id, verdict FROM jobs");
+      const byId = Object.fromEntries(rows.map((r) => [r.job_id, r.verdict]));
+      expect(byId).toEqual(verdictsAfter);
+    } finally {
+      await store.close();
+    }
+  });
+});

@@ -30,6 +30,7 @@ export interface Finding {
 const labelsByCheck: [check: string, label: (verdict: string) => string][] = [
   ["signatures.unique", () => "replayed escrow"],
   ["settlement.single", () => "settled twice"],
+  ["escrow.single", () => "locked twice"],
   ["settlement.succeeded", () => "failed settlement"],
   ["settlement.worker_paid", () => "wrong worker paid"],
   ["settlement.split", () => "payout split off"],
@@ -42,6 +43,7 @@ const labelsByCheck: [check: string, label: (verdict: string) => string][] = [
   ],
   ["refund.complete", () => "partial refund"],
   ["refund.not_settled", () => "refunded and settled"],
+  ["refund.single", () => "refunded twice"],
 ];
 
 /** A short label of what went wrong, from the names of the failing checks. */
