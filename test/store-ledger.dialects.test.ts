@@ -32,6 +32,7 @@ const at = (day: number, hour: number, second = 0) =>
 /** When the reader ran: after the month, so every response of it is read past. */
 const NOW = Date.UTC(2026, 11, 11);
 const VAULT = "bVau1tCred1tsXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX";
+const OTHER_VAULT = "0therVau1tXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX";
 const sig = (name: string) => fakeSignature(`ledger-dialects:${name}`);
 
 interface SeedLine {
@@ -121,6 +122,8 @@ async function seedReceipts(store: Store) {
     jobId: "J1",
     escrowTx: sig("lock1"),
     settlementTx: sig("settle1"),
+    // The settlement paid 80,000 to worker and treasury and sent 320,000 back.
+    chargedUnits: 80_000n,
     creditsRemainingUnits: 600_000n,
     recordedAt: at(3, 12, 30) * 1000,
   });
@@ -293,6 +296,7 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       jobId: "J6",
       apiEscrowTx: sig("api-lock"),
       apiSettlementTx: sig("api-return"),
+      chargedUnits: 15n,
       recordedAt: at(5, 1) * 1000,
     });
     const lines: SeedLine[] = [
@@ -777,6 +781,235 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       sums([3, -550_000n], [1, 320_000n], [2, 1_010_000n], [0, 0n], [1, 0n]),
     );
     expect(await ledger.openingUnits(VAULT, DEC)).toBe(780_000n);
+  });
+
+  it("files a debit as a lock only of a job that can pay from the vault: another customer's job naming it leaves an unreceipted debit", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    await seedCreditVault(store, { keyFingerprint: "kf_one", vault: VAULT, pinnedAt: 1 });
+    await seedCreditVault(store, { keyFingerprint: "kf_two", vault: OTHER_VAULT, pinnedAt: 2 });
+    // Key one's own job, and key two's settled job whose jobs API names key one's debit.
+    await seedJob(store, {
+      jobId: "K1",
+      keyFingerprint: "kf_one",
+      escrowTx: sig("own-lock"),
+      recordedAt: at(7, 1) * 1000,
+    });
+    await seedJob(store, {
+      jobId: "K2",
+      keyFingerprint: "kf_two",
+      escrowTx: sig("k2-lock"),
+      apiEscrowTx: sig("theft"),
+      settlementTx: sig("k2-settle"),
+      verdict: "discrepancy",
+      chargedUnits: 120_000n,
+      recordedAt: at(7, 2) * 1000,
+    });
+    // A job of no pinned key, and one that declares another vault, name the next two debits.
+    await seedJob(store, {
+      jobId: "K3",
+      keyFingerprint: "kf_three",
+      escrowTx: sig("unpinned-key"),
+      recordedAt: at(7, 3) * 1000,
+    });
+    await seedJob(store, {
+      jobId: "K4",
+      creditVault: OTHER_VAULT,
+      escrowTx: sig("declared-elsewhere"),
+      recordedAt: at(7, 4) * 1000,
+    });
+    await seedChainTransaction(store, { signature: sig("k2-settle"), facts: {}, at: NOW });
+    const lines: SeedLine[] = [
+      {
+        name: "own-lock",
+        slot: 30,
+        time: at(7, 1),
+        balance: { pre: 2_000_000n, post: 1_840_000n },
+      },
+      {
+        name: "theft",
+        slot: 31,
+        time: at(7, 2),
+        balance: { pre: 1_840_000n, post: 1_340_000n },
+        memoKind: "escrow",
+        memoJobId: "K2",
+      },
+      {
+        name: "unpinned-key",
+        slot: 32,
+        time: at(7, 3),
+        balance: { pre: 1_340_000n, post: 1_330_000n },
+      },
+      {
+        name: "declared-elsewhere",
+        slot: 33,
+        time: at(7, 4),
+        balance: { pre: 1_330_000n, post: 1_320_000n },
+      },
+    ];
+    await readVault(ledger, lines);
+
+    expect((await linesOf(store, VAULT)).map((l) => [l.signature, l.kind, l.jobId])).toEqual([
+      [sig("own-lock"), "lock", "K1"],
+      [sig("theft"), "unexplained", "K2"],
+      [sig("unpinned-key"), "unexplained", null],
+      [sig("declared-elsewhere"), "unexplained", null],
+    ]);
+    expect(await ledger.periodSums(VAULT, NOV, DEC)).toEqual(
+      sums([1, -160_000n], [0, 0n], [0, 0n], [3, -520_000n], [0, 0n]),
+    );
+    expect((await ledger.reviewLines(VAULT, NOV, DEC)).map((l) => [l.signature, l.now])).toEqual([
+      [sig("theft"), { kind: "unexplained", jobId: "K2" }],
+      [sig("unpinned-key"), { kind: "unexplained", jobId: null }],
+      [sig("declared-elsewhere"), { kind: "unexplained", jobId: null }],
+    ]);
+    // K2's settlement pays out of K2's own lock, never of this vault's: nothing here is released.
+    expect(
+      (await ledger.overdueLocks(VAULT, NOV, DEC, 3_600, DEC)).map((l) => [l.jobId, l.signature]),
+    ).toEqual([["K1", sig("own-lock")]]);
+  });
+
+  it("files a lock read before either key was pinned again once a pin shows its job pays from another vault", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    await seedJob(store, {
+      jobId: "K2",
+      keyFingerprint: "kf_two",
+      apiEscrowTx: sig("theft"),
+      verdict: "discrepancy",
+      chargedUnits: 120_000n,
+      recordedAt: at(8, 2) * 1000,
+    });
+    const lines: SeedLine[] = [
+      { name: "theft", slot: 40, time: at(8, 2), balance: { pre: 900_000n, post: 400_000n } },
+    ];
+    await readVault(ledger, lines);
+    // Nothing tied the job to a vault yet: the debit is its lock, and 120,000 short of released.
+    expect((await linesOf(store, VAULT)).map((l) => [l.kind, l.jobId, l.released])).toEqual([
+      ["lock", "K2", false],
+    ]);
+    expect(
+      (await ledger.overdueLocks(VAULT, NOV, DEC, 3_600, DEC)).map((l) => l.outstandingUnits),
+    ).toEqual([380_000n]);
+
+    await seedCreditVault(store, { keyFingerprint: "kf_two", vault: OTHER_VAULT, pinnedAt: 3 });
+    expect(await ledger.review(VAULT, NOW + 1)).toMatchObject({ classified: 1, released: 0 });
+    expect((await linesOf(store, VAULT)).map((l) => [l.kind, l.jobId, l.released])).toEqual([
+      ["unexplained", null, false],
+    ]);
+    expect(await ledger.periodSums(VAULT, NOV, DEC)).toEqual(
+      sums([0, 0n], [0, 0n], [0, 0n], [1, -500_000n], [0, 0n]),
+    );
+    expect(await ledger.overdueLocks(VAULT, NOV, DEC, 3_600, DEC)).toEqual([]);
+  });
+
+  it("releases a lock only when its returns and settlement account for it: one unit back with a refund memo leaves the rest outstanding", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    // J4: never settled. J5: named as its settlement a transaction that sent one unit back,
+    // which the verifier read as paying nothing out. J6: settled honestly (40,000 back).
+    await seedJob(store, { jobId: "J4", escrowTx: sig("lock4"), recordedAt: at(9, 1) * 1000 });
+    await seedJob(store, {
+      jobId: "J5",
+      escrowTx: sig("lock5"),
+      settlementTx: sig("unit5"),
+      verdict: "discrepancy",
+      chargedUnits: 0n,
+      recordedAt: at(9, 2) * 1000,
+    });
+    await seedJob(store, {
+      jobId: "J6",
+      escrowTx: sig("lock6"),
+      settlementTx: sig("settle6"),
+      chargedUnits: 120_000n,
+      recordedAt: at(9, 3) * 1000,
+    });
+    const lines: SeedLine[] = [
+      { name: "lock4", slot: 50, time: at(9, 1), balance: { pre: 1_000_000n, post: 840_000n } },
+      {
+        name: "unit4",
+        slot: 51,
+        time: at(9, 1, 30),
+        balance: { pre: 840_000n, post: 840_001n },
+        memoKind: "refund",
+        memoJobId: "J4",
+      },
+      { name: "lock5", slot: 52, time: at(9, 2), balance: { pre: 840_001n, post: 680_001n } },
+      { name: "unit5", slot: 53, time: at(9, 2, 30), balance: { pre: 680_001n, post: 680_002n } },
+      { name: "lock6", slot: 54, time: at(9, 3), balance: { pre: 680_002n, post: 520_002n } },
+      {
+        name: "settle6",
+        slot: 55,
+        time: at(9, 3, 30),
+        balance: { pre: 520_002n, post: 560_002n },
+        memoKind: "settle",
+        memoJobId: "J6",
+      },
+    ];
+    await readVault(ledger, lines);
+    expect((await linesOf(store, VAULT)).map((l) => [l.kind, l.jobId, l.released])).toEqual([
+      ["lock", "J4", false],
+      ["return", "J4", false],
+      ["lock", "J5", false],
+      ["return", "J5", false],
+      ["lock", "J6", true],
+      ["return", "J6", false],
+    ]);
+    const overdue = await ledger.overdueLocks(VAULT, NOV, DEC, 3_600, DEC);
+    expect(overdue.map((l) => [l.jobId, l.deltaUnits, l.outstandingUnits])).toEqual([
+      ["J4", -160_000n, 159_999n],
+      ["J5", -160_000n, 159_999n],
+    ]);
+
+    // The rest of J4's lock comes back: now it is accounted for.
+    const rest: SeedLine = {
+      name: "rest4",
+      slot: 56,
+      time: at(9, 4),
+      balance: { pre: 560_002n, post: 720_001n },
+      memoKind: "refund",
+      memoJobId: "J4",
+    };
+    await readVault(ledger, [...lines, rest], NOW + 1);
+    expect((await linesOf(store, VAULT)).map((l) => [l.jobId, l.released])).toEqual([
+      ["J4", true],
+      ["J4", false],
+      ["J5", false],
+      ["J5", false],
+      ["J6", true],
+      ["J6", false],
+      ["J4", false],
+    ]);
+    expect((await ledger.overdueLocks(VAULT, NOV, DEC, 3_600, DEC)).map((l) => l.jobId)).toEqual([
+      "J5",
+    ]);
+  });
+
+  it("takes a landed settlement the verifier has not read yet as accounting for the lock in a statement, never in the stored release", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    await seedJob(store, {
+      jobId: "J7",
+      escrowTx: sig("lock7"),
+      settlementTx: sig("settle7"),
+      verdict: "pending",
+      recordedAt: at(11, 1) * 1000,
+    });
+    const lines: SeedLine[] = [
+      { name: "lock7", slot: 60, time: at(11, 1), balance: { pre: 500_000n, post: 340_000n } },
+      {
+        name: "settle7",
+        slot: 61,
+        time: at(11, 1, 30),
+        balance: { pre: 340_000n, post: 340_001n },
+      },
+    ];
+    await readVault(ledger, lines);
+    expect((await linesOf(store, VAULT)).map((l) => [l.kind, l.released])).toEqual([
+      ["lock", false],
+      ["return", false],
+    ]);
+    expect(await ledger.overdueLocks(VAULT, NOV, DEC, 3_600, DEC)).toEqual([]);
   });
 });
 

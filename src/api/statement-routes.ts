@@ -99,6 +99,9 @@ const StatementSchema = z
             jobId: z.string(),
             signature: z.string(),
             lockUnits: units,
+            outstandingUnits: units.describe(
+              "What of the lock its returns and settlement do not account for",
+            ),
             lockedAt: z.string().nullable(),
             dueBy: z.string().nullable(),
           }),

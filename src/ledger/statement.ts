@@ -28,8 +28,8 @@ import { accountSnapshotToJson } from "./account-snapshots.js";
  * - `deposit`: any other money in (a top-up);
  * - `unexplained`: any other money out: an `unreceipted_debit`, the finding this exists for.
  *
- * A recorded job's lock that no return followed (and whose settlement did not land) within the
- * profile's settlement window plus `graceSeconds` is an `unreleased_lock` finding.
+ * A recorded job's lock that its returns and settlement do not account for within the profile's
+ * settlement window plus `graceSeconds` is an `unreleased_lock` finding, with what is still out.
  */
 
 export type { LineKind };
@@ -57,6 +57,11 @@ export interface UnreleasedLock {
   jobId: string;
   signature: string;
   lockUnits: bigint;
+  /**
+   * What of the lock nothing accounts for yet: the lock less what the job's returns brought back
+   * and its settlement paid out (the whole lock when nothing did).
+   */
+  outstandingUnits: bigint;
   lockedAt: string | null;
   /** When the return was due: the lock's block time + settlement window + grace. */
   dueBy: string | null;
@@ -317,6 +322,7 @@ export async function buildStatement(
       jobId: l.jobId!,
       signature: l.signature,
       lockUnits: -l.deltaUnits,
+      outstandingUnits: l.outstandingUnits,
       lockedAt: l.blockTime === null ? null : isoOf(l.blockTime * 1000),
       dueBy: l.blockTime === null ? null : isoOf((l.blockTime + windowSeconds) * 1000),
     }));
@@ -433,7 +439,11 @@ export function statementToJson(statement: Statement) {
         memo: l.memo,
         memoJobId: l.memoJobId,
       })),
-      unreleasedLocks: v.unreleasedLocks.map((u) => ({ ...u, lockUnits: u.lockUnits.toString() })),
+      unreleasedLocks: v.unreleasedLocks.map((u) => ({
+        ...u,
+        lockUnits: u.lockUnits.toString(),
+        outstandingUnits: u.outstandingUnits.toString(),
+      })),
       creditsHeaderMismatches: v.creditsHeaderMismatches.map((m) => ({
         finding: m.finding,
         jobId: m.jobId,

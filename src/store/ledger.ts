@@ -3,6 +3,7 @@ import type { SqliteStore, Store } from "../db/client.js";
 import { creditVaults, finalVerdicts, ledgerCursors } from "../db/schema.js";
 import { creditsHeaderMatches as headerMatches } from "../verify/checks/credits.js";
 import { reopenJobs } from "./job-queue.js";
+import { canPayFrom, type JobDebit, outstandingOf, settledUnits } from "./ledger-rules.js";
 import { createPgLedgerStore } from "./pg/ledger.js";
 
 /**
@@ -12,7 +13,7 @@ import { createPgLedgerStore } from "./pg/ledger.js";
  * writes it (so the per-day sums follow at once):
  *
  * - `lock`: money out by the escrow transaction of a recorded job (its receipt or jobs-API
- *   answer names the signature);
+ *   answer names the signature) that can pay from this vault (`canPayFrom`);
  * - `return`: money in by the settlement or refund of a recorded job, or money in whose memo
  *   settles or refunds a job whose lock this vault paid (receipted or not);
  * - `deposit`: any other money in (a top-up);
@@ -21,7 +22,11 @@ import { createPgLedgerStore } from "./pg/ledger.js";
  *
  * A receipt recorded after the line was read can still explain it: `unexplained` and `deposit`
  * lines (few) are classified again by every ledger round (`review`, which writes the change) and
- * every statement (`reviewLines`, which only reads).
+ * every statement (`reviewLines`, which only reads); so are open locks by every ledger round (a
+ * pin set since can show the job does not pay from this vault).
+ *
+ * A lock is released when the job's returns to the vault plus what its settlement paid out
+ * account for it (`outstandingOf`), not by any money back that names the job.
  */
 
 /** Where a vault's listing stands (see `ledgerCursors` in src/db/schema.ts). */
@@ -87,6 +92,11 @@ export interface LedgerLineRow {
   jobId: string | null;
 }
 
+/** A lock past its due time, with what of it nothing has accounted for yet. */
+export interface OverdueLock extends LedgerLineRow {
+  outstandingUnits: bigint;
+}
+
 /** A line to look at again, with what it is by the receipts recorded now. */
 export interface ReviewedLine extends LedgerLineRow {
   now: { kind: LineKind; jobId: string | null };
@@ -128,7 +138,7 @@ export type KindSums = Record<LineKind, { lines: number; units: bigint }>;
 export interface ReviewResult {
   /** Lines classified for the first time (read before migration 0006) or classified anew. */
   classified: number;
-  /** Locks found released (a return, or a settlement that kept the whole lock). */
+  /** Locks found released: their returns and settlement account for them (`outstandingOf`). */
   released: number;
   /** Locks whose credits header was decided. */
   headersDecided: number;
@@ -197,9 +207,10 @@ export interface LedgerStore {
   setError(vault: string, message: string, at: number): Promise<void>;
   /**
    * After a read, in one IMMEDIATE transaction: classifies lines read without a kind, classifies
-   * `unexplained` and `deposit` lines again, releases locks returned or settled, decides the
-   * credits header of new locks, walks new movements for gaps, and reopens the jobs whose
-   * `credits.header` waited for the ledger to read this far (`reopenJobs`).
+   * `unexplained` and `deposit` lines and open locks again, releases the locks their returns and
+   * settlement account for, decides the credits header of new locks, walks new movements for
+   * gaps, and reopens the jobs whose `credits.header` waited for the ledger to read this far
+   * (`reopenJobs`).
    */
   review(vault: string, now?: number): Promise<ReviewResult>;
   /**
@@ -233,8 +244,9 @@ export interface LedgerStore {
   reviewLines(vault: string, fromSec: number, toSec: number): Promise<ReviewedLine[]>;
   /**
    * Locks of the period not released by the line flags whose due time (`block time + windowSeconds`)
-   * is before `asOfSec`, checked again now (a return or settlement recorded since). Extra locks
-   * (lines a late receipt turned into locks) are checked the same way.
+   * is before `asOfSec`, checked again now (a return or settlement recorded since), each with
+   * what is still out of it (`outstandingOf`). Extra locks (lines a late receipt turned into
+   * locks) are checked the same way.
    */
   overdueLocks(
     vault: string,
@@ -243,7 +255,7 @@ export interface LedgerStore {
     windowSeconds: number,
     asOfSec: number,
     extra?: readonly LedgerLineRow[],
-  ): Promise<LedgerLineRow[]>;
+  ): Promise<OverdueLock[]>;
   /** Credits-header checks of the period's locks not known to match (stored or new ones). */
   headerChecks(
     vault: string,
@@ -419,14 +431,16 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     .prepare("SELECT max(slot) FROM ledger_lines WHERE vault = ?")
     .pluck();
 
-  // Classification: the recorded job that names a signature as its lock or its return.
-  const lockJob = sqlite
-    .prepare(
-      `SELECT job_id FROM jobs WHERE escrow_tx = @sig
-       UNION ALL SELECT job_id FROM jobs WHERE api_escrow_tx = @sig
-         AND api_escrow_tx IS NOT escrow_tx LIMIT 1`,
-    )
-    .pluck();
+  // Classification: the recorded jobs that name a signature as their lock (with what ties each
+  // to a vault) or the one that names it as its return.
+  const lockJobs = sqlite.prepare(
+    `SELECT j.job_id, j.key_fingerprint, j.credit_vault, cv.vault AS pinned FROM jobs j
+       LEFT JOIN credit_vaults cv ON cv.key_fingerprint = j.key_fingerprint
+       WHERE j.escrow_tx = @sig
+     UNION ALL SELECT j.job_id, j.key_fingerprint, j.credit_vault, cv.vault AS pinned FROM jobs j
+       LEFT JOIN credit_vaults cv ON cv.key_fingerprint = j.key_fingerprint
+       WHERE j.api_escrow_tx = @sig AND j.api_escrow_tx IS NOT j.escrow_tx`,
+  );
   const returnJob = sqlite
     .prepare(
       `SELECT job_id FROM jobs WHERE settlement_tx = @sig
@@ -434,31 +448,44 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
          AND api_settlement_tx IS NOT settlement_tx LIMIT 1`,
     )
     .pluck();
-  const lockedByMemo = sqlite.prepare(
-    `SELECT 1 FROM ledger_lines WHERE vault = ? AND memo_kind = 'escrow' AND delta_units < 0
-       AND memo_job_id = ? LIMIT 1`,
+  const vaultPinned = sqlite.prepare("SELECT 1 FROM credit_vaults WHERE vault = ? LIMIT 1");
+  // The vault paid a lock of the job: a debit with its escrow memo, or its recorded lock.
+  const lockedHere = sqlite.prepare(
+    `SELECT 1 FROM ledger_lines WHERE vault = @vault AND memo_kind = 'escrow' AND delta_units < 0
+       AND memo_job_id = @job
+     UNION ALL SELECT 1 FROM ledger_lines WHERE vault = @vault AND job_id = @job AND kind = 'lock'
+     LIMIT 1`,
   );
   const setKind = sqlite.prepare(
     "UPDATE ledger_lines SET kind = ?, job_id = ? WHERE vault = ? AND signature = ?",
   );
-  // A lock is released by money back to the vault naming its job (memo or the job's recorded
-  // settlement), or by a settlement that kept the whole lock (landed, nothing returned).
-  const releaseDebits = sqlite.prepare(
-    `UPDATE ledger_lines SET released = 1 WHERE vault = ? AND job_id = ? AND delta_units < 0
-       AND released = 0`,
+  // What accounts for a job's debits of a vault (see `outstandingOf`): its debits, the returns
+  // the vault took for it, and what its settlement paid out as the verifier read it.
+  const debitsOfJob = big(
+    `SELECT signature, ord, delta_units, kind, released FROM ledger_lines
+     WHERE vault = ? AND job_id = ? AND delta_units < 0 AND kind IN ('lock', 'unexplained')`,
   );
-  const returnedHere = sqlite.prepare(
-    `SELECT 1 WHERE EXISTS (SELECT 1 FROM ledger_lines WHERE vault = @vault AND memo_kind = 'settle'
-         AND memo_job_id = @job AND delta_units > 0)
-       OR EXISTS (SELECT 1 FROM ledger_lines WHERE vault = @vault AND memo_kind = 'refund'
-         AND memo_job_id = @job AND delta_units > 0)
-       OR EXISTS (SELECT 1 FROM ledger_lines WHERE vault = @vault AND job_id = @job AND kind = 'return')
-       OR EXISTS (SELECT 1 FROM ledger_lines WHERE vault = @vault AND delta_units > 0 AND signature IN (
-         SELECT settlement_tx FROM jobs WHERE job_id = @job
-         UNION SELECT api_settlement_tx FROM jobs WHERE job_id = @job))
-       OR EXISTS (SELECT 1 FROM chain_transactions c WHERE c.state = 'finalized'
-         AND c.succeeded = 1 AND c.signature IN (SELECT settlement_tx FROM jobs WHERE job_id = @job
-           UNION SELECT api_settlement_tx FROM jobs WHERE job_id = @job))`,
+  // A line counts once: as the return of the job it was filed under, else (a deposit until its
+  // lock is read, say) for the job its settle or refund memo names.
+  const returnedToVault = big(
+    `SELECT coalesce(sum(units), 0) FROM (
+       SELECT delta_units AS units FROM ledger_lines
+       WHERE vault = @vault AND job_id = @job AND kind = 'return'
+       UNION ALL SELECT delta_units FROM ledger_lines
+       WHERE vault = @vault AND memo_kind IN ('settle', 'refund') AND delta_units > 0
+         AND memo_job_id = @job AND kind IS NOT 'return')`,
+  ).pluck();
+  // The settlement landed: the verifier's row of it, or a line of this vault it moved.
+  const jobPaid = big(
+    `SELECT j.key_fingerprint, j.credit_vault, j.charged_units, cv.vault AS pinned,
+       j.verdict IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")}) AS decided,
+       EXISTS (SELECT 1 FROM chain_transactions c WHERE c.state = 'finalized' AND c.succeeded = 1
+           AND c.signature IN (j.settlement_tx, j.api_settlement_tx))
+         OR EXISTS (SELECT 1 FROM ledger_lines l WHERE l.vault = @vault AND l.state = 'read'
+           AND l.succeeded = 1 AND l.signature IN (j.settlement_tx, j.api_settlement_tx))
+         AS landed
+     FROM jobs j LEFT JOIN credit_vaults cv ON cv.key_fingerprint = j.key_fingerprint
+     WHERE j.job_id = @job`,
   );
   const setReleased = sqlite.prepare(
     "UPDATE ledger_lines SET released = 1 WHERE vault = ? AND signature = ?",
@@ -618,8 +645,27 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   ): { kind: LineKind; jobId: string | null } {
     if (line.delta === 0n) return { kind: "none", jobId: null };
     if (line.delta < 0n) {
-      const job = lockJob.get({ sig: line.signature }) as string | undefined;
-      if (job !== undefined) return { kind: "lock", jobId: job };
+      const named = lockJobs.all({ sig: line.signature }) as {
+        job_id: string;
+        key_fingerprint: string | null;
+        credit_vault: string | null;
+        pinned: string | null;
+      }[];
+      if (named.length > 0) {
+        const pinned = vaultPinned.get(vault) !== undefined;
+        const job = named.find((j) =>
+          canPayFrom(
+            {
+              keyFingerprint: j.key_fingerprint,
+              declaredVault: j.credit_vault,
+              pinnedVault: j.pinned,
+            },
+            vault,
+            pinned,
+          ),
+        );
+        if (job !== undefined) return { kind: "lock", jobId: job.job_id };
+      }
       return { kind: "unexplained", jobId: line.memoKind === "escrow" ? line.memoJobId : null };
     }
     const job = returnJob.get({ sig: line.signature }) as string | undefined;
@@ -627,7 +673,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     if (
       (line.memoKind === "settle" || line.memoKind === "refund") &&
       line.memoJobId !== null &&
-      lockedByMemo.get(vault, line.memoJobId) !== undefined
+      lockedHere.get({ vault, job: line.memoJobId }) !== undefined
     ) {
       return { kind: "return", jobId: line.memoJobId };
     }
@@ -642,6 +688,83 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       memoJobId: r.memoJobId,
     });
 
+  /**
+   * What is still out of each debit of `job` in `vault` (`outstandingOf`), with the lines
+   * `extra` adds as its locks (a statement's late locks), and which of them the flags release.
+   */
+  function outstanding(
+    vault: string,
+    job: string,
+    extra: readonly LedgerLineRow[],
+    provisional: boolean,
+  ): { out: Map<string, bigint>; released: Set<string> } {
+    const rows = debitsOfJob.all(vault, job) as {
+      signature: string;
+      ord: bigint;
+      delta_units: bigint;
+      kind: LineKind;
+      released: bigint;
+    }[];
+    const late = new Set(extra.map((l) => l.signature));
+    const debits: JobDebit[] = rows.map((r) => ({
+      signature: r.signature,
+      ord: Number(r.ord),
+      units: -r.delta_units,
+      lock: r.kind === "lock" || late.has(r.signature),
+    }));
+    const stored = new Set(rows.map((r) => r.signature));
+    for (const l of extra) {
+      if (stored.has(l.signature) || l.deltaUnits >= 0n) continue;
+      debits.push({ signature: l.signature, ord: l.ord, units: -l.deltaUnits, lock: true });
+    }
+    const returned = returnedToVault.get({ vault, job }) as bigint;
+    const paid = jobPaid.get({ vault, job }) as
+      | {
+          key_fingerprint: string | null;
+          credit_vault: string | null;
+          charged_units: bigint | null;
+          pinned: string | null;
+          decided: bigint;
+          landed: bigint;
+        }
+      | undefined;
+    const locked = debits.reduce((sum, d) => (d.lock ? sum + d.units : sum), 0n);
+    const settled = paid
+      ? settledUnits(
+          {
+            tie: {
+              keyFingerprint: paid.key_fingerprint,
+              declaredVault: paid.credit_vault,
+              pinnedVault: paid.pinned,
+            },
+            decided: paid.decided === 1n,
+            chargedUnits: paid.charged_units,
+            landed: paid.landed === 1n,
+          },
+          vault,
+          vaultPinned.get(vault) !== undefined,
+          locked,
+          provisional,
+        )
+      : 0n;
+    return {
+      out: outstandingOf(debits, returned + settled),
+      released: new Set(rows.filter((r) => r.released === 1n).map((r) => r.signature)),
+    };
+  }
+
+  /** Releases the debits of `job` in `vault` nothing is still out of; how many it released. */
+  function releaseAccounted(vault: string, job: string): number {
+    const { out, released } = outstanding(vault, job, [], false);
+    let count = 0;
+    for (const [signature, left] of out) {
+      if (left !== 0n || released.has(signature)) continue;
+      setReleased.run(vault, signature);
+      count++;
+    }
+    return count;
+  }
+
   /** Stores a line's kind and the releases it causes (inside a write transaction). */
   function applyKind(
     vault: string,
@@ -654,19 +777,18 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     c: { kind: LineKind; jobId: string | null },
   ): number {
     setKind.run(c.kind, c.jobId, vault, line.signature);
-    let released = 0;
-    if (line.delta > 0n) {
-      // Money back naming a job releases that job's debits in this vault.
-      const named = new Set<string>();
-      if (c.jobId !== null) named.add(c.jobId);
-      if ((line.memoKind === "settle" || line.memoKind === "refund") && line.memoJobId !== null) {
-        named.add(line.memoJobId);
-      }
-      for (const job of named) released += releaseDebits.run(vault, job).changes;
-    } else if (line.delta < 0n && c.jobId !== null && returnedHere.get({ vault, job: c.jobId })) {
-      setReleased.run(vault, line.signature);
-      released++;
+    // Money back naming a job, or a debit of a job, may account for that job's debits now.
+    const named = new Set<string>();
+    if (line.delta !== 0n && c.jobId !== null) named.add(c.jobId);
+    if (
+      line.delta > 0n &&
+      (line.memoKind === "settle" || line.memoKind === "refund") &&
+      line.memoJobId !== null
+    ) {
+      named.add(line.memoJobId);
     }
+    let released = 0;
+    for (const job of named) released += releaseAccounted(vault, job);
     return released;
   }
 
@@ -888,13 +1010,29 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       );
       result.classified++;
     }
+    // An open lock read before either key was pinned is checked again: a job that cannot pay
+    // from this vault now (its key pinned elsewhere, the vault pinned to another key) does not
+    // keep another customer's debit as its lock. Then the locks that are accounted for now.
+    const openJobs = new Set<string>();
     for (const r of openLocksAll.all(vault) as LineDb[]) {
       const line = toLine(r);
-      if (line.jobId !== null && returnedHere.get({ vault, job: line.jobId })) {
-        setReleased.run(vault, line.signature);
-        result.released++;
+      const c = classifyRow(vault, line);
+      if (c.kind !== line.kind || c.jobId !== line.jobId) {
+        result.released += applyKind(
+          vault,
+          {
+            signature: line.signature,
+            delta: line.deltaUnits,
+            memoKind: line.memoKind,
+            memoJobId: line.memoJobId,
+          },
+          c,
+        );
+        result.classified++;
       }
+      if (c.kind === "lock" && c.jobId !== null) openJobs.add(c.jobId);
     }
+    for (const job of openJobs) result.released += releaseAccounted(vault, job);
     const cursor = cursorRow.get(vault) as { synced_at: Big; chained_ord: Big } | undefined;
     const syncedAt = num(cursor?.synced_at ?? null);
     for (const r of headerOpenAll.all(vault) as LineDb[]) {
@@ -1059,13 +1197,26 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         ...(openLocksPeriod.all(vault, fromSec, toSec) as LineDb[]).map(toLine),
         ...extra,
       ];
-      return candidates.filter(
-        (l) =>
-          l.blockTime !== null &&
-          l.blockTime + windowSeconds < asOfSec &&
-          l.jobId !== null &&
-          !returnedHere.get({ vault, job: l.jobId }),
-      );
+      const byJob = new Map<string, Map<string, bigint>>();
+      const due: OverdueLock[] = [];
+      for (const l of candidates) {
+        if (l.blockTime === null || l.blockTime + windowSeconds >= asOfSec || l.jobId === null) {
+          continue;
+        }
+        let out = byJob.get(l.jobId);
+        if (!out) {
+          out = outstanding(
+            vault,
+            l.jobId,
+            extra.filter((e) => e.jobId === l.jobId),
+            true,
+          ).out;
+          byJob.set(l.jobId, out);
+        }
+        const left = out.get(l.signature) ?? -l.deltaUnits;
+        if (left > 0n) due.push({ ...l, outstandingUnits: left });
+      }
+      return due;
     },
     async headerChecks(vault, fromSec, toSec, extra = []) {
       const syncedAt = num(

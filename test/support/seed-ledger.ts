@@ -19,6 +19,11 @@ export interface LedgerJobInput {
   apiSettlementTx?: string | null;
   creditsRemainingUnits?: bigint | null;
   verdict?: Verdict;
+  /** What the verifier read the job's settlement paying out of escrow (worker and treasury). */
+  chargedUnits?: bigint | null;
+  keyFingerprint?: string | null;
+  /** The credit vault the receipt declared. */
+  creditVault?: string | null;
 }
 
 export async function seedJob(store: Store, input: LedgerJobInput): Promise<void> {
@@ -35,6 +40,9 @@ export async function seedJob(store: Store, input: LedgerJobInput): Promise<void
     recordedAt: input.recordedAt,
     updatedAt: input.recordedAt,
     verdict: input.verdict ?? "verified",
+    chargedUnits: input.chargedUnits ?? null,
+    keyFingerprint: input.keyFingerprint ?? null,
+    creditVault: input.creditVault ?? null,
   };
   if (store.kind === "postgres") await store.db.insert(pgSchema.jobs).values(row);
   else store.db.insert(sqliteSchema.jobs).values(row).run();

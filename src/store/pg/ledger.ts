@@ -40,6 +40,13 @@ import type {
   ReviewResult,
   StoredGap,
 } from "../ledger.js";
+import {
+  canPayFrom,
+  type JobDebit,
+  type JobTie,
+  outstandingOf,
+  settledUnits,
+} from "../ledger-rules.js";
 import type { PgExecutor } from "./executor.js";
 import { reopenJobsPg } from "./job-queue.js";
 import { retryOnConflict } from "./write-transaction.js";
@@ -59,7 +66,7 @@ import { retryOnConflict } from "./write-transaction.js";
  *   statement's header checks and gaps) read one snapshot (REPEATABLE READ, read only) while the
  *   reader writes.
  * - Lines are listed, read and classified a batch at a time (`unnest` of the batch's columns,
- *   `classifyMany`, `returnedOf`): a few statements per page instead of several round trips per
+ *   `classifyMany`, `outstandingMany`): a few statements per page instead of several round trips per
  *   line, with the kinds and release flags the line-by-line SQLite code leaves.
  * - Sums come back from node-postgres as numeric strings: converted with `BigInt`/`Number`.
  * - Text is sorted with `COLLATE "C"` (byte order, as SQLite's BINARY), whatever the database's
@@ -135,6 +142,13 @@ type Classifiable = {
   memoJobId: string | null;
 };
 
+const asClassifiableRead = (l: LineRead): Classifiable => ({
+  signature: l.signature,
+  delta: l.delta,
+  memoKind: l.memoKind,
+  memoJobId: l.memoJobId,
+});
+
 const asClassifiable = (r: LedgerLineRow): Classifiable => ({
   signature: r.signature,
   delta: r.deltaUnits,
@@ -189,33 +203,144 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     return row;
   }
 
+  /** Whether any API key is pinned to `vault` (see `canPayFrom`). */
+  async function isPinned(q: PgExecutor, vault: string): Promise<boolean> {
+    const rows = await q
+      .select({ one: sql<number>`1` })
+      .from(creditVaults)
+      .where(eq(creditVaults.vault, vault))
+      .limit(1);
+    return rows.length > 0;
+  }
+
   /**
-   * Which of `jobIds` had money come back to `vault`, or their settlement landed: the five
-   * probes of the SQLite `returnedHere`, for a batch of jobs in one round trip (over `unnest`
-   * of an array, which the builder does not write).
+   * What is still out of each debit of each of `jobIds` in `vault` (`outstandingOf`), with the
+   * lines `extra` adds as locks, and which debits the flags release: the SQLite store's
+   * `outstanding` for a batch of jobs in three queries.
    */
-  async function returnedOf(
+  async function outstandingMany(
     q: PgExecutor,
     vault: string,
     jobIds: Iterable<string>,
-  ): Promise<Set<string>> {
+    extra: readonly LedgerLineRow[],
+    provisional: boolean,
+  ): Promise<{ out: Map<string, Map<string, bigint>>; released: Set<string> }> {
     const ids = [...new Set(jobIds)];
-    if (ids.length === 0) return new Set();
-    const settlements = sql`ARRAY[s.settlement_tx, s.api_settlement_tx]`;
-    const result = await q.execute<{ job: string }>(sql`SELECT j.job
-      FROM unnest(${textArray(ids)}) AS j (job)
-      WHERE EXISTS (SELECT 1 FROM ledger_lines WHERE vault = ${vault} AND memo_kind = 'settle'
-          AND memo_job_id = j.job AND delta_units > 0)
-        OR EXISTS (SELECT 1 FROM ledger_lines WHERE vault = ${vault} AND memo_kind = 'refund'
-          AND memo_job_id = j.job AND delta_units > 0)
-        OR EXISTS (SELECT 1 FROM ledger_lines WHERE vault = ${vault} AND job_id = j.job
-          AND kind = 'return')
-        OR EXISTS (SELECT 1 FROM jobs s JOIN ledger_lines l ON l.vault = ${vault}
-          AND l.signature = ANY (${settlements}) WHERE s.job_id = j.job AND l.delta_units > 0)
-        OR EXISTS (SELECT 1 FROM jobs s JOIN chain_transactions c
-          ON c.signature = ANY (${settlements})
-          WHERE s.job_id = j.job AND c.state = 'finalized' AND c.succeeded)`);
-    return new Set(result.rows.map((r) => r.job));
+    const out = new Map<string, Map<string, bigint>>();
+    const released = new Set<string>();
+    if (ids.length === 0) return { out, released };
+    const any = textArray(ids);
+    const rows = await q
+      .select({
+        signature: ledgerLines.signature,
+        ord: ledgerLines.ord,
+        deltaUnits: ledgerLines.deltaUnits,
+        kind: ledgerLines.kind,
+        jobId: ledgerLines.jobId,
+        released: ledgerLines.released,
+      })
+      .from(ledgerLines)
+      .where(
+        and(
+          vaultIs(vault),
+          sql`${ledgerLines.jobId} = ANY (${any})`,
+          lt(ledgerLines.deltaUnits, 0n),
+          inArray(ledgerLines.kind, ["lock", "unexplained"]),
+        ),
+      );
+    // A line counts once: as the return of the job it was filed under, else (a deposit until
+    // its lock is read, say) for the job its settle or refund memo names.
+    const returns = await q.execute<{ job: string; units: string }>(sql`SELECT job,
+        coalesce(sum(units), 0) AS units FROM (
+        SELECT job_id AS job, delta_units AS units FROM ledger_lines
+        WHERE vault = ${vault} AND job_id = ANY (${any}) AND kind = 'return'
+        UNION ALL SELECT memo_job_id, delta_units FROM ledger_lines
+        WHERE vault = ${vault} AND memo_kind IN ('settle', 'refund') AND delta_units > 0
+          AND memo_job_id = ANY (${any}) AND kind IS DISTINCT FROM 'return') AS r
+      GROUP BY job`);
+    const returned = new Map(returns.rows.map((r) => [r.job, BigInt(r.units)]));
+    const settlements = sql`ARRAY[${jobs.settlementTx}, ${jobs.apiSettlementTx}]`;
+    const paid = await q
+      .select({
+        jobId: jobs.jobId,
+        keyFingerprint: jobs.keyFingerprint,
+        creditVault: jobs.creditVault,
+        chargedUnits: jobs.chargedUnits,
+        pinned: creditVaults.vault,
+        decided: inArray(jobs.verdict, [...finalVerdicts]).mapWith(Boolean),
+        // The settlement landed: the verifier's row of it, or a line of this vault it moved.
+        landed: sql<boolean>`EXISTS (SELECT 1 FROM chain_transactions c
+            WHERE c.signature = ANY (${settlements}) AND c.state = 'finalized' AND c.succeeded)
+          OR EXISTS (SELECT 1 FROM ledger_lines l WHERE l.vault = ${vault}
+            AND l.signature = ANY (${settlements}) AND l.state = 'read' AND l.succeeded)`.mapWith(
+          Boolean,
+        ),
+      })
+      .from(jobs)
+      .leftJoin(creditVaults, eq(creditVaults.keyFingerprint, jobs.keyFingerprint))
+      .where(sql`${jobs.jobId} = ANY (${any})`);
+    const pinned = await isPinned(q, vault);
+    const settlementOf = new Map(
+      paid.map((p) => [
+        p.jobId,
+        {
+          tie: {
+            keyFingerprint: p.keyFingerprint,
+            declaredVault: p.creditVault,
+            pinnedVault: p.pinned,
+          },
+          decided: p.decided,
+          chargedUnits: p.chargedUnits,
+          landed: p.landed,
+        },
+      ]),
+    );
+    for (const job of ids) {
+      const mine = rows.filter((r) => r.jobId === job);
+      const late = extra.filter((l) => l.jobId === job);
+      const lateSigs = new Set(late.map((l) => l.signature));
+      const debits: JobDebit[] = mine.map((r) => ({
+        signature: r.signature,
+        ord: r.ord,
+        units: -(r.deltaUnits ?? 0n),
+        lock: r.kind === "lock" || lateSigs.has(r.signature),
+      }));
+      const stored = new Set(mine.map((r) => r.signature));
+      for (const l of late) {
+        if (stored.has(l.signature) || l.deltaUnits >= 0n) continue;
+        debits.push({ signature: l.signature, ord: l.ord, units: -l.deltaUnits, lock: true });
+      }
+      const locked = debits.reduce((sum, d) => (d.lock ? sum + d.units : sum), 0n);
+      const settlement = settlementOf.get(job);
+      const settled = settlement
+        ? settledUnits(settlement, vault, pinned, locked, provisional)
+        : 0n;
+      const accounted = (returned.get(job) ?? 0n) + settled;
+      out.set(job, outstandingOf(debits, accounted));
+      for (const r of mine) if (r.released) released.add(r.signature);
+    }
+    return { out, released };
+  }
+
+  /** Releases the debits of `jobIds` in `vault` nothing is still out of; how many it released. */
+  async function releaseAccounted(
+    tx: PgExecutor,
+    vault: string,
+    jobIds: Iterable<string>,
+  ): Promise<number> {
+    const { out, released } = await outstandingMany(tx, vault, jobIds, [], false);
+    const release: string[] = [];
+    for (const perJob of out.values()) {
+      for (const [signature, left] of perJob) {
+        if (left === 0n && !released.has(signature)) release.push(signature);
+      }
+    }
+    if (release.length === 0) return 0;
+    await tx
+      .update(ledgerLines)
+      .set({ released: true })
+      .where(and(vaultIs(vault), sql`${ledgerLines.signature} = ANY (${textArray(release)})`));
+    return release.length;
   }
 
   /**
@@ -232,8 +357,10 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     inOrder = false,
   ): Promise<{ kind: LineKind; jobId: string | null }[]> {
     const moving = [...new Set(lines.filter((l) => l.delta !== 0n).map((l) => l.signature))];
-    const lock = new Map<string, string>();
-    const apiLock = new Map<string, string>();
+    // Every job naming a debit as its lock, receipts first: the first that can pay from this
+    // vault (`canPayFrom`) owns it.
+    const lock = new Map<string, { jobId: string; tie: JobTie }[]>();
+    const apiLock = new Map<string, { jobId: string; tie: JobTie }[]>();
     const ret = new Map<string, string>();
     const apiRet = new Map<string, string>();
     if (moving.length > 0) {
@@ -245,8 +372,12 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
           apiEscrowTx: jobs.apiEscrowTx,
           settlementTx: jobs.settlementTx,
           apiSettlementTx: jobs.apiSettlementTx,
+          keyFingerprint: jobs.keyFingerprint,
+          creditVault: jobs.creditVault,
+          pinned: creditVaults.vault,
         })
         .from(jobs)
+        .leftJoin(creditVaults, eq(creditVaults.keyFingerprint, jobs.keyFingerprint))
         .where(
           or(
             sql`${jobs.escrowTx} = ANY (${any})`,
@@ -258,55 +389,76 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       const first = (map: Map<string, string>, signature: string | null, jobId: string) => {
         if (signature !== null && !map.has(signature)) map.set(signature, jobId);
       };
+      const every = (
+        map: Map<string, { jobId: string; tie: JobTie }[]>,
+        signature: string | null,
+        r: (typeof rows)[number],
+      ) => {
+        if (signature === null) return;
+        const tie = {
+          keyFingerprint: r.keyFingerprint,
+          declaredVault: r.creditVault,
+          pinnedVault: r.pinned,
+        };
+        map.set(signature, [...(map.get(signature) ?? []), { jobId: r.jobId, tie }]);
+      };
       for (const r of rows) {
-        first(lock, r.escrowTx, r.jobId);
-        first(apiLock, r.apiEscrowTx, r.jobId);
+        every(lock, r.escrowTx, r);
+        if (r.apiEscrowTx !== r.escrowTx) every(apiLock, r.apiEscrowTx, r);
         first(ret, r.settlementTx, r.jobId);
         first(apiRet, r.apiSettlementTx, r.jobId);
       }
     }
+    const pinned = lock.size + apiLock.size > 0 ? await isPinned(q, vault) : false;
     const memoReturn = (l: Classifiable) =>
       l.delta > 0n && (l.memoKind === "settle" || l.memoKind === "refund") && l.memoJobId !== null;
     const memoIds = [...new Set(lines.filter(memoReturn).map((l) => l.memoJobId!))];
-    const lockedByMemo = new Set<string>();
+    // Jobs whose lock this vault paid: a debit with their escrow memo, or their recorded lock.
+    const lockedHere = new Set<string>();
     if (memoIds.length > 0) {
-      const rows = await q
-        .selectDistinct({ jobId: ledgerLines.memoJobId })
-        .from(ledgerLines)
-        .where(
-          and(
-            vaultIs(vault),
-            eq(ledgerLines.memoKind, "escrow"),
-            lt(ledgerLines.deltaUnits, 0n),
-            sql`${ledgerLines.memoJobId} = ANY (${textArray(memoIds)})`,
-          ),
-        );
-      for (const r of rows) if (r.jobId !== null) lockedByMemo.add(r.jobId);
+      const ids = textArray(memoIds);
+      const rows = await q.execute<{ job: string }>(sql`SELECT memo_job_id AS job
+        FROM ledger_lines WHERE vault = ${vault} AND memo_kind = 'escrow' AND delta_units < 0
+          AND memo_job_id = ANY (${ids})
+        UNION SELECT job_id FROM ledger_lines WHERE vault = ${vault} AND job_id = ANY (${ids})
+          AND kind = 'lock'`);
+      for (const r of rows.rows) if (r.job !== null) lockedHere.add(r.job);
     }
     return lines.map((line) => {
       if (inOrder && line.memoKind === "escrow" && line.delta < 0n && line.memoJobId !== null) {
-        lockedByMemo.add(line.memoJobId);
+        lockedHere.add(line.memoJobId);
       }
       if (line.delta === 0n) return { kind: "none", jobId: null };
       if (line.delta < 0n) {
-        const job = lock.get(line.signature) ?? apiLock.get(line.signature);
-        if (job !== undefined) return { kind: "lock", jobId: job };
+        const named = [...(lock.get(line.signature) ?? []), ...(apiLock.get(line.signature) ?? [])];
+        const job = named.find((j) => canPayFrom(j.tie, vault, pinned));
+        if (job !== undefined) {
+          if (inOrder) lockedHere.add(job.jobId);
+          return { kind: "lock", jobId: job.jobId };
+        }
         return { kind: "unexplained", jobId: line.memoKind === "escrow" ? line.memoJobId : null };
       }
       const job = ret.get(line.signature) ?? apiRet.get(line.signature);
       if (job !== undefined) return { kind: "return", jobId: job };
-      if (memoReturn(line) && lockedByMemo.has(line.memoJobId!)) {
+      if (memoReturn(line) && lockedHere.has(line.memoJobId!)) {
         return { kind: "return", jobId: line.memoJobId };
       }
       return { kind: "deposit", jobId: null };
     });
   }
 
-  async function setReleased(tx: PgExecutor, vault: string, signature: string) {
-    await tx
-      .update(ledgerLines)
-      .set({ released: true })
-      .where(and(vaultIs(vault), eq(ledgerLines.signature, signature)));
+  /** The jobs a line's kind may account for: its own, and the one its settle or refund memo names. */
+  function jobsNamed(line: Classifiable, c: { jobId: string | null }): string[] {
+    const named = new Set<string>();
+    if (line.delta !== 0n && c.jobId !== null) named.add(c.jobId);
+    if (
+      line.delta > 0n &&
+      (line.memoKind === "settle" || line.memoKind === "refund") &&
+      line.memoJobId !== null
+    ) {
+      named.add(line.memoJobId);
+    }
+    return [...named];
   }
 
   /** Stores a line's kind and the releases it causes (inside the caller's transaction). */
@@ -320,37 +472,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       .update(ledgerLines)
       .set({ kind: c.kind, jobId: c.jobId })
       .where(and(vaultIs(vault), eq(ledgerLines.signature, line.signature)));
-    let released = 0;
-    if (line.delta > 0n) {
-      // Money back naming a job releases that job's debits in this vault.
-      const named = new Set<string>();
-      if (c.jobId !== null) named.add(c.jobId);
-      if ((line.memoKind === "settle" || line.memoKind === "refund") && line.memoJobId !== null) {
-        named.add(line.memoJobId);
-      }
-      for (const job of named) {
-        const result = await tx
-          .update(ledgerLines)
-          .set({ released: true })
-          .where(
-            and(
-              vaultIs(vault),
-              eq(ledgerLines.jobId, job),
-              lt(ledgerLines.deltaUnits, 0n),
-              not(ledgerLines.released),
-            ),
-          );
-        released += result.rowCount ?? 0;
-      }
-    } else if (
-      line.delta < 0n &&
-      c.jobId !== null &&
-      (await returnedOf(tx, vault, [c.jobId])).has(c.jobId)
-    ) {
-      await setReleased(tx, vault, line.signature);
-      released++;
-    }
-    return released;
+    return releaseAccounted(tx, vault, jobsNamed(line, c));
   }
 
   /**
@@ -632,46 +754,13 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       ) AS v (signature, succeeded, pre_units, post_units, delta_units, memo, memo_kind,
         memo_job_id, kind, job_id)
       WHERE l.vault = ${vault} AND l.signature = v.signature AND l.state = 'listed'`);
-    // Money back naming a job releases that job's debits in this vault; a debit of a job whose
-    // money came back (or whose settlement landed) is released.
-    const named = new Set<string>();
-    const debits: { signature: string; jobId: string }[] = [];
-    fresh.forEach((l, i) => {
-      const c = kinds[i]!;
-      if (l.delta > 0n) {
-        if (c.jobId !== null) named.add(c.jobId);
-        if ((l.memoKind === "settle" || l.memoKind === "refund") && l.memoJobId !== null) {
-          named.add(l.memoJobId);
-        }
-      } else if (l.delta < 0n && c.jobId !== null) {
-        debits.push({ signature: l.signature, jobId: c.jobId });
-      }
-    });
-    if (named.size > 0) {
-      await tx
-        .update(ledgerLines)
-        .set({ released: true })
-        .where(
-          and(
-            vaultIs(vault),
-            sql`${ledgerLines.jobId} = ANY (${textArray([...named])})`,
-            lt(ledgerLines.deltaUnits, 0n),
-            not(ledgerLines.released),
-          ),
-        );
-    }
-    const returned = await returnedOf(
+    // The jobs whose debits the batch may account for now: released once, after the batch,
+    // from what the vault holds for them by then.
+    await releaseAccounted(
       tx,
       vault,
-      debits.map((d) => d.jobId),
+      fresh.flatMap((l, i) => jobsNamed(asClassifiableRead(l), kinds[i]!)),
     );
-    const release = debits.filter((d) => returned.has(d.jobId)).map((d) => d.signature);
-    if (release.length > 0) {
-      await tx
-        .update(ledgerLines)
-        .set({ released: true })
-        .where(and(vaultIs(vault), sql`${ledgerLines.signature} = ANY (${textArray(release)})`));
-    }
   }
 
   async function review(tx: PgExecutor, vault: string, now: number): Promise<ReviewResult> {
@@ -714,21 +803,27 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       result.released += await applyKind(tx, vault, asClassifiable(line), c);
       result.classified++;
     }
-    const openLocks = await tx
-      .select({ signature: ledgerLines.signature, jobId: ledgerLines.jobId })
-      .from(ledgerLines)
-      .where(and(vaultIs(vault), eq(ledgerLines.kind, "lock"), not(ledgerLines.released)));
-    const returned = await returnedOf(
-      tx,
-      vault,
-      openLocks.flatMap((l) => (l.jobId === null ? [] : [l.jobId])),
-    );
-    for (const line of openLocks) {
-      if (line.jobId !== null && returned.has(line.jobId)) {
-        await setReleased(tx, vault, line.signature);
-        result.released++;
+    // An open lock read before either key was pinned is checked again: a job that cannot pay
+    // from this vault now does not keep another customer's debit as its lock. Then the locks
+    // that are accounted for now.
+    const openLocks = (
+      await tx
+        .select(lineColumns)
+        .from(ledgerLines)
+        .where(and(vaultIs(vault), eq(ledgerLines.kind, "lock"), not(ledgerLines.released)))
+        .orderBy(asc(ledgerLines.ord))
+    ).map(toLine);
+    const locksNow = await classifyMany(tx, vault, openLocks.map(asClassifiable));
+    const openJobs = new Set<string>();
+    for (const [i, line] of openLocks.entries()) {
+      const c = locksNow[i]!;
+      if (c.kind !== line.kind || c.jobId !== line.jobId) {
+        result.released += await applyKind(tx, vault, asClassifiable(line), c);
+        result.classified++;
       }
+      if (c.kind === "lock" && c.jobId !== null) openJobs.add(c.jobId);
     }
+    result.released += await releaseAccounted(tx, vault, openJobs);
     const cursor = await cursorRow(tx, vault);
     const syncedAt = cursor?.syncedAt ?? null;
     const headerOpen = await tx
@@ -1180,12 +1275,23 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       const due = candidates.filter(
         (l) => l.blockTime !== null && l.blockTime + windowSeconds < asOfSec && l.jobId !== null,
       );
-      const returned = await returnedOf(
-        db,
-        vault,
-        due.map((l) => l.jobId!),
+      if (due.length === 0) return [];
+      // One snapshot: the debits, returns and settlements of the jobs read together.
+      const { out } = await db.transaction(
+        (tx) =>
+          outstandingMany(
+            tx,
+            vault,
+            due.map((l) => l.jobId!),
+            extra,
+            true,
+          ),
+        snapshot,
       );
-      return due.filter((l) => !returned.has(l.jobId!));
+      return due.flatMap((l) => {
+        const left = out.get(l.jobId!)?.get(l.signature) ?? -l.deltaUnits;
+        return left > 0n ? [{ ...l, outstandingUnits: left }] : [];
+      });
     },
     async headerChecks(vault, fromSec, toSec, extra = []) {
       return db.transaction(async (tx) => {

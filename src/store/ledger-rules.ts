@@ -1,0 +1,89 @@
+/* The rules of the credit vaults' ledger that do not touch a database, shared by both dialects. */
+
+/** What ties a recorded job to the credit vault it may pay from, as the store knows it now. */
+export interface JobTie {
+  keyFingerprint: string | null;
+  /** The credit vault the receipt's sender declared (`jobs.credit_vault`). */
+  declaredVault: string | null;
+  /** The vault pinned to the job's key (`credit_vaults`), if any. */
+  pinnedVault: string | null;
+}
+
+/**
+ * Whether a job can pay from `vault`, so that a debit of the vault its receipt or jobs-API answer
+ * names is its lock. Otherwise anyone who can make a jobs API name a transaction could file
+ * another customer's loss as their own job's lock. The key's pin decides when there is one (pins
+ * never move); else a vault the receipt declared; a vault pinned to any key belongs to that
+ * customer, and this key is not it (a key holds one pin, and this one has none). A keyless job
+ * that declares the vault is taken at its word, as the verifier's `escrow.source` does.
+ */
+export function canPayFrom(tie: JobTie, vault: string, vaultPinned: boolean): boolean {
+  if (tie.pinnedVault !== null) return tie.pinnedVault === vault;
+  if (tie.declaredVault !== null) {
+    return tie.declaredVault === vault && (tie.keyFingerprint === null || !vaultPinned);
+  }
+  return !vaultPinned;
+}
+
+/** A job's settlement as the release rule reads it. */
+export interface JobSettlement {
+  tie: JobTie;
+  /** The verifier has decided the job (a final verdict): `chargedUnits` is what it read. */
+  decided: boolean;
+  /** What the settlement paid out of escrow besides the return (`jobs.charged_units`). */
+  chargedUnits: bigint | null;
+  /** The job's recorded settlement landed (finalized and succeeded). */
+  landed: boolean;
+}
+
+/**
+ * What a job's settlement accounts for of its locks of `vault` (`lockedUnits` in all). Once the
+ * verifier has decided the job, what it read the settlement paying out, and nothing when it read
+ * none: a transaction named as the settlement that only sent a unit back pays out nothing. Only
+ * for the vault the job pays from: a settlement pays out of that lock and of no other.
+ *
+ * Until the verifier decides, a settlement that landed accounts for the locks `provisional`ly:
+ * a statement does not call an honest job settled between two verifier rounds an unreleased
+ * lock. Never for the stored release flag, which does not come back: a lock released on a
+ * settlement the verifier then reads as paying nothing would leave the statement for good.
+ */
+export function settledUnits(
+  s: JobSettlement,
+  vault: string,
+  vaultPinned: boolean,
+  lockedUnits: bigint,
+  provisional: boolean,
+): bigint {
+  if (!canPayFrom(s.tie, vault, vaultPinned)) return 0n;
+  if (s.decided) return s.chargedUnits ?? 0n;
+  return provisional && s.landed ? lockedUnits : 0n;
+}
+
+/** A debit of a vault that names a job, as the release rule reads it. */
+export interface JobDebit {
+  signature: string;
+  ord: number;
+  /** What left the vault (positive). */
+  units: bigint;
+  /** A recorded lock (`lock`) or a debit whose escrow memo names the job (`unexplained`). */
+  lock: boolean;
+}
+
+/**
+ * What is still out of each of a job's debits of one vault, given what accounts for them: the
+ * money the job's returns brought back to the vault plus what its settlement paid out of escrow
+ * (`settledUnits`). Locks are covered first, oldest first, then
+ * debits only a memo ties to the job: one base unit sent back with a refund memo covers one base
+ * unit, and a lock is released only when nothing of it is still out.
+ */
+export function outstandingOf(debits: readonly JobDebit[], accounted: bigint): Map<string, bigint> {
+  const order = [...debits].sort((a, b) => (a.lock === b.lock ? a.ord - b.ord : a.lock ? -1 : 1));
+  const out = new Map<string, bigint>();
+  let left = accounted > 0n ? accounted : 0n;
+  for (const d of order) {
+    const covered = left < d.units ? left : d.units;
+    left -= covered;
+    out.set(d.signature, d.units - covered);
+  }
+  return out;
+}
