@@ -1,0 +1,119 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createLedgerReader } from "../src/ledger/reader.js";
+import { buildStatement } from "../src/ledger/statement.js";
+import { createLogger } from "../src/log.js";
+import { localnetProfile, type Profile } from "../src/verify/profiles.js";
+import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
+
+const log = createLogger({ level: "silent" });
+
+let h: AdversaryHarness;
+beforeAll(async () => {
+  h = await startAdversaryHarness();
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+/** Waits until everything sent so far is finalized on the local chain. */
+async function finalized() {
+  const target = h.world.currentSlot() + 5;
+  while (h.world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
+}
+
+/** Reads the vault and builds its statement of [from, now) with no grace after the window. */
+async function statementOf(c: Scenario, vault: string, from: number) {
+  await finalized();
+  const reader = createLedgerReader({
+    store: c.store,
+    rpc: h.rpc,
+    profile: c.profile,
+    log,
+    custody: { vaults: [vault], byKey: {} },
+  });
+  await reader.syncVault(vault);
+  const statement = await buildStatement(
+    c.store,
+    { from, to: Date.now() + 1_000, vault },
+    { profile: c.profile, graceSeconds: 0 },
+  );
+  return statement.vaults[0]!;
+}
+
+describe("the statement of a credit vault against an operator who names its debits", () => {
+  it("shows another key's job naming a theft from this vault as its lock as an unreceipted debit", async () => {
+    const c = await h.scenario();
+    const from = Date.now() - 5_000;
+    const one = await c.pinKey(1);
+    await c.pinKey(2);
+    // 500,000 out of key 1's vault into escrow, memo naming key 2's job K, then to the attacker.
+    const k = h.op.plan({ keyIndex: 2 });
+    const honestK = h.op.honestJob(k);
+    const theft = h.op.send([
+      h.op.transfer(one.vault, h.op.accounts.escrowVault, 500_000n),
+      h.op.memo(`decentral:escrow:${k.jobId}`),
+    ]).signature;
+    h.op.send([h.op.transfer(h.op.accounts.escrowVault, h.op.attackerAccount(0n), 500_000n)]);
+    c.record(k, honestK);
+    // The jobs API files the theft as K's escrow.
+    c.jobsApi(k.jobId, {
+      status: "settled",
+      credits_charged: Number(k.charge / 10_000n),
+      worker_address: k.worker.address,
+      on_chain: { escrow_tx: theft, settlement_tx: honestK.settlementTx },
+    });
+    await c.verify();
+
+    const s = await statementOf(c, one.vault, from);
+    expect(s.unexplained).toEqual([
+      expect.objectContaining({
+        finding: "unreceipted_debit",
+        signature: theft,
+        amountUnits: -500_000n,
+        memoJobId: k.jobId,
+      }),
+    ]);
+    expect(s.unexplainedOutUnits).toBe(500_000n);
+    // Only key 1's own job is a lock of this vault, settled and released.
+    expect(s.locksUnits).toBe(one.lock);
+    expect(s.unreleasedLocks).toEqual([]);
+    expect(s.creditsHeaderMismatches).toEqual([]);
+    expect(s.differenceUnits).toBe(0n);
+  });
+
+  it("keeps a lock that one base unit sent back with a refund memo does not account for an unreleased lock", async () => {
+    const profile: Profile = { ...localnetProfile, settlementWindowSeconds: 1 };
+    const c = await h.scenario(profile);
+    const from = Date.now() - 5_000;
+    // An honest job of the same vault, settled and verified: it closes cleanly.
+    const honest = await c.pinKey(3);
+    const plan = h.op.plan({ keyIndex: 3 });
+    const lock = h.op.send(h.op.lockIxs(plan)).signature;
+    h.op.send([
+      h.op.transfer(h.op.accounts.escrowVault, plan.vault, 1n),
+      h.op.memo(`decentral:refund:${plan.jobId}`),
+    ]);
+    c.record(
+      plan,
+      { escrowTx: lock, settlementTx: null },
+      { completionTokens: null, promptTokens: null, totalTokens: null },
+    );
+    await c.flush();
+    // Past the settlement window (1 s) with no grace.
+    await new Promise((r) => setTimeout(r, 2_100));
+
+    const s = await statementOf(c, plan.vault, from);
+    expect(s.returnsUnits).toBe(honest.remainder + 1n);
+    expect(s.unreleasedLocks).toEqual([
+      expect.objectContaining({
+        finding: "unreleased_lock",
+        jobId: plan.jobId,
+        signature: lock,
+        lockUnits: plan.lock,
+        outstandingUnits: plan.lock - 1n,
+      }),
+    ]);
+    expect(s.unexplained).toEqual([]);
+    expect(s.differenceUnits).toBe(0n);
+  });
+});
