@@ -473,6 +473,45 @@ describe("one job id answered twice", () => {
     });
   }
 
+  for (const [variant, memo] of [
+    ["no memo", null],
+    ["another job id's escrow memo", (jobId: string) => `decentral:escrow:${jobId}x`],
+  ] as const) {
+    it(`does not verify a job whose conflicting receipt names a second debit with ${variant}`, async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      // The second debit of the customer's vault is whatever memo the operator writes: the
+      // job's own conflicting receipt names it, so it is looked at all the same.
+      const plan = h.op.plan({ keyIndex: 1 });
+      const first = h.op.honestJob(plan);
+      const taken = h.op.send([
+        h.op.transfer(plan.vault, h.op.accounts.escrowVault, plan.lock),
+        ...(memo ? [h.op.memo(memo(plan.jobId))] : []),
+      ]).signature;
+      expect((await c.ingest(plan, first)).status).toBe(201);
+      const again = await c.ingest(plan, { escrowTx: taken, settlementTx: first.settlementTx });
+      expect(again.status).toBe(409);
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("signatures.explained")]);
+      expect((await c.check(plan.jobId, "signatures.explained"))?.actual).toEqual({
+        unexplained: [taken],
+      });
+    });
+  }
+
+  it("does not verify a refunded job whose conflicting receipt names a payout with no memo", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const refundTx = h.op.send(h.op.refundIxs(plan)).signature;
+    const theft = h.op.send([
+      h.op.transfer(h.op.accounts.escrowVault, h.op.attackerAccount(), plan.lock),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx: refundTx }, { httpStatus: 504 });
+    expect((await c.ingest(plan, { escrowTx, settlementTx: theft })).status).toBe(409);
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("signatures.explained")]);
+  });
+
   it("does not verify a refunded job whose second answer names a second refund", async () => {
     const c = await h.scenario();
     await c.pinKey(1);

@@ -3,7 +3,7 @@ import type { Role } from "./check-catalogue.js";
 import { amountsOf } from "./checks/amounts.js";
 import { answeredModel } from "./checks/charge.js";
 import type { CheckInput, EvaluatedVerdict, Evaluation } from "./checks/check-input.js";
-import { CheckList, fail, skip } from "./checks/check-list.js";
+import { CheckList, fail, pass, skip } from "./checks/check-list.js";
 import { creditsHeaderCheck } from "./checks/credits.js";
 import { escrowChecks, singleLock, type UsableLock } from "./checks/escrow.js";
 import { jobsApiMatchesChain, jobsApiMatchesReceipt } from "./checks/jobs-api.js";
@@ -12,6 +12,7 @@ import { refundChecks, refundNames } from "./checks/refund.js";
 import { settlementChecks, settlementNames } from "./checks/settlement.js";
 import { jobSignatures, stolenSignatures, uniqueSignatures } from "./checks/signatures.js";
 import type { RoleTx } from "./checks/transaction.js";
+import { movesCredits } from "./money-movements.js";
 
 export type {
   ChainAmounts,
@@ -113,6 +114,22 @@ export function evaluateJob(given: CheckInput): Evaluation {
     .filter((s) => s !== escrowSig && !closings.some((c) => c.signature === s))
     .map((s) => txOf("settlement", s))
     .filter((c): c is RoleTx => c !== null);
+  // One that moved credits and carries none of this job's memos is no step of it, yet the
+  // job's own receipt names it: whether its money is looked at must not turn on the memo the
+  // operator wrote (none, or another job id's).
+  const unexplained = conflicting
+    .filter((c) => movesCredits(profile, c.facts) && kindsFor(c.facts).length === 0)
+    .map((c) => c.signature);
+  list.add(
+    unexplained.length === 0
+      ? pass("signatures.explained", { unexplained: [] }, { unexplained })
+      : fail(
+          "signatures.explained",
+          `a conflicting receipt of this job names ${unexplained.join(", ")}, which moved credits and carries no memo of this job: no step of the job explains it`,
+          { unexplained: [] },
+          { unexplained },
+        ),
+  );
   const extraLocks = conflicting
     .filter((c) => kindsFor(c.facts).includes("escrow"))
     .map((c) => ({ ...c, role: "escrow" as const }));

@@ -29,6 +29,11 @@ const movement = (c: TokenChange): Movement => ({
 });
 
 /** Is this change in the profile's credit mint, under one of its token programs? */
+/** True when the transaction moved any credits (the profile's mint) between accounts. */
+export function movesCredits(profile: Profile, facts: TransactionFacts): boolean {
+  return facts.succeeded && facts.tokenChanges.some((c) => isCredit(profile, c));
+}
+
 function isCredit(profile: Profile, c: TokenChange): boolean {
   return (
     c.mint === profile.usdcMint &&
