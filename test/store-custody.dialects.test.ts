@@ -129,6 +129,31 @@ describe.each(dialects)("custody store on %s", (dialect) => {
     ]);
   });
 
+  it("takes a configured vault from a key that learned it, and looks at that key's jobs again", async () => {
+    // Key kf_b's first lock came from kf_a's vault, so kf_b learned it; configuring the vault
+    // for kf_a must not leave kf_b free to keep paying from it, nor its jobs verified.
+    const store = await stores.open();
+    await seedJobs(store, [
+      { jobId: "job-b1", keyFingerprint: "kf_b" },
+      { jobId: "job-a1", keyFingerprint: "kf_a" },
+    ]);
+    const context = { owner: "owner-a", runId: null, t: T };
+    await createVerdictStore(store, profile).write(
+      [
+        learning("job-b1", "kf_b", { creditVault: "V1", treasuryCandidate: null }),
+        learning("job-a1", "kf_a", { creditVault: null, treasuryCandidate: null }),
+      ],
+      context,
+    );
+    expect((await readJob(store, "job-b1"))?.verdict).toBe("verified");
+    await createCustodyStore(store, profile, { vaults: [], byKey: { kf_a: "V1" } }).pins([], []);
+    expect(await readVaultPins(store)).toEqual([
+      { key: "kf_a", vault: "V1", source: "configured", jobId: null },
+    ]);
+    expect((await readJob(store, "job-b1"))?.verdict).toBe("pending");
+    expect((await readJob(store, "job-a1"))?.verdict).toBe("verified");
+  });
+
   it("answers the learned treasury unless the profile pins one", async () => {
     const store = await stores.open();
     await seedTreasuryEvidence(store, profile.name, [

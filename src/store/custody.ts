@@ -1,10 +1,16 @@
-import { and, eq, sql } from "drizzle-orm";
+import { and, eq, inArray, sql } from "drizzle-orm";
 import type { SQLiteColumn } from "drizzle-orm/sqlite-core";
 import type { SqliteStore, Store } from "../db/client.js";
 import { creditVaults, jobs } from "../db/schema.js";
 import { reopenJobs } from "./job-queue.js";
 import { createPgCustodyStore } from "./pg/custody.js";
 
+/** The jobs of `keys` whose verdict counts their money as verified. */
+const verifiedJobsOf = (keys: readonly string[]) =>
+  and(
+    inArray(jobs.keyFingerprint, [...keys]),
+    inArray(jobs.verdict, ["verified", "partially_verified"]),
+  )!;
 /**
  * What ties money to the customer and to the protocol, as the store pins it: the credit vault
  * of each API key (configured, or learned from the key's first lock) and, when the profile does
@@ -126,10 +132,25 @@ function createSqliteCustodyStore(
        ON CONFLICT (key_fingerprint) DO UPDATE SET vault = excluded.vault, source = 'configured'
        WHERE credit_vaults.vault <> excluded.vault OR credit_vaults.source <> 'configured'`,
     );
+    // A vault configured for a key is that customer's: another key that learned it (its first
+    // lock came from there) loses the pin, and its verified jobs are looked at again.
+    const voidLearned = sqlite
+      .prepare(
+        `DELETE FROM credit_vaults WHERE source = 'learned'
+           AND vault IN (SELECT value FROM json_each(@vaults))
+           AND key_fingerprint NOT IN (SELECT value FROM json_each(@keys))
+         RETURNING key_fingerprint`,
+      )
+      .pluck();
     const t = Date.now();
     sqlite
       .transaction(() => {
         for (const [key, vault] of Object.entries(config.byKey)) upsert.run(key, vault, t);
+        const voided = voidLearned.all({
+          vaults: JSON.stringify(Object.values(config.byKey)),
+          keys: JSON.stringify(Object.keys(config.byKey)),
+        }) as string[];
+        if (voided.length > 0) reopenJobs(store, { where: verifiedJobsOf(voided) }, t);
       })
       .immediate();
   }

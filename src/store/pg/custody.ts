@@ -1,6 +1,6 @@
-import { and, count, desc, eq, inArray, or, sql } from "drizzle-orm";
+import { and, count, desc, eq, inArray, notInArray, or, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
-import { creditVaults, profilePins, treasuryEvidence } from "../../db/pg/schema.js";
+import { creditVaults, jobs, profilePins, treasuryEvidence } from "../../db/pg/schema.js";
 import type {
   CustodyConfig,
   CustodyProfile,
@@ -9,6 +9,8 @@ import type {
   VaultPin,
 } from "../custody.js";
 import type { PgExecutor } from "./executor.js";
+import { reopenJobsPg } from "./job-queue.js";
+import { inPgTransaction } from "./write-transaction.js";
 
 /**
  * The custody store on PostgreSQL (see src/store/custody.ts for the contract). Vaults configured
@@ -111,6 +113,44 @@ async function pinConfigured(db: PgExecutor, byKey: Readonly<Record<string, stri
   const entries = Object.entries(byKey).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   if (entries.length === 0) return;
   const t = Date.now();
+  await inPgTransaction(db, async (tx) => {
+    await upsertConfigured(tx, entries, t);
+    // A vault configured for a key is that customer's: another key that learned it (its first
+    // lock came from there) loses the pin, and its verified jobs are looked at again.
+    const voided = await tx
+      .delete(creditVaults)
+      .where(
+        and(
+          eq(creditVaults.source, "learned"),
+          inArray(
+            creditVaults.vault,
+            entries.map(([, vault]) => vault),
+          ),
+          notInArray(
+            creditVaults.keyFingerprint,
+            entries.map(([key]) => key),
+          ),
+        ),
+      )
+      .returning({ key: creditVaults.keyFingerprint });
+    if (voided.length === 0) return;
+    await reopenJobsPg(
+      tx,
+      {
+        where: and(
+          inArray(
+            jobs.keyFingerprint,
+            voided.map((v) => v.key),
+          ),
+          inArray(jobs.verdict, ["verified", "partially_verified"]),
+        )!,
+      },
+      t,
+    );
+  });
+}
+
+async function upsertConfigured(db: PgExecutor, entries: [string, string][], t: number) {
   await db
     .insert(creditVaults)
     .values(
