@@ -15,6 +15,39 @@ function migrationsBefore(folder: string, marker: string) {
   return migrations.slice(0, at);
 }
 
+/** A SQLite database in memory as a deployment left it, migrated up to `marker`'s migration. */
+function sqliteBefore(marker: string) {
+  const store = openSqliteStore(":memory:");
+  // As migrateStore records what it applied.
+  store.sqlite.exec(
+    `CREATE TABLE "__drizzle_migrations" (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at numeric)`,
+  );
+  for (const m of migrationsBefore(migrationsFolder, marker)) {
+    for (const statement of m.sql) if (statement.trim() !== "") store.sqlite.exec(statement);
+    store.sqlite
+      .prepare(`INSERT INTO "__drizzle_migrations" (hash, created_at) VALUES (?, ?)`)
+      .run(m.hash, m.folderMillis);
+  }
+  return store;
+}
+
+/** A PostgreSQL database at `url` as a deployment left it, migrated up to `marker`'s. */
+async function postgresBefore(url: string, marker: string) {
+  const store = openPostgres(url, { poolSize: 2, statementTimeoutMs: 30_000 });
+  await store.pool.query(`CREATE SCHEMA "drizzle"`);
+  await store.pool.query(
+    `CREATE TABLE "drizzle"."__drizzle_migrations" (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)`,
+  );
+  for (const m of migrationsBefore(pgMigrationsFolder, marker)) {
+    for (const statement of m.sql) if (statement.trim() !== "") await store.pool.query(statement);
+    await store.pool.query(
+      `INSERT INTO "drizzle"."__drizzle_migrations" (hash, created_at) VALUES ($1, $2)`,
+      [m.hash, m.folderMillis],
+    );
+  }
+  return store;
+}
+
 /** Jobs as a deployment before `job_api_answers` stored them, the answer inside the row. */
 const jobsBefore = [
   { jobId: "job_answered", response: '{"status":"settled","on_chain":{"settlement_tx":"s"}}' },
@@ -27,18 +60,8 @@ const columns = `job_id, source, receipt_hash, created_at, recorded_at, updated_
 
 describe("upgrading a deployment whose jobs held the jobs API's answer", () => {
   it("moves each answer body to job_api_answers on SQLite, and the audit record still shows it", async () => {
-    const store = openSqliteStore(":memory:");
+    const store = sqliteBefore("job_api_answers");
     try {
-      // As migrateStore records what it applied.
-      store.sqlite.exec(
-        `CREATE TABLE "__drizzle_migrations" (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at numeric)`,
-      );
-      for (const m of migrationsBefore(migrationsFolder, "job_api_answers")) {
-        for (const statement of m.sql) if (statement.trim() !== "") store.sqlite.exec(statement);
-        store.sqlite
-          .prepare(`INSERT INTO "__drizzle_migrations" (hash, created_at) VALUES (?, ?)`)
-          .run(m.hash, m.folderMillis);
-      }
       const insert = store.sqlite.prepare(
         `INSERT INTO jobs (${columns}) VALUES (@jobId, 'proxy', 'h', 1, 1, 1, @response)`,
       );
@@ -65,23 +88,8 @@ describe("upgrading a deployment whose jobs held the jobs API's answer", () => {
 
   const database = usePostgresDatabase();
   it("moves each answer body to job_api_answers on PostgreSQL, and the audit record still shows it", async () => {
-    const store = openPostgres(await database.create(), {
-      poolSize: 2,
-      statementTimeoutMs: 30_000,
-    });
+    const store = await postgresBefore(await database.create(), "job_api_answers");
     try {
-      await store.pool.query(`CREATE SCHEMA "drizzle"`);
-      await store.pool.query(
-        `CREATE TABLE "drizzle"."__drizzle_migrations" (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)`,
-      );
-      for (const m of migrationsBefore(pgMigrationsFolder, "job_api_answers")) {
-        for (const statement of m.sql)
-          if (statement.trim() !== "") await store.pool.query(statement);
-        await store.pool.query(
-          `INSERT INTO "drizzle"."__drizzle_migrations" (hash, created_at) VALUES ($1, $2)`,
-          [m.hash, m.folderMillis],
-        );
-      }
       for (const job of jobsBefore) {
         await store.pool.query(
           `INSERT INTO jobs (${columns}) VALUES ($1, 'proxy', 'h', 1, 1, 1, $2::json)`,
@@ -132,17 +140,8 @@ const verdictColumns = `job_id, source, receipt_hash, created_at, recorded_at, u
 
 describe("upgrading a deployment with jobs verified before escrow.single", () => {
   it("reopens, on SQLite, the verified jobs whose receipts or answers name another lock", () => {
-    const store = openSqliteStore(":memory:");
+    const store = sqliteBefore("escrow.single");
     try {
-      store.sqlite.exec(
-        `CREATE TABLE "__drizzle_migrations" (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at numeric)`,
-      );
-      for (const m of migrationsBefore(migrationsFolder, "escrow.single")) {
-        for (const statement of m.sql) if (statement.trim() !== "") store.sqlite.exec(statement);
-        store.sqlite
-          .prepare(`INSERT INTO "__drizzle_migrations" (hash, created_at) VALUES (?, ?)`)
-          .run(m.hash, m.folderMillis);
-      }
       const insert = store.sqlite.prepare(
         `INSERT INTO jobs (${verdictColumns})
          VALUES (@jobId, 'proxy', 'h', 1, 1, 1, @verdict, 5000, @escrow, @api, @conflicts)`,
@@ -166,23 +165,8 @@ describe("upgrading a deployment with jobs verified before escrow.single", () =>
 
   const database = usePostgresDatabase();
   it("reopens, on PostgreSQL, the verified jobs whose receipts or answers name another lock", async () => {
-    const store = openPostgres(await database.create(), {
-      poolSize: 2,
-      statementTimeoutMs: 30_000,
-    });
+    const store = await postgresBefore(await database.create(), "escrow.single");
     try {
-      await store.pool.query(`CREATE SCHEMA "drizzle"`);
-      await store.pool.query(
-        `CREATE TABLE "drizzle"."__drizzle_migrations" (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)`,
-      );
-      for (const m of migrationsBefore(pgMigrationsFolder, "escrow.single")) {
-        for (const statement of m.sql)
-          if (statement.trim() !== "") await store.pool.query(statement);
-        await store.pool.query(
-          `INSERT INTO "drizzle"."__drizzle_migrations" (hash, created_at) VALUES ($1, $2)`,
-          [m.hash, m.folderMillis],
-        );
-      }
       for (const job of verdictsBefore) {
         await store.pool.query(
           `INSERT INTO jobs (${verdictColumns})
