@@ -54,7 +54,14 @@ interface SeedLine {
 const month: SeedLine[] = [
   { name: "deposit", slot: 100, time: at(1, 10), balance: { pre: 0n, post: 1_000_000n } },
   { name: "lock1", slot: 200, time: at(3, 12), balance: { pre: 1_000_000n, post: 600_000n } },
-  { name: "settle1", slot: 201, time: at(3, 12, 20), balance: { pre: 600_000n, post: 920_000n } },
+  {
+    name: "settle1",
+    slot: 201,
+    time: at(3, 12, 20),
+    balance: { pre: 600_000n, post: 920_000n },
+    memoKind: "settle",
+    memoJobId: "J1",
+  },
   { name: "debit", slot: 300, time: at(10, 8), balance: { pre: 920_000n, post: 870_000n } },
   { name: "lock2", slot: 400, time: at(15, 9), balance: { pre: 870_000n, post: 770_000n } },
   { name: "topup", slot: 500, time: at(20, 0), balance: { pre: 800_000n, post: 810_000n } },
@@ -317,7 +324,14 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
         memoJobId: "J5",
       },
       { name: "api-lock", slot: 12, time: at(5, 1), balance: { pre: 100n, post: 80n } },
-      { name: "api-return", slot: 13, time: at(5, 1, 10), balance: { pre: 80n, post: 85n } },
+      {
+        name: "api-return",
+        slot: 13,
+        time: at(5, 1, 10),
+        balance: { pre: 80n, post: 85n },
+        memoKind: "settle",
+        memoJobId: "J6",
+      },
     ];
     await ledger.storePage(VAULT, await ledger.cursor(VAULT, NOW), pageOf(lines), true, NOW);
     // Transactions not fetched here: the settlement is known from the line itself.
@@ -401,7 +415,14 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
     });
     const lines: SeedLine[] = [
       { name: "api-lock", slot: 12, time: at(5, 1), balance: { pre: 100n, post: 80n } },
-      { name: "api-return", slot: 13, time: at(5, 1, 10), balance: { pre: 80n, post: 85n } },
+      {
+        name: "api-return",
+        slot: 13,
+        time: at(5, 1, 10),
+        balance: { pre: 80n, post: 85n },
+        memoKind: "settle",
+        memoJobId: "J6",
+      },
     ];
     const run = async () => {
       await ledger.storePage(VAULT, await ledger.cursor(VAULT, NOW), pageOf(lines), true, NOW);
@@ -935,7 +956,14 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
         memoJobId: "J4",
       },
       { name: "lock5", slot: 52, time: at(9, 2), balance: { pre: 840_001n, post: 680_001n } },
-      { name: "unit5", slot: 53, time: at(9, 2, 30), balance: { pre: 680_001n, post: 680_002n } },
+      {
+        name: "unit5",
+        slot: 53,
+        time: at(9, 2, 30),
+        balance: { pre: 680_001n, post: 680_002n },
+        memoKind: "settle",
+        memoJobId: "J5",
+      },
       { name: "lock6", slot: 54, time: at(9, 3), balance: { pre: 680_002n, post: 520_002n } },
       {
         name: "settle6",
@@ -985,6 +1013,137 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
     ]);
   });
 
+  it("files a keyless receipt's own lock of a vault pinned to a key as its lock, and a keyless job's jobs API answer alone as no lock", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    await seedCreditVault(store, { keyFingerprint: "kf_one", vault: VAULT, pinnedAt: 1 });
+    // K5: a receipt sent without its key (at best partially verified) naming its own lock.
+    // K6: keyless too, but only the jobs API, which the operator answers, names the debit.
+    await seedJob(store, {
+      jobId: "K5",
+      escrowTx: sig("keyless-lock"),
+      settlementTx: sig("keyless-settle"),
+      verdict: "partially_verified",
+      chargedUnits: 40_000n,
+      recordedAt: at(12, 1) * 1000,
+    });
+    await seedJob(store, {
+      jobId: "K6",
+      apiEscrowTx: sig("api-named"),
+      verdict: "discrepancy",
+      recordedAt: at(12, 2) * 1000,
+    });
+    const lines: SeedLine[] = [
+      {
+        name: "keyless-lock",
+        slot: 70,
+        time: at(12, 1),
+        balance: { pre: 1_000_000n, post: 840_000n },
+        memoKind: "escrow",
+        memoJobId: "K5",
+      },
+      {
+        name: "keyless-settle",
+        slot: 71,
+        time: at(12, 1, 30),
+        balance: { pre: 840_000n, post: 960_000n },
+        memoKind: "settle",
+        memoJobId: "K5",
+      },
+      {
+        name: "api-named",
+        slot: 72,
+        time: at(12, 2),
+        balance: { pre: 960_000n, post: 910_000n },
+        memoKind: "escrow",
+        memoJobId: "K6",
+      },
+    ];
+    await readVault(ledger, lines);
+    expect((await linesOf(store, VAULT)).map((l) => [l.kind, l.jobId, l.released])).toEqual([
+      ["lock", "K5", true],
+      ["return", "K5", false],
+      ["unexplained", "K6", false],
+    ]);
+    expect((await ledger.reviewLines(VAULT, NOV, DEC)).map((l) => l.now)).toEqual([
+      { kind: "unexplained", jobId: "K6" },
+    ]);
+    expect(await ledger.overdueLocks(VAULT, NOV, DEC, 3_600, DEC)).toEqual([]);
+  });
+
+  it("takes money back with an undecided job's settle memo as its settlement landing, before the settlement is recorded, in a statement only", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    // A stream: the receipt names the lock; the settlement's signature is not recorded yet.
+    await seedJob(store, {
+      jobId: "J8",
+      escrowTx: sig("lock8"),
+      verdict: "pending",
+      recordedAt: at(13, 1) * 1000,
+    });
+    const lines: SeedLine[] = [
+      {
+        name: "lock8",
+        slot: 80,
+        time: at(13, 1),
+        balance: { pre: 500_000n, post: 300_000n },
+        memoKind: "escrow",
+        memoJobId: "J8",
+      },
+      {
+        name: "rest8",
+        slot: 81,
+        time: at(13, 1, 30),
+        balance: { pre: 300_000n, post: 450_000n },
+        memoKind: "settle",
+        memoJobId: "J8",
+      },
+    ];
+    await readVault(ledger, lines);
+    expect((await linesOf(store, VAULT)).map((l) => [l.kind, l.jobId, l.released])).toEqual([
+      ["lock", "J8", false],
+      ["return", "J8", false],
+    ]);
+    expect(await ledger.overdueLocks(VAULT, NOV, DEC, 3_600, DEC)).toEqual([]);
+  });
+
+  it("files money in as a job's return only with that job's settle or refund memo: a top-up a jobs API names as a settlement releases nothing", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    await seedCreditVault(store, { keyFingerprint: "kf_one", vault: VAULT, pinnedAt: 1 });
+    // K7 locked and never settled; its jobs API answer names the customer's top-up instead.
+    await seedJob(store, {
+      jobId: "K7",
+      keyFingerprint: "kf_one",
+      escrowTx: sig("lock-k7"),
+      apiSettlementTx: sig("topup-k7"),
+      verdict: "discrepancy",
+      recordedAt: at(14, 1) * 1000,
+    });
+    const lines: SeedLine[] = [
+      {
+        name: "lock-k7",
+        slot: 90,
+        time: at(14, 1),
+        balance: { pre: 1_000_000n, post: 500_000n },
+        memoKind: "escrow",
+        memoJobId: "K7",
+      },
+      { name: "topup-k7", slot: 91, time: at(14, 2), balance: { pre: 500_000n, post: 2_500_000n } },
+    ];
+    await readVault(ledger, lines);
+    expect((await linesOf(store, VAULT)).map((l) => [l.kind, l.jobId, l.released])).toEqual([
+      ["lock", "K7", false],
+      ["deposit", null, false],
+    ]);
+    expect(
+      (await ledger.overdueLocks(VAULT, NOV, DEC, 3_600, DEC)).map((l) => [
+        l.jobId,
+        l.outstandingUnits,
+      ]),
+    ).toEqual([["K7", 500_000n]]);
+  });
+
   it("takes a landed settlement the verifier has not read yet as accounting for the lock in a statement, never in the stored release", async () => {
     const store = await stores.open();
     const ledger = createLedgerStore(store);
@@ -1002,6 +1161,8 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
         slot: 61,
         time: at(11, 1, 30),
         balance: { pre: 340_000n, post: 340_001n },
+        memoKind: "settle",
+        memoJobId: "J7",
       },
     ];
     await readVault(ledger, lines);

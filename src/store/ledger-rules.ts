@@ -7,6 +7,11 @@ export interface JobTie {
   declaredVault: string | null;
   /** The vault pinned to the job's key (`credit_vaults`), if any. */
   pinnedVault: string | null;
+  /**
+   * The receipt itself names the debit at hand as its lock (`jobs.escrow_tx`; for a settlement,
+   * a debit of the vault), not only the jobs API's answer, which the operator controls.
+   */
+  receiptNamesLock: boolean;
 }
 
 /**
@@ -15,14 +20,17 @@ export interface JobTie {
  * another customer's loss as their own job's lock. The key's pin decides when there is one (pins
  * never move); else a vault the receipt declared; a vault pinned to any key belongs to that
  * customer, and this key is not it (a key holds one pin, and this one has none). A keyless job
- * that declares the vault is taken at its word, as the verifier's `escrow.source` does.
+ * that declares the vault is taken at its word, as the verifier's `escrow.source` does; so is a
+ * keyless receipt that names the debit as its own lock: with no key it may be any customer's,
+ * and a receipt naming another's lock is the verifier's finding (`signatures.unique`). A jobs
+ * API answer alone does not make a keyless job's lock of a customer's vault.
  */
 export function canPayFrom(tie: JobTie, vault: string, vaultPinned: boolean): boolean {
   if (tie.pinnedVault !== null) return tie.pinnedVault === vault;
   if (tie.declaredVault !== null) {
     return tie.declaredVault === vault && (tie.keyFingerprint === null || !vaultPinned);
   }
-  return !vaultPinned;
+  return !vaultPinned || (tie.keyFingerprint === null && tie.receiptNamesLock);
 }
 
 /** A job's settlement as the release rule reads it. */
@@ -32,7 +40,11 @@ export interface JobSettlement {
   decided: boolean;
   /** What the settlement paid out of escrow besides the return (`jobs.charged_units`). */
   chargedUnits: bigint | null;
-  /** The job's recorded settlement landed (finalized and succeeded). */
+  /**
+   * The job's recorded settlement landed (finalized and succeeded), or money came back to the
+   * vault in a succeeded line carrying its settle memo: the settlement's return of the rest,
+   * read before the settlement's signature is recorded (a stream's jobs API answer, or none).
+   */
   landed: boolean;
 }
 

@@ -14,8 +14,11 @@ import { createPgLedgerStore } from "./pg/ledger.js";
  *
  * - `lock`: money out by the escrow transaction of a recorded job (its receipt or jobs-API
  *   answer names the signature) that can pay from this vault (`canPayFrom`);
- * - `return`: money in by the settlement or refund of a recorded job, or money in whose memo
- *   settles or refunds a job whose lock this vault paid (receipted or not);
+ * - `return`: money in whose settle or refund memo names a recorded job that names it as its
+ *   settlement, or a job whose lock this vault paid (receipted or not). A credit without that
+ *   memo is no job's return, whatever a jobs API names: honest settlements and refunds carry
+ *   it (the verifier fails `*.memo` otherwise), and a top-up named as a settlement would
+ *   otherwise release a lock never settled;
  * - `deposit`: any other money in (a top-up);
  * - `unexplained`: any other money out: an `unreceipted_debit`;
  * - `none`: the transaction named the vault but moved none of its money.
@@ -432,22 +435,19 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     .pluck();
 
   // Classification: the recorded jobs that name a signature as their lock (with what ties each
-  // to a vault) or the one that names it as its return.
+  // to a vault, and whether the receipt itself names it), or whether the job a credit's memo
+  // names names it as its return.
   const lockJobs = sqlite.prepare(
-    `SELECT j.job_id, j.key_fingerprint, j.credit_vault, cv.vault AS pinned FROM jobs j
-       LEFT JOIN credit_vaults cv ON cv.key_fingerprint = j.key_fingerprint
+    `SELECT j.job_id, j.key_fingerprint, j.credit_vault, cv.vault AS pinned, 1 AS by_receipt
+       FROM jobs j LEFT JOIN credit_vaults cv ON cv.key_fingerprint = j.key_fingerprint
        WHERE j.escrow_tx = @sig
-     UNION ALL SELECT j.job_id, j.key_fingerprint, j.credit_vault, cv.vault AS pinned FROM jobs j
-       LEFT JOIN credit_vaults cv ON cv.key_fingerprint = j.key_fingerprint
+     UNION ALL SELECT j.job_id, j.key_fingerprint, j.credit_vault, cv.vault AS pinned, 0
+       FROM jobs j LEFT JOIN credit_vaults cv ON cv.key_fingerprint = j.key_fingerprint
        WHERE j.api_escrow_tx = @sig AND j.api_escrow_tx IS NOT j.escrow_tx`,
   );
-  const returnJob = sqlite
-    .prepare(
-      `SELECT job_id FROM jobs WHERE settlement_tx = @sig
-       UNION ALL SELECT job_id FROM jobs WHERE api_settlement_tx = @sig
-         AND api_settlement_tx IS NOT settlement_tx LIMIT 1`,
-    )
-    .pluck();
+  const namesReturn = sqlite.prepare(
+    `SELECT 1 FROM jobs WHERE job_id = @job AND (settlement_tx = @sig OR api_settlement_tx = @sig)`,
+  );
   const vaultPinned = sqlite.prepare("SELECT 1 FROM credit_vaults WHERE vault = ? LIMIT 1");
   // The vault paid a lock of the job: a debit with its escrow memo, or its recorded lock.
   const lockedHere = sqlite.prepare(
@@ -475,14 +475,20 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
        WHERE vault = @vault AND memo_kind IN ('settle', 'refund') AND delta_units > 0
          AND memo_job_id = @job AND kind IS NOT 'return')`,
   ).pluck();
-  // The settlement landed: the verifier's row of it, or a line of this vault it moved.
+  // The settlement landed: the verifier's row of it, a line of this vault it moved, or a line
+  // of this vault bringing money back with the job's settle memo (see `JobSettlement`).
   const jobPaid = big(
     `SELECT j.key_fingerprint, j.credit_vault, j.charged_units, cv.vault AS pinned,
        j.verdict IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")}) AS decided,
+       EXISTS (SELECT 1 FROM ledger_lines l WHERE l.vault = @vault AND l.signature = j.escrow_tx)
+         AS receipt_lock,
        EXISTS (SELECT 1 FROM chain_transactions c WHERE c.state = 'finalized' AND c.succeeded = 1
            AND c.signature IN (j.settlement_tx, j.api_settlement_tx))
          OR EXISTS (SELECT 1 FROM ledger_lines l WHERE l.vault = @vault AND l.state = 'read'
            AND l.succeeded = 1 AND l.signature IN (j.settlement_tx, j.api_settlement_tx))
+         OR EXISTS (SELECT 1 FROM ledger_lines l WHERE l.vault = @vault AND l.memo_kind = 'settle'
+           AND l.delta_units > 0 AND l.memo_job_id = j.job_id AND l.state = 'read'
+           AND l.succeeded = 1)
          AS landed
      FROM jobs j LEFT JOIN credit_vaults cv ON cv.key_fingerprint = j.key_fingerprint
      WHERE j.job_id = @job`,
@@ -650,6 +656,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         key_fingerprint: string | null;
         credit_vault: string | null;
         pinned: string | null;
+        by_receipt: number;
       }[];
       if (named.length > 0) {
         const pinned = vaultPinned.get(vault) !== undefined;
@@ -659,6 +666,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
               keyFingerprint: j.key_fingerprint,
               declaredVault: j.credit_vault,
               pinnedVault: j.pinned,
+              receiptNamesLock: j.by_receipt === 1,
             },
             vault,
             pinned,
@@ -668,12 +676,11 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       }
       return { kind: "unexplained", jobId: line.memoKind === "escrow" ? line.memoJobId : null };
     }
-    const job = returnJob.get({ sig: line.signature }) as string | undefined;
-    if (job !== undefined) return { kind: "return", jobId: job };
     if (
       (line.memoKind === "settle" || line.memoKind === "refund") &&
       line.memoJobId !== null &&
-      lockedHere.get({ vault, job: line.memoJobId }) !== undefined
+      (namesReturn.get({ job: line.memoJobId, sig: line.signature }) !== undefined ||
+        lockedHere.get({ vault, job: line.memoJobId }) !== undefined)
     ) {
       return { kind: "return", jobId: line.memoJobId };
     }
@@ -725,6 +732,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           charged_units: bigint | null;
           pinned: string | null;
           decided: bigint;
+          receipt_lock: bigint;
           landed: bigint;
         }
       | undefined;
@@ -736,6 +744,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
               keyFingerprint: paid.key_fingerprint,
               declaredVault: paid.credit_vault,
               pinnedVault: paid.pinned,
+              receiptNamesLock: paid.receipt_lock === 1n,
             },
             decided: paid.decided === 1n,
             chargedUnits: paid.charged_units,

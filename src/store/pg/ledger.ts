@@ -157,7 +157,7 @@ const asClassifiable = (r: LedgerLineRow): Classifiable => ({
 });
 
 /** Serializes the ledger writes of one vault until the transaction ends (see the module comment). */
-async function lockVault(tx: PgExecutor, vault: string): Promise<void> {
+export async function lockVault(tx: PgExecutor, vault: string): Promise<void> {
   await tx.execute(sql`SELECT pg_advisory_xact_lock(${VAULT_LOCK_CLASS}::int, hashtext(${vault}))`);
 }
 
@@ -260,6 +260,8 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       GROUP BY job`);
     const returned = new Map(returns.rows.map((r) => [r.job, BigInt(r.units)]));
     const settlements = sql`ARRAY[${jobs.settlementTx}, ${jobs.apiSettlementTx}]`;
+    const receiptLock = sql<boolean>`EXISTS (SELECT 1 FROM ledger_lines l
+      WHERE l.vault = ${vault} AND l.signature = ${jobs.escrowTx})`.mapWith(Boolean);
     const paid = await q
       .select({
         jobId: jobs.jobId,
@@ -268,13 +270,16 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         chargedUnits: jobs.chargedUnits,
         pinned: creditVaults.vault,
         decided: inArray(jobs.verdict, [...finalVerdicts]).mapWith(Boolean),
-        // The settlement landed: the verifier's row of it, or a line of this vault it moved.
+        receiptLock,
+        // The settlement landed: the verifier's row of it, a line of this vault it moved, or a
+        // line of this vault bringing money back with the job's settle memo (`JobSettlement`).
         landed: sql<boolean>`EXISTS (SELECT 1 FROM chain_transactions c
             WHERE c.signature = ANY (${settlements}) AND c.state = 'finalized' AND c.succeeded)
           OR EXISTS (SELECT 1 FROM ledger_lines l WHERE l.vault = ${vault}
-            AND l.signature = ANY (${settlements}) AND l.state = 'read' AND l.succeeded)`.mapWith(
-          Boolean,
-        ),
+            AND l.signature = ANY (${settlements}) AND l.state = 'read' AND l.succeeded)
+          OR EXISTS (SELECT 1 FROM ledger_lines l WHERE l.vault = ${vault}
+            AND l.memo_kind = 'settle' AND l.delta_units > 0 AND l.memo_job_id = ${jobs.jobId}
+            AND l.state = 'read' AND l.succeeded)`.mapWith(Boolean),
       })
       .from(jobs)
       .leftJoin(creditVaults, eq(creditVaults.keyFingerprint, jobs.keyFingerprint))
@@ -288,6 +293,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
             keyFingerprint: p.keyFingerprint,
             declaredVault: p.creditVault,
             pinnedVault: p.pinned,
+            receiptNamesLock: p.receiptLock,
           },
           decided: p.decided,
           chargedUnits: p.chargedUnits,
@@ -358,11 +364,11 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
   ): Promise<{ kind: LineKind; jobId: string | null }[]> {
     const moving = [...new Set(lines.filter((l) => l.delta !== 0n).map((l) => l.signature))];
     // Every job naming a debit as its lock, receipts first: the first that can pay from this
-    // vault (`canPayFrom`) owns it.
+    // vault (`canPayFrom`) owns it. Every job naming a credit as its settlement: the one its
+    // memo names, if any, owns it.
     const lock = new Map<string, { jobId: string; tie: JobTie }[]>();
     const apiLock = new Map<string, { jobId: string; tie: JobTie }[]>();
-    const ret = new Map<string, string>();
-    const apiRet = new Map<string, string>();
+    const ret = new Map<string, Set<string>>();
     if (moving.length > 0) {
       const any = textArray(moving);
       const rows = await q
@@ -386,27 +392,32 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
             sql`${jobs.apiSettlementTx} = ANY (${any}) AND ${jobs.apiSettlementTx} IS DISTINCT FROM ${jobs.settlementTx}`,
           ),
         );
-      const first = (map: Map<string, string>, signature: string | null, jobId: string) => {
-        if (signature !== null && !map.has(signature)) map.set(signature, jobId);
+      const named = (signature: string | null, jobId: string) => {
+        if (signature === null) return;
+        const jobIds = ret.get(signature);
+        if (jobIds) jobIds.add(jobId);
+        else ret.set(signature, new Set([jobId]));
       };
       const every = (
         map: Map<string, { jobId: string; tie: JobTie }[]>,
         signature: string | null,
         r: (typeof rows)[number],
+        receiptNamesLock: boolean,
       ) => {
         if (signature === null) return;
         const tie = {
           keyFingerprint: r.keyFingerprint,
           declaredVault: r.creditVault,
           pinnedVault: r.pinned,
+          receiptNamesLock,
         };
         map.set(signature, [...(map.get(signature) ?? []), { jobId: r.jobId, tie }]);
       };
       for (const r of rows) {
-        every(lock, r.escrowTx, r);
-        if (r.apiEscrowTx !== r.escrowTx) every(apiLock, r.apiEscrowTx, r);
-        first(ret, r.settlementTx, r.jobId);
-        first(apiRet, r.apiSettlementTx, r.jobId);
+        every(lock, r.escrowTx, r, true);
+        if (r.apiEscrowTx !== r.escrowTx) every(apiLock, r.apiEscrowTx, r, false);
+        named(r.settlementTx, r.jobId);
+        named(r.apiSettlementTx, r.jobId);
       }
     }
     const pinned = lock.size + apiLock.size > 0 ? await isPinned(q, vault) : false;
@@ -438,9 +449,10 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         }
         return { kind: "unexplained", jobId: line.memoKind === "escrow" ? line.memoJobId : null };
       }
-      const job = ret.get(line.signature) ?? apiRet.get(line.signature);
-      if (job !== undefined) return { kind: "return", jobId: job };
-      if (memoReturn(line) && lockedHere.has(line.memoJobId!)) {
+      if (
+        memoReturn(line) &&
+        (ret.get(line.signature)?.has(line.memoJobId!) || lockedHere.has(line.memoJobId!))
+      ) {
         return { kind: "return", jobId: line.memoJobId };
       }
       return { kind: "deposit", jobId: null };
