@@ -156,6 +156,18 @@ const asClassifiable = (r: LedgerLineRow): Classifiable => ({
   memoJobId: r.memoJobId,
 });
 
+/** Items by key, in their order. */
+function groupBy<T>(items: readonly T[], key: (item: T) => string | null): Map<string | null, T[]> {
+  const out = new Map<string | null, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    const group = out.get(k);
+    if (group) group.push(item);
+    else out.set(k, [item]);
+  }
+  return out;
+}
+
 /** Serializes the ledger writes of one vault until the transaction ends (see the module comment). */
 export async function lockVault(tx: PgExecutor, vault: string): Promise<void> {
   await tx.execute(sql`SELECT pg_advisory_xact_lock(${VAULT_LOCK_CLASS}::int, hashtext(${vault}))`);
@@ -301,9 +313,12 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         },
       ]),
     );
+    // Grouped once: a round reviews every open lock of the vault, thousands of jobs.
+    const rowsOf = groupBy(rows, (r) => r.jobId);
+    const extraOf = groupBy(extra, (l) => l.jobId);
     for (const job of ids) {
-      const mine = rows.filter((r) => r.jobId === job);
-      const late = extra.filter((l) => l.jobId === job);
+      const mine = rowsOf.get(job) ?? [];
+      const late = extraOf.get(job) ?? [];
       const lateSigs = new Set(late.map((l) => l.signature));
       const debits: JobDebit[] = mine.map((r) => ({
         signature: r.signature,
