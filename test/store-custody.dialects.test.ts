@@ -3,8 +3,11 @@ import type { PgStore } from "../src/db/pg/client.js";
 import { openPostgres } from "../src/db/pg/client.js";
 import { DAY_MS } from "../src/db/rollups.js";
 import { type CustodyProfile, createCustodyStore } from "../src/store/custody.js";
+import { createLedgerStore } from "../src/store/ledger.js";
 import { createVerdictStore, type VerdictWrite } from "../src/store/verdicts.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
+import { fakeSignature } from "./support/job-rows.js";
+import { linesOf, seedCreditVault, seedJob } from "./support/seed-ledger.js";
 import {
   readJob,
   readProfilePins,
@@ -152,6 +155,67 @@ describe.each(dialects)("custody store on %s", (dialect) => {
     ]);
     expect((await readJob(store, "job-b1"))?.verdict).toBe("pending");
     expect((await readJob(store, "job-a1"))?.verdict).toBe("verified");
+  });
+
+  it("opens again the locks the ledger released for a key whose learned vault is configured for another, so the next round files them as unreceipted debits", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    // kf_b learned V1 (its first lock came from there) and its job's lock was accounted for.
+    await seedCreditVault(store, {
+      keyFingerprint: "kf_b",
+      vault: "V1",
+      pinnedAt: DAY1,
+      source: "learned",
+    });
+    const lock = fakeSignature("custody:lock-b2");
+    const settle = fakeSignature("custody:settle-b2");
+    await seedJob(store, {
+      jobId: "job-b2",
+      keyFingerprint: "kf_b",
+      escrowTx: lock,
+      settlementTx: settle,
+      chargedUnits: 80_000n,
+      recordedAt: DAY1 + 10_000,
+    });
+    const block = Math.floor(DAY1 / 1000);
+    await ledger.storePage(
+      "V1",
+      await ledger.cursor("V1", T),
+      [
+        { signature: settle, slot: 11, blockTime: block + 1, err: null },
+        { signature: lock, slot: 10, blockTime: block, err: null },
+      ],
+      true,
+      T,
+    );
+    const line = (signature: string, pre: bigint, post: bigint, memo: "escrow" | "settle") => ({
+      signature,
+      succeeded: true,
+      pre,
+      post,
+      delta: post - pre,
+      memo: `decentral:${memo}:job-b2`,
+      memoKind: memo,
+      memoJobId: "job-b2",
+    });
+    await ledger.recordReads(
+      "V1",
+      [line(lock, 1_000_000n, 600_000n, "escrow"), line(settle, 600_000n, 920_000n, "settle")],
+      [],
+      T,
+    );
+    await ledger.review("V1", T);
+    expect((await linesOf(store, "V1")).map((l) => [l.kind, l.jobId, l.released])).toEqual([
+      ["lock", "job-b2", true],
+      ["return", "job-b2", false],
+    ]);
+
+    await createCustodyStore(store, profile, { vaults: [], byKey: { kf_a: "V1" } }).pins([], []);
+    expect(await ledger.review("V1", T + 1)).toMatchObject({ classified: 1 });
+    expect((await linesOf(store, "V1")).map((l) => [l.kind, l.jobId, l.released])).toEqual([
+      ["unexplained", "job-b2", false],
+      ["return", "job-b2", false],
+    ]);
   });
 
   it("answers the learned treasury unless the profile pins one", async () => {

@@ -134,14 +134,18 @@ function createSqliteCustodyStore(
     );
     // A vault configured for a key is that customer's: another key that learned it (its first
     // lock came from there) loses the pin, and its verified jobs are looked at again.
-    const voidLearned = sqlite
-      .prepare(
-        `DELETE FROM credit_vaults WHERE source = 'learned'
-           AND vault IN (SELECT value FROM json_each(@vaults))
-           AND key_fingerprint NOT IN (SELECT value FROM json_each(@keys))
-         RETURNING key_fingerprint`,
-      )
-      .pluck();
+    const voidLearned = sqlite.prepare(
+      `DELETE FROM credit_vaults WHERE source = 'learned'
+         AND vault IN (SELECT value FROM json_each(@vaults))
+         AND key_fingerprint NOT IN (SELECT value FROM json_each(@keys))
+       RETURNING key_fingerprint, vault`,
+    );
+    // So are that key's locks of the vault the ledger released: open again, the next ledger
+    // round classifies them anew, where the pin now shows they are no job's lock of this key.
+    const reopenLocks = sqlite.prepare(
+      `UPDATE ledger_lines SET released = 0 WHERE vault = ? AND kind = 'lock' AND released = 1
+         AND job_id IN (SELECT job_id FROM jobs WHERE key_fingerprint = ?)`,
+    );
     const t = Date.now();
     sqlite
       .transaction(() => {
@@ -149,8 +153,10 @@ function createSqliteCustodyStore(
         const voided = voidLearned.all({
           vaults: JSON.stringify(Object.values(config.byKey)),
           keys: JSON.stringify(Object.keys(config.byKey)),
-        }) as string[];
-        if (voided.length > 0) reopenJobs(store, { where: verifiedJobsOf(voided) }, t);
+        }) as { key_fingerprint: string; vault: string }[];
+        if (voided.length === 0) return;
+        for (const v of voided) reopenLocks.run(v.vault, v.key_fingerprint);
+        reopenJobs(store, { where: verifiedJobsOf(voided.map((v) => v.key_fingerprint)) }, t);
       })
       .immediate();
   }

@@ -50,9 +50,14 @@ export async function seedJob(store: Store, input: LedgerJobInput): Promise<void
 
 export async function seedCreditVault(
   store: Store,
-  pin: { keyFingerprint: string; vault: string; pinnedAt: number },
+  pin: {
+    keyFingerprint: string;
+    vault: string;
+    pinnedAt: number;
+    source?: "configured" | "learned";
+  },
 ): Promise<void> {
-  const row = { ...pin, source: "configured" as const };
+  const row = { ...pin, source: pin.source ?? "configured" };
   if (store.kind === "postgres") await store.db.insert(pgSchema.creditVaults).values(row);
   else store.db.insert(sqliteSchema.creditVaults).values(row).run();
 }

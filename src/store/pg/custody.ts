@@ -1,6 +1,12 @@
 import { and, count, desc, eq, inArray, notInArray, or, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
-import { creditVaults, jobs, profilePins, treasuryEvidence } from "../../db/pg/schema.js";
+import {
+  creditVaults,
+  jobs,
+  ledgerLines,
+  profilePins,
+  treasuryEvidence,
+} from "../../db/pg/schema.js";
 import type {
   CustodyConfig,
   CustodyProfile,
@@ -10,6 +16,7 @@ import type {
 } from "../custody.js";
 import type { PgExecutor } from "./executor.js";
 import { reopenJobsPg } from "./job-queue.js";
+import { lockVault } from "./ledger.js";
 import { inPgTransaction } from "./write-transaction.js";
 
 /**
@@ -132,8 +139,32 @@ async function pinConfigured(db: PgExecutor, byKey: Readonly<Record<string, stri
           ),
         ),
       )
-      .returning({ key: creditVaults.keyFingerprint });
+      .returning({ key: creditVaults.keyFingerprint, vault: creditVaults.vault });
     if (voided.length === 0) return;
+    // So are that key's locks of the vault the ledger released: open again, the next ledger
+    // round classifies them anew, where the pin now shows they are no job's lock of this key.
+    // Under each vault's ledger lock, in one order: a ledger round of the vault never works
+    // from release flags read before this change.
+    const byVault = [...voided].sort((a, b) =>
+      a.vault < b.vault ? -1 : a.vault > b.vault ? 1 : 0,
+    );
+    for (const v of byVault) {
+      await lockVault(tx, v.vault);
+      await tx
+        .update(ledgerLines)
+        .set({ released: false })
+        .where(
+          and(
+            eq(ledgerLines.vault, v.vault),
+            eq(ledgerLines.kind, "lock"),
+            eq(ledgerLines.released, true),
+            inArray(
+              ledgerLines.jobId,
+              tx.select({ jobId: jobs.jobId }).from(jobs).where(eq(jobs.keyFingerprint, v.key)),
+            ),
+          ),
+        );
+    }
     await reopenJobsPg(
       tx,
       {
