@@ -315,6 +315,15 @@ describe("the ledger of a credit vault against the local world", () => {
     ]);
     expect(s.unexplained).toEqual([]);
     expect(s.differenceUnits).toBe(0n);
+    // The nightly summary says what of the lock is still out, as the statement does.
+    const window = ledgerWindowCheck({ store, reader: ledger, profile, graceSeconds: 0 });
+    expect((await window({ from: 0, to: Date.now() })).unreleasedLocks).toEqual([
+      expect.objectContaining({
+        jobId,
+        lockUnits: truth.lockUnits,
+        outstandingUnits: truth.lockUnits,
+      }),
+    ]);
   });
 
   it("finds a credits header that matches no balance of the vault between the job's lock and its response", async () => {

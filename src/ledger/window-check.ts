@@ -14,8 +14,17 @@ export interface LedgerWindowResult {
     memo: string | null;
     memoJobId: string | null;
   }[];
-  /** Recorded jobs' locks that nothing returned or settled in time. */
-  unreleasedLocks: { vault: string; jobId: string; signature: string; lockUnits: string }[];
+  /**
+   * Recorded jobs' locks that nothing returned or settled in time, with what of each is still
+   * out (a lock partly returned shows only the rest).
+   */
+  unreleasedLocks: {
+    vault: string;
+    jobId: string;
+    signature: string;
+    lockUnits: string;
+    outstandingUnits: string;
+  }[];
   /** Recorded jobs whose credits header matches no balance of the vault in their span. */
   creditsHeaderMismatches: { vault: string; jobId: string; headerUnits: string }[];
   /** Vaults whose closing balance by the ledger differs from the chain's. */
@@ -80,6 +89,7 @@ export function ledgerWindowCheck(deps: {
           jobId: u.jobId,
           signature: u.signature,
           lockUnits: u.lockUnits.toString(),
+          outstandingUnits: u.outstandingUnits.toString(),
         })),
       ),
       creditsHeaderMismatches: statement.vaults.flatMap((v) =>

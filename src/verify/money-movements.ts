@@ -28,12 +28,12 @@ const movement = (c: TokenChange): Movement => ({
   amount: c.delta.toString(),
 });
 
-/** Is this change in the profile's credit mint, under one of its token programs? */
 /** True when the transaction moved any credits (the profile's mint) between accounts. */
 export function movesCredits(profile: Profile, facts: TransactionFacts): boolean {
   return facts.succeeded && facts.tokenChanges.some((c) => isCredit(profile, c));
 }
 
+/** Is this change in the profile's credit mint, under one of its token programs? */
 function isCredit(profile: Profile, c: TokenChange): boolean {
   return (
     c.mint === profile.usdcMint &&
