@@ -10,6 +10,7 @@ import { migrateStore } from "../src/db/migrate.js";
 import { jobs } from "../src/db/schema.js";
 import {
   createJobsApiClient,
+  JobsApiError,
   maxAnswerBytes,
   parseJobsApiAnswer,
 } from "../src/recorder/jobs-api.js";
@@ -603,6 +604,29 @@ describe("recording proxy", () => {
     cleanups.push(upstream.close);
     const answer = await createJobsApiClient(`${upstream.url}/v1`)(jobId(), `Bearer ${key}`);
     expect(answer).toMatchObject({ status: null, settlementTx: null, raw: null });
+  });
+
+  it("ends a jobs API call at once when its signal is aborted, before or after the answer starts", async () => {
+    // One job's answer never comes; the other's headers come, then nothing.
+    const server = http.createServer((req, res) => {
+      if (req.url?.endsWith("/job_halfanswered1")) {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.write('{"status":');
+      }
+    });
+    const upstream = await listen(server);
+    cleanups.push(upstream.close);
+    const client = createJobsApiClient(`${upstream.url}/v1`, { timeoutMs: 5_000 });
+    for (const id of ["job_unanswered1", "job_halfanswered1"]) {
+      const stop = new AbortController();
+      const started = performance.now();
+      const call = client(id, `Bearer ${key}`, stop.signal).catch((error: unknown) => error);
+      setTimeout(() => stop.abort(), 200);
+      const error = await call;
+      expect(error).toBeInstanceOf(JobsApiError);
+      expect((error as JobsApiError).retryable).toBe(true);
+      expect(performance.now() - started).toBeLessThan(2_000);
+    }
   });
 
   it("refuses a path with a dot segment instead of forwarding it outside /v1", async () => {

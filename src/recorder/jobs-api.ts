@@ -42,8 +42,15 @@ export class JobsApiError extends Error {
 /** The largest jobs API answer read, in bytes. */
 export const maxAnswerBytes = 64 * 1024;
 
-/** Asks the Decentral jobs API about one job. */
-export type JobsApiClient = (jobId: string, authorization: string) => Promise<JobsApiAnswer>;
+/**
+ * Asks the Decentral jobs API about one job. An aborted `signal` ends the call at once with a
+ * retryable `JobsApiError`: a stopping process does not wait for an API that does not answer.
+ */
+export type JobsApiClient = (
+  jobId: string,
+  authorization: string,
+  signal?: AbortSignal,
+) => Promise<JobsApiAnswer>;
 
 /**
  * A jobs API client for `baseUrl` (e.g. `https://api.usedecentral.org/v1`) over node:http with
@@ -64,8 +71,12 @@ export function createJobsApiClient(
     maxSockets: options.maxSockets ?? 16,
   });
   const timeoutMs = options.timeoutMs ?? 10_000;
-  return (jobId, authorization) =>
+  return (jobId, authorization, signal) =>
     new Promise<JobsApiAnswer>((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(new JobsApiError("jobs API call aborted", null, true));
+        return;
+      }
       const req = transport.request(
         {
           protocol: base.protocol,
@@ -113,6 +124,16 @@ export function createJobsApiClient(
       req.on("error", (error) =>
         reject(new JobsApiError(`jobs API unreachable (${error.message})`, null, true)),
       );
+      if (signal) {
+        // Rejected first: a response already being read would otherwise end only with its
+        // socket, which a destroyed request does not always report on the response.
+        const abort = () => {
+          reject(new JobsApiError("jobs API call aborted", null, true));
+          req.destroy();
+        };
+        signal.addEventListener("abort", abort, { once: true });
+        req.once("close", () => signal.removeEventListener("abort", abort));
+      }
       req.end();
     });
 }
