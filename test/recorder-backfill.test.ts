@@ -47,7 +47,9 @@ function storeWithStreamedJob() {
 }
 
 /** A store holding one streamed job without settlement, and a clock the test moves. */
-function setup(jobsApi: (id: string, authorization: string) => Promise<JobsApiAnswer>) {
+function setup(
+  jobsApi: (id: string, authorization: string, signal?: AbortSignal) => Promise<JobsApiAnswer>,
+) {
   const { store, id } = storeWithStreamedJob();
   let clock = 1_000;
   const { log, lines } = capturedLogger();
@@ -101,6 +103,31 @@ describe("settlement backfill", () => {
     expect(await backfill.runOnce()).toBe(0);
     expect(seen).toEqual([`Bearer ${apiKey}`, `Bearer ${apiKey}`, `Bearer ${apiKey}`]);
     expect(lines.join("\n")).not.toContain(apiKey);
+  });
+
+  it("stops at once while the jobs API never answers, the job still pending", async () => {
+    let asked: () => void = () => {};
+    const calling = new Promise<void>((resolve) => {
+      asked = resolve;
+    });
+    // As the real client does: no answer until its 10 s timeout, unless the call is aborted.
+    const { backfill, row } = setup(
+      (_id, _authorization, signal) =>
+        new Promise<JobsApiAnswer>((_resolve, reject) => {
+          asked();
+          const timeout = setTimeout(() => reject(new JobsApiError("timeout", null, true)), 10_000);
+          signal?.addEventListener("abort", () => {
+            clearTimeout(timeout);
+            reject(new JobsApiError("jobs API call aborted", null, true));
+          });
+        }),
+    );
+    backfill.start();
+    await calling;
+    const started = performance.now();
+    await backfill.stop();
+    expect(performance.now() - started).toBeLessThan(1_000);
+    expect(row()).toMatchObject({ backfillState: "pending", backfillAttempts: 1 });
   });
 
   it("stops at a refund without a settlement", async () => {

@@ -51,7 +51,10 @@ export interface SettlementBackfillOptions {
 export interface SettlementBackfill {
   /** Starts the background loop. */
   start(): void;
-  /** Stops the loop and waits for the pass in progress. */
+  /**
+   * Stops the loop and waits for the pass in progress, whose jobs API calls are aborted (their
+   * jobs stay pending).
+   */
   stop(): Promise<void>;
   /** Runs one pass now; resolves with the number of jobs asked about. */
   runOnce(): Promise<number>;
@@ -102,9 +105,15 @@ export function createSettlementBackfill(options: SettlementBackfillOptions): Se
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<number> | undefined;
   let stopped = true;
+  // Aborted by `stop`: a pass waiting on a jobs API that does not answer ends at once (its
+  // jobs stay pending and are asked again after their delay), not at the client's timeout.
+  let calls = new AbortController();
   let warnedNoKey = false;
 
   async function pass(): Promise<number> {
+    // A pass run after a stop (`runOnce`) asks again; a stop from here on aborts this one.
+    if (calls.signal.aborted) calls = new AbortController();
+    const { signal } = calls;
     const at = now();
     const rows = (await backfill.due(at, batchSize)).map((row) => ({
       ...row,
@@ -136,11 +145,13 @@ export function createSettlementBackfill(options: SettlementBackfillOptions): Se
     await Promise.all(
       asked.map(async ({ jobId, attempts, apiKey }) => {
         try {
-          const answer = await jobsApi(jobId, `Bearer ${apiKey}`);
+          const answer = await jobsApi(jobId, `Bearer ${apiKey}`, signal);
           const answeredAt = now();
           await recordAnswer(jobId, answer, answeredAt);
           log.debug({ jobId, status: answer.status }, "jobs API consulted");
         } catch (error) {
+          // Cut off by a stop, not a failure of the jobs API: never the attempt given up on.
+          if (signal.aborted) return;
           const permanent = error instanceof JobsApiError && !error.retryable;
           const message = error instanceof Error ? error.message : "error";
           if (permanent || attempts + 1 >= maxAttempts) {
@@ -188,6 +199,7 @@ export function createSettlementBackfill(options: SettlementBackfillOptions): Se
     async stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
+      calls.abort();
       await running;
     },
     runOnce,
