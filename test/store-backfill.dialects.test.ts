@@ -6,6 +6,7 @@ import {
   claimBackfillUnit,
   createBackfillStore,
   giveUpBackfillUnit,
+  leaveToBackfillUnit,
 } from "../src/store/backfill.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { capturedLogger, jobId } from "./support/recorder-fixtures.js";
@@ -117,6 +118,34 @@ describe.each(dialects)("backfill store on %s", (dialect) => {
       await writer.run(giveUpBackfillUnit(c, 1000));
       expect(await readJob(store, a)).toMatchObject({ backfillAttempts: 1, backfillNextAt: 2000 });
       expect(await readJob(store, c)).toMatchObject({ backfillState: "gave_up" });
+    } finally {
+      await writer.close();
+    }
+  });
+
+  it("takes a job left by a stopping proxy, settlement or not, and leaves finished ones", async () => {
+    const store = await stores.open();
+    const { log } = capturedLogger();
+    const writer = createReceiptWriter(store, { log });
+    try {
+      const [signed, waiting, done, gaveUp] = [jobId(), jobId(), jobId(), jobId()];
+      // A proxied job whose receipt named its settlement has no backfill of its own.
+      await seedJob(store, { jobId: signed, source: "proxy", settlementTx: "5".repeat(88) });
+      await seedJob(store, pending(waiting, 9000));
+      await seedJob(store, { ...pending(done, 100), backfillState: "done" });
+      await seedJob(store, { ...pending(gaveUp, 100), backfillState: "gave_up" });
+      await writer.run(leaveToBackfillUnit([signed, waiting, done, gaveUp, "job_unknown1"], 500));
+      expect(await readJob(store, signed)).toMatchObject({
+        backfillState: "pending",
+        backfillNextAt: 500,
+      });
+      expect(await readJob(store, waiting)).toMatchObject({ backfillNextAt: 9000 });
+      expect(await readJob(store, done)).toMatchObject({ backfillState: "done" });
+      expect(await readJob(store, gaveUp)).toMatchObject({ backfillState: "gave_up" });
+      const backfill = createBackfillStore(store);
+      expect(await backfill.due(1000, 10)).toEqual([
+        { jobId: signed, attempts: 0, fingerprint: null },
+      ]);
     } finally {
       await writer.close();
     }

@@ -1,7 +1,12 @@
-import { and, asc, eq, lte, sql } from "drizzle-orm";
+import { and, asc, eq, isNull, lte, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { jobs } from "../db/schema.js";
-import { claimBackfillPg, createPgBackfillStore, giveUpBackfillPg } from "./pg/backfill.js";
+import {
+  claimBackfillPg,
+  createPgBackfillStore,
+  giveUpBackfillPg,
+  leaveToBackfillPg,
+} from "./pg/backfill.js";
 import { inWriteTransaction, perConnection } from "./prepared.js";
 import type { WriteUnit } from "./write-unit.js";
 
@@ -73,6 +78,11 @@ function prepare(store: SqliteStore) {
       .set({ backfillState: "gave_up", updatedAt: sql`${sql.placeholder("at")}` })
       .where(pendingJob)
       .prepare(),
+    leave: store.db
+      .update(jobs)
+      .set({ backfillState: "pending", backfillNextAt: sql`${sql.placeholder("at")}` })
+      .where(and(eq(jobs.jobId, sql.placeholder("jobId")), isNull(jobs.backfillState)))
+      .prepare(),
   };
 }
 
@@ -101,6 +111,24 @@ export function claimBackfillInTransaction(
 /** `BackfillStore.giveUp` inside the caller's transaction (see `claimBackfillInTransaction`). */
 export function giveUpBackfillInTransaction(tx: SqliteStore, jobId: string, at: number): void {
   statementsOf(tx).giveUp.run({ jobId, at });
+}
+
+/**
+ * Leaves jobs to the backfill, due at `at`: the proxy's own questions about them went
+ * unanswered when its process stopped. Only a job with no backfill state is changed: a pending
+ * one is asked anyway, and a done or given-up one has had its last answer. A job whose receipt
+ * names its settlement is left too: the jobs API is where a second settlement shows.
+ */
+export function leaveToBackfillUnit(jobIds: readonly string[], at: number): WriteUnit<void> {
+  return {
+    runSqlite: (tx) => {
+      const st = statementsOf(tx);
+      inWriteTransaction(tx, () => {
+        for (const jobId of jobIds) st.leave.run({ jobId, at });
+      });
+    },
+    runPostgres: (tx) => leaveToBackfillPg(tx, jobIds, at),
+  };
 }
 
 /** Claims and gives up backfill work as one unit of the receipt writer's group commit. */

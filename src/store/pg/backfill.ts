@@ -1,4 +1,4 @@
-import { and, asc, eq, inArray, lte, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, isNull, lte, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { jobs } from "../../db/pg/schema.js";
 import type { BackfillClaim, BackfillStore } from "../backfill.js";
@@ -57,6 +57,22 @@ async function giveUpMany(tx: PgExecutor, jobIds: readonly string[], at: number)
 /** `giveUpBackfillInTransaction` on PostgreSQL, inside the caller's transaction. */
 export async function giveUpBackfillPg(tx: PgExecutor, jobId: string, at: number): Promise<void> {
   await giveUpMany(tx, [jobId], at);
+}
+
+/**
+ * `leaveToBackfillUnit` on PostgreSQL: one guarded UPDATE (no backfill state yet), so a job
+ * the backfill already finished or gave up on is left as it is.
+ */
+export async function leaveToBackfillPg(
+  tx: PgExecutor,
+  jobIds: readonly string[],
+  at: number,
+): Promise<void> {
+  if (jobIds.length === 0) return;
+  await tx
+    .update(jobs)
+    .set({ backfillState: "pending", backfillNextAt: at })
+    .where(and(inArray(jobs.jobId, [...jobIds]), isNull(jobs.backfillState)));
 }
 
 /** The settlement backfill's store on a PostgreSQL pool. */
