@@ -4,7 +4,8 @@ import { type JobsApiAnswer, JobsApiError } from "../src/recorder/jobs-api.js";
 import { createJobsApiConsults } from "../src/recorder/jobs-api-consults.js";
 import type { ReceiptWriter } from "../src/recorder/receipt-writer.js";
 import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
-import { capturedLogger, jobId } from "./support/recorder-fixtures.js";
+import { createSettlementBackfill } from "../src/recorder/settlement-backfill.js";
+import { capturedLogger, jobId, signature } from "./support/recorder-fixtures.js";
 import { readJob, seedJob } from "./support/seed-recorder.js";
 import { createTestStore } from "./support/store.js";
 
@@ -228,6 +229,76 @@ describe("the proxy's jobs API questions", () => {
     await consults.drain();
     expect((await readJob(store, fast))?.apiCheckedAt).toBe(1_000);
     expect((await readJob(store, slow))?.apiCheckedAt).toBe(9_000);
+    await writer.close();
+    store.sqlite.close();
+  });
+
+  it("stops within its bound on a jobs API that never answers, leaving the jobs to the backfill", async () => {
+    const store = createTestStore();
+    const { log } = capturedLogger();
+    const writer = createReceiptWriter(store, { log });
+    // Proxied jobs whose receipts name their settlement: the backfill would never ask about
+    // them, and a second settlement is named only by the jobs API.
+    const [inFlight, retrying, late, done] = [jobId(), jobId(), jobId(), jobId()];
+    for (const id of [inFlight, retrying, late]) {
+      await seedJob(store, { jobId: id, source: "proxy", settlementTx: signature() });
+    }
+    await seedJob(store, { jobId: done, source: "proxy", backfillState: "done" });
+    // The jobs API answers `retrying` (naming no settlement) and then hangs on every call, as
+    // the real client does until its 10 s timeout, unless the call is aborted.
+    let hang = false;
+    const consults = createJobsApiConsults({
+      jobsApi: (_id, _authorization, signal) => {
+        if (!hang) return Promise.resolve(unsettled);
+        return new Promise<JobsApiAnswer>((_resolve, reject) => {
+          const timeout = setTimeout(() => reject(new JobsApiError("timeout", null, true)), 10_000);
+          signal?.addEventListener("abort", () => {
+            clearTimeout(timeout);
+            reject(new JobsApiError("jobs API call aborted", null, true));
+          });
+        });
+      },
+      writer,
+      log,
+      now: () => 5_000,
+      retryDelaysMs: [60_000],
+      batchMs: 0,
+      finishWaitMs: 300,
+    });
+    consults.ask(retrying, "Bearer k");
+    await sleep(100); // answered, its retry waits a minute
+    hang = true;
+    consults.ask(inFlight, "Bearer k");
+    await sleep(50); // asked, never answered
+    const started = performance.now();
+    await consults.finish();
+    expect(performance.now() - started).toBeLessThan(2_000);
+    // A stream cut off by the stop completes after `finish`: its question is left too.
+    consults.ask(late, "Bearer k");
+    consults.ask(done, "Bearer k");
+    await consults.drain();
+    for (const id of [inFlight, retrying, late]) {
+      expect(await readJob(store, id)).toMatchObject({
+        backfillState: "pending",
+        backfillNextAt: 5_000,
+      });
+    }
+    expect((await readJob(store, done))?.backfillState).toBe("done");
+
+    // The backfill asks about them later, and sees the jobs API name another settlement.
+    const second = signature();
+    const backfill = createSettlementBackfill({
+      store,
+      log,
+      writer,
+      apiKey: "dcntrl_live_abcdefghijklmnopqrstuvwxyz012345",
+      jobsApi: async () => ({ ...settled, settlementTx: second }),
+      now: () => 6_000,
+    });
+    expect(await backfill.runOnce()).toBe(3);
+    const row = await readJob(store, inFlight);
+    expect(row).toMatchObject({ backfillState: "done", apiSettlementTx: second });
+    expect(row?.settlementTx).not.toBe(second);
     await writer.close();
     store.sqlite.close();
   });

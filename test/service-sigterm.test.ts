@@ -152,6 +152,74 @@ describe("serve under SIGTERM", () => {
     after.close();
   });
 
+  it("stops soon while the jobs API never answers, leaving its questions to the backfill", async () => {
+    const db = join(mkdtempSync(join(tmpdir(), "sigterm-")), "audit.db");
+    const [answered, streamed] = ["job_answeredbeforestop1", "job_streamcutbystop1"];
+    let questions = 0;
+    // Receipts that name their settlement (nothing for the backfill), a stream that never
+    // ends, and a jobs API that takes every question and answers none.
+    const upstream = await httpServer((req, res) => {
+      if (req.url?.startsWith("/v1/jobs/")) {
+        questions++;
+        return;
+      }
+      let body = "";
+      req.on("data", (chunk: Buffer) => {
+        body += chunk.toString();
+      });
+      req.on("end", () => {
+        const stream = (JSON.parse(body) as { stream?: boolean }).stream === true;
+        const receipt = wireReceipt();
+        res.writeHead(200, {
+          "content-type": stream ? "text/event-stream" : "application/json",
+          "x-decentral-job-id": stream ? streamed : answered,
+          "x-decentral-tx-signature": receipt.escrow_tx as string,
+          "x-decentral-settlement-tx": receipt.settlement_tx as string,
+        });
+        if (stream) res.write('data: {"choices":[{"delta":{"content":"a"}}]}\n\n');
+        else res.end(JSON.stringify({ id: "chatcmpl-1", choices: [] }));
+      });
+    });
+    const rpc = await httpServer((_req, res) => res.destroy());
+    const drainMs = 1000;
+    const serve = await startServe(db, {
+      SOLANA_RPC_URLS: rpc.url,
+      DECENTRAL_BASE_URL: `${upstream.url}/v1`,
+      DRAIN_TIMEOUT_MS: String(drainMs),
+    });
+    try {
+      const json = await fetch(`${serve.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: "Bearer sk-test" },
+        body: JSON.stringify({ model: "qwen3-8b", messages: [{ role: "user", content: "hi" }] }),
+      });
+      expect(json.status).toBe(200);
+      const stream = await streamThrough(serve.url);
+      void stream.text().catch(() => {});
+      // The answered job's question is out and hangs.
+      while (questions === 0) await new Promise((r) => setTimeout(r, 20));
+
+      const sent = performance.now();
+      serve.child.kill("SIGTERM");
+      expect(await serve.exited).toBe(0);
+      // The client's timeout is 10 s, as is the cluster's margin past the drain.
+      expect(performance.now() - sent).toBeLessThan(drainMs + 5000);
+    } finally {
+      serve.child.kill("SIGKILL");
+      rpc.close();
+      upstream.close();
+    }
+    const after = openSqliteStore(db);
+    const rows = after.sqlite
+      .prepare("SELECT job_id, capture_state, backfill_state FROM jobs ORDER BY job_id")
+      .all();
+    expect(rows).toEqual([
+      { job_id: answered, capture_state: "complete", backfill_state: "pending" },
+      { job_id: streamed, capture_state: "aborted", backfill_state: "pending" },
+    ]);
+    after.close();
+  });
+
   it("stops at a second signal of either kind without waiting for the drain", async () => {
     const db = join(mkdtempSync(join(tmpdir(), "sigterm-")), "audit.db");
     const upstream = await httpServer((_req, res) => {

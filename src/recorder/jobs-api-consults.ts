@@ -1,4 +1,5 @@
 import type { Logger } from "../log.js";
+import { leaveToBackfillUnit } from "../store/backfill.js";
 import { recordJobsApiAnswerUnit } from "../store/jobs-api.js";
 import {
   isSettledAnswer,
@@ -27,6 +28,12 @@ export interface JobsApiConsultsOptions {
    * comes later is written alone when it comes. Default 200.
    */
   batchWaitMs?: number;
+  /**
+   * How long `finish` waits for the calls in flight before it aborts them, in ms. Default
+   * 1,000: an answer normally takes milliseconds, and a stop must not wait on an API that
+   * does not answer (the cluster kills a worker not gone soon after the drain).
+   */
+  finishWaitMs?: number;
 }
 
 /** The jobs API questions of the proxy, asked after each response in batches. */
@@ -41,8 +48,10 @@ export interface JobsApiConsults {
   /** Asks the waiting batch now; resolves when every question asked so far is settled. */
   drain(): Promise<void>;
   /**
-   * Asks the waiting batch now and makes no more retries (the process is stopping: the
-   * background backfill asks later); resolves when the questions in flight are settled.
+   * The process is stopping: asks the waiting batch now, makes no more retries, and aborts the
+   * calls still in flight after `finishWaitMs`. Every job whose question is left without an
+   * answer (aborted, a retry dropped, or asked after this) is left to the settlement backfill,
+   * which asks later with the job's own key: resolves once that is written.
    */
   finish(): Promise<void>;
   /** Questions not settled yet (waiting, in flight, or waiting for a retry). */
@@ -75,8 +84,15 @@ export function createJobsApiConsults(options: JobsApiConsultsOptions): JobsApiC
   let batch: Question[] = [];
   let timer: NodeJS.Timeout | null = null;
   const unsettled = new Set<Promise<void>>();
+  const finishWaitMs = options.finishWaitMs ?? 1000;
   let draining = 0;
   let finishing = false;
+  // Ends the calls in flight once a stop has waited for them long enough.
+  const stopCalls = new AbortController();
+  /** Jobs whose question the stop left unanswered, not yet handed to the backfill. */
+  const left = new Set<string>();
+  /** Set once `finish` handed its jobs over: a job left later is handed over on its own. */
+  let handedOver = false;
 
   function enqueue(question: Question) {
     batch.push(question);
@@ -96,7 +112,7 @@ export function createJobsApiConsults(options: JobsApiConsultsOptions): JobsApiC
   function askOne(q: Question): Promise<Asked> {
     let call: Promise<JobsApiAnswer>;
     try {
-      call = jobsApi(q.jobId, q.authorization);
+      call = jobsApi(q.jobId, q.authorization, stopCalls.signal);
     } catch (error) {
       call = Promise.reject(error);
     }
@@ -147,6 +163,7 @@ export function createJobsApiConsults(options: JobsApiConsultsOptions): JobsApiC
       again = false;
     }
     const delay = retryDelaysMs[a.q.attempt];
+    if (again && finishing) left.add(a.q.jobId);
     if (!again || delay === undefined || finishing) {
       a.q.settle();
       return;
@@ -161,14 +178,46 @@ export function createJobsApiConsults(options: JobsApiConsultsOptions): JobsApiC
   /** Retries waiting for their delay, with their questions. */
   const retries = new Map<NodeJS.Timeout, Question>();
 
+  /** Counts `work` among the unsettled questions, so `drain` waits for it. */
+  function track(work: Promise<void>) {
+    unsettled.add(work);
+    void work.then(() => unsettled.delete(work));
+  }
+
+  /**
+   * Leaves every job in `left` to the settlement backfill, in one write. A job that has its
+   * settlement signature is left too: a second settlement is named only by the jobs API.
+   */
+  async function handOver() {
+    const jobIds = [...left];
+    left.clear();
+    if (jobIds.length === 0) return;
+    try {
+      await writer.run(leaveToBackfillUnit(jobIds, now()));
+      log.info({ jobs: jobIds.length }, "jobs API questions left to the settlement backfill");
+    } catch (error) {
+      log.warn(
+        { err: error, jobs: jobIds.length },
+        "jobs API questions not left to the settlement backfill (the database is away)",
+      );
+    }
+  }
+
   return {
     ask(jobId, authorization) {
+      if (finishing) {
+        // Stopping: the job is asked about later by the backfill, not by this process.
+        left.add(jobId);
+        if (handedOver && left.size === 1) {
+          track(new Promise<void>((resolve) => setImmediate(resolve)).then(handOver));
+        }
+        return;
+      }
       let settle!: () => void;
       const done = new Promise<void>((resolve) => {
         settle = resolve;
       });
-      unsettled.add(done);
-      void done.then(() => unsettled.delete(done));
+      track(done);
       enqueue({ jobId, authorization, attempt: 0, settle });
     },
     async drain() {
@@ -184,10 +233,18 @@ export function createJobsApiConsults(options: JobsApiConsultsOptions): JobsApiC
       finishing = true;
       for (const [timer, q] of retries) {
         clearTimeout(timer);
+        left.add(q.jobId);
         q.settle();
       }
       retries.clear();
-      await this.drain();
+      const bound = setTimeout(() => stopCalls.abort(), finishWaitMs);
+      try {
+        await this.drain();
+      } finally {
+        clearTimeout(bound);
+      }
+      handedOver = true;
+      await handOver();
     },
     waiting: () => unsettled.size,
   };

@@ -55,7 +55,10 @@ export interface RecordingProxy {
    * are done.
    */
   idle(): Promise<void>;
-  /** Closes upstream keep-alive sockets and waits for background work. */
+  /**
+   * Closes upstream keep-alive sockets and waits for background work; the jobs API is waited
+   * for about a second at most, and the jobs it did not answer about are left to the backfill.
+   */
   close(): Promise<void>;
   /** The writer the proxy records through. */
   readonly writer: ReceiptWriter;
@@ -699,7 +702,11 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       } while (inFlight.size > 0 || (consults?.waiting() ?? 0) > 0 || writer.backlog() > 0);
     },
     async close() {
-      // Stopping: questions in flight end, none is asked again (the backfill asks later).
+      // The responses cut off by the stop record their outcome first: each completion asks the
+      // jobs API, and what the stop leaves unasked goes to the backfill in `finish`'s one write.
+      while (inFlight.size > 0) await Promise.all([...inFlight]);
+      // Stopping: questions in flight end (aborted after a short wait), none is asked again,
+      // and their jobs are left to the background backfill, which asks later.
       await consults?.finish();
       await this.idle();
       agent.destroy();
