@@ -3,6 +3,7 @@ import { setPriority } from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
 import { composeBackground } from "./background.js";
 import {
+  type BackgroundLogLine,
   type BackgroundReport,
   type BackgroundThreadData,
   backgroundPoolSize,
@@ -26,7 +27,11 @@ const port = parentPort;
 if (!port) throw new Error("background-thread.ts runs as a worker thread");
 const { config, busyTimeoutMs, requests } = workerData as BackgroundThreadData;
 const cfg: Config = config;
-const log = createLogger({ level: cfg.LOG_LEVEL });
+// Its lines go to the process's logger, which writes them (see `BackgroundLogLine`).
+const log = createLogger(
+  { level: cfg.LOG_LEVEL },
+  { write: (line: string) => port.postMessage({ type: "log", line } satisfies BackgroundLogLine) },
+);
 const store = await openStore(cfg, {
   busyTimeoutMs,
   poolSize: backgroundPoolSize(cfg.DATABASE_POOL_SIZE),

@@ -1,4 +1,5 @@
 import { Worker } from "node:worker_threads";
+import pino from "pino";
 import type { RpcStatRow } from "./api/metrics.js";
 import type { QuorumEndpointStatus, QuorumStatus } from "./chain/quorum.js";
 import type { Config } from "./config.js";
@@ -19,6 +20,32 @@ export interface BackgroundReport {
   rpcStats: RpcStatRow[];
   quorum: QuorumStatus | null;
   totals: LedgerTotals;
+}
+
+/**
+ * A log line of the thread, written by the process's logger: a thread writing to stdout
+ * itself blocked on a full pipe (a log reader that stopped reading), and a thread stuck in a
+ * write can neither stop nor be terminated, so the process could not exit.
+ */
+export interface BackgroundLogLine {
+  type: "log";
+  line: string;
+}
+
+/** The raw stream of `log` (pino's destination), and a push to write what it gathered. */
+function rawLineWriter(log: Logger): (line: string) => void {
+  const stream = (log as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] as
+    | { write(line: string): unknown; flush?: () => unknown }
+    | undefined;
+  return (line) => {
+    if (!stream) return;
+    stream.write(line);
+    try {
+      stream.flush?.();
+    } catch {
+      // A destination closed at exit: the line is dropped.
+    }
+  };
 }
 
 /**
@@ -132,6 +159,7 @@ export function startBackgroundThread(
   const fromSource = here.endsWith(".ts");
   const entry = new URL(fromSource ? "./background-thread.ts" : "./background-thread.js", here);
   const workerData: BackgroundThreadData = { config, busyTimeoutMs, requests };
+  const writeLine = rawLineWriter(log);
   let report: BackgroundReport | null = null;
   /** The counters of the threads that ended before the current one (see `addReportCounters`). */
   let carried: BackgroundReport | null = null;
@@ -158,7 +186,8 @@ export function startBackgroundThread(
           { eval: true, workerData },
         )
       : new Worker(entry, { workerData });
-    thread.on("message", (message: BackgroundReport) => {
+    thread.on("message", (message: BackgroundReport | BackgroundLogLine) => {
+      if (message.type === "log") return writeLine(message.line);
       if (message.type !== "report") return;
       report = addReportCounters(carried, message);
       reportedAt = performance.now();

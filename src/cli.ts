@@ -58,7 +58,7 @@ export function buildProgram(): Command {
   ).action(async (flags) => {
     const config = configFromFlags(flags);
     // Loaded here, not at the top: `--help`, `verify` and `report` never pay for the service.
-    const { runServe } = await import("./serve-cluster.js");
+    const { runServe, StoppedWhileStarting } = await import("./serve-cluster.js");
     // Listening for the signal before starting: one that comes while serve starts drains it
     // once started, instead of killing it with its workers half up. A second one kills.
     let service: Awaited<ReturnType<typeof runServe>> | undefined;
@@ -76,7 +76,13 @@ export function buildProgram(): Command {
     };
     process.on("SIGTERM", stop);
     process.on("SIGINT", stop);
-    service = await runServe(config);
+    try {
+      service = await runServe(config);
+    } catch (error) {
+      // The same signal reached a worker before it could drain (a stop sent to the group).
+      if (stopping && error instanceof StoppedWhileStarting) process.exit(0);
+      throw error;
+    }
     if (stopping) await close(service);
   });
 

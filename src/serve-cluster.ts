@@ -41,6 +41,14 @@ export interface ProcessStats {
 }
 
 /** A running `serve`: one process, or the primary of a cluster. */
+/** A worker was stopped by a signal while serve started: the stop, not a failure to start. */
+export class StoppedWhileStarting extends Error {
+  constructor(readonly signal: string) {
+    super(`a worker of serve was stopped (${signal}) while serve started`);
+    this.name = "StoppedWhileStarting";
+  }
+}
+
 export interface RunningServe {
   url: string;
   /** Processes serving requests (1 without a cluster). */
@@ -125,6 +133,8 @@ function ownStats(): ProcessStats {
 const LOG_BUFFER_BYTES = 4096;
 /** Longest a gathered log line waits for its write, in ms. */
 const LOG_FLUSH_MS = 200;
+/** Longest wait, before a planned exit, for the log lines gathered to be written. */
+const EXIT_FLUSH_MS = 1000;
 /** The message of the one log line per request (src/api): the one gathered before writing. */
 const REQUEST_LINE = "request";
 
@@ -136,11 +146,34 @@ const REQUEST_LINE = "request";
  * left before exit. A process killed with SIGKILL loses at most those 200 ms of request lines
  * (never a receipt: those are in the store before any answer).
  */
-function serveLogger(level: string): { log: Logger; flush(): void } {
+function serveLogger(level: string): { log: Logger; flush(): Promise<boolean> } {
   // No `periodicFlush`: sonic-boom's timer wrote (an empty string, when nothing was gathered)
   // five times a second for the life of an idle process. A timer is armed when a request line
   // is gathered instead.
   const destination = pino.destination({ dest: 1, sync: false, minLength: LOG_BUFFER_BYTES });
+  // No line is written synchronously at exit: to a stdout nobody reads (a full pipe) such a
+  // write blocks, or is retried every 100 ms, for ever, and a worker whose primary had died
+  // stayed alive in its exit handler holding the port. A planned exit first gives the async
+  // writes a bounded time (`flush`); whatever is left then is dropped, so pino's own exit
+  // handler (node:cluster exits a worker whose primary is gone with process.exit) has nothing
+  // to write.
+  process.prependOnceListener("exit", () => destination.destroy());
+  /** Resolves true once what was gathered is written, false when stdout did not take it. */
+  const writeLeft = () =>
+    new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), EXIT_FLUSH_MS);
+      timer.unref();
+      try {
+        destination.flush((error) => {
+          clearTimeout(timer);
+          resolve(!error);
+        });
+      } catch {
+        // Destroyed already: nothing more can be written.
+        clearTimeout(timer);
+        resolve(true);
+      }
+    });
   // Given a callback, sonic-boom also writes what is gathered after a write in flight; one
   // callback at a time, however many lines ask.
   let flushing = false;
@@ -170,13 +203,7 @@ function serveLogger(level: string): { log: Logger; flush(): void } {
       },
       destination,
     ),
-    flush() {
-      try {
-        destination.flushSync();
-      } catch {
-        // Nothing buffered, or stdout is gone: nothing more can be written.
-      }
-    },
+    flush: writeLeft,
   };
 }
 
@@ -208,7 +235,7 @@ export async function runServe(config: Config): Promise<RunningServe> {
       running = await startPrimary(config, workers, log);
     }
   } catch (error) {
-    flush();
+    await flush();
     throw error;
   }
   return { ...running, close: () => running.close().finally(flush) };
@@ -300,7 +327,12 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
         if (!isMessage(message)) return;
         const m = message as ToPrimary;
         if (m.type === "audit:hello") {
-          worker.send({ type: "audit:start", config } satisfies ToWorker);
+          // Forked before a stop began, it may have missed the drain (sent before it listened):
+          // it is told to stop instead of to start serving through the drain.
+          const answer: ToWorker = closing
+            ? { type: "audit:drain" }
+            : { type: "audit:start", config };
+          worker.send(answer);
         } else if (m.type === "audit:ready") {
           url = m.url;
           ready.add(worker);
@@ -325,7 +357,13 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
         void metrics.retire(worker.id);
         if (closing) return;
         if (!wasReady && url === "") {
-          reject(new Error(`a worker of serve exited while starting (code ${code}, ${signal})`));
+          // Killed by a stop signal before it could listen for one (sent to the whole group as
+          // serve starts): serve is being stopped, not failing to start.
+          reject(
+            signal === "SIGTERM" || signal === "SIGINT"
+              ? new StoppedWhileStarting(signal)
+              : new Error(`a worker of serve exited while starting (code ${code}, ${signal})`),
+          );
           return;
         }
         // A worker that keeps dying (a bad disk, a crash on some request) is started again
@@ -482,7 +520,7 @@ function clusterMetrics(own: AppMetrics): AppMetrics {
 export function runWorker(): void {
   let closing: Promise<void> | undefined;
   let close: (() => Promise<void>) | undefined;
-  let flush = () => {};
+  let flush = async () => true;
   let drainTimeoutMs = 30_000;
   const drain = () => {
     if (!closing) {
@@ -493,10 +531,17 @@ export function runWorker(): void {
         process.exit(1);
       }, drainTimeoutMs + DRAIN_MARGIN_MS).unref();
     }
-    closing ??= (close ? close() : Promise.resolve()).finally(() => {
-      flush();
-      process.exit(0);
-    });
+    closing ??= (close ? close() : Promise.resolve())
+      .then(
+        () => flush(),
+        () => flush(),
+      )
+      .then((written) => {
+        // A write to a stdout nobody reads, still in flight, would hold the exit for ever (the
+        // exit waits for it): drained, the worker has nothing left to lose.
+        if (!written) process.kill(process.pid, "SIGKILL");
+        process.exit(0);
+      });
     return closing;
   };
   process.on("message", (message: unknown) => {
@@ -516,9 +561,10 @@ export function runWorker(): void {
         (error: unknown) => {
           log.error({ err: error }, "serve worker could not start");
           const text = error instanceof Error ? error.message : String(error);
-          flush();
-          process.send?.({ type: "audit:failed", error: text } satisfies ToPrimary, () =>
-            process.exit(2),
+          void flush().then(() =>
+            process.send?.({ type: "audit:failed", error: text } satisfies ToPrimary, () =>
+              process.exit(2),
+            ),
           );
         },
       );
@@ -528,11 +574,14 @@ export function runWorker(): void {
       process.send?.({ type: "audit:stats-res", id: m.id, stats: ownStats() } satisfies ToPrimary);
     }
   });
-  // Once the primary is gone (killed), sends to it fail with EPIPE; `disconnect` drains.
+  // Once the primary is gone (killed), sends to it fail with EPIPE until `disconnect`.
   cluster.worker?.on("error", () => {});
   process.once("SIGTERM", () => void drain());
   process.once("SIGINT", () => void drain());
-  process.once("disconnect", () => void drain());
+  // The primary is gone (killed): node:cluster would exit this worker at once, but an exit can
+  // wait for ever on a write to a stdout nobody reads, and a worker left so holds the port
+  // without answering. Nothing can drain without the primary: the worker ends outright.
+  process.prependOnceListener("disconnect", () => process.kill(process.pid, "SIGKILL"));
   // Forked just as the primary died: nobody will ever start or drain this worker.
   if (!process.connected) void drain();
   process.send?.({ type: "audit:hello" } satisfies ToPrimary);

@@ -1,8 +1,10 @@
-import { mkdtempSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { closeSync, constants, mkdtempSync, openSync, readFileSync } from "node:fs";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import net, { type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { afterEach, describe, expect, it } from "vitest";
 import { createToken } from "../src/auth/tokens.js";
 import { loadConfig } from "../src/config.js";
@@ -437,6 +439,124 @@ describe("serve --workers 2, a worker stuck on SIGTERM", () => {
     const line = serve.logs.find((l) => l.msg === "serve worker did not drain in time; killed it");
     expect(line).toMatchObject({ level: 50, pid: stuck });
     expect(serve.stderr()).toMatch(/did not drain within/);
+  }, 60_000);
+});
+
+describe("serve --workers 2, stopped while a worker starts", () => {
+  /** Pids of `pid`'s children, from /proc. */
+  const childrenOf = (pid: number) =>
+    readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
+      .split(" ")
+      .filter(Boolean)
+      .map(Number);
+
+  it("stops a worker forked just before SIGTERM instead of letting it serve through the drain", async () => {
+    const { serve } = await startCluster({ DRAIN_TIMEOUT_MS: "3000" });
+    const primary = serve.child.pid as number;
+    const [victim] = [...workerPids(serve)] as number[];
+    const before = new Set(childrenOf(primary));
+    process.kill(victim as number, "SIGKILL");
+    // Its replacement is forked after the restart delay; SIGTERM lands while it loads.
+    const replacement = await until(
+      () => childrenOf(primary).find((pid) => !before.has(pid) && pid !== victim),
+      10_000,
+    );
+    const started = Date.now();
+    serve.child.kill("SIGTERM");
+    expect(await serve.exited).toBe(0);
+    expect(Date.now() - started).toBeLessThan(3000);
+    const listened = serve.logs.filter((l) => l.msg === "decentral-audit listening");
+    expect(listened.map((l) => l.pid)).not.toContain(replacement);
+  }, 60_000);
+
+  it("exits 0 when a stop signal reaches the whole group as serve starts", async () => {
+    const db = join(mkdtempSync(join(tmpdir(), "cluster-")), "audit.db");
+    const serve = startCli(
+      ["serve", "--port", "0", "--db", db, "--profile", "localnet"],
+      { WORKERS: "2", SOLANA_RPC_URLS: "http://127.0.0.1:9" },
+      { detached: true },
+    );
+    const primary = serve.child.pid as number;
+    try {
+      // The workers are forked and loading: they cannot listen for the signal yet.
+      await until(() => childrenOf(primary).length >= 2, 20_000);
+      process.kill(-primary, "SIGTERM");
+      expect(await serve.exited).toBe(0);
+    } finally {
+      serve.child.kill("SIGKILL");
+    }
+  }, 60_000);
+});
+
+describe("serve --workers 2, its stdout no longer read", () => {
+  /** True once `pid` has exited (gone, or a zombie nobody reaped). */
+  const exitedPid = (pid: number) => {
+    try {
+      return readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.startsWith("Z") ?? true;
+    } catch {
+      return true;
+    }
+  };
+
+  /** A cluster whose log reader stopped reading, with its stdout pipe filled by request lines. */
+  async function stalledCluster() {
+    const { serve } = await startCluster({ DRAIN_TIMEOUT_MS: "1000" });
+    const workers = [...workerPids(serve)];
+    serve.child.stdout?.removeAllListeners("data");
+    serve.child.stdout?.pause();
+    // About 300 bytes of log line each: far more than the pipe and the reader's buffer hold.
+    for (let i = 0; i < 1200; i++) await (await send(serve.url, false)).done;
+    return { serve, workers };
+  }
+
+  it("ends every worker when the primary is killed, its stdout a pipe nobody reads", async () => {
+    // A pipe (a FIFO here, as `serve | reader` gives): its writes that do not fit fail with
+    // EAGAIN, which the log's exit-time write retried every 100 ms for ever.
+    const dir = mkdtempSync(join(tmpdir(), "cluster-fifo-"));
+    const fifo = join(dir, "stdout");
+    execFileSync("mkfifo", [fifo]);
+    const reader = new net.Socket({
+      fd: openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK),
+    });
+    const writeFd = openSync(fifo, "w");
+    const db = join(dir, "audit.db");
+    const store = openSqliteStore(db);
+    migrateStore(store);
+    store.close();
+    const up = await upstream();
+    const serve = startCli(
+      ["serve", "--port", "0", "--db", db, "--profile", "localnet"],
+      { WORKERS: "2", SOLANA_RPC_URLS: "http://127.0.0.1:9", DECENTRAL_BASE_URL: `${up.url}/v1` },
+      { stdoutFd: writeFd },
+    );
+    closeSync(writeFd);
+    running = { serve, upstream: up };
+    const lines: Record<string, unknown>[] = [];
+    createInterface({ input: reader }).on("line", (line) => lines.push(JSON.parse(line)));
+    await until(() => lines.some((l) => l.msg === "serve cluster ready"), 30_000);
+    const url = String(lines.find((l) => l.msg === "decentral-audit listening")?.url);
+    const workers = lines
+      .filter((l) => l.msg === "decentral-audit listening")
+      .map((l) => Number(l.pid));
+    reader.removeAllListeners("data");
+    reader.pause();
+    for (let i = 0; i < 1200; i++) await (await send(url, false)).done;
+    serve.child.kill("SIGKILL");
+    try {
+      await until(() => workers.every(exitedPid), 10_000);
+    } finally {
+      for (const pid of workers) if (!exitedPid(pid)) process.kill(pid, "SIGKILL");
+      reader.destroy();
+    }
+  }, 60_000);
+
+  it("drains and exits on SIGTERM within the drain time and its margin", async () => {
+    const { serve, workers } = await stalledCluster();
+    const started = Date.now();
+    serve.child.kill("SIGTERM");
+    expect(await serve.exited).toBe(0);
+    expect(Date.now() - started).toBeLessThan(1000 + 10_000);
+    expect(workers.every(exitedPid)).toBe(true);
   }, 60_000);
 });
 

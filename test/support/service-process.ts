@@ -17,7 +17,11 @@ export interface CliProcess {
   exited: Promise<number | null>;
 }
 
-export function startCli(args: string[], env: Record<string, string> = {}): CliProcess {
+export function startCli(
+  args: string[],
+  env: Record<string, string> = {},
+  options: { detached?: boolean; stdoutFd?: number } = {},
+): CliProcess {
   const child = spawn(
     process.execPath,
     [
@@ -32,7 +36,10 @@ export function startCli(args: string[], env: Record<string, string> = {}): CliP
     // several clusters of one worker per core on a 2-core runner only add minutes.
     {
       env: { ...process.env, LOG_LEVEL: "info", WORKERS: "1", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
+      // A file descriptor of the test's (a FIFO it reads, or stops reading) instead of a pipe.
+      stdio: ["ignore", options.stdoutFd ?? "pipe", "pipe"],
+      // Its own process group, for a signal sent to the whole group as a supervisor does.
+      detached: options.detached ?? false,
     },
   );
   const logs: Record<string, unknown>[] = [];
@@ -41,14 +48,15 @@ export function startCli(args: string[], env: Record<string, string> = {}): CliP
   child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
     stderr += chunk;
   });
-  createInterface({ input: child.stdout! }).on("line", (line) => {
-    try {
-      logs.push(JSON.parse(line) as Record<string, unknown>);
-    } catch {
-      logs.push({ text: line });
-    }
-    for (const wake of [...waiters]) wake();
-  });
+  if (child.stdout)
+    createInterface({ input: child.stdout }).on("line", (line) => {
+      try {
+        logs.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        logs.push({ text: line });
+      }
+      for (const wake of [...waiters]) wake();
+    });
   const exited = once(child, "exit").then(([code]) => code as number | null);
   return {
     child,
