@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import type { Logger } from "../log.js";
 import { leaveToBackfillUnit } from "../store/backfill.js";
 import { recordJobsApiAnswerUnit } from "../store/jobs-api.js";
@@ -89,6 +90,8 @@ export function createJobsApiConsults(options: JobsApiConsultsOptions): JobsApiC
   let finishing = false;
   // Ends the calls in flight once a stop has waited for them long enough.
   const stopCalls = new AbortController();
+  // Every call in flight listens to it (a batch is 16, more with retries): not a leak.
+  setMaxListeners(0, stopCalls.signal);
   /** Jobs whose question the stop left unanswered, not yet handed to the backfill. */
   const left = new Set<string>();
   /** Set once `finish` handed its jobs over: a job left later is handed over on its own. */

@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import type { Store } from "../db/client.js";
 import type { Logger } from "../log.js";
 import { backoff } from "../retry.js";
@@ -108,12 +109,15 @@ export function createSettlementBackfill(options: SettlementBackfillOptions): Se
   // Aborted by `stop`: a pass waiting on a jobs API that does not answer ends at once (its
   // jobs stay pending and are asked again after their delay), not at the client's timeout.
   let calls = new AbortController();
+  setMaxListeners(0, calls.signal);
   let warnedNoKey = false;
 
   async function pass(): Promise<number> {
     // A pass run after a stop (`runOnce`) asks again; a stop from here on aborts this one.
     if (calls.signal.aborted) calls = new AbortController();
     const { signal } = calls;
+    // Every call of the pass listens to it: not a leak.
+    setMaxListeners(0, signal);
     const at = now();
     const rows = (await backfill.due(at, batchSize)).map((row) => ({
       ...row,
