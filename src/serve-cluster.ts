@@ -164,9 +164,11 @@ function serveLogger(level: string): { log: Logger; flush(): Promise<boolean> } 
       const timer = setTimeout(() => resolve(false), EXIT_FLUSH_MS);
       timer.unref();
       try {
-        destination.flush((error) => {
+        // Called once the write is done, with the error of the fsync that follows it, which a
+        // pipe or socket always refuses (EINVAL): the lines were written all the same.
+        destination.flush(() => {
           clearTimeout(timer);
-          resolve(!error);
+          resolve(true);
         });
       } catch {
         // Destroyed already: nothing more can be written.
@@ -355,7 +357,17 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
       worker.on("exit", (code, signal) => {
         const wasReady = ready.delete(worker);
         void metrics.retire(worker.id);
-        if (closing) return;
+        if (closing) {
+          // A drained worker exits 0; one that ends by a signal was killed, or killed itself
+          // when stdout would not take its last lines.
+          if (signal !== null || code !== 0) {
+            log.warn(
+              { pid: worker.process.pid, code, signal },
+              "serve worker did not exit cleanly",
+            );
+          }
+          return;
+        }
         if (!wasReady && url === "") {
           // Killed by a stop signal before it could listen for one (sent to the whole group as
           // serve starts): serve is being stopped, not failing to start.

@@ -422,6 +422,8 @@ describe("serve --workers 2", () => {
     await Promise.all(answers.map((a) => a.done));
     expect(answers.map((a) => a.status)).toEqual(Array(8).fill(200));
     expect(await serve.exited).toBe(0);
+    // Each worker exited 0 itself, its last lines written (stdout here is a pipe).
+    expect(serve.logs.filter((l) => l.msg === "serve worker did not exit cleanly")).toEqual([]);
     expect(proxyJobIds(db).sort()).toEqual(answers.map((a) => a.jobId).sort());
     // The leader released its lease on the way out.
     expect(await leaderOwner(db)).toBeNull();
