@@ -369,11 +369,12 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
           return;
         }
         if (!wasReady && url === "") {
-          // Killed by a stop signal before it could listen for one (sent to the whole group as
-          // serve starts): serve is being stopped, not failing to start.
+          // Stopped by a signal sent to the whole group as serve starts, before it could listen
+          // for one (killed by it) or after (drained, exit 0): serve is being stopped, not
+          // failing to start.
           reject(
-            signal === "SIGTERM" || signal === "SIGINT"
-              ? new StoppedWhileStarting(signal)
+            signal === "SIGTERM" || signal === "SIGINT" || code === 0
+              ? new StoppedWhileStarting(signal ?? "drained")
               : new Error(`a worker of serve exited while starting (code ${code}, ${signal})`),
           );
           return;
