@@ -324,6 +324,8 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
     /** One worker's place: the wait before its next restart, doubled while it keeps dying. */
     const fork = (slot: { restartMs: number }) => {
       const worker = cluster.fork();
+      // Sends to a worker that died fail with EPIPE; its 'exit' says what happened.
+      worker.on("error", () => {});
       const bornAt = Date.now();
       worker.on("message", (message: unknown) => {
         if (!isMessage(message)) return;
@@ -334,7 +336,7 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
           const answer: ToWorker = closing
             ? { type: "audit:drain" }
             : { type: "audit:start", config };
-          worker.send(answer);
+          send(worker, answer);
         } else if (m.type === "audit:ready") {
           url = m.url;
           ready.add(worker);
@@ -471,7 +473,9 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
 }
 
 function send(worker: Worker, message: ToWorker) {
-  if (worker.isConnected()) worker.send(message);
+  // A worker dying as this is sent (a stop signal reached it too) fails the write with EPIPE:
+  // its exit is what the caller waits for, and an unhandled 'error' would end the primary.
+  if (worker.isConnected()) worker.send(message, undefined, () => {});
 }
 
 /**
