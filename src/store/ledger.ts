@@ -989,56 +989,28 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       headersPassed: 0,
       gaps: 0,
     };
-    for (const r of unclassified.all(vault) as LineDb[]) {
-      const line = toLine(r);
-      applyKind(
-        vault,
-        {
-          signature: line.signature,
-          delta: line.deltaUnits,
-          memoKind: line.memoKind,
-          memoJobId: line.memoJobId,
-        },
-        classifyRow(vault, line),
-      );
-      result.classified++;
-    }
-    for (const r of reviewAll.all(vault) as LineDb[]) {
-      const line = toLine(r);
+    /** Writes what `line` is by the receipts and pins recorded now, when that changed. */
+    const classifyAgain = (line: LedgerLineRow) => {
       const c = classifyRow(vault, line);
-      if (c.kind === line.kind && c.jobId === line.jobId) continue;
-      result.released += applyKind(
-        vault,
-        {
-          signature: line.signature,
-          delta: line.deltaUnits,
-          memoKind: line.memoKind,
-          memoJobId: line.memoJobId,
-        },
-        c,
-      );
+      if (line.kind !== null && c.kind === line.kind && c.jobId === line.jobId) return c;
+      const moved = {
+        signature: line.signature,
+        delta: line.deltaUnits,
+        memoKind: line.memoKind,
+        memoJobId: line.memoJobId,
+      };
+      result.released += applyKind(vault, moved, c);
       result.classified++;
-    }
+      return c;
+    };
+    for (const r of unclassified.all(vault) as LineDb[]) classifyAgain(toLine(r));
+    for (const r of reviewAll.all(vault) as LineDb[]) classifyAgain(toLine(r));
     // An open lock read before either key was pinned is checked again: a job that cannot pay
     // from this vault now (its key pinned elsewhere, the vault pinned to another key) does not
     // keep another customer's debit as its lock. Then the locks that are accounted for now.
     const openJobs = new Set<string>();
     for (const r of openLocksAll.all(vault) as LineDb[]) {
-      const line = toLine(r);
-      const c = classifyRow(vault, line);
-      if (c.kind !== line.kind || c.jobId !== line.jobId) {
-        result.released += applyKind(
-          vault,
-          {
-            signature: line.signature,
-            delta: line.deltaUnits,
-            memoKind: line.memoKind,
-            memoJobId: line.memoJobId,
-          },
-          c,
-        );
-        result.classified++;
-      }
+      const c = classifyAgain(toLine(r));
       if (c.kind === "lock" && c.jobId !== null) openJobs.add(c.jobId);
     }
     for (const job of openJobs) result.released += releaseAccounted(vault, job);
