@@ -99,3 +99,27 @@ export function outstandingOf(debits: readonly JobDebit[], accounted: bigint): M
   }
   return out;
 }
+
+/**
+ * The jobs whose debits a line of a vault may account for, once it is classified as `jobId`'s:
+ * that job (any line but a zero one), and the job its settle or refund memo names (money in).
+ */
+export function jobsALineNames(
+  line: {
+    delta: bigint;
+    memoKind: "escrow" | "settle" | "refund" | null;
+    memoJobId: string | null;
+  },
+  jobId: string | null,
+): string[] {
+  const named = new Set<string>();
+  if (line.delta !== 0n && jobId !== null) named.add(jobId);
+  if (
+    line.delta > 0n &&
+    (line.memoKind === "settle" || line.memoKind === "refund") &&
+    line.memoJobId !== null
+  ) {
+    named.add(line.memoJobId);
+  }
+  return [...named];
+}

@@ -3,7 +3,13 @@ import type { SqliteStore, Store } from "../db/client.js";
 import { creditVaults, finalVerdicts, ledgerCursors } from "../db/schema.js";
 import { creditsHeaderMatches as headerMatches } from "../verify/checks/credits.js";
 import { reopenJobs } from "./job-queue.js";
-import { canPayFrom, type JobDebit, outstandingOf, settledUnits } from "./ledger-rules.js";
+import {
+  canPayFrom,
+  type JobDebit,
+  jobsALineNames,
+  outstandingOf,
+  settledUnits,
+} from "./ledger-rules.js";
 import { createPgLedgerStore } from "./pg/ledger.js";
 
 /**
@@ -787,17 +793,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   ): number {
     setKind.run(c.kind, c.jobId, vault, line.signature);
     // Money back naming a job, or a debit of a job, may account for that job's debits now.
-    const named = new Set<string>();
-    if (line.delta !== 0n && c.jobId !== null) named.add(c.jobId);
-    if (
-      line.delta > 0n &&
-      (line.memoKind === "settle" || line.memoKind === "refund") &&
-      line.memoJobId !== null
-    ) {
-      named.add(line.memoJobId);
-    }
     let released = 0;
-    for (const job of named) released += releaseAccounted(vault, job);
+    for (const job of jobsALineNames(line, c.jobId)) released += releaseAccounted(vault, job);
     return released;
   }
 

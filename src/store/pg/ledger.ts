@@ -44,6 +44,7 @@ import {
   canPayFrom,
   type JobDebit,
   type JobTie,
+  jobsALineNames,
   outstandingOf,
   settledUnits,
 } from "../ledger-rules.js";
@@ -474,20 +475,6 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     });
   }
 
-  /** The jobs a line's kind may account for: its own, and the one its settle or refund memo names. */
-  function jobsNamed(line: Classifiable, c: { jobId: string | null }): string[] {
-    const named = new Set<string>();
-    if (line.delta !== 0n && c.jobId !== null) named.add(c.jobId);
-    if (
-      line.delta > 0n &&
-      (line.memoKind === "settle" || line.memoKind === "refund") &&
-      line.memoJobId !== null
-    ) {
-      named.add(line.memoJobId);
-    }
-    return [...named];
-  }
-
   /** Stores a line's kind and the releases it causes (inside the caller's transaction). */
   async function applyKind(
     tx: PgExecutor,
@@ -499,7 +486,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       .update(ledgerLines)
       .set({ kind: c.kind, jobId: c.jobId })
       .where(and(vaultIs(vault), eq(ledgerLines.signature, line.signature)));
-    return releaseAccounted(tx, vault, jobsNamed(line, c));
+    return releaseAccounted(tx, vault, jobsALineNames(line, c.jobId));
   }
 
   /**
@@ -786,7 +773,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     await releaseAccounted(
       tx,
       vault,
-      fresh.flatMap((l, i) => jobsNamed(asClassifiableRead(l), kinds[i]!)),
+      fresh.flatMap((l, i) => jobsALineNames(asClassifiableRead(l), kinds[i]!.jobId)),
     );
   }
 
