@@ -12,7 +12,11 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     reporters: ["default", new SummaryLineReporter()],
-    // One PostgreSQL server per run, started only when a test file needs it.
-    globalSetup: ["./test/support/postgres-global-setup.ts"],
+    // One temp directory per run, removed at its end; one PostgreSQL server per run, started
+    // only when a test file needs it.
+    globalSetup: [
+      "./test/support/temp-root-global-setup.ts",
+      "./test/support/postgres-global-setup.ts",
+    ],
   },
 });
