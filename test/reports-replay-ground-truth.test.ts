@@ -109,6 +109,16 @@ describe.each(dialects)("%s store", (dialect) => {
     for (const sig of [escrowA, escrowB, shared]) disputedSigs.add(sig);
     jobIds.disputed.push(a.jobId, b.jobId);
 
+    // A replay recorded and judged before the job it copies: the real receipt comes later,
+    // and the replay judged alone must not keep the money it then no longer owns.
+    const original = op.plan({ keyIndex: 1 });
+    const originalTxs = honest(original);
+    const early = op.plan({ keyIndex: 1 });
+    c.record(early, originalTxs);
+    jobIds.disputed.push(early.jobId);
+    await c.verify();
+    c.record(original, originalTxs);
+
     await c.verify();
     to = Date.now() + hour;
   });

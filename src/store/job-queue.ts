@@ -65,6 +65,39 @@ export function reopenJobs(
   return statementsOf(store).reopen.run({ ids: JSON.stringify(target.jobIds), now, dueAt }).changes;
 }
 
+/**
+ * The ids of the jobs naming one of the JSON list `sigs`, by receipt or jobs API, as a UNION
+ * of one indexed lookup per column: an OR of the four made SQLite scan every job. The jobs API
+ * indexes hold only a signature the receipt does not name, so their lookups say so.
+ */
+const namersOf = (sigs: Placeholder) => sql`
+  SELECT j.job_id FROM json_each(${sigs}) s JOIN jobs j ON j.escrow_tx = s.value
+  UNION SELECT j.job_id FROM json_each(${sigs}) s JOIN jobs j ON j.settlement_tx = s.value
+  UNION SELECT j.job_id FROM json_each(${sigs}) s JOIN jobs j ON j.api_escrow_tx = s.value
+    AND j.api_escrow_tx IS NOT j.escrow_tx
+  UNION SELECT j.job_id FROM json_each(${sigs}) s JOIN jobs j ON j.api_settlement_tx = s.value
+    AND j.api_settlement_tx IS NOT j.settlement_tx`;
+
+/**
+ * Reopens every job but those of `except` that names one of `signatures` (receipt or jobs API
+ * columns), inside the caller's write transaction: they just gained a namer, which can change
+ * whose money each is (see `newlyNamed`). The conflict signatures of other jobs are not looked
+ * at (they have no index; see README, Known limits).
+ */
+export function reopenNamers(
+  store: SqliteStore,
+  signatures: readonly string[],
+  except: readonly string[],
+  now: number,
+): number {
+  if (signatures.length === 0) return 0;
+  return statementsOf(store).reopenNamers.run({
+    sigs: JSON.stringify(signatures),
+    except: JSON.stringify(except),
+    now,
+  }).changes;
+}
+
 type JobRow = typeof jobs.$inferSelect;
 
 export { narrows, type QueueFilter } from "./queue-rules.js";
@@ -208,6 +241,16 @@ function prepare(store: SqliteStore) {
       .update(jobs)
       .set(reopened(param("now"), param("dueAt")))
       .where(jobIdIn(ids))
+      .prepare(),
+    reopenNamers: db
+      .update(jobs)
+      .set(reopened(param("now"), param("now")))
+      .where(
+        and(
+          sql`${jobs.jobId} IN (${namersOf(sql.placeholder("sigs"))})`,
+          sql`${jobs.jobId} NOT IN (SELECT value FROM json_each(${sql.placeholder("except")}))`,
+        ),
+      )
       .prepare(),
     makeDue: db
       .update(jobs)

@@ -91,6 +91,17 @@ export function answerColumns(row: AnsweredRow, answer: JobsApiAnswer) {
 }
 
 /**
+ * The signatures `answer` makes the job name that neither its receipt nor an earlier answer
+ * named: their other namers are judged again (see `newlyNamed` in receipt-rules.ts).
+ */
+export function answerNewlyNamed(row: AnsweredRow, answer: JobsApiAnswer): string[] {
+  const known = [row.escrowTx, row.settlementTx, row.apiEscrowTx, row.apiSettlementTx];
+  return [answer.escrowTx, answer.settlementTx].filter(
+    (s): s is string => s !== null && !known.includes(s),
+  );
+}
+
+/**
  * What recording an answer does to the job's place in the verifier's queue:
  * - `reopen`: back to pending and due now (see `reopenJobs`), when the answer changed what a
  *   verdict was reached on, or may be being reached on by a verifier holding the job now;

@@ -1,8 +1,14 @@
 import { eq, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { jobApiAnswers, jobs } from "../db/schema.js";
-import { makeDue, reopenJobs } from "./job-queue.js";
-import { answerBody, answerColumns, answerIsOlder, answerQueueEffect } from "./jobs-api-rules.js";
+import { makeDue, reopenJobs, reopenNamers } from "./job-queue.js";
+import {
+  answerBody,
+  answerColumns,
+  answerIsOlder,
+  answerNewlyNamed,
+  answerQueueEffect,
+} from "./jobs-api-rules.js";
 import { createPgJobsApiStore, recordJobsApiAnswerPg } from "./pg/jobs-api.js";
 import { indexAwareUpdate, inWriteTransaction, param, perConnection } from "./prepared.js";
 import { queueColumns } from "./receipts.js";
@@ -118,6 +124,7 @@ export function recordJobsApiAnswerInTransaction(
     // Each only when it changes something: a write of `jobs` fires its rollup triggers.
     if (effect === "reopen") reopenJobs(tx, { jobIds: [jobId] }, now);
     else if (effect === "due") makeDue(tx, [jobId], now);
+    reopenNamers(tx, answerNewlyNamed(row, answer), [jobId], now);
   });
 }
 

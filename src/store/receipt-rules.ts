@@ -234,6 +234,25 @@ export function gainedConflictSignatures(row: RecordedRow, receipt: Receipt): st
   return known.size > before ? [...known] : null;
 }
 
+/**
+ * The signatures `receipt` makes its job name that it did not name before (`row` null: the
+ * job is new). Who owns a signature's money turns on every job naming it (its memo's job, else
+ * the first by id), so each such signature's other namers must be judged again: a replay
+ * recorded and judged before the real job would otherwise keep the money, counted twice.
+ */
+export function newlyNamed(row: RecordedRow | null, receipt: Receipt): string[] {
+  const before = new Set<string>(
+    row === null
+      ? []
+      : [row.escrowTx, row.settlementTx, ...(row.conflictSignatures ?? [])].filter(
+          (s): s is string => s !== null,
+        ),
+  );
+  return [receipt.escrowTx, receipt.settlementTx].filter(
+    (s): s is string => s !== null && !before.has(s),
+  );
+}
+
 /** The summary row beyond the cap, counting one more conflict: `record` is the latest. */
 export function nextSummary(
   last: { receipt: Record<string, unknown>; differences: string[] },

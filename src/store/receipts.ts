@@ -2,7 +2,7 @@ import { and, count, desc, eq, getTableColumns, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { foldRollupDeltas } from "../db/rollups.js";
 import { jobs, type ReceiptSource, receiptConflicts } from "../db/schema.js";
-import { reopenJobs } from "./job-queue.js";
+import { reopenJobs, reopenNamers } from "./job-queue.js";
 import { createPgReceiptsStore, recordReceiptsPg } from "./pg/receipts.js";
 import {
   indexAwareUpdate,
@@ -24,6 +24,7 @@ import {
   initialBackfill,
   maxStoredConflicts,
   needsReopen,
+  newlyNamed,
   nextSummary,
   type Receipt,
   type ReceiptCore,
@@ -334,7 +335,7 @@ function recordOne(
   source: ReceiptSource,
   now: number,
   backfillDelayMs: number,
-): { result: RecordResult; reopen: boolean } {
+): { result: RecordResult; reopen: boolean; named: string[] } {
   const hash = receiptHash(receipt);
   const params = captureParams(receipt, source, now, hash);
   const backfillState = initialBackfill(receipt, source);
@@ -344,7 +345,9 @@ function recordOne(
     backfillState,
     backfillNextAt: backfillState ? now + backfillDelayMs : null,
   });
-  if (inserted.changes === 1) return { result: { outcome: "created" }, reopen: false };
+  if (inserted.changes === 1) {
+    return { result: { outcome: "created" }, reopen: false, named: newlyNamed(null, receipt) };
+  }
 
   const recorded = st.recorded.get({ jobId: receipt.jobId });
   // Neither inserted nor there: the row broke a constraint that OR IGNORE skipped.
@@ -352,10 +355,11 @@ function recordOne(
   const completesCapture =
     recorded?.source === "proxy" && recorded.captureState === "open" && source === "proxy";
   if (!completesCapture && recorded?.receiptHash === hash) {
-    return { result: { outcome: "duplicate" }, reopen: false };
+    return { result: { outcome: "duplicate" }, reopen: false, named: [] };
   }
   const row = st.select.get({ jobId: receipt.jobId }) as StoredRow;
   const reopen = needsReopen(row, now);
+  const named = newlyNamed(row, receipt);
   if (completesCapture) {
     const settlementTx = receipt.settlementTx ?? row.settlementTx;
     const completed = st.completeCapture.run(
@@ -369,7 +373,7 @@ function recordOne(
       row,
     );
     expectWritten(completed.changes, receipt.jobId);
-    return { result: { outcome: "updated" }, reopen };
+    return { result: { outcome: "updated" }, reopen, named };
   }
 
   // Another source's receipt never completes or corrects this one: anything but the same
@@ -380,20 +384,28 @@ function recordOne(
       ...filledFields(row, receipt).map(columnOf),
     ];
     const gained = storeConflict(st, row, receipt, source, differences, now);
-    return { result: { outcome: "conflict", differences }, reopen: gained && reopen };
+    return {
+      result: { outcome: "conflict", differences },
+      reopen: gained && reopen,
+      named: gained ? named : [],
+    };
   }
   const differences = differingFields(row, receipt);
   if (differences.length > 0) {
     const gained = storeConflict(st, row, receipt, source, differences, now);
-    return { result: { outcome: "conflict", differences }, reopen: gained && reopen };
+    return {
+      result: { outcome: "conflict", differences },
+      reopen: gained && reopen,
+      named: gained ? named : [],
+    };
   }
   if (filledFields(row, receipt).length === 0) {
-    return { result: { outcome: "duplicate" }, reopen: false };
+    return { result: { outcome: "duplicate" }, reopen: false, named: [] };
   }
 
   const filled = st.fill.run({ ...filledColumns(row, receipt), now }, row);
   expectWritten(filled.changes, receipt.jobId);
-  return { result: { outcome: "updated" }, reopen };
+  return { result: { outcome: "updated" }, reopen, named };
 }
 
 /** Receipts from which a call inside another transaction folds the rollup deltas it wrote. */
@@ -419,12 +431,20 @@ export function recordReceiptsInTransaction(
   const fold = !tx.sqlite.inTransaction || receipts.length >= foldBatchReceipts;
   const record = () => {
     const reopened: string[] = [];
+    const named: string[] = [];
     const results = receipts.map((receipt) => {
-      const { result, reopen } = recordOne(st, receipt, source, now, delay);
-      if (reopen) reopened.push(receipt.jobId);
-      return result;
+      const outcome = recordOne(st, receipt, source, now, delay);
+      if (outcome.reopen) reopened.push(receipt.jobId);
+      named.push(...outcome.named);
+      return outcome.result;
     });
     reopenJobs(tx, { jobIds: reopened }, now);
+    reopenNamers(
+      tx,
+      named,
+      receipts.map((r) => r.jobId),
+      now,
+    );
     if (fold) foldRollupDeltas(tx);
     return results;
   };

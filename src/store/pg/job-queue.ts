@@ -40,6 +40,34 @@ export async function reopenJobsPg(
   return result.rowCount ?? 0;
 }
 
+/**
+ * `reopenNamers` on PostgreSQL (see src/store/job-queue.ts): every job but those of `except`
+ * naming one of `signatures` is reopened, inside the caller's transaction. One indexed lookup
+ * per column, as there; the jobs API indexes hold only a signature the receipt does not name.
+ */
+export async function reopenNamersPg(
+  tx: PgExecutor,
+  signatures: readonly string[],
+  except: readonly string[],
+  now: number,
+): Promise<number> {
+  if (signatures.length === 0) return 0;
+  const sigs = sql`${sql.param([...signatures])}::text[]`;
+  const namers = sql`SELECT job_id FROM jobs WHERE escrow_tx = ANY(${sigs})
+    UNION SELECT job_id FROM jobs WHERE settlement_tx = ANY(${sigs})
+    UNION SELECT job_id FROM jobs WHERE api_escrow_tx = ANY(${sigs})
+      AND api_escrow_tx IS DISTINCT FROM escrow_tx
+    UNION SELECT job_id FROM jobs WHERE api_settlement_tx = ANY(${sigs})
+      AND api_settlement_tx IS DISTINCT FROM settlement_tx`;
+  return reopenJobsPg(
+    tx,
+    {
+      where: sql`${jobs.jobId} IN (${namers}) AND NOT (${jobs.jobId} = ANY(${sql.param([...except])}::text[]))`,
+    },
+    now,
+  );
+}
+
 /** `makeDue` on PostgreSQL: `next_verify_at` moves to `now` if later; nothing else changes. */
 export async function makeDuePg(
   tx: PgExecutor,

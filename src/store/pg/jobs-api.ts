@@ -2,9 +2,15 @@ import { eq } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { jobApiAnswers, jobs } from "../../db/pg/schema.js";
 import type { JobsApiAnswer, JobsApiStore } from "../jobs-api.js";
-import { answerBody, answerColumns, answerIsOlder, answerQueueEffect } from "../jobs-api-rules.js";
+import {
+  answerBody,
+  answerColumns,
+  answerIsOlder,
+  answerNewlyNamed,
+  answerQueueEffect,
+} from "../jobs-api-rules.js";
 import type { PgExecutor } from "./executor.js";
-import { makeDuePg, reopenJobsPg } from "./job-queue.js";
+import { makeDuePg, reopenJobsPg, reopenNamersPg } from "./job-queue.js";
 import { inPgTransaction, retryOnConflict } from "./write-transaction.js";
 
 /**
@@ -63,6 +69,7 @@ export async function recordJobsApiAnswerPg(
     }
     if (effect === "reopen") await reopenJobsPg(tx, { jobIds: [jobId] }, now);
     else if (effect === "due") await makeDuePg(tx, [jobId], now);
+    await reopenNamersPg(tx, answerNewlyNamed(row, answer), [jobId], now);
   });
 }
 

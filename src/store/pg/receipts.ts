@@ -13,6 +13,7 @@ import {
   initialBackfill,
   maxStoredConflicts,
   needsReopen,
+  newlyNamed,
   nextSummary,
   type Receipt,
   type RecordedRow,
@@ -21,7 +22,7 @@ import {
 } from "../receipt-rules.js";
 import type { ReceiptsStore, RecordOptions, RecordResult } from "../receipts.js";
 import type { PgExecutor, PgTx } from "./executor.js";
-import { reopenJobsPg } from "./job-queue.js";
+import { reopenJobsPg, reopenNamersPg } from "./job-queue.js";
 import { inPgTransaction, retryOnConflict } from "./write-transaction.js";
 
 type NewJob = typeof jobs.$inferInsert;
@@ -188,7 +189,7 @@ async function recordExisting(
   receipt: Receipt,
   source: ReceiptSource,
   now: number,
-): Promise<{ result: RecordResult; reopen: boolean }> {
+): Promise<{ result: RecordResult; reopen: boolean; named: string[] }> {
   const hash = receiptHash(receipt);
   const [found] = await tx
     .select(recordedColumns)
@@ -201,9 +202,10 @@ async function recordExisting(
   const completesCapture =
     row.source === "proxy" && row.captureState === "open" && source === "proxy";
   if (!completesCapture && row.receiptHash === hash) {
-    return { result: { outcome: "duplicate" }, reopen: false };
+    return { result: { outcome: "duplicate" }, reopen: false, named: [] };
   }
   const reopen = needsReopen(row, now);
+  const named = newlyNamed(row, receipt);
   const byId = eq(jobs.jobId, receipt.jobId);
   if (completesCapture) {
     const params = captureParams(receipt, source, now, hash);
@@ -220,7 +222,7 @@ async function recordExisting(
         updatedAt: now,
       })
       .where(byId);
-    return { result: { outcome: "updated" }, reopen };
+    return { result: { outcome: "updated" }, reopen, named };
   }
 
   // Another source's receipt never completes or corrects this one: anything but the same
@@ -231,22 +233,30 @@ async function recordExisting(
       ...filledFields(row, receipt).map(columnOf),
     ];
     const gained = await storeConflict(tx, row, receipt, source, differences, now);
-    return { result: { outcome: "conflict", differences }, reopen: gained && reopen };
+    return {
+      result: { outcome: "conflict", differences },
+      reopen: gained && reopen,
+      named: gained ? named : [],
+    };
   }
   const differences = differingFields(row, receipt);
   if (differences.length > 0) {
     const gained = await storeConflict(tx, row, receipt, source, differences, now);
-    return { result: { outcome: "conflict", differences }, reopen: gained && reopen };
+    return {
+      result: { outcome: "conflict", differences },
+      reopen: gained && reopen,
+      named: gained ? named : [],
+    };
   }
   if (filledFields(row, receipt).length === 0) {
-    return { result: { outcome: "duplicate" }, reopen: false };
+    return { result: { outcome: "duplicate" }, reopen: false, named: [] };
   }
 
   await tx
     .update(jobs)
     .set({ ...filledColumns(row, receipt), updatedAt: now })
     .where(byId);
-  return { result: { outcome: "updated" }, reopen };
+  return { result: { outcome: "updated" }, reopen, named };
 }
 
 /**
@@ -275,17 +285,26 @@ export async function recordReceiptsPg(
       [...firstOf.values()].map((index) => newRow(receipts[index] as Receipt, source, now, delay)),
     );
     const reopened: string[] = [];
+    const named: string[] = [];
     const results: RecordResult[] = [];
     for (const [index, receipt] of receipts.entries()) {
       if (created.has(receipt.jobId) && firstOf.get(receipt.jobId) === index) {
         results.push({ outcome: "created" });
+        named.push(...newlyNamed(null, receipt));
         continue;
       }
-      const { result, reopen } = await recordExisting(tx, receipt, source, now);
-      if (reopen) reopened.push(receipt.jobId);
-      results.push(result);
+      const outcome = await recordExisting(tx, receipt, source, now);
+      if (outcome.reopen) reopened.push(receipt.jobId);
+      named.push(...outcome.named);
+      results.push(outcome.result);
     }
     await reopenJobsPg(tx, { jobIds: reopened }, now);
+    await reopenNamersPg(
+      tx,
+      named,
+      receipts.map((r) => r.jobId),
+      now,
+    );
     return results;
   });
 }
