@@ -798,3 +798,29 @@ describe("ideas that are already handled", () => {
     expect(outcome?.failing).toContain("refund.not_settled");
   });
 });
+
+describe("the time a receipt gives itself", () => {
+  it("does not place a job's money in a period its chain lock is far from", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    // Reports count a job in the period of its receipt's time, which an ingest or import may
+    // set to any date: years before the lock, or years after it.
+    const honestJob = async (createdAt?: number) => {
+      const plan = h.op.plan({ keyIndex: 1 });
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+      c.record(plan, { escrowTx, settlementTx }, createdAt === undefined ? {} : { createdAt });
+      return plan.jobId;
+    };
+    const past = await honestJob(Date.UTC(2021, 2, 1));
+    const future = await honestJob(Date.UTC(2099, 11, 31));
+    const now = await honestJob();
+    const stamped = await honestJob(Date.now() + 30_000);
+    expect(await c.verdicts(past, future, now, stamped)).toEqual([
+      discrepancy("receipt.time"),
+      discrepancy("receipt.time"),
+      verified,
+      verified,
+    ]);
+  });
+});

@@ -8,6 +8,7 @@ import { creditsHeaderCheck } from "./checks/credits.js";
 import { escrowChecks, singleLock, type UsableLock } from "./checks/escrow.js";
 import { jobsApiMatchesChain, jobsApiMatchesReceipt } from "./checks/jobs-api.js";
 import { parseJobMemos } from "./checks/memos.js";
+import { receiptTime } from "./checks/receipt-time.js";
 import { refundChecks, refundNames } from "./checks/refund.js";
 import { settlementChecks, settlementNames } from "./checks/settlement.js";
 import { jobSignatures, stolenSignatures, uniqueSignatures } from "./checks/signatures.js";
@@ -89,6 +90,7 @@ export function evaluateJob(given: CheckInput): Evaluation {
   } else {
     played(escrow.signature, "escrow");
     lock = escrowChecks(input, escrow, list, learned);
+    list.add(receiptTime(input, escrow));
   }
   const escrowSkip =
     escrow === null

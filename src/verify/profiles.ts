@@ -74,6 +74,12 @@ export const profileSchema = z.object({
   /** A job must be settled (or refunded) within this many seconds of its escrow. */
   settlementWindowSeconds: z.number().int().positive().default(120),
   /**
+   * How far a receipt's time may stray from its escrow's block time beyond the job's own span
+   * (lock before the answer, settlement window after): recorders' clocks and the chain's block
+   * times are estimates. Reports count a job in the period of its receipt's time.
+   */
+  receiptTimeSkewSeconds: z.number().int().nonnegative().default(600),
+  /**
    * A signature still unseen this many slots after we first looked for it is dropped: its
    * blockhash (valid ~150 blocks) has expired, so it can never land. Includes a margin.
    */

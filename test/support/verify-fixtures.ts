@@ -2,6 +2,12 @@ import type { TokenChange, TransactionFacts } from "../../src/chain/transaction-
 import { localnetAccounts } from "../../src/localnet/keys.js";
 import type { ReceiptForChecks } from "../../src/verify/checks.js";
 
+/**
+ * Block times of the fixtures' transactions start at the test run's start: receipts recorded
+ * now are within `receipt.time`'s span of their locks.
+ */
+const fixtureEpochSeconds = Math.floor(Date.now() / 1000);
+
 /** Reference-model transactions built by hand, for checks and engine tests without a chain. */
 
 export const accounts = localnetAccounts();
@@ -31,7 +37,7 @@ export function facts(
   return {
     signature,
     slot,
-    blockTime: 1_700_000_000 + slot,
+    blockTime: fixtureEpochSeconds + slot,
     succeeded: true,
     err: null,
     fee: 5000n,

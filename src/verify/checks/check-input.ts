@@ -32,6 +32,8 @@ export interface ReceiptForChecks {
   creditsRemainingUnits?: bigint | null;
   /** Signatures named by conflicting receipts of this job id (see `jobs.conflict_signatures`). */
   conflictSignatures?: readonly string[] | null;
+  /** The receipt's time (ms since epoch), by which reports place the job in a period. */
+  createdAt?: number | null;
 }
 
 export interface CheckResult {
