@@ -1,4 +1,5 @@
 import http from "node:http";
+import { eq } from "drizzle-orm";
 import OpenAI from "openai";
 import { afterEach, describe, expect, it } from "vitest";
 import { jobs } from "../src/db/schema.js";
@@ -80,6 +81,74 @@ describe("createRecordingFetch", () => {
       totalTokens: 9,
       tags: { service: "search" },
     });
+  });
+
+  it("reads the model and ceiling from the request whatever form its body takes", async () => {
+    const store = createTestStore();
+    const audit = await serveApp({ store, log: createLogger({ level: "silent" }) });
+    cleanups.push(audit.close);
+    const recordingFetch = createRecordingFetch({
+      ingestUrl: `${audit.url}/jobs`,
+      token: await ingestToken(store),
+    });
+    const url = `${await upstream()}/v1/chat/completions`;
+    const asked = JSON.stringify({ model: "phi-4-mini", max_tokens: 100, messages: [] });
+    const post = (body: RequestInit["body"]): RequestInit => ({ method: "POST", body });
+    const calls: [
+      string,
+      () => Promise<Response>,
+      { model: string | null; maxTokens: number | null },
+    ][] = [
+      [
+        "bytes",
+        () => recordingFetch(url, post(new TextEncoder().encode(asked))),
+        { model: "phi-4-mini", maxTokens: 100 },
+      ],
+      [
+        "a Blob",
+        () => recordingFetch(url, post(new Blob([asked]))),
+        { model: "phi-4-mini", maxTokens: 100 },
+      ],
+      [
+        "a Request alone",
+        () => recordingFetch(new Request(url, post(asked))),
+        { model: "phi-4-mini", maxTokens: 100 },
+      ],
+      [
+        "max_completion_tokens",
+        () =>
+          recordingFetch(
+            url,
+            post(JSON.stringify({ model: "qwen3-8b", max_completion_tokens: 50 })),
+          ),
+        { model: "qwen3-8b", maxTokens: 50 },
+      ],
+      // Form data names no model: the response's is kept only to compare.
+      [
+        "form data",
+        () => recordingFetch(url, post(new URLSearchParams({ model: "phi-4-mini" }))),
+        { model: null, maxTokens: null },
+      ],
+    ];
+    const seen: Record<string, unknown> = {};
+    const expected: Record<string, unknown> = {};
+    const ids: [string, string][] = [];
+    for (const [name, call, facts] of calls) {
+      const response = await call();
+      await response.json();
+      ids.push([name, response.headers.get("x-decentral-job-id") ?? ""]);
+      expected[name] = { ...facts, responseModel: "qwen3-8b" };
+    }
+    await recordingFetch.flush();
+    for (const [name, id] of ids) {
+      const row = store.db.select().from(jobs).where(eq(jobs.jobId, id)).get();
+      seen[name] = row && {
+        model: row.model,
+        maxTokens: row.maxTokens,
+        responseModel: row.responseModel,
+      };
+    }
+    expect(seen).toEqual(expected);
   });
 
   it("never fails a completion when the ingest API is down, and delivers once it is back", async () => {

@@ -288,6 +288,33 @@ describe("recording proxy", () => {
     });
   });
 
+  it("prices by the request's model whatever its content type, never by the response's", async () => {
+    const { proxy, url, row } = await setup();
+    // `fetch` with a string body says text/plain: the body is JSON all the same.
+    const plain = await fetch(`${url}/v1/chat/completions?mode=json`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}` },
+      body: JSON.stringify({ model: "phi-4-mini", max_completion_tokens: 100, messages: [] }),
+    });
+    await plain.text();
+    await proxy.idle();
+    expect(row()).toMatchObject({ model: "phi-4-mini", responseModel: "qwen3-8b", maxTokens: 100 });
+
+    // A body that is no JSON names no model: the response's is kept only to compare.
+    const other = await setup();
+    const form = await fetch(`${other.url}/v1/chat/completions?mode=json`, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${key}`,
+        "content-type": "application/x-www-form-urlencoded",
+      },
+      body: "model=phi-4-mini&max_tokens=100",
+    });
+    await form.text();
+    await other.proxy.idle();
+    expect(other.row()).toMatchObject({ model: null, responseModel: "qwen3-8b", maxTokens: null });
+  });
+
   it("streams chunk by chunk: the first event arrives before the upstream sends the next", async () => {
     const { stub, proxy, url, row } = await setup();
     const response = await completion(url, "stream");

@@ -1,5 +1,6 @@
 import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { localApiKey } from "../src/localnet/keys.js";
 import type { InstructionSpec } from "../src/localnet/wire.js";
 import { addressBytes } from "../src/localnet/wire.js";
 import { createLogger } from "../src/log.js";
@@ -322,6 +323,151 @@ describe("receipts from the fetch wrapper", () => {
     expect(await c.outcome(plan.jobId)).toEqual(
       discrepancy("charge.matches_price", "charge.model"),
     );
+  });
+});
+
+describe("the model and ceiling a request asks, whatever shape its body takes", () => {
+  const key = localApiKey(1);
+  const asked = { model: "phi-4-mini", max_tokens: 100, messages: [] };
+
+  /**
+   * The caller asks for phi-4-mini with at most 100 tokens; the operator answers as
+   * llama-3.3-70b with 2,000 completion tokens and charges llama's price for them.
+   */
+  async function lyingOperator(model = "llama-3.3-70b") {
+    const plan = h.op.plan({ keyIndex: 1, model, completionTokens: 2000 });
+    const txs = h.op.honestJob(plan);
+    const received: string[] = [];
+    const upstream = await listen(
+      http.createServer(async (req, res) => {
+        let body = "";
+        for await (const chunk of req) body += chunk;
+        received.push(body);
+        res.writeHead(200, {
+          "content-type": "application/json",
+          "x-decentral-job-id": plan.jobId,
+          "x-decentral-tx-signature": txs.escrowTx,
+          "x-decentral-settlement-tx": txs.settlementTx,
+          "x-decentral-worker": plan.worker.address,
+        });
+        res.end(
+          JSON.stringify({
+            model,
+            choices: [],
+            usage: { prompt_tokens: 12, completion_tokens: 2000, total_tokens: 2012 },
+          }),
+        );
+      }),
+    );
+    return { plan, upstream, received };
+  }
+
+  async function throughProxy(body: string, contentType?: string) {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const { plan, upstream } = await lyingOperator();
+    const proxy = createRecordingProxy({
+      store: c.store,
+      log,
+      upstreamBaseUrl: `${upstream.url}/v1`,
+    });
+    const app = await serveApp({ store: c.store, log, proxy });
+    try {
+      const res = await fetch(`${app.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${key}`,
+          ...(contentType === undefined ? {} : { "content-type": contentType }),
+        },
+        body,
+      });
+      await res.text();
+      await proxy.idle();
+    } finally {
+      await app.close();
+      await proxy.close();
+      await upstream.close();
+    }
+    return { c, plan };
+  }
+
+  async function throughWrapper(
+    call: (recordingFetch: typeof fetch, url: string) => Promise<Response>,
+    model?: string,
+  ) {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const { plan, upstream, received } = await lyingOperator(model);
+    const audit = await serveApp({ store: c.store, log });
+    try {
+      const recordingFetch = createRecordingFetch({
+        ingestUrl: `${audit.url}/jobs`,
+        token: await ingestToken(c.store),
+      });
+      await (await call(recordingFetch, `${upstream.url}/v1/chat/completions`)).json();
+      await recordingFetch.flush();
+      expect(recordingFetch.stats()).toMatchObject({ delivered: 1 });
+    } finally {
+      await audit.close();
+      await upstream.close();
+    }
+    return { c, plan, received };
+  }
+
+  const init = (body: RequestInit["body"]): RequestInit => ({
+    method: "POST",
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body,
+  });
+
+  it("proxy: reads a JSON body sent as text/plain and prices by the model it asks", async () => {
+    // `fetch` with a string body says text/plain; the upstream reads it as JSON all the same.
+    const { c, plan } = await throughProxy(JSON.stringify(asked));
+    expect(await c.verdicts(plan.jobId)).toEqual([
+      discrepancy("charge.matches_price", "charge.model"),
+    ]);
+  });
+
+  it("proxy: a body it cannot read leaves the model unknown, never the response's", async () => {
+    const { c, plan } = await throughProxy(
+      "model=phi-4-mini&max_tokens=100",
+      "application/x-www-form-urlencoded",
+    );
+    expect(await c.verdicts(plan.jobId)).toEqual([{ verdict: "partially_verified", failing: [] }]);
+    expect(await c.check(plan.jobId, "charge.matches_price")).toMatchObject({
+      outcome: "skip",
+    });
+  });
+
+  it("fetch wrapper: reads a body given as bytes", async () => {
+    const { c, plan } = await throughWrapper((f, url) =>
+      f(url, init(new TextEncoder().encode(JSON.stringify(asked)))),
+    );
+    expect(await c.verdicts(plan.jobId)).toEqual([
+      discrepancy("charge.matches_price", "charge.model"),
+    ]);
+  });
+
+  it("fetch wrapper: reads the body of a Request passed alone, and still sends it", async () => {
+    const { c, plan, received } = await throughWrapper((f, url) =>
+      f(new Request(url, init(JSON.stringify(asked)))),
+    );
+    expect(received).toEqual([JSON.stringify(asked)]);
+    expect(await c.verdicts(plan.jobId)).toEqual([
+      discrepancy("charge.matches_price", "charge.model"),
+    ]);
+  });
+
+  it("fetch wrapper: bounds usage by max_completion_tokens", async () => {
+    const { c, plan } = await throughWrapper(
+      (f, url) =>
+        f(
+          url,
+          init(JSON.stringify({ model: "qwen3-8b", max_completion_tokens: 100, messages: [] })),
+        ),
+      "qwen3-8b",
+    );
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("charge.matches_price")]);
   });
 });
 

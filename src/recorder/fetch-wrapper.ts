@@ -1,6 +1,13 @@
 import { backoff } from "../retry.js";
 import { keyFingerprint } from "./key-fingerprint.js";
 import type { WireReceipt } from "./receipt-input.js";
+import {
+  maxRequestFactsBytes,
+  noRequestFacts,
+  type RequestFacts,
+  requestFactsOfBytes,
+  requestFactsOfText,
+} from "./request-facts.js";
 
 /**
  * A `fetch` for backends that call Decentral directly (no proxy): pass it as
@@ -52,20 +59,83 @@ export type RecordingFetch = typeof fetch & {
   stats(): RecordingFetchStats;
 };
 
-/** What the request itself says: the model asked for and its `max_tokens`. */
-function requestFacts(init: RequestInit | undefined): { model?: string; maxTokens?: number } {
-  if (typeof init?.body !== "string") return {};
+/**
+ * What the request asks (model, completion-token ceiling), read from its body as sent: a
+ * string, bytes, a Blob, or the body of a `Request` passed as `input`. A `Request`'s body is
+ * read from a clone taken before the call, so the caller's request is sent untouched. Never
+ * rejects; a body it cannot read (a stream in `init`, form data) asks nothing.
+ */
+function askedOf(
+  input: Parameters<typeof fetch>[0],
+  init: RequestInit | undefined,
+): RequestFacts | Promise<RequestFacts> {
   try {
-    const body = JSON.parse(init.body) as { model?: unknown; max_tokens?: unknown };
-    return {
-      ...(typeof body.model === "string" ? { model: body.model } : {}),
-      ...(Number.isSafeInteger(body.max_tokens) && (body.max_tokens as number) > 0
-        ? { maxTokens: body.max_tokens as number }
-        : {}),
-    };
+    // As `fetch` does: a body in `init` replaces the `Request`'s.
+    const body = init?.body;
+    if (body !== undefined && body !== null) return askedOfBody(body);
+    if (input instanceof Request && input.body !== null && !input.bodyUsed) {
+      return askedOfStream(input.clone().body);
+    }
   } catch {
-    return {};
+    // A body that cannot be copied: the request is sent as it is, asking nothing here.
   }
+  return noRequestFacts;
+}
+
+function askedOfBody(body: NonNullable<RequestInit["body"]>): RequestFacts | Promise<RequestFacts> {
+  if (typeof body === "string") {
+    return body.length <= maxRequestFactsBytes ? requestFactsOfText(body) : noRequestFacts;
+  }
+  if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) {
+    const bytes =
+      body instanceof ArrayBuffer
+        ? new Uint8Array(body)
+        : new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
+    return bytes.length <= maxRequestFactsBytes ? requestFactsOfBytes(bytes) : noRequestFacts;
+  }
+  if (typeof Blob !== "undefined" && body instanceof Blob) {
+    return body.size <= maxRequestFactsBytes ? askedOfStream(body.stream()) : noRequestFacts;
+  }
+  return noRequestFacts;
+}
+
+/**
+ * Facts of a body stream read to its end, or given up as soon as it cannot be a JSON object
+ * (its first byte other than whitespace is not `{`) or grows beyond the limit.
+ */
+async function askedOfStream(stream: ReadableStream<Uint8Array> | null): Promise<RequestFacts> {
+  if (stream === null) return noRequestFacts;
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  /** Whether the body's first byte other than whitespace was seen (and is `{`). */
+  let opened = false;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      size += value.length;
+      if (size > maxRequestFactsBytes) return noRequestFacts;
+      if (!opened) {
+        const first = value.find((c) => c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09);
+        if (first !== undefined && first !== 0x7b) return noRequestFacts;
+        opened = first !== undefined;
+      }
+    }
+  } catch {
+    return noRequestFacts;
+  } finally {
+    // Only this copy stops being read; the caller's body goes on.
+    reader.cancel().catch(() => undefined);
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.length;
+  }
+  return requestFactsOfBytes(bytes);
 }
 
 /** The caller's key's fingerprint (never the key): it ties the job to the key's vault. */
@@ -77,9 +147,10 @@ function fingerprintOf(input: Parameters<typeof fetch>[0], init: RequestInit | u
 
 /**
  * Wraps `fetch` so every response carrying `x-decentral-job-id` yields a receipt posted to
- * `ingestUrl` in the background. For a JSON (non-stream) response the model and usage are read
- * from a clone of the body; a streamed response is posted from its headers alone, and the
- * service fetches its settlement signature later.
+ * `ingestUrl` in the background. The model and ceiling come from the request; for a JSON
+ * (non-stream) response the usage and the model it names are read from a clone of the body; a
+ * streamed response is posted from its headers alone, and the service fetches its settlement
+ * signature later.
  */
 export function createRecordingFetch(options: RecordingFetchOptions): RecordingFetch {
   const baseFetch = options.fetch ?? globalThis.fetch;
@@ -194,9 +265,6 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
       worker: get("x-decentral-worker"),
       credits_remaining: get("x-decentral-credits-remaining"),
     };
-    const asked = requestFacts(init);
-    if (asked.model) receipt.model = asked.model;
-    if (asked.maxTokens) receipt.max_tokens = asked.maxTokens;
     const fingerprint = fingerprintOf(input, init);
     if (fingerprint) receipt.key_fingerprint = fingerprint;
     if (options.tags) receipt.tags = options.tags;
@@ -207,33 +275,33 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
     input: Parameters<typeof fetch>[0],
     init?: RequestInit,
   ): Promise<Response> => {
+    // Taken before the call: a `Request`'s body can be copied only before `fetch` reads it.
+    const asked = askedOf(input, init);
     const response = await baseFetch(input, init);
     try {
       const receipt = receiptOf(response, input, init);
       if (!receipt) return response;
       const isJson = (response.headers.get("content-type") ?? "").includes("application/json");
-      if (!isJson || !response.body) {
-        enqueue(receipt);
-        return response;
-      }
       // Read model and usage from a copy of the body; the caller reads the original.
-      const work = response
-        .clone()
-        .json()
-        .then(
-          (parsed: unknown) => {
-            const body = parsed as { model?: unknown; usage?: unknown } | null;
-            // Priced by the model asked for; the response's is only compared with it.
-            if (typeof body?.model === "string") {
-              if (receipt.model === undefined) receipt.model = body.model;
-              else receipt.response_model = body.model;
-            }
-            if (body?.usage && typeof body.usage === "object")
-              receipt.usage = body.usage as WireReceipt["usage"];
-          },
-          () => undefined,
-        )
-        .then(() => enqueue(receipt));
+      const answered: Promise<unknown> | null =
+        isJson && response.body
+          ? response
+              .clone()
+              .json()
+              .catch(() => null)
+          : null;
+      const work = Promise.all([asked, answered]).then(([facts, parsed]) => {
+        // Priced by the model asked for, bounded by the ceiling asked for. When the request
+        // did not say, neither is taken from the response, which the operator writes: its
+        // model is sent only as `response_model`, to compare.
+        if (facts.model !== null) receipt.model = facts.model;
+        if (facts.maxTokens !== null) receipt.max_tokens = facts.maxTokens;
+        const body = parsed as { model?: unknown; usage?: unknown } | null;
+        if (typeof body?.model === "string") receipt.response_model = body.model;
+        if (body?.usage && typeof body.usage === "object")
+          receipt.usage = body.usage as WireReceipt["usage"];
+        enqueue(receipt);
+      });
       assembling.add(work);
       work.finally(() => {
         assembling.delete(work);

@@ -9,6 +9,7 @@ import { createJobsApiConsults } from "./jobs-api-consults.js";
 import { keyFingerprint } from "./key-fingerprint.js";
 import { addressOrNull, jobIdPattern, maxTokenCount, signatureOrNull } from "./receipt-input.js";
 import { createReceiptWriter, type ReceiptWriter } from "./receipt-writer.js";
+import { type RequestFacts, requestFactsOfBytes } from "./request-facts.js";
 
 /** Options of the recording proxy; every optional one has a default. */
 export interface RecordingProxyOptions {
@@ -83,27 +84,6 @@ const maxJsonCapture = 8 * 1024 * 1024;
 const sseTailBytes = 64 * 1024;
 
 export { keyFingerprint } from "./key-fingerprint.js";
-
-interface RequestFacts {
-  model: string | null;
-  maxTokens: number | null;
-  stream: boolean | null;
-}
-
-function requestFacts(body: Buffer, contentType: string | undefined): RequestFacts {
-  const facts: RequestFacts = { model: null, maxTokens: null, stream: null };
-  if (body.length === 0 || !contentType?.includes("json")) return facts;
-  try {
-    const parsed = JSON.parse(body.toString("utf8")) as Record<string, unknown>;
-    if (typeof parsed.model === "string") facts.model = parsed.model;
-    const max = parsed.max_tokens ?? parsed.max_completion_tokens;
-    if (typeof max === "number" && Number.isInteger(max) && max >= 0) facts.maxTokens = max;
-    facts.stream = parsed.stream === true;
-  } catch {
-    // Not JSON after all: forwarded untouched, nothing learnt from it.
-  }
-  return facts;
-}
 
 interface Usage {
   promptTokens: number | null;
@@ -363,7 +343,8 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
     let learnt: { facts: RequestFacts; tags: Record<string, string>; fingerprint: string | null };
     const fromRequest = () => {
       learnt ??= {
-        facts: requestFacts(body, req.headers["content-type"]),
+        // Read whatever the content type says: the upstream may take a text/plain body as JSON.
+        facts: requestFactsOfBytes(body),
         tags: tagsOf(req),
         fingerprint: keyFingerprint(authorization),
       };
@@ -602,8 +583,8 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           : { model: null, usage: unknownUsage };
         const final: Receipt = {
           ...receipt,
-          // Priced by the model asked for; what the response names is kept to compare.
-          model: receipt.model ?? learnt.model,
+          // Priced by the model asked for, or by none: the operator writes the response, so the
+          // model it names is kept only to compare, never to price (the job is then unproven).
           responseModel: learnt.model,
           ...learnt.usage,
           latencyMs: Math.round(elapsed),

@@ -2,6 +2,9 @@ import { isBase58OfLength } from "../chain/base58.js";
 import { parseZonedDateTime } from "../instant.js";
 import { creditsToUnits } from "../money.js";
 import type { Receipt } from "./receipts.js";
+import { maxTokenCount } from "./request-facts.js";
+
+export { maxTokenCount };
 
 /**
  * Validation of receipts as they arrive on the wire (ingest API, import files, fetch wrapper).
@@ -15,9 +18,6 @@ export const jobIdPattern = /^job_[a-z0-9]{1,120}$/;
 const tagNamePattern = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
 const maxTags = 32;
 const maxTagValueLength = 256;
-/** Token counts above this are not plausible for one job. */
-/** The most tokens a receipt may claim (far beyond any model's context). */
-export const maxTokenCount = 100_000_000;
 /** Receipts dated outside 2020-01-01 .. 2100-01-01 are refused. */
 const minCreatedAt = Date.UTC(2020, 0, 1);
 const maxCreatedAt = Date.UTC(2100, 0, 1);

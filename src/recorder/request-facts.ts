@@ -1,0 +1,82 @@
+/**
+ * What a chat request asks, read the same way by the proxy and the fetch wrapper: the model
+ * that prices the job and the completion-token ceiling that bounds it. The response never
+ * fills these in: the operator writes the response. No dependency beyond the platform, since
+ * the fetch wrapper is imported alone by backends.
+ */
+
+/** The most tokens a receipt may claim (far beyond any model's context). */
+export const maxTokenCount = 100_000_000;
+
+/** Largest body the fetch wrapper reads for these facts: the proxy's default forwarding limit. */
+export const maxRequestFactsBytes = 10 * 1024 * 1024;
+
+export interface RequestFacts {
+  /** The model asked for; null when the body names none or is not a JSON object. */
+  model: string | null;
+  /** The completion-token ceiling asked for; null when the request set none. */
+  maxTokens: number | null;
+  /** `stream: true`; null when the body was not read. */
+  stream: boolean | null;
+}
+
+export const noRequestFacts: RequestFacts = { model: null, maxTokens: null, stream: null };
+
+/**
+ * A request's ceiling: `max_completion_tokens` ahead of the older `max_tokens`, the order the
+ * API honours them in, as a positive integer (anything else sets no ceiling, as the API would
+ * refuse it).
+ */
+function ceilingOf(body: Record<string, unknown>): number | null {
+  const max = body.max_completion_tokens ?? body.max_tokens;
+  return typeof max === "number" && Number.isInteger(max) && max >= 1 && max <= maxTokenCount
+    ? max
+    : null;
+}
+
+/** The facts of a parsed request body. */
+export function requestFactsOf(parsed: unknown): RequestFacts {
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    return noRequestFacts;
+  }
+  const body = parsed as Record<string, unknown>;
+  return {
+    model: typeof body.model === "string" && body.model.length > 0 ? body.model : null,
+    maxTokens: ceilingOf(body),
+    stream: body.stream === true,
+  };
+}
+
+/**
+ * The facts of a request body, whatever content type it was sent with (`curl -d` says
+ * form-urlencoded, `fetch` with a string says text/plain): the upstream may read it as JSON
+ * anyway. A body that is not a JSON object gives no facts; one that does not start like one is
+ * not decoded or parsed at all, so an upload costs nothing here. Callers bound its size.
+ */
+export function requestFactsOfText(text: string): RequestFacts {
+  let i = 0;
+  while (i < text.length && isJsonSpace(text.charCodeAt(i))) i++;
+  return text.charCodeAt(i) === openBrace ? parsed(text) : noRequestFacts;
+}
+
+/** `requestFactsOfText` of a byte body (UTF-8), checked before it is decoded. */
+export function requestFactsOfBytes(bytes: Uint8Array): RequestFacts {
+  let i = 0;
+  while (i < bytes.length && isJsonSpace(bytes[i] as number)) i++;
+  return bytes[i] === openBrace ? parsed(utf8.decode(bytes)) : noRequestFacts;
+}
+
+const openBrace = 0x7b;
+const utf8 = new TextDecoder();
+
+function isJsonSpace(c: number): boolean {
+  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+}
+
+function parsed(text: string): RequestFacts {
+  try {
+    return requestFactsOf(JSON.parse(text));
+  } catch {
+    return noRequestFacts;
+  }
+}
