@@ -235,11 +235,22 @@ describe("parseReceiptInput", () => {
       choices: [],
       _decentral: { ...inner, model: undefined, usage: undefined },
     });
+    // The completion's model is the one its response named: kept to compare, never to price.
     expect(parsed.ok && parsed.receipt).toMatchObject({
       jobId: inner.job_id,
-      model: "llama-3.3-70b",
+      model: null,
+      responseModel: "llama-3.3-70b",
       totalTokens: 3,
       createdAt: 1_764_000_000_000,
+    });
+    const asked = parseReceiptInput({
+      model: "llama-3.3-70b",
+      requested_model: "qwen3-8b",
+      _decentral: { ...inner, model: undefined, usage: undefined },
+    });
+    expect(asked.ok && asked.receipt).toMatchObject({
+      model: "qwen3-8b",
+      responseModel: "llama-3.3-70b",
     });
   });
 

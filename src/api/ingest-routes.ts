@@ -36,7 +36,7 @@ const ReceiptSchema = z
       .openapi({ description: "`x-decentral-credits-remaining`, in credits (at most 4 decimals)" }),
     model: z.string().optional().openapi({
       description:
-        "the model the caller asked for: it prices the job (in a `_decentral` completion, the response's; send `requested_model` then)",
+        "the model the caller asked for: it prices the job (in a `_decentral` completion it is the response's and prices nothing; send `requested_model` then)",
     }),
     requested_model: z.string().optional().openapi({
       description: "the model asked for; when given, `model` is taken as the response's",

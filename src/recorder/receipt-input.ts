@@ -195,14 +195,21 @@ function jobId(value: unknown, field: string): string {
  * locks escrow before it runs. The settlement signature may be null (a streamed job learns it
  * later from the jobs API), as may the rest.
  */
-function models(value: WireInput): {
+function models(
+  value: WireInput,
+  wrapped: boolean,
+): {
   model: string | null;
   responseModel: string | null;
 } {
   const answered = optionalModel(value.model, "model");
   const requested = optionalModel(value.requested_model, "requested_model");
   const responseModel = optionalModel(value.response_model, "response_model");
-  if (requested !== null) return { model: requested, responseModel: responseModel ?? answered };
+  // A completion's `model` is the one its response named, which the operator writes: it is
+  // kept to compare, and never prices the job (without `requested_model` the model is unknown).
+  if (requested !== null || wrapped) {
+    return { model: requested, responseModel: responseModel ?? answered };
+  }
   return { model: answered, responseModel };
 }
 
@@ -251,8 +258,8 @@ export function parseReceiptInput(value: unknown): ParsedReceipt {
         `${prefix}credits_remaining`,
       ),
       // `requested_model` names the model asked for (the job is priced by it); when given,
-      // `model` is taken as the one the response named, as in a wrapped completion.
-      ...models(wire),
+      // `model` is taken as the one the response named, as it always is in a completion.
+      ...models(wire, wrapped),
       keyFingerprint: optionalFingerprint(wire.key_fingerprint, "key_fingerprint"),
       maxTokens: optionalMaxTokens(wire.max_tokens, "max_tokens"),
       creditVault: optionalWorker(wire.credit_vault, "credit_vault"),
