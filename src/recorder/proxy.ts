@@ -159,7 +159,10 @@ function named(res: IncomingMessage, name: string): boolean {
   return (Array.isArray(value) ? value.join("") : (value ?? "")).trim() !== "";
 }
 
-/** The path of a request target, without its query. */
+/**
+ * The path of a request target, without its query: what a log line may say of it. The query can
+ * carry the caller's key (`?api_key=`), which is never written anywhere.
+ */
 function pathPart(url: string): string {
   const query = url.indexOf("?");
   return query < 0 ? url : url.slice(0, query);
@@ -386,7 +389,10 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       // Once the upstream answered, its response's own end or close decides what the client
       // gets and what is recorded: bytes after a complete body (a parse error) change neither.
       if (responded) {
-        log.warn({ reason: error.message, path }, "upstream connection failed after its answer");
+        log.warn(
+          { reason: error.message, path: pathPart(path) },
+          "upstream connection failed after its answer",
+        );
         return;
       }
       if (clientGone) {
@@ -409,7 +415,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         upstreamReq.end(body);
         return;
       }
-      log.warn({ reason: error.message, path }, "upstream request failed");
+      log.warn({ reason: error.message, path: pathPart(path) }, "upstream request failed");
       sendError(res, 502, "upstream_unavailable", "the Decentral API could not be reached");
       settle();
     };
@@ -428,7 +434,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       const text = header(upstream, name);
       const value = read(text);
       if (text !== null && value === null)
-        log.warn({ path, jobId, header: name }, "malformed receipt header");
+        log.warn({ path: pathPart(path), jobId, header: name }, "malformed receipt header");
       return value;
     };
 
@@ -454,7 +460,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         // found again: no answer without a receipt, so the answer is withheld.
         log.error(
           {
-            path,
+            path: pathPart(path),
             status,
             jobId: String(upstream.headers["x-decentral-job-id"] ?? "").slice(0, 200),
             escrowTx: String(upstream.headers["x-decentral-tx-signature"] ?? "").slice(0, 200),
