@@ -228,6 +228,32 @@ describe("what the receipt's status allows", () => {
     // Today: partially_verified (usage_unknown), as if it were a stream without usage.
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("refund.not_settled")]);
   });
+
+  it.each([
+    { status: 500, completionTokens: 640 },
+    { status: 500, completionTokens: null },
+    { status: 402, completionTokens: 640 },
+  ])(
+    "does not accept a settlement of a job answered $status (usage $completionTokens), and verifies its refund",
+    async ({ status, completionTokens }) => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      // The caller got an error, no completion; the operator still settles the job at its full
+      // price. A second job answered the same way got its whole lock back: that one is sound.
+      const settled = h.op.plan({ keyIndex: 1, completionTokens });
+      const txs = h.op.honestJob(settled);
+      c.record(settled, txs, { httpStatus: status });
+      const refunded = h.op.plan({ keyIndex: 1, completionTokens });
+      const escrowTx = h.op.send(h.op.lockIxs(refunded)).signature;
+      const refundTx = h.op.send(h.op.refundIxs(refunded)).signature;
+      c.record(refunded, { escrowTx, settlementTx: refundTx }, { httpStatus: status });
+      // Before: verified (partially_verified, usage_unknown, without usage), charged in full.
+      expect(await c.verdicts(settled.jobId, refunded.jobId)).toEqual([
+        discrepancy("refund.not_settled"),
+        verified,
+      ]);
+    },
+  );
 });
 
 describe("a charge with no usage recorded", () => {

@@ -146,12 +146,13 @@ export function evaluateJob(given: CheckInput): Evaluation {
   for (const s of [job.settlementTx, job.apiSettlementTx]) {
     if (s !== null && s === escrowSig) played(s, "settlement");
   }
-  // A 504 answered the caller "timed out, credits refunded": whatever the chain shows, the
-  // job must end refunded, and a settlement of it charges for an answer never given.
+  // An answer other than 2xx gave the caller no completion (a 504 even says "timed out,
+  // credits refunded"; a 402 or a 500 carries an error, whatever usage its body names):
+  // whatever the chain shows, the job must end with its lock returned, and a settlement of it
+  // charges for an answer never given.
+  const unanswered = job.httpStatus !== null && (job.httpStatus < 200 || job.httpStatus > 299);
   const isRefund =
-    refunds.length > 0 ||
-    job.httpStatus === 504 ||
-    (settlements.length === 0 && job.apiStatus === "refunded");
+    refunds.length > 0 || unanswered || (settlements.length === 0 && job.apiStatus === "refunded");
 
   let outcome: { kind: "settled" | "refunded" | "none"; charge: bigint | null } = {
     kind: "none",
@@ -173,14 +174,19 @@ export function evaluateJob(given: CheckInput): Evaluation {
       list.add(
         fail(
           "refund.not_settled",
-          "the caller was answered 504 (timed out, credits refunded) but the job was settled",
+          `the caller was answered ${job.httpStatus}${job.httpStatus === 504 ? " (timed out, credits refunded)" : " (an error, no completion)"} but the job was settled`,
           { refunded: true },
           settlements.map((s) => s.signature),
         ),
       );
       outcome = { kind: "settled", charge: null };
     } else if (refund === undefined) {
-      const reason = "no refund transaction is known for this refunded job";
+      // Not a finding yet: a refund the receipt does not name may still come from the jobs
+      // API. Until one does, the lock is money not shown returned, and the job is not verified.
+      const reason =
+        unanswered && escrow !== null
+          ? `the caller was answered ${job.httpStatus} and no transaction known returns the job's lock`
+          : "no refund transaction is known for this refunded job";
       list.unverifiable ??= reason;
       list.skipAll(refundNames, reason);
     } else {
