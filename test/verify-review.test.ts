@@ -256,6 +256,53 @@ describe("what the receipt's status allows", () => {
   );
 });
 
+describe("what the jobs API's status allows", () => {
+  it("does not verify a settled job the jobs API calls failed", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1 });
+    const txs = h.op.honestJob(plan);
+    c.record(plan, txs);
+    c.jobsApi(plan.jobId, {
+      status: "failed",
+      credits_charged: Number(plan.charge / 10_000n),
+      worker_address: plan.worker.address,
+      on_chain: { escrow_tx: txs.escrowTx, settlement_tx: txs.settlementTx },
+    });
+    // Before: verified, the jobs API's status skipped as "not final".
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("jobs_api.matches_chain")]);
+  });
+
+  it("does not verify a failed job whose lock nothing returns, and verifies one refunded", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const kept = h.op.plan({ keyIndex: 1 });
+    const keptLock = h.op.send(h.op.lockIxs(kept)).signature;
+    c.record(kept, { escrowTx: keptLock, settlementTx: null });
+    c.jobsApi(kept.jobId, {
+      status: "failed",
+      credits_charged: 0,
+      worker_address: kept.worker.address,
+      on_chain: { escrow_tx: keptLock, settlement_tx: null },
+    });
+    const refunded = h.op.plan({ keyIndex: 1 });
+    const lock = h.op.send(h.op.lockIxs(refunded)).signature;
+    const refund = h.op.send(h.op.refundIxs(refunded)).signature;
+    c.record(refunded, { escrowTx: lock, settlementTx: null });
+    c.jobsApi(refunded.jobId, {
+      status: "failed",
+      credits_charged: 0,
+      worker_address: refunded.worker.address,
+      on_chain: { escrow_tx: lock, settlement_tx: refund },
+    });
+    // Before: the first unverifiable ("the receipt names no settlement transaction").
+    expect(await c.verdicts(kept.jobId, refunded.jobId)).toEqual([
+      discrepancy("jobs_api.matches_chain"),
+      verified,
+    ]);
+  });
+});
+
 describe("a charge with no usage recorded", () => {
   it("does not accept a charge above the price at the request's max_tokens", async () => {
     const c = await h.scenario();

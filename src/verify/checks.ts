@@ -236,7 +236,8 @@ export function evaluateJob(given: CheckInput): Evaluation {
 
   list.add(uniqueSignatures(input, stolen, roles));
   list.add(jobsApiMatchesReceipt(job));
-  list.add(jobsApiMatchesChain(job, outcome));
+  const locked = escrow !== null && movesCredits(profile, escrow.facts);
+  list.add(jobsApiMatchesChain(job, outcome, locked));
   list.add(creditsHeaderCheck(job, input.creditsSpan ?? null));
 
   if (job.worker === null && list.outcome("settlement.exists") === "pass") {

@@ -28,14 +28,21 @@ export function jobsApiMatchesReceipt(job: ReceiptForChecks): CheckResult {
       );
 }
 
-/** What the jobs API said agrees with the chain: status, and credits charged. */
+/**
+ * What the jobs API said agrees with the chain: status, and credits charged. `locked`: the
+ * job's escrow transaction moved credits, so a job that ends without a charge owes a return.
+ */
 export function jobsApiMatchesChain(
   job: ReceiptForChecks,
   outcome: { kind: "settled" | "refunded" | "none"; charge: bigint | null },
+  locked: boolean,
 ): CheckResult {
   const name = "jobs_api.matches_chain";
   if (job.apiCheckedAt === null) return skip(name, "the jobs API was not consulted");
   const status = job.apiStatus;
+  // A failed job is final too (nothing more will settle it): the customer owes nothing for
+  // it, so its lock must have come back, and a settlement of it charged for a job that failed.
+  if (status === "failed") return failedJobMatchesChain(job, outcome, locked);
   if (status !== "settled" && status !== "refunded") {
     return skip(name, `the jobs API's answer (${status ?? "no status"}) is not final`);
   }
@@ -67,6 +74,40 @@ export function jobsApiMatchesChain(
     }
   } else if (outcome.kind === "none") {
     return skip(name, "the chain shows no closing transaction to compare with");
+  }
+  return pass(name, expected, actual);
+}
+
+function failedJobMatchesChain(
+  job: ReceiptForChecks,
+  outcome: { kind: "settled" | "refunded" | "none"; charge: bigint | null },
+  locked: boolean,
+): CheckResult {
+  const name = "jobs_api.matches_chain";
+  const expected = { status: "failed", lockReturned: locked, creditsChargedUnits: "0" };
+  const actual = {
+    chain: outcome.kind,
+    chainChargeUnits: outcome.charge?.toString() ?? null,
+    creditsChargedUnits: job.apiCreditsChargedUnits?.toString() ?? null,
+  };
+  if (outcome.kind === "settled") {
+    return fail(
+      name,
+      "the jobs API says failed, the chain shows the job settled",
+      expected,
+      actual,
+    );
+  }
+  if (outcome.kind === "none" && locked) {
+    return fail(
+      name,
+      "the jobs API says failed, and no transaction it or the receipt names returns the job's lock",
+      expected,
+      actual,
+    );
+  }
+  if (job.apiCreditsChargedUnits !== null && job.apiCreditsChargedUnits !== 0n) {
+    return fail(name, "the jobs API charges credits for a job it says failed", expected, actual);
   }
   return pass(name, expected, actual);
 }
