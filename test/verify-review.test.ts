@@ -7,8 +7,10 @@ import { createLogger } from "../src/log.js";
 import { createRecordingFetch } from "../src/recorder/fetch-wrapper.js";
 import { createRecordingProxy } from "../src/recorder/proxy.js";
 import { reconciliationReport } from "../src/reports/reconciliation.js";
+import { reportsStore } from "../src/store/reports.js";
 import type { CustodyConfig } from "../src/verify/custody.js";
 import { createVerifier } from "../src/verify/engine.js";
+import { localnetProfile } from "../src/verify/profiles.js";
 import {
   type AdversaryHarness,
   type JobOutcome,
@@ -300,6 +302,66 @@ describe("what the jobs API's status allows", () => {
       discrepancy("jobs_api.matches_chain"),
       verified,
     ]);
+  });
+});
+
+describe("a worker named as the owner of the credit vaults", () => {
+  /** Lock = price, settled with the worker's share sent to `workerAccount`. */
+  async function settleToVault(c: Scenario, workerAccount: (plan: JobPlan) => string) {
+    const plan = h.op.plan({ keyIndex: 1, maxTokens: 500, completionTokens: 500 });
+    expect(plan.remainder).toBe(0n);
+    const workerShare = (plan.charge * 7500n) / 10_000n;
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const settlementTx = h.op.send([
+      ...h.op.payoutIxs(plan, {
+        workerShare,
+        treasuryShare: plan.charge - workerShare,
+        workerAccount: workerAccount(plan),
+      }),
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx }, { worker: h.op.accounts.escrowAuthority });
+    const [outcome] = await c.verdicts(plan.jobId);
+    const job = (await reportsStore(c.store).auditRows(plan.jobId))!.job;
+    return {
+      outcome,
+      paid: { worker: job.workerPaidUnits, treasury: job.treasuryPaidUnits },
+      treasuryShare: plan.charge - workerShare,
+    };
+  }
+
+  it("does not count the worker's share sent back to the payer's own vault as paid", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const { outcome, paid, treasuryShare } = await settleToVault(c, (plan) => plan.vault);
+    // Before: verified, with the worker paid 60000 and nobody but the treasury paid.
+    expect(outcome?.verdict).toBe("discrepancy");
+    expect(outcome?.failing).toContain("settlement.worker_paid");
+    expect(paid).toEqual({ worker: 0n, treasury: treasuryShare });
+  });
+
+  it("does not count the worker's share sent to another customer's vault as paid", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    await c.pinKey(2);
+    const { outcome, paid, treasuryShare } = await settleToVault(c, () => h.op.vault(2));
+    // Before: verified, and escrow.source (money of the lock in another vault) never ran.
+    expect(outcome?.verdict).toBe("discrepancy");
+    expect(outcome?.failing).toEqual(
+      expect.arrayContaining(["escrow.source", "settlement.worker_paid"]),
+    );
+    expect(paid).toEqual({ worker: 0n, treasury: treasuryShare });
+  });
+
+  it("knows the owner of the credit vaults from the lock when the profile names no escrow authority", async () => {
+    const c = await h.scenario({ ...localnetProfile, escrowAuthority: null });
+    await c.pinKey(1);
+    await c.pinKey(2);
+    const { outcome, paid } = await settleToVault(c, () => h.op.vault(2));
+    // Before: verified, the other customer's vault counted as the worker's.
+    expect(outcome?.verdict).toBe("discrepancy");
+    expect(outcome?.failing).toContain("settlement.worker_paid");
+    expect(paid.worker).toBe(0n);
   });
 });
 

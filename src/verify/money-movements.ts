@@ -96,6 +96,20 @@ export interface Payees {
   vaultOwner: string | null;
 }
 
+/**
+ * The worker a settlement may pay: none when the name given is the owner of the credit vaults
+ * (the profile's escrow authority, or the owner of the vault the lock came from). No worker
+ * owns customers' credits, and money sent to such an account is not a worker's pay.
+ */
+export function payableWorker(
+  profile: Profile,
+  worker: string | null,
+  creditVaultOwner: string | null,
+): string | null {
+  if (worker === null) return null;
+  return worker === profile.escrowAuthority || worker === creditVaultOwner ? null : worker;
+}
+
 /** Money out of escrow at settlement or refund, sorted by recipient. */
 export interface ReleaseReading {
   /** What left the escrow account. */
@@ -139,10 +153,12 @@ export function readRelease(
   const others: TokenChange[] = [];
   const candidates: TokenChange[] = [];
   const misdirected: TokenChange[] = [];
+  // Customers' vaults first: a worker named as their owner (the escrow authority) must not
+  // turn money put back into a credit vault, this customer's or another's, into its pay.
   for (const c of credits) {
-    if (payees.worker !== null && c.owner === payees.worker) worker += c.delta;
-    else if (c.account === payees.creditVault) returned += c.delta;
+    if (c.account === payees.creditVault) returned += c.delta;
     else if (payees.vaultOwner !== null && c.owner === payees.vaultOwner) misdirected.push(c);
+    else if (payees.worker !== null && c.owner === payees.worker) worker += c.delta;
     else if (
       payees.treasury !== null &&
       (c.account === payees.treasury || c.owner === payees.treasury)

@@ -1,4 +1,4 @@
-import { readLock, readRelease } from "../money-movements.js";
+import { payableWorker, readLock, readRelease } from "../money-movements.js";
 import { priceUnits } from "../profiles.js";
 import type { ChainAmounts, CheckInput } from "./check-input.js";
 import { sum } from "./check-list.js";
@@ -70,6 +70,11 @@ export function amountsOf(
     profile.escrowVault ??
     "";
   const treasury = profile.treasury ?? input.learnedTreasury ?? null;
+  const vaultOwner =
+    lock?.reading.sources[0]?.owner ??
+    (escrow ? readLock(profile, escrow.facts).sources[0]?.owner : undefined) ??
+    null;
+  const payee = payableWorker(profile, job.worker, vaultOwner);
   const refundSigs = new Set(refunds.map((r) => r.signature));
   let worker = 0n;
   let treasuryPaid = 0n;
@@ -80,7 +85,7 @@ export function amountsOf(
     const r = readRelease(profile, c.facts, {
       creditVault,
       escrowAccount,
-      worker: refundSigs.has(c.signature) ? null : job.worker,
+      worker: refundSigs.has(c.signature) ? null : payee,
       treasury,
       vaultOwner: profile.escrowAuthority,
     });

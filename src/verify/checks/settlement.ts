@@ -1,5 +1,5 @@
 import type { CheckName } from "../check-catalogue.js";
-import { foreignChanges, type Payees, readRelease } from "../money-movements.js";
+import { foreignChanges, type Payees, payableWorker, readRelease } from "../money-movements.js";
 import type { Profile } from "../profiles.js";
 import { priceChecks } from "./charge.js";
 import type { CheckInput, Evaluation } from "./check-input.js";
@@ -85,10 +85,11 @@ export function settlementChecks(
   }
   const S = tx.facts;
   const treasury = profile.treasury ?? input.learnedTreasury ?? null;
+  const worker = payableWorker(profile, job.worker, lock.reading.sources[0]?.owner ?? null);
   const payees: Payees = {
     creditVault: lock.creditVault,
     escrowAccount: lock.escrowAccount,
-    worker: job.worker,
+    worker,
     treasury,
     vaultOwner: profile.escrowAuthority,
   };
@@ -117,6 +118,15 @@ export function settlementChecks(
   const noWorker = "neither the receipt nor the jobs API names the worker";
   if (job.worker === null) {
     list.add(skip("settlement.worker_paid", noWorker));
+  } else if (worker === null) {
+    list.add(
+      fail(
+        "settlement.worker_paid",
+        `the worker named in the receipt (${job.worker}) owns the credit vaults: money paid to it stays in customers' custody and pays no worker`,
+        { worker: "a worker's wallet, not the owner of the credit vaults" },
+        { worker: job.worker, payees: r.payees },
+      ),
+    );
   } else if (r.worker > 0n) {
     workerPaid = true;
     list.add(
