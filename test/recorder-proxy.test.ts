@@ -73,7 +73,8 @@ function stubUpstream(): { server: http.Server; stub: Stub } {
     for await (const _ of req) {
       // drain the body
     }
-    const url = req.url ?? "";
+    // A key some callers put in the query is not part of the route.
+    const url = (req.url ?? "").replace(/&api_key=[^&]*/, "");
     if (url.startsWith("/v1/jobs/")) {
       res.writeHead(200, { "content-type": "application/json" });
       res.end(
@@ -402,6 +403,25 @@ describe("recording proxy", () => {
     await proxy.idle();
     expect(store.db.select().from(jobs).all()).toEqual([]);
     expect(lines.join("\n")).toContain("upstream answer names no recordable job id");
+  });
+
+  it("never logs a request's query, where a caller may put its key", async () => {
+    const { proxy, url, lines } = await setup();
+    const secret = "dcntrl_live_QUERYSECRET";
+    for (const mode of ["malformed", "jobid-bad"]) {
+      const response = await fetch(`${url}/v1/chat/completions?mode=${mode}&api_key=${secret}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: JSON.stringify({ model: "qwen3-8b", max_tokens: 300, messages: [], stream: false }),
+      });
+      await response.arrayBuffer();
+    }
+    await proxy.idle();
+    const log = lines.join("\n");
+    expect(log).toContain("malformed receipt header");
+    expect(log).toContain("upstream answer names no recordable job id");
+    expect(log).toContain('"path":"/v1/chat/completions"');
+    expect(log).not.toContain(secret);
   });
 
   it("passes on an error answer whose job id header is empty: it names no job", async () => {
