@@ -185,3 +185,126 @@ describe("upgrading a deployment with jobs verified before escrow.single", () =>
     }
   });
 });
+
+/**
+ * Jobs as a deployment judged them before error answers, failed jobs, later namers and the
+ * receipt's time were checked; and what the upgrade does to each.
+ */
+const judgedBefore = [
+  // A settled 500 and a settled job the jobs API calls failed, verified then.
+  { jobId: "job_error", verdict: "verified", status: 500, api: null, escrow: "e1", settle: "s1" },
+  {
+    jobId: "job_failed",
+    verdict: "verified",
+    status: 200,
+    api: "failed",
+    escrow: "e2",
+    settle: "s2",
+  },
+  // A replay judged before the job it copies: both name e3 and s3.
+  {
+    jobId: "job_replay",
+    verdict: "discrepancy",
+    status: 200,
+    api: null,
+    escrow: "e3",
+    settle: "s3",
+  },
+  { jobId: "job_real", verdict: "verified", status: 200, api: null, escrow: "e3", settle: "s3" },
+  // Dated years before its lock's block time (see chain_transactions below).
+  { jobId: "job_dated", verdict: "verified", status: 200, api: null, escrow: "e4", settle: "s4" },
+  // Nothing new applies: left as they were.
+  {
+    jobId: "job_plain",
+    verdict: "verified",
+    status: 200,
+    api: "settled",
+    escrow: "e5",
+    settle: "s5",
+  },
+  {
+    jobId: "job_refunded",
+    verdict: "verified",
+    status: 504,
+    api: null,
+    escrow: "e6",
+    settle: "s6",
+  },
+];
+const judgedAfter = {
+  job_error: "pending",
+  job_failed: "pending",
+  job_replay: "pending",
+  job_real: "pending",
+  job_dated: "pending",
+  job_plain: "verified",
+  job_refunded: "pending",
+};
+/** Receipt times (ms) and lock block times (s): job_dated's receipt is from 2021. */
+const lockAt = 1_790_000_000;
+const receiptAt = (jobId: string) => (jobId === "job_dated" ? 1_614_556_800_000 : lockAt * 1000);
+const judgedColumns = `job_id, source, receipt_hash, created_at, recorded_at, updated_at, verdict,
+  next_verify_at, http_status, api_status, escrow_tx, settlement_tx`;
+
+describe("upgrading a deployment judged before error answers, later namers and receipt times", () => {
+  it("reopens, on SQLite, every job a new rule can judge otherwise", () => {
+    const store = sqliteBefore("receipt.time");
+    try {
+      const insert = store.sqlite.prepare(
+        `INSERT INTO jobs (${judgedColumns})
+         VALUES (@jobId, 'ingest', 'h', @at, 1, 1, @verdict, 5000, @status, @api, @escrow, @settle)`,
+      );
+      for (const job of judgedBefore) insert.run({ ...job, at: receiptAt(job.jobId) });
+      const tx = store.sqlite.prepare(
+        "INSERT OR IGNORE INTO chain_transactions (signature, state, block_time, first_seen_at) VALUES (?, 'finalized', ?, 1)",
+      );
+      for (const job of judgedBefore) tx.run(job.escrow, lockAt);
+
+      migrateStore(store);
+
+      const rows = store.sqlite.prepare("SELECT job_id, verdict FROM jobs").all();
+      const byId = Object.fromEntries(
+        (rows as { job_id: string; verdict: string }[]).map((r) => [r.job_id, r.verdict]),
+      );
+      expect(byId).toEqual(judgedAfter);
+    } finally {
+      store.close();
+    }
+  });
+
+  const database = usePostgresDatabase();
+  it("reopens, on PostgreSQL, every job a new rule can judge otherwise", async () => {
+    const store = await postgresBefore(await database.create(), "receipt.time");
+    try {
+      for (const job of judgedBefore) {
+        await store.pool.query(
+          `INSERT INTO jobs (${judgedColumns})
+           VALUES ($1, 'ingest', 'h', $2, 1, 1, $3, 5000, $4, $5, $6, $7)`,
+          [
+            job.jobId,
+            receiptAt(job.jobId),
+            job.verdict,
+            job.status,
+            job.api,
+            job.escrow,
+            job.settle,
+          ],
+        );
+        await store.pool.query(
+          `INSERT INTO chain_transactions (signature, state, block_time, first_seen_at)
+           VALUES ($1, 'finalized', $2, 1)
+           ON CONFLICT DO NOTHING`,
+          [job.escrow, lockAt],
+        );
+      }
+
+      expect((await migratePostgres(store.pool)).applied).toBeGreaterThanOrEqual(1);
+
+      const { rows } = await store.pool.query("SELECT job_id, verdict FROM jobs");
+      const byId = Object.fromEntries(rows.map((r) => [r.job_id, r.verdict]));
+      expect(byId).toEqual(judgedAfter);
+    } finally {
+      await store.close();
+    }
+  });
+});
