@@ -405,6 +405,24 @@ describe("recording proxy", () => {
     expect(lines.join("\n")).toContain("upstream answer names no recordable job id");
   });
 
+  it("keeps the tags ingest would accept, so a proxied receipt can be posted again as it is", async () => {
+    const { proxy, url, row } = await setup();
+    const headers: Record<string, string> = {
+      "x-audit-tag-.hidden": "a name ingest refuses",
+      "x-audit-tag-long": "x".repeat(300),
+    };
+    for (let i = 0; i < 40; i++) headers[`x-audit-tag-t${i}`] = String(i);
+    const response = await completion(url, "json", { headers });
+    expect(response.status).toBe(200);
+    await response.arrayBuffer();
+    await proxy.idle();
+    const tags = row()?.tags ?? {};
+    expect(Object.keys(tags)).toHaveLength(32);
+    expect(tags).not.toHaveProperty(".hidden");
+    expect(tags.long).toBe("x".repeat(256));
+    expect(Object.keys(tags).every((name) => /^[a-z0-9][a-z0-9_.-]{0,63}$/.test(name))).toBe(true);
+  });
+
   it("never logs a request's query, where a caller may put its key", async () => {
     const { proxy, url, lines } = await setup();
     const secret = "dcntrl_live_QUERYSECRET";

@@ -7,7 +7,15 @@ import { type Receipt, recordReceiptsUnit } from "../store/receipts.js";
 import type { JobsApiClient } from "./jobs-api.js";
 import { createJobsApiConsults } from "./jobs-api-consults.js";
 import { keyFingerprint } from "./key-fingerprint.js";
-import { addressOrNull, jobIdPattern, maxTokenCount, signatureOrNull } from "./receipt-input.js";
+import {
+  addressOrNull,
+  jobIdPattern,
+  maxTags,
+  maxTagValueLength,
+  maxTokenCount,
+  signatureOrNull,
+  tagNamePattern,
+} from "./receipt-input.js";
 import { createReceiptWriter, type ReceiptWriter } from "./receipt-writer.js";
 import { type RequestFacts, requestFactsOfBytes } from "./request-facts.js";
 
@@ -186,11 +194,15 @@ function header(res: IncomingMessage, name: string): string | null {
 /** The tags of a request: `x-audit-tag-<name>: <value>` headers, names lowercased. */
 function tagsOf(req: IncomingMessage): Record<string, string> {
   const tags: Record<string, string> = {};
+  let count = 0;
   for (const [name, value] of Object.entries(req.headers)) {
     if (!name.startsWith(tagPrefix) || value === undefined) continue;
+    // Ingest's rules, so a proxied receipt can be posted again as it is; the request is the
+    // customer's and goes on, so a tag ingest would refuse is left out rather than refused.
     const tag = name.slice(tagPrefix.length);
-    if (tag.length === 0 || tag.length > 64) continue;
-    tags[tag] = (Array.isArray(value) ? value.join(", ") : value).slice(0, 256);
+    if (!tagNamePattern.test(tag)) continue;
+    tags[tag] = (Array.isArray(value) ? value.join(", ") : value).slice(0, maxTagValueLength);
+    if (++count === maxTags) break;
   }
   return tags;
 }

@@ -15,9 +15,10 @@ export { maxTokenCount };
 /** A job id: `job_` then lowercase letters and digits (the length is not fixed by the docs). */
 export const jobIdPattern = /^job_[a-z0-9]{1,120}$/;
 
-const tagNamePattern = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
-const maxTags = 32;
-const maxTagValueLength = 256;
+/** Tag rules of every recorder: a name, how many a receipt carries, a value's length. */
+export const tagNamePattern = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
+export const maxTags = 32;
+export const maxTagValueLength = 256;
 /** Receipts dated outside 2020-01-01 .. 2100-01-01 are refused. */
 const minCreatedAt = Date.UTC(2020, 0, 1);
 const maxCreatedAt = Date.UTC(2100, 0, 1);
