@@ -169,6 +169,54 @@ describe("verification engine", () => {
     expect(new Set(stored)).toEqual(answered);
   });
 
+  it("decides every other job of a slice whose one job's verdict cannot be written, and holds that one back with the error", async () => {
+    const store = createTestStore();
+    const chain = createFakeChain({ finalitySlots: 1 });
+    const jobIds = Array.from({ length: 6 }, (_, i) => `job_${i}`);
+    for (const jobId of jobIds) {
+      const j = honest(jobId, jobId);
+      chain.land(j.escrow);
+      chain.land(j.settlement);
+      record(store, j.job);
+    }
+    const verdicts = createVerdictStore(store, localnetProfile);
+    // Any write carrying job_3's final verdict fails, as a value no column holds would.
+    const refusing: typeof verdicts = {
+      write: (decisions, context) =>
+        decisions.some((d) => d.job.jobId === "job_3" && d.verdict !== "error")
+          ? Promise.reject(new RangeError("The bound string, buffer, or bigint is too big"))
+          : verdicts.write(decisions, context),
+    };
+    const t0 = Date.now();
+    const round = createRound({
+      queue: createJobQueueStore(store),
+      signatures: createSignatureStore(store),
+      verdicts: refusing,
+      custody: createCustodyStore(store, localnetProfile, { vaults: [], byKey: {} }),
+      ledger: createLedgerStore(store),
+      configuredVaults: new Set(),
+      rpc: chain.rpc,
+      profile: localnetProfile,
+      options: { ...defaultVerifierOptions, ...fast, errorBackoffMs: 60_000 },
+      owner: "me",
+      now: Date.now,
+      log,
+    });
+    const open = (id: string) => !["verified", "error"].includes(verdictOf(store, id)!.verdict);
+    for (let i = 0; i < 20 && jobIds.some(open); i++) {
+      await round(null, null, new AbortController().signal);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    for (const jobId of jobIds.filter((id) => id !== "job_3")) {
+      expect(verdictOf(store, jobId)?.verdict, jobId).toBe("verified");
+    }
+    const held = verdictOf(store, "job_3");
+    expect(held).toMatchObject({ verdict: "error", leaseOwner: null, verifyAttempts: 1 });
+    expect(held?.lastError).toContain("bigint is too big");
+    // Parked with the error backoff, not claimed again by the next round.
+    expect(held?.nextVerifyAt).toBeGreaterThanOrEqual(t0 + 30_000);
+  });
+
   it("needs no RPC call at all for jobs whose transactions are already stored", async () => {
     const store = createTestStore();
     const chain = createFakeChain({ finalitySlots: 1 });

@@ -7,6 +7,7 @@ import type { TransactionFacts } from "../chain/transaction-facts.js";
 import { isBusyError } from "../db/client.js";
 import { isAppError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { backoff } from "../retry.js";
 import type { CustodyStore } from "../store/custody.js";
 import type { JobQueueStore, QueueFilter } from "../store/job-queue.js";
 import type { LedgerStore } from "../store/ledger.js";
@@ -16,7 +17,7 @@ import {
   type SignatureRow,
   type SignatureStore,
 } from "../store/signatures.js";
-import type { VerdictStore } from "../store/verdicts.js";
+import type { VerdictStore, VerdictWrite } from "../store/verdicts.js";
 import { type CreditsSpan, jobSignatures, MAX_NAMED_BY, parseJobMemos } from "./checks.js";
 import { custodyViews } from "./custody.js";
 import { type DecideJob, type Decision, decide } from "./decide.js";
@@ -463,8 +464,8 @@ export function createRound(deps: RoundDeps): Round {
 
   /** Writes one slice's decisions, guarded by this owner's leases, and logs the final ones. */
   async function write(decisions: Decision[], runId: number | null) {
-    const final = await deps.verdicts.write(
-      decisions.map((d) => ({
+    const writes = decisions.map(
+      (d): VerdictWrite => ({
         job: d.job,
         verdict: d.verdict,
         nextVerifyAt: d.nextVerifyAt,
@@ -472,9 +473,20 @@ export function createRound(deps: RoundDeps): Round {
         commitment: d.commitment,
         evaluation: d.evaluation,
         checks: d.evaluation?.checks ?? d.checks,
-      })),
-      { owner, runId, t: now() },
+      }),
     );
+    let final: boolean[];
+    try {
+      final = await deps.verdicts.write(writes, { owner, runId, t: now() });
+    } catch (error) {
+      // The database, not a job, was in the way: the round is retried as a whole.
+      if (isBusyError(error)) throw error;
+      // One job's write failed the slice's transaction (a value no column holds, say): the
+      // slice is written again job by job, so that job alone is held back, not its neighbours
+      // round after round.
+      final = [];
+      for (const w of writes) final.push(await writeAlone(w, runId));
+    }
     decisions.forEach((d, i) => {
       if (!final[i]) return;
       const checks = d.evaluation?.checks ?? d.checks ?? [];
@@ -487,6 +499,43 @@ export function createRound(deps: RoundDeps): Round {
         "job verdict",
       );
     });
+  }
+
+  /**
+   * Writes one decision on its own. When it still fails, the job is parked as `error` with the
+   * failure as its last error, due again after the error backoff (growing with its attempts),
+   * and the round goes on; a failure to park it fails the round.
+   */
+  async function writeAlone(w: VerdictWrite, runId: number | null): Promise<boolean> {
+    try {
+      const [final] = await deps.verdicts.write([w], { owner, runId, t: now() });
+      return final ?? false;
+    } catch (error) {
+      if (isBusyError(error)) throw error;
+      const t = now();
+      const lastError = `the verdict could not be written: ${message(error)}`;
+      deps.log.error({ jobId: w.job.jobId, err: error }, "verdict not written; job held back");
+      const delay = backoff(w.job.verifyAttempts, {
+        baseMs: options.errorBackoffMs,
+        maxMs: options.maxBackoffMs,
+        jitter: [0.75, 1.25],
+      });
+      await deps.verdicts.write(
+        [
+          {
+            job: w.job,
+            verdict: "error",
+            nextVerifyAt: t + Math.round(delay),
+            lastError,
+            commitment: w.commitment,
+            evaluation: null,
+            checks: null,
+          },
+        ],
+        { owner, runId, t },
+      );
+      return false;
+    }
   }
 }
 
