@@ -299,6 +299,15 @@ describe("malformed responses are rejected with a reason", () => {
       /amount is not an integer string/,
     ],
     [
+      "a fee no store column holds",
+      () => {
+        const r = valid();
+        (r.meta as { fee: unknown }).fee = "9223372036854775815";
+        return r;
+      },
+      /meta\.fee 9223372036854775815 is beyond any real fee/,
+    ],
+    [
       "the same token account listed twice",
       () => {
         const r = valid();

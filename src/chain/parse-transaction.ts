@@ -1,5 +1,6 @@
 import bs58 from "bs58";
 import { AppError } from "../errors.js";
+import { MAX_STORED_UNITS } from "../money.js";
 import { isBase58OfLength } from "./base58.js";
 import type {
   SolChange,
@@ -497,13 +498,18 @@ export function parseTransaction(result: unknown, signatureHint?: string): Trans
   if (feePayer === undefined) malformed("transaction has no accounts", "accountKeys");
   const steps = executionOrder(decoded, meta);
   const err = meta.err ?? null;
+  const fee = lamports(meta.fee, "meta.fee");
+  // Stored in a 64-bit column, by the verifier and the ledger alike: a fee no column holds
+  // (nine million SOL and more, no real fee) would fail the write of every transaction stored
+  // with it, each time it is fetched again. Such an answer is malformed, like any other lie.
+  if (fee > MAX_STORED_UNITS) malformed(`meta.fee ${fee} is beyond any real fee`, "meta.fee");
   return {
     signature: sig,
     slot,
     blockTime,
     succeeded: err === null,
     err,
-    fee: lamports(meta.fee, "meta.fee"),
+    fee,
     feePayer,
     version: decoded.version,
     accounts: decoded.accounts,
