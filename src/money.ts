@@ -56,8 +56,21 @@ export function creditsToUnitsOrNull(credits: unknown): bigint | null {
   }
 }
 
-/** The largest amount a receipt may carry: what SQLite's INTEGER and a JS number hold exactly. */
+/**
+ * The largest amount the store holds: what SQLite's INTEGER and a JS number hold exactly. A
+ * receipt's values are refused above it; an amount read from the chain above it (another mint,
+ * whose authority can mint any u64) is never written rounded or wrapped, see `isStorableUnits`.
+ */
 export const MAX_STORED_UNITS = BigInt(Number.MAX_SAFE_INTEGER);
+
+/**
+ * Whether an amount (a balance, or a signed change of one) fits the store's money columns. Both
+ * dialects hold 64-bit integers, and sums over many jobs and lines must stay within them too, so
+ * the bound is MAX_STORED_UNITS either way.
+ */
+export function isStorableUnits(units: bigint): boolean {
+  return units <= MAX_STORED_UNITS && units >= -MAX_STORED_UNITS;
+}
 
 /** JSON.stringify that writes bigints as decimal strings. */
 export function stringifyWithBigints(value: unknown, space?: number): string {

@@ -57,6 +57,8 @@ export const checkCatalogue = {
   "jobs_api.matches_chain": "the jobs API's status and credits charged agree with the chain",
   "credits.header":
     "x-decentral-credits-remaining (whole credits) is a balance the credit vault held between the job's lock and its response (applied once the ledger has read the vault that far)",
+  "amounts.storable":
+    "every amount read for the job fits the store (at most 2^53 - 1 base units or lamports); a job beyond it is not verified, and its amounts are not written (written only when one does not fit)",
   "escrow.rpc_quorum":
     "RPC_QUORUM endpoints answered the escrow's facts and finalized status identically (written only while they disagree)",
   "settlement.rpc_quorum":

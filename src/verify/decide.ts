@@ -1,6 +1,7 @@
 import { describeDisagreement, type RpcDisagreement } from "../chain/quorum.js";
 import type { TransactionFacts } from "../chain/transaction-facts.js";
 import type { Verdict } from "../db/schema.js";
+import { isStorableUnits, MAX_STORED_UNITS } from "../money.js";
 import { backoff } from "../retry.js";
 import type { SignatureRow } from "../store/signatures.js";
 import {
@@ -25,7 +26,8 @@ import type { Profile } from "./profiles.js";
  * - a streamed job whose settlement the backfill is still looking for: `awaiting_finality`;
  * - a transaction not finalized and fetched yet: `awaiting_finality`, due on the poll grid when
  *   it should be final by the cluster's pace (or at the next poll, or backed off while unseen);
- * - otherwise every check runs (checks.ts) and decides.
+ * - otherwise every check runs (checks.ts) and decides; an amount the store cannot hold makes
+ *   the job `unverifiable` (a failed check still a `discrepancy`), its amounts not written.
  */
 
 type Commitment = "processed" | "confirmed" | "finalized";
@@ -239,11 +241,50 @@ export function decide<J extends DecideJob>(
     creditsSpan: credits,
     ...(signatures.names ? { names: signatures.names } : {}),
   });
-  return {
+  const decided = {
     ...base,
-    verdict: evaluation.verdict,
     nextVerifyAt: t,
-    commitment: sigs.length > 0 ? "finalized" : null,
-    evaluation,
+    commitment: sigs.length > 0 ? ("finalized" as const) : null,
   };
+  const unstorable = unstorableAmounts(evaluation.amounts);
+  if (unstorable.length === 0) return { ...decided, verdict: evaluation.verdict, evaluation };
+  // An amount the store cannot hold (a mint whose authority minted past 2^63, say) would fail
+  // the whole batch's write, round after round, and no job beside it would ever be decided.
+  // The job is decided on its own instead: its checks are kept as evidence (amounts there are
+  // decimal strings), its amounts are not written, and it is never `verified`; a failed check
+  // still makes it a discrepancy.
+  const storable: CheckResult = {
+    name: "amounts.storable",
+    outcome: "skip",
+    reason: `${unstorable.map(([name, units]) => `${name} ${units}`).join(", ")}: beyond ${MAX_STORED_UNITS}, the most the store holds; the job's amounts are not written`,
+    expected: { maxUnits: MAX_STORED_UNITS.toString() },
+    actual: Object.fromEntries(unstorable.map(([name, units]) => [name, units.toString()])),
+  };
+  const verdict = evaluation.verdict === "discrepancy" ? "discrepancy" : "unverifiable";
+  return {
+    ...decided,
+    verdict,
+    evaluation: {
+      ...evaluation,
+      verdict,
+      checks: [...evaluation.checks, storable],
+      amounts: {
+        escrowedUnits: null,
+        chargedUnits: null,
+        workerPaidUnits: null,
+        treasuryPaidUnits: null,
+        refundedUnits: null,
+        expectedChargeUnits: null,
+        feesLamports: null,
+      },
+      unproven: verdict === "discrepancy" ? evaluation.unproven : [],
+    },
+  };
+}
+
+/** The job's amounts that do not fit the store, by name. */
+function unstorableAmounts(amounts: Evaluation["amounts"]): [string, bigint][] {
+  return Object.entries(amounts).filter(
+    (entry): entry is [string, bigint] => entry[1] !== null && !isStorableUnits(entry[1]),
+  );
 }
