@@ -5,6 +5,7 @@ import type { AddressSignatureInfo } from "../chain/rpc-pool.js";
 import type { TransactionFacts } from "../chain/transaction-facts.js";
 import type { Store } from "../db/client.js";
 import type { Logger } from "../log.js";
+import { isStorableUnits, MAX_STORED_UNITS } from "../money.js";
 import {
   createLedgerStore,
   type FetchedTransaction,
@@ -156,6 +157,8 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     let fetched = 0;
     let shared = 0;
     let pending = 0;
+    /** The first line left unread for an amount the store cannot hold. */
+    let unstorable = null as { signature: string; units: bigint } | null;
     for (let i = 0; i < signatures.length; i += options.fetchConcurrency) {
       signal?.throwIfAborted();
       const part = signatures.slice(i, i + options.fetchConcurrency);
@@ -193,13 +196,26 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       // Lines in their order (oldest first), so a return finds the lock read just before it.
       const reads = part.flatMap((signature) => {
         const facts = factsOf.get(signature);
-        return facts ? [lineOf(vault, signature, facts)] : [];
+        if (!facts) return [];
+        const line = lineOf(vault, signature, facts);
+        // A balance or movement the store cannot hold (a mint whose authority minted past
+        // 2^63, say) would fail this whole part's write, and every sync after it would stop
+        // at the same place. The line stays listed, unread: the statement is not complete
+        // while it is, and the vault's last error names it.
+        const amounts = [line.pre, line.post, line.delta].filter((u) => u !== null);
+        const beyond = amounts.find((u) => !isStorableUnits(u));
+        if (beyond !== undefined) {
+          unstorable ??= { signature, units: beyond };
+          pending++;
+          return [];
+        }
+        return [line];
       });
       await ledger.recordReads(vault, reads, stored, now());
       const failure = results.find((r) => r.status === "rejected");
       if (failure) throw (failure as PromiseRejectedResult).reason;
     }
-    return { fetched, shared, pending };
+    return { fetched, shared, pending, unstorable };
   }
 
   async function syncVault(vault: string, opts: { signal?: AbortSignal } = {}) {
@@ -213,13 +229,26 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       log.warn({ vault, err: String(error) }, "ledger: balance not read");
     }
     const { pages, listed } = await listNew(vault, opts.signal);
-    const { fetched, shared, pending } = await readListed(vault, opts.signal);
+    const { fetched, shared, pending, unstorable } = await readListed(vault, opts.signal);
     // Kinds a late receipt changed, locks released, credits headers and gaps: written now, so
     // a statement reads them instead of working them out line by line.
     await ledger.review(vault, now());
     const newest = await ledger.newestListedSlot(vault);
-    if (balance && (newest === null || newest <= balance.slot)) {
+    const problems: string[] = [];
+    if (unstorable) {
+      problems.push(
+        `line ${unstorable.signature} not read: its amount ${unstorable.units} is beyond ${MAX_STORED_UNITS}, the most the store holds`,
+      );
+    }
+    if (balance && !isStorableUnits(balance.amount)) {
+      problems.push(`balance ${balance.amount} not kept: beyond ${MAX_STORED_UNITS}`);
+    } else if (balance && (newest === null || newest <= balance.slot)) {
       await ledger.setBalance(vault, balance, now());
+    }
+    if (problems.length > 0) {
+      const message = problems.join("; ");
+      await ledger.setError(vault, message, now());
+      log.warn({ vault, err: message }, "ledger: amounts beyond the store left unread");
     }
     return { vault, pages, listed, fetched, shared, pending };
   }
