@@ -146,3 +146,23 @@ describe("GET /v1/account snapshots against the credit vault", () => {
     expect(snapshot.creditsRemaining).toBeGreaterThan(0);
   });
 });
+
+describe("account snapshots beyond what the store holds", () => {
+  it("keeps a snapshot naming a vault balance no column holds as its error", async () => {
+    const store = createTestStore();
+    const vault = "9xQeWvG816bUx9EPjHmaT23yvVM2ZWbrrpZb9PusVFin";
+    const snapshotter = createAccountSnapshotter({
+      store,
+      // Another mint's authority can mint any u64 into the vault.
+      rpc: { getTokenAccountBalance: async () => ({ slot: 7, amount: 2n ** 63n + 7n }) },
+      baseUrl: "http://account.invalid/v1",
+      apiKey: "key",
+      custody: { vaults: [vault], byKey: {} },
+      fetch: async () => Response.json({ credits_remaining: 5, usdc_value: "0.05" }),
+      log,
+    });
+    const snapshot = await snapshotter.take();
+    expect(snapshot).toMatchObject({ vault, vaultUnits: null, usdcValueUnits: 50_000n });
+    expect(snapshot.error).toContain("9223372036854775815 is beyond what the store holds");
+  });
+});
