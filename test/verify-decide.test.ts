@@ -14,7 +14,7 @@ import {
   type SignatureView,
 } from "../src/verify/decide.js";
 import { localnetProfile } from "../src/verify/profiles.js";
-import { honest } from "./support/verify-fixtures.js";
+import { accounts, change, facts, honest, sig, vault, worker } from "./support/verify-fixtures.js";
 
 // decide() is a pure function of the job, what is known of its signatures, the profile and
 // the custody pins: these tests build that knowledge by hand, with no store and no node.
@@ -85,6 +85,44 @@ describe("deciding a claimed job", () => {
     expect(d.commitment).toBe("finalized");
     expect(d.evaluation?.amounts.chargedUnits).toBe(80_000n);
     expect(d.nextVerifyAt).toBe(timing.now);
+  });
+
+  it("decides a job whose amounts the store cannot hold without them: never verified, a failed check still a discrepancy", () => {
+    const huge = 2n ** 63n + 7n;
+    const charge = 80_000n;
+    const workerShare = (charge * 7500n) / 10_000n;
+    const { job } = honest("job_huge", "h");
+    const escrow = facts(sig("Eh"), 10, "decentral:escrow:job_huge", [
+      change(vault, accounts.escrowAuthority, -huge),
+      change(accounts.escrowVault, accounts.escrowAuthority, huge),
+    ]);
+    const settlement = facts(sig("Sh"), 12, "decentral:settle:job_huge", [
+      change(accounts.escrowVault, accounts.escrowAuthority, -huge),
+      change(worker.tokenAccount, worker.address, workerShare),
+      change(accounts.treasury.tokenAccount, accounts.treasury.owner, charge - workerShare),
+      change(vault, accounts.escrowAuthority, huge - charge),
+    ]);
+    const rows = { [escrow.signature]: finalized, [settlement.signature]: finalized };
+    const decideFor = (receipt: ReceiptForChecks) =>
+      decide(
+        claimed({ ...receipt, escrowTx: escrow.signature, settlementTx: settlement.signature }),
+        known(rows, [escrow, settlement]),
+        localnetProfile,
+        noPins,
+        timing,
+      );
+    const honestOne = decideFor(job);
+    expect(honestOne.verdict).toBe("unverifiable");
+    expect(honestOne.evaluation?.amounts.escrowedUnits).toBeNull();
+    expect(honestOne.evaluation?.checks.filter((c) => c.outcome === "fail")).toEqual([]);
+    const storable = honestOne.evaluation?.checks.find((c) => c.name === "amounts.storable");
+    expect(storable).toMatchObject({ outcome: "skip", actual: { escrowedUnits: String(huge) } });
+    expect(storable?.reason).toContain(`escrowedUnits ${huge}`);
+    // The worker the receipt names was not paid: that finding stands beside the amount's.
+    const unpaid = decideFor({ ...job, worker: accounts.workers[0]!.address });
+    expect(unpaid.verdict).toBe("discrepancy");
+    expect(unpaid.evaluation?.amounts.chargedUnits).toBeNull();
+    expect(unpaid.evaluation?.checks.some((c) => c.name === "amounts.storable")).toBe(true);
   });
 
   it("waits for finality, on the poll grid, while a transaction is only confirmed", () => {
