@@ -95,7 +95,8 @@ export function buildProgram(): Command {
   ).action(async (file: string, flags) => {
     const config = configFromFlags(flags);
     const { openStore, runImportCommand } = await loadImport();
-    const store = await openStore(config);
+    // Receipts imported into a mistyped path would sit in a new store no `verify` reads.
+    const store = await openStore(config, { create: false });
     try {
       process.exitCode = await runImportCommand(store, file, flags, {
         stdin: process.stdin,
@@ -156,11 +157,18 @@ export function buildProgram(): Command {
       const config = configFromFlags(flags);
       const target = parseDatabaseUrl(config.DATABASE_URL);
       if (target.kind === "postgres") {
-        const [{ postgresSettings }, { migratePostgresUrl }] = await Promise.all([
-          import("./db/pg/client.js"),
-          import("./db/pg/migrate.js"),
-        ]);
-        const { applied } = await migratePostgresUrl(config.DATABASE_URL, postgresSettings(config));
+        const [{ postgresSettings }, { migratePostgresUrl }, { postgresOpenError }] =
+          await Promise.all([
+            import("./db/pg/client.js"),
+            import("./db/pg/migrate.js"),
+            loadStore(),
+          ]);
+        const { applied } = await migratePostgresUrl(
+          config.DATABASE_URL,
+          postgresSettings(config),
+        ).catch((error: unknown) => {
+          throw postgresOpenError(error, target.redacted);
+        });
         console.log(`migrated ${target.redacted} (${applied} migrations applied)`);
         return;
       }

@@ -1,8 +1,15 @@
 import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 
 /** Runs the CLI from source in a child process, as a crontab would run the binary. */
 function cli(...args: string[]) {
+  return cliWithEnv({ DATABASE_URL: ":memory:" }, ...args);
+}
+
+function cliWithEnv(env: Record<string, string>, ...args: string[]) {
   const result = spawnSync(
     process.execPath,
     [
@@ -13,7 +20,7 @@ function cli(...args: string[]) {
       "--",
       ...args,
     ],
-    { encoding: "utf8", env: { ...process.env, DATABASE_URL: ":memory:" } },
+    { encoding: "utf8", env: { ...process.env, ...env } },
   );
   return { code: result.status, stderr: result.stderr };
 }
@@ -35,4 +42,37 @@ describe("CLI exit codes", () => {
   it("exits 0 for --help", () => {
     expect(cli("--help").code).toBe(0);
   });
+
+  it("exits 2 naming the path when a command that reads the store is given a file that is not there", () => {
+    const dir = mkdtempSync(join(tmpdir(), "cli-typo-"));
+    const typo = join(dir, "typo", "audit.dbx");
+    const receipts = join(dir, "receipts.jsonl");
+    // A crontab with a mistyped path must not read as "all verified" from a new empty store.
+    for (const args of [
+      ["verify", "--since", "24h", "--rpc", "http://127.0.0.1:9", "--db", typo],
+      ["import", receipts, "--db", typo],
+      ["report", "reconciliation", "--since", "24h", "--db", typo],
+      ["tokens", "list", "--db", typo],
+    ]) {
+      const run = cli(...args);
+      expect(run.code, args.join(" ")).toBe(2);
+      expect(run.stderr).toContain(`no SQLite store at ${typo}`);
+      expect(run.stderr).toContain("db migrate");
+    }
+    // The same through the environment, in a folder that exists.
+    const sibling = join(dir, "audit.dbx");
+    const run = cliWithEnv(
+      { DATABASE_URL: sibling },
+      "tokens",
+      "create",
+      "--role",
+      "read",
+      "--name",
+      "x",
+    );
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(`no SQLite store at ${sibling}`);
+    expect(existsSync(join(dir, "typo"))).toBe(false);
+    expect(existsSync(sibling)).toBe(false);
+  }, 60_000);
 });

@@ -8,6 +8,7 @@ import { createToken } from "../src/auth/tokens.js";
 import { buildProgram } from "../src/cli.js";
 import { loadConfig } from "../src/config.js";
 import { openSqliteStore } from "../src/db/client.js";
+import { migrateStore } from "../src/db/migrate.js";
 import type { StatementJson } from "../src/ledger/statement.js";
 import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
 import { createLogger } from "../src/log.js";
@@ -16,6 +17,13 @@ import { startService } from "../src/main.js";
 const quiet = createLogger({ level: "silent" });
 
 let world: LocalWorld;
+
+/** Creates the store the `report` commands read (they refuse a file that is not there). */
+function createStore(db: string): void {
+  const store = openSqliteStore(db);
+  migrateStore(store);
+  store.close();
+}
 
 /** Tops up key `apiKeyIndex`'s credit vault, then waits until the deposit has a few slots on it. */
 async function deposit(apiKeyIndex: number, units: string) {
@@ -101,6 +109,7 @@ describe("the ledger in serve and in the CLI", () => {
   it("report statement --sync reads the history itself and writes the CSV", async () => {
     const vault = world.accounts.creditVaults[1]!.vault;
     const db = join(dir, "cli.db");
+    createStore(db);
     const out = join(dir, "statement.csv");
     await deposit(1, "1234567");
     vi.spyOn(console, "log").mockImplementation(() => {});
@@ -120,6 +129,7 @@ describe("the ledger in serve and in the CLI", () => {
   it("report statement --sync reads under the quorum: one endpoint alone stores no transaction", async () => {
     const vault = world.accounts.creditVaults[1]!.vault;
     const db = join(dir, "cli-quorum.db");
+    createStore(db);
     await deposit(1, "1000");
     const saved = { ...process.env };
     process.env.RPC_QUORUM = "2";
@@ -151,6 +161,7 @@ describe("the ledger in serve and in the CLI", () => {
   it("report account-snapshot compares the account with the vault, exits 1 on a difference, and lists what it kept", async () => {
     const vault = world.accounts.creditVaults[2]!.vault;
     const db = join(dir, "snapshots.db");
+    createStore(db);
     const saved = { ...process.env };
     process.env.DECENTRAL_API_KEY = world.apiKeys[2]!;
     process.env.CREDIT_VAULTS = vault;

@@ -79,4 +79,24 @@ describe("the CLI on PostgreSQL", () => {
     const report = JSON.parse(readFileSync(out, "utf8")) as { totals: { jobs: number } };
     expect(report.totals.jobs).toBe(25);
   }, 60_000);
+
+  it("says a database that does not exist by its URL and how to create it", async () => {
+    const url = new URL(database.url);
+    url.pathname = "/audit_typo_db";
+    const run = (...args: string[]) =>
+      buildProgram().parseAsync(["node", "decentral-audit", ...args, "--db", url.href]);
+    for (const args of [
+      ["db", "migrate"],
+      ["tokens", "list"],
+    ]) {
+      const failure = (await run(...args).then(
+        () => undefined,
+        (error: unknown) => error,
+      )) as Error;
+      expect(failure.message, args.join(" ")).toContain('database "audit_typo_db" does not exist');
+      expect(failure.message).toContain("/audit_typo_db");
+      expect(failure.message).toContain("CREATE DATABASE");
+      if (url.password !== "") expect(failure.message).not.toContain(`:${url.password}@`);
+    }
+  }, 30_000);
 });

@@ -23,6 +23,8 @@ async function cli(...args: string[]) {
 describe("decentral-audit tokens", () => {
   it("creates a token shown once, lists it without its text, and revokes it", async () => {
     const db = join(mkdtempSync(join(tmpdir(), "tokens-")), "audit.db");
+    // Only `serve`, `demo` and `db migrate` create a store; `tokens` needs one that exists.
+    await cli("db", "migrate", "--db", db);
     const [token] = await cli(
       "tokens",
       "create",

@@ -20,7 +20,8 @@ export function registerTokenCommands(program: Command, helpers: Helpers): void 
     flags: Record<string, unknown>,
     fn: (store: Store) => Promise<T>,
   ): Promise<T> => {
-    const store = await openStore(helpers.configFromFlags(flags));
+    // A token created in a mistyped store would never authenticate against the real one.
+    const store = await openStore(helpers.configFromFlags(flags), { create: false });
     try {
       return await fn(store);
     } finally {

@@ -1,7 +1,8 @@
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { type BetterSQLite3Database, drizzle } from "drizzle-orm/better-sqlite3";
+import { AppError } from "../errors.js";
 import { backoff, sleepFor } from "../retry.js";
 import type { PgStore } from "./pg/client.js";
 import * as schema from "./schema.js";
@@ -30,9 +31,23 @@ export const JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024;
  */
 export type Store = SqliteStore | PgStore;
 
+/** Thrown when a command that needs an existing store is pointed at a SQLite file not there. */
+export class MissingStoreError extends AppError {
+  constructor(readonly path: string) {
+    super(
+      "not_found",
+      `no SQLite store at ${path} (check --db / DATABASE_URL); create one with \`decentral-audit db migrate\` or \`serve\``,
+      { field: "DATABASE_URL" },
+    );
+    this.name = "MissingStoreError";
+  }
+}
+
 /**
- * Opens the SQLite database at `url` (a file path, `file:PATH` or `:memory:`), creating its
- * folder. A PostgreSQL URL is refused here (its caller needs a SQLite file).
+ * Opens the SQLite database at `url` (a file path, `file:PATH` or `:memory:`), creating it and
+ * its folder unless `create` is false: then a file that does not exist is a MissingStoreError,
+ * because a mistyped path would otherwise give an empty store that `verify` finds all verified.
+ * A PostgreSQL URL is refused here (its caller needs a SQLite file).
  * WAL lets readers (reports, audit lookups) run while the verifier writes; the busy timeout
  * makes a second process wait for a write lock instead of failing at once. That wait is a
  * busy loop inside better-sqlite3 that blocks the event loop, so a serving process passes a
@@ -43,7 +58,7 @@ export type Store = SqliteStore | PgStore;
  */
 export function openSqliteStore(
   url: string,
-  options: { busyTimeoutMs?: number } = {},
+  options: { busyTimeoutMs?: number; create?: boolean } = {},
 ): SqliteStore {
   const target = parseDatabaseUrl(url);
   // Refused before anything touches the disk: a PostgreSQL URL is never a file path.
@@ -53,8 +68,13 @@ export function openSqliteStore(
     );
   }
   const path = target.path;
-  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
-  const sqlite = new Database(path);
+  const create = options.create !== false;
+  if (path !== ":memory:") {
+    if (!create && !existsSync(path)) throw new MissingStoreError(path);
+    if (create) mkdirSync(dirname(path), { recursive: true });
+  }
+  // fileMustExist also covers a file removed between the check above and the open.
+  const sqlite = new Database(path, { fileMustExist: !create && path !== ":memory:" });
   // First, so that the switch to WAL below waits too: on a new file that another process is
   // creating and migrating at the same moment, it would otherwise fail at once with "database
   // is locked" (two `serve` started together on a database that does not exist yet).

@@ -12,6 +12,13 @@ export interface OpenStoreOptions {
   poolSize?: number;
   /** Apply pending migrations before returning. Default true. */
   migrate?: boolean;
+  /**
+   * SQLite: create the file (and its folder) when it does not exist. Default true. Commands
+   * that only read or add to an existing store pass false, so that a mistyped path is an
+   * error instead of a new empty store (see MissingStoreError). PostgreSQL never creates a
+   * database.
+   */
+  create?: boolean;
 }
 
 /**
@@ -33,10 +40,10 @@ export async function openStore(
 ): Promise<Store> {
   const target = parseDatabaseUrl(config.DATABASE_URL);
   if (target.kind === "sqlite") {
-    const store = openSqliteStore(
-      config.DATABASE_URL,
-      options.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.busyTimeoutMs },
-    );
+    const store = openSqliteStore(config.DATABASE_URL, {
+      ...(options.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.busyTimeoutMs }),
+      ...(options.create === undefined ? {} : { create: options.create }),
+    });
     try {
       if (options.migrate !== false) migrateStore(store);
     } catch (error) {
@@ -59,15 +66,33 @@ export async function openStore(
     else await store.pool.query("SELECT 1");
   } catch (error) {
     await store.close();
-    if (isTransientPgError(error)) {
-      throw new AppError(
-        "upstream_unavailable",
-        `cannot reach PostgreSQL at ${target.redacted}: ${(error as Error).message}`,
-        { field: "DATABASE_URL" },
-        { cause: error },
-      );
-    }
-    throw error;
+    throw postgresOpenError(error, target.redacted);
   }
   return store;
+}
+
+/**
+ * What to tell the user when opening PostgreSQL failed: a server that cannot be reached, or a
+ * database that does not exist (SQLSTATE 3D000; this program never creates one), each named
+ * with the password-free URL. Any other error is returned as it is.
+ */
+export function postgresOpenError(error: unknown, redactedUrl: string): unknown {
+  if (isTransientPgError(error)) {
+    return new AppError(
+      "upstream_unavailable",
+      `cannot reach PostgreSQL at ${redactedUrl}: ${(error as Error).message}`,
+      { field: "DATABASE_URL" },
+      { cause: error },
+    );
+  }
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === "3D000") {
+    return new AppError(
+      "not_found",
+      `PostgreSQL at ${redactedUrl}: ${(error as Error).message} (check DATABASE_URL; create the database with CREATE DATABASE or createdb, then run \`decentral-audit db migrate\`)`,
+      { field: "DATABASE_URL" },
+      { cause: error },
+    );
+  }
+  return error;
 }

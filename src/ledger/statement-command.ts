@@ -57,7 +57,7 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
       }
       const config = helpers.configFromFlags(flags);
       const profile = loadProfile(config.AUDIT_PROFILE);
-      const store = await openStore(config);
+      const store = await openStore(config, { create: false });
       let text: string;
       try {
         if (flags.sync) {
@@ -107,7 +107,7 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
     )
     .action(async (flags: { list?: boolean; vault?: string }) => {
       const config = helpers.configFromFlags(flags);
-      const store = await openStore(config);
+      const store = await openStore(config, { create: false });
       try {
         if (flags.list) {
           const list = await createAccountSnapshotsStore(store).list(

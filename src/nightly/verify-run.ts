@@ -34,7 +34,8 @@ export async function runVerifyFromCli(
     { level: config.LOG_LEVEL === "info" ? "warn" : config.LOG_LEVEL },
     pino.destination(2),
   );
-  const store = await openStore(config);
+  // A mistyped path must not become an empty store whose window is "all verified" (exit 0).
+  const store = await openStore(config, { create: false });
   const rpc = rpcFromConfig(config, log);
   try {
     const profile = loadProfile(config.AUDIT_PROFILE);

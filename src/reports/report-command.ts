@@ -60,7 +60,7 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
         if (flags.format !== "csv" && flags.format !== "json") {
           throw new AppError("validation_failed", "--format: csv or json", { field: "format" });
         }
-        const store = await openStore(helpers.configFromFlags(flags));
+        const store = await openStore(helpers.configFromFlags(flags), { create: false });
         let text: string;
         try {
           const result = await reconciliationReport(store, {
@@ -85,7 +85,7 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
       (f) => f !== undefined,
     );
     const period = anyWindow ? windowFromFlags(flags, Date.now()) : {};
-    const store = await openStore(helpers.configFromFlags(flags));
+    const store = await openStore(helpers.configFromFlags(flags), { create: false });
     let check: RollupCheck;
     try {
       check = await recomputeRollups(store, period);
