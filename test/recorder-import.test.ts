@@ -93,6 +93,21 @@ describe("import", () => {
     });
   });
 
+  it("imports a CSV max_tokens column as JSONL does, and names it when it is not an integer", async () => {
+    const store = createTestStore();
+    const a = wireReceipt();
+    const b = wireReceipt();
+    const rows = [
+      "job_id,escrow_tx,settlement_tx,worker,model,total_tokens,max_tokens",
+      csvLine([a.job_id, a.escrow_tx, a.settlement_tx, a.worker, "qwen3-8b", 3, 512] as string[]),
+      csvLine([b.job_id, b.escrow_tx, b.settlement_tx, b.worker, "qwen3-8b", 3, "1e3"] as string[]),
+    ];
+    const summary = await importReceipts(store, Readable.from([rows.join("\n")]));
+    expect(summary.created).toBe(1);
+    expect(summary.rejected).toEqual([expect.objectContaining({ line: 3, field: "max_tokens" })]);
+    expect(store.db.select().from(jobs).get()).toMatchObject({ jobId: a.job_id, maxTokens: 512 });
+  });
+
   it("exits 1 and names the rejected lines; exits 0 when every line is accepted", async () => {
     const dir = mkdtempSync(join(tmpdir(), "recorder-import-"));
     const bad = join(dir, "bad.jsonl");

@@ -35,13 +35,19 @@ interface Item {
   value: unknown;
 }
 
-/** CSV columns that hold numbers; every other column is text. */
-const numericColumns = new Set(["prompt_tokens", "completion_tokens", "total_tokens"]);
+/** CSV usage columns, numbers that go into `usage`; every other column is text unless below. */
+const usageColumns = new Set(["prompt_tokens", "completion_tokens", "total_tokens"]);
+
+/**
+ * Top-level receipt fields the ingest API takes only as JSON numbers: a cell of digits becomes
+ * a number, anything else stays text for the receipt rules to refuse with the field named.
+ */
+const integerColumns = new Set(["max_tokens"]);
 
 /**
  * A CSV record (header names as keys) as the receipt object the ingest API takes: usage
- * columns become `usage`, `tag_<name>` columns and a JSON `tags` column become `tags`, and
- * empty cells are absent.
+ * columns become `usage`, `max_tokens` a number, `tag_<name>` columns and a JSON `tags`
+ * column become `tags`, and empty cells are absent.
  */
 function receiptFromCsv(record: Record<string, string>): unknown {
   const receipt: Record<string, unknown> = {};
@@ -51,8 +57,10 @@ function receiptFromCsv(record: Record<string, string>): unknown {
     const name = column.trim().toLowerCase();
     const value = cell.trim();
     if (value === "") continue;
-    if (numericColumns.has(name)) {
+    if (usageColumns.has(name)) {
       usage[name] = /^\d+$/.test(value) ? Number(value) : value;
+    } else if (integerColumns.has(name)) {
+      receipt[name] = /^\d+$/.test(value) ? Number(value) : value;
     } else if (name === "tags") {
       try {
         tags = { ...tags, ...(JSON.parse(value) as Record<string, unknown>) };
