@@ -108,6 +108,21 @@ describe("import", () => {
     expect(store.db.select().from(jobs).get()).toMatchObject({ jobId: a.job_id, maxTokens: 512 });
   });
 
+  it("refuses a CSV file whose header names a column twice, naming it, and imports nothing", async () => {
+    const store = createTestStore();
+    const a = wireReceipt();
+    const rows = [
+      "job_id,escrow_tx,settlement_tx,worker,model,Worker",
+      csvLine([a.job_id, a.escrow_tx, a.settlement_tx, a.worker, "qwen3-8b", "x"] as string[]),
+    ];
+    const summary = await importReceipts(store, Readable.from([rows.join("\n")]));
+    expect(summary.created).toBe(0);
+    expect(summary.rejected).toEqual([
+      { line: 1, field: "header", reason: expect.stringContaining('"worker" twice') },
+    ]);
+    expect(store.db.select().from(jobs).all()).toHaveLength(0);
+  });
+
   it("exits 1 and names the rejected lines; exits 0 when every line is accepted", async () => {
     const dir = mkdtempSync(join(tmpdir(), "recorder-import-"));
     const bad = join(dir, "bad.jsonl");

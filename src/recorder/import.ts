@@ -97,10 +97,31 @@ async function* jsonlItems(input: Readable): AsyncGenerator<Item> {
   }
 }
 
+/** A CSV header that names one field twice: which cell is meant cannot be told. */
+class DuplicateColumnError extends Error {
+  constructor(readonly column: string) {
+    super(`the header names column "${column}" twice; nothing was imported`);
+  }
+}
+
+/**
+ * The header's column names, refused when two are the same field once trimmed and lowercased
+ * (how `receiptFromCsv` reads them): the parser would otherwise keep the last cell silently.
+ */
+function csvColumns(header: string[]): string[] {
+  const seen = new Set<string>();
+  for (const column of header) {
+    const name = column.trim().toLowerCase();
+    if (seen.has(name)) throw new DuplicateColumnError(name);
+    seen.add(name);
+  }
+  return header;
+}
+
 async function* csvItems(input: Readable): AsyncGenerator<Item> {
   const parser = input.pipe(
     parse({
-      columns: true,
+      columns: csvColumns,
       bom: true,
       skip_empty_lines: true,
       info: true,
@@ -204,6 +225,10 @@ export async function importReceipts(
       if (batch.length >= batchSize) await flush();
     }
   } catch (error) {
+    if (error instanceof DuplicateColumnError) {
+      summary.rejected.push({ line: 1, field: "header", reason: error.message });
+      return summary;
+    }
     // A file that stops parsing (an unclosed CSV quote, say) keeps what was read before it,
     // and the summary says where reading stopped instead of the import dying without one.
     await flush();
