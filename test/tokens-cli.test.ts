@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { authenticateToken } from "../src/auth/tokens.js";
 import { buildProgram } from "../src/cli.js";
 import { openSqliteStore } from "../src/db/client.js";
+import { createTokensStore } from "../src/store/tokens.js";
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -53,5 +54,43 @@ describe("decentral-audit tokens", () => {
     } finally {
       store.close();
     }
+  });
+
+  it("refuses a name with a line break, tab or escape sequence, and lists old ones on one line", async () => {
+    const db = join(mkdtempSync(join(tmpdir(), "tokens-")), "audit.db");
+    await cli("db", "migrate", "--db", db);
+    for (const name of [
+      "ops\nlaptop",
+      "a\tb",
+      "red \u001b[31mtext",
+      "x\u202etxt.exe",
+      "n".repeat(201),
+    ]) {
+      await expect(
+        cli("tokens", "create", "--role", "read", "--name", name, "--db", db),
+        JSON.stringify(name),
+      ).rejects.toMatchObject({ code: "validation_failed", details: { field: "name" } });
+    }
+    expect(JSON.parse((await cli("tokens", "list", "--json", "--db", db)).join("\n"))).toEqual([]);
+
+    // A name stored before names were checked.
+    const store = openSqliteStore(db);
+    try {
+      await createTokensStore(store).insert({
+        id: "tok_old",
+        name: "old\nname \u001b[2J",
+        role: "read",
+        tokenHash: "0".repeat(64),
+        createdAt: 0,
+        lastUsedAt: null,
+        revokedAt: null,
+      });
+    } finally {
+      store.close();
+    }
+    const table = await cli("tokens", "list", "--db", db);
+    expect(table).toHaveLength(2);
+    expect(table[1]).toContain("old\\u000aname \\u001b[2J");
+    expect(table.join("")).not.toContain("\u001b");
   });
 });

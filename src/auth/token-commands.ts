@@ -4,7 +4,7 @@ import type { Store } from "../db/client.js";
 import { openStore } from "../db/open.js";
 import { type TokenRole, tokenRoles } from "../db/schema.js";
 import { AppError } from "../errors.js";
-import { createToken, listTokens, revokeToken } from "./tokens.js";
+import { createToken, listTokens, printableTokenName, revokeToken } from "./tokens.js";
 
 type Helpers = {
   withDatabaseOption(command: Command): Command;
@@ -65,7 +65,15 @@ export function registerTokenCommands(program: Command, helpers: Helpers): void 
       console.log(["id", "role", "name", "created", "last used", "revoked"].join("\t"));
       for (const t of rows) {
         console.log(
-          [t.id, t.role, t.name, iso(t.createdAt), iso(t.lastUsedAt), iso(t.revokedAt)].join("\t"),
+          [
+            t.id,
+            t.role,
+            // A name stored before names were checked may still hold a tab, newline or escape.
+            printableTokenName(t.name),
+            iso(t.createdAt),
+            iso(t.lastUsedAt),
+            iso(t.revokedAt),
+          ].join("\t"),
         );
       }
     });

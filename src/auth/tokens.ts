@@ -42,6 +42,21 @@ export function hashToken(token: string): string {
   return createHash("sha256").update(token, "utf8").digest("hex");
 }
 
+/**
+ * Characters a token name may not hold: control characters (a newline or tab breaks the table
+ * `tokens list` prints, an escape sequence drives the terminal that shows it), and the line
+ * separators and bidirectional overrides that make a name display as something else.
+ */
+const unprintable = /[\p{Cc}\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
+
+/** A token name as one line of plain text: what `unprintable` matches, as `\u` escapes. */
+export function printableTokenName(name: string): string {
+  return name.replace(
+    new RegExp(unprintable.source, "gu"),
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
 /** Creates a token; the returned `token` is the only time its text exists outside the caller. */
 export async function createToken(
   store: Store,
@@ -58,6 +73,13 @@ export async function createToken(
     throw new AppError("validation_failed", "name must be 1 to 200 characters", {
       field: "name",
     });
+  }
+  if (unprintable.test(name)) {
+    throw new AppError(
+      "validation_failed",
+      "name must not contain control characters (line breaks, tabs, escape sequences)",
+      { field: "name" },
+    );
   }
   const token = `${TOKEN_PREFIX}${input.role}_${randomBytes(32).toString("base64url")}`;
   const row = {
