@@ -17,6 +17,19 @@ const urlList = z
   .transform(csv)
   .pipe(z.array(z.url({ protocol: /^https?$/ })).min(1, "at least one URL"));
 
+/**
+ * A whole number written in decimal digits, from `min` to `max` (surrounding spaces aside).
+ * `z.coerce.number()` read " " as 0, "1e3" as 1000 and "0x50" as 80: a PORT of " " listened
+ * on a random port instead of stopping start-up.
+ */
+const wholeNumber = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+$/, "must be a whole number in decimal digits")
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+
 const boolFlag = z
   .enum(["1", "0", "true", "false", "yes", "no"])
   .transform((v) => v === "1" || v === "true" || v === "yes");
@@ -40,12 +53,12 @@ export const configSchema = z.object({
       }
     }),
   /** PostgreSQL only: connections each process keeps open. Default 10. */
-  DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(1000).default(10),
+  DATABASE_POOL_SIZE: wholeNumber(1, 1000).default(10),
   /**
    * PostgreSQL only: longest a statement may run before the server cancels it, in ms; 0 means
    * no limit. Default 30000.
    */
-  DATABASE_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(0).default(30_000),
+  DATABASE_STATEMENT_TIMEOUT_MS: wholeNumber(0).default(30_000),
   /**
    * PostgreSQL only: TLS mode, `disable`, `require` (encrypted, certificate not checked),
    * `verify-ca` (certificate checked against the CA) or `verify-full` (and the host name). A
@@ -61,11 +74,17 @@ export const configSchema = z.object({
   /** Solana JSON-RPC endpoints, comma-separated, tried in order. Default: the public mainnet endpoint. */
   SOLANA_RPC_URLS: urlList.default(["https://api.mainnet-beta.solana.com"]),
   /** Requests per second allowed on each RPC endpoint. Default 8 (public endpoints allow ~10). */
-  RPC_RATE_LIMIT: z.coerce.number().positive().default(8),
+  RPC_RATE_LIMIT: z
+    .string()
+    .trim()
+    .regex(/^\d+(\.\d+)?$/, "must be a number in decimal digits, e.g. 8 or 0.5")
+    .transform(Number)
+    .pipe(z.number().positive())
+    .default(8),
   /** Requests in flight at once on each RPC endpoint. Default 4. */
-  RPC_CONCURRENCY: z.coerce.number().int().positive().default(4),
+  RPC_CONCURRENCY: wholeNumber(1).default(4),
   /** Timeout of one RPC request in milliseconds. Default 15000. */
-  RPC_TIMEOUT_MS: z.coerce.number().int().positive().default(15_000),
+  RPC_TIMEOUT_MS: wholeNumber(1).default(15_000),
   /** Send JSON-RPC batch arrays (many providers refuse them). Default off. */
   RPC_BATCH: boolFlag.default(false),
   /**
@@ -73,9 +92,9 @@ export const configSchema = z.object({
    * transaction facts, finalized statuses). 1 trusts one endpoint at a time (failover). Each
    * extra endpoint costs one getTransaction per signature. At most the number of URLs. Default 1.
    */
-  RPC_QUORUM: z.coerce.number().int().min(1).max(16).default(1),
+  RPC_QUORUM: wholeNumber(1, 16).default(1),
   /** Signatures per getSignatureStatuses call, 1..256. Default 256. */
-  RPC_STATUS_BATCH_SIZE: z.coerce.number().int().min(1).max(256).default(256),
+  RPC_STATUS_BATCH_SIZE: wholeNumber(1, 256).default(256),
   /** Upstream Decentral API that the recording proxy forwards to. */
   DECENTRAL_BASE_URL: z.url({ protocol: /^https?$/ }).default("https://api.usedecentral.org/v1"),
   /** Decentral API key for the background settlement backfill (jobs API). Optional. */
@@ -139,19 +158,19 @@ export const configSchema = z.object({
     )
     .optional(),
   /** HTTP port of `serve`. Default 8787; 0 picks a free port. */
-  PORT: z.coerce.number().int().min(0).max(65_535).default(8787),
+  PORT: wholeNumber(0, 65_535).default(8787),
   /**
    * Processes of `serve` sharing its port (node:cluster): every one proxies and ingests, one
    * (the holder of the store's leader lock) runs the verifier and the backfill. Default: one
    * per core, at most 16; 1 runs a single process; a `:memory:` database allows only 1
    * (more is an error).
    */
-  WORKERS: z.coerce.number().int().min(1).max(64).optional(),
+  WORKERS: wholeNumber(1, 64).optional(),
   /**
    * How long `serve`, told to stop (SIGTERM), lets responses in flight run before it cuts their
    * connections (each cut response is still recorded, as aborted), in ms. Default 30000.
    */
-  DRAIN_TIMEOUT_MS: z.coerce.number().int().min(0).max(3_600_000).default(30_000),
+  DRAIN_TIMEOUT_MS: wholeNumber(0, 3_600_000).default(30_000),
   /** Interface `serve` listens on. Default 127.0.0.1. */
   HOST: z.string().min(1).default("127.0.0.1"),
   /** Protocol profile: a built-in name (`localnet`, `decentral-mainnet`) or a JSON file path. */
@@ -162,23 +181,23 @@ export const configSchema = z.object({
    * How often the verifier polls signatures that are not finalized yet, in ms. Finality moves a
    * slot (~400 ms) at a time and takes ~13 s, so faster polling only spends requests. Default 2000.
    */
-  VERIFY_POLL_MS: z.coerce.number().int().positive().default(2000),
+  VERIFY_POLL_MS: wholeNumber(1).default(2000),
   /**
    * How often `serve` reads new history of every credit vault (the ledger), in ms; 0 turns the
    * ledger loop off. Default 10000.
    */
-  LEDGER_POLL_MS: z.coerce.number().int().min(0).default(10_000),
+  LEDGER_POLL_MS: wholeNumber(0).default(10_000),
   /**
    * Seconds after the profile's settlement window before a lock that nothing returned or
    * settled is a finding (`unreleased_lock`). Default 300.
    */
-  LEDGER_GRACE_SECONDS: z.coerce.number().int().min(0).default(300),
+  LEDGER_GRACE_SECONDS: wholeNumber(0).default(300),
   /**
    * How often `serve` asks Decentral's `GET /v1/account` (with `DECENTRAL_API_KEY`) and compares
    * it with the key's credit vault on chain, in ms; 0 turns it off, and so does having no key.
    * Default 3600000 (hourly).
    */
-  ACCOUNT_SNAPSHOT_INTERVAL_MS: z.coerce.number().int().min(0).default(3_600_000),
+  ACCOUNT_SNAPSHOT_INTERVAL_MS: wholeNumber(0).default(3_600_000),
   /** Cron expression for in-process nightly verification in `serve` (UTC). Default none. */
   VERIFY_CRON: z.string().min(1).optional(),
   /** pino log level. Default info. */

@@ -42,4 +42,17 @@ describe("config", () => {
     expect(keys).toEqual(["DECENTRAL_API_KEY", "PORT", "SOLANA_RPC_URLS"]);
     expect((caught as ConfigError).message).not.toContain("sk-123");
   });
+
+  it("refuses a PORT or other whole number that is not plain digits, instead of reading it as 0 or 80", () => {
+    for (const port of [" ", "1e3", "0x50", "80.0", "-1", "65536", "8O80"]) {
+      expect(() => loadConfig({ PORT: port }), JSON.stringify(port)).toThrow(
+        /^invalid configuration:\n {2}PORT: /,
+      );
+    }
+    expect(() => loadConfig({ WORKERS: "1e1" })).toThrow(/WORKERS: must be a whole number/);
+    expect(() => loadConfig({ RPC_RATE_LIMIT: "1e3" })).toThrow(/RPC_RATE_LIMIT: /);
+    expect(loadConfig({ PORT: "0" }).PORT).toBe(0);
+    expect(loadConfig({ PORT: " 9000 " }).PORT).toBe(9000);
+    expect(loadConfig({ RPC_RATE_LIMIT: "0.5" }).RPC_RATE_LIMIT).toBe(0.5);
+  });
 });
