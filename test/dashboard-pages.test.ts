@@ -208,6 +208,10 @@ describe("dashboard pages", () => {
     const bad = await d.page("/dashboard?period=custom&from=2026-02-30&to=2026-03-01", cookie);
     expect(bad.status).toBe(400);
     expect(await bad.text()).toContain("2026-02-30 is not a date");
+    // Not a worker address: refused, not shown as an empty statement.
+    const notWorker = await d.page("/dashboard/workers/..%2F..", cookie);
+    expect(notWorker.status).toBe(400);
+    expect(await notWorker.text()).toContain("A worker address is a base58 address");
   });
 
   it("the reconciliation table's total row and CSV are the API's", async () => {

@@ -150,16 +150,27 @@ describe("GET /reports/reconciliation", () => {
 });
 
 describe("GET /reports/workers/:address", () => {
+  it.each(["..%2F..", "not-an-address", "0OIl111111111111111111111111111111111111"])(
+    "answers 400 naming address for %s, not an empty statement",
+    async (address) => {
+      const { get } = await seed();
+      const res = await get(`/reports/workers/${address}?from=2026-11-01&to=2026-11-30`);
+      expect(res.status).toBe(400);
+      const body = (await res.json()) as { error: { field: string } };
+      expect(body.error.field).toBe("address");
+    },
+  );
+
   it("is the worker's payout statement per day for the period", async () => {
     const { get, store } = await seed();
     insertJob(store, {
       jobId: "w1",
       createdAt: day(2),
-      worker: "OtherWorker1111111111111111111111111111111",
+      worker: "WorkerTwo111111111111111111111111111111111",
       workerPaidUnits: 7n,
     });
     const res = await get(
-      "/reports/workers/OtherWorker1111111111111111111111111111111?from=2026-11-01&to=2026-11-30",
+      "/reports/workers/WorkerTwo111111111111111111111111111111111?from=2026-11-01&to=2026-11-30",
     );
     const body = (await res.json()) as {
       days: { day: string; jobs: number }[];

@@ -70,14 +70,24 @@ export function periodRefinement(
   }
 }
 
-export const limitParam = z.coerce
-  .number()
-  .int()
-  .min(1)
-  .max(500)
+/**
+ * A whole-number query parameter: decimal digits only, from `min` to `max`. `z.coerce` took
+ * `1e2` for 100 and an empty value for 0.
+ */
+export const wholeNumberQuery = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, "must be a whole number in decimal digits")
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max))
+    // Documented as what it is to the caller: an integer in range, not a string.
+    .openapi({ type: "integer", minimum: min, maximum: max });
+
+export const limitParam = wholeNumberQuery(1, 500)
   .default(100)
   .openapi({
     param: { name: "limit", in: "query" },
+    default: 100,
     description: "Page size, 1..500. Default 100.",
   });
 

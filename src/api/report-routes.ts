@@ -131,10 +131,10 @@ export function reportRoutes(deps: ReportRoutesDeps) {
     summary: "A worker's payout statement for a period",
     request: {
       params: z.object({
+        // A receipt's worker is always a base58 address; anything else names no worker.
         address: z
           .string()
-          .min(1)
-          .max(64)
+          .regex(/^[1-9A-HJ-NP-Za-km-z]{32,44}$/, "a base58 address")
           .openapi({ param: { name: "address", in: "path" }, description: "Worker wallet." }),
       }),
       query: workerQuery,

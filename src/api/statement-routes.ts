@@ -6,7 +6,7 @@ import { buildStatement, statementToCsv, statementToJson } from "../ledger/state
 import { type AccountSnapshot, createAccountSnapshotsStore } from "../store/account-snapshots.js";
 import type { Profile } from "../verify/profiles.js";
 import type { AppEnv } from "./context.js";
-import { authErrors, periodBounds } from "./openapi-schemas.js";
+import { authErrors, periodBounds, wholeNumberQuery } from "./openapi-schemas.js";
 import { csvHeaders, reportQuery, wantsCsv } from "./report-query.js";
 import { createRouter } from "./router.js";
 
@@ -156,11 +156,7 @@ const snapshotsQuery = z.object({
     .regex(/^[1-9A-HJ-NP-Za-km-z]{32,44}$/, "a base58 address")
     .optional()
     .openapi({ param: { name: "vault", in: "query" }, description: "Only this credit vault." }),
-  limit: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(1000)
+  limit: wholeNumberQuery(1, 1000)
     .optional()
     .openapi({ param: { name: "limit", in: "query" }, description: "At most this many; 100." }),
 });

@@ -402,8 +402,9 @@ export function dashboardRoutes(deps: DashboardDeps) {
 
   app.get("/workers/:address", async (c) => {
     const worker = c.req.param("address");
-    if (worker.length > 64)
-      return messagePage(c, 400, "Bad worker", "A worker address is at most 64 characters.");
+    // A receipt's worker is always a base58 address, as the API's worker statement checks.
+    if (!/^[1-9A-HJ-NP-Za-km-z]{32,44}$/.test(worker))
+      return messagePage(c, 400, "Bad worker", "A worker address is a base58 address.");
     const period = periodOf(queryOf(c), deps.now());
     const report = await reconciliationReport(
       deps.store,
