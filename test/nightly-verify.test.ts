@@ -276,6 +276,12 @@ describe("decentral-audit verify", () => {
     expect(() => verifyWindow(flags, NOW)).toThrow(expect.objectContaining({ details: { field } }));
   });
 
+  it("says which window names there are when --window names another", () => {
+    expect(() => verifyWindow({ window: "today" }, NOW)).toThrow(
+      '--window: no window named "today" (known: yesterday); for another period give --since or --from/--to',
+    );
+  });
+
   it("points --since yesterday at --window yesterday", () => {
     expect(() => verifyWindow({ since: "yesterday" }, NOW)).toThrow(/--window yesterday/);
   });

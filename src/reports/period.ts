@@ -88,7 +88,10 @@ export function windowFromFlags(flags: WindowFlags, now: number): { from: number
   }
   if (flags.window !== undefined) {
     if (flags.window !== "yesterday") {
-      throw bad("window", `one of ${namedWindows.join(", ")}: ${flags.window}`);
+      throw bad(
+        "window",
+        `no window named ${JSON.stringify(flags.window)} (known: ${namedWindows.join(", ")}); for another period give --since or --from/--to`,
+      );
     }
     return yesterdayWindow(now);
   }
