@@ -20,6 +20,22 @@ function withCommonOptions(command: Command): Command {
     .addOption(new Option("--profile <name|file>", "protocol profile (AUDIT_PROFILE)"));
 }
 
+/**
+ * A whole-number flag, in decimal digits only: `Number()` alone took "1e3" for 1000, "0x10" for
+ * 16 and " " for 0.
+ */
+function wholeNumberFlag(flag: string, text: string, min: number, max: number): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text.trim()) || value < min || value > max) {
+    throw new AppError(
+      "validation_failed",
+      `--${flag}: expected an integer from ${min} to ${max}, got ${JSON.stringify(text)}`,
+      { field: flag },
+    );
+  }
+  return value;
+}
+
 /** Maps parsed flags to config keys; flags win over the environment. */
 export function configFromFlags(flags: Record<string, unknown>) {
   const overrides: ConfigInput = {
@@ -139,7 +155,8 @@ export function buildProgram(): Command {
         const { inspectWithQuorum } = await import("./chain/quorum-inspect.js");
         const inspection = await inspectWithQuorum(target, {
           config,
-          quorum: Number(flags.quorum),
+          // Its upper bound, the number of RPC URLs, is checked where they are known.
+          quorum: wholeNumberFlag("quorum", flags.quorum, 2, Number.MAX_SAFE_INTEGER),
           commitment: flags.commitment,
         });
         console.log(JSON.stringify(inspection, null, 2));
@@ -187,12 +204,7 @@ export function buildProgram(): Command {
     .requiredOption("--to <url>", "postgres:// URL of the database to fill")
     .option("--batch <rows>", "rows per batch", "1000")
     .action(async (flags) => {
-      const batchRows = Number(flags.batch);
-      if (!Number.isInteger(batchRows) || batchRows < 1) {
-        throw new AppError("validation_failed", "--batch: expected a positive integer", {
-          field: "batch",
-        });
-      }
+      const batchRows = wholeNumberFlag("batch", flags.batch, 1, Number.MAX_SAFE_INTEGER);
       const [{ runCopyCommand }, { postgresSettings }] = await Promise.all([
         import("./db/copy.js"),
         import("./db/pg/client.js"),

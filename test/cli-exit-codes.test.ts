@@ -75,4 +75,30 @@ describe("CLI exit codes", () => {
     expect(existsSync(join(dir, "typo"))).toBe(false);
     expect(existsSync(sibling)).toBe(false);
   }, 60_000);
+
+  it("exits 2 naming the flag when a number flag is not plain digits", () => {
+    const copy = cli(
+      "db",
+      "copy",
+      "--from",
+      "/nonexistent/a.db",
+      "--to",
+      "postgres://u@h/d",
+      "--batch",
+      "1e3",
+    );
+    expect(copy.code).toBe(2);
+    expect(copy.stderr).toContain("--batch: expected an integer from 1 to");
+    const inspect = cli(
+      "tx",
+      "inspect",
+      "-",
+      "--rpc",
+      "http://127.0.0.1:9,http://127.0.0.1:10",
+      "--quorum",
+      "0x2",
+    );
+    expect(inspect.code).toBe(2);
+    expect(inspect.stderr).toContain("--quorum: expected an integer from 2 to");
+  }, 30_000);
 });
