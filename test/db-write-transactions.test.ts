@@ -63,6 +63,17 @@ function usedImmediately(call: ts.CallExpression, file: ts.SourceFile): boolean 
   return false;
 }
 
+/**
+ * The one transaction allowed to begin deferred: `inReadSnapshot` in src/store/prepared.ts,
+ * reads only, on one snapshot, holding no writer back.
+ */
+function isReadSnapshot(call: ts.CallExpression, path: string): boolean {
+  if (relative(root, path) !== join("src", "store", "prepared.ts")) return false;
+  let node: ts.Node | undefined = call.parent;
+  while (node !== undefined && !ts.isFunctionDeclaration(node)) node = node.parent;
+  return node?.name?.text === "inReadSnapshot";
+}
+
 /** Places in a source text that open a transaction without taking the write lock. */
 function deferredTransactions(path: string, text: string): string[] {
   const file = ts.createSourceFile(path, text, ts.ScriptTarget.Latest, true);
@@ -76,7 +87,10 @@ function deferredTransactions(path: string, text: string): string[] {
       node.expression.name.text === "transaction" &&
       isFunction(node.arguments[0])
     ) {
-      const ok = hasImmediateBehavior(node.arguments[1]) || usedImmediately(node, file);
+      const ok =
+        hasImmediateBehavior(node.arguments[1]) ||
+        usedImmediately(node, file) ||
+        isReadSnapshot(node, path);
       if (!ok) found.push(where(node));
     }
     if (

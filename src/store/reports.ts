@@ -24,6 +24,7 @@ import {
 } from "../db/schema.js";
 import { type PeriodPieces, periodPieces } from "./period-pieces.js";
 import { createPgReportsStore } from "./pg/reports.js";
+import { inReadSnapshot } from "./prepared.js";
 
 export { type PeriodPieces, periodPieces };
 
@@ -417,10 +418,11 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
        GROUP BY grain, day, model, worker, key_fingerprint`,
     )
     .safeIntegers(true);
-  const readDay = db.transaction((day: number) => ({
-    scratch: scratchHours.all(day * DAY_MS, (day + 1) * DAY_MS) as RollupRow[],
-    stored: storedOfDay.all({ day }) as RollupRow[],
-  }));
+  const readDay = (day: number) =>
+    inReadSnapshot(store, () => ({
+      scratch: scratchHours.all(day * DAY_MS, (day + 1) * DAY_MS) as RollupRow[],
+      stored: storedOfDay.all({ day }) as RollupRow[],
+    }));
 
   const groupSums = (query: SumsQuery): GroupSums[] => {
     const s = statements[query.groupBy][query.worker === undefined ? "all" : "worker"];
@@ -492,8 +494,8 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
       const b = dayBounds.get() as { first: number | null; last: number | null };
       return b.first === null || b.last === null ? null : { first: b.first, last: b.last };
     },
-    // Both reads in one transaction see one snapshot; IMMEDIATE like every transaction here.
-    rollupDay: async (day) => readDay.immediate(day),
+    // Both reads see one snapshot, without holding writers back.
+    rollupDay: async (day) => readDay(day),
     auditRows: async (jobId) => readAudit(jobId),
     jobRows: async (filter, cursor, order, limit) => {
       const { where, params } = whereOf(filter, cursor, order);
