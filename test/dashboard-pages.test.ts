@@ -406,6 +406,7 @@ describe("status page", () => {
     const html = await (await d.page("/dashboard/status", cookie)).text();
     expect(html).toContain('data-status="queue">1 jobs waiting');
     expect(html).toContain("3,600 s (the oldest job");
+    expect(html).toContain("s (the job due soonest, past its due time");
     expect(html).toContain("connection refused");
     expect(html).toContain('data-status="run">completed');
     expect(html).toContain("verified: 3, discrepancy: 1");

@@ -60,10 +60,16 @@ describe.each(dialects)("%s", (dialect) => {
     const store = await stores.open();
     const ops = createOpsStore(store);
     await ops.ping();
+    expect(await ops.oldestDueAt()).toBeNull();
     await seedRows(store, "jobs", [
-      jobRow({ jobId: "v1", createdAt: start, verdict: "verified" }),
-      jobRow({ jobId: "o1", createdAt: start + 1, verdict: "pending" }),
-      jobRow({ jobId: "o2", createdAt: start + 2, verdict: "rpc_disagreement" }),
+      jobRow({ jobId: "v1", createdAt: start, verdict: "verified", nextVerifyAt: 0 }),
+      jobRow({ jobId: "o1", createdAt: start + 1, verdict: "pending", nextVerifyAt: start + 50 }),
+      jobRow({
+        jobId: "o2",
+        createdAt: start + 2,
+        verdict: "rpc_disagreement",
+        nextVerifyAt: start + 20,
+      }),
       jobRow({ jobId: "x_b", createdAt: start + HOUR, verdict: "discrepancy" }),
       jobRow({ jobId: "x_A", createdAt: start + HOUR, verdict: "dropped" }),
       jobRow({ jobId: "x.c", createdAt: start + HOUR, verdict: "unverifiable" }),
@@ -105,6 +111,8 @@ describe.each(dialects)("%s", (dialect) => {
     expect(await ops.jobExists("x_b")).toBe(true);
     expect(await ops.jobExists("nope")).toBe(false);
     expect(await ops.countOpenJobs()).toBe(2);
+    // The open job due soonest; a final job's due time no longer counts.
+    expect(await ops.oldestDueAt()).toBe(start + 20);
     expect(await ops.countJobsWithVerdict("partially_verified")).toBe(5);
     expect(await ops.countJobsWithVerdict("error")).toBe(0);
     expect(await ops.unverifiedJobs(start, start + 4 * HOUR, 10)).toEqual([

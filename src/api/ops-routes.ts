@@ -2,7 +2,6 @@ import { createRoute, z } from "@hono/zod-openapi";
 import type { QuorumStatus } from "../chain/quorum.js";
 import type { Store } from "../db/client.js";
 import type { WriterHealth } from "../recorder/receipt-writer.js";
-import { dataCompleteUntil } from "../reports/reconciliation.js";
 import { createOpsStore } from "../store/ops.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
 import type { AppMetrics } from "./metrics.js";
@@ -170,9 +169,12 @@ export function opsRoutes(deps: OpsRoutesDeps) {
       const rpc = await probeRpc(deps.readiness);
       const maxSeconds = deps.readiness?.maxLagSeconds ?? 3600;
       const at = deps.now();
-      const seconds = database.ok
-        ? Math.max(0, Math.round((at - (await dataCompleteUntil(deps.store, at))) / 1000))
-        : 0;
+      // How long the job due soonest has waited past its due time: a verifier that stopped or
+      // cannot keep up. Not the age of the oldest open job: an import of last week's receipts
+      // is old data for the verifier to work through, no reason to take the proxy out of a
+      // load balancer.
+      const dueAt = database.ok ? await ops.oldestDueAt() : null;
+      const seconds = dueAt === null ? 0 : Math.max(0, Math.round((at - dueAt) / 1000));
       const verificationLag = { ok: seconds <= maxSeconds, seconds, maxSeconds };
       const background = deps.readiness?.background?.();
       const ok = database.ok && rpc.ok && verificationLag.ok && (background?.ok ?? true);

@@ -1,6 +1,7 @@
 import type { Store } from "../db/client.js";
 import { dataCompleteUntil } from "../reports/reconciliation.js";
 import { dashboardStore } from "../store/dashboard.js";
+import { createOpsStore } from "../store/ops.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
 import { count, type Html, html, utc } from "./html.js";
 
@@ -12,7 +13,10 @@ export interface EndpointHealth {
 
 export interface StatusFacts {
   queueDepth: number;
+  /** Age of the oldest job without a final verdict: how far back reports are complete. */
   lagSeconds: number;
+  /** How long the open job due soonest has waited past its due time (what /readyz judges). */
+  behindSeconds: number;
   maxLagSeconds: number;
   rpc: { ok: boolean; detail?: string };
   endpoints: EndpointHealth[];
@@ -32,6 +36,8 @@ export async function storeStatus(store: Store, now: number) {
   const dashboard = dashboardStore(store);
   const queueDepth = await dashboard.queueDepth();
   const lagSeconds = Math.max(0, Math.round((now - (await dataCompleteUntil(store, now))) / 1000));
+  const dueAt = await createOpsStore(store).oldestDueAt();
+  const behindSeconds = dueAt === null ? 0 : Math.max(0, Math.round((now - dueAt) / 1000));
   const run = await dashboard.lastNightlyRun();
   let lastRun: StatusFacts["lastRun"] = null;
   if (run) {
@@ -43,7 +49,7 @@ export async function storeStatus(store: Store, now: number) {
         : null;
     lastRun = { ...rest, byVerdict };
   }
-  return { queueDepth, lagSeconds, lastRun };
+  return { queueDepth, lagSeconds, behindSeconds, lastRun };
 }
 
 const okText = (ok: boolean) =>
@@ -58,7 +64,8 @@ export function statusBody(s: StatusFacts): Html {
 <h2>Verification</h2>
 <dl class="facts">
 <dt>queue depth</dt><dd data-status="queue">${count(s.queueDepth)} jobs waiting for a final verdict</dd>
-<dt>verification lag</dt><dd data-status="lag">${okText(s.lagSeconds <= s.maxLagSeconds)} ${count(s.lagSeconds)} s (the oldest job without a final verdict; at most ${count(s.maxLagSeconds)} s is ready)</dd>
+<dt>verifier behind schedule</dt><dd data-status="behind">${okText(s.behindSeconds <= s.maxLagSeconds)} ${count(s.behindSeconds)} s (the job due soonest, past its due time; at most ${count(s.maxLagSeconds)} s is ready)</dd>
+<dt>verification lag</dt><dd data-status="lag">${count(s.lagSeconds)} s (the oldest job without a final verdict: reports are complete up to then)</dd>
 </dl>
 <h2>Solana RPC</h2>
 <p>Probe (<span class="mono">getSlot</span> at finalized): ${okText(s.rpc.ok)}${s.rpc.detail ? html` — ${s.rpc.detail}` : ""}</p>

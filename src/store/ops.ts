@@ -1,7 +1,7 @@
 import { statSync } from "node:fs";
 import { and, asc, count, eq, gte, inArray, lt, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
-import { checkResults, jobs, type Verdict, verdictIsOpen } from "../db/schema.js";
+import { checkResults, jobs, openVerdicts, type Verdict, verdictIsOpen } from "../db/schema.js";
 import { createPgOpsStore } from "./pg/ops.js";
 
 /** A job of a window that did not end verified. */
@@ -23,6 +23,11 @@ export interface OpsStore {
   countOpenJobs(): Promise<number>;
   /** Jobs whose verdict is `verdict`, whenever created. */
   countJobsWithVerdict(verdict: Verdict): Promise<number>;
+  /**
+   * When the open job due soonest was due (ms since epoch), or null with no open job: how far
+   * the verifier is behind its own schedule (one probe of `jobs_open_due`).
+   */
+  oldestDueAt(): Promise<number | null>;
   /**
    * Jobs of [from, to) that ended discrepancy, dropped or unverifiable, oldest first, at most
    * `limit`, each with the names of its failing checks.
@@ -71,6 +76,14 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
     .where(eq(jobs.jobId, sql.placeholder("jobId")))
     .prepare();
   const open = db.select({ n: count() }).from(jobs).where(verdictIsOpen(jobs.verdict)).prepare();
+  // The planner would walk every open job by the (verdict, created_at) index; the partial
+  // index of open jobs by due time answers min() from its first entry.
+  const oldestDue = store.sqlite
+    .prepare(
+      `SELECT min(next_verify_at) FROM jobs INDEXED BY jobs_open_due
+       WHERE verdict IN (${openVerdicts.map((v) => `'${v}'`).join(", ")})`,
+    )
+    .pluck();
   const withVerdict = db
     .select({ n: count() })
     .from(jobs)
@@ -123,6 +136,9 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
     },
     async countJobsWithVerdict(verdict) {
       return withVerdict.get({ verdict })?.n ?? 0;
+    },
+    async oldestDueAt() {
+      return (oldestDue.get() as number | null) ?? null;
     },
     async unverifiedJobs(fromMs, toMs, limit) {
       return unverifiedInWindow.all({ from: fromMs, to: toMs, limit }).map((row) => ({

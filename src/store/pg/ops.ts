@@ -1,4 +1,4 @@
-import { and, asc, count, eq, gte, inArray, lt, sql } from "drizzle-orm";
+import { and, asc, count, eq, gte, inArray, lt, min, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { checkResults, jobs } from "../../db/pg/schema.js";
 import { type Verdict, verdictIsOpen } from "../../db/schema.js";
@@ -25,6 +25,11 @@ export function createPgOpsStore(store: PgStore): OpsStore {
     .from(jobs)
     .where(verdictIsOpen(jobs.verdict))
     .prepare("ops_open_jobs");
+  const oldestDue = db
+    .select({ at: min(jobs.nextVerifyAt) })
+    .from(jobs)
+    .where(verdictIsOpen(jobs.verdict))
+    .prepare("ops_oldest_due");
   const withVerdict = db
     .select({ n: count() })
     .from(jobs)
@@ -69,6 +74,10 @@ export function createPgOpsStore(store: PgStore): OpsStore {
     },
     async countJobsWithVerdict(verdict) {
       return Number((await withVerdict.execute({ verdict }))[0]?.n ?? 0);
+    },
+    async oldestDueAt() {
+      const at = (await oldestDue.execute())[0]?.at;
+      return at === null || at === undefined ? null : Number(at);
     },
     async unverifiedJobs(fromMs, toMs, limit) {
       const rows = await unverifiedInWindow.execute({ from: fromMs, to: toMs, limit });
