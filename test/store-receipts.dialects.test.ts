@@ -427,6 +427,31 @@ describe.each(dialects)("receipts store on %s", (dialect) => {
       await writer.close();
     }
   });
+
+  it("sends back every judged job naming a signature a receipt newly names, even one re-posted in the same batch", async () => {
+    const store = await stores.open();
+    // A replay judged before the job it copies; a job being judged; one waiting its turn.
+    const replay = receipt();
+    const held = receipt({ escrowTx: replay.escrowTx, settlementTx: signature() });
+    const waiting = receipt({ escrowTx: replay.escrowTx, settlementTx: signature() });
+    await record(store, [replay, held, waiting], "ingest", { now: 10 });
+    await updateJob(store, replay.jobId, { verdict: "discrepancy", nextVerifyAt: 9_999_999 });
+    await updateJob(store, held.jobId, { leaseOwner: "verifier-a", leaseUntil: 9_999_999 });
+    await updateJob(store, waiting.jobId, { nextVerifyAt: 500 });
+    // The import is sent again with the real job's line added: the replay is a duplicate.
+    const real = receipt({ escrowTx: replay.escrowTx, settlementTx: replay.settlementTx });
+    expect(outcomes(await record(store, [replay, real], "import", { now: 40 }))).toEqual([
+      "duplicate",
+      "created",
+    ]);
+    expect(await readJob(store, replay.jobId)).toMatchObject({
+      verdict: "pending",
+      nextVerifyAt: 40,
+    });
+    expect(await readJob(store, held.jobId)).toMatchObject({ leaseOwner: null, nextVerifyAt: 40 });
+    // Nobody holds it and nothing was decided: it reads every namer when its turn comes.
+    expect(await readJob(store, waiting.jobId)).toMatchObject({ nextVerifyAt: 500 });
+  });
 });
 
 describe("receipts store on postgres, from two processes at once", () => {

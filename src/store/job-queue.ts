@@ -3,9 +3,11 @@ import {
   eq,
   gte,
   inArray,
+  isNotNull,
   isNull,
   lt,
   lte,
+  not,
   or,
   type Placeholder,
   type SQL,
@@ -79,21 +81,19 @@ const namersOf = (sigs: Placeholder) => sql`
     AND j.api_settlement_tx IS NOT j.settlement_tx`;
 
 /**
- * Reopens every job but those of `except` that names one of `signatures` (receipt or jobs API
- * columns), inside the caller's write transaction: they just gained a namer, which can change
- * whose money each is (see `newlyNamed`). The conflict signatures of other jobs are not looked
- * at (they have no index; see README, Known limits).
+ * Reopens the jobs naming one of `signatures` (receipt or jobs API columns) whose judgement was
+ * made, or is being made, without knowing every namer: a final verdict, or a lease held (the
+ * reopen drops it, so a verdict reached without the new namer is never written). An open job
+ * nobody holds reads the namers when it is claimed, and is left alone: so a job recorded or
+ * reopened in the same batch costs nothing here, and a flood of receipts naming one signature
+ * reopens each of its other namers once per verdict, not once per receipt. Inside the
+ * caller's write transaction. The conflict signatures of other jobs are not looked at (they
+ * have no index; see README, Known limits).
  */
-export function reopenNamers(
-  store: SqliteStore,
-  signatures: readonly string[],
-  except: readonly string[],
-  now: number,
-): number {
+export function reopenNamers(store: SqliteStore, signatures: readonly string[], now: number) {
   if (signatures.length === 0) return 0;
   return statementsOf(store).reopenNamers.run({
-    sigs: JSON.stringify(signatures),
-    except: JSON.stringify(except),
+    sigs: JSON.stringify([...new Set(signatures)]),
     now,
   }).changes;
 }
@@ -248,7 +248,7 @@ function prepare(store: SqliteStore) {
       .where(
         and(
           sql`${jobs.jobId} IN (${namersOf(sql.placeholder("sigs"))})`,
-          sql`${jobs.jobId} NOT IN (SELECT value FROM json_each(${sql.placeholder("except")}))`,
+          or(not(verdictIsOpen(jobs.verdict)), isNotNull(jobs.leaseOwner)),
         ),
       )
       .prepare(),

@@ -439,12 +439,7 @@ export function recordReceiptsInTransaction(
       return outcome.result;
     });
     reopenJobs(tx, { jobIds: reopened }, now);
-    reopenNamers(
-      tx,
-      named,
-      receipts.map((r) => r.jobId),
-      now,
-    );
+    reopenNamers(tx, named, now);
     if (fold) foldRollupDeltas(tx);
     return results;
   };

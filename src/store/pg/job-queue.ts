@@ -41,18 +41,18 @@ export async function reopenJobsPg(
 }
 
 /**
- * `reopenNamers` on PostgreSQL (see src/store/job-queue.ts): every job but those of `except`
- * naming one of `signatures` is reopened, inside the caller's transaction. One indexed lookup
- * per column, as there; the jobs API indexes hold only a signature the receipt does not name.
+ * `reopenNamers` on PostgreSQL (see src/store/job-queue.ts): the jobs naming one of
+ * `signatures` with a final verdict or a lease held are reopened, inside the caller's
+ * transaction. One indexed lookup per column, as there; the jobs API indexes hold only a
+ * signature the receipt does not name.
  */
 export async function reopenNamersPg(
   tx: PgExecutor,
   signatures: readonly string[],
-  except: readonly string[],
   now: number,
 ): Promise<number> {
   if (signatures.length === 0) return 0;
-  const sigs = sql`${sql.param([...signatures])}::text[]`;
+  const sigs = sql`${sql.param([...new Set(signatures)])}::text[]`;
   const namers = sql`SELECT job_id FROM jobs WHERE escrow_tx = ANY(${sigs})
     UNION SELECT job_id FROM jobs WHERE settlement_tx = ANY(${sigs})
     UNION SELECT job_id FROM jobs WHERE api_escrow_tx = ANY(${sigs})
@@ -62,7 +62,8 @@ export async function reopenNamersPg(
   return reopenJobsPg(
     tx,
     {
-      where: sql`${jobs.jobId} IN (${namers}) AND NOT (${jobs.jobId} = ANY(${sql.param([...except])}::text[]))`,
+      where: sql`${jobs.jobId} IN (${namers})
+        AND (NOT ${verdictIsOpen(jobs.verdict)} OR ${jobs.leaseOwner} IS NOT NULL)`,
     },
     now,
   );

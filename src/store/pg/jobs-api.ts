@@ -69,7 +69,7 @@ export async function recordJobsApiAnswerPg(
     }
     if (effect === "reopen") await reopenJobsPg(tx, { jobIds: [jobId] }, now);
     else if (effect === "due") await makeDuePg(tx, [jobId], now);
-    await reopenNamersPg(tx, answerNewlyNamed(row, answer), [jobId], now);
+    await reopenNamersPg(tx, answerNewlyNamed(row, answer), now);
   });
 }
 

@@ -299,12 +299,7 @@ export async function recordReceiptsPg(
       results.push(outcome.result);
     }
     await reopenJobsPg(tx, { jobIds: reopened }, now);
-    await reopenNamersPg(
-      tx,
-      named,
-      receipts.map((r) => r.jobId),
-      now,
-    );
+    await reopenNamersPg(tx, named, now);
     return results;
   });
 }
