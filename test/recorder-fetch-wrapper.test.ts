@@ -21,12 +21,12 @@ afterEach(async () => {
 });
 
 /** A Decentral stand-in answering every completion with a fresh job's receipt headers. */
-async function upstream() {
+async function upstream(status = 200) {
   const server = http.createServer(async (req, res) => {
     for await (const _ of req) {
       // drain
     }
-    res.writeHead(200, {
+    res.writeHead(status, {
       "content-type": "application/json",
       "x-decentral-job-id": jobId(),
       "x-decentral-tx-signature": signature(),
@@ -81,6 +81,55 @@ describe("createRecordingFetch", () => {
       totalTokens: 9,
       tags: { service: "search" },
     });
+  });
+
+  it("records the status the caller got and when the answer came, not when it was delivered", async () => {
+    const store = createTestStore();
+    const audit = await serveApp({ store, log: createLogger({ level: "silent" }) });
+    cleanups.push(audit.close);
+    // An ingest API that is down for the first 1.2 s.
+    const upAt = Date.now() + 1_200;
+    const late = await listen(
+      http.createServer(async (req, res) => {
+        let body = "";
+        for await (const chunk of req) body += chunk;
+        if (Date.now() < upAt) {
+          res.writeHead(503).end();
+          return;
+        }
+        const answer = await fetch(`${audit.url}/jobs`, {
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            authorization: req.headers.authorization ?? "",
+          },
+          body,
+        });
+        res.writeHead(answer.status).end(await answer.text());
+      }),
+    );
+    cleanups.push(late.close);
+    const recordingFetch = createRecordingFetch({
+      ingestUrl: `${late.url}/jobs`,
+      token: await ingestToken(store),
+      retryBaseMs: 100,
+      retryMaxMs: 200,
+    });
+    const base = await upstream(500);
+    const before = Date.now();
+    const response = await recordingFetch(`${base}/v1/chat/completions`, {
+      method: "POST",
+      body: JSON.stringify({ model: "qwen3-8b", messages: [] }),
+    });
+    expect(response.status).toBe(500);
+    await response.arrayBuffer();
+    const answered = Date.now();
+    await recordingFetch.flush();
+    const row = store.db.select().from(jobs).get();
+    expect(row).toMatchObject({ source: "ingest", httpStatus: 500 });
+    expect(row?.createdAt).toBeGreaterThanOrEqual(before - 1);
+    expect(row?.createdAt).toBeLessThanOrEqual(answered + 1);
+    expect(row?.recordedAt).toBeGreaterThan(answered + 1_000);
   });
 
   it("reads the model and ceiling from the request whatever form its body takes", async () => {

@@ -2,6 +2,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
+import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { jobs } from "../src/db/schema.js";
 import { importReceipts } from "../src/recorder/import.js";
@@ -106,6 +107,29 @@ describe("import", () => {
     expect(summary.created).toBe(1);
     expect(summary.rejected).toEqual([expect.objectContaining({ line: 3, field: "max_tokens" })]);
     expect(store.db.select().from(jobs).get()).toMatchObject({ jobId: a.job_id, maxTokens: 512 });
+  });
+
+  it("imports the status the caller got, from CSV and JSONL, and names a status that is none", async () => {
+    const store = createTestStore();
+    const a = wireReceipt();
+    const b = wireReceipt();
+    const c = wireReceipt();
+    const csv = [
+      "job_id,escrow_tx,settlement_tx,worker,model,http_status",
+      csvLine([a.job_id, a.escrow_tx, a.settlement_tx, a.worker, "qwen3-8b", 500] as string[]),
+      csvLine([b.job_id, b.escrow_tx, b.settlement_tx, b.worker, "qwen3-8b", 1000] as string[]),
+    ];
+    const fromCsv = await importReceipts(store, Readable.from([csv.join("\n")]));
+    expect(fromCsv.created).toBe(1);
+    expect(fromCsv.rejected).toEqual([expect.objectContaining({ line: 3, field: "http_status" })]);
+    const fromJsonl = await importReceipts(
+      store,
+      Readable.from([`${JSON.stringify({ ...c, http_status: 402 })}\n`]),
+    );
+    expect(fromJsonl.created).toBe(1);
+    const status = (id: string) =>
+      store.db.select().from(jobs).where(eq(jobs.jobId, id)).get()?.httpStatus;
+    expect([status(a.job_id as string), status(c.job_id as string)]).toEqual([500, 402]);
   });
 
   it("refuses a CSV file whose header names a column twice, naming it, and imports nothing", async () => {

@@ -50,6 +50,10 @@ const ReceiptSchema = z
       .int()
       .optional()
       .openapi({ description: "the request's max_tokens: it bounds what the job can cost" }),
+    http_status: z.number().int().min(100).max(599).optional().openapi({
+      description:
+        "the HTTP status the caller got: an answer outside 2xx gave no completion, so a settlement of it fails refund.not_settled",
+    }),
     key_fingerprint: z
       .string()
       .regex(/^[0-9a-f]{16}$/)

@@ -264,6 +264,11 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
       settlement_tx: get("x-decentral-settlement-tx"),
       worker: get("x-decentral-worker"),
       credits_remaining: get("x-decentral-credits-remaining"),
+      // An error answer with a settlement charged for no completion: the verifier needs the
+      // status. And the time is the answer's, not the delivery's: a receipt held back by an
+      // ingest outage still lands in its own period and within `receipt.time`'s span.
+      http_status: response.status,
+      created_at: new Date().toISOString(),
     };
     const fingerprint = fingerprintOf(input, init);
     if (fingerprint) receipt.key_fingerprint = fingerprint;

@@ -42,6 +42,11 @@ export interface WireReceipt {
   /** The model the response named, kept only to compare. */
   response_model?: string;
   max_tokens?: number;
+  /**
+   * The HTTP status the caller got: an answer outside 2xx gave no completion, so a settlement
+   * of it charges for nothing (`refund.not_settled`).
+   */
+  http_status?: number;
   key_fingerprint?: string;
   credit_vault?: string;
   usage?: { prompt_tokens?: number; completion_tokens?: number; total_tokens?: number };
@@ -223,6 +228,14 @@ function optionalMaxTokens(value: unknown, field: string): number | null {
   return value;
 }
 
+function optionalHttpStatus(value: unknown, field: string): number | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 100 || value > 599) {
+    throw new FieldError(field, "must be an HTTP status, an integer from 100 to 599");
+  }
+  return value;
+}
+
 /** The proxy's key fingerprint: 16 lowercase hex digits of the key's SHA-256. */
 function optionalFingerprint(value: unknown, field: string): string | null {
   if (value === undefined || value === null) return null;
@@ -263,6 +276,7 @@ export function parseReceiptInput(value: unknown): ParsedReceipt {
       ...models(wire, wrapped),
       keyFingerprint: optionalFingerprint(wire.key_fingerprint, "key_fingerprint"),
       maxTokens: optionalMaxTokens(wire.max_tokens, "max_tokens"),
+      httpStatus: optionalHttpStatus(wire.http_status, "http_status"),
       creditVault: optionalWorker(wire.credit_vault, "credit_vault"),
       promptTokens: optionalTokens(u.prompt_tokens, "usage.prompt_tokens"),
       completionTokens: optionalTokens(u.completion_tokens, "usage.completion_tokens"),
