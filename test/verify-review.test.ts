@@ -275,7 +275,7 @@ describe("what the jobs API's status allows", () => {
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("jobs_api.matches_chain")]);
   });
 
-  it("does not verify a failed job whose lock nothing returns, and verifies one refunded", async () => {
+  it("does not verify a failed job whose lock nothing named returns, and verifies one refunded", async () => {
     const c = await h.scenario();
     await c.pinKey(1);
     const kept = h.op.plan({ keyIndex: 1 });
@@ -297,9 +297,10 @@ describe("what the jobs API's status allows", () => {
       worker_address: refunded.worker.address,
       on_chain: { escrow_tx: lock, settlement_tx: refund },
     });
-    // Before: the first unverifiable ("the receipt names no settlement transaction").
+    // As for a job the jobs API calls refunded with no refund named: the return may exist
+    // unnamed (the vault statement shows a lock never returned), so it is unverifiable.
     expect(await c.verdicts(kept.jobId, refunded.jobId)).toEqual([
-      discrepancy("jobs_api.matches_chain"),
+      { verdict: "unverifiable", failing: [] },
       verified,
     ]);
   });

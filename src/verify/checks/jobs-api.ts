@@ -99,11 +99,11 @@ function failedJobMatchesChain(
     );
   }
   if (outcome.kind === "none" && locked) {
-    return fail(
+    // As for a job it calls refunded: the return may exist unnamed (the vault statement sees
+    // it, or a lock left out), so the job waits unverifiable rather than failing on a guess.
+    return skip(
       name,
       "the jobs API says failed, and no transaction it or the receipt names returns the job's lock",
-      expected,
-      actual,
     );
   }
   if (job.apiCreditsChargedUnits !== null && job.apiCreditsChargedUnits !== 0n) {
