@@ -131,6 +131,23 @@ describe("decentral-audit verify", () => {
     expect(engine.filters).toEqual([]);
   });
 
+  it("exits 2 within its timeout when the RPC never answers the preflight", async () => {
+    const store = storeWithWindow();
+    const engine = scriptedEngine(store, { in_1: "verified", in_2: "verified" });
+    const started = Date.now();
+    const { code, err } = run(
+      store,
+      engine,
+      { timeout: "1s" },
+      // A node that accepts the connection and never replies (the pool retries for a minute).
+      { preflight: () => new Promise(() => {}) },
+    );
+    expect(await code).toBe(2);
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(err.join("\n")).toMatch(/RPC unreachable: no answer, timed out after 1 s/);
+    expect(engine.filters).toEqual([]);
+  });
+
   it("exits 2 while another run holds the lock, and runs once the lock is released or expired", async () => {
     const store = storeWithWindow();
     const engine = scriptedEngine(store, { in_1: "verified", in_2: "verified" });

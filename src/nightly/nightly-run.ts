@@ -167,10 +167,25 @@ export async function runNightlyVerification(
   } else if (locked) {
     try {
       if (options.preflight) {
+        // Within the run's time: a node that hangs kept `verify --timeout 10s` waiting for
+        // the preflight's own retries (five attempts of the RPC timeout, over a minute).
+        let timer: NodeJS.Timeout | undefined;
+        const check = options.preflight();
+        check.catch(() => {}); // still running when the time is up; its end matters no more
         try {
-          await options.preflight();
+          await Promise.race([
+            check,
+            new Promise<never>((_, reject) => {
+              timer = setTimeout(
+                () => reject(new Error(`no answer, ${timedOut()}`)),
+                left(),
+              );
+            }),
+          ]);
         } catch (error) {
           throw new Error(`RPC unreachable: ${messageOf(error)}`);
+        } finally {
+          clearTimeout(timer);
         }
       }
       const settle = async () => {
