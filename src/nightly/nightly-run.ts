@@ -176,10 +176,7 @@ export async function runNightlyVerification(
           await Promise.race([
             check,
             new Promise<never>((_, reject) => {
-              timer = setTimeout(
-                () => reject(new Error(`no answer, ${timedOut()}`)),
-                left(),
-              );
+              timer = setTimeout(() => reject(new Error(`no answer, ${timedOut()}`)), left());
             }),
           ]);
         } catch (error) {
