@@ -28,6 +28,12 @@ export interface RpcFaults {
   down: boolean;
   /** Lie about a share of transactions (amounts, memos, owners, errors, finality). Default none. */
   lies: RpcLies | null;
+  /** Answer getSignatureStatuses with null for every signature (a node whose index lags). */
+  nullStatuses: boolean;
+  /** Answer getTransaction with null (a node lagging, or failing over to one that lags). */
+  nullTransactions: boolean;
+  /** Answer getTransaction with another signature's transaction when it knows one. */
+  wrongTransactions: boolean;
 }
 
 export const noRpcFaults: RpcFaults = {
@@ -39,6 +45,9 @@ export const noRpcFaults: RpcFaults = {
   neverLandRate: 0,
   down: false,
   lies: null,
+  nullStatuses: false,
+  nullTransactions: false,
+  wrongTransactions: false,
 };
 
 /** Counters of one endpoint, so tests and benchmarks can observe every injected fault. */
@@ -59,6 +68,10 @@ export interface RpcStats {
   neverLanded: string[];
   /** Most HTTP requests received within any sliding one-second window. */
   maxRequestsPerSecond: number;
+  /** Statuses and transactions answered null by `nullStatuses` / `nullTransactions`. */
+  servedNull: number;
+  /** Transactions answered with another signature's by `wrongTransactions`. */
+  servedWrong: number;
 }
 
 interface JsonRpcRequest {
@@ -97,6 +110,8 @@ export class RpcEndpoint {
   private readonly accepted = new Window();
   private server: Server | null = null;
   private fiveHundreds = 0;
+  /** Signatures this endpoint found on chain: what `wrongTransactions` answers with. */
+  private readonly known = new Set<string>();
 
   constructor(chain: LocalChain, faults: Partial<RpcFaults> = {}, seed = "rpc") {
     this.faults = { ...noRpcFaults, ...faults };
@@ -112,6 +127,8 @@ export class RpcEndpoint {
       batchesRefused: 0,
       neverLanded: [],
       maxRequestsPerSecond: 0,
+      servedNull: 0,
+      servedWrong: 0,
     };
     this.methods = rpcMethods(chain, {
       dropTransaction: () =>
@@ -161,7 +178,34 @@ export class RpcEndpoint {
     const params = request.params ?? [];
     if (!Array.isArray(params)) throw new RpcError(-32602, "Invalid params: expected an array");
     const lies = this.faults.lies;
-    return lies ? callLying(lies, method, params, handler) : handler(params);
+    const answer = lies ? callLying(lies, method, params, handler) : handler(params);
+    if (method === "getSignatureStatuses" && Array.isArray(params[0])) {
+      const value = (answer as { value?: unknown[] }).value ?? [];
+      params[0].forEach((signature, i) => {
+        if (value[i] && typeof signature === "string") this.known.add(signature);
+      });
+      if (this.faults.nullStatuses) {
+        this.stats.servedNull += value.filter((v) => v !== null).length;
+        return { ...(answer as object), value: value.map(() => null) };
+      }
+    }
+    if (method === "getTransaction" && answer !== null) {
+      if (typeof params[0] === "string") this.known.add(params[0]);
+      if (this.faults.nullTransactions) {
+        this.stats.servedNull++;
+        return null;
+      }
+      if (this.faults.wrongTransactions) {
+        for (const other of this.known) {
+          if (other === params[0]) continue;
+          const wrong = handler([other, ...params.slice(1)]);
+          if (wrong === null) continue;
+          this.stats.servedWrong++;
+          return wrong;
+        }
+      }
+    }
+    return answer;
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
