@@ -377,23 +377,43 @@ describe.each(dialects)("the signature store on %s", (dialect) => {
       { signature: "stored", state: "finalized", facts: { signature: "stored" } },
     ]);
     const signatures = createSignatureStore(store);
+    const span = (at: number) => ({ t: at, minSpanMs: 0 });
 
-    expect(await signatures.recordFetchMiss("fin", 2)).toMatchObject({
+    expect(await signatures.recordFetchMiss("fin", 2, span(t))).toMatchObject({
       state: "finalized",
       notFoundCount: 1,
+      notFoundSince: t,
     });
-    expect(await signatures.recordFetchMiss("fin", 2)).toMatchObject({
+    expect(await signatures.recordFetchMiss("fin", 2, span(t + 5))).toMatchObject({
       state: "pruned",
       notFoundCount: 2,
+      notFoundSince: t,
     });
-    expect(await signatures.recordFetchMiss("landed", 1)).toMatchObject({
+    expect(await signatures.recordFetchMiss("landed", 1, span(t))).toMatchObject({
       state: "landed",
       notFoundCount: 1,
     });
-    expect(await signatures.recordFetchMiss("stored", 1)).toMatchObject({
+    expect(await signatures.recordFetchMiss("stored", 1, span(t))).toMatchObject({
       state: "finalized",
       notFoundCount: 0,
     });
+  });
+
+  it("prunes only once the misses span the time asked for, however many they are", async () => {
+    const store = await stores.open();
+    await seedSignatures(store, [
+      { signature: "fin", state: "finalized", commitment: "finalized" },
+    ]);
+    const signatures = createSignatureStore(store);
+    // A node lagging for a minute answers "not found" ten times in ten seconds: not pruned.
+    for (let i = 0; i < 10; i++) {
+      expect(
+        await signatures.recordFetchMiss("fin", 2, { t: t + i * 1000, minSpanMs: 60_000 }),
+      ).toMatchObject({ state: "finalized", notFoundCount: i + 1, notFoundSince: t });
+    }
+    expect(
+      await signatures.recordFetchMiss("fin", 2, { t: t + 60_000, minSpanMs: 60_000 }),
+    ).toMatchObject({ state: "pruned", notFoundCount: 11 });
   });
 
   it("lists the jobs naming a signature in any role, in id order, capped, with the full count", async () => {
@@ -536,7 +556,9 @@ describe("the signature store on PostgreSQL, written from two processes at once"
         { signature: "fetch", state: "landed" },
       ]);
       await Promise.all(
-        Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? a : b).recordFetchMiss("miss", 100)),
+        Array.from({ length: 20 }, (_, i) =>
+          (i % 2 === 0 ? a : b).recordFetchMiss("miss", 100, { t, minSpanMs: 0 }),
+        ),
       );
       expect((await a.load(["miss"])).get("miss")?.notFoundCount).toBe(20);
 

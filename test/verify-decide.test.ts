@@ -250,6 +250,42 @@ describe("deciding a claimed job", () => {
     expect(d.checks).toEqual([expect.objectContaining({ name: "escrow.exists", outcome: "skip" })]);
   });
 
+  it("says how many misses over how long made a transaction count as pruned", () => {
+    const { job, escrow, settlement } = honest();
+    const rows: Record<string, Row & { notFoundCount: number }> = {
+      [escrow.signature]: {
+        ...finalized,
+        state: "pruned",
+        notFoundCount: 7,
+        notFoundSince: timing.now - 300_000,
+      },
+      [settlement.signature]: { ...finalized, notFoundCount: 0 },
+    };
+    const d = decide(claimed(job), known(rows, [settlement]), localnetProfile, noPins, timing);
+    expect(d.checks?.[0]?.reason).toMatch(/answered "not found" 7 times over 300 s since /);
+  });
+
+  it("looks again for a finalized transaction no endpoint returned as seldom as an unseen one", () => {
+    const { job, escrow, settlement } = honest();
+    const missedSince = (since: number) =>
+      decide(
+        claimed(job),
+        known(
+          {
+            [escrow.signature]: finalized,
+            [settlement.signature]: { ...finalized, notFoundSince: since },
+          },
+          [escrow],
+        ),
+        localnetProfile,
+        noPins,
+        timing,
+      ).nextVerifyAt - timing.now;
+    // Missing for 14 s: the next look 16 s on, not at the next poll (5 misses in 10 s).
+    expect(missedSince(timing.now - 14_000)).toBe(16_000);
+    expect(missedSince(timing.now - 600_000)).toBe(60_000);
+  });
+
   it("is partially verified when usage was not recorded, naming what is unproven", () => {
     const { job, escrow, settlement } = honest();
     const rows = { [escrow.signature]: finalized, [settlement.signature]: finalized };

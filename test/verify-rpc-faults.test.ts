@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRpcPool } from "../src/chain/rpc-pool.js";
 import { jobs } from "../src/db/schema.js";
+import type { RpcFaults } from "../src/localnet/rpc-server.js";
 import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
 import { createLogger } from "../src/log.js";
 import { createVerifier } from "../src/verify/engine.js";
@@ -67,5 +68,120 @@ describe("verifying through an RPC pool under injected faults", () => {
     for (const url of [down, flaky]) {
       expect(world.rpcStats(url).maxRequestsPerSecond).toBeLessThanOrEqual(40);
     }
+  });
+});
+
+/**
+ * Records `count` honest jobs, turns `faults` on at `faulty` for `forMs`, and verifies the jobs
+ * through a pool over `urls` meanwhile. Blockhashes expire after 50 slots (0.5 s): a lag of
+ * seconds outlasts them many times over.
+ */
+async function verifyWhileFaulty(
+  urls: string[],
+  faulty: string,
+  faults: Partial<RpcFaults>,
+  forMs: number,
+  count = 4,
+) {
+  const store = createTestStore();
+  for (let i = 0; i < count; i++) {
+    await runRecordedJob(world, store, { stream: i % 2 === 1, apiKeyIndex: 3 });
+  }
+  const rpc = createRpcPool({
+    endpoints: urls.map((url) => ({ url, rateLimitPerSec: 200, concurrency: 4, timeoutMs: 1000 })),
+    backoffBaseMs: 20,
+    backoffMaxMs: 300,
+  });
+  const verifier = createVerifier({
+    store,
+    rpc,
+    profile: { ...localnetProfile, dropAfterSlots: 50 },
+    log,
+    options: { pollIntervalMs: 50, errorBackoffMs: 50, maxBackoffMs: 500 },
+  });
+  world.setRpcFaults(faulty, faults);
+  const heal = setTimeout(
+    () =>
+      world.setRpcFaults(faulty, {
+        nullStatuses: false,
+        nullTransactions: false,
+        wrongTransactions: false,
+      }),
+    forMs,
+  );
+  try {
+    const summary = await verifier.runUntilSettled({}, { timeoutMs: 30_000 });
+    const rows = store.db.select({ verdict: jobs.verdict }).from(jobs).all();
+    return { summary, verdicts: rows.map((v) => v.verdict), stats: world.rpcStats(faulty) };
+  } finally {
+    clearTimeout(heal);
+    await rpc.close();
+  }
+}
+
+describe("one lagging or lying endpoint never makes an honest job final", () => {
+  it("does not drop landed jobs while the only endpoint answers their statuses null", async () => {
+    const url = await world.addRpcEndpoint();
+    const { summary, verdicts, stats } = await verifyWhileFaulty(
+      [url],
+      url,
+      { nullStatuses: true },
+      2000,
+    );
+    expect(stats.servedNull).toBeGreaterThan(0);
+    expect(summary.status).toBe("completed");
+    expect(verdicts).toEqual(Array(4).fill("verified"));
+  });
+
+  it("asks the pool's other endpoint before dropping what the first says it never saw", async () => {
+    const lagging = await world.addRpcEndpoint();
+    const honest = await world.addRpcEndpoint();
+    const { verdicts, stats } = await verifyWhileFaulty(
+      [lagging, honest],
+      lagging,
+      { nullStatuses: true, nullTransactions: true },
+      60_000,
+    );
+    expect(stats.servedNull).toBeGreaterThan(0);
+    expect(verdicts).toEqual(Array(4).fill("verified"));
+  });
+
+  it("retries, and does not end unverifiable, while the only endpoint serves other transactions", async () => {
+    const url = await world.addRpcEndpoint();
+    const { summary, verdicts, stats } = await verifyWhileFaulty(
+      [url],
+      url,
+      { wrongTransactions: true },
+      2000,
+    );
+    expect(stats.servedWrong).toBeGreaterThan(0);
+    expect(summary.status).toBe("completed");
+    expect(verdicts).toEqual(Array(4).fill("verified"));
+  });
+
+  it("does not count a lagging node's missing transactions as pruned within seconds", async () => {
+    const url = await world.addRpcEndpoint();
+    const { summary, verdicts, stats } = await verifyWhileFaulty(
+      [url],
+      url,
+      { nullTransactions: true },
+      2000,
+    );
+    expect(stats.servedNull).toBeGreaterThan(0);
+    expect(summary.status).toBe("completed");
+    expect(verdicts).toEqual(Array(4).fill("verified"));
+  });
+
+  it("takes the transaction from the pool's other endpoint when the first serves another one", async () => {
+    const lying = await world.addRpcEndpoint();
+    const honest = await world.addRpcEndpoint();
+    const { verdicts, stats } = await verifyWhileFaulty(
+      [lying, honest],
+      lying,
+      { wrongTransactions: true },
+      60_000,
+    );
+    expect(stats.servedWrong).toBeGreaterThan(0);
+    expect(verdicts).toEqual(Array(4).fill("verified"));
   });
 });

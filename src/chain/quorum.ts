@@ -423,7 +423,7 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
       });
     }
     // k endpoints answering something unparseable is what one does at RPC_QUORUM=1: the
-    // verifier counts it like a missing transaction, so the job ends unverifiable.
+    // verifier takes it as RPC trouble and retries the job with backoff.
     const malformed = answers.filter((a) => a.malformed);
     if (malformed.length >= k) {
       throw new AppError(

@@ -1,7 +1,7 @@
 import { setMaxListeners } from "node:events";
 import PQueue from "p-queue";
 import type { Config } from "../config.js";
-import { AppError } from "../errors.js";
+import { AppError, isAppError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { backoff, createSleeper } from "../retry.js";
 import { AdaptiveRate } from "./adaptive-rate.js";
@@ -111,6 +111,13 @@ export interface RpcPool {
     commitment?: "confirmed" | "finalized",
   ): Promise<FetchedTransaction | null>;
   getSlot(commitment?: "confirmed" | "finalized"): Promise<number>;
+  /**
+   * Looks for signatures on every endpoint, each asked on its own: getSignatureStatuses with
+   * history, then getTransaction at confirmed for those still unseen. Returns the statuses seen
+   * (from a transaction: its slot, at confirmed); rejects when an endpoint cannot answer, since
+   * "nowhere" is then not known. Asked before a signature is counted dropped for good.
+   */
+  findAnywhere?(signatures: string[]): Promise<Map<string, SignatureStatusInfo>>;
   /**
    * getSignaturesForAddress at finalized: up to `limit` (1..1000, default 1000) signatures
    * naming the address, newest first, older than `before` and newer than `until`.
@@ -363,6 +370,35 @@ function integer(value: unknown, what: string): number {
   return value;
 }
 
+const transactionParams = (commitment: "confirmed" | "finalized") => ({
+  encoding: "json",
+  commitment,
+  maxSupportedTransactionVersion: 0,
+});
+
+/** The statuses of one getSignatureStatuses reply, in the order of `chunk`. */
+function statusesOf(result: unknown, chunk: readonly string[]): (SignatureStatusInfo | null)[] {
+  const value = (result as { value?: unknown } | null)?.value;
+  if (!Array.isArray(value) || value.length !== chunk.length) {
+    throw new AppError(
+      "rpc_unavailable",
+      `getSignatureStatuses returned ${Array.isArray(value) ? value.length : "no"} statuses for ${chunk.length} signatures`,
+    );
+  }
+  return value.map((item, i): SignatureStatusInfo | null => {
+    if (item === null) return null;
+    const s = item as Record<string, unknown>;
+    const status = s.confirmationStatus;
+    return {
+      signature: chunk[i]!,
+      slot: integer(s.slot, "getSignatureStatuses"),
+      confirmationStatus:
+        status === "processed" || status === "confirmed" || status === "finalized" ? status : null,
+      err: s.err ?? null,
+    };
+  });
+}
+
 /** Creates a pool over the given endpoints; call `close()` when done. */
 export function createRpcPool(options: RpcPoolOptions): RpcPool {
   if (options.endpoints.length === 0)
@@ -423,10 +459,12 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
    * one that just failed, that is neither set aside nor paused by a 429; when none is, the one
    * that becomes usable soonest (its queue holds the request until then).
    */
-  const pick = (after: Endpoint | undefined): Endpoint => {
+  const pick = (after: Endpoint | undefined, skip?: ReadonlySet<Endpoint>): Endpoint => {
     const now = internals.now();
     const start = after ? after.position + 1 : 0;
-    const rotation = endpoints.map((_, i) => endpoints[(start + i) % endpoints.length]!);
+    const all = endpoints.map((_, i) => endpoints[(start + i) % endpoints.length]!);
+    const left = skip ? all.filter((e) => !skip.has(e)) : all;
+    const rotation = left.length > 0 ? left : all;
     const usable = rotation.find((e) => e.openUntil <= now && e.pausedUntil <= now);
     if (usable) return usable;
     return rotation.reduce((best, e) =>
@@ -434,24 +472,26 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
     );
   };
 
+  /** One call, failing over between endpoints; `skip`: endpoints not to ask while others exist. */
   const call = async (
     method: string,
     params: unknown[],
-  ): Promise<{ result: unknown; raw: string }> => {
+    skip?: ReadonlySet<Endpoint>,
+  ): Promise<{ result: unknown; raw: string; endpoint: Endpoint }> => {
     let failed: Endpoint | undefined;
     let attempts = 0;
     let rateLimited = 0;
     const tried = new Set<Endpoint>();
     for (;;) {
       if (closed) throw new AppError("rpc_unavailable", `${method}: the RPC pool is closed`);
-      const endpoint = pick(failed);
+      const endpoint = pick(failed, skip);
       tried.add(endpoint);
       const outcome = await endpoint.send({ id: nextId++, method, params });
       if (closed) throw new AppError("rpc_unavailable", `${method}: the RPC pool is closed`);
       count(endpoint.name, method, outcomeName(method, outcome));
       if (outcome.kind === "ok") {
         endpoint.recordSuccess();
-        return { result: outcome.result, raw: outcome.raw };
+        return { result: outcome.result, raw: outcome.raw, endpoint };
       }
       if (outcome.kind === "rpc_error" && permanentRpcErrors.has(outcome.code)) {
         endpoint.recordSuccess();
@@ -482,7 +522,7 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
       }
       // Failing over to an endpoint this call has not tried yet needs no wait; coming back
       // to one that already failed does, with exponential backoff and full jitter.
-      if (tried.has(pick(failed))) {
+      if (tried.has(pick(failed, skip))) {
         await sleeper.sleep(
           backoff(attempts - 1, { baseMs: backoffBase, maxMs: backoffMax, jitter: [0, 1], random }),
         );
@@ -502,39 +542,83 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
             chunk,
             { searchTransactionHistory: true },
           ]);
-          const value = (result as { value?: unknown } | null)?.value;
-          if (!Array.isArray(value) || value.length !== chunk.length) {
-            throw new AppError(
-              "rpc_unavailable",
-              `getSignatureStatuses returned ${Array.isArray(value) ? value.length : "no"} statuses for ${chunk.length} signatures`,
-            );
-          }
-          return value.map((item, i): SignatureStatusInfo | null => {
-            if (item === null) return null;
-            const s = item as Record<string, unknown>;
-            const status = s.confirmationStatus;
-            return {
-              signature: chunk[i]!,
-              slot: integer(s.slot, "getSignatureStatuses"),
-              confirmationStatus:
-                status === "processed" || status === "confirmed" || status === "finalized"
-                  ? status
-                  : null,
-              err: s.err ?? null,
-            };
-          });
+          return statusesOf(result, chunk);
         }),
       );
       return replies.flat();
     },
 
     async getTransaction(signature, commitment = "finalized") {
-      const { result, raw } = await call("getTransaction", [
-        signature,
-        { encoding: "json", commitment, maxSupportedTransactionVersion: 0 },
-      ]);
-      if (result === null) return null;
-      return { facts: parseTransaction(result, signature), raw };
+      // "Not found", or another transaction than the one asked for, from one endpoint (a node
+      // lagging, or lying) is not taken while another endpoint of the pool may have it: each
+      // is asked once, in order, and the first that serves the transaction wins.
+      const asked = new Set<Endpoint>();
+      let malformed: unknown = null;
+      for (;;) {
+        let reply: Awaited<ReturnType<typeof call>>;
+        try {
+          reply = await call("getTransaction", [signature, transactionParams(commitment)], asked);
+        } catch (error) {
+          // Others could not answer: what the asked ones said stands.
+          if (asked.size === 0) throw error;
+          break;
+        }
+        asked.add(reply.endpoint);
+        if (reply.result !== null) {
+          try {
+            return { facts: parseTransaction(reply.result, signature), raw: reply.raw };
+          } catch (error) {
+            if (!isAppError(error) || error.code !== "malformed_transaction") throw error;
+            malformed ??= new AppError(
+              "malformed_transaction",
+              `${reply.endpoint.name} answered getTransaction ${signature} with ${error.message}`,
+              error.details,
+            );
+          }
+        }
+        if (endpoints.every((e) => asked.has(e))) break;
+      }
+      if (malformed !== null) throw malformed;
+      return null;
+    },
+
+    async findAnywhere(signatures) {
+      const found = new Map<string, SignatureStatusInfo>();
+      const unseen = () => [...new Set(signatures)].filter((s) => !found.has(s));
+      const only = (endpoint: Endpoint) => new Set(endpoints.filter((e) => e !== endpoint));
+      for (const endpoint of endpoints) {
+        const list = unseen();
+        for (let i = 0; i < list.length; i += statusBatchSize) {
+          const chunk = list.slice(i, i + statusBatchSize);
+          const params = [chunk, { searchTransactionHistory: true }];
+          const { result } = await call("getSignatureStatuses", params, only(endpoint));
+          for (const status of statusesOf(result, chunk)) {
+            if (status) found.set(status.signature, status);
+          }
+        }
+      }
+      // A node whose status index lags may still serve the transaction itself.
+      for (const signature of unseen()) {
+        for (const endpoint of endpoints) {
+          const params = [signature, transactionParams("confirmed")];
+          const { result } = await call("getTransaction", params, only(endpoint));
+          if (result === null) continue;
+          try {
+            const facts = parseTransaction(result, signature);
+            found.set(signature, {
+              signature,
+              slot: facts.slot,
+              confirmationStatus: "confirmed",
+              err: facts.err,
+            });
+            break;
+          } catch (error) {
+            // Another transaction than the one asked for says nothing of this one.
+            if (!isAppError(error) || error.code !== "malformed_transaction") throw error;
+          }
+        }
+      }
+      return found;
     },
 
     async getSlot(commitment = "finalized") {

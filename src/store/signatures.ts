@@ -63,10 +63,16 @@ export interface SignatureStore {
    */
   recordFetchedAll(items: readonly FetchedItem[]): Promise<Map<string, SignatureRow>>;
   /**
-   * The status said finalized but the node returned nothing (a lagging or pruning node): the
-   * miss counts while nobody has stored the transaction, and at `maxMisses` it is pruned.
+   * The status said finalized but no endpoint returned the transaction (a lagging or pruning
+   * node): the miss counts while nobody has stored the transaction, the first one's time is
+   * kept, and it is pruned at `maxMisses` misses spanning at least `minSpanMs` (a node lagging
+   * for a minute must not make a landed transaction unverifiable for good).
    */
-  recordFetchMiss(signature: string, maxMisses: number): Promise<SignatureRow | undefined>;
+  recordFetchMiss(
+    signature: string,
+    maxMisses: number,
+    span: { t: number; minSpanMs: number },
+  ): Promise<SignatureRow | undefined>;
   /**
    * Which jobs name each signature in any role, receipt or jobs API: up to `limit` ids in id
    * order, and the total, counted by SQLite (a signature replayed by thousands of receipts
@@ -142,8 +148,9 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
   const fetchMissed = sqlite.prepare(
     `UPDATE chain_transactions SET
        not_found_count = not_found_count + 1,
-       state = CASE WHEN state = 'finalized' AND not_found_count + 1 >= @maxMisses THEN 'pruned'
-         ELSE state END
+       not_found_since = coalesce(not_found_since, @t),
+       state = CASE WHEN state = 'finalized' AND not_found_count + 1 >= @maxMisses
+         AND @t - coalesce(not_found_since, @t) >= @minSpanMs THEN 'pruned' ELSE state END
      WHERE signature = @signature AND facts IS NULL`,
   );
 
@@ -287,8 +294,8 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
       return (await recordFetchedAll([{ signature, fetched, t }])).get(signature);
     },
     recordFetchedAll,
-    async recordFetchMiss(signature, maxMisses) {
-      fetchMissed.run({ signature, maxMisses });
+    async recordFetchMiss(signature, maxMisses, { t, minSpanMs }) {
+      fetchMissed.run({ signature, maxMisses, t, minSpanMs });
       return load([signature]).get(signature);
     },
     async jobsNaming(signatures, limit) {

@@ -20,7 +20,8 @@ import type { Profile } from "./profiles.js";
  * function, so every rule of "when is a job final, and as what" is here and testable without
  * a store or a node. In order:
  * - a signature that never landed before its blockhash expired: `dropped`;
- * - one the node no longer serves after `maxFetchMisses` answers of "not found": `unverifiable`;
+ * - one no endpoint serves after `maxFetchMisses` answers of "not found" spanning
+ *   `fetchMissSpanMs`: `unverifiable`;
  * - endpoints of a quorum that disagree: `rpc_disagreement`, retried, every answer as evidence;
  * - RPC trouble this round: `error`, retried with backoff;
  * - a streamed job whose settlement the backfill is still looking for: `awaiting_finality`;
@@ -45,7 +46,10 @@ export interface SignatureView {
   /** The stored row of a signature (its state, commitment and misses). */
   row(
     signature: string,
-  ): Pick<SignatureRow, "state" | "commitment" | "notFoundSlot" | "notFoundSince"> | undefined;
+  ):
+    | (Pick<SignatureRow, "state" | "commitment" | "notFoundSlot" | "notFoundSince"> &
+        Partial<Pick<SignatureRow, "notFoundCount">>)
+    | undefined;
   /** The finalized transaction's facts, once fetched. */
   facts(signature: string): TransactionFacts | undefined;
   /** RPC trouble of this round, by signature. */
@@ -153,7 +157,7 @@ export function decide<J extends DecideJob>(
       (s): CheckResult => ({
         name: `${roleOf(s)}.exists`,
         outcome: "skip",
-        reason: "the status is finalized but the node no longer serves the transaction (pruned)",
+        reason: prunedReason(row(s)!, t),
         expected: { signature: s },
         actual: null,
       }),
@@ -211,7 +215,12 @@ export function decide<J extends DecideJob>(
     // their spacing (2, 4, 8 s...) without a count of misses written on every poll. The first
     // miss may have been written by another process: a clock ahead of this one's only makes
     // the polls come at the poll interval until the clocks meet.
-    const unseen = notReady.filter((s) => row(s)?.state === "unknown");
+    // A finalized transaction no endpoint returned is looked for the same way: misses spaced
+    // out over real time, so a node lagging for a minute does not use them all up.
+    const unseen = notReady.filter((s) => {
+      const r = row(s);
+      return r?.state === "unknown" || (r?.state === "finalized" && r.notFoundSince !== null);
+    });
     const firstMiss = Math.min(t, ...unseen.map((s) => row(s)?.notFoundSince ?? t));
     let delay =
       unseen.length > 0
@@ -281,6 +290,20 @@ export function decide<J extends DecideJob>(
     },
   };
 }
+
+/** What was seen of a transaction counted as pruned: how many answers, over how long. */
+function prunedReason(
+  row: Pick<SignatureRow, "notFoundSince"> & Partial<Pick<SignatureRow, "notFoundCount">>,
+  t: number,
+) {
+  const since = row.notFoundSince;
+  const times = row.notFoundCount === undefined ? "" : ` ${row.notFoundCount} times`;
+  const over =
+    since === null ? "" : ` over ${Math.round((t - since) / 1000)} s since ${iso(since)}`;
+  return `the status is finalized but getTransaction answered "not found"${times}${over}, every endpoint asked: the node no longer serves the transaction (pruned)`;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
 
 /** The job's amounts that do not fit the store, by name. */
 function unstorableAmounts(amounts: Evaluation["amounts"]): [string, bigint][] {

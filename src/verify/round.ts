@@ -5,7 +5,6 @@ import { parseTransaction } from "../chain/parse-transaction.js";
 import { type RpcDisagreement, RpcDisagreementError } from "../chain/quorum.js";
 import type { TransactionFacts } from "../chain/transaction-facts.js";
 import { isBusyError } from "../db/client.js";
-import { isAppError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { backoff } from "../retry.js";
 import type { CustodyStore } from "../store/custody.js";
@@ -167,7 +166,7 @@ export function createRound(deps: RoundDeps): Round {
     if (needStatus.length > 0 && pollNow && !signal.aborted) {
       lastPollCell = cell;
       try {
-        const statuses = await rpc.getSignatureStatuses(needStatus);
+        const statuses = [...(await rpc.getSignatureStatuses(needStatus))];
         const missing = needStatus.filter((_, i) => !statuses[i]);
         const landing = statuses.some((s) => s && s.confirmationStatus !== "finalized");
         let currentSlot: number | null = null;
@@ -178,6 +177,32 @@ export function createRound(deps: RoundDeps): Round {
           currentSlot = await rpc.getSlot().catch(() => null);
         }
         if (signal.aborted) return claimed.length;
+        // "Dropped" is for good: one endpoint's "not found" (a lagging node answers it for a
+        // minute) is not enough. A signature this poll would drop is looked for on every
+        // endpoint, statuses and transactions, first; seen anywhere, it is not dropped, and
+        // when that cannot be known this round, it waits, as RPC trouble.
+        const held = new Set<string>();
+        if (currentSlot !== null && rpc.findAnywhere) {
+          const slot = currentSlot;
+          const dropping = missing.filter((s) => wouldDrop(rows.get(s), slot, profile));
+          if (dropping.length > 0) {
+            try {
+              const found = await rpc.findAnywhere(dropping);
+              const at = new Map(needStatus.map((s, i) => [s, i]));
+              for (const [signature, status] of found) statuses[at.get(signature)!] = status;
+            } catch (error) {
+              if (isBusyError(error)) throw error;
+              for (const s of dropping) {
+                held.add(s);
+                trouble.set(
+                  s,
+                  `not found, and not looked for on every endpoint: ${message(error)}`,
+                );
+              }
+            }
+            if (signal.aborted) return claimed.length;
+          }
+        }
         // A slice at a time: a round's 2,000 signatures in one synchronous stretch held the
         // event loop (the proxy's) for tens of ms, and the write lock that long.
         const t = now();
@@ -191,10 +216,9 @@ export function createRound(deps: RoundDeps): Round {
             finalityDue.set(needStatus[i]!, t + (Math.max(0, s.slot - finalized) + 1) * pace);
           });
         }
-        const polled = needStatus.map((signature, i) => ({
-          signature,
-          status: statuses[i] ?? null,
-        }));
+        const polled = needStatus
+          .map((signature, i) => ({ signature, status: statuses[i] ?? null }))
+          .filter((p) => !held.has(p.signature));
         for (const slice of chunks(polled, STATUS_SLICE)) {
           const after = await signatures.recordStatuses(slice, {
             currentSlot,
@@ -292,8 +316,11 @@ export function createRound(deps: RoundDeps): Round {
               keep(
                 signature,
                 result === null
-                  ? // The status said finalized but the node returned nothing.
-                    await signatures.recordFetchMiss(signature, options.maxFetchMisses)
+                  ? // The status said finalized but no endpoint returned it.
+                    await signatures.recordFetchMiss(signature, options.maxFetchMisses, {
+                      t: now(),
+                      minSpanMs: options.fetchMissSpanMs,
+                    })
                   : await storeFetched(signature, result),
               );
             } catch (error) {
@@ -307,12 +334,10 @@ export function createRound(deps: RoundDeps): Round {
             disagreements.set(signature, error.disagreement);
             return;
           }
+          // An answer that does not parse, or is another signature's transaction, is the
+          // node's trouble, not a sign that the transaction is gone: retried with backoff, never
+          // counted as a miss (a node lying for ten seconds made honest jobs unverifiable).
           trouble.set(signature, `getTransaction: ${message(error)}`);
-          // A node that keeps answering with something unparseable is counted like one that
-          // has no such transaction, so the job ends unverifiable instead of retrying for ever.
-          if (isAppError(error) && error.code === "malformed_transaction") {
-            keep(signature, await signatures.recordFetchMiss(signature, options.maxFetchMisses));
-          }
         });
       // Awaited by the slice of its jobs; a rejection seen first here is not unhandled.
       done.catch(() => {});
@@ -537,6 +562,18 @@ export function createRound(deps: RoundDeps): Round {
       return false;
     }
   }
+}
+
+/**
+ * Would this poll's "not found" drop the signature? The store's rule (`recordStatuses`): never
+ * seen, or seen only at processed, and missing for more than `dropAfterSlots` since the first
+ * miss.
+ */
+function wouldDrop(row: SignatureRow | undefined, currentSlot: number, profile: Profile) {
+  if (!row || row.notFoundSlot === null) return false;
+  const droppable =
+    row.state === "unknown" || (row.state === "landed" && row.commitment === "processed");
+  return droppable && currentSlot > row.notFoundSlot + profile.dropAfterSlots;
 }
 
 /**

@@ -28,10 +28,16 @@ export interface VerifierOptions {
   /** How soon to look again at a job waiting for the settlement backfill, in ms. Default 5000. */
   backfillWaitMs: number;
   /**
-   * getTransaction answers of "not found" for a signature whose status is finalized before it
-   * counts as pruned from the node (verdict `unverifiable`). Default 5.
+   * getTransaction answers of "not found" (from every endpoint of the pool) for a signature
+   * whose status is finalized before it counts as pruned from the node (verdict
+   * `unverifiable`), once they also span `fetchMissSpanMs`. Default 5.
    */
   maxFetchMisses: number;
+  /**
+   * Shortest time from the first such miss to the prune, in ms: a node lagging or failing over
+   * answers "not found" for a minute or so, and pruning is for good. Default 300000.
+   */
+  fetchMissSpanMs: number;
 }
 
 export const defaultVerifierOptions: VerifierOptions = {
@@ -45,4 +51,5 @@ export const defaultVerifierOptions: VerifierOptions = {
   maxBackoffMs: 60_000,
   backfillWaitMs: 5000,
   maxFetchMisses: 5,
+  fetchMissSpanMs: 300_000,
 };

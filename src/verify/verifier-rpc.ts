@@ -18,6 +18,11 @@ export interface VerifierRpc {
   /** The finalized transaction, or null when the node has none. */
   getTransaction(signature: string): Promise<{ facts: TransactionFacts; raw: unknown } | null>;
   getSlot(): Promise<number>;
+  /**
+   * Statuses of signatures seen by any endpoint (each asked on its own, statuses then
+   * transactions); rejects when one cannot answer. Without it, a poll's "not found" decides.
+   */
+  findAnywhere?(signatures: string[]): Promise<Map<string, SignatureStatusLike>>;
   /** Requests per second the RPC allows now; without it a round fetches all it claimed. */
   requestRate?(): number;
 }

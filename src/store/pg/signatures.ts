@@ -230,11 +230,13 @@ export function createPgSignatureStore(store: PgStore): SignatureStore {
       return (await recordFetchedAll([{ signature, fetched, t }])).get(signature);
     },
     recordFetchedAll,
-    async recordFetchMiss(signature, maxMisses) {
+    async recordFetchMiss(signature, maxMisses, { t, minSpanMs }) {
       // Raw SQL: the counter and the state move together in one guarded CASE.
       await db.execute(sql`UPDATE chain_transactions SET
           not_found_count = not_found_count + 1,
+          not_found_since = coalesce(not_found_since, ${t}::bigint),
           state = CASE WHEN state = 'finalized' AND not_found_count + 1 >= ${maxMisses}::bigint
+            AND ${t}::bigint - coalesce(not_found_since, ${t}::bigint) >= ${minSpanMs}::bigint
             THEN 'pruned' ELSE state END
         WHERE signature = ${signature} AND facts IS NULL`);
       return (await load([signature])).get(signature);
