@@ -146,6 +146,20 @@ describe("one lagging or lying endpoint never makes an honest job final", () => 
     expect(verdicts).toEqual(Array(4).fill("verified"));
   });
 
+  it("holds back a drop it cannot confirm because another endpoint of the pool is down", async () => {
+    const lagging = await world.addRpcEndpoint();
+    const down = await world.addRpcEndpoint({ down: true });
+    const { summary, verdicts } = await verifyWhileFaulty(
+      [lagging, down],
+      lagging,
+      { nullStatuses: true },
+      2000,
+    );
+    expect(summary.status).toBe("completed");
+    expect(verdicts).toEqual(Array(4).fill("verified"));
+    expect(world.rpcStats(down).served5xx).toBeGreaterThan(0);
+  });
+
   it("retries, and does not end unverifiable, while the only endpoint serves other transactions", async () => {
     const url = await world.addRpcEndpoint();
     const { summary, verdicts, stats } = await verifyWhileFaulty(
