@@ -3,7 +3,7 @@ import { registerTokenCommands } from "./auth/token-commands.js";
 import { ConfigError, type ConfigInput, loadConfig } from "./config.js";
 import { parseDatabaseUrl } from "./db/url.js";
 import { registerDemoCommand } from "./demo/command.js";
-import { AppError, isAppError } from "./errors.js";
+import { isAppError, wholeNumberFlag } from "./errors.js";
 import { registerLocalnetCommand } from "./localnet/command.js";
 import { registerVerifyCommand } from "./nightly/verify-cli.js";
 import { registerReportCommands } from "./reports/report-command.js";
@@ -18,22 +18,6 @@ function withCommonOptions(command: Command): Command {
   return withDatabaseOption(command)
     .addOption(new Option("--rpc <urls>", "Solana RPC URLs, comma-separated (SOLANA_RPC_URLS)"))
     .addOption(new Option("--profile <name|file>", "protocol profile (AUDIT_PROFILE)"));
-}
-
-/**
- * A whole-number flag, in decimal digits only: `Number()` alone took "1e3" for 1000, "0x10" for
- * 16 and " " for 0.
- */
-function wholeNumberFlag(flag: string, text: string, min: number, max: number): number {
-  const value = Number(text);
-  if (!/^\d+$/.test(text.trim()) || value < min || value > max) {
-    throw new AppError(
-      "validation_failed",
-      `--${flag}: expected an integer from ${min} to ${max}, got ${JSON.stringify(text)}`,
-      { field: flag },
-    );
-  }
-  return value;
 }
 
 /** Maps parsed flags to config keys; flags win over the environment. */

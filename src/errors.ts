@@ -40,3 +40,19 @@ export class AppError extends Error {
 export function isAppError(error: unknown): error is AppError {
   return error instanceof AppError;
 }
+
+/**
+ * A whole-number command-line flag, in decimal digits only (`Number()` alone took "1e3" for
+ * 1000, "0x10" for 16 and " " for 0): an AppError naming the flag otherwise (exit code 2).
+ */
+export function wholeNumberFlag(flag: string, text: string, min: number, max: number): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text.trim()) || value < min || value > max) {
+    throw new AppError(
+      "validation_failed",
+      `--${flag}: expected an integer from ${min} to ${max}, got ${JSON.stringify(text)}`,
+      { field: flag },
+    );
+  }
+  return value;
+}

@@ -52,6 +52,34 @@ async function upstream(status = 200) {
   return s.url;
 }
 
+/**
+ * An ingest API in front of `auditUrl` that answers 503 while `down()` says so, then passes
+ * requests on: an outage the wrapper must ride out.
+ */
+async function ingestDownWhile(auditUrl: string, down: () => boolean) {
+  const server = await listen(
+    http.createServer(async (req, res) => {
+      let body = "";
+      for await (const chunk of req) body += chunk;
+      if (down()) {
+        res.writeHead(503).end();
+        return;
+      }
+      const answer = await fetch(`${auditUrl}/jobs`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          authorization: req.headers.authorization ?? "",
+        },
+        body,
+      });
+      res.writeHead(answer.status, { "content-type": "application/json" }).end(await answer.text());
+    }),
+  );
+  cleanups.push(server.close);
+  return server;
+}
+
 describe("createRecordingFetch", () => {
   it("posts each completion's receipt to the ingest API in the background", async () => {
     const store = createTestStore();
@@ -89,26 +117,7 @@ describe("createRecordingFetch", () => {
     cleanups.push(audit.close);
     // An ingest API that is down for the first 1.2 s.
     const upAt = Date.now() + 1_200;
-    const late = await listen(
-      http.createServer(async (req, res) => {
-        let body = "";
-        for await (const chunk of req) body += chunk;
-        if (Date.now() < upAt) {
-          res.writeHead(503).end();
-          return;
-        }
-        const answer = await fetch(`${audit.url}/jobs`, {
-          method: "POST",
-          headers: {
-            "content-type": "application/json",
-            authorization: req.headers.authorization ?? "",
-          },
-          body,
-        });
-        res.writeHead(answer.status).end(await answer.text());
-      }),
-    );
-    cleanups.push(late.close);
+    const late = await ingestDownWhile(audit.url, () => Date.now() < upAt);
     const recordingFetch = createRecordingFetch({
       ingestUrl: `${late.url}/jobs`,
       token: await ingestToken(store),
@@ -206,28 +215,7 @@ describe("createRecordingFetch", () => {
     cleanups.push(audit.close);
     let refusals = 2;
     // An ingest endpoint that answers 503 twice before passing requests on.
-    const flaky = await listen(
-      http.createServer(async (req, res) => {
-        let body = "";
-        for await (const chunk of req) body += chunk;
-        if (refusals-- > 0) {
-          res.writeHead(503).end();
-          return;
-        }
-        const answer = await fetch(`${audit.url}/jobs`, {
-          method: "POST",
-          headers: {
-            "content-type": "application/json",
-            authorization: req.headers.authorization ?? "",
-          },
-          body,
-        });
-        res
-          .writeHead(answer.status, { "content-type": "application/json" })
-          .end(await answer.text());
-      }),
-    );
-    cleanups.push(flaky.close);
+    const flaky = await ingestDownWhile(audit.url, () => refusals-- > 0);
     const errors: Error[] = [];
     const recordingFetch = createRecordingFetch({
       ingestUrl: `${flaky.url}/jobs`,

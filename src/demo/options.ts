@@ -1,5 +1,5 @@
 import { parseDatabaseUrl } from "../db/url.js";
-import { AppError } from "../errors.js";
+import { AppError, wholeNumberFlag } from "../errors.js";
 
 /** What `decentral-audit demo` runs; the CLI flags map onto the first four. */
 export interface DemoOptions {
@@ -50,25 +50,13 @@ export interface DemoFlags {
   db?: string;
 }
 
-function integerFlag(flag: string, text: string, min: number, max: number): number {
-  const value = Number(text);
-  if (!/^\d+$/.test(text.trim()) || value < min || value > max) {
-    throw new AppError(
-      "validation_failed",
-      `--${flag}: expected an integer from ${min} to ${max}, got ${JSON.stringify(text)}`,
-      { field: flag },
-    );
-  }
-  return value;
-}
-
 /** Validates the flags into demo options; a bad flag is an AppError naming it (exit code 2). */
 export function demoOptionsFromFlags(flags: DemoFlags): DemoOptions {
   const options: DemoOptions = { ...defaultDemoOptions, once: flags.once === true };
   if (flags.jobs !== undefined) {
-    options.jobs = integerFlag("jobs", flags.jobs, MIN_DEMO_JOBS, MAX_DEMO_JOBS);
+    options.jobs = wholeNumberFlag("jobs", flags.jobs, MIN_DEMO_JOBS, MAX_DEMO_JOBS);
   }
-  if (flags.port !== undefined) options.port = integerFlag("port", flags.port, 0, 65_535);
+  if (flags.port !== undefined) options.port = wholeNumberFlag("port", flags.port, 0, 65_535);
   if (flags.db !== undefined) {
     if (flags.db.trim() === "") {
       throw new AppError("validation_failed", "--db: expected a file path", { field: "db" });
