@@ -5,6 +5,7 @@ import { composeBackground } from "./background.js";
 import {
   type BackgroundLogLine,
   type BackgroundReport,
+  type BackgroundStop,
   type BackgroundThreadData,
   backgroundPoolSize,
 } from "./background-worker.js";
@@ -58,9 +59,22 @@ const report = () =>
     totals: background.totals(),
   } satisfies BackgroundReport);
 const timer = setInterval(report, 2000);
-port.on("message", (message: { type?: string }) => {
+port.on("message", (message: Partial<BackgroundStop>) => {
   if (message.type !== "stop") return;
   clearInterval(timer);
+  // The thread ends on its own by the deadline: it is never terminated from outside, which
+  // inside a SQLite call aborts the process. Whatever still waits then (another process
+  // holding the write lock: the run's closing, the leases' release) is left; the leases
+  // expire on their own. The deadline fires between two calls (each waits at most its busy
+  // timeout), and ending from this thread's own code is safe.
+  const deadline = setTimeout(() => {
+    log.warn(
+      { withinMs: message.withinMs },
+      "background work did not stop within the drain time; ending it (its job leases expire on their own)",
+    );
+    report();
+    process.exit(0);
+  }, message.withinMs ?? 0);
   // Told to stop first, then the pool is closed so that calls in flight end at once.
   const stopping = background.stop();
   void rpc
@@ -70,7 +84,10 @@ port.on("message", (message: { type?: string }) => {
     .catch((error: unknown) => log.warn({ err: error }, "stopping the background work failed"))
     .finally(() => {
       report();
-      void Promise.resolve(store.close()).finally(() => port.close());
+      void Promise.resolve(store.close()).finally(() => {
+        clearTimeout(deadline);
+        port.close();
+      });
     });
 });
 background.start();

@@ -118,7 +118,13 @@ export interface BackgroundThread {
    * stuck), or has not reported since it started.
    */
   health(): BackgroundHealth;
-  /** Stops the work (loops end, pool and store closed) and waits for the thread to end. */
+  /**
+   * Stops the work (loops end, pool and store closed) and waits for the thread to end, which
+   * it does on its own within the drain time (`DRAIN_TIMEOUT_MS`). The thread is never
+   * terminated from outside: terminating a thread inside a synchronous SQLite call (a busy
+   * wait for another process's write lock) aborts the whole process (SIGABRT), taking the
+   * receipts it was still writing with it.
+   */
   stop(): Promise<void>;
 }
 
@@ -127,8 +133,20 @@ const STALE_MS = 30_000;
 /** How long a thread started may take to report first (its store opened, its loops started). */
 const STARTING_MS = 30_000;
 
-/** How long `stop()` waits for the thread before terminating it. */
-const STOP_WAIT_MS = 15_000;
+/**
+ * What the thread is told when it must stop: stop its work, and end at the latest `withinMs`
+ * after, whatever it still waits for (see background-thread.ts).
+ */
+export interface BackgroundStop {
+  type: "stop";
+  withinMs: number;
+}
+
+/**
+ * Least time the thread is given to stop, even with no drain time: on a store nobody else
+ * holds, its stop (run closed, leases released) takes milliseconds.
+ */
+const MIN_STOP_MS = 1000;
 
 /** The first wait before a failed thread starts again, doubled up to `MAX_RESTART_MS`. */
 const RESTART_MS = 1000;
@@ -241,10 +259,11 @@ export function startBackgroundThread(
     async stop() {
       stopping = true;
       clearTimeout(restart);
-      thread.postMessage({ type: "stop" });
-      const killer = setTimeout(() => void thread.terminate(), STOP_WAIT_MS);
+      thread.postMessage({
+        type: "stop",
+        withinMs: Math.max(config.DRAIN_TIMEOUT_MS, MIN_STOP_MS),
+      } satisfies BackgroundStop);
       await ended;
-      clearTimeout(killer);
     },
   };
 }

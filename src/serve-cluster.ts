@@ -541,11 +541,13 @@ export function runWorker(): void {
   let drainTimeoutMs = 30_000;
   const drain = () => {
     if (!closing) {
-      // A drain that does not end (seen in workers whose primary was killed) must not keep the
-      // process for ever: past the drain time and the primary's margin, it exits all the same.
+      // A drain that does not end (seen in workers whose primary was killed, or receipts
+      // waiting for a write lock another process keeps) must not keep the process for ever:
+      // past the drain time and the primary's margin, it ends all the same. Killed, not
+      // exited: an exit terminates the background thread, which inside a SQLite call aborts.
       setTimeout(() => {
         process.stderr.write("decentral-audit: serve worker did not finish draining; exiting\n");
-        process.exit(1);
+        process.kill(process.pid, "SIGKILL");
       }, drainTimeoutMs + DRAIN_MARGIN_MS).unref();
     }
     closing ??= (close ? close() : Promise.resolve())

@@ -1,4 +1,5 @@
-import { execFileSync } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { once } from "node:events";
 import { closeSync, constants, mkdtempSync, openSync, readFileSync } from "node:fs";
 import http from "node:http";
 import net, { type AddressInfo } from "node:net";
@@ -26,11 +27,13 @@ interface Upstream {
   /** Stream events are sent every `eventMs` (the JSON answer waits `jsonDelayMs`). */
   eventMs: number;
   jsonDelayMs: number;
+  /** JSON answers sent so far. */
+  readonly answered: number;
   close(): void;
 }
 
 async function upstream(): Promise<Upstream> {
-  const state = { eventMs: 10, jsonDelayMs: 0 };
+  const state = { eventMs: 10, jsonDelayMs: 0, answered: 0 };
   const server = http.createServer(async (req, res) => {
     let body = "";
     for await (const chunk of req) body += chunk;
@@ -62,6 +65,7 @@ async function upstream(): Promise<Upstream> {
     setTimeout(() => {
       res.writeHead(200, { ...headers, "content-type": "application/json" });
       res.end(JSON.stringify({ model: "m", usage: { prompt_tokens: 3, completion_tokens: 5 } }));
+      state.answered++;
     }, state.jsonDelayMs);
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -78,6 +82,9 @@ async function upstream(): Promise<Upstream> {
     },
     set jsonDelayMs(v) {
       state.jsonDelayMs = v;
+    },
+    get answered() {
+      return state.answered;
     },
     close() {
       server.closeAllConnections();
@@ -129,6 +136,18 @@ function proxyJobIds(db: string): string[] {
   const store = openSqliteStore(db);
   try {
     return store.sqlite.prepare("SELECT job_id FROM jobs").pluck().all() as string[];
+  } finally {
+    store.close();
+  }
+}
+
+function openRuns(db: string): number {
+  const store = openSqliteStore(db);
+  try {
+    return store.sqlite
+      .prepare("SELECT count(*) FROM verification_runs WHERE status = 'running'")
+      .pluck()
+      .get() as number;
   } finally {
     store.close();
   }
@@ -428,6 +447,77 @@ describe("serve --workers 2", () => {
     // The leader released its lease on the way out.
     expect(await leaderOwner(db)).toBeNull();
   }, 30_000);
+});
+
+/**
+ * Another process (a backup, a recompute, a script) holding the store's write lock for `ms`;
+ * resolves once it holds it.
+ */
+async function holdWriteLock(db: string, ms: number): Promise<{ released: Promise<unknown> }> {
+  const script = `const Database = require("better-sqlite3");
+    const db = new Database(${JSON.stringify(db)});
+    db.exec("BEGIN IMMEDIATE");
+    console.log("locked");
+    setTimeout(() => { db.exec("COMMIT"); db.close(); }, ${ms});`;
+  const locker = spawn(process.execPath, ["-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+  lockers.push(locker);
+  const [chunk] = (await once(locker.stdout, "data")) as [Buffer];
+  expect(String(chunk)).toMatch(/locked/);
+  return { released: once(locker, "exit") };
+}
+
+const lockers: ChildProcess[] = [];
+afterEach(() => {
+  for (const locker of lockers.splice(0)) locker.kill("SIGKILL");
+});
+
+describe("serve --workers 2, stopped while another process holds the write lock", () => {
+  it("waits for the lock within the drain time, records every answered job, and exits 0", async () => {
+    const { db, serve, up } = await startCluster();
+    // The leader's verifier has opened its run: stopping, it has that run to close and its
+    // leases to release, each waiting for the lock.
+    await until(() => openRuns(db) > 0);
+    // Longer than the leader's background thread used to get to stop (15 s): it was then
+    // terminated inside a SQLite busy wait, which aborts the whole worker process.
+    const lock = await holdWriteLock(db, 17_000);
+    const inFlight = Array.from({ length: 8 }, () => send(serve.url, false));
+    // The upstream answered; the receipts wait for the lock, and the answers for them.
+    await until(() => up.answered === 8);
+    serve.child.kill("SIGTERM");
+    const answers = await Promise.all(inFlight);
+    await Promise.all(answers.map((a) => a.done));
+    await lock.released;
+    expect(answers.map((a) => a.status)).toEqual(Array(8).fill(200));
+    expect(await serve.exited).toBe(0);
+    expect(serve.stderr()).not.toMatch(/FATAL|Abort/i);
+    // No worker ended during the drain other than by draining.
+    const unclean = ["serve worker did not exit cleanly", "serve worker ended while draining"];
+    expect(serve.logs.filter((l) => unclean.some((m) => String(l.msg).startsWith(m)))).toEqual([]);
+    expect(proxyJobIds(db).sort()).toEqual(answers.map((a) => a.jobId).sort());
+  }, 40_000);
+
+  it("past the drain time cuts the clients, still writes their receipts once the lock frees, and exits 0", async () => {
+    const { db, serve, up } = await startCluster({ DRAIN_TIMEOUT_MS: "3000" });
+    await until(() => openRuns(db) > 0);
+    // Held past the drain time (3 s), freed within the primary's margin (10 s more).
+    const lock = await holdWriteLock(db, 9000);
+    const inFlight = Array.from({ length: 8 }, () =>
+      send(serve.url, false).catch((error: Error) => error),
+    );
+    await until(() => up.answered === 8);
+    serve.child.kill("SIGTERM");
+    const outcomes = await Promise.all(inFlight);
+    // Never answered (an answer waits for its receipt): each client got an error instead.
+    expect(outcomes.every((o) => o instanceof Error)).toBe(true);
+    await lock.released;
+    expect(await serve.exited).toBe(0);
+    expect(serve.stderr()).not.toMatch(/FATAL|Abort/i);
+    expect(
+      serve.logs.find((l) => String(l.msg).startsWith("background work did not stop")),
+    ).toBeDefined();
+    // The upstream ran the 8 jobs: their receipts are kept all the same.
+    expect(proxyJobIds(db)).toHaveLength(8);
+  }, 40_000);
 });
 
 describe("serve --workers 2, a worker stuck on SIGTERM", () => {
