@@ -73,6 +73,7 @@ type ToPrimary =
   | { type: "audit:hello" }
   | { type: "audit:ready"; url: string }
   | { type: "audit:failed"; error: string }
+  | { type: "audit:drained" }
   | { type: "audit:stats-res"; id: number; stats: ProcessStats }
   | { type: "audit:collect-res"; id: number; metrics?: WorkerMetrics; error?: string }
   | { type: "audit:metrics"; id: number };
@@ -316,9 +317,41 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
   let nextId = 1;
   const statsWaiting = new Map<number, (stats: ProcessStats) => void>();
   const ready = new Set<Worker>();
+  /** Workers that said they drained: whatever ends them then (see `runWorker`) is clean. */
+  const drained = new WeakSet<Worker>();
+  /** Workers that ended during the drain without having drained (a crash, an abort). */
+  let crashed = 0;
+  /** Workers the drain had to kill: counted there, not again as crashed. */
+  const killedByDrain = new WeakSet<Worker>();
   let url = "";
   let restarts = 0;
   const restartTimers = new Set<NodeJS.Timeout>();
+
+  /**
+   * A worker that ended while `serve` stops. A drained worker says so, then exits 0, or kills
+   * itself when stdout would not take its last lines. One that ends otherwise crashed while
+   * draining (an abort inside a native call, say): responses it held were cut and receipts it
+   * was still writing may be lost, which the exit status of serve must not hide. One that never
+   * served (a stop signal reached it as it started) held nothing.
+   */
+  const judgeDrained = (
+    worker: Worker,
+    served: boolean,
+    code: number | null,
+    signal: string | null,
+  ) => {
+    if ((signal === null && code === 0) || !served) return;
+    if (drained.has(worker)) {
+      // Its responses and receipts are done; its last log lines may be lost.
+      log.warn({ pid: worker.process.pid, code, signal }, "serve worker did not exit cleanly");
+    } else if (!killedByDrain.has(worker)) {
+      crashed++;
+      log.error(
+        { pid: worker.process.pid, code, signal },
+        "serve worker ended while draining, before it drained",
+      );
+    }
+  };
 
   const started = new Promise<void>((resolve, reject) => {
     /** One worker's place: the wait before its next restart, doubled while it keeps dying. */
@@ -341,6 +374,8 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
           url = m.url;
           ready.add(worker);
           if (ready.size === count) resolve();
+        } else if (m.type === "audit:drained") {
+          drained.add(worker);
         } else if (m.type === "audit:failed") {
           if (url === "") reject(new Error(m.error));
         } else if (m.type === "audit:stats-res") {
@@ -356,18 +391,16 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
           );
         }
       });
+      // A worker that ends during the stop is judged once its channel is read to the end
+      // ('close' follows 'exit'): it says it drained just before it ends, and that message may
+      // be read after the exit is seen.
+      let judge: (() => void) | undefined;
+      worker.process.once("close", () => judge?.());
       worker.on("exit", (code, signal) => {
         const wasReady = ready.delete(worker);
         void metrics.retire(worker.id);
         if (closing) {
-          // A drained worker exits 0; one that ends by a signal was killed, or killed itself
-          // when stdout would not take its last lines.
-          if (signal !== null || code !== 0) {
-            log.warn(
-              { pid: worker.process.pid, code, signal },
-              "serve worker did not exit cleanly",
-            );
-          }
+          judge = () => judgeDrained(worker, wasReady, code, signal);
           return;
         }
         if (!wasReady && url === "") {
@@ -404,7 +437,10 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
   });
 
   const drainWaitMs = config.DRAIN_TIMEOUT_MS + DRAIN_MARGIN_MS;
-  /** Drains every worker; resolves with how many had to be killed (responses maybe cut). */
+  /**
+   * Drains every worker; resolves with how many had to be killed or crashed while draining
+   * (responses maybe cut, receipts maybe lost).
+   */
   const drain = async () => {
     closing = true;
     for (const timer of restartTimers) clearTimeout(timer);
@@ -417,13 +453,15 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
             if (worker.isDead()) return resolve();
             const killer = setTimeout(() => {
               killed++;
+              killedByDrain.add(worker);
               log.error(
                 { pid: worker.process.pid, waitedMs: drainWaitMs },
                 "serve worker did not drain in time; killed it",
               );
               worker.process.kill("SIGKILL");
             }, drainWaitMs);
-            worker.once("exit", () => {
+            // 'close', not 'exit': by then the worker has been judged (`judgeDrained`).
+            worker.process.once("close", () => {
               clearTimeout(killer);
               resolve();
             });
@@ -431,7 +469,7 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
           }),
       ),
     );
-    return killed;
+    return { killed, crashed };
   };
 
   try {
@@ -464,12 +502,21 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
     // A worker killed may have cut responses or left their receipts unwritten: the exit
     // status says so, for the supervisor and whoever reads its record.
     async close() {
-      const killed = await drain();
+      const { killed, crashed } = await drain();
       if (killed > 0) {
         throw new Error(`${killed} serve worker(s) did not drain within ${drainWaitMs} ms`);
       }
+      if (crashed > 0) throw new Error(`${crashed} serve worker(s) ended before they drained`);
     },
   };
+}
+
+/** Sends `message` to the primary; resolves once written, or at once without a primary. */
+function tellPrimary(message: ToPrimary): Promise<void> {
+  return new Promise((resolve) => {
+    if (!process.connected || !process.send) return resolve();
+    process.send(message, undefined, {}, () => resolve());
+  });
 }
 
 function send(worker: Worker, message: ToWorker) {
@@ -552,14 +599,16 @@ export function runWorker(): void {
     }
     closing ??= (close ? close() : Promise.resolve())
       .then(
-        () => flush(),
-        () => flush(),
+        () => flush().then((written) => ({ drained: true, written })),
+        () => flush().then((written) => ({ drained: false, written })),
       )
-      .then((written) => {
+      .then(async ({ drained, written }) => {
+        // Said before the exit: however the worker then ends, the primary knows it drained.
+        if (drained) await tellPrimary({ type: "audit:drained" });
         // A write to a stdout nobody reads, still in flight, would hold the exit for ever (the
         // exit waits for it): drained, the worker has nothing left to lose.
         if (!written) process.kill(process.pid, "SIGKILL");
-        process.exit(0);
+        process.exit(drained ? 0 : 1);
       });
     return closing;
   };

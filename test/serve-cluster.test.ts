@@ -27,13 +27,14 @@ interface Upstream {
   /** Stream events are sent every `eventMs` (the JSON answer waits `jsonDelayMs`). */
   eventMs: number;
   jsonDelayMs: number;
-  /** JSON answers sent so far. */
+  /** Requests for a job received, and JSON answers sent, so far. */
+  readonly received: number;
   readonly answered: number;
   close(): void;
 }
 
 async function upstream(): Promise<Upstream> {
-  const state = { eventMs: 10, jsonDelayMs: 0, answered: 0 };
+  const state = { eventMs: 10, jsonDelayMs: 0, received: 0, answered: 0 };
   const server = http.createServer(async (req, res) => {
     let body = "";
     for await (const chunk of req) body += chunk;
@@ -41,6 +42,7 @@ async function upstream(): Promise<Upstream> {
       res.writeHead(404, { "content-type": "application/json" }).end("{}");
       return;
     }
+    state.received++;
     const headers = {
       "x-decentral-job-id": jobId(),
       "x-decentral-tx-signature": signature(),
@@ -82,6 +84,9 @@ async function upstream(): Promise<Upstream> {
     },
     set jsonDelayMs(v) {
       state.jsonDelayMs = v;
+    },
+    get received() {
+      return state.received;
     },
     get answered() {
       return state.answered;
@@ -518,6 +523,26 @@ describe("serve --workers 2, stopped while another process holds the write lock"
     // The upstream ran the 8 jobs: their receipts are kept all the same.
     expect(proxyJobIds(db)).toHaveLength(8);
   }, 40_000);
+});
+
+describe("serve --workers 2, a worker that crashes while it drains", () => {
+  it("makes serve exit non-zero, logged as an error", async () => {
+    const { serve, up } = await startCluster();
+    up.jsonDelayMs = 3000;
+    const inFlight = Array.from({ length: 4 }, () =>
+      send(serve.url, false).catch((error: Error) => error),
+    );
+    await until(() => up.received === 4);
+    serve.child.kill("SIGTERM");
+    // As an abort inside a native call ends a worker: at once, by a signal, before it drained.
+    for (const pid of workerPids(serve)) process.kill(pid, "SIGKILL");
+    await Promise.all(inFlight);
+    expect(await serve.exited).toBe(2);
+    expect(
+      serve.logs.find((l) => l.msg === "serve worker ended while draining, before it drained"),
+    ).toMatchObject({ level: 50 });
+    expect(serve.stderr()).toMatch(/ended before they drained/);
+  }, 30_000);
 });
 
 describe("serve --workers 2, a worker stuck on SIGTERM", () => {
