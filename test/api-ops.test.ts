@@ -127,12 +127,14 @@ describe("GET /readyz after an import of old receipts", () => {
       now: () => now,
       readiness: { rpc: async () => 1, maxLagSeconds: 600 },
     });
-    // Receipts of eight days ago, just imported: due now, or waiting for finality.
+    // Receipts of eight days ago, just imported: due at once as a new row is (0), or waiting
+    // for finality.
     insertJob(api.store, {
       jobId: "imported_due",
       verdict: "pending",
       createdAt: now - 8 * 86_400_000,
-      nextVerifyAt: now,
+      nextVerifyAt: 0,
+      updatedAt: now,
     });
     insertJob(api.store, {
       jobId: "imported_waiting",

@@ -414,6 +414,29 @@ describe("RPC pool: calls", () => {
     expect(await p.getTransaction("5".repeat(88))).toBeNull();
     expect(counts(p, "not_found")).toBe(1);
   });
+
+  it("never takes another endpoint's transaction over the first's not found: they disagree", async () => {
+    const text = readFileSync(
+      join(import.meta.dirname, "fixtures/transactions/big-balances.json.json"),
+      "utf8",
+    );
+    const signature = JSON.parse(text).result.transaction.signatures[0] as string;
+    // The first endpoint has no such transaction; the second serves one (a forged history,
+    // or a node ahead of the first: from here, the two cannot be told apart).
+    const empty = await startStub((body) => ({ body: answer(body, () => null) }));
+    const serving = await startStub((body) =>
+      body.method === "getTransaction"
+        ? { body: text.replace('"id": 1', `"id": ${body.id}`) }
+        : { body: answer(body, () => ({ context: { slot: 1 }, value: [null] })) },
+    );
+    const p = pool([{ url: empty.url }, { url: serving.url }]);
+    await expect(p.getTransaction(signature)).rejects.toMatchObject({
+      code: "rpc_disagreement",
+    });
+    expect(serving.requests).toHaveLength(1);
+    // Before a drop, the others are asked too: seen anywhere, the signature is not dropped.
+    expect([...(await p.findAnywhere!([signature])).keys()]).toEqual([signature]);
+  });
 });
 
 describe("RPC pool: secrets in endpoint URLs", () => {

@@ -70,6 +70,14 @@ describe.each(dialects)("%s", (dialect) => {
         verdict: "rpc_disagreement",
         nextVerifyAt: start + 20,
       }),
+      // Due at once (new, or reopened by hand): due since it was written.
+      jobRow({
+        jobId: "o3",
+        createdAt: start - 5 * HOUR,
+        verdict: "pending",
+        nextVerifyAt: 0,
+        updatedAt: start + 10,
+      }),
       jobRow({ jobId: "x_b", createdAt: start + HOUR, verdict: "discrepancy" }),
       jobRow({ jobId: "x_A", createdAt: start + HOUR, verdict: "dropped" }),
       jobRow({ jobId: "x.c", createdAt: start + HOUR, verdict: "unverifiable" }),
@@ -110,9 +118,9 @@ describe.each(dialects)("%s", (dialect) => {
     ]);
     expect(await ops.jobExists("x_b")).toBe(true);
     expect(await ops.jobExists("nope")).toBe(false);
-    expect(await ops.countOpenJobs()).toBe(2);
+    expect(await ops.countOpenJobs()).toBe(3);
     // The open job due soonest; a final job's due time no longer counts.
-    expect(await ops.oldestDueAt()).toBe(start + 20);
+    expect(await ops.oldestDueAt()).toBe(start + 10);
     expect(await ops.countJobsWithVerdict("partially_verified")).toBe(5);
     expect(await ops.countJobsWithVerdict("error")).toBe(0);
     expect(await ops.unverifiedJobs(start, start + 4 * HOUR, 10)).toEqual([

@@ -136,11 +136,13 @@ describe("one lagging or lying endpoint never makes an honest job final", () => 
   it("asks the pool's other endpoint before dropping what the first says it never saw", async () => {
     const lagging = await world.addRpcEndpoint();
     const honest = await world.addRpcEndpoint();
+    // While they disagree the jobs wait (neither endpoint is believed over the other); once
+    // the lagging one sees the chain again, they are verified, none dropped.
     const { verdicts, stats } = await verifyWhileFaulty(
       [lagging, honest],
       lagging,
       { nullStatuses: true, nullTransactions: true },
-      60_000,
+      2000,
     );
     expect(stats.servedNull).toBeGreaterThan(0);
     expect(verdicts).toEqual(Array(4).fill("verified"));
@@ -186,14 +188,14 @@ describe("one lagging or lying endpoint never makes an honest job final", () => 
     expect(verdicts).toEqual(Array(4).fill("verified"));
   });
 
-  it("takes the transaction from the pool's other endpoint when the first serves another one", async () => {
+  it("waits while one endpoint serves other transactions and another the right ones, then verifies", async () => {
     const lying = await world.addRpcEndpoint();
     const honest = await world.addRpcEndpoint();
     const { verdicts, stats } = await verifyWhileFaulty(
       [lying, honest],
       lying,
       { wrongTransactions: true },
-      60_000,
+      2000,
     );
     expect(stats.servedWrong).toBeGreaterThan(0);
     expect(verdicts).toEqual(Array(4).fill("verified"));

@@ -530,6 +530,32 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
     }
   };
 
+  /** Excludes every endpoint but `endpoint` from a call. */
+  const only = (endpoint: Endpoint) => new Set(endpoints.filter((e) => e !== endpoint));
+
+  /**
+   * The first endpoint but `skip` that serves a readable transaction `signature`, each asked
+   * once on its own; one that cannot answer, or answers another transaction, is passed over.
+   */
+  async function servingEndpoint(
+    signature: string,
+    params: unknown[],
+    skip: Endpoint | null,
+  ): Promise<Endpoint | null> {
+    for (const endpoint of endpoints) {
+      if (endpoint === skip) continue;
+      const reply = await call("getTransaction", params, only(endpoint)).catch(() => null);
+      if (reply === null || reply.result === null) continue;
+      try {
+        parseTransaction(reply.result, signature);
+        return endpoint;
+      } catch (error) {
+        if (!isAppError(error) || error.code !== "malformed_transaction") throw error;
+      }
+    }
+    return null;
+  }
+
   return {
     async getSignatureStatuses(signatures) {
       const chunks: string[][] = [];
@@ -549,34 +575,33 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
     },
 
     async getTransaction(signature, commitment = "finalized") {
-      // "Not found", or another transaction than the one asked for, from one endpoint (a node
-      // lagging, or lying) is not taken while another endpoint of the pool may have it: each
-      // is asked once, in order, and the first that serves the transaction wins.
-      const asked = new Set<Endpoint>();
-      let malformed: unknown = null;
-      for (;;) {
-        let reply: Awaited<ReturnType<typeof call>>;
+      // The endpoint asked is believed when it serves the transaction. Its "not found", or an
+      // answer that does not parse (another signature's transaction), is checked against the
+      // others: if one of them serves it, the endpoints disagree, which is trouble, retried.
+      // The other's transaction is never taken over the first's "not found": a node serving a
+      // history no other has would be believed exactly when that history is forged.
+      const params = [signature, transactionParams(commitment)];
+      const first = await call("getTransaction", params);
+      let malformed: AppError | null = null;
+      if (first.result !== null) {
         try {
-          reply = await call("getTransaction", [signature, transactionParams(commitment)], asked);
+          return { facts: parseTransaction(first.result, signature), raw: first.raw };
         } catch (error) {
-          // Others could not answer: what the asked ones said stands.
-          if (asked.size === 0) throw error;
-          break;
+          if (!isAppError(error) || error.code !== "malformed_transaction") throw error;
+          malformed = new AppError(
+            "malformed_transaction",
+            `${first.endpoint.name} answered getTransaction ${signature} with ${error.message}`,
+            error.details,
+          );
         }
-        asked.add(reply.endpoint);
-        if (reply.result !== null) {
-          try {
-            return { facts: parseTransaction(reply.result, signature), raw: reply.raw };
-          } catch (error) {
-            if (!isAppError(error) || error.code !== "malformed_transaction") throw error;
-            malformed ??= new AppError(
-              "malformed_transaction",
-              `${reply.endpoint.name} answered getTransaction ${signature} with ${error.message}`,
-              error.details,
-            );
-          }
-        }
-        if (endpoints.every((e) => asked.has(e))) break;
+      }
+      const servedBy = await servingEndpoint(signature, params, first.endpoint);
+      if (servedBy !== null) {
+        const said = malformed === null ? "has no transaction" : "serves an unreadable answer";
+        throw new AppError(
+          "rpc_disagreement",
+          `${first.endpoint.name} ${said} for ${signature}, ${servedBy.name} serves it: looked at again`,
+        );
       }
       if (malformed !== null) throw malformed;
       return null;
@@ -585,38 +610,31 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
     async findAnywhere(signatures) {
       const found = new Map<string, SignatureStatusInfo>();
       const unseen = () => [...new Set(signatures)].filter((s) => !found.has(s));
-      const only = (endpoint: Endpoint) => new Set(endpoints.filter((e) => e !== endpoint));
       for (const endpoint of endpoints) {
         const list = unseen();
         for (let i = 0; i < list.length; i += statusBatchSize) {
           const chunk = list.slice(i, i + statusBatchSize);
           const params = [chunk, { searchTransactionHistory: true }];
-          const { result } = await call("getSignatureStatuses", params, only(endpoint));
-          for (const status of statusesOf(result, chunk)) {
-            if (status) found.set(status.signature, status);
+          // An endpoint that cannot answer says nothing: the others' answers stand.
+          const reply = await call("getSignatureStatuses", params, only(endpoint)).catch(
+            () => null,
+          );
+          let statuses: ReturnType<typeof statusesOf>;
+          try {
+            statuses = reply === null ? [] : statusesOf(reply.result, chunk);
+          } catch {
+            statuses = [];
           }
+          if (reply === null) break;
+          for (const status of statuses) if (status) found.set(status.signature, status);
         }
       }
       // A node whose status index lags may still serve the transaction itself.
       for (const signature of unseen()) {
-        for (const endpoint of endpoints) {
-          const params = [signature, transactionParams("confirmed")];
-          const { result } = await call("getTransaction", params, only(endpoint));
-          if (result === null) continue;
-          try {
-            const facts = parseTransaction(result, signature);
-            found.set(signature, {
-              signature,
-              slot: facts.slot,
-              confirmationStatus: "confirmed",
-              err: facts.err,
-            });
-            break;
-          } catch (error) {
-            // Another transaction than the one asked for says nothing of this one.
-            if (!isAppError(error) || error.code !== "malformed_transaction") throw error;
-          }
-        }
+        const params = [signature, transactionParams("confirmed")];
+        const servedBy = await servingEndpoint(signature, params, null);
+        if (servedBy === null) continue;
+        found.set(signature, { signature, slot: 0, confirmationStatus: "confirmed", err: null });
       }
       return found;
     },

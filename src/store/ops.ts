@@ -24,8 +24,9 @@ export interface OpsStore {
   /** Jobs whose verdict is `verdict`, whenever created. */
   countJobsWithVerdict(verdict: Verdict): Promise<number>;
   /**
-   * When the open job due soonest was due (ms since epoch), or null with no open job: how far
-   * the verifier is behind its own schedule (one probe of `jobs_open_due`).
+   * When the open job due soonest became due (ms since epoch), or null with no open job: how
+   * far the verifier is behind its own schedule. A job due "at once" (`next_verify_at` 0: new,
+   * or reopened by hand) became due when it was last written (`updated_at`).
    */
   oldestDueAt(): Promise<number | null>;
   /**
@@ -78,10 +79,17 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
   const open = db.select({ n: count() }).from(jobs).where(verdictIsOpen(jobs.verdict)).prepare();
   // The planner would walk every open job by the (verdict, created_at) index; the partial
   // index of open jobs by due time answers min() from its first entry.
+  // Both from the partial index of open jobs by due time: the first entry past 0, and the jobs
+  // due at once (those not claimed yet: a few, or an import's backlog).
+  const isOpen = `verdict IN (${openVerdicts.map((v) => `'${v}'`).join(", ")})`;
   const oldestDue = store.sqlite
     .prepare(
-      `SELECT min(next_verify_at) FROM jobs INDEXED BY jobs_open_due
-       WHERE verdict IN (${openVerdicts.map((v) => `'${v}'`).join(", ")})`,
+      `SELECT min(at) FROM (
+         SELECT min(next_verify_at) AS at FROM jobs INDEXED BY jobs_open_due
+           WHERE ${isOpen} AND next_verify_at > 0
+         UNION ALL
+         SELECT min(updated_at) FROM jobs INDEXED BY jobs_open_due
+           WHERE ${isOpen} AND next_verify_at = 0)`,
     )
     .pluck();
   const withVerdict = db

@@ -179,8 +179,10 @@ export function createRound(deps: RoundDeps): Round {
         if (signal.aborted) return claimed.length;
         // "Dropped" is for good: one endpoint's "not found" (a lagging node answers it for a
         // minute) is not enough. A signature this poll would drop is looked for on every
-        // endpoint, statuses and transactions, first; seen anywhere, it is not dropped, and
-        // when that cannot be known this round, it waits, as RPC trouble.
+        // endpoint, statuses and transactions, first. Seen anywhere, it is not dropped, and
+        // not taken as seen either (an endpoint showing what the others do not could be the
+        // one lying): it waits as RPC trouble, and the next poll asks again. An endpoint that
+        // cannot answer says nothing; the others' "not found" stands.
         const held = new Set<string>();
         if (currentSlot !== null && rpc.findAnywhere) {
           const slot = currentSlot;
@@ -188,8 +190,13 @@ export function createRound(deps: RoundDeps): Round {
           if (dropping.length > 0) {
             try {
               const found = await rpc.findAnywhere(dropping);
-              const at = new Map(needStatus.map((s, i) => [s, i]));
-              for (const [signature, status] of found) statuses[at.get(signature)!] = status;
+              for (const signature of found.keys()) {
+                held.add(signature);
+                trouble.set(
+                  signature,
+                  "one endpoint answers not found, another shows it: the endpoints disagree",
+                );
+              }
             } catch (error) {
               if (isBusyError(error)) throw error;
               for (const s of dropping) {

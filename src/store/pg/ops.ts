@@ -1,4 +1,4 @@
-import { and, asc, count, eq, gte, inArray, lt, min, sql } from "drizzle-orm";
+import { and, asc, count, eq, gte, inArray, lt, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { checkResults, jobs } from "../../db/pg/schema.js";
 import { type Verdict, verdictIsOpen } from "../../db/schema.js";
@@ -25,10 +25,16 @@ export function createPgOpsStore(store: PgStore): OpsStore {
     .from(jobs)
     .where(verdictIsOpen(jobs.verdict))
     .prepare("ops_open_jobs");
+  // As on SQLite: a job due at once (0) became due when it was last written.
   const oldestDue = db
-    .select({ at: min(jobs.nextVerifyAt) })
-    .from(jobs)
-    .where(verdictIsOpen(jobs.verdict))
+    .select({
+      at: sql<string | null>`least(
+        (SELECT min(${jobs.nextVerifyAt}) FROM ${jobs}
+          WHERE ${verdictIsOpen(jobs.verdict)} AND ${jobs.nextVerifyAt} > 0),
+        (SELECT min(${jobs.updatedAt}) FROM ${jobs}
+          WHERE ${verdictIsOpen(jobs.verdict)} AND ${jobs.nextVerifyAt} = 0))`,
+    })
+    .from(sql`(SELECT 1) AS one`)
     .prepare("ops_oldest_due");
   const withVerdict = db
     .select({ n: count() })
