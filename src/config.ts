@@ -30,6 +30,15 @@ const wholeNumber = (min: number, max = Number.MAX_SAFE_INTEGER) =>
     .transform(Number)
     .pipe(z.number().int().min(min).max(max));
 
+/**
+ * The longest a timer waits, in ms (2^31 − 1, about 24.8 days): Node fires a longer one at
+ * once, so a monthly interval set in ms ran every millisecond.
+ */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/** A duration in ms that sets a timer: a whole number from `min` up to `MAX_TIMER_MS`. */
+const timerMs = (min: number) => wholeNumber(min, MAX_TIMER_MS);
+
 const boolFlag = z
   .enum(["1", "0", "true", "false", "yes", "no"])
   .transform((v) => v === "1" || v === "true" || v === "yes");
@@ -58,7 +67,7 @@ export const configSchema = z.object({
    * PostgreSQL only: longest a statement may run before the server cancels it, in ms; 0 means
    * no limit. Default 30000.
    */
-  DATABASE_STATEMENT_TIMEOUT_MS: wholeNumber(0).default(30_000),
+  DATABASE_STATEMENT_TIMEOUT_MS: timerMs(0).default(30_000),
   /**
    * PostgreSQL only: TLS mode, `disable`, `require` (encrypted, certificate not checked),
    * `verify-ca` (certificate checked against the CA) or `verify-full` (and the host name). A
@@ -84,7 +93,7 @@ export const configSchema = z.object({
   /** Requests in flight at once on each RPC endpoint. Default 4. */
   RPC_CONCURRENCY: wholeNumber(1).default(4),
   /** Timeout of one RPC request in milliseconds. Default 15000. */
-  RPC_TIMEOUT_MS: wholeNumber(1).default(15_000),
+  RPC_TIMEOUT_MS: timerMs(1).default(15_000),
   /** Send JSON-RPC batch arrays (many providers refuse them). Default off. */
   RPC_BATCH: boolFlag.default(false),
   /**
@@ -181,12 +190,12 @@ export const configSchema = z.object({
    * How often the verifier polls signatures that are not finalized yet, in ms. Finality moves a
    * slot (~400 ms) at a time and takes ~13 s, so faster polling only spends requests. Default 2000.
    */
-  VERIFY_POLL_MS: wholeNumber(1).default(2000),
+  VERIFY_POLL_MS: timerMs(1).default(2000),
   /**
    * How often `serve` reads new history of every credit vault (the ledger), in ms; 0 turns the
    * ledger loop off. Default 10000.
    */
-  LEDGER_POLL_MS: wholeNumber(0).default(10_000),
+  LEDGER_POLL_MS: timerMs(0).default(10_000),
   /**
    * Seconds after the profile's settlement window before a lock that nothing returned or
    * settled is a finding (`unreleased_lock`). Default 300.
@@ -197,7 +206,7 @@ export const configSchema = z.object({
    * it with the key's credit vault on chain, in ms; 0 turns it off, and so does having no key.
    * Default 3600000 (hourly).
    */
-  ACCOUNT_SNAPSHOT_INTERVAL_MS: wholeNumber(0).default(3_600_000),
+  ACCOUNT_SNAPSHOT_INTERVAL_MS: timerMs(0).default(3_600_000),
   /** Cron expression for in-process nightly verification in `serve` (UTC). Default none. */
   VERIFY_CRON: z.string().min(1).optional(),
   /** pino log level. Default info. */

@@ -55,4 +55,14 @@ describe("config", () => {
     expect(loadConfig({ PORT: " 9000 " }).PORT).toBe(9000);
     expect(loadConfig({ RPC_RATE_LIMIT: "0.5" }).RPC_RATE_LIMIT).toBe(0.5);
   });
+
+  it("refuses an interval longer than a timer can wait, which Node would fire at once", () => {
+    // 30 days in ms: Node's timers fire anything above 2^31 - 1 ms at once, every millisecond.
+    for (const key of ["ACCOUNT_SNAPSHOT_INTERVAL_MS", "VERIFY_POLL_MS", "LEDGER_POLL_MS"]) {
+      expect(() => loadConfig({ [key]: "2592000000" }), key).toThrow(new RegExp(`${key}: `));
+    }
+    expect(loadConfig({ ACCOUNT_SNAPSHOT_INTERVAL_MS: "2147483647" })).toMatchObject({
+      ACCOUNT_SNAPSHOT_INTERVAL_MS: 2_147_483_647,
+    });
+  });
 });
