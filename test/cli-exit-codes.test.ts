@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -74,6 +74,13 @@ describe("CLI exit codes", () => {
     expect(run.stderr).toContain(`no SQLite store at ${sibling}`);
     expect(existsSync(join(dir, "typo"))).toBe(false);
     expect(existsSync(sibling)).toBe(false);
+    // An empty file (touched, or a copy that failed) is no store either.
+    const empty = join(dir, "empty.db");
+    writeFileSync(empty, "");
+    const onEmpty = cli("verify", "--since", "24h", "--rpc", "http://127.0.0.1:9", "--db", empty);
+    expect(onEmpty.code).toBe(2);
+    expect(onEmpty.stderr).toContain(`no SQLite store at ${empty}`);
+    expect(statSync(empty).size).toBe(0);
   }, 60_000);
 
   it("exits 2 naming the flag when a number flag is not plain digits", () => {

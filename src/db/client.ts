@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { type BetterSQLite3Database, drizzle } from "drizzle-orm/better-sqlite3";
@@ -70,7 +70,11 @@ export function openSqliteStore(
   const path = target.path;
   const create = options.create !== false;
   if (path !== ":memory:") {
-    if (!create && !existsSync(path)) throw new MissingStoreError(path);
+    // An empty file (a `touch`, or a copy that failed) is no store either: opened, it would be
+    // migrated into an empty one, and a nightly run over it would report all clear.
+    if (!create && (!existsSync(path) || statSync(path).size === 0)) {
+      throw new MissingStoreError(path);
+    }
     if (create) mkdirSync(dirname(path), { recursive: true });
   }
   // fileMustExist also covers a file removed between the check above and the open.
