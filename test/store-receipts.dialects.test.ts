@@ -428,6 +428,38 @@ describe.each(dialects)("receipts store on %s", (dialect) => {
     }
   });
 
+  it("takes a status a copy of the receipt brings when the first lacked it, and keeps a differing one as a conflict", async () => {
+    const store = await stores.open();
+    // Posted first without the status (an export without the column), then with it.
+    const first = receipt();
+    await record(store, first, "import", { now: 10 });
+    await updateJob(store, first.jobId, { verdict: "verified", nextVerifyAt: 9_999_999 });
+    expect(
+      outcomes(await record(store, { ...first, httpStatus: 500 }, "import", { now: 20 })),
+    ).toEqual(["updated"]);
+    expect(await readJob(store, first.jobId)).toMatchObject({
+      httpStatus: 500,
+      verdict: "pending",
+      nextVerifyAt: 20,
+    });
+    // The same status again is a duplicate; another one, or one from another source, a
+    // conflict that leaves the recorded status as it was.
+    expect(outcomes(await record(store, { ...first, httpStatus: 500 }, "import"))).toEqual([
+      "duplicate",
+    ]);
+    expect(await record(store, { ...first, httpStatus: 200 }, "import")).toEqual([
+      { outcome: "conflict", differences: ["http_status"] },
+    ]);
+    const other = receipt();
+    await record(store, other, "proxy");
+    expect(outcomes(await record(store, { ...other, httpStatus: 500 }, "ingest"))).toEqual([
+      "conflict",
+    ]);
+    expect(await readJob(store, first.jobId)).toMatchObject({ httpStatus: 500 });
+    expect(await readJob(store, other.jobId)).toMatchObject({ httpStatus: null });
+    expect((await readConflicts(store)).map((c) => c.jobId)).toEqual([first.jobId, other.jobId]);
+  });
+
   it("sends back every judged job naming a signature a receipt newly names, even one re-posted in the same batch", async () => {
     const store = await stores.open();
     // A replay judged before the job it copies; a job being judged; one waiting its turn.

@@ -122,6 +122,7 @@ export type RecordedRow = ReceiptCore &
     | "creditVault"
     | "backfillState"
     | "conflictSignatures"
+    | "httpStatus"
   > &
   QueueState;
 
@@ -232,6 +233,22 @@ export function gainedConflictSignatures(row: RecordedRow, receipt: Receipt): st
     }
   }
   return known.size > before ? [...known] : null;
+}
+
+/**
+ * What a copy of a recorded receipt (the same hash) does with its HTTP status, which is how the
+ * receipt was captured, not part of its hash, yet decides `refund.not_settled`: nothing when it
+ * names none or the recorded one; fills a status the recorded receipt lacks when it comes from
+ * the same source (one source never fills in another's); otherwise a conflict.
+ */
+export function statusOfCopy(
+  row: Pick<RecordedRow, "source" | "httpStatus">,
+  receipt: Pick<Receipt, "httpStatus">,
+  source: ReceiptSource,
+): "none" | "fill" | "conflict" {
+  const status = receipt.httpStatus ?? null;
+  if (status === null || status === row.httpStatus) return "none";
+  return row.httpStatus === null && row.source === source ? "fill" : "conflict";
 }
 
 /**

@@ -31,6 +31,7 @@ import {
   type RecordedRow,
   receiptFields,
   receiptHash,
+  statusOfCopy,
 } from "./receipt-rules.js";
 import type { WriteUnit } from "./write-unit.js";
 
@@ -177,6 +178,7 @@ function prepare(store: SqliteStore) {
         source: jobs.source,
         captureState: jobs.captureState,
         receiptHash: jobs.receiptHash,
+        httpStatus: jobs.httpStatus,
       })
       .from(jobs)
       .where(jobId)
@@ -193,6 +195,7 @@ function prepare(store: SqliteStore) {
         backfillState: jobs.backfillState,
         conflictSignatures: jobs.conflictSignatures,
         keyFingerprint: jobs.keyFingerprint,
+        httpStatus: jobs.httpStatus,
         ...queueColumns,
       } as { [K in keyof StoredRow]: (typeof columns)[K] })
       .from(jobs)
@@ -222,6 +225,12 @@ function prepare(store: SqliteStore) {
       indexedReceiptColumns,
       (set) => prepareOrIgnore(store, db.update(jobs).set(set).where(jobId)),
     ),
+    // A copy of the receipt that brings the status it lacked (see `statusOfCopy`).
+    fillStatus: db
+      .update(jobs)
+      .set({ httpStatus: param("httpStatus"), updatedAt: param("now") })
+      .where(jobId)
+      .prepare(),
     // Signatures a conflicting receipt names are the job's too: the verifier fetches and judges
     // them (a job id answered twice, each time with its own lock, is charged twice).
     conflictSignatures: db
@@ -355,7 +364,16 @@ function recordOne(
   const completesCapture =
     recorded?.source === "proxy" && recorded.captureState === "open" && source === "proxy";
   if (!completesCapture && recorded?.receiptHash === hash) {
-    return { result: { outcome: "duplicate" }, reopen: false, named: [] };
+    const status = statusOfCopy(recorded, receipt, source);
+    if (status === "none") return { result: { outcome: "duplicate" }, reopen: false, named: [] };
+    const row = st.select.get({ jobId: receipt.jobId }) as StoredRow;
+    if (status === "fill") {
+      st.fillStatus.run({ jobId: receipt.jobId, httpStatus: receipt.httpStatus, now });
+      return { result: { outcome: "updated" }, reopen: needsReopen(row, now), named: [] };
+    }
+    const differences = ["http_status"];
+    storeConflict(st, row, receipt, source, differences, now);
+    return { result: { outcome: "conflict", differences }, reopen: false, named: [] };
   }
   const row = st.select.get({ jobId: receipt.jobId }) as StoredRow;
   const reopen = needsReopen(row, now);

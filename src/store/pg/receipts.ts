@@ -19,6 +19,7 @@ import {
   type RecordedRow,
   receiptFields,
   receiptHash,
+  statusOfCopy,
 } from "../receipt-rules.js";
 import type { ReceiptsStore, RecordOptions, RecordResult } from "../receipts.js";
 import type { PgExecutor, PgTx } from "./executor.js";
@@ -40,6 +41,7 @@ const recordedColumns = {
   creditVault: jobs.creditVault,
   backfillState: jobs.backfillState,
   conflictSignatures: jobs.conflictSignatures,
+  httpStatus: jobs.httpStatus,
   verdict: jobs.verdict,
   nextVerifyAt: jobs.nextVerifyAt,
   verifyAttempts: jobs.verifyAttempts,
@@ -202,7 +204,18 @@ async function recordExisting(
   const completesCapture =
     row.source === "proxy" && row.captureState === "open" && source === "proxy";
   if (!completesCapture && row.receiptHash === hash) {
-    return { result: { outcome: "duplicate" }, reopen: false, named: [] };
+    const status = statusOfCopy(row, receipt, source);
+    if (status === "none") return { result: { outcome: "duplicate" }, reopen: false, named: [] };
+    if (status === "fill") {
+      await tx
+        .update(jobs)
+        .set({ httpStatus: receipt.httpStatus ?? null, updatedAt: now })
+        .where(eq(jobs.jobId, receipt.jobId));
+      return { result: { outcome: "updated" }, reopen: needsReopen(row, now), named: [] };
+    }
+    const differences = ["http_status"];
+    await storeConflict(tx, row, receipt, source, differences, now);
+    return { result: { outcome: "conflict", differences }, reopen: false, named: [] };
   }
   const reopen = needsReopen(row, now);
   const named = newlyNamed(row, receipt);
