@@ -42,8 +42,11 @@ const labelsByCheck: [check: string, label: (verdict: string) => string][] = [
     (verdict) => (verdict === "dropped" ? "phantom settlement" : "never settled"),
   ],
   ["refund.complete", () => "partial refund"],
-  ["refund.not_settled", () => "refunded and settled"],
+  ["refund.not_settled", () => "charged for no answer"],
   ["refund.single", () => "refunded twice"],
+  ["receipt.time", () => "receipt misdated"],
+  ["signatures.explained", () => "unexplained movement"],
+  ["jobs_api.matches_chain", () => "jobs API disagrees"],
 ];
 
 /** A short label of what went wrong, from the names of the failing checks. */
