@@ -423,7 +423,11 @@ describe("RPC pool: calls", () => {
     const signature = JSON.parse(text).result.transaction.signatures[0] as string;
     // The first endpoint has no such transaction; the second serves one (a forged history,
     // or a node ahead of the first: from here, the two cannot be told apart).
-    const empty = await startStub((body) => ({ body: answer(body, () => null) }));
+    const empty = await startStub((body) =>
+      body.method === "getTransaction"
+        ? { body: answer(body, () => null) }
+        : { body: answer(body, () => ({ context: { slot: 1 }, value: [null] })) },
+    );
     const serving = await startStub((body) =>
       body.method === "getTransaction"
         ? { body: text.replace('"id": 1', `"id": ${body.id}`) }
@@ -435,7 +439,28 @@ describe("RPC pool: calls", () => {
     });
     expect(serving.requests).toHaveLength(1);
     // Before a drop, the others are asked too: seen anywhere, the signature is not dropped.
-    expect([...(await p.findAnywhere!([signature])).keys()]).toEqual([signature]);
+    const anywhere = await p.findAnywhere!([signature]);
+    expect([...anywhere.found.keys()]).toEqual([signature]);
+    expect(anywhere.unanswered).toEqual([]);
+  });
+
+  it("asks an endpoint that cannot answer once per search, not once per signature", async () => {
+    const empty = await startStub((body) =>
+      body.method === "getTransaction"
+        ? { body: answer(body, () => null) }
+        : { body: answer(body, () => ({ context: { slot: 1 }, value: [null, null, null] })) },
+    );
+    const down = await startStub(() => ({ status: 503, body: "unavailable" }));
+    const p = pool([{ url: empty.url }, { url: down.url }]);
+    const wanted = ["4".repeat(88), "5".repeat(88), "6".repeat(88)];
+    const anywhere = await p.findAnywhere!(wanted);
+    expect(anywhere.found.size).toBe(0);
+    expect(anywhere.unanswered).toHaveLength(1);
+    // One failed call (its retries included) for the whole search: three signatures asked of
+    // a dead endpoint one by one made a drop take seconds each.
+    const before = down.requests.length;
+    expect(before).toBeGreaterThan(0);
+    expect(before).toBeLessThanOrEqual(6);
   });
 });
 

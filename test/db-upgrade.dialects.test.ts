@@ -260,6 +260,7 @@ describe("upgrading a deployment judged before error answers, later namers and r
       );
       for (const job of judgedBefore) tx.run(job.escrow, lockAt);
 
+      const before = Date.now();
       migrateStore(store);
 
       const rows = store.sqlite.prepare("SELECT job_id, verdict FROM jobs").all();
@@ -267,6 +268,12 @@ describe("upgrading a deployment judged before error answers, later namers and r
         (rows as { job_id: string; verdict: string }[]).map((r) => [r.job_id, r.verdict]),
       );
       expect(byId).toEqual(judgedAfter);
+      // Reopened now, so readiness counts them as due from now, not from when they were judged.
+      const oldest = store.sqlite
+        .prepare("SELECT min(updated_at) FROM jobs WHERE verdict = 'pending'")
+        .pluck()
+        .get() as number;
+      expect(oldest).toBeGreaterThanOrEqual(before - 1000);
     } finally {
       store.close();
     }
@@ -298,11 +305,16 @@ describe("upgrading a deployment judged before error answers, later namers and r
         );
       }
 
+      const before = Date.now();
       expect((await migratePostgres(store.pool)).applied).toBeGreaterThanOrEqual(1);
 
       const { rows } = await store.pool.query("SELECT job_id, verdict FROM jobs");
       const byId = Object.fromEntries(rows.map((r) => [r.job_id, r.verdict]));
       expect(byId).toEqual(judgedAfter);
+      const { rows: oldest } = await store.pool.query(
+        "SELECT min(updated_at)::text AS at FROM jobs WHERE verdict = 'pending'",
+      );
+      expect(Number(oldest[0].at)).toBeGreaterThanOrEqual(before - 1000);
     } finally {
       await store.close();
     }

@@ -13,7 +13,8 @@ WITH "named" ("job_id", "sig") AS (
   SELECT "sig" FROM "named" GROUP BY "sig" HAVING count(DISTINCT "job_id") > 1
 )
 UPDATE "jobs" SET "verdict" = 'pending', "next_verify_at" = 0, "verify_attempts" = 0,
-  "last_error" = NULL, "lease_owner" = NULL, "lease_until" = NULL
+  "last_error" = NULL, "lease_owner" = NULL, "lease_until" = NULL,
+  "updated_at" = (extract(epoch from clock_timestamp()) * 1000)::bigint
 WHERE "verdict" IN ('verified', 'partially_verified', 'discrepancy', 'unverifiable')
   AND (("verdict" IN ('verified', 'partially_verified')
       AND (("http_status" IS NOT NULL AND ("http_status" < 200 OR "http_status" > 299))
@@ -22,4 +23,8 @@ WHERE "verdict" IN ('verified', 'partially_verified', 'discrepancy', 'unverifiab
     OR EXISTS (SELECT 1 FROM "chain_transactions" "t"
       WHERE "t"."signature" = "jobs"."escrow_tx" AND "t"."block_time" IS NOT NULL
         AND ("jobs"."created_at" / 1000 < "t"."block_time" - 600
-          OR "jobs"."created_at" / 1000 > "t"."block_time" + 720)));
+          OR "jobs"."created_at" / 1000 > "t"."block_time" + 720)));--> statement-breakpoint
+-- Jobs due at once (0) count as due since their last write (readiness, the status page): those
+-- an earlier upgrade reopened (0014) were written when they were judged, long before.
+UPDATE "jobs" SET "updated_at" = (extract(epoch from clock_timestamp()) * 1000)::bigint
+WHERE "next_verify_at" = 0 AND "verdict" IN ('pending', 'awaiting_finality', 'error', 'rpc_disagreement');

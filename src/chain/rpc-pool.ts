@@ -32,6 +32,12 @@ export interface RpcEndpointConfig {
   timeoutMs: number;
 }
 
+/** What `findAnywhere` learnt: the signatures some endpoint shows, and who could not answer. */
+export interface FoundAnywhere {
+  found: Map<string, SignatureStatusInfo>;
+  unanswered: string[];
+}
+
 export interface RpcPoolOptions {
   /** Tried in order: the first healthy endpoint takes the work, the next ones take failover. */
   endpoints: RpcEndpointConfig[];
@@ -113,11 +119,12 @@ export interface RpcPool {
   getSlot(commitment?: "confirmed" | "finalized"): Promise<number>;
   /**
    * Looks for signatures on every endpoint, each asked on its own: getSignatureStatuses with
-   * history, then getTransaction at confirmed for those still unseen. Returns the statuses seen
-   * (from a transaction: its slot, at confirmed); rejects when an endpoint cannot answer, since
-   * "nowhere" is then not known. Asked before a signature is counted dropped for good.
+   * history, then getTransaction at confirmed for those still unseen. Returns the signatures
+   * some endpoint shows, and the endpoints that could not answer (each asked once per call: a
+   * dead one costs one failed call, not one per signature). Asked before a signature is counted
+   * dropped for good.
    */
-  findAnywhere?(signatures: string[]): Promise<Map<string, SignatureStatusInfo>>;
+  findAnywhere?(signatures: string[]): Promise<FoundAnywhere>;
   /**
    * getSignaturesForAddress at finalized: up to `limit` (1..1000, default 1000) signatures
    * naming the address, newest first, older than `before` and newer than `until`.
@@ -535,16 +542,21 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
 
   /**
    * The first endpoint but `skip` that serves a readable transaction `signature`, each asked
-   * once on its own; one that cannot answer, or answers another transaction, is passed over.
+   * once on its own; one that cannot answer (added to `silent`, and not asked while in it), or
+   * answers another transaction, is passed over.
    */
   async function servingEndpoint(
     signature: string,
     params: unknown[],
     skip: Endpoint | null,
+    silent = new Set<Endpoint>(),
   ): Promise<Endpoint | null> {
     for (const endpoint of endpoints) {
-      if (endpoint === skip) continue;
-      const reply = await call("getTransaction", params, only(endpoint)).catch(() => null);
+      if (endpoint === skip || silent.has(endpoint)) continue;
+      const reply = await call("getTransaction", params, only(endpoint)).catch(() => {
+        silent.add(endpoint);
+        return null;
+      });
       if (reply === null || reply.result === null) continue;
       try {
         parseTransaction(reply.result, signature);
@@ -609,34 +621,37 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
 
     async findAnywhere(signatures) {
       const found = new Map<string, SignatureStatusInfo>();
+      const silent = new Set<Endpoint>();
       const unseen = () => [...new Set(signatures)].filter((s) => !found.has(s));
       for (const endpoint of endpoints) {
         const list = unseen();
-        for (let i = 0; i < list.length; i += statusBatchSize) {
+        for (let i = 0; i < list.length && !silent.has(endpoint); i += statusBatchSize) {
           const chunk = list.slice(i, i + statusBatchSize);
           const params = [chunk, { searchTransactionHistory: true }];
-          // An endpoint that cannot answer says nothing: the others' answers stand.
           const reply = await call("getSignatureStatuses", params, only(endpoint)).catch(
             () => null,
           );
-          let statuses: ReturnType<typeof statusesOf>;
+          let statuses: ReturnType<typeof statusesOf> | null = null;
           try {
-            statuses = reply === null ? [] : statusesOf(reply.result, chunk);
+            statuses = reply === null ? null : statusesOf(reply.result, chunk);
           } catch {
-            statuses = [];
+            statuses = null;
           }
-          if (reply === null) break;
+          if (statuses === null) {
+            silent.add(endpoint);
+            break;
+          }
           for (const status of statuses) if (status) found.set(status.signature, status);
         }
       }
       // A node whose status index lags may still serve the transaction itself.
       for (const signature of unseen()) {
         const params = [signature, transactionParams("confirmed")];
-        const servedBy = await servingEndpoint(signature, params, null);
+        const servedBy = await servingEndpoint(signature, params, null, silent);
         if (servedBy === null) continue;
         found.set(signature, { signature, slot: 0, confirmationStatus: "confirmed", err: null });
       }
-      return found;
+      return { found, unanswered: [...silent].map((e) => e.name) };
     },
 
     async getSlot(commitment = "finalized") {

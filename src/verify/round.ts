@@ -181,20 +181,32 @@ export function createRound(deps: RoundDeps): Round {
         // minute) is not enough. A signature this poll would drop is looked for on every
         // endpoint, statuses and transactions, first. Seen anywhere, it is not dropped, and
         // not taken as seen either (an endpoint showing what the others do not could be the
-        // one lying): it waits as RPC trouble, and the next poll asks again. An endpoint that
-        // cannot answer says nothing; the others' "not found" stands.
+        // one lying): it waits as RPC trouble, and the next poll asks again. While an
+        // endpoint cannot answer, the drop waits too, but only for `DROP_HOLD_MS` after the
+        // signature was first missed: then the others' "not found" stands, so a dead endpoint
+        // in the list cannot keep a phantom signature from ever being dropped.
         const held = new Set<string>();
         if (currentSlot !== null && rpc.findAnywhere) {
           const slot = currentSlot;
           const dropping = missing.filter((s) => wouldDrop(rows.get(s), slot, profile));
           if (dropping.length > 0) {
             try {
-              const found = await rpc.findAnywhere(dropping);
+              const { found, unanswered } = await rpc.findAnywhere(dropping);
               for (const signature of found.keys()) {
                 held.add(signature);
                 trouble.set(
                   signature,
                   "one endpoint answers not found, another shows it: the endpoints disagree",
+                );
+              }
+              const t = now();
+              for (const s of dropping) {
+                const since = rows.get(s)?.notFoundSince ?? t;
+                if (found.has(s) || unanswered.length === 0 || t - since >= DROP_HOLD_MS) continue;
+                held.add(s);
+                trouble.set(
+                  s,
+                  `not found, and ${unanswered.join(", ")} could not be asked: the drop waits`,
                 );
               }
             } catch (error) {
@@ -576,6 +588,13 @@ export function createRound(deps: RoundDeps): Round {
  * seen, or seen only at processed, and missing for more than `dropAfterSlots` since the first
  * miss.
  */
+/**
+ * How long a drop waits, from a signature's first miss, for endpoints that cannot answer: past
+ * it, the "not found" of those that answered stands (5 minutes: a blockhash expires in about
+ * 1, so a landed transaction has long been seen by a healthy endpoint by then).
+ */
+const DROP_HOLD_MS = 5 * 60_000;
+
 function wouldDrop(row: SignatureRow | undefined, currentSlot: number, profile: Profile) {
   if (!row || row.notFoundSlot === null) return false;
   const droppable =

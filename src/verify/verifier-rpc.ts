@@ -19,10 +19,12 @@ export interface VerifierRpc {
   getTransaction(signature: string): Promise<{ facts: TransactionFacts; raw: unknown } | null>;
   getSlot(): Promise<number>;
   /**
-   * Statuses of signatures seen by any endpoint (each asked on its own, statuses then
-   * transactions); rejects when one cannot answer. Without it, a poll's "not found" decides.
+   * The signatures any endpoint shows (each asked on its own, statuses then transactions), and
+   * the endpoints that could not answer. Without it, a poll's "not found" decides.
    */
-  findAnywhere?(signatures: string[]): Promise<Map<string, SignatureStatusLike>>;
+  findAnywhere?(
+    signatures: string[],
+  ): Promise<{ found: Map<string, SignatureStatusLike>; unanswered: string[] }>;
   /** Requests per second the RPC allows now; without it a round fetches all it claimed. */
   requestRate?(): number;
 }
