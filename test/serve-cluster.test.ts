@@ -1,6 +1,14 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
-import { closeSync, constants, mkdtempSync, openSync, readFileSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+} from "node:fs";
 import http from "node:http";
 import net, { type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -175,6 +183,17 @@ const workerPids = (serve: CliProcess) =>
     serve.logs.filter((l) => l.msg === "decentral-audit listening").map((l) => Number(l.pid)),
   );
 
+/** How many sockets process `pid` has open (Linux: its descriptors that are sockets). */
+function socketsOf(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).filter((fd) => {
+    try {
+      return readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith("socket:");
+    } catch {
+      return false;
+    }
+  }).length;
+}
+
 /** The worker that proxied the most of `total` requests: its counters matter most. */
 async function busiest(serve: CliProcess, total: number): Promise<number> {
   // Request lines are written up to 200 ms after their response.
@@ -307,7 +326,9 @@ describe("serve --workers 2", () => {
     const streams = await Promise.all(Array.from({ length: 10 }, () => send(serve.url, true)));
     const acknowledged = streams.filter((s) => s.status === 200).map((s) => s.jobId);
     expect(acknowledged.length).toBe(10);
-    const [victim] = [...workerPids(serve)];
+    // Which worker holds which stream is the kernel's choice: the one with the most sockets
+    // open (a stream holds two, the caller's and the upstream's) holds some.
+    const victim = [...workerPids(serve)].sort((a, b) => socketsOf(b) - socketsOf(a))[0];
     process.kill(victim as number, "SIGKILL");
     const outcomes = await Promise.all(streams.map((s) => s.done));
     // Some streams were on the killed worker and broke; every acknowledged one is recorded.
