@@ -93,6 +93,33 @@ describe("verification engine", () => {
     expect(run).toMatchObject({ trigger: "verify", status: "completed" });
   });
 
+  it("ends a run near its deadline even inside a long round: fetches not begun are not begun", async () => {
+    const store = createTestStore();
+    const chain = createFakeChain({ finalitySlots: 0 });
+    for (let i = 0; i < 20; i++) {
+      const j = honest(`job_slow${i}`, `s${i}`);
+      chain.land(j.escrow);
+      chain.land(j.settlement);
+      record(store, j.job);
+    }
+    // A node that takes 200 ms per transaction, asked one at a time: one round needs 8 s.
+    const slow = {
+      ...chain.rpc,
+      async getTransaction(signature: string) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        return chain.rpc.getTransaction(signature);
+      },
+    };
+    const v = verifier(store, chain, {
+      rpc: slow,
+      options: { ...fast, fetchConcurrency: 1 },
+    });
+    const started = performance.now();
+    const summary = await v.runUntilSettled({}, { timeoutMs: 1_000 });
+    expect(summary.status).toBe("timed_out");
+    expect(performance.now() - started).toBeLessThan(3_000);
+  });
+
   it("stores the transactions a round fetches several to a commit", async () => {
     const store = createTestStore();
     // Counts the fetched transactions each write transaction stores (src/store/signatures.ts).

@@ -225,14 +225,14 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     };
   }
 
-  const runRound = (filter: VerifyFilter | null, runId: number | null) =>
+  const runRound = (filter: VerifyFilter | null, runId: number | null, signal?: AbortSignal) =>
     rounds.add(async () => {
       const stopRenewal = startLeaseRenewal();
       const started = performance.now();
       deps.pacer?.roundStarts();
       let worked = 0;
       try {
-        worked = await round(filter, runId, roundsAbort.signal);
+        worked = await round(filter, runId, signal ?? roundsAbort.signal);
         return worked;
       } finally {
         stopRenewal();
@@ -338,6 +338,15 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       const runId = await startRun("verify", filter);
       let status: RunSummary["status"] = "completed";
       let progress = await queue.countVerdicts(filter);
+      // The run's deadline and its caller's signal reach into a round (its fetches and writes
+      // stop at the next step), not only between rounds: one long round ran a nightly verify
+      // far past --timeout, and SIGTERM waited for it. One signal for the whole run.
+      const roundSignal = AbortSignal.any([
+        roundsAbort.signal,
+        // A timer waits at most 2^31 - 1 ms; a longer one would fire at once.
+        AbortSignal.timeout(Math.min(Math.max(0, deadline - now()), 2_147_483_647)),
+        ...(opts.signal ? [opts.signal] : []),
+      ]);
       try {
         for (;;) {
           if (opts.signal?.aborted || stopping) {
@@ -351,7 +360,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
           }
           let worked = 0;
           try {
-            worked = await runRound(filter, runId);
+            worked = await runRound(filter, runId, roundSignal);
           } catch (error) {
             // Another process held the write lock past the busy timeout: try again shortly.
             if (!isBusyError(error)) throw error;
