@@ -428,7 +428,7 @@ describe.each(dialects)("receipts store on %s", (dialect) => {
     }
   });
 
-  it("takes a status a copy of the receipt brings when the first lacked it, and keeps a differing one as a conflict", async () => {
+  it("takes a status another receipt of the job brings when the first lacked it, and keeps a differing one as a conflict", async () => {
     const store = await stores.open();
     // Posted first without the status (an export without the column), then with it.
     const first = receipt();
@@ -442,22 +442,35 @@ describe.each(dialects)("receipts store on %s", (dialect) => {
       verdict: "pending",
       nextVerifyAt: 20,
     });
-    // The same status again is a duplicate; another one, or one from another source, a
-    // conflict that leaves the recorded status as it was.
+    // The same status again is a duplicate; another one a conflict that shows it, and leaves
+    // the recorded status as it was.
     expect(outcomes(await record(store, { ...first, httpStatus: 500 }, "import"))).toEqual([
       "duplicate",
     ]);
     expect(await record(store, { ...first, httpStatus: 200 }, "import")).toEqual([
       { outcome: "conflict", differences: ["http_status"] },
     ]);
+    // From another source (the wrapper's delivery after an import): a status only makes the
+    // checks stricter, so a missing one is taken too.
     const other = receipt();
-    await record(store, other, "proxy");
-    expect(outcomes(await record(store, { ...other, httpStatus: 500 }, "ingest"))).toEqual([
-      "conflict",
+    await record(store, other, "import");
+    expect(outcomes(await record(store, { ...other, httpStatus: 502 }, "ingest"))).toEqual([
+      "updated",
     ]);
+    // A stream's receipt without its settlement and status, then the fuller copy with both.
+    const stream = receipt({ settlementTx: null });
+    await record(store, stream, "import");
+    const fuller = { ...stream, settlementTx: signature(), httpStatus: 500 };
+    expect(outcomes(await record(store, fuller, "import"))).toEqual(["updated"]);
     expect(await readJob(store, first.jobId)).toMatchObject({ httpStatus: 500 });
-    expect(await readJob(store, other.jobId)).toMatchObject({ httpStatus: null });
-    expect((await readConflicts(store)).map((c) => c.jobId)).toEqual([first.jobId, other.jobId]);
+    expect(await readJob(store, other.jobId)).toMatchObject({ httpStatus: 502 });
+    expect(await readJob(store, stream.jobId)).toMatchObject({
+      httpStatus: 500,
+      settlementTx: fuller.settlementTx,
+    });
+    const conflicts = await readConflicts(store);
+    expect(conflicts.map((c) => c.jobId)).toEqual([first.jobId]);
+    expect(conflicts[0]?.receipt).toMatchObject({ http_status: 200 });
   });
 
   it("sends back every judged job naming a signature a receipt newly names, even one re-posted in the same batch", async () => {

@@ -191,6 +191,10 @@ export function conflictRecord(receipt: Receipt): Record<string, unknown> {
     record[columnOf(field)] = typeof value === "bigint" ? value.toString() : value;
   }
   record.tags = receipt.tags ?? {};
+  // Not part of the hash, yet it decides refund.not_settled: a conflict over it must show it.
+  if (receipt.httpStatus !== undefined && receipt.httpStatus !== null) {
+    record.http_status = receipt.httpStatus;
+  }
   return record;
 }
 
@@ -236,19 +240,19 @@ export function gainedConflictSignatures(row: RecordedRow, receipt: Receipt): st
 }
 
 /**
- * What a copy of a recorded receipt (the same hash) does with its HTTP status, which is how the
- * receipt was captured, not part of its hash, yet decides `refund.not_settled`: nothing when it
- * names none or the recorded one; fills a status the recorded receipt lacks when it comes from
- * the same source (one source never fills in another's); otherwise a conflict.
+ * What another receipt of a recorded job does with its HTTP status, which is how the receipt
+ * was captured, not part of its hash, yet decides `refund.not_settled`: nothing when it names
+ * none or the recorded one; fills a status the recorded receipt lacks, from any source (a
+ * status only ever makes the checks stricter: an error answer charged nothing, while one that
+ * is there is never replaced); a conflict when both name one and they differ.
  */
 export function statusOfCopy(
-  row: Pick<RecordedRow, "source" | "httpStatus">,
+  row: Pick<RecordedRow, "httpStatus">,
   receipt: Pick<Receipt, "httpStatus">,
-  source: ReceiptSource,
 ): "none" | "fill" | "conflict" {
   const status = receipt.httpStatus ?? null;
   if (status === null || status === row.httpStatus) return "none";
-  return row.httpStatus === null && row.source === source ? "fill" : "conflict";
+  return row.httpStatus === null ? "fill" : "conflict";
 }
 
 /**

@@ -364,7 +364,7 @@ function recordOne(
   const completesCapture =
     recorded?.source === "proxy" && recorded.captureState === "open" && source === "proxy";
   if (!completesCapture && recorded?.receiptHash === hash) {
-    const status = statusOfCopy(recorded, receipt, source);
+    const status = statusOfCopy(recorded, receipt);
     if (status === "none") return { result: { outcome: "duplicate" }, reopen: false, named: [] };
     const row = st.select.get({ jobId: receipt.jobId }) as StoredRow;
     if (status === "fill") {
@@ -378,6 +378,13 @@ function recordOne(
   const row = st.select.get({ jobId: receipt.jobId }) as StoredRow;
   const reopen = needsReopen(row, now);
   const named = newlyNamed(row, receipt);
+  // A status the recorded receipt lacks is taken whatever else this receipt does; one that
+  // differs from the recorded one is a conflict of its own (see `statusOfCopy`).
+  const status = completesCapture ? "none" : statusOfCopy(row, receipt);
+  if (status === "fill") {
+    st.fillStatus.run({ jobId: receipt.jobId, httpStatus: receipt.httpStatus, now });
+  }
+  const statusDiffers = status === "conflict" ? ["http_status"] : [];
   if (completesCapture) {
     const settlementTx = receipt.settlementTx ?? row.settlementTx;
     const completed = st.completeCapture.run(
@@ -400,25 +407,28 @@ function recordOne(
     const differences = [
       ...differingFields(row, receipt),
       ...filledFields(row, receipt).map(columnOf),
+      ...statusDiffers,
     ];
     const gained = storeConflict(st, row, receipt, source, differences, now);
     return {
       result: { outcome: "conflict", differences },
-      reopen: gained && reopen,
+      reopen: (gained || status === "fill") && reopen,
       named: gained ? named : [],
     };
   }
-  const differences = differingFields(row, receipt);
+  const differences = [...differingFields(row, receipt), ...statusDiffers];
   if (differences.length > 0) {
     const gained = storeConflict(st, row, receipt, source, differences, now);
     return {
       result: { outcome: "conflict", differences },
-      reopen: gained && reopen,
+      reopen: (gained || status === "fill") && reopen,
       named: gained ? named : [],
     };
   }
   if (filledFields(row, receipt).length === 0) {
-    return { result: { outcome: "duplicate" }, reopen: false, named: [] };
+    return status === "fill"
+      ? { result: { outcome: "updated" }, reopen, named: [] }
+      : { result: { outcome: "duplicate" }, reopen: false, named: [] };
   }
 
   const filled = st.fill.run({ ...filledColumns(row, receipt), now }, row);

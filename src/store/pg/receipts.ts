@@ -204,7 +204,7 @@ async function recordExisting(
   const completesCapture =
     row.source === "proxy" && row.captureState === "open" && source === "proxy";
   if (!completesCapture && row.receiptHash === hash) {
-    const status = statusOfCopy(row, receipt, source);
+    const status = statusOfCopy(row, receipt);
     if (status === "none") return { result: { outcome: "duplicate" }, reopen: false, named: [] };
     if (status === "fill") {
       await tx
@@ -220,6 +220,16 @@ async function recordExisting(
   const reopen = needsReopen(row, now);
   const named = newlyNamed(row, receipt);
   const byId = eq(jobs.jobId, receipt.jobId);
+  // As on SQLite: a status the recorded receipt lacks is taken whatever else this receipt
+  // does; one that differs is a conflict of its own.
+  const status = completesCapture ? "none" : statusOfCopy(row, receipt);
+  if (status === "fill") {
+    await tx
+      .update(jobs)
+      .set({ httpStatus: receipt.httpStatus ?? null, updatedAt: now })
+      .where(byId);
+  }
+  const statusDiffers = status === "conflict" ? ["http_status"] : [];
   if (completesCapture) {
     const params = captureParams(receipt, source, now, hash);
     const { now: _now, source: _source, ...values } = params;
@@ -244,25 +254,28 @@ async function recordExisting(
     const differences = [
       ...differingFields(row, receipt),
       ...filledFields(row, receipt).map(columnOf),
+      ...statusDiffers,
     ];
     const gained = await storeConflict(tx, row, receipt, source, differences, now);
     return {
       result: { outcome: "conflict", differences },
-      reopen: gained && reopen,
+      reopen: (gained || status === "fill") && reopen,
       named: gained ? named : [],
     };
   }
-  const differences = differingFields(row, receipt);
+  const differences = [...differingFields(row, receipt), ...statusDiffers];
   if (differences.length > 0) {
     const gained = await storeConflict(tx, row, receipt, source, differences, now);
     return {
       result: { outcome: "conflict", differences },
-      reopen: gained && reopen,
+      reopen: (gained || status === "fill") && reopen,
       named: gained ? named : [],
     };
   }
   if (filledFields(row, receipt).length === 0) {
-    return { result: { outcome: "duplicate" }, reopen: false, named: [] };
+    return status === "fill"
+      ? { result: { outcome: "updated" }, reopen, named: [] }
+      : { result: { outcome: "duplicate" }, reopen: false, named: [] };
   }
 
   await tx
