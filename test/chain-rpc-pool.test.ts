@@ -444,6 +444,40 @@ describe("RPC pool: calls", () => {
     expect(anywhere.unanswered).toEqual([]);
   });
 
+  it("looks up many unseen signatures several at a time, and stops when its round stops", async () => {
+    // Two endpoints that know none of them, 50 ms per answer.
+    const slowEmpty = () =>
+      startStub((body) =>
+        body.method === "getTransaction"
+          ? { body: answer(body, () => null), delayMs: 50 }
+          : {
+              body: answer(body, (call) => ({
+                context: { slot: 1 },
+                value: (call.params as unknown[][])[0]!.map(() => null),
+              })),
+            },
+      );
+    const a = await slowEmpty();
+    const b = await slowEmpty();
+    const p = pool([{ url: a.url }, { url: b.url }]);
+    const wanted = Array.from({ length: 40 }, (_, i) =>
+      String(i + 1)
+        .padStart(2, "1")
+        .repeat(44),
+    );
+    const started = performance.now();
+    const anywhere = await p.findAnywhere!(wanted);
+    // One after another: 40 signatures x 2 endpoints x 50 ms = 4 s.
+    expect(performance.now() - started).toBeLessThan(2_000);
+    expect(anywhere.found.size).toBe(0);
+    const stopped = new AbortController();
+    stopped.abort();
+    const before = a.requests.length + b.requests.length;
+    await p.findAnywhere!(wanted, stopped.signal);
+    // The statuses are asked (one call per endpoint); no transaction is.
+    expect(a.requests.length + b.requests.length - before).toBe(2);
+  });
+
   it("asks an endpoint that cannot answer once per search, not once per signature", async () => {
     const empty = await startStub((body) =>
       body.method === "getTransaction"

@@ -32,6 +32,9 @@ export interface RpcEndpointConfig {
   timeoutMs: number;
 }
 
+/** Signatures `findAnywhere` looks up by transaction at once. */
+const FIND_CONCURRENCY = 8;
+
 /** What `findAnywhere` learnt: the signatures some endpoint shows, and who could not answer. */
 export interface FoundAnywhere {
   found: Map<string, SignatureStatusInfo>;
@@ -124,7 +127,7 @@ export interface RpcPool {
    * dead one costs one failed call, not one per signature). Asked before a signature is counted
    * dropped for good.
    */
-  findAnywhere?(signatures: string[]): Promise<FoundAnywhere>;
+  findAnywhere?(signatures: string[], signal?: AbortSignal): Promise<FoundAnywhere>;
   /**
    * getSignaturesForAddress at finalized: up to `limit` (1..1000, default 1000) signatures
    * naming the address, newest first, older than `before` and newer than `until`.
@@ -619,7 +622,7 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
       return null;
     },
 
-    async findAnywhere(signatures) {
+    async findAnywhere(signatures, signal) {
       const found = new Map<string, SignatureStatusInfo>();
       const silent = new Set<Endpoint>();
       const unseen = () => [...new Set(signatures)].filter((s) => !found.has(s));
@@ -644,13 +647,25 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
           for (const status of statuses) if (status) found.set(status.signature, status);
         }
       }
-      // A node whose status index lags may still serve the transaction itself.
-      for (const signature of unseen()) {
-        const params = [signature, transactionParams("confirmed")];
-        const servedBy = await servingEndpoint(signature, params, null, silent);
-        if (servedBy === null) continue;
-        found.set(signature, { signature, slot: 0, confirmationStatus: "confirmed", err: null });
-      }
+      // A node whose status index lags may still serve the transaction itself. Asked several
+      // at a time (each endpoint's own concurrency and rate limit still apply): one after
+      // another, 400 phantom signatures took 42 s. A stopped round stops asking.
+      const left = unseen();
+      const lookUp = async () => {
+        for (let signature = left.shift(); signature !== undefined; signature = left.shift()) {
+          if (signal?.aborted) return;
+          const params = [signature, transactionParams("confirmed")];
+          const servedBy = await servingEndpoint(signature, params, null, silent);
+          if (servedBy === null) continue;
+          found.set(signature, {
+            signature,
+            slot: 0,
+            confirmationStatus: "confirmed",
+            err: null,
+          });
+        }
+      };
+      await Promise.all(Array.from({ length: FIND_CONCURRENCY }, lookUp));
       return { found, unanswered: [...silent].map((e) => e.name) };
     },
 

@@ -191,7 +191,7 @@ export function createRound(deps: RoundDeps): Round {
           const dropping = missing.filter((s) => wouldDrop(rows.get(s), slot, profile));
           if (dropping.length > 0) {
             try {
-              const { found, unanswered } = await rpc.findAnywhere(dropping);
+              const { found, unanswered } = await rpc.findAnywhere(dropping, signal);
               for (const signature of found.keys()) {
                 held.add(signature);
                 trouble.set(

@@ -24,6 +24,7 @@ export interface VerifierRpc {
    */
   findAnywhere?(
     signatures: string[],
+    signal?: AbortSignal,
   ): Promise<{ found: Map<string, SignatureStatusLike>; unanswered: string[] }>;
   /** Requests per second the RPC allows now; without it a round fetches all it claimed. */
   requestRate?(): number;
