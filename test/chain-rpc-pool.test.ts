@@ -473,9 +473,10 @@ describe("RPC pool: calls", () => {
     const stopped = new AbortController();
     stopped.abort();
     const before = a.requests.length + b.requests.length;
-    await p.findAnywhere!(wanted, stopped.signal);
-    // The statuses are asked (one call per endpoint); no transaction is.
-    expect(a.requests.length + b.requests.length - before).toBe(2);
+    const cut = await p.findAnywhere!(wanted, stopped.signal);
+    // Nothing is asked, and no endpoint counts as having answered: no drop can follow.
+    expect(a.requests.length + b.requests.length - before).toBe(0);
+    expect(cut.unanswered).toHaveLength(2);
   });
 
   it("asks an endpoint that cannot answer once per search, not once per signature", async () => {

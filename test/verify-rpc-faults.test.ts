@@ -1,3 +1,4 @@
+import { createServer, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRpcPool } from "../src/chain/rpc-pool.js";
 import { jobs } from "../src/db/schema.js";
@@ -199,5 +200,50 @@ describe("one lagging or lying endpoint never makes an honest job final", () => 
     );
     expect(stats.servedWrong).toBeGreaterThan(0);
     expect(verdicts).toEqual(Array(4).fill("verified"));
+  });
+
+  it("ends a run at its deadline while a second endpoint accepts connections and never answers", async () => {
+    // The first endpoint has no transaction, so each fetch asks the second one, which hangs:
+    // asked with retries and backoff, one fetch held the run for five RPC timeouts.
+    const sockets: Socket[] = [];
+    const hanging = createServer((socket) => {
+      sockets.push(socket);
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((resolve) => hanging.listen(0, "127.0.0.1", resolve));
+    const address = hanging.address();
+    if (address === null || typeof address === "string") throw new Error("no port");
+    const lagging = await world.addRpcEndpoint({ nullTransactions: true });
+    const store = createTestStore();
+    for (let i = 0; i < 2; i++) await runRecordedJob(world, store, { apiKeyIndex: 3 });
+    const rpc = createRpcPool({
+      endpoints: [lagging, `http://127.0.0.1:${address.port}/`].map((url) => ({
+        url,
+        rateLimitPerSec: 200,
+        concurrency: 4,
+        timeoutMs: 3000,
+      })),
+      backoffBaseMs: 20,
+      backoffMaxMs: 300,
+    });
+    const verifier = createVerifier({
+      store,
+      rpc,
+      profile: localnetProfile,
+      log,
+      options: { pollIntervalMs: 50, errorBackoffMs: 50, maxBackoffMs: 500 },
+    });
+    try {
+      const started = performance.now();
+      const summary = await verifier.runUntilSettled({}, { timeoutMs: 1500 });
+      expect(summary.status).toBe("timed_out");
+      expect(performance.now() - started).toBeLessThan(2900);
+      const verdicts = store.db.select({ verdict: jobs.verdict }).from(jobs).all();
+      expect(verdicts.map((v) => v.verdict).filter((v) => v === "unverifiable")).toEqual([]);
+    } finally {
+      await rpc.close();
+      for (const socket of sockets) socket.destroy();
+      hanging.close();
+    }
   });
 });

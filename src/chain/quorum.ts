@@ -345,10 +345,11 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     member: QuorumMember,
     signature: string,
     commitment: "confirmed" | "finalized",
+    signal?: AbortSignal,
   ): Promise<{ answer: EndpointAnswer; fetched: FetchedTransaction | null }> {
     try {
       const fetched = await observed(member, () =>
-        member.rpc.getTransaction(signature, commitment),
+        member.rpc.getTransaction(signature, commitment, signal ? { signal } : {}),
       );
       if (fetched === null) {
         return {
@@ -389,13 +390,16 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     signature: string,
     commitment: "confirmed" | "finalized",
     all: boolean,
+    signal?: AbortSignal,
   ) {
     const queue = order();
     const asked = queue.splice(0, all ? queue.length : k);
-    const results = await Promise.all(asked.map((m) => askTransaction(m, signature, commitment)));
+    const results = await Promise.all(
+      asked.map((m) => askTransaction(m, signature, commitment, signal)),
+    );
     let win = winner(results.map((r) => r.answer));
     while (win === null && queue.length > 0) {
-      results.push(await askTransaction(queue.shift()!, signature, commitment));
+      results.push(await askTransaction(queue.shift()!, signature, commitment, signal));
       win = winner(results.map((r) => r.answer));
     }
     return { results, win };
@@ -404,8 +408,9 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
   async function getTransaction(
     signature: string,
     commitment: "confirmed" | "finalized" = "finalized",
+    options: { signal?: AbortSignal } = {},
   ): Promise<FetchedTransaction | null> {
-    const { results, win } = await collectTransaction(signature, commitment, false);
+    const { results, win } = await collectTransaction(signature, commitment, false, options.signal);
     const answers = results.map((r) => r.answer);
     if (win !== null) {
       settle(win, answers, "getTransaction", signature);

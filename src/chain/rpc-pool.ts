@@ -111,13 +111,25 @@ export type RpcOutcomeName =
   | "rpc_error"
   | "timeout";
 
+/** How one call of the pool is made (see `call` in createRpcPool). */
+interface CallOptions {
+  skip?: ReadonlySet<Endpoint>;
+  attempts?: number;
+  signal?: AbortSignal;
+}
+
 export interface RpcPool {
   /** Splits into calls of statusBatchSize with searchTransactionHistory: true; null = not found. */
   getSignatureStatuses(signatures: string[]): Promise<(SignatureStatusInfo | null)[]>;
-  /** getTransaction (default finalized), maxSupportedTransactionVersion 0, encoding json; null = not found. */
+  /**
+   * getTransaction (default finalized), maxSupportedTransactionVersion 0, encoding json; null =
+   * not found. `signal` stops it: the caller gets an error at once, without waiting for a reply
+   * or a backoff (the request itself ends on its own timeout).
+   */
   getTransaction(
     signature: string,
     commitment?: "confirmed" | "finalized",
+    options?: { signal?: AbortSignal },
   ): Promise<FetchedTransaction | null>;
   getSlot(commitment?: "confirmed" | "finalized"): Promise<number>;
   /**
@@ -482,60 +494,96 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
     );
   };
 
-  /** One call, failing over between endpoints; `skip`: endpoints not to ask while others exist. */
+  /**
+   * One call, failing over between endpoints. `skip`: endpoints not to ask while others exist;
+   * `attempts`: at most this many (default `maxAttempts`); `signal`: the caller stops waiting.
+   */
   const call = async (
     method: string,
     params: unknown[],
-    skip?: ReadonlySet<Endpoint>,
+    options: CallOptions = {},
   ): Promise<{ result: unknown; raw: string; endpoint: Endpoint }> => {
+    const { skip, signal } = options;
+    const attemptsAllowed = options.attempts ?? maxAttempts;
     let failed: Endpoint | undefined;
     let attempts = 0;
     let rateLimited = 0;
     const tried = new Set<Endpoint>();
-    for (;;) {
+    // The caller's signal cuts short the wait for a reply (the request ends on its own timeout).
+    let onAbort: (() => void) | undefined;
+    const stopped = signal
+      ? new Promise<null>((resolve) => {
+          onAbort = () => resolve(null);
+          if (signal.aborted) onAbort();
+          else signal.addEventListener("abort", onAbort, { once: true });
+        })
+      : null;
+    const checkOpen = () => {
       if (closed) throw new AppError("rpc_unavailable", `${method}: the RPC pool is closed`);
-      const endpoint = pick(failed, skip);
-      tried.add(endpoint);
-      const outcome = await endpoint.send({ id: nextId++, method, params });
-      if (closed) throw new AppError("rpc_unavailable", `${method}: the RPC pool is closed`);
-      count(endpoint.name, method, outcomeName(method, outcome));
-      if (outcome.kind === "ok") {
-        endpoint.recordSuccess();
-        return { result: outcome.result, raw: outcome.raw, endpoint };
-      }
-      if (outcome.kind === "rpc_error" && permanentRpcErrors.has(outcome.code)) {
-        endpoint.recordSuccess();
-        throw new AppError("rpc_unavailable", `${method}: ${describe(outcome)}`, {
-          endpoint: endpoint.name,
-          rpcCode: outcome.code,
-        });
-      }
-      failed = endpoint;
-      if (outcome.kind === "rate_limited") {
-        // The endpoint paused itself; the next attempt goes to another one or waits out the pause.
-        rateLimited++;
-        if (rateLimited > maxRateLimited) {
-          throw new AppError("rpc_unavailable", `${method}: rate limited ${rateLimited} times`, {
+      if (signal?.aborted)
+        throw new AppError("rpc_unavailable", `${method}: stopped by its caller`);
+    };
+    try {
+      return await attempt();
+    } finally {
+      if (onAbort) signal?.removeEventListener("abort", onAbort);
+    }
+
+    async function attempt(): Promise<{ result: unknown; raw: string; endpoint: Endpoint }> {
+      for (;;) {
+        checkOpen();
+        const endpoint = pick(failed, skip);
+        tried.add(endpoint);
+        const sent = endpoint.send({ id: nextId++, method, params });
+        const outcome = stopped ? await Promise.race([sent, stopped]) : await sent;
+        checkOpen();
+        // Null only once the signal fired, which checkOpen has just thrown for.
+        if (outcome === null) continue;
+        count(endpoint.name, method, outcomeName(method, outcome));
+        if (outcome.kind === "ok") {
+          endpoint.recordSuccess();
+          return { result: outcome.result, raw: outcome.raw, endpoint };
+        }
+        if (outcome.kind === "rpc_error" && permanentRpcErrors.has(outcome.code)) {
+          endpoint.recordSuccess();
+          throw new AppError("rpc_unavailable", `${method}: ${describe(outcome)}`, {
             endpoint: endpoint.name,
+            rpcCode: outcome.code,
           });
         }
-        continue;
-      }
-      endpoint.recordFailure();
-      attempts++;
-      if (attempts >= maxAttempts) {
-        throw new AppError(
-          "rpc_unavailable",
-          `${method} failed after ${attempts} attempts (last on ${endpoint.name}): ${describe(outcome)}`,
-          { endpoint: endpoint.name },
-        );
-      }
-      // Failing over to an endpoint this call has not tried yet needs no wait; coming back
-      // to one that already failed does, with exponential backoff and full jitter.
-      if (tried.has(pick(failed, skip))) {
-        await sleeper.sleep(
-          backoff(attempts - 1, { baseMs: backoffBase, maxMs: backoffMax, jitter: [0, 1], random }),
-        );
+        failed = endpoint;
+        if (outcome.kind === "rate_limited") {
+          // The endpoint paused itself; the next attempt goes to another one or waits out the pause.
+          rateLimited++;
+          if (rateLimited > maxRateLimited) {
+            throw new AppError("rpc_unavailable", `${method}: rate limited ${rateLimited} times`, {
+              endpoint: endpoint.name,
+            });
+          }
+          continue;
+        }
+        endpoint.recordFailure();
+        attempts++;
+        if (attempts >= attemptsAllowed) {
+          throw new AppError(
+            "rpc_unavailable",
+            `${method} failed after ${attempts} attempts (last on ${endpoint.name}): ${describe(outcome)}`,
+            { endpoint: endpoint.name },
+          );
+        }
+        // Failing over to an endpoint this call has not tried yet needs no wait; coming back
+        // to one that already failed does, with exponential backoff and full jitter.
+        if (tried.has(pick(failed, skip))) {
+          await sleeper.sleep(
+            backoff(attempts - 1, {
+              baseMs: backoffBase,
+              maxMs: backoffMax,
+              jitter: [0, 1],
+              random,
+            }),
+            signal,
+          );
+        }
       }
     }
   };
@@ -552,11 +600,18 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
     signature: string,
     params: unknown[],
     skip: Endpoint | null,
-    silent = new Set<Endpoint>(),
+    silent: Set<Endpoint>,
+    signal: AbortSignal | undefined,
   ): Promise<Endpoint | null> {
     for (const endpoint of endpoints) {
       if (endpoint === skip || silent.has(endpoint)) continue;
-      const reply = await call("getTransaction", params, only(endpoint)).catch(() => {
+      // Asked once: an endpoint that does not answer is passed over, not waited on with retries
+      // (one that hangs held a round five timeouts per signature).
+      const reply = await call("getTransaction", params, {
+        skip: only(endpoint),
+        attempts: 1,
+        ...(signal ? { signal } : {}),
+      }).catch(() => {
         silent.add(endpoint);
         return null;
       });
@@ -589,14 +644,15 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
       return replies.flat();
     },
 
-    async getTransaction(signature, commitment = "finalized") {
+    async getTransaction(signature, commitment = "finalized", options = {}) {
+      const { signal } = options;
       // The endpoint asked is believed when it serves the transaction. Its "not found", or an
       // answer that does not parse (another signature's transaction), is checked against the
       // others: if one of them serves it, the endpoints disagree, which is trouble, retried.
       // The other's transaction is never taken over the first's "not found": a node serving a
       // history no other has would be believed exactly when that history is forged.
       const params = [signature, transactionParams(commitment)];
-      const first = await call("getTransaction", params);
+      const first = await call("getTransaction", params, signal ? { signal } : {});
       let malformed: AppError | null = null;
       if (first.result !== null) {
         try {
@@ -610,7 +666,7 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
           );
         }
       }
-      const servedBy = await servingEndpoint(signature, params, first.endpoint);
+      const servedBy = await servingEndpoint(signature, params, first.endpoint, new Set(), signal);
       if (servedBy !== null) {
         const said = malformed === null ? "has no transaction" : "serves an unreadable answer";
         throw new AppError(
@@ -631,9 +687,11 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
         for (let i = 0; i < list.length && !silent.has(endpoint); i += statusBatchSize) {
           const chunk = list.slice(i, i + statusBatchSize);
           const params = [chunk, { searchTransactionHistory: true }];
-          const reply = await call("getSignatureStatuses", params, only(endpoint)).catch(
-            () => null,
-          );
+          const reply = await call("getSignatureStatuses", params, {
+            skip: only(endpoint),
+            attempts: 1,
+            ...(signal ? { signal } : {}),
+          }).catch(() => null);
           let statuses: ReturnType<typeof statusesOf> | null = null;
           try {
             statuses = reply === null ? null : statusesOf(reply.result, chunk);
@@ -655,7 +713,7 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
         for (let signature = left.shift(); signature !== undefined; signature = left.shift()) {
           if (signal?.aborted) return;
           const params = [signature, transactionParams("confirmed")];
-          const servedBy = await servingEndpoint(signature, params, null, silent);
+          const servedBy = await servingEndpoint(signature, params, null, silent, signal);
           if (servedBy === null) continue;
           found.set(signature, {
             signature,

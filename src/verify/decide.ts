@@ -300,7 +300,7 @@ function prunedReason(
   const times = row.notFoundCount === undefined ? "" : ` ${row.notFoundCount} times`;
   const over =
     since === null ? "" : ` over ${Math.round((t - since) / 1000)} s since ${iso(since)}`;
-  return `the status is finalized but getTransaction answered "not found"${times}${over}, every endpoint asked: the node no longer serves the transaction (pruned)`;
+  return `the status is finalized but getTransaction answered "not found"${times}${over}, each time asked of every endpoint that answered (one that did not is not waited for): the node no longer serves the transaction (pruned)`;
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();

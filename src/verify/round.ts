@@ -322,8 +322,13 @@ export function createRound(deps: RoundDeps): Round {
           if (signal.aborted) return null;
           started.add(signature);
           try {
-            return { ok: true as const, result: await rpc.getTransaction(signature) };
+            return {
+              ok: true as const,
+              result: await rpc.getTransaction(signature, "finalized", { signal }),
+            };
           } catch (error) {
+            // A stopped round leaves the signature as it was: not trouble, not a miss.
+            if (signal.aborted) return null;
             return { ok: false as const, error };
           }
         })

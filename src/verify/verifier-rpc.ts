@@ -15,8 +15,15 @@ export interface SignatureStatusLike {
 export interface VerifierRpc {
   /** Statuses with history searched; the pool splits the list into calls of at most 256. */
   getSignatureStatuses(signatures: string[]): Promise<(SignatureStatusLike | null)[]>;
-  /** The finalized transaction, or null when the node has none. */
-  getTransaction(signature: string): Promise<{ facts: TransactionFacts; raw: unknown } | null>;
+  /**
+   * The finalized transaction, or null when the node has none. `signal` (a stopping round)
+   * makes it give up at once with an error.
+   */
+  getTransaction(
+    signature: string,
+    commitment?: "finalized",
+    options?: { signal?: AbortSignal },
+  ): Promise<{ facts: TransactionFacts; raw: unknown } | null>;
   getSlot(): Promise<number>;
   /**
    * The signatures any endpoint shows (each asked on its own, statuses then transactions), and
