@@ -3,6 +3,8 @@ import type { Store } from "../src/db/client.js";
 import { openPostgres } from "../src/db/pg/client.js";
 import { ingestReceiptsVia } from "../src/recorder/ingest.js";
 import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
+import { createJobQueueStore } from "../src/store/job-queue.js";
+import { recordReceiptsPg } from "../src/store/pg/receipts.js";
 import {
   createReceiptsStore,
   maxStoredConflicts,
@@ -582,6 +584,27 @@ describe("receipts store on postgres, from two processes at once", () => {
       summary: true,
       more_conflicts: 30 - (maxStoredConflicts - 1),
     });
+  });
+
+  it("keeps a verifier off an open job that a receipt not yet committed names the money of", async () => {
+    const [a, b] = await twoStores();
+    if (a.kind !== "postgres") throw new Error("a PostgreSQL store");
+    // A replay recorded and waiting its turn, held by no verifier.
+    const replay = receipt();
+    await createReceiptsStore(a).record([replay], "ingest", { now: 10 });
+    const real = receipt({ escrowTx: replay.escrowTx, settlementTx: replay.settlementTx });
+    const queue = createJobQueueStore(b);
+    const claim = (t: number) => queue.claim("verifier-b", null, { t, leaseMs: 60_000, limit: 10 });
+    // The real job's receipt, recorded by another host whose group has not committed yet: a
+    // verifier taking the replay now would judge it without the real job, keep the money, and
+    // never be told otherwise.
+    const during = await a.db.transaction(async (tx) => {
+      await recordReceiptsPg(tx, [real], "ingest", { now: 20 });
+      return claim(30);
+    });
+    expect(during).toEqual([]);
+    // Committed: both are judged, each seeing the other.
+    expect((await claim(40)).map((r) => r.jobId).sort()).toEqual([real.jobId, replay.jobId].sort());
   });
 
   it("applies the same fill once when both send it", async () => {

@@ -1,4 +1,17 @@
-import { and, eq, gte, inArray, isNull, lt, lte, or, type SQL, sql } from "drizzle-orm";
+import {
+  and,
+  eq,
+  gte,
+  inArray,
+  isNotNull,
+  isNull,
+  lt,
+  lte,
+  not,
+  or,
+  type SQL,
+  sql,
+} from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { jobs } from "../../db/pg/schema.js";
 import { finalVerdicts, type Verdict, verdictIsOpen, verdicts } from "../../db/schema.js";
@@ -45,6 +58,15 @@ export async function reopenJobsPg(
  * `signatures` with a final verdict or a lease held are reopened, inside the caller's
  * transaction. One indexed lookup per column, as there; the jobs API indexes hold only a
  * signature the receipt does not name.
+ *
+ * Every namer's row is locked first (`FOR UPDATE`, in job-id order so two writers naming the
+ * same signatures take their locks in one order), the open ones nobody holds too, although
+ * they are not written. Transactions here run concurrently: without the lock a verifier could
+ * claim such a job before the caller commits, read its namers without the caller's new one
+ * (READ COMMITTED) and write a verdict that keeps the money, never to be reopened. The claim
+ * skips a locked row (`SKIP LOCKED`) and takes the job once the caller has committed, when the
+ * new namer is there to read; a verdict write that waits on the lock finds the lease dropped
+ * (its UPDATE checks `lease_owner` again on the row it waited for) and writes nothing.
  */
 export async function reopenNamersPg(
   tx: PgExecutor,
@@ -53,17 +75,25 @@ export async function reopenNamersPg(
 ): Promise<number> {
   if (signatures.length === 0) return 0;
   const sigs = sql`${sql.param([...new Set(signatures)])}::text[]`;
-  const namers = sql`SELECT job_id FROM jobs WHERE escrow_tx = ANY(${sigs})
-    UNION SELECT job_id FROM jobs WHERE settlement_tx = ANY(${sigs})
-    UNION SELECT job_id FROM jobs WHERE api_escrow_tx = ANY(${sigs})
-      AND api_escrow_tx IS DISTINCT FROM escrow_tx
-    UNION SELECT job_id FROM jobs WHERE api_settlement_tx = ANY(${sigs})
-      AND api_settlement_tx IS DISTINCT FROM settlement_tx`;
+  // Raw SQL: a UNION of index lookups, locked in order; the builder cannot lock a UNION.
+  const locked = await tx.execute<{ job_id: string }>(sql`SELECT job_id FROM jobs
+    WHERE job_id IN (SELECT job_id FROM jobs WHERE escrow_tx = ANY(${sigs})
+      UNION SELECT job_id FROM jobs WHERE settlement_tx = ANY(${sigs})
+      UNION SELECT job_id FROM jobs WHERE api_escrow_tx = ANY(${sigs})
+        AND api_escrow_tx IS DISTINCT FROM escrow_tx
+      UNION SELECT job_id FROM jobs WHERE api_settlement_tx = ANY(${sigs})
+        AND api_settlement_tx IS DISTINCT FROM settlement_tx)
+    ORDER BY job_id FOR UPDATE`);
+  const namers = locked.rows.map((row) => row.job_id);
+  if (namers.length === 0) return 0;
+  // Read after the locks are held: what is final or leased now stays so until commit.
   return reopenJobsPg(
     tx,
     {
-      where: sql`${jobs.jobId} IN (${namers})
-        AND (NOT ${verdictIsOpen(jobs.verdict)} OR ${jobs.leaseOwner} IS NOT NULL)`,
+      where: and(
+        jobIdIn(namers),
+        or(not(verdictIsOpen(jobs.verdict)), isNotNull(jobs.leaseOwner)),
+      ) as SQL,
     },
     now,
   );
