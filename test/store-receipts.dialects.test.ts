@@ -475,6 +475,51 @@ describe.each(dialects)("receipts store on %s", (dialect) => {
     expect(conflicts[0]?.receipt).toMatchObject({ http_status: 200 });
   });
 
+  it("takes an error answer from any copy over a recorded 2xx, keeps the copy as a conflict and judges the job again", async () => {
+    const store = await stores.open();
+    // The same receipt, first as answered, then as the error the caller really got: whichever
+    // order they come in, the job must not stay verified on the answer.
+    const same = receipt();
+    await record(store, { ...same, httpStatus: 200 }, "ingest", { now: 10 });
+    await updateJob(store, same.jobId, { verdict: "verified", nextVerifyAt: 9_999_999 });
+    expect(await record(store, { ...same, httpStatus: 500 }, "ingest", { now: 20 })).toEqual([
+      { outcome: "conflict", differences: ["http_status"] },
+    ]);
+    expect(await readJob(store, same.jobId)).toMatchObject({
+      httpStatus: 500,
+      verdict: "pending",
+      nextVerifyAt: 20,
+    });
+    // From another source, with a field the first lacked: a conflict that still takes the error.
+    const other = receipt({ settlementTx: null });
+    await record(store, { ...other, httpStatus: 200 }, "import", { now: 10 });
+    await updateJob(store, other.jobId, { verdict: "verified", nextVerifyAt: 9_999_999 });
+    const fuller = { ...other, settlementTx: signature(), httpStatus: 502 };
+    expect(await record(store, fuller, "ingest", { now: 30 })).toEqual([
+      { outcome: "conflict", differences: ["settlement_tx", "http_status"] },
+    ]);
+    expect(await readJob(store, other.jobId)).toMatchObject({
+      httpStatus: 502,
+      settlementTx: null,
+      verdict: "pending",
+    });
+    // A 2xx never replaces an error answer, and of two errors the first stays.
+    expect(outcomes(await record(store, { ...same, httpStatus: 200 }, "ingest"))).toEqual([
+      "conflict",
+    ]);
+    expect(outcomes(await record(store, { ...same, httpStatus: 503 }, "ingest"))).toEqual([
+      "conflict",
+    ]);
+    expect(await readJob(store, same.jobId)).toMatchObject({ httpStatus: 500 });
+    const conflicts = await readConflicts(store);
+    expect(
+      conflicts.filter((c) => c.jobId === same.jobId).map((c) => c.receipt.http_status),
+    ).toEqual([500, 200, 503]);
+    expect(conflicts.find((c) => c.jobId === other.jobId)?.receipt).toMatchObject({
+      http_status: 502,
+    });
+  });
+
   it("sends back every judged job naming a signature a receipt newly names, even one re-posted in the same batch", async () => {
     const store = await stores.open();
     // A replay judged before the job it copies; a job being judged; one waiting its turn.

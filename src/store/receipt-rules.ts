@@ -239,21 +239,38 @@ export function gainedConflictSignatures(row: RecordedRow, receipt: Receipt): st
   return known.size > before ? [...known] : null;
 }
 
+/** A status the caller got an answer with (2xx); any other gave no completion. */
+const answered = (status: number) => status >= 200 && status <= 299;
+
 /**
  * What another receipt of a recorded job does with its HTTP status, which is how the receipt
- * was captured, not part of its hash, yet decides `refund.not_settled`: nothing when it names
- * none or the recorded one; fills a status the recorded receipt lacks, from any source (a
- * status only ever makes the checks stricter: an error answer charged nothing, while one that
- * is there is never replaced); a conflict when both name one and they differ.
+ * was captured, not part of its hash, yet decides `refund.not_settled`:
+ * - `none`: it names none, or the recorded one;
+ * - `fill`: the recorded receipt lacks one, whatever the source;
+ * - `replace`: it says the caller got no answer (outside 2xx) where the recorded one says 2xx.
+ *   Copies that disagree on whether the caller got an answer must not leave the job judged on
+ *   the answer, whichever came first: the error is what makes the checks stricter (no
+ *   completion, so no charge). The copy is still a conflict that names `http_status`;
+ * - `conflict`: both name one and they differ otherwise (a 2xx never replaces an error
+ *   answer; of two errors, or two 2xx, the first stays).
  */
 export function statusOfCopy(
   row: Pick<RecordedRow, "httpStatus">,
   receipt: Pick<Receipt, "httpStatus">,
-): "none" | "fill" | "conflict" {
+): "none" | "fill" | "replace" | "conflict" {
   const status = receipt.httpStatus ?? null;
   if (status === null || status === row.httpStatus) return "none";
-  return row.httpStatus === null ? "fill" : "conflict";
+  if (row.httpStatus === null) return "fill";
+  return answered(row.httpStatus) && !answered(status) ? "replace" : "conflict";
 }
+
+/** True when a copy's status is written on the job (see `statusOfCopy`). */
+export const statusWritten = (status: ReturnType<typeof statusOfCopy>) =>
+  status === "fill" || status === "replace";
+
+/** True when a copy's status is a finding kept with the copy (see `statusOfCopy`). */
+export const statusDiffers = (status: ReturnType<typeof statusOfCopy>) =>
+  status === "conflict" || status === "replace";
 
 /**
  * The signatures `receipt` makes its job name that it did not name before (`row` null: the

@@ -31,7 +31,9 @@ import {
   type RecordedRow,
   receiptFields,
   receiptHash,
+  statusDiffers,
   statusOfCopy,
+  statusWritten,
 } from "./receipt-rules.js";
 import type { WriteUnit } from "./write-unit.js";
 
@@ -367,24 +369,27 @@ function recordOne(
     const status = statusOfCopy(recorded, receipt);
     if (status === "none") return { result: { outcome: "duplicate" }, reopen: false, named: [] };
     const row = st.select.get({ jobId: receipt.jobId }) as StoredRow;
-    if (status === "fill") {
+    if (statusWritten(status)) {
       st.fillStatus.run({ jobId: receipt.jobId, httpStatus: receipt.httpStatus, now });
+    }
+    if (status === "fill") {
       return { result: { outcome: "updated" }, reopen: needsReopen(row, now), named: [] };
     }
     const differences = ["http_status"];
     storeConflict(st, row, receipt, source, differences, now);
-    return { result: { outcome: "conflict", differences }, reopen: false, named: [] };
+    const reopen = status === "replace" && needsReopen(row, now);
+    return { result: { outcome: "conflict", differences }, reopen, named: [] };
   }
   const row = st.select.get({ jobId: receipt.jobId }) as StoredRow;
   const reopen = needsReopen(row, now);
   const named = newlyNamed(row, receipt);
-  // A status the recorded receipt lacks is taken whatever else this receipt does; one that
-  // differs from the recorded one is a conflict of its own (see `statusOfCopy`).
+  // A status the recorded receipt lacks, or an error answer where it says 2xx, is taken
+  // whatever else this receipt does; one that differs is a conflict too (see `statusOfCopy`).
   const status = completesCapture ? "none" : statusOfCopy(row, receipt);
-  if (status === "fill") {
+  if (statusWritten(status)) {
     st.fillStatus.run({ jobId: receipt.jobId, httpStatus: receipt.httpStatus, now });
   }
-  const statusDiffers = status === "conflict" ? ["http_status"] : [];
+  const statusFinding = statusDiffers(status) ? ["http_status"] : [];
   if (completesCapture) {
     const settlementTx = receipt.settlementTx ?? row.settlementTx;
     const completed = st.completeCapture.run(
@@ -407,21 +412,21 @@ function recordOne(
     const differences = [
       ...differingFields(row, receipt),
       ...filledFields(row, receipt).map(columnOf),
-      ...statusDiffers,
+      ...statusFinding,
     ];
     const gained = storeConflict(st, row, receipt, source, differences, now);
     return {
       result: { outcome: "conflict", differences },
-      reopen: (gained || status === "fill") && reopen,
+      reopen: (gained || statusWritten(status)) && reopen,
       named: gained ? named : [],
     };
   }
-  const differences = [...differingFields(row, receipt), ...statusDiffers];
+  const differences = [...differingFields(row, receipt), ...statusFinding];
   if (differences.length > 0) {
     const gained = storeConflict(st, row, receipt, source, differences, now);
     return {
       result: { outcome: "conflict", differences },
-      reopen: (gained || status === "fill") && reopen,
+      reopen: (gained || statusWritten(status)) && reopen,
       named: gained ? named : [],
     };
   }

@@ -19,7 +19,9 @@ import {
   type RecordedRow,
   receiptFields,
   receiptHash,
+  statusDiffers,
   statusOfCopy,
+  statusWritten,
 } from "../receipt-rules.js";
 import type { ReceiptsStore, RecordOptions, RecordResult } from "../receipts.js";
 import type { PgExecutor, PgTx } from "./executor.js";
@@ -206,30 +208,33 @@ async function recordExisting(
   if (!completesCapture && row.receiptHash === hash) {
     const status = statusOfCopy(row, receipt);
     if (status === "none") return { result: { outcome: "duplicate" }, reopen: false, named: [] };
-    if (status === "fill") {
+    if (statusWritten(status)) {
       await tx
         .update(jobs)
         .set({ httpStatus: receipt.httpStatus ?? null, updatedAt: now })
         .where(eq(jobs.jobId, receipt.jobId));
+    }
+    if (status === "fill") {
       return { result: { outcome: "updated" }, reopen: needsReopen(row, now), named: [] };
     }
     const differences = ["http_status"];
     await storeConflict(tx, row, receipt, source, differences, now);
-    return { result: { outcome: "conflict", differences }, reopen: false, named: [] };
+    const reopen = status === "replace" && needsReopen(row, now);
+    return { result: { outcome: "conflict", differences }, reopen, named: [] };
   }
   const reopen = needsReopen(row, now);
   const named = newlyNamed(row, receipt);
   const byId = eq(jobs.jobId, receipt.jobId);
-  // As on SQLite: a status the recorded receipt lacks is taken whatever else this receipt
-  // does; one that differs is a conflict of its own.
+  // As on SQLite: a status the recorded receipt lacks, or an error answer where it says 2xx,
+  // is taken whatever else this receipt does; one that differs is a conflict too.
   const status = completesCapture ? "none" : statusOfCopy(row, receipt);
-  if (status === "fill") {
+  if (statusWritten(status)) {
     await tx
       .update(jobs)
       .set({ httpStatus: receipt.httpStatus ?? null, updatedAt: now })
       .where(byId);
   }
-  const statusDiffers = status === "conflict" ? ["http_status"] : [];
+  const statusFinding = statusDiffers(status) ? ["http_status"] : [];
   if (completesCapture) {
     const params = captureParams(receipt, source, now, hash);
     const { now: _now, source: _source, ...values } = params;
@@ -254,21 +259,21 @@ async function recordExisting(
     const differences = [
       ...differingFields(row, receipt),
       ...filledFields(row, receipt).map(columnOf),
-      ...statusDiffers,
+      ...statusFinding,
     ];
     const gained = await storeConflict(tx, row, receipt, source, differences, now);
     return {
       result: { outcome: "conflict", differences },
-      reopen: (gained || status === "fill") && reopen,
+      reopen: (gained || statusWritten(status)) && reopen,
       named: gained ? named : [],
     };
   }
-  const differences = [...differingFields(row, receipt), ...statusDiffers];
+  const differences = [...differingFields(row, receipt), ...statusFinding];
   if (differences.length > 0) {
     const gained = await storeConflict(tx, row, receipt, source, differences, now);
     return {
       result: { outcome: "conflict", differences },
-      reopen: (gained || status === "fill") && reopen,
+      reopen: (gained || statusWritten(status)) && reopen,
       named: gained ? named : [],
     };
   }
