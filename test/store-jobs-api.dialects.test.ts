@@ -222,6 +222,47 @@ describe.each(dialects)("jobs API answers store on %s", (dialect) => {
     }
   });
 
+  it("sends back every judged job naming a signature a later answer stops naming", async () => {
+    const store = await stores.open();
+    const answers = createJobsApiStore(store);
+    // The job's receipt names no escrow; its first answer names the lock, a replay names it
+    // too and was judged while the job owned it (so the replay owned nothing).
+    const lock = signature();
+    const settlementTx = signature();
+    const job = jobId();
+    await seedJob(store, { jobId: job, escrowTx: null, settlementTx: null });
+    await answers.recordAnswer(job, answer({ escrowTx: lock, settlementTx }), 100);
+    const replay = jobId();
+    await seedJob(store, {
+      jobId: replay,
+      escrowTx: lock,
+      settlementTx,
+      verdict: "discrepancy",
+      nextVerifyAt: 9_999_999,
+    });
+    // A lock the job's receipt names stays the job's whatever the answers say.
+    const own = signature();
+    const receipted = jobId();
+    await seedJob(store, { jobId: receipted, escrowTx: own, settlementTx: signature() });
+    await answers.recordAnswer(receipted, answer({ escrowTx: own }), 100);
+    const another = jobId();
+    await seedJob(store, {
+      jobId: another,
+      escrowTx: own,
+      settlementTx: signature(),
+      verdict: "discrepancy",
+      nextVerifyAt: 9_999_999,
+    });
+    // The later answers name no lock: the job no longer owns it, so the replay may.
+    await answers.recordAnswer(job, answer({ escrowTx: null, settlementTx }), 200);
+    await answers.recordAnswer(receipted, answer({ escrowTx: null }), 200);
+    expect(await readJob(store, replay)).toMatchObject({ verdict: "pending", nextVerifyAt: 200 });
+    expect(await readJob(store, another)).toMatchObject({
+      verdict: "discrepancy",
+      nextVerifyAt: 9_999_999,
+    });
+  });
+
   it("changes nothing for an unknown job id", async () => {
     const store = await stores.open();
     await createJobsApiStore(store).recordAnswer("job_unknown", answer(), 100);

@@ -544,6 +544,23 @@ describe.each(dialects)("receipts store on %s", (dialect) => {
     // Nobody holds it and nothing was decided: it reads every namer when its turn comes.
     expect(await readJob(store, waiting.jobId)).toMatchObject({ nextVerifyAt: 500 });
   });
+
+  it("sends back every judged job naming a signature the proxy's completion stops naming", async () => {
+    const store = await stores.open();
+    // The proxy opened the job's row with the lock its headers named; a replay names that lock
+    // and was judged while the job owned it. The completion names another lock.
+    const open = receipt({ settlementTx: null, captureState: "open" });
+    await record(store, open, "proxy", { now: 10 });
+    const replay = receipt({ escrowTx: open.escrowTx });
+    await record(store, replay, "ingest", { now: 10 });
+    await updateJob(store, replay.jobId, { verdict: "discrepancy", nextVerifyAt: 9_999_999 });
+    const done = { ...open, escrowTx: signature(), captureState: "complete" as const };
+    expect(outcomes(await record(store, done, "proxy", { now: 20 }))).toEqual(["updated"]);
+    expect(await readJob(store, replay.jobId)).toMatchObject({
+      verdict: "pending",
+      nextVerifyAt: 20,
+    });
+  });
 });
 
 describe("receipts store on postgres, from two processes at once", () => {

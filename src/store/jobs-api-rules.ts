@@ -91,14 +91,23 @@ export function answerColumns(row: AnsweredRow, answer: JobsApiAnswer) {
 }
 
 /**
- * The signatures `answer` makes the job name that neither its receipt nor an earlier answer
- * named: their other namers are judged again (see `newlyNamed` in receipt-rules.ts).
+ * The signatures whose namers `answer` changes, so their other namers are judged again (see
+ * `newlyNamed` in receipt-rules.ts): those it makes the job name that neither its receipt nor
+ * an earlier answer named, and those the earlier answer named that the job names no more (not
+ * this answer, not its receipt). Who owns a signature's money turns on every job naming it:
+ * a job that stops naming one no longer owns it, and a replay of it judged while it did owned
+ * nothing, so without being judged again the money would be counted for nobody.
  */
-export function answerNewlyNamed(row: AnsweredRow, answer: JobsApiAnswer): string[] {
+export function answerRenames(row: AnsweredRow, answer: JobsApiAnswer): string[] {
   const known = [row.escrowTx, row.settlementTx, row.apiEscrowTx, row.apiSettlementTx];
-  return [answer.escrowTx, answer.settlementTx].filter(
+  const kept = [row.escrowTx, row.settlementTx, answer.escrowTx, answer.settlementTx];
+  const added = [answer.escrowTx, answer.settlementTx].filter(
     (s): s is string => s !== null && !known.includes(s),
   );
+  const dropped = [row.apiEscrowTx, row.apiSettlementTx].filter(
+    (s): s is string => s !== null && !kept.includes(s),
+  );
+  return [...added, ...dropped];
 }
 
 /**

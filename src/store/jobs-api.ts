@@ -6,8 +6,8 @@ import {
   answerBody,
   answerColumns,
   answerIsOlder,
-  answerNewlyNamed,
   answerQueueEffect,
+  answerRenames,
 } from "./jobs-api-rules.js";
 import { createPgJobsApiStore, recordJobsApiAnswerPg } from "./pg/jobs-api.js";
 import { indexAwareUpdate, inWriteTransaction, param, perConnection } from "./prepared.js";
@@ -124,7 +124,7 @@ export function recordJobsApiAnswerInTransaction(
     // Each only when it changes something: a write of `jobs` fires its rollup triggers.
     if (effect === "reopen") reopenJobs(tx, { jobIds: [jobId] }, now);
     else if (effect === "due") makeDue(tx, [jobId], now);
-    reopenNamers(tx, answerNewlyNamed(row, answer), now);
+    reopenNamers(tx, answerRenames(row, answer), now);
   });
 }
 

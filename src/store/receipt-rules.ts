@@ -291,6 +291,22 @@ export function newlyNamed(row: RecordedRow | null, receipt: Receipt): string[] 
   );
 }
 
+/**
+ * The signatures the proxy's completion of the row it opened stops naming: a completion
+ * replaces the receipt's columns (`written`), so a signature of the open row can go. Its other
+ * namers are judged again, as for `newlyNamed`: while this job named it they may have owned
+ * nothing of its money, which would then be counted for nobody.
+ */
+export function noLongerNamed(
+  row: RecordedRow,
+  written: Pick<ReceiptCore, "escrowTx" | "settlementTx">,
+): string[] {
+  const after = [written.escrowTx, written.settlementTx, ...(row.conflictSignatures ?? [])];
+  return [row.escrowTx, row.settlementTx].filter(
+    (s): s is string => s !== null && !after.includes(s),
+  );
+}
+
 /** The summary row beyond the cap, counting one more conflict: `record` is the latest. */
 export function nextSummary(
   last: { receipt: Record<string, unknown>; differences: string[] },

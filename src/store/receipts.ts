@@ -26,6 +26,7 @@ import {
   needsReopen,
   newlyNamed,
   nextSummary,
+  noLongerNamed,
   type Receipt,
   type ReceiptCore,
   type RecordedRow,
@@ -403,7 +404,8 @@ function recordOne(
       row,
     );
     expectWritten(completed.changes, receipt.jobId);
-    return { result: { outcome: "updated" }, reopen, named };
+    const dropped = noLongerNamed(row, { escrowTx: receipt.escrowTx, settlementTx });
+    return { result: { outcome: "updated" }, reopen, named: [...named, ...dropped] };
   }
 
   // Another source's receipt never completes or corrects this one: anything but the same

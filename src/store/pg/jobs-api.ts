@@ -6,8 +6,8 @@ import {
   answerBody,
   answerColumns,
   answerIsOlder,
-  answerNewlyNamed,
   answerQueueEffect,
+  answerRenames,
 } from "../jobs-api-rules.js";
 import type { PgExecutor } from "./executor.js";
 import { makeDuePg, reopenJobsPg, reopenNamersPg } from "./job-queue.js";
@@ -69,7 +69,7 @@ export async function recordJobsApiAnswerPg(
     }
     if (effect === "reopen") await reopenJobsPg(tx, { jobIds: [jobId] }, now);
     else if (effect === "due") await makeDuePg(tx, [jobId], now);
-    await reopenNamersPg(tx, answerNewlyNamed(row, answer), now);
+    await reopenNamersPg(tx, answerRenames(row, answer), now);
   });
 }
 

@@ -15,6 +15,7 @@ import {
   needsReopen,
   newlyNamed,
   nextSummary,
+  noLongerNamed,
   type Receipt,
   type RecordedRow,
   receiptFields,
@@ -250,7 +251,8 @@ async function recordExisting(
         updatedAt: now,
       })
       .where(byId);
-    return { result: { outcome: "updated" }, reopen, named };
+    const dropped = noLongerNamed(row, { escrowTx: receipt.escrowTx, settlementTx });
+    return { result: { outcome: "updated" }, reopen, named: [...named, ...dropped] };
   }
 
   // Another source's receipt never completes or corrects this one: anything but the same
