@@ -342,6 +342,30 @@ describe.each(dialects)("the signature store on %s", (dialect) => {
     expect(rows.get("b")).toMatchObject({ slot: 7, raw: "first", fetchedAt: t });
   });
 
+  it("keeps the job a transaction's memos name, written with its facts or later, never changed", async () => {
+    const store = await stores.open();
+    await seedSignatures(store, [
+      { signature: "fetched", state: "landed", commitment: "confirmed" },
+      // Stored by the ledger reader, or before the column: facts without a memo job.
+      { signature: "older", state: "finalized", facts: {} },
+      { signature: "unfetched", state: "landed" },
+    ]);
+    const signatures = createSignatureStore(store);
+    const facts = factsOf("fetched", 7, "decentral:escrow:job_a");
+    await signatures.recordFetchedAll([
+      { signature: "fetched", fetched: { facts, raw: "r" }, t, memoJob: "job_a" },
+    ]);
+    await signatures.recordMemoJobs([
+      { signature: "older", memoJob: "job_b" },
+      { signature: "fetched", memoJob: "job_c" },
+      { signature: "unfetched", memoJob: "job_d" },
+    ]);
+    const rows = await signatures.load(["fetched", "older", "unfetched"]);
+    expect(rows.get("fetched")?.memoJob).toBe("job_a");
+    expect(rows.get("older")?.memoJob).toBe("job_b");
+    expect(rows.get("unfetched")?.memoJob).toBeNull();
+  });
+
   it("stores a transaction without an error as NULL, and a failed one's error as JSON", async () => {
     const store = await stores.open();
     await seedSignatures(store, [

@@ -375,6 +375,14 @@ export const chainTransactions = sqliteTable(
      * a signature still unseen (history searched) is dropped.
      */
     notFoundSlot: integer("not_found_slot"),
+    /**
+     * The one job the transaction's memos name (`memoJobOf`), written by the verifier with the
+     * facts, or when it first reads a row stored without it (by the ledger reader, or before
+     * 2026-11-29). Null when the memos name none or several, or not written yet. A receipt
+     * naming the signature does not send that job back to the verifier: it owns the money
+     * whoever else names it (see `reopenNamers`).
+     */
+    memoJob: text("memo_job"),
   },
   (t) => [index("chain_transactions_state").on(t.state)],
 );

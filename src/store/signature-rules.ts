@@ -7,9 +7,18 @@ import { stringifyWithBigints } from "../money.js";
  * (signatures.ts) and the PostgreSQL one (pg/signatures.ts).
  */
 
-/** The columns a fetched transaction writes besides its state: its facts and the raw reply. */
-export function fetchedColumns(facts: TransactionFacts, raw: unknown, t: number) {
+/**
+ * The columns a fetched transaction writes besides its state: its facts, the raw reply and the
+ * one job its memos name (null when unknown here: written when the verifier reads the row).
+ */
+export function fetchedColumns(
+  facts: TransactionFacts,
+  raw: unknown,
+  t: number,
+  memoJob: string | null = null,
+) {
   return {
+    memoJob,
     slot: facts.slot,
     blockTime: facts.blockTime,
     feeLamports: facts.fee,

@@ -1,4 +1,4 @@
-import { and, eq, isNull, sql } from "drizzle-orm";
+import { and, eq, isNotNull, isNull, sql } from "drizzle-orm";
 import type { TransactionFacts } from "../chain/transaction-facts.js";
 import type { SqliteStore, Store } from "../db/client.js";
 import { chainTransactions } from "../db/schema.js";
@@ -32,6 +32,8 @@ export interface FetchedItem {
   fetched: { facts: TransactionFacts; raw: unknown };
   /** When it was fetched (ms since epoch). */
   t: number;
+  /** The one job its memos name under the verifier's profile (`memoJobOf`), if known. */
+  memoJob?: string | null;
 }
 
 export interface SignatureStore {
@@ -62,6 +64,12 @@ export interface SignatureStore {
    * rows as stored.
    */
   recordFetchedAll(items: readonly FetchedItem[]): Promise<Map<string, SignatureRow>>;
+  /**
+   * Writes the one job the memos of stored transactions name (`memoJobOf`) where the row has
+   * none yet: rows the ledger reader stored, or stored before the column existed. Rows without
+   * facts are left alone. It never changes a value written: the facts of a row never change.
+   */
+  recordMemoJobs(found: readonly { signature: string; memoJob: string }[]): Promise<void>;
   /**
    * The status said finalized but no endpoint returned the transaction (a lagging or pruning
    * node): the miss counts while nobody has stored the transaction, the first one's time is
@@ -211,6 +219,7 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
       facts: param("facts"),
       raw: param("raw"),
       fetchedAt: param("fetchedAt"),
+      memoJob: param("memoJob"),
     })
     .where(
       and(
@@ -221,10 +230,26 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
     .prepare();
 
   const storeAllFetched = sqlite.transaction((items: readonly FetchedItem[]) => {
-    for (const { signature, fetched, t } of items) {
-      storeFetched.run({ signature, ...fetchedColumns(fetched.facts, fetched.raw, t) });
+    for (const { signature, fetched, t, memoJob } of items) {
+      storeFetched.run({ signature, ...fetchedColumns(fetched.facts, fetched.raw, t, memoJob) });
     }
   });
+  const storeMemoJob = db
+    .update(chainTransactions)
+    .set({ memoJob: param("memoJob") })
+    .where(
+      and(
+        eq(chainTransactions.signature, sql.placeholder("signature")),
+        isNull(chainTransactions.memoJob),
+        isNotNull(chainTransactions.facts),
+      ),
+    )
+    .prepare();
+  const storeMemoJobs = sqlite.transaction(
+    (found: readonly { signature: string; memoJob: string }[]) => {
+      for (const f of found) storeMemoJob.run(f);
+    },
+  );
 
   // Raw SQL: INSERT … SELECT from json_each (see `load`); the other columns take their defaults.
   const insertMissingStatement = sqlite.prepare(
@@ -294,6 +319,10 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
       return (await recordFetchedAll([{ signature, fetched, t }])).get(signature);
     },
     recordFetchedAll,
+    async recordMemoJobs(found) {
+      if (found.length === 0) return;
+      storeMemoJobs.immediate(found);
+    },
     async recordFetchMiss(signature, maxMisses, { t, minSpanMs }) {
       fetchMissed.run({ signature, maxMisses, t, minSpanMs });
       return load([signature]).get(signature);

@@ -26,7 +26,7 @@ export type {
 } from "./checks/check-input.js";
 export { MAX_NAMED_BY } from "./checks/check-input.js";
 export { type CreditsSpan, creditsHeaderMatches } from "./checks/credits.js";
-export { type MemoKind, parseJobMemos } from "./checks/memos.js";
+export { type MemoKind, memoJobOf, parseJobMemos } from "./checks/memos.js";
 export { jobSignatures, signatureOwner } from "./checks/signatures.js";
 
 /**

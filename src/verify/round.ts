@@ -17,7 +17,7 @@ import {
   type SignatureStore,
 } from "../store/signatures.js";
 import type { VerdictStore, VerdictWrite } from "../store/verdicts.js";
-import { type CreditsSpan, jobSignatures, MAX_NAMED_BY, parseJobMemos } from "./checks.js";
+import { type CreditsSpan, jobSignatures, MAX_NAMED_BY, memoJobOf } from "./checks.js";
 import { custodyViews } from "./custody.js";
 import { type DecideJob, type Decision, decide } from "./decide.js";
 import { readLock } from "./money-movements.js";
@@ -306,7 +306,8 @@ export function createRound(deps: RoundDeps): Round {
     };
     const storeFetched = (signature: string, result: FetchedItem["fetched"]) =>
       new Promise<SignatureRow | undefined>((resolve, reject) => {
-        toStore.push({ item: { signature, fetched: result, t: now() }, resolve, reject });
+        const memoJob = memoJobOf(profile, result.facts.memos);
+        toStore.push({ item: { signature, fetched: result, t: now(), memoJob }, resolve, reject });
         if (ending || toStore.length >= options.fetchConcurrency) storeBatch();
         else storeTimer ??= setTimeout(storeBatch, STORE_WAIT_MS);
       });
@@ -406,15 +407,19 @@ export function createRound(deps: RoundDeps): Round {
       for (const [sig, n] of found.totals) namedTotal.set(sig, n);
       for (const sig of sigs) if (!namedTotal.has(sig)) namedTotal.set(sig, 0);
       const askNames: { jobId: string; signature: string }[] = [];
+      const memoJobs: { signature: string; memoJob: string }[] = [];
       for (const signature of sigs) {
-        const memoJobs = [
-          ...new Set(parseJobMemos(profile, factsOf(signature)!.memos).map((m) => m.jobId)),
-        ];
-        if (memoJobs.length === 1 && !(named.get(signature) ?? []).includes(memoJobs[0]!)) {
-          askNames.push({ jobId: memoJobs[0]!, signature });
+        const memoJob = memoJobOf(profile, factsOf(signature)!.memos);
+        if (memoJob === null) continue;
+        if (!(named.get(signature) ?? []).includes(memoJob)) {
+          askNames.push({ jobId: memoJob, signature });
         }
+        // A row stored without it (by the ledger reader, or before the column) gets it now:
+        // until then every receipt naming the signature sends the memo's job back here.
+        if (rows.get(signature)?.memoJob === null) memoJobs.push({ signature, memoJob });
       }
       for (const key of await signatures.namesAny(askNames)) namesAny.add(key);
+      await signatures.recordMemoJobs(memoJobs);
     }
     const view = {
       row: (s: string) => rows.get(s),

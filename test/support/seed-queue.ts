@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { asc } from "drizzle-orm";
+import { asc, eq } from "drizzle-orm";
 import type { Store } from "../../src/db/client.js";
 import { openPostgres, type PgStore } from "../../src/db/pg/client.js";
 import * as pgSchema from "../../src/db/pg/schema.js";
@@ -124,6 +124,7 @@ export interface SignatureSeed {
   notFoundCount?: number;
   notFoundSince?: number | null;
   notFoundSlot?: number | null;
+  memoJob?: string | null;
 }
 
 /** Inserts signature rows. */
@@ -132,6 +133,26 @@ export async function seedSignatures(store: Store, seeds: readonly SignatureSeed
   if (rows.length === 0) return;
   if (store.kind === "postgres") await store.db.insert(pgSchema.chainTransactions).values(rows);
   else store.db.insert(sqliteSchema.chainTransactions).values(rows).run();
+}
+
+/** Changes columns of a signature row (what another process or an older version wrote). */
+export async function updateSignature(
+  store: Store,
+  signature: string,
+  patch: Omit<SignatureSeed, "signature">,
+): Promise<void> {
+  if (store.kind === "postgres") {
+    await store.db
+      .update(pgSchema.chainTransactions)
+      .set(patch)
+      .where(eq(pgSchema.chainTransactions.signature, signature));
+  } else {
+    store.db
+      .update(sqliteSchema.chainTransactions)
+      .set(patch)
+      .where(eq(sqliteSchema.chainTransactions.signature, signature))
+      .run();
+  }
 }
 
 /** A verification run row. */

@@ -285,6 +285,7 @@ export const chainTransactions = pgTable(
     notFoundSince: epochMs("not_found_since"),
     notFoundCount: int("not_found_count").notNull().default(0),
     notFoundSlot: int("not_found_slot"),
+    memoJob: text("memo_job"),
   },
   (t) => [index("chain_transactions_state").on(t.state)],
 );

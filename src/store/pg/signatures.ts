@@ -145,13 +145,13 @@ export function createPgSignatureStore(store: PgStore): SignatureStore {
           WHERE signature = ANY(${textArray(items.map((i) => i.signature))})
           ORDER BY signature FOR UPDATE`);
       }
-      for (const { signature, fetched, t } of items) {
+      for (const { signature, fetched, t, memoJob } of items) {
         await tx
           .update(chainTransactions)
           .set({
             state: "finalized",
             commitment: "finalized",
-            ...fetchedColumns(fetched.facts, fetched.raw, t),
+            ...fetchedColumns(fetched.facts, fetched.raw, t, memoJob),
           })
           .where(and(eq(chainTransactions.signature, signature), isNull(chainTransactions.facts)));
       }
@@ -230,6 +230,23 @@ export function createPgSignatureStore(store: PgStore): SignatureStore {
       return (await recordFetchedAll([{ signature, fetched, t }])).get(signature);
     },
     recordFetchedAll,
+    async recordMemoJobs(found) {
+      if (found.length === 0) return;
+      const sorted = [...found].sort((a, b) => (a.signature < b.signature ? -1 : 1));
+      // The rows are locked in signature order first, as the fetch and status writes lock
+      // theirs, so two writers of overlapping rows wait instead of deadlocking; only rows still
+      // without a memo job. A value written is never changed (a row's facts never change).
+      await db.transaction(async (tx) => {
+        await tx.execute(sql`SELECT 1 FROM chain_transactions
+          WHERE signature = ANY(${textArray(sorted.map((f) => f.signature))})
+            AND memo_job IS NULL AND facts IS NOT NULL
+          ORDER BY signature FOR UPDATE`);
+        await tx.execute(sql`UPDATE chain_transactions c SET memo_job = f.memo_job
+          FROM unnest(${textArray(sorted.map((f) => f.signature))},
+            ${textArray(sorted.map((f) => f.memoJob))}) AS f (signature, memo_job)
+          WHERE c.signature = f.signature AND c.memo_job IS NULL AND c.facts IS NOT NULL`);
+      });
+    },
     async recordFetchMiss(signature, maxMisses, { t, minSpanMs }) {
       // Raw SQL: the counter and the state move together in one guarded CASE.
       await db.execute(sql`UPDATE chain_transactions SET

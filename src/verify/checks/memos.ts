@@ -27,6 +27,16 @@ export function parseJobMemos(
   return found;
 }
 
+/**
+ * The one job a transaction's memos name, or null when they name none or several. A job
+ * naming a transaction whose memos name it alone owns its money whoever else names it (see
+ * `signatureOwner`), so its verdict never turns on the transaction's other namers.
+ */
+export function memoJobOf(profile: Profile, memos: readonly string[]): string | null {
+  const named = new Set(parseJobMemos(profile, memos).map((m) => m.jobId));
+  return named.size === 1 ? ([...named][0] ?? null) : null;
+}
+
 export const memoKindOf: Record<Role, MemoKind> = {
   escrow: "escrow",
   settlement: "settle",

@@ -3,7 +3,7 @@ import type { Role } from "../check-catalogue.js";
 import type { Profile } from "../profiles.js";
 import type { CheckInput, CheckResult, ReceiptForChecks } from "./check-input.js";
 import { fail, pass } from "./check-list.js";
-import { parseJobMemos } from "./memos.js";
+import { memoJobOf, parseJobMemos } from "./memos.js";
 
 /**
  * Which signatures a job names, and which job owns each: `signatures.unique` (a replayed
@@ -34,8 +34,7 @@ export function signatureOwner(
   namers: readonly string[],
   names?: (jobId: string, signature: string) => boolean,
 ): string | null {
-  const memoJobs = [...new Set(parseJobMemos(profile, facts.memos).map((m) => m.jobId))];
-  const memoJob = memoJobs.length === 1 ? memoJobs[0]! : null;
+  const memoJob = memoJobOf(profile, facts.memos);
   // `namers` lists at most MAX_NAMED_BY jobs; the memo's job is asked about directly.
   if (memoJob !== null && (namers.includes(memoJob) || names?.(memoJob, facts.signature))) {
     return memoJob;
