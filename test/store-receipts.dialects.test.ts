@@ -20,6 +20,7 @@ import {
   signature,
   wireReceipt,
 } from "./support/recorder-fixtures.js";
+import { seedSignatures } from "./support/seed-queue.js";
 import { isSqlNull, jobIds, readConflicts, readJob, updateJob } from "./support/seed-recorder.js";
 
 function receipt(overrides: Partial<Receipt> = {}): Receipt {
@@ -556,6 +557,39 @@ describe.each(dialects)("receipts store on %s", (dialect) => {
     await updateJob(store, replay.jobId, { verdict: "discrepancy", nextVerifyAt: 9_999_999 });
     const done = { ...open, escrowTx: signature(), captureState: "complete" as const };
     expect(outcomes(await record(store, done, "proxy", { now: 20 }))).toEqual(["updated"]);
+    expect(await readJob(store, replay.jobId)).toMatchObject({
+      verdict: "pending",
+      nextVerifyAt: 20,
+    });
+  });
+
+  it("leaves alone a judged job its transaction's memo names, however many receipts name it", async () => {
+    const store = await stores.open();
+    // Two honest jobs whose locks' memos name them, one judged and one being judged, and a
+    // replay of the first, judged.
+    const own = receipt();
+    const held = receipt();
+    const replay = receipt({ escrowTx: own.escrowTx, settlementTx: own.settlementTx });
+    await record(store, [own, held, replay], "import", { now: 10 });
+    await seedSignatures(store, [
+      { signature: own.escrowTx!, state: "finalized", facts: {}, memoJob: own.jobId },
+      { signature: held.escrowTx!, state: "finalized", facts: {}, memoJob: held.jobId },
+    ]);
+    await updateJob(store, own.jobId, { verdict: "verified", nextVerifyAt: 9_999_999 });
+    await updateJob(store, held.jobId, { leaseOwner: "verifier-a", leaseUntil: 9_999_999 });
+    await updateJob(store, replay.jobId, { verdict: "discrepancy", nextVerifyAt: 9_999_999 });
+    // Made-up jobs naming both locks, batch after batch: the jobs the memos name own that
+    // money whoever else names it, so nothing of their verdicts can change.
+    for (const now of [20, 21, 22]) {
+      const junk = [own, held].map((r) => receipt({ escrowTx: r.escrowTx, settlementTx: null }));
+      await record(store, junk, "ingest", { now });
+    }
+    expect(await readJob(store, own.jobId)).toMatchObject({
+      verdict: "verified",
+      nextVerifyAt: 9_999_999,
+    });
+    expect(await readJob(store, held.jobId)).toMatchObject({ leaseOwner: "verifier-a" });
+    // The replay's own verdict turns on who names the lock: judged again, once.
     expect(await readJob(store, replay.jobId)).toMatchObject({
       verdict: "pending",
       nextVerifyAt: 20,

@@ -8,6 +8,7 @@ import {
   newJobId,
   startAdversaryHarness,
 } from "./support/operator.js";
+import { updateSignature } from "./support/seed-queue.js";
 
 /**
  * The operator signs every byte of the escrow, settlement and refund transactions and holds
@@ -544,6 +545,33 @@ describe.each(dialects)("%s store", (dialect) => {
         verified,
         discrepancy("signatures.unique"),
       ]);
+    });
+
+    it("keeps honest jobs final while receipts of made-up jobs name their locks, again and again", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const honest = h.op.plan({ keyIndex: 1 });
+      const txs = h.op.honestJob(honest);
+      c.record(honest, txs);
+      const older = h.op.plan({ keyIndex: 1 });
+      const olderTxs = h.op.honestJob(older);
+      c.record(older, olderTxs);
+      await c.verify();
+      // The older job's lock as stored before the memo's job was kept with it.
+      await updateSignature(c.store, olderTxs.escrowTx, { memoJob: null });
+      // An ingest token posting made-up jobs that name the honest jobs' transactions.
+      const madeUp = () => {
+        for (const named of [txs, olderTxs]) c.record(h.op.plan({ keyIndex: 1 }), named);
+      };
+      madeUp();
+      // Their memos name the honest job: it owns that money whoever else names it.
+      expect(await c.outcome(honest.jobId)).toEqual(verified);
+      // Not known for the older lock: judged again, once, which keeps the memo's job.
+      expect((await c.outcome(older.jobId)).verdict).toBe("pending");
+      await c.verify();
+      madeUp();
+      expect(await c.outcome(honest.jobId)).toEqual(verified);
+      expect(await c.outcome(older.jobId)).toEqual(verified);
     });
 
     it("catches a replay through the jobs API's escrow field", async () => {

@@ -70,15 +70,24 @@ export function reopenJobs(
 /**
  * The ids of the jobs naming one of the JSON list `sigs`, by receipt or jobs API, as a UNION
  * of one indexed lookup per column: an OR of the four made SQLite scan every job. The jobs API
- * indexes hold only a signature the receipt does not name, so their lookups say so.
+ * indexes hold only a signature the receipt does not name, so their lookups say so. Left out:
+ * the job the transaction's memos name (`chain_transactions.memo_job`), which owns its money
+ * whoever else names it, so no namer coming or going changes its verdict.
  */
-const namersOf = (sigs: Placeholder) => sql`
-  SELECT j.job_id FROM json_each(${sigs}) s JOIN jobs j ON j.escrow_tx = s.value
-  UNION SELECT j.job_id FROM json_each(${sigs}) s JOIN jobs j ON j.settlement_tx = s.value
-  UNION SELECT j.job_id FROM json_each(${sigs}) s JOIN jobs j ON j.api_escrow_tx = s.value
-    AND j.api_escrow_tx IS NOT j.escrow_tx
-  UNION SELECT j.job_id FROM json_each(${sigs}) s JOIN jobs j ON j.api_settlement_tx = s.value
-    AND j.api_settlement_tx IS NOT j.settlement_tx`;
+const namersOf = (sigs: Placeholder) => {
+  // Each branch: the signatures, each one's transaction row (a primary-key lookup, once per
+  // signature), then the jobs naming it through one index.
+  const from = sql`FROM json_each(${sigs}) s
+    LEFT JOIN chain_transactions c ON c.signature = s.value JOIN jobs j`;
+  const notMemoJob = sql`j.job_id IS NOT c.memo_job`;
+  return sql`
+  SELECT j.job_id ${from} ON j.escrow_tx = s.value WHERE ${notMemoJob}
+  UNION SELECT j.job_id ${from} ON j.settlement_tx = s.value WHERE ${notMemoJob}
+  UNION SELECT j.job_id ${from} ON j.api_escrow_tx = s.value
+    AND j.api_escrow_tx IS NOT j.escrow_tx WHERE ${notMemoJob}
+  UNION SELECT j.job_id ${from} ON j.api_settlement_tx = s.value
+    AND j.api_settlement_tx IS NOT j.settlement_tx WHERE ${notMemoJob}`;
+};
 
 /**
  * Reopens the jobs naming one of `signatures` (receipt or jobs API columns) whose judgement was
@@ -86,9 +95,11 @@ const namersOf = (sigs: Placeholder) => sql`
  * reopen drops it, so a verdict reached without the new namer is never written). An open job
  * nobody holds reads the namers when it is claimed, and is left alone: so a job recorded or
  * reopened in the same batch costs nothing here, and a flood of receipts naming one signature
- * reopens each of its other namers once per verdict, not once per receipt. Inside the
- * caller's write transaction. The conflict signatures of other jobs are not looked at (they
- * have no index; see README, Known limits).
+ * reopens each of its other namers once per verdict, not once per receipt. The job the
+ * transaction's memos name is left alone too: its verdict does not turn on who else names the
+ * signature, and a stream of made-up jobs naming it would otherwise keep it from ever being
+ * final. Inside the caller's write transaction. The conflict signatures of other jobs are not
+ * looked at (they have no index; see README, Known limits).
  */
 export function reopenNamers(store: SqliteStore, signatures: readonly string[], now: number) {
   if (signatures.length === 0) return 0;

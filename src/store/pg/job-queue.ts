@@ -56,8 +56,8 @@ export async function reopenJobsPg(
 /**
  * `reopenNamers` on PostgreSQL (see src/store/job-queue.ts): the jobs naming one of
  * `signatures` with a final verdict or a lease held are reopened, inside the caller's
- * transaction. One indexed lookup per column, as there; the jobs API indexes hold only a
- * signature the receipt does not name.
+ * transaction, except the job a transaction's memos name. One indexed lookup per column, as
+ * there; the jobs API indexes hold only a signature the receipt does not name.
  *
  * Every namer's row is locked first (`FOR UPDATE`, in job-id order so two writers naming the
  * same signatures take their locks in one order), the open ones nobody holds too, although
@@ -75,14 +75,19 @@ export async function reopenNamersPg(
 ): Promise<number> {
   if (signatures.length === 0) return 0;
   const sigs = sql`${sql.param([...new Set(signatures)])}::text[]`;
+  // As on SQLite, the job the transaction's memos name is left out; each branch is the
+  // signatures, each one's transaction row (by primary key) and the jobs naming it (one index).
+  const from = sql`FROM unnest(${sigs}) AS s (sig)
+    LEFT JOIN chain_transactions c ON c.signature = s.sig JOIN jobs j`;
+  const notMemoJob = sql`j.job_id IS DISTINCT FROM c.memo_job`;
   // Raw SQL: a UNION of index lookups, locked in order; the builder cannot lock a UNION.
   const locked = await tx.execute<{ job_id: string }>(sql`SELECT job_id FROM jobs
-    WHERE job_id IN (SELECT job_id FROM jobs WHERE escrow_tx = ANY(${sigs})
-      UNION SELECT job_id FROM jobs WHERE settlement_tx = ANY(${sigs})
-      UNION SELECT job_id FROM jobs WHERE api_escrow_tx = ANY(${sigs})
-        AND api_escrow_tx IS DISTINCT FROM escrow_tx
-      UNION SELECT job_id FROM jobs WHERE api_settlement_tx = ANY(${sigs})
-        AND api_settlement_tx IS DISTINCT FROM settlement_tx)
+    WHERE job_id IN (SELECT j.job_id ${from} ON j.escrow_tx = s.sig WHERE ${notMemoJob}
+      UNION SELECT j.job_id ${from} ON j.settlement_tx = s.sig WHERE ${notMemoJob}
+      UNION SELECT j.job_id ${from} ON j.api_escrow_tx = s.sig
+        AND j.api_escrow_tx IS DISTINCT FROM j.escrow_tx WHERE ${notMemoJob}
+      UNION SELECT j.job_id ${from} ON j.api_settlement_tx = s.sig
+        AND j.api_settlement_tx IS DISTINCT FROM j.settlement_tx WHERE ${notMemoJob})
     ORDER BY job_id FOR UPDATE`);
   const namers = locked.rows.map((row) => row.job_id);
   if (namers.length === 0) return 0;
