@@ -10,7 +10,7 @@ import { reconciliationReport } from "../src/reports/reconciliation.js";
 import { reportsStore } from "../src/store/reports.js";
 import type { CustodyConfig } from "../src/verify/custody.js";
 import { createVerifier } from "../src/verify/engine.js";
-import { localnetProfile } from "../src/verify/profiles.js";
+import { localnetProfile, profileSchema } from "../src/verify/profiles.js";
 import {
   type AdversaryHarness,
   type JobOutcome,
@@ -74,6 +74,48 @@ function idStarting(first: "0" | "z"): string {
   let id = `job_${first}`;
   for (let i = 0; i < 19; i++) id += alphabet[Math.floor(Math.random() * alphabet.length)];
   return id;
+}
+
+/**
+ * What moved on chain in `signatures`, each counted once, in the figures reports sum: into the
+ * escrow vault, to the plans' workers and the treasury (their sum charged), back into the
+ * plans' credit vaults, and the fees.
+ */
+function movedOnChain(signatures: string[], plans: JobPlan[]) {
+  const distinct = [...new Set(signatures)];
+  const credited = (accounts: string[]) =>
+    distinct.reduce((n, sig) => {
+      const deltas = h.op.deltas(sig);
+      for (const account of new Set(accounts)) {
+        const d = deltas.get(account)?.delta ?? 0n;
+        if (d > 0n) n += d;
+      }
+      return n;
+    }, 0n);
+  const worker = credited(plans.map((p) => p.worker.tokenAccount));
+  const treasury = credited([h.op.accounts.treasury.tokenAccount]);
+  return {
+    escrowedUnits: credited([h.op.accounts.escrowVault]),
+    chargedUnits: worker + treasury,
+    workerPaidUnits: worker,
+    treasuryPaidUnits: treasury,
+    refundedUnits: credited(plans.map((p) => p.vault)),
+    feesLamports: distinct.reduce((n, sig) => n + h.op.fee(sig), 0n),
+  };
+}
+
+/** The reconciliation's money totals over the jobs recorded from `from` on. */
+async function reportedMoney(c: Scenario, from: number) {
+  const t = (await reconciliationReport(c.store, { from, to: Date.now() + 60_000, groupBy: "day" }))
+    .totals;
+  return {
+    escrowedUnits: t.escrowedUnits,
+    chargedUnits: t.chargedUnits,
+    workerPaidUnits: t.workerPaidUnits,
+    treasuryPaidUnits: t.treasuryPaidUnits,
+    refundedUnits: t.refundedUnits,
+    feesLamports: t.feesLamports,
+  };
 }
 
 describe("credit vault custody", () => {
@@ -893,6 +935,108 @@ describe("report totals against the chain", () => {
       disputedEscrowedUnits: 0n,
       verifiedChargedUnits: original.charge,
     });
+  });
+});
+
+describe("report totals against the chain: one transaction, one role", () => {
+  it("counts once a second lock named by both a conflicting receipt and the jobs API", async () => {
+    const c = await h.scenario();
+    const from = Date.now();
+    // The job id answered twice; the jobs API names the second answer's lock and settlement.
+    const plan = h.op.plan({ keyIndex: 1 });
+    const first = h.op.honestJob(plan);
+    const second = h.op.honestJob(plan);
+    expect((await c.ingest(plan, first)).status).toBe(201);
+    expect((await c.ingest(plan, second)).status).toBe(409);
+    c.honestJobsApi(plan, second);
+    expect(await c.verdicts(plan.jobId)).toEqual([
+      discrepancy("escrow.single", "jobs_api.matches_receipt", "settlement.single"),
+    ]);
+    expect(await reportedMoney(c, from)).toEqual(
+      movedOnChain(
+        [first.escrowTx, first.settlementTx, second.escrowTx, second.settlementTx],
+        [plan],
+      ),
+    );
+  });
+
+  for (const [name, profile] of [
+    ["the escrow vault pinned", localnetProfile],
+    ["no escrow vault pinned", profileSchema.parse({ ...localnetProfile, escrowVault: null })],
+  ] as const) {
+    it(`counts once a refund the jobs API also names as the escrow, with ${name}`, async () => {
+      const c = await h.scenario(profile);
+      const from = Date.now();
+      const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      const refundTx = h.op.send(h.op.refundIxs(plan)).signature;
+      c.record(plan, { escrowTx, settlementTx: refundTx }, { httpStatus: 504 });
+      c.jobsApi(plan.jobId, {
+        status: "refunded",
+        on_chain: { escrow_tx: refundTx, settlement_tx: refundTx },
+      });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("jobs_api.matches_receipt")]);
+      expect(await reportedMoney(c, from)).toEqual(movedOnChain([escrowTx, refundTx], [plan]));
+    });
+  }
+
+  it("counts once a transaction a conflicting receipt names as both the lock and the settlement", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const from = Date.now();
+    // The second answer's one transaction locks and settles the job again, both memos in it.
+    const plan = h.op.plan({ keyIndex: 1 });
+    const first = h.op.honestJob(plan);
+    const both = h.op.send([...h.op.lockIxs(plan), ...h.op.settleIxs(plan)]).signature;
+    expect((await c.ingest(plan, first)).status).toBe(201);
+    expect((await c.ingest(plan, { escrowTx: both, settlementTx: both })).status).toBe(409);
+    expect(await c.verdicts(plan.jobId)).toEqual([
+      discrepancy("escrow.single", "settlement.single"),
+    ]);
+    expect(await reportedMoney(c, from)).toEqual(
+      movedOnChain([first.escrowTx, first.settlementTx, both], [plan]),
+    );
+  });
+
+  it("counts once a transaction the jobs API names as both the escrow and the settlement", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const from = Date.now();
+    const plan = h.op.plan({ keyIndex: 1 });
+    const txs = h.op.honestJob(plan);
+    c.record(plan, txs);
+    const both = h.op.send([...h.op.lockIxs(plan), ...h.op.settleIxs(plan)]).signature;
+    c.honestJobsApi(plan, { escrowTx: both, settlementTx: both });
+    expect(await c.verdicts(plan.jobId)).toEqual([
+      discrepancy("escrow.single", "jobs_api.matches_receipt", "settlement.single"),
+    ]);
+    expect(await reportedMoney(c, from)).toEqual(
+      movedOnChain([txs.escrowTx, txs.settlementTx, both], [plan]),
+    );
+  });
+
+  it("counts as escrowed a lock that a receipt names as its job's settlement", async () => {
+    const c = await h.scenario();
+    const from = Date.now();
+    // X takes a second lock from job A's vault with A's escrow memo. A's receipt names X as its
+    // settlement; B's receipt names X as its escrow (B's settlement is paid from the float).
+    const a = h.op.plan({ keyIndex: 1 });
+    const b = h.op.plan({ keyIndex: 2 });
+    const aLock = h.op.send(h.op.lockIxs(a)).signature;
+    const x = h.op.send(h.op.lockIxs(a)).signature;
+    const bSettle = h.op.send(h.op.settleIxs(b)).signature;
+    c.record(a, { escrowTx: aLock, settlementTx: x });
+    c.record(b, { escrowTx: x, settlementTx: bSettle });
+    expect(await c.verdicts(a.jobId, b.jobId)).toEqual([
+      discrepancy("escrow.single", "settlement.memo"),
+      discrepancy("signatures.unique"),
+    ]);
+    const moved = movedOnChain([aLock, x, bSettle], [a, b]);
+    const reported = await reportedMoney(c, from);
+    // Both locks took A's credits into escrow. B's remainder went back to B's vault, which
+    // no lock of B paid: a misdirected return is no job's refund, so it is left out here.
+    expect(reported).toEqual({ ...moved, refundedUnits: 0n });
+    expect(reported.escrowedUnits).toBe(2n * a.lock);
   });
 });
 

@@ -132,12 +132,21 @@ export function evaluateJob(given: CheckInput): Evaluation {
           { unexplained },
         ),
   );
-  const extraLocks = conflicting
-    .filter((c) => kindsFor(c.facts).includes("escrow"))
-    .map((c) => ({ ...c, role: "escrow" as const }));
-  closings.push(
-    ...conflicting.filter((c) => kindsFor(c.facts).some((k) => k === "settle" || k === "refund")),
+  // Each conflicting transaction is one step for the amounts: a closing when it carries a
+  // settle or refund memo of the job, else a lock when it carries its escrow memo; the jobs
+  // API's lock is counted as such already.
+  const conflictClosings = conflicting.filter((c) =>
+    kindsFor(c.facts).some((k) => k === "settle" || k === "refund"),
   );
+  const extraLocks = conflicting
+    .filter(
+      (c) =>
+        kindsFor(c.facts).includes("escrow") &&
+        !conflictClosings.includes(c) &&
+        c.signature !== job.apiEscrowTx,
+    )
+    .map((c) => ({ ...c, role: "escrow" as const }));
+  closings.push(...conflictClosings);
   const settlements = closings.filter((c) => kindsFor(c.facts).includes("settle"));
   const refunds = closings
     .filter((c) => kindsFor(c.facts).includes("refund"))

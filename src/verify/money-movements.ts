@@ -118,6 +118,11 @@ export interface ReleaseReading {
   treasury: bigint;
   /** Returned to the credit vault the lock came from. */
   returned: bigint;
+  /**
+   * What the escrow account received (a lock made by a transaction named as a closing step):
+   * money into escrow, neither a payout nor a return.
+   */
+  intoEscrow: bigint;
   /** Returned to other credit vaults (another customer's): not charged, but not returned. */
   misdirected: Movement[];
   misdirectedTotal: bigint;
@@ -150,13 +155,17 @@ export function readRelease(
   let worker = 0n;
   let treasury = 0n;
   let returned = 0n;
+  let intoEscrow = 0n;
   const others: TokenChange[] = [];
   const candidates: TokenChange[] = [];
   const misdirected: TokenChange[] = [];
   // Customers' vaults first: a worker named as their owner (the escrow authority) must not
   // turn money put back into a credit vault, this customer's or another's, into its pay.
+  // The escrow account is the escrow authority's too: its credit is money locked, not a
+  // remainder sent to another customer's vault.
   for (const c of credits) {
     if (c.account === payees.creditVault) returned += c.delta;
+    else if (c.account === payees.escrowAccount) intoEscrow += c.delta;
     else if (payees.vaultOwner !== null && c.owner === payees.vaultOwner) misdirected.push(c);
     else if (payees.worker !== null && c.owner === payees.worker) worker += c.delta;
     else if (
@@ -178,6 +187,7 @@ export function readRelease(
     worker,
     treasury,
     returned,
+    intoEscrow,
     misdirected: misdirected.map(movement),
     misdirectedTotal: sum(misdirected.map((c) => c.delta)),
     foreignDebits: foreignDebits.map(movement),

@@ -8,7 +8,10 @@ import type { RoleTx } from "./transaction.js";
 
 /**
  * The money of the transactions this job owns (see `signatureOwner`): a replayed receipt owns
- * nothing it replays, so every on-chain movement is counted for exactly one job.
+ * nothing it replays, so every on-chain movement is counted for exactly one job. Within the
+ * job each signature is read once, in one role, however many names (receipt, jobs API,
+ * conflicting receipts) it has: a transaction named as a closing step is read as one, and
+ * what it moved into escrow counts as escrowed; any other is read as a lock.
  */
 export function amountsOf(
   input: CheckInput,
@@ -38,27 +41,33 @@ export function amountsOf(
     job.apiEscrowTx !== null && job.apiEscrowTx !== escrow?.signature
       ? input.transactions.get(job.apiEscrowTx)
       : undefined;
-  const locks = [
-    escrow,
-    apiLockFacts
-      ? {
-          role: "escrow" as const,
-          signature: job.apiEscrowTx!,
-          facts: apiLockFacts,
-          stolenBy: null,
-        }
-      : null,
-    ...extraLocks,
-  ].filter((t): t is RoleTx => t !== null);
-  const owned = [...locks, ...closings].filter((t) => owns(t));
-  const known = [...locks, ...closings];
-  if (known.length > 0) amounts.feesLamports = sum(owned.map((t) => t.facts.fee));
-  if (locks.length > 0) {
-    amounts.escrowedUnits = sum(
-      locks.map((l) => (owns(l) && l.facts.succeeded ? readLock(profile, l.facts).lock : 0n)),
-    );
-  }
-  if (closings.length === 0) return amounts;
+  const apiLock: RoleTx | null = apiLockFacts
+    ? { role: "escrow", signature: job.apiEscrowTx!, facts: apiLockFacts, stolenBy: null }
+    : null;
+  // The escrow named as a closing step too (the headers or the jobs API) is read as a closing.
+  const escrowCloses =
+    escrow !== null &&
+    (escrow.signature === job.settlementTx || escrow.signature === job.apiSettlementTx);
+  const seen = new Set<string>();
+  const once = (t: RoleTx | null): t is RoleTx => {
+    if (t === null || seen.has(t.signature)) return false;
+    seen.add(t.signature);
+    return true;
+  };
+  const judged = escrowCloses ? null : escrow;
+  const ownLock = [judged].filter(once);
+  const closingsRead = [
+    ...(escrowCloses ? [{ ...escrow!, role: "settlement" as const }] : []),
+    ...closings,
+  ].filter(once);
+  const locks = [...ownLock, ...[apiLock, ...extraLocks].filter(once)];
+  const known = [...locks, ...closingsRead];
+  if (known.length > 0) amounts.feesLamports = sum(known.filter(owns).map((t) => t.facts.fee));
+  let escrowed = sum(
+    locks.map((l) => (owns(l) && l.facts.succeeded ? readLock(profile, l.facts).lock : 0n)),
+  );
+  if (locks.length > 0) amounts.escrowedUnits = escrowed;
+  if (closingsRead.length === 0) return amounts;
   const creditVault =
     lock?.creditVault ??
     (escrow ? readLock(profile, escrow.facts).sources[0]?.account : undefined) ??
@@ -80,7 +89,7 @@ export function amountsOf(
   let treasuryPaid = 0n;
   let charged = 0n;
   let returned = 0n;
-  for (const c of closings) {
+  for (const c of closingsRead) {
     if (!owns(c) || !c.facts.succeeded) continue;
     const r = readRelease(profile, c.facts, {
       creditVault,
@@ -92,8 +101,10 @@ export function amountsOf(
     worker += r.worker;
     treasuryPaid += r.treasury;
     returned += r.returned;
+    escrowed += r.intoEscrow;
     charged += r.worker + r.treasury + r.unexplainedTotal;
   }
+  if (locks.length > 0 || escrowed > 0n) amounts.escrowedUnits = escrowed;
   amounts.workerPaidUnits = worker;
   amounts.treasuryPaidUnits = treasuryPaid;
   amounts.chargedUnits = charged;
