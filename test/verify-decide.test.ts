@@ -220,7 +220,7 @@ describe("deciding a claimed job", () => {
     expect(waitFor(timing.now - 600_000)).toBe(60_000);
   });
 
-  it("ends dropped, failing the exists check, when a signature never landed before its blockhash expired", () => {
+  it("ends dropped, failing the exists check, when a signature never landed before its blockhash expired, and counts the lock that did land", () => {
     const { job, escrow, settlement } = honest();
     const rows: Record<string, Row> = {
       [escrow.signature]: finalized,
@@ -233,13 +233,41 @@ describe("deciding a claimed job", () => {
     };
     const d = decide(claimed(job), known(rows, [escrow]), localnetProfile, noPins, timing);
     expect(d.verdict).toBe("dropped");
-    expect(d.checks).toEqual([
+    const checks = d.evaluation?.checks ?? [];
+    expect(checks.filter((c) => c.outcome === "fail")).toEqual([
       expect.objectContaining({ name: "settlement.exists", outcome: "fail" }),
     ]);
-    expect(d.checks?.[0]?.reason).toContain("blockhash has expired");
+    expect(checks.find((c) => c.name === "settlement.exists")?.reason).toContain(
+      "blockhash has expired",
+    );
+    // The lock landed: it is judged and its money counted.
+    expect(checks.find((c) => c.name === "escrow.vault")?.outcome).toBe("pass");
+    expect(d.evaluation?.amounts).toMatchObject({ escrowedUnits: 160_000n, chargedUnits: null });
   });
 
-  it("ends unverifiable when the node no longer serves a finalized transaction (pruned)", () => {
+  it("ends a discrepancy, not dropped, when a transaction that landed beside one that never did is wrong", () => {
+    const { job, escrow, settlement } = honest();
+    settlement.tokenChanges[1]!.delta = 68_000n;
+    settlement.tokenChanges[2]!.delta = 12_000n;
+    const rows: Record<string, Row> = {
+      [escrow.signature]: finalized,
+      [settlement.signature]: finalized,
+      [sig("P")]: { state: "dropped", commitment: null, notFoundSlot: 500, notFoundSince: 1_000 },
+    };
+    const d = decide(
+      claimed({ ...job, apiSettlementTx: sig("P"), apiCheckedAt: 1 }),
+      known(rows, [escrow, settlement]),
+      localnetProfile,
+      noPins,
+      timing,
+    );
+    expect(d.verdict).toBe("discrepancy");
+    const failed = d.evaluation?.checks.filter((c) => c.outcome === "fail").map((c) => c.name);
+    expect(failed?.sort()).toEqual(["settlement.exists", "settlement.split"]);
+    expect(d.evaluation?.amounts.chargedUnits).toBe(80_000n);
+  });
+
+  it("ends unverifiable when the node no longer serves a finalized transaction (pruned), counting the one it serves", () => {
     const { job, escrow, settlement } = honest();
     const rows: Record<string, Row> = {
       [escrow.signature]: { ...finalized, state: "pruned" },
@@ -247,7 +275,10 @@ describe("deciding a claimed job", () => {
     };
     const d = decide(claimed(job), known(rows, [settlement]), localnetProfile, noPins, timing);
     expect(d.verdict).toBe("unverifiable");
-    expect(d.checks).toEqual([expect.objectContaining({ name: "escrow.exists", outcome: "skip" })]);
+    const checks = d.evaluation?.checks ?? [];
+    expect(checks.filter((c) => c.outcome === "fail")).toEqual([]);
+    expect(checks.find((c) => c.name === "escrow.exists")?.outcome).toBe("skip");
+    expect(d.evaluation?.amounts.workerPaidUnits).toBe(60_000n);
   });
 
   it("says how many misses over how long made a transaction count as pruned", () => {
@@ -262,7 +293,9 @@ describe("deciding a claimed job", () => {
       [settlement.signature]: { ...finalized, notFoundCount: 0 },
     };
     const d = decide(claimed(job), known(rows, [settlement]), localnetProfile, noPins, timing);
-    expect(d.checks?.[0]?.reason).toMatch(/answered "not found" 7 times over 300 s since /);
+    expect(d.evaluation?.checks.find((c) => c.name === "escrow.exists")?.reason).toMatch(
+      /answered "not found" 7 times over 300 s since /,
+    );
   });
 
   it("looks again for a finalized transaction no endpoint returned as seldom as an unseen one", () => {

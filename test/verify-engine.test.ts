@@ -400,9 +400,11 @@ describe("verification engine", () => {
     const summary = await verifier(store, chain).runUntilSettled({}, { timeoutMs: 10_000 });
     expect(summary.byVerdict.dropped).toBe(1);
     const checks = store.db.select().from(checkResults).all();
-    expect(checks).toEqual([
+    // The one finding is the settlement that never landed; the lock that did is judged too.
+    expect(checks.filter((c) => c.outcome === "fail")).toEqual([
       expect.objectContaining({ name: "settlement.exists", outcome: "fail" }),
     ]);
+    expect(checks.find((c) => c.name === "escrow.vault")?.outcome).toBe("pass");
     expect(chain.slot).toBeGreaterThan(localnetProfile.dropAfterSlots);
   });
 

@@ -1,4 +1,6 @@
+import { randomBytes } from "node:crypto";
 import http from "node:http";
+import bs58 from "bs58";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { localApiKey } from "../src/localnet/keys.js";
 import type { InstructionSpec } from "../src/localnet/wire.js";
@@ -9,7 +11,7 @@ import { createRecordingProxy } from "../src/recorder/proxy.js";
 import { reconciliationReport } from "../src/reports/reconciliation.js";
 import { reportsStore } from "../src/store/reports.js";
 import type { CustodyConfig } from "../src/verify/custody.js";
-import { createVerifier } from "../src/verify/engine.js";
+import { createVerifier, type VerifierRpc } from "../src/verify/engine.js";
 import { localnetProfile, profileSchema } from "../src/verify/profiles.js";
 import {
   type AdversaryHarness,
@@ -117,6 +119,9 @@ async function reportedMoney(c: Scenario, from: number) {
     feesLamports: t.feesLamports,
   };
 }
+
+/** A signature of the right shape that no transaction on chain has. */
+const madeUpSignature = () => bs58.encode(randomBytes(64));
 
 describe("credit vault custody", () => {
   it("does not let a key learn, as its own, a vault already pinned to another key", async () => {
@@ -1037,6 +1042,134 @@ describe("report totals against the chain: one transaction, one role", () => {
     // no lock of B paid: a misdirected return is no job's refund, so it is left out here.
     expect(reported).toEqual({ ...moved, refundedUnits: 0n });
     expect(reported.escrowedUnits).toBe(2n * a.lock);
+  });
+});
+
+describe("a signature that never lands, beside transactions that did", () => {
+  // With 10 ms slots a signature unseen 50 slots after its first miss is dropped in ~0.5 s.
+  const quickDrop = { ...localnetProfile, dropAfterSlots: 50 };
+  it("judges and counts the lock of a job whose only settlement never lands: dropped", async () => {
+    const c = await h.scenario(quickDrop);
+    await c.pinKey(1);
+    const from = Date.now();
+    // The operator keeps the whole lock in escrow and answers with a made-up settlement.
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    c.record(plan, { escrowTx, settlementTx: madeUpSignature() });
+    expect(await c.verdicts(plan.jobId)).toEqual([
+      { verdict: "dropped", failing: ["settlement.exists"] },
+    ]);
+    expect((await c.check(plan.jobId, "escrow.source"))?.outcome).toBe("pass");
+    expect(await reportedMoney(c, from)).toEqual(movedOnChain([escrowTx], [plan]));
+    const totals = (
+      await reconciliationReport(c.store, { from, to: Date.now() + 60_000, groupBy: "day" })
+    ).totals;
+    // The lock is disputed money, all of it still in escrow.
+    expect({
+      disputed: totals.disputedEscrowedUnits,
+      unaccounted: totals.unaccountedUnits,
+    }).toEqual({ disputed: plan.lock, unaccounted: plan.lock });
+  });
+
+  it("finds the overcharge of a job whose jobs API names a settlement that never lands", async () => {
+    const c = await h.scenario(quickDrop);
+    await c.pinKey(1);
+    const from = Date.now();
+    // The settlement keeps the whole lock (charges 16 credits for a 12-credit job); the jobs
+    // API names a settlement that never lands instead of it.
+    const plan = h.op.plan({ keyIndex: 1 });
+    const workerShare = (plan.lock * 85n) / 100n;
+    const over = {
+      ...plan,
+      charge: plan.lock,
+      workerShare,
+      treasuryShare: plan.lock - workerShare,
+      remainder: 0n,
+    };
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const settlementTx = h.op.send(h.op.settleIxs(over)).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    c.honestJobsApi(over, { escrowTx, settlementTx: madeUpSignature() });
+    expect(await c.verdicts(plan.jobId)).toEqual([
+      discrepancy("charge.matches_price", "settlement.exists"),
+    ]);
+    expect(await reportedMoney(c, from)).toEqual(movedOnChain([escrowTx, settlementTx], [plan]));
+  });
+
+  it("judges a second lock of a job whose second answer names a settlement that never lands", async () => {
+    const c = await h.scenario(quickDrop);
+    const from = Date.now();
+    const plan = h.op.plan({ keyIndex: 1 });
+    const first = h.op.honestJob(plan);
+    const secondLock = h.op.send(h.op.lockIxs(plan)).signature;
+    expect((await c.ingest(plan, first)).status).toBe(201);
+    const again = await c.ingest(plan, { escrowTx: secondLock, settlementTx: madeUpSignature() });
+    expect(again.status).toBe(409);
+    expect(await c.verdicts(plan.jobId)).toEqual([
+      discrepancy("escrow.single", "settlement.exists"),
+    ]);
+    expect(await reportedMoney(c, from)).toEqual(
+      movedOnChain([first.escrowTx, first.settlementTx, secondLock], [plan]),
+    );
+  });
+
+  it("keeps an honest job judged and counted when the jobs API later names a settlement that never lands", async () => {
+    const c = await h.scenario(quickDrop);
+    const from = Date.now();
+    const plan = h.op.plan({ keyIndex: 1 });
+    const txs = h.op.honestJob(plan);
+    c.record(plan, txs);
+    expect(await c.verdicts(plan.jobId)).toEqual([verified]);
+    c.honestJobsApi(plan, { escrowTx: txs.escrowTx, settlementTx: madeUpSignature() });
+    // What landed is right: the made-up signature is the one finding.
+    expect(await c.verdicts(plan.jobId)).toEqual([
+      { verdict: "dropped", failing: ["settlement.exists"] },
+    ]);
+    expect((await c.check(plan.jobId, "charge.matches_price"))?.outcome).toBe("pass");
+    expect((await c.check(plan.jobId, "settlement.exists"))?.expected).toMatchObject({
+      namedBy: ["jobs API"],
+    });
+    expect(await reportedMoney(c, from)).toEqual(
+      movedOnChain([txs.escrowTx, txs.settlementTx], [plan]),
+    );
+  });
+
+  it("finds a lock from another customer's vault when the node no longer serves the settlement", async () => {
+    const c = await h.scenario(quickDrop);
+    await c.pinKey(1);
+    const from = Date.now();
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan, { from: h.op.vault(2) })).signature;
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    await c.flush();
+    // A node that has pruned the settlement: finalized, but its transaction is not served.
+    const pruning: VerifierRpc = {
+      getSignatureStatuses: (sigs) => h.rpc.getSignatureStatuses(sigs),
+      getTransaction: (sig) =>
+        sig === settlementTx ? Promise.resolve(null) : h.rpc.getTransaction(sig),
+      getSlot: () => h.rpc.getSlot(),
+    };
+    const verifier = createVerifier({
+      store: c.store,
+      rpc: pruning,
+      profile: c.profile,
+      log,
+      options: {
+        pollIntervalMs: 20,
+        errorBackoffMs: 20,
+        backfillWaitMs: 20,
+        maxFetchMisses: 2,
+        fetchMissSpanMs: 0,
+      },
+    });
+    const summary = await verifier.runUntilSettled({}, { timeoutMs: 20_000 });
+    expect(summary.status).toBe("completed");
+    expect(await c.outcome(plan.jobId)).toEqual(discrepancy("escrow.source"));
+    expect((await c.check(plan.jobId, "settlement.exists"))?.outcome).toBe("skip");
+    const reported = await reportedMoney(c, from);
+    expect(reported.escrowedUnits).toBe(movedOnChain([escrowTx], [plan]).escrowedUnits);
+    expect(reported.feesLamports).toBe(h.op.fee(escrowTx));
   });
 });
 

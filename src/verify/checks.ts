@@ -2,7 +2,13 @@ import type { TransactionFacts } from "../chain/transaction-facts.js";
 import type { Role } from "./check-catalogue.js";
 import { amountsOf } from "./checks/amounts.js";
 import { answeredModel } from "./checks/charge.js";
-import type { CheckInput, EvaluatedVerdict, Evaluation } from "./checks/check-input.js";
+import type {
+  CheckInput,
+  CheckResult,
+  EvaluatedVerdict,
+  Evaluation,
+  Unserved,
+} from "./checks/check-input.js";
 import { CheckList, fail, pass, skip } from "./checks/check-list.js";
 import { creditsHeaderCheck } from "./checks/credits.js";
 import { escrowChecks, singleLock, type UsableLock } from "./checks/escrow.js";
@@ -23,6 +29,7 @@ export type {
   EvaluatedVerdict,
   Evaluation,
   ReceiptForChecks,
+  Unserved,
 } from "./checks/check-input.js";
 export { MAX_NAMED_BY } from "./checks/check-input.js";
 export { type CreditsSpan, creditsHeaderMatches } from "./checks/credits.js";
@@ -58,17 +65,20 @@ export function evaluateJob(given: CheckInput): Evaluation {
     job: { ...given.job, worker: given.job.worker ?? given.job.apiWorker },
   };
   const { job, profile, transactions } = input;
+  const unserved = input.unserved ?? new Map<string, Unserved>();
   const list = new CheckList();
   const learned: Evaluation["learned"] = { creditVault: null, treasuryCandidate: null };
   const stolen = stolenSignatures(input);
+  // The lock judged: the receipt's, or the jobs API's when the receipt's is not served.
+  const escrowNames = [job.escrowTx, job.apiEscrowTx].filter((s): s is string => s !== null);
+  const escrowSig = escrowNames.find((s) => !unserved.has(s)) ?? escrowNames[0] ?? null;
   // Transactions whose own checks defer to signatures.unique: another job's, or named by this
   // job for two steps.
   const deferred = new Map(
     [...stolen].map(([sig, owner]) => [sig, `the transaction belongs to ${owner}`]),
   );
-  const escrowNamed = job.escrowTx ?? job.apiEscrowTx;
   for (const s of [job.settlementTx, job.apiSettlementTx]) {
-    if (s !== null && s === escrowNamed && !deferred.has(s)) {
+    if (s !== null && s === escrowSig && !deferred.has(s)) {
       deferred.set(s, "this job names it for two steps");
     }
   }
@@ -80,11 +90,12 @@ export function evaluateJob(given: CheckInput): Evaluation {
   const played = (signature: string, role: Role) =>
     roles.set(signature, [...new Set([...(roles.get(signature) ?? []), role])]);
 
-  // Escrow.
-  const escrowSig = job.escrowTx ?? job.apiEscrowTx;
+  // Escrow. One no endpoint serves gets its escrow.exists with the other unserved ones, below.
   const escrow = escrowSig === null ? null : txOf("escrow", escrowSig);
   let lock: UsableLock | null = null;
-  if (escrow === null) {
+  if (escrow === null && escrowSig !== null && unserved.has(escrowSig)) {
+    list.skipAll(escrowAfterExists, `${unservedWhat(unserved, [escrowSig])} (see escrow.exists)`);
+  } else if (escrow === null) {
     list.unverifiable = "the receipt names no escrow transaction";
     list.add(skip("escrow.exists", list.unverifiable));
   } else {
@@ -94,12 +105,16 @@ export function evaluateJob(given: CheckInput): Evaluation {
   }
   const escrowSkip =
     escrow === null
-      ? "no escrow transaction"
+      ? escrowSig !== null && unserved.has(escrowSig)
+        ? `${unservedWhat(unserved, [escrowSig])} (see escrow.exists)`
+        : "no escrow transaction"
       : "the escrow is not a sound lock for this job (see escrow.*)";
 
   // Closing transactions: settlement or refund, told apart by this job's memo.
-  const closings = [...new Set([job.settlementTx, job.apiSettlementTx])]
-    .filter((s): s is string => s !== null && s !== escrowSig)
+  const closingNames = [...new Set([job.settlementTx, job.apiSettlementTx])].filter(
+    (s): s is string => s !== null && s !== escrowSig,
+  );
+  const closings = closingNames
     .map((s) => txOf("settlement", s))
     .filter((c): c is RoleTx => c !== null);
   const kindsFor = (facts: TransactionFacts) =>
@@ -147,6 +162,12 @@ export function evaluateJob(given: CheckInput): Evaluation {
     )
     .map((c) => ({ ...c, role: "escrow" as const }));
   closings.push(...conflictClosings);
+  // Named steps no endpoint serves, by role: the lock, and the closing steps (a signature
+  // named only by a conflicting receipt is taken for one: its role is not recorded).
+  const unservedLocks = escrowNames.filter((s) => unserved.has(s));
+  const unservedClosings = [
+    ...new Set([...closingNames, ...(job.conflictSignatures ?? [])]),
+  ].filter((s) => unserved.has(s) && !escrowNames.includes(s));
   const settlements = closings.filter((c) => kindsFor(c.facts).includes("settle"));
   const refunds = closings
     .filter((c) => kindsFor(c.facts).includes("refund"))
@@ -189,6 +210,11 @@ export function evaluateJob(given: CheckInput): Evaluation {
         ),
       );
       outcome = { kind: "settled", charge: null };
+    } else if (refund === undefined && unservedClosings.length > 0) {
+      list.skipAll(
+        refundNames.filter((n) => n !== "refund.exists"),
+        `${unservedWhat(unserved, unservedClosings)} (see refund.exists)`,
+      );
     } else if (refund === undefined) {
       // Not a finding yet: a refund the receipt does not name may still come from the jobs
       // API. Until one does, the lock is money not shown returned, and the job is not verified.
@@ -208,7 +234,12 @@ export function evaluateJob(given: CheckInput): Evaluation {
     list.add(answeredModel(job));
     const settlement =
       settlements.find((s) => s.signature === job.settlementTx) ?? settlements[0] ?? closings[0];
-    if (settlement === undefined) {
+    if (settlement === undefined && unservedClosings.length > 0) {
+      list.skipAll(
+        settlementNames.filter((n) => n !== "settlement.exists"),
+        `${unservedWhat(unserved, unservedClosings)} (see settlement.exists)`,
+      );
+    } else if (settlement === undefined) {
       if (job.apiStatus === "settled") {
         list.add(
           fail(
@@ -243,8 +274,24 @@ export function evaluateJob(given: CheckInput): Evaluation {
     }
   }
 
+  // A named step no endpoint serves: its role's `.exists` fails (never landed) or is skipped
+  // (pruned), in place of the pass of another named step of that role that did land. A
+  // closing step of a job that was to be refunded is a refund.
+  const neverLanded = new Set<CheckResult>();
+  const closingRole: Role = isRefund && outcome.kind !== "settled" ? "refund" : "settlement";
+  for (const [role, names, landed] of [
+    ["escrow", unservedLocks, escrow === null ? [] : [escrow]],
+    [closingRole, unservedClosings, closings],
+  ] as const) {
+    if (names.length === 0) continue;
+    const check = unservedExists(role, names, landed, job, unserved);
+    if (check.outcome === "fail") neverLanded.add(check);
+    else list.unverifiable ??= check.reason;
+    list.replace(check);
+  }
+
   list.add(uniqueSignatures(input, stolen, roles));
-  list.add(jobsApiMatchesReceipt(job));
+  list.add(jobsApiMatchesReceipt(job, unserved));
   const locked = escrow !== null && movesCredits(profile, escrow.facts);
   list.add(jobsApiMatchesChain(job, outcome, locked));
   list.add(creditsHeaderCheck(job, input.creditsSpan ?? null));
@@ -252,14 +299,18 @@ export function evaluateJob(given: CheckInput): Evaluation {
   if (job.worker === null && list.outcome("settlement.exists") === "pass") {
     list.unverifiable ??= "neither the receipt nor the jobs API names the worker";
   }
-  const failed = list.checks.some((c) => c.outcome === "fail");
+  // What landed is judged first: a failing check among it is a discrepancy, whatever else
+  // never landed; a job whose only finding is a step that never landed is `dropped`.
+  const failed = list.checks.some((c) => c.outcome === "fail" && !neverLanded.has(c));
   const verdict: EvaluatedVerdict = failed
     ? "discrepancy"
-    : list.unverifiable !== null
-      ? "unverifiable"
-      : list.unproven.size > 0
-        ? "partially_verified"
-        : "verified";
+    : neverLanded.size > 0
+      ? "dropped"
+      : list.unverifiable !== null
+        ? "unverifiable"
+        : list.unproven.size > 0
+          ? "partially_verified"
+          : "verified";
   if (verdict !== "partially_verified" && verdict !== "verified") {
     learned.creditVault = null;
     learned.treasuryCandidate = null;
@@ -270,5 +321,62 @@ export function evaluateJob(given: CheckInput): Evaluation {
     amounts: amountsOf(input, escrow, extraLocks, closings, refunds, lock),
     unproven: verdict === "partially_verified" ? [...list.unproven] : [],
     learned,
+  };
+}
+
+/** The escrow checks that follow escrow.exists, skipped when the lock is not served. */
+const escrowAfterExists = [
+  "escrow.program",
+  "escrow.finalized",
+  "escrow.succeeded",
+  "escrow.memo",
+  "escrow.instructions",
+  "escrow.balances",
+  "escrow.source",
+  "escrow.vault",
+] as const;
+
+/** Why the checks resting on these unserved signatures are skipped. */
+function unservedWhat(unserved: ReadonlyMap<string, Unserved>, signatures: readonly string[]) {
+  return signatures.some((s) => unserved.get(s)?.state === "dropped")
+    ? "the transaction named never landed"
+    : "the node no longer serves the transaction named";
+}
+
+/**
+ * `<role>.exists` for named steps no endpoint serves: a fail when one never landed, a skip when
+ * the node pruned them. The evidence says who named each, and which steps of the role landed.
+ */
+function unservedExists(
+  role: Role,
+  signatures: readonly string[],
+  landed: readonly RoleTx[],
+  job: CheckInput["job"],
+  unserved: ReadonlyMap<string, Unserved>,
+): CheckResult {
+  const dropped = signatures.some((s) => unserved.get(s)?.state === "dropped");
+  const namers = (s: string) => [
+    ...(s === job.escrowTx || s === job.settlementTx ? ["receipt"] : []),
+    ...(s === job.apiEscrowTx || s === job.apiSettlementTx ? ["jobs API"] : []),
+    ...((job.conflictSignatures ?? []).includes(s) ? ["conflicting receipt"] : []),
+  ];
+  const reason = signatures
+    .map((s) => {
+      const why = unserved.get(s)!.reason;
+      return signatures.length === 1 ? why : `${s}: ${why}`;
+    })
+    .join("; ");
+  return {
+    name: `${role}.exists`,
+    outcome: dropped ? "fail" : "skip",
+    reason,
+    expected:
+      signatures.length === 1
+        ? { signature: signatures[0], namedBy: namers(signatures[0]!) }
+        : { signatures: signatures.map((s) => ({ signature: s, namedBy: namers(s) })) },
+    actual:
+      landed.length === 0
+        ? null
+        : { landed: landed.map((t) => ({ signature: t.signature, slot: t.facts.slot })) },
   };
 }

@@ -12,23 +12,27 @@ import {
   evaluateJob,
   jobSignatures,
   type ReceiptForChecks,
+  type Unserved,
 } from "./checks.js";
 import type { Profile } from "./profiles.js";
 
 /**
  * What the verifier does with one claimed job, given what is known of its signatures: a pure
  * function, so every rule of "when is a job final, and as what" is here and testable without
- * a store or a node. In order:
- * - a signature that never landed before its blockhash expired: `dropped`;
- * - one no endpoint serves after `maxFetchMisses` answers of "not found" spanning
- *   `fetchMissSpanMs`: `unverifiable`;
+ * a store or a node. Signatures no endpoint serves are set aside: one that never landed before
+ * its blockhash expired (dropped), and one "not found" `maxFetchMisses` times over
+ * `fetchMissSpanMs` after it was finalized (pruned). Then, over the others, in order:
  * - endpoints of a quorum that disagree: `rpc_disagreement`, retried, every answer as evidence;
  * - RPC trouble this round: `error`, retried with backoff;
  * - a streamed job whose settlement the backfill is still looking for: `awaiting_finality`;
  * - a transaction not finalized and fetched yet: `awaiting_finality`, due on the poll grid when
  *   it should be final by the cluster's pace (or at the next poll, or backed off while unseen);
- * - otherwise every check runs (checks.ts) and decides; an amount the store cannot hold makes
- *   the job `unverifiable` (a failed check still a `discrepancy`), its amounts not written.
+ * - otherwise every check runs (checks.ts) on the transactions that landed and decides, and
+ *   their money is counted. A signature set aside fails its role's `.exists` (dropped) or skips
+ *   it (pruned): a failing check among the landed transactions makes the job a `discrepancy`;
+ *   else one that never landed makes it `dropped`, one pruned `unverifiable`. An amount the
+ *   store cannot hold makes the job `unverifiable` (a finding still decides it), its amounts
+ *   not written.
  */
 
 type Commitment = "processed" | "confirmed" | "finalized";
@@ -96,7 +100,7 @@ export interface Decision<J extends DecideJob = DecideJob> {
   lastError: string | null;
   commitment: Commitment | null;
   evaluation: Evaluation | null;
-  /** Checks written for verdicts reached without a full evaluation (dropped, pruned, disputed). */
+  /** Checks written for a verdict reached without an evaluation (endpoints that disagree). */
   checks: CheckResult[] | null;
 }
 
@@ -138,34 +142,23 @@ export function decide<J extends DecideJob>(
       ? null
       : commitments.reduce((a, b) => (commitmentRank[a!] <= commitmentRank[b!] ? a : b));
 
-  const dropped = sigs.filter((s) => row(s)?.state === "dropped");
-  if (dropped.length > 0) {
-    const checks = dropped.map(
-      (s): CheckResult => ({
-        name: `${roleOf(s)}.exists`,
-        outcome: "fail",
-        reason: `never landed: still unknown ${profile.dropAfterSlots} slots after slot ${row(s)!.notFoundSlot} (history searched); its blockhash has expired`,
-        expected: { signature: s },
-        actual: null,
-      }),
-    );
-    return { ...base, verdict: "dropped", nextVerifyAt: t, commitment, checks };
+  // Signatures no endpoint serves are judged by the checks as missing; the job waits only for
+  // the others.
+  const unserved = new Map<string, Unserved>();
+  for (const s of sigs) {
+    const r = row(s);
+    if (r?.state === "dropped") {
+      unserved.set(s, {
+        state: "dropped",
+        reason: `never landed: still unknown ${profile.dropAfterSlots} slots after slot ${r.notFoundSlot} (history searched); its blockhash has expired`,
+      });
+    } else if (r?.state === "pruned") {
+      unserved.set(s, { state: "pruned", reason: prunedReason(r, t) });
+    }
   }
-  const pruned = sigs.filter((s) => row(s)?.state === "pruned");
-  if (pruned.length > 0) {
-    const checks = pruned.map(
-      (s): CheckResult => ({
-        name: `${roleOf(s)}.exists`,
-        outcome: "skip",
-        reason: prunedReason(row(s)!, t),
-        expected: { signature: s },
-        actual: null,
-      }),
-    );
-    return { ...base, verdict: "unverifiable", nextVerifyAt: t, commitment, checks };
-  }
+  const served = sigs.filter((s) => !unserved.has(s));
   // Endpoints that disagree say nothing about the job: it waits, with every answer as evidence.
-  const disputed = sigs.filter((s) => signatures.disagreements.has(s));
+  const disputed = served.filter((s) => signatures.disagreements.has(s));
   if (disputed.length > 0) {
     const checks = disputed.map((s): CheckResult => {
       const d = signatures.disagreements.get(s)!;
@@ -186,7 +179,7 @@ export function decide<J extends DecideJob>(
       checks,
     };
   }
-  const troubled = sigs.filter((s) => signatures.trouble.has(s));
+  const troubled = served.filter((s) => signatures.trouble.has(s));
   if (troubled.length > 0) {
     return {
       ...base,
@@ -208,7 +201,7 @@ export function decide<J extends DecideJob>(
     };
   }
 
-  const notReady = sigs.filter((s) => signatures.facts(s) === undefined);
+  const notReady = served.filter((s) => signatures.facts(s) === undefined);
   if (notReady.length > 0) {
     // A signature unseen for a while is polled less often: the next look is as far off as it
     // has been unseen (plus a poll interval), up to the longest backoff, so its polls double
@@ -238,11 +231,12 @@ export function decide<J extends DecideJob>(
   }
 
   const transactions = new Map<string, TransactionFacts>();
-  for (const s of sigs) transactions.set(s, signatures.facts(s)!);
+  for (const s of served) transactions.set(s, signatures.facts(s)!);
   const evaluation = evaluateJob({
     job,
     profile,
     transactions,
+    unserved,
     namedBy: signatures.named,
     namedByTotal: signatures.namedTotal,
     custody: custody.custody,
@@ -253,7 +247,7 @@ export function decide<J extends DecideJob>(
   const decided = {
     ...base,
     nextVerifyAt: t,
-    commitment: sigs.length > 0 ? ("finalized" as const) : null,
+    commitment: unserved.size > 0 ? commitment : sigs.length > 0 ? ("finalized" as const) : null,
   };
   const unstorable = unstorableAmounts(evaluation.amounts);
   if (unstorable.length === 0) return { ...decided, verdict: evaluation.verdict, evaluation };
@@ -269,7 +263,10 @@ export function decide<J extends DecideJob>(
     expected: { maxUnits: MAX_STORED_UNITS.toString() },
     actual: Object.fromEntries(unstorable.map(([name, units]) => [name, units.toString()])),
   };
-  const verdict = evaluation.verdict === "discrepancy" ? "discrepancy" : "unverifiable";
+  const verdict =
+    evaluation.verdict === "discrepancy" || evaluation.verdict === "dropped"
+      ? evaluation.verdict
+      : "unverifiable";
   return {
     ...decided,
     verdict,

@@ -148,15 +148,9 @@ export function createRound(deps: RoundDeps): Round {
       // the next cell, in one statement. Deciding them "awaiting finality" wrote each one, and
       // a backlog was claimed and written over and over within one cell, learning nothing.
       const unpolled = new Set(needStatus);
-      const deferred = claimed.filter((job) => {
-        const own = jobSignatures(job);
-        return (
-          own.some((sig) => unpolled.has(sig)) &&
-          // A dropped signature decides the job whatever the other says; anything else could
-          // turn on the poll (a pruned one beside one found dropped is "dropped").
-          !own.some((sig) => rows.get(sig)?.state === "dropped")
-        );
-      });
+      // A signature found dropped does not decide its job alone: the transactions that landed
+      // are judged too, so the job waits for the poll of the others like any other.
+      const deferred = claimed.filter((job) => jobSignatures(job).some((sig) => unpolled.has(sig)));
       if (deferred.length > 0) {
         const ids = new Set(deferred.map((job) => job.jobId));
         await queue.releaseLeases(owner, [...ids], (cell + 1) * options.pollIntervalMs);
@@ -383,20 +377,26 @@ export function createRound(deps: RoundDeps): Round {
       }
       return facts;
     };
+    /** Dropped or pruned: no endpoint serves it, so its job is judged without it. */
+    const unserved = (sig: string) => {
+      const state = rows.get(sig)?.state;
+      return state === "dropped" || state === "pruned";
+    };
     const named = new Map<string, string[]>();
     const namedTotal = new Map<string, number>();
     const namesAny = new Set<string>();
     /**
      * Which jobs name the signatures of a slice's jobs whose transactions are all known (only
-     * those are evaluated): asked once per signature per round. A memo naming one job that the
-     * list leaves out (past its cap, or named only by a conflicting receipt) is asked about
-     * directly: that job may own the transaction.
+     * those are evaluated; a signature no endpoint serves is judged missing, not waited for):
+     * asked once per signature per round. A memo naming one job that the list leaves out (past
+     * its cap, or named only by a conflicting receipt) is asked about directly: that job may
+     * own the transaction.
      */
     async function nameSignatures(slice: readonly DecideJob[]) {
       const sigs = [
         ...new Set(
           slice
-            .map((job) => jobSignatures(job))
+            .map((job) => jobSignatures(job).filter((s) => !unserved(s)))
             .filter((own) => own.every((s) => factsOf(s) !== undefined))
             .flat(),
         ),
@@ -438,7 +438,7 @@ export function createRound(deps: RoundDeps): Round {
     // Jobs left waiting this round (a signature neither fetched nor being fetched) are decided
     // without evaluation: their writes carry no check rows, so they go many to a transaction.
     const waits = (job: DecideJob) =>
-      jobSignatures(job).some((s) => factsOf(s) === undefined && !fetched.has(s));
+      jobSignatures(job).some((s) => !unserved(s) && factsOf(s) === undefined && !fetched.has(s));
     const slices = [
       ...chunks(
         claimed.filter((job) => waits(job)),

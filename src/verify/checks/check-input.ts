@@ -56,7 +56,21 @@ export interface ChainAmounts {
   feesLamports: bigint | null;
 }
 
-export type EvaluatedVerdict = "verified" | "partially_verified" | "discrepancy" | "unverifiable";
+export type EvaluatedVerdict =
+  | "verified"
+  | "partially_verified"
+  | "discrepancy"
+  | "dropped"
+  | "unverifiable";
+
+/**
+ * A signature the job names that no endpoint serves: `dropped` never landed (its blockhash
+ * expired), `pruned` landed but the node no longer returns it. `reason` says what was seen.
+ */
+export interface Unserved {
+  state: "dropped" | "pruned";
+  reason: string;
+}
 
 export interface Evaluation {
   verdict: EvaluatedVerdict;
@@ -99,8 +113,14 @@ export interface Custody {
 export interface CheckInput {
   job: ReceiptForChecks;
   profile: Profile;
-  /** Finalized facts of every signature the job names, by signature. */
+  /** Finalized facts of every signature the job names, by signature, but the unserved ones. */
   transactions: ReadonlyMap<string, TransactionFacts>;
+  /**
+   * Signatures the job names that no endpoint serves (dropped, pruned): the checks judge the
+   * transactions that landed, and each of these fails (dropped) or skips (pruned) its role's
+   * `.exists`.
+   */
+  unserved?: ReadonlyMap<string, Unserved>;
   /**
    * For each signature the job names, the ids of jobs naming it in any role, receipt or jobs
    * API (this one included), in id order, at most `MAX_NAMED_BY` of them.

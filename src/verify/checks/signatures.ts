@@ -47,6 +47,8 @@ export function stolenSignatures(input: CheckInput): Map<string, string> {
   const { job, profile, transactions, namedBy } = input;
   const stolen = new Map<string, string>();
   for (const signature of jobSignatures(job)) {
+    // A signature no endpoint serves moved nothing anyone could own: its `.exists` says so.
+    if (input.unserved?.has(signature)) continue;
     const names = namedBy.get(signature) ?? [job.jobId];
     if (names.every((id) => id === job.jobId)) continue;
     const facts = transactions.get(signature);
