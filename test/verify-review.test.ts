@@ -943,6 +943,31 @@ describe("report totals against the chain", () => {
   });
 });
 
+describe("report totals against the chain: money into the vault that escrow did not pay", () => {
+  it("does not count a top-up named as a 504's refund as refunded", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const from = Date.now();
+    const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    // The lock stays in escrow; the "refund" is a top-up of the vault from another account.
+    const topUp = h.op.send([
+      h.op.transfer(h.op.attackerAccount(), plan.vault, plan.lock, {
+        authority: h.op.attacker.address,
+      }),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx: topUp }, { httpStatus: 504 });
+    const [outcome] = await c.verdicts(plan.jobId);
+    expect(outcome!.verdict).toBe("discrepancy");
+    expect(outcome!.failing).toContain("refund.memo");
+    const money = await reportedMoney(c, from);
+    expect(money.escrowedUnits).toBe(plan.lock);
+    // Nothing left escrow: nothing was refunded, and the kept lock stays unaccounted.
+    expect(money.refundedUnits).toBe(0n);
+    expect(money.chargedUnits).toBe(0n);
+  });
+});
+
 describe("report totals against the chain: one transaction, one role", () => {
   it("counts once a second lock named by both a conflicting receipt and the jobs API", async () => {
     const c = await h.scenario();

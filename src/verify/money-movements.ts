@@ -179,6 +179,9 @@ export function readRelease(
   // With the treasury unknown, one payee besides worker and vault may be it; two cannot.
   if (candidates.length === 1) treasury += candidates[0]!.delta;
   else others.push(...candidates);
+  // A return is escrow's money going back: a vault credit beyond what left escrow was paid by
+  // someone else (a top-up named as the refund), and returns nothing of the lock.
+  if (returned > outflow) returned = outflow;
   const sideFlow = -sum(foreignDebits.map((c) => c.delta));
   const othersTotal = sum(others.map((c) => c.delta));
   const unexplainedTotal = othersTotal > sideFlow ? othersTotal - sideFlow : 0n;
