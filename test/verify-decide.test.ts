@@ -418,6 +418,38 @@ describe("deciding a claimed job", () => {
     expect(d.nextVerifyAt).toBe(timing.now + timing.backfillWaitMs);
   });
 
+  it("stops waiting for the backfill once the lock is older than the protocol lets it stay open", () => {
+    // The operator locked and never settled; the jobs API keeps saying processing, and the
+    // backfill would keep asking for hours: the job is judged, its lock counted.
+    const { job, escrow } = honest();
+    const closeBy =
+      (escrow.blockTime! +
+        localnetProfile.settlementWindowSeconds +
+        localnetProfile.receiptTimeSkewSeconds) *
+      1000;
+    const decideAt = (now: number) =>
+      decide(
+        claimed(
+          { ...job, settlementTx: null, apiStatus: "processing" },
+          { backfillState: "pending", backfillNextAt: now + 600_000 },
+        ),
+        known({ [escrow.signature]: finalized }, [escrow]),
+        localnetProfile,
+        noPins,
+        { ...timing, now },
+      );
+    const early = decideAt(closeBy - 60_000);
+    expect(early.verdict).toBe("awaiting_finality");
+    // Looked at again when the lock is due closed, not when the backfill next asks.
+    expect(early.nextVerifyAt).toBe(closeBy);
+    const late = decideAt(closeBy);
+    expect(late.verdict).toBe("unverifiable");
+    expect(late.evaluation?.amounts.escrowedUnits).toBeGreaterThan(0n);
+    expect(late.evaluation?.checks.find((c) => c.name === "settlement.exists")?.outcome).toBe(
+      "skip",
+    );
+  });
+
   it("fails the lock's source when it came from a vault other than the key's pinned one", () => {
     const { job, escrow, settlement } = honest();
     const rows = { [escrow.signature]: finalized, [settlement.signature]: finalized };

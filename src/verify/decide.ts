@@ -190,13 +190,24 @@ export function decide<J extends DecideJob>(
     };
   }
 
-  // A streamed job's settlement comes from the backfill: wait for it unless it is over.
+  // A streamed job's settlement comes from the backfill: wait for it unless it is over, or
+  // the lock is older than the protocol lets a job go unsettled (its window, plus the skew
+  // allowed a receipt's clock). Past that the job is judged on what is known: a lock nobody
+  // closes is never "waiting" (the backfill asks for hours), and a nightly run must end. A
+  // settlement the backfill brings later sends the job back to the verifier.
   const hasClosing = job.settlementTx !== null || job.apiSettlementTx !== null;
-  if (!hasClosing && job.backfillState === "pending" && job.apiStatus !== "settled") {
+  const closeBy = lockCloseBy(job, signatures, profile);
+  if (
+    !hasClosing &&
+    job.backfillState === "pending" &&
+    job.apiStatus !== "settled" &&
+    (closeBy === null || t < closeBy)
+  ) {
+    const next = Math.max(t + timing.backfillWaitMs, job.backfillNextAt ?? 0);
     return {
       ...base,
       verdict: "awaiting_finality",
-      nextVerifyAt: Math.max(t + timing.backfillWaitMs, job.backfillNextAt ?? 0),
+      nextVerifyAt: closeBy === null ? next : Math.min(next, closeBy),
       commitment,
     };
   }
@@ -286,6 +297,21 @@ export function decide<J extends DecideJob>(
       unproven: verdict === "discrepancy" ? evaluation.unproven : [],
     },
   };
+}
+
+/**
+ * When the job's lock (the receipt's, else the jobs API's), once its facts are known, must
+ * have been settled or refunded: its block time plus the settlement window and the receipt
+ * skew, in ms. Null while no lock's time is known.
+ */
+function lockCloseBy(job: DecideJob, signatures: SignatureView, profile: Profile): number | null {
+  for (const s of [job.escrowTx, job.apiEscrowTx]) {
+    const blockTime = s === null ? null : (signatures.facts(s)?.blockTime ?? null);
+    if (blockTime !== null) {
+      return (blockTime + profile.settlementWindowSeconds + profile.receiptTimeSkewSeconds) * 1000;
+    }
+  }
+  return null;
 }
 
 /** What was seen of a transaction counted as pruned: how many answers, over how long. */
