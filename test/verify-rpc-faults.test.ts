@@ -1,3 +1,4 @@
+import { createServer as createHttpServer, type ServerResponse } from "node:http";
 import { createServer, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRpcPool } from "../src/chain/rpc-pool.js";
@@ -244,6 +245,102 @@ describe("one lagging or lying endpoint never makes an honest job final", () => 
       await rpc.close();
       for (const socket of sockets) socket.destroy();
       hanging.close();
+    }
+  });
+
+  it("ends a run at its deadline while the endpoint never answers the status poll", async () => {
+    // A node stuck on its status index: every other method is passed to the local chain.
+    const held: ServerResponse[] = [];
+    const stuck = createHttpServer(async (req, res) => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of req) chunks.push(chunk as Buffer);
+      const body = Buffer.concat(chunks).toString();
+      if (body.includes('"getSignatureStatuses"')) {
+        held.push(res);
+        return;
+      }
+      const answer = await fetch(world.rpcUrl, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+      });
+      res.writeHead(answer.status, { "content-type": "application/json" });
+      res.end(await answer.text());
+    });
+    await new Promise<void>((resolve) => stuck.listen(0, "127.0.0.1", resolve));
+    const address = stuck.address();
+    if (address === null || typeof address === "string") throw new Error("no port");
+    const store = createTestStore();
+    for (let i = 0; i < 2; i++) await runRecordedJob(world, store, { apiKeyIndex: 3 });
+    const rpc = createRpcPool({
+      endpoints: [
+        {
+          url: `http://127.0.0.1:${address.port}/`,
+          rateLimitPerSec: 200,
+          concurrency: 4,
+          timeoutMs: 3000,
+        },
+      ],
+      backoffBaseMs: 20,
+      backoffMaxMs: 300,
+    });
+    const verifier = createVerifier({
+      store,
+      rpc,
+      profile: localnetProfile,
+      log,
+      options: { pollIntervalMs: 50, errorBackoffMs: 50, maxBackoffMs: 500 },
+    });
+    try {
+      const started = performance.now();
+      const summary = await verifier.runUntilSettled({}, { timeoutMs: 1500 });
+      expect(summary.status).toBe("timed_out");
+      // Five attempts of 3 s each ran the run to 15 s.
+      expect(performance.now() - started).toBeLessThan(2900);
+    } finally {
+      await rpc.close();
+      for (const res of held) res.destroy();
+      stuck.close();
+    }
+  });
+
+  it("keeps honest jobs waiting while the endpoint that serves them fails half its requests", async () => {
+    // The first endpoint has no transaction; the second has them but fails half its requests.
+    // One failed request of the second is not "nobody serves it": no miss, never unverifiable.
+    const lagging = await world.addRpcEndpoint({ nullTransactions: true });
+    const flaky = await world.addRpcEndpoint({ http5xxRate: 0.5 });
+    const store = createTestStore();
+    for (let i = 0; i < 4; i++) await runRecordedJob(world, store, { apiKeyIndex: 3 });
+    const rpc = createRpcPool({
+      endpoints: [lagging, flaky].map((url) => ({
+        url,
+        rateLimitPerSec: 200,
+        concurrency: 4,
+        timeoutMs: 1000,
+      })),
+      backoffBaseMs: 20,
+      backoffMaxMs: 100,
+    });
+    const verifier = createVerifier({
+      store,
+      rpc,
+      profile: localnetProfile,
+      log,
+      options: {
+        pollIntervalMs: 50,
+        errorBackoffMs: 50,
+        maxBackoffMs: 200,
+        maxFetchMisses: 5,
+        fetchMissSpanMs: 1500,
+      },
+    });
+    try {
+      await verifier.runUntilSettled({}, { timeoutMs: 4000 });
+      const verdicts = store.db.select({ verdict: jobs.verdict }).from(jobs).all();
+      expect(world.rpcStats(flaky).served5xx).toBeGreaterThan(0);
+      expect(verdicts.map((v) => v.verdict).filter((v) => v === "unverifiable")).toEqual([]);
+    } finally {
+      await rpc.close();
     }
   });
 });

@@ -475,6 +475,7 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
 
   async function getSignatureStatuses(
     signatures: string[],
+    options: { signal?: AbortSignal } = {},
   ): Promise<(SignatureStatusInfo | null)[]> {
     const usable = order();
     const inGoodStanding = usable.filter((m) => !isAside(m) && !isFailing(m));
@@ -488,7 +489,7 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
       primary = usable[(usable.indexOf(firstPool[start % firstPool.length]!) + i) % usable.length]!;
       try {
         const asked = primary;
-        first = await observed(asked, () => asked.rpc.getSignatureStatuses(signatures));
+        first = await observed(asked, () => asked.rpc.getSignatureStatuses(signatures, options));
       } catch (error) {
         if (i + 1 >= usable.length) throw error;
       }
@@ -511,7 +512,10 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
       const indexes = undecided.map(([i]) => i);
       try {
         const replies = await observed(member, () =>
-          member.rpc.getSignatureStatuses(indexes.map((i) => signatures[i]!)),
+          member.rpc.getSignatureStatuses(
+            indexes.map((i) => signatures[i]!),
+            options,
+          ),
         );
         indexes.forEach((i, j) => {
           const o = open.get(i)!;
@@ -770,8 +774,8 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
   return {
     getSignatureStatuses,
     getTransaction,
-    getSlot: (commitment = "finalized") =>
-      quorumNumber((m) => m.rpc.getSlot(commitment), "getSlot"),
+    getSlot: (commitment = "finalized", options = {}) =>
+      quorumNumber((m) => m.rpc.getSlot(commitment, options), "getSlot"),
     getBlockHeight: (commitment = "finalized") =>
       quorumNumber((m) => m.rpc.getBlockHeight(commitment), "getBlockHeight"),
     getSignaturesForAddress,

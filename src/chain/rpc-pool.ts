@@ -114,13 +114,15 @@ export type RpcOutcomeName =
 /** How one call of the pool is made (see `call` in createRpcPool). */
 interface CallOptions {
   skip?: ReadonlySet<Endpoint>;
-  attempts?: number;
   signal?: AbortSignal;
 }
 
 export interface RpcPool {
   /** Splits into calls of statusBatchSize with searchTransactionHistory: true; null = not found. */
-  getSignatureStatuses(signatures: string[]): Promise<(SignatureStatusInfo | null)[]>;
+  getSignatureStatuses(
+    signatures: string[],
+    options?: { signal?: AbortSignal },
+  ): Promise<(SignatureStatusInfo | null)[]>;
   /**
    * getTransaction (default finalized), maxSupportedTransactionVersion 0, encoding json; null =
    * not found. `signal` stops it: the caller gets an error at once, without waiting for a reply
@@ -131,7 +133,10 @@ export interface RpcPool {
     commitment?: "confirmed" | "finalized",
     options?: { signal?: AbortSignal },
   ): Promise<FetchedTransaction | null>;
-  getSlot(commitment?: "confirmed" | "finalized"): Promise<number>;
+  getSlot(
+    commitment?: "confirmed" | "finalized",
+    options?: { signal?: AbortSignal },
+  ): Promise<number>;
   /**
    * Looks for signatures on every endpoint, each asked on its own: getSignatureStatuses with
    * history, then getTransaction at confirmed for those still unseen. Returns the signatures
@@ -496,7 +501,7 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
 
   /**
    * One call, failing over between endpoints. `skip`: endpoints not to ask while others exist;
-   * `attempts`: at most this many (default `maxAttempts`); `signal`: the caller stops waiting.
+   * `signal`: the caller stops waiting (for a reply or a backoff).
    */
   const call = async (
     method: string,
@@ -504,7 +509,6 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
     options: CallOptions = {},
   ): Promise<{ result: unknown; raw: string; endpoint: Endpoint }> => {
     const { skip, signal } = options;
-    const attemptsAllowed = options.attempts ?? maxAttempts;
     let failed: Endpoint | undefined;
     let attempts = 0;
     let rateLimited = 0;
@@ -564,7 +568,7 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
         }
         endpoint.recordFailure();
         attempts++;
-        if (attempts >= attemptsAllowed) {
+        if (attempts >= maxAttempts) {
           throw new AppError(
             "rpc_unavailable",
             `${method} failed after ${attempts} attempts (last on ${endpoint.name}): ${describe(outcome)}`,
@@ -605,11 +609,11 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
   ): Promise<Endpoint | null> {
     for (const endpoint of endpoints) {
       if (endpoint === skip || silent.has(endpoint)) continue;
-      // Asked once: an endpoint that does not answer is passed over, not waited on with retries
-      // (one that hangs held a round five timeouts per signature).
+      // With its retries: an endpoint that failed once is not taken to have nothing (a flaky
+      // archival node asked once made honest jobs unverifiable). The caller's signal cuts the
+      // wait short (one that hangs held a stopping round five timeouts per signature).
       const reply = await call("getTransaction", params, {
         skip: only(endpoint),
-        attempts: 1,
         ...(signal ? { signal } : {}),
       }).catch(() => {
         silent.add(endpoint);
@@ -627,17 +631,19 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
   }
 
   return {
-    async getSignatureStatuses(signatures) {
+    async getSignatureStatuses(signatures, options = {}) {
+      const { signal } = options;
       const chunks: string[][] = [];
       for (let i = 0; i < signatures.length; i += statusBatchSize) {
         chunks.push(signatures.slice(i, i + statusBatchSize));
       }
       const replies = await Promise.all(
         chunks.map(async (chunk) => {
-          const { result } = await call("getSignatureStatuses", [
-            chunk,
-            { searchTransactionHistory: true },
-          ]);
+          const { result } = await call(
+            "getSignatureStatuses",
+            [chunk, { searchTransactionHistory: true }],
+            signal ? { signal } : {},
+          );
           return statusesOf(result, chunk);
         }),
       );
@@ -689,7 +695,6 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
           const params = [chunk, { searchTransactionHistory: true }];
           const reply = await call("getSignatureStatuses", params, {
             skip: only(endpoint),
-            attempts: 1,
             ...(signal ? { signal } : {}),
           }).catch(() => null);
           let statuses: ReturnType<typeof statusesOf> | null = null;
@@ -727,8 +732,10 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
       return { found, unanswered: [...silent].map((e) => e.name) };
     },
 
-    async getSlot(commitment = "finalized") {
-      return integer((await call("getSlot", [{ commitment }])).result, "getSlot");
+    async getSlot(commitment = "finalized", options = {}) {
+      const { signal } = options;
+      const reply = await call("getSlot", [{ commitment }], signal ? { signal } : {});
+      return integer(reply.result, "getSlot");
     },
 
     requestRate() {

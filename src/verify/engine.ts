@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { setMaxListeners } from "node:events";
 import { setTimeout as delay } from "node:timers/promises";
 import PQueue from "p-queue";
 import { isBusyError, retryWhileBusy, type Store } from "../db/client.js";
@@ -110,7 +111,14 @@ export function createVerifier(deps: VerifierDeps): Verifier {
   let running = false;
   let stopping = false;
   /** Aborted by `stop()`: the round in flight stops between RPC calls. */
-  let roundsAbort = new AbortController();
+  // Every RPC call of a round listens on its round's signal (and stops listening when done):
+  // many at once is the normal case, not a leak.
+  const abortable = () => {
+    const controller = new AbortController();
+    setMaxListeners(0, controller.signal);
+    return controller;
+  };
+  let roundsAbort = abortable();
   let loopDone: Promise<void> | null = null;
   /** `notify()` with nobody asleep makes the next sleep return at once. */
   const sleeper = createSleeper({ rememberWake: true });
@@ -300,7 +308,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       if (running) return;
       running = true;
       stopping = false;
-      roundsAbort = new AbortController();
+      roundsAbort = abortable();
       const closing = closeAbandonedRuns().catch((error) =>
         log.warn({ err: error }, "stale verification runs not closed yet"),
       );
@@ -347,6 +355,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
         AbortSignal.timeout(Math.min(Math.max(0, deadline - now()), 2_147_483_647)),
         ...(opts.signal ? [opts.signal] : []),
       ]);
+      setMaxListeners(0, roundSignal);
       try {
         for (;;) {
           if (opts.signal?.aborted || stopping) {

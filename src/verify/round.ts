@@ -160,15 +160,17 @@ export function createRound(deps: RoundDeps): Round {
     if (needStatus.length > 0 && pollNow && !signal.aborted) {
       lastPollCell = cell;
       try {
-        const statuses = [...(await rpc.getSignatureStatuses(needStatus))];
+        const statuses = [...(await rpc.getSignatureStatuses(needStatus, { signal }))];
         const missing = needStatus.filter((_, i) => !statuses[i]);
         const landing = statuses.some((s) => s && s.confirmationStatus !== "finalized");
         let currentSlot: number | null = null;
-        if (missing.length > 0 && !signal.aborted) currentSlot = await rpc.getSlot();
+        if (missing.length > 0 && !signal.aborted) {
+          currentSlot = await rpc.getSlot("finalized", { signal });
+        }
         // Landed ones need the slot only to time their next look: it is read now and then (an
         // RPC limit is shared with the fetches), and estimated by the pace in between.
         else if (landing && !signal.aborted && slotReadDue(now())) {
-          currentSlot = await rpc.getSlot().catch(() => null);
+          currentSlot = await rpc.getSlot("finalized", { signal }).catch(() => null);
         }
         if (signal.aborted) return claimed.length;
         // "Dropped" is for good: one endpoint's "not found" (a lagging node answers it for a
@@ -246,6 +248,8 @@ export function createRound(deps: RoundDeps): Round {
         });
       } catch (error) {
         if (isBusyError(error)) throw error; // the database, not the node: retry the round
+        // A stopped round decides nothing: the calls it cut short are nobody's trouble.
+        if (signal.aborted) return claimed.length;
         for (const s of needStatus) trouble.set(s, `getSignatureStatuses: ${message(error)}`);
       }
     }

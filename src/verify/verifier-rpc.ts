@@ -14,7 +14,10 @@ export interface SignatureStatusLike {
 /** The part of the RPC pool (`src/chain`) the verifier uses. */
 export interface VerifierRpc {
   /** Statuses with history searched; the pool splits the list into calls of at most 256. */
-  getSignatureStatuses(signatures: string[]): Promise<(SignatureStatusLike | null)[]>;
+  getSignatureStatuses(
+    signatures: string[],
+    options?: { signal?: AbortSignal },
+  ): Promise<(SignatureStatusLike | null)[]>;
   /**
    * The finalized transaction, or null when the node has none. `signal` (a stopping round)
    * makes it give up at once with an error.
@@ -24,7 +27,7 @@ export interface VerifierRpc {
     commitment?: "finalized",
     options?: { signal?: AbortSignal },
   ): Promise<{ facts: TransactionFacts; raw: unknown } | null>;
-  getSlot(): Promise<number>;
+  getSlot(commitment?: "finalized", options?: { signal?: AbortSignal }): Promise<number>;
   /**
    * The signatures any endpoint shows (each asked on its own, statuses then transactions), and
    * the endpoints that could not answer. Without it, a poll's "not found" decides.
