@@ -521,6 +521,24 @@ describe.each(dialects)("receipts store on %s", (dialect) => {
     });
   });
 
+  it("keeps an error answer another copy recorded while the proxy's stream was open", async () => {
+    const store = await stores.open();
+    // The proxy opened the row with the 200 its headers said; a copy saying the caller got a
+    // 502 came while the stream ran (the fetch wrapper's); the proxy's completion came last.
+    const open = receipt({ settlementTx: null, captureState: "open", httpStatus: 200 });
+    await record(store, open, "proxy", { now: 10 });
+    await record(store, { ...open, captureState: "complete", httpStatus: 502 }, "ingest", {
+      now: 15,
+    });
+    expect(await readJob(store, open.jobId)).toMatchObject({ httpStatus: 502 });
+    const done = { ...open, captureState: "complete" as const };
+    expect(outcomes(await record(store, done, "proxy", { now: 20 }))).toEqual(["updated"]);
+    expect(await readJob(store, open.jobId)).toMatchObject({
+      httpStatus: 502,
+      captureState: "complete",
+    });
+  });
+
   it("sends back every judged job naming a signature a receipt newly names, even one re-posted in the same batch", async () => {
     const store = await stores.open();
     // A replay judged before the job it copies; a job being judged; one waiting its turn.

@@ -264,6 +264,21 @@ export function statusOfCopy(
   return answered(row.httpStatus) && !answered(status) ? "replace" : "conflict";
 }
 
+/**
+ * The status the proxy's completion of its own open row writes: its own, except where another
+ * copy replaced the row's 2xx with an error answer (`replace` above), which stays. Otherwise
+ * the completion would put the 2xx back, and which copy came first would decide the verdict.
+ */
+export function completedStatus(
+  row: Pick<RecordedRow, "httpStatus">,
+  receipt: Pick<Receipt, "httpStatus">,
+): number | null {
+  const own = receipt.httpStatus ?? null;
+  const recorded = row.httpStatus;
+  if (recorded !== null && !answered(recorded) && (own === null || answered(own))) return recorded;
+  return own ?? recorded;
+}
+
 /** True when a copy's status is written on the job (see `statusOfCopy`). */
 export const statusWritten = (status: ReturnType<typeof statusOfCopy>) =>
   status === "fill" || status === "replace";

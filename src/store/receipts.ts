@@ -16,6 +16,7 @@ import {
   captureFields,
   captureParams,
   columnOf,
+  completedStatus,
   conflictRecord,
   differingFields,
   filledColumns,
@@ -396,6 +397,7 @@ function recordOne(
     const completed = st.completeCapture.run(
       {
         ...params,
+        httpStatus: completedStatus(row, receipt),
         settlementTx,
         responseModel: receipt.responseModel ?? row.responseModel,
         creditVault: receipt.creditVault ?? row.creditVault,

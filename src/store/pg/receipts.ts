@@ -5,6 +5,7 @@ import type { ReceiptSource } from "../../db/schema.js";
 import {
   captureParams,
   columnOf,
+  completedStatus,
   conflictRecord,
   differingFields,
   filledColumns,
@@ -244,6 +245,7 @@ async function recordExisting(
       .update(jobs)
       .set({
         ...(values as Partial<NewJob>),
+        httpStatus: completedStatus(row, receipt),
         settlementTx,
         responseModel: receipt.responseModel ?? row.responseModel,
         creditVault: receipt.creditVault ?? row.creditVault,
