@@ -1,4 +1,5 @@
 import type { Store } from "../db/client.js";
+import { deadlineSignal } from "../deadline.js";
 import type { Logger } from "../log.js";
 import { isStorableUnits, MAX_STORED_UNITS, parseUnits } from "../money.js";
 import { keyFingerprint } from "../recorder/key-fingerprint.js";
@@ -82,12 +83,17 @@ export function createAccountSnapshotter(deps: AccountSnapshotDeps): AccountSnap
   }
 
   async function askAccount() {
-    const res = await doFetch(`${deps.baseUrl.replace(/\/$/, "")}/account`, {
-      headers: { authorization: `Bearer ${deps.apiKey}` },
-      signal: AbortSignal.any([AbortSignal.timeout(10_000), stopping.signal]),
-    });
-    if (!res.ok) throw new Error(`/v1/account answered HTTP ${res.status}`);
-    return parseAccount(await res.json());
+    const asking = deadlineSignal(10_000, stopping.signal);
+    try {
+      const res = await doFetch(`${deps.baseUrl.replace(/\/$/, "")}/account`, {
+        headers: { authorization: `Bearer ${deps.apiKey}` },
+        signal: asking.signal,
+      });
+      if (!res.ok) throw new Error(`/v1/account answered HTTP ${res.status}`);
+      return parseAccount(await res.json());
+    } finally {
+      asking.clear();
+    }
   }
 
   async function measure(): Promise<NewAccountSnapshot> {

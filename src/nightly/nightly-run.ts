@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { withoutUrlSecrets } from "../chain/url-secrets.js";
 import type { Store } from "../db/client.js";
 import { openVerdicts, type Verdict, verdicts } from "../db/schema.js";
+import { deadlineSignal } from "../deadline.js";
 import { ownerIsDead, ownerName } from "../host-identity.js";
 import type { LedgerWindowResult } from "../ledger/window-check.js";
 import { countJobsByVerdict } from "../reports/reconciliation.js";
@@ -207,9 +208,8 @@ export async function runNightlyVerification(
       };
       await settle();
       if (reason === null && options.ledger) {
-        const signals = [AbortSignal.timeout(Math.max(1, left()))];
-        if (options.signal) signals.push(options.signal);
-        const signal = AbortSignal.any(signals);
+        const reading = deadlineSignal(Math.max(1, left()), options.signal);
+        const { signal } = reading;
         try {
           ledger = await options.ledger({ from: options.from, to: options.to, signal });
         } catch (error) {
@@ -219,6 +219,8 @@ export async function runNightlyVerification(
               ? "interrupted"
               : `${timedOut()} (reading the credit vaults' history)`,
           );
+        } finally {
+          reading.clear();
         }
         reason = ledger.incomplete;
         // The ledger's read reopens the jobs whose credits.header waited for it: settle them.

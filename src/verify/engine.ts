@@ -3,6 +3,7 @@ import { setMaxListeners } from "node:events";
 import { setTimeout as delay } from "node:timers/promises";
 import PQueue from "p-queue";
 import { isBusyError, retryWhileBusy, type Store } from "../db/client.js";
+import { deadlineSignal } from "../deadline.js";
 import { deadOnThisHost, thisHost } from "../host-identity.js";
 import type { Logger } from "../log.js";
 import type { RoundPacer } from "../request-pressure.js";
@@ -349,13 +350,8 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       // The run's deadline and its caller's signal reach into a round (its fetches and writes
       // stop at the next step), not only between rounds: one long round ran a nightly verify
       // far past --timeout, and SIGTERM waited for it. One signal for the whole run.
-      const roundSignal = AbortSignal.any([
-        roundsAbort.signal,
-        // A timer waits at most 2^31 - 1 ms; a longer one would fire at once.
-        AbortSignal.timeout(Math.min(Math.max(0, deadline - now()), 2_147_483_647)),
-        ...(opts.signal ? [opts.signal] : []),
-      ]);
-      setMaxListeners(0, roundSignal);
+      const runDeadline = deadlineSignal(deadline - now(), roundsAbort.signal, opts.signal);
+      const roundSignal = runDeadline.signal;
       try {
         for (;;) {
           if (opts.signal?.aborted || stopping) {
@@ -394,6 +390,8 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       } catch (error) {
         await finishRun(runId, "failed", { error: message(error), ...progress }).catch(() => {});
         throw error;
+      } finally {
+        runDeadline.clear();
       }
       const summary: RunSummary = { runId, status, durationMs: now() - started, ...progress };
       await finishRun(runId, status, { ...progress, durationMs: summary.durationMs });
