@@ -193,12 +193,15 @@ describe("write paths beside a connection holding the write lock", () => {
     const { store, path } = fileStore(100);
     const chain = createFakeChain({ finalitySlots: 0 });
     const id = recordHonest(store, "v", chain);
-    // The lock is taken when the checks first read the profile: after every RPC call and
-    // chain write of the round, right before its verdicts are written.
+    // The lock is taken when the checks first read the payout rates: after every RPC call and
+    // chain write of the round, right before its verdicts are written (the memos are read
+    // before the fetched transactions are stored, so the profile as a whole is too early).
     let holder: { released: Promise<void> } | undefined;
     const profile = new Proxy(localnetProfile, {
       get(target, key, receiver) {
-        if (chain.calls.getTransaction.size === 2) holder ??= holdWriteLockSync(path, HOLD_MS);
+        if (key === "payout" && chain.calls.getTransaction.size === 2) {
+          holder ??= holdWriteLockSync(path, HOLD_MS);
+        }
         return Reflect.get(target, key, receiver);
       },
     }) as Profile;
