@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import type { Store } from "../src/db/client.js";
-import { openPostgres } from "../src/db/pg/client.js";
+import { openPostgres, type PgStore } from "../src/db/pg/client.js";
 import { ingestReceiptsVia } from "../src/recorder/ingest.js";
 import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
 import { createJobQueueStore } from "../src/store/job-queue.js";
@@ -12,6 +12,8 @@ import {
   type RecordResult,
   recordReceiptsUnit,
 } from "../src/store/receipts.js";
+import { pairKey } from "../src/store/signature-pairs.js";
+import { createSignatureStore, type SignatureStore } from "../src/store/signatures.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import {
   address,
@@ -623,11 +625,17 @@ describe("receipts store on postgres, from two processes at once", () => {
   });
 
   /** Two stores on one database, as two `serve` processes have. */
-  async function twoStores(): Promise<[Store, Store]> {
+  async function twoStores(): Promise<[PgStore, PgStore]> {
     const first = await stores.open();
-    const second = openPostgres(stores.lastUrl, { poolSize: 4, statementTimeoutMs: 30_000 });
-    extra.push(second);
-    return [first, second];
+    if (first.kind !== "postgres") throw new Error("a PostgreSQL store");
+    return [first, await anotherStore()];
+  }
+
+  /** One more store on the database of the last `twoStores`, as a third process has. */
+  async function anotherStore(): Promise<PgStore> {
+    const store = openPostgres(stores.lastUrl, { poolSize: 4, statementTimeoutMs: 30_000 });
+    extra.push(store);
+    return store;
   }
 
   it("creates each job once when both record the same batch", async () => {
@@ -700,25 +708,146 @@ describe("receipts store on postgres, from two processes at once", () => {
     });
   });
 
-  it("keeps a verifier off an open job that a receipt not yet committed names the money of", async () => {
+  /**
+   * Resolves once a statement on `store`'s database waits for a lock, or once `read` has
+   * settled (it did not wait): what a test does next must come after the wait began.
+   */
+  async function waitingOrDone(store: PgStore, read: Promise<unknown>) {
+    let settled = false;
+    read.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    for (let i = 0; i < 500 && !settled; i++) {
+      const { rows } = await store.pool.query(
+        `SELECT count(*)::int AS n FROM pg_stat_activity
+         WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+      );
+      if (rows[0].n > 0) return;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  it("has a verifier read every namer of an open job, a receipt not yet committed included", async () => {
     const [a, b] = await twoStores();
-    if (a.kind !== "postgres") throw new Error("a PostgreSQL store");
     // A replay recorded and waiting its turn, held by no verifier.
     const replay = receipt();
     await createReceiptsStore(a).record([replay], "ingest", { now: 10 });
     const real = receipt({ escrowTx: replay.escrowTx, settlementTx: replay.settlementTx });
-    const queue = createJobQueueStore(b);
-    const claim = (t: number) => queue.claim("verifier-b", null, { t, leaseMs: 60_000, limit: 10 });
-    // The real job's receipt, recorded by another host whose group has not committed yet: a
-    // verifier taking the replay now would judge it without the real job, keep the money, and
-    // never be told otherwise.
-    const during = await a.db.transaction(async (tx) => {
+    const lock = replay.escrowTx as string;
+    // The real job's receipt, recorded by another host whose group has not committed yet. A
+    // verifier may take the replay now; judged without the real job, it would keep the money
+    // and never be told otherwise. Its read of who names the lock waits for the commit.
+    let read: ReturnType<SignatureStore["jobsNaming"]> | undefined;
+    await a.db.transaction(async (tx) => {
       await recordReceiptsPg(tx, [real], "ingest", { now: 20 });
-      return claim(30);
+      await createJobQueueStore(b).claim("verifier-b", null, { t: 30, leaseMs: 60_000, limit: 10 });
+      read = createSignatureStore(b).jobsNaming([lock], 10);
+      await waitingOrDone(b, read);
     });
-    expect(during).toEqual([]);
-    // Committed: both are judged, each seeing the other.
-    expect((await claim(40)).map((r) => r.jobId).sort()).toEqual([real.jobId, replay.jobId].sort());
+    expect((await read)?.named.get(lock)).toEqual([real.jobId, replay.jobId].sort());
+  });
+
+  it("judges a replay with its original when two hosts record their first receipts at once", async () => {
+    const [a, b] = await twoStores();
+    const verifier = await anotherStore();
+    // A replay and the job it copies, the first receipts of one lock, in two hosts' groups that
+    // are both open: neither group sees the other's job. (Other keys and models, so the two
+    // share no report rollup row, where the second insert would wait for the first commit.)
+    const replay = receipt({ keyFingerprint: "key-x", model: "model-x" });
+    const original = receipt({
+      escrowTx: replay.escrowTx,
+      settlementTx: replay.settlementTx,
+      keyFingerprint: "key-z",
+      model: "model-z",
+    });
+    const lock = replay.escrowTx as string;
+    const gate = () => {
+      let open!: () => void;
+      return { opened: new Promise<void>((resolve) => (open = resolve)), open: () => open() };
+    };
+    const [replayRecorded, originalRecorded, commitReplay, commitOriginal] = [1, 2, 3, 4].map(gate);
+    const hostA = a.db.transaction(async (tx) => {
+      await recordReceiptsPg(tx, [replay], "ingest", { now: 10 });
+      replayRecorded?.open();
+      await commitReplay?.opened;
+    });
+    const hostB = b.db.transaction(async (tx) => {
+      await replayRecorded?.opened;
+      await recordReceiptsPg(tx, [original], "ingest", { now: 10 });
+      originalRecorded?.open();
+      await commitOriginal?.opened;
+    });
+    await originalRecorded?.opened;
+    commitReplay?.open();
+    await hostA;
+    // A verifier takes the replay between the two commits and asks who names the lock.
+    const claimed = await createJobQueueStore(verifier).claim("verifier-c", null, {
+      t: 20,
+      leaseMs: 60_000,
+      limit: 10,
+    });
+    expect(claimed.map((job) => job.jobId)).toEqual([replay.jobId]);
+    const read = createSignatureStore(verifier).jobsNaming([lock], 10);
+    await waitingOrDone(verifier, read);
+    commitOriginal?.open();
+    await hostB;
+    // It judges the replay knowing the original names the lock too: the money is not counted
+    // on both.
+    expect((await read).named.get(lock)).toEqual([original.jobId, replay.jobId].sort());
+  });
+
+  it("has a verifier asking whether a job names a signature wait for that job's receipt", async () => {
+    const [a, b] = await twoStores();
+    // The job a lock's memo names, its receipt being recorded by another host: a verifier
+    // judging a replay of that lock asks whether the memo's job names it.
+    const real = receipt();
+    let asked: Promise<Set<string>> | undefined;
+    await a.db.transaction(async (tx) => {
+      await recordReceiptsPg(tx, [real], "ingest", { now: 20 });
+      asked = createSignatureStore(b).namesAny([
+        { jobId: real.jobId, signature: real.escrowTx as string },
+      ]);
+      await waitingOrDone(b, asked);
+    });
+    expect(await asked).toEqual(new Set([pairKey(real.jobId, real.escrowTx as string)]));
+  });
+
+  it("records, without a deadlock, two groups that each name the lock of the other's job", async () => {
+    const [a, b] = await twoStores();
+    // Two jobs waiting their turn; each host's group holds one of them (a copy of its receipt,
+    // read FOR UPDATE) and then records a conflicting receipt of it naming the other's lock.
+    const one = receipt({ settlementTx: null });
+    const two = receipt({ settlementTx: null });
+    await createReceiptsStore(a).record([one, two], "ingest", { now: 10 });
+    let holdsOne!: () => void;
+    let holdsTwo!: () => void;
+    const heldOne = new Promise<void>((resolve) => (holdsOne = resolve));
+    const heldTwo = new Promise<void>((resolve) => (holdsTwo = resolve));
+    const group = (
+      store: PgStore,
+      own: Receipt,
+      other: Receipt,
+      held: () => void,
+      then: Promise<void>,
+    ) =>
+      store.db.transaction(async (tx) => {
+        expect(outcomes(await recordReceiptsPg(tx, [own], "ingest", { now: 30 }))).toEqual([
+          "duplicate",
+        ]);
+        held();
+        await then;
+        const named = { ...own, escrowTx: other.escrowTx };
+        return outcomes(await recordReceiptsPg(tx, [named], "ingest", { now: 30 }));
+      });
+    const results = await Promise.allSettled([
+      group(a, one, two, holdsOne, heldTwo),
+      group(b, two, one, holdsTwo, heldOne),
+    ]);
+    expect(results).toEqual([
+      { status: "fulfilled", value: ["conflict"] },
+      { status: "fulfilled", value: ["conflict"] },
+    ]);
   });
 
   it("applies the same fill once when both send it", async () => {

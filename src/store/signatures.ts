@@ -84,13 +84,18 @@ export interface SignatureStore {
   /**
    * Which jobs name each signature in any role, receipt or jobs API: up to `limit` ids in id
    * order, and the total, counted by SQLite (a signature replayed by thousands of receipts
-   * costs each of them an index count, not a list of all the others).
+   * costs each of them an index count, not a list of all the others). On PostgreSQL it first
+   * waits for the receipts and answers naming one of them that are being written on another
+   * connection (src/store/pg/namer-locks.ts); SQLite's writes are one at a time already.
    */
   jobsNaming(
     signatures: readonly string[],
     limit: number,
   ): Promise<{ named: Map<string, string[]>; totals: Map<string, number> }>;
-  /** The pairs in which the job names the signature in any role, conflicting receipts included. */
+  /**
+   * The pairs in which the job names the signature in any role, conflicting receipts included;
+   * on PostgreSQL after the same wait as `jobsNaming`.
+   */
   namesAny(pairs: readonly { jobId: string; signature: string }[]): Promise<Set<string>>;
 }
 

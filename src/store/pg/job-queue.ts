@@ -1,23 +1,11 @@
-import {
-  and,
-  eq,
-  gte,
-  inArray,
-  isNotNull,
-  isNull,
-  lt,
-  lte,
-  not,
-  or,
-  type SQL,
-  sql,
-} from "drizzle-orm";
+import { and, eq, gte, inArray, isNull, lt, lte, or, type SQL, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { jobs } from "../../db/pg/schema.js";
 import { finalVerdicts, type Verdict, verdictIsOpen, verdicts } from "../../db/schema.js";
 import type { JobQueueStore } from "../job-queue.js";
 import { narrows, type QueueFilter } from "../queue-rules.js";
 import type { PgExecutor } from "./executor.js";
+import { holdNamerStripes } from "./namer-locks.js";
 import { resetGivenUpPg } from "./signatures.js";
 
 /** `job_id` is one of `ids`, as ONE array parameter (drizzle spreads a list into one each). */
@@ -59,14 +47,11 @@ export async function reopenJobsPg(
  * transaction, except the job a transaction's memos name. One indexed lookup per column, as
  * there; the jobs API indexes hold only a signature the receipt does not name.
  *
- * Every namer's row is locked first (`FOR UPDATE`, in job-id order so two writers naming the
- * same signatures take their locks in one order), the open ones nobody holds too, although
- * they are not written. Transactions here run concurrently: without the lock a verifier could
- * claim such a job before the caller commits, read its namers without the caller's new one
- * (READ COMMITTED) and write a verdict that keeps the money, never to be reopened. The claim
- * skips a locked row (`SKIP LOCKED`) and takes the job once the caller has committed, when the
- * new namer is there to read; a verdict write that waits on the lock finds the lease dropped
- * (its UPDATE checks `lease_owner` again on the row it waited for) and writes nothing.
+ * The signatures' stripes are held first, until the caller commits (`holdNamerStripes`, see
+ * namer-locks.ts): a verifier reading who names one of them waits for that commit, or, if it
+ * read before, its job is found leased or final here and reopened. Only the rows reopened are
+ * locked; an open job nobody holds is not touched, so two writers naming each other's open
+ * jobs do not wait on each other's rows.
  */
 export async function reopenNamersPg(
   tx: PgExecutor,
@@ -74,31 +59,27 @@ export async function reopenNamersPg(
   now: number,
 ): Promise<number> {
   if (signatures.length === 0) return 0;
-  const sigs = sql`${sql.param([...new Set(signatures)])}::text[]`;
+  const unique = [...new Set(signatures)];
+  await holdNamerStripes(tx, unique);
+  const sigs = sql`${sql.param(unique)}::text[]`;
   // As on SQLite, the job the transaction's memos name is left out; each branch is the
   // signatures, each one's transaction row (by primary key) and the jobs naming it (one index).
   const from = sql`FROM unnest(${sigs}) AS s (sig)
     LEFT JOIN chain_transactions c ON c.signature = s.sig JOIN jobs j`;
   const notMemoJob = sql`j.job_id IS DISTINCT FROM c.memo_job`;
-  // Raw SQL: a UNION of index lookups, locked in order; the builder cannot lock a UNION.
-  const locked = await tx.execute<{ job_id: string }>(sql`SELECT job_id FROM jobs
-    WHERE job_id IN (SELECT j.job_id ${from} ON j.escrow_tx = s.sig WHERE ${notMemoJob}
-      UNION SELECT j.job_id ${from} ON j.settlement_tx = s.sig WHERE ${notMemoJob}
-      UNION SELECT j.job_id ${from} ON j.api_escrow_tx = s.sig
-        AND j.api_escrow_tx IS DISTINCT FROM j.escrow_tx WHERE ${notMemoJob}
-      UNION SELECT j.job_id ${from} ON j.api_settlement_tx = s.sig
-        AND j.api_settlement_tx IS DISTINCT FROM j.settlement_tx WHERE ${notMemoJob})
-    ORDER BY job_id FOR UPDATE`);
-  const namers = locked.rows.map((row) => row.job_id);
-  if (namers.length === 0) return 0;
-  // Read after the locks are held: what is final or leased now stays so until commit.
+  // Raw SQL: a UNION of index lookups, which the builder cannot join this way. A statement of
+  // its own, after the locks: it reads leases and verdicts committed before they were granted.
+  const namers = sql`SELECT j.job_id ${from} ON j.escrow_tx = s.sig WHERE ${notMemoJob}
+    UNION SELECT j.job_id ${from} ON j.settlement_tx = s.sig WHERE ${notMemoJob}
+    UNION SELECT j.job_id ${from} ON j.api_escrow_tx = s.sig
+      AND j.api_escrow_tx IS DISTINCT FROM j.escrow_tx WHERE ${notMemoJob}
+    UNION SELECT j.job_id ${from} ON j.api_settlement_tx = s.sig
+      AND j.api_settlement_tx IS DISTINCT FROM j.settlement_tx WHERE ${notMemoJob}`;
   return reopenJobsPg(
     tx,
     {
-      where: and(
-        jobIdIn(namers),
-        or(not(verdictIsOpen(jobs.verdict)), isNotNull(jobs.leaseOwner)),
-      ) as SQL,
+      where: sql`${jobs.jobId} IN (${namers})
+        AND (NOT ${verdictIsOpen(jobs.verdict)} OR ${jobs.leaseOwner} IS NOT NULL)`,
     },
     now,
   );

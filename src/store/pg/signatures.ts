@@ -5,6 +5,7 @@ import { pairKey } from "../signature-pairs.js";
 import { fetchedColumns } from "../signature-rules.js";
 import type { FetchedItem, ObservedStatus, SignatureRow, SignatureStore } from "../signatures.js";
 import type { PgExecutor } from "./executor.js";
+import { awaitNamerWriters } from "./namer-locks.js";
 
 /**
  * The signature state machine on PostgreSQL (contract, states and the SQLite version in
@@ -263,6 +264,10 @@ export function createPgSignatureStore(store: PgStore): SignatureStore {
       const totals = new Map<string, number>();
       const unique = [...new Set(signatures)];
       if (unique.length === 0) return { named, totals };
+      // A receipt naming one of them, being written on another host, is waited for: the read
+      // below then sees its job, or that receipt finds this verifier's job and reopens it
+      // (namer-locks.ts).
+      await awaitNamerWriters(db, unique);
       // Raw SQL, one round trip for all signatures: per signature, a UNION of the four index
       // ranges (as on SQLite) cut at `limit` in id order, and counted in full only when the cut
       // was reached (the CASE evaluates the count only then). Ids compare bytewise (COLLATE
@@ -291,6 +296,11 @@ export function createPgSignatureStore(store: PgStore): SignatureStore {
     async namesAny(pairs) {
       const found = new Set<string>();
       if (pairs.length === 0) return found;
+      // As for `jobsNaming`: a receipt or answer naming one of them is committed first.
+      await awaitNamerWriters(
+        db,
+        pairs.map((p) => p.signature),
+      );
       // Raw SQL, one round trip for all pairs: the four signature columns, and the conflicting
       // receipts' signatures as a JSON array (`@>` is false, not an error, on a non-array).
       const result = await db.execute<{ job_id: string; sig: string }>(sql`
