@@ -81,6 +81,58 @@ describe("the statement of a credit vault against an operator who names its debi
     expect(s.differenceUnits).toBe(0n);
   });
 
+  it("shows a debit that a late jobs API answer names as a receipted job's lock, and a settlement paying it on, as an unreceipted debit", async () => {
+    const c = await h.scenario();
+    const from = Date.now() - 5_000;
+    // J's receipt names its lock and settlement; the jobs API, asked about it, is still
+    // processing, so J verifies on its receipt alone.
+    const j = h.op.plan({ keyIndex: 0 });
+    const honestJ = h.op.honestJob(j);
+    c.record(j, honestJ);
+    c.jobsApi(j.jobId, { status: "processing" });
+    await finalized();
+    expect(await c.verdicts(j.jobId)).toEqual([{ verdict: "verified", failing: [] }]);
+
+    // The customer tops up; the operator moves 3,000,000 of it into escrow under J's escrow
+    // memo and on to the treasury under J's settle memo, and the jobs API then names these two
+    // as J's escrow and settlement.
+    h.op.fund(j.vault, 3_120_000n);
+    const theft = h.op.send([
+      h.op.transfer(j.vault, h.op.accounts.escrowVault, 3_000_000n),
+      h.op.memo(`decentral:escrow:${j.jobId}`),
+    ]).signature;
+    const payout = h.op.send([
+      h.op.transfer(h.op.accounts.escrowVault, h.op.accounts.treasury.tokenAccount, 3_000_000n),
+      h.op.memo(`decentral:settle:${j.jobId}`),
+    ]).signature;
+    c.jobsApi(j.jobId, {
+      status: "settled",
+      credits_charged: Number(j.charge / 10_000n),
+      worker_address: j.worker.address,
+      on_chain: { escrow_tx: theft, settlement_tx: payout },
+    });
+    await finalized();
+    // The verifier reads both settlements as J's: its charge and what was taken.
+    expect((await c.verdicts(j.jobId))[0]?.verdict).toBe("discrepancy");
+
+    const s = await statementOf(c, j.vault, from);
+    expect(s.unexplained).toEqual([
+      expect.objectContaining({
+        finding: "unreceipted_debit",
+        signature: theft,
+        amountUnits: -3_000_000n,
+        memoJobId: j.jobId,
+      }),
+    ]);
+    expect(s.unexplainedOutUnits).toBe(3_000_000n);
+    // J's one lock is the one its receipt names, settled and released.
+    expect(s.locksUnits).toBe(j.lock);
+    expect(s.returnsUnits).toBe(j.remainder);
+    expect(s.depositsUnits).toBe(3_120_000n);
+    expect(s.unreleasedLocks).toEqual([]);
+    expect(s.differenceUnits).toBe(0n);
+  });
+
   it("keeps a lock that one base unit sent back with a refund memo does not account for an unreleased lock", async () => {
     const profile: Profile = { ...localnetProfile, settlementWindowSeconds: 1 };
     const c = await h.scenario(profile);

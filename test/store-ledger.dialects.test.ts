@@ -406,9 +406,9 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       store.sqlite.exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
         INSERT INTO jobs (${columns}) ${bulk} FROM n`);
     }
+    // A receipt whose upstream sent no escrow header: the jobs API names its lock.
     await seedJob(store, {
       jobId: "J6",
-      escrowTx: sig("own-lock"),
       apiEscrowTx: sig("api-lock"),
       apiSettlementTx: sig("api-return"),
       recordedAt: at(5, 1) * 1000,

@@ -12,12 +12,21 @@ export interface JobTie {
    * a debit of the vault), not only the jobs API's answer, which the operator controls.
    */
   receiptNamesLock: boolean;
+  /**
+   * The receipt names an escrow transaction at all (`jobs.escrow_tx`). A proxied receipt whose
+   * upstream sent no `x-decentral-tx-signature` header names none: only the jobs API can.
+   */
+  receiptNamesEscrow: boolean;
 }
 
 /**
  * Whether a job can pay from `vault`, so that a debit of the vault its receipt or jobs-API answer
  * names is its lock. Otherwise anyone who can make a jobs API name a transaction could file
- * another customer's loss as their own job's lock. The key's pin decides when there is one (pins
+ * another customer's loss as their own job's lock. A job whose receipt names its escrow has that
+ * one lock: a jobs API answer naming another (the operator's word against the receipt's, and
+ * `jobs_api.matches_receipt`'s finding) makes no lock of it, whatever the job's key, so a debit
+ * taken later under the job's escrow memo stays an unreceipted debit. The answer is the word
+ * only where the receipt names no escrow. The key's pin decides when there is one (pins
  * never move); else a vault the receipt declared; a vault pinned to any key belongs to that
  * customer, and this key is not it (a key holds one pin, and this one has none). A keyless job
  * that declares the vault is taken at its word, as the verifier's `escrow.source` does; so is a
@@ -26,6 +35,7 @@ export interface JobTie {
  * API answer alone does not make a keyless job's lock of a customer's vault.
  */
 export function canPayFrom(tie: JobTie, vault: string, vaultPinned: boolean): boolean {
+  if (tie.receiptNamesEscrow && !tie.receiptNamesLock) return false;
   if (tie.pinnedVault !== null) return tie.pinnedVault === vault;
   if (tie.declaredVault !== null) {
     return tie.declaredVault === vault && (tie.keyFingerprint === null || !vaultPinned);

@@ -18,8 +18,9 @@ import { createPgLedgerStore } from "./pg/ledger.js";
  * here. A line's kind is decided when its transaction is read, in the same transaction that
  * writes it (so the per-day sums follow at once):
  *
- * - `lock`: money out by the escrow transaction of a recorded job (its receipt or jobs-API
- *   answer names the signature) that can pay from this vault (`canPayFrom`);
+ * - `lock`: money out by the escrow transaction of a recorded job (its receipt names the
+ *   signature, or its jobs-API answer does where the receipt names no escrow) that can pay from
+ *   this vault (`canPayFrom`);
  * - `return`: money in whose settle or refund memo names a recorded job that names it as its
  *   settlement, or a job whose lock this vault paid (receipted or not). A credit without that
  *   memo is no job's return, whatever a jobs API names: honest settlements and refunds carry
@@ -441,13 +442,15 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     .pluck();
 
   // Classification: the recorded jobs that name a signature as their lock (with what ties each
-  // to a vault, and whether the receipt itself names it), or whether the job a credit's memo
-  // names names it as its return.
+  // to a vault, whether the receipt itself names it, and whether the receipt names an escrow at
+  // all), or whether the job a credit's memo names names it as its return.
   const lockJobs = sqlite.prepare(
-    `SELECT j.job_id, j.key_fingerprint, j.credit_vault, cv.vault AS pinned, 1 AS by_receipt
+    `SELECT j.job_id, j.key_fingerprint, j.credit_vault, cv.vault AS pinned, 1 AS by_receipt,
+       1 AS receipt_escrow
        FROM jobs j LEFT JOIN credit_vaults cv ON cv.key_fingerprint = j.key_fingerprint
        WHERE j.escrow_tx = @sig
-     UNION ALL SELECT j.job_id, j.key_fingerprint, j.credit_vault, cv.vault AS pinned, 0
+     UNION ALL SELECT j.job_id, j.key_fingerprint, j.credit_vault, cv.vault AS pinned, 0,
+       j.escrow_tx IS NOT NULL
        FROM jobs j LEFT JOIN credit_vaults cv ON cv.key_fingerprint = j.key_fingerprint
        WHERE j.api_escrow_tx = @sig AND j.api_escrow_tx IS NOT j.escrow_tx`,
   );
@@ -485,6 +488,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   // of this vault bringing money back with the job's settle memo (see `JobSettlement`).
   const jobPaid = big(
     `SELECT j.key_fingerprint, j.credit_vault, j.charged_units, cv.vault AS pinned,
+       j.escrow_tx IS NOT NULL AS receipt_escrow,
        j.verdict IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")}) AS decided,
        EXISTS (SELECT 1 FROM ledger_lines l WHERE l.vault = @vault AND l.signature = j.escrow_tx)
          AS receipt_lock,
@@ -663,6 +667,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         credit_vault: string | null;
         pinned: string | null;
         by_receipt: number;
+        receipt_escrow: number;
       }[];
       if (named.length > 0) {
         const pinned = vaultPinned.get(vault) !== undefined;
@@ -673,6 +678,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
               declaredVault: j.credit_vault,
               pinnedVault: j.pinned,
               receiptNamesLock: j.by_receipt === 1,
+              receiptNamesEscrow: j.receipt_escrow === 1,
             },
             vault,
             pinned,
@@ -737,6 +743,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           credit_vault: string | null;
           charged_units: bigint | null;
           pinned: string | null;
+          receipt_escrow: bigint;
           decided: bigint;
           receipt_lock: bigint;
           landed: bigint;
@@ -751,6 +758,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
               declaredVault: paid.credit_vault,
               pinnedVault: paid.pinned,
               receiptNamesLock: paid.receipt_lock === 1n,
+              receiptNamesEscrow: paid.receipt_escrow === 1n,
             },
             decided: paid.decided === 1n,
             chargedUnits: paid.charged_units,

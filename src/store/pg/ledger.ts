@@ -280,6 +280,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         jobId: jobs.jobId,
         keyFingerprint: jobs.keyFingerprint,
         creditVault: jobs.creditVault,
+        escrowTx: jobs.escrowTx,
         chargedUnits: jobs.chargedUnits,
         pinned: creditVaults.vault,
         decided: inArray(jobs.verdict, [...finalVerdicts]).mapWith(Boolean),
@@ -307,6 +308,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
             declaredVault: p.creditVault,
             pinnedVault: p.pinned,
             receiptNamesLock: p.receiptLock,
+            receiptNamesEscrow: p.escrowTx !== null,
           },
           decided: p.decided,
           chargedUnits: p.chargedUnits,
@@ -426,6 +428,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
           declaredVault: r.creditVault,
           pinnedVault: r.pinned,
           receiptNamesLock,
+          receiptNamesEscrow: r.escrowTx !== null,
         };
         map.set(signature, [...(map.get(signature) ?? []), { jobId: r.jobId, tie }]);
       };
