@@ -1144,6 +1144,93 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
     ).toEqual([["K7", 500_000n]]);
   });
 
+  it("files a debit only the jobs API names as the lock only of a job whose receipt names none, and pays off no other debit with what the settlements paid out", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    await seedCreditVault(store, { keyFingerprint: "kf_one", vault: VAULT, pinnedAt: 1 });
+    // J9's receipt names its lock and settlement. Its jobs API answer, given later, names a
+    // second debit under J9's escrow memo and a settlement paying that on to the treasury: the
+    // verifier read J9's settlements paying out its charge (40,000) and the 300,000 taken.
+    await seedJob(store, {
+      jobId: "J9",
+      keyFingerprint: "kf_one",
+      escrowTx: sig("lock9"),
+      settlementTx: sig("settle9"),
+      apiEscrowTx: sig("theft9"),
+      apiSettlementTx: sig("payout9"),
+      verdict: "discrepancy",
+      chargedUnits: 340_000n,
+      recordedAt: at(16, 1) * 1000,
+    });
+    // J10: a proxied receipt whose upstream sent no escrow header; the jobs API names its lock.
+    await seedJob(store, {
+      jobId: "J10",
+      keyFingerprint: "kf_one",
+      apiEscrowTx: sig("lock10"),
+      apiSettlementTx: sig("settle10"),
+      chargedUnits: 40_000n,
+      recordedAt: at(16, 3) * 1000,
+    });
+    const memo = (kind: "escrow" | "settle", jobId: string) => ({
+      memoKind: kind,
+      memoJobId: jobId,
+    });
+    const lines: SeedLine[] = [
+      {
+        name: "lock9",
+        slot: 100,
+        time: at(16, 1),
+        balance: { pre: 1_000_000n, post: 840_000n },
+        ...memo("escrow", "J9"),
+      },
+      {
+        name: "settle9",
+        slot: 101,
+        time: at(16, 1, 30),
+        balance: { pre: 840_000n, post: 960_000n },
+        ...memo("settle", "J9"),
+      },
+      {
+        name: "theft9",
+        slot: 102,
+        time: at(16, 2),
+        balance: { pre: 960_000n, post: 660_000n },
+        ...memo("escrow", "J9"),
+      },
+      {
+        name: "lock10",
+        slot: 103,
+        time: at(16, 3),
+        balance: { pre: 660_000n, post: 500_000n },
+        ...memo("escrow", "J10"),
+      },
+      {
+        name: "settle10",
+        slot: 104,
+        time: at(16, 3, 30),
+        balance: { pre: 500_000n, post: 620_000n },
+        ...memo("settle", "J10"),
+      },
+    ];
+    await readVault(ledger, lines);
+    // What J9's settlements paid out accounts for its one lock; the 300,000 is still out.
+    const filed = [
+      ["lock", "J9", true],
+      ["return", "J9", false],
+      ["unexplained", "J9", false],
+      ["lock", "J10", true],
+      ["return", "J10", false],
+    ];
+    expect((await linesOf(store, VAULT)).map((l) => [l.kind, l.jobId, l.released])).toEqual(filed);
+    expect(await ledger.periodSums(VAULT, NOV, DEC)).toEqual(
+      sums([2, -320_000n], [2, 240_000n], [0, 0n], [1, -300_000n], [0, 0n]),
+    );
+    expect((await ledger.reviewLines(VAULT, NOV, DEC)).map((l) => [l.signature, l.now])).toEqual([
+      [sig("theft9"), { kind: "unexplained", jobId: "J9" }],
+    ]);
+    expect(await ledger.overdueLocks(VAULT, NOV, DEC, 3_600, DEC)).toEqual([]);
+  });
+
   it("takes a landed settlement the verifier has not read yet as accounting for the lock in a statement, never in the stored release", async () => {
     const store = await stores.open();
     const ledger = createLedgerStore(store);

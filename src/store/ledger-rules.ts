@@ -92,20 +92,34 @@ export interface JobDebit {
 }
 
 /**
- * What is still out of each of a job's debits of one vault, given what accounts for them: the
- * money the job's returns brought back to the vault plus what its settlement paid out of escrow
- * (`settledUnits`). Locks are covered first, oldest first, then
- * debits only a memo ties to the job: one base unit sent back with a refund memo covers one base
- * unit, and a lock is released only when nothing of it is still out.
+ * What is still out of each of a job's debits of one vault, given what accounts for them: what
+ * its settlement paid out of escrow (`settledUnits`), then the money the job's returns brought
+ * back to the vault. The settlement accounts for the job's locks only, oldest first: a debit
+ * only a memo ties to the job is no lock the receipts know, and what a settlement paid out of it
+ * (to a worker or the treasury, named perhaps by the jobs API alone) is still the customer's
+ * money gone. Returns then cover what is left, locks first, oldest first, then the debits only a
+ * memo ties to the job: one base unit sent back with a refund memo covers one base unit, and a
+ * lock is released only when nothing of it is still out.
  */
-export function outstandingOf(debits: readonly JobDebit[], accounted: bigint): Map<string, bigint> {
+export function outstandingOf(
+  debits: readonly JobDebit[],
+  returned: bigint,
+  settled: bigint,
+): Map<string, bigint> {
   const order = [...debits].sort((a, b) => (a.lock === b.lock ? a.ord - b.ord : a.lock ? -1 : 1));
   const out = new Map<string, bigint>();
-  let left = accounted > 0n ? accounted : 0n;
+  let paid = settled > 0n ? settled : 0n;
+  let back = returned > 0n ? returned : 0n;
   for (const d of order) {
-    const covered = left < d.units ? left : d.units;
-    left -= covered;
-    out.set(d.signature, d.units - covered);
+    let left = d.units;
+    if (d.lock) {
+      const covered = paid < left ? paid : left;
+      paid -= covered;
+      left -= covered;
+    }
+    const covered = back < left ? back : left;
+    back -= covered;
+    out.set(d.signature, left - covered);
   }
   return out;
 }

@@ -36,7 +36,8 @@ import { createPgLedgerStore } from "./pg/ledger.js";
  * pin set since can show the job does not pay from this vault).
  *
  * A lock is released when the job's returns to the vault plus what its settlement paid out
- * account for it (`outstandingOf`), not by any money back that names the job.
+ * account for it (`outstandingOf`), not by any money back that names the job; what a settlement
+ * paid out never accounts for a debit that is no lock.
  */
 
 /** Where a vault's listing stands (see `ledgerCursors` in src/db/schema.ts). */
@@ -771,7 +772,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         )
       : 0n;
     return {
-      out: outstandingOf(debits, returned + settled),
+      out: outstandingOf(debits, returned, settled),
       released: new Set(rows.filter((r) => r.released === 1n).map((r) => r.signature)),
     };
   }

@@ -339,8 +339,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       const settled = settlement
         ? settledUnits(settlement, vault, pinned, locked, provisional)
         : 0n;
-      const accounted = (returned.get(job) ?? 0n) + settled;
-      out.set(job, outstandingOf(debits, accounted));
+      out.set(job, outstandingOf(debits, returned.get(job) ?? 0n, settled));
       for (const r of mine) if (r.released) released.add(r.signature);
     }
     return { out, released };
