@@ -15,6 +15,7 @@ import { statementsSentBy } from "./support/pg-statements.js";
 import {
   checkOf,
   dailyTotals,
+  fileLineAs,
   jobVerdict,
   linesOf,
   seedChainTransaction,
@@ -1229,6 +1230,16 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       [sig("theft9"), { kind: "unexplained", jobId: "J9" }],
     ]);
     expect(await ledger.overdueLocks(VAULT, NOV, DEC, 3_600, DEC)).toEqual([]);
+
+    // As an earlier version filed it: J9's lock, released. The next round files it again.
+    await fileLineAs(store, VAULT, sig("theft9"), { kind: "lock", jobId: "J9", released: true });
+    expect(await ledger.review(VAULT, NOW + 1)).toMatchObject({ classified: 1 });
+    expect((await linesOf(store, VAULT)).map((l) => [l.kind, l.jobId])).toEqual(
+      filed.map(([kind, jobId]) => [kind, jobId]),
+    );
+    expect(await ledger.periodSums(VAULT, NOV, DEC)).toEqual(
+      sums([2, -320_000n], [2, 240_000n], [0, 0n], [1, -300_000n], [0, 0n]),
+    );
   });
 
   it("takes a landed settlement the verifier has not read yet as accounting for the lock in a statement, never in the stored release", async () => {

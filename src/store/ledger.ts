@@ -524,6 +524,17 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   const openLocksAll = big(
     `SELECT ${LINE_COLUMNS} FROM ledger_lines WHERE vault = ? AND kind = 'lock' AND released = 0`,
   );
+  // Locks that only a jobs API answer names, of a job whose receipt names another escrow, were
+  // filed so before such an answer stopped making a lock (`canPayFrom`): the released ones,
+  // which `openLocksAll` leaves out, are filed again too. Few: the jobs whose answer names
+  // another escrow than the receipt, read through the partial index `jobs_api_escrow_tx` (its
+  // predicate, then the rest).
+  const answerOnlyLocks = big(
+    `SELECT ${LINE_COLUMNS} FROM ledger_lines WHERE vault = ? AND kind = 'lock' AND released = 1
+       AND signature IN (SELECT api_escrow_tx FROM jobs
+         WHERE api_escrow_tx IS NOT NULL AND api_escrow_tx IS NOT escrow_tx
+           AND escrow_tx IS NOT NULL)`,
+  );
   const openLocksPeriod = big(
     `SELECT ${LINE_COLUMNS} FROM ledger_lines WHERE vault = ? AND kind = 'lock' AND released = 0
        AND block_time >= ? AND block_time < ? ORDER BY ord`,
@@ -1013,9 +1024,14 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     for (const r of reviewAll.all(vault) as LineDb[]) classifyAgain(toLine(r));
     // An open lock read before either key was pinned is checked again: a job that cannot pay
     // from this vault now (its key pinned elsewhere, the vault pinned to another key) does not
-    // keep another customer's debit as its lock. Then the locks that are accounted for now.
+    // keep another customer's debit as its lock; nor does a job whose receipt names another
+    // escrow keep one only its jobs API answer named, released or not (`answerOnlyLocks`).
+    // Then the locks that are accounted for now.
     const openJobs = new Set<string>();
-    for (const r of openLocksAll.all(vault) as LineDb[]) {
+    for (const r of [
+      ...(openLocksAll.all(vault) as LineDb[]),
+      ...(answerOnlyLocks.all(vault) as LineDb[]),
+    ]) {
       const c = classifyAgain(toLine(r));
       if (c.kind === "lock" && c.jobId !== null) openJobs.add(c.jobId);
     }

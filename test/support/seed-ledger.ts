@@ -159,6 +159,33 @@ export async function linesOf(store: Store, vault: string) {
     .all();
 }
 
+/** Sets what a line was filed as, as an earlier version of the store may have left it. */
+export async function fileLineAs(
+  store: Store,
+  vault: string,
+  signature: string,
+  as: {
+    kind: "lock" | "return" | "deposit" | "unexplained";
+    jobId: string | null;
+    released: boolean;
+  },
+): Promise<void> {
+  if (store.kind === "postgres") {
+    const t = pgSchema.ledgerLines;
+    await store.db
+      .update(t)
+      .set(as)
+      .where(and(eq(t.vault, vault), eq(t.signature, signature)));
+    return;
+  }
+  const t = sqliteSchema.ledgerLines;
+  store.db
+    .update(t)
+    .set(as)
+    .where(and(eq(t.vault, vault), eq(t.signature, signature)))
+    .run();
+}
+
 /** The vault's `ledger_daily` totals per kind (what the triggers kept), kinds with lines only. */
 export async function dailyTotals(
   store: Store,

@@ -820,8 +820,18 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       result.classified++;
     }
     // An open lock read before either key was pinned is checked again: a job that cannot pay
-    // from this vault now does not keep another customer's debit as its lock. Then the locks
-    // that are accounted for now.
+    // from this vault now does not keep another customer's debit as its lock. So is a released
+    // lock that only a jobs API answer names, of a job whose receipt names another escrow: filed
+    // so before that answer stopped making a lock (`canPayFrom`). Those are few, the jobs whose
+    // answer names another escrow than the receipt, read through the partial index
+    // `jobs_api_escrow_tx` (its predicate, then the rest). Then the locks accounted for now.
+    const answerOnly = tx
+      .select({ signature: jobs.apiEscrowTx })
+      .from(jobs)
+      .where(
+        sql`${jobs.apiEscrowTx} IS NOT NULL
+          AND ${jobs.apiEscrowTx} IS DISTINCT FROM ${jobs.escrowTx} AND ${jobs.escrowTx} IS NOT NULL`,
+      );
     const openLocks = (
       await tx
         .select(lineColumns)
@@ -829,6 +839,21 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         .where(and(vaultIs(vault), eq(ledgerLines.kind, "lock"), not(ledgerLines.released)))
         .orderBy(asc(ledgerLines.ord))
     ).map(toLine);
+    const releasedAnswerOnly = (
+      await tx
+        .select(lineColumns)
+        .from(ledgerLines)
+        .where(
+          and(
+            vaultIs(vault),
+            eq(ledgerLines.kind, "lock"),
+            ledgerLines.released,
+            inArray(ledgerLines.signature, answerOnly),
+          ),
+        )
+        .orderBy(asc(ledgerLines.ord))
+    ).map(toLine);
+    openLocks.push(...releasedAnswerOnly);
     const locksNow = await classifyMany(tx, vault, openLocks.map(asClassifiable));
     const openJobs = new Set<string>();
     for (const [i, line] of openLocks.entries()) {
