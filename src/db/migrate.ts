@@ -1,7 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { readMigrationFiles } from "drizzle-orm/migrator";
 import type { SqliteStore } from "./client.js";
-import { LATEST_MIGRATION, latestKnownMillis, refuseNewerDatabase } from "./migration-guard.js";
+import { latestKnown, refuseNewerDatabase } from "./migration-guard.js";
 import { backfillRollups } from "./rollups.js";
 
 /** migrations/ at the package root, found from both src/db and dist/db. */
@@ -26,7 +26,7 @@ export function migrateStore(
   store: SqliteStore,
   options: { onBackfill?: (day: number, lastDay: number) => void } = {},
 ): void {
-  const latestMillis = latestKnownMillis(migrationsFolder, LATEST_MIGRATION.sqlite);
+  const known = latestKnown(migrationsFolder, "sqlite");
   const migrations = readMigrationFiles({ migrationsFolder });
   const { sqlite } = store;
   const apply = sqlite.transaction(() => {
@@ -37,11 +37,7 @@ export function migrateStore(
       .prepare(`SELECT created_at FROM "${migrationsTable}" ORDER BY created_at DESC LIMIT 1`)
       .pluck()
       .get() as number | string | undefined;
-    refuseNewerDatabase(
-      last === undefined ? undefined : Number(last),
-      latestMillis,
-      LATEST_MIGRATION.sqlite,
-    );
+    refuseNewerDatabase(last === undefined ? undefined : Number(last), known.millis, known.tag);
     const insert = sqlite.prepare(
       `INSERT INTO "${migrationsTable}" ("hash", "created_at") VALUES (?, ?)`,
     );

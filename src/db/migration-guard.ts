@@ -2,12 +2,22 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
 /**
- * The newest migration of each dialect this build was made with. A migrations folder holding
- * newer ones belongs to newer code (a `git pull` not followed by `npm run build`): applied by
- * this build, they left the database on a schema its statements no longer fit, and every
- * command failed. test/migration-guard.test.ts keeps these equal to the journals' last entries.
+ * The newest migration of each dialect a build in dist/ was made with, written there by `npm
+ * run build`. A migrations folder holding newer ones belongs to newer code (a `git pull` not
+ * followed by a build): applied by this build, they left the database on a schema its
+ * statements no longer fit, and every command failed. Run from source there is no such file:
+ * the code and its migrations are one checkout, and the folder's newest migration is the known
+ * one.
  */
-export const LATEST_MIGRATION = { sqlite: "0016_memo_job", postgres: "0008_memo_job" } as const;
+function builtWith(): Partial<Record<Dialect, string>> {
+  try {
+    return JSON.parse(readFileSync(new URL("../migrations-built.json", import.meta.url), "utf8"));
+  } catch {
+    return {};
+  }
+}
+
+type Dialect = "sqlite" | "postgres";
 
 interface JournalEntry {
   tag: string;
@@ -15,13 +25,22 @@ interface JournalEntry {
 }
 
 /**
- * Checks that `folder` holds no migration newer than `latestTag`, and returns the time of
- * `latestTag` (drizzle's `folderMillis`, what the database records of each migration applied).
+ * The newest migration of `dialect` this code knows, and its time (drizzle's `folderMillis`,
+ * what the database records of each migration applied), after checking that `folder` holds
+ * none newer. `latestTag` stands in for what the build recorded (tests).
  */
-export function latestKnownMillis(folder: string, latestTag: string): number {
+export function latestKnown(
+  folder: string,
+  dialect: Dialect,
+  latestTag: string | undefined = builtWith()[dialect],
+): { tag: string; millis: number } {
   const journal = JSON.parse(readFileSync(join(folder, "meta", "_journal.json"), "utf8")) as {
     entries: JournalEntry[];
   };
+  if (latestTag === undefined) {
+    const last = journal.entries.at(-1);
+    return { tag: last?.tag ?? "none", millis: last?.when ?? 0 };
+  }
   const latest = journal.entries.find((e) => e.tag === latestTag);
   if (latest === undefined) {
     throw new Error(
@@ -34,7 +53,7 @@ export function latestKnownMillis(folder: string, latestTag: string): number {
       `${folder} holds ${newer.join(", ")}, newer than this build (its migrations end at ${latestTag}): build it again (npm run build) before running it; nothing was applied`,
     );
   }
-  return latest.when;
+  return { tag: latestTag, millis: latest.when };
 }
 
 /**

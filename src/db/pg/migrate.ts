@@ -1,7 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { readMigrationFiles } from "drizzle-orm/migrator";
 import type pg from "pg";
-import { LATEST_MIGRATION, latestKnownMillis, refuseNewerDatabase } from "../migration-guard.js";
+import { latestKnown, refuseNewerDatabase } from "../migration-guard.js";
 import { openPostgres, type PostgresSettings, withPgTransaction } from "./client.js";
 
 /** migrations/postgres at the package root, found from both src/db/pg and dist/db/pg. */
@@ -33,7 +33,7 @@ export interface PgMigrationResult {
  * timeout applies inside: building an index on a large table may take long.
  */
 export async function migratePostgres(pool: pg.Pool): Promise<PgMigrationResult> {
-  const latestMillis = latestKnownMillis(pgMigrationsFolder, LATEST_MIGRATION.postgres);
+  const known = latestKnown(pgMigrationsFolder, "postgres");
   const migrations = readMigrationFiles({ migrationsFolder: pgMigrationsFolder });
   return await withPgTransaction(pool, async (client) => {
     await client.query("SET LOCAL statement_timeout = 0");
@@ -46,7 +46,7 @@ export async function migratePostgres(pool: pg.Pool): Promise<PgMigrationResult>
       `SELECT created_at FROM ${migrationsTable} ORDER BY created_at DESC LIMIT 1`,
     );
     const lastMillis = last.rows[0] === undefined ? undefined : Number(last.rows[0].created_at);
-    refuseNewerDatabase(lastMillis, latestMillis, LATEST_MIGRATION.postgres);
+    refuseNewerDatabase(lastMillis, known.millis, known.tag);
     let applied = 0;
     for (const migration of migrations) {
       if (lastMillis !== undefined && lastMillis >= migration.folderMillis) continue;
