@@ -45,7 +45,13 @@ function facts(amount: bigint): TransactionFacts {
 /** An endpoint answering with fixed facts and status, counting its calls. */
 function member(
   name: string,
-  answer: { amount?: bigint | null; status?: SignatureStatusInfo | null; down?: boolean },
+  answer: {
+    amount?: bigint | null;
+    status?: SignatureStatusInfo | null;
+    down?: boolean;
+    /** What it says the block time of every slot is (seconds). */
+    blockTime?: number;
+  },
 ) {
   const calls = { getTransaction: 0, getSignatureStatuses: 0 };
   const rpc: RpcPool = {
@@ -66,6 +72,10 @@ function member(
     },
     async getBlockHeight() {
       return 900;
+    },
+    async getBlockTime() {
+      if (answer.down) throw new Error("503");
+      return answer.blockTime ?? 1_700_000_000;
     },
     requestRate: () => 10,
     async getSignaturesForAddress() {
@@ -227,6 +237,19 @@ describe("a quorum of RPC endpoints", () => {
       quorum: 2,
     });
     expect(await rpc.getSlot()).toBe(1000);
+  });
+
+  it("takes the lowest of k block times, so no single endpoint moves the chain's finalized time forward", async () => {
+    // An endpoint that dates the finalized slot a minute late would have the ledger call a
+    // period read before the chain had finalized its end.
+    const rpc = createQuorumRpc({
+      members: [
+        member("ahead", { blockTime: 1_700_000_060 }).m,
+        member("a", { blockTime: 1_700_000_000 }).m,
+      ],
+      quorum: 2,
+    });
+    expect(await rpc.getBlockTime(1000)).toBe(1_700_000_000);
   });
 });
 

@@ -778,6 +778,8 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
       quorumNumber((m) => m.rpc.getSlot(commitment, options), "getSlot"),
     getBlockHeight: (commitment = "finalized") =>
       quorumNumber((m) => m.rpc.getBlockHeight(commitment), "getBlockHeight"),
+    // The lowest of k: no single endpoint can move the chain's finalized time forward.
+    getBlockTime: (slot: number) => quorumNumber((m) => m.rpc.getBlockTime(slot), "getBlockTime"),
     getSignaturesForAddress,
     getTokenAccountBalance,
     // Every fact is asked of k members at once: the slowest of them paces the pool.

@@ -156,6 +156,8 @@ export interface RpcPool {
   /** getTokenAccountBalance at finalized: the amount in base units and the slot it was read at. */
   getTokenAccountBalance(address: string): Promise<{ slot: number; amount: bigint }>;
   getBlockHeight(commitment?: "confirmed" | "finalized"): Promise<number>;
+  /** getBlockTime: the slot's block time, whole seconds since the epoch. */
+  getBlockTime(slot: number): Promise<number>;
   /**
    * Requests per second the pool allows now: the rate of the endpoint the next call goes to,
    * lowered after 429s (adaptive-rate.ts). A verifier sizes its rounds by it.
@@ -744,6 +746,10 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
 
     async getBlockHeight(commitment = "finalized") {
       return integer((await call("getBlockHeight", [{ commitment }])).result, "getBlockHeight");
+    },
+
+    async getBlockTime(slot) {
+      return integer((await call("getBlockTime", [slot])).result, "getBlockTime");
     },
 
     async getSignaturesForAddress(address, options = {}) {
