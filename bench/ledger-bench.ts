@@ -233,8 +233,8 @@ function generateLedger(store: SqliteStore, lines: number): void {
     ).run(LEDGER_BENCH_VAULT);
     db.prepare(
       `INSERT INTO ledger_cursors (vault, newest_signature, newest_slot, sync_number, balance_units,
-         balance_slot, balance_at, synced_at, chained_ord, updated_at)
-       SELECT vault, signature, slot, 1, post_units, slot, @now, @now, ord, @now
+         balance_slot, balance_at, synced_at, final_through, chained_ord, updated_at)
+       SELECT vault, signature, slot, 1, post_units, slot, @now, @now, @now, ord, @now
        FROM ledger_lines WHERE vault = @vault ORDER BY ord DESC LIMIT 1`,
     ).run({ vault: LEDGER_BENCH_VAULT, now: BigInt((historyStartSec + span + 3600) * 1000) });
   }).immediate();

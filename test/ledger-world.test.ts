@@ -21,6 +21,7 @@ import { auditRecord } from "../src/reports/audit-record.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
+import { finalizedPast } from "./support/finality.js";
 import { createTestStore } from "./support/store.js";
 import { groundTruth, runRecordedJob } from "./support/verify-jobs.js";
 
@@ -110,6 +111,8 @@ describe("the ledger of a credit vault against the local world", () => {
     await runRecordedJob(world, store, { model: "qwen3-8b", fault: "timeout" });
     await finalized();
     const end = Date.now();
+    // Read once the chain has finalized past the period's end, as the nightly run waits to.
+    await finalizedPast(world, end);
 
     // The verifier goes first: the ledger fetches only what no receipt named (the top-up).
     await verifyAll(store);
@@ -378,6 +381,8 @@ describe("the ledger of a credit vault against the local world", () => {
       const dying: LedgerRpc = {
         getTransaction: (s) => rpc.getTransaction(s),
         getTokenAccountBalance: (a) => rpc.getTokenAccountBalance(a),
+        getSlot: (c) => rpc.getSlot(c),
+        getBlockTime: (slot) => rpc.getBlockTime(slot),
         async getSignaturesForAddress(address, o) {
           if (++calls > 3) throw new Error("killed");
           pages.push(o?.before ?? "(top)");
@@ -393,6 +398,8 @@ describe("the ledger of a credit vault against the local world", () => {
       const counting = (): LedgerRpc => ({
         getTransaction: (s) => rpc.getTransaction(s),
         getTokenAccountBalance: (a) => rpc.getTokenAccountBalance(a),
+        getSlot: (c) => rpc.getSlot(c),
+        getBlockTime: (slot) => rpc.getBlockTime(slot),
         async getSignaturesForAddress(address, o) {
           pages.push(o?.before ?? "(top)");
           return rpc.getSignaturesForAddress(address, o);
@@ -423,6 +430,8 @@ describe("the ledger of a credit vault against the local world", () => {
       const pruning: LedgerRpc = {
         getTransaction: (sig) => rpc.getTransaction(sig),
         getTokenAccountBalance: (a) => rpc.getTokenAccountBalance(a),
+        getSlot: (c) => rpc.getSlot(c),
+        getBlockTime: (slot) => rpc.getBlockTime(slot),
         async getSignaturesForAddress(address, o) {
           const page = await rpc.getSignaturesForAddress(address, o);
           return page.filter((e) => e.signature !== missing);
@@ -541,7 +550,8 @@ async function honestAndOff(apiKeyIndex: number) {
   const store = createTestStore();
   const honest = await runRecordedJob(world, store, { apiKeyIndex });
   const off = await runRecordedJob(world, store, { apiKeyIndex, fault: "credits-header-off" });
-  await finalized();
+  // The ledger knows a header's span is whole once the chain finalized past the response.
+  await finalizedPast(world, Date.now());
   return { store, vault: vaultOf(apiKeyIndex), honest, off };
 }
 

@@ -1,6 +1,10 @@
 import { describe, expect, it } from "vitest";
 import type { Store } from "../src/db/client.js";
 import { openPostgres } from "../src/db/pg/client.js";
+import type { LedgerReader, VaultSyncResult } from "../src/ledger/reader.js";
+import { buildStatement } from "../src/ledger/statement.js";
+import { LedgerNotFinalError, ledgerWindowCheck } from "../src/ledger/window-check.js";
+import { isoOf } from "../src/reports/period.js";
 import {
   createLedgerStore,
   type FetchedTransaction,
@@ -9,6 +13,7 @@ import {
   type ListedSignature,
 } from "../src/store/ledger.js";
 import { createSignatureStore } from "../src/store/signatures.js";
+import { localnetProfile } from "../src/verify/profiles.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { fakeSignature } from "./support/job-rows.js";
 import { statementsSentBy } from "./support/pg-statements.js";
@@ -153,10 +158,18 @@ async function seedReceipts(store: Store) {
   }
 }
 
-/** One reader's pass over the vault: list, read what is listed, review. */
-async function readVault(ledger: LedgerStore, lines: readonly SeedLine[], now = NOW) {
+/**
+ * One reader's pass over the vault: list (the chain finalized through `finalThrough` before the
+ * listing), read what is listed, review.
+ */
+async function readVault(
+  ledger: LedgerStore,
+  lines: readonly SeedLine[],
+  now = NOW,
+  finalThrough: number | null = now,
+) {
   const seen = await ledger.cursor(VAULT, now);
-  const stored = await ledger.storePage(VAULT, seen, pageOf(lines), true, now);
+  const stored = await ledger.storePage(VAULT, seen, pageOf(lines), true, now, finalThrough);
   await ledger.recordReads(VAULT, readsOf(lines), fetchedOf(lines), now);
   return { stored, review: await ledger.review(VAULT, now) };
 }
@@ -211,7 +224,8 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
     expect(await ledger.oldestSyncedAt()).toBe(0);
 
     const [newest, older] = [pageOf(month).slice(0, 4), pageOf(month).slice(4)];
-    expect(await ledger.storePage(VAULT, empty, newest, false, 2_000)).toBe(true);
+    // The chain had finalized through 1,000 before the sync's first page was asked for.
+    expect(await ledger.storePage(VAULT, empty, newest, false, 2_000, 1_000)).toBe(true);
     const middle = await ledger.cursor(VAULT, 2_000);
     expect(middle).toMatchObject({
       syncTop: sig("december"),
@@ -221,8 +235,14 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       syncIndex: 4,
     });
     // Another process listed from the empty cursor: its page is already stored.
-    expect(await ledger.storePage(VAULT, empty, newest, false, 2_500)).toBe(false);
-    expect(await ledger.storePage(VAULT, middle, older, true, 3_000)).toBe(true);
+    expect(await ledger.storePage(VAULT, empty, newest, false, 2_500, 2_000)).toBe(false);
+    expect((await ledger.cursorFigures(VAULT))?.finalThrough).toBeNull();
+    // The sync's last page, asked for later: what it holds is what the first page held.
+    expect(await ledger.storePage(VAULT, middle, older, true, 3_000, 2_900)).toBe(true);
+    expect(await ledger.cursorFigures(VAULT)).toMatchObject({
+      syncedAt: 3_000,
+      finalThrough: 1_000,
+    });
     expect(await ledger.cursor(VAULT, 3_000)).toEqual({
       vault: VAULT,
       newestSignature: sig("december"),
@@ -243,7 +263,8 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
     const later: ListedSignature[] = [
       { signature: sig("later"), slot: 900, blockTime: DEC_31, err: null },
     ];
-    expect(await ledger.storePage(VAULT, synced, later, true, 4_000)).toBe(true);
+    expect(await ledger.storePage(VAULT, synced, later, true, 4_000, 3_900)).toBe(true);
+    expect((await ledger.cursorFigures(VAULT))?.finalThrough).toBe(3_900);
     expect((await ledger.listedSignatures(VAULT)).at(-1)).toBe(sig("later"));
     expect(await ledger.cursor(VAULT, 4_000)).toMatchObject({
       newestSignature: sig("later"),
@@ -257,6 +278,13 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       newestSignature: sig("later"),
       newestSlot: 900,
       syncNumber: 3,
+    });
+    // A sync that read no finalized time, or an earlier one (an endpoint behind), keeps the last.
+    expect((await ledger.cursorFigures(VAULT))?.finalThrough).toBe(3_900);
+    await ledger.storePage(VAULT, await ledger.cursor(VAULT, 6_000), [], true, 6_000, 3_000);
+    expect(await ledger.cursorFigures(VAULT)).toMatchObject({
+      syncedAt: 6_000,
+      finalThrough: 3_900,
     });
   });
 
@@ -288,6 +316,7 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
     await ledger.setError(VAULT, "rpc said no", NOW + 2);
     expect(await ledger.cursorFigures(VAULT)).toEqual({
       syncedAt: NOW,
+      finalThrough: null,
       balanceUnits: 870_000n,
       balanceSlot: 333,
       newestSlot: 300,
@@ -729,6 +758,7 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
     expect(await ledger.movementAround("nobody", DEC)).toEqual({ next: null, last: null });
     expect(await ledger.cursorFigures(VAULT)).toEqual({
       syncedAt: NOW,
+      finalThrough: NOW,
       balanceUnits: 817_000n,
       balanceSlot: 801,
       newestSlot: 800,
@@ -1295,6 +1325,119 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
     ];
     await readVault(ledger, lines);
     expect(await ledger.overdueLocks(VAULT, NOV, DEC, 3_600, DEC)).toEqual([]);
+  });
+});
+
+/** A one-hour settlement window, no grace: J2's lock (Nov 15 09:00) is due at 10:00. */
+const hourProfile = { ...localnetProfile, settlementWindowSeconds: 3_600 };
+
+/**
+ * A reader over the seeded store: each round lists nothing new, with the chain finalized through
+ * what `finalized()` says then.
+ */
+function listingReader(ledger: LedgerStore, finalized: () => number): LedgerReader {
+  const sync = async (vault: string): Promise<VaultSyncResult> => {
+    const t = Date.now();
+    await ledger.storePage(vault, await ledger.cursor(vault, t), [], true, t, finalized());
+    return { vault, pages: 1, listed: 0, fetched: 0, shared: 0, pending: 0 };
+  };
+  return {
+    vaults: async () => [VAULT],
+    syncVault: sync,
+    syncAll: async () => [await sync(VAULT)],
+    start() {},
+    async stop() {},
+  };
+}
+
+describe.each(dialects)("the ledger's read on %s, by the chain's finalized time", (dialect) => {
+  const stores = useDialectStores(dialect);
+
+  it("counts a period, a lock's due time and a credits header's span as read only once the chain had finalized past them when the vault was listed", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    await seedReceipts(store);
+    // Listed on Dec 11 by the local clock, when the chain had finalized only through 09:30 on
+    // Nov 15 (a node far behind; on mainnet the last ~13 s of any listing are the same).
+    await readVault(ledger, month, NOW, at(15, 9, 1_800) * 1000);
+    const statementTo = async (toSec: number) =>
+      (
+        await buildStatement(
+          store,
+          { from: NOV * 1000, to: toSec * 1000, vault: VAULT },
+          { profile: hourProfile, graceSeconds: 0 },
+        )
+      ).vaults[0]!;
+    // December's lock, the newest line: its credits header's span has no line after it.
+    const december = {
+      jobId: "J5",
+      vault: VAULT,
+      lockTx: sig("december"),
+      recordedAt: (DEC + 86_400) * 1000 + 500,
+    };
+
+    const early = await statementTo(at(15, 12));
+    expect(early).toMatchObject({
+      historyRead: false,
+      complete: false,
+      readThrough: isoOf(at(15, 9, 1_800) * 1000),
+    });
+    // J2's lock was due at 10:00: a return listed by then cannot be ruled out yet.
+    expect(early.unreleasedLocks).toEqual([]);
+    expect((await ledger.creditSpans([december])).get("J5")?.covered).toBe(false);
+    // Through 09:30: a period ending at that second is read, one a second later is not.
+    expect((await statementTo(at(15, 9, 1_800))).historyRead).toBe(true);
+    expect((await statementTo(at(15, 9, 1_801))).historyRead).toBe(false);
+
+    // The next sync lists nothing new, the chain finalized past December's lock by then.
+    await ledger.storePage(
+      VAULT,
+      await ledger.cursor(VAULT, NOW + 1),
+      [],
+      true,
+      NOW + 1,
+      (DEC + 86_401) * 1000,
+    );
+    const later = await statementTo(at(15, 12));
+    expect(later.historyRead).toBe(true);
+    expect(later.unreleasedLocks).toEqual([
+      expect.objectContaining({ jobId: "J2", signature: sig("lock2") }),
+    ]);
+    expect((await ledger.creditSpans([december])).get("J5")?.covered).toBe(true);
+  });
+
+  it("reads the vault again until the chain has finalized past the window's end, and says how far it had when time runs out", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    await seedReceipts(store);
+    // The window ends at the line listed and never read: up to it, every line is read.
+    const end = at(25, 5);
+    await readVault(ledger, month, NOW, (end - 2) * 1000);
+    // The chain finalizes one second further at each read.
+    let finalSec = end - 2;
+    const check = ledgerWindowCheck({
+      store,
+      reader: listingReader(ledger, () => ++finalSec * 1000),
+      profile: hourProfile,
+      graceSeconds: 0,
+    });
+    const read = await check({ from: NOV * 1000, to: end * 1000 });
+    expect(read.incomplete).toBeNull();
+    expect(finalSec).toBe(end);
+
+    const stuck = ledgerWindowCheck({
+      store,
+      reader: listingReader(ledger, () => DEC * 1000),
+      profile: hourProfile,
+      graceSeconds: 0,
+    });
+    await expect(
+      stuck({ from: DEC * 1000, to: (DEC + 10) * 1000, signal: AbortSignal.timeout(300) }),
+    ).rejects.toThrow(
+      new LedgerNotFinalError(
+        `the chain had not finalized past the window's end (${isoOf((DEC + 10) * 1000)}) when the credit vaults were last read: listed ${VAULT} through ${isoOf(DEC * 1000)}`,
+      ),
+    );
   });
 });
 

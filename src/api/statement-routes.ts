@@ -63,11 +63,16 @@ const StatementSchema = z
       z.object({
         vault: z.string(),
         keys: z.array(z.string()).describe("Fingerprints of the API keys pinned to the vault."),
-        readThrough: z.string().nullable(),
+        readThrough: z
+          .string()
+          .nullable()
+          .describe(
+            "The history holds every transaction before this time: the block time of the chain's finalized slot when the vault was last listed.",
+          ),
         complete: z
           .boolean()
           .describe(
-            "The history is read past `to`, every transaction listed up to `to` is read, and no gap is open in the period.",
+            "The history is read through `to` (`readThrough` is at or past it), every transaction listed up to `to` is read, and no gap is open in the period.",
           ),
         openingUnits: units.nullable(),
         depositsUnits: units,

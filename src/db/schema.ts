@@ -509,6 +509,14 @@ export const ledgerCursors = sqliteTable("ledger_cursors", {
    * (the gap walk of src/store/ledger.ts); lines above it are compared when a statement is built.
    */
   chainedOrd: integer("chained_ord"),
+  /**
+   * Every transaction with a block time before this instant is listed: the block time of the
+   * chain's finalized slot read just before the last completed sync listed its newest page.
+   * The local clock (`synced_at`) runs ahead of finality, so it cannot say that a period is read.
+   */
+  finalThrough: epochMs("final_through"),
+  /** The same instant for the sync in progress, kept with its first page. */
+  syncFinalThrough: epochMs("sync_final_through"),
 });
 
 /** What a ledger line is, decided when its transaction is read (src/store/ledger.ts). */

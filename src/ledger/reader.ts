@@ -32,6 +32,9 @@ export interface LedgerRpc {
   ): Promise<AddressSignatureInfo[]>;
   getTransaction(signature: string): Promise<{ facts: TransactionFacts; raw: unknown } | null>;
   getTokenAccountBalance(address: string): Promise<{ slot: number; amount: bigint }>;
+  getSlot(commitment: "finalized"): Promise<number>;
+  /** Whole seconds since the epoch. */
+  getBlockTime(slot: number): Promise<number>;
 }
 
 export interface LedgerOptions {
@@ -105,6 +108,16 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     throw new RangeError("ledger pageSize must be an integer in 1..1000");
   }
 
+  /**
+   * The block time (ms) of the chain's finalized slot now. A listing asked for after it holds
+   * every transaction up to that slot; the local clock says nothing of the kind: a transaction
+   * of a few seconds ago is not finalized yet, and a listing at `finalized` leaves it out.
+   */
+  async function finalizedTime(): Promise<number> {
+    const slot = await rpc.getSlot("finalized");
+    return (await rpc.getBlockTime(slot)) * 1000;
+  }
+
   /** Lists every page newer than the last completed sync; returns pages and lines stored. */
   async function listNew(vault: string, signal?: AbortSignal) {
     let pages = 0;
@@ -112,13 +125,16 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     for (;;) {
       signal?.throwIfAborted();
       const seen = await ledger.cursor(vault, now());
+      // A sync's first page fixes the newest signature it lists: what the chain had finalized
+      // before it is asked for is what the completed sync holds (`final_through`).
+      const finalThrough = seen.syncBefore === null ? await finalizedTime() : null;
       const page = await rpc.getSignaturesForAddress(vault, {
         limit: options.pageSize,
         ...(seen.syncBefore ? { before: seen.syncBefore } : {}),
         ...(seen.newestSignature ? { until: seen.newestSignature } : {}),
       });
       const last = page.length < options.pageSize;
-      if (await ledger.storePage(vault, seen, page, last, now())) {
+      if (await ledger.storePage(vault, seen, page, last, now(), finalThrough)) {
         pages++;
         listed += page.length;
       }

@@ -100,9 +100,16 @@ export interface VaultStatement {
   vault: string;
   /** Fingerprints of the API keys pinned to this vault. */
   keys: string[];
-  /** The history is read up to this moment (the last completed sync); null if never read. */
+  /**
+   * The history holds every transaction before this moment: the block time of the chain's
+   * finalized slot when the last completed sync began (a few seconds behind the clock: a newer
+   * transaction may not be final yet); null if never read so.
+   */
   readThrough: string | null;
-  /** True when the history is read past `to` and every transaction listed up to `to` is read. */
+  /**
+   * True when the history is read through `to` (the chain had finalized past `to` when it was
+   * listed) and every transaction listed up to `to` is read.
+   */
   historyRead: boolean;
   /** True when the history is read (`historyRead`) and it has no gap in the period. */
   complete: boolean;
@@ -169,6 +176,9 @@ export interface StatementOptions {
   now?: () => number;
 }
 
+/** Seconds after the settlement window before an unreturned lock is a finding, by default. */
+export const defaultGraceSeconds = 300;
+
 const ledgerStores = new WeakMap<Store, LedgerStore>();
 const snapshotStores = new WeakMap<Store, AccountSnapshotsStore>();
 
@@ -207,7 +217,7 @@ export async function buildStatement(
 ): Promise<Statement> {
   const ledger = ledgerStoreOf(store);
   const now = options.now ?? Date.now;
-  const graceSeconds = options.graceSeconds ?? 300;
+  const graceSeconds = options.graceSeconds ?? defaultGraceSeconds;
   // Block times are whole seconds: [from, to) in ms is [ceil(from/1000), ceil(to/1000)) in s.
   const fromSec = Math.ceil(query.from / 1000);
   const toSec = Math.ceil(query.to / 1000);
@@ -217,8 +227,10 @@ export async function buildStatement(
   const out: VaultStatement[] = [];
   for (const vault of vaults) {
     const cursor = await ledger.cursorFigures(vault);
-    const syncedAt = cursor?.syncedAt ?? null;
-    const asOf = Math.floor((syncedAt ?? now()) / 1000);
+    // How far the history is whole: a lock is judged only once the chain had finalized past its
+    // due time when the vault was listed, so a return that landed in time is never missed.
+    const finalThrough = cursor?.finalThrough ?? null;
+    const asOf = finalThrough === null ? Number.NEGATIVE_INFINITY : Math.floor(finalThrough / 1000);
     const sums = await ledger.periodSums(vault, fromSec, toSec);
     const pending = await ledger.pendingCounts(vault, fromSec, toSec);
     let opening = await ledger.openingUnits(vault, fromSec);
@@ -372,12 +384,14 @@ export async function buildStatement(
       source = "last_transaction";
     }
 
-    // Lines listed after the period's end (a busy vault's newest) do not keep it from being read.
-    const historyRead = syncedAt !== null && syncedAt >= query.to && pending.upTo === 0;
+    // Read through `to` by the chain's own clock: a sync that ran after `to` by the local clock
+    // listed at `finalized`, without the transactions of its last seconds. Lines listed after
+    // the period's end (a busy vault's newest) do not keep it from being read.
+    const historyRead = finalThrough !== null && finalThrough >= query.to && pending.upTo === 0;
     out.push({
       vault,
       keys: await ledger.keysOf(vault),
-      readThrough: syncedAt === null ? null : isoOf(syncedAt),
+      readThrough: finalThrough === null ? null : isoOf(finalThrough),
       historyRead,
       // A gap is money that moved in transactions the ledger never saw: the statement cannot
       // say the period is whole while one is open.

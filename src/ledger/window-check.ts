@@ -1,7 +1,9 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Store } from "../db/client.js";
+import { isoOf } from "../reports/period.js";
 import type { Profile } from "../verify/profiles.js";
 import type { LedgerReader } from "./reader.js";
-import { buildStatement } from "./statement.js";
+import { buildStatement, ledgerStoreOf } from "./statement.js";
 
 /** What the ledger says about a window, for the nightly `verify` summary. */
 export interface LedgerWindowResult {
@@ -46,9 +48,26 @@ export interface LedgerWindowResult {
 }
 
 /**
- * Reads every vault's new history, then builds the window's statement and keeps its findings.
- * A vault read that failed or left transactions unread makes the result incomplete; a gap in a
- * vault's history read through the window is a finding.
+ * Thrown when the run's time ran out (or it was stopped) while the chain had not finalized
+ * past the window's end: says how far it had.
+ */
+export class LedgerNotFinalError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "LedgerNotFinalError";
+  }
+}
+
+/** Longest pause between reads while the chain finalizes the window's last seconds. */
+const FINALITY_POLL_MAX_MS = 5_000;
+const FINALITY_POLL_MIN_MS = 200;
+
+/**
+ * Reads every vault's new history, waits until each was listed after the chain had finalized
+ * past the window's end (reading it again meanwhile), then builds the window's statement and
+ * keeps its findings. A vault read that
+ * failed or left transactions unread makes the result incomplete; a gap in a vault's history
+ * read through the window is a finding. The wait ends with the signal: `LedgerNotFinalError`.
  */
 export function ledgerWindowCheck(deps: {
   store: Store;
@@ -57,21 +76,63 @@ export function ledgerWindowCheck(deps: {
   graceSeconds?: number;
   now?: () => number;
 }) {
+  const options = {
+    profile: deps.profile,
+    ...(deps.graceSeconds === undefined ? {} : { graceSeconds: deps.graceSeconds }),
+    ...(deps.now ? { now: deps.now } : {}),
+  };
+  const ledger = ledgerStoreOf(deps.store);
+
+  /**
+   * Reads the vaults until every one that reads without error was listed with the chain
+   * finalized through `to`. A run at the window's end (a cron at the boundary, `--to` now)
+   * comes before the chain has finalized its last seconds: a debit then is not listed yet,
+   * and the next window starts after it, so no run would ever see it.
+   */
+  async function readThrough(to: number, signal?: AbortSignal) {
+    const opts = signal ? { signal } : {};
+    for (;;) {
+      const read = new Set((await deps.reader.syncAll(opts)).map((r) => r.vault));
+      signal?.throwIfAborted();
+      const behind: { vault: string; finalThrough: number | null }[] = [];
+      for (const vault of await deps.reader.vaults()) {
+        const finalThrough = (await ledger.cursorFigures(vault))?.finalThrough ?? null;
+        if (finalThrough !== null && finalThrough >= to) continue;
+        // A read that failed is not waited for: the statement says the vault is not read.
+        if (!read.has(vault)) return;
+        behind.push({ vault, finalThrough });
+      }
+      if (behind.length === 0) return;
+      const lag = Math.max(...behind.map((b) => to - (b.finalThrough ?? 0)));
+      const pause = Math.min(FINALITY_POLL_MAX_MS, Math.max(FINALITY_POLL_MIN_MS, lag));
+      try {
+        await sleep(pause, undefined, opts);
+      } catch (error) {
+        if (!signal?.aborted) throw error;
+        const through = behind
+          .map(
+            (b) =>
+              `${b.vault} through ${b.finalThrough === null ? "nothing" : isoOf(b.finalThrough)}`,
+          )
+          .join(", ");
+        throw new LedgerNotFinalError(
+          `the chain had not finalized past the window's end (${isoOf(to)}) when the credit vaults were last read: listed ${through}`,
+        );
+      }
+    }
+  }
+
   return async (window: {
     from: number;
     to: number;
     signal?: AbortSignal;
   }): Promise<LedgerWindowResult> => {
-    await deps.reader.syncAll(window.signal ? { signal: window.signal } : {});
+    await readThrough(window.to, window.signal);
     window.signal?.throwIfAborted();
-    const statement = await buildStatement(deps.store, window, {
-      profile: deps.profile,
-      ...(deps.graceSeconds === undefined ? {} : { graceSeconds: deps.graceSeconds }),
-      ...(deps.now ? { now: deps.now } : {}),
-    });
+    const statement = await buildStatement(deps.store, window, options);
     // A vault not read through the window is "could not finish"; one read with a gap in it is
     // a finding (below), like a closing balance off the chain's.
-    const notRead = statement.vaults.filter((v) => !v.historyRead).map((v) => v.vault);
+    const notRead = statement.vaults.filter((v) => !v.historyRead);
     return {
       vaults: statement.vaults.length,
       unreceiptedDebits: statement.vaults.flatMap((v) =>
@@ -108,7 +169,7 @@ export function ledgerWindowCheck(deps: {
       incomplete:
         notRead.length === 0
           ? null
-          : `ledger: the history of ${notRead.length} credit vault(s) is not read through the window's end (${notRead.join(", ")})`,
+          : `ledger: the history of ${notRead.length} credit vault(s) is not read through the window's end (${notRead.map((v) => `${v.vault}, read through ${v.readThrough ?? "nothing"}`).join("; ")})`,
     };
   };
 }

@@ -4,7 +4,7 @@ import type { Store } from "../db/client.js";
 import { openVerdicts, type Verdict, verdicts } from "../db/schema.js";
 import { deadlineSignal } from "../deadline.js";
 import { ownerIsDead, ownerName } from "../host-identity.js";
-import type { LedgerWindowResult } from "../ledger/window-check.js";
+import { LedgerNotFinalError, type LedgerWindowResult } from "../ledger/window-check.js";
 import { countJobsByVerdict } from "../reports/reconciliation.js";
 import { createOpsStore } from "../store/ops.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
@@ -46,8 +46,8 @@ export interface NightlyOptions {
   /**
    * The credit vaults' ledger of the window (src/ledger/window-check.ts), run after the jobs
    * are final: an unreceipted debit, an unreleased lock, a gap in a vault's history or a
-   * closing balance off the chain's is a finding (exit 1); a ledger not read through the window
-   * makes the run incomplete.
+   * closing balance off the chain's is a finding (exit 1); a ledger not read through the window makes the run incomplete. It waits,
+   * within the run's time, until the chain has finalized past the window's end.
    */
   ledger?: (window: {
     from: number;
@@ -214,11 +214,12 @@ export async function runNightlyVerification(
           ledger = await options.ledger({ from: options.from, to: options.to, signal });
         } catch (error) {
           if (!signal.aborted) throw error;
-          throw new Error(
-            options.signal?.aborted
-              ? "interrupted"
-              : `${timedOut()} (reading the credit vaults' history)`,
-          );
+          // Waiting for the chain to finalize the window's end: say how far it had.
+          const doing =
+            error instanceof LedgerNotFinalError
+              ? `waiting for finality: ${error.message}`
+              : "reading the credit vaults' history";
+          throw new Error(options.signal?.aborted ? "interrupted" : `${timedOut()} (${doing})`);
         } finally {
           reading.clear();
         }

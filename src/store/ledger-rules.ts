@@ -153,3 +153,20 @@ export function jobsALineNames(
   }
   return [...named];
 }
+
+/**
+ * Whether a listing good through `finalThrough` (the cursor's `final_through`, ms) holds every
+ * transaction of block time up to `at`'s second. Block times are whole seconds and do not go
+ * back as slots go forward, so a transaction of a second before the finalized slot's is in a
+ * slot at or before it, and listed; one of the same second may be in a later slot, not yet.
+ */
+export function finalCovers(finalThrough: number | null, at: number): boolean {
+  return finalThrough !== null && finalThrough > at;
+}
+
+/** The later of two `final_through` instants (null when neither is known). */
+export function laterOf(a: number | null, b: number | null): number | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  return Math.max(a, b);
+}

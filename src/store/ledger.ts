@@ -5,8 +5,10 @@ import { creditsHeaderMatches as headerMatches } from "../verify/checks/credits.
 import { reopenJobs } from "./job-queue.js";
 import {
   canPayFrom,
+  finalCovers,
   type JobDebit,
   jobsALineNames,
+  laterOf,
   outstandingOf,
   settledUnits,
 } from "./ledger-rules.js";
@@ -136,6 +138,11 @@ export interface HeaderCheck {
 /** Figures of the cursor the statement uses. */
 export interface CursorFigures {
   syncedAt: number | null;
+  /**
+   * Every transaction with a block time before this instant (ms, whole seconds) is listed: the
+   * chain's finalized time when the last completed sync began. Null until a sync records it.
+   */
+  finalThrough: number | null;
   balanceUnits: bigint | null;
   balanceSlot: number | null;
   /** Newest slot listed: the top of the sync in progress, else of the last completed one. */
@@ -188,6 +195,10 @@ export interface LedgerStore {
   /**
    * Stores one listed page with the cursor's move, in one IMMEDIATE transaction. Returns false
    * when the cursor moved since `seen` was read: another process stored this page first.
+   * `finalThrough` is the block time (ms) of the chain's finalized slot read before the page was
+   * asked for: the first page of a sync keeps it, and the sync's last page makes it the
+   * cursor's `finalThrough` (a sync another process began keeps the time read before its own
+   * first page, which fixed the newest signature it lists).
    */
   storePage(
     vault: string,
@@ -195,6 +206,7 @@ export interface LedgerStore {
     page: readonly ListedSignature[],
     last: boolean,
     now: number,
+    finalThrough?: number | null,
   ): Promise<boolean>;
   /** Signatures listed and not read yet, oldest first. */
   listedSignatures(vault: string): Promise<string[]>;
@@ -227,7 +239,8 @@ export interface LedgerStore {
   /**
    * For the verifier's `credits.header`: per job, the balances of `vault` after each line from
    * the job's lock (`lockTx`) through its response (`recordedAt`, ms), and whether the ledger
-   * has read that whole span. A lock the ledger has not read gives no balance, not covered.
+   * has read that whole span (the chain had finalized past the response when it was listed). A
+   * lock the ledger has not read gives no balance, not covered.
    */
   creditSpans(
     requests: readonly { jobId: string; vault: string; lockTx: string; recordedAt: number }[],
@@ -412,8 +425,15 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   const complete = sqlite.prepare(
     `UPDATE ledger_cursors SET newest_signature = ?, newest_slot = ?, sync_top = NULL,
        sync_top_slot = NULL, sync_before = NULL, sync_index = 0, sync_number = sync_number + 1,
-       pages_read = pages_read + 1, synced_at = ?, last_error = NULL, updated_at = ?
+       pages_read = pages_read + 1, synced_at = ?, final_through = ?, sync_final_through = NULL,
+       last_error = NULL, updated_at = ?
      WHERE vault = ?`,
+  );
+  const setSyncFinal = sqlite.prepare(
+    "UPDATE ledger_cursors SET sync_final_through = ? WHERE vault = ?",
+  );
+  const finalOf = big(
+    "SELECT final_through, sync_final_through FROM ledger_cursors WHERE vault = ?",
   );
   const listedLines = sqlite
     .prepare("SELECT signature FROM ledger_lines WHERE vault = ? AND state = 'listed' ORDER BY ord")
@@ -575,9 +595,12 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     "UPDATE ledger_lines SET header_ok = ? WHERE vault = ? AND signature = ?",
   );
   const cursorRow = big(
-    `SELECT synced_at, balance_units, balance_slot, coalesce(sync_top_slot, newest_slot) AS slot,
-       chained_ord FROM ledger_cursors WHERE vault = ?`,
+    `SELECT synced_at, final_through, balance_units, balance_slot,
+       coalesce(sync_top_slot, newest_slot) AS slot, chained_ord FROM ledger_cursors WHERE vault = ?`,
   );
+  /** The cursor's `final_through`: how far the listing holds every transaction. */
+  const finalThroughOf = (vault: string) =>
+    num((cursorRow.get(vault) as { final_through: Big } | undefined)?.final_through ?? null);
   const movementAtOrBefore = big(
     `SELECT ${LINE_COLUMNS} FROM ledger_lines WHERE vault = ? AND ord <= ? AND state = 'read'
        AND delta_units <> 0 ORDER BY ord DESC LIMIT 1`,
@@ -829,7 +852,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     vault: string,
     lockOrd: number,
     recordedAt: bigint,
-    syncedAt: number | null,
+    finalThrough: number | null,
   ): { balances: bigint[]; covered: boolean } {
     const until = Number(recordedAt / 1000n);
     const balances: bigint[] = [];
@@ -850,8 +873,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       }
       if (rows.length < 256) break;
     }
-    // Past the span, or the history is read through the response: nothing more will match.
-    const covered = !unread && (spanEnded || (syncedAt !== null && syncedAt >= Number(recordedAt)));
+    // Past the span, or the history is listed through the response (the chain had finalized
+    // past its second when it was listed): nothing more will match.
+    const covered = !unread && (spanEnded || finalCovers(finalThrough, Number(recordedAt)));
     return { balances, covered };
   }
 
@@ -859,7 +883,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   function headerCheck(
     vault: string,
     lock: LedgerLineRow,
-    syncedAt: number | null,
+    finalThrough: number | null,
   ): HeaderCheck | null {
     if (lock.jobId === null) return null;
     const job = headerOf.get(lock.jobId) as
@@ -867,7 +891,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       | undefined;
     const header = job?.credits_remaining_units ?? null;
     if (!job || header === null) return null;
-    const span = spanFrom(vault, lock.ord, job.recorded_at, syncedAt);
+    const span = spanFrom(vault, lock.ord, job.recorded_at, finalThrough);
     const at = span.balances.findIndex((b) => headerMatches(header, b));
     return {
       jobId: lock.jobId,
@@ -883,11 +907,11 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     vault: string,
     signature: string,
     recordedAt: bigint,
-    syncedAt: number | null,
+    finalThrough: number | null,
   ): { balances: bigint[]; covered: boolean } {
     const lock = lockLine.get(vault, signature) as { ord: bigint; state: string } | undefined;
     if (lock?.state !== "read") return { balances: [], covered: false };
-    return spanFrom(vault, Number(lock.ord), recordedAt, syncedAt);
+    return spanFrom(vault, Number(lock.ord), recordedAt, finalThrough);
   }
 
   /** Compares each movement after `afterOrd` with the one before it, up to the first unread line. */
@@ -927,6 +951,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       page: readonly ListedSignature[],
       last: boolean,
       t: number,
+      finalThrough: number | null,
     ) => {
       const current = selectCursor.get({ vault });
       if (
@@ -951,10 +976,22 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       });
       const top = seen.syncTop ?? page[0]?.signature ?? null;
       const topSlot = seen.syncTopSlot ?? page[0]?.slot ?? null;
+      // The sync lists everything up to its first page's newest entry: what was final before
+      // that page was asked for is listed once the sync completes.
+      const final = finalOf.get(vault) as { final_through: Big; sync_final_through: Big };
+      const listedFinal = seen.syncBefore === null ? finalThrough : num(final.sync_final_through);
       if (last) {
-        complete.run(top ?? seen.newestSignature, top ? topSlot : seen.newestSlot, t, t, vault);
+        complete.run(
+          top ?? seen.newestSignature,
+          top ? topSlot : seen.newestSlot,
+          t,
+          laterOf(num(final.final_through), listedFinal),
+          t,
+          vault,
+        );
       } else {
         advance.run(top, topSlot, page.at(-1)!.signature, seen.syncIndex + page.length, t, vault);
+        if (seen.syncBefore === null) setSyncFinal.run(listedFinal, vault);
       }
       return true;
     },
@@ -1039,11 +1076,11 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       if (c.kind === "lock" && c.jobId !== null) openJobs.add(c.jobId);
     }
     for (const job of openJobs) result.released += releaseAccounted(vault, job);
-    const cursor = cursorRow.get(vault) as { synced_at: Big; chained_ord: Big } | undefined;
-    const syncedAt = num(cursor?.synced_at ?? null);
+    const cursor = cursorRow.get(vault) as { final_through: Big; chained_ord: Big } | undefined;
+    const finalThrough = num(cursor?.final_through ?? null);
     for (const r of headerOpenAll.all(vault) as LineDb[]) {
       const line = toLine(r);
-      const check = headerCheck(vault, line, syncedAt);
+      const check = headerCheck(vault, line, finalThrough);
       if (check === null || check.matched) setHeader.run(1, vault, line.signature);
       else if (check.decided) setHeader.run(0, vault, line.signature);
       else continue;
@@ -1067,7 +1104,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       credits_remaining_units: bigint;
     }[]) {
       if (j.lock_tx === null) continue;
-      const span = spanOfLock(vault, j.lock_tx, j.recorded_at, syncedAt);
+      const span = spanOfLock(vault, j.lock_tx, j.recorded_at, finalThrough);
       const matched = span.balances.find((b) => headerMatches(j.credits_remaining_units, b));
       if (matched !== undefined) {
         passHeader.run(
@@ -1099,8 +1136,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       insertCursor.run({ vault, at: now });
       return selectCursor.get({ vault })!;
     },
-    async storePage(vault, seen, page, last, now) {
-      return storePageTx.immediate(vault, seen, page, last, now);
+    async storePage(vault, seen, page, last, now, finalThrough = null) {
+      return storePageTx.immediate(vault, seen, page, last, now, finalThrough);
     },
     async listedSignatures(vault) {
       return listedLines.all(vault) as string[];
@@ -1128,13 +1165,15 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     },
     async creditSpans(requests) {
       const out = new Map<string, { balancesUnits: bigint[]; covered: boolean }>();
-      const syncedAt = new Map<string, number | null>();
+      const finalThrough = new Map<string, number | null>();
       for (const r of requests) {
-        if (!syncedAt.has(r.vault)) {
-          const row = cursorRow.get(r.vault) as { synced_at: Big } | undefined;
-          syncedAt.set(r.vault, num(row?.synced_at ?? null));
-        }
-        const span = spanOfLock(r.vault, r.lockTx, BigInt(r.recordedAt), syncedAt.get(r.vault)!);
+        if (!finalThrough.has(r.vault)) finalThrough.set(r.vault, finalThroughOf(r.vault));
+        const span = spanOfLock(
+          r.vault,
+          r.lockTx,
+          BigInt(r.recordedAt),
+          finalThrough.get(r.vault)!,
+        );
         out.set(r.jobId, { balancesUnits: span.balances, covered: span.covered });
       }
       return out;
@@ -1145,11 +1184,12 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
 
     async cursorFigures(vault) {
       const r = cursorRow.get(vault) as
-        | { synced_at: Big; balance_units: Big; balance_slot: Big; slot: Big }
+        | { synced_at: Big; final_through: Big; balance_units: Big; balance_slot: Big; slot: Big }
         | undefined;
       if (!r) return undefined;
       return {
         syncedAt: num(r.synced_at),
+        finalThrough: num(r.final_through),
         balanceUnits: r.balance_units,
         balanceSlot: num(r.balance_slot),
         newestSlot: num(r.slot),
@@ -1225,15 +1265,13 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       return due;
     },
     async headerChecks(vault, fromSec, toSec, extra = []) {
-      const syncedAt = num(
-        (cursorRow.get(vault) as { synced_at: Big } | undefined)?.synced_at ?? null,
-      );
+      const finalThrough = finalThroughOf(vault);
       const out: HeaderCheck[] = [];
       for (const line of [
         ...(headerOpenPeriod.all(vault, fromSec, toSec) as LineDb[]).map(toLine),
         ...extra,
       ]) {
-        const check = headerCheck(vault, line, syncedAt);
+        const check = headerCheck(vault, line, finalThrough);
         if (check) out.push(check);
       }
       return out;

@@ -827,11 +827,15 @@ export interface AdversaryHarness {
 }
 
 /**
- * Starts one local world for a test file (10 ms slots, finality after 3 slots) whose clock the
- * operator can move forward, and an RPC pool over it.
+ * Starts one local world for a test file (10 ms slots, finality after 3 slots, unless `chain`
+ * says otherwise) whose clock the operator can move forward, and an RPC pool over it.
  */
 export async function startAdversaryHarness(
-  options: { openStore?: () => Promise<Store> } = {},
+  options: {
+    openStore?: () => Promise<Store>;
+    /** Slot length and finality of the local chain, e.g. mainnet's ~13 s in miniature. */
+    chain?: { slotMs: number; finalitySlots: number };
+  } = {},
 ): Promise<AdversaryHarness> {
   const openStore = options.openStore ?? (async () => createTestStore());
   let offset = 0;
@@ -841,7 +845,10 @@ export async function startAdversaryHarness(
       offset += ms;
     },
   };
-  const world = await startLocalWorld({ slotMs: 10, finalitySlots: 3, now: clock.now });
+  const world = await startLocalWorld({
+    ...(options.chain ?? { slotMs: 10, finalitySlots: 3 }),
+    now: clock.now,
+  });
   const op = new Operator(world, clock);
   const rpc = createRpcPool({
     endpoints: [{ url: world.rpcUrl, rateLimitPerSec: 500, concurrency: 4, timeoutMs: 2000 }],

@@ -375,6 +375,8 @@ export const ledgerCursors = pgTable("ledger_cursors", {
   lastError: text("last_error"),
   updatedAt: epochMs("updated_at").notNull(),
   chainedOrd: int("chained_ord"),
+  finalThrough: epochMs("final_through"),
+  syncFinalThrough: epochMs("sync_final_through"),
 });
 
 export const ledgerLines = pgTable(

@@ -42,6 +42,7 @@ import type {
 } from "../ledger.js";
 import {
   canPayFrom,
+  finalCovers,
   type JobDebit,
   type JobTie,
   jobsALineNames,
@@ -187,6 +188,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     const [row] = await q
       .select({
         syncedAt: ledgerCursors.syncedAt,
+        finalThrough: ledgerCursors.finalThrough,
         balanceUnits: ledgerCursors.balanceUnits,
         balanceSlot: ledgerCursors.balanceSlot,
         slot: sql<
@@ -503,7 +505,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     vault: string,
     lockOrd: number,
     recordedAt: number,
-    syncedAt: number | null,
+    finalThrough: number | null,
   ): Promise<{ balances: bigint[]; covered: boolean }> {
     const until = Math.floor(recordedAt / 1000);
     const balances: bigint[] = [];
@@ -534,8 +536,9 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       }
       if (rows.length < 256) break;
     }
-    // Past the span, or the history is read through the response: nothing more will match.
-    const covered = !unread && (spanEnded || (syncedAt !== null && syncedAt >= recordedAt));
+    // Past the span, or the history is listed through the response (the chain had finalized
+    // past its second when it was listed): nothing more will match.
+    const covered = !unread && (spanEnded || finalCovers(finalThrough, recordedAt));
     return { balances, covered };
   }
 
@@ -544,7 +547,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     q: PgExecutor,
     vault: string,
     lock: LedgerLineRow,
-    syncedAt: number | null,
+    finalThrough: number | null,
   ): Promise<HeaderCheck | null> {
     if (lock.jobId === null) return null;
     const [job] = await q
@@ -553,7 +556,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       .where(eq(jobs.jobId, lock.jobId));
     const header = job?.header ?? null;
     if (!job || header === null) return null;
-    const span = await spanFrom(q, vault, lock.ord, job.recordedAt, syncedAt);
+    const span = await spanFrom(q, vault, lock.ord, job.recordedAt, finalThrough);
     const at = span.balances.findIndex((b) => headerMatches(header, b));
     return {
       jobId: lock.jobId,
@@ -570,14 +573,14 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     vault: string,
     signature: string,
     recordedAt: number,
-    syncedAt: number | null,
+    finalThrough: number | null,
   ): Promise<{ balances: bigint[]; covered: boolean }> {
     const [lock] = await q
       .select({ ord: ledgerLines.ord, state: ledgerLines.state })
       .from(ledgerLines)
       .where(and(vaultIs(vault), eq(ledgerLines.signature, signature)));
     if (lock?.state !== "read") return { balances: [], covered: false };
-    return spanFrom(q, vault, lock.ord, recordedAt, syncedAt);
+    return spanFrom(q, vault, lock.ord, recordedAt, finalThrough);
   }
 
   /** The last movement at or before `ord`: where a comparison of balances starts. */
@@ -869,7 +872,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     }
     result.released += await releaseAccounted(tx, vault, openJobs);
     const cursor = await cursorRow(tx, vault);
-    const syncedAt = cursor?.syncedAt ?? null;
+    const finalThrough = cursor?.finalThrough ?? null;
     const headerOpen = await tx
       .select(lineColumns)
       .from(ledgerLines)
@@ -884,7 +887,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       .orderBy(asc(ledgerLines.ord));
     for (const r of headerOpen) {
       const line = toLine(r);
-      const check = await headerCheck(tx, vault, line, syncedAt);
+      const check = await headerCheck(tx, vault, line, finalThrough);
       let ok: boolean;
       if (check === null || check.matched) ok = true;
       else if (check.decided) ok = false;
@@ -939,7 +942,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     for (const j of waiting) {
       if (j.lockTx === null || j.header === null) continue;
       const header = j.header;
-      const span = await spanOfLock(tx, vault, j.lockTx, j.recordedAt, syncedAt);
+      const span = await spanOfLock(tx, vault, j.lockTx, j.recordedAt, finalThrough);
       const matched = span.balances.find((b) => headerMatches(header, b));
       if (matched !== undefined) {
         await tx
@@ -1039,11 +1042,17 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       await db.insert(ledgerCursors).values({ vault, updatedAt: now }).onConflictDoNothing();
       return (await selectCursor(db, vault))!;
     },
-    async storePage(vault, seen, page, last, now) {
+    async storePage(vault, seen, page, last, now, finalThrough = null) {
       return db.transaction(async (tx) => {
         await lockVault(tx, vault);
         const top = seen.syncTop ?? page[0]?.signature ?? null;
         const topSlot = seen.syncTopSlot ?? page[0]?.slot ?? null;
+        // The sync lists everything up to its first page's newest entry: what was final before
+        // that page was asked for is listed once the sync completes.
+        const first = seen.syncBefore === null;
+        const listedFinal = first
+          ? sql`${finalThrough}::bigint`
+          : sql`${ledgerCursors.syncFinalThrough}`;
         const common = {
           pagesRead: sql`${ledgerCursors.pagesRead} + 1`,
           lastError: null,
@@ -1065,6 +1074,9 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
                   syncIndex: 0,
                   syncNumber: sql`${ledgerCursors.syncNumber} + 1`,
                   syncedAt: now,
+                  // GREATEST skips nulls: a sync that read no finalized time keeps the last.
+                  finalThrough: sql`GREATEST(${ledgerCursors.finalThrough}, ${listedFinal})`,
+                  syncFinalThrough: null,
                 }
               : {
                   ...common,
@@ -1072,6 +1084,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
                   syncTopSlot: topSlot,
                   syncBefore: page.at(-1)!.signature,
                   syncIndex: seen.syncIndex + page.length,
+                  ...(first ? { syncFinalThrough: finalThrough } : {}),
                 },
           )
           .where(
@@ -1180,17 +1193,17 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     async creditSpans(requests) {
       return db.transaction(async (tx) => {
         const out = new Map<string, { balancesUnits: bigint[]; covered: boolean }>();
-        const syncedAt = new Map<string, number | null>();
+        const finalThrough = new Map<string, number | null>();
         for (const r of requests) {
-          if (!syncedAt.has(r.vault)) {
-            syncedAt.set(r.vault, (await cursorRow(tx, r.vault))?.syncedAt ?? null);
+          if (!finalThrough.has(r.vault)) {
+            finalThrough.set(r.vault, (await cursorRow(tx, r.vault))?.finalThrough ?? null);
           }
           const span = await spanOfLock(
             tx,
             r.vault,
             r.lockTx,
             r.recordedAt,
-            syncedAt.get(r.vault)!,
+            finalThrough.get(r.vault)!,
           );
           out.set(r.jobId, { balancesUnits: span.balances, covered: span.covered });
         }
@@ -1211,6 +1224,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       if (!r) return undefined;
       return {
         syncedAt: r.syncedAt,
+        finalThrough: r.finalThrough,
         balanceUnits: r.balanceUnits,
         balanceSlot: r.balanceSlot,
         newestSlot: r.slot,
@@ -1339,7 +1353,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     },
     async headerChecks(vault, fromSec, toSec, extra = []) {
       return db.transaction(async (tx) => {
-        const syncedAt = (await cursorRow(tx, vault))?.syncedAt ?? null;
+        const finalThrough = (await cursorRow(tx, vault))?.finalThrough ?? null;
         const open = await tx
           .select(lineColumns)
           .from(ledgerLines)
@@ -1354,7 +1368,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
           .orderBy(asc(ledgerLines.ord));
         const out: HeaderCheck[] = [];
         for (const line of [...open.map(toLine), ...extra]) {
-          const check = await headerCheck(tx, vault, line, syncedAt);
+          const check = await headerCheck(tx, vault, line, finalThrough);
           if (check) out.push(check);
         }
         return out;

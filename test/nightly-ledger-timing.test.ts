@@ -1,0 +1,92 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createLedgerReader } from "../src/ledger/reader.js";
+import { ledgerWindowCheck } from "../src/ledger/window-check.js";
+import { createLogger } from "../src/log.js";
+import { runNightlyVerification } from "../src/nightly/nightly-run.js";
+import { isoOf } from "../src/reports/period.js";
+import { createVerifier } from "../src/verify/engine.js";
+import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
+
+const log = createLogger({ level: "silent" });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
+
+/** A run of `verify --from from --to to` (or a scheduled fire) with the vault configured. */
+function nightly(
+  h: AdversaryHarness,
+  c: Scenario,
+  vault: string,
+  window: { from: number; to: number; timeoutMs: number },
+) {
+  const custody = { vaults: [vault], byKey: {} };
+  return runNightlyVerification(
+    c.store,
+    createVerifier({
+      store: c.store,
+      rpc: h.rpc,
+      profile: c.profile,
+      log,
+      custody,
+      options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
+    }),
+    {
+      ...window,
+      preflight: () => h.rpc.getSlot("finalized"),
+      ledger: ledgerWindowCheck({
+        store: c.store,
+        reader: createLedgerReader({
+          store: c.store,
+          rpc: h.rpc,
+          profile: c.profile,
+          log,
+          custody,
+        }),
+        profile: c.profile,
+        graceSeconds: 0,
+      }),
+    },
+  );
+}
+
+/** The next whole second, at least `ms` from now. */
+const wholeSecondAfter = (ms: number) => Math.ceil((Date.now() + ms) / 1000) * 1000;
+
+describe("a nightly run at its window's end, before the chain has finalized the window's last seconds", () => {
+  let h: AdversaryHarness;
+  beforeAll(async () => {
+    // Mainnet's finality (~13 s) in miniature: 100 ms slots, finalized 25 slots (2.5 s) later.
+    h = await startAdversaryHarness({ chain: { slotMs: 100, finalitySlots: 25 } });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it("waits for finality and finds a theft of the window's last seconds; a run without the time to wait exits 2 saying why", async () => {
+    const c = await h.scenario();
+    const from = wholeSecondAfter(500);
+    await sleep(from - Date.now());
+    const honest = await c.pinKey(1);
+    const vault = honest.vault;
+
+    // 250,000 out of the vault to the operator's own account, 1.5 s before the window ends.
+    const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 250_000n)]);
+    const to = Math.ceil(theft.blockTime + 1.5) * 1000;
+    // The run starts at the window's end, as a cron at the boundary or `--to` now does.
+    await sleep(to - Date.now() + 50);
+
+    const hurried = await nightly(h, c, vault, { from, to, timeoutMs: 1_000 });
+    expect(hurried).toMatchObject({ outcome: "incomplete", exitCode: 2 });
+    expect(hurried.reason).toMatch(
+      new RegExp(
+        `^timed out after 1 s \\(waiting for finality: the chain had not finalized past the window's end \\(${isoOf(to).replace(/\./g, "\\.")}\\) when the credit vaults were last read: listed ${vault} through `,
+      ),
+    );
+
+    const run = await nightly(h, c, vault, { from, to, timeoutMs: 20_000 });
+    expect(run).toMatchObject({ outcome: "ledger_findings", exitCode: 1, reason: null });
+    expect(run.byVerdict.verified).toBe(1);
+    expect(run.ledger?.unreceiptedDebits).toEqual([
+      expect.objectContaining({ vault, signature: theft.signature, amountUnits: "-250000" }),
+    ]);
+    expect(run.ledger?.incomplete).toBeNull();
+  });
+});
