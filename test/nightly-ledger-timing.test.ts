@@ -3,8 +3,10 @@ import { createLedgerReader } from "../src/ledger/reader.js";
 import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
+import { summaryToText } from "../src/nightly/summary-format.js";
 import { isoOf } from "../src/reports/period.js";
 import { createVerifier } from "../src/verify/engine.js";
+import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
 
 const log = createLogger({ level: "silent" });
@@ -88,5 +90,63 @@ describe("a nightly run at its window's end, before the chain has finalized the 
       expect.objectContaining({ vault, signature: theft.signature, amountUnits: "-250000" }),
     ]);
     expect(run.ledger?.incomplete).toBeNull();
+  });
+});
+
+describe("a lock not yet due when its own window's run reads the vault", () => {
+  let h: AdversaryHarness;
+  beforeAll(async () => {
+    h = await startAdversaryHarness();
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it("is judged by the next window's run, which names it with its time before the window", async () => {
+    // A lock is due 3 s after its block time (settlement window 3 s, no grace).
+    const profile: Profile = { ...localnetProfile, settlementWindowSeconds: 3 };
+    const c = await h.scenario(profile);
+    const from = wholeSecondAfter(100);
+    await sleep(from - Date.now());
+    const honest = await c.pinKey(1);
+
+    // In the window's last second, a job whose settlement pays the worker and the treasury but
+    // keeps the remainder in escrow: that much of its lock never comes back to the vault.
+    const plan = h.op.plan({ keyIndex: 1 });
+    const lock = h.op.send(h.op.lockIxs(plan));
+    const settlement = h.op.send([
+      ...h.op.payoutIxs(plan, { remainder: 0n }),
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]);
+    c.record(plan, { escrowTx: lock.signature, settlementTx: settlement.signature });
+    await c.flush();
+    const end = (lock.blockTime + 1) * 1000;
+    await sleep(end - Date.now() + 20);
+    const first = await nightly(h, c, honest.vault, { from, to: end, timeoutMs: 20_000 });
+    // The job itself is a discrepancy; its own window's run read the vault before the lock
+    // was due.
+    expect(first).toMatchObject({ outcome: "discrepancies", reason: null });
+    expect(first.ledger?.unreleasedLocks).toEqual([]);
+
+    // The next window holds no job and no line of the vault, yet its run judges the lock.
+    const next = wholeSecondAfter(3_500);
+    await sleep(next - Date.now());
+    const second = await nightly(h, c, honest.vault, { from: end, to: next, timeoutMs: 20_000 });
+    expect(second).toMatchObject({ outcome: "ledger_findings", exitCode: 1, reason: null });
+    expect(second.ledger?.unreleasedLocks).toEqual([
+      {
+        vault: plan.vault,
+        jobId: plan.jobId,
+        signature: lock.signature,
+        lockUnits: plan.lock.toString(),
+        outstandingUnits: plan.remainder.toString(),
+        lockedAt: isoOf(lock.blockTime * 1000),
+        dueBy: isoOf((lock.blockTime + 3) * 1000),
+        beforeWindow: true,
+      },
+    ]);
+    expect(summaryToText(second)).toContain(
+      `unreleased lock of ${plan.lock} units by job ${plan.jobId} from vault ${plan.vault} in ${lock.signature} (locked ${isoOf(lock.blockTime * 1000)}, before the window`,
+    );
   });
 });

@@ -1406,6 +1406,38 @@ describe.each(dialects)("the ledger's read on %s, by the chain's finalized time"
     expect((await ledger.creditSpans([december])).get("J5")?.covered).toBe(true);
   });
 
+  it("names in a window's nightly check the locks just before it that fell due since its previous run read the vault", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    await seedReceipts(store);
+    await readVault(ledger, month, NOW, DEC_31 * 1000);
+    const check = ledgerWindowCheck({
+      store,
+      reader: listingReader(ledger, () => DEC_31 * 1000),
+      profile: hourProfile,
+      graceSeconds: 0,
+    });
+    // The run of the window ending at 09:30 read the vault before J2's lock (09:00) was due;
+    // the window after it does not hold the lock, yet its run names it.
+    const result = await check({ from: at(15, 9, 1_800) * 1000, to: DEC * 1000 });
+    expect(result.unreleasedLocks).toEqual([
+      {
+        vault: VAULT,
+        jobId: "J2",
+        signature: sig("lock2"),
+        lockUnits: "100000",
+        outstandingUnits: "100000",
+        lockedAt: isoOf(at(15, 9) * 1000),
+        dueBy: isoOf(at(15, 10) * 1000),
+        beforeWindow: true,
+      },
+    ]);
+    // A window starting more than the settlement window after the lock leaves it to the run
+    // that judged it.
+    const next = await check({ from: at(15, 10, 1) * 1000, to: DEC * 1000 });
+    expect(next.unreleasedLocks).toEqual([]);
+  });
+
   it("reads the vault again until the chain has finalized past the window's end, and says how far it had when time runs out", async () => {
     const store = await stores.open();
     const ledger = createLedgerStore(store);

@@ -3,7 +3,12 @@ import type { Store } from "../db/client.js";
 import { isoOf } from "../reports/period.js";
 import type { Profile } from "../verify/profiles.js";
 import type { LedgerReader } from "./reader.js";
-import { buildStatement, ledgerStoreOf } from "./statement.js";
+import {
+  buildStatement,
+  defaultGraceSeconds,
+  ledgerStoreOf,
+  type VaultStatement,
+} from "./statement.js";
 
 /** What the ledger says about a window, for the nightly `verify` summary. */
 export interface LedgerWindowResult {
@@ -18,7 +23,10 @@ export interface LedgerWindowResult {
   }[];
   /**
    * Recorded jobs' locks that nothing returned or settled in time, with what of each is still
-   * out (a lock partly returned shows only the rest).
+   * out (a lock partly returned shows only the rest). Besides the window's own locks due by
+   * the run's read, the locks of the settlement window plus grace before the window that fell
+   * due since (`beforeWindow`): the run of their own window read the vault before they were
+   * due, so each lock is judged by the first run after it is due.
    */
   unreleasedLocks: {
     vault: string;
@@ -26,6 +34,11 @@ export interface LedgerWindowResult {
     signature: string;
     lockUnits: string;
     outstandingUnits: string;
+    /** The lock's block time (ISO 8601). */
+    lockedAt: string | null;
+    dueBy: string | null;
+    /** The lock lies before the window: its own window's run read the vault before it was due. */
+    beforeWindow: boolean;
   }[];
   /** Recorded jobs whose credits header matches no balance of the vault in their span. */
   creditsHeaderMismatches: { vault: string; jobId: string; headerUnits: string }[];
@@ -65,7 +78,7 @@ const FINALITY_POLL_MIN_MS = 200;
 /**
  * Reads every vault's new history, waits until each was listed after the chain had finalized
  * past the window's end (reading it again meanwhile), then builds the window's statement and
- * keeps its findings. A vault read that
+ * keeps its findings, with the locks before the window that fell due since. A vault read that
  * failed or left transactions unread makes the result incomplete; a gap in a vault's history
  * read through the window is a finding. The wait ends with the signal: `LedgerNotFinalError`.
  */
@@ -130,6 +143,28 @@ export function ledgerWindowCheck(deps: {
     await readThrough(window.to, window.signal);
     window.signal?.throwIfAborted();
     const statement = await buildStatement(deps.store, window, options);
+    // The locks of the settlement window plus grace before the window were not due when the
+    // run of their own window read the vault: judged now, by the first run after they are.
+    const lookbackMs =
+      (deps.profile.settlementWindowSeconds + (deps.graceSeconds ?? defaultGraceSeconds)) * 1000;
+    const before = await buildStatement(
+      deps.store,
+      { from: window.from - lookbackMs, to: window.from },
+      options,
+    );
+    const locksOf = (vaults: VaultStatement[], beforeWindow: boolean) =>
+      vaults.flatMap((v) =>
+        v.unreleasedLocks.map((u) => ({
+          vault: v.vault,
+          jobId: u.jobId,
+          signature: u.signature,
+          lockUnits: u.lockUnits.toString(),
+          outstandingUnits: u.outstandingUnits.toString(),
+          lockedAt: u.lockedAt,
+          dueBy: u.dueBy,
+          beforeWindow,
+        })),
+      );
     // A vault not read through the window is "could not finish"; one read with a gap in it is
     // a finding (below), like a closing balance off the chain's.
     const notRead = statement.vaults.filter((v) => !v.historyRead);
@@ -144,15 +179,7 @@ export function ledgerWindowCheck(deps: {
           memoJobId: l.memoJobId,
         })),
       ),
-      unreleasedLocks: statement.vaults.flatMap((v) =>
-        v.unreleasedLocks.map((u) => ({
-          vault: v.vault,
-          jobId: u.jobId,
-          signature: u.signature,
-          lockUnits: u.lockUnits.toString(),
-          outstandingUnits: u.outstandingUnits.toString(),
-        })),
-      ),
+      unreleasedLocks: [...locksOf(before.vaults, true), ...locksOf(statement.vaults, false)],
       creditsHeaderMismatches: statement.vaults.flatMap((v) =>
         v.creditsHeaderMismatches.map((m) => ({
           vault: v.vault,

@@ -45,8 +45,9 @@ export interface NightlyOptions {
   onProgress?: (p: NightlyProgress) => void;
   /**
    * The credit vaults' ledger of the window (src/ledger/window-check.ts), run after the jobs
-   * are final: an unreceipted debit, an unreleased lock, a gap in a vault's history or a
-   * closing balance off the chain's is a finding (exit 1); a ledger not read through the window makes the run incomplete. It waits,
+   * are final: an unreceipted debit, an unreleased lock (the window's, or one just before it
+   * that fell due since), a gap in a vault's history or a closing balance off the chain's is a
+   * finding (exit 1); a ledger not read through the window makes the run incomplete. It waits,
    * within the run's time, until the chain has finalized past the window's end.
    */
   ledger?: (window: {

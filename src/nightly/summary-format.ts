@@ -77,7 +77,8 @@ function ledgerLines(s: NightlySummary): string[] {
     ),
     ...s.ledger.unreleasedLocks.map(
       (u) =>
-        `unreleased lock of ${u.lockUnits} units by job ${u.jobId} from vault ${u.vault} in ${u.signature}`,
+        `unreleased lock of ${u.lockUnits} units by job ${u.jobId} from vault ${u.vault} in ${u.signature}` +
+        ` (locked ${u.lockedAt ?? "at an unknown time"}${u.beforeWindow ? ", before the window: not yet due when its own window's run read the vault" : ""})`,
     ),
     ...s.ledger.creditsHeaderMismatches.map(
       (m) =>
