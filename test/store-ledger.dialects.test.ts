@@ -1300,32 +1300,6 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
     ]);
     expect(await ledger.overdueLocks(VAULT, NOV, DEC, 3_600, DEC)).toEqual([]);
   });
-  it("takes a landed settlement of a job judged without one as accounting for the lock in a statement", async () => {
-    // A stream whose settlement the jobs API had not named when its lock was too old to wait
-    // for: judged unverifiable, no charge read. The settlement landed (its settle-memo return
-    // was read): an honest, slow jobs API is no unreleased lock.
-    const store = await stores.open();
-    const ledger = createLedgerStore(store);
-    await seedJob(store, {
-      jobId: "J8",
-      escrowTx: sig("lock8"),
-      verdict: "unverifiable",
-      recordedAt: at(11, 1) * 1000,
-    });
-    const lines: SeedLine[] = [
-      { name: "lock8", slot: 70, time: at(11, 1), balance: { pre: 500_000n, post: 340_000n } },
-      {
-        name: "settle8",
-        slot: 71,
-        time: at(11, 1, 30),
-        balance: { pre: 340_000n, post: 380_000n },
-        memoKind: "settle",
-        memoJobId: "J8",
-      },
-    ];
-    await readVault(ledger, lines);
-    expect(await ledger.overdueLocks(VAULT, NOV, DEC, 3_600, DEC)).toEqual([]);
-  });
 });
 
 /** A one-hour settlement window, no grace: J2's lock (Nov 15 09:00) is due at 10:00. */

@@ -50,8 +50,6 @@ export interface JobSettlement {
   decided: boolean;
   /** What the settlement paid out of escrow besides the return (`jobs.charged_units`). */
   chargedUnits: bigint | null;
-  /** The receipt or the jobs API names a settlement of the job. */
-  namesSettlement: boolean;
   /**
    * The job's recorded settlement landed (finalized and succeeded), or money came back to the
    * vault in a succeeded line carrying its settle memo: the settlement's return of the rest,
@@ -62,8 +60,8 @@ export interface JobSettlement {
 
 /**
  * What a job's settlement accounts for of its locks of `vault` (`lockedUnits` in all). Once the
- * verifier has decided the job on a settlement it read, what it read that settlement paying out:
- * a transaction named as the settlement that only sent a unit back pays out nothing. Only
+ * verifier has decided the job, what it read the settlement paying out, and nothing when it read
+ * none: a transaction named as the settlement that only sent a unit back pays out nothing. Only
  * for the vault the job pays from: a settlement pays out of that lock and of no other.
  *
  * Until the verifier decides, a settlement that landed accounts for the locks `provisional`ly:
@@ -79,11 +77,7 @@ export function settledUnits(
   provisional: boolean,
 ): bigint {
   if (!canPayFrom(s.tie, vault, vaultPinned)) return 0n;
-  // A job judged with no settlement named anywhere (a stream whose jobs API had not named it
-  // when its lock was too old to wait for: unverifiable, no charge) is read as one not decided
-  // yet: a settlement that landed with its settle memo accounts for the locks in a statement,
-  // as before the verdict. One whose named settlement was read is held to what it paid out.
-  if (s.decided && (s.namesSettlement || s.chargedUnits !== null)) return s.chargedUnits ?? 0n;
+  if (s.decided) return s.chargedUnits ?? 0n;
   return provisional && s.landed ? lockedUnits : 0n;
 }
 

@@ -510,7 +510,6 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   const jobPaid = big(
     `SELECT j.key_fingerprint, j.credit_vault, j.charged_units, cv.vault AS pinned,
        j.escrow_tx IS NOT NULL AS receipt_escrow,
-       (j.settlement_tx IS NOT NULL OR j.api_settlement_tx IS NOT NULL) AS names_settlement,
        j.verdict IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")}) AS decided,
        EXISTS (SELECT 1 FROM ledger_lines l WHERE l.vault = @vault AND l.signature = j.escrow_tx)
          AS receipt_lock,
@@ -780,7 +779,6 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           charged_units: bigint | null;
           pinned: string | null;
           receipt_escrow: bigint;
-          names_settlement: bigint;
           decided: bigint;
           receipt_lock: bigint;
           landed: bigint;
@@ -799,7 +797,6 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
             },
             decided: paid.decided === 1n,
             chargedUnits: paid.charged_units,
-            namesSettlement: paid.names_settlement === 1n,
             landed: paid.landed === 1n,
           },
           vault,

@@ -284,8 +284,6 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         creditVault: jobs.creditVault,
         escrowTx: jobs.escrowTx,
         chargedUnits: jobs.chargedUnits,
-        namesSettlement: sql<boolean>`(${jobs.settlementTx} IS NOT NULL
-          OR ${jobs.apiSettlementTx} IS NOT NULL)`.mapWith(Boolean),
         pinned: creditVaults.vault,
         decided: inArray(jobs.verdict, [...finalVerdicts]).mapWith(Boolean),
         receiptLock,
@@ -316,7 +314,6 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
           },
           decided: p.decided,
           chargedUnits: p.chargedUnits,
-          namesSettlement: p.namesSettlement,
           landed: p.landed,
         },
       ]),
