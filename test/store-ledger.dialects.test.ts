@@ -1445,6 +1445,37 @@ describe.each(dialects)("the ledger's read on %s, by the chain's finalized time"
       ),
     );
   });
+  it("keeps out what a settle-memo return leaves of the lock of a job judged with no settlement named", async () => {
+    // No receipt or jobs API answer names J8's settlement: the operator sent one unit back to
+    // the vault under J8's settle memo and kept the rest. The job is unverifiable; the lock
+    // is still out, less the unit, whatever memo came back with it.
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    await seedJob(store, {
+      jobId: "J8",
+      escrowTx: sig("lock8"),
+      verdict: "unverifiable",
+      recordedAt: at(11, 1) * 1000,
+    });
+    const lines: SeedLine[] = [
+      { name: "lock8", slot: 70, time: at(11, 1), balance: { pre: 500_000n, post: 340_000n } },
+      {
+        name: "settle8",
+        slot: 71,
+        time: at(11, 1, 30),
+        balance: { pre: 340_000n, post: 340_001n },
+        memoKind: "settle",
+        memoJobId: "J8",
+      },
+    ];
+    await readVault(ledger, lines);
+    expect(
+      (await ledger.overdueLocks(VAULT, NOV, DEC, 3_600, DEC)).map((l) => [
+        l.jobId,
+        l.outstandingUnits,
+      ]),
+    ).toEqual([["J8", 159_999n]]);
+  });
 });
 
 describe("ledger store on postgres, two readers at once", () => {
