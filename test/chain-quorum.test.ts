@@ -239,17 +239,28 @@ describe("a quorum of RPC endpoints", () => {
     expect(await rpc.getSlot()).toBe(1000);
   });
 
-  it("takes the lowest of k block times, so no single endpoint moves the chain's finalized time forward", async () => {
-    // An endpoint that dates the finalized slot a minute late would have the ledger call a
-    // period read before the chain had finalized its end.
-    const rpc = createQuorumRpc({
+  it("takes a slot's block time only when k endpoints give the same one", async () => {
+    // A slot's time is one fact of the cluster. An endpoint dating the finalized slot late would
+    // have the ledger call a period read before the chain had finalized its end; one dating it a
+    // day early held every nightly run back until its timeout.
+    const agreeing = createQuorumRpc({
       members: [
-        member("ahead", { blockTime: 1_700_000_060 }).m,
         member("a", { blockTime: 1_700_000_000 }).m,
+        member("b", { blockTime: 1_700_000_000 }).m,
       ],
       quorum: 2,
     });
-    expect(await rpc.getBlockTime(1000)).toBe(1_700_000_000);
+    expect(await agreeing.getBlockTime(1000)).toBe(1_700_000_000);
+    for (const other of [1_700_000_060, 1_699_913_600]) {
+      const rpc = createQuorumRpc({
+        members: [
+          member("liar", { blockTime: other }).m,
+          member("a", { blockTime: 1_700_000_000 }).m,
+        ],
+        quorum: 2,
+      });
+      await expect(rpc.getBlockTime(1000)).rejects.toMatchObject({ code: "rpc_disagreement" });
+    }
   });
 });
 

@@ -5,6 +5,7 @@ import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { summaryToText } from "../src/nightly/summary-format.js";
 import { isoOf } from "../src/reports/period.js";
+import { createLedgerStore } from "../src/store/ledger.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
@@ -90,6 +91,55 @@ describe("a nightly run at its window's end, before the chain has finalized the 
       expect.objectContaining({ vault, signature: theft.signature, amountUnits: "-250000" }),
     ]);
     expect(run.ledger?.incomplete).toBeNull();
+  });
+});
+
+describe("what the ledger takes as finalized when the chain gives no time for it", () => {
+  let h: AdversaryHarness;
+  beforeAll(async () => {
+    h = await startAdversaryHarness();
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it("ends at once, exit 2, a run whose window ends later than now", async () => {
+    const c = await h.scenario();
+    const honest = await c.pinKey(1);
+    const started = Date.now();
+    const future = { from: started - 60_000, to: started + 3_600_000, timeoutMs: 10_000 };
+    const run = await nightly(h, c, honest.vault, future);
+    expect(run).toMatchObject({ outcome: "incomplete", exitCode: 2 });
+    expect(run.reason).toMatch(/later than now/);
+    // It used to read the vaults again and again until its timeout.
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it("lists a vault through an endpoint without getBlockTime, as read through the local clock less a margin", async () => {
+    const c = await h.scenario();
+    const honest = await c.pinKey(1);
+    // An endpoint answering "method not found" (or null, Solana's answer for a block with no
+    // time) stopped every read of the vault before its first page.
+    const rpc = {
+      ...h.rpc,
+      getBlockTime: async () => {
+        throw new Error("getBlockTime: RPC error -32601: Method not found");
+      },
+    };
+    const reader = createLedgerReader({
+      store: c.store,
+      rpc,
+      profile: c.profile,
+      log,
+      custody: { vaults: [honest.vault], byKey: {} },
+    });
+    const before = Date.now();
+    const [read] = await reader.syncAll();
+    expect(read).toMatchObject({ vault: honest.vault });
+    expect(read!.listed).toBeGreaterThan(0);
+    const figures = await createLedgerStore(c.store).cursorFigures(honest.vault);
+    expect(figures?.finalThrough).toBeGreaterThanOrEqual(before - 125_000);
+    expect(figures?.finalThrough).toBeLessThanOrEqual(Date.now() - 115_000);
   });
 });
 

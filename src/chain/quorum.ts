@@ -779,7 +779,21 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     getBlockHeight: (commitment = "finalized") =>
       quorumNumber((m) => m.rpc.getBlockHeight(commitment), "getBlockHeight"),
     // The lowest of k: no single endpoint can move the chain's finalized time forward.
-    getBlockTime: (slot: number) => quorumNumber((m) => m.rpc.getBlockTime(slot), "getBlockTime"),
+    getBlockTime: async (slot: number) => {
+      // A slot's block time is one fact the cluster agreed: k endpoints answering differently
+      // means one lies (an old time would hold every ledger read back), not a choice to make.
+      const answers = await fromK((m) => m.rpc.getBlockTime(slot), "getBlockTime");
+      const times = new Set(answers.map((a) => a.value));
+      if (times.size > 1) {
+        throw new AppError(
+          "rpc_disagreement",
+          `getBlockTime ${slot}: endpoints disagree (${answers
+            .map((a) => `${a.member.name}: ${a.value}`)
+            .join("; ")})`,
+        );
+      }
+      return answers[0]!.value;
+    },
     getSignaturesForAddress,
     getTokenAccountBalance,
     // Every fact is asked of k members at once: the slowest of them paces the pool.

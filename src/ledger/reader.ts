@@ -99,6 +99,12 @@ export async function knownVaults(ledger: LedgerStore, custody?: CustodyConfig):
   ].sort();
 }
 
+/**
+ * With no block time for the finalized slot, how far behind the local clock a listing counts as
+ * finalized: far beyond the chain's finality (about 13 s on mainnet) and a clock's drift.
+ */
+const NO_BLOCK_TIME_MARGIN_MS = 120_000;
+
 export function createLedgerReader(deps: LedgerDeps): LedgerReader {
   const { rpc, profile, log } = deps;
   const ledger = createLedgerStore(deps.store);
@@ -115,8 +121,22 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
    */
   async function finalizedTime(): Promise<number> {
     const slot = await rpc.getSlot("finalized");
-    return (await rpc.getBlockTime(slot)) * 1000;
+    try {
+      return (await rpc.getBlockTime(slot)) * 1000;
+    } catch (error) {
+      // An endpoint without getBlockTime, with no time for the slot (null), or endpoints that
+      // disagree on it: the local clock, far enough back that the chain has finalized it.
+      if (!blockTimeWarned) {
+        blockTimeWarned = true;
+        log.warn(
+          { err: error, fallbackMs: NO_BLOCK_TIME_MARGIN_MS },
+          "no block time for the finalized slot; the ledger takes the local clock less a margin as read through",
+        );
+      }
+      return now() - NO_BLOCK_TIME_MARGIN_MS;
+    }
   }
+  let blockTimeWarned = false;
 
   /** Lists every page newer than the last completed sync; returns pages and lines stored. */
   async function listNew(vault: string, signal?: AbortSignal) {

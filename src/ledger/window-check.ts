@@ -104,6 +104,14 @@ export function ledgerWindowCheck(deps: {
    */
   async function readThrough(to: number, signal?: AbortSignal) {
     const opts = signal ? { signal } : {};
+    const clock = deps.now ?? Date.now;
+    if (to > clock()) {
+      // A window that has not ended cannot have been finalized through its end: said at once,
+      // not after waiting out the run's timeout.
+      throw new LedgerNotFinalError(
+        `the window ends at ${isoOf(to)}, later than now: its credit vaults cannot be read through it yet`,
+      );
+    }
     for (;;) {
       const read = new Set((await deps.reader.syncAll(opts)).map((r) => r.vault));
       signal?.throwIfAborted();
