@@ -1390,6 +1390,7 @@ describe.each(dialects)("the ledger's read on %s, by the chain's finalized time"
       reader: listingReader(ledger, () => DEC_31 * 1000),
       profile: hourProfile,
       graceSeconds: 0,
+      now: () => DEC_31 * 1000,
     });
     // The run of the window ending at 09:30 read the vault before J2's lock (09:00) was due;
     // the window after it does not hold the lock, yet its run names it.
@@ -1426,6 +1427,7 @@ describe.each(dialects)("the ledger's read on %s, by the chain's finalized time"
       reader: listingReader(ledger, () => ++finalSec * 1000),
       profile: hourProfile,
       graceSeconds: 0,
+      now: () => DEC_31 * 1000,
     });
     const read = await check({ from: NOV * 1000, to: end * 1000 });
     expect(read.incomplete).toBeNull();
@@ -1436,6 +1438,7 @@ describe.each(dialects)("the ledger's read on %s, by the chain's finalized time"
       reader: listingReader(ledger, () => DEC * 1000),
       profile: hourProfile,
       graceSeconds: 0,
+      now: () => DEC_31 * 1000,
     });
     await expect(
       stuck({ from: DEC * 1000, to: (DEC + 10) * 1000, signal: AbortSignal.timeout(300) }),
