@@ -14,6 +14,7 @@ import {
   ne,
   not,
   or,
+  type SQL,
   sql,
 } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
@@ -835,26 +836,16 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         sql`${jobs.apiEscrowTx} IS NOT NULL
           AND ${jobs.apiEscrowTx} IS DISTINCT FROM ${jobs.escrowTx} AND ${jobs.escrowTx} IS NOT NULL`,
       );
-    const openLocks = (
-      await tx
+    /** The vault's lock lines meeting `condition`, in ledger order. */
+    const locksWhere = (condition: SQL) =>
+      tx
         .select(lineColumns)
         .from(ledgerLines)
-        .where(and(vaultIs(vault), eq(ledgerLines.kind, "lock"), not(ledgerLines.released)))
-        .orderBy(asc(ledgerLines.ord))
-    ).map(toLine);
+        .where(and(vaultIs(vault), eq(ledgerLines.kind, "lock"), condition))
+        .orderBy(asc(ledgerLines.ord));
+    const openLocks = (await locksWhere(not(ledgerLines.released))).map(toLine);
     const releasedAnswerOnly = (
-      await tx
-        .select(lineColumns)
-        .from(ledgerLines)
-        .where(
-          and(
-            vaultIs(vault),
-            eq(ledgerLines.kind, "lock"),
-            ledgerLines.released,
-            inArray(ledgerLines.signature, answerOnly),
-          ),
-        )
-        .orderBy(asc(ledgerLines.ord))
+      await locksWhere(and(ledgerLines.released, inArray(ledgerLines.signature, answerOnly)) as SQL)
     ).map(toLine);
     openLocks.push(...releasedAnswerOnly);
     const locksNow = await classifyMany(tx, vault, openLocks.map(asClassifiable));
@@ -870,18 +861,10 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     result.released += await releaseAccounted(tx, vault, openJobs);
     const cursor = await cursorRow(tx, vault);
     const finalThrough = cursor?.finalThrough ?? null;
-    const headerOpen = await tx
-      .select(lineColumns)
-      .from(ledgerLines)
-      .where(
-        and(
-          vaultIs(vault),
-          eq(ledgerLines.kind, "lock"),
-          // The partial index's own predicate, then the undecided among them.
-          sql`${ledgerLines.headerOk} IS NOT TRUE AND ${ledgerLines.headerOk} IS NULL`,
-        ),
-      )
-      .orderBy(asc(ledgerLines.ord));
+    // The partial index's own predicate, then the undecided among them.
+    const headerOpen = await locksWhere(
+      sql`${ledgerLines.headerOk} IS NOT TRUE AND ${ledgerLines.headerOk} IS NULL`,
+    );
     for (const r of headerOpen) {
       const line = toLine(r);
       const check = await headerCheck(tx, vault, line, finalThrough);
