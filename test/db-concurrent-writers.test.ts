@@ -255,4 +255,39 @@ describe("write paths beside a connection holding the write lock", () => {
     expect(store.db.select().from(jobs).where(eq(jobs.jobId, id)).get()?.verdict).toBe("verified");
     store.close();
   });
+
+  it("serve's verifier logs a round that found the database locked as a warning, and goes on", async () => {
+    const { store, path } = fileStore(5);
+    const chain = createFakeChain({ finalitySlots: 0 });
+    const id = recordHonest(store, "w", chain);
+    const { log: captured, lines } = capturedLogger();
+    const verifier = createVerifier({
+      store,
+      rpc: chain.rpc,
+      profile: localnetProfile,
+      log: captured,
+      options: { pollIntervalMs: 5, errorBackoffMs: 20 },
+    });
+    // An import or a large batch holding the write lock as serve starts its verifier and runs
+    // its rounds, longer than a round's own retries of a busy write (about 2.5 s).
+    const holder = holdWriteLockSync(path, 4_000);
+    verifier.start();
+    try {
+      await holder.released;
+      await vi.waitFor(
+        () =>
+          expect(store.db.select().from(jobs).where(eq(jobs.jobId, id)).get()?.verdict).toBe(
+            "verified",
+          ),
+        { timeout: 10_000, interval: 10 },
+      );
+    } finally {
+      await verifier.stop();
+    }
+    const logged = lines.map((l) => JSON.parse(l) as { level: number; msg: string });
+    expect(logged.some((l) => l.level === 40 && /database busy/.test(l.msg))).toBe(true);
+    // Nothing an operator is paged for: the lock was another process's, and it passed.
+    expect(logged.filter((l) => l.level >= 50).map((l) => l.msg)).toEqual([]);
+    store.close();
+  });
 });

@@ -3,7 +3,7 @@ import { parseJsonLossless } from "../chain/json-text.js";
 import { parseTransaction } from "../chain/parse-transaction.js";
 import type { AddressSignatureInfo } from "../chain/rpc-pool.js";
 import type { TransactionFacts } from "../chain/transaction-facts.js";
-import type { Store } from "../db/client.js";
+import { isBusyError, type Store } from "../db/client.js";
 import type { Logger } from "../log.js";
 import { isStorableUnits, MAX_STORED_UNITS } from "../money.js";
 import {
@@ -314,7 +314,11 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     abort = new AbortController();
     running = syncAll({ signal: abort.signal })
       .catch((error) => {
-        if (!abort?.signal.aborted) log.error({ err: String(error) }, "ledger round failed");
+        if (abort?.signal.aborted) return;
+        // A write lock another process held is retried at the next round: a warning only.
+        if (isBusyError(error))
+          log.warn({ err: String(error) }, "ledger round found the database busy");
+        else log.error({ err: String(error) }, "ledger round failed");
       })
       .then((results) => {
         try {

@@ -264,7 +264,9 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       try {
         runId = await startRun("serve", null);
       } catch (error) {
-        log.error({ err: error }, "verifier could not open its run; retrying");
+        if (isBusyError(error))
+          log.warn({ err: error }, "verifier found the database busy opening its run; retrying");
+        else log.error({ err: error }, "verifier could not open its run; retrying");
         await sleep(options.errorBackoffMs);
       }
     }
@@ -275,7 +277,11 @@ export function createVerifier(deps: VerifierDeps): Verifier {
         try {
           worked = await runRound(null, runId);
         } catch (error) {
-          log.error({ err: error }, "verification round failed");
+          // Another process holding the write lock (an import, a batch) is retried as a matter
+          // of course: a warning, not an error an operator is paged for.
+          if (isBusyError(error))
+            log.warn({ err: error }, "verification round found the database busy; retrying");
+          else log.error({ err: error }, "verification round failed");
           await sleep(options.errorBackoffMs);
           continue;
         }
