@@ -3,6 +3,7 @@ import https from "node:https";
 import type { Store } from "../db/client.js";
 import { creditsToUnitsOrNull } from "../money.js";
 import { createJobsApiStore, type JobsApiAnswer } from "../store/jobs-api.js";
+import { operatorText } from "./operator-values.js";
 import { addressOrNull, signatureOrNull } from "./receipt-input.js";
 
 export { isSettledAnswer, type JobsApiAnswer } from "../store/jobs-api.js";
@@ -18,7 +19,8 @@ export function parseJobsApiAnswer(body: unknown): JobsApiAnswer {
     typeof b.on_chain === "object" && b.on_chain !== null ? b.on_chain : {}
   ) as Record<string, unknown>;
   return {
-    status: text(b.status),
+    // Stored and shown as written, so made fit to store: PostgreSQL text cannot hold NUL.
+    status: operatorText(b.status),
     creditsChargedUnits: creditsToUnitsOrNull(b.credits_charged),
     escrowTx: signatureOrNull(text(onChain.escrow_tx)),
     settlementTx: signatureOrNull(text(onChain.settlement_tx)),

@@ -7,12 +7,12 @@ import { type Receipt, recordReceiptsUnit } from "../store/receipts.js";
 import type { JobsApiClient } from "./jobs-api.js";
 import { createJobsApiConsults } from "./jobs-api-consults.js";
 import { keyFingerprint } from "./key-fingerprint.js";
+import { operatorText, operatorTokens } from "./operator-values.js";
 import {
   addressOrNull,
   jobIdPattern,
   maxTags,
   maxTagValueLength,
-  maxTokenCount,
   signatureOrNull,
   tagNamePattern,
 } from "./receipt-input.js";
@@ -101,23 +101,14 @@ interface Usage {
 
 const unknownUsage: Usage = { promptTokens: null, completionTokens: null, totalTokens: null };
 
-/** Token counts from a response body, which the operator writes: ingest's bounds apply. */
-function count(value: unknown): number | null {
-  return typeof value === "number" &&
-    Number.isInteger(value) &&
-    value >= 0 &&
-    value <= maxTokenCount
-    ? value
-    : null;
-}
-
 function usageOf(value: unknown): Usage | null {
   if (typeof value !== "object" || value === null) return null;
   const u = value as Record<string, unknown>;
   return {
-    promptTokens: count(u.prompt_tokens),
-    completionTokens: count(u.completion_tokens),
-    totalTokens: count(u.total_tokens),
+    // Token counts from a response body, which the operator writes: ingest's bounds apply.
+    promptTokens: operatorTokens(u.prompt_tokens),
+    completionTokens: operatorTokens(u.completion_tokens),
+    totalTokens: operatorTokens(u.total_tokens),
   };
 }
 
@@ -126,7 +117,7 @@ function jsonBodyFacts(body: string): { model: string | null; usage: Usage } {
   try {
     const parsed = JSON.parse(body) as Record<string, unknown>;
     return {
-      model: typeof parsed.model === "string" ? parsed.model : null,
+      model: operatorText(parsed.model),
       usage: usageOf(parsed.usage) ?? unknownUsage,
     };
   } catch {
@@ -146,7 +137,7 @@ function sseTailFacts(tail: string): { model: string | null; usage: Usage } {
     if (!data.startsWith("{")) continue;
     try {
       const chunk = JSON.parse(data) as Record<string, unknown>;
-      if (model === null && typeof chunk.model === "string") model = chunk.model;
+      if (model === null) model = operatorText(chunk.model);
       if (usage === null) usage = usageOf(chunk.usage);
     } catch {
       // A line cut by the tail window: earlier lines still count.
