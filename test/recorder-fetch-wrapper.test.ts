@@ -236,6 +236,31 @@ describe("createRecordingFetch", () => {
     expect(store.db.select().from(jobs).all()).toHaveLength(1);
   });
 
+  it("reports each receipt the ingest API refused, since a refused receipt is lost", async () => {
+    const store = createTestStore();
+    const audit = await serveApp({ store, log: createLogger({ level: "silent" }) });
+    cleanups.push(audit.close);
+    const errors: string[] = [];
+    const recordingFetch = createRecordingFetch({
+      ingestUrl: `${audit.url}/jobs`,
+      token: await ingestToken(store),
+      // A tag name ingest refuses: the caller's to fix, so the receipt is refused.
+      tags: { "bad name": "x" },
+      onError: (error) => errors.push(error.message),
+    });
+    const response = await recordingFetch(`${await upstream()}/v1/chat/completions`, {
+      method: "POST",
+      body: JSON.stringify({ model: "qwen3-8b", messages: [] }),
+    });
+    await response.json();
+    await recordingFetch.flush();
+    expect(recordingFetch.stats()).toMatchObject({ delivered: 0, rejected: 1 });
+    expect(errors).toEqual([
+      `ingest API refused the receipt of ${response.headers.get("x-decentral-job-id")}: ` +
+        "tags.bad name tag names are letters, digits, _ . - (max 64)",
+    ]);
+  });
+
   it("drops the oldest receipt when its buffer is full instead of growing without bound", async () => {
     const dead = await listen(http.createServer());
     await dead.close();

@@ -152,7 +152,7 @@ describe("import", () => {
     const bad = join(dir, "bad.jsonl");
     writeFileSync(
       bad,
-      `${JSON.stringify(wireReceipt())}\n${JSON.stringify(wireReceipt({ worker: "x" }))}\n`,
+      `${JSON.stringify(wireReceipt())}\n${JSON.stringify(wireReceipt({ escrow_tx: "x" }))}\n`,
     );
     const good = join(dir, "good.jsonl");
     writeFileSync(good, `${JSON.stringify(wireReceipt())}\n`);
@@ -167,7 +167,7 @@ describe("import", () => {
     const store = createTestStore();
     expect(await runImportCommand(store, bad, {}, io)).toBe(1);
     expect(out[0]).toContain("2 receipts, 1 created");
-    expect(err).toEqual([expect.stringMatching(/^line 2: rejected: worker: /)]);
+    expect(err).toEqual([expect.stringMatching(/^line 2: rejected: escrow_tx: /)]);
     expect(await runImportCommand(store, good, {}, io)).toBe(0);
   });
 

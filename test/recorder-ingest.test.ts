@@ -172,10 +172,10 @@ describe("POST /jobs", () => {
 
   it("answers 400 naming the field of a single bad receipt, and writes nothing", async () => {
     const { store, post } = await setup();
-    const response = await post(wireReceipt({ worker: "not-a-wallet" }));
+    const response = await post(wireReceipt({ escrow_tx: "not-a-signature" }));
     expect(response.status).toBe(400);
     const body = (await response.json()) as { error: Record<string, unknown> };
-    expect(body.error).toMatchObject({ code: "validation_failed", field: "worker" });
+    expect(body.error).toMatchObject({ code: "validation_failed", field: "escrow_tx" });
     expect(store.db.select().from(jobs).all()).toHaveLength(0);
   });
 
@@ -201,6 +201,29 @@ describe("POST /jobs", () => {
       jobId: inner.job_id,
       totalTokens: 7,
       source: "ingest",
+    });
+  });
+
+  it("records a completion whose model, usage or worker the operator wrote oddly", async () => {
+    const { store, post } = await setup();
+    const inner = wireReceipt({ worker: "worker-7", settlement_tx: "abc" });
+    const response = await post({
+      model: "qwen3-8b\n",
+      requested_model: "qwen3-8b",
+      usage: { prompt_tokens: -1, completion_tokens: 30.5, total_tokens: "52" },
+      choices: [],
+      _decentral: inner,
+    });
+    expect(response.status).toBe(201);
+    expect(store.db.select().from(jobs).get()).toMatchObject({
+      jobId: inner.job_id,
+      model: "qwen3-8b",
+      responseModel: "qwen3-8b",
+      worker: null,
+      settlementTx: null,
+      promptTokens: null,
+      completionTokens: null,
+      totalTokens: null,
     });
   });
 

@@ -259,17 +259,59 @@ describe("parseReceiptInput", () => {
     ["job_id", { job_id: undefined }],
     ["escrow_tx", { escrow_tx: "5VERYlong0OIl" }],
     ["escrow_tx", { escrow_tx: address() }],
-    ["settlement_tx", { settlement_tx: 42 }],
-    ["worker", { worker: signature() }],
-    ["credits_remaining", { credits_remaining: "-3" }],
-    ["credits_remaining", { credits_remaining: "1.23456" }],
-    ["usage.completion_tokens", { usage: { completion_tokens: 1.5 } }],
+    ["model", { model: "qwen3-8b\n" }],
+    ["requested_model", { requested_model: "x".repeat(201) }],
+    ["max_tokens", { max_tokens: 0 }],
+    ["key_fingerprint", { key_fingerprint: "ABC" }],
+    ["credit_vault", { credit_vault: signature() }],
     ["created_at", { created_at: "yesterday" }],
     ["tags.bad name", { tags: { "bad name": "x" } }],
-  ])("rejects a bad %s and names it", (field, overrides) => {
+  ])("rejects a bad %s, which the caller writes, and names it", (field, overrides) => {
     const parsed = parseReceiptInput(wireReceipt(overrides));
     expect(parsed.ok).toBe(false);
     expect(!parsed.ok && parsed.field).toBe(field);
+  });
+
+  it.each([
+    ["settlement_tx", { settlement_tx: 42 }, { settlementTx: null }],
+    ["settlement_tx", { settlement_tx: "abc" }, { settlementTx: null }],
+    ["worker", { worker: signature() }, { worker: null }],
+    ["worker", { worker: "worker-7" }, { worker: null }],
+    ["credits_remaining", { credits_remaining: "-3" }, { creditsRemainingUnits: null }],
+    ["credits_remaining", { credits_remaining: "1.23456" }, { creditsRemainingUnits: null }],
+    ["credits_remaining", { credits_remaining: "1e3" }, { creditsRemainingUnits: null }],
+    ["usage.completion_tokens", { usage: { completion_tokens: 30.5 } }, { completionTokens: null }],
+    ["usage.prompt_tokens", { usage: { prompt_tokens: -1 } }, { promptTokens: null }],
+    ["usage.total_tokens", { usage: { total_tokens: "52" } }, { totalTokens: null }],
+    ["usage", { usage: [1, 2] }, { promptTokens: null }],
+    ["response_model", { response_model: "qwen3-8b\u001b[2J" }, { responseModel: "qwen3-8b[2J" }],
+    ["response_model", { response_model: "q".repeat(250) }, { responseModel: "q".repeat(200) }],
+    ["response_model", { response_model: "\u0000" }, { responseModel: null }],
+  ])(
+    "records a receipt whose %s, which the operator writes, is malformed, as unknown",
+    (_, overrides, expected) => {
+      const parsed = parseReceiptInput(wireReceipt(overrides));
+      expect(parsed.ok).toBe(true);
+      expect(parsed.ok && parsed.receipt).toMatchObject(expected);
+    },
+  );
+
+  it("records a completion posted whole whose model or created the operator wrote oddly", () => {
+    const parsed = parseReceiptInput({
+      model: "qwen3-8b\n",
+      requested_model: "qwen3-8b",
+      created: "yesterday",
+      usage: { prompt_tokens: 2, completion_tokens: 5.5 },
+      _decentral: { job_id: "job_abc123", escrow_tx: signature(), worker: "worker-7" },
+    });
+    expect(parsed.ok && parsed.receipt).toMatchObject({
+      model: "qwen3-8b",
+      responseModel: "qwen3-8b",
+      createdAt: null,
+      promptTokens: 2,
+      completionTokens: null,
+      worker: null,
+    });
   });
 
   it("accepts a streamed job's receipt without a settlement signature", () => {

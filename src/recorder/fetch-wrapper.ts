@@ -1,5 +1,6 @@
 import { backoff } from "../retry.js";
 import { keyFingerprint } from "./key-fingerprint.js";
+import { maxOperatorTextLength, operatorText, operatorTokens } from "./operator-values.js";
 import type { WireReceipt } from "./receipt-input.js";
 import {
   maxRequestFactsBytes,
@@ -37,7 +38,10 @@ export interface RecordingFetchOptions {
   retryMaxMs?: number;
   /** Tags added to every receipt, e.g. `{ service: "search" }`. Default none. */
   tags?: Record<string, string>;
-  /** Called when delivery fails (the receipt is kept and retried) or a receipt is dropped. */
+  /**
+   * Called when delivery fails (the receipt is kept and retried), a receipt is dropped, or the
+   * ingest API refused receipts (lost: never retried).
+   */
   onError?: (error: Error) => void;
 }
 
@@ -201,7 +205,10 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
     for (const resolve of ready) resolve();
   }
 
-  /** Posts a batch; resolves with how many items the service rejected, or "retry". */
+  /**
+   * Posts a batch; resolves with how many items the service rejected, or "retry". A refused
+   * receipt is lost for good, so each refusal is reported with the job and the reason.
+   */
   async function post(batch: WireReceipt[]): Promise<number | "retry"> {
     const headers: Record<string, string> = { "content-type": "application/json" };
     if (options.token) headers.authorization = `Bearer ${options.token}`;
@@ -212,16 +219,42 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
         body: JSON.stringify(batch),
       });
       if (response.ok) {
-        const body = (await response.json().catch(() => ({}))) as { rejected?: unknown };
-        return typeof body.rejected === "number" ? body.rejected : 0;
+        const body = (await response.json().catch(() => ({}))) as {
+          rejected?: unknown;
+          results?: unknown;
+        };
+        const rejected = typeof body.rejected === "number" ? body.rejected : 0;
+        if (rejected > 0) reportRejected(batch, body.results);
+        return rejected;
       }
       await response.body?.cancel();
       // 400/413: the batch itself is at fault and will never be accepted. Anything else
       // (401/403 while tokens are being fixed, 408, 429, 5xx) may pass later.
-      if (response.status === 400 || response.status === 413) return batch.length;
+      if (response.status === 400 || response.status === 413) {
+        report(
+          new Error(`ingest API refused a batch of ${batch.length} receipts (${response.status})`),
+        );
+        return batch.length;
+      }
       return "retry";
     } catch {
       return "retry";
+    }
+  }
+
+  /** One error per receipt the ingest API refused, naming its job, field and reason. */
+  function reportRejected(batch: WireReceipt[], results: unknown) {
+    const items = Array.isArray(results) ? results : [];
+    for (const item of items as { index?: unknown; status?: unknown; field?: unknown }[]) {
+      if (item?.status !== "rejected") continue;
+      const receipt = typeof item.index === "number" ? batch[item.index] : undefined;
+      const reason = (item as { reason?: unknown }).reason;
+      report(
+        new Error(
+          `ingest API refused the receipt of ${receipt?.job_id ?? "a job"}: ` +
+            `${String(item.field)} ${String(reason)}`,
+        ),
+      );
     }
   }
 
@@ -254,8 +287,13 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
     input: Parameters<typeof fetch>[0],
     init: RequestInit | undefined,
   ): WireReceipt | null {
-    // An empty header says nothing: it is sent as null, never as an empty value.
-    const get = (name: string) => response.headers.get(name)?.trim() || null;
+    // An empty header says nothing: it is sent as null, never as an empty value. Nor is one
+    // longer than any value it can hold (as the proxy reads them): the operator's headers must
+    // not make a batch too large to be accepted.
+    const get = (name: string) => {
+      const value = response.headers.get(name)?.trim();
+      return value && value.length <= maxOperatorTextLength ? value : null;
+    };
     const jobId = get("x-decentral-job-id");
     if (!jobId) return null;
     const receipt: WireReceipt = {
@@ -301,10 +339,22 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
         // model is sent only as `response_model`, to compare.
         if (facts.model !== null) receipt.model = facts.model;
         if (facts.maxTokens !== null) receipt.max_tokens = facts.maxTokens;
+        // The response is the operator's: its model is sent cleaned and its counts only when
+        // they are counts, so what it wrote cannot make the receipt refused (and lost).
         const body = parsed as { model?: unknown; usage?: unknown } | null;
-        if (typeof body?.model === "string") receipt.response_model = body.model;
-        if (body?.usage && typeof body.usage === "object")
-          receipt.usage = body.usage as WireReceipt["usage"];
+        const responseModel = operatorText(body?.model);
+        if (responseModel !== null) receipt.response_model = responseModel;
+        if (body?.usage && typeof body.usage === "object") {
+          const u = body.usage as Record<string, unknown>;
+          const usage: NonNullable<WireReceipt["usage"]> = {};
+          const prompt = operatorTokens(u.prompt_tokens);
+          const completion = operatorTokens(u.completion_tokens);
+          const total = operatorTokens(u.total_tokens);
+          if (prompt !== null) usage.prompt_tokens = prompt;
+          if (completion !== null) usage.completion_tokens = completion;
+          if (total !== null) usage.total_tokens = total;
+          receipt.usage = usage;
+        }
         enqueue(receipt);
       });
       assembling.add(work);

@@ -1,6 +1,7 @@
 import { isBase58OfLength } from "../chain/base58.js";
 import { parseZonedDateTime } from "../instant.js";
 import { creditsToUnits } from "../money.js";
+import { operatorText, operatorTokens } from "./operator-values.js";
 import type { Receipt } from "./receipts.js";
 import { maxTokenCount } from "./request-facts.js";
 
@@ -123,14 +124,6 @@ function optionalCredits(value: unknown, field: string): bigint | null {
   return units;
 }
 
-function optionalTokens(value: unknown, field: string): number | null {
-  if (value === undefined || value === null) return null;
-  if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > maxTokenCount) {
-    throw new FieldError(field, `must be an integer from 0 to ${maxTokenCount}`);
-  }
-  return value;
-}
-
 function optionalModel(value: unknown, field: string): string | null {
   if (value === undefined || value === null) return null;
   if (typeof value !== "string" || value.length === 0 || value.length > 200) {
@@ -143,6 +136,43 @@ function optionalModel(value: unknown, field: string): string | null {
     throw new FieldError(field, "must not contain control characters");
   }
   return value;
+}
+
+/*
+ * Fields the operator writes (the settlement signature, worker and credits it answers with, the
+ * usage and model of its response, a completion's `created`) are read leniently: a malformed one
+ * is recorded as unknown, as the proxy records it, and the receipt is kept, because a receipt
+ * refused for what the audited party wrote would hide a job it charged for. Fields the caller
+ * writes (job id, escrow signature it must name, the model asked for, ceiling, tags, key) stay
+ * strict: a wrong one is the caller's to fix and is named in the answer.
+ */
+
+/** An operator's signature, or null. */
+function operatorSignature(value: unknown): string | null {
+  return typeof value === "string" ? signatureOrNull(value) : null;
+}
+
+/** An operator's wallet address, or null. */
+function operatorAddress(value: unknown): string | null {
+  return typeof value === "string" ? addressOrNull(value) : null;
+}
+
+/** An operator's credit balance, or null when it is not one ingest would take. */
+function operatorCredits(value: unknown): bigint | null {
+  try {
+    return optionalCredits(value, "credits_remaining");
+  } catch {
+    return null;
+  }
+}
+
+/** A completion's `created`, or null when it is not a date ingest would take. */
+function operatorCreatedAt(value: unknown): number | null {
+  try {
+    return optionalCreatedAt(value, "created");
+  } catch {
+    return null;
+  }
 }
 
 /** `created_at`: an ISO 8601 string, or seconds since the epoch (OpenAI's `created`). */
@@ -208,15 +238,17 @@ function models(
   model: string | null;
   responseModel: string | null;
 } {
-  const answered = optionalModel(value.model, "model");
   const requested = optionalModel(value.requested_model, "requested_model");
-  const responseModel = optionalModel(value.response_model, "response_model");
+  // The response's model is the operator's: kept cleaned (control characters out, cut to 200
+  // characters) to compare, never refused.
+  const responseModel = operatorText(value.response_model);
   // A completion's `model` is the one its response named, which the operator writes: it is
   // kept to compare, and never prices the job (without `requested_model` the model is unknown).
   if (requested !== null || wrapped) {
-    return { model: requested, responseModel: responseModel ?? answered };
+    return { model: requested, responseModel: responseModel ?? operatorText(value.model) };
   }
-  return { model: answered, responseModel };
+  // Otherwise `model` is the one the caller asked for, which prices the job: it must be exact.
+  return { model: optionalModel(value.model, "model"), responseModel };
 }
 
 /** The request's `max_tokens`: it bounds what the job can cost. */
@@ -257,20 +289,16 @@ export function parseReceiptInput(value: unknown): ParsedReceipt {
     if (wrapped && !isObject(decentral)) throw new FieldError("_decentral", "must be an object");
     const fields = (wrapped ? decentral : wire) as WireInput;
     const prefix = wrapped ? "_decentral." : "";
-    const usage = wire.usage;
-    if (usage !== undefined && usage !== null && !isObject(usage)) {
-      throw new FieldError("usage", "must be an object");
-    }
-    const u = (usage ?? {}) as Unchecked<NonNullable<WireReceipt["usage"]>>;
+    // Usage is the operator's: anything but an object says nothing.
+    const u = (isObject(wire.usage) ? wire.usage : {}) as Unchecked<
+      NonNullable<WireReceipt["usage"]>
+    >;
     const receipt: Receipt = {
       jobId: jobId(fields.job_id, `${prefix}job_id`),
       escrowTx: requiredSignature(fields.escrow_tx, `${prefix}escrow_tx`),
-      settlementTx: optionalSignature(fields.settlement_tx, `${prefix}settlement_tx`),
-      worker: optionalWorker(fields.worker, `${prefix}worker`),
-      creditsRemainingUnits: optionalCredits(
-        fields.credits_remaining,
-        `${prefix}credits_remaining`,
-      ),
+      settlementTx: operatorSignature(fields.settlement_tx),
+      worker: operatorAddress(fields.worker),
+      creditsRemainingUnits: operatorCredits(fields.credits_remaining),
       // `requested_model` names the model asked for (the job is priced by it); when given,
       // `model` is taken as the one the response named, as it always is in a completion.
       ...models(wire, wrapped),
@@ -278,11 +306,12 @@ export function parseReceiptInput(value: unknown): ParsedReceipt {
       maxTokens: optionalMaxTokens(wire.max_tokens, "max_tokens"),
       httpStatus: optionalHttpStatus(wire.http_status, "http_status"),
       creditVault: optionalWorker(wire.credit_vault, "credit_vault"),
-      promptTokens: optionalTokens(u.prompt_tokens, "usage.prompt_tokens"),
-      completionTokens: optionalTokens(u.completion_tokens, "usage.completion_tokens"),
-      totalTokens: optionalTokens(u.total_tokens, "usage.total_tokens"),
+      promptTokens: operatorTokens(u.prompt_tokens),
+      completionTokens: operatorTokens(u.completion_tokens),
+      totalTokens: operatorTokens(u.total_tokens),
+      // A completion's `created` is the operator's; `created_at` is the caller's own clock.
       createdAt: wrapped
-        ? optionalCreatedAt(wire.created, "created")
+        ? operatorCreatedAt(wire.created)
         : optionalCreatedAt(wire.created_at, "created_at"),
       tags: optionalTags(wire.tags, "tags"),
     };

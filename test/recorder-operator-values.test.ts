@@ -1,0 +1,123 @@
+import http from "node:http";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createToken } from "../src/auth/tokens.js";
+import { localApiKey } from "../src/localnet/keys.js";
+import { createLogger } from "../src/log.js";
+import { createRecordingFetch } from "../src/recorder/fetch-wrapper.js";
+import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
+import { ingestToken, listen, serveApp } from "./support/recorder-fixtures.js";
+
+/**
+ * What the operator writes in its answer (headers, the response's model and usage) cannot make
+ * a charged job's receipt be refused, and so lost: a backend calling Decentral through the
+ * recording fetch gets every job recorded and judged by the checks, whatever the answer holds.
+ */
+
+let h: AdversaryHarness;
+beforeAll(async () => {
+  h = await startAdversaryHarness();
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+const log = createLogger({ level: "silent" });
+
+/** What the operator changes in an honest answer: headers, body members, usage members. */
+interface Patch {
+  headers?: Record<string, string>;
+  body?: Record<string, unknown>;
+  usage?: Record<string, unknown>;
+}
+
+describe("the recording fetch, answered with odd values by the operator", () => {
+  const verified = { verdict: "verified", failing: [] };
+  const usageUnknown = { verdict: "partially_verified", failing: [] };
+  // As when the proxy records a worker header it cannot read: the worker is unknown.
+  const workerUnknown = { verdict: "unverifiable", failing: [] };
+  it.each<[string, Patch, { verdict: string; failing: string[] }]>([
+    // Control characters out: the model it named is the one asked for.
+    ["a model with a newline", { body: { model: "qwen3-8b\n" } }, verified],
+    ["a model with NUL", { body: { model: "qwen3-8b\u0000" } }, verified],
+    [
+      "a model with an escape sequence",
+      { body: { model: "qwen3-8b\u001b[2J" } },
+      { verdict: "discrepancy", failing: ["charge.model"] },
+    ],
+    [
+      "a model of 201 characters",
+      { body: { model: "q".repeat(201) } },
+      { verdict: "discrepancy", failing: ["charge.model"] },
+    ],
+    ["a fractional completion count", { usage: { completion_tokens: 30.5 } }, usageUnknown],
+    ["a negative prompt count", { usage: { prompt_tokens: -1 } }, verified],
+    ["a total count as text", { usage: { total_tokens: "52" } }, verified],
+    ["usage as an array", { body: { usage: [1, 2] } }, usageUnknown],
+    ["credits as 1e3", { headers: { "x-decentral-credits-remaining": "1e3" } }, verified],
+    [
+      "a worker that is no address",
+      { headers: { "x-decentral-worker": "worker-7" } },
+      workerUnknown,
+    ],
+    ["a worker of 4 KB", { headers: { "x-decentral-worker": "w".repeat(4096) } }, workerUnknown],
+  ])("records and judges the job when the answer has %s", async (_, patch, judged) => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1 });
+    const txs = h.op.honestJob(plan);
+    const upstream = await listen(
+      http.createServer(async (req, res) => {
+        for await (const _ of req) {
+          // drain the body
+        }
+        const usage = {
+          prompt_tokens: 12,
+          completion_tokens: plan.completionTokens,
+          total_tokens: 12 + (plan.completionTokens ?? 0),
+          ...patch.usage,
+        };
+        const headers = {
+          "content-type": "application/json",
+          "x-decentral-job-id": plan.jobId,
+          "x-decentral-tx-signature": txs.escrowTx,
+          "x-decentral-settlement-tx": txs.settlementTx,
+          "x-decentral-worker": plan.worker.address,
+          "x-decentral-credits-remaining": "500",
+          ...patch.headers,
+        };
+        const body = { model: plan.model, choices: [], usage, ...patch.body };
+        res.writeHead(200, headers);
+        res.end(JSON.stringify(body));
+      }),
+    );
+    const audit = await serveApp({ store: c.store, log });
+    const errors: string[] = [];
+    try {
+      const recordingFetch = createRecordingFetch({
+        ingestUrl: `${audit.url}/jobs`,
+        token: await ingestToken(c.store),
+        onError: (error) => errors.push(error.message),
+      });
+      const res = await recordingFetch(`${upstream.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${localApiKey(1)}`, "content-type": "application/json" },
+        body: JSON.stringify({ model: plan.model, messages: [] }),
+      });
+      await res.json();
+      await recordingFetch.flush();
+      expect(recordingFetch.stats()).toMatchObject({ delivered: 1, rejected: 0 });
+      expect(errors).toEqual([]);
+      await c.verify();
+      const read = (await createToken(c.store, { role: "read", name: "test" })).token;
+      const answer = await fetch(`${audit.url}/audit/${plan.jobId}`, {
+        headers: { authorization: `Bearer ${read}` },
+      });
+      expect(answer.status).toBe(200);
+      expect(await answer.json()).toMatchObject({ jobId: plan.jobId, verdict: judged.verdict });
+    } finally {
+      await audit.close();
+      await upstream.close();
+    }
+    expect(await c.outcome(plan.jobId)).toEqual(judged);
+  });
+});
