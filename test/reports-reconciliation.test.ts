@@ -130,6 +130,23 @@ describe("GET /reports/reconciliation", () => {
     expect(rows.map((r) => r[1])).toContain(`'=HYPERLINK("http://x","y")`);
   });
 
+  it("writes a group name led by spaces, a full-width sign or holding a semicolon as text", async () => {
+    const api = await seed();
+    const models = [" =1+1", '\uff1dHYPERLINK("http://x")', "\uff20SUM(1)", "llama;70b"];
+    models.forEach((model, i) => {
+      insertJob(api.store, { jobId: `g${i}`, createdAt: day(2), model });
+    });
+    const res = await api.get(
+      "/reports/reconciliation?from=2026-11-01&to=2026-11-04&groupBy=model&format=csv",
+    );
+    const csv = await res.text();
+    const groups = (parse(csv) as string[][]).map((r) => r[1]);
+    expect(groups).toEqual(
+      expect.arrayContaining([" =1+1", ...models.slice(1, 3)].map((m) => `'${m}`)),
+    );
+    expect(csv).toContain(',"llama;70b",');
+  });
+
   it.each([
     ["to=2026-11-04", "from"],
     ["from=2026-11-01", "to"],

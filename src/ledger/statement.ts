@@ -1,6 +1,6 @@
 import type { Store } from "../db/client.js";
+import { csvCell } from "../reports/csv-cell.js";
 import { isoOf } from "../reports/period.js";
-import { csvField } from "../reports/reconciliation.js";
 import {
   type AccountSnapshot,
   type AccountSnapshotsStore,
@@ -512,7 +512,7 @@ export function statementToCsv(statement: Statement): string {
   const lines = [header.join(",")];
   const blank = statementColumns.map(() => null);
   const tail = () => [null, null, null, null, null, null, null, null];
-  const row = (cells: (string | number | null)[]) => lines.push(cells.map(csvField).join(","));
+  const row = (cells: (string | number | null)[]) => lines.push(cells.map(csvCell).join(","));
   for (const v of json.vaults) {
     row([
       "vault",
@@ -533,8 +533,7 @@ export function statementToCsv(statement: Statement): string {
       null,
     ]);
     for (const u of v.unexplained) {
-      // The memo is the operator's text: quoted as text if a spreadsheet would run it.
-      const memo = u.memo === null ? null : /^[=+\-@\t\r]/.test(u.memo) ? `'${u.memo}` : u.memo;
+      // The memo and the job id it names are the operator's text: `csvCell` keeps them text.
       row([
         u.finding,
         v.vault,
@@ -544,7 +543,7 @@ export function statementToCsv(statement: Statement): string {
         u.blockTime,
         u.amountUnits,
         u.memoJobId,
-        memo,
+        u.memo,
       ]);
     }
     for (const u of v.unreleasedLocks) {

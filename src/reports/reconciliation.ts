@@ -15,6 +15,7 @@ import {
   reportsStore,
   type SumsQuery,
 } from "../store/reports.js";
+import { csvCell } from "./csv-cell.js";
 import { dayOf, isoOf } from "./period.js";
 
 export const groupByValues = reportGroupings;
@@ -206,17 +207,6 @@ export function reconciliationToJson(report: ReconciliationReport) {
 
 export type ReconciliationJson = ReturnType<typeof reconciliationToJson>;
 
-/** One CSV field, quoted per RFC 4180 when it holds a comma, quote, CR or LF. */
-export function csvField(value: string | number | null): string {
-  const text = value === null ? "" : String(value);
-  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
-}
-
-/** A cell a spreadsheet would read as a formula, quoted as text. */
-function asText(value: string): string {
-  return /^[=+\-@\t\r]/.test(value) ? `'${value}` : value;
-}
-
 /**
  * The report as RFC 4180 CSV (CRLF line ends): a header, one row per group (`kind` = `group`),
  * then one `total` row whose figures are exactly the JSON `totals`. A group that was not
@@ -227,11 +217,10 @@ export function reconciliationToCsv(report: ReconciliationReport): string {
   const lines = [header.join(",")];
   const line = (kind: string, group: string | null, f: ReconciliationFigures) => {
     const json = figuresToJson(f);
-    lines.push([kind, group, ...reconciliationColumns.map((c) => json[c])].map(csvField).join(","));
+    lines.push([kind, group, ...reconciliationColumns.map((c) => json[c])].map(csvCell).join(","));
   };
-  // Group names come from receipts (model, worker, key): one starting like a formula would run
-  // as one in a spreadsheet, so it is quoted as text (OWASP CSV injection).
-  for (const g of report.groups) line("group", g.group === null ? null : asText(g.group), g);
+  // Group names come from receipts (model, worker, key): `csvCell` keeps them text.
+  for (const g of report.groups) line("group", g.group, g);
   line("total", null, report.totals);
   return `${lines.join("\r\n")}\r\n`;
 }

