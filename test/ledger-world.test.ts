@@ -287,7 +287,7 @@ describe("the ledger of a credit vault against the local world", () => {
     expect(dirty.ledger?.unreceiptedDebits).toEqual([
       expect.objectContaining({ signature: hidden.escrowTx, memoJobId: hidden.jobId }),
     ]);
-    expect(summaryToText(dirty)).toContain(`unreceipted debit of -`);
+    expect(summaryToText(dirty)).toMatch(/unreceipted debit of \d+ units/);
   });
 
   it("finds a lock never returned once the settlement window and grace have passed", async () => {

@@ -1,4 +1,5 @@
 import { verdicts } from "../db/schema.js";
+import { markdownCode, printable } from "../printable-text.js";
 import { isoOf } from "../reports/period.js";
 import type { NightlySummary } from "./nightly-run.js";
 
@@ -67,22 +68,31 @@ const ledgerFindingCount = (s: NightlySummary) =>
       s.ledger.gaps.length
     : 0;
 
+/**
+ * How a line shows text it did not write (a job id from a receipt, the text after a memo's
+ * prefix, which the operator wrote): inert, so it cannot forge lines, links or terminal output.
+ */
+type Show = (text: string) => string;
+
+/** A debit's size: the ledger keeps money out as a negative amount, the sentence says "of". */
+const unitsOut = (amountUnits: string) => amountUnits.replace(/^-/, "");
+
 /** One line per ledger finding of the window (none when the run read no ledger). */
-function ledgerLines(s: NightlySummary): string[] {
+function ledgerLines(s: NightlySummary, show: Show): string[] {
   if (!s.ledger) return [];
   return [
     ...s.ledger.unreceiptedDebits.map(
       (d) =>
-        `unreceipted debit of ${d.amountUnits} units from vault ${d.vault} in ${d.signature}${d.memoJobId ? ` (memo names ${d.memoJobId})` : ""}`,
+        `unreceipted debit of ${unitsOut(d.amountUnits)} units from vault ${d.vault} in ${d.signature}${d.memoJobId ? ` (memo names ${show(d.memoJobId)})` : ""}`,
     ),
     ...s.ledger.unreleasedLocks.map(
       (u) =>
-        `unreleased lock of ${u.lockUnits} units by job ${u.jobId} from vault ${u.vault} in ${u.signature}` +
+        `unreleased lock of ${u.lockUnits} units by job ${show(u.jobId)} from vault ${u.vault} in ${u.signature}` +
         ` (locked ${u.lockedAt ?? "at an unknown time"}${u.beforeWindow ? ", before the window: not yet due when its own window's run read the vault" : ""})`,
     ),
     ...s.ledger.creditsHeaderMismatches.map(
       (m) =>
-        `job ${m.jobId}'s credits header (${m.headerUnits} units) matches no balance of vault ${m.vault} between its lock and its response`,
+        `job ${show(m.jobId)}'s credits header (${m.headerUnits} units) matches no balance of vault ${m.vault} between its lock and its response`,
     ),
     ...s.ledger.imbalanced.map(
       (b) => `vault ${b.vault} closes ${b.differenceUnits} units off the chain's balance`,
@@ -116,13 +126,14 @@ export function summaryToText(s: NightlySummary): string {
   for (const gap of gapLines(s)) lines.push(`  ${gap}`);
   for (const f of s.findings) {
     lines.push(
-      `  ${f.jobId}: ${f.verdict}${f.failingChecks.length ? ` (${f.failingChecks.join(", ")})` : ""}`,
+      `  ${printable(f.jobId)}: ${f.verdict}${f.failingChecks.length ? ` (${f.failingChecks.join(", ")})` : ""}`,
     );
   }
   if (s.moreFindings > 0) lines.push(`  ... and ${s.moreFindings} more`);
   if (s.ledger) lines.push(`  ledger: ${s.ledger.vaults} credit vaults read`);
-  for (const line of ledgerLines(s)) lines.push(`  ${line}`);
-  return `${lines.join("\n")}\n`;
+  for (const line of ledgerLines(s, printable)) lines.push(`  ${line}`);
+  // Every line is one line of plain text: no escape sequence reaches the terminal.
+  return `${lines.map(printable).join("\n")}\n`;
 }
 
 /** Markdown to paste into a ticket or a chat. */
@@ -142,7 +153,9 @@ export function summaryToMarkdown(s: NightlySummary): string {
   if (s.findings.length > 0) {
     lines.push("", "| job | verdict | failing checks |", "|---|---|---|");
     for (const f of s.findings) {
-      lines.push(`| \`${f.jobId}\` | ${f.verdict} | ${f.failingChecks.join(", ") || "-"} |`);
+      lines.push(
+        `| ${markdownCode(f.jobId)} | ${f.verdict} | ${f.failingChecks.join(", ") || "-"} |`,
+      );
     }
     if (s.moreFindings > 0) lines.push("", `... and ${s.moreFindings} more.`);
   }
@@ -152,9 +165,9 @@ export function summaryToMarkdown(s: NightlySummary): string {
   const gaps = gapLines(s);
   if (gaps.length > 0) lines.push("", ...gaps.map((g) => `- ${g}`));
 
-  const ledger = ledgerLines(s);
+  const ledger = ledgerLines(s, markdownCode);
   if (ledger.length > 0) lines.push("", "Credit vault ledger:", "", ...ledger.map((l) => `- ${l}`));
-  return `${lines.join("\n")}\n`;
+  return `${lines.map(printable).join("\n")}\n`;
 }
 
 /** JSON with ISO instants, led by the same headline as the text. */

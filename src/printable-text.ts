@@ -1,0 +1,37 @@
+/**
+ * Text that came from a caller, a receipt or the chain, made safe to show. Such text can hold
+ * control characters (an escape sequence drives the terminal that prints it, a newline forges
+ * the next line of a report) and the line separators and bidirectional overrides that make it
+ * display as something else. Callers refuse such text where they take it, and every output
+ * that prints outside text shows it through `printable`, so old rows print inert as well.
+ */
+
+/** C0 and C1 controls and DEL (`\p{Cc}`), line and paragraph separators, bidi overrides. */
+const unprintableChar = /[\p{Cc}\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
+const unprintableChars = new RegExp(unprintableChar.source, "gu");
+
+/** Whether the text holds a character `printable` would escape. */
+export function hasUnprintable(text: string): boolean {
+  return unprintableChar.test(text);
+}
+
+/** The text as one line of plain text: each unprintable character as a `\uXXXX` escape. */
+export function printable(text: string): string {
+  return text.replace(
+    unprintableChars,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
+/**
+ * The text as a markdown code span: links, images and HTML inside it render as literal text.
+ * The fence is one backtick longer than the longest run of backticks inside, and a space pads
+ * text that starts or ends with one, as CommonMark requires.
+ */
+export function markdownCode(text: string): string {
+  const inert = printable(text);
+  const longestRun = Math.max(0, ...(inert.match(/`+/g) ?? []).map((run) => run.length));
+  const fence = "`".repeat(longestRun + 1);
+  const pad = inert.startsWith("`") || inert.endsWith("`") ? " " : "";
+  return `${fence}${pad}${inert}${pad}${fence}`;
+}

@@ -1,0 +1,89 @@
+import { describe, expect, it } from "vitest";
+import { verdicts } from "../src/db/schema.js";
+import type { NightlySummary } from "../src/nightly/nightly-run.js";
+import { summaryToMarkdown, summaryToText } from "../src/nightly/summary-format.js";
+
+const vault = "F11Zd87fGZBi1tD6uYQyPQ2JCmaG3e7RcDmrm3eJucpB";
+
+/** A run whose ledger found debits under memos the operator wrote to forge the summary. */
+function summaryWithMemos(memoJobIds: string[]): NightlySummary {
+  const byVerdict = Object.fromEntries(verdicts.map((v) => [v, 0])) as NightlySummary["byVerdict"];
+  byVerdict.verified = 1;
+  return {
+    from: Date.UTC(2026, 10, 28),
+    to: Date.UTC(2026, 10, 29),
+    startedAt: 0,
+    finishedAt: 100,
+    outcome: "ledger_findings",
+    exitCode: 1,
+    reason: null,
+    total: 1,
+    minJobs: 0,
+    byVerdict,
+    findings: [],
+    moreFindings: 0,
+    unproven: {},
+    profile: null,
+    runId: null,
+    ledger: {
+      vaults: 1,
+      unreceiptedDebits: memoJobIds.map((memoJobId, i) => ({
+        vault,
+        signature: `sig${i}`,
+        amountUnits: `-${1000 + i}`,
+        memo: `decentral:escrow:${memoJobId}`,
+        memoJobId,
+      })),
+      unreleasedLocks: [],
+      creditsHeaderMismatches: [],
+      imbalanced: [],
+      gaps: [],
+      incomplete: null,
+    },
+  } as NightlySummary;
+}
+
+const forgedAllClear =
+  "job_y\u001b[2J\u001b[H\u001b[32mdecentral-audit verify: all 3 jobs verified\u001b[0m\n" +
+  "- forged: vault reconciled, nothing to see";
+
+describe("nightly summary", () => {
+  it("prints a memo's escape sequences and line breaks as inert text in the terminal output", () => {
+    const text = summaryToText(summaryWithMemos([forgedAllClear, "job_z\u009b2J\u202eevil"]));
+    expect(text.replaceAll("\n", "")).not.toMatch(/[\p{Cc}\u202a-\u202e]/u);
+    expect(text).not.toContain("\n- forged");
+    expect(text).toContain("(memo names job_y\\u001b[2J\\u001b[H");
+    expect(text).toContain("job_z\\u009b2J\\u202eevil");
+    // One line per finding: the forged second line stays inside the first.
+    expect(text.split("\n").filter((l) => l.includes("unreceipted debit"))).toHaveLength(2);
+  });
+
+  it("shows a memo's links, images and HTML in markdown as a code span on one line", () => {
+    const md = summaryToMarkdown(
+      summaryWithMemos([
+        "job_x ![pixel](http://evil.example/pixel.png) [open the job](http://evil.example/phish)",
+        '</a><script>alert(3)</script><a href="javascript:alert(4)">x',
+        forgedAllClear,
+        "a `tick` and ``two``",
+      ]),
+    );
+    expect(md).toContain(
+      "(memo names `job_x ![pixel](http://evil.example/pixel.png) [open the job](http://evil.example/phish)`)",
+    );
+    expect(md).toContain(
+      '(memo names `</a><script>alert(3)</script><a href="javascript:alert(4)">x`)',
+    );
+    // A fence longer than any run of backticks inside, padded when the text ends with one.
+    expect(md).toContain("(memo names ``` a `tick` and ``two`` ```)");
+    expect(md).not.toContain("\n- forged");
+    expect(md).not.toContain("\u001b");
+    const debitLines = md.split("\n").filter((l) => l.startsWith("- unreceipted debit"));
+    expect(debitLines).toHaveLength(4);
+  });
+
+  it("says how much an unreceipted debit took out, without a minus sign", () => {
+    const s = summaryWithMemos(["job_abc"]);
+    expect(summaryToText(s)).toContain(`unreceipted debit of 1000 units from vault ${vault}`);
+    expect(summaryToMarkdown(s)).toContain(`unreceipted debit of 1000 units from vault ${vault}`);
+  });
+});
