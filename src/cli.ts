@@ -6,6 +6,7 @@ import { registerDemoCommand } from "./demo/command.js";
 import { isAppError, wholeNumberFlag } from "./errors.js";
 import { registerLocalnetCommand } from "./localnet/command.js";
 import { registerVerifyCommand } from "./nightly/verify-cli.js";
+import { printable } from "./printable-text.js";
 import { registerReportCommands } from "./reports/report-command.js";
 
 /** The flag of commands that only read or write the store. */
@@ -245,7 +246,8 @@ export function fail(error: unknown): never {
     process.exit(2);
   }
   const message = error instanceof Error ? error.message : String(error);
-  console.error(`error: ${message}`);
+  // A message may echo input (a file name, a flag's value): printed as one inert line.
+  console.error(`error: ${printable(message)}`);
   if (
     !isAppError(error) &&
     error instanceof Error &&

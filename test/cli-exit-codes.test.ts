@@ -39,6 +39,14 @@ describe("CLI exit codes", () => {
     expect(run.stderr).toContain("/nonexistent/receipts.jsonl");
   });
 
+  it("prints a file name's escape sequences and line breaks in its error as inert text", () => {
+    const run = cli("import", "/nonexistent/x\u001b[2J\nall receipts imported.jsonl");
+    expect(run.code).toBe(2);
+    expect(run.stderr.trim().split("\n")).toHaveLength(1);
+    expect(run.stderr).not.toContain("\u001b");
+    expect(run.stderr).toContain("/nonexistent/x\\u001b[2J\\u000aall receipts imported.jsonl");
+  });
+
   it("exits 0 for --help", () => {
     expect(cli("--help").code).toBe(0);
   });

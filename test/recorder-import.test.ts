@@ -171,6 +171,27 @@ describe("import", () => {
     expect(await runImportCommand(store, good, {}, io)).toBe(0);
   });
 
+  it("prints a tag name's escape sequences and line breaks from the file as inert text", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "recorder-import-"));
+    const file = join(dir, "tags\u001b[2J.jsonl");
+    const name = "x\u001b[2J\u001b[Hall receipts imported\nok";
+    writeFileSync(file, `${JSON.stringify(wireReceipt({ tags: { [name]: "v\u009b" } }))}\n`);
+    const lines: string[] = [];
+    const io = {
+      stdin: Readable.from([]),
+      out: (l: string) => lines.push(l),
+      err: (l: string) => lines.push(l),
+      progress: false,
+    };
+    expect(await runImportCommand(createTestStore(), file, {}, io)).toBe(1);
+    expect(lines).toHaveLength(2);
+    for (const line of lines) expect(line).not.toMatch(/[\p{Cc}\u202a-\u202e]/u);
+    expect(lines[0]).toContain("tags\\u001b[2J.jsonl");
+    expect(lines[1]).toContain(
+      "rejected: tags.x\\u001b[2J\\u001b[Hall receipts imported\\u000aok: ",
+    );
+  });
+
   it("reads stdin when the file is -", async () => {
     const store = createTestStore();
     const io = {

@@ -4,6 +4,7 @@ import type { Readable } from "node:stream";
 import { Presets, SingleBar } from "cli-progress";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
+import { printable } from "../printable-text.js";
 import { type ImportFormat, type ImportSummary, importReceipts } from "./import.js";
 
 /** Output of the `import` command: where lines go, and whether to draw a progress bar. */
@@ -31,8 +32,16 @@ function formatOf(file: string, flag: string | undefined): ImportFormat | undefi
 /** Lists at most this many rejected or conflicting lines; the counts cover the rest. */
 const maxListed = 50;
 
-/** The end-of-import summary, one fact per line. */
+/**
+ * The end-of-import summary, one fact per line. Field names, reasons and job ids echo the
+ * file (a tag name is whatever the file wrote), so each line is printed inert: an escape
+ * sequence or line break from the file cannot drive the terminal or forge a line.
+ */
 export function formatImportSummary(summary: ImportSummary, source: string): string[] {
+  return importSummaryLines(summary, source).map(printable);
+}
+
+function importSummaryLines(summary: ImportSummary, source: string): string[] {
   const lines = [
     `imported ${source}: ${summary.total} receipts, ${summary.created} created, ${summary.duplicate} duplicate, ${summary.updated} updated, ${summary.conflicts.length} conflicting, ${summary.rejected.length} rejected`,
   ];
