@@ -410,6 +410,7 @@ describe("recording proxy", () => {
     const headers: Record<string, string> = {
       "x-audit-tag-.hidden": "a name ingest refuses",
       "x-audit-tag-long": "x".repeat(300),
+      "x-audit-tag-tabbed": "a\tvalue ingest refuses",
     };
     for (let i = 0; i < 40; i++) headers[`x-audit-tag-t${i}`] = String(i);
     const response = await completion(url, "json", { headers });
@@ -419,6 +420,7 @@ describe("recording proxy", () => {
     const tags = row()?.tags ?? {};
     expect(Object.keys(tags)).toHaveLength(32);
     expect(tags).not.toHaveProperty(".hidden");
+    expect(tags).not.toHaveProperty("tabbed");
     expect(tags.long).toBe("x".repeat(256));
     expect(Object.keys(tags).every((name) => /^[a-z0-9][a-z0-9_.-]{0,63}$/.test(name))).toBe(true);
   });

@@ -224,6 +224,18 @@ describe("parseReceiptInput", () => {
     });
   });
 
+  it.each([
+    ["model", { model: "qwen3-8b\u0085" }],
+    ["model", { model: "qwen3-8b\u202egpj" }],
+    ["model", { model: "qwen3-8b\u2066x" }],
+    ["requested_model", { requested_model: "qwen3-8b\u009b2J" }],
+    ["tags.team", { tags: { team: "search\u001b[2J" } }],
+    ["tags.team", { tags: { team: "a\tb" } }],
+    ["tags.team", { tags: { team: "x\u202etxt.exe" } }],
+  ])("refuses caller text with a C1 control or bidi override, naming %s", (field, fields) => {
+    expect(parseReceiptInput(wireReceipt(fields))).toMatchObject({ ok: false, field });
+  });
+
   it("reads a chat completion carrying a _decentral member", () => {
     const inner = wireReceipt();
     const parsed = parseReceiptInput({

@@ -2,6 +2,7 @@ import { createHash, randomBytes, randomUUID, timingSafeEqual } from "node:crypt
 import type { Store } from "../db/client.js";
 import { type TokenRole, tokenRoles } from "../db/schema.js";
 import { AppError } from "../errors.js";
+import { hasUnprintable, printable } from "../printable-text.js";
 import { createTokensStore, type TokenInfo } from "../store/tokens.js";
 
 export type { TokenInfo } from "../store/tokens.js";
@@ -43,19 +44,12 @@ export function hashToken(token: string): string {
 }
 
 /**
- * Characters a token name may not hold: control characters (a newline or tab breaks the table
- * `tokens list` prints, an escape sequence drives the terminal that shows it), and the line
- * separators and bidirectional overrides that make a name display as something else.
+ * A token name as one line of plain text. A name may not hold control characters (a newline or
+ * tab breaks the table `tokens list` prints, an escape sequence drives the terminal that shows
+ * it), line separators or bidirectional overrides (`hasUnprintable`, the rule of all caller
+ * text); a name stored before that rule still prints inert.
  */
-const unprintable = /[\p{Cc}\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
-
-/** A token name as one line of plain text: what `unprintable` matches, as `\u` escapes. */
-export function printableTokenName(name: string): string {
-  return name.replace(
-    new RegExp(unprintable.source, "gu"),
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
-  );
-}
+export const printableTokenName = printable;
 
 /** Creates a token; the returned `token` is the only time its text exists outside the caller. */
 export async function createToken(
@@ -74,7 +68,7 @@ export async function createToken(
       field: "name",
     });
   }
-  if (unprintable.test(name)) {
+  if (hasUnprintable(name)) {
     throw new AppError(
       "validation_failed",
       "name must not contain control characters (line breaks, tabs, escape sequences)",

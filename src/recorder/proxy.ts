@@ -3,6 +3,7 @@ import https from "node:https";
 import type { Store } from "../db/client.js";
 import type { Logger } from "../log.js";
 import { creditsToUnitsOrNull } from "../money.js";
+import { hasUnprintable } from "../printable-text.js";
 import { type Receipt, recordReceiptsUnit } from "../store/receipts.js";
 import type { JobsApiClient } from "./jobs-api.js";
 import { createJobsApiConsults } from "./jobs-api-consults.js";
@@ -192,7 +193,10 @@ function tagsOf(req: IncomingMessage): Record<string, string> {
     // customer's and goes on, so a tag ingest would refuse is left out rather than refused.
     const tag = name.slice(tagPrefix.length);
     if (!tagNamePattern.test(tag)) continue;
-    tags[tag] = (Array.isArray(value) ? value.join(", ") : value).slice(0, maxTagValueLength);
+    const text = (Array.isArray(value) ? value.join(", ") : value).slice(0, maxTagValueLength);
+    // A header value may hold a tab or bytes read as C1 controls: ingest refuses those.
+    if (hasUnprintable(text)) continue;
+    tags[tag] = text;
     if (++count === maxTags) break;
   }
   return tags;

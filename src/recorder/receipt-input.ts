@@ -1,6 +1,7 @@
 import { isBase58OfLength } from "../chain/base58.js";
 import { parseZonedDateTime } from "../instant.js";
 import { creditsToUnits } from "../money.js";
+import { hasUnprintable } from "../printable-text.js";
 import { operatorText, operatorTokens } from "./operator-values.js";
 import type { Receipt } from "./receipts.js";
 import { maxTokenCount } from "./request-facts.js";
@@ -210,9 +211,24 @@ function optionalTags(value: unknown, field: string): Record<string, string> {
     if (typeof tagValue !== "string" || tagValue.length > maxTagValueLength) {
       throw new FieldError(`${field}.${name}`, `must be a string of at most ${maxTagValueLength}`);
     }
+    if (hasUnprintable(tagValue)) throw new FieldError(`${field}.${name}`, callerTextRule);
     tags[key] = tagValue;
   }
   return tags;
+}
+
+/** Refused in the text a caller names (model, tag values), as in token names. */
+const callerTextRule =
+  "must not contain control characters, line separators or bidirectional overrides";
+
+/**
+ * Text the caller wrote (the model it asked for, not the one the operator's response named):
+ * refused when it holds what `hasUnprintable` finds, the one rule of caller text, so a
+ * report or terminal never shows it as something else.
+ */
+function callerText(value: string | null, field: string): string | null {
+  if (value !== null && hasUnprintable(value)) throw new FieldError(field, callerTextRule);
+  return value;
 }
 
 function jobId(value: unknown, field: string): string {
@@ -238,7 +254,10 @@ function models(
   model: string | null;
   responseModel: string | null;
 } {
-  const requested = optionalModel(value.requested_model, "requested_model");
+  const requested = callerText(
+    optionalModel(value.requested_model, "requested_model"),
+    "requested_model",
+  );
   // The response's model is the operator's: kept cleaned (control characters out, cut to 200
   // characters) to compare, never refused.
   const responseModel = operatorText(value.response_model);
@@ -248,7 +267,7 @@ function models(
     return { model: requested, responseModel: responseModel ?? operatorText(value.model) };
   }
   // Otherwise `model` is the one the caller asked for, which prices the job: it must be exact.
-  return { model: optionalModel(value.model, "model"), responseModel };
+  return { model: callerText(optionalModel(value.model, "model"), "model"), responseModel };
 }
 
 /** The request's `max_tokens`: it bounds what the job can cost. */
