@@ -2,8 +2,9 @@
  * Text that came from a caller, a receipt or the chain, made safe to show. Such text can hold
  * control characters (an escape sequence drives the terminal that prints it, a newline forges
  * the next line of a report) and the line separators and bidirectional overrides that make it
- * display as something else. Callers refuse such text where they take it, and every output
- * that prints outside text shows it through `printable`, so old rows print inert as well.
+ * display as something else. Caller text with such characters is refused where it is taken
+ * (`hasUnprintable`); chain text (a memo) cannot be, and rows stored before the rule may hold
+ * them, so outputs that print outside text show it through `printable`.
  */
 
 /** C0 and C1 controls and DEL (`\p{Cc}`), line and paragraph separators, bidi overrides. */
