@@ -229,11 +229,13 @@ describe("parseReceiptInput", () => {
     ["model", { model: "qwen3-8b\u202egpj" }],
     ["model", { model: "qwen3-8b\u2066x" }],
     ["requested_model", { requested_model: "qwen3-8b\u009b2J" }],
-    ["tags.team", { tags: { team: "search\u001b[2J" } }],
-    ["tags.team", { tags: { team: "a\tb" } }],
-    ["tags.team", { tags: { team: "x\u202etxt.exe" } }],
   ])("refuses caller text with a C1 control or bidi override, naming %s", (field, fields) => {
     expect(parseReceiptInput(wireReceipt(fields))).toMatchObject({ ok: false, field });
+  });
+
+  it("keeps a tag whatever characters its value holds: a label never costs a job its receipt", () => {
+    const tags = { team: "search\u001b[2J", note: "a\tb", user: "\u202bمحمد\u202c" };
+    expect(parseReceiptInput(wireReceipt({ tags }))).toMatchObject({ ok: true });
   });
 
   it("reads a chat completion carrying a _decentral member", () => {

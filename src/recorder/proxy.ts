@@ -3,7 +3,6 @@ import https from "node:https";
 import type { Store } from "../db/client.js";
 import type { Logger } from "../log.js";
 import { creditsToUnitsOrNull } from "../money.js";
-import { hasUnprintable } from "../printable-text.js";
 import { type Receipt, recordReceiptsUnit } from "../store/receipts.js";
 import type { JobsApiClient } from "./jobs-api.js";
 import { createJobsApiConsults } from "./jobs-api-consults.js";
@@ -183,6 +182,16 @@ function header(res: IncomingMessage, name: string): string | null {
   return text && text.length > 0 && text.length <= 200 ? text.trim() : null;
 }
 
+/** A header value read as latin1, decoded as UTF-8 when its bytes are valid UTF-8. */
+function utf8Header(value: string): string {
+  const bytes = Buffer.from(value, "latin1");
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    return value;
+  }
+}
+
 /** The tags of a request: `x-audit-tag-<name>: <value>` headers, names lowercased. */
 function tagsOf(req: IncomingMessage): Record<string, string> {
   const tags: Record<string, string> = {};
@@ -193,9 +202,10 @@ function tagsOf(req: IncomingMessage): Record<string, string> {
     // customer's and goes on, so a tag ingest would refuse is left out rather than refused.
     const tag = name.slice(tagPrefix.length);
     if (!tagNamePattern.test(tag)) continue;
-    const text = (Array.isArray(value) ? value.join(", ") : value).slice(0, maxTagValueLength);
-    // A header value may hold a tab or bytes read as C1 controls: ingest refuses those.
-    if (hasUnprintable(text)) continue;
+    // Node reads header bytes as latin1: a value sent as UTF-8 (Arabic, CJK, emoji) is decoded
+    // as such, so it is kept as the client wrote it rather than as mojibake.
+    const raw = Array.isArray(value) ? value.join(", ") : value;
+    const text = utf8Header(raw).slice(0, maxTagValueLength);
     tags[tag] = text;
     if (++count === maxTags) break;
   }

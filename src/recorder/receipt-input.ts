@@ -211,13 +211,14 @@ function optionalTags(value: unknown, field: string): Record<string, string> {
     if (typeof tagValue !== "string" || tagValue.length > maxTagValueLength) {
       throw new FieldError(`${field}.${name}`, `must be a string of at most ${maxTagValueLength}`);
     }
-    if (hasUnprintable(tagValue)) throw new FieldError(`${field}.${name}`, callerTextRule);
+    // A label never costs a job its receipt (a client's tag may carry a tab, or Android's bidi
+    // wrapping of an RTL name): stored as written, and shown inert wherever it is printed.
     tags[key] = tagValue;
   }
   return tags;
 }
 
-/** Refused in the text a caller names (model, tag values), as in token names. */
+/** Refused in the model a caller names, as in token names. */
 const callerTextRule =
   "must not contain control characters, line separators or bidirectional overrides";
 
