@@ -21,14 +21,14 @@ afterEach(async () => {
 });
 
 /** A Decentral stand-in answering every completion with a fresh job's receipt headers. */
-async function upstream(status = 200) {
+async function upstream(status = 200, id: () => string = jobId) {
   const server = http.createServer(async (req, res) => {
     for await (const _ of req) {
       // drain
     }
     res.writeHead(status, {
       "content-type": "application/json",
-      "x-decentral-job-id": jobId(),
+      "x-decentral-job-id": id(),
       "x-decentral-tx-signature": signature(),
       "x-decentral-settlement-tx": signature(),
       "x-decentral-worker": address(),
@@ -259,6 +259,31 @@ describe("createRecordingFetch", () => {
       `ingest API refused the receipt of ${response.headers.get("x-decentral-job-id")}: ` +
         "tags.bad name tag names are letters, digits, _ . - (max 64)",
     ]);
+  });
+
+  it("reports a job whose id the operator wrote too long to be one, rather than lose it silently", async () => {
+    const store = createTestStore();
+    const audit = await serveApp({ store, log: createLogger({ level: "silent" }) });
+    cleanups.push(audit.close);
+    const errors: string[] = [];
+    const recordingFetch = createRecordingFetch({
+      ingestUrl: `${audit.url}/jobs`,
+      token: await ingestToken(store),
+      onError: (error) => errors.push(error.message),
+    });
+    const long = `job_${"a".repeat(300)}`;
+    const response = await recordingFetch(
+      `${await upstream(200, () => long)}/v1/chat/completions`,
+      {
+        method: "POST",
+        body: JSON.stringify({ model: "qwen3-8b", messages: [] }),
+      },
+    );
+    await response.json();
+    await recordingFetch.flush();
+    expect(recordingFetch.stats()).toMatchObject({ delivered: 0, rejected: 1 });
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(/job_id/);
   });
 
   it("drops the oldest receipt when its buffer is full instead of growing without bound", async () => {

@@ -294,7 +294,14 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
       const value = response.headers.get(name)?.trim();
       return value && value.length <= maxOperatorTextLength ? value : null;
     };
-    const jobId = get("x-decentral-job-id");
+    // A job id too long to be one is still sent (cut short), so ingest refuses it by name and
+    // the caller hears of it (`onError`), rather than the job vanishing without a word.
+    const jobId =
+      get("x-decentral-job-id") ??
+      response.headers
+        .get("x-decentral-job-id")
+        ?.trim()
+        .slice(0, maxOperatorTextLength + 1);
     if (!jobId) return null;
     const receipt: WireReceipt = {
       job_id: jobId,
