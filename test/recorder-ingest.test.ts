@@ -218,7 +218,7 @@ describe("POST /jobs", () => {
     expect(store.db.select().from(jobs).get()).toMatchObject({
       jobId: inner.job_id,
       model: "qwen3-8b",
-      responseModel: "qwen3-8b",
+      responseModel: "qwen3-8b\ufffd",
       worker: null,
       settlementTx: null,
       promptTokens: null,

@@ -73,7 +73,7 @@ describe.each(dialects)("operator text on %s", (dialect) => {
       await proxy.idle();
       expect(await readJob(store, id)).toMatchObject({
         model: "qwen3-8b",
-        responseModel: "qwen3-8b",
+        responseModel: "qwen3-8b\ufffd",
         totalTokens: 9,
         captureState: "complete",
       });

@@ -36,9 +36,17 @@ describe("the recording fetch, answered with odd values by the operator", () => 
   // As when the proxy records a worker header it cannot read: the worker is unknown.
   const workerUnknown = { verdict: "unverifiable", failing: [] };
   it.each<[string, Patch, { verdict: string; failing: string[] }]>([
-    // Control characters out: the model it named is the one asked for.
-    ["a model with a newline", { body: { model: "qwen3-8b\n" } }, verified],
-    ["a model with NUL", { body: { model: "qwen3-8b\u0000" } }, verified],
+    // Recorded, each control character marked: cleaned, it is still not the model asked for.
+    [
+      "a model with a newline",
+      { body: { model: "qwen3-8b\n" } },
+      { verdict: "discrepancy", failing: ["charge.model"] },
+    ],
+    [
+      "a model with NUL",
+      { body: { model: "qwen3-8b\u0000" } },
+      { verdict: "discrepancy", failing: ["charge.model"] },
+    ],
     [
       "a model with an escape sequence",
       { body: { model: "qwen3-8b\u001b[2J" } },

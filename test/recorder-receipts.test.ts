@@ -298,9 +298,17 @@ describe("parseReceiptInput", () => {
     ["usage.prompt_tokens", { usage: { prompt_tokens: -1 } }, { promptTokens: null }],
     ["usage.total_tokens", { usage: { total_tokens: "52" } }, { totalTokens: null }],
     ["usage", { usage: [1, 2] }, { promptTokens: null }],
-    ["response_model", { response_model: "qwen3-8b\u001b[2J" }, { responseModel: "qwen3-8b[2J" }],
-    ["response_model", { response_model: "q".repeat(250) }, { responseModel: "q".repeat(200) }],
-    ["response_model", { response_model: "\u0000" }, { responseModel: null }],
+    [
+      "response_model",
+      { response_model: "qwen3-8b\u001b[2J" },
+      { responseModel: "qwen3-8b\ufffd[2J" },
+    ],
+    [
+      "response_model",
+      { response_model: "q".repeat(250) },
+      { responseModel: `${"q".repeat(199)}\u2026` },
+    ],
+    ["response_model", { response_model: "\u0000" }, { responseModel: "\ufffd" }],
   ])(
     "records a receipt whose %s, which the operator writes, is malformed, as unknown",
     (_, overrides, expected) => {
@@ -320,7 +328,7 @@ describe("parseReceiptInput", () => {
     });
     expect(parsed.ok && parsed.receipt).toMatchObject({
       model: "qwen3-8b",
-      responseModel: "qwen3-8b",
+      responseModel: "qwen3-8b\ufffd",
       createdAt: null,
       promptTokens: 2,
       completionTokens: null,

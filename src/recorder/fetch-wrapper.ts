@@ -1,6 +1,6 @@
 import { backoff } from "../retry.js";
 import { keyFingerprint } from "./key-fingerprint.js";
-import { maxOperatorTextLength, operatorText, operatorTokens } from "./operator-values.js";
+import { maxOperatorTextLength, operatorModel, operatorTokens } from "./operator-values.js";
 import type { WireReceipt } from "./receipt-input.js";
 import {
   maxRequestFactsBytes,
@@ -349,7 +349,7 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
         // The response is the operator's: its model is sent cleaned and its counts only when
         // they are counts, so what it wrote cannot make the receipt refused (and lost).
         const body = parsed as { model?: unknown; usage?: unknown } | null;
-        const responseModel = operatorText(body?.model);
+        const responseModel = operatorModel(body?.model);
         if (responseModel !== null) receipt.response_model = responseModel;
         if (body?.usage && typeof body.usage === "object") {
           const u = body.usage as Record<string, unknown>;

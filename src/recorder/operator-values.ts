@@ -18,14 +18,29 @@ const controlCharacters = /[\u0000-\u001f\u007f-\u009f]/g;
 
 /**
  * `value` with its control characters removed and cut to `max` characters (never inside a
- * surrogate pair); null when it is not a string or nothing is left of it.
+ * surrogate pair); null when it is not a string or nothing is left of it. A status is read by
+ * its word, so what is removed leaves the word as it was meant ("settled\u0000" is "settled").
  */
 export function operatorText(value: unknown, max = maxOperatorTextLength): string | null {
   if (typeof value !== "string") return null;
-  let text = value.replace(controlCharacters, "");
+  return cut(value.replace(controlCharacters, ""), max, "");
+}
+
+/**
+ * A model the operator's response named, fit to store and to compare with the one the caller
+ * asked for: each control character becomes U+FFFD and a cut ends in U+2026, so a cleaned
+ * value never compares equal to a name it was not ("qwen3-8b\u0000" is not "qwen3-8b").
+ */
+export function operatorModel(value: unknown): string | null {
+  if (typeof value !== "string") return null;
+  return cut(value.replace(controlCharacters, "\ufffd"), maxOperatorTextLength, "\u2026");
+}
+
+function cut(text: string, max: number, mark: string): string | null {
   if (text.length > max) {
-    const cut = text.charCodeAt(max - 1);
-    text = text.slice(0, cut >= 0xd800 && cut <= 0xdbff ? max - 1 : max);
+    const end = max - mark.length;
+    const last = text.charCodeAt(end - 1);
+    text = text.slice(0, last >= 0xd800 && last <= 0xdbff ? end - 1 : end) + mark;
   }
   return text.length > 0 ? text : null;
 }

@@ -7,7 +7,7 @@ import { type Receipt, recordReceiptsUnit } from "../store/receipts.js";
 import type { JobsApiClient } from "./jobs-api.js";
 import { createJobsApiConsults } from "./jobs-api-consults.js";
 import { keyFingerprint } from "./key-fingerprint.js";
-import { operatorText, operatorTokens } from "./operator-values.js";
+import { operatorModel, operatorTokens } from "./operator-values.js";
 import {
   addressOrNull,
   jobIdPattern,
@@ -117,7 +117,7 @@ function jsonBodyFacts(body: string): { model: string | null; usage: Usage } {
   try {
     const parsed = JSON.parse(body) as Record<string, unknown>;
     return {
-      model: operatorText(parsed.model),
+      model: operatorModel(parsed.model),
       usage: usageOf(parsed.usage) ?? unknownUsage,
     };
   } catch {
@@ -137,7 +137,7 @@ function sseTailFacts(tail: string): { model: string | null; usage: Usage } {
     if (!data.startsWith("{")) continue;
     try {
       const chunk = JSON.parse(data) as Record<string, unknown>;
-      if (model === null) model = operatorText(chunk.model);
+      if (model === null) model = operatorModel(chunk.model);
       if (usage === null) usage = usageOf(chunk.usage);
     } catch {
       // A line cut by the tail window: earlier lines still count.

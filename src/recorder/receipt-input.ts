@@ -2,7 +2,7 @@ import { isBase58OfLength } from "../chain/base58.js";
 import { parseZonedDateTime } from "../instant.js";
 import { creditsToUnits } from "../money.js";
 import { hasUnprintable } from "../printable-text.js";
-import { operatorText, operatorTokens } from "./operator-values.js";
+import { operatorModel, operatorTokens } from "./operator-values.js";
 import type { Receipt } from "./receipts.js";
 import { maxTokenCount } from "./request-facts.js";
 
@@ -261,11 +261,11 @@ function models(
   );
   // The response's model is the operator's: kept cleaned (control characters out, cut to 200
   // characters) to compare, never refused.
-  const responseModel = operatorText(value.response_model);
+  const responseModel = operatorModel(value.response_model);
   // A completion's `model` is the one its response named, which the operator writes: it is
   // kept to compare, and never prices the job (without `requested_model` the model is unknown).
   if (requested !== null || wrapped) {
-    return { model: requested, responseModel: responseModel ?? operatorText(value.model) };
+    return { model: requested, responseModel: responseModel ?? operatorModel(value.model) };
   }
   // Otherwise `model` is the one the caller asked for, which prices the job: it must be exact.
   return { model: callerText(optionalModel(value.model, "model"), "model"), responseModel };
