@@ -32,7 +32,11 @@ beforeAll(async () => {
     DECENTRAL_API_KEYS: world.apiKeys.join(","),
   };
   // Both start (and migrate) at the same time on a database that does not exist yet.
-  serves = await Promise.all([startServe(db, env), startServe(db, env)]);
+  const started = await Promise.allSettled([startServe(db, env), startServe(db, env)]);
+  serves = started.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
+  // One that failed to start must not leave the other running after the file ends.
+  const failed = started.find((s) => s.status === "rejected");
+  if (failed) throw failed.reason;
   const store = openSqliteStore(db);
   ingestToken = (await createToken(store, { role: "ingest", name: "multi-process" })).token;
   store.close();
