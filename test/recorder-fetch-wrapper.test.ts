@@ -236,7 +236,8 @@ describe("createRecordingFetch", () => {
     expect(store.db.select().from(jobs).all()).toHaveLength(1);
   });
 
-  it("reports each receipt the ingest API refused, since a refused receipt is lost", async () => {
+  /** One job through a recording fetch that posts to a real ingest API; its errors and stats. */
+  async function oneJobReported(tags: Record<string, string> | undefined, id?: () => string) {
     const store = createTestStore();
     const audit = await serveApp({ store, log: createLogger({ level: "silent" }) });
     cleanups.push(audit.close);
@@ -244,44 +245,36 @@ describe("createRecordingFetch", () => {
     const recordingFetch = createRecordingFetch({
       ingestUrl: `${audit.url}/jobs`,
       token: await ingestToken(store),
-      // A tag name ingest refuses: the caller's to fix, so the receipt is refused.
-      tags: { "bad name": "x" },
+      ...(tags ? { tags } : {}),
       onError: (error) => errors.push(error.message),
     });
-    const response = await recordingFetch(`${await upstream()}/v1/chat/completions`, {
+    const response = await recordingFetch(`${await upstream(200, id)}/v1/chat/completions`, {
       method: "POST",
       body: JSON.stringify({ model: "qwen3-8b", messages: [] }),
     });
     await response.json();
     await recordingFetch.flush();
-    expect(recordingFetch.stats()).toMatchObject({ delivered: 0, rejected: 1 });
+    return {
+      errors,
+      stats: recordingFetch.stats(),
+      jobId: response.headers.get("x-decentral-job-id"),
+    };
+  }
+
+  it("reports each receipt the ingest API refused, since a refused receipt is lost", async () => {
+    // A tag name ingest refuses: the caller's to fix, so the receipt is refused.
+    const { errors, stats, jobId } = await oneJobReported({ "bad name": "x" });
+    expect(stats).toMatchObject({ delivered: 0, rejected: 1 });
     expect(errors).toEqual([
-      `ingest API refused the receipt of ${response.headers.get("x-decentral-job-id")}: ` +
+      `ingest API refused the receipt of ${jobId}: ` +
         "tags.bad name tag names are letters, digits, _ . - (max 64)",
     ]);
   });
 
   it("reports a job whose id the operator wrote too long to be one, rather than lose it silently", async () => {
-    const store = createTestStore();
-    const audit = await serveApp({ store, log: createLogger({ level: "silent" }) });
-    cleanups.push(audit.close);
-    const errors: string[] = [];
-    const recordingFetch = createRecordingFetch({
-      ingestUrl: `${audit.url}/jobs`,
-      token: await ingestToken(store),
-      onError: (error) => errors.push(error.message),
-    });
     const long = `job_${"a".repeat(300)}`;
-    const response = await recordingFetch(
-      `${await upstream(200, () => long)}/v1/chat/completions`,
-      {
-        method: "POST",
-        body: JSON.stringify({ model: "qwen3-8b", messages: [] }),
-      },
-    );
-    await response.json();
-    await recordingFetch.flush();
-    expect(recordingFetch.stats()).toMatchObject({ delivered: 0, rejected: 1 });
+    const { errors, stats } = await oneJobReported(undefined, () => long);
+    expect(stats).toMatchObject({ delivered: 0, rejected: 1 });
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatch(/job_id/);
   });

@@ -81,7 +81,7 @@ const ReceiptSchema = z
   })
   .openapi("Receipt", {
     description:
-      "The `_decentral` object of the Python integration docs plus optional model, usage, created_at and tags; a whole chat completion carrying a `_decentral` member is accepted too. Unknown fields are ignored.",
+      "The `_decentral` object of the Python integration docs plus optional model, usage, created_at and tags; a whole chat completion carrying a `_decentral` member is accepted too. Unknown fields are ignored. What the operator writes never refuses a receipt: a malformed `settlement_tx`, `worker`, `credits_remaining` or usage count is recorded as unknown, and `response_model` is kept cleaned; `job_id` and `escrow_tx` are required and checked, as are the fields the caller writes.",
   });
 
 const ItemResultSchema = z
