@@ -45,6 +45,13 @@ export interface Background {
   stop(): Promise<void>;
 }
 
+/**
+ * How long a clean verdict of a job being asked about waits for the jobs API's answer: the
+ * proxy's questions and their retries take about 5 s, the backfill's first pass of a new
+ * receipt a second or so; an answer later than this sends the job back to the verifier.
+ */
+const JOBS_API_WAIT_MS = 60_000;
+
 export function composeBackground(deps: BackgroundDeps): Background {
   const { config, store, rpc, profile, log, jobsApi } = deps;
   let totals: LedgerTotals = { unexplained: 0, unreleasedLocks: 0, imbalanced: 0 };
@@ -64,7 +71,12 @@ export function composeBackground(deps: BackgroundDeps): Background {
     log,
     custody: config.CREDIT_VAULTS,
     // New receipts are found by polling the store (one indexed query) as often as finality.
-    options: { pollIntervalMs: config.VERIFY_POLL_MS, idleIntervalMs: config.VERIFY_POLL_MS },
+    // This process's proxy and backfill ask the jobs API: a clean verdict waits for the answer.
+    options: {
+      pollIntervalMs: config.VERIFY_POLL_MS,
+      idleIntervalMs: config.VERIFY_POLL_MS,
+      jobsApiWaitMs: JOBS_API_WAIT_MS,
+    },
     ...(deps.requests ? { pacer: createRoundPacer(deps.requests) } : {}),
   });
   // The credit vaults' ledger beside the verifier: same store, same rate-limited pool.

@@ -35,6 +35,8 @@ function claimed(job: ReceiptForChecks, queue: Partial<DecideJob> = {}): DecideJ
     verifyAttempts: 0,
     backfillState: null,
     backfillNextAt: null,
+    source: "ingest",
+    recordedAt: 900_000,
     ...queue,
   };
 }
@@ -448,6 +450,64 @@ describe("deciding a claimed job", () => {
     expect(late.evaluation?.checks.find((c) => c.name === "settlement.exists")?.outcome).toBe(
       "skip",
     );
+  });
+
+  it("holds a clean verdict while the jobs API is being asked about the job, up to the wait", () => {
+    // An ingested job the backfill is about to ask about: the answer may name a second
+    // settlement, so `verified` now could be taken back after a backend read it.
+    const { job, escrow, settlement } = honest();
+    const rows = { [escrow.signature]: finalized, [settlement.signature]: finalized };
+    const waiting = { ...timing, jobsApiWaitMs: 60_000 };
+    const decideAs = (queue: Partial<DecideJob>, receipt: Partial<ReceiptForChecks>, now: number) =>
+      decide(
+        claimed({ ...job, ...receipt }, { recordedAt: now - 5_000, ...queue }),
+        known(rows, [escrow, settlement]),
+        localnetProfile,
+        noPins,
+        { ...waiting, now },
+      );
+    const asked = decideAs({ backfillState: "pending" }, {}, timing.now);
+    expect(asked).toMatchObject({ verdict: "awaiting_finality", evaluation: null });
+    expect(asked.nextVerifyAt).toBe(timing.now - 5_000 + 60_000);
+    // The proxy asks about every job it records, with no backfill state.
+    expect(decideAs({ source: "proxy" }, {}, timing.now).verdict).toBe("awaiting_finality");
+    // Answered, nobody asking (no key: the backfill gave up), or waited long enough: decided.
+    const answered = { apiStatus: "settled", apiCheckedAt: timing.now - 1_000 };
+    expect(decideAs({ backfillState: "pending" }, answered, timing.now).verdict).toBe("verified");
+    expect(decideAs({ backfillState: "gave_up" }, {}, timing.now).verdict).toBe("verified");
+    const late = decideAs(
+      { backfillState: "pending", recordedAt: timing.now - 60_000 },
+      {},
+      timing.now,
+    );
+    expect(late.verdict).toBe("verified");
+    // `verify`, which asks nothing itself, does not wait.
+    const run = decide(
+      claimed(job, { backfillState: "pending", recordedAt: timing.now }),
+      known(rows, [escrow, settlement]),
+      localnetProfile,
+      noPins,
+      timing,
+    );
+    expect(run.verdict).toBe("verified");
+  });
+
+  it("does not hold a discrepancy for the jobs API: no answer undoes a failed check", () => {
+    const { job, escrow, settlement } = honest();
+    const d = decide(
+      claimed(
+        { ...job, worker: accounts.workers[0]!.address },
+        { source: "proxy", recordedAt: timing.now },
+      ),
+      known({ [escrow.signature]: finalized, [settlement.signature]: finalized }, [
+        escrow,
+        settlement,
+      ]),
+      localnetProfile,
+      noPins,
+      { ...timing, jobsApiWaitMs: 60_000 },
+    );
+    expect(d.verdict).toBe("discrepancy");
   });
 
   it("fails the lock's source when it came from a vault other than the key's pinned one", () => {

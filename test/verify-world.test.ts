@@ -1,5 +1,5 @@
 import { eq } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createRpcPool, type RpcPool } from "../src/chain/rpc-pool.js";
 import type { SqliteStore } from "../src/db/client.js";
 import { checkResults, jobs } from "../src/db/schema.js";
@@ -117,6 +117,49 @@ describe("verifying simulated jobs on the local chain", () => {
     expect(await backfill.runOnce()).toBe(1);
     expect(jobRow(store, jobId).backfillState).toBe("done");
     await verifyAll(store, rpc);
+    expect({ verdict: jobRow(store, jobId).verdict, failing: failingChecks(store, jobId) }).toEqual(
+      { verdict: "discrepancy", failing: ["jobs_api.matches_receipt", "settlement.single"] },
+    );
+    await rpc.close();
+  });
+
+  it("holds an ingested job's verdict for the jobs API's answer, so a second settlement is never verified first", async () => {
+    const store = createTestStore();
+    const rpc = pool();
+    // Posted after its transactions were final: the verifier can judge it at once, before the
+    // backfill has asked the jobs API, which alone names the second settlement.
+    const { jobId } = await runRecordedJob(world, store, {
+      fault: "double-settle",
+      apiKeyIndex: 3,
+      consultJobsApi: false,
+    });
+    const verifier = createVerifier({
+      store,
+      rpc,
+      profile,
+      log,
+      options: {
+        pollIntervalMs: 20,
+        errorBackoffMs: 20,
+        backfillWaitMs: 20,
+        jobsApiWaitMs: 60_000,
+      },
+    });
+    const run = verifier.runUntilSettled({}, { timeoutMs: 20_000 });
+    await vi.waitFor(() => expect(jobRow(store, jobId).commitment).toBe("finalized"), {
+      timeout: 5_000,
+      interval: 20,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(jobRow(store, jobId).verdict).toBe("awaiting_finality");
+    const backfill = createSettlementBackfill({
+      store,
+      log,
+      jobsApi: createJobsApiClient(world.decentralBaseUrl),
+      apiKeys: [world.apiKeys[3]!],
+    });
+    expect(await backfill.runOnce()).toBe(1);
+    expect(await run).toMatchObject({ status: "completed" });
     expect({ verdict: jobRow(store, jobId).verdict, failing: failingChecks(store, jobId) }).toEqual(
       { verdict: "discrepancy", failing: ["jobs_api.matches_receipt", "settlement.single"] },
     );

@@ -1,6 +1,6 @@
 import { describeDisagreement, type RpcDisagreement } from "../chain/quorum.js";
 import type { TransactionFacts } from "../chain/transaction-facts.js";
-import type { Verdict } from "../db/schema.js";
+import type { ReceiptSource, Verdict } from "../db/schema.js";
 import { isStorableUnits, MAX_STORED_UNITS } from "../money.js";
 import { backoff } from "../retry.js";
 import type { SignatureRow } from "../store/signatures.js";
@@ -28,7 +28,9 @@ import type { Profile } from "./profiles.js";
  * - a transaction not finalized and fetched yet: `awaiting_finality`, due on the poll grid when
  *   it should be final by the cluster's pace (or at the next poll, or backed off while unseen);
  * - otherwise every check runs (checks.ts) on the transactions that landed and decides, and
- *   their money is counted. A signature set aside fails its role's `.exists` (dropped) or skips
+ *   their money is counted; a clean verdict (verified, partially verified) waits as
+ *   `awaiting_finality` while the jobs API is being asked about the job (`jobsApiWaitMs`).
+ *   A signature set aside fails its role's `.exists` (dropped) or skips
  *   it (pruned): a failing check among the landed transactions makes the job a `discrepancy`;
  *   else one that never landed makes it `dropped`, one pruned `unverifiable`. An amount the
  *   store cannot hold makes the job `unverifiable` (a finding still decides it), its amounts
@@ -43,6 +45,10 @@ export interface DecideJob extends ReceiptForChecks {
   verifyAttempts: number;
   backfillState: "pending" | "done" | "gave_up" | null;
   backfillNextAt: number | null;
+  /** Who recorded the job: the proxy asks the jobs API about every job it records. */
+  source: ReceiptSource;
+  /** When the job was first recorded (ms since epoch). */
+  recordedAt: number;
 }
 
 /** What the round knows of the signatures its jobs name. */
@@ -89,6 +95,11 @@ export interface DecideTiming {
   maxBackoffMs: number;
   /** How soon to look again at a job waiting for the settlement backfill. */
   backfillWaitMs: number;
+  /**
+   * How long after its recording a job that is being asked about waits for the jobs API's
+   * answer before a clean verdict is given without it (0: never waits).
+   */
+  jobsApiWaitMs?: number;
   /** Jitter source. Default `Math.random`. */
   random?: () => number;
 }
@@ -260,6 +271,13 @@ export function decide<J extends DecideJob>(
     nextVerifyAt: t,
     commitment: unserved.size > 0 ? commitment : sigs.length > 0 ? ("finalized" as const) : null,
   };
+  const answerBy = jobsApiAnswerBy(job, timing);
+  if (answerBy !== null && t < answerBy && isClean(evaluation.verdict)) {
+    // The answer may name a second settlement the receipt left out: a clean verdict given
+    // now could be taken back seconds later, after a backend read it. The answer's write
+    // sends the job back to the verifier as soon as it comes.
+    return { ...base, verdict: "awaiting_finality", nextVerifyAt: answerBy, commitment };
+  }
   const unstorable = unstorableAmounts(evaluation.amounts);
   if (unstorable.length === 0) return { ...decided, verdict: evaluation.verdict, evaluation };
   // An amount the store cannot hold (a mint whose authority minted past 2^63, say) would fail
@@ -297,6 +315,22 @@ export function decide<J extends DecideJob>(
       unproven: verdict === "discrepancy" ? evaluation.unproven : [],
     },
   };
+}
+
+const isClean = (verdict: Evaluation["verdict"]) =>
+  verdict === "verified" || verdict === "partially_verified";
+
+/**
+ * Until when a clean verdict waits for the jobs API's answer: while nothing has been answered
+ * and someone is asking (the proxy asks about each job it records; the settlement backfill
+ * about each other job it holds a key for), up to `jobsApiWaitMs` after the job's recording.
+ * Null when it does not wait. A failure the checks find does not wait: no answer undoes it.
+ */
+function jobsApiAnswerBy(job: DecideJob, timing: DecideTiming): number | null {
+  const waitMs = timing.jobsApiWaitMs ?? 0;
+  if (waitMs <= 0 || job.apiCheckedAt !== null) return null;
+  const asked = job.source === "proxy" || job.backfillState === "pending";
+  return asked ? job.recordedAt + waitMs : null;
 }
 
 /**

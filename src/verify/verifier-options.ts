@@ -28,6 +28,13 @@ export interface VerifierOptions {
   /** How soon to look again at a job waiting for the settlement backfill, in ms. Default 5000. */
   backfillWaitMs: number;
   /**
+   * How long after its recording a job being asked about (by the proxy, or by the settlement
+   * backfill) waits for the jobs API's answer before it is verified without it, in ms. The
+   * answer can name a second settlement, so a `verified` given before it could be taken back.
+   * `serve`, which asks, waits 60000; default 0 (`verify` asks nothing itself).
+   */
+  jobsApiWaitMs: number;
+  /**
    * getTransaction answers of "not found" (from every endpoint of the pool) for a signature
    * whose status is finalized before it counts as pruned from the node (verdict
    * `unverifiable`), once they also span `fetchMissSpanMs`. Default 5.
@@ -50,6 +57,7 @@ export const defaultVerifierOptions: VerifierOptions = {
   errorBackoffMs: 1000,
   maxBackoffMs: 60_000,
   backfillWaitMs: 5000,
+  jobsApiWaitMs: 0,
   maxFetchMisses: 5,
   fetchMissSpanMs: 300_000,
 };
