@@ -16,6 +16,7 @@ import {
 } from "../src/recorder/jobs-api.js";
 import { createRecordingProxy, keyFingerprint } from "../src/recorder/proxy.js";
 import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
+import { reconciliationReport } from "../src/reports/reconciliation.js";
 import {
   address,
   capturedLogger,
@@ -85,6 +86,15 @@ function stubUpstream(): { server: http.Server; stub: Stub } {
           on_chain: { escrow_tx: stub.receipt.escrowTx, settlement_tx: stub.receipt.settlementTx },
         }),
       );
+    } else if (url === "/v1/chat/completions?mode=slow-json") {
+      // A job that takes a while to run: answered once the test opens the gate.
+      await stub.nextChunk.opened;
+      res.writeHead(200, {
+        "content-type": "application/json",
+        ...decentral,
+        "x-decentral-settlement-tx": stub.receipt.settlementTx,
+      });
+      res.end(JSON.stringify({ id: "chatcmpl-5", model: "qwen3-8b", choices: [] }));
     } else if (url === "/v1/chat/completions?mode=json") {
       res.writeHead(200, {
         "content-type": "application/json",
@@ -170,7 +180,7 @@ function stubUpstream(): { server: http.Server; stub: Stub } {
 }
 
 async function setup(
-  options: { store?: SqliteStore; maxBacklog?: number; direct?: boolean } = {},
+  options: { store?: SqliteStore; maxBacklog?: number; direct?: boolean; now?: () => number } = {},
 ): Promise<{
   store: SqliteStore;
   stub: Stub;
@@ -192,6 +202,7 @@ async function setup(
     log,
     upstreamBaseUrl: `${upstream.url}/v1`,
     jobsApi,
+    ...(options.now ? { now: options.now } : {}),
     ...(options.maxBacklog === undefined
       ? {}
       : { writer: createReceiptWriter(store, { log, maxBacklog: options.maxBacklog }) }),
@@ -287,6 +298,36 @@ describe("recording proxy", () => {
       apiSettlementTx: stub.receipt.settlementTx,
       backfillState: null,
     });
+  });
+
+  it("dates a job by its receipt's commit, so a report's final instant read while it ran holds", async () => {
+    // The proxy's clock: the job runs for a minute.
+    let clock = Date.now();
+    const { store, stub, proxy, url, row } = await setup({ now: () => clock });
+    const from = clock - 3_600_000;
+    const answered = completion(url, "slow-json", {
+      body: JSON.stringify({ model: "qwen3-8b", messages: [] }),
+    });
+    await vi.waitFor(() => expect(stub.seen).toHaveLength(1));
+    clock += 60_000;
+    // A dashboard reads the period while the job runs: it is final up to a moment ago.
+    const during = await reconciliationReport(
+      store,
+      { from, to: clock + 60_000, groupBy: "day" },
+      () => clock,
+    );
+    expect(during.totals.jobs).toBe(0);
+    stub.nextChunk.open();
+    await (await answered).text();
+    await proxy.idle();
+    // The job lands after the instant the report called final, not in the final part.
+    expect(row()!.createdAt).toBeGreaterThanOrEqual(during.dataCompleteUntil);
+    const again = await reconciliationReport(store, {
+      from,
+      to: during.dataCompleteUntil,
+      groupBy: "day",
+    });
+    expect(again.totals.jobs).toBe(0);
   });
 
   it("prices by the request's model whatever its content type, never by the response's", async () => {

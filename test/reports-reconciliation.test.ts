@@ -73,6 +73,15 @@ describe("GET /reports/reconciliation", () => {
     expect(body.dataCompleteUntil).toBe(new Date(day(2, 13)).toISOString());
   });
 
+  it("calls figures final only up to a few seconds before now, though every job is final", async () => {
+    // A receipt committing as the report is read may carry a time just before it.
+    const api = await createTestApi({ now: () => day(20) });
+    insertJob(api.store, { jobId: "f1", createdAt: day(19), chargedUnits: 80_000n });
+    const res = await api.get("/reports/reconciliation?from=2026-11-19&to=2026-11-21");
+    const body = (await res.json()) as Report;
+    expect(body.dataCompleteUntil).toBe(new Date(day(20) - 5_000).toISOString());
+  });
+
   it("groups by model, with a job of unknown model in its own group", async () => {
     const { get } = await seed();
     const res = await get("/reports/reconciliation?from=2026-11-01&to=2026-11-04&groupBy=model");

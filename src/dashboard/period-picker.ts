@@ -1,3 +1,4 @@
+import { RECORDING_MARGIN_MS } from "../reports/period.js";
 import { BASE, type Html, html, raw } from "./html.js";
 import type { DashboardPeriod } from "./period.js";
 
@@ -33,7 +34,7 @@ ${extra}
 
 /**
  * When the figures stop moving, said plainly: every job before `dataCompleteUntil` has a final
- * verdict. With no open job at all it equals the report's `generatedAt`.
+ * verdict.
  */
 export function completeness(report: {
   dataCompleteUntil: number;
@@ -47,8 +48,10 @@ export function completeness(report: {
   if (report.dataCompleteUntil >= report.to) {
     return html`<p class="final">Every job of this period has a final verdict: these figures are final.</p>`;
   }
-  if (report.dataCompleteUntil >= report.generatedAt) {
-    return html`<p class="final">Every job recorded so far has a final verdict: figures before <strong>${at(report.generatedAt)}</strong> (now) are final; jobs recorded later will be added.</p>`;
+  // With no job open it stands `RECORDING_MARGIN_MS` before now: a receipt committing now
+  // may still carry a time just before it.
+  if (report.dataCompleteUntil >= report.generatedAt - RECORDING_MARGIN_MS) {
+    return html`<p class="final">Every job recorded so far has a final verdict: figures before <strong>${at(report.dataCompleteUntil)}</strong> are final; jobs recorded since will be added.</p>`;
   }
   return html`<p class="final open">Figures before <strong>${at(report.dataCompleteUntil)}</strong> are final; jobs after that are still being verified and may move.</p>`;
 }

@@ -347,15 +347,34 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
     return settle;
   }
 
-  function writeReceipt(receipt: Receipt): Promise<unknown> {
-    const at = now();
-    return writer.run(recordReceiptsUnit([receipt], "proxy", { now: at, backfillDelayMs }));
+  /**
+   * Writes a receipt of one request. Its time (`created_at`, which places the job in a period)
+   * is taken inside the write transaction, at the request's first write, and kept by its later
+   * ones (a stream's completion): rows are then committed in the order of their times, within
+   * the few ms a transaction takes. Stamped when the request started, a job that ran for a
+   * minute was committed a minute behind jobs stamped after it: a report's `dataCompleteUntil`
+   * had called its period final, and a listing's cursor had passed it.
+   */
+  function writeReceipt(receipt: Receipt, stamp: { at: number | null }): Promise<unknown> {
+    const unit = () => {
+      const at = now();
+      stamp.at ??= at;
+      return recordReceiptsUnit([{ ...receipt, createdAt: stamp.at }], "proxy", {
+        now: at,
+        backfillDelayMs,
+      });
+    };
+    return writer.run({
+      runSqlite: (tx) => unit().runSqlite(tx),
+      runPostgres: (tx) => unit().runPostgres(tx),
+    });
   }
 
   function forward(req: IncomingMessage, res: ServerResponse, body: Buffer) {
     const settle = track();
     const started = performance.now();
-    const startedAt = now();
+    // The receipt's time, set by its first write (see writeReceipt).
+    const stamp: { at: number | null } = { at: null };
     const authorization = req.headers.authorization;
     const path = basePath + (req.url ?? "/").slice("/v1".length);
     // What the receipt learns from the request (its body, tags, key fingerprint) is needed only
@@ -509,7 +528,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         ),
         model: facts.model,
         ...unknownUsage,
-        createdAt: startedAt,
+        createdAt: null,
         tags,
         maxTokens: facts.maxTokens,
         // What came back decides: an event stream is a stream whatever the request said.
@@ -558,7 +577,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           capturing = false;
           holding = false;
           upstream.pause();
-          writeReceipt(receipt).then(() => {
+          writeReceipt(receipt, stamp).then(() => {
             if (finished || res.destroyed) return;
             sendHead(false);
             for (const c of heldChunks) res.write(c);
@@ -581,7 +600,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       if (!recordable) startStreaming();
       else if (holding) upstream.on("data", onData);
       // The stream stays paused (nothing read, nothing sent) until its receipt is durable.
-      else writeReceipt(receipt).then(startStreaming, unrecorded);
+      else writeReceipt(receipt, stamp).then(startStreaming, unrecorded);
 
       const complete = (state: "complete" | "aborted") => {
         if (finished) return;
@@ -619,7 +638,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         const endStream = () => {
           if (body === null && state === "complete" && !res.writableEnded) res.end();
         };
-        writeReceipt(final)
+        writeReceipt(final, stamp)
           .then(
             () => {
               if (body !== null && state === "complete") {

@@ -41,6 +41,15 @@ export function dayOf(dayNumber: number): string {
 export { DAY_MS };
 
 /**
+ * How far behind the clock a job's time can still be when its row commits: the proxy stamps a
+ * receipt inside its write transaction, the fetch wrapper with the time the answer came, and a
+ * transaction takes a few ms (a busy PostgreSQL, or a wrapper posting a second later, longer).
+ * Reports call figures final only up to this far before now, so a job committed a moment after
+ * the report was read is not in a period it called final.
+ */
+export const RECORDING_MARGIN_MS = 5_000;
+
+/**
  * Parses a duration such as `24h`, `30m`, `7d`, `90s`, `1500ms` into milliseconds; null when
  * the text is not one.
  */

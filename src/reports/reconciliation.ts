@@ -16,7 +16,7 @@ import {
   type SumsQuery,
 } from "../store/reports.js";
 import { csvCell } from "./csv-cell.js";
-import { dayOf, isoOf } from "./period.js";
+import { dayOf, isoOf, RECORDING_MARGIN_MS } from "./period.js";
 
 export const groupByValues = reportGroupings;
 export type GroupBy = ReportGrouping;
@@ -120,7 +120,11 @@ export async function reconciliationReport(
     to: query.to,
     groupBy: query.groupBy,
     generatedAt,
-    dataCompleteUntil: await reports.dataCompleteUntil(generatedAt),
+    // A receipt committed a moment from now can still carry a time just before it.
+    dataCompleteUntil: Math.min(
+      await reports.dataCompleteUntil(generatedAt),
+      generatedAt - RECORDING_MARGIN_MS,
+    ),
     groups,
     totals,
   };
