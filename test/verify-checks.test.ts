@@ -226,3 +226,87 @@ describe("protocol checks", () => {
     expect(failing(e)).toEqual(["settlement.exists"]);
   });
 });
+
+describe("escrow.within_ceiling: a lock above the most the job can cost", () => {
+  /** The honest job's lock made `factor` times larger, the extra returned with the remainder. */
+  function overLocked(factor: bigint, jobId = "job_overlock") {
+    const { job, escrow, settlement } = honest(jobId);
+    const lock = 160_000n * factor;
+    escrow.tokenChanges[0]!.delta = -lock;
+    escrow.tokenChanges[1]!.delta = lock;
+    settlement.tokenChanges[0]!.delta = -lock;
+    settlement.tokenChanges[3]!.delta = lock - 80_000n;
+    return { job, escrow, settlement };
+  }
+  const ceiling = (e: ReturnType<typeof evaluateJob>) =>
+    e.checks.find((c) => c.name === "escrow.within_ceiling");
+
+  it("fails a lock 1000 times the price at max_tokens, even with the rest returned", () => {
+    const { job, escrow, settlement } = overLocked(1000n);
+    job.maxTokens = 2000;
+    const e = evaluateJob(input(job, [escrow, settlement]));
+    expect(e.verdict).toBe("discrepancy");
+    expect(failing(e)).toEqual(["escrow.within_ceiling"]);
+    expect(ceiling(e)).toMatchObject({
+      expected: { lockAtMost: "160000", maxTokens: 2000 },
+      actual: { lock: "160000000" },
+    });
+  });
+
+  it("passes a lock at the price of max_tokens, and one below it", () => {
+    const { job, escrow, settlement } = honest();
+    job.maxTokens = 2000;
+    const atCeiling = evaluateJob(input(job, [escrow, settlement]));
+    expect(ceiling(atCeiling)?.outcome).toBe("pass");
+    expect(atCeiling.verdict).toBe("verified");
+    // 8 + 4 * 5 = 28 credits at 5,000 tokens: a 16-credit lock is below it.
+    job.maxTokens = 5000;
+    const below = evaluateJob(input(job, [escrow, settlement]));
+    expect(ceiling(below)).toMatchObject({ outcome: "pass", expected: { lockAtMost: "280000" } });
+    expect(below.verdict).toBe("verified");
+  });
+
+  it("takes the default ceiling for a proxy receipt whose request set no max_tokens", () => {
+    const { job, escrow, settlement } = overLocked(2n);
+    job.source = "proxy";
+    const e = evaluateJob(input(job, [escrow, settlement]));
+    expect(failing(e)).toEqual(["escrow.within_ceiling"]);
+    expect(ceiling(e)?.expected).toMatchObject({ lockAtMost: "160000", maxTokens: 2000 });
+  });
+
+  it("skips an ingested receipt without max_tokens, leaving the verdict as it was", () => {
+    const { job, escrow, settlement } = overLocked(2n);
+    for (const source of ["ingest", "import", undefined] as const) {
+      job.source = source;
+      const e = evaluateJob(input(job, [escrow, settlement]));
+      expect(ceiling(e)?.outcome).toBe("skip");
+      expect(e.verdict).toBe("verified");
+    }
+  });
+
+  it("skips a model the profile does not price, without leaving anything unproven for it", () => {
+    const { job, escrow, settlement } = overLocked(2n);
+    job.maxTokens = 2000;
+    job.model = "unpriced-model";
+    const e = evaluateJob(input(job, [escrow, settlement]));
+    expect(ceiling(e)?.outcome).toBe("skip");
+    // The charge's own check says the price is unknown; the ceiling's skip adds nothing.
+    expect(e.verdict).toBe("partially_verified");
+    expect(e.unproven).toEqual(["price_unknown"]);
+  });
+
+  it("fails a 504 whose over-lock came back whole: the credits were held all the same", () => {
+    const { job, escrow } = overLocked(1000n, "job_overlock_refund");
+    const refund = facts(sig("F"), 14, "decentral:refund:job_overlock_refund", [
+      change(accounts.escrowVault, accounts.escrowAuthority, -160_000_000n),
+      change(vault, accounts.escrowAuthority, 160_000_000n),
+    ]);
+    job.settlementTx = refund.signature;
+    job.httpStatus = 504;
+    job.maxTokens = 2000;
+    const e = evaluateJob(input(job, [escrow, refund]));
+    expect(e.checks.find((c) => c.name === "refund.complete")?.outcome).toBe("pass");
+    expect(failing(e)).toEqual(["escrow.within_ceiling"]);
+    expect(e.verdict).toBe("discrepancy");
+  });
+});

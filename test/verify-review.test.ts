@@ -448,8 +448,11 @@ describe("usage beyond what the request allowed", () => {
       h.op.memo(`decentral:settle:${plan.jobId}`),
     ]).signature;
     c.record(plan, { escrowTx, settlementTx });
-    // Today: verified, three times what the request could cost.
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("charge.matches_price")]);
+    // Today: verified, three times what the request could cost. The lock followed the charge
+    // above that ceiling, so it is a finding of its own.
+    expect(await c.verdicts(plan.jobId)).toEqual([
+      discrepancy("charge.matches_price", "escrow.within_ceiling"),
+    ]);
   });
 });
 
@@ -607,7 +610,7 @@ describe("the model and ceiling a request asks, whatever shape its body takes", 
     // `fetch` with a string body says text/plain; the upstream reads it as JSON all the same.
     const { c, plan } = await throughProxy(JSON.stringify(asked));
     expect(await c.verdicts(plan.jobId)).toEqual([
-      discrepancy("charge.matches_price", "charge.model"),
+      discrepancy("charge.matches_price", "escrow.within_ceiling", "charge.model"),
     ]);
   });
 
@@ -627,7 +630,7 @@ describe("the model and ceiling a request asks, whatever shape its body takes", 
       f(url, init(new TextEncoder().encode(JSON.stringify(asked)))),
     );
     expect(await c.verdicts(plan.jobId)).toEqual([
-      discrepancy("charge.matches_price", "charge.model"),
+      discrepancy("charge.matches_price", "escrow.within_ceiling", "charge.model"),
     ]);
   });
 
@@ -637,7 +640,7 @@ describe("the model and ceiling a request asks, whatever shape its body takes", 
     );
     expect(received).toEqual([JSON.stringify(asked)]);
     expect(await c.verdicts(plan.jobId)).toEqual([
-      discrepancy("charge.matches_price", "charge.model"),
+      discrepancy("charge.matches_price", "escrow.within_ceiling", "charge.model"),
     ]);
   });
 
@@ -650,7 +653,9 @@ describe("the model and ceiling a request asks, whatever shape its body takes", 
         ),
       "qwen3-8b",
     );
-    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("charge.matches_price")]);
+    expect(await c.verdicts(plan.jobId)).toEqual([
+      discrepancy("charge.matches_price", "escrow.within_ceiling"),
+    ]);
   });
 });
 

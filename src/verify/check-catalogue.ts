@@ -15,6 +15,8 @@ export const checkCatalogue = {
     "the lock was taken from one account, the credit vault of the caller's API key (configured, declared by the receipt, or learned from the key's first lock)",
   "escrow.vault": "all that left the credit vault arrived in the escrow vault, and nothing else",
   "escrow.covers_charge": "the lock is at least the charge",
+  "escrow.within_ceiling":
+    "the lock is at most the requested model's price at the request's max_tokens (the default where the proxy saw none set): the most the job can cost",
   "receipt.time":
     "the receipt's time (which places the job in a report period) is within the profile's skew of the job's span on chain: after its lock, before its settlement window ends",
   "escrow.single":

@@ -11,7 +11,7 @@ import type {
 } from "./checks/check-input.js";
 import { CheckList, fail, pass, skip } from "./checks/check-list.js";
 import { creditsHeaderCheck } from "./checks/credits.js";
-import { escrowChecks, singleLock, type UsableLock } from "./checks/escrow.js";
+import { escrowChecks, lockWithinCeiling, singleLock, type UsableLock } from "./checks/escrow.js";
 import { jobsApiMatchesChain, jobsApiMatchesReceipt } from "./checks/jobs-api.js";
 import { parseJobMemos } from "./checks/memos.js";
 import { receiptTime } from "./checks/receipt-time.js";
@@ -109,6 +109,8 @@ export function evaluateJob(given: CheckInput): Evaluation {
         ? `${unservedWhat(unserved, [escrowSig])} (see escrow.exists)`
         : "no escrow transaction"
       : "the escrow is not a sound lock for this job (see escrow.*)";
+  // Settled or refunded, a lock above the most the job can cost held the customer's credits.
+  list.add(lockWithinCeiling(input, lock, escrowSkip));
 
   // Closing transactions: settlement or refund, told apart by this job's memo.
   const closingNames = [...new Set([job.settlementTx, job.apiSettlementTx])].filter(

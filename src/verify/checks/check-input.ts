@@ -1,5 +1,5 @@
 import type { TransactionFacts } from "../../chain/transaction-facts.js";
-import type { CheckOutcome } from "../../db/schema.js";
+import type { CheckOutcome, ReceiptSource } from "../../db/schema.js";
 import type { CheckName, UnprovenCode } from "../check-catalogue.js";
 import type { Profile } from "../profiles.js";
 
@@ -34,6 +34,11 @@ export interface ReceiptForChecks {
   conflictSignatures?: readonly string[] | null;
   /** The receipt's time (ms since epoch), by which reports place the job in a period. */
   createdAt?: number | null;
+  /**
+   * Who recorded the job. A proxy receipt's null `maxTokens` means the request set none; an
+   * ingested one's may only mean its sender did not record it.
+   */
+  source?: ReceiptSource;
 }
 
 export interface CheckResult {

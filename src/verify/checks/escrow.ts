@@ -1,7 +1,8 @@
 import type { TransactionFacts } from "../../chain/transaction-facts.js";
 import { foreignChanges, type LockReading, readLock } from "../money-movements.js";
-import type { CheckInput, CheckResult, Evaluation } from "./check-input.js";
-import { type CheckList, fail, pass } from "./check-list.js";
+import { priceUnits } from "../profiles.js";
+import type { CheckInput, CheckResult, Evaluation, ReceiptForChecks } from "./check-input.js";
+import { type CheckList, fail, pass, skip } from "./check-list.js";
 import { type RoleTx, roleChecks } from "./transaction.js";
 
 /**
@@ -233,6 +234,68 @@ export function singleLock(
           )
           .join("; ")}; one job id locks the customer's credits once`,
         { locks: 1 },
+        actual,
+      );
+}
+
+/**
+ * The completion-token ceiling the job's lock is the price at: the receipt's `max_tokens`, or
+ * the profile's default where a null provably means the request set none. Only the proxy knows
+ * that: it read the request it forwarded, and a named model shows the body was a JSON object.
+ * A receipt sent to the ingest API (the fetch wrapper's too) leaves the field out as well when
+ * its sender did not record it, so there a null says nothing about the request.
+ */
+export function lockCeilingTokens(
+  job: ReceiptForChecks,
+  defaultMaxTokens: number,
+): { tokens: number; defaulted: boolean } | null {
+  if (job.maxTokens !== null) return { tokens: job.maxTokens, defaulted: false };
+  return job.source === "proxy" && job.model !== null
+    ? { tokens: defaultMaxTokens, defaulted: true }
+    : null;
+}
+
+/**
+ * `escrow.within_ceiling`: the lock is at most the price at the request's ceiling, the most
+ * the job can cost. A larger lock ties up credits the job can never spend (one lock can take a
+ * customer's whole vault and answer their next jobs 402), even when the rest comes back, and a
+ * refund of it is as much an over-lock. Below that price the lock is bounded by
+ * `escrow.covers_charge`. A ceiling or price not known skips it without leaving money
+ * unproven: the lock came back or was charged, and the other checks judge that.
+ */
+export function lockWithinCeiling(
+  input: CheckInput,
+  lock: UsableLock | null,
+  escrowSkip: string,
+): CheckResult {
+  const { job, profile } = input;
+  const name = "escrow.within_ceiling";
+  if (lock === null) return skip(name, escrowSkip);
+  if (job.model === null) return skip(name, "the receipt does not name the model asked for");
+  const ceiling = lockCeilingTokens(job, profile.defaultMaxTokens);
+  if (ceiling === null) {
+    return skip(
+      name,
+      "the receipt records no max_tokens, and its source cannot say the request set none",
+    );
+  }
+  const most = priceUnits(profile, job.model, ceiling.tokens);
+  if (most === null) {
+    return skip(name, `the profile has no price for model ${JSON.stringify(job.model)}`);
+  }
+  const expected = {
+    lockAtMost: most.toString(),
+    model: job.model,
+    maxTokens: ceiling.tokens,
+    ...(ceiling.defaulted ? { maxTokensFrom: "the profile's default: the request set none" } : {}),
+  };
+  const actual = { lock: lock.reading.lock.toString() };
+  return lock.reading.lock <= most
+    ? pass(name, expected, actual)
+    : fail(
+        name,
+        `the lock exceeds the price of ${job.model} at ${ceiling.tokens} completion tokens${ceiling.defaulted ? " (the default: the request set no max_tokens)" : ""}, the most the job can cost`,
+        expected,
         actual,
       );
 }
