@@ -235,6 +235,54 @@ describe.each(dialects)("%s store", (dialect) => {
       expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.covers_charge")]);
     });
 
+    it("catches a lock 1000 times the price at max_tokens, even with the rest returned", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1, maxTokens: 2000 });
+      // 160,000 is the most this job can cost; the lock ties up 160,000,000 of the vault.
+      const lock = plan.lock * 1000n;
+      const escrowTx = h.op.send(h.op.lockIxs(plan, { amount: lock })).signature;
+      const settlementTx = h.op.send([
+        ...h.op.payoutIxs(plan, { remainder: lock - plan.charge }),
+        h.op.memo(`decentral:settle:${plan.jobId}`),
+      ]).signature;
+      c.record(plan, { escrowTx, settlementTx });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.within_ceiling")]);
+    });
+
+    it("catches an over-lock of a proxied request that set no max_tokens, at the default", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const over = async (source: "proxy" | "ingest") => {
+        const plan = h.op.plan({ keyIndex: 1 });
+        const lock = plan.lock * 2n;
+        const escrowTx = h.op.send(h.op.lockIxs(plan, { amount: lock })).signature;
+        const settlementTx = h.op.send([
+          ...h.op.payoutIxs(plan, { remainder: lock - plan.charge }),
+          h.op.memo(`decentral:settle:${plan.jobId}`),
+        ]).signature;
+        return c.record(plan, { escrowTx, settlementTx }, { maxTokens: null }, source);
+      };
+      const proxied = await over("proxy");
+      // An ingested receipt may leave max_tokens out whatever the request said: no ceiling.
+      const ingested = await over("ingest");
+      expect(await c.verdicts(proxied, ingested)).toEqual([
+        discrepancy("escrow.within_ceiling"),
+        verified,
+      ]);
+    });
+
+    it("catches a 504 whose over-lock came back whole", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1, maxTokens: 2000, completionTokens: null });
+      const lock = plan.lock * 1000n;
+      const escrowTx = h.op.send(h.op.lockIxs(plan, { amount: lock })).signature;
+      const refundTx = h.op.send(h.op.refundIxs({ ...plan, lock })).signature;
+      c.record(plan, { escrowTx, settlementTx: refundTx }, { httpStatus: 504 });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.within_ceiling")]);
+    });
+
     it("catches a failed escrow followed by a normal settlement, as the escrow's failure alone", async () => {
       const c = await h.scenario();
       await c.pinKey(1);

@@ -5,6 +5,7 @@ import { createApp } from "../../src/api/app.js";
 import { createToken } from "../../src/auth/tokens.js";
 import { createRpcPool, type RpcPool } from "../../src/chain/rpc-pool.js";
 import type { Store } from "../../src/db/client.js";
+import type { ReceiptSource } from "../../src/db/schema.js";
 import type { StoredTransaction } from "../../src/localnet/chain.js";
 import {
   ASSOCIATED_TOKEN_PROGRAM_ID,
@@ -648,14 +649,15 @@ export class Scenario {
   }
 
   /**
-   * Records the receipt of `plan` naming `escrowTx` / `settlementTx` as ingest would, with the
-   * key fingerprint and the requested model. `overrides` change any field (e.g. a stream
-   * without usage, a 504).
+   * Records the receipt of `plan` naming `escrowTx` / `settlementTx` as ingest would (or
+   * `source`), with the key fingerprint and the requested model. `overrides` change any field
+   * (e.g. a stream without usage, a 504).
    */
   record(
     plan: JobPlan,
     txs: { escrowTx: string | null; settlementTx: string | null },
     overrides: Partial<ScenarioReceipt> = {},
+    source: ReceiptSource = "ingest",
   ): string {
     const receipt: ScenarioReceipt = {
       jobId: plan.jobId,
@@ -681,7 +683,7 @@ export class Scenario {
       const [result] = await recordReceipts(
         this.store,
         [requestedModel ? { ...rest, model: requestedModel, responseModel: receipt.model } : rest],
-        "ingest",
+        source,
       );
       if (result?.outcome !== "created") {
         throw new Error(`receipt ${plan.jobId}: ${result?.outcome}`);
