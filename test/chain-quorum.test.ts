@@ -5,7 +5,12 @@ import {
   type QuorumMember,
   RpcDisagreementError,
 } from "../src/chain/quorum.js";
-import type { AddressSignatureInfo, RpcPool, SignatureStatusInfo } from "../src/chain/rpc-pool.js";
+import type {
+  AddressSignatureInfo,
+  RpcPool,
+  SignatureStatusInfo,
+  TokenAccountRead,
+} from "../src/chain/rpc-pool.js";
 import type { TransactionFacts } from "../src/chain/transaction-facts.js";
 import { AppError } from "../src/errors.js";
 
@@ -85,6 +90,10 @@ function member(
     async getTokenAccountBalance() {
       if (answer.down) throw new Error("503");
       return { slot: 1000, amount: 0n };
+    },
+    async getTokenAccount() {
+      if (answer.down) throw new Error("503");
+      return { slot: 1000, account: null };
     },
     stats: () => [],
     async close() {},
@@ -286,6 +295,7 @@ function historian(
     /** Entries listed in the history (made up, or real ones moved to a false slot). */
     add?: AddressSignatureInfo[];
     balance?: { slot: number; amount: bigint };
+    account?: TokenAccountRead;
     down?: boolean;
   } = {},
 ) {
@@ -327,6 +337,11 @@ function historian(
       calls.balance++;
       if (opts.down) throw new Error("503");
       return opts.balance ?? { slot: 1000, amount: 0n };
+    },
+    async getTokenAccount() {
+      calls.balance++;
+      if (opts.down) throw new Error("503");
+      return opts.account ?? { slot: 1000, account: null };
     },
   };
   return { m: { name, rpc } satisfies QuorumMember, calls };
@@ -439,5 +454,22 @@ describe("a quorum's listing and balance of a credit vault", () => {
     await expect(lonely.getTokenAccountBalance("vault")).rejects.toMatchObject({
       code: "rpc_unavailable",
     });
+  });
+
+  it("takes a token account only when k endpoints report the same mint and amount", async () => {
+    const holds = (mint: string, slot: number): TokenAccountRead => ({
+      slot,
+      account: { programId: "Tokenkeg", mint, amount: 1_000_000n },
+    });
+    // One endpoint says the vault holds the credit mint; the account really holds another one.
+    const liar = historian("operator", { account: holds("USDC", 1002) });
+    const honest = historian("honest", { account: holds("FAKE", 1001) });
+    const two = createQuorumRpc({ members: [liar.m, honest.m], quorum: 2 });
+    await expect(two.getTokenAccount("vault")).rejects.toMatchObject({
+      code: "rpc_disagreement",
+    });
+    const behind = historian("behind", { account: holds("FAKE", 999) });
+    const three = createQuorumRpc({ members: [liar.m, honest.m, behind.m], quorum: 2 });
+    expect(await three.getTokenAccount("vault")).toEqual(holds("FAKE", 999));
   });
 });

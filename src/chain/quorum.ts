@@ -11,6 +11,7 @@ import {
   type RpcPoolOptions,
   rpcPoolFromConfig,
   type SignatureStatusInfo,
+  type TokenAccountRead,
 } from "./rpc-pool.js";
 import type { TransactionFacts } from "./transaction-facts.js";
 import { endpointNames } from "./url-secrets.js";
@@ -27,8 +28,8 @@ import { endpointNames } from "./url-secrets.js";
  *   or not found) are cross-checked, so a poll costs one batch call plus one per extra endpoint
  *   asked; a transaction costs one getTransaction per endpoint asked (k when all agree);
  * - a vault's history (getSignaturesForAddress) is the union of what k endpoints list, so no
- *   endpoint can leave a transaction out on its own, and a balance (getTokenAccountBalance) is
- *   returned only when k endpoints report the same amount;
+ *   endpoint can leave a transaction out on its own, and a balance (getTokenAccountBalance) or
+ *   token account (getTokenAccount) is returned only when k endpoints report the same one;
  * - an endpoint outvoted `setAsideAfter` times in a row is set aside: asked last, only when the
  *   others cannot make the quorum. Agreement with it still counts: identical facts from a liar
  *   and an honest node are the honest facts.
@@ -771,6 +772,53 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     );
   }
 
+  /**
+   * What k endpoints agree a token account is (program, mint, amount, or no account at all),
+   * asked and kept like `getTokenAccountBalance`: the same answer from k, at the lowest slot.
+   */
+  async function getTokenAccount(address: string): Promise<TokenAccountRead> {
+    const what = `getTokenAccount ${address}`;
+    const queue = order();
+    const answers: { name: string; read: TokenAccountRead; key: string }[] = [];
+    const errors: string[] = [];
+    const keyOf = (r: TokenAccountRead) =>
+      r.account === null
+        ? "none"
+        : `${r.account.programId} ${r.account.mint ?? "-"} ${r.account.amount ?? "-"}`;
+    const askOne = async (m: QuorumMember) => {
+      try {
+        const read = await observed(m, () => m.rpc.getTokenAccount(address));
+        answers.push({ name: m.name, read, key: keyOf(read) });
+      } catch (error) {
+        errors.push(`${m.name}: ${message(error)}`);
+      }
+    };
+    const agreed = (): TokenAccountRead | null => {
+      for (const a of answers) {
+        const same = answers.filter((b) => b.key === a.key);
+        if (same.length >= k) {
+          return { ...a.read, slot: Math.min(...same.map((b) => b.read.slot)) };
+        }
+      }
+      return null;
+    };
+    await Promise.all(queue.splice(0, k).map(askOne));
+    let win = agreed();
+    while (win === null && queue.length > 0) {
+      await askOne(queue.shift()!);
+      win = agreed();
+    }
+    if (win !== null) return win;
+    const said = [
+      ...answers.map((a) => `${a.name}: ${a.key} at slot ${a.read.slot}`),
+      ...errors,
+    ].join("; ");
+    throw new AppError(
+      new Set(answers.map((a) => a.key)).size >= 2 ? "rpc_disagreement" : "rpc_unavailable",
+      `${what}: no ${k} endpoints report the same account (${said})`,
+    );
+  }
+
   return {
     getSignatureStatuses,
     getTransaction,
@@ -796,6 +844,7 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     },
     getSignaturesForAddress,
     getTokenAccountBalance,
+    getTokenAccount,
     // Every fact is asked of k members at once: the slowest of them paces the pool.
     requestRate: () => Math.min(...members.map((m) => m.rpc.requestRate())),
     stats: () => members.flatMap((m) => m.rpc.stats()),

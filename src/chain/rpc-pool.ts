@@ -155,6 +155,12 @@ export interface RpcPool {
   ): Promise<AddressSignatureInfo[]>;
   /** getTokenAccountBalance at finalized: the amount in base units and the slot it was read at. */
   getTokenAccountBalance(address: string): Promise<{ slot: number; amount: bigint }>;
+  /**
+   * getAccountInfo (jsonParsed) at finalized: which mint a token account holds and how much.
+   * getTokenAccountBalance names no mint, so an account closed and opened again in another
+   * mint at the same address would pass its balance off as credits.
+   */
+  getTokenAccount(address: string): Promise<TokenAccountRead>;
   getBlockHeight(commitment?: "confirmed" | "finalized"): Promise<number>;
   /** getBlockTime: the slot's block time, whole seconds since the epoch. */
   getBlockTime(slot: number): Promise<number>;
@@ -797,6 +803,14 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
       return { slot: integer(r?.context?.slot, "getTokenAccountBalance"), amount: BigInt(amount) };
     },
 
+    async getTokenAccount(address) {
+      const { result } = await call("getAccountInfo", [
+        address,
+        { commitment: "finalized", encoding: "jsonParsed" },
+      ]);
+      return tokenAccountOf(result, "getAccountInfo");
+    },
+
     stats() {
       return [...counters.values()].map((c) => ({ ...c }));
     },
@@ -808,6 +822,37 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
       for (const endpoint of endpoints) endpoint.close();
     },
   };
+}
+
+/**
+ * A token account as getAccountInfo (jsonParsed) answers it: `account` null when no account
+ * lives at the address (closed, or never opened); `mint` and `amount` null when the account is
+ * not a token account the node could parse.
+ */
+export interface TokenAccountRead {
+  slot: number;
+  account: { programId: string; mint: string | null; amount: bigint | null } | null;
+}
+
+/** Reads a getAccountInfo (jsonParsed) answer; anything malformed is `rpc_unavailable`. */
+export function tokenAccountOf(result: unknown, what: string): TokenAccountRead {
+  const r = result as { context?: { slot?: unknown }; value?: unknown } | null;
+  const slot = integer(r?.context?.slot, what);
+  if (r?.value === null) return { slot, account: null };
+  const v = r?.value as { owner?: unknown; data?: unknown } | undefined;
+  if (typeof v?.owner !== "string") throw new AppError("rpc_unavailable", `${what}: no owner`);
+  const parsed = (v.data as { parsed?: { type?: unknown; info?: unknown } } | null)?.parsed;
+  const info = parsed?.info as { mint?: unknown; tokenAmount?: { amount?: unknown } } | undefined;
+  const amount = info?.tokenAmount?.amount;
+  if (
+    parsed?.type !== "account" ||
+    typeof info?.mint !== "string" ||
+    typeof amount !== "string" ||
+    !/^\d+$/.test(amount)
+  ) {
+    return { slot, account: { programId: v.owner, mint: null, amount: null } };
+  }
+  return { slot, account: { programId: v.owner, mint: info.mint, amount: BigInt(amount) } };
 }
 
 /** A pool over `SOLANA_RPC_URLS`, each endpoint with the `RPC_*` limits of the config. */

@@ -239,6 +239,35 @@ export class LocalChain {
     return kind.kind === "token" ? kind : null;
   }
 
+  /**
+   * Any account's owner program, lamports and data, or null when none lives at the address.
+   * Token accounts are answered from the cache; anything else is read each time (which leaks
+   * its copy inside LiteSVM): asked only of the few accounts a ledger reads the balance of.
+   */
+  accountInfo(
+    address: string,
+    withData = false,
+  ): { owner: string; lamports: bigint; data: Uint8Array; token: boolean } | null {
+    const kind = this.classify(address);
+    if (kind.kind === "missing") return null;
+    if (kind.kind === "token" && !withData) {
+      return {
+        owner: TOKEN_PROGRAM_ID,
+        lamports: this.lamports(address),
+        data: new Uint8Array(0),
+        token: true,
+      };
+    }
+    const account = this.svm.getAccount(addressBytes(address));
+    if (!account) return null;
+    return {
+      owner: bs58.encode(account.owner()),
+      lamports: account.lamports(),
+      data: account.data(),
+      token: kind.kind === "token",
+    };
+  }
+
   /** Rent-exempt minimum for an account of `dataLength` bytes. */
   minimumBalanceForRentExemption(dataLength: number): bigint {
     return this.svm.minimumBalanceForRentExemption(BigInt(dataLength));

@@ -352,6 +352,60 @@ export function rpcMethods(chain: LocalChain, hooks: SendHooks): Record<string, 
           };
         });
     },
+    // Only what the ledger asks: `jsonParsed` (a token account parsed as the real node parses
+    // it, anything else as base64) or `base64`. The token account is the one of now: a node at
+    // finalized answers from its own bank, which differs only for the last few slots.
+    getAccountInfo: (params) => {
+      if (!isBase58(params[0], 32)) throw invalidParams("address must be a base58 public key");
+      const config = configOf(params, 1);
+      const commitment = commitmentOf(config, "finalized");
+      const encoding = config.encoding ?? "base64";
+      if (encoding !== "jsonParsed" && encoding !== "base64") {
+        throw invalidParams(`unsupported encoding ${String(encoding)}`);
+      }
+      const ctx = { slot: slotAt(chain, commitment), apiVersion: API_VERSION };
+      const info = chain.accountInfo(params[0], encoding === "base64");
+      if (!info) return { context: ctx, value: null };
+      const base = {
+        executable: false,
+        lamports: Number(info.lamports),
+        owner: info.owner,
+        rentEpoch: Number.MAX_SAFE_INTEGER,
+      };
+      const token = info.token ? chain.tokenAccount(params[0]) : null;
+      const amount = token ? chain.tokenAmountAt(params[0], commitment) : null;
+      if (token && amount !== null && encoding === "jsonParsed") {
+        return {
+          context: ctx,
+          value: {
+            ...base,
+            space: 165,
+            data: {
+              program: "spl-token",
+              space: 165,
+              parsed: {
+                type: "account",
+                info: {
+                  isNative: false,
+                  mint: token.mint,
+                  owner: token.owner,
+                  state: "initialized",
+                  tokenAmount: uiTokenAmount(amount, chain.decimalsOf(token.mint)),
+                },
+              },
+            },
+          },
+        };
+      }
+      return {
+        context: ctx,
+        value: {
+          ...base,
+          space: info.data.length,
+          data: [Buffer.from(info.data).toString("base64"), "base64"],
+        },
+      };
+    },
     getTokenAccountBalance: (params) => {
       if (!isBase58(params[0], 32)) throw invalidParams("address must be a base58 public key");
       const commitment = commitmentOf(configOf(params, 1), "finalized");
