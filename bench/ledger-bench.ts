@@ -32,7 +32,7 @@ export interface LedgerRpcFigures {
   notFetchedByVerifier: number;
   getTransaction: number;
   getSignaturesForAddress: number;
-  getTokenAccountBalance: number;
+  getAccountInfo: number;
   getTransactionPerUnfetched: number;
   /** The same vault read by a fresh ledger with no verifier before it: 1 per line is ideal. */
   alone: { lines: number; getTransaction: number; getSignaturesForAddress: number };
@@ -157,7 +157,7 @@ async function measureRpc(jobs: number, deposits: number): Promise<LedgerRpcFigu
       notFetchedByVerifier: unfetched,
       getTransaction: used("getTransaction"),
       getSignaturesForAddress: used("getSignaturesForAddress"),
-      getTokenAccountBalance: used("getTokenAccountBalance"),
+      getAccountInfo: used("getAccountInfo"),
       getTransactionPerUnfetched: round(used("getTransaction") / Math.max(1, unfetched), 3),
       alone: {
         lines: aloneResult.listed,

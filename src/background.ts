@@ -106,6 +106,7 @@ export function composeBackground(deps: BackgroundDeps): Background {
     config.DECENTRAL_API_KEY && config.ACCOUNT_SNAPSHOT_INTERVAL_MS > 0
       ? createAccountSnapshotter({
           store,
+          profile,
           rpc,
           baseUrl: config.DECENTRAL_BASE_URL,
           apiKey: config.DECENTRAL_API_KEY,

@@ -205,6 +205,7 @@ export async function startService(
     const snapshotter = config.DECENTRAL_API_KEY
       ? createAccountSnapshotter({
           store,
+          profile,
           rpc,
           baseUrl: config.DECENTRAL_BASE_URL,
           apiKey: config.DECENTRAL_API_KEY,

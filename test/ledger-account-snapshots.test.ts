@@ -53,6 +53,7 @@ describe("GET /v1/account snapshots against the credit vault", () => {
     await finalized();
     const snapshotter = createAccountSnapshotter({
       store,
+      profile: localnetProfile,
       rpc,
       baseUrl: world.decentralBaseUrl,
       apiKey: world.apiKeys[2]!,
@@ -136,6 +137,7 @@ describe("GET /v1/account snapshots against the credit vault", () => {
     const store = createTestStore();
     const snapshot = await createAccountSnapshotter({
       store,
+      profile: localnetProfile,
       rpc,
       baseUrl: world.decentralBaseUrl,
       apiKey: world.apiKeys[3]!,
@@ -153,8 +155,18 @@ describe("account snapshots beyond what the store holds", () => {
     const vault = "9xQeWvG816bUx9EPjHmaT23yvVM2ZWbrrpZb9PusVFin";
     const snapshotter = createAccountSnapshotter({
       store,
-      // Another mint's authority can mint any u64 into the vault.
-      rpc: { getTokenAccountBalance: async () => ({ slot: 7, amount: 2n ** 63n + 7n }) },
+      profile: localnetProfile,
+      // A balance of the credit mint beyond what a column holds (a u64 can be).
+      rpc: {
+        getTokenAccount: async () => ({
+          slot: 7,
+          account: {
+            programId: localnetProfile.tokenPrograms[0]!,
+            mint: localnetProfile.usdcMint,
+            amount: 2n ** 63n + 7n,
+          },
+        }),
+      },
       baseUrl: "http://account.invalid/v1",
       apiKey: "key",
       custody: { vaults: [vault], byKey: {} },

@@ -38,6 +38,12 @@ function operatorEndpoint(lies: Lies): RpcPool {
       const b = await h.rpc.getTokenAccountBalance(address);
       return { ...b, amount: b.amount + (lies.balanceOffset.get(address) ?? 0n) };
     },
+    async getTokenAccount(address) {
+      const r = await h.rpc.getTokenAccount(address);
+      const offset = lies.balanceOffset.get(address) ?? 0n;
+      if (r.account?.amount == null || offset === 0n) return r;
+      return { ...r, account: { ...r.account, amount: r.account.amount + offset } };
+    },
     async close() {},
   };
 }

@@ -174,7 +174,8 @@ describe("the ledger in serve and in the CLI", () => {
       process.exitCode = undefined;
       await buildProgram().parseAsync([
         ...["node", "decentral-audit", "report", "account-snapshot", "--db", db],
-        ...["--rpc", world.rpcUrl, "--upstream", world.decentralBaseUrl, ...args],
+        ...["--rpc", world.rpcUrl, "--upstream", world.decentralBaseUrl, "--profile", "localnet"],
+        ...args,
       ]);
       const code = process.exitCode;
       process.exitCode = undefined;

@@ -169,3 +169,70 @@ describe("the statement of a credit vault against an operator who names its debi
     expect(s.differenceUnits).toBe(0n);
   });
 });
+
+describe("the statement of a credit vault closed and opened again in another mint", () => {
+  it("counts only the credit mint: a fake-mint 'refund' leaves the lock unreleased and is a finding", async () => {
+    const profile: Profile = { ...localnetProfile, settlementWindowSeconds: 1 };
+    const c = await h.scenario(profile);
+    const from = Date.now() - 5_000;
+    // The operator locks key 4's whole vault for job J, closes the empty vault and opens it
+    // again at the same address in a fake mint of the same decimals, then "refunds" J there.
+    const keyIndex = 4;
+    const vault = h.op.vault(keyIndex);
+    const all = h.op.balance(vault);
+    const plan = { ...h.op.plan({ keyIndex: 2 }), keyIndex, vault };
+    const lock = h.op.send([
+      h.op.transfer(vault, h.op.accounts.escrowVault, all),
+      h.op.memo(`decentral:escrow:${plan.jobId}`),
+    ]).signature;
+    const fake = h.op.createFakeMint();
+    h.op.reopenVault(keyIndex, fake);
+    const source = h.op.createTokenAccount(h.op.attacker.address, fake, all);
+    const refund = h.op.send([
+      h.op.transfer(source, vault, all, { mint: fake, authority: h.op.attacker.address }),
+      h.op.memo(`decentral:refund:${plan.jobId}`),
+    ]).signature;
+    c.record(
+      plan,
+      { escrowTx: lock, settlementTx: refund },
+      {
+        httpStatus: 504,
+        completionTokens: null,
+        promptTokens: null,
+        totalTokens: null,
+        creditsRemainingUnits: null,
+      },
+    );
+    await c.verify();
+    expect((await c.verdicts(plan.jobId))[0]?.verdict).toBe("discrepancy");
+    // Past the settlement window (1 s) with no grace.
+    await new Promise((r) => setTimeout(r, 2_100));
+
+    const s = await statementOf(c, vault, from);
+    // No credit came back: J's lock is still out, and nothing is a return or a deposit.
+    expect(s.locksUnits).toBe(all);
+    expect(s.returnsUnits).toBe(0n);
+    expect(s.depositsUnits).toBe(0n);
+    expect(s.unreleasedLocks).toEqual([
+      expect.objectContaining({
+        finding: "unreleased_lock",
+        jobId: plan.jobId,
+        signature: lock,
+        outstandingUnits: all,
+      }),
+    ]);
+    // The fake tokens are findings in their own mint, and the address holds no credits now.
+    expect(s.foreignMint).toEqual([
+      expect.objectContaining({
+        finding: "foreign_mint_movement",
+        signature: refund,
+        memoJobId: plan.jobId,
+        changes: [expect.objectContaining({ mint: fake, amountUnits: all })],
+      }),
+      expect.objectContaining({ finding: "foreign_mint_balance", mint: fake, amountUnits: all }),
+    ]);
+    expect(s.counts.foreignMint).toBe(2);
+    expect(s.closingByLedgerUnits).toBe(0n);
+    expect(s.closingOnChainUnits).toBe(0n);
+  });
+});

@@ -380,7 +380,7 @@ describe("the ledger of a credit vault against the local world", () => {
       // A process that dies after its third page: the fourth call never returns to it.
       const dying: LedgerRpc = {
         getTransaction: (s) => rpc.getTransaction(s),
-        getTokenAccountBalance: (a) => rpc.getTokenAccountBalance(a),
+        getTokenAccount: (a) => rpc.getTokenAccount(a),
         getSlot: (c) => rpc.getSlot(c),
         getBlockTime: (slot) => rpc.getBlockTime(slot),
         async getSignaturesForAddress(address, o) {
@@ -397,7 +397,7 @@ describe("the ledger of a credit vault against the local world", () => {
       const third = openSqliteStore(file);
       const counting = (): LedgerRpc => ({
         getTransaction: (s) => rpc.getTransaction(s),
-        getTokenAccountBalance: (a) => rpc.getTokenAccountBalance(a),
+        getTokenAccount: (a) => rpc.getTokenAccount(a),
         getSlot: (c) => rpc.getSlot(c),
         getBlockTime: (slot) => rpc.getBlockTime(slot),
         async getSignaturesForAddress(address, o) {
@@ -429,7 +429,7 @@ describe("the ledger of a credit vault against the local world", () => {
       )!.delta;
       const pruning: LedgerRpc = {
         getTransaction: (sig) => rpc.getTransaction(sig),
-        getTokenAccountBalance: (a) => rpc.getTokenAccountBalance(a),
+        getTokenAccount: (a) => rpc.getTokenAccount(a),
         getSlot: (c) => rpc.getSlot(c),
         getBlockTime: (slot) => rpc.getBlockTime(slot),
         async getSignaturesForAddress(address, o) {

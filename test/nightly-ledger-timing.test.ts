@@ -200,3 +200,34 @@ describe("a lock not yet due when its own window's run reads the vault", () => {
     );
   });
 });
+
+describe("a nightly run over a credit vault whose address holds another mint", () => {
+  let h: AdversaryHarness;
+  beforeAll(async () => {
+    h = await startAdversaryHarness();
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it("exits 1 on the fake-mint tokens moved into the vault, never counting them as a deposit", async () => {
+    const c = await h.scenario();
+    const from = wholeSecondAfter(0);
+    await sleep(from - Date.now() + 50);
+    // The configured vault is a token account of a fake mint with the credits' decimals,
+    // filled with 5,000 of its units: by amount and decimals alone, a vault holding credits.
+    const fake = h.op.createFakeMint();
+    const vault = h.op.createTokenAccount(h.op.escrowAuthority.address, fake, 5_000n);
+    const to = wholeSecondAfter(1_000);
+    await sleep(to - Date.now() + 50);
+
+    const run = await nightly(h, c, vault, { from, to, timeoutMs: 20_000 });
+    expect(run).toMatchObject({ outcome: "ledger_findings", exitCode: 1, reason: null });
+    expect(run.ledger?.foreignMint).toEqual([
+      expect.objectContaining({ vault, finding: "foreign_mint_movement", mint: fake }),
+      expect.objectContaining({ vault, finding: "foreign_mint_balance", mint: fake }),
+    ]);
+    expect(run.ledger?.imbalanced).toEqual([]);
+    expect(summaryToText(run)).toMatch(/another mint/);
+  });
+});

@@ -36,6 +36,7 @@ function summaryWithMemos(memoJobIds: string[]): NightlySummary {
       })),
       unreleasedLocks: [],
       creditsHeaderMismatches: [],
+      foreignMint: [],
       imbalanced: [],
       gaps: [],
       incomplete: null,

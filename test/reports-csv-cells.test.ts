@@ -60,6 +60,7 @@ function statementWithMemo(memoJobId: string): Statement {
         ],
         unreleasedLocks: [],
         creditsHeaderMismatches: [],
+        foreignMint: [],
         gaps: [],
         accountSnapshot: null,
       },

@@ -319,11 +319,68 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       finalThrough: null,
       balanceUnits: 870_000n,
       balanceSlot: 333,
+      balanceForeign: null,
       newestSlot: 300,
     });
     expect(await ledger.cursorFigures("nobody")).toBeUndefined();
     // Reading nothing writes nothing.
     await ledger.recordReads(VAULT, [], [], NOW);
+  });
+
+  it("keeps the vault address's movements and holding in another mint apart from the credits, as findings", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    const lines = month.slice(0, 1);
+    const fake = { name: "fake", slot: 150, time: at(2, 10) };
+    await ledger.storePage(
+      VAULT,
+      await ledger.cursor(VAULT, NOW),
+      pageOf([...lines, fake]),
+      true,
+      NOW,
+    );
+    // 10,000 units of another mint, with a refund memo: no credits moved.
+    const foreign = [{ mint: "FakeMint", programId: "Tokenkeg", deltaUnits: 10_000n }];
+    await ledger.recordReads(
+      VAULT,
+      [
+        ...readsOf(lines),
+        {
+          signature: sig("fake"),
+          succeeded: true,
+          pre: null,
+          post: null,
+          delta: 0n,
+          memo: "decentral:refund:J9",
+          memoKind: "refund",
+          memoJobId: "J9",
+          foreign,
+        },
+      ],
+      [],
+      NOW,
+    );
+    await ledger.review(VAULT, NOW);
+    expect(await ledger.periodSums(VAULT, NOV, DEC)).toEqual(
+      sums([0, 0n], [0, 0n], [1, 1_000_000n], [0, 0n], [1, 0n]),
+    );
+    expect(await ledger.foreignLines(VAULT, NOV, DEC)).toEqual([
+      {
+        signature: sig("fake"),
+        slot: 150,
+        blockTime: at(2, 10),
+        memo: "decentral:refund:J9",
+        memoJobId: "J9",
+        changes: foreign,
+      },
+    ]);
+    expect(await ledger.foreignLines(VAULT, DEC, DEC + 86_400)).toEqual([]);
+    const holding = { programId: "Tokenkeg", mint: "FakeMint", amountUnits: 10_000n };
+    await ledger.setBalance(VAULT, { amount: 0n, slot: 160, foreign: holding }, NOW);
+    expect(await ledger.cursorFigures(VAULT)).toMatchObject({
+      balanceUnits: 0n,
+      balanceForeign: holding,
+    });
   });
 
   it("classifies lines by receipts, jobs-API answers and memos, and releases the locks returned", async () => {
@@ -761,6 +818,7 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       finalThrough: NOW,
       balanceUnits: 817_000n,
       balanceSlot: 801,
+      balanceForeign: null,
       newestSlot: 800,
     });
 

@@ -94,6 +94,7 @@ const StatementSchema = z
           unexplained: z.number().int(),
           unreleasedLocks: z.number().int(),
           creditsHeaderMismatches: z.number().int(),
+          foreignMint: z.number().int(),
           pending: z.number().int(),
           noMovement: z.number().int(),
         }),
@@ -122,6 +123,36 @@ const StatementSchema = z
           )
           .describe(
             "Jobs whose x-decentral-credits-remaining matches no balance of the vault between their lock and their response.",
+          ),
+        foreignMint: z
+          .array(
+            z.union([
+              z.object({
+                finding: z.literal("foreign_mint_movement"),
+                signature: z.string(),
+                slot: z.number().int(),
+                blockTime: z.string().nullable(),
+                memo: z.string().nullable(),
+                memoJobId: z.string().nullable(),
+                changes: z.array(
+                  z.object({
+                    mint: z.string(),
+                    programId: z.string().nullable(),
+                    amountUnits: units.describe("In that mint's base units, never credits"),
+                  }),
+                ),
+              }),
+              z.object({
+                finding: z.literal("foreign_mint_balance"),
+                mint: z.string().nullable(),
+                programId: z.string(),
+                amountUnits: units.nullable(),
+                slot: z.number().int().nullable(),
+              }),
+            ]),
+          )
+          .describe(
+            "The vault's address moved or holds a mint other than the credits' (closed and opened again): never counted as money.",
           ),
         gaps: z
           .array(

@@ -517,6 +517,11 @@ export const ledgerCursors = sqliteTable("ledger_cursors", {
   finalThrough: epochMs("final_through"),
   /** The same instant for the sync in progress, kept with its first page. */
   syncFinalThrough: epochMs("sync_final_through"),
+  /**
+   * What the vault's address held at the balance read when it was not a token account of the
+   * credit mint (JSON: program, mint, amount): the balance is then 0 credits, and a finding.
+   */
+  balanceForeign: text("balance_foreign"),
 });
 
 /** What a ledger line is, decided when its transaction is read (src/store/ledger.ts). */
@@ -576,6 +581,11 @@ export const ledgerLines = sqliteTable(
     gapAfterSignature: text("gap_after_signature"),
     gapAfterSlot: integer("gap_after_slot"),
     gapUnits: units("gap_units"),
+    /**
+     * Movements of the vault's address in another mint or token program (JSON list of mint,
+     * program and amount), null when none: never credits, never summed, always a finding.
+     */
+    foreignChanges: text("foreign_changes"),
   },
   (t) => [
     primaryKey({ columns: [t.vault, t.signature] }),
@@ -597,6 +607,9 @@ export const ledgerLines = sqliteTable(
       .on(t.vault, t.blockTime)
       .where(sql`${t.kind} = 'lock' AND (${t.headerOk} IS NULL OR ${t.headerOk} = 0)`),
     index("ledger_lines_gaps").on(t.vault, t.blockTime).where(sql`${t.gapUnits} IS NOT NULL`),
+    index("ledger_lines_foreign")
+      .on(t.vault, t.blockTime)
+      .where(sql`${t.foreignChanges} IS NOT NULL`),
     index("ledger_lines_unclassified")
       .on(t.vault, t.ord)
       .where(sql`${t.state} = 'read' AND ${t.kind} IS NULL`),

@@ -1,3 +1,4 @@
+import type { TokenAccountRead } from "../chain/rpc-pool.js";
 import type { Store } from "../db/client.js";
 import { deadlineSignal } from "../deadline.js";
 import type { Logger } from "../log.js";
@@ -10,6 +11,8 @@ import {
 } from "../store/account-snapshots.js";
 import { UNITS_PER_CREDIT } from "../store/ledger.js";
 import type { CustodyConfig } from "../verify/custody.js";
+import type { Profile } from "../verify/profiles.js";
+import { creditBalanceOf } from "./reader.js";
 
 /**
  * Account snapshots: what Decentral says the key has left (`GET /v1/account`:
@@ -24,7 +27,9 @@ import type { CustodyConfig } from "../verify/custody.js";
 
 export interface AccountSnapshotDeps {
   store: Store;
-  rpc: { getTokenAccountBalance(address: string): Promise<{ slot: number; amount: bigint }> };
+  rpc: { getTokenAccount(address: string): Promise<TokenAccountRead> };
+  /** The protocol profile: its credit mint is what the vault's balance counts. */
+  profile: Profile;
   /** Decentral's API root, e.g. https://api.usedecentral.org/v1 (`DECENTRAL_BASE_URL`). */
   baseUrl: string;
   /** `DECENTRAL_API_KEY`: the key whose account is asked. */
@@ -112,7 +117,7 @@ export function createAccountSnapshotter(deps: AccountSnapshotDeps): AccountSnap
     const vault = await vaultOfKey();
     let account: { credits: number; usdcUnits: bigint } | null = null;
     try {
-      let before = vault ? await deps.rpc.getTokenAccountBalance(vault) : null;
+      let before = vault ? await creditBalanceOf(deps.rpc, deps.profile, vault) : null;
       for (let attempt = 1; ; attempt++) {
         const takenAt = now();
         account = await askAccount();
@@ -125,7 +130,7 @@ export function createAccountSnapshotter(deps: AccountSnapshotDeps): AccountSnap
             error: "the key's credit vault is not known yet (CREDIT_VAULTS, or a first lock)",
           };
         }
-        const after = await deps.rpc.getTokenAccountBalance(vault);
+        const after = await creditBalanceOf(deps.rpc, deps.profile, vault);
         // A balance no store column holds (another mint's authority can mint any u64) is this
         // snapshot's error, kept like any other, instead of a write failing every hour.
         if (!isStorableUnits(after.amount)) {
@@ -142,8 +147,10 @@ export function createAccountSnapshotter(deps: AccountSnapshotDeps): AccountSnap
             vaultSlot: after.slot,
             creditsDifference: account.credits - Number(after.amount / UNITS_PER_CREDIT),
             usdcDifferenceUnits: account.usdcUnits - after.amount,
-            error:
-              after.amount === before.amount
+            // Another mint at the vault's address holds no credits: compared as 0, and said.
+            error: after.foreign
+              ? `the vault's address holds another mint (${after.foreign.mint ?? "not a token account"}), not credits: compared as 0`
+              : after.amount === before.amount
                 ? null
                 : "the vault moved during every attempt: compared with the balance after",
           };

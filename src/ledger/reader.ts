@@ -1,7 +1,7 @@
 import { factsFromJson, factsToJson } from "../chain/facts-json.js";
 import { parseJsonLossless } from "../chain/json-text.js";
 import { parseTransaction } from "../chain/parse-transaction.js";
-import type { AddressSignatureInfo } from "../chain/rpc-pool.js";
+import type { AddressSignatureInfo, TokenAccountRead } from "../chain/rpc-pool.js";
 import type { TransactionFacts } from "../chain/transaction-facts.js";
 import { isBusyError, type Store } from "../db/client.js";
 import type { Logger } from "../log.js";
@@ -14,6 +14,7 @@ import {
 } from "../store/ledger.js";
 import { parseJobMemos } from "../verify/checks.js";
 import type { CustodyConfig } from "../verify/custody.js";
+import { isCredit } from "../verify/money-movements.js";
 import type { Profile } from "../verify/profiles.js";
 
 /**
@@ -31,7 +32,7 @@ export interface LedgerRpc {
     options?: { before?: string; until?: string; limit?: number },
   ): Promise<AddressSignatureInfo[]>;
   getTransaction(signature: string): Promise<{ facts: TransactionFacts; raw: unknown } | null>;
-  getTokenAccountBalance(address: string): Promise<{ slot: number; amount: bigint }>;
+  getTokenAccount(address: string): Promise<TokenAccountRead>;
   getSlot(commitment: "finalized"): Promise<number>;
   /** Whole seconds since the epoch. */
   getBlockTime(slot: number): Promise<number>;
@@ -89,6 +90,39 @@ export interface LedgerReader {
   /** Runs `syncAll` every `intervalMs` until `stop()`. */
   start(): void;
   stop(): Promise<void>;
+}
+
+/** What a vault's address held at a balance read, in credits, and what else it held. */
+export interface CreditBalance {
+  slot: number;
+  /** Credits (the profile's mint): 0 when the address holds another mint or no account. */
+  amount: bigint;
+  /** The token account of another mint or program found there instead, else null. */
+  foreign: { programId: string; mint: string | null; amountUnits: bigint | null } | null;
+}
+
+/**
+ * Reads the vault's credit balance at finalized. The account's mint is checked: an account
+ * closed and opened again at the same address in another mint (same decimals) holds none of
+ * the credits its amount would seem to be. No account at all holds no credits either.
+ */
+export async function creditBalanceOf(
+  rpc: { getTokenAccount(address: string): Promise<TokenAccountRead> },
+  profile: Profile,
+  vault: string,
+): Promise<CreditBalance> {
+  const { slot, account } = await rpc.getTokenAccount(vault);
+  if (account === null) return { slot, amount: 0n, foreign: null };
+  const credit =
+    account.mint === profile.usdcMint &&
+    account.amount !== null &&
+    profile.tokenPrograms.includes(account.programId);
+  if (credit) return { slot, amount: account.amount!, foreign: null };
+  return {
+    slot,
+    amount: 0n,
+    foreign: { programId: account.programId, mint: account.mint, amountUnits: account.amount },
+  };
 }
 
 /** Known credit vaults: the deployment's configured ones and every pinned key's vault. */
@@ -162,11 +196,21 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     }
   }
 
-  /** The vault's movement in one transaction, and the memo naming a job. */
+  /**
+   * The vault's movement in one transaction, and the memo naming a job. Only a change in the
+   * credit mint (under a token program the profile allows) is the vault's money; a change of
+   * the same address in any other mint is kept apart as a finding, never as money.
+   */
   function lineOf(vault: string, signature: string, facts: TransactionFacts): LineRead {
-    const change = facts.tokenChanges.find((c) => c.account === vault);
+    const mine = facts.tokenChanges.filter((c) => c.account === vault);
+    const change = mine.find((c) => isCredit(profile, c));
+    const foreign = mine.filter((c) => !isCredit(profile, c));
     const named = parseJobMemos(profile, facts.memos)[0];
     return {
+      foreign:
+        foreign.length === 0
+          ? null
+          : foreign.map((c) => ({ mint: c.mint, programId: c.programId, deltaUnits: c.delta })),
       signature,
       succeeded: facts.succeeded,
       pre: change ? change.pre : null,
@@ -258,9 +302,9 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     // The balance is read first: every transaction up to its slot is finalized by then, so the
     // listing after it holds them all. It is kept only when the listing found nothing newer,
     // so the ledger up to that slot and the balance at it can be compared line for line.
-    let balance: { slot: number; amount: bigint } | null = null;
+    let balance: CreditBalance | null = null;
     try {
-      balance = await rpc.getTokenAccountBalance(vault);
+      balance = await creditBalanceOf(rpc, profile, vault);
     } catch (error) {
       log.warn({ vault, err: String(error) }, "ledger: balance not read");
     }

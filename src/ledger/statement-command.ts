@@ -103,7 +103,9 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
         .option("--list", "only print the snapshots kept, newest first")
         .option("--vault <address>", "with --list: only this credit vault")
         .addOption(new Option("--rpc <urls>", "Solana RPC URLs (SOLANA_RPC_URLS)"))
-        .addOption(new Option("--upstream <url>", "Decentral API base URL (DECENTRAL_BASE_URL)")),
+        .addOption(new Option("--upstream <url>", "Decentral API base URL (DECENTRAL_BASE_URL)"))
+        // Its credit mint: a vault's address holding another mint holds no credits.
+        .addOption(new Option("--profile <name|file>", "protocol profile (AUDIT_PROFILE)")),
     )
     .action(async (flags: { list?: boolean; vault?: string }) => {
       const config = helpers.configFromFlags(flags);
@@ -129,6 +131,7 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
           const snapshot = await createAccountSnapshotter({
             store,
             rpc,
+            profile: loadProfile(config.AUDIT_PROFILE),
             baseUrl: config.DECENTRAL_BASE_URL,
             apiKey: config.DECENTRAL_API_KEY,
             custody: config.CREDIT_VAULTS,

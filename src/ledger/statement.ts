@@ -30,6 +30,11 @@ import { accountSnapshotToJson } from "./account-snapshots.js";
  *
  * A recorded job's lock that its returns and settlement do not account for within the profile's
  * settlement window plus `graceSeconds` is an `unreleased_lock` finding, with what is still out.
+ *
+ * Only the profile's credit mint (under a token program it allows) is the vault's money. The
+ * vault's address moving another mint (closed and opened again in a token of the same
+ * decimals, say) is a `foreign_mint_movement` finding, never a line's amount; and a balance
+ * read that found another mint there is a `foreign_mint_balance` finding and 0 credits.
  */
 
 export type { LineKind };
@@ -96,6 +101,35 @@ export interface CreditsHeaderMismatch {
   balancesUnits: bigint[];
 }
 
+/**
+ * A transaction that moved the vault's address in a mint (or token program) other than the
+ * credits': what is there is not credits, whatever its decimals or memo. Never summed.
+ */
+export interface ForeignMintMovement {
+  finding: "foreign_mint_movement";
+  signature: string;
+  slot: number;
+  blockTime: number | null;
+  memo: string | null;
+  memoJobId: string | null;
+  changes: { mint: string; programId: string | null; amountUnits: bigint }[];
+}
+
+/**
+ * The vault's address, at the last balance read, held a token account of another mint (or
+ * program) instead of credits: the account was closed and opened again. Its closing balance
+ * on chain counts 0 credits.
+ */
+export interface ForeignMintBalance {
+  finding: "foreign_mint_balance";
+  mint: string | null;
+  programId: string;
+  amountUnits: bigint | null;
+  slot: number | null;
+}
+
+export type ForeignMintFinding = ForeignMintMovement | ForeignMintBalance;
+
 export interface VaultStatement {
   vault: string;
   /** Fingerprints of the API keys pinned to this vault. */
@@ -139,6 +173,8 @@ export interface VaultStatement {
     unexplained: number;
     unreleasedLocks: number;
     creditsHeaderMismatches: number;
+    /** Foreign-mint findings (`foreignMint`). */
+    foreignMint: number;
     /** Listed transactions not read yet (RPC trouble or pruned): the statement waits for them. */
     pending: number;
     /** Transactions naming the vault that moved none of its money (failed ones included). */
@@ -147,6 +183,8 @@ export interface VaultStatement {
   unexplained: UnexplainedLine[];
   unreleasedLocks: UnreleasedLock[];
   creditsHeaderMismatches: CreditsHeaderMismatch[];
+  /** Movements of the vault's address in another mint, and another mint found there now. */
+  foreignMint: ForeignMintFinding[];
   gaps: LedgerGap[];
   /**
    * The newest `GET /v1/account` snapshot of the vault's key taken in the period: what Decentral
@@ -256,6 +294,7 @@ export async function buildStatement(
       unexplained: sums.unexplained.lines,
       unreleasedLocks: 0,
       creditsHeaderMismatches: 0,
+      foreignMint: 0,
       pending: pending.all,
       noMovement: sums.none.lines,
     };
@@ -351,6 +390,30 @@ export async function buildStatement(
       }));
     counts.creditsHeaderMismatches = mismatches.length;
     const gaps: LedgerGap[] = await ledger.gaps(vault, fromSec, toSec);
+    const foreignMint: ForeignMintFinding[] = (
+      await ledger.foreignLines(vault, fromSec, toSec)
+    ).map((l) => ({
+      finding: "foreign_mint_movement",
+      signature: l.signature,
+      slot: l.slot,
+      blockTime: l.blockTime,
+      memo: l.memo,
+      memoJobId: l.memoJobId,
+      changes: l.changes.map((c) => ({
+        mint: c.mint,
+        programId: c.programId,
+        amountUnits: c.deltaUnits,
+      })),
+    }));
+    // What the address holds now: a finding of every statement until it holds credits again.
+    if (cursor?.balanceForeign) {
+      foreignMint.push({
+        finding: "foreign_mint_balance",
+        ...cursor.balanceForeign,
+        slot: cursor.balanceSlot,
+      });
+    }
+    counts.foreignMint = foreignMint.length;
 
     const closingByLedger =
       opening === null
@@ -413,6 +476,7 @@ export async function buildStatement(
       unexplained,
       unreleasedLocks: unreleased,
       creditsHeaderMismatches: mismatches,
+      foreignMint,
       gaps,
       accountSnapshot: (await snapshotsOf(store).latestIn(vault, query.from, query.to)) ?? null,
     });
@@ -464,6 +528,15 @@ export function statementToJson(statement: Statement) {
         headerUnits: m.headerUnits.toString(),
         balancesUnits: m.balancesUnits.map(String),
       })),
+      foreignMint: v.foreignMint.map((f) =>
+        f.finding === "foreign_mint_movement"
+          ? {
+              ...f,
+              blockTime: f.blockTime === null ? null : isoOf(f.blockTime * 1000),
+              changes: f.changes.map((c) => ({ ...c, amountUnits: c.amountUnits.toString() })),
+            }
+          : { ...f, amountUnits: text(f.amountUnits) },
+      ),
       gaps: v.gaps.map((g) => ({ ...g, missingUnits: g.missingUnits.toString() })),
       accountSnapshot: v.accountSnapshot ? accountSnapshotToJson(v.accountSnapshot) : null,
     })),
@@ -487,7 +560,9 @@ export const statementColumns = [
 /**
  * RFC 4180 CSV (CRLF): one `vault` row per vault with every figure, then one row per finding
  * (`unreceipted_debit` with signature, amount, memo and the job the memo names;
- * `unreleased_lock` with signature, amount and job).
+ * `unreleased_lock` with signature, amount and job; `foreign_mint_movement` once per change,
+ * its mint in the memo column, with signature, amount and the job its memo names;
+ * `foreign_mint_balance` with the mint and the amount there).
  */
 export function statementToCsv(statement: Statement): string {
   const json = statementToJson(statement);
@@ -558,6 +633,26 @@ export function statementToCsv(statement: Statement): string {
         u.jobId,
         null,
       ]);
+    }
+    // Another mint's amounts: in rows of their own, the mint named, never in a vault figure.
+    for (const f of v.foreignMint) {
+      if (f.finding === "foreign_mint_balance") {
+        row([f.finding, v.vault, ...blank, ...tail(), null, null, f.amountUnits, null, f.mint]);
+        continue;
+      }
+      for (const c of f.changes) {
+        row([
+          f.finding,
+          v.vault,
+          ...blank,
+          ...tail(),
+          f.signature,
+          f.blockTime,
+          c.amountUnits,
+          f.memoJobId,
+          c.mint,
+        ]);
+      }
     }
   }
   return `${lines.join("\r\n")}\r\n`;

@@ -42,6 +42,17 @@ export interface LedgerWindowResult {
   }[];
   /** Recorded jobs whose credits header matches no balance of the vault in their span. */
   creditsHeaderMismatches: { vault: string; jobId: string; headerUnits: string }[];
+  /**
+   * Movements of a vault's address in another mint, and another mint found there at the
+   * balance read (`mint` null: an account that is not a token account).
+   */
+  foreignMint: {
+    vault: string;
+    finding: "foreign_mint_movement" | "foreign_mint_balance";
+    signature: string | null;
+    mint: string | null;
+    amountUnits: string | null;
+  }[];
   /** Vaults whose closing balance by the ledger differs from the chain's. */
   imbalanced: { vault: string; differenceUnits: string }[];
   /**
@@ -194,6 +205,27 @@ export function ledgerWindowCheck(deps: {
           jobId: m.jobId,
           headerUnits: m.headerUnits.toString(),
         })),
+      ),
+      foreignMint: statement.vaults.flatMap((v) =>
+        v.foreignMint.flatMap((f): LedgerWindowResult["foreignMint"] =>
+          f.finding === "foreign_mint_balance"
+            ? [
+                {
+                  vault: v.vault,
+                  finding: f.finding,
+                  signature: null,
+                  mint: f.mint,
+                  amountUnits: f.amountUnits === null ? null : f.amountUnits.toString(),
+                },
+              ]
+            : f.changes.map((c) => ({
+                vault: v.vault,
+                finding: f.finding,
+                signature: f.signature,
+                mint: c.mint,
+                amountUnits: c.amountUnits.toString(),
+              })),
+        ),
       ),
       imbalanced: statement.vaults
         .filter((v) => v.differenceUnits !== null && v.differenceUnits !== 0n)

@@ -267,6 +267,7 @@ export async function runNightlyVerification(
     ? ledger.unreceiptedDebits.length +
       ledger.unreleasedLocks.length +
       ledger.creditsHeaderMismatches.length +
+      ledger.foreignMint.length +
       ledger.imbalanced.length +
       ledger.gaps.length
     : 0;

@@ -64,6 +64,7 @@ const ledgerFindingCount = (s: NightlySummary) =>
     ? s.ledger.unreceiptedDebits.length +
       s.ledger.unreleasedLocks.length +
       s.ledger.creditsHeaderMismatches.length +
+      s.ledger.foreignMint.length +
       s.ledger.imbalanced.length +
       s.ledger.gaps.length
     : 0;
@@ -93,6 +94,11 @@ function ledgerLines(s: NightlySummary, show: Show): string[] {
     ...s.ledger.creditsHeaderMismatches.map(
       (m) =>
         `job ${show(m.jobId)}'s credits header (${m.headerUnits} units) matches no balance of vault ${m.vault} between its lock and its response`,
+    ),
+    ...s.ledger.foreignMint.map((f) =>
+      f.finding === "foreign_mint_movement"
+        ? `vault ${f.vault}'s address moved ${f.amountUnits} units of another mint (${f.mint}) in ${f.signature}: not credits, never counted`
+        : `vault ${f.vault}'s address holds ${f.amountUnits ?? "an account"} of another mint (${f.mint ?? "not a token account"}) instead of credits: closed and opened again`,
     ),
     ...s.ledger.imbalanced.map(
       (b) => `vault ${b.vault} closes ${b.differenceUnits} units off the chain's balance`,

@@ -164,3 +164,41 @@ export function laterOf(a: number | null, b: number | null): number | null {
   if (b === null) return a;
   return Math.max(a, b);
 }
+
+/** A movement of a vault's address in a mint (or token program) that is not the credits'. */
+export interface ForeignChange {
+  mint: string;
+  programId: string | null;
+  deltaUnits: bigint;
+}
+
+/** What a vault's address held at the balance read instead of a credit token account. */
+export interface ForeignHolding {
+  programId: string;
+  mint: string | null;
+  amountUnits: bigint | null;
+}
+
+/** JSON texts of the foreign columns (amounts as decimal strings) and back. */
+export function foreignChangesToText(changes: readonly ForeignChange[] | null | undefined) {
+  if (!changes || changes.length === 0) return null;
+  return JSON.stringify(changes.map((c) => ({ ...c, deltaUnits: c.deltaUnits.toString() })));
+}
+export function foreignChangesOf(text: string): ForeignChange[] {
+  return (JSON.parse(text) as { mint: string; programId: string | null; deltaUnits: string }[]).map(
+    (c) => ({ mint: c.mint, programId: c.programId, deltaUnits: BigInt(c.deltaUnits) }),
+  );
+}
+export function foreignHoldingToText(h: ForeignHolding | null | undefined) {
+  if (!h) return null;
+  return JSON.stringify({ ...h, amountUnits: h.amountUnits?.toString() ?? null });
+}
+export function foreignHoldingOf(text: string | null): ForeignHolding | null {
+  if (text === null) return null;
+  const h = JSON.parse(text) as {
+    programId: string;
+    mint: string | null;
+    amountUnits: string | null;
+  };
+  return { ...h, amountUnits: h.amountUnits === null ? null : BigInt(h.amountUnits) };
+}

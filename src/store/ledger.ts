@@ -5,7 +5,13 @@ import { creditsHeaderMatches as headerMatches } from "../verify/checks/credits.
 import { reopenJobs } from "./job-queue.js";
 import {
   canPayFrom,
+  type ForeignChange,
+  type ForeignHolding,
   finalCovers,
+  foreignChangesOf,
+  foreignChangesToText,
+  foreignHoldingOf,
+  foreignHoldingToText,
   type JobDebit,
   jobsALineNames,
   laterOf,
@@ -72,6 +78,20 @@ export interface LineRead {
   memo: string | null;
   memoKind: "escrow" | "settle" | "refund" | null;
   memoJobId: string | null;
+  /** The vault address's changes in any other mint or token program; null when none. */
+  foreign?: ForeignChange[] | null;
+}
+
+export type { ForeignChange, ForeignHolding };
+
+/** A line whose transaction moved the vault's address in another mint. */
+export interface ForeignLine {
+  signature: string;
+  slot: number;
+  blockTime: number | null;
+  memo: string | null;
+  memoJobId: string | null;
+  changes: ForeignChange[];
 }
 
 /** A transaction fetched over RPC, stored once in `chain_transactions` (shared with the verifier). */
@@ -145,6 +165,8 @@ export interface CursorFigures {
   finalThrough: number | null;
   balanceUnits: bigint | null;
   balanceSlot: number | null;
+  /** At the balance read, the address held this instead of credits (`balanceUnits` is 0). */
+  balanceForeign: ForeignHolding | null;
   /** Newest slot listed: the top of the sync in progress, else of the last completed one. */
   newestSlot: number | null;
 }
@@ -226,7 +248,12 @@ export interface LedgerStore {
   ): Promise<void>;
   /** Highest slot listed for the vault, or null. */
   newestListedSlot(vault: string): Promise<number | null>;
-  setBalance(vault: string, balance: { amount: bigint; slot: number }, at: number): Promise<void>;
+  /** The balance read; `foreign` what the address held when it was not credits. */
+  setBalance(
+    vault: string,
+    balance: { amount: bigint; slot: number; foreign?: ForeignHolding | null },
+    at: number,
+  ): Promise<void>;
   setError(vault: string, message: string, at: number): Promise<void>;
   /**
    * After a read, in one IMMEDIATE transaction: classifies lines read without a kind, classifies
@@ -287,6 +314,8 @@ export interface LedgerStore {
     toSec: number,
     extra?: readonly LedgerLineRow[],
   ): Promise<HeaderCheck[]>;
+  /** Lines of the period that moved the vault's address in another mint, oldest first. */
+  foreignLines(vault: string, fromSec: number, toSec: number): Promise<ForeignLine[]>;
   /** Gaps between movements whose later line is in the period. */
   gaps(vault: string, fromSec: number, toSec: number): Promise<StoredGap[]>;
   /**
@@ -399,6 +428,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       balanceUnits: sql`${sql.placeholder("amount")}`,
       balanceSlot: sql`${sql.placeholder("slot")}`,
       balanceAt: sql`${sql.placeholder("at")}`,
+      balanceForeign: sql`${sql.placeholder("foreign")}`,
       updatedAt: sql`${sql.placeholder("at")}`,
     })
     .where(eq(ledgerCursors.vault, sql.placeholder("vault")))
@@ -455,8 +485,13 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   );
   const readLine = sqlite.prepare(
     `UPDATE ledger_lines SET state = 'read', succeeded = ?, pre_units = ?, post_units = ?,
-       delta_units = ?, memo = ?, memo_kind = ?, memo_job_id = ?
+       delta_units = ?, memo = ?, memo_kind = ?, memo_job_id = ?, foreign_changes = ?
      WHERE vault = ? AND signature = ? AND state = 'listed'`,
+  );
+  const foreignPeriod = big(
+    `SELECT signature, slot, block_time, memo, memo_job_id, foreign_changes FROM ledger_lines
+     WHERE vault = ? AND foreign_changes IS NOT NULL AND block_time >= ? AND block_time < ?
+     ORDER BY ord`,
   );
   const newestListedSlot = sqlite
     .prepare("SELECT max(slot) FROM ledger_lines WHERE vault = ?")
@@ -594,7 +629,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     "UPDATE ledger_lines SET header_ok = ? WHERE vault = ? AND signature = ?",
   );
   const cursorRow = big(
-    `SELECT synced_at, final_through, balance_units, balance_slot,
+    `SELECT synced_at, final_through, balance_units, balance_slot, balance_foreign,
        coalesce(sync_top_slot, newest_slot) AS slot, chained_ord FROM ledger_cursors WHERE vault = ?`,
   );
   /** The cursor's `final_through`: how far the listing holds every transaction. */
@@ -1024,6 +1059,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           l.memo,
           l.memoKind,
           l.memoJobId,
+          foreignChangesToText(l.foreign),
           vault,
           l.signature,
         ).changes;
@@ -1152,7 +1188,13 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       return newestListedSlot.get(vault) as number | null;
     },
     async setBalance(vault, balance, at) {
-      setBalance.run({ vault, amount: balance.amount, slot: balance.slot, at });
+      setBalance.run({
+        vault,
+        amount: balance.amount,
+        slot: balance.slot,
+        at,
+        foreign: foreignHoldingToText(balance.foreign),
+      });
     },
     async setError(vault, message, at) {
       setError.run({ vault, message, at });
@@ -1181,7 +1223,14 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
 
     async cursorFigures(vault) {
       const r = cursorRow.get(vault) as
-        | { synced_at: Big; final_through: Big; balance_units: Big; balance_slot: Big; slot: Big }
+        | {
+            synced_at: Big;
+            final_through: Big;
+            balance_units: Big;
+            balance_slot: Big;
+            balance_foreign: string | null;
+            slot: Big;
+          }
         | undefined;
       if (!r) return undefined;
       return {
@@ -1189,6 +1238,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         finalThrough: num(r.final_through),
         balanceUnits: r.balance_units,
         balanceSlot: num(r.balance_slot),
+        balanceForeign: foreignHoldingOf(r.balance_foreign),
         newestSlot: num(r.slot),
       };
     },
@@ -1272,6 +1322,25 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         if (check) out.push(check);
       }
       return out;
+    },
+    async foreignLines(vault, fromSec, toSec) {
+      return (
+        foreignPeriod.all(vault, fromSec, toSec) as {
+          signature: string;
+          slot: bigint;
+          block_time: Big;
+          memo: string | null;
+          memo_job_id: string | null;
+          foreign_changes: string;
+        }[]
+      ).map((r) => ({
+        signature: r.signature,
+        slot: Number(r.slot),
+        blockTime: num(r.block_time),
+        memo: r.memo,
+        memoJobId: r.memo_job_id,
+        changes: foreignChangesOf(r.foreign_changes),
+      }));
     },
     async gaps(vault, fromSec, toSec) {
       const out: StoredGap[] = (

@@ -378,6 +378,28 @@ export class Operator {
     this.send([this.mintTo(mint, account, amount, authority)]);
   }
 
+  /**
+   * Closes key `keyIndex`'s empty credit vault and, in a second transaction, creates it again
+   * at the same address as a token account of `mint` (the vault's keypair signs the creation),
+   * owned by the escrow authority as before.
+   */
+  reopenVault(keyIndex: number, mint: string): string[] {
+    const vault = this.vault(keyIndex);
+    const closed = this.send([this.closeAccount(vault, this.payer.address)]).signature;
+    const created = this.send(
+      [
+        this.createAccountIx(vault, TOKEN_ACCOUNT_SIZE),
+        {
+          programId: SPL_TOKEN,
+          accounts: [w(vault), r(mint)],
+          data: concat([18], addressBytes(this.escrowAuthority.address)),
+        },
+      ],
+      { extraSigners: [localSigner(localKeyNames.creditVault(keyIndex))] },
+    ).signature;
+    return [closed, created];
+  }
+
   /** A second mint with the credit mint's decimals; the attacker is its mint and freeze authority. */
   createFakeMint(): string {
     const mint = this.newSigner("fake-mint");

@@ -377,6 +377,7 @@ export const ledgerCursors = pgTable("ledger_cursors", {
   chainedOrd: int("chained_ord"),
   finalThrough: epochMs("final_through"),
   syncFinalThrough: epochMs("sync_final_through"),
+  balanceForeign: text("balance_foreign"),
 });
 
 export const ledgerLines = pgTable(
@@ -405,6 +406,7 @@ export const ledgerLines = pgTable(
     gapAfterSignature: text("gap_after_signature"),
     gapAfterSlot: int("gap_after_slot"),
     gapUnits: units("gap_units"),
+    foreignChanges: text("foreign_changes"),
   },
   (t) => [
     primaryKey({ columns: [t.vault, t.signature] }),
@@ -424,6 +426,9 @@ export const ledgerLines = pgTable(
       .on(t.vault, t.blockTime)
       .where(sql`${t.kind} = 'lock' AND ${t.headerOk} IS NOT TRUE`),
     index("ledger_lines_gaps").on(t.vault, t.blockTime).where(sql`${t.gapUnits} IS NOT NULL`),
+    index("ledger_lines_foreign")
+      .on(t.vault, t.blockTime)
+      .where(sql`${t.foreignChanges} IS NOT NULL`),
     index("ledger_lines_unclassified")
       .on(t.vault, t.ord)
       .where(sql`${t.state} = 'read' AND ${t.kind} IS NULL`),

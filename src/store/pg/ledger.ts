@@ -44,6 +44,10 @@ import type {
 import {
   canPayFrom,
   finalCovers,
+  foreignChangesOf,
+  foreignChangesToText,
+  foreignHoldingOf,
+  foreignHoldingToText,
   type JobDebit,
   type JobTie,
   jobsALineNames,
@@ -192,6 +196,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         finalThrough: ledgerCursors.finalThrough,
         balanceUnits: ledgerCursors.balanceUnits,
         balanceSlot: ledgerCursors.balanceSlot,
+        balanceForeign: ledgerCursors.balanceForeign,
         slot: sql<
           number | null
         >`coalesce(${ledgerCursors.syncTopSlot}, ${ledgerCursors.newestSlot})`.mapWith(Number),
@@ -732,7 +737,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     await tx.execute(sql`UPDATE ledger_lines AS l SET state = 'read', succeeded = v.succeeded,
         pre_units = v.pre_units, post_units = v.post_units, delta_units = v.delta_units,
         memo = v.memo, memo_kind = v.memo_kind, memo_job_id = v.memo_job_id, kind = v.kind,
-        job_id = v.job_id
+        job_id = v.job_id, foreign_changes = v.foreign_changes
       FROM unnest(
         ${textArray(column((l) => l.signature))},
         ${typedArray(
@@ -770,9 +775,13 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         ${typedArray(
           column((_, i) => kinds[i]!.jobId),
           "text",
+        )},
+        ${typedArray(
+          column((l) => foreignChangesToText(l.foreign)),
+          "text",
         )}
       ) AS v (signature, succeeded, pre_units, post_units, delta_units, memo, memo_kind,
-        memo_job_id, kind, job_id)
+        memo_job_id, kind, job_id, foreign_changes)
       WHERE l.vault = ${vault} AND l.signature = v.signature AND l.state = 'listed'`);
     // The jobs whose debits the batch may account for now: released once, after the batch,
     // from what the vault holds for them by then.
@@ -1150,6 +1159,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
           balanceUnits: balance.amount,
           balanceSlot: balance.slot,
           balanceAt: at,
+          balanceForeign: foreignHoldingToText(balance.foreign),
           updatedAt: at,
         })
         .where(eq(ledgerCursors.vault, vault));
@@ -1207,6 +1217,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         finalThrough: r.finalThrough,
         balanceUnits: r.balanceUnits,
         balanceSlot: r.balanceSlot,
+        balanceForeign: foreignHoldingOf(r.balanceForeign),
         newestSlot: r.slot,
       };
     },
@@ -1353,6 +1364,21 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         }
         return out;
       }, snapshot);
+    },
+    async foreignLines(vault, fromSec, toSec) {
+      const rows = await db
+        .select({
+          signature: ledgerLines.signature,
+          slot: ledgerLines.slot,
+          blockTime: ledgerLines.blockTime,
+          memo: ledgerLines.memo,
+          memoJobId: ledgerLines.memoJobId,
+          changes: ledgerLines.foreignChanges,
+        })
+        .from(ledgerLines)
+        .where(and(vaultIs(vault), isNotNull(ledgerLines.foreignChanges), periodOf(fromSec, toSec)))
+        .orderBy(asc(ledgerLines.ord));
+      return rows.map(({ changes, ...r }) => ({ ...r, changes: foreignChangesOf(changes!) }));
     },
     async gaps(vault, fromSec, toSec) {
       return db.transaction(async (tx) => {
