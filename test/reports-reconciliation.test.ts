@@ -1,7 +1,11 @@
 import { parse } from "csv-parse/sync";
+import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
+import { jobs } from "../src/db/schema.js";
+import { reconciliationReport } from "../src/reports/reconciliation.js";
 import { createTestApi } from "./support/audit-api-app.js";
 import { insertJob } from "./support/job-rows.js";
+import { createTestStore } from "./support/store.js";
 
 const day = (d: number, h = 12) => Date.UTC(2026, 10, d, h);
 
@@ -80,6 +84,32 @@ describe("GET /reports/reconciliation", () => {
     const res = await api.get("/reports/reconciliation?from=2026-11-19&to=2026-11-21");
     const body = (await res.json()) as Report;
     expect(body.dataCompleteUntil).toBe(new Date(day(20) - 5_000).toISOString());
+  });
+
+  it("never calls final a part whose sums missed a job that turned final meanwhile", async () => {
+    const store = createTestStore();
+    insertJob(store, { jobId: "late", createdAt: day(19), verdict: "pending" });
+    let reads = 0;
+    // The verifier decides the job while the report is being built.
+    const clock = () => {
+      reads += 1;
+      if (reads === 1) {
+        store.db
+          .update(jobs)
+          .set({ verdict: "verified", chargedUnits: 80_000n, verdictAt: day(20) })
+          .where(eq(jobs.jobId, "late"))
+          .run();
+      }
+      return day(20);
+    };
+    const report = await reconciliationReport(
+      store,
+      { from: day(18), to: day(21), groupBy: "day" },
+      clock,
+    );
+    const summed = report.totals.jobs === 1 && report.totals.verified === 1;
+    // Either the job is after the final instant, or it is summed as it now stays.
+    expect(report.dataCompleteUntil <= day(19) || summed).toBe(true);
   });
 
   it("groups by model, with a job of unknown model in its own group", async () => {

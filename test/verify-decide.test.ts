@@ -471,8 +471,18 @@ describe("deciding a claimed job", () => {
     expect(asked.nextVerifyAt).toBe(timing.now - 5_000 + 60_000);
     // The proxy asks about every job it records, with no backfill state.
     expect(decideAs({ source: "proxy" }, {}, timing.now).verdict).toBe("awaiting_finality");
+    // "processing" is no answer yet: the one naming the settlement may name a second one.
+    const processing = { apiStatus: "processing", apiCheckedAt: timing.now - 1_000 };
+    expect(decideAs({ backfillState: "pending" }, processing, timing.now).verdict).toBe(
+      "awaiting_finality",
+    );
+    expect(decideAs({ source: "proxy" }, processing, timing.now).verdict).toBe("awaiting_finality");
     // Answered, nobody asking (no key: the backfill gave up), or waited long enough: decided.
-    const answered = { apiStatus: "settled", apiCheckedAt: timing.now - 1_000 };
+    const answered = {
+      apiStatus: "settled",
+      apiSettlementTx: settlement.signature,
+      apiCheckedAt: timing.now - 1_000,
+    };
     expect(decideAs({ backfillState: "pending" }, answered, timing.now).verdict).toBe("verified");
     expect(decideAs({ backfillState: "gave_up" }, {}, timing.now).verdict).toBe("verified");
     const late = decideAs(

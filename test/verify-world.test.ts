@@ -166,6 +166,61 @@ describe("verifying simulated jobs on the local chain", () => {
     await rpc.close();
   });
 
+  it("ends the hold as soon as the answer or the backfill's give-up comes, not at the wait's end", async () => {
+    const store = createTestStore();
+    const rpc = pool();
+    const { jobId: answered } = await runRecordedJob(world, store, {
+      apiKeyIndex: 3,
+      consultJobsApi: false,
+    });
+    const { jobId: keyless } = await runRecordedJob(world, store, {
+      apiKeyIndex: 2,
+      consultJobsApi: false,
+    });
+    const verifier = createVerifier({
+      store,
+      rpc,
+      profile,
+      log,
+      options: {
+        pollIntervalMs: 20,
+        errorBackoffMs: 20,
+        backfillWaitMs: 20,
+        jobsApiWaitMs: 60_000,
+      },
+    });
+    const run = verifier.runUntilSettled({}, { timeoutMs: 15_000 });
+    await vi.waitFor(
+      () => {
+        for (const id of [answered, keyless]) {
+          expect(jobRow(store, id)).toMatchObject({
+            verdict: "awaiting_finality",
+            commitment: "finalized",
+          });
+        }
+      },
+      { timeout: 5_000, interval: 20 },
+    );
+    // One key: the answer for the first names nothing new; the second has no key, so the
+    // backfill gives up on it. Either way no answer is still to come.
+    const backfill = createSettlementBackfill({
+      store,
+      log,
+      jobsApi: createJobsApiClient(world.decentralBaseUrl),
+      apiKeys: [world.apiKeys[3]!],
+    });
+    await backfill.runOnce();
+    expect(jobRow(store, keyless).backfillState).toBe("gave_up");
+    const started = Date.now();
+    expect(await run).toMatchObject({ status: "completed" });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect([jobRow(store, answered).verdict, jobRow(store, keyless).verdict]).toEqual([
+      "verified",
+      "verified",
+    ]);
+    await rpc.close();
+  });
+
   // fault -> verdict -> the checks that fail (and no others)
   const faultTable: { fault: string; stream?: boolean; verdict: string; failing: string[] }[] = [
     { fault: "underpay-worker", verdict: "discrepancy", failing: ["settlement.split"] },

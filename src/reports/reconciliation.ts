@@ -85,6 +85,15 @@ export async function reconciliationReport(
   now: () => number = Date.now,
 ): Promise<ReconciliationReport> {
   const reports = reportsStore(store);
+  // The final instant is read before the sums: a job that turns final while they are read is
+  // after it, so the part called final is summed as it stays. Read after, it could pass a job
+  // the sums had seen open.
+  const generatedAt = now();
+  const completeUntil = Math.min(
+    await reports.dataCompleteUntil(generatedAt),
+    // A receipt committed a moment from now can still carry a time just before it.
+    generatedAt - RECORDING_MARGIN_MS,
+  );
   const byGroup = new Map<string, ReconciliationGroup>();
   for (const row of await reports.groupSums(query)) {
     const group =
@@ -114,17 +123,12 @@ export async function reconciliationReport(
   );
   const totals = emptyFigures();
   for (const g of groups) addFigures(totals, g);
-  const generatedAt = now();
   return {
     from: query.from,
     to: query.to,
     groupBy: query.groupBy,
     generatedAt,
-    // A receipt committed a moment from now can still carry a time just before it.
-    dataCompleteUntil: Math.min(
-      await reports.dataCompleteUntil(generatedAt),
-      generatedAt - RECORDING_MARGIN_MS,
-    ),
+    dataCompleteUntil: completeUntil,
     groups,
     totals,
   };

@@ -75,7 +75,13 @@ function prepare(store: SqliteStore) {
       .prepare(),
     giveUp: store.db
       .update(jobs)
-      .set({ backfillState: "gave_up", updatedAt: sql`${sql.placeholder("at")}` })
+      // A verdict waiting for the jobs API's answer (see `jobsApiAnswerBy` in
+      // src/verify/decide.ts) is reached now: no answer is coming.
+      .set({
+        backfillState: "gave_up",
+        updatedAt: sql`${sql.placeholder("at")}`,
+        nextVerifyAt: sql`min(${jobs.nextVerifyAt}, ${sql.placeholder("at")})`,
+      })
       .where(pendingJob)
       .prepare(),
     leave: store.db

@@ -1,4 +1,4 @@
-import type { Verdict } from "../db/schema.js";
+import type { jobs, Verdict } from "../db/schema.js";
 import type { JobsApiAnswer } from "./jobs-api.js";
 import { needsReopen, type QueueState } from "./receipt-rules.js";
 
@@ -11,7 +11,7 @@ import { needsReopen, type QueueState } from "./receipt-rules.js";
 const terminalWithoutSettlement = new Set(["refunded", "failed"]);
 
 /** True when asking the jobs API again cannot bring anything new. */
-export function isSettledAnswer(answer: JobsApiAnswer): boolean {
+export function isSettledAnswer(answer: Pick<JobsApiAnswer, "status" | "settlementTx">): boolean {
   return (
     answer.settlementTx !== null ||
     (answer.status !== null && terminalWithoutSettlement.has(answer.status))
@@ -122,7 +122,7 @@ export function answerRenames(row: AnsweredRow, answer: JobsApiAnswer): string[]
  * extra poll came after nearly every proxied job's first answer.
  */
 export function answerQueueEffect(
-  row: AnsweredRow & QueueState,
+  row: AnsweredRow & QueueState & Pick<typeof jobs.$inferSelect, "commitment">,
   answer: JobsApiAnswer,
   now: number,
 ): "reopen" | "due" | "none" {
@@ -131,7 +131,16 @@ export function answerQueueEffect(
     (s) => s === null || known.includes(s),
   );
   const waiting = notFinal.has(row.verdict);
-  if (waiting && row.leaseOwner === null && row.settlementTx !== null && namesNothingNew) {
+  // A job whose transactions are all final waits only for this answer (see `jobsApiAnswerBy`
+  // in src/verify/decide.ts): it is judged on it at once.
+  const parkedForAnswer = row.commitment === "finalized";
+  if (
+    waiting &&
+    row.leaseOwner === null &&
+    row.settlementTx !== null &&
+    namesNothingNew &&
+    !parkedForAnswer
+  ) {
     return "none";
   }
   if (answerChanges(row, answer)) return needsReopen(row, now) ? "reopen" : "none";

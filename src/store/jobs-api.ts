@@ -55,6 +55,7 @@ function prepare(store: SqliteStore) {
         apiCreditsChargedUnits: jobs.apiCreditsChargedUnits,
         settlementTx: jobs.settlementTx,
         backfillState: jobs.backfillState,
+        commitment: jobs.commitment,
         ...queueColumns,
       })
       .from(jobs)

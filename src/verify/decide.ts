@@ -3,6 +3,7 @@ import type { TransactionFacts } from "../chain/transaction-facts.js";
 import type { ReceiptSource, Verdict } from "../db/schema.js";
 import { isStorableUnits, MAX_STORED_UNITS } from "../money.js";
 import { backoff } from "../retry.js";
+import { isSettledAnswer } from "../store/jobs-api-rules.js";
 import type { SignatureRow } from "../store/signatures.js";
 import {
   type CheckResult,
@@ -321,14 +322,20 @@ const isClean = (verdict: Evaluation["verdict"]) =>
   verdict === "verified" || verdict === "partially_verified";
 
 /**
- * Until when a clean verdict waits for the jobs API's answer: while nothing has been answered
- * and someone is asking (the proxy asks about each job it records; the settlement backfill
+ * Until when a clean verdict waits for the jobs API's answer: while no answer has named the
+ * settlement (or said the job was refunded or failed) and someone is asking (the proxy asks about each job it records; the settlement backfill
  * about each other job it holds a key for), up to `jobsApiWaitMs` after the job's recording.
  * Null when it does not wait. A failure the checks find does not wait: no answer undoes it.
  */
 function jobsApiAnswerBy(job: DecideJob, timing: DecideTiming): number | null {
   const waitMs = timing.jobsApiWaitMs ?? 0;
-  if (waitMs <= 0 || job.apiCheckedAt !== null) return null;
+  if (waitMs <= 0) return null;
+  // "processing" or "settling" is no answer yet: the one that names the settlement (or says
+  // refunded or failed) may name a second settlement.
+  const answered =
+    job.apiCheckedAt !== null &&
+    isSettledAnswer({ status: job.apiStatus, settlementTx: job.apiSettlementTx });
+  if (answered) return null;
   const asked = job.source === "proxy" || job.backfillState === "pending";
   return asked ? job.recordedAt + waitMs : null;
 }

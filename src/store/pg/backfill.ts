@@ -50,7 +50,12 @@ export async function claimBackfillPg(
 async function giveUpMany(tx: PgExecutor, jobIds: readonly string[], at: number): Promise<void> {
   await tx
     .update(jobs)
-    .set({ backfillState: "gave_up", updatedAt: at })
+    // A verdict waiting for the jobs API's answer is reached now: no answer is coming.
+    .set({
+      backfillState: "gave_up",
+      updatedAt: at,
+      nextVerifyAt: sql`least(${jobs.nextVerifyAt}, ${at})`,
+    })
     .where(and(inArray(jobs.jobId, [...jobIds]), eq(jobs.backfillState, "pending")));
 }
 

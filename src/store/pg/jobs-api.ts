@@ -39,6 +39,7 @@ export async function recordJobsApiAnswerPg(
         apiCreditsChargedUnits: jobs.apiCreditsChargedUnits,
         settlementTx: jobs.settlementTx,
         backfillState: jobs.backfillState,
+        commitment: jobs.commitment,
         verdict: jobs.verdict,
         nextVerifyAt: jobs.nextVerifyAt,
         verifyAttempts: jobs.verifyAttempts,
