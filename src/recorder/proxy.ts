@@ -298,6 +298,14 @@ function sendError(
  * It then asks the jobs API about the job with the caller's authorization, which lives only
  * in this request's closure. The key is never stored, logged or echoed in an error.
  */
+/** A request's receipt time, shared by its writes: the first one's commit sets it. */
+interface ReceiptStamp {
+  at: number | null;
+  /** The first write (an identity). */
+  first: object | null;
+  committed: boolean;
+}
+
 export function createRecordingProxy(options: RecordingProxyOptions): RecordingProxy {
   const { store, log } = options;
   const now = options.now ?? Date.now;
@@ -355,26 +363,40 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
    * minute was committed a minute behind jobs stamped after it: a report's `dataCompleteUntil`
    * had called its period final, and a listing's cursor had passed it.
    */
-  function writeReceipt(receipt: Receipt, stamp: { at: number | null }): Promise<unknown> {
+  function writeReceipt(receipt: Receipt, stamp: ReceiptStamp): Promise<unknown> {
+    // The first write stamps again at each attempt until one commits (a group retried after
+    // the database came back is dated by the attempt that landed, not the first).
+    const first = stamp.first === null;
+    const write = {};
+    if (first) stamp.first = write;
     const unit = () => {
       const at = now();
-      stamp.at ??= at;
-      return recordReceiptsUnit([{ ...receipt, createdAt: stamp.at }], "proxy", {
+      if (stamp.first === write && !stamp.committed) stamp.at = at;
+      return recordReceiptsUnit([{ ...receipt, createdAt: stamp.at ?? at }], "proxy", {
         now: at,
         backfillDelayMs,
       });
     };
-    return writer.run({
+    const written = writer.run({
       runSqlite: (tx) => unit().runSqlite(tx),
       runPostgres: (tx) => unit().runPostgres(tx),
     });
+    if (first) {
+      void written.then(
+        () => {
+          stamp.committed = true;
+        },
+        () => {},
+      );
+    }
+    return written;
   }
 
   function forward(req: IncomingMessage, res: ServerResponse, body: Buffer) {
     const settle = track();
     const started = performance.now();
     // The receipt's time, set by its first write (see writeReceipt).
-    const stamp: { at: number | null } = { at: null };
+    const stamp: ReceiptStamp = { at: null, first: null, committed: false };
     const authorization = req.headers.authorization;
     const path = basePath + (req.url ?? "/").slice("/v1".length);
     // What the receipt learns from the request (its body, tags, key fingerprint) is needed only
