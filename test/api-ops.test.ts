@@ -8,6 +8,7 @@ import { createToken } from "../src/auth/tokens.js";
 import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { createLogger } from "../src/log.js";
+import { localnetProfile } from "../src/verify/profiles.js";
 import { createTestApi } from "./support/audit-api-app.js";
 import { insertJob } from "./support/job-rows.js";
 import { createTestStore } from "./support/store.js";
@@ -235,6 +236,41 @@ describe("GET /openapi.json", () => {
     expect(Object.keys(doc.components.schemas)).toEqual(
       expect.arrayContaining(["AuditRecord", "Reconciliation", "Error"]),
     );
+  });
+
+  it("renders a nullable reference as anyOf with null, so validators take the null it sends", async () => {
+    const api = await createTestApi({ statement: { profile: localnetProfile, graceSeconds: 0 } });
+    type Schema = { $ref?: string; type?: string | string[]; allOf?: Schema[]; anyOf?: Schema[] };
+    const doc = (await (await api.get("/openapi.json")).json()) as {
+      components: { schemas: Record<string, Schema> };
+    };
+    const resolve = (s: Schema) =>
+      s.$ref ? doc.components.schemas[s.$ref.split("/").at(-1)!]! : s;
+    const typesOf = (s: Schema) => [s.type ?? []].flat();
+    // Whether `null` validates against `s`: every member of an allOf, some member of an anyOf.
+    const admitsNull = (s: Schema): boolean => {
+      const r = resolve(s);
+      if (r.allOf) return r.allOf.every(admitsNull);
+      if (r.anyOf) return r.anyOf.some(admitsNull);
+      return typesOf(r).includes("null");
+    };
+    // An allOf pairing a $ref with a null type: the $ref alone refuses the null.
+    const bad: string[] = [];
+    const walk = (node: unknown, path: string) => {
+      if (node === null || typeof node !== "object") return;
+      const allOf = (node as Schema).allOf;
+      if (allOf?.some((s) => s.$ref) && allOf.some((s) => typesOf(s).includes("null"))) {
+        bad.push(path);
+      }
+      for (const [key, value] of Object.entries(node)) walk(value, `${path}/${key}`);
+    };
+    walk(doc, "#");
+    expect(bad).toEqual([]);
+    const statement = doc.components.schemas.Statement as {
+      properties: { vaults: { items: { properties: { accountSnapshot: Schema } } } };
+    };
+    // A vault without a snapshot in the period, the usual case, answers null.
+    expect(admitsNull(statement.properties.vaults.items.properties.accountSnapshot)).toBe(true);
   });
 });
 

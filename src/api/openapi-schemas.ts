@@ -34,6 +34,14 @@ export const authErrors = {
   ),
 } as const;
 
+/**
+ * A schema registered as a component (`.openapi("Name")`), or null: rendered `anyOf: [{$ref},
+ * {type: "null"}]`. Its `.nullable()` renders `allOf: [{$ref}, {type: ["object", "null"]}]`,
+ * which admits no null (the `$ref` alone refuses it), so strict validators and generated
+ * clients failed on the null the API sends.
+ */
+export const nullableRef = <T extends z.ZodType>(schema: T) => z.union([schema, z.null()]);
+
 export const notFoundError = { 404: errorResponse("No such job.") } as const;
 
 const instantDoc =

@@ -6,7 +6,7 @@ import { buildStatement, statementToCsv, statementToJson } from "../ledger/state
 import { type AccountSnapshot, createAccountSnapshotsStore } from "../store/account-snapshots.js";
 import type { Profile } from "../verify/profiles.js";
 import type { AppEnv } from "./context.js";
-import { authErrors, periodBounds, wholeNumberQuery } from "./openapi-schemas.js";
+import { authErrors, nullableRef, periodBounds, wholeNumberQuery } from "./openapi-schemas.js";
 import { csvHeaders, reportQuery, wantsCsv } from "./report-query.js";
 import { createRouter } from "./router.js";
 
@@ -167,7 +167,7 @@ const StatementSchema = z
           .describe(
             "Consecutive movements whose balances do not chain: history missing between them (a pruned node?), never fraud by itself.",
           ),
-        accountSnapshot: AccountSnapshotSchema.nullable().describe(
+        accountSnapshot: nullableRef(AccountSnapshotSchema).describe(
           "The newest GET /v1/account snapshot of the vault taken in the period, against the chain.",
         ),
       }),
