@@ -1,3 +1,5 @@
+import { join } from "node:path";
+import ts from "typescript";
 import { describe, expect, it } from "vitest";
 import { createAuditClient } from "../src/api/client.js";
 import { createTestApi } from "./support/audit-api-app.js";
@@ -20,5 +22,22 @@ describe("the typed audit client", () => {
     const page = await client.jobs.$get({ query: { limit: "10" } });
     if (page.status !== 200) throw new Error(`status ${page.status}`);
     expect((await page.json()).items.map((i) => i.jobId)).toEqual(["job_c"]);
+  });
+
+  it("types a report's JSON answer as its body for a TypeScript backend: counts numbers, amounts strings", () => {
+    // The compiler reads a small consumer (test/fixtures/audit-client-consumer.ts) as a backend
+    // would: `(await res.json()).totals.chargedUnits` must compile, where it was TS2339.
+    const root = join(import.meta.dirname, "..");
+    const config = ts.readConfigFile(join(root, "tsconfig.json"), ts.sys.readFile);
+    const { options } = ts.parseJsonConfigFileContent(config.config, ts.sys, root);
+    const program = ts.createProgram([join(root, "test/fixtures/audit-client-consumer.ts")], {
+      ...options,
+      noEmit: true,
+    });
+    const errors = ts.getPreEmitDiagnostics(program).map((d) => {
+      const where = d.file ? `${d.file.fileName.slice(root.length + 1)}: ` : "";
+      return `${where}${ts.flattenDiagnosticMessageText(d.messageText, " ")}`;
+    });
+    expect(errors).toEqual([]);
   });
 });

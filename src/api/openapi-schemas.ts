@@ -3,7 +3,7 @@ import { reportFigures } from "../db/rollups.js";
 import { checkOutcomes, receiptSources, verdicts } from "../db/schema.js";
 import { errorCodes } from "../errors.js";
 import { parseInstant } from "../reports/period.js";
-import { groupByValues, type reconciliationColumns } from "../reports/reconciliation.js";
+import { type FiguresJson, groupByValues } from "../reports/reconciliation.js";
 
 /** The one error body of the API. */
 export const ErrorSchema = z
@@ -154,7 +154,9 @@ export const FiguresSchema = z
           [f.key.replace(/Units$/, "Usdc"), z.string()],
         ];
       }),
-    ) as Record<(typeof reconciliationColumns)[number], z.ZodNumber | z.ZodString>,
+      // Entries lose their keys' types; each is what `figuresToJson` writes: counts as numbers,
+      // amounts as strings (a union of both left a typed client unable to read either).
+    ) as { [K in keyof FiguresJson]: FiguresJson[K] extends number ? z.ZodNumber : z.ZodString },
   )
   .openapi("ReconciliationFigures");
 

@@ -19,7 +19,7 @@ import {
   periodRefinement,
   ReconciliationSchema,
 } from "./openapi-schemas.js";
-import { csvHeaders, periodParams, reportQuery, wantsCsv } from "./report-query.js";
+import { csvAnswer, periodParams, reportQuery, wantsCsv, withCsvAnswer } from "./report-query.js";
 import { createRouter } from "./router.js";
 
 export interface ReportRoutesDeps {
@@ -86,28 +86,23 @@ const WorkerStatementSchema = z
 
 /** Reconciliation, discrepancies and worker statements; all need role read. */
 export function reportRoutes(deps: ReportRoutesDeps) {
-  const reconciliation = createRoute({
-    method: "get",
-    path: "/reports/reconciliation",
-    tags: ["reports"],
-    summary: "Money in, money out, per day, model, worker or key, for a period",
-    request: { query: reconciliationQuery },
-    responses: {
-      200: {
-        content: {
-          "application/json": { schema: ReconciliationSchema },
-          "text/csv": {
-            schema: z.string().openapi({
-              description:
-                "Columns `kind` (group|total), `group`, then the JSON figures in order; the last row is the totals.",
-            }),
-          },
+  const reconciliation = withCsvAnswer(
+    createRoute({
+      method: "get",
+      path: "/reports/reconciliation",
+      tags: ["reports"],
+      summary: "Money in, money out, per day, model, worker or key, for a period",
+      request: { query: reconciliationQuery },
+      responses: {
+        200: {
+          content: { "application/json": { schema: ReconciliationSchema } },
+          description: "The report; totals equal the sum of the groups exactly.",
         },
-        description: "The report; totals equal the sum of the groups exactly.",
+        ...authErrors,
       },
-      ...authErrors,
-    },
-  });
+    }),
+    "Columns `kind` (group|total), `group`, then the JSON figures in order; the last row is the totals.",
+  );
 
   const discrepancies = createRoute({
     method: "get",
@@ -157,11 +152,7 @@ export function reportRoutes(deps: ReportRoutesDeps) {
         deps.now,
       );
       if (wantsCsv(query.format, c.req.header("accept"))) {
-        return c.body(
-          reconciliationToCsv(report),
-          200,
-          csvHeaders(`reconciliation-${query.groupBy}.csv`),
-        );
+        return csvAnswer(c, reconciliationToCsv(report), `reconciliation-${query.groupBy}.csv`);
       }
       return c.json(reconciliationToJson(report), 200);
     })

@@ -7,7 +7,7 @@ import { type AccountSnapshot, createAccountSnapshotsStore } from "../store/acco
 import type { Profile } from "../verify/profiles.js";
 import type { AppEnv } from "./context.js";
 import { authErrors, nullableRef, periodBounds, wholeNumberQuery } from "./openapi-schemas.js";
-import { csvHeaders, reportQuery, wantsCsv } from "./report-query.js";
+import { csvAnswer, reportQuery, wantsCsv, withCsvAnswer } from "./report-query.js";
 import { createRouter } from "./router.js";
 
 export interface StatementRoutesDeps {
@@ -243,28 +243,23 @@ export function statementRoutes(deps: StatementRoutesDeps) {
       ...authErrors,
     },
   });
-  const route = createRoute({
-    method: "get",
-    path: "/reports/statement",
-    tags: ["reports"],
-    summary: "Each credit vault's statement: every movement explained, closing on the chain",
-    request: { query: statementQuery },
-    responses: {
-      200: {
-        content: {
-          "application/json": { schema: StatementSchema },
-          "text/csv": {
-            schema: z.string().openapi({
-              description:
-                "One `vault` row per vault with its figures, then one row per finding (`unreceipted_debit`, `unreleased_lock`).",
-            }),
-          },
+  const route = withCsvAnswer(
+    createRoute({
+      method: "get",
+      path: "/reports/statement",
+      tags: ["reports"],
+      summary: "Each credit vault's statement: every movement explained, closing on the chain",
+      request: { query: statementQuery },
+      responses: {
+        200: {
+          content: { "application/json": { schema: StatementSchema } },
+          description: "The statement of every credit vault the ledger reads (or of `vault`).",
         },
-        description: "The statement of every credit vault the ledger reads (or of `vault`).",
+        ...authErrors,
       },
-      ...authErrors,
-    },
-  });
+    }),
+    "One `vault` row per vault with its figures, then one row per finding (`unreceipted_debit`, `unreleased_lock`).",
+  );
   const readers = createRouter({ store: deps.store, role: "read" })
     .openapi(listSnapshots, async (c) => {
       const q = c.req.valid("query");
@@ -282,7 +277,7 @@ export function statementRoutes(deps: StatementRoutesDeps) {
         { profile: deps.profile, graceSeconds: deps.graceSeconds, now: deps.now },
       );
       if (wantsCsv(q.format, c.req.header("accept"))) {
-        return c.body(statementToCsv(statement), 200, csvHeaders("statement.csv"));
+        return csvAnswer(c, statementToCsv(statement), "statement.csv");
       }
       return c.json(statementToJson(statement), 200);
     });
