@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { localnetProfile } from "../src/verify/profiles.js";
 import { createTestApi } from "./support/audit-api-app.js";
 import { insertCheck, insertJob } from "./support/job-rows.js";
 
@@ -138,5 +139,82 @@ describe("GET /reports/discrepancies", () => {
       await api.get(`/reports/discrepancies?from=${t0 + 1}&to=${t0 + 8000}`)
     ).json()) as Page;
     expect(inPeriod.items.map((i) => i.jobId)).toEqual(["job_4"]);
+  });
+});
+
+describe("GET /reports/discrepancies?verdict=", () => {
+  it("lists only the jobs of that verdict, dropped or discrepancy, as the dashboard's filter does", async () => {
+    const api = await createTestApi();
+    for (const [jobId, verdict] of [
+      ["job_d", "discrepancy"],
+      ["job_x", "dropped"],
+    ] as const) {
+      insertJob(api.store, { jobId, verdict });
+      insertCheck(api.store, jobId, "settlement.split", "fail");
+    }
+    const ids = async (q: string) =>
+      ((await (await api.get(`/reports/discrepancies?${q}`)).json()) as Page).items.map(
+        (i) => i.jobId,
+      );
+    expect(await ids("order=asc")).toEqual(["job_d", "job_x"]);
+    expect(await ids("verdict=dropped")).toEqual(["job_x"]);
+    expect(await ids("verdict=discrepancy")).toEqual(["job_d"]);
+    const wrong = await api.get("/reports/discrepancies?verdict=verified");
+    expect(wrong.status).toBe(400);
+    expect(((await wrong.json()) as { error: { field: string } }).error.field).toBe("verdict");
+  });
+});
+
+describe("a query parameter a route does not take", () => {
+  it("is a 400 naming it on every report, listing and audit route, never ignored", async () => {
+    const api = await createTestApi({ statement: { profile: localnetProfile, graceSeconds: 0 } });
+    insertJob(api.store, { jobId: "job_q" });
+    type Operation = { parameters?: { name: string; in: string; required?: boolean }[] };
+    const doc = (await (await api.get("/openapi.json")).json()) as {
+      paths: Record<string, { get?: Operation }>;
+    };
+    const values: Record<string, string> = {
+      jobId: "job_q",
+      address: "11111111111111111111111111111111",
+      from: "2026-11-01",
+      to: "2026-12-01",
+    };
+    const routes = Object.entries(doc.paths).filter(
+      ([path, item]) => item.get && /^\/(reports|jobs|audit)(\/|$)/.test(path),
+    );
+    expect(routes.map(([path]) => path)).toEqual(
+      expect.arrayContaining([
+        "/audit/{jobId}",
+        "/jobs",
+        "/reports/reconciliation",
+        "/reports/discrepancies",
+        "/reports/workers/{address}",
+        "/reports/statement",
+        "/reports/account-snapshots",
+      ]),
+    );
+    for (const [template, item] of routes) {
+      const path = template.replace(/\{(\w+)\}/g, (_, name: string) => values[name]!);
+      const required = (item.get?.parameters ?? [])
+        .filter((p) => p.in === "query" && p.required)
+        .map((p) => `${p.name}=${values[p.name]}&`)
+        .join("");
+      // Each route answers with its documented parameters, and refuses one more.
+      expect((await api.get(`${path}?${required}`)).status, template).toBe(200);
+      const res = await api.get(`${path}?${required}groupby=model`);
+      expect(res.status, template).toBe(400);
+      const body = (await res.json()) as {
+        error: { code: string; field: string; message: string };
+      };
+      expect(body.error, template).toMatchObject({ code: "validation_failed", field: "groupby" });
+      expect(body.error.message, template).toMatch(/^groupby: unknown query parameter/);
+    }
+    // The one the reviewer met: `groupBy` is the parameter, `groupby` was answered by day.
+    const res = await api.get(
+      "/reports/reconciliation?from=2026-11-01&to=2026-12-01&groupby=model",
+    );
+    expect(((await res.json()) as { error: { message: string } }).error.message).toBe(
+      "groupby: unknown query parameter; this route takes from, to, groupBy, format",
+    );
   });
 });

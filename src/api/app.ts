@@ -54,7 +54,12 @@ export function createApp(deps: AppDeps) {
     defaultHook: (result, c) => {
       if (!result.success) {
         const issue = result.error.issues[0];
-        const field = issue?.path.join(".") || undefined;
+        // A key the schema does not take is named by itself: its issue's path is its object's.
+        const path =
+          issue?.code === "unrecognized_keys"
+            ? [...issue.path, ...issue.keys.slice(0, 1)]
+            : issue?.path;
+        const field = path?.join(".") || undefined;
         return c.json(
           errorBody(
             c,

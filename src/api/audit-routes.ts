@@ -4,7 +4,13 @@ import { AppError } from "../errors.js";
 import { auditRecord, type ExplorerCluster } from "../reports/audit-record.js";
 import { createOpsStore } from "../store/ops.js";
 import type { AppEnv } from "./context.js";
-import { AuditRecordSchema, authErrors, ErrorSchema, notFoundError } from "./openapi-schemas.js";
+import {
+  AuditRecordSchema,
+  authErrors,
+  ErrorSchema,
+  noQueryParameters,
+  notFoundError,
+} from "./openapi-schemas.js";
 import { createRouter } from "./router.js";
 
 /** Queues a fresh verification of one job; implemented by the verifier. */
@@ -33,6 +39,7 @@ export function auditRoutes(deps: AuditRoutesDeps) {
     path: "/audit/{jobId}",
     tags: ["audit"],
     summary: "Everything recorded and proven about one job",
+    middleware: noQueryParameters,
     request: { params: jobIdParam },
     responses: {
       200: {

@@ -9,6 +9,7 @@ import {
   limitParam,
   orderParam,
   periodRefinement,
+  queryObject,
   verdictSchema,
 } from "./openapi-schemas.js";
 import { createRouter } from "./router.js";
@@ -21,19 +22,17 @@ const text = (name: string, description: string) =>
     .optional()
     .openapi({ param: { name, in: "query" }, description });
 
-const jobsQuery = z
-  .object({
-    verdict: verdictSchema.optional().openapi({ param: { name: "verdict", in: "query" } }),
-    worker: text("worker", "Worker wallet address."),
-    model: text("model", "Model name as recorded."),
-    key: text("key", "Fingerprint of the caller's Decentral key."),
-    from: instantParam("from", "Jobs created at or after this instant.").optional(),
-    to: instantParam("to", "Jobs created before this instant.").optional(),
-    limit: limitParam,
-    cursor: cursorParam,
-    order: orderParam,
-  })
-  .superRefine(periodRefinement);
+const jobsQuery = queryObject({
+  verdict: verdictSchema.optional().openapi({ param: { name: "verdict", in: "query" } }),
+  worker: text("worker", "Worker wallet address."),
+  model: text("model", "Model name as recorded."),
+  key: text("key", "Fingerprint of the caller's Decentral key."),
+  from: instantParam("from", "Jobs created at or after this instant.").optional(),
+  to: instantParam("to", "Jobs created before this instant.").optional(),
+  limit: limitParam,
+  cursor: cursorParam,
+  order: orderParam,
+}).superRefine(periodRefinement);
 
 const JobPageSchema = z
   .object({ items: z.array(JobSummarySchema), nextCursor: z.string().nullable() })

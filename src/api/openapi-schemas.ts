@@ -1,7 +1,8 @@
 import { z } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
 import { reportFigures } from "../db/rollups.js";
 import { checkOutcomes, receiptSources, verdicts } from "../db/schema.js";
-import { errorCodes } from "../errors.js";
+import { AppError, errorCodes } from "../errors.js";
 import { parseInstant } from "../reports/period.js";
 import { type FiguresJson, groupByValues } from "../reports/reconciliation.js";
 
@@ -46,6 +47,33 @@ export const notFoundError = { 404: errorResponse("No such job.") } as const;
 
 const instantDoc =
   "UTC instant: `YYYY-MM-DD` (midnight UTC), an ISO 8601 date-time with `Z` or an offset, or an epoch integer: seconds up to 10 digits, milliseconds from 11.";
+
+/** What a query parameter a route does not take is told, with the ones it takes. */
+const unknownQueryMessage = (known: readonly string[]) =>
+  `unknown query parameter; this route takes ${known.length > 0 ? known.join(", ") : "none"}`;
+
+/**
+ * The query of an API route: a parameter it does not take is a 400 naming it (`field`), not
+ * ignored. Ignored, `groupby=model` (wrong case) was answered as the default `groupBy=day`, and
+ * a filter the route lacks as if every job matched it.
+ */
+export function queryObject<T extends z.ZodRawShape>(shape: T) {
+  return z.strictObject(shape, {
+    error: (issue) =>
+      issue.code === "unrecognized_keys" ? unknownQueryMessage(Object.keys(shape)) : undefined,
+  });
+}
+
+/** Middleware of a route that takes no query parameter: any is a 400 naming it, as above. */
+export const noQueryParameters: MiddlewareHandler = async (c, next) => {
+  const name = Object.keys(c.req.queries())[0];
+  if (name !== undefined) {
+    throw new AppError("validation_failed", `${name}: ${unknownQueryMessage([])}`, {
+      field: name,
+    });
+  }
+  await next();
+};
 
 /** A query parameter holding an instant, parsed to epoch milliseconds. */
 export const instantParam = (name: string, description: string) =>

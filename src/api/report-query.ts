@@ -1,6 +1,6 @@
 import { type RouteConfig, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import { instantParam, periodRefinement } from "./openapi-schemas.js";
+import { instantParam, periodRefinement, queryObject } from "./openapi-schemas.js";
 
 /** A report's period: `from` inclusive and `to` exclusive, both required. */
 export const periodParams = {
@@ -24,7 +24,7 @@ const formatParam = z
 export function reportQuery<Extra extends z.ZodRawShape>(extra: Extra) {
   // The generic shape hides from the compiler that the output has `from` and `to`; it has.
   const refine = periodRefinement as (value: unknown, ctx: z.RefinementCtx) => void;
-  return z.object({ ...periodParams, ...extra, format: formatParam }).superRefine(refine);
+  return queryObject({ ...periodParams, ...extra, format: formatParam }).superRefine(refine);
 }
 
 /** Whether the caller asked for CSV: `format=csv`, or no format and `Accept: text/csv`. */

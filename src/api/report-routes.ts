@@ -1,6 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Store } from "../db/client.js";
-import { listDiscrepancies } from "../reports/job-listing.js";
+import { failingVerdicts, listDiscrepancies } from "../reports/job-listing.js";
 import {
   groupByValues,
   reconciliationReport,
@@ -17,6 +17,7 @@ import {
   orderParam,
   periodBounds,
   periodRefinement,
+  queryObject,
   ReconciliationSchema,
 } from "./openapi-schemas.js";
 import { csvAnswer, periodParams, reportQuery, wantsCsv, withCsvAnswer } from "./report-query.js";
@@ -34,26 +35,31 @@ const reconciliationQuery = reportQuery({
     .openapi({ param: { name: "groupBy", in: "query" }, description: "Default `day`." }),
 });
 
-const discrepancyQuery = z
-  .object({
-    from: instantParam("from", "Jobs created at or after this instant.").optional(),
-    to: instantParam("to", "Jobs created before this instant.").optional(),
-    check: z
-      .string()
-      .min(1)
-      .max(100)
-      .optional()
-      .openapi({
-        param: { name: "check", in: "query" },
-        description: "Only jobs failing the check of this name.",
-      }),
-    limit: limitParam,
-    cursor: cursorParam,
-    order: orderParam,
-  })
-  .superRefine(periodRefinement);
+const discrepancyQuery = queryObject({
+  from: instantParam("from", "Jobs created at or after this instant.").optional(),
+  to: instantParam("to", "Jobs created before this instant.").optional(),
+  verdict: z
+    .enum(failingVerdicts)
+    .optional()
+    .openapi({
+      param: { name: "verdict", in: "query" },
+      description: "Only jobs of this verdict: `discrepancy` or `dropped`. Default both.",
+    }),
+  check: z
+    .string()
+    .min(1)
+    .max(100)
+    .optional()
+    .openapi({
+      param: { name: "check", in: "query" },
+      description: "Only jobs failing the check of this name.",
+    }),
+  limit: limitParam,
+  cursor: cursorParam,
+  order: orderParam,
+}).superRefine(periodRefinement);
 
-const workerQuery = z.object(periodParams).superRefine(periodRefinement);
+const workerQuery = queryObject(periodParams).superRefine(periodRefinement);
 
 const DiscrepancyPageSchema = z
   .object({
@@ -160,7 +166,7 @@ export function reportRoutes(deps: ReportRoutesDeps) {
       const q = c.req.valid("query");
       const page = await listDiscrepancies(
         deps.store,
-        { from: q.from, to: q.to, check: q.check },
+        { from: q.from, to: q.to, check: q.check, verdict: q.verdict },
         { limit: q.limit, cursor: q.cursor, order: q.order },
       );
       return c.json(page, 200);

@@ -6,7 +6,13 @@ import { buildStatement, statementToCsv, statementToJson } from "../ledger/state
 import { type AccountSnapshot, createAccountSnapshotsStore } from "../store/account-snapshots.js";
 import type { Profile } from "../verify/profiles.js";
 import type { AppEnv } from "./context.js";
-import { authErrors, nullableRef, periodBounds, wholeNumberQuery } from "./openapi-schemas.js";
+import {
+  authErrors,
+  nullableRef,
+  periodBounds,
+  queryObject,
+  wholeNumberQuery,
+} from "./openapi-schemas.js";
 import { csvAnswer, reportQuery, wantsCsv, withCsvAnswer } from "./report-query.js";
 import { createRouter } from "./router.js";
 
@@ -186,7 +192,7 @@ const statementQuery = reportQuery({
     }),
 });
 
-const snapshotsQuery = z.object({
+const snapshotsQuery = queryObject({
   vault: z
     .string()
     .regex(/^[1-9A-HJ-NP-Za-km-z]{32,44}$/, "a base58 address")
