@@ -151,6 +151,28 @@ describe("GET /reports/reconciliation", () => {
     expect(await res.text()).toMatch(/^kind,group,jobs,verified,/);
   });
 
+  it.each([
+    ["text/csv", "csv"],
+    ["TEXT/CSV", "csv"],
+    ["text/csv;q=0, application/json", "json"],
+    ["application/json;q=0.5, text/csv;q=0.9", "csv"],
+    ["application/json, text/csv", "json"],
+    ["text/csv, application/json", "json"],
+    ["text/*, application/json;q=0.1", "csv"],
+    ["text/csv;q=0.5, */*", "json"],
+    ["*/*", "json"],
+    ["application/json;q=0", "json"],
+  ])("reads Accept: %s as asking for %s, by q-value, JSON on a tie", async (accept, format) => {
+    const { get } = await seed();
+    const res = await get("/reports/reconciliation?from=2026-11-01&to=2026-11-04", "read", {
+      accept,
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(format === "csv" ? /^text\/csv/ : /json/);
+    // The same URL answers by Accept, so a cache must key on it.
+    expect(res.headers.get("vary")).toMatch(/\baccept\b/i);
+  });
+
   it("quotes a model name holding a comma as RFC 4180 says", async () => {
     const { get } = await seed();
     const res = await get(

@@ -1,5 +1,6 @@
 import { type RouteConfig, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
+import { accepts } from "hono/accepts";
 import { instantParam, periodRefinement, queryObject } from "./openapi-schemas.js";
 
 /** A report's period: `from` inclusive and `to` exclusive, both required. */
@@ -8,13 +9,14 @@ export const periodParams = {
   to: instantParam("to", "End of the period, exclusive."),
 };
 
-/** `format=json|csv`; without it, `Accept: text/csv` asks for CSV (see `wantsCsv`). */
+/** `format=json|csv`; without it, `Accept` decides (see `wantsCsv`). */
 const formatParam = z
   .enum(["json", "csv"])
   .optional()
   .openapi({
     param: { name: "format", in: "query" },
-    description: "`csv` for RFC 4180 CSV; `Accept: text/csv` does the same.",
+    description:
+      "`csv` for RFC 4180 CSV, `json` for JSON. Without it the answer follows `Accept`: CSV when it rates `text/csv` above `application/json` (q-values; `q=0` refuses a type), JSON otherwise and on a tie; the answer then carries `Vary: Accept`.",
   });
 
 /**
@@ -27,9 +29,44 @@ export function reportQuery<Extra extends z.ZodRawShape>(extra: Extra) {
   return queryObject({ ...periodParams, ...extra, format: formatParam }).superRefine(refine);
 }
 
-/** Whether the caller asked for CSV: `format=csv`, or no format and `Accept: text/csv`. */
-export function wantsCsv(format: "json" | "csv" | undefined, accept: string | undefined): boolean {
-  return format === "csv" || (format === undefined && (accept ?? "").includes("text/csv"));
+type MediaRange = Parameters<NonNullable<Parameters<typeof accepts>[1]["match"]>>[0][number];
+
+/**
+ * The quality the `Accept` ranges give `type`: that of the most specific range matching it
+ * (the type itself, then its main type's wildcard, then the wildcard of all types), 0 when none
+ * does (RFC 9110, 12.5.1).
+ */
+function qualityOf(ranges: MediaRange[], type: string): number {
+  const main = type.split("/")[0];
+  let best = { specificity: 0, q: 0 };
+  for (const range of ranges) {
+    const name = range.type.toLowerCase();
+    const specificity =
+      name === type ? 3 : name === `${main}/*` ? 2 : name === "*/*" || name === "*" ? 1 : 0;
+    if (specificity > best.specificity) best = { specificity, q: range.q };
+  }
+  return best.q;
+}
+
+/**
+ * Whether the caller asked for CSV: `format=csv`; without `format`, an `Accept` that rates
+ * `text/csv` above `application/json` (media types case-insensitive, `q=0` refusing one, JSON
+ * on a tie), and then the answer varies with `Accept`, which caches are told. A substring test
+ * sent CSV to `text/csv;q=0, application/json` and JSON to `TEXT/CSV`.
+ */
+export function wantsCsv(c: Context, format: "json" | "csv" | undefined): boolean {
+  if (format !== undefined) return format === "csv";
+  c.header("vary", "Accept", { append: true });
+  const chosen = accepts(c, {
+    header: "Accept",
+    supports: ["application/json", "text/csv"],
+    default: "application/json",
+    match: (ranges) =>
+      qualityOf(ranges, "text/csv") > qualityOf(ranges, "application/json")
+        ? "text/csv"
+        : "application/json",
+  });
+  return chosen === "text/csv";
 }
 
 /**

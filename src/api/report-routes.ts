@@ -157,7 +157,7 @@ export function reportRoutes(deps: ReportRoutesDeps) {
         { from: query.from, to: query.to, groupBy: query.groupBy },
         deps.now,
       );
-      if (wantsCsv(query.format, c.req.header("accept"))) {
+      if (wantsCsv(c, query.format)) {
         return csvAnswer(c, reconciliationToCsv(report), `reconciliation-${query.groupBy}.csv`);
       }
       return c.json(reconciliationToJson(report), 200);

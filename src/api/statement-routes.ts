@@ -282,7 +282,7 @@ export function statementRoutes(deps: StatementRoutesDeps) {
         { from: q.from, to: q.to, ...(q.vault ? { vault: q.vault } : {}) },
         { profile: deps.profile, graceSeconds: deps.graceSeconds, now: deps.now },
       );
-      if (wantsCsv(q.format, c.req.header("accept"))) {
+      if (wantsCsv(c, q.format)) {
         return csvAnswer(c, statementToCsv(statement), "statement.csv");
       }
       return c.json(statementToJson(statement), 200);
