@@ -7,6 +7,7 @@ import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { type AuditRecord, auditRecord, explorerClusterOf } from "../src/reports/audit-record.js";
 import { recordJobsApiAnswerInTransaction } from "../src/store/jobs-api.js";
+import { localnetProfile } from "../src/verify/profiles.js";
 import { createTestApi } from "./support/audit-api-app.js";
 import {
   fakeSignature,
@@ -240,5 +241,40 @@ describe("secrets in RPC URLs", () => {
     expect(withoutUrlSecrets("(last on https://solana-mainnet.g.alchemy.com/v2/KEY123): 429")).toBe(
       "(last on https://solana-mainnet.g.alchemy.com/…): 429",
     );
+  });
+});
+
+describe("caching of the API's answers", () => {
+  it("tells caches not to store any audit record, report or listing, JSON or CSV", async () => {
+    const api = await createTestApi({ statement: { profile: localnetProfile, graceSeconds: 0 } });
+    insertJob(api.store, { jobId: "job_cc" });
+    type Operation = { parameters?: { name: string; in: string; required?: boolean }[] };
+    const doc = (await (await api.get("/openapi.json")).json()) as {
+      paths: Record<string, { get?: Operation }>;
+    };
+    const values: Record<string, string> = {
+      jobId: "job_cc",
+      address: "11111111111111111111111111111111",
+      from: "2026-11-01",
+      to: "2026-12-01",
+    };
+    const urls = Object.entries(doc.paths)
+      .filter(([path, item]) => item.get && /^\/(reports|jobs|audit)(\/|$)/.test(path))
+      .map(([template, item]) => {
+        const path = template.replace(/\{(\w+)\}/g, (_, name: string) => values[name]!);
+        const query = (item.get?.parameters ?? [])
+          .filter((p) => p.in === "query" && p.required)
+          .map((p) => `${p.name}=${values[p.name]}`);
+        return `${path}?${query.join("&")}`;
+      });
+    urls.push("/reports/reconciliation?from=2026-11-01&to=2026-12-01&format=csv");
+    urls.push("/audit/job_none");
+    expect(urls.length).toBeGreaterThan(8);
+    for (const url of urls) {
+      const res = await api.get(url);
+      expect(res.status, url).toBeLessThan(500);
+      // A verdict can change with the next round: a stored answer would be a stale verdict.
+      expect(res.headers.get("cache-control"), url).toBe("no-store");
+    }
   });
 });

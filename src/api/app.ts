@@ -117,6 +117,12 @@ export function createApp(deps: AppDeps) {
   if (deps.proxyRequireToken) {
     app.use("/v1/*", requireRole(deps.store, "ingest", { source: AUDIT_TOKEN_HEADER }));
   }
+  // Audit records, reports and listings read the store: a cache must not serve a verdict or a
+  // figure from before the verifier's last word.
+  app.use("*", async (c, next) => {
+    if (/^\/(audit|reports|jobs)(\/|$)/.test(c.req.path)) c.header("cache-control", "no-store");
+    await next();
+  });
   const metrics = deps.metrics ?? createMetrics({ store: deps.store, now: deps.now });
   app.route(
     "/",
