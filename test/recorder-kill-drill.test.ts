@@ -29,7 +29,10 @@ const perLife = 8;
 const keys = [0, 1, 2, 3].map(localApiKey);
 const models = ["phi-4-mini", "qwen3-8b", "mistral-small-3.1-24b", "llama-3.3-70b"];
 
-/** Builds dist/ when a source file is newer than it: the drill runs the shipped binary. */
+/**
+ * Builds dist/ (`npm run build`, which also records the migrations it was built with) when a
+ * source file or migration is newer than it: the drill runs the shipped binary.
+ */
 function ensureBuilt() {
   const built = join(root, "dist", "cli.js");
   const newest = (dir: string): number =>
@@ -39,15 +42,9 @@ function ensureBuilt() {
         e.isDirectory() ? newest(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs,
       ),
     );
-  if (existsSync(built) && statSync(built).mtimeMs >= newest(join(root, "src"))) return;
-  execFileSync(
-    process.execPath,
-    [join(root, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.build.json"],
-    {
-      cwd: root,
-      stdio: "inherit",
-    },
-  );
+  const sources = Math.max(newest(join(root, "src")), newest(join(root, "migrations")));
+  if (existsSync(built) && statSync(built).mtimeMs >= sources) return;
+  execFileSync("npm", ["run", "--silent", "build"], { cwd: root, stdio: "inherit" });
 }
 
 async function freePort(): Promise<number> {
