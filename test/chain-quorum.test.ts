@@ -297,6 +297,8 @@ function historian(
     balance?: { slot: number; amount: bigint };
     account?: TokenAccountRead;
     down?: boolean;
+    /** Starts a page this many entries above `before` (Infinity: ignores `before`). */
+    relist?: number;
   } = {},
 ) {
   const calls = { list: 0, balance: 0 };
@@ -321,7 +323,7 @@ function historian(
       // A node lists nothing before a signature it does not know (as a node's blockstore does).
       const at = o.before ? listing.findIndex((e) => e.signature === o.before) : -1;
       if (o.before && at === -1) return [];
-      const from = o.before ? at + 1 : 0;
+      const from = o.before ? Math.max(0, at + 1 - (opts.relist ?? 0)) : 0;
       const to = o.until ? listing.findIndex((e) => e.signature === o.until) : listing.length;
       return listing
         .slice(from, to)
@@ -347,12 +349,17 @@ function historian(
   return { m: { name, rpc } satisfies QuorumMember, calls };
 }
 
-/** Lists the whole history page by page, as the ledger reader does. */
-async function listAll(rpc: RpcPool, pageSize: number): Promise<string[]> {
+/**
+ * Lists the whole history page by page, as the ledger reader does; from a quorum made afresh for
+ * each page when `rpc` is a function (a reader whose process restarted between pages).
+ */
+async function listAll(rpc: RpcPool | (() => RpcPool), pageSize: number): Promise<string[]> {
   const out: string[] = [];
   let before: string | undefined;
-  for (;;) {
-    const page = await rpc.getSignaturesForAddress("vault", {
+  for (let pages = 0; ; pages++) {
+    // A listing that never ends is a failure, not a hung test.
+    if (pages > 4 * HISTORY.length) throw new Error(`no end after ${pages} pages`);
+    const page = await (typeof rpc === "function" ? rpc() : rpc).getSignaturesForAddress("vault", {
       limit: pageSize,
       ...(before ? { before } : {}),
     });
@@ -373,6 +380,27 @@ describe("a quorum's listing and balance of a credit vault", () => {
           quorum: 2,
         });
         expect(await listAll(rpc, pageSize), `hide ${hide} pageSize ${pageSize}`).toEqual(all);
+      }
+    }
+  });
+
+  it("lists the whole history when one endpoint ignores `before`, restarted or not", async () => {
+    // The lying endpoint lists the newest page again, or entries just above the page's start:
+    // the union of its entries listed already with the honest page came back short, and the
+    // ledger took a short page for the end of the history.
+    for (const relist of [Number.POSITIVE_INFINITY, 1, 2, 3]) {
+      for (const pageSize of [1, 2, 3, 4, 5, 1000]) {
+        const quorum = () =>
+          createQuorumRpc({
+            members: [historian("operator", { relist }).m, historian("honest").m],
+            quorum: 2,
+          });
+        const what = `relist ${relist} pageSize ${pageSize}`;
+        const listed = await listAll(quorum(), pageSize);
+        expect(listed, what).toEqual(all);
+        const afresh = await listAll(quorum, pageSize);
+        // A page start it did not return itself may be listed again, never skipped.
+        expect([...new Set(afresh)], what).toEqual(all);
       }
     }
   });

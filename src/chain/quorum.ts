@@ -605,6 +605,40 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
   }
 
   /**
+   * The last entry of each page this quorum returned, with its slot: a page ends at a slot
+   * boundary (it holds every entry of its last slot), so when the next page starts `before` one
+   * of them, every entry of that slot is listed already. Bounded: the oldest are forgotten.
+   */
+  const pageEnds = new Map<string, number>();
+  const PAGE_ENDS_KEPT = 10_000;
+  const rememberPageEnd = (page: AddressSignatureInfo[]) => {
+    const last = page.at(-1);
+    if (!last) return;
+    pageEnds.delete(last.signature);
+    pageEnds.set(last.signature, last.slot);
+    if (pageEnds.size > PAGE_ENDS_KEPT) pageEnds.delete(pageEnds.keys().next().value!);
+  };
+
+  /**
+   * Where a page asked `before` a signature starts: that signature's slot, and whether every
+   * entry of the slot is listed already (it ended a page this quorum returned). A `before` this
+   * quorum did not return (a cursor kept across a restart) is dated by its transaction, read
+   * under the quorum.
+   */
+  async function startOfPage(address: string, before: string) {
+    const known = pageEnds.get(before);
+    if (known !== undefined) return { slot: known, slotListed: true };
+    const fetched = await getTransaction(before);
+    if (fetched === null) {
+      throw new AppError(
+        "rpc_unavailable",
+        `getSignaturesForAddress ${address}: the page's start ${before} is no transaction ${k} endpoints know`,
+      );
+    }
+    return { slot: fetched.facts.slot, slotListed: false };
+  }
+
+  /**
    * One page of a vault's history: the union of what k endpoints list, so an endpoint that
    * leaves a transaction out cannot hide it while one of the k lists it. Each transaction listed
    * is then read through getTransaction, under the quorum.
@@ -613,7 +647,13 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
    * to its last entry, so the union is kept only above the highest slot at which a full page
    * ended (every endpoint asked has listed everything above it), and the next page starts below
    * the oldest entry kept. When that leaves less than `limit`, the next pages are asked at once,
-   * so a page shorter than `limit` still means "nothing older" to the caller.
+   * so a page shorter than `limit` means "nothing older" to the caller, and only when every
+   * endpoint asked said so.
+   *
+   * An endpoint that lists entries at or above `before` (one ignoring it re-lists the newest
+   * page) did not answer the question: those entries are dropped and its page counts as short,
+   * so it can neither fill the page with entries listed already (the union then came back
+   * short, and the ledger took it for the end of the history) nor stop the page at its own end.
    */
   async function getSignaturesForAddress(
     address: string,
@@ -622,7 +662,12 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     const limit = options.limit ?? 1000;
     const out: AddressSignatureInfo[] = [];
     let before = options.before;
+    let start = before === undefined ? null : await startOfPage(address, before);
     let ask = limit;
+    const done = (page: AddressSignatureInfo[]) => {
+      rememberPageEnd(page);
+      return page;
+    };
     for (;;) {
       const answers = await fromK(
         (m) =>
@@ -633,14 +678,27 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
           }),
         `getSignaturesForAddress ${address}`,
       );
-      const pages = answers.map((a) => a.value);
+      const listed = answers.map(({ member, value }) => {
+        if (start === null) return { member, value, full: value.length >= ask };
+        const { slot, slotListed } = start;
+        const above = value.some((e) => e.signature === before || e.slot > slot);
+        if (above) outvoted(member.name, "getSignaturesForAddress", before!);
+        // Entries of the start's own slot are older or newer than it by the node's order
+        // within the slot, which only the node knows; once that slot is listed whole, none
+        // is new.
+        const older = value.filter(
+          (e) => e.signature !== before && (e.slot < slot || (e.slot === slot && !slotListed)),
+        );
+        return { member, value: older, full: !above && value.length >= ask };
+      });
+      const pages = listed.map((a) => a.value);
       const union = await confirmedByTransactions(
         address,
-        unionOfListings(sameListedFacts(address, answers)),
+        unionOfListings(sameListedFacts(address, listed)),
         pages,
       );
-      const full = pages.filter((p) => p.length >= ask);
-      if (full.length === 0) return unionOfListings([out, union]);
+      const full = answers.filter((_, i) => listed[i]!.full).map((a) => a.value);
+      if (full.length === 0) return done([...out, ...union]);
       const cut = Math.max(...full.map((p) => p.at(-1)!.slot));
       const kept = union.filter((e) => e.slot > cut);
       if (kept.length === 0) {
@@ -656,8 +714,9 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
         continue;
       }
       out.push(...kept);
-      if (out.length >= limit) return unionOfListings([out]);
+      if (out.length >= limit) return done(out);
       before = kept.at(-1)!.signature;
+      start = { slot: kept.at(-1)!.slot, slotListed: true };
     }
   }
 
