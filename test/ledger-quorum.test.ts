@@ -65,8 +65,14 @@ async function finalized() {
   while (h.world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
 }
 
-/** Reads the vault through `rpc` and builds its statement of [from, now). */
-async function statementThrough(c: Scenario, rpc: LedgerRpc, vault: string, from: number) {
+/** Reads the vault through `rpc` (`pageSize` signatures a page) and builds its statement of [from, now). */
+async function statementThrough(
+  c: Scenario,
+  rpc: LedgerRpc,
+  vault: string,
+  from: number,
+  pageSize = 1000,
+) {
   await finalized();
   const to = Date.now();
   // Block times are whole seconds: the read happens after the second `to` falls in.
@@ -77,6 +83,7 @@ async function statementThrough(c: Scenario, rpc: LedgerRpc, vault: string, from
     profile: c.profile,
     log,
     custody: { vaults: [vault], byKey: {} },
+    options: { pageSize },
   });
   await reader.syncAll();
   const statement = await buildStatement(
@@ -114,6 +121,88 @@ describe("the ledger under RPC_QUORUM=2 with the operator's endpoint listed firs
     expect(s.closingOnChainSource).not.toBe("balance_read");
     expect(s.differenceUnits).toBe(0n);
     expect(s.gaps).toEqual([]);
+    expect(s.complete).toBe(true);
+  });
+
+  it("finds a debit on an older page when the operator's endpoint ignores `before`", async () => {
+    // It lists the newest page again whatever page is asked for: the union came back shorter
+    // than a page, the ledger took it for the end of the history, and the debit was never
+    // listed while the statement said complete.
+    const { vault, c, from, stolen, theft } = await theftFrom(0);
+    const donor = h.op.attackerAccount(1_000_000n);
+    for (let i = 0; i < 8; i++) {
+      h.op.send([h.op.transfer(donor, vault, 10n, { authority: h.op.attacker.address })]);
+      // Slots apart, mostly (a clock moved ahead would date later tests' lines ahead too).
+      await new Promise((r) => setTimeout(r, 15));
+    }
+    const rpc = createQuorumRpc({
+      members: [
+        {
+          name: "operator",
+          rpc: {
+            ...h.rpc,
+            getSignaturesForAddress: (address, { before: _, ...rest } = {}) =>
+              h.rpc.getSignaturesForAddress(address, rest),
+            async close() {},
+          },
+        },
+        { name: "honest", rpc: { ...h.rpc, async close() {} } },
+      ],
+      quorum: 2,
+    });
+
+    const s = await statementThrough(c, rpc, vault, from, 5);
+    expect(s.unexplained).toEqual([
+      expect.objectContaining({ signature: theft, amountUnits: -stolen }),
+    ]);
+    expect(s.differenceUnits).toBe(0n);
+    expect(s.complete).toBe(true);
+  });
+
+  it("files a debit under its transaction's time when only the operator's endpoint dates it", async () => {
+    // The honest endpoint lists no block times; the operator's dates the debit two days early.
+    // The line was filed under the only time given and the debit left the period.
+    // Key 4's vault holds few credits: a top-up (a deposit of the period) pays for its job.
+    const donor = h.op.attackerAccount(1_000_000n);
+    h.op.send([
+      h.op.transfer(donor, h.op.vault(4), 1_000_000n, { authority: h.op.attacker.address }),
+    ]);
+    const { vault, c, from, stolen, theft } = await theftFrom(4);
+    const rpc = createQuorumRpc({
+      members: [
+        {
+          name: "operator",
+          rpc: {
+            ...h.rpc,
+            async getSignaturesForAddress(address, options) {
+              const page = await h.rpc.getSignaturesForAddress(address, options);
+              return page.map((e) =>
+                e.signature === theft ? { ...e, blockTime: (e.blockTime ?? 0) - 2 * 86_400 } : e,
+              );
+            },
+            async close() {},
+          },
+        },
+        {
+          name: "honest-without-block-times",
+          rpc: {
+            ...h.rpc,
+            async getSignaturesForAddress(address, options) {
+              const page = await h.rpc.getSignaturesForAddress(address, options);
+              return page.map((e) => ({ ...e, blockTime: null }));
+            },
+            async close() {},
+          },
+        },
+      ],
+      quorum: 2,
+    });
+
+    const s = await statementThrough(c, rpc, vault, from);
+    expect(s.unexplained).toEqual([
+      expect.objectContaining({ signature: theft, amountUnits: -stolen }),
+    ]);
+    expect(s.unexplainedOutUnits).toBe(stolen);
     expect(s.complete).toBe(true);
   });
 

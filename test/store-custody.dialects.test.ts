@@ -190,6 +190,7 @@ describe.each(dialects)("custody store on %s", (dialect) => {
     );
     const line = (signature: string, pre: bigint, post: bigint, memo: "escrow" | "settle") => ({
       signature,
+      blockTime: null,
       succeeded: true,
       pre,
       post,

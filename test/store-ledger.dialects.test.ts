@@ -98,6 +98,7 @@ const readsOf = (lines: readonly SeedLine[]): LineRead[] =>
       ? [
           {
             signature: sig(l.name),
+            blockTime: l.time,
             succeeded: l.succeeded ?? true,
             pre: l.balance.pre,
             post: l.balance.post,
@@ -286,6 +287,26 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       syncedAt: 6_000,
       finalThrough: 3_900,
     });
+  });
+
+  it("files a read line under its transaction's block time, not its listing's", async () => {
+    // A listing's time can rest on one endpoint alone: one dated the debit two days early (into
+    // another period), and the line stayed there once read.
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    const early = month.map((l) => (l.name === "debit" ? { ...l, time: l.time - 2 * 86_400 } : l));
+    await ledger.storePage(VAULT, await ledger.cursor(VAULT, NOW), pageOf(early), true, NOW);
+    await ledger.recordReads(VAULT, readsOf(month), fetchedOf(month), NOW);
+    const none = sums([0, 0n], [0, 0n], [0, 0n], [0, 0n], [0, 0n]);
+    const debit = sums([0, 0n], [0, 0n], [0, 0n], [1, -50_000n], [0, 0n]);
+    // Whole days (the daily sums) and a part of one (the lines) alike.
+    expect(await ledger.periodSums(VAULT, at(8, 0), at(9, 0))).toEqual(none);
+    expect(await ledger.periodSums(VAULT, at(10, 0), at(11, 0))).toEqual(debit);
+    expect(await ledger.periodSums(VAULT, at(8, 7), at(8, 9))).toEqual(none);
+    expect(await ledger.periodSums(VAULT, at(10, 7), at(10, 9))).toEqual(debit);
+    // The line itself carries the transaction's time (what the statement lists it under).
+    const lines = await ledger.reviewLines(VAULT, at(10, 0), at(11, 0));
+    expect(lines.map((l) => [l.signature, l.blockTime])).toEqual([[sig("debit"), at(10, 8)]]);
   });
 
   it("stores fetched transactions once, keeps one already fetched, and records balances and errors", async () => {

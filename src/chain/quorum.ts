@@ -185,21 +185,31 @@ interface Standing {
 
 /**
  * Endpoints' listings with each signature's slot and block time checked against the others':
- * the ledger files a line under the block time its listing gives, so one endpoint must not be
- * able to move a debit out of the period. A block time one endpoint leaves out is taken from
- * another; a different slot or block time is a disagreement (the vault's read waits for it).
+ * the ledger files a line under the block time its listing gives until the transaction is read,
+ * so one endpoint must not be able to move a debit out of the period. A different slot or block
+ * time is a disagreement (the vault's read waits for it). A block time one endpoint leaves out
+ * rests on fewer endpoints than listed the entry: it is left out (an unknown time counts for
+ * every period until the transaction, read under the quorum, gives it).
  */
 function sameListedFacts(
   address: string,
   answers: { member: QuorumMember; value: AddressSignatureInfo[] }[],
 ): AddressSignatureInfo[][] {
-  const first = new Map<string, { endpoint: string; slot: number; blockTime: number | null }>();
+  const first = new Map<
+    string,
+    { endpoint: string; slot: number; blockTime: number | null; blank: boolean }
+  >();
   for (const { member, value } of answers) {
     for (const e of value) {
       const seen = first.get(e.signature);
-      if (!seen || (seen.blockTime === null && e.blockTime !== null && seen.slot === e.slot)) {
-        first.set(e.signature, { endpoint: member.name, slot: e.slot, blockTime: e.blockTime });
-        if (!seen) continue;
+      if (!seen) {
+        first.set(e.signature, {
+          endpoint: member.name,
+          slot: e.slot,
+          blockTime: e.blockTime,
+          blank: e.blockTime === null,
+        });
+        continue;
       }
       if (
         seen.slot !== e.slot ||
@@ -213,11 +223,17 @@ function sameListedFacts(
           { signature: e.signature, endpoints: [seen.endpoint, member.name] },
         );
       }
+      if (e.blockTime === null) seen.blank = true;
+      else if (seen.blockTime === null) {
+        seen.blockTime = e.blockTime;
+        seen.endpoint = member.name;
+      }
     }
   }
   return answers.map(({ value }) =>
     value.map((e) => {
-      const blockTime = first.get(e.signature)!.blockTime;
+      const listed = first.get(e.signature)!;
+      const blockTime = listed.blank ? null : listed.blockTime;
       return blockTime === e.blockTime ? e : { ...e, blockTime };
     }),
   );

@@ -212,6 +212,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
           ? null
           : foreign.map((c) => ({ mint: c.mint, programId: c.programId, deltaUnits: c.delta })),
       signature,
+      blockTime: facts.blockTime,
       succeeded: facts.succeeded,
       pre: change ? change.pre : null,
       post: change ? change.post : null,

@@ -71,6 +71,12 @@ export interface ListedSignature {
 /** What a read transaction says about one vault line. */
 export interface LineRead {
   signature: string;
+  /**
+   * The block time of the transaction as read (under the quorum, when there is one): the line
+   * is filed under it from then on. A listing's time may rest on one endpoint alone (one that
+   * dated a debit two days early moved it out of its period). Null keeps the listing's time.
+   */
+  blockTime: number | null;
   succeeded: boolean;
   pre: bigint | null;
   post: bigint | null;
@@ -484,8 +490,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
      WHERE chain_transactions.facts IS NULL`,
   );
   const readLine = sqlite.prepare(
-    `UPDATE ledger_lines SET state = 'read', succeeded = ?, pre_units = ?, post_units = ?,
-       delta_units = ?, memo = ?, memo_kind = ?, memo_job_id = ?, foreign_changes = ?
+    `UPDATE ledger_lines SET state = 'read', block_time = coalesce(?, block_time), succeeded = ?,
+       pre_units = ?, post_units = ?, delta_units = ?, memo = ?, memo_kind = ?, memo_job_id = ?,
+       foreign_changes = ?
      WHERE vault = ? AND signature = ? AND state = 'listed'`,
   );
   const foreignPeriod = big(
@@ -1052,6 +1059,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       }
       for (const l of reads) {
         const changed = readLine.run(
+          l.blockTime,
           l.succeeded ? 1 : 0,
           l.pre,
           l.post,

@@ -731,15 +731,21 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       })),
       true,
     );
-    // UPDATE … FROM unnest of the batch's columns: one statement, ten parameters, still
+    // UPDATE … FROM unnest of the batch's columns: one statement, eleven parameters, still
     // guarded by state = 'listed'.
     const column = <T>(pick: (l: LineRead, i: number) => T) => fresh.map(pick);
+    // The block time becomes the transaction's (see `LineRead`); the daily sums follow it.
     await tx.execute(sql`UPDATE ledger_lines AS l SET state = 'read', succeeded = v.succeeded,
+        block_time = coalesce(v.block_time, l.block_time),
         pre_units = v.pre_units, post_units = v.post_units, delta_units = v.delta_units,
         memo = v.memo, memo_kind = v.memo_kind, memo_job_id = v.memo_job_id, kind = v.kind,
         job_id = v.job_id, foreign_changes = v.foreign_changes
       FROM unnest(
         ${textArray(column((l) => l.signature))},
+        ${typedArray(
+          column((l) => l.blockTime),
+          "bigint",
+        )},
         ${typedArray(
           column((l) => l.succeeded),
           "boolean",
@@ -780,8 +786,8 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
           column((l) => foreignChangesToText(l.foreign)),
           "text",
         )}
-      ) AS v (signature, succeeded, pre_units, post_units, delta_units, memo, memo_kind,
-        memo_job_id, kind, job_id, foreign_changes)
+      ) AS v (signature, block_time, succeeded, pre_units, post_units, delta_units, memo,
+        memo_kind, memo_job_id, kind, job_id, foreign_changes)
       WHERE l.vault = ${vault} AND l.signature = v.signature AND l.state = 'listed'`);
     // The jobs whose debits the batch may account for now: released once, after the batch,
     // from what the vault holds for them by then.
