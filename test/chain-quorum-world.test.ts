@@ -1,3 +1,4 @@
+import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createToken } from "../src/auth/tokens.js";
 import { createQuorumRpc, type QuorumRpc } from "../src/chain/quorum.js";
@@ -183,6 +184,61 @@ describe("each lie on its own, against a quorum of 2 with one honest endpoint", 
       else expect(outcomes).toContain("disagreement");
     });
   }
+});
+
+describe("a phantom signature, with one of three endpoints lying about it", () => {
+  it("is dropped though the liar shows it confirmed and answers a frozen slot", async () => {
+    // A status short of final comes from one endpoint, and the drop window ran on the lowest
+    // of k slots: one "confirmed" for the phantom, or one frozen slot, kept its job waiting for
+    // ever and every nightly run exiting 2.
+    const phantomStore = createTestStore();
+    const { jobId } = await runRecordedJob(world, phantomStore, {
+      fault: "phantom-signature",
+      apiKeyIndex: 3,
+    });
+    const pool = endpointPool(world.rpcUrl);
+    const liar: RpcPool = {
+      ...pool,
+      async getSignatureStatuses(signatures, options) {
+        const statuses = await pool.getSignatureStatuses(signatures, options);
+        return statuses.map(
+          (s, i) =>
+            s ?? {
+              signature: signatures[i]!,
+              slot: world.currentSlot() - 5,
+              confirmationStatus: "confirmed",
+              err: null,
+            },
+        );
+      },
+      getSlot: async () => 1000,
+    };
+    // The liar is asked first: its "confirmed" is the first status the job's row records.
+    const rpc = createQuorumRpc({
+      members: [
+        { name: "liar", rpc: liar },
+        { name: "honest", rpc: endpointPool(world.rpcUrl) },
+        { name: "honestB", rpc: endpointPool(honestB) },
+      ],
+      quorum: 2,
+    });
+    const verifier = createVerifier({
+      store: phantomStore,
+      rpc,
+      profile,
+      log,
+      options: { pollIntervalMs: 20, errorBackoffMs: 20, maxBackoffMs: 200, backfillWaitMs: 20 },
+    });
+    const summary = await verifier.runUntilSettled({}, { timeoutMs: 15_000 });
+    await rpc.close();
+    expect(summary.status).toBe("completed");
+    const [row] = phantomStore.db
+      .select({ verdict: jobs.verdict })
+      .from(jobs)
+      .where(eq(jobs.jobId, jobId))
+      .all();
+    expect(row?.verdict).toBe("dropped");
+  });
 });
 
 describe("tx inspect SIGNATURE --quorum k", () => {

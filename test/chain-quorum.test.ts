@@ -56,6 +56,8 @@ function member(
     down?: boolean;
     /** What it says the block time of every slot is (seconds). */
     blockTime?: number;
+    /** The slot it says the chain is at. Default 1000. */
+    slot?: number;
   },
 ) {
   const calls = { getTransaction: 0, getSignatureStatuses: 0 };
@@ -73,7 +75,7 @@ function member(
     },
     async getSlot() {
       if (answer.down) throw new Error("503");
-      return 1000;
+      return answer.slot ?? 1000;
     },
     async getBlockHeight() {
       return 900;
@@ -246,6 +248,44 @@ describe("a quorum of RPC endpoints", () => {
       quorum: 2,
     });
     expect(await rpc.getSlot()).toBe(1000);
+  });
+
+  it("takes the k-th highest slot of the endpoints that answer: one frozen endpoint cannot hold it back", async () => {
+    // The drop window runs on this slot: the lowest of k let one endpoint answering an old slot
+    // keep a phantom signature from ever being dropped.
+    const slotOf = (...slots: number[]) =>
+      createQuorumRpc({
+        members: slots.map((slot, i) => member(`e${i}`, { slot }).m),
+        quorum: 2,
+      }).getSlot();
+    expect(await slotOf(1000, 5000, 5000)).toBe(5000);
+    expect(await slotOf(5000, 1000, 4990)).toBe(4990);
+    // Nor can one endpoint move it forward.
+    expect(await slotOf(99_999, 5000, 4990)).toBe(5000);
+    expect(await slotOf(99_999, 5000)).toBe(5000);
+  });
+
+  it("asks others for a status short of final once k endpoints called the signature missing", async () => {
+    // A status short of final comes from one endpoint. One answering "confirmed" for a phantom
+    // each time it was asked first restarted the drop's wait, and its job waited for ever.
+    const confirmed = { ...finalized(), confirmationStatus: "confirmed" as const };
+    const a = { status: null as SignatureStatusInfo | null };
+    const b = { status: null as SignatureStatusInfo | null };
+    const rpc = createQuorumRpc({
+      members: [member("a", a).m, member("b", b).m, member("liar", { status: confirmed }).m],
+      quorum: 2,
+    });
+    for (let poll = 0; poll < 6; poll++) {
+      expect(await rpc.getSignatureStatuses([SIG]), `poll ${poll}`).toEqual([null]);
+    }
+    // It lands after all: k endpoints see it.
+    a.status = confirmed;
+    b.status = confirmed;
+    for (let poll = 0; poll < 3; poll++) {
+      expect((await rpc.getSignatureStatuses([SIG]))[0]?.confirmationStatus).toBe("confirmed");
+    }
+    // What the verifier's drop rule counts on (a null is k endpoints' "not found").
+    expect(rpc.agreedMisses).toBe(true);
   });
 
   it("takes a slot's block time only when k endpoints give the same one", async () => {

@@ -259,6 +259,22 @@ describe.each(dialects)("the signature store on %s", (dialect) => {
     });
   });
 
+  it("drops a signature seen confirmed once k endpoints agree it is missing past the horizon", async () => {
+    // Under a quorum a status short of final is one endpoint's word: one "confirmed" for a
+    // phantom kept its job waiting for ever, every nightly run exiting 2.
+    const store = await stores.open();
+    await seedSignatures(store, [
+      { signature: "confirmed", state: "landed", commitment: "confirmed", notFoundSlot: 100 },
+      { signature: "young", state: "landed", commitment: "confirmed", notFoundSlot: 200 },
+    ]);
+    const signatures = createSignatureStore(store);
+    const all = ["confirmed", "young"].map((s) => ({ signature: s, status: null }));
+    const poll = { currentSlot: 251, dropAfterSlots: 150, t, agreedMisses: true };
+    const rows = await signatures.recordStatuses(all, poll);
+    expect(rows.get("confirmed")).toMatchObject({ state: "dropped", commitment: "confirmed" });
+    expect(rows.get("young")).toMatchObject({ state: "landed", notFoundSlot: 200 });
+  });
+
   it("applies a signature polled twice in one call in order", async () => {
     const store = await stores.open();
     await seedSignatures(store, [{ signature: "x" }, { signature: "y" }]);

@@ -132,6 +132,8 @@ export interface QuorumOptions {
 
 /** The RPC pool interface plus the quorum's own standing. */
 export interface QuorumRpc extends RpcPool {
+  /** Every null status is k endpoints' agreed "not found" (see `VerifierRpc.agreedMisses`). */
+  readonly agreedMisses: true;
   quorumStatus(): QuorumStatus;
   /** Every endpoint's answer to getTransaction, and whether k of them agree (`tx inspect`). */
   inspect(
@@ -484,6 +486,15 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     return { endpoint: name, kind: "answer", digest, value };
   }
 
+  /**
+   * Signatures k endpoints last agreed are missing (oldest first, bounded). A status short of
+   * final comes from one endpoint; for these it is asked of others too: an endpoint answering
+   * "confirmed" for a phantom each time it was asked first restarted the drop's wait, and the
+   * job waited for ever.
+   */
+  const missing = new Map<string, true>();
+  const MISSING_KEPT = 100_000;
+
   /** A status that proves nothing final: at most confirmed. */
   const capped = (s: SignatureStatusInfo): SignatureStatusInfo => ({
     ...s,
@@ -512,19 +523,28 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
       }
     }
     const out: (SignatureStatusInfo | null)[] = first.map((s) => s ?? null);
-    // Final answers (finalized, or not found) are the ones a verdict rests on: cross-check them.
+    // Final answers (finalized, or not found) are the ones a verdict rests on: cross-check them,
+    // and a status short of final for a signature k endpoints last called missing.
     const open = new Map<
       number,
-      { statuses: (SignatureStatusInfo | null)[]; answers: EndpointAnswer[] }
+      { statuses: (SignatureStatusInfo | null)[]; answers: EndpointAnswer[]; recheck: boolean }
     >();
     first.forEach((s, i) => {
-      if (!s || s.confirmationStatus === "finalized") {
-        open.set(i, { statuses: [s ?? null], answers: [statusAnswer(primary.name, s)] });
+      const recheck = !!s && s.confirmationStatus !== "finalized" && missing.has(signatures[i]!);
+      if (!s || s.confirmationStatus === "finalized" || recheck) {
+        open.set(i, {
+          statuses: [s ?? null],
+          answers: [statusAnswer(primary.name, s)],
+          recheck,
+        });
       }
     });
+    const decided = (o: { answers: EndpointAnswer[]; recheck: boolean }) =>
+      winner(o.answers) ??
+      (o.recheck && o.answers.filter((a) => a.kind === "answer").length >= k ? "seen" : null);
     const others = usable.filter((m) => m !== primary);
     for (const member of others) {
-      const undecided = [...open].filter(([, o]) => winner(o.answers) === null);
+      const undecided = [...open].filter(([, o]) => decided(o) === null);
       if (undecided.length === 0) break;
       const indexes = undecided.map(([i]) => i);
       try {
@@ -547,7 +567,15 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     let shortOfQuorum = 0;
     for (const [i, o] of open) {
       const signature = signatures[i]!;
-      const win = winner(o.answers);
+      const win = decided(o);
+      if (win === "not_found") missing.set(signature, true);
+      else if (win !== null) missing.delete(signature);
+      if (missing.size > MISSING_KEPT) missing.delete(missing.keys().next().value!);
+      if (win === "seen") {
+        // k endpoints see it, none final yet: it landed after all.
+        out[i] = capped(o.statuses.find((s) => s !== null)!);
+        continue;
+      }
       if (win !== null) {
         settle(win, o.answers, "getSignatureStatuses", signature);
         out[i] =
@@ -592,14 +620,16 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
 
   /**
    * Asks k endpoints at once (in standing order), and the next ones in place of those that
-   * fail, until k answered; `rpc_unavailable` when fewer than k could.
+   * fail, until k answered; `rpc_unavailable` when fewer than k could. `wide` asks every
+   * endpoint in good standing at once (at least k).
    */
-  async function fromK<T>(ask: (m: QuorumMember) => Promise<T>, what: string) {
+  async function fromK<T>(ask: (m: QuorumMember) => Promise<T>, what: string, wide = false) {
     const answers: { member: QuorumMember; value: T }[] = [];
     const errors: string[] = [];
     const queue = order();
-    while (answers.length < k && queue.length > 0) {
-      const batch = queue.splice(0, k - answers.length);
+    const good = queue.filter((m) => !isAside(m) && !isFailing(m)).length;
+    for (let first = true; answers.length < k && queue.length > 0; first = false) {
+      const batch = queue.splice(0, first && wide ? Math.max(k, good) : k - answers.length);
       const replies = await Promise.allSettled(batch.map((m) => observed(m, () => ask(m))));
       replies.forEach((r, i) => {
         if (r.status === "fulfilled") answers.push({ member: batch[i]!, value: r.value });
@@ -615,9 +645,14 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     return answers;
   }
 
-  /** The k-th highest answer: no single endpoint can move the slot forward on its own. */
+  /**
+   * The k-th highest answer of every endpoint in good standing: a slot k of them reached. No
+   * single endpoint moves it forward, nor holds it back: the lowest of k let one endpoint
+   * answering a frozen old slot keep the drop window from ever passing.
+   */
   async function quorumNumber(ask: (m: QuorumMember) => Promise<number>, what: string) {
-    return Math.min(...(await fromK(ask, what)).map((a) => a.value));
+    const values = (await fromK(ask, what, true)).map((a) => a.value).sort((a, b) => b - a);
+    return values[k - 1]!;
   }
 
   /**
@@ -895,6 +930,8 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
   }
 
   return {
+    // A null status is k endpoints' "not found": the drop rule may count on it.
+    agreedMisses: true,
     getSignatureStatuses,
     getTransaction,
     getSlot: (commitment = "finalized", options = {}) =>

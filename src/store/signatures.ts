@@ -36,6 +36,21 @@ export interface FetchedItem {
   memoJob?: string | null;
 }
 
+/** What a poll of statuses knew besides the statuses. */
+export interface StatusPoll {
+  /** The chain's finalized slot, when it was read. */
+  currentSlot: number | null;
+  dropAfterSlots: number;
+  t: number;
+  /**
+   * Each missing status is k endpoints' agreed "not found" (`RPC_QUORUM` k >= 2): a signature
+   * one endpoint once showed landed, even confirmed, is dropped like one never seen. A status
+   * short of finalized comes from one endpoint, and one lie ("confirmed" for a phantom) kept
+   * the job waiting for ever. Alone, one endpoint's miss is a lagging node's.
+   */
+  agreedMisses?: boolean;
+}
+
 export interface SignatureStore {
   /** Gives every signature its row (state `unknown`) unless it has one; returns all rows. */
   track(signatures: readonly string[], t: number): Promise<Map<string, SignatureRow>>;
@@ -51,7 +66,7 @@ export interface SignatureStore {
    */
   recordStatuses(
     polled: readonly { signature: string; status: ObservedStatus | null }[],
-    poll: { currentSlot: number | null; dropAfterSlots: number; t: number },
+    poll: StatusPoll,
   ): Promise<Map<string, SignatureRow>>;
   /** Stores a fetched finalized transaction unless another process stored it first. */
   recordFetched(
@@ -139,9 +154,11 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
   );
   // A signature never seen, or seen only at processed (a minority fork can lose it), can be
   // dropped; one seen confirmed and missing now is a lagging node (e.g. after failover), which
-  // the next poll sorts out. Only the first miss is written (its time and slot), and the drop:
-  // later misses change nothing. Raw SQL: a guarded CASE.
-  const drops = `(state = 'unknown' OR (state = 'landed' AND commitment = 'processed'))
+  // the next poll sorts out, unless k endpoints agree it is missing (`agreedMisses`). Only the
+  // first miss is written (its time and slot), and the drop: later misses change nothing. Raw
+  // SQL: a guarded CASE.
+  const drops = `(state = 'unknown'
+      OR (state = 'landed' AND (commitment = 'processed' OR @agreedMisses = 1)))
     AND @currentSlot IS NOT NULL
     AND @currentSlot > coalesce(not_found_slot, @currentSlot) + @dropAfterSlots`;
   const statusMissing = prepareRawRows(
@@ -269,7 +286,7 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
   const writeStatuses = sqlite.transaction(
     (
       polled: readonly { signature: string; status: ObservedStatus | null }[],
-      poll: { currentSlot: number | null; dropAfterSlots: number; t: number },
+      poll: StatusPoll,
     ): Map<string, SignatureRow> => {
       const rows = new Map<string, SignatureRow>();
       const unchanged: string[] = [];
@@ -285,6 +302,7 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
               signature,
               currentSlot: poll.currentSlot,
               dropAfterSlots: poll.dropAfterSlots,
+              agreedMisses: poll.agreedMisses ? 1 : 0,
               t: poll.t,
             });
         if (row) rows.set(signature, row);

@@ -184,7 +184,9 @@ export function createRound(deps: RoundDeps): Round {
         const held = new Set<string>();
         if (currentSlot !== null && rpc.findAnywhere) {
           const slot = currentSlot;
-          const dropping = missing.filter((s) => wouldDrop(rows.get(s), slot, profile));
+          const dropping = missing.filter((s) =>
+            wouldDrop(rows.get(s), slot, profile, rpc.agreedMisses === true),
+          );
           if (dropping.length > 0) {
             try {
               const { found, unanswered } = await rpc.findAnywhere(dropping, signal);
@@ -238,6 +240,7 @@ export function createRound(deps: RoundDeps): Round {
           const after = await signatures.recordStatuses(slice, {
             currentSlot,
             dropAfterSlots: profile.dropAfterSlots,
+            agreedMisses: rpc.agreedMisses === true,
             t,
           });
           for (const [signature, row] of after) rows.set(signature, row);
@@ -599,8 +602,8 @@ export function createRound(deps: RoundDeps): Round {
 
 /**
  * Would this poll's "not found" drop the signature? The store's rule (`recordStatuses`): never
- * seen, or seen only at processed, and missing for more than `dropAfterSlots` since the first
- * miss.
+ * seen, or seen only at processed (at any commitment short of finalized when k endpoints agree
+ * it is missing), and missing for more than `dropAfterSlots` since the first miss.
  */
 /**
  * How long a drop waits, from a signature's first miss, for endpoints that cannot answer: past
@@ -609,10 +612,16 @@ export function createRound(deps: RoundDeps): Round {
  */
 const DROP_HOLD_MS = 5 * 60_000;
 
-function wouldDrop(row: SignatureRow | undefined, currentSlot: number, profile: Profile) {
+function wouldDrop(
+  row: SignatureRow | undefined,
+  currentSlot: number,
+  profile: Profile,
+  agreedMisses: boolean,
+) {
   if (!row || row.notFoundSlot === null) return false;
   const droppable =
-    row.state === "unknown" || (row.state === "landed" && row.commitment === "processed");
+    row.state === "unknown" ||
+    (row.state === "landed" && (row.commitment === "processed" || agreedMisses));
   return droppable && currentSlot > row.notFoundSlot + profile.dropAfterSlots;
 }
 

@@ -36,6 +36,11 @@ export interface VerifierRpc {
     signatures: string[],
     signal?: AbortSignal,
   ): Promise<{ found: Map<string, SignatureStatusLike>; unanswered: string[] }>;
+  /**
+   * True when every null status is k endpoints' agreed "not found" (a quorum): a signature one
+   * endpoint once showed landed is then dropped like one never seen (see `StatusPoll`).
+   */
+  readonly agreedMisses?: boolean;
   /** Requests per second the RPC allows now; without it a round fetches all it claimed. */
   requestRate?(): number;
 }

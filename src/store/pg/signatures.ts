@@ -3,7 +3,13 @@ import type { PgStore } from "../../db/pg/client.js";
 import { chainTransactions } from "../../db/pg/schema.js";
 import { pairKey } from "../signature-pairs.js";
 import { fetchedColumns } from "../signature-rules.js";
-import type { FetchedItem, ObservedStatus, SignatureRow, SignatureStore } from "../signatures.js";
+import type {
+  FetchedItem,
+  ObservedStatus,
+  SignatureRow,
+  SignatureStore,
+  StatusPoll,
+} from "../signatures.js";
 import type { PgExecutor } from "./executor.js";
 import { awaitNamerWriters } from "./namer-locks.js";
 
@@ -49,7 +55,7 @@ function passes(polled: readonly Polled[]): Polled[][] {
 const givenUp = sql`state IN ('pruned', 'dropped')`;
 const settled = sql`c.state IN ('finalized', 'pruned')`;
 
-type Poll = { currentSlot: number | null; dropAfterSlots: number; t: number };
+type Poll = StatusPoll;
 
 /** A pass of found statuses as rows `p (signature, commitment, slot)`. */
 const foundArrays = (found: readonly Polled[]) =>
@@ -70,7 +76,9 @@ const foundChanges = sql`(NOT ${settled} AND (
 /** Whether row `c`, missing from this poll, is dropped by it. */
 const drops = (poll: Poll) => {
   const current = sql`${poll.currentSlot}::bigint`;
-  return sql`((c.state = 'unknown' OR (c.state = 'landed' AND c.commitment = 'processed'))
+  const agreed = sql.raw(poll.agreedMisses ? "TRUE" : "FALSE");
+  return sql`((c.state = 'unknown'
+      OR (c.state = 'landed' AND (c.commitment = 'processed' OR ${agreed})))
     AND ${current} IS NOT NULL
     AND ${current} > coalesce(c.not_found_slot, ${current}) + ${poll.dropAfterSlots}::bigint)`;
 };
@@ -118,8 +126,8 @@ export function createPgSignatureStore(store: PgStore): SignatureStore {
 
   // A signature never seen, or seen only at processed (a minority fork can lose it), can be
   // dropped; one seen confirmed and missing now is a lagging node (e.g. after failover), which
-  // the next poll sorts out. Only the first miss and the drop are written (see
-  // `missingChanges`). Raw SQL: a guarded CASE.
+  // the next poll sorts out, unless k endpoints agree it is missing (`agreedMisses`). Only the
+  // first miss and the drop are written (see `missingChanges`). Raw SQL: a guarded CASE.
   async function writeMissing(tx: PgExecutor, missing: readonly Polled[], poll: Poll) {
     if (missing.length === 0) return;
     const current = sql`${poll.currentSlot}::bigint`;
