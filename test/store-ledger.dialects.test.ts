@@ -368,6 +368,7 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
         ...readsOf(lines),
         {
           signature: sig("fake"),
+          blockTime: fake.time,
           succeeded: true,
           pre: null,
           post: null,
