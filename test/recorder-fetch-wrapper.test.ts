@@ -1,3 +1,5 @@
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import http from "node:http";
 import { eq } from "drizzle-orm";
 import OpenAI from "openai";
@@ -282,12 +284,17 @@ describe("createRecordingFetch", () => {
   it("drops the oldest receipt when its buffer is full instead of growing without bound", async () => {
     const dead = await listen(http.createServer());
     await dead.close();
+    const drops: string[] = [];
     const recordingFetch = createRecordingFetch({
       ingestUrl: `${dead.url}/jobs`,
       maxBuffer: 2,
       retryBaseMs: 60_000,
+      onError: (error) => {
+        if (error.message.includes("dropped")) drops.push(error.message);
+      },
     });
     const base = await upstream();
+    const sent: string[] = [];
     for (let i = 0; i < 4; i++) {
       const response = await recordingFetch(`${base}/v1/chat/completions`, {
         method: "POST",
@@ -295,7 +302,224 @@ describe("createRecordingFetch", () => {
       });
       expect(response.status).toBe(200);
       await response.text();
+      sent.push(response.headers.get("x-decentral-job-id") ?? "");
     }
     await expect.poll(() => recordingFetch.stats().dropped).toBe(2);
+    // Each report names the job lost, so a backend can log which.
+    expect(drops).toHaveLength(2);
+    for (const drop of drops) expect(sent.some((id) => drop.includes(id))).toBe(true);
+  });
+
+  it("counts a receipt once when the buffer fills while its batch is being sent", async () => {
+    const { network, received, release } = fakeNetwork(() => undefined);
+    const errors: string[] = [];
+    const recordingFetch = createRecordingFetch({
+      ...network,
+      maxBuffer: 2,
+      onError: (error) => errors.push(error.message),
+    });
+    const first = await complete(recordingFetch);
+    // The first receipt is on its way (its post is held) when two more fill the buffer.
+    await expect.poll(() => received.posts).toBe(1);
+    const second = await complete(recordingFetch);
+    const third = await complete(recordingFetch);
+    await expect.poll(() => recordingFetch.stats().queued).toBe(3);
+    release();
+    await recordingFetch.flush();
+    expect(received.jobIds).toEqual([first, third]);
+    expect(recordingFetch.stats()).toMatchObject({ queued: 3, delivered: 2, dropped: 1 });
+    expect(errors).toEqual([`receipt buffer full: the receipt of ${second} dropped`]);
+  });
+
+  it("sends the receipts of a batch refused as too large again in halves, and names the one refused alone", async () => {
+    let huge = "";
+    const { network, received, release } = fakeNetwork((items) =>
+      // As ingest refuses a body above 4 MiB: here, more than two receipts or the huge one.
+      items.length > 2 || items.some((item) => item.job_id === huge)
+        ? Response.json(
+            { error: { code: "payload_too_large", message: "request body above 4194304 bytes" } },
+            { status: 413 },
+          )
+        : undefined,
+    );
+    const errors: string[] = [];
+    const recordingFetch = createRecordingFetch({
+      ...network,
+      onError: (error) => errors.push(error.message),
+    });
+    const sent: string[] = [];
+    // The first post is held, so the other receipts pile up into one batch behind it.
+    for (let i = 0; i < 6; i++) sent.push(await complete(recordingFetch));
+    huge = sent[2] ?? "";
+    await expect.poll(() => recordingFetch.stats().queued).toBe(6);
+    release();
+    await recordingFetch.flush();
+    expect(received.jobIds).toEqual(sent.filter((id) => id !== huge));
+    expect(recordingFetch.stats()).toMatchObject({ delivered: 5, rejected: 1, dropped: 0 });
+    expect(errors).toEqual([
+      `ingest API refused the receipt of ${huge} (HTTP 413: request body above 4194304 bytes)`,
+    ]);
+  });
+});
+
+/**
+ * A `fetch` playing both Decentral (a fresh job's headers for every call) and the ingest API,
+ * whose first post is held until `release()`. `refuse` may answer a post instead of accepting
+ * its receipts.
+ */
+function fakeNetwork(refuse: (items: { job_id: string }[]) => Response | undefined) {
+  const ingestUrl = "http://ingest.test/jobs";
+  const received = { posts: 0, jobIds: [] as string[] };
+  let release = () => {};
+  const held = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const fetch = (async (input: Parameters<typeof globalThis.fetch>[0], init?: RequestInit) => {
+    if (String(input) !== ingestUrl) {
+      return new Response(JSON.stringify({ model: "qwen3-8b" }), {
+        headers: {
+          "content-type": "application/json",
+          "x-decentral-job-id": jobId(),
+          "x-decentral-tx-signature": signature(),
+        },
+      });
+    }
+    if (received.posts++ === 0) await held;
+    const items = JSON.parse(String(init?.body)) as { job_id: string }[];
+    const refusal = refuse(items);
+    if (refusal) return refusal;
+    received.jobIds.push(...items.map((item) => item.job_id));
+    return Response.json({
+      created: items.length,
+      rejected: 0,
+      results: items.map((_, index) => ({ index, status: "created" })),
+    });
+  }) as typeof globalThis.fetch;
+  return { network: { ingestUrl, fetch }, received, release };
+}
+
+/** One completion through `recordingFetch`, its body read; its job id. */
+async function complete(recordingFetch: typeof fetch): Promise<string> {
+  const response = await recordingFetch("http://decentral.test/v1/chat/completions", {
+    method: "POST",
+    body: JSON.stringify({ model: "qwen3-8b", messages: [] }),
+  });
+  await response.text();
+  return response.headers.get("x-decentral-job-id") ?? "";
+}
+
+describe("a backend process with a recording fetch", () => {
+  /** An ingest API answering 503 to its first `failFirst` posts, then taking every receipt. */
+  async function ingestStub(failFirst: number) {
+    const received: string[] = [];
+    let posts = 0;
+    const server = await listen(
+      http.createServer(async (req, res) => {
+        let body = "";
+        for await (const chunk of req) body += chunk;
+        if (posts++ < failFirst) {
+          res.writeHead(503).end();
+          return;
+        }
+        const items = JSON.parse(body) as { job_id: string }[];
+        received.push(...items.map((item) => item.job_id));
+        res.writeHead(200, { "content-type": "application/json" }).end(
+          JSON.stringify({
+            rejected: 0,
+            results: items.map((_, index) => ({ index, status: "created" })),
+          }),
+        );
+      }),
+    );
+    cleanups.push(server.close);
+    return { url: `${server.url}/jobs`, received };
+  }
+
+  /**
+   * Runs a backend in its own Node process: one completion through a recording fetch posting
+   * to `ingestUrl`, then `end` (the script's last lines). Its exit code and output.
+   */
+  async function runBackend(ingestUrl: string, end: string) {
+    const id = jobId();
+    const script = `
+      const { createRecordingFetch } = await import("./src/recorder/fetch-wrapper.ts");
+      const ingestUrl = ${JSON.stringify(ingestUrl)};
+      const recordingFetch = createRecordingFetch({
+        ingestUrl,
+        retryBaseMs: 100,
+        retryMaxMs: 100,
+        fetch: (input, init) =>
+          String(input) === ingestUrl
+            ? fetch(input, init)
+            : Promise.resolve(new Response('{"model":"qwen3-8b"}', { headers: {
+                "content-type": "application/json",
+                "x-decentral-job-id": ${JSON.stringify(id)},
+                "x-decentral-tx-signature": ${JSON.stringify(signature())},
+              } })),
+      });
+      const response = await recordingFetch("http://decentral.test/v1/chat/completions", {
+        method: "POST",
+        body: '{"model":"qwen3-8b"}',
+      });
+      await response.text();
+      ${end}
+    `;
+    const child = spawn(
+      process.execPath,
+      ["--import", "tsx", "--input-type=module", "-e", script],
+      { cwd: process.cwd(), stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk) => {
+      stdout += chunk;
+    });
+    child.stderr.on("data", (chunk) => {
+      stderr += chunk;
+    });
+    const [code] = (await once(child, "exit")) as [number | null];
+    return { code, stdout: stdout.trim(), stderr, jobId: id };
+  }
+
+  it("stays alive while it awaits flush() through an ingest outage, until the receipt is delivered", async () => {
+    const ingest = await ingestStub(3);
+    const run = await runBackend(
+      ingest.url,
+      `await recordingFetch.flush(); console.log("flushed");`,
+    );
+    expect(run).toMatchObject({ code: 0, stdout: "flushed" });
+    expect(ingest.received).toEqual([run.jobId]);
+  });
+
+  it("hears from flush({ timeoutMs }) which jobs were not delivered by its deadline", async () => {
+    const ingest = await ingestStub(Number.POSITIVE_INFINITY);
+    const run = await runBackend(
+      ingest.url,
+      `try {
+        await recordingFetch.flush({ timeoutMs: 400 });
+        console.log("flushed");
+      } catch (error) {
+        console.log(JSON.stringify(error.jobIds));
+      }`,
+    );
+    expect(run).toMatchObject({ code: 0, stdout: JSON.stringify([run.jobId]) });
+    // Named once, to the caller that asked: not again at exit.
+    expect(run.stderr).toBe("");
+    expect(ingest.received).toEqual([]);
+  });
+
+  it("is not kept alive by retries nobody waits for, and names the receipts it exits with", async () => {
+    const ingest = await ingestStub(Number.POSITIVE_INFINITY);
+    const run = await runBackend(ingest.url, `console.log("done");`);
+    expect(run).toMatchObject({ code: 0, stdout: "done" });
+    expect(run.stderr).toContain("1 receipt not delivered");
+    expect(run.stderr).toContain(run.jobId);
+  });
+
+  it("names the receipt of a completion answered just before process.exit()", async () => {
+    const ingest = await ingestStub(0);
+    const run = await runBackend(ingest.url, "process.exit(0);");
+    expect(run.code).toBe(0);
+    expect(run.stderr).toContain(run.jobId);
   });
 });

@@ -15,7 +15,9 @@ import {
  * `new OpenAI({ fetch: createRecordingFetch({ ingestUrl }) })`. It returns every response
  * untouched and, in the background, posts each job's receipt headers to the ingest API.
  * Delivery never blocks or fails a completion: receipts wait in a bounded buffer and are
- * retried with backoff; when the buffer is full the oldest receipt is dropped and counted.
+ * retried with backoff; when the buffer is full the oldest receipt not being sent is dropped,
+ * counted and reported by its job. Pending receipts never keep the process alive by themselves:
+ * a backend calls `flush()` before it exits, and receipts still pending at exit are reported.
  * This module has no dependency beyond the platform so backends can
  * import it alone.
  */
@@ -39,10 +41,35 @@ export interface RecordingFetchOptions {
   /** Tags added to every receipt, e.g. `{ service: "search" }`. Default none. */
   tags?: Record<string, string>;
   /**
-   * Called when delivery fails (the receipt is kept and retried), a receipt is dropped, or the
-   * ingest API refused receipts (lost: never retried).
+   * Called when delivery fails (the receipt is kept and retried), a receipt is dropped, the
+   * ingest API refused a receipt (lost: never retried), or the process exits with receipts not
+   * delivered (a `ReceiptsNotDeliveredError`, called synchronously from the `exit` event, so
+   * it must log synchronously). Without it, the last is written to stderr. Default none.
    */
   onError?: (error: Error) => void;
+}
+
+/** Options of `flush()`. */
+export interface FlushOptions {
+  /**
+   * Longest wait, in ms: past it `flush()` rejects with a `ReceiptsNotDeliveredError` naming
+   * the receipts still pending (they stay queued and retried). Default none: wait until done.
+   */
+  timeoutMs?: number;
+}
+
+/** Receipts not delivered in time: at a `flush()` deadline, or when the process exits. */
+export class ReceiptsNotDeliveredError extends Error {
+  /** The job of every receipt not delivered (nor refused, nor dropped), oldest first. */
+  readonly jobIds: string[];
+  constructor(what: string, jobIds: string[]) {
+    const shown = jobIds.slice(0, 20).join(", ");
+    const more = jobIds.length > 20 ? ` and ${jobIds.length - 20} more` : "";
+    const count = `${jobIds.length} receipt${jobIds.length === 1 ? "" : "s"}`;
+    super(`${what}: ${count} not delivered (${shown}${more})`);
+    this.name = "ReceiptsNotDeliveredError";
+    this.jobIds = jobIds;
+  }
 }
 
 /** Counters of what happened to receipts so far. */
@@ -51,15 +78,23 @@ export interface RecordingFetchStats {
   delivered: number;
   /** Refused by the ingest API as malformed: never retried. */
   rejected: number;
-  /** Dropped because the buffer was full. */
+  /**
+   * Dropped because the buffer was full. Each receipt is counted once, as delivered, rejected
+   * or dropped (or is still pending).
+   */
   dropped: number;
   failedAttempts: number;
 }
 
 /** The wrapped fetch, plus delivery control. */
 export type RecordingFetch = typeof fetch & {
-  /** Resolves once every receipt seen so far was delivered or rejected (tests, shutdown). */
-  flush(): Promise<void>;
+  /**
+   * Resolves once every receipt seen so far was delivered, refused or dropped (tests,
+   * shutdown). While it waits, delivery retries keep the process alive, and a retry waiting
+   * out its backoff is tried at once. With `timeoutMs` it rejects past that deadline with a
+   * `ReceiptsNotDeliveredError` naming the jobs still pending.
+   */
+  flush(options?: FlushOptions): Promise<void>;
   stats(): RecordingFetchStats;
 };
 
@@ -170,21 +205,68 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
     dropped: 0,
     failedAttempts: 0,
   };
-  /** Receipts still being assembled (body being read). */
-  const assembling = new Set<Promise<void>>();
+  /** Receipts still being assembled (body being read), by the work that assembles each. */
+  const assembling = new Map<Promise<void>, WireReceipt>();
+  /**
+   * The receipts of the request being sent: always the first ones of `buffer`, since only
+   * delivery takes receipts off its front and a full buffer never drops one of these (the
+   * ingest API may be recording it at this moment: dropped, it would be counted twice).
+   */
+  const inFlight = new Set<WireReceipt>();
+  /** Receipts a `flush()` deadline already named to the caller: not named again at exit. */
+  const named = new WeakSet<WireReceipt>();
   let sending: Promise<void> | undefined;
-  let waiters: (() => void)[] = [];
+  /** Each `flush()` waiting: settles it. */
+  const waiters = new Set<() => void>();
+  /** The backoff wait between two attempts, if one is under way. */
+  let pause: { timer: ReturnType<typeof setTimeout>; end: () => void } | undefined;
+  let watchingExit = false;
 
-  const report = (error: Error) => options.onError?.(error);
+  const report = (error: Error) => {
+    try {
+      options.onError?.(error);
+    } catch {
+      // The caller's handler failing must not stop delivery (nor crash the backend).
+    }
+  };
+
+  /** Every receipt not yet delivered, refused or dropped, oldest first. */
+  function pendingReceipts(): WireReceipt[] {
+    return [...new Set([...buffer, ...assembling.values()])];
+  }
+
+  /** A receipt still pending when the process exits is lost: say which, never silently. */
+  const onExit = () => {
+    const left = pendingReceipts().filter((receipt) => !named.has(receipt));
+    if (left.length === 0) return;
+    const error = new ReceiptsNotDeliveredError(
+      "process exiting before delivery (await fetch.flush() before exit)",
+      left.map((receipt) => receipt.job_id),
+    );
+    if (options.onError) report(error);
+    else console.error(`decentral-audit recording fetch: ${error.message}`);
+  };
+
+  /** Listens for the exit only while receipts are pending, so an idle wrapper costs nothing. */
+  function watchExit() {
+    if (typeof process === "undefined" || typeof process.on !== "function") return;
+    const pending = buffer.length > 0 || assembling.size > 0;
+    if (pending && !watchingExit) process.on("exit", onExit);
+    else if (!pending && watchingExit) process.off("exit", onExit);
+    watchingExit = pending;
+  }
 
   function enqueue(receipt: WireReceipt) {
+    stats.queued++;
     if (buffer.length >= maxBuffer) {
-      buffer.shift();
+      const at = buffer.findIndex((held) => !inFlight.has(held));
+      // Every receipt held is being sent: the new one is the oldest not on its way.
+      const dropped = at === -1 ? receipt : (buffer.splice(at, 1)[0] as WireReceipt);
       stats.dropped++;
-      report(new Error("receipt buffer full: oldest receipt dropped"));
+      report(new Error(`receipt buffer full: the receipt of ${dropped.job_id} dropped`));
+      if (dropped === receipt) return;
     }
     buffer.push(receipt);
-    stats.queued++;
     kick();
   }
 
@@ -199,17 +281,21 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
   }
 
   function settleWaiters() {
+    watchExit();
     if (buffer.length > 0 || assembling.size > 0 || sending) return;
-    const ready = waiters;
-    waiters = [];
+    const ready = [...waiters];
+    waiters.clear();
     for (const resolve of ready) resolve();
   }
 
   /**
-   * Posts a batch; resolves with how many items the service rejected, or "retry". A refused
-   * receipt is lost for good, so each refusal is reported with the job and the reason.
+   * Posts a batch. "refused": the ingest API refused the request as a whole (400, 413), which
+   * it will do again; otherwise how many items it rejected, or "retry". A refused receipt is
+   * lost for good, so each refusal is reported with the job and the reason.
    */
-  async function post(batch: WireReceipt[]): Promise<number | "retry"> {
+  async function post(
+    batch: WireReceipt[],
+  ): Promise<number | "retry" | { refused: number; reason: string }> {
     const headers: Record<string, string> = { "content-type": "application/json" };
     if (options.token) headers.authorization = `Bearer ${options.token}`;
     try {
@@ -227,15 +313,19 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
         if (rejected > 0) reportRejected(batch, body.results);
         return rejected;
       }
-      await response.body?.cancel();
-      // 400/413: the batch itself is at fault and will never be accepted. Anything else
+      // 400/413: the request itself is at fault and will never be accepted. Anything else
       // (401/403 while tokens are being fixed, 408, 429, 5xx) may pass later.
       if (response.status === 400 || response.status === 413) {
-        report(
-          new Error(`ingest API refused a batch of ${batch.length} receipts (${response.status})`),
-        );
-        return batch.length;
+        const body = (await response.json().catch(() => null)) as {
+          error?: { message?: unknown };
+        } | null;
+        const message = body?.error?.message;
+        return {
+          refused: response.status,
+          reason: typeof message === "string" ? message.slice(0, 200) : "",
+        };
       }
+      await response.body?.cancel();
       return "retry";
     } catch {
       return "retry";
@@ -258,24 +348,56 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
     }
   }
 
+  /** Waits out a retry's backoff: unref'd unless a `flush()` is waiting, which may end it. */
+  function pauseFor(delay: number) {
+    return new Promise<void>((resolve) => {
+      const end = () => {
+        clearTimeout(timer);
+        pause = undefined;
+        resolve();
+      };
+      const timer = setTimeout(end, delay);
+      // Pending receipts alone never keep a backend alive; a flush waiting for them does.
+      if (waiters.size === 0) timer.unref();
+      pause = { timer, end };
+    });
+  }
+
   async function drain() {
     let failures = 0;
+    // Receipts per request: halved each time the ingest API refuses a whole batch (413 too
+    // large, 400), so the valid receipts of a refused batch still go in smaller ones, down to
+    // a receipt alone, which alone is refused and reported. Back to `batchSize` once the buffer
+    // is empty.
+    let limit = batchSize;
     while (buffer.length > 0) {
-      const batch = buffer.slice(0, batchSize);
+      const batch = buffer.slice(0, limit);
+      for (const receipt of batch) inFlight.add(receipt);
       const outcome = await post(batch);
+      inFlight.clear();
       if (outcome === "retry") {
         stats.failedAttempts++;
         report(new Error("receipt delivery failed; will retry"));
-        const delay = backoff(failures++, { baseMs: retryBaseMs, maxMs: retryMaxMs });
-        // Unref'd: pending receipts alone never keep a process alive; `flush()` waits for them.
-        await new Promise((resolve) => setTimeout(resolve, delay).unref());
+        await pauseFor(backoff(failures++, { baseMs: retryBaseMs, maxMs: retryMaxMs }));
         continue;
       }
       failures = 0;
-      // Entries may have been dropped from the front while the request was in flight.
-      const sent = new Set(batch);
-      for (let i = buffer.length - 1; i >= 0; i--) {
-        if (sent.has(buffer[i] as WireReceipt)) buffer.splice(i, 1);
+      if (typeof outcome === "object" && batch.length > 1) {
+        limit = Math.ceil(batch.length / 2);
+        continue;
+      }
+      // The batch is still the front of the buffer (see `inFlight`).
+      buffer.splice(0, batch.length);
+      if (typeof outcome === "object") {
+        const { job_id } = batch[0] as WireReceipt;
+        const reason = outcome.reason ? `: ${outcome.reason}` : "";
+        report(
+          new Error(
+            `ingest API refused the receipt of ${job_id} (HTTP ${outcome.refused}${reason})`,
+          ),
+        );
+        stats.rejected++;
+        continue;
       }
       stats.rejected += outcome;
       stats.delivered += batch.length - outcome;
@@ -364,7 +486,8 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
         }
         enqueue(receipt);
       });
-      assembling.add(work);
+      assembling.set(work, receipt);
+      watchExit();
       work.finally(() => {
         assembling.delete(work);
         settleWaiters();
@@ -376,9 +499,31 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
   };
 
   return Object.assign(wrapped as typeof fetch, {
-    flush: () =>
-      new Promise<void>((resolve) => {
-        waiters.push(resolve);
+    flush: (flushOptions: FlushOptions = {}) =>
+      new Promise<void>((resolve, reject) => {
+        let deadline: ReturnType<typeof setTimeout> | undefined;
+        const settle = () => {
+          clearTimeout(deadline);
+          resolve();
+        };
+        if (flushOptions.timeoutMs !== undefined) {
+          deadline = setTimeout(() => {
+            waiters.delete(settle);
+            if (waiters.size === 0) pause?.timer.unref();
+            const left = pendingReceipts();
+            for (const receipt of left) named.add(receipt);
+            reject(
+              new ReceiptsNotDeliveredError(
+                `flush() deadline of ${flushOptions.timeoutMs} ms passed`,
+                left.map((receipt) => receipt.job_id),
+              ),
+            );
+          }, flushOptions.timeoutMs);
+        }
+        waiters.add(settle);
+        // A shutdown cannot wait out a long backoff: try again now, and hold the process open
+        // through the retries that follow.
+        pause?.end();
         settleWaiters();
       }),
     stats: () => ({ ...stats }),
