@@ -24,6 +24,13 @@ describe("instants", () => {
     expect(parseInstant("0")).toBe(0);
   });
 
+  it("refuses an epoch number longer than 13 digits: no time an answer can name back", () => {
+    // 15 digits of milliseconds is the year 33658, which ISO 8601 answers cannot carry.
+    expect(parseInstant("999999999999999")).toBeNull();
+    expect(parseInstant("99999999999999")).toBeNull();
+    expect(parseInstant("9999999999999")).toBe(9_999_999_999_999);
+  });
+
   it("refuses a date-time without a zone rather than read it in the server's zone", () => {
     expect(parseZonedDateTime("2026-11-25T10:00:00")).toBeNull();
     const parsed = parseReceiptInput({

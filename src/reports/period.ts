@@ -11,14 +11,15 @@ const DAY_MS = 86_400_000;
 /**
  * Parses an instant: `YYYY-MM-DD` (UTC midnight), an ISO 8601 date-time with `Z` or an offset,
  * or an integer since the epoch: seconds up to 10 digits (what ingest's `created_at` takes, up
- * to the year 2286), milliseconds from 11. Returns null for anything else, including dates
+ * to the year 2286), milliseconds from 11 to 13 (the same years: a longer number is no time an
+ * answer could name back in ISO 8601). Returns null for anything else, including dates
  * that do not exist (2026-02-30), so a typo is an error rather than a silently shifted period.
  */
 export function parseInstant(text: string): number | null {
   const value = text.trim();
   // Seconds read as milliseconds put a period in January 1970 without a word.
   if (/^\d{1,10}$/.test(value)) return Number(value) * 1000;
-  if (/^\d{11,15}$/.test(value)) return Number(value);
+  if (/^\d{11,13}$/.test(value)) return Number(value);
   const dateOnly = /^(\d{4})-(\d{2})-(\d{2})$/.exec(value);
   if (dateOnly) {
     const [, y, m, d] = dateOnly;
