@@ -305,9 +305,7 @@ describe("recording proxy", () => {
     let clock = Date.now();
     const { store, stub, proxy, url, row } = await setup({ now: () => clock });
     const from = clock - 3_600_000;
-    const answered = completion(url, "slow-json", {
-      body: JSON.stringify({ model: "qwen3-8b", messages: [] }),
-    });
+    const answered = completion(url, "slow-json");
     await vi.waitFor(() => expect(stub.seen).toHaveLength(1));
     clock += 60_000;
     // A dashboard reads the period while the job runs: it is final up to a moment ago.
@@ -355,6 +353,26 @@ describe("recording proxy", () => {
     await form.text();
     await other.proxy.idle();
     expect(other.row()).toMatchObject({ model: null, responseModel: "qwen3-8b", maxTokens: null });
+  });
+
+  it("records a ceiling the API would take as set, written as digits or far above any context", async () => {
+    // Read as "none set", either would be judged against the default of 2,000 tokens, and the
+    // honest lock at the request's own ceiling would look like an over-lock.
+    for (const [ceiling, recorded] of [
+      ["4000", 4000],
+      [150_000_000, 150_000_000],
+      ["four thousand", null],
+    ] as const) {
+      const { proxy, url, row } = await setup();
+      const answer = await fetch(`${url}/v1/chat/completions?mode=json`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: JSON.stringify({ model: "qwen3-8b", max_tokens: ceiling, messages: [] }),
+      });
+      await answer.text();
+      await proxy.idle();
+      expect({ ceiling, maxTokens: row()?.maxTokens }).toEqual({ ceiling, maxTokens: recorded });
+    }
   });
 
   it("streams chunk by chunk: the first event arrives before the upstream sends the next", async () => {

@@ -274,8 +274,9 @@ function models(
 /** The request's `max_tokens`: it bounds what the job can cost. */
 function optionalMaxTokens(value: unknown, field: string): number | null {
   if (value === undefined || value === null) return null;
-  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > maxTokenCount) {
-    throw new FieldError(field, `must be an integer from 1 to ${maxTokenCount}`);
+  // As the proxy reads a request's ceiling (request-facts.ts): any exact positive integer.
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1) {
+    throw new FieldError(field, `must be an integer from 1 to ${Number.MAX_SAFE_INTEGER}`);
   }
   return value;
 }

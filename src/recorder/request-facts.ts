@@ -24,14 +24,15 @@ export const noRequestFacts: RequestFacts = { model: null, maxTokens: null, stre
 
 /**
  * A request's ceiling: `max_completion_tokens` ahead of the older `max_tokens`, the order the
- * API honours them in, as a positive integer (anything else sets no ceiling, as the API would
- * refuse it).
+ * API honours them in, as a positive integer, written as a number or as the digits of one (an
+ * API validating with coercion takes `"4000"` as 4000). Anything else sets no ceiling, as the
+ * API would refuse it or ignore it. No upper bound but the exact integers: the lock follows
+ * the ceiling however large, and read as none it would be judged against the default.
  */
-function ceilingOf(body: Record<string, unknown>): number | null {
+export function ceilingOf(body: Record<string, unknown>): number | null {
   const max = body.max_completion_tokens ?? body.max_tokens;
-  return typeof max === "number" && Number.isInteger(max) && max >= 1 && max <= maxTokenCount
-    ? max
-    : null;
+  const value = typeof max === "string" && /^\s*\d{1,16}\s*$/.test(max) ? Number(max) : max;
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 1 ? value : null;
 }
 
 /** The facts of a parsed request body. */
