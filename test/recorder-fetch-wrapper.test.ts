@@ -331,6 +331,35 @@ describe("createRecordingFetch", () => {
     expect(errors).toEqual([`receipt buffer full: the receipt of ${second} dropped`]);
   });
 
+  it("says a receipt dropped after a failed send may have been recorded all the same", async () => {
+    // The ingest API commits the first batch and then fails to answer (a 500, a cut link).
+    let first = true;
+    const { network, received, release } = fakeNetwork((items) => {
+      if (!first) return undefined;
+      first = false;
+      received.jobIds.push(...items.map((item) => item.job_id));
+      return new Response("upstream gone", { status: 500 });
+    });
+    const errors: string[] = [];
+    const recordingFetch = createRecordingFetch({
+      ...network,
+      maxBuffer: 1,
+      retryBaseMs: 60_000,
+      onError: (error) => errors.push(error.message),
+    });
+    const sent = await complete(recordingFetch);
+    release();
+    await expect.poll(() => recordingFetch.stats().failedAttempts).toBe(1);
+    // Waiting out the backoff, the buffer is full: the sent receipt gives way to a new one.
+    const next = await complete(recordingFetch);
+    await expect.poll(() => recordingFetch.stats().dropped).toBe(1);
+    await recordingFetch.flush();
+    expect(received.jobIds).toEqual([sent, next]);
+    expect(errors).toContain(
+      `receipt buffer full: the receipt of ${sent} dropped (sent in a batch that failed: the ingest API may have recorded it all the same)`,
+    );
+  });
+
   it("sends the receipts of a batch refused as too large again in halves, and names the one refused alone", async () => {
     let huge = "";
     const { network, received, release } = fakeNetwork((items) =>

@@ -213,6 +213,8 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
    * ingest API may be recording it at this moment: dropped, it would be counted twice).
    */
   const inFlight = new Set<WireReceipt>();
+  /** Receipts sent in a batch that failed without an answer: the ingest API may hold them. */
+  const unanswered = new WeakSet<WireReceipt>();
   /** Receipts a `flush()` deadline already named to the caller: not named again at exit. */
   const named = new WeakSet<WireReceipt>();
   let sending: Promise<void> | undefined;
@@ -263,7 +265,10 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
       // Every receipt held is being sent: the new one is the oldest not on its way.
       const dropped = at === -1 ? receipt : (buffer.splice(at, 1)[0] as WireReceipt);
       stats.dropped++;
-      report(new Error(`receipt buffer full: the receipt of ${dropped.job_id} dropped`));
+      const maybe = unanswered.has(dropped)
+        ? " (sent in a batch that failed: the ingest API may have recorded it all the same)"
+        : "";
+      report(new Error(`receipt buffer full: the receipt of ${dropped.job_id} dropped${maybe}`));
       if (dropped === receipt) return;
     }
     buffer.push(receipt);
@@ -376,6 +381,7 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
       const outcome = await post(batch);
       inFlight.clear();
       if (outcome === "retry") {
+        for (const receipt of batch) unanswered.add(receipt);
         stats.failedAttempts++;
         report(new Error("receipt delivery failed; will retry"));
         await pauseFor(backoff(failures++, { baseMs: retryBaseMs, maxMs: retryMaxMs }));
