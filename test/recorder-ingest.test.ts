@@ -87,6 +87,27 @@ describe("POST /jobs", () => {
     expect(store.db.select().from(jobs).get()?.settlementTx).toBe(r.settlement_tx);
   });
 
+  it("takes the key fingerprint and max_tokens a second post of a job brings, and answers 409 to another fingerprint", async () => {
+    const { store, post } = await setup();
+    const r = wireReceipt();
+    expect((await post(r)).status).toBe(201);
+    const fuller = { ...r, key_fingerprint: "0123456789abcdef", max_tokens: 300 };
+    const second = await post(fuller);
+    expect(second.status).toBe(200);
+    expect(await second.json()).toEqual({ jobId: r.job_id, status: "updated" });
+    expect(store.db.select().from(jobs).get()).toMatchObject({
+      keyFingerprint: "0123456789abcdef",
+      maxTokens: 300,
+    });
+    expect(await (await post(fuller)).json()).toEqual({ jobId: r.job_id, status: "duplicate" });
+    const other = await post({ ...fuller, key_fingerprint: "fedcba9876543210" });
+    expect(other.status).toBe(409);
+    expect(store.db.select().from(receiptConflicts).all()).toMatchObject([
+      { differences: ["key_fingerprint"] },
+    ]);
+    expect(store.db.select().from(jobs).get()?.keyFingerprint).toBe("0123456789abcdef");
+  });
+
   it("reveals nothing of the recorded receipt in a 409: no field names, no values", async () => {
     const { store, post } = await setup();
     const worker = address();

@@ -216,6 +216,114 @@ describe.each(dialects)("receipts store on %s", (dialect) => {
     expect(outcomes(await record(store, r, "ingest"))).toEqual(["duplicate"]);
   });
 
+  it("fills a key fingerprint, ceiling and vault a first receipt of the same source lacked, and judges the job again", async () => {
+    const store = await stores.open();
+    // Posted first without what ties it to the customer: at best partially verified.
+    const r = receipt();
+    await record(store, r, "ingest", { now: 10 });
+    await updateJob(store, r.jobId, { verdict: "partially_verified", nextVerifyAt: 9_999_999 });
+    const vault = address();
+    const fuller = { ...r, keyFingerprint: "0123456789abcdef", maxTokens: 300, creditVault: vault };
+    expect(await record(store, fuller, "ingest", { now: 20 })).toEqual([{ outcome: "updated" }]);
+    expect(await readJob(store, r.jobId)).toMatchObject({
+      keyFingerprint: "0123456789abcdef",
+      maxTokens: 300,
+      creditVault: vault,
+      verdict: "pending",
+      nextVerifyAt: 20,
+    });
+    // The fuller receipt again (the wrapper's retry) is a duplicate, and so is the first.
+    expect(outcomes(await record(store, fuller, "ingest"))).toEqual(["duplicate"]);
+    expect(outcomes(await record(store, r, "ingest"))).toEqual(["duplicate"]);
+    // With a settlement signature filled in the same receipt, both are taken.
+    const stream = receipt({ settlementTx: null });
+    await record(store, stream, "import");
+    const settled = { ...stream, settlementTx: signature(), keyFingerprint: "fedcba9876543210" };
+    expect(outcomes(await record(store, settled, "import"))).toEqual(["updated"]);
+    expect(await readJob(store, stream.jobId)).toMatchObject({
+      settlementTx: settled.settlementTx,
+      keyFingerprint: "fedcba9876543210",
+    });
+    // Another source never fills them in: the same receipt from it stays a duplicate.
+    const other = receipt();
+    await record(store, other, "ingest");
+    expect(
+      outcomes(await record(store, { ...other, keyFingerprint: "0123456789abcdef" }, "import")),
+    ).toEqual(["duplicate"]);
+    expect((await readJob(store, other.jobId))?.keyFingerprint).toBeNull();
+  });
+
+  it("keeps a contradicting key fingerprint, ceiling, vault or time of the same source as a conflict; the first stays", async () => {
+    const store = await stores.open();
+    const vault = address();
+    const r = receipt({
+      keyFingerprint: "0123456789abcdef",
+      maxTokens: 300,
+      creditVault: vault,
+      createdAt: 1_700_000_000_000,
+    });
+    await record(store, r, "ingest", { now: 10 });
+    await updateJob(store, r.jobId, { verdict: "verified", nextVerifyAt: 9_999_999 });
+    const before = await readJob(store, r.jobId);
+    const otherVault = address();
+    for (const [change, column] of [
+      [{ keyFingerprint: "fedcba9876543210" }, "key_fingerprint"],
+      [{ maxTokens: 5 }, "max_tokens"],
+      [{ creditVault: otherVault }, "credit_vault"],
+      [{ createdAt: 1_600_000_000_000 }, "created_at"],
+    ] as const) {
+      expect(await record(store, { ...r, ...change }, "ingest", { now: 20 })).toEqual([
+        { outcome: "conflict", differences: [column] },
+      ]);
+    }
+    // With a receipt field too, every difference is named.
+    expect(
+      await record(
+        store,
+        { ...r, worker: address(), keyFingerprint: "fedcba9876543210" },
+        "ingest",
+      ),
+    ).toEqual([{ outcome: "conflict", differences: ["worker", "key_fingerprint"] }]);
+    expect(await readJob(store, r.jobId)).toEqual(before);
+    const conflicts = await readConflicts(store);
+    expect(conflicts.map((c) => c.differences)).toEqual([
+      ["key_fingerprint"],
+      ["max_tokens"],
+      ["credit_vault"],
+      ["created_at"],
+      ["worker", "key_fingerprint"],
+    ]);
+    expect(conflicts[0]?.receipt).toMatchObject({ key_fingerprint: "fedcba9876543210" });
+    expect(conflicts[2]?.receipt).toMatchObject({ credit_vault: otherVault });
+    // A first receipt without a time was dated at its recording: a stated one is a conflict.
+    const undated = receipt();
+    await record(store, undated, "ingest", { now: 10 });
+    expect(
+      await record(store, { ...undated, createdAt: 1_700_000_000_000 }, "ingest", { now: 20 }),
+    ).toEqual([{ outcome: "conflict", differences: ["created_at"] }]);
+    expect((await readJob(store, undated.jobId))?.createdAt).toBe(10);
+  });
+
+  it("adds the new tag names of a later receipt of the same source and keeps a known tag's first value", async () => {
+    const store = await stores.open();
+    const r = receipt({ tags: { team: "search" } });
+    await record(store, r, "ingest", { now: 10 });
+    await updateJob(store, r.jobId, { verdict: "verified", nextVerifyAt: 9_999_999 });
+    const relabelled = { ...r, tags: { team: "ads", env: "prod" } };
+    expect(outcomes(await record(store, relabelled, "ingest", { now: 20 }))).toEqual(["updated"]);
+    // A label changes no check: the job is not judged again.
+    expect(await readJob(store, r.jobId)).toMatchObject({
+      tags: { team: "search", env: "prod" },
+      verdict: "verified",
+      nextVerifyAt: 9_999_999,
+    });
+    expect(outcomes(await record(store, relabelled, "ingest"))).toEqual(["duplicate"]);
+    expect(outcomes(await record(store, { ...r, tags: { team: "ads" } }, "ingest"))).toEqual([
+      "duplicate",
+    ]);
+    expect(await readConflicts(store)).toEqual([]);
+  });
+
   it("never lets another source fill in what the proxy recorded, and keeps the signatures a conflict names", async () => {
     const store = await stores.open();
     const proxied = receipt({ promptTokens: null, completionTokens: null, totalTokens: null });

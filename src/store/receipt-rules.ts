@@ -123,8 +123,82 @@ export type RecordedRow = ReceiptCore &
     | "backfillState"
     | "conflictSignatures"
     | "httpStatus"
+    | "keyFingerprint"
+    | "maxTokens"
+    | "createdAt"
   > &
   QueueState;
+
+/**
+ * The capture fields a later receipt from the same source may fill in where the recorded one
+ * has none, and whose contradiction (both known, different) is a conflict: they tie the lock to
+ * the customer (`key_fingerprint`, `credit_vault`) and bound what the job may cost
+ * (`max_tokens`), so a first receipt without them must not leave the job judged without them.
+ */
+const fillableCaptureFields = ["keyFingerprint", "maxTokens", "creditVault"] as const;
+
+/**
+ * Columns of the capture fields where `receipt`, from the recorded row's own source, says
+ * something else than the row: a fillable field both know with different values, or another
+ * `created_at`. When the job ran decides `receipt.time` and the period reports place it in, and
+ * the first receipt's time (stated or the time of its recording) is never replaced: a receipt
+ * that states another is a different account of the job, kept as a conflict like any other.
+ * Tags are labels, not facts of the job's money: another value of a known tag is no conflict
+ * (the first stays, see `mergedTags`).
+ */
+export function captureDifferences(row: RecordedRow, receipt: Receipt): string[] {
+  const differences: string[] = [];
+  for (const field of fillableCaptureFields) {
+    const incoming = receipt[field] ?? null;
+    const recorded = row[field];
+    if (incoming !== null && recorded !== null && incoming !== recorded) {
+      differences.push(columns[field].name);
+    }
+  }
+  const createdAt = receipt.createdAt ?? null;
+  if (createdAt !== null && createdAt !== row.createdAt) differences.push(columns.createdAt.name);
+  return differences;
+}
+
+/** True when `receipt` knows a fillable capture field (see above) the recorded row lacks. */
+export function fillsCapture(row: RecordedRow, receipt: Receipt): boolean {
+  return fillableCaptureFields.some(
+    (field) => (receipt[field] ?? null) !== null && row[field] === null,
+  );
+}
+
+/** True when `receipt` names a tag the recorded row does not have. */
+export function addsTags(row: Pick<RecordedRow, "tags">, receipt: Receipt): boolean {
+  return Object.keys(receipt.tags ?? {}).some((name) => !Object.hasOwn(row.tags, name));
+}
+
+/**
+ * The recorded tags with the tag names only `receipt` has added. A tag both name keeps the
+ * recorded value: tags are labels, and a later receipt relabelling a job would move it between
+ * the groups a caller reads by tag.
+ */
+export function mergedTags(
+  row: Pick<RecordedRow, "tags">,
+  receipt: Receipt,
+): Record<string, string> {
+  const tags = { ...row.tags };
+  for (const [name, value] of Object.entries(receipt.tags ?? {})) {
+    if (!Object.hasOwn(tags, name)) tags[name] = value;
+  }
+  return tags;
+}
+
+/**
+ * True when a receipt with the recorded one's hash, from its source, may carry capture fields
+ * worth reading the whole row for (see `captureDifferences`, `fillsCapture`, `addsTags`).
+ */
+export function carriesCapture(receipt: Receipt): boolean {
+  return (
+    fillableCaptureFields.some((field) => (receipt[field] ?? null) !== null) ||
+    (receipt.createdAt ?? null) !== null ||
+    Object.keys(receipt.tags ?? {}).length > 0
+  );
+}
 
 /** Columns (snake_case, as in the stored conflict receipt) where both receipts hold differing values. */
 export function differingFields(row: RecordedRow, receipt: ReceiptCore): string[] {
@@ -165,14 +239,17 @@ export function initialBackfill(
 
 /**
  * The columns a fill writes: the recorded receipt with its unknowns taken from `receipt`, the
- * tags of both, the hash of the merged receipt, and the backfill ended once the settlement is
- * known.
+ * fillable capture fields likewise, the recorded tags with the new names of `receipt`'s, the
+ * hash of the merged receipt, and the backfill ended once the settlement is known.
  */
 export function filledColumns(row: RecordedRow, receipt: Receipt) {
   const combined = merged(row, receipt);
   return {
     ...combined,
-    tags: { ...row.tags, ...(receipt.tags ?? {}) },
+    keyFingerprint: row.keyFingerprint ?? receipt.keyFingerprint ?? null,
+    maxTokens: row.maxTokens ?? receipt.maxTokens ?? null,
+    creditVault: row.creditVault ?? receipt.creditVault ?? null,
+    tags: mergedTags(row, receipt),
     receiptHash: receiptHash(combined),
     // A stream's backfill ends with its settlement; a job the proxy did not record waits for
     // the jobs API's answer itself (a second settlement is named only there).
@@ -191,6 +268,11 @@ export function conflictRecord(receipt: Receipt): Record<string, unknown> {
     record[columnOf(field)] = typeof value === "bigint" ? value.toString() : value;
   }
   record.tags = receipt.tags ?? {};
+  // The capture fields a conflict can be over (see `captureDifferences`), when it names them.
+  for (const field of [...fillableCaptureFields, "createdAt"] as const) {
+    const value = receipt[field] ?? null;
+    if (value !== null) record[columns[field].name] = value;
+  }
   // Not part of the hash, yet it decides refund.not_settled: a conflict over it must show it.
   if (receipt.httpStatus !== undefined && receipt.httpStatus !== null) {
     record.http_status = receipt.httpStatus;

@@ -12,15 +12,19 @@ import {
   placeholderFiller,
 } from "./prepared.js";
 import {
+  addsTags,
   type CaptureField,
+  captureDifferences,
   captureFields,
   captureParams,
+  carriesCapture,
   columnOf,
   completedStatus,
   conflictRecord,
   differingFields,
   filledColumns,
   filledFields,
+  fillsCapture,
   gainedConflictSignatures,
   initialBackfill,
   maxStoredConflicts,
@@ -78,11 +82,12 @@ export interface ReceiptsStore {
    * - `duplicate`: the same receipt again (same canonical hash), or one that adds nothing;
    * - `updated`: the proxy completing the row it opened, or a receipt from the same source that
    *   agrees with every recorded field and only fills fields that were unknown (e.g. a
-   *   settlement signature);
-   * - `conflict`: a field both receipts know differs, or a receipt from another source that is
-   *   not the same receipt (one source never fills in another's); the new receipt is kept in
-   *   `receipt_conflicts` (an audit finding, capped per job, see `maxStoredConflicts`) and the
-   *   recorded one is left as it was.
+   *   settlement signature, a key fingerprint, `max_tokens`, a credit vault, a new tag name);
+   * - `conflict`: a field both receipts know differs (a receipt field, or from the same source
+   *   a key fingerprint, `max_tokens`, credit vault or `created_at`), or a receipt from another
+   *   source that is not the same receipt (one source never fills in another's); the new
+   *   receipt is kept in `receipt_conflicts` (an audit finding, capped per job, see
+   *   `maxStoredConflicts`) and the recorded one is left as it was.
    * New rows keep the verifier's defaults (`verdict` pending, `next_verify_at` 0); a recorded
    * job whose receipt changes is reopened for the verifier (`reopenJobs`).
    */
@@ -95,8 +100,8 @@ export interface ReceiptsStore {
 
 const columns = getTableColumns(jobs);
 
-/** The recorded row as read here: with the key fingerprint a completion compares. */
-type StoredRow = RecordedRow & Pick<typeof jobs.$inferSelect, "keyFingerprint">;
+/** The recorded row as read here. */
+type StoredRow = RecordedRow;
 
 /** Values of a write of `jobs`, by field name. */
 type JobValues = Partial<typeof jobs.$inferInsert>;
@@ -199,6 +204,8 @@ function prepare(store: SqliteStore) {
         backfillState: jobs.backfillState,
         conflictSignatures: jobs.conflictSignatures,
         keyFingerprint: jobs.keyFingerprint,
+        maxTokens: jobs.maxTokens,
+        createdAt: jobs.createdAt,
         httpStatus: jobs.httpStatus,
         ...queueColumns,
       } as { [K in keyof StoredRow]: (typeof columns)[K] })
@@ -221,12 +228,15 @@ function prepare(store: SqliteStore) {
     fill: indexAwareUpdate<JobValues>(
       {
         ...receiptValues,
+        keyFingerprint: param("keyFingerprint"),
+        maxTokens: param("maxTokens"),
+        creditVault: param("creditVault"),
         tags: param("tags"),
         receiptHash: param("receiptHash"),
         backfillState: param("backfillState"),
         updatedAt: param("now"),
       },
-      indexedReceiptColumns,
+      [...indexedReceiptColumns, "keyFingerprint"],
       (set) => prepareOrIgnore(store, db.update(jobs).set(set).where(jobId)),
     ),
     // A copy of the receipt that brings the status it lacked (see `statusOfCopy`).
@@ -369,18 +379,35 @@ function recordOne(
     recorded?.source === "proxy" && recorded.captureState === "open" && source === "proxy";
   if (!completesCapture && recorded?.receiptHash === hash) {
     const status = statusOfCopy(recorded, receipt);
-    if (status === "none") return { result: { outcome: "duplicate" }, reopen: false, named: [] };
+    // Capture fields outside the hash are compared only with the row's own source's (another
+    // source's never fills in this one), and only read when the receipt names any.
+    const ownSource = recorded.source === source;
+    if (status === "none" && !(ownSource && carriesCapture(receipt))) {
+      return { result: { outcome: "duplicate" }, reopen: false, named: [] };
+    }
     const row = st.select.get({ jobId: receipt.jobId }) as StoredRow;
     if (statusWritten(status)) {
       st.fillStatus.run({ jobId: receipt.jobId, httpStatus: receipt.httpStatus, now });
     }
-    if (status === "fill") {
+    const differences = [
+      ...(statusDiffers(status) ? ["http_status"] : []),
+      ...(ownSource ? captureDifferences(row, receipt) : []),
+    ];
+    if (differences.length > 0) {
+      storeConflict(st, row, receipt, source, differences, now);
+      const reopen = status === "replace" && needsReopen(row, now);
+      return { result: { outcome: "conflict", differences }, reopen, named: [] };
+    }
+    const fills = ownSource && fillsCapture(row, receipt);
+    const tagged = ownSource && addsTags(row, receipt);
+    if (fills || tagged) {
+      expectWritten(st.fill.run({ ...filledColumns(row, receipt), now }, row).changes, row.jobId);
+    }
+    // A key, vault or ceiling the job lacked changes its checks; a new tag does not.
+    if (status === "fill" || fills) {
       return { result: { outcome: "updated" }, reopen: needsReopen(row, now), named: [] };
     }
-    const differences = ["http_status"];
-    storeConflict(st, row, receipt, source, differences, now);
-    const reopen = status === "replace" && needsReopen(row, now);
-    return { result: { outcome: "conflict", differences }, reopen, named: [] };
+    return { result: { outcome: tagged ? "updated" : "duplicate" }, reopen: false, named: [] };
   }
   const row = st.select.get({ jobId: receipt.jobId }) as StoredRow;
   const reopen = needsReopen(row, now);
@@ -425,7 +452,11 @@ function recordOne(
       named: gained ? named : [],
     };
   }
-  const differences = [...differingFields(row, receipt), ...statusFinding];
+  const differences = [
+    ...differingFields(row, receipt),
+    ...captureDifferences(row, receipt),
+    ...statusFinding,
+  ];
   if (differences.length > 0) {
     const gained = storeConflict(st, row, receipt, source, differences, now);
     return {
@@ -435,9 +466,13 @@ function recordOne(
     };
   }
   if (filledFields(row, receipt).length === 0) {
-    return status === "fill"
-      ? { result: { outcome: "updated" }, reopen, named: [] }
-      : { result: { outcome: "duplicate" }, reopen: false, named: [] };
+    const fills = fillsCapture(row, receipt);
+    const tagged = addsTags(row, receipt);
+    if (fills || tagged) {
+      expectWritten(st.fill.run({ ...filledColumns(row, receipt), now }, row).changes, row.jobId);
+    }
+    if (status === "fill" || fills) return { result: { outcome: "updated" }, reopen, named: [] };
+    return { result: { outcome: tagged ? "updated" : "duplicate" }, reopen: false, named: [] };
   }
 
   const filled = st.fill.run({ ...filledColumns(row, receipt), now }, row);

@@ -3,13 +3,17 @@ import type { PgStore } from "../../db/pg/client.js";
 import { jobs, receiptConflicts } from "../../db/pg/schema.js";
 import type { ReceiptSource } from "../../db/schema.js";
 import {
+  addsTags,
+  captureDifferences,
   captureParams,
+  carriesCapture,
   columnOf,
   completedStatus,
   conflictRecord,
   differingFields,
   filledColumns,
   filledFields,
+  fillsCapture,
   gainedConflictSignatures,
   initialBackfill,
   maxStoredConflicts,
@@ -46,6 +50,9 @@ const recordedColumns = {
   backfillState: jobs.backfillState,
   conflictSignatures: jobs.conflictSignatures,
   httpStatus: jobs.httpStatus,
+  keyFingerprint: jobs.keyFingerprint,
+  maxTokens: jobs.maxTokens,
+  createdAt: jobs.createdAt,
   verdict: jobs.verdict,
   nextVerifyAt: jobs.nextVerifyAt,
   verifyAttempts: jobs.verifyAttempts,
@@ -209,20 +216,39 @@ async function recordExisting(
     row.source === "proxy" && row.captureState === "open" && source === "proxy";
   if (!completesCapture && row.receiptHash === hash) {
     const status = statusOfCopy(row, receipt);
-    if (status === "none") return { result: { outcome: "duplicate" }, reopen: false, named: [] };
+    // As on SQLite: capture fields are compared only with the row's own source's.
+    const ownSource = row.source === source;
+    if (status === "none" && !(ownSource && carriesCapture(receipt))) {
+      return { result: { outcome: "duplicate" }, reopen: false, named: [] };
+    }
     if (statusWritten(status)) {
       await tx
         .update(jobs)
         .set({ httpStatus: receipt.httpStatus ?? null, updatedAt: now })
         .where(eq(jobs.jobId, receipt.jobId));
     }
-    if (status === "fill") {
+    const differences = [
+      ...(statusDiffers(status) ? ["http_status"] : []),
+      ...(ownSource ? captureDifferences(row, receipt) : []),
+    ];
+    if (differences.length > 0) {
+      await storeConflict(tx, row, receipt, source, differences, now);
+      const reopen = status === "replace" && needsReopen(row, now);
+      return { result: { outcome: "conflict", differences }, reopen, named: [] };
+    }
+    const fills = ownSource && fillsCapture(row, receipt);
+    const tagged = ownSource && addsTags(row, receipt);
+    if (fills || tagged) {
+      await tx
+        .update(jobs)
+        .set({ ...filledColumns(row, receipt), updatedAt: now })
+        .where(eq(jobs.jobId, receipt.jobId));
+    }
+    // A key, vault or ceiling the job lacked changes its checks; a new tag does not.
+    if (status === "fill" || fills) {
       return { result: { outcome: "updated" }, reopen: needsReopen(row, now), named: [] };
     }
-    const differences = ["http_status"];
-    await storeConflict(tx, row, receipt, source, differences, now);
-    const reopen = status === "replace" && needsReopen(row, now);
-    return { result: { outcome: "conflict", differences }, reopen, named: [] };
+    return { result: { outcome: tagged ? "updated" : "duplicate" }, reopen: false, named: [] };
   }
   const reopen = needsReopen(row, now);
   const named = newlyNamed(row, receipt);
@@ -272,7 +298,11 @@ async function recordExisting(
       named: gained ? named : [],
     };
   }
-  const differences = [...differingFields(row, receipt), ...statusFinding];
+  const differences = [
+    ...differingFields(row, receipt),
+    ...captureDifferences(row, receipt),
+    ...statusFinding,
+  ];
   if (differences.length > 0) {
     const gained = await storeConflict(tx, row, receipt, source, differences, now);
     return {
@@ -282,9 +312,16 @@ async function recordExisting(
     };
   }
   if (filledFields(row, receipt).length === 0) {
-    return status === "fill"
-      ? { result: { outcome: "updated" }, reopen, named: [] }
-      : { result: { outcome: "duplicate" }, reopen: false, named: [] };
+    const fills = fillsCapture(row, receipt);
+    const tagged = addsTags(row, receipt);
+    if (fills || tagged) {
+      await tx
+        .update(jobs)
+        .set({ ...filledColumns(row, receipt), updatedAt: now })
+        .where(byId);
+    }
+    if (status === "fill" || fills) return { result: { outcome: "updated" }, reopen, named: [] };
+    return { result: { outcome: tagged ? "updated" : "duplicate" }, reopen: false, named: [] };
   }
 
   await tx
