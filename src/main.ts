@@ -264,11 +264,15 @@ export async function startService(
         const resigning = lease?.stop();
         // Stop accepting; responses in flight finish (idle keep-alive connections close). A
         // client holding a connection open past the drain time is cut off.
+        const drainEnds = Date.now() + config.DRAIN_TIMEOUT_MS;
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         const cutOff = setTimeout(() => closeAllConnections(server), config.DRAIN_TIMEOUT_MS);
         cutOff.unref();
         await closed;
         clearTimeout(cutOff);
+        // A job whose client left before its answer still runs and is charged: its answer,
+        // which names it, is waited for within the same drain time, then recorded.
+        await proxy.drain(Math.max(0, drainEnds - Date.now()));
         await resigning;
         await stopAll();
       },

@@ -94,7 +94,29 @@ function stubUpstream(): { server: http.Server; stub: Stub } {
         ...decentral,
         "x-decentral-settlement-tx": stub.receipt.settlementTx,
       });
-      res.end(JSON.stringify({ id: "chatcmpl-5", model: "qwen3-8b", choices: [] }));
+      res.end(
+        JSON.stringify({
+          id: "chatcmpl-5",
+          model: "qwen3-8b",
+          choices: [],
+          usage: { prompt_tokens: 4, completion_tokens: 5, total_tokens: 9 },
+        }),
+      );
+    } else if (url === "/v1/chat/completions?mode=slow-stream") {
+      // A stream that starts once the test opens the gate, and never ends.
+      await stub.nextChunk.opened;
+      res.writeHead(200, { "content-type": "text/event-stream", ...decentral });
+      res.write('data: {"choices":[]}\n\n');
+      res.on("close", () => closed());
+    } else if (url === "/v1/chat/completions?mode=slow-unending-json") {
+      // A job answered once the test opens the gate, whose body never ends.
+      await stub.nextChunk.opened;
+      res.writeHead(200, { "content-type": "application/json", ...decentral });
+      res.write('{"id":"chatcmpl-6","model":"qwen3-8b",');
+      res.on("close", () => closed());
+    } else if (url === "/v1/chat/completions?mode=silent") {
+      // An upstream that takes the request and never answers.
+      res.on("close", () => closed());
     } else if (url === "/v1/chat/completions?mode=json") {
       res.writeHead(200, {
         "content-type": "application/json",
@@ -180,7 +202,13 @@ function stubUpstream(): { server: http.Server; stub: Stub } {
 }
 
 async function setup(
-  options: { store?: SqliteStore; maxBacklog?: number; direct?: boolean; now?: () => number } = {},
+  options: {
+    store?: SqliteStore;
+    maxBacklog?: number;
+    direct?: boolean;
+    now?: () => number;
+    abandonedWaitMs?: number;
+  } = {},
 ): Promise<{
   store: SqliteStore;
   stub: Stub;
@@ -203,6 +231,7 @@ async function setup(
     upstreamBaseUrl: `${upstream.url}/v1`,
     jobsApi,
     ...(options.now ? { now: options.now } : {}),
+    ...(options.abandonedWaitMs === undefined ? {} : { abandonedWaitMs: options.abandonedWaitMs }),
     ...(options.maxBacklog === undefined
       ? {}
       : { writer: createReceiptWriter(store, { log, maxBacklog: options.maxBacklog }) }),
@@ -240,6 +269,29 @@ function completion(url: string, mode: string, init: RequestInit = {}) {
     }),
   });
 }
+
+/**
+ * Sends a completion and gives up before any answer came (an SDK's timeout); resolves once the
+ * proxy saw the client leave (it logs the request as over). Says whether a response came.
+ */
+async function giveUp(url: string, mode: string, stub: Stub, lines: string[]) {
+  let answered = false;
+  const req = http.request(`${url}/v1/chat/completions?mode=${mode}`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+  });
+  req.on("response", () => {
+    answered = true;
+  });
+  req.on("error", () => {});
+  req.end(JSON.stringify({ model: "qwen3-8b", max_tokens: 300, messages: [] }));
+  await vi.waitFor(() => expect(stub.seen).toHaveLength(1));
+  req.destroy();
+  await vi.waitFor(() => expect(lines.some((line) => line.includes('"msg":"request"'))).toBe(true));
+  return () => answered;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe("recording proxy", () => {
   it("forwards headers both ways minus hop-by-hop and audit headers, and records the receipt", async () => {
@@ -544,6 +596,91 @@ describe("recording proxy", () => {
     await response.text();
     await proxy.idle();
     expect(row()).toMatchObject({ stream: true, completionTokens: 2, captureState: "complete" });
+  });
+
+  it("records a job whose client gave up before the answer: the upstream ran it and charged it", async () => {
+    const { stub, proxy, url, row, lines } = await setup();
+    const answered = await giveUp(url, "slow-json", stub, lines);
+    // The upstream is still running the job: it counts as in flight.
+    let idle = false;
+    const idled = proxy.idle().then(() => {
+      idle = true;
+    });
+    await sleep(100);
+    expect(idle).toBe(false);
+    stub.nextChunk.open();
+    await idled;
+    expect(row()).toMatchObject({
+      source: "proxy",
+      captureState: "aborted",
+      httpStatus: 200,
+      escrowTx: stub.receipt.escrowTx,
+      settlementTx: stub.receipt.settlementTx,
+      worker: stub.receipt.worker,
+      model: "qwen3-8b",
+      totalTokens: 9,
+      stream: false,
+      apiStatus: "settled",
+      apiCreditsChargedUnits: 80_000n,
+    });
+    expect(answered()).toBe(false);
+  });
+
+  it("records the open receipt of a stream whose client gave up before it began, then ends it", async () => {
+    const { stub, proxy, url, row, lines } = await setup();
+    const answered = await giveUp(url, "slow-stream", stub, lines);
+    stub.nextChunk.open();
+    await vi.waitFor(() => expect(row()?.captureState).toBe("aborted"));
+    // Nobody reads the stream: the upstream request ends, as when a client leaves mid-stream.
+    await stub.upstreamClosed;
+    await proxy.idle();
+    expect(row()).toMatchObject({
+      captureState: "aborted",
+      stream: true,
+      escrowTx: stub.receipt.escrowTx,
+      totalTokens: null,
+      apiSettlementTx: stub.receipt.settlementTx,
+    });
+    expect(answered()).toBe(false);
+  });
+
+  it("waits for an answer whose client left only until the stop's drain ends, or its bound", async () => {
+    const { stub, proxy, url, row, lines } = await setup();
+    await giveUp(url, "silent", stub, lines);
+    let drained = false;
+    const drain = proxy.drain(300).then(() => {
+      drained = true;
+    });
+    await sleep(100);
+    expect(drained).toBe(false);
+    await drain;
+    await stub.upstreamClosed;
+    await proxy.idle();
+    expect(row()).toBeUndefined();
+    expect(lines.join("\n")).toContain("no answer came for a request whose client left");
+
+    // Outside a stop, an upstream that never answers is given up after `abandonedWaitMs`.
+    const bounded = await setup({ abandonedWaitMs: 200 });
+    await giveUp(bounded.url, "silent", bounded.stub, bounded.lines);
+    await bounded.stub.upstreamClosed;
+    await bounded.proxy.idle();
+    expect(bounded.row()).toBeUndefined();
+  });
+
+  it("ends at the drain an answer whose client left and that never ends, recording it aborted", async () => {
+    const { stub, proxy, url, row, lines } = await setup();
+    await giveUp(url, "slow-unending-json", stub, lines);
+    stub.nextChunk.open();
+    await sleep(100);
+    await proxy.drain(100);
+    await stub.upstreamClosed;
+    await proxy.idle();
+    expect(row()).toMatchObject({
+      captureState: "aborted",
+      escrowTx: stub.receipt.escrowTx,
+      totalTokens: null,
+    });
+    expect(lines.join("\n")).toContain("did not end in time; recorded as aborted");
   });
 
   it("waits in idle() for a response cut off in flight to record its outcome", async () => {

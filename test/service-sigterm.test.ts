@@ -1,5 +1,5 @@
 import { mkdtempSync } from "node:fs";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, request, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -149,6 +149,67 @@ describe("serve under SIGTERM", () => {
       .get(jobId) as { capture_state: string; latency_ms: number | null };
     expect(row.capture_state).toBe("aborted");
     expect(row.latency_ms).toBeGreaterThanOrEqual(400);
+    after.close();
+  });
+
+  it("waits in the drain for the answer of a job whose client gave up, and records it", async () => {
+    const db = join(mkdtempSync(join(tmpdir(), "sigterm-")), "audit.db");
+    const jobId = "job_clientgaveup1";
+    const seen: string[] = [];
+    let answer!: () => void;
+    // One job is answered only once the stop began; the other never is.
+    const upstream = await httpServer((req, res) => {
+      if (req.url?.startsWith("/v1/jobs/")) {
+        res.writeHead(404).end();
+        return;
+      }
+      seen.push(req.url ?? "");
+      if (req.url?.endsWith("?silent")) return;
+      answer = () => {
+        res.writeHead(200, {
+          "content-type": "application/json",
+          "x-decentral-job-id": jobId,
+          "x-decentral-tx-signature": wireReceipt().escrow_tx as string,
+        });
+        res.end(JSON.stringify({ model: "qwen3-8b", usage: { total_tokens: 7 } }));
+      };
+    });
+    const rpc = await httpServer((_req, res) => res.destroy());
+    const serve = await startServe(db, {
+      SOLANA_RPC_URLS: rpc.url,
+      DECENTRAL_BASE_URL: `${upstream.url}/v1`,
+      DRAIN_TIMEOUT_MS: "3000",
+    });
+    try {
+      // Both clients give up before any answer, as an SDK's timeout does (node:http: fetch
+      // opens a spare connection, which would hold the drain open for its whole time).
+      for (const query of ["", "?silent"]) {
+        const asked = request(`${serve.url}/v1/chat/completions${query}`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: "Bearer sk-test" },
+        });
+        asked.on("error", () => {});
+        asked.end(JSON.stringify({ model: "qwen3-8b", messages: [] }));
+        await expect.poll(() => seen.length).toBe(query === "" ? 1 : 2);
+        asked.destroy();
+      }
+      const stopped = performance.now();
+      serve.child.kill("SIGTERM");
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      answer();
+      expect(await serve.exited).toBe(0);
+      // The one never answered is given up at the drain's end, not waited for longer.
+      expect(performance.now() - stopped).toBeLessThan(6_000);
+    } finally {
+      serve.child.kill("SIGKILL");
+      rpc.close();
+      upstream.close();
+    }
+    const after = openSqliteStore(db);
+    const row = after.sqlite
+      .prepare("SELECT capture_state, total_tokens FROM jobs WHERE job_id = ?")
+      .get(jobId) as { capture_state: string; total_tokens: number | null } | undefined;
+    expect(row).toEqual({ capture_state: "aborted", total_tokens: 7 });
     after.close();
   });
 

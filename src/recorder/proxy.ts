@@ -44,6 +44,12 @@ export interface RecordingProxyOptions {
   writer?: ReceiptWriter;
   /** Sockets kept open to the upstream. Default 256. */
   maxSockets?: number;
+  /**
+   * How long the answer of a request whose client left before it came is waited for (until it
+   * is over), in ms: the job runs and is charged all the same, and its answer names it. Default
+   * 300000: Decentral answers a job it gave up on with a 504 after 120 s.
+   */
+  abandonedWaitMs?: number;
   /** Called once per proxied response when it ends (metrics). Default none. */
   observe?: (sample: {
     status: number;
@@ -65,8 +71,16 @@ export interface RecordingProxy {
    */
   idle(): Promise<void>;
   /**
+   * Waits up to `withinMs` for the requests in flight to record their outcome, then ends the
+   * upstream requests whose client has left and whose answer is not over (one that has not
+   * begun names no job, so nothing of it is recorded; one begun is recorded as aborted). A stop
+   * calls it once its connections are closed.
+   */
+  drain(withinMs: number): Promise<void>;
+  /**
    * Closes upstream keep-alive sockets and waits for background work; the jobs API is waited
    * for about a second at most, and the jobs it did not answer about are left to the backfill.
+   * An upstream request whose client left and whose answer is not over is ended first.
    */
   close(): Promise<void>;
   /** The writer the proxy records through. */
@@ -344,6 +358,12 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
 
   /** Forwarded requests whose outcome is not recorded yet. */
   const inFlight = new Set<Promise<void>>();
+  /** Ends each upstream request whose client left before its answer, while that is not over. */
+  const abandoned = new Set<() => void>();
+  const abandonedWaitMs = options.abandonedWaitMs ?? 300_000;
+  const endAbandoned = () => {
+    for (const end of [...abandoned]) end();
+  };
   /** Tracks one forwarded request; the function returned marks its outcome recorded. */
   function track(): () => void {
     let settle!: () => void;
@@ -426,7 +446,10 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       request.setNoDelay(true);
       // Closed with no answer (and not sent again): nothing is left to record.
       request.once("close", () => {
-        if (request === upstreamReq && !responded) settle();
+        if (request === upstreamReq && !responded) {
+          stopWaiting?.();
+          settle();
+        }
       });
       return request;
     };
@@ -436,11 +459,38 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
 
     let clientGone = false;
     let finished = false;
+    /** Stops waiting for the answer of a client that left; undefined while none is waited. */
+    let stopWaiting: (() => void) | undefined;
     res.on("close", () => {
-      if (!res.writableFinished && !finished) {
-        clientGone = true;
+      if (res.writableFinished || finished) return;
+      clientGone = true;
+      if (responded) {
+        // Mid-answer (a stream the client stopped reading): the upstream request ends with it.
         upstreamReq.destroy();
+        return;
       }
+      // Left before the answer (an SDK timeout): the job runs and is charged all the same, and
+      // only its answer's headers name it. The request stays open until the answer is over
+      // (nothing of it goes to the client, whose socket is gone), within a bound (an upstream
+      // that never answers, or never ends) and a stop's drain time.
+      const end = () => {
+        stopWaiting?.();
+        log.warn(
+          { path: pathPart(path) },
+          responded
+            ? "the answer of a request whose client left did not end in time; recorded as aborted"
+            : "no answer came for a request whose client left; its job, if any, is not recorded",
+        );
+        upstreamReq.destroy();
+      };
+      const timer = setTimeout(end, abandonedWaitMs);
+      timer.unref();
+      stopWaiting = () => {
+        clearTimeout(timer);
+        abandoned.delete(end);
+        stopWaiting = undefined;
+      };
+      abandoned.add(end);
     });
 
     const onError = (error: NodeJS.ErrnoException) => {
@@ -498,6 +548,8 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
 
     const onResponse = (upstream: IncomingMessage) => {
       responded = true;
+      // A client that left waits for nothing more once the answer is over, however it ends.
+      upstream.once("close", () => stopWaiting?.());
       const status = upstream.statusCode ?? 502;
       const responseHeaders = forwardedResponseHeaders(upstream);
       // A stream's headers go out at once; headers followed by a body at once go out with it,
@@ -600,7 +652,12 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           holding = false;
           upstream.pause();
           writeReceipt(receipt, stamp).then(() => {
-            if (finished || res.destroyed) return;
+            if (finished) return;
+            if (clientGone || res.destroyed) {
+              // Nobody reads the rest, and its usage could not be read: ended as an abort.
+              upstream.destroy();
+              return;
+            }
             sendHead(false);
             for (const c of heldChunks) res.write(c);
             upstream.pipe(res, { end: false });
@@ -609,7 +666,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       };
 
       const startStreaming = () => {
-        if (res.destroyed) {
+        if (clientGone || res.destroyed) {
           upstream.destroy();
           return;
         }
@@ -627,6 +684,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       const complete = (state: "complete" | "aborted") => {
         if (finished) return;
         finished = true;
+        stopWaiting?.();
         const elapsed = performance.now() - started;
         options.observe?.({
           status,
@@ -680,7 +738,9 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           )
           .finally(settle);
       };
-      upstream.on("end", () => complete("complete"));
+      // A client that left before the answer got none of it: the job is recorded as aborted
+      // (with the usage its body names), and the body is dropped.
+      upstream.on("end", () => complete(clientGone ? "aborted" : "complete"));
       // A reset mid-body surfaces as an error on the response; `close` below handles it.
       upstream.on("error", () => {});
       upstream.on("close", () => {
@@ -746,7 +806,21 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         await consults?.drain();
       } while (inFlight.size > 0 || (consults?.waiting() ?? 0) > 0 || writer.backlog() > 0);
     },
+    async drain(withinMs) {
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, withinMs);
+      });
+      const settled = (async () => {
+        while (inFlight.size > 0) await Promise.all([...inFlight]);
+      })();
+      await Promise.race([settled, deadline]);
+      clearTimeout(timer);
+      endAbandoned();
+    },
     async close() {
+      // A request whose client left waits no more for its answer: the drain gave it its time.
+      endAbandoned();
       // The responses cut off by the stop record their outcome first: each completion asks the
       // jobs API, and what the stop leaves unasked goes to the backfill in `finish`'s one write.
       while (inFlight.size > 0) await Promise.all([...inFlight]);
