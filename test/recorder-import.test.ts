@@ -171,6 +171,64 @@ describe("import", () => {
     expect(await runImportCommand(store, good, {}, io)).toBe(0);
   });
 
+  it("refuses a CSV row with a cell too few or too many, naming its line, and imports the rest", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "recorder-import-"));
+    const file = join(dir, "shifted.csv");
+    const [a, b, c] = [wireReceipt(), wireReceipt(), wireReceipt()] as Record<string, string>[];
+    writeFileSync(
+      file,
+      [
+        "job_id,escrow_tx,settlement_tx,worker,credits_remaining,model,prompt_tokens,completion_tokens",
+        csvLine([
+          a!.job_id!,
+          a!.escrow_tx!,
+          a!.settlement_tx!,
+          a!.worker!,
+          "9",
+          "qwen3-8b",
+          10,
+          20,
+        ]),
+        // The settlement cell left out: every later value would move one column left.
+        csvLine([b!.job_id!, b!.escrow_tx!, b!.worker!, "9", "qwen3-8b", 10, 20]),
+        // An unquoted comma in a number: one cell too many.
+        csvLine([
+          c!.job_id!,
+          c!.escrow_tx!,
+          c!.settlement_tx!,
+          c!.worker!,
+          "9,5",
+          "qwen3-8b",
+          10,
+          20,
+        ]),
+        "",
+      ].join("\n"),
+    );
+    const out: string[] = [];
+    const err: string[] = [];
+    const io = {
+      stdin: Readable.from([]),
+      out: (l: string) => out.push(l),
+      err: (l: string) => err.push(l),
+      progress: false,
+    };
+    const store = createTestStore();
+    expect(await runImportCommand(store, file, {}, io)).toBe(1);
+    expect(out[0]).toContain("3 receipts, 1 created");
+    expect(err).toEqual([
+      "line 3: rejected: line: 7 cells where the header has 8",
+      "line 4: rejected: line: 9 cells where the header has 8",
+    ]);
+    expect(
+      store.db
+        .select()
+        .from(jobs)
+        .all()
+        .map((row) => row.jobId),
+    ).toEqual([a!.job_id]);
+  });
+
   it("prints a tag name's escape sequences and line breaks from the file as inert text", async () => {
     const dir = mkdtempSync(join(tmpdir(), "recorder-import-"));
     const file = join(dir, "tags\u001b[2J.jsonl");

@@ -125,14 +125,24 @@ async function* csvItems(input: Readable): AsyncGenerator<Item> {
       bom: true,
       skip_empty_lines: true,
       info: true,
+      // A row of the wrong length is one bad line, not the end of the file: it is read (its
+      // cell count is in `info`) and refused below.
       relax_column_count: true,
     }),
   );
   for await (const row of parser as AsyncIterable<{
     record: Record<string, string>;
-    info: { lines: number };
+    info: { lines: number; index: number; columns: unknown[] };
   }>) {
-    yield { line: row.info.lines, value: receiptFromCsv(row.record) };
+    const { lines, index: cells, columns } = row.info;
+    // Cells are matched to the header by position: a cell left out or one too many (an
+    // unquoted comma) would put a wallet under `settlement_tx` or a model under
+    // `credits_remaining`, and a receipt of shifted values would be recorded.
+    const value =
+      cells === columns.length
+        ? receiptFromCsv(row.record)
+        : new SyntaxError(`${cells} cells where the header has ${columns.length}`);
+    yield { line: lines, value };
   }
 }
 
