@@ -42,6 +42,8 @@ function gate() {
 
 interface Stub {
   seen: http.IncomingHttpHeaders[];
+  /** The path of each request, in the order they came. */
+  paths: string[];
   upstreamClosed: Promise<void>;
   nextChunk: ReturnType<typeof gate>;
   receipt: { jobId: string; escrowTx: string; settlementTx: string; worker: string };
@@ -52,6 +54,7 @@ function stubUpstream(): { server: http.Server; stub: Stub } {
   let closed!: () => void;
   const stub: Stub = {
     seen: [],
+    paths: [],
     upstreamClosed: new Promise<void>((resolve) => {
       closed = resolve;
     }),
@@ -71,6 +74,7 @@ function stubUpstream(): { server: http.Server; stub: Stub } {
   };
   const server = http.createServer(async (req, res) => {
     stub.seen.push(req.headers);
+    stub.paths.push(req.url ?? "");
     for await (const _ of req) {
       // drain the body
     }
@@ -208,6 +212,7 @@ async function setup(
     direct?: boolean;
     now?: () => number;
     abandonedWaitMs?: number;
+    maxSockets?: number;
   } = {},
 ): Promise<{
   store: SqliteStore;
@@ -231,6 +236,7 @@ async function setup(
     upstreamBaseUrl: `${upstream.url}/v1`,
     jobsApi,
     ...(options.now ? { now: options.now } : {}),
+    ...(options.maxSockets ? { maxSockets: options.maxSockets } : {}),
     ...(options.abandonedWaitMs === undefined ? {} : { abandonedWaitMs: options.abandonedWaitMs }),
     ...(options.maxBacklog === undefined
       ? {}
@@ -405,6 +411,31 @@ describe("recording proxy", () => {
     await form.text();
     await other.proxy.idle();
     expect(other.row()).toMatchObject({ model: null, responseModel: "qwen3-8b", maxTokens: null });
+  });
+
+  it("never sends a request its client left while it waited for an upstream socket", async () => {
+    // One socket: a slow job holds it, and a second request waits in the pool's queue.
+    const { stub, proxy, url } = await setup({ maxSockets: 1 });
+    const slow = completion(url, "slow-json");
+    await vi.waitFor(() => expect(stub.seen).toHaveLength(1));
+    const waiting = http.request(`${url}/v1/chat/completions?mode=json`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    });
+    waiting.on("error", () => {});
+    waiting.end(JSON.stringify({ model: "qwen3-8b", messages: [] }));
+    await sleep(100);
+    // The caller gives up before any byte of its request reached the upstream.
+    waiting.destroy();
+    await sleep(50);
+    stub.nextChunk.open();
+    await (await slow).text();
+    await proxy.idle();
+    await sleep(100);
+    // Sent now, it would run (and charge) a job nobody waits for, ahead of callers who do.
+    expect(stub.paths.filter((path) => path.startsWith("/v1/chat/"))).toEqual([
+      "/v1/chat/completions?mode=slow-json",
+    ]);
   });
 
   it("records a ceiling the API would take as set, written as digits or far above any context", async () => {

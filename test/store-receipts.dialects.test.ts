@@ -304,6 +304,19 @@ describe.each(dialects)("receipts store on %s", (dialect) => {
     expect((await readJob(store, undated.jobId))?.createdAt).toBe(10);
   });
 
+  it("takes the proxy's own copy dated by a later write attempt as the same receipt", async () => {
+    // The proxy stamps a receipt at the write that commits; a write tried again after a commit
+    // whose answer was lost carries a later time.
+    const store = await stores.open();
+    const r = receipt({ createdAt: 1_700_000_000_000 });
+    await record(store, r, "proxy", { now: 10 });
+    expect(
+      await record(store, { ...r, createdAt: 1_700_000_000_040 }, "proxy", { now: 20 }),
+    ).toEqual([{ outcome: "duplicate" }]);
+    expect(await readConflicts(store)).toEqual([]);
+    expect((await readJob(store, r.jobId))?.createdAt).toBe(1_700_000_000_000);
+  });
+
   it("adds the new tag names of a later receipt of the same source and keeps a known tag's first value", async () => {
     const store = await stores.open();
     const r = receipt({ tags: { team: "search" } });

@@ -464,8 +464,11 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
     res.on("close", () => {
       if (res.writableFinished || finished) return;
       clientGone = true;
-      if (responded) {
-        // Mid-answer (a stream the client stopped reading): the upstream request ends with it.
+      // Mid-answer (a stream the client stopped reading), the upstream request ends with it; so
+      // does one not wholly sent yet (waiting for a pooled socket, or its body still going out):
+      // the upstream has not started that job, and sending it now would charge one nobody waits
+      // for, ahead of callers who do.
+      if (responded || !upstreamReq.writableFinished) {
         upstreamReq.destroy();
         return;
       }
