@@ -89,10 +89,6 @@ function member(
       if (answer.down) throw new Error("503");
       return [];
     },
-    async getTokenAccountBalance() {
-      if (answer.down) throw new Error("503");
-      return { slot: 1000, amount: 0n };
-    },
     async getTokenAccount() {
       if (answer.down) throw new Error("503");
       return { slot: 1000, account: null };
@@ -334,7 +330,6 @@ function historian(
     retime?: Record<string, number | null>;
     /** Entries listed in the history (made up, or real ones moved to a false slot). */
     add?: AddressSignatureInfo[];
-    balance?: { slot: number; amount: bigint };
     account?: TokenAccountRead;
     down?: boolean;
     /** Starts a page this many entries above `before` (Infinity: ignores `before`). */
@@ -374,11 +369,6 @@ function historian(
             : e,
         )
         .slice(0, o.limit ?? 1000);
-    },
-    async getTokenAccountBalance() {
-      calls.balance++;
-      if (opts.down) throw new Error("503");
-      return opts.balance ?? { slot: 1000, amount: 0n };
     },
     async getTokenAccount() {
       calls.balance++;
@@ -518,25 +508,6 @@ describe("a quorum's listing and balance of a credit vault", () => {
     });
   });
 
-  it("takes a balance only when k endpoints report its amount, at their lowest slot", async () => {
-    const liar = historian("operator", { balance: { slot: 1002, amount: 1_250_000n } });
-    const honest = historian("honest", { balance: { slot: 1001, amount: 1_000_000n } });
-    const two = createQuorumRpc({ members: [liar.m, honest.m], quorum: 2 });
-    await expect(two.getTokenAccountBalance("vault")).rejects.toMatchObject({
-      code: "rpc_disagreement",
-    });
-    const behind = historian("behind", { balance: { slot: 999, amount: 1_000_000n } });
-    const three = createQuorumRpc({ members: [liar.m, honest.m, behind.m], quorum: 2 });
-    expect(await three.getTokenAccountBalance("vault")).toEqual({ slot: 999, amount: 1_000_000n });
-    const lonely = createQuorumRpc({
-      members: [historian("down", { down: true }).m, honest.m],
-      quorum: 2,
-    });
-    await expect(lonely.getTokenAccountBalance("vault")).rejects.toMatchObject({
-      code: "rpc_unavailable",
-    });
-  });
-
   it("takes a token account only when k endpoints report the same mint and amount", async () => {
     const holds = (mint: string, slot: number): TokenAccountRead => ({
       slot,
@@ -552,5 +523,13 @@ describe("a quorum's listing and balance of a credit vault", () => {
     const behind = historian("behind", { account: holds("FAKE", 999) });
     const three = createQuorumRpc({ members: [liar.m, honest.m, behind.m], quorum: 2 });
     expect(await three.getTokenAccount("vault")).toEqual(holds("FAKE", 999));
+    // Below k answers it is unavailable, not taken from the one that answered.
+    const lonely = createQuorumRpc({
+      members: [historian("down", { down: true }).m, honest.m],
+      quorum: 2,
+    });
+    await expect(lonely.getTokenAccount("vault")).rejects.toMatchObject({
+      code: "rpc_unavailable",
+    });
   });
 });

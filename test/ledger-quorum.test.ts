@@ -34,10 +34,6 @@ function operatorEndpoint(lies: Lies): RpcPool {
       const page = await h.rpc.getSignaturesForAddress(address, options);
       return page.filter((e) => !lies.hide.has(e.signature));
     },
-    async getTokenAccountBalance(address) {
-      const b = await h.rpc.getTokenAccountBalance(address);
-      return { ...b, amount: b.amount + (lies.balanceOffset.get(address) ?? 0n) };
-    },
     async getTokenAccount(address) {
       const r = await h.rpc.getTokenAccount(address);
       const offset = lies.balanceOffset.get(address) ?? 0n;

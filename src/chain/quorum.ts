@@ -28,8 +28,8 @@ import { endpointNames } from "./url-secrets.js";
  *   or not found) are cross-checked, so a poll costs one batch call plus one per extra endpoint
  *   asked; a transaction costs one getTransaction per endpoint asked (k when all agree);
  * - a vault's history (getSignaturesForAddress) is the union of what k endpoints list, so no
- *   endpoint can leave a transaction out on its own, and a balance (getTokenAccountBalance) or
- *   token account (getTokenAccount) is returned only when k endpoints report the same one;
+ *   endpoint can leave a transaction out on its own, and a token account (getTokenAccount:
+ *   program, mint and balance) is returned only when k endpoints report the same one;
  * - an endpoint outvoted `setAsideAfter` times in a row is set aside: asked last, only when the
  *   others cannot make the quorum. Agreement with it still counts: identical facts from a liar
  *   and an honest node are the honest facts.
@@ -843,48 +843,9 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
    * true. No k agreeing (one lies, or the vault moved between their slots) is an error: the
    * statement then closes on the last transaction read, under the quorum.
    */
-  async function getTokenAccountBalance(address: string) {
-    const what = `getTokenAccountBalance ${address}`;
-    const queue = order();
-    const answers: { name: string; slot: number; amount: bigint }[] = [];
-    const errors: string[] = [];
-    const askOne = async (m: QuorumMember) => {
-      try {
-        const b = await observed(m, () => m.rpc.getTokenAccountBalance(address));
-        answers.push({ name: m.name, ...b });
-      } catch (error) {
-        errors.push(`${m.name}: ${message(error)}`);
-      }
-    };
-    const agreed = () => {
-      for (const a of answers) {
-        const same = answers.filter((b) => b.amount === a.amount);
-        if (same.length >= k)
-          return { amount: a.amount, slot: Math.min(...same.map((b) => b.slot)) };
-      }
-      return null;
-    };
-    await Promise.all(queue.splice(0, k).map(askOne));
-    let win = agreed();
-    while (win === null && queue.length > 0) {
-      await askOne(queue.shift()!);
-      win = agreed();
-    }
-    if (win !== null) return win;
-    const said = [
-      ...answers.map((a) => `${a.name}: ${a.amount} at slot ${a.slot}`),
-      ...errors,
-    ].join("; ");
-    const amounts = new Set(answers.map((a) => a.amount));
-    throw new AppError(
-      amounts.size >= 2 ? "rpc_disagreement" : "rpc_unavailable",
-      `${what}: no ${k} endpoints report the same balance (${said})`,
-    );
-  }
-
   /**
    * What k endpoints agree a token account is (program, mint, amount, or no account at all),
-   * asked and kept like `getTokenAccountBalance`: the same answer from k, at the lowest slot.
+   * the same answer from k endpoints, asked in order until k agree, at the lowest of their slots.
    */
   async function getTokenAccount(address: string): Promise<TokenAccountRead> {
     const what = `getTokenAccount ${address}`;
@@ -955,7 +916,6 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
       return answers[0]!.value;
     },
     getSignaturesForAddress,
-    getTokenAccountBalance,
     getTokenAccount,
     // Every fact is asked of k members at once: the slowest of them paces the pool.
     requestRate: () => Math.min(...members.map((m) => m.rpc.requestRate())),

@@ -153,12 +153,10 @@ export interface RpcPool {
     address: string,
     options?: { before?: string; until?: string; limit?: number },
   ): Promise<AddressSignatureInfo[]>;
-  /** getTokenAccountBalance at finalized: the amount in base units and the slot it was read at. */
-  getTokenAccountBalance(address: string): Promise<{ slot: number; amount: bigint }>;
   /**
    * getAccountInfo (jsonParsed) at finalized: which mint a token account holds and how much.
-   * getTokenAccountBalance names no mint, so an account closed and opened again in another
-   * mint at the same address would pass its balance off as credits.
+   * (getTokenAccountBalance names no mint, so an account closed and opened again in another
+   * mint at the same address would pass its balance off as credits.)
    */
   getTokenAccount(address: string): Promise<TokenAccountRead>;
   getBlockHeight(commitment?: "confirmed" | "finalized"): Promise<number>;
@@ -788,19 +786,6 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
           blockTime: typeof e.blockTime === "number" ? e.blockTime : null,
         };
       });
-    },
-
-    async getTokenAccountBalance(address) {
-      const { result } = await call("getTokenAccountBalance", [
-        address,
-        { commitment: "finalized" },
-      ]);
-      const r = result as { context?: { slot?: unknown }; value?: { amount?: unknown } } | null;
-      const amount = r?.value?.amount;
-      if (typeof amount !== "string" || !/^\d+$/.test(amount)) {
-        throw new AppError("rpc_unavailable", "getTokenAccountBalance returned no amount");
-      }
-      return { slot: integer(r?.context?.slot, "getTokenAccountBalance"), amount: BigInt(amount) };
     },
 
     async getTokenAccount(address) {
