@@ -159,8 +159,9 @@ export interface VaultStatement {
   /**
    * Where the chain's closing figure comes from: `next_transaction` (the vault's balance before
    * its first movement at or after `to`), `balance_read` (getAccountInfo at finalized, in the
-   * credit mint only, taken when every transaction up to its slot was listed), `last_transaction` (the balance
-   * after the last movement before `to`), or null when the vault never moved and was never read.
+   * credit mint only, taken when every transaction up to its slot was listed),
+   * `last_transaction` (the balance after the last movement before `to`), or null when the
+   * vault never moved and was never read.
    */
   closingOnChainSource: "next_transaction" | "balance_read" | "last_transaction" | null;
   /** Closing on chain - closing by ledger: 0 when the ledger holds every movement. */
