@@ -323,9 +323,10 @@ const isClean = (verdict: Evaluation["verdict"]) =>
 
 /**
  * Until when a clean verdict waits for the jobs API's answer: while no answer has named the
- * settlement (or said the job was refunded or failed) and someone is asking (the proxy asks about each job it records; the settlement backfill
- * about each other job it holds a key for), up to `jobsApiWaitMs` after the job's recording.
- * Null when it does not wait. A failure the checks find does not wait: no answer undoes it.
+ * settlement (or said the job was refunded or failed) and someone is asking (the proxy asks
+ * about each job it records; the settlement backfill about each other job it holds a key
+ * for), up to `jobsApiWaitMs` after the job's recording. Null when it does not wait. A failure
+ * the checks find does not wait: no answer undoes it.
  */
 function jobsApiAnswerBy(job: DecideJob, timing: DecideTiming): number | null {
   const waitMs = timing.jobsApiWaitMs ?? 0;
