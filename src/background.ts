@@ -46,11 +46,17 @@ export interface Background {
 }
 
 /**
- * How long a clean verdict of a job being asked about waits for the jobs API's answer: the
- * proxy's questions and their retries take about 5 s, the backfill's first pass of a new
- * receipt a second or so; an answer later than this sends the job back to the verifier.
+ * How long a clean verdict of a job the settlement backfill asks about waits for the jobs API's
+ * answer: the backfill's first pass of a new receipt takes a second or so, its retries back
+ * off from 2 s; an answer later than this sends the job back to the verifier.
  */
 const JOBS_API_WAIT_MS = 60_000;
+
+/**
+ * The same for a job the proxy recorded: its own questions and their retries end within about
+ * 5 s. A proxy killed before it asked leaves nobody asking: the job is not held longer.
+ */
+const PROXY_JOBS_API_WAIT_MS = 10_000;
 
 export function composeBackground(deps: BackgroundDeps): Background {
   const { config, store, rpc, profile, log, jobsApi } = deps;
@@ -76,6 +82,7 @@ export function composeBackground(deps: BackgroundDeps): Background {
       pollIntervalMs: config.VERIFY_POLL_MS,
       idleIntervalMs: config.VERIFY_POLL_MS,
       jobsApiWaitMs: JOBS_API_WAIT_MS,
+      proxyJobsApiWaitMs: PROXY_JOBS_API_WAIT_MS,
     },
     ...(deps.requests ? { pacer: createRoundPacer(deps.requests) } : {}),
   });

@@ -457,7 +457,7 @@ describe("deciding a claimed job", () => {
     // settlement, so `verified` now could be taken back after a backend read it.
     const { job, escrow, settlement } = honest();
     const rows = { [escrow.signature]: finalized, [settlement.signature]: finalized };
-    const waiting = { ...timing, jobsApiWaitMs: 60_000 };
+    const waiting = { ...timing, jobsApiWaitMs: 60_000, proxyJobsApiWaitMs: 10_000 };
     const decideAs = (queue: Partial<DecideJob>, receipt: Partial<ReceiptForChecks>, now: number) =>
       decide(
         claimed({ ...job, ...receipt }, { recordedAt: now - 5_000, ...queue }),
@@ -469,8 +469,11 @@ describe("deciding a claimed job", () => {
     const asked = decideAs({ backfillState: "pending" }, {}, timing.now);
     expect(asked).toMatchObject({ verdict: "awaiting_finality", evaluation: null });
     expect(asked.nextVerifyAt).toBe(timing.now - 5_000 + 60_000);
-    // The proxy asks about every job it records, with no backfill state.
+    // The proxy asks about every job it records, with no backfill state, for a few seconds: a
+    // proxy killed before it asked leaves nobody asking.
     expect(decideAs({ source: "proxy" }, {}, timing.now).verdict).toBe("awaiting_finality");
+    const unasked = decideAs({ source: "proxy", recordedAt: timing.now - 10_000 }, {}, timing.now);
+    expect(unasked.verdict).toBe("verified");
     // "processing" is no answer yet: the one naming the settlement may name a second one.
     const processing = { apiStatus: "processing", apiCheckedAt: timing.now - 1_000 };
     expect(decideAs({ backfillState: "pending" }, processing, timing.now).verdict).toBe(
@@ -515,7 +518,7 @@ describe("deciding a claimed job", () => {
       ]),
       localnetProfile,
       noPins,
-      { ...timing, jobsApiWaitMs: 60_000 },
+      { ...timing, jobsApiWaitMs: 60_000, proxyJobsApiWaitMs: 10_000 },
     );
     expect(d.verdict).toBe("discrepancy");
   });

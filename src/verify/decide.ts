@@ -97,10 +97,12 @@ export interface DecideTiming {
   /** How soon to look again at a job waiting for the settlement backfill. */
   backfillWaitMs: number;
   /**
-   * How long after its recording a job that is being asked about waits for the jobs API's
-   * answer before a clean verdict is given without it (0: never waits).
+   * How long after its recording a job the settlement backfill is asking about waits for the
+   * jobs API's answer before a clean verdict is given without it (0: never waits).
    */
   jobsApiWaitMs?: number;
+  /** The same for a job the proxy recorded and asks about itself (0: never waits). */
+  proxyJobsApiWaitMs?: number;
   /** Jitter source. Default `Math.random`. */
   random?: () => number;
 }
@@ -323,22 +325,26 @@ const isClean = (verdict: Evaluation["verdict"]) =>
 
 /**
  * Until when a clean verdict waits for the jobs API's answer: while no answer has named the
- * settlement (or said the job was refunded or failed) and someone is asking (the proxy asks
- * about each job it records; the settlement backfill about each other job it holds a key
- * for), up to `jobsApiWaitMs` after the job's recording. Null when it does not wait. A failure
- * the checks find does not wait: no answer undoes it.
+ * settlement (or said the job was refunded or failed) and someone is asking: the settlement
+ * backfill, about a job it holds a key for, up to `jobsApiWaitMs` after the job's recording;
+ * else the proxy, about each job it records, up to `proxyJobsApiWaitMs` (its questions and
+ * their retries take about 5 s, and a proxy killed before asking leaves nobody to ask). Null
+ * when it does not wait. A failure the checks find does not wait: no answer undoes it.
  */
 function jobsApiAnswerBy(job: DecideJob, timing: DecideTiming): number | null {
-  const waitMs = timing.jobsApiWaitMs ?? 0;
+  const waitMs =
+    job.backfillState === "pending"
+      ? (timing.jobsApiWaitMs ?? 0)
+      : job.source === "proxy"
+        ? (timing.proxyJobsApiWaitMs ?? 0)
+        : 0;
   if (waitMs <= 0) return null;
   // "processing" or "settling" is no answer yet: the one that names the settlement (or says
   // refunded or failed) may name a second settlement.
   const answered =
     job.apiCheckedAt !== null &&
     isSettledAnswer({ status: job.apiStatus, settlementTx: job.apiSettlementTx });
-  if (answered) return null;
-  const asked = job.source === "proxy" || job.backfillState === "pending";
-  return asked ? job.recordedAt + waitMs : null;
+  return answered ? null : job.recordedAt + waitMs;
 }
 
 /**

@@ -35,6 +35,12 @@ export interface VerifierOptions {
    */
   jobsApiWaitMs: number;
   /**
+   * The same for a job the proxy recorded, which it asks about at once (its retries end within
+   * about 5 s); past it nobody asks but a backfill the job was handed to. `serve` waits 10000;
+   * default 0.
+   */
+  proxyJobsApiWaitMs: number;
+  /**
    * getTransaction answers of "not found" (from every endpoint of the pool) for a signature
    * whose status is finalized before it counts as pruned from the node (verdict
    * `unverifiable`), once they also span `fetchMissSpanMs`. Default 5.
@@ -58,6 +64,7 @@ export const defaultVerifierOptions: VerifierOptions = {
   maxBackoffMs: 60_000,
   backfillWaitMs: 5000,
   jobsApiWaitMs: 0,
+  proxyJobsApiWaitMs: 0,
   maxFetchMisses: 5,
   fetchMissSpanMs: 300_000,
 };
