@@ -53,10 +53,12 @@ export interface Background {
 const JOBS_API_WAIT_MS = 60_000;
 
 /**
- * The same for a job the proxy recorded: its own questions and their retries end within about
- * 5 s. A proxy killed before it asked leaves nobody asking: the job is not held longer.
+ * The same for a job the proxy recorded and asks about itself: its four questions, 4.35 s of
+ * retry delays apart, take at most 10 s each (the jobs API client's timeout), and one left
+ * unanswered then goes to the backfill (held as above). A proxy killed before it asked leaves
+ * nobody asking: the job waits no longer than this.
  */
-const PROXY_JOBS_API_WAIT_MS = 10_000;
+const PROXY_JOBS_API_WAIT_MS = 45_000;
 
 export function composeBackground(deps: BackgroundDeps): Background {
   const { config, store, rpc, profile, log, jobsApi } = deps;

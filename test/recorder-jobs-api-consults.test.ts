@@ -126,7 +126,9 @@ describe("the proxy's jobs API questions", () => {
     // job_late: unsettled twice, settled the third time; job_never: the first ask and 3 retries.
     expect(calls.filter((c) => c.jobId === "job_late")).toHaveLength(3);
     expect(calls.filter((c) => c.jobId === "job_never")).toHaveLength(4);
-    expect(turns).toHaveLength(7); // every answer is recorded, settled or not
+    // Every answer is recorded, settled or not, and job_never, out of retries, is left to the
+    // settlement backfill in one more write.
+    expect(turns).toHaveLength(8);
     const late = calls.filter((c) => c.jobId === "job_late").map((c) => c.at);
     expect(late[1]! - late[0]!).toBeGreaterThanOrEqual(25);
   });
@@ -181,7 +183,8 @@ describe("the proxy's jobs API questions", () => {
     consults.ask("job_bad", "Bearer k");
     consults.ask("job_ok", "Bearer k");
     await consults.drain();
-    expect(turns).toHaveLength(1);
+    // job_ok's answer, and job_bad left to the settlement backfill once out of retries.
+    expect(turns).toHaveLength(2);
     expect(consults.waiting()).toBe(0);
   });
 
@@ -231,6 +234,31 @@ describe("the proxy's jobs API questions", () => {
     expect((await readJob(store, slow))?.apiCheckedAt).toBe(9_000);
     await writer.close();
     store.sqlite.close();
+  });
+
+  it("leaves a job whose questions all failed to the backfill while it runs, not only at a stop", async () => {
+    const store = createTestStore();
+    const { log } = capturedLogger();
+    const writer = createReceiptWriter(store, { log });
+    // A proxied job whose receipt names its settlement: nothing but this question would ever
+    // ask the jobs API about it, and only the answer names a second settlement.
+    const id = jobId();
+    await seedJob(store, { jobId: id, source: "proxy", settlementTx: signature() });
+    // The jobs API is down for the few seconds the questions take.
+    const consults = createJobsApiConsults({
+      jobsApi: () => Promise.reject(new JobsApiError("HTTP 503", 503, true)),
+      writer,
+      log,
+      now: () => 7_000,
+      retryDelaysMs: [10, 10],
+      batchMs: 0,
+    });
+    consults.ask(id, "Bearer k");
+    await consults.drain();
+    expect(await readJob(store, id)).toMatchObject({
+      backfillState: "pending",
+      backfillNextAt: 7_000,
+    });
   });
 
   it("stops within its bound on a jobs API that never answers, leaving the jobs to the backfill", async () => {

@@ -166,8 +166,14 @@ export function createJobsApiConsults(options: JobsApiConsultsOptions): JobsApiC
       again = false;
     }
     const delay = retryDelaysMs[a.q.attempt];
-    if (again && finishing) left.add(a.q.jobId);
+    const outOfRetries = again && delay === undefined && !finishing;
+    if (again && (finishing || outOfRetries)) left.add(a.q.jobId);
     if (!again || delay === undefined || finishing) {
+      // Out of retries while running (a jobs API down for a few seconds): the settlement
+      // backfill asks from here on, with the job's key when DECENTRAL_API_KEYS holds it, so a
+      // second settlement only the answer names is still found. Left unasked, the job was
+      // verified without the answer and never looked at again.
+      if (outOfRetries) await handOver();
       a.q.settle();
       return;
     }

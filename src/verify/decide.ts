@@ -328,7 +328,7 @@ const isClean = (verdict: Evaluation["verdict"]) =>
  * settlement (or said the job was refunded or failed) and someone is asking: the settlement
  * backfill, about a job it holds a key for, up to `jobsApiWaitMs` after the job's recording;
  * else the proxy, about each job it records, up to `proxyJobsApiWaitMs` (its questions and
- * their retries take about 5 s, and a proxy killed before asking leaves nobody to ask). Null
+ * their retries end within it, and a proxy killed before asking leaves nobody to ask). Null
  * when it does not wait. A failure the checks find does not wait: no answer undoes it.
  */
 function jobsApiAnswerBy(job: DecideJob, timing: DecideTiming): number | null {

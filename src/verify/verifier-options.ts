@@ -35,9 +35,9 @@ export interface VerifierOptions {
    */
   jobsApiWaitMs: number;
   /**
-   * The same for a job the proxy recorded, which it asks about at once (its retries end within
-   * about 5 s); past it nobody asks but a backfill the job was handed to. `serve` waits 10000;
-   * default 0.
+   * The same for a job the proxy recorded, which it asks about at once (its questions and
+   * retries end within about 45 s, then it hands the job to the backfill). `serve` waits
+   * 45000; default 0.
    */
   proxyJobsApiWaitMs: number;
   /**
