@@ -46,15 +46,8 @@ export interface Background {
 }
 
 /**
- * How long a clean verdict of a job the settlement backfill asks about waits for the jobs API's
- * answer: the backfill's first pass of a new receipt takes a second or so, its retries back
- * off from 2 s; an answer later than this sends the job back to the verifier.
- */
-const JOBS_API_WAIT_MS = 60_000;
-
-/**
- * The same for a job the proxy recorded and asks about itself: its four questions, 4.35 s of
- * retry delays apart, take at most 10 s each (the jobs API client's timeout), and one left
+ * The most a job the proxy recorded and asks about itself waits of `JOBS_API_WAIT_MS` (see
+ * config.ts): its four questions, 4.35 s of retry delays apart, take at most 10 s each (the jobs API client's timeout), and one left
  * unanswered then goes to the backfill (held as above). A proxy killed before it asked leaves
  * nobody asking: the job waits no longer than this.
  */
@@ -83,8 +76,8 @@ export function composeBackground(deps: BackgroundDeps): Background {
     options: {
       pollIntervalMs: config.VERIFY_POLL_MS,
       idleIntervalMs: config.VERIFY_POLL_MS,
-      jobsApiWaitMs: JOBS_API_WAIT_MS,
-      proxyJobsApiWaitMs: PROXY_JOBS_API_WAIT_MS,
+      jobsApiWaitMs: config.JOBS_API_WAIT_MS,
+      proxyJobsApiWaitMs: Math.min(PROXY_JOBS_API_WAIT_MS, config.JOBS_API_WAIT_MS),
     },
     ...(deps.requests ? { pacer: createRoundPacer(deps.requests) } : {}),
   });

@@ -192,6 +192,13 @@ export const configSchema = z.object({
    */
   VERIFY_POLL_MS: timerMs(1).default(2000),
   /**
+   * How long after its recording `serve` holds a job's clean verdict for the jobs API's answer
+   * (it may name a second settlement), while the settlement backfill asks about it; a job the
+   * proxy asks about itself waits at most 45 s of it. 0 gives verdicts without waiting.
+   * Default 60000.
+   */
+  JOBS_API_WAIT_MS: timerMs(0).default(60_000),
+  /**
    * How often `serve` reads new history of every credit vault (the ledger), in ms; 0 turns the
    * ledger loop off. Default 10000.
    */

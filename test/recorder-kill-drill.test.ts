@@ -106,6 +106,9 @@ describe("serve killed with SIGKILL under traffic", () => {
             RPC_RATE_LIMIT: "2000",
             RPC_CONCURRENCY: "16",
             VERIFY_POLL_MS: "100",
+            // A job whose process was killed before it asked the jobs API is held for an
+            // answer nobody asks for (45 s by default): 20 kills leave many such jobs.
+            JOBS_API_WAIT_MS: "3000",
             LOG_LEVEL: "error",
             // One process, killed 20 times: the cluster's own kill (a worker, mid-stream) is
             // test/serve-cluster.test.ts; booting a cluster 20 times would only add minutes.
