@@ -323,12 +323,16 @@ describe("serve --workers 2", () => {
   it("loses no acknowledged receipt when a worker is killed mid-stream, and restarts it", async () => {
     const { db, serve, up } = await startCluster();
     up.eventMs = 100;
+    // Sockets each worker holds before the streams: the leader holds more of its own (its RPC
+    // and jobs API connections), so the streams are told apart by what they added.
+    const before = new Map([...workerPids(serve)].map((pid) => [pid, socketsOf(pid)]));
     const streams = await Promise.all(Array.from({ length: 10 }, () => send(serve.url, true)));
     const acknowledged = streams.filter((s) => s.status === 200).map((s) => s.jobId);
     expect(acknowledged.length).toBe(10);
-    // Which worker holds which stream is the kernel's choice: the one with the most sockets
-    // open (a stream holds two, the caller's and the upstream's) holds some.
-    const victim = [...workerPids(serve)].sort((a, b) => socketsOf(b) - socketsOf(a))[0];
+    // Which worker holds which stream is the kernel's choice: the one whose open sockets grew
+    // most (a stream holds two, the caller's and the upstream's) holds some.
+    const added = (pid: number) => socketsOf(pid) - (before.get(pid) ?? 0);
+    const victim = [...workerPids(serve)].sort((a, b) => added(b) - added(a))[0];
     process.kill(victim as number, "SIGKILL");
     const outcomes = await Promise.all(streams.map((s) => s.done));
     // Some streams were on the killed worker and broke; every acknowledged one is recorded.
