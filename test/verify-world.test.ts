@@ -44,6 +44,17 @@ async function verifyAll(store: SqliteStore, rpc: RpcPool) {
   return verifier.runUntilSettled({}, { timeoutMs: 20_000 });
 }
 
+/** A verifier as `serve` runs it: a clean verdict waits a minute for the jobs API's answer. */
+function holdingVerifier(store: SqliteStore, rpc: RpcPool) {
+  return createVerifier({
+    store,
+    rpc,
+    profile,
+    log,
+    options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20, jobsApiWaitMs: 60_000 },
+  });
+}
+
 const jobRow = (store: SqliteStore, jobId: string) =>
   store.db.select().from(jobs).where(eq(jobs.jobId, jobId)).get()!;
 const failingChecks = (store: SqliteStore, jobId: string) =>
@@ -133,18 +144,7 @@ describe("verifying simulated jobs on the local chain", () => {
       apiKeyIndex: 3,
       consultJobsApi: false,
     });
-    const verifier = createVerifier({
-      store,
-      rpc,
-      profile,
-      log,
-      options: {
-        pollIntervalMs: 20,
-        errorBackoffMs: 20,
-        backfillWaitMs: 20,
-        jobsApiWaitMs: 60_000,
-      },
-    });
+    const verifier = holdingVerifier(store, rpc);
     const run = verifier.runUntilSettled({}, { timeoutMs: 20_000 });
     await vi.waitFor(() => expect(jobRow(store, jobId).commitment).toBe("finalized"), {
       timeout: 5_000,
@@ -177,18 +177,7 @@ describe("verifying simulated jobs on the local chain", () => {
       apiKeyIndex: 2,
       consultJobsApi: false,
     });
-    const verifier = createVerifier({
-      store,
-      rpc,
-      profile,
-      log,
-      options: {
-        pollIntervalMs: 20,
-        errorBackoffMs: 20,
-        backfillWaitMs: 20,
-        jobsApiWaitMs: 60_000,
-      },
-    });
+    const verifier = holdingVerifier(store, rpc);
     const run = verifier.runUntilSettled({}, { timeoutMs: 15_000 });
     await vi.waitFor(
       () => {
