@@ -28,7 +28,10 @@ export interface RecordingFetchOptions {
   ingestUrl: string;
   /** Access token of role `ingest`, sent as `Authorization: Bearer <token>`. */
   token?: string;
-  /** The fetch that does the real work (calls to Decentral and to the ingest API). Default global `fetch`. */
+  /**
+   * The fetch that does the real work (calls to Decentral and to the ingest API). Default the
+   * global `fetch`.
+   */
   fetch?: typeof fetch;
   /** Receipts held at most while waiting for delivery. Default 10,000. */
   maxBuffer?: number;
@@ -213,7 +216,10 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
    * ingest API may be recording it at this moment: dropped, it would be counted twice).
    */
   const inFlight = new Set<WireReceipt>();
-  /** Receipts sent in a batch that failed without an answer: the ingest API may hold them. */
+  /**
+   * Receipts sent in a batch that failed (an error answer, or none): the ingest API may hold
+   * them all the same.
+   */
   const unanswered = new WeakSet<WireReceipt>();
   /** Receipts a `flush()` deadline already named to the caller: not named again at exit. */
   const named = new WeakSet<WireReceipt>();

@@ -304,14 +304,6 @@ function sendError(
   res.end(body);
 }
 
-/**
- * The recording proxy: forwards `/v1/*` to the Decentral API unchanged (hop-by-hop and
- * `x-audit-tag-*` headers aside, and `accept-encoding: identity` so the body can be read),
- * streams responses chunk by chunk, and records a receipt for every response carrying
- * `x-decentral-job-id`: opened as soon as the headers arrive, completed when the body ends.
- * It then asks the jobs API about the job with the caller's authorization, which lives only
- * in this request's closure. The key is never stored, logged or echoed in an error.
- */
 /** A request's receipt time, shared by its writes: the first one's commit sets it. */
 interface ReceiptStamp {
   at: number | null;
@@ -320,6 +312,14 @@ interface ReceiptStamp {
   committed: boolean;
 }
 
+/**
+ * The recording proxy: forwards `/v1/*` to the Decentral API unchanged (hop-by-hop and
+ * `x-audit-tag-*` headers aside, and `accept-encoding: identity` so the body can be read),
+ * streams responses chunk by chunk, and records a receipt for every response carrying
+ * `x-decentral-job-id`: opened as soon as the headers arrive, completed when the body ends.
+ * It then asks the jobs API about the job with the caller's authorization, which lives only
+ * in this request's closure. The key is never stored, logged or echoed in an error.
+ */
 export function createRecordingProxy(options: RecordingProxyOptions): RecordingProxy {
   const { store, log } = options;
   const now = options.now ?? Date.now;
