@@ -7,7 +7,10 @@ import { backoff, createSleeper } from "../retry.js";
 import { AdaptiveRate } from "./adaptive-rate.js";
 import { parseTransaction } from "./parse-transaction.js";
 import {
+  createNodeHttpPost,
   type FetchLike,
+  fetchPost,
+  type HttpPost,
   type RpcOutcome,
   type RpcRequest,
   sendBatch,
@@ -17,7 +20,7 @@ import type { TransactionFacts } from "./transaction-facts.js";
 import { endpointNames } from "./url-secrets.js";
 
 /**
- * A pool of Solana JSON-RPC endpoints. It speaks JSON-RPC over `fetch` itself rather than
+ * A pool of Solana JSON-RPC endpoints. It speaks JSON-RPC over HTTP itself rather than
  * through web3.js `Connection`, because the verifier needs what `Connection` hides: HTTP status
  * codes, `Retry-After`, the raw reply text kept as evidence, and lamports above 2^53 exactly.
  */
@@ -73,7 +76,10 @@ export interface RpcPoolOptions {
    */
   rateWindowMarginMs?: number;
   log?: Logger;
-  /** Injectable for tests. Defaults: global fetch, Date.now, Math.random. */
+  /**
+   * Injectable for tests (the Fetch API's shape, to play an endpoint). Defaults: node:http with
+   * keep-alive sockets, Date.now, Math.random.
+   */
   fetch?: FetchLike;
   now?: () => number;
   random?: () => number;
@@ -260,7 +266,7 @@ class Endpoint {
         await this.pace();
         return this.observe(
           await sendSingle(
-            this.pool.fetch,
+            this.pool.post,
             this.config.url,
             request,
             this.config.timeoutMs,
@@ -325,7 +331,7 @@ class Endpoint {
       this.queue.add(async () => {
         await this.pace();
         const outcomes = await sendBatch(
-          this.pool.fetch,
+          this.pool.post,
           this.config.url,
           chunk.map((p) => p.request),
           this.config.timeoutMs,
@@ -366,7 +372,7 @@ interface PoolInternals {
   rateWindowMarginMs: number;
   defaultRetryAfterMs: number;
   maxRetryAfterMs: number;
-  fetch: FetchLike;
+  post: HttpPost;
   now: () => number;
   signal: AbortSignal;
   /** Settles (never rejects) when the pool closes. */
@@ -449,6 +455,9 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
   // Every request in flight listens on this one signal (and removes its listener when done):
   // many at once is the normal case, not a leak.
   setMaxListeners(0, abort.signal);
+  const transport = options.fetch
+    ? { post: fetchPost(options.fetch), close: () => {} }
+    : createNodeHttpPost();
   const closedOutcome: RpcOutcome = { kind: "http_error", status: null, message: "pool closed" };
   const closedSignal = new Promise<RpcOutcome>((resolve) =>
     abort.signal.addEventListener("abort", () => resolve(closedOutcome), { once: true }),
@@ -461,7 +470,7 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
     rateWindowMarginMs: options.rateWindowMarginMs ?? 100,
     defaultRetryAfterMs: options.defaultRetryAfterMs ?? 1000,
     maxRetryAfterMs: options.maxRetryAfterMs ?? 60_000,
-    fetch: options.fetch ?? ((url, init) => fetch(url, init)),
+    post: transport.post,
     now: options.now ?? Date.now,
     signal: abort.signal,
     closed: closedSignal,
@@ -805,6 +814,7 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
       abort.abort();
       sleeper.wake();
       for (const endpoint of endpoints) endpoint.close();
+      transport.close();
     },
   };
 }

@@ -1,3 +1,5 @@
+import http from "node:http";
+import https from "node:https";
 import { arrayElementTexts, objectMemberTexts, parseJsonLossless } from "./json-text.js";
 
 /**
@@ -51,52 +53,172 @@ function replyOutcome(text: string, reply: unknown): RpcOutcome {
   return { kind: "ok", result: r.result, raw: objectMemberTexts(text).get("result") ?? "null" };
 }
 
-interface HttpReply {
+/** An endpoint's HTTP reply, read whole. */
+export interface HttpReply {
   status: number;
   retryAfterMs: number | null;
   text: string;
 }
 
-async function post(
-  fetchImpl: FetchLike,
+/**
+ * One POST of a JSON-RPC body, its reply read whole within `timeoutMs`. Never throws: a
+ * request that could not be made, or was cut short by `signal`, is `{ error }`.
+ */
+export type HttpPost = (
   url: string,
   body: string,
   timeoutMs: number,
   signal: AbortSignal,
-): Promise<HttpReply | "timeout" | { error: string }> {
-  if (signal.aborted) return { error: "aborted" };
-  const controller = new AbortController();
-  const onOuterAbort = () => controller.abort();
-  signal.addEventListener("abort", onOuterAbort, { once: true });
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    controller.abort();
-  }, timeoutMs);
-  try {
-    const response = await fetchImpl(url, {
-      method: "POST",
-      headers: { "content-type": "application/json", accept: "application/json" },
-      body,
-      signal: controller.signal,
-    });
-    const text = await response.text();
-    return {
-      status: response.status,
-      retryAfterMs: parseRetryAfter(response.headers.get("retry-after"), Date.now()),
-      text,
-    };
-  } catch (error) {
-    if (timedOut) return "timeout";
-    // undici reports "fetch failed" and puts the useful part (ECONNREFUSED, ENOTFOUND) in cause.
-    const cause = (error as { cause?: { code?: unknown; message?: unknown } }).cause;
-    const detail = cause?.code ?? cause?.message;
-    const message = error instanceof Error ? error.message : String(error);
-    return { error: detail ? `${message} (${String(detail)})` : message };
-  } finally {
-    clearTimeout(timer);
-    signal.removeEventListener("abort", onOuterAbort);
+) => Promise<HttpReply | "timeout" | { error: string }>;
+
+/** `HttpPost` over a Fetch API implementation (tests inject one to play an endpoint). */
+export function fetchPost(fetchImpl: FetchLike): HttpPost {
+  return async (url, body, timeoutMs, signal) => {
+    if (signal.aborted) return { error: "aborted" };
+    const controller = new AbortController();
+    const onOuterAbort = () => controller.abort();
+    signal.addEventListener("abort", onOuterAbort, { once: true });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, timeoutMs);
+    try {
+      const response = await fetchImpl(url, {
+        method: "POST",
+        headers: { "content-type": "application/json", accept: "application/json" },
+        body,
+        signal: controller.signal,
+      });
+      const text = await response.text();
+      return {
+        status: response.status,
+        retryAfterMs: parseRetryAfter(response.headers.get("retry-after"), Date.now()),
+        text,
+      };
+    } catch (error) {
+      if (timedOut) return "timeout";
+      // undici reports "fetch failed" and puts the useful part (ECONNREFUSED) in cause.
+      const cause = (error as { cause?: { code?: unknown; message?: unknown } }).cause;
+      const detail = cause?.code ?? cause?.message;
+      const message = error instanceof Error ? error.message : String(error);
+      return { error: detail ? `${message} (${String(detail)})` : message };
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onOuterAbort);
+    }
+  };
+}
+
+/** Where one endpoint URL's requests go: parsed once, not on every request. */
+function requestTarget(url: string, agents: Record<"http:" | "https:", http.Agent>) {
+  const u = new URL(url);
+  if (u.protocol !== "http:" && u.protocol !== "https:") {
+    throw new Error(`unsupported protocol ${u.protocol}`);
   }
+  return {
+    transport: u.protocol === "https:" ? https : http,
+    options: {
+      protocol: u.protocol,
+      // node:http wants an IPv6 address without the URL's brackets.
+      hostname: u.hostname.replace(/^\[(.*)\]$/, "$1"),
+      port: u.port || (u.protocol === "https:" ? 443 : 80),
+      path: `${u.pathname}${u.search}`,
+      ...(u.username || u.password
+        ? { auth: `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}` }
+        : {}),
+      agent: agents[u.protocol],
+      method: "POST",
+    } satisfies http.RequestOptions,
+  };
+}
+
+/**
+ * `HttpPost` over node:http with keep-alive agents: what the pool uses unless a test injects
+ * a fetch. The verifier makes several calls per job; through the Fetch API one cost about four
+ * times the CPU of the same exchange over node:http. Redirects are not followed (an RPC that
+ * answers 3xx is an HTTP error, as a POST that became a GET would be). `close()` ends the
+ * kept sockets.
+ */
+export function createNodeHttpPost(): { post: HttpPost; close: () => void } {
+  const agents = {
+    "http:": new http.Agent({ keepAlive: true }),
+    "https:": new https.Agent({ keepAlive: true }),
+  };
+  const targets = new Map<string, ReturnType<typeof requestTarget>>();
+  const post: HttpPost = (url, body, timeoutMs, signal) =>
+    new Promise((resolve) => {
+      if (signal.aborted) {
+        resolve({ error: "aborted" });
+        return;
+      }
+      let target = targets.get(url);
+      if (target === undefined) {
+        try {
+          target = requestTarget(url, agents);
+        } catch (error) {
+          resolve({ error: error instanceof Error ? error.message : String(error) });
+          return;
+        }
+        targets.set(url, target);
+      }
+      let settled = false;
+      const finish = (reply: HttpReply | "timeout" | { error: string }) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        signal.removeEventListener("abort", onAbort);
+        resolve(reply);
+      };
+      const req = target.transport.request(
+        {
+          ...target.options,
+          headers: {
+            "content-type": "application/json",
+            accept: "application/json",
+            "content-length": Buffer.byteLength(body),
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (chunk: Buffer) => chunks.push(chunk));
+          res.on("end", () => {
+            const retryAfter = res.headers["retry-after"];
+            finish({
+              status: res.statusCode ?? 0,
+              retryAfterMs: parseRetryAfter(
+                typeof retryAfter === "string" ? retryAfter : null,
+                Date.now(),
+              ),
+              text: Buffer.concat(chunks).toString("utf8"),
+            });
+          });
+          res.on("error", (error) => finish({ error: error.message }));
+          // A connection closed before the body's end reports no error on every version.
+          res.on("close", () => {
+            if (!res.complete) finish({ error: "connection closed before the reply ended" });
+          });
+        },
+      );
+      const timer = setTimeout(() => {
+        finish("timeout");
+        req.destroy();
+      }, timeoutMs);
+      const onAbort = () => {
+        finish({ error: "aborted" });
+        req.destroy();
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      req.on("error", (error) => finish({ error: error.message }));
+      req.end(body);
+    });
+  return {
+    post,
+    close: () => {
+      agents["http:"].destroy();
+      agents["https:"].destroy();
+    },
+  };
 }
 
 function httpFailure(reply: HttpReply | "timeout" | { error: string }): RpcOutcome | null {
@@ -119,14 +241,14 @@ function parseBody(text: string): unknown {
 
 /** Sends one JSON-RPC request. */
 export async function sendSingle(
-  fetchImpl: FetchLike,
+  post: HttpPost,
   url: string,
   request: RpcRequest,
   timeoutMs: number,
   signal: AbortSignal,
 ): Promise<RpcOutcome> {
   const body = JSON.stringify({ jsonrpc: "2.0", ...request });
-  const reply = await post(fetchImpl, url, body, timeoutMs, signal);
+  const reply = await post(url, body, timeoutMs, signal);
   const failure = httpFailure(reply);
   if (failure) return failure;
   const { text } = reply as HttpReply;
@@ -143,14 +265,14 @@ export async function sendSingle(
  * can fall back to single requests; otherwise one outcome per request, matched by id.
  */
 export async function sendBatch(
-  fetchImpl: FetchLike,
+  post: HttpPost,
   url: string,
   requests: RpcRequest[],
   timeoutMs: number,
   signal: AbortSignal,
 ): Promise<RpcOutcome[] | "refused"> {
   const body = JSON.stringify(requests.map((r) => ({ jsonrpc: "2.0", ...r })));
-  const reply = await post(fetchImpl, url, body, timeoutMs, signal);
+  const reply = await post(url, body, timeoutMs, signal);
   if (reply !== "timeout" && !("error" in reply) && reply.status >= 400 && reply.status < 500) {
     if (reply.status !== 429 && reply.status !== 408) return "refused";
   }
