@@ -1,5 +1,6 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { gzipSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
 import { createRpcPool } from "../src/chain/rpc-pool.js";
 import { createNodeHttpPost } from "../src/chain/rpc-transport.js";
@@ -97,6 +98,28 @@ describe("the pool's HTTP transport", () => {
     expect(connections).toBe(1);
     transport.close();
     await expect.poll(() => open, { timeout: 2000 }).toBe(0);
+  });
+
+  it("asks for gzip and reads a gzipped reply; refuses an encoding it did not ask for", async () => {
+    const text = `{"jsonrpc":"2.0","id":1,"result":[${'"x",'.repeat(2000)}"y"]}`;
+    let asked: string | undefined;
+    const { url } = await serve((req, res) => {
+      req.resume();
+      asked = req.headers["accept-encoding"];
+      if (req.url === "/br") {
+        res.writeHead(200, { "content-encoding": "br" });
+        res.end("not brotli");
+        return;
+      }
+      res.writeHead(200, { "content-encoding": "gzip", "content-type": "application/json" });
+      res.end(gzipSync(text));
+    });
+    const post = newPost();
+    expect(await post(url, "{}", 2000, never)).toEqual({ status: 200, retryAfterMs: null, text });
+    expect(asked).toBe("gzip");
+    expect(await post(`${url}/br`, "{}", 2000, never)).toEqual({
+      error: "reply in an encoding not asked for (br)",
+    });
   });
 
   it("gives the status and Retry-After of a 429", async () => {
