@@ -8,7 +8,7 @@ import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { openStore } from "../src/db/open.js";
 import { createLogger } from "../src/log.js";
-import { runServe } from "../src/serve-cluster.js";
+import { LOOP_SAMPLE_MS, loopDelayMs, runServe } from "../src/serve-cluster.js";
 import { peakRssBytes } from "./peak-rss.js";
 
 /**
@@ -66,7 +66,7 @@ async function main() {
       process.exit(0);
     });
   }
-  const loop = monitorEventLoopDelay({ resolution: 10 });
+  const loop = monitorEventLoopDelay({ resolution: LOOP_SAMPLE_MS });
   loop.enable();
   process.on("message", (raw: { id: number; op: string }) => {
     if (raw.op === "loopDelay") {
@@ -74,7 +74,7 @@ async function main() {
       send({
         id: raw.id,
         ok: true,
-        value: { p99Ms: loop.percentile(99) / 1e6, maxMs: loop.max / 1e6 },
+        value: { p99Ms: loopDelayMs(loop.percentile(99)), maxMs: loopDelayMs(loop.max) },
       });
       loop.reset();
     } else if (raw.op === "stats" && serveStats) {

@@ -110,21 +110,33 @@ export function workerCount(config: Config): number {
 
 let loopMonitor: IntervalHistogram | undefined;
 
+/** The interval of the timer that samples the event loop's delay, in ms. */
+export const LOOP_SAMPLE_MS = 10;
+
+/**
+ * A value of `monitorEventLoopDelay`'s histogram (ns) as the delay it measures, in ms: the
+ * histogram holds the time between two ticks of its timer, the timer's own interval included
+ * (an idle loop reads 10 ms), so the interval is taken off.
+ */
+export function loopDelayMs(histogramNs: number): number {
+  return Math.max(0, histogramNs / 1e6 - LOOP_SAMPLE_MS);
+}
+
 /**
  * This process's CPU time and its event-loop delay since the last call. The delay is sampled
  * from the first call on (a 10 ms timer): a process nobody asks never pays for it.
  */
 function ownStats(): ProcessStats {
   if (!loopMonitor) {
-    loopMonitor = monitorEventLoopDelay({ resolution: 10 });
+    loopMonitor = monitorEventLoopDelay({ resolution: LOOP_SAMPLE_MS });
     loopMonitor.enable();
   }
   const usage = process.cpuUsage();
   const stats = {
     pid: process.pid,
     cpuMs: (usage.user + usage.system) / 1000,
-    loopDelayP99Ms: loopMonitor.percentile(99) / 1e6,
-    loopDelayMaxMs: loopMonitor.max / 1e6,
+    loopDelayP99Ms: loopDelayMs(loopMonitor.percentile(99)),
+    loopDelayMaxMs: loopDelayMs(loopMonitor.max),
   };
   loopMonitor.reset();
   return stats;
