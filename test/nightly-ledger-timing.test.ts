@@ -19,6 +19,7 @@ function nightly(
   c: Scenario,
   vault: string,
   window: { from: number; to: number; timeoutMs: number },
+  ledgerSide: { rpc?: typeof h.rpc; now?: () => number } = {},
 ) {
   const custody = { vaults: [vault], byKey: {} };
   return runNightlyVerification(
@@ -38,10 +39,11 @@ function nightly(
         store: c.store,
         reader: createLedgerReader({
           store: c.store,
-          rpc: h.rpc,
+          rpc: ledgerSide.rpc ?? h.rpc,
           profile: c.profile,
           log,
           custody,
+          ...(ledgerSide.now ? { now: ledgerSide.now } : {}),
         }),
         profile: c.profile,
         graceSeconds: 0,
@@ -115,15 +117,27 @@ describe("what the ledger takes as finalized when the chain gives no time for it
     expect(Date.now() - started).toBeLessThan(5_000);
   });
 
-  it("lists a vault through an endpoint without getBlockTime, as read through the local clock less a margin", async () => {
+  /** The pool, with no getBlockTime at all: "method not found". */
+  const withoutBlockTime = (rpc: typeof h.rpc): typeof h.rpc => ({
+    ...rpc,
+    getBlockTime: async () => {
+      throw new Error("getBlockTime: RPC error -32601: Method not found");
+    },
+  });
+
+  it("takes a slot just below the finalized one when the node has no time for that slot", async () => {
     const c = await h.scenario();
     const honest = await c.pinKey(1);
-    // An endpoint answering "method not found" (or null, Solana's answer for a block with no
-    // time) stopped every read of the vault before its first page.
-    const rpc = {
+    let asked = -1;
+    const rpc: typeof h.rpc = {
       ...h.rpc,
-      getBlockTime: async () => {
-        throw new Error("getBlockTime: RPC error -32601: Method not found");
+      getSlot: async (commitment, options) => {
+        asked = await h.rpc.getSlot(commitment, options);
+        return asked;
+      },
+      getBlockTime: async (slot) => {
+        if (slot === asked) throw new Error("getBlockTime: RPC error -32004: Block not available");
+        return h.rpc.getBlockTime(slot);
       },
     };
     const reader = createLedgerReader({
@@ -133,13 +147,83 @@ describe("what the ledger takes as finalized when the chain gives no time for it
       log,
       custody: { vaults: [honest.vault], byKey: {} },
     });
-    const before = Date.now();
     const [read] = await reader.syncAll();
-    expect(read).toMatchObject({ vault: honest.vault });
-    expect(read!.listed).toBeGreaterThan(0);
     const figures = await createLedgerStore(c.store).cursorFigures(honest.vault);
-    expect(figures?.finalThrough).toBeGreaterThanOrEqual(before - 125_000);
-    expect(figures?.finalThrough).toBeLessThanOrEqual(Date.now() - 115_000);
+    expect(figures?.finalThrough).toBe((await h.rpc.getBlockTime(asked - 1)) * 1000);
+    expect(read).toMatchObject({ vault: honest.vault, noBlockTime: null });
+  });
+
+  it("lists a vault through an endpoint without getBlockTime, its read-through time staying where a block time proved it", async () => {
+    const c = await h.scenario();
+    const honest = await c.pinKey(1);
+    const custody = { vaults: [honest.vault], byKey: {} };
+    const reader = (rpc: typeof h.rpc) =>
+      createLedgerReader({
+        store: c.store,
+        rpc,
+        profile: c.profile,
+        log,
+        custody,
+        // The local clock well past the chain's finalized time, as beside a lagging node.
+        now: () => Date.now() + 600_000,
+      });
+    await reader(h.rpc).syncAll();
+    const ledger = createLedgerStore(c.store);
+    const proven = (await ledger.cursorFigures(honest.vault))?.finalThrough;
+    expect(proven).toBeTypeOf("number");
+
+    h.op.send([h.op.transfer(honest.vault, h.op.attackerAccount(0n), 1_000n)]);
+    await sleep(200);
+    const [read] = await reader(withoutBlockTime(h.rpc)).syncAll();
+    // An endpoint answering "method not found" (or null, Solana's answer for a block with no
+    // time) still lists the vault; its listing proves no time, so none is taken from the clock.
+    expect(read!.listed).toBe(1);
+    expect((await ledger.cursorFigures(honest.vault))?.finalThrough).toBe(proven);
+    expect(read!.noBlockTime).toMatch(
+      /^no block time for the finalized slot \d+ .*Method not found/,
+    );
+  });
+
+  it("exits 2 naming the endpoint, not clean, when a node behind at finalized gives no block time", async () => {
+    const c = await h.scenario();
+    const honest = await c.pinKey(1);
+    const vault = honest.vault;
+    const from = Date.now() - 60_000;
+    const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 250_000n)]);
+    const to = (theft.blockTime + 1) * 1000;
+    await sleep(to - Date.now() + 200);
+    // The node lists only what it had finalized 3 s ago: the theft not yet.
+    const lagSlots = Math.ceil(3_000 / h.world.chain.slotMs);
+    const lagging: typeof h.rpc = {
+      ...withoutBlockTime(h.rpc),
+      getSlot: async (commitment, options) => (await h.rpc.getSlot(commitment, options)) - lagSlots,
+      getSignaturesForAddress: async (address, options) => {
+        const head = (await h.rpc.getSlot("finalized")) - lagSlots;
+        const page = await h.rpc.getSignaturesForAddress(address, options);
+        return page.filter((e) => e.slot <= head);
+      },
+    };
+    // The run reads the vaults 3 minutes after the window's end, as a nightly cron does.
+    const late = () => Date.now() + 180_000;
+    const run = await nightly(
+      h,
+      c,
+      vault,
+      { from, to, timeoutMs: 1_000 },
+      { rpc: lagging, now: late },
+    );
+    expect(run).toMatchObject({ outcome: "incomplete", exitCode: 2 });
+    expect(run.reason).toMatch(
+      /the RPC endpoint proves no finalized time: no block time for the finalized slot \d+ .*Method not found/,
+    );
+
+    // Once the node gives a time again, the window is judged and the theft found.
+    const healthy = await nightly(h, c, vault, { from, to, timeoutMs: 20_000 });
+    expect(healthy).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
+    // (The vault is the world's, shared with the tests above: their debit is listed too.)
+    expect(healthy.ledger?.unreceiptedDebits).toContainEqual(
+      expect.objectContaining({ vault, signature: theft.signature, amountUnits: "-250000" }),
+    );
   });
 });
 

@@ -1393,7 +1393,7 @@ function listingReader(ledger: LedgerStore, finalized: () => number): LedgerRead
   const sync = async (vault: string): Promise<VaultSyncResult> => {
     const t = Date.now();
     await ledger.storePage(vault, await ledger.cursor(vault, t), [], true, t, finalized());
-    return { vault, pages: 1, listed: 0, fetched: 0, shared: 0, pending: 0 };
+    return { vault, pages: 1, listed: 0, fetched: 0, shared: 0, pending: 0, noBlockTime: null };
   };
   return {
     vaults: async () => [VAULT],

@@ -78,6 +78,11 @@ export interface VaultSyncResult {
   shared: number;
   /** Lines still waiting for their transaction (RPC trouble, or pruned by the node). */
   pending: number;
+  /**
+   * Why this call's listing holds no finalized time (the node gave no block time for its
+   * finalized slot nor the few below it), so `final_through` did not move; else null.
+   */
+  noBlockTime: string | null;
 }
 
 export interface LedgerReader {
@@ -134,10 +139,12 @@ export async function knownVaults(ledger: LedgerStore, custody?: CustodyConfig):
 }
 
 /**
- * With no block time for the finalized slot, how far behind the local clock a listing counts as
- * finalized: far beyond the chain's finality (about 13 s on mainnet) and a clock's drift.
+ * Slots below the finalized one asked for a block time when it has none (a node that lost it,
+ * an answer of null). Each is at most the finalized slot's time, and the listing holds them:
+ * a time the node gives for any of them is one it proves. A slot a leader skipped has no
+ * time, and a leader has 4 slots in a row.
  */
-const NO_BLOCK_TIME_MARGIN_MS = 120_000;
+const SLOTS_BELOW_TRIED = 5;
 
 export function createLedgerReader(deps: LedgerDeps): LedgerReader {
   const { rpc, profile, log } = deps;
@@ -152,23 +159,32 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
    * The block time (ms) of the chain's finalized slot now. A listing asked for after it holds
    * every transaction up to that slot; the local clock says nothing of the kind: a transaction
    * of a few seconds ago is not finalized yet, and a listing at `finalized` leaves it out.
+   * Without the slot's own time, a slot just below it serves (an earlier time, which the
+   * listing holds too). With none, null and the cause: the sync lists as usual but holds no
+   * time, so `final_through` stays where an earlier sync proved it. (It used to take the local
+   * clock less 2 minutes: past the end of a window a lagging node had not listed yet.)
    */
-  async function finalizedTime(): Promise<number> {
+  async function finalizedTime(): Promise<{ time: number | null; cause: string | null }> {
     const slot = await rpc.getSlot("finalized");
-    try {
-      return (await rpc.getBlockTime(slot)) * 1000;
-    } catch (error) {
-      // An endpoint without getBlockTime, with no time for the slot (null), or endpoints that
-      // disagree on it: the local clock, far enough back that the chain has finalized it.
-      if (!blockTimeWarned) {
-        blockTimeWarned = true;
-        log.warn(
-          { err: error, fallbackMs: NO_BLOCK_TIME_MARGIN_MS },
-          "no block time for the finalized slot; the ledger takes the local clock less a margin as read through",
-        );
+    let cause: string | null = null;
+    for (let s = slot; s >= Math.max(0, slot - SLOTS_BELOW_TRIED); s--) {
+      try {
+        return { time: (await rpc.getBlockTime(s)) * 1000, cause: null };
+      } catch (error) {
+        // An endpoint without getBlockTime, with no time for the slot (null), or endpoints
+        // that disagree on it. The first slot's answer names the trouble best.
+        cause ??= error instanceof Error ? error.message : String(error);
       }
-      return now() - NO_BLOCK_TIME_MARGIN_MS;
     }
+    const named = `no block time for the finalized slot ${slot} nor the ${SLOTS_BELOW_TRIED} below it (${cause})`;
+    if (!blockTimeWarned) {
+      blockTimeWarned = true;
+      log.warn(
+        { err: cause, slot },
+        "the endpoint gives no block time for the finalized slot; the ledger lists, but its read-through time stays where a block time last proved it",
+      );
+    }
+    return { time: null, cause: named };
   }
   let blockTimeWarned = false;
 
@@ -176,12 +192,18 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
   async function listNew(vault: string, signal?: AbortSignal) {
     let pages = 0;
     let listed = 0;
+    let noBlockTime: string | null = null;
     for (;;) {
       signal?.throwIfAborted();
       const seen = await ledger.cursor(vault, now());
       // A sync's first page fixes the newest signature it lists: what the chain had finalized
       // before it is asked for is what the completed sync holds (`final_through`).
-      const finalThrough = seen.syncBefore === null ? await finalizedTime() : null;
+      let finalThrough: number | null = null;
+      if (seen.syncBefore === null) {
+        const finalized = await finalizedTime();
+        finalThrough = finalized.time;
+        noBlockTime = finalized.cause;
+      }
       const page = await rpc.getSignaturesForAddress(vault, {
         limit: options.pageSize,
         ...(seen.syncBefore ? { before: seen.syncBefore } : {}),
@@ -192,7 +214,9 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
         pages++;
         listed += page.length;
       }
-      if (last && (await ledger.cursor(vault, now())).syncBefore === null) return { pages, listed };
+      if (last && (await ledger.cursor(vault, now())).syncBefore === null) {
+        return { pages, listed, noBlockTime };
+      }
     }
   }
 
@@ -309,7 +333,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     } catch (error) {
       log.warn({ vault, err: String(error) }, "ledger: balance not read");
     }
-    const { pages, listed } = await listNew(vault, opts.signal);
+    const { pages, listed, noBlockTime } = await listNew(vault, opts.signal);
     const { fetched, shared, pending, unstorable } = await readListed(vault, opts.signal);
     // Kinds a late receipt changed, locks released, credits headers and gaps: written now, so
     // a statement reads them instead of working them out line by line.
@@ -331,7 +355,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       await ledger.setError(vault, message, now());
       log.warn({ vault, err: message }, "ledger: amounts beyond the store left unread");
     }
-    return { vault, pages, listed, fetched, shared, pending };
+    return { vault, pages, listed, fetched, shared, pending, noBlockTime };
   }
 
   async function syncAll(opts: { signal?: AbortSignal } = {}) {

@@ -124,15 +124,17 @@ export function ledgerWindowCheck(deps: {
       );
     }
     for (;;) {
-      const read = new Set((await deps.reader.syncAll(opts)).map((r) => r.vault));
+      const read = new Map((await deps.reader.syncAll(opts)).map((r) => [r.vault, r]));
       signal?.throwIfAborted();
-      const behind: { vault: string; finalThrough: number | null }[] = [];
+      const behind: { vault: string; finalThrough: number | null; noBlockTime: string | null }[] =
+        [];
       for (const vault of await deps.reader.vaults()) {
         const finalThrough = (await ledger.cursorFigures(vault))?.finalThrough ?? null;
         if (finalThrough !== null && finalThrough >= to) continue;
         // A read that failed is not waited for: the statement says the vault is not read.
-        if (!read.has(vault)) return;
-        behind.push({ vault, finalThrough });
+        const result = read.get(vault);
+        if (!result) return;
+        behind.push({ vault, finalThrough, noBlockTime: result.noBlockTime });
       }
       if (behind.length === 0) return;
       const lag = Math.max(...behind.map((b) => to - (b.finalThrough ?? 0)));
@@ -147,8 +149,11 @@ export function ledgerWindowCheck(deps: {
               `${b.vault} through ${b.finalThrough === null ? "nothing" : isoOf(b.finalThrough)}`,
           )
           .join(", ");
+        // A node that gives no block time proves no finalized time however long the run waits:
+        // the message names the endpoint, not the chain, as what held the run back.
+        const cause = behind.find((b) => b.noBlockTime !== null)?.noBlockTime;
         throw new LedgerNotFinalError(
-          `the chain had not finalized past the window's end (${isoOf(to)}) when the credit vaults were last read: listed ${through}`,
+          `the chain had not finalized past the window's end (${isoOf(to)}) when the credit vaults were last read: listed ${through}${cause ? `; the RPC endpoint proves no finalized time: ${cause}` : ""}`,
         );
       }
     }
