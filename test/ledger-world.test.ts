@@ -125,6 +125,7 @@ describe("the ledger of a credit vault against the local world", () => {
       fetched: 1,
       shared: history - 1,
       pending: 0,
+      noBlockTime: null,
     });
 
     const s = await statementOf(store, vault, end);

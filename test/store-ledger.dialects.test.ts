@@ -210,7 +210,7 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
   it("moves the cursor page by page, refuses a page listed from a cursor that moved, and orders lines oldest first", async () => {
     const store = await stores.open();
     const ledger = createLedgerStore(store);
-    expect(await ledger.oldestSyncedAt()).toBeNull();
+    expect(await ledger.oldestFinalThrough()).toBeNull();
     const empty = await ledger.cursor(VAULT, 1_000);
     expect(empty).toEqual({
       vault: VAULT,
@@ -222,7 +222,7 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       syncNumber: 0,
       syncIndex: 0,
     });
-    expect(await ledger.oldestSyncedAt()).toBe(0);
+    expect(await ledger.oldestFinalThrough()).toBe(0);
 
     const [newest, older] = [pageOf(month).slice(0, 4), pageOf(month).slice(4)];
     // The chain had finalized through 1,000 before the sync's first page was asked for.
@@ -257,7 +257,8 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
     expect(await ledger.listedSignatures(VAULT)).toEqual(month.map((l) => sig(l.name)));
     expect(await ledger.newestListedSlot(VAULT)).toBe(800);
     expect(await ledger.newestListedSlot("nobody")).toBeNull();
-    expect(await ledger.oldestSyncedAt()).toBe(3_000);
+    // Listed at 3,000, read through 1,000: the lag counts from what the sync proved.
+    expect(await ledger.oldestFinalThrough()).toBe(1_000);
 
     // The next sync lists what came after: its lines sort above the first sync's.
     const synced = await ledger.cursor(VAULT, 4_000);

@@ -39,10 +39,11 @@ export async function ledgerTotals(
 }
 
 /**
- * Seconds since the least recently read vault's history was read through; 0 when the ledger
- * reads no vault yet.
+ * Seconds since the least recently read vault's history was read through (the block time it
+ * holds, not when it was listed: a node with no block time lists and proves nothing); 0 when
+ * the ledger reads no vault yet.
  */
 export async function ledgerLagSeconds(store: Store, now = Date.now()): Promise<number> {
-  const oldest = await ledgerStoreOf(store).oldestSyncedAt();
+  const oldest = await ledgerStoreOf(store).oldestFinalThrough();
   return oldest === null ? 0 : Math.max(0, (now - oldest) / 1000);
 }

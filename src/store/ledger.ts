@@ -278,8 +278,11 @@ export interface LedgerStore {
   creditSpans(
     requests: readonly { jobId: string; vault: string; lockTx: string; recordedAt: number }[],
   ): Promise<Map<string, { balancesUnits: bigint[]; covered: boolean }>>;
-  /** The least recent `synced_at` of any vault (0 for one never synced), null with no vault. */
-  oldestSyncedAt(): Promise<number | null>;
+  /**
+   * The least recent `final_through` of any vault (0 for one never read through a time), null
+   * with no vault. Not `synced_at`: a sync with no block time lists but proves no time.
+   */
+  oldestFinalThrough(): Promise<number | null>;
 
   // What a statement reads (whole seconds: [fromSec, toSec)).
   cursorFigures(vault: string): Promise<CursorFigures | undefined>;
@@ -722,8 +725,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     `SELECT post_units FROM ledger_lines WHERE vault = ? AND block_time < ? AND state = 'read'
        AND delta_units <> 0 ORDER BY block_time DESC, ord DESC LIMIT 1`,
   ).pluck();
-  const oldestSynced = sqlite
-    .prepare("SELECT min(coalesce(synced_at, 0)) FROM ledger_cursors")
+  const oldestFinal = sqlite
+    .prepare("SELECT min(coalesce(final_through, 0)) FROM ledger_cursors")
     .pluck();
 
   /** What a read line is, by the receipts recorded now. */
@@ -1225,8 +1228,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       }
       return out;
     },
-    async oldestSyncedAt() {
-      return oldestSynced.get() as number | null;
+    async oldestFinalThrough() {
+      return num(oldestFinal.get() as Big);
     },
 
     async cursorFigures(vault) {

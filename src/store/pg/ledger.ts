@@ -1206,10 +1206,10 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         return out;
       }, snapshot);
     },
-    async oldestSyncedAt() {
+    async oldestFinalThrough() {
       const [row] = await db
         .select({
-          at: sql<number | null>`min(coalesce(${ledgerCursors.syncedAt}, 0))`.mapWith(Number),
+          at: sql<number | null>`min(coalesce(${ledgerCursors.finalThrough}, 0))`.mapWith(Number),
         })
         .from(ledgerCursors);
       return row?.at ?? null;
