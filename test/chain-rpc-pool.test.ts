@@ -254,6 +254,21 @@ describe("RPC pool: faults", () => {
     expect(stub.requests).toHaveLength(1);
   });
 
+  it("takes a skipped slot's answer at once, without retries nor the endpoint set aside", async () => {
+    const stub = await startStub((body) => ({
+      body: {
+        jsonrpc: "2.0",
+        id: body.id,
+        error: { code: -32007, message: "Slot 12 was skipped, or missing due to ledger jump" },
+      },
+    }));
+    const p = pool([{ url: stub.url }], { breakerThreshold: 1 });
+    for (let i = 0; i < 3; i++) {
+      await expect(p.getBlockTime(12)).rejects.toMatchObject({ message: /-32007/ });
+    }
+    expect(stub.requests).toHaveLength(3);
+  });
+
   it("never starts more requests than the configured rate in any rolling second, retries included", async () => {
     // Simulated time: the pool's pacing and p-queue's window run on faked timers and clock, so
     // the assertion is exact however loaded the machine is. Rates on real sockets are measured

@@ -179,8 +179,11 @@ export interface RpcPool {
   close(): Promise<void>;
 }
 
-/** JSON-RPC errors that another attempt cannot fix: our request itself is wrong. */
-const permanentRpcErrors = new Set([-32700, -32600, -32601, -32602, -32015]);
+/**
+ * JSON-RPC errors that another attempt cannot fix: our request itself is wrong, or the slot asked
+ * about was skipped and has no block (-32007, -32009: the ledger then asks the slot below).
+ */
+const permanentRpcErrors = new Set([-32700, -32600, -32601, -32602, -32015, -32007, -32009]);
 
 interface Pending {
   request: RpcRequest;
