@@ -1075,6 +1075,37 @@ describe("report totals against the chain: one transaction, one role", () => {
   });
 });
 
+describe("report totals against the chain: a lock paid straight on", () => {
+  it("counts the customer's debit as escrowed, and what escrow paid on at once as charged", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const from = Date.now();
+    // The lock's transaction also pays the whole lock out of escrow to the operator: the escrow
+    // account's balance does not move, the customer's vault and the operator's account do.
+    const plan = h.op.plan({ keyIndex: 1 });
+    const taker = h.op.attackerAccount(0n);
+    const escrowTx = h.op.send([
+      ...h.op.lockIxs(plan),
+      h.op.transfer(h.op.accounts.escrowVault, taker, plan.lock),
+    ]).signature;
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    const [outcome] = await c.verdicts(plan.jobId);
+    expect(outcome!.verdict).toBe("discrepancy");
+    const money = await reportedMoney(c, from);
+    expect(h.op.deltas(escrowTx).get(plan.vault)?.delta).toBe(-plan.lock);
+    expect({
+      escrowedUnits: money.escrowedUnits,
+      chargedUnits: money.chargedUnits,
+      refundedUnits: money.refundedUnits,
+    }).toEqual({
+      escrowedUnits: plan.lock,
+      chargedUnits: plan.lock + plan.charge,
+      refundedUnits: plan.remainder,
+    });
+  });
+});
+
 describe("a signature that never lands, beside transactions that did", () => {
   // With 10 ms slots a signature unseen 50 slots after its first miss is dropped in ~0.5 s.
   const quickDrop = { ...localnetProfile, dropAfterSlots: 50 };

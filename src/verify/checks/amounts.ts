@@ -63,11 +63,24 @@ export function amountsOf(
   const locks = [...ownLock, ...[apiLock, ...extraLocks].filter(once)];
   const known = [...locks, ...closingsRead];
   if (known.length > 0) amounts.feesLamports = sum(known.filter(owns).map((t) => t.facts.fee));
-  let escrowed = sum(
-    locks.map((l) => (owns(l) && l.facts.succeeded ? readLock(profile, l.facts).lock : 0n)),
-  );
+  // What a lock moved to any account but escrow left the customer all the same: it counts as
+  // escrowed and, at once, as charged (paid to someone), so the job's figures hold every credit
+  // its transactions moved. Balances show only each account's net change: a lock whose escrow
+  // paid the money straight on shows no escrow movement at all, only where the money went.
+  let escrowed = 0n;
+  let diverted = 0n;
+  for (const l of locks) {
+    if (!owns(l) || !l.facts.succeeded) continue;
+    const reading = readLock(profile, l.facts);
+    const elsewhere = sum(reading.elsewhere.map((m) => BigInt(m.amount)));
+    escrowed += reading.lock + elsewhere;
+    diverted += elsewhere;
+  }
   if (locks.length > 0) amounts.escrowedUnits = escrowed;
-  if (closingsRead.length === 0) return amounts;
+  if (closingsRead.length === 0) {
+    if (diverted > 0n) amounts.chargedUnits = diverted;
+    return amounts;
+  }
   const creditVault =
     lock?.creditVault ??
     (escrow ? readLock(profile, escrow.facts).sources[0]?.account : undefined) ??
@@ -87,7 +100,7 @@ export function amountsOf(
   const refundSigs = new Set(refunds.map((r) => r.signature));
   let worker = 0n;
   let treasuryPaid = 0n;
-  let charged = 0n;
+  let charged = diverted;
   let returned = 0n;
   for (const c of closingsRead) {
     if (!owns(c) || !c.facts.succeeded) continue;
