@@ -96,6 +96,37 @@ describe("a nightly run at its window's end, before the chain has finalized the 
   });
 });
 
+describe("a vault listed past the window's end with a transaction it cannot read", () => {
+  let h: AdversaryHarness;
+  beforeAll(async () => {
+    h = await startAdversaryHarness();
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it("exits 2 naming the unread transactions, not a read-through time short of the window", async () => {
+    const c = await h.scenario();
+    const from = wholeSecondAfter(200);
+    await sleep(from - Date.now());
+    const honest = await c.pinKey(1);
+    const vault = honest.vault;
+    const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 70_000n)]);
+    const to = Math.ceil(theft.blockTime + 1) * 1000;
+    await sleep(to - Date.now() + 1_500);
+    // The node lists the theft but will not serve it (a pruned or unreadable transaction).
+    const rpc: typeof h.rpc = Object.create(h.rpc);
+    rpc.getTransaction = (signature, ...rest) =>
+      signature === theft.signature
+        ? Promise.reject(new Error("transaction unavailable"))
+        : h.rpc.getTransaction(signature, ...rest);
+    const run = await nightly(h, c, vault, { from, to, timeoutMs: 2_000 }, { rpc });
+    expect(run).toMatchObject({ outcome: "incomplete", exitCode: 2 });
+    expect(run.reason).toContain(`${vault}, listed through `);
+    expect(run.reason).toContain("1 listed transaction(s) not read");
+  });
+});
+
 describe("what the ledger takes as finalized when the chain gives no time for it", () => {
   let h: AdversaryHarness;
   beforeAll(async () => {

@@ -241,7 +241,19 @@ export function ledgerWindowCheck(deps: {
       incomplete:
         notRead.length === 0
           ? null
-          : `ledger: the history of ${notRead.length} credit vault(s) is not read through the window's end (${notRead.map((v) => `${v.vault}, read through ${v.readThrough ?? "nothing"}`).join("; ")})`,
+          : `ledger: the history of ${notRead.length} credit vault(s) is not read through the window's end (${notRead.map((v) => `${v.vault}, ${unread(v, window.to)}`).join("; ")})`,
     };
   };
+}
+
+/**
+ * Why a vault's history is not read up to `to`: the chain not listed that far, or transactions
+ * listed but not read (RPC trouble, a pruned transaction, an amount beyond what the store holds:
+ * the sync's log names which).
+ */
+function unread(v: VaultStatement, to: number): string {
+  if (v.readThrough === null || Date.parse(v.readThrough) < to) {
+    return `read through ${v.readThrough ?? "nothing"}`;
+  }
+  return `listed through ${v.readThrough}, ${v.counts.pending} listed transaction(s) not read`;
 }
