@@ -67,14 +67,19 @@ export function amountsOf(
   // escrowed and, at once, as charged (paid to someone), so the job's figures hold every credit
   // its transactions moved. Balances show only each account's net change: a lock whose escrow
   // paid the money straight on shows no escrow movement at all, only where the money went.
+  // Money put into a credit vault (the escrow authority's) is no one's pay: left out of charged,
+  // as a settlement's return to another customer's vault is.
   let escrowed = 0n;
   let diverted = 0n;
   for (const l of locks) {
     if (!owns(l) || !l.facts.succeeded) continue;
     const reading = readLock(profile, l.facts);
-    const elsewhere = sum(reading.elsewhere.map((m) => BigInt(m.amount)));
-    escrowed += reading.lock + elsewhere;
-    diverted += elsewhere;
+    escrowed += reading.lock + sum(reading.elsewhere.map((m) => BigInt(m.amount)));
+    diverted += sum(
+      reading.elsewhere
+        .filter((m) => profile.escrowAuthority === null || m.owner !== profile.escrowAuthority)
+        .map((m) => BigInt(m.amount)),
+    );
   }
   if (locks.length > 0) amounts.escrowedUnits = escrowed;
   if (closingsRead.length === 0) {
