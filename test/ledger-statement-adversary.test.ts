@@ -8,9 +8,16 @@ import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./s
 const log = createLogger({ level: "silent" });
 
 let h: AdversaryHarness;
+/** A whole second after the world opened and funded its credit vaults. */
+let worldOpened = 0;
 beforeAll(async () => {
   h = await startAdversaryHarness();
+  worldOpened = Math.ceil((Date.now() + 1) / 1000) * 1000;
+  await new Promise((r) => setTimeout(r, worldOpened - Date.now() + 20));
 });
+
+/** A period's start a few seconds back, after the vaults' own opening deposits. */
+const periodStart = () => Math.max(Date.now() - 5_000, worldOpened);
 afterAll(async () => {
   await h?.close();
 });
@@ -43,7 +50,7 @@ async function statementOf(c: Scenario, vault: string, from: number) {
 describe("the statement of a credit vault against an operator who names its debits", () => {
   it("shows another key's job naming a theft from this vault as its lock as an unreceipted debit", async () => {
     const c = await h.scenario();
-    const from = Date.now() - 5_000;
+    const from = periodStart();
     const one = await c.pinKey(1);
     await c.pinKey(2);
     // 500,000 out of key 1's vault into escrow, memo naming key 2's job K, then to the attacker.
@@ -83,7 +90,7 @@ describe("the statement of a credit vault against an operator who names its debi
 
   it("shows a debit that a late jobs API answer names as a receipted job's lock, and a settlement paying it on, as an unreceipted debit", async () => {
     const c = await h.scenario();
-    const from = Date.now() - 5_000;
+    const from = periodStart();
     // J's receipt names its lock and settlement; the jobs API, asked about it, is still
     // processing, so J verifies on its receipt alone.
     const j = h.op.plan({ keyIndex: 0 });
@@ -136,7 +143,7 @@ describe("the statement of a credit vault against an operator who names its debi
   it("keeps a lock that one base unit sent back with a refund memo does not account for an unreleased lock", async () => {
     const profile: Profile = { ...localnetProfile, settlementWindowSeconds: 1 };
     const c = await h.scenario(profile);
-    const from = Date.now() - 5_000;
+    const from = periodStart();
     // An honest job of the same vault, settled and verified: it closes cleanly.
     const honest = await c.pinKey(3);
     const plan = h.op.plan({ keyIndex: 3 });
@@ -174,7 +181,7 @@ describe("the statement of a credit vault closed and opened again in another min
   it("counts only the credit mint: a fake-mint 'refund' leaves the lock unreleased and is a finding", async () => {
     const profile: Profile = { ...localnetProfile, settlementWindowSeconds: 1 };
     const c = await h.scenario(profile);
-    const from = Date.now() - 5_000;
+    const from = periodStart();
     // The operator locks key 4's whole vault for job J, closes the empty vault and opens it
     // again at the same address in a fake mint of the same decimals, then "refunds" J there.
     const keyIndex = 4;

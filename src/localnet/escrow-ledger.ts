@@ -1,7 +1,16 @@
 import type { LocalChain, SendOutcome, StoredTransaction } from "./chain.js";
-import { type LocalAccounts, type LocalSigner, localKeyNames, localSigner } from "./keys.js";
+import {
+  type LocalAccounts,
+  type LocalSigner,
+  localKeyNames,
+  localSigner,
+  SYSTEM_PROGRAM_ID,
+} from "./keys.js";
 import { memoInstruction, transferCheckedInstruction } from "./token-program.js";
-import { compileMessage, type InstructionSpec, signTransaction } from "./wire.js";
+import { addressBytes, compileMessage, type InstructionSpec, signTransaction } from "./wire.js";
+
+/** Bytes of an SPL token account. */
+const TOKEN_ACCOUNT_SIZE = 165;
 
 /**
  * The Decentral reference model's money movements as real SPL Token transfers with an SPL Memo
@@ -115,6 +124,62 @@ export class EscrowLedger {
       "legacy",
       [this.payer, owner],
     );
+    return this.note(tx, creditVault, "deposit", null);
+  }
+
+  /**
+   * Creates key `apiKeyIndex`'s credit vault (System CreateAccount signed by the vault's
+   * keypair, then InitializeAccount3 owned by the escrow authority) and pays `units` into it
+   * from the key owner's wallet, in one transaction: the vault's history starts with its
+   * creation, as on a real chain, so a ledger that lists it back to the start can tell.
+   */
+  openVault(creditVault: string, apiKeyIndex: number, units: bigint): StoredTransaction {
+    const owner = localSigner(localKeyNames.user(apiKeyIndex));
+    const source = localSigner(`${localKeyNames.user(apiKeyIndex)}-usdc`).address;
+    const held = this.chain.tokenAmount(source) ?? 0n;
+    this.chain.setTokenAccount(source, this.accounts.mint, owner.address, held + units);
+    const lamports = this.chain.minimumBalanceForRentExemption(TOKEN_ACCOUNT_SIZE);
+    const create = new Uint8Array(52);
+    const view = new DataView(create.buffer);
+    view.setUint32(0, 0, true);
+    view.setBigUint64(4, lamports, true);
+    view.setBigUint64(12, BigInt(TOKEN_ACCOUNT_SIZE), true);
+    create.set(addressBytes(this.accounts.tokenProgram), 20);
+    const signer = (address: string) => ({ address, signer: true, writable: true });
+    const instructions: InstructionSpec[] = [
+      {
+        programId: SYSTEM_PROGRAM_ID,
+        accounts: [signer(this.payer.address), signer(creditVault)],
+        data: create,
+      },
+      {
+        programId: this.accounts.tokenProgram,
+        accounts: [
+          { address: creditVault, signer: false, writable: true },
+          { address: this.accounts.mint, signer: false, writable: false },
+        ],
+        data: Uint8Array.from([18, ...addressBytes(this.escrowAuthority.address)]),
+      },
+    ];
+    if (units > 0n) {
+      instructions.push(
+        transferCheckedInstruction({
+          tokenProgram: this.accounts.tokenProgram,
+          source,
+          mint: this.accounts.mint,
+          destination: creditVault,
+          authority: owner.address,
+          amount: units,
+          decimals: this.accounts.decimals,
+        }),
+        memoInstruction(this.accounts.memoProgram, "decentral:deposit"),
+      );
+    }
+    const tx = this.commit(instructions, "legacy", [
+      this.payer,
+      owner,
+      localSigner(localKeyNames.creditVault(apiKeyIndex)),
+    ]);
     return this.note(tx, creditVault, "deposit", null);
   }
 

@@ -99,11 +99,6 @@ function genesis(chain: LocalChain, accounts: LocalAccounts): string[] {
     [accounts.escrowVault, accounts.escrowAuthority, ESCROW_FLOAT_UNITS],
     [accounts.treasury.tokenAccount, accounts.treasury.owner, 0n],
     ...accounts.workers.map((w): [string, string, bigint] => [w.tokenAccount, w.address, 0n]),
-    ...accounts.creditVaults.map((v): [string, string, bigint] => [
-      v.vault,
-      accounts.escrowAuthority,
-      v.apiKeyIndex === LOW_BALANCE_API_KEY_INDEX ? LOW_BALANCE_UNITS : FUNDED_CREDIT_UNITS,
-    ]),
   ];
   const supply = balances.reduce((sum, [, , amount]) => sum + amount, 0n);
   chain.setMint(accounts.mint, accounts.treasury.owner, supply, accounts.decimals);
@@ -133,6 +128,13 @@ export async function startLocalWorld(options: LocalWorldOptions = {}): Promise<
     localSigner(localKeyNames.escrowAuthority),
     lookupTable,
   );
+  // The credit vaults are created and funded by transactions, not written at genesis: a
+  // vault's history then starts with its creation, which the ledger needs to call it whole.
+  for (const v of accounts.creditVaults) {
+    const units =
+      v.apiKeyIndex === LOW_BALANCE_API_KEY_INDEX ? LOW_BALANCE_UNITS : FUNDED_CREDIT_UNITS;
+    ledger.openVault(v.vault, v.apiKeyIndex, units);
+  }
   const simulatorOptions: SimulatorOptions = {
     ...defaultSimulatorOptions,
     seed: randomUUID(),
