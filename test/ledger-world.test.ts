@@ -114,7 +114,8 @@ describe("the ledger of a credit vault against the local world", () => {
     // Read once the chain has finalized past the period's end, as the nightly run waits to.
     await finalizedPast(world, end);
 
-    // The verifier goes first: the ledger fetches only what no receipt named (the top-up).
+    // The verifier goes first: the ledger fetches only what no receipt named (the vault's
+    // creation with its first payment, and the top-up).
     await verifyAll(store);
     const result = await reader(store, vault).syncVault(vault);
     const history = chainHistory(vault).length;
@@ -122,8 +123,8 @@ describe("the ledger of a credit vault against the local world", () => {
       vault,
       pages: 1,
       listed: history,
-      fetched: 1,
-      shared: history - 1,
+      fetched: 2,
+      shared: history - 2,
       pending: 0,
       noBlockTime: null,
     });
@@ -132,8 +133,11 @@ describe("the ledger of a credit vault against the local world", () => {
     expect(s.unexplained).toEqual([]);
     expect(s.unreleasedLocks).toEqual([]);
     expect(s.creditsHeaderMismatches).toEqual([]);
-    expect(s.counts).toMatchObject({ locks: 5, returns: 5, deposits: 1, unexplained: 0 });
-    expect(s.depositsUnits).toBe(2_500_000n);
+    // The history starts with the vault's creation, which paid its first credits in.
+    expect(s.openingUnits).toBe(0n);
+    expect(s.missingHistory).toBeNull();
+    expect(s.counts).toMatchObject({ locks: 5, returns: 5, deposits: 2, unexplained: 0 });
+    expect(s.depositsUnits).toBe(10_000_000_000_000n + 2_500_000n);
     expect(s.closingOnChainUnits).toBe(world.chain.tokenAmount(vault));
     expect(s.closingByLedgerUnits).toBe(world.chain.tokenAmount(vault));
     expect(s.differenceUnits).toBe(0n);
@@ -203,7 +207,7 @@ describe("the ledger of a credit vault against the local world", () => {
       }),
     ]);
     expect(s.unreleasedLocks).toEqual([]);
-    expect(s.counts).toMatchObject({ locks: 2, returns: 3, deposits: 0, unexplained: 1 });
+    expect(s.counts).toMatchObject({ locks: 2, returns: 3, deposits: 1, unexplained: 1 });
     expect(s.differenceUnits).toBe(0n);
     const totals = await ledgerTotals(store, profile, 0);
     expect(totals).toEqual({ unexplained: 1, unreleasedLocks: 0, imbalanced: 0 });
@@ -271,7 +275,14 @@ describe("the ledger of a credit vault against the local world", () => {
     await runRecordedJob(world, honest, { apiKeyIndex: 1 });
     await runRecordedJob(world, honest, { apiKeyIndex: 1, stream: true });
     await finalized();
-    // Key 1's vault also holds the earlier test's jobs, unrecorded here: a window after them.
+    // Key 1's vault also holds the earlier test's jobs, unrecorded here: the first run judges
+    // the vault's whole history, so they are debits before the window no receipt explains.
+    const first = await nightly(honest);
+    expect(first).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
+    expect(first.ledger?.judgedBefore).toEqual([{ vault: vaultOf(1), from: null }]);
+    expect(first.ledger?.unreceiptedDebits.length).toBeGreaterThan(0);
+    expect(first.ledger?.unreceiptedDebits.every((d) => d.beforeWindow)).toBe(true);
+    // Judged once: the next run judges only what came since.
     const clean = await nightly(honest);
     expect(clean).toMatchObject({ outcome: "verified", exitCode: 0 });
     expect(clean.ledger).toMatchObject({ vaults: 1, unreceiptedDebits: [], unreleasedLocks: [] });
@@ -358,7 +369,7 @@ describe("the ledger of a credit vault against the local world", () => {
     );
     expect(s.unexplained).toEqual([]);
     expect(s.unreleasedLocks).toEqual([]);
-    expect(s.counts).toMatchObject({ deposits: 1, locks: 3, returns: 3 });
+    expect(s.counts).toMatchObject({ deposits: 2, locks: 3, returns: 3 });
     expect(s.differenceUnits).toBe(0n);
   });
 

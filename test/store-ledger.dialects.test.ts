@@ -50,6 +50,8 @@ interface SeedLine {
   succeeded?: boolean;
   memoKind?: LineRead["memoKind"];
   memoJobId?: string;
+  /** The transaction created the vault's account. */
+  opened?: boolean;
 }
 
 /**
@@ -58,7 +60,13 @@ interface SeedLine {
  * a failed transaction, a line listed but not read, and a December line above it (2,000 missing).
  */
 const month: SeedLine[] = [
-  { name: "deposit", slot: 100, time: at(1, 10), balance: { pre: 0n, post: 1_000_000n } },
+  {
+    name: "deposit",
+    slot: 100,
+    time: at(1, 10),
+    balance: { pre: 0n, post: 1_000_000n },
+    opened: true,
+  },
   { name: "lock1", slot: 200, time: at(3, 12), balance: { pre: 1_000_000n, post: 600_000n } },
   {
     name: "settle1",
@@ -107,6 +115,7 @@ const readsOf = (lines: readonly SeedLine[]): LineRead[] =>
             memo: l.memoKind ? `${l.memoKind}:${l.memoJobId} "a, {b}" \\ é` : null,
             memoKind: l.memoKind ?? null,
             memoJobId: l.memoJobId ?? null,
+            opened: l.opened ?? false,
           },
         ]
       : [],
@@ -343,8 +352,28 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       balanceSlot: 333,
       balanceForeign: null,
       newestSlot: 300,
+      judgedThrough: null,
     });
     expect(await ledger.cursorFigures("nobody")).toBeUndefined();
+
+    // How far nightly runs judged the vault: only ever raised, whichever run writes last.
+    await ledger.markJudged(VAULT, 5_000);
+    await ledger.markJudged(VAULT, 4_000);
+    expect((await ledger.cursorFigures(VAULT))?.judgedThrough).toBe(5_000);
+    await Promise.all([ledger.markJudged(VAULT, 7_000), ledger.markJudged(VAULT, 6_000)]);
+    expect((await ledger.cursorFigures(VAULT))?.judgedThrough).toBe(7_000);
+
+    // Where the history held begins: the oldest line, and whether it created the account.
+    expect(await ledger.historyStart(VAULT)).toEqual({
+      signature: sig("deposit"),
+      slot: 100,
+      blockTime: at(1, 10),
+      read: true,
+      opened: true,
+    });
+    await ledger.setOpened(VAULT, sig("deposit"), false);
+    expect((await ledger.historyStart(VAULT))?.opened).toBe(false);
+    expect(await ledger.historyStart("nobody")).toBeNull();
     // Reading nothing writes nothing.
     await ledger.recordReads(VAULT, [], [], NOW);
   });
@@ -843,6 +872,7 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       balanceSlot: 801,
       balanceForeign: null,
       newestSlot: 800,
+      judgedThrough: null,
     });
 
     expect(
@@ -1476,6 +1506,13 @@ describe.each(dialects)("the ledger's read on %s, by the chain's finalized time"
     // The run of the window ending at 09:30 read the vault before J2's lock (09:00) was due;
     // the window after it does not hold the lock, yet its run names it.
     const result = await check({ from: at(15, 9, 1_800) * 1000, to: DEC * 1000 });
+    // The vault's history before this window no run had judged: judged by this one.
+    expect(result.judgedBefore).toEqual([{ vault: VAULT, from: null }]);
+    // The window holds a line never read (the 25th): the run cannot mark the vault judged.
+    await check.commit(result);
+    expect((await ledger.cursorFigures(VAULT))?.judgedThrough).toBeNull();
+    // Say a later run read it all and judged the vault through December.
+    await ledger.markJudged(VAULT, DEC * 1000);
     expect(result.unreleasedLocks).toEqual([
       {
         vault: VAULT,

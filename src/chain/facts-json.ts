@@ -33,6 +33,7 @@ const factsJsonSchema = z.object({
     z.object({ programId: z.string(), kind: z.string(), accounts: z.array(z.string()) }),
   ),
   innerInstructionsKnown: z.boolean(),
+  openedTokenAccounts: z.array(z.string()).optional(),
 });
 
 /** The JSON form of `TransactionFacts`: amounts as decimal strings (the `tx inspect` output). */
@@ -74,6 +75,7 @@ export function factsToJson(facts: TransactionFacts): TransactionFactsJson {
       accounts: [...t.accounts],
     })),
     innerInstructionsKnown: facts.innerInstructionsKnown,
+    ...(facts.openedTokenAccounts ? { openedTokenAccounts: [...facts.openedTokenAccounts] } : {}),
   };
 }
 

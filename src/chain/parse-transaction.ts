@@ -422,6 +422,25 @@ function tokenChanges(meta: Json, accounts: string[]): TokenChange[] {
   return changes;
 }
 
+const optionalOpened = (opened: string[] | undefined) =>
+  opened === undefined ? {} : { openedTokenAccounts: opened };
+
+/**
+ * Token accounts with a post-balance and no pre-balance: created by the transaction. Undefined
+ * (not known) when the node sent no token balances at all.
+ */
+function openedTokenAccounts(meta: Json, accounts: string[]): string[] | undefined {
+  if (!Array.isArray(meta.preTokenBalances) || !Array.isArray(meta.postTokenBalances)) {
+    return undefined;
+  }
+  const pre = tokenBalances(meta.preTokenBalances, accounts.length, "meta.preTokenBalances");
+  const post = tokenBalances(meta.postTokenBalances, accounts.length, "meta.postTokenBalances");
+  return [...post.keys()]
+    .filter((i) => !pre.has(i))
+    .sort((a, b) => a - b)
+    .map((i) => accounts[i]!);
+}
+
 function solChanges(meta: Json, accounts: string[]): SolChange[] {
   const pre = array(meta.preBalances, "meta.preBalances");
   const post = array(meta.postBalances, "meta.postBalances");
@@ -519,5 +538,6 @@ export function parseTransaction(result: unknown, signatureHint?: string): Trans
     programs: [...new Set(steps.map((s) => s.programId))],
     tokenInstructions: steps.flatMap((s) => (s.token === null ? [] : [s.token])),
     innerInstructionsKnown: Array.isArray(meta.innerInstructions),
+    ...optionalOpened(openedTokenAccounts(meta, decoded.accounts)),
   };
 }

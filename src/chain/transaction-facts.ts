@@ -67,4 +67,10 @@ export interface TransactionFacts {
    * (CPI) are then unseen, and only balance changes speak for them.
    */
   innerInstructionsKnown: boolean;
+  /**
+   * Token accounts the transaction created: in `meta.postTokenBalances`, absent from
+   * `meta.preTokenBalances` (an absent pre-balance is no account, not a balance of 0). Undefined
+   * in facts stored before it was kept: not known.
+   */
+  openedTokenAccounts?: string[];
 }

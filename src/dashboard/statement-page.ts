@@ -14,7 +14,9 @@ function vaultSection(v: VaultStatement): Html {
 <p>${v.keys.length > 0 ? html`API keys ${v.keys.join(", ")}. ` : ""}${
     v.complete
       ? "History read through the end of the period."
-      : html`<strong>History not read through the end of the period yet${v.readThrough ? ` (read to ${v.readThrough})` : ""}: figures may still move.</strong>`
+      : v.missingHistory && v.historyRead
+        ? html`<strong>History before <span class="mono">${short(v.missingHistory.beforeSignature)}</span> not available from the RPC (its oldest transactions are pruned): read the vault from an archival RPC endpoint.</strong>`
+        : html`<strong>History not read through the end of the period yet${v.readThrough ? ` (read to ${v.readThrough})` : ""}: figures may still move.</strong>`
   }</p>
 <div class="scroll" tabindex="0" role="region" aria-label="Balance of ${v.vault}">
 <table><tbody>

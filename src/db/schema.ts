@@ -522,6 +522,12 @@ export const ledgerCursors = sqliteTable("ledger_cursors", {
    * credit mint (JSON: program, mint, amount): the balance is then 0 credits, and a finding.
    */
   balanceForeign: text("balance_foreign"),
+  /**
+   * How far a nightly run has judged the vault's history (ms): every finding before this instant
+   * was reported by one. Null while never judged: the next run judges it from its beginning.
+   * Only ever raised (two runs at once keep the later mark).
+   */
+  judgedThrough: epochMs("judged_through"),
 });
 
 /** What a ledger line is, decided when its transaction is read (src/store/ledger.ts). */
@@ -586,6 +592,12 @@ export const ledgerLines = sqliteTable(
      * program and amount), null when none: never credits, never summed, always a finding.
      */
     foreignChanges: text("foreign_changes"),
+    /**
+     * The transaction created the vault's token account (absent from its pre-balances, present
+     * after): nothing of the vault's history lies before it. Null when not known (a line read
+     * before this column): the next ledger round finds it out for the vault's oldest line.
+     */
+    opened: integer("opened", { mode: "boolean" }),
   },
   (t) => [
     primaryKey({ columns: [t.vault, t.signature] }),

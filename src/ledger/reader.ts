@@ -244,16 +244,40 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       memo: facts.memos.length > 0 ? facts.memos.join("\n") : null,
       memoKind: named?.kind ?? null,
       memoJobId: named?.jobId ?? null,
+      opened:
+        facts.openedTokenAccounts === undefined ? null : facts.openedTokenAccounts.includes(vault),
     };
   }
 
   function storedFacts(row: { signature: string; facts: string; raw: string | null }) {
     try {
-      return factsFromJson(JSON.parse(row.facts));
+      const facts = factsFromJson(JSON.parse(row.facts));
+      // Facts stored before the accounts a transaction created were kept: the raw answer
+      // tells, and whether the vault's oldest line is its creation rests on it.
+      if (facts.openedTokenAccounts !== undefined || row.raw === null) return facts;
+      return parseTransaction(parseJsonLossless(row.raw), row.signature);
     } catch (error) {
       if (row.raw === null) throw error;
       return parseTransaction(parseJsonLossless(row.raw), row.signature);
     }
+  }
+
+  /**
+   * Whether the vault's oldest line created its account, for a line read before that was
+   * kept: from the stored transaction, else fetched again. Without it the history before that
+   * line counts as not read, so a statement reaching back there is not complete.
+   */
+  async function learnHistoryStart(vault: string) {
+    const start = await ledger.historyStart(vault);
+    if (!start?.read || start.opened !== null) return;
+    const row = await ledger.storedTransaction(start.signature);
+    let facts: TransactionFacts | null = null;
+    if (row) facts = storedFacts(row);
+    if (facts?.openedTokenAccounts === undefined) {
+      facts = (await rpc.getTransaction(start.signature))?.facts ?? null;
+    }
+    if (facts?.openedTokenAccounts === undefined) return;
+    await ledger.setOpened(vault, start.signature, facts.openedTokenAccounts.includes(vault));
   }
 
   /** Reads every listed line's transaction: from the store when fetched already, else RPC. */
@@ -335,6 +359,12 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     }
     const { pages, listed, noBlockTime } = await listNew(vault, opts.signal);
     const { fetched, shared, pending, unstorable } = await readListed(vault, opts.signal);
+    try {
+      await learnHistoryStart(vault);
+    } catch (error) {
+      // Asked again at the next round; meanwhile the history's start counts as not read.
+      log.warn({ vault, err: String(error) }, "ledger: the oldest line's transaction not read");
+    }
     // Kinds a late receipt changed, locks released, credits headers and gaps: written now, so
     // a statement reads them instead of working them out line by line.
     await ledger.review(vault, now());

@@ -145,8 +145,18 @@ export interface VaultStatement {
    * listed) and every transaction listed up to `to` is read.
    */
   historyRead: boolean;
-  /** True when the history is read (`historyRead`) and it has no gap in the period. */
+  /**
+   * True when the history is read (`historyRead`), it has no gap in the period, and nothing of
+   * the period lies before the history the RPC gave (`missingHistory`).
+   */
   complete: boolean;
+  /**
+   * The oldest line the RPC listed is not the creation of the vault's account (a node that
+   * pruned the vault's oldest transactions), and the period reaches back to it: the history
+   * before that line is not available from the RPC, so the opening balance is that line's
+   * balance before, which says nothing of what moved earlier. Null otherwise.
+   */
+  missingHistory: { beforeSignature: string; slot: number; blockTime: string | null } | null;
   openingUnits: bigint | null;
   depositsUnits: bigint;
   locksUnits: bigint;
@@ -452,6 +462,18 @@ export async function buildStatement(
     // listed at `finalized`, without the transactions of its last seconds. Lines listed after
     // the period's end (a busy vault's newest) do not keep it from being read.
     const historyRead = finalThrough !== null && finalThrough >= query.to && pending.upTo === 0;
+    // History before the oldest line is whole only when that line created the account.
+    const start = await ledger.historyStart(vault);
+    const missingHistory =
+      start !== null &&
+      !(start.read && start.opened === true) &&
+      (start.blockTime === null || fromSec <= start.blockTime)
+        ? {
+            beforeSignature: start.signature,
+            slot: start.slot,
+            blockTime: start.blockTime === null ? null : isoOf(start.blockTime * 1000),
+          }
+        : null;
     out.push({
       vault,
       keys: await ledger.keysOf(vault),
@@ -459,7 +481,8 @@ export async function buildStatement(
       historyRead,
       // A gap is money that moved in transactions the ledger never saw: the statement cannot
       // say the period is whole while one is open.
-      complete: historyRead && gaps.length === 0,
+      complete: historyRead && gaps.length === 0 && missingHistory === null,
+      missingHistory,
       openingUnits: opening,
       depositsUnits: totals.deposits,
       locksUnits: totals.locks,
@@ -498,6 +521,7 @@ export function statementToJson(statement: Statement) {
       keys: v.keys,
       readThrough: v.readThrough,
       complete: v.complete,
+      missingHistory: v.missingHistory,
       openingUnits: text(v.openingUnits),
       depositsUnits: v.depositsUnits.toString(),
       locksUnits: v.locksUnits.toString(),

@@ -20,6 +20,10 @@ export interface LedgerWindowResult {
     amountUnits: string;
     memo: string | null;
     memoJobId: string | null;
+    /** The debit's block time (ISO 8601). */
+    at: string | null;
+    /** Before the window: in history of the vault no run had judged (`judgedBefore`). */
+    beforeWindow: boolean;
   }[];
   /**
    * Recorded jobs' locks that nothing returned or settled in time, with what of each is still
@@ -37,11 +41,19 @@ export interface LedgerWindowResult {
     /** The lock's block time (ISO 8601). */
     lockedAt: string | null;
     dueBy: string | null;
-    /** The lock lies before the window: its own window's run read the vault before it was due. */
+    /**
+     * The lock lies before the window: its own window's run read the vault before it was due,
+     * or no run had judged that part of the vault's history (`judgedBefore`).
+     */
     beforeWindow: boolean;
   }[];
   /** Recorded jobs whose credits header matches no balance of the vault in their span. */
-  creditsHeaderMismatches: { vault: string; jobId: string; headerUnits: string }[];
+  creditsHeaderMismatches: {
+    vault: string;
+    jobId: string;
+    headerUnits: string;
+    beforeWindow: boolean;
+  }[];
   /**
    * Movements of a vault's address in another mint, and another mint found there at the
    * balance read (`mint` null: an account that is not a token account).
@@ -52,6 +64,7 @@ export interface LedgerWindowResult {
     signature: string | null;
     mint: string | null;
     amountUnits: string | null;
+    beforeWindow: boolean;
   }[];
   /** Vaults whose closing balance by the ledger differs from the chain's. */
   imbalanced: { vault: string; differenceUnits: string }[];
@@ -66,8 +79,18 @@ export interface LedgerWindowResult {
     fromSlot: number;
     toSlot: number;
     missingUnits: string;
+    beforeWindow: boolean;
   }[];
-  /** Why the ledger of the window is not complete (a vault not read, transactions unread). */
+  /**
+   * Vaults whose history before the window no run had judged, judged by this one from `from`
+   * (null: the beginning of the vault's history): a vault learned or configured after it was
+   * funded, a night the cron skipped. Findings there say `beforeWindow`.
+   */
+  judgedBefore: { vault: string; from: string | null }[];
+  /**
+   * Why the ledger of the window is not complete (a vault not read, transactions unread, the
+   * oldest history of a vault not available from the RPC).
+   */
   incomplete: string | null;
 }
 
@@ -159,7 +182,10 @@ export function ledgerWindowCheck(deps: {
     }
   }
 
-  return async (window: {
+  /** What each run judged in full: marked once the run's summary stands (`commit`). */
+  const marks = new WeakMap<LedgerWindowResult, { vault: string; through: number }[]>();
+
+  const check = async (window: {
     from: number;
     to: number;
     signal?: AbortSignal;
@@ -176,6 +202,34 @@ export function ledgerWindowCheck(deps: {
       { from: window.from - lookbackMs, to: window.from },
       options,
     );
+    // The part of each vault's history no run has judged: before the window when the vault
+    // was learned (or configured) after it first moved, or a night's run did not run. Judged
+    // now, from the mark (the beginning of the history when none), like the window itself.
+    const earlier: VaultStatement[] = [];
+    const earlierLocks: VaultStatement[] = [];
+    const judgedBefore: LedgerWindowResult["judgedBefore"] = [];
+    for (const v of statement.vaults) {
+      const judged = (await ledger.cursorFigures(v.vault))?.judgedThrough ?? null;
+      if (judged !== null && judged >= window.from) continue;
+      window.signal?.throwIfAborted();
+      const from = judged ?? 0;
+      const part = await buildStatement(
+        deps.store,
+        { from, to: window.from, vault: v.vault },
+        options,
+      );
+      earlier.push(...part.vaults);
+      // The last run's own lookback locks: not due when it ran, and before this lookback.
+      if (judged !== null && judged < window.from - lookbackMs) {
+        const locks = await buildStatement(
+          deps.store,
+          { from: judged - lookbackMs, to: judged, vault: v.vault },
+          options,
+        );
+        earlierLocks.push(...locks.vaults);
+      }
+      judgedBefore.push({ vault: v.vault, from: judged === null ? null : isoOf(judged) });
+    }
     const locksOf = (vaults: VaultStatement[], beforeWindow: boolean) =>
       vaults.flatMap((v) =>
         v.unreleasedLocks.map((u) => ({
@@ -189,61 +243,131 @@ export function ledgerWindowCheck(deps: {
           beforeWindow,
         })),
       );
-    // A vault not read through the window is "could not finish"; one read with a gap in it is
-    // a finding (below), like a closing balance off the chain's.
-    const notRead = statement.vaults.filter((v) => !v.historyRead);
-    return {
-      vaults: statement.vaults.length,
-      unreceiptedDebits: statement.vaults.flatMap((v) =>
+    const debitsOf = (vaults: VaultStatement[], beforeWindow: boolean) =>
+      vaults.flatMap((v) =>
         v.unexplained.map((l) => ({
           vault: v.vault,
           signature: l.signature,
           amountUnits: l.amountUnits.toString(),
           memo: l.memo,
           memoJobId: l.memoJobId,
+          at: l.blockTime === null ? null : isoOf(l.blockTime * 1000),
+          beforeWindow,
         })),
-      ),
-      unreleasedLocks: [...locksOf(before.vaults, true), ...locksOf(statement.vaults, false)],
-      creditsHeaderMismatches: statement.vaults.flatMap((v) =>
+      );
+    const mismatchesOf = (vaults: VaultStatement[], beforeWindow: boolean) =>
+      vaults.flatMap((v) =>
         v.creditsHeaderMismatches.map((m) => ({
           vault: v.vault,
           jobId: m.jobId,
           headerUnits: m.headerUnits.toString(),
+          beforeWindow,
         })),
-      ),
-      foreignMint: statement.vaults.flatMap((v) =>
+      );
+    const foreignOf = (vaults: VaultStatement[], beforeWindow: boolean) =>
+      vaults.flatMap((v) =>
         v.foreignMint.flatMap((f): LedgerWindowResult["foreignMint"] =>
           f.finding === "foreign_mint_balance"
-            ? [
-                {
-                  vault: v.vault,
-                  finding: f.finding,
-                  signature: null,
-                  mint: f.mint,
-                  amountUnits: f.amountUnits === null ? null : f.amountUnits.toString(),
-                },
-              ]
+            ? // What the address holds now: said once, by the window's statement.
+              beforeWindow
+              ? []
+              : [
+                  {
+                    vault: v.vault,
+                    finding: f.finding,
+                    signature: null,
+                    mint: f.mint,
+                    amountUnits: f.amountUnits === null ? null : f.amountUnits.toString(),
+                    beforeWindow,
+                  },
+                ]
             : f.changes.map((c) => ({
                 vault: v.vault,
                 finding: f.finding,
                 signature: f.signature,
                 mint: c.mint,
                 amountUnits: c.amountUnits.toString(),
+                beforeWindow,
               })),
         ),
-      ),
+      );
+    const gapsOf = (vaults: VaultStatement[], beforeWindow: boolean) =>
+      vaults.flatMap((v) =>
+        v.gaps.map((g) => ({
+          vault: v.vault,
+          ...g,
+          missingUnits: g.missingUnits.toString(),
+          beforeWindow,
+        })),
+      );
+    // A lock in two of the statements before the window is one finding.
+    const seen = new Set<string>();
+    const unreleasedLocks = [
+      ...locksOf(earlier, true),
+      ...locksOf(earlierLocks, true),
+      ...locksOf(before.vaults, true),
+      ...locksOf(statement.vaults, false),
+    ].filter((u) => {
+      const key = `${u.vault} ${u.signature} ${u.jobId}`;
+      if (seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    });
+
+    // A vault not read through the window (or through what came before it, when that is
+    // judged now) is "could not finish"; one read with a gap in it is a finding (below), like
+    // a closing balance off the chain's. A vault whose oldest history the RPC no longer has
+    // cannot be called clean: its history before that line is not read.
+    const problems = new Map<string, string>();
+    for (const v of [...earlier, ...statement.vaults]) {
+      if (problems.has(v.vault)) continue;
+      if (!v.historyRead) {
+        problems.set(v.vault, `${v.vault}, ${unread(v, window.to)}`);
+      } else if (v.missingHistory) {
+        problems.set(
+          v.vault,
+          `${v.vault}, history before ${v.missingHistory.beforeSignature} not available from the RPC (read it from an archival node)`,
+        );
+      }
+    }
+    const result: LedgerWindowResult = {
+      vaults: statement.vaults.length,
+      unreceiptedDebits: [...debitsOf(earlier, true), ...debitsOf(statement.vaults, false)],
+      unreleasedLocks,
+      creditsHeaderMismatches: [
+        ...mismatchesOf(earlier, true),
+        ...mismatchesOf(statement.vaults, false),
+      ],
+      foreignMint: [...foreignOf(earlier, true), ...foreignOf(statement.vaults, false)],
       imbalanced: statement.vaults
         .filter((v) => v.differenceUnits !== null && v.differenceUnits !== 0n)
         .map((v) => ({ vault: v.vault, differenceUnits: String(v.differenceUnits) })),
-      gaps: statement.vaults.flatMap((v) =>
-        v.gaps.map((g) => ({ vault: v.vault, ...g, missingUnits: g.missingUnits.toString() })),
-      ),
+      gaps: [...gapsOf(earlier, true), ...gapsOf(statement.vaults, false)],
+      judgedBefore,
       incomplete:
-        notRead.length === 0
+        problems.size === 0
           ? null
-          : `ledger: the history of ${notRead.length} credit vault(s) is not read through the window's end (${notRead.map((v) => `${v.vault}, ${unread(v, window.to)}`).join("; ")})`,
+          : `ledger: the history of ${problems.size} credit vault(s) is not read through the window's end (${[...problems.values()].join("; ")})`,
     };
+    marks.set(
+      result,
+      statement.vaults
+        .filter((v) => !problems.has(v.vault))
+        .map((v) => ({ vault: v.vault, through: window.to })),
+    );
+    return result;
   };
+
+  /**
+   * Marks every vault the run judged in full as judged through the window's end: called once
+   * the run's summary stands and is not "could not finish", so a later run never skips history
+   * whose findings no summary reported. Never lowers a mark.
+   */
+  async function commit(result: LedgerWindowResult) {
+    for (const m of marks.get(result) ?? []) await ledger.markJudged(m.vault, m.through);
+  }
+
+  return Object.assign(check, { commit });
 }
 
 /**

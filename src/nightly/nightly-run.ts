@@ -50,11 +50,18 @@ export interface NightlyOptions {
    * finding (exit 1); a ledger not read through the window makes the run incomplete. It waits,
    * within the run's time, until the chain has finalized past the window's end.
    */
-  ledger?: (window: {
+  ledger?: ((window: {
     from: number;
     to: number;
     signal?: AbortSignal;
-  }) => Promise<LedgerWindowResult>;
+  }) => Promise<LedgerWindowResult>) & {
+    /**
+     * Records how far the run judged each vault's history (`ledgerWindowCheck`): called only
+     * when the run's outcome is not "could not finish", so the next run judges again what
+     * this one could not report.
+     */
+    commit?: (result: LedgerWindowResult) => Promise<void>;
+  };
   signal?: AbortSignal;
   /** Lock owner id; random by default. */
   owner?: string;
@@ -284,6 +291,14 @@ export async function runNightlyVerification(
               ? "no_jobs"
               : "verified";
   if (reason !== null) reason = withoutUrlSecrets(reason);
+  if (ledger && outcome !== "incomplete") {
+    try {
+      await options.ledger?.commit?.(ledger);
+    } catch {
+      // The marks stay where they were: the next run judges that history again, and reports
+      // its findings once more rather than never.
+    }
+  }
   return {
     from: options.from,
     to: options.to,

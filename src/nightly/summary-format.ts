@@ -78,26 +78,37 @@ type Show = (text: string) => string;
 /** A debit's size: the ledger keeps money out as a negative amount, the sentence says "of". */
 const unitsOut = (amountUnits: string) => amountUnits.replace(/^-/, "");
 
+/**
+ * The vaults whose history before the window this run judged (never judged, or judged last
+ * before the window began): said so that findings before the window are not a surprise.
+ */
+function judgedText(s: NightlySummary): string {
+  const judged = s.ledger?.judgedBefore ?? [];
+  if (judged.length === 0) return "";
+  const never = judged.filter((j) => j.from === null).length;
+  return `; history before the window judged for ${judged.length} (${never} from its beginning)`;
+}
+
 /** One line per ledger finding of the window (none when the run read no ledger). */
 function ledgerLines(s: NightlySummary, show: Show): string[] {
   if (!s.ledger) return [];
   return [
     ...s.ledger.unreceiptedDebits.map(
       (d) =>
-        `unreceipted debit of ${unitsOut(d.amountUnits)} units from vault ${d.vault} in ${d.signature}${d.memoJobId ? ` (memo names ${show(d.memoJobId)})` : ""}`,
+        `unreceipted debit of ${unitsOut(d.amountUnits)} units from vault ${d.vault} in ${d.signature}${d.memoJobId ? ` (memo names ${show(d.memoJobId)})` : ""}${d.beforeWindow ? ` (at ${d.at ?? "an unknown time"}, before the window: history of the vault no run had judged)` : ""}`,
     ),
     ...s.ledger.unreleasedLocks.map(
       (u) =>
         `unreleased lock of ${u.lockUnits} units by job ${show(u.jobId)} from vault ${u.vault} in ${u.signature}` +
-        ` (locked ${u.lockedAt ?? "at an unknown time"}${u.beforeWindow ? ", before the window: not yet due when its own window's run read the vault" : ""})`,
+        ` (locked ${u.lockedAt ?? "at an unknown time"}${u.beforeWindow ? ", before the window: not yet due when its own window's run read the vault, or in history no run had judged" : ""})`,
     ),
     ...s.ledger.creditsHeaderMismatches.map(
       (m) =>
-        `job ${show(m.jobId)}'s credits header (${m.headerUnits} units) matches no balance of vault ${m.vault} between its lock and its response`,
+        `job ${show(m.jobId)}'s credits header (${m.headerUnits} units) matches no balance of vault ${m.vault} between its lock and its response${m.beforeWindow ? " (before the window)" : ""}`,
     ),
     ...s.ledger.foreignMint.map((f) =>
       f.finding === "foreign_mint_movement"
-        ? `vault ${f.vault}'s address moved ${f.amountUnits} units of another mint (${f.mint}) in ${f.signature}: not credits, never counted`
+        ? `vault ${f.vault}'s address moved ${f.amountUnits} units of another mint (${f.mint}) in ${f.signature}: not credits, never counted${f.beforeWindow ? " (before the window)" : ""}`
         : `vault ${f.vault}'s address holds ${f.amountUnits ?? "an account"} of another mint (${f.mint ?? "not a token account"}) instead of credits: closed and opened again`,
     ),
     ...s.ledger.imbalanced.map(
@@ -107,7 +118,7 @@ function ledgerLines(s: NightlySummary, show: Show): string[] {
       (g) =>
         `gap in vault ${g.vault}'s history: ${g.missingUnits} units moved between ` +
         `${g.afterSignature} and ${g.beforeSignature} (slots ${g.fromSlot}..${g.toSlot}) in ` +
-        "transactions not read; read the range from an archival RPC",
+        `transactions not read; read the range from an archival RPC${g.beforeWindow ? " (before the window)" : ""}`,
     ),
   ];
 }
@@ -136,7 +147,7 @@ export function summaryToText(s: NightlySummary): string {
     );
   }
   if (s.moreFindings > 0) lines.push(`  ... and ${s.moreFindings} more`);
-  if (s.ledger) lines.push(`  ledger: ${s.ledger.vaults} credit vaults read`);
+  if (s.ledger) lines.push(`  ledger: ${s.ledger.vaults} credit vaults read${judgedText(s)}`);
   for (const line of ledgerLines(s, printable)) lines.push(`  ${line}`);
   // Every line is one line of plain text: no escape sequence reaches the terminal.
   return `${lines.map(printable).join("\n")}\n`;

@@ -86,6 +86,8 @@ export interface LineRead {
   memoJobId: string | null;
   /** The vault address's changes in any other mint or token program; null when none. */
   foreign?: ForeignChange[] | null;
+  /** The transaction created the vault's token account; null when not known. */
+  opened?: boolean | null;
 }
 
 export type { ForeignChange, ForeignHolding };
@@ -175,6 +177,19 @@ export interface CursorFigures {
   balanceForeign: ForeignHolding | null;
   /** Newest slot listed: the top of the sync in progress, else of the last completed one. */
   newestSlot: number | null;
+  /** How far a nightly run has judged the vault's history (ms); null while never judged. */
+  judgedThrough: number | null;
+}
+
+/** The oldest line listed for a vault: where the history the ledger holds begins. */
+export interface HistoryStart {
+  signature: string;
+  slot: number;
+  blockTime: number | null;
+  /** The line's transaction is read. */
+  read: boolean;
+  /** Its transaction created the vault's account (true), did not (false), not known (null). */
+  opened: boolean | null;
 }
 
 /** Lines and their sum per kind over a period. */
@@ -283,6 +298,15 @@ export interface LedgerStore {
    * with no vault. Not `synced_at`: a sync with no block time lists but proves no time.
    */
   oldestFinalThrough(): Promise<number | null>;
+  /**
+   * Raises the vault's `judged_through` to `through` (ms), never lowers it: two nightly runs at
+   * once keep the later mark.
+   */
+  markJudged(vault: string, through: number): Promise<void>;
+  /** The vault's oldest line listed, or null when none is. */
+  historyStart(vault: string): Promise<HistoryStart | null>;
+  /** Records whether a read line's transaction created the vault's account. */
+  setOpened(vault: string, signature: string, opened: boolean): Promise<void>;
 
   // What a statement reads (whole seconds: [fromSec, toSec)).
   cursorFigures(vault: string): Promise<CursorFigures | undefined>;
@@ -495,7 +519,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   const readLine = sqlite.prepare(
     `UPDATE ledger_lines SET state = 'read', block_time = coalesce(?, block_time), succeeded = ?,
        pre_units = ?, post_units = ?, delta_units = ?, memo = ?, memo_kind = ?, memo_job_id = ?,
-       foreign_changes = ?
+       foreign_changes = ?, opened = ?
      WHERE vault = ? AND signature = ? AND state = 'listed'`,
   );
   const foreignPeriod = big(
@@ -640,7 +664,19 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   );
   const cursorRow = big(
     `SELECT synced_at, final_through, balance_units, balance_slot, balance_foreign,
-       coalesce(sync_top_slot, newest_slot) AS slot, chained_ord FROM ledger_cursors WHERE vault = ?`,
+       coalesce(sync_top_slot, newest_slot) AS slot, chained_ord, judged_through
+     FROM ledger_cursors WHERE vault = ?`,
+  );
+  const markJudged = sqlite.prepare(
+    `UPDATE ledger_cursors SET judged_through = max(coalesce(judged_through, 0), ?)
+     WHERE vault = ?`,
+  );
+  const oldestLine = big(
+    `SELECT signature, slot, block_time, state, opened FROM ledger_lines INDEXED BY
+       ledger_lines_order WHERE vault = ? ORDER BY ord LIMIT 1`,
+  );
+  const setOpened = sqlite.prepare(
+    "UPDATE ledger_lines SET opened = ? WHERE vault = ? AND signature = ?",
   );
   /** The cursor's `final_through`: how far the listing holds every transaction. */
   const finalThroughOf = (vault: string) =>
@@ -1071,6 +1107,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           l.memoKind,
           l.memoJobId,
           foreignChangesToText(l.foreign),
+          l.opened == null ? null : l.opened ? 1 : 0,
           vault,
           l.signature,
         ).changes;
@@ -1231,6 +1268,25 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     async oldestFinalThrough() {
       return num(oldestFinal.get() as Big);
     },
+    async markJudged(vault, through) {
+      markJudged.run(through, vault);
+    },
+    async historyStart(vault) {
+      const r = oldestLine.get(vault) as
+        | { signature: string; slot: bigint; block_time: Big; state: string; opened: Big }
+        | undefined;
+      if (!r) return null;
+      return {
+        signature: r.signature,
+        slot: Number(r.slot),
+        blockTime: num(r.block_time),
+        read: r.state === "read",
+        opened: r.opened === null ? null : r.opened === 1n,
+      };
+    },
+    async setOpened(vault, signature, opened) {
+      setOpened.run(opened ? 1 : 0, vault, signature);
+    },
 
     async cursorFigures(vault) {
       const r = cursorRow.get(vault) as
@@ -1241,6 +1297,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
             balance_slot: Big;
             balance_foreign: string | null;
             slot: Big;
+            judged_through: Big;
           }
         | undefined;
       if (!r) return undefined;
@@ -1251,6 +1308,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         balanceSlot: num(r.balance_slot),
         balanceForeign: foreignHoldingOf(r.balance_foreign),
         newestSlot: num(r.slot),
+        judgedThrough: num(r.judged_through),
       };
     },
     async openingUnits(vault, fromSec) {

@@ -378,6 +378,12 @@ export const ledgerCursors = pgTable("ledger_cursors", {
   finalThrough: epochMs("final_through"),
   syncFinalThrough: epochMs("sync_final_through"),
   balanceForeign: text("balance_foreign"),
+  /**
+   * How far a nightly run has judged the vault's history (ms): every finding before this instant
+   * was reported by one. Null while never judged: the next run judges it from its beginning.
+   * Only ever raised (two runs at once keep the later mark).
+   */
+  judgedThrough: epochMs("judged_through"),
 });
 
 export const ledgerLines = pgTable(
@@ -407,6 +413,12 @@ export const ledgerLines = pgTable(
     gapAfterSlot: int("gap_after_slot"),
     gapUnits: units("gap_units"),
     foreignChanges: text("foreign_changes"),
+    /**
+     * The transaction created the vault's token account (absent from its pre-balances, present
+     * after): nothing of the vault's history lies before it. Null when not known (a line read
+     * before this column): the next ledger round finds it out for the vault's oldest line.
+     */
+    opened: boolean("opened"),
   },
   (t) => [
     primaryKey({ columns: [t.vault, t.signature] }),

@@ -201,6 +201,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
           number | null
         >`coalesce(${ledgerCursors.syncTopSlot}, ${ledgerCursors.newestSlot})`.mapWith(Number),
         chainedOrd: ledgerCursors.chainedOrd,
+        judgedThrough: ledgerCursors.judgedThrough,
       })
       .from(ledgerCursors)
       .where(eq(ledgerCursors.vault, vault));
@@ -731,7 +732,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       })),
       true,
     );
-    // UPDATE … FROM unnest of the batch's columns: one statement, eleven parameters, still
+    // UPDATE … FROM unnest of the batch's columns: one statement, thirteen parameters, still
     // guarded by state = 'listed'.
     const column = <T>(pick: (l: LineRead, i: number) => T) => fresh.map(pick);
     // The block time becomes the transaction's (see `LineRead`); the daily sums follow it.
@@ -739,7 +740,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         block_time = coalesce(v.block_time, l.block_time),
         pre_units = v.pre_units, post_units = v.post_units, delta_units = v.delta_units,
         memo = v.memo, memo_kind = v.memo_kind, memo_job_id = v.memo_job_id, kind = v.kind,
-        job_id = v.job_id, foreign_changes = v.foreign_changes
+        job_id = v.job_id, foreign_changes = v.foreign_changes, opened = v.opened
       FROM unnest(
         ${textArray(column((l) => l.signature))},
         ${typedArray(
@@ -785,9 +786,13 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         ${typedArray(
           column((l) => foreignChangesToText(l.foreign)),
           "text",
+        )},
+        ${typedArray(
+          column((l) => l.opened ?? null),
+          "boolean",
         )}
       ) AS v (signature, block_time, succeeded, pre_units, post_units, delta_units, memo,
-        memo_kind, memo_job_id, kind, job_id, foreign_changes)
+        memo_kind, memo_job_id, kind, job_id, foreign_changes, opened)
       WHERE l.vault = ${vault} AND l.signature = v.signature AND l.state = 'listed'`);
     // The jobs whose debits the batch may account for now: released once, after the batch,
     // from what the vault holds for them by then.
@@ -1214,6 +1219,43 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         .from(ledgerCursors);
       return row?.at ?? null;
     },
+    async markJudged(vault, through) {
+      // GREATEST in the UPDATE itself: two runs at once keep the later mark.
+      await db
+        .update(ledgerCursors)
+        .set({
+          judgedThrough: sql`greatest(coalesce(${ledgerCursors.judgedThrough}, 0), ${through})`,
+        })
+        .where(eq(ledgerCursors.vault, vault));
+    },
+    async historyStart(vault) {
+      const [r] = await db
+        .select({
+          signature: ledgerLines.signature,
+          slot: ledgerLines.slot,
+          blockTime: ledgerLines.blockTime,
+          state: ledgerLines.state,
+          opened: ledgerLines.opened,
+        })
+        .from(ledgerLines)
+        .where(vaultIs(vault))
+        .orderBy(asc(ledgerLines.ord))
+        .limit(1);
+      if (!r) return null;
+      return {
+        signature: r.signature,
+        slot: Number(r.slot),
+        blockTime: r.blockTime === null ? null : Number(r.blockTime),
+        read: r.state === "read",
+        opened: r.opened,
+      };
+    },
+    async setOpened(vault, signature, opened) {
+      await db
+        .update(ledgerLines)
+        .set({ opened })
+        .where(and(vaultIs(vault), eq(ledgerLines.signature, signature)));
+    },
 
     async cursorFigures(vault) {
       const r = await cursorRow(db, vault);
@@ -1225,6 +1267,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         balanceSlot: r.balanceSlot,
         balanceForeign: foreignHoldingOf(r.balanceForeign),
         newestSlot: r.slot,
+        judgedThrough: r.judgedThrough,
       };
     },
     async openingUnits(vault, fromSec) {
