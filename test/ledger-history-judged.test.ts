@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLedgerReader, type LedgerRpc } from "../src/ledger/reader.js";
-import { buildStatement } from "../src/ledger/statement.js";
+import { buildStatement, ledgerStoreOf } from "../src/ledger/statement.js";
 import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
@@ -182,6 +182,8 @@ describe("a credit vault whose oldest history the RPC no longer holds", () => {
     expect(pruned.size).toBeGreaterThan(0);
     expect(run).toMatchObject({ outcome: "incomplete", exitCode: 2 });
     expect(run.reason).toContain("not available from the RPC");
+    // Not judged: the next run judges the vault from its beginning again.
+    expect((await ledgerStoreOf(c.store).cursorFigures(vault))?.judgedThrough).toBeNull();
 
     const options = { profile: c.profile, graceSeconds: 420, now: worldNow };
     const theftDay = (await buildStatement(c.store, { from: D, to: D + DAY, vault }, options))
