@@ -269,6 +269,26 @@ describe("RPC pool: faults", () => {
     expect(stub.requests).toHaveLength(3);
   });
 
+  for (const code of [-32601, -32007, -32009]) {
+    it(`asks the next endpoint when one cannot answer (${code}), and not that one again`, async () => {
+      const unable = await startStub((body) => ({
+        body: { jsonrpc: "2.0", id: body.id, error: { code, message: "not here" } },
+      }));
+      const able = await startStub((body) => ({
+        body: { jsonrpc: "2.0", id: body.id, result: 1_700_000_000 },
+      }));
+      const p = pool([{ url: unable.url }, { url: able.url }]);
+      expect(await p.getBlockTime(12)).toBe(1_700_000_000);
+      expect([unable.requests.length, able.requests.length]).toEqual([1, 1]);
+      // With no endpoint left that could answer, the call ends at once.
+      const alone = pool([{ url: unable.url }]);
+      await expect(alone.getBlockTime(12)).rejects.toMatchObject({
+        message: new RegExp(`${code}`),
+      });
+      expect(unable.requests.length).toBe(2);
+    });
+  }
+
   it("never starts more requests than the configured rate in any rolling second, retries included", async () => {
     // Simulated time: the pool's pacing and p-queue's window run on faked timers and clock, so
     // the assertion is exact however loaded the machine is. Rates on real sockets are measured

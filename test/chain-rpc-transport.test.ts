@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import { gzipSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
 import { createRpcPool } from "../src/chain/rpc-pool.js";
-import { createNodeHttpPost } from "../src/chain/rpc-transport.js";
+import { createNodeHttpPost, MAX_REPLY_BYTES } from "../src/chain/rpc-transport.js";
 
 // The pool's own HTTP (node:http, keep-alive), against real servers: what a slow, cut-off or
 // rate-limiting endpoint looks like to the pool.
@@ -31,8 +31,8 @@ async function serve(handler: http.RequestListener): Promise<{ url: string; serv
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
 }
 
-function newPost() {
-  const transport = createNodeHttpPost();
+function newPost(options: { idleSocketMs?: number } = {}) {
+  const transport = createNodeHttpPost(options);
   closers.push(transport.close);
   return transport.post;
 }
@@ -120,6 +120,71 @@ describe("the pool's HTTP transport", () => {
     expect(await post(`${url}/br`, "{}", 2000, never)).toEqual({
       error: "reply in an encoding not asked for (br)",
     });
+  });
+
+  it("refuses a reply beyond its size limit, zipped or not, and the process lives on", async () => {
+    const bomb = gzipSync(Buffer.alloc(MAX_REPLY_BYTES + 1024 * 1024, 0x20));
+    const { url } = await serve((req, res) => {
+      req.resume();
+      if (req.url === "/gzip") {
+        res.writeHead(200, { "content-encoding": "gzip" });
+        res.end(bomb);
+        return;
+      }
+      res.writeHead(200);
+      const piece = Buffer.alloc(1024 * 1024, 0x20);
+      let sent = 0;
+      const more = () => {
+        while (sent <= MAX_REPLY_BYTES && res.write(piece)) sent += piece.length;
+        if (sent > MAX_REPLY_BYTES) res.end();
+        else res.once("drain", more);
+      };
+      more();
+    });
+    const post = newPost();
+    expect(await post(`${url}/gzip`, "{}", 10_000, never)).toEqual({
+      error: expect.stringMatching(/^reply could not be unzipped/),
+    });
+    expect(await post(`${url}/plain`, "{}", 10_000, never)).toEqual({
+      error: `reply larger than ${MAX_REPLY_BYTES} bytes`,
+    });
+  });
+
+  it("closes a kept socket left idle, so a middlebox that forgot it cannot eat a request", async () => {
+    let connections = 0;
+    const { url, server } = await serve((req, res) => {
+      req.resume();
+      req.on("end", () => res.end('{"jsonrpc":"2.0","id":1,"result":1}'));
+    });
+    server.on("connection", () => {
+      connections++;
+    });
+    const post = newPost({ idleSocketMs: 200 });
+    await post(url, "{}", 2000, never);
+    await post(url, "{}", 2000, never);
+    expect(connections).toBe(1);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await post(url, "{}", 2000, never);
+    expect(connections).toBe(2);
+  });
+
+  it("names a redirect it does not follow", async () => {
+    const { url } = await serve((req, res) => {
+      req.resume();
+      res.writeHead(308, { location: "https://elsewhere.example/" });
+      res.end();
+    });
+    const pool = createRpcPool({
+      endpoints: [{ url, rateLimitPerSec: 100, concurrency: 1, timeoutMs: 2000 }],
+      maxAttempts: 1,
+    });
+    try {
+      await expect(pool.getSlot("finalized")).rejects.toMatchObject({
+        message: expect.stringContaining("HTTP 308: a redirect, not followed"),
+      });
+    } finally {
+      await pool.close();
+    }
   });
 
   it("gives the status and Retry-After of a 429", async () => {

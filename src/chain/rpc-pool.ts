@@ -180,10 +180,17 @@ export interface RpcPool {
 }
 
 /**
- * JSON-RPC errors that another attempt cannot fix: our request itself is wrong, or the slot asked
- * about was skipped and has no block (-32007, -32009: the ledger then asks the slot below).
+ * JSON-RPC errors that another attempt cannot fix: our request itself is wrong, or the node
+ * cannot answer it (the ones in `nodeRpcErrors`).
  */
 const permanentRpcErrors = new Set([-32700, -32600, -32601, -32602, -32015, -32007, -32009]);
+
+/**
+ * Permanent errors of one node, not of the request: no such method there (-32601), or no block
+ * for the slot there (-32007 skipped or lost to a snapshot jump, -32009 not in its long-term
+ * storage). Another endpoint is asked before the call gives up; the same one is not asked again.
+ */
+const nodeRpcErrors = new Set([-32601, -32007, -32009]);
 
 interface Pending {
   request: RpcRequest;
@@ -531,6 +538,8 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
     let attempts = 0;
     let rateLimited = 0;
     const tried = new Set<Endpoint>();
+    /** Endpoints that cannot answer this call at all (`nodeRpcErrors`). */
+    const unable = new Set<Endpoint>();
     // The caller's signal cuts short the wait for a reply (the request ends on its own timeout).
     let onAbort: (() => void) | undefined;
     const stopped = signal
@@ -554,7 +563,8 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
     async function attempt(): Promise<{ result: unknown; raw: string; endpoint: Endpoint }> {
       for (;;) {
         checkOpen();
-        const endpoint = pick(failed, skip);
+        const avoid = unable.size > 0 ? new Set([...(skip ?? []), ...unable]) : skip;
+        const endpoint = pick(failed, avoid);
         tried.add(endpoint);
         const sent = endpoint.send({ id: nextId++, method, params });
         const outcome = stopped ? await Promise.race([sent, stopped]) : await sent;
@@ -568,6 +578,11 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
         }
         if (outcome.kind === "rpc_error" && permanentRpcErrors.has(outcome.code)) {
           endpoint.recordSuccess();
+          if (nodeRpcErrors.has(outcome.code)) {
+            unable.add(endpoint);
+            failed = endpoint;
+            if (endpoints.some((e) => !unable.has(e) && !skip?.has(e))) continue;
+          }
           throw new AppError("rpc_unavailable", `${method}: ${describe(outcome)}`, {
             endpoint: endpoint.name,
             rpcCode: outcome.code,

@@ -134,17 +134,32 @@ function requestTarget(url: string, agents: Record<"http:" | "https:", http.Agen
   };
 }
 
+/** The largest reply read, on the wire and unzipped: far beyond any page or batch the pool asks. */
+export const MAX_REPLY_BYTES = 64 * 1024 * 1024;
+
+/**
+ * How long a kept socket may sit idle before it is closed: NAT gateways and load balancers
+ * forget an idle connection without a word (AWS NAT after 350 s), and a request written into
+ * one waits out its whole timeout. The Fetch API's own agent closes them after 4 s.
+ */
+const IDLE_SOCKET_MS = 4_000;
+
 /**
  * `HttpPost` over node:http with keep-alive agents: what the pool uses unless a test injects
  * a fetch. The verifier makes several calls per job; through the Fetch API one cost about four
  * times the CPU of the same exchange over node:http. Redirects are not followed (an RPC that
- * answers 3xx is an HTTP error, as a POST that became a GET would be). `close()` ends the
+ * answers 3xx is an HTTP error, as a POST that became a GET would be). A reply larger than
+ * `MAX_REPLY_BYTES` is an error, never a string the process cannot hold. `close()` ends the
  * kept sockets.
  */
-export function createNodeHttpPost(): { post: HttpPost; close: () => void } {
+export function createNodeHttpPost(options: { idleSocketMs?: number } = {}): {
+  post: HttpPost;
+  close: () => void;
+} {
+  const timeout = options.idleSocketMs ?? IDLE_SOCKET_MS;
   const agents = {
-    "http:": new http.Agent({ keepAlive: true }),
-    "https:": new https.Agent({ keepAlive: true }),
+    "http:": new http.Agent({ keepAlive: true, timeout }),
+    "https:": new https.Agent({ keepAlive: true, timeout }),
   };
   const targets = new Map<string, ReturnType<typeof requestTarget>>();
   const post: HttpPost = (url, body, timeoutMs, signal) =>
@@ -186,7 +201,16 @@ export function createNodeHttpPost(): { post: HttpPost; close: () => void } {
         },
         (res) => {
           const chunks: Buffer[] = [];
-          res.on("data", (chunk: Buffer) => chunks.push(chunk));
+          let size = 0;
+          res.on("data", (chunk: Buffer) => {
+            size += chunk.length;
+            if (size > MAX_REPLY_BYTES) {
+              finish({ error: `reply larger than ${MAX_REPLY_BYTES} bytes` });
+              req.destroy();
+              return;
+            }
+            chunks.push(chunk);
+          });
           res.on("end", () => {
             const retryAfter = res.headers["retry-after"];
             const reply = (text: string) =>
@@ -207,7 +231,7 @@ export function createNodeHttpPost(): { post: HttpPost; close: () => void } {
               finish({ error: `reply in an encoding not asked for (${encoding})` });
               return;
             }
-            gunzip(Buffer.concat(chunks), (error, plain) => {
+            gunzip(Buffer.concat(chunks), { maxOutputLength: MAX_REPLY_BYTES }, (error, plain) => {
               if (error) finish({ error: `reply could not be unzipped (${error.message})` });
               else reply(plain.toString("utf8"));
             });
@@ -244,6 +268,10 @@ function httpFailure(reply: HttpReply | "timeout" | { error: string }): RpcOutco
   if (reply === "timeout") return { kind: "timeout" };
   if ("error" in reply) return { kind: "http_error", status: null, message: reply.error };
   if (reply.status === 429) return { kind: "rate_limited", retryAfterMs: reply.retryAfterMs };
+  if (reply.status >= 300 && reply.status < 400) {
+    const message = `HTTP ${reply.status}: a redirect, not followed (use the URL it points to)`;
+    return { kind: "http_error", status: reply.status, message };
+  }
   if (reply.status < 200 || reply.status >= 300) {
     return { kind: "http_error", status: reply.status, message: `HTTP ${reply.status}` };
   }

@@ -379,5 +379,5 @@ function unread(v: VaultStatement, to: number): string {
   if (v.readThrough === null || Date.parse(v.readThrough) < to) {
     return `read through ${v.readThrough ?? "nothing"}`;
   }
-  return `listed through ${v.readThrough}, ${v.counts.pending} listed transaction(s) not read`;
+  return `listed through ${v.readThrough}, with transactions listed but not read (${v.counts.pending} of any time)`;
 }
