@@ -75,6 +75,9 @@ export function amountsOf(
     if (!owns(l) || !l.facts.succeeded) continue;
     const reading = readLock(profile, l.facts);
     escrowed += reading.lock + sum(reading.elsewhere.map((m) => BigInt(m.amount)));
+    // With no escrow account to follow (no pinned escrow vault, a lock crediting several
+    // accounts), escrow's own credit is among them: none of it is counted as paid out here.
+    if (reading.escrowAccount === null) continue;
     diverted += sum(
       reading.elsewhere
         .filter((m) => profile.escrowAuthority === null || m.owner !== profile.escrowAuthority)
