@@ -4,6 +4,7 @@ import { buildStatement, ledgerStoreOf } from "../src/ledger/statement.js";
 import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
+import { summaryToText } from "../src/nightly/summary-format.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
 
@@ -149,7 +150,7 @@ describe("the nightly runs over a credit vault's whole history", () => {
 });
 
 describe("a credit vault whose oldest history the RPC no longer holds", () => {
-  it("is not complete before the oldest line it lists, and no nightly run calls it clean", async () => {
+  it("is not complete before the oldest line it lists, and the nightly run says so once", async () => {
     const c = await h.scenario();
     const D = nextMidnight(worldNow());
     const vault = h.op.vault(3);
@@ -180,10 +181,19 @@ describe("a credit vault whose oldest history the RPC no longer holds", () => {
 
     const run = await nightly(c, D + DAY, D + 2 * DAY, rpc);
     expect(pruned.size).toBeGreaterThan(0);
-    expect(run).toMatchObject({ outcome: "incomplete", exitCode: 2 });
-    expect(run.reason).toContain("not available from the RPC");
-    // Not judged: the next run judges the vault from its beginning again.
-    expect((await ledgerStoreOf(c.store).cursorFigures(vault))?.judgedThrough).toBeNull();
+    // Never clean: a finding (exit 1) that names where the history the node still has begins.
+    expect(run).toMatchObject({ outcome: "ledger_findings", exitCode: 1, reason: null });
+    expect(run.ledger?.prunedHistory).toEqual([
+      { vault, beforeSignature: expect.any(String), before: expect.any(String) },
+    ]);
+    expect(summaryToText(run)).toContain("is not available from the RPC (pruned)");
+    // Said once: the vault is judged through the window, and the next night finishes clean
+    // rather than "could not finish" every night from now on.
+    expect((await ledgerStoreOf(c.store).cursorFigures(vault))?.judgedThrough).toBe(D + 2 * DAY);
+    advanceTo(D + 3 * DAY + 5 * 60_000);
+    const nextNight = await nightly(c, D + 2 * DAY, D + 3 * DAY, rpc);
+    expect(nextNight.ledger?.prunedHistory).toEqual([]);
+    expect(nextNight.exitCode).not.toBe(2);
 
     const options = { profile: c.profile, graceSeconds: 420, now: worldNow };
     const theftDay = (await buildStatement(c.store, { from: D, to: D + DAY, vault }, options))

@@ -41,6 +41,7 @@ function summaryWithMemos(memoJobIds: string[]): NightlySummary {
       foreignMint: [],
       imbalanced: [],
       gaps: [],
+      prunedHistory: [],
       judgedBefore: [],
       incomplete: null,
     },

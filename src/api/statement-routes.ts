@@ -78,7 +78,17 @@ const StatementSchema = z
         complete: z
           .boolean()
           .describe(
-            "The history is read through `to` (`readThrough` is at or past it), every transaction listed up to `to` is read, and no gap is open in the period.",
+            "The history is read through `to` (`readThrough` is at or past it), every transaction listed up to `to` is read, no gap is open in the period, and the period does not reach back before the history the RPC has (`missingHistory`).",
+          ),
+        missingHistory: z
+          .object({
+            beforeSignature: z.string(),
+            slot: z.number().int(),
+            blockTime: z.string().nullable(),
+          })
+          .nullable()
+          .describe(
+            "The oldest transaction the RPC lists for the vault, when it is not the one that created the vault's account and the period reaches back to it: what moved before it is not available (pruned), and the period is not complete.",
           ),
         openingUnits: units.nullable(),
         depositsUnits: units,

@@ -82,6 +82,12 @@ export interface LedgerWindowResult {
     beforeWindow: boolean;
   }[];
   /**
+   * Vaults whose oldest history the RPC no longer has (the oldest line listed is not the vault's
+   * creation): what moved before `beforeSignature` (at `before`) is not judged. Said by the run
+   * whose judging reaches back to that line, once: read the vault from an archival RPC.
+   */
+  prunedHistory: { vault: string; beforeSignature: string; before: string | null }[];
+  /**
    * Vaults whose history before the window no run had judged, judged by this one from `from`
    * (null: the beginning of the vault's history): a vault learned or configured after it was
    * funded, a night the cron skipped. Findings there say `beforeWindow`.
@@ -316,18 +322,21 @@ export function ledgerWindowCheck(deps: {
 
     // A vault not read through the window (or through what came before it, when that is
     // judged now) is "could not finish"; one read with a gap in it is a finding (below), like
-    // a closing balance off the chain's. A vault whose oldest history the RPC no longer has
-    // cannot be called clean: its history before that line is not read.
+    // a closing balance off the chain's. So is a vault whose oldest history the RPC no longer
+    // has: never called clean, said by the run that judges the part reaching back to it, and
+    // not again (a node that pruned it will not give it back; every night "could not finish"
+    // would hide every other finding of the vault).
     const problems = new Map<string, string>();
+    const prunedHistory: LedgerWindowResult["prunedHistory"] = [];
     for (const v of [...earlier, ...statement.vaults]) {
       if (problems.has(v.vault)) continue;
-      if (!v.historyRead) {
-        problems.set(v.vault, `${v.vault}, ${unread(v, window.to)}`);
-      } else if (v.missingHistory) {
-        problems.set(
-          v.vault,
-          `${v.vault}, history before ${v.missingHistory.beforeSignature} not available from the RPC (read it from an archival node)`,
-        );
+      if (!v.historyRead) problems.set(v.vault, `${v.vault}, ${unread(v, window.to)}`);
+      else if (v.missingHistory && !prunedHistory.some((p) => p.vault === v.vault)) {
+        prunedHistory.push({
+          vault: v.vault,
+          beforeSignature: v.missingHistory.beforeSignature,
+          before: v.missingHistory.blockTime,
+        });
       }
     }
     const result: LedgerWindowResult = {
@@ -343,6 +352,7 @@ export function ledgerWindowCheck(deps: {
         .filter((v) => v.differenceUnits !== null && v.differenceUnits !== 0n)
         .map((v) => ({ vault: v.vault, differenceUnits: String(v.differenceUnits) })),
       gaps: [...gapsOf(earlier, true), ...gapsOf(statement.vaults, false)],
+      prunedHistory: prunedHistory.filter((p) => !problems.has(p.vault)),
       judgedBefore,
       incomplete:
         problems.size === 0
@@ -380,4 +390,17 @@ function unread(v: VaultStatement, to: number): string {
     return `read through ${v.readThrough ?? "nothing"}`;
   }
   return `listed through ${v.readThrough}, with transactions listed but not read (${v.counts.pending} of any time)`;
+}
+
+/** How many findings a window's ledger check made (what makes a nightly run exit 1). */
+export function ledgerFindingCount(ledger: LedgerWindowResult): number {
+  return (
+    ledger.unreceiptedDebits.length +
+    ledger.unreleasedLocks.length +
+    ledger.creditsHeaderMismatches.length +
+    ledger.foreignMint.length +
+    ledger.imbalanced.length +
+    ledger.gaps.length +
+    ledger.prunedHistory.length
+  );
 }

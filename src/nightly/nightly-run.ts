@@ -4,7 +4,11 @@ import type { Store } from "../db/client.js";
 import { openVerdicts, type Verdict, verdicts } from "../db/schema.js";
 import { deadlineSignal } from "../deadline.js";
 import { ownerIsDead, ownerName } from "../host-identity.js";
-import { LedgerNotFinalError, type LedgerWindowResult } from "../ledger/window-check.js";
+import {
+  LedgerNotFinalError,
+  type LedgerWindowResult,
+  ledgerFindingCount,
+} from "../ledger/window-check.js";
 import { countJobsByVerdict } from "../reports/reconciliation.js";
 import { createOpsStore } from "../store/ops.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
@@ -270,14 +274,7 @@ export async function runNightlyVerification(
   }
   const bad = byVerdict.discrepancy + byVerdict.dropped + byVerdict.unverifiable;
   const minJobs = options.minJobs ?? 0;
-  const ledgerFindings = ledger
-    ? ledger.unreceiptedDebits.length +
-      ledger.unreleasedLocks.length +
-      ledger.creditsHeaderMismatches.length +
-      ledger.foreignMint.length +
-      ledger.imbalanced.length +
-      ledger.gaps.length
-    : 0;
+  const ledgerFindings = ledger ? ledgerFindingCount(ledger) : 0;
   const outcome: NightlySummary["outcome"] =
     reason !== null
       ? "incomplete"

@@ -1,4 +1,5 @@
 import { verdicts } from "../db/schema.js";
+import { ledgerFindingCount } from "../ledger/window-check.js";
 import { markdownCode, printable } from "../printable-text.js";
 import { isoOf } from "../reports/period.js";
 import type { NightlySummary } from "./nightly-run.js";
@@ -20,7 +21,7 @@ const headline = (s: NightlySummary) => {
     case "discrepancies":
       return `${s.total - s.byVerdict.verified - s.byVerdict.partially_verified} of ${s.total} jobs NOT verified${s.byVerdict.partially_verified > 0 ? ` (and ${s.byVerdict.partially_verified} partially verified)` : ""}`;
     case "ledger_findings":
-      return `all ${s.total} jobs verified, but the credit vaults' ledger has ${ledgerFindingCount(s)} findings`;
+      return `all ${s.total} jobs verified, but the credit vaults' ledger has ${findingsOf(s)} findings`;
     case "incomplete":
       return `could not finish: ${s.reason}`;
   }
@@ -59,15 +60,7 @@ const gapLines = (s: NightlySummary) =>
     (g) => `profile ${s.profile!.name} cannot check ${g.check}: ${g.reason}`,
   );
 
-const ledgerFindingCount = (s: NightlySummary) =>
-  s.ledger
-    ? s.ledger.unreceiptedDebits.length +
-      s.ledger.unreleasedLocks.length +
-      s.ledger.creditsHeaderMismatches.length +
-      s.ledger.foreignMint.length +
-      s.ledger.imbalanced.length +
-      s.ledger.gaps.length
-    : 0;
+const findingsOf = (s: NightlySummary) => (s.ledger ? ledgerFindingCount(s.ledger) : 0);
 
 /**
  * How a line shows text it did not write (a job id from a receipt, the text after a memo's
@@ -119,6 +112,12 @@ function ledgerLines(s: NightlySummary, show: Show): string[] {
         `gap in vault ${g.vault}'s history: ${g.missingUnits} units moved between ` +
         `${g.afterSignature} and ${g.beforeSignature} (slots ${g.fromSlot}..${g.toSlot}) in ` +
         `transactions not read; read the range from an archival RPC${g.beforeWindow ? " (before the window)" : ""}`,
+    ),
+    ...s.ledger.prunedHistory.map(
+      (p) =>
+        `vault ${p.vault}'s history before ${p.beforeSignature} (${p.before ?? "at an unknown time"}) ` +
+        "is not available from the RPC (pruned): what moved before it is not judged; read the " +
+        "vault from an archival RPC",
     ),
   ];
 }
