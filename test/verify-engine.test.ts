@@ -118,6 +118,13 @@ describe("verification engine", () => {
     const summary = await v.runUntilSettled({}, { timeoutMs: 1_000 });
     expect(summary.status).toBe("timed_out");
     expect(performance.now() - started).toBeLessThan(3_000);
+    // The jobs the cut-short round had claimed are free for serve's verifier at once, not two
+    // minutes later when their leases would have run out.
+    const leased = store.sqlite
+      .prepare("SELECT count(*) FROM jobs WHERE lease_owner IS NOT NULL")
+      .pluck()
+      .get();
+    expect(leased).toBe(0);
   });
 
   it("stores the transactions a round fetches several to a commit", async () => {

@@ -398,6 +398,9 @@ export function createVerifier(deps: VerifierDeps): Verifier {
         throw error;
       } finally {
         runDeadline.clear();
+        // A round cut short by the deadline or a signal decided nothing for the jobs it had
+        // claimed: they go back now, not when their leases run out two minutes after the run.
+        await releaseLeases();
       }
       const summary: RunSummary = { runId, status, durationMs: now() - started, ...progress };
       await finishRun(runId, status, { ...progress, durationMs: summary.durationMs });
