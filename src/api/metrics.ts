@@ -42,46 +42,73 @@ export function createMetrics(sources: MetricSources) {
   const registry = new Registry();
   const now = sources.now ?? Date.now;
   const ops = createOpsStore(sources.store);
+  /**
+   * A gauge read from the database at scrape time: with the database away the series is left
+   * out of that scrape (not a stale value, nor a failed scrape that hides every other series:
+   * the proxy's counters and the receipt backlog matter most during an outage).
+   */
+  const fromDatabase = (read: (gauge: Gauge<string>) => Promise<void>) =>
+    async function collect(this: Gauge<string>) {
+      try {
+        await read(this);
+      } catch {
+        this.reset();
+      }
+    };
+
+  new Gauge({
+    name: "decentral_audit_database_up",
+    help: "1 when the database answered this scrape, 0 when it is away (its gauges are left out).",
+    registers: [registry],
+    async collect() {
+      this.set(
+        await ops.ping().then(
+          () => 1,
+          () => 0,
+        ),
+      );
+    },
+  });
 
   new Gauge({
     name: "decentral_audit_jobs",
     help: "Jobs by verdict.",
     labelNames: ["verdict"] as const,
     registers: [registry],
-    async collect() {
+    collect: fromDatabase(async (gauge) => {
       // From the rollups (every day so far) and the open jobs' index, not a scan of every job.
       const counts = await countJobsByVerdict(sources.store, 0, Number.MAX_SAFE_INTEGER);
-      this.reset();
-      for (const v of verdicts) this.set({ verdict: v }, counts[v]);
-    },
+      gauge.reset();
+      for (const v of verdicts) gauge.set({ verdict: v }, counts[v]);
+    }),
   });
 
   new Gauge({
     name: "decentral_audit_verification_queue_depth",
     help: "Jobs waiting for a final verdict.",
     registers: [registry],
-    async collect() {
-      this.set(sources.queueDepth ? sources.queueDepth() : await ops.countOpenJobs());
-    },
+    collect: fromDatabase(async (gauge) => {
+      gauge.set(sources.queueDepth ? sources.queueDepth() : await ops.countOpenJobs());
+    }),
   });
 
   new Gauge({
     name: "decentral_audit_sqlite_wal_bytes",
     help: "Size of the SQLite write-ahead log file; checkpoints keep it bounded.",
     registers: [registry],
-    async collect() {
-      this.set(sources.walBytes ? sources.walBytes() : await ops.walBytes());
-    },
+    collect: fromDatabase(async (gauge) => {
+      gauge.set(sources.walBytes ? sources.walBytes() : await ops.walBytes());
+    }),
   });
 
   new Gauge({
     name: "decentral_audit_verification_lag_seconds",
     help: "Age of the oldest job without a final verdict; 0 when every job is final.",
     registers: [registry],
-    async collect() {
+    collect: fromDatabase(async (gauge) => {
       const at = now();
-      this.set(Math.max(0, (at - (await dataCompleteUntil(sources.store, at))) / 1000));
-    },
+      gauge.set(Math.max(0, (at - (await dataCompleteUntil(sources.store, at))) / 1000));
+    }),
   });
 
   if (sources.ledger) {
@@ -101,9 +128,9 @@ export function createMetrics(sources: MetricSources) {
       name: "decentral_audit_ledger_lag_seconds",
       help: "Time since the least recently read credit vault's history was read through.",
       registers: [registry],
-      async collect() {
-        this.set(await ledgerLagSeconds(sources.store, now()));
-      },
+      collect: fromDatabase(async (gauge) => {
+        gauge.set(await ledgerLagSeconds(sources.store, now()));
+      }),
     });
   }
 
@@ -113,14 +140,15 @@ export function createMetrics(sources: MetricSources) {
     help: "Last GET /v1/account snapshot of each credit vault: usdc_value minus the vault's balance on chain, in base units (0 when they agree).",
     labelNames: ["vault"] as const,
     registers: [registry],
-    async collect() {
-      this.reset();
-      for (const s of await snapshots.latestPerVault()) {
+    collect: fromDatabase(async (gauge) => {
+      const latest = await snapshots.latestPerVault();
+      gauge.reset();
+      for (const s of latest) {
         if (s.vault !== null && s.usdcDifferenceUnits !== null) {
-          this.set({ vault: s.vault }, Number(s.usdcDifferenceUnits));
+          gauge.set({ vault: s.vault }, Number(s.usdcDifferenceUnits));
         }
       }
-    },
+    }),
   });
 
   new Counter({
