@@ -355,11 +355,14 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
     if ((signal === null && code === 0) || !served) return;
     if (drained.has(worker)) {
       // Its responses and receipts are done; its last log lines may be lost.
-      log.warn({ pid: worker.process.pid, code, signal }, "serve worker did not exit cleanly");
+      log.warn(
+        { workerPid: worker.process.pid, code, signal },
+        "serve worker did not exit cleanly",
+      );
     } else if (!killedByDrain.has(worker)) {
       crashed++;
       log.error(
-        { pid: worker.process.pid, code, signal },
+        { workerPid: worker.process.pid, code, signal },
         "serve worker ended while draining, before it drained",
       );
     }
@@ -433,7 +436,7 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
         slot.restartMs = Math.min(delay * 2, MAX_RESTART_MS);
         restarts++;
         log.error(
-          { pid: worker.process.pid, code, signal, restarts, restartInMs: delay },
+          { workerPid: worker.process.pid, code, signal, restarts, restartInMs: delay },
           "serve worker died; restarting it",
         );
         const timer = setTimeout(() => {
@@ -467,7 +470,7 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
               killed++;
               killedByDrain.add(worker);
               log.error(
-                { pid: worker.process.pid, waitedMs: drainWaitMs },
+                { workerPid: worker.process.pid, waitedMs: drainWaitMs },
                 "serve worker did not drain in time; killed it",
               );
               worker.process.kill("SIGKILL");
