@@ -60,6 +60,9 @@ const fieldNames = [
   "programs",
   "tokenInstructions",
   "innerInstructionsKnown",
+  // Token accounts the transaction created (after it, not before): present when the node sent
+  // token balances, as every fixture here has.
+  "openedTokenAccounts",
 ];
 
 describe("tx inspect", () => {

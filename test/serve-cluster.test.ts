@@ -579,7 +579,7 @@ describe("serve --workers 2, a worker stuck on SIGTERM", () => {
     serve.child.kill("SIGTERM");
     expect(await serve.exited).toBe(2);
     const line = serve.logs.find((l) => l.msg === "serve worker did not drain in time; killed it");
-    expect(line).toMatchObject({ level: 50, pid: stuck });
+    expect(line).toMatchObject({ level: 50, workerPid: stuck });
     expect(serve.stderr()).toMatch(/did not drain within/);
   }, 60_000);
 });
