@@ -149,6 +149,44 @@ describe("the nightly runs over a credit vault's whole history", () => {
   });
 });
 
+describe("a lock not yet due when its window's run read the vault", () => {
+  it("is judged by the next run whose window starts after it fell due, whatever the gap", async () => {
+    const c = await h.scenario();
+    const D = nextMidnight(worldNow());
+    const E = D + DAY;
+    // The key's first job, honest: its vault is learned from it.
+    advanceTo(D + 3_600_000);
+    const one = h.op.plan({ keyIndex: 1 });
+    c.record(one, h.op.honestJob(one), { createdAt: worldNow(), creditsRemainingUnits: null });
+    // A minute before the window's end, a lock whose settlement keeps the rest in escrow.
+    advanceTo(E - 60_000);
+    const plan = h.op.plan({ keyIndex: 1 });
+    const lock = h.op.send(h.op.lockIxs(plan)).signature;
+    const settlement = h.op.send([
+      ...h.op.payoutIxs(plan, { remainder: 0n }),
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]).signature;
+    c.record(
+      plan,
+      { escrowTx: lock, settlementTx: settlement },
+      { createdAt: worldNow(), creditsRemainingUnits: null },
+    );
+    // Lookback: the settlement window (120 s) and grace (420 s). Not due at the run after E.
+    advanceTo(E + 5 * 60_000);
+    const first = await nightly(c, D, E);
+    expect(first.ledger?.unreleasedLocks).toEqual([]);
+    // The next window starts 8.5 min after E: the lock is due (at E + 8 min), and it lies
+    // neither in what the run judges before its window ([E, F)) nor in its lookback.
+    const F = E + 8.5 * 60_000;
+    advanceTo(F + 3_600_000 + 5 * 60_000);
+    const second = await nightly(c, F, F + 3_600_000);
+    expect(second.ledger?.unreleasedLocks).toEqual([
+      expect.objectContaining({ signature: lock, jobId: plan.jobId, beforeWindow: true }),
+    ]);
+    expect(second.exitCode).toBe(1);
+  });
+});
+
 describe("a credit vault whose oldest history the RPC no longer holds", () => {
   it("is not complete before the oldest line it lists, and the nightly run says so once", async () => {
     const c = await h.scenario();

@@ -276,8 +276,11 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     if (facts?.openedTokenAccounts === undefined) {
       facts = (await rpc.getTransaction(start.signature))?.facts ?? null;
     }
-    if (facts?.openedTokenAccounts === undefined) return;
-    await ledger.setOpened(vault, start.signature, facts.openedTokenAccounts.includes(vault));
+    // Not served: asked again at the next round. Served without token balances: it cannot show
+    // the vault's creation, now or later, and is not fetched again every round.
+    if (facts === null) return;
+    const opened = facts.openedTokenAccounts?.includes(vault) ?? false;
+    await ledger.setOpened(vault, start.signature, opened);
   }
 
   /** Reads every listed line's transaction: from the store when fetched already, else RPC. */

@@ -225,8 +225,9 @@ export function ledgerWindowCheck(deps: {
         options,
       );
       earlier.push(...part.vaults);
-      // The last run's own lookback locks: not due when it ran, and before this lookback.
-      if (judged !== null && judged < window.from - lookbackMs) {
+      // The last run's own lookback locks: not due when it ran (what this run's lookback also
+      // covers is one finding: see the filter below).
+      if (judged !== null && judged < window.from) {
         const locks = await buildStatement(
           deps.store,
           { from: judged - lookbackMs, to: judged, vault: v.vault },

@@ -116,8 +116,9 @@ function ledgerLines(s: NightlySummary, show: Show): string[] {
     ...s.ledger.prunedHistory.map(
       (p) =>
         `vault ${p.vault}'s history before ${p.beforeSignature} (${p.before ?? "at an unknown time"}) ` +
-        "is not available from the RPC (pruned): what moved before it is not judged; read the " +
-        "vault from an archival RPC",
+        "is not available from the RPC (pruned), or that transaction came without the token " +
+        "balances that would show the vault's creation: what moved before it is not judged; " +
+        "read the vault from an archival RPC",
     ),
   ];
 }
