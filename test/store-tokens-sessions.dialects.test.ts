@@ -211,6 +211,67 @@ describe("tokens store on postgres, live tokens kept in memory while revocations
   });
 });
 
+describe("tokens on postgres while the database is away", () => {
+  const stores = useDialectStores("postgres");
+  const extra: Store[] = [];
+  afterEach(async () => {
+    for (const store of extra.splice(0)) await Promise.resolve(store.close()).catch(() => {});
+  });
+
+  it("trust a token found live shortly before, never one revoked before nor one never seen", async () => {
+    await stores.open();
+    const a = openPostgres(stores.lastUrl, { poolSize: 2, statementTimeoutMs: 30_000 });
+    const b = openPostgres(stores.lastUrl, { poolSize: 2, statementTimeoutMs: 30_000 });
+    extra.push(a, b);
+    for (const id of ["tok_live", "tok_revoked", "tok_unseen"]) {
+      await createTokensStore(b).insert(token(id));
+    }
+    await createTokensStore(a).findByHash("hash-of-tok_live");
+    await createTokensStore(a).findByHash("hash-of-tok_revoked");
+    // Another process revokes it; this one hears the revocation (or reads it) before the outage.
+    await createTokensStore(b).revoke("tok_revoked", 300);
+    const until = Date.now() + 5000;
+    while ((await createTokensStore(a).findByHash("hash-of-tok_revoked"))?.revokedAt !== 300) {
+      if (Date.now() > until) throw new Error("the revocation never reached a");
+      await sleep(5);
+    }
+    // The database goes away for process a.
+    await (a as PgStore).pool.end();
+    const tokens = createTokensStore(a);
+    await expect(tokens.findByHash("hash-of-tok_live")).rejects.toThrow();
+    const now = Date.now();
+    expect(tokens.lastKnown("hash-of-tok_live", now, 600_000)?.id).toBe("tok_live");
+    expect(tokens.lastKnown("hash-of-tok_revoked", now, 600_000)).toBeUndefined();
+    expect(tokens.lastKnown("hash-of-tok_unseen", now, 600_000)).toBeUndefined();
+    // Found too long ago: not trusted either.
+    expect(tokens.lastKnown("hash-of-tok_live", now + 700_000, 600_000)).toBeUndefined();
+  });
+
+  it("hears of a revocation it never read, and forgets the token", async () => {
+    await stores.open();
+    const a = openPostgres(stores.lastUrl, { poolSize: 2, statementTimeoutMs: 30_000 });
+    const b = openPostgres(stores.lastUrl, { poolSize: 2, statementTimeoutMs: 30_000 });
+    extra.push(a, b);
+    await createTokensStore(b).insert(token("tok_1"));
+    const pg = a as PgStore;
+    const until = Date.now() + 10_000;
+    // Found live while a's listener is on, so the announcement reaches it.
+    while (!pg.listener.listening("decentral_audit_token_revoked")) {
+      if (Date.now() > until) throw new Error("the listener never came up");
+      await createTokensStore(a).findByHash("hash-of-tok_1");
+      await sleep(10);
+    }
+    await createTokensStore(a).findByHash("hash-of-tok_1");
+    expect(createTokensStore(a).lastKnown("hash-of-tok_1", Date.now(), 600_000)?.id).toBe("tok_1");
+    await createTokensStore(b).revoke("tok_1", 300);
+    const heard = Date.now() + 5000;
+    while (createTokensStore(a).lastKnown("hash-of-tok_1", Date.now(), 600_000)) {
+      if (Date.now() > heard) throw new Error("the revocation was never heard");
+      await sleep(5);
+    }
+  });
+});
+
 describe("the listening connection on postgres, when the network goes silent", () => {
   const stores = useDialectStores("postgres");
 

@@ -37,30 +37,6 @@ describe("access tokens", () => {
     expect((await revokeToken(store, id, () => 99)).revokedAt).toBe(42);
   });
 
-  it("still open the door during a database outage to a token found live shortly before", async () => {
-    const store = createTestStore();
-    const live = await createToken(store, { role: "read", name: "prometheus" });
-    const revoked = await createToken(store, { role: "read", name: "old" });
-    const unseen = await createToken(store, { role: "read", name: "unused" });
-    const t = 1_000_000;
-    expect(await authenticateToken(store, live.token, () => t)).toMatchObject({ id: live.id });
-    expect(await authenticateToken(store, revoked.token, () => t)).toMatchObject({
-      id: revoked.id,
-    });
-    await revokeToken(store, revoked.id, () => t + 1);
-    expect(await authenticateToken(store, revoked.token, () => t + 2)).toBeNull();
-    // The database goes away: /readyz and /metrics must still be able to say so.
-    store.sqlite.close();
-    expect(await authenticateToken(store, live.token, () => t + 60_000)).toMatchObject({
-      id: live.id,
-      role: "read",
-    });
-    // Never found live, revoked before, or found too long ago: the outage answers.
-    await expect(authenticateToken(store, unseen.token, () => t + 60_000)).rejects.toThrow();
-    await expect(authenticateToken(store, revoked.token, () => t + 60_000)).rejects.toThrow();
-    await expect(authenticateToken(store, live.token, () => t + 11 * 60_000)).rejects.toThrow();
-  });
-
   it("refuse to revoke an unknown id and reject an empty name", async () => {
     const store = createTestStore();
     await expect(revokeToken(store, "tok_nope")).rejects.toThrow(/no token/);

@@ -122,28 +122,22 @@ export async function authenticateToken(
   if (!token.startsWith(TOKEN_PREFIX) || token.length > 200) return null;
   const presented = hashToken(token);
   const tokens = createTokensStore(store);
-  const known = knownTokens(store);
   let row: Awaited<ReturnType<typeof tokens.findByHash>>;
   try {
     row = await tokens.findByHash(presented);
   } catch (error) {
-    // The database is away: a token found live a little while ago still opens the door, so
-    // /readyz and /metrics can say what is wrong during the outage instead of a bare 503.
-    const seen = known.get(presented);
-    if (seen && now() - seen.at <= OUTAGE_TRUST_MS) return seen.info;
-    throw error;
+    // The database is away: a token found live a little while ago, and not revoked since as
+    // far as this process heard, still opens the door, so /readyz and /metrics can say what is
+    // wrong during the outage instead of a bare 503.
+    const seen = tokens.lastKnown(presented, Date.now(), OUTAGE_TRUST_MS);
+    if (!seen) throw error;
+    row = seen;
   }
-  if (!row) {
-    known.delete(presented);
-    return null;
-  }
+  if (!row) return null;
   const a = Buffer.from(row.tokenHash, "hex");
   const b = Buffer.from(presented, "hex");
   if (a.length !== b.length || !timingSafeEqual(a, b)) return null;
-  if (row.revokedAt !== null) {
-    known.delete(presented);
-    return null;
-  }
+  if (row.revokedAt !== null) return null;
   const at = now();
   if (row.lastUsedAt === null || at - row.lastUsedAt >= LAST_USED_RESOLUTION_MS) {
     try {
@@ -153,9 +147,6 @@ export async function authenticateToken(
     }
   }
   const { tokenHash: _hash, ...info } = row;
-  if (known.size >= MAX_KNOWN_TOKENS) known.delete(known.keys().next().value as string);
-  known.delete(presented);
-  known.set(presented, { info, at });
   return info;
 }
 
@@ -164,16 +155,3 @@ export async function authenticateToken(
  * outage still works until the database answers again, for at most this long.
  */
 const OUTAGE_TRUST_MS = 10 * 60_000;
-/** Tokens remembered per store (the oldest forgotten first). */
-const MAX_KNOWN_TOKENS = 1000;
-const knownByStore = new WeakMap<Store, Map<string, { info: TokenInfo; at: number }>>();
-
-/** The tokens found live through `store`, by hash, with when. */
-function knownTokens(store: Store): Map<string, { info: TokenInfo; at: number }> {
-  let known = knownByStore.get(store);
-  if (!known) {
-    known = new Map();
-    knownByStore.set(store, known);
-  }
-  return known;
-}

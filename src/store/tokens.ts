@@ -18,6 +18,11 @@ export interface TokensStore {
   list(): Promise<TokenInfo[]>;
   /** The token whose text hashes to `tokenHash`, revoked or not; undefined when none. */
   findByHash(tokenHash: string): Promise<TokenRow | undefined>;
+  /**
+   * The token `findByHash` found live within `maxAgeMs` of `now`, unless a revocation this
+   * process made or heard of since forgot it: only for while the database cannot be asked.
+   */
+  lastKnown(tokenHash: string, now: number, maxAgeMs: number): TokenRow | undefined;
   /** Notes that a token was used at `at`. */
   touch(id: string, at: number): Promise<void>;
   /**
@@ -90,11 +95,16 @@ function createSqliteTokensStore(store: SqliteStore): TokensStore {
     async findByHash(hash) {
       return st.byHash.get({ hash });
     },
+    lastKnown() {
+      // A SQLite file does not go away while the process holds it open, and a revocation by
+      // another process is not heard: nothing is answered without the database.
+      return undefined;
+    },
     async touch(id, at) {
       st.touch.run({ id, at });
     },
     async revoke(id, at) {
-      return store.sqlite
+      const revoked = store.sqlite
         .transaction(() => {
           const existing = st.byId.get({ id });
           if (!existing || existing.revokedAt !== null) return existing ?? null;
@@ -102,6 +112,7 @@ function createSqliteTokensStore(store: SqliteStore): TokensStore {
           return { ...existing, revokedAt: at };
         })
         .immediate();
+      return revoked;
     },
   };
 }

@@ -1,6 +1,7 @@
 import { and, desc, eq, isNull, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { accessTokens } from "../../db/pg/schema.js";
+import { KnownTokens } from "../token-memory.js";
 import type { TokenRow, TokensStore } from "../tokens.js";
 
 const info = {
@@ -25,6 +26,11 @@ interface TokenCache {
   generation: number;
   /** Forgets one token, or all of them. */
   forget(id?: string): void;
+  /**
+   * Tokens found live, kept through a lost listener (the database going away) but forgotten on
+   * every revocation heard: `lastKnown`'s answer during an outage.
+   */
+  known: KnownTokens;
   /** True when the cache may be used: the listener is on (asked to connect again when not). */
   trusted(): boolean;
 }
@@ -43,6 +49,7 @@ function tokenCache(store: PgStore): TokenCache {
   if (existing) return existing;
   const cache: TokenCache = {
     rows: new Map(),
+    known: new KnownTokens(),
     generation: 0,
     forget(id) {
       cache.generation++;
@@ -55,7 +62,13 @@ function tokenCache(store: PgStore): TokenCache {
       return store.listener.listening(REVOKED_CHANNEL);
     },
   };
-  const handlers = { notify: (id: string) => cache.forget(id), lost: () => cache.forget() };
+  const handlers = {
+    notify: (id: string) => {
+      cache.forget(id);
+      cache.known.forget(id);
+    },
+    lost: () => cache.forget(),
+  };
   caches.set(store, cache);
   return cache;
 }
@@ -75,15 +88,22 @@ export function createPgTokensStore(store: PgStore): TokensStore {
       const now = performance.now();
       const listening = cache.trusted();
       const hit = listening ? cache.rows.get(hash) : undefined;
-      if (hit && now - hit.readAt < CACHED_MS) return { ...hit.row };
+      if (hit && now - hit.readAt < CACHED_MS) {
+        cache.known.found(hash, hit.row, Date.now());
+        return { ...hit.row };
+      }
       const generation = cache.generation;
       const [row] = await db.select().from(accessTokens).where(eq(accessTokens.tokenHash, hash));
+      cache.known.found(hash, row, Date.now());
       // Kept only when the listener was on before the read began and nothing was revoked
       // since: a revocation committed during the read would otherwise be missed.
       if (row && row.revokedAt === null && listening && generation === cache.generation) {
         cache.rows.set(hash, { row, readAt: now });
       }
       return row;
+    },
+    lastKnown(hash, now, maxAgeMs) {
+      return cache.known.get(hash, now, maxAgeMs);
     },
     async touch(id, at) {
       for (const entry of cache.rows.values()) {
@@ -109,6 +129,7 @@ export function createPgTokensStore(store: PgStore): TokensStore {
         return row;
       });
       cache.forget(id);
+      cache.known.forget(id);
       return token ?? null;
     },
   };
