@@ -904,6 +904,26 @@ describe("recording proxy", () => {
     expect(answer).toMatchObject({ status: null, settlementTx: null, raw: null });
   });
 
+  it("keeps no copy of the caller's key that a jobs API answer echoes back", async () => {
+    const server = http.createServer((req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(
+        JSON.stringify({
+          status: "settled",
+          debug: { authorization: req.headers.authorization, key: key, note: `key=${key};` },
+        }),
+      );
+    });
+    const upstream = await listen(server);
+    cleanups.push(upstream.close);
+    const answer = await createJobsApiClient(`${upstream.url}/v1`)(jobId(), `Bearer ${key}`);
+    expect(answer.status).toBe("settled");
+    expect(JSON.stringify(answer.raw)).not.toContain(key);
+    expect(answer.raw).toMatchObject({
+      debug: { authorization: "[redacted]", key: "[redacted]", note: "key=[redacted];" },
+    });
+  });
+
   it("ends a jobs API call at once when its signal is aborted, before or after the answer starts", async () => {
     // One job's answer never comes; the other's headers come, then nothing.
     const server = http.createServer((req, res) => {

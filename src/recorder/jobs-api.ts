@@ -1,6 +1,7 @@
 import http from "node:http";
 import https from "node:https";
 import type { Store } from "../db/client.js";
+import { redactCensor } from "../log.js";
 import { creditsToUnitsOrNull } from "../money.js";
 import { createJobsApiStore, type JobsApiAnswer } from "../store/jobs-api.js";
 import { operatorText } from "./operator-values.js";
@@ -39,6 +40,17 @@ export class JobsApiError extends Error {
     super(message);
     this.name = "JobsApiError";
   }
+}
+
+/**
+ * `text` without the caller's key: an answer that echoes it (a debug field, an "on behalf of")
+ * is stored and shown to every read token, and the key must never be written to disk.
+ */
+export function withoutKey(text: string, authorization: string): string {
+  const key = authorization.replace(/^\s*bearer\s+/i, "").trim();
+  let out = text.split(authorization).join(redactCensor);
+  if (key.length >= 8) out = out.split(key).join(redactCensor);
+  return out;
 }
 
 /** The largest jobs API answer read, in bytes. */
@@ -114,7 +126,7 @@ export function createJobsApiClient(
           res.on("end", () => {
             let body: unknown = null;
             try {
-              body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+              body = JSON.parse(withoutKey(Buffer.concat(chunks).toString("utf8"), authorization));
             } catch {
               // An unreadable body says nothing; every field stays null.
             }
