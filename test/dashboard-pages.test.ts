@@ -61,6 +61,25 @@ const pages = [
 ];
 
 describe("dashboard sign-in", () => {
+  it("marks the cookie Secure behind a TLS reverse proxy, and not over plain HTTP", async () => {
+    const d = await dashboard();
+    const signIn = (headers: Record<string, string>) =>
+      d.app.request("/dashboard/sign-in", {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded", ...headers },
+        body: new URLSearchParams({ token: d.tokens.read, next: "/dashboard" }).toString(),
+      });
+    const proxied = await signIn({
+      "x-forwarded-proto": "https",
+      "x-forwarded-host": "audit.example",
+      origin: "https://audit.example",
+    });
+    expect(proxied.status).toBe(303);
+    expect(proxied.headers.get("set-cookie")).toMatch(/; Secure/);
+    const plain = await signIn({ origin: ORIGIN });
+    expect(plain.headers.get("set-cookie")).not.toMatch(/Secure/);
+  });
+
   it("exchanges a read token for an HttpOnly, SameSite=Strict cookie with an expiry, stored hashed", async () => {
     const d = await dashboard();
     const { res, setCookie, id } = await d.signIn(d.tokens.read);

@@ -178,7 +178,12 @@ export function dashboardRoutes(deps: DashboardDeps) {
     }),
   );
 
-  const cookieSecure = (c: Ctx) => new URL(c.req.url).protocol === "https:";
+  // serve speaks plain HTTP: behind a TLS reverse proxy the browser's scheme is the proxy's
+  // X-Forwarded-Proto. Claimed falsely by a plain-HTTP client, it only keeps its own cookie from
+  // coming back.
+  const cookieSecure = (c: Ctx) =>
+    new URL(c.req.url).protocol === "https:" ||
+    c.req.header("x-forwarded-proto")?.split(",")[0]?.trim().toLowerCase() === "https";
 
   app.get("/sign-in", async (c) => {
     const id = getCookie(c, SESSION_COOKIE);
