@@ -74,12 +74,19 @@ describe("GET /metrics", () => {
     const store = createTestStore();
     const metrics = createMetrics({ store });
     insertJob(store, { jobId: "v1", verdict: "verified" });
-    expect(await metrics.registry.metrics()).toContain("decentral_audit_database_up 1");
+    insertJob(store, { jobId: "p1", verdict: "pending", createdAt: Date.now() - 3_600_000 });
+    const before = await metrics.registry.metrics();
+    expect(before).toContain("decentral_audit_database_up 1");
+    expect(before).toContain("decentral_audit_verification_queue_depth 1");
     metrics.observeProxy({ status: 200, stream: false, durationSeconds: 0.2 });
     store.sqlite.close();
     const text = await metrics.registry.metrics();
     expect(text).toContain("decentral_audit_database_up 0");
     expect(text).not.toContain('decentral_audit_jobs{verdict="verified"}');
+    // Unknown, not a lag of 0 that would clear an alert during the outage (prom-client writes
+    // NaN as "Nan", which Prometheus reads as NaN).
+    expect(text).toMatch(/^decentral_audit_verification_queue_depth nan$/im);
+    expect(text).toMatch(/^decentral_audit_verification_lag_seconds nan$/im);
     expect(text).toContain('proxy_duration_seconds_count{status="200",stream="false"} 1');
   });
 

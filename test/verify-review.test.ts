@@ -1106,6 +1106,32 @@ describe("report totals against the chain: a lock paid straight on", () => {
   });
 });
 
+describe("report totals against the chain: a top-up inside the lock", () => {
+  it("counts only the lock as escrowed, and nothing of the top-up as charged", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const from = Date.now();
+    // The lock's transaction also pays 500,000 into the customer's own vault from elsewhere:
+    // the vault's balance rises, escrow's by the lock.
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send([
+      h.op.transfer(h.op.attackerAccount(), plan.vault, 500_000n, {
+        authority: h.op.attacker.address,
+      }),
+      ...h.op.lockIxs(plan),
+    ]).signature;
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    const [outcome] = await c.verdicts(plan.jobId);
+    expect(outcome!.verdict).toBe("discrepancy");
+    const money = await reportedMoney(c, from);
+    expect({ escrowedUnits: money.escrowedUnits, chargedUnits: money.chargedUnits }).toEqual({
+      escrowedUnits: plan.lock,
+      chargedUnits: plan.charge,
+    });
+  });
+});
+
 describe("a signature that never lands, beside transactions that did", () => {
   // With 10 ms slots a signature unseen 50 slots after its first miss is dropped in ~0.5 s.
   const quickDrop = { ...localnetProfile, dropAfterSlots: 50 };

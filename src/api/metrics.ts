@@ -43,9 +43,11 @@ export function createMetrics(sources: MetricSources) {
   const now = sources.now ?? Date.now;
   const ops = createOpsStore(sources.store);
   /**
-   * A gauge read from the database at scrape time: with the database away the series is left
-   * out of that scrape (not a stale value, nor a failed scrape that hides every other series:
-   * the proxy's counters and the receipt backlog matter most during an outage).
+   * A gauge read from the database at scrape time: with the database away it says so instead
+   * of a stale or a plausible value (a lag of 0 would clear the very alert an outage should
+   * keep), and the scrape still answers, for the proxy's counters and the receipt backlog
+   * matter most during an outage. A gauge by label loses its series; one without labels reads
+   * NaN (prom-client keeps a 0 for it otherwise).
    */
   const fromDatabase = (read: (gauge: Gauge<string>) => Promise<void>) =>
     async function collect(this: Gauge<string>) {
@@ -53,12 +55,15 @@ export function createMetrics(sources: MetricSources) {
         await read(this);
       } catch {
         this.reset();
+        if (((this as unknown as { labelNames?: string[] }).labelNames ?? []).length === 0) {
+          this.set(Number.NaN);
+        }
       }
     };
 
   new Gauge({
     name: "decentral_audit_database_up",
-    help: "1 when the database answered this scrape, 0 when it is away (its gauges are left out).",
+    help: "1 when the database answered this scrape, 0 when it is away (its gauges then read NaN or are left out).",
     registers: [registry],
     async collect() {
       this.set(

@@ -400,7 +400,8 @@ export function createVerifier(deps: VerifierDeps): Verifier {
         runDeadline.clear();
         // A round cut short by the deadline or a signal decided nothing for the jobs it had
         // claimed: they go back now, not when their leases run out two minutes after the run.
-        await releaseLeases();
+        // Not while this verifier's own loop runs (the demo's): its rounds hold the same owner.
+        if (!running) await releaseLeases();
       }
       const summary: RunSummary = { runId, status, durationMs: now() - started, ...progress };
       await finishRun(runId, status, { ...progress, durationMs: summary.durationMs });

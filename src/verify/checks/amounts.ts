@@ -67,22 +67,28 @@ export function amountsOf(
   // escrowed and, at once, as charged (paid to someone), so the job's figures hold every credit
   // its transactions moved. Balances show only each account's net change: a lock whose escrow
   // paid the money straight on shows no escrow movement at all, only where the money went.
-  // Money put into a credit vault (the escrow authority's) is no one's pay: left out of charged,
-  // as a settlement's return to another customer's vault is.
+  // Money put into another customer's vault (the escrow authority's) is no one's pay: left out
+  // of charged, as a settlement's return to another customer's vault is (it stays escrowed, so
+  // unaccounted shows it). Money put into this job's own vault (a top-up inside the lock) never
+  // left the customer: neither escrowed nor charged.
+  const ownVaults = new Set(
+    [lock?.creditVault, job.creditVault, input.custody?.pinned?.vault].filter(
+      (v): v is string => typeof v === "string",
+    ),
+  );
+  const toVault = (m: { owner: string | null }) =>
+    profile.escrowAuthority !== null && m.owner === profile.escrowAuthority;
   let escrowed = 0n;
   let diverted = 0n;
   for (const l of locks) {
     if (!owns(l) || !l.facts.succeeded) continue;
     const reading = readLock(profile, l.facts);
-    escrowed += reading.lock + sum(reading.elsewhere.map((m) => BigInt(m.amount)));
+    const out = reading.elsewhere.filter((m) => !ownVaults.has(m.account));
+    escrowed += reading.lock + sum(out.map((m) => BigInt(m.amount)));
     // With no escrow account to follow (no pinned escrow vault, a lock crediting several
     // accounts), escrow's own credit is among them: none of it is counted as paid out here.
     if (reading.escrowAccount === null) continue;
-    diverted += sum(
-      reading.elsewhere
-        .filter((m) => profile.escrowAuthority === null || m.owner !== profile.escrowAuthority)
-        .map((m) => BigInt(m.amount)),
-    );
+    diverted += sum(out.filter((m) => !toVault(m)).map((m) => BigInt(m.amount)));
   }
   if (locks.length > 0) amounts.escrowedUnits = escrowed;
   if (closingsRead.length === 0) {
