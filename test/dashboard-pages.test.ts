@@ -61,6 +61,13 @@ const pages = [
 ];
 
 describe("dashboard sign-in", () => {
+  it("sends /dashboard/ to the overview rather than a JSON 404", async () => {
+    const d = await dashboard();
+    const res = await d.app.request("/dashboard/");
+    expect(res.status).toBe(308);
+    expect(res.headers.get("location")).toBe("/dashboard");
+  });
+
   it("marks the cookie Secure behind a TLS reverse proxy, and not over plain HTTP", async () => {
     const d = await dashboard();
     const signIn = (headers: Record<string, string>) =>

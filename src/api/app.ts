@@ -165,7 +165,9 @@ export function createApp(deps: AppDeps) {
     }),
   );
   // The finance dashboard: pages for people, signed in with a session cookie, over the same
-  // report functions as the API above.
+  // report functions as the API above. "/dashboard/" (a typed or bookmarked slash, or a sign-in's
+  // `next`) is the overview too.
+  app.get("/dashboard/", (c) => c.redirect("/dashboard", 308));
   app.route(
     "/dashboard",
     dashboardRoutes({
