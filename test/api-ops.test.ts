@@ -223,6 +223,8 @@ describe("GET /readyz while receipts wait for the database", () => {
             "unreachable since 2026-11-01T12:00:00.000Z (connect ECONNREFUSED 10.0.0.5:5432); 7 receipt writes waiting",
         },
         rpc: { ok: true },
+        // Unknown while the database cannot be asked, never a lag of 0.
+        verificationLag: { ok: false, seconds: null },
       },
     });
   });

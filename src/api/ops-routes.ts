@@ -45,7 +45,13 @@ const ReadinessSchema = z
     checks: z.object({
       database: ProbeSchema,
       rpc: ProbeSchema,
-      verificationLag: ProbeSchema.extend({ seconds: z.number(), maxSeconds: z.number() }),
+      verificationLag: ProbeSchema.extend({
+        seconds: z
+          .number()
+          .nullable()
+          .describe("null while the database cannot be asked: unknown, not 0"),
+        maxSeconds: z.number(),
+      }),
       background: ProbeSchema.optional().describe(
         "the verifier, backfill and ledger of this process: running, starting, or run by another process",
       ),
@@ -100,8 +106,18 @@ async function probeDatabase(
     await withTimeout(ping(), probes?.databaseTimeoutMs ?? 3000);
     return { ok: true };
   } catch (error) {
-    return { ok: false, detail: error instanceof Error ? error.message : String(error) };
+    return { ok: false, detail: `unreachable (${causeOf(error)})` };
   }
+}
+
+/**
+ * What went wrong, at its root: the query builder wraps a driver's error ("Failed query: SELECT
+ * 1") and keeps the useful part (connect ECONNREFUSED ...) as its cause.
+ */
+function causeOf(error: unknown): string {
+  let e = error;
+  while (e instanceof Error && e.cause instanceof Error) e = e.cause;
+  return e instanceof Error ? e.message : String(e);
 }
 
 async function withTimeout<T>(work: Promise<T>, timeoutMs: number): Promise<T> {
@@ -175,7 +191,10 @@ export function opsRoutes(deps: OpsRoutesDeps) {
       // load balancer.
       const dueAt = database.ok ? await ops.oldestDueAt() : null;
       const seconds = dueAt === null ? 0 : Math.max(0, Math.round((at - dueAt) / 1000));
-      const verificationLag = { ok: seconds <= maxSeconds, seconds, maxSeconds };
+      // Unknown while the database cannot be asked: a lag of 0 there would read as all well.
+      const verificationLag = database.ok
+        ? { ok: seconds <= maxSeconds, seconds, maxSeconds }
+        : { ok: false, seconds: null, maxSeconds, detail: "unknown: the database does not answer" };
       const background = deps.readiness?.background?.();
       const ok = database.ok && rpc.ok && verificationLag.ok && (background?.ok ?? true);
       const profile = database.ok ? await deps.readiness?.profile?.() : undefined;
