@@ -106,25 +106,33 @@ export class EscrowLedger {
    * credited first outside any transaction (the money was bought elsewhere).
    */
   deposit(creditVault: string, apiKeyIndex: number, units: bigint): StoredTransaction {
+    const { owner, instructions } = this.depositFromWallet(creditVault, apiKeyIndex, units);
+    const tx = this.commit(instructions, "legacy", [this.payer, owner]);
+    return this.note(tx, creditVault, "deposit", null);
+  }
+
+  /**
+   * A payment of `units` from key `apiKeyIndex`'s wallet into `creditVault` with memo
+   * `decentral:deposit`, the wallet's token account credited first outside any transaction.
+   */
+  private depositFromWallet(creditVault: string, apiKeyIndex: number, units: bigint) {
     const owner = localSigner(localKeyNames.user(apiKeyIndex));
     const source = localSigner(`${localKeyNames.user(apiKeyIndex)}-usdc`).address;
     const held = this.chain.tokenAmount(source) ?? 0n;
     this.chain.setTokenAccount(source, this.accounts.mint, owner.address, held + units);
-    const transfer = transferCheckedInstruction({
-      tokenProgram: this.accounts.tokenProgram,
-      source,
-      mint: this.accounts.mint,
-      destination: creditVault,
-      authority: owner.address,
-      amount: units,
-      decimals: this.accounts.decimals,
-    });
-    const tx = this.commit(
-      [transfer, memoInstruction(this.accounts.memoProgram, "decentral:deposit")],
-      "legacy",
-      [this.payer, owner],
-    );
-    return this.note(tx, creditVault, "deposit", null);
+    const instructions: InstructionSpec[] = [
+      transferCheckedInstruction({
+        tokenProgram: this.accounts.tokenProgram,
+        source,
+        mint: this.accounts.mint,
+        destination: creditVault,
+        authority: owner.address,
+        amount: units,
+        decimals: this.accounts.decimals,
+      }),
+      memoInstruction(this.accounts.memoProgram, "decentral:deposit"),
+    ];
+    return { owner, instructions };
   }
 
   /**
@@ -134,10 +142,6 @@ export class EscrowLedger {
    * creation, as on a real chain, so a ledger that lists it back to the start can tell.
    */
   openVault(creditVault: string, apiKeyIndex: number, units: bigint): StoredTransaction {
-    const owner = localSigner(localKeyNames.user(apiKeyIndex));
-    const source = localSigner(`${localKeyNames.user(apiKeyIndex)}-usdc`).address;
-    const held = this.chain.tokenAmount(source) ?? 0n;
-    this.chain.setTokenAccount(source, this.accounts.mint, owner.address, held + units);
     const lamports = this.chain.minimumBalanceForRentExemption(TOKEN_ACCOUNT_SIZE);
     const create = new Uint8Array(52);
     const view = new DataView(create.buffer);
@@ -161,25 +165,13 @@ export class EscrowLedger {
         data: Uint8Array.from([18, ...addressBytes(this.escrowAuthority.address)]),
       },
     ];
+    const signers = [this.payer, localSigner(localKeyNames.creditVault(apiKeyIndex))];
     if (units > 0n) {
-      instructions.push(
-        transferCheckedInstruction({
-          tokenProgram: this.accounts.tokenProgram,
-          source,
-          mint: this.accounts.mint,
-          destination: creditVault,
-          authority: owner.address,
-          amount: units,
-          decimals: this.accounts.decimals,
-        }),
-        memoInstruction(this.accounts.memoProgram, "decentral:deposit"),
-      );
+      const payment = this.depositFromWallet(creditVault, apiKeyIndex, units);
+      instructions.push(...payment.instructions);
+      signers.push(payment.owner);
     }
-    const tx = this.commit(instructions, "legacy", [
-      this.payer,
-      owner,
-      localSigner(localKeyNames.creditVault(apiKeyIndex)),
-    ]);
+    const tx = this.commit(instructions, "legacy", signers);
     return this.note(tx, creditVault, "deposit", null);
   }
 
