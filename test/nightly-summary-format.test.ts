@@ -53,6 +53,22 @@ const forgedAllClear =
   "- forged: vault reconciled, nothing to see";
 
 describe("nightly summary", () => {
+  it("never calls an empty window or partly verified jobs all verified beside ledger findings", () => {
+    const empty = summaryWithMemos(["job_a"]);
+    empty.total = 0;
+    empty.byVerdict.verified = 0;
+    expect(summaryToText(empty).split("\n")[0]).toContain(
+      "0 jobs recorded in this window, but the credit vaults' ledger has 1 findings",
+    );
+    const partly = summaryWithMemos(["job_a"]);
+    partly.total = 5;
+    partly.byVerdict.verified = 2;
+    partly.byVerdict.partially_verified = 3;
+    const line = summaryToText(partly).split("\n")[0]!;
+    expect(line).toContain("2 of 5 jobs verified, 3 partially verified");
+    expect(line).not.toContain("all 5 jobs verified");
+  });
+
   it("prints a memo's escape sequences and line breaks as inert text in the terminal output", () => {
     const text = summaryToText(summaryWithMemos([forgedAllClear, "job_z\u009b2J\u202eevil"]));
     expect(text.replaceAll("\n", "")).not.toMatch(/[\p{Cc}\u202a-\u202e]/u);

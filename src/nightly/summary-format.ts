@@ -11,9 +11,7 @@ import type { NightlySummary } from "./nightly-run.js";
 const headline = (s: NightlySummary) => {
   switch (s.outcome) {
     case "verified":
-      return s.byVerdict.partially_verified > 0
-        ? `${s.byVerdict.verified} of ${s.total} jobs verified, ${s.byVerdict.partially_verified} partially verified (no check failed; ${unprovenText(s)})`
-        : `all ${s.total} jobs verified`;
+      return jobsText(s);
     case "no_jobs":
       return "0 jobs recorded in this window, nothing verified";
     case "too_few_jobs":
@@ -21,11 +19,17 @@ const headline = (s: NightlySummary) => {
     case "discrepancies":
       return `${s.total - s.byVerdict.verified - s.byVerdict.partially_verified} of ${s.total} jobs NOT verified${s.byVerdict.partially_verified > 0 ? ` (and ${s.byVerdict.partially_verified} partially verified)` : ""}`;
     case "ledger_findings":
-      return `all ${s.total} jobs verified, but the credit vaults' ledger has ${findingsOf(s)} findings`;
+      return `${s.total === 0 ? "0 jobs recorded in this window" : jobsText(s)}, but the credit vaults' ledger has ${findingsOf(s)} findings`;
     case "incomplete":
       return `could not finish: ${s.reason}`;
   }
 };
+
+/** What a run whose jobs all passed says of them: partially verified ones named. */
+const jobsText = (s: NightlySummary) =>
+  s.byVerdict.partially_verified > 0
+    ? `${s.byVerdict.verified} of ${s.total} jobs verified, ${s.byVerdict.partially_verified} partially verified (no check failed; ${unprovenText(s)})`
+    : `all ${s.total} jobs verified`;
 
 /** The `--min-jobs` finding, or null when the window holds enough jobs. */
 export function tooFewJobs(s: NightlySummary): string | null {
