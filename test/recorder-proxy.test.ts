@@ -13,6 +13,7 @@ import {
   JobsApiError,
   maxAnswerBytes,
   parseJobsApiAnswer,
+  withoutKey,
 } from "../src/recorder/jobs-api.js";
 import { createRecordingProxy, keyFingerprint } from "../src/recorder/proxy.js";
 import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
@@ -902,6 +903,13 @@ describe("recording proxy", () => {
     cleanups.push(upstream.close);
     const answer = await createJobsApiClient(`${upstream.url}/v1`)(jobId(), `Bearer ${key}`);
     expect(answer).toMatchObject({ status: null, settlementTx: null, raw: null });
+  });
+
+  it("leaves an answer whole when the authorization is too short to be a key", () => {
+    const body = '{"status":"settled","worker_address":"abc"}';
+    expect(withoutKey(body, "")).toBe(body);
+    expect(withoutKey(body, "Bearer ")).toBe(body);
+    expect(withoutKey(body, "Bearer a")).toBe(body);
   });
 
   it("keeps no copy of the caller's key that a jobs API answer echoes back", async () => {

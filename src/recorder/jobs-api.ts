@@ -48,8 +48,11 @@ export class JobsApiError extends Error {
  */
 export function withoutKey(text: string, authorization: string): string {
   const key = authorization.replace(/^\s*bearer\s+/i, "").trim();
-  let out = text.split(authorization).join(redactCensor);
-  if (key.length >= 8) out = out.split(key).join(redactCensor);
+  // A value too short to be a key (an empty header, say) would cut the body to pieces.
+  let out = text;
+  for (const secret of [authorization, key]) {
+    if (secret.length >= 8) out = out.split(secret).join(redactCensor);
+  }
   return out;
 }
 
