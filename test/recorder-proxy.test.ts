@@ -932,6 +932,22 @@ describe("recording proxy", () => {
     });
   });
 
+  it("keeps no copy of the caller's key that a jobs API answer writes with JSON escapes", async () => {
+    // Every character of the key as a \u escape, and a name made of it: the raw text never
+    // holds the key, the parsed answer does.
+    const escaped = [...key].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+    const server = http.createServer((_req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(`{"status":"settled","echo":"${escaped.join("")}","${escaped.join("")}":1}`);
+    });
+    const upstream = await listen(server);
+    cleanups.push(upstream.close);
+    const answer = await createJobsApiClient(`${upstream.url}/v1`)(jobId(), `Bearer ${key}`);
+    expect(answer.status).toBe("settled");
+    expect(JSON.stringify(answer.raw)).not.toContain(key);
+    expect(answer.raw).toMatchObject({ echo: "[redacted]", "[redacted]": 1 });
+  });
+
   it("ends a jobs API call at once when its signal is aborted, before or after the answer starts", async () => {
     // One job's answer never comes; the other's headers come, then nothing.
     const server = http.createServer((req, res) => {

@@ -47,13 +47,36 @@ export class JobsApiError extends Error {
  * is stored and shown to every read token, and the key must never be written to disk.
  */
 export function withoutKey(text: string, authorization: string): string {
-  const key = authorization.replace(/^\s*bearer\s+/i, "").trim();
-  // A value too short to be a key (an empty header, say) would cut the body to pieces.
   let out = text;
-  for (const secret of [authorization, key]) {
-    if (secret.length >= 8) out = out.split(secret).join(redactCensor);
-  }
+  for (const secret of secretsOf(authorization)) out = out.split(secret).join(redactCensor);
   return out;
+}
+
+/** The header and the key in it; a value too short to be a key would cut a body to pieces. */
+function secretsOf(authorization: string): string[] {
+  const key = authorization.replace(/^\s*bearer\s+/i, "").trim();
+  return [authorization, key].filter((secret) => secret.length >= 8);
+}
+
+/**
+ * A parsed answer without the caller's key in any string or name: the text's cut misses a key
+ * the answer wrote with JSON escapes (`\u0041` for `A`, `\/` for `/`), which parsing undoes.
+ */
+export function valueWithoutKey(value: unknown, authorization: string): unknown {
+  const secrets = secretsOf(authorization);
+  if (secrets.length === 0) return value;
+  const cut = (text: string) => {
+    let out = text;
+    for (const secret of secrets) out = out.split(secret).join(redactCensor);
+    return out;
+  };
+  const walk = (v: unknown): unknown => {
+    if (typeof v === "string") return cut(v);
+    if (Array.isArray(v)) return v.map(walk);
+    if (v === null || typeof v !== "object") return v;
+    return Object.fromEntries(Object.entries(v).map(([name, inner]) => [cut(name), walk(inner)]));
+  };
+  return walk(value);
 }
 
 /** The largest jobs API answer read, in bytes. */
@@ -129,7 +152,8 @@ export function createJobsApiClient(
           res.on("end", () => {
             let body: unknown = null;
             try {
-              body = JSON.parse(withoutKey(Buffer.concat(chunks).toString("utf8"), authorization));
+              const text = withoutKey(Buffer.concat(chunks).toString("utf8"), authorization);
+              body = valueWithoutKey(JSON.parse(text), authorization);
             } catch {
               // An unreadable body says nothing; every field stays null.
             }
