@@ -1,3 +1,5 @@
+import { realpathSync } from "node:fs";
+import { pathToFileURL } from "node:url";
 import { Command, CommanderError, Option } from "commander";
 import { registerTokenCommands } from "./auth/token-commands.js";
 import { ConfigError, type ConfigInput, loadConfig } from "./config.js";
@@ -261,4 +263,9 @@ export function fail(error: unknown): never {
 /** Entry point of the `decentral-audit` binary. */
 export async function runCli(argv: string[] = process.argv): Promise<void> {
   await buildProgram().parseAsync(argv).catch(fail);
+}
+
+// Run from source too (`node --import tsx src/cli.ts serve`), not only through bin/.
+if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
+  await runCli(process.argv);
 }
