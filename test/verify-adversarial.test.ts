@@ -4,6 +4,7 @@ import { dialects, useDialectStores } from "./support/dialects.js";
 import {
   type AdversaryHarness,
   AuthorityType,
+  fingerprintOfKey,
   type JobOutcome,
   newJobId,
   startAdversaryHarness,
@@ -219,6 +220,47 @@ describe.each(dialects)("%s store", (dialect) => {
       const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
       c.record(plan, { escrowTx, settlementTx });
       expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.vault")]);
+    });
+
+    it("catches a lock into another customer's credit vault when the profile pins no escrow vault", async () => {
+      // Per-job escrow accounts: the lock's escrow account is the one account it credited.
+      const c = await h.scenario({ ...localnetProfile, escrowVault: null });
+      await c.pinKey(1);
+      await c.pinKey(2);
+      const other = h.op.vault(2);
+      // A settled job and a 504: each lock goes into customer 2's vault and is paid back out of
+      // it as if it were escrow, the worker and treasury paid, customer 1 given back the rest.
+      const settled = h.op.plan({ keyIndex: 1 });
+      const settledLock = h.op.send([
+        h.op.transfer(settled.vault, other, settled.lock),
+        h.op.memo(`decentral:escrow:${settled.jobId}`),
+      ]).signature;
+      const settlementTx = h.op.send([
+        h.op.transfer(other, settled.worker.tokenAccount, settled.workerShare),
+        h.op.transfer(other, h.op.accounts.treasury.tokenAccount, settled.treasuryShare),
+        h.op.transfer(other, settled.vault, settled.remainder),
+        h.op.memo(`decentral:settle:${settled.jobId}`),
+      ]).signature;
+      c.record(settled, { escrowTx: settledLock, settlementTx });
+      const timedOut = h.op.plan({ keyIndex: 1, completionTokens: null });
+      const timedOutLock = h.op.send([
+        h.op.transfer(timedOut.vault, other, timedOut.lock),
+        h.op.memo(`decentral:escrow:${timedOut.jobId}`),
+      ]).signature;
+      const refundTx = h.op.send([
+        h.op.transfer(other, timedOut.vault, timedOut.lock),
+        h.op.memo(`decentral:refund:${timedOut.jobId}`),
+      ]).signature;
+      c.record(timedOut, { escrowTx: timedOutLock, settlementTx: refundTx }, { httpStatus: 504 });
+      expect(await c.verdicts(settled.jobId, timedOut.jobId)).toEqual([
+        discrepancy("escrow.vault"),
+        discrepancy("escrow.vault"),
+      ]);
+      const check = await c.check(settled.jobId, "escrow.vault");
+      expect(check?.reason).toContain(
+        `the credit vault of another API key (${fingerprintOfKey(2)})`,
+      );
+      expect(check?.actual).toMatchObject({ vault: other });
     });
 
     it("catches a lock below the charge", async () => {

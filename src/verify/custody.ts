@@ -9,11 +9,12 @@ export type { CustodyConfig } from "../store/custody.js";
 
 /**
  * The store's custody pins as each job's checks see them (see src/store/custody.ts): the key's
- * credit vault, the deployment's vaults, the key each vault a lock came from is pinned to, and
- * the learned treasury. Read once per slice of jobs, before any of them is written, so a vault
- * learned from one job's lock binds the jobs of the next slice. Within a slice two keys' first
- * locks may both see a vault as nobody's: the verdict writer pins it to the first, and the
- * other's verdict is stale and decided again against that pin (src/store/custody.ts `pin`).
+ * credit vault, the deployment's vaults, the key each account a lock came from or went into is
+ * pinned to, and the learned treasury. Read once per slice of jobs, before any of them is
+ * written, so a vault learned from one job's lock binds the jobs of the next slice. Within a
+ * slice two keys' first locks may both see a vault as nobody's: the verdict writer pins it to
+ * the first, and the other's verdict is stale and decided again against that pin
+ * (src/store/custody.ts `pin`).
  */
 export async function custodyViews(
   custody: CustodyStore,
@@ -25,12 +26,15 @@ export async function custodyViews(
   const keys: string[] = [];
   const vaults: string[] = [];
   for (const job of jobs) {
-    if (!job.keyFingerprint) continue;
-    keys.push(job.keyFingerprint);
-    // The vaults a lock of this job drew on: the checks ask whom such a vault is pinned to.
+    if (job.keyFingerprint) keys.push(job.keyFingerprint);
+    // The vaults a lock of this job drew on, and the account it went into: the checks ask
+    // whom such a vault is pinned to (an escrow account that is a customer's vault is none).
     for (const sig of [job.escrowTx, job.apiEscrowTx]) {
       const facts = sig === null ? undefined : factsOf(sig);
-      if (facts) for (const s of readLock(profile, facts).sources) vaults.push(s.account);
+      if (!facts) continue;
+      const reading = readLock(profile, facts);
+      if (job.keyFingerprint) for (const s of reading.sources) vaults.push(s.account);
+      if (reading.escrowAccount !== null) vaults.push(reading.escrowAccount);
     }
   }
   const pins = await custody.pins(keys, vaults);

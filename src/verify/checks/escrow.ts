@@ -7,8 +7,9 @@ import { type RoleTx, roleChecks } from "./transaction.js";
 
 /**
  * The lock: it came from the key's credit vault alone (configured, declared, or learned from
- * the key's first lock), arrived whole in one escrow account, and moved no other mint; money
- * of the lock returned anywhere but to that vault is this check's finding too.
+ * the key's first lock), arrived whole in one escrow account that is no customer's credit
+ * vault, and moved no other mint; money of the lock returned anywhere but to that vault is
+ * this check's finding too.
  */
 
 /** The lock as the later checks use it, once the escrow checks passed. */
@@ -134,12 +135,18 @@ export function escrowChecks(
   }
 
   // Vault: everything taken arrived in the escrow account, and nothing went elsewhere.
+  const customerVault =
+    profile.escrowVault === null ? vaultKnownAs(input, reading.escrowAccount) : null;
   const expected = {
-    vault: reading.escrowAccount ?? "one escrow account",
+    vault:
+      customerVault !== null
+        ? "one escrow account, no customer's credit vault"
+        : (reading.escrowAccount ?? "one escrow account"),
     taken: reading.lock.toString(),
     paidElsewhere: [],
   };
   const actual = {
+    ...(customerVault !== null ? { vault: reading.escrowAccount, vaultIs: customerVault } : {}),
     locked: reading.lock.toString(),
     taken: reading.taken.toString(),
     paidElsewhere: reading.elsewhere,
@@ -147,13 +154,15 @@ export function escrowChecks(
   const vaultProblem =
     reading.escrowAccount === null
       ? "the lock paid several accounts: there is no single escrow account"
-      : reading.lock === 0n
-        ? "nothing was locked in the escrow vault"
-        : reading.elsewhere.length > 0
-          ? "the lock also paid accounts other than the escrow vault"
-          : reading.taken !== reading.lock
-            ? "more left the credit vault than arrived in the escrow vault"
-            : null;
+      : customerVault !== null
+        ? `the lock went into ${reading.escrowAccount}, ${customerVault}, not an escrow account`
+        : reading.lock === 0n
+          ? "nothing was locked in the escrow vault"
+          : reading.elsewhere.length > 0
+            ? "the lock also paid accounts other than the escrow vault"
+            : reading.taken !== reading.lock
+              ? "more left the credit vault than arrived in the escrow vault"
+              : null;
   list.add(
     vaultProblem === null
       ? pass("escrow.vault", expected, actual)
@@ -173,6 +182,27 @@ export function escrowChecks(
         blockTime: facts.blockTime,
       }
     : null;
+}
+
+/**
+ * What the custody store knows `account` as, when it is a customer's credit vault: a lock into
+ * it is no lock at all (the customer's credits sit in another customer's balance, and a
+ * settlement paying out of it spends that customer's money). Null for any other account. Only a
+ * profile that pins no escrow vault takes the one account a lock credited for its escrow, so
+ * only there can the lock's escrow account be someone's vault.
+ */
+function vaultKnownAs(input: CheckInput, account: string | null): string | null {
+  if (account === null) return null;
+  const custody = input.custody;
+  if (account === custody?.pinned?.vault || account === input.job.creditVault) {
+    return "this key's own credit vault";
+  }
+  if (custody?.configured.has(account)) return "one of the configured credit vaults";
+  const key = custody?.keyOfVault?.(account) ?? null;
+  if (key === null) return null;
+  return key === input.job.keyFingerprint
+    ? "this key's own credit vault"
+    : `the credit vault of another API key (${key})`;
 }
 
 /** Remainders or refunds sent to a customer's vault other than the one the lock came from. */
