@@ -1132,6 +1132,76 @@ describe("report totals against the chain: a top-up inside the lock", () => {
   });
 });
 
+describe("report totals against the chain: a discrepancy's figures", () => {
+  it("counts as refunded the remainder paid back from the account a misdirected lock went into", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const from = Date.now();
+    // The lock goes into a new account of the escrow authority instead of the escrow vault,
+    // and the settlement pays out of that account: the customer got the remainder back.
+    const plan = h.op.plan({ keyIndex: 1 });
+    const held = h.op.victimVault(0n);
+    const escrowTx = h.op.send([
+      h.op.transfer(plan.vault, held, plan.lock),
+      h.op.memo(`decentral:escrow:${plan.jobId}`),
+    ]).signature;
+    const settlementTx = h.op.send([
+      h.op.transfer(held, plan.worker.tokenAccount, plan.workerShare),
+      h.op.transfer(held, h.op.accounts.treasury.tokenAccount, plan.treasuryShare),
+      h.op.transfer(held, plan.vault, plan.remainder),
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    const [outcome] = await c.verdicts(plan.jobId);
+    expect(outcome!.verdict).toBe("discrepancy");
+    expect(outcome!.failing).toContain("escrow.vault");
+    expect(await reportedMoney(c, from)).toEqual({
+      escrowedUnits: plan.lock,
+      chargedUnits: plan.charge,
+      workerPaidUnits: plan.workerShare,
+      treasuryPaidUnits: plan.treasuryShare,
+      refundedUnits: plan.remainder,
+      feesLamports: h.op.fee(escrowTx) + h.op.fee(settlementTx),
+    });
+  });
+
+  it("does not count as escrowed what a lock moved between two other customers' vaults", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    await c.pinKey(2);
+    await c.pinKey(3);
+    const from = Date.now();
+    // Customer 1's lock also moves 30,000 from vault 2 to vault 3: customer 1 paid the lock only.
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send([
+      ...h.op.lockIxs(plan),
+      h.op.transfer(h.op.vault(2), h.op.vault(3), 30_000n),
+    ]).signature;
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    const [outcome] = await c.verdicts(plan.jobId);
+    expect(outcome!.verdict).toBe("discrepancy");
+    expect(h.op.deltas(escrowTx).get(plan.vault)?.delta).toBe(-plan.lock);
+    expect(await reportedMoney(c, from)).toEqual(movedOnChain([escrowTx, settlementTx], [plan]));
+  });
+
+  it("counts the worker's pay of a settlement that also carries the job's refund memo", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const from = Date.now();
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const settlementTx = h.op.send([
+      ...h.op.settleIxs(plan),
+      h.op.memo(`decentral:refund:${plan.jobId}`),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    const [outcome] = await c.verdicts(plan.jobId);
+    expect(outcome!.verdict).toBe("discrepancy");
+    expect(await reportedMoney(c, from)).toEqual(movedOnChain([escrowTx, settlementTx], [plan]));
+  });
+});
+
 describe("a signature that never lands, beside transactions that did", () => {
   // With 10 ms slots a signature unseen 50 slots after its first miss is dropped in ~0.5 s.
   const quickDrop = { ...localnetProfile, dropAfterSlots: 50 };

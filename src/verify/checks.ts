@@ -320,7 +320,15 @@ export function evaluateJob(given: CheckInput): Evaluation {
   return {
     verdict,
     checks: list.checks,
-    amounts: amountsOf(input, escrow, extraLocks, closings, refunds, lock),
+    // A closing with both this job's settle and refund memos still paid its worker.
+    amounts: amountsOf(
+      input,
+      escrow,
+      extraLocks,
+      closings,
+      refunds.filter((r) => !settlements.some((s) => s.signature === r.signature)),
+      lock,
+    ),
     unproven: verdict === "partially_verified" ? [...list.unproven] : [],
     learned,
   };

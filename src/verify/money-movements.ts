@@ -94,6 +94,12 @@ export interface Payees {
    * to another account it owns is a remainder returned to the wrong customer's vault.
    */
   vaultOwner: string | null;
+  /**
+   * Accounts besides the escrow account that the job's locks paid (a lock that missed escrow,
+   * counted as escrowed): what they pay back to the credit vault is the lock returning, not a
+   * top-up. Only the job's amounts name them; the checks rest on a sound lock, which has none.
+   */
+  heldElsewhere?: ReadonlySet<string>;
 }
 
 /**
@@ -179,9 +185,13 @@ export function readRelease(
   // With the treasury unknown, one payee besides worker and vault may be it; two cannot.
   if (candidates.length === 1) treasury += candidates[0]!.delta;
   else others.push(...candidates);
-  // A return is escrow's money going back: a vault credit beyond what left escrow was paid by
-  // someone else (a top-up named as the refund), and returns nothing of the lock.
-  if (returned > outflow) returned = outflow;
+  // A return is the lock's money going back: a vault credit beyond what left escrow (and the
+  // accounts holding the lock besides it) was paid by someone else (a top-up named as the
+  // refund), and returns nothing of the lock.
+  const heldOutflow = -sum(
+    foreignDebits.filter((c) => payees.heldElsewhere?.has(c.account)).map((c) => c.delta),
+  );
+  if (returned > outflow + heldOutflow) returned = outflow + heldOutflow;
   const sideFlow = -sum(foreignDebits.map((c) => c.delta));
   const othersTotal = sum(others.map((c) => c.delta));
   const unexplainedTotal = othersTotal > sideFlow ? othersTotal - sideFlow : 0n;

@@ -11,7 +11,8 @@ import type { RoleTx } from "./transaction.js";
  * nothing it replays, so every on-chain movement is counted for exactly one job. Within the
  * job each signature is read once, in one role, however many names (receipt, jobs API,
  * conflicting receipts) it has: a transaction named as a closing step is read as one, and
- * what it moved into escrow counts as escrowed; any other is read as a lock.
+ * what it moved into escrow counts as escrowed; any other is read as a lock. `refunds` are the
+ * closings that are refunds only (no settle memo of the job): they pay no worker.
  */
 export function amountsOf(
   input: CheckInput,
@@ -80,15 +81,42 @@ export function amountsOf(
     profile.escrowAuthority !== null && m.owner === profile.escrowAuthority;
   let escrowed = 0n;
   let diverted = 0n;
+  // Accounts besides escrow that hold money of this job's locks: what they pay back to the
+  // job's vault at settlement or refund is the lock going back.
+  const heldElsewhere = new Set<string>();
   for (const l of locks) {
     if (!owns(l) || !l.facts.succeeded) continue;
     const reading = readLock(profile, l.facts);
-    const out = reading.elsewhere.filter((m) => !ownVaults.has(m.account));
-    escrowed += reading.lock + sum(out.map((m) => BigInt(m.amount)));
-    // With no escrow account to follow (no pinned escrow vault, a lock crediting several
-    // accounts), escrow's own credit is among them: none of it is counted as paid out here.
-    if (reading.escrowAccount === null) continue;
-    diverted += sum(out.filter((m) => !toVault(m)).map((m) => BigInt(m.amount)));
+    // Money into other customers' vaults first: no one's pay, it is cut first below.
+    const out = reading.elsewhere
+      .filter((m) => !ownVaults.has(m.account))
+      .sort((a, b) => Number(toVault(b)) - Number(toVault(a)));
+    // Only what left the job's own vault is this job's escrow: a lock that also moves money
+    // between two other accounts (one customer's vault to another's) took none of it from this
+    // customer, and each of those vaults' statements shows it. What escrow received is counted
+    // whole, wherever it came from: settlement and refund are read against it.
+    const ownDebited = -sum(
+      reading.sources.filter((m) => ownVaults.has(m.account)).map((m) => BigInt(m.amount)),
+    );
+    let excess = 0n;
+    if (ownDebited > 0n) {
+      const outTotal = sum(out.map((m) => BigInt(m.amount)));
+      const allowed = ownDebited > reading.lock ? ownDebited - reading.lock : 0n;
+      if (outTotal > allowed) excess = outTotal - allowed;
+    }
+    escrowed += reading.lock;
+    for (const m of out) {
+      const amount = BigInt(m.amount);
+      const cut = excess < amount ? excess : amount;
+      excess -= cut;
+      const counted = amount - cut;
+      if (counted === 0n) continue;
+      escrowed += counted;
+      heldElsewhere.add(m.account);
+      // With no escrow account to follow (no pinned escrow vault, a lock crediting several
+      // accounts), escrow's own credit is among them: none of it is counted as paid out here.
+      if (reading.escrowAccount !== null && !toVault(m)) diverted += counted;
+    }
   }
   if (locks.length > 0) amounts.escrowedUnits = escrowed;
   if (closingsRead.length === 0) {
@@ -124,6 +152,7 @@ export function amountsOf(
       worker: refundSigs.has(c.signature) ? null : payee,
       treasury,
       vaultOwner: profile.escrowAuthority,
+      heldElsewhere,
     });
     worker += r.worker;
     treasuryPaid += r.treasury;
