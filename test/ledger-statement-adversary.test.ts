@@ -177,6 +177,34 @@ describe("the statement of a credit vault against an operator who names its debi
   });
 });
 
+describe("the statement of a credit vault another customer's settlement pays into", () => {
+  it("files money a settlement moved in from another vault under its job's memo as a deposit, not a return", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    await c.pinKey(2);
+    const third = await c.pinKey(3);
+    // The period starts after key 3's own job: its lock and return are not in it.
+    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
+    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    // Key 1's honest settlement also moves 30,000 from vault 2 to vault 3.
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const settlementTx = h.op.send([
+      ...h.op.settleIxs(plan),
+      h.op.transfer(h.op.vault(2), third.vault, 30_000n),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    await c.verify();
+
+    const s = await statementOf(c, third.vault, from);
+    expect({ deposits: s.depositsUnits, returns: s.returnsUnits }).toEqual({
+      deposits: 30_000n,
+      returns: 0n,
+    });
+    expect(s.differenceUnits).toBe(0n);
+  });
+});
+
 describe("the statement of a credit vault closed and opened again in another mint", () => {
   it("counts only the credit mint: a fake-mint 'refund' leaves the lock unreleased and is a finding", async () => {
     const profile: Profile = { ...localnetProfile, settlementWindowSeconds: 1 };

@@ -1286,6 +1286,53 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
     ).toEqual([["K7", 500_000n]]);
   });
 
+  it("files money another key's job's settlement moved into this vault as a deposit: that job locked nothing here", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    await seedCreditVault(store, { keyFingerprint: "kf_one", vault: OTHER_VAULT, pinnedAt: 1 });
+    await seedCreditVault(store, { keyFingerprint: "kf_two", vault: VAULT, pinnedAt: 1 });
+    // J8 pays from the other vault; its settlement also moves 30,000 into this vault under its
+    // settle memo. K8 pays from this vault, locked before the lines read here: its settlement
+    // still brings its remainder back.
+    await seedJob(store, {
+      jobId: "J8",
+      keyFingerprint: "kf_one",
+      escrowTx: sig("lock-j8"),
+      settlementTx: sig("settle-j8"),
+      recordedAt: at(14, 1) * 1000,
+    });
+    await seedJob(store, {
+      jobId: "K8",
+      keyFingerprint: "kf_two",
+      escrowTx: sig("lock-k8"),
+      settlementTx: sig("settle-k8"),
+      recordedAt: at(14, 1) * 1000,
+    });
+    const lines: SeedLine[] = [
+      {
+        name: "settle-j8",
+        slot: 90,
+        time: at(14, 2),
+        balance: { pre: 1_000_000n, post: 1_030_000n },
+        memoKind: "settle",
+        memoJobId: "J8",
+      },
+      {
+        name: "settle-k8",
+        slot: 91,
+        time: at(14, 3),
+        balance: { pre: 1_030_000n, post: 1_070_000n },
+        memoKind: "settle",
+        memoJobId: "K8",
+      },
+    ];
+    await readVault(ledger, lines);
+    expect((await linesOf(store, VAULT)).map((l) => [l.kind, l.jobId])).toEqual([
+      ["deposit", null],
+      ["return", "K8"],
+    ]);
+  });
+
   it("files a debit only the jobs API names as the lock only of a job whose receipt names none, and pays off no other debit with what the settlements paid out", async () => {
     const store = await stores.open();
     const ledger = createLedgerStore(store);

@@ -43,6 +43,26 @@ export function canPayFrom(tie: JobTie, vault: string, vaultPinned: boolean): bo
   return !vaultPinned || (tie.keyFingerprint === null && tie.receiptNamesLock);
 }
 
+/**
+ * Whether money into `vault` in a transaction a job names as its settlement or refund, under
+ * that job's settle or refund memo, is the job's return while no lock of the job from this
+ * vault is read (a lock older than the vault's first line read). Only into a vault the job
+ * could have locked from (`canPayFrom`, the receipt's own word): the job's pinned or declared
+ * vault, else one pinned to no other key. Money the same transaction moves into another
+ * customer's vault releases nothing of this job: it is that vault's deposit.
+ */
+export function mayReturnTo(
+  tie: Pick<JobTie, "keyFingerprint" | "declaredVault" | "pinnedVault">,
+  vault: string,
+  vaultPinned: boolean,
+): boolean {
+  return canPayFrom(
+    { ...tie, receiptNamesLock: true, receiptNamesEscrow: true },
+    vault,
+    vaultPinned,
+  );
+}
+
 /** A job's settlement as the release rule reads it. */
 export interface JobSettlement {
   tie: JobTie;

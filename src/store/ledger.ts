@@ -15,6 +15,7 @@ import {
   type JobDebit,
   jobsALineNames,
   laterOf,
+  mayReturnTo,
   outstandingOf,
   settledUnits,
 } from "./ledger-rules.js";
@@ -545,7 +546,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
        WHERE j.api_escrow_tx = @sig AND j.api_escrow_tx IS NOT j.escrow_tx`,
   );
   const namesReturn = sqlite.prepare(
-    `SELECT 1 FROM jobs WHERE job_id = @job AND (settlement_tx = @sig OR api_settlement_tx = @sig)`,
+    `SELECT j.key_fingerprint, j.credit_vault, cv.vault AS pinned
+       FROM jobs j LEFT JOIN credit_vaults cv ON cv.key_fingerprint = j.key_fingerprint
+       WHERE j.job_id = @job AND (j.settlement_tx = @sig OR j.api_settlement_tx = @sig)`,
   );
   const vaultPinned = sqlite.prepare("SELECT 1 FROM credit_vaults WHERE vault = ? LIMIT 1");
   // The vault paid a lock of the job: a debit with its escrow memo, or its recorded lock.
@@ -804,13 +807,27 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       }
       return { kind: "unexplained", jobId: line.memoKind === "escrow" ? line.memoJobId : null };
     }
-    if (
-      (line.memoKind === "settle" || line.memoKind === "refund") &&
-      line.memoJobId !== null &&
-      (namesReturn.get({ job: line.memoJobId, sig: line.signature }) !== undefined ||
-        lockedHere.get({ vault, job: line.memoJobId }) !== undefined)
-    ) {
-      return { kind: "return", jobId: line.memoJobId };
+    if ((line.memoKind === "settle" || line.memoKind === "refund") && line.memoJobId !== null) {
+      if (lockedHere.get({ vault, job: line.memoJobId }) !== undefined) {
+        return { kind: "return", jobId: line.memoJobId };
+      }
+      const namer = namesReturn.get({ job: line.memoJobId, sig: line.signature }) as
+        | { key_fingerprint: string | null; credit_vault: string | null; pinned: string | null }
+        | undefined;
+      if (
+        namer !== undefined &&
+        mayReturnTo(
+          {
+            keyFingerprint: namer.key_fingerprint,
+            declaredVault: namer.credit_vault,
+            pinnedVault: namer.pinned,
+          },
+          vault,
+          vaultPinned.get(vault) !== undefined,
+        )
+      ) {
+        return { kind: "return", jobId: line.memoJobId };
+      }
     }
     return { kind: "deposit", jobId: null };
   }

@@ -51,6 +51,7 @@ import {
   type JobDebit,
   type JobTie,
   jobsALineNames,
+  mayReturnTo,
   outstandingOf,
   settledUnits,
 } from "../ledger-rules.js";
@@ -394,7 +395,10 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     // memo names, if any, owns it.
     const lock = new Map<string, { jobId: string; tie: JobTie }[]>();
     const apiLock = new Map<string, { jobId: string; tie: JobTie }[]>();
-    const ret = new Map<string, Set<string>>();
+    const ret = new Map<
+      string,
+      Map<string, Pick<JobTie, "keyFingerprint" | "declaredVault" | "pinnedVault">>
+    >();
     if (moving.length > 0) {
       const any = textArray(moving);
       const rows = await q
@@ -418,11 +422,16 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
             sql`${jobs.apiSettlementTx} = ANY (${any}) AND ${jobs.apiSettlementTx} IS DISTINCT FROM ${jobs.settlementTx}`,
           ),
         );
-      const named = (signature: string | null, jobId: string) => {
+      const named = (signature: string | null, r: (typeof rows)[number]) => {
         if (signature === null) return;
+        const tie = {
+          keyFingerprint: r.keyFingerprint,
+          declaredVault: r.creditVault,
+          pinnedVault: r.pinned,
+        };
         const jobIds = ret.get(signature);
-        if (jobIds) jobIds.add(jobId);
-        else ret.set(signature, new Set([jobId]));
+        if (jobIds) jobIds.set(r.jobId, tie);
+        else ret.set(signature, new Map([[r.jobId, tie]]));
       };
       const every = (
         map: Map<string, { jobId: string; tie: JobTie }[]>,
@@ -443,11 +452,11 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       for (const r of rows) {
         every(lock, r.escrowTx, r, true);
         if (r.apiEscrowTx !== r.escrowTx) every(apiLock, r.apiEscrowTx, r, false);
-        named(r.settlementTx, r.jobId);
-        named(r.apiSettlementTx, r.jobId);
+        named(r.settlementTx, r);
+        named(r.apiSettlementTx, r);
       }
     }
-    const pinned = lock.size + apiLock.size > 0 ? await isPinned(q, vault) : false;
+    const pinned = lock.size + apiLock.size + ret.size > 0 ? await isPinned(q, vault) : false;
     const memoReturn = (l: Classifiable) =>
       l.delta > 0n && (l.memoKind === "settle" || l.memoKind === "refund") && l.memoJobId !== null;
     const memoIds = [...new Set(lines.filter(memoReturn).map((l) => l.memoJobId!))];
@@ -476,11 +485,14 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         }
         return { kind: "unexplained", jobId: line.memoKind === "escrow" ? line.memoJobId : null };
       }
-      if (
-        memoReturn(line) &&
-        (ret.get(line.signature)?.has(line.memoJobId!) || lockedHere.has(line.memoJobId!))
-      ) {
-        return { kind: "return", jobId: line.memoJobId };
+      if (memoReturn(line)) {
+        const namer = ret.get(line.signature)?.get(line.memoJobId!);
+        if (
+          lockedHere.has(line.memoJobId!) ||
+          (namer !== undefined && mayReturnTo(namer, vault, pinned))
+        ) {
+          return { kind: "return", jobId: line.memoJobId };
+        }
       }
       return { kind: "deposit", jobId: null };
     });
