@@ -1,4 +1,5 @@
 import { realpathSync } from "node:fs";
+import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
 import { Command, CommanderError, Option } from "commander";
 import { registerTokenCommands } from "./auth/token-commands.js";
@@ -47,6 +48,7 @@ export function buildProgram(): Command {
     .description(
       "Records Decentral job receipts and proves from the Solana chain that each job was charged and settled as its receipt says.",
     )
+    .version(packageVersion(), "-V, --version")
     .showHelpAfterError();
 
   withCommonOptions(
@@ -265,7 +267,22 @@ export async function runCli(argv: string[] = process.argv): Promise<void> {
   await buildProgram().parseAsync(argv).catch(fail);
 }
 
-// Run from source too (`node --import tsx src/cli.ts serve`), not only through bin/.
-if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
-  await runCli(process.argv);
+/** The version in package.json (one folder up from src/ and from dist/ alike). */
+function packageVersion(): string {
+  const manifest = createRequire(import.meta.url)("../package.json") as { version: string };
+  return manifest.version;
 }
+
+/** Is this module the script node was started with (not imported, not `node -e`)? */
+function startedAsScript(): boolean {
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return import.meta.url === pathToFileURL(realpathSync(script)).href;
+  } catch {
+    return false;
+  }
+}
+
+// Run from source too (`node --import tsx src/cli.ts serve`), not only through bin/.
+if (startedAsScript()) await runCli(process.argv);

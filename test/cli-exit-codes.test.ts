@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -49,6 +49,16 @@ describe("CLI exit codes", () => {
 
   it("exits 0 for --help", () => {
     expect(cli("--help").code).toBe(0);
+  });
+
+  it("prints its version and exits 0, run from source as a script", () => {
+    const run = spawnSync(process.execPath, ["--import", "tsx", "src/cli.ts", "--version"], {
+      encoding: "utf8",
+    });
+    expect(run.status).toBe(0);
+    expect(run.stdout.trim()).toBe(
+      (JSON.parse(readFileSync("package.json", "utf8")) as { version: string }).version,
+    );
   });
 
   it("exits 2 naming the path when a command that reads the store is given a file that is not there", () => {
