@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import type { Config } from "../config.js";
 import { AppError } from "../errors.js";
 import { isBase58OfLength } from "./base58.js";
+import { implausibleBlockTime } from "./block-time.js";
 import { factsToJson, type TransactionFactsJson } from "./facts-json.js";
 import { parseJsonLossless } from "./json-text.js";
 import { parseTransaction } from "./parse-transaction.js";
@@ -68,7 +69,16 @@ export function factsFromResponseText(text: string): TransactionFactsJson {
   if (result === null) {
     throw new AppError("not_found", "transaction not found (the saved reply's result is null)");
   }
-  return factsToJson(parseTransaction(result));
+  const facts = parseTransaction(result);
+  // A saved answer is judged as a fetched one is: a block time the chain cannot have is not
+  // passed on as a fact (the pool refuses it the same way).
+  const wrong = facts.blockTime === null ? null : implausibleBlockTime(facts.blockTime, Date.now());
+  if (wrong !== null) {
+    throw new AppError("malformed_transaction", `malformed transaction: ${wrong}`, {
+      field: "blockTime",
+    });
+  }
+  return factsToJson(facts);
 }
 
 /** Reads all of a stream (stdin) as UTF-8. */

@@ -5,6 +5,7 @@ import { AppError, isAppError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { backoff, createSleeper } from "../retry.js";
 import { AdaptiveRate } from "./adaptive-rate.js";
+import { implausibleBlockTime } from "./block-time.js";
 import { parseTransaction } from "./parse-transaction.js";
 import {
   createNodeHttpPost,
@@ -629,6 +630,33 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
   const only = (endpoint: Endpoint) => new Set(endpoints.filter((e) => e !== endpoint));
 
   /**
+   * A block time an endpoint gave, refused (`rpc_unavailable`, naming `what`) when the chain
+   * cannot have it: one no date holds stopped every round and report that showed it, and one in
+   * the future moved a ledger's read-through time past what the node listed.
+   */
+  const checkedBlockTime = (seconds: number, what: string): number => {
+    const wrong = implausibleBlockTime(seconds, internals.now());
+    if (wrong !== null) throw new AppError("rpc_unavailable", `${what}: ${wrong}`);
+    return seconds;
+  };
+
+  /**
+   * A getTransaction answer's facts; one whose block time the chain cannot have is malformed,
+   * as an answer that does not parse is: the node's trouble, never facts to judge a job by.
+   */
+  const servedFacts = (result: unknown, signature: string): TransactionFacts => {
+    const facts = parseTransaction(result, signature);
+    const wrong =
+      facts.blockTime === null ? null : implausibleBlockTime(facts.blockTime, internals.now());
+    if (wrong !== null) {
+      throw new AppError("malformed_transaction", `malformed transaction: ${wrong}`, {
+        field: "blockTime",
+      });
+    }
+    return facts;
+  };
+
+  /**
    * The first endpoint but `skip` that serves a readable transaction `signature`, each asked
    * once on its own; one that cannot answer (added to `silent`, and not asked while in it), or
    * answers another transaction, is passed over.
@@ -654,7 +682,7 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
       });
       if (reply === null || reply.result === null) continue;
       try {
-        parseTransaction(reply.result, signature);
+        servedFacts(reply.result, signature);
         return endpoint;
       } catch (error) {
         if (!isAppError(error) || error.code !== "malformed_transaction") throw error;
@@ -695,7 +723,7 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
       let malformed: AppError | null = null;
       if (first.result !== null) {
         try {
-          return { facts: parseTransaction(first.result, signature), raw: first.raw };
+          return { facts: servedFacts(first.result, signature), raw: first.raw };
         } catch (error) {
           if (!isAppError(error) || error.code !== "malformed_transaction") throw error;
           malformed = new AppError(
@@ -780,7 +808,8 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
     },
 
     async getBlockTime(slot) {
-      return integer((await call("getBlockTime", [slot])).result, "getBlockTime");
+      const seconds = integer((await call("getBlockTime", [slot])).result, "getBlockTime");
+      return checkedBlockTime(seconds, `getBlockTime ${slot}`);
     },
 
     async getSignaturesForAddress(address, options = {}) {
@@ -810,7 +839,10 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
           slot: integer(e.slot, "getSignaturesForAddress"),
           err: e.err ?? null,
           memo: typeof e.memo === "string" ? e.memo : null,
-          blockTime: typeof e.blockTime === "number" ? e.blockTime : null,
+          blockTime:
+            typeof e.blockTime === "number"
+              ? checkedBlockTime(e.blockTime, `getSignaturesForAddress ${e.signature}`)
+              : null,
         };
       });
     },

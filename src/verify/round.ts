@@ -1,4 +1,5 @@
 import PQueue from "p-queue";
+import { implausibleBlockTime } from "../chain/block-time.js";
 import { factsFromJson } from "../chain/facts-json.js";
 import { parseJsonLossless } from "../chain/json-text.js";
 import { parseTransaction } from "../chain/parse-transaction.js";
@@ -338,6 +339,17 @@ export function createRound(deps: RoundDeps): Round {
           if (!outcome) return;
           if (outcome.ok) {
             const { result } = outcome;
+            // Whatever RPC the verifier is given, a block time the chain cannot have is the
+            // node's trouble like an answer that does not parse: one no date held stopped every
+            // slice it was in, and a job is never judged by it.
+            const wrong =
+              result?.facts.blockTime == null
+                ? null
+                : implausibleBlockTime(result.facts.blockTime, now());
+            if (wrong !== null) {
+              trouble.set(signature, `getTransaction: malformed transaction: ${wrong}`);
+              return;
+            }
             try {
               keep(
                 signature,

@@ -879,6 +879,9 @@ export async function startAdversaryHarness(
     backoffBaseMs: 20,
     backoffMaxMs: 200,
     breakerCooldownMs: 500,
+    // The machine's clock is the world's: a block time ahead of it is refused as one the
+    // chain cannot have yet.
+    now: clock.now,
   });
   const harness: AdversaryHarness = {
     world,
