@@ -1,9 +1,11 @@
+import { implausibleBlockTime } from "../chain/block-time.js";
 import { factsFromJson, factsToJson } from "../chain/facts-json.js";
 import { parseJsonLossless } from "../chain/json-text.js";
 import { parseTransaction } from "../chain/parse-transaction.js";
 import type { AddressSignatureInfo, TokenAccountRead } from "../chain/rpc-pool.js";
 import type { TransactionFacts } from "../chain/transaction-facts.js";
 import { isBusyError, type Store } from "../db/client.js";
+import { AppError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { isStorableUnits, MAX_STORED_UNITS } from "../money.js";
 import {
@@ -169,10 +171,16 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     let cause: string | null = null;
     for (let s = slot; s >= Math.max(0, slot - SLOTS_BELOW_TRIED); s--) {
       try {
-        return { time: (await rpc.getBlockTime(s)) * 1000, cause: null };
+        const seconds = await rpc.getBlockTime(s);
+        // A time the chain cannot have (one no date holds threw in every later report; one in
+        // the future made every window up to it look complete) proves nothing.
+        const wrong = implausibleBlockTime(seconds, now());
+        if (wrong !== null) throw new Error(`getBlockTime ${s}: ${wrong}`);
+        return { time: seconds * 1000, cause: null };
       } catch (error) {
-        // An endpoint without getBlockTime, with no time for the slot (null), or endpoints
-        // that disagree on it. The first slot's answer names the trouble best.
+        // An endpoint without getBlockTime, with no time for the slot (null), one the chain
+        // cannot have, or endpoints that disagree on it. The first slot's answer names the
+        // trouble best.
         cause ??= error instanceof Error ? error.message : String(error);
       }
     }
@@ -209,6 +217,18 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
         ...(seen.syncBefore ? { before: seen.syncBefore } : {}),
         ...(seen.newestSignature ? { until: seen.newestSignature } : {}),
       });
+      for (const entry of page) {
+        const wrong =
+          entry.blockTime === null ? null : implausibleBlockTime(entry.blockTime, now());
+        // The listing is the node's trouble: stored, its date would place the line (and the
+        // read-through time) where the chain never was.
+        if (wrong !== null) {
+          throw new AppError(
+            "rpc_unavailable",
+            `getSignaturesForAddress ${entry.signature}: ${wrong}`,
+          );
+        }
+      }
       const last = page.length < options.pageSize;
       if (await ledger.storePage(vault, seen, page, last, now(), finalThrough)) {
         pages++;
