@@ -4,7 +4,9 @@ import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore, migrationsFolder } from "../src/db/migrate.js";
 import { openPostgres } from "../src/db/pg/client.js";
 import { migratePostgres, pgMigrationsFolder } from "../src/db/pg/migrate.js";
+import { buildStatement } from "../src/ledger/statement.js";
 import { reportsStore } from "../src/store/reports.js";
+import { localnetProfile } from "../src/verify/profiles.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 
 /** The migrations before the first whose SQL contains `marker`, and that one's index. */
@@ -315,6 +317,135 @@ describe("upgrading a deployment judged before error answers, later namers and r
         "SELECT min(updated_at)::text AS at FROM jobs WHERE verdict = 'pending'",
       );
       expect(Number(oldest[0].at)).toBeGreaterThanOrEqual(before - 1000);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+/**
+ * Block times as versions before the range check stored them: a read-through time and a line's
+ * time no date holds (every statement threw), a future one, and a transaction dated so.
+ */
+const NO_DATE = 99_999_999_999_999;
+const goodTime = Math.floor(Date.now() / 1000) - 3_600;
+const timesBefore = {
+  cursors: [
+    { vault: "vault_no_date", final: NO_DATE * 1000 },
+    { vault: "vault_2100", final: 4_102_444_800_000 },
+    { vault: "vault_good", final: goodTime * 1000 },
+  ],
+  lines: [
+    { signature: "line_no_date", time: NO_DATE },
+    { signature: "line_good", time: goodTime },
+  ],
+  transactions: [
+    { signature: "tx_no_date", time: NO_DATE },
+    { signature: "tx_good", time: goodTime },
+  ],
+};
+const timesAfter = {
+  cursors: { vault_no_date: null, vault_2100: null, vault_good: goodTime * 1000 },
+  lines: { line_no_date: null, line_good: goodTime },
+  facts: { tx_no_date: null, tx_good: "kept" },
+};
+const statementOptions = { profile: localnetProfile };
+const day = { from: Date.now() - 86_400_000, to: Date.now() };
+
+describe("upgrading a deployment that stored block times the chain cannot have", () => {
+  it("reads them as unknown on SQLite: the statement reads, and the transaction is fetched again", async () => {
+    const store = sqliteBefore("the chain cannot have");
+    try {
+      const cursor = store.sqlite.prepare(
+        `INSERT INTO ledger_cursors (vault, updated_at, final_through, sync_final_through)
+         VALUES (?, 1, ?, ?)`,
+      );
+      for (const c of timesBefore.cursors) cursor.run(c.vault, c.final, c.final);
+      const line = store.sqlite.prepare(
+        `INSERT INTO ledger_lines (vault, signature, ord, slot, block_time, listed_at)
+         VALUES ('vault_no_date', ?, ?, 1, ?, 1)`,
+      );
+      for (const [i, l] of timesBefore.lines.entries()) line.run(l.signature, i, l.time);
+      const tx = store.sqlite.prepare(
+        `INSERT INTO chain_transactions (signature, state, block_time, facts, raw, first_seen_at)
+         VALUES (?, 'finalized', ?, 'kept', 'kept', 1)`,
+      );
+      for (const t of timesBefore.transactions) tx.run(t.signature, t.time);
+
+      migrateStore(store);
+
+      const pairs = (sql: string) =>
+        Object.fromEntries(store.sqlite.prepare(sql).raw().all() as [string, unknown][]);
+      expect(pairs("SELECT vault, final_through FROM ledger_cursors")).toEqual(timesAfter.cursors);
+      expect(pairs("SELECT vault, sync_final_through FROM ledger_cursors")).toEqual(
+        timesAfter.cursors,
+      );
+      expect(pairs("SELECT signature, block_time FROM ledger_lines")).toEqual(timesAfter.lines);
+      expect(pairs("SELECT signature, facts FROM chain_transactions")).toEqual(timesAfter.facts);
+      const statement = await buildStatement(
+        store,
+        { ...day, vault: "vault_no_date" },
+        statementOptions,
+      );
+      expect(statement.vaults[0]).toMatchObject({ readThrough: null, complete: false });
+    } finally {
+      store.close();
+    }
+  });
+
+  const database = usePostgresDatabase();
+  it("reads them as unknown on PostgreSQL: the statement reads, and the transaction is fetched again", async () => {
+    const store = await postgresBefore(await database.create(), "the chain cannot have");
+    try {
+      for (const c of timesBefore.cursors) {
+        await store.pool.query(
+          `INSERT INTO ledger_cursors (vault, updated_at, final_through, sync_final_through)
+           VALUES ($1, 1, $2, $2)`,
+          [c.vault, c.final],
+        );
+      }
+      for (const [i, l] of timesBefore.lines.entries()) {
+        await store.pool.query(
+          `INSERT INTO ledger_lines (vault, signature, ord, slot, block_time, listed_at)
+           VALUES ('vault_no_date', $1, $2, 1, $3, 1)`,
+          [l.signature, i, l.time],
+        );
+      }
+      for (const t of timesBefore.transactions) {
+        await store.pool.query(
+          `INSERT INTO chain_transactions (signature, state, block_time, facts, raw, first_seen_at)
+           VALUES ($1, 'finalized', $2, '"kept"'::json, 'kept', 1)`,
+          [t.signature, t.time],
+        );
+      }
+
+      expect((await migratePostgres(store.pool)).applied).toBeGreaterThanOrEqual(1);
+
+      const pairs = async (sql: string) =>
+        Object.fromEntries(
+          (await store.pool.query({ text: sql, rowMode: "array" })).rows.map(([k, v]) => [
+            k,
+            v === null ? null : Number.isNaN(Number(v)) ? v : Number(v),
+          ]),
+        );
+      expect(await pairs("SELECT vault, final_through FROM ledger_cursors")).toEqual(
+        timesAfter.cursors,
+      );
+      expect(await pairs("SELECT vault, sync_final_through FROM ledger_cursors")).toEqual(
+        timesAfter.cursors,
+      );
+      expect(await pairs("SELECT signature, block_time FROM ledger_lines")).toEqual(
+        timesAfter.lines,
+      );
+      expect(await pairs("SELECT signature, facts #>> '{}' FROM chain_transactions")).toEqual(
+        timesAfter.facts,
+      );
+      const statement = await buildStatement(
+        store,
+        { ...day, vault: "vault_no_date" },
+        statementOptions,
+      );
+      expect(statement.vaults[0]).toMatchObject({ readThrough: null, complete: false });
     } finally {
       await store.close();
     }
