@@ -5,7 +5,12 @@ import { SESSION_COOKIE } from "../src/dashboard/routes.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { createTestApi } from "./support/audit-api-app.js";
 import { DASHBOARD_NOW, seedDashboard, WORKERS } from "./support/dashboard-fixtures.js";
-import { insertCheck, insertJob } from "./support/job-rows.js";
+import {
+  fakeSignature,
+  insertChainTransaction,
+  insertCheck,
+  insertJob,
+} from "./support/job-rows.js";
 
 const ORIGIN = "http://localhost";
 
@@ -339,6 +344,42 @@ describe("dashboard pages", () => {
     expect(html).toContain("[&quot;worker&quot;]");
     expect(html).not.toContain("Verify again");
     expect((await d.page("/dashboard/jobs/job_nope", cookie)).status).toBe(404);
+  });
+
+  it("a job settled twice lists both settlements with their money movements, the jobs API's too", async () => {
+    const d = await dashboard();
+    const { cookie } = await d.signIn(d.tokens.read);
+    const second = fakeSignature("job_twice:second");
+    const job = insertJob(d.store, {
+      jobId: "job_twice",
+      verdict: "discrepancy",
+      apiCheckedAt: DASHBOARD_NOW - 60_000,
+      apiStatus: "settled",
+      apiSettlementTx: second,
+      workerPaidUnits: 272_000n,
+    });
+    const paid = (units: string) => ({
+      account: "WorkerAta",
+      owner: "Worker",
+      mint: "Mint",
+      programId: "Tok",
+      decimals: 6,
+      pre: "0",
+      post: units,
+      delta: units,
+    });
+    insertChainTransaction(d.store, job.settlementTx!, { tokenChanges: [paid("136000")] });
+    insertChainTransaction(d.store, second, { tokenChanges: [paid("136001")] });
+    const html = await (await d.page("/dashboard/jobs/job_twice", cookie)).text();
+    const section = html.slice(
+      html.indexOf("<h2>Transactions</h2>"),
+      html.indexOf("<h2>Receipt</h2>"),
+    );
+    expect(section).toContain(job.settlementTx!);
+    expect(section).toContain(second);
+    expect(section).toContain("Settlement, named by the jobs API");
+    expect(section).toContain("0.136000");
+    expect(section).toContain("0.136001");
   });
 });
 

@@ -363,7 +363,52 @@ describe.each(dialects)("%s", (dialect) => {
     expect((await reports.auditRows("no_settlement"))!.transactions).toEqual({
       escrow: null,
       settlement: null,
+      named: new Map(),
     });
+  });
+
+  it("reads every transaction a job names: the jobs API's second settlement and lock, and a conflicting receipt's", async () => {
+    const store = await stores.open();
+    const sig = (seed: string) => signatureOf(`twice:${seed}`);
+    await seedRows(store, "jobs", [
+      jobRow({
+        jobId: "twice",
+        escrowTx: sig("escrow"),
+        settlementTx: sig("settle"),
+        apiEscrowTx: sig("api-escrow"),
+        apiSettlementTx: sig("api-settle"),
+        conflictSignatures: [sig("conflict"), sig("settle"), sig("never-fetched")],
+      }),
+    ]);
+    const fee = 9_007_199_254_740_991n;
+    await seedRows(
+      store,
+      "chainTransactions",
+      ["escrow", "settle", "api-escrow", "api-settle", "conflict", "unrelated"].map((seed, i) => ({
+        signature: sig(seed),
+        state: "finalized" as const,
+        commitment: "finalized" as const,
+        slot: i,
+        feeLamports: fee - BigInt(i),
+        succeeded: true,
+        facts: { memo: seed },
+        firstSeenAt: start,
+        fetchedAt: start + 1,
+      })),
+    );
+    const { named } = (await createReportsStore(store).auditRows("twice"))!.transactions;
+    expect(
+      [...named]
+        .map(([s, t]) => [s, t.slot, t.feeLamports, t.facts])
+        .sort((a, b) => Number(a[1]) - Number(b[1])),
+    ).toEqual(
+      ["escrow", "settle", "api-escrow", "api-settle", "conflict"].map((seed, i) => [
+        sig(seed),
+        i,
+        fee - BigInt(i),
+        { memo: seed },
+      ]),
+    );
   });
 
   it("lists jobs by keyset in both orders, ties broken by job id bytewise, with every filter", async () => {

@@ -1,5 +1,6 @@
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { AuditRecordSchema } from "../src/api/openapi-schemas.js";
 import { createRpcPool, type RpcPool } from "../src/chain/rpc-pool.js";
 import type { SqliteStore } from "../src/db/client.js";
 import { checkResults, jobs } from "../src/db/schema.js";
@@ -7,6 +8,7 @@ import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
 import { createLogger } from "../src/log.js";
 import { createJobsApiClient } from "../src/recorder/jobs-api.js";
 import { createSettlementBackfill } from "../src/recorder/settlement-backfill.js";
+import { auditRecord } from "../src/reports/audit-record.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { createTestStore } from "./support/store.js";
@@ -105,6 +107,56 @@ describe("verifying simulated jobs on the local chain", () => {
       });
     }
     expect(staked).toEqual(new Set([true, false]));
+    await rpc.close();
+  });
+
+  it("lists both settlements of a settled-twice job in its audit record, so its amounts add up from the movements listed", async () => {
+    const store = createTestStore();
+    const rpc = pool();
+    const { jobId } = await runRecordedJob(world, store, {
+      fault: "double-settle",
+      apiKeyIndex: 3,
+      consultJobsApi: true,
+    });
+    await verifyAll(store, rpc);
+    const record = (await auditRecord(store, jobId, { cluster: "mainnet-beta" }))!;
+    // The shape documented in /openapi.json.
+    expect(AuditRecordSchema.safeParse(JSON.parse(JSON.stringify(record))).success).toBe(true);
+    const { amounts } = record;
+    const settlements = record.transactions.filter((t) =>
+      t.namedAs.some((n) => n.endsWith("settlement")),
+    );
+    expect(settlements).toHaveLength(2);
+    // What the page lists, added up by who received it.
+    const counted = record.transactions.filter((t) => t.countedInAmounts);
+    const received = (account: (m: { account: string; owner: string | null }) => boolean) =>
+      counted
+        .flatMap((t) => t.tokenMovements)
+        .filter((m) => account(m) && BigInt(m.delta) > 0n)
+        .reduce((total, m) => total + BigInt(m.delta), 0n);
+    const worker = record.receipt.decentral.worker ?? record.jobsApi?.worker;
+    const vault = world.accounts.creditVaults[3]!.vault;
+    const listed = {
+      workerPaidUnits: received((m) => m.owner === worker).toString(),
+      treasuryPaidUnits: received(
+        (m) => m.account === world.accounts.treasury.tokenAccount,
+      ).toString(),
+      refundedUnits: received((m) => m.account === vault).toString(),
+      feesLamports: counted.reduce((total, t) => total + BigInt(t.feeLamports!), 0n).toString(),
+    };
+    expect(listed).toEqual({
+      workerPaidUnits: amounts.workerPaidUnits,
+      treasuryPaidUnits: amounts.treasuryPaidUnits,
+      refundedUnits: amounts.refundedUnits,
+      feesLamports: amounts.feesLamports,
+    });
+    // Two settlements paid twice: the listed settlements alone carry more than the header's.
+    expect(BigInt(amounts.workerPaidUnits!)).toBeGreaterThan(
+      BigInt(
+        record.settlement!.tokenMovements.find((m) => m.owner === worker && BigInt(m.delta) > 0n)!
+          .delta,
+      ),
+    );
     await rpc.close();
   });
 

@@ -222,22 +222,42 @@ const TokenMovementSchema = z.object({
   delta: z.string(),
 });
 
-const TransactionSchema = z
-  .object({
-    signature: z.string(),
-    explorerUrl: z.string(),
-    state: z.enum(["unknown", "landed", "finalized", "dropped", "pruned"]),
-    commitment: z.enum(["processed", "confirmed", "finalized"]).nullable(),
-    slot: z.number().int().nullable(),
-    blockTime: z.string().nullable(),
-    feeLamports: z.string().nullable(),
-    succeeded: z.boolean().nullable(),
-    err: z.unknown(),
-    tokenMovements: z.array(TokenMovementSchema),
-    fetchedAt: z.string().nullable(),
-  })
-  .nullable()
-  .openapi("ChainTransaction");
+const TransactionFields = z.object({
+  signature: z.string(),
+  explorerUrl: z.string(),
+  state: z.enum(["unknown", "landed", "finalized", "dropped", "pruned"]),
+  commitment: z.enum(["processed", "confirmed", "finalized"]).nullable(),
+  slot: z.number().int().nullable(),
+  blockTime: z.string().nullable(),
+  feeLamports: z.string().nullable(),
+  succeeded: z.boolean().nullable(),
+  err: z.unknown(),
+  tokenMovements: z.array(TokenMovementSchema),
+  fetchedAt: z.string().nullable(),
+});
+
+const TransactionSchema = TransactionFields.nullable().openapi("ChainTransaction");
+
+const NamedTransactionSchema = TransactionFields.extend({
+  namedAs: z
+    .array(
+      z.enum([
+        "receipt escrow",
+        "receipt settlement",
+        "jobs API escrow",
+        "jobs API settlement",
+        "conflicting receipt",
+      ]),
+    )
+    .describe("who named the transaction for this job, and as which step"),
+  countedInAmounts: z
+    .boolean()
+    .describe("whether the job's amounts count this transaction's money and fee"),
+  notCountedBecause: z
+    .string()
+    .nullable()
+    .describe("why the amounts leave it out: another job owns it, or no memo of this job"),
+}).openapi("NamedChainTransaction");
 
 const nullableUnits = z.string().nullable();
 
@@ -310,8 +330,15 @@ export const AuditRecordSchema = z
         response: z.unknown(),
       })
       .nullable(),
-    escrow: TransactionSchema,
-    settlement: TransactionSchema,
+    escrow: TransactionSchema.describe("the lock the receipt names"),
+    settlement: TransactionSchema.describe(
+      "the receipt's settlement, or the jobs API's when the receipt names none",
+    ),
+    transactions: z
+      .array(NamedTransactionSchema)
+      .describe(
+        "every transaction the job names (receipt, jobs API, conflicting receipts), each once: a second settlement or lock is counted in `amounts` too, so the amounts add up from this list",
+      ),
     amounts: z.object({
       escrowedUnits: nullableUnits,
       chargedUnits: nullableUnits,

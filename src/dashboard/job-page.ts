@@ -4,7 +4,7 @@ import { BASE, type Html, html, short, sol, usdc, utc, verdictBadge } from "./ht
 import type { DashboardSession } from "./sessions.js";
 
 type Check = AuditRecord["checks"][number];
-type Tx = NonNullable<AuditRecord["escrow"]>;
+type Tx = AuditRecord["transactions"][number];
 
 /** The verdict's reason in one or a few sentences, read before any detail. */
 function verdictReason(r: AuditRecord): Html {
@@ -75,10 +75,44 @@ ${passed.length > 0 ? html`<details${failing.length === 0 ? html` open` : ""}><s
 ${skipped.length > 0 ? html`<details><summary>${skipped.length} checks skipped, each with why</summary>${checkRows(skipped, "skipped-checks")}</details>` : ""}`;
 }
 
-function transaction(title: string, tx: Tx | null): Html {
-  if (!tx)
-    return html`<h3>${title}</h3><p class="muted">No ${title.toLowerCase()} transaction is named.</p>`;
-  return html`<h3>${title}</h3>
+/** A transaction's heading: the step it was named for, and by whom. */
+function transactionTitle(tx: Tx): string {
+  const steps = [
+    ...new Set(
+      tx.namedAs.map((n) =>
+        n.endsWith("escrow") ? "Escrow" : n.endsWith("settlement") ? "Settlement" : null,
+      ),
+    ),
+  ].filter((s) => s !== null);
+  const by = [
+    ...new Set(
+      tx.namedAs.map((n) =>
+        n.startsWith("receipt")
+          ? "the receipt"
+          : n.startsWith("jobs API")
+            ? "the jobs API"
+            : "a conflicting receipt",
+      ),
+    ),
+  ];
+  return `${steps.length > 0 ? steps.join(" and ") : "Transaction"}, named by ${by.join(", ")}`;
+}
+
+/**
+ * Every transaction the job names, each with its money movements: a second settlement (named
+ * by the jobs API) or a second lock is counted in the amounts like the first, so the section
+ * shows every one the amounts count and a reader can add the amounts up from it.
+ */
+function transactionsSection(txs: Tx[]): Html {
+  if (txs.length === 0) return html`<p class="muted">No transaction is named.</p>`;
+  const counted = txs.filter((t) => t.countedInAmounts).length;
+  return html`<p>${txs.length === 1 ? "One transaction is named" : `${txs.length} transactions are named`}; the amounts above count ${counted === txs.length ? (txs.length === 1 ? "it" : "all of them") : `${counted} of them (each other one says why not)`}.</p>
+${txs.map((t) => transaction(t))}`;
+}
+
+function transaction(tx: Tx): Html {
+  return html`<h3>${transactionTitle(tx)}</h3>
+${tx.countedInAmounts ? "" : html`<p><strong>Not counted in this job's amounts</strong>: ${tx.notCountedBecause}.</p>`}
 <dl class="facts">
 <dt>signature</dt><dd><span class="mono">${tx.signature}</span><br><a href="${tx.explorerUrl}" rel="noopener noreferrer" target="_blank">Open in Solana Explorer<span class="muted"> (new tab)</span></a></dd>
 <dt>state</dt><dd>${tx.state}${tx.commitment && tx.commitment !== tx.state ? ` at ${tx.commitment}` : ""}${tx.succeeded === false ? html` — <strong class="outcome-fail">failed</strong> ${tx.err ? JSON.stringify(tx.err) : ""}` : ""}</dd>
@@ -164,8 +198,7 @@ ${facts([
 <h2>Checks</h2>
 ${checksSection(r.checks)}
 <h2>Transactions</h2>
-${transaction("Escrow", r.escrow)}
-${transaction("Settlement", r.settlement)}
+${transactionsSection(r.transactions)}
 <h2>Receipt</h2>
 ${facts([
   ["source", rc.source],

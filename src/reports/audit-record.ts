@@ -1,7 +1,12 @@
 import { withoutUrlSecrets } from "../chain/url-secrets.js";
 import type { Store } from "../db/client.js";
 import { formatUnits } from "../money.js";
-import { type AuditTransaction, reportsStore } from "../store/reports.js";
+import {
+  type AuditRows,
+  type AuditTransaction,
+  namedSignatures,
+  reportsStore,
+} from "../store/reports.js";
 import { type UnprovenCode, unprovenCodes } from "../verify/check-catalogue.js";
 import { isoOf } from "./period.js";
 
@@ -87,9 +92,69 @@ function transactionRecord(
   };
 }
 
+/** Who named a transaction for the job, and as which step. */
+export type NamedAs =
+  | "receipt escrow"
+  | "receipt settlement"
+  | "jobs API escrow"
+  | "jobs API settlement"
+  | "conflicting receipt";
+
+/**
+ * Signatures whose money the job's amounts leave out, with why, as its last evaluation wrote
+ * them in its checks: one another job owns (`signatures.unique`), and one a conflicting receipt
+ * names that carries no memo of this job (`signatures.explained`).
+ */
+function leftOut(checks: AuditRows["checks"]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const c of checks) {
+    if (c.outcome !== "fail") continue;
+    if (c.name === "signatures.unique" && Array.isArray(c.actual)) {
+      for (const f of c.actual as { signature?: unknown; owner?: unknown }[]) {
+        if (typeof f?.signature === "string" && typeof f.owner === "string") {
+          out.set(f.signature, `its money is counted for job ${f.owner}, whose memo it carries`);
+        }
+      }
+    }
+    const unexplained = (c.actual as { unexplained?: unknown } | null)?.unexplained;
+    if (c.name === "signatures.explained" && Array.isArray(unexplained)) {
+      for (const s of unexplained) {
+        if (typeof s === "string") out.set(s, "it carries no memo of this job");
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Every transaction the job names, each once with who named it and its token movements: a
+ * second settlement or lock (named by the jobs API or a conflicting receipt) is counted in the
+ * amounts like the first, so a reader adds the amounts up from this list, not from `escrow`
+ * and `settlement` alone.
+ */
+function namedTransactions(rows: AuditRows, explorer: ExplorerCluster) {
+  const { job } = rows;
+  const excluded = leftOut(rows.checks);
+  return namedSignatures(job).map((signature) => {
+    const namedAs: NamedAs[] = [];
+    if (signature === job.escrowTx) namedAs.push("receipt escrow");
+    if (signature === job.settlementTx) namedAs.push("receipt settlement");
+    if (signature === job.apiEscrowTx) namedAs.push("jobs API escrow");
+    if (signature === job.apiSettlementTx) namedAs.push("jobs API settlement");
+    if ((job.conflictSignatures ?? []).includes(signature)) namedAs.push("conflicting receipt");
+    const why = excluded.get(signature) ?? null;
+    return {
+      ...transactionRecord(signature, rows.transactions.named.get(signature) ?? null, explorer)!,
+      namedAs,
+      countedInAmounts: why === null,
+      notCountedBecause: why,
+    };
+  });
+}
+
 /**
  * Everything recorded and proven about one job: the receipt, conflicting receipts, what the
- * jobs API said, both transactions, every check and the verdict. Null for an unknown job.
+ * jobs API said, every transaction it names, every check and the verdict. Null for an unknown job.
  * Only primary-key and indexed point lookups, so its cost does not grow with the table.
  */
 export async function auditRecord(store: Store, jobId: string, explorer: ExplorerCluster) {
@@ -159,6 +224,7 @@ export async function auditRecord(store: Store, jobId: string, explorer: Explore
           },
     escrow: transactionRecord(job.escrowTx, escrow ?? null, explorer),
     settlement: transactionRecord(settlementTx, settlement ?? null, explorer),
+    transactions: namedTransactions(rows, explorer),
     amounts: {
       escrowedUnits: str(job.escrowedUnits),
       chargedUnits: str(job.chargedUnits),

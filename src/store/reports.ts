@@ -127,7 +127,24 @@ export interface AuditRows {
     escrow: AuditTransaction | null;
     /** The receipt's settlement, or the jobs API's when a streamed receipt has none. */
     settlement: AuditTransaction | null;
+    /**
+     * Every transaction the job names that is stored, by signature: the receipt's, the jobs
+     * API's and those of conflicting receipts. A job's amounts may count all of them.
+     */
+    named: ReadonlyMap<string, AuditTransaction>;
   };
+}
+
+/** Every signature a job names: receipt, jobs API, conflicting receipts; each once. */
+export function namedSignatures(job: AuditRows["job"]): string[] {
+  const all = [
+    job.escrowTx,
+    job.apiEscrowTx,
+    job.settlementTx,
+    job.apiSettlementTx,
+    ...(Array.isArray(job.conflictSignatures) ? job.conflictSignatures : []),
+  ];
+  return [...new Set(all.filter((s): s is string => typeof s === "string"))];
 }
 
 /** Where a keyset page starts: strictly after this (created_at, job_id). */
@@ -364,6 +381,11 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
     const row = audit.job.get({ jobId });
     if (!row) return null;
     const { job, apiResponse } = row;
+    const named = new Map<string, AuditTransaction>();
+    for (const signature of namedSignatures(job)) {
+      const tx = storedTransaction(signature);
+      if (tx) named.set(signature, tx);
+    }
     return {
       job,
       apiResponse: apiResponse ?? null,
@@ -372,6 +394,7 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
       transactions: {
         escrow: storedTransaction(job.escrowTx),
         settlement: storedTransaction(job.settlementTx ?? job.apiSettlementTx),
+        named,
       },
     };
   };

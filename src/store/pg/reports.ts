@@ -206,6 +206,20 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
         FROM check_results c WHERE c.job_id = jobs.job_id)`,
       escrow: transactionJson(sql`jobs.escrow_tx`),
       settlement: transactionJson(sql`coalesce(jobs.settlement_tx, jobs.api_settlement_tx)`),
+      // Every transaction the job names (receipt, jobs API, conflicting receipts), by
+      // signature; each a primary-key lookup.
+      named: sql<Record<string, TransactionJson>>`(SELECT coalesce(json_object_agg(t.signature,
+          json_build_object(
+            'state', t.state, 'commitment', t.commitment, 'slot', t.slot,
+            'blockTime', t.block_time, 'feeLamports', t.fee_lamports::text,
+            'succeeded', t.succeeded, 'err', t.err, 'facts', t.facts,
+            'fetchedAt', t.fetched_at)), '{}'::json)
+        FROM chain_transactions t WHERE t.signature IN (
+          SELECT s FROM unnest(ARRAY[jobs.escrow_tx, jobs.api_escrow_tx, jobs.settlement_tx,
+            jobs.api_settlement_tx]) AS s
+          UNION SELECT e.value FROM json_array_elements_text(CASE
+            WHEN json_typeof(jobs.conflict_signatures) = 'array' THEN jobs.conflict_signatures
+            ELSE '[]'::json END) AS e))`,
     })
     .from(jobs)
     .where(eq(jobs.jobId, jobId))
@@ -399,7 +413,13 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
         apiResponse: row.apiResponse ?? null,
         conflicts: row.conflicts,
         checks: row.checks,
-        transactions: { escrow: transaction(row.escrow), settlement: transaction(row.settlement) },
+        transactions: {
+          escrow: transaction(row.escrow),
+          settlement: transaction(row.settlement),
+          named: new Map(
+            Object.entries(row.named ?? {}).map(([signature, t]) => [signature, transaction(t)!]),
+          ),
+        },
       } as AuditRows;
     },
     async jobRows(filter, cursor, order, limit) {
