@@ -481,6 +481,36 @@ describe("status page", () => {
   });
 });
 
+describe("jobs waiting on RPC trouble", () => {
+  it("the overview, reconciliation and status pages say how many, since when and the last error", async () => {
+    const d = await dashboard();
+    insertJob(d.store, {
+      jobId: "job_rpc_down",
+      verdict: "error",
+      createdAt: DASHBOARD_NOW - 3_600_000,
+      lastError: "all RPC endpoints failed: fetch failed (https://rpc.example/?api-key=secret)",
+      chargedUnits: null,
+      escrowedUnits: null,
+    });
+    const { cookie } = await d.signIn(d.tokens.read);
+    for (const path of ["/dashboard", "/dashboard/reconciliation", "/dashboard/status"]) {
+      const html = await (await d.page(path, cookie)).text();
+      const note = /<p class="error" role="alert" data-status="rpc-trouble">(.*?)<\/p>/s.exec(html);
+      expect({ path, note: note?.[1] ?? null }).toEqual({
+        path,
+        note: expect.stringContaining("1 job is waiting on Solana RPC trouble"),
+      });
+      expect(note![1]).toContain("recorded 2026-11-20 11:00 UTC");
+      expect(note![1]).toContain("all RPC endpoints failed: fetch failed");
+      expect(note![1]).not.toContain("secret");
+    }
+    const status = await (await d.page("/dashboard/status", cookie)).text();
+    expect(status).toMatch(
+      /data-status="rpc-waiting"><strong class="outcome-fail">failing<\/strong> 1 jobs/,
+    );
+  });
+});
+
 describe("the credit vault statement page", () => {
   it("shows each known vault's balance walk for the period, or says the ledger is off", async () => {
     const off = await dashboard();

@@ -56,6 +56,46 @@ describe.each(dialects)("%s", (dialect) => {
     expect(await locks.holder("free")).toBeNull();
   });
 
+  it("counts the jobs waiting on RPC trouble, the oldest of them and the last error", async () => {
+    const store = await stores.open();
+    const ops = createOpsStore(store);
+    expect(await ops.rpcTrouble()).toEqual({
+      jobs: 0,
+      oldestCreatedAt: null,
+      lastAt: null,
+      lastError: null,
+    });
+    const t0 = Date.UTC(2026, 10, 20);
+    await seedRows(store, "jobs", [
+      jobRow({
+        jobId: "e_old",
+        createdAt: t0,
+        verdict: "error",
+        lastError: "fetch failed",
+        updatedAt: t0 + 5_000,
+      }),
+      jobRow({
+        jobId: "e_new",
+        createdAt: t0 + HOUR,
+        verdict: "rpc_disagreement",
+        lastError: "endpoints disagree on the settlement",
+        updatedAt: t0 + 9_000,
+      }),
+      jobRow({
+        jobId: "pending",
+        createdAt: t0 - HOUR,
+        verdict: "pending",
+        updatedAt: t0 + 99_000,
+      }),
+    ]);
+    expect(await ops.rpcTrouble()).toEqual({
+      jobs: 2,
+      oldestCreatedAt: t0,
+      lastAt: t0 + 9_000,
+      lastError: "endpoints disagree on the settlement",
+    });
+  });
+
   it("answers readiness, job counts, the unverified jobs of a window with their failing checks, and what was unproven", async () => {
     const store = await stores.open();
     const ops = createOpsStore(store);

@@ -1,5 +1,6 @@
 import { DAY_MS, dayOf } from "../reports/period.js";
 import type { ReconciliationFigures, ReconciliationReport } from "../reports/reconciliation.js";
+import type { RpcTrouble } from "../store/ops.js";
 import { type ChartDay, chargedVsVerifiedChart } from "./chart.js";
 import { BASE, count, type Html, html, sol, usdc } from "./html.js";
 import type { DashboardPeriod } from "./period.js";
@@ -63,12 +64,16 @@ function chartDays(report: ReconciliationReport): ChartDay[] {
 }
 
 /** The overview: the money of the period, its verdicts, and charged vs verified per day. */
-export function overviewBody(period: DashboardPeriod, report: ReconciliationReport): Html {
+export function overviewBody(
+  period: DashboardPeriod,
+  report: ReconciliationReport,
+  trouble: RpcTrouble | null = null,
+): Html {
   const t = report.totals;
   const q = period.query;
   return html`<h1>Overview</h1>
 ${periodPicker("", period)}
-${completeness(report)}
+${completeness(report, trouble)}
 <h2>Money, USDC</h2>
 <div class="cards">
 ${moneyCards.map(([key, label]) => card(key, label, usdc(t[key]), `${t[key].toString()} base units`))}

@@ -1,5 +1,7 @@
+import { withoutUrlSecrets } from "../chain/url-secrets.js";
 import { RECORDING_MARGIN_MS } from "../reports/period.js";
-import { BASE, type Html, html, raw } from "./html.js";
+import type { RpcTrouble } from "../store/ops.js";
+import { BASE, count, type Html, html, raw, utc } from "./html.js";
 import type { DashboardPeriod } from "./period.js";
 
 const options = [
@@ -33,14 +35,27 @@ ${extra}
 }
 
 /**
- * When the figures stop moving, said plainly: every job before `dataCompleteUntil` has a final
- * verdict.
+ * Jobs waiting on RPC trouble, said so: they are retried with backoff and never look overdue,
+ * so without this the figures read as merely in progress while they cannot move at all.
  */
-export function completeness(report: {
-  dataCompleteUntil: number;
-  to: number;
-  generatedAt: number;
-}): Html {
+export function rpcTroubleNote(trouble: RpcTrouble | null): Html {
+  if (trouble === null || trouble.jobs === 0) return html``;
+  const n = trouble.jobs === 1 ? "1 job is" : `${count(trouble.jobs)} jobs are`;
+  return html`<p class="error" role="alert" data-status="rpc-trouble"><strong>${n} waiting on Solana RPC trouble</strong>: the chain could not be read (or its endpoints disagreed), so their figures cannot move until the RPC answers. The oldest was recorded ${utc(trouble.oldestCreatedAt)}; the last attempt, ${utc(trouble.lastAt)}, failed${trouble.lastError ? html`: <span class="mono">${withoutUrlSecrets(trouble.lastError)}</span>` : ""}. <a href="${BASE}/status">See the status page</a>.</p>`;
+}
+
+/**
+ * When the figures stop moving, said plainly: every job before `dataCompleteUntil` has a final
+ * verdict. Jobs waiting on RPC trouble are named: their figures are stalled, not in progress.
+ */
+export function completeness(
+  report: {
+    dataCompleteUntil: number;
+    to: number;
+    generatedAt: number;
+  },
+  trouble: RpcTrouble | null = null,
+): Html {
   const at = (ms: number) => {
     const iso = new Date(ms).toISOString();
     return `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC`;
@@ -53,5 +68,6 @@ export function completeness(report: {
   if (report.dataCompleteUntil >= report.generatedAt - RECORDING_MARGIN_MS) {
     return html`<p class="final">Every job recorded so far has a final verdict: figures before <strong>${at(report.dataCompleteUntil)}</strong> are final; jobs recorded since will be added.</p>`;
   }
-  return html`<p class="final open">Figures before <strong>${at(report.dataCompleteUntil)}</strong> are final; jobs after that are still being verified and may move.</p>`;
+  return html`<p class="final open">Figures before <strong>${at(report.dataCompleteUntil)}</strong> are final; jobs after that are still being verified and may move.</p>
+${rpcTroubleNote(trouble)}`;
 }

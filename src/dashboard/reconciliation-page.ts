@@ -6,6 +6,7 @@ import {
   type ReconciliationGroup,
   type ReconciliationReport,
 } from "../reports/reconciliation.js";
+import type { RpcTrouble } from "../store/ops.js";
 import { BASE, count, type Html, html, raw, sol, usdc } from "./html.js";
 import type { DashboardPeriod } from "./period.js";
 import { completeness, periodPicker } from "./period-picker.js";
@@ -69,6 +70,7 @@ export function reconciliationBody(
   report: ReconciliationReport,
   sort: SortKey,
   dir: "asc" | "desc",
+  trouble: RpcTrouble | null = null,
 ): Html {
   const base = `${period.query}&groupBy=${report.groupBy}`;
   const header = (key: SortKey, label: string, numeric: boolean) => {
@@ -94,7 +96,7 @@ ${periodPicker(
       html`<option value="${g}"${g === report.groupBy ? raw(" selected") : ""}>${groupLabel[g]}</option>`,
   )}</select></label>`,
 )}
-${completeness(report)}
+${completeness(report, trouble)}
 <p><a class="button" href="${BASE}/reconciliation.csv?${base}" download>Download CSV</a>
 <span class="muted">the API's CSV of this period and grouping (amounts in base units and USDC).</span></p>
 <div class="scroll" tabindex="0" role="region" aria-label="Reconciliation table">

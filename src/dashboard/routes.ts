@@ -20,6 +20,7 @@ import {
   reconciliationReport,
   reconciliationToCsv,
 } from "../reports/reconciliation.js";
+import { createOpsStore } from "../store/ops.js";
 import type { Profile } from "../verify/profiles.js";
 import { dashboardCss } from "./assets.js";
 import { type DiscrepancyFilter, discrepanciesBody } from "./discrepancies-page.js";
@@ -130,6 +131,7 @@ function queryOf(c: Ctx) {
 export function dashboardRoutes(deps: DashboardDeps) {
   const ttl = deps.sessionTtlMs ?? SESSION_TTL_MS;
   const app = new Hono<DashboardEnv>();
+  const ops = createOpsStore(deps.store);
 
   app.use("*", async (c, next) => {
     await next();
@@ -277,7 +279,8 @@ export function dashboardRoutes(deps: DashboardDeps) {
       { from: period.from, to: period.to, groupBy: "day" },
       deps.now,
     );
-    return render(c, 200, "Overview", "overview", overviewBody(period, report));
+    const trouble = await ops.rpcTrouble();
+    return render(c, 200, "Overview", "overview", overviewBody(period, report, trouble));
   });
 
   const groupByOf = (c: Ctx): GroupBy => {
@@ -306,7 +309,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
       200,
       "Reconciliation",
       "reconciliation",
-      reconciliationBody(period, report, sort, dir),
+      reconciliationBody(period, report, sort, dir, await ops.rpcTrouble()),
     );
   });
 
@@ -402,7 +405,8 @@ export function dashboardRoutes(deps: DashboardDeps) {
       { from: period.from, to: period.to, groupBy: "worker" },
       deps.now,
     );
-    return render(c, 200, "Workers", "workers", workersBody(period, report));
+    const trouble = await ops.rpcTrouble();
+    return render(c, 200, "Workers", "workers", workersBody(period, report, trouble));
   });
 
   app.get("/workers/:address", async (c) => {
@@ -421,13 +425,14 @@ export function dashboardRoutes(deps: DashboardDeps) {
       200,
       "Worker statement",
       "workers",
-      workerStatementBody(worker, period, report),
+      workerStatementBody(worker, period, report, await ops.rpcTrouble()),
     );
   });
 
   app.get("/status", async (c) => {
     const at = deps.now();
     const fromStore = await storeStatus(deps.store, at);
+    const rpcTrouble = await ops.rpcTrouble();
     const rpc = await probeRpc(deps.readiness);
     const endpoints = deps.metrics ? await endpointHealth(deps.metrics) : [];
     return render(
@@ -439,6 +444,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
         ...fromStore,
         maxLagSeconds: deps.readiness?.maxLagSeconds ?? 3600,
         rpc,
+        rpcTrouble,
         endpoints,
         profile: (await deps.readiness?.profile?.()) ?? null,
       }),

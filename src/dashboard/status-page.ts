@@ -1,9 +1,10 @@
 import type { Store } from "../db/client.js";
 import { dataCompleteUntil } from "../reports/reconciliation.js";
 import { dashboardStore } from "../store/dashboard.js";
-import { createOpsStore } from "../store/ops.js";
+import { createOpsStore, type RpcTrouble } from "../store/ops.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
 import { count, type Html, html, utc } from "./html.js";
+import { rpcTroubleNote } from "./period-picker.js";
 
 /** One RPC endpoint's request counts by outcome, from the pool's counters. */
 export interface EndpointHealth {
@@ -19,6 +20,8 @@ export interface StatusFacts {
   behindSeconds: number;
   maxLagSeconds: number;
   rpc: { ok: boolean; detail?: string };
+  /** Jobs whose last round ended in RPC trouble, retried with backoff (never "behind"). */
+  rpcTrouble: RpcTrouble;
   endpoints: EndpointHealth[];
   lastRun: {
     status: string;
@@ -65,8 +68,10 @@ export function statusBody(s: StatusFacts): Html {
 <dl class="facts">
 <dt>queue depth</dt><dd data-status="queue">${count(s.queueDepth)} jobs waiting for a final verdict</dd>
 <dt>verifier behind schedule</dt><dd data-status="behind">${okText(s.behindSeconds <= s.maxLagSeconds)} ${count(s.behindSeconds)} s (the job due soonest, past its due time; at most ${count(s.maxLagSeconds)} s is ready)</dd>
+<dt>waiting on RPC trouble</dt><dd data-status="rpc-waiting">${okText(s.rpcTrouble.jobs === 0)} ${count(s.rpcTrouble.jobs)} jobs (retried with backoff, so never behind schedule; their figures cannot move until the RPC answers)</dd>
 <dt>verification lag</dt><dd data-status="lag">${count(s.lagSeconds)} s (the oldest job without a final verdict: reports are complete up to then)</dd>
 </dl>
+${rpcTroubleNote(s.rpcTrouble)}
 <h2>Solana RPC</h2>
 <p>Probe (<span class="mono">getSlot</span> at finalized): ${okText(s.rpc.ok)}${s.rpc.detail ? html` — ${s.rpc.detail}` : ""}</p>
 ${

@@ -1,16 +1,21 @@
 import type { ReconciliationReport } from "../reports/reconciliation.js";
+import type { RpcTrouble } from "../store/ops.js";
 import { BASE, count, type Html, html, sol, usdc } from "./html.js";
 import type { DashboardPeriod } from "./period.js";
 import { completeness, periodPicker } from "./period-picker.js";
 
 /** Every worker paid in the period, with a link to its statement. */
-export function workersBody(period: DashboardPeriod, report: ReconciliationReport): Html {
+export function workersBody(
+  period: DashboardPeriod,
+  report: ReconciliationReport,
+  trouble: RpcTrouble | null = null,
+): Html {
   const groups = [...report.groups].sort((a, b) =>
     a.workerPaidUnits === b.workerPaidUnits ? 0 : a.workerPaidUnits > b.workerPaidUnits ? -1 : 1,
   );
   return html`<h1>Workers</h1>
 ${periodPicker("/workers", period)}
-${completeness(report)}
+${completeness(report, trouble)}
 <div class="scroll" tabindex="0" role="region" aria-label="Workers">
 <table><thead><tr><th scope="col">worker</th><th scope="col" class="num">jobs</th><th scope="col" class="num">verified</th><th scope="col" class="num">flagged</th><th scope="col" class="num">charged, USDC</th><th scope="col" class="num">paid to the worker, USDC</th></tr></thead>
 <tbody>${groups.map(
@@ -30,12 +35,13 @@ export function workerStatementBody(
   worker: string,
   period: DashboardPeriod,
   report: ReconciliationReport,
+  trouble: RpcTrouble | null = null,
 ): Html {
   const t = report.totals;
   return html`<h1>Worker statement</h1>
 <p class="mono">${worker}</p>
 ${periodPicker(`/workers/${encodeURIComponent(worker)}`, period)}
-${completeness(report)}
+${completeness(report, trouble)}
 <div class="cards">
 <div class="card"><div class="label">Paid to this worker, USDC</div><div class="value">${usdc(t.workerPaidUnits)}</div><div class="sub">${t.workerPaidUnits.toString()} base units</div></div>
 <div class="card"><div class="label">Of which on verified jobs</div><div class="value">${usdc(t.verifiedWorkerPaidUnits)}</div><div class="sub">on disputed jobs: ${usdc(t.disputedWorkerPaidUnits)}</div></div>

@@ -1,13 +1,28 @@
 import { statSync } from "node:fs";
-import { and, asc, count, eq, gte, inArray, lt, sql } from "drizzle-orm";
+import { and, asc, count, desc, eq, gte, inArray, lt, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { checkResults, jobs, openVerdicts, type Verdict, verdictIsOpen } from "../db/schema.js";
 import { createPgOpsStore } from "./pg/ops.js";
+import { rpcTroubleVerdicts } from "./queue-rules.js";
 
 /** A job of a window that did not end verified. */
 export interface UnverifiedJob {
   jobId: string;
   verdict: Verdict;
+}
+
+/**
+ * Jobs waiting on RPC trouble: their last round could not read the chain (`error`) or the
+ * endpoints disagreed (`rpc_disagreement`). They are retried with backoff, so none is overdue,
+ * yet their figures cannot move until the RPC answers.
+ */
+export interface RpcTrouble {
+  jobs: number;
+  /** When the oldest of them was recorded: the figures from then on wait on the RPC. */
+  oldestCreatedAt: number | null;
+  /** The latest round that ended in trouble, and what it said. */
+  lastAt: number | null;
+  lastError: string | null;
 }
 
 /**
@@ -21,6 +36,8 @@ export interface OpsStore {
   jobExists(jobId: string): Promise<boolean>;
   /** Jobs without a final verdict (the verification queue's depth). */
   countOpenJobs(): Promise<number>;
+  /** Jobs waiting on RPC trouble: how many, the oldest, the last error. */
+  rpcTrouble(): Promise<RpcTrouble>;
   /** Jobs whose verdict is `verdict`, whenever created. */
   countJobsWithVerdict(verdict: Verdict): Promise<number>;
   /**
@@ -97,6 +114,22 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
     .from(jobs)
     .where(eq(jobs.verdict, sql.placeholder("verdict")))
     .prepare();
+  const trouble = db
+    .select({
+      n: count(),
+      oldest: sql<number | null>`min(${jobs.createdAt})`,
+      lastAt: sql<number | null>`max(${jobs.updatedAt})`,
+    })
+    .from(jobs)
+    .where(inArray(jobs.verdict, rpcTroubleVerdicts))
+    .prepare();
+  const lastTrouble = db
+    .select({ lastError: jobs.lastError })
+    .from(jobs)
+    .where(inArray(jobs.verdict, rpcTroubleVerdicts))
+    .orderBy(desc(jobs.updatedAt))
+    .limit(1)
+    .prepare();
   const unverifiedInWindow = db
     .select({ jobId: jobs.jobId, verdict: jobs.verdict })
     .from(jobs)
@@ -144,6 +177,16 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
     },
     async countJobsWithVerdict(verdict) {
       return withVerdict.get({ verdict })?.n ?? 0;
+    },
+    async rpcTrouble() {
+      const row = trouble.get();
+      const n = row?.n ?? 0;
+      return {
+        jobs: n,
+        oldestCreatedAt: n === 0 ? null : Number(row?.oldest),
+        lastAt: n === 0 ? null : Number(row?.lastAt),
+        lastError: n === 0 ? null : (lastTrouble.get()?.lastError ?? null),
+      };
     },
     async oldestDueAt() {
       return (oldestDue.get() as number | null) ?? null;

@@ -1,5 +1,10 @@
 /* The rules of the verifier's queue that do not touch a database, shared by both dialects. */
 
+import type { Verdict } from "../db/schema.js";
+
+/** Verdicts of a job whose last round ended in RPC trouble; it is retried with backoff. */
+export const rpcTroubleVerdicts: Verdict[] = ["error", "rpc_disagreement"];
+
 /** Which jobs a run covers. */
 export interface QueueFilter {
   /** Jobs created at or after this time (ms since epoch). */

@@ -1,8 +1,9 @@
-import { and, asc, count, eq, gte, inArray, lt, sql } from "drizzle-orm";
+import { and, asc, count, desc, eq, gte, inArray, lt, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { checkResults, jobs } from "../../db/pg/schema.js";
 import { type Verdict, verdictIsOpen } from "../../db/schema.js";
 import type { OpsStore } from "../ops.js";
+import { rpcTroubleVerdicts } from "../queue-rules.js";
 
 const unverified: Verdict[] = ["discrepancy", "dropped", "unverifiable"];
 
@@ -41,6 +42,22 @@ export function createPgOpsStore(store: PgStore): OpsStore {
     .from(jobs)
     .where(eq(jobs.verdict, sql.placeholder("verdict")))
     .prepare("ops_jobs_with_verdict");
+  const trouble = db
+    .select({
+      n: count(),
+      oldest: sql<string | null>`min(${jobs.createdAt})`,
+      lastAt: sql<string | null>`max(${jobs.updatedAt})`,
+    })
+    .from(jobs)
+    .where(inArray(jobs.verdict, rpcTroubleVerdicts))
+    .prepare("ops_rpc_trouble");
+  const lastTrouble = db
+    .select({ lastError: jobs.lastError })
+    .from(jobs)
+    .where(inArray(jobs.verdict, rpcTroubleVerdicts))
+    .orderBy(desc(jobs.updatedAt))
+    .limit(1)
+    .prepare("ops_rpc_trouble_last");
   // job_id bytewise (COLLATE "C") breaks ties as SQLite does.
   const unverifiedInWindow = db
     .select({ jobId: jobs.jobId, verdict: jobs.verdict })
@@ -80,6 +97,17 @@ export function createPgOpsStore(store: PgStore): OpsStore {
     },
     async countJobsWithVerdict(verdict) {
       return Number((await withVerdict.execute({ verdict }))[0]?.n ?? 0);
+    },
+    async rpcTrouble() {
+      const row = (await trouble.execute())[0];
+      const n = Number(row?.n ?? 0);
+      if (n === 0) return { jobs: 0, oldestCreatedAt: null, lastAt: null, lastError: null };
+      return {
+        jobs: n,
+        oldestCreatedAt: Number(row?.oldest),
+        lastAt: Number(row?.lastAt),
+        lastError: (await lastTrouble.execute())[0]?.lastError ?? null,
+      };
     },
     async oldestDueAt() {
       const at = (await oldestDue.execute())[0]?.at;
