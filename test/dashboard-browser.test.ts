@@ -244,6 +244,24 @@ describe.skipIf(!chromiumPath && !inCi)(
       await context.close();
     });
 
+    it("shows the dates typed into the picker without the menu switched to a custom range", async () => {
+      const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+      const page = await context.newPage();
+      await signIn(page, token);
+      await page.waitForURL(`${service.url}/dashboard`);
+      await page.goto(`${service.url}/dashboard/reconciliation`);
+      await page.getByLabel("From day (custom)").fill("2026-10-31");
+      await page.getByLabel("To day, inclusive (custom)").fill("2026-10-31");
+      await page.getByRole("button", { name: "Show" }).click();
+      await page.waitForURL(/from=2026-10-31/);
+      await expect(page.locator(".note").first().textContent()).resolves.toContain(
+        "Showing 2026-10-31 00:00 UTC up to 2026-10-31 24:00 UTC",
+      );
+      await expect(page.getByLabel("Period (UTC)").inputValue()).resolves.toBe("custom");
+      await expect(page.getByLabel("From day (custom)").inputValue()).resolves.toBe("2026-10-31");
+      await context.close();
+    });
+
     it("reads at 390 px wide", async () => {
       const context = await browser.newContext({
         viewport: { width: 390, height: 844 },

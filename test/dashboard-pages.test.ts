@@ -245,6 +245,44 @@ describe("dashboard pages", () => {
     expect(await notWorker.text()).toContain("A worker address is a base58 address");
   });
 
+  it("uses dates typed into the picker whatever its menu says, and a menu changed alone", async () => {
+    const d = await dashboard();
+    const { cookie } = await d.signIn(d.tokens.read);
+    // The form as the month page sends it: the menu left on month, the dates typed over.
+    const typed = await d.page(
+      "/dashboard/reconciliation?period=month&from=2026-10-31&to=2026-10-31&shown=2026-11-01..2026-11-20",
+      cookie,
+    );
+    const html = await typed.text();
+    expect(html).toContain("Showing 2026-10-31 00:00 UTC up to 2026-10-31 24:00 UTC");
+    expect(html).toContain('<option value="custom" selected>');
+    expect(html).toContain('name="shown" value="2026-10-31..2026-10-31"');
+    // The menu changed, the dates left as shown: the menu's period.
+    const menu = await (
+      await d.page(
+        "/dashboard?period=day&from=2026-11-01&to=2026-11-20&shown=2026-11-01..2026-11-20",
+        cookie,
+      )
+    ).text();
+    expect(menu).toContain("Showing 2026-11-20 00:00 UTC up to 2026-11-20 24:00 UTC");
+    // A date typed wrong is refused with a message, not dropped.
+    const half = await d.page(
+      "/dashboard?period=month&from=&to=2026-11-03&shown=2026-11-01..2026-11-20",
+      cookie,
+    );
+    expect(half.status).toBe(400);
+    expect(await half.text()).toContain("from: a date is needed");
+    // Discrepancies: dates typed under "All time" filter by them.
+    const all = await (
+      await d.page(
+        "/dashboard/discrepancies?period=all&from=2026-10-01&to=2026-10-02&shown=",
+        cookie,
+      )
+    ).text();
+    expect(all).toContain('<option value="custom" selected>');
+    expect(all).toContain('name="from" value="2026-10-01"');
+  });
+
   it("the reconciliation table's total row and CSV are the API's", async () => {
     const d = await dashboard();
     const { cookie } = await d.signIn(d.tokens.read);

@@ -1,7 +1,7 @@
 import type { listDiscrepancies } from "../reports/job-listing.js";
 import { checkCatalogue, checkNames } from "../verify/check-catalogue.js";
 import { BASE, type Html, html, raw, short, usdc, utc, verdictBadge } from "./html.js";
-import type { DashboardPeriod } from "./period.js";
+import { type DashboardPeriod, shownDays } from "./period.js";
 
 export type DiscrepancyPage = Awaited<ReturnType<typeof listDiscrepancies>>;
 
@@ -50,6 +50,7 @@ export function discrepanciesBody(f: DiscrepancyFilter, result: DiscrepancyPage)
   )}</select></label>
 <label>From day (custom)<input type="date" name="from" value="${f.period?.firstDay ?? ""}"></label>
 <label>To day, inclusive (custom)<input type="date" name="to" value="${f.period?.lastDay ?? ""}"></label>
+<input type="hidden" name="shown" value="${shownDays(f.period)}">
 <button class="primary" type="submit">Filter</button>
 </form>
 ${f.check && f.check in checkCatalogue ? html`<p class="note"><strong>${f.check}</strong>: ${checkCatalogue[f.check as keyof typeof checkCatalogue]}</p>` : ""}

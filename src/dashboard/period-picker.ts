@@ -2,7 +2,7 @@ import { withoutUrlSecrets } from "../chain/url-secrets.js";
 import { RECORDING_MARGIN_MS } from "../reports/period.js";
 import type { RpcTrouble } from "../store/ops.js";
 import { BASE, count, type Html, html, raw, utc } from "./html.js";
-import type { DashboardPeriod } from "./period.js";
+import { type DashboardPeriod, shownDays } from "./period.js";
 
 const options = [
   ["day", "Today"],
@@ -28,6 +28,7 @@ export function periodPicker(
   )}</select></label>
 <label>From day (custom)<input type="date" name="from" value="${period.firstDay}"></label>
 <label>To day, inclusive (custom)<input type="date" name="to" value="${period.lastDay}"></label>
+<input type="hidden" name="shown" value="${shownDays(period)}">
 ${extra}
 <button class="primary" type="submit">Show</button>
 </form>

@@ -45,16 +45,50 @@ function ofDays(kind: PeriodKind, fromDay: number, toDayExclusive: number): Dash
   };
 }
 
+/** What a picker query carries: the menu, the date fields, and the days the form showed. */
+export interface PeriodQuery {
+  period?: string;
+  from?: string;
+  to?: string;
+  /**
+   * The days the form showed in its date fields (`first..last`, empty when none), sent back
+   * with it: dates that differ from them were typed by the person, whatever the menu says.
+   */
+  shown?: string;
+}
+
+/** The `shown` value of a period's form: the days its date fields hold. */
+export function shownDays(period: DashboardPeriod | null): string {
+  return period === null ? "" : `${period.firstDay}..${period.lastDay}`;
+}
+
+/**
+ * Whether the query's dates were changed from what the form showed (or, without `shown`, from
+ * the days of the period the menu names): such dates are a custom range and must be used, not
+ * dropped because the menu still says "Month to date". A menu changed with the dates left as
+ * shown takes the menu's period.
+ */
+export function datesEdited(query: PeriodQuery, now: number): boolean {
+  const from = query.from ?? "";
+  const to = query.to ?? "";
+  if (query.period === "custom" || (from === "" && to === "")) return false;
+  if (query.shown !== undefined) return `${from}..${to}` !== query.shown;
+  const kind = query.period ?? "month";
+  // "All time" (the discrepancies' menu) shows no dates: any given were typed. An unknown
+  // menu value is left to periodOf, which says what is wrong with it.
+  if (kind === "all") return true;
+  if (!(periodKinds as readonly string[]).includes(kind)) return false;
+  return `${from}..${to}` !== shownDays(periodOf({ period: kind }, now));
+}
+
 /**
  * The period of a page's query, in UTC: `day` is today, `week` is Monday to today, `month`
  * (the default) is the 1st to today, each through the end of today; `custom` takes `from` and
  * `to` as days, both inclusive (a person's "1 to 30 November"), so `to` is the midnight after.
+ * Dates typed into the form are a custom range whatever the menu says (see `datesEdited`).
  */
-export function periodOf(
-  query: { period?: string; from?: string; to?: string },
-  now: number,
-): DashboardPeriod {
-  const kind = (query.period ?? "month") as PeriodKind;
+export function periodOf(query: PeriodQuery, now: number): DashboardPeriod {
+  const kind = (datesEdited(query, now) ? "custom" : (query.period ?? "month")) as PeriodKind;
   if (!periodKinds.includes(kind)) {
     throw new PeriodError("period", `period must be one of ${periodKinds.join(", ")}`);
   }

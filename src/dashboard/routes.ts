@@ -27,7 +27,7 @@ import { type DiscrepancyFilter, discrepanciesBody } from "./discrepancies-page.
 import { BASE, type Html, html, type NavPage, page } from "./html.js";
 import { jobBody } from "./job-page.js";
 import { overviewBody } from "./overview-page.js";
-import { PeriodError, periodOf } from "./period.js";
+import { datesEdited, PeriodError, periodOf } from "./period.js";
 import { reconciliationBody, type SortKey, sortKeys } from "./reconciliation-page.js";
 import {
   createSession,
@@ -120,7 +120,7 @@ function csrfMatches(expected: string, presented: unknown): boolean {
 
 function queryOf(c: Ctx) {
   const q = c.req.query();
-  return { period: q.period, from: q.from, to: q.to };
+  return { period: q.period, from: q.from, to: q.to, shown: q.shown };
 }
 
 /**
@@ -335,7 +335,11 @@ export function dashboardRoutes(deps: DashboardDeps) {
       verdict: (failingVerdicts as readonly string[]).includes(q.verdict ?? "")
         ? (q.verdict as FailingVerdict)
         : undefined,
-      period: !q.period || q.period === "all" ? null : periodOf(queryOf(c), deps.now()),
+      // All time unless a period is chosen or dates were typed (a custom range).
+      period:
+        (!q.period || q.period === "all") && !datesEdited(queryOf(c), deps.now())
+          ? null
+          : periodOf(queryOf(c), deps.now()),
       cursor: q.cursor || undefined,
     };
     const result = await listDiscrepancies(
