@@ -6,6 +6,7 @@ import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createToken } from "../src/auth/tokens.js";
 import { loadConfig } from "../src/config.js";
+import { deleteSession } from "../src/dashboard/sessions.js";
 import { driveTraffic, planTraffic } from "../src/demo/traffic.js";
 import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
 import { createLogger } from "../src/log.js";
@@ -259,6 +260,42 @@ describe.skipIf(!chromiumPath && !inCi)(
       );
       await expect(page.getByLabel("Period (UTC)").inputValue()).resolves.toBe("custom");
       await expect(page.getByLabel("From day (custom)").inputValue()).resolves.toBe("2026-10-31");
+      await context.close();
+    });
+
+    it("after the session expires, the sign-in form says so and returns to the page, for a button or a link", async () => {
+      const admin = (await createToken(service.store, { role: "admin", name: "ops2" })).token;
+      const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+      const page = await context.newPage();
+      await signIn(page, admin);
+      await page.waitForURL(`${service.url}/dashboard`);
+      await page.goto(`${service.url}/dashboard/discrepancies`);
+      await page.locator("#discrepancies tbody tr td a").first().click();
+      await page.waitForURL(/\/dashboard\/jobs\//);
+      const jobUrl = page.url();
+      const endSession = async () => {
+        const cookie = (await context.cookies()).find((k) => k.name === "da_session");
+        await deleteSession(service.store, cookie?.value ?? "");
+      };
+      await endSession();
+      await page.getByRole("button", { name: "Verify again" }).click();
+      await page.waitForLoadState("load");
+      await expect(page.locator(".flash").textContent()).resolves.toContain(
+        "Your session expired, so this action was not done",
+      );
+      await page.getByLabel("Access token").fill(admin);
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.waitForURL(jobUrl);
+      expect(page.url()).not.toContain("reverify=queued");
+      // The browser drops the session cookie itself at its Max-Age.
+      await endSession();
+      await context.clearCookies({ name: "da_session" });
+      await page.goto(`${service.url}/dashboard/reconciliation?groupBy=model`);
+      expect(new URL(page.url()).pathname).toBe("/dashboard/sign-in");
+      await expect(page.locator(".flash").textContent()).resolves.toContain("Your session expired");
+      await page.getByLabel("Access token").fill(admin);
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.waitForURL(/\/dashboard\/reconciliation\?groupBy=model$/);
       await context.close();
     });
 

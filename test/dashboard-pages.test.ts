@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { describe, expect, it, vi } from "vitest";
 import { listTokens, revokeToken } from "../src/auth/tokens.js";
-import { SESSION_COOKIE } from "../src/dashboard/routes.js";
+import { SESSION_COOKIE, SIGNED_IN_COOKIE } from "../src/dashboard/routes.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { createTestApi } from "./support/audit-api-app.js";
 import { DASHBOARD_NOW, seedDashboard, WORKERS } from "./support/dashboard-fixtures.js";
@@ -473,6 +473,62 @@ describe("dashboard actions", () => {
     const id = (await listTokens(d.store)).find((t) => t.role === "read")?.id ?? "";
     await revokeToken(d.store, id);
     expect((await d.page("/dashboard", b.cookie)).status).toBe(303);
+  });
+});
+
+describe("an expired session", () => {
+  it("a POST after expiry shows the sign-in form saying so, and signing in returns to the page, not the action", async () => {
+    const reverify = vi.fn();
+    const d = await dashboard({ verifier: { reverify } });
+    const { cookie } = await d.signIn(d.tokens.admin);
+    const csrf = await d.csrfOf(cookie);
+    d.tick(8 * 3600_000 + 1);
+    const res = await d.app.request("/dashboard/jobs/job_underpaid_worker/reverify", {
+      method: "POST",
+      headers: {
+        cookie,
+        origin: ORIGIN,
+        referer: `${ORIGIN}/dashboard/jobs/job_underpaid_worker`,
+        "content-type": "application/x-www-form-urlencoded",
+      },
+      body: new URLSearchParams({ csrf }).toString(),
+    });
+    expect(res.status).toBe(401);
+    const html = await res.text();
+    expect(html).toContain('<label for="token">Access token</label>');
+    expect(html).toContain("Your session expired, so this action was not done");
+    expect(html).toContain('name="next" value="/dashboard/jobs/job_underpaid_worker"');
+    expect(reverify).not.toHaveBeenCalled();
+    // Without a Referer, a "Verify again" still returns to its job.
+    const bare = await d.post("/dashboard/jobs/job_underpaid_worker/reverify", cookie, { csrf });
+    expect(await bare.text()).toContain('name="next" value="/dashboard/jobs/job_underpaid_worker"');
+    const back = await d.app.request("/dashboard/sign-in", {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", origin: ORIGIN },
+      body: new URLSearchParams({
+        token: d.tokens.admin,
+        next: "/dashboard/jobs/job_underpaid_worker",
+      }).toString(),
+    });
+    expect(back.status).toBe(303);
+    expect(back.headers.get("location")).toBe("/dashboard/jobs/job_underpaid_worker");
+    expect(reverify).not.toHaveBeenCalled();
+  });
+
+  it("a page asked for after the browser dropped the expired cookie still says the session expired", async () => {
+    const d = await dashboard();
+    const { setCookie } = await d.signIn(d.tokens.read);
+    expect(setCookie).toContain(`${SIGNED_IN_COOKIE}=1`);
+    // The browser keeps only the long-lived mark once the session cookie's Max-Age has passed.
+    const res = await d.page("/dashboard/reconciliation?groupBy=model", `${SIGNED_IN_COOKIE}=1`);
+    expect(res.status).toBe(303);
+    const location = res.headers.get("location") ?? "";
+    expect(location).toContain("expired=1");
+    const signInPage = await (await d.page(location)).text();
+    expect(signInPage).toContain("Your session expired");
+    expect(signInPage).toContain('name="next" value="/dashboard/reconciliation?groupBy=model"');
+    // Never signed in: no word of an expiry.
+    expect((await d.page("/dashboard")).headers.get("location")).not.toContain("expired");
   });
 });
 

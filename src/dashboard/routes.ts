@@ -44,6 +44,14 @@ import { workerStatementBody, workersBody } from "./workers-page.js";
 /** The name of the session cookie; its value is the session id, which only the browser holds. */
 export const SESSION_COOKIE = "da_session";
 
+/**
+ * A cookie that outlives the session, holding nothing but "1": the browser drops the session
+ * cookie at its expiry, and without this a page asked for afterwards could not tell a person
+ * whose session expired from one who never signed in. Removed at sign-out.
+ */
+export const SIGNED_IN_COOKIE = "da_signed_in";
+const SIGNED_IN_MAX_AGE_S = 30 * 24 * 3600;
+
 /** What the dashboard needs; the same store and probes as the API, so both show one truth. */
 export interface DashboardDeps {
   store: Store;
@@ -90,6 +98,28 @@ function messagePage(c: Ctx, status: ContentfulStatusCode, title: string, messag
 function safeNext(next: unknown): string {
   if (typeof next !== "string") return BASE;
   return /^\/dashboard(?:[/?][^\\\s]*)?$/.test(next) && !next.startsWith("//") ? next : BASE;
+}
+
+/**
+ * The page a refused POST came from, to return to after signing in: the Referer when it is a
+ * page of this dashboard on this host, else the job page of a "Verify again", else the overview.
+ * Only a page is returned to; the action itself is never replayed.
+ */
+function pageBeforePost(c: Ctx): string {
+  const referer = c.req.header("referer");
+  if (referer) {
+    try {
+      const url = new URL(referer);
+      if (url.host === new URL(c.req.url).host || url.host === c.req.header("host")) {
+        const back = safeNext(`${url.pathname}${url.search}`);
+        if (back !== BASE || url.pathname === BASE) return back;
+      }
+    } catch {
+      // Not a URL: fall through to the action's own page.
+    }
+  }
+  const job = /^(\/dashboard\/jobs\/[^/]+)\/reverify$/.exec(new URL(c.req.url).pathname);
+  return job?.[1] ? safeNext(job[1]) : BASE;
 }
 
 /**
@@ -194,7 +224,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     const notice = c.req.query("signedOut")
       ? "You are signed out."
       : c.req.query("expired")
-        ? "Your session ended; sign in again."
+        ? "Your session expired. Sign in again to go back to the page you were on."
         : undefined;
     return render(
       c,
@@ -232,6 +262,13 @@ export function dashboardRoutes(deps: DashboardDeps) {
       maxAge: Math.floor(ttl / 1000),
       expires: new Date(expiresAt),
     });
+    setCookie(c, SIGNED_IN_COOKIE, "1", {
+      path: BASE,
+      httpOnly: true,
+      sameSite: "Strict",
+      secure: cookieSecure(c),
+      maxAge: SIGNED_IN_MAX_AGE_S,
+    });
     c.get("log")?.info({ tokenId: held.id, role: held.role }, "dashboard sign-in");
     return c.redirect(next, 303);
   });
@@ -241,14 +278,26 @@ export function dashboardRoutes(deps: DashboardDeps) {
     const id = getCookie(c, SESSION_COOKIE);
     const session = id ? await findSession(deps.store, id, deps.now()) : null;
     if (!session) {
+      // A session cookie the store no longer knows, or the mark of one the browser dropped at
+      // its expiry: the person was signed in, and is told the session expired (once).
+      const expired = Boolean(id) || getCookie(c, SIGNED_IN_COOKIE) !== undefined;
       if (id) deleteCookie(c, SESSION_COOKIE, { path: BASE });
+      deleteCookie(c, SIGNED_IN_COOKIE, { path: BASE });
       if (c.req.method === "GET" || c.req.method === "HEAD") {
         const url = new URL(c.req.url);
         const params = new URLSearchParams({ next: `${url.pathname}${url.search}` });
-        if (id) params.set("expired", "1");
+        if (expired) params.set("expired", "1");
         return c.redirect(`${BASE}/sign-in?${params}`, 303);
       }
-      return messagePage(c, 401, "Signed out", "Sign in first: this action needs a session.");
+      if (new URL(c.req.url).pathname === `${BASE}/sign-out`) {
+        return c.redirect(`${BASE}/sign-in?signedOut=1`, 303);
+      }
+      // A POST is not replayed after sign-in (it could act twice, or on a stale page): the
+      // form is shown here, and signing in returns to the page the action was taken from.
+      const notice = expired
+        ? "Your session expired, so this action was not done. Sign in again to go back to the page you were on, then do it again."
+        : "Sign in first: this action needs a session.";
+      return render(c, 401, "Sign in", "sign-in", signInBody({ next: pageBeforePost(c), notice }));
     }
     c.set("session", session);
     if (c.req.method === "POST") {
@@ -269,6 +318,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     const id = getCookie(c, SESSION_COOKIE);
     if (id) await deleteSession(deps.store, id);
     deleteCookie(c, SESSION_COOKIE, { path: BASE, secure: cookieSecure(c) });
+    deleteCookie(c, SIGNED_IN_COOKIE, { path: BASE, secure: cookieSecure(c) });
     return c.redirect(`${BASE}/sign-in?signedOut=1`, 303);
   });
 
