@@ -367,6 +367,31 @@ describe("dashboard pages", () => {
     expect([...second.matchAll(/href="\/dashboard\/jobs\/job_bulk_/g)]).toHaveLength(5);
   });
 
+  it("says how many jobs are flagged in the period, by verdict, before the list", async () => {
+    const d = await dashboard();
+    insertJob(d.store, {
+      jobId: "job_flagged_october",
+      verdict: "discrepancy",
+      createdAt: Date.UTC(2026, 9, 20),
+    });
+    const { cookie } = await d.signIn(d.tokens.read);
+    const api = (await (
+      await d.get("/reports/reconciliation?from=2026-11-01&to=2026-11-21&groupBy=day")
+    ).json()) as { totals: { discrepancies: number; dropped: number } };
+    const { discrepancies, dropped } = api.totals;
+    expect(discrepancies + dropped).toBeGreaterThan(1);
+    const line = (html: string) =>
+      /<p data-status="flagged">(.*?)<\/p>/s.exec(html)?.[1]?.replace(/<[^>]+>/g, "") ?? null;
+    const month = await (await d.page("/dashboard/discrepancies?period=month", cookie)).text();
+    expect(line(month)).toBe(
+      `${discrepancies + dropped} jobs are flagged from 2026-11-01 to 2026-11-20: ${discrepancies} discrepancy, ${dropped} dropped.`,
+    );
+    const ever = await (await d.page("/dashboard/discrepancies?verdict=dropped", cookie)).text();
+    expect(line(ever)).toBe(
+      `${discrepancies + dropped + 1} jobs are flagged over all time: ${discrepancies + 1} discrepancy, ${dropped} dropped. The list shows only dropped (${dropped}).`,
+    );
+  });
+
   it("a job page gives the reason first, then each check with USDC and base units, transactions and the receipt", async () => {
     const d = await dashboard({ explorer: { cluster: "custom", rpcUrl: "http://127.0.0.1:8899" } });
     const { cookie } = await d.signIn(d.tokens.read);

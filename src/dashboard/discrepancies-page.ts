@@ -1,6 +1,6 @@
 import type { listDiscrepancies } from "../reports/job-listing.js";
 import { checkCatalogue, checkNames } from "../verify/check-catalogue.js";
-import { BASE, type Html, html, raw, short, usdc, utc, verdictBadge } from "./html.js";
+import { BASE, count, type Html, html, raw, short, usdc, utc, verdictBadge } from "./html.js";
 import { type DashboardPeriod, shownDays } from "./period.js";
 
 export type DiscrepancyPage = Awaited<ReturnType<typeof listDiscrepancies>>;
@@ -29,8 +29,29 @@ const periods = [
   ["custom", "Custom range"],
 ] as const;
 
+/** Jobs flagged in the period (or ever), by verdict: what the pages below walk through. */
+export interface FlaggedCounts {
+  discrepancy: number;
+  dropped: number;
+}
+
+/** How many jobs are flagged, said before the first page of them, with what the filters keep. */
+function flaggedLine(f: DiscrepancyFilter, n: FlaggedCounts): Html {
+  const total = n.discrepancy + n.dropped;
+  const where = f.period ? `from ${f.period.firstDay} to ${f.period.lastDay}` : "over all time";
+  const narrowed = [
+    f.verdict ? `only ${f.verdict} (${count(n[f.verdict])})` : null,
+    f.check ? `only those failing ${f.check}` : null,
+  ].filter((s) => s !== null);
+  return html`<p data-status="flagged"><strong>${count(total)} ${total === 1 ? "job is" : "jobs are"} flagged ${where}</strong>: ${count(n.discrepancy)} discrepancy, ${count(n.dropped)} dropped.${narrowed.length > 0 ? ` The list shows ${narrowed.join(", ")}.` : ""}</p>`;
+}
+
 /** Jobs with failing checks, filterable by check, verdict and period, a page at a time. */
-export function discrepanciesBody(f: DiscrepancyFilter, result: DiscrepancyPage): Html {
+export function discrepanciesBody(
+  f: DiscrepancyFilter,
+  result: DiscrepancyPage,
+  flagged: FlaggedCounts | null = null,
+): Html {
   const kind = f.period?.kind ?? "all";
   const q = discrepancyQuery(f);
   return html`<h1>Discrepancies</h1>
@@ -53,6 +74,7 @@ export function discrepanciesBody(f: DiscrepancyFilter, result: DiscrepancyPage)
 <input type="hidden" name="shown" value="${shownDays(f.period)}">
 <button class="primary" type="submit">Filter</button>
 </form>
+${flagged ? flaggedLine(f, flagged) : ""}
 ${f.check && f.check in checkCatalogue ? html`<p class="note"><strong>${f.check}</strong>: ${checkCatalogue[f.check as keyof typeof checkCatalogue]}</p>` : ""}
 ${
   result.items.length === 0

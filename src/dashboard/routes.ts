@@ -402,7 +402,24 @@ export function dashboardRoutes(deps: DashboardDeps) {
       },
       { limit: 50, cursor: filter.cursor },
     );
-    return render(c, 200, "Discrepancies", "discrepancies", discrepanciesBody(filter, result));
+    // Counted from the report's verdict counts (the rollups), or over all time by verdict.
+    const flagged = filter.period
+      ? await reconciliationReport(
+          deps.store,
+          { from: filter.period.from, to: filter.period.to, groupBy: "day" },
+          deps.now,
+        ).then((r) => ({ discrepancy: r.totals.discrepancies, dropped: r.totals.dropped }))
+      : {
+          discrepancy: await ops.countJobsWithVerdict("discrepancy"),
+          dropped: await ops.countJobsWithVerdict("dropped"),
+        };
+    return render(
+      c,
+      200,
+      "Discrepancies",
+      "discrepancies",
+      discrepanciesBody(filter, result, flagged),
+    );
   });
 
   app.get("/jobs/:jobId", async (c) => {
