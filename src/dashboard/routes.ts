@@ -289,14 +289,14 @@ export function dashboardRoutes(deps: DashboardDeps) {
         if (expired) params.set("expired", "1");
         return c.redirect(`${BASE}/sign-in?${params}`, 303);
       }
-      if (new URL(c.req.url).pathname === `${BASE}/sign-out`) {
-        return c.redirect(`${BASE}/sign-in?signedOut=1`, 303);
-      }
       // A POST is not replayed after sign-in (it could act twice, or on a stale page): the
       // form is shown here, and signing in returns to the page the action was taken from.
-      const notice = expired
-        ? "Your session expired, so this action was not done. Sign in again to go back to the page you were on, then do it again."
-        : "Sign in first: this action needs a session.";
+      const signingOut = new URL(c.req.url).pathname === `${BASE}/sign-out`;
+      const notice = signingOut
+        ? "You are signed out: your session had already ended."
+        : expired
+          ? "Your session expired, so this action was not done. Sign in again to go back to the page you were on, then do it again."
+          : "Sign in first: this action needs a session.";
       return render(c, 401, "Sign in", "sign-in", signInBody({ next: pageBeforePost(c), notice }));
     }
     c.set("session", session);
