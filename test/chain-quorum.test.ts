@@ -334,6 +334,12 @@ function historian(
     down?: boolean;
     /** Starts a page this many entries above `before` (Infinity: ignores `before`). */
     relist?: number;
+    /** Answers "not found" for these transactions. */
+    unknown?: string[];
+    /** The finalized slot it answers. Default 1000. */
+    finalized?: number;
+    /** What it answers for every slot's block time (seconds). */
+    blockTime?: number;
   } = {},
 ) {
   const calls = { list: 0, balance: 0 };
@@ -342,11 +348,14 @@ function historian(
     (a, b) => b.slot - a.slot,
   );
   const rpc: RpcPool = {
-    ...member(name, {}).m.rpc,
+    ...member(name, {
+      ...(opts.finalized === undefined ? {} : { slot: opts.finalized }),
+      ...(opts.blockTime === undefined ? {} : { blockTime: opts.blockTime }),
+    }).m.rpc,
     // Each transaction of the history, as every endpoint (honest about transactions) reads it.
     async getTransaction(signature) {
       const e = HISTORY.find((h) => h.signature === signature);
-      if (!e) return null;
+      if (!e || opts.unknown?.includes(signature)) return null;
       return {
         facts: { ...facts(1n), signature, slot: e.slot, blockTime: e.blockTime },
         raw: `{"slot":${e.slot}}`,
@@ -506,6 +515,113 @@ describe("a quorum's listing and balance of a credit vault", () => {
     await expect(two.getSignaturesForAddress("vault")).rejects.toMatchObject({
       code: "rpc_unavailable",
     });
+  });
+
+  it("never leaves out an entry only some endpoints list at or below the finalized slot", async () => {
+    // The operator's endpoint leaves out the vault's newest debit and answers "not found" for
+    // it: taken for a node that has not seen it yet, the ledger called the history read
+    // through the finalized slot's time without it, and the night's run passed.
+    const liar = () => historian("operator", { hide: ["sig0"], unknown: ["sig0"] }).m;
+    for (const finalized of [50, 1000]) {
+      const rpc = createQuorumRpc({
+        members: [liar(), historian("honest", { finalized }).m],
+        quorum: 2,
+      });
+      await rpc.getSlot("finalized");
+      await expect(rpc.getSignaturesForAddress("vault"), `finalized ${finalized}`).rejects.toThrow(
+        /sig0/,
+      );
+      // Without a finalized slot asked before, the listing asks for one itself.
+      const fresh = createQuorumRpc({
+        members: [liar(), historian("honest", { finalized }).m],
+        quorum: 2,
+      });
+      await expect(fresh.getSignaturesForAddress("vault")).rejects.toThrow(/sig0/);
+    }
+    // Above the finalized slot it is the newest, which one node has and another not yet: left
+    // for a later read (no read-through time claims it).
+    const ahead = createQuorumRpc({
+      members: [
+        historian("behind", { hide: ["sig0"], unknown: ["sig0"], finalized: 49 }).m,
+        historian("ahead", { finalized: 49 }).m,
+      ],
+      quorum: 2,
+    });
+    await ahead.getSlot("finalized");
+    expect((await ahead.getSignaturesForAddress("vault")).map((e) => e.signature)).toEqual(
+      all.slice(1),
+    );
+  });
+
+  it("counts endpoints, not entries: one endpoint listing a made-up signature twice adds nothing", async () => {
+    const madeUp = {
+      signature: "fakeZ",
+      slot: 50,
+      err: null,
+      memo: null,
+      blockTime: 1_700_000_050,
+    };
+    const twice = (name: string) => {
+      const h = historian(name);
+      const rpc: RpcPool = {
+        ...h.m.rpc,
+        async getSignaturesForAddress(address, o) {
+          const page = await h.m.rpc.getSignaturesForAddress(address, o);
+          return o?.before ? page : [madeUp, madeUp, ...page];
+        },
+      };
+      return { name, rpc } satisfies QuorumMember;
+    };
+    const two = createQuorumRpc({ members: [twice("operator"), historian("honest").m], quorum: 2 });
+    await expect(two.getSignaturesForAddress("vault")).rejects.toThrow(/twice/);
+    const three = createQuorumRpc({
+      members: [twice("operator"), historian("honest").m, historian("honestB").m],
+      quorum: 2,
+    });
+    for (const pageSize of [2, 1000]) expect(await listAll(three, pageSize)).toEqual(all);
+    expect(three.quorumStatus().endpoints[0]).toMatchObject({ endpoint: "operator", outvoted: 2 });
+  });
+
+  it("asks a third endpoint when two place an entry differently, and outvotes the one that differs", async () => {
+    // One slot off (or another block time), listed first: every read failed, and the honest
+    // third endpoint was never asked.
+    const misplaced = { ...HISTORY[0]!, slot: 51 };
+    for (const operator of [
+      historian("operator", { add: [misplaced] }),
+      historian("operator", { retime: { sig4: 1 } }),
+    ]) {
+      const rpc = createQuorumRpc({
+        members: [operator.m, historian("honest").m, historian("honestB").m],
+        quorum: 2,
+        setAsideAfter: 2,
+      });
+      for (const pageSize of [3, 1000]) expect(await listAll(rpc, pageSize)).toEqual(all);
+      expect(rpc.quorumStatus().endpoints[0]).toMatchObject({
+        endpoint: "operator",
+        setAside: true,
+      });
+    }
+  });
+
+  it("asks a third endpoint for a slot's block time when two differ, and outvotes the one that differs", async () => {
+    const rpc = createQuorumRpc({
+      members: [
+        historian("operator", { blockTime: 1_699_827_200 }).m,
+        historian("honest").m,
+        historian("honestB").m,
+      ],
+      quorum: 2,
+      setAsideAfter: 2,
+    });
+    for (let i = 0; i < 2; i++) expect(await rpc.getBlockTime(1000)).toBe(1_700_000_000);
+    expect(rpc.quorumStatus().endpoints[0]).toMatchObject({
+      endpoint: "operator",
+      outvoted: 2,
+      setAside: true,
+    });
+    // Set aside, it is asked last: the honest two settle the time without it.
+    expect(await rpc.getBlockTime(1000)).toBe(1_700_000_000);
+    expect(rpc.quorumStatus().endpoints[0]).toMatchObject({ outvoted: 2 });
   });
 
   it("takes a token account only when k endpoints report the same mint and amount", async () => {

@@ -241,6 +241,24 @@ function sameListedFacts(
   );
 }
 
+/** The first signature two listings place at a different slot or block time, else null. */
+function listingConflict(answers: { value: AddressSignatureInfo[] }[]): string | null {
+  const first = new Map<string, AddressSignatureInfo>();
+  for (const { value } of answers) {
+    for (const e of value) {
+      const seen = first.get(e.signature);
+      if (!seen) first.set(e.signature, e);
+      else if (
+        seen.slot !== e.slot ||
+        (seen.blockTime !== null && e.blockTime !== null && seen.blockTime !== e.blockTime)
+      ) {
+        return e.signature;
+      } else if (seen.blockTime === null && e.blockTime !== null) first.set(e.signature, e);
+    }
+  }
+  return null;
+}
+
 /**
  * The union of several listings of one address (newest first), each signature once. An entry
  * one listing lacks goes in after the entry its own listing puts before it, so entries of one
@@ -623,23 +641,30 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
    * fail, until k answered; `rpc_unavailable` when fewer than k could. `wide` asks every
    * endpoint in good standing at once (at least k).
    */
-  async function fromK<T>(ask: (m: QuorumMember) => Promise<T>, what: string, wide = false) {
+  async function fromK<T>(
+    ask: (m: QuorumMember) => Promise<T>,
+    what: string,
+    wide = false,
+    /** Endpoints asked already (left out), and how many answers are wanted (default k). */
+    more: { skip: ReadonlySet<string>; need: number } = { skip: new Set(), need: k },
+  ) {
+    const { skip, need } = more;
     const answers: { member: QuorumMember; value: T }[] = [];
     const errors: string[] = [];
-    const queue = order();
+    const queue = order().filter((m) => !skip.has(m.name));
     const good = queue.filter((m) => !isAside(m) && !isFailing(m)).length;
-    for (let first = true; answers.length < k && queue.length > 0; first = false) {
-      const batch = queue.splice(0, first && wide ? Math.max(k, good) : k - answers.length);
+    for (let first = true; answers.length < need && queue.length > 0; first = false) {
+      const batch = queue.splice(0, first && wide ? Math.max(need, good) : need - answers.length);
       const replies = await Promise.allSettled(batch.map((m) => observed(m, () => ask(m))));
       replies.forEach((r, i) => {
         if (r.status === "fulfilled") answers.push({ member: batch[i]!, value: r.value });
         else errors.push(`${batch[i]!.name}: ${message(r.reason)}`);
       });
     }
-    if (answers.length < k) {
+    if (answers.length < need) {
       throw new AppError(
         "rpc_unavailable",
-        `${what}: fewer than ${k} endpoints answered (${errors.join("; ")})`,
+        `${what}: fewer than ${need} endpoints answered (${errors.join("; ")})`,
       );
     }
     return answers;
@@ -653,6 +678,22 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
   async function quorumNumber(ask: (m: QuorumMember) => Promise<number>, what: string) {
     const values = (await fromK(ask, what, true)).map((a) => a.value).sort((a, b) => b - a);
     return values[k - 1]!;
+  }
+
+  /**
+   * The highest finalized slot this quorum has answered: the ledger calls a vault's history
+   * read through that slot's block time, so an entry listed at or below it is never one a node
+   * merely has not seen yet (see `confirmedByTransactions`). Null until one was asked.
+   */
+  let finalizedSlot: number | null = null;
+
+  async function finalizedAware(
+    commitment: "confirmed" | "finalized" = "finalized",
+    options: { signal?: AbortSignal } = {},
+  ): Promise<number> {
+    const slot = await quorumNumber((m) => m.rpc.getSlot(commitment, options), "getSlot");
+    if (commitment === "finalized") finalizedSlot = Math.max(finalizedSlot ?? 0, slot);
+    return slot;
   }
 
   /**
@@ -690,6 +731,94 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
   }
 
   /**
+   * One endpoint's page of a vault's history. A page listing one signature twice is that
+   * endpoint's failure (the next endpoint is asked in its place): counted as two endpoints, one
+   * endpoint alone put a made-up signature into the history, and every later read stopped at it.
+   */
+  async function listingOf(
+    m: QuorumMember,
+    address: string,
+    options: { before?: string; until?: string; limit?: number },
+  ): Promise<AddressSignatureInfo[]> {
+    const page = await m.rpc.getSignaturesForAddress(address, options);
+    const seen = new Set<string>();
+    for (const e of page) {
+      if (seen.has(e.signature)) {
+        outvoted(m.name, "getSignaturesForAddress", e.signature);
+        throw new AppError(
+          "rpc_unavailable",
+          `getSignaturesForAddress ${address}: ${m.name} lists ${e.signature} twice`,
+        );
+      }
+      seen.add(e.signature);
+    }
+    return page;
+  }
+
+  /**
+   * k endpoints' pages of one listing that place every signature they share at one slot and
+   * block time. When two place one differently, the next endpoints are asked one at a time
+   * until k agree on it; those that differ are outvoted and their pages set apart (more are
+   * asked in their place). No k agreeing is a disagreement (`sameListedFacts`): one endpoint
+   * listed first and listing an entry one slot off held every read back, never set aside.
+   */
+  async function settledListings(
+    address: string,
+    ask: (m: QuorumMember) => Promise<AddressSignatureInfo[]>,
+  ): Promise<{ member: QuorumMember; value: AddressSignatureInfo[] }[]> {
+    const what = `getSignaturesForAddress ${address}`;
+    const answers = await fromK(ask, what);
+    const asked = new Set(answers.map((a) => a.member.name));
+    const askMore = async (need: number) => {
+      const more = await fromK(ask, what, false, { skip: new Set(asked), need });
+      for (const a of more) asked.add(a.member.name);
+      answers.push(...more);
+    };
+    for (;;) {
+      const signature = listingConflict(answers);
+      if (signature === null) return answers;
+      const entries = answers.flatMap(({ member, value }) =>
+        value.filter((e) => e.signature === signature).map((e) => ({ member, ...e })),
+      );
+      const fits = (e: AddressSignatureInfo, c: AddressSignatureInfo) =>
+        e.slot === c.slot &&
+        (e.blockTime === c.blockTime || (c.blockTime !== null && e.blockTime === null));
+      const backed = entries
+        .map((c) => ({ c, n: entries.filter((e) => fits(e, c)).length }))
+        .filter((b) => b.n >= k)
+        .sort((a, b) => b.n - a.n)[0]?.c;
+      const losers = backed
+        ? entries.filter(
+            (e) =>
+              e.slot !== backed.slot ||
+              (e.blockTime !== null &&
+                backed.blockTime !== null &&
+                e.blockTime !== backed.blockTime),
+          )
+        : [];
+      try {
+        if (losers.length > 0) {
+          for (const l of losers) {
+            outvoted(l.member.name, "getSignaturesForAddress", signature);
+            answers.splice(
+              answers.findIndex((a) => a.member === l.member),
+              1,
+            );
+          }
+          if (answers.length < k) await askMore(k - answers.length);
+        } else await askMore(1);
+      } catch {
+        // No k endpoints place it alike: the read waits (and says who placed it where).
+        sameListedFacts(address, [
+          ...answers,
+          ...losers.map((l) => ({ member: l.member, value: [l] })),
+        ]);
+        throw new AppError("rpc_unavailable", `${what}: fewer than ${k} endpoints agree`);
+      }
+    }
+  }
+
+  /**
    * One page of a vault's history: the union of what k endpoints list, so an endpoint that
    * leaves a transaction out cannot hide it while one of the k lists it. Each transaction listed
    * is then read through getTransaction, under the quorum.
@@ -720,14 +849,12 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
       return page;
     };
     for (;;) {
-      const answers = await fromK(
-        (m) =>
-          m.rpc.getSignaturesForAddress(address, {
-            ...options,
-            limit: ask,
-            ...(before === undefined ? {} : { before }),
-          }),
-        `getSignaturesForAddress ${address}`,
+      const answers = await settledListings(address, (m) =>
+        listingOf(m, address, {
+          ...options,
+          limit: ask,
+          ...(before === undefined ? {} : { before }),
+        }),
       );
       const listed = answers.map(({ member, value }) => {
         if (start === null) return { member, value, full: value.length >= ask };
@@ -779,16 +906,23 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
    * `before` with an empty page), and a real one at a false slot made it skip the range between.
    * Entries newer than every entry all endpoints listed and whose transaction cannot be read
    * yet are the newest, which one node has and another not yet: they are left for the next read
-   * (its `until` is the newest entry kept). Anything else that does not check out fails the read.
+   * (its `until` is the newest entry kept), but only above the finalized slot the quorum
+   * answered. At or below it the ledger calls the history read through that slot's time: an
+   * operator's endpoint leaving out its vault's newest debit and answering "not found" for it
+   * had the night's run call the window read without it. Anything else that does not check out
+   * fails the read.
    */
   async function confirmedByTransactions(
     address: string,
     union: AddressSignatureInfo[],
     pages: AddressSignatureInfo[][],
   ): Promise<AddressSignatureInfo[]> {
+    // Endpoints, not entries: a page listing one signature twice is one endpoint's word.
     const listedBy = new Map<string, number>();
     for (const page of pages) {
-      for (const e of page) listedBy.set(e.signature, (listedBy.get(e.signature) ?? 0) + 1);
+      for (const signature of new Set(page.map((e) => e.signature))) {
+        listedBy.set(signature, (listedBy.get(signature) ?? 0) + 1);
+      }
     }
     const everywhere = (e: AddressSignatureInfo) => listedBy.get(e.signature) === pages.length;
     const newestCommon = union.findIndex(everywhere);
@@ -809,7 +943,8 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
       if (
         fetched === null &&
         newest &&
-        !(isAppError(failure) && failure.code === "rpc_disagreement")
+        !(isAppError(failure) && failure.code === "rpc_disagreement") &&
+        e.slot > (finalizedSlot ?? (await finalizedAware("finalized")))
       ) {
         continue;
       }
@@ -890,31 +1025,52 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     );
   }
 
+  /**
+   * A slot's block time: one fact the cluster agreed, so k endpoints must give the same one
+   * (an old time would hold every ledger read back, a late one would claim a period read before
+   * the chain had finalized its end). When the first k differ, the next endpoints are asked one
+   * at a time until k agree, and those that gave another time are outvoted: one endpoint listed
+   * first and answering a time two days early held every nightly run back, never set aside.
+   */
+  async function getBlockTime(slot: number): Promise<number> {
+    const what = `getBlockTime ${slot}`;
+    const ask = (m: QuorumMember) => m.rpc.getBlockTime(slot);
+    const answers = await fromK(ask, what);
+    for (;;) {
+      const counts = new Map<number, number>();
+      for (const a of answers) counts.set(a.value, (counts.get(a.value) ?? 0) + 1);
+      const win = [...counts].find(([, n]) => n >= k)?.[0];
+      if (win !== undefined) {
+        for (const a of answers) {
+          if (a.value === win) agreed(a.member.name);
+          else outvoted(a.member.name, "getBlockTime", String(slot));
+        }
+        return win;
+      }
+      try {
+        const skip = new Set(answers.map((a) => a.member.name));
+        answers.push(...(await fromK(ask, what, false, { skip, need: 1 })));
+      } catch {
+        for (const a of answers) standing.get(a.member.name)!.unresolved++;
+        throw new AppError(
+          "rpc_disagreement",
+          `${what}: endpoints disagree (${answers
+            .map((a) => `${a.member.name}: ${a.value}`)
+            .join("; ")})`,
+        );
+      }
+    }
+  }
+
   return {
     // A null status is k endpoints' "not found": the drop rule may count on it.
     agreedMisses: true,
     getSignatureStatuses,
     getTransaction,
-    getSlot: (commitment = "finalized", options = {}) =>
-      quorumNumber((m) => m.rpc.getSlot(commitment, options), "getSlot"),
+    getSlot: finalizedAware,
     getBlockHeight: (commitment = "finalized") =>
       quorumNumber((m) => m.rpc.getBlockHeight(commitment), "getBlockHeight"),
-    // The lowest of k: no single endpoint can move the chain's finalized time forward.
-    getBlockTime: async (slot: number) => {
-      // A slot's block time is one fact the cluster agreed: k endpoints answering differently
-      // means one lies (an old time would hold every ledger read back), not a choice to make.
-      const answers = await fromK((m) => m.rpc.getBlockTime(slot), "getBlockTime");
-      const times = new Set(answers.map((a) => a.value));
-      if (times.size > 1) {
-        throw new AppError(
-          "rpc_disagreement",
-          `getBlockTime ${slot}: endpoints disagree (${answers
-            .map((a) => `${a.member.name}: ${a.value}`)
-            .join("; ")})`,
-        );
-      }
-      return answers[0]!.value;
-    },
+    getBlockTime,
     getSignaturesForAddress,
     getTokenAccount,
     // Every fact is asked of k members at once: the slowest of them paces the pool.
