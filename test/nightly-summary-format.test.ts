@@ -69,6 +69,19 @@ describe("nightly summary", () => {
     expect(line).not.toContain("all 5 jobs verified");
   });
 
+  it("says a debit dated in judged history was listed only after the run that judged it", () => {
+    const late = summaryWithMemos(["job_a"]);
+    late.ledger!.unreceiptedDebits[0] = {
+      ...late.ledger!.unreceiptedDebits[0]!,
+      at: "2026-11-27T10:00:00.000Z",
+      beforeWindow: true,
+      listedLate: true,
+    };
+    expect(summaryToText(late)).toContain(
+      "(at 2026-11-27T10:00:00.000Z, listed only after the run that judged its time",
+    );
+  });
+
   it("prints a memo's escape sequences and line breaks as inert text in the terminal output", () => {
     const text = summaryToText(summaryWithMemos([forgedAllClear, "job_z\u009b2J\u202eevil"]));
     expect(text.replaceAll("\n", "")).not.toMatch(/[\p{Cc}\u202a-\u202e]/u);

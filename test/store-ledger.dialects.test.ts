@@ -353,15 +353,26 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       balanceForeign: null,
       newestSlot: 300,
       judgedThrough: null,
+      judgedAt: null,
     });
     expect(await ledger.cursorFigures("nobody")).toBeUndefined();
 
-    // How far nightly runs judged the vault: only ever raised, whichever run writes last.
-    await ledger.markJudged(VAULT, 5_000);
-    await ledger.markJudged(VAULT, 4_000);
-    expect((await ledger.cursorFigures(VAULT))?.judgedThrough).toBe(5_000);
-    await Promise.all([ledger.markJudged(VAULT, 7_000), ledger.markJudged(VAULT, 6_000)]);
-    expect((await ledger.cursorFigures(VAULT))?.judgedThrough).toBe(7_000);
+    // How far nightly runs judged the vault, and when: only ever raised, whichever run writes
+    // last.
+    await ledger.markJudged(VAULT, 5_000, NOW + 5);
+    await ledger.markJudged(VAULT, 4_000, NOW + 4);
+    expect(await ledger.cursorFigures(VAULT)).toMatchObject({
+      judgedThrough: 5_000,
+      judgedAt: NOW + 5,
+    });
+    await Promise.all([
+      ledger.markJudged(VAULT, 7_000, NOW + 7),
+      ledger.markJudged(VAULT, 6_000, NOW + 6),
+    ]);
+    expect(await ledger.cursorFigures(VAULT)).toMatchObject({
+      judgedThrough: 7_000,
+      judgedAt: NOW + 7,
+    });
 
     // Where the history held begins: the oldest line, and whether it created the account.
     expect(await ledger.historyStart(VAULT)).toEqual({
@@ -873,6 +884,7 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       balanceForeign: null,
       newestSlot: 800,
       judgedThrough: null,
+      judgedAt: null,
     });
 
     expect(
@@ -1559,7 +1571,7 @@ describe.each(dialects)("the ledger's read on %s, by the chain's finalized time"
     await check.commit(result);
     expect((await ledger.cursorFigures(VAULT))?.judgedThrough).toBeNull();
     // Say a later run read it all and judged the vault through December.
-    await ledger.markJudged(VAULT, DEC * 1000);
+    await ledger.markJudged(VAULT, DEC * 1000, DEC_31 * 1000);
     expect(result.unreleasedLocks).toEqual([
       {
         vault: VAULT,
@@ -1576,6 +1588,56 @@ describe.each(dialects)("the ledger's read on %s, by the chain's finalized time"
     // that judged it.
     const next = await check({ from: at(15, 10, 1) * 1000, to: DEC * 1000 });
     expect(next.unreleasedLocks).toEqual([]);
+  });
+
+  it("judges a line listed after its vault's last judgement by the next run, once, whatever its time", async () => {
+    // An endpoint left a debit out of the listing until the night's run had judged its time
+    // (or a node listed it late): the run after it read the line, dated before its window and
+    // before the vault's mark, and passed.
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    let clock = DEC_31 * 1000;
+    const check = ledgerWindowCheck({
+      store,
+      reader: listingReader(ledger, () => clock),
+      profile: hourProfile,
+      graceSeconds: 0,
+      now: () => clock,
+    });
+    await readVault(ledger, month.slice(0, 1), NOW, clock);
+    const night = async (hours: number) => {
+      const from = clock;
+      clock += hours * 3_600_000;
+      const result = await check({ from, to: clock });
+      await check.commit(result);
+      return result;
+    };
+    const first = await night(24);
+    expect(first.unreceiptedDebits).toEqual([]);
+    const hidden: SeedLine = {
+      name: "hidden",
+      slot: 300,
+      time: at(10, 8),
+      balance: { pre: 1_000_000n, post: 950_000n },
+    };
+    await readVault(ledger, [hidden], clock + 1_000, clock);
+    clock += 1_000;
+    const next = await night(24);
+    expect(next.unreceiptedDebits).toEqual([
+      expect.objectContaining({
+        vault: VAULT,
+        signature: sig("hidden"),
+        at: isoOf(at(10, 8) * 1000),
+        beforeWindow: true,
+        listedLate: true,
+      }),
+    ]);
+    // Judged once: the run after it does not report it again.
+    expect((await night(24)).unreceiptedDebits).toEqual([]);
+    expect(await ledger.cursorFigures(VAULT)).toMatchObject({
+      judgedThrough: clock,
+      judgedAt: clock,
+    });
   });
 
   it("reads the vault again until the chain has finalized past the window's end, and says how far it had when time runs out", async () => {

@@ -528,6 +528,12 @@ export const ledgerCursors = sqliteTable("ledger_cursors", {
    * Only ever raised (two runs at once keep the later mark).
    */
   judgedThrough: epochMs("judged_through"),
+  /**
+   * When (local clock, ms) the run that last raised `judged_through` took its statements: a line
+   * listed after it (`ledger_lines.listed_at`) was in no statement that run judged, whatever its
+   * block time, so the next run judges it (a node that listed it late, an endpoint that hid it).
+   */
+  judgedAt: epochMs("judged_at"),
 });
 
 /** What a ledger line is, decided when its transaction is read (src/store/ledger.ts). */
@@ -602,6 +608,8 @@ export const ledgerLines = sqliteTable(
   (t) => [
     primaryKey({ columns: [t.vault, t.signature] }),
     index("ledger_lines_order").on(t.vault, t.ord),
+    // Lines listed since a vault's last judgement (`ledger_cursors.judged_at`).
+    index("ledger_lines_listed").on(t.vault, t.listedAt),
     index("ledger_lines_time").on(t.vault, t.blockTime, t.ord),
     index("ledger_lines_state").on(t.state, t.vault),
     index("ledger_lines_memo_job").on(t.memoJobId),

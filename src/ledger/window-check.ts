@@ -24,6 +24,11 @@ export interface LedgerWindowResult {
     at: string | null;
     /** Before the window: in history of the vault no run had judged (`judgedBefore`). */
     beforeWindow: boolean;
+    /**
+     * Listed only after the run that judged its time had taken its statements (an endpoint left
+     * it out, a node listed it late): judged now, once, whatever its date.
+     */
+    listedLate?: true;
   }[];
   /**
    * Recorded jobs' locks that nothing returned or settled in time, with what of each is still
@@ -46,6 +51,8 @@ export interface LedgerWindowResult {
      * or no run had judged that part of the vault's history (`judgedBefore`).
      */
     beforeWindow: boolean;
+    /** Listed only after the run that judged its time (see `unreceiptedDebits`). */
+    listedLate?: true;
   }[];
   /** Recorded jobs whose credits header matches no balance of the vault in their span. */
   creditsHeaderMismatches: {
@@ -65,6 +72,8 @@ export interface LedgerWindowResult {
     mint: string | null;
     amountUnits: string | null;
     beforeWindow: boolean;
+    /** Listed only after the run that judged its time (see `unreceiptedDebits`). */
+    listedLate?: true;
   }[];
   /** Vaults whose closing balance by the ledger differs from the chain's. */
   imbalanced: { vault: string; differenceUnits: string }[];
@@ -189,7 +198,7 @@ export function ledgerWindowCheck(deps: {
   }
 
   /** What each run judged in full: marked once the run's summary stands (`commit`). */
-  const marks = new WeakMap<LedgerWindowResult, { vault: string; through: number }[]>();
+  const marks = new WeakMap<LedgerWindowResult, { vault: string; through: number; at: number }[]>();
 
   const check = async (window: {
     from: number;
@@ -198,6 +207,9 @@ export function ledgerWindowCheck(deps: {
   }): Promise<LedgerWindowResult> => {
     await readThrough(window.to, window.signal);
     window.signal?.throwIfAborted();
+    // Every line listed by now is in the statements below when its time is: a line listed
+    // later is judged by the next run whatever its time (`listedLate`).
+    const takenAt = (deps.now ?? Date.now)();
     const statement = await buildStatement(deps.store, window, options);
     // The locks of the settlement window plus grace before the window were not due when the
     // run of their own window read the vault: judged now, by the first run after they are.
@@ -214,6 +226,32 @@ export function ledgerWindowCheck(deps: {
     const earlier: VaultStatement[] = [];
     const earlierLocks: VaultStatement[] = [];
     const judgedBefore: LedgerWindowResult["judgedBefore"] = [];
+    // Lines listed after the last judgement of their vault with a time it had judged: an
+    // endpoint that left a debit out until the night's run had passed, a node listing late.
+    const late: VaultStatement[] = [];
+    const lateSignatures = new Set<string>();
+    for (const v of statement.vaults) {
+      const figures = await ledger.cursorFigures(v.vault);
+      if (figures?.judgedThrough == null || figures.judgedAt == null) continue;
+      const listed = await ledger.listedSince(
+        v.vault,
+        figures.judgedAt,
+        Math.ceil(figures.judgedThrough / 1000),
+      );
+      if (listed.length === 0) continue;
+      window.signal?.throwIfAborted();
+      for (const l of listed) lateSignatures.add(`${v.vault} ${l.signature}`);
+      const part = await buildStatement(
+        deps.store,
+        {
+          from: Math.min(...listed.map((l) => l.blockTime)) * 1000,
+          to: figures.judgedThrough,
+          vault: v.vault,
+        },
+        options,
+      );
+      late.push(...part.vaults);
+    }
     for (const v of statement.vaults) {
       const judged = (await ledger.cursorFigures(v.vault))?.judgedThrough ?? null;
       if (judged !== null && judged >= window.from) continue;
@@ -340,15 +378,24 @@ export function ledgerWindowCheck(deps: {
         });
       }
     }
+    // What the statements above report already is one finding; the rest of a late line's
+    // statement was judged by the run that judged its time.
+    const lateOnes = <T extends { vault: string; signature: string | null }>(found: T[], of: T[]) =>
+      of
+        .filter((f) => lateSignatures.has(`${f.vault} ${f.signature}`))
+        .filter((f) => !found.some((g) => g.vault === f.vault && g.signature === f.signature))
+        .map((f) => ({ ...f, listedLate: true as const }));
+    const debits = [...debitsOf(earlier, true), ...debitsOf(statement.vaults, false)];
+    const foreign = [...foreignOf(earlier, true), ...foreignOf(statement.vaults, false)];
     const result: LedgerWindowResult = {
       vaults: statement.vaults.length,
-      unreceiptedDebits: [...debitsOf(earlier, true), ...debitsOf(statement.vaults, false)],
-      unreleasedLocks,
+      unreceiptedDebits: [...debits, ...lateOnes(debits, debitsOf(late, true))],
+      unreleasedLocks: [...unreleasedLocks, ...lateOnes(unreleasedLocks, locksOf(late, true))],
       creditsHeaderMismatches: [
         ...mismatchesOf(earlier, true),
         ...mismatchesOf(statement.vaults, false),
       ],
-      foreignMint: [...foreignOf(earlier, true), ...foreignOf(statement.vaults, false)],
+      foreignMint: [...foreign, ...lateOnes(foreign, foreignOf(late, true))],
       imbalanced: statement.vaults
         .filter((v) => v.differenceUnits !== null && v.differenceUnits !== 0n)
         .map((v) => ({ vault: v.vault, differenceUnits: String(v.differenceUnits) })),
@@ -364,7 +411,7 @@ export function ledgerWindowCheck(deps: {
       result,
       statement.vaults
         .filter((v) => !problems.has(v.vault))
-        .map((v) => ({ vault: v.vault, through: window.to })),
+        .map((v) => ({ vault: v.vault, through: window.to, at: takenAt })),
     );
     return result;
   };
@@ -375,7 +422,7 @@ export function ledgerWindowCheck(deps: {
    * whose findings no summary reported. Never lowers a mark.
    */
   async function commit(result: LedgerWindowResult) {
-    for (const m of marks.get(result) ?? []) await ledger.markJudged(m.vault, m.through);
+    for (const m of marks.get(result) ?? []) await ledger.markJudged(m.vault, m.through, m.at);
   }
 
   return Object.assign(check, { commit });

@@ -86,18 +86,22 @@ function judgedText(s: NightlySummary): string {
   return `; history before the window judged for ${judged.length} (${never} from its beginning)`;
 }
 
+/** Why a finding dated in history a run had judged is reported now. */
+const LISTED_LATE =
+  "listed only after the run that judged its time: an RPC endpoint had left it out or listed it late";
+
 /** One line per ledger finding of the window (none when the run read no ledger). */
 function ledgerLines(s: NightlySummary, show: Show): string[] {
   if (!s.ledger) return [];
   return [
     ...s.ledger.unreceiptedDebits.map(
       (d) =>
-        `unreceipted debit of ${unitsOut(d.amountUnits)} units from vault ${d.vault} in ${d.signature}${d.memoJobId ? ` (memo names ${show(d.memoJobId)})` : ""}${d.beforeWindow ? ` (at ${d.at ?? "an unknown time"}, before the window: history of the vault no run had judged)` : ""}`,
+        `unreceipted debit of ${unitsOut(d.amountUnits)} units from vault ${d.vault} in ${d.signature}${d.memoJobId ? ` (memo names ${show(d.memoJobId)})` : ""}${d.listedLate ? ` (at ${d.at ?? "an unknown time"}, ${LISTED_LATE})` : d.beforeWindow ? ` (at ${d.at ?? "an unknown time"}, before the window: history of the vault no run had judged)` : ""}`,
     ),
     ...s.ledger.unreleasedLocks.map(
       (u) =>
         `unreleased lock of ${u.lockUnits} units by job ${show(u.jobId)} from vault ${u.vault} in ${u.signature}` +
-        ` (locked ${u.lockedAt ?? "at an unknown time"}${u.beforeWindow ? ", before the window: not yet due when its own window's run read the vault, or in history no run had judged" : ""})`,
+        ` (locked ${u.lockedAt ?? "at an unknown time"}${u.listedLate ? `, ${LISTED_LATE}` : u.beforeWindow ? ", before the window: not yet due when its own window's run read the vault, or in history no run had judged" : ""})`,
     ),
     ...s.ledger.creditsHeaderMismatches.map(
       (m) =>
@@ -105,7 +109,7 @@ function ledgerLines(s: NightlySummary, show: Show): string[] {
     ),
     ...s.ledger.foreignMint.map((f) =>
       f.finding === "foreign_mint_movement"
-        ? `vault ${f.vault}'s address moved ${f.amountUnits} units of another mint (${f.mint}) in ${f.signature}: not credits, never counted${f.beforeWindow ? " (before the window)" : ""}`
+        ? `vault ${f.vault}'s address moved ${f.amountUnits} units of another mint (${f.mint}) in ${f.signature}: not credits, never counted${f.listedLate ? ` (${LISTED_LATE})` : f.beforeWindow ? " (before the window)" : ""}`
         : `vault ${f.vault}'s address holds ${f.amountUnits ?? "an account"} of another mint (${f.mint ?? "not a token account"}) instead of credits: closed and opened again`,
     ),
     ...s.ledger.imbalanced.map(

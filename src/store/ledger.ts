@@ -180,6 +180,15 @@ export interface CursorFigures {
   newestSlot: number | null;
   /** How far a nightly run has judged the vault's history (ms); null while never judged. */
   judgedThrough: number | null;
+  /** When that run took its statements (local clock, ms); null before it was kept. */
+  judgedAt: number | null;
+}
+
+/** A line listed after a vault's last judgement, with a block time before `judged_through`. */
+export interface LateLine {
+  signature: string;
+  /** Seconds. */
+  blockTime: number;
 }
 
 /** The oldest line listed for a vault: where the history the ledger holds begins. */
@@ -300,10 +309,15 @@ export interface LedgerStore {
    */
   oldestFinalThrough(): Promise<number | null>;
   /**
-   * Raises the vault's `judged_through` to `through` (ms), never lowers it: two nightly runs at
-   * once keep the later mark.
+   * Raises the vault's `judged_through` to `through` (ms) and `judged_at` to `at` (when the run
+   * took its statements), never lowers either: two nightly runs at once keep the later marks.
    */
-  markJudged(vault: string, through: number): Promise<void>;
+  markJudged(vault: string, through: number, at: number): Promise<void>;
+  /**
+   * The vault's lines listed after `since` (ms, `listed_at`) whose block time is before
+   * `beforeSec`: no statement of the run that judged that time held them.
+   */
+  listedSince(vault: string, since: number, beforeSec: number): Promise<LateLine[]>;
   /** The vault's oldest line listed, or null when none is. */
   historyStart(vault: string): Promise<HistoryStart | null>;
   /** Records whether a read line's transaction created the vault's account. */
@@ -667,12 +681,17 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   );
   const cursorRow = big(
     `SELECT synced_at, final_through, balance_units, balance_slot, balance_foreign,
-       coalesce(sync_top_slot, newest_slot) AS slot, chained_ord, judged_through
+       coalesce(sync_top_slot, newest_slot) AS slot, chained_ord, judged_through, judged_at
      FROM ledger_cursors WHERE vault = ?`,
   );
   const markJudged = sqlite.prepare(
-    `UPDATE ledger_cursors SET judged_through = max(coalesce(judged_through, 0), ?)
+    `UPDATE ledger_cursors SET judged_through = max(coalesce(judged_through, 0), ?),
+       judged_at = max(coalesce(judged_at, 0), ?)
      WHERE vault = ?`,
+  );
+  const listedSince = big(
+    `SELECT signature, block_time FROM ledger_lines INDEXED BY ledger_lines_listed
+     WHERE vault = ? AND listed_at > ? AND block_time < ? ORDER BY listed_at, signature`,
   );
   const oldestLine = big(
     `SELECT signature, slot, block_time, state, opened FROM ledger_lines INDEXED BY
@@ -1285,8 +1304,15 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     async oldestFinalThrough() {
       return num(oldestFinal.get() as Big);
     },
-    async markJudged(vault, through) {
-      markJudged.run(through, vault);
+    async markJudged(vault, through, at) {
+      markJudged.run(through, at, vault);
+    },
+    async listedSince(vault, since, beforeSec) {
+      const rows = listedSince.all(vault, since, beforeSec) as {
+        signature: string;
+        block_time: bigint;
+      }[];
+      return rows.map((r) => ({ signature: r.signature, blockTime: Number(r.block_time) }));
     },
     async historyStart(vault) {
       const r = oldestLine.get(vault) as
@@ -1315,6 +1341,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
             balance_foreign: string | null;
             slot: Big;
             judged_through: Big;
+            judged_at: Big;
           }
         | undefined;
       if (!r) return undefined;
@@ -1326,6 +1353,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         balanceForeign: foreignHoldingOf(r.balance_foreign),
         newestSlot: num(r.slot),
         judgedThrough: num(r.judged_through),
+        judgedAt: num(r.judged_at),
       };
     },
     async openingUnits(vault, fromSec) {

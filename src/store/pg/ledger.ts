@@ -203,6 +203,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         >`coalesce(${ledgerCursors.syncTopSlot}, ${ledgerCursors.newestSlot})`.mapWith(Number),
         chainedOrd: ledgerCursors.chainedOrd,
         judgedThrough: ledgerCursors.judgedThrough,
+        judgedAt: ledgerCursors.judgedAt,
       })
       .from(ledgerCursors)
       .where(eq(ledgerCursors.vault, vault));
@@ -1231,14 +1232,29 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         .from(ledgerCursors);
       return row?.at ?? null;
     },
-    async markJudged(vault, through) {
-      // GREATEST in the UPDATE itself: two runs at once keep the later mark.
+    async markJudged(vault, through, at) {
+      // GREATEST in the UPDATE itself: two runs at once keep the later marks.
       await db
         .update(ledgerCursors)
         .set({
           judgedThrough: sql`greatest(coalesce(${ledgerCursors.judgedThrough}, 0), ${through})`,
+          judgedAt: sql`greatest(coalesce(${ledgerCursors.judgedAt}, 0), ${at})`,
         })
         .where(eq(ledgerCursors.vault, vault));
+    },
+    async listedSince(vault, since, beforeSec) {
+      const rows = await db
+        .select({ signature: ledgerLines.signature, blockTime: ledgerLines.blockTime })
+        .from(ledgerLines)
+        .where(
+          and(
+            vaultIs(vault),
+            gt(ledgerLines.listedAt, since),
+            lt(ledgerLines.blockTime, beforeSec),
+          ),
+        )
+        .orderBy(asc(ledgerLines.listedAt), asc(ledgerLines.signature));
+      return rows.map((r) => ({ signature: r.signature, blockTime: Number(r.blockTime) }));
     },
     async historyStart(vault) {
       const [r] = await db
@@ -1280,6 +1296,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         balanceForeign: foreignHoldingOf(r.balanceForeign),
         newestSlot: r.slot,
         judgedThrough: r.judgedThrough,
+        judgedAt: r.judgedAt,
       };
     },
     async openingUnits(vault, fromSec) {
