@@ -99,7 +99,7 @@ async function probeDatabase(
   if (health && !health.reachable) {
     return {
       ok: false,
-      detail: `unreachable since ${new Date(health.since).toISOString()} (${health.error}); ${health.waiting} receipt writes waiting`,
+      detail: `${health.refusing ? "refusing writes" : "unreachable"} since ${new Date(health.since).toISOString()} (${health.error}); ${health.waiting} receipt writes waiting`,
     };
   }
   try {

@@ -619,7 +619,17 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
 
       /** The receipt could not be written: the client gets a 503, never an unrecorded answer. */
       const unrecorded = (error: unknown) => {
-        log.error({ err: error, jobId: receipt.jobId }, "receipt not recorded; answering 503");
+        // The job ran and was paid for: its names, for an `import` once the database is back.
+        log.error(
+          {
+            err: error,
+            jobId: receipt.jobId,
+            escrowTx: receipt.escrowTx,
+            settlementTx: receipt.settlementTx,
+            worker: receipt.worker,
+          },
+          "receipt not recorded; answering 503",
+        );
         upstream.destroy();
         sendError(
           res,

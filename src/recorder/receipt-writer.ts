@@ -23,6 +23,12 @@ export interface ReceiptWriterOptions {
   /** Longest delay between two attempts while the database stays locked. Default 200 ms. */
   maxRetryDelayMs?: number;
   /**
+   * How long a task waits while the database refuses writes (a full disk, an I/O error: not a
+   * lock) before it is rejected, in ms; its client then gets `503 receipt_not_recorded`
+   * instead of waiting on, and its job id is in the error log. Default 5,000.
+   */
+  refuseAfterMs?: number;
+  /**
    * Time one group commit may run its tasks before it commits and lets the event loop run, in
    * ms; the tasks left go in the next group, at once. Default 1.
    */
@@ -53,15 +59,26 @@ export interface ReceiptWriter {
   close(): Promise<void>;
 }
 
-/** The writer's view of its database, for `/readyz`. */
+/**
+ * The writer's view of its database, for `/readyz`: reachable, or not taking writes since
+ * `since`, because it does not answer (PostgreSQL away) or refuses them (a full disk).
+ */
 export type WriterHealth =
   | { reachable: true }
-  | { reachable: false; since: number; error: string; waiting: number };
+  | {
+      reachable: false;
+      since: number;
+      error: string;
+      waiting: number;
+      refusing?: boolean;
+    };
 
 export interface Queued {
   task: WriteTask<unknown>;
   resolve(value: unknown): void;
   reject(error: unknown): void;
+  /** When the database first refused a group holding this task (SQLite writer). */
+  refusedSince?: number;
 }
 
 /**
@@ -83,6 +100,11 @@ export function createReceiptWriter(store: Store, options: ReceiptWriterOptions)
     : createSqliteReceiptWriter(store, options);
 }
 
+/** How often a database that refuses writes is tried again while no receipt waits. */
+const PROBE_INTERVAL_MS = 1000;
+
+const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
+
 function createSqliteReceiptWriter(
   store: SqliteStore,
   options: ReceiptWriterOptions,
@@ -94,10 +116,13 @@ function createSqliteReceiptWriter(
   const connection = openWriterConnection(store, options.busyTimeoutMs ?? 3);
   const conn = connection.store;
 
+  const refuseAfterMs = options.refuseAfterMs ?? 5000;
   let queue: Queued[] = [];
   let scheduled: NodeJS.Immediate | NodeJS.Timeout | undefined;
   let retries = 0;
   let closed = false;
+  /** Since when the database refuses writes (not a lock: a full disk, say), and why. */
+  let refusing: { since: number; error: string } | null = null;
   let idleWaiters: (() => void)[] = [];
 
   // The usual group: every task in one transaction, no savepoints (a SAVEPOINT and RELEASE per
@@ -154,6 +179,7 @@ function createSqliteReceiptWriter(
       // Nothing of the batch was written: put it back in front, in order, and try again.
       queue = batch.concat(queue);
       retries++;
+      if (!isBusyError(error)) refused(error);
       const delay = backoff(retries, { baseMs: 1, maxMs: Math.min(maxRetryDelayMs, 256) });
       // Said when it starts and now and then while it lasts (~20 s locked, ~10 s failing).
       if (isBusyError(error)) {
@@ -166,8 +192,9 @@ function createSqliteReceiptWriter(
       scheduled = setTimeout(flush, isBusyError(error) ? delay : Math.max(delay, 250));
       return;
     }
-    if (retries >= 50) log.info({ retries }, "receipt writes resumed");
+    if (retries >= 50 || refusing) log.info({ retries }, "receipt writes resumed");
     retries = 0;
+    refusing = null;
     // Tasks past the group's slice of time wait, in order, in front of the queue.
     if (outcomes.length < batch.length) queue = batch.slice(outcomes.length).concat(queue);
     outcomes.forEach((outcome, i) => {
@@ -183,18 +210,72 @@ function createSqliteReceiptWriter(
     scheduled ??= setImmediate(flush);
   }
 
+  /**
+   * The database refused a group, and not for a lock (a full disk's COMMIT, an I/O error): no
+   * task of it is to blame, so it is tried again, but a task refused for `refuseAfterMs` is
+   * rejected rather than left waiting for space that may not come back. Meanwhile `full()`
+   * turns new paid work away before it is forwarded, and `/readyz` says why.
+   */
+  function refused(error: unknown) {
+    const t = Date.now();
+    if (refusing === null) {
+      refusing = { since: t, error: messageOf(error) };
+      log.error({ err: error, tasks: queue.length }, "the database refuses receipt writes");
+    }
+    const kept: Queued[] = [];
+    for (const item of queue) {
+      item.refusedSince ??= t;
+      if (t - item.refusedSince >= refuseAfterMs) item.reject(error);
+      else kept.push(item);
+    }
+    queue = kept;
+    if (queue.length === 0) probeSoon();
+  }
+
+  // With nothing queued (new work is turned away while refusing), a write of no consequence
+  // tells when the database takes writes again: `user_version` set to what it is still writes
+  // the header page, as a receipt's commit would.
+  let probeTimer: NodeJS.Timeout | undefined;
+  const probeWrite = connection.immediate(() => {
+    const version = conn.sqlite.pragma("user_version", { simple: true });
+    conn.sqlite.pragma(`user_version = ${Number(version)}`);
+  });
+  function probeSoon() {
+    if (probeTimer || closed) return;
+    probeTimer = setTimeout(() => {
+      probeTimer = undefined;
+      const state = refusing;
+      if (state === null || queue.length > 0 || closed) return;
+      try {
+        probeWrite();
+        log.info({ refusedMs: Date.now() - state.since }, "the database takes writes again");
+        refusing = null;
+        retries = 0;
+      } catch (error) {
+        if (!isBusyError(error)) state.error = messageOf(error);
+        probeSoon();
+      }
+    }, PROBE_INTERVAL_MS);
+    probeTimer.unref();
+  }
+
   return {
     run<T>(task: WriteTask<T>): Promise<T> {
       if (closed) return Promise.reject(new Error("the receipt writer is closed"));
       return new Promise<T>((resolve, reject) => {
         queue.push({ task, resolve: resolve as (v: unknown) => void, reject });
-        if (retries === 0) schedule();
+        // A retry's timer, when one is pending, keeps its backoff (`scheduled` holds it).
+        schedule();
       });
     },
     backlog: () => queue.length,
-    full: () => queue.length >= maxBacklog,
-    // A SQLite file is on this host: a busy lock is waited out, never "unreachable".
-    health: () => ({ reachable: true }),
+    full: () => queue.length >= maxBacklog || refusing !== null,
+    // A SQLite file is on this host: a busy lock is waited out, never "unreachable"; a
+    // database that refuses writes (a full disk) is not taking receipts.
+    health: (): WriterHealth =>
+      refusing === null
+        ? { reachable: true }
+        : { reachable: false, ...refusing, waiting: queue.length, refusing: true },
     idle() {
       if (queue.length === 0 && !scheduled) return Promise.resolve();
       return new Promise<void>((resolve) => idleWaiters.push(resolve));
@@ -202,6 +283,7 @@ function createSqliteReceiptWriter(
     async close() {
       await this.idle();
       closed = true;
+      clearTimeout(probeTimer);
       connection.close();
     },
   };
