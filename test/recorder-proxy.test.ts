@@ -189,6 +189,25 @@ function stubUpstream(): { server: http.Server; stub: Stub } {
         `HTTP/1.1 200 OK\r\n${head}content-length: ${payload.length}\r\n\r\n${payload}GARBAGE`,
       );
       setTimeout(() => req.socket.end(), 50);
+    } else if (url === "/v1/chat/completions?mode=long-header") {
+      // A paid answer with one unrelated header of 60 KB, beyond Node's default 16 KiB head.
+      res.writeHead(200, {
+        "content-type": "application/json",
+        ...decentral,
+        "x-decentral-settlement-tx": stub.receipt.settlementTx,
+        "x-other": "a".repeat(60_000),
+      });
+      res.end(JSON.stringify({ id: "chatcmpl-7", model: "qwen3-8b", choices: [] }));
+    } else if (url === "/v1/chat/completions?mode=control-char") {
+      // A paid answer whose job id header carries a control character: no HTTP Node accepts.
+      const head = Object.entries({
+        ...decentral,
+        "x-decentral-job-id": `${stub.receipt.jobId}\x01`,
+        "content-type": "application/json",
+      })
+        .map(([name, value]) => `${name}: ${value}\r\n`)
+        .join("");
+      req.socket.end(`HTTP/1.1 200 OK\r\n${head}content-length: 2\r\n\r\n{}`);
     } else if (url === "/v1/chat/completions?mode=sse-unasked") {
       res.writeHead(200, { "content-type": "text/event-stream", ...decentral });
       res.end(
@@ -616,6 +635,46 @@ describe("recording proxy", () => {
     expect(((await response.json()) as { id: string }).id).toBe("chatcmpl-4");
     await proxy.idle();
     expect(row()).toMatchObject({ captureState: "complete", httpStatus: 200, completionTokens: 2 });
+  });
+
+  it("records a paid answer that carries one long unrelated header", async () => {
+    const { proxy, url, row } = await setup();
+    // A client that reads heads this long itself (fetch stops at 16 KiB too).
+    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request(`${url}/v1/chat/completions?mode=long-header`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        maxHeaderSize: 256 * 1024,
+      });
+      req.on("error", reject);
+      req.on("response", async (res) => {
+        let body = "";
+        for await (const chunk of res) body += String(chunk);
+        resolve({ status: res.statusCode ?? 0, body });
+      });
+      req.end(JSON.stringify({ model: "qwen3-8b", max_tokens: 300, messages: [] }));
+    });
+    expect(answer.status).toBe(200);
+    expect((JSON.parse(answer.body) as { id: string }).id).toBe("chatcmpl-7");
+    await proxy.idle();
+    expect(row()).toMatchObject({ captureState: "complete", httpStatus: 200 });
+  });
+
+  it("says an answer it cannot parse was unreadable, not unreachable, and logs its job", async () => {
+    const { proxy, store, stub, url, lines } = await setup();
+    const response = await completion(url, "control-char");
+    expect(response.status).toBe(502);
+    const body = (await response.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe("upstream_answer_unreadable");
+    expect(body.error.message).not.toContain("could not be reached");
+    await proxy.idle();
+    expect(store.db.select().from(jobs).all()).toEqual([]);
+    const line = lines.find((l) => l.includes("upstream answer came but could not be parsed"));
+    expect(line).toBeDefined();
+    const logged = JSON.parse(line ?? "{}") as Record<string, unknown>;
+    expect(logged.level).toBe(50);
+    expect(logged.jobId).toBe(`${stub.receipt.jobId}\x01`);
+    expect(logged.escrowTx).toBe(stub.receipt.escrowTx);
   });
 
   it("records an event stream as a stream even when the request did not ask for one", async () => {

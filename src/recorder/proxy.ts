@@ -104,6 +104,12 @@ const tagPrefix = "x-audit-tag-";
 /** Body bytes kept to read usage: the whole JSON body, or the tail of an SSE stream. */
 const maxJsonCapture = 8 * 1024 * 1024;
 const sseTailBytes = 64 * 1024;
+/**
+ * Largest head (status line and headers) read from an upstream answer, in bytes. Node's own
+ * limit, 16 KiB, would refuse an answer with one long unrelated header after the upstream ran
+ * and charged its job, which then could not be recorded; the job's own headers are short.
+ */
+export const maxUpstreamHeaderBytes = 256 * 1024;
 
 export { keyFingerprint } from "./key-fingerprint.js";
 
@@ -280,6 +286,41 @@ function forwardedResponseHeaders(upstream: IncomingMessage): string[] {
  * An error of the proxy itself, in the OpenAI shape the SDKs read (`error.message`, `type`,
  * `code`); a 503 carries `retry-after` and Decentral's `details.retry_after`.
  */
+/** An error of Node's HTTP parser: bytes came, but they are no HTTP answer it accepts. */
+function isParseError(
+  error: NodeJS.ErrnoException,
+): error is NodeJS.ErrnoException & { rawPacket?: unknown } {
+  return typeof error.code === "string" && error.code.startsWith("HPE_");
+}
+
+/**
+ * The status and receipt headers found in the bytes an answer's parser refused, each cut to
+ * 200 characters: the chunk Node kept may hold only part of the head, so each may be missing.
+ */
+export function answerFactsOf(raw: unknown): Record<string, string> {
+  if (!Buffer.isBuffer(raw)) return {};
+  const facts: Record<string, string> = {};
+  const head = raw.subarray(0, maxUpstreamHeaderBytes).toString("latin1");
+  const status = /^HTTP\/\d\.\d (\d{3})/.exec(head);
+  if (status?.[1]) facts.status = status[1];
+  const names: Record<string, string> = {
+    "x-decentral-job-id": "jobId",
+    "x-decentral-tx-signature": "escrowTx",
+    "x-decentral-settlement-tx": "settlementTx",
+  };
+  for (const line of head.split("\r\n")) {
+    const colon = line.indexOf(":");
+    if (colon < 0) continue;
+    const field = names[line.slice(0, colon).trim().toLowerCase()];
+    if (field && !(field in facts))
+      facts[field] = line
+        .slice(colon + 1)
+        .trim()
+        .slice(0, 200);
+  }
+  return facts;
+}
+
 function sendError(
   res: ServerResponse,
   status: number,
@@ -442,6 +483,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         path,
         headers: forwardedRequestHeaders(req, hostHeader, body.length),
         agent,
+        maxHeaderSize: maxUpstreamHeaderBytes,
       });
       request.setNoDelay(true);
       // Closed with no answer (and not sent again): nothing is left to record.
@@ -524,6 +566,28 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         upstreamReq.on("error", onError);
         upstreamReq.on("response", onResponse);
         upstreamReq.end(body);
+        return;
+      }
+      if (isParseError(error)) {
+        // An answer came but Node's parser refused its head (a header beyond
+        // maxUpstreamHeaderBytes, a control character in a value): the upstream may have run
+        // and charged the job, which cannot be recorded. What of it the bytes show is logged.
+        log.error(
+          {
+            reason: error.message,
+            code: error.code,
+            path: pathPart(path),
+            ...answerFactsOf(error.rawPacket),
+          },
+          "upstream answer came but could not be parsed; answering 502, its job is not recorded",
+        );
+        sendError(
+          res,
+          502,
+          "upstream_answer_unreadable",
+          "the Decentral API answered, but its answer could not be read; the response is withheld",
+        );
+        settle();
         return;
       }
       log.warn({ reason: error.message, path: pathPart(path) }, "upstream request failed");
