@@ -1,7 +1,15 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
 
 /** Runs the CLI from source in a child process, as a crontab would run the binary. */
@@ -20,7 +28,8 @@ function cliWithEnv(env: Record<string, string>, ...args: string[]) {
       "--",
       ...args,
     ],
-    { encoding: "utf8", env: { ...process.env, ...env } },
+    // A bound, so that a `serve` that wrongly starts ends the test instead of hanging it.
+    { encoding: "utf8", env: { ...process.env, ...env }, timeout: 30_000 },
   );
   return { code: result.status, stderr: result.stderr };
 }
@@ -100,6 +109,39 @@ describe("CLI exit codes", () => {
     expect(onEmpty.stderr).toContain(`no SQLite store at ${empty}`);
     expect(statSync(empty).size).toBe(0);
   }, 60_000);
+
+  it("refuses another application's SQLite database with exit 2 and one line, changing nothing", () => {
+    const dir = mkdtempSync(join(tmpdir(), "cli-foreign-"));
+    const foreign = join(dir, "other.db");
+    const other = new Database(foreign);
+    other.exec("CREATE TABLE g(a); INSERT INTO g VALUES (1)");
+    other.close();
+    const before = readFileSync(foreign);
+    const receipts = join(dir, "receipts.jsonl");
+    writeFileSync(receipts, "");
+    for (const args of [
+      ["verify", "--window", "yesterday", "--rpc", "http://127.0.0.1:9", "--db", foreign],
+      ["report", "reconciliation", "--since", "24h", "--db", foreign],
+      ["import", receipts, "--db", foreign],
+      ["tokens", "list", "--db", foreign],
+      ["db", "migrate", "--db", foreign],
+      ["serve", "--workers", "1", "--port", "0", "--db", foreign],
+    ]) {
+      const run = cli(...args);
+      expect(run.code, args.join(" ")).toBe(2);
+      expect(run.stderr.trim().split("\n"), args.join(" ")).toHaveLength(1);
+      expect(run.stderr).toContain(`${foreign} is not a decentral-audit store`);
+      expect(run.stderr).toContain("(g)");
+    }
+    expect(readFileSync(foreign).equals(before)).toBe(true);
+    expect(readdirSync(dir).sort()).toEqual(["other.db", "receipts.jsonl"]);
+    // Nor is a file that is no SQLite database at all.
+    const text = join(dir, "notes.db");
+    writeFileSync(text, "these are notes, not a database\n".repeat(200));
+    const run = cli("verify", "--since", "24h", "--rpc", "http://127.0.0.1:9", "--db", text);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(`${text} is not a decentral-audit store: it is not a SQLite`);
+  }, 120_000);
 
   it("exits 2 naming the flag when a number flag is not plain digits", () => {
     const copy = cli(

@@ -451,3 +451,40 @@ describe("upgrading a deployment that stored block times the chain cannot have",
     }
   });
 });
+
+describe("a database of another application", () => {
+  const database = usePostgresDatabase();
+  it("is refused on PostgreSQL with nothing created in it, while an empty one is migrated", async () => {
+    const store = openPostgres(await database.create(), {
+      poolSize: 2,
+      statementTimeoutMs: 30_000,
+    });
+    try {
+      await store.pool.query("CREATE TABLE invoices (id int)");
+      await expect(migratePostgres(store.pool)).rejects.toThrow(
+        /is not a decentral-audit store: it holds 1 table of another application \(invoices\)/,
+      );
+      const tables = await store.pool.query(
+        "SELECT schemaname, tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+      );
+      expect(tables.rows).toEqual([{ schemaname: "public", tablename: "invoices" }]);
+      const schemas = await store.pool.query(
+        "SELECT 1 FROM pg_namespace WHERE nspname = 'drizzle'",
+      );
+      expect(schemas.rows).toEqual([]);
+    } finally {
+      await store.close();
+    }
+    const fresh = openPostgres(await database.create(), {
+      poolSize: 2,
+      statementTimeoutMs: 30_000,
+    });
+    try {
+      expect((await migratePostgres(fresh.pool)).applied).toBeGreaterThan(0);
+      // Migrated, it is this program's store: opened again, nothing is refused or applied.
+      expect((await migratePostgres(fresh.pool)).applied).toBe(0);
+    } finally {
+      await fresh.close();
+    }
+  }, 60_000);
+});

@@ -44,6 +44,75 @@ export class MissingStoreError extends AppError {
 }
 
 /**
+ * Thrown when `DATABASE_URL` names a database that holds tables but is not a store of this
+ * program (another application's database, or a file that is no SQLite database at all):
+ * migrating it would write this program's tables into it, and a nightly run over it would
+ * report an empty window all clear.
+ */
+export class ForeignStoreError extends AppError {
+  constructor(where: string, holds: string) {
+    super(
+      "conflict",
+      `${where} is not a decentral-audit store: ${holds}; nothing was changed (check --db / DATABASE_URL)`,
+      { field: "DATABASE_URL" },
+    );
+    this.name = "ForeignStoreError";
+  }
+}
+
+/** drizzle's bookkeeping table, where the applied migrations of this program are listed. */
+export const sqliteMigrationsTable = "__drizzle_migrations";
+
+/**
+ * What a database holding `tables` (its own, in its default schema) is, when `hasMigrations`
+ * says whether it lists applied migrations: this program's store (its migrations, and its
+ * `jobs` table made by the first of them in the same transaction), empty, or foreign (a
+ * description of what it holds). Another drizzle application keeps the same bookkeeping
+ * table, hence the `jobs` table too.
+ */
+export function storeKind(
+  tables: readonly string[],
+  hasMigrations: boolean,
+): { kind: "ours" | "empty" } | { kind: "foreign"; holds: string } {
+  if (hasMigrations && tables.includes("jobs")) return { kind: "ours" };
+  const others = tables.filter((name) => name !== sqliteMigrationsTable);
+  if (!hasMigrations && others.length === 0) return { kind: "empty" };
+  const shown = others.slice(0, 5).join(", ") + (others.length > 5 ? ", …" : "");
+  return {
+    kind: "foreign",
+    holds:
+      others.length === 0
+        ? "it lists migrations of another program and has no jobs table"
+        : `it holds ${others.length} table${others.length === 1 ? "" : "s"} of another application (${shown}) and ${hasMigrations ? "no jobs table" : "none of this program's migrations"}`,
+  };
+}
+
+/**
+ * Refuses, before anything is written (even the switch to WAL, which is kept in the file), a
+ * SQLite file that is not this program's store; and, for a command that must not create one,
+ * a database with no table at all, for the same reason as an empty file.
+ */
+function refuseForeignSqlite(sqlite: Database.Database, path: string, create: boolean): void {
+  let tables: string[];
+  try {
+    tables = sqlite
+      .prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+      )
+      .pluck()
+      .all() as string[];
+  } catch (error) {
+    if ((error as { code?: unknown }).code === "SQLITE_NOTADB") {
+      throw new ForeignStoreError(path, "it is not a SQLite database");
+    }
+    throw error;
+  }
+  const kind = storeKind(tables, tables.includes(sqliteMigrationsTable));
+  if (kind.kind === "foreign") throw new ForeignStoreError(path, kind.holds);
+  if (kind.kind === "empty" && !create) throw new MissingStoreError(path);
+}
+
+/**
  * Opens the SQLite database at `url` (a file path, `file:PATH` or `:memory:`), creating it and
  * its folder unless `create` is false: then a file that does not exist is a MissingStoreError,
  * because a mistyped path would otherwise give an empty store that `verify` finds all verified.
@@ -83,6 +152,14 @@ export function openSqliteStore(
   // creating and migrating at the same moment, it would otherwise fail at once with "database
   // is locked" (two `serve` started together on a database that does not exist yet).
   sqlite.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+  if (path !== ":memory:") {
+    try {
+      refuseForeignSqlite(sqlite, path, create);
+    } catch (error) {
+      sqlite.close();
+      throw error;
+    }
+  }
   sqlite.pragma("journal_mode = WAL");
   sqlite.pragma("synchronous = NORMAL");
   sqlite.pragma("foreign_keys = ON");

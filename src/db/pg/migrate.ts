@@ -1,6 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { readMigrationFiles } from "drizzle-orm/migrator";
 import type pg from "pg";
+import { ForeignStoreError, storeKind } from "../client.js";
 import { latestKnown, refuseNewerDatabase } from "../migration-guard.js";
 import { openPostgres, type PostgresSettings, withPgTransaction } from "./client.js";
 
@@ -38,6 +39,21 @@ export async function migratePostgres(pool: pg.Pool): Promise<PgMigrationResult>
   return await withPgTransaction(pool, async (client) => {
     await client.query("SET LOCAL statement_timeout = 0");
     await client.query(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`);
+    // Another application's database is refused before anything is created in it: its tables
+    // could share names with this program's, and a run over it would find nothing to judge.
+    const found = await client.query<{ database: string; ours: boolean; tables: string[] }>(
+      `SELECT current_database() AS database,
+              to_regclass('drizzle.__drizzle_migrations') IS NOT NULL AS ours,
+              ARRAY(SELECT tablename::text FROM pg_tables
+                    WHERE schemaname = current_schema() ORDER BY tablename) AS tables`,
+    );
+    const row = found.rows[0];
+    if (row) {
+      const kind = storeKind(row.tables, row.ours);
+      if (kind.kind === "foreign") {
+        throw new ForeignStoreError(`PostgreSQL database "${row.database}"`, kind.holds);
+      }
+    }
     await client.query(`CREATE SCHEMA IF NOT EXISTS "drizzle"`);
     await client.query(
       `CREATE TABLE IF NOT EXISTS ${migrationsTable} (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)`,
