@@ -143,6 +143,19 @@ describe("CLI exit codes", () => {
     expect(run.stderr).toContain(`${text} is not a decentral-audit store: it is not a SQLite`);
   }, 120_000);
 
+  it("exits 2 naming the vault and the cause when report statement --sync cannot read it", () => {
+    const db = join(mkdtempSync(join(tmpdir(), "cli-sync-")), "audit.db");
+    expect(cli("db", "migrate", "--db", db).code).toBe(0);
+    const vault = "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM";
+    const run = cliWithEnv(
+      { DATABASE_URL: db, CREDIT_VAULTS: vault, LOG_LEVEL: "silent" },
+      ...["report", "statement", "--since", "1d", "--sync", "--rpc", "http://127.0.0.1:1"],
+    );
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(`--sync could not read vault ${vault}: `);
+    expect(run.stderr).toContain("ECONNREFUSED");
+  }, 60_000);
+
   it("exits 2 naming the flag when a number flag is not plain digits", () => {
     const copy = cli(
       "db",

@@ -92,8 +92,14 @@ export interface LedgerReader {
   vaults(): Promise<string[]>;
   /** Reads one vault's new history, its transactions, then its finalized balance. */
   syncVault(vault: string, opts?: { signal?: AbortSignal }): Promise<VaultSyncResult>;
-  /** Syncs every vault, one after the other; a vault's RPC trouble is logged and kept. */
-  syncAll(opts?: { signal?: AbortSignal }): Promise<VaultSyncResult[]>;
+  /**
+   * Syncs every vault, one after the other; a vault's RPC trouble is logged and kept, and
+   * told to `onVaultError` (a command that must say the sync failed), and the next vault read.
+   */
+  syncAll(opts?: {
+    signal?: AbortSignal;
+    onVaultError?: (vault: string, message: string) => void;
+  }): Promise<VaultSyncResult[]>;
   /** Runs `syncAll` every `intervalMs` until `stop()`. */
   start(): void;
   stop(): Promise<void>;
@@ -411,16 +417,19 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     return { vault, pages, listed, fetched, shared, pending, noBlockTime };
   }
 
-  async function syncAll(opts: { signal?: AbortSignal } = {}) {
+  async function syncAll(
+    opts: { signal?: AbortSignal; onVaultError?: (vault: string, message: string) => void } = {},
+  ) {
     const results: VaultSyncResult[] = [];
     for (const vault of await knownVaults(ledger, deps.custody)) {
       try {
-        results.push(await syncVault(vault, opts));
+        results.push(await syncVault(vault, opts.signal ? { signal: opts.signal } : {}));
       } catch (error) {
         if (opts.signal?.aborted) throw error;
         const message = error instanceof Error ? error.message : String(error);
         await ledger.setError(vault, message, now());
         log.warn({ vault, err: message }, "ledger sync failed; retried next round");
+        opts.onVaultError?.(vault, message);
       }
     }
     return results;

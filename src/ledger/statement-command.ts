@@ -6,6 +6,7 @@ import type { Config } from "../config.js";
 import { openStore } from "../db/open.js";
 import { AppError } from "../errors.js";
 import { createLogger } from "../log.js";
+import { printable } from "../printable-text.js";
 import { type WindowFlags, windowFromFlags } from "../reports/period.js";
 import { createAccountSnapshotsStore } from "../store/account-snapshots.js";
 import { loadProfile } from "../verify/profiles.js";
@@ -59,6 +60,9 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
       const profile = loadProfile(config.AUDIT_PROFILE);
       const store = await openStore(config, { create: false });
       let text: string;
+      // Vaults whose history --sync could not read: the statement still prints (it says how
+      // far each vault is read), but the command fails, so a script does not take it as new.
+      const unsynced: string[] = [];
       try {
         if (flags.sync) {
           const log = createLogger({ level: "warn" }, pino.destination(2));
@@ -71,8 +75,13 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
               log,
               custody: config.CREDIT_VAULTS,
             });
-            if (flags.vault) await reader.syncVault(flags.vault);
-            else await reader.syncAll();
+            const failed = (vault: string, message: string) =>
+              unsynced.push(`--sync could not read vault ${vault}: ${message}`);
+            if (flags.vault) {
+              await reader.syncVault(flags.vault).catch((error: unknown) => {
+                failed(flags.vault ?? "", error instanceof Error ? error.message : String(error));
+              });
+            } else await reader.syncAll({ onVaultError: failed });
           } finally {
             await rpc.close();
           }
@@ -91,6 +100,8 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
       }
       if (flags.out) writeFileSync(flags.out, text);
       else process.stdout.write(text);
+      for (const line of unsynced) console.error(`error: ${printable(line)}`);
+      if (unsynced.length > 0) process.exitCode = 2;
     });
 
   helpers
