@@ -11,6 +11,8 @@ export const errorCodes = [
   "not_found",
   "conflict",
   "payload_too_large",
+  "unsupported_media_type",
+  "not_acceptable",
   "rate_limited",
   "upstream_unavailable",
   "rpc_unavailable",

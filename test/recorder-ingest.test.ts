@@ -26,7 +26,17 @@ async function setup() {
       headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
       body: typeof body === "string" ? body : JSON.stringify(body),
     });
-  return { store, post };
+  /** Posts raw bytes with the given content type (none when null). */
+  const postRaw = (body: string | Uint8Array, type: string | null) =>
+    app.request("/jobs", {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(type === null ? {} : { "content-type": type }),
+      },
+      body,
+    });
+  return { store, post, postRaw };
 }
 
 describe("POST /jobs", () => {
@@ -204,6 +214,40 @@ describe("POST /jobs", () => {
     const { post } = await setup();
     const response = await post("{not json");
     expect(response.status).toBe(400);
+  });
+
+  it("answers 415 to a receipt not sent as JSON, and writes nothing", async () => {
+    const { store, postRaw } = await setup();
+    const body = JSON.stringify(wireReceipt());
+    for (const type of [
+      "text/plain",
+      "application/x-www-form-urlencoded",
+      null,
+      "application/jsonx",
+    ]) {
+      // Bytes, so that fetch adds no text/plain of its own when no type is sent.
+      const response = await postRaw(new TextEncoder().encode(body), type);
+      expect(response.status, String(type)).toBe(415);
+      const error = ((await response.json()) as { error: Record<string, unknown> }).error;
+      expect(error).toMatchObject({ code: "unsupported_media_type", field: "content-type" });
+    }
+    expect(store.db.select().from(jobs).all()).toHaveLength(0);
+    const charset = await postRaw(body, "Application/JSON; charset=utf-8");
+    expect(charset.status).toBe(201);
+  });
+
+  it("answers 400 naming the body when it is not valid UTF-8, and writes nothing", async () => {
+    const { store, postRaw } = await setup();
+    const text = JSON.stringify(wireReceipt({ tags: { team: "QQ" } }));
+    const bytes = new TextEncoder().encode(text);
+    const at = text.indexOf("QQ");
+    bytes[at] = 0xff;
+    bytes[at + 1] = 0xfe;
+    const response = await postRaw(bytes, "application/json");
+    expect(response.status).toBe(400);
+    const error = ((await response.json()) as { error: Record<string, unknown> }).error;
+    expect(error).toMatchObject({ code: "bad_request", field: "body" });
+    expect(store.db.select().from(jobs).all()).toHaveLength(0);
   });
 
   it("accepts a whole chat completion carrying _decentral", async () => {

@@ -18,8 +18,12 @@ export function statusOf(code: ErrorCode): ContentfulStatusCode {
       return 404;
     case "conflict":
       return 409;
+    case "not_acceptable":
+      return 406;
     case "payload_too_large":
       return 413;
+    case "unsupported_media_type":
+      return 415;
     case "locked":
       return 423;
     case "rate_limited":

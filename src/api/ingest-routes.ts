@@ -2,6 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
+import { printable } from "../printable-text.js";
 import {
   type IngestItemResult,
   ingestReceipts,
@@ -144,7 +145,12 @@ const ingestRouteDoc = () =>
       400: {
         content: { "application/json": { schema: ErrorSchema } },
         description:
-          "A single receipt with a bad field (`validation_failed`, `error.field` names it), or a body that is not JSON (`bad_request`).",
+          "A single receipt with a bad field (`validation_failed`, `error.field` names it), or a body that is not JSON or not valid UTF-8 (`bad_request`).",
+      },
+      415: {
+        content: { "application/json": { schema: ErrorSchema } },
+        description:
+          "`unsupported_media_type`: the body is not sent as `application/json` (a form, text, or no content type).",
       },
       409: {
         content: { "application/json": { schema: ErrorSchema } },
@@ -199,9 +205,26 @@ export function ingestRoutes(deps: { store: Store; now?: () => number; writer?: 
           "the audit store is not taking writes right now (database unreachable or receipt backlog full); nothing was written, retry shortly",
         );
       }
+      // A body sent as text or a form was not meant as receipts, whatever it looks like.
+      const type = (c.req.header("content-type") ?? "").split(";")[0]?.trim().toLowerCase();
+      if (type !== "application/json" && !/^application\/[^/]+\+json$/.test(type ?? "")) {
+        throw new AppError(
+          "unsupported_media_type",
+          `content-type: must be application/json, got ${type ? JSON.stringify(printable(type)) : "none"}`,
+          { field: "content-type" },
+        );
+      }
+      let text: string;
+      try {
+        // Read strictly: a byte that is not UTF-8 would be stored as U+FFFD, a receipt that
+        // no longer says what the caller sent.
+        text = new TextDecoder("utf-8", { fatal: true }).decode(await c.req.arrayBuffer());
+      } catch {
+        throw new AppError("bad_request", "body: not valid UTF-8", { field: "body" });
+      }
       let body: unknown;
       try {
-        body = await c.req.json();
+        body = JSON.parse(text);
       } catch {
         throw new AppError("bad_request", "body must be JSON: a receipt or an array of receipts");
       }
