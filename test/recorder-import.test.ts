@@ -147,6 +147,44 @@ describe("import", () => {
     expect(store.db.select().from(jobs).all()).toHaveLength(0);
   });
 
+  it("refuses a file whose CSV header lacks the receipt columns, naming them, and imports nothing", async () => {
+    const store = createTestStore();
+    for (const [text, missing] of [
+      ["hello, this is no receipt file\n", "job_id, escrow_tx"],
+      ["job_id,model\njob_a,qwen3-8b\n", "escrow_tx"],
+    ] as const) {
+      await expect(importReceipts(store, Readable.from([text]))).rejects.toMatchObject({
+        code: "validation_failed",
+        details: { field: "header" },
+        message: expect.stringContaining(`has no column ${missing};`),
+      });
+    }
+    expect(store.db.select().from(jobs).all()).toHaveLength(0);
+  });
+
+  it("counts the receipt where a CSV syntax error stopped reading, so the counts add up", async () => {
+    const store = createTestStore();
+    const [a, b, c] = [wireReceipt(), wireReceipt(), wireReceipt()];
+    const rows = [
+      "job_id,escrow_tx",
+      `${a.job_id},${a.escrow_tx}`,
+      `${b.job_id},${b.escrow_tx}`,
+      `${c.job_id},not-a-signature`,
+      'job_d,"unclosed',
+      `${wireReceipt().job_id},${signature()}`,
+    ];
+    const summary = await importReceipts(store, Readable.from([`${rows.join("\n")}\n`]));
+    expect(summary).toMatchObject({ total: 4, created: 2 });
+    expect(summary.rejected).toHaveLength(2);
+    const counted =
+      summary.created +
+      summary.duplicate +
+      summary.updated +
+      summary.conflicts.length +
+      summary.rejected.length;
+    expect(counted).toBe(summary.total);
+  });
+
   it("exits 1 and names the rejected lines; exits 0 when every line is accepted", async () => {
     const dir = mkdtempSync(join(tmpdir(), "recorder-import-"));
     const bad = join(dir, "bad.jsonl");

@@ -2,6 +2,7 @@ import { createInterface } from "node:readline";
 import { Readable } from "node:stream";
 import { parse } from "csv-parse";
 import type { Store } from "../db/client.js";
+import { AppError } from "../errors.js";
 import { ingestReceipts } from "./ingest.js";
 
 /** File formats `import` reads. */
@@ -104,9 +105,15 @@ class DuplicateColumnError extends Error {
   }
 }
 
+/** Columns every CSV receipt needs: a receipt without them is refused by the ingest rules. */
+const requiredColumns = ["job_id", "escrow_tx"];
+
 /**
  * The header's column names, refused when two are the same field once trimmed and lowercased
  * (how `receiptFromCsv` reads them): the parser would otherwise keep the last cell silently.
+ * A header without the required columns is no receipt file at all (a single line of anything
+ * not starting with `{` is read as CSV): refused whole, rather than read as a header with no
+ * rows and reported as 0 receipts.
  */
 function csvColumns(header: string[]): string[] {
   const seen = new Set<string>();
@@ -114,6 +121,14 @@ function csvColumns(header: string[]): string[] {
     const name = column.trim().toLowerCase();
     if (seen.has(name)) throw new DuplicateColumnError(name);
     seen.add(name);
+  }
+  const missing = requiredColumns.filter((name) => !seen.has(name));
+  if (missing.length > 0) {
+    throw new AppError(
+      "validation_failed",
+      `the CSV header (line 1) has no column ${missing.join(", ")}; nothing was imported (a file is read as JSONL when its first line starts with "{")`,
+      { field: "header" },
+    );
   }
   return header;
 }
@@ -239,9 +254,13 @@ export async function importReceipts(
       summary.rejected.push({ line: 1, field: "header", reason: error.message });
       return summary;
     }
+    if (error instanceof AppError) throw error;
     // A file that stops parsing (an unclosed CSV quote, say) keeps what was read before it,
     // and the summary says where reading stopped instead of the import dying without one.
     await flush();
+    // The receipt where reading stopped is one read and refused, so that the summary's counts
+    // add up to its total.
+    summary.total++;
     summary.rejected.push({
       line: lastLine + 1,
       field: "file",
