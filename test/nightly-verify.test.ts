@@ -222,6 +222,24 @@ describe("decentral-audit verify", () => {
     });
   });
 
+  it("refuses before the run an --out it could not write, and --json with --markdown", async () => {
+    const store = storeWithWindow();
+    const engine = scriptedEngine(store, { in_1: "verified", in_2: "verified" });
+    const dir = mkdtempSync(join(tmpdir(), "verify-"));
+    for (const [flags, message] of [
+      [{ out: dir }, `--out: ${dir} is a folder`],
+      [{ out: join(dir, "no", "summary.json") }, "--out: no folder"],
+      [{ json: true, markdown: true }, "--json: and --markdown"],
+    ] as const) {
+      await expect(run(store, engine, flags).code).rejects.toMatchObject({
+        code: "validation_failed",
+        message: expect.stringContaining(message),
+      });
+    }
+    // Nothing ran: the engine was never asked to settle the window.
+    expect(engine.filters).toEqual([]);
+  });
+
   it("says 0 jobs recorded, never all verified, for a window without jobs (text, Markdown, JSON)", async () => {
     const store = createTestStore();
     const text = run(store, scriptedEngine(store, {}));

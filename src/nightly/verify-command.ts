@@ -1,4 +1,5 @@
-import { writeFileSync } from "node:fs";
+import { accessSync, constants, existsSync, statSync, writeFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import cliProgress from "cli-progress";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
@@ -48,7 +49,30 @@ export function verifyWindow(flags: VerifyFlags, now: number) {
   if (!/^\d{1,9}$/.test(minJobsText)) {
     throw bad("min-jobs", `not a whole number of jobs: ${flags.minJobs}`);
   }
+  // One summary format: with both, one of them would be dropped without a word.
+  if (flags.json && flags.markdown) throw bad("json", "and --markdown: give one of them");
+  if (flags.out !== undefined) refuseUnwritableOut(flags.out);
   return { from, to, timeoutMs, minJobs: Number(minJobsText) };
+}
+
+/**
+ * Refuses an `--out` the summary could not be written to (a folder, a file or folder without
+ * write permission, a folder that is not there), checked before the run: found only at the
+ * end, the error would lose the summary of a run that may have taken half an hour.
+ */
+function refuseUnwritableOut(out: string): void {
+  const bad = (message: string) =>
+    new AppError("validation_failed", `--out: ${message}`, { field: "out" });
+  const path = resolve(out);
+  const stat = statSync(path, { throwIfNoEntry: false });
+  if (stat?.isDirectory()) throw bad(`${out} is a folder; give a file name`);
+  const folder = dirname(path);
+  if (!stat && !existsSync(folder)) throw bad(`no folder ${folder}`);
+  try {
+    accessSync(stat ? path : folder, constants.W_OK);
+  } catch {
+    throw bad(`${stat ? out : folder} is not writable`);
+  }
 }
 
 /** Renders the summary in the format the flags ask for. */

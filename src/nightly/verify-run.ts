@@ -1,10 +1,7 @@
-import { existsSync } from "node:fs";
-import { dirname, resolve } from "node:path";
 import { pino } from "pino";
 import { rpcFromConfig } from "../chain/quorum.js";
 import type { Config } from "../config.js";
 import { openStore } from "../db/open.js";
-import { AppError } from "../errors.js";
 import { createLedgerReader } from "../ledger/reader.js";
 import { ledgerWindowCheck } from "../ledger/window-check.js";
 import { createLogger } from "../log.js";
@@ -22,13 +19,9 @@ export async function runVerifyFromCli(
   config: Config,
   flags: VerifyFlags & Record<string, unknown>,
 ): Promise<void> {
-  // Bad flags are refused before the database is opened or the RPC is asked anything.
+  // Bad flags (and an --out that cannot be written) are refused before the database is opened
+  // or the RPC is asked anything.
   verifyWindow(flags, Date.now());
-  if (flags.out !== undefined && !existsSync(dirname(resolve(flags.out)))) {
-    throw new AppError("validation_failed", `--out: no folder ${dirname(resolve(flags.out))}`, {
-      field: "out",
-    });
-  }
   // Logs go to stderr: stdout carries the summary, which --json callers parse.
   const log = createLogger(
     { level: config.LOG_LEVEL === "info" ? "warn" : config.LOG_LEVEL },
