@@ -156,6 +156,14 @@ describe("CLI exit codes", () => {
     expect(run.stderr).toContain("ECONNREFUSED");
   }, 60_000);
 
+  it("exits 2 naming --vault when report account-snapshot --list is given one that is no address", () => {
+    const db = join(mkdtempSync(join(tmpdir(), "cli-vault-")), "audit.db");
+    expect(cli("db", "migrate", "--db", db).code).toBe(0);
+    const run = cli("report", "account-snapshot", "--list", "--vault", "bad", "--db", db);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain("--vault: not a base58 address");
+  }, 60_000);
+
   it("exits 2 naming the flag when a number flag is not plain digits", () => {
     const copy = cli(
       "db",

@@ -26,6 +26,13 @@ type StatementFlags = WindowFlags & {
   sync?: boolean;
 };
 
+/** Refuses a `--vault` that is not a base58 address, naming the flag. */
+function refuseBadVault(vault: string | undefined): void {
+  if (vault !== undefined && !/^[1-9A-HJ-NP-Za-km-z]{32,44}$/.test(vault)) {
+    throw new AppError("validation_failed", "--vault: not a base58 address", { field: "vault" });
+  }
+}
+
 /** Registers `report statement` under the `report` command. */
 export function registerStatementCommand(report: Command, helpers: Helpers): void {
   helpers
@@ -51,11 +58,7 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
       if (flags.format !== "csv" && flags.format !== "json") {
         throw new AppError("validation_failed", "--format: csv or json", { field: "format" });
       }
-      if (flags.vault !== undefined && !/^[1-9A-HJ-NP-Za-km-z]{32,44}$/.test(flags.vault)) {
-        throw new AppError("validation_failed", "--vault: not a base58 address", {
-          field: "vault",
-        });
-      }
+      refuseBadVault(flags.vault);
       const config = helpers.configFromFlags(flags);
       const profile = loadProfile(config.AUDIT_PROFILE);
       const store = await openStore(config, { create: false });
@@ -119,6 +122,8 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
         .addOption(new Option("--profile <name|file>", "protocol profile (AUDIT_PROFILE)")),
     )
     .action(async (flags: { list?: boolean; vault?: string }) => {
+      // A mistyped vault would list nothing, read as "no snapshots of this vault".
+      refuseBadVault(flags.vault);
       const config = helpers.configFromFlags(flags);
       const store = await openStore(config, { create: false });
       try {
