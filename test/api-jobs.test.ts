@@ -59,7 +59,7 @@ describe("GET /jobs", () => {
       verdict: "discrepancy",
       model: "m1",
       worker: "w1",
-      keyFingerprint: "k1",
+      keyFingerprint: "00000000000000a1",
     });
     insertJob(api.store, {
       jobId: "j2",
@@ -67,7 +67,7 @@ describe("GET /jobs", () => {
       verdict: "verified",
       model: "m1",
       worker: "w2",
-      keyFingerprint: "k1",
+      keyFingerprint: "00000000000000a1",
     });
     insertJob(api.store, {
       jobId: "j3",
@@ -75,14 +75,14 @@ describe("GET /jobs", () => {
       verdict: "verified",
       model: "m2",
       worker: "w1",
-      keyFingerprint: "k2",
+      keyFingerprint: "00000000000000a2",
     });
     const ids = async (q: string) =>
       ((await (await api.get(`/jobs?${q}`)).json()) as Page).items.map((i) => i.jobId);
     expect(await ids("order=asc")).toEqual(["j1", "j2", "j3"]);
     expect(await ids("verdict=verified")).toEqual(["j3", "j2"]);
     expect(await ids("worker=w1")).toEqual(["j3", "j1"]);
-    expect(await ids("model=m1&key=k1")).toEqual(["j2", "j1"]);
+    expect(await ids("model=m1&key=00000000000000a1")).toEqual(["j2", "j1"]);
     expect(await ids(`from=${t0 + 1}&to=${t0 + 2}`)).toEqual(["j2"]);
   });
 
@@ -97,6 +97,9 @@ describe("GET /jobs", () => {
     ["order=sideways", "order"],
     ["cursor=garbage", "cursor"],
     ["from=2026-13-01", "from"],
+    // A mistyped fingerprint would list nothing, read as "no jobs for this key".
+    ["key=xyz", "key"],
+    ["key=00000000000000A1", "key"],
   ])("rejects %s with a 400 naming %s", async (query, field) => {
     const api = await createTestApi();
     const res = await api.get(`/jobs?${query}`);

@@ -26,7 +26,15 @@ const jobsQuery = queryObject({
   verdict: verdictSchema.optional().openapi({ param: { name: "verdict", in: "query" } }),
   worker: text("worker", "Worker wallet address."),
   model: text("model", "Model name as recorded."),
-  key: text("key", "Fingerprint of the caller's Decentral key."),
+  // Checked as a fingerprint: a mistyped one would list no jobs, read as "none for this key".
+  key: z
+    .string()
+    .regex(/^[0-9a-f]{16}$/, "not a key fingerprint: 16 lowercase hex digits")
+    .optional()
+    .openapi({
+      param: { name: "key", in: "query" },
+      description: "Fingerprint of the caller's Decentral key: 16 lowercase hex digits.",
+    }),
   from: instantParam("from", "Jobs created at or after this instant.").optional(),
   to: instantParam("to", "Jobs created before this instant.").optional(),
   limit: limitParam,
