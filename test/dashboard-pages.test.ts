@@ -658,4 +658,24 @@ describe("the credit vault statement page", () => {
     ).json()) as { vaults: { vault: string }[] };
     expect(api.vaults.map((v) => v.vault)).toEqual([vault]);
   });
+
+  it("shows only the vault asked for, and refuses one that is no address", async () => {
+    const [one, other] = [
+      "Gp34c9cnZUEhVTJVVDfciifWxmmJEtzt1UjvAd4Rtxb3",
+      "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM",
+    ];
+    const d = await dashboard({ statement: { profile: localnetProfile, graceSeconds: 300 } });
+    const pin = d.store.sqlite.prepare(
+      "INSERT INTO credit_vaults (key_fingerprint, vault, source, job_id, pinned_at) VALUES (?, ?, 'configured', NULL, ?)",
+    );
+    pin.run("0123456789abcdef", one, DASHBOARD_NOW);
+    pin.run("fedcba9876543210", other, DASHBOARD_NOW);
+    const { cookie } = await d.signIn(d.tokens.read);
+    const html = await (await d.page(`/dashboard/statement?vault=${other}`, cookie)).text();
+    expect(html).toContain(other);
+    expect(html).not.toContain(one);
+    const bad = await d.page("/dashboard/statement?vault=bad", cookie);
+    expect(bad.status).toBe(400);
+    expect(await bad.text()).toContain("A credit vault is a base58 address");
+  });
 });

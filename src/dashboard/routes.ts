@@ -455,10 +455,16 @@ export function dashboardRoutes(deps: DashboardDeps) {
 
   app.get("/statement", async (c) => {
     const period = periodOf(queryOf(c), deps.now());
+    // One vault, as `GET /reports/statement?vault=` gives it; a vault that is no address is
+    // said, not ignored (the page would show every vault as if they were the one asked for).
+    const vault = c.req.query("vault");
+    if (vault !== undefined && !/^[1-9A-HJ-NP-Za-km-z]{32,44}$/.test(vault)) {
+      return messagePage(c, 400, "Bad vault", "A credit vault is a base58 address.");
+    }
     const statement = deps.statement
       ? await buildStatement(
           deps.store,
-          { from: period.from, to: period.to },
+          { from: period.from, to: period.to, ...(vault ? { vault } : {}) },
           {
             profile: deps.statement.profile,
             graceSeconds: deps.statement.graceSeconds,
