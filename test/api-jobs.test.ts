@@ -212,6 +212,25 @@ describe("a query parameter a route does not take", () => {
       expect(body.error, template).toMatchObject({ code: "validation_failed", field: "groupby" });
       expect(body.error.message, template).toMatch(/^groupby: unknown query parameter/);
     }
+    // The operations routes and the reverify action too.
+    const reverifier = { reverify: async () => {} } as unknown as NonNullable<
+      Parameters<typeof createTestApi>[0]
+    >["verifier"];
+    const ops = await createTestApi({ verifier: reverifier });
+    insertJob(ops.store, { jobId: "job_q" });
+    const asAdmin = (path: string, method = "GET") =>
+      ops.app.request(path, { method, headers: ops.bearer(ops.tokens.admin) });
+    for (const [path, method] of [
+      ["/readyz", "GET"],
+      ["/metrics", "GET"],
+      ["/jobs/job_q/reverify", "POST"],
+    ] as const) {
+      expect((await asAdmin(path, method)).status, path).toBeLessThan(300);
+      const res = await asAdmin(`${path}?groupby=model`, method);
+      expect(res.status, path).toBe(400);
+      const body = (await res.json()) as { error: { code: string; field: string } };
+      expect(body.error, path).toMatchObject({ code: "validation_failed", field: "groupby" });
+    }
     // The one the reviewer met: `groupBy` is the parameter, `groupby` was answered by day.
     const res = await api.get(
       "/reports/reconciliation?from=2026-11-01&to=2026-12-01&groupby=model",

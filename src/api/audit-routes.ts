@@ -56,6 +56,7 @@ export function auditRoutes(deps: AuditRoutesDeps) {
     path: "/jobs/{jobId}/reverify",
     tags: ["audit"],
     summary: "Queue a fresh verification of one job",
+    middleware: noQueryParameters,
     request: { params: jobIdParam },
     responses: {
       202: {

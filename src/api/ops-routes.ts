@@ -5,7 +5,7 @@ import type { WriterHealth } from "../recorder/receipt-writer.js";
 import { createOpsStore } from "../store/ops.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
 import type { AppMetrics } from "./metrics.js";
-import { authErrors } from "./openapi-schemas.js";
+import { authErrors, noQueryParameters } from "./openapi-schemas.js";
 import { createRouter } from "./router.js";
 
 /** Probes of `/readyz`, injected by the composition root; each optional. */
@@ -154,6 +154,7 @@ export function opsRoutes(deps: OpsRoutesDeps) {
     path: "/readyz",
     tags: ["operations"],
     summary: "Readiness: database, RPC reachable, verification lag, background work running",
+    middleware: noQueryParameters,
     responses: {
       200: { content: { "application/json": { schema: ReadinessSchema } }, description: "Ready." },
       ...authErrors,
@@ -169,6 +170,7 @@ export function opsRoutes(deps: OpsRoutesDeps) {
     path: "/metrics",
     tags: ["operations"],
     summary: "Prometheus metrics",
+    middleware: noQueryParameters,
     responses: {
       200: {
         content: { "text/plain": { schema: z.string() } },
