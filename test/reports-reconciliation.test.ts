@@ -3,6 +3,7 @@ import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { jobs } from "../src/db/schema.js";
 import { reconciliationReport } from "../src/reports/reconciliation.js";
+import { localnetProfile } from "../src/verify/profiles.js";
 import { createTestApi } from "./support/audit-api-app.js";
 import { insertJob } from "./support/job-rows.js";
 import { createTestStore } from "./support/store.js";
@@ -161,7 +162,7 @@ describe("GET /reports/reconciliation", () => {
     ["text/*, application/json;q=0.1", "csv"],
     ["text/csv;q=0.5, */*", "json"],
     ["*/*", "json"],
-    ["application/json;q=0", "json"],
+    ["application/json;q=0, */*;q=0.1", "csv"],
   ])("reads Accept: %s as asking for %s, by q-value, JSON on a tie", async (accept, format) => {
     const { get } = await seed();
     const res = await get("/reports/reconciliation?from=2026-11-01&to=2026-11-04", "read", {
@@ -171,6 +172,33 @@ describe("GET /reports/reconciliation", () => {
     expect(res.headers.get("content-type")).toMatch(format === "csv" ? /^text\/csv/ : /json/);
     // The same URL answers by Accept, so a cache must key on it.
     expect(res.headers.get("vary")).toMatch(/\baccept\b/i);
+  });
+
+  it("answers 406 on every report route to an Accept that refuses every type it has", async () => {
+    const { get } = await createTestApi({
+      now: () => day(20),
+      statement: { profile: localnetProfile, graceSeconds: 0 },
+    });
+    const routes = [
+      "/reports/reconciliation?from=2026-11-01&to=2026-11-04",
+      "/reports/statement?from=2026-11-01&to=2026-11-04",
+      "/reports/discrepancies",
+      "/reports/workers/11111111111111111111111111111111?from=2026-11-01&to=2026-11-04",
+      "/reports/account-snapshots",
+    ];
+    for (const route of routes) {
+      for (const accept of ["image/png", "application/json;q=0"]) {
+        const res = await get(route, "read", { accept });
+        expect(res.status, `${route} ${accept}`).toBe(406);
+        const body = (await res.json()) as { error: { code: string; field: string } };
+        expect(body.error).toMatchObject({ code: "not_acceptable", field: "accept" });
+      }
+      expect((await get(route, "read", { accept: "image/png, */*;q=0.1" })).status, route).toBe(
+        200,
+      );
+    }
+    // A JSON-only report is not answered to a client that takes CSV alone.
+    expect((await get("/reports/discrepancies", "read", { accept: "text/csv" })).status).toBe(406);
   });
 
   it("quotes a model name holding a comma as RFC 4180 says", async () => {

@@ -45,6 +45,11 @@ export const nullableRef = <T extends z.ZodType>(schema: T) => z.union([schema, 
 
 export const notFoundError = { 404: errorResponse("No such job.") } as const;
 
+/** A report route's answer to an `Accept` that refuses every type it answers. */
+export const notAcceptableError = {
+  406: errorResponse("`not_acceptable`: `Accept` refuses every type this route answers."),
+} as const;
+
 const instantDoc =
   "UTC instant: `YYYY-MM-DD` (midnight UTC), an ISO 8601 date-time with `Z` or an offset, or an epoch integer: seconds up to 10 digits, milliseconds from 11.";
 

@@ -1,6 +1,7 @@
 import { type RouteConfig, z } from "@hono/zod-openapi";
-import type { Context } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { accepts } from "hono/accepts";
+import { AppError } from "../errors.js";
 import { instantParam, periodRefinement, queryObject } from "./openapi-schemas.js";
 
 /** A report's period: `from` inclusive and `to` exclusive, both required. */
@@ -16,7 +17,7 @@ const formatParam = z
   .openapi({
     param: { name: "format", in: "query" },
     description:
-      "`csv` for RFC 4180 CSV, `json` for JSON. Without it the answer follows `Accept`: CSV when it rates `text/csv` above `application/json` (q-values; `q=0` refuses a type), JSON otherwise and on a tie; the answer then carries `Vary: Accept`.",
+      "`csv` for RFC 4180 CSV, `json` for JSON. Without it the answer follows `Accept`: CSV when it rates `text/csv` above `application/json` (q-values; `q=0` refuses a type), JSON otherwise and on a tie (406 when it refuses both); the answer then carries `Vary: Accept`.",
   });
 
 /**
@@ -46,6 +47,35 @@ function qualityOf(ranges: MediaRange[], type: string): number {
     if (specificity > best.specificity) best = { specificity, q: range.q };
   }
   return best.q;
+}
+
+/**
+ * Middleware of a route that answers only `types`: an `Accept` that gives every one of them
+ * quality 0 (`image/png`, `application/json;q=0`) is a 406 naming the types the route has,
+ * rather than an answer the caller said it cannot take. No `Accept`, or `*` ranges, take any.
+ */
+export function answersOnly(types: readonly string[]): MiddlewareHandler {
+  return async (c, next) => {
+    if (c.req.header("accept") !== undefined) {
+      let ranges: MediaRange[] = [];
+      accepts(c, {
+        header: "Accept",
+        supports: [...types],
+        default: types[0] ?? "application/json",
+        match: (parsed) => {
+          ranges = parsed;
+          return types[0] ?? "application/json";
+        },
+      });
+      // An empty or unparsable header names no range: read as no preference.
+      if (ranges.length > 0 && types.every((type) => qualityOf(ranges, type) === 0)) {
+        throw new AppError("not_acceptable", `Accept: this route answers ${types.join(" or ")}`, {
+          field: "accept",
+        });
+      }
+    }
+    await next();
+  };
 }
 
 /**

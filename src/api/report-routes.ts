@@ -14,13 +14,21 @@ import {
   instantParam,
   JobSummarySchema,
   limitParam,
+  notAcceptableError,
   orderParam,
   periodBounds,
   periodRefinement,
   queryObject,
   ReconciliationSchema,
 } from "./openapi-schemas.js";
-import { csvAnswer, periodParams, reportQuery, wantsCsv, withCsvAnswer } from "./report-query.js";
+import {
+  answersOnly,
+  csvAnswer,
+  periodParams,
+  reportQuery,
+  wantsCsv,
+  withCsvAnswer,
+} from "./report-query.js";
 import { createRouter } from "./router.js";
 
 export interface ReportRoutesDeps {
@@ -97,6 +105,7 @@ export function reportRoutes(deps: ReportRoutesDeps) {
       method: "get",
       path: "/reports/reconciliation",
       tags: ["reports"],
+      middleware: answersOnly(["application/json", "text/csv"]),
       summary: "Money in, money out, per day, model, worker or key, for a period",
       request: { query: reconciliationQuery },
       responses: {
@@ -105,6 +114,7 @@ export function reportRoutes(deps: ReportRoutesDeps) {
           description: "The report; totals equal the sum of the groups exactly.",
         },
         ...authErrors,
+        ...notAcceptableError,
       },
     }),
     "Columns `kind` (group|total), `group`, then the JSON figures in order; the last row is the totals.",
@@ -114,6 +124,7 @@ export function reportRoutes(deps: ReportRoutesDeps) {
     method: "get",
     path: "/reports/discrepancies",
     tags: ["reports"],
+    middleware: answersOnly(["application/json"]),
     summary: "Jobs with a failing check, with their failing checks",
     request: { query: discrepancyQuery },
     responses: {
@@ -122,6 +133,7 @@ export function reportRoutes(deps: ReportRoutesDeps) {
         description: "One page; pass `nextCursor` as `cursor` for the next.",
       },
       ...authErrors,
+      ...notAcceptableError,
     },
   });
 
@@ -129,6 +141,7 @@ export function reportRoutes(deps: ReportRoutesDeps) {
     method: "get",
     path: "/reports/workers/{address}",
     tags: ["reports"],
+    middleware: answersOnly(["application/json"]),
     summary: "A worker's payout statement for a period",
     request: {
       params: z.object({
@@ -146,6 +159,7 @@ export function reportRoutes(deps: ReportRoutesDeps) {
         description: "Per-day figures and totals of the worker's jobs.",
       },
       ...authErrors,
+      ...notAcceptableError,
     },
   });
 

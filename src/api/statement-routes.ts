@@ -8,12 +8,13 @@ import type { Profile } from "../verify/profiles.js";
 import type { AppEnv } from "./context.js";
 import {
   authErrors,
+  notAcceptableError,
   nullableRef,
   periodBounds,
   queryObject,
   wholeNumberQuery,
 } from "./openapi-schemas.js";
-import { csvAnswer, reportQuery, wantsCsv, withCsvAnswer } from "./report-query.js";
+import { answersOnly, csvAnswer, reportQuery, wantsCsv, withCsvAnswer } from "./report-query.js";
 import { createRouter } from "./router.js";
 
 export interface StatementRoutesDeps {
@@ -224,6 +225,7 @@ export function statementRoutes(deps: StatementRoutesDeps) {
     method: "get",
     path: "/reports/account-snapshots",
     tags: ["reports"],
+    middleware: answersOnly(["application/json"]),
     summary: "Every GET /v1/account snapshot against the credit vault's balance, newest first",
     request: { query: snapshotsQuery },
     responses: {
@@ -236,6 +238,7 @@ export function statementRoutes(deps: StatementRoutesDeps) {
         description: "The snapshots kept.",
       },
       ...authErrors,
+      ...notAcceptableError,
     },
   });
   const takeSnapshot = createRoute({
@@ -264,6 +267,7 @@ export function statementRoutes(deps: StatementRoutesDeps) {
       method: "get",
       path: "/reports/statement",
       tags: ["reports"],
+      middleware: answersOnly(["application/json", "text/csv"]),
       summary: "Each credit vault's statement: every movement explained, closing on the chain",
       request: { query: statementQuery },
       responses: {
@@ -272,6 +276,7 @@ export function statementRoutes(deps: StatementRoutesDeps) {
           description: "The statement of every credit vault the ledger reads (or of `vault`).",
         },
         ...authErrors,
+        ...notAcceptableError,
       },
     }),
     "One `vault` row per vault with its figures, then one row per finding (`unreceipted_debit`, `unreleased_lock`).",
