@@ -1185,6 +1185,98 @@ describe("report totals against the chain: a discrepancy's figures", () => {
     expect(await reportedMoney(c, from)).toEqual(movedOnChain([escrowTx, settlementTx], [plan]));
   });
 
+  it("does not count as escrowed what a lock drawn on another vault moved between two others", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    await c.pinKey(2);
+    await c.pinKey(3);
+    const from = Date.now();
+    // Customer 1's lock takes nothing from vault 1: it locks out of vault 2 and also moves
+    // 30,000 from vault 2 to vault 3. Both vaults' statements show that money.
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send([
+      ...h.op.lockIxs(plan, { from: h.op.vault(2) }),
+      h.op.transfer(h.op.vault(2), h.op.vault(3), 30_000n),
+    ]).signature;
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    const [outcome] = await c.verdicts(plan.jobId);
+    expect(outcome!.failing).toContain("escrow.source");
+    const money = await reportedMoney(c, from);
+    const onChain = movedOnChain([escrowTx, settlementTx], [plan]);
+    expect({ escrowedUnits: money.escrowedUnits, chargedUnits: money.chargedUnits }).toEqual({
+      escrowedUnits: onChain.escrowedUnits,
+      chargedUnits: onChain.chargedUnits,
+    });
+  });
+
+  it("does not count as escrowed or charged a second lock drawn wholly on another vault", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    await c.pinKey(2);
+    const from = Date.now();
+    // The receipt names an honest lock; the jobs API names a second "lock" of the job that
+    // moves 70,000 from vault 2 to the attacker: customer 2's money, in vault 2's statement.
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const secondLock = h.op.send([
+      h.op.transfer(h.op.vault(2), h.op.attackerAccount(0n), 70_000n),
+      h.op.memo(`decentral:escrow:${plan.jobId}`),
+    ]).signature;
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    c.honestJobsApi(plan, { escrowTx: secondLock, settlementTx });
+    const [outcome] = await c.verdicts(plan.jobId);
+    expect(outcome!.verdict).toBe("discrepancy");
+    const money = await reportedMoney(c, from);
+    expect({ escrowedUnits: money.escrowedUnits, chargedUnits: money.chargedUnits }).toEqual({
+      escrowedUnits: plan.lock,
+      chargedUnits: plan.charge,
+    });
+  });
+
+  it("counts as refunded only what an account held of the job's lock, not more it paid back", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    await c.pinKey(2);
+    const from = Date.now();
+    // Job A is honest but its 40,000 remainder goes to the attacker.
+    const a = h.op.plan({ keyIndex: 1 });
+    const attacker = h.op.attackerAccount(0n);
+    const lockA = h.op.send(h.op.lockIxs(a)).signature;
+    const settleA = h.op.send([
+      ...h.op.payoutIxs(a, { remainderTo: attacker }),
+      h.op.memo(`decentral:settle:${a.jobId}`),
+    ]).signature;
+    c.record(a, { escrowTx: lockA, settlementTx: settleA });
+    // Job B's lock takes 10,000 more from vault 1 into account H, and 40,000 from vault 2 into
+    // H too; its settlement is honest, and H pays all 50,000 into vault 1 under its memo.
+    const b = h.op.plan({ keyIndex: 1 });
+    const held = h.op.attackerAccount(0n);
+    const lockB = h.op.send([
+      ...h.op.lockIxs(b),
+      h.op.transfer(b.vault, held, 10_000n),
+      h.op.transfer(h.op.vault(2), held, 40_000n),
+    ]).signature;
+    const settleB = h.op.send([
+      ...h.op.settleIxs(b).slice(0, -1),
+      h.op.transfer(held, b.vault, 50_000n, { authority: h.op.attacker.address }),
+      h.op.memo(`decentral:settle:${b.jobId}`),
+    ]).signature;
+    c.record(b, { escrowTx: lockB, settlementTx: settleB });
+    const outcomes = await c.verdicts(a.jobId, b.jobId);
+    expect(outcomes.map((o) => o.verdict)).toEqual(["discrepancy", "discrepancy"]);
+    const totals = (
+      await reconciliationReport(c.store, { from, to: Date.now() + 60_000, groupBy: "day" })
+    ).totals;
+    // B's refund is its remainder and the 10,000 H held of its lock: customer 2's 40,000 that
+    // H passed on is not this customer's refund, and A's stolen remainder stays unaccounted.
+    expect({ refunded: totals.refundedUnits, unaccounted: totals.unaccountedUnits }).toEqual({
+      refunded: b.remainder + 10_000n,
+      unaccounted: a.remainder,
+    });
+  });
+
   it("counts the worker's pay of a settlement that also carries the job's refund memo", async () => {
     const c = await h.scenario();
     await c.pinKey(1);

@@ -96,10 +96,12 @@ export interface Payees {
   vaultOwner: string | null;
   /**
    * Accounts besides the escrow account that the job's locks paid (a lock that missed escrow,
-   * counted as escrowed): what they pay back to the credit vault is the lock returning, not a
-   * top-up. Only the job's amounts name them; the checks rest on a sound lock, which has none.
+   * counted as escrowed), each with the amount counted as held there: what they pay back to
+   * the credit vault, up to that amount, is the lock returning, not a top-up; more is money
+   * that was never this job's. Only the job's amounts name them; the checks rest on a sound
+   * lock, which has none.
    */
-  heldElsewhere?: ReadonlySet<string>;
+  heldElsewhere?: ReadonlyMap<string, bigint>;
 }
 
 /**
@@ -129,6 +131,8 @@ export interface ReleaseReading {
    * money into escrow, neither a payout nor a return.
    */
   intoEscrow: bigint;
+  /** What each held account (`heldElsewhere`) paid that may count as returned, at most its hold. */
+  heldReturned: Map<string, bigint>;
   /** Returned to other credit vaults (another customer's): not charged, but not returned. */
   misdirected: Movement[];
   misdirectedTotal: bigint;
@@ -188,10 +192,22 @@ export function readRelease(
   // A return is the lock's money going back: a vault credit beyond what left escrow (and the
   // accounts holding the lock besides it) was paid by someone else (a top-up named as the
   // refund), and returns nothing of the lock.
-  const heldOutflow = -sum(
-    foreignDebits.filter((c) => payees.heldElsewhere?.has(c.account)).map((c) => c.delta),
-  );
+  // A held account counts only up to what the job's locks left there: what it pays beyond that
+  // was put into it from elsewhere (another customer's vault), was never this job's, and is
+  // taken to be what reached the vault first, so it is no part of the return.
+  const heldReturned = new Map<string, bigint>();
+  let heldBeyond = 0n;
+  for (const c of foreignDebits) {
+    if (!payees.heldElsewhere?.has(c.account)) continue;
+    const held = payees.heldElsewhere.get(c.account) ?? 0n;
+    const already = heldReturned.get(c.account) ?? 0n;
+    const more = -c.delta < held - already ? -c.delta : held - already;
+    if (more > 0n) heldReturned.set(c.account, already + more);
+    heldBeyond += -c.delta - (more > 0n ? more : 0n);
+  }
+  const heldOutflow = sum([...heldReturned.values()]);
   if (returned > outflow + heldOutflow) returned = outflow + heldOutflow;
+  returned = returned > heldBeyond ? returned - heldBeyond : 0n;
   const sideFlow = -sum(foreignDebits.map((c) => c.delta));
   const othersTotal = sum(others.map((c) => c.delta));
   const unexplainedTotal = othersTotal > sideFlow ? othersTotal - sideFlow : 0n;
@@ -201,6 +217,7 @@ export function readRelease(
     treasury,
     returned,
     intoEscrow,
+    heldReturned,
     misdirected: misdirected.map(movement),
     misdirectedTotal: sum(misdirected.map((c) => c.delta)),
     foreignDebits: foreignDebits.map(movement),

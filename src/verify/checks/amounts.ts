@@ -77,13 +77,17 @@ export function amountsOf(
       (v): v is string => typeof v === "string",
     ),
   );
+  // With no vault known for the job (a first lock that failed its checks, no key), the one
+  // the receipt's lock drew on first is taken for it, as the closings below take it.
+  const firstSource = escrow ? readLock(profile, escrow.facts).sources[0]?.account : undefined;
+  if (ownVaults.size === 0 && firstSource !== undefined) ownVaults.add(firstSource);
   const toVault = (m: { owner: string | null }) =>
     profile.escrowAuthority !== null && m.owner === profile.escrowAuthority;
   let escrowed = 0n;
   let diverted = 0n;
-  // Accounts besides escrow that hold money of this job's locks: what they pay back to the
-  // job's vault at settlement or refund is the lock going back.
-  const heldElsewhere = new Set<string>();
+  // Accounts besides escrow that hold money of this job's locks, with how much of it: what
+  // they pay back to the job's vault at settlement or refund, up to that, is the lock going back.
+  const heldElsewhere = new Map<string, bigint>();
   for (const l of locks) {
     if (!owns(l) || !l.facts.succeeded) continue;
     const reading = readLock(profile, l.facts);
@@ -93,13 +97,15 @@ export function amountsOf(
       .sort((a, b) => Number(toVault(b)) - Number(toVault(a)));
     // Only what left the job's own vault is this job's escrow: a lock that also moves money
     // between two other accounts (one customer's vault to another's) took none of it from this
-    // customer, and each of those vaults' statements shows it. What escrow received is counted
-    // whole, wherever it came from: settlement and refund are read against it.
+    // customer, and each of those vaults' statements shows it. That holds when the own vault
+    // paid nothing at all too (a lock, or a second one, drawn wholly on another vault): then
+    // nothing beyond escrow's credit is this job's. What escrow received is counted whole,
+    // wherever it came from: settlement and refund are read against it.
     const ownDebited = -sum(
       reading.sources.filter((m) => ownVaults.has(m.account)).map((m) => BigInt(m.amount)),
     );
     let excess = 0n;
-    if (ownDebited > 0n) {
+    if (ownVaults.size > 0) {
       const outTotal = sum(out.map((m) => BigInt(m.amount)));
       const allowed = ownDebited > reading.lock ? ownDebited - reading.lock : 0n;
       if (outTotal > allowed) excess = outTotal - allowed;
@@ -112,7 +118,7 @@ export function amountsOf(
       const counted = amount - cut;
       if (counted === 0n) continue;
       escrowed += counted;
-      heldElsewhere.add(m.account);
+      heldElsewhere.set(m.account, (heldElsewhere.get(m.account) ?? 0n) + counted);
       // With no escrow account to follow (no pinned escrow vault, a lock crediting several
       // accounts), escrow's own credit is among them: none of it is counted as paid out here.
       if (reading.escrowAccount !== null && !toVault(m)) diverted += counted;
@@ -154,6 +160,10 @@ export function amountsOf(
       vaultOwner: profile.escrowAuthority,
       heldElsewhere,
     });
+    // What a held account paid back is spent: a second closing returns only the rest of it.
+    for (const [account, paid] of r.heldReturned) {
+      heldElsewhere.set(account, (heldElsewhere.get(account) ?? 0n) - paid);
+    }
     worker += r.worker;
     treasuryPaid += r.treasury;
     returned += r.returned;
