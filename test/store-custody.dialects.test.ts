@@ -132,6 +132,60 @@ describe.each(dialects)("custody store on %s", (dialect) => {
     ]);
   });
 
+  it("looks again at a verdict whose lock went into an account pinned as a credit vault since its checks read the pins", async () => {
+    const store = await stores.open();
+    await seedJobs(
+      store,
+      ["job-1", "job-2", "job-3", "job-4", "job-5"].map((jobId) => ({
+        jobId,
+        keyFingerprint: "kf_x",
+      })),
+    );
+    const context = { owner: "owner-a", runId: null, t: T };
+    // One batch: kf_a's lock went into V2 while nobody held it, and kf_b's first lock, written
+    // after it, learns V2; kf_c's lock went into an account nobody learns.
+    const first = await createVerdictStore(store, profile).write(
+      [
+        learning("job-1", "kf_a", {
+          creditVault: null,
+          treasuryCandidate: null,
+          escrowAccount: "V2",
+        }),
+        learning("job-2", "kf_b", { creditVault: "V2", treasuryCandidate: null }),
+        learning("job-3", "kf_c", {
+          creditVault: null,
+          treasuryCandidate: null,
+          escrowAccount: "E3",
+        }),
+      ],
+      context,
+    );
+    // Later, on pins read before kf_b's was written: a lock into V2, and a first lock whose
+    // escrow is V2 too, which pins nothing.
+    const later = await createVerdictStore(store, profile).write(
+      [
+        learning("job-4", "kf_c", {
+          creditVault: null,
+          treasuryCandidate: null,
+          escrowAccount: "V2",
+        }),
+        learning("job-5", "kf_e", {
+          creditVault: "V5",
+          treasuryCandidate: null,
+          escrowAccount: "V2",
+        }),
+      ],
+      context,
+    );
+    expect({ first, later }).toEqual({ first: [false, true, true], later: [false, false] });
+    for (const jobId of ["job-1", "job-4", "job-5"]) {
+      expect(await readJob(store, jobId)).toMatchObject({ verdict: "pending", nextVerifyAt: T });
+    }
+    expect(await readVaultPins(store)).toEqual([
+      { key: "kf_b", vault: "V2", source: "learned", jobId: "job-2" },
+    ]);
+  });
+
   it("takes a configured vault from a key that learned it, and looks at that key's jobs again", async () => {
     // Key kf_b's first lock came from kf_a's vault, so kf_b learned it; configuring the vault
     // for kf_a must not leave kf_b free to keep paying from it, nor its jobs verified.

@@ -263,6 +263,42 @@ describe.each(dialects)("%s store", (dialect) => {
       expect(check?.actual).toMatchObject({ vault: other });
     });
 
+    it.each([
+      ["before", true],
+      ["after", false],
+    ])(
+      "catches a lock into the credit vault of a key whose first lock is judged beside it (recorded %s it)",
+      async (_, firstBefore) => {
+        // Per-job escrow accounts; key 2 has no pin when the two jobs' checks read the pins.
+        const c = await h.scenario({ ...localnetProfile, escrowVault: null });
+        await c.pinKey(1);
+        const other = h.op.vault(2);
+        const first = h.op.plan({ keyIndex: 2 });
+        const firstTxs = h.op.honestJob(first);
+        const plan = h.op.plan({ keyIndex: 1 });
+        const escrowTx = h.op.send([
+          h.op.transfer(plan.vault, other, plan.lock),
+          h.op.memo(`decentral:escrow:${plan.jobId}`),
+        ]).signature;
+        const settlementTx = h.op.send([
+          h.op.transfer(other, plan.worker.tokenAccount, plan.workerShare),
+          h.op.transfer(other, h.op.accounts.treasury.tokenAccount, plan.treasuryShare),
+          h.op.transfer(other, plan.vault, plan.remainder),
+          h.op.memo(`decentral:settle:${plan.jobId}`),
+        ]).signature;
+        if (firstBefore) c.record(first, firstTxs);
+        c.record(plan, { escrowTx, settlementTx });
+        if (!firstBefore) c.record(first, firstTxs);
+        expect(await c.verdicts(first.jobId, plan.jobId)).toEqual([
+          verified,
+          discrepancy("escrow.vault"),
+        ]);
+        expect((await c.check(plan.jobId, "escrow.vault"))?.reason).toContain(
+          `the credit vault of another API key (${fingerprintOfKey(2)})`,
+        );
+      },
+    );
+
     it("catches a lock below the charge", async () => {
       const c = await h.scenario();
       await c.pinKey(1);

@@ -39,6 +39,12 @@ export interface LearnedPins {
   creditVault: string | null;
   /** A settlement's one payee besides worker and credit vault, while the treasury is unknown. */
   treasuryCandidate: { signature: string; address: string } | null;
+  /**
+   * The account the lock went into, taken for escrow because no pin made it a customer's credit
+   * vault (a profile with no escrow vault). The checks read pins once per slice, so a vault
+   * pinned by another job of the slice is still nobody's to them: the verdict is then stale.
+   */
+  escrowAccount?: string | null;
 }
 
 /** The treasury as pinned by the profile, learned, or still being learned. */
@@ -67,13 +73,16 @@ export interface CustodyStore {
 export interface CustodyPinning {
   /**
    * Pins what an evaluation learned. False when another job pinned something else first (this
-   * key to another vault, or this vault to another key): the evaluation is stale and must run
-   * again. A vault learned is one key's: never pinned to a second key by learning.
+   * key to another vault, or this vault to another key), or pinned the account the lock went
+   * into as a credit vault, or a job of the same batch (`batch`: every job's learned pins)
+   * learns it as one: the evaluation is stale and must run again. A vault learned is one
+   * key's: never pinned to a second key by learning.
    */
   pin(
     job: { jobId: string; keyFingerprint?: string | null },
     learned: LearnedPins,
     t: number,
+    batch?: readonly { jobId: string; learned: LearnedPins }[],
   ): boolean;
   /**
    * Records a settlement's treasury candidate; once `treasuryLearnAfter` settlements agree the
@@ -227,6 +236,9 @@ export function createCustodyPinning(store: SqliteStore, profile: CustodyProfile
   const selectOtherHolder = sqlite
     .prepare("SELECT key_fingerprint FROM credit_vaults WHERE vault = ? AND key_fingerprint <> ?")
     .pluck();
+  const selectHolder = sqlite
+    .prepare("SELECT key_fingerprint FROM credit_vaults WHERE vault = ? LIMIT 1")
+    .pluck();
   const insertLearned = sqlite.prepare(
     `INSERT INTO credit_vaults (key_fingerprint, vault, source, job_id, pinned_at)
      VALUES (?, ?, 'learned', ?, ?) ON CONFLICT (key_fingerprint) DO NOTHING`,
@@ -252,7 +264,18 @@ export function createCustodyPinning(store: SqliteStore, profile: CustodyProfile
     sql`${jobs.unproven} LIKE '%"treasury_unknown"%'`,
   )!;
   return {
-    pin(job, learned, t) {
+    pin(job, learned, t, batch = []) {
+      // The lock's escrow account passed as nobody's vault on the pins its slice read: one
+      // pinned since (learned by another key's first lock, or learned by a job written after
+      // this one in the batch) is a customer's vault, and the lock into it is no escrow.
+      const escrow = learned.escrowAccount ?? null;
+      if (
+        escrow !== null &&
+        (selectHolder.get(escrow) !== undefined ||
+          batch.some((o) => o.jobId !== job.jobId && o.learned.creditVault === escrow))
+      ) {
+        return false;
+      }
       if (learned.creditVault === null || !job.keyFingerprint) return true;
       const own = selectPin.get(job.keyFingerprint) as string | undefined;
       if (own !== undefined) return own === learned.creditVault;

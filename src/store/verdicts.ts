@@ -113,7 +113,13 @@ function createSqliteVerdictStore(store: SqliteStore, profile: CustodyProfile): 
   );
 
   /** Writes one job's verdict, amounts and checks; false when not final or its lease was lost. */
-  function writeOne(d: VerdictWrite, owner: string, runId: number | null, t: number): boolean {
+  function writeOne(
+    d: VerdictWrite,
+    owner: string,
+    runId: number | null,
+    t: number,
+    batch: readonly { jobId: string; learned: LearnedPins }[],
+  ): boolean {
     const final = finalVerdicts.includes(d.verdict);
     const params = {
       jobId: d.job.jobId,
@@ -131,7 +137,7 @@ function createSqliteVerdictStore(store: SqliteStore, profile: CustodyProfile): 
     };
     // What the evaluation learned is pinned first; a pin another job (or process) set first
     // that disagrees makes this verdict stale, so the job is looked at again instead.
-    if (d.evaluation && !custody.pin(d.job, d.evaluation.learned, t)) {
+    if (d.evaluation && !custody.pin(d.job, d.evaluation.learned, t, batch)) {
       params.verdict = "pending";
       params.verdictAt = d.job.verdictAt;
       params.nextVerifyAt = t;
@@ -169,7 +175,12 @@ function createSqliteVerdictStore(store: SqliteStore, profile: CustodyProfile): 
 
   const writeAll = sqlite.transaction(
     (decisions: readonly VerdictWrite[], owner: string, runId: number | null, t: number) => {
-      const written = decisions.map((d) => writeOne(d, owner, runId, t));
+      // What each job of the batch learns: a job written early must not miss a vault a later
+      // one pins (see `pin`).
+      const batch = decisions.flatMap((d) =>
+        d.evaluation ? [{ jobId: d.job.jobId, learned: d.evaluation.learned }] : [],
+      );
+      const written = decisions.map((d) => writeOne(d, owner, runId, t, batch));
       // The batch's rollup deltas are summed before it commits (src/db/rollups.ts).
       foldRollupDeltas(store);
       return written;

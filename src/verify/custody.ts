@@ -14,7 +14,8 @@ export type { CustodyConfig } from "../store/custody.js";
  * written, so a vault learned from one job's lock binds the jobs of the next slice. Within a
  * slice two keys' first locks may both see a vault as nobody's: the verdict writer pins it to
  * the first, and the other's verdict is stale and decided again against that pin
- * (src/store/custody.ts `pin`).
+ * (src/store/custody.ts `pin`). So is a verdict whose lock went into an account the checks saw
+ * as nobody's vault, once a key's first lock beside it pins that account.
  */
 export async function custodyViews(
   custody: CustodyStore,

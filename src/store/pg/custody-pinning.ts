@@ -38,7 +38,9 @@ export interface PgCustodyPinning {
   /**
    * Pins what each evaluation learned, as `pin` does one by one on SQLite (the first of a batch
    * wins a key, and a vault). Per item: false when another job pinned something else first, this
-   * key to another vault or this vault to another key (stale). Call it before any row lock.
+   * key to another vault or this vault to another key, or when the account its lock went into
+   * is pinned as a credit vault or learned as one by another item (stale). Call it before any
+   * row lock.
    */
   pinAll(
     tx: PgExecutor,
@@ -98,7 +100,31 @@ export function createPgCustodyPinning(profile: CustodyProfile): PgCustodyPinnin
         const vault = item.learned.creditVault;
         if (key && vault !== null) learning.push({ item, key, vault });
       }
-      if (learning.length === 0) return items.map(() => true);
+      // A lock's escrow account that passed as nobody's vault on the pins its slice read, and
+      // is a credit vault now (pinned since) or is learned as one by another job of the batch:
+      // that verdict is stale. Verdict writers take turns (pg/verdicts.ts), so no other writer
+      // pins a vault between this read and the commit.
+      const escrows = [
+        ...new Set(
+          items.flatMap((i) => (i.learned.escrowAccount ? [i.learned.escrowAccount] : [])),
+        ),
+      ];
+      const pinnedEscrows = new Set<string>();
+      if (escrows.length > 0) {
+        for (const row of await tx
+          .select({ vault: creditVaults.vault })
+          .from(creditVaults)
+          .where(inArray(creditVaults.vault, escrows))) {
+          pinnedEscrows.add(row.vault);
+        }
+      }
+      const escrowFresh = (item: (typeof items)[number]) => {
+        const escrow = item.learned.escrowAccount ?? null;
+        if (escrow === null) return true;
+        if (pinnedEscrows.has(escrow)) return false;
+        return !learning.some((l) => l.item.job.jobId !== item.job.jobId && l.vault === escrow);
+      };
+      if (learning.length === 0) return items.map(escrowFresh);
       // Raw SQL: drizzle has no builder for advisory locks.
       await tx.execute(sql`SELECT pg_advisory_xact_lock(${VAULT_LOCK_CLASS}::int, 0)`);
       const keys = [...new Set(learning.map((l) => l.key))];
@@ -122,6 +148,8 @@ export function createPgCustodyPinning(profile: CustodyProfile): PgCustodyPinnin
       const inserts = new Map<string, { vault: string; jobId: string }>();
       const refused = new Set<(typeof items)[number]>();
       for (const { item, key, vault } of learning) {
+        // A stale verdict pins nothing, as on SQLite.
+        if (!escrowFresh(item)) continue;
         if (pinned.has(key)) continue; // Checked against the re-read below.
         if ([...(holders.get(vault) ?? [])].some((k) => k !== key)) {
           refused.add(item);
@@ -153,10 +181,12 @@ export function createPgCustodyPinning(profile: CustodyProfile): PgCustodyPinnin
         .where(inArray(creditVaults.keyFingerprint, keys))) {
         now.set(row.key, row.vault);
       }
-      return items.map((item) =>
-        item.learned.creditVault === null || !item.job.keyFingerprint
-          ? true
-          : !refused.has(item) && now.get(item.job.keyFingerprint) === item.learned.creditVault,
+      return items.map(
+        (item) =>
+          escrowFresh(item) &&
+          (item.learned.creditVault === null ||
+            !item.job.keyFingerprint ||
+            (!refused.has(item) && now.get(item.job.keyFingerprint) === item.learned.creditVault)),
       );
     },
 

@@ -89,6 +89,12 @@ export interface Evaluation {
     creditVault: string | null;
     /** A settlement's one payee besides worker and credit vault, while the treasury is unknown. */
     treasuryCandidate: { signature: string; address: string } | null;
+    /**
+     * The account the lock went into, taken for escrow because no pin made it a customer's
+     * credit vault (a profile with no escrow vault): a pin of it written first makes the
+     * verdict stale.
+     */
+    escrowAccount?: string | null;
   };
 }
 

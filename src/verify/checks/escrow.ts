@@ -137,6 +137,11 @@ export function escrowChecks(
   // Vault: everything taken arrived in the escrow account, and nothing went elsewhere.
   const customerVault =
     profile.escrowVault === null ? vaultKnownAs(input, reading.escrowAccount) : null;
+  // Nobody's vault as the pins of this slice read: one pinned before the verdict is written
+  // (another key's first lock judged beside this job) makes the verdict stale.
+  if (profile.escrowVault === null && customerVault === null) {
+    learned.escrowAccount = reading.escrowAccount;
+  }
   const expected = {
     vault:
       customerVault !== null
