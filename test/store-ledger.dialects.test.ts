@@ -1345,6 +1345,33 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
     ]);
   });
 
+  it("files money a keyless job's settlement moved into a vault pinned to a key as a deposit", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    await seedCreditVault(store, { keyFingerprint: "kf_two", vault: VAULT, pinnedAt: 1 });
+    // J9 was sent without its key and declares no vault: nothing ties it to this customer, and
+    // its settlement moves 30,000 into this vault under its settle memo.
+    await seedJob(store, {
+      jobId: "J9",
+      escrowTx: sig("lock-j9"),
+      settlementTx: sig("settle-j9"),
+      recordedAt: at(14, 1) * 1000,
+    });
+    await readVault(ledger, [
+      {
+        name: "settle-j9",
+        slot: 90,
+        time: at(14, 2),
+        balance: { pre: 1_000_000n, post: 1_030_000n },
+        memoKind: "settle",
+        memoJobId: "J9",
+      },
+    ]);
+    expect((await linesOf(store, VAULT)).map((l) => [l.kind, l.jobId])).toEqual([
+      ["deposit", null],
+    ]);
+  });
+
   it("files a debit only the jobs API names as the lock only of a job whose receipt names none, and pays off no other debit with what the settlements paid out", async () => {
     const store = await stores.open();
     const ledger = createLedgerStore(store);

@@ -47,9 +47,10 @@ export function canPayFrom(tie: JobTie, vault: string, vaultPinned: boolean): bo
  * Whether money into `vault` in a transaction a job names as its settlement or refund, under
  * that job's settle or refund memo, is the job's return while no lock of the job from this
  * vault is read (a lock older than the vault's first line read). Only into a vault the job
- * could have locked from (`canPayFrom`, the receipt's own word): the job's pinned or declared
- * vault, else one pinned to no other key. Money the same transaction moves into another
- * customer's vault releases nothing of this job: it is that vault's deposit.
+ * could have locked from: the job's pinned or declared vault, else one pinned to no key. A
+ * keyless job's receipt may name a lock of a customer's vault (`canPayFrom`), but with no such
+ * lock read here nothing ties it to this customer. Money the same transaction moves into
+ * another customer's vault releases nothing of this job: it is that vault's deposit.
  */
 export function mayReturnTo(
   tie: Pick<JobTie, "keyFingerprint" | "declaredVault" | "pinnedVault">,
@@ -57,7 +58,7 @@ export function mayReturnTo(
   vaultPinned: boolean,
 ): boolean {
   return canPayFrom(
-    { ...tie, receiptNamesLock: true, receiptNamesEscrow: true },
+    { ...tie, receiptNamesLock: false, receiptNamesEscrow: false },
     vault,
     vaultPinned,
   );
