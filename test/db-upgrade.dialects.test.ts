@@ -1,10 +1,12 @@
 import { readMigrationFiles } from "drizzle-orm/migrator";
 import { describe, expect, it } from "vitest";
+import type { Store } from "../src/db/client.js";
 import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore, migrationsFolder } from "../src/db/migrate.js";
 import { openPostgres } from "../src/db/pg/client.js";
 import { migratePostgres, pgMigrationsFolder } from "../src/db/pg/migrate.js";
 import { buildStatement } from "../src/ledger/statement.js";
+import { createLedgerStore } from "../src/store/ledger.js";
 import { reportsStore } from "../src/store/reports.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { usePostgresDatabase } from "./support/postgres.js";
@@ -487,4 +489,124 @@ describe("a database of another application", () => {
       await fresh.close();
     }
   }, 60_000);
+});
+
+/**
+ * A deployment upgraded while this machine's clock was 10 minutes slow: a debit the chain dated
+ * 2 minutes ago is "8 minutes in the future" by this clock. It is a good time and must stay; a
+ * line dated 2100 is not, and goes back to be read and dated again.
+ */
+const hostNow = Math.floor(Date.now() / 1000);
+const chainNow = hostNow + 600;
+const theftTime = chainNow - 120;
+const YEAR_2100 = 4_102_444_800;
+/** Rows as the deployment left them, in PostgreSQL's placeholders ($n, each used once). */
+const slowClockRows: [string, unknown[]][] = [
+  [
+    `INSERT INTO ledger_cursors (vault, updated_at, final_through, sync_final_through, judged_through)
+     VALUES ('V', 1, $1, $2, $3)`,
+    [(chainNow - 20) * 1000, (chainNow - 20) * 1000, (theftTime + 30) * 1000],
+  ],
+  ...[
+    ["theft", 0, 5, theftTime, 1_000_000, 500_000, -500_000],
+    ["bogus", 1, 6, YEAR_2100, 500_000, 499_000, -1_000],
+  ].map((values): [string, unknown[]] => [
+    `INSERT INTO ledger_lines (vault, signature, ord, slot, block_time, listed_at, state, succeeded,
+         pre_units, post_units, delta_units, kind)
+       VALUES ('V', $1, $2, $3, $4, 1, 'read', $5, $6, $7, $8, 'unexplained')`,
+    [values[0], values[1], values[2], values[3], 1, values[4], values[5], values[6]],
+  ]),
+];
+
+/** What the upgrade must leave, then what the next sync's read makes of the line sent back. */
+async function expectGoodTimesKept(
+  store: Store,
+  rows: (sql: string) => Promise<Record<string, unknown>[]>,
+) {
+  expect(
+    await rows("SELECT signature, state, block_time, kind FROM ledger_lines ORDER BY ord"),
+  ).toEqual([
+    { signature: "theft", state: "read", block_time: theftTime, kind: "unexplained" },
+    { signature: "bogus", state: "listed", block_time: null, kind: null },
+  ]);
+  const [cursor] = await rows("SELECT final_through, judged_through FROM ledger_cursors");
+  // The read-through time stands; the judged mark is lowered to the good time below the line
+  // sent back, so the next nightly run judges it wherever it is dated.
+  expect(cursor).toEqual({
+    final_through: (chainNow - 20) * 1000,
+    judged_through: theftTime * 1000,
+  });
+  const period = { from: (theftTime - 3600) * 1000, to: (theftTime + 60) * 1000, vault: "V" };
+  const before = await buildStatement(store, period, statementOptions);
+  expect(before.vaults[0]?.unexplained.map((l) => [l.signature, l.amountUnits])).toEqual([
+    ["theft", -500_000n],
+  ]);
+
+  const ledger = createLedgerStore(store);
+  expect(await ledger.listedSignatures("V")).toEqual(["bogus"]);
+  await ledger.recordReads(
+    "V",
+    [
+      {
+        signature: "bogus",
+        blockTime: theftTime + 10,
+        succeeded: true,
+        pre: 500_000n,
+        post: 499_000n,
+        delta: -1_000n,
+        memo: null,
+        memoKind: null,
+        memoJobId: null,
+      },
+    ],
+    [],
+    Date.now(),
+  );
+  const after = await buildStatement(store, period, statementOptions);
+  expect(after.vaults[0]?.unexplained.map((l) => [l.signature, l.blockTime])).toEqual([
+    ["theft", theftTime],
+    ["bogus", theftTime + 10],
+  ]);
+}
+
+describe("upgrading with this machine's clock 10 minutes slow", () => {
+  it("keeps on SQLite every good block time, and sends a line dated 2100 back to be dated again", async () => {
+    const store = sqliteBefore("the chain cannot have");
+    try {
+      for (const [sql, params] of slowClockRows) {
+        store.sqlite.prepare(sql.replace(/\$\d+/g, "?")).run(...params);
+      }
+      migrateStore(store);
+      const rows = async (sql: string) =>
+        (store.sqlite.prepare(sql).all() as Record<string, unknown>[]).map((r) =>
+          Object.fromEntries(
+            Object.entries(r).map(([k, v]) => [k, typeof v === "bigint" ? Number(v) : v]),
+          ),
+        );
+      await expectGoodTimesKept(store, rows);
+    } finally {
+      store.close();
+    }
+  });
+
+  const database = usePostgresDatabase();
+  it("keeps on PostgreSQL every good block time, and sends a line dated 2100 back to be dated again", async () => {
+    const store = await postgresBefore(await database.create(), "the chain cannot have");
+    try {
+      for (const [sql, params] of slowClockRows) await store.pool.query(sql, params);
+      expect((await migratePostgres(store.pool)).applied).toBeGreaterThanOrEqual(1);
+      const rows = async (sql: string) =>
+        (await store.pool.query(sql)).rows.map((r: Record<string, unknown>) =>
+          Object.fromEntries(
+            Object.entries(r).map(([k, v]) => [
+              k,
+              typeof v === "string" && /^-?\d+$/.test(v) ? Number(v) : v,
+            ]),
+          ),
+        );
+      await expectGoodTimesKept(store, rows);
+    } finally {
+      await store.close();
+    }
+  });
 });
