@@ -100,7 +100,10 @@ export interface AddressSignatureInfo {
   err: unknown;
   /** Memo texts as the node joined them (`[len] text; ...`), or null. */
   memo: string | null;
-  /** Seconds since the epoch; null when the node did not report it. */
+  /**
+   * Seconds since the epoch as the node gave it (the ledger reader refuses one the chain cannot
+   * have, `implausibleBlockTime`); null when the node did not report it.
+   */
   blockTime: number | null;
 }
 
@@ -839,10 +842,9 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
           slot: integer(e.slot, "getSignaturesForAddress"),
           err: e.err ?? null,
           memo: typeof e.memo === "string" ? e.memo : null,
-          blockTime:
-            typeof e.blockTime === "number"
-              ? checkedBlockTime(e.blockTime, `getSignaturesForAddress ${e.signature}`)
-              : null,
+          // Passed on as the node gave it: the ledger reader judges each entry, so a page whose
+          // newest entries are dated past the bound keeps its older ones (`src/ledger/reader.ts`).
+          blockTime: typeof e.blockTime === "number" ? e.blockTime : null,
         };
       });
     },

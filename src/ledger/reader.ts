@@ -82,7 +82,8 @@ export interface VaultSyncResult {
   pending: number;
   /**
    * Why this call's listing holds no finalized time (the node gave no block time for its
-   * finalized slot nor the few below it), so `final_through` did not move; else null.
+   * finalized slot nor the few below it, or the newest entries it listed were dated where the
+   * chain cannot be and wait for a later sync), so `final_through` did not move; else null.
    */
   noBlockTime: string | null;
 }
@@ -207,6 +208,8 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     let pages = 0;
     let listed = 0;
     let noBlockTime: string | null = null;
+    /** Why entries of the sync's first page were held back, or null when none was. */
+    let heldBack: string | null = null;
     for (;;) {
       signal?.throwIfAborted();
       const seen = await ledger.cursor(vault, now());
@@ -217,33 +220,70 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
         const finalized = await finalizedTime();
         finalThrough = finalized.time;
         noBlockTime = finalized.cause;
+        heldBack = null;
       }
-      const page = await rpc.getSignaturesForAddress(vault, {
+      const listing = await rpc.getSignaturesForAddress(vault, {
         limit: options.pageSize,
         ...(seen.syncBefore ? { before: seen.syncBefore } : {}),
         ...(seen.newestSignature ? { until: seen.newestSignature } : {}),
       });
-      for (const entry of page) {
-        const wrong =
-          entry.blockTime === null ? null : implausibleBlockTime(entry.blockTime, now());
-        // The listing is the node's trouble: stored, its date would place the line (and the
-        // read-through time) where the chain never was.
-        if (wrong !== null) {
-          throw new AppError(
-            "rpc_unavailable",
-            `getSignaturesForAddress ${entry.signature}: ${wrong}`,
-          );
-        }
+      const last = listing.length < options.pageSize;
+      const page = keptEntries(vault, listing, seen.syncBefore === null);
+      if (page.length < listing.length) {
+        // Entries held back: what this sync lists proves no read-through time, so the
+        // vault's stays where an earlier sync proved it (below them).
+        finalThrough = null;
+        heldBack = `${heldBackCause(listing)}; it and the ${listing.length - page.length - 1} listed above it wait for a later sync`;
+        noBlockTime = heldBack;
       }
-      const last = page.length < options.pageSize;
       if (await ledger.storePage(vault, seen, page, last, now(), finalThrough)) {
         pages++;
         listed += page.length;
       }
       if (last && (await ledger.cursor(vault, now())).syncBefore === null) {
-        return { pages, listed, noBlockTime };
+        return { pages, listed, noBlockTime, heldBack };
       }
     }
+  }
+
+  const heldBackWarned = new Set<string>();
+
+  /** Why an entry of the listing cannot be the chain's, or null when it can. */
+  const wrongTime = (entry: AddressSignatureInfo) =>
+    entry.blockTime === null ? null : implausibleBlockTime(entry.blockTime, now());
+
+  /** The cause naming the oldest entry of `listing` dated where the chain cannot be. */
+  function heldBackCause(listing: readonly AddressSignatureInfo[]) {
+    const entry = listing.findLast((e) => wrongTime(e) !== null)!;
+    return `getSignaturesForAddress ${entry.signature}: ${wrongTime(entry)}`;
+  }
+
+  /**
+   * The entries of a listed page (newest first) to store: all of them, or on a sync's first
+   * page only those older than its oldest entry dated where the chain cannot be. Stored, such a
+   * date would place the line (and the read-through time) where the chain never was; the
+   * entries above it are listed again by the next sync, which starts below them. Below a page
+   * already stored the sync cannot stop short (an entry left out there would never be listed),
+   * nor on a full page all of whose entries are held back: the vault's sync fails, naming it.
+   */
+  function keptEntries(
+    vault: string,
+    listing: readonly AddressSignatureInfo[],
+    firstPage: boolean,
+  ): readonly AddressSignatureInfo[] {
+    const oldestWrong = listing.findLastIndex((e) => wrongTime(e) !== null);
+    if (oldestWrong < 0) return listing;
+    const kept = listing.slice(oldestWrong + 1);
+    if (!firstPage || (kept.length === 0 && listing.length === options.pageSize)) {
+      throw new AppError("rpc_unavailable", heldBackCause(listing));
+    }
+    if (heldBackWarned.has(vault)) return kept;
+    heldBackWarned.add(vault);
+    log.warn(
+      { vault, err: heldBackCause(listing), heldBack: oldestWrong + 1 },
+      "ledger: the newest listed entries are dated where the chain cannot be; older ones are kept, and the read-through time stays below them",
+    );
+    return kept;
   }
 
   /**
@@ -386,7 +426,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     } catch (error) {
       log.warn({ vault, err: String(error) }, "ledger: balance not read");
     }
-    const { pages, listed, noBlockTime } = await listNew(vault, opts.signal);
+    const { pages, listed, noBlockTime, heldBack } = await listNew(vault, opts.signal);
     const { fetched, shared, pending, unstorable } = await readListed(vault, opts.signal);
     try {
       await learnHistoryStart(vault);
@@ -406,7 +446,8 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     }
     if (balance && !isStorableUnits(balance.amount)) {
       problems.push(`balance ${balance.amount} not kept: beyond ${MAX_STORED_UNITS}`);
-    } else if (balance && (newest === null || newest <= balance.slot)) {
+    } else if (balance && heldBack === null && (newest === null || newest <= balance.slot)) {
+      // Not with entries held back: the balance holds their movements, the lines do not.
       await ledger.setBalance(vault, balance, now());
     }
     if (problems.length > 0) {
