@@ -233,13 +233,8 @@ function createSqliteReceiptWriter(
   }
 
   // With nothing queued (new work is turned away while refusing), a write of no consequence
-  // tells when the database takes writes again: `user_version` set to what it is still writes
-  // the header page, as a receipt's commit would.
+  // tells when the database takes writes again.
   let probeTimer: NodeJS.Timeout | undefined;
-  const probeWrite = connection.immediate(() => {
-    const version = conn.sqlite.pragma("user_version", { simple: true });
-    conn.sqlite.pragma(`user_version = ${Number(version)}`);
-  });
   function probeSoon() {
     if (probeTimer || closed) return;
     probeTimer = setTimeout(() => {
@@ -247,7 +242,7 @@ function createSqliteReceiptWriter(
       const state = refusing;
       if (state === null || queue.length > 0 || closed) return;
       try {
-        probeWrite();
+        connection.probeWrite();
         log.info({ refusedMs: Date.now() - state.since }, "the database takes writes again");
         refusing = null;
         retries = 0;

@@ -9,6 +9,11 @@ export interface WriterConnection {
    * such function it runs in a savepoint instead, and fails alone.
    */
   immediate<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R;
+  /**
+   * A write of no consequence (`user_version` set to what it is, which still writes the header
+   * page, as any commit does): throws while the database refuses writes (a full disk, say).
+   */
+  probeWrite(): void;
   /** Closes the connection if it is the writer's own. */
   close(): void;
 }
@@ -34,6 +39,10 @@ export function openWriterConnection(store: SqliteStore, busyTimeoutMs: number):
       const transaction = conn.sqlite.transaction(fn);
       return (...args: A) => transaction.immediate(...args) as R;
     },
+    probeWrite: conn.sqlite.transaction(() => {
+      const version = conn.sqlite.pragma("user_version", { simple: true });
+      conn.sqlite.pragma(`user_version = ${Number(version)}`);
+    }).immediate,
     close() {
       if (own && conn.sqlite.open) conn.close();
     },
