@@ -99,6 +99,10 @@ describe("decentral-audit verify", () => {
     const { code, err } = run(store, scriptedEngine(store, "timeout"), { timeout: "1s" });
     expect(await code).toBe(2);
     expect(err.join("\n")).toMatch(/timed out after 1 s/);
+    // What the open jobs wait on is said, not only that time ran out.
+    expect(err.join("\n")).toContain(
+      "2 jobs not final: 2 waiting for their transactions to be final",
+    );
   });
 
   it("exits 2, could not finish, while a job waits in rpc_disagreement, and says so", async () => {

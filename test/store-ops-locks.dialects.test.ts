@@ -3,6 +3,7 @@ import type { Store } from "../src/db/client.js";
 import { openPostgres } from "../src/db/pg/client.js";
 import { createLockStore } from "../src/store/locks.js";
 import { createOpsStore } from "../src/store/ops.js";
+import { countOpenJobWaits } from "../src/store/queue-rules.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { jobRow, seedRows } from "./support/seed-reports.js";
 
@@ -93,6 +94,51 @@ describe.each(dialects)("%s", (dialect) => {
       oldestCreatedAt: t0,
       lastAt: t0 + 9_000,
       lastError: "endpoints disagree on the settlement",
+    });
+  });
+
+  it("tells what a window's open jobs wait on: RPC trouble, the backfill, the jobs API, finality", async () => {
+    const store = await stores.open();
+    const ops = createOpsStore(store);
+    const t0 = Date.UTC(2026, 10, 20);
+    const window = [t0, t0 + HOUR] as const;
+    await seedRows(store, "jobs", [
+      jobRow({ jobId: "rpc", createdAt: t0, verdict: "error", lastError: "fetch failed" }),
+      // A stream whose settlement no one has found yet: the backfill looks for it.
+      jobRow({
+        jobId: "stream",
+        createdAt: t0 + 1,
+        verdict: "awaiting_finality",
+        settlementTx: null,
+        backfillState: "pending",
+      }),
+      // Proxied and never answered, twice; then one answered settled.
+      jobRow({ jobId: "asked1", createdAt: t0 + 2, verdict: "awaiting_finality" }),
+      jobRow({ jobId: "asked2", createdAt: t0 + 3, verdict: "pending" }),
+      jobRow({
+        jobId: "answered",
+        createdAt: t0 + 4,
+        verdict: "awaiting_finality",
+        apiCheckedAt: t0 + 10,
+        apiStatus: "refunded",
+      }),
+      jobRow({ jobId: "ingested", createdAt: t0 + 5, verdict: "pending", source: "ingest" }),
+      jobRow({ jobId: "final", createdAt: t0 + 6, verdict: "verified" }),
+      jobRow({ jobId: "outside", createdAt: t0 + HOUR, verdict: "error" }),
+    ]);
+    const groups = await ops.openJobGroups(...window);
+    expect(countOpenJobWaits(groups, { waitsForJobsApi: true })).toEqual({
+      rpc: 1,
+      settlement: 1,
+      jobs_api: 2,
+      finality: 2,
+    });
+    // `verify` alone never holds a job for the jobs API: those wait for finality.
+    expect(countOpenJobWaits(groups, { waitsForJobsApi: false })).toEqual({
+      rpc: 1,
+      settlement: 1,
+      jobs_api: 0,
+      finality: 4,
     });
   });
 

@@ -79,6 +79,8 @@ export function scheduleNightlyVerification(expression: string, deps: NightlySch
       ...window,
       timeoutMs,
       now,
+      // In serve, whose verifier holds proxied jobs for the jobs API's answer.
+      waitsForJobsApi: true,
       ...(deps.preflight ? { preflight: deps.preflight } : {}),
       ...(deps.profile ? { profile: deps.profile } : {}),
       ...(deps.ledger ? { ledger: deps.ledger } : {}),

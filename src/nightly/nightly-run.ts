@@ -11,6 +11,7 @@ import {
 } from "../ledger/window-check.js";
 import { countJobsByVerdict } from "../reports/reconciliation.js";
 import { createOpsStore } from "../store/ops.js";
+import { countOpenJobWaits, type OpenJobWait } from "../store/queue-rules.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
 import { acquireLock, releaseLock, takeOverLock } from "./locks.js";
 
@@ -44,6 +45,11 @@ export interface NightlyOptions {
    * often means the recorder stopped, not that all is well. Default 0: never.
    */
   minJobs?: number;
+  /**
+   * The engine's verifier holds a proxied job for the jobs API's answer (serve's does), so a
+   * run that ends with such jobs open names the jobs API. Default false (`verify` alone).
+   */
+  waitsForJobsApi?: boolean;
   /** Runs before anything else, e.g. an RPC `getSlot`; a rejection means "could not finish". */
   preflight?: () => Promise<unknown>;
   onProgress?: (p: NightlyProgress) => void;
@@ -266,7 +272,22 @@ export async function runNightlyVerification(
   }
   const total = verdicts.reduce((sum, v) => sum + byVerdict[v], 0);
   const open = openVerdicts.reduce((sum, v) => sum + byVerdict[v], 0);
-  if (reason === null && open > 0) reason = `${open} jobs are not final`;
+  // What the open jobs wait on: a jobs API or an RPC that does not answer is named, not only
+  // the time the run ran out of.
+  let waiting = "";
+  if (open > 0) {
+    try {
+      const groups = await createOpsStore(store).openJobGroups(options.from, options.to);
+      waiting = describeWaits(
+        countOpenJobWaits(groups, { waitsForJobsApi: options.waitsForJobsApi ?? false }),
+      );
+    } catch {
+      // The counts above stand; only the detail is missing.
+    }
+  }
+  if (reason === null && open > 0) reason = `${open} jobs are not final${waiting}`;
+  else if (reason !== null && waiting !== "")
+    reason = `${reason}; ${open} jobs not final${waiting}`;
   if (byVerdict.rpc_disagreement > 0) {
     // Never a finding about the jobs, but the run cannot call them verified either.
     const disagreement = `${byVerdict.rpc_disagreement} jobs in rpc_disagreement: the RPC endpoints disagree on their transactions (tx inspect SIGNATURE --quorum k)`;
@@ -314,4 +335,18 @@ export async function runNightlyVerification(
     runId,
     ...(ledger ? { ledger } : {}),
   };
+}
+
+/** ": 18 waiting for the jobs API's answer, 2 on RPC trouble", or "" with nothing to say. */
+function describeWaits(waits: Record<OpenJobWait, number>): string {
+  const words: Record<OpenJobWait, string> = {
+    jobs_api: "waiting for the jobs API's answer",
+    settlement: "waiting for the settlement backfill to find their settlement",
+    rpc: "waiting on RPC trouble",
+    finality: "waiting for their transactions to be final",
+  };
+  const parts = (Object.keys(words) as OpenJobWait[])
+    .filter((wait) => waits[wait] > 0)
+    .map((wait) => `${waits[wait]} ${words[wait]}`);
+  return parts.length > 0 ? `: ${parts.join(", ")}` : "";
 }

@@ -3,7 +3,7 @@ import { and, asc, count, desc, eq, gte, inArray, lt, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { checkResults, jobs, openVerdicts, type Verdict, verdictIsOpen } from "../db/schema.js";
 import { createPgOpsStore } from "./pg/ops.js";
-import { rpcTroubleVerdicts } from "./queue-rules.js";
+import { type OpenJobGroup, rpcTroubleVerdicts } from "./queue-rules.js";
 
 /** A job of a window that did not end verified. */
 export interface UnverifiedJob {
@@ -55,6 +55,8 @@ export interface OpsStore {
     to: number,
     limit: number,
   ): Promise<(UnverifiedJob & { failingChecks: string[] })[]>;
+  /** Open jobs of [from, to), grouped by what tells what they wait on (`openJobWait`). */
+  openJobGroups(from: number, to: number): Promise<OpenJobGroup[]>;
   /** Partially verified jobs of [from, to) by what was left unproven (`unknown` when unsaid). */
   unprovenCounts(from: number, to: number): Promise<Record<string, number>>;
   /** Every job created at or after `from`, whole rows (the demo compares them with its truth). */
@@ -149,6 +151,21 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
     )
     .orderBy(asc(checkResults.name))
     .prepare();
+  const openGroups = db
+    .select({
+      verdict: jobs.verdict,
+      source: jobs.source,
+      backfillState: jobs.backfillState,
+      noSettlement: sql<unknown>`(${jobs.settlementTx} IS NULL AND ${jobs.apiSettlementTx} IS NULL)`,
+      answered: sql<unknown>`(${jobs.apiCheckedAt} IS NOT NULL AND (${jobs.apiSettlementTx} IS NOT NULL
+        OR ${jobs.apiStatus} IN ('refunded', 'failed')))`,
+      n: count(),
+    })
+    .from(jobs)
+    .where(and(verdictIsOpen(jobs.verdict), gte(jobs.createdAt, from), lt(jobs.createdAt, to)))
+    .groupBy(sql`1`, sql`2`, sql`3`, sql`4`, sql`5`)
+    .prepare();
+
   const unproven = db
     .select({ unproven: jobs.unproven, n: count() })
     .from(jobs)
@@ -195,6 +212,16 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
       return unverifiedInWindow.all({ from: fromMs, to: toMs, limit }).map((row) => ({
         ...row,
         failingChecks: failing.all({ jobId: row.jobId }).map((c) => c.name),
+      }));
+    },
+    async openJobGroups(fromMs, toMs) {
+      const rows = await openGroups.all({ from: fromMs, to: toMs });
+      return rows.map((row) => ({
+        ...row,
+        verdict: row.verdict as Verdict,
+        noSettlement: Boolean(row.noSettlement),
+        answered: Boolean(row.answered),
+        n: Number(row.n),
       }));
     },
     async unprovenCounts(fromMs, toMs) {

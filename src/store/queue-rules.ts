@@ -24,3 +24,47 @@ export function narrows(filter: QueueFilter | null): filter is QueueFilter {
     (filter.from !== undefined || filter.to !== undefined || filter.jobIds !== undefined)
   );
 }
+
+/** What an open job waits on, for a run that ends with jobs not final. */
+export type OpenJobWait = "rpc" | "settlement" | "jobs_api" | "finality";
+
+/** One group of open jobs as the store counts them. */
+export interface OpenJobGroup {
+  verdict: Verdict;
+  source: string;
+  backfillState: string | null;
+  /** Neither the receipt nor a jobs API answer names a settlement. */
+  noSettlement: boolean;
+  /** A jobs API answer names the settlement or says refunded / failed. */
+  answered: boolean;
+  n: number;
+}
+
+/**
+ * What the jobs of a group wait on, as the verifier decides it (src/verify/decide.ts): RPC
+ * trouble, the settlement backfill's search, the jobs API's answer (a proxied or backfilled
+ * job waits for it), else the chain's finality.
+ */
+export function openJobWait(
+  group: Omit<OpenJobGroup, "n">,
+  verifier: { waitsForJobsApi: boolean },
+): OpenJobWait {
+  if (rpcTroubleVerdicts.includes(group.verdict)) return "rpc";
+  if (group.backfillState === "pending" && group.noSettlement) return "settlement";
+  const asks = group.backfillState === "pending" || group.source === "proxy";
+  if (verifier.waitsForJobsApi && asks && !group.answered) return "jobs_api";
+  return "finality";
+}
+
+/**
+ * Counts of open jobs by what they wait on; `waitsForJobsApi`: the verifier holds a job for
+ * the jobs API's answer (serve's does; `verify` run alone does not).
+ */
+export function countOpenJobWaits(
+  groups: readonly OpenJobGroup[],
+  verifier: { waitsForJobsApi: boolean },
+): Record<OpenJobWait, number> {
+  const counts: Record<OpenJobWait, number> = { rpc: 0, settlement: 0, jobs_api: 0, finality: 0 };
+  for (const group of groups) counts[openJobWait(group, verifier)] += group.n;
+  return counts;
+}

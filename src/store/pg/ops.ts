@@ -68,6 +68,21 @@ export function createPgOpsStore(store: PgStore): OpsStore {
     .orderBy(asc(jobs.createdAt), sql`${jobs.jobId} COLLATE "C"`)
     .limit(sql.placeholder("limit"))
     .prepare("ops_unverified_jobs");
+  const openGroups = db
+    .select({
+      verdict: jobs.verdict,
+      source: jobs.source,
+      backfillState: jobs.backfillState,
+      noSettlement: sql<unknown>`(${jobs.settlementTx} IS NULL AND ${jobs.apiSettlementTx} IS NULL)`,
+      answered: sql<unknown>`(${jobs.apiCheckedAt} IS NOT NULL AND (${jobs.apiSettlementTx} IS NOT NULL
+        OR ${jobs.apiStatus} IN ('refunded', 'failed')))`,
+      n: count(),
+    })
+    .from(jobs)
+    .where(and(verdictIsOpen(jobs.verdict), gte(jobs.createdAt, from), lt(jobs.createdAt, to)))
+    .groupBy(sql`1`, sql`2`, sql`3`, sql`4`, sql`5`)
+    .prepare("ops_open_job_groups");
+
   // `json` has no equality operator: partial jobs are grouped by the text of `unproven`.
   const unproven = db
     .select({ unproven: sql<string | null>`${jobs.unproven}::text`, n: count() })
@@ -133,6 +148,16 @@ export function createPgOpsStore(store: PgStore): OpsStore {
       return rows.map((row) => ({
         ...row,
         failingChecks: failing.filter((c) => c.jobId === row.jobId).map((c) => c.name),
+      }));
+    },
+    async openJobGroups(fromMs, toMs) {
+      const rows = await openGroups.execute({ from: fromMs, to: toMs });
+      return rows.map((row) => ({
+        ...row,
+        verdict: row.verdict as Verdict,
+        noSettlement: Boolean(row.noSettlement),
+        answered: Boolean(row.answered),
+        n: Number(row.n),
       }));
     },
     async unprovenCounts(fromMs, toMs) {
