@@ -44,8 +44,14 @@ export async function migratePostgres(pool: pg.Pool): Promise<PgMigrationResult>
     const found = await client.query<{ database: string; ours: boolean; tables: string[] }>(
       `SELECT current_database() AS database,
               to_regclass('drizzle.__drizzle_migrations') IS NOT NULL AS ours,
-              ARRAY(SELECT tablename::text FROM pg_tables
-                    WHERE schemaname = current_schema() ORDER BY tablename) AS tables`,
+              ARRAY(SELECT c.relname::text FROM pg_class c
+                    WHERE c.relnamespace = current_schema()::regnamespace
+                      AND c.relkind IN ('r', 'p')
+                      -- An extension's own table (PostGIS's spatial_ref_sys) is no application's.
+                      AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                                      WHERE d.classid = 'pg_class'::regclass
+                                        AND d.objid = c.oid AND d.deptype = 'e')
+                    ORDER BY c.relname) AS tables`,
     );
     const row = found.rows[0];
     if (row) {
