@@ -1,10 +1,10 @@
-import { writeFileSync } from "node:fs";
 import { type Command, Option } from "commander";
 import { pino } from "pino";
 import { rpcFromConfig } from "../chain/quorum.js";
 import type { Config } from "../config.js";
 import { openStore } from "../db/open.js";
 import { AppError } from "../errors.js";
+import { writeFileWhole } from "../file-output.js";
 import { createLogger } from "../log.js";
 import { printable } from "../printable-text.js";
 import { type WindowFlags, windowFromFlags } from "../reports/period.js";
@@ -101,7 +101,7 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
       } finally {
         await store.close();
       }
-      if (flags.out) writeFileSync(flags.out, text);
+      if (flags.out) writeFileWhole(flags.out, text);
       else process.stdout.write(text);
       for (const line of unsynced) console.error(`error: ${printable(line)}`);
       if (unsynced.length > 0) process.exitCode = 2;

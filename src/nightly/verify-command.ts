@@ -1,8 +1,9 @@
-import { accessSync, constants, existsSync, statSync, writeFileSync } from "node:fs";
+import { accessSync, constants, existsSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import cliProgress from "cli-progress";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
+import { writeFileWhole } from "../file-output.js";
 import { parseDuration, windowFromFlags } from "../reports/period.js";
 import {
   type NightlyOptions,
@@ -68,10 +69,16 @@ function refuseUnwritableOut(out: string): void {
   if (stat?.isDirectory()) throw bad(`${out} is a folder; give a file name`);
   const folder = dirname(path);
   if (!stat && !existsSync(folder)) throw bad(`no folder ${folder}`);
-  try {
-    accessSync(stat ? path : folder, constants.W_OK);
-  } catch {
-    throw bad(`${stat ? out : folder} is not writable`);
+  // The summary is written beside the file and renamed over it: the folder must take a file.
+  for (const [target, name] of [
+    ...(stat ? [[path, out] as const] : []),
+    [folder, folder] as const,
+  ]) {
+    try {
+      accessSync(target, constants.W_OK);
+    } catch {
+      throw bad(`${name} is not writable`);
+    }
   }
 }
 
@@ -144,7 +151,7 @@ export async function runVerifyCommand(
   }
   const text = renderSummary(summary, flags);
   if (flags.out) {
-    writeFileSync(flags.out, text);
+    writeFileWhole(flags.out, text);
     io.err(`summary written to ${flags.out} (exit code ${summary.exitCode})`);
   } else {
     io.out(text);

@@ -1,8 +1,8 @@
-import { writeFileSync } from "node:fs";
 import type { Command } from "commander";
 import type { Config } from "../config.js";
 import { openStore } from "../db/open.js";
 import { AppError } from "../errors.js";
+import { writeFileWhole } from "../file-output.js";
 import { registerStatementCommand } from "../ledger/statement-command.js";
 import { type WindowFlags, windowFromFlags } from "./period.js";
 import {
@@ -75,7 +75,7 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
         } finally {
           await store.close();
         }
-        if (flags.out) writeFileSync(flags.out, text);
+        if (flags.out) writeFileWhole(flags.out, text);
         else process.stdout.write(text);
       },
     );
@@ -93,7 +93,7 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
       await store.close();
     }
     const text = rollupCheckToText(check);
-    if (flags.out) writeFileSync(flags.out, text);
+    if (flags.out) writeFileWhole(flags.out, text);
     else process.stdout.write(text);
     process.exitCode = check.differenceCount > 0 ? 1 : 0;
   }
