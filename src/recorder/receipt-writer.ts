@@ -102,6 +102,8 @@ export function createReceiptWriter(store: Store, options: ReceiptWriterOptions)
 
 /** How often a database that refuses writes is tried again while no receipt waits. */
 const PROBE_INTERVAL_MS = 1000;
+/** Free space a refusing database's disk needs before receipts are taken again (1 MiB). */
+const MIN_FREE_BYTES = 1024 * 1024;
 
 const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
@@ -242,6 +244,12 @@ function createSqliteReceiptWriter(
       const state = refusing;
       if (state === null || queue.length > 0 || closed) return;
       try {
+        // One page written says little when a receipt's commit writes a dozen: a full disk
+        // can take the one into WAL space a failed commit left, and refuse the next receipt.
+        const free = connection.freeBytes();
+        if (free !== null && free < MIN_FREE_BYTES) {
+          throw new Error(`only ${free} bytes free on the database's disk`);
+        }
         connection.probeWrite();
         log.info({ refusedMs: Date.now() - state.since }, "the database takes writes again");
         refusing = null;

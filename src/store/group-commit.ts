@@ -1,3 +1,5 @@
+import { statfsSync } from "node:fs";
+import { dirname } from "node:path";
 import { openSqliteStore, type SqliteStore } from "../db/client.js";
 
 /** The connection a group-committing writer (the receipt writer) writes through. */
@@ -14,6 +16,8 @@ export interface WriterConnection {
    * page, as any commit does): throws while the database refuses writes (a full disk, say).
    */
   probeWrite(): void;
+  /** Bytes free to this process on the database's file system; null for `:memory:`. */
+  freeBytes(): number | null;
   /** Closes the connection if it is the writer's own. */
   close(): void;
 }
@@ -43,6 +47,11 @@ export function openWriterConnection(store: SqliteStore, busyTimeoutMs: number):
       const version = conn.sqlite.pragma("user_version", { simple: true });
       conn.sqlite.pragma(`user_version = ${Number(version)}`);
     }).immediate,
+    freeBytes() {
+      if (!own) return null;
+      const fs = statfsSync(dirname(path));
+      return fs.bavail * fs.bsize;
+    },
     close() {
       if (own && conn.sqlite.open) conn.close();
     },
