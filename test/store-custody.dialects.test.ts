@@ -186,6 +186,52 @@ describe.each(dialects)("custody store on %s", (dialect) => {
     ]);
   });
 
+  it("pins both vaults of two first locks that went into each other's vault, so the next round sees them", async () => {
+    const store = await stores.open();
+    await seedJobs(store, [
+      { jobId: "job-a", keyFingerprint: "kf_a" },
+      { jobId: "job-b", keyFingerprint: "kf_b" },
+    ]);
+    const context = { owner: "owner-a", runId: null, t: T };
+    // One batch, on pins that held neither vault: kf_a's first lock went V1 -> V2, kf_b's
+    // V2 -> V1. Each is stale because of the other; if neither pinned its own vault, every
+    // round would rebuild this batch and find them stale again.
+    const written = await createVerdictStore(store, profile).write(
+      [
+        learning("job-a", "kf_a", {
+          creditVault: "V1",
+          treasuryCandidate: null,
+          escrowAccount: "V2",
+        }),
+        learning("job-b", "kf_b", {
+          creditVault: "V2",
+          treasuryCandidate: null,
+          escrowAccount: "V1",
+        }),
+      ],
+      context,
+    );
+    expect(written).toEqual([false, false]);
+    for (const jobId of ["job-a", "job-b"]) {
+      expect(await readJob(store, jobId)).toMatchObject({ verdict: "pending", nextVerifyAt: T });
+    }
+    expect(await readVaultPins(store)).toEqual([
+      { key: "kf_a", vault: "V1", source: "learned", jobId: "job-a" },
+      { key: "kf_b", vault: "V2", source: "learned", jobId: "job-b" },
+    ]);
+    // The next round's checks see each lock's account as the other customer's vault.
+    const pins = await createCustodyStore(store, profile, { vaults: [], byKey: {} }).pins(
+      [],
+      ["V1", "V2"],
+    );
+    expect(pins.keyOfVault).toEqual(
+      new Map([
+        ["V1", "kf_a"],
+        ["V2", "kf_b"],
+      ]),
+    );
+  });
+
   it("takes a configured vault from a key that learned it, and looks at that key's jobs again", async () => {
     // Key kf_b's first lock came from kf_a's vault, so kf_b learned it; configuring the vault
     // for kf_a must not leave kf_b free to keep paying from it, nor its jobs verified.

@@ -75,8 +75,9 @@ export interface CustodyPinning {
    * Pins what an evaluation learned. False when another job pinned something else first (this
    * key to another vault, or this vault to another key), or pinned the account the lock went
    * into as a credit vault, or a job of the same batch (`batch`: every job's learned pins)
-   * learns it as one: the evaluation is stale and must run again. A vault learned is one
-   * key's: never pinned to a second key by learning.
+   * learns it as one: the evaluation is stale and must run again. In that last case the key's
+   * own vault is pinned all the same. A vault learned is one key's: never pinned to a second
+   * key by learning.
    */
   pin(
     job: { jobId: string; keyFingerprint?: string | null },
@@ -258,6 +259,25 @@ export function createCustodyPinning(store: SqliteStore, profile: CustodyProfile
     `INSERT INTO profile_pins (profile, name, value, evidence, pinned_at)
      VALUES (?, 'treasury', ?, ?, ?) ON CONFLICT DO NOTHING`,
   );
+  /** Pins the key's learned vault; false when a pin set first disagrees. */
+  const pinOwn = (
+    job: { jobId: string; keyFingerprint?: string | null },
+    learned: LearnedPins,
+    t: number,
+  ): boolean => {
+    if (learned.creditVault === null || !job.keyFingerprint) return true;
+    const own = selectPin.get(job.keyFingerprint) as string | undefined;
+    if (own !== undefined) return own === learned.creditVault;
+    // The checks read pins once per slice, so two keys' first locks from one vault both pass
+    // them; the first written takes the vault, and the other is looked at again, where the
+    // pin now seen makes its lock another customer's (the IMMEDIATE transaction orders this
+    // read and the insert against every other writer).
+    if (selectOtherHolder.get(learned.creditVault, job.keyFingerprint) !== undefined) {
+      return false;
+    }
+    insertLearned.run(job.keyFingerprint, learned.creditVault, job.jobId, t);
+    return true;
+  };
   // Jobs that waited for the treasury are decided again now that it is known.
   const treasuryWaiters = and(
     eq(jobs.verdict, "partially_verified"),
@@ -266,28 +286,21 @@ export function createCustodyPinning(store: SqliteStore, profile: CustodyProfile
   return {
     pin(job, learned, t, batch = []) {
       // The lock's escrow account passed as nobody's vault on the pins its slice read: one
-      // pinned since (learned by another key's first lock, or learned by a job written after
-      // this one in the batch) is a customer's vault, and the lock into it is no escrow.
+      // pinned since, or learned by another job of this batch (written before or after this
+      // one), is a customer's vault, and the lock into it is no escrow.
       const escrow = learned.escrowAccount ?? null;
-      if (
+      const learnedInBatch =
         escrow !== null &&
-        (selectHolder.get(escrow) !== undefined ||
-          batch.some((o) => o.jobId !== job.jobId && o.learned.creditVault === escrow))
-      ) {
+        batch.some((o) => o.jobId !== job.jobId && o.learned.creditVault === escrow);
+      if (escrow !== null && !learnedInBatch && selectHolder.get(escrow) !== undefined) {
         return false;
       }
-      if (learned.creditVault === null || !job.keyFingerprint) return true;
-      const own = selectPin.get(job.keyFingerprint) as string | undefined;
-      if (own !== undefined) return own === learned.creditVault;
-      // The checks read pins once per slice, so two keys' first locks from one vault both pass
-      // them; the first written takes the vault, and the other is looked at again, where the
-      // pin now seen makes its lock another customer's (the IMMEDIATE transaction orders this
-      // read and the insert against every other writer).
-      if (selectOtherHolder.get(learned.creditVault, job.keyFingerprint) !== undefined) {
-        return false;
-      }
-      insertLearned.run(job.keyFingerprint, learned.creditVault, job.jobId, t);
-      return true;
+      // Stale only because another job of this batch learns the escrow account: where this
+      // key's first lock drew from is still true, whatever it went into, so it is pinned. Two
+      // first locks into each other's vault then both find their escrow pinned next round;
+      // pinning nothing left each stale because of the other, round after round.
+      const own = pinOwn(job, learned, t);
+      return own && !learnedInBatch;
     },
     countTreasuryEvidence(jobId, candidate, t) {
       if (profile.treasury !== null) return;

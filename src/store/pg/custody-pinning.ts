@@ -39,8 +39,8 @@ export interface PgCustodyPinning {
    * Pins what each evaluation learned, as `pin` does one by one on SQLite (the first of a batch
    * wins a key, and a vault). Per item: false when another job pinned something else first, this
    * key to another vault or this vault to another key, or when the account its lock went into
-   * is pinned as a credit vault or learned as one by another item (stale). Call it before any
-   * row lock.
+   * is pinned as a credit vault or learned as one by another item (stale; in that last case the
+   * key's own vault is pinned all the same). Call it before any row lock.
    */
   pinAll(
     tx: PgExecutor,
@@ -118,12 +118,21 @@ export function createPgCustodyPinning(profile: CustodyProfile): PgCustodyPinnin
           pinnedEscrows.add(row.vault);
         }
       }
+      const learnedInBatch = (item: (typeof items)[number]) => {
+        const escrow = item.learned.escrowAccount ?? null;
+        return (
+          escrow !== null &&
+          learning.some((l) => l.item.job.jobId !== item.job.jobId && l.vault === escrow)
+        );
+      };
       const escrowFresh = (item: (typeof items)[number]) => {
         const escrow = item.learned.escrowAccount ?? null;
-        if (escrow === null) return true;
-        if (pinnedEscrows.has(escrow)) return false;
-        return !learning.some((l) => l.item.job.jobId !== item.job.jobId && l.vault === escrow);
+        return escrow === null || (!pinnedEscrows.has(escrow) && !learnedInBatch(item));
       };
+      // A verdict stale only because another job of the batch learns its escrow account still
+      // pins its key's vault, as on SQLite: where the first lock drew from is true whatever it
+      // went into, and two first locks into each other's vault then both find it next round.
+      const pinsOwn = (item: (typeof items)[number]) => escrowFresh(item) || learnedInBatch(item);
       if (learning.length === 0) return items.map(escrowFresh);
       // Raw SQL: drizzle has no builder for advisory locks.
       await tx.execute(sql`SELECT pg_advisory_xact_lock(${VAULT_LOCK_CLASS}::int, 0)`);
@@ -148,8 +157,8 @@ export function createPgCustodyPinning(profile: CustodyProfile): PgCustodyPinnin
       const inserts = new Map<string, { vault: string; jobId: string }>();
       const refused = new Set<(typeof items)[number]>();
       for (const { item, key, vault } of learning) {
-        // A stale verdict pins nothing, as on SQLite.
-        if (!escrowFresh(item)) continue;
+        // A verdict stale for a vault pinned before this batch pins nothing, as on SQLite.
+        if (!pinsOwn(item)) continue;
         if (pinned.has(key)) continue; // Checked against the re-read below.
         if ([...(holders.get(vault) ?? [])].some((k) => k !== key)) {
           refused.add(item);
