@@ -603,6 +603,74 @@ describe("a quorum's listing and balance of a credit vault", () => {
     }
   });
 
+  it("asks a third endpoint in place of one listing an entry that is no transaction of the vault", async () => {
+    // Listed first, the operator's endpoint added one entry: a made-up signature (which every
+    // endpoint answers "not found" for) or a real transaction that does not touch the vault, at
+    // its true slot and time. Every read failed, and the honest third endpoint was never asked.
+    const madeUp = {
+      signature: "fakeZ",
+      slot: 46,
+      err: null,
+      memo: null,
+      blockTime: 1_700_000_046,
+    };
+    const foreign = { ...madeUp, signature: "otherTx" };
+    for (const add of [madeUp, foreign]) {
+      const h = historian("operator", { add: [add] });
+      const operator: QuorumMember = {
+        name: "operator",
+        rpc: {
+          ...h.m.rpc,
+          async getTransaction(signature, commitment, options) {
+            if (signature !== foreign.signature) {
+              return h.m.rpc.getTransaction(signature, commitment, options);
+            }
+            const read = { ...facts(1n), signature, slot: 46, blockTime: 1_700_000_046 };
+            return { facts: { ...read, accounts: ["payer", "someoneElse"] }, raw: "{}" };
+          },
+        },
+      };
+      const honest = historian("honest");
+      const honestB = historian("honestB");
+      const rpc = createQuorumRpc({ members: [operator, honest.m, honestB.m], quorum: 2 });
+      for (const pageSize of [3, 1000]) {
+        expect(await listAll(rpc, pageSize), `${add.signature} ${pageSize}`).toEqual(all);
+      }
+      expect(honestB.calls.list).toBeGreaterThan(0);
+      expect(rpc.quorumStatus().endpoints[0]).toMatchObject({ endpoint: "operator" });
+      expect(rpc.quorumStatus().endpoints[0]!.outvoted).toBeGreaterThan(0);
+    }
+  });
+
+  it("keeps nothing above an entry held back as too new, so the next read lists it", async () => {
+    // 2 of 2: the operator's endpoint answers a finalized slot just below a debit (sig2), leaves
+    // it and the later sig0/sig1 out, and answers "not found" for the debit only. sig0/sig1
+    // were kept above the debit held back; the ledger's next read lists `until` its newest
+    // entry (sig0), so the debit was never listed again, even with every endpoint honest.
+    for (const pageSize of [2, 3, 1000]) {
+      const rpc = createQuorumRpc({
+        members: [
+          historian("operator", {
+            hide: ["sig0", "sig1", "sig2"],
+            unknown: ["sig2"],
+            finalized: 47,
+          }).m,
+          historian("honest").m,
+        ],
+        quorum: 2,
+      });
+      await rpc.getSlot("finalized");
+      const first = await listAll(rpc, pageSize);
+      expect(first, `page size ${pageSize}`).toEqual(all.slice(3));
+      const honest = createQuorumRpc({
+        members: [historian("operator").m, historian("honest").m],
+        quorum: 2,
+      });
+      const next = await honest.getSignaturesForAddress("vault", { until: first[0]! });
+      expect(next.map((e) => e.signature)).toEqual(all.slice(0, 3));
+    }
+  });
+
   it("asks a third endpoint for a slot's block time when two differ, and outvotes the one that differs", async () => {
     const rpc = createQuorumRpc({
       members: [

@@ -226,6 +226,82 @@ describe("the ledger under RPC_QUORUM=2 with the operator's endpoint listed firs
     expect(honest.closingOnChainSource).toBe("balance_read");
     expect(honest.closingOnChainUnits).toBe(h.op.balance(vault));
   });
+
+  it("lists a debit held back as too new on a later night, though a newer deposit was read", async () => {
+    // The operator's endpoint answers a finalized slot just below a theft, leaves the theft and
+    // a later deposit out of its listing, and answers "not found" for the theft only. The
+    // deposit (read by both) was stored as the vault's newest line above the theft held back;
+    // every later sync listed `until` it, so the theft never entered the ledger, even after
+    // the endpoint turned honest.
+    const vault = h.op.vault(0);
+    const c = await h.scenario();
+    const from = Date.now() - 5_000;
+    await c.pinKey(0);
+    await finalized();
+    const donor = h.op.victimVault(1_000_000n);
+    await new Promise((r) => setTimeout(r, 1100));
+    const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 250_000n)]).signature;
+    const deposit = h.op.send([h.op.transfer(donor, vault, 1_000n)]).signature;
+    await finalized();
+    const theftSlot = (await h.rpc.getTransaction(theft))!.facts.slot;
+    const lie = { on: true };
+    const operator: RpcPool = {
+      ...operatorEndpoint({ hide: new Set(), balanceOffset: new Map() }),
+      async getSlot(commitment, options) {
+        const slot = await h.rpc.getSlot(commitment, options);
+        return lie.on && commitment !== "confirmed" ? Math.min(slot, theftSlot - 1) : slot;
+      },
+      async getSignaturesForAddress(address, options) {
+        const page = await h.rpc.getSignaturesForAddress(address, options);
+        return lie.on ? page.filter((e) => e.signature !== theft && e.signature !== deposit) : page;
+      },
+      async getTransaction(signature, commitment, options) {
+        if (lie.on && signature === theft) return null;
+        return h.rpc.getTransaction(signature, commitment, options);
+      },
+      async getSignatureStatuses(signatures, options) {
+        const statuses = await h.rpc.getSignatureStatuses(signatures, options);
+        return statuses.map((s, i) => (lie.on && signatures[i] === theft ? null : s));
+      },
+    };
+    const rpc = createQuorumRpc({
+      members: [
+        { name: "operator", rpc: operator },
+        { name: "honest", rpc: { ...h.rpc, async close() {} } },
+      ],
+      quorum: 2,
+    });
+    const verifier = createVerifier({
+      store: c.store,
+      rpc,
+      profile: c.profile,
+      log,
+      options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
+    });
+    const reader = createLedgerReader({
+      store: c.store,
+      rpc,
+      profile: c.profile,
+      log,
+      custody: { vaults: [vault], byKey: {} },
+    });
+    const night = async (window: { from: number; to: number }) =>
+      runNightlyVerification(c.store, verifier, {
+        ...window,
+        timeoutMs: 5_000,
+        ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
+      });
+    const to = (await h.rpc.getBlockTime(theftSlot - 1)) * 1000;
+    expect((await night({ from, to })).exitCode).toBe(1);
+    lie.on = false;
+    await finalized();
+    await new Promise((r) => setTimeout(r, 1100));
+    const second = await night({ from: to, to: Date.now() - 1_100 });
+    expect(second.exitCode).toBe(1);
+    expect(second.ledger?.unreceiptedDebits).toEqual([
+      expect.objectContaining({ vault, signature: theft, amountUnits: "-250000" }),
+    ]);
+  });
 });
 
 describe("a gap in a vault's history", () => {

@@ -765,10 +765,12 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
   async function settledListings(
     address: string,
     ask: (m: QuorumMember) => Promise<AddressSignatureInfo[]>,
+    /** Endpoints not asked: their listing of this read did not check out. */
+    excluded: ReadonlySet<string> = new Set(),
   ): Promise<{ member: QuorumMember; value: AddressSignatureInfo[] }[]> {
     const what = `getSignaturesForAddress ${address}`;
-    const answers = await fromK(ask, what);
-    const asked = new Set(answers.map((a) => a.member.name));
+    const answers = await fromK(ask, what, false, { skip: excluded, need: k });
+    const asked = new Set([...excluded, ...answers.map((a) => a.member.name)]);
     const askMore = async (need: number) => {
       const more = await fromK(ask, what, false, { skip: new Set(asked), need });
       for (const a of more) asked.add(a.member.name);
@@ -844,18 +846,40 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     let before = options.before;
     let start = before === undefined ? null : await startOfPage(address, before);
     let ask = limit;
+    // Nothing above an entry held back is returned: the caller's next read lists `until` the
+    // newest entry it was given, so one kept above it would leave it out of every later read.
+    const visible = (page: AddressSignatureInfo[]) =>
+      page.slice(page.findLastIndex((e) => held.has(e.signature)) + 1);
     const done = (page: AddressSignatureInfo[]) => {
-      rememberPageEnd(page);
-      return page;
+      rememberPageEnd(visible(page));
+      return visible(page);
     };
+    /** Entries held back as the newest, not yet readable (see below). */
+    const held = new Set<string>();
+    /** Endpoints whose listing in this read did not check out; others are asked instead. */
+    const excluded = new Set<string>();
+    let refuted: AppError | null = null;
     for (;;) {
-      const answers = await settledListings(address, (m) =>
-        listingOf(m, address, {
-          ...options,
-          limit: ask,
-          ...(before === undefined ? {} : { before }),
-        }),
-      );
+      let answers: Awaited<ReturnType<typeof settledListings>>;
+      try {
+        answers = await settledListings(
+          address,
+          (m) =>
+            listingOf(m, address, {
+              ...options,
+              limit: ask,
+              ...(before === undefined ? {} : { before }),
+            }),
+          excluded,
+        );
+      } catch (error) {
+        // Too few endpoints left once those listing a made-up entry are set apart: the read
+        // fails naming that entry.
+        if (refuted !== null && isAppError(error) && error.code === "rpc_unavailable") {
+          throw refuted;
+        }
+        throw error;
+      }
       const listed = answers.map(({ member, value }) => {
         if (start === null) return { member, value, full: value.length >= ask };
         const { slot, slotListed } = start;
@@ -869,30 +893,45 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
         );
         return { member, value: older, full: !above && value.length >= ask };
       });
-      const pages = listed.map((a) => a.value);
-      const union = await confirmedByTransactions(
+      const checked = await confirmedByTransactions(
         address,
         unionOfListings(sameListedFacts(address, listed)),
-        pages,
+        listed,
+        options.before === undefined,
       );
+      if ("refuted" in checked) {
+        // The endpoints listing an entry that is no transaction of the address (read under
+        // the quorum) are outvoted and the page is asked of the others: one endpoint listed
+        // first and adding one such entry failed every read, and the others were never asked.
+        refuted = checked.refuted;
+        for (const m of checked.listers) {
+          outvoted(m.name, "getSignaturesForAddress", checked.signature);
+          excluded.add(m.name);
+        }
+        continue;
+      }
+      const union = checked.entries;
+      for (const signature of checked.held) held.add(signature);
       const full = answers.filter((_, i) => listed[i]!.full).map((a) => a.value);
       if (full.length === 0) return done([...out, ...union]);
       const cut = Math.max(...full.map((p) => p.at(-1)!.slot));
       const kept = union.filter((e) => e.slot > cut);
-      if (kept.length === 0) {
-        // Every entry of a full page shares one slot: a longer page reaches past it.
+      if (kept.length === 0 || held.has(kept.at(-1)!.signature)) {
+        // Every entry of a full page shares one slot, or the page ends on an entry held back
+        // (no cursor: a node that does not know it lists nothing older): a longer page reaches
+        // past it.
         if (ask >= 1000) {
           throw new AppError(
             "rpc_unavailable",
             `getSignaturesForAddress ${address}: ${ask} signatures in slot ${cut} ` +
-              "leave no page boundary",
+              "leave no page boundary (or end on one held back)",
           );
         }
         ask = Math.min(1000, ask * 2);
         continue;
       }
       out.push(...kept);
-      if (out.length >= limit) return done(out);
+      if (visible(out).length >= limit) return done(out);
       before = kept.at(-1)!.signature;
       start = { slot: kept.at(-1)!.slot, slotListed: true };
     }
@@ -904,29 +943,39 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
    * of the address, nor date a real one at another slot or time. A made-up entry used as the
    * next page's `before` made an honest node list nothing older (a node answers an unknown
    * `before` with an empty page), and a real one at a false slot made it skip the range between.
+   * Such an entry is `refuted`, with the endpoints that listed it.
+   *
    * Entries newer than every entry all endpoints listed and whose transaction cannot be read
-   * yet are the newest, which one node has and another not yet: they are left for the next read
-   * (its `until` is the newest entry kept), but only above the finalized slot the quorum
-   * answered. At or below it the ledger calls the history read through that slot's time: an
-   * operator's endpoint leaving out its vault's newest debit and answering "not found" for it
-   * had the night's run call the window read without it. Anything else that does not check out
-   * fails the read.
+   * yet are the newest, which one node has and another not yet: in a read from the top
+   * (`holdBack`: no `before`) they are `held` for the next read (left in place among `entries`
+   * for paging only), but only above the finalized slot the quorum answered. At or below it the
+   * ledger calls the history read through that slot's time: an operator's endpoint leaving out
+   * its vault's newest debit and answering "not found" for it had the night's run call the
+   * window read without it. The entries above one held back are left out of the read with it
+   * (see `done`): kept, the ledger's next read (`until` its newest line) never listed it again.
+   * Anything else that does not check out (the endpoints disagree on the transaction, or too
+   * few answer) fails the read.
    */
   async function confirmedByTransactions(
     address: string,
     union: AddressSignatureInfo[],
-    pages: AddressSignatureInfo[][],
-  ): Promise<AddressSignatureInfo[]> {
+    listed: { member: QuorumMember; value: AddressSignatureInfo[] }[],
+    holdBack: boolean,
+  ): Promise<
+    | { entries: AddressSignatureInfo[]; held: string[] }
+    | { refuted: AppError; signature: string; listers: QuorumMember[] }
+  > {
     // Endpoints, not entries: a page listing one signature twice is one endpoint's word.
     const listedBy = new Map<string, number>();
-    for (const page of pages) {
-      for (const signature of new Set(page.map((e) => e.signature))) {
+    for (const { value } of listed) {
+      for (const signature of new Set(value.map((e) => e.signature))) {
         listedBy.set(signature, (listedBy.get(signature) ?? 0) + 1);
       }
     }
-    const everywhere = (e: AddressSignatureInfo) => listedBy.get(e.signature) === pages.length;
+    const everywhere = (e: AddressSignatureInfo) => listedBy.get(e.signature) === listed.length;
     const newestCommon = union.findIndex(everywhere);
     const out: AddressSignatureInfo[] = [];
+    const held: string[] = [];
     for (const [i, e] of union.entries()) {
       if (everywhere(e)) {
         out.push(e);
@@ -939,13 +988,17 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
       } catch (error) {
         failure = error;
       }
-      const newest = newestCommon === -1 ? false : i < newestCommon;
+      // With no entry all endpoints listed (pages that do not overlap yet), every one is.
+      const newest = newestCommon === -1 || i < newestCommon;
       if (
         fetched === null &&
+        holdBack &&
         newest &&
         !(isAppError(failure) && failure.code === "rpc_disagreement") &&
         e.slot > (finalizedSlot ?? (await finalizedAware("finalized")))
       ) {
+        held.push(e.signature);
+        out.push(e);
         continue;
       }
       const facts = fetched?.facts;
@@ -955,21 +1008,30 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
         (e.blockTime !== null && facts.blockTime !== e.blockTime) ||
         !facts.accounts.includes(address)
       ) {
-        throw new AppError(
+        const error = new AppError(
           "rpc_disagreement",
-          `getSignaturesForAddress ${address}: ${e.signature} is listed by ${listedBy.get(e.signature)} of ${pages.length} endpoints at slot ${e.slot}, but ${
+          `getSignaturesForAddress ${address}: ${e.signature} is listed by ${listedBy.get(e.signature)} of ${listed.length} endpoints at slot ${e.slot}, but ${
             facts
               ? `the transaction read under the quorum is at slot ${facts.slot}, block time ${facts.blockTime}${facts.accounts.includes(address) ? "" : ", and does not name the address"}`
               : `no transaction could be read under the quorum (${failure === null ? "none found" : message(failure)})`
           }`,
           { signature: e.signature },
         );
+        // k endpoints answered it (or agreed there is none): those listing it are wrong. When
+        // they could not agree, nobody is shown wrong and the read waits.
+        if (failure !== null) throw error;
+        return {
+          refuted: error,
+          signature: e.signature,
+          listers: listed
+            .filter(({ value }) => value.some((v) => v.signature === e.signature))
+            .map(({ member }) => member),
+        };
       }
       out.push(e.blockTime === null ? { ...e, blockTime: facts.blockTime } : e);
     }
-    return out;
+    return { entries: out, held };
   }
-
   /**
    * What k endpoints agree the vault holds: the same amount from k of them (asked like a
    * transaction: k at once, then one more at a time), at the lowest slot they read it at. A
