@@ -13,7 +13,7 @@ import { isQuorumRpc, rpcFromConfig } from "./chain/quorum.js";
 import type { Config } from "./config.js";
 import { openStore } from "./db/open.js";
 import { createLogger } from "./log.js";
-import { createJobsApiClient } from "./recorder/jobs-api.js";
+import { createJobsApiClient, jobsApiCallCounts } from "./recorder/jobs-api.js";
 import { createReceiptWriter } from "./recorder/receipt-writer.js";
 import { readRequestCount } from "./request-pressure.js";
 import { loadProfile } from "./verify/profiles.js";
@@ -55,6 +55,7 @@ const report = () =>
   port.postMessage({
     type: "report",
     rpcStats: rpc.stats(),
+    jobsApiCalls: [...jobsApiCallCounts()],
     quorum: isQuorumRpc(rpc) ? rpc.quorumStatus() : null,
     totals: background.totals(),
   } satisfies BackgroundReport);

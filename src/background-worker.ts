@@ -5,6 +5,7 @@ import type { QuorumEndpointStatus, QuorumStatus } from "./chain/quorum.js";
 import type { Config } from "./config.js";
 import type { LedgerTotals } from "./ledger/totals.js";
 import type { Logger } from "./log.js";
+import type { JobsApiCallOutcome } from "./recorder/jobs-api.js";
 
 /** What the background thread is started with. */
 export interface BackgroundThreadData {
@@ -18,6 +19,8 @@ export interface BackgroundThreadData {
 export interface BackgroundReport {
   type: "report";
   rpcStats: RpcStatRow[];
+  /** The settlement backfill's jobs API calls, by outcome. */
+  jobsApiCalls: [JobsApiCallOutcome, number][];
   quorum: QuorumStatus | null;
   totals: LedgerTotals;
 }
@@ -62,8 +65,18 @@ export function addReportCounters(
   return {
     ...later,
     rpcStats: addRpcStats(earlier.rpcStats, later.rpcStats),
+    jobsApiCalls: addCallCounts(earlier.jobsApiCalls, later.jobsApiCalls),
     quorum: addQuorumCounts(earlier.quorum, later.quorum),
   };
+}
+
+/** Jobs API call counts of both (and of any more), added up per outcome. */
+export function addCallCounts(
+  ...counts: Iterable<readonly [JobsApiCallOutcome, number]>[]
+): [JobsApiCallOutcome, number][] {
+  const sums = new Map<JobsApiCallOutcome, number>();
+  for (const list of counts) for (const [k, n] of list) sums.set(k, (sums.get(k) ?? 0) + n);
+  return [...sums];
 }
 
 /** RPC counters of both, added up per endpoint, method and outcome. */

@@ -5,6 +5,7 @@ import { type AppMetrics, createMetrics } from "./api/metrics.js";
 import { withProxyFastPath } from "./api/proxy-listener.js";
 import { composeBackground } from "./background.js";
 import {
+  addCallCounts,
   addQuorumCounts,
   addReportCounters,
   type BackgroundReport,
@@ -21,7 +22,7 @@ import { holdLeaderLease } from "./leader-lease.js";
 import { createAccountSnapshotter } from "./ledger/account-snapshots.js";
 import { createLogger, type Logger } from "./log.js";
 import { validateCronExpression } from "./nightly/cron.js";
-import { createJobsApiClient } from "./recorder/jobs-api.js";
+import { createJobsApiClient, jobsApiCallCounts } from "./recorder/jobs-api.js";
 import { createRecordingProxy } from "./recorder/proxy.js";
 import { explorerClusterOf } from "./reports/audit-record.js";
 import { createRequestCounter, isTraffic, readRequestCount } from "./request-pressure.js";
@@ -122,6 +123,7 @@ export async function startService(
     const metrics = createMetrics({
       store,
       rpcStats: () => [...rpc.stats(), ...(threadCounters()?.rpcStats ?? [])],
+      jobsApiCalls: () => addCallCounts(jobsApiCallCounts(), threadCounters()?.jobsApiCalls ?? []),
       rpcQuorum: () =>
         addQuorumCounts(
           past?.quorum ?? null,

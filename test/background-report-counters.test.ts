@@ -11,6 +11,10 @@ function report(count: number, outvoted: number, setAside: boolean): BackgroundR
   return {
     type: "report",
     rpcStats: [{ endpoint: "a", method: "getSlot", outcome: "ok", count }],
+    jobsApiCalls: [
+      ["answered", count],
+      ["failed", outvoted],
+    ],
     quorum: {
       quorum: 2,
       endpoints: [
@@ -32,6 +36,10 @@ describe("the counters of a background thread that ended", () => {
   it("are added to the next thread's, so the metrics' counters never go back", () => {
     const next = addReportCounters(report(40, 3, true), report(2, 0, false));
     expect(next.rpcStats).toEqual([{ endpoint: "a", method: "getSlot", outcome: "ok", count: 42 }]);
+    expect(next.jobsApiCalls).toEqual([
+      ["answered", 42],
+      ["failed", 3],
+    ]);
     expect(next.quorum?.endpoints[0]).toMatchObject({ outvoted: 3, unresolved: 2 });
     // The standing is the running thread's own.
     expect(next.quorum?.endpoints[0]?.setAside).toBe(false);

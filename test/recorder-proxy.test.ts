@@ -5,12 +5,15 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { eq } from "drizzle-orm";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { createMetrics } from "../src/api/metrics.js";
 import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { jobs } from "../src/db/schema.js";
 import {
   createJobsApiClient,
+  type JobsApiCallOutcome,
   JobsApiError,
+  jobsApiCallCounts,
   maxAnswerBytes,
   parseJobsApiAnswer,
   withoutKey,
@@ -989,6 +992,31 @@ describe("recording proxy", () => {
     expect(answer.raw).toMatchObject({
       debug: { authorization: "[redacted]", key: "[redacted]", note: "key=[redacted];" },
     });
+  });
+
+  it("counts jobs API calls by outcome for /metrics: an outage shows as failed calls", async () => {
+    const server = http.createServer((req, res) => {
+      const status = req.url?.endsWith("/job_gone")
+        ? 404
+        : req.url?.endsWith("/job_down")
+          ? 500
+          : 200;
+      res.writeHead(status, { "content-type": "application/json" });
+      res.end(status === 200 ? '{"status":"settled"}' : "{}");
+    });
+    const upstream = await listen(server);
+    cleanups.push(upstream.close);
+    const client = createJobsApiClient(`${upstream.url}/v1`);
+    const before = new Map(jobsApiCallCounts());
+    await client("job_fine", `Bearer ${key}`);
+    await client("job_down", `Bearer ${key}`).catch(() => {});
+    await client("job_down", `Bearer ${key}`).catch(() => {});
+    await client("job_gone", `Bearer ${key}`).catch(() => {});
+    const added = (outcome: JobsApiCallOutcome) =>
+      (jobsApiCallCounts().get(outcome) ?? 0) - (before.get(outcome) ?? 0);
+    expect([added("answered"), added("failed"), added("refused")]).toEqual([1, 2, 1]);
+    const text = await createMetrics({ store: createTestStore() }).registry.metrics();
+    expect(text).toMatch(/decentral_audit_jobs_api_calls_total\{outcome="failed"\} \d+/);
   });
 
   it("keeps no copy of the caller's key that a jobs API answer writes with JSON escapes", async () => {

@@ -3,6 +3,7 @@ import type { QuorumStatus } from "../chain/quorum.js";
 import type { Store } from "../db/client.js";
 import { verdicts } from "../db/schema.js";
 import { ledgerLagSeconds } from "../ledger/totals.js";
+import { type JobsApiCallOutcome, jobsApiCallCounts } from "../recorder/jobs-api.js";
 import { countJobsByVerdict, dataCompleteUntil } from "../reports/reconciliation.js";
 import { createAccountSnapshotsStore } from "../store/account-snapshots.js";
 import { createOpsStore } from "../store/ops.js";
@@ -22,6 +23,8 @@ export interface MetricSources {
   store: Store;
   /** RPC pool counters (monotonic). */
   rpcStats?: () => readonly RpcStatRow[];
+  /** Jobs API calls by outcome (default: this thread's). */
+  jobsApiCalls?: () => Iterable<readonly [JobsApiCallOutcome, number]>;
   /** The RPC quorum's standing per endpoint (`RPC_QUORUM` above 1), else null. */
   rpcQuorum?: () => QuorumStatus | null;
   /** Jobs waiting in the verification queue; default: jobs whose verdict is not final. */
@@ -196,6 +199,19 @@ export function createMetrics(sources: MetricSources) {
       if (!status) return;
       this.reset();
       for (const e of status.endpoints) this.set({ endpoint: e.endpoint }, e.setAside ? 1 : 0);
+    },
+  });
+
+  new Counter({
+    name: "decentral_audit_jobs_api_calls_total",
+    help: "Decentral jobs API calls (the proxy's questions and the settlement backfill's) by outcome: answered, failed (5xx, 429, unreachable, timed out: retried), refused (other 4xx), aborted (a stop).",
+    labelNames: ["outcome"] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [outcome, n] of sources.jobsApiCalls?.() ?? jobsApiCallCounts()) {
+        this.inc({ outcome }, n);
+      }
     },
   });
 

@@ -111,8 +111,10 @@ export function createJobsApiClient(
     maxSockets: options.maxSockets ?? 16,
   });
   const timeoutMs = options.timeoutMs ?? 10_000;
-  return (jobId, authorization, signal) =>
-    new Promise<JobsApiAnswer>((resolve, reject) => {
+  return (jobId, authorization, signal) => counted(ask(jobId, authorization, signal));
+
+  function ask(jobId: string, authorization: string, signal?: AbortSignal) {
+    return new Promise<JobsApiAnswer>((resolve, reject) => {
       if (signal?.aborted) {
         reject(new JobsApiError("jobs API call aborted", null, true));
         return;
@@ -177,6 +179,32 @@ export function createJobsApiClient(
       }
       req.end();
     });
+  }
+}
+
+/** Jobs API calls this process made, by how they ended (for `/metrics`). */
+const callCounts = new Map<JobsApiCallOutcome, number>();
+
+/** How a jobs API call ended: an answer, a failure worth a retry, a refusal (4xx), a stop. */
+export type JobsApiCallOutcome = "answered" | "failed" | "refused" | "aborted";
+
+/** The calls made so far, by outcome. */
+export function jobsApiCallCounts(): ReadonlyMap<JobsApiCallOutcome, number> {
+  return callCounts;
+}
+
+function counted(call: Promise<JobsApiAnswer>): Promise<JobsApiAnswer> {
+  const add = (outcome: JobsApiCallOutcome) =>
+    callCounts.set(outcome, (callCounts.get(outcome) ?? 0) + 1);
+  call.then(
+    () => add("answered"),
+    (error: unknown) => {
+      if (!(error instanceof JobsApiError)) add("failed");
+      else if (error.message === "jobs API call aborted") add("aborted");
+      else add(error.retryable ? "failed" : "refused");
+    },
+  );
+  return call;
 }
 
 /**
