@@ -285,6 +285,9 @@ export function unionOfListings(lists: AddressSignatureInfo[][]): AddressSignatu
   return merged.sort((a, b) => b.slot - a.slot);
 }
 
+/** Entries one read holds back as the newest, not yet readable, before it fails instead. */
+const MAX_HELD_ENTRIES = 32;
+
 /** Creates a quorum over one pool per endpoint; `close()` closes them all. */
 export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
   const { members, quorum: k } = options;
@@ -988,7 +991,8 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
       } catch (error) {
         failure = error;
       }
-      // With no entry all endpoints listed (pages that do not overlap yet), every one is.
+      // With no entry all endpoints listed (pages that do not overlap yet), every one is; the
+      // held ones are capped below.
       const newest = newestCommon === -1 || i < newestCommon;
       if (
         fetched === null &&
@@ -998,6 +1002,15 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
         e.slot > (finalizedSlot ?? (await finalizedAware("finalized")))
       ) {
         held.push(e.signature);
+        // A node is a few transactions ahead, not a page: an endpoint listing many entries no
+        // one can read would cost a transaction read each, read after read.
+        if (held.length > MAX_HELD_ENTRIES) {
+          throw new AppError(
+            "rpc_disagreement",
+            `getSignaturesForAddress ${address}: more than ${MAX_HELD_ENTRIES} entries are listed by only some endpoints and cannot be read yet`,
+            { signature: e.signature },
+          );
+        }
         out.push(e);
         continue;
       }
@@ -1017,9 +1030,12 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
           }`,
           { signature: e.signature },
         );
-        // k endpoints answered it (or agreed there is none): those listing it are wrong. When
-        // they could not agree, nobody is shown wrong and the read waits.
-        if (failure !== null) throw error;
+        // k endpoints returned its transaction and it is not the address's (another slot or
+        // time, or the address not in it): those listing it are wrong. "Not found" from k
+        // proves nothing (a node behind, or one with a hole in its index, answers it for a
+        // theft another endpoint rightly lists), and when they could not agree nobody is
+        // shown wrong: the read waits.
+        if (failure !== null || fetched === null) throw error;
         return {
           refuted: error,
           signature: e.signature,
