@@ -670,10 +670,11 @@ describe("a quorum's listing and balance of a credit vault", () => {
     expect(rpc.quorumStatus().endpoints[0]!.outvoted).toBe(0);
   });
 
-  it("fails a read, cheaply, when one endpoint lists a page of entries no one can read yet", async () => {
+  it("holds back, at one transaction read, a page of entries only one endpoint lists and no one can read yet", async () => {
     // Entries above the finalized slot that no other endpoint lists and no one can read look
-    // like a node a little ahead: each is held back, at a transaction read apiece. A page of
-    // them (1,000, asked again at double sizes) cost thousands of reads, every read.
+    // like a node a little ahead (a busy vault's node a few seconds ahead lists dozens). Each
+    // was read under the quorum before it was held back: a page of them cost thousands of
+    // reads, every read. The oldest one unreadable holds back every newer one, unread.
     const fakes = Array.from({ length: 200 }, (_, i) => ({
       signature: `fake${i}`,
       slot: 2000 + i,
@@ -693,13 +694,17 @@ describe("a quorum's listing and balance of a credit vault", () => {
         },
       },
     });
-    const rpc = createQuorumRpc({
-      members: [counted(operator.m), counted(historian("honest").m), counted(historian("b").m)],
-      quorum: 2,
-    });
-    await rpc.getSlot("finalized");
-    await expect(listAll(rpc, 1000)).rejects.toMatchObject({ code: "rpc_disagreement" });
-    expect(reads).toBeLessThan(200);
+    for (const members of [
+      [counted(operator.m), counted(historian("honest").m), counted(historian("b").m)],
+      [counted(operator.m), counted(historian("honest").m)],
+    ]) {
+      reads = 0;
+      const rpc = createQuorumRpc({ members, quorum: 2 });
+      await rpc.getSlot("finalized");
+      // The history below them is read whole; they wait for the next read.
+      expect(await listAll(rpc, 1000)).toEqual(all);
+      expect(reads).toBeLessThan(10);
+    }
   });
 
   it("keeps nothing above an entry held back as too new, so the next read lists it", async () => {

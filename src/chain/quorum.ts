@@ -285,9 +285,6 @@ export function unionOfListings(lists: AddressSignatureInfo[][]): AddressSignatu
   return merged.sort((a, b) => b.slot - a.slot);
 }
 
-/** Entries one read holds back as the newest, not yet readable, before it fails instead. */
-const MAX_HELD_ENTRIES = 32;
-
 /** Creates a quorum over one pool per endpoint; `close()` closes them all. */
 export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
   const { members, quorum: k } = options;
@@ -977,11 +974,28 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     }
     const everywhere = (e: AddressSignatureInfo) => listedBy.get(e.signature) === listed.length;
     const newestCommon = union.findIndex(everywhere);
-    const out: AddressSignatureInfo[] = [];
+    // Entries newer than every entry all endpoints listed (all of them when none is common):
+    // the ones a node ahead may have and another not yet.
+    const newestEnd = newestCommon === -1 ? union.length : newestCommon;
+    const read = new Map<number, AddressSignatureInfo>();
     const held: string[] = [];
-    for (const [i, e] of union.entries()) {
+    // The newest are read oldest first, and the first that cannot be read yet is held back
+    // with every newer one, unread: the read returns nothing at or above an entry held back
+    // anyway. A busy vault's node a few seconds ahead costs one failed read, not one a
+    // transaction, and an endpoint listing a page of entries no one can read costs one too.
+    const order = [
+      ...Array.from({ length: newestEnd }, (_, i) => newestEnd - 1 - i),
+      ...Array.from({ length: union.length - newestEnd }, (_, i) => newestEnd + i),
+    ];
+    for (const i of order) {
+      const e = union[i]!;
+      if (held.length > 0 && i < newestEnd) {
+        held.push(e.signature);
+        read.set(i, e);
+        continue;
+      }
       if (everywhere(e)) {
-        out.push(e);
+        read.set(i, e);
         continue;
       }
       let fetched: FetchedTransaction | null = null;
@@ -991,27 +1005,15 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
       } catch (error) {
         failure = error;
       }
-      // With no entry all endpoints listed (pages that do not overlap yet), every one is; the
-      // held ones are capped below.
-      const newest = newestCommon === -1 || i < newestCommon;
       if (
         fetched === null &&
         holdBack &&
-        newest &&
+        i < newestEnd &&
         !(isAppError(failure) && failure.code === "rpc_disagreement") &&
         e.slot > (finalizedSlot ?? (await finalizedAware("finalized")))
       ) {
         held.push(e.signature);
-        // A node is a few transactions ahead, not a page: an endpoint listing many entries no
-        // one can read would cost a transaction read each, read after read.
-        if (held.length > MAX_HELD_ENTRIES) {
-          throw new AppError(
-            "rpc_disagreement",
-            `getSignaturesForAddress ${address}: more than ${MAX_HELD_ENTRIES} entries are listed by only some endpoints and cannot be read yet`,
-            { signature: e.signature },
-          );
-        }
-        out.push(e);
+        read.set(i, e);
         continue;
       }
       const facts = fetched?.facts;
@@ -1044,8 +1046,9 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
             .map(({ member }) => member),
         };
       }
-      out.push(e.blockTime === null ? { ...e, blockTime: facts.blockTime } : e);
+      read.set(i, e.blockTime === null ? { ...e, blockTime: facts.blockTime } : e);
     }
+    const out = union.flatMap((_, i) => read.get(i) ?? []);
     return { entries: out, held };
   }
   /**
