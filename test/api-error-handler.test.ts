@@ -19,7 +19,10 @@ describe("errors a route did not expect", () => {
     });
     const shuttingDown = Object.assign(new Error("terminating connection"), { code: "57P01" });
     const busy = Object.assign(new Error("database is locked"), { code: "SQLITE_BUSY" });
-    for (const error of [gone, shuttingDown, busy]) {
+    // A receipt the writer gave up on while the disk was full: nothing of the request is kept.
+    const full = Object.assign(new Error("database or disk is full"), { code: "SQLITE_FULL" });
+    const io = Object.assign(new Error("disk I/O error"), { code: "SQLITE_IOERR_WRITE" });
+    for (const error of [gone, shuttingDown, busy, full, io]) {
       const response = await throwing(error).request("/x");
       expect(response.status, error.message).toBe(503);
       expect(response.headers.get("retry-after")).toBe("1");

@@ -77,6 +77,8 @@ function isDatabaseAway(error: Error): boolean {
     );
   }
   if (code.startsWith("SQLITE_BUSY") || code === "SQLITE_LOCKED") return true;
+  // A full disk, or one that cannot be written: nothing was written, and it may pass.
+  if (code === "SQLITE_FULL" || /^SQLITE_(IOERR|READONLY)/.test(code)) return true;
   if (/^[0-9A-Z]{5}$/.test(code)) return code.startsWith("08") || /^57P0[1-3]$/.test(code);
   return connectionCodes.has(code);
 }
