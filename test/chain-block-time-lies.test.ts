@@ -10,6 +10,7 @@ import { createLogger } from "../src/log.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
+import { quickVerifierOptions } from "./support/quick-verifier.js";
 
 /**
  * An endpoint that answers block times the chain cannot have: one beyond what a date holds, or
@@ -132,7 +133,7 @@ describe("an endpoint's block time the chain cannot have", () => {
         rpc,
         profile: c.profile,
         log,
-        options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
+        options: quickVerifierOptions,
       });
       // It does not settle (the lied-about lock waits), but every round ends and writes.
       await verifier.runUntilSettled({}, { timeoutMs: 3_000 });
@@ -177,7 +178,7 @@ describe("an endpoint's block time the chain cannot have", () => {
       rpc,
       profile: c.profile,
       log,
-      options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
+      options: quickVerifierOptions,
     });
     await verifier.runUntilSettled({}, { timeoutMs: 2_000 });
     expect(await c.outcome(other.jobId)).toEqual({ verdict: "verified", failing: [] });

@@ -13,6 +13,7 @@ import { createLogger } from "../src/log.js";
 import { startService } from "../src/main.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
+import { quickVerifierOptions } from "./support/quick-verifier.js";
 import { createTestStore } from "./support/store.js";
 import { type JobSpec, runRecordedJob } from "./support/verify-jobs.js";
 
@@ -68,7 +69,7 @@ async function verifyThrough(rpc: RpcPool, timeoutMs: number) {
     rpc,
     profile,
     log,
-    options: { pollIntervalMs: 20, errorBackoffMs: 20, maxBackoffMs: 200, backfillWaitMs: 20 },
+    options: { ...quickVerifierOptions, maxBackoffMs: 200 },
   });
   const summary = await verifier.runUntilSettled({}, { timeoutMs });
   await rpc.close();
@@ -227,7 +228,7 @@ describe("a phantom signature, with one of three endpoints lying about it", () =
       rpc,
       profile,
       log,
-      options: { pollIntervalMs: 20, errorBackoffMs: 20, maxBackoffMs: 200, backfillWaitMs: 20 },
+      options: { ...quickVerifierOptions, maxBackoffMs: 200 },
     });
     const summary = await verifier.runUntilSettled({}, { timeoutMs: 15_000 });
     await rpc.close();

@@ -7,6 +7,7 @@ import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { summaryToText } from "../src/nightly/summary-format.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
+import { quickVerifierOptions } from "./support/quick-verifier.js";
 
 /**
  * What of a credit vault's history the nightly runs judge: every part of it once, whenever the
@@ -51,7 +52,7 @@ async function nightly(c: Scenario, from: number, to: number, rpc: LedgerRpc = h
     rpc: h.rpc,
     profile: c.profile,
     log,
-    options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
+    options: quickVerifierOptions,
     now: worldNow,
   });
   const reader = createLedgerReader({

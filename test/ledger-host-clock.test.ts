@@ -6,6 +6,7 @@ import { createLogger } from "../src/log.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
+import { quickVerifierOptions } from "./support/quick-verifier.js";
 
 /**
  * This machine's clock behind the chain's. The bound on block times refuses answers no chain
@@ -54,7 +55,7 @@ describe("this machine's clock behind the chain's", () => {
         rpc,
         profile: c.profile,
         log,
-        options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
+        options: quickVerifierOptions,
       });
       await verifier.runUntilSettled({}, { timeoutMs: 5_000 });
       expect(await c.outcome(plan.jobId)).toEqual({ verdict: "verified", failing: [] });

@@ -7,6 +7,7 @@ import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
+import { quickVerifierOptions } from "./support/quick-verifier.js";
 
 const log = createLogger({ level: "silent" });
 
@@ -95,7 +96,7 @@ describe("a nightly run under RPC_QUORUM=2 when the operator's endpoint hides th
         rpc,
         profile: c.profile,
         log,
-        options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
+        options: quickVerifierOptions,
       });
       const reader = createLedgerReader({
         store: c.store,

@@ -9,6 +9,7 @@ import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { summaryToText } from "../src/nightly/summary-format.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
+import { quickVerifierOptions } from "./support/quick-verifier.js";
 
 const log = createLogger({ level: "silent" });
 
@@ -276,7 +277,7 @@ describe("the ledger under RPC_QUORUM=2 with the operator's endpoint listed firs
       rpc,
       profile: c.profile,
       log,
-      options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
+      options: quickVerifierOptions,
     });
     const reader = createLedgerReader({
       store: c.store,
@@ -328,7 +329,7 @@ describe("a gap in a vault's history", () => {
       rpc: h.rpc,
       profile: c.profile,
       log,
-      options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
+      options: quickVerifierOptions,
     });
     const reader = createLedgerReader({
       store: c.store,

@@ -22,6 +22,7 @@ import { createLedgerStore } from "../src/store/ledger.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { finalizedPast } from "./support/finality.js";
+import { quickVerifierOptions } from "./support/quick-verifier.js";
 import { createTestStore } from "./support/store.js";
 import { groundTruth, runRecordedJob } from "./support/verify-jobs.js";
 
@@ -87,7 +88,7 @@ async function verifyAll(store: SqliteStore) {
     rpc,
     profile,
     log,
-    options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
+    options: quickVerifierOptions,
   });
   await verifier.runUntilSettled({}, { timeoutMs: 20_000 });
 }
@@ -261,7 +262,7 @@ describe("the ledger of a credit vault against the local world", () => {
         rpc,
         profile,
         log,
-        options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
+        options: quickVerifierOptions,
       });
       const ledger = createLedgerReader({ store, rpc, profile, log });
       return runNightlyVerification(store, verifier, {

@@ -9,6 +9,7 @@ import { createLedgerStore } from "../src/store/ledger.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
+import { quickVerifierOptions } from "./support/quick-verifier.js";
 
 const log = createLogger({ level: "silent" });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
@@ -30,7 +31,7 @@ function nightly(
       profile: c.profile,
       log,
       custody,
-      options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
+      options: quickVerifierOptions,
     }),
     {
       ...window,

@@ -6,6 +6,7 @@ import { createLogger } from "../src/log.js";
 import { runVerifyCommand } from "../src/nightly/verify-command.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
+import { quickVerifierOptions } from "./support/quick-verifier.js";
 import { createTestStore } from "./support/store.js";
 import { runRecordedJob } from "./support/verify-jobs.js";
 
@@ -36,7 +37,7 @@ async function verify(store: SqliteStore, rpcUrl: string, timeout = "20s") {
     rpc,
     profile: localnetProfile,
     log,
-    options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
+    options: quickVerifierOptions,
   });
   const out: string[] = [];
   const err: string[] = [];

@@ -20,6 +20,7 @@ import {
   type Scenario,
   startAdversaryHarness,
 } from "./support/operator.js";
+import { quickVerifierOptions } from "./support/quick-verifier.js";
 import {
   address,
   ingestToken,
@@ -64,7 +65,7 @@ async function verifyWithCustody(c: Scenario, custody: CustodyConfig): Promise<v
     profile: c.profile,
     log,
     custody,
-    options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
+    options: quickVerifierOptions,
   });
   const summary = await verifier.runUntilSettled({}, { timeoutMs: 20_000 });
   if (summary.status !== "completed") throw new Error(JSON.stringify(summary));

@@ -6,6 +6,7 @@ import { reportsStore } from "../src/store/reports.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
+import { quickVerifierOptions } from "./support/quick-verifier.js";
 
 /**
  * The operator is the local mint's authority: it can mint more into a credit vault than any
@@ -68,7 +69,7 @@ describe.each(dialects)("%s store", (dialect) => {
       rpc: h.rpc,
       profile: c.profile,
       log: createLogger({ level: "silent" }),
-      options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
+      options: quickVerifierOptions,
     });
     const summary = await verifier.runUntilSettled({}, { timeoutMs: 20_000 });
     expect(summary).toMatchObject({ status: "completed", final: summary.total });

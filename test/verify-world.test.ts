@@ -11,6 +11,7 @@ import { createSettlementBackfill } from "../src/recorder/settlement-backfill.js
 import { auditRecord } from "../src/reports/audit-record.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
+import { quickVerifierOptions } from "./support/quick-verifier.js";
 import { createTestStore } from "./support/store.js";
 import { groundTruth, type JobSpec, runRecordedJob } from "./support/verify-jobs.js";
 
@@ -41,7 +42,7 @@ async function verifyAll(store: SqliteStore, rpc: RpcPool) {
     rpc,
     profile,
     log,
-    options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
+    options: quickVerifierOptions,
   });
   return verifier.runUntilSettled({}, { timeoutMs: 20_000 });
 }
@@ -53,7 +54,7 @@ function holdingVerifier(store: SqliteStore, rpc: RpcPool) {
     rpc,
     profile,
     log,
-    options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20, jobsApiWaitMs: 60_000 },
+    options: { ...quickVerifierOptions, jobsApiWaitMs: 60_000 },
   });
 }
 

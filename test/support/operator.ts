@@ -32,6 +32,7 @@ import { type Receipt, recordReceipts } from "../../src/recorder/receipts.js";
 import { reportsStore } from "../../src/store/reports.js";
 import { createVerifier } from "../../src/verify/engine.js";
 import { localnetProfile, type Profile, priceUnits } from "../../src/verify/profiles.js";
+import { quickVerifierOptions } from "./quick-verifier.js";
 import { createTestStore } from "./store.js";
 
 /**
@@ -791,7 +792,7 @@ export class Scenario {
       rpc: this.harness.rpc,
       profile: this.profile,
       log,
-      options: { pollIntervalMs: 20, errorBackoffMs: 20, backfillWaitMs: 20 },
+      options: quickVerifierOptions,
     });
     const summary = await verifier.runUntilSettled({}, { timeoutMs: 20_000 });
     if (summary.status !== "completed") {
