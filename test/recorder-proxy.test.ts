@@ -9,6 +9,7 @@ import { createMetrics } from "../src/api/metrics.js";
 import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { jobs } from "../src/db/schema.js";
+import { createLogger } from "../src/log.js";
 import {
   createJobsApiClient,
   type JobsApiCallOutcome,
@@ -236,6 +237,7 @@ async function setup(
     now?: () => number;
     abandonedWaitMs?: number;
     maxSockets?: number;
+    writer?: ReturnType<typeof createReceiptWriter>;
   } = {},
 ): Promise<{
   store: SqliteStore;
@@ -264,6 +266,7 @@ async function setup(
     ...(options.maxBacklog === undefined
       ? {}
       : { writer: createReceiptWriter(store, { log, maxBacklog: options.maxBacklog }) }),
+    ...(options.writer ? { writer: options.writer } : {}),
   });
   const app = await serveApp({ store, log, proxy }, { direct: options.direct });
   const row = () => store.db.select().from(jobs).where(eq(jobs.jobId, stub.receipt.jobId)).get();
@@ -797,6 +800,38 @@ describe("recording proxy", () => {
       error: { code: "receipt_not_recorded", type: "server_error" },
     });
     expect(row()).toBeUndefined();
+  });
+
+  it("turns the next job away naming the database, not a backlog, while the database refuses writes", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "proxy-refused-"));
+    const store = openSqliteStore(join(dir, "audit.db"));
+    migrateStore(store);
+    cleanups.push(async () => {
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    // Refused at COMMIT, as a full disk refuses a WAL that cannot grow (a deferred foreign key).
+    store.sqlite.exec(`CREATE TABLE refused_at_commit (
+        job_id TEXT REFERENCES jobs(job_id) DEFERRABLE INITIALLY DEFERRED);
+      CREATE TRIGGER refused AFTER INSERT ON jobs
+        BEGIN INSERT INTO refused_at_commit (job_id) VALUES ('job_not_there'); END`);
+    const writer = createReceiptWriter(store, {
+      log: createLogger({ level: "silent" }),
+      refuseAfterMs: 1000,
+    });
+    cleanups.push(() => writer.close());
+    const { stub, url } = await setup({ store, writer });
+    const first = completion(url, "json");
+    await vi.waitFor(() => expect(writer.health()).toMatchObject({ refusing: true }));
+    const next = await completion(url, "json");
+    expect(next.status).toBe(503);
+    expect(next.headers.get("retry-after")).toBe("1");
+    expect(await next.json()).toMatchObject({
+      error: { code: "receipt_store_unavailable", message: expect.stringContaining("refuses") },
+    });
+    // Not forwarded: no job ran for it.
+    expect(stub.seen).toHaveLength(1);
+    expect((await first).status).toBe(503);
   });
 
   describe("while another process holds the write lock", () => {

@@ -844,15 +844,29 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         return over;
       }
       if (writer.full()) {
-        // Forwarding would run (and charge) a job whose receipt might not be written.
+        // Forwarding would run (and charge) a job whose receipt might not be written. The code
+        // says which: a backlog clears in moments, a database refusing writes needs its operator.
         req.resume();
-        sendError(
-          res,
-          503,
-          "receipt_backlog_full",
-          "the audit proxy is waiting for its database; retry shortly",
-          1,
-        );
+        const health = writer.health();
+        if (health.reachable) {
+          sendError(
+            res,
+            503,
+            "receipt_backlog_full",
+            "the audit proxy is waiting for its database; retry shortly",
+            1,
+          );
+        } else {
+          sendError(
+            res,
+            503,
+            "receipt_store_unavailable",
+            health.refusing
+              ? "the audit proxy's database refuses writes (is its disk full?); retry later"
+              : "the audit proxy cannot reach its database; retry later",
+            1,
+          );
+        }
         return over;
       }
       const chunks: Buffer[] = [];
