@@ -139,11 +139,11 @@ describe("import", () => {
       "job_id,escrow_tx,settlement_tx,worker,model,Worker",
       csvLine([a.job_id, a.escrow_tx, a.settlement_tx, a.worker, "qwen3-8b", "x"] as string[]),
     ];
-    const summary = await importReceipts(store, Readable.from([rows.join("\n")]));
-    expect(summary.created).toBe(0);
-    expect(summary.rejected).toEqual([
-      { line: 1, field: "header", reason: expect.stringContaining('"worker" twice') },
-    ]);
+    await expect(importReceipts(store, Readable.from([rows.join("\n")]))).rejects.toMatchObject({
+      code: "validation_failed",
+      details: { field: "header" },
+      message: expect.stringContaining('"worker" twice'),
+    });
     expect(store.db.select().from(jobs).all()).toHaveLength(0);
   });
 

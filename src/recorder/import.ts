@@ -98,13 +98,6 @@ async function* jsonlItems(input: Readable): AsyncGenerator<Item> {
   }
 }
 
-/** A CSV header that names one field twice: which cell is meant cannot be told. */
-class DuplicateColumnError extends Error {
-  constructor(readonly column: string) {
-    super(`the header names column "${column}" twice; nothing was imported`);
-  }
-}
-
 /** Columns every CSV receipt needs: a receipt without them is refused by the ingest rules. */
 const requiredColumns = ["job_id", "escrow_tx"];
 
@@ -119,7 +112,15 @@ function csvColumns(header: string[]): string[] {
   const seen = new Set<string>();
   for (const column of header) {
     const name = column.trim().toLowerCase();
-    if (seen.has(name)) throw new DuplicateColumnError(name);
+    // Which of the two cells is meant cannot be told: the file is refused as a whole, like one
+    // without the receipt columns (exit 2 from `import`), not read as one rejected receipt.
+    if (seen.has(name)) {
+      throw new AppError(
+        "validation_failed",
+        `the CSV header (line 1) names column "${name}" twice; nothing was imported`,
+        { field: "header" },
+      );
+    }
     seen.add(name);
   }
   const missing = requiredColumns.filter((name) => !seen.has(name));
@@ -250,10 +251,6 @@ export async function importReceipts(
       if (batch.length >= batchSize) await flush();
     }
   } catch (error) {
-    if (error instanceof DuplicateColumnError) {
-      summary.rejected.push({ line: 1, field: "header", reason: error.message });
-      return summary;
-    }
     if (error instanceof AppError) throw error;
     // A file that stops parsing (an unclosed CSV quote, say) keeps what was read before it,
     // and the summary says where reading stopped instead of the import dying without one.
