@@ -1,4 +1,5 @@
 import { type DestinationStream, type Logger, pino } from "pino";
+import { redactCensor } from "./recorder/without-key.js";
 
 export type { Logger };
 
@@ -19,7 +20,7 @@ export const redactPaths = [
 ];
 
 /** What a redacted value is printed as. */
-export const redactCensor = "[redacted]";
+export { redactCensor };
 
 /** Options of `createLogger`; every one has a default. */
 export interface LoggerOptions {

@@ -177,4 +177,27 @@ describe("account snapshots beyond what the store holds", () => {
     expect(snapshot).toMatchObject({ vault, vaultUnits: null, usdcValueUnits: 50_000n });
     expect(snapshot.error).toContain("9223372036854775815 is beyond what the store holds");
   });
+
+  it("keeps an answer that echoes the key out of the stored error and the log", async () => {
+    const store = createTestStore();
+    const apiKey = "dcntrl_live_abcdefghijklmnopqrstuvwxyz012345";
+    const lines: string[] = [];
+    const snapshotter = createAccountSnapshotter({
+      store,
+      profile: localnetProfile,
+      rpc: { getTokenAccount: async () => ({ slot: 7, account: null }) },
+      baseUrl: "http://account.invalid/v1",
+      apiKey,
+      custody: { vaults: [], byKey: {} },
+      fetch: async () => Response.json({ credits_remaining: 5, usdc_value: `echo ${apiKey}` }),
+      log: createLogger({ level: "info" }, { write: (line: string) => lines.push(line) }),
+    });
+    const snapshot = await snapshotter.take();
+    expect(snapshot.error).toContain("[redacted]");
+    expect(
+      JSON.stringify(store.sqlite.prepare("SELECT * FROM account_snapshots").all()),
+    ).not.toContain(apiKey);
+    expect(lines.join("\n")).toContain("account snapshot");
+    expect(lines.join("\n")).not.toContain(apiKey);
+  });
 });

@@ -23,7 +23,11 @@ afterEach(async () => {
 });
 
 /** A Decentral stand-in answering every completion with a fresh job's receipt headers. */
-async function upstream(status = 200, id: () => string = jobId) {
+async function upstream(
+  status = 200,
+  id: () => string = jobId,
+  model: (req: http.IncomingMessage) => string = () => "qwen3-8b",
+) {
   const server = http.createServer(async (req, res) => {
     for await (const _ of req) {
       // drain
@@ -41,7 +45,7 @@ async function upstream(status = 200, id: () => string = jobId) {
         id: "chatcmpl-1",
         object: "chat.completion",
         created: 1_764_000_000,
-        model: "qwen3-8b",
+        model: model(req),
         choices: [
           { index: 0, message: { role: "assistant", content: "hi" }, finish_reason: "stop" },
         ],
@@ -111,6 +115,27 @@ describe("createRecordingFetch", () => {
       totalTokens: 9,
       tags: { service: "search" },
     });
+  });
+
+  it("cuts the caller's key out of a model the answer echoes it in", async () => {
+    const store = createTestStore();
+    const audit = await serveApp({ store, log: createLogger({ level: "silent" }) });
+    cleanups.push(audit.close);
+    const recordingFetch = createRecordingFetch({
+      ingestUrl: `${audit.url}/jobs`,
+      token: await ingestToken(store),
+    });
+    const apiKey = "dcntrl_live_abcdefghijklmnopqrstuvwxyz012345";
+    const echoing = await upstream(
+      200,
+      jobId,
+      (req) => `on behalf of ${req.headers.authorization}`,
+    );
+    const client = new OpenAI({ apiKey, baseURL: `${echoing}/v1`, fetch: recordingFetch });
+    await client.chat.completions.create({ model: "qwen3-8b", messages: [] });
+    await recordingFetch.flush();
+    expect(store.db.select().from(jobs).get()?.responseModel).toBe("on behalf of [redacted]");
+    expect(JSON.stringify(store.sqlite.prepare("SELECT * FROM jobs").all())).not.toContain(apiKey);
   });
 
   it("records the status the caller got and when the answer came, not when it was delivered", async () => {

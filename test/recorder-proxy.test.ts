@@ -17,10 +17,10 @@ import {
   jobsApiCallCounts,
   maxAnswerBytes,
   parseJobsApiAnswer,
-  withoutKey,
 } from "../src/recorder/jobs-api.js";
 import { createRecordingProxy, keyFingerprint } from "../src/recorder/proxy.js";
 import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
+import { withoutKey } from "../src/recorder/without-key.js";
 import { reconciliationReport } from "../src/reports/reconciliation.js";
 import {
   address,
@@ -217,6 +217,28 @@ function stubUpstream(): { server: http.Server; stub: Stub } {
       res.end(
         `data: ${JSON.stringify({ model: "qwen3-8b", choices: [], usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 } })}\n\ndata: [DONE]\n\n`,
       );
+    } else if (url.endsWith("/chat/completions?mode=echo-key-json")) {
+      // An operator echoing the caller's key as the model it names.
+      const echoed = String(req.headers.authorization).replace(/^Bearer /, "");
+      res.writeHead(200, {
+        "content-type": "application/json",
+        ...decentral,
+        "x-decentral-settlement-tx": stub.receipt.settlementTx,
+      });
+      res.end(JSON.stringify({ id: "chatcmpl-8", model: `echo ${echoed}`, choices: [] }));
+    } else if (url === "/v1/chat/completions?mode=echo-key-stream") {
+      const echoed = String(req.headers.authorization).replace(/^Bearer /, "");
+      res.writeHead(200, { "content-type": "text/event-stream", ...decentral });
+      res.end(
+        `data: ${JSON.stringify({ model: `echo ${echoed}`, choices: [] })}\n\ndata: [DONE]\n\n`,
+      );
+    } else if (url === "/v1/chat/completions?mode=echo-key-jobid") {
+      res.writeHead(200, {
+        "content-type": "application/json",
+        ...decentral,
+        "x-decentral-job-id": String(req.headers.authorization),
+      });
+      res.end("{}");
     } else if (url === "/v1/chat/completions?mode=endless") {
       res.writeHead(200, { "content-type": "text/event-stream", ...decentral });
       res.write('data: {"choices":[]}\n\n');
@@ -1134,5 +1156,44 @@ describe("recording proxy", () => {
     await proxy.idle();
     expect(lines.length).toBeGreaterThan(0);
     expect(lines.join("\n")).not.toContain(key);
+  });
+
+  it("never stores or logs the caller's key when the operator echoes it, nor one put in the path", async () => {
+    const { store, proxy, url, lines, row } = await setup();
+    for (const mode of ["echo-key-json", "echo-key-stream"]) {
+      await (await completion(url, mode)).text();
+      await proxy.idle();
+      expect(row()?.responseModel).toBe("echo [redacted]");
+      store.sqlite.exec("DELETE FROM jobs");
+    }
+    const refused = await completion(url, "echo-key-jobid");
+    expect(refused.status).toBe(502);
+    // A caller who put the key in the path (some clients join a base URL holding it).
+    await (
+      await fetch(`${url}/v1/x/${key}/chat/completions?mode=echo-key-json`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: "{}",
+      })
+    ).text();
+    await proxy.idle();
+    expect(lines.join("\n")).toContain("names no recordable job id");
+    expect(lines.join("\n")).toContain("/v1/x/[redacted]/chat/completions");
+    expect(lines.join("\n")).not.toContain(key);
+    expect(JSON.stringify(store.sqlite.prepare("SELECT * FROM jobs").all())).not.toContain(key);
+
+    // Through the app's middleware too (as with PROXY_REQUIRE_TOKEN), whose request line names
+    // the path.
+    const viaApp = await setup({ direct: false });
+    await (
+      await fetch(`${viaApp.url}/v1/x/${key}/chat/completions?mode=echo-key-json`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: "{}",
+      })
+    ).text();
+    await viaApp.proxy.idle();
+    expect(viaApp.lines.join("\n")).toContain("/v1/x/[redacted]/chat/completions");
+    expect(viaApp.lines.join("\n")).not.toContain(key);
   });
 });

@@ -6,6 +6,7 @@ import { AppError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { RecordingProxy } from "../recorder/proxy.js";
 import type { ReceiptWriter } from "../recorder/receipt-writer.js";
+import { credentialsOf, withoutKeys } from "../recorder/without-key.js";
 import type { ExplorerCluster } from "../reports/audit-record.js";
 import { auditApi } from "./audit-api.js";
 import type { Reverifier } from "./audit-routes.js";
@@ -84,7 +85,11 @@ export function createApp(deps: AppDeps) {
     log.info(
       {
         method: c.req.method,
-        path: c.req.path,
+        // A key the caller put in a proxied path is not written out.
+        path: withoutKeys(
+          c.req.path,
+          credentialsOf((name) => c.req.header(name)),
+        ),
         status: c.res.status,
         ms: Math.round((performance.now() - started) * 100) / 100,
       },

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
 import { type Logger, redactCensor, redactPaths } from "../log.js";
 import type { RecordingProxy } from "../recorder/proxy.js";
+import { credentialsOf, withoutKeys } from "../recorder/without-key.js";
 
 /** What the proxy's direct path needs; see `withProxyFastPath`. */
 export interface ProxyFastPathDeps {
@@ -29,7 +30,7 @@ function pathOf(url: string): string {
 export function withProxyFastPath(app: RequestListener, deps: ProxyFastPathDeps): RequestListener {
   const { proxy, log } = deps;
   // The request line's fields are these five, none a secret (no header but the request id, no
-  // query string): only the top-level secret names stay redacted, in case one is ever added.
+  // query string, the caller's key cut from the path): only the top-level secret names stay redacted, in case one is ever added.
   // The logger's nested and wildcard paths were run over every field of every line, three
   // times the CPU of the rest of the line.
   const requestLog = log.child(
@@ -61,7 +62,11 @@ export function withProxyFastPath(app: RequestListener, deps: ProxyFastPathDeps)
           {
             requestId,
             method: req.method,
-            path: pathOf(url),
+            // A key the caller put in the path is not written out.
+            path: withoutKeys(
+              pathOf(url),
+              credentialsOf((name) => req.headers[name]),
+            ),
             status,
             ms: Math.round((performance.now() - started) * 100) / 100,
           },

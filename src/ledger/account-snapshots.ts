@@ -4,6 +4,7 @@ import { deadlineSignal } from "../deadline.js";
 import type { Logger } from "../log.js";
 import { isStorableUnits, MAX_STORED_UNITS, parseUnits } from "../money.js";
 import { keyFingerprint } from "../recorder/key-fingerprint.js";
+import { withoutKey } from "../recorder/without-key.js";
 import {
   type AccountSnapshot,
   createAccountSnapshotsStore,
@@ -73,7 +74,8 @@ export function createAccountSnapshotter(deps: AccountSnapshotDeps): AccountSnap
   const snapshots = createAccountSnapshotsStore(deps.store);
   const now = deps.now ?? Date.now;
   const doFetch = deps.fetch ?? fetch;
-  const fingerprint = keyFingerprint(`Bearer ${deps.apiKey}`) ?? "";
+  const authorization = `Bearer ${deps.apiKey}`;
+  const fingerprint = keyFingerprint(authorization) ?? "";
   const intervalMs = deps.intervalMs ?? 3_600_000;
   /** Aborted by `stop()`: a call in flight ends at once instead of at its timeout. */
   const stopping = new AbortController();
@@ -91,7 +93,7 @@ export function createAccountSnapshotter(deps: AccountSnapshotDeps): AccountSnap
     const asking = deadlineSignal(10_000, stopping.signal);
     try {
       const res = await doFetch(`${deps.baseUrl.replace(/\/$/, "")}/account`, {
-        headers: { authorization: `Bearer ${deps.apiKey}` },
+        headers: { authorization },
         signal: asking.signal,
       });
       if (!res.ok) throw new Error(`/v1/account answered HTTP ${res.status}`);
@@ -163,7 +165,9 @@ export function createAccountSnapshotter(deps: AccountSnapshotDeps): AccountSnap
         vault,
         creditsRemaining: account?.credits ?? null,
         usdcValueUnits: account?.usdcUnits ?? null,
-        error: error instanceof Error ? error.message : String(error),
+        // An answer quoted in an error (a value that is no amount) may echo the key: the error
+        // is stored and shown to every read token.
+        error: withoutKey(error instanceof Error ? error.message : String(error), authorization),
       };
     }
   }
@@ -188,7 +192,12 @@ export function createAccountSnapshotter(deps: AccountSnapshotDeps): AccountSnap
   const tick = () => {
     if (stopped) return;
     running = take()
-      .catch((error) => deps.log.error({ err: String(error) }, "account snapshot failed"))
+      .catch((error) =>
+        deps.log.error(
+          { err: withoutKey(String(error), authorization) },
+          "account snapshot failed",
+        ),
+      )
       .finally(() => {
         running = null;
         if (!stopped) timer = setTimeout(tick, intervalMs);

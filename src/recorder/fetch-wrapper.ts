@@ -9,6 +9,7 @@ import {
   requestFactsOfBytes,
   requestFactsOfText,
 } from "./request-facts.js";
+import { credentialsOf, withoutKeys } from "./without-key.js";
 
 /**
  * A `fetch` for backends that call Decentral directly (no proxy): pass it as
@@ -178,6 +179,16 @@ async function askedOfStream(stream: ReadableStream<Uint8Array> | null): Promise
     at += chunk.length;
   }
   return requestFactsOfBytes(bytes);
+}
+
+/** The caller's credentials as sent (see `credentialsOf`). */
+function credentialsOfCall(input: Parameters<typeof fetch>[0], init: RequestInit | undefined) {
+  const headers = init?.headers
+    ? new Headers(init.headers)
+    : input instanceof Request
+      ? input.headers
+      : null;
+  return credentialsOf((name) => headers?.get(name) ?? undefined);
 }
 
 /** The caller's key's fingerprint (never the key): it ties the job to the key's vault. */
@@ -483,7 +494,12 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
         // The response is the operator's: its model is sent cleaned and its counts only when
         // they are counts, so what it wrote cannot make the receipt refused (and lost).
         const body = parsed as { model?: unknown; usage?: unknown } | null;
-        const responseModel = operatorModel(body?.model);
+        // A key the answer echoes as its model is cut: the receipt is stored and shown.
+        const responseModel = operatorModel(
+          typeof body?.model === "string"
+            ? withoutKeys(body.model, credentialsOfCall(input, init))
+            : null,
+        );
         if (responseModel !== null) receipt.response_model = responseModel;
         if (body?.usage && typeof body.usage === "object") {
           const u = body.usage as Record<string, unknown>;

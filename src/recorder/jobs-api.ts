@@ -1,11 +1,11 @@
 import http from "node:http";
 import https from "node:https";
 import type { Store } from "../db/client.js";
-import { redactCensor } from "../log.js";
 import { creditsToUnitsOrNull } from "../money.js";
 import { createJobsApiStore, type JobsApiAnswer } from "../store/jobs-api.js";
 import { operatorText } from "./operator-values.js";
 import { addressOrNull, signatureOrNull } from "./receipt-input.js";
+import { valueWithoutKey, withoutKey } from "./without-key.js";
 
 export { isSettledAnswer, type JobsApiAnswer } from "../store/jobs-api.js";
 
@@ -40,43 +40,6 @@ export class JobsApiError extends Error {
     super(message);
     this.name = "JobsApiError";
   }
-}
-
-/**
- * `text` without the caller's key: an answer that echoes it (a debug field, an "on behalf of")
- * is stored and shown to every read token, and the key must never be written to disk.
- */
-export function withoutKey(text: string, authorization: string): string {
-  let out = text;
-  for (const secret of secretsOf(authorization)) out = out.split(secret).join(redactCensor);
-  return out;
-}
-
-/** The header and the key in it; a value too short to be a key would cut a body to pieces. */
-function secretsOf(authorization: string): string[] {
-  const key = authorization.replace(/^\s*bearer\s+/i, "").trim();
-  return [authorization, key].filter((secret) => secret.length >= 8);
-}
-
-/**
- * A parsed answer without the caller's key in any string or name: the text's cut misses a key
- * the answer wrote with JSON escapes (`\u0041` for `A`, `\/` for `/`), which parsing undoes.
- */
-export function valueWithoutKey(value: unknown, authorization: string): unknown {
-  const secrets = secretsOf(authorization);
-  if (secrets.length === 0) return value;
-  const cut = (text: string) => {
-    let out = text;
-    for (const secret of secrets) out = out.split(secret).join(redactCensor);
-    return out;
-  };
-  const walk = (v: unknown): unknown => {
-    if (typeof v === "string") return cut(v);
-    if (Array.isArray(v)) return v.map(walk);
-    if (v === null || typeof v !== "object") return v;
-    return Object.fromEntries(Object.entries(v).map(([name, inner]) => [cut(name), walk(inner)]));
-  };
-  return walk(value);
 }
 
 /** The largest jobs API answer read, in bytes. */

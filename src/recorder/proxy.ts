@@ -18,6 +18,7 @@ import {
 } from "./receipt-input.js";
 import { createReceiptWriter, type ReceiptWriter } from "./receipt-writer.js";
 import { type RequestFacts, requestFactsOfBytes } from "./request-facts.js";
+import { credentialsOf, withoutKeys } from "./without-key.js";
 
 /** Options of the recording proxy; every optional one has a default. */
 export interface RecordingProxyOptions {
@@ -133,11 +134,16 @@ function usageOf(value: unknown): Usage | null {
 }
 
 /** Model and usage of a whole JSON response body. */
-function jsonBodyFacts(body: string): { model: string | null; usage: Usage } {
+function jsonBodyFacts(
+  body: string,
+  credentials: string[],
+): { model: string | null; usage: Usage } {
   try {
     const parsed = JSON.parse(body) as Record<string, unknown>;
     return {
-      model: operatorModel(parsed.model),
+      model: operatorModel(
+        typeof parsed.model === "string" ? withoutKeys(parsed.model, credentials) : null,
+      ),
       usage: usageOf(parsed.usage) ?? unknownUsage,
     };
   } catch {
@@ -146,7 +152,7 @@ function jsonBodyFacts(body: string): { model: string | null; usage: Usage } {
 }
 
 /** Model and usage from the last events of an SSE stream (usage rides on the final chunk). */
-function sseTailFacts(tail: string): { model: string | null; usage: Usage } {
+function sseTailFacts(tail: string, credentials: string[]): { model: string | null; usage: Usage } {
   let model: string | null = null;
   let usage: Usage | null = null;
   const lines = tail.split("\n");
@@ -157,7 +163,9 @@ function sseTailFacts(tail: string): { model: string | null; usage: Usage } {
     if (!data.startsWith("{")) continue;
     try {
       const chunk = JSON.parse(data) as Record<string, unknown>;
-      if (model === null) model = operatorModel(chunk.model);
+      if (model === null && typeof chunk.model === "string") {
+        model = operatorModel(withoutKeys(chunk.model, credentials));
+      }
       if (usage === null) usage = usageOf(chunk.usage);
     } catch {
       // A line cut by the tail window: earlier lines still count.
@@ -460,6 +468,12 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
     const stamp: ReceiptStamp = { at: null, first: null, committed: false };
     const authorization = req.headers.authorization;
     const path = basePath + (req.url ?? "/").slice("/v1".length);
+    // For log lines: a key the caller put in the path is not written out.
+    const loggedPath = () =>
+      withoutKeys(
+        pathPart(path),
+        credentialsOf((name) => req.headers[name]),
+      );
     // What the receipt learns from the request (its body, tags, key fingerprint) is needed only
     // once the upstream answers: it is worked out right after the request went out, not before.
     let learnt: { facts: RequestFacts; tags: Record<string, string>; fingerprint: string | null };
@@ -521,7 +535,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       const end = () => {
         stopWaiting?.();
         log.warn(
-          { path: pathPart(path) },
+          { path: loggedPath() },
           responded
             ? "the answer of a request whose client left did not end in time; recorded as aborted"
             : "no answer came for a request whose client left; its job, if any, is not recorded",
@@ -543,7 +557,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       // gets and what is recorded: bytes after a complete body (a parse error) change neither.
       if (responded) {
         log.warn(
-          { reason: error.message, path: pathPart(path) },
+          { reason: error.message, path: loggedPath() },
           "upstream connection failed after its answer",
         );
         return;
@@ -576,7 +590,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           {
             reason: error.message,
             code: error.code,
-            path: pathPart(path),
+            path: loggedPath(),
             ...answerFactsOf(error.rawPacket),
           },
           "upstream answer came but could not be parsed; answering 502, its job is not recorded",
@@ -590,7 +604,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         settle();
         return;
       }
-      log.warn({ reason: error.message, path: pathPart(path) }, "upstream request failed");
+      log.warn({ reason: error.message, path: loggedPath() }, "upstream request failed");
       sendError(res, 502, "upstream_unavailable", "the Decentral API could not be reached");
       settle();
     };
@@ -609,9 +623,15 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       const text = header(upstream, name);
       const value = read(text);
       if (text !== null && value === null)
-        log.warn({ path: pathPart(path), jobId, header: name }, "malformed receipt header");
+        log.warn({ path: loggedPath(), jobId, header: name }, "malformed receipt header");
       return value;
     };
+
+    const loggedHeader = (upstream: IncomingMessage, name: string) =>
+      withoutKeys(
+        String(upstream.headers[name] ?? ""),
+        credentialsOf((name) => req.headers[name]),
+      ).slice(0, 200);
 
     const onResponse = (upstream: IncomingMessage) => {
       responded = true;
@@ -637,10 +657,11 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         // found again: no answer without a receipt, so the answer is withheld.
         log.error(
           {
-            path: pathPart(path),
+            path: loggedPath(),
             status,
-            jobId: String(upstream.headers["x-decentral-job-id"] ?? "").slice(0, 200),
-            escrowTx: String(upstream.headers["x-decentral-tx-signature"] ?? "").slice(0, 200),
+            // What the upstream sent there may be the caller's key echoed: cut before logged.
+            jobId: loggedHeader(upstream, "x-decentral-job-id"),
+            escrowTx: loggedHeader(upstream, "x-decentral-tx-signature"),
           },
           "upstream answer names no recordable job id; answering 502",
         );
@@ -777,8 +798,14 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         const bodyText = Buffer.concat(chunks).toString("utf8");
         const learnt = capturing
           ? isSse
-            ? sseTailFacts(bodyText)
-            : jsonBodyFacts(bodyText)
+            ? sseTailFacts(
+                bodyText,
+                credentialsOf((name) => req.headers[name]),
+              )
+            : jsonBodyFacts(
+                bodyText,
+                credentialsOf((name) => req.headers[name]),
+              )
           : { model: null, usage: unknownUsage };
         const final: Receipt = {
           ...receipt,

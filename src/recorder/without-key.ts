@@ -1,0 +1,60 @@
+/** What a cut secret reads as, in stored text and in log lines alike. */
+export const redactCensor = "[redacted]";
+
+/**
+ * `text` without the caller's key: an answer that echoes it (a debug field, an "on behalf of")
+ * is stored and shown to every read token, and the key must never be written to disk.
+ */
+export function withoutKey(text: string, authorization: string): string {
+  let out = text;
+  for (const secret of secretsOf(authorization)) out = out.split(secret).join(redactCensor);
+  return out;
+}
+
+/** The header and the key in it; a value too short to be a key would cut a body to pieces. */
+function secretsOf(authorization: string): string[] {
+  const key = authorization.replace(/^\s*bearer\s+/i, "").trim();
+  return [authorization, key].filter((secret) => secret.length >= 8);
+}
+
+/**
+ * A parsed answer without the caller's key in any string or name: the text's cut misses a key
+ * the answer wrote with JSON escapes (`\u0041` for `A`, `\/` for `/`), which parsing undoes.
+ */
+export function valueWithoutKey(value: unknown, authorization: string): unknown {
+  const secrets = secretsOf(authorization);
+  if (secrets.length === 0) return value;
+  const cut = (text: string) => {
+    let out = text;
+    for (const secret of secrets) out = out.split(secret).join(redactCensor);
+    return out;
+  };
+  const walk = (v: unknown): unknown => {
+    if (typeof v === "string") return cut(v);
+    if (Array.isArray(v)) return v.map(walk);
+    if (v === null || typeof v !== "object") return v;
+    return Object.fromEntries(Object.entries(v).map(([name, inner]) => [cut(name), walk(inner)]));
+  };
+  return walk(value);
+}
+
+/**
+ * The caller's credentials as sent (`header` reads a request header by its lowercase name): the
+ * operator writes the answer, and any of them it echoes (as the model, in a header that gets
+ * logged) is cut before it is stored or logged; so is one the caller put in the path.
+ */
+export function credentialsOf(header: (name: string) => unknown): string[] {
+  const found: string[] = [];
+  for (const name of ["authorization", "x-api-key", "api-key"]) {
+    const value = header(name);
+    if (typeof value === "string") found.push(value);
+  }
+  return found;
+}
+
+/** `text` without any of the caller's `credentials` (see `credentialsOf`). */
+export function withoutKeys(text: string, credentials: string[]): string {
+  let out = text;
+  for (const credential of credentials) out = withoutKey(out, credential);
+  return out;
+}
