@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import {
@@ -49,6 +49,17 @@ describe.each(dialects)("%s store", (dialect) => {
     failing: [...failing].sort(),
   });
   const verified: JobOutcome = { verdict: "verified", failing: [] };
+  /** The key's vault back to the escrow authority: later tests of the world pin the key again. */
+  const giveBack = (vault: string) => {
+    h.op.send([
+      h.op.setAuthority(
+        vault,
+        AuthorityType.AccountOwner,
+        h.op.accounts.escrowAuthority,
+        h.op.attacker.address,
+      ),
+    ]);
+  };
 
   describe("honest jobs built by hand", () => {
     it("verifies a normal job that is its key's first lock, with the jobs API agreeing", async () => {
@@ -567,6 +578,26 @@ describe.each(dialects)("%s store", (dialect) => {
       expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.source")]);
     });
 
+    it("catches the remainder returned to the key's vault after its owner was changed to the attacker", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      // A transaction of its own, naming no job: no check of the job reads it.
+      h.op.send([h.op.setAuthority(plan.vault, AuthorityType.AccountOwner, h.op.attacker.address)]);
+      onTestFinished(() => giveBack(plan.vault));
+      const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+      c.record(plan, { escrowTx, settlementTx });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.source")]);
+      const check = await c.check(plan.jobId, "escrow.source");
+      expect(check?.reason).toContain(`while ${h.op.attacker.address} owned it`);
+      expect(check?.actual).toEqual({
+        returnedTo: [
+          { account: plan.vault, owner: h.op.attacker.address, amount: plan.remainder.toString() },
+        ],
+      });
+    });
+
     it("catches a staked worker paid at the unstaked rate", async () => {
       const c = await h.scenario();
       await c.pinKey(1);
@@ -618,6 +649,25 @@ describe.each(dialects)("%s store", (dialect) => {
       expect([discrepancy("escrow.source"), discrepancy("refund.complete")]).toContainEqual(
         outcome,
       );
+    });
+
+    it("catches a 504 refund into the key's vault after its owner was changed to the attacker", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      h.op.send([h.op.setAuthority(plan.vault, AuthorityType.AccountOwner, h.op.attacker.address)]);
+      onTestFinished(() => giveBack(plan.vault));
+      const refundTx = h.op.send(h.op.refundIxs(plan)).signature;
+      c.record(plan, { escrowTx, settlementTx: refundTx }, { httpStatus: 504 });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.source")]);
+      const check = await c.check(plan.jobId, "escrow.source");
+      expect(check?.reason).toContain(`while ${h.op.attacker.address} owned it`);
+      expect(check?.actual).toEqual({
+        returnedTo: [
+          { account: plan.vault, owner: h.op.attacker.address, amount: plan.lock.toString() },
+        ],
+      });
     });
 
     it("catches a refund that also freezes a worker's token account", async () => {

@@ -91,7 +91,8 @@ export interface Payees {
   treasury: string | null;
   /**
    * Owner of every credit vault (the escrow authority), when the profile knows it: money sent
-   * to another account it owns is a remainder returned to the wrong customer's vault.
+   * to another account it owns is a remainder returned to the wrong customer's vault, and money
+   * sent to the credit vault while another owns it is returned to nobody's credits.
    */
   vaultOwner: string | null;
   /**
@@ -118,6 +119,15 @@ export function payableWorker(
   return worker === profile.escrowAuthority || worker === creditVaultOwner ? null : worker;
 }
 
+/**
+ * True when a token account's owner is known and is not the owner every credit vault has (the
+ * escrow authority); false when either is unknown (a profile that names no escrow authority,
+ * a node that reports no owner), as `escrow.source` judges the lock's source.
+ */
+export function isOtherOwner(vaultOwner: string | null, owner: string | null): boolean {
+  return vaultOwner !== null && owner !== null && owner !== vaultOwner;
+}
+
 /** Money out of escrow at settlement or refund, sorted by recipient. */
 export interface ReleaseReading {
   /** What left the escrow account. */
@@ -133,7 +143,10 @@ export interface ReleaseReading {
   intoEscrow: bigint;
   /** What each held account (`heldElsewhere`) paid that may count as returned, at most its hold. */
   heldReturned: Map<string, bigint>;
-  /** Returned to other credit vaults (another customer's): not charged, but not returned. */
+  /**
+   * Returned to other credit vaults (another customer's), or to the credit vault while another
+   * than the escrow authority owns it: not charged, but not returned.
+   */
   misdirected: Movement[];
   misdirectedTotal: bigint;
   /** Debits of accounts other than the escrow account (someone else's money). */
@@ -174,8 +187,13 @@ export function readRelease(
   // The escrow account is the escrow authority's too: its credit is money locked, not a
   // remainder sent to another customer's vault.
   for (const c of credits) {
-    if (c.account === payees.creditVault) returned += c.delta;
-    else if (c.account === payees.escrowAccount) intoEscrow += c.delta;
+    if (c.account === payees.creditVault) {
+      // Owned by anyone but the escrow authority after this transaction (its owner changed by
+      // an earlier SetAuthority), the vault is that owner's to spend: money sent there is no
+      // credit back to the customer, as a lock from it is no customer's credits.
+      if (isOtherOwner(payees.vaultOwner, c.owner)) misdirected.push(c);
+      else returned += c.delta;
+    } else if (c.account === payees.escrowAccount) intoEscrow += c.delta;
     else if (payees.vaultOwner !== null && c.owner === payees.vaultOwner) misdirected.push(c);
     else if (payees.worker !== null && c.owner === payees.worker) worker += c.delta;
     else if (

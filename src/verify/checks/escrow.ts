@@ -210,18 +210,39 @@ function vaultKnownAs(input: CheckInput, account: string | null): string | null 
     : `the credit vault of another API key (${key})`;
 }
 
-/** Remainders or refunds sent to a customer's vault other than the one the lock came from. */
+/**
+ * Remainders or refunds sent to a customer's vault other than the one the lock came from, or
+ * to that vault while its owner after the transaction is not the escrow authority (changed by
+ * a SetAuthority since the lock): the owner named can spend it alone, as it could a lock's
+ * source, which this check fails too.
+ */
 export function misdirectedReturn(
   lock: UsableLock,
   misdirected: { account: string; owner: string | null; amount: string }[],
   list: CheckList,
+  escrowAuthority: string | null,
 ) {
   if (misdirected.length === 0) return;
+  const elsewhere = misdirected.filter((m) => m.account !== lock.creditVault);
+  const owned = misdirected.filter((m) => m.account === lock.creditVault);
+  const why = [
+    ...(elsewhere.length > 0
+      ? [
+          `money of this lock went back to ${elsewhere.map((m) => m.account).join(", ")}, not to the credit vault it came from`,
+        ]
+      : []),
+    ...owned.map(
+      (m) =>
+        `money of this lock went back to its credit vault ${m.account} while ${m.owner} owned it, not the escrow authority that owns every credit vault: that owner can spend it alone`,
+    ),
+  ];
   list.replace(
     fail(
       "escrow.source",
-      `money of this lock went back to ${misdirected.map((m) => m.account).join(", ")}, not to the credit vault it came from`,
-      { returnedTo: lock.creditVault },
+      why.join("; "),
+      owned.length > 0
+        ? { returnedTo: lock.creditVault, owner: escrowAuthority }
+        : { returnedTo: lock.creditVault },
       { returnedTo: misdirected },
     ),
   );

@@ -50,7 +50,7 @@ export function refundChecks(
       treasury: null,
       vaultOwner: profile.escrowAuthority,
     });
-    misdirectedReturn(lock, r.misdirected, list);
+    misdirectedReturn(lock, r.misdirected, list, profile.escrowAuthority);
     const foreign = foreignChanges(profile, tx.facts);
     list.add(
       foreign.length === 0 && r.foreignDebits.length === 0

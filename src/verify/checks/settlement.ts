@@ -94,7 +94,7 @@ export function settlementChecks(
     vaultOwner: profile.escrowAuthority,
   };
   const r = readRelease(profile, S, payees);
-  misdirectedReturn(lock, r.misdirected, list);
+  misdirectedReturn(lock, r.misdirected, list, profile.escrowAuthority);
   const foreign = foreignChanges(profile, S);
   list.add(
     foreign.length === 0 && r.foreignDebits.length === 0
