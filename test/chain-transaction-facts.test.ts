@@ -160,6 +160,13 @@ describe("transaction facts of other shapes", () => {
       expect.objectContaining({ account: addr.escrowAuthority, delta: -5000n }),
     ]);
     expect(f.memos).toEqual([`decentral:escrow:${FAILED_JOB_ID}`]);
+    // Whose each token account is after it, balance moved or not, in account order.
+    const keys = loadResult("failed-lock.json.json").transaction.message.accountKeys as string[];
+    expect(f.ownersAfter).toEqual([
+      { account: keys[1], owner: keys[0] },
+      { account: keys[2], owner: keys[0] },
+    ]);
+    expect(factsFromJson(JSON.stringify(factsToJson(f))).ownersAfter).toEqual(f.ownersAfter);
   });
 
   it.each(["settle-cpi.json.json", "settle-cpi.jsonParsed.json"])(

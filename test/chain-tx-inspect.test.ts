@@ -63,6 +63,8 @@ const fieldNames = [
   // Token accounts the transaction created (after it, not before): present when the node sent
   // token balances, as every fixture here has.
   "openedTokenAccounts",
+  // Each token account's owner after the transaction, balance moved or not.
+  "ownersAfter",
 ];
 
 describe("tx inspect", () => {

@@ -1,9 +1,19 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { createLedgerReader } from "../src/ledger/reader.js";
-import { buildStatement } from "../src/ledger/statement.js";
+import { buildStatement, statementToCsv } from "../src/ledger/statement.js";
+import { ledgerFindingCount, ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
+import { runNightlyVerification } from "../src/nightly/nightly-run.js";
+import { summaryToText } from "../src/nightly/summary-format.js";
+import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
-import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
+import {
+  type AdversaryHarness,
+  AuthorityType,
+  type Scenario,
+  startAdversaryHarness,
+} from "./support/operator.js";
+import { quickVerifierOptions } from "./support/quick-verifier.js";
 
 const log = createLogger({ level: "silent" });
 
@@ -269,5 +279,107 @@ describe("the statement of a credit vault closed and opened again in another min
     expect(s.counts.foreignMint).toBe(2);
     expect(s.closingByLedgerUnits).toBe(0n);
     expect(s.closingOnChainUnits).toBe(0n);
+  });
+});
+
+describe("the statement of a credit vault whose owner was changed", () => {
+  /** The vault back to the escrow authority once the test is done: the world is shared. */
+  const giveBack = (vault: string) => () => {
+    h.op.send([
+      h.op.setAuthority(
+        vault,
+        AuthorityType.AccountOwner,
+        h.op.accounts.escrowAuthority,
+        h.op.attacker.address,
+      ),
+    ]);
+  };
+
+  it("names the SetAuthority that gave the vault away, and the refund into it, though every line sums", async () => {
+    const c = await h.scenario();
+    // After what earlier tests moved in this vault.
+    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
+    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    await c.pinKey(3);
+    const plan = h.op.plan({ keyIndex: 3, completionTokens: null });
+    const lock = h.op.send(h.op.lockIxs(plan)).signature;
+    // Moves no money and names no job: only the vault's owner after it tells.
+    const handover = h.op.send([
+      h.op.setAuthority(plan.vault, AuthorityType.AccountOwner, h.op.attacker.address),
+    ]).signature;
+    onTestFinished(giveBack(plan.vault));
+    const refund = h.op.send(h.op.refundIxs(plan)).signature;
+    c.record(plan, { escrowTx: lock, settlementTx: refund }, { httpStatus: 504 });
+    await c.verify();
+
+    const s = await statementOf(c, plan.vault, from);
+    expect(s.unexplained).toEqual([]);
+    expect(s.differenceUnits).toBe(0n);
+    expect(s.ownerChanges).toEqual([
+      {
+        finding: "vault_owner_changed",
+        signature: handover,
+        slot: expect.any(Number),
+        blockTime: expect.any(Number),
+        owner: h.op.attacker.address,
+        memo: null,
+        memoJobId: null,
+      },
+      expect.objectContaining({
+        finding: "vault_owner_changed",
+        signature: refund,
+        owner: h.op.attacker.address,
+        memoJobId: plan.jobId,
+      }),
+    ]);
+    expect(s.counts.ownerChanges).toBe(2);
+    const csv = statementToCsv({ from, to: Date.now(), generatedAt: Date.now(), vaults: [s] });
+    expect(csv).toContain(`vault_owner_changed,${plan.vault},`);
+    expect(csv).toContain(h.op.attacker.address);
+  });
+
+  it("makes the nightly run exit 1 on a SetAuthority alone, every job verified", async () => {
+    // A world of its own: the vault's whole history is judged, and holds no other test's.
+    const w = await startAdversaryHarness();
+    onTestFinished(() => w.close());
+    const c = await w.scenario();
+    const { vault } = await c.pinKey(1);
+    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
+    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    const handover = w.op.send([
+      w.op.setAuthority(vault, AuthorityType.AccountOwner, w.op.attacker.address),
+    ]).signature;
+    const target = w.world.currentSlot() + 5;
+    while (w.world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
+    const to = Date.now();
+    const reader = createLedgerReader({ store: c.store, rpc: w.rpc, profile: c.profile, log });
+    const verifier = createVerifier({
+      store: c.store,
+      rpc: w.rpc,
+      profile: c.profile,
+      log,
+      options: quickVerifierOptions,
+    });
+    const run = await runNightlyVerification(c.store, verifier, {
+      from,
+      to,
+      timeoutMs: 10_000,
+      ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
+    });
+    expect(run.ledger?.vaultOwnerChanges).toEqual([
+      {
+        vault,
+        signature: handover,
+        owner: w.op.attacker.address,
+        memoJobId: null,
+        at: expect.any(String),
+        beforeWindow: false,
+      },
+    ]);
+    expect(run.ledger && ledgerFindingCount(run.ledger)).toBe(1);
+    expect(run).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
+    expect(summaryToText(run)).toContain(
+      `vault ${vault} was owned by ${w.op.attacker.address}, not the escrow authority, after ${handover}`,
+    );
   });
 });

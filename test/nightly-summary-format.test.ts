@@ -39,6 +39,7 @@ function summaryWithMemos(memoJobIds: string[]): NightlySummary {
       unreleasedLocks: [],
       creditsHeaderMismatches: [],
       foreignMint: [],
+      vaultOwnerChanges: [],
       imbalanced: [],
       gaps: [],
       prunedHistory: [],

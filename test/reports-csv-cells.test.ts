@@ -61,6 +61,7 @@ function statementWithMemo(memoJobId: string): Statement {
         unreleasedLocks: [],
         creditsHeaderMismatches: [],
         foreignMint: [],
+        ownerChanges: [],
         gaps: [],
         accountSnapshot: null,
       },

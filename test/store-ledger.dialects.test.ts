@@ -446,6 +446,68 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
     });
   });
 
+  it("keeps the vault's owner after a transaction, when it is not the escrow authority, as a finding", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    const lines = month.slice(0, 1);
+    const handover = { name: "handover", slot: 150, time: at(2, 10) };
+    await ledger.storePage(
+      VAULT,
+      await ledger.cursor(VAULT, NOW),
+      pageOf([...lines, handover]),
+      true,
+      NOW,
+    );
+    // A SetAuthority: no money moved, the vault now another's.
+    await ledger.recordReads(
+      VAULT,
+      [
+        ...readsOf(lines),
+        {
+          signature: sig("handover"),
+          blockTime: handover.time,
+          succeeded: true,
+          pre: null,
+          post: null,
+          delta: 0n,
+          memo: null,
+          memoKind: null,
+          memoJobId: null,
+          otherOwner: "Attacker1111111111111111111111111111111111",
+        },
+      ],
+      [],
+      NOW,
+    );
+    await ledger.review(VAULT, NOW);
+    expect(await ledger.periodSums(VAULT, NOV, DEC)).toEqual(
+      sums([0, 0n], [0, 0n], [1, 1_000_000n], [0, 0n], [1, 0n]),
+    );
+    expect(await ledger.ownerLines(VAULT, NOV, DEC)).toEqual([
+      {
+        signature: sig("handover"),
+        slot: 150,
+        blockTime: at(2, 10),
+        memo: null,
+        memoJobId: null,
+        owner: "Attacker1111111111111111111111111111111111",
+      },
+    ]);
+    expect(await ledger.ownerLines(VAULT, NOV, at(2, 10))).toEqual([]);
+    const s = await buildStatement(
+      store,
+      { from: NOV * 1000, to: DEC * 1000, vault: VAULT },
+      { profile: localnetProfile },
+    );
+    expect(s.vaults[0]?.ownerChanges).toEqual([
+      expect.objectContaining({
+        finding: "vault_owner_changed",
+        signature: sig("handover"),
+        owner: "Attacker1111111111111111111111111111111111",
+      }),
+    ]);
+  });
+
   it("classifies lines by receipts, jobs-API answers and memos, and releases the locks returned", async () => {
     const store = await stores.open();
     const ledger = createLedgerStore(store);

@@ -112,6 +112,7 @@ const StatementSchema = z
           unreleasedLocks: z.number().int(),
           creditsHeaderMismatches: z.number().int(),
           foreignMint: z.number().int(),
+          ownerChanges: z.number().int(),
           pending: z.number().int(),
           noMovement: z.number().int(),
         }),
@@ -170,6 +171,21 @@ const StatementSchema = z
           )
           .describe(
             "The vault's address moved or holds a mint other than the credits' (closed and opened again): never counted as money.",
+          ),
+        ownerChanges: z
+          .array(
+            z.object({
+              finding: z.literal("vault_owner_changed"),
+              signature: z.string(),
+              slot: z.number().int(),
+              blockTime: z.string().nullable(),
+              owner: z.string().describe("The vault's owner after the transaction"),
+              memo: z.string().nullable(),
+              memoJobId: z.string().nullable(),
+            }),
+          )
+          .describe(
+            "Transactions after which the vault's owner was not the escrow authority that owns every credit vault (a SetAuthority, moving nothing, and every transaction after it): that owner can spend the vault's money alone.",
           ),
         gaps: z
           .array(

@@ -34,6 +34,7 @@ const factsJsonSchema = z.object({
   ),
   innerInstructionsKnown: z.boolean(),
   openedTokenAccounts: z.array(z.string()).optional(),
+  ownersAfter: z.array(z.object({ account: z.string(), owner: z.string() })).optional(),
 });
 
 /** The JSON form of `TransactionFacts`: amounts as decimal strings (the `tx inspect` output). */
@@ -76,6 +77,9 @@ export function factsToJson(facts: TransactionFacts): TransactionFactsJson {
     })),
     innerInstructionsKnown: facts.innerInstructionsKnown,
     ...(facts.openedTokenAccounts ? { openedTokenAccounts: [...facts.openedTokenAccounts] } : {}),
+    ...(facts.ownersAfter
+      ? { ownersAfter: facts.ownersAfter.map((o) => ({ account: o.account, owner: o.owner })) }
+      : {}),
   };
 }
 

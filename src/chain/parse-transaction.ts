@@ -425,6 +425,25 @@ function tokenChanges(meta: Json, accounts: string[]): TokenChange[] {
 const optionalOpened = (opened: string[] | undefined) =>
   opened === undefined ? {} : { openedTokenAccounts: opened };
 
+const optionalOwners = (owners: { account: string; owner: string }[] | undefined) =>
+  owners === undefined ? {} : { ownersAfter: owners };
+
+/**
+ * Each token account's owner after the transaction, from `meta.postTokenBalances`, balance
+ * moved or not. Undefined (not known) when the node sent no token balances at all.
+ */
+function ownersAfter(
+  meta: Json,
+  accounts: string[],
+): { account: string; owner: string }[] | undefined {
+  if (!Array.isArray(meta.postTokenBalances)) return undefined;
+  const post = tokenBalances(meta.postTokenBalances, accounts.length, "meta.postTokenBalances");
+  return [...post.values()]
+    .filter((b) => b.owner !== null)
+    .sort((a, b) => a.accountIndex - b.accountIndex)
+    .map((b) => ({ account: accounts[b.accountIndex]!, owner: b.owner! }));
+}
+
 /**
  * Token accounts with a post-balance and no pre-balance: created by the transaction. Undefined
  * (not known) when the node sent no token balances at all.
@@ -539,5 +558,6 @@ export function parseTransaction(result: unknown, signatureHint?: string): Trans
     tokenInstructions: steps.flatMap((s) => (s.token === null ? [] : [s.token])),
     innerInstructionsKnown: Array.isArray(meta.innerInstructions),
     ...optionalOpened(openedTokenAccounts(meta, decoded.accounts)),
+    ...optionalOwners(ownersAfter(meta, decoded.accounts)),
   };
 }

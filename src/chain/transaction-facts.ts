@@ -73,4 +73,11 @@ export interface TransactionFacts {
    * in facts stored before it was kept: not known.
    */
   openedTokenAccounts?: string[];
+  /**
+   * The owner of each token account after the transaction (`meta.postTokenBalances`), whether
+   * its balance moved or not, in account order; accounts the node named no owner for are left
+   * out. A SetAuthority moves no balance, and only this shows a credit vault's new owner.
+   * Undefined when the node sent no token balances, and in facts stored before it was kept.
+   */
+  ownersAfter?: { account: string; owner: string }[];
 }

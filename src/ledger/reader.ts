@@ -16,7 +16,7 @@ import {
 } from "../store/ledger.js";
 import { parseJobMemos } from "../verify/checks.js";
 import type { CustodyConfig } from "../verify/custody.js";
-import { isCredit } from "../verify/money-movements.js";
+import { isCredit, isOtherOwner } from "../verify/money-movements.js";
 import type { Profile } from "../verify/profiles.js";
 
 /**
@@ -289,14 +289,20 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
   /**
    * The vault's movement in one transaction, and the memo naming a job. Only a change in the
    * credit mint (under a token program the profile allows) is the vault's money; a change of
-   * the same address in any other mint is kept apart as a finding, never as money.
+   * the same address in any other mint is kept apart as a finding, never as money. So is an
+   * owner after the transaction other than the escrow authority (a profile naming none judges
+   * no owner): the vault's money is then that owner's to spend, whatever its lines sum to.
    */
   function lineOf(vault: string, signature: string, facts: TransactionFacts): LineRead {
     const mine = facts.tokenChanges.filter((c) => c.account === vault);
     const change = mine.find((c) => isCredit(profile, c));
     const foreign = mine.filter((c) => !isCredit(profile, c));
     const named = parseJobMemos(profile, facts.memos)[0];
+    // The vault's owner after the transaction, moved or not (a SetAuthority moves nothing).
+    const owner =
+      facts.ownersAfter?.find((o) => o.account === vault)?.owner ?? change?.owner ?? null;
     return {
+      otherOwner: isOtherOwner(profile.escrowAuthority, owner) ? owner : null,
       foreign:
         foreign.length === 0
           ? null
@@ -318,9 +324,11 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
   function storedFacts(row: { signature: string; facts: string; raw: string | null }) {
     try {
       const facts = factsFromJson(JSON.parse(row.facts));
-      // Facts stored before the accounts a transaction created were kept: the raw answer
-      // tells, and whether the vault's oldest line is its creation rests on it.
-      if (facts.openedTokenAccounts !== undefined || row.raw === null) return facts;
+      // Facts stored before the accounts a transaction created, or the owners after it, were
+      // kept: the raw answer tells, and whether the vault's oldest line is its creation, or
+      // whose the vault is after it, rests on it.
+      const whole = facts.openedTokenAccounts !== undefined && facts.ownersAfter !== undefined;
+      if (whole || row.raw === null) return facts;
       return parseTransaction(parseJsonLossless(row.raw), row.signature);
     } catch (error) {
       if (row.raw === null) throw error;

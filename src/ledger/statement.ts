@@ -35,6 +35,11 @@ import { accountSnapshotToJson } from "./account-snapshots.js";
  * vault's address moving another mint (closed and opened again in a token of the same
  * decimals, say) is a `foreign_mint_movement` finding, never a line's amount; and a balance
  * read that found another mint there is a `foreign_mint_balance` finding and 0 credits.
+ *
+ * Every credit vault is owned by the profile's escrow authority. A transaction after which the
+ * vault's owner is another (a SetAuthority, moving nothing, and every transaction after it) is
+ * a `vault_owner_changed` finding: the vault's money is that owner's to spend, though every
+ * line of it may still sum.
  */
 
 export type { LineKind };
@@ -130,6 +135,22 @@ export interface ForeignMintBalance {
 
 export type ForeignMintFinding = ForeignMintMovement | ForeignMintBalance;
 
+/**
+ * A transaction after which the vault's owner is not the escrow authority, the owner of every
+ * credit vault: the owner named can spend the vault's whole balance alone, and what a job
+ * returns there is not the customer's. Moved money or not (the SetAuthority itself moves none).
+ */
+export interface VaultOwnerChanged {
+  finding: "vault_owner_changed";
+  signature: string;
+  slot: number;
+  blockTime: number | null;
+  /** The vault's owner after the transaction. */
+  owner: string;
+  memo: string | null;
+  memoJobId: string | null;
+}
+
 export interface VaultStatement {
   vault: string;
   /** Fingerprints of the API keys pinned to this vault. */
@@ -186,6 +207,8 @@ export interface VaultStatement {
     creditsHeaderMismatches: number;
     /** Foreign-mint findings (`foreignMint`). */
     foreignMint: number;
+    /** Transactions after which another than the escrow authority owned the vault. */
+    ownerChanges: number;
     /** Listed transactions not read yet (RPC trouble or pruned): the statement waits for them. */
     pending: number;
     /** Transactions naming the vault that moved none of its money (failed ones included). */
@@ -196,6 +219,8 @@ export interface VaultStatement {
   creditsHeaderMismatches: CreditsHeaderMismatch[];
   /** Movements of the vault's address in another mint, and another mint found there now. */
   foreignMint: ForeignMintFinding[];
+  /** Transactions after which the vault's owner was not the escrow authority. */
+  ownerChanges: VaultOwnerChanged[];
   gaps: LedgerGap[];
   /**
    * The newest `GET /v1/account` snapshot of the vault's key taken in the period: what Decentral
@@ -306,6 +331,7 @@ export async function buildStatement(
       unreleasedLocks: 0,
       creditsHeaderMismatches: 0,
       foreignMint: 0,
+      ownerChanges: 0,
       pending: pending.all,
       noMovement: sums.none.lines,
     };
@@ -425,6 +451,10 @@ export async function buildStatement(
       });
     }
     counts.foreignMint = foreignMint.length;
+    const ownerChanges: VaultOwnerChanged[] = (await ledger.ownerLines(vault, fromSec, toSec)).map(
+      (l) => ({ finding: "vault_owner_changed", ...l }),
+    );
+    counts.ownerChanges = ownerChanges.length;
 
     const closingByLedger =
       opening === null
@@ -501,6 +531,7 @@ export async function buildStatement(
       unreleasedLocks: unreleased,
       creditsHeaderMismatches: mismatches,
       foreignMint,
+      ownerChanges,
       gaps,
       accountSnapshot: (await snapshotsOf(store).latestIn(vault, query.from, query.to)) ?? null,
     });
@@ -562,6 +593,10 @@ export function statementToJson(statement: Statement) {
             }
           : { ...f, amountUnits: text(f.amountUnits) },
       ),
+      ownerChanges: v.ownerChanges.map((o) => ({
+        ...o,
+        blockTime: o.blockTime === null ? null : isoOf(o.blockTime * 1000),
+      })),
       gaps: v.gaps.map((g) => ({ ...g, missingUnits: g.missingUnits.toString() })),
       accountSnapshot: v.accountSnapshot ? accountSnapshotToJson(v.accountSnapshot) : null,
     })),
@@ -587,7 +622,8 @@ export const statementColumns = [
  * (`unreceipted_debit` with signature, amount, memo and the job the memo names;
  * `unreleased_lock` with signature, amount and job; `foreign_mint_movement` once per change,
  * its mint in the memo column, with signature, amount and the job its memo names;
- * `foreign_mint_balance` with the mint and the amount there).
+ * `foreign_mint_balance` with the mint and the amount there; `vault_owner_changed` with
+ * signature and the job its memo names, the new owner in the memo column).
  */
 export function statementToCsv(statement: Statement): string {
   const json = statementToJson(statement);
@@ -678,6 +714,19 @@ export function statementToCsv(statement: Statement): string {
           c.mint,
         ]);
       }
+    }
+    for (const o of v.ownerChanges) {
+      row([
+        o.finding,
+        v.vault,
+        ...blank,
+        ...tail(),
+        o.signature,
+        o.blockTime,
+        null,
+        o.memoJobId,
+        o.owner,
+      ]);
     }
   }
   return `${lines.join("\r\n")}\r\n`;

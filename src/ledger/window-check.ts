@@ -75,6 +75,21 @@ export interface LedgerWindowResult {
     /** Listed only after the run that judged its time (see `unreceiptedDebits`). */
     listedLate?: true;
   }[];
+  /**
+   * Transactions after which a vault's owner was not the escrow authority (a SetAuthority gave
+   * it away, and each transaction while another owned it): its money is that owner's to spend.
+   */
+  vaultOwnerChanges: {
+    vault: string;
+    signature: string;
+    owner: string;
+    memoJobId: string | null;
+    /** The transaction's block time (ISO 8601). */
+    at: string | null;
+    beforeWindow: boolean;
+    /** Listed only after the run that judged its time (see `unreceiptedDebits`). */
+    listedLate?: true;
+  }[];
   /** Vaults whose closing balance by the ledger differs from the chain's. */
   imbalanced: { vault: string; differenceUnits: string }[];
   /**
@@ -336,6 +351,17 @@ export function ledgerWindowCheck(deps: {
               })),
         ),
       );
+    const ownersOf = (vaults: VaultStatement[], beforeWindow: boolean) =>
+      vaults.flatMap((v) =>
+        v.ownerChanges.map((o) => ({
+          vault: v.vault,
+          signature: o.signature,
+          owner: o.owner,
+          memoJobId: o.memoJobId,
+          at: o.blockTime === null ? null : isoOf(o.blockTime * 1000),
+          beforeWindow,
+        })),
+      );
     const gapsOf = (vaults: VaultStatement[], beforeWindow: boolean) =>
       vaults.flatMap((v) =>
         v.gaps.map((g) => ({
@@ -387,6 +413,7 @@ export function ledgerWindowCheck(deps: {
         .map((f) => ({ ...f, listedLate: true as const }));
     const debits = [...debitsOf(earlier, true), ...debitsOf(statement.vaults, false)];
     const foreign = [...foreignOf(earlier, true), ...foreignOf(statement.vaults, false)];
+    const owners = [...ownersOf(earlier, true), ...ownersOf(statement.vaults, false)];
     const result: LedgerWindowResult = {
       vaults: statement.vaults.length,
       unreceiptedDebits: [...debits, ...lateOnes(debits, debitsOf(late, true))],
@@ -396,6 +423,7 @@ export function ledgerWindowCheck(deps: {
         ...mismatchesOf(statement.vaults, false),
       ],
       foreignMint: [...foreign, ...lateOnes(foreign, foreignOf(late, true))],
+      vaultOwnerChanges: [...owners, ...lateOnes(owners, ownersOf(late, true))],
       imbalanced: statement.vaults
         .filter((v) => v.differenceUnits !== null && v.differenceUnits !== 0n)
         .map((v) => ({ vault: v.vault, differenceUnits: String(v.differenceUnits) })),
@@ -447,6 +475,7 @@ export function ledgerFindingCount(ledger: LedgerWindowResult): number {
     ledger.unreleasedLocks.length +
     ledger.creditsHeaderMismatches.length +
     ledger.foreignMint.length +
+    ledger.vaultOwnerChanges.length +
     ledger.imbalanced.length +
     ledger.gaps.length +
     ledger.prunedHistory.length

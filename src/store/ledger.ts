@@ -89,6 +89,11 @@ export interface LineRead {
   foreign?: ForeignChange[] | null;
   /** The transaction created the vault's token account; null when not known. */
   opened?: boolean | null;
+  /**
+   * The vault's owner after the transaction when it is not the escrow authority (the reader
+   * judges it against the profile), else null.
+   */
+  otherOwner?: string | null;
 }
 
 export type { ForeignChange, ForeignHolding };
@@ -101,6 +106,16 @@ export interface ForeignLine {
   memo: string | null;
   memoJobId: string | null;
   changes: ForeignChange[];
+}
+
+/** A line after whose transaction the vault's owner was not the escrow authority. */
+export interface OwnerLine {
+  signature: string;
+  slot: number;
+  blockTime: number | null;
+  memo: string | null;
+  memoJobId: string | null;
+  owner: string;
 }
 
 /** A transaction fetched over RPC, stored once in `chain_transactions` (shared with the verifier). */
@@ -364,6 +379,11 @@ export interface LedgerStore {
   ): Promise<HeaderCheck[]>;
   /** Lines of the period that moved the vault's address in another mint, oldest first. */
   foreignLines(vault: string, fromSec: number, toSec: number): Promise<ForeignLine[]>;
+  /**
+   * Lines of the period after whose transaction the vault's owner was not the escrow
+   * authority, oldest first.
+   */
+  ownerLines(vault: string, fromSec: number, toSec: number): Promise<OwnerLine[]>;
   /** Gaps between movements whose later line is in the period. */
   gaps(vault: string, fromSec: number, toSec: number): Promise<StoredGap[]>;
   /**
@@ -534,12 +554,17 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   const readLine = sqlite.prepare(
     `UPDATE ledger_lines SET state = 'read', block_time = coalesce(?, block_time), succeeded = ?,
        pre_units = ?, post_units = ?, delta_units = ?, memo = ?, memo_kind = ?, memo_job_id = ?,
-       foreign_changes = ?, opened = ?
+       foreign_changes = ?, opened = ?, other_owner = ?
      WHERE vault = ? AND signature = ? AND state = 'listed'`,
   );
   const foreignPeriod = big(
     `SELECT signature, slot, block_time, memo, memo_job_id, foreign_changes FROM ledger_lines
      WHERE vault = ? AND foreign_changes IS NOT NULL AND block_time >= ? AND block_time < ?
+     ORDER BY ord`,
+  );
+  const ownerPeriod = big(
+    `SELECT signature, slot, block_time, memo, memo_job_id, other_owner FROM ledger_lines
+     WHERE vault = ? AND other_owner IS NOT NULL AND block_time >= ? AND block_time < ?
      ORDER BY ord`,
   );
   const newestListedSlot = sqlite
@@ -1144,6 +1169,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           l.memoJobId,
           foreignChangesToText(l.foreign),
           l.opened == null ? null : l.opened ? 1 : 0,
+          l.otherOwner ?? null,
           vault,
           l.signature,
         ).changes;
@@ -1454,6 +1480,25 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         memo: r.memo,
         memoJobId: r.memo_job_id,
         changes: foreignChangesOf(r.foreign_changes),
+      }));
+    },
+    async ownerLines(vault, fromSec, toSec) {
+      return (
+        ownerPeriod.all(vault, fromSec, toSec) as {
+          signature: string;
+          slot: bigint;
+          block_time: Big;
+          memo: string | null;
+          memo_job_id: string | null;
+          other_owner: string;
+        }[]
+      ).map((r) => ({
+        signature: r.signature,
+        slot: Number(r.slot),
+        blockTime: num(r.block_time),
+        memo: r.memo,
+        memoJobId: r.memo_job_id,
+        owner: r.other_owner,
       }));
     },
     async gaps(vault, fromSec, toSec) {

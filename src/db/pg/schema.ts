@@ -420,6 +420,12 @@ export const ledgerLines = pgTable(
     gapUnits: units("gap_units"),
     foreignChanges: text("foreign_changes"),
     /**
+     * The owner of the vault's token account after the transaction, when it is not the
+     * profile's escrow authority (the owner of every credit vault), else null: a SetAuthority
+     * gave the vault's money to someone else to spend. Always a finding, moved money or not.
+     */
+    otherOwner: text("other_owner"),
+    /**
      * The transaction created the vault's token account (absent from its pre-balances, present
      * after): nothing of the vault's history lies before it. Null when not known (a line read
      * before this column): the next ledger round finds it out for the vault's oldest line.
@@ -449,6 +455,9 @@ export const ledgerLines = pgTable(
     index("ledger_lines_foreign")
       .on(t.vault, t.blockTime)
       .where(sql`${t.foreignChanges} IS NOT NULL`),
+    index("ledger_lines_other_owner")
+      .on(t.vault, t.blockTime)
+      .where(sql`${t.otherOwner} IS NOT NULL`),
     index("ledger_lines_unclassified")
       .on(t.vault, t.ord)
       .where(sql`${t.state} = 'read' AND ${t.kind} IS NULL`),

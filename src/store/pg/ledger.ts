@@ -745,7 +745,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       })),
       true,
     );
-    // UPDATE … FROM unnest of the batch's columns: one statement, thirteen parameters, still
+    // UPDATE … FROM unnest of the batch's columns: one statement, fourteen parameters, still
     // guarded by state = 'listed'.
     const column = <T>(pick: (l: LineRead, i: number) => T) => fresh.map(pick);
     // The block time becomes the transaction's (see `LineRead`); the daily sums follow it.
@@ -753,7 +753,8 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         block_time = coalesce(v.block_time, l.block_time),
         pre_units = v.pre_units, post_units = v.post_units, delta_units = v.delta_units,
         memo = v.memo, memo_kind = v.memo_kind, memo_job_id = v.memo_job_id, kind = v.kind,
-        job_id = v.job_id, foreign_changes = v.foreign_changes, opened = v.opened
+        job_id = v.job_id, foreign_changes = v.foreign_changes, opened = v.opened,
+        other_owner = v.other_owner
       FROM unnest(
         ${textArray(column((l) => l.signature))},
         ${typedArray(
@@ -803,9 +804,13 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         ${typedArray(
           column((l) => l.opened ?? null),
           "boolean",
+        )},
+        ${typedArray(
+          column((l) => l.otherOwner ?? null),
+          "text",
         )}
       ) AS v (signature, block_time, succeeded, pre_units, post_units, delta_units, memo,
-        memo_kind, memo_job_id, kind, job_id, foreign_changes, opened)
+        memo_kind, memo_job_id, kind, job_id, foreign_changes, opened, other_owner)
       WHERE l.vault = ${vault} AND l.signature = v.signature AND l.state = 'listed'`);
     // The jobs whose debits the batch may account for now: released once, after the batch,
     // from what the vault holds for them by then.
@@ -1457,6 +1462,21 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         .where(and(vaultIs(vault), isNotNull(ledgerLines.foreignChanges), periodOf(fromSec, toSec)))
         .orderBy(asc(ledgerLines.ord));
       return rows.map(({ changes, ...r }) => ({ ...r, changes: foreignChangesOf(changes!) }));
+    },
+    async ownerLines(vault, fromSec, toSec) {
+      const rows = await db
+        .select({
+          signature: ledgerLines.signature,
+          slot: ledgerLines.slot,
+          blockTime: ledgerLines.blockTime,
+          memo: ledgerLines.memo,
+          memoJobId: ledgerLines.memoJobId,
+          owner: ledgerLines.otherOwner,
+        })
+        .from(ledgerLines)
+        .where(and(vaultIs(vault), isNotNull(ledgerLines.otherOwner), periodOf(fromSec, toSec)))
+        .orderBy(asc(ledgerLines.ord));
+      return rows.map(({ owner, ...r }) => ({ ...r, owner: owner! }));
     },
     async gaps(vault, fromSec, toSec) {
       return db.transaction(async (tx) => {

@@ -1,0 +1,5 @@
+-- The owner of a credit vault after each transaction that names it, when it is not the escrow
+-- authority (a SetAuthority gave the vault to someone else): a statement finding (see schema.ts).
+-- Lines read before keep what they were read as.
+ALTER TABLE "ledger_lines" ADD COLUMN "other_owner" text;--> statement-breakpoint
+CREATE INDEX "ledger_lines_other_owner" ON "ledger_lines" USING btree ("vault","block_time") WHERE "ledger_lines"."other_owner" IS NOT NULL;
