@@ -1,6 +1,7 @@
-import { createServer, type IncomingMessage, type RequestListener } from "node:http";
-import { getRequestListener, type ServerType } from "@hono/node-server";
+import { createServer, type IncomingMessage, type RequestListener, type Server } from "node:http";
+import { getRequestListener } from "@hono/node-server";
 import { createApp } from "./api/app.js";
+import { createDrainGate } from "./api/drain-gate.js";
 import { type AppMetrics, createMetrics } from "./api/metrics.js";
 import { withProxyFastPath } from "./api/proxy-listener.js";
 import { composeBackground } from "./background.js";
@@ -246,7 +247,10 @@ export async function startService(
     const direct = config.PROXY_REQUIRE_TOKEN
       ? undefined
       : (listener: RequestListener) => withProxyFastPath(listener, { proxy, log });
-    const server = await listen(app.fetch, config.PORT, config.HOST, direct);
+    const gate = createDrainGate();
+    const server = await listen(app.fetch, config.PORT, config.HOST, (listener) =>
+      gate.wrap(direct ? direct(listener) : listener),
+    );
     // What the verifier gives way to: requests, not probes or scrapes.
     server.on("request", (req: IncomingMessage) => {
       if (isTraffic(req.url)) requests.mark();
@@ -264,19 +268,27 @@ export async function startService(
         // A worker that drains neither keeps nor takes the leader lease: another process's
         // leader starts at once, and this one cannot become leader while it drains.
         const resigning = lease?.stop();
-        // Stop accepting; responses in flight finish (idle keep-alive connections close). A
-        // client holding a connection open past the drain time is cut off.
+        // Stop accepting; responses in flight finish, no new request is taken on a connection
+        // kept open, and each connection closes once idle (see DrainGate). A response still
+        // running at the drain time is cut off.
         const drainEnds = Date.now() + config.DRAIN_TIMEOUT_MS;
+        log.info(
+          { withinMs: config.DRAIN_TIMEOUT_MS },
+          "draining: taking no new requests, finishing those in flight",
+        );
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-        const cutOff = setTimeout(() => closeAllConnections(server), config.DRAIN_TIMEOUT_MS);
+        gate.start(server);
+        const cutOff = setTimeout(() => server.closeAllConnections(), config.DRAIN_TIMEOUT_MS);
         cutOff.unref();
         await closed;
         clearTimeout(cutOff);
+        gate.stop();
         // A job whose client left before its answer still runs and is charged: its answer,
         // which names it, is waited for within the same drain time, then recorded.
         await proxy.drain(Math.max(0, drainEnds - Date.now()));
         await resigning;
         await stopAll();
+        log.info("drained: responses in flight ended and their receipts are written");
       },
     };
   } catch (error) {
@@ -285,25 +297,20 @@ export async function startService(
   }
 }
 
-function closeAllConnections(server: ServerType) {
-  const http = server as { closeAllConnections?: () => void };
-  http.closeAllConnections?.();
-}
-
 /**
  * Starts the HTTP server; a port in use or a bad interface is an error naming it, not a crash.
- * `wrap`, if given, wraps the app's request listener (the proxy's direct path).
+ * `wrap` wraps the app's request listener (the drain gate, the proxy's direct path).
  */
 function listen(
   fetch: Parameters<typeof getRequestListener>[0],
   port: number,
   hostname: string,
-  wrap?: (listener: RequestListener) => RequestListener,
-): Promise<ServerType> {
-  return new Promise<ServerType>((resolve, reject) => {
+  wrap: (listener: RequestListener) => RequestListener,
+): Promise<Server> {
+  return new Promise<Server>((resolve, reject) => {
     // What @hono/node-server's `serve` does, with the listener wrapped.
     const listener = getRequestListener(fetch, { hostname });
-    const server = createServer(wrap ? wrap(listener) : listener);
+    const server = createServer(wrap(listener));
     server.listen(port, hostname, () => {
       server.off("error", onError);
       resolve(server);

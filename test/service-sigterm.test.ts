@@ -1,6 +1,6 @@
 import { mkdtempSync } from "node:fs";
 import { createServer, type IncomingMessage, request, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -279,6 +279,82 @@ describe("serve under SIGTERM", () => {
       { job_id: streamed, capture_state: "aborted", backfill_state: "pending" },
     ]);
     after.close();
+  });
+
+  it("takes no new job on a connection kept open once the drain began, and ends with the work in flight", async () => {
+    const db = join(mkdtempSync(join(tmpdir(), "sigterm-")), "audit.db");
+    let completions = 0;
+    let answer!: () => void;
+    const answered = new Promise<void>((resolve) => {
+      answer = resolve;
+    });
+    let asked!: () => void;
+    const askedOnce = new Promise<void>((resolve) => {
+      asked = resolve;
+    });
+    const upstream = await httpServer((req, res) => {
+      if (req.url?.startsWith("/v1/jobs/")) {
+        res.writeHead(404).end();
+        return;
+      }
+      completions++;
+      asked();
+      void answered.then(() => {
+        res.writeHead(200, {
+          "content-type": "application/json",
+          "x-decentral-job-id": `job_keptopen${completions}`,
+          "x-decentral-tx-signature": wireReceipt().escrow_tx as string,
+        });
+        res.end(JSON.stringify({ id: "chatcmpl-1", choices: [] }));
+      });
+    });
+    const serve = await startServe(db, {
+      SOLANA_RPC_URLS: "http://127.0.0.1:9",
+      DECENTRAL_BASE_URL: `${upstream.url}/v1`,
+      WORKERS: "1",
+      DRAIN_TIMEOUT_MS: "20000",
+    });
+    // One connection, as a keep-alive client holds it: a request in flight, then (once the
+    // drain began) the next one on the same connection.
+    const { port } = new URL(serve.url);
+    const socket = connect(Number(port), "127.0.0.1");
+    const completion = (body: string) =>
+      `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer sk-test\r\n` +
+      `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    let received = "";
+    socket.on("data", (chunk: Buffer) => {
+      received += chunk.toString("utf8");
+    });
+    const socketClosed = new Promise<void>((resolve) => socket.on("close", () => resolve()));
+    try {
+      socket.write(completion('{"model":"qwen3-8b","messages":[]}'));
+      await askedOnce;
+      const sent = performance.now();
+      serve.child.kill("SIGTERM");
+      // The signal reaches the process and its drain begins.
+      await new Promise((r) => setTimeout(r, 500));
+      socket.write(completion('{"model":"qwen3-8b","messages":[],"n":2}'));
+      await new Promise((r) => setTimeout(r, 200));
+      answer();
+      await socketClosed;
+      expect(await serve.exited).toBe(0);
+      // The drain ended with the job in flight, not at its 20 s deadline.
+      expect(performance.now() - sent).toBeLessThan(8000);
+    } finally {
+      socket.destroy();
+      serve.child.kill("SIGKILL");
+      upstream.close();
+    }
+    expect(received).toMatch(/^HTTP\/1\.1 200 /);
+    expect(received).toContain("HTTP/1.1 503 ");
+    expect(received).toContain('"code":"service_stopping"');
+    expect(received.toLowerCase()).toContain("connection: close");
+    // The second request was never forwarded: no job ran for it.
+    expect(completions).toBe(1);
+    // And the stop is in the log, start and end.
+    const messages = serve.logs.map((l) => String(l.msg));
+    expect(messages.some((m) => m.startsWith("draining:"))).toBe(true);
+    expect(messages.some((m) => m.startsWith("drained:"))).toBe(true);
   });
 
   it("stops at a second signal of either kind without waiting for the drain", async () => {
