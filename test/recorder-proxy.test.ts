@@ -202,10 +202,14 @@ function stubUpstream(): { server: http.Server; stub: Stub } {
         "x-other": "a".repeat(60_000),
       });
       res.end(JSON.stringify({ id: "chatcmpl-7", model: "qwen3-8b", choices: [] }));
-    } else if (url === "/v1/chat/completions?mode=control-char") {
+    } else if (url.startsWith("/v1/chat/completions?mode=control-char")) {
       // A paid answer whose job id header carries a control character: no HTTP Node accepts.
+      // `-echo`: its escrow header echoes the caller's key.
       const head = Object.entries({
         ...decentral,
+        ...(url.endsWith("-echo")
+          ? { "x-decentral-tx-signature": String(req.headers.authorization) }
+          : {}),
         "x-decentral-job-id": `${stub.receipt.jobId}\x01`,
         "content-type": "application/json",
       })
@@ -703,6 +707,12 @@ describe("recording proxy", () => {
     expect(logged.level).toBe(50);
     expect(logged.jobId).toBe(`${stub.receipt.jobId}\x01`);
     expect(logged.escrowTx).toBe(stub.receipt.escrowTx);
+
+    // What it logs of such an answer is the operator's: a key echoed there is cut.
+    expect((await completion(url, "control-char-echo")).status).toBe(502);
+    await proxy.idle();
+    expect(lines.join("\n")).toContain('"escrowTx":"[redacted]"');
+    expect(lines.join("\n")).not.toContain(key);
   });
 
   it("records an event stream as a stream even when the request did not ask for one", async () => {

@@ -304,8 +304,9 @@ function isParseError(
 /**
  * The status and receipt headers found in the bytes an answer's parser refused, each cut to
  * 200 characters: the chunk Node kept may hold only part of the head, so each may be missing.
+ * They are logged, and the operator writes them: the caller's `credentials` are cut out first.
  */
-export function answerFactsOf(raw: unknown): Record<string, string> {
+export function answerFactsOf(raw: unknown, credentials: string[]): Record<string, string> {
   if (!Buffer.isBuffer(raw)) return {};
   const facts: Record<string, string> = {};
   const head = raw.subarray(0, maxUpstreamHeaderBytes).toString("latin1");
@@ -321,10 +322,7 @@ export function answerFactsOf(raw: unknown): Record<string, string> {
     if (colon < 0) continue;
     const field = names[line.slice(0, colon).trim().toLowerCase()];
     if (field && !(field in facts))
-      facts[field] = line
-        .slice(colon + 1)
-        .trim()
-        .slice(0, 200);
+      facts[field] = withoutKeys(line.slice(colon + 1).trim(), credentials).slice(0, 200);
   }
   return facts;
 }
@@ -591,7 +589,10 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
             reason: error.message,
             code: error.code,
             path: loggedPath(),
-            ...answerFactsOf(error.rawPacket),
+            ...answerFactsOf(
+              error.rawPacket,
+              credentialsOf((name) => req.headers[name]),
+            ),
           },
           "upstream answer came but could not be parsed; answering 502, its job is not recorded",
         );
