@@ -58,3 +58,19 @@ export function wholeNumberFlag(flag: string, text: string, min: number, max: nu
   }
   return value;
 }
+
+/**
+ * An error's message for a person: the query builder wraps a driver's error in "Failed query:
+ * <SQL> params: <values>" (PostgreSQL) or "Failed to run the query '<SQL>'" (SQLite), which
+ * hides the cause (a connection terminated, a disk full) behind the statement and prints the
+ * row's data; the driver's message is taken instead.
+ */
+const queryWrapper = /^Failed (query:|to run the query)/;
+
+export function messageOf(error: unknown): string {
+  let e = error;
+  while (e instanceof Error && queryWrapper.test(e.message) && e.cause instanceof Error) {
+    e = e.cause;
+  }
+  return e instanceof Error ? e.message : String(e);
+}

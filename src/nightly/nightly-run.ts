@@ -3,6 +3,7 @@ import { withoutUrlSecrets } from "../chain/url-secrets.js";
 import type { Store } from "../db/client.js";
 import { openVerdicts, type Verdict, verdicts } from "../db/schema.js";
 import { deadlineSignal } from "../deadline.js";
+import { messageOf } from "../errors.js";
 import { ownerIsDead, ownerName } from "../host-identity.js";
 import {
   LedgerNotFinalError,
@@ -139,8 +140,6 @@ const exitCodes = {
   ledger_findings: 1,
   incomplete: 2,
 } as const satisfies Record<NightlySummary["outcome"], 0 | 1 | 2>;
-
-const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
 /**
  * Brings every job of [from, to) to a final verdict with the verifier, under the nightly lock,

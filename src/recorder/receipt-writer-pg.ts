@@ -1,5 +1,6 @@
 import { isTransientPgError } from "../db/client.js";
 import type { PgStore } from "../db/pg/client.js";
+import { messageOf } from "../errors.js";
 import { backoff, createSleeper } from "../retry.js";
 import { openPgWriterConnection } from "../store/pg/group-commit.js";
 import type {
@@ -73,7 +74,7 @@ export function createPgReceiptWriter(
       } catch (error) {
         failures++;
         if (isUnreachable(error) && down === null) {
-          down = { since: Date.now(), error: String((error as Error).message ?? error) };
+          down = { since: Date.now(), error: messageOf(error) };
           log.error({ err: error, tasks: queue.length }, "database unreachable; receipts wait");
         } else if (failures % 40 === 1) {
           log.warn({ err: error, tasks: queue.length }, "could not record receipts; will retry");

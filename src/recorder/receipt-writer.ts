@@ -1,4 +1,5 @@
 import { isBusyError, type SqliteStore, type Store } from "../db/client.js";
+import { messageOf } from "../errors.js";
 import type { Logger } from "../log.js";
 import { backoff } from "../retry.js";
 import { openWriterConnection } from "../store/group-commit.js";
@@ -104,8 +105,6 @@ export function createReceiptWriter(store: Store, options: ReceiptWriterOptions)
 const PROBE_INTERVAL_MS = 1000;
 /** Free space a refusing database's disk needs before receipts are taken again (1 MiB). */
 const MIN_FREE_BYTES = 1024 * 1024;
-
-const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
 function createSqliteReceiptWriter(
   store: SqliteStore,
