@@ -383,3 +383,96 @@ describe("the statement of a credit vault whose owner was changed", () => {
     );
   });
 });
+
+describe("the statement of a credit vault given a delegate", () => {
+  it("names the Approve and the ApproveChecked that let another spend the vault, though nothing moved and the job verified", async () => {
+    const c = await h.scenario();
+    // After what earlier tests moved in this vault.
+    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
+    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
+    const lock = h.op.send(h.op.lockIxs(plan)).signature;
+    // Moves nothing and names no job: the attacker may now spend the whole balance alone.
+    const approve = h.op.send([
+      h.op.approve(plan.vault, h.op.attacker.address, 10n ** 15n),
+    ]).signature;
+    const refund = h.op.send(h.op.refundIxs(plan)).signature;
+    c.record(plan, { escrowTx: lock, settlementTx: refund }, { httpStatus: 504 });
+    const checked = h.op.send([
+      h.op.approveChecked(plan.vault, h.op.attacker.address, 1n),
+    ]).signature;
+    // Taking the delegate back is no finding; the approvals before it stay ones.
+    h.op.send([h.op.revoke(plan.vault)]);
+    await c.verify();
+    expect((await c.outcome(plan.jobId)).verdict).toBe("verified");
+
+    const s = await statementOf(c, plan.vault, from);
+    expect(s.unexplained).toEqual([]);
+    expect(s.differenceUnits).toBe(0n);
+    expect(s.ownerChanges).toEqual([]);
+    expect(s.delegateApprovals).toEqual([
+      {
+        finding: "vault_delegate_approved",
+        signature: approve,
+        slot: expect.any(Number),
+        blockTime: expect.any(Number),
+        delegate: h.op.attacker.address,
+        memo: null,
+        memoJobId: null,
+      },
+      expect.objectContaining({
+        finding: "vault_delegate_approved",
+        signature: checked,
+        delegate: h.op.attacker.address,
+      }),
+    ]);
+    expect(s.counts.delegateApprovals).toBe(2);
+    const csv = statementToCsv({ from, to: Date.now(), generatedAt: Date.now(), vaults: [s] });
+    expect(csv).toContain(`vault_delegate_approved,${plan.vault},`);
+    expect(csv).toContain(h.op.attacker.address);
+  });
+
+  it("makes the nightly run exit 1 on an Approve alone, every job verified", async () => {
+    // A world of its own: the vault's whole history is judged, and holds no other test's.
+    const w = await startAdversaryHarness();
+    onTestFinished(() => w.close());
+    const c = await w.scenario();
+    const { vault } = await c.pinKey(1);
+    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
+    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    const approve = w.op.send([w.op.approve(vault, w.op.attacker.address, 10n ** 15n)]).signature;
+    const target = w.world.currentSlot() + 5;
+    while (w.world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
+    const to = Date.now();
+    const reader = createLedgerReader({ store: c.store, rpc: w.rpc, profile: c.profile, log });
+    const verifier = createVerifier({
+      store: c.store,
+      rpc: w.rpc,
+      profile: c.profile,
+      log,
+      options: quickVerifierOptions,
+    });
+    const run = await runNightlyVerification(c.store, verifier, {
+      from,
+      to,
+      timeoutMs: 10_000,
+      ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
+    });
+    expect(run.ledger?.vaultDelegateApprovals).toEqual([
+      {
+        vault,
+        signature: approve,
+        delegate: w.op.attacker.address,
+        memoJobId: null,
+        at: expect.any(String),
+        beforeWindow: false,
+      },
+    ]);
+    expect(run.ledger && ledgerFindingCount(run.ledger)).toBe(1);
+    expect(run).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
+    expect(summaryToText(run)).toContain(
+      `vault ${vault} was given a delegate, ${w.op.attacker.address}, by an Approve in ${approve}`,
+    );
+  });
+});

@@ -40,6 +40,7 @@ function summaryWithMemos(memoJobIds: string[]): NightlySummary {
       creditsHeaderMismatches: [],
       foreignMint: [],
       vaultOwnerChanges: [],
+      vaultDelegateApprovals: [],
       imbalanced: [],
       gaps: [],
       prunedHistory: [],

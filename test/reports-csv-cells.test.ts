@@ -62,6 +62,7 @@ function statementWithMemo(memoJobId: string): Statement {
         creditsHeaderMismatches: [],
         foreignMint: [],
         ownerChanges: [],
+        delegateApprovals: [],
         gaps: [],
         accountSnapshot: null,
       },

@@ -508,6 +508,69 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
     ]);
   });
 
+  it("keeps the delegate an Approve gave the vault as a finding, though nothing moved", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    const lines = month.slice(0, 1);
+    const approve = { name: "approve", slot: 150, time: at(2, 10) };
+    await ledger.storePage(
+      VAULT,
+      await ledger.cursor(VAULT, NOW),
+      pageOf([...lines, approve]),
+      true,
+      NOW,
+    );
+    await ledger.recordReads(
+      VAULT,
+      [
+        ...readsOf(lines),
+        {
+          signature: sig("approve"),
+          blockTime: approve.time,
+          succeeded: true,
+          pre: null,
+          post: null,
+          delta: 0n,
+          memo: null,
+          memoKind: null,
+          memoJobId: null,
+          delegate: "Attacker1111111111111111111111111111111111",
+        },
+      ],
+      [],
+      NOW,
+    );
+    await ledger.review(VAULT, NOW);
+    expect(await ledger.periodSums(VAULT, NOV, DEC)).toEqual(
+      sums([0, 0n], [0, 0n], [1, 1_000_000n], [0, 0n], [1, 0n]),
+    );
+    expect(await ledger.delegateLines(VAULT, NOV, DEC)).toEqual([
+      {
+        signature: sig("approve"),
+        slot: 150,
+        blockTime: at(2, 10),
+        memo: null,
+        memoJobId: null,
+        delegate: "Attacker1111111111111111111111111111111111",
+      },
+    ]);
+    expect(await ledger.delegateLines(VAULT, NOV, at(2, 10))).toEqual([]);
+    expect(await ledger.ownerLines(VAULT, NOV, DEC)).toEqual([]);
+    const s = await buildStatement(
+      store,
+      { from: NOV * 1000, to: DEC * 1000, vault: VAULT },
+      { profile: localnetProfile },
+    );
+    expect(s.vaults[0]?.delegateApprovals).toEqual([
+      expect.objectContaining({
+        finding: "vault_delegate_approved",
+        signature: sig("approve"),
+        delegate: "Attacker1111111111111111111111111111111111",
+      }),
+    ]);
+    expect(s.vaults[0]?.counts.delegateApprovals).toBe(1);
+  });
+
   it("classifies lines by receipts, jobs-API answers and memos, and releases the locks returned", async () => {
     const store = await stores.open();
     const ledger = createLedgerStore(store);

@@ -113,6 +113,7 @@ const StatementSchema = z
           creditsHeaderMismatches: z.number().int(),
           foreignMint: z.number().int(),
           ownerChanges: z.number().int(),
+          delegateApprovals: z.number().int(),
           pending: z.number().int(),
           noMovement: z.number().int(),
         }),
@@ -186,6 +187,25 @@ const StatementSchema = z
           )
           .describe(
             "Transactions after which the vault's owner was not the escrow authority that owns every credit vault (a SetAuthority, moving nothing, and every transaction after it): that owner can spend the vault's money alone.",
+          ),
+        delegateApprovals: z
+          .array(
+            z.object({
+              finding: z.literal("vault_delegate_approved"),
+              signature: z.string(),
+              slot: z.number().int(),
+              blockTime: z.string().nullable(),
+              delegate: z
+                .string()
+                .describe(
+                  "The delegate given: the instruction's accounts other than the vault, its owner and the credit mint (space-separated when more), or `<kind>(<accounts>)` when none is left",
+                ),
+              memo: z.string().nullable(),
+              memoJobId: z.string().nullable(),
+            }),
+          )
+          .describe(
+            "Transactions whose Approve or ApproveChecked named the vault, moving nothing: the delegate can spend the vault's money alone until revoked.",
           ),
         gaps: z
           .array(

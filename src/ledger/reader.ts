@@ -147,6 +147,37 @@ export async function knownVaults(ledger: LedgerStore, custody?: CustodyConfig):
   ].sort();
 }
 
+/** Token instructions that give a token account a delegate, who can spend it alone. */
+const APPROVE_KINDS: ReadonlySet<string> = new Set(["approve", "approveChecked"]);
+
+/**
+ * The delegate a succeeded transaction gave the vault by an Approve or ApproveChecked naming
+ * it, else null. No balance shows a delegate, and facts keep each instruction's accounts
+ * sorted, not by role: the delegate is what is left once the vault, its owner (the escrow
+ * authority, or the owner after the transaction) and the credit mint are taken out (a multisig
+ * owner's signers stay in, named too). When nothing is left (the vault delegated to its own
+ * owner, say), the instruction's kind and accounts stand for it, so the finding is still made
+ * and reads the same every time.
+ */
+export function delegateGiven(
+  profile: Profile,
+  vault: string,
+  ownerAfter: string | null,
+  facts: TransactionFacts,
+): string | null {
+  if (!facts.succeeded) return null;
+  const approvals = facts.tokenInstructions.filter(
+    (ix) => APPROVE_KINDS.has(ix.kind) && ix.accounts.includes(vault),
+  );
+  if (approvals.length === 0) return null;
+  const known = new Set([vault, profile.usdcMint, profile.escrowAuthority, ownerAfter]);
+  const delegates = [
+    ...new Set(approvals.flatMap((ix) => ix.accounts.filter((a) => !known.has(a)))),
+  ];
+  if (delegates.length > 0) return delegates.join(" ");
+  return approvals.map((ix) => `${ix.kind}(${ix.accounts.join(" ")})`).join(" ");
+}
+
 /**
  * Slots below the finalized one asked for a block time when it has none (a node that lost it,
  * an answer of null). Each is at most the finalized slot's time, and the listing holds them:
@@ -292,6 +323,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
    * the same address in any other mint is kept apart as a finding, never as money. So is an
    * owner after the transaction other than the escrow authority (a profile naming none judges
    * no owner): the vault's money is then that owner's to spend, whatever its lines sum to.
+   * A delegate an Approve gave the vault is kept too, for the same reason.
    */
   function lineOf(vault: string, signature: string, facts: TransactionFacts): LineRead {
     const mine = facts.tokenChanges.filter((c) => c.account === vault);
@@ -303,6 +335,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       facts.ownersAfter?.find((o) => o.account === vault)?.owner ?? change?.owner ?? null;
     return {
       otherOwner: isOtherOwner(profile.escrowAuthority, owner) ? owner : null,
+      delegate: delegateGiven(profile, vault, owner, facts),
       foreign:
         foreign.length === 0
           ? null

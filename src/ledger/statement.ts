@@ -39,7 +39,8 @@ import { accountSnapshotToJson } from "./account-snapshots.js";
  * Every credit vault is owned by the profile's escrow authority. A transaction after which the
  * vault's owner is another (a SetAuthority, moving nothing, and every transaction after it) is
  * a `vault_owner_changed` finding: the vault's money is that owner's to spend, though every
- * line of it may still sum.
+ * line of it may still sum. So is a delegate: a transaction whose Approve or ApproveChecked
+ * names the vault is a `vault_delegate_approved` finding, naming the delegate.
  */
 
 export type { LineKind };
@@ -151,6 +152,25 @@ export interface VaultOwnerChanged {
   memoJobId: string | null;
 }
 
+/**
+ * A transaction whose Approve or ApproveChecked gave the vault a delegate: the delegate can
+ * spend up to what was approved (the whole balance, often) alone, and nothing moves until it
+ * does. A later Revoke is no finding; the approval stays one.
+ */
+export interface VaultDelegateApproved {
+  finding: "vault_delegate_approved";
+  signature: string;
+  slot: number;
+  blockTime: number | null;
+  /**
+   * The delegate: the instruction's accounts other than the vault, its owner and the credit
+   * mint (space-separated when more), or `<kind>(<accounts>)` when none is left.
+   */
+  delegate: string;
+  memo: string | null;
+  memoJobId: string | null;
+}
+
 export interface VaultStatement {
   vault: string;
   /** Fingerprints of the API keys pinned to this vault. */
@@ -209,6 +229,8 @@ export interface VaultStatement {
     foreignMint: number;
     /** Transactions after which another than the escrow authority owned the vault. */
     ownerChanges: number;
+    /** Transactions that gave the vault a delegate. */
+    delegateApprovals: number;
     /** Listed transactions not read yet (RPC trouble or pruned): the statement waits for them. */
     pending: number;
     /** Transactions naming the vault that moved none of its money (failed ones included). */
@@ -221,6 +243,8 @@ export interface VaultStatement {
   foreignMint: ForeignMintFinding[];
   /** Transactions after which the vault's owner was not the escrow authority. */
   ownerChanges: VaultOwnerChanged[];
+  /** Transactions whose Approve or ApproveChecked gave the vault a delegate. */
+  delegateApprovals: VaultDelegateApproved[];
   gaps: LedgerGap[];
   /**
    * The newest `GET /v1/account` snapshot of the vault's key taken in the period: what Decentral
@@ -332,6 +356,7 @@ export async function buildStatement(
       creditsHeaderMismatches: 0,
       foreignMint: 0,
       ownerChanges: 0,
+      delegateApprovals: 0,
       pending: pending.all,
       noMovement: sums.none.lines,
     };
@@ -455,6 +480,10 @@ export async function buildStatement(
       (l) => ({ finding: "vault_owner_changed", ...l }),
     );
     counts.ownerChanges = ownerChanges.length;
+    const delegateApprovals: VaultDelegateApproved[] = (
+      await ledger.delegateLines(vault, fromSec, toSec)
+    ).map((l) => ({ finding: "vault_delegate_approved", ...l }));
+    counts.delegateApprovals = delegateApprovals.length;
 
     const closingByLedger =
       opening === null
@@ -532,6 +561,7 @@ export async function buildStatement(
       creditsHeaderMismatches: mismatches,
       foreignMint,
       ownerChanges,
+      delegateApprovals,
       gaps,
       accountSnapshot: (await snapshotsOf(store).latestIn(vault, query.from, query.to)) ?? null,
     });
@@ -597,6 +627,10 @@ export function statementToJson(statement: Statement) {
         ...o,
         blockTime: o.blockTime === null ? null : isoOf(o.blockTime * 1000),
       })),
+      delegateApprovals: v.delegateApprovals.map((d) => ({
+        ...d,
+        blockTime: d.blockTime === null ? null : isoOf(d.blockTime * 1000),
+      })),
       gaps: v.gaps.map((g) => ({ ...g, missingUnits: g.missingUnits.toString() })),
       accountSnapshot: v.accountSnapshot ? accountSnapshotToJson(v.accountSnapshot) : null,
     })),
@@ -623,7 +657,8 @@ export const statementColumns = [
  * `unreleased_lock` with signature, amount and job; `foreign_mint_movement` once per change,
  * its mint in the memo column, with signature, amount and the job its memo names;
  * `foreign_mint_balance` with the mint and the amount there; `vault_owner_changed` with
- * signature and the job its memo names, the new owner in the memo column).
+ * signature and the job its memo names, the new owner in the memo column;
+ * `vault_delegate_approved` likewise, the delegate in the memo column).
  */
 export function statementToCsv(statement: Statement): string {
   const json = statementToJson(statement);
@@ -726,6 +761,19 @@ export function statementToCsv(statement: Statement): string {
         null,
         o.memoJobId,
         o.owner,
+      ]);
+    }
+    for (const d of v.delegateApprovals) {
+      row([
+        d.finding,
+        v.vault,
+        ...blank,
+        ...tail(),
+        d.signature,
+        d.blockTime,
+        null,
+        d.memoJobId,
+        d.delegate,
       ]);
     }
   }

@@ -90,6 +90,21 @@ export interface LedgerWindowResult {
     /** Listed only after the run that judged its time (see `unreceiptedDebits`). */
     listedLate?: true;
   }[];
+  /**
+   * Transactions whose Approve or ApproveChecked gave a vault a delegate, who can spend it
+   * alone.
+   */
+  vaultDelegateApprovals: {
+    vault: string;
+    signature: string;
+    delegate: string;
+    memoJobId: string | null;
+    /** The transaction's block time (ISO 8601). */
+    at: string | null;
+    beforeWindow: boolean;
+    /** Listed only after the run that judged its time (see `unreceiptedDebits`). */
+    listedLate?: true;
+  }[];
   /** Vaults whose closing balance by the ledger differs from the chain's. */
   imbalanced: { vault: string; differenceUnits: string }[];
   /**
@@ -362,6 +377,17 @@ export function ledgerWindowCheck(deps: {
           beforeWindow,
         })),
       );
+    const delegatesOf = (vaults: VaultStatement[], beforeWindow: boolean) =>
+      vaults.flatMap((v) =>
+        v.delegateApprovals.map((d) => ({
+          vault: v.vault,
+          signature: d.signature,
+          delegate: d.delegate,
+          memoJobId: d.memoJobId,
+          at: d.blockTime === null ? null : isoOf(d.blockTime * 1000),
+          beforeWindow,
+        })),
+      );
     const gapsOf = (vaults: VaultStatement[], beforeWindow: boolean) =>
       vaults.flatMap((v) =>
         v.gaps.map((g) => ({
@@ -414,6 +440,7 @@ export function ledgerWindowCheck(deps: {
     const debits = [...debitsOf(earlier, true), ...debitsOf(statement.vaults, false)];
     const foreign = [...foreignOf(earlier, true), ...foreignOf(statement.vaults, false)];
     const owners = [...ownersOf(earlier, true), ...ownersOf(statement.vaults, false)];
+    const delegates = [...delegatesOf(earlier, true), ...delegatesOf(statement.vaults, false)];
     const result: LedgerWindowResult = {
       vaults: statement.vaults.length,
       unreceiptedDebits: [...debits, ...lateOnes(debits, debitsOf(late, true))],
@@ -424,6 +451,7 @@ export function ledgerWindowCheck(deps: {
       ],
       foreignMint: [...foreign, ...lateOnes(foreign, foreignOf(late, true))],
       vaultOwnerChanges: [...owners, ...lateOnes(owners, ownersOf(late, true))],
+      vaultDelegateApprovals: [...delegates, ...lateOnes(delegates, delegatesOf(late, true))],
       imbalanced: statement.vaults
         .filter((v) => v.differenceUnits !== null && v.differenceUnits !== 0n)
         .map((v) => ({ vault: v.vault, differenceUnits: String(v.differenceUnits) })),
@@ -476,6 +504,7 @@ export function ledgerFindingCount(ledger: LedgerWindowResult): number {
     ledger.creditsHeaderMismatches.length +
     ledger.foreignMint.length +
     ledger.vaultOwnerChanges.length +
+    ledger.vaultDelegateApprovals.length +
     ledger.imbalanced.length +
     ledger.gaps.length +
     ledger.prunedHistory.length

@@ -116,6 +116,10 @@ function ledgerLines(s: NightlySummary, show: Show): string[] {
       (o) =>
         `vault ${o.vault} was owned by ${o.owner}, not the escrow authority, after ${o.signature}: that owner can spend its credits alone${o.memoJobId ? ` (memo names ${show(o.memoJobId)})` : ""}${o.listedLate ? ` (at ${o.at ?? "an unknown time"}, ${LISTED_LATE})` : o.beforeWindow ? ` (at ${o.at ?? "an unknown time"}, before the window)` : ""}`,
     ),
+    ...s.ledger.vaultDelegateApprovals.map(
+      (d) =>
+        `vault ${d.vault} was given a delegate, ${d.delegate}, by an Approve in ${d.signature}: that delegate can spend its credits alone${d.memoJobId ? ` (memo names ${show(d.memoJobId)})` : ""}${d.listedLate ? ` (at ${d.at ?? "an unknown time"}, ${LISTED_LATE})` : d.beforeWindow ? ` (at ${d.at ?? "an unknown time"}, before the window)` : ""}`,
+    ),
     ...s.ledger.imbalanced.map(
       (b) => `vault ${b.vault} closes ${b.differenceUnits} units off the chain's balance`,
     ),

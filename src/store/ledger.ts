@@ -94,6 +94,11 @@ export interface LineRead {
    * judges it against the profile), else null.
    */
   otherOwner?: string | null;
+  /**
+   * The delegate an Approve or ApproveChecked naming the vault gave it in the transaction
+   * (the reader names it, see `ledgerLines.delegate`), else null.
+   */
+  delegate?: string | null;
 }
 
 export type { ForeignChange, ForeignHolding };
@@ -116,6 +121,16 @@ export interface OwnerLine {
   memo: string | null;
   memoJobId: string | null;
   owner: string;
+}
+
+/** A line whose transaction gave the vault a delegate (Approve or ApproveChecked). */
+export interface DelegateLine {
+  signature: string;
+  slot: number;
+  blockTime: number | null;
+  memo: string | null;
+  memoJobId: string | null;
+  delegate: string;
 }
 
 /** A transaction fetched over RPC, stored once in `chain_transactions` (shared with the verifier). */
@@ -384,6 +399,8 @@ export interface LedgerStore {
    * authority, oldest first.
    */
   ownerLines(vault: string, fromSec: number, toSec: number): Promise<OwnerLine[]>;
+  /** Lines of the period whose transaction gave the vault a delegate, oldest first. */
+  delegateLines(vault: string, fromSec: number, toSec: number): Promise<DelegateLine[]>;
   /** Gaps between movements whose later line is in the period. */
   gaps(vault: string, fromSec: number, toSec: number): Promise<StoredGap[]>;
   /**
@@ -554,7 +571,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   const readLine = sqlite.prepare(
     `UPDATE ledger_lines SET state = 'read', block_time = coalesce(?, block_time), succeeded = ?,
        pre_units = ?, post_units = ?, delta_units = ?, memo = ?, memo_kind = ?, memo_job_id = ?,
-       foreign_changes = ?, opened = ?, other_owner = ?
+       foreign_changes = ?, opened = ?, other_owner = ?, delegate = ?
      WHERE vault = ? AND signature = ? AND state = 'listed'`,
   );
   const foreignPeriod = big(
@@ -565,6 +582,11 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   const ownerPeriod = big(
     `SELECT signature, slot, block_time, memo, memo_job_id, other_owner FROM ledger_lines
      WHERE vault = ? AND other_owner IS NOT NULL AND block_time >= ? AND block_time < ?
+     ORDER BY ord`,
+  );
+  const delegatePeriod = big(
+    `SELECT signature, slot, block_time, memo, memo_job_id, delegate FROM ledger_lines
+     WHERE vault = ? AND delegate IS NOT NULL AND block_time >= ? AND block_time < ?
      ORDER BY ord`,
   );
   const newestListedSlot = sqlite
@@ -1170,6 +1192,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           foreignChangesToText(l.foreign),
           l.opened == null ? null : l.opened ? 1 : 0,
           l.otherOwner ?? null,
+          l.delegate ?? null,
           vault,
           l.signature,
         ).changes;
@@ -1499,6 +1522,25 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         memo: r.memo,
         memoJobId: r.memo_job_id,
         owner: r.other_owner,
+      }));
+    },
+    async delegateLines(vault, fromSec, toSec) {
+      return (
+        delegatePeriod.all(vault, fromSec, toSec) as {
+          signature: string;
+          slot: bigint;
+          block_time: Big;
+          memo: string | null;
+          memo_job_id: string | null;
+          delegate: string;
+        }[]
+      ).map((r) => ({
+        signature: r.signature,
+        slot: Number(r.slot),
+        blockTime: num(r.block_time),
+        memo: r.memo,
+        memoJobId: r.memo_job_id,
+        delegate: r.delegate,
       }));
     },
     async gaps(vault, fromSec, toSec) {

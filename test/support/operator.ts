@@ -220,6 +220,25 @@ export class Operator {
     };
   }
 
+  /** ApproveChecked of the credit mint: lets `delegate` spend `amount` of `account`. */
+  approveChecked(
+    account: string,
+    delegate: string,
+    amount: bigint,
+    owner = this.escrowAuthority.address,
+  ): InstructionSpec {
+    return {
+      programId: SPL_TOKEN,
+      accounts: [w(account), r(this.accounts.mint), r(delegate), s(owner)],
+      data: concat([13], u64(amount), [this.accounts.decimals]),
+    };
+  }
+
+  /** Revoke: takes back whatever delegate `account` has. */
+  revoke(account: string, owner = this.escrowAuthority.address): InstructionSpec {
+    return { programId: SPL_TOKEN, accounts: [w(account), s(owner)], data: new Uint8Array([5]) };
+  }
+
   /** SetAuthority on a token account or mint; `newAuthority` null removes it. */
   setAuthority(
     target: string,

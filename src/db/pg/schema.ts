@@ -426,6 +426,13 @@ export const ledgerLines = pgTable(
      */
     otherOwner: text("other_owner"),
     /**
+     * The delegate an Approve (or ApproveChecked) naming the vault gave it in this transaction,
+     * else null: the delegate can spend the vault alone, and no balance shows it. The
+     * instruction's accounts other than the vault, its owner and the credit mint; when none is
+     * left, the instruction's kind and accounts. Always a finding, moved money or not.
+     */
+    delegate: text("delegate"),
+    /**
      * The transaction created the vault's token account (absent from its pre-balances, present
      * after): nothing of the vault's history lies before it. Null when not known (a line read
      * before this column): the next ledger round finds it out for the vault's oldest line.
@@ -458,6 +465,7 @@ export const ledgerLines = pgTable(
     index("ledger_lines_other_owner")
       .on(t.vault, t.blockTime)
       .where(sql`${t.otherOwner} IS NOT NULL`),
+    index("ledger_lines_delegate").on(t.vault, t.blockTime).where(sql`${t.delegate} IS NOT NULL`),
     index("ledger_lines_unclassified")
       .on(t.vault, t.ord)
       .where(sql`${t.state} = 'read' AND ${t.kind} IS NULL`),

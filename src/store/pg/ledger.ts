@@ -745,7 +745,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       })),
       true,
     );
-    // UPDATE … FROM unnest of the batch's columns: one statement, fourteen parameters, still
+    // UPDATE … FROM unnest of the batch's columns: one statement, fifteen parameters, still
     // guarded by state = 'listed'.
     const column = <T>(pick: (l: LineRead, i: number) => T) => fresh.map(pick);
     // The block time becomes the transaction's (see `LineRead`); the daily sums follow it.
@@ -754,7 +754,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         pre_units = v.pre_units, post_units = v.post_units, delta_units = v.delta_units,
         memo = v.memo, memo_kind = v.memo_kind, memo_job_id = v.memo_job_id, kind = v.kind,
         job_id = v.job_id, foreign_changes = v.foreign_changes, opened = v.opened,
-        other_owner = v.other_owner
+        other_owner = v.other_owner, delegate = v.delegate
       FROM unnest(
         ${textArray(column((l) => l.signature))},
         ${typedArray(
@@ -808,9 +808,14 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         ${typedArray(
           column((l) => l.otherOwner ?? null),
           "text",
+        )},
+        ${typedArray(
+          column((l) => l.delegate ?? null),
+          "text",
         )}
       ) AS v (signature, block_time, succeeded, pre_units, post_units, delta_units, memo,
-        memo_kind, memo_job_id, kind, job_id, foreign_changes, opened, other_owner)
+        memo_kind, memo_job_id, kind, job_id, foreign_changes, opened, other_owner,
+        delegate)
       WHERE l.vault = ${vault} AND l.signature = v.signature AND l.state = 'listed'`);
     // The jobs whose debits the batch may account for now: released once, after the batch,
     // from what the vault holds for them by then.
@@ -1477,6 +1482,21 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         .where(and(vaultIs(vault), isNotNull(ledgerLines.otherOwner), periodOf(fromSec, toSec)))
         .orderBy(asc(ledgerLines.ord));
       return rows.map(({ owner, ...r }) => ({ ...r, owner: owner! }));
+    },
+    async delegateLines(vault, fromSec, toSec) {
+      const rows = await db
+        .select({
+          signature: ledgerLines.signature,
+          slot: ledgerLines.slot,
+          blockTime: ledgerLines.blockTime,
+          memo: ledgerLines.memo,
+          memoJobId: ledgerLines.memoJobId,
+          delegate: ledgerLines.delegate,
+        })
+        .from(ledgerLines)
+        .where(and(vaultIs(vault), isNotNull(ledgerLines.delegate), periodOf(fromSec, toSec)))
+        .orderBy(asc(ledgerLines.ord));
+      return rows.map(({ delegate, ...r }) => ({ ...r, delegate: delegate! }));
     },
     async gaps(vault, fromSec, toSec) {
       return db.transaction(async (tx) => {
