@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type RequestListener, type Server } from "node:http";
 import { getRequestListener } from "@hono/node-server";
 import { createApp } from "./api/app.js";
-import { createDrainGate } from "./api/drain-gate.js";
+import { createDrainGate, type DrainGate } from "./api/drain-gate.js";
 import { type AppMetrics, createMetrics } from "./api/metrics.js";
 import { withProxyFastPath } from "./api/proxy-listener.js";
 import { composeBackground } from "./background.js";
@@ -248,9 +248,7 @@ export async function startService(
       ? undefined
       : (listener: RequestListener) => withProxyFastPath(listener, { proxy, log });
     const gate = createDrainGate();
-    const server = await listen(app.fetch, config.PORT, config.HOST, (listener) =>
-      gate.wrap(direct ? direct(listener) : listener),
-    );
+    const server = await listen(app.fetch, config.PORT, config.HOST, gate, direct);
     // What the verifier gives way to: requests, not probes or scrapes.
     server.on("request", (req: IncomingMessage) => {
       if (isTraffic(req.url)) requests.mark();
@@ -276,13 +274,11 @@ export async function startService(
           { withinMs: config.DRAIN_TIMEOUT_MS },
           "draining: taking no new requests, finishing those in flight",
         );
-        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-        gate.start(server);
+        const closed = gate.drain(server);
         const cutOff = setTimeout(() => server.closeAllConnections(), config.DRAIN_TIMEOUT_MS);
         cutOff.unref();
         await closed;
         clearTimeout(cutOff);
-        gate.stop();
         // A job whose client left before its answer still runs and is charged: its answer,
         // which names it, is waited for within the same drain time, then recorded.
         await proxy.drain(Math.max(0, drainEnds - Date.now()));
@@ -299,18 +295,21 @@ export async function startService(
 
 /**
  * Starts the HTTP server; a port in use or a bad interface is an error naming it, not a crash.
- * `wrap` wraps the app's request listener (the drain gate, the proxy's direct path).
+ * Requests pass `gate` (see DrainGate); `wrap`, if given, wraps the app's request listener (the
+ * proxy's direct path).
  */
 function listen(
   fetch: Parameters<typeof getRequestListener>[0],
   port: number,
   hostname: string,
-  wrap: (listener: RequestListener) => RequestListener,
+  gate: DrainGate,
+  wrap?: (listener: RequestListener) => RequestListener,
 ): Promise<Server> {
   return new Promise<Server>((resolve, reject) => {
     // What @hono/node-server's `serve` does, with the listener wrapped.
     const listener = getRequestListener(fetch, { hostname });
-    const server = createServer(wrap(listener));
+    const server = createServer(gate.wrap(wrap ? wrap(listener) : listener));
+    gate.attach(server);
     server.listen(port, hostname, () => {
       server.off("error", onError);
       resolve(server);

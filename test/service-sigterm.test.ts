@@ -357,6 +357,64 @@ describe("serve under SIGTERM", () => {
     expect(messages.some((m) => m.startsWith("drained:"))).toBe(true);
   });
 
+  it("sends whole a large answer its client is still reading when the drain begins", async () => {
+    const db = join(mkdtempSync(join(tmpdir(), "sigterm-")), "audit.db");
+    // More than the kernel's socket buffers take from a client not reading: the rest waits in
+    // the server's own buffer after the response has ended.
+    const content = JSON.stringify({ id: "chatcmpl-1", choices: [], pad: "x".repeat(7_500_000) });
+    let asked!: () => void;
+    const askedOnce = new Promise<void>((resolve) => {
+      asked = resolve;
+    });
+    const upstream = await httpServer((req, res) => {
+      if (req.url?.startsWith("/v1/jobs/")) {
+        res.writeHead(404).end();
+        return;
+      }
+      asked();
+      res.writeHead(200, {
+        "content-type": "application/json",
+        "content-length": Buffer.byteLength(content),
+        "x-decentral-job-id": "job_largeanswer1",
+        "x-decentral-tx-signature": wireReceipt().escrow_tx as string,
+      });
+      res.end(content);
+    });
+    const serve = await startServe(db, {
+      SOLANA_RPC_URLS: "http://127.0.0.1:9",
+      DECENTRAL_BASE_URL: `${upstream.url}/v1`,
+      WORKERS: "1",
+    });
+    const { port } = new URL(serve.url);
+    const socket = connect(Number(port), "127.0.0.1");
+    const chunks: Buffer[] = [];
+    socket.on("data", (chunk: Buffer) => chunks.push(chunk));
+    const socketClosed = new Promise<void>((resolve) => socket.on("close", () => resolve()));
+    try {
+      const body = '{"model":"qwen3-8b","messages":[]}';
+      socket.write(
+        `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer sk-test\r\n` +
+          `content-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+      );
+      socket.pause();
+      await askedOnce;
+      await new Promise((r) => setTimeout(r, 500));
+      serve.child.kill("SIGTERM");
+      await new Promise((r) => setTimeout(r, 500));
+      socket.resume();
+      await socketClosed;
+      expect(await serve.exited).toBe(0);
+    } finally {
+      socket.destroy();
+      serve.child.kill("SIGKILL");
+      upstream.close();
+    }
+    const received = Buffer.concat(chunks).toString("utf8");
+    expect(received).toMatch(/^HTTP\/1\.1 200 /);
+    const answer = received.slice(received.indexOf("\r\n\r\n") + 4);
+    expect(answer.length).toBe(content.length);
+  });
+
   it("stops at a second signal of either kind without waiting for the drain", async () => {
     const db = join(mkdtempSync(join(tmpdir(), "sigterm-")), "audit.db");
     const upstream = await httpServer((_req, res) => {
