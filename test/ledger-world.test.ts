@@ -6,10 +6,17 @@ import { createApp } from "../src/api/app.js";
 import { createMetrics } from "../src/api/metrics.js";
 import { createToken } from "../src/auth/tokens.js";
 import { createRpcPool, type RpcPool } from "../src/chain/rpc-pool.js";
+import type { DashboardPeriod } from "../src/dashboard/period.js";
+import { statementBody } from "../src/dashboard/statement-page.js";
 import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { createLedgerReader, type LedgerRpc } from "../src/ledger/reader.js";
-import { buildStatement, ledgerStoreOf, type StatementJson } from "../src/ledger/statement.js";
+import {
+  buildStatement,
+  ledgerStoreOf,
+  type StatementJson,
+  statementToCsv,
+} from "../src/ledger/statement.js";
 import { ledgerTotals } from "../src/ledger/totals.js";
 import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
@@ -372,6 +379,16 @@ describe("the ledger of a credit vault against the local world", () => {
     expect(s.unreleasedLocks).toEqual([]);
     expect(s.counts).toMatchObject({ deposits: 2, locks: 3, returns: 3 });
     expect(s.differenceUnits).toBe(0n);
+
+    // Every format shows it: the CSV a finance team downloads, and the dashboard's page.
+    const statement = { from: 0, to: Date.now(), generatedAt: Date.now(), vaults: [s] };
+    const csv = statementToCsv(statement);
+    expect(csv).toContain(`credits_header_mismatch,${vault},`);
+    expect(csv).toContain(`,${mismatch!.headerUnits},${jobId},balances held: `);
+    const period = { kind: "day", from: 0, to: Date.now(), firstDay: "", lastDay: "", query: "" };
+    const page = String(statementBody(period as DashboardPeriod, statement));
+    expect(page).toContain("1 findings in this period");
+    expect(page).toContain(`>${jobId}</a>: its credits-remaining header says`);
   });
 
   it("resumes a read stopped mid-history without listing any page twice, and two processes never double a line", async () => {

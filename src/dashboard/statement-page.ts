@@ -1,4 +1,4 @@
-import type { Statement, VaultStatement } from "../ledger/statement.js";
+import { findingCount, type Statement, type VaultStatement } from "../ledger/statement.js";
 import { BASE, count, type Html, html, short, usdc } from "./html.js";
 import type { DashboardPeriod } from "./period.js";
 import { periodPicker } from "./period-picker.js";
@@ -70,7 +70,37 @@ ${
     ? html`<h3>Gaps in the history (balances that do not chain)</h3><p>${count(v.gaps.length)} gaps: read the vault from an archival RPC endpoint.</p>`
     : ""
 }
+${otherFindings(v)}
 </section>`;
+}
+
+/** Findings beyond the debits and locks: each says what it is and where to look. */
+function otherFindings(v: VaultStatement): Html {
+  const jobLink = (jobId: string | null) =>
+    jobId
+      ? html` (memo names <a href="${BASE}/jobs/${encodeURIComponent(jobId)}">${jobId}</a>)`
+      : "";
+  const items: Html[] = [
+    ...v.creditsHeaderMismatches.map(
+      (m) =>
+        html`<li><a href="${BASE}/jobs/${encodeURIComponent(m.jobId)}">${m.jobId}</a>: its credits-remaining header says ${usdc(m.headerUnits)} USDC, a balance the vault never held then</li>`,
+    ),
+    ...v.ownerChanges.map(
+      (o) =>
+        html`<li><span class="mono">${short(o.signature)}</span> left the vault owned by <span class="mono">${o.owner}</span>, not the escrow authority: that owner can spend it alone${jobLink(o.memoJobId)}</li>`,
+    ),
+    ...v.delegateApprovals.map(
+      (d) =>
+        html`<li><span class="mono">${short(d.signature)}</span> gave the vault a delegate, <span class="mono">${d.delegate}</span>, who can spend it alone${jobLink(d.memoJobId)}</li>`,
+    ),
+    ...v.foreignMint.map((f) =>
+      f.finding === "foreign_mint_movement"
+        ? html`<li><span class="mono">${short(f.signature)}</span> moved another mint at the vault's address (not credits, not counted)${jobLink(f.memoJobId)}</li>`
+        : html`<li>The vault's address holds ${f.amountUnits === null ? "an amount" : usdc(f.amountUnits)} of another mint, <span class="mono">${f.mint ?? f.programId}</span> (not credits, not counted)</li>`,
+    ),
+  ];
+  if (items.length === 0) return html``;
+  return html`<h3>Other findings</h3><ul>${items}</ul>`;
 }
 
 /** Every credit vault's statement for the period, like a bank reconciliation. */
@@ -79,15 +109,12 @@ export function statementBody(period: DashboardPeriod, statement: Statement | nu
     return html`<h1>Credit vault statement</h1>
 <p>The credit vault ledger is not read by this service (LEDGER_POLL_MS is 0, or no profile).</p>`;
   }
-  const findings = statement.vaults.reduce(
-    (n, v) => n + v.counts.unexplained + v.counts.unreleasedLocks,
-    0,
-  );
+  const findings = statement.vaults.reduce((n, v) => n + findingCount(v), 0);
   return html`<h1>Credit vault statement</h1>
 ${periodPicker("/statement", period)}
 <p>Every movement of each credit vault, from the chain: opening balance + deposits − locks +
 returns − unexplained debits = closing balance, and the closing balance compared with the chain.
-${findings === 0 ? "No unexplained line in this period." : html`<strong>${count(findings)} findings in this period.</strong>`}</p>
+${findings === 0 ? "No finding in this period." : html`<strong>${count(findings)} findings in this period.</strong>`}</p>
 ${statement.vaults.length === 0 ? html`<p>No credit vault is known yet (none configured, none learned from a lock).</p>` : ""}
 ${statement.vaults.map(vaultSection)}`;
 }

@@ -253,6 +253,23 @@ export interface VaultStatement {
   accountSnapshot: AccountSnapshot | null;
 }
 
+/**
+ * The findings of a vault's statement: each line or job that needs a look (what the nightly run
+ * counts, and what a reader of any format must see), a gap or missing history included.
+ */
+export function findingCount(v: VaultStatement): number {
+  return (
+    v.unexplained.length +
+    v.unreleasedLocks.length +
+    v.creditsHeaderMismatches.length +
+    v.foreignMint.length +
+    v.ownerChanges.length +
+    v.delegateApprovals.length +
+    v.gaps.length +
+    (v.missingHistory ? 1 : 0)
+  );
+}
+
 export interface Statement {
   from: number;
   to: number;
@@ -658,7 +675,10 @@ export const statementColumns = [
  * its mint in the memo column, with signature, amount and the job its memo names;
  * `foreign_mint_balance` with the mint and the amount there; `vault_owner_changed` with
  * signature and the job its memo names, the new owner in the memo column;
- * `vault_delegate_approved` likewise, the delegate in the memo column).
+ * `vault_delegate_approved` likewise, the delegate in the memo column;
+ * `credits_header_mismatch` with the job and the header's amount, the balances the vault held
+ * then in the memo column; `ledger_gap` with the signature after the gap and what moved unseen;
+ * `missing_history` with the oldest line the RPC gave). A CSV holds every finding the JSON does.
  */
 export function statementToCsv(statement: Statement): string {
   const json = statementToJson(statement);
@@ -774,6 +794,39 @@ export function statementToCsv(statement: Statement): string {
         null,
         d.memoJobId,
         d.delegate,
+      ]);
+    }
+    for (const m of v.creditsHeaderMismatches) {
+      const held = `balances held: ${m.balancesUnits.join(" ") || "none"}`;
+      row([m.finding, v.vault, ...blank, ...tail(), null, null, m.headerUnits, m.jobId, held]);
+    }
+    for (const g of v.gaps) {
+      const between = `unseen between ${g.afterSignature} (slot ${g.fromSlot}) and slot ${g.toSlot}`;
+      row([
+        "ledger_gap",
+        v.vault,
+        ...blank,
+        ...tail(),
+        g.beforeSignature,
+        null,
+        g.missingUnits,
+        null,
+        between,
+      ]);
+    }
+    if (v.missingHistory) {
+      const h = v.missingHistory;
+      const note = "history before this transaction is not available from the RPC";
+      row([
+        "missing_history",
+        v.vault,
+        ...blank,
+        ...tail(),
+        h.beforeSignature,
+        h.blockTime,
+        null,
+        null,
+        note,
       ]);
     }
   }
