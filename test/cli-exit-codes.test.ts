@@ -143,6 +143,21 @@ describe("CLI exit codes", () => {
     expect(run.stderr).toContain(`${text} is not a decentral-audit store: it is not a SQLite`);
   }, 120_000);
 
+  it("refuses an --out that is a folder before the report is made, naming it", () => {
+    const dir = mkdtempSync(join(tmpdir(), "cli-out-"));
+    for (const args of [
+      ["report", "reconciliation", "--since", "24h", "--out", dir],
+      ["report", "reconciliation", "--recompute", "--out", dir],
+      ["report", "statement", "--since", "24h", "--out", dir],
+    ]) {
+      const run = cli(...args);
+      expect(run.code, args.join(" ")).toBe(2);
+      expect(run.stderr.trim(), args.join(" ")).toBe(
+        `error: --out: ${dir} is a folder; give a file name`,
+      );
+    }
+  }, 60_000);
+
   it("exits 2 naming the vault and the cause when report statement --sync cannot read it", () => {
     const db = join(mkdtempSync(join(tmpdir(), "cli-sync-")), "audit.db");
     expect(cli("db", "migrate", "--db", db).code).toBe(0);

@@ -4,7 +4,7 @@ import { rpcFromConfig } from "../chain/quorum.js";
 import type { Config } from "../config.js";
 import { openStore } from "../db/open.js";
 import { AppError } from "../errors.js";
-import { writeFileWhole } from "../file-output.js";
+import { refuseUnwritableOut, writeFileWhole } from "../file-output.js";
 import { createLogger } from "../log.js";
 import { printable } from "../printable-text.js";
 import { type WindowFlags, windowFromFlags } from "../reports/period.js";
@@ -61,6 +61,7 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
       refuseBadVault(flags.vault);
       const config = helpers.configFromFlags(flags);
       const profile = loadProfile(config.AUDIT_PROFILE);
+      if (flags.out) refuseUnwritableOut(flags.out);
       const store = await openStore(config, { create: false });
       let text: string;
       // Vaults whose history --sync could not read: the statement still prints (it says how

@@ -1,9 +1,7 @@
-import { accessSync, constants, existsSync, statSync } from "node:fs";
-import { dirname, resolve } from "node:path";
 import cliProgress from "cli-progress";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
-import { writeFileWhole } from "../file-output.js";
+import { refuseUnwritableOut, writeFileWhole } from "../file-output.js";
 import { parseDuration, windowFromFlags } from "../reports/period.js";
 import {
   type NightlyOptions,
@@ -54,32 +52,6 @@ export function verifyWindow(flags: VerifyFlags, now: number) {
   if (flags.json && flags.markdown) throw bad("json", "and --markdown: give one of them");
   if (flags.out !== undefined) refuseUnwritableOut(flags.out);
   return { from, to, timeoutMs, minJobs: Number(minJobsText) };
-}
-
-/**
- * Refuses an `--out` the summary could not be written to (a folder, a file or folder without
- * write permission, a folder that is not there), checked before the run: found only at the
- * end, the error would lose the summary of a run that may have taken half an hour.
- */
-function refuseUnwritableOut(out: string): void {
-  const bad = (message: string) =>
-    new AppError("validation_failed", `--out: ${message}`, { field: "out" });
-  const path = resolve(out);
-  const stat = statSync(path, { throwIfNoEntry: false });
-  if (stat?.isDirectory()) throw bad(`${out} is a folder; give a file name`);
-  const folder = dirname(path);
-  if (!stat && !existsSync(folder)) throw bad(`no folder ${folder}`);
-  // The summary is written beside the file and renamed over it: the folder must take a file.
-  for (const [target, name] of [
-    ...(stat ? [[path, out] as const] : []),
-    [folder, folder] as const,
-  ]) {
-    try {
-      accessSync(target, constants.W_OK);
-    } catch {
-      throw bad(`${name} is not writable`);
-    }
-  }
 }
 
 /** Renders the summary in the format the flags ask for. */

@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import type { Config } from "../config.js";
 import { openStore } from "../db/open.js";
 import { AppError } from "../errors.js";
-import { writeFileWhole } from "../file-output.js";
+import { refuseUnwritableOut, writeFileWhole } from "../file-output.js";
 import { registerStatementCommand } from "../ledger/statement-command.js";
 import { type WindowFlags, windowFromFlags } from "./period.js";
 import {
@@ -60,6 +60,7 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
         if (flags.format !== "csv" && flags.format !== "json") {
           throw new AppError("validation_failed", "--format: csv or json", { field: "format" });
         }
+        if (flags.out) refuseUnwritableOut(flags.out);
         const store = await openStore(helpers.configFromFlags(flags), { create: false });
         let text: string;
         try {
@@ -85,6 +86,7 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
       (f) => f !== undefined,
     );
     const period = anyWindow ? windowFromFlags(flags, Date.now()) : {};
+    if (flags.out) refuseUnwritableOut(flags.out);
     const store = await openStore(helpers.configFromFlags(flags), { create: false });
     let check: RollupCheck;
     try {
