@@ -43,7 +43,14 @@ describe("decentral-audit tokens", () => {
       name: string;
       role: string;
     }[];
-    expect(listed).toEqual([expect.objectContaining({ name: "ops laptop", role: "admin" })]);
+    expect(listed).toEqual([
+      expect.objectContaining({
+        name: "ops laptop",
+        role: "admin",
+        createdAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT.*Z$/),
+        revokedAt: null,
+      }),
+    ]);
     expect(JSON.stringify(listed)).not.toContain(token);
     expect(readFileSync(db).includes(Buffer.from(token!))).toBe(false);
 

@@ -59,7 +59,15 @@ export function registerTokenCommands(program: Command, helpers: Helpers): void 
     .action(async (flags: { json?: boolean }) => {
       const rows = await withStore(flags, (store) => listTokens(store));
       if (flags.json) {
-        console.log(JSON.stringify(rows, null, 2));
+        // Times as ISO strings, as the table and every API give them.
+        const isoOrNull = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+        const json = rows.map((t) => ({
+          ...t,
+          createdAt: isoOrNull(t.createdAt),
+          lastUsedAt: isoOrNull(t.lastUsedAt),
+          revokedAt: isoOrNull(t.revokedAt),
+        }));
+        console.log(JSON.stringify(json, null, 2));
         return;
       }
       console.log(["id", "role", "name", "created", "last used", "revoked"].join("\t"));
