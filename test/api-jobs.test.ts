@@ -211,6 +211,15 @@ describe("a query parameter a route does not take", () => {
       };
       expect(body.error, template).toMatchObject({ code: "validation_failed", field: "groupby" });
       expect(body.error.message, template).toMatch(/^groupby: unknown query parameter/);
+      // A required period bound left out is named and said to be required.
+      if (required.includes("from=")) {
+        const missing = await api.get(`${path}?${required.replace(/from=[^&]*&/, "")}`);
+        expect(missing.status, template).toBe(400);
+        const error = ((await missing.json()) as { error: { field: string; message: string } })
+          .error;
+        expect(error, template).toMatchObject({ field: "from" });
+        expect(error.message, template).toMatch(/^from: required: UTC instant/);
+      }
     }
     // The operations routes and the reverify action too.
     const reverifier = { reverify: async () => {} } as unknown as NonNullable<

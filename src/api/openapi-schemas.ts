@@ -83,7 +83,10 @@ export const noQueryParameters: MiddlewareHandler = async (c, next) => {
 /** A query parameter holding an instant, parsed to epoch milliseconds. */
 export const instantParam = (name: string, description: string) =>
   z
-    .string()
+    // A missing one says so and what it takes, not zod's "expected string, received undefined".
+    .string({
+      error: (issue) => (issue.input === undefined ? `required: ${instantDoc}` : undefined),
+    })
     .transform((value, ctx) => {
       const ms = parseInstant(value);
       if (ms === null) {
