@@ -357,6 +357,57 @@ describe("serve under SIGTERM", () => {
     expect(messages.some((m) => m.startsWith("drained:"))).toBe(true);
   });
 
+  it("is not held by idle connections whose clients keep their side open", async () => {
+    const db = join(mkdtempSync(join(tmpdir(), "sigterm-")), "audit.db");
+    const upstream = await httpServer((req, res) => {
+      if (req.url?.startsWith("/v1/jobs/")) {
+        res.writeHead(404).end();
+        return;
+      }
+      res.writeHead(200, {
+        "content-type": "application/json",
+        "x-decentral-job-id": "job_idlekeptopen1",
+        "x-decentral-tx-signature": wireReceipt().escrow_tx as string,
+      });
+      res.end("{}");
+    });
+    const serve = await startServe(db, {
+      SOLANA_RPC_URLS: "http://127.0.0.1:9",
+      DECENTRAL_BASE_URL: `${upstream.url}/v1`,
+      WORKERS: "1",
+      DRAIN_TIMEOUT_MS: "20000",
+    });
+    const { port } = new URL(serve.url);
+    // Clients that do not close on the server's FIN: one that never sent a request, and one
+    // idle in a pool after its answer.
+    const silent = connect({ port: Number(port), host: "127.0.0.1", allowHalfOpen: true });
+    const pooled = connect({ port: Number(port), host: "127.0.0.1", allowHalfOpen: true });
+    silent.on("error", () => {});
+    pooled.on("error", () => {});
+    try {
+      const answered = new Promise<void>((resolve) =>
+        pooled.on("data", (chunk: Buffer) => {
+          if (chunk.toString().includes("{}")) resolve();
+        }),
+      );
+      const body = "{}";
+      pooled.write(
+        `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer sk-test\r\n` +
+          `content-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+      );
+      await answered;
+      const sent = performance.now();
+      serve.child.kill("SIGTERM");
+      expect(await serve.exited).toBe(0);
+      expect(performance.now() - sent).toBeLessThan(4000);
+    } finally {
+      silent.destroy();
+      pooled.destroy();
+      serve.child.kill("SIGKILL");
+      upstream.close();
+    }
+  });
+
   it("sends whole a large answer its client is still reading when the drain begins", async () => {
     const db = join(mkdtempSync(join(tmpdir(), "sigterm-")), "audit.db");
     // More than the kernel's socket buffers take from a client not reading: the rest waits in

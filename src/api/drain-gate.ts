@@ -12,8 +12,11 @@ import net, { type Socket } from "node:net";
  *
  * Once the drain starts, a request on an open connection is answered `503 service_stopping`
  * with `connection: close` (nothing forwarded; the client retries elsewhere), and each
- * connection is ended (its pending bytes sent first) as soon as no request on it is being
- * answered, so the drain ends when the work that was in flight has.
+ * connection is closed (once its pending bytes are handed to the system, which still sends
+ * them) as soon as no request on it is being answered, so the drain ends when the work that
+ * was in flight has. Closed, not half-closed: a client that keeps its side open (idle in a
+ * pool, or one that opened a connection and sent nothing) would hold the drain until Node's
+ * keep-alive timeout or the drain's deadline.
  */
 export interface DrainGate {
   /** `listener` behind the gate. */
@@ -37,7 +40,7 @@ export function createDrainGate(): DrainGate {
       return;
     }
     answering.delete(socket);
-    if (draining) socket.end();
+    if (draining) socket.destroySoon();
   };
 
   return {
@@ -67,7 +70,7 @@ export function createDrainGate(): DrainGate {
       const closed = new Promise<void>((resolve) =>
         net.Server.prototype.close.call(server, () => resolve()),
       );
-      for (const socket of connections) if (!answering.has(socket)) socket.end();
+      for (const socket of connections) if (!answering.has(socket)) socket.destroySoon();
       return closed;
     },
   };
