@@ -335,7 +335,10 @@ describe("the statement of a credit vault whose owner was changed", () => {
     expect(s.counts.ownerChanges).toBe(2);
     const csv = statementToCsv({ from, to: Date.now(), generatedAt: Date.now(), vaults: [s] });
     expect(csv).toContain(`vault_owner_changed,${plan.vault},`);
-    expect(csv).toContain(h.op.attacker.address);
+    // The refund's row names the new owner and keeps the line's own memo.
+    expect(csv).toContain(
+      `,${plan.jobId},"owner=${h.op.attacker.address}; memo=decentral:refund:${plan.jobId}"`,
+    );
   });
 
   it("makes the nightly run exit 1 on a SetAuthority alone, every job verified", async () => {
@@ -430,7 +433,7 @@ describe("the statement of a credit vault given a delegate", () => {
     expect(s.counts.delegateApprovals).toBe(2);
     const csv = statementToCsv({ from, to: Date.now(), generatedAt: Date.now(), vaults: [s] });
     expect(csv).toContain(`vault_delegate_approved,${plan.vault},`);
-    expect(csv).toContain(h.op.attacker.address);
+    expect(csv).toContain(`delegate=${h.op.attacker.address}`);
   });
 
   it("makes the nightly run exit 1 on an Approve alone, every job verified", async () => {

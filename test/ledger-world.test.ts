@@ -389,6 +389,11 @@ describe("the ledger of a credit vault against the local world", () => {
     const page = String(statementBody(period as DashboardPeriod, statement));
     expect(page).toContain("1 findings in this period");
     expect(page).toContain(`>${jobId}</a>: its credits-remaining header says`);
+    // A closing balance off the chain's is a finding too, as the nightly run counts it.
+    const off = { ...statement, vaults: [{ ...s, differenceUnits: -6000n }] };
+    expect(String(statementBody(period as DashboardPeriod, off))).toContain(
+      "2 findings in this period",
+    );
   });
 
   it("resumes a read stopped mid-history without listing any page twice, and two processes never double a line", async () => {

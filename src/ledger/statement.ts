@@ -254,11 +254,13 @@ export interface VaultStatement {
 }
 
 /**
- * The findings of a vault's statement: each line or job that needs a look (what the nightly run
- * counts, and what a reader of any format must see), a gap or missing history included.
+ * The findings of a vault's statement: each line or job that needs a look, a closing balance
+ * off the chain's, a gap or missing history (the kinds the nightly run counts, over the whole
+ * period rather than its window's rules of what is new).
  */
 export function findingCount(v: VaultStatement): number {
   return (
+    (v.differenceUnits !== null && v.differenceUnits !== 0n ? 1 : 0) +
     v.unexplained.length +
     v.unreleasedLocks.length +
     v.creditsHeaderMismatches.length +
@@ -674,12 +676,17 @@ export const statementColumns = [
  * `unreleased_lock` with signature, amount and job; `foreign_mint_movement` once per change,
  * its mint in the memo column, with signature, amount and the job its memo names;
  * `foreign_mint_balance` with the mint and the amount there; `vault_owner_changed` with
- * signature and the job its memo names, the new owner in the memo column;
- * `vault_delegate_approved` likewise, the delegate in the memo column;
+ * signature and the job its memo names, `owner=<new owner>` and the line's memo in the memo
+ * column; `vault_delegate_approved` likewise, with `delegate=<delegate>`;
  * `credits_header_mismatch` with the job and the header's amount, the balances the vault held
  * then in the memo column; `ledger_gap` with the signature after the gap and what moved unseen;
  * `missing_history` with the oldest line the RPC gave). A CSV holds every finding the JSON does.
  */
+/** An address a finding names, then the line's own memo, in one memo cell. */
+function labelled(name: string, address: string, memo: string | null): string {
+  return memo === null ? `${name}=${address}` : `${name}=${address}; memo=${memo}`;
+}
+
 export function statementToCsv(statement: Statement): string {
   const json = statementToJson(statement);
   const header = [
@@ -780,7 +787,7 @@ export function statementToCsv(statement: Statement): string {
         o.blockTime,
         null,
         o.memoJobId,
-        o.owner,
+        labelled("owner", o.owner, o.memo),
       ]);
     }
     for (const d of v.delegateApprovals) {
@@ -793,7 +800,7 @@ export function statementToCsv(statement: Statement): string {
         d.blockTime,
         null,
         d.memoJobId,
-        d.delegate,
+        labelled("delegate", d.delegate, d.memo),
       ]);
     }
     for (const m of v.creditsHeaderMismatches) {
