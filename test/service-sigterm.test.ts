@@ -4,7 +4,8 @@ import { type AddressInfo, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { describe, expect, it } from "vitest";
+import Database from "better-sqlite3";
+import { describe, expect, it, vi } from "vitest";
 import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { ingestReceipts } from "../src/recorder/ingest.js";
@@ -331,8 +332,7 @@ describe("serve under SIGTERM", () => {
       await askedOnce;
       const sent = performance.now();
       serve.child.kill("SIGTERM");
-      // The signal reaches the process and its drain begins.
-      await new Promise((r) => setTimeout(r, 500));
+      await serve.waitForLog((l) => String(l.msg).startsWith("draining:"));
       socket.write(completion('{"model":"qwen3-8b","messages":[],"n":2}'));
       await new Promise((r) => setTimeout(r, 200));
       answer();
@@ -449,9 +449,23 @@ describe("serve under SIGTERM", () => {
       );
       socket.pause();
       await askedOnce;
-      await new Promise((r) => setTimeout(r, 500));
+      // The receipt is committed, and the answer handed to the server right after it.
+      await vi.waitFor(
+        () => {
+          const reader = new Database(db, { readonly: true });
+          try {
+            expect(
+              reader.prepare("SELECT 1 FROM jobs WHERE job_id = ?").get("job_largeanswer1"),
+            ).toBeDefined();
+          } finally {
+            reader.close();
+          }
+        },
+        { timeout: 10_000 },
+      );
+      await new Promise((r) => setTimeout(r, 100));
       serve.child.kill("SIGTERM");
-      await new Promise((r) => setTimeout(r, 500));
+      await serve.waitForLog((l) => String(l.msg).startsWith("draining:"));
       socket.resume();
       await socketClosed;
       expect(await serve.exited).toBe(0);

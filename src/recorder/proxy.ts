@@ -466,12 +466,10 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
     const stamp: ReceiptStamp = { at: null, first: null, committed: false };
     const authorization = req.headers.authorization;
     const path = basePath + (req.url ?? "/").slice("/v1".length);
+    // What the operator's answer may echo and a log line must not show (see credentialsOf).
+    const credentials = credentialsOf((name) => req.headers[name]);
     // For log lines: a key the caller put in the path is not written out.
-    const loggedPath = () =>
-      withoutKeys(
-        pathPart(path),
-        credentialsOf((name) => req.headers[name]),
-      );
+    const loggedPath = () => withoutKeys(pathPart(path), credentials);
     // What the receipt learns from the request (its body, tags, key fingerprint) is needed only
     // once the upstream answers: it is worked out right after the request went out, not before.
     let learnt: { facts: RequestFacts; tags: Record<string, string>; fingerprint: string | null };
@@ -589,10 +587,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
             reason: error.message,
             code: error.code,
             path: loggedPath(),
-            ...answerFactsOf(
-              error.rawPacket,
-              credentialsOf((name) => req.headers[name]),
-            ),
+            ...answerFactsOf(error.rawPacket, credentials),
           },
           "upstream answer came but could not be parsed; answering 502, its job is not recorded",
         );
@@ -629,10 +624,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
     };
 
     const loggedHeader = (upstream: IncomingMessage, name: string) =>
-      withoutKeys(
-        String(upstream.headers[name] ?? ""),
-        credentialsOf((name) => req.headers[name]),
-      ).slice(0, 200);
+      withoutKeys(String(upstream.headers[name] ?? ""), credentials).slice(0, 200);
 
     const onResponse = (upstream: IncomingMessage) => {
       responded = true;
@@ -799,14 +791,8 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         const bodyText = Buffer.concat(chunks).toString("utf8");
         const learnt = capturing
           ? isSse
-            ? sseTailFacts(
-                bodyText,
-                credentialsOf((name) => req.headers[name]),
-              )
-            : jsonBodyFacts(
-                bodyText,
-                credentialsOf((name) => req.headers[name]),
-              )
+            ? sseTailFacts(bodyText, credentials)
+            : jsonBodyFacts(bodyText, credentials)
           : { model: null, usage: unknownUsage };
         const final: Receipt = {
           ...receipt,

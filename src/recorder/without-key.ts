@@ -25,13 +25,8 @@ function secretsOf(authorization: string): string[] {
  * the answer wrote with JSON escapes (`\u0041` for `A`, `\/` for `/`), which parsing undoes.
  */
 export function valueWithoutKey(value: unknown, authorization: string): unknown {
-  const secrets = secretsOf(authorization);
-  if (secrets.length === 0) return value;
-  const cut = (text: string) => {
-    let out = text;
-    for (const secret of secrets) out = out.split(secret).join(redactCensor);
-    return out;
-  };
+  if (secretsOf(authorization).length === 0) return value;
+  const cut = (text: string) => withoutKey(text, authorization);
   const walk = (v: unknown): unknown => {
     if (typeof v === "string") return cut(v);
     if (Array.isArray(v)) return v.map(walk);
