@@ -73,6 +73,12 @@ export const openVerdicts: readonly Verdict[] = verdicts.filter((v) => !finalVer
 export const verdictIsOpen = (verdict: AnyColumn) =>
   sql`${verdict} IN (${sql.raw(openVerdicts.map((v) => `'${v}'`).join(", "))})`;
 
+/**
+ * `capture_state` is `open`, the literal written out: the term of the partial index
+ * `jobs_open_receipts` (both dialects), which a query must repeat for SQLite to use it.
+ */
+export const captureIsOpen = (captureState: AnyColumn) => sql`${captureState} = 'open'`;
+
 /** One row per Decentral job: the receipt as recorded, what the jobs API said, and the verdict. */
 export const jobs = sqliteTable(
   "jobs",
@@ -107,6 +113,12 @@ export const jobs = sqliteTable(
     captureState: text("capture_state", { enum: ["open", "complete", "aborted"] })
       .notNull()
       .default("complete"),
+    /**
+     * Who writes an open capture (`ownerName` of the proxy's process, host and pid), so the
+     * capture of a process that died can be ended; null once it is completed, and on rows
+     * written before it was recorded.
+     */
+    receiptWriter: text("receipt_writer"),
     /** Hash of the canonical receipt fields, to tell a duplicate from a conflicting receipt. */
     receiptHash: text("receipt_hash").notNull(),
     createdAt: epochMs("created_at").notNull(),
@@ -183,6 +195,9 @@ export const jobs = sqliteTable(
     index("jobs_backfill").on(t.backfillState, t.backfillNextAt).where(isNotNull(t.backfillState)),
     // `dataCompleteUntil`: the oldest job of each non-final verdict is one index probe away.
     index("jobs_verdict_created").on(t.verdict, t.createdAt),
+    // Open captures by writer: few rows (streams in flight), so finding a dead writer's costs
+    // one small index read however many jobs there are.
+    index("jobs_open_receipts").on(t.receiptWriter).where(captureIsOpen(t.captureState)),
   ],
 );
 

@@ -1,6 +1,7 @@
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import https from "node:https";
 import type { Store } from "../db/client.js";
+import { ownerName } from "../host-identity.js";
 import type { Logger } from "../log.js";
 import { creditsToUnitsOrNull } from "../money.js";
 import { type Receipt, recordReceiptsUnit } from "../store/receipts.js";
@@ -392,6 +393,9 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
   // capture state) is written after its bytes went out; the writer keeps the order.
   const writer = options.writer ?? createReceiptWriter(store, { log });
   const ownWriter = options.writer === undefined;
+  // Named in each open capture, so that the capture of a process that died can be told from
+  // one still streaming and ended (see src/recorder/open-receipts.ts); built once.
+  const receiptWriter = ownerName("proxy");
   const consults =
     options.jobsApi &&
     createJobsApiConsults({
@@ -693,6 +697,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         ttfbMs: null,
         keyFingerprint: fingerprint,
         captureState: "open",
+        receiptWriter,
       };
 
       /** The receipt could not be written: the client gets a 503, never an unrecorded answer. */

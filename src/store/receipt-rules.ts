@@ -42,6 +42,7 @@ export const captureFields = [
   "responseModel",
   "creditVault",
   "captureState",
+  "receiptWriter",
 ] as const;
 export type CaptureField = (typeof captureFields)[number];
 type CaptureFields = Pick<JobRow, CaptureField>;
@@ -50,7 +51,7 @@ type CaptureFields = Pick<JobRow, CaptureField>;
  * A job receipt as the recorder captures it: the `receiptFields` (which make up its canonical
  * hash) and optional capture details. `null` always means unknown, never zero. `createdAt` is
  * when the job ran (epoch ms), by default the time of recording; only the proxy writes
- * `captureState: "open"` rows (headers seen, body not yet ended).
+ * `captureState: "open"` rows (headers seen, body not yet ended), naming their `receiptWriter`.
  */
 export type Receipt = ReceiptCore &
   Partial<CaptureFields> & {
@@ -298,6 +299,8 @@ export function captureParams(receipt: Receipt, source: ReceiptSource, now: numb
     creditVault: receipt.creditVault ?? null,
     tags: receipt.tags ?? {},
     captureState: receipt.captureState ?? "complete",
+    // Only an open capture has a writer: its completion clears it.
+    receiptWriter: receipt.captureState === "open" ? (receipt.receiptWriter ?? null) : null,
     receiptHash: hash,
     now,
   };

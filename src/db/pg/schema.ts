@@ -10,6 +10,7 @@ import {
   unique,
 } from "drizzle-orm/pg-core";
 import {
+  captureIsOpen,
   checkOutcomes,
   ledgerLineKinds,
   receiptSources,
@@ -89,6 +90,7 @@ export const jobs = pgTable(
     captureState: text("capture_state", { enum: ["open", "complete", "aborted"] })
       .notNull()
       .default("complete"),
+    receiptWriter: text("receipt_writer"),
     receiptHash: text("receipt_hash").notNull(),
     createdAt: epochMs("created_at").notNull(),
     recordedAt: epochMs("recorded_at").notNull(),
@@ -151,6 +153,7 @@ export const jobs = pgTable(
     index("jobs_key_created").on(t.keyFingerprint, t.createdAt),
     index("jobs_backfill").on(t.backfillState, t.backfillNextAt).where(isNotNull(t.backfillState)),
     index("jobs_verdict_created").on(t.verdict, t.createdAt),
+    index("jobs_open_receipts").on(t.receiptWriter).where(captureIsOpen(t.captureState)),
   ],
 );
 
