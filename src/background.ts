@@ -8,6 +8,7 @@ import { ledgerWindowCheck } from "./ledger/window-check.js";
 import type { Logger } from "./log.js";
 import { scheduleNightlyVerification } from "./nightly/cron.js";
 import type { JobsApiClient } from "./recorder/jobs-api.js";
+import { createOpenReceiptSweep } from "./recorder/open-receipts.js";
 import type { ReceiptWriter } from "./recorder/receipt-writer.js";
 import { createSettlementBackfill } from "./recorder/settlement-backfill.js";
 import { createRoundPacer } from "./request-pressure.js";
@@ -65,6 +66,8 @@ export function composeBackground(deps: BackgroundDeps): Background {
     apiKeys: config.DECENTRAL_API_KEYS,
     writer: deps.writer,
   });
+  // Streams of proxies killed mid-body: their receipts say `aborted`, not "still streaming".
+  const openReceipts = createOpenReceiptSweep({ store, log });
   const verifier = createVerifier({
     store,
     rpc,
@@ -123,6 +126,7 @@ export function composeBackground(deps: BackgroundDeps): Background {
     ledgerReader,
     totals: () => totals,
     start() {
+      openReceipts.start();
       backfill.start();
       verifier.start();
       if (config.LEDGER_POLL_MS > 0) ledgerReader.start();
@@ -144,7 +148,7 @@ export function composeBackground(deps: BackgroundDeps): Background {
         : null;
     },
     async stop() {
-      const stopping = [backfill.stop(), ledgerReader.stop(), verifier.stop()];
+      const stopping = [openReceipts.stop(), backfill.stop(), ledgerReader.stop(), verifier.stop()];
       if (snapshotter) stopping.push(snapshotter.stop());
       await nightly?.stop();
       nightly = null;

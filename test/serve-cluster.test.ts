@@ -154,6 +154,20 @@ function proxyJobIds(db: string): string[] {
   }
 }
 
+function captureCount(db: string, state: "open" | "aborted"): number {
+  const store = openSqliteStore(db);
+  try {
+    return store.sqlite
+      .prepare("SELECT count(*) FROM jobs WHERE capture_state = ?")
+      .pluck()
+      .get(state) as number;
+  } finally {
+    store.close();
+  }
+}
+const openCaptures = (db: string) => captureCount(db, "open");
+const abortedCaptures = (db: string) => captureCount(db, "aborted");
+
 function openRuns(db: string): number {
   const store = openSqliteStore(db);
   try {
@@ -343,6 +357,10 @@ describe("serve --workers 2", () => {
     up.eventMs = 1;
     const after = await send(serve.url, false);
     expect(after.status).toBe(200);
+    // The killed worker's streams never completed: their receipts are not left saying they
+    // still stream, they are aborted (the others completed as their streams ended).
+    await until(() => openCaptures(db) === 0, 10_000);
+    expect(abortedCaptures(db)).toBeGreaterThan(0);
   }, 30_000);
 
   it("leaves no connection waiting forever when a worker is killed while connections come in", async () => {

@@ -1,0 +1,30 @@
+import { and, inArray, isNotNull } from "drizzle-orm";
+import type { PgStore } from "../../db/pg/client.js";
+import { jobs } from "../../db/pg/schema.js";
+import { captureIsOpen } from "../../db/schema.js";
+import type { OpenReceiptStore } from "../open-receipts.js";
+
+/** The proxy's open captures by writer on PostgreSQL (see src/store/open-receipts.ts). */
+export function createPgOpenReceiptStore(store: PgStore): OpenReceiptStore {
+  const { db } = store;
+  const open = captureIsOpen(jobs.captureState);
+  return {
+    async writers() {
+      const rows = await db
+        .selectDistinct({ writer: jobs.receiptWriter })
+        .from(jobs)
+        .where(and(open, isNotNull(jobs.receiptWriter)));
+      return rows.flatMap((row) => (row.writer === null ? [] : [row.writer]));
+    },
+    async abort(dead, now) {
+      if (dead.length === 0) return 0;
+      // One statement: a capture its writer completed meanwhile is no longer open, and is left.
+      const ended = await db
+        .update(jobs)
+        .set({ captureState: "aborted", receiptWriter: null, updatedAt: now })
+        .where(and(open, inArray(jobs.receiptWriter, dead)))
+        .returning({ jobId: jobs.jobId });
+      return ended.length;
+    },
+  };
+}
