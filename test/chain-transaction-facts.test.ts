@@ -97,6 +97,43 @@ describe("transaction facts from a legacy escrow lock", () => {
   });
 });
 
+describe("transaction facts of an ApproveChecked", () => {
+  /** The lock's transfer turned into an ApproveChecked of the same accounts, in both forms. */
+  function approveOf(file: string): Record<string, Json> {
+    const result = loadResult(file);
+    const ix = result.transaction.message.instructions[1];
+    if (ix.parsed) {
+      const { source, mint, destination, authority } = ix.parsed.info;
+      ix.parsed = {
+        type: "approveChecked",
+        info: { source, mint, delegate: destination, owner: authority, tokenAmount: {} },
+      };
+    } else {
+      ix.data = bs58.encode(Uint8Array.from([13, 1, 0, 0, 0, 0, 0, 0, 0, 6]));
+    }
+    return result;
+  }
+
+  it.each(["escrow-lock-legacy.json.json", "escrow-lock-legacy.jsonParsed.json"])(
+    "keeps the account given the delegate, not only the sorted accounts (%s)",
+    (file) => {
+      const f = parseTransaction(approveOf(file));
+      // Sorted, the vault and the delegate cannot be told apart; the source tells.
+      expect(f.tokenInstructions).toEqual([
+        {
+          programId: TOKEN_PROGRAM,
+          kind: "approveChecked",
+          accounts: [addr.creditVault, addr.escrowVault, addr.escrowAuthority, USDC_MINT].sort(),
+          source: addr.creditVault,
+        },
+      ]);
+      expect(factsFromJson(JSON.stringify(factsToJson(f))).tokenInstructions).toEqual(
+        f.tokenInstructions,
+      );
+    },
+  );
+});
+
 describe("transaction facts from a version-0 settlement with loaded addresses", () => {
   const encodings = ["settle-v0.json.json", "settle-v0.jsonParsed.json", "settle-v0.base64.json"];
 

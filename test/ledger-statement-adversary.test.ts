@@ -436,6 +436,24 @@ describe("the statement of a credit vault given a delegate", () => {
     expect(csv).toContain(`delegate=${h.op.attacker.address}`);
   });
 
+  it("names no delegate when another approves its own account naming the vault as the delegate", async () => {
+    const c = await h.scenario();
+    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
+    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    const { vault } = await c.pinKey(2);
+    // Anyone can send this: it gives the vault a hold on the attacker's account, not the
+    // attacker a hold on the vault. Both forms, signed by the attacker alone.
+    const mine = h.op.attackerAccount(1_000n);
+    h.op.send([
+      h.op.approve(mine, vault, 1n, h.op.attacker.address),
+      h.op.approveChecked(mine, vault, 1n, h.op.attacker.address),
+    ]);
+
+    const s = await statementOf(c, vault, from);
+    expect(s.delegateApprovals).toEqual([]);
+    expect(s.counts.delegateApprovals).toBe(0);
+  });
+
   it("makes the nightly run exit 1 on an Approve alone, every job verified", async () => {
     // A world of its own: the vault's whole history is judged, and holds no other test's.
     const w = await startAdversaryHarness();

@@ -30,7 +30,12 @@ const factsJsonSchema = z.object({
   memos: z.array(z.string()),
   programs: z.array(z.string()),
   tokenInstructions: z.array(
-    z.object({ programId: z.string(), kind: z.string(), accounts: z.array(z.string()) }),
+    z.object({
+      programId: z.string(),
+      kind: z.string(),
+      accounts: z.array(z.string()),
+      source: z.string().optional(),
+    }),
   ),
   innerInstructionsKnown: z.boolean(),
   openedTokenAccounts: z.array(z.string()).optional(),
@@ -74,6 +79,7 @@ export function factsToJson(facts: TransactionFacts): TransactionFactsJson {
       programId: t.programId,
       kind: t.kind,
       accounts: [...t.accounts],
+      ...(t.source === undefined ? {} : { source: t.source }),
     })),
     innerInstructionsKnown: facts.innerInstructionsKnown,
     ...(facts.openedTokenAccounts ? { openedTokenAccounts: [...facts.openedTokenAccounts] } : {}),

@@ -181,13 +181,29 @@ function compiledStep(ix: Json, accounts: string[], path: string): Step {
   return stepOf(programId, data, named);
 }
 
+/** Token instructions whose first account is given a delegate: `source` is kept for them. */
+const APPROVE_KINDS: ReadonlySet<string> = new Set(["approve", "approveChecked"]);
+
+/** An Approve's or ApproveChecked's source, when the instruction names one. */
+const optionalSource = (kind: string, source: unknown) =>
+  APPROVE_KINDS.has(kind) && typeof source === "string" && isBase58OfLength(source, 32)
+    ? { source }
+    : {};
+
 function stepOf(programId: string, data: Uint8Array, accounts: string[]): Step {
+  if (!TOKEN_PROGRAM_IDS.has(programId)) {
+    return { programId, memo: memoText(programId, data), token: null };
+  }
+  const kind = tokenKind(data);
   return {
     programId,
-    memo: memoText(programId, data),
-    token: TOKEN_PROGRAM_IDS.has(programId)
-      ? { programId, kind: tokenKind(data), accounts: [...new Set(accounts)].sort() }
-      : null,
+    memo: null,
+    token: {
+      programId,
+      kind,
+      accounts: [...new Set(accounts)].sort(),
+      ...optionalSource(kind, accounts[0]),
+    },
   };
 }
 
@@ -205,7 +221,12 @@ function parsedStep(ix: Json, path: string): Step {
       return {
         programId,
         memo: null,
-        token: { programId, kind, accounts: [...new Set(accounts)].sort() },
+        token: {
+          programId,
+          kind,
+          accounts: [...new Set(accounts)].sort(),
+          ...optionalSource(kind, info.source),
+        },
       };
     }
     const accounts = array(ix.accounts, `${path}.accounts`).map((a, i) =>

@@ -36,6 +36,12 @@ export interface TokenInstruction {
   kind: string;
   /** The accounts the instruction names, each once, sorted (encodings list them differently). */
   accounts: string[];
+  /**
+   * The account an Approve or ApproveChecked gives a delegate (its first account; `source` in
+   * jsonParsed). `accounts` is sorted and loses roles: a vault named there may be the delegate
+   * of someone else's account. Absent for other kinds, and in facts stored before it was kept.
+   */
+  source?: string;
 }
 
 export interface TransactionFacts {

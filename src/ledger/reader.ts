@@ -3,7 +3,7 @@ import { factsFromJson, factsToJson } from "../chain/facts-json.js";
 import { parseJsonLossless } from "../chain/json-text.js";
 import { parseTransaction } from "../chain/parse-transaction.js";
 import type { AddressSignatureInfo, TokenAccountRead } from "../chain/rpc-pool.js";
-import type { TransactionFacts } from "../chain/transaction-facts.js";
+import type { TokenInstruction, TransactionFacts } from "../chain/transaction-facts.js";
 import { isBusyError, type Store } from "../db/client.js";
 import { AppError } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -151,13 +151,24 @@ export async function knownVaults(ledger: LedgerStore, custody?: CustodyConfig):
 const APPROVE_KINDS: ReadonlySet<string> = new Set(["approve", "approveChecked"]);
 
 /**
- * The delegate a succeeded transaction gave the vault by an Approve or ApproveChecked naming
- * it, else null. No balance shows a delegate, and facts keep each instruction's accounts
- * sorted, not by role: the delegate is what is left once the vault, its owner (the escrow
- * authority, or the owner after the transaction) and the credit mint are taken out (a multisig
- * owner's signers stay in, named too). When nothing is left (the vault delegated to its own
- * owner, say), the instruction's kind and accounts stand for it, so the finding is still made
- * and reads the same every time.
+ * Whether an Approve or ApproveChecked gives the vault itself a delegate: its source is the
+ * vault. Anyone may approve their own account naming the vault's address as the delegate,
+ * which gives no one any hold on the vault. Facts stored before the source was kept, with no
+ * raw answer to read it again from, fall back to the vault being named at all.
+ */
+function approvesVault(ix: TokenInstruction, vault: string): boolean {
+  if (!APPROVE_KINDS.has(ix.kind)) return false;
+  return ix.source === undefined ? ix.accounts.includes(vault) : ix.source === vault;
+}
+
+/**
+ * The delegate a succeeded transaction gave the vault by an Approve or ApproveChecked whose
+ * source is the vault, else null. No balance shows a delegate, and facts keep each
+ * instruction's accounts sorted, not by role: the delegate is what is left once the vault, its
+ * owner (the escrow authority, or the owner after the transaction) and the credit mint are
+ * taken out (a multisig owner's signers stay in, named too). When nothing is left (the vault
+ * delegated to its own owner, say), the instruction's kind and accounts stand for it, so the
+ * finding is still made and reads the same every time.
  */
 export function delegateGiven(
   profile: Profile,
@@ -166,9 +177,7 @@ export function delegateGiven(
   facts: TransactionFacts,
 ): string | null {
   if (!facts.succeeded) return null;
-  const approvals = facts.tokenInstructions.filter(
-    (ix) => APPROVE_KINDS.has(ix.kind) && ix.accounts.includes(vault),
-  );
+  const approvals = facts.tokenInstructions.filter((ix) => approvesVault(ix, vault));
   if (approvals.length === 0) return null;
   const known = new Set([vault, profile.usdcMint, profile.escrowAuthority, ownerAfter]);
   const delegates = [
@@ -357,10 +366,16 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
   function storedFacts(row: { signature: string; facts: string; raw: string | null }) {
     try {
       const facts = factsFromJson(JSON.parse(row.facts));
-      // Facts stored before the accounts a transaction created, or the owners after it, were
-      // kept: the raw answer tells, and whether the vault's oldest line is its creation, or
-      // whose the vault is after it, rests on it.
-      const whole = facts.openedTokenAccounts !== undefined && facts.ownersAfter !== undefined;
+      // Facts stored before the accounts a transaction created, the owners after it, or an
+      // Approve's source were kept: the raw answer tells, and whether the vault's oldest line
+      // is its creation, whose the vault is after it, or whether it was given a delegate,
+      // rests on it.
+      const whole =
+        facts.openedTokenAccounts !== undefined &&
+        facts.ownersAfter !== undefined &&
+        facts.tokenInstructions.every(
+          (ix) => !APPROVE_KINDS.has(ix.kind) || ix.source !== undefined,
+        );
       if (whole || row.raw === null) return facts;
       return parseTransaction(parseJsonLossless(row.raw), row.signature);
     } catch (error) {
