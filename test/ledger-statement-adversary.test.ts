@@ -331,8 +331,14 @@ describe("the statement of a credit vault whose owner was changed", () => {
         owner: h.op.attacker.address,
         memoJobId: plan.jobId,
       }),
+      // The refund is the vault's newest transaction, and it leaves the vault the attacker's.
+      expect.objectContaining({
+        finding: "vault_owner_now",
+        signature: refund,
+        owner: h.op.attacker.address,
+      }),
     ]);
-    expect(s.counts.ownerChanges).toBe(2);
+    expect(s.counts.ownerChanges).toBe(3);
     const csv = statementToCsv({ from, to: Date.now(), generatedAt: Date.now(), vaults: [s] });
     expect(csv).toContain(`vault_owner_changed,${plan.vault},`);
     // The refund's row names the new owner and keeps the line's own memo.
@@ -369,9 +375,72 @@ describe("the statement of a credit vault whose owner was changed", () => {
       timeoutMs: 10_000,
       ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
     });
+    const found = {
+      vault,
+      signature: handover,
+      owner: w.op.attacker.address,
+      memoJobId: null,
+      at: expect.any(String),
+      beforeWindow: false,
+    };
+    expect(run.ledger?.vaultOwnerChanges).toEqual([
+      { ...found, finding: "vault_owner_changed" },
+      { ...found, finding: "vault_owner_now" },
+    ]);
+    expect(run.ledger && ledgerFindingCount(run.ledger)).toBe(2);
+    expect(run).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
+    expect(summaryToText(run)).toContain(
+      `vault ${vault} was owned by ${w.op.attacker.address}, not the escrow authority, after ${handover}`,
+    );
+  });
+});
+
+describe("the statement of a credit vault another owns since an earlier period", () => {
+  it("names the vault's owner in every later statement and makes the nightly run exit 1, until it is given back", async () => {
+    // A world of its own: the vault's whole history is judged, and holds no other test's.
+    const w = await startAdversaryHarness();
+    onTestFinished(() => w.close());
+    const c = await w.scenario();
+    const { vault } = await c.pinKey(1);
+    const wait = async () => {
+      const target = w.world.currentSlot() + 5;
+      while (w.world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
+    };
+    const nextSecond = async () => {
+      const at = Math.ceil((Date.now() + 1) / 1000) * 1000;
+      await new Promise((r) => setTimeout(r, at - Date.now() + 20));
+      return at;
+    };
+    const opened = await nextSecond();
+    const handover = w.op.send([
+      w.op.setAuthority(vault, AuthorityType.AccountOwner, w.op.attacker.address),
+    ]).signature;
+    await wait();
+    // A later period, holding no transaction of the vault: the attacker still owns it.
+    const from = await nextSecond();
+    await new Promise((r) => setTimeout(r, 1_100));
+    const to = Date.now();
+    const reader = createLedgerReader({ store: c.store, rpc: w.rpc, profile: c.profile, log });
+    const verifier = createVerifier({
+      store: c.store,
+      rpc: w.rpc,
+      profile: c.profile,
+      log,
+      options: quickVerifierOptions,
+    });
+    const nightly = (window: { from: number; to: number }) =>
+      runNightlyVerification(c.store, verifier, {
+        ...window,
+        timeoutMs: 10_000,
+        ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
+      });
+    // The run of the handover's period names it; the next run has no transaction to name.
+    expect((await nightly({ from: opened, to: from })).exitCode).toBe(1);
+    const run = await nightly({ from, to });
     expect(run.ledger?.vaultOwnerChanges).toEqual([
       {
         vault,
+        finding: "vault_owner_now",
         signature: handover,
         owner: w.op.attacker.address,
         memoJobId: null,
@@ -379,11 +448,38 @@ describe("the statement of a credit vault whose owner was changed", () => {
         beforeWindow: false,
       },
     ]);
-    expect(run.ledger && ledgerFindingCount(run.ledger)).toBe(1);
     expect(run).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
     expect(summaryToText(run)).toContain(
-      `vault ${vault} was owned by ${w.op.attacker.address}, not the escrow authority, after ${handover}`,
+      `vault ${vault} is owned now by ${w.op.attacker.address}, not the escrow authority`,
     );
+    const later = await buildStatement(
+      c.store,
+      { from, to, vault },
+      { profile: c.profile, graceSeconds: 0 },
+    );
+    const s = later.vaults[0]!;
+    expect(s.ownerChanges).toEqual([
+      expect.objectContaining({ finding: "vault_owner_now", owner: w.op.attacker.address }),
+    ]);
+    expect(statementToCsv(later)).toContain(`vault_owner_now,${vault},`);
+
+    // Given back: the vault's newest transaction leaves it the escrow authority's again.
+    w.op.send([
+      w.op.setAuthority(
+        vault,
+        AuthorityType.AccountOwner,
+        w.op.accounts.escrowAuthority,
+        w.op.attacker.address,
+      ),
+    ]);
+    await wait();
+    await reader.syncVault(vault);
+    const back = await buildStatement(
+      c.store,
+      { from, to, vault },
+      { profile: c.profile, graceSeconds: 0 },
+    );
+    expect(back.vaults[0]!.ownerChanges).toEqual([]);
   });
 });
 

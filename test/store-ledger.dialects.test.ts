@@ -494,18 +494,40 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       },
     ]);
     expect(await ledger.ownerLines(VAULT, NOV, at(2, 10))).toEqual([]);
+    // The handover is the vault's newest line: the vault is the attacker's now.
+    expect(await ledger.ownerNow(VAULT)).toEqual({
+      signature: sig("handover"),
+      slot: 150,
+      blockTime: at(2, 10),
+      memo: null,
+      memoJobId: null,
+      owner: "Attacker1111111111111111111111111111111111",
+    });
     const s = await buildStatement(
       store,
       { from: NOV * 1000, to: DEC * 1000, vault: VAULT },
       { profile: localnetProfile },
     );
+    const now = expect.objectContaining({
+      finding: "vault_owner_now",
+      signature: sig("handover"),
+      owner: "Attacker1111111111111111111111111111111111",
+    });
     expect(s.vaults[0]?.ownerChanges).toEqual([
       expect.objectContaining({
         finding: "vault_owner_changed",
         signature: sig("handover"),
         owner: "Attacker1111111111111111111111111111111111",
       }),
+      now,
     ]);
+    // A period without the handover still says whose the vault is now.
+    const earlier = await buildStatement(
+      store,
+      { from: NOV * 1000, to: at(2, 10) * 1000, vault: VAULT },
+      { profile: localnetProfile },
+    );
+    expect(earlier.vaults[0]?.ownerChanges).toEqual([now]);
   });
 
   it("keeps the delegate an Approve gave the vault as a finding, though nothing moved", async () => {
@@ -556,6 +578,7 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
     ]);
     expect(await ledger.delegateLines(VAULT, NOV, at(2, 10))).toEqual([]);
     expect(await ledger.ownerLines(VAULT, NOV, DEC)).toEqual([]);
+    expect(await ledger.ownerNow(VAULT)).toBeNull();
     const s = await buildStatement(
       store,
       { from: NOV * 1000, to: DEC * 1000, vault: VAULT },

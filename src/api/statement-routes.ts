@@ -176,7 +176,7 @@ const StatementSchema = z
         ownerChanges: z
           .array(
             z.object({
-              finding: z.literal("vault_owner_changed"),
+              finding: z.enum(["vault_owner_changed", "vault_owner_now"]),
               signature: z.string(),
               slot: z.number().int(),
               blockTime: z.string().nullable(),
@@ -186,7 +186,7 @@ const StatementSchema = z
             }),
           )
           .describe(
-            "Transactions after which the vault's owner was not the escrow authority that owns every credit vault (a SetAuthority, moving nothing, and every transaction after it): that owner can spend the vault's money alone.",
+            "Transactions after which the vault's owner was not the escrow authority that owns every credit vault (a SetAuthority, moving nothing, and every transaction after it): that owner can spend the vault's money alone. A `vault_owner_now` (said by every statement, whatever its period) names the vault's newest read transaction when it left the vault another's.",
           ),
         delegateApprovals: z
           .array(

@@ -85,9 +85,10 @@ function otherFindings(v: VaultStatement): Html {
       (m) =>
         html`<li><a href="${BASE}/jobs/${encodeURIComponent(m.jobId)}">${m.jobId}</a>: its credits-remaining header says ${usdc(m.headerUnits)} USDC, a balance the vault never held then</li>`,
     ),
-    ...v.ownerChanges.map(
-      (o) =>
-        html`<li><span class="mono">${short(o.signature)}</span> left the vault owned by <span class="mono">${o.owner}</span>, not the escrow authority: that owner can spend it alone${jobLink(o.memoJobId)}</li>`,
+    ...v.ownerChanges.map((o) =>
+      o.finding === "vault_owner_now"
+        ? html`<li>The vault is owned now by <span class="mono">${o.owner}</span>, not the escrow authority (its newest transaction, <span class="mono">${short(o.signature)}</span>, shows it): that owner can spend it alone</li>`
+        : html`<li><span class="mono">${short(o.signature)}</span> left the vault owned by <span class="mono">${o.owner}</span>, not the escrow authority: that owner can spend it alone${jobLink(o.memoJobId)}</li>`,
     ),
     ...v.delegateApprovals.map(
       (d) =>

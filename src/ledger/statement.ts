@@ -39,7 +39,8 @@ import { accountSnapshotToJson } from "./account-snapshots.js";
  * Every credit vault is owned by the profile's escrow authority. A transaction after which the
  * vault's owner is another (a SetAuthority, moving nothing, and every transaction after it) is
  * a `vault_owner_changed` finding: the vault's money is that owner's to spend, though every
- * line of it may still sum. So is a delegate: a transaction whose Approve or ApproveChecked
+ * line of it may still sum; while the newest read transaction leaves it so, every statement
+ * says `vault_owner_now` too. So is a delegate: a transaction whose Approve or ApproveChecked
  * names the vault is a `vault_delegate_approved` finding, naming the delegate.
  */
 
@@ -153,6 +154,23 @@ export interface VaultOwnerChanged {
 }
 
 /**
+ * The vault's newest read transaction left it owned by another than the escrow authority: the
+ * vault is that owner's now, whatever period the statement covers, and this is said by every
+ * statement until a transaction gives it back (a `vault_owner_changed` is said only by the
+ * period holding its transaction). The transaction named is the newest that shows it.
+ */
+export interface VaultOwnerNow {
+  finding: "vault_owner_now";
+  signature: string;
+  slot: number;
+  blockTime: number | null;
+  /** The vault's owner after its newest read transaction. */
+  owner: string;
+  memo: string | null;
+  memoJobId: string | null;
+}
+
+/**
  * A transaction whose Approve or ApproveChecked gave the vault a delegate: the delegate can
  * spend up to what was approved (the whole balance, often) alone, and nothing moves until it
  * does. A later Revoke is no finding; the approval stays one.
@@ -242,7 +260,7 @@ export interface VaultStatement {
   /** Movements of the vault's address in another mint, and another mint found there now. */
   foreignMint: ForeignMintFinding[];
   /** Transactions after which the vault's owner was not the escrow authority. */
-  ownerChanges: VaultOwnerChanged[];
+  ownerChanges: (VaultOwnerChanged | VaultOwnerNow)[];
   /** Transactions whose Approve or ApproveChecked gave the vault a delegate. */
   delegateApprovals: VaultDelegateApproved[];
   gaps: LedgerGap[];
@@ -495,9 +513,12 @@ export async function buildStatement(
       });
     }
     counts.foreignMint = foreignMint.length;
-    const ownerChanges: VaultOwnerChanged[] = (await ledger.ownerLines(vault, fromSec, toSec)).map(
-      (l) => ({ finding: "vault_owner_changed", ...l }),
-    );
+    const ownerChanges: (VaultOwnerChanged | VaultOwnerNow)[] = (
+      await ledger.ownerLines(vault, fromSec, toSec)
+    ).map((l) => ({ finding: "vault_owner_changed", ...l }));
+    // Whose the vault is now: a finding of every statement until it is given back.
+    const ownerNow = await ledger.ownerNow(vault);
+    if (ownerNow) ownerChanges.push({ finding: "vault_owner_now", ...ownerNow });
     counts.ownerChanges = ownerChanges.length;
     const delegateApprovals: VaultDelegateApproved[] = (
       await ledger.delegateLines(vault, fromSec, toSec)
@@ -677,7 +698,7 @@ export const statementColumns = [
  * its mint in the memo column, with signature, amount and the job its memo names;
  * `foreign_mint_balance` with the mint and the amount there; `vault_owner_changed` with
  * signature and the job its memo names, `owner=<new owner>` and the line's memo in the memo
- * column; `vault_delegate_approved` likewise, with `delegate=<delegate>`;
+ * column (`vault_owner_now` likewise); `vault_delegate_approved` likewise, with `delegate=<delegate>`;
  * `credits_header_mismatch` with the job and the header's amount, the balances the vault held
  * then in the memo column; `ledger_gap` with the signature after the gap and what moved unseen;
  * `missing_history` with the oldest line the RPC gave). A CSV holds every finding the JSON does.

@@ -81,6 +81,8 @@ export interface LedgerWindowResult {
    */
   vaultOwnerChanges: {
     vault: string;
+    /** `vault_owner_now`: the vault's newest read transaction leaves it another's (said once). */
+    finding: "vault_owner_changed" | "vault_owner_now";
     signature: string;
     owner: string;
     memoJobId: string | null;
@@ -368,14 +370,22 @@ export function ledgerWindowCheck(deps: {
       );
     const ownersOf = (vaults: VaultStatement[], beforeWindow: boolean) =>
       vaults.flatMap((v) =>
-        v.ownerChanges.map((o) => ({
-          vault: v.vault,
-          signature: o.signature,
-          owner: o.owner,
-          memoJobId: o.memoJobId,
-          at: o.blockTime === null ? null : isoOf(o.blockTime * 1000),
-          beforeWindow,
-        })),
+        // Whose the vault is now: said once, by the window's statement.
+        v.ownerChanges.flatMap((o) =>
+          o.finding === "vault_owner_now" && beforeWindow
+            ? []
+            : [
+                {
+                  vault: v.vault,
+                  finding: o.finding,
+                  signature: o.signature,
+                  owner: o.owner,
+                  memoJobId: o.memoJobId,
+                  at: o.blockTime === null ? null : isoOf(o.blockTime * 1000),
+                  beforeWindow,
+                },
+              ],
+        ),
       );
     const delegatesOf = (vaults: VaultStatement[], beforeWindow: boolean) =>
       vaults.flatMap((v) =>
@@ -450,7 +460,14 @@ export function ledgerWindowCheck(deps: {
         ...mismatchesOf(statement.vaults, false),
       ],
       foreignMint: [...foreign, ...lateOnes(foreign, foreignOf(late, true))],
-      vaultOwnerChanges: [...owners, ...lateOnes(owners, ownersOf(late, true))],
+      vaultOwnerChanges: [
+        ...owners,
+        // The window's `vault_owner_now` may name a transaction listed late: still said.
+        ...lateOnes(
+          owners.filter((o) => o.finding === "vault_owner_changed"),
+          ownersOf(late, true),
+        ),
+      ],
       vaultDelegateApprovals: [...delegates, ...lateOnes(delegates, delegatesOf(late, true))],
       imbalanced: statement.vaults
         .filter((v) => v.differenceUnits !== null && v.differenceUnits !== 0n)

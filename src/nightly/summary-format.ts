@@ -112,9 +112,10 @@ function ledgerLines(s: NightlySummary, show: Show): string[] {
         ? `vault ${f.vault}'s address moved ${f.amountUnits} units of another mint (${f.mint}) in ${f.signature}: not credits, never counted${f.listedLate ? ` (${LISTED_LATE})` : f.beforeWindow ? " (before the window)" : ""}`
         : `vault ${f.vault}'s address holds ${f.amountUnits ?? "an account"} of another mint (${f.mint ?? "not a token account"}) instead of credits: closed and opened again`,
     ),
-    ...s.ledger.vaultOwnerChanges.map(
-      (o) =>
-        `vault ${o.vault} was owned by ${o.owner}, not the escrow authority, after ${o.signature}: that owner can spend its credits alone${o.memoJobId ? ` (memo names ${show(o.memoJobId)})` : ""}${o.listedLate ? ` (at ${o.at ?? "an unknown time"}, ${LISTED_LATE})` : o.beforeWindow ? ` (at ${o.at ?? "an unknown time"}, before the window)` : ""}`,
+    ...s.ledger.vaultOwnerChanges.map((o) =>
+      o.finding === "vault_owner_now"
+        ? `vault ${o.vault} is owned now by ${o.owner}, not the escrow authority (its newest transaction, ${o.signature}, shows it): that owner can spend its credits alone`
+        : `vault ${o.vault} was owned by ${o.owner}, not the escrow authority, after ${o.signature}: that owner can spend its credits alone${o.memoJobId ? ` (memo names ${show(o.memoJobId)})` : ""}${o.listedLate ? ` (at ${o.at ?? "an unknown time"}, ${LISTED_LATE})` : o.beforeWindow ? ` (at ${o.at ?? "an unknown time"}, before the window)` : ""}`,
     ),
     ...s.ledger.vaultDelegateApprovals.map(
       (d) =>

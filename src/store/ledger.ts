@@ -399,6 +399,11 @@ export interface LedgerStore {
    * authority, oldest first.
    */
   ownerLines(vault: string, fromSec: number, toSec: number): Promise<OwnerLine[]>;
+  /**
+   * The vault's newest read line (by slot) when the owner after its transaction was not the
+   * escrow authority: the vault is another's now, whatever period a statement covers.
+   */
+  ownerNow(vault: string): Promise<OwnerLine | null>;
   /** Lines of the period whose transaction gave the vault a delegate, oldest first. */
   delegateLines(vault: string, fromSec: number, toSec: number): Promise<DelegateLine[]>;
   /** Gaps between movements whose later line is in the period. */
@@ -583,6 +588,10 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     `SELECT signature, slot, block_time, memo, memo_job_id, other_owner FROM ledger_lines
      WHERE vault = ? AND other_owner IS NOT NULL AND block_time >= ? AND block_time < ?
      ORDER BY ord`,
+  );
+  const newestRead = big(
+    `SELECT signature, slot, block_time, memo, memo_job_id, other_owner FROM ledger_lines
+     WHERE vault = ? AND state = 'read' ORDER BY slot DESC, ord DESC LIMIT 1`,
   );
   const delegatePeriod = big(
     `SELECT signature, slot, block_time, memo, memo_job_id, delegate FROM ledger_lines
@@ -1523,6 +1532,27 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         memoJobId: r.memo_job_id,
         owner: r.other_owner,
       }));
+    },
+    async ownerNow(vault) {
+      const r = newestRead.get(vault) as
+        | {
+            signature: string;
+            slot: bigint;
+            block_time: Big;
+            memo: string | null;
+            memo_job_id: string | null;
+            other_owner: string | null;
+          }
+        | undefined;
+      if (r?.other_owner == null) return null;
+      return {
+        signature: r.signature,
+        slot: Number(r.slot),
+        blockTime: num(r.block_time),
+        memo: r.memo,
+        memoJobId: r.memo_job_id,
+        owner: r.other_owner,
+      };
     },
     async delegateLines(vault, fromSec, toSec) {
       return (

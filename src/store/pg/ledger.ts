@@ -1483,6 +1483,23 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         .orderBy(asc(ledgerLines.ord));
       return rows.map(({ owner, ...r }) => ({ ...r, owner: owner! }));
     },
+    async ownerNow(vault) {
+      const [r] = await db
+        .select({
+          signature: ledgerLines.signature,
+          slot: ledgerLines.slot,
+          blockTime: ledgerLines.blockTime,
+          memo: ledgerLines.memo,
+          memoJobId: ledgerLines.memoJobId,
+          owner: ledgerLines.otherOwner,
+        })
+        .from(ledgerLines)
+        .where(and(vaultIs(vault), eq(ledgerLines.state, "read")))
+        .orderBy(desc(ledgerLines.slot), desc(ledgerLines.ord))
+        .limit(1);
+      if (r?.owner == null) return null;
+      return { ...r, owner: r.owner };
+    },
     async delegateLines(vault, fromSec, toSec) {
       const rows = await db
         .select({
