@@ -400,7 +400,7 @@ export interface LedgerStore {
    */
   ownerLines(vault: string, fromSec: number, toSec: number): Promise<OwnerLine[]>;
   /**
-   * The vault's newest read line (by slot) when the owner after its transaction was not the
+   * The vault's newest read line (by `ord`, the index's chronological order) when the owner after its transaction was not the
    * escrow authority: the vault is another's now, whatever period a statement covers.
    */
   ownerNow(vault: string): Promise<OwnerLine | null>;
@@ -591,7 +591,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   );
   const newestRead = big(
     `SELECT signature, slot, block_time, memo, memo_job_id, other_owner FROM ledger_lines
-     WHERE vault = ? AND state = 'read' ORDER BY slot DESC, ord DESC LIMIT 1`,
+     WHERE vault = ? AND state = 'read' ORDER BY ord DESC LIMIT 1`,
   );
   const delegatePeriod = big(
     `SELECT signature, slot, block_time, memo, memo_job_id, delegate FROM ledger_lines

@@ -1495,7 +1495,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         })
         .from(ledgerLines)
         .where(and(vaultIs(vault), eq(ledgerLines.state, "read")))
-        .orderBy(desc(ledgerLines.slot), desc(ledgerLines.ord))
+        .orderBy(desc(ledgerLines.ord))
         .limit(1);
       if (r?.owner == null) return null;
       return { ...r, owner: r.owner };
