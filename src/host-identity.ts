@@ -1,23 +1,27 @@
-import { readlinkSync } from "node:fs";
+import { readFileSync, readlinkSync } from "node:fs";
 import { hostname } from "node:os";
 
 let cached: string | undefined;
 
 /**
  * The name of "this host" in lease and run owners: the hostname, plus on Linux the PID
- * namespace (`myhost@pid:[4026531836]`). Two containers sharing the host's network (and so its
- * hostname) have PID namespaces of their own, where a pid means another process: an owner is
- * judged by its pid only when it was written in this namespace.
+ * namespace and the boot (`myhost@pid:[4026531836]~1b2c3d4e`). Two containers sharing the
+ * host's network (and so its hostname) have PID namespaces of their own, where a pid means
+ * another process: an owner is judged by its pid only when it was written in this namespace.
+ * The root namespace has the same number on every machine: the boot id tells two machines of
+ * one hostname apart (and this boot from the one before).
  */
 export function thisHost(): string {
   if (cached === undefined) {
     let namespace = "";
+    let boot = "";
     try {
       namespace = readlinkSync("/proc/self/ns/pid");
+      boot = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim().slice(0, 8);
     } catch {
-      // Not Linux (or no /proc): the hostname alone.
+      // Not Linux (or no /proc): the hostname alone, or with the namespace.
     }
-    cached = namespace ? `${hostname()}@${namespace}` : hostname();
+    cached = namespace ? `${hostname()}@${namespace}${boot ? `~${boot}` : ""}` : hostname();
   }
   return cached;
 }
@@ -40,13 +44,45 @@ export function deadOnThisHost(host: string, pid: number): boolean {
   }
 }
 
-/** An owner name for this process in a lock: `<host>/<pid>/<tag>` (see `ownerIsDead`). */
-export function ownerName(tag: string): string {
-  return `${thisHost()}/${process.pid}/${tag}`;
+/**
+ * When the process `pid` started (clock ticks since boot, from `/proc/<pid>/stat`), or null
+ * when it cannot be read (gone, or not Linux). With the pid it names one process: a pid is
+ * reused, and a service restarted in a container is pid 1 again, often in the same namespace.
+ */
+function startOf(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name (which may hold spaces), from the third: starttime is 22nd.
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] ?? null;
+  } catch {
+    return null;
+  }
 }
 
-/** Whether `owner` (as `ownerName` wrote it) names a process of this host that is gone. */
+let ownStart: string | null | undefined;
+
+/**
+ * An owner name for this process in a lock or an open receipt: `<host>/<pid>.<start>/<tag>`
+ * (`<host>/<pid>/<tag>` where the start cannot be read; see `ownerIsDead`).
+ */
+export function ownerName(tag: string): string {
+  if (ownStart === undefined) ownStart = startOf(process.pid);
+  const incarnation = ownStart === null ? `${process.pid}` : `${process.pid}.${ownStart}`;
+  return `${thisHost()}/${incarnation}/${tag}`;
+}
+
+/**
+ * Whether `owner` (as `ownerName` wrote it) names a process of this host that is gone: no
+ * process has its pid, or the one that has it started at another time (the pid was reused, or
+ * the service was restarted as pid 1 of a container whose namespace came back the same).
+ */
 export function ownerIsDead(owner: string): boolean {
-  const [host = "", pidText] = owner.split("/");
-  return deadOnThisHost(host, Number(pidText));
+  const [host = "", incarnation = ""] = owner.split("/");
+  const [pidText, started] = incarnation.split(".");
+  const pid = Number(pidText);
+  if (started !== undefined && host === thisHost() && Number.isInteger(pid) && pid > 0) {
+    const now = startOf(pid);
+    if (now !== null) return now !== started;
+  }
+  return deadOnThisHost(host, pid);
 }

@@ -189,7 +189,7 @@ async function leaderOwner(db: string): Promise<string | null> {
   }
 }
 
-const pidOf = (owner: string | null) => Number(owner?.split("/")[1]);
+const pidOf = (owner: string | null) => Number(owner?.split("/")[1]?.split(".")[0]);
 
 /** Pids of the workers that logged they listen (restarted ones included). */
 const workerPids = (serve: CliProcess) =>
