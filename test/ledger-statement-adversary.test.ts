@@ -481,6 +481,85 @@ describe("the statement of a credit vault another owns since an earlier period",
     );
     expect(back.vaults[0]!.ownerChanges).toEqual([]);
   });
+
+  it("keeps naming the vault's owner after a SOL transfer to it, which shows no owner", async () => {
+    const w = await startAdversaryHarness();
+    onTestFinished(() => w.close());
+    const c = await w.scenario();
+    const { vault } = await c.pinKey(1);
+    const wait = async () => {
+      const target = w.world.currentSlot() + 5;
+      while (w.world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
+    };
+    const nextSecond = async () => {
+      const at = Math.ceil((Date.now() + 1) / 1000) * 1000;
+      await new Promise((r) => setTimeout(r, at - Date.now() + 20));
+      return at;
+    };
+    const opened = await nextSecond();
+    const handover = w.op.send([
+      w.op.setAuthority(vault, AuthorityType.AccountOwner, w.op.attacker.address),
+    ]).signature;
+    await wait();
+    // One lamport to the vault, which anyone may send: no token program among its keys, so a
+    // validator records no token balances for it, and the vault's newest line shows no owner.
+    const from = await nextSecond();
+    const sol = w.op.send([w.op.lamportsTo(vault)]);
+    expect(sol.postTokenBalances).toEqual([]);
+    await wait();
+    await new Promise((r) => setTimeout(r, 1_100));
+    const to = Date.now();
+    const reader = createLedgerReader({ store: c.store, rpc: w.rpc, profile: c.profile, log });
+    const verifier = createVerifier({
+      store: c.store,
+      rpc: w.rpc,
+      profile: c.profile,
+      log,
+      options: quickVerifierOptions,
+    });
+    const nightly = (window: { from: number; to: number }) =>
+      runNightlyVerification(c.store, verifier, {
+        ...window,
+        timeoutMs: 10_000,
+        ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
+      });
+    // The handover's period names it; the next period's newest line (the lamport) shows no
+    // owner, and the vault is still the attacker's.
+    expect((await nightly({ from: opened, to: from })).exitCode).toBe(1);
+    const run = await nightly({ from, to });
+    expect(run.ledger?.vaultOwnerChanges).toEqual([
+      expect.objectContaining({
+        finding: "vault_owner_now",
+        signature: handover,
+        beforeWindow: false,
+      }),
+    ]);
+    expect(run).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
+    const statement = async () =>
+      (await buildStatement(c.store, { from, to, vault }, { profile: c.profile, graceSeconds: 0 }))
+        .vaults[0]!.ownerChanges;
+    expect(await statement()).toEqual([
+      expect.objectContaining({
+        finding: "vault_owner_now",
+        signature: handover,
+        owner: w.op.attacker.address,
+      }),
+    ]);
+
+    // Given back, then another lamport: the vault is the escrow authority's again.
+    w.op.send([
+      w.op.setAuthority(
+        vault,
+        AuthorityType.AccountOwner,
+        w.op.accounts.escrowAuthority,
+        w.op.attacker.address,
+      ),
+    ]);
+    w.op.send([w.op.lamportsTo(vault)]);
+    await wait();
+    await reader.syncVault(vault);
+    expect(await statement()).toEqual([]);
+  });
 });
 
 describe("the statement of a credit vault given a delegate", () => {

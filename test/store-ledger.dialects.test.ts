@@ -530,6 +530,78 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
     expect(earlier.vaults[0]?.ownerChanges).toEqual([now]);
   });
 
+  it("keeps the vault another's after a later line that does not show its owner, until one gives it back", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    const ATTACKER = "Attacker1111111111111111111111111111111111";
+    const lines = month.slice(0, 1);
+    const handover = { name: "handover", slot: 150, time: at(2, 10) };
+    const lamport = { name: "lamport", slot: 160, time: at(2, 11) };
+    const back = { name: "back", slot: 170, time: at(2, 12) };
+    await ledger.storePage(
+      VAULT,
+      await ledger.cursor(VAULT, NOW),
+      pageOf([...lines, handover, lamport, back]),
+      true,
+      NOW,
+    );
+    const bare = (name: string, time: number): LineRead => ({
+      signature: sig(name),
+      blockTime: time,
+      succeeded: true,
+      pre: null,
+      post: null,
+      delta: 0n,
+      memo: null,
+      memoKind: null,
+      memoJobId: null,
+    });
+    // The SetAuthority, then a SOL transfer to the vault: no token program among its keys, so
+    // no token balances, and its owner is unknown (not the escrow authority's).
+    await ledger.recordReads(
+      VAULT,
+      [
+        ...readsOf(lines).map((l) => ({ ...l, ownerAfter: localnetProfile.escrowAuthority })),
+        { ...bare("handover", handover.time), otherOwner: ATTACKER, ownerAfter: ATTACKER },
+        { ...bare("lamport", lamport.time), otherOwner: null, ownerAfter: null },
+      ],
+      [],
+      NOW,
+    );
+    await ledger.review(VAULT, NOW);
+    const owned = {
+      signature: sig("handover"),
+      slot: 150,
+      blockTime: at(2, 10),
+      memo: null,
+      memoJobId: null,
+      owner: ATTACKER,
+    };
+    expect(await ledger.ownerNow(VAULT)).toEqual(owned);
+    const later = await buildStatement(
+      store,
+      { from: at(2, 11) * 1000, to: DEC * 1000, vault: VAULT },
+      { profile: localnetProfile },
+    );
+    expect(later.vaults[0]?.ownerChanges).toEqual([
+      expect.objectContaining({ finding: "vault_owner_now", signature: sig("handover") }),
+    ]);
+    // A SetAuthority back to the escrow authority: the vault is its own again.
+    await ledger.recordReads(
+      VAULT,
+      [
+        {
+          ...bare("back", back.time),
+          otherOwner: null,
+          ownerAfter: localnetProfile.escrowAuthority,
+        },
+      ],
+      [],
+      NOW,
+    );
+    expect(await ledger.ownerNow(VAULT)).toBeNull();
+  });
+
   it("keeps the delegate an Approve gave the vault as a finding, though nothing moved", async () => {
     const store = await stores.open();
     const ledger = createLedgerStore(store);

@@ -344,6 +344,8 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       facts.ownersAfter?.find((o) => o.account === vault)?.owner ?? change?.owner ?? null;
     return {
       otherOwner: isOtherOwner(profile.escrowAuthority, owner) ? owner : null,
+      // Null only when the transaction does not show the owner: unknown, not the authority's.
+      ownerAfter: owner,
       delegate: delegateGiven(profile, vault, owner, facts),
       foreign:
         foreign.length === 0

@@ -115,6 +115,8 @@ const BLOCK_HEIGHT_LAG = 22_000_000;
 // A node answers `getSignatureStatuses` from its status cache for this many recent slots.
 const STATUS_CACHE_SLOTS = 300;
 
+const TOKEN_2022_PROGRAM_ID = "TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb";
+
 const knownPrograms = [
   SYSTEM_PROGRAM_ID,
   TOKEN_PROGRAM_ID,
@@ -122,7 +124,7 @@ const knownPrograms = [
   ASSOCIATED_TOKEN_PROGRAM_ID,
   ADDRESS_LOOKUP_TABLE_PROGRAM_ID,
   "ComputeBudget111111111111111111111111111111",
-  "TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb",
+  TOKEN_2022_PROGRAM_ID,
   "Sysvar1nstructions1111111111111111111111111",
   "SysvarC1ock11111111111111111111111111111111",
   "SysvarRent111111111111111111111111111111111",
@@ -598,8 +600,15 @@ export class LocalChain {
     return null;
   }
 
+  /**
+   * Token balances of the token accounts among the keys. A validator records them only when a
+   * token program is among the transaction's keys (agave's `has_token_program`): a SOL
+   * transfer to a token account has none, and what reads the chain must not take that for
+   * "no owner" or "the escrow authority's".
+   */
   private tokenBalances(keys: string[]): StoredTokenBalance[] {
     const out: StoredTokenBalance[] = [];
+    if (!keys.some((k) => k === TOKEN_PROGRAM_ID || k === TOKEN_2022_PROGRAM_ID)) return out;
     keys.forEach((address, accountIndex) => {
       const kind = this.classify(address);
       if (kind.kind !== "token") return;

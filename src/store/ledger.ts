@@ -95,6 +95,12 @@ export interface LineRead {
    */
   otherOwner?: string | null;
   /**
+   * The vault's owner after the transaction whenever the transaction shows it (its token
+   * balances name the vault), whoever it is; null when it does not (no token program among its
+   * keys, so no token balances at all): unknown, never "the escrow authority".
+   */
+  ownerAfter?: string | null;
+  /**
    * The delegate an Approve or ApproveChecked naming the vault gave it in the transaction
    * (the reader names it, see `ledgerLines.delegate`), else null.
    */
@@ -400,8 +406,11 @@ export interface LedgerStore {
    */
   ownerLines(vault: string, fromSec: number, toSec: number): Promise<OwnerLine[]>;
   /**
-   * The vault's newest read line (by `ord`, the index's chronological order) when the owner after its transaction was not the
-   * escrow authority: the vault is another's now, whatever period a statement covers.
+   * The vault's newest read line (by `ord`) whose owner after its transaction is known, when
+   * that owner was not the escrow authority: the vault is another's now, whatever period a
+   * statement covers. A later line that does not show the owner (a SOL transfer carries no
+   * token balances) leaves it so. Lines read before owner_after stand for it only while no
+   * line knows the owner: the newest read line then, as before.
    */
   ownerNow(vault: string): Promise<OwnerLine | null>;
   /** Lines of the period whose transaction gave the vault a delegate, oldest first. */
@@ -576,7 +585,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   const readLine = sqlite.prepare(
     `UPDATE ledger_lines SET state = 'read', block_time = coalesce(?, block_time), succeeded = ?,
        pre_units = ?, post_units = ?, delta_units = ?, memo = ?, memo_kind = ?, memo_job_id = ?,
-       foreign_changes = ?, opened = ?, other_owner = ?, delegate = ?
+       foreign_changes = ?, opened = ?, other_owner = ?, owner_after = ?, delegate = ?
      WHERE vault = ? AND signature = ? AND state = 'listed'`,
   );
   const foreignPeriod = big(
@@ -588,6 +597,12 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     `SELECT signature, slot, block_time, memo, memo_job_id, other_owner FROM ledger_lines
      WHERE vault = ? AND other_owner IS NOT NULL AND block_time >= ? AND block_time < ?
      ORDER BY ord`,
+  );
+  // The newest line that knows the vault's owner; lines read before `owner_after` know none,
+  // and stand for it (their other_owner, the old reading) only while no line knows it.
+  const newestKnownOwner = big(
+    `SELECT signature, slot, block_time, memo, memo_job_id, other_owner FROM ledger_lines
+     WHERE vault = ? AND owner_after IS NOT NULL AND state = 'read' ORDER BY ord DESC LIMIT 1`,
   );
   const newestRead = big(
     `SELECT signature, slot, block_time, memo, memo_job_id, other_owner FROM ledger_lines
@@ -1201,6 +1216,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           foreignChangesToText(l.foreign),
           l.opened == null ? null : l.opened ? 1 : 0,
           l.otherOwner ?? null,
+          l.ownerAfter ?? null,
           l.delegate ?? null,
           vault,
           l.signature,
@@ -1534,7 +1550,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       }));
     },
     async ownerNow(vault) {
-      const r = newestRead.get(vault) as
+      const r = (newestKnownOwner.get(vault) ?? newestRead.get(vault)) as
         | {
             signature: string;
             slot: bigint;

@@ -312,6 +312,18 @@ export class Operator {
     };
   }
 
+  /**
+   * A System Program Transfer of lamports from the payer to any address (a token account too):
+   * anyone may send it, and with no token program among its keys it carries no token balances.
+   */
+  lamportsTo(to: string, lamports = 1n): InstructionSpec {
+    const data = new Uint8Array(12);
+    const view = new DataView(data.buffer);
+    view.setUint32(0, 2, true);
+    view.setBigUint64(4, lamports, true);
+    return { programId: SYSTEM_PROGRAM_ID, accounts: [sw(this.payer.address), w(to)], data };
+  }
+
   memo(text: string): InstructionSpec {
     return memoInstruction(this.accounts.memoProgram, text);
   }

@@ -429,6 +429,14 @@ export const ledgerLines = pgTable(
      */
     otherOwner: text("other_owner"),
     /**
+     * The owner of the vault's token account after the transaction whenever the transaction
+     * shows it (its token balances name the vault), else null: a transaction without a token
+     * program among its keys (a SOL transfer anyone may send to the vault) carries no token
+     * balances, and its null must not read as "the escrow authority owns it". Null too on
+     * lines read before this column. The vault's owner now is its newest line that knows it.
+     */
+    ownerAfter: text("owner_after"),
+    /**
      * The delegate an Approve (or ApproveChecked) naming the vault gave it in this transaction,
      * else null: the delegate can spend the vault alone, and no balance shows it. The
      * instruction's accounts other than the vault, its owner and the credit mint; when none is
@@ -468,6 +476,8 @@ export const ledgerLines = pgTable(
     index("ledger_lines_other_owner")
       .on(t.vault, t.blockTime)
       .where(sql`${t.otherOwner} IS NOT NULL`),
+    // The vault's newest line whose owner is known: whose the vault is now.
+    index("ledger_lines_owner_after").on(t.vault, t.ord).where(sql`${t.ownerAfter} IS NOT NULL`),
     index("ledger_lines_delegate").on(t.vault, t.blockTime).where(sql`${t.delegate} IS NOT NULL`),
     index("ledger_lines_unclassified")
       .on(t.vault, t.ord)

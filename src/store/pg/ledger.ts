@@ -745,7 +745,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       })),
       true,
     );
-    // UPDATE … FROM unnest of the batch's columns: one statement, fifteen parameters, still
+    // UPDATE … FROM unnest of the batch's columns: one statement, sixteen parameters, still
     // guarded by state = 'listed'.
     const column = <T>(pick: (l: LineRead, i: number) => T) => fresh.map(pick);
     // The block time becomes the transaction's (see `LineRead`); the daily sums follow it.
@@ -754,7 +754,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         pre_units = v.pre_units, post_units = v.post_units, delta_units = v.delta_units,
         memo = v.memo, memo_kind = v.memo_kind, memo_job_id = v.memo_job_id, kind = v.kind,
         job_id = v.job_id, foreign_changes = v.foreign_changes, opened = v.opened,
-        other_owner = v.other_owner, delegate = v.delegate
+        other_owner = v.other_owner, owner_after = v.owner_after, delegate = v.delegate
       FROM unnest(
         ${textArray(column((l) => l.signature))},
         ${typedArray(
@@ -810,12 +810,16 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
           "text",
         )},
         ${typedArray(
+          column((l) => l.ownerAfter ?? null),
+          "text",
+        )},
+        ${typedArray(
           column((l) => l.delegate ?? null),
           "text",
         )}
       ) AS v (signature, block_time, succeeded, pre_units, post_units, delta_units, memo,
         memo_kind, memo_job_id, kind, job_id, foreign_changes, opened, other_owner,
-        delegate)
+        owner_after, delegate)
       WHERE l.vault = ${vault} AND l.signature = v.signature AND l.state = 'listed'`);
     // The jobs whose debits the batch may account for now: released once, after the batch,
     // from what the vault holds for them by then.
@@ -1484,19 +1488,31 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       return rows.map(({ owner, ...r }) => ({ ...r, owner: owner! }));
     },
     async ownerNow(vault) {
-      const [r] = await db
-        .select({
-          signature: ledgerLines.signature,
-          slot: ledgerLines.slot,
-          blockTime: ledgerLines.blockTime,
-          memo: ledgerLines.memo,
-          memoJobId: ledgerLines.memoJobId,
-          owner: ledgerLines.otherOwner,
-        })
-        .from(ledgerLines)
-        .where(and(vaultIs(vault), eq(ledgerLines.state, "read")))
-        .orderBy(desc(ledgerLines.ord))
-        .limit(1);
+      // The newest line that knows the vault's owner; lines read before owner_after know none,
+      // and stand for it (their other_owner, the old reading) only while no line knows it.
+      const newest = async (knownOnly: boolean) =>
+        (
+          await db
+            .select({
+              signature: ledgerLines.signature,
+              slot: ledgerLines.slot,
+              blockTime: ledgerLines.blockTime,
+              memo: ledgerLines.memo,
+              memoJobId: ledgerLines.memoJobId,
+              owner: ledgerLines.otherOwner,
+            })
+            .from(ledgerLines)
+            .where(
+              and(
+                vaultIs(vault),
+                eq(ledgerLines.state, "read"),
+                knownOnly ? isNotNull(ledgerLines.ownerAfter) : undefined,
+              ),
+            )
+            .orderBy(desc(ledgerLines.ord))
+            .limit(1)
+        )[0];
+      const r = (await newest(true)) ?? (await newest(false));
       if (r?.owner == null) return null;
       return { ...r, owner: r.owner };
     },
