@@ -186,7 +186,7 @@ const StatementSchema = z
             }),
           )
           .describe(
-            "Transactions after which the vault's owner was not the escrow authority that owns every credit vault (a SetAuthority, moving nothing, and every transaction after it): that owner can spend the vault's money alone. A `vault_owner_now` (said by every statement, whatever its period) names the vault's newest read transaction when it left the vault another's.",
+            "Transactions after which the vault's owner was not the escrow authority that owns every credit vault (a SetAuthority, moving nothing, and every transaction after it): that owner can spend the vault's money alone. A `vault_owner_now` (said by every statement, whatever its period) names the vault's newest read transaction that shows its owner (a SOL transfer to the vault shows none) when it left the vault another's.",
           ),
         delegateApprovals: z
           .array(

@@ -39,8 +39,8 @@ import { accountSnapshotToJson } from "./account-snapshots.js";
  * Every credit vault is owned by the profile's escrow authority. A transaction after which the
  * vault's owner is another (a SetAuthority, moving nothing, and every transaction after it) is
  * a `vault_owner_changed` finding: the vault's money is that owner's to spend, though every
- * line of it may still sum; while the newest read transaction leaves it so, every statement
- * says `vault_owner_now` too. So is a delegate: a transaction whose Approve or ApproveChecked
+ * line of it may still sum; while the newest read transaction showing the owner leaves it so,
+ * every statement says `vault_owner_now` too. So is a delegate: a transaction whose Approve or ApproveChecked
  * names the vault is a `vault_delegate_approved` finding, naming the delegate.
  */
 
@@ -154,17 +154,18 @@ export interface VaultOwnerChanged {
 }
 
 /**
- * The vault's newest read transaction left it owned by another than the escrow authority: the
- * vault is that owner's now, whatever period the statement covers, and this is said by every
- * statement until a transaction gives it back (a `vault_owner_changed` is said only by the
- * period holding its transaction). The transaction named is the newest that shows it.
+ * The vault's newest read transaction that shows its owner (a SOL transfer to the vault shows
+ * none) left it owned by another than the escrow authority: the vault is that owner's now,
+ * whatever period the statement covers, and this is said by every statement until a
+ * transaction gives it back (a `vault_owner_changed` is said only by the period holding its
+ * transaction). The transaction named is the newest that shows it.
  */
 export interface VaultOwnerNow {
   finding: "vault_owner_now";
   signature: string;
   slot: number;
   blockTime: number | null;
-  /** The vault's owner after its newest read transaction. */
+  /** The vault's owner after its newest read transaction that shows it. */
   owner: string;
   memo: string | null;
   memoJobId: string | null;

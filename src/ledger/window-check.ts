@@ -81,7 +81,10 @@ export interface LedgerWindowResult {
    */
   vaultOwnerChanges: {
     vault: string;
-    /** `vault_owner_now`: the vault's newest read transaction leaves it another's (said once). */
+    /**
+     * `vault_owner_now`: the vault's newest read transaction showing its owner leaves it
+     * another's (said once).
+     */
     finding: "vault_owner_changed" | "vault_owner_now";
     signature: string;
     owner: string;
