@@ -5,7 +5,7 @@ let cached: string | undefined;
 
 /**
  * The name of "this host" in lease and run owners: the hostname, plus on Linux the PID
- * namespace and the boot (`myhost@pid:[4026531836]~1b2c3d4e`). Two containers sharing the
+ * namespace, the boot and the time namespace (`myhost@pid:[4026531836]~1b2c3d4e~t4026531834`). Two containers sharing the
  * host's network (and so its hostname) have PID namespaces of their own, where a pid means
  * another process: an owner is judged by its pid only when it was written in this namespace.
  * The root namespace has the same number on every machine: the boot id tells two machines of
@@ -15,13 +15,18 @@ export function thisHost(): string {
   if (cached === undefined) {
     let namespace = "";
     let boot = "";
+    let clock = "";
     try {
       namespace = readlinkSync("/proc/self/ns/pid");
       boot = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim().slice(0, 8);
+      // A process's start time reads shifted by the reader's time namespace: one judges the
+      // other's start only when both read it through the same (kernels before 5.6 have none).
+      clock = /\[(\d+)\]/.exec(readlinkSync("/proc/self/ns/time"))?.[1] ?? "";
     } catch {
       // Not Linux (or no /proc): the hostname alone, or with the namespace.
     }
-    cached = namespace ? `${hostname()}@${namespace}${boot ? `~${boot}` : ""}` : hostname();
+    const suffix = `${boot ? `~${boot}` : ""}${clock ? `~t${clock}` : ""}`;
+    cached = namespace ? `${hostname()}@${namespace}${suffix}` : hostname();
   }
   return cached;
 }

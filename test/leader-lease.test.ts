@@ -55,7 +55,8 @@ describe("leader lease", () => {
     const { store } = freshStore();
     const lease = await lead(store);
     expect(lease.owner.split("/")[0]).toBe(thisHost());
-    if (process.platform === "linux") expect(thisHost()).toMatch(/^.+@pid:\[\d+\]~[0-9a-f]{8}$/);
+    if (process.platform === "linux")
+      expect(thisHost()).toMatch(/^.+@pid:\[\d+\]~[0-9a-f]{8}(~t\d+)?$/);
   });
 
   it("takes the lease at once from a holder of this host and namespace whose pid is gone", async () => {

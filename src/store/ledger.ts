@@ -409,8 +409,8 @@ export interface LedgerStore {
    * The vault's newest read line (by `ord`) whose owner after its transaction is known, when
    * that owner was not the escrow authority: the vault is another's now, whatever period a
    * statement covers. A later line that does not show the owner (a SOL transfer carries no
-   * token balances) leaves it so. Lines read before owner_after stand for it only while no
-   * line knows the owner: the newest read line then, as before.
+   * token balances) leaves it so. Of the lines read before owner_after was kept, those naming
+   * another owner know it (migration 0024); the others know none.
    */
   ownerNow(vault: string): Promise<OwnerLine | null>;
   /** Lines of the period whose transaction gave the vault a delegate, oldest first. */
@@ -598,15 +598,11 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
      WHERE vault = ? AND other_owner IS NOT NULL AND block_time >= ? AND block_time < ?
      ORDER BY ord`,
   );
-  // The newest line that knows the vault's owner; lines read before `owner_after` know none,
-  // and stand for it (their other_owner, the old reading) only while no line knows it.
+  // The newest line that knows the vault's owner: one that does not show it (a SOL transfer
+  // carries no token balances) says nothing of whose the vault is.
   const newestKnownOwner = big(
     `SELECT signature, slot, block_time, memo, memo_job_id, other_owner FROM ledger_lines
      WHERE vault = ? AND owner_after IS NOT NULL AND state = 'read' ORDER BY ord DESC LIMIT 1`,
-  );
-  const newestRead = big(
-    `SELECT signature, slot, block_time, memo, memo_job_id, other_owner FROM ledger_lines
-     WHERE vault = ? AND state = 'read' ORDER BY ord DESC LIMIT 1`,
   );
   const delegatePeriod = big(
     `SELECT signature, slot, block_time, memo, memo_job_id, delegate FROM ledger_lines
@@ -1216,7 +1212,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           foreignChangesToText(l.foreign),
           l.opened == null ? null : l.opened ? 1 : 0,
           l.otherOwner ?? null,
-          l.ownerAfter ?? null,
+          // A line naming another owner knows the owner, however it was read.
+          l.ownerAfter ?? l.otherOwner ?? null,
           l.delegate ?? null,
           vault,
           l.signature,
@@ -1550,7 +1547,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       }));
     },
     async ownerNow(vault) {
-      const r = (newestKnownOwner.get(vault) ?? newestRead.get(vault)) as
+      const r = newestKnownOwner.get(vault) as
         | {
             signature: string;
             slot: bigint;

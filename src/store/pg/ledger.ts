@@ -810,7 +810,8 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
           "text",
         )},
         ${typedArray(
-          column((l) => l.ownerAfter ?? null),
+          // A line naming another owner knows the owner, however it was read.
+          column((l) => l.ownerAfter ?? l.otherOwner ?? null),
           "text",
         )},
         ${typedArray(
@@ -1488,9 +1489,9 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       return rows.map(({ owner, ...r }) => ({ ...r, owner: owner! }));
     },
     async ownerNow(vault) {
-      // The newest line that knows the vault's owner; lines read before owner_after know none,
-      // and stand for it (their other_owner, the old reading) only while no line knows it.
-      const newest = async (knownOnly: boolean) =>
+      // The newest line that knows the vault's owner: one that does not show it (a SOL transfer
+      // carries no token balances) says nothing of whose the vault is.
+      const newest = async () =>
         (
           await db
             .select({
@@ -1503,16 +1504,12 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
             })
             .from(ledgerLines)
             .where(
-              and(
-                vaultIs(vault),
-                eq(ledgerLines.state, "read"),
-                knownOnly ? isNotNull(ledgerLines.ownerAfter) : undefined,
-              ),
+              and(vaultIs(vault), eq(ledgerLines.state, "read"), isNotNull(ledgerLines.ownerAfter)),
             )
             .orderBy(desc(ledgerLines.ord))
             .limit(1)
         )[0];
-      const r = (await newest(true)) ?? (await newest(false));
+      const r = await newest();
       if (r?.owner == null) return null;
       return { ...r, owner: r.owner };
     },
