@@ -476,6 +476,25 @@ const emptySums = (): KindSums => ({
   none: { lines: 0, units: 0n },
 });
 
+/** The columns of a line a statement finding names (its transaction and memo). */
+interface FindingRow {
+  signature: string;
+  slot: bigint;
+  block_time: Big;
+  memo: string | null;
+  memo_job_id: string | null;
+}
+
+function findingLineOf(r: FindingRow) {
+  return {
+    signature: r.signature,
+    slot: Number(r.slot),
+    blockTime: num(r.block_time),
+    memo: r.memo,
+    memoJobId: r.memo_job_id,
+  };
+}
+
 /** The ledger store of either dialect. */
 export function createLedgerStore(store: Store): LedgerStore {
   return store.kind === "postgres" ? createPgLedgerStore(store) : createSqliteLedgerStore(store);
@@ -1510,81 +1529,25 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     },
     async foreignLines(vault, fromSec, toSec) {
       return (
-        foreignPeriod.all(vault, fromSec, toSec) as {
-          signature: string;
-          slot: bigint;
-          block_time: Big;
-          memo: string | null;
-          memo_job_id: string | null;
-          foreign_changes: string;
-        }[]
-      ).map((r) => ({
-        signature: r.signature,
-        slot: Number(r.slot),
-        blockTime: num(r.block_time),
-        memo: r.memo,
-        memoJobId: r.memo_job_id,
-        changes: foreignChangesOf(r.foreign_changes),
-      }));
+        foreignPeriod.all(vault, fromSec, toSec) as (FindingRow & { foreign_changes: string })[]
+      ).map((r) => ({ ...findingLineOf(r), changes: foreignChangesOf(r.foreign_changes) }));
     },
     async ownerLines(vault, fromSec, toSec) {
       return (
-        ownerPeriod.all(vault, fromSec, toSec) as {
-          signature: string;
-          slot: bigint;
-          block_time: Big;
-          memo: string | null;
-          memo_job_id: string | null;
-          other_owner: string;
-        }[]
-      ).map((r) => ({
-        signature: r.signature,
-        slot: Number(r.slot),
-        blockTime: num(r.block_time),
-        memo: r.memo,
-        memoJobId: r.memo_job_id,
-        owner: r.other_owner,
-      }));
+        ownerPeriod.all(vault, fromSec, toSec) as (FindingRow & { other_owner: string })[]
+      ).map((r) => ({ ...findingLineOf(r), owner: r.other_owner }));
     },
     async ownerNow(vault) {
       const r = newestKnownOwner.get(vault) as
-        | {
-            signature: string;
-            slot: bigint;
-            block_time: Big;
-            memo: string | null;
-            memo_job_id: string | null;
-            other_owner: string | null;
-          }
+        | (FindingRow & { other_owner: string | null })
         | undefined;
       if (r?.other_owner == null) return null;
-      return {
-        signature: r.signature,
-        slot: Number(r.slot),
-        blockTime: num(r.block_time),
-        memo: r.memo,
-        memoJobId: r.memo_job_id,
-        owner: r.other_owner,
-      };
+      return { ...findingLineOf(r), owner: r.other_owner };
     },
     async delegateLines(vault, fromSec, toSec) {
       return (
-        delegatePeriod.all(vault, fromSec, toSec) as {
-          signature: string;
-          slot: bigint;
-          block_time: Big;
-          memo: string | null;
-          memo_job_id: string | null;
-          delegate: string;
-        }[]
-      ).map((r) => ({
-        signature: r.signature,
-        slot: Number(r.slot),
-        blockTime: num(r.block_time),
-        memo: r.memo,
-        memoJobId: r.memo_job_id,
-        delegate: r.delegate,
-      }));
+        delegatePeriod.all(vault, fromSec, toSec) as (FindingRow & { delegate: string })[]
+      ).map((r) => ({ ...findingLineOf(r), delegate: r.delegate }));
     },
     async gaps(vault, fromSec, toSec) {
       const out: StoredGap[] = (

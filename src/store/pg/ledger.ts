@@ -181,6 +181,15 @@ export async function lockVault(tx: PgExecutor, vault: string): Promise<void> {
   await tx.execute(sql`SELECT pg_advisory_xact_lock(${VAULT_LOCK_CLASS}::int, hashtext(${vault}))`);
 }
 
+/** The columns of a line a statement finding names (its transaction and memo). */
+const findingColumns = {
+  signature: ledgerLines.signature,
+  slot: ledgerLines.slot,
+  blockTime: ledgerLines.blockTime,
+  memo: ledgerLines.memo,
+  memoJobId: ledgerLines.memoJobId,
+};
+
 /** The ledger store on PostgreSQL (see `LedgerStore` in src/store/ledger.ts). */
 export function createPgLedgerStore(store: PgStore): LedgerStore {
   const { db } = store;
@@ -1461,11 +1470,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     async foreignLines(vault, fromSec, toSec) {
       const rows = await db
         .select({
-          signature: ledgerLines.signature,
-          slot: ledgerLines.slot,
-          blockTime: ledgerLines.blockTime,
-          memo: ledgerLines.memo,
-          memoJobId: ledgerLines.memoJobId,
+          ...findingColumns,
           changes: ledgerLines.foreignChanges,
         })
         .from(ledgerLines)
@@ -1476,11 +1481,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     async ownerLines(vault, fromSec, toSec) {
       const rows = await db
         .select({
-          signature: ledgerLines.signature,
-          slot: ledgerLines.slot,
-          blockTime: ledgerLines.blockTime,
-          memo: ledgerLines.memo,
-          memoJobId: ledgerLines.memoJobId,
+          ...findingColumns,
           owner: ledgerLines.otherOwner,
         })
         .from(ledgerLines)
@@ -1495,11 +1496,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         (
           await db
             .select({
-              signature: ledgerLines.signature,
-              slot: ledgerLines.slot,
-              blockTime: ledgerLines.blockTime,
-              memo: ledgerLines.memo,
-              memoJobId: ledgerLines.memoJobId,
+              ...findingColumns,
               owner: ledgerLines.otherOwner,
             })
             .from(ledgerLines)
@@ -1516,11 +1513,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     async delegateLines(vault, fromSec, toSec) {
       const rows = await db
         .select({
-          signature: ledgerLines.signature,
-          slot: ledgerLines.slot,
-          blockTime: ledgerLines.blockTime,
-          memo: ledgerLines.memo,
-          memoJobId: ledgerLines.memoJobId,
+          ...findingColumns,
           delegate: ledgerLines.delegate,
         })
         .from(ledgerLines)
