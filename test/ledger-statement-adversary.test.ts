@@ -283,18 +283,6 @@ describe("the statement of a credit vault closed and opened again in another min
 });
 
 describe("the statement of a credit vault whose owner was changed", () => {
-  /** The vault back to the escrow authority once the test is done: the world is shared. */
-  const giveBack = (vault: string) => () => {
-    h.op.send([
-      h.op.setAuthority(
-        vault,
-        AuthorityType.AccountOwner,
-        h.op.accounts.escrowAuthority,
-        h.op.attacker.address,
-      ),
-    ]);
-  };
-
   it("names the SetAuthority that gave the vault away, and the refund into it, though every line sums", async () => {
     const c = await h.scenario();
     // After what earlier tests moved in this vault.
@@ -307,7 +295,7 @@ describe("the statement of a credit vault whose owner was changed", () => {
     const handover = h.op.send([
       h.op.setAuthority(plan.vault, AuthorityType.AccountOwner, h.op.attacker.address),
     ]).signature;
-    onTestFinished(giveBack(plan.vault));
+    onTestFinished(() => h.op.giveBackVault(plan.vault));
     const refund = h.op.send(h.op.refundIxs(plan)).signature;
     c.record(plan, { escrowTx: lock, settlementTx: refund }, { httpStatus: 504 });
     await c.verify();
@@ -395,6 +383,19 @@ describe("the statement of a credit vault whose owner was changed", () => {
   });
 });
 
+/** Resolves once `slots` slots of the harness's chain have passed. */
+async function slotsPass(w: { world: { currentSlot(): number } }, slots: number) {
+  const target = w.world.currentSlot() + slots;
+  while (w.world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
+}
+
+/** Waits for the next whole second (block times are whole seconds) and returns it, in ms. */
+async function nextSecond(): Promise<number> {
+  const at = Math.ceil((Date.now() + 1) / 1000) * 1000;
+  await new Promise((r) => setTimeout(r, at - Date.now() + 20));
+  return at;
+}
+
 describe("the statement of a credit vault another owns since an earlier period", () => {
   it("names the vault's owner in every later statement and makes the nightly run exit 1, until it is given back", async () => {
     // A world of its own: the vault's whole history is judged, and holds no other test's.
@@ -402,15 +403,7 @@ describe("the statement of a credit vault another owns since an earlier period",
     onTestFinished(() => w.close());
     const c = await w.scenario();
     const { vault } = await c.pinKey(1);
-    const wait = async () => {
-      const target = w.world.currentSlot() + 5;
-      while (w.world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
-    };
-    const nextSecond = async () => {
-      const at = Math.ceil((Date.now() + 1) / 1000) * 1000;
-      await new Promise((r) => setTimeout(r, at - Date.now() + 20));
-      return at;
-    };
+    const wait = () => slotsPass(w, 5);
     const opened = await nextSecond();
     const handover = w.op.send([
       w.op.setAuthority(vault, AuthorityType.AccountOwner, w.op.attacker.address),
@@ -464,14 +457,7 @@ describe("the statement of a credit vault another owns since an earlier period",
     expect(statementToCsv(later)).toContain(`vault_owner_now,${vault},`);
 
     // Given back: the vault's newest transaction leaves it the escrow authority's again.
-    w.op.send([
-      w.op.setAuthority(
-        vault,
-        AuthorityType.AccountOwner,
-        w.op.accounts.escrowAuthority,
-        w.op.attacker.address,
-      ),
-    ]);
+    w.op.giveBackVault(vault);
     await wait();
     await reader.syncVault(vault);
     const back = await buildStatement(
@@ -487,15 +473,7 @@ describe("the statement of a credit vault another owns since an earlier period",
     onTestFinished(() => w.close());
     const c = await w.scenario();
     const { vault } = await c.pinKey(1);
-    const wait = async () => {
-      const target = w.world.currentSlot() + 5;
-      while (w.world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
-    };
-    const nextSecond = async () => {
-      const at = Math.ceil((Date.now() + 1) / 1000) * 1000;
-      await new Promise((r) => setTimeout(r, at - Date.now() + 20));
-      return at;
-    };
+    const wait = () => slotsPass(w, 5);
     const opened = await nextSecond();
     const handover = w.op.send([
       w.op.setAuthority(vault, AuthorityType.AccountOwner, w.op.attacker.address),

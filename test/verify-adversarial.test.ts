@@ -49,17 +49,6 @@ describe.each(dialects)("%s store", (dialect) => {
     failing: [...failing].sort(),
   });
   const verified: JobOutcome = { verdict: "verified", failing: [] };
-  /** The key's vault back to the escrow authority: later tests of the world pin the key again. */
-  const giveBack = (vault: string) => {
-    h.op.send([
-      h.op.setAuthority(
-        vault,
-        AuthorityType.AccountOwner,
-        h.op.accounts.escrowAuthority,
-        h.op.attacker.address,
-      ),
-    ]);
-  };
 
   describe("honest jobs built by hand", () => {
     it("verifies a normal job that is its key's first lock, with the jobs API agreeing", async () => {
@@ -585,7 +574,7 @@ describe.each(dialects)("%s store", (dialect) => {
       const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
       // A transaction of its own, naming no job: no check of the job reads it.
       h.op.send([h.op.setAuthority(plan.vault, AuthorityType.AccountOwner, h.op.attacker.address)]);
-      onTestFinished(() => giveBack(plan.vault));
+      onTestFinished(() => h.op.giveBackVault(plan.vault));
       const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
       c.record(plan, { escrowTx, settlementTx });
       expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.source")]);
@@ -657,7 +646,7 @@ describe.each(dialects)("%s store", (dialect) => {
       const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
       const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
       h.op.send([h.op.setAuthority(plan.vault, AuthorityType.AccountOwner, h.op.attacker.address)]);
-      onTestFinished(() => giveBack(plan.vault));
+      onTestFinished(() => h.op.giveBackVault(plan.vault));
       const refundTx = h.op.send(h.op.refundIxs(plan)).signature;
       c.record(plan, { escrowTx, settlementTx: refundTx }, { httpStatus: 504 });
       expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.source")]);

@@ -527,6 +527,21 @@ export class Operator {
     return this.accounts.creditVaults[keyIndex]!.vault;
   }
 
+  /**
+   * Gives a vault the attacker took back to the escrow authority: a test that hands a shared
+   * world's vault away leaves it as it found it, for the tests after it.
+   */
+  giveBackVault(vault: string): void {
+    this.send([
+      this.setAuthority(
+        vault,
+        AuthorityType.AccountOwner,
+        this.accounts.escrowAuthority,
+        this.attacker.address,
+      ),
+    ]);
+  }
+
   worker(index: number): LocalWorker {
     return this.accounts.workers[index]!;
   }
