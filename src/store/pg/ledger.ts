@@ -37,7 +37,6 @@ import type {
   LedgerStore,
   LineKind,
   LineRead,
-  ListedSignature,
   ReviewResult,
   StoredGap,
 } from "../ledger.js";
@@ -142,6 +141,19 @@ const byteOrder = (column: unknown) => sql`${column} COLLATE "C"`;
 const typedArray = (values: readonly unknown[], type: "text" | "bigint" | "boolean") =>
   sql`${sql.param([...values])}::${sql.raw(type)}[]`;
 const textArray = (values: readonly string[]) => typedArray(values, "text");
+/**
+ * `unnest(<one array per column>) AS alias (names)` of `rows`: one parameter per column however
+ * many rows, each column named with its array type and how a row gives its value.
+ */
+function unnestOf<R>(
+  rows: readonly R[],
+  alias: string,
+  columns: Record<string, ["text" | "bigint" | "boolean", (row: R, i: number) => unknown]>,
+) {
+  const names = Object.keys(columns);
+  const arrays = Object.values(columns).map(([type, pick]) => typedArray(rows.map(pick), type));
+  return sql`unnest(${sql.join(arrays, sql`, `)}) AS ${sql.raw(alias)} (${sql.raw(names.join(", "))})`;
+}
 
 type Classifiable = {
   signature: string;
@@ -756,7 +768,6 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     );
     // UPDATE … FROM unnest of the batch's columns: one statement, sixteen parameters, still
     // guarded by state = 'listed'.
-    const column = <T>(pick: (l: LineRead, i: number) => T) => fresh.map(pick);
     // The block time becomes the transaction's (see `LineRead`); the daily sums follow it.
     await tx.execute(sql`UPDATE ledger_lines AS l SET state = 'read', succeeded = v.succeeded,
         block_time = coalesce(v.block_time, l.block_time),
@@ -764,72 +775,25 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         memo = v.memo, memo_kind = v.memo_kind, memo_job_id = v.memo_job_id, kind = v.kind,
         job_id = v.job_id, foreign_changes = v.foreign_changes, opened = v.opened,
         other_owner = v.other_owner, owner_after = v.owner_after, delegate = v.delegate
-      FROM unnest(
-        ${textArray(column((l) => l.signature))},
-        ${typedArray(
-          column((l) => l.blockTime),
-          "bigint",
-        )},
-        ${typedArray(
-          column((l) => l.succeeded),
-          "boolean",
-        )},
-        ${typedArray(
-          column((l) => l.pre),
-          "bigint",
-        )},
-        ${typedArray(
-          column((l) => l.post),
-          "bigint",
-        )},
-        ${typedArray(
-          column((l) => l.delta),
-          "bigint",
-        )},
-        ${typedArray(
-          column((l) => l.memo),
-          "text",
-        )},
-        ${typedArray(
-          column((l) => l.memoKind),
-          "text",
-        )},
-        ${typedArray(
-          column((l) => l.memoJobId),
-          "text",
-        )},
-        ${typedArray(
-          column((_, i) => kinds[i]!.kind),
-          "text",
-        )},
-        ${typedArray(
-          column((_, i) => kinds[i]!.jobId),
-          "text",
-        )},
-        ${typedArray(
-          column((l) => foreignChangesToText(l.foreign)),
-          "text",
-        )},
-        ${typedArray(
-          column((l) => l.opened ?? null),
-          "boolean",
-        )},
-        ${typedArray(
-          column((l) => l.otherOwner ?? null),
-          "text",
-        )},
-        ${typedArray(
-          // A line naming another owner knows the owner, however it was read.
-          column((l) => l.ownerAfter ?? l.otherOwner ?? null),
-          "text",
-        )},
-        ${typedArray(
-          column((l) => l.delegate ?? null),
-          "text",
-        )}
-      ) AS v (signature, block_time, succeeded, pre_units, post_units, delta_units, memo,
-        memo_kind, memo_job_id, kind, job_id, foreign_changes, opened, other_owner,
-        owner_after, delegate)
+      FROM ${unnestOf(fresh, "v", {
+        signature: ["text", (l) => l.signature],
+        block_time: ["bigint", (l) => l.blockTime],
+        succeeded: ["boolean", (l) => l.succeeded],
+        pre_units: ["bigint", (l) => l.pre],
+        post_units: ["bigint", (l) => l.post],
+        delta_units: ["bigint", (l) => l.delta],
+        memo: ["text", (l) => l.memo],
+        memo_kind: ["text", (l) => l.memoKind],
+        memo_job_id: ["text", (l) => l.memoJobId],
+        kind: ["text", (_, i) => kinds[i]!.kind],
+        job_id: ["text", (_, i) => kinds[i]!.jobId],
+        foreign_changes: ["text", (l) => foreignChangesToText(l.foreign)],
+        opened: ["boolean", (l) => l.opened ?? null],
+        other_owner: ["text", (l) => l.otherOwner ?? null],
+        // A line naming another owner knows the owner, however it was read.
+        owner_after: ["text", (l) => l.ownerAfter ?? l.otherOwner ?? null],
+        delegate: ["text", (l) => l.delegate ?? null],
+      })}
       WHERE l.vault = ${vault} AND l.signature = v.signature AND l.state = 'listed'`);
     // The jobs whose debits the batch may account for now: released once, after the batch,
     // from what the vault holds for them by then.
@@ -1138,29 +1102,19 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
           // The listing's hot path (up to 1,000 lines a page): one INSERT … SELECT FROM unnest
           // of five arrays, five parameters whatever the page's size; a line already listed
           // (by another process, or an earlier sync) stays as it is.
-          const column = <T>(pick: (e: ListedSignature, i: number) => T) => page.map(pick);
           await tx.execute(sql`INSERT INTO ledger_lines
               (vault, signature, ord, slot, block_time, succeeded, listed_at)
             SELECT ${vault}, t.signature, t.ord, t.slot, t.block_time, t.succeeded, ${now}::bigint
-            FROM unnest(
-              ${textArray(column((e) => e.signature))},
-              ${typedArray(
-                column((_, i) => (seen.syncNumber + 1) * ORD_SPAN - (seen.syncIndex + i) - 1),
+            FROM ${unnestOf(page, "t", {
+              signature: ["text", (e) => e.signature],
+              ord: [
                 "bigint",
-              )},
-              ${typedArray(
-                column((e) => e.slot),
-                "bigint",
-              )},
-              ${typedArray(
-                column((e) => e.blockTime),
-                "bigint",
-              )},
-              ${typedArray(
-                column((e) => e.err === null),
-                "boolean",
-              )}
-            ) AS t (signature, ord, slot, block_time, succeeded)
+                (_, i) => (seen.syncNumber + 1) * ORD_SPAN - (seen.syncIndex + i) - 1,
+              ],
+              slot: ["bigint", (e) => e.slot],
+              block_time: ["bigint", (e) => e.blockTime],
+              succeeded: ["boolean", (e) => e.err === null],
+            })}
             ON CONFLICT (vault, signature) DO NOTHING`);
         }
         return true;
