@@ -1,7 +1,7 @@
 import type { RpcPool } from "./chain/rpc-pool.js";
 import type { Config } from "./config.js";
 import type { Store } from "./db/client.js";
-import { createAccountSnapshotter } from "./ledger/account-snapshots.js";
+import { configuredAccountSnapshotter } from "./ledger/account-snapshots.js";
 import { createLedgerReader, type LedgerReader } from "./ledger/reader.js";
 import { type LedgerTotals, ledgerTotals } from "./ledger/totals.js";
 import { ledgerWindowCheck } from "./ledger/window-check.js";
@@ -108,17 +108,8 @@ export function composeBackground(deps: BackgroundDeps): Background {
   });
   // `GET /v1/account` against the key's vault, on a schedule unless ACCOUNT_SNAPSHOT_INTERVAL_MS is 0.
   const snapshotter =
-    config.DECENTRAL_API_KEY && config.ACCOUNT_SNAPSHOT_INTERVAL_MS > 0
-      ? createAccountSnapshotter({
-          store,
-          profile,
-          rpc,
-          baseUrl: config.DECENTRAL_BASE_URL,
-          apiKey: config.DECENTRAL_API_KEY,
-          custody: config.CREDIT_VAULTS,
-          log,
-          intervalMs: config.ACCOUNT_SNAPSHOT_INTERVAL_MS,
-        })
+    config.ACCOUNT_SNAPSHOT_INTERVAL_MS > 0
+      ? configuredAccountSnapshotter(config, { store, profile, rpc, log })
       : null;
   let nightly: { stop(): unknown } | null = null;
   return {

@@ -20,7 +20,7 @@ import { openStore } from "./db/open.js";
 import { startWalCheckpointer } from "./db/wal-checkpointer.js";
 import { AppError } from "./errors.js";
 import { holdLeaderLease } from "./leader-lease.js";
-import { createAccountSnapshotter } from "./ledger/account-snapshots.js";
+import { configuredAccountSnapshotter } from "./ledger/account-snapshots.js";
 import { createLogger, type Logger } from "./log.js";
 import { validateCronExpression } from "./nightly/cron.js";
 import { createJobsApiClient, jobsApiCallCounts } from "./recorder/jobs-api.js";
@@ -205,18 +205,7 @@ export async function startService(
     } else if (!lease) background.start();
     // `GET /v1/account` against the key's vault on chain, on demand (admin route); the schedule
     // runs with the background work.
-    const snapshotter = config.DECENTRAL_API_KEY
-      ? createAccountSnapshotter({
-          store,
-          profile,
-          rpc,
-          baseUrl: config.DECENTRAL_BASE_URL,
-          apiKey: config.DECENTRAL_API_KEY,
-          custody: config.CREDIT_VAULTS,
-          log,
-          intervalMs: config.ACCOUNT_SNAPSHOT_INTERVAL_MS,
-        })
-      : null;
+    const snapshotter = configuredAccountSnapshotter(config, { store, profile, rpc, log });
     if (snapshotter) stops.push(() => snapshotter.stop());
     const app = createApp({
       store,

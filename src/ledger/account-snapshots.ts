@@ -1,4 +1,5 @@
 import type { TokenAccountRead } from "../chain/rpc-pool.js";
+import type { Config } from "../config.js";
 import type { Store } from "../db/client.js";
 import { deadlineSignal } from "../deadline.js";
 import type { Logger } from "../log.js";
@@ -50,6 +51,28 @@ export interface AccountSnapshotter {
   /** Takes one at once, then every `intervalMs`, until `stop()`. */
   start(): void;
   stop(): Promise<void>;
+}
+
+/**
+ * The snapshotter the configuration asks for, or null without `DECENTRAL_API_KEY` (there is no
+ * account to ask). `serve` keeps one for the admin route and the background work one for the
+ * schedule (`ACCOUNT_SNAPSHOT_INTERVAL_MS`).
+ */
+export function configuredAccountSnapshotter(
+  config: Pick<
+    Config,
+    "DECENTRAL_API_KEY" | "DECENTRAL_BASE_URL" | "CREDIT_VAULTS" | "ACCOUNT_SNAPSHOT_INTERVAL_MS"
+  >,
+  deps: Pick<AccountSnapshotDeps, "store" | "profile" | "rpc" | "log">,
+): AccountSnapshotter | null {
+  if (!config.DECENTRAL_API_KEY) return null;
+  return createAccountSnapshotter({
+    ...deps,
+    baseUrl: config.DECENTRAL_BASE_URL,
+    apiKey: config.DECENTRAL_API_KEY,
+    custody: config.CREDIT_VAULTS,
+    intervalMs: config.ACCOUNT_SNAPSHOT_INTERVAL_MS,
+  });
 }
 
 const ATTEMPTS = 3;
