@@ -19,6 +19,7 @@ import {
 } from "./receipt-input.js";
 import { createReceiptWriter, type ReceiptWriter } from "./receipt-writer.js";
 import { type RequestFacts, requestFactsOfBytes } from "./request-facts.js";
+import { createDoneWatch, sseChunks, sseEvents } from "./sse-tail.js";
 import { credentialsOf, withoutKeys } from "./without-key.js";
 
 /** Options of the recording proxy; every optional one has a default. */
@@ -152,25 +153,24 @@ function jsonBodyFacts(
   }
 }
 
-/** Model and usage from the last events of an SSE stream (usage rides on the final chunk). */
-function sseTailFacts(tail: string, credentials: string[]): { model: string | null; usage: Usage } {
+/**
+ * Model and usage from the last events of an SSE stream as its client read them (usage rides on
+ * the final chunk before `[DONE]`; see sse-tail.ts). `cut`: the text is a tail, its start lost.
+ */
+function sseTailFacts(
+  tail: string,
+  cut: boolean,
+  credentials: string[],
+): { model: string | null; usage: Usage } {
   let model: string | null = null;
   let usage: Usage | null = null;
-  const lines = tail.split("\n");
-  for (let i = lines.length - 1; i >= 0 && (usage === null || model === null); i--) {
-    const line = lines[i]?.trim() ?? "";
-    if (!line.startsWith("data:")) continue;
-    const data = line.slice(5).trim();
-    if (!data.startsWith("{")) continue;
-    try {
-      const chunk = JSON.parse(data) as Record<string, unknown>;
-      if (model === null && typeof chunk.model === "string") {
-        model = operatorModel(withoutKeys(chunk.model, credentials));
-      }
-      if (usage === null) usage = usageOf(chunk.usage);
-    } catch {
-      // A line cut by the tail window: earlier lines still count.
+  const chunks = sseChunks(sseEvents(tail, cut));
+  for (let i = chunks.length - 1; i >= 0 && (usage === null || model === null); i--) {
+    const chunk = chunks[i]!;
+    if (model === null && typeof chunk.model === "string") {
+      model = operatorModel(withoutKeys(chunk.model, credentials));
     }
+    if (usage === null) usage = usageOf(chunk.usage);
   }
   return { model, usage: usage ?? unknownUsage };
 }
@@ -730,15 +730,21 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       const chunks: Buffer[] = [];
       let captured = 0;
       let ttfbMs: number | null = null;
+      const sawDone = isSse ? createDoneWatch() : () => false;
+      let sseDone = false;
+      let sseCut = false;
       const onData = (chunk: Buffer) => {
         if (ttfbMs === null) ttfbMs = Math.round(performance.now() - started);
-        if (!capturing) return;
+        if (!capturing || sseDone) return;
         chunks.push(chunk);
         captured += chunk.length;
         if (isSse) {
+          // A client reads nothing after the [DONE] event: neither is the receipt's usage.
+          sseDone = sawDone(chunk);
           // Keep only the tail: the usage chunk is the last event before [DONE].
           while (captured - (chunks[0]?.length ?? 0) >= sseTailBytes && chunks.length > 1) {
             captured -= (chunks.shift() as Buffer).length;
+            sseCut = true;
           }
         } else if (captured > maxJsonCapture) {
           // Too large to hold or read: commit the open receipt, then pass the rest through.
@@ -796,7 +802,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         const bodyText = Buffer.concat(chunks).toString("utf8");
         const learnt = capturing
           ? isSse
-            ? sseTailFacts(bodyText, credentials)
+            ? sseTailFacts(bodyText, sseCut, credentials)
             : jsonBodyFacts(bodyText, credentials)
           : { model: null, usage: unknownUsage };
         const final: Receipt = {

@@ -1,0 +1,192 @@
+import http from "node:http";
+import { eq } from "drizzle-orm";
+import OpenAI from "openai";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { jobs } from "../src/db/schema.js";
+import { createRecordingProxy } from "../src/recorder/proxy.js";
+import { createDoneWatch, sseChunks, sseEvents } from "../src/recorder/sse-tail.js";
+import {
+  address,
+  capturedLogger,
+  jobId,
+  listen,
+  serveApp,
+  signature,
+} from "./support/recorder-fixtures.js";
+import { createTestStore } from "./support/store.js";
+
+/** A chunk of a chat completion stream, as `data:` of one event. */
+const chunk = (fields: Record<string, unknown>) =>
+  JSON.stringify({
+    id: "chatcmpl-1",
+    object: "chat.completion.chunk",
+    model: "qwen3-8b",
+    ...fields,
+  });
+const text = (content: string) => chunk({ choices: [{ index: 0, delta: { content } }] });
+const usage = (completionTokens: number) =>
+  chunk({
+    choices: [],
+    usage: {
+      prompt_tokens: 7,
+      completion_tokens: completionTokens,
+      total_tokens: 7 + completionTokens,
+    },
+  });
+const event = (data: string) => `data: ${data}\n\n`;
+
+/**
+ * Streams an operator could send, each with the usage its client reads (what the OpenAI SDK
+ * hands on) and usage written where no client looks.
+ */
+const streams: Record<string, { body: string; clientReads: number | null }> = {
+  honest: { body: event(text("hi")) + event(usage(100)) + event("[DONE]"), clientReads: 100 },
+  "usage after [DONE]": {
+    body: event(text("hi")) + event(usage(100)) + event("[DONE]") + event(usage(1881)),
+    clientReads: 100,
+  },
+  "usage split over two data lines": {
+    // An SSE client joins the event's data lines with "\n", here where JSON allows a line break:
+    // usage 100. Read line by line neither half parses, and the earlier chunk's usage would stand.
+    body: `${event(usage(1881))}data: ${usage(100).replace(',"usage"', ',\ndata: "usage"')}\n\n${event("[DONE]")}`,
+    clientReads: 100,
+  },
+  "[DONE] then more than the tail window": {
+    body:
+      event(usage(100)) + event("[DONE]") + event(text("x".repeat(70_000))) + event(usage(1881)),
+    clientReads: 100,
+  },
+  "an error chunk before the usage": {
+    // The SDK throws at an `error` chunk: its caller reads no usage.
+    body:
+      event(text("hi")) +
+      event(JSON.stringify({ error: { message: "worker lost" } })) +
+      event(usage(1881)) +
+      event("[DONE]"),
+    clientReads: null,
+  },
+  "an event never ended": {
+    // No blank line ends the last event: a client never acts on it.
+    body: `${event(text("hi"))}data: ${usage(1881)}\n`,
+    clientReads: null,
+  },
+  "CRLF line ends": {
+    body: `data: ${text("hi")}\r\n\r\ndata: ${usage(100)}\r\n\r\ndata: [DONE]\r\n\r\n`,
+    clientReads: 100,
+  },
+  "a long honest stream": {
+    // More than the 64 KiB the proxy keeps: the tail's first, cut event is left out.
+    body:
+      Array.from({ length: 800 }, (_, i) => event(text(`word ${i} `.repeat(12)))).join("") +
+      event(usage(100)) +
+      event("[DONE]"),
+    clientReads: 100,
+  },
+};
+
+let proxyUrl = "";
+const store = createTestStore();
+const ids = new Map<string, string>();
+const closers: (() => Promise<void>)[] = [];
+
+beforeAll(async () => {
+  const upstream = http.createServer(async (req, res) => {
+    for await (const _ of req) {
+      // drain the body
+    }
+    const name = decodeURIComponent(
+      new URL(req.url ?? "/", "http://x").searchParams.get("s") ?? "",
+    );
+    const id = jobId();
+    ids.set(name, id);
+    res.writeHead(200, {
+      "content-type": "text/event-stream",
+      "x-decentral-job-id": id,
+      "x-decentral-tx-signature": signature(),
+      "x-decentral-worker": address(),
+    });
+    // In small writes, so [DONE] and events fall across chunk edges as on a network.
+    const body = Buffer.from(streams[name]!.body);
+    for (let at = 0; at < body.length; at += 7_001) {
+      res.write(body.subarray(at, at + 7_001));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    res.end();
+  });
+  const up = await listen(upstream);
+  const { log } = capturedLogger();
+  const proxy = createRecordingProxy({ store, log, upstreamBaseUrl: `${up.url}/v1` });
+  const app = await serveApp({ store, log, proxy });
+  proxyUrl = app.url;
+  closers.push(
+    () => app.close(),
+    () => proxy.close(),
+    () => up.close(),
+  );
+});
+afterAll(async () => {
+  for (const close of closers) await close();
+});
+
+describe("a streamed job's usage is what its client read", () => {
+  for (const [name, stream] of Object.entries(streams)) {
+    it(`${name}: ${stream.clientReads ?? "no usage"}`, async () => {
+      const client = new OpenAI({
+        apiKey: "dcntrl_live_abcdefghijklmnopqrstuvwxyz012345",
+        baseURL: `${proxyUrl}/v1`,
+        defaultQuery: { s: name },
+        maxRetries: 0,
+      });
+      let read: number | null = null;
+      try {
+        const completion = await client.chat.completions.create({
+          model: "qwen3-8b",
+          max_tokens: 2000,
+          messages: [{ role: "user", content: "hi" }],
+          stream: true,
+          stream_options: { include_usage: true },
+        });
+        for await (const c of completion) read = c.usage?.completion_tokens ?? read;
+      } catch {
+        // The SDK fails the stream at an error chunk; what it read before stands.
+      }
+      expect(read).toBe(stream.clientReads);
+      // A client that failed the stream left: the receipt is completed once the upstream ends.
+      const row = await vi.waitUntil(() => {
+        const job = store.db
+          .select()
+          .from(jobs)
+          .where(eq(jobs.jobId, ids.get(name)!))
+          .get();
+        return job?.captureState === "open" ? undefined : job;
+      });
+      expect(row?.completionTokens ?? null).toBe(stream.clientReads);
+    });
+  }
+});
+
+describe("sseEvents", () => {
+  it("leaves out a tail's first event, whose start was cut, and reads the rest", () => {
+    // The tail starts at an event's second data line: the client joined it to a first one.
+    const tail = `data: {"usage":{"completion_tokens":5}}\n\n${event(usage(9))}`;
+    expect(sseChunks(sseEvents(tail, true)).map((c) => c.usage)).toEqual([
+      { prompt_tokens: 7, completion_tokens: 9, total_tokens: 16 },
+    ]);
+    // Read whole, the same text is two events.
+    expect(sseEvents(tail, false)).toHaveLength(2);
+  });
+
+  it("joins data lines, keeps the event name and stops at [DONE]", () => {
+    expect(
+      sseEvents("event: x\ndata: a\ndata:b\n\n: comment\n\ndata: [DONE]\n\ndata: c\n\n", false),
+    ).toEqual([{ event: "x", data: "a\nb" }]);
+  });
+
+  it("finds a [DONE] line cut by a chunk's edge, and no [DONE] a completion's text says", () => {
+    const watch = createDoneWatch();
+    expect(watch(Buffer.from(`${event(text("say [DONE] or data: [DONE]"))}data: [DO`))).toBe(false);
+    expect(watch(Buffer.from("NE]\n\n"))).toBe(true);
+    const first = createDoneWatch();
+    expect(first(Buffer.from("data:[DONE]\n\n"))).toBe(true);
+  });
+});
