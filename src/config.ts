@@ -15,7 +15,22 @@ const csv = (value: string) =>
 const urlList = z
   .string()
   .transform(csv)
-  .pipe(z.array(z.url({ protocol: /^https?$/ })).min(1, "at least one URL"));
+  .pipe(
+    z
+      .array(z.url({ protocol: /^https?$/ }))
+      .min(1, "at least one URL")
+      .refine((urls) => new Set(urls.map((u) => new URL(u).href)).size === urls.length, {
+        message: "lists one URL twice",
+      }),
+  );
+
+/**
+ * How many RPC providers `urls` reach: endpoints on one host (and port) are one provider, however
+ * their keys or paths differ, and a quorum of them would be one provider agreeing with itself.
+ */
+export function rpcProviderCount(urls: readonly string[]): number {
+  return new Set(urls.map((u) => new URL(u).host)).size;
+}
 
 /**
  * A whole number written in decimal digits, from `min` to `max` (surrounding spaces aside).
@@ -253,11 +268,12 @@ export function loadConfig(
       })),
     );
   }
-  if (parsed.data.RPC_QUORUM > parsed.data.SOLANA_RPC_URLS.length) {
+  const providers = rpcProviderCount(parsed.data.SOLANA_RPC_URLS);
+  if (parsed.data.RPC_QUORUM > providers) {
     throw new ConfigError([
       {
         key: "RPC_QUORUM",
-        message: `a quorum of ${parsed.data.RPC_QUORUM} needs at least that many SOLANA_RPC_URLS (${parsed.data.SOLANA_RPC_URLS.length} listed)`,
+        message: `a quorum of ${parsed.data.RPC_QUORUM} needs at least that many SOLANA_RPC_URLS on different hosts (${parsed.data.SOLANA_RPC_URLS.length} listed, on ${providers})`,
       },
     ]);
   }

@@ -21,8 +21,33 @@ describe("config", () => {
       loadConfig({ SOLANA_RPC_URLS: "http://a,http://b,http://c", RPC_QUORUM: "2" }).RPC_QUORUM,
     ).toBe(2);
     expect(() => loadConfig({ SOLANA_RPC_URLS: "http://a", RPC_QUORUM: "2" })).toThrow(
-      /RPC_QUORUM: a quorum of 2 needs at least that many SOLANA_RPC_URLS \(1 listed\)/,
+      /RPC_QUORUM: a quorum of 2 needs at least that many SOLANA_RPC_URLS on different hosts \(1 listed, on 1\)/,
     );
+  });
+
+  it("counts one provider once in a quorum, and refuses a URL listed twice", () => {
+    // One node listed twice would be a quorum of one node agreeing with itself.
+    expect(() =>
+      loadConfig({ SOLANA_RPC_URLS: "http://a:8899,http://a:8899/", RPC_QUORUM: "2" }),
+    ).toThrow(/SOLANA_RPC_URLS: lists one URL twice/);
+    expect(() => loadConfig({ SOLANA_RPC_URLS: "http://a:8899,http://a:8899" })).toThrow(
+      /SOLANA_RPC_URLS: lists one URL twice/,
+    );
+    // Two keys of one provider are one provider.
+    expect(() =>
+      loadConfig({
+        SOLANA_RPC_URLS: "https://rpc.example/?api-key=1,https://rpc.example/?api-key=2",
+        RPC_QUORUM: "2",
+      }),
+    ).toThrow(/needs at least that many SOLANA_RPC_URLS on different hosts \(2 listed, on 1\)/);
+    expect(
+      loadConfig({
+        SOLANA_RPC_URLS: "https://rpc.example/?api-key=1,https://rpc.example/?api-key=2",
+      }).SOLANA_RPC_URLS,
+    ).toHaveLength(2);
+    expect(
+      loadConfig({ SOLANA_RPC_URLS: "http://a:8899,http://a:8900", RPC_QUORUM: "2" }).RPC_QUORUM,
+    ).toBe(2);
   });
 
   it("splits SOLANA_RPC_URLS on commas, in order", () => {

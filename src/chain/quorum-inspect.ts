@@ -1,4 +1,4 @@
-import type { Config } from "../config.js";
+import { type Config, rpcProviderCount } from "../config.js";
 import { AppError } from "../errors.js";
 import { inspectionPool, isValidSignature, notASignature } from "./inspect.js";
 import { createQuorumRpc, type EndpointAnswer } from "./quorum.js";
@@ -25,10 +25,11 @@ export async function inspectWithQuorum(
 ): Promise<QuorumInspection> {
   const urls = options.config.SOLANA_RPC_URLS;
   if (!isValidSignature(signature)) throw notASignature(signature);
-  if (!Number.isInteger(options.quorum) || options.quorum < 2 || options.quorum > urls.length) {
+  const providers = rpcProviderCount(urls);
+  if (!Number.isInteger(options.quorum) || options.quorum < 2 || options.quorum > providers) {
     throw new AppError(
       "validation_failed",
-      `--quorum: expected an integer from 2 to the number of RPC URLs (${urls.length})`,
+      `--quorum: expected an integer from 2 to the number of RPC URLs on different hosts (${providers})`,
       { field: "quorum" },
     );
   }
