@@ -289,13 +289,53 @@ describe("createRecordingFetch", () => {
   }
 
   it("reports each receipt the ingest API refused, since a refused receipt is lost", async () => {
-    // A tag name ingest refuses: the caller's to fix, so the receipt is refused.
-    const { errors, stats, jobId } = await oneJobReported({ "bad name": "x" });
+    // A job id the operator wrote that is none: the receipt is refused, naming the field.
+    const { errors, stats } = await oneJobReported(undefined, () => "job/../x");
     expect(stats).toMatchObject({ delivered: 0, rejected: 1 });
     expect(errors).toEqual([
-      `ingest API refused the receipt of ${jobId}: ` +
-        "tags.bad name tag names are letters, digits, _ . - (max 64)",
+      expect.stringMatching(/^ingest API refused the receipt of job\/\.\.\/x: job_id /),
     ]);
+  });
+
+  it("refuses at once options that would lose every receipt later", () => {
+    const refused = (options: Partial<Parameters<typeof createRecordingFetch>[0]>) => () =>
+      createRecordingFetch({ ingestUrl: "http://audit.internal:8787/jobs", ...options });
+    // A tag ingest refuses would have cost every receipt it was added to.
+    expect(refused({ tags: { "bad name": "x" } })).toThrow(
+      "createRecordingFetch: tags.bad name: tag names are letters, digits, _ . - (max 64)",
+    );
+    expect(refused({ tags: { team: 5 as unknown as string } })).toThrow(
+      /tags.team: must be a string/,
+    );
+    expect(refused({ ingestUrl: "audit.internal/jobs" })).toThrow(
+      /ingestUrl must be an http\(s\) URL/,
+    );
+    // A batch of no receipts posted `[]` in a loop and delivered nothing.
+    expect(refused({ batchSize: 0 })).toThrow(/batchSize must be a whole number from 1 to 1000/);
+    expect(refused({ batchSize: -1 })).toThrow(/batchSize/);
+    expect(refused({ maxBuffer: Number.NaN })).toThrow(/maxBuffer must be a whole number/);
+    expect(refused({ retryBaseMs: -5 })).toThrow(/retryBaseMs/);
+    expect(refused({ tags: { Team: "search" } })).not.toThrow();
+  });
+
+  it("says why a delivery failed, so an ingest URL without /jobs shows as a 404", async () => {
+    const store = createTestStore();
+    const audit = await serveApp({ store, log: createLogger({ level: "silent" }) });
+    cleanups.push(audit.close);
+    const errors: string[] = [];
+    const recordingFetch = createRecordingFetch({
+      ingestUrl: audit.url,
+      token: await ingestToken(store),
+      retryBaseMs: 5,
+      onError: (error) => errors.push(error.message),
+    });
+    const response = await recordingFetch(`${await upstream()}/v1/chat/completions`, {
+      method: "POST",
+      body: JSON.stringify({ model: "qwen3-8b", messages: [] }),
+    });
+    await response.json();
+    await expect(recordingFetch.flush({ timeoutMs: 300 })).rejects.toThrow(/not delivered/);
+    expect(errors[0]).toBe("receipt delivery failed (HTTP 404); will retry");
   });
 
   it("reports a job whose id the operator wrote too long to be one, rather than lose it silently", async () => {

@@ -1,7 +1,7 @@
 import { backoff } from "../retry.js";
 import { keyFingerprint } from "./key-fingerprint.js";
 import { maxOperatorTextLength, operatorModel, operatorTokens } from "./operator-values.js";
-import type { WireReceipt } from "./receipt-input.js";
+import { maxTags, maxTagValueLength, tagNamePattern, type WireReceipt } from "./receipt-input.js";
 import {
   maxRequestFactsBytes,
   noRequestFacts,
@@ -199,13 +199,63 @@ function fingerprintOf(input: Parameters<typeof fetch>[0], init: RequestInit | u
 }
 
 /**
+ * The options, refused at once when one would lose every receipt later (an ingest URL that is
+ * none, a batch of no receipts, a tag the ingest API refuses with each receipt it comes with):
+ * a backend learns of it when it starts, not from receipts missing at the month's end.
+ */
+function checkedOptions(options: RecordingFetchOptions): RecordingFetchOptions {
+  const refuse = (what: string): never => {
+    throw new TypeError(`createRecordingFetch: ${what}`);
+  };
+  let url: URL | null = null;
+  try {
+    url = new URL(options.ingestUrl);
+  } catch {
+    // Refused below.
+  }
+  if (url === null || (url.protocol !== "http:" && url.protocol !== "https:")) {
+    refuse("ingestUrl must be an http(s) URL, e.g. http://audit.internal:8787/jobs");
+  }
+  const whole = (name: "maxBuffer" | "batchSize", min: number, max: number) => {
+    const value = options[name];
+    if (value !== undefined && !(Number.isInteger(value) && value >= min && value <= max)) {
+      refuse(`${name} must be a whole number from ${min} to ${max}`);
+    }
+  };
+  whole("maxBuffer", 1, Number.MAX_SAFE_INTEGER);
+  whole("batchSize", 1, 1000);
+  for (const name of ["retryBaseMs", "retryMaxMs"] as const) {
+    const value = options[name];
+    if (value !== undefined && !(Number.isFinite(value) && value >= 0)) {
+      refuse(`${name} must be a number of ms, 0 or more`);
+    }
+  }
+  const tags = Object.entries(options.tags ?? {});
+  if (tags.length > maxTags) refuse(`tags: at most ${maxTags}`);
+  for (const [name, value] of tags) {
+    // The ingest API's rules: a tag it refuses would cost every receipt it is added to.
+    if (!tagNamePattern.test(name.toLowerCase())) {
+      refuse(`tags.${name}: tag names are letters, digits, _ . - (max 64)`);
+    }
+    if (typeof value !== "string" || value.length > maxTagValueLength) {
+      refuse(`tags.${name}: must be a string of at most ${maxTagValueLength} characters`);
+    }
+  }
+  if (options.onError !== undefined && typeof options.onError !== "function") {
+    refuse("onError must be a function");
+  }
+  return options;
+}
+
+/**
  * Wraps `fetch` so every response carrying `x-decentral-job-id` yields a receipt posted to
  * `ingestUrl` in the background. The model and ceiling come from the request; for a JSON
  * (non-stream) response the usage and the model it names are read from a clone of the body; a
  * streamed response is posted from its headers alone, and the service fetches its settlement
  * signature later.
  */
-export function createRecordingFetch(options: RecordingFetchOptions): RecordingFetch {
+export function createRecordingFetch(given: RecordingFetchOptions): RecordingFetch {
+  const options = checkedOptions(given);
   const baseFetch = options.fetch ?? globalThis.fetch;
   const maxBuffer = options.maxBuffer ?? 10_000;
   const batchSize = Math.min(options.batchSize ?? 200, 1000);
@@ -312,12 +362,12 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
 
   /**
    * Posts a batch. "refused": the ingest API refused the request as a whole (400, 413), which
-   * it will do again; otherwise how many items it rejected, or "retry". A refused receipt is
+   * it will do again; otherwise how many items it rejected, or why to retry. A refused receipt is
    * lost for good, so each refusal is reported with the job and the reason.
    */
   async function post(
     batch: WireReceipt[],
-  ): Promise<number | "retry" | { refused: number; reason: string }> {
+  ): Promise<number | { retry: string } | { refused: number; reason: string }> {
     const headers: Record<string, string> = { "content-type": "application/json" };
     if (options.token) headers.authorization = `Bearer ${options.token}`;
     try {
@@ -348,9 +398,11 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
         };
       }
       await response.body?.cancel();
-      return "retry";
-    } catch {
-      return "retry";
+      // Said with the error: a 404 (an ingest URL without /jobs) retries as a 503 does, and
+      // only the status tells them apart.
+      return { retry: `HTTP ${response.status}` };
+    } catch (error) {
+      return { retry: error instanceof Error ? error.message : String(error) };
     }
   }
 
@@ -397,10 +449,10 @@ export function createRecordingFetch(options: RecordingFetchOptions): RecordingF
       for (const receipt of batch) inFlight.add(receipt);
       const outcome = await post(batch);
       inFlight.clear();
-      if (outcome === "retry") {
+      if (typeof outcome === "object" && "retry" in outcome) {
         for (const receipt of batch) unanswered.add(receipt);
         stats.failedAttempts++;
-        report(new Error("receipt delivery failed; will retry"));
+        report(new Error(`receipt delivery failed (${outcome.retry}); will retry`));
         await pauseFor(backoff(failures++, { baseMs: retryBaseMs, maxMs: retryMaxMs }));
         continue;
       }
