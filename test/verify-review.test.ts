@@ -15,6 +15,7 @@ import { createVerifier, type VerifierRpc } from "../src/verify/engine.js";
 import { localnetProfile, profileSchema } from "../src/verify/profiles.js";
 import {
   type AdversaryHarness,
+  fingerprintOfKey,
   type JobOutcome,
   type JobPlan,
   type Scenario,
@@ -254,6 +255,64 @@ describe("credit vault custody", () => {
       verified,
       discrepancy("escrow.source"),
     ]);
+  });
+
+  it.each([
+    ["a plain two-vault list, key 2's vault learned from its first lock", "list"],
+    ["the two vaults listed and each pinned to its key", "list+pins"],
+    ["each vault pinned to its key, no plain list", "pins"],
+  ] as const)(
+    "does not verify a receipt naming no key whose lock drew on key 2's vault (%s)",
+    async (_, shape) => {
+      const c = await h.scenario();
+      const [one, two] = [h.op.vault(1), h.op.vault(2)];
+      const custody: CustodyConfig = {
+        vaults: shape === "pins" ? [] : [one, two],
+        byKey: shape === "list" ? {} : { [fingerprintOfKey(1)]: one, [fingerprintOfKey(2)]: two },
+      };
+      if (shape === "list") {
+        const first = h.op.plan({ keyIndex: 2 });
+        c.record(first, h.op.honestJob(first));
+        await verifyWithCustody(c, custody);
+      }
+      // Customer 1's backend ingests its receipt without key_fingerprint or credit_vault; the
+      // operator locked, charged and settled the job out of customer 2's vault.
+      const keyless = h.op.plan({ keyIndex: 2 });
+      c.record(keyless, h.op.honestJob(keyless), { keyFingerprint: null });
+      await verifyWithCustody(c, custody);
+      expect(await c.outcome(keyless.jobId)).toEqual({
+        verdict: "partially_verified",
+        failing: [],
+      });
+      const source = await c.check(keyless.jobId, "escrow.source");
+      expect(source?.outcome).toBe("skip");
+      expect(source?.reason).toContain(`the credit vault of API key ${fingerprintOfKey(2)}`);
+    },
+  );
+
+  it("verifies a receipt naming no key in a deployment of one credit vault, held by a key", async () => {
+    const c = await h.scenario();
+    // Every job of this deployment draws on its one vault, whichever key made it.
+    const custody: CustodyConfig = { vaults: [h.op.vault(2)], byKey: {} };
+    const first = h.op.plan({ keyIndex: 2 });
+    c.record(first, h.op.honestJob(first));
+    await verifyWithCustody(c, custody);
+    const keyless = h.op.plan({ keyIndex: 2 });
+    c.record(keyless, h.op.honestJob(keyless), { keyFingerprint: null });
+    await verifyWithCustody(c, custody);
+    expect([await c.outcome(first.jobId), await c.outcome(keyless.jobId)]).toEqual([
+      verified,
+      verified,
+    ]);
+  });
+
+  it("verifies a receipt naming no key whose lock drew on a listed vault no key holds", async () => {
+    const c = await h.scenario();
+    const custody: CustodyConfig = { vaults: [h.op.vault(1), h.op.vault(2)], byKey: {} };
+    const keyless = h.op.plan({ keyIndex: 2 });
+    c.record(keyless, h.op.honestJob(keyless), { keyFingerprint: null });
+    await verifyWithCustody(c, custody);
+    expect(await c.outcome(keyless.jobId)).toEqual(verified);
   });
 });
 

@@ -81,7 +81,7 @@ export type Role = "escrow" | "settlement" | "refund";
  */
 export const unprovenCodes = {
   vault_untied:
-    "the credit vault is not tied to the customer (no key fingerprint, declared vault or configured vault)",
+    "the credit vault is not tied to the customer (no key fingerprint or declared vault, and no configured vault that no other key holds)",
   usage_unknown: "usage was not recorded: the charge is bounded by the lock only",
   price_unknown: "the profile has no price for the requested model",
   model_unknown: "the receipt does not say which model was asked for",

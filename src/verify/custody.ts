@@ -34,7 +34,8 @@ export async function custodyViews(
       const facts = sig === null ? undefined : factsOf(sig);
       if (!facts) continue;
       const reading = readLock(profile, facts);
-      if (job.keyFingerprint) for (const s of reading.sources) vaults.push(s.account);
+      // Keyless jobs' too: a lock from a vault some key holds is not proven to be theirs.
+      for (const s of reading.sources) vaults.push(s.account);
       if (reading.escrowAccount !== null) vaults.push(reading.escrowAccount);
     }
   }

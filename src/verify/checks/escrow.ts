@@ -83,6 +83,14 @@ export function escrowChecks(
     const otherKey =
       custody.pinned === null && job.keyFingerprint ? (custody.keyOfVault?.(source) ?? null) : null;
     const takenByOther = otherKey !== null && otherKey !== job.keyFingerprint;
+    // A receipt naming no key and no vault ties its lock to no customer: a vault an API key
+    // holds (pinned by CREDIT_VAULTS or learned) is that key's customer's, and the lock may be
+    // another customer's credits spent on this job. A deployment that lists one vault has every
+    // job draw on it, so there the keyless lock from it is this job's customer's too.
+    const heldBy =
+      !job.keyFingerprint && ties.length === 0 && custody.configured.size !== 1
+        ? (custody.keyOfVault?.(source) ?? null)
+        : null;
     if (mismatched.length > 0 || !listed || !ownerOk || takenByOther) {
       list.add(
         fail(
@@ -100,6 +108,13 @@ export function escrowChecks(
           },
           { vault: source, owner: sourceOwner },
         ),
+      );
+    } else if (heldBy !== null) {
+      creditVault = source;
+      list.gap(
+        "escrow.source",
+        "vault_untied",
+        `the lock came from ${source}, the credit vault of API key ${heldBy}, while the receipt names no key: nothing ties that key's customer to this job`,
       );
     } else if (ties.length > 0 || custody.configured.size > 0) {
       creditVault = source;
