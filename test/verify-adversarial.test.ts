@@ -263,6 +263,37 @@ describe.each(dialects)("%s store", (dialect) => {
       expect(check?.actual).toMatchObject({ vault: other });
     });
 
+    it("catches locks into an account the attacker owns when the profile pins no escrow vault", async () => {
+      // Per-job escrow accounts: the one account each lock credits is taken for its escrow.
+      const c = await h.scenario({ ...localnetProfile, escrowVault: null });
+      await c.pinKey(1);
+      const held = h.op.attackerAccount(0n);
+      // Two jobs lock into the attacker's account and are paid out of it as if it were escrow:
+      // between lock and settlement the attacker alone could spend the customer's credits.
+      const plans = [h.op.plan({ keyIndex: 1 }), h.op.plan({ keyIndex: 1 })];
+      for (const plan of plans) {
+        const escrowTx = h.op.send([
+          h.op.transfer(plan.vault, held, plan.lock),
+          h.op.memo(`decentral:escrow:${plan.jobId}`),
+        ]).signature;
+        const authority = { authority: h.op.attacker.address };
+        const settlementTx = h.op.send([
+          h.op.transfer(held, plan.worker.tokenAccount, plan.workerShare, authority),
+          h.op.transfer(held, h.op.accounts.treasury.tokenAccount, plan.treasuryShare, authority),
+          h.op.transfer(held, plan.vault, plan.remainder, authority),
+          h.op.memo(`decentral:settle:${plan.jobId}`),
+        ]).signature;
+        c.record(plan, { escrowTx, settlementTx });
+      }
+      expect(await c.verdicts(...plans.map((p) => p.jobId))).toEqual([
+        discrepancy("escrow.vault"),
+        discrepancy("escrow.vault"),
+      ]);
+      const check = await c.check(plans[0]!.jobId, "escrow.vault");
+      expect(check?.reason).toContain(`owned by ${h.op.attacker.address}`);
+      expect(check?.actual).toMatchObject({ vault: held, owner: h.op.attacker.address });
+    });
+
     it.each([
       ["before", true],
       ["after", false],

@@ -60,6 +60,8 @@ export interface LockReading {
   sources: Movement[];
   /** Credits to accounts other than the escrow account. */
   elsewhere: Movement[];
+  /** Owner of the escrow account after the lock, when the lock credited it and it is known. */
+  escrowOwner: string | null;
 }
 
 export function readLock(profile: Profile, facts: TransactionFacts): LockReading {
@@ -76,6 +78,7 @@ export function readLock(profile: Profile, facts: TransactionFacts): LockReading
     taken: -sum(debits.map((c) => c.delta)),
     sources: debits.map(movement),
     elsewhere: credits.filter((c) => c.account !== escrowAccount).map(movement),
+    escrowOwner: credits.find((c) => c.account === escrowAccount)?.owner ?? null,
   };
 }
 

@@ -1,5 +1,5 @@
 import type { TransactionFacts } from "../../chain/transaction-facts.js";
-import { foreignChanges, type LockReading, readLock } from "../money-movements.js";
+import { foreignChanges, isOtherOwner, type LockReading, readLock } from "../money-movements.js";
 import { priceUnits } from "../profiles.js";
 import type { CheckInput, CheckResult, Evaluation, ReceiptForChecks } from "./check-input.js";
 import { type CheckList, fail, pass, skip } from "./check-list.js";
@@ -157,7 +157,14 @@ export function escrowChecks(
   if (profile.escrowVault === null && customerVault === null) {
     learned.escrowAccount = reading.escrowAccount;
   }
+  // The escrow authority owns the escrow vault as it owns every credit vault: an account the
+  // lock credited that another owns (a profile that pins no escrow vault takes whichever one
+  // the lock paid) is that owner's to spend alone, not money held in escrow.
+  const escrowOwner =
+    profile.escrowVault === null && profile.escrowAuthority !== null ? reading.escrowOwner : null;
+  const ownedByOther = isOtherOwner(profile.escrowAuthority, escrowOwner);
   const expected = {
+    ...(ownedByOther ? { owner: profile.escrowAuthority } : {}),
     vault:
       customerVault !== null
         ? "one escrow account, no customer's credit vault"
@@ -166,7 +173,9 @@ export function escrowChecks(
     paidElsewhere: [],
   };
   const actual = {
-    ...(customerVault !== null ? { vault: reading.escrowAccount, vaultIs: customerVault } : {}),
+    ...(customerVault !== null || ownedByOther ? { vault: reading.escrowAccount } : {}),
+    ...(customerVault !== null ? { vaultIs: customerVault } : {}),
+    ...(ownedByOther ? { owner: escrowOwner } : {}),
     locked: reading.lock.toString(),
     taken: reading.taken.toString(),
     paidElsewhere: reading.elsewhere,
@@ -176,13 +185,15 @@ export function escrowChecks(
       ? "the lock paid several accounts: there is no single escrow account"
       : customerVault !== null
         ? `the lock went into ${reading.escrowAccount}, ${customerVault}, not an escrow account`
-        : reading.lock === 0n
-          ? "nothing was locked in the escrow vault"
-          : reading.elsewhere.length > 0
-            ? "the lock also paid accounts other than the escrow vault"
-            : reading.taken !== reading.lock
-              ? "more left the credit vault than arrived in the escrow vault"
-              : null;
+        : ownedByOther
+          ? `the lock went into ${reading.escrowAccount}, owned by ${escrowOwner}, not by the escrow authority that owns the escrow vault`
+          : reading.lock === 0n
+            ? "nothing was locked in the escrow vault"
+            : reading.elsewhere.length > 0
+              ? "the lock also paid accounts other than the escrow vault"
+              : reading.taken !== reading.lock
+                ? "more left the credit vault than arrived in the escrow vault"
+                : null;
   list.add(
     vaultProblem === null
       ? pass("escrow.vault", expected, actual)
