@@ -9,8 +9,10 @@ import {
 } from "@solana/web3.js";
 import bs58 from "bs58";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { TOKEN_2022_PROGRAM_ID } from "../src/localnet/keys.js";
 import { findModel, priceUnits } from "../src/localnet/models.js";
 import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
+import { Operator } from "./support/operator.js";
 
 const SLOT_MS = 400;
 let world: LocalWorld;
@@ -329,5 +331,57 @@ describe("local chain through @solana/web3.js", () => {
     expect(blockTime * 1000).toBeLessThanOrEqual(now);
     expect(blockTime * 1000).toBeGreaterThan(now - SLOT_MS - 1000);
     await expect(connection.getBlockTime(slot + 1)).rejects.toThrow(/not available/);
+  });
+
+  it("lists Token-2022 accounts with extensions in token balances and reads them as a node does", async () => {
+    const op = new Operator(world, { advance: (ms) => (now += ms) });
+    // 1% of every transfer is withheld in the receiving account, outside its balance.
+    const mint = op.createToken2022Mint({ transferFeeBps: 100 });
+    const from = op.createToken2022Account(op.escrowAuthority.address, mint, 1_000_000n);
+    const to = op.createToken2022Account(op.attacker.address, mint);
+    const sent = op.send([op.transfer2022(from, to, 500_000n, mint)]);
+    await finalize([sent.signature]);
+
+    const tx = await connection.getTransaction(sent.signature, {
+      commitment: "finalized",
+      maxSupportedTransactionVersion: 0,
+    });
+    const keys = tx!.transaction.message.getAccountKeys();
+    const balances = (tx!.meta?.postTokenBalances ?? []).map((b) => ({
+      account: keys.get(b.accountIndex)!.toBase58(),
+      mint: b.mint,
+      owner: b.owner,
+      programId: b.programId,
+      amount: b.uiTokenAmount.amount,
+      decimals: b.uiTokenAmount.decimals,
+    }));
+    const listed = (account: string, owner: string, amount: string) => ({
+      account,
+      mint,
+      owner,
+      programId: TOKEN_2022_PROGRAM_ID,
+      amount,
+      decimals: 6,
+    });
+    expect(balances).toEqual([
+      listed(from, op.escrowAuthority.address, "500000"),
+      listed(to, op.attacker.address, "495000"),
+    ]);
+    expect(tokenDeltas(tx!).get(from)?.delta).toBe(-500_000n);
+
+    const balance = await rpc("getTokenAccountBalance", [to]);
+    expect(balance.result).toMatchObject({ value: { amount: "495000", decimals: 6 } });
+    const info = await rpc("getAccountInfo", [to, { encoding: "jsonParsed" }]);
+    expect(info.result).toMatchObject({
+      value: {
+        owner: TOKEN_2022_PROGRAM_ID,
+        // 165 bytes of account, its type byte, and the TransferFeeAmount extension.
+        space: 178,
+        data: {
+          program: "spl-token-2022",
+          parsed: { type: "account", info: { mint, tokenAmount: { amount: "495000" } } },
+        },
+      },
+    });
   });
 });

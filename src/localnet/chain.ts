@@ -11,6 +11,7 @@ import {
   ASSOCIATED_TOKEN_PROGRAM_ID,
   MEMO_PROGRAM_ID,
   SYSTEM_PROGRAM_ID,
+  TOKEN_2022_PROGRAM_ID,
   TOKEN_PROGRAM_ID,
 } from "./keys.js";
 import {
@@ -104,10 +105,17 @@ export interface SignatureStatus {
   confirmationStatus: Commitment;
 }
 
-type AccountKind =
-  | { kind: "token"; mint: string; owner: string; amount: bigint }
-  | { kind: "other" }
-  | { kind: "missing" };
+/** A token account: `programId` is the token program that owns it, `space` its data length. */
+interface TokenAccountKind {
+  kind: "token";
+  mint: string;
+  owner: string;
+  amount: bigint;
+  programId: string;
+  space: number;
+}
+
+type AccountKind = TokenAccountKind | { kind: "other" } | { kind: "missing" };
 
 const LAMPORTS_PER_SIGNATURE = 5000;
 // Block height trails the slot on a real cluster because some slots are skipped.
@@ -115,7 +123,7 @@ const BLOCK_HEIGHT_LAG = 22_000_000;
 // A node answers `getSignatureStatuses` from its status cache for this many recent slots.
 const STATUS_CACHE_SLOTS = 300;
 
-const TOKEN_2022_PROGRAM_ID = "TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb";
+const TOKEN_PROGRAMS: ReadonlySet<string> = new Set([TOKEN_PROGRAM_ID, TOKEN_2022_PROGRAM_ID]);
 
 const knownPrograms = [
   SYSTEM_PROGRAM_ID,
@@ -235,8 +243,8 @@ export class LocalChain {
     return kind.kind === "token" ? kind.amount : null;
   }
 
-  /** Owner and mint of a token account, or null. */
-  tokenAccount(address: string): { mint: string; owner: string; amount: bigint } | null {
+  /** Owner, mint, token program and data length of a token account, or null. */
+  tokenAccount(address: string): Omit<TokenAccountKind, "kind"> | null {
     const kind = this.classify(address);
     return kind.kind === "token" ? kind : null;
   }
@@ -254,7 +262,7 @@ export class LocalChain {
     if (kind.kind === "missing") return null;
     if (kind.kind === "token" && !withData) {
       return {
-        owner: TOKEN_PROGRAM_ID,
+        owner: kind.programId,
         lamports: this.lamports(address),
         data: new Uint8Array(0),
         token: true,
@@ -312,7 +320,14 @@ export class LocalChain {
         0n,
       ),
     );
-    this.accounts.set(address, { kind: "token", mint, owner, amount });
+    this.accounts.set(address, {
+      kind: "token",
+      mint,
+      owner,
+      amount,
+      programId: TOKEN_PROGRAM_ID,
+      space: TOKEN_ACCOUNT_SIZE,
+    });
   }
 
   /** Genesis: an active address lookup table holding `addresses`, owned by `authority`. */
@@ -601,14 +616,15 @@ export class LocalChain {
   }
 
   /**
-   * Token balances of the token accounts among the keys. A validator records them only when a
+   * Token balances of the token accounts among the keys, classic SPL Token and Token-2022
+   * alike, each with the program that owns it. A validator records them only when either
    * token program is among the transaction's keys (agave's `has_token_program`): a SOL
    * transfer to a token account has none, and what reads the chain must not take that for
    * "no owner" or "the escrow authority's".
    */
   private tokenBalances(keys: string[]): StoredTokenBalance[] {
     const out: StoredTokenBalance[] = [];
-    if (!keys.some((k) => k === TOKEN_PROGRAM_ID || k === TOKEN_2022_PROGRAM_ID)) return out;
+    if (!keys.some((k) => TOKEN_PROGRAMS.has(k))) return out;
     keys.forEach((address, accountIndex) => {
       const kind = this.classify(address);
       if (kind.kind !== "token") return;
@@ -616,7 +632,7 @@ export class LocalChain {
         accountIndex,
         mint: this.intern(kind.mint),
         owner: this.intern(kind.owner),
-        programId: TOKEN_PROGRAM_ID,
+        programId: kind.programId,
         amount: kind.amount,
         decimals: this.decimalsOf(kind.mint),
       });
@@ -627,6 +643,8 @@ export class LocalChain {
   /**
    * What an account is, read from the chain at most once per change. Reading accounts leaks
    * their data inside LiteSVM, so known accounts are cached and programs are never read.
+   * A token account is one either token program owns whose data unpacks as an initialized
+   * account: 165 bytes, or more with Token-2022 extensions, as a validator reads balances.
    */
   private classify(address: string): AccountKind {
     const cached = this.accounts.get(address);
@@ -634,25 +652,30 @@ export class LocalChain {
     const account = this.svm.getAccount(addressBytes(address));
     let kind: AccountKind;
     if (!account) kind = { kind: "missing" };
-    else if (
-      bs58.encode(account.owner()) === TOKEN_PROGRAM_ID &&
-      account.data().length === TOKEN_ACCOUNT_SIZE
-    ) {
-      const state = decodeTokenAccount(account.data());
-      kind = state ? { kind: "token", ...state } : { kind: "other" };
-    } else kind = { kind: "other" };
+    else {
+      const programId = bs58.encode(account.owner());
+      const data = account.data();
+      const state = TOKEN_PROGRAMS.has(programId) ? decodeTokenAccount(data) : null;
+      kind = state ? { kind: "token", ...state, programId, space: data.length } : { kind: "other" };
+    }
     this.accounts.set(address, kind);
     return kind;
   }
 
-  /** Decimals of a mint (0 when the account is not a mint). */
+  /**
+   * Decimals of a mint of either token program (0 when the account is not one). Only a mint
+   * found is remembered: an address asked for before its mint exists may hold one later.
+   */
   decimalsOf(mint: string): number {
-    let decimals = this.mintDecimals.get(mint);
-    if (decimals === undefined) {
-      const account = this.svm.getAccount(addressBytes(mint));
-      decimals = (account && decodeMintDecimals(account.data())) ?? 0;
-      this.mintDecimals.set(mint, decimals);
-    }
+    const known = this.mintDecimals.get(mint);
+    if (known !== undefined) return known;
+    const account = this.svm.getAccount(addressBytes(mint));
+    const decimals =
+      account && TOKEN_PROGRAMS.has(bs58.encode(account.owner()))
+        ? decodeMintDecimals(account.data())
+        : null;
+    if (decimals === null) return 0;
+    this.mintDecimals.set(mint, decimals);
     return decimals;
   }
 

@@ -7,7 +7,12 @@ import {
   type StoredTokenBalance,
   type StoredTransaction,
 } from "./chain.js";
-import { MEMO_PROGRAM_ID, SYSTEM_PROGRAM_ID, TOKEN_PROGRAM_ID } from "./keys.js";
+import {
+  MEMO_PROGRAM_ID,
+  SYSTEM_PROGRAM_ID,
+  TOKEN_2022_PROGRAM_ID,
+  TOKEN_PROGRAM_ID,
+} from "./keys.js";
 import { uiTokenAmount } from "./token-program.js";
 import { decodeTransaction, isStaticWritable } from "./wire.js";
 
@@ -379,10 +384,12 @@ export function rpcMethods(chain: LocalChain, hooks: SendHooks): Record<string, 
           context: ctx,
           value: {
             ...base,
-            space: 165,
+            space: token.space,
             data: {
-              program: "spl-token",
-              space: 165,
+              // A node names the parser by the owning program; Token-2022 accounts also list
+              // their `extensions`, which nothing here reads and the local node leaves out.
+              program: token.programId === TOKEN_2022_PROGRAM_ID ? "spl-token-2022" : "spl-token",
+              space: token.space,
               parsed: {
                 type: "account",
                 info: {

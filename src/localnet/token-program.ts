@@ -3,9 +3,9 @@ import { formatUnits } from "../money.js";
 import { addressBytes, type InstructionSpec } from "./wire.js";
 
 /**
- * The few pieces of the classic SPL Token program the local world needs: account layouts (to
- * write genesis accounts and read balances) and the TransferChecked instruction, plus the SPL
- * Memo instruction.
+ * The few pieces of the SPL Token programs the local world needs: account layouts (to write
+ * genesis accounts and to read balances, classic and Token-2022) and the TransferChecked
+ * instruction, plus the SPL Memo instruction.
  */
 
 export const TOKEN_ACCOUNT_SIZE = 165;
@@ -40,9 +40,35 @@ export interface TokenAccountState {
   amount: bigint;
 }
 
-/** Reads mint, owner and amount of a token account; null when the data is not one. */
+// Token-2022 appends extensions to the classic layouts: after the 165-byte account (or the
+// 82-byte mint padded with zeros to 165 bytes) comes one account-type byte, then the
+// extensions. A multisig (355 bytes) is neither, whatever its first bytes hold.
+const MULTISIG_SIZE = 355;
+const ACCOUNT_TYPE_OFFSET = TOKEN_ACCOUNT_SIZE;
+const ACCOUNT_TYPE_MINT = 1;
+const ACCOUNT_TYPE_ACCOUNT = 2;
+
+/**
+ * True when `data` is a base layout of `baseSize` bytes, alone or followed by extensions of
+ * the right account type, as Token-2022 (and the validator's balance reader) unpacks it.
+ */
+function hasLayout(data: Uint8Array, baseSize: number, accountType: number): boolean {
+  if (data.length < baseSize || data.length === MULTISIG_SIZE) return false;
+  if (data.length === baseSize) return true;
+  if (data.length <= ACCOUNT_TYPE_OFFSET) return false;
+  for (let i = baseSize; i < ACCOUNT_TYPE_OFFSET; i++) if (data[i] !== 0) return false;
+  return data[ACCOUNT_TYPE_OFFSET] === accountType;
+}
+
+/**
+ * Reads mint, owner and amount of an initialized token account, classic (165 bytes) or
+ * Token-2022 with extensions; null when the data is not one.
+ */
 export function decodeTokenAccount(data: Uint8Array): TokenAccountState | null {
-  if (data.length !== TOKEN_ACCOUNT_SIZE || data[108] === 0) return null;
+  if (!hasLayout(data, TOKEN_ACCOUNT_SIZE, ACCOUNT_TYPE_ACCOUNT)) return null;
+  // AccountState: 0 uninitialized, 1 initialized, 2 frozen; anything else is not an account.
+  const state = data[108] ?? 0;
+  if (state === 0 || state > 2) return null;
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   return {
     mint: bs58.encode(data.subarray(0, 32)),
@@ -51,9 +77,9 @@ export function decodeTokenAccount(data: Uint8Array): TokenAccountState | null {
   };
 }
 
-/** Reads the decimals of a mint; null when the data is not one. */
+/** Reads the decimals of an initialized mint, classic or Token-2022; null when not one. */
 export function decodeMintDecimals(data: Uint8Array): number | null {
-  if (data.length !== MINT_SIZE || data[45] !== 1) return null;
+  if (!hasLayout(data, MINT_SIZE, ACCOUNT_TYPE_MINT) || data[45] !== 1) return null;
   return data[44] ?? null;
 }
 

@@ -1,6 +1,15 @@
 import { randomBytes } from "node:crypto";
-import { getAssociatedTokenAddressSync } from "@solana/spl-token";
-import { PublicKey } from "@solana/web3.js";
+import {
+  createInitializeAccount3Instruction,
+  createInitializeMint2Instruction,
+  createInitializeTransferFeeConfigInstruction,
+  createMintToInstruction,
+  ExtensionType,
+  getAccountLen,
+  getAssociatedTokenAddressSync,
+  getMintLen,
+} from "@solana/spl-token";
+import { PublicKey, type TransactionInstruction } from "@solana/web3.js";
 import { createApp } from "../../src/api/app.js";
 import { createToken } from "../../src/auth/tokens.js";
 import { createRpcPool, type RpcPool } from "../../src/chain/rpc-pool.js";
@@ -16,6 +25,7 @@ import {
   localKeyNames,
   localSigner,
   SYSTEM_PROGRAM_ID,
+  TOKEN_2022_PROGRAM_ID,
 } from "../../src/localnet/keys.js";
 import { memoInstruction, transferCheckedInstruction } from "../../src/localnet/token-program.js";
 import {
@@ -76,6 +86,17 @@ const concat = (...parts: (Uint8Array | number[])[]) => {
   }
   return out;
 };
+/** An instruction built by @solana/spl-token, as the local wire encoder takes it. */
+const specOf = (ix: TransactionInstruction): InstructionSpec => ({
+  programId: ix.programId.toBase58(),
+  accounts: ix.keys.map((k) => ({
+    address: k.pubkey.toBase58(),
+    signer: k.isSigner,
+    writable: k.isWritable,
+  })),
+  data: Uint8Array.from(ix.data),
+});
+const key = (address: string) => new PublicKey(address);
 const w = (address: string) => ({ address, signer: false, writable: true });
 const r = (address: string) => ({ address, signer: false, writable: false });
 const s = (address: string) => ({ address, signer: true, writable: false });
@@ -150,6 +171,8 @@ export class Operator {
   /** The operator's own wallet, where stolen money goes. */
   readonly attacker: LocalSigner;
   private readonly signers = new Map<string, LocalSigner>();
+  /** Token-2022 mints made here that take a transfer fee (their accounts need room for it). */
+  private readonly feeMints = new Set<string>();
   private created = 0;
   private readonly tag = randomBytes(4).toString("hex");
 
@@ -447,14 +470,111 @@ export class Operator {
     return mint.address;
   }
 
-  private createAccountIx(address: string, space: number): InstructionSpec {
+  /**
+   * A Token-2022 mint with the credit mint's decimals; the attacker is its mint authority.
+   * With `transferFeeBps` it carries a TransferFeeConfig: the program withholds that share of
+   * every transfer (at most `maximumFee`) in the receiving account, outside its balance.
+   */
+  createToken2022Mint(opts: { transferFeeBps?: number; maximumFee?: bigint } = {}): string {
+    const mint = this.newSigner("token-2022-mint");
+    const fee = opts.transferFeeBps !== undefined;
+    const ixs: InstructionSpec[] = [
+      this.createAccountIx(
+        mint.address,
+        getMintLen(fee ? [ExtensionType.TransferFeeConfig] : []),
+        TOKEN_2022_PROGRAM_ID,
+      ),
+    ];
+    if (fee) {
+      ixs.push(
+        specOf(
+          createInitializeTransferFeeConfigInstruction(
+            key(mint.address),
+            key(this.attacker.address),
+            key(this.attacker.address),
+            opts.transferFeeBps ?? 0,
+            opts.maximumFee ?? 2n ** 64n - 1n,
+            key(TOKEN_2022_PROGRAM_ID),
+          ),
+        ),
+      );
+    }
+    ixs.push(
+      specOf(
+        createInitializeMint2Instruction(
+          key(mint.address),
+          this.accounts.decimals,
+          key(this.attacker.address),
+          null,
+          key(TOKEN_2022_PROGRAM_ID),
+        ),
+      ),
+    );
+    this.send(ixs);
+    if (fee) this.feeMints.add(mint.address);
+    return mint.address;
+  }
+
+  /** A Token-2022 account of `mint` owned by `owner`, holding `fund` minted by the attacker. */
+  createToken2022Account(owner: string, mint: string, fund = 0n): string {
+    const account = this.newSigner("token-2022-account");
+    const extensions = this.feeMints.has(mint) ? [ExtensionType.TransferFeeAmount] : [];
+    const ixs: InstructionSpec[] = [
+      this.createAccountIx(account.address, getAccountLen(extensions), TOKEN_2022_PROGRAM_ID),
+      specOf(
+        createInitializeAccount3Instruction(
+          key(account.address),
+          key(mint),
+          key(owner),
+          key(TOKEN_2022_PROGRAM_ID),
+        ),
+      ),
+    ];
+    if (fund > 0n) {
+      ixs.push(
+        specOf(
+          createMintToInstruction(
+            key(mint),
+            key(account.address),
+            key(this.attacker.address),
+            fund,
+            [],
+            key(TOKEN_2022_PROGRAM_ID),
+          ),
+        ),
+      );
+    }
+    this.send(ixs);
+    return account.address;
+  }
+
+  /** Token-2022 TransferChecked of `mint`, signed by the escrow authority unless told. */
+  transfer2022(
+    source: string,
+    destination: string,
+    amount: bigint,
+    mint: string,
+    authority = this.escrowAuthority.address,
+  ): InstructionSpec {
+    return transferCheckedInstruction({
+      tokenProgram: TOKEN_2022_PROGRAM_ID,
+      source,
+      mint,
+      destination,
+      authority,
+      amount,
+      decimals: this.accounts.decimals,
+    });
+  }
+
+  private createAccountIx(address: string, space: number, owner = SPL_TOKEN): InstructionSpec {
     const lamports = this.chain.minimumBalanceForRentExemption(space);
     const data = new Uint8Array(52);
     const view = new DataView(data.buffer);
     view.setUint32(0, 0, true);
     view.setBigUint64(4, lamports, true);
     view.setBigUint64(12, BigInt(space), true);
-    data.set(addressBytes(SPL_TOKEN), 20);
+    data.set(addressBytes(owner), 20);
     return {
       programId: SYSTEM_PROGRAM_ID,
       accounts: [sw(this.payer.address), sw(address)],
