@@ -548,6 +548,22 @@ describe.each(dialects)("%s store", (dialect) => {
       expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.balances")]);
     });
 
+    it("catches a correct settlement plus a Token-2022 transfer out of an account the escrow authority owns", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const mint = h.op.createToken2022Mint();
+      const held = h.op.createToken2022Account(h.op.escrowAuthority.address, mint, 1_000_000n);
+      const attacker = h.op.createToken2022Account(h.op.attacker.address, mint);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      const settlementTx = h.op.send([
+        ...h.op.settleIxs(plan),
+        h.op.transfer2022(held, attacker, 1_000_000n, mint),
+      ]).signature;
+      c.record(plan, { escrowTx, settlementTx });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.balances")]);
+    });
+
     it("catches a worker paid in a fake mint while the attacker takes the worker's USDC", async () => {
       const c = await h.scenario();
       await c.pinKey(1);
@@ -926,6 +942,58 @@ describe.each(dialects)("%s store", (dialect) => {
         verified,
         discrepancy("settlement.recipients"),
       ]);
+    });
+  });
+
+  describe("with a Token-2022 credit mint (the profile allows either token program)", () => {
+    /**
+     * A credit mint under Token-2022, with its own escrow vault, credit vault (owned by the
+     * escrow authority), worker and treasury accounts, and a profile naming it; `plan` is an
+     * honest job's numbers paid from and to those accounts.
+     */
+    const token2022Credits = async (mintOptions: { transferFeeBps?: number }) => {
+      const op = h.op;
+      const mint = op.createToken2022Mint(mintOptions);
+      const feeBps = BigInt(mintOptions.transferFeeBps ?? 0);
+      const escrow = op.createToken2022Account(op.escrowAuthority.address, mint);
+      const vault = op.createToken2022Account(op.escrowAuthority.address, mint, 10_000_000n);
+      const treasury = op.createToken2022Account(op.treasuryOwner.address, mint);
+      const base = op.plan({ keyIndex: 1 });
+      const worker = {
+        ...base.worker,
+        tokenAccount: op.createToken2022Account(base.worker.address, mint),
+      };
+      const c = await h.scenario({ ...localnetProfile, usdcMint: mint, escrowVault: escrow });
+      const plan = { ...base, vault, worker };
+      const lockTx = op.send([
+        op.transfer2022(vault, escrow, plan.lock, mint),
+        op.memo(`decentral:escrow:${plan.jobId}`),
+      ]).signature;
+      // The operator pays the worker and the treasury their shares and returns what is left
+      // of what arrived (the fee is a whole number of base units for this lock).
+      const arrived = plan.lock - (plan.lock * feeBps) / 10_000n;
+      const remainder = arrived - plan.workerShare - plan.treasuryShare;
+      const settleTx = op.send([
+        op.transfer2022(escrow, worker.tokenAccount, plan.workerShare, mint),
+        op.transfer2022(escrow, treasury, plan.treasuryShare, mint),
+        op.transfer2022(escrow, vault, remainder, mint),
+        op.memo(`decentral:settle:${plan.jobId}`),
+      ]).signature;
+      c.record(plan, { escrowTx: lockTx, settlementTx: settleTx });
+      return { c, plan };
+    };
+
+    it("verifies an honest job whose credits are a Token-2022 mint", async () => {
+      const { c, plan } = await token2022Credits({});
+      expect(await c.verdicts(plan.jobId)).toEqual([verified]);
+    });
+
+    it("catches a lock in a Token-2022 mint with a transfer fee: less arrived in escrow than left the vault", async () => {
+      const { c, plan } = await token2022Credits({ transferFeeBps: 100 });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.vault")]);
+      expect(await c.check(plan.jobId, "escrow.vault")).toMatchObject({
+        actual: { locked: "158400", taken: "160000" },
+      });
     });
   });
 });
