@@ -22,7 +22,11 @@ describe("errors a route did not expect", () => {
     // A receipt the writer gave up on while the disk was full: nothing of the request is kept.
     const full = Object.assign(new Error("database or disk is full"), { code: "SQLITE_FULL" });
     const io = Object.assign(new Error("disk I/O error"), { code: "SQLITE_IOERR_WRITE" });
-    for (const error of [gone, shuttingDown, busy, full, io]) {
+    // Every connection slot of PostgreSQL held: a token not seen yet was checked with a query
+    // that failed so, and an ingest client retrying only on 503 lost its receipt to a 500.
+    const noSlot = Object.assign(new Error("sorry, too many clients already"), { code: "53300" });
+    const wrapped = new Error("Failed query: select 1", { cause: noSlot });
+    for (const error of [gone, shuttingDown, busy, full, io, noSlot, wrapped]) {
       const response = await throwing(error).request("/x");
       expect(response.status, error.message).toBe(503);
       expect(response.headers.get("retry-after")).toBe("1");

@@ -64,9 +64,9 @@ const connectionCodes = new Set([
 ]);
 
 /**
- * The database is away (no connection, connection lost, the server shutting down) or SQLite's
- * write lock is held past the timeout: asking again shortly is the remedy. Not a statement that
- * timed out (it would time out again) nor any other system error.
+ * The database is away (no connection, connection lost, no free connection slot, the server
+ * shutting down) or SQLite's write lock is held past the timeout: asking again shortly is the
+ * remedy. Not a statement that timed out (it would time out again) nor any other system error.
  */
 function isDatabaseAway(error: Error): boolean {
   const failure = error.cause instanceof Error && !("code" in error) ? error.cause : error;
@@ -79,7 +79,10 @@ function isDatabaseAway(error: Error): boolean {
   if (code.startsWith("SQLITE_BUSY") || code === "SQLITE_LOCKED") return true;
   // A full disk, or one that cannot be written: nothing was written, and it may pass.
   if (code === "SQLITE_FULL" || /^SQLITE_(IOERR|READONLY)/.test(code)) return true;
-  if (/^[0-9A-Z]{5}$/.test(code)) return code.startsWith("08") || /^57P0[1-3]$/.test(code);
+  // PostgreSQL: no connection (08), no free slot or memory or disk (53: `too many clients
+  // already` with every slot held), a conflict it asks to retry (40), the server shutting
+  // down or starting (57P01-03; not 57014, a statement that timed out and would again).
+  if (/^[0-9A-Z]{5}$/.test(code)) return /^(08|53|40)/.test(code) || /^57P0[1-3]$/.test(code);
   return connectionCodes.has(code);
 }
 
