@@ -71,6 +71,11 @@ describe("dashboard sign-in", () => {
     const res = await d.app.request("/dashboard/");
     expect(res.status).toBe(308);
     expect(res.headers.get("location")).toBe("/dashboard");
+    // A period typed or bookmarked with the slash is the one shown.
+    const period = await d.app.request("/dashboard/?period=custom&from=2026-11-29&to=2026-11-30");
+    expect(period.headers.get("location")).toBe(
+      "/dashboard?period=custom&from=2026-11-29&to=2026-11-30",
+    );
   });
 
   it("marks the cookie Secure behind a TLS reverse proxy, and not over plain HTTP", async () => {

@@ -10,6 +10,14 @@ describe("instants", () => {
     expect(parseZonedDateTime("2026-11-25T12:00:00+02:00")).toBe(Date.UTC(2026, 10, 25, 10));
   });
 
+  it("reads a time between two milliseconds as the later one, so a period leaves out what came before it", () => {
+    const last = Date.UTC(2026, 10, 29, 23, 59, 59, 999);
+    expect(parseZonedDateTime("2026-11-29T23:59:59.999Z")).toBe(last);
+    expect(parseZonedDateTime("2026-11-29T23:59:59.9990Z")).toBe(last);
+    expect(parseZonedDateTime("2026-11-29T23:59:59.9991Z")).toBe(last + 1);
+    expect(parseInstant("2026-11-29T23:59:59.9999Z")).toBe(last + 1);
+  });
+
   it("refuses dates that do not exist instead of shifting them into another day", () => {
     expect(parseZonedDateTime("2026-02-30T00:00:00Z")).toBeNull();
     expect(parseZonedDateTime("2026-11-25T24:00:00Z")).toBeNull();

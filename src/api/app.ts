@@ -172,7 +172,11 @@ export function createApp(deps: AppDeps) {
   // The finance dashboard: pages for people, signed in with a session cookie, over the same
   // report functions as the API above. "/dashboard/" (a typed or bookmarked slash, or a sign-in's
   // `next`) is the overview too.
-  app.get("/dashboard/", (c) => c.redirect("/dashboard", 308));
+  app.get("/dashboard/", (c) => {
+    // The period asked for goes along: without it the page showed month to date.
+    const query = c.req.url.indexOf("?");
+    return c.redirect(`/dashboard${query < 0 ? "" : c.req.url.slice(query)}`, 308);
+  });
   app.route(
     "/dashboard",
     dashboardRoutes({
