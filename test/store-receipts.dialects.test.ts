@@ -363,6 +363,11 @@ describe.each(dialects)("receipts store on %s", (dialect) => {
     });
     // The very same receipt is a duplicate, whoever sends it.
     expect(outcomes(await record(store, proxied, "import"))).toEqual(["duplicate"]);
+    // So is a copy that only knows less: it contradicts nothing, and no conflict lists nothing.
+    const before = (await readConflicts(store)).length;
+    const less = { ...proxied, creditsRemainingUnits: null, worker: null, model: null };
+    expect(await record(store, less, "import")).toEqual([{ outcome: "duplicate" }]);
+    expect(await readConflicts(store)).toHaveLength(before);
   });
 
   it("keeps at most ten conflicts per job, the last one summarizing the rest", async () => {

@@ -222,6 +222,24 @@ export function filledFields(row: RecordedRow, receipt: ReceiptCore): ReceiptFie
   return receiptFields.filter((field) => receipt[field] !== null && row[field] === null);
 }
 
+/**
+ * What another source's receipt says that the recorded one does not: a field it contradicts or
+ * one it knows and the recorded one lacks, and a differing status. Empty for a copy that only
+ * knows less (a field left out): it says nothing against the recorded receipt, so it is no
+ * conflict, which would show an empty list of differences.
+ */
+export function otherSourceDifferences(
+  row: RecordedRow,
+  receipt: ReceiptCore,
+  statusFinding: readonly string[],
+): string[] {
+  return [
+    ...differingFields(row, receipt),
+    ...filledFields(row, receipt).map(columnOf),
+    ...statusFinding,
+  ];
+}
+
 /** The recorded receipt with its unknowns taken from `receipt`. */
 export function merged(row: RecordedRow, receipt: ReceiptCore): ReceiptCore {
   const combined = {} as Record<ReceiptField, unknown>;

@@ -7,7 +7,6 @@ import {
   captureDifferences,
   captureParams,
   carriesCapture,
-  columnOf,
   completedStatus,
   conflictRecord,
   differingFields,
@@ -21,6 +20,7 @@ import {
   newlyNamed,
   nextSummary,
   noLongerNamed,
+  otherSourceDifferences,
   type Receipt,
   type RecordedRow,
   receiptFields,
@@ -284,13 +284,18 @@ async function recordExisting(
   }
 
   // Another source's receipt never completes or corrects this one: anything but the same
-  // receipt is a finding, whether it contradicts a field or only knows more.
+  // receipt is a finding, whether it contradicts a field or only knows more (one that only
+  // knows less is a duplicate).
   if (row.source !== source) {
-    const differences = [
-      ...differingFields(row, receipt),
-      ...filledFields(row, receipt).map(columnOf),
-      ...statusFinding,
-    ];
+    const differences = otherSourceDifferences(row, receipt, statusFinding);
+    if (differences.length === 0) {
+      const filled = statusWritten(status);
+      return {
+        result: { outcome: filled ? "updated" : "duplicate" },
+        reopen: filled && reopen,
+        named: [],
+      };
+    }
     const gained = await storeConflict(tx, row, receipt, source, differences, now);
     return {
       result: { outcome: "conflict", differences },
