@@ -370,6 +370,42 @@ describe.each(dialects)("receipts store on %s", (dialect) => {
     expect(await readConflicts(store)).toHaveLength(before);
   });
 
+  it("keeps each further signature a receipt names as a conflicting receipt, and judges an already judged job again", async () => {
+    const store = await stores.open();
+    const [lock2, settle2, settle3] = [signature(), signature(), signature()];
+    const r = receipt({ otherSignatures: { escrowTx: [lock2], settlementTx: [settle2] } });
+    // A new job's receipt is created, whatever else it names.
+    expect(await record(store, r, "ingest", { now: 10 })).toEqual([{ outcome: "created" }]);
+    expect(await readJob(store, r.jobId)).toMatchObject({
+      escrowTx: r.escrowTx,
+      settlementTx: r.settlementTx,
+      conflictSignatures: [lock2, settle2],
+    });
+    const { otherSignatures: _, ...own } = r;
+    const kept = (await readConflicts(store)).filter((c) => c.jobId === r.jobId);
+    expect(kept.map((c) => [c.receipt, c.differences])).toEqual([
+      [
+        expect.objectContaining({ escrow_tx: lock2, settlement_tx: own.settlementTx }),
+        ["escrow_tx"],
+      ],
+      [
+        expect.objectContaining({ escrow_tx: own.escrowTx, settlement_tx: settle2 }),
+        ["settlement_tx"],
+      ],
+    ]);
+    // The same again changes nothing; one naming a third settlement sends the judged job back.
+    expect(outcomes(await record(store, r, "ingest", { now: 20 }))).toEqual(["duplicate"]);
+    expect(await readConflicts(store)).toHaveLength(2);
+    await updateJob(store, r.jobId, { verdict: "verified", nextVerifyAt: 9_999_999 });
+    const third = { ...own, otherSignatures: { settlementTx: [settle3] } };
+    expect(outcomes(await record(store, third, "ingest", { now: 30 }))).toEqual(["duplicate"]);
+    expect(await readJob(store, r.jobId)).toMatchObject({
+      conflictSignatures: [lock2, settle2, settle3],
+      verdict: "pending",
+      nextVerifyAt: 30,
+    });
+  });
+
   it("keeps at most ten conflicts per job, the last one summarizing the rest", async () => {
     const store = await stores.open();
     const r = receipt();

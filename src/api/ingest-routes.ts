@@ -18,7 +18,9 @@ import { authErrors, ErrorSchema } from "./openapi-schemas.js";
 import { createRouter } from "./router.js";
 
 const signature = (what: string) =>
-  z.string().openapi({ description: `${what}: base58 of exactly 64 bytes (87 or 88 characters)` });
+  z.string().openapi({
+    description: `${what}: base58 of exactly 64 bytes (87 or 88 characters); several joined by commas (a header sent twice) keep the first as the receipt's and record each other as a conflicting receipt of the job`,
+  });
 
 /** The receipt as documented. Items are validated one by one by the recorder, not by this. */
 const ReceiptSchema = z

@@ -23,6 +23,12 @@ import { credentialsOf, withoutKeys } from "./without-key.js";
  * import it alone.
  */
 
+/**
+ * The longest signature header sent: nine signatures joined by ", ", as many of one field as
+ * ingest keeps (the receipt's own and the eight a job's conflicting receipts have verified).
+ */
+const maxSignatureListLength = 9 * 90;
+
 /** Options of `createRecordingFetch`; every optional one has a default. */
 export interface RecordingFetchOptions {
   /** The ingest endpoint, e.g. `http://audit.internal:8787/jobs`. */
@@ -487,9 +493,9 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
     // An empty header says nothing: it is sent as null, never as an empty value. Nor is one
     // longer than any value it can hold (as the proxy reads them): the operator's headers must
     // not make a batch too large to be accepted.
-    const get = (name: string) => {
+    const get = (name: string, max = maxOperatorTextLength) => {
       const value = response.headers.get(name)?.trim();
-      return value && value.length <= maxOperatorTextLength ? value : null;
+      return value && value.length <= max ? value : null;
     };
     // A job id too long to be one is still sent (cut short), so ingest refuses it by name and
     // the caller hears of it (`onError`), rather than the job vanishing without a word.
@@ -502,8 +508,10 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
     if (!jobId) return null;
     const receipt: WireReceipt = {
       job_id: jobId,
-      escrow_tx: get("x-decentral-tx-signature"),
-      settlement_tx: get("x-decentral-settlement-tx"),
+      // A signature header sent twice reads as "S1, S2": sent so, ingest keeps the first as the
+      // receipt's and the other as a conflicting receipt, so a second lock or settlement is seen.
+      escrow_tx: get("x-decentral-tx-signature", maxSignatureListLength),
+      settlement_tx: get("x-decentral-settlement-tx", maxSignatureListLength),
       worker: get("x-decentral-worker"),
       credits_remaining: get("x-decentral-credits-remaining"),
       // An error answer with a settlement charged for no completion: the verifier needs the

@@ -14,7 +14,8 @@ import {
   jobIdPattern,
   maxTags,
   maxTagValueLength,
-  signatureOrNull,
+  signatureFields,
+  signaturesOrNull,
   tagNamePattern,
 } from "./receipt-input.js";
 import { createReceiptWriter, type ReceiptWriter } from "./receipt-writer.js";
@@ -209,6 +210,16 @@ function header(res: IncomingMessage, name: string): string | null {
     if (values.length === 1) text = values[0];
   }
   return text && text.length > 0 && text.length <= 200 ? text.trim() : null;
+}
+
+/**
+ * A signature header's value, every line of it joined with ", " (as a client reads it), for
+ * `signaturesOrNull`: a header sent twice with different signatures names a second lock or
+ * settlement, which is kept rather than read as one malformed value. Null when absent or empty.
+ */
+function signatureHeader(res: IncomingMessage, name: string): string | null {
+  const text = res.headersDistinct[name]?.join(", ").trim();
+  return text ? text : null;
 }
 
 /** A header value read as latin1, decoded as UTF-8 when its bytes are valid UTF-8. */
@@ -440,10 +451,15 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
     const first = stamp.first === null;
     const write = {};
     if (first) stamp.first = write;
+    // Further signatures the answer named are kept by the first write, which the client's
+    // answer waits for; a later one (a stream's completion) would keep each again, as another
+    // conflicting receipt differing only in its usage.
+    const { otherSignatures, ...later } = receipt;
+    const recorded = first ? receipt : later;
     const unit = () => {
       const at = now();
       if (stamp.first === write && !stamp.committed) stamp.at = at;
-      return recordReceiptsUnit([{ ...receipt, createdAt: stamp.at ?? at }], "proxy", {
+      return recordReceiptsUnit([{ ...recorded, createdAt: stamp.at ?? at }], "proxy", {
         now: at,
         backfillDelayMs,
       });
@@ -619,8 +635,8 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       jobId: string | null,
       name: string,
       read: (text: string | null) => T | null,
+      text = header(upstream, name),
     ): T | null => {
-      const text = header(upstream, name);
       const value = read(text);
       if (text !== null && value === null)
         log.warn({ path: loggedPath(), jobId, header: name }, "malformed receipt header");
@@ -674,10 +690,14 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       }
       const isSse = String(upstream.headers["content-type"] ?? "").includes("text/event-stream");
       const { facts, tags, fingerprint } = fromRequest();
+      const signatures = (name: string) =>
+        wireValue(upstream, jobId, name, signaturesOrNull, signatureHeader(upstream, name));
       const receipt: Receipt = {
         jobId: jobId ?? "",
-        escrowTx: wireValue(upstream, jobId, "x-decentral-tx-signature", signatureOrNull),
-        settlementTx: wireValue(upstream, jobId, "x-decentral-settlement-tx", signatureOrNull),
+        ...signatureFields(
+          signatures("x-decentral-tx-signature"),
+          signatures("x-decentral-settlement-tx"),
+        ),
         worker: wireValue(upstream, jobId, "x-decentral-worker", addressOrNull),
         creditsRemainingUnits: wireValue(
           upstream,

@@ -3,7 +3,7 @@ import { parseZonedDateTime } from "../instant.js";
 import { creditsToUnits } from "../money.js";
 import { hasUnprintable } from "../printable-text.js";
 import { operatorModel, operatorTokens } from "./operator-values.js";
-import type { Receipt } from "./receipts.js";
+import { maxConflictSignatures, type OtherSignatures, type Receipt } from "./receipts.js";
 import { maxTokenCount } from "./request-facts.js";
 
 export { maxTokenCount };
@@ -32,6 +32,10 @@ const maxCreatedAt = Date.UTC(2100, 0, 1);
  */
 export interface WireReceipt {
   job_id: string;
+  /**
+   * The lock's signature. Here and in `settlement_tx`, several joined by commas (a header the
+   * operator sent twice) keep the first as the receipt's and each other as a conflicting receipt.
+   */
   escrow_tx: string | null;
   /** Null for a stream: obtained later from the jobs API. */
   settlement_tx?: string | null;
@@ -79,6 +83,45 @@ export function signatureOrNull(text: string | null): string | null {
   return text !== null && isBase58OfLength(text, 64) ? text : null;
 }
 
+/**
+ * Signatures of one receipt field kept at most: the receipt's own and as many more as the
+ * store verifies from a job's conflicting receipts (the rest would only be summarized there).
+ */
+const maxNamedSignatures = 1 + maxConflictSignatures;
+
+/**
+ * The signatures a value names: one, or several joined by commas. A header sent twice with
+ * different values reaches every reader joined so ("S1, S2": Node and fetch both join them),
+ * and a backend may copy it as it read it. Each once, in order; null when any part is not a
+ * signature (the value is then malformed, as before).
+ */
+export function signaturesOrNull(text: string | null): string[] | null {
+  if (text === null) return null;
+  const parts = text.split(",").map((part) => part.trim());
+  if (!parts.every((part) => isBase58OfLength(part, 64))) return null;
+  return [...new Set(parts)].slice(0, maxNamedSignatures);
+}
+
+/**
+ * A receipt's signature fields from the values named for them: the first signature of each is
+ * the receipt's, any further one goes to `otherSignatures` (kept as a conflicting receipt of
+ * the job, so a second lock or settlement is judged, not lost).
+ */
+export function signatureFields(
+  escrow: readonly string[] | null,
+  settlement: readonly string[] | null,
+): Pick<Receipt, "escrowTx" | "settlementTx" | "otherSignatures"> {
+  const fields: Pick<Receipt, "escrowTx" | "settlementTx" | "otherSignatures"> = {
+    escrowTx: escrow?.[0] ?? null,
+    settlementTx: settlement?.[0] ?? null,
+  };
+  const others: OtherSignatures = {};
+  if (escrow && escrow.length > 1) others.escrowTx = escrow.slice(1);
+  if (settlement && settlement.length > 1) others.settlementTx = settlement.slice(1);
+  if (others.escrowTx || others.settlementTx) fields.otherSignatures = others;
+  return fields;
+}
+
 /** A public key (base58 of 32 bytes) read from the wire, or null. */
 export function addressOrNull(text: string | null): string | null {
   return text !== null && isBase58OfLength(text, 32) ? text : null;
@@ -88,18 +131,21 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-function optionalSignature(value: unknown, field: string): string | null {
-  if (value === undefined || value === null) return null;
-  if (typeof value !== "string") throw new FieldError(field, "must be a base58 string");
-  if (!isBase58OfLength(value, 64)) {
-    throw new FieldError(field, "must be base58 of exactly 64 bytes (a transaction signature)");
-  }
-  return value;
-}
-
-function requiredSignature(value: unknown, field: string): string {
+/**
+ * The escrow signature the caller names: one, or several joined by commas (a lock header the
+ * operator sent twice, copied as read); anything else is refused by its field.
+ */
+function requiredSignatures(value: unknown, field: string): string[] {
   if (value === undefined || value === null) throw new FieldError(field, "is required");
-  return optionalSignature(value, field) as string;
+  if (typeof value !== "string") throw new FieldError(field, "must be a base58 string");
+  const signatures = signaturesOrNull(value);
+  if (signatures === null) {
+    throw new FieldError(
+      field,
+      "must be base58 of exactly 64 bytes (a transaction signature), or several joined by commas",
+    );
+  }
+  return signatures;
 }
 
 function optionalWorker(value: unknown, field: string): string | null {
@@ -148,9 +194,9 @@ function optionalModel(value: unknown, field: string): string | null {
  * strict: a wrong one is the caller's to fix and is named in the answer.
  */
 
-/** An operator's signature, or null. */
-function operatorSignature(value: unknown): string | null {
-  return typeof value === "string" ? signatureOrNull(value) : null;
+/** An operator's signatures (one, or several joined by commas), or null. */
+function operatorSignatures(value: unknown): string[] | null {
+  return typeof value === "string" ? signaturesOrNull(value) : null;
 }
 
 /** An operator's wallet address, or null. */
@@ -316,8 +362,10 @@ export function parseReceiptInput(value: unknown): ParsedReceipt {
     >;
     const receipt: Receipt = {
       jobId: jobId(fields.job_id, `${prefix}job_id`),
-      escrowTx: requiredSignature(fields.escrow_tx, `${prefix}escrow_tx`),
-      settlementTx: operatorSignature(fields.settlement_tx),
+      ...signatureFields(
+        requiredSignatures(fields.escrow_tx, `${prefix}escrow_tx`),
+        operatorSignatures(fields.settlement_tx),
+      ),
       worker: operatorAddress(fields.worker),
       creditsRemainingUnits: operatorCredits(fields.credits_remaining),
       // `requested_model` names the model asked for (the job is priced by it); when given,

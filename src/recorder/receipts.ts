@@ -8,7 +8,9 @@ import {
 } from "../store/receipts.js";
 
 export {
+  maxConflictSignatures,
   maxStoredConflicts,
+  type OtherSignatures,
   type Receipt,
   type RecordOptions,
   type RecordOutcome,

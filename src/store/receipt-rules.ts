@@ -56,7 +56,35 @@ type CaptureFields = Pick<JobRow, CaptureField>;
 export type Receipt = ReceiptCore &
   Partial<CaptureFields> & {
     createdAt?: number | null;
+    /**
+     * Further signatures the source named for the lock or the settlement beside the receipt's
+     * own (a header sent twice with different values, "S1, S2"). Each is kept as a conflicting
+     * receipt of the job, this receipt with that signature in place, so the verifier judges it
+     * as a second lock or closing. Not part of the hash.
+     */
+    otherSignatures?: OtherSignatures;
   };
+
+/** See `Receipt.otherSignatures`. */
+export interface OtherSignatures {
+  escrowTx?: readonly string[];
+  settlementTx?: readonly string[];
+}
+
+/**
+ * The conflicting receipts `receipt.otherSignatures` stands for: the receipt with each further
+ * signature in place, and the column (`settlement_tx`) in which it differs.
+ */
+export function otherSignatureReceipts(receipt: Receipt): { receipt: Receipt; column: string }[] {
+  const { otherSignatures, ...own } = receipt;
+  if (otherSignatures === undefined) return [];
+  const fields = ["escrowTx", "settlementTx"] as const;
+  return fields.flatMap((field) =>
+    (otherSignatures[field] ?? [])
+      .filter((signature) => signature !== own[field])
+      .map((signature) => ({ receipt: { ...own, [field]: signature }, column: columnOf(field) })),
+  );
+}
 
 /**
  * Conflicting receipts kept per job. The first `maxStoredConflicts - 1` are kept verbatim; the

@@ -31,6 +31,7 @@ import {
   newlyNamed,
   nextSummary,
   noLongerNamed,
+  otherSignatureReceipts,
   otherSourceDifferences,
   type Receipt,
   type ReceiptCore,
@@ -44,8 +45,10 @@ import {
 import type { WriteUnit } from "./write-unit.js";
 
 export {
+  maxConflictSignatures,
   maxStoredConflicts,
   needsReopen,
+  type OtherSignatures,
   type Receipt,
   type ReceiptCore,
   type ReceiptField,
@@ -485,6 +488,32 @@ function recordOne(
   return { result: { outcome: "updated" }, reopen, named };
 }
 
+/**
+ * Keeps each further signature `receipt` named (`otherSignatures`) as a conflicting receipt of
+ * its job, once the receipt itself is recorded; the receipt's outcome is its own (a new job's
+ * receipt naming two settlements is still created). Returns whether the job must go back to
+ * the verifier, and the signatures it newly names.
+ */
+function recordOtherSignatures(
+  st: Statements,
+  receipt: Receipt,
+  source: ReceiptSource,
+  now: number,
+): { reopen: boolean; named: string[] } {
+  const outcome = { reopen: false, named: [] as string[] };
+  for (const other of otherSignatureReceipts(receipt)) {
+    // Read again for each: the one before may have added to the job's conflict signatures.
+    const row = st.select.get({ jobId: receipt.jobId }) as StoredRow;
+    const named = newlyNamed(row, other.receipt);
+    const gained = storeConflict(st, row, other.receipt, source, [other.column], now);
+    if (gained) {
+      outcome.reopen ||= needsReopen(row, now);
+      outcome.named.push(...named);
+    }
+  }
+  return outcome;
+}
+
 /** Receipts from which a call inside another transaction folds the rollup deltas it wrote. */
 const foldBatchReceipts = 100;
 
@@ -511,8 +540,9 @@ export function recordReceiptsInTransaction(
     const named: string[] = [];
     const results = receipts.map((receipt) => {
       const outcome = recordOne(st, receipt, source, now, delay);
-      if (outcome.reopen) reopened.push(receipt.jobId);
-      named.push(...outcome.named);
+      const others = recordOtherSignatures(st, receipt, source, now);
+      if (outcome.reopen || others.reopen) reopened.push(receipt.jobId);
+      named.push(...outcome.named, ...others.named);
       return outcome.result;
     });
     reopenJobs(tx, { jobIds: reopened }, now);

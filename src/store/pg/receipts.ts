@@ -20,6 +20,7 @@ import {
   newlyNamed,
   nextSummary,
   noLongerNamed,
+  otherSignatureReceipts,
   otherSourceDifferences,
   type Receipt,
   type RecordedRow,
@@ -337,6 +338,37 @@ async function recordExisting(
 }
 
 /**
+ * Keeps each further signature `receipt` named (`otherSignatures`) as a conflicting receipt of
+ * its job, as `recordOtherSignatures` on SQLite. The row is read `FOR UPDATE`, as for
+ * `storeConflict`.
+ */
+async function recordOtherSignatures(
+  tx: PgTx,
+  receipt: Receipt,
+  source: ReceiptSource,
+  now: number,
+): Promise<{ reopen: boolean; named: string[] }> {
+  const outcome = { reopen: false, named: [] as string[] };
+  for (const other of otherSignatureReceipts(receipt)) {
+    // Read again for each: the one before may have added to the job's conflict signatures.
+    const [found] = await tx
+      .select(recordedColumns)
+      .from(jobs)
+      .where(eq(jobs.jobId, receipt.jobId))
+      .for("update");
+    if (found === undefined) throw new Error(`job ${receipt.jobId} vanished while recording`);
+    const row = found as RecordedRow;
+    const named = newlyNamed(row, other.receipt);
+    const gained = await storeConflict(tx, row, other.receipt, source, [other.column], now);
+    if (gained) {
+      outcome.reopen ||= needsReopen(row, now);
+      outcome.named.push(...named);
+    }
+  }
+  return outcome;
+}
+
+/**
  * `recordReceiptsInTransaction` on PostgreSQL: the same outcomes, inside the caller's
  * transaction (the receipt writer's group) or one of its own. The first receipt of each new
  * job is created by one multi-row insert (the common case, a batch of new jobs, costs one round
@@ -365,14 +397,17 @@ export async function recordReceiptsPg(
     const named: string[] = [];
     const results: RecordResult[] = [];
     for (const [index, receipt] of receipts.entries()) {
-      if (created.has(receipt.jobId) && firstOf.get(receipt.jobId) === index) {
-        results.push({ outcome: "created" });
-        named.push(...newlyNamed(null, receipt));
-        continue;
-      }
-      const outcome = await recordExisting(tx, receipt, source, now);
-      if (outcome.reopen) reopened.push(receipt.jobId);
-      named.push(...outcome.named);
+      const outcome =
+        created.has(receipt.jobId) && firstOf.get(receipt.jobId) === index
+          ? {
+              result: { outcome: "created" as const },
+              reopen: false,
+              named: newlyNamed(null, receipt),
+            }
+          : await recordExisting(tx, receipt, source, now);
+      const others = await recordOtherSignatures(tx, receipt, source, now);
+      if (outcome.reopen || others.reopen) reopened.push(receipt.jobId);
+      named.push(...outcome.named, ...others.named);
       results.push(outcome.result);
     }
     await reopenJobsPg(tx, { jobIds: reopened }, now);
