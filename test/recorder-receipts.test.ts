@@ -205,9 +205,8 @@ describe("recordReceipt", async () => {
 });
 
 describe("parseReceiptInput", () => {
-  it("accepts a receipt and ignores unknown fields", () => {
+  it("accepts a receipt with its fields read", () => {
     const wire = wireReceipt({
-      extra: "ignored",
       created_at: "2026-11-25T10:00:00Z",
       tags: { Team: "x" },
     });
@@ -236,6 +235,48 @@ describe("parseReceiptInput", () => {
   it("keeps a tag whatever characters its value holds: a label never costs a job its receipt", () => {
     const tags = { team: "search\u001b[2J", note: "a\tb", user: "\u202bمحمد\u202c" };
     expect(parseReceiptInput(wireReceipt({ tags }))).toMatchObject({ ok: true });
+  });
+
+  it.each([
+    // Ignored, an error answer's status was lost and its settlement could not fail.
+    ["httpStatus", { httpStatus: 500 }, "did you mean http_status?"],
+    ["keyFingerprint", { keyFingerprint: "00000000000000a1" }, "did you mean key_fingerprint?"],
+    ["maxTokens", { maxTokens: 100 }, "did you mean max_tokens?"],
+    ["createdAt", { createdAt: "2026-01-01T00:00:00Z" }, "did you mean created_at?"],
+    ["HTTP_STATUS", { HTTP_STATUS: 500 }, "did you mean http_status?"],
+    ["requested_modle", { requested_modle: "qwen3-8b" }, "did you mean requested_model?"],
+    ["created", { created: 1_764_000_000 }, "did you mean created_at?"],
+    ["extra", { extra: "x" }, "a receipt takes job_id, escrow_tx"],
+  ])("refuses a receipt with the unknown field %s, naming it", (field, overrides, hint) => {
+    const parsed = parseReceiptInput(wireReceipt(overrides));
+    expect(parsed).toMatchObject({ ok: false, field, reason: expect.stringContaining(hint) });
+  });
+
+  it("refuses a receipt field a completion would not read where it stands", () => {
+    const completion = (top: Record<string, unknown>, decentral: Record<string, unknown>) =>
+      parseReceiptInput({
+        id: "chatcmpl-1",
+        object: "chat.completion",
+        choices: [],
+        system_fingerprint: "fp",
+        ...top,
+        _decentral: { job_id: jobId(), escrow_tx: signature(), ...decentral },
+      });
+    // The completion's own members are its own: not checked.
+    expect(completion({}, {}).ok).toBe(true);
+    for (const [top, decentral, field, hint] of [
+      [{}, { http_status: 500 }, "_decentral.http_status", "at the completion's top level"],
+      [{}, { jobID: "x" }, "_decentral.jobID", "did you mean job_id?"],
+      [{ worker: address() }, {}, "worker", "inside _decentral"],
+      [{ created_at: "2026-01-01T00:00:00Z" }, {}, "created_at", "completion's created"],
+      [{ httpStatus: 500 }, {}, "httpStatus", "did you mean http_status?"],
+    ] as const) {
+      expect(completion(top, decentral), field).toMatchObject({
+        ok: false,
+        field,
+        reason: expect.stringContaining(hint),
+      });
+    }
   });
 
   it("reads a chat completion carrying a _decentral member", () => {

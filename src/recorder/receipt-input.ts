@@ -11,7 +11,8 @@ export { maxTokenCount };
 /**
  * Validation of receipts as they arrive on the wire (ingest API, import files, fetch wrapper).
  * Hand-written rather than zod: it runs per item at ingest rates of 10,000+/s and must name
- * the exact field at fault. Unknown fields are ignored.
+ * the exact field at fault. A field it does not know is refused by name, not ignored: ignored,
+ * `httpStatus: 500` (camelCase) was a receipt of a 2xx answer, whose settlement then passed.
  */
 
 /** A job id: `job_` then lowercase letters and digits (the length is not fixed by the docs). */
@@ -59,6 +60,138 @@ export interface WireReceipt {
   /** ISO 8601 date-time or epoch seconds. */
   created_at?: string | number;
   tags?: Record<string, string>;
+}
+
+/**
+ * Every field of a plain receipt, keyed by `WireReceipt`: the compiler refuses a field declared
+ * there and missing here, or the reverse, so what is refused as unknown is exactly what is not
+ * read.
+ */
+const wireFieldSet: Record<keyof WireReceipt, true> = {
+  job_id: true,
+  escrow_tx: true,
+  settlement_tx: true,
+  worker: true,
+  credits_remaining: true,
+  model: true,
+  requested_model: true,
+  response_model: true,
+  max_tokens: true,
+  http_status: true,
+  key_fingerprint: true,
+  credit_vault: true,
+  usage: true,
+  created_at: true,
+  tags: true,
+};
+
+/** The field names of a plain receipt, in the order they are documented. */
+export const wireReceiptFields = Object.keys(wireFieldSet) as readonly (keyof WireReceipt)[];
+
+/**
+ * The fields a completion's `_decentral` member holds: its response headers. The rest of a
+ * receipt is read beside it, from the completion itself (model, usage, created, ...).
+ */
+const decentralFields = [
+  "job_id",
+  "escrow_tx",
+  "settlement_tx",
+  "worker",
+  "credits_remaining",
+] as const satisfies readonly (keyof WireReceipt)[];
+type DecentralField = (typeof decentralFields)[number];
+
+/** Receipt fields a completion carrying `_decentral` does not read at its top level. */
+const unreadBesideDecentral = new Set<string>([...decentralFields, "created_at"]);
+
+/** A name without case, `_` or `-`: how `keyFingerprint` is found to be `key_fingerprint`. */
+function looseName(name: string): string {
+  return name.toLowerCase().replace(/[^a-z0-9]/g, "");
+}
+
+/** Edits (insert, delete, replace) from `a` to `b`. */
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      next[j] = Math.min(
+        (row[j] as number) + 1,
+        (next[j - 1] as number) + 1,
+        (row[j - 1] as number) + cost,
+      );
+    }
+    row = next;
+  }
+  return row[b.length] as number;
+}
+
+/**
+ * The known field `name` most likely means: the same name in another case or spelling
+ * (`httpStatus`, `HTTP_STATUS`), else one a typo or two away (`requested_modle`); or null.
+ */
+export function closestField(name: string, known: readonly string[]): string | null {
+  const loose = looseName(name);
+  if (loose === "") return null;
+  const same = known.find((field) => looseName(field) === loose);
+  if (same !== undefined) return same;
+  const reach = loose.length <= 4 ? 1 : 2;
+  let best: { field: string; distance: number } | null = null;
+  for (const field of known) {
+    const distance = editDistance(loose, looseName(field));
+    if (distance <= reach && (best === null || distance < best.distance))
+      best = { field, distance };
+  }
+  return best?.field ?? null;
+}
+
+/** Why an unknown field is refused: the field it likely means, or the fields there are. */
+export function unknownFieldReason(name: string, known: readonly string[]): string {
+  const guess = closestField(name, known);
+  return guess !== null
+    ? `unknown field; did you mean ${guess}?`
+    : `unknown field; a receipt takes ${known.join(", ")}`;
+}
+
+/** A receipt's own fields, or a completion's `_decentral` member's, refused when unknown. */
+function refuseUnknownFields(value: Record<string, unknown>, wrapped: boolean): void {
+  if (!wrapped) {
+    for (const [name, field] of Object.entries(value)) {
+      if (field === undefined || Object.hasOwn(wireFieldSet, name)) continue;
+      throw new FieldError(name, unknownFieldReason(name, wireReceiptFields));
+    }
+    return;
+  }
+  const decentral = value._decentral as Record<string, unknown>;
+  for (const [name, field] of Object.entries(decentral)) {
+    if (field === undefined || (decentralFields as readonly string[]).includes(name)) continue;
+    // A receipt field put inside `_decentral` is not read there: refused, not lost.
+    throw new FieldError(
+      `_decentral.${name}`,
+      Object.hasOwn(wireFieldSet, name) && !unreadBesideDecentral.has(name)
+        ? "is read beside _decentral, at the completion's top level: move it there"
+        : `${unknownFieldReason(name, decentralFields)} (_decentral holds the x-decentral-* headers)`,
+    );
+  }
+  // The completion's own members (id, object, choices, ...) are its own and not checked; a
+  // receipt field at its top level that is read only inside `_decentral`, or one of the fields
+  // read there in another spelling, would be lost.
+  for (const [name, field] of Object.entries(value)) {
+    if (field === undefined) continue;
+    if (unreadBesideDecentral.has(name)) {
+      throw new FieldError(
+        name,
+        name === "created_at"
+          ? "not read in a completion carrying _decentral: its time is the completion's created"
+          : "is read inside _decentral in a completion carrying it: move it there",
+      );
+    }
+    const meant = wireReceiptFields.find((known) => looseName(known) === looseName(name));
+    if (meant !== undefined && meant !== name) {
+      throw new FieldError(name, `unknown field; did you mean ${meant}?`);
+    }
+  }
 }
 
 /** What arrives, before any check: the wire fields, or a completion carrying `_decentral`. */
@@ -354,7 +487,8 @@ export function parseReceiptInput(value: unknown): ParsedReceipt {
     const decentral = wire._decentral;
     const wrapped = decentral !== undefined;
     if (wrapped && !isObject(decentral)) throw new FieldError("_decentral", "must be an object");
-    const fields = (wrapped ? decentral : wire) as WireInput;
+    refuseUnknownFields(value, wrapped);
+    const fields = (wrapped ? decentral : wire) as Pick<WireInput, DecentralField>;
     const prefix = wrapped ? "_decentral." : "";
     // Usage is the operator's: anything but an object says nothing.
     const u = (isObject(wire.usage) ? wire.usage : {}) as Unchecked<
