@@ -1,3 +1,4 @@
+import { gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { createApp } from "../src/api/app.js";
 import { jobs, receiptConflicts } from "../src/db/schema.js";
@@ -36,7 +37,7 @@ async function setup() {
       },
       body,
     });
-  return { store, post, postRaw };
+  return { store, post, postRaw, app, token };
 }
 
 describe("POST /jobs", () => {
@@ -210,10 +211,100 @@ describe("POST /jobs", () => {
     expect(store.db.select().from(jobs).all()).toHaveLength(0);
   });
 
-  it("answers 400 to a body that is not JSON", async () => {
+  it("answers 400 naming the body when it is not JSON", async () => {
     const { post } = await setup();
     const response = await post("{not json");
     expect(response.status).toBe(400);
+    const error = ((await response.json()) as { error: Record<string, unknown> }).error;
+    expect(error).toMatchObject({ code: "bad_request", field: "body" });
+  });
+
+  it("refuses a receipt with a field it does not take, naming it, and writes nothing", async () => {
+    const { store, post } = await setup();
+    // The API's own camelCase names were taken silently and stored as null (or now): an error
+    // answer's status lost could not fail refund.not_settled.
+    const response = await post(
+      wireReceipt({
+        keyFingerprint: "0123456789abcdef",
+        maxTokens: 100,
+        createdAt: "2020-01-01T00:00:00Z",
+        httpStatus: 500,
+        requested_modle: "qwen3-8b",
+      }),
+    );
+    expect(response.status).toBe(400);
+    const error = ((await response.json()) as { error: Record<string, unknown> }).error;
+    expect(error).toMatchObject({
+      code: "validation_failed",
+      field: "keyFingerprint",
+      message: expect.stringContaining("did you mean key_fingerprint?"),
+    });
+    const batch = await post([
+      wireReceipt({ httpStatus: 500 }),
+      wireReceipt({ requested_modle: "qwen3-8b" }),
+    ]);
+    expect(batch.status).toBe(200);
+    expect(((await batch.json()) as { results: unknown[] }).results).toEqual([
+      expect.objectContaining({
+        status: "rejected",
+        field: "httpStatus",
+        reason: expect.stringContaining("did you mean http_status?"),
+      }),
+      expect.objectContaining({
+        status: "rejected",
+        field: "requested_modle",
+        reason: expect.stringContaining("did you mean requested_model?"),
+      }),
+    ]);
+    expect(store.db.select().from(jobs).all()).toHaveLength(0);
+  });
+
+  it("refuses a query parameter with 400 naming it, so dry_run=1 writes nothing", async () => {
+    const { store, app, token } = await setup();
+    const response = await app.request("/jobs?dry_run=1", {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+      body: JSON.stringify(wireReceipt()),
+    });
+    expect(response.status).toBe(400);
+    const error = ((await response.json()) as { error: Record<string, unknown> }).error;
+    expect(error).toMatchObject({ code: "validation_failed", field: "dry_run" });
+    expect(store.db.select().from(jobs).all()).toHaveLength(0);
+  });
+
+  it("answers 415 naming content-encoding to a compressed body, and writes nothing", async () => {
+    const { store, app, token } = await setup();
+    const body = JSON.stringify(wireReceipt());
+    for (const encoding of ["gzip", "br", "deflate"]) {
+      const response = await app.request("/jobs", {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "content-encoding": encoding,
+          authorization: `Bearer ${token}`,
+        },
+        body: gzipSync(body),
+      });
+      expect(response.status, encoding).toBe(415);
+      const error = ((await response.json()) as { error: Record<string, unknown> }).error;
+      expect(error).toMatchObject({ code: "unsupported_media_type", field: "content-encoding" });
+    }
+    expect(store.db.select().from(jobs).all()).toHaveLength(0);
+  });
+
+  it("answers 405 with allow to a method a known path does not take, 404 to an unknown path", async () => {
+    const { app, token } = await setup();
+    const headers = { authorization: `Bearer ${token}` };
+    const put = await app.request("/jobs", { method: "PUT", headers });
+    expect(put.status).toBe(405);
+    expect(put.headers.get("allow")).toBe("GET, HEAD, POST");
+    expect(((await put.json()) as { error: { code: string } }).error.code).toBe(
+      "method_not_allowed",
+    );
+    const del = await app.request("/audit/job_abc", { method: "DELETE", headers });
+    expect(del.status).toBe(405);
+    expect(del.headers.get("allow")).toBe("GET, HEAD");
+    expect((await app.request("/nowhere", { method: "PUT", headers })).status).toBe(404);
   });
 
   it("answers 415 to a receipt not sent as JSON, and writes nothing", async () => {
@@ -252,7 +343,7 @@ describe("POST /jobs", () => {
 
   it("accepts a whole chat completion carrying _decentral", async () => {
     const { store, post } = await setup();
-    const inner = wireReceipt();
+    const { model: _, usage: __, ...inner } = wireReceipt();
     const response = await post({
       id: "chatcmpl-9",
       object: "chat.completion",
@@ -271,7 +362,14 @@ describe("POST /jobs", () => {
 
   it("records a completion whose model, usage or worker the operator wrote oddly", async () => {
     const { store, post } = await setup();
-    const inner = wireReceipt({ worker: "worker-7", settlement_tx: "abc" });
+    const {
+      model: _,
+      usage: __,
+      ...inner
+    } = wireReceipt({
+      worker: "worker-7",
+      settlement_tx: "abc",
+    });
     const response = await post({
       model: "qwen3-8b\n",
       requested_model: "qwen3-8b",

@@ -1,5 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { OpenAPIHono } from "@hono/zod-openapi";
+import { METHOD_NAME_ALL } from "hono/router";
+import { TrieRouter } from "hono/router/trie-router";
 import { dashboardRoutes } from "../dashboard/routes.js";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
@@ -107,9 +109,25 @@ export function createApp(deps: AppDeps) {
   });
 
   app.onError(handleError);
-  app.notFound((c) =>
-    c.json(errorBody(c, "not_found", `no route ${c.req.method} ${c.req.path}`), 404),
-  );
+  // Built once, when first needed: every route is registered by then.
+  let methodsOf: ((path: string) => string[]) | undefined;
+  app.notFound((c) => {
+    methodsOf ??= routeMethods(app.routes);
+    const allowed = methodsOf(c.req.path);
+    if (allowed.length > 0) {
+      // The path exists: "no route" would send its caller looking for a wrong URL.
+      c.header("allow", allowed.join(", "));
+      return c.json(
+        errorBody(
+          c,
+          "method_not_allowed",
+          `${c.req.method} is not answered on ${c.req.path}; it takes ${allowed.join(", ")}`,
+        ),
+        405,
+      );
+    }
+    return c.json(errorBody(c, "not_found", `no route ${c.req.method} ${c.req.path}`), 404);
+  });
 
   app.route(
     "/",
@@ -195,3 +213,22 @@ export function createApp(deps: AppDeps) {
 }
 
 export type App = ReturnType<typeof createApp>;
+
+/**
+ * The methods the routes answer on a path (HEAD with GET, as Hono answers it), for a 405's
+ * `allow`. Middleware (registered for every method) says nothing of what a path takes.
+ */
+function routeMethods(routes: readonly { method: string; path: string }[]) {
+  const router = new TrieRouter<string>();
+  const methods = new Set<string>();
+  for (const route of routes) {
+    if (route.method === METHOD_NAME_ALL) continue;
+    router.add(route.method, route.path, route.method);
+    methods.add(route.method);
+  }
+  if (methods.has("GET")) methods.add("HEAD");
+  return (path: string): string[] =>
+    [...methods]
+      .filter((method) => router.match(method === "HEAD" ? "GET" : method, path)[0].length > 0)
+      .sort();
+}

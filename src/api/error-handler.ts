@@ -16,6 +16,8 @@ export function statusOf(code: ErrorCode): ContentfulStatusCode {
       return 403;
     case "not_found":
       return 404;
+    case "method_not_allowed":
+      return 405;
     case "conflict":
       return 409;
     case "not_acceptable":

@@ -14,7 +14,7 @@ import {
 import { jobIdPattern } from "../recorder/receipt-input.js";
 import type { ReceiptWriter } from "../recorder/receipt-writer.js";
 import { BEARER_SCHEME } from "./auth.js";
-import { authErrors, ErrorSchema } from "./openapi-schemas.js";
+import { authErrors, ErrorSchema, noQueryParameters } from "./openapi-schemas.js";
 import { createRouter } from "./router.js";
 
 const signature = (what: string) =>
@@ -84,7 +84,7 @@ const ReceiptSchema = z
   })
   .openapi("Receipt", {
     description:
-      "The `_decentral` object of the Python integration docs plus optional model, usage, created_at and tags; a whole chat completion carrying a `_decentral` member is accepted too. Unknown fields are ignored. What the operator writes never refuses a receipt: a malformed `settlement_tx`, `worker`, `credits_remaining` or usage count is recorded as unknown, and `response_model` is kept cleaned; `job_id` and `escrow_tx` are required and checked, as are the fields the caller writes.",
+      "The `_decentral` object of the Python integration docs plus optional model, usage, created_at and tags; a whole chat completion carrying a `_decentral` member is accepted too (its own members are not checked; `_decentral` holds job_id, escrow_tx, settlement_tx, worker, credits_remaining). A field the receipt does not take is refused by name (`did you mean http_status?` for `httpStatus`), never ignored. What the operator writes never refuses a receipt: a malformed `settlement_tx`, `worker`, `credits_remaining` or usage count is recorded as unknown, and `response_model` is kept cleaned; `job_id` and `escrow_tx` are required and checked, as are the fields the caller writes.",
   });
 
 const ItemResultSchema = z
@@ -147,12 +147,12 @@ const ingestRouteDoc = () =>
       400: {
         content: { "application/json": { schema: ErrorSchema } },
         description:
-          "A single receipt with a bad field (`validation_failed`, `error.field` names it), or a body that is not JSON or not valid UTF-8 (`bad_request`).",
+          "A single receipt with a bad or unknown field (`validation_failed`, `error.field` names it), a body that is not JSON or not valid UTF-8 (`bad_request`, `error.field` is `body`), or a query parameter (this route takes none).",
       },
       415: {
         content: { "application/json": { schema: ErrorSchema } },
         description:
-          "`unsupported_media_type`: the body is not sent as `application/json` (a form, text, or no content type).",
+          "`unsupported_media_type`: the body is not sent as `application/json` (a form, text, or no content type), or is sent with a `content-encoding` (gzip, ...), which is not decoded.",
       },
       409: {
         content: { "application/json": { schema: ErrorSchema } },
@@ -190,6 +190,8 @@ export function ingestRoutes(deps: { store: Store; now?: () => number; writer?: 
   app.openAPIRegistry.registerPath(ingestRouteDoc());
   return app.post(
     "/jobs",
+    // `?dry_run=1` ignored would write for real what its sender meant only to try.
+    noQueryParameters,
     bodyLimit({
       maxSize: maxIngestBodyBytes,
       onError: () => {
@@ -216,6 +218,16 @@ export function ingestRoutes(deps: { store: Store; now?: () => number; writer?: 
           { field: "content-type" },
         );
       }
+      // Nothing decodes a compressed body: read as it is, it is refused as "not JSON", which
+      // hides what to change.
+      const encoding = c.req.header("content-encoding")?.trim().toLowerCase();
+      if (encoding && encoding !== "identity") {
+        throw new AppError(
+          "unsupported_media_type",
+          `content-encoding: ${JSON.stringify(printable(encoding))} is not taken; send the JSON uncompressed`,
+          { field: "content-encoding" },
+        );
+      }
       let text: string;
       try {
         // Read strictly: a byte that is not UTF-8 would be stored as U+FFFD, a receipt that
@@ -228,7 +240,9 @@ export function ingestRoutes(deps: { store: Store; now?: () => number; writer?: 
       try {
         body = JSON.parse(text);
       } catch {
-        throw new AppError("bad_request", "body must be JSON: a receipt or an array of receipts");
+        throw new AppError("bad_request", "body: must be JSON: a receipt or an array of receipts", {
+          field: "body",
+        });
       }
       if (Array.isArray(body)) {
         if (body.length > maxBatchSize) {
