@@ -132,6 +132,114 @@ describe("import", () => {
     expect([status(a.job_id as string), status(c.job_id as string)]).toEqual([500, 402]);
   });
 
+  it("refuses a CSV file whose header names a column no receipt has, naming it, and imports nothing", async () => {
+    const store = createTestStore();
+    const a = wireReceipt();
+    for (const [column, hint] of [
+      // Ignored, an error answer's status was lost with every cell of the column.
+      ["httpStatus", 'column "httpstatus": unknown field; did you mean http_status?'],
+      ["requested_modle", 'column "requested_modle": unknown field; did you mean requested_model?'],
+      ["usage", 'column "usage": unknown field'],
+      ["note", 'column "note": unknown field; a receipt takes job_id'],
+    ] as const) {
+      const rows = [
+        `job_id,escrow_tx,tag_team,prompt_tokens,${column}`,
+        csvLine([a.job_id, a.escrow_tx, "search", 3, "500"] as string[]),
+      ];
+      await expect(
+        importReceipts(store, Readable.from([rows.join("\n")])),
+        column,
+      ).rejects.toMatchObject({
+        code: "validation_failed",
+        details: { field: "header" },
+        message: expect.stringContaining(hint),
+      });
+    }
+    expect(store.db.select().from(jobs).all()).toHaveLength(0);
+  });
+
+  it("rejects a JSONL line with a field no receipt has, naming it, and imports the rest", async () => {
+    const store = createTestStore();
+    const lines = [wireReceipt(), wireReceipt({ httpStatus: 500 }), wireReceipt()];
+    const summary = await importReceipts(
+      store,
+      Readable.from([lines.map((line) => JSON.stringify(line)).join("\n")]),
+    );
+    expect(summary).toMatchObject({ total: 3, created: 2 });
+    expect(summary.rejected).toEqual([
+      {
+        line: 2,
+        field: "httpStatus",
+        reason: expect.stringContaining("did you mean http_status?"),
+      },
+    ]);
+  });
+
+  it("rejects a JSONL line that is not UTF-8, naming its line, and stores nothing of it", async () => {
+    const store = createTestStore();
+    const good = wireReceipt({ model: "qwen3-8b-é" });
+    const bad = wireReceipt({ model: "qQQ" });
+    const badBytes = Buffer.from(`${JSON.stringify(bad)}\r\n`);
+    const at = badBytes.indexOf("QQ");
+    badBytes[at] = 0xff;
+    badBytes[at + 1] = 0xfe;
+    const goodBytes = Buffer.from(`${JSON.stringify(good)}\r\n`);
+    const split = goodBytes.indexOf("é") + 1;
+    // Chunks cut inside a character and between CR and LF, as a file read in blocks may be.
+    const chunks = [
+      goodBytes.subarray(0, split),
+      goodBytes.subarray(split, -1),
+      Buffer.concat([goodBytes.subarray(-1), badBytes]),
+      Buffer.from(`${JSON.stringify(wireReceipt())}\r`),
+    ];
+    const summary = await importReceipts(store, Readable.from(chunks));
+    expect(summary).toMatchObject({ total: 3, created: 2 });
+    expect(summary.rejected).toEqual([{ line: 2, field: "line", reason: "not valid UTF-8" }]);
+    const stored = store.db.select().from(jobs).all();
+    expect(stored.map((row) => row.jobId)).not.toContain(bad.job_id);
+    expect(stored.find((row) => row.jobId === good.job_id)?.model).toBe("qwen3-8b-é");
+  });
+
+  it("rejects a CSV row with a cell that is not UTF-8, naming its line and column", async () => {
+    const store = createTestStore();
+    const [a, b] = [wireReceipt(), wireReceipt()];
+    const text = [
+      "\uFEFFjob_id,escrow_tx,model",
+      csvLine([a.job_id, a.escrow_tx, "QQ"] as string[]),
+      csvLine([b.job_id, b.escrow_tx, "qwen3-8b"] as string[]),
+    ].join("\n");
+    const bytes = Buffer.from(text);
+    const at = bytes.indexOf("QQ");
+    bytes[at] = 0xff;
+    bytes[at + 1] = 0xfe;
+    const summary = await importReceipts(store, Readable.from([bytes]));
+    expect(summary).toMatchObject({ total: 2, created: 1 });
+    expect(summary.rejected).toEqual([{ line: 2, field: "model", reason: "not valid UTF-8" }]);
+    expect(
+      store.db
+        .select()
+        .from(jobs)
+        .all()
+        .map((row) => row.jobId),
+    ).toEqual([b.job_id]);
+  });
+
+  it("refuses a binary file as no CSV header, imports nothing, and the command exits 2", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "recorder-import-"));
+    const file = join(dir, "photo.bin");
+    // Not text: a quote inside its first "cell" stops a CSV parser on line 1.
+    writeFileSync(file, Buffer.from([0xbd, 0xce, 0x22, 0x5c, 0xdb, 0x16, 0x0a, 0x22, 0xff, 0x0a]));
+    const io = { stdin: Readable.from([]), out: () => {}, err: () => {}, progress: false };
+    const store = createTestStore();
+    // A command that throws exits 2 (src/cli.ts); one that resolves exits 0 or 1.
+    await expect(runImportCommand(store, file, {}, io)).rejects.toMatchObject({
+      code: "validation_failed",
+      details: { field: "header" },
+      message: expect.stringContaining("is not CSV"),
+    });
+    expect(store.db.select().from(jobs).all()).toHaveLength(0);
+  });
+
   it("refuses a CSV file whose header names a column twice, naming it, and imports nothing", async () => {
     const store = createTestStore();
     const a = wireReceipt();

@@ -1,9 +1,9 @@
-import { createInterface } from "node:readline";
 import { Readable } from "node:stream";
 import { parse } from "csv-parse";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
 import { ingestReceipts } from "./ingest.js";
+import { unknownFieldReason, wireReceiptFields } from "./receipt-input.js";
 
 /** File formats `import` reads. */
 export type ImportFormat = "jsonl" | "csv";
@@ -36,8 +36,37 @@ interface Item {
   value: unknown;
 }
 
+/** A line refused before it is a receipt (not JSON, cells out of place, bytes not UTF-8). */
+class UnreadableLine {
+  constructor(
+    readonly field: string,
+    readonly reason: string,
+  ) {}
+}
+
+/**
+ * Strict UTF-8: a byte that is not UTF-8 would be stored as U+FFFD, a receipt that no longer
+ * says what the file said (`POST /jobs` refuses such a body). A byte-order mark is kept, for
+ * the callers to drop where one may stand.
+ */
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+function utf8OrNull(bytes: Uint8Array): string | null {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    return null;
+  }
+}
+
 /** CSV usage columns, numbers that go into `usage`; every other column is text unless below. */
 const usageColumns = new Set(["prompt_tokens", "completion_tokens", "total_tokens"]);
+
+/**
+ * The columns a CSV header may name, besides `tag_<name>`: a receipt's fields with `usage`
+ * spelt out as its counts (a cell holds no object).
+ */
+const csvColumnNames = [...wireReceiptFields.filter((name) => name !== "usage"), ...usageColumns];
 
 /**
  * Top-level receipt fields the ingest API takes only as JSON numbers: a cell of digits becomes
@@ -81,18 +110,50 @@ function receiptFromCsv(record: Record<string, string>): unknown {
   return receipt;
 }
 
+/**
+ * The lines of a stream as bytes, ended by LF, CRLF or a lone CR (as `readline` ends them), so
+ * that each is decoded on its own and one bad byte costs its line, not the file.
+ */
+async function* byteLines(input: Readable): AsyncGenerator<Buffer> {
+  let rest: Buffer = Buffer.alloc(0);
+  for await (const chunk of input as AsyncIterable<Buffer | string>) {
+    const bytes = Buffer.concat([rest, typeof chunk === "string" ? Buffer.from(chunk) : chunk]);
+    let start = 0;
+    let cr = bytes.indexOf(0x0d);
+    let lf = bytes.indexOf(0x0a);
+    for (;;) {
+      const end = cr === -1 ? lf : lf === -1 ? cr : Math.min(cr, lf);
+      // A CR at the end of the chunk may be the first half of a CRLF: wait for the next.
+      if (end === -1 || (end === cr && end === bytes.length - 1)) break;
+      yield bytes.subarray(start, end);
+      start = end === cr && bytes[end + 1] === 0x0a ? end + 2 : end + 1;
+      if (cr !== -1 && cr < start) cr = bytes.indexOf(0x0d, start);
+      if (lf !== -1 && lf < start) lf = bytes.indexOf(0x0a, start);
+    }
+    rest = bytes.subarray(start);
+  }
+  if (rest.length > 0) {
+    // A CR that ended the stream ended its line.
+    yield rest.at(-1) === 0x0d ? rest.subarray(0, -1) : rest;
+  }
+}
+
 async function* jsonlItems(input: Readable): AsyncGenerator<Item> {
-  const lines = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
   let line = 0;
-  for await (const text of lines) {
+  for await (const bytes of byteLines(input)) {
     line++;
+    const text = utf8OrNull(bytes);
+    if (text === null) {
+      yield { line, value: new UnreadableLine("line", "not valid UTF-8") };
+      continue;
+    }
     if (text.trim() === "") continue;
     let value: unknown;
     try {
       // Editors on some systems start a UTF-8 file with a byte-order mark.
       value = JSON.parse(line === 1 ? text.replace(/^\uFEFF/, "") : text);
     } catch {
-      value = new SyntaxError("not valid JSON");
+      value = new UnreadableLine("line", "not valid JSON");
     }
     yield { line, value };
   }
@@ -101,44 +162,81 @@ async function* jsonlItems(input: Readable): AsyncGenerator<Item> {
 /** Columns every CSV receipt needs: a receipt without them is refused by the ingest rules. */
 const requiredColumns = ["job_id", "escrow_tx"];
 
+/** Why a CSV file is refused as a whole: nothing of it is imported, and `import` exits 2. */
+function headerError(what: string, note = ""): AppError {
+  const message = `the CSV header (line 1) ${what}; nothing was imported${note}`;
+  return new AppError("validation_failed", message, { field: "header" });
+}
+
 /**
- * The header's column names, refused when two are the same field once trimmed and lowercased
- * (how `receiptFromCsv` reads them): the parser would otherwise keep the last cell silently.
- * A header without the required columns is no receipt file at all (a single line of anything
- * not starting with `{` is read as CSV): refused whole, rather than read as a header with no
- * rows and reported as 0 receipts.
+ * A CSV parser's error, without the cell it quotes: cells are bytes here, which it would print
+ * as a JSON array of numbers.
  */
-function csvColumns(header: string[]): string[] {
+function csvErrorText(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.replace(/, value is [\s\S]*$/, "").slice(0, 300);
+}
+
+/**
+ * The header's column names, read as bytes (the parser gives cells undecoded, see csvItems).
+ * Refused as a whole: a header that is not UTF-8; a column no receipt has (ignored, its every
+ * cell would be lost: `httpStatus` for `http_status`, and an error answer read as a 2xx); two
+ * that are the same field once trimmed and lowercased (how `receiptFromCsv` reads them; the
+ * parser would keep the last cell silently). A header without the required columns is no
+ * receipt file at all (a single line of anything not starting with `{` is read as CSV): refused
+ * whole, rather than read as a header with no rows and reported as 0 receipts.
+ */
+function csvColumns(header: Buffer[]): string[] {
   const seen = new Set<string>();
-  for (const column of header) {
-    const name = column.trim().toLowerCase();
+  const columns: string[] = [];
+  for (const [index, cell] of header.entries()) {
+    // Editors on some systems start a UTF-8 file with a byte-order mark.
+    const text = utf8OrNull(index === 0 ? withoutBom(cell) : cell);
+    if (text === null) {
+      throw headerError("is not valid UTF-8 text (is this a CSV file?)");
+    }
+    const name = text.trim().toLowerCase();
     // Which of the two cells is meant cannot be told: the file is refused as a whole, like one
     // without the receipt columns (exit 2 from `import`), not read as one rejected receipt.
-    if (seen.has(name)) {
-      throw new AppError(
-        "validation_failed",
-        `the CSV header (line 1) names column "${name}" twice; nothing was imported`,
-        { field: "header" },
-      );
-    }
+    if (seen.has(name)) throw headerError(`names column "${name}" twice`);
     seen.add(name);
+    columns.push(text);
   }
   const missing = requiredColumns.filter((name) => !seen.has(name));
   if (missing.length > 0) {
-    throw new AppError(
-      "validation_failed",
-      `the CSV header (line 1) has no column ${missing.join(", ")}; nothing was imported (a file is read as JSONL when its first line starts with "{")`,
-      { field: "header" },
+    throw headerError(
+      `has no column ${missing.join(", ")}`,
+      ` (a file is read as JSONL when its first line starts with "{")`,
     );
   }
-  return header;
+  for (const name of seen) {
+    if (csvColumnNames.includes(name) || /^tag_./.test(name)) continue;
+    throw headerError(
+      `names column "${name}": ${unknownFieldReason(name, csvColumnNames)} (or tag_<name>)`,
+    );
+  }
+  return columns;
+}
+
+const utf8Bom = Buffer.from([0xef, 0xbb, 0xbf]);
+
+function withoutBom(cell: Buffer): Buffer {
+  return cell.subarray(0, 3).equals(utf8Bom) ? cell.subarray(3) : cell;
 }
 
 async function* csvItems(input: Readable): AsyncGenerator<Item> {
+  let headerRead = false;
   const parser = input.pipe(
     parse({
-      columns: csvColumns,
-      bom: true,
+      columns: (header: unknown[]) => {
+        const columns = csvColumns(header as Buffer[]);
+        headerRead = true;
+        return columns;
+      },
+      // Cells come as bytes, decoded strictly below: the parser's own decoding would put
+      // U+FFFD for a byte that is not UTF-8. (Its `bom` option would decode too, so the mark is
+      // dropped in csvColumns.)
+      encoding: null,
       skip_empty_lines: true,
       info: true,
       // A row of the wrong length is one bad line, not the end of the file: it is read (its
@@ -146,20 +244,39 @@ async function* csvItems(input: Readable): AsyncGenerator<Item> {
       relax_column_count: true,
     }),
   );
-  for await (const row of parser as AsyncIterable<{
-    record: Record<string, string>;
+  const rows = parser as AsyncIterable<{
+    record: Record<string, Buffer>;
     info: { lines: number; index: number; columns: unknown[] };
-  }>) {
-    const { lines, index: cells, columns } = row.info;
-    // Cells are matched to the header by position: a cell left out or one too many (an
-    // unquoted comma) would put a wallet under `settlement_tx` or a model under
-    // `credits_remaining`, and a receipt of shifted values would be recorded.
-    const value =
-      cells === columns.length
-        ? receiptFromCsv(row.record)
-        : new SyntaxError(`${cells} cells where the header has ${columns.length}`);
-    yield { line: lines, value };
+  }>;
+  try {
+    for await (const row of rows) {
+      const { lines, index: cells, columns } = row.info;
+      // Cells are matched to the header by position: a cell left out or one too many (an
+      // unquoted comma) would put a wallet under `settlement_tx` or a model under
+      // `credits_remaining`, and a receipt of shifted values would be recorded.
+      const value =
+        cells === columns.length
+          ? csvRecord(row.record)
+          : new UnreadableLine("line", `${cells} cells where the header has ${columns.length}`);
+      yield { line: lines, value };
+    }
+  } catch (error) {
+    // A file that stops parsing before its header ends has no header at all (a binary file,
+    // say): no receipt file, refused whole as a header without the receipt columns is.
+    if (headerRead || error instanceof AppError) throw error;
+    throw headerError(`is not CSV (${csvErrorText(error)})`);
   }
+}
+
+/** A CSV row's cells decoded, as a receipt; a cell that is not UTF-8 refuses its row, named. */
+function csvRecord(record: Record<string, Buffer>): unknown {
+  const cells: Record<string, string> = {};
+  for (const [column, bytes] of Object.entries(record)) {
+    const text = utf8OrNull(bytes);
+    if (text === null) return new UnreadableLine(column.trim().toLowerCase(), "not valid UTF-8");
+    cells[column] = text;
+  }
+  return receiptFromCsv(cells);
 }
 
 /** Reads the first chunk to pick the format, then replays it ahead of the rest. */
@@ -211,12 +328,14 @@ export async function importReceipts(
   let lastLine = 0;
   const flush = async () => {
     if (batch.length === 0) return;
-    const values = batch.map((item) => item.value);
+    // A line refused unread goes in as no receipt, keeping its place among the outcomes.
+    const values = batch.map((item) => (item.value instanceof UnreadableLine ? null : item.value));
     const results = await ingestReceipts(store, values, "import", now());
     for (const result of results) {
       const item = batch[result.index] as Item;
-      if (item.value instanceof SyntaxError) {
-        summary.rejected.push({ line: item.line, field: "line", reason: item.value.message });
+      if (item.value instanceof UnreadableLine) {
+        const { field, reason } = item.value;
+        summary.rejected.push({ line: item.line, field, reason });
         continue;
       }
       switch (result.status) {
@@ -261,7 +380,7 @@ export async function importReceipts(
     summary.rejected.push({
       line: lastLine + 1,
       field: "file",
-      reason: `${format.toUpperCase()} syntax: ${error instanceof Error ? error.message : String(error)}; the rest of the file was not read`,
+      reason: `${format.toUpperCase()} syntax: ${csvErrorText(error)}; the rest of the file was not read`,
     });
     return summary;
   }
