@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { createTestApi } from "./support/audit-api-app.js";
 import { insertCheck, insertJob } from "./support/job-rows.js";
+import { address } from "./support/recorder-fixtures.js";
 
 type Page = {
   items: { jobId: string; failingChecks?: { name: string }[] }[];
@@ -53,12 +54,13 @@ describe("GET /jobs", () => {
   it("walks oldest first with order=asc and filters by verdict, worker, model, key and period", async () => {
     const api = await createTestApi();
     const t0 = Date.UTC(2026, 10, 1);
+    const [w1, w2] = [address(), address()];
     insertJob(api.store, {
       jobId: "j1",
       createdAt: t0,
       verdict: "discrepancy",
       model: "m1",
-      worker: "w1",
+      worker: w1,
       keyFingerprint: "00000000000000a1",
     });
     insertJob(api.store, {
@@ -66,7 +68,7 @@ describe("GET /jobs", () => {
       createdAt: t0 + 1,
       verdict: "verified",
       model: "m1",
-      worker: "w2",
+      worker: w2,
       keyFingerprint: "00000000000000a1",
     });
     insertJob(api.store, {
@@ -74,14 +76,14 @@ describe("GET /jobs", () => {
       createdAt: t0 + 2,
       verdict: "verified",
       model: "m2",
-      worker: "w1",
+      worker: w1,
       keyFingerprint: "00000000000000a2",
     });
     const ids = async (q: string) =>
       ((await (await api.get(`/jobs?${q}`)).json()) as Page).items.map((i) => i.jobId);
     expect(await ids("order=asc")).toEqual(["j1", "j2", "j3"]);
     expect(await ids("verdict=verified")).toEqual(["j3", "j2"]);
-    expect(await ids("worker=w1")).toEqual(["j3", "j1"]);
+    expect(await ids(`worker=${w1}`)).toEqual(["j3", "j1"]);
     expect(await ids("model=m1&key=00000000000000a1")).toEqual(["j2", "j1"]);
     expect(await ids(`from=${t0 + 1}&to=${t0 + 2}`)).toEqual(["j2"]);
   });
@@ -100,6 +102,9 @@ describe("GET /jobs", () => {
     // A mistyped fingerprint would list nothing, read as "no jobs for this key".
     ["key=xyz", "key"],
     ["key=00000000000000A1", "key"],
+    // Nor a worker that is no address: it was answered as "no jobs for this worker".
+    ["worker=notbase58!", "worker"],
+    ["worker=w1", "worker"],
   ])("rejects %s with a 400 naming %s", async (query, field) => {
     const api = await createTestApi();
     const res = await api.get(`/jobs?${query}`);
@@ -120,22 +125,22 @@ describe("GET /reports/discrepancies", () => {
         createdAt: t0 + i * 1000,
         verdict: i % 4 === 0 ? "discrepancy" : "verified",
       });
-      insertCheck(api.store, jobId, "memo_references_job", "pass");
-      insertCheck(api.store, jobId, "pricing", i === 4 ? "skip" : "pass");
+      insertCheck(api.store, jobId, "settlement.memo", "pass");
+      insertCheck(api.store, jobId, "charge.matches_price", i === 4 ? "skip" : "pass");
       if (i % 4 === 0)
-        insertCheck(api.store, jobId, "settlement_split", "fail", { expected: "75", actual: "70" });
-      if (i === 8) insertCheck(api.store, jobId, "worker_paid", "fail");
+        insertCheck(api.store, jobId, "settlement.split", "fail", { expected: "75", actual: "70" });
+      if (i === 8) insertCheck(api.store, jobId, "settlement.worker_paid", "fail");
     }
     const seen = await walk(api.get, "/reports/discrepancies?limit=2&order=asc");
     expect(seen).toEqual(["job_0", "job_4", "job_8"]);
     const page = (await (await api.get("/reports/discrepancies?order=asc")).json()) as Page;
     expect(page.items.map((i) => i.failingChecks?.map((c) => c.name))).toEqual([
-      ["settlement_split"],
-      ["settlement_split"],
-      ["settlement_split", "worker_paid"],
+      ["settlement.split"],
+      ["settlement.split"],
+      ["settlement.split", "settlement.worker_paid"],
     ]);
     const byCheck = (await (
-      await api.get("/reports/discrepancies?check=worker_paid")
+      await api.get("/reports/discrepancies?check=settlement.worker_paid")
     ).json()) as Page;
     expect(byCheck.items.map((i) => i.jobId)).toEqual(["job_8"]);
     const inPeriod = (await (
@@ -143,6 +148,20 @@ describe("GET /reports/discrepancies", () => {
     ).json()) as Page;
     expect(inPeriod.items.map((i) => i.jobId)).toEqual(["job_4"]);
   });
+});
+
+describe("GET /reports/discrepancies?check=", () => {
+  it.each(["nope", "settlement.worker-paid", "Settlement.split"])(
+    "refuses %s, a check the catalogue does not name, with a 400 naming check",
+    async (check) => {
+      const api = await createTestApi();
+      insertJob(api.store, { jobId: "job_d", verdict: "discrepancy" });
+      insertCheck(api.store, "job_d", "settlement.split", "fail");
+      const res = await api.get(`/reports/discrepancies?check=${check}`);
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: { field: string } }).error.field).toBe("check");
+    },
+  );
 });
 
 describe("GET /reports/discrepancies?verdict=", () => {

@@ -1,4 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
+import { isBase58OfLength } from "../chain/base58.js";
 import type { Store } from "../db/client.js";
 import { listJobs } from "../reports/job-listing.js";
 import {
@@ -24,7 +25,12 @@ const text = (name: string, description: string) =>
 
 const jobsQuery = queryObject({
   verdict: verdictSchema.optional().openapi({ param: { name: "verdict", in: "query" } }),
-  worker: text("worker", "Worker wallet address."),
+  // A worker is recorded only as a base58 address: anything else would list no jobs.
+  worker: z
+    .string()
+    .refine((value) => isBase58OfLength(value, 32), "not a worker address: base58 of 32 bytes")
+    .optional()
+    .openapi({ param: { name: "worker", in: "query" }, description: "Worker wallet address." }),
   model: text("model", "Model name as recorded."),
   // Checked as a fingerprint: a mistyped one would list no jobs, read as "none for this key".
   key: z

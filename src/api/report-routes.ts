@@ -7,6 +7,7 @@ import {
   reconciliationToCsv,
   reconciliationToJson,
 } from "../reports/reconciliation.js";
+import { type CheckName, checkNames } from "../verify/check-catalogue.js";
 import {
   authErrors,
   cursorParam,
@@ -53,14 +54,13 @@ const discrepancyQuery = queryObject({
       param: { name: "verdict", in: "query" },
       description: "Only jobs of this verdict: `discrepancy` or `dropped`. Default both.",
     }),
+  // A check the catalogue does not name fails on no job: refused, not answered "none".
   check: z
-    .string()
-    .min(1)
-    .max(100)
+    .enum(checkNames as [CheckName, ...CheckName[]])
     .optional()
     .openapi({
       param: { name: "check", in: "query" },
-      description: "Only jobs failing the check of this name.",
+      description: "Only jobs failing the check of this name (a name of the checks table).",
     }),
   limit: limitParam,
   cursor: cursorParam,
