@@ -39,7 +39,7 @@ const event = (data: string) => `data: ${data}\n\n`;
  * Streams an operator could send, each with the usage its client reads (what the OpenAI SDK
  * hands on) and usage written where no client looks.
  */
-const streams: Record<string, { body: string; clientReads: number | null }> = {
+const streams: Record<string, { body: string; clientReads: number | null; json?: boolean }> = {
   honest: { body: event(text("hi")) + event(usage(100)) + event("[DONE]"), clientReads: 100 },
   "usage after [DONE]": {
     body: event(text("hi")) + event(usage(100)) + event("[DONE]") + event(usage(1881)),
@@ -69,6 +69,41 @@ const streams: Record<string, { body: string; clientReads: number | null }> = {
     // No blank line ends the last event: a client never acts on it.
     body: `${event(text("hi"))}data: ${usage(1881)}\n`,
     clientReads: null,
+  },
+  "a byte-order mark before a later, smaller usage": {
+    // The SDK decodes each line alone, dropping a byte-order mark at its start: the event counts.
+    body: `${event(usage(1881))}\uFEFF${event(usage(100))}${event("[DONE]")}`,
+    clientReads: 100,
+  },
+  "a byte-order mark before [DONE]": {
+    body: `${event(usage(100))}\uFEFF${event("[DONE]")}${event(usage(1881))}`,
+    clientReads: 100,
+  },
+  "an empty event block between two usages": {
+    // `event:` with no name and no data is no event for the SDK, so nothing stops it there.
+    body: `${event(usage(1881))}event:\n\n${event(usage(100))}${event("[DONE]")}`,
+    clientReads: 100,
+  },
+  "a thread event that is no JSON": {
+    // The SDK parses every event and fails the stream at this one.
+    body: `${event(usage(100))}event: thread.x\ndata: {nope\n\n${event(usage(1881))}${event("[DONE]")}`,
+    clientReads: 100,
+  },
+  "a null chunk": {
+    // Handed on as null: a caller reading chunk.usage throws there.
+    body: `${event(usage(100))}${event("null")}${event(usage(1881))}${event("[DONE]")}`,
+    clientReads: 100,
+  },
+  "a JSON answer to a stream asked for": {
+    // The SDK parses the answer as events, since its request asked for a stream: it finds none.
+    body: JSON.stringify({
+      id: "chatcmpl-1",
+      model: "qwen3-8b",
+      choices: [],
+      usage: { prompt_tokens: 7, completion_tokens: 1881, total_tokens: 1888 },
+    }),
+    clientReads: null,
+    json: true,
   },
   "CRLF line ends": {
     body: `data: ${text("hi")}\r\n\r\ndata: ${usage(100)}\r\n\r\ndata: [DONE]\r\n\r\n`,
@@ -100,7 +135,7 @@ beforeAll(async () => {
     const id = jobId();
     ids.set(name, id);
     res.writeHead(200, {
-      "content-type": "text/event-stream",
+      "content-type": streams[name]!.json ? "application/json" : "text/event-stream",
       "x-decentral-job-id": id,
       "x-decentral-tx-signature": signature(),
       "x-decentral-worker": address(),
@@ -188,5 +223,15 @@ describe("sseEvents", () => {
     expect(watch(Buffer.from("NE]\n\n"))).toBe(true);
     const first = createDoneWatch();
     expect(first(Buffer.from("data:[DONE]\n\n"))).toBe(true);
+  });
+
+  it("leaves out the first line of a tail cut between a line's CR and its LF", () => {
+    // The cut left "\n" of `event: thread.x\r\n`: no blank line, so no event starts there.
+    const tail = `\ndata: ${usage(1881)}\n\n${event(usage(100))}`;
+    expect(
+      sseChunks(sseEvents(tail, true)).map(
+        (c) => (c.usage as { completion_tokens: number }).completion_tokens,
+      ),
+    ).toEqual([100]);
   });
 });

@@ -820,11 +820,16 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           return;
         }
         const bodyText = Buffer.concat(chunks).toString("utf8");
-        const learnt = capturing
-          ? isSse
-            ? sseTailFacts(bodyText, sseCut, credentials)
-            : jsonBodyFacts(bodyText, credentials)
-          : { model: null, usage: unknownUsage };
+        // A client reads the answer as its request asked (an SDK parses a stream it asked for as
+        // events whatever the content type, and a JSON answer as JSON): usage in an answer of the
+        // other kind is none the client saw.
+        const readAsAsked = facts.stream === null || facts.stream === isSse;
+        const learnt =
+          capturing && readAsAsked
+            ? isSse
+              ? sseTailFacts(bodyText, sseCut, credentials)
+              : jsonBodyFacts(bodyText, credentials)
+            : { model: null, usage: unknownUsage };
         const final: Receipt = {
           ...receipt,
           // Priced by the model asked for, or by none: the operator writes the response, so the

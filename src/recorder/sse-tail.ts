@@ -1,11 +1,13 @@
 /**
  * What a streamed completion told its client, read from the stream's last bytes the way an SSE
- * client reads them (the OpenAI SDKs' decoder): lines end at CR, LF or CRLF; an event ends at a
- * blank line and its `data:` lines are joined with "\n"; an event whose data starts with
- * `[DONE]` ends the stream, and the client reads nothing after it. The operator writes the
- * stream, so usage it puts where a client never looks (after `[DONE]`, in an event never ended,
- * split over `data:` lines a line-by-line reader would take apart) is not what the customer was
- * told, and must not become the receipt's.
+ * client reads them (the OpenAI SDKs' decoder): lines end at CR, LF or CRLF, each decoded alone
+ * (a byte-order mark at a line's start is dropped); an event ends at a blank line, with its
+ * `data:` lines joined by "\n", and is no event when it names neither an event nor data; an
+ * event whose data starts with `[DONE]` ends the stream, and the client reads nothing after it.
+ * The operator writes the stream, so usage it puts where a client never looks (after `[DONE]`,
+ * in an event never ended, after a chunk that stops the client, split over `data:` lines a
+ * line-by-line reader would take apart) is not what the customer was told, and must not become
+ * the receipt's.
  */
 
 export interface SseEvent {
@@ -14,10 +16,13 @@ export interface SseEvent {
   data: string;
 }
 
-/** `data: [DONE]` at a line's start, as in a stream's bytes read as latin1. */
-const doneLine = /(?:^|[\r\n])data: ?\[DONE\]/;
+/**
+ * `data: [DONE]` at a line's start (after a byte-order mark, which the client drops), as in a
+ * stream's bytes read as latin1.
+ */
+const doneLine = /(?:^|[\r\n])(?:\u00EF\u00BB\u00BF)*data: ?\[DONE\]/;
 /** Bytes of the stream kept between chunks to find a `[DONE]` line cut by a chunk's edge. */
-const carryBytes = 16;
+const carryBytes = 24;
 
 /**
  * Watches a stream's chunks for its `[DONE]` event, so that capture can stop there: a client
@@ -40,30 +45,30 @@ export function createDoneWatch(): (chunk: Buffer) => boolean {
 
 /**
  * The events of `text` a client acts on, oldest first, up to (not including) the one that ends
- * the stream. With `cut`, the text is a tail whose first event may have lost its start: it is
- * left out. An event not ended by a blank line before the text ends is left out, as a client
- * leaves it.
+ * the stream. With `cut`, the text is a tail whose first line and event may have lost their
+ * start (a line cut between its CR and LF reads as a blank line): both are left out. An event
+ * not ended by a blank line before the text ends is left out, as a client leaves it.
  */
 export function sseEvents(text: string, cut: boolean): SseEvent[] {
   const events: SseEvent[] = [];
   let event: string | null = null;
   let data: string[] = [];
-  let started = false;
-  let skipping = cut;
   const lines = text.split(/\r\n|\r|\n/);
   // What follows the last line break is no line yet: the stream ended inside it.
   lines.pop();
-  for (const line of lines) {
+  let skipping = cut;
+  if (cut) lines.shift();
+  for (const raw of lines) {
+    const line = raw.startsWith("\uFEFF") ? raw.slice(1) : raw;
     if (line === "") {
       if (skipping) skipping = false;
-      else if (started) {
+      else if (event || data.length > 0) {
         const joined = data.join("\n");
         if (joined.startsWith("[DONE]")) return events;
         events.push({ event, data: joined });
       }
       event = null;
       data = [];
-      started = false;
       continue;
     }
     if (skipping || line.startsWith(":")) continue;
@@ -71,25 +76,22 @@ export function sseEvents(text: string, cut: boolean): SseEvent[] {
     const field = colon < 0 ? line : line.slice(0, colon);
     let value = colon < 0 ? "" : line.slice(colon + 1);
     if (value.startsWith(" ")) value = value.slice(1);
-    if (field === "event") {
-      event = value;
-      started = true;
-    } else if (field === "data") {
-      data.push(value);
-      started = true;
-    }
+    if (field === "event") event = value;
+    else if (field === "data") data.push(value);
   }
   return events;
 }
 
 /**
- * The JSON chunks a client takes from `events`, oldest first: the SDKs hand on every event but
- * `thread.*` ones as a chunk, and stop at a chunk that carries an `error`.
+ * The chunks a client takes from `events`, oldest first, as the SDKs hand them on: every
+ * event's data is parsed (the client fails the stream at one that is no JSON), a chunk carrying
+ * an `error` fails it too, and so does `null`, on which a caller reading `chunk.usage` throws.
+ * A `thread.*` event comes wrapped (`{ event, data }`): no usage of its data is read as the
+ * chunk's.
  */
 export function sseChunks(events: readonly SseEvent[]): Record<string, unknown>[] {
   const chunks: Record<string, unknown>[] = [];
   for (const e of events) {
-    if (e.event?.startsWith("thread.")) continue;
     let chunk: unknown;
     try {
       chunk = JSON.parse(e.data);
@@ -97,7 +99,8 @@ export function sseChunks(events: readonly SseEvent[]): Record<string, unknown>[
       // A client fails the stream here; what it read before stands.
       return chunks;
     }
-    if (typeof chunk !== "object" || chunk === null) continue;
+    if (chunk === null) return chunks;
+    if (e.event?.startsWith("thread.") || typeof chunk !== "object") continue;
     if ((chunk as { error?: unknown }).error) return chunks;
     chunks.push(chunk as Record<string, unknown>);
   }
