@@ -123,9 +123,10 @@ describe("recordReceipt", async () => {
     });
     const row = store.db.select().from(jobs).where(eq(jobs.jobId, proxied.jobId)).get();
     expect(row).toMatchObject({ source: "proxy", totalTokens: null, verdict: "pending" });
-    // A part of the recorded receipt is not the same receipt either.
+    // A copy that only knows less contradicts nothing: a duplicate, not a conflict listing no
+    // difference.
     expect((await recordReceipt(store, { ...proxied, worker: null }, "ingest")).outcome).toBe(
-      "conflict",
+      "duplicate",
     );
     // The very same receipt is a duplicate, whoever sends it.
     expect((await recordReceipt(store, proxied, "ingest")).outcome).toBe("duplicate");
@@ -220,6 +221,22 @@ describe("parseReceiptInput", () => {
         createdAt: Date.UTC(2026, 10, 25, 10),
         tags: { team: "x" },
       }),
+    });
+  });
+
+  it("keeps every signature an operator's settlement value names, junk or empty parts beside them", () => {
+    // Three header lines, the last junk or empty: the second settlement must not be lost.
+    const [s1, s2] = [signature(), signature()];
+    for (const value of [`${s1}, ${s2}, junk`, `${s1}, ${s2}, `, `${s1}, ${s2};`, `${s1},,${s2}`]) {
+      expect(parseReceiptInput(wireReceipt({ settlement_tx: value })), value).toMatchObject({
+        ok: true,
+        receipt: { settlementTx: s1, otherSignatures: { settlementTx: [s2] } },
+      });
+    }
+    // The caller's own escrow signature stays strict: junk in it is refused by name.
+    expect(parseReceiptInput(wireReceipt({ escrow_tx: `${s1}, junk` }))).toMatchObject({
+      ok: false,
+      field: "escrow_tx",
     });
   });
 

@@ -222,17 +222,20 @@ export function signatureOrNull(text: string | null): string | null {
  */
 const maxNamedSignatures = 1 + maxConflictSignatures;
 
+/** Runs of base58 characters: what in a value could be a signature, whatever parts them. */
+const base58Runs = /[1-9A-HJ-NP-Za-km-z]+/g;
+
 /**
- * The signatures a value names: one, or several joined by commas. A header sent twice with
- * different values reaches every reader joined so ("S1, S2": Node and fetch both join them),
- * and a backend may copy it as it read it. Each once, in order; null when any part is not a
- * signature (the value is then malformed, as before).
+ * The signatures an operator's value names: one, or several. A header sent twice with different
+ * values reaches every reader joined ("S1, S2": Node and fetch both join them), and a backend
+ * may copy it as it read it. Every signature in it counts, each once, in order, whatever else
+ * the value holds (a third line of junk, an empty one, another separator): junk beside a second
+ * settlement must not hide it. Null when it names none.
  */
 export function signaturesOrNull(text: string | null): string[] | null {
   if (text === null) return null;
-  const parts = text.split(",").map((part) => part.trim());
-  if (!parts.every((part) => isBase58OfLength(part, 64))) return null;
-  return [...new Set(parts)].slice(0, maxNamedSignatures);
+  const found = (text.match(base58Runs) ?? []).filter((part) => isBase58OfLength(part, 64));
+  return found.length === 0 ? null : [...new Set(found)].slice(0, maxNamedSignatures);
 }
 
 /**
@@ -271,14 +274,14 @@ function isObject(value: unknown): value is Record<string, unknown> {
 function requiredSignatures(value: unknown, field: string): string[] {
   if (value === undefined || value === null) throw new FieldError(field, "is required");
   if (typeof value !== "string") throw new FieldError(field, "must be a base58 string");
-  const signatures = signaturesOrNull(value);
-  if (signatures === null) {
+  const parts = value.split(",").map((part) => part.trim());
+  if (!parts.every((part) => isBase58OfLength(part, 64))) {
     throw new FieldError(
       field,
       "must be base58 of exactly 64 bytes (a transaction signature), or several joined by commas",
     );
   }
-  return signatures;
+  return [...new Set(parts)].slice(0, maxNamedSignatures);
 }
 
 function optionalWorker(value: unknown, field: string): string | null {
