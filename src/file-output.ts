@@ -4,21 +4,76 @@ import {
   constants,
   existsSync,
   fsyncSync,
+  lstatSync,
   openSync,
+  readlinkSync,
   renameSync,
   rmSync,
   statSync,
+  writeFileSync,
   writeSync,
 } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { AppError } from "./errors.js";
 
+/** Links followed at most, as the kernel does, before a loop of links is an error. */
+const MAX_LINKS = 40;
+
+/** Where `--out` is written, and whether into it directly instead of by a rename. */
+interface OutputTarget {
+  path: string;
+  direct: boolean;
+}
+
+/**
+ * What `--out` really names. A symbolic link is followed to what it points at, which may not
+ * exist yet (a dangling link is written through): replacing the link itself would leave its
+ * target with yesterday's report while the link, made on purpose, is gone. A named pipe, a
+ * device (/dev/full) or a socket is written into, never replaced: a rename over one would put
+ * a plain file where the pipe's reader or the device was. So is a link of /proc (/dev/stdout
+ * is one): it stands for an open file, maybe a pipe, or a log the shell appends to.
+ */
+function outputTarget(out: string): OutputTarget {
+  let path = resolve(out);
+  for (let hops = 0; hops < MAX_LINKS; hops++) {
+    const stat = lstatSync(path, { throwIfNoEntry: false });
+    if (!stat) return { path, direct: false };
+    if (!stat.isSymbolicLink()) return { path, direct: !stat.isFile() && !stat.isDirectory() };
+    if (path.startsWith("/proc/")) return { path, direct: true };
+    path = resolve(dirname(path), readlinkSync(path));
+  }
+  throw new AppError("validation_failed", `--out: ${out} is a loop of symbolic links`, {
+    field: "out",
+  });
+}
+
 /**
  * Writes `text` to `path` whole or not at all: into a file beside it, then renamed over it. A
  * full disk midway (or a crash) leaves the report that was there, never an empty or cut one.
+ * A symbolic link stays and its target is written the same way; a pipe or a device is written
+ * into directly (there is no file to keep whole), and its write error (ENOSPC on /dev/full)
+ * is thrown as any other.
  */
 export function writeFileWhole(path: string, text: string): void {
-  const temporary = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+  const { path: target, direct } = outputTarget(path);
+  try {
+    // Appended, not truncated: /dev/stdout sent to a log by `>>` opens that log anew here, and
+    // truncating it would cut what the log held. A pipe or a device has nothing to truncate.
+    if (direct) writeFileSync(target, text, { flag: "a" });
+    else writeThenRename(target, text);
+  } catch (error) {
+    // The raw error (ENOSPC: no space left on device, write) names no file.
+    throw new AppError(
+      "internal",
+      `--out: cannot write ${path}: ${error instanceof Error ? error.message : String(error)}`,
+      { field: "out" },
+      { cause: error },
+    );
+  }
+}
+
+function writeThenRename(target: string, text: string): void {
+  const temporary = join(dirname(target), `.${basename(target)}.${process.pid}.tmp`);
   try {
     const fd = openSync(temporary, "w");
     try {
@@ -27,7 +82,7 @@ export function writeFileWhole(path: string, text: string): void {
     } finally {
       closeSync(fd);
     }
-    renameSync(temporary, path);
+    renameSync(temporary, target);
   } catch (error) {
     rmSync(temporary, { force: true });
     throw error;
@@ -38,20 +93,21 @@ export function writeFileWhole(path: string, text: string): void {
  * Refuses an `--out` the output could not be written to (a folder, a file or folder without
  * write permission, a folder that is not there), checked before the command works: found only
  * at the end, the error would lose a nightly summary that may have taken half an hour, and it
- * would read as the rename's raw error.
+ * would read as the rename's raw error. A link is judged by what it points at.
  */
 export function refuseUnwritableOut(out: string): void {
   const bad = (message: string) =>
     new AppError("validation_failed", `--out: ${message}`, { field: "out" });
-  const path = resolve(out);
+  const { path, direct } = outputTarget(out);
   const stat = statSync(path, { throwIfNoEntry: false });
   if (stat?.isDirectory()) throw bad(`${out} is a folder; give a file name`);
   const folder = dirname(path);
   if (!stat && !existsSync(folder)) throw bad(`no folder ${folder}`);
-  // The summary is written beside the file and renamed over it: the folder must take a file.
+  // A file's summary is written beside it and renamed over it: the folder must take a file.
+  // A pipe or a device is written into, so only it must be writable.
   for (const [target, name] of [
     ...(stat ? [[path, out] as const] : []),
-    [folder, folder] as const,
+    ...(direct ? [] : [[folder, folder] as const]),
   ]) {
     try {
       accessSync(target, constants.W_OK);

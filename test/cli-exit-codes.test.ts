@@ -1,7 +1,9 @@
 import { spawnSync } from "node:child_process";
 import {
+  closeSync,
   existsSync,
   mkdtempSync,
+  openSync,
   readdirSync,
   readFileSync,
   statSync,
@@ -11,10 +13,25 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
+import { openSqliteStore } from "../src/db/client.js";
+import { migrateStore } from "../src/db/migrate.js";
+
+let defaultStore: string | undefined;
+
+/** An empty store of this program, for the commands whose store is not what is tested. */
+function emptyStore(): string {
+  if (defaultStore === undefined) {
+    defaultStore = join(mkdtempSync(join(tmpdir(), "cli-store-")), "audit.db");
+    const store = openSqliteStore(defaultStore);
+    migrateStore(store);
+    store.close();
+  }
+  return defaultStore;
+}
 
 /** Runs the CLI from source in a child process, as a crontab would run the binary. */
 function cli(...args: string[]) {
-  return cliWithEnv({ DATABASE_URL: ":memory:" }, ...args);
+  return cliWithEnv({ DATABASE_URL: emptyStore() }, ...args);
 }
 
 function cliWithEnv(env: Record<string, string>, ...args: string[]) {
@@ -31,7 +48,7 @@ function cliWithEnv(env: Record<string, string>, ...args: string[]) {
     // A bound, so that a `serve` that wrongly starts ends the test instead of hanging it.
     { encoding: "utf8", env: { ...process.env, ...env }, timeout: 30_000 },
   );
-  return { code: result.status, stderr: result.stderr };
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
 describe("CLI exit codes", () => {
@@ -157,6 +174,45 @@ describe("CLI exit codes", () => {
       );
     }
   }, 60_000);
+
+  it("writes --out into a device, never replacing it: /dev/full is a full disk, exit 2", () => {
+    for (const args of [
+      ["report", "reconciliation", "--since", "24h", "--out", "/dev/full"],
+      ["verify", "--since", "24h", "--rpc", "http://127.0.0.1:9", "--out", "/dev/full"],
+    ]) {
+      const run = cli(...args);
+      expect(run.code, args.join(" ")).toBe(2);
+      expect(run.stderr, args.join(" ")).toContain(
+        "error: --out: cannot write /dev/full: ENOSPC: no space left on device",
+      );
+      expect(statSync("/dev/full").isCharacterDevice()).toBe(true);
+    }
+  }, 60_000);
+
+  it("writes --out /proc/self/fd/1 (what /dev/stdout links to) into the log stdout appends to", () => {
+    const log = join(mkdtempSync(join(tmpdir(), "cli-stdout-")), "app.log");
+    writeFileSync(log, "earlier line\n");
+    const fd = openSync(log, "a");
+    try {
+      const run = spawnSync(
+        process.execPath,
+        [
+          ...["--import", "tsx", "-e"],
+          'import("./src/cli.ts").then((m) => m.runCli(["node", "decentral-audit", ...process.argv.slice(1)]))',
+          ...["--", "report", "reconciliation", "--since", "24h", "--db", emptyStore()],
+          ...["--out", "/proc/self/fd/1"],
+        ],
+        { stdio: ["ignore", fd, "pipe"], encoding: "utf8", timeout: 30_000 },
+      );
+      expect(run.stderr).toBe("");
+      expect(run.status).toBe(0);
+    } finally {
+      closeSync(fd);
+    }
+    const text = readFileSync(log, "utf8");
+    expect(text.startsWith("earlier line\n{")).toBe(true);
+    expect(JSON.parse(text.slice("earlier line\n".length))).toHaveProperty("totals");
+  }, 30_000);
 
   it("exits 2 naming the vault and the cause when report statement --sync cannot read it", () => {
     const db = join(mkdtempSync(join(tmpdir(), "cli-sync-")), "audit.db");

@@ -1,16 +1,29 @@
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import {
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { writeFileWhole } from "../src/file-output.js";
+import { refuseUnwritableOut, writeFileWhole } from "../src/file-output.js";
 
 describe("a report written with --out", () => {
   it("replaces the file whole and leaves nothing beside it", () => {
     const dir = mkdtempSync(join(tmpdir(), "file-output-"));
     const path = join(dir, "verify.md");
     writeFileSync(path, "yesterday's summary");
+    const before = lstatSync(path).ino;
     writeFileWhole(path, "today's summary");
     expect(readFileSync(path, "utf8")).toBe("today's summary");
+    // A new file renamed into place, not the old one rewritten where a crash could cut it.
+    expect(lstatSync(path).ino).not.toBe(before);
     expect(readdirSync(dir)).toEqual(["verify.md"]);
   });
 
@@ -20,8 +33,55 @@ describe("a report written with --out", () => {
     const path = join(dir, "verify.md");
     mkdirSync(path);
     writeFileSync(join(path, "kept"), "x");
-    expect(() => writeFileWhole(path, "today's summary")).toThrow();
+    expect(() => writeFileWhole(path, "today's summary")).toThrow(`--out: cannot write ${path}`);
     expect(readdirSync(dir)).toEqual(["verify.md"]);
     expect(readdirSync(path)).toEqual(["kept"]);
+  });
+
+  it("writes a symbolic link's target and keeps the link", () => {
+    const dir = mkdtempSync(join(tmpdir(), "file-output-"));
+    mkdirSync(join(dir, "reports"));
+    const target = join(dir, "reports", "latest.json");
+    writeFileSync(target, "yesterday's summary");
+    const link = join(dir, "last.json");
+    symlinkSync("reports/latest.json", link);
+    refuseUnwritableOut(link);
+    writeFileWhole(link, "today's summary");
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(readlinkSync(link)).toBe("reports/latest.json");
+    expect(readFileSync(target, "utf8")).toBe("today's summary");
+    expect(readdirSync(join(dir, "reports"))).toEqual(["latest.json"]);
+  });
+
+  it("writes through a link whose target is not there yet", () => {
+    const dir = mkdtempSync(join(tmpdir(), "file-output-"));
+    const link = join(dir, "last.json");
+    symlinkSync(join(dir, "first.json"), link);
+    refuseUnwritableOut(link);
+    writeFileWhole(link, "today's summary");
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(readFileSync(join(dir, "first.json"), "utf8")).toBe("today's summary");
+  });
+
+  it("writes into a named pipe, whose reader gets the report, and leaves the pipe", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "file-output-"));
+    const fifo = join(dir, "summary.pipe");
+    expect(spawnSync("mkfifo", [fifo]).status).toBe(0);
+    const reader = spawn("cat", [fifo], { stdio: ["ignore", "pipe", "inherit"] });
+    try {
+      let read = "";
+      reader.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+        read += chunk;
+      });
+      const ended = new Promise((resolve) => reader.once("exit", resolve));
+      refuseUnwritableOut(fifo);
+      writeFileWhole(fifo, "today's summary");
+      expect(await ended).toBe(0);
+      expect(read).toBe("today's summary");
+      expect(lstatSync(fifo).isFIFO()).toBe(true);
+      expect(readdirSync(dir)).toEqual(["summary.pipe"]);
+    } finally {
+      reader.kill();
+    }
   });
 });
