@@ -4,7 +4,7 @@ import { pathToFileURL } from "node:url";
 import { Command, CommanderError, Option } from "commander";
 import { registerTokenCommands } from "./auth/token-commands.js";
 import { ConfigError, type ConfigInput, loadConfig } from "./config.js";
-import { parseDatabaseUrl } from "./db/url.js";
+import { parseDatabaseUrl, refuseInMemoryStore } from "./db/url.js";
 import { registerDemoCommand } from "./demo/command.js";
 import { isAppError, wholeNumberFlag } from "./errors.js";
 import { registerLocalnetCommand } from "./localnet/command.js";
@@ -62,6 +62,9 @@ export function buildProgram(): Command {
       .option("--verify-cron <expr>", "run the nightly verification in-process (VERIFY_CRON)"),
   ).action(async (flags) => {
     const config = configFromFlags(flags);
+    // What it records in memory would be gone when it stops, and no other command sees it
+    // meanwhile. The other commands refuse one as they open their store, which must exist.
+    refuseInMemoryStore(config.DATABASE_URL);
     // Loaded here, not at the top: `--help`, `verify` and `report` never pay for the service.
     const { runServe, StoppedWhileStarting } = await import("./serve-cluster.js");
     // Listening for the signal before starting: one that comes while serve starts drains it
@@ -161,6 +164,7 @@ export function buildProgram(): Command {
   withDatabaseOption(db.command("migrate").description("apply pending migrations")).action(
     async (flags) => {
       const config = configFromFlags(flags);
+      refuseInMemoryStore(config.DATABASE_URL);
       const target = parseDatabaseUrl(config.DATABASE_URL);
       if (target.kind === "postgres") {
         const [{ postgresSettings }, { migratePostgresUrl }, { postgresOpenError }] =

@@ -60,7 +60,7 @@ const boolFlag = z
 
 export const configSchema = z.object({
   /**
-   * The store: a SQLite file path (or `:memory:`, `file:PATH`), or a `postgres://` /
+   * The store: a SQLite file path (or `file:PATH`), or a `postgres://` /
    * `postgresql://` URL (`postgres://user:password@host:5432/db?sslmode=verify-full`). Any other
    * scheme is refused. Default `./data/decentral-audit.db`.
    */
@@ -186,8 +186,7 @@ export const configSchema = z.object({
   /**
    * Processes of `serve` sharing its port (node:cluster): every one proxies and ingests, one
    * (the holder of the store's leader lock) runs the verifier and the backfill. Default: one
-   * per core, at most 16; 1 runs a single process; a `:memory:` database allows only 1
-   * (more is an error).
+   * per core, at most 16; 1 runs a single process.
    */
   WORKERS: wholeNumber(1, 64).optional(),
   /**

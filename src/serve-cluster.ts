@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { Gauge } from "prom-client";
 import type { AppMetrics } from "./api/metrics.js";
-import { type Config, ConfigError } from "./config.js";
+import type { Config } from "./config.js";
 import { openStore } from "./db/open.js";
 import { createLogger, type Logger } from "./log.js";
 import { startService } from "./main.js";
@@ -88,23 +88,10 @@ function isMessage(value: unknown): value is { type: string } {
 }
 
 /**
- * Workers `serve` runs under `config`: WORKERS, else one per core; 1 for a `:memory:` store.
- * Asking for more than one on `:memory:` is an error rather than a quiet single process: each
- * process would have a database of its own.
+ * Workers `serve` runs under `config`: WORKERS, else one per core. (An in-memory database, which
+ * each worker would have its own of, is refused before: `serve` keeps nothing in one.)
  */
 export function workerCount(config: Config): number {
-  const path = config.DATABASE_URL.replace(/^file:/, "");
-  if (path === ":memory:") {
-    if (config.WORKERS !== undefined && config.WORKERS > 1) {
-      throw new ConfigError([
-        {
-          key: "WORKERS",
-          message: `a :memory: database lives in one process, so serve cannot run ${config.WORKERS} workers on it; use a database file or --workers 1`,
-        },
-      ]);
-    }
-    return 1;
-  }
   return config.WORKERS ?? Math.min(availableParallelism(), MAX_DEFAULT_WORKERS);
 }
 

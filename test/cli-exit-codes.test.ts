@@ -214,6 +214,49 @@ describe("CLI exit codes", () => {
     expect(JSON.parse(text.slice("earlier line\n".length))).toHaveProperty("totals");
   }, 30_000);
 
+  it("refuses an in-memory database for every command with exit 2 and one line", () => {
+    const dir = mkdtempSync(join(tmpdir(), "cli-memory-"));
+    const receipts = join(dir, "receipts.jsonl");
+    writeFileSync(receipts, "");
+    const commands = [
+      ["verify", "--since", "24h", "--rpc", "http://127.0.0.1:9"],
+      ["tokens", "create", "--role", "read", "--name", "ops"],
+      ["tokens", "list"],
+      ["report", "reconciliation", "--since", "24h"],
+      ["report", "statement", "--since", "24h"],
+      ["import", receipts],
+      ["db", "migrate"],
+      ["serve", "--workers", "1", "--port", "0", "--profile", "localnet"],
+    ];
+    const runs = [
+      ...commands.map((args) => [":memory:", args] as const),
+      ["file::memory:", commands[0]!] as const,
+      [`file:${join(dir, "a.db")}?mode=memory`, commands[1]!] as const,
+      [`file:${join(dir, "a.db")}?mode=memory`, commands[6]!] as const,
+    ];
+    for (const [url, args] of runs) {
+      const what = `${args.join(" ")} --db ${url}`;
+      const run = cli(...args, "--db", url);
+      expect(run.code, what).toBe(2);
+      expect(run.stderr.trim(), what).toBe(
+        `error: ${url} is an in-memory database, which keeps nothing between processes: give --db / DATABASE_URL a database file or a postgres:// URL`,
+      );
+      // Above all no token that no service would know.
+      expect(run.stdout, what).toBe("");
+    }
+    // Through the environment too.
+    const run = cliWithEnv(
+      { DATABASE_URL: ":memory:" },
+      "report",
+      "reconciliation",
+      "--since",
+      "1d",
+    );
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(":memory: is an in-memory database");
+    expect(readdirSync(dir)).toEqual(["receipts.jsonl"]);
+  }, 120_000);
+
   it("exits 2 naming the vault and the cause when report statement --sync cannot read it", () => {
     const db = join(mkdtempSync(join(tmpdir(), "cli-sync-")), "audit.db");
     expect(cli("db", "migrate", "--db", db).code).toBe(0);

@@ -6,7 +6,7 @@ import { AppError } from "../errors.js";
 import { backoff, sleepFor } from "../retry.js";
 import type { PgStore } from "./pg/client.js";
 import * as schema from "./schema.js";
-import { DatabaseUrlError, parseDatabaseUrl } from "./url.js";
+import { DatabaseUrlError, parseDatabaseUrl, refuseInMemoryStore } from "./url.js";
 
 export type Db = BetterSQLite3Database<typeof schema>;
 
@@ -138,6 +138,8 @@ export function openSqliteStore(
   }
   const path = target.path;
   const create = options.create !== false;
+  // A store that must exist already cannot be one that every open makes anew.
+  if (!create) refuseInMemoryStore(url);
   if (path !== ":memory:") {
     // An empty file (a `touch`, or a copy that failed) is no store either: opened, it would be
     // migrated into an empty one, and a nightly run over it would report all clear.

@@ -1,3 +1,5 @@
+import { AppError } from "../errors.js";
+
 /**
  * What `DATABASE_URL` selects. A path, `:memory:` or a `file:` URL is a SQLite file (the
  * embedded default); `postgres://` and `postgresql://` select PostgreSQL. Any other scheme is
@@ -68,6 +70,46 @@ export function parseDatabaseUrl(url: string): DatabaseTarget {
     );
   }
   return parsePostgresUrl(url);
+}
+
+/**
+ * Whether a SQLite `DATABASE_URL` names an in-memory database: `:memory:`, `file::memory:`, or
+ * a `file:` URL with `mode=memory`. Such a database starts empty in each process and is gone
+ * when it ends, so no command can find there what `serve` or `import` wrote.
+ */
+export function isInMemorySqlite(url: string): boolean {
+  const target = parseDatabaseUrl(url);
+  if (target.kind !== "sqlite") return false;
+  const query = target.path.indexOf("?");
+  const file = query === -1 ? target.path : target.path.slice(0, query);
+  if (file === ":memory:") return true;
+  return (
+    url.startsWith("file:") &&
+    query !== -1 &&
+    new URLSearchParams(target.path.slice(query + 1)).get("mode") === "memory"
+  );
+}
+
+/**
+ * Thrown when a command is pointed at an in-memory SQLite database (`:memory:`): it would start
+ * empty, so `verify` would find nothing to verify and exit 0, `tokens create` would print a
+ * token no service knows, a report would sum nothing, and what `serve` records would be gone
+ * when it stops. Tests and `demo` open one in their own process, not through these commands.
+ */
+export class InMemoryStoreError extends AppError {
+  constructor(url: string) {
+    super(
+      "validation_failed",
+      `${url} is an in-memory database, which keeps nothing between processes: give --db / DATABASE_URL a database file or a postgres:// URL`,
+      { field: "DATABASE_URL" },
+    );
+    this.name = "InMemoryStoreError";
+  }
+}
+
+/** Refuses an in-memory `DATABASE_URL`, for every command that shares its store with others. */
+export function refuseInMemoryStore(url: string): void {
+  if (isInMemorySqlite(url)) throw new InMemoryStoreError(url);
 }
 
 function parsePostgresUrl(url: string): PostgresTarget {
