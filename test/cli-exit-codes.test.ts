@@ -257,6 +257,26 @@ describe("CLI exit codes", () => {
     expect(readdirSync(dir)).toEqual(["receipts.jsonl"]);
   }, 120_000);
 
+  it("says a --db that is a folder is a folder, naming it", () => {
+    const dir = mkdtempSync(join(tmpdir(), "cli-folder-"));
+    const receipts = join(dir, "receipts.jsonl");
+    writeFileSync(receipts, "");
+    for (const args of [
+      ["verify", "--since", "24h", "--rpc", "http://127.0.0.1:9"],
+      ["tokens", "list"],
+      ["report", "reconciliation", "--since", "24h"],
+      ["import", receipts],
+      ["db", "migrate"],
+    ]) {
+      const run = cli(...args, "--db", dir);
+      expect(run.code, args.join(" ")).toBe(2);
+      expect(run.stderr.trim(), args.join(" ")).toBe(
+        `error: ${dir} is a folder, not a SQLite database file (check --db / DATABASE_URL)`,
+      );
+    }
+    expect(readdirSync(dir)).toEqual(["receipts.jsonl"]);
+  }, 60_000);
+
   it("exits 2 naming the vault and the cause when report statement --sync cannot read it", () => {
     const db = join(mkdtempSync(join(tmpdir(), "cli-sync-")), "audit.db");
     expect(cli("db", "migrate", "--db", db).code).toBe(0);

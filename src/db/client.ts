@@ -140,6 +140,14 @@ export function openSqliteStore(
   const create = options.create !== false;
   // A store that must exist already cannot be one that every open makes anew.
   if (!create) refuseInMemoryStore(url);
+  // Opened, a folder gives SQLite's "unable to open database file", which names nothing.
+  if (path !== ":memory:" && statSync(path, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new AppError(
+      "validation_failed",
+      `${path} is a folder, not a SQLite database file (check --db / DATABASE_URL)`,
+      { field: "DATABASE_URL" },
+    );
+  }
   if (path !== ":memory:") {
     // An empty file (a `touch`, or a copy that failed) is no store either: opened, it would be
     // migrated into an empty one, and a nightly run over it would report all clear.
