@@ -145,7 +145,7 @@ describe("tx inspect", () => {
 
   it("tells a missing file from an invalid signature", async () => {
     await expect(inspectTransaction("./no/such/reply.json", { config })).rejects.toThrow(
-      /no such file/,
+      "./no/such/reply.json is neither a transaction signature (64 bytes, base58) nor a file",
     );
     await expect(inspectTransaction("5".repeat(60), { config })).rejects.toThrow(
       /not a valid transaction signature/,

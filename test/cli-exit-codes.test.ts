@@ -277,6 +277,14 @@ describe("CLI exit codes", () => {
     expect(readdirSync(dir)).toEqual(["receipts.jsonl"]);
   }, 60_000);
 
+  it("says a tx inspect target that is neither a signature nor a file is neither", () => {
+    const run = cli("tx", "inspect", "notasig");
+    expect(run.code).toBe(2);
+    expect(run.stderr.trim()).toBe(
+      "error: notasig is neither a transaction signature (64 bytes, base58) nor a file",
+    );
+  }, 30_000);
+
   it("exits 2 naming the vault and the cause when report statement --sync cannot read it", () => {
     const db = join(mkdtempSync(join(tmpdir(), "cli-sync-")), "audit.db");
     expect(cli("db", "migrate", "--db", db).code).toBe(0);

@@ -116,7 +116,11 @@ export async function inspectTransaction(
   if (!isValidSignature(target)) {
     // Long alphanumeric text was meant as a signature (the docs' placeholders hold 0, O, I, l).
     if (/^[A-Za-z0-9]{32,}$/.test(target)) throw notASignature(target);
-    throw new AppError("bad_request", `no such file: ${target}`, { field: "target" });
+    throw new AppError(
+      "bad_request",
+      `${target} is neither a transaction signature (64 bytes, base58) nor a file`,
+      { field: "target" },
+    );
   }
   const url = options.config.SOLANA_RPC_URLS[0]!;
   const pool = inspectionPool(options.config, url);
