@@ -14,7 +14,9 @@ import { registerReportCommands } from "./reports/report-command.js";
 
 /** The flag of commands that only read or write the store. */
 function withDatabaseOption(command: Command): Command {
-  return command.addOption(new Option("--db <path>", "SQLite database file (DATABASE_URL)"));
+  return command.addOption(
+    new Option("--db <path|url>", "SQLite database file, or postgres:// URL (DATABASE_URL)"),
+  );
 }
 
 /** Flags of commands that read the store and the chain; each maps to a config key. */

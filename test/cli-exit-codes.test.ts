@@ -12,7 +12,9 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
+import type { Command } from "commander";
 import { describe, expect, it } from "vitest";
+import { buildProgram } from "../src/cli.js";
 import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 
@@ -331,4 +333,29 @@ describe("CLI exit codes", () => {
     expect(inspect.code).toBe(2);
     expect(inspect.stderr).toContain("--quorum: expected an integer from 2 to");
   }, 30_000);
+});
+
+describe("CLI help and README", () => {
+  it("says --db takes a postgres:// URL as well as a SQLite file", () => {
+    const help = spawnSync(
+      process.execPath,
+      ["--import", "tsx", "src/cli.ts", "verify", "--help"],
+      { encoding: "utf8" },
+    );
+    expect(help.stdout).toContain("--db <path|url>");
+    expect(help.stdout).toContain("SQLite database file, or postgres:// URL (DATABASE_URL)");
+  });
+
+  it("lists every command in the README's commands table", () => {
+    const readme = readFileSync("README.md", "utf8");
+    const table = readme.slice(readme.indexOf("| command | what it does |"));
+    const rows = table.slice(0, table.indexOf("\n\n"));
+    const leaves = (command: Command, prefix: string): string[] =>
+      command.commands.length === 0
+        ? [prefix]
+        : command.commands.flatMap((sub) => leaves(sub, `${prefix} ${sub.name()}`.trim()));
+    for (const name of leaves(buildProgram(), "")) {
+      expect(rows, name).toContain(`\`${name}`);
+    }
+  });
 });
