@@ -11,7 +11,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { refuseUnwritableOut, writeFileWhole } from "../src/file-output.js";
 
 describe("a report written with --out", () => {
@@ -68,20 +68,20 @@ describe("a report written with --out", () => {
     const fifo = join(dir, "summary.pipe");
     expect(spawnSync("mkfifo", [fifo]).status).toBe(0);
     const reader = spawn("cat", [fifo], { stdio: ["ignore", "pipe", "inherit"] });
-    try {
-      let read = "";
-      reader.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-        read += chunk;
-      });
-      const ended = new Promise((resolve) => reader.once("exit", resolve));
-      refuseUnwritableOut(fifo);
-      writeFileWhole(fifo, "today's summary");
-      expect(await ended).toBe(0);
-      expect(read).toBe("today's summary");
-      expect(lstatSync(fifo).isFIFO()).toBe(true);
-      expect(readdirSync(dir)).toEqual(["summary.pipe"]);
-    } finally {
+    // Also when the test fails by timing out: a reader left waiting on the pipe would stay.
+    onTestFinished(() => {
       reader.kill();
-    }
+    });
+    let read = "";
+    reader.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      read += chunk;
+    });
+    const ended = new Promise((resolve) => reader.once("exit", resolve));
+    refuseUnwritableOut(fifo);
+    writeFileWhole(fifo, "today's summary");
+    expect(await ended).toBe(0);
+    expect(read).toBe("today's summary");
+    expect(lstatSync(fifo).isFIFO()).toBe(true);
+    expect(readdirSync(dir)).toEqual(["summary.pipe"]);
   });
 });
