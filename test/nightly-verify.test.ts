@@ -503,6 +503,29 @@ describe("decentral-audit verify with a busy database", () => {
   });
 });
 
+describe("decentral-audit verify when the database is gone before the summary", () => {
+  it("says the window's counts are not known, never 0 jobs, and exits 2", async () => {
+    const store = storeWithWindow();
+    // The database goes away as the jobs are settled, and does not come back.
+    const engine: SettlingEngine = {
+      async runUntilSettled() {
+        store.sqlite.close();
+        return { status: "completed" };
+      },
+    };
+    const { code, out } = run(store, engine, { json: true });
+    expect(await code).toBe(2);
+    const summary = JSON.parse(out.join("")) as { countsUnknown?: boolean; reason: string };
+    expect(summary.countsUnknown).toBe(true);
+    expect(summary.reason).toContain("the window's job counts could not be read");
+    // The text says so too (the store is still closed: this run cannot even take the lock).
+    const text = run(store, engine);
+    expect(await text.code).toBe(2);
+    expect(text.out.join("")).toContain("jobs: not known (the database did not answer)");
+    expect(text.out.join("")).not.toMatch(/jobs: 0/);
+  });
+});
+
 describe("verify: partially verified jobs and profile gaps", () => {
   it("counts partially verified jobs apart, says what was unproven, and names the profile's gaps once", async () => {
     const store = storeWithWindow();

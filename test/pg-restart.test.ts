@@ -3,7 +3,13 @@ import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createToken } from "../src/auth/tokens.js";
-import { openPostgres } from "../src/db/pg/client.js";
+import { openPostgres, type PgStore } from "../src/db/pg/client.js";
+import { migratePostgres } from "../src/db/pg/migrate.js";
+import { createLedgerReader } from "../src/ledger/reader.js";
+import { ledgerWindowCheck } from "../src/ledger/window-check.js";
+import { createLogger } from "../src/log.js";
+import { runNightlyVerification } from "../src/nightly/nightly-run.js";
+import { localnetProfile } from "../src/verify/profiles.js";
 import { startEmbeddedPostgres, type TestPostgresServer } from "./support/postgres-server.js";
 import { seedJobs } from "./support/seed-verdicts.js";
 import { type CliProcess, startServe } from "./support/service-process.js";
@@ -14,6 +20,7 @@ import { type CliProcess, startServe } from "./support/service-process.js";
  * (sessions ended, connections refused) and started again on the same port with its data.
  */
 
+const log = createLogger({ level: "silent" });
 let server: TestPostgresServer;
 let down = false;
 
@@ -140,4 +147,77 @@ describe("serve --workers 2 while PostgreSQL is stopped", () => {
       await sleep(100);
     }
   }, 90_000);
+});
+
+describe("the nightly verify while PostgreSQL restarts in its ledger phase", () => {
+  const from = Date.UTC(2026, 10, 1);
+  const to = Date.UTC(2026, 10, 2);
+  let store: PgStore | undefined;
+  afterEach(async () => {
+    await store?.close();
+  });
+
+  /** A window of 3 verified jobs and 1 discrepancy, and a run whose ledger meets a restart. */
+  async function run(name: string, when: "before the ledger reads" | "as the ledger ends") {
+    const url = await createDatabase(name);
+    store = openPostgres(url);
+    await migratePostgres(store.pool);
+    await seedJobs(store, [
+      { jobId: "job_v1", verdict: "verified", leaseOwner: null, createdAt: from + 1000 },
+      { jobId: "job_v2", verdict: "verified", leaseOwner: null, createdAt: from + 2000 },
+      { jobId: "job_v3", verdict: "verified", leaseOwner: null, createdAt: from + 3000 },
+      { jobId: "job_d1", verdict: "discrepancy", leaseOwner: null, createdAt: from + 4000 },
+    ]);
+    const check = ledgerWindowCheck({
+      store,
+      reader: createLedgerReader({
+        store,
+        // No credit vault is configured or learned: the ledger reads the store only.
+        rpc: {} as Parameters<typeof createLedgerReader>[0]["rpc"],
+        profile: localnetProfile,
+        log,
+        custody: { vaults: [], byKey: {} },
+      }),
+      profile: localnetProfile,
+      graceSeconds: 0,
+    });
+    // A restart of 3 s: shut down now, started again 3 s later while the run goes on.
+    let restarted: Promise<void> | undefined;
+    const restart = async () => {
+      await halt();
+      restarted = sleep(3000).then(up);
+    };
+    const ledger = Object.assign(
+      async (window: { from: number; to: number; signal?: AbortSignal }) => {
+        if (restarted === undefined && when === "before the ledger reads") await restart();
+        const result = await check(window);
+        if (restarted === undefined && when === "as the ledger ends") await restart();
+        return result;
+      },
+      { commit: check.commit },
+    );
+    const summary = await runNightlyVerification(
+      store,
+      // Every job of the window is final already: the jobs phase has nothing to do.
+      { runUntilSettled: async () => ({ status: "completed" as const }) },
+      { from, to, timeoutMs: 60_000, ledger },
+    );
+    await restarted;
+    return summary;
+  }
+
+  for (const when of ["before the ledger reads", "as the ledger ends"] as const) {
+    it(`rides out a restart ${when}: exit 1 for the discrepancy, every count right`, async () => {
+      const summary = await run(`nightly_${when.split(" ")[0]}`, when);
+      expect(summary.reason).toBeNull();
+      expect(summary.outcome).toBe("discrepancies");
+      expect(summary.exitCode).toBe(1);
+      expect(summary.total).toBe(4);
+      expect(summary.byVerdict.verified).toBe(3);
+      expect(summary.byVerdict.discrepancy).toBe(1);
+      expect(summary.findings.map((f) => f.jobId)).toEqual(["job_d1"]);
+      expect(summary.countsUnknown).toBeUndefined();
+      expect(summary.ledger?.incomplete).toBeNull();
+    }, 60_000);
+  }
 });

@@ -524,7 +524,9 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       try {
         results.push(await syncVault(vault, opts.signal ? { signal: opts.signal } : {}));
       } catch (error) {
-        if (opts.signal?.aborted) throw error;
+        // The database away is not this vault's failure: marked so (or not, the mark failing
+        // too) it would leave the vault unread for the run; the whole read is tried again.
+        if (opts.signal?.aborted || isBusyError(error)) throw error;
         const message = error instanceof Error ? error.message : String(error);
         await ledger.setError(vault, message, now());
         log.warn({ vault, err: message }, "ledger sync failed; retried next round");

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { withoutUrlSecrets } from "../chain/url-secrets.js";
-import type { Store } from "../db/client.js";
+import { isBusyError, type Store } from "../db/client.js";
 import { openVerdicts, type Verdict, verdicts } from "../db/schema.js";
 import { deadlineSignal } from "../deadline.js";
 import { messageOf } from "../errors.js";
@@ -128,9 +129,46 @@ export interface NightlySummary {
   runId: number | null;
   /** The ledger of the window, when the run read it. */
   ledger?: LedgerWindowResult;
+  /**
+   * Set when the database did not answer the summary's reads (an outage outlasting the run):
+   * `total`, `byVerdict`, `findings` and `unproven` are then not known, not zero.
+   */
+  countsUnknown?: true;
 }
 
 const maxFindings = 100;
+
+/** Pause between attempts while the database is away (a restart, a failover, a lock held). */
+const DATABASE_RETRY_MS = 1000;
+/**
+ * How long the summary's reads wait for the database past the run's deadline: a run that timed
+ * out while the database was away still says what the window holds once it is back.
+ */
+const SUMMARY_GRACE_MS = 15_000;
+
+/**
+ * `work`, again while the database is away (the store's own test, `isBusyError`: no
+ * connection, a server shutting down or restarting, SQLite's write lock held), for at most
+ * `ms` of real time (a caller's clock may stand still) or until the signal. Any other error,
+ * or one once the time is up, is thrown.
+ */
+async function whileDatabaseAway<T>(
+  work: () => Promise<T>,
+  ms: number,
+  signal?: AbortSignal,
+): Promise<T> {
+  const until = performance.now() + ms;
+  for (;;) {
+    try {
+      return await work();
+    } catch (error) {
+      const wait = Math.min(DATABASE_RETRY_MS, until - performance.now());
+      if (!isBusyError(error) || wait <= 0 || signal?.aborted) throw error;
+      await sleep(wait, undefined, signal ? { signal } : {}).catch(() => {});
+      if (signal?.aborted) throw error;
+    }
+  }
+}
 
 const exitCodes = {
   verified: 0,
@@ -225,10 +263,18 @@ export async function runNightlyVerification(
       };
       await settle();
       if (reason === null && options.ledger) {
+        const readLedger = options.ledger;
         const reading = deadlineSignal(Math.max(1, left()), options.signal);
         const { signal } = reading;
         try {
-          ledger = await options.ledger({ from: options.from, to: options.to, signal });
+          // A database restart while the vaults are read is ridden out as the jobs' rounds
+          // ride it out: read again once it answers, within the run's time. Reading again is
+          // safe: the reader goes on from each vault's cursor.
+          ledger = await whileDatabaseAway(
+            () => readLedger({ from: options.from, to: options.to, signal }),
+            left(),
+            signal,
+          );
         } catch (error) {
           if (!signal.aborted) throw error;
           // Waiting for the chain to finalize the window's end: say how far it had.
@@ -242,14 +288,22 @@ export async function runNightlyVerification(
         }
         reason = ledger.incomplete;
         // The ledger's read reopens the jobs whose credits.header waited for it: settle them.
-        const counts = await countJobsByVerdict(store, options.from, options.to);
+        const counts = await whileDatabaseAway(
+          () => countJobsByVerdict(store, options.from, options.to),
+          left(),
+          options.signal,
+        );
         if (reason === null && openVerdicts.some((v) => counts[v] > 0)) await settle();
       }
     } catch (error) {
       reason = messageOf(error);
     } finally {
       try {
-        await releaseLock(store, NIGHTLY_LOCK, owner);
+        await whileDatabaseAway(
+          () => releaseLock(store, NIGHTLY_LOCK, owner),
+          left(),
+          options.signal,
+        );
       } catch {
         // The lock expires on its own (timeout + 1 min); the run's outcome stands.
       }
@@ -260,14 +314,28 @@ export async function runNightlyVerification(
   let found: NightlyFinding[] = [];
   let unproven: Record<string, number> = {};
   let profile: ProfileStatus | null = null;
+  let countsUnknown = false;
+  let countsRead = false;
   try {
     const ops = createOpsStore(store);
-    byVerdict = await countJobsByVerdict(store, options.from, options.to);
-    found = await ops.unverifiedJobs(options.from, options.to, maxFindings);
-    unproven = await ops.unprovenCounts(options.from, options.to);
+    // Read while the database is away, every count would be 0: read again once it answers
+    // (past the deadline by a little), or say the counts are not known.
+    const read = await whileDatabaseAway(
+      async () => ({
+        byVerdict: await countJobsByVerdict(store, options.from, options.to),
+        found: await ops.unverifiedJobs(options.from, options.to, maxFindings),
+        unproven: await ops.unprovenCounts(options.from, options.to),
+      }),
+      Math.max(left(), SUMMARY_GRACE_MS),
+      options.signal,
+    );
+    ({ byVerdict, found, unproven } = read);
+    countsRead = true;
     profile = (await options.profile?.()) ?? null;
   } catch (error) {
-    reason ??= `database: ${messageOf(error)}`;
+    countsUnknown = !countsRead;
+    const unknown = countsUnknown ? "; the window's job counts could not be read" : "";
+    reason = reason === null ? `database: ${messageOf(error)}${unknown}` : `${reason}${unknown}`;
   }
   const total = verdicts.reduce((sum, v) => sum + byVerdict[v], 0);
   const open = openVerdicts.reduce((sum, v) => sum + byVerdict[v], 0);
@@ -333,6 +401,7 @@ export async function runNightlyVerification(
     profile,
     runId,
     ...(ledger ? { ledger } : {}),
+    ...(countsUnknown ? { countsUnknown: true as const } : {}),
   };
 }
 

@@ -147,9 +147,11 @@ const counts = (s: NightlySummary) =>
 export function summaryToText(s: NightlySummary): string {
   const lines = [
     `decentral-audit verify ${isoOf(s.from)} .. ${isoOf(s.to)}: ${headline(s)}`,
-    `  jobs: ${s.total}${counts(s)
-      .map(([v, n]) => `, ${v} ${n}`)
-      .join("")}`,
+    s.countsUnknown
+      ? "  jobs: not known (the database did not answer)"
+      : `  jobs: ${s.total}${counts(s)
+          .map(([v, n]) => `, ${v} ${n}`)
+          .join("")}`,
     `  took ${((s.finishedAt - s.startedAt) / 1000).toFixed(1)} s; exit code ${s.exitCode}`,
   ];
   const also = alsoTooFew(s);
@@ -182,7 +184,7 @@ export function summaryToMarkdown(s: NightlySummary): string {
     "| verdict | jobs |",
     "|---|---:|",
     ...counts(s).map(([v, n]) => `| ${v} | ${n} |`),
-    `| **total** | **${s.total}** |`,
+    `| **total** | **${s.countsUnknown ? "not known (the database did not answer)" : s.total}** |`,
   ];
   if (s.findings.length > 0) {
     lines.push("", "| job | verdict | failing checks |", "|---|---|---|");
