@@ -206,6 +206,68 @@ describe("a quorum of RPC endpoints", () => {
     expect(a.calls.getTransaction + b.calls.getTransaction).toBe(10);
   });
 
+  describe("with one endpoint slow to answer (a 2 s RPC timeout)", () => {
+    const TIMEOUT_MS = 2000;
+    /**
+     * An endpoint whose answers take `ms`: past the timeout its pool gives up at the timeout, as
+     * createRpcPool does; within it, it answers the same facts as the others, late.
+     */
+    function slow(name: string, ms: number) {
+      const m = member(name, { amount: 5n, status: finalized() });
+      const late = <T>(call: () => Promise<T>) =>
+        new Promise<T>((resolve, reject) =>
+          ms > TIMEOUT_MS
+            ? setTimeout(() => reject(new Error("timed out")), TIMEOUT_MS)
+            : setTimeout(() => resolve(call()), ms),
+        );
+      const { getTransaction, getSignatureStatuses } = m.m.rpc;
+      m.m.rpc.getTransaction = (...args) => late(() => getTransaction(...args));
+      m.m.rpc.getSignatureStatuses = (...args) => late(() => getSignatureStatuses(...args));
+      return m;
+    }
+
+    /** Reads a transaction `n` times, one after the other; the time they took in all (ms). */
+    async function reads(rpc: ReturnType<typeof createQuorumRpc>, n: number) {
+      const started = performance.now();
+      for (let i = 0; i < n; i++) {
+        expect((await rpc.getTransaction(SIG))?.facts.tokenChanges[0]?.post).toBe(5n);
+      }
+      return performance.now() - started;
+    }
+
+    it("costs eight reads about one timeout in all when it answers after 3 s", async () => {
+      const late = slow("late", 3000);
+      const rpc = createQuorumRpc({
+        members: [late.m, member("a", { amount: 5n }).m, member("b", { amount: 5n }).m],
+        quorum: 2,
+      });
+      // Each read waited for the slow endpoint's timeout until it had failed twice in a row.
+      expect(await reads(rpc, 8)).toBeLessThan(1.5 * TIMEOUT_MS);
+    }, 30_000);
+
+    it("costs eight reads about one timeout in all when it answers late, in time", async () => {
+      const late = slow("late", 1500);
+      const rpc = createQuorumRpc({
+        members: [late.m, member("a", { amount: 5n }).m, member("b", { amount: 5n }).m],
+        quorum: 2,
+      });
+      // It never failed, so every read waited 1.5 s for it.
+      expect(await reads(rpc, 8)).toBeLessThan(1.5 * TIMEOUT_MS);
+    }, 30_000);
+
+    it("takes a poll's statuses from another endpoint when the primary is slow", async () => {
+      const late = slow("late", 3000);
+      const a = member("a", { status: finalized() });
+      const b = member("b", { status: finalized() });
+      const rpc = createQuorumRpc({ members: [late.m, a.m, b.m], quorum: 2 });
+      const started = performance.now();
+      for (let i = 0; i < 6; i++) {
+        expect((await rpc.getSignatureStatuses([SIG]))[0]?.confirmationStatus).toBe("finalized");
+      }
+      expect(performance.now() - started).toBeLessThan(1.5 * TIMEOUT_MS);
+    }, 30_000);
+  });
+
   it("takes statuses from one endpoint until final, and cross-checks a finalized one", async () => {
     const confirmed = { ...finalized(), confirmationStatus: "confirmed" as const };
     const a = member("a", { status: confirmed });

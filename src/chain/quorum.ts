@@ -32,7 +32,9 @@ import { endpointNames } from "./url-secrets.js";
  *   program, mint and balance) is returned only when k endpoints report the same one;
  * - an endpoint outvoted `setAsideAfter` times in a row is set aside: asked last, only when the
  *   others cannot make the quorum. Agreement with it still counts: identical facts from a liar
- *   and an honest node are the honest facts.
+ *   and an honest node are the honest facts;
+ * - an endpoint slow to answer has the next one asked too (`hedged`), and is asked last until it
+ *   answers in time: with more endpoints than k, it costs one hedge delay, not a timeout a read.
  */
 
 /** One endpoint's answer to one question, as kept in evidence. */
@@ -172,6 +174,25 @@ function statusDigest(status: SignatureStatusInfo): string {
 /** Failed calls in a row after which an endpoint is asked after those that answer. */
 const FAILING_AFTER = 2;
 
+/**
+ * Bounds of the hedge delay: how long a question waits on an endpoint before the next one is
+ * asked too. Well below an RPC timeout (15 s by default), above a healthy answer's time.
+ */
+const HEDGE_MIN_MS = 250;
+const HEDGE_MAX_MS = 2000;
+/** The hedge delay before any answer to the method was timed (a fresh process). */
+const HEDGE_FIRST_MS = 1000;
+/** Answer times kept per method for the hedge delay. */
+const HEDGE_TIMES_KEPT = 32;
+
+/** How one endpoint's call of a hedged question ended. */
+type Outcome<R> = { ok: true; value: R } | { ok: false; error: unknown };
+
+/** A signal that fires when either does (the caller's, and the quorum's own stop). */
+function eitherSignal(a: AbortSignal | undefined, b: AbortSignal): AbortSignal {
+  return a ? AbortSignal.any([a, b]) : b;
+}
+
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -179,6 +200,11 @@ function message(error: unknown): string {
 interface Standing {
   /** Calls in a row that failed (down, timing out): such an endpoint is asked after the others. */
   failing: number;
+  /**
+   * It did not answer a question within the hedge delay (the next endpoint was asked in its
+   * place): asked after those that answer in time, until it answers in time again.
+   */
+  lagging: boolean;
   outvoted: number;
   unresolved: number;
   consecutive: number;
@@ -297,7 +323,14 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
   const standing = new Map<string, Standing>(
     members.map((m) => [
       m.name,
-      { failing: 0, outvoted: 0, unresolved: 0, consecutive: 0, setAsideUntil: 0 },
+      {
+        failing: 0,
+        lagging: false,
+        outvoted: 0,
+        unresolved: 0,
+        consecutive: 0,
+        setAsideUntil: 0,
+      },
     ]),
   );
   let rotation = 0;
@@ -306,27 +339,156 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
 
   const isFailing = (m: QuorumMember) => standing.get(m.name)!.failing >= FAILING_AFTER;
 
+  const isLagging = (m: QuorumMember) => standing.get(m.name)!.lagging;
+
+  /** Neither set aside, nor failing, nor slow: asked first. */
+  const inGoodStanding = (m: QuorumMember) => !isAside(m) && !isFailing(m) && !isLagging(m);
+
   /**
-   * Endpoints in asking order: those in good standing (configured order), then those whose last
-   * calls failed (a down endpoint costs the others no wait), then those set aside.
+   * Endpoints in asking order: those in good standing (configured order), then those that were
+   * slow to answer, then those whose last calls failed (a down endpoint costs the others no
+   * wait), then those set aside.
    */
   const order = (): QuorumMember[] => [
-    ...members.filter((m) => !isAside(m) && !isFailing(m)),
+    ...members.filter(inGoodStanding),
+    ...members.filter((m) => !isAside(m) && !isFailing(m) && isLagging(m)),
     ...members.filter((m) => !isAside(m) && isFailing(m)),
     ...members.filter((m) => isAside(m)),
   ];
 
-  /** Runs one call on a member, keeping count of its failures in a row. */
-  async function observed<T>(member: QuorumMember, call: () => Promise<T>): Promise<T> {
+  /**
+   * Runs one call on a member, keeping count of its failures in a row. A call stopped by its
+   * `signal` (the question was settled without it, or its caller gave up) is no failure of the
+   * endpoint.
+   */
+  async function observed<T>(
+    member: QuorumMember,
+    call: () => Promise<T>,
+    signal?: AbortSignal,
+  ): Promise<T> {
     const s = standing.get(member.name)!;
     try {
       const value = await call();
       s.failing = 0;
       return value;
     } catch (error) {
-      s.failing++;
+      if (!signal?.aborted) s.failing++;
       throw error;
     }
+  }
+
+  /** How long the last answers to each method took (ms), newest last. */
+  const answerTimes = new Map<string, number[]>();
+
+  /**
+   * A few times the usual answer time of `method` (the median of the last ones, so one slow
+   * endpoint does not stretch it), bounded.
+   */
+  const hedgeDelay = (method: string): number => {
+    const times = answerTimes.get(method);
+    if (!times || times.length === 0) return HEDGE_FIRST_MS;
+    const median = [...times].sort((a, b) => a - b)[Math.floor(times.length / 2)]!;
+    return Math.min(HEDGE_MAX_MS, Math.max(HEDGE_MIN_MS, 4 * median));
+  };
+
+  const timed = (method: string, ms: number) => {
+    const times = answerTimes.get(method) ?? [];
+    times.push(ms);
+    if (times.length > HEDGE_TIMES_KEPT) times.shift();
+    answerTimes.set(method, times);
+  };
+
+  /**
+   * Asks the endpoints of `queue` in order, `first` of them at once, until `enough` says the
+   * question is settled (it is told how many calls in flight are still within the hedge delay).
+   * `take` records each call's outcome, and says whether it failed. The next endpoint is asked
+   * when one fails, when no call is left in flight, and when one has not answered within the
+   * hedge delay: that endpoint is then lagging, asked after those that answer in time until it
+   * answers in time again. One slow endpoint of a quorum asked first held every question for a
+   * full RPC timeout (and its retries) before the next endpoint was asked, in every fresh
+   * process, while the others could have answered at once. Calls still in flight once the
+   * question is settled are stopped (their signal), and what they answer is not taken.
+   */
+  function hedged<R>(
+    method: string,
+    queue: QuorumMember[],
+    first: number,
+    ask: (m: QuorumMember, stop: AbortSignal) => Promise<R>,
+    take: (m: QuorumMember, outcome: Outcome<R>) => boolean,
+    enough: (waiting: number) => boolean,
+  ): Promise<void> {
+    const delay = hedgeDelay(method);
+    const flying = new Map<
+      QuorumMember,
+      { started: number; late: boolean; stop: AbortController }
+    >();
+    return new Promise<void>((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      let over = false;
+      const waiting = () => [...flying.values()].filter((f) => !f.late).length;
+      const finish = () => {
+        over = true;
+        clearTimeout(timer);
+        for (const f of flying.values()) f.stop.abort();
+        resolve();
+      };
+      const arm = () => {
+        clearTimeout(timer);
+        const fresh = [...flying.values()].filter((f) => !f.late);
+        if (fresh.length === 0) return;
+        const due = Math.min(...fresh.map((f) => f.started)) + delay - performance.now();
+        timer = setTimeout(onLate, Math.max(0, due));
+      };
+      const launch = () => {
+        const m = queue.shift();
+        if (!m) return;
+        const f = { started: performance.now(), late: false, stop: new AbortController() };
+        flying.set(m, f);
+        ask(m, f.stop.signal).then(
+          (value) => landed(m, { ok: true, value }),
+          (error: unknown) => landed(m, { ok: false, error }),
+        );
+      };
+      const landed = (m: QuorumMember, outcome: Outcome<R>) => {
+        const f = flying.get(m)!;
+        flying.delete(m);
+        if (over) return;
+        const took = performance.now() - f.started;
+        if (outcome.ok) timed(method, took);
+        if (outcome.ok && took <= delay) standing.get(m.name)!.lagging = false;
+        const failed = take(m, outcome);
+        if (enough(waiting())) return finish();
+        // A late call had the next endpoint asked in its place already.
+        if ((failed && !f.late) || flying.size === 0) launch();
+        if (flying.size === 0) return finish();
+        arm();
+      };
+      const onLate = () => {
+        const t = performance.now();
+        const late = [...flying].filter(([, f]) => !f.late && t - f.started >= delay);
+        for (const [, f] of late) f.late = true;
+        const settled = enough(waiting());
+        // With no other endpoint to ask (as many endpoints as the quorum), a slow one is
+        // waited for like any other, and is not slow for the quorum's order.
+        if (!settled && queue.length === 0) return arm();
+        for (const [m] of late) {
+          const s = standing.get(m.name)!;
+          if (!s.lagging) {
+            s.lagging = true;
+            options.log?.warn(
+              { endpoint: m.name, method, hedgeMs: Math.round(delay) },
+              "rpc endpoint slow to answer: the next endpoint is asked, and it is asked last",
+            );
+          }
+        }
+        if (settled) return finish();
+        for (const _ of late) launch();
+        arm();
+      };
+      for (let i = 0; i < first; i++) launch();
+      if (flying.size === 0) return finish();
+      arm();
+    });
   }
 
   const agreed = (name: string) => {
@@ -385,8 +547,10 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     signal?: AbortSignal,
   ): Promise<{ answer: EndpointAnswer; fetched: FetchedTransaction | null }> {
     try {
-      const fetched = await observed(member, () =>
-        member.rpc.getTransaction(signature, commitment, signal ? { signal } : {}),
+      const fetched = await observed(
+        member,
+        () => member.rpc.getTransaction(signature, commitment, signal ? { signal } : {}),
+        signal,
       );
       if (fetched === null) {
         return {
@@ -420,8 +584,8 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
   }
 
   /**
-   * Asks k endpoints at once, then one more at a time until k answers agree or every endpoint
-   * has answered; `all` asks every endpoint (tx inspect).
+   * Asks k endpoints at once, then the next ones (hedged: see `hedged`) until k answers agree
+   * or every endpoint has answered; `all` asks every endpoint and waits for each (tx inspect).
    */
   async function collectTransaction(
     signature: string,
@@ -430,15 +594,28 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     signal?: AbortSignal,
   ) {
     const queue = order();
-    const asked = queue.splice(0, all ? queue.length : k);
-    const results = await Promise.all(
-      asked.map((m) => askTransaction(m, signature, commitment, signal)),
-    );
-    let win = winner(results.map((r) => r.answer));
-    while (win === null && queue.length > 0) {
-      results.push(await askTransaction(queue.shift()!, signature, commitment, signal));
-      win = winner(results.map((r) => r.answer));
+    if (all) {
+      const results = await Promise.all(
+        queue.map((m) => askTransaction(m, signature, commitment, signal)),
+      );
+      return { results, win: winner(results.map((r) => r.answer)) };
     }
+    const results: Awaited<ReturnType<typeof askTransaction>>[] = [];
+    let win: string | null = null;
+    await hedged(
+      "getTransaction",
+      queue,
+      k,
+      (m, stop) => askTransaction(m, signature, commitment, eitherSignal(signal, stop)),
+      (_, outcome) => {
+        // askTransaction answers every failure as an `error` answer.
+        if (!outcome.ok) return true;
+        results.push(outcome.value);
+        win = winner(results.map((r) => r.answer));
+        return outcome.value.answer.kind === "error";
+      },
+      () => win !== null,
+    );
     return { results, win };
   }
 
@@ -524,22 +701,39 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     options: { signal?: AbortSignal } = {},
   ): Promise<(SignatureStatusInfo | null)[]> {
     const usable = order();
-    const inGoodStanding = usable.filter((m) => !isAside(m) && !isFailing(m));
-    const firstPool = inGoodStanding.length > 0 ? inGoodStanding : usable;
+    const good = usable.filter(inGoodStanding);
+    const firstPool = good.length > 0 ? good : usable;
     // The primary rotates, so an endpoint that lies "not final yet" delays a job by one poll
     // in n, not for ever.
-    const start = rotation++;
-    let primary = firstPool[start % firstPool.length]!;
+    const start = usable.indexOf(firstPool[rotation++ % firstPool.length]!);
+    const statusesOf = (m: QuorumMember, asked: string[], stop: AbortSignal) =>
+      observed(
+        m,
+        () => m.rpc.getSignatureStatuses(asked, { signal: eitherSignal(options.signal, stop) }),
+        stop,
+      );
+    let primary = usable[start]!;
     let first: (SignatureStatusInfo | null)[] | undefined;
-    for (let i = 0; first === undefined; i++) {
-      primary = usable[(usable.indexOf(firstPool[start % firstPool.length]!) + i) % usable.length]!;
-      try {
-        const asked = primary;
-        first = await observed(asked, () => asked.rpc.getSignatureStatuses(signatures, options));
-      } catch (error) {
-        if (i + 1 >= usable.length) throw error;
-      }
-    }
+    let failure: unknown = null;
+    // The next endpoint in turn is asked when the primary fails or is slow; the first to
+    // answer is the primary.
+    await hedged(
+      "getSignatureStatuses",
+      usable.map((_, i) => usable[(start + i) % usable.length]!),
+      1,
+      (m, stop) => statusesOf(m, signatures, stop),
+      (m, outcome) => {
+        if (!outcome.ok) {
+          failure = outcome.error;
+          return true;
+        }
+        primary = m;
+        first = outcome.value;
+        return false;
+      },
+      () => first !== undefined,
+    );
+    if (first === undefined) throw failure;
     const out: (SignatureStatusInfo | null)[] = first.map((s) => s ?? null);
     // Final answers (finalized, or not found) are the ones a verdict rests on: cross-check them,
     // and a status short of final for a signature k endpoints last called missing.
@@ -560,27 +754,40 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     const decided = (o: { answers: EndpointAnswer[]; recheck: boolean }) =>
       winner(o.answers) ??
       (o.recheck && o.answers.filter((a) => a.kind === "answer").length >= k ? "seen" : null);
-    const others = usable.filter((m) => m !== primary);
-    for (const member of others) {
-      const undecided = [...open].filter(([, o]) => decided(o) === null);
-      if (undecided.length === 0) break;
-      const indexes = undecided.map(([i]) => i);
-      try {
-        const replies = await observed(member, () =>
-          member.rpc.getSignatureStatuses(
-            indexes.map((i) => signatures[i]!),
-            options,
-          ),
-        );
-        indexes.forEach((i, j) => {
-          const o = open.get(i)!;
-          o.statuses.push(replies[j] ?? null);
-          o.answers.push(statusAnswer(member.name, replies[j]));
-        });
-      } catch (error) {
-        for (const i of indexes)
-          open.get(i)!.answers.push(statusAnswer(member.name, null, message(error)));
-      }
+    const undecided = () => [...open].filter(([, o]) => decided(o) === null).map(([i]) => i);
+    if (undecided().length > 0) {
+      // Each endpoint is asked about the signatures still undecided when it is asked; an answer
+      // coming after others decided a signature is not taken for it.
+      await hedged(
+        "getSignatureStatuses",
+        usable.filter((m) => m !== primary),
+        1,
+        async (m, stop) => {
+          const indexes = undecided();
+          try {
+            const asked = indexes.map((i) => signatures[i]!);
+            return { indexes, replies: await statusesOf(m, asked, stop), error: null };
+          } catch (error) {
+            return { indexes, replies: [], error: message(error) };
+          }
+        },
+        (m, outcome) => {
+          if (!outcome.ok) return true;
+          const { indexes, replies, error } = outcome.value;
+          indexes.forEach((i, j) => {
+            const o = open.get(i)!;
+            if (decided(o) !== null) return;
+            if (error !== null) {
+              o.answers.push(statusAnswer(m.name, null, error));
+              return;
+            }
+            o.statuses.push(replies[j] ?? null);
+            o.answers.push(statusAnswer(m.name, replies[j]));
+          });
+          return error !== null;
+        },
+        () => undecided().length === 0,
+      );
     }
     let shortOfQuorum = 0;
     for (const [i, o] of open) {
@@ -642,7 +849,7 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
    * endpoint in good standing at once (at least k).
    */
   async function fromK<T>(
-    ask: (m: QuorumMember) => Promise<T>,
+    ask: (m: QuorumMember, stop: AbortSignal) => Promise<T>,
     what: string,
     wide = false,
     /** Endpoints asked already (left out), and how many answers are wanted (default k). */
@@ -652,15 +859,21 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     const answers: { member: QuorumMember; value: T }[] = [];
     const errors: string[] = [];
     const queue = order().filter((m) => !skip.has(m.name));
-    const good = queue.filter((m) => !isAside(m) && !isFailing(m)).length;
-    for (let first = true; answers.length < need && queue.length > 0; first = false) {
-      const batch = queue.splice(0, first && wide ? Math.max(need, good) : need - answers.length);
-      const replies = await Promise.allSettled(batch.map((m) => observed(m, () => ask(m))));
-      replies.forEach((r, i) => {
-        if (r.status === "fulfilled") answers.push({ member: batch[i]!, value: r.value });
-        else errors.push(`${batch[i]!.name}: ${message(r.reason)}`);
-      });
-    }
+    const good = queue.filter(inGoodStanding).length;
+    // Wide, every endpoint in good standing is waited for, but one slow to answer only up to
+    // the hedge delay once `need` answered (as one that failed).
+    await hedged(
+      what.split(" ")[0]!,
+      queue,
+      wide ? Math.max(need, good) : need,
+      (m, stop) => observed(m, () => ask(m, stop), stop),
+      (m, outcome) => {
+        if (outcome.ok) answers.push({ member: m, value: outcome.value });
+        else errors.push(`${m.name}: ${message(outcome.error)}`);
+        return !outcome.ok;
+      },
+      (waiting) => answers.length >= need && (!wide || waiting === 0),
+    );
     if (answers.length < need) {
       throw new AppError(
         "rpc_unavailable",
@@ -675,7 +888,10 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
    * single endpoint moves it forward, nor holds it back: the lowest of k let one endpoint
    * answering a frozen old slot keep the drop window from ever passing.
    */
-  async function quorumNumber(ask: (m: QuorumMember) => Promise<number>, what: string) {
+  async function quorumNumber(
+    ask: (m: QuorumMember, stop: AbortSignal) => Promise<number>,
+    what: string,
+  ) {
     const values = (await fromK(ask, what, true)).map((a) => a.value).sort((a, b) => b - a);
     return values[k - 1]!;
   }
@@ -691,7 +907,10 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     commitment: "confirmed" | "finalized" = "finalized",
     options: { signal?: AbortSignal } = {},
   ): Promise<number> {
-    const slot = await quorumNumber((m) => m.rpc.getSlot(commitment, options), "getSlot");
+    const slot = await quorumNumber(
+      (m, stop) => m.rpc.getSlot(commitment, { signal: eitherSignal(options.signal, stop) }),
+      "getSlot",
+    );
     if (commitment === "finalized") finalizedSlot = Math.max(finalizedSlot ?? 0, slot);
     return slot;
   }
@@ -1072,14 +1291,6 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
       r.account === null
         ? "none"
         : `${r.account.programId} ${r.account.mint ?? "-"} ${r.account.amount ?? "-"}`;
-    const askOne = async (m: QuorumMember) => {
-      try {
-        const read = await observed(m, () => m.rpc.getTokenAccount(address));
-        answers.push({ name: m.name, read, key: keyOf(read) });
-      } catch (error) {
-        errors.push(`${m.name}: ${message(error)}`);
-      }
-    };
     const agreed = (): TokenAccountRead | null => {
       for (const a of answers) {
         const same = answers.filter((b) => b.key === a.key);
@@ -1089,12 +1300,23 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
       }
       return null;
     };
-    await Promise.all(queue.splice(0, k).map(askOne));
-    let win = agreed();
-    while (win === null && queue.length > 0) {
-      await askOne(queue.shift()!);
-      win = agreed();
-    }
+    let win: TokenAccountRead | null = null;
+    await hedged(
+      "getTokenAccount",
+      queue,
+      k,
+      (m, stop) => observed(m, () => m.rpc.getTokenAccount(address), stop),
+      (m, outcome) => {
+        if (!outcome.ok) {
+          errors.push(`${m.name}: ${message(outcome.error)}`);
+          return true;
+        }
+        answers.push({ name: m.name, read: outcome.value, key: keyOf(outcome.value) });
+        win = agreed();
+        return false;
+      },
+      () => win !== null,
+    );
     if (win !== null) return win;
     const said = [
       ...answers.map((a) => `${a.name}: ${a.key} at slot ${a.read.slot}`),
