@@ -47,6 +47,67 @@ describe.each(dialects)("verification runs on %s", (dialect) => {
     expect(await runs.runningOwners("other")).toEqual([]);
   });
 
+  it("writes a nightly's outcome into its finished run's summary, keeping the verifier's counts", async () => {
+    const store = await stores.open();
+    const runs = createVerificationRunStore(store);
+    const open = () =>
+      runs.open(
+        { trigger: "verify", window: { from: T0, to: t }, heartbeatUntil: t + 30_000 },
+        { owner: "me", t, deadOwners: [] },
+      );
+    const found = (await open()).runId;
+    const timedOut = (await open()).runId;
+    const byVerdict = { verified: 3 };
+    await runs.finish(found, "completed", { total: 3, final: 3, byVerdict }, t + 5);
+    await runs.finish(timedOut, "completed", { total: 3, final: 3, byVerdict }, t + 5);
+
+    await runs.recordOutcome(
+      found,
+      { outcome: "ledger_findings", exitCode: 1, reason: null, ledgerFindings: 2 },
+      t + 9,
+    );
+    const reason = "timed out after 60 s (reading the credit vaults' history)";
+    await runs.recordOutcome(
+      timedOut,
+      { outcome: "incomplete", exitCode: 2, reason, ledgerFindings: 0 },
+      t + 7,
+    );
+    const byId = new Map((await runColumns(store)).map((r) => [r.id, r]));
+    expect(byId.get(found)).toEqual({
+      id: found,
+      owner: "me",
+      status: "completed",
+      finishedAt: t + 9,
+      summary: {
+        total: 3,
+        final: 3,
+        byVerdict,
+        outcome: "ledger_findings",
+        exitCode: 1,
+        reason: null,
+        ledgerFindings: 2,
+      },
+    });
+    expect(byId.get(timedOut)?.summary).toEqual({
+      total: 3,
+      final: 3,
+      byVerdict,
+      outcome: "incomplete",
+      exitCode: 2,
+      reason,
+      ledgerFindings: 0,
+    });
+    if (store.kind === "sqlite") {
+      // Whole numbers as a reader of the column (sqlite3, a JSON tool) sees them, not `1.0`.
+      const text = store.sqlite
+        .prepare("SELECT summary FROM verification_runs WHERE id = ?")
+        .pluck()
+        .get(found) as string;
+      expect(text).toContain('"exitCode":1,');
+      expect(text).toContain('"ledgerFindings":2');
+    }
+  });
+
   it("renews a heartbeat and drops only the owner's own", async () => {
     const store = await stores.open();
     const runs = createVerificationRunStore(store);

@@ -1,4 +1,4 @@
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { verificationRuns } from "../db/schema.js";
 import { releaseLeasesOf } from "./job-queue.js";
@@ -47,6 +47,29 @@ export interface VerificationRunStore {
   /** Removes the owner's heartbeat (its last run finished). */
   dropHeartbeat(owner: string): Promise<void>;
   finish(runId: number, status: RunStatus, summary: unknown, t: number): Promise<void>;
+  /**
+   * Writes how a nightly run ended on its (finished) run row: the outcome's fields join the
+   * summary the run was finished with, and `finished_at` moves to `t`. The row's status stays
+   * what the verifier wrote (`completed` once the jobs settled); the outcome is the night's.
+   */
+  recordOutcome(runId: number, outcome: NightlyRunOutcome, t: number): Promise<void>;
+}
+
+/**
+ * How a nightly run (`verify`, `VERIFY_CRON`) ended, kept in its run row's summary beside the
+ * verifier's counts. The run row is finished when the jobs settle, before the ledger is read:
+ * without these fields a night that exited 1 or 2 read as `completed` on the status page.
+ * Rows written before they were kept have none of them.
+ */
+export interface NightlyRunOutcome {
+  /** `verified`, `no_jobs`, `too_few_jobs`, `discrepancies`, `ledger_findings`, `incomplete`. */
+  outcome: string;
+  /** What cron was told: 0, 1 or 2. */
+  exitCode: number;
+  /** Why the run could not finish, or null. */
+  reason: string | null;
+  /** Findings of the credit vaults' ledger; null when the run did not read it. */
+  ledgerFindings: number | null;
 }
 
 const heartbeatName = (owner: string) => `verifier:${owner}`;
@@ -142,6 +165,21 @@ function createSqliteVerificationRunStore(store: SqliteStore): VerificationRunSt
     async finish(runId, status, summary, t) {
       db.update(verificationRuns)
         .set({ status, finishedAt: t, summary })
+        .where(eq(verificationRuns.id, runId))
+        .run();
+    },
+    async recordOutcome(runId, o, t) {
+      // Raw SQL in the value: the fields are set inside the stored summary, in one statement,
+      // so nothing the verifier wrote there is lost (json_set writes a SQL NULL as JSON null).
+      // A number is bound as a REAL, which json_set writes `1.0`: the counts are cast first.
+      db.update(verificationRuns)
+        .set({
+          finishedAt: t,
+          summary: sql`json_set(coalesce(${verificationRuns.summary}, '{}'),
+            '$.outcome', ${o.outcome}, '$.exitCode', CAST(${o.exitCode} AS INTEGER),
+            '$.reason', ${o.reason},
+            '$.ledgerFindings', CAST(${o.ledgerFindings} AS INTEGER))`,
+        })
         .where(eq(verificationRuns.id, runId))
         .run();
     },

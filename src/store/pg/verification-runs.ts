@@ -106,5 +106,23 @@ export function createPgVerificationRunStore(store: PgStore): VerificationRunSto
         .set({ status, finishedAt: t, summary })
         .where(eq(verificationRuns.id, runId));
     },
+    async recordOutcome(runId, o, t) {
+      // Raw SQL in the value: the fields join the stored summary in one statement (the column
+      // is `json`, merged as `jsonb`), so nothing the verifier wrote there is lost.
+      const fields = JSON.stringify({
+        outcome: o.outcome,
+        exitCode: o.exitCode,
+        reason: o.reason,
+        ledgerFindings: o.ledgerFindings,
+      });
+      await db
+        .update(verificationRuns)
+        .set({
+          finishedAt: t,
+          summary: sql`(coalesce(${verificationRuns.summary}::jsonb, '{}'::jsonb)
+            || ${fields}::jsonb)::json`,
+        })
+        .where(eq(verificationRuns.id, runId));
+    },
   };
 }
