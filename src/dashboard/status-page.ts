@@ -30,6 +30,14 @@ export interface StatusFacts {
     startedAt: number;
     finishedAt: number | null;
     byVerdict: Record<string, number> | null;
+    /**
+     * How the nightly ended (`ledger_findings`, `incomplete`...) and what cron was told; null on
+     * a run still going or recorded before the outcome was kept, which shows its status.
+     */
+    outcome: string | null;
+    exitCode: number | null;
+    reason: string | null;
+    ledgerFindings: number | null;
   } | null;
   profile: ProfileStatus | null;
 }
@@ -45,12 +53,21 @@ export async function storeStatus(store: Store, now: number) {
   let lastRun: StatusFacts["lastRun"] = null;
   if (run) {
     const { summary, ...rest } = run;
-    const parsed = summary as { byVerdict?: unknown } | null;
+    const parsed = (typeof summary === "object" ? summary : null) as Record<string, unknown> | null;
     const byVerdict =
       parsed && typeof parsed.byVerdict === "object" && parsed.byVerdict !== null
         ? (parsed.byVerdict as Record<string, number>)
         : null;
-    lastRun = { ...rest, byVerdict };
+    const text = (v: unknown) => (typeof v === "string" ? v : null);
+    const number = (v: unknown) => (typeof v === "number" ? v : null);
+    lastRun = {
+      ...rest,
+      byVerdict,
+      outcome: text(parsed?.outcome),
+      exitCode: number(parsed?.exitCode),
+      reason: text(parsed?.reason),
+      ledgerFindings: number(parsed?.ledgerFindings),
+    };
   }
   return { queueDepth, lagSeconds, behindSeconds, lastRun };
 }
@@ -88,7 +105,14 @@ ${
 ${
   run
     ? html`<dl class="facts">
-<dt>outcome</dt><dd data-status="run">${run.status}</dd>
+<dt>outcome</dt><dd data-status="run">${
+        run.outcome === null
+          ? run.status
+          : html`<strong class="${run.exitCode === 0 ? "outcome-pass" : "outcome-fail"}">${run.outcome}</strong>${
+              run.exitCode === null ? "" : ` (exit ${run.exitCode})`
+            }`
+      }</dd>
+${run.reason ? html`<dt>why</dt><dd data-status="run-reason">${run.reason}</dd>` : ""}
 <dt>window</dt><dd>${run.windowFrom === null ? "from the first job" : utc(run.windowFrom)} to ${run.windowTo === null ? "open-ended" : utc(run.windowTo)}</dd>
 <dt>ran</dt><dd>${utc(run.startedAt)} to ${utc(run.finishedAt)}</dd>
 ${
@@ -100,6 +124,11 @@ ${
           .join(", ") || "no job in the window"
       }</dd>`
     : ""
+}
+${
+  run.ledgerFindings === null
+    ? ""
+    : html`<dt>credit vaults' ledger</dt><dd data-status="run-ledger">${count(run.ledgerFindings)} findings (money no receipt explains, locks not returned, history or balances off the chain's)</dd>`
 }
 </dl>`
     : html`<p class="muted">No nightly verification has run on this database (<span class="mono">decentral-audit verify</span> or <span class="mono">VERIFY_CRON</span>).</p>`

@@ -14,6 +14,7 @@ import {
 import { countJobsByVerdict } from "../reports/reconciliation.js";
 import { createOpsStore } from "../store/ops.js";
 import { countOpenJobWaits, type OpenJobWait } from "../store/queue-rules.js";
+import { createVerificationRunStore } from "../store/verification-runs.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
 import { acquireLock, releaseLock, takeOverLock } from "./locks.js";
 
@@ -384,11 +385,31 @@ export async function runNightlyVerification(
       // its findings once more rather than never.
     }
   }
+  const finishedAt = now();
+  if (runId !== null) {
+    // The verifier finished the run row `completed` when the jobs settled, before the ledger was
+    // read: the night's outcome goes on the row too, or the status page shows a clean night
+    // after cron was told 1 or 2.
+    try {
+      await createVerificationRunStore(store).recordOutcome(
+        runId,
+        {
+          outcome,
+          exitCode: exitCodes[outcome],
+          reason,
+          ledgerFindings: ledger ? ledgerFindings : null,
+        },
+        finishedAt,
+      );
+    } catch {
+      // The exit code stands; the row keeps the verifier's summary alone.
+    }
+  }
   return {
     from: options.from,
     to: options.to,
     startedAt,
-    finishedAt: now(),
+    finishedAt,
     outcome,
     exitCode: exitCodes[outcome],
     reason,
