@@ -29,7 +29,15 @@ const urlList = z
  * their keys or paths differ, and a quorum of them would be one provider agreeing with itself.
  */
 export function rpcProviderCount(urls: readonly string[]): number {
-  return new Set(urls.map((u) => new URL(u).host)).size;
+  return new Set(urls.map(providerOf)).size;
+}
+
+/** The host and port a URL reaches, a trailing dot and the names of this machine folded. */
+function providerOf(url: string): string {
+  const { hostname, port } = new URL(url);
+  const host = hostname.replace(/\.$/, "");
+  const loopback = host === "localhost" || host === "[::1]" || /^127\./.test(host);
+  return `${loopback ? "loopback" : host}:${port}`;
 }
 
 /**

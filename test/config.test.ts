@@ -48,6 +48,13 @@ describe("config", () => {
     expect(
       loadConfig({ SOLANA_RPC_URLS: "http://a:8899,http://a:8900", RPC_QUORUM: "2" }).RPC_QUORUM,
     ).toBe(2);
+    // One host however it is written: a trailing dot, this machine's names.
+    for (const urls of [
+      "https://rpc.example.com/,https://rpc.example.com./",
+      "http://127.0.0.1:8899,http://localhost:8899",
+    ]) {
+      expect(() => loadConfig({ SOLANA_RPC_URLS: urls, RPC_QUORUM: "2" }), urls).toThrow(/on 1\)/);
+    }
   });
 
   it("splits SOLANA_RPC_URLS on commas, in order", () => {
