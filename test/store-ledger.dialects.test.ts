@@ -354,6 +354,8 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       newestSlot: 300,
       judgedThrough: null,
       judgedAt: null,
+      // What a statement says of lines left unread: the reader's last error on the vault.
+      lastError: "rpc said no",
     });
     expect(await ledger.cursorFigures("nobody")).toBeUndefined();
 
@@ -1107,6 +1109,7 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       newestSlot: 800,
       judgedThrough: null,
       judgedAt: null,
+      lastError: null,
     });
 
     expect(

@@ -218,6 +218,11 @@ export interface CursorFigures {
   judgedThrough: number | null;
   /** When that run took its statements (local clock, ms); null before it was kept. */
   judgedAt: number | null;
+  /**
+   * The reader's last error on the vault (a sync that failed, or lines it left unread for an
+   * amount beyond what the store holds), cleared when a sync lists its pages again; else null.
+   */
+  lastError: string | null;
 }
 
 /** A line listed after a vault's last judgement, with a block time before `judged_through`. */
@@ -767,7 +772,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   );
   const cursorRow = big(
     `SELECT synced_at, final_through, balance_units, balance_slot, balance_foreign,
-       coalesce(sync_top_slot, newest_slot) AS slot, chained_ord, judged_through, judged_at
+       coalesce(sync_top_slot, newest_slot) AS slot, chained_ord, judged_through, judged_at,
+       last_error
      FROM ledger_cursors WHERE vault = ?`,
   );
   const markJudged = sqlite.prepare(
@@ -1432,6 +1438,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
             slot: Big;
             judged_through: Big;
             judged_at: Big;
+            last_error: string | null;
           }
         | undefined;
       if (!r) return undefined;
@@ -1444,6 +1451,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         newestSlot: num(r.slot),
         judgedThrough: num(r.judged_through),
         judgedAt: num(r.judged_at),
+        lastError: r.last_error,
       };
     },
     async openingUnits(vault, fromSec) {

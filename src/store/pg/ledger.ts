@@ -225,6 +225,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         chainedOrd: ledgerCursors.chainedOrd,
         judgedThrough: ledgerCursors.judgedThrough,
         judgedAt: ledgerCursors.judgedAt,
+        lastError: ledgerCursors.lastError,
       })
       .from(ledgerCursors)
       .where(eq(ledgerCursors.vault, vault));
@@ -1275,6 +1276,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         newestSlot: r.slot,
         judgedThrough: r.judgedThrough,
         judgedAt: r.judgedAt,
+        lastError: r.lastError,
       };
     },
     async openingUnits(vault, fromSec) {
