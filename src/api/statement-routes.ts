@@ -102,7 +102,20 @@ const StatementSchema = z
         closingOnChainSource: z
           .enum(["next_transaction", "balance_read", "last_transaction"])
           .nullable(),
-        differenceUnits: units.nullable().describe("Closing on chain - closing by ledger: 0."),
+        differenceUnits: units
+          .nullable()
+          .describe(
+            "Closing on chain - closing by ledger: 0. Null when either is not known: `closingOnChainUnits` is null while a transaction listed up to `to` is not read (`unread`).",
+          ),
+        unread: z
+          .object({
+            lines: z.number().int(),
+            why: z.string().nullable(),
+          })
+          .nullable()
+          .describe(
+            "Transactions listed up to `to` (or of unknown time) and not read: the RPC has not served them, or they hold an amount beyond 2^53 - 1 base units, what the store holds (a balance above it leaves every later line unread). `why` is the ledger's last error on the vault, null when none was recorded. Null when every transaction up to `to` is read.",
+          ),
         counts: z.object({
           lines: z.number().int(),
           deposits: z.number().int(),

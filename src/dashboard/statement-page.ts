@@ -1,4 +1,9 @@
-import { findingCount, type Statement, type VaultStatement } from "../ledger/statement.js";
+import {
+  findingCount,
+  type Statement,
+  unreadWhy,
+  type VaultStatement,
+} from "../ledger/statement.js";
 import { BASE, count, type Html, html, short, usdc } from "./html.js";
 import type { DashboardPeriod } from "./period.js";
 import { periodPicker } from "./period-picker.js";
@@ -18,6 +23,11 @@ function vaultSection(v: VaultStatement): Html {
         ? html`<strong>History before <span class="mono">${short(v.missingHistory.beforeSignature)}</span> not available from the RPC (its oldest transactions are pruned): read the vault from an archival RPC endpoint.</strong>`
         : html`<strong>History not read through the end of the period yet${v.readThrough ? ` (read to ${v.readThrough})` : ""}: figures may still move.</strong>`
   }</p>
+${
+  v.unread
+    ? html`<p><strong>${count(v.unread.lines)} transactions of this vault could not be read: ${unreadWhy(v.unread)}. Until they are, the closing balance on chain and the difference are not known.</strong></p>`
+    : ""
+}
 <div class="scroll" tabindex="0" role="region" aria-label="Balance of ${v.vault}">
 <table><tbody>
 <tr><th scope="row">Opening balance</th><td class="num">${usdc(v.openingUnits)}</td></tr>
@@ -26,8 +36,8 @@ function vaultSection(v: VaultStatement): Html {
 <tr><th scope="row">Returns and refunds (${count(v.counts.returns)})</th><td class="num">${signed(v.returnsUnits)}</td></tr>
 <tr><th scope="row">Unexplained debits (${count(v.counts.unexplained)})</th><td class="num">${signed(-v.unexplainedOutUnits)}</td></tr>
 <tr class="total"><th scope="row">Closing balance by the ledger</th><td class="num">${usdc(v.closingByLedgerUnits)}</td></tr>
-<tr><th scope="row">Closing balance on chain</th><td class="num">${usdc(v.closingOnChainUnits)}</td></tr>
-<tr><th scope="row">Difference</th><td class="num">${balanced ? "0.000000" : html`<strong>${signed(v.differenceUnits)}</strong>`}</td></tr>
+<tr><th scope="row">Closing balance on chain</th><td class="num">${v.unread ? "not known" : usdc(v.closingOnChainUnits)}</td></tr>
+<tr><th scope="row">Difference</th><td class="num">${balanced ? "0.000000" : v.unread ? html`<strong>not known</strong>` : html`<strong>${signed(v.differenceUnits)}</strong>`}</td></tr>
 <tr><th scope="row">Net spend (locks − returns + unexplained)</th><td class="num">${usdc(v.netSpendUnits)}</td></tr>
 </tbody></table></div>
 ${

@@ -413,8 +413,8 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     let fetched = 0;
     let shared = 0;
     let pending = 0;
-    /** The first line left unread for an amount the store cannot hold. */
-    let unstorable = null as { signature: string; units: bigint } | null;
+    /** The first line left unread for an amount the store cannot hold, and how many were. */
+    let unstorable = null as { signature: string; units: bigint; lines: number } | null;
     for (let i = 0; i < signatures.length; i += options.fetchConcurrency) {
       signal?.throwIfAborted();
       const part = signatures.slice(i, i + options.fetchConcurrency);
@@ -461,7 +461,8 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
         const amounts = [line.pre, line.post, line.delta].filter((u) => u !== null);
         const beyond = amounts.find((u) => !isStorableUnits(u));
         if (beyond !== undefined) {
-          unstorable ??= { signature, units: beyond };
+          unstorable ??= { signature, units: beyond, lines: 0 };
+          unstorable.lines++;
           pending++;
           return [];
         }
@@ -498,8 +499,10 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     const newest = await ledger.newestListedSlot(vault);
     const problems: string[] = [];
     if (unstorable) {
+      // Kept as the vault's last error: a statement whose period holds these lines says why.
+      const more = unstorable.lines - 1;
       problems.push(
-        `line ${unstorable.signature} not read: its amount ${unstorable.units} is beyond ${MAX_STORED_UNITS}, the most the store holds`,
+        `line ${unstorable.signature} not read: its amount ${unstorable.units} is beyond ${MAX_STORED_UNITS}, the most the store holds${more > 0 ? ` (and ${more} later line${more === 1 ? "" : "s"} like it)` : ""}`,
       );
     }
     if (balance && !isStorableUnits(balance.amount)) {

@@ -1,3 +1,4 @@
+import { withoutUrlSecrets } from "../chain/url-secrets.js";
 import type { Store } from "../db/client.js";
 import { csvCell } from "../reports/csv-cell.js";
 import { isoOf } from "../reports/period.js";
@@ -225,17 +226,29 @@ export interface VaultStatement {
   /** Locks - returns + unexplained debits: what the period cost, deposits aside. */
   netSpendUnits: bigint;
   closingByLedgerUnits: bigint | null;
+  /** Null while a transaction listed up to `to` is not read (`unread`): not known then. */
   closingOnChainUnits: bigint | null;
   /**
    * Where the chain's closing figure comes from: `next_transaction` (the vault's balance before
    * its first movement at or after `to`), `balance_read` (getAccountInfo at finalized, in the
    * credit mint only, taken when every transaction up to its slot was listed),
    * `last_transaction` (the balance after the last movement before `to`), or null when the
-   * vault never moved and was never read.
+   * vault never moved and was never read, or a transaction up to `to` is not read.
    */
   closingOnChainSource: "next_transaction" | "balance_read" | "last_transaction" | null;
-  /** Closing on chain - closing by ledger: 0 when the ledger holds every movement. */
+  /**
+   * Closing on chain - closing by ledger: 0 when the ledger holds every movement; null when
+   * either is not known (a transaction up to `to` not read, say).
+   */
   differenceUnits: bigint | null;
+  /**
+   * Transactions listed up to `to` (or of unknown time) whose lines are not read: the RPC did
+   * not serve them yet, or they hold an amount beyond what the store holds (a balance above
+   * 2^53 - 1 base units leaves every later line unread too). `why` is the reader's last error
+   * on the vault, which names such an amount; null when it recorded none. Null when every
+   * transaction up to `to` is read.
+   */
+  unread: { lines: number; why: string | null } | null;
   counts: {
     lines: number;
     deposits: number;
@@ -537,11 +550,16 @@ export async function buildStatement(
       cursor?.balanceUnits != null &&
       cursor.balanceSlot != null &&
       (cursor.newestSlot === null || cursor.newestSlot <= cursor.balanceSlot);
+    // A line up to the end that is not read moved money the ledger has not seen: the balance
+    // after the last movement read before it is not the chain's at the end, and a difference
+    // of 0 against it would say the ledger holds every movement. Not known while it waits.
     // The next movement after the period tells the balance at its end only when no line
     // between them waits to be read; else neither does the balance read now, and the last
     // movement read up to the end does.
     const laterUnread = pending.all !== pending.upTo;
-    if (laterUnread) {
+    if (pending.upTo > 0) {
+      closingOnChain = null;
+    } else if (laterUnread) {
       const last = around.last ?? (await ledger.lastMovementBefore(vault, toSec));
       if (last !== null) {
         closingOnChain = last;
@@ -596,6 +614,14 @@ export async function buildStatement(
         closingByLedger === null || closingOnChain === null
           ? null
           : closingOnChain - closingByLedger,
+      // The error may be an RPC failure naming an endpoint: its key never leaves the process.
+      unread:
+        pending.upTo === 0
+          ? null
+          : {
+              lines: pending.upTo,
+              why: cursor?.lastError == null ? null : withoutUrlSecrets(cursor.lastError),
+            },
       counts,
       unexplained,
       unreleasedLocks: unreleased,
@@ -608,6 +634,17 @@ export async function buildStatement(
     });
   }
   return { from: query.from, to: query.to, generatedAt: now(), vaults: out };
+}
+
+/**
+ * Why a statement's transactions are not read: the reader's last error on the vault, else what
+ * a line listed and never read means when no error was recorded.
+ */
+export function unreadWhy(unread: { why: string | null }): string {
+  return (
+    unread.why ??
+    "no error recorded: the RPC has not served them yet (RPC trouble, or pruned by the node); asked again each round"
+  );
 }
 
 const text = (units: bigint | null) => (units === null ? null : units.toString());
@@ -634,6 +671,7 @@ export function statementToJson(statement: Statement) {
       closingOnChainUnits: text(v.closingOnChainUnits),
       closingOnChainSource: v.closingOnChainSource,
       differenceUnits: text(v.differenceUnits),
+      unread: v.unread,
       counts: v.counts,
       unexplained: v.unexplained.map((l) => ({
         finding: l.finding,
@@ -702,7 +740,10 @@ export const statementColumns = [
  * column (`vault_owner_now` likewise); `vault_delegate_approved` likewise, with `delegate=<delegate>`;
  * `credits_header_mismatch` with the job and the header's amount, the balances the vault held
  * then in the memo column; `ledger_gap` with the signature after the gap and what moved unseen;
- * `missing_history` with the oldest line the RPC gave). A CSV holds every finding the JSON does.
+ * `missing_history` with the oldest line the RPC gave; `unread_transactions` with how many
+ * transactions up to the period's end are listed but not read, and why in the memo column, the
+ * vault row's closing on chain and difference then empty). A CSV holds every finding the JSON
+ * does.
  */
 /** An address a finding names, then the line's own memo, in one memo cell. */
 function labelled(name: string, address: string, memo: string | null): string {
@@ -857,6 +898,11 @@ export function statementToCsv(statement: Statement): string {
         null,
         note,
       ]);
+    }
+    if (v.unread) {
+      // Said in a row of its own: the vault row's empty difference alone reads as no finding.
+      const note = `${v.unread.lines} transaction${v.unread.lines === 1 ? "" : "s"} up to the period's end not read, so the closing balance on chain is not known: ${unreadWhy(v.unread)}`;
+      row(["unread_transactions", v.vault, ...blank, ...tail(), null, null, null, null, note]);
     }
   }
   return `${lines.join("\r\n")}\r\n`;
