@@ -720,6 +720,34 @@ describe.each(dialects)("%s store", (dialect) => {
       c.record(plan, { escrowTx, settlementTx: refundTx }, { httpStatus: 504 });
       expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("refund.instructions")]);
     });
+
+    it("catches a 504 refund that landed before its lock, paid out of other locks in escrow", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
+      const refundTx = h.op.send(h.op.refundIxs(plan)).signature;
+      h.op.nextSlot();
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      c.record(plan, { escrowTx, settlementTx: refundTx }, { httpStatus: 504 });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("refund.after_escrow")]);
+    });
+
+    it("catches a 504 refund after the profile's window, the credits held all that time", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      // The chain's clock is the harness's: beyond the window, yet within the receipt skew of
+      // the tests after this one.
+      h.op.advanceClock((localnetProfile.settlementWindowSeconds + 10) * 1000);
+      const refundTx = h.op.send(h.op.refundIxs(plan)).signature;
+      c.record(plan, { escrowTx, settlementTx: refundTx }, { httpStatus: 504 });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("refund.within_window")]);
+      const check = await c.check(plan.jobId, "refund.within_window");
+      expect(check?.expected).toEqual({ maxSeconds: localnetProfile.settlementWindowSeconds });
+      const late = check?.actual as { seconds: number } | undefined;
+      expect(late?.seconds).toBeGreaterThan(localnetProfile.settlementWindowSeconds);
+    });
   });
 
   describe("frauds in what the receipt and the jobs API say", () => {

@@ -342,6 +342,8 @@ describe("verifying simulated jobs on the local chain", () => {
       "refund.succeeded": "pass",
       "refund.memo": "pass",
       "refund.complete": "pass",
+      "refund.after_escrow": "pass",
+      "refund.within_window": "pass",
       "refund.not_settled": "pass",
     });
     expect(jobRow(store, timeoutId)).toMatchObject({ httpStatus: 504, chargedUnits: 0n });

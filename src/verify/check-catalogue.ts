@@ -48,6 +48,10 @@ export const checkCatalogue = {
   "refund.instructions": "only token transfers, as for the escrow",
   "refund.balances": "only the escrow account paid out; no other account and no other mint changed",
   "refund.complete": "the whole lock went back to the credit vault it came from",
+  "refund.after_escrow":
+    "the refund's slot is not before the escrow's: a refund before its lock paid out of other locks",
+  "refund.within_window":
+    "refunded within the profile's window of the escrow: a later refund held the credits locked",
   "refund.not_settled": "a refunded job was not also settled",
   "refund.single":
     "the job was refunded once: its receipts and the jobs API name one refund transaction",

@@ -3,10 +3,12 @@ import { foreignChanges, readRelease } from "../money-movements.js";
 import type { CheckInput } from "./check-input.js";
 import { type CheckList, fail, pass } from "./check-list.js";
 import { misdirectedReturn, type UsableLock } from "./escrow.js";
+import { releaseTimeChecks } from "./timing.js";
 import { type RoleTx, roleChecks } from "./transaction.js";
 
 /**
- * The refund: the whole lock back to the vault it came from, once, and the job not settled too.
+ * The refund: the whole lock back to the vault it came from, after the lock and within the
+ * window, once, and the job not settled too.
  */
 
 export const refundNames: readonly CheckName[] = [
@@ -18,6 +20,8 @@ export const refundNames: readonly CheckName[] = [
   "refund.instructions",
   "refund.balances",
   "refund.complete",
+  "refund.after_escrow",
+  "refund.within_window",
   "refund.not_settled",
   "refund.single",
 ];
@@ -41,7 +45,10 @@ export function refundChecks(
         : !readable
           ? "see refund.memo and refund.instructions"
           : escrowSkip;
-    list.skipAll(["refund.balances", "refund.complete"], reason);
+    list.skipAll(
+      ["refund.balances", "refund.complete", "refund.after_escrow", "refund.within_window"],
+      reason,
+    );
   } else {
     const r = readRelease(profile, tx.facts, {
       creditVault: lock.creditVault,
@@ -89,6 +96,7 @@ export function refundChecks(
             actual,
           ),
     );
+    releaseTimeChecks("refund", profile, tx.facts, lock, list);
   }
   list.add(
     settledToo.length === 0

@@ -5,6 +5,7 @@ import { priceChecks } from "./charge.js";
 import type { CheckInput, Evaluation } from "./check-input.js";
 import { type CheckList, fail, pass, skip } from "./check-list.js";
 import { misdirectedReturn, type UsableLock } from "./escrow.js";
+import { releaseTimeChecks } from "./timing.js";
 import { type RoleTx, roleChecks } from "./transaction.js";
 
 /**
@@ -243,30 +244,7 @@ export function settlementChecks(
           ),
   );
 
-  // Ordering and time window.
-  list.add(
-    S.slot >= lock.slot
-      ? pass("settlement.after_escrow", { afterSlot: lock.slot }, { slot: S.slot })
-      : fail(
-          "settlement.after_escrow",
-          "the settlement landed before the escrow",
-          { afterSlot: lock.slot },
-          { slot: S.slot },
-        ),
-  );
-  if (S.blockTime === null || lock.blockTime === null) {
-    list.add(skip("settlement.within_window", "the node reported no block time"));
-  } else {
-    const elapsed = S.blockTime - lock.blockTime;
-    const expected = { maxSeconds: profile.settlementWindowSeconds };
-    list.add(
-      elapsed <= profile.settlementWindowSeconds
-        ? pass("settlement.within_window", expected, { seconds: elapsed })
-        : fail("settlement.within_window", "the settlement came after the window", expected, {
-            seconds: elapsed,
-          }),
-    );
-  }
+  releaseTimeChecks("settlement", profile, S, lock, list);
 
   // The lock covers the charge.
   list.add(
