@@ -326,6 +326,76 @@ describe("upgrading a deployment judged before error answers, later namers and r
 });
 
 /**
+ * Jobs as a deployment judged them before a refund's time was checked: each refunded one was
+ * verified whenever its refund landed, before its lock or hours after it.
+ */
+const refundsBefore = [
+  { jobId: "job_timeout", verdict: "verified", status: 504, api: null, charged: 0 },
+  { jobId: "job_api_refunded", verdict: "verified", status: null, api: "refunded", charged: 0 },
+  { jobId: "job_quiet_refund", verdict: "partially_verified", status: 200, api: null, charged: 0 },
+  // Settled, so already judged by settlement.after_escrow and settlement.within_window.
+  { jobId: "job_settled", verdict: "verified", status: 200, api: "settled", charged: 120000 },
+  { jobId: "job_bad_refund", verdict: "discrepancy", status: 504, api: null, charged: 0 },
+];
+const refundsAfter = {
+  job_timeout: "pending",
+  job_api_refunded: "pending",
+  job_quiet_refund: "pending",
+  job_settled: "verified",
+  job_bad_refund: "discrepancy",
+};
+const refundColumns = `job_id, source, receipt_hash, created_at, recorded_at, updated_at, verdict,
+  next_verify_at, http_status, api_status, charged_units`;
+
+describe("upgrading a deployment that verified refunds whenever they landed", () => {
+  it("reopens, on SQLite, every job verified as refunded, and leaves settled ones", () => {
+    const store = sqliteBefore("refund.within_window");
+    try {
+      const insert = store.sqlite.prepare(
+        `INSERT INTO jobs (${refundColumns})
+         VALUES (@jobId, 'proxy', 'h', 1, 1, 1, @verdict, 5000, @status, @api, @charged)`,
+      );
+      for (const job of refundsBefore) insert.run(job);
+
+      migrateStore(store);
+
+      const rows = store.sqlite.prepare("SELECT job_id, verdict FROM jobs").all();
+      const byId = Object.fromEntries(
+        (rows as { job_id: string; verdict: string }[]).map((r) => [r.job_id, r.verdict]),
+      );
+      expect(byId).toEqual(refundsAfter);
+      const due = store.sqlite.prepare("SELECT next_verify_at FROM jobs WHERE job_id = ?").pluck();
+      expect(due.get("job_timeout")).toBe(0);
+      expect(due.get("job_settled")).toBe(5000);
+    } finally {
+      store.close();
+    }
+  });
+
+  const database = usePostgresDatabase();
+  it("reopens, on PostgreSQL, every job verified as refunded, and leaves settled ones", async () => {
+    const store = await postgresBefore(await database.create(), "refund.within_window");
+    try {
+      for (const job of refundsBefore) {
+        await store.pool.query(
+          `INSERT INTO jobs (${refundColumns})
+           VALUES ($1, 'proxy', 'h', 1, 1, 1, $2, 5000, $3, $4, $5)`,
+          [job.jobId, job.verdict, job.status, job.api, job.charged],
+        );
+      }
+
+      expect((await migratePostgres(store.pool)).applied).toBeGreaterThanOrEqual(1);
+
+      const { rows } = await store.pool.query("SELECT job_id, verdict FROM jobs");
+      const byId = Object.fromEntries(rows.map((r) => [r.job_id, r.verdict]));
+      expect(byId).toEqual(refundsAfter);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+/**
  * Block times as versions before the range check stored them: a read-through time and a line's
  * time no date holds (every statement threw), a future one, and a transaction dated so.
  */
