@@ -732,21 +732,28 @@ describe.each(dialects)("%s store", (dialect) => {
       expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("refund.after_escrow")]);
     });
 
-    it("catches a 504 refund after the profile's window, the credits held all that time", async () => {
-      const c = await h.scenario();
+    it("catches a 504 refund long after the window, the credits held all that time", async () => {
+      // A refund comes only once the window has passed: it is late past the window and the
+      // receipt skew (kept short here, so the shared chain clock moves little).
+      const profile = { ...localnetProfile, receiptTimeSkewSeconds: 30 };
+      const c = await h.scenario(profile);
       await c.pinKey(1);
-      const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
-      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-      // The chain's clock is the harness's: beyond the window, yet within the receipt skew of
-      // the tests after this one.
-      h.op.advanceClock((localnetProfile.settlementWindowSeconds + 10) * 1000);
-      const refundTx = h.op.send(h.op.refundIxs(plan)).signature;
-      c.record(plan, { escrowTx, settlementTx: refundTx }, { httpStatus: 504 });
-      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("refund.within_window")]);
-      const check = await c.check(plan.jobId, "refund.within_window");
-      expect(check?.expected).toEqual({ maxSeconds: localnetProfile.settlementWindowSeconds });
-      const late = check?.actual as { seconds: number } | undefined;
-      expect(late?.seconds).toBeGreaterThan(localnetProfile.settlementWindowSeconds);
+      const onTime = h.op.plan({ keyIndex: 1, completionTokens: null });
+      const late = h.op.plan({ keyIndex: 1, completionTokens: null });
+      const onTimeLock = h.op.send(h.op.lockIxs(onTime)).signature;
+      const lateLock = h.op.send(h.op.lockIxs(late)).signature;
+      // An honest timeout's refund, just after the window.
+      h.op.advanceClock((profile.settlementWindowSeconds + 5) * 1000);
+      const onTimeRefund = h.op.send(h.op.refundIxs(onTime)).signature;
+      h.op.advanceClock(30 * 1000);
+      const lateRefund = h.op.send(h.op.refundIxs(late)).signature;
+      c.record(onTime, { escrowTx: onTimeLock, settlementTx: onTimeRefund }, { httpStatus: 504 });
+      c.record(late, { escrowTx: lateLock, settlementTx: lateRefund }, { httpStatus: 504 });
+      expect(await c.verdicts(late.jobId)).toEqual([discrepancy("refund.within_window")]);
+      const check = await c.check(late.jobId, "refund.within_window");
+      expect(check?.expected).toEqual({ maxSeconds: profile.settlementWindowSeconds + 30 });
+      expect((check?.actual as { seconds: number } | undefined)?.seconds).toBeGreaterThan(150);
+      expect((await c.check(onTime.jobId, "refund.within_window"))?.outcome).toBe("pass");
     });
   });
 

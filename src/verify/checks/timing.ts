@@ -5,9 +5,10 @@ import type { UsableLock } from "./escrow.js";
 
 /**
  * When a job's lock was released, settled or refunded alike: not before the lock, and within
- * the profile's window of it. A release before its lock paid out of escrow that other
- * customers' locks hold; one long after it kept the customer's credits locked (answering their
- * next jobs 402) for that long.
+ * the profile's window of it (a refund, which comes only after the window, within the window and
+ * the receipt skew). A release before its lock paid out of escrow that other customers' locks
+ * hold; one long after it kept the customer's credits locked (answering their next jobs 402) for
+ * that long.
  */
 
 /** The closing roles, whose release of the lock is timed. */
@@ -40,9 +41,14 @@ export function releaseTimeChecks(
     return;
   }
   const elapsed = release.blockTime - lock.blockTime;
-  const expected = { maxSeconds: profile.settlementWindowSeconds };
+  // A refund is due only once the window has passed with no proof (the protocol refunds a job
+  // not proven within it), so it lands after the window: it is late once the lock would be
+  // judged unreleased (the window and the receipt skew), as `decide` times a lock nobody closes.
+  const maxSeconds =
+    profile.settlementWindowSeconds + (role === "refund" ? profile.receiptTimeSkewSeconds : 0);
+  const expected = { maxSeconds };
   list.add(
-    elapsed <= profile.settlementWindowSeconds
+    elapsed <= maxSeconds
       ? pass(`${role}.within_window`, expected, { seconds: elapsed })
       : fail(`${role}.within_window`, `${noun} came after the window`, expected, {
           seconds: elapsed,
