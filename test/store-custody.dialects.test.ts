@@ -257,6 +257,95 @@ describe.each(dialects)("custody store on %s", (dialect) => {
     expect((await readJob(store, "job-a1"))?.verdict).toBe("verified");
   });
 
+  it("looks again at a receipt naming no key whose lock passed from a vault a key then learns", async () => {
+    // The operator drew a keyless job on customer 2's vault before customer 2's first job; the
+    // lock passed as a listed vault no key held. Once kf_b learns V2, that lock may be its
+    // customer's credits: the verdict must not depend on which came first.
+    const store = await stores.open();
+    await seedJobs(store, [
+      { jobId: "keyless-v2", keyFingerprint: null },
+      { jobId: "keyless-v3", keyFingerprint: null },
+      { jobId: "keyed-v2", keyFingerprint: "kf_c" },
+      { jobId: "kf_b-first", keyFingerprint: "kf_b" },
+    ]);
+    const context = { owner: "owner-a", runId: null, t: T };
+    const drewOn = (jobId: string, key: string | null, vault: string): VerdictWrite => {
+      const d = learning(jobId, "", { creditVault: null, treasuryCandidate: null });
+      return {
+        ...d,
+        job: { ...d.job, keyFingerprint: key },
+        checks: [
+          {
+            name: "escrow.source",
+            outcome: "pass",
+            reason: null,
+            expected: { vault: "a configured credit vault", tiedBy: [] },
+            actual: { vault },
+          },
+        ],
+      };
+    };
+    await createVerdictStore(store, profile).write(
+      [
+        drewOn("keyless-v2", null, "V2"),
+        drewOn("keyless-v3", null, "V3"),
+        drewOn("keyed-v2", "kf_c", "V2"),
+      ],
+      context,
+    );
+    const later = { ...context, t: T + 1 };
+    await createVerdictStore(store, profile).write(
+      [learning("kf_b-first", "kf_b", { creditVault: "V2", treasuryCandidate: null })],
+      later,
+    );
+    expect(await readJob(store, "keyless-v2")).toMatchObject({
+      verdict: "pending",
+      nextVerifyAt: T + 1,
+      leaseOwner: null,
+    });
+    for (const jobId of ["keyless-v3", "keyed-v2", "kf_b-first"]) {
+      expect((await readJob(store, jobId)).verdict).toBe("verified");
+    }
+  });
+
+  it("looks again at a receipt naming no key whose lock's vault a key comes to hold before its verdict is written", async () => {
+    const store = await stores.open();
+    await seedJobs(store, [
+      { jobId: "keyless-1", keyFingerprint: null },
+      { jobId: "kf_b-first", keyFingerprint: "kf_b" },
+      { jobId: "keyless-2", keyFingerprint: null },
+      { jobId: "keyless-3", keyFingerprint: null },
+      { jobId: "keyless-4", keyFingerprint: null },
+    ]);
+    const context = { owner: "owner-a", runId: null, t: T };
+    const untied = (jobId: string, vault: string) =>
+      learning(jobId, "", { creditVault: null, treasuryCandidate: null, untiedVault: vault });
+    const keyless = (d: VerdictWrite): VerdictWrite => ({
+      ...d,
+      job: { ...d.job, keyFingerprint: null },
+    });
+    // One batch, on pins where no key held V2: kf_b's first lock learns it, written between
+    // two keyless locks from it; a keyless lock from V3 is still no key's.
+    const first = await createVerdictStore(store, profile).write(
+      [
+        keyless(untied("keyless-1", "V2")),
+        learning("kf_b-first", "kf_b", { creditVault: "V2", treasuryCandidate: null }),
+        keyless(untied("keyless-2", "V2")),
+        keyless(untied("keyless-3", "V3")),
+      ],
+      context,
+    );
+    // Later, on pins read before kf_b's was written.
+    const later = await createVerdictStore(store, profile).write(
+      [keyless(untied("keyless-4", "V2"))],
+      context,
+    );
+    expect({ first, later }).toEqual({ first: [false, true, false, true], later: [false] });
+    for (const jobId of ["keyless-1", "keyless-2", "keyless-4"]) {
+      expect(await readJob(store, jobId)).toMatchObject({ verdict: "pending", nextVerifyAt: T });
+    }
+  });
+
   it("opens again the locks the ledger released for a key whose learned vault is configured for another, so the next round files them as unreceipted debits", async () => {
     const store = await stores.open();
     const ledger = createLedgerStore(store);

@@ -314,6 +314,31 @@ describe("credit vault custody", () => {
     await verifyWithCustody(c, custody);
     expect(await c.outcome(keyless.jobId)).toEqual(verified);
   });
+
+  it.each([
+    ["judged before the key's first lock", "before"],
+    ["judged in the same run as the key's first lock", "together"],
+  ] as const)(
+    "does not keep verified a receipt naming no key whose lock drew on a listed vault its key then learns (%s)",
+    async (_, order) => {
+      const c = await h.scenario();
+      const custody: CustodyConfig = { vaults: [h.op.vault(1), h.op.vault(2)], byKey: {} };
+      // The operator draws customer 1's keyless job on customer 2's vault while no key holds
+      // it, then customer 2's first job pins that vault to key 2: the operator picks the order.
+      const keyless = h.op.plan({ keyIndex: 2 });
+      c.record(keyless, h.op.honestJob(keyless), { keyFingerprint: null });
+      if (order === "before") await verifyWithCustody(c, custody);
+      const first = h.op.plan({ keyIndex: 2 });
+      c.record(first, h.op.honestJob(first));
+      await verifyWithCustody(c, custody);
+      expect([await c.outcome(first.jobId), await c.outcome(keyless.jobId)]).toEqual([
+        verified,
+        { verdict: "partially_verified", failing: [] },
+      ]);
+      const source = await c.check(keyless.jobId, "escrow.source");
+      expect(source?.reason).toContain(`the credit vault of API key ${fingerprintOfKey(2)}`);
+    },
+  );
 });
 
 describe("what the receipt's status allows", () => {

@@ -1,4 +1,4 @@
-import { and, eq, inArray, sql } from "drizzle-orm";
+import { and, eq, inArray, isNull, sql } from "drizzle-orm";
 import type { SQLiteColumn } from "drizzle-orm/sqlite-core";
 import type { SqliteStore, Store } from "../db/client.js";
 import { creditVaults, jobs } from "../db/schema.js";
@@ -11,6 +11,24 @@ const verifiedJobsOf = (keys: readonly string[]) =>
     inArray(jobs.keyFingerprint, [...keys]),
     inArray(jobs.verdict, ["verified", "partially_verified"]),
   )!;
+/**
+ * Judged jobs of receipts naming no key and no vault whose lock passed `escrow.source` as drawn
+ * on `vault` while no key held it (the passing check records the vault it drew on). Once a key
+ * holds the vault that lock may be the key's customer's credits: they are looked at again, so
+ * a verdict does not depend on whether the operator drew on a vault before or after its key's
+ * first lock. A correlated EXISTS, driven from the keyless jobs (`jobs_key_created`).
+ */
+const untiedJobsOf = (vault: string) =>
+  and(
+    isNull(jobs.keyFingerprint),
+    isNull(jobs.creditVault),
+    inArray(jobs.verdict, ["verified", "partially_verified"]),
+    // Raw SQL: the vault inside the check's JSON evidence, of the row being updated.
+    sql`EXISTS (SELECT 1 FROM check_results c WHERE c.job_id = jobs.job_id
+      AND c.name = 'escrow.source' AND c.outcome = 'pass'
+      AND json_extract(c.actual, '$.vault') = ${vault})`,
+  )!;
+
 /**
  * What ties money to the customer and to the protocol, as the store pins it: the credit vault
  * of each API key (configured, or learned from the key's first lock) and, when the profile does
@@ -45,6 +63,13 @@ export interface LearnedPins {
    * pinned by another job of the slice is still nobody's to them: the verdict is then stale.
    */
   escrowAccount?: string | null;
+  /**
+   * The vault the lock of a receipt naming no key and no vault drew on, passed because no key
+   * held it as the slice read the pins. A key that holds it by the time the verdict is written
+   * (pinned since, or learned by another job of the batch) makes the verdict stale: that lock
+   * may be the key's customer's credits.
+   */
+  untiedVault?: string | null;
 }
 
 /** The treasury as pinned by the profile, learned, or still being learned. */
@@ -76,8 +101,10 @@ export interface CustodyPinning {
    * key to another vault, or this vault to another key), or pinned the account the lock went
    * into as a credit vault, or a job of the same batch (`batch`: every job's learned pins)
    * learns it as one: the evaluation is stale and must run again. In that last case the key's
-   * own vault is pinned all the same. A vault learned is one key's: never pinned to a second
-   * key by learning.
+   * own vault is pinned all the same. Stale too: a keyless lock from a vault no key held
+   * (`untiedVault`) that a key holds now. A vault learned is one key's: never pinned to a
+   * second key by learning, and the keyless verdicts already written on a lock from it are
+   * looked at again.
    */
   pin(
     job: { jobId: string; keyFingerprint?: string | null },
@@ -276,6 +303,7 @@ export function createCustodyPinning(store: SqliteStore, profile: CustodyProfile
       return false;
     }
     insertLearned.run(job.keyFingerprint, learned.creditVault, job.jobId, t);
+    reopenJobs(store, { where: untiedJobsOf(learned.creditVault) }, t);
     return true;
   };
   // Jobs that waited for the treasury are decided again now that it is known.
@@ -300,7 +328,14 @@ export function createCustodyPinning(store: SqliteStore, profile: CustodyProfile
       // first locks into each other's vault then both find their escrow pinned next round;
       // pinning nothing left each stale because of the other, round after round.
       const own = pinOwn(job, learned, t);
-      return own && !learnedInBatch;
+      // A keyless lock that passed as drawn on a vault no key held: a key holds it now, or
+      // another job of this batch learns it (written before or after this one).
+      const untied = learned.untiedVault ?? null;
+      const untiedHeld =
+        untied !== null &&
+        (batch.some((o) => o.jobId !== job.jobId && o.learned.creditVault === untied) ||
+          selectHolder.get(untied) !== undefined);
+      return own && !learnedInBatch && !untiedHeld;
     },
     countTreasuryEvidence(jobId, candidate, t) {
       if (profile.treasury !== null) return;

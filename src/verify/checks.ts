@@ -316,6 +316,8 @@ export function evaluateJob(given: CheckInput): Evaluation {
   if (verdict !== "partially_verified" && verdict !== "verified") {
     learned.creditVault = null;
     learned.treasuryCandidate = null;
+    // A gap would not change this verdict: a vault held since cannot make it stale.
+    learned.untiedVault = null;
   }
   return {
     verdict,

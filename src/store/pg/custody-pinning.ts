@@ -1,4 +1,4 @@
-import { and, count, eq, inArray, or, sql } from "drizzle-orm";
+import { and, count, eq, inArray, isNull, or, sql } from "drizzle-orm";
 import { creditVaults, jobs, profilePins, treasuryEvidence } from "../../db/pg/schema.js";
 import type { CustodyProfile, LearnedPins } from "../custody.js";
 import type { PgExecutor } from "./executor.js";
@@ -40,7 +40,9 @@ export interface PgCustodyPinning {
    * wins a key, and a vault). Per item: false when another job pinned something else first, this
    * key to another vault or this vault to another key, or when the account its lock went into
    * is pinned as a credit vault or learned as one by another item (stale; in that last case the
-   * key's own vault is pinned all the same). Call it before any row lock.
+   * key's own vault is pinned all the same), or a keyless lock's `untiedVault` is held or learned
+   * (stale). Keyless verdicts already written on a lock from a vault pinned here are sent back.
+   * Call it before any row lock.
    */
   pinAll(
     tx: PgExecutor,
@@ -82,6 +84,17 @@ const treasuryWaiters = and(
   sql`${jobs.unproven}::text LIKE '%"treasury_unknown"%'`,
 )!;
 
+/** Keyless jobs judged on a lock from `vault` while no key held it (as on SQLite). */
+const untiedJobsOf = (vault: string) =>
+  and(
+    isNull(jobs.keyFingerprint),
+    isNull(jobs.creditVault),
+    inArray(jobs.verdict, ["verified", "partially_verified"]),
+    // Raw SQL: the vault inside the check's JSON evidence, of the row being updated.
+    sql`EXISTS (SELECT 1 FROM check_results c WHERE c.job_id = jobs.job_id
+      AND c.name = 'escrow.source' AND c.outcome = 'pass' AND c.actual ->> 'vault' = ${vault})`,
+  )!;
+
 /** Custody's writes for the verdict writer's transaction on PostgreSQL. */
 export function createPgCustodyPinning(profile: CustodyProfile): PgCustodyPinning {
   return {
@@ -104,9 +117,14 @@ export function createPgCustodyPinning(profile: CustodyProfile): PgCustodyPinnin
       // is a credit vault now (pinned since) or is learned as one by another job of the batch:
       // that verdict is stale. Verdict writers take turns (pg/verdicts.ts), so no other writer
       // pins a vault between this read and the commit.
+      // So is a keyless lock's verdict that passed as drawn on a vault no key held (see
+      // `untiedVault`), once a key holds that vault.
       const escrows = [
         ...new Set(
-          items.flatMap((i) => (i.learned.escrowAccount ? [i.learned.escrowAccount] : [])),
+          items.flatMap((i) => [
+            ...(i.learned.escrowAccount ? [i.learned.escrowAccount] : []),
+            ...(i.learned.untiedVault ? [i.learned.untiedVault] : []),
+          ]),
         ),
       ];
       const pinnedEscrows = new Set<string>();
@@ -125,15 +143,24 @@ export function createPgCustodyPinning(profile: CustodyProfile): PgCustodyPinnin
           learning.some((l) => l.item.job.jobId !== item.job.jobId && l.vault === escrow)
         );
       };
+      const untiedFresh = (item: (typeof items)[number]) => {
+        const untied = item.learned.untiedVault ?? null;
+        return (
+          untied === null ||
+          (!pinnedEscrows.has(untied) &&
+            !learning.some((l) => l.item.job.jobId !== item.job.jobId && l.vault === untied))
+        );
+      };
       const escrowFresh = (item: (typeof items)[number]) => {
         const escrow = item.learned.escrowAccount ?? null;
         return escrow === null || (!pinnedEscrows.has(escrow) && !learnedInBatch(item));
       };
+      const fresh = (item: (typeof items)[number]) => escrowFresh(item) && untiedFresh(item);
       // A verdict stale only because another job of the batch learns its escrow account still
       // pins its key's vault, as on SQLite: where the first lock drew from is true whatever it
       // went into, and two first locks into each other's vault then both find it next round.
       const pinsOwn = (item: (typeof items)[number]) => escrowFresh(item) || learnedInBatch(item);
-      if (learning.length === 0) return items.map(escrowFresh);
+      if (learning.length === 0) return items.map(fresh);
       // Raw SQL: drizzle has no builder for advisory locks.
       await tx.execute(sql`SELECT pg_advisory_xact_lock(${VAULT_LOCK_CLASS}::int, 0)`);
       const keys = [...new Set(learning.map((l) => l.key))];
@@ -190,9 +217,14 @@ export function createPgCustodyPinning(profile: CustodyProfile): PgCustodyPinnin
         .where(inArray(creditVaults.keyFingerprint, keys))) {
         now.set(row.key, row.vault);
       }
+      // A vault this batch pinned: keyless verdicts already written on a lock from it are
+      // looked at again (as on SQLite). Those of this batch are stale above.
+      for (const [key, { vault }] of inserts) {
+        if (now.get(key) === vault) await reopenJobsPg(tx, { where: untiedJobsOf(vault) }, t);
+      }
       return items.map(
         (item) =>
-          escrowFresh(item) &&
+          fresh(item) &&
           (item.learned.creditVault === null ||
             !item.job.keyFingerprint ||
             (!refused.has(item) && now.get(item.job.keyFingerprint) === item.learned.creditVault)),

@@ -95,6 +95,11 @@ export interface Evaluation {
      * verdict stale.
      */
     escrowAccount?: string | null;
+    /**
+     * The vault a lock drew on for a receipt naming no key and no vault, passed because no key
+     * held it: a key that holds it by the time the verdict is written makes the verdict stale.
+     */
+    untiedVault?: string | null;
   };
 }
 

@@ -87,10 +87,8 @@ export function escrowChecks(
     // holds (pinned by CREDIT_VAULTS or learned) is that key's customer's, and the lock may be
     // another customer's credits spent on this job. A deployment that lists one vault has every
     // job draw on it, so there the keyless lock from it is this job's customer's too.
-    const heldBy =
-      !job.keyFingerprint && ties.length === 0 && custody.configured.size !== 1
-        ? (custody.keyOfVault?.(source) ?? null)
-        : null;
+    const untied = !job.keyFingerprint && ties.length === 0 && custody.configured.size !== 1;
+    const heldBy = untied ? (custody.keyOfVault?.(source) ?? null) : null;
     if (mismatched.length > 0 || !listed || !ownerOk || takenByOther) {
       list.add(
         fail(
@@ -121,6 +119,9 @@ export function escrowChecks(
       // A vault declared by the receipt or allowed by the deployment's list is pinned for the
       // key too, so a later lock of the key cannot come from another listed vault.
       if (custody.pinned === null && job.keyFingerprint) learned.creditVault = source;
+      // No key held the vault on the pins of this slice: one that comes to hold it before the
+      // verdict is written makes the verdict stale (after, the pin sends this job back).
+      if (untied) learned.untiedVault = source;
       list.add(
         pass(
           "escrow.source",
