@@ -308,6 +308,37 @@ describe.each(dialects)("custody store on %s", (dialect) => {
     }
   });
 
+  it("looks again at a receipt naming no key whose lock passed from a vault then configured for a key", async () => {
+    const store = await stores.open();
+    await seedJobs(store, [
+      { jobId: "keyless-v1", keyFingerprint: null },
+      { jobId: "keyless-v3", keyFingerprint: null },
+    ]);
+    const context = { owner: "owner-a", runId: null, t: T };
+    await createVerdictStore(store, profile).write(
+      ["keyless-v1", "keyless-v3"].map((jobId) => {
+        const d = learning(jobId, "", { creditVault: null, treasuryCandidate: null });
+        return {
+          ...d,
+          job: { ...d.job, keyFingerprint: null },
+          checks: [
+            {
+              name: "escrow.source" as const,
+              outcome: "pass" as const,
+              reason: null,
+              expected: { vault: "a configured credit vault", tiedBy: [] },
+              actual: { vault: jobId === "keyless-v1" ? "V1" : "V3" },
+            },
+          ],
+        };
+      }),
+      context,
+    );
+    await createCustodyStore(store, profile, { vaults: [], byKey: { kf_a: "V1" } }).pins([], []);
+    expect((await readJob(store, "keyless-v1")).verdict).toBe("pending");
+    expect((await readJob(store, "keyless-v3")).verdict).toBe("verified");
+  });
+
   it("looks again at a receipt naming no key whose lock's vault a key comes to hold before its verdict is written", async () => {
     const store = await stores.open();
     await seedJobs(store, [

@@ -186,7 +186,12 @@ function createSqliteCustodyStore(
     const t = Date.now();
     sqlite
       .transaction(() => {
-        for (const [key, vault] of Object.entries(config.byKey)) upsert.run(key, vault, t);
+        const held = new Set<string>();
+        for (const [key, vault] of Object.entries(config.byKey)) {
+          if (upsert.run(key, vault, t).changes > 0) held.add(vault);
+        }
+        // A vault a key holds from now on: keyless locks from it are no longer no key's.
+        for (const vault of held) reopenJobs(store, { where: untiedJobsOf(vault) }, t);
         const voided = voidLearned.all({
           vaults: JSON.stringify(Object.values(config.byKey)),
           keys: JSON.stringify(Object.keys(config.byKey)),

@@ -85,7 +85,7 @@ const treasuryWaiters = and(
 )!;
 
 /** Keyless jobs judged on a lock from `vault` while no key held it (as on SQLite). */
-const untiedJobsOf = (vault: string) =>
+export const untiedJobsOf = (vault: string) =>
   and(
     isNull(jobs.keyFingerprint),
     isNull(jobs.creditVault),

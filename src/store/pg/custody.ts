@@ -14,6 +14,7 @@ import type {
   TreasuryStatus,
   VaultPin,
 } from "../custody.js";
+import { untiedJobsOf } from "./custody-pinning.js";
 import type { PgExecutor } from "./executor.js";
 import { reopenJobsPg } from "./job-queue.js";
 import { lockVault } from "./ledger.js";
@@ -121,7 +122,9 @@ async function pinConfigured(db: PgExecutor, byKey: Readonly<Record<string, stri
   if (entries.length === 0) return;
   const t = Date.now();
   await inPgTransaction(db, async (tx) => {
-    await upsertConfigured(tx, entries, t);
+    const held = await upsertConfigured(tx, entries, t);
+    // A vault a key holds from now on: keyless locks from it are no longer no key's.
+    for (const vault of held) await reopenJobsPg(tx, { where: untiedJobsOf(vault) }, t);
     // A vault configured for a key is that customer's: another key that learned it (its first
     // lock came from there) loses the pin, and its verified jobs are looked at again.
     const voided = await tx
@@ -181,8 +184,13 @@ async function pinConfigured(db: PgExecutor, byKey: Readonly<Record<string, stri
   });
 }
 
-async function upsertConfigured(db: PgExecutor, entries: [string, string][], t: number) {
-  await db
+/** Upserts the configured pins; returns the vaults of the pins it wrote or changed. */
+async function upsertConfigured(
+  db: PgExecutor,
+  entries: [string, string][],
+  t: number,
+): Promise<Set<string>> {
+  const written = await db
     .insert(creditVaults)
     .values(
       entries.map(([key, vault]) => ({
@@ -200,5 +208,7 @@ async function upsertConfigured(db: PgExecutor, entries: [string, string][], t: 
         sql`${creditVaults.vault} <> excluded.vault`,
         sql`${creditVaults.source} <> 'configured'`,
       ),
-    });
+    })
+    .returning({ vault: creditVaults.vault });
+  return new Set(written.map((r) => r.vault));
 }
