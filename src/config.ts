@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { withoutUrlSecrets } from "./chain/url-secrets.js";
 import { DatabaseUrlError, parseDatabaseUrl, sslModes } from "./db/url.js";
 
 /**
@@ -25,11 +26,23 @@ const urlList = z
   );
 
 /**
- * How many RPC providers `urls` reach: endpoints on one host (and port) are one provider, however
- * their keys or paths differ, and a quorum of them would be one provider agreeing with itself.
+ * Why `urls` cannot carry a quorum of `k`, or null when they can. Each endpoint is one vote, so
+ * two on one host (and port), however their keys or paths differ, are one provider voting twice:
+ * with k above 1 a lying provider listed twice would agree with itself and outvote an honest one.
  */
-export function rpcProviderCount(urls: readonly string[]): number {
-  return new Set(urls.map(providerOf)).size;
+export function quorumRefusal(urls: readonly string[], k: number): string | null {
+  if (k <= 1) return null;
+  const seen = new Set<string>();
+  for (const url of urls) {
+    const provider = providerOf(url);
+    if (seen.has(provider)) {
+      return `a quorum counts each URL as one provider: ${withoutUrlSecrets(url)} is on a host listed before it (two keys of one provider would vote twice); list each provider once`;
+    }
+    seen.add(provider);
+  }
+  return urls.length < k
+    ? `a quorum of ${k} needs at least that many SOLANA_RPC_URLS (${urls.length} listed)`
+    : null;
 }
 
 /** The host and port a URL reaches, a trailing dot and the names of this machine folded. */
@@ -275,14 +288,7 @@ export function loadConfig(
       })),
     );
   }
-  const providers = rpcProviderCount(parsed.data.SOLANA_RPC_URLS);
-  if (parsed.data.RPC_QUORUM > providers) {
-    throw new ConfigError([
-      {
-        key: "RPC_QUORUM",
-        message: `a quorum of ${parsed.data.RPC_QUORUM} needs at least that many SOLANA_RPC_URLS on different hosts (${parsed.data.SOLANA_RPC_URLS.length} listed, on ${providers})`,
-      },
-    ]);
-  }
+  const refusal = quorumRefusal(parsed.data.SOLANA_RPC_URLS, parsed.data.RPC_QUORUM);
+  if (refusal !== null) throw new ConfigError([{ key: "RPC_QUORUM", message: refusal }]);
   return parsed.data;
 }

@@ -332,6 +332,20 @@ describe("CLI exit codes", () => {
     );
     expect(inspect.code).toBe(2);
     expect(inspect.stderr).toContain("--quorum: expected an integer from 2 to");
+    // Two keys of one provider would vote twice.
+    const sig = "5".repeat(88);
+    const twice = cli(
+      "tx",
+      "inspect",
+      sig,
+      "--rpc",
+      "http://127.0.0.1:9/?api-key=a,http://127.0.0.1:9/?api-key=b,http://127.0.0.2:9",
+      "--quorum",
+      "2",
+    );
+    expect(twice.code).toBe(2);
+    expect(twice.stderr).toContain("a quorum counts each URL as one provider");
+    expect(twice.stderr).not.toContain("api-key=b");
   }, 30_000);
 });
 

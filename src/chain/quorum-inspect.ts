@@ -1,4 +1,4 @@
-import { type Config, rpcProviderCount } from "../config.js";
+import { type Config, quorumRefusal } from "../config.js";
 import { AppError } from "../errors.js";
 import { inspectionPool, isValidSignature, notASignature } from "./inspect.js";
 import { createQuorumRpc, type EndpointAnswer } from "./quorum.js";
@@ -25,14 +25,16 @@ export async function inspectWithQuorum(
 ): Promise<QuorumInspection> {
   const urls = options.config.SOLANA_RPC_URLS;
   if (!isValidSignature(signature)) throw notASignature(signature);
-  const providers = rpcProviderCount(urls);
-  if (!Number.isInteger(options.quorum) || options.quorum < 2 || options.quorum > providers) {
+  if (!Number.isInteger(options.quorum) || options.quorum < 2 || options.quorum > urls.length) {
     throw new AppError(
       "validation_failed",
-      `--quorum: expected an integer from 2 to the number of RPC URLs on different hosts (${providers})`,
+      `--quorum: expected an integer from 2 to the number of RPC URLs (${urls.length})`,
       { field: "quorum" },
     );
   }
+  const refusal = quorumRefusal(urls, options.quorum);
+  if (refusal !== null)
+    throw new AppError("validation_failed", `--rpc: ${refusal}`, { field: "rpc" });
   const names = endpointNames(urls);
   const rpc = createQuorumRpc({
     quorum: options.quorum,
