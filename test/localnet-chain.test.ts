@@ -334,7 +334,7 @@ describe("local chain through @solana/web3.js", () => {
   });
 
   it("lists Token-2022 accounts with extensions in token balances and reads them as a node does", async () => {
-    const op = new Operator(world, { advance: (ms) => (now += ms) });
+    const op = new Operator(world, { advance: (ms) => (now += ms), now: () => now });
     // 1% of every transfer is withheld in the receiving account, outside its balance.
     const mint = op.createToken2022Mint({ transferFeeBps: 100 });
     const from = op.createToken2022Account(op.escrowAuthority.address, mint, 1_000_000n);

@@ -742,13 +742,15 @@ describe.each(dialects)("%s store", (dialect) => {
       const late = h.op.plan({ keyIndex: 1, completionTokens: null });
       const onTimeLock = h.op.send(h.op.lockIxs(onTime)).signature;
       const lateLock = h.op.send(h.op.lockIxs(late)).signature;
+      // Recorded as a recorder beside the chain dates them: the skew is short here.
+      const answered = { httpStatus: 504, createdAt: h.op.now() };
       // An honest timeout's refund, just after the window.
       h.op.advanceClock((profile.settlementWindowSeconds + 5) * 1000);
       const onTimeRefund = h.op.send(h.op.refundIxs(onTime)).signature;
       h.op.advanceClock(30 * 1000);
       const lateRefund = h.op.send(h.op.refundIxs(late)).signature;
-      c.record(onTime, { escrowTx: onTimeLock, settlementTx: onTimeRefund }, { httpStatus: 504 });
-      c.record(late, { escrowTx: lateLock, settlementTx: lateRefund }, { httpStatus: 504 });
+      c.record(onTime, { escrowTx: onTimeLock, settlementTx: onTimeRefund }, answered);
+      c.record(late, { escrowTx: lateLock, settlementTx: lateRefund }, answered);
       expect(await c.verdicts(late.jobId)).toEqual([discrepancy("refund.within_window")]);
       const check = await c.check(late.jobId, "refund.within_window");
       expect(check?.expected).toEqual({ maxSeconds: profile.settlementWindowSeconds + 30 });

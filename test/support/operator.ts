@@ -178,7 +178,7 @@ export class Operator {
 
   constructor(
     readonly world: LocalWorld,
-    private readonly clock: { advance(ms: number): void },
+    private readonly clock: { advance(ms: number): void; now(): number },
   ) {
     this.accounts = world.accounts;
     this.attacker = localSigner(`adversary/${this.tag}/attacker`);
@@ -388,6 +388,11 @@ export class Operator {
       }
     }
     throw new Error("transaction rejected twice as already processed");
+  }
+
+  /** The chain's clock, in epoch milliseconds: a receipt's time as a recorder beside it says. */
+  now(): number {
+    return this.clock.now();
   }
 
   /** Moves the chain's clock forward (new slots, later block times) without waiting. */
