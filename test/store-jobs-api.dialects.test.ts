@@ -263,6 +263,50 @@ describe.each(dialects)("jobs API answers store on %s", (dialect) => {
     });
   });
 
+  it("keeps a lock or closing an earlier answer named and a later one drops as the job's, and reopens it", async () => {
+    const store = await stores.open();
+    const answers = createJobsApiStore(store);
+    const lock = signature();
+    const settlementTx = signature();
+    const job = jobId();
+    await seedJob(store, { jobId: job, escrowTx: lock, settlementTx, verdict: "verified" });
+    // One answer names a second payout and another lock; the next names the receipt's again.
+    const payout = signature();
+    const otherLock = signature();
+    await answers.recordAnswer(job, answer({ escrowTx: otherLock, settlementTx: payout }), 100);
+    expect(await readJob(store, job)).toMatchObject({ conflictSignatures: null });
+    await updateJob(store, job, { verdict: "discrepancy", nextVerifyAt: 9_999_999 });
+    await answers.recordAnswer(job, answer({ escrowTx: lock, settlementTx }), 200);
+    expect(await readJob(store, job)).toMatchObject({
+      conflictSignatures: [otherLock, payout],
+      apiEscrowTx: lock,
+      apiSettlementTx: settlementTx,
+      settlementTx,
+      verdict: "pending",
+      nextVerifyAt: 200,
+    });
+    // The same answer again keeps them, once each.
+    await answers.recordAnswer(job, answer({ escrowTx: lock, settlementTx }), 300);
+    expect((await readJob(store, job))?.conflictSignatures).toEqual([otherLock, payout]);
+  });
+
+  it("keeps nothing when the answers go from pending to naming the settlement", async () => {
+    const store = await stores.open();
+    const answers = createJobsApiStore(store);
+    const lock = signature();
+    const settlementTx = signature();
+    const job = jobId();
+    await seedJob(store, { jobId: job, escrowTx: lock, settlementTx: null });
+    await answers.recordAnswer(
+      job,
+      answer({ status: "pending", escrowTx: null, settlementTx: null }),
+      100,
+    );
+    await answers.recordAnswer(job, answer({ escrowTx: lock, settlementTx: null }), 200);
+    await answers.recordAnswer(job, answer({ escrowTx: lock, settlementTx }), 300);
+    expect(await readJob(store, job)).toMatchObject({ conflictSignatures: null, settlementTx });
+  });
+
   it("changes nothing for an unknown job id", async () => {
     const store = await stores.open();
     await createJobsApiStore(store).recordAnswer("job_unknown", answer(), 100);

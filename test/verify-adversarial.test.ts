@@ -10,6 +10,7 @@ import {
   startAdversaryHarness,
 } from "./support/operator.js";
 import { updateSignature } from "./support/seed-queue.js";
+import { readJob } from "./support/seed-recorder.js";
 
 /**
  * The operator signs every byte of the escrow, settlement and refund transactions and holds
@@ -889,6 +890,79 @@ describe.each(dialects)("%s store", (dialect) => {
         on_chain: { escrow_tx: txs.escrowTx, settlement_tx: txs.settlementTx },
       });
       expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("jobs_api.matches_chain")]);
+    });
+  });
+
+  describe("jobs API answers that name a step and then stop naming it", () => {
+    // The operator writes every answer: one that names a second payout or refund, then one
+    // that names the honest closing again, must not leave the job as if the first never came.
+    const settledAnswer = (plan: ReturnType<typeof h.op.plan>, escrowTx: string, s: string) => ({
+      status: "settled",
+      credits_charged: Number(plan.charge / 10_000n),
+      worker_address: plan.worker.address,
+      on_chain: { escrow_tx: escrowTx, settlement_tx: s },
+    });
+    const secondPayout = (plan: ReturnType<typeof h.op.plan>) =>
+      h.op.send([
+        ...h.op.payoutIxs(plan, { remainder: 0n }),
+        h.op.memo(`decentral:settle:${plan.jobId}`),
+      ]).signature;
+
+    it("keeps a second settlement an answer named after the next answer names the receipt's again", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const txs = h.op.honestJob(plan);
+      c.record(plan, txs);
+      const s2 = secondPayout(plan);
+      c.jobsApi(plan.jobId, settledAnswer(plan, txs.escrowTx, s2));
+      expect(await c.verdicts(plan.jobId)).toEqual([
+        discrepancy("jobs_api.matches_receipt", "settlement.single"),
+      ]);
+      c.jobsApi(plan.jobId, settledAnswer(plan, txs.escrowTx, txs.settlementTx));
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
+    });
+
+    it("keeps a stream's second settlement after the answers go back to the first", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const txs = h.op.honestJob(plan);
+      c.record(plan, { escrowTx: txs.escrowTx, settlementTx: null }, { stream: true });
+      // The honest order first: an answer still pending, then one naming the settlement.
+      c.jobsApi(plan.jobId, { status: "pending", on_chain: { escrow_tx: txs.escrowTx } });
+      c.honestJobsApi(plan, txs);
+      expect(await c.verdicts(plan.jobId)).toEqual([verified]);
+      expect((await readJob(c.store, plan.jobId))?.conflictSignatures ?? []).toEqual([]);
+      const s2 = secondPayout(plan);
+      c.jobsApi(plan.jobId, settledAnswer(plan, txs.escrowTx, s2));
+      expect(await c.verdicts(plan.jobId)).toEqual([
+        discrepancy("jobs_api.matches_receipt", "settlement.single"),
+      ]);
+      c.honestJobsApi(plan, txs);
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.single")]);
+    });
+
+    it("keeps a 504's second refund, to the attacker, after the answers go back to the first", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      const r1 = h.op.send(h.op.refundIxs(plan)).signature;
+      c.record(plan, { escrowTx, settlementTx: r1 }, { httpStatus: 504 });
+      expect(await c.verdicts(plan.jobId)).toEqual([verified]);
+      const r2 = h.op.send(h.op.refundIxs(plan, h.op.attackerAccount(0n))).signature;
+      const refunded = (s: string) => ({
+        status: "refunded",
+        credits_charged: 0,
+        on_chain: { escrow_tx: escrowTx, settlement_tx: s },
+      });
+      c.jobsApi(plan.jobId, refunded(r2));
+      expect(await c.verdicts(plan.jobId)).toEqual([
+        discrepancy("jobs_api.matches_receipt", "refund.single"),
+      ]);
+      c.jobsApi(plan.jobId, refunded(r1));
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("refund.single")]);
     });
   });
 

@@ -1,6 +1,6 @@
 import type { jobs, Verdict } from "../db/schema.js";
 import type { JobsApiAnswer } from "./jobs-api.js";
-import { needsReopen, type QueueState } from "./receipt-rules.js";
+import { maxConflictSignatures, needsReopen, type QueueState } from "./receipt-rules.js";
 
 /*
  * The rules of recording a jobs-API answer that do not touch a database, shared by the SQLite
@@ -37,6 +37,7 @@ export interface AnsweredRow {
   apiCreditsChargedUnits: bigint | null;
   settlementTx: string | null;
   backfillState: "pending" | "done" | "gave_up" | null;
+  conflictSignatures: string[] | null;
 }
 
 /**
@@ -72,13 +73,39 @@ export function answerChanges(row: AnsweredRow, answer: JobsApiAnswer): boolean 
 /** The answer's body as `job_api_answers` keeps it: none (no row) for an answer without one. */
 export const answerBody = (answer: JobsApiAnswer): unknown => answer.raw ?? null;
 
+/** The signatures the row's last answer named that neither `answer` nor the receipt names. */
+function droppedByAnswer(row: AnsweredRow, answer: JobsApiAnswer): string[] {
+  const kept = [row.escrowTx, row.settlementTx, answer.escrowTx, answer.settlementTx];
+  return [row.apiEscrowTx, row.apiSettlementTx].filter(
+    (s): s is string => s !== null && !kept.includes(s),
+  );
+}
+
+/**
+ * The job's conflict signatures with those the last answer named and `answer` no longer does
+ * (up to `maxConflictSignatures`), or the row's own list (the same array) when it adds none.
+ * A lock, settlement or refund the jobs API once named for the job stays the job's, as a
+ * conflicting receipt's do: otherwise the operator's next answer, naming the honest settlement
+ * again, would erase a second payout or refund the last one showed, and the job would pass.
+ */
+export function answerConflictSignatures(row: AnsweredRow, answer: JobsApiAnswer): string[] | null {
+  const known = new Set<string>(row.conflictSignatures ?? []);
+  const before = known.size;
+  for (const s of droppedByAnswer(row, answer)) {
+    if (known.size < maxConflictSignatures) known.add(s);
+  }
+  return known.size > before ? [...known] : row.conflictSignatures;
+}
+
 /**
  * The columns of `jobs` an answer writes (its body goes to `job_api_answers`): what it says,
- * the settlement signature when the row had none (a recorded one is never overwritten), and
- * the backfill ended once nothing more can come.
+ * the settlement signature when the row had none (a recorded one is never overwritten), the
+ * signatures the last answer named that this one drops (kept as conflict signatures), and the
+ * backfill ended once nothing more can come.
  */
 export function answerColumns(row: AnsweredRow, answer: JobsApiAnswer) {
   return {
+    conflictSignatures: answerConflictSignatures(row, answer),
     apiStatus: answer.status,
     apiCreditsChargedUnits: answer.creditsChargedUnits,
     apiEscrowTx: answer.escrowTx,
@@ -100,14 +127,12 @@ export function answerColumns(row: AnsweredRow, answer: JobsApiAnswer) {
  */
 export function answerRenames(row: AnsweredRow, answer: JobsApiAnswer): string[] {
   const known = [row.escrowTx, row.settlementTx, row.apiEscrowTx, row.apiSettlementTx];
-  const kept = [row.escrowTx, row.settlementTx, answer.escrowTx, answer.settlementTx];
   const added = [answer.escrowTx, answer.settlementTx].filter(
     (s): s is string => s !== null && !known.includes(s),
   );
-  const dropped = [row.apiEscrowTx, row.apiSettlementTx].filter(
-    (s): s is string => s !== null && !kept.includes(s),
-  );
-  return [...added, ...dropped];
+  // One kept as a conflict signature still leaves its namers: who owns a signature's money
+  // turns on the receipt's and the answer's columns, not on conflict signatures.
+  return [...added, ...droppedByAnswer(row, answer)];
 }
 
 /**

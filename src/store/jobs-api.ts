@@ -55,6 +55,7 @@ function prepare(store: SqliteStore) {
         apiCreditsChargedUnits: jobs.apiCreditsChargedUnits,
         settlementTx: jobs.settlementTx,
         backfillState: jobs.backfillState,
+        conflictSignatures: jobs.conflictSignatures,
         commitment: jobs.commitment,
         ...queueColumns,
       })
@@ -63,6 +64,7 @@ function prepare(store: SqliteStore) {
       .prepare(),
     // An indexed column that keeps its value is left out (see `indexAwareUpdate`): a repeated
     // answer rewrites no index, and one naming the settlement the receipt had leaves its own.
+    // So are the conflict signatures an answer adds none to (the row's own array again).
     update: indexAwareUpdate<Partial<typeof jobs.$inferInsert>>(
       {
         apiStatus: param("apiStatus"),
@@ -73,9 +75,10 @@ function prepare(store: SqliteStore) {
         apiCheckedAt: param("now"),
         settlementTx: param("settlementTx"),
         backfillState: param("backfillState"),
+        conflictSignatures: param("conflictSignatures"),
         updatedAt: param("now"),
       },
-      ["apiEscrowTx", "apiSettlementTx", "settlementTx", "backfillState"],
+      ["apiEscrowTx", "apiSettlementTx", "settlementTx", "backfillState", "conflictSignatures"],
       (set) => store.db.update(jobs).set(set).where(jobId).prepare(),
     ),
     body: store.db

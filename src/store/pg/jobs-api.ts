@@ -39,6 +39,7 @@ export async function recordJobsApiAnswerPg(
         apiCreditsChargedUnits: jobs.apiCreditsChargedUnits,
         settlementTx: jobs.settlementTx,
         backfillState: jobs.backfillState,
+        conflictSignatures: jobs.conflictSignatures,
         commitment: jobs.commitment,
         verdict: jobs.verdict,
         nextVerifyAt: jobs.nextVerifyAt,
@@ -51,10 +52,13 @@ export async function recordJobsApiAnswerPg(
       .for("update");
     if (!row || answerIsOlder(row, answer, now)) return;
     const effect = answerQueueEffect(row, answer, now);
+    const { conflictSignatures, ...columns } = answerColumns(row, answer);
     await tx
       .update(jobs)
       .set({
-        ...answerColumns(row, answer),
+        ...columns,
+        // Written only when the answer adds one (see `answerConflictSignatures`).
+        ...(conflictSignatures === row.conflictSignatures ? {} : { conflictSignatures }),
         apiCheckedAt: now,
         updatedAt: now,
       })
