@@ -14,6 +14,7 @@ import {
   startAdversaryHarness,
 } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
+import { readJob } from "./support/seed-recorder.js";
 
 const log = createLogger({ level: "silent" });
 
@@ -184,6 +185,63 @@ describe("the statement of a credit vault against an operator who names its debi
     ]);
     expect(s.unexplained).toEqual([]);
     expect(s.differenceUnits).toBe(0n);
+  });
+});
+
+describe("the statement of a credit vault refunded a lock the settlement then closed again", () => {
+  it("keeps the refund no receipt names with its job once the vault is read: the job is not verified", async () => {
+    const c = await h.scenario();
+    // The period starts now: earlier tests' lines of this vault are not in it.
+    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
+    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    // A lock of 160,000 refunded whole, then settled as if it were still in escrow: 40,000
+    // more came back than left, out of other customers' locks. Receipt and jobs API name the
+    // lock and the settlement only.
+    const plan = h.op.plan({ keyIndex: 3 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const refund = h.op.send(h.op.refundIxs(plan)).signature;
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    c.honestJobsApi(plan, { escrowTx, settlementTx });
+    await finalized();
+    expect(await c.verdicts(plan.jobId)).toEqual([{ verdict: "verified", failing: [] }]);
+
+    // The vault got back 200,000 of a 160,000 lock.
+    const s = await statementOf(c, plan.vault, from);
+    expect({ locks: s.locksUnits, returns: s.returnsUnits }).toEqual({
+      locks: plan.lock,
+      returns: plan.lock + plan.remainder,
+    });
+    // Read, the refund is the job's too, and the job judged again on both closings.
+    expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual([refund]);
+    expect(await c.verdicts(plan.jobId)).toEqual([
+      { verdict: "discrepancy", failing: ["jobs_api.matches_chain", "refund.not_settled"] },
+    ]);
+  });
+});
+
+describe("the statement of a credit vault locked twice for one job", () => {
+  it("keeps the second lock no receipt names with its job once the vault is read: escrow.single fails", async () => {
+    const c = await h.scenario();
+    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
+    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    const plan = h.op.plan({ keyIndex: 3 });
+    const txs = h.op.honestJob(plan);
+    // The same lock again, under the job's escrow memo, kept in escrow.
+    const second = h.op.send(h.op.lockIxs(plan)).signature;
+    c.record(plan, txs);
+    c.honestJobsApi(plan, txs);
+    await finalized();
+    expect(await c.verdicts(plan.jobId)).toEqual([{ verdict: "verified", failing: [] }]);
+
+    const s = await statementOf(c, plan.vault, from);
+    expect(s.unexplained).toEqual([
+      expect.objectContaining({ finding: "unreceipted_debit", signature: second }),
+    ]);
+    expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual([second]);
+    expect(await c.verdicts(plan.jobId)).toEqual([
+      { verdict: "discrepancy", failing: ["escrow.single"] },
+    ]);
   });
 });
 

@@ -28,6 +28,7 @@ import {
   seedCreditVault,
   seedJob,
 } from "./support/seed-ledger.js";
+import { readJob, updateJob } from "./support/seed-recorder.js";
 
 /** November 2026 in whole seconds, the month every statement below covers. */
 const NOV = Date.UTC(2026, 10, 1) / 1000;
@@ -200,6 +201,78 @@ const sums = (
 
 describe.each(dialects)("ledger store on %s", (dialect) => {
   const stores = useDialectStores(dialect);
+
+  it("keeps a return under a recorded job's memo that the job does not name with that job, and judges it again", async () => {
+    // J9 names its lock and settlement; a full refund of the same lock came back first under
+    // J9's refund memo. Only named transactions are a job's closing steps: the refund is kept
+    // with J9 (as a conflicting receipt's signatures are) and J9 goes back to the verifier.
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    await seedJob(store, {
+      jobId: "J9",
+      escrowTx: sig("lock9"),
+      settlementTx: sig("settle9"),
+      verdict: "verified",
+      recordedAt: at(11, 1) * 1000,
+    });
+    await readVault(ledger, [
+      { name: "lock9", slot: 80, time: at(11, 1), balance: { pre: 500_000n, post: 340_000n } },
+      {
+        name: "refund9",
+        slot: 81,
+        time: at(11, 1, 10),
+        balance: { pre: 340_000n, post: 500_000n },
+        memoKind: "refund",
+        memoJobId: "J9",
+      },
+      {
+        name: "settle9",
+        slot: 82,
+        time: at(11, 1, 20),
+        balance: { pre: 500_000n, post: 540_000n },
+        memoKind: "settle",
+        memoJobId: "J9",
+      },
+    ]);
+    expect(await readJob(store, "J9")).toMatchObject({
+      conflictSignatures: [sig("refund9")],
+      verdict: "pending",
+    });
+    // Read again (a review), nothing is added twice and the job is not sent back again.
+    await updateJob(store, "J9", { verdict: "discrepancy" });
+    await ledger.review(VAULT, NOW);
+    expect(await readJob(store, "J9")).toMatchObject({
+      conflictSignatures: [sig("refund9")],
+      verdict: "discrepancy",
+    });
+  });
+
+  it("keeps nothing with a job that names every return under its memo", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    await seedJob(store, {
+      jobId: "J10",
+      escrowTx: sig("lock10"),
+      apiSettlementTx: sig("settle10"),
+      verdict: "verified",
+      recordedAt: at(11, 1) * 1000,
+    });
+    await readVault(ledger, [
+      { name: "lock10", slot: 90, time: at(11, 1), balance: { pre: 500_000n, post: 340_000n } },
+      {
+        name: "settle10",
+        slot: 91,
+        time: at(11, 1, 20),
+        balance: { pre: 340_000n, post: 380_000n },
+        memoKind: "settle",
+        memoJobId: "J10",
+      },
+    ]);
+    expect(await readJob(store, "J10")).toMatchObject({
+      conflictSignatures: null,
+      verdict: "verified",
+    });
+  });
 
   it("lists pinned and statement vaults and a vault's keys in byte order", async () => {
     const store = await stores.open();
@@ -1929,8 +2002,9 @@ describe.each(dialects)("the ledger's read on %s, by the chain's finalized time"
   });
   it("keeps out what a settle-memo return leaves of the lock of a job judged with no settlement named", async () => {
     // No receipt or jobs API answer names J8's settlement: the operator sent one unit back to
-    // the vault under J8's settle memo and kept the rest. The job is unverifiable; the lock
-    // is still out, less the unit, whatever memo came back with it.
+    // the vault under J8's settle memo and kept the rest. Read, that return is J8's (a conflict
+    // signature) and J8 is judged again; judged, the lock is still out, less the unit, whatever
+    // memo came back with it.
     const store = await stores.open();
     const ledger = createLedgerStore(store);
     await seedJob(store, {
@@ -1951,6 +2025,11 @@ describe.each(dialects)("the ledger's read on %s, by the chain's finalized time"
       },
     ];
     await readVault(ledger, lines);
+    expect(await readJob(store, "J8")).toMatchObject({
+      conflictSignatures: [sig("settle8")],
+      verdict: "pending",
+    });
+    await updateJob(store, "J8", { verdict: "discrepancy" });
     expect(
       (await ledger.overdueLocks(VAULT, NOV, DEC, 3_600, DEC)).map((l) => [
         l.jobId,

@@ -148,8 +148,10 @@ export const jobs = sqliteTable(
     /** Highest commitment seen for both transactions (the lower of the two). */
     commitment: text("commitment", { enum: ["processed", "confirmed", "finalized"] }),
     /**
-     * Signatures that conflicting receipts of this job name (a job id answered twice): the
-     * verifier fetches and judges them with the job's own, and reports count their money.
+     * Signatures that conflicting receipts of this job name (a job id answered twice), that an
+     * earlier jobs API answer named and a later one no longer does, and that the vault's ledger
+     * read under the job's memo unnamed: the verifier fetches and judges them with the job's
+     * own, and reports count their money.
      */
     conflictSignatures: json<string[]>()("conflict_signatures"),
     /** For `partially_verified`: codes of the money checks left unproven (check-catalogue.ts). */

@@ -170,6 +170,18 @@ export function jobsALineNames(
 }
 
 /**
+ * The job a read line is kept with (one of its `conflict_signatures`) when that job is recorded
+ * and does not name the line's transaction: a return into the vault with the job's settle or
+ * refund memo, or money out under its escrow memo that is no lock (a second lock of the job).
+ * Only named transactions are a job's steps, so an unnamed refund before the named settlement
+ * gave the customer back more than the lock, out of other customers' locks in escrow, and the
+ * job passed; kept with it, the job is judged on both (`refund.not_settled`, `escrow.single`).
+ */
+export function jobKeepingLine(c: { kind: string; jobId: string | null }): string | null {
+  return c.kind === "return" || c.kind === "unexplained" ? c.jobId : null;
+}
+
+/**
  * Whether a listing good through `finalThrough` (the cursor's `final_through`, ms) holds every
  * transaction of block time up to `at`'s second. Block times are whole seconds and do not go
  * back as slots go forward, so a transaction of a second before the finalized slot's is in a

@@ -13,6 +13,7 @@ import {
   foreignHoldingOf,
   foreignHoldingToText,
   type JobDebit,
+  jobKeepingLine,
   jobsALineNames,
   laterOf,
   mayReturnTo,
@@ -20,6 +21,7 @@ import {
   settledUnits,
 } from "./ledger-rules.js";
 import { createPgLedgerStore } from "./pg/ledger.js";
+import { maxConflictSignatures } from "./receipt-rules.js";
 
 /**
  * The credit vaults' ledger in the store: `ledger_cursors`, `ledger_lines` and `ledger_daily`
@@ -701,6 +703,20 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
      FROM jobs j LEFT JOIN credit_vaults cv ON cv.key_fingerprint = j.key_fingerprint
      WHERE j.job_id = @job`,
   );
+  // A line's transaction kept with the job its memo names (`jobKeepingLine`) when the job names
+  // it nowhere yet, up to as many conflict signatures as a receipt may add. Raw SQL: json_each
+  // and json_insert over the JSON list, one guarded statement.
+  const keepWithJob = sqlite.prepare(
+    `UPDATE jobs SET conflict_signatures = json_insert(
+         CASE WHEN json_type(conflict_signatures) = 'array' THEN conflict_signatures ELSE '[]' END,
+         '$[#]', @sig),
+       updated_at = @now
+     WHERE job_id = @job AND @sig IS NOT escrow_tx AND @sig IS NOT settlement_tx
+       AND @sig IS NOT api_escrow_tx AND @sig IS NOT api_settlement_tx
+       AND (json_type(conflict_signatures) IS NOT 'array'
+         OR (NOT EXISTS (SELECT 1 FROM json_each(conflict_signatures) WHERE value = @sig)
+           AND json_array_length(conflict_signatures) < @cap))`,
+  );
   const setReleased = sqlite.prepare(
     "UPDATE ledger_lines SET released = 1 WHERE vault = ? AND signature = ?",
   );
@@ -1032,7 +1048,10 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     return count;
   }
 
-  /** Stores a line's kind and the releases it causes (inside a write transaction). */
+  /**
+   * Stores a line's kind and the releases it causes (inside a write transaction). A line kept
+   * with a job that did not name it (`jobKeepingLine`) sends that job back to the verifier.
+   */
   function applyKind(
     vault: string,
     line: {
@@ -1042,8 +1061,17 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       memoJobId: string | null;
     },
     c: { kind: LineKind; jobId: string | null },
+    now: number,
   ): number {
     setKind.run(c.kind, c.jobId, vault, line.signature);
+    const keeper = jobKeepingLine(c);
+    if (
+      keeper !== null &&
+      keepWithJob.run({ job: keeper, sig: line.signature, now, cap: maxConflictSignatures })
+        .changes > 0
+    ) {
+      reopenJobs(store, { jobIds: [keeper] }, now);
+    }
     // Money back naming a job, or a debit of a job, may account for that job's debits now.
     let released = 0;
     for (const job of jobsALineNames(line, c.jobId)) released += releaseAccounted(vault, job);
@@ -1245,7 +1273,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         ).changes;
         // Another process read it first: its kind is written already.
         if (changed === 0) continue;
-        applyKind(vault, l, classify(vault, l));
+        applyKind(vault, l, classify(vault, l), t);
       }
     },
   );
@@ -1269,7 +1297,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         memoKind: line.memoKind,
         memoJobId: line.memoJobId,
       };
-      result.released += applyKind(vault, moved, c);
+      result.released += applyKind(vault, moved, c, now);
       result.classified++;
       return c;
     };

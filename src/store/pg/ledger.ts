@@ -49,11 +49,13 @@ import {
   foreignHoldingToText,
   type JobDebit,
   type JobTie,
+  jobKeepingLine,
   jobsALineNames,
   mayReturnTo,
   outstandingOf,
   settledUnits,
 } from "../ledger-rules.js";
+import { maxConflictSignatures } from "../receipt-rules.js";
 import type { PgExecutor } from "./executor.js";
 import { reopenJobsPg } from "./job-queue.js";
 import { retryOnConflict } from "./write-transaction.js";
@@ -521,17 +523,63 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     });
   }
 
-  /** Stores a line's kind and the releases it causes (inside the caller's transaction). */
+  /**
+   * Keeps each line's transaction with the job `jobKeepingLine` gives when that job names it
+   * nowhere yet (up to as many conflict signatures as a receipt may add), and sends the jobs
+   * that gained one back to the verifier. One guarded UPDATE per line: a receipt or an answer
+   * writing the same job at once is waited for, and the row re-read, before the guard holds.
+   */
+  async function keepWithJobs(
+    tx: PgExecutor,
+    lines: readonly { signature: string; c: { kind: LineKind; jobId: string | null } }[],
+    now: number,
+  ): Promise<void> {
+    const gained: string[] = [];
+    // In job id order, as other writers of several jobs lock them, so two wait, not deadlock.
+    const kept = lines
+      .map(({ signature, c }) => ({ signature, job: jobKeepingLine(c) }))
+      .filter((k): k is { signature: string; job: string } => k.job !== null)
+      .sort((a, b) => (a.job < b.job ? -1 : a.job > b.job ? 1 : 0));
+    for (const { signature, job } of kept) {
+      const asArray = sql`CASE WHEN json_typeof(${jobs.conflictSignatures}) = 'array'
+        THEN ${jobs.conflictSignatures}::jsonb ELSE '[]'::jsonb END`;
+      const updated = await tx
+        .update(jobs)
+        .set({
+          conflictSignatures: sql`(${asArray} || jsonb_build_array(${signature}::text))::json`,
+          updatedAt: now,
+        })
+        .where(
+          sql`${jobs.jobId} = ${job}
+            AND ${signature} IS DISTINCT FROM ${jobs.escrowTx}
+            AND ${signature} IS DISTINCT FROM ${jobs.settlementTx}
+            AND ${signature} IS DISTINCT FROM ${jobs.apiEscrowTx}
+            AND ${signature} IS DISTINCT FROM ${jobs.apiSettlementTx}
+            AND NOT ${asArray} @> jsonb_build_array(${signature}::text)
+            AND jsonb_array_length(${asArray}) < ${maxConflictSignatures}`,
+        )
+        .returning({ jobId: jobs.jobId });
+      gained.push(...updated.map((r) => r.jobId));
+    }
+    if (gained.length > 0) await reopenJobsPg(tx, { jobIds: gained }, now);
+  }
+
+  /**
+   * Stores a line's kind and the releases it causes (inside the caller's transaction). A line
+   * kept with a job that did not name it (`jobKeepingLine`) sends that job back to the verifier.
+   */
   async function applyKind(
     tx: PgExecutor,
     vault: string,
     line: Classifiable,
     c: { kind: LineKind; jobId: string | null },
+    now: number,
   ): Promise<number> {
     await tx
       .update(ledgerLines)
       .set({ kind: c.kind, jobId: c.jobId })
       .where(and(vaultIs(vault), eq(ledgerLines.signature, line.signature)));
+    await keepWithJobs(tx, [{ signature: line.signature, c }], now);
     return releaseAccounted(tx, vault, jobsALineNames(line, c.jobId));
   }
 
@@ -737,7 +785,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
    * a debit whose return comes later in the same batch is released either way (by that
    * return), so the flags end the same.
    */
-  async function readLines(tx: PgExecutor, vault: string, reads: readonly LineRead[]) {
+  async function readLines(tx: PgExecutor, vault: string, reads: readonly LineRead[], now: number) {
     if (reads.length === 0) return;
     const listed = new Set(
       (
@@ -796,6 +844,11 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         delegate: ["text", (l) => l.delegate ?? null],
       })}
       WHERE l.vault = ${vault} AND l.signature = v.signature AND l.state = 'listed'`);
+    await keepWithJobs(
+      tx,
+      fresh.map((l, i) => ({ signature: l.signature, c: kinds[i]! })),
+      now,
+    );
     // The jobs whose debits the batch may account for now: released once, after the batch,
     // from what the vault holds for them by then.
     await releaseAccounted(
@@ -825,7 +878,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       unclassified.map((r) => asClassifiable(toLine(r))),
     );
     for (const [i, r] of unclassified.entries()) {
-      await applyKind(tx, vault, asClassifiable(toLine(r)), firstKinds[i]!);
+      await applyKind(tx, vault, asClassifiable(toLine(r)), firstKinds[i]!, now);
       result.classified++;
     }
     const again = await tx
@@ -842,7 +895,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       const line = toLine(r);
       const c = kindsNow[i]!;
       if (c.kind === line.kind && c.jobId === line.jobId) continue;
-      result.released += await applyKind(tx, vault, asClassifiable(line), c);
+      result.released += await applyKind(tx, vault, asClassifiable(line), c, now);
       result.classified++;
     }
     // An open lock read before either key was pinned is checked again: a job that cannot pay
@@ -875,7 +928,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     for (const [i, line] of openLocks.entries()) {
       const c = locksNow[i]!;
       if (c.kind !== line.kind || c.jobId !== line.jobId) {
-        result.released += await applyKind(tx, vault, asClassifiable(line), c);
+        result.released += await applyKind(tx, vault, asClassifiable(line), c, now);
         result.classified++;
       }
       if (c.kind === "lock" && c.jobId !== null) openJobs.add(c.jobId);
@@ -1142,11 +1195,15 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     },
     async recordReads(vault, reads, fetched, now) {
       if (reads.length === 0 && fetched.length === 0) return;
-      await db.transaction(async (tx) => {
-        await lockVault(tx, vault);
-        await upsertTransactions(tx, fetched, now);
-        await readLines(tx, vault, reads);
-      });
+      // Retried as a deadlock victim: a line kept with a job writes that job's row, which a
+      // receipt or answer of the same jobs may hold.
+      await retryOnConflict(() =>
+        db.transaction(async (tx) => {
+          await lockVault(tx, vault);
+          await upsertTransactions(tx, fetched, now);
+          await readLines(tx, vault, reads, now);
+        }),
+      );
     },
     async newestListedSlot(vault) {
       const [row] = await db
