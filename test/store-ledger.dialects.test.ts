@@ -204,8 +204,8 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
 
   it("keeps a return under a recorded job's memo that the job does not name with that job, and judges it again", async () => {
     // J9 names its lock and settlement; a full refund of the same lock came back first under
-    // J9's refund memo. Only named transactions are a job's closing steps: the refund is kept
-    // with J9 (as a conflicting receipt's signatures are) and J9 goes back to the verifier.
+    // J9's refund memo. Only named transactions are a job's steps: the refund is kept with J9
+    // (as a conflicting receipt's signatures are) and J9 goes back to the verifier.
     const store = await stores.open();
     const ledger = createLedgerStore(store);
     await seedJob(store, {
@@ -233,16 +233,25 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
         memoKind: "settle",
         memoJobId: "J9",
       },
+      // And a second lock under J9's escrow memo, which is no lock of J9's: unexplained.
+      {
+        name: "second9",
+        slot: 83,
+        time: at(11, 1, 30),
+        balance: { pre: 540_000n, post: 380_000n },
+        memoKind: "escrow",
+        memoJobId: "J9",
+      },
     ]);
     expect(await readJob(store, "J9")).toMatchObject({
-      conflictSignatures: [sig("refund9")],
+      conflictSignatures: [sig("refund9"), sig("second9")],
       verdict: "pending",
     });
     // Read again (a review), nothing is added twice and the job is not sent back again.
     await updateJob(store, "J9", { verdict: "discrepancy" });
     await ledger.review(VAULT, NOW);
     expect(await readJob(store, "J9")).toMatchObject({
-      conflictSignatures: [sig("refund9")],
+      conflictSignatures: [sig("refund9"), sig("second9")],
       verdict: "discrepancy",
     });
   });
