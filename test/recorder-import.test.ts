@@ -396,6 +396,61 @@ describe("import", () => {
     );
   });
 
+  it("reads a CSV as PowerShell's Export-Csv writes it: byte-order mark, quoted cells, CRLF", async () => {
+    const store = createTestStore();
+    const [a, b] = [wireReceipt(), wireReceipt()];
+    const quoted = (cells: unknown[]) => cells.map((c) => `"${String(c)}"`).join(",");
+    const text = [
+      quoted(["job_id", "escrow_tx", "model", "tag_team"]),
+      quoted([a.job_id, a.escrow_tx, "qwen3-8b", "search"]),
+      quoted([b.job_id, b.escrow_tx, "qwen3-8b", "search"]),
+    ].join("\r\n");
+    const bytes = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(`${text}\r\n`)]);
+    // Whole, and with the mark split across the first chunks, as a pipe may hand it over.
+    for (const chunks of [
+      [bytes],
+      [bytes.subarray(0, 1), bytes.subarray(1, 2), bytes.subarray(2)],
+    ]) {
+      const summary = await importReceipts(store, Readable.from(chunks));
+      expect(summary.rejected).toEqual([]);
+      expect(summary.total).toBe(2);
+    }
+    const stored = store.db.select().from(jobs).all();
+    expect(stored.map((row) => row.jobId).sort()).toEqual([a.job_id, b.job_id].sort());
+  });
+
+  it("refuses a UTF-16 or UTF-32 file whole, naming its encoding, and the command exits 2", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "recorder-import-"));
+    const r = wireReceipt();
+    const jsonl = `\uFEFF${JSON.stringify(r)}\r\n`;
+    const csv = `\uFEFFjob_id,escrow_tx\r\n${r.job_id},${r.escrow_tx}\r\n`;
+    const swap = (b: Buffer) => Buffer.from(b).swap16();
+    const utf32le = (text: string) => {
+      const out = Buffer.alloc(text.length * 4);
+      for (let i = 0; i < text.length; i++) out.writeUInt32LE(text.charCodeAt(i), i * 4);
+      return out;
+    };
+    const files: [string, Buffer, string][] = [
+      ["receipts.jsonl", Buffer.from(jsonl, "utf16le"), "UTF-16 LE"],
+      ["receipts.csv", Buffer.from(csv, "utf16le"), "UTF-16 LE"],
+      ["receipts.txt", swap(Buffer.from(jsonl, "utf16le")), "UTF-16 BE"],
+      ["receipts32.jsonl", utf32le(jsonl), "UTF-32 LE"],
+    ];
+    for (const [name, bytes, encoding] of files) {
+      const file = join(dir, name);
+      writeFileSync(file, bytes);
+      const io = { stdin: Readable.from([]), out: () => {}, err: () => {}, progress: false };
+      const store = createTestStore();
+      // A command that throws exits 2 (src/cli.ts); one that resolves exits 0 or 1.
+      await expect(runImportCommand(store, file, {}, io), name).rejects.toMatchObject({
+        code: "validation_failed",
+        details: { field: "file" },
+        message: expect.stringContaining(`the file is ${encoding} text`),
+      });
+      expect(store.db.select().from(jobs).all()).toHaveLength(0);
+    }
+  });
+
   it("reads stdin when the file is -", async () => {
     const store = createTestStore();
     const io = {

@@ -46,8 +46,8 @@ class UnreadableLine {
 
 /**
  * Strict UTF-8: a byte that is not UTF-8 would be stored as U+FFFD, a receipt that no longer
- * says what the file said (`POST /jobs` refuses such a body). A byte-order mark is kept, for
- * the callers to drop where one may stand.
+ * says what the file said (`POST /jobs` refuses such a body). A byte-order mark is kept: the
+ * file's own is cut before its lines are read (`opening`), and one anywhere else is text.
  */
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
@@ -150,8 +150,7 @@ async function* jsonlItems(input: Readable): AsyncGenerator<Item> {
     if (text.trim() === "") continue;
     let value: unknown;
     try {
-      // Editors on some systems start a UTF-8 file with a byte-order mark.
-      value = JSON.parse(line === 1 ? text.replace(/^\uFEFF/, "") : text);
+      value = JSON.parse(text);
     } catch {
       value = new UnreadableLine("line", "not valid JSON");
     }
@@ -189,9 +188,8 @@ function csvErrorText(error: unknown): string {
 function csvColumns(header: Buffer[]): string[] {
   const seen = new Set<string>();
   const columns: string[] = [];
-  for (const [index, cell] of header.entries()) {
-    // Editors on some systems start a UTF-8 file with a byte-order mark.
-    const text = utf8OrNull(index === 0 ? withoutBom(cell) : cell);
+  for (const cell of header) {
+    const text = utf8OrNull(cell);
     if (text === null) {
       throw headerError("is not valid UTF-8 text (is this a CSV file?)");
     }
@@ -218,12 +216,6 @@ function csvColumns(header: Buffer[]): string[] {
   return columns;
 }
 
-const utf8Bom = Buffer.from([0xef, 0xbb, 0xbf]);
-
-function withoutBom(cell: Buffer): Buffer {
-  return cell.subarray(0, 3).equals(utf8Bom) ? cell.subarray(3) : cell;
-}
-
 async function* csvItems(input: Readable): AsyncGenerator<Item> {
   let headerRead = false;
   const parser = input.pipe(
@@ -235,7 +227,7 @@ async function* csvItems(input: Readable): AsyncGenerator<Item> {
       },
       // Cells come as bytes, decoded strictly below: the parser's own decoding would put
       // U+FFFD for a byte that is not UTF-8. (Its `bom` option would decode too, so the mark is
-      // dropped in csvColumns.)
+      // cut from the bytes before they get here, by `opening`.)
       encoding: null,
       skip_empty_lines: true,
       info: true,
@@ -279,18 +271,56 @@ function csvRecord(record: Record<string, Buffer>): unknown {
   return receiptFromCsv(cells);
 }
 
-/** Reads the first chunk to pick the format, then replays it ahead of the rest. */
-async function sniff(input: Readable): Promise<{ format: ImportFormat; stream: Readable }> {
+/** Byte-order marks of other encodings, longest first: UTF-32 LE starts as UTF-16 LE does. */
+const foreignMarks: [string, Buffer][] = [
+  ["UTF-32 LE", Buffer.from([0xff, 0xfe, 0x00, 0x00])],
+  ["UTF-32 BE", Buffer.from([0x00, 0x00, 0xfe, 0xff])],
+  ["UTF-16 LE", Buffer.from([0xff, 0xfe])],
+  ["UTF-16 BE", Buffer.from([0xfe, 0xff])],
+];
+
+const utf8Bom = Buffer.from([0xef, 0xbb, 0xbf]);
+
+/**
+ * Reads the opening bytes of the stream, then replays the rest. A UTF-8 byte-order mark (an
+ * editor's, or PowerShell's `Export-Csv -Encoding UTF8`) is cut here, before any parser: the
+ * CSV parser would take it as a cell's first character and refuse the quote after it. A file
+ * opening with a UTF-16 or UTF-32 mark is refused whole, the encoding named: read as UTF-8,
+ * every line of it would be refused on its own, or its header as not CSV, saying nothing of
+ * why. With no format given, the opening picks it (`{` means JSONL).
+ */
+async function opening(input: Readable): Promise<{ format: ImportFormat; stream: Readable }> {
   const iterator = input[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
-  const first = await iterator.next();
-  const head = first.done ? "" : first.value.toString();
-  const format: ImportFormat = head.trimStart().startsWith("{") ? "jsonl" : "csv";
+  const bytes = (chunk: Buffer | string) =>
+    typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+  // Chunks are read until the longest mark fits: a pipe may hand over one byte at a time.
+  let head: Buffer = Buffer.alloc(0);
+  let ended = false;
+  while (head.length < 4) {
+    const next = await iterator.next();
+    if (next.done) {
+      ended = true;
+      break;
+    }
+    head = Buffer.concat([head, bytes(next.value)]);
+  }
+  for (const [encoding, mark] of foreignMarks) {
+    if (!head.subarray(0, mark.length).equals(mark)) continue;
+    await iterator.return?.();
+    throw new AppError(
+      "validation_failed",
+      `the file is ${encoding} text (it starts with that byte-order mark); save it as UTF-8 and import it again; nothing was imported`,
+      { field: "file" },
+    );
+  }
+  if (head.subarray(0, 3).equals(utf8Bom)) head = head.subarray(3);
+  const format: ImportFormat = head.toString().trimStart().startsWith("{") ? "jsonl" : "csv";
   async function* replay() {
-    if (!first.done) yield first.value;
-    for (;;) {
+    if (head.length > 0) yield head;
+    while (!ended) {
       const next = await iterator.next();
       if (next.done) return;
-      yield next.value;
+      yield bytes(next.value);
     }
   }
   return { format, stream: Readable.from(replay(), { objectMode: false }) };
@@ -308,9 +338,8 @@ export async function importReceipts(
 ): Promise<ImportSummary> {
   const batchSize = options.batchSize ?? 1000;
   const now = options.now ?? Date.now;
-  let stream = input;
-  let format = options.format;
-  if (!format) ({ format, stream } = await sniff(input));
+  const { format: sniffed, stream } = await opening(input);
+  const format = options.format ?? sniffed;
   let bytesRead = 0;
   stream.on("data", (chunk: Buffer | string) => {
     bytesRead += chunk.length;
