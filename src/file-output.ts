@@ -7,13 +7,14 @@ import {
   lstatSync,
   openSync,
   readlinkSync,
+  realpathSync,
   renameSync,
   rmSync,
   statSync,
   writeFileSync,
   writeSync,
 } from "node:fs";
-import { basename, dirname, join, resolve } from "node:path";
+import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { AppError } from "./errors.js";
 
 /** Links followed at most, as the kernel does, before a loop of links is an error. */
@@ -25,22 +26,43 @@ interface OutputTarget {
   direct: boolean;
 }
 
+/** A folder as the kernel resolves it (every link on the way followed), or null if none. */
+function realFolder(folder: string): string | null {
+  try {
+    return realpathSync.native(folder);
+  } catch {
+    return null;
+  }
+}
+
+/** /proc (and /dev/fd, which links into it) holds open files, not files to replace. */
+function isOpenFileLink(path: string): boolean {
+  return /^\/(proc|dev\/fd)(\/|$)/.test(path);
+}
+
 /**
  * What `--out` really names. A symbolic link is followed to what it points at, which may not
  * exist yet (a dangling link is written through): replacing the link itself would leave its
- * target with yesterday's report while the link, made on purpose, is gone. A named pipe, a
- * device (/dev/full) or a socket is written into, never replaced: a rename over one would put
- * a plain file where the pipe's reader or the device was. So is a link of /proc (/dev/stdout
- * is one): it stands for an open file, maybe a pipe, or a log the shell appends to.
+ * target with yesterday's report while the link, made on purpose, is gone. Each link is read
+ * in its own folder as the kernel resolves that folder, never as text: `a/link` -> `../r` with
+ * `a` a link to `real/sub` names `real/r`, not `./r`. A named pipe, a device (/dev/full) or a
+ * socket is written into, never replaced: a rename over one would put a plain file where the
+ * pipe's reader or the device was. So is anything whose way goes through /proc (/dev/stdout,
+ * /dev/fd/1): it stands for an open file, maybe a pipe, or a log the shell appends to.
  */
 function outputTarget(out: string): OutputTarget {
-  let path = resolve(out);
-  for (let hops = 0; hops < MAX_LINKS; hops++) {
+  let path = out;
+  for (let hops = 0; hops <= MAX_LINKS; hops++) {
+    const folder = realFolder(dirname(path));
+    if (folder === null) return { path: resolve(path), direct: false };
+    path = join(folder, basename(path));
+    if (isOpenFileLink(path)) return { path, direct: true };
     const stat = lstatSync(path, { throwIfNoEntry: false });
     if (!stat) return { path, direct: false };
     if (!stat.isSymbolicLink()) return { path, direct: !stat.isFile() && !stat.isDirectory() };
-    if (path.startsWith("/proc/")) return { path, direct: true };
-    path = resolve(dirname(path), readlinkSync(path));
+    // Not joined: joining would fold `x/..` as text, where the kernel goes through link `x`.
+    const link = readlinkSync(path);
+    path = isAbsolute(link) ? link : `${folder === "/" ? "" : folder}/${link}`;
   }
   throw new AppError("validation_failed", `--out: ${out} is a loop of symbolic links`, {
     field: "out",

@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process";
+import { type StdioOptions, spawnSync } from "node:child_process";
 import {
   closeSync,
   existsSync,
@@ -9,8 +9,10 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import Database from "better-sqlite3";
 import type { Command } from "commander";
 import { describe, expect, it } from "vitest";
@@ -51,6 +53,36 @@ function cliWithEnv(env: Record<string, string>, ...args: string[]) {
     { encoding: "utf8", env: { ...process.env, ...env }, timeout: 30_000 },
   );
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/**
+ * Runs the CLI from source with the given stdio and folder. Killed outright past 20 s: a
+ * process stuck in a blocking open does not run a handler for a gentler signal.
+ */
+function spawnCli(
+  args: readonly string[],
+  options: { stdio?: StdioOptions; cwd?: string; extra?: string[]; pipeTo?: string } = {},
+) {
+  // Both by full path: run in another folder, `tsx` and `./src/cli.ts` would not be found.
+  const tsx = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href;
+  const cli = pathToFileURL(join(process.cwd(), "src", "cli.ts")).href;
+  const node = [
+    ...[process.execPath, "--import", tsx, "-e"],
+    `import(${JSON.stringify(cli)}).then((m) => m.runCli(["node", "decentral-audit", ...process.argv.slice(1)]))`,
+    ...["--", ...args, ...(options.extra ?? [])],
+  ];
+  // Through a shell pipeline, stdout is a pipe (`pipe:[...]`); Node's own is a socket.
+  const [command, ...rest] = options.pipeTo
+    ? ["/bin/sh", "-c", `"$@" | ${options.pipeTo}`, "sh", ...node]
+    : node;
+  const run = spawnSync(command as string, rest, {
+    encoding: "utf8",
+    timeout: 20_000,
+    killSignal: "SIGKILL",
+    ...(options.stdio ? { stdio: options.stdio } : {}),
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+  });
+  return { status: run.status, stdout: run.stdout ?? "", stderr: run.stderr ?? "" };
 }
 
 describe("CLI exit codes", () => {
@@ -214,6 +246,31 @@ describe("CLI exit codes", () => {
     const text = readFileSync(log, "utf8");
     expect(text.startsWith("earlier line\n{")).toBe(true);
     expect(JSON.parse(text.slice("earlier line\n".length))).toHaveProperty("totals");
+  }, 30_000);
+
+  it("writes --out /dev/fd/1 into the log stdout appends to, and into a pipe", () => {
+    const log = join(mkdtempSync(join(tmpdir(), "cli-stdout-")), "app.log");
+    writeFileSync(log, "earlier line\n");
+    const before = statSync(log).ino;
+    const args = ["report", "reconciliation", "--since", "24h", "--db", emptyStore()];
+    const fd = openSync(log, "a");
+    try {
+      const run = spawnCli([...args, "--out", "/dev/fd/1"], { stdio: ["ignore", fd, "pipe"] });
+      expect(run.stderr).toBe("");
+      expect(run.status).toBe(0);
+    } finally {
+      closeSync(fd);
+    }
+    // The log the shell appends to, not a new file renamed over it.
+    expect(statSync(log).ino).toBe(before);
+    const text = readFileSync(log, "utf8");
+    expect(text.startsWith("earlier line\n{")).toBe(true);
+    expect(JSON.parse(text.slice("earlier line\n".length))).toHaveProperty("totals");
+    // Stdout a pipe (`| mail`): /dev/fd/1 links to `pipe:[...]`, which no folder holds.
+    const piped = spawnCli([...args, "--out", "/dev/fd/1"], { pipeTo: "cat" });
+    expect(piped.stderr).toBe("");
+    expect(piped.status).toBe(0);
+    expect(JSON.parse(piped.stdout)).toHaveProperty("totals");
   }, 30_000);
 
   it("refuses an in-memory database for every command with exit 2 and one line", () => {

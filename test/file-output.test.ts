@@ -84,4 +84,20 @@ describe("a report written with --out", () => {
     expect(lstatSync(fifo).isFIFO()).toBe(true);
     expect(readdirSync(dir)).toEqual(["summary.pipe"]);
   });
+
+  it("reads each link in the folder the kernel resolves, not the link's text", () => {
+    const dir = mkdtempSync(join(tmpdir(), "file-output-"));
+    mkdirSync(join(dir, "real", "sub"), { recursive: true });
+    // `a` is `real/sub`, so `a/link` -> `../report.txt` is `real/report.txt` (`cat a/link`).
+    symlinkSync("real/sub", join(dir, "a"));
+    symlinkSync("../report.txt", join(dir, "real", "sub", "link"));
+    writeFileSync(join(dir, "real", "report.txt"), "yesterday's summary");
+    writeFileSync(join(dir, "report.txt"), "another report");
+    const out = join(dir, "a", "link");
+    refuseUnwritableOut(out);
+    writeFileWhole(out, "today's summary");
+    expect(readFileSync(out, "utf8")).toBe("today's summary");
+    expect(readFileSync(join(dir, "report.txt"), "utf8")).toBe("another report");
+    expect(readdirSync(join(dir, "real")).sort()).toEqual(["report.txt", "sub"]);
+  });
 });
