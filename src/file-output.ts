@@ -3,6 +3,8 @@ import {
   closeSync,
   constants,
   existsSync,
+  fchmodSync,
+  fchownSync,
   fsyncSync,
   lstatSync,
   openSync,
@@ -96,9 +98,22 @@ export function writeFileWhole(path: string, text: string): void {
 
 function writeThenRename(target: string, text: string): void {
   const temporary = join(dirname(target), `.${basename(target)}.${process.pid}.tmp`);
+  const old = statSync(target, { throwIfNoEntry: false });
   try {
-    const fd = openSync(temporary, "w");
+    // A report replaced keeps the old file's mode (a `chmod 600` statement of money stays
+    // private), and its owner when root runs the report for another user (best effort).
+    const fd = openSync(temporary, "w", old ? 0o600 : 0o666);
     try {
+      if (old) {
+        if (process.getuid?.() === 0) {
+          try {
+            fchownSync(fd, old.uid, old.gid);
+          } catch {
+            // A file system without owners (a FAT mount) keeps the report all the same.
+          }
+        }
+        fchmodSync(fd, old.mode & 0o777);
+      }
       writeSync(fd, text);
       fsyncSync(fd);
     } finally {

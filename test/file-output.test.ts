@@ -1,11 +1,14 @@
 import { spawn, spawnSync } from "node:child_process";
 import {
+  chmodSync,
+  chownSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
   readlinkSync,
+  statSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
@@ -99,5 +102,26 @@ describe("a report written with --out", () => {
     expect(readFileSync(out, "utf8")).toBe("today's summary");
     expect(readFileSync(join(dir, "report.txt"), "utf8")).toBe("another report");
     expect(readdirSync(join(dir, "real")).sort()).toEqual(["report.txt", "sub"]);
+  });
+
+  it("keeps a private report private: the file replaced keeps its mode", () => {
+    const dir = mkdtempSync(join(tmpdir(), "file-output-"));
+    const path = join(dir, "statement.csv");
+    writeFileSync(path, "yesterday's figures");
+    chmodSync(path, 0o600);
+    writeFileWhole(path, "today's figures");
+    expect(readFileSync(path, "utf8")).toBe("today's figures");
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+  });
+
+  it.runIf(process.getuid?.() === 0)("run as root, keeps the owner of the file it replaces", () => {
+    const dir = mkdtempSync(join(tmpdir(), "file-output-"));
+    const path = join(dir, "statement.csv");
+    writeFileSync(path, "yesterday's figures");
+    chownSync(path, 4321, 4322);
+    chmodSync(path, 0o640);
+    writeFileWhole(path, "today's figures");
+    const stat = statSync(path);
+    expect([stat.uid, stat.gid, stat.mode & 0o777]).toEqual([4321, 4322, 0o640]);
   });
 });
