@@ -81,11 +81,10 @@ function outputTarget(out: string): OutputTarget {
 export function writeFileWhole(path: string, text: string): void {
   const { path: target, direct } = outputTarget(path);
   try {
-    // Appended, not truncated: /dev/stdout sent to a log by `>>` opens that log anew here, and
-    // truncating it would cut what the log held. A pipe or a device has nothing to truncate.
-    if (direct) writeFileSync(target, text, { flag: "a" });
+    if (direct) writeInto(target, text, path);
     else writeThenRename(target, text);
   } catch (error) {
+    if (error instanceof AppError) throw error;
     // The raw error (ENOSPC: no space left on device, write) names no file.
     throw new AppError(
       "internal",
@@ -93,6 +92,38 @@ export function writeFileWhole(path: string, text: string): void {
       { field: "out" },
       { cause: error },
     );
+  }
+}
+
+/**
+ * Writes into a pipe, a device or an open file of /proc. Appended, not truncated: /dev/stdout
+ * sent to a log by `>>` opens that log anew here, and truncating it would cut what the log
+ * held. A pipe or a device has nothing to truncate.
+ */
+function writeInto(target: string, text: string, out: string): void {
+  if (!statSync(target, { throwIfNoEntry: false })?.isFIFO()) {
+    writeFileSync(target, text, { flag: "a" });
+    return;
+  }
+  // Opening a pipe nobody reads waits for a reader, inside one synchronous call: no timer,
+  // no --timeout, no signal handler would run again. Opened without waiting, a pipe with no
+  // reader fails at once (ENXIO). The probe stays open while the pipe is opened to be written:
+  // closed first, a reader such as `cat` would see the end of its input and leave.
+  let probe: number;
+  try {
+    probe = openSync(target, constants.O_WRONLY | constants.O_NONBLOCK);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENXIO") throw error;
+    throw new AppError(
+      "validation_failed",
+      `--out: nothing reads the named pipe ${out}; start its reader first`,
+      { field: "out" },
+    );
+  }
+  try {
+    writeFileSync(target, text, { flag: "a" });
+  } finally {
+    closeSync(probe);
   }
 }
 

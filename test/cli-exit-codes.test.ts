@@ -273,6 +273,18 @@ describe("CLI exit codes", () => {
     expect(JSON.parse(piped.stdout)).toHaveProperty("totals");
   }, 30_000);
 
+  it("refuses --out to a named pipe nobody reads with exit 2, instead of waiting forever", () => {
+    const fifo = join(mkdtempSync(join(tmpdir(), "cli-fifo-")), "summary.pipe");
+    expect(spawnSync("mkfifo", [fifo]).status).toBe(0);
+    const run = spawnCli(["report", "reconciliation", "--since", "24h", "--db", emptyStore()], {
+      extra: ["--out", fifo],
+    });
+    expect(run.stderr.trim()).toBe(
+      `error: --out: nothing reads the named pipe ${fifo}; start its reader first`,
+    );
+    expect(run.status).toBe(2);
+  }, 30_000);
+
   it("refuses an in-memory database for every command with exit 2 and one line", () => {
     const dir = mkdtempSync(join(tmpdir(), "cli-memory-"));
     const receipts = join(dir, "receipts.jsonl");

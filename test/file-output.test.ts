@@ -14,7 +14,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it, onTestFinished } from "vitest";
+import { describe, expect, it, onTestFinished, vi } from "vitest";
 import { refuseUnwritableOut, writeFileWhole } from "../src/file-output.js";
 
 describe("a report written with --out", () => {
@@ -81,7 +81,8 @@ describe("a report written with --out", () => {
     });
     const ended = new Promise((resolve) => reader.once("exit", resolve));
     refuseUnwritableOut(fifo);
-    writeFileWhole(fifo, "today's summary");
+    // Until `cat` has come to open the pipe, there is no reader, and the write is refused.
+    await vi.waitFor(() => writeFileWhole(fifo, "today's summary"), { timeout: 10_000 });
     expect(await ended).toBe(0);
     expect(read).toBe("today's summary");
     expect(lstatSync(fifo).isFIFO()).toBe(true);
