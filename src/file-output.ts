@@ -22,6 +22,14 @@ import { AppError } from "./errors.js";
 /** Links followed at most, as the kernel does, before a loop of links is an error. */
 const MAX_LINKS = 40;
 
+/**
+ * The file `--out` names, or undefined when the output goes to stdout: no `--out`, or `--out -`
+ * (as `import -` reads stdin; a file named `-` is `--out ./-`).
+ */
+export function outFile(out: string | undefined): string | undefined {
+  return out === undefined || out === "-" ? undefined : out;
+}
+
 /** Where `--out` is written, and whether into it directly instead of by a rename. */
 interface OutputTarget {
   path: string;

@@ -273,6 +273,20 @@ describe("CLI exit codes", () => {
     expect(JSON.parse(piped.stdout)).toHaveProperty("totals");
   }, 30_000);
 
+  it("writes --out - to stdout, for every command that takes --out, and makes no file -", () => {
+    const cwd = mkdtempSync(join(tmpdir(), "cli-out-dash-"));
+    for (const [args, expected] of [
+      [["report", "reconciliation", "--since", "24h"], '"totals"'],
+      [["report", "reconciliation", "--recompute"], "rollups"],
+      [["report", "statement", "--since", "24h"], '"vaults"'],
+      [["verify", "--since", "24h", "--rpc", "http://127.0.0.1:9"], "jobs"],
+    ] as const) {
+      const run = spawnCli([...args, "--db", emptyStore(), "--out", "-"], { cwd });
+      expect(run.stdout, args.join(" ")).toContain(expected);
+      expect(readdirSync(cwd), args.join(" ")).toEqual([]);
+    }
+  }, 120_000);
+
   it("refuses --out to a named pipe nobody reads with exit 2, instead of waiting forever", () => {
     const fifo = join(mkdtempSync(join(tmpdir(), "cli-fifo-")), "summary.pipe");
     expect(spawnSync("mkfifo", [fifo]).status).toBe(0);

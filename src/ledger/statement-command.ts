@@ -4,7 +4,7 @@ import { rpcFromConfig } from "../chain/quorum.js";
 import type { Config } from "../config.js";
 import { openStore } from "../db/open.js";
 import { AppError } from "../errors.js";
-import { refuseUnwritableOut, writeFileWhole } from "../file-output.js";
+import { outFile, refuseUnwritableOut, writeFileWhole } from "../file-output.js";
 import { createLogger } from "../log.js";
 import { printable } from "../printable-text.js";
 import { type WindowFlags, windowFromFlags } from "../reports/period.js";
@@ -51,7 +51,7 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
         .addOption(new Option("--rpc <urls>", "Solana RPC URLs for --sync (SOLANA_RPC_URLS)"))
         .addOption(new Option("--profile <name|file>", "protocol profile (AUDIT_PROFILE)"))
         .option("--format <format>", "csv or json", "json")
-        .option("--out <file>", "write to a file instead of stdout"),
+        .option("--out <file>", "write to a file instead of stdout (- is stdout)"),
     )
     .action(async (flags: StatementFlags) => {
       const { from, to } = windowFromFlags(flags, Date.now());
@@ -61,7 +61,8 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
       refuseBadVault(flags.vault);
       const config = helpers.configFromFlags(flags);
       const profile = loadProfile(config.AUDIT_PROFILE);
-      if (flags.out) refuseUnwritableOut(flags.out);
+      const out = outFile(flags.out);
+      if (out) refuseUnwritableOut(out);
       const store = await openStore(config, { create: false });
       let text: string;
       // Vaults whose history --sync could not read: the statement still prints (it says how
@@ -102,7 +103,7 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
       } finally {
         await store.close();
       }
-      if (flags.out) writeFileWhole(flags.out, text);
+      if (out) writeFileWhole(out, text);
       else process.stdout.write(text);
       for (const line of unsynced) console.error(`error: ${printable(line)}`);
       if (unsynced.length > 0) process.exitCode = 2;

@@ -27,7 +27,7 @@ export function registerVerifyCommand(program: Command, helpers: Helpers): void 
         .option("--min-jobs <n>", "exit 1 when the window holds fewer jobs than this", "0")
         .option("--json", "print the summary as JSON")
         .option("--markdown", "print the summary as Markdown")
-        .option("--out <file>", "write the summary to a file"),
+        .option("--out <file>", "write the summary to a file (- is stdout)"),
     )
     .action(async (flags: VerifyFlags & Record<string, unknown>) => {
       const config = helpers.configFromFlags(flags);

@@ -1,7 +1,7 @@
 import cliProgress from "cli-progress";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
-import { refuseUnwritableOut, writeFileWhole } from "../file-output.js";
+import { outFile, refuseUnwritableOut, writeFileWhole } from "../file-output.js";
 import { parseDuration, windowFromFlags } from "../reports/period.js";
 import {
   type NightlyOptions,
@@ -50,7 +50,8 @@ export function verifyWindow(flags: VerifyFlags, now: number) {
   }
   // One summary format: with both, one of them would be dropped without a word.
   if (flags.json && flags.markdown) throw bad("json", "and --markdown: give one of them");
-  if (flags.out !== undefined) refuseUnwritableOut(flags.out);
+  const out = outFile(flags.out);
+  if (out !== undefined) refuseUnwritableOut(out);
   return { from, to, timeoutMs, minJobs: Number(minJobsText) };
 }
 
@@ -122,9 +123,10 @@ export async function runVerifyCommand(
     progress.stop();
   }
   const text = renderSummary(summary, flags);
-  if (flags.out) {
-    writeFileWhole(flags.out, text);
-    io.err(`summary written to ${flags.out} (exit code ${summary.exitCode})`);
+  const out = outFile(flags.out);
+  if (out) {
+    writeFileWhole(out, text);
+    io.err(`summary written to ${out} (exit code ${summary.exitCode})`);
   } else {
     io.out(text);
   }

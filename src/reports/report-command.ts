@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import type { Config } from "../config.js";
 import { openStore } from "../db/open.js";
 import { AppError } from "../errors.js";
-import { refuseUnwritableOut, writeFileWhole } from "../file-output.js";
+import { outFile, refuseUnwritableOut, writeFileWhole } from "../file-output.js";
 import { registerStatementCommand } from "../ledger/statement-command.js";
 import { type WindowFlags, windowFromFlags } from "./period.js";
 import {
@@ -33,7 +33,7 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
         .option("--to <instant>", "end, exclusive (YYYY-MM-DD or ISO 8601; default now)")
         .option("--group-by <group>", `one of ${groupByValues.join(", ")}`, "day")
         .option("--format <format>", "csv or json", "json")
-        .option("--out <file>", "write to a file instead of stdout")
+        .option("--out <file>", "write to a file instead of stdout (- is stdout)")
         .option(
           "--recompute",
           "compare the rollups with the jobs summed from scratch (every day, or the days of the period); exit 1 on any difference",
@@ -60,7 +60,8 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
         if (flags.format !== "csv" && flags.format !== "json") {
           throw new AppError("validation_failed", "--format: csv or json", { field: "format" });
         }
-        if (flags.out) refuseUnwritableOut(flags.out);
+        const out = outFile(flags.out);
+        if (out) refuseUnwritableOut(out);
         const store = await openStore(helpers.configFromFlags(flags), { create: false });
         let text: string;
         try {
@@ -76,7 +77,7 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
         } finally {
           await store.close();
         }
-        if (flags.out) writeFileWhole(flags.out, text);
+        if (out) writeFileWhole(out, text);
         else process.stdout.write(text);
       },
     );
@@ -86,7 +87,8 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
       (f) => f !== undefined,
     );
     const period = anyWindow ? windowFromFlags(flags, Date.now()) : {};
-    if (flags.out) refuseUnwritableOut(flags.out);
+    const out = outFile(flags.out);
+    if (out) refuseUnwritableOut(out);
     const store = await openStore(helpers.configFromFlags(flags), { create: false });
     let check: RollupCheck;
     try {
@@ -95,7 +97,7 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
       await store.close();
     }
     const text = rollupCheckToText(check);
-    if (flags.out) writeFileWhole(flags.out, text);
+    if (out) writeFileWhole(out, text);
     else process.stdout.write(text);
     process.exitCode = check.differenceCount > 0 ? 1 : 0;
   }
