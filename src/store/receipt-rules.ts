@@ -268,6 +268,18 @@ export function otherSourceDifferences(
   ];
 }
 
+/**
+ * What recording another source's copy that only knows less comes to: a duplicate, or an update
+ * when the status it brought was taken (the job judged again if it was judged).
+ */
+export function knowingLessOutcome(statusTaken: boolean, reopen: boolean) {
+  return {
+    result: { outcome: statusTaken ? ("updated" as const) : ("duplicate" as const) },
+    reopen: statusTaken && reopen,
+    named: [] as string[],
+  };
+}
+
 /** The recorded receipt with its unknowns taken from `receipt`. */
 export function merged(row: RecordedRow, receipt: ReceiptCore): ReceiptCore {
   const combined = {} as Record<ReceiptField, unknown>;

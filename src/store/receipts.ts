@@ -26,6 +26,7 @@ import {
   fillsCapture,
   gainedConflictSignatures,
   initialBackfill,
+  knowingLessOutcome,
   maxStoredConflicts,
   needsReopen,
   newlyNamed,
@@ -445,14 +446,7 @@ function recordOne(
   // knows less is a duplicate).
   if (row.source !== source) {
     const differences = otherSourceDifferences(row, receipt, statusFinding);
-    if (differences.length === 0) {
-      const filled = statusWritten(status);
-      return {
-        result: { outcome: filled ? "updated" : "duplicate" },
-        reopen: filled && reopen,
-        named: [],
-      };
-    }
+    if (differences.length === 0) return knowingLessOutcome(statusWritten(status), reopen);
     const gained = storeConflict(st, row, receipt, source, differences, now);
     return {
       result: { outcome: "conflict", differences },

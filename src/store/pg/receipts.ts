@@ -15,6 +15,7 @@ import {
   fillsCapture,
   gainedConflictSignatures,
   initialBackfill,
+  knowingLessOutcome,
   maxStoredConflicts,
   needsReopen,
   newlyNamed,
@@ -192,6 +193,18 @@ async function storeConflict(
   return gained;
 }
 
+/** The job's recorded receipt, its row locked for the rest of the transaction. */
+async function lockedRow(tx: PgTx, jobId: string): Promise<RecordedRow> {
+  const [found] = await tx
+    .select(recordedColumns)
+    .from(jobs)
+    .where(eq(jobs.jobId, jobId))
+    .for("update");
+  // Only a row deleted since the insert looked (no code path deletes jobs) lands here.
+  if (found === undefined) throw new Error(`job ${jobId} vanished while recording`);
+  return found as RecordedRow;
+}
+
 /**
  * A receipt of a job that already has a row, as `recordOne` on SQLite after its insert did
  * nothing. The row is read `FOR UPDATE`: what is written below depends on what was read, and
@@ -205,14 +218,7 @@ async function recordExisting(
   now: number,
 ): Promise<{ result: RecordResult; reopen: boolean; named: string[] }> {
   const hash = receiptHash(receipt);
-  const [found] = await tx
-    .select(recordedColumns)
-    .from(jobs)
-    .where(eq(jobs.jobId, receipt.jobId))
-    .for("update");
-  // Only a row deleted since the insert looked (no code path deletes jobs) lands here.
-  if (found === undefined) throw new Error(`job ${receipt.jobId} vanished while recording`);
-  const row = found as RecordedRow;
+  const row = await lockedRow(tx, receipt.jobId);
   const completesCapture =
     row.source === "proxy" && row.captureState === "open" && source === "proxy";
   if (!completesCapture && row.receiptHash === hash) {
@@ -289,14 +295,7 @@ async function recordExisting(
   // knows less is a duplicate).
   if (row.source !== source) {
     const differences = otherSourceDifferences(row, receipt, statusFinding);
-    if (differences.length === 0) {
-      const filled = statusWritten(status);
-      return {
-        result: { outcome: filled ? "updated" : "duplicate" },
-        reopen: filled && reopen,
-        named: [],
-      };
-    }
+    if (differences.length === 0) return knowingLessOutcome(statusWritten(status), reopen);
     const gained = await storeConflict(tx, row, receipt, source, differences, now);
     return {
       result: { outcome: "conflict", differences },
@@ -351,13 +350,7 @@ async function recordOtherSignatures(
   const outcome = { reopen: false, named: [] as string[] };
   for (const other of otherSignatureReceipts(receipt)) {
     // Read again for each: the one before may have added to the job's conflict signatures.
-    const [found] = await tx
-      .select(recordedColumns)
-      .from(jobs)
-      .where(eq(jobs.jobId, receipt.jobId))
-      .for("update");
-    if (found === undefined) throw new Error(`job ${receipt.jobId} vanished while recording`);
-    const row = found as RecordedRow;
+    const row = await lockedRow(tx, receipt.jobId);
     const named = newlyNamed(row, other.receipt);
     const gained = await storeConflict(tx, row, other.receipt, source, [other.column], now);
     if (gained) {
