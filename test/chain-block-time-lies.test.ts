@@ -74,18 +74,13 @@ function lyingPool(): RpcPool {
   });
 }
 
-async function finalized() {
-  const target = h.world.currentSlot() + 5;
-  while (h.world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
-}
-
 describe("an endpoint's block time the chain cannot have", () => {
   it("is refused by the RPC pool in getTransaction and getBlockTime, and passed on in a listing", async () => {
     const c = await h.scenario();
     const honest = await c.pinKey(1);
     const plan = h.op.plan({ keyIndex: 1 });
     const { escrowTx } = h.op.honestJob(plan);
-    await finalized();
+    await h.finalized();
     const rpc = lyingPool();
     try {
       for (const time of [NO_DATE, YEAR_2100, 1_000]) {
@@ -124,7 +119,7 @@ describe("an endpoint's block time the chain cannot have", () => {
     const others = [h.op.plan({ keyIndex: 1 }), h.op.plan({ keyIndex: 1 })];
     for (const plan of others) c.record(plan, h.op.honestJob(plan));
     await c.flush();
-    await finalized();
+    await h.finalized();
     lies.transactions.set(liedTxs.escrowTx, NO_DATE);
     const rpc = lyingPool();
     try {
@@ -162,7 +157,7 @@ describe("an endpoint's block time the chain cannot have", () => {
     const other = h.op.plan({ keyIndex: 1 });
     c.record(other, h.op.honestJob(other));
     await c.flush();
-    await finalized();
+    await h.finalized();
     // Not the pool: an RPC of the verifier's and the ledger's own shape that passes them on.
     const rpc: typeof h.rpc = {
       ...h.rpc,
@@ -199,7 +194,7 @@ describe("an endpoint's block time the chain cannot have", () => {
       const c = await h.scenario();
       const honest = await c.pinKey(1);
       const custody = { vaults: [honest.vault], byKey: {} };
-      await finalized();
+      await h.finalized();
       const honestReader = createLedgerReader({
         store: c.store,
         rpc: h.rpc,
@@ -214,7 +209,7 @@ describe("an endpoint's block time the chain cannot have", () => {
 
       // A later payment, then a sync through the lying endpoint.
       h.op.send([h.op.transfer(honest.vault, h.op.attackerAccount(0n), 1_000n)]);
-      await finalized();
+      await h.finalized();
       lies.blockTime = time;
       const rpc = lyingPool();
       try {

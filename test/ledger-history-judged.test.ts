@@ -37,16 +37,11 @@ function advanceTo(t: number) {
   h.op.advanceClock(d);
 }
 
-async function finalized() {
-  const target = h.world.currentSlot() + 5;
-  while (h.world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
-}
-
 const nextMidnight = (t: number) => Math.floor(t / DAY) * DAY + DAY;
 
 /** The nightly `verify` of [from, to) as cron runs it, with the credit vaults' ledger. */
 async function nightly(c: Scenario, from: number, to: number, rpc: LedgerRpc = h.rpc) {
-  await finalized();
+  await h.finalized();
   const verifier = createVerifier({
     store: c.store,
     rpc: h.rpc,
@@ -198,7 +193,7 @@ describe("a credit vault whose oldest history the RPC no longer holds", () => {
     advanceTo(D + 12 * 3_600_000);
     h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 300_000n)]);
     advanceTo(D + DAY);
-    await finalized();
+    await h.finalized();
     // The node keeps history from D+1 on: everything before is pruned.
     const pruneSlot = h.world.currentSlot();
     const pruned = new Set<string>();

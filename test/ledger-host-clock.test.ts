@@ -23,11 +23,6 @@ afterAll(async () => {
   await h?.close();
 });
 
-async function finalized() {
-  const target = h.world.currentSlot() + 5;
-  while (h.world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
-}
-
 function pool(): RpcPool {
   return createRpcPool({
     endpoints: [{ url: h.world.rpcUrl, rateLimitPerSec: 500, concurrency: 4, timeoutMs: 2000 }],
@@ -41,13 +36,13 @@ describe("this machine's clock behind the chain's", () => {
   it("10 minutes: jobs are judged, and a busy vault's ledger syncs and reads through", async () => {
     const c = await h.scenario();
     const honest = await c.pinKey(1);
-    await finalized();
+    await h.finalized();
     // The chain's clock moves 10 minutes ahead of this machine's.
     h.op.advanceClock(600_000);
     const plan = h.op.plan({ keyIndex: 1 });
     c.record(plan, h.op.honestJob(plan));
     await c.flush();
-    await finalized();
+    await h.finalized();
     const rpc = pool();
     try {
       const verifier = createVerifier({
@@ -78,11 +73,11 @@ describe("this machine's clock behind the chain's", () => {
     const honest = await c.pinKey(1);
     const older = h.op.plan({ keyIndex: 1 });
     c.record(older, h.op.honestJob(older));
-    await finalized();
+    await h.finalized();
     h.op.advanceClock((BLOCK_TIME_AHEAD_SECONDS + 3_600) * 1000);
     const newer = h.op.plan({ keyIndex: 1 });
     const newerTxs = h.op.honestJob(newer);
-    await finalized();
+    await h.finalized();
     const custody = { vaults: [honest.vault], byKey: {} };
     const rpc = pool();
     try {

@@ -62,8 +62,7 @@ const down = {
 
 /** Waits until everything sent so far is finalized, and a second past it. */
 async function finalized() {
-  const target = h.world.currentSlot() + 5;
-  while (h.world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
+  await h.finalized();
   await new Promise((r) => setTimeout(r, 1100));
 }
 

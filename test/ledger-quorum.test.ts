@@ -56,12 +56,6 @@ function quorumWith(lies: Lies): RpcPool {
   });
 }
 
-/** Waits until everything sent so far is finalized on the local chain. */
-async function finalized() {
-  const target = h.world.currentSlot() + 5;
-  while (h.world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
-}
-
 /** Reads the vault through `rpc` (`pageSize` signatures a page) and builds its statement of [from, now). */
 async function statementThrough(
   c: Scenario,
@@ -70,7 +64,7 @@ async function statementThrough(
   from: number,
   pageSize = 1000,
 ) {
-  await finalized();
+  await h.finalized();
   const to = Date.now();
   // Block times are whole seconds: the read happens after the second `to` falls in.
   await new Promise((r) => setTimeout(r, 1100));
@@ -238,12 +232,12 @@ describe("the ledger under RPC_QUORUM=2 with the operator's endpoint listed firs
     const c = await h.scenario();
     const from = Date.now() - 5_000;
     await c.pinKey(0);
-    await finalized();
+    await h.finalized();
     const donor = h.op.victimVault(1_000_000n);
     await new Promise((r) => setTimeout(r, 1100));
     const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 250_000n)]).signature;
     const deposit = h.op.send([h.op.transfer(donor, vault, 1_000n)]).signature;
-    await finalized();
+    await h.finalized();
     const theftSlot = (await h.rpc.getTransaction(theft))!.facts.slot;
     const lie = { on: true };
     const operator: RpcPool = {
@@ -295,7 +289,7 @@ describe("the ledger under RPC_QUORUM=2 with the operator's endpoint listed firs
     const to = (await h.rpc.getBlockTime(theftSlot - 1)) * 1000;
     expect((await night({ from, to })).exitCode).toBe(1);
     lie.on = false;
-    await finalized();
+    await h.finalized();
     await new Promise((r) => setTimeout(r, 1100));
     const second = await night({ from: to, to: Date.now() - 1_100 });
     expect(second.exitCode).toBe(1);

@@ -33,15 +33,9 @@ afterAll(async () => {
   await h?.close();
 });
 
-/** Waits until everything sent so far is finalized on the local chain. */
-async function finalized() {
-  const target = h.world.currentSlot() + 5;
-  while (h.world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
-}
-
 /** Reads the vault and builds its statement of [from, now) with no grace after the window. */
 async function statementOf(c: Scenario, vault: string, from: number) {
-  await finalized();
+  await h.finalized();
   const reader = createLedgerReader({
     store: c.store,
     rpc: h.rpc,
@@ -108,7 +102,7 @@ describe("the statement of a credit vault against an operator who names its debi
     const honestJ = h.op.honestJob(j);
     c.record(j, honestJ);
     c.jobsApi(j.jobId, { status: "processing" });
-    await finalized();
+    await h.finalized();
     expect(await c.verdicts(j.jobId)).toEqual([{ verdict: "verified", failing: [] }]);
 
     // The customer tops up; the operator moves 3,000,000 of it into escrow under J's escrow
@@ -129,7 +123,7 @@ describe("the statement of a credit vault against an operator who names its debi
       worker_address: j.worker.address,
       on_chain: { escrow_tx: theft, settlement_tx: payout },
     });
-    await finalized();
+    await h.finalized();
     // The verifier reads both settlements as J's: its charge and what was taken.
     expect((await c.verdicts(j.jobId))[0]?.verdict).toBe("discrepancy");
 
@@ -203,7 +197,7 @@ describe("the statement of a credit vault refunded a lock the settlement then cl
     const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
     c.record(plan, { escrowTx, settlementTx });
     c.honestJobsApi(plan, { escrowTx, settlementTx });
-    await finalized();
+    await h.finalized();
     expect(await c.verdicts(plan.jobId)).toEqual([{ verdict: "verified", failing: [] }]);
 
     // The vault got back 200,000 of a 160,000 lock.
@@ -231,7 +225,7 @@ describe("the statement of a credit vault locked twice for one job", () => {
     const second = h.op.send(h.op.lockIxs(plan)).signature;
     c.record(plan, txs);
     c.honestJobsApi(plan, txs);
-    await finalized();
+    await h.finalized();
     expect(await c.verdicts(plan.jobId)).toEqual([{ verdict: "verified", failing: [] }]);
 
     const s = await statementOf(c, plan.vault, from);
@@ -404,8 +398,7 @@ describe("the statement of a credit vault whose owner was changed", () => {
     const handover = w.op.send([
       w.op.setAuthority(vault, AuthorityType.AccountOwner, w.op.attacker.address),
     ]).signature;
-    const target = w.world.currentSlot() + 5;
-    while (w.world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
+    await w.finalized();
     const to = Date.now();
     const reader = createLedgerReader({ store: c.store, rpc: w.rpc, profile: c.profile, log });
     const verifier = createVerifier({
@@ -674,8 +667,7 @@ describe("the statement of a credit vault given a delegate", () => {
     const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
     await new Promise((r) => setTimeout(r, from - Date.now() + 20));
     const approve = w.op.send([w.op.approve(vault, w.op.attacker.address, 10n ** 15n)]).signature;
-    const target = w.world.currentSlot() + 5;
-    while (w.world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
+    await w.finalized();
     const to = Date.now();
     const reader = createLedgerReader({ store: c.store, rpc: w.rpc, profile: c.profile, log });
     const verifier = createVerifier({

@@ -29,12 +29,6 @@ describe.each(dialects)("%s store", (dialect) => {
     await h?.close();
   });
 
-  /** Waits until everything sent so far is finalized on the local chain. */
-  async function finalized() {
-    const target = h.world.currentSlot() + 5;
-    while (h.world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
-  }
-
   it("says a statement's lines past a top-up above 2^53 are unread, and why, with no closing balance on chain nor difference", async () => {
     const { op } = h;
     const c = await h.scenario();
@@ -50,7 +44,7 @@ describe.each(dialects)("%s store", (dialect) => {
       c.record(plan, op.honestJob(plan), { creditsRemainingUnits: null });
     }
     await c.flush();
-    await finalized();
+    await h.finalized();
 
     const reader = createLedgerReader({
       store: c.store,

@@ -27,12 +27,6 @@ describe.each(dialects)("%s store", (dialect) => {
     await h?.close();
   });
 
-  /** Waits until everything sent so far is finalized on the local chain. */
-  async function finalized() {
-    const target = h.world.currentSlot() + 5;
-    while (h.world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
-  }
-
   /**
    * Twelve honest jobs of key `keyIndex`, and after the fourth one whose lock is 2^63 + 7 base
    * units, minted into the vault just before and settled honestly; the remainder is then burnt,
@@ -87,7 +81,7 @@ describe.each(dialects)("%s store", (dialect) => {
 
   it("reads a vault past the lines whose amounts no column holds, naming them, and goes on", async () => {
     const { c, honest, vault } = await hugeAmongHonest(2);
-    await finalized();
+    await h.finalized();
     const warnings: string[] = [];
     const reader = createLedgerReader({
       store: c.store,

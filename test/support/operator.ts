@@ -1019,6 +1019,8 @@ export interface AdversaryHarness {
   rpc: RpcPool;
   /** A scenario with its own store, verified under `profile` (localnet by default). */
   scenario(profile?: Profile): Promise<Scenario>;
+  /** Waits until everything sent so far is finalized on the local chain. */
+  finalized(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -1061,6 +1063,11 @@ export async function startAdversaryHarness(
     rpc,
     scenario: async (profile = localnetProfile) =>
       new Scenario(harness, profile, await openStore()),
+    async finalized() {
+      // Past the local chain's finality (3 slots) with a margin.
+      const target = world.currentSlot() + 5;
+      while (world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
+    },
     async close() {
       await rpc.close();
       await world.close();
