@@ -221,6 +221,12 @@ describe("sseEvents", () => {
     const watch = createDoneWatch();
     expect(watch(Buffer.from(`${event(text("say [DONE] or data: [DONE]"))}data: [DO`))).toBe(false);
     expect(watch(Buffer.from("NE]\n\n"))).toBe(true);
+    // A byte at a time: the line's start is bytes back, several chunks before.
+    const bytes = createDoneWatch();
+    const seen = [...Buffer.from(`${event(text("[DONE]"))}data: [DONE]\n\n`)].map((b) =>
+      bytes(Buffer.from([b])),
+    );
+    expect(seen.indexOf(true)).toBe(Buffer.byteLength(`${event(text("[DONE]"))}data: [DONE]`) - 1);
     const first = createDoneWatch();
     expect(first(Buffer.from("data:[DONE]\n\n"))).toBe(true);
   });

@@ -23,22 +23,39 @@ export interface SseEvent {
 const doneLine = /(?:^|[\r\n])(?:\u00EF\u00BB\u00BF)*data: ?\[DONE\]/;
 /** Bytes of the stream kept between chunks to find a `[DONE]` line cut by a chunk's edge. */
 const carryBytes = 24;
+/** `[DONE]`'s length: a `]` within this many bytes of a chunk's start may close one begun before. */
+const doneLength = 6;
+const doneBytes = Buffer.from("[DONE]");
 
 /**
  * Watches a stream's chunks for its `[DONE]` event, so that capture can stop there: a client
- * reads nothing after it, however much follows.
+ * reads nothing after it, however much follows. It runs on every chunk of every stream, so the
+ * bytes are looked at as text only where `[DONE]` is in the chunk or may have begun in the one
+ * before (a `]` among its first bytes).
  */
 export function createDoneWatch(): (chunk: Buffer) => boolean {
-  // The stream starts at a line's start.
-  let carry = "\n";
+  // The chunks holding the stream's last `carryBytes` bytes before this one; the stream starts
+  // at a line's start.
+  const recent: Buffer[] = [Buffer.from("\n")];
+  let recentBytes = 1;
+  const closesEarly = (chunk: Buffer) => {
+    for (let i = 0; i < doneLength && i < chunk.length; i++) if (chunk[i] === 0x5d) return true;
+    return false;
+  };
   return (chunk) => {
+    const whole = chunk.indexOf(doneBytes) >= 0;
     const found =
-      chunk.indexOf("[DONE]") >= 0
-        ? doneLine.test(carry + chunk.toString("latin1"))
-        : doneLine.test(carry + chunk.toString("latin1", 0, carryBytes));
-    carry = (carry + chunk.toString("latin1", Math.max(0, chunk.length - carryBytes))).slice(
-      -carryBytes,
-    );
+      (whole || closesEarly(chunk)) &&
+      doneLine.test(
+        Buffer.concat(recent).toString("latin1") +
+          (whole ? chunk.toString("latin1") : chunk.toString("latin1", 0, doneLength)),
+      );
+    if (chunk.length >= carryBytes) recent.length = 0;
+    recent.push(chunk);
+    recentBytes = chunk.length >= carryBytes ? chunk.length : recentBytes + chunk.length;
+    while (recent.length > 1 && recentBytes - recent[0]!.length >= carryBytes) {
+      recentBytes -= recent.shift()!.length;
+    }
     return found;
   };
 }
@@ -53,7 +70,8 @@ export function sseEvents(text: string, cut: boolean): SseEvent[] {
   const events: SseEvent[] = [];
   let event: string | null = null;
   let data: string[] = [];
-  const lines = text.split(/\r\n|\r|\n/);
+  // Most streams end lines with LF alone: split on it without a pattern when that is all.
+  const lines = text.includes("\r") ? text.split(/\r\n|\r|\n/) : text.split("\n");
   // What follows the last line break is no line yet: the stream ended inside it.
   lines.pop();
   let skipping = cut;
