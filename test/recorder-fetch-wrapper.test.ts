@@ -307,6 +307,10 @@ describe("createRecordingFetch", () => {
     expect(refused({ tags: { team: 5 as unknown as string } })).toThrow(
       /tags.team: must be a string/,
     );
+    // POST /jobs refuses a query parameter: every batch would have been refused, and lost.
+    expect(refused({ ingestUrl: "http://audit.internal:8787/jobs?source=search" })).toThrow(
+      /ingestUrl must have no query or fragment/,
+    );
     expect(refused({ ingestUrl: "audit.internal/jobs" })).toThrow(
       /ingestUrl must be an http\(s\) URL/,
     );

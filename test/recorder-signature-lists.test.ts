@@ -286,6 +286,48 @@ describe("a signature header sent twice with different signatures", () => {
     expect(failing).toContain("settlement.single");
   });
 
+  it("through the fetch wrapper: junk beside the signatures costs neither the receipt nor the second settlement", async () => {
+    const upstream = await lyingUpstream(async (jobId, headers) => {
+      const second = (await jobsApi(jobId)).on_chain.settlement_tx as string;
+      return {
+        "x-decentral-tx-signature": [headers["x-decentral-tx-signature"] as string, "junk"],
+        "x-decentral-settlement-tx": [headers["x-decentral-settlement-tx"] as string, second, ""],
+      };
+    });
+    const store = createTestStore();
+    const audit = await serveApp({ store, log });
+    cleanups.push(audit.close);
+    const errors: string[] = [];
+    const recordingFetch = createRecordingFetch({
+      ingestUrl: `${audit.url}/jobs`,
+      token: await ingestToken(store),
+      onError: (error) => errors.push(error.message),
+    });
+    const client = new OpenAI({
+      apiKey: key(),
+      baseURL: `${upstream}/v1`,
+      fetch: recordingFetch,
+      maxRetries: 0,
+    });
+    const { response } = await client.chat.completions
+      .create({ model: "qwen3-8b", messages }, { headers: { "x-sim-fault": "double-settle" } })
+      .withResponse();
+    await recordingFetch.flush();
+    // The caller's escrow_tx is strict: sent with the junk, the whole receipt was refused.
+    expect(errors).toEqual([]);
+    const jobId = response.headers.get("x-decentral-job-id") as string;
+    const [escrow] = (response.headers.get("x-decentral-tx-signature") as string).split(", ");
+    const [first, second] = (response.headers.get("x-decentral-settlement-tx") as string).split(
+      ", ",
+    );
+    expect(jobRow(store, jobId)).toMatchObject({
+      escrowTx: escrow,
+      settlementTx: first,
+      conflictSignatures: [second],
+    });
+    expect((await verdictOf(store, jobId)).failing).toContain("settlement.single");
+  });
+
   it("through POST /jobs: a settlement_tx of two signatures, with or without a space, fails settlement.single", async () => {
     const store = createTestStore();
     const app = createApp({ store, log, receiptWriter: createReceiptWriter(store, { log }) });

@@ -1,7 +1,13 @@
 import { backoff } from "../retry.js";
 import { keyFingerprint } from "./key-fingerprint.js";
 import { maxOperatorTextLength, operatorModel, operatorTokens } from "./operator-values.js";
-import { maxTags, maxTagValueLength, tagNamePattern, type WireReceipt } from "./receipt-input.js";
+import {
+  maxTags,
+  maxTagValueLength,
+  signaturesOrNull,
+  tagNamePattern,
+  type WireReceipt,
+} from "./receipt-input.js";
 import {
   maxRequestFactsBytes,
   noRequestFacts,
@@ -222,6 +228,9 @@ function checkedOptions(options: RecordingFetchOptions): RecordingFetchOptions {
   if (url === null || (url.protocol !== "http:" && url.protocol !== "https:")) {
     refuse("ingestUrl must be an http(s) URL, e.g. http://audit.internal:8787/jobs");
   }
+  // POST /jobs refuses every query parameter: each batch would be refused, and lost.
+  if (url?.search || url?.hash)
+    refuse("ingestUrl must have no query or fragment (POST /jobs takes none)");
   const whole = (name: "maxBuffer" | "batchSize", min: number, max: number) => {
     const value = options[name];
     if (value !== undefined && !(Number.isInteger(value) && value >= min && value <= max)) {
@@ -497,6 +506,11 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
       const value = response.headers.get(name)?.trim();
       return value && value.length <= max ? value : null;
     };
+    // Every signature a header names, without what else it holds (a line of junk beside them
+    // would have the caller's strict escrow_tx refuse the whole receipt); one naming none is
+    // sent as it is, for ingest to refuse by name.
+    const signatures = (name: string) =>
+      signaturesOrNull(response.headers.get(name))?.join(", ") ?? get(name, maxSignatureListLength);
     // A job id too long to be one is still sent (cut short), so ingest refuses it by name and
     // the caller hears of it (`onError`), rather than the job vanishing without a word.
     const jobId =
@@ -510,8 +524,8 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
       job_id: jobId,
       // A signature header sent twice reads as "S1, S2": sent so, ingest keeps the first as the
       // receipt's and the other as a conflicting receipt, so a second lock or settlement is seen.
-      escrow_tx: get("x-decentral-tx-signature", maxSignatureListLength),
-      settlement_tx: get("x-decentral-settlement-tx", maxSignatureListLength),
+      escrow_tx: signatures("x-decentral-tx-signature"),
+      settlement_tx: signatures("x-decentral-settlement-tx"),
       worker: get("x-decentral-worker"),
       credits_remaining: get("x-decentral-credits-remaining"),
       // An error answer with a settlement charged for no completion: the verifier needs the
