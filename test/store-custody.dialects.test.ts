@@ -306,6 +306,21 @@ describe.each(dialects)("custody store on %s", (dialect) => {
     for (const jobId of ["keyless-v3", "keyed-v2", "kf_b-first"]) {
       expect((await readJob(store, jobId)).verdict).toBe("verified");
     }
+    // Where the deployment lists one vault its keyless locks pass whoever holds it: a key
+    // learning it sends none of them back to be judged again for nothing.
+    await seedJobs(store, [{ jobId: "kf_d-first", keyFingerprint: "kf_d" }]);
+    await createVerdictStore(store, profile).write([drewOn("keyless-v3", null, "V3")], context);
+    await createVerdictStore(store, profile).write(
+      [
+        learning("kf_d-first", "kf_d", {
+          creditVault: "V3",
+          treasuryCandidate: null,
+          reopensKeyless: false,
+        }),
+      ],
+      later,
+    );
+    expect((await readJob(store, "keyless-v3")).verdict).toBe("verified");
   });
 
   it("looks again at a receipt naming no key whose lock passed from a vault then configured for a key", async () => {

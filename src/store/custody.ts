@@ -70,6 +70,12 @@ export interface LearnedPins {
    * may be the key's customer's credits.
    */
   untiedVault?: string | null;
+  /**
+   * Whether learning `creditVault` sends keyless verdicts drawn on it back (see `untiedJobsOf`):
+   * false where the deployment lists one credit vault, whose keyless locks pass whoever holds
+   * it, so each key's first lock would judge them all again for nothing.
+   */
+  reopensKeyless?: boolean;
 }
 
 /** The treasury as pinned by the profile, learned, or still being learned. */
@@ -308,7 +314,9 @@ export function createCustodyPinning(store: SqliteStore, profile: CustodyProfile
       return false;
     }
     insertLearned.run(job.keyFingerprint, learned.creditVault, job.jobId, t);
-    reopenJobs(store, { where: untiedJobsOf(learned.creditVault) }, t);
+    if (learned.reopensKeyless !== false) {
+      reopenJobs(store, { where: untiedJobsOf(learned.creditVault) }, t);
+    }
     return true;
   };
   // Jobs that waited for the treasury are decided again now that it is known.

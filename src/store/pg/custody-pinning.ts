@@ -181,7 +181,7 @@ export function createPgCustodyPinning(profile: CustodyProfile): PgCustodyPinnin
         )) {
         hold(row.key, row.vault);
       }
-      const inserts = new Map<string, { vault: string; jobId: string }>();
+      const inserts = new Map<string, { vault: string; jobId: string; reopensKeyless: boolean }>();
       const refused = new Set<(typeof items)[number]>();
       for (const { item, key, vault } of learning) {
         // A verdict stale for a vault pinned before this batch pins nothing, as on SQLite.
@@ -192,7 +192,11 @@ export function createPgCustodyPinning(profile: CustodyProfile): PgCustodyPinnin
           continue;
         }
         hold(key, vault);
-        inserts.set(key, { vault, jobId: item.job.jobId });
+        inserts.set(key, {
+          vault,
+          jobId: item.job.jobId,
+          reopensKeyless: item.learned.reopensKeyless !== false,
+        });
       }
       if (inserts.size > 0) {
         const inOrder = [...inserts.keys()].sort();
@@ -219,8 +223,10 @@ export function createPgCustodyPinning(profile: CustodyProfile): PgCustodyPinnin
       }
       // A vault this batch pinned: keyless verdicts already written on a lock from it are
       // looked at again (as on SQLite). Those of this batch are stale above.
-      for (const [key, { vault }] of inserts) {
-        if (now.get(key) === vault) await reopenJobsPg(tx, { where: untiedJobsOf(vault) }, t);
+      for (const [key, { vault, reopensKeyless }] of inserts) {
+        if (reopensKeyless && now.get(key) === vault) {
+          await reopenJobsPg(tx, { where: untiedJobsOf(vault) }, t);
+        }
       }
       return items.map(
         (item) =>

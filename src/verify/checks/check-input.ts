@@ -100,6 +100,11 @@ export interface Evaluation {
      * held it: a key that holds it by the time the verdict is written makes the verdict stale.
      */
     untiedVault?: string | null;
+    /**
+     * Whether a key learning `creditVault` makes keyless verdicts on it stale: not where the
+     * deployment lists one credit vault, whose keyless locks pass whoever holds it.
+     */
+    reopensKeyless?: boolean;
   };
 }
 

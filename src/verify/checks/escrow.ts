@@ -118,7 +118,10 @@ export function escrowChecks(
       creditVault = source;
       // A vault declared by the receipt or allowed by the deployment's list is pinned for the
       // key too, so a later lock of the key cannot come from another listed vault.
-      if (custody.pinned === null && job.keyFingerprint) learned.creditVault = source;
+      if (custody.pinned === null && job.keyFingerprint) {
+        learned.creditVault = source;
+        learned.reopensKeyless = custody.configured.size !== 1;
+      }
       // No key held the vault on the pins of this slice: one that comes to hold it before the
       // verdict is written makes the verdict stale (after, the pin sends this job back).
       if (untied) learned.untiedVault = source;
@@ -133,6 +136,7 @@ export function escrowChecks(
       // The key's first lock: its vault is pinned for every later job of this key.
       creditVault = source;
       learned.creditVault = source;
+      learned.reopensKeyless = custody.configured.size !== 1;
       list.add(
         pass(
           "escrow.source",
