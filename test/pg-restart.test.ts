@@ -1,4 +1,3 @@
-import http from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -12,7 +11,7 @@ import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { startEmbeddedPostgres, type TestPostgresServer } from "./support/postgres-server.js";
 import { seedJobs } from "./support/seed-verdicts.js";
-import { type CliProcess, startServe } from "./support/service-process.js";
+import { type CliProcess, scrapeMetrics, startServe } from "./support/service-process.js";
 
 /**
  * PostgreSQL stopped or restarted under running work, as an operator's restart or a failover
@@ -61,24 +60,6 @@ afterAll(async () => {
   await server?.stop();
 });
 
-/** `GET /metrics` on a connection of its own, so successive scrapes reach either worker. */
-function scrape(base: string, token: string): Promise<{ status: number; text: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(
-      `${base}/metrics`,
-      { agent: false, headers: { authorization: `Bearer ${token}` } },
-      (res) => {
-        let text = "";
-        res.setEncoding("utf8").on("data", (chunk: string) => {
-          text += chunk;
-        });
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
-      },
-    );
-    req.on("error", reject);
-  });
-}
-
 /** A sample's value as Prometheus reads it (prom-client writes NaN as "Nan"). */
 function value(text: string, name: string): number | undefined {
   const found = new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1];
@@ -114,7 +95,7 @@ describe("serve --workers 2 while PostgreSQL is stopped", () => {
       );
     let before = "";
     for (let i = 0; i < 200 && served().size < 2; i++) {
-      const res = await scrape(serve.url, token);
+      const res = await scrapeMetrics(serve.url, token);
       expect(res.status).toBe(200);
       before = res.text;
       await sleep(20);
@@ -126,7 +107,7 @@ describe("serve --workers 2 while PostgreSQL is stopped", () => {
     expect(value(before, "decentral_audit_verification_lag_seconds")).toBeGreaterThan(30);
 
     await halt();
-    const during = await scrape(serve.url, token);
+    const during = await scrapeMetrics(serve.url, token);
     expect(during.status).toBe(200);
     expect(value(during.text, "decentral_audit_serve_workers_answered")).toBe(2);
     expect(value(during.text, "decentral_audit_database_up")).toBe(0);
@@ -138,7 +119,7 @@ describe("serve --workers 2 while PostgreSQL is stopped", () => {
     await up();
     // Once it is back, the numbers are back.
     for (let i = 0; ; i++) {
-      const after = await scrape(serve.url, token);
+      const after = await scrapeMetrics(serve.url, token);
       if (value(after.text, "decentral_audit_database_up") === 1) {
         expect(value(after.text, "decentral_audit_verification_queue_depth")).toBe(1);
         break;

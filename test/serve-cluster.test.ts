@@ -20,7 +20,7 @@ import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { createLockStore } from "../src/store/locks.js";
 import { address, jobId, signature } from "./support/recorder-fixtures.js";
-import { type CliProcess, startCli, startServe } from "./support/service-process.js";
+import { type CliProcess, scrapeMetrics, startCli, startServe } from "./support/service-process.js";
 
 /**
  * `serve --workers 2` as real processes: a primary and two workers sharing one port, against
@@ -240,24 +240,6 @@ async function metricsToken(db: string): Promise<string> {
   }
 }
 
-/** `GET /metrics` on a connection of its own (never one a stopped worker holds). */
-function scrape(base: string, token: string): Promise<{ status: number; text: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(
-      `${base}/metrics`,
-      { agent: false, headers: { authorization: `Bearer ${token}` } },
-      (res) => {
-        let text = "";
-        res.setEncoding("utf8").on("data", (chunk: string) => {
-          text += chunk;
-        });
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
-      },
-    );
-    req.on("error", reject);
-  });
-}
-
 /** The sum of a metric's samples whose line starts with `name` (labels any). */
 function sample(text: string, name: string): number {
   return [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "gm"))]
@@ -398,15 +380,15 @@ describe("serve --workers 2", () => {
     const token = await metricsToken(db);
     const answers = await Promise.all(Array.from({ length: 20 }, () => send(serve.url, false)));
     await Promise.all(answers.map((a) => a.done));
-    expect(sample((await scrape(serve.url, token)).text, PROXIED)).toBe(20);
+    expect(sample((await scrapeMetrics(serve.url, token)).text, PROXIED)).toBe(20);
     process.kill(await busiest(serve, 20), "SIGKILL");
     await until(() => workerPids(serve).size === 3);
     await serve.waitForLog((l) => l.msg === "serve worker died; restarting it");
-    const after = (await scrape(serve.url, token)).text;
+    const after = (await scrapeMetrics(serve.url, token)).text;
     expect(sample(after, PROXIED)).toBe(20);
     expect(sample(after, "decentral_audit_serve_worker_restarts_total")).toBe(1);
     await send(serve.url, false).then((a) => a.done);
-    expect(sample((await scrape(serve.url, token)).text, PROXIED)).toBe(21);
+    expect(sample((await scrapeMetrics(serve.url, token)).text, PROXIED)).toBe(21);
   }, 30_000);
 
   it("answers /metrics while a worker hangs, with that worker's last counters", async () => {
@@ -414,13 +396,13 @@ describe("serve --workers 2", () => {
     const token = await metricsToken(db);
     const answers = await Promise.all(Array.from({ length: 20 }, () => send(serve.url, false)));
     await Promise.all(answers.map((a) => a.done));
-    const before = (await scrape(serve.url, token)).text;
+    const before = (await scrapeMetrics(serve.url, token)).text;
     expect(sample(before, PROXIED)).toBe(20);
     expect(sample(before, "decentral_audit_serve_workers_answered")).toBe(2);
     const hung = await busiest(serve, 20);
     process.kill(hung, "SIGSTOP");
     try {
-      const during = await scrape(serve.url, token);
+      const during = await scrapeMetrics(serve.url, token);
       expect(during.status).toBe(200);
       expect(sample(during.text, PROXIED)).toBe(20);
       expect(sample(during.text, "decentral_audit_serve_workers_answered")).toBe(1);
@@ -449,7 +431,7 @@ describe("serve --workers 2", () => {
       .filter((l) => l.msg === "serve worker died; restarting it")
       .map((l) => l.restartInMs);
     expect(delays).toEqual([1000, 2000, 4000]);
-    const text = (await scrape(serve.url, token)).text;
+    const text = (await scrapeMetrics(serve.url, token)).text;
     expect(sample(text, "decentral_audit_serve_worker_restarts_total")).toBe(3);
   }, 60_000);
 

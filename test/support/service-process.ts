@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
+import http from "node:http";
 import { createInterface } from "node:readline";
 
 /** A `decentral-audit` command in its own process, run from source as the binary runs it. */
@@ -103,4 +104,28 @@ export async function startServe(
   const proc = startCli(["serve", "--port", "0", "--db", db, "--profile", "localnet"], env);
   const line = await proc.waitForLog((l) => l.msg === "decentral-audit listening");
   return Object.assign(proc, { url: String(line.url) });
+}
+
+/**
+ * `GET /metrics` on a connection of its own: successive scrapes reach either worker of a
+ * cluster, and never one a stopped worker holds.
+ */
+export function scrapeMetrics(
+  base: string,
+  token: string,
+): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(
+      `${base}/metrics`,
+      { agent: false, headers: { authorization: `Bearer ${token}` } },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8").on("data", (chunk: string) => {
+          text += chunk;
+        });
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
+      },
+    );
+    req.on("error", reject);
+  });
 }
