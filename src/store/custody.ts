@@ -1,7 +1,8 @@
-import { and, eq, inArray, isNull, sql } from "drizzle-orm";
+import { and, eq, inArray, sql } from "drizzle-orm";
 import type { SQLiteColumn } from "drizzle-orm/sqlite-core";
 import type { SqliteStore, Store } from "../db/client.js";
 import { creditVaults, jobs } from "../db/schema.js";
+import { untiedJobsWhere } from "./custody-rules.js";
 import { reopenJobs } from "./job-queue.js";
 import { createPgCustodyStore } from "./pg/custody.js";
 
@@ -11,23 +12,9 @@ const verifiedJobsOf = (keys: readonly string[]) =>
     inArray(jobs.keyFingerprint, [...keys]),
     inArray(jobs.verdict, ["verified", "partially_verified"]),
   )!;
-/**
- * Judged jobs of receipts naming no key and no vault whose lock passed `escrow.source` as drawn
- * on `vault` while no key held it (the passing check records the vault it drew on). Once a key
- * holds the vault that lock may be the key's customer's credits: they are looked at again, so
- * a verdict does not depend on whether the operator drew on a vault before or after its key's
- * first lock. A correlated EXISTS, driven from the keyless jobs (`jobs_key_created`).
- */
+/** Keyless jobs judged on a lock from `vault` while no key held it (see `untiedJobsWhere`). */
 const untiedJobsOf = (vault: string) =>
-  and(
-    isNull(jobs.keyFingerprint),
-    isNull(jobs.creditVault),
-    inArray(jobs.verdict, ["verified", "partially_verified"]),
-    // Raw SQL: the vault inside the check's JSON evidence, of the row being updated.
-    sql`EXISTS (SELECT 1 FROM check_results c WHERE c.job_id = jobs.job_id
-      AND c.name = 'escrow.source' AND c.outcome = 'pass'
-      AND json_extract(c.actual, '$.vault') = ${vault})`,
-  )!;
+  untiedJobsWhere(jobs, sql.raw("json_extract(c.actual, '$.vault')"), vault);
 
 /**
  * What ties money to the customer and to the protocol, as the store pins it: the credit vault

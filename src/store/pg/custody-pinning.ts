@@ -1,6 +1,7 @@
-import { and, count, eq, inArray, isNull, or, sql } from "drizzle-orm";
+import { and, count, eq, inArray, or, sql } from "drizzle-orm";
 import { creditVaults, jobs, profilePins, treasuryEvidence } from "../../db/pg/schema.js";
 import type { CustodyProfile, LearnedPins } from "../custody.js";
+import { untiedJobsWhere } from "../custody-rules.js";
 import type { PgExecutor } from "./executor.js";
 import { reopenJobsPg } from "./job-queue.js";
 
@@ -84,16 +85,9 @@ const treasuryWaiters = and(
   sql`${jobs.unproven}::text LIKE '%"treasury_unknown"%'`,
 )!;
 
-/** Keyless jobs judged on a lock from `vault` while no key held it (as on SQLite). */
+/** Keyless jobs judged on a lock from `vault` while no key held it (see `untiedJobsWhere`). */
 export const untiedJobsOf = (vault: string) =>
-  and(
-    isNull(jobs.keyFingerprint),
-    isNull(jobs.creditVault),
-    inArray(jobs.verdict, ["verified", "partially_verified"]),
-    // Raw SQL: the vault inside the check's JSON evidence, of the row being updated.
-    sql`EXISTS (SELECT 1 FROM check_results c WHERE c.job_id = jobs.job_id
-      AND c.name = 'escrow.source' AND c.outcome = 'pass' AND c.actual ->> 'vault' = ${vault})`,
-  )!;
+  untiedJobsWhere(jobs, sql.raw("c.actual ->> 'vault'"), vault);
 
 /** Custody's writes for the verdict writer's transaction on PostgreSQL. */
 export function createPgCustodyPinning(profile: CustodyProfile): PgCustodyPinning {
