@@ -323,6 +323,32 @@ describe("a quorum of RPC endpoints", () => {
     expect(await slotOf(99_999, 5000)).toBe(5000);
   });
 
+  it("asks an honest endpoint slow once again for the slot: a frozen one does not stay the k-th highest", async () => {
+    // Its first answer comes only when the quorum stops waiting for it (past the hedge delay).
+    const slowOnce = member("slow-once", { slot: 5000, amount: 5n });
+    let slotCalls = 0;
+    slowOnce.m.rpc.getSlot = (_commitment, options) => {
+      slotCalls++;
+      if (slotCalls > 1) return Promise.resolve(5000);
+      return new Promise((_, reject) =>
+        options?.signal?.addEventListener("abort", () => reject(new Error("stopped")), {
+          once: true,
+        }),
+      );
+    };
+    const frozen = member("frozen", { slot: 1000, amount: 5n });
+    const honest = member("honest", { slot: 5000, amount: 5n });
+    const rpc = createQuorumRpc({ members: [slowOnce.m, frozen.m, honest.m], quorum: 2 });
+    await rpc.getSlot();
+    // Left out of every later read, it left the frozen endpoint's slot as the k-th highest for
+    // the life of the process, and the drop window never passed.
+    for (let i = 0; i < 3; i++) expect(await rpc.getSlot()).toBe(5000);
+    expect(slotCalls).toBe(4);
+    // Answering in time again, it is asked first again.
+    await rpc.getTransaction(SIG);
+    expect(slowOnce.calls.getTransaction).toBe(1);
+  });
+
   it("asks others for a status short of final once k endpoints called the signature missing", async () => {
     // A status short of final comes from one endpoint. One answering "confirmed" for a phantom
     // each time it was asked first restarted the drop's wait, and its job waited for ever.

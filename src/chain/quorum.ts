@@ -35,6 +35,7 @@ import { endpointNames } from "./url-secrets.js";
  *   and an honest node are the honest facts;
  * - an endpoint slow to answer has the next one asked too (`hedged`), and is asked last until it
  *   answers in time: with more endpoints than k, it costs one hedge delay, not a timeout a read.
+ *   The current slot still asks it at once and waits for it up to the hedge delay (`fromK`).
  */
 
 /** One endpoint's answer to one question, as kept in evidence. */
@@ -846,7 +847,8 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
   /**
    * Asks k endpoints at once (in standing order), and the next ones in place of those that
    * fail, until k answered; `rpc_unavailable` when fewer than k could. `wide` asks every
-   * endpoint in good standing at once (at least k).
+   * endpoint neither failing nor set aside at once (at least k), slow ones included, and waits
+   * for each up to the hedge delay.
    */
   async function fromK<T>(
     ask: (m: QuorumMember, stop: AbortSignal) => Promise<T>,
@@ -859,13 +861,15 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     const answers: { member: QuorumMember; value: T }[] = [];
     const errors: string[] = [];
     const queue = order().filter((m) => !skip.has(m.name));
-    const good = queue.filter(inGoodStanding).length;
-    // Wide, every endpoint in good standing is waited for, but one slow to answer only up to
-    // the hedge delay once `need` answered (as one that failed).
+    // Wide, an endpoint slow to answer is asked too (it comes after those in good standing),
+    // and every one is waited for up to the hedge delay, not only until `need` answered: left
+    // out once slow, an honest endpoint was never asked again, never answered in time again,
+    // and a frozen one's slot stayed the k-th highest for the life of the process.
+    const usable = queue.filter((m) => !isAside(m) && !isFailing(m)).length;
     await hedged(
       what.split(" ")[0]!,
       queue,
-      wide ? Math.max(need, good) : need,
+      wide ? Math.max(need, usable) : need,
       (m, stop) => observed(m, () => ask(m, stop), stop),
       (m, outcome) => {
         if (outcome.ok) answers.push({ member: m, value: outcome.value });
@@ -884,9 +888,10 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
   }
 
   /**
-   * The k-th highest answer of every endpoint in good standing: a slot k of them reached. No
-   * single endpoint moves it forward, nor holds it back: the lowest of k let one endpoint
-   * answering a frozen old slot keep the drop window from ever passing.
+   * The k-th highest answer of every endpoint neither failing nor set aside that answers within
+   * the hedge delay: a slot k of them reached. No single endpoint moves it forward, nor holds it
+   * back: the lowest of k let one endpoint answering a frozen old slot keep the drop window from
+   * ever passing.
    */
   async function quorumNumber(
     ask: (m: QuorumMember, stop: AbortSignal) => Promise<number>,
