@@ -349,6 +349,30 @@ describe("a quorum of RPC endpoints", () => {
     expect(slowOnce.calls.getTransaction).toBe(1);
   });
 
+  it("stops a slow endpoint's token account and block time reads once k others agree", async () => {
+    const slow = member("slow", {});
+    const stopped: string[] = [];
+    const untilStopped = (what: string, signal: AbortSignal | undefined) =>
+      new Promise<never>((_, reject) => {
+        // Not stopped, it answers after an RPC timeout, holding a request slot until then.
+        const timer = setTimeout(() => reject(new Error("timed out")), 3000);
+        signal?.addEventListener("abort", () => {
+          clearTimeout(timer);
+          stopped.push(what);
+          reject(new Error("stopped"));
+        });
+      });
+    slow.m.rpc.getTokenAccount = (_address, options) =>
+      untilStopped("getTokenAccount", options?.signal);
+    slow.m.rpc.getBlockTime = (_slot, options) => untilStopped("getBlockTime", options?.signal);
+    // A quorum each: once slow, an endpoint is asked after the others.
+    const quorum = () =>
+      createQuorumRpc({ members: [slow.m, member("a", {}).m, member("b", {}).m], quorum: 2 });
+    expect((await quorum().getTokenAccount("vault")).account).toBeNull();
+    expect(await quorum().getBlockTime(100)).toBe(1_700_000_000);
+    expect(stopped).toEqual(["getTokenAccount", "getBlockTime"]);
+  }, 10_000);
+
   it("asks others for a status short of final once k endpoints called the signature missing", async () => {
     // A status short of final comes from one endpoint. One answering "confirmed" for a phantom
     // each time it was asked first restarted the drop's wait, and its job waited for ever.

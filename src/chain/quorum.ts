@@ -848,16 +848,23 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
    * Asks k endpoints at once (in standing order), and the next ones in place of those that
    * fail, until k answered; `rpc_unavailable` when fewer than k could. `wide` asks every
    * endpoint neither failing nor set aside at once (at least k), slow ones included, and waits
-   * for each up to the hedge delay.
+   * for each up to the hedge delay of `method`. `ask` is given a signal that fires when the
+   * question is settled without that call or when the caller's `signal` does.
    */
   async function fromK<T>(
-    ask: (m: QuorumMember, stop: AbortSignal) => Promise<T>,
+    method: string,
     what: string,
-    wide = false,
-    /** Endpoints asked already (left out), and how many answers are wanted (default k). */
-    more: { skip: ReadonlySet<string>; need: number } = { skip: new Set(), need: k },
+    ask: (m: QuorumMember, signal: AbortSignal) => Promise<T>,
+    options: {
+      wide?: boolean;
+      /** Endpoints asked already (left out). */
+      skip?: ReadonlySet<string>;
+      /** How many answers are wanted (default k). */
+      need?: number;
+      signal?: AbortSignal;
+    } = {},
   ) {
-    const { skip, need } = more;
+    const { wide = false, skip = new Set<string>(), need = k, signal } = options;
     const answers: { member: QuorumMember; value: T }[] = [];
     const errors: string[] = [];
     const queue = order().filter((m) => !skip.has(m.name));
@@ -867,10 +874,14 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     // and a frozen one's slot stayed the k-th highest for the life of the process.
     const usable = queue.filter((m) => !isAside(m) && !isFailing(m)).length;
     await hedged(
-      what.split(" ")[0]!,
+      method,
       queue,
       wide ? Math.max(need, usable) : need,
-      (m, stop) => observed(m, () => ask(m, stop), stop),
+      (m, stop) => {
+        // A call stopped by the caller is no failure of the endpoint either.
+        const either = eitherSignal(signal, stop);
+        return observed(m, () => ask(m, either), either);
+      },
       (m, outcome) => {
         if (outcome.ok) answers.push({ member: m, value: outcome.value });
         else errors.push(`${m.name}: ${message(outcome.error)}`);
@@ -894,10 +905,12 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
    * ever passing.
    */
   async function quorumNumber(
-    ask: (m: QuorumMember, stop: AbortSignal) => Promise<number>,
-    what: string,
+    method: string,
+    ask: (m: QuorumMember, signal: AbortSignal) => Promise<number>,
+    signal: AbortSignal | undefined,
   ) {
-    const values = (await fromK(ask, what, true)).map((a) => a.value).sort((a, b) => b - a);
+    const answers = await fromK(method, method, ask, { wide: true, ...(signal ? { signal } : {}) });
+    const values = answers.map((a) => a.value).sort((a, b) => b - a);
     return values[k - 1]!;
   }
 
@@ -913,8 +926,9 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     options: { signal?: AbortSignal } = {},
   ): Promise<number> {
     const slot = await quorumNumber(
-      (m, stop) => m.rpc.getSlot(commitment, { signal: eitherSignal(options.signal, stop) }),
       "getSlot",
+      (m, signal) => m.rpc.getSlot(commitment, { signal }),
+      options.signal,
     );
     if (commitment === "finalized") finalizedSlot = Math.max(finalizedSlot ?? 0, slot);
     return slot;
@@ -962,7 +976,7 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
   async function listingOf(
     m: QuorumMember,
     address: string,
-    options: { before?: string; until?: string; limit?: number },
+    options: { before?: string; until?: string; limit?: number; signal?: AbortSignal },
   ): Promise<AddressSignatureInfo[]> {
     const page = await m.rpc.getSignaturesForAddress(address, options);
     const seen = new Set<string>();
@@ -988,15 +1002,18 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
    */
   async function settledListings(
     address: string,
-    ask: (m: QuorumMember) => Promise<AddressSignatureInfo[]>,
+    ask: (m: QuorumMember, signal: AbortSignal) => Promise<AddressSignatureInfo[]>,
     /** Endpoints not asked: their listing of this read did not check out. */
-    excluded: ReadonlySet<string> = new Set(),
+    excluded: ReadonlySet<string>,
+    signal: AbortSignal | undefined,
   ): Promise<{ member: QuorumMember; value: AddressSignatureInfo[] }[]> {
     const what = `getSignaturesForAddress ${address}`;
-    const answers = await fromK(ask, what, false, { skip: excluded, need: k });
+    const method = "getSignaturesForAddress";
+    const caller = signal ? { signal } : {};
+    const answers = await fromK(method, what, ask, { skip: excluded, ...caller });
     const asked = new Set([...excluded, ...answers.map((a) => a.member.name)]);
     const askMore = async (need: number) => {
-      const more = await fromK(ask, what, false, { skip: new Set(asked), need });
+      const more = await fromK(method, what, ask, { skip: new Set(asked), need, ...caller });
       for (const a of more) asked.add(a.member.name);
       answers.push(...more);
     };
@@ -1063,7 +1080,7 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
    */
   async function getSignaturesForAddress(
     address: string,
-    options: { before?: string; until?: string; limit?: number } = {},
+    options: { before?: string; until?: string; limit?: number; signal?: AbortSignal } = {},
   ): Promise<AddressSignatureInfo[]> {
     const limit = options.limit ?? 1000;
     const out: AddressSignatureInfo[] = [];
@@ -1088,13 +1105,15 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
       try {
         answers = await settledListings(
           address,
-          (m) =>
+          (m, signal) =>
             listingOf(m, address, {
               ...options,
               limit: ask,
               ...(before === undefined ? {} : { before }),
+              signal,
             }),
           excluded,
+          options.signal,
         );
       } catch (error) {
         // Too few endpoints left once those listing a made-up entry are set apart: the read
@@ -1287,7 +1306,10 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
    * What k endpoints agree a token account is (program, mint, amount, or no account at all),
    * the same answer from k endpoints, asked in order until k agree, at the lowest of their slots.
    */
-  async function getTokenAccount(address: string): Promise<TokenAccountRead> {
+  async function getTokenAccount(
+    address: string,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<TokenAccountRead> {
     const what = `getTokenAccount ${address}`;
     const queue = order();
     const answers: { name: string; read: TokenAccountRead; key: string }[] = [];
@@ -1310,7 +1332,10 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
       "getTokenAccount",
       queue,
       k,
-      (m, stop) => observed(m, () => m.rpc.getTokenAccount(address), stop),
+      (m, stop) => {
+        const signal = eitherSignal(options.signal, stop);
+        return observed(m, () => m.rpc.getTokenAccount(address, { signal }), signal);
+      },
       (m, outcome) => {
         if (!outcome.ok) {
           errors.push(`${m.name}: ${message(outcome.error)}`);
@@ -1340,10 +1365,14 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
    * at a time until k agree, and those that gave another time are outvoted: one endpoint listed
    * first and answering a time two days early held every nightly run back, never set aside.
    */
-  async function getBlockTime(slot: number): Promise<number> {
+  async function getBlockTime(
+    slot: number,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<number> {
     const what = `getBlockTime ${slot}`;
-    const ask = (m: QuorumMember) => m.rpc.getBlockTime(slot);
-    const answers = await fromK(ask, what);
+    const ask = (m: QuorumMember, signal: AbortSignal) => m.rpc.getBlockTime(slot, { signal });
+    const caller = options.signal ? { signal: options.signal } : {};
+    const answers = await fromK("getBlockTime", what, ask, caller);
     for (;;) {
       const counts = new Map<number, number>();
       for (const a of answers) counts.set(a.value, (counts.get(a.value) ?? 0) + 1);
@@ -1357,7 +1386,7 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
       }
       try {
         const skip = new Set(answers.map((a) => a.member.name));
-        answers.push(...(await fromK(ask, what, false, { skip, need: 1 })));
+        answers.push(...(await fromK("getBlockTime", what, ask, { skip, need: 1, ...caller })));
       } catch {
         for (const a of answers) standing.get(a.member.name)!.unresolved++;
         throw new AppError(
@@ -1376,8 +1405,12 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     getSignatureStatuses,
     getTransaction,
     getSlot: finalizedAware,
-    getBlockHeight: (commitment = "finalized") =>
-      quorumNumber((m) => m.rpc.getBlockHeight(commitment), "getBlockHeight"),
+    getBlockHeight: (commitment = "finalized", options = {}) =>
+      quorumNumber(
+        "getBlockHeight",
+        (m, signal) => m.rpc.getBlockHeight(commitment, { signal }),
+        options.signal,
+      ),
     getBlockTime,
     getSignaturesForAddress,
     getTokenAccount,

@@ -161,17 +161,20 @@ export interface RpcPool {
    */
   getSignaturesForAddress(
     address: string,
-    options?: { before?: string; until?: string; limit?: number },
+    options?: { before?: string; until?: string; limit?: number; signal?: AbortSignal },
   ): Promise<AddressSignatureInfo[]>;
   /**
    * getAccountInfo (jsonParsed) at finalized: which mint a token account holds and how much.
    * (getTokenAccountBalance names no mint, so an account closed and opened again in another
    * mint at the same address would pass its balance off as credits.)
    */
-  getTokenAccount(address: string): Promise<TokenAccountRead>;
-  getBlockHeight(commitment?: "confirmed" | "finalized"): Promise<number>;
+  getTokenAccount(address: string, options?: { signal?: AbortSignal }): Promise<TokenAccountRead>;
+  getBlockHeight(
+    commitment?: "confirmed" | "finalized",
+    options?: { signal?: AbortSignal },
+  ): Promise<number>;
   /** getBlockTime: the slot's block time, whole seconds since the epoch. */
-  getBlockTime(slot: number): Promise<number>;
+  getBlockTime(slot: number, options?: { signal?: AbortSignal }): Promise<number>;
   /**
    * Requests per second the pool allows now: the rate of the endpoint the next call goes to,
    * lowered after 429s (adaptive-rate.ts). A verifier sizes its rounds by it.
@@ -806,13 +809,16 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
       return pick(undefined).rate.current(internals.now());
     },
 
-    async getBlockHeight(commitment = "finalized") {
-      return integer((await call("getBlockHeight", [{ commitment }])).result, "getBlockHeight");
+    async getBlockHeight(commitment = "finalized", options = {}) {
+      const { signal } = options;
+      const reply = await call("getBlockHeight", [{ commitment }], signal ? { signal } : {});
+      return integer(reply.result, "getBlockHeight");
     },
 
-    async getBlockTime(slot) {
-      const seconds = integer((await call("getBlockTime", [slot])).result, "getBlockTime");
-      return checkedBlockTime(seconds, `getBlockTime ${slot}`);
+    async getBlockTime(slot, options = {}) {
+      const { signal } = options;
+      const reply = await call("getBlockTime", [slot], signal ? { signal } : {});
+      return checkedBlockTime(integer(reply.result, "getBlockTime"), `getBlockTime ${slot}`);
     },
 
     async getSignaturesForAddress(address, options = {}) {
@@ -820,15 +826,19 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
       if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
         throw new RangeError("getSignaturesForAddress limit must be an integer in 1..1000");
       }
-      const { result } = await call("getSignaturesForAddress", [
-        address,
-        {
-          commitment: "finalized",
-          limit,
-          ...(options.before ? { before: options.before } : {}),
-          ...(options.until ? { until: options.until } : {}),
-        },
-      ]);
+      const { result } = await call(
+        "getSignaturesForAddress",
+        [
+          address,
+          {
+            commitment: "finalized",
+            limit,
+            ...(options.before ? { before: options.before } : {}),
+            ...(options.until ? { until: options.until } : {}),
+          },
+        ],
+        options.signal ? { signal: options.signal } : {},
+      );
       if (!Array.isArray(result)) {
         throw new AppError("rpc_unavailable", "getSignaturesForAddress returned no list");
       }
@@ -849,11 +859,13 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
       });
     },
 
-    async getTokenAccount(address) {
-      const { result } = await call("getAccountInfo", [
-        address,
-        { commitment: "finalized", encoding: "jsonParsed" },
-      ]);
+    async getTokenAccount(address, options = {}) {
+      const { signal } = options;
+      const { result } = await call(
+        "getAccountInfo",
+        [address, { commitment: "finalized", encoding: "jsonParsed" }],
+        signal ? { signal } : {},
+      );
       return tokenAccountOf(result, "getAccountInfo");
     },
 
