@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { Store } from "../src/db/client.js";
 import { openPostgres } from "../src/db/pg/client.js";
 import { createJobsApiStore, type JobsApiAnswer } from "../src/store/jobs-api.js";
+import { maxConflictSignatures } from "../src/store/receipt-rules.js";
 import { createReceiptsStore, type Receipt } from "../src/store/receipts.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { address, jobId, signature } from "./support/recorder-fixtures.js";
@@ -288,6 +289,24 @@ describe.each(dialects)("jobs API answers store on %s", (dialect) => {
     // The same answer again keeps them, once each.
     await answers.recordAnswer(job, answer({ escrowTx: lock, settlementTx }), 300);
     expect((await readJob(store, job))?.conflictSignatures).toEqual([otherLock, payout]);
+  });
+
+  it("keeps one step an answer drops past the followed signatures, as the mark that more were named", async () => {
+    const store = await stores.open();
+    const answers = createJobsApiStore(store);
+    const lock = signature();
+    const settlementTx = signature();
+    const job = jobId();
+    await seedJob(store, { jobId: job, escrowTx: lock, settlementTx, verdict: "verified" });
+    const full = Array.from({ length: maxConflictSignatures }, () => signature());
+    await updateJob(store, job, { conflictSignatures: full });
+    // Two answers name payouts the next one drops: the first is kept, past it none.
+    const [payout, another] = [signature(), signature()];
+    await answers.recordAnswer(job, answer({ escrowTx: lock, settlementTx: payout }), 100);
+    await answers.recordAnswer(job, answer({ escrowTx: lock, settlementTx: another }), 200);
+    expect((await readJob(store, job))?.conflictSignatures).toEqual([...full, payout]);
+    await answers.recordAnswer(job, answer({ escrowTx: lock, settlementTx }), 300);
+    expect((await readJob(store, job))?.conflictSignatures).toEqual([...full, payout]);
   });
 
   it("keeps nothing when the answers go from pending to naming the settlement", async () => {

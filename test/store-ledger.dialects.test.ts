@@ -12,6 +12,7 @@ import {
   type LineRead,
   type ListedSignature,
 } from "../src/store/ledger.js";
+import { maxConflictSignatures } from "../src/store/receipt-rules.js";
 import { createSignatureStore } from "../src/store/signatures.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
@@ -253,6 +254,53 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
     expect(await readJob(store, "J9")).toMatchObject({
       conflictSignatures: [sig("refund9"), sig("second9")],
       verdict: "discrepancy",
+    });
+  });
+
+  it("keeps one line past the followed signatures with a job whose list is full, as the mark that more were named", async () => {
+    // JC's followed signatures are full; a refund and a second lock under its memo come. The
+    // refund is kept as the one past them, which fails the job; the lock past that is not.
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    await seedJob(store, {
+      jobId: "JC",
+      escrowTx: sig("lockC"),
+      settlementTx: sig("settleC"),
+      verdict: "verified",
+      recordedAt: at(11, 1) * 1000,
+    });
+    const full = Array.from({ length: maxConflictSignatures }, (_, i) => sig(`junkC${i}`));
+    await updateJob(store, "JC", { conflictSignatures: full });
+    await readVault(ledger, [
+      { name: "lockC", slot: 80, time: at(11, 1), balance: { pre: 500_000n, post: 340_000n } },
+      {
+        name: "refundC",
+        slot: 81,
+        time: at(11, 1, 10),
+        balance: { pre: 340_000n, post: 500_000n },
+        memoKind: "refund",
+        memoJobId: "JC",
+      },
+      {
+        name: "settleC",
+        slot: 82,
+        time: at(11, 1, 20),
+        balance: { pre: 500_000n, post: 540_000n },
+        memoKind: "settle",
+        memoJobId: "JC",
+      },
+      {
+        name: "secondC",
+        slot: 83,
+        time: at(11, 1, 30),
+        balance: { pre: 540_000n, post: 380_000n },
+        memoKind: "escrow",
+        memoJobId: "JC",
+      },
+    ]);
+    expect(await readJob(store, "JC")).toMatchObject({
+      conflictSignatures: [...full, sig("refundC")],
+      verdict: "pending",
     });
   });
 

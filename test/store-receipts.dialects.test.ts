@@ -5,6 +5,7 @@ import { ingestReceiptsVia } from "../src/recorder/ingest.js";
 import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
 import { createJobQueueStore } from "../src/store/job-queue.js";
 import { recordReceiptsPg } from "../src/store/pg/receipts.js";
+import { maxConflictSignatures } from "../src/store/receipt-rules.js";
 import {
   createReceiptsStore,
   maxStoredConflicts,
@@ -404,6 +405,18 @@ describe.each(dialects)("receipts store on %s", (dialect) => {
       verdict: "pending",
       nextVerifyAt: 30,
     });
+  });
+
+  it("keeps one signature a conflicting receipt names past the followed ones, as the mark that more were named", async () => {
+    const store = await stores.open();
+    const r = receipt();
+    expect(outcomes(await record(store, r, "ingest", { now: 10 }))).toEqual(["created"]);
+    const full = Array.from({ length: maxConflictSignatures }, () => signature());
+    await updateJob(store, r.jobId, { conflictSignatures: full });
+    const [settle9, settle10] = [signature(), signature()];
+    const more = { ...r, otherSignatures: { settlementTx: [settle9, settle10] } };
+    await record(store, more, "ingest", { now: 20 });
+    expect((await readJob(store, r.jobId))?.conflictSignatures).toEqual([...full, settle9]);
   });
 
   it("keeps at most ten conflicts per job, the last one summarizing the rest", async () => {

@@ -1,6 +1,6 @@
 import type { jobs, Verdict } from "../db/schema.js";
 import type { JobsApiAnswer } from "./jobs-api.js";
-import { maxConflictSignatures, needsReopen, type QueueState } from "./receipt-rules.js";
+import { maxKeptSignatures, needsReopen, type QueueState } from "./receipt-rules.js";
 
 /*
  * The rules of recording a jobs-API answer that do not touch a database, shared by the SQLite
@@ -83,7 +83,7 @@ function droppedByAnswer(row: AnsweredRow, answer: JobsApiAnswer): string[] {
 
 /**
  * The job's conflict signatures with those the last answer named and `answer` no longer does
- * (up to `maxConflictSignatures`), or the row's own list (the same array) when it adds none.
+ * (up to `maxKeptSignatures`), or the row's own list (the same array) when it adds none.
  * A lock, settlement or refund the jobs API once named for the job stays the job's, as a
  * conflicting receipt's do: otherwise the operator's next answer, naming the honest settlement
  * again, would erase a second payout or refund the last one showed, and the job would pass.
@@ -92,7 +92,7 @@ export function answerConflictSignatures(row: AnsweredRow, answer: JobsApiAnswer
   const known = new Set<string>(row.conflictSignatures ?? []);
   const before = known.size;
   for (const s of droppedByAnswer(row, answer)) {
-    if (known.size < maxConflictSignatures) known.add(s);
+    if (known.size < maxKeptSignatures) known.add(s);
   }
   return known.size > before ? [...known] : row.conflictSignatures;
 }

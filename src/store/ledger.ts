@@ -21,7 +21,7 @@ import {
   settledUnits,
 } from "./ledger-rules.js";
 import { createPgLedgerStore } from "./pg/ledger.js";
-import { maxConflictSignatures } from "./receipt-rules.js";
+import { maxKeptSignatures } from "./receipt-rules.js";
 
 /**
  * The credit vaults' ledger in the store: `ledger_cursors`, `ledger_lines` and `ledger_daily`
@@ -704,7 +704,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
      WHERE j.job_id = @job`,
   );
   // A line's transaction kept with the job its memo names (`jobKeepingLine`) when the job names
-  // it nowhere yet, up to as many conflict signatures as a receipt may add. Raw SQL: json_each
+  // it nowhere yet, up to `maxKeptSignatures` (one past those followed). Raw SQL: json_each
   // and json_insert over the JSON list, one guarded statement.
   const keepWithJob = sqlite.prepare(
     `UPDATE jobs SET conflict_signatures = json_insert(
@@ -1067,8 +1067,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     const keeper = jobKeepingLine(c);
     if (
       keeper !== null &&
-      keepWithJob.run({ job: keeper, sig: line.signature, now, cap: maxConflictSignatures })
-        .changes > 0
+      keepWithJob.run({ job: keeper, sig: line.signature, now, cap: maxKeptSignatures }).changes > 0
     ) {
       reopenJobs(store, { jobIds: [keeper] }, now);
     }

@@ -96,6 +96,14 @@ export const maxStoredConflicts = 10;
 /** Signatures of conflicting receipts kept per job to verify (the rest are only summarized). */
 export const maxConflictSignatures = 8;
 
+/**
+ * Entries `jobs.conflict_signatures` may hold: one past `maxConflictSignatures`. Every path
+ * adding to the list (conflicting receipts, signatures a jobs API answer drops, ledger lines
+ * kept with the job) keeps that one more when the list is full, so a job named more steps than
+ * the verifier follows says so, and fails, instead of the later steps being dropped unseen.
+ */
+export const maxKeptSignatures = maxConflictSignatures + 1;
+
 const columns = getTableColumns(jobs);
 
 /** The column name of each receipt field (`settlement_tx`), as conflicts name them. */
@@ -368,18 +376,13 @@ export function captureParams(receipt: Receipt, source: ReceiptSource, now: numb
 
 /**
  * The job's conflict signatures with the ones `receipt` names added (those not already the
- * job's, up to `maxConflictSignatures`), or null when it adds none.
+ * job's, up to `maxKeptSignatures`), or null when it adds none.
  */
 export function gainedConflictSignatures(row: RecordedRow, receipt: Receipt): string[] | null {
   const known = new Set<string>(row.conflictSignatures ?? []);
   const before = known.size;
   for (const sig of [receipt.escrowTx, receipt.settlementTx]) {
-    if (
-      sig &&
-      sig !== row.escrowTx &&
-      sig !== row.settlementTx &&
-      known.size < maxConflictSignatures
-    ) {
+    if (sig && sig !== row.escrowTx && sig !== row.settlementTx && known.size < maxKeptSignatures) {
       known.add(sig);
     }
   }

@@ -56,7 +56,7 @@ export const checkCatalogue = {
   "refund.single":
     "the job was refunded once: its receipts and the jobs API name one refund transaction",
   "signatures.explained":
-    "every transaction a conflicting receipt of this job names that moved credits is a step of the job (it carries the job's escrow, settle or refund memo and is judged as one)",
+    "every transaction a conflicting receipt of this job names that moved credits is a step of the job (it carries the job's escrow, settle or refund memo and is judged as one), and the job names no more further signatures than the verifier follows",
   "signatures.unique":
     "each signature serves one job in one role (receipts and jobs-API answers of every job compared)",
   "jobs_api.matches_receipt": "the jobs API agrees with the headers (escrow, settlement, worker)",

@@ -1,4 +1,5 @@
 import type { TransactionFacts } from "../chain/transaction-facts.js";
+import { maxConflictSignatures } from "../store/receipt-rules.js";
 import type { Role } from "./check-catalogue.js";
 import { amountsOf } from "./checks/amounts.js";
 import { answeredModel } from "./checks/charge.js";
@@ -139,14 +140,21 @@ export function evaluateJob(given: CheckInput): Evaluation {
   const unexplained = conflicting
     .filter((c) => movesCredits(profile, c.facts) && kindsFor(c.facts).length === 0)
     .map((c) => c.signature);
+  // A list past `maxConflictSignatures` holds the mark that more further signatures were named
+  // than are kept: a step past the cap (a second lock, a refund) is not judged, so the job
+  // cannot pass, whatever the kept ones show.
+  const named = job.conflictSignatures?.length ?? 0;
+  const overflow = named > maxConflictSignatures;
   list.add(
-    unexplained.length === 0
+    unexplained.length === 0 && !overflow
       ? pass("signatures.explained", { unexplained: [] }, { unexplained })
       : fail(
           "signatures.explained",
-          `a conflicting receipt of this job names ${unexplained.join(", ")}, which moved credits and carries no memo of this job: no step of the job explains it`,
+          overflow
+            ? `this job names ${named} further signatures (conflicting receipts, steps a jobs API answer dropped, ledger lines under its memo), more than the ${maxConflictSignatures} the verifier follows: a step past them is not judged`
+            : `a conflicting receipt of this job names ${unexplained.join(", ")}, which moved credits and carries no memo of this job: no step of the job explains it`,
           { unexplained: [] },
-          { unexplained },
+          overflow ? { unexplained, conflictSignatures: named } : { unexplained },
         ),
   );
   // Each conflicting transaction is one step for the amounts: a closing when it carries a

@@ -55,7 +55,7 @@ import {
   outstandingOf,
   settledUnits,
 } from "../ledger-rules.js";
-import { maxConflictSignatures } from "../receipt-rules.js";
+import { maxKeptSignatures } from "../receipt-rules.js";
 import type { PgExecutor } from "./executor.js";
 import { reopenJobsPg } from "./job-queue.js";
 import { retryOnConflict } from "./write-transaction.js";
@@ -525,7 +525,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
 
   /**
    * Keeps each line's transaction with the job `jobKeepingLine` gives when that job names it
-   * nowhere yet (up to as many conflict signatures as a receipt may add), and sends the jobs
+   * nowhere yet (up to `maxKeptSignatures`, one past those followed), and sends the jobs
    * that gained one back to the verifier. One guarded UPDATE per line: a receipt or an answer
    * writing the same job at once is waited for, and the row re-read, before the guard holds.
    */
@@ -556,7 +556,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
             AND ${signature} IS DISTINCT FROM ${jobs.apiEscrowTx}
             AND ${signature} IS DISTINCT FROM ${jobs.apiSettlementTx}
             AND NOT ${asArray} @> jsonb_build_array(${signature}::text)
-            AND jsonb_array_length(${asArray}) < ${maxConflictSignatures}`,
+            AND jsonb_array_length(${asArray}) < ${maxKeptSignatures}`,
         )
         .returning({ jobId: jobs.jobId });
       gained.push(...updated.map((r) => r.jobId));
