@@ -5,6 +5,7 @@ import type { LedgerReader, VaultSyncResult } from "../src/ledger/reader.js";
 import { buildStatement } from "../src/ledger/statement.js";
 import { LedgerNotFinalError, ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { isoOf } from "../src/reports/period.js";
+import { createJobQueueStore } from "../src/store/job-queue.js";
 import {
   createLedgerStore,
   type FetchedTransaction,
@@ -328,6 +329,96 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
     expect(await readJob(store, "J10")).toMatchObject({
       conflictSignatures: null,
       verdict: "verified",
+    });
+  });
+
+  describe("a step read before the job's receipt was recorded", () => {
+    // The proxy records a receipt once the answer has ended, so the ledger may read a job's
+    // transactions first: no job to keep a step with then, and reviews see the same kind
+    // after. The verifier's claim keeps it with the job before its first judgement.
+    const claimAll = (store: Store) =>
+      createJobQueueStore(store).claim("verifier", null, {
+        t: NOW,
+        leaseMs: 60_000,
+        limit: 10,
+      });
+    const lock = (name: string, slot: number, pre: bigint, post: bigint): SeedLine => ({
+      name,
+      slot,
+      time: at(11, 1, slot),
+      balance: { pre, post },
+      memoKind: "escrow",
+      memoJobId: "J11",
+    });
+    const back = (name: string, slot: number, memoKind: "settle" | "refund", pre: bigint) => ({
+      name,
+      slot,
+      time: at(11, 1, slot),
+      balance: { pre, post: pre + 160_000n },
+      memoKind,
+      memoJobId: "J11",
+    });
+
+    it("keeps a refund read before the receipt naming the lock and settlement with the job", async () => {
+      const store = await stores.open();
+      const ledger = createLedgerStore(store);
+      await readVault(ledger, [
+        lock("lock11", 1, 500_000n, 340_000n),
+        back("refund11", 2, "refund", 340_000n),
+        back("settle11", 3, "settle", 500_000n),
+      ]);
+      await seedJob(store, {
+        jobId: "J11",
+        escrowTx: sig("lock11"),
+        settlementTx: sig("settle11"),
+        verdict: "pending",
+        recordedAt: at(11, 2) * 1000,
+      });
+      await ledger.review(VAULT, NOW);
+      const [claimed] = await claimAll(store);
+      expect(claimed?.conflictSignatures).toEqual([sig("refund11")]);
+      expect(await readJob(store, "J11")).toMatchObject({ conflictSignatures: [sig("refund11")] });
+      // Claimed again (a failed round), the job keeps it once.
+      await createJobQueueStore(store).releaseLeases("verifier");
+      expect((await claimAll(store))[0]?.conflictSignatures).toEqual([sig("refund11")]);
+    });
+
+    it("keeps a second lock under the job's escrow memo read before the receipt with the job", async () => {
+      const store = await stores.open();
+      const ledger = createLedgerStore(store);
+      await readVault(ledger, [
+        lock("lock11", 1, 500_000n, 340_000n),
+        back("settle11", 2, "settle", 340_000n),
+        lock("again11", 3, 500_000n, 340_000n),
+      ]);
+      await seedJob(store, {
+        jobId: "J11",
+        escrowTx: sig("lock11"),
+        settlementTx: sig("settle11"),
+        verdict: "pending",
+        recordedAt: at(11, 2) * 1000,
+      });
+      const [claimed] = await claimAll(store);
+      expect(claimed?.conflictSignatures).toEqual([sig("again11")]);
+    });
+
+    it("keeps nothing with an honest job whose lock and settlement were read first", async () => {
+      const store = await stores.open();
+      const ledger = createLedgerStore(store);
+      await readVault(ledger, [
+        lock("lock11", 1, 500_000n, 340_000n),
+        back("settle11", 2, "settle", 340_000n),
+      ]);
+      await seedJob(store, {
+        jobId: "J11",
+        escrowTx: sig("lock11"),
+        settlementTx: sig("settle11"),
+        verdict: "pending",
+        recordedAt: at(11, 2) * 1000,
+      });
+      const [claimed] = await claimAll(store);
+      expect(claimed).toMatchObject({ jobId: "J11", conflictSignatures: null });
+      expect(await readJob(store, "J11")).toMatchObject({ conflictSignatures: null });
     });
   });
 

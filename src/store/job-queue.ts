@@ -15,9 +15,11 @@ import {
 } from "drizzle-orm";
 import type { Db, SqliteStore, Store } from "../db/client.js";
 import { finalVerdicts, jobs, type Verdict, verdictIsOpen, verdicts } from "../db/schema.js";
+import { jobKeepingLine } from "./ledger-rules.js";
 import { createPgJobQueueStore } from "./pg/job-queue.js";
 import { param, perConnection, prepareRows } from "./prepared.js";
 import { narrows, type QueueFilter } from "./queue-rules.js";
+import { maxKeptSignatures } from "./receipt-rules.js";
 import { createGivenUpReset } from "./signatures.js";
 
 /** A drizzle handle or the transaction a caller is inside (the reopen joins it). */
@@ -107,6 +109,49 @@ export function reopenNamers(store: SqliteStore, signatures: readonly string[], 
     sigs: JSON.stringify([...new Set(signatures)]),
     now,
   }).changes;
+}
+
+/**
+ * Keeps a read ledger line's transaction `sig` with `job` (one of its conflict signatures) when
+ * the job names it nowhere yet and holds fewer than a receipt may add (`jobKeepingLine`), in
+ * the caller's write transaction. True when the job gained it.
+ */
+export function keepWithJob(store: SqliteStore, job: string, sig: string, now: number): boolean {
+  return statementsOf(store).keepWithJob.run({ job, sig, now, cap: maxKeptSignatures }).changes > 0;
+}
+
+/**
+ * Keeps with each claimed job the read lines its memos name that `jobKeepingLine` gives it and
+ * it names nowhere (`keepWithJob`), and returns the rows as they are then. The ledger keeps a
+ * line with its job when it reads it; one read before the job's receipt was recorded (the
+ * proxy records once the answer has ended) found no job to keep it with, and later reviews see
+ * the same kind and write nothing, so the job's first judgement looks here. One indexed read
+ * per claim, the keeping only for a line found.
+ */
+function keepEarlyLines(store: SqliteStore, claimed: JobRow[], now: number): JobRow[] {
+  if (claimed.length === 0) return claimed;
+  const st = statementsOf(store);
+  const lines = st.earlyLines.all({ ids: JSON.stringify(claimed.map((j) => j.jobId)) }) as {
+    memo_job_id: string;
+    signature: string;
+    kind: string;
+    job_id: string | null;
+  }[];
+  const gained = new Set<string>();
+  for (const l of lines) {
+    if (jobKeepingLine({ kind: l.kind, jobId: l.job_id }) !== l.memo_job_id) continue;
+    if (keepWithJob(store, l.memo_job_id, l.signature, now)) gained.add(l.memo_job_id);
+  }
+  if (gained.size === 0) return claimed;
+  const fresh = new Map(
+    store.db
+      .select()
+      .from(jobs)
+      .where(jobIdIn(JSON.stringify([...gained])))
+      .all()
+      .map((j) => [j.jobId, j]),
+  );
+  return claimed.map((j) => fresh.get(j.jobId) ?? j);
 }
 
 type JobRow = typeof jobs.$inferSelect;
@@ -223,7 +268,7 @@ function nextDueQuery(db: Db, filter: QueueFilter | null) {
  * of query building per call). Those of a filtered run are built per call (`verify --from`).
  */
 function prepare(store: SqliteStore) {
-  const { db } = store;
+  const { db, sqlite } = store;
   const owner = eq(jobs.leaseOwner, sql.placeholder("owner"));
   const ids = sql.placeholder("ids");
   const released = { leaseOwner: null, leaseUntil: null };
@@ -268,6 +313,26 @@ function prepare(store: SqliteStore) {
       .set({ nextVerifyAt: sql`min(${jobs.nextVerifyAt}, ${sql.placeholder("now")})` })
       .where(jobIdIn(ids))
       .prepare(),
+    // Raw SQL: json_each and json_insert over the JSON list, one guarded statement.
+    keepWithJob: sqlite.prepare(
+      `UPDATE jobs SET conflict_signatures = json_insert(
+           CASE WHEN json_type(conflict_signatures) = 'array' THEN conflict_signatures ELSE '[]' END,
+           '$[#]', @sig),
+         updated_at = @now
+       WHERE job_id = @job AND @sig IS NOT escrow_tx AND @sig IS NOT settlement_tx
+         AND @sig IS NOT api_escrow_tx AND @sig IS NOT api_settlement_tx
+         AND (json_type(conflict_signatures) IS NOT 'array'
+           OR (NOT EXISTS (SELECT 1 FROM json_each(conflict_signatures) WHERE value = @sig)
+             AND json_array_length(conflict_signatures) < @cap))`,
+    ),
+    // The lines whose memos name one of the JSON list `ids`. INDEXED BY: without statistics
+    // the planner took ledger_lines_state and walked every read line of every vault.
+    earlyLines: sqlite.prepare(
+      `SELECT memo_job_id, signature, kind, job_id FROM ledger_lines INDEXED BY ledger_lines_memo_job
+       WHERE memo_job_id IN (SELECT value FROM json_each(@ids)) AND state = 'read'
+         AND kind IN ('return', 'unexplained') AND job_id = memo_job_id
+       ORDER BY memo_job_id, vault, ord`,
+    ),
   };
 }
 
@@ -299,10 +364,17 @@ function createSqliteJobQueueStore(store: SqliteStore): JobQueueStore {
     resetGivenUp(jobId);
     reopenJobs(store, { jobIds: [jobId] }, t, { dueAt: 0 });
   });
+  const claimTx = sqlite.transaction(
+    (
+      claim: typeof st.claim,
+      owner: string,
+      { t, leaseMs, limit }: { t: number; leaseMs: number; limit: number },
+    ) => keepEarlyLines(store, claim.all({ owner, t, until: t + leaseMs, limit }), t),
+  );
   return {
-    async claim(owner, filter, { t, leaseMs, limit }) {
+    async claim(owner, filter, lease) {
       const claim = narrows(filter) ? prepareRows(store, jobs, claimQuery(db, filter)) : st.claim;
-      return claim.all({ owner, t, until: t + leaseMs, limit });
+      return claimTx.immediate(claim, owner, lease);
     },
     async renewLeases(owner, until) {
       st.renew.run({ owner, until });

@@ -2,7 +2,7 @@ import { asc, eq, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { creditVaults, finalVerdicts, ledgerCursors } from "../db/schema.js";
 import { creditsHeaderMatches as headerMatches } from "../verify/checks/credits.js";
-import { reopenJobs } from "./job-queue.js";
+import { keepWithJob, reopenJobs } from "./job-queue.js";
 import {
   canPayFrom,
   type ForeignChange,
@@ -21,7 +21,6 @@ import {
   settledUnits,
 } from "./ledger-rules.js";
 import { createPgLedgerStore } from "./pg/ledger.js";
-import { maxKeptSignatures } from "./receipt-rules.js";
 
 /**
  * The credit vaults' ledger in the store: `ledger_cursors`, `ledger_lines` and `ledger_daily`
@@ -703,20 +702,6 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
      FROM jobs j LEFT JOIN credit_vaults cv ON cv.key_fingerprint = j.key_fingerprint
      WHERE j.job_id = @job`,
   );
-  // A line's transaction kept with the job its memo names (`jobKeepingLine`) when the job names
-  // it nowhere yet, up to `maxKeptSignatures` (one past those followed). Raw SQL: json_each
-  // and json_insert over the JSON list, one guarded statement.
-  const keepWithJob = sqlite.prepare(
-    `UPDATE jobs SET conflict_signatures = json_insert(
-         CASE WHEN json_type(conflict_signatures) = 'array' THEN conflict_signatures ELSE '[]' END,
-         '$[#]', @sig),
-       updated_at = @now
-     WHERE job_id = @job AND @sig IS NOT escrow_tx AND @sig IS NOT settlement_tx
-       AND @sig IS NOT api_escrow_tx AND @sig IS NOT api_settlement_tx
-       AND (json_type(conflict_signatures) IS NOT 'array'
-         OR (NOT EXISTS (SELECT 1 FROM json_each(conflict_signatures) WHERE value = @sig)
-           AND json_array_length(conflict_signatures) < @cap))`,
-  );
   const setReleased = sqlite.prepare(
     "UPDATE ledger_lines SET released = 1 WHERE vault = ? AND signature = ?",
   );
@@ -1065,10 +1050,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   ): number {
     setKind.run(c.kind, c.jobId, vault, line.signature);
     const keeper = jobKeepingLine(c);
-    if (
-      keeper !== null &&
-      keepWithJob.run({ job: keeper, sig: line.signature, now, cap: maxKeptSignatures }).changes > 0
-    ) {
+    if (keeper !== null && keepWithJob(store, keeper, line.signature, now)) {
       reopenJobs(store, { jobIds: [keeper] }, now);
     }
     // Money back naming a job, or a debit of a job, may account for that job's debits now.

@@ -1,9 +1,11 @@
 import { and, eq, gte, inArray, isNull, lt, lte, or, type SQL, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
-import { jobs } from "../../db/pg/schema.js";
+import { jobs, ledgerLines } from "../../db/pg/schema.js";
 import { finalVerdicts, type Verdict, verdictIsOpen, verdicts } from "../../db/schema.js";
 import type { JobQueueStore } from "../job-queue.js";
+import { jobKeepingLine } from "../ledger-rules.js";
 import { narrows, type QueueFilter } from "../queue-rules.js";
+import { maxKeptSignatures } from "../receipt-rules.js";
 import type { PgExecutor } from "./executor.js";
 import { holdNamerStripes } from "./namer-locks.js";
 import { resetGivenUpPg } from "./signatures.js";
@@ -85,6 +87,74 @@ export async function reopenNamersPg(
   );
 }
 
+type JobRow = typeof jobs.$inferSelect;
+
+/**
+ * `keepWithJob` on PostgreSQL (see src/store/job-queue.ts): keeps a read ledger line's
+ * transaction with `job` when the job names it nowhere yet and holds fewer conflict signatures
+ * than a receipt may add, inside the caller's transaction. One guarded UPDATE: a receipt or an
+ * answer writing the same job at once is waited for, and the row re-read, before the guard
+ * holds. The job's row when it gained the signature, else null.
+ */
+export async function keepWithJobPg(
+  tx: PgExecutor,
+  job: string,
+  signature: string,
+  now: number,
+): Promise<JobRow | null> {
+  const asArray = sql`CASE WHEN json_typeof(${jobs.conflictSignatures}) = 'array'
+    THEN ${jobs.conflictSignatures}::jsonb ELSE '[]'::jsonb END`;
+  const [row] = await tx
+    .update(jobs)
+    .set({
+      conflictSignatures: sql`(${asArray} || jsonb_build_array(${signature}::text))::json`,
+      updatedAt: now,
+    })
+    .where(
+      sql`${jobs.jobId} = ${job}
+        AND ${signature} IS DISTINCT FROM ${jobs.escrowTx}
+        AND ${signature} IS DISTINCT FROM ${jobs.settlementTx}
+        AND ${signature} IS DISTINCT FROM ${jobs.apiEscrowTx}
+        AND ${signature} IS DISTINCT FROM ${jobs.apiSettlementTx}
+        AND NOT ${asArray} @> jsonb_build_array(${signature}::text)
+        AND jsonb_array_length(${asArray}) < ${maxKeptSignatures}`,
+    )
+    .returning();
+  return row ?? null;
+}
+
+/**
+ * Keeps with each claimed job the read lines its memos name that `jobKeepingLine` gives it and
+ * it names nowhere (see `keepEarlyLines` in src/store/job-queue.ts), inside the claim's
+ * transaction, which holds the claimed rows. One indexed read per claim (ledger_lines_memo_job).
+ */
+async function keepEarlyLinesPg(tx: PgExecutor, claimed: JobRow[], now: number) {
+  if (claimed.length === 0) return claimed;
+  const ids = claimed.map((j) => j.jobId);
+  const lines = await tx
+    .select({
+      memoJobId: ledgerLines.memoJobId,
+      signature: ledgerLines.signature,
+      kind: ledgerLines.kind,
+      jobId: ledgerLines.jobId,
+    })
+    .from(ledgerLines)
+    .where(
+      sql`${ledgerLines.memoJobId} = ANY(${sql.param(ids)}::text[])
+        AND ${ledgerLines.state} = 'read' AND ${ledgerLines.kind} IN ('return', 'unexplained')
+        AND ${ledgerLines.jobId} = ${ledgerLines.memoJobId}`,
+    )
+    .orderBy(ledgerLines.memoJobId, ledgerLines.vault, ledgerLines.ord);
+  const fresh = new Map<string, JobRow>();
+  for (const l of lines) {
+    if (l.memoJobId === null || l.kind === null) continue;
+    if (jobKeepingLine({ kind: l.kind, jobId: l.jobId }) !== l.memoJobId) continue;
+    const row = await keepWithJobPg(tx, l.memoJobId, l.signature, now);
+    if (row !== null) fresh.set(row.jobId, row);
+  }
+  return fresh.size === 0 ? claimed : claimed.map((j) => fresh.get(j.jobId) ?? j);
+}
+
 /** `makeDue` on PostgreSQL: `next_verify_at` moves to `now` if later; nothing else changes. */
 export async function makeDuePg(
   tx: PgExecutor,
@@ -161,11 +231,12 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
           await tx.execute(sql`SET LOCAL enable_bitmapscan = off`);
           await tx.execute(sql`SET LOCAL enable_sort = off`);
         }
-        return tx
+        const claimed = await tx
           .update(jobs)
           .set({ leaseOwner: owner, leaseUntil: t + leaseMs })
           .where(inArray(jobs.jobId, due))
           .returning();
+        return keepEarlyLinesPg(tx, claimed, t);
       });
     },
     async renewLeases(owner, until) {

@@ -55,9 +55,8 @@ import {
   outstandingOf,
   settledUnits,
 } from "../ledger-rules.js";
-import { maxKeptSignatures } from "../receipt-rules.js";
 import type { PgExecutor } from "./executor.js";
-import { reopenJobsPg } from "./job-queue.js";
+import { keepWithJobPg, reopenJobsPg } from "./job-queue.js";
 import { retryOnConflict } from "./write-transaction.js";
 
 /**
@@ -541,25 +540,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       .filter((k): k is { signature: string; job: string } => k.job !== null)
       .sort((a, b) => (a.job < b.job ? -1 : a.job > b.job ? 1 : 0));
     for (const { signature, job } of kept) {
-      const asArray = sql`CASE WHEN json_typeof(${jobs.conflictSignatures}) = 'array'
-        THEN ${jobs.conflictSignatures}::jsonb ELSE '[]'::jsonb END`;
-      const updated = await tx
-        .update(jobs)
-        .set({
-          conflictSignatures: sql`(${asArray} || jsonb_build_array(${signature}::text))::json`,
-          updatedAt: now,
-        })
-        .where(
-          sql`${jobs.jobId} = ${job}
-            AND ${signature} IS DISTINCT FROM ${jobs.escrowTx}
-            AND ${signature} IS DISTINCT FROM ${jobs.settlementTx}
-            AND ${signature} IS DISTINCT FROM ${jobs.apiEscrowTx}
-            AND ${signature} IS DISTINCT FROM ${jobs.apiSettlementTx}
-            AND NOT ${asArray} @> jsonb_build_array(${signature}::text)
-            AND jsonb_array_length(${asArray}) < ${maxKeptSignatures}`,
-        )
-        .returning({ jobId: jobs.jobId });
-      gained.push(...updated.map((r) => r.jobId));
+      if ((await keepWithJobPg(tx, job, signature, now)) !== null) gained.push(job);
     }
     if (gained.length > 0) await reopenJobsPg(tx, { jobIds: gained }, now);
   }
