@@ -113,8 +113,9 @@ export function reopenNamers(store: SqliteStore, signatures: readonly string[], 
 
 /**
  * Keeps a read ledger line's transaction `sig` with `job` (one of its conflict signatures) when
- * the job names it nowhere yet and holds fewer than a receipt may add (`jobKeepingLine`), in
- * the caller's write transaction. True when the job gained it.
+ * the job names it nowhere yet and holds fewer than `maxKeptSignatures` (one past those the
+ * verifier follows: the last marks an overflow; see `jobKeepingLine`), in the caller's write
+ * transaction. True when the job gained it.
  */
 export function keepWithJob(store: SqliteStore, job: string, sig: string, now: number): boolean {
   return statementsOf(store).keepWithJob.run({ job, sig, now, cap: maxKeptSignatures }).changes > 0;

@@ -92,7 +92,7 @@ type JobRow = typeof jobs.$inferSelect;
 /**
  * `keepWithJob` on PostgreSQL (see src/store/job-queue.ts): keeps a read ledger line's
  * transaction with `job` when the job names it nowhere yet and holds fewer conflict signatures
- * than a receipt may add, inside the caller's transaction. One guarded UPDATE: a receipt or an
+ * than `maxKeptSignatures`, inside the caller's transaction. One guarded UPDATE: a receipt or an
  * answer writing the same job at once is waited for, and the row re-read, before the guard
  * holds. The job's row when it gained the signature, else null.
  */
