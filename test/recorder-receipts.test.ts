@@ -233,6 +233,12 @@ describe("parseReceiptInput", () => {
         receipt: { settlementTx: s1, otherSignatures: { settlementTx: [s2] } },
       });
     }
+    // Filler ahead of a second settlement: the tenth is kept, as the store's overflow mark.
+    const ten = Array.from({ length: 10 }, () => signature());
+    expect(parseReceiptInput(wireReceipt({ settlement_tx: ten.join(", ") }))).toMatchObject({
+      ok: true,
+      receipt: { settlementTx: ten[0], otherSignatures: { settlementTx: ten.slice(1) } },
+    });
     // The caller's own escrow signature stays strict: junk in it is refused by name.
     expect(parseReceiptInput(wireReceipt({ escrow_tx: `${s1}, junk` }))).toMatchObject({
       ok: false,

@@ -3,7 +3,7 @@ import { parseZonedDateTime } from "../instant.js";
 import { creditsToUnits } from "../money.js";
 import { hasUnprintable } from "../printable-text.js";
 import { operatorModel, operatorTokens } from "./operator-values.js";
-import { maxConflictSignatures, type OtherSignatures, type Receipt } from "./receipts.js";
+import { maxKeptSignatures, type OtherSignatures, type Receipt } from "./receipts.js";
 import { maxTokenCount } from "./request-facts.js";
 
 export { maxTokenCount };
@@ -218,9 +218,11 @@ export function signatureOrNull(text: string | null): string | null {
 
 /**
  * Signatures of one receipt field kept at most: the receipt's own and as many more as the
- * store verifies from a job's conflicting receipts (the rest would only be summarized there).
+ * store keeps with a job, the last of which marks that more were named than the verifier
+ * follows (the job then fails `signatures.explained`): cut shorter, a step named past filler
+ * would be lost before the store could mark it.
  */
-const maxNamedSignatures = 1 + maxConflictSignatures;
+const maxNamedSignatures = 1 + maxKeptSignatures;
 
 /** Runs of base58 characters: what in a value could be a signature, whatever parts them. */
 const base58Runs = /[1-9A-HJ-NP-Za-km-z]+/g;

@@ -9,6 +9,7 @@ import {
 
 export {
   maxConflictSignatures,
+  maxKeptSignatures,
   maxStoredConflicts,
   type OtherSignatures,
   type Receipt,

@@ -47,6 +47,7 @@ import type { WriteUnit } from "./write-unit.js";
 
 export {
   maxConflictSignatures,
+  maxKeptSignatures,
   maxStoredConflicts,
   needsReopen,
   type OtherSignatures,
