@@ -170,7 +170,7 @@ export function openSqliteStore(
       throw error;
     }
   }
-  sqlite.pragma("journal_mode = WAL");
+  switchToWal(sqlite, options.busyTimeoutMs ?? 5000);
   sqlite.pragma("synchronous = NORMAL");
   sqlite.pragma("foreign_keys = ON");
   // The WAL grows while readers pin old frames; once a checkpoint resets it, cut the file back.
@@ -180,6 +180,27 @@ export function openSqliteStore(
   sqlite.pragma("temp_store = MEMORY");
   const db = drizzle(sqlite, { schema });
   return { kind: "sqlite", db, sqlite, close: () => sqlite.close() };
+}
+
+/**
+ * Sets WAL mode, waiting up to `waitMs` for another process that is creating or switching the
+ * same file at this moment: SQLite can refuse the switch at once with "database is locked"
+ * (SQLITE_BUSY) without calling the busy handler (seen with two `serve` started together on a
+ * database that did not exist yet, about one start in twenty). Waited synchronously: this runs
+ * once, while the store is opened, before anything is served.
+ */
+function switchToWal(sqlite: Database.Database, waitMs: number): void {
+  const until = Date.now() + waitMs;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (let attempt = 0; ; attempt++) {
+    try {
+      sqlite.pragma("journal_mode = WAL");
+      return;
+    } catch (error) {
+      if (!isBusyError(error) || Date.now() >= until) throw error;
+      Atomics.wait(pause, 0, 0, Math.min(100, 5 * 2 ** attempt));
+    }
+  }
 }
 
 /**
