@@ -197,6 +197,33 @@ async function verdictOf(store: SqliteStore, jobId: string) {
 
 const messages = [{ role: "user" as const, content: "Name three prime numbers." }];
 
+/**
+ * A double-settled job through `upstream` by the OpenAI SDK with a recording fetch posting to a
+ * real ingest API; the store, the SDK's raw answer and what the wrapper told `onError`.
+ */
+async function throughWrapper(upstream: string) {
+  const store = createTestStore();
+  const audit = await serveApp({ store, log });
+  cleanups.push(audit.close);
+  const errors: string[] = [];
+  const recordingFetch = createRecordingFetch({
+    ingestUrl: `${audit.url}/jobs`,
+    token: await ingestToken(store),
+    onError: (error) => errors.push(error.message),
+  });
+  const client = new OpenAI({
+    apiKey: key(),
+    baseURL: `${upstream}/v1`,
+    fetch: recordingFetch,
+    maxRetries: 0,
+  });
+  const { response } = await client.chat.completions
+    .create({ model: "qwen3-8b", messages }, { headers: { "x-sim-fault": "double-settle" } })
+    .withResponse();
+  await recordingFetch.flush();
+  return { store, response, errors };
+}
+
 describe("a signature header sent twice with different signatures", () => {
   it("through the proxy: a second settlement on its own header line fails settlement.single", async () => {
     const upstream = await lyingUpstream(async (jobId, headers) => {
@@ -256,23 +283,7 @@ describe("a signature header sent twice with different signatures", () => {
         "x-decentral-settlement-tx": [headers["x-decentral-settlement-tx"] as string, second],
       };
     });
-    const store = createTestStore();
-    const audit = await serveApp({ store, log });
-    cleanups.push(audit.close);
-    const recordingFetch = createRecordingFetch({
-      ingestUrl: `${audit.url}/jobs`,
-      token: await ingestToken(store),
-    });
-    const client = new OpenAI({
-      apiKey: key(),
-      baseURL: `${upstream}/v1`,
-      fetch: recordingFetch,
-      maxRetries: 0,
-    });
-    const { response } = await client.chat.completions
-      .create({ model: "qwen3-8b", messages }, { headers: { "x-sim-fault": "double-settle" } })
-      .withResponse();
-    await recordingFetch.flush();
+    const { store, response } = await throughWrapper(upstream);
     const jobId = response.headers.get("x-decentral-job-id") as string;
     const [first, second] = (response.headers.get("x-decentral-settlement-tx") as string).split(
       ", ",
@@ -294,25 +305,7 @@ describe("a signature header sent twice with different signatures", () => {
         "x-decentral-settlement-tx": [headers["x-decentral-settlement-tx"] as string, second, ""],
       };
     });
-    const store = createTestStore();
-    const audit = await serveApp({ store, log });
-    cleanups.push(audit.close);
-    const errors: string[] = [];
-    const recordingFetch = createRecordingFetch({
-      ingestUrl: `${audit.url}/jobs`,
-      token: await ingestToken(store),
-      onError: (error) => errors.push(error.message),
-    });
-    const client = new OpenAI({
-      apiKey: key(),
-      baseURL: `${upstream}/v1`,
-      fetch: recordingFetch,
-      maxRetries: 0,
-    });
-    const { response } = await client.chat.completions
-      .create({ model: "qwen3-8b", messages }, { headers: { "x-sim-fault": "double-settle" } })
-      .withResponse();
-    await recordingFetch.flush();
+    const { store, response, errors } = await throughWrapper(upstream);
     // The caller's escrow_tx is strict: sent with the junk, the whole receipt was refused.
     expect(errors).toEqual([]);
     const jobId = response.headers.get("x-decentral-job-id") as string;
