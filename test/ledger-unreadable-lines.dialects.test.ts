@@ -100,6 +100,9 @@ describe.each(dialects)("%s store", (dialect) => {
     expect(page).toContain("beyond 9007199254740991, the most the store holds");
     expect(page).not.toMatch(/Difference<\/th><td class="num">0\.000000/);
     expect(page).toMatch(/Closing balance on chain<\/th><td class="num">not known/);
+    // The page's headline does not say "no finding" while lines that may hold one are unread.
+    expect(page).not.toContain("No finding in this period.");
+    expect(page).toContain("1 vault has transactions not read yet: what they hold is not known.");
 
     // A sync that failed since names its endpoint: what the statement says keeps no key of it.
     await createLedgerStore(c.store).setError(

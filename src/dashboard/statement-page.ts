@@ -114,6 +114,18 @@ function otherFindings(v: VaultStatement): Html {
   return html`<h3>Other findings</h3><ul>${items}</ul>`;
 }
 
+/** A vault with unread lines may hide a finding in them: "no finding" is not known then. */
+function findingsLine(findings: number, unreadVaults: number): Html {
+  const said =
+    findings === 0
+      ? unreadVaults === 0
+        ? html`No finding in this period.`
+        : html`No finding in what is read.`
+      : html`<strong>${count(findings)} findings in this period.</strong>`;
+  if (unreadVaults === 0) return said;
+  return html`${said} <strong>${count(unreadVaults)} ${unreadVaults === 1 ? "vault has" : "vaults have"} transactions not read yet: what they hold is not known.</strong>`;
+}
+
 /** Every credit vault's statement for the period, like a bank reconciliation. */
 export function statementBody(period: DashboardPeriod, statement: Statement | null): Html {
   if (statement === null) {
@@ -125,7 +137,7 @@ export function statementBody(period: DashboardPeriod, statement: Statement | nu
 ${periodPicker("/statement", period)}
 <p>Every movement of each credit vault, from the chain: opening balance + deposits − locks +
 returns − unexplained debits = closing balance, and the closing balance compared with the chain.
-${findings === 0 ? "No finding in this period." : html`<strong>${count(findings)} findings in this period.</strong>`}</p>
+${findingsLine(findings, statement.vaults.filter((v) => v.unread !== null).length)}</p>
 ${statement.vaults.length === 0 ? html`<p>No credit vault is known yet (none configured, none learned from a lock).</p>` : ""}
 ${statement.vaults.map(vaultSection)}`;
 }
