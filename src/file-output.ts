@@ -109,6 +109,11 @@ export function writeFileWhole(path: string, text: string): void {
  * held. A pipe or a device has nothing to truncate.
  */
 function writeInto(target: string, text: string, out: string): void {
+  const fd = ownDescriptor(target);
+  if (fd !== null) {
+    writeThrough(fd, text);
+    return;
+  }
   if (!statSync(target, { throwIfNoEntry: false })?.isFIFO()) {
     writeFileSync(target, text, { flag: "a" });
     return;
@@ -132,6 +137,35 @@ function writeInto(target: string, text: string, out: string): void {
     writeFileSync(target, text, { flag: "a" });
   } finally {
     closeSync(probe);
+  }
+}
+
+/**
+ * The descriptor of this process that a /proc path names (/dev/stdout, /dev/fd/3 resolve so),
+ * or null. It is written through rather than opened anew: a socket cannot be opened by path
+ * (ENXIO), and stdout is one under systemd (the journal) and under Node's child_process.
+ */
+function ownDescriptor(target: string): number | null {
+  const found = /^\/proc\/(\d+)\/(?:task\/\d+\/)?fd\/(\d+)$/.exec(target);
+  return found && Number(found[1]) === process.pid ? Number(found[2]) : null;
+}
+
+/** Every byte into an open descriptor, waiting out a non-blocking one that is full. */
+function writeThrough(fd: number, text: string): void {
+  if (fd === 1 || fd === 2) {
+    // Through the stream, so the bytes keep their place among what it already holds.
+    (fd === 1 ? process.stdout : process.stderr).write(text);
+    return;
+  }
+  const bytes = Buffer.from(text);
+  let done = 0;
+  while (done < bytes.length) {
+    try {
+      done += writeSync(fd, bytes, done);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EAGAIN") throw error;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+    }
   }
 }
 

@@ -273,6 +273,17 @@ describe("CLI exit codes", () => {
     expect(JSON.parse(piped.stdout)).toHaveProperty("totals");
   }, 30_000);
 
+  it("writes --out /dev/stdout into a socket (the journal under systemd), which no path opens", () => {
+    const args = ["report", "reconciliation", "--since", "24h", "--db", emptyStore()];
+    // Node's child_process gives stdout a socket pair, as systemd gives the journal's socket.
+    for (const out of ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"]) {
+      const run = spawnCli([...args, "--out", out]);
+      expect(run.stderr, out).toBe("");
+      expect(run.status, out).toBe(0);
+      expect(JSON.parse(run.stdout), out).toHaveProperty("totals");
+    }
+  }, 60_000);
+
   it("writes --out - to stdout, for every command that takes --out, and makes no file -", () => {
     const cwd = mkdtempSync(join(tmpdir(), "cli-out-dash-"));
     for (const [args, expected] of [
