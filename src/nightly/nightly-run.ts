@@ -207,14 +207,23 @@ export async function runNightlyVerification(
   let locked = false;
   try {
     const ttlMs = options.timeoutMs + 60_000;
-    holder = await acquireLock(store, NIGHTLY_LOCK, owner, ttlMs, startedAt);
-    // A run killed (SIGKILL, OOM) on this host left its lock behind: its pid is gone, so the
-    // lock is taken now instead of after its expiry (the timeout plus a minute).
-    if (holder && ownerIsDead(holder.owner)) {
-      if (await takeOverLock(store, NIGHTLY_LOCK, holder.owner, owner, ttlMs, startedAt)) {
-        holder = null;
-      }
-    }
+    // A database restarting as cron starts the run (its maintenance hour) is waited out, as
+    // it is later in the run, within the run's time: the lock is the run's first read.
+    holder = await whileDatabaseAway(
+      async () => {
+        const found = await acquireLock(store, NIGHTLY_LOCK, owner, ttlMs, startedAt);
+        // A run killed (SIGKILL, OOM) on this host left its lock behind: its pid is gone, so
+        // the lock is taken now instead of after its expiry (the timeout plus a minute).
+        if (found && ownerIsDead(found.owner)) {
+          if (await takeOverLock(store, NIGHTLY_LOCK, found.owner, owner, ttlMs, startedAt)) {
+            return null;
+          }
+        }
+        return found;
+      },
+      left(),
+      options.signal,
+    );
     locked = holder === null;
   } catch (error) {
     reason = `database: ${messageOf(error)}`;
