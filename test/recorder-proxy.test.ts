@@ -978,22 +978,23 @@ describe("recording proxy", () => {
     });
   });
 
-  it("sends a request again on a fresh socket when the upstream closed the kept-alive one", async () => {
+  it("never sends a paid request twice: an upstream that read it and reset answers 502", async () => {
     const store = createTestStore();
-    const { log } = capturedLogger();
-    // Answers the first request of each connection, keeping it alive, then resets the
-    // connection when a second request arrives on it: a keep-alive socket gone stale.
+    const { log, lines } = capturedLogger();
+    // Answers the first request of each connection, keeping it alive, then reads a second
+    // request on it wholly (the job may have started) and resets the connection.
     const seenOn = new WeakMap<object, number>();
-    let answered = 0;
+    let received = 0;
     const upstream = await listen(
       http.createServer((req, res) => {
+        received++;
         const n = (seenOn.get(req.socket) ?? 0) + 1;
         seenOn.set(req.socket, n);
         if (n > 1) {
-          req.socket.destroy();
+          req.resume();
+          req.on("end", () => req.socket.destroy());
           return;
         }
-        answered++;
         res.writeHead(200, { "content-type": "application/json", connection: "keep-alive" });
         res.end(JSON.stringify({ model: "qwen3-8b", choices: [] }));
       }),
@@ -1002,12 +1003,17 @@ describe("recording proxy", () => {
     const proxy = createRecordingProxy({ store, log, upstreamBaseUrl: `${upstream.url}/v1` });
     const app = await serveApp({ store, log, proxy });
     cleanups.push(app.close);
-    for (let i = 0; i < 3; i++) {
-      const response = await completion(app.url, "json");
-      expect(response.status).toBe(200);
-      await response.text();
-    }
-    expect(answered).toBe(3);
+    const first = await completion(app.url, "json");
+    expect(first.status).toBe(200);
+    await first.text();
+    const second = await completion(app.url, "json");
+    expect(second.status).toBe(502);
+    expect(((await second.json()) as { error: { code: string } }).error.code).toBe(
+      "upstream_unavailable",
+    );
+    // Sent once: the upstream got two requests in all, not three.
+    expect(received).toBe(2);
+    expect(JSON.stringify(lines)).toContain("the job may have run and been charged");
   });
 
   it("answers 502 in the one error shape when the upstream is down", async () => {

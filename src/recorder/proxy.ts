@@ -582,13 +582,17 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         settle();
         return;
       }
-      // A kept-alive socket that the upstream closed just as it was reused fails before any
-      // byte of an answer: the request never reached the upstream, so it goes once more on a
-      // fresh socket (Node's documented remedy) instead of failing the caller with a 502.
+      // A kept-alive socket that fails before the request was wholly written (the upstream
+      // closed it just as it was reused) carried no whole request: no job can have started,
+      // so it goes once more on a fresh socket. Once the whole request was written, a reset
+      // cannot tell a stale socket from an upstream that read the request, started the paid
+      // job and then failed: sent again, the caller would pay twice and the first job would
+      // have no receipt. So it is not sent again: 502, and the log says it may have run.
       const stale =
         !responded &&
         !resent &&
         upstreamReq.reusedSocket &&
+        !upstreamReq.writableFinished &&
         (error.code === "ECONNRESET" || error.code === "EPIPE");
       if (stale) {
         resent = true;
@@ -620,7 +624,14 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         settle();
         return;
       }
-      log.warn({ reason: error.message, path: loggedPath() }, "upstream request failed");
+      if (upstreamReq.writableFinished) {
+        log.warn(
+          { reason: error.message, code: error.code, path: loggedPath() },
+          "upstream connection failed after the whole request was sent, before any answer: the job may have run and been charged; not sent again",
+        );
+      } else {
+        log.warn({ reason: error.message, path: loggedPath() }, "upstream request failed");
+      }
       sendError(res, 502, "upstream_unavailable", "the Decentral API could not be reached");
       settle();
     };
