@@ -36,3 +36,25 @@ export function markdownCode(text: string): string {
   const pad = inert.startsWith("`") || inert.endsWith("`") ? " " : "";
   return `${fence}${pad}${inert}${pad}${fence}`;
 }
+
+/**
+ * `text` cut to `max` UTF-16 code units, never inside a surrogate pair, a cut ending in `mark`;
+ * null when nothing is left of it.
+ */
+export function cutText(text: string, max: number, mark: string): string | null {
+  if (text.length > max) {
+    const end = max - mark.length;
+    const last = text.charCodeAt(end - 1);
+    text = text.slice(0, last >= 0xd800 && last <= 0xdbff ? end - 1 : end) + mark;
+  }
+  return text.length > 0 ? text : null;
+}
+
+/**
+ * Text fit to store and show though it could not be refused (it was already acted on): each
+ * unprintable character becomes U+FFFD and a cut ends in U+2026, so the value never compares
+ * equal to a name it was not ("qwen3-8b\u0000" is not "qwen3-8b").
+ */
+export function fitText(text: string, max: number): string | null {
+  return cutText(text.replace(unprintableChars, "\ufffd"), max, "\u2026");
+}

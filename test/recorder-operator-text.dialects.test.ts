@@ -80,6 +80,37 @@ describe.each(dialects)("operator text on %s", (dialect) => {
     },
   );
 
+  it("records a job whose request named a model with NUL or beyond 200 characters", async () => {
+    const store = await stores.open();
+    // The request is already sent when the model is read: the job may be charged, so its
+    // receipt must be kept, whatever the caller wrote.
+    for (const [asked, kept] of [
+      ["qwen\u0000x", "qwen\ufffdx"],
+      ["m".repeat(3000), `${"m".repeat(199)}\u2026`],
+    ] as const) {
+      const id = jobId();
+      const proxy = createRecordingProxy({
+        store,
+        log,
+        upstreamBaseUrl: `${await upstreamNaming("qwen3-8b", id)}/v1`,
+      });
+      const app = await serveApp({ store, log, proxy });
+      cleanups.push(async () => {
+        await app.close();
+        await proxy.close();
+      });
+      const response = await fetch(`${app.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: asked, messages: [] }),
+      });
+      expect(response.status).toBe(200);
+      await response.text();
+      await proxy.idle();
+      expect(await readJob(store, id)).toMatchObject({ model: kept, captureState: "complete" });
+    }
+  });
+
   it("stores a jobs API answer whose status holds NUL, cleaned, and its body as received", async () => {
     const store = await stores.open();
     const id = jobId();

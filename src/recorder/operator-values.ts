@@ -1,3 +1,4 @@
+import { cutText } from "../printable-text.js";
 import { maxTokenCount } from "./request-facts.js";
 
 /**
@@ -23,7 +24,7 @@ const controlCharacters = /[\u0000-\u001f\u007f-\u009f]/g;
  */
 export function operatorText(value: unknown, max = maxOperatorTextLength): string | null {
   if (typeof value !== "string") return null;
-  return cut(value.replace(controlCharacters, ""), max, "");
+  return cutText(value.replace(controlCharacters, ""), max, "");
 }
 
 /**
@@ -33,16 +34,7 @@ export function operatorText(value: unknown, max = maxOperatorTextLength): strin
  */
 export function operatorModel(value: unknown): string | null {
   if (typeof value !== "string") return null;
-  return cut(value.replace(controlCharacters, "\ufffd"), maxOperatorTextLength, "\u2026");
-}
-
-function cut(text: string, max: number, mark: string): string | null {
-  if (text.length > max) {
-    const end = max - mark.length;
-    const last = text.charCodeAt(end - 1);
-    text = text.slice(0, last >= 0xd800 && last <= 0xdbff ? end - 1 : end) + mark;
-  }
-  return text.length > 0 ? text : null;
+  return cutText(value.replace(controlCharacters, "\ufffd"), maxOperatorTextLength, "\u2026");
 }
 
 /** A token count the operator wrote, or null when it is not an integer within ingest's bounds. */

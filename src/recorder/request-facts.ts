@@ -1,9 +1,14 @@
 /**
  * What a chat request asks, read the same way by the proxy and the fetch wrapper: the model
  * that prices the job and the completion-token ceiling that bounds it. The response never
- * fills these in: the operator writes the response. No dependency beyond the platform, since
- * the fetch wrapper is imported alone by backends.
+ * fills these in: the operator writes the response. No dependency beyond the platform (and
+ * printable-text, which has none), since the fetch wrapper is imported alone by backends.
  */
+
+import { fitText } from "../printable-text.js";
+
+/** The longest model name a receipt holds, as ingest counts it (UTF-16 code units). */
+export const maxModelLength = 200;
 
 /** The most tokens a receipt may claim (far beyond any model's context). */
 export const maxTokenCount = 100_000_000;
@@ -42,7 +47,10 @@ export function requestFactsOf(parsed: unknown): RequestFacts {
   }
   const body = parsed as Record<string, unknown>;
   return {
-    model: typeof body.model === "string" && body.model.length > 0 ? body.model : null,
+    // Already sent (the job is made and charged): a name ingest would refuse (a control
+    // character, which PostgreSQL cannot even hold, or beyond 200 characters) is kept fit to
+    // store rather than costing the receipt. Cleaned, it names no priced model.
+    model: typeof body.model === "string" ? fitText(body.model, maxModelLength) : null,
     maxTokens: ceilingOf(body),
     stream: body.stream === true,
   };
