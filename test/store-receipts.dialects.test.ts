@@ -651,6 +651,19 @@ describe.each(dialects)("receipts store on %s", (dialect) => {
     const conflicts = await readConflicts(store);
     expect(conflicts.map((c) => c.jobId)).toEqual([first.jobId]);
     expect(conflicts[0]?.receipt).toMatchObject({ http_status: 200 });
+    // A copy from the same source that brings the status and disagrees on what it captured
+    // (a ceiling): a conflict, and the status it wrote is judged all the same.
+    const capped = receipt({ maxTokens: 100 });
+    await record(store, capped, "ingest", { now: 10 });
+    await updateJob(store, capped.jobId, { verdict: "verified", nextVerifyAt: 9_999_999 });
+    expect(
+      await record(store, { ...capped, httpStatus: 500, maxTokens: 200 }, "ingest", { now: 40 }),
+    ).toEqual([{ outcome: "conflict", differences: ["max_tokens"] }]);
+    expect(await readJob(store, capped.jobId)).toMatchObject({
+      httpStatus: 500,
+      verdict: "pending",
+      nextVerifyAt: 40,
+    });
   });
 
   it("takes an error answer from any copy over a recorded 2xx, keeps the copy as a conflict and judges the job again", async () => {

@@ -400,7 +400,7 @@ function recordOne(
     ];
     if (differences.length > 0) {
       storeConflict(st, row, receipt, source, differences, now);
-      const reopen = status === "replace" && needsReopen(row, now);
+      const reopen = statusWritten(status) && needsReopen(row, now);
       return { result: { outcome: "conflict", differences }, reopen, named: [] };
     }
     const fills = ownSource && fillsCapture(row, receipt);

@@ -240,7 +240,7 @@ async function recordExisting(
     ];
     if (differences.length > 0) {
       await storeConflict(tx, row, receipt, source, differences, now);
-      const reopen = status === "replace" && needsReopen(row, now);
+      const reopen = statusWritten(status) && needsReopen(row, now);
       return { result: { outcome: "conflict", differences }, reopen, named: [] };
     }
     const fills = ownSource && fillsCapture(row, receipt);
