@@ -510,8 +510,11 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
 
   return {
     groupSums: async (query) => groupSums(query),
-    dataCompleteUntil: async (now) => dataCompleteUntil(now),
-    countJobsByVerdict: async (from, to) => countJobsByVerdict(from, to),
+    // One snapshot for each answer's several reads: a job moving between verdicts between two
+    // of them would be counted twice or not at all (and an open job missed says "complete").
+    dataCompleteUntil: async (now) => inReadSnapshot(store, () => dataCompleteUntil(now)),
+    countJobsByVerdict: async (from, to) =>
+      inReadSnapshot(store, () => countJobsByVerdict(from, to)),
     rollupsComplete: async () => complete(),
     rollupDayBounds: async () => {
       const b = dayBounds.get() as { first: number | null; last: number | null };
