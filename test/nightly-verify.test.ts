@@ -305,6 +305,8 @@ describe("decentral-audit verify", () => {
     [{ from: "2026-11-31" }, "from"],
     [{ from: "2026-11-02", to: "2026-11-01" }, "to"],
     [{ since: "1h", timeout: "forever" }, "timeout"],
+    // Beyond what a timer waits: Node would fire it at once, and the run end "timed out".
+    [{ since: "1h", timeout: "30d" }, "timeout"],
     [{}, "from"],
     [{ window: "last-week" }, "window"],
     [{ since: "24h", minJobs: "-1" }, "min-jobs"],

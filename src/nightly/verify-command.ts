@@ -33,6 +33,9 @@ export interface VerifyIo {
   now?: () => number;
 }
 
+/** The longest `--timeout`: 24 days, under the 2^31 - 1 ms a Node timer can wait. */
+const MAX_VERIFY_TIMEOUT_MS = 24 * 24 * 3_600_000;
+
 /** Default `--timeout`: 30 minutes. */
 export const DEFAULT_VERIFY_TIMEOUT_MS = 30 * 60_000;
 
@@ -44,6 +47,10 @@ export function verifyWindow(flags: VerifyFlags, now: number) {
   const timeoutMs =
     flags.timeout === undefined ? DEFAULT_VERIFY_TIMEOUT_MS : parseDuration(flags.timeout);
   if (timeoutMs === null) throw bad("timeout", `not a duration like 30m: ${flags.timeout}`);
+  // A timer cannot wait longer (Node fires it at once instead); a run that long is a mistake.
+  if (timeoutMs > MAX_VERIFY_TIMEOUT_MS) {
+    throw bad("timeout", `at most 24d (a run's timers wait no longer): ${flags.timeout}`);
+  }
   const minJobsText = flags.minJobs?.trim() ?? "0";
   if (!/^\d{1,9}$/.test(minJobsText)) {
     throw bad("min-jobs", `not a whole number of jobs: ${flags.minJobs}`);
