@@ -153,6 +153,27 @@ describe("dashboard sign-in", () => {
     expect(res.status).toBe(413);
   });
 
+  it("answers 400, not 500, to a form body that cannot be read, signed in or not", async () => {
+    const d = await dashboard();
+    const broken = (path: string, cookie?: string) =>
+      d.app.request(path, {
+        method: "POST",
+        headers: {
+          "content-type": "multipart/form-data; boundary=zz",
+          origin: ORIGIN,
+          ...(cookie ? { cookie } : {}),
+        },
+        body: "x",
+      });
+    const signIn = await broken("/dashboard/sign-in");
+    expect(signIn.status).toBe(400);
+    expect(await signIn.text()).toContain("This form&#39;s body could not be read");
+    const { cookie } = await d.signIn(d.tokens.admin);
+    for (const path of ["/dashboard/sign-out", "/dashboard/jobs/job_underpaid_worker/reverify"]) {
+      expect((await broken(path, cookie)).status, path).toBe(400);
+    }
+  });
+
   it("never follows a next that leaves the dashboard", async () => {
     const d = await dashboard();
     const res = await d.app.request("/dashboard/sign-in", {

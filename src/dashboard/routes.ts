@@ -94,6 +94,26 @@ function messagePage(c: Ctx, status: ContentfulStatusCode, title: string, messag
   );
 }
 
+type Form = Awaited<ReturnType<Ctx["req"]["parseBody"]>>;
+
+/** The posted form, or null when its body is not one (a multipart body without its parts). */
+async function formOf(c: Ctx): Promise<Form | null> {
+  try {
+    return await c.req.parseBody();
+  } catch {
+    return null;
+  }
+}
+
+function badForm(c: Ctx) {
+  return messagePage(
+    c,
+    400,
+    "Bad request",
+    "This form's body could not be read. Reload the page and try again.",
+  );
+}
+
 /** Only paths of this dashboard are followed after sign-in, so `next` cannot send anyone away. */
 function safeNext(next: unknown): string {
   if (typeof next !== "string") return BASE;
@@ -238,7 +258,8 @@ export function dashboardRoutes(deps: DashboardDeps) {
   app.post("/sign-in", async (c) => {
     if (!sameOrigin(c))
       return messagePage(c, 403, "Refused", "This sign-in did not come from this site.");
-    const form = await c.req.parseBody();
+    const form = await formOf(c);
+    if (form === null) return badForm(c);
     const next = safeNext(form.next);
     const token = typeof form.token === "string" ? form.token.trim() : "";
     const refuse = (status: ContentfulStatusCode, error: string) =>
@@ -301,7 +322,8 @@ export function dashboardRoutes(deps: DashboardDeps) {
     }
     c.set("session", session);
     if (c.req.method === "POST") {
-      const form = await c.req.parseBody();
+      const form = await formOf(c);
+      if (form === null) return badForm(c);
       if (!sameOrigin(c) || !csrfMatches(session.csrf, form.csrf)) {
         return messagePage(
           c,
