@@ -343,11 +343,19 @@ describe("parseReceiptInput", () => {
     ["key_fingerprint", { key_fingerprint: "ABC" }],
     ["credit_vault", { credit_vault: signature() }],
     ["created_at", { created_at: "yesterday" }],
+    // Dated ahead, its money would be reported in a period to come.
+    ["created_at", { created_at: "2099-12-31T23:59:59Z" }],
+    ["created_at", { created_at: Date.now() / 1000 + 2 * 86_400 }],
     ["tags.bad name", { tags: { "bad name": "x" } }],
   ])("rejects a bad %s, which the caller writes, and names it", (field, overrides) => {
     const parsed = parseReceiptInput(wireReceipt(overrides));
     expect(parsed.ok).toBe(false);
     expect(!parsed.ok && parsed.field).toBe(field);
+  });
+
+  it("takes created_at as epoch seconds written as digits, as an import's cell gives them", () => {
+    const parsed = parseReceiptInput(wireReceipt({ created_at: "1796000000" }));
+    expect(parsed.ok && parsed.receipt.createdAt).toBe(1_796_000_000_000);
   });
 
   it.each([

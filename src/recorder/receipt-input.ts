@@ -25,6 +25,8 @@ export const maxTagValueLength = 256;
 /** Receipts dated outside 2020-01-01 .. 2100-01-01 are refused. */
 const minCreatedAt = Date.UTC(2020, 0, 1);
 const maxCreatedAt = Date.UTC(2100, 0, 1);
+/** How far ahead of this host's clock a receipt's date may be. */
+const maxCreatedAtAheadMs = 24 * 3_600_000;
 
 /**
  * A receipt on the wire (`POST /jobs`, import files, the fetch wrapper): the one declaration
@@ -360,12 +362,17 @@ function operatorCreatedAt(value: unknown): number | null {
   }
 }
 
-/** `created_at`: an ISO 8601 string, or seconds since the epoch (OpenAI's `created`). */
+/**
+ * `created_at`: an ISO 8601 string, or seconds since the epoch (OpenAI's `created`), as a
+ * number or as its digits (as an import's CSV cell gives them).
+ */
 function optionalCreatedAt(value: unknown, field: string): number | null {
   if (value === undefined || value === null) return null;
   let ms: number;
   if (typeof value === "number" && Number.isFinite(value)) ms = Math.round(value * 1000);
-  else if (typeof value === "string") {
+  else if (typeof value === "string" && /^\d+(\.\d+)?$/.test(value)) {
+    ms = Math.round(Number(value) * 1000);
+  } else if (typeof value === "string") {
     const parsed = parseZonedDateTime(value);
     if (parsed === null) {
       throw new FieldError(
@@ -377,6 +384,11 @@ function optionalCreatedAt(value: unknown, field: string): number | null {
   } else throw new FieldError(field, "must be an ISO 8601 date-time or epoch seconds");
   if (!Number.isFinite(ms) || ms < minCreatedAt || ms >= maxCreatedAt) {
     throw new FieldError(field, "must be a date between 2020 and 2100");
+  }
+  // A receipt is written after its job ran: dated ahead, its money would be reported in a
+  // period to come and left out of the one it moved in. A day covers any recorder's clock.
+  if (ms > Date.now() + maxCreatedAtAheadMs) {
+    throw new FieldError(field, "must not be more than a day ahead of now");
   }
   return ms;
 }
