@@ -24,6 +24,10 @@ describe("DATABASE_URL selects the store", () => {
     expect(parseDatabaseUrl(":memory:")).toEqual({ kind: "sqlite", path: ":memory:" });
     expect(parseDatabaseUrl("file:data/a.db")).toEqual({ kind: "sqlite", path: "data/a.db" });
     expect(parseDatabaseUrl("file:///srv/a.db")).toEqual({ kind: "sqlite", path: "/srv/a.db" });
+    // Opened by path, a parameter would be part of the file's name: a new, empty store.
+    expect(() => parseDatabaseUrl("file:/srv/a.db?mode=ro")).toThrow(
+      "DATABASE_URL file: URL parameters are not supported (?mode=ro): give the file's path alone",
+    );
     expect(parseDatabaseUrl("C:\\audit\\a.db")).toEqual({
       kind: "sqlite",
       path: "C:\\audit\\a.db",

@@ -56,6 +56,15 @@ export function parseDatabaseUrl(url: string): DatabaseTarget {
   if (url.startsWith("file:")) {
     const path = url.slice("file:".length).replace(/^\/\/(?=\/)/, "");
     if (path === "") throw new DatabaseUrlError("DATABASE_URL file: URL names no file");
+    // The file is opened by its path, not as an SQLite URI: `?mode=ro` would become part of
+    // the name, a new empty store beside the real one. Only `mode=memory` is read (and an
+    // in-memory store is then refused by the commands that share theirs).
+    const query = path.indexOf("?");
+    if (query !== -1 && new URLSearchParams(path.slice(query + 1)).get("mode") !== "memory") {
+      throw new DatabaseUrlError(
+        `DATABASE_URL file: URL parameters are not supported (${path.slice(query)}): give the file's path alone`,
+      );
+    }
     return { kind: "sqlite", path };
   }
   const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(url)?.[1];
