@@ -490,6 +490,71 @@ describe.each(dialects)("custody store on %s", (dialect) => {
     expect((await createCustodyStore(store, pinnedByProfile).pins([], [])).treasury).toBeNull();
   });
 
+  /** A settlement whose rest of the charge went to `payee`, the treasury still unknown. */
+  const waitingForTreasury = (jobId: string, signature: string, payee: string): VerdictWrite => {
+    const d = learning(jobId, "kf_0001", {
+      creditVault: null,
+      treasuryCandidate: { signature, address: payee },
+    });
+    return {
+      ...d,
+      verdict: "partially_verified",
+      evaluation: { ...d.evaluation!, unproven: ["treasury_unknown"] },
+    };
+  };
+
+  it("a verdict waiting for the treasury, written after another verifier pinned it, is decided again", async () => {
+    const store = await stores.open();
+    await seedTreasuryEvidence(store, profile.name, [
+      { signature: "s1", address: "T1", jobId: "j1" },
+    ]);
+    await seedJobs(store, [{ jobId: "settles-t1" }, { jobId: "paid-y" }]);
+    // Another verifier's verdict adds the second agreeing settlement: T1 is pinned, and the
+    // jobs waiting for it then are sent back. This one was decided on the pins read before.
+    await createVerdictStore(store, profile).write(
+      [
+        learning("settles-t1", "kf_0001", {
+          creditVault: null,
+          treasuryCandidate: { signature: "s2", address: "T1" },
+        }),
+      ],
+      { owner: "owner-a", runId: null, t: T },
+    );
+    expect(await treasuryStatusOf(store, profile)).toMatchObject({
+      source: "learned",
+      address: "T1",
+    });
+    const written = await createVerdictStore(store, profile).write(
+      [waitingForTreasury("paid-y", "s3", "Y")],
+      { owner: "owner-a", runId: null, t: T + 1 },
+    );
+    // Its payee Y is not the treasury T1: decided again, that is a finding, not a gap.
+    expect(written).toEqual([false]);
+    expect(await readJob(store, "paid-y")).toMatchObject({ verdict: "pending", unproven: null });
+    expect((await readJob(store, "paid-y")).nextVerifyAt).toBeLessThanOrEqual(T + 1);
+  });
+
+  it("a verdict waiting for the treasury, written after a job of its batch pinned it, is decided again", async () => {
+    const store = await stores.open();
+    await seedTreasuryEvidence(store, profile.name, [
+      { signature: "s1", address: "T1", jobId: "j1" },
+    ]);
+    await seedJobs(store, [{ jobId: "settles-t1" }, { jobId: "paid-y" }]);
+    await createVerdictStore(store, profile).write(
+      [
+        learning("settles-t1", "kf_0001", {
+          creditVault: null,
+          treasuryCandidate: { signature: "s2", address: "T1" },
+        }),
+        waitingForTreasury("paid-y", "s3", "Y"),
+      ],
+      { owner: "owner-a", runId: null, t: T },
+    );
+    expect(await readProfilePins(store)).toMatchObject([{ name: "treasury", value: "T1" }]);
+    expect(await readJob(store, "paid-y")).toMatchObject({ verdict: "pending" });
+    expect((await readJob(store, "paid-y")).nextVerifyAt).toBeLessThanOrEqual(T);
+  });
+
   if (dialect === "postgres") {
     it("two processes learning the same keys' vaults at once end with one pin each, the first", async () => {
       const store = await stores.open();

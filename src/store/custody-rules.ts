@@ -24,3 +24,16 @@ export function untiedJobsWhere(
       AND c.name = 'escrow.source' AND c.outcome = 'pass' AND ${vaultInEvidence} = ${vault})`,
   )!;
 }
+
+/** What a verdict leaves unproven while the treasury is still being learned. */
+export const TREASURY_UNKNOWN = "treasury_unknown";
+
+/**
+ * Whether a verdict waits for the treasury: partially verified with the treasury among what it
+ * left unproven. Once the treasury is pinned such verdicts are decided again (the payee they
+ * counted as a candidate may be another address, a finding), so one written after the pin, on
+ * pins read before it, is stale: the reopen at the pin did not see it.
+ */
+export function waitsForTreasury(verdict: string, unproven: readonly string[]): boolean {
+  return verdict === "partially_verified" && unproven.includes(TREASURY_UNKNOWN);
+}

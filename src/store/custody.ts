@@ -114,6 +114,11 @@ export interface CustodyPinning {
     candidate: { signature: string; address: string },
     t: number,
   ): void;
+  /**
+   * Whether the treasury is learned by now (false when the profile names it): a verdict that
+   * waits for it (`waitsForTreasury`) and is written after it was pinned is stale.
+   */
+  treasuryLearned(): boolean;
 }
 
 /** The part of a profile custody depends on. */
@@ -306,7 +311,8 @@ export function createCustodyPinning(store: SqliteStore, profile: CustodyProfile
     }
     return true;
   };
-  // Jobs that waited for the treasury are decided again now that it is known.
+  // Jobs that waited for the treasury are decided again now that it is known (the SQL of
+  // `waitsForTreasury`).
   const treasuryWaiters = and(
     eq(jobs.verdict, "partially_verified"),
     sql`${jobs.unproven} LIKE '%"treasury_unknown"%'`,
@@ -345,6 +351,9 @@ export function createCustodyPinning(store: SqliteStore, profile: CustodyProfile
       if (agreeing < profile.treasuryLearnAfter) return;
       insertTreasury.run(profile.name, candidate.address, agreeing, t);
       reopenJobs(store, { where: treasuryWaiters }, t, { dueAt: 0 });
+    },
+    treasuryLearned() {
+      return profile.treasury === null && selectTreasury.get(profile.name) !== undefined;
     },
   };
 }

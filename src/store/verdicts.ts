@@ -7,6 +7,7 @@ import {
   createCustodyPinning,
   type LearnedPins,
 } from "./custody.js";
+import { waitsForTreasury } from "./custody-rules.js";
 import { createPgVerdictStore } from "./pg/verdicts.js";
 
 /**
@@ -136,8 +137,14 @@ function createSqliteVerdictStore(store: SqliteStore, profile: CustodyProfile): 
       now: t,
     };
     // What the evaluation learned is pinned first; a pin another job (or process) set first
-    // that disagrees makes this verdict stale, so the job is looked at again instead.
-    if (d.evaluation && !custody.pin(d.job, d.evaluation.learned, t, batch)) {
+    // that disagrees makes this verdict stale, so the job is looked at again instead. So does
+    // a treasury pinned since the checks read the pins (by an earlier job of this batch, or
+    // another verifier), for a verdict that waits for it: the reopen at the pin missed it.
+    if (
+      d.evaluation &&
+      (!custody.pin(d.job, d.evaluation.learned, t, batch) ||
+        (waitsForTreasury(d.verdict, d.evaluation.unproven) && custody.treasuryLearned()))
+    ) {
       params.verdict = "pending";
       params.verdictAt = d.job.verdictAt;
       params.nextVerifyAt = t;

@@ -63,6 +63,13 @@ export interface PgCustodyPinning {
     candidate: { signature: string; address: string },
     t: number,
   ): Promise<void>;
+  /**
+   * Whether the treasury is learned by now (false when the profile names it): a verdict that
+   * waits for it (`waitsForTreasury`) and is written after it was pinned is stale. Read in the
+   * verdict writers' turn: only a verdict writer pins the treasury, so none can between this
+   * read and the commit.
+   */
+  treasuryLearned(tx: PgExecutor): Promise<boolean>;
 }
 
 /**
@@ -78,7 +85,10 @@ export const TREASURY_LOCK_CLASS = 420_816_328;
  */
 export const VAULT_LOCK_CLASS = -1_362_200_956;
 
-/** Jobs that waited for the treasury are decided again once it is known (as on SQLite). */
+/**
+ * Jobs that waited for the treasury are decided again once it is known (as on SQLite; the SQL
+ * of `waitsForTreasury`).
+ */
 const treasuryWaiters = and(
   eq(jobs.verdict, "partially_verified"),
   // Raw SQL: `unproven` is json, kept as written; LIKE reads its text as SQLite's does.
@@ -270,6 +280,15 @@ export function createPgCustodyPinning(profile: CustodyProfile): PgCustodyPinnin
         })
         .onConflictDoNothing();
       await reopenJobsPg(tx, { where: treasuryWaiters }, t, { dueAt: 0 });
+    },
+
+    async treasuryLearned(tx) {
+      if (profile.treasury !== null) return false;
+      const [pin] = await tx
+        .select({ value: profilePins.value })
+        .from(profilePins)
+        .where(and(eq(profilePins.profile, profile.name), eq(profilePins.name, "treasury")));
+      return pin !== undefined;
     },
   };
 }

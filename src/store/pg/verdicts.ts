@@ -3,6 +3,7 @@ import type { PgStore } from "../../db/pg/client.js";
 import { checkResults } from "../../db/pg/schema.js";
 import { finalVerdicts } from "../../db/schema.js";
 import type { CustodyProfile } from "../custody.js";
+import { waitsForTreasury } from "../custody-rules.js";
 import type { VerdictAmounts, VerdictStore, VerdictWrite } from "../verdicts.js";
 import { createPgCustodyPinning } from "./custody-pinning.js";
 import type { PgTx } from "./executor.js";
@@ -52,6 +53,13 @@ export function createPgVerdictStore(store: PgStore, profile: CustodyProfile): V
       t,
     );
     const stale = new Set(evaluated.filter((_, i) => !pinOk[i]));
+    // A verdict that waits for the treasury, which another writer pinned since the checks read
+    // the pins, is stale too: that writer's reopen ran before this verdict was written. (One
+    // pinned by a job of this batch reopens it below, as the rows are written first.)
+    const waiting = evaluated.filter((d) => waitsForTreasury(d.verdict, d.evaluation!.unproven));
+    if (waiting.length > 0 && (await custody.treasuryLearned(tx))) {
+      for (const d of waiting) stale.add(d);
+    }
 
     // Only a job's first decision is written: writing it releases the lease, so another
     // decision of the same job in the batch would find the lease gone and write nothing.
