@@ -430,6 +430,54 @@ describe("verification engine", () => {
     expect(again.byVerdict.verified).toBe(1);
   });
 
+  it("decides a job re-verified while its round claims in pieces once, on the row read after", async () => {
+    const store = createTestStore();
+    const chain = createFakeChain({ finalitySlots: 1 });
+    // More jobs than one claim piece (250), so the round claims twice with one `t`.
+    for (let i = 0; i < 260; i++) record(store, honest(`job_${i}`, `s${i}`).job);
+    // Attempts left from earlier trouble: the reverify resets them, so each row says when it
+    // was read.
+    store.db.update(jobs).set({ verifyAttempts: 3 }).where(eq(jobs.jobId, "job_0")).run();
+    const queue = createJobQueueStore(store);
+    let pieces = 0;
+    const reverifying: typeof queue = {
+      ...queue,
+      async claim(owner, filter, lease) {
+        const piece = await queue.claim(owner, filter, lease);
+        // Asked for by hand between the round's two pieces.
+        if (++pieces === 1) await queue.reverify("job_0", lease.t + 1);
+        return piece;
+      },
+    };
+    const verdicts = createVerdictStore(store, localnetProfile);
+    const decided: { jobId: string; verifyAttempts: number }[] = [];
+    const recording: typeof verdicts = {
+      write: (decisions, context) => {
+        for (const d of decisions) decided.push(d.job);
+        return verdicts.write(decisions, context);
+      },
+    };
+    const round = createRound({
+      queue: reverifying,
+      signatures: createSignatureStore(store),
+      verdicts: recording,
+      custody: createCustodyStore(store, localnetProfile, { vaults: [], byKey: {} }),
+      ledger: createLedgerStore(store),
+      configuredVaults: new Set(),
+      rpc: chain.rpc,
+      profile: localnetProfile,
+      options: { ...defaultVerifierOptions, ...fast },
+      owner: "me",
+      now: Date.now,
+      log,
+    });
+    expect(await round(null, null, new AbortController().signal)).toBe(260);
+    expect(pieces).toBe(2);
+    const ofJob0 = decided.filter((j) => j.jobId === "job_0");
+    expect(ofJob0.map((j) => j.verifyAttempts)).toEqual([0]);
+    expect(new Set(decided.map((j) => j.jobId)).size).toBe(decided.length);
+  });
+
   it("treats RPC trouble as a retryable error, never as a discrepancy", async () => {
     const store = createTestStore();
     const chain = createFakeChain({ finalitySlots: 1 });

@@ -107,16 +107,20 @@ export function createRound(deps: RoundDeps): Round {
   return async function round(filter, runId, signal) {
     if (signal.aborted) return 0;
     // In pieces, each one short write (a claim of 1,000 held SQLite's write lock, and the
-    // event loop, for ~10 ms); one `t` for all, so a piece never takes a job again.
+    // event loop, for ~10 ms); one `t` for all, so a piece never takes a job it leased again.
+    // A job reopened between two pieces (a reverify, a new receipt) lost that lease, and the
+    // next piece may take it again: the round keeps one row a job, the later one, read after
+    // the reopen, whose lease is the one the verdict write holds.
     const lease = { t: now(), leaseMs: options.leaseMs };
-    let claimed: Awaited<ReturnType<typeof queue.claim>> = [];
-    while (claimed.length < options.claimBatchSize && !signal.aborted) {
-      const limit = Math.min(CLAIM_SLICE, options.claimBatchSize - claimed.length);
+    const byId = new Map<string, Awaited<ReturnType<typeof queue.claim>>[number]>();
+    while (byId.size < options.claimBatchSize && !signal.aborted) {
+      const limit = Math.min(CLAIM_SLICE, options.claimBatchSize - byId.size);
       const piece = await queue.claim(owner, filter, { ...lease, limit });
-      claimed = claimed.concat(piece);
+      for (const job of piece) byId.set(job.jobId, job);
       if (piece.length < limit) break;
       await yieldToEventLoop();
     }
+    let claimed = [...byId.values()];
     if (claimed.length === 0) return 0;
     const claimedCount = claimed.length;
     const allSigs = [...new Set(claimed.flatMap((j) => jobSignatures(j)))];
