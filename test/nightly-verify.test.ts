@@ -105,6 +105,33 @@ describe("decentral-audit verify", () => {
     );
   });
 
+  it("keeps to its timeout on the monotonic clock when the wall clock steps", async () => {
+    // The clock steps 2 h ahead as the run starts (NTP, a VM resumed): not a timeout.
+    for (const step of [2 * hour, -2 * hour]) {
+      const store = storeWithWindow();
+      let calls = 0;
+      const out: string[] = [];
+      const err: string[] = [];
+      const code = await runVerifyCommand(
+        store,
+        scriptedEngine(store, { in_1: "verified", in_2: "verified" }),
+        { since: "24h", timeout: "1m", json: true },
+        {
+          out: (t) => out.push(t),
+          err: (l) => err.push(l),
+          progress: false,
+          now: () => (calls++ < 2 ? NOW : NOW + step),
+        },
+      );
+      expect(err.join("\n"), `step ${step}`).not.toMatch(/timed out/);
+      expect(code, `step ${step}`).toBe(0);
+      const summary = JSON.parse(out.join("")) as { startedAt: string; finishedAt: string };
+      const took = Date.parse(summary.finishedAt) - Date.parse(summary.startedAt);
+      expect(took).toBeGreaterThanOrEqual(0);
+      expect(took).toBeLessThan(60_000);
+    }
+  });
+
   it("exits 2, could not finish, while a job waits in rpc_disagreement, and says so", async () => {
     const store = storeWithWindow();
     const { code, out } = run(

@@ -195,8 +195,11 @@ export async function runNightlyVerification(
   const startedAt = now();
   // The run as a whole keeps to its timeout (the lock outlives it by a minute): the jobs, then
   // the ledger, then the jobs the ledger reopened, each with what is left of it.
-  const deadline = startedAt + options.timeoutMs;
-  const left = () => Math.max(0, deadline - now());
+  // Measured on the monotonic clock: a wall clock stepped (NTP, a VM resumed) would end the
+  // run at once, or let it run past its timeout by the size of the step.
+  const startedTick = performance.now();
+  const elapsed = () => Math.round(performance.now() - startedTick);
+  const left = () => Math.max(0, options.timeoutMs - elapsed());
   const timedOut = () => `timed out after ${Math.round(options.timeoutMs / 1000)} s`;
   let reason: string | null = null;
   let runId: number | null = null;
@@ -394,7 +397,9 @@ export async function runNightlyVerification(
       // its findings once more rather than never.
     }
   }
-  const finishedAt = now();
+  // Its start and its length, not the clock read again: never before its start, nor hours
+  // after it, when the clock stepped meanwhile.
+  const finishedAt = startedAt + elapsed();
   if (runId !== null) {
     // The verifier finished the run row `completed` when the jobs settled, before the ledger was
     // read: the night's outcome goes on the row too, or the status page shows a clean night
