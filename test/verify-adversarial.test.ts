@@ -565,6 +565,32 @@ describe.each(dialects)("%s store", (dialect) => {
       expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.balances")]);
     });
 
+    it("leaves unproven a worker the profile's pinned workers do not name: the operator's own wallet", async () => {
+      const c = await h.scenario();
+      await c.pinKey(3);
+      // The operator names its own wallet as the worker and pays it the unstaked share: a
+      // wallet the registry (the profile's pinned rates) does not know takes the worker's pay.
+      const plan = h.op.plan({ keyIndex: 3 });
+      const share = (plan.charge * 7500n) / 10_000n;
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      const settlementTx = h.op.send([
+        ...h.op.payoutIxs(plan, {
+          workerShare: share,
+          treasuryShare: plan.charge - share,
+          workerAccount: h.op.attackerAccount(0n),
+        }),
+        h.op.memo(`decentral:settle:${plan.jobId}`),
+      ]).signature;
+      c.record(plan, { escrowTx, settlementTx }, { worker: h.op.attacker.address });
+      expect(await c.verdicts(plan.jobId)).toEqual([
+        { verdict: "partially_verified", failing: [] },
+      ]);
+      expect(await c.check(plan.jobId, "settlement.split")).toMatchObject({
+        outcome: "skip",
+        reason: expect.stringContaining("is not among the profile's pinned workers"),
+      });
+    });
+
     it("catches a worker paid in a fake mint while the attacker takes the worker's USDC", async () => {
       const c = await h.scenario();
       await c.pinKey(1);

@@ -90,6 +90,8 @@ export const unprovenCodes = {
   price_unknown: "the profile has no price for the requested model",
   model_unknown: "the receipt does not say which model was asked for",
   treasury_unknown: "the treasury is not pinned and not learned yet",
+  worker_unknown:
+    "the profile pins its workers' payout rates, and not this worker's: its rate (and that it is a worker at all) is not known",
   inner_instructions_unknown:
     "the node did not report inner instructions, and other programs were invoked",
 } as const;

@@ -20,6 +20,12 @@ function allowedRates(profile: Profile, worker: string | null): number[] {
   return pinned === undefined ? profile.payout.ratesBps : [pinned];
 }
 
+/** A worker outside a profile that pins its workers' rates; a profile pinning none pins no one. */
+function unpinnedWorker(profile: Profile, worker: string): boolean {
+  const pinned = profile.payout.workerRatesBps;
+  return Object.keys(pinned).length > 0 && !Object.hasOwn(pinned, worker);
+}
+
 const settlementMoneyChecks = [
   "settlement.balances",
   "settlement.worker_paid",
@@ -164,16 +170,27 @@ export function settlementChecks(
       workerShare: allowed.map(String),
     };
     const actual = { workerShare: r.worker.toString(), treasuryShare: r.treasury.toString() };
-    list.add(
-      allowed.includes(r.worker)
-        ? pass("settlement.split", expected, actual)
-        : fail(
-            "settlement.split",
-            "the worker's share matches no allowed payout rate",
-            expected,
-            actual,
-          ),
-    );
+    if (!allowed.includes(r.worker)) {
+      list.add(
+        fail(
+          "settlement.split",
+          "the worker's share matches no allowed payout rate",
+          expected,
+          actual,
+        ),
+      );
+    } else if (unpinnedWorker(profile, job.worker)) {
+      // A profile that pins its workers' rates (the registry, as far as it is known) names
+      // them all: a payee outside it at the generic rates could be the operator's own wallet
+      // taking the worker's share, or a staked worker paid the unstaked rate.
+      list.gap(
+        "settlement.split",
+        "worker_unknown",
+        `the worker ${job.worker} is not among the profile's pinned workers (payout.workerRatesBps): its rate is not known`,
+      );
+    } else {
+      list.add(pass("settlement.split", expected, actual));
+    }
   }
 
   // Nobody but worker, treasury and the credit vault was paid. A worker who got nothing is
