@@ -41,6 +41,7 @@ function summaryWithMemos(memoJobIds: string[]): NightlySummary {
       foreignMint: [],
       vaultOwnerChanges: [],
       vaultDelegateApprovals: [],
+      mixedJobMemos: [],
       imbalanced: [],
       gaps: [],
       prunedHistory: [],

@@ -127,6 +127,7 @@ const StatementSchema = z
           foreignMint: z.number().int(),
           ownerChanges: z.number().int(),
           delegateApprovals: z.number().int(),
+          mixedMemos: z.number().int(),
           pending: z.number().int(),
           noMovement: z.number().int(),
         }),
@@ -219,6 +220,30 @@ const StatementSchema = z
           )
           .describe(
             "Transactions whose Approve or ApproveChecked named the vault, moving nothing: the delegate can spend the vault's money alone until revoked.",
+          ),
+        mixedMemos: z
+          .array(
+            z.object({
+              finding: z.literal("mixed_job_memos"),
+              signature: z.string(),
+              slot: z.number().int(),
+              blockTime: z.string().nullable(),
+              amountUnits: units.describe("Change of the vault's balance: negative out"),
+              memo: z.string().nullable(),
+              named: z
+                .array(
+                  z.object({ kind: z.enum(["escrow", "settle", "refund"]), jobId: z.string() }),
+                )
+                .describe("Every step and job the memos name, first memo first"),
+              kind: z.enum(["lock", "return", "deposit", "unexplained", "none"]).nullable(),
+              jobId: z
+                .string()
+                .nullable()
+                .describe("The recorded job the line was filed under, if any"),
+            }),
+          )
+          .describe(
+            "Transactions that moved the vault's money under memos naming several jobs, or several steps of one job: nobody can say whose money it was. The line is filed under the first job it can be a lock or return of, and judged with each job it names.",
           ),
         gaps: z
           .array(

@@ -104,6 +104,10 @@ function otherFindings(v: VaultStatement): Html {
       (d) =>
         html`<li><span class="mono">${short(d.signature)}</span> gave the vault a delegate, <span class="mono">${d.delegate}</span>, who can spend it alone${jobLink(d.memoJobId)}</li>`,
     ),
+    ...v.mixedMemos.map(
+      (m) =>
+        html`<li><span class="mono">${short(m.signature)}</span> moved ${usdc(m.amountUnits < 0n ? -m.amountUnits : m.amountUnits)} USDC ${m.amountUnits < 0n ? "out of" : "into"} the vault under memos naming several jobs (${m.named.map((n) => `${n.kind}:${n.jobId}`).join(", ")}): nobody can say whose money it was</li>`,
+    ),
     ...v.foreignMint.map((f) =>
       f.finding === "foreign_mint_movement"
         ? html`<li><span class="mono">${short(f.signature)}</span> moved another mint at the vault's address (not credits, not counted)${jobLink(f.memoJobId)}</li>`

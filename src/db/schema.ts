@@ -587,6 +587,12 @@ export const ledgerLines = sqliteTable(
     /** What the first memo naming a job says: escrow, settle or refund, and the job id. */
     memoKind: text("memo_kind", { enum: ["escrow", "settle", "refund"] }),
     memoJobId: text("memo_job_id"),
+    /**
+     * Every distinct step and job the memos name (JSON list of kind and job id), when they name
+     * more than one, else null: the money moved under a label nobody can tie to one job, always
+     * a finding, and the line is judged with each job it names. Null on lines read before it.
+     */
+    memoJobs: text("memo_jobs"),
     listedAt: epochMs("listed_at").notNull(),
     /**
      * What the line is, decided when it is read against the receipts recorded by then (null
@@ -654,6 +660,8 @@ export const ledgerLines = sqliteTable(
     // The statement's per-vault sets of locked and returned jobs, read from the index alone.
     index("ledger_lines_vault_memo").on(t.vault, t.memoKind, t.deltaUnits, t.memoJobId),
     index("ledger_lines_vault_job").on(t.vault, t.jobId),
+    // The few lines whose memos name several jobs: a statement finding, judged every round.
+    index("ledger_lines_memo_jobs").on(t.vault, t.blockTime).where(sql`${t.memoJobs} IS NOT NULL`),
     // Small sets a statement reads line by line; everything else comes from `ledger_daily`.
     index("ledger_lines_review")
       .on(t.vault, t.kind, t.blockTime)

@@ -14,6 +14,7 @@ import {
   type LedgerStore,
   type LineRead,
 } from "../store/ledger.js";
+import { severalMemoJobs } from "../store/ledger-rules.js";
 import { parseJobMemos } from "../verify/checks.js";
 import type { CustodyConfig } from "../verify/custody.js";
 import { isCredit, isOtherOwner } from "../verify/money-movements.js";
@@ -327,7 +328,9 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
   }
 
   /**
-   * The vault's movement in one transaction, and the memo naming a job. Only a change in the
+   * The vault's movement in one transaction, and the memos naming a job: the first one's step
+   * and job, and every one of them when they name several (a refund whose first memo names
+   * another job id is still judged with the job the second names). Only a change in the
    * credit mint (under a token program the profile allows) is the vault's money; a change of
    * the same address in any other mint is kept apart as a finding, never as money. So is an
    * owner after the transaction other than the escrow authority (a profile naming none judges
@@ -338,7 +341,8 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     const mine = facts.tokenChanges.filter((c) => c.account === vault);
     const change = mine.find((c) => isCredit(profile, c));
     const foreign = mine.filter((c) => !isCredit(profile, c));
-    const named = parseJobMemos(profile, facts.memos)[0];
+    const allNamed = parseJobMemos(profile, facts.memos);
+    const named = allNamed[0];
     // The vault's owner after the transaction, moved or not (a SetAuthority moves nothing).
     const owner =
       facts.ownersAfter?.find((o) => o.account === vault)?.owner ?? change?.owner ?? null;
@@ -360,6 +364,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       memo: facts.memos.length > 0 ? facts.memos.join("\n") : null,
       memoKind: named?.kind ?? null,
       memoJobId: named?.jobId ?? null,
+      memoJobs: severalMemoJobs(allNamed),
       opened:
         facts.openedTokenAccounts === undefined ? null : facts.openedTokenAccounts.includes(vault),
     };

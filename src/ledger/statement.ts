@@ -12,6 +12,7 @@ import {
   type LedgerLineRow,
   type LedgerStore,
   type LineKind,
+  type MemoJob,
 } from "../store/ledger.js";
 import type { Profile } from "../verify/profiles.js";
 import { accountSnapshotToJson } from "./account-snapshots.js";
@@ -43,6 +44,10 @@ import { accountSnapshotToJson } from "./account-snapshots.js";
  * line of it may still sum; while the newest read transaction showing the owner leaves it so,
  * every statement says `vault_owner_now` too. So is a delegate: a transaction whose Approve or ApproveChecked
  * names the vault is a `vault_delegate_approved` finding, naming the delegate.
+ *
+ * A transaction moving the vault's money whose memos name several jobs, or several steps of one
+ * job, is a `mixed_job_memos` finding: nobody can say whose money it is. The line is still
+ * filed (the first job it can be a lock or return of) and kept with each job it names.
  */
 
 export type { LineKind };
@@ -191,6 +196,25 @@ export interface VaultDelegateApproved {
   memoJobId: string | null;
 }
 
+/**
+ * A transaction that moved the vault's money under memos naming several jobs or several steps
+ * of one job (`refund:job_zzzz` and `refund:<A>`, say): whose money it is cannot be told.
+ */
+export interface MixedJobMemos {
+  finding: "mixed_job_memos";
+  signature: string;
+  slot: number;
+  blockTime: number | null;
+  /** Change of the vault's balance: negative out, positive in. */
+  amountUnits: bigint;
+  memo: string | null;
+  /** Every step and job the memos name, first memo first. */
+  named: MemoJob[];
+  /** What the line was filed as, and under which recorded job (null when none). */
+  kind: LineKind | null;
+  jobId: string | null;
+}
+
 export interface VaultStatement {
   vault: string;
   /** Fingerprints of the API keys pinned to this vault. */
@@ -263,6 +287,8 @@ export interface VaultStatement {
     ownerChanges: number;
     /** Transactions that gave the vault a delegate. */
     delegateApprovals: number;
+    /** Transactions that moved the vault's money under memos naming several jobs. */
+    mixedMemos: number;
     /** Listed transactions not read yet (RPC trouble or pruned): the statement waits for them. */
     pending: number;
     /** Transactions naming the vault that moved none of its money (failed ones included). */
@@ -277,6 +303,8 @@ export interface VaultStatement {
   ownerChanges: (VaultOwnerChanged | VaultOwnerNow)[];
   /** Transactions whose Approve or ApproveChecked gave the vault a delegate. */
   delegateApprovals: VaultDelegateApproved[];
+  /** Transactions that moved the vault's money under memos naming several jobs. */
+  mixedMemos: MixedJobMemos[];
   gaps: LedgerGap[];
   /**
    * The newest `GET /v1/account` snapshot of the vault's key taken in the period: what Decentral
@@ -299,6 +327,7 @@ export function findingCount(v: VaultStatement): number {
     v.foreignMint.length +
     v.ownerChanges.length +
     v.delegateApprovals.length +
+    v.mixedMemos.length +
     v.gaps.length +
     (v.missingHistory ? 1 : 0)
   );
@@ -408,6 +437,7 @@ export async function buildStatement(
       foreignMint: 0,
       ownerChanges: 0,
       delegateApprovals: 0,
+      mixedMemos: 0,
       pending: pending.all,
       noMovement: sums.none.lines,
     };
@@ -538,6 +568,10 @@ export async function buildStatement(
       await ledger.delegateLines(vault, fromSec, toSec)
     ).map((l) => ({ finding: "vault_delegate_approved", ...l }));
     counts.delegateApprovals = delegateApprovals.length;
+    const mixedMemos: MixedJobMemos[] = (await ledger.mixedMemoLines(vault, fromSec, toSec)).map(
+      (l) => ({ finding: "mixed_job_memos", ...l }),
+    );
+    counts.mixedMemos = mixedMemos.length;
 
     const closingByLedger =
       opening === null
@@ -629,6 +663,7 @@ export async function buildStatement(
       foreignMint,
       ownerChanges,
       delegateApprovals,
+      mixedMemos,
       gaps,
       accountSnapshot: (await snapshotsOf(store).latestIn(vault, query.from, query.to)) ?? null,
     });
@@ -710,6 +745,11 @@ export function statementToJson(statement: Statement) {
         ...d,
         blockTime: d.blockTime === null ? null : isoOf(d.blockTime * 1000),
       })),
+      mixedMemos: v.mixedMemos.map((m) => ({
+        ...m,
+        blockTime: m.blockTime === null ? null : isoOf(m.blockTime * 1000),
+        amountUnits: m.amountUnits.toString(),
+      })),
       gaps: v.gaps.map((g) => ({ ...g, missingUnits: g.missingUnits.toString() })),
       accountSnapshot: v.accountSnapshot ? accountSnapshotToJson(v.accountSnapshot) : null,
     })),
@@ -738,6 +778,7 @@ export const statementColumns = [
  * `foreign_mint_balance` with the mint and the amount there; `vault_owner_changed` with
  * signature and the job its memo names, `owner=<new owner>` and the line's memo in the memo
  * column (`vault_owner_now` likewise); `vault_delegate_approved` likewise, with `delegate=<delegate>`;
+ * `mixed_job_memos` with signature, amount, the job it was filed under and its memos;
  * `credits_header_mismatch` with the job and the header's amount, the balances the vault held
  * then in the memo column; `ledger_gap` with the signature after the gap and what moved unseen;
  * `missing_history` with the oldest line the RPC gave; `unread_transactions` with how many
@@ -864,6 +905,19 @@ export function statementToCsv(statement: Statement): string {
         null,
         d.memoJobId,
         labelled("delegate", d.delegate, d.memo),
+      ]);
+    }
+    for (const m of v.mixedMemos) {
+      row([
+        m.finding,
+        v.vault,
+        ...blank,
+        ...tail(),
+        m.signature,
+        m.blockTime,
+        m.amountUnits,
+        m.jobId,
+        m.memo,
       ]);
     }
     for (const m of v.creditsHeaderMismatches) {

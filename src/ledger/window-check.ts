@@ -110,6 +110,24 @@ export interface LedgerWindowResult {
     /** Listed only after the run that judged its time (see `unreceiptedDebits`). */
     listedLate?: true;
   }[];
+  /**
+   * Transactions that moved a vault's money under memos naming several jobs, or several steps
+   * of one job: nobody can say whose money it was.
+   */
+  mixedJobMemos: {
+    vault: string;
+    signature: string;
+    amountUnits: string;
+    /** Every step and job the memos name, as `<kind>:<job id>`, first memo first. */
+    named: string[];
+    /** The recorded job the line was filed under, if any. */
+    jobId: string | null;
+    /** The transaction's block time (ISO 8601). */
+    at: string | null;
+    beforeWindow: boolean;
+    /** Listed only after the run that judged its time (see `unreceiptedDebits`). */
+    listedLate?: true;
+  }[];
   /** Vaults whose closing balance by the ledger differs from the chain's. */
   imbalanced: { vault: string; differenceUnits: string }[];
   /**
@@ -401,6 +419,18 @@ export function ledgerWindowCheck(deps: {
           beforeWindow,
         })),
       );
+    const mixedOf = (vaults: VaultStatement[], beforeWindow: boolean) =>
+      vaults.flatMap((v) =>
+        v.mixedMemos.map((m) => ({
+          vault: v.vault,
+          signature: m.signature,
+          amountUnits: m.amountUnits.toString(),
+          named: m.named.map((n) => `${n.kind}:${n.jobId}`),
+          jobId: m.jobId,
+          at: m.blockTime === null ? null : isoOf(m.blockTime * 1000),
+          beforeWindow,
+        })),
+      );
     const gapsOf = (vaults: VaultStatement[], beforeWindow: boolean) =>
       vaults.flatMap((v) =>
         v.gaps.map((g) => ({
@@ -454,6 +484,7 @@ export function ledgerWindowCheck(deps: {
     const foreign = [...foreignOf(earlier, true), ...foreignOf(statement.vaults, false)];
     const owners = [...ownersOf(earlier, true), ...ownersOf(statement.vaults, false)];
     const delegates = [...delegatesOf(earlier, true), ...delegatesOf(statement.vaults, false)];
+    const mixed = [...mixedOf(earlier, true), ...mixedOf(statement.vaults, false)];
     const result: LedgerWindowResult = {
       vaults: statement.vaults.length,
       unreceiptedDebits: [...debits, ...lateOnes(debits, debitsOf(late, true))],
@@ -472,6 +503,7 @@ export function ledgerWindowCheck(deps: {
         ),
       ],
       vaultDelegateApprovals: [...delegates, ...lateOnes(delegates, delegatesOf(late, true))],
+      mixedJobMemos: [...mixed, ...lateOnes(mixed, mixedOf(late, true))],
       imbalanced: statement.vaults
         .filter((v) => v.differenceUnits !== null && v.differenceUnits !== 0n)
         .map((v) => ({ vault: v.vault, differenceUnits: String(v.differenceUnits) })),
@@ -525,6 +557,7 @@ export function ledgerFindingCount(ledger: LedgerWindowResult): number {
     ledger.foreignMint.length +
     ledger.vaultOwnerChanges.length +
     ledger.vaultDelegateApprovals.length +
+    ledger.mixedJobMemos.length +
     ledger.imbalanced.length +
     ledger.gaps.length +
     ledger.prunedHistory.length

@@ -181,6 +181,51 @@ export function jobKeepingLine(c: { kind: string; jobId: string | null }): strin
   return c.kind === "return" || c.kind === "unexplained" ? c.jobId : null;
 }
 
+/** A step and job a memo names (`<prefix><job_id>`). */
+export interface MemoJob {
+  kind: "escrow" | "settle" | "refund";
+  jobId: string;
+}
+
+/**
+ * The distinct steps and jobs a line's memos name, in memo order: every one when they name
+ * several (`memoJobs`), else the first memo's (none when no memo names a job).
+ */
+export function memoJobsOfLine(line: {
+  memoKind: MemoJob["kind"] | null;
+  memoJobId: string | null;
+  memoJobs?: readonly MemoJob[] | null;
+}): readonly MemoJob[] {
+  if (line.memoJobs && line.memoJobs.length > 0) return line.memoJobs;
+  return line.memoKind !== null && line.memoJobId !== null
+    ? [{ kind: line.memoKind, jobId: line.memoJobId }]
+    : [];
+}
+
+/**
+ * The distinct steps and jobs of `named` (in order) when there are several, else null: one step
+ * of one job, named once or more, is `memo_kind` and `memo_job_id` alone.
+ */
+export function severalMemoJobs(named: readonly MemoJob[]): MemoJob[] | null {
+  const seen = new Set<string>();
+  const distinct: MemoJob[] = [];
+  for (const m of named) {
+    const key = `${m.kind}:${m.jobId}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    distinct.push({ kind: m.kind, jobId: m.jobId });
+  }
+  return distinct.length < 2 ? null : distinct;
+}
+
+/** The JSON text of `ledger_lines.memo_jobs` and back. */
+export function memoJobsToText(named: readonly MemoJob[] | null | undefined): string | null {
+  return named && named.length > 1 ? JSON.stringify(named) : null;
+}
+export function memoJobsOf(text: string | null): MemoJob[] | null {
+  return text === null ? null : (JSON.parse(text) as MemoJob[]);
+}
+
 /**
  * Whether a listing good through `finalThrough` (the cursor's `final_through`, ms) holds every
  * transaction of block time up to `at`'s second. Block times are whole seconds and do not go

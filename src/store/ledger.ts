@@ -16,7 +16,11 @@ import {
   jobKeepingLine,
   jobsALineNames,
   laterOf,
+  type MemoJob,
   mayReturnTo,
+  memoJobsOf,
+  memoJobsOfLine,
+  memoJobsToText,
   outstandingOf,
   settledUnits,
 } from "./ledger-rules.js";
@@ -86,6 +90,11 @@ export interface LineRead {
   memo: string | null;
   memoKind: "escrow" | "settle" | "refund" | null;
   memoJobId: string | null;
+  /**
+   * Every distinct step and job the memos name, when they name more than one (first memo
+   * first), else null: the line is judged with each, and is a statement finding.
+   */
+  memoJobs?: MemoJob[] | null;
   /** The vault address's changes in any other mint or token program; null when none. */
   foreign?: ForeignChange[] | null;
   /** The transaction created the vault's token account; null when not known. */
@@ -108,7 +117,7 @@ export interface LineRead {
   delegate?: string | null;
 }
 
-export type { ForeignChange, ForeignHolding };
+export type { ForeignChange, ForeignHolding, MemoJob };
 
 /** A line whose transaction moved the vault's address in another mint. */
 export interface ForeignLine {
@@ -167,6 +176,22 @@ export interface LedgerLineRow {
   memo: string | null;
   memoKind: "escrow" | "settle" | "refund" | null;
   memoJobId: string | null;
+  /** Every step and job the memos name when they name several (`LineRead.memoJobs`). */
+  memoJobs?: MemoJob[] | null;
+  kind: LineKind | null;
+  jobId: string | null;
+}
+
+/** A line whose memos name several jobs, or several steps of one: nobody can say whose it is. */
+export interface MixedMemoLine {
+  signature: string;
+  slot: number;
+  blockTime: number | null;
+  /** Change of the vault's balance: negative out, positive in. */
+  amountUnits: bigint;
+  memo: string | null;
+  named: MemoJob[];
+  /** What the line was filed as, and under which recorded job. */
   kind: LineKind | null;
   jobId: string | null;
 }
@@ -419,6 +444,11 @@ export interface LedgerStore {
    * another owner know it (migration 0024); the others know none.
    */
   ownerNow(vault: string): Promise<OwnerLine | null>;
+  /**
+   * Lines of the period that moved the vault's money under memos naming several jobs (or
+   * several steps of one), oldest first.
+   */
+  mixedMemoLines(vault: string, fromSec: number, toSec: number): Promise<MixedMemoLine[]>;
   /** Lines of the period whose transaction gave the vault a delegate, oldest first. */
   delegateLines(vault: string, fromSec: number, toSec: number): Promise<DelegateLine[]>;
   /** Gaps between movements whose later line is in the period. */
@@ -447,6 +477,7 @@ interface LineDb {
   memo: string | null;
   memo_kind: "escrow" | "settle" | "refund" | null;
   memo_job_id: string | null;
+  memo_jobs: string | null;
   kind: LineKind | null;
   job_id: string | null;
   state?: "listed" | "read";
@@ -455,7 +486,7 @@ interface LineDb {
 
 const num = (v: Big) => (v === null ? null : Number(v));
 const LINE_COLUMNS = `signature, ord, slot, block_time, pre_units, post_units, delta_units, memo,
-  memo_kind, memo_job_id, kind, job_id`;
+  memo_kind, memo_job_id, memo_jobs, kind, job_id`;
 
 function toLine(r: LineDb): LedgerLineRow {
   return {
@@ -469,6 +500,7 @@ function toLine(r: LineDb): LedgerLineRow {
     memo: r.memo,
     memoKind: r.memo_kind,
     memoJobId: r.memo_job_id,
+    memoJobs: memoJobsOf(r.memo_jobs),
     kind: r.kind,
     jobId: r.job_id,
   };
@@ -610,7 +642,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   const readLine = sqlite.prepare(
     `UPDATE ledger_lines SET state = 'read', block_time = coalesce(?, block_time), succeeded = ?,
        pre_units = ?, post_units = ?, delta_units = ?, memo = ?, memo_kind = ?, memo_job_id = ?,
-       foreign_changes = ?, opened = ?, other_owner = ?, owner_after = ?, delegate = ?
+       memo_jobs = ?, foreign_changes = ?, opened = ?, other_owner = ?, owner_after = ?, delegate = ?
      WHERE vault = ? AND signature = ? AND state = 'listed'`,
   );
   const foreignPeriod = big(
@@ -632,6 +664,20 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   const delegatePeriod = big(
     `SELECT signature, slot, block_time, memo, memo_job_id, delegate FROM ledger_lines
      WHERE vault = ? AND delegate IS NOT NULL AND block_time >= ? AND block_time < ?
+     ORDER BY ord`,
+  );
+  // Money of the vault moved under memos naming several jobs: the period's findings, and every
+  // such line of the vault, judged again each round with each job it names (a job recorded
+  // after the line was read is kept with it then).
+  const mixedPeriod = big(
+    `SELECT ${LINE_COLUMNS} FROM ledger_lines
+     WHERE vault = ? AND memo_jobs IS NOT NULL AND block_time >= ? AND block_time < ?
+       AND state = 'read' AND delta_units <> 0
+     ORDER BY ord`,
+  );
+  const mixedAll = big(
+    `SELECT ${LINE_COLUMNS} FROM ledger_lines
+     WHERE vault = ? AND memo_jobs IS NOT NULL AND state = 'read' AND kind IS NOT NULL
      ORDER BY ord`,
   );
   const newestListedSlot = sqlite
@@ -880,19 +926,25 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     .prepare("SELECT min(coalesce(final_through, 0)) FROM ledger_cursors")
     .pluck();
 
-  /** What a read line is, by the receipts recorded now. */
-  function classify(
-    vault: string,
-    line: {
-      signature: string;
-      delta: bigint;
-      memoKind: LineRead["memoKind"];
-      memoJobId: string | null;
-    },
-  ): { kind: LineKind; jobId: string | null } {
+  /** A read line as classification reads it. */
+  type Classified = {
+    signature: string;
+    delta: bigint;
+    memoKind: LineRead["memoKind"];
+    memoJobId: string | null;
+    memoJobs?: readonly MemoJob[] | null;
+  };
+
+  /**
+   * What a read line is, by the receipts recorded now. Memos naming several jobs are read in
+   * order: money in is the return of the first job it can be, money out that is no lock the
+   * debit of the first job whose escrow memo it carries.
+   */
+  function classify(vault: string, line: Classified): { kind: LineKind; jobId: string | null } {
     if (line.delta === 0n) return { kind: "none", jobId: null };
+    const named = memoJobsOfLine(line);
     if (line.delta < 0n) {
-      const named = lockJobs.all({ sig: line.signature }) as {
+      const namers = lockJobs.all({ sig: line.signature }) as {
         job_id: string;
         key_fingerprint: string | null;
         credit_vault: string | null;
@@ -900,9 +952,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         by_receipt: number;
         receipt_escrow: number;
       }[];
-      if (named.length > 0) {
+      if (namers.length > 0) {
         const pinned = vaultPinned.get(vault) !== undefined;
-        const job = named.find((j) =>
+        const job = namers.find((j) =>
           canPayFrom(
             {
               keyFingerprint: j.key_fingerprint,
@@ -917,31 +969,75 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         );
         if (job !== undefined) return { kind: "lock", jobId: job.job_id };
       }
-      return { kind: "unexplained", jobId: line.memoKind === "escrow" ? line.memoJobId : null };
+      return { kind: "unexplained", jobId: named.find((m) => m.kind === "escrow")?.jobId ?? null };
     }
-    if ((line.memoKind === "settle" || line.memoKind === "refund") && line.memoJobId !== null) {
-      if (lockedHere.get({ vault, job: line.memoJobId }) !== undefined) {
-        return { kind: "return", jobId: line.memoJobId };
-      }
-      const namer = namesReturn.get({ job: line.memoJobId, sig: line.signature }) as
-        | { key_fingerprint: string | null; credit_vault: string | null; pinned: string | null }
-        | undefined;
-      if (
-        namer !== undefined &&
-        mayReturnTo(
-          {
-            keyFingerprint: namer.key_fingerprint,
-            declaredVault: namer.credit_vault,
-            pinnedVault: namer.pinned,
-          },
-          vault,
-          vaultPinned.get(vault) !== undefined,
-        )
-      ) {
-        return { kind: "return", jobId: line.memoJobId };
+    for (const m of named) {
+      if (m.kind !== "escrow" && returnOf(vault, line.signature, m.jobId)) {
+        return { kind: "return", jobId: m.jobId };
       }
     }
     return { kind: "deposit", jobId: null };
+  }
+
+  /** Whether money into `vault` in `sig` under `job`'s settle or refund memo is its return. */
+  function returnOf(vault: string, sig: string, job: string): boolean {
+    if (lockedHere.get({ vault, job }) !== undefined) return true;
+    const namer = namesReturn.get({ job, sig }) as
+      | { key_fingerprint: string | null; credit_vault: string | null; pinned: string | null }
+      | undefined;
+    return (
+      namer !== undefined &&
+      mayReturnTo(
+        {
+          keyFingerprint: namer.key_fingerprint,
+          declaredVault: namer.credit_vault,
+          pinnedVault: namer.pinned,
+        },
+        vault,
+        vaultPinned.get(vault) !== undefined,
+      )
+    );
+  }
+
+  /**
+   * The jobs a read line filed as `c` is kept with (`jobKeepingLine`): the job it is filed
+   * under, and, when its memos name several, each job it would be filed under were that job's
+   * memo its only one. The first memo alone decided before, so a refund naming another job id
+   * first gave a job's vault back more than its lock, and the job passed.
+   */
+  function keepersOf(
+    vault: string,
+    line: Classified,
+    c: { kind: LineKind; jobId: string | null },
+  ): string[] {
+    const keepers = new Set<string>();
+    const filed = jobKeepingLine(c);
+    if (filed !== null) keepers.add(filed);
+    for (const m of line.memoJobs ?? []) {
+      if (keepers.has(m.jobId)) continue;
+      const alone = classify(vault, {
+        ...line,
+        memoKind: m.kind,
+        memoJobId: m.jobId,
+        memoJobs: null,
+      });
+      if (jobKeepingLine(alone) === m.jobId) keepers.add(m.jobId);
+    }
+    return [...keepers];
+  }
+
+  /** Keeps the line with each of its keepers that lacks it, sending that job back to the verifier. */
+  function keepWithKeepers(
+    vault: string,
+    line: Classified,
+    c: { kind: LineKind; jobId: string | null },
+    now: number,
+  ) {
+    for (const keeper of keepersOf(vault, line, c)) {
+      if (keepWithJob(store, keeper, line.signature, now)) {
+        reopenJobs(store, { jobIds: [keeper] }, now);
+      }
+    }
   }
 
   const classifyRow = (vault: string, r: LedgerLineRow) =>
@@ -950,6 +1046,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       delta: r.deltaUnits,
       memoKind: r.memoKind,
       memoJobId: r.memoJobId,
+      memoJobs: r.memoJobs ?? null,
     });
 
   /**
@@ -1039,20 +1136,12 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
    */
   function applyKind(
     vault: string,
-    line: {
-      signature: string;
-      delta: bigint;
-      memoKind: LineRead["memoKind"];
-      memoJobId: string | null;
-    },
+    line: Classified,
     c: { kind: LineKind; jobId: string | null },
     now: number,
   ): number {
     setKind.run(c.kind, c.jobId, vault, line.signature);
-    const keeper = jobKeepingLine(c);
-    if (keeper !== null && keepWithJob(store, keeper, line.signature, now)) {
-      reopenJobs(store, { jobIds: [keeper] }, now);
-    }
+    keepWithKeepers(vault, line, c, now);
     // Money back naming a job, or a debit of a job, may account for that job's debits now.
     let released = 0;
     for (const job of jobsALineNames(line, c.jobId)) released += releaseAccounted(vault, job);
@@ -1243,6 +1332,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           l.memo,
           l.memoKind,
           l.memoJobId,
+          memoJobsToText(l.memoJobs),
           foreignChangesToText(l.foreign),
           l.opened == null ? null : l.opened ? 1 : 0,
           l.otherOwner ?? null,
@@ -1277,6 +1367,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         delta: line.deltaUnits,
         memoKind: line.memoKind,
         memoJobId: line.memoJobId,
+        memoJobs: line.memoJobs ?? null,
       };
       result.released += applyKind(vault, moved, c, now);
       result.classified++;
@@ -1284,6 +1375,18 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     };
     for (const r of unclassified.all(vault) as LineDb[]) classifyAgain(toLine(r));
     for (const r of reviewAll.all(vault) as LineDb[]) classifyAgain(toLine(r));
+    // A line whose memos name several jobs, filed under one: each other job it names that is
+    // recorded only now is kept with it now.
+    for (const r of mixedAll.all(vault) as LineDb[]) {
+      const line = toLine(r);
+      if (line.kind === null) continue;
+      keepWithKeepers(
+        vault,
+        { ...line, delta: line.deltaUnits },
+        { kind: line.kind, jobId: line.jobId },
+        now,
+      );
+    }
     // An open lock read before either key was pinned is checked again: a job that cannot pay
     // from this vault now (its key pinned elsewhere, the vault pinned to another key) does not
     // keep another customer's debit as its lock; nor does a job whose receipt names another
@@ -1560,6 +1663,21 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         | undefined;
       if (r?.other_owner == null) return null;
       return { ...findingLineOf(r), owner: r.other_owner };
+    },
+    async mixedMemoLines(vault, fromSec, toSec) {
+      return (mixedPeriod.all(vault, fromSec, toSec) as LineDb[]).map((r) => {
+        const l = toLine(r);
+        return {
+          signature: l.signature,
+          slot: l.slot,
+          blockTime: l.blockTime,
+          amountUnits: l.deltaUnits,
+          memo: l.memo,
+          named: l.memoJobs ?? [],
+          kind: l.kind,
+          jobId: l.jobId,
+        };
+      });
     },
     async delegateLines(vault, fromSec, toSec) {
       return (

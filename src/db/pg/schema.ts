@@ -413,6 +413,12 @@ export const ledgerLines = pgTable(
     memo: text("memo"),
     memoKind: text("memo_kind", { enum: ["escrow", "settle", "refund"] }),
     memoJobId: text("memo_job_id"),
+    /**
+     * Every distinct step and job the memos name (JSON list of kind and job id), when they name
+     * more than one, else null: the money moved under a label nobody can tie to one job, always
+     * a finding, and the line is judged with each job it names. Null on lines read before it.
+     */
+    memoJobs: text("memo_jobs"),
     listedAt: epochMs("listed_at").notNull(),
     kind: text("kind", { enum: ledgerLineKinds }),
     jobId: text("job_id"),
@@ -460,6 +466,8 @@ export const ledgerLines = pgTable(
     index("ledger_lines_memo_job").on(t.memoJobId),
     index("ledger_lines_vault_memo").on(t.vault, t.memoKind, t.deltaUnits, t.memoJobId),
     index("ledger_lines_vault_job").on(t.vault, t.jobId),
+    // The few lines whose memos name several jobs: a statement finding, judged every round.
+    index("ledger_lines_memo_jobs").on(t.vault, t.blockTime).where(sql`${t.memoJobs} IS NOT NULL`),
     index("ledger_lines_review")
       .on(t.vault, t.kind, t.blockTime)
       .where(sql`${t.kind} IN ('unexplained', 'deposit')`),

@@ -51,7 +51,11 @@ import {
   type JobTie,
   jobKeepingLine,
   jobsALineNames,
+  type MemoJob,
   mayReturnTo,
+  memoJobsOf,
+  memoJobsOfLine,
+  memoJobsToText,
   outstandingOf,
   settledUnits,
 } from "../ledger-rules.js";
@@ -102,12 +106,16 @@ const lineColumns = {
   memo: ledgerLines.memo,
   memoKind: ledgerLines.memoKind,
   memoJobId: ledgerLines.memoJobId,
+  memoJobs: ledgerLines.memoJobs,
   kind: ledgerLines.kind,
   jobId: ledgerLines.jobId,
 };
 const lineWithState = { ...lineColumns, state: ledgerLines.state };
 
-type LineDb = Omit<LedgerLineRow, "deltaUnits"> & { deltaUnits: bigint | null };
+type LineDb = Omit<LedgerLineRow, "deltaUnits" | "memoJobs"> & {
+  deltaUnits: bigint | null;
+  memoJobs: string | null;
+};
 
 function toLine(r: LineDb): LedgerLineRow {
   return {
@@ -121,6 +129,7 @@ function toLine(r: LineDb): LedgerLineRow {
     memo: r.memo,
     memoKind: r.memoKind,
     memoJobId: r.memoJobId,
+    memoJobs: memoJobsOf(r.memoJobs),
     kind: r.kind,
     jobId: r.jobId,
   };
@@ -161,6 +170,7 @@ type Classifiable = {
   delta: bigint;
   memoKind: LineRead["memoKind"];
   memoJobId: string | null;
+  memoJobs: readonly MemoJob[] | null;
 };
 
 const asClassifiableRead = (l: LineRead): Classifiable => ({
@@ -168,6 +178,7 @@ const asClassifiableRead = (l: LineRead): Classifiable => ({
   delta: l.delta,
   memoKind: l.memoKind,
   memoJobId: l.memoJobId,
+  memoJobs: l.memoJobs ?? null,
 });
 
 const asClassifiable = (r: LedgerLineRow): Classifiable => ({
@@ -175,6 +186,7 @@ const asClassifiable = (r: LedgerLineRow): Classifiable => ({
   delta: r.deltaUnits,
   memoKind: r.memoKind,
   memoJobId: r.memoJobId,
+  memoJobs: r.memoJobs ?? null,
 });
 
 /** Items by key, in their order. */
@@ -481,9 +493,14 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       }
     }
     const pinned = lock.size + apiLock.size + ret.size > 0 ? await isPinned(q, vault) : false;
-    const memoReturn = (l: Classifiable) =>
-      l.delta > 0n && (l.memoKind === "settle" || l.memoKind === "refund") && l.memoJobId !== null;
-    const memoIds = [...new Set(lines.filter(memoReturn).map((l) => l.memoJobId!))];
+    // The jobs a credit's settle or refund memos name, first memo first.
+    const returnIds = (l: Classifiable) =>
+      l.delta > 0n
+        ? memoJobsOfLine(l)
+            .filter((m) => m.kind !== "escrow")
+            .map((m) => m.jobId)
+        : [];
+    const memoIds = [...new Set(lines.flatMap(returnIds))];
     // Jobs whose lock this vault paid: a debit with their escrow memo, or their recorded lock.
     const lockedHere = new Set<string>();
     if (memoIds.length > 0) {
@@ -507,15 +524,13 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
           if (inOrder) lockedHere.add(job.jobId);
           return { kind: "lock", jobId: job.jobId };
         }
-        return { kind: "unexplained", jobId: line.memoKind === "escrow" ? line.memoJobId : null };
+        const escrowMemo = memoJobsOfLine(line).find((m) => m.kind === "escrow");
+        return { kind: "unexplained", jobId: escrowMemo?.jobId ?? null };
       }
-      if (memoReturn(line)) {
-        const namer = ret.get(line.signature)?.get(line.memoJobId!);
-        if (
-          lockedHere.has(line.memoJobId!) ||
-          (namer !== undefined && mayReturnTo(namer, vault, pinned))
-        ) {
-          return { kind: "return", jobId: line.memoJobId };
+      for (const job of returnIds(line)) {
+        const namer = ret.get(line.signature)?.get(job);
+        if (lockedHere.has(job) || (namer !== undefined && mayReturnTo(namer, vault, pinned))) {
+          return { kind: "return", jobId: job };
         }
       }
       return { kind: "deposit", jobId: null };
@@ -523,22 +538,48 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
   }
 
   /**
-   * Keeps each line's transaction with the job `jobKeepingLine` gives when that job names it
-   * nowhere yet (up to `maxKeptSignatures`, one past those followed), and sends the jobs
-   * that gained one back to the verifier. One guarded UPDATE per line: a receipt or an answer
-   * writing the same job at once is waited for, and the row re-read, before the guard holds.
+   * Keeps each line's transaction with the jobs it is kept with when they name it nowhere yet
+   * (up to `maxKeptSignatures`, one past those followed), and sends the jobs that gained one
+   * back to the verifier: the job `jobKeepingLine` gives, and, for a line whose memos name
+   * several, each job it would be filed under were that job's memo its only one (see
+   * `keepersOf` in src/store/ledger.ts). One guarded UPDATE per line and job: a receipt or an
+   * answer writing the same job at once is waited for, and the row re-read, before the guard
+   * holds.
    */
   async function keepWithJobs(
     tx: PgExecutor,
-    lines: readonly { signature: string; c: { kind: LineKind; jobId: string | null } }[],
+    vault: string,
+    lines: readonly { line: Classifiable; c: { kind: LineKind; jobId: string | null } }[],
     now: number,
   ): Promise<void> {
+    const keep = new Map<string, { signature: string; job: string }>();
+    const add = (signature: string, job: string) =>
+      keep.set(`${job} ${signature}`, { signature, job });
+    const alone: { line: Classifiable; job: string }[] = [];
+    for (const { line, c } of lines) {
+      const filed = jobKeepingLine(c);
+      if (filed !== null) add(line.signature, filed);
+      for (const m of line.memoJobs ?? []) {
+        if (m.jobId === filed) continue;
+        alone.push({
+          line: { ...line, memoKind: m.kind, memoJobId: m.jobId, memoJobs: null },
+          job: m.jobId,
+        });
+      }
+    }
+    if (alone.length > 0) {
+      const kinds = await classifyMany(
+        tx,
+        vault,
+        alone.map((a) => a.line),
+      );
+      for (const [i, a] of alone.entries()) {
+        if (jobKeepingLine(kinds[i]!) === a.job) add(a.line.signature, a.job);
+      }
+    }
     const gained: string[] = [];
     // In job id order, as other writers of several jobs lock them, so two wait, not deadlock.
-    const kept = lines
-      .map(({ signature, c }) => ({ signature, job: jobKeepingLine(c) }))
-      .filter((k): k is { signature: string; job: string } => k.job !== null)
-      .sort((a, b) => (a.job < b.job ? -1 : a.job > b.job ? 1 : 0));
+    const kept = [...keep.values()].sort((a, b) => (a.job < b.job ? -1 : a.job > b.job ? 1 : 0));
     for (const { signature, job } of kept) {
       if ((await keepWithJobPg(tx, job, signature, now)) !== null) gained.push(job);
     }
@@ -560,7 +601,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       .update(ledgerLines)
       .set({ kind: c.kind, jobId: c.jobId })
       .where(and(vaultIs(vault), eq(ledgerLines.signature, line.signature)));
-    await keepWithJobs(tx, [{ signature: line.signature, c }], now);
+    await keepWithJobs(tx, vault, [{ line, c }], now);
     return releaseAccounted(tx, vault, jobsALineNames(line, c.jobId));
   }
 
@@ -785,24 +826,15 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     // A line another process read first keeps what it wrote; a line given twice is read once.
     const fresh = reads.filter((l) => listed.delete(l.signature));
     if (fresh.length === 0) return;
-    const kinds = await classifyMany(
-      tx,
-      vault,
-      fresh.map((l) => ({
-        signature: l.signature,
-        delta: l.delta,
-        memoKind: l.memoKind,
-        memoJobId: l.memoJobId,
-      })),
-      true,
-    );
+    const kinds = await classifyMany(tx, vault, fresh.map(asClassifiableRead), true);
     // UPDATE … FROM unnest of the batch's columns: one statement, sixteen parameters, still
     // guarded by state = 'listed'.
     // The block time becomes the transaction's (see `LineRead`); the daily sums follow it.
     await tx.execute(sql`UPDATE ledger_lines AS l SET state = 'read', succeeded = v.succeeded,
         block_time = coalesce(v.block_time, l.block_time),
         pre_units = v.pre_units, post_units = v.post_units, delta_units = v.delta_units,
-        memo = v.memo, memo_kind = v.memo_kind, memo_job_id = v.memo_job_id, kind = v.kind,
+        memo = v.memo, memo_kind = v.memo_kind, memo_job_id = v.memo_job_id,
+        memo_jobs = v.memo_jobs, kind = v.kind,
         job_id = v.job_id, foreign_changes = v.foreign_changes, opened = v.opened,
         other_owner = v.other_owner, owner_after = v.owner_after, delegate = v.delegate
       FROM ${unnestOf(fresh, "v", {
@@ -815,6 +847,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         memo: ["text", (l) => l.memo],
         memo_kind: ["text", (l) => l.memoKind],
         memo_job_id: ["text", (l) => l.memoJobId],
+        memo_jobs: ["text", (l) => memoJobsToText(l.memoJobs)],
         kind: ["text", (_, i) => kinds[i]!.kind],
         job_id: ["text", (_, i) => kinds[i]!.jobId],
         foreign_changes: ["text", (l) => foreignChangesToText(l.foreign)],
@@ -827,7 +860,8 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       WHERE l.vault = ${vault} AND l.signature = v.signature AND l.state = 'listed'`);
     await keepWithJobs(
       tx,
-      fresh.map((l, i) => ({ signature: l.signature, c: kinds[i]! })),
+      vault,
+      fresh.map((l, i) => ({ line: asClassifiableRead(l), c: kinds[i]! })),
       now,
     );
     // The jobs whose debits the batch may account for now: released once, after the batch,
@@ -879,6 +913,31 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       result.released += await applyKind(tx, vault, asClassifiable(line), c, now);
       result.classified++;
     }
+    // A line whose memos name several jobs, filed under one: each other job it names that is
+    // recorded only now is kept with it now.
+    const mixed = (
+      await tx
+        .select(lineColumns)
+        .from(ledgerLines)
+        .where(
+          and(
+            vaultIs(vault),
+            isNotNull(ledgerLines.memoJobs),
+            eq(ledgerLines.state, "read"),
+            isNotNull(ledgerLines.kind),
+          ),
+        )
+        .orderBy(asc(ledgerLines.ord))
+    ).map(toLine);
+    await keepWithJobs(
+      tx,
+      vault,
+      mixed.map((line) => ({
+        line: asClassifiable(line),
+        c: { kind: line.kind!, jobId: line.jobId },
+      })),
+      now,
+    );
     // An open lock read before either key was pinned is checked again: a job that cannot pay
     // from this vault now does not keep another customer's debit as its lock. So is a released
     // lock that only a jobs API answer names, of a job whose receipt names another escrow: filed
@@ -1503,6 +1562,31 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       const r = await newest();
       if (r?.owner == null) return null;
       return { ...r, owner: r.owner };
+    },
+    async mixedMemoLines(vault, fromSec, toSec) {
+      const rows = await db
+        .select(lineColumns)
+        .from(ledgerLines)
+        .where(
+          and(
+            vaultIs(vault),
+            isNotNull(ledgerLines.memoJobs),
+            periodOf(fromSec, toSec),
+            eq(ledgerLines.state, "read"),
+            ne(ledgerLines.deltaUnits, 0n),
+          ),
+        )
+        .orderBy(asc(ledgerLines.ord));
+      return rows.map(toLine).map((l) => ({
+        signature: l.signature,
+        slot: l.slot,
+        blockTime: l.blockTime,
+        amountUnits: l.deltaUnits,
+        memo: l.memo,
+        named: l.memoJobs ?? [],
+        kind: l.kind,
+        jobId: l.jobId,
+      }));
     },
     async delegateLines(vault, fromSec, toSec) {
       const rows = await db

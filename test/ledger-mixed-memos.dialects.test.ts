@@ -1,0 +1,175 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createLedgerReader } from "../src/ledger/reader.js";
+import { buildStatement, findingCount } from "../src/ledger/statement.js";
+import { ledgerFindingCount, ledgerWindowCheck } from "../src/ledger/window-check.js";
+import { createLogger } from "../src/log.js";
+import { runNightlyVerification } from "../src/nightly/nightly-run.js";
+import { createVerifier } from "../src/verify/engine.js";
+import { dialects, useDialectStores } from "./support/dialects.js";
+import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
+import { quickVerifierOptions } from "./support/quick-verifier.js";
+import { readJob } from "./support/seed-recorder.js";
+
+/**
+ * A refund of a job's whole lock sent back to its vault under two memos, another job id's
+ * first and the job's second, then the job settled as usual (its receipt and jobs API naming
+ * only the lock and the settlement): the vault got back more than the lock. Only the first memo
+ * was read, so the refund was nobody's return, the job passed and the statement found nothing.
+ * With the job's memo alone it is kept with the job (`jobKeepingLine`); among others it must be
+ * too, and money moved under memos naming several jobs is a finding of its own.
+ */
+const log = createLogger({ level: "silent" });
+
+describe.each(dialects)("%s store", (dialect) => {
+  const stores = useDialectStores(dialect);
+  let h: AdversaryHarness;
+  beforeAll(async () => {
+    h = await startAdversaryHarness({ openStore: () => stores.open() });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  const readerOf = (c: Scenario, vault: string) =>
+    createLedgerReader({
+      store: c.store,
+      rpc: h.rpc,
+      profile: c.profile,
+      log,
+      custody: { vaults: [vault], byKey: {} },
+    });
+
+  /** Reads the vault as the ledger round does. */
+  async function sync(c: Scenario, vault: string) {
+    await c.flush();
+    await h.finalized();
+    await readerOf(c, vault).syncVault(vault);
+  }
+
+  /** The next whole second: the period of a statement holding only what follows. */
+  async function nextSecond() {
+    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
+    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    return from;
+  }
+
+  /** The lock, the refund under `memos` and the settlement of a job of key 3, sent. */
+  function refundedThenSettled(memos: (jobId: string) => string[]) {
+    const plan = h.op.plan({ keyIndex: 3 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const refund = h.op.send([
+      h.op.transfer(h.op.accounts.escrowVault, plan.vault, plan.lock),
+      ...memos(plan.jobId).map((m) => h.op.memo(m)),
+    ]).signature;
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    return { plan, txs: { escrowTx, settlementTx }, refund };
+  }
+
+  const twoJobs = (jobId: string) => ["decentral:refund:job_zzzz", `decentral:refund:${jobId}`];
+
+  it.each([
+    ["before", true],
+    ["after", false],
+  ])(
+    "judges a refund whose first memo names another job with the job the second names, read %s the receipt",
+    async (_, early) => {
+      const c = await h.scenario();
+      const from = await nextSecond();
+      const { plan, txs, refund } = refundedThenSettled(twoJobs);
+      if (early) await sync(c, plan.vault);
+      c.record(plan, txs);
+      c.honestJobsApi(plan, txs);
+      await h.finalized();
+      await sync(c, plan.vault);
+      expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual([refund]);
+      const verdicts = await c.verdicts(plan.jobId);
+      expect(verdicts[0]?.verdict).toBe("discrepancy");
+      expect(verdicts[0]?.failing).toEqual(expect.arrayContaining(["refund.not_settled"]));
+
+      const statement = await buildStatement(
+        c.store,
+        { from, to: Date.now() + 1_000, vault: plan.vault },
+        { profile: c.profile, graceSeconds: 0 },
+      );
+      const v = statement.vaults[0]!;
+      expect(v.mixedMemos).toEqual([
+        expect.objectContaining({
+          finding: "mixed_job_memos",
+          signature: refund,
+          amountUnits: plan.lock,
+          named: [
+            { kind: "refund", jobId: "job_zzzz" },
+            { kind: "refund", jobId: plan.jobId },
+          ],
+          kind: "return",
+          jobId: plan.jobId,
+        }),
+      ]);
+      expect(findingCount(v)).toBeGreaterThan(0);
+    },
+  );
+
+  it("makes the nightly run exit 1 on such a refund", async () => {
+    const c = await h.scenario();
+    const from = await nextSecond();
+    const { plan, txs, refund } = refundedThenSettled(twoJobs);
+    c.record(plan, txs);
+    c.honestJobsApi(plan, txs);
+    await c.flush();
+    await h.finalized();
+    const verifier = createVerifier({
+      store: c.store,
+      rpc: h.rpc,
+      profile: c.profile,
+      log,
+      options: quickVerifierOptions,
+    });
+    const run = await runNightlyVerification(c.store, verifier, {
+      from,
+      to: Date.now(),
+      timeoutMs: 15_000,
+      ledger: ledgerWindowCheck({
+        store: c.store,
+        reader: readerOf(c, plan.vault),
+        profile: c.profile,
+        graceSeconds: 0,
+      }),
+    });
+    expect(run.exitCode).toBe(1);
+    // Earlier tests' refunds to the same vault are findings too (history no run had judged).
+    expect(run.ledger?.mixedJobMemos.filter((m) => !m.beforeWindow)).toEqual([
+      expect.objectContaining({
+        vault: plan.vault,
+        signature: refund,
+        named: ["refund:job_zzzz", `refund:${plan.jobId}`],
+        jobId: plan.jobId,
+      }),
+    ]);
+    expect(ledgerFindingCount(run.ledger!)).toBeGreaterThan(0);
+    expect((await c.verdicts(plan.jobId))[0]?.verdict).toBe("discrepancy");
+  });
+
+  it("finds nothing in a refund naming its job twice, nor in an honest job", async () => {
+    const c = await h.scenario();
+    const from = await nextSecond();
+    const honest = h.op.plan({ keyIndex: 3 });
+    const honestTxs = h.op.honestJob(honest);
+    const plan = h.op.plan({ keyIndex: 3 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const refund = h.op.send([
+      ...h.op.refundIxs(plan),
+      h.op.memo(`decentral:refund:${plan.jobId}`),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx: refund }, { httpStatus: 504 });
+    c.record(honest, honestTxs);
+    c.honestJobsApi(honest, honestTxs);
+    await sync(c, plan.vault);
+    const statement = await buildStatement(
+      c.store,
+      { from, to: Date.now() + 1_000, vault: plan.vault },
+      { profile: c.profile, graceSeconds: 0 },
+    );
+    expect(statement.vaults[0]!.mixedMemos).toEqual([]);
+    expect((await readJob(c.store, honest.jobId))?.conflictSignatures).toBeNull();
+  });
+});
