@@ -63,6 +63,7 @@ function statementWithMemo(memoJobId: string): Statement {
         foreignMint: [],
         ownerChanges: [],
         delegateApprovals: [],
+        mixedMemos: [],
         gaps: [],
         accountSnapshot: null,
       },

@@ -1277,6 +1277,7 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       memo: null,
       memoKind: null,
       memoJobId: null,
+      memoJobs: null,
       kind: "unexplained",
       jobId: null,
       now: { kind: "unexplained", jobId: null },
