@@ -6,7 +6,7 @@ import { registerTokenCommands } from "./auth/token-commands.js";
 import { ConfigError, type ConfigInput, loadConfig } from "./config.js";
 import { parseDatabaseUrl, refuseInMemoryStore } from "./db/url.js";
 import { registerDemoCommand } from "./demo/command.js";
-import { isAppError, wholeNumberFlag } from "./errors.js";
+import { AppError, isAppError, wholeNumberFlag } from "./errors.js";
 import { registerLocalnetCommand } from "./localnet/command.js";
 import { registerVerifyCommand } from "./nightly/verify-cli.js";
 import { printable } from "./printable-text.js";
@@ -27,18 +27,45 @@ function withCommonOptions(command: Command): Command {
 }
 
 /** Maps parsed flags to config keys; flags win over the environment. */
+/** The settings a flag stands for, by the flag's name as commander keys it. */
+const flagSettings = {
+  db: ["--db", "DATABASE_URL"],
+  rpc: ["--rpc", "SOLANA_RPC_URLS"],
+  profile: ["--profile", "AUDIT_PROFILE"],
+  port: ["--port", "PORT"],
+  workers: ["--workers", "WORKERS"],
+  host: ["--host", "HOST"],
+  upstream: ["--upstream", "DECENTRAL_BASE_URL"],
+  verifyCron: ["--verify-cron", "VERIFY_CRON"],
+} as const satisfies Record<string, readonly [string, keyof ConfigInput]>;
+
 export function configFromFlags(flags: Record<string, unknown>) {
-  const overrides: ConfigInput = {
-    DATABASE_URL: flags.db as string | undefined,
-    SOLANA_RPC_URLS: flags.rpc as string | undefined,
-    AUDIT_PROFILE: flags.profile as string | undefined,
-    PORT: flags.port as string | undefined,
-    WORKERS: flags.workers as string | undefined,
-    HOST: flags.host as string | undefined,
-    DECENTRAL_BASE_URL: flags.upstream as string | undefined,
-    VERIFY_CRON: flags.verifyCron as string | undefined,
-  };
-  return loadConfig(process.env, overrides);
+  const overrides: ConfigInput = {};
+  const given = new Map<string, string>();
+  for (const [name, [flag, key]] of Object.entries(flagSettings)) {
+    const value = flags[name];
+    if (typeof value !== "string") continue;
+    // An empty setting in the environment means unset; an empty flag was meant to say
+    // something (`--rpc ""` from a variable that was not set), and the default it would fall
+    // back to (mainnet, ./data) is not what was asked for.
+    if (value.trim() === "") {
+      throw new AppError("validation_failed", `${flag}: empty value`, { field: flag.slice(2) });
+    }
+    overrides[key] = value;
+    given.set(key, flag);
+  }
+  try {
+    return loadConfig(process.env, overrides);
+  } catch (error) {
+    // Named as the user wrote it: `--port: Too big`, not the environment variable's name.
+    if (!(error instanceof ConfigError)) throw error;
+    throw new ConfigError(
+      error.issues.map((i) => {
+        const flag = given.get(i.key);
+        return flag ? { ...i, key: `${flag} (${i.key})` } : i;
+      }),
+    );
+  }
 }
 
 export function buildProgram(): Command {

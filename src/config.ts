@@ -20,9 +20,15 @@ const urlList = z
     z
       .array(z.url({ protocol: /^https?$/ }))
       .min(1, "at least one URL")
-      .refine((urls) => new Set(urls.map((u) => new URL(u).href)).size === urls.length, {
-        message: "lists one URL twice",
-      }),
+      // Run even when an element failed (zod goes on to refinements): only URLs that parse are
+      // compared, or `notaurl` would throw "Invalid URL" naming no setting.
+      .refine(
+        (urls) => {
+          const parsed = urls.filter((u) => URL.canParse(u)).map((u) => new URL(u).href);
+          return new Set(parsed).size === parsed.length;
+        },
+        { message: "lists one URL twice" },
+      ),
   );
 
 /**

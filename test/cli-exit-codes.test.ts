@@ -92,6 +92,18 @@ describe("CLI exit codes", () => {
     expect(run.stderr).toContain("unknown option '--sinse'");
   });
 
+  it("refuses an empty flag and names the flag the user wrote in a bad setting", () => {
+    // `--rpc "$RPC"` with RPC unset: not mainnet, the default it would fall back to.
+    for (const flag of ["--rpc", "--db", "--profile"]) {
+      const run = cli("verify", "--since", "1h", flag, "");
+      expect(run.code, flag).toBe(2);
+      expect(run.stderr.trim(), flag).toBe(`error: ${flag}: empty value`);
+    }
+    const bad = cli("verify", "--since", "1h", "--rpc", "notaurl");
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("--rpc (SOLANA_RPC_URLS): Invalid URL");
+  });
+
   it("exits 2 with one line and no stack trace when a file cannot be read", () => {
     const run = cli("import", "/nonexistent/receipts.jsonl");
     expect(run.code).toBe(2);
