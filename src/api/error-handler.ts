@@ -1,6 +1,7 @@
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { isPgWriteRefusal } from "../db/client.js";
 import { type ErrorCode, isAppError } from "../errors.js";
 
 /** The one place where error codes become HTTP statuses. */
@@ -98,6 +99,20 @@ export function handleError(error: Error, c: Context) {
     const code: ErrorCode =
       status === 401 ? "unauthorized" : status === 413 ? "payload_too_large" : "bad_request";
     return c.json(errorBody(c, code, error.message || code), status);
+  }
+  if (isPgWriteRefusal(error)) {
+    // The database answers but will not write (read-only, a privilege revoked): nothing was
+    // written, and asking again helps only once its operator has acted.
+    c.get("log")?.error({ err: error }, "the database refuses writes");
+    c.header("retry-after", "1");
+    return c.json(
+      errorBody(
+        c,
+        "store_unavailable",
+        "the audit database refuses writes (read-only, or a privilege missing); nothing was written",
+      ),
+      503,
+    );
   }
   if (isDatabaseAway(error)) {
     // The database is away or its write lock is held past the timeout: nothing is wrong with

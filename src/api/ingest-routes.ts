@@ -206,7 +206,7 @@ export function ingestRoutes(deps: { store: Store; now?: () => number; writer?: 
         // A database that went away would hold this request until it returns.
         throw new AppError(
           "store_unavailable",
-          "the audit store is not taking writes right now (database unreachable or receipt backlog full); nothing was written, retry shortly",
+          "the audit store is not taking writes right now (database unreachable or refusing writes, or receipt backlog full); nothing was written, retry shortly",
         );
       }
       // A body sent as text or a form was not meant as receipts, whatever it looks like.

@@ -250,6 +250,20 @@ export function isTransientPgError(error: unknown): boolean {
 }
 
 /**
+ * Whether PostgreSQL answered but will not write, for no fault of the statement: a read-only
+ * database (a standby after a failover, `default_transaction_read_only`: 25006), a privilege
+ * taken from this role (42501), or an I/O error writing its files (58030). Every write fails
+ * alike until an operator acts; retrying the one statement, or blaming it alone, helps no one.
+ * A full disk (53100) is transient (`isTransientPgError`): it waits like a server away.
+ */
+export function isPgWriteRefusal(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  if (error.cause instanceof Error && !("code" in error)) return isPgWriteRefusal(error.cause);
+  const code = (error as { code?: unknown }).code;
+  return code === "25006" || code === "42501" || code === "58030";
+}
+
+/**
  * Runs a database write (or a store method), retrying with backoff while another connection holds the write lock
  * past the busy timeout. The retries wait on timers, not in SQLite's busy loop, so the event
  * loop (and the proxy on it) keeps running meanwhile. Other errors, and the last busy one after

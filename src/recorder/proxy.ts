@@ -923,7 +923,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
             503,
             "receipt_store_unavailable",
             health.refusing
-              ? "the audit proxy's database refuses writes (is its disk full?); retry later"
+              ? "the audit proxy's database refuses writes (a full disk, read-only, a privilege missing?); retry later"
               : "the audit proxy cannot reach its database; retry later",
             1,
           );

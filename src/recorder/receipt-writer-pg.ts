@@ -1,4 +1,4 @@
-import { isTransientPgError } from "../db/client.js";
+import { isPgWriteRefusal, isTransientPgError } from "../db/client.js";
 import type { PgStore } from "../db/pg/client.js";
 import { messageOf } from "../errors.js";
 import { backoff, createSleeper } from "../retry.js";
@@ -14,6 +14,8 @@ import type {
 
 /** Tasks one PostgreSQL group commit takes at most (a batch of `POST /jobs` is one task). */
 const MAX_GROUP = 256;
+/** How often a database that refuses writes is tried again while no receipt waits. */
+const PROBE_INTERVAL_MS = 1000;
 
 /** Transient and not a retryable conflict: the database is gone, not merely busy. */
 function isUnreachable(error: unknown): boolean {
@@ -33,6 +35,13 @@ function isUnreachable(error: unknown): boolean {
  * (503 before forwarding: no money moves for a job that could not be recorded) and `health()`
  * says since when the database is unreachable (`/readyz`). A response already waiting for its
  * receipt keeps waiting: nothing is answered unrecorded.
+ *
+ * A database that answers but will not write (read-only after a failover to a standby, a
+ * privilege revoked: `isPgWriteRefusal`) is no task's fault either: the group is kept and tried
+ * again, `full()` turns new paid work away before it is forwarded, `health()` says it refuses
+ * writes, and a task refused for `refuseAfterMs` is rejected (its client gets a 503) rather
+ * than left waiting for an operator. With nothing waiting, a write of no consequence is tried
+ * until it passes, and new work is taken again.
  */
 export function createPgReceiptWriter(
   store: PgStore,
@@ -42,11 +51,13 @@ export function createPgReceiptWriter(
   const connection = openPgWriterConnection(store);
   const maxBacklog = options.maxBacklog ?? 2000;
   const maxRetryDelayMs = Math.max(options.maxRetryDelayMs ?? 200, 1000);
+  const refuseAfterMs = options.refuseAfterMs ?? 5000;
 
   let queue: Queued[] = [];
   let running: Promise<void> | null = null;
   let closed = false;
-  let down: { since: number; error: string } | null = null;
+  /** Since when the database does not take writes, why, and whether it answers meanwhile. */
+  let down: { since: number; error: string; refusing: boolean } | null = null;
   let idleWaiters: (() => void)[] = [];
   const stop = new AbortController();
   const sleeper = createSleeper();
@@ -56,10 +67,10 @@ export function createPgReceiptWriter(
       const values = await connection.together(batch.map((item) => item.task));
       return values.map((value) => ({ ok: true as const, value }));
     } catch (error) {
-      if (isTransientPgError(error)) throw error;
+      if (isTransientPgError(error) || isPgWriteRefusal(error)) throw error;
       return connection.isolated(
         batch.map((item) => item.task),
-        (failure) => !isTransientPgError(failure),
+        (failure) => !isTransientPgError(failure) && !isPgWriteRefusal(failure),
       );
     }
   }
@@ -73,20 +84,27 @@ export function createPgReceiptWriter(
         outcomes = await commitGroup(batch);
       } catch (error) {
         failures++;
-        if (isUnreachable(error) && down === null) {
-          down = { since: Date.now(), error: messageOf(error) };
+        const refusal = isPgWriteRefusal(error);
+        if (refusal) {
+          refused(error);
+        } else if (isUnreachable(error) && down === null) {
+          down = { since: Date.now(), error: messageOf(error), refusing: false };
           log.error({ err: error, tasks: queue.length }, "database unreachable; receipts wait");
         } else if (failures % 40 === 1) {
           log.warn({ err: error, tasks: queue.length }, "could not record receipts; will retry");
         }
         if (closed && stop.signal.aborted) return;
-        await sleeper.sleep(backoff(failures, { baseMs: 25, maxMs: maxRetryDelayMs }), stop.signal);
+        if (queue.length === 0) break;
+        const delay = backoff(failures, { baseMs: 25, maxMs: maxRetryDelayMs });
+        await sleeper.sleep(refusal ? Math.max(delay, 250) : delay, stop.signal);
         continue;
       }
       if (down !== null) {
         log.info(
-          { unreachableMs: Date.now() - down.since },
-          "database reachable; receipts written",
+          { [down.refusing ? "refusedMs" : "unreachableMs"]: Date.now() - down.since },
+          down.refusing
+            ? "the database takes writes again"
+            : "database reachable; receipts written",
         );
         down = null;
       }
@@ -100,16 +118,50 @@ export function createPgReceiptWriter(
     }
   }
 
-  /** While no task is waiting, a database found unreachable is probed until it answers. */
+  /**
+   * The database refused a group's writes: no task of it is to blame, so it is tried again,
+   * but a task refused for `refuseAfterMs` is rejected rather than left waiting for an operator.
+   */
+  function refused(error: unknown) {
+    const t = Date.now();
+    if (down === null || !down.refusing) {
+      down = { since: down?.since ?? t, error: messageOf(error), refusing: true };
+      log.error({ err: error, tasks: queue.length }, "the database refuses receipt writes");
+    }
+    const kept: Queued[] = [];
+    for (const item of queue) {
+      item.refusedSince ??= t;
+      if (t - item.refusedSince >= refuseAfterMs) item.reject(error);
+      else kept.push(item);
+    }
+    queue = kept;
+  }
+
+  /**
+   * While no task is waiting, a database found unreachable is probed until it answers, and one
+   * that refused writes until a write of no consequence passes.
+   */
   async function probe(): Promise<void> {
     let attempt = 0;
     while (down !== null && queue.length === 0 && !stop.signal.aborted) {
-      await sleeper.sleep(backoff(attempt++, { baseMs: 100, maxMs: maxRetryDelayMs }), stop.signal);
+      const state = down;
+      const delay = state.refusing
+        ? PROBE_INTERVAL_MS
+        : backoff(attempt++, { baseMs: 100, maxMs: maxRetryDelayMs });
+      await sleeper.sleep(delay, stop.signal);
+      if (down !== state || queue.length > 0 || stop.signal.aborted) continue;
       try {
-        await connection.ping();
+        if (state.refusing) await connection.probeWrite();
+        else await connection.ping();
+        if (down !== state) continue;
         down = null;
-        log.info("database reachable again");
-      } catch {}
+        log.info(
+          { [state.refusing ? "refusedMs" : "unreachableMs"]: Date.now() - state.since },
+          state.refusing ? "the database takes writes again" : "database reachable again",
+        );
+      } catch (error) {
+        if (state.refusing && isPgWriteRefusal(error)) state.error = messageOf(error);
+      }
     }
   }
 
@@ -145,9 +197,15 @@ export function createPgReceiptWriter(
     backlog: () => queue.length,
     full: () => queue.length >= maxBacklog || down !== null,
     health(): WriterHealth {
-      return down === null
-        ? { reachable: true }
-        : { reachable: false, since: down.since, error: down.error, waiting: queue.length };
+      if (down === null) return { reachable: true };
+      const { since, error, refusing } = down;
+      return {
+        reachable: false,
+        since,
+        error,
+        waiting: queue.length,
+        ...(refusing && { refusing }),
+      };
     },
     idle() {
       if (queue.length === 0 && !running) return Promise.resolve();

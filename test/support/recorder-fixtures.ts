@@ -5,6 +5,7 @@ import type { AddressInfo } from "node:net";
 import { getRequestListener, serve } from "@hono/node-server";
 import bs58 from "bs58";
 import { createApp } from "../../src/api/app.js";
+import type { ReadinessProbes } from "../../src/api/ops-routes.js";
 import { withProxyFastPath } from "../../src/api/proxy-listener.js";
 import { createToken } from "../../src/auth/tokens.js";
 import type { Store } from "../../src/db/client.js";
@@ -68,7 +69,7 @@ export async function listen(
 
 /** Serves `createApp` on a free port the way `serve` does (so the proxy gets Node objects). */
 export async function serveApp(
-  deps: { store: Store; log: Logger; proxy?: RecordingProxy },
+  deps: { store: Store; log: Logger; proxy?: RecordingProxy; readiness?: ReadinessProbes },
   options: { direct?: boolean } = {},
 ) {
   const app = createApp(deps);

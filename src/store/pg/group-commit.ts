@@ -1,4 +1,6 @@
+import { sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
+import { jobApiAnswers, jobs, receiptConflicts } from "../../db/pg/schema.js";
 import type { WriteUnit } from "../write-unit.js";
 import type { PgTx } from "./executor.js";
 
@@ -19,6 +21,12 @@ export interface PgWriterConnection {
   ): Promise<UnitOutcome[]>;
   /** Resolves once the database answers a trivial query. */
   ping(): Promise<void>;
+  /**
+   * Writes of no consequence (no row matched) to each table a receipt writes, as the writer's
+   * role: throws while the database refuses them (read-only, a privilege revoked), as a
+   * receipt's own write would. PostgreSQL checks both before it looks for rows.
+   */
+  probeWrite(): Promise<void>;
 }
 
 export function openPgWriterConnection(store: PgStore): PgWriterConnection {
@@ -46,6 +54,21 @@ export function openPgWriterConnection(store: PgStore): PgWriterConnection {
       }),
     async ping() {
       await store.pool.query("SELECT 1");
+    },
+    async probeWrite() {
+      await store.db.transaction(async (tx) => {
+        for (const table of [jobs, receiptConflicts, jobApiAnswers]) {
+          await tx.execute(sql`INSERT INTO ${table} SELECT * FROM ${table} WHERE false`);
+        }
+        await tx
+          .update(jobs)
+          .set({ updatedAt: sql`${jobs.updatedAt}` })
+          .where(sql`false`);
+        await tx
+          .update(receiptConflicts)
+          .set({ receivedAt: sql`${receiptConflicts.receivedAt}` })
+          .where(sql`false`);
+      });
     },
   };
 }

@@ -1,0 +1,216 @@
+import { randomBytes } from "node:crypto";
+import http from "node:http";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createToken } from "../src/auth/tokens.js";
+import { openPostgres, type PgStore } from "../src/db/pg/client.js";
+import { migratePostgres } from "../src/db/pg/migrate.js";
+import { createLogger } from "../src/log.js";
+import { createRecordingProxy } from "../src/recorder/proxy.js";
+import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
+import { usePostgresDatabase } from "./support/postgres.js";
+import {
+  address,
+  jobId,
+  listen,
+  serveApp,
+  signature,
+  wireReceipt,
+} from "./support/recorder-fixtures.js";
+import { readJob } from "./support/seed-recorder.js";
+
+/**
+ * PostgreSQL that answers but will not write, under a running proxy: the database turned
+ * read-only (a failover to a standby) or the proxy's role losing a privilege. Every request
+ * forwarded then is charged by Decentral: after the first refusal, the proxy must turn paid
+ * work away before forwarding it, say why on /readyz, and record again once writes work.
+ */
+
+const database = usePostgresDatabase();
+const log = createLogger({ level: "silent" });
+const role = `app_${randomBytes(4).toString("hex")}`;
+let admin: PgStore;
+let store: PgStore;
+
+beforeAll(async () => {
+  admin = openPostgres(database.url);
+  await migratePostgres(admin.pool);
+  // A role of least privilege, as a production proxy runs: the superuser would bypass GRANTs.
+  const password = randomBytes(12).toString("hex");
+  await admin.pool.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
+  await admin.pool.query(`GRANT USAGE ON SCHEMA public TO ${role}`);
+  await admin.pool.query(`GRANT ALL ON ALL TABLES IN SCHEMA public TO ${role}`);
+  await admin.pool.query(`GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO ${role}`);
+  const url = new URL(database.url);
+  url.username = role;
+  url.password = password;
+  store = openPostgres(url.href);
+});
+
+afterAll(async () => {
+  await store?.close();
+  await admin?.pool.query(`DROP OWNED BY ${role}`);
+  await admin?.close();
+  const server = openPostgres(database.url);
+  await server.pool.query(`DROP ROLE IF EXISTS ${role}`);
+  await server.close();
+});
+
+/** A Decentral stand-in that counts what reaches it and names a fresh job each time. */
+async function countingUpstream() {
+  const seen: string[] = [];
+  const server = await listen(
+    http.createServer(async (req, res) => {
+      for await (const _ of req);
+      const id = jobId();
+      seen.push(id);
+      res.writeHead(200, {
+        "content-type": "application/json",
+        "x-decentral-job-id": id,
+        "x-decentral-tx-signature": signature(),
+        "x-decentral-settlement-tx": signature(),
+        "x-decentral-worker": address(),
+      });
+      res.end(JSON.stringify({ model: "qwen3-8b", choices: [], usage: { total_tokens: 3 } }));
+    }),
+  );
+  return { ...server, seen };
+}
+
+async function setup() {
+  const upstream = await countingUpstream();
+  const writer = createReceiptWriter(store, { log, refuseAfterMs: 300 });
+  const proxy = createRecordingProxy({ store, log, upstreamBaseUrl: `${upstream.url}/v1`, writer });
+  const app = await serveApp({
+    store,
+    log,
+    proxy,
+    readiness: { receipts: () => writer.health() },
+  });
+  const read = (await createToken(store, { role: "read", name: "probe" })).token;
+  const ingest = (await createToken(store, { role: "ingest", name: "backend" })).token;
+  const completion = () =>
+    fetch(`${app.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "qwen3-8b", messages: [] }),
+    });
+  const readyz = async () => {
+    const response = await fetch(`${app.url}/readyz`, {
+      headers: { authorization: `Bearer ${read}` },
+    });
+    return {
+      status: response.status,
+      body: (await response.json()) as { checks: { database: { ok: boolean; detail?: string } } },
+    };
+  };
+  const ingestOne = () =>
+    fetch(`${app.url}/jobs`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${ingest}` },
+      body: JSON.stringify(wireReceipt()),
+    });
+  const close = async () => {
+    await app.close();
+    await proxy.close();
+    await writer.close();
+    await upstream.close();
+  };
+  return { upstream, writer, completion, readyz, ingestOne, close };
+}
+
+/** Ends the proxy role's sessions, as a failover does: the pool connects again. */
+async function dropSessions() {
+  await admin.pool.query(
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+    [role],
+  );
+}
+
+/** What a client sees when the database refuses writes, and that it comes back. */
+async function refusesThenRecovers(
+  t: Awaited<ReturnType<typeof setup>>,
+  refuse: () => Promise<void>,
+  restore: () => Promise<void>,
+  reason: RegExp,
+) {
+  const first = await t.completion();
+  expect(first.status).toBe(200);
+  await first.text();
+  expect(await readJob(store, t.upstream.seen[0] as string)).toBeDefined();
+
+  await refuse();
+  // Forwarded before anything was known: this one is charged and answered unrecorded.
+  const charged = await t.completion();
+  expect(charged.status).toBe(503);
+  expect(await charged.json()).toMatchObject({ error: { code: "receipt_not_recorded" } });
+  expect(t.upstream.seen).toHaveLength(2);
+
+  // From now on nothing is forwarded, so nothing more is charged.
+  const refused = await t.completion();
+  expect(refused.status).toBe(503);
+  expect(await refused.json()).toMatchObject({ error: { code: "receipt_store_unavailable" } });
+  expect(t.upstream.seen).toHaveLength(2);
+
+  const ready = await t.readyz();
+  expect(ready.status).toBe(503);
+  expect(ready.body.checks.database.ok).toBe(false);
+  expect(ready.body.checks.database.detail).toMatch(/^refusing writes since /);
+  expect(ready.body.checks.database.detail).toMatch(reason);
+
+  const ingested = await t.ingestOne();
+  expect(ingested.status).toBe(503);
+  expect(await ingested.json()).toMatchObject({ error: { code: "store_unavailable" } });
+
+  // A probe finds writes working again, and the proxy takes and records jobs again.
+  await restore();
+  await expect.poll(async () => (await t.readyz()).status, { timeout: 15_000 }).toBe(200);
+  const after = await t.completion();
+  expect(after.status).toBe(200);
+  await after.text();
+  expect(t.upstream.seen).toHaveLength(3);
+  expect(await readJob(store, t.upstream.seen[2] as string)).toBeDefined();
+  expect((await t.ingestOne()).status).toBe(201);
+}
+
+describe("the proxy on a PostgreSQL that refuses writes", () => {
+  it("stops forwarding after the role lost INSERT on jobs, and records again once granted", async () => {
+    const t = await setup();
+    const grant = () => admin.pool.query(`GRANT INSERT, UPDATE ON jobs TO ${role}`).then(() => {});
+    try {
+      await refusesThenRecovers(
+        t,
+        () => admin.pool.query(`REVOKE INSERT, UPDATE ON jobs FROM ${role}`).then(() => {}),
+        grant,
+        /permission denied/,
+      );
+    } finally {
+      await grant();
+      await t.close();
+    }
+  });
+
+  it("stops forwarding once the database is read-only after a failover, and records again after it", async () => {
+    const t = await setup();
+    const name = new URL(database.url).pathname.slice(1);
+    const writable = async () => {
+      await admin.pool.query(`ALTER DATABASE "${name}" RESET default_transaction_read_only`);
+      await dropSessions();
+    };
+    try {
+      await refusesThenRecovers(
+        t,
+        async () => {
+          await admin.pool.query(`ALTER DATABASE "${name}" SET default_transaction_read_only = on`);
+          await dropSessions();
+          await sleep(100);
+        },
+        writable,
+        /read-only transaction/,
+      );
+    } finally {
+      await writable();
+      await t.close();
+    }
+  });
+});
