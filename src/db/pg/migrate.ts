@@ -60,10 +60,19 @@ export async function migratePostgres(pool: pg.Pool): Promise<PgMigrationResult>
         throw new ForeignStoreError(`PostgreSQL database "${row.database}"`, kind.holds);
       }
     }
-    await client.query(`CREATE SCHEMA IF NOT EXISTS "drizzle"`);
-    await client.query(
-      `CREATE TABLE IF NOT EXISTS ${migrationsTable} (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)`,
-    );
+    // Created only when missing: PostgreSQL checks CREATE on the database (a schema) or the
+    // schema (a table) before IF NOT EXISTS, so a role of least privilege (no CREATE, as it
+    // should be once an owner migrated) could not start on an up-to-date database.
+    if (!row?.ours) {
+      await needing("CREATE on the database", `create the schema "drizzle"`, () =>
+        client.query(`CREATE SCHEMA IF NOT EXISTS "drizzle"`),
+      );
+      await needing(`CREATE on schema "drizzle"`, `create ${migrationsTable}`, () =>
+        client.query(
+          `CREATE TABLE IF NOT EXISTS ${migrationsTable} (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)`,
+        ),
+      );
+    }
     const last = await client.query<{ created_at: string }>(
       `SELECT created_at FROM ${migrationsTable} ORDER BY created_at DESC LIMIT 1`,
     );
@@ -72,17 +81,47 @@ export async function migratePostgres(pool: pg.Pool): Promise<PgMigrationResult>
     let applied = 0;
     for (const migration of migrations) {
       if (lastMillis !== undefined && lastMillis >= migration.folderMillis) continue;
-      for (const statement of migration.sql) {
-        if (statement.trim() !== "") await client.query(statement);
-      }
-      await client.query(`INSERT INTO ${migrationsTable} (hash, created_at) VALUES ($1, $2)`, [
-        migration.hash,
-        migration.folderMillis,
-      ]);
+      await needing(
+        "the owner's rights (CREATE on the schema, ownership of the tables it alters)",
+        `apply migration ${migration.folderMillis}`,
+        async () => {
+          for (const statement of migration.sql) {
+            if (statement.trim() !== "") await client.query(statement);
+          }
+          await client.query(`INSERT INTO ${migrationsTable} (hash, created_at) VALUES ($1, $2)`, [
+            migration.hash,
+            migration.folderMillis,
+          ]);
+        },
+      );
       applied++;
     }
     return { applied };
   });
+}
+
+/** A migration that needs a privilege the connecting role lacks (SQLSTATE 42501). */
+export class MigrationPrivilegeError extends Error {
+  constructor(message: string, options: { cause: unknown }) {
+    super(message, options);
+    this.name = "MigrationPrivilegeError";
+  }
+}
+
+/**
+ * Runs `work`; a permission denied is thrown again naming what was to be done and the
+ * privilege it takes: PostgreSQL's own message names neither the privilege nor the remedy.
+ */
+async function needing<T>(privilege: string, what: string, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== "42501") throw error;
+    throw new MigrationPrivilegeError(
+      `cannot ${what}: ${(error as Error).message}; the role needs ${privilege} (run \`decentral-audit db migrate\` as the database's owner, then serve as this role)`,
+      { cause: error },
+    );
+  }
 }
 
 /** `db migrate` on PostgreSQL: opens a connection to `url`, applies what is pending, closes. */
