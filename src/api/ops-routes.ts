@@ -121,6 +121,8 @@ function causeOf(error: unknown): string {
 }
 
 async function withTimeout<T>(work: Promise<T>, timeoutMs: number): Promise<T> {
+  // A read given up on may still fail later: that is not an unhandled rejection.
+  work.catch(() => {});
   let timer: NodeJS.Timeout | undefined;
   try {
     return await Promise.race([
@@ -187,26 +189,52 @@ export function opsRoutes(deps: OpsRoutesDeps) {
       const rpc = await probeRpc(deps.readiness);
       const maxSeconds = deps.readiness?.maxLagSeconds ?? 3600;
       const at = deps.now();
+      // The reads below touch `jobs`, which the ping does not: under a lock held on it (a
+      // `LOCK TABLE`, a migration) they would wait until the statement timeout, and a load
+      // balancer's probe with them. Each gets the ping's deadline; what did not answer is
+      // reported as such.
+      const deadlineMs = deps.readiness?.databaseTimeoutMs ?? 3000;
       // How long the job due soonest has waited past its due time: a verifier that stopped or
       // cannot keep up. Not the age of the oldest open job: an import of last week's receipts
       // is old data for the verifier to work through, no reason to take the proxy out of a
       // load balancer.
-      const dueAt = database.ok ? await ops.oldestDueAt() : null;
-      const seconds = dueAt === null ? 0 : Math.max(0, Math.round((at - dueAt) / 1000));
+      const dueAt = database.ok
+        ? await withTimeout(ops.oldestDueAt(), deadlineMs).then(
+            (value) => ({ value }),
+            (error: unknown) => ({ error: causeOf(error) }),
+          )
+        : null;
+      const lag = dueAt !== null && "value" in dueAt ? dueAt.value : null;
+      const seconds = lag === null ? 0 : Math.max(0, Math.round((at - lag) / 1000));
       // Unknown while the database cannot be asked: a lag of 0 there would read as all well.
-      const verificationLag = database.ok
-        ? { ok: seconds <= maxSeconds, seconds, maxSeconds }
-        : { ok: false, seconds: null, maxSeconds, detail: "unknown: the database does not answer" };
+      const verificationLag =
+        dueAt === null
+          ? {
+              ok: false,
+              seconds: null,
+              maxSeconds,
+              detail: "unknown: the database does not answer",
+            }
+          : "error" in dueAt
+            ? {
+                ok: false,
+                seconds: null,
+                maxSeconds,
+                detail: `unknown: jobs could not be read (${dueAt.error}); is a lock held on it?`,
+              }
+            : { ok: seconds <= maxSeconds, seconds, maxSeconds };
       const background = deps.readiness?.background?.();
       const ok = database.ok && rpc.ok && verificationLag.ok && (background?.ok ?? true);
-      const profile = database.ok ? await deps.readiness?.profile?.() : undefined;
+      // Informational, so left out when they do not answer in time.
+      const informational = <T>(read: Promise<T> | undefined) =>
+        read === undefined ? undefined : withTimeout(read, deadlineMs).catch(() => undefined);
+      const profile = database.ok ? await informational(deps.readiness?.profile?.()) : undefined;
       const quorum = database.ok ? deps.readiness?.rpcQuorum?.() : null;
-      const rpcQuorum = quorum
-        ? {
-            ...quorum,
-            jobsInDisagreement: await ops.countJobsWithVerdict("rpc_disagreement"),
-          }
-        : null;
+      const disagreeing = quorum
+        ? await informational(ops.countJobsWithVerdict("rpc_disagreement"))
+        : undefined;
+      const rpcQuorum =
+        quorum && disagreeing !== undefined ? { ...quorum, jobsInDisagreement: disagreeing } : null;
       const body = {
         ok,
         checks: { database, rpc, verificationLag, ...(background ? { background } : {}) },

@@ -101,7 +101,16 @@ function createSqliteTokensStore(store: SqliteStore): TokensStore {
       return undefined;
     },
     async touch(id, at) {
-      st.touch.run({ id, at });
+      // Bookkeeping, and synchronous: waiting here for another connection's write lock would
+      // hold the event loop (every request of the process, `/readyz` too) for the busy timeout.
+      // A lock held now fails the write at once; a later use writes it.
+      const wait = Number(store.sqlite.pragma("busy_timeout", { simple: true }));
+      store.sqlite.pragma("busy_timeout = 0");
+      try {
+        st.touch.run({ id, at });
+      } finally {
+        store.sqlite.pragma(`busy_timeout = ${wait}`);
+      }
     },
     async revoke(id, at) {
       const revoked = store.sqlite
