@@ -49,7 +49,7 @@ export interface ReceiptWriter {
   backlog(): number;
   /**
    * True when new work whose receipt must be kept is refused: the backlog is at `maxBacklog`,
-   * or the database was found unreachable and has not answered since.
+   * or the database was found unreachable or refusing writes and has not taken one since.
    */
   full(): boolean;
   /** Whether the database took the last write (or probe), and since when it has not. */
@@ -78,7 +78,7 @@ export interface Queued {
   task: WriteTask<unknown>;
   resolve(value: unknown): void;
   reject(error: unknown): void;
-  /** When the database first refused a group holding this task (SQLite writer). */
+  /** When the database first refused a group holding this task. */
   refusedSince?: number;
 }
 
