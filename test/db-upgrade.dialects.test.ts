@@ -396,6 +396,72 @@ describe("upgrading a deployment that verified refunds whenever they landed", ()
 });
 
 /**
+ * Jobs as a deployment judged them before usage.consistent: a settlement priced at usage that
+ * contradicts itself was verified.
+ */
+const usageBefore = [
+  { jobId: "job_over_total", verdict: "verified", prompt: 5, completion: 640, total: 3 },
+  { jobId: "job_bad_sum", verdict: "partially_verified", prompt: 12, completion: 640, total: 999 },
+  { jobId: "job_honest", verdict: "verified", prompt: 12, completion: 640, total: 652 },
+  { jobId: "job_no_total", verdict: "verified", prompt: null, completion: 640, total: null },
+  { jobId: "job_found", verdict: "discrepancy", prompt: 5, completion: 640, total: 3 },
+];
+const usageAfter = {
+  job_over_total: "pending",
+  job_bad_sum: "pending",
+  job_honest: "verified",
+  job_no_total: "verified",
+  job_found: "discrepancy",
+};
+const usageColumns = `job_id, source, receipt_hash, created_at, recorded_at, updated_at, verdict,
+  next_verify_at, prompt_tokens, completion_tokens, total_tokens`;
+
+describe("upgrading a deployment that verified usage contradicting itself", () => {
+  it("reopens, on SQLite, the jobs verified on such usage", () => {
+    const store = sqliteBefore("usage.consistent");
+    try {
+      const insert = store.sqlite.prepare(
+        `INSERT INTO jobs (${usageColumns})
+         VALUES (@jobId, 'ingest', 'h', 1, 1, 1, @verdict, 5000, @prompt, @completion, @total)`,
+      );
+      for (const job of usageBefore) insert.run(job);
+
+      migrateStore(store);
+
+      const rows = store.sqlite.prepare("SELECT job_id, verdict FROM jobs").all();
+      const byId = Object.fromEntries(
+        (rows as { job_id: string; verdict: string }[]).map((r) => [r.job_id, r.verdict]),
+      );
+      expect(byId).toEqual(usageAfter);
+    } finally {
+      store.close();
+    }
+  });
+
+  const database = usePostgresDatabase();
+  it("reopens, on PostgreSQL, the jobs verified on such usage", async () => {
+    const store = await postgresBefore(await database.create(), "usage.consistent");
+    try {
+      for (const job of usageBefore) {
+        await store.pool.query(
+          `INSERT INTO jobs (${usageColumns})
+           VALUES ($1, 'ingest', 'h', 1, 1, 1, $2, 5000, $3, $4, $5)`,
+          [job.jobId, job.verdict, job.prompt, job.completion, job.total],
+        );
+      }
+
+      expect((await migratePostgres(store.pool)).applied).toBeGreaterThanOrEqual(1);
+
+      const { rows } = await store.pool.query("SELECT job_id, verdict FROM jobs");
+      const byId = Object.fromEntries(rows.map((r) => [r.job_id, r.verdict]));
+      expect(byId).toEqual(usageAfter);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+/**
  * Block times as versions before the range check stored them: a read-through time and a line's
  * time no date holds (every statement threw), a future one, and a transaction dated so.
  */

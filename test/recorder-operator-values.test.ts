@@ -61,7 +61,12 @@ describe("the recording fetch, answered with odd values by the operator", () => 
     ["a negative prompt count", { usage: { prompt_tokens: -1 } }, verified],
     ["a total count as text", { usage: { total_tokens: "52" } }, verified],
     ["usage as an array", { body: { usage: [1, 2] } }, usageUnknown],
-    ["credits as 1e3", { headers: { "x-decentral-credits-remaining": "1e3" } }, verified],
+    // Recorded as sent: a balance told that is no credit amount is a finding, not no header.
+    [
+      "credits as 1e3",
+      { headers: { "x-decentral-credits-remaining": "1e3" } },
+      { verdict: "discrepancy", failing: ["credits.header"] },
+    ],
     [
       "a worker that is no address",
       { headers: { "x-decentral-worker": "worker-7" } },

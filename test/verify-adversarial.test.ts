@@ -1,4 +1,8 @@
+import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import { localApiKey } from "../src/localnet/keys.js";
+import { createLogger } from "../src/log.js";
+import { createRecordingProxy } from "../src/recorder/proxy.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import {
@@ -9,6 +13,7 @@ import {
   newJobId,
   startAdversaryHarness,
 } from "./support/operator.js";
+import { listen, serveApp } from "./support/recorder-fixtures.js";
 import { updateSignature } from "./support/seed-queue.js";
 import { readJob } from "./support/seed-recorder.js";
 
@@ -916,6 +921,226 @@ describe.each(dialects)("%s store", (dialect) => {
         on_chain: { escrow_tx: txs.escrowTx, settlement_tx: txs.settlementTx },
       });
       expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("jobs_api.matches_chain")]);
+    });
+  });
+
+  describe("usage and amounts the operator claims", () => {
+    type Plan = ReturnType<typeof h.op.plan>;
+    type Scenario = Awaited<ReturnType<typeof h.scenario>>;
+
+    /**
+     * One job of `plan` asked through the recording proxy (key 1, its model, no max_tokens)
+     * from an upstream that answers with the job's signatures, `headers` and `body`, as the
+     * operator writes them; `stream` asks for and answers an event stream.
+     */
+    async function throughProxy(
+      c: Scenario,
+      plan: Plan,
+      answer: { body: string; stream?: boolean; headers?: Record<string, string> },
+    ): Promise<void> {
+      const txs = h.op.honestJob(plan);
+      const log = createLogger({ level: "silent" });
+      const upstream = await listen(
+        http.createServer(async (req, res) => {
+          for await (const _ of req) {
+          }
+          res.writeHead(200, {
+            "content-type": answer.stream ? "text/event-stream" : "application/json",
+            "x-decentral-job-id": plan.jobId,
+            "x-decentral-tx-signature": txs.escrowTx,
+            "x-decentral-settlement-tx": txs.settlementTx,
+            "x-decentral-worker": plan.worker.address,
+            ...answer.headers,
+          });
+          res.end(answer.body);
+        }),
+      );
+      const proxy = createRecordingProxy({
+        store: c.store,
+        log,
+        upstreamBaseUrl: `${upstream.url}/v1`,
+      });
+      const app = await serveApp({ store: c.store, log, proxy });
+      try {
+        const res = await fetch(`${app.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: {
+            authorization: `Bearer ${localApiKey(plan.keyIndex)}`,
+            "content-type": "application/json",
+          },
+          body: JSON.stringify({
+            model: plan.requestedModel,
+            messages: [{ role: "user", content: "Say hi" }],
+            ...(answer.stream ? { stream: true, stream_options: { include_usage: true } } : {}),
+          }),
+        });
+        expect(res.status).toBe(200);
+        await res.text();
+        await proxy.idle();
+      } finally {
+        await app.close();
+        await proxy.close();
+        await upstream.close();
+      }
+    }
+
+    /** A completion answering `message`, with `usage` as the operator claims it. */
+    const completion = (message: Record<string, unknown>, usage: Record<string, unknown>) =>
+      JSON.stringify({
+        id: "chatcmpl-1",
+        object: "chat.completion",
+        model: "qwen3-8b",
+        choices: [{ index: 0, finish_reason: "stop", message: { role: "assistant", ...message } }],
+        usage,
+      });
+
+    it("catches usage with more completion tokens than tokens in all", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1 });
+      c.record(plan, h.op.honestJob(plan), { promptTokens: 5, totalTokens: 3 });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("usage.consistent")]);
+      expect(await c.check(plan.jobId, "usage.consistent")).toMatchObject({
+        expected: { completionTokensAtMost: 3 },
+        actual: { completionTokens: 640, totalTokens: 3 },
+      });
+    });
+
+    it("catches usage whose total is not prompt + completion tokens", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1 });
+      c.record(plan, h.op.honestJob(plan), { promptTokens: 12, totalTokens: 1000 });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("usage.consistent")]);
+      expect(await c.check(plan.jobId, "usage.consistent")).toMatchObject({
+        expected: { totalTokens: 652 },
+      });
+    });
+
+    it("catches a charge for 640 completion tokens on an answer of three bytes, and lets reasoning tokens explain the rest", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      // Usage that adds up, priced honestly on chain, for an answer that cannot hold it.
+      const made = h.op.plan({ keyIndex: 1 });
+      await throughProxy(c, made, {
+        body: completion(
+          { content: "Hi." },
+          { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 },
+        ),
+      });
+      // The same answer after 630 tokens of reasoning the operator names: it can hold 640.
+      const reasoned = h.op.plan({ keyIndex: 1 });
+      await throughProxy(c, reasoned, {
+        body: completion(
+          { content: "Hi." },
+          {
+            prompt_tokens: 12,
+            completion_tokens: 640,
+            total_tokens: 652,
+            completion_tokens_details: { reasoning_tokens: 630 },
+          },
+        ),
+      });
+      // An honest answer of 640 words, a tool call among it.
+      const honest = h.op.plan({ keyIndex: 1 });
+      await throughProxy(c, honest, {
+        body: completion(
+          {
+            content: Array.from({ length: 620 }, () => "w").join(" "),
+            tool_calls: [{ type: "function", function: { name: "f", arguments: '{"a":1}' } }],
+          },
+          { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 },
+        ),
+      });
+      expect(await c.verdicts(made.jobId, reasoned.jobId, honest.jobId)).toEqual([
+        discrepancy("usage.consistent"),
+        verified,
+        verified,
+      ]);
+      expect(await c.check(made.jobId, "usage.consistent")).toMatchObject({
+        outcome: "fail",
+        expected: { completionTokensAtMost: 19 },
+        actual: { completionTokens: 640, answerBytes: 3, reasoningTokens: null },
+      });
+      expect(await c.check(reasoned.jobId, "usage.consistent")).toMatchObject({
+        outcome: "pass",
+        expected: { completionTokensAtMost: 649 },
+      });
+    });
+
+    it("catches a stream whose usage names more completion tokens than its bytes", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const chunk = (delta: unknown, extra: Record<string, unknown> = {}) =>
+        `data: ${JSON.stringify({
+          id: "c1",
+          object: "chat.completion.chunk",
+          model: "qwen3-8b",
+          choices: [{ index: 0, delta, finish_reason: null }],
+          ...extra,
+        })}\n\n`;
+      const usage = { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 };
+      const body = `${chunk({ role: "assistant", content: "Hi." })}${chunk({}, { usage })}data: [DONE]\n\n`;
+      await throughProxy(c, plan, { stream: true, body });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("usage.consistent")]);
+      expect(await c.check(plan.jobId, "usage.consistent")).toMatchObject({
+        actual: { completionTokens: 640, answerBytes: Buffer.byteLength(body) },
+      });
+    });
+
+    it("fails credits.header on a balance header that is no credit amount, through the proxy and ingest", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const proxied = h.op.plan({ keyIndex: 1 });
+      await throughProxy(c, proxied, {
+        headers: { "x-decentral-credits-remaining": "999999.00001" },
+        body: completion(
+          { content: Array.from({ length: 640 }, () => "w").join(" ") },
+          { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 },
+        ),
+      });
+      const ingested = h.op.plan({ keyIndex: 1 });
+      const answer = await c.ingest(ingested, h.op.honestJob(ingested), {
+        credits_remaining: "999999.00001",
+      });
+      expect(answer.status).toBe(201);
+      expect(await c.verdicts(proxied.jobId, ingested.jobId)).toEqual([
+        discrepancy("credits.header"),
+        discrepancy("credits.header"),
+      ]);
+      for (const jobId of [proxied.jobId, ingested.jobId]) {
+        expect(await c.check(jobId, "credits.header")).toMatchObject({
+          reason: expect.stringContaining("not a credit amount: 999999.00001"),
+          actual: { header: "999999.00001" },
+        });
+      }
+    });
+
+    it("fails jobs_api.matches_chain on credits_charged that is no credit amount", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const sent = ["99.00001", 99.00001, "1e2"];
+      const plans = sent.map((credits) => {
+        const plan = h.op.plan({ keyIndex: 1 });
+        const txs = h.op.honestJob(plan);
+        c.record(plan, txs);
+        c.jobsApi(plan.jobId, {
+          status: "settled",
+          credits_charged: credits,
+          worker_address: plan.worker.address,
+          on_chain: { escrow_tx: txs.escrowTx, settlement_tx: txs.settlementTx },
+        });
+        return plan;
+      });
+      expect(await c.verdicts(...plans.map((p) => p.jobId))).toEqual(
+        sent.map(() => discrepancy("jobs_api.matches_chain")),
+      );
+      for (const [i, plan] of plans.entries()) {
+        expect((await c.check(plan.jobId, "jobs_api.matches_chain"))?.reason).toBe(
+          `the jobs API's credits_charged is not a credit amount: ${String(sent[i])}`,
+        );
+      }
     });
   });
 

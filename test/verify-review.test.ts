@@ -624,7 +624,14 @@ describe("the model and ceiling a request asks, whatever shape its body takes", 
         res.end(
           JSON.stringify({
             model,
-            choices: [],
+            // An answer that can hold the usage it names: the lie here is the price alone.
+            choices: [
+              {
+                index: 0,
+                finish_reason: "length",
+                message: { role: "assistant", content: "w ".repeat(1000) },
+              },
+            ],
             usage: { prompt_tokens: 12, completion_tokens: 2000, total_tokens: 2012 },
           }),
         );

@@ -90,6 +90,12 @@ export const jobs = sqliteTable(
     worker: text("worker"),
     /** `x-decentral-credits-remaining` converted to base units (credits x 10,000). */
     creditsRemainingUnits: units("credits_remaining_units"),
+    /**
+     * The `x-decentral-credits-remaining` the operator sent when it is no credit amount (cut to
+     * 200 characters); null when absent or read. A header sent but unreadable fails
+     * `credits.header`: it is not a header the response lacked.
+     */
+    creditsRemainingUnread: text("credits_remaining_unread"),
     /** The model the caller asked for (the job is priced by it). */
     model: text("model"),
     /** The model the response named; the operator writes it, so it is only compared. */
@@ -100,6 +106,14 @@ export const jobs = sqliteTable(
     promptTokens: integer("prompt_tokens"),
     completionTokens: integer("completion_tokens"),
     totalTokens: integer("total_tokens"),
+    /** `usage.completion_tokens_details.reasoning_tokens`: output the answer does not show. */
+    reasoningTokens: integer("reasoning_tokens"),
+    /**
+     * Bytes of what the caller was answered that tokens could have made, for `usage.consistent`:
+     * a JSON answer's generated text (content, refusal, tool calls, reasoning), a stream's body
+     * bytes up to `[DONE]` (a looser bound). Null where the recorder did not see the answer.
+     */
+    answerBytes: integer("answer_bytes"),
     /** The request's `max_tokens` (null when the request set none): it fixes the escrow lock. */
     maxTokens: integer("max_tokens"),
     stream: integer("stream", { mode: "boolean" }),
@@ -128,6 +142,8 @@ export const jobs = sqliteTable(
     // What GET /v1/jobs/{id} said, when it was asked.
     apiStatus: text("api_status"),
     apiCreditsChargedUnits: units("api_credits_charged_units"),
+    /** `credits_charged` as the jobs API sent it (JSON) when it is no credit amount. */
+    apiCreditsChargedUnread: text("api_credits_charged_unread"),
     apiEscrowTx: text("api_escrow_tx"),
     apiSettlementTx: text("api_settlement_tx"),
     apiWorker: text("api_worker"),

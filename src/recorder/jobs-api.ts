@@ -3,7 +3,7 @@ import https from "node:https";
 import type { Store } from "../db/client.js";
 import { creditsToUnitsOrNull } from "../money.js";
 import { createJobsApiStore, type JobsApiAnswer } from "../store/jobs-api.js";
-import { operatorText } from "./operator-values.js";
+import { operatorText, unreadAmount } from "./operator-values.js";
 import { addressOrNull, signatureOrNull } from "./receipt-input.js";
 import { valueWithoutKey, withoutKey } from "./without-key.js";
 
@@ -19,10 +19,17 @@ export function parseJobsApiAnswer(body: unknown): JobsApiAnswer {
   const onChain = (
     typeof b.on_chain === "object" && b.on_chain !== null ? b.on_chain : {}
   ) as Record<string, unknown>;
+  const charged = creditsToUnitsOrNull(b.credits_charged);
   return {
     // Stored and shown as written, so made fit to store: PostgreSQL text cannot hold NUL.
     status: operatorText(b.status),
-    creditsChargedUnits: creditsToUnitsOrNull(b.credits_charged),
+    creditsChargedUnits: charged,
+    // Sent but no credit amount ("99.00001", 1e2): kept, so the check fails on it rather than
+    // comparing nothing.
+    creditsChargedUnread:
+      charged === null && b.credits_charged !== undefined && b.credits_charged !== null
+        ? unreadAmount(b.credits_charged)
+        : null,
     escrowTx: signatureOrNull(text(onChain.escrow_tx)),
     settlementTx: signatureOrNull(text(onChain.settlement_tx)),
     worker: addressOrNull(text(b.worker_address)),

@@ -46,3 +46,13 @@ export function operatorTokens(value: unknown): number | null {
     ? value
     : null;
 }
+
+/**
+ * An amount the operator sent that is no amount (`99.00001` credits, `"1e2"`), kept as sent
+ * (JSON for what is not a string), cleaned and cut as `operatorText`: present but unreadable is
+ * a finding of its check, which must not take it for a value never sent.
+ */
+export function unreadAmount(value: unknown): string {
+  const text = typeof value === "string" ? value : (JSON.stringify(value) ?? String(value));
+  return operatorText(text) ?? "(no printable characters)";
+}

@@ -8,7 +8,7 @@ import { type Receipt, recordReceiptsUnit } from "../store/receipts.js";
 import type { JobsApiClient } from "./jobs-api.js";
 import { createJobsApiConsults } from "./jobs-api-consults.js";
 import { keyFingerprint } from "./key-fingerprint.js";
-import { operatorModel, operatorTokens } from "./operator-values.js";
+import { operatorModel, operatorTokens, unreadAmount } from "./operator-values.js";
 import {
   addressOrNull,
   jobIdPattern,
@@ -121,36 +121,100 @@ interface Usage {
   promptTokens: number | null;
   completionTokens: number | null;
   totalTokens: number | null;
+  reasoningTokens: number | null;
 }
 
-const unknownUsage: Usage = { promptTokens: null, completionTokens: null, totalTokens: null };
+const unknownUsage: Usage = {
+  promptTokens: null,
+  completionTokens: null,
+  totalTokens: null,
+  reasoningTokens: null,
+};
 
 function usageOf(value: unknown): Usage | null {
   if (typeof value !== "object" || value === null) return null;
   const u = value as Record<string, unknown>;
+  const details = u.completion_tokens_details;
   return {
     // Token counts from a response body, which the operator writes: ingest's bounds apply.
     promptTokens: operatorTokens(u.prompt_tokens),
     completionTokens: operatorTokens(u.completion_tokens),
     totalTokens: operatorTokens(u.total_tokens),
+    reasoningTokens:
+      typeof details === "object" && details !== null
+        ? operatorTokens((details as Record<string, unknown>).reasoning_tokens)
+        : null,
   };
 }
 
-/** Model and usage of a whole JSON response body. */
-function jsonBodyFacts(
-  body: string,
-  credentials: string[],
-): { model: string | null; usage: Usage } {
+/** What the recorder learns from a response body: the model it names, usage, answer size. */
+interface BodyFacts {
+  model: string | null;
+  usage: Usage;
+  /** See `jobs.answer_bytes`; null when the body was not read as the caller read it. */
+  answerBytes: number | null;
+}
+
+const unknownBody: BodyFacts = { model: null, usage: unknownUsage, answerBytes: null };
+
+/** UTF-8 bytes of a string; 0 for anything else. */
+const utf8Bytes = (value: unknown) =>
+  typeof value === "string" ? Buffer.byteLength(value, "utf8") : 0;
+
+const asRecord = (value: unknown): Record<string, unknown> =>
+  typeof value === "object" && value !== null ? (value as Record<string, unknown>) : {};
+
+/**
+ * Bytes of every text a model generated in a JSON completion: each choice's content (a string
+ * or text parts), refusal, reasoning text, audio, legacy `text`, and the names and arguments of
+ * its tool and function calls. Every output token decodes to at least one byte, so usage naming
+ * more completion tokens than this (with the reasoning tokens the answer does not show) claims
+ * output the caller never got.
+ */
+function generatedBytes(body: Record<string, unknown>): number {
+  let bytes = 0;
+  const call = (value: unknown) => {
+    const f = asRecord(value);
+    bytes += utf8Bytes(f.name) + utf8Bytes(f.arguments) + utf8Bytes(f.input);
+  };
+  for (const item of Array.isArray(body.choices) ? body.choices : []) {
+    const choice = asRecord(item);
+    const message = asRecord(choice.message);
+    bytes += utf8Bytes(choice.text) + utf8Bytes(message.refusal);
+    bytes += utf8Bytes(message.reasoning_content) + utf8Bytes(message.reasoning);
+    const content = message.content;
+    if (Array.isArray(content)) {
+      for (const part of content) {
+        const p = asRecord(part);
+        bytes += utf8Bytes(p.text) + utf8Bytes(p.refusal);
+      }
+    } else bytes += utf8Bytes(content);
+    const audio = asRecord(message.audio);
+    bytes += utf8Bytes(audio.data) + utf8Bytes(audio.transcript);
+    call(message.function_call);
+    for (const tool of Array.isArray(message.tool_calls) ? message.tool_calls : []) {
+      const t = asRecord(tool);
+      call(t.function);
+      call(t.custom);
+    }
+  }
+  return bytes;
+}
+
+/** Model, usage and answer size of a whole JSON response body. */
+function jsonBodyFacts(body: string, credentials: string[]): BodyFacts {
   try {
     const parsed = JSON.parse(body) as Record<string, unknown>;
+    if (typeof parsed !== "object" || parsed === null) return unknownBody;
     return {
       model: operatorModel(
         typeof parsed.model === "string" ? withoutKeys(parsed.model, credentials) : null,
       ),
       usage: usageOf(parsed.usage) ?? unknownUsage,
+      answerBytes: generatedBytes(parsed),
     };
   } catch {
-    return { model: null, usage: unknownUsage };
+    return unknownBody;
   }
 }
 
@@ -162,7 +226,7 @@ function sseTailFacts(
   tail: string,
   cut: boolean,
   credentials: string[],
-): { model: string | null; usage: Usage } {
+): Omit<BodyFacts, "answerBytes"> {
   let model: string | null = null;
   let usage: Usage | null = null;
   const chunks = sseChunks(sseEvents(tail, cut));
@@ -703,6 +767,8 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       const { facts, tags, fingerprint } = fromRequest();
       const signatures = (name: string) =>
         wireValue(upstream, jobId, name, signaturesOrNull, signatureHeader(upstream, name));
+      const creditsHeader = "x-decentral-credits-remaining";
+      const credits = wireValue(upstream, jobId, creditsHeader, creditsToUnitsOrNull);
       const receipt: Receipt = {
         jobId: jobId ?? "",
         ...signatureFields(
@@ -710,12 +776,11 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           signatures("x-decentral-settlement-tx"),
         ),
         worker: wireValue(upstream, jobId, "x-decentral-worker", addressOrNull),
-        creditsRemainingUnits: wireValue(
-          upstream,
-          jobId,
-          "x-decentral-credits-remaining",
-          creditsToUnitsOrNull,
-        ),
+        creditsRemainingUnits: credits,
+        creditsRemainingUnread:
+          credits === null && named(upstream, creditsHeader)
+            ? unreadAmount(loggedHeader(upstream, creditsHeader))
+            : null,
         model: facts.model,
         ...unknownUsage,
         createdAt: null,
@@ -764,11 +829,14 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       const sawDone = isSse ? createDoneWatch() : () => false;
       let sseDone = false;
       let sseCut = false;
+      // A stream's bytes up to its [DONE], counted as they pass: what its text can be at most.
+      let streamBytes = 0;
       const onData = (chunk: Buffer) => {
         if (ttfbMs === null) ttfbMs = Math.round(performance.now() - started);
         if (!capturing || sseDone) return;
         chunks.push(chunk);
         captured += chunk.length;
+        streamBytes += chunk.length;
         if (isSse) {
           // A client reads nothing after the [DONE] event: neither is the receipt's usage.
           sseDone = sawDone(chunk);
@@ -835,18 +903,19 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         // events whatever the content type, and a JSON answer as JSON): usage in an answer of the
         // other kind is none the client saw.
         const readAsAsked = facts.stream === null || facts.stream === isSse;
-        const learnt =
+        const learnt: BodyFacts =
           capturing && readAsAsked
             ? isSse
-              ? sseTailFacts(bodyText, sseCut, credentials)
+              ? { ...sseTailFacts(bodyText, sseCut, credentials), answerBytes: streamBytes }
               : jsonBodyFacts(bodyText, credentials)
-            : { model: null, usage: unknownUsage };
+            : unknownBody;
         const final: Receipt = {
           ...receipt,
           // Priced by the model asked for, or by none: the operator writes the response, so the
           // model it names is kept only to compare, never to price (the job is then unproven).
           responseModel: learnt.model,
           ...learnt.usage,
+          answerBytes: learnt.answerBytes,
           latencyMs: Math.round(elapsed),
           ttfbMs: ttfbMs ?? Math.round(elapsed),
           captureState: state,

@@ -2,7 +2,7 @@ import { isBase58OfLength } from "../chain/base58.js";
 import { parseZonedDateTime } from "../instant.js";
 import { creditsToUnits } from "../money.js";
 import { hasUnprintable } from "../printable-text.js";
-import { operatorModel, operatorTokens } from "./operator-values.js";
+import { operatorModel, operatorTokens, unreadAmount } from "./operator-values.js";
 import { maxKeptSignatures, type OtherSignatures, type Receipt } from "./receipts.js";
 import { maxTokenCount } from "./request-facts.js";
 
@@ -353,6 +353,15 @@ function operatorCredits(value: unknown): bigint | null {
   }
 }
 
+/**
+ * An operator's credit balance that was sent but is no credit amount (`999999.00001`), as sent;
+ * null when none was sent or it was read. It fails `credits.header`, not skips it as absent.
+ */
+function unreadCredits(value: unknown): string | null {
+  if (value === undefined || value === null || value === "") return null;
+  return operatorCredits(value) === null ? unreadAmount(value) : null;
+}
+
 /** A completion's `created`, or null when it is not a date ingest would take. */
 function operatorCreatedAt(value: unknown): number | null {
   try {
@@ -519,6 +528,7 @@ export function parseReceiptInput(value: unknown): ParsedReceipt {
       ),
       worker: operatorAddress(fields.worker),
       creditsRemainingUnits: operatorCredits(fields.credits_remaining),
+      creditsRemainingUnread: unreadCredits(fields.credits_remaining),
       // `requested_model` names the model asked for (the job is priced by it); when given,
       // `model` is taken as the one the response named, as it always is in a completion.
       ...models(wire, wrapped),

@@ -35,6 +35,7 @@ export interface AnsweredRow {
   apiSettlementTx: string | null;
   apiWorker: string | null;
   apiCreditsChargedUnits: bigint | null;
+  apiCreditsChargedUnread: string | null;
   settlementTx: string | null;
   backfillState: "pending" | "done" | "gave_up" | null;
   conflictSignatures: string[] | null;
@@ -66,7 +67,8 @@ export function answerChanges(row: AnsweredRow, answer: JobsApiAnswer): boolean 
     row.apiEscrowTx !== answer.escrowTx ||
     row.apiSettlementTx !== answer.settlementTx ||
     row.apiWorker !== answer.worker ||
-    row.apiCreditsChargedUnits !== answer.creditsChargedUnits
+    row.apiCreditsChargedUnits !== answer.creditsChargedUnits ||
+    row.apiCreditsChargedUnread !== (answer.creditsChargedUnread ?? null)
   );
 }
 
@@ -108,6 +110,7 @@ export function answerColumns(row: AnsweredRow, answer: JobsApiAnswer) {
     conflictSignatures: answerConflictSignatures(row, answer),
     apiStatus: answer.status,
     apiCreditsChargedUnits: answer.creditsChargedUnits,
+    apiCreditsChargedUnread: answer.creditsChargedUnread ?? null,
     apiEscrowTx: answer.escrowTx,
     apiSettlementTx: answer.settlementTx,
     apiWorker: answer.worker,

@@ -20,6 +20,8 @@ export { isSettledAnswer } from "./jobs-api-rules.js";
 export interface JobsApiAnswer {
   status: string | null;
   creditsChargedUnits: bigint | null;
+  /** `credits_charged` as sent when it is no credit amount; null or absent otherwise. */
+  creditsChargedUnread?: string | null;
   escrowTx: string | null;
   settlementTx: string | null;
   worker: string | null;
@@ -53,6 +55,7 @@ function prepare(store: SqliteStore) {
         apiSettlementTx: jobs.apiSettlementTx,
         apiWorker: jobs.apiWorker,
         apiCreditsChargedUnits: jobs.apiCreditsChargedUnits,
+        apiCreditsChargedUnread: jobs.apiCreditsChargedUnread,
         settlementTx: jobs.settlementTx,
         backfillState: jobs.backfillState,
         conflictSignatures: jobs.conflictSignatures,
@@ -69,6 +72,7 @@ function prepare(store: SqliteStore) {
       {
         apiStatus: param("apiStatus"),
         apiCreditsChargedUnits: param("apiCreditsChargedUnits"),
+        apiCreditsChargedUnread: param("apiCreditsChargedUnread"),
         apiEscrowTx: param("apiEscrowTx"),
         apiSettlementTx: param("apiSettlementTx"),
         apiWorker: param("apiWorker"),

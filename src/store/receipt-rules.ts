@@ -43,6 +43,9 @@ export const captureFields = [
   "creditVault",
   "captureState",
   "receiptWriter",
+  "reasoningTokens",
+  "answerBytes",
+  "creditsRemainingUnread",
 ] as const;
 export type CaptureField = (typeof captureFields)[number];
 type CaptureFields = Pick<JobRow, CaptureField>;
@@ -367,6 +370,9 @@ export function captureParams(receipt: Receipt, source: ReceiptSource, now: numb
     captureState: receipt.captureState ?? "complete",
     // Only an open capture has a writer: its completion clears it.
     receiptWriter: receipt.captureState === "open" ? (receipt.receiptWriter ?? null) : null,
+    reasoningTokens: receipt.reasoningTokens ?? null,
+    answerBytes: receipt.answerBytes ?? null,
+    creditsRemainingUnread: receipt.creditsRemainingUnread ?? null,
     receiptHash: hash,
     now,
   };

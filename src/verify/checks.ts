@@ -20,6 +20,7 @@ import { refundChecks, refundNames } from "./checks/refund.js";
 import { settlementChecks, settlementNames } from "./checks/settlement.js";
 import { jobSignatures, stolenSignatures, uniqueSignatures } from "./checks/signatures.js";
 import type { RoleTx } from "./checks/transaction.js";
+import { usageConsistent } from "./checks/usage.js";
 import { movesCredits } from "./money-movements.js";
 
 export type {
@@ -242,6 +243,7 @@ export function evaluateJob(given: CheckInput): Evaluation {
   } else {
     list.skipAll(refundNames, "the job was settled, not refunded");
     list.add(answeredModel(job));
+    list.add(usageConsistent(job));
     const settlement =
       settlements.find((s) => s.signature === job.settlementTx) ?? settlements[0] ?? closings[0];
     if (settlement === undefined && unservedClosings.length > 0) {

@@ -37,6 +37,7 @@ export async function recordJobsApiAnswerPg(
         apiSettlementTx: jobs.apiSettlementTx,
         apiWorker: jobs.apiWorker,
         apiCreditsChargedUnits: jobs.apiCreditsChargedUnits,
+        apiCreditsChargedUnread: jobs.apiCreditsChargedUnread,
         settlementTx: jobs.settlementTx,
         backfillState: jobs.backfillState,
         conflictSignatures: jobs.conflictSignatures,

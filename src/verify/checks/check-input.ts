@@ -16,6 +16,12 @@ export interface ReceiptForChecks {
   /** The model the response named (the operator writes it); null when not recorded. */
   responseModel?: string | null;
   completionTokens: number | null;
+  /** The rest of the usage the operator claimed (see `usage.consistent`); null when unknown. */
+  promptTokens?: number | null;
+  totalTokens?: number | null;
+  reasoningTokens?: number | null;
+  /** Bytes of the answer tokens could have made, where the recorder saw it (`jobs.answer_bytes`). */
+  answerBytes?: number | null;
   maxTokens: number | null;
   httpStatus: number | null;
   /** Fingerprint of the caller's API key: one key spends one credit vault. */
@@ -24,12 +30,16 @@ export interface ReceiptForChecks {
   creditVault?: string | null;
   apiStatus: string | null;
   apiCreditsChargedUnits: bigint | null;
+  /** `credits_charged` as the jobs API sent it when it is no credit amount. */
+  apiCreditsChargedUnread?: string | null;
   apiEscrowTx: string | null;
   apiSettlementTx: string | null;
   apiWorker: string | null;
   apiCheckedAt: number | null;
   /** `x-decentral-credits-remaining` in base units (credits x 10,000); null when absent. */
   creditsRemainingUnits?: bigint | null;
+  /** The header as sent when it is no credit amount (`credits.header` fails on it). */
+  creditsRemainingUnread?: string | null;
   /** Signatures named by conflicting receipts of this job id (see `jobs.conflict_signatures`). */
   conflictSignatures?: readonly string[] | null;
   /** The receipt's time (ms since epoch), by which reports place the job in a period. */

@@ -27,10 +27,21 @@ const units = (v: bigint) => v.toString();
  * once it has (see `review` in src/store/ledger.ts).
  */
 export function creditsHeaderCheck(
-  job: Pick<ReceiptForChecks, "creditsRemainingUnits">,
+  job: Pick<ReceiptForChecks, "creditsRemainingUnits" | "creditsRemainingUnread">,
   span: CreditsSpan | null,
 ): CheckResult {
   const header = job.creditsRemainingUnits ?? null;
+  const unread = job.creditsRemainingUnread ?? null;
+  if (header === null && unread !== null) {
+    // The operator told the customer a balance that is none: no vault holds it, whatever the
+    // ledger reads.
+    return fail(
+      "credits.header",
+      `the response carried x-decentral-credits-remaining, but it is not a credit amount: ${unread}`,
+      { header: "a number of credits" },
+      { header: unread },
+    );
+  }
   if (header === null) {
     return skip("credits.header", "the response carried no x-decentral-credits-remaining");
   }
