@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { isBusyError, type Store } from "./db/client.js";
+import { isBusyError, retryWhileBusy, type Store } from "./db/client.js";
 import { ownerIsDead, ownerName } from "./host-identity.js";
 import type { Logger } from "./log.js";
 import { createLockStore } from "./store/locks.js";
@@ -55,13 +55,19 @@ export function holdLeaderLease(options: LeaderLeaseOptions): LeaderLease {
   let beat: Promise<void> = Promise.resolve();
   let stopping: Promise<void> | undefined;
 
+  // A SQLite store's lease connection does not wait for the write lock (its wait would hold
+  // the event loop of a worker that proxies): a write that finds it taken (another worker's
+  // receipts, for about a ms) is tried again from a timer, a few times within the heartbeat.
+  const whileBusy = <T>(write: () => Promise<T>) =>
+    retryWhileBusy(write, { attempts: 8, baseDelayMs: 1, maxDelayMs: 64 });
+
   async function heartbeat() {
     let ours = false;
     try {
-      const holder = await locks.acquire(name, owner, ttlMs);
+      const holder = await whileBusy(() => locks.acquire(name, owner, ttlMs));
       ours = holder === null;
       if (holder && ownerIsDead(holder.owner)) {
-        ours = await locks.takeOver(name, holder.owner, owner, ttlMs);
+        ours = await whileBusy(() => locks.takeOver(name, holder.owner, owner, ttlMs));
         if (ours) log.info({ previous: holder.owner }, "leader lock taken from a dead process");
       }
     } catch (error) {

@@ -15,7 +15,7 @@ import {
 } from "./background-worker.js";
 import { isQuorumRpc, rpcFromConfig } from "./chain/quorum.js";
 import type { Config } from "./config.js";
-import { type Store, setBusyTimeout } from "./db/client.js";
+import { followCheckpoints, type Store, setBusyTimeout } from "./db/client.js";
 import { openStore } from "./db/open.js";
 import { startWalCheckpointer } from "./db/wal-checkpointer.js";
 import { AppError } from "./errors.js";
@@ -66,8 +66,11 @@ export interface ServiceOptions {
  */
 export const SERVE_BUSY_TIMEOUT_MS = 500;
 
-/** Busy timeout of the leader lease's connection, in ms: a busy heartbeat is tried next beat. */
-const LEASE_BUSY_TIMEOUT_MS = 5;
+/**
+ * Busy timeout of the leader lease's connection, in ms: none, since a wait in SQLite holds the
+ * event loop; a heartbeat that finds the write lock taken retries from a timer.
+ */
+const LEASE_BUSY_TIMEOUT_MS = 0;
 
 /**
  * Composes config -> db -> app -> HTTP server. Everything that can be wrong (profile, cron
@@ -162,13 +165,13 @@ export async function startService(
     // wait on the event loop while the background thread holds the write lock.
     const leaseStore =
       options.background === "leader"
-        ? await openStore(config, {
-            busyTimeoutMs: LEASE_BUSY_TIMEOUT_MS,
-            poolSize: 1,
-            migrate: false,
-          })
+        ? await openStore(config, { busyTimeoutMs: 1000, poolSize: 1, migrate: false })
         : null;
-    if (leaseStore) stops.push(() => leaseStore.close());
+    if (leaseStore) {
+      stops.push(() => leaseStore.close());
+      setBusyTimeout(leaseStore, LEASE_BUSY_TIMEOUT_MS);
+      followCheckpoints(store, leaseStore);
+    }
     const lease = leaseStore
       ? holdLeaderLease({
           store: leaseStore,

@@ -51,6 +51,31 @@ async function lead(store: Store, options: { heartbeatMs?: number } = {}): Promi
 }
 
 describe("leader lease", () => {
+  it("takes the lease when another connection's write lock frees, without waiting in SQLite", async () => {
+    const { db } = freshStore();
+    // As `serve` opens it: no busy timeout, so no heartbeat sleeps in SQLite's busy handler
+    // (on the event loop of a worker that proxies).
+    const store = openSqliteStore(db, { busyTimeoutMs: 0 });
+    cleanup.push(() => store.close());
+    const other = openSqliteStore(db);
+    cleanup.push(() => other.close());
+    // Another worker's receipts hold the write lock for 20 ms as the heartbeat comes.
+    other.sqlite.exec("BEGIN IMMEDIATE");
+    const release = setTimeout(() => other.sqlite.exec("COMMIT"), 20);
+    cleanup.push(() => clearTimeout(release));
+    const started = performance.now();
+    const leading = lead(store, { heartbeatMs: 5000 });
+    const within = await Promise.race([
+      leading.then(() => true),
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 1000)),
+    ]);
+    // In this heartbeat, not the next one 5 s later: a leader whose renewals kept meeting a
+    // busy lock would see its lease run out under load.
+    expect(within).toBe(true);
+    expect(performance.now() - started).toBeLessThan(1000);
+    await leading;
+  });
+
   it("names this host's PID namespace in its owner, on Linux", async () => {
     const { store } = freshStore();
     const lease = await lead(store);

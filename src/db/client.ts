@@ -214,6 +214,17 @@ export function setBusyTimeout(store: Store, ms: number): void {
 }
 
 /**
+ * Gives `to`, another connection to the same SQLite file, the checkpoint policy of `from`: left
+ * to the WAL checkpointer's thread when `from` has one. Otherwise a small write on `to` (a lease
+ * heartbeat) that tipped the WAL past 1,000 pages ran the whole checkpoint on the event loop.
+ */
+export function followCheckpoints(from: Store, to: Store): void {
+  if (from.kind !== "sqlite" || to.kind !== "sqlite") return;
+  const pages = Number(from.sqlite.pragma("wal_autocheckpoint", { simple: true }));
+  to.sqlite.pragma(`wal_autocheckpoint = ${pages}`);
+}
+
+/**
  * An error worth retrying the same write for: SQLITE_BUSY (and its extended codes: another
  * connection held the lock past the timeout), or a transient PostgreSQL failure
  * (`isTransientPgError`).

@@ -16,13 +16,23 @@ export interface ReceiptWriterOptions {
   maxBacklog?: number;
   /**
    * How long one attempt may wait for another connection's write lock, in ms. It blocks the
-   * event loop while it waits (SQLite sleeps in its busy handler), so it is kept to a few ms
-   * and the attempt is retried from a timer: another worker's group commit or the verifier's
-   * write may hold the lock for longer. Default 3.
+   * event loop while it waits (SQLite sleeps in its busy handler, every proxied byte with it),
+   * so by default it does not wait at all: an attempt that finds the lock taken returns at once
+   * and is tried again from a timer. Default 0.
    */
   busyTimeoutMs?: number;
-  /** Longest delay between two attempts while the database stays locked. Default 200 ms. */
+  /**
+   * Longest delay between two attempts while the database refuses writes (not a lock). Default
+   * 200 ms (PostgreSQL: at least 1 s).
+   */
   maxRetryDelayMs?: number;
+  /**
+   * Longest delay between two attempts while another connection holds the write lock: the
+   * first retry comes after 1 ms, then 2, 4, ... up to this. Kept short, because a receipt
+   * waits for it once the lock is free (another worker's group commit holds it for about a
+   * millisecond); an attempt that finds the lock taken costs some µs. Default 8 ms.
+   */
+  maxLockedRetryDelayMs?: number;
   /**
    * How long a task waits while the database refuses writes (a full disk, an I/O error: not a
    * lock) before it is rejected, in ms; its client then gets `503 receipt_not_recorded`
@@ -90,10 +100,11 @@ export interface Queued {
  * next group. A task that throws is rolled back and rejected alone (its group is run again
  * with a savepoint per task).
  *
- * While another process holds the write lock, an attempt waits at most `busyTimeoutMs` (on the
- * event loop: better-sqlite3 is synchronous) and is retried from a timer with backoff, so the
- * process keeps answering other requests; nothing queued is dropped. A file database gets a
- * connection of its own with that short busy timeout; a `:memory:` one (tests) is shared.
+ * While another process holds the write lock, an attempt gives up at once (better-sqlite3 is
+ * synchronous: waiting in SQLite's busy handler would hold the event loop) and is retried from
+ * a timer after 1, 2, 4, up to 8 ms, so the process keeps answering other requests; nothing
+ * queued is dropped. A file database gets a connection of its own with no busy timeout; a
+ * `:memory:` one (tests) is shared.
  */
 export function createReceiptWriter(store: Store, options: ReceiptWriterOptions): ReceiptWriter {
   return store.kind === "postgres"
@@ -101,6 +112,8 @@ export function createReceiptWriter(store: Store, options: ReceiptWriterOptions)
     : createSqliteReceiptWriter(store, options);
 }
 
+/** How long the write lock stays taken before the log says receipts wait for it, in ms. */
+const LOCK_WAIT_WARN_MS = 10_000;
 /** How often a database that refuses writes is tried again while no receipt waits. */
 const PROBE_INTERVAL_MS = 1000;
 /** Free space a refusing database's disk needs before receipts are taken again (1 MiB). */
@@ -113,14 +126,17 @@ function createSqliteReceiptWriter(
   const { log } = options;
   const maxBacklog = options.maxBacklog ?? 2000;
   const maxRetryDelayMs = options.maxRetryDelayMs ?? 200;
+  const maxLockedRetryDelayMs = options.maxLockedRetryDelayMs ?? 8;
   const maxSliceMs = options.maxSliceMs ?? 1;
-  const connection = openWriterConnection(store, options.busyTimeoutMs ?? 3);
+  const connection = openWriterConnection(store, options.busyTimeoutMs ?? 0);
   const conn = connection.store;
 
   const refuseAfterMs = options.refuseAfterMs ?? 5000;
   let queue: Queued[] = [];
   let scheduled: NodeJS.Immediate | NodeJS.Timeout | undefined;
   let retries = 0;
+  /** Since when attempts find the write lock taken, and when the log last said so. */
+  let locked: { since: number; warnedAt: number } | null = null;
   let closed = false;
   /** Since when the database refuses writes (not a lock: a full disk, say), and why. */
   let refusing: { since: number; error: string } | null = null;
@@ -179,22 +195,38 @@ function createSqliteReceiptWriter(
     } catch (error) {
       // Nothing of the batch was written: put it back in front, in order, and try again.
       queue = batch.concat(queue);
-      retries++;
-      if (!isBusyError(error)) refused(error);
-      const delay = backoff(retries, { baseMs: 1, maxMs: Math.min(maxRetryDelayMs, 256) });
-      // Said when it starts and now and then while it lasts (~20 s locked, ~10 s failing).
       if (isBusyError(error)) {
-        if (retries % 100 === 50) {
-          log.warn({ tasks: queue.length }, "receipt writes waiting for the write lock");
+        // Said once the lock stays taken for 10 s, then every 20 s while it lasts.
+        const t = Date.now();
+        locked ??= { since: t, warnedAt: t - LOCK_WAIT_WARN_MS };
+        if (t - locked.warnedAt >= 2 * LOCK_WAIT_WARN_MS) {
+          locked.warnedAt = t;
+          log.warn(
+            { tasks: queue.length, lockedMs: t - locked.since },
+            "receipt writes waiting for the write lock",
+          );
         }
-      } else if (retries % 40 === 1) {
+        scheduled = setTimeout(
+          flush,
+          backoff(retries++, { baseMs: 1, maxMs: maxLockedRetryDelayMs }),
+        );
+        return;
+      }
+      retries++;
+      refused(error);
+      const delay = backoff(retries, { baseMs: 1, maxMs: Math.min(maxRetryDelayMs, 256) });
+      // Said when it starts and now and then while it lasts (~10 s failing).
+      if (retries % 40 === 1) {
         log.error({ err: error, tasks: queue.length }, "could not record receipts; will retry");
       }
-      scheduled = setTimeout(flush, isBusyError(error) ? delay : Math.max(delay, 250));
+      scheduled = setTimeout(flush, Math.max(delay, 250));
       return;
     }
-    if (retries >= 50 || refusing) log.info({ retries }, "receipt writes resumed");
+    if ((locked && locked.warnedAt > locked.since) || refusing) {
+      log.info({ retries }, "receipt writes resumed");
+    }
     retries = 0;
+    locked = null;
     refusing = null;
     // Tasks past the group's slice of time wait, in order, in front of the queue.
     if (outcomes.length < batch.length) queue = batch.slice(outcomes.length).concat(queue);

@@ -1,6 +1,6 @@
 import { statfsSync } from "node:fs";
 import { dirname } from "node:path";
-import { openSqliteStore, type SqliteStore } from "../db/client.js";
+import { followCheckpoints, openSqliteStore, type SqliteStore } from "../db/client.js";
 
 /** The connection a group-committing writer (the receipt writer) writes through. */
 export interface WriterConnection {
@@ -23,19 +23,21 @@ export interface WriterConnection {
 }
 
 /**
- * Opens the writer's connection. A file database gets one of its own with a short busy timeout
- * (better-sqlite3 waits for the write lock on the event loop, so the writer waits briefly and
- * retries from a timer), checkpointing as the store does; a `:memory:` one (tests) is shared.
+ * Opens the writer's connection. A file database gets one of its own with the given busy timeout
+ * (better-sqlite3 waits for the write lock on the event loop, so the writer waits little or not
+ * at all and retries from a timer), checkpointing as the store does; a `:memory:` one (tests) is
+ * shared.
  */
 export function openWriterConnection(store: SqliteStore, busyTimeoutMs: number): WriterConnection {
   const path = store.sqlite.name;
   const own = !(store.sqlite.memory || path === ":memory:" || path === "");
   let conn: SqliteStore = store;
   if (own) {
-    conn = openSqliteStore(path, { busyTimeoutMs });
-    // Checkpoints follow the store's policy (e.g. left to the WAL checkpointer's thread).
-    const autocheckpoint = store.sqlite.pragma("wal_autocheckpoint", { simple: true });
-    conn.sqlite.pragma(`wal_autocheckpoint = ${Number(autocheckpoint)}`);
+    // Opened with a wait (once, before anything is served: the switch to WAL can find another
+    // process creating the file), then without one for the writes.
+    conn = openSqliteStore(path, { busyTimeoutMs: Math.max(busyTimeoutMs, 1000) });
+    conn.sqlite.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
+    followCheckpoints(store, conn);
   }
   return {
     store: conn,
