@@ -50,9 +50,9 @@ export const COLLECT_TIMEOUT_MS = 2000;
 
 /**
  * The whole service's metrics in the primary of `serve --workers N`. Counters and histograms
- * are summed across workers and never go back: each worker's last collected values are kept,
- * stand in for a worker that does not answer a scrape in time, and are added to the retired
- * total when the worker dies. Gauges (each worker marks them `max`) come from the workers that
+ * are summed across workers and never go back: each worker's last values (collected by a
+ * scrape, or sent by the worker every second) are kept, stand in for a worker that does not
+ * answer a scrape in time, and are added to the retired total when the worker dies. Gauges (each worker marks them `max`) come from the workers that
  * answered: a NaN of any of them (its database is away) stays NaN, for `Math.max` with NaN is
  * NaN. The primary adds its own: restarts of workers, and how many answered.
  */
@@ -84,6 +84,13 @@ export function createClusterMetrics() {
     /** Counts a worker started again after one died. */
     restarted(): void {
       restarts.inc();
+    },
+    /**
+     * A worker's counters and histograms as it sent them on its own (every second, when they
+     * changed), so that one that dies between scrapes keeps what it counted until then.
+     */
+    counted(id: number, metrics: WorkerMetrics): void {
+      if (!gone.has(id)) last.set(id, metrics.filter(isMonotonic));
     },
     /** Adds a dead worker's last counters and histograms to the retired total. */
     retire(id: number): Promise<void> {

@@ -3,7 +3,7 @@ import { availableParallelism } from "node:os";
 import { type IntervalHistogram, monitorEventLoopDelay } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
-import { Gauge } from "prom-client";
+import { Counter, Gauge, Histogram } from "prom-client";
 import type { AppMetrics } from "./api/metrics.js";
 import type { Config } from "./config.js";
 import { openStore } from "./db/open.js";
@@ -32,6 +32,8 @@ const RESTART_MS = 1000;
 const MAX_RESTART_MS = 30_000;
 /** A worker that lived this long died anew: its successor waits `RESTART_MS` again. */
 const HEALTHY_MS = 60_000;
+/** How often a worker sends its counters and histograms to the primary (when they changed). */
+const COUNTERS_INTERVAL_MS = 1000;
 
 /** What one process of `serve` reports about itself (the benchmark reads it). */
 export interface ProcessStats {
@@ -79,6 +81,7 @@ type ToPrimary =
   | { type: "audit:drained" }
   | { type: "audit:stats-res"; id: number; stats: ProcessStats }
   | { type: "audit:collect-res"; id: number; metrics?: WireMetrics; error?: string }
+  | { type: "audit:counters"; metrics: WireMetrics }
   | { type: "audit:metrics"; id: number };
 
 function isMessage(value: unknown): value is { type: string } {
@@ -384,6 +387,8 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
           statsWaiting.get(m.id)?.(m.stats);
         } else if (m.type === "audit:collect-res") {
           collectWaiting.get(m.id)?.(m);
+        } else if (m.type === "audit:counters") {
+          metrics.counted(worker.id, fromWire(m.metrics));
         } else if (m.type === "audit:metrics") {
           const workers = [...ready].map((w) => ({ id: w.id, collect: () => collect(w) }));
           metrics.scrape(workers).then(
@@ -532,7 +537,9 @@ function send(worker: Worker, message: ToWorker) {
  * the leader alone, so the whole service's value is their maximum (NaN when any worker read
  * NaN: its database was away); counters and histograms add up. Whether the database is up is
  * the least of the workers' answers: one that cannot reach it is not hidden by another that
- * can. `/metrics` asks the primary, which collects every worker's registry.
+ * can. `/metrics` asks the primary, which collects every worker's registry. Counters and
+ * histograms also go to the primary every second when they changed: a worker that dies loses
+ * about a second of its counts, not all since the last scrape.
  */
 function clusterMetrics(own: AppMetrics): AppMetrics {
   for (const metric of own.registry.getMetricsAsArray()) {
@@ -541,6 +548,28 @@ function clusterMetrics(own: AppMetrics): AppMetrics {
       gauge.aggregator = gauge.name === "decentral_audit_database_up" ? "min" : "max";
     }
   }
+  const monotonic = own.registry
+    .getMetricsAsArray()
+    .filter((metric) => metric instanceof Counter || metric instanceof Histogram);
+  let lastSent = "";
+  let sending = false;
+  const sendCounters = async () => {
+    if (sending || !process.connected) return;
+    sending = true;
+    try {
+      const values = (await Promise.all(monotonic.map((m) => m.get()))) as WorkerMetrics;
+      const wire = toWire(values);
+      const text = JSON.stringify(wire);
+      if (text === lastSent) return;
+      lastSent = text;
+      process.send?.({ type: "audit:counters", metrics: wire } satisfies ToPrimary);
+    } catch {
+      // A counter that could not be read now is sent with the next change.
+    } finally {
+      sending = false;
+    }
+  };
+  setInterval(() => void sendCounters(), COUNTERS_INTERVAL_MS).unref();
   let nextId = 1;
   const waiting = new Map<number, (m: { text?: string; error?: string }) => void>();
   process.on("message", (message: unknown) => {

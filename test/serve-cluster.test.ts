@@ -391,6 +391,18 @@ describe("serve --workers 2", () => {
     expect(sample((await scrapeMetrics(serve.url, token)).text, PROXIED)).toBe(21);
   }, 30_000);
 
+  it("keeps the counts a worker made before it died, with no scrape between", async () => {
+    const { db, serve } = await startCluster();
+    const token = await metricsToken(db);
+    const answers = await Promise.all(Array.from({ length: 20 }, () => send(serve.url, false)));
+    await Promise.all(answers.map((a) => a.done));
+    // Nobody scrapes; workers send their counters every second on their own.
+    await new Promise((r) => setTimeout(r, 2500));
+    process.kill(await busiest(serve, 20), "SIGKILL");
+    await serve.waitForLog((l) => l.msg === "serve worker died; restarting it");
+    expect(sample((await scrapeMetrics(serve.url, token)).text, PROXIED)).toBe(20);
+  }, 30_000);
+
   it("answers /metrics while a worker hangs, with that worker's last counters", async () => {
     const { db, serve } = await startCluster();
     const token = await metricsToken(db);
