@@ -117,6 +117,12 @@ function stubUpstream(): { server: http.Server; stub: Stub } {
       res.writeHead(200, { "content-type": "text/event-stream", ...decentral });
       res.write('data: {"choices":[]}\n\n');
       res.on("close", () => closed());
+    } else if (url === "/v1/chat/completions?mode=late-first-chunk") {
+      // A stream whose head comes at once and whose first event comes once the gate opens.
+      res.writeHead(200, { "content-type": "text/event-stream", ...decentral });
+      res.flushHeaders();
+      await stub.nextChunk.opened;
+      res.end('data: {"choices":[]}\n\ndata: [DONE]\n\n');
     } else if (url === "/v1/chat/completions?mode=slow-unending-json") {
       // A job answered once the test opens the gate, whose body never ends.
       await stub.nextChunk.opened;
@@ -509,6 +515,19 @@ describe("recording proxy", () => {
       await proxy.idle();
       expect({ ceiling, maxTokens: row()?.maxTokens }).toEqual({ ceiling, maxTokens: recorded });
     }
+  });
+
+  it("sends a stream's head at once when its first event is slow to come", async () => {
+    const { stub, proxy, url, row } = await setup();
+    const pending = completion(url, "late-first-chunk");
+    // The status and the job id reach the client while the model has not said a word yet.
+    const response = await Promise.race([pending, sleep(2000).then(() => null)]);
+    expect(response?.status).toBe(200);
+    expect(response?.headers.get("x-decentral-job-id")).toBe(stub.receipt.jobId);
+    stub.nextChunk.open();
+    expect(await (await pending).text()).toContain("[DONE]");
+    await proxy.idle();
+    expect(row()?.captureState).toBe("complete");
   });
 
   it("streams chunk by chunk: the first event arrives before the upstream sends the next", async () => {
