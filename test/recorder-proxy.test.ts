@@ -1035,6 +1035,41 @@ describe("recording proxy", () => {
     expect(JSON.stringify(lines)).toContain("the job may have run and been charged");
   });
 
+  it("drops an idle upstream socket before the upstream's announced keep-alive ends", async () => {
+    const store = createTestStore();
+    const { log } = capturedLogger();
+    // Announces a keep-alive of 2 s, and resets a socket reused after 1.2 s idle, having read
+    // the request: what a socket reused as the upstream closes it looks like.
+    const lastUse = new WeakMap<object, number>();
+    let connections = 0;
+    const server = http.createServer((req, res) => {
+      const idle = performance.now() - (lastUse.get(req.socket) ?? performance.now());
+      if (idle > 1200) {
+        req.resume();
+        req.on("end", () => req.socket.destroy());
+        return;
+      }
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ model: "qwen3-8b", choices: [] }));
+      res.on("finish", () => lastUse.set(req.socket, performance.now()));
+    });
+    server.keepAliveTimeout = 2000;
+    server.on("connection", () => connections++);
+    const upstream = await listen(server);
+    cleanups.push(upstream.close);
+    const proxy = createRecordingProxy({ store, log, upstreamBaseUrl: `${upstream.url}/v1` });
+    const app = await serveApp({ store, log, proxy });
+    cleanups.push(app.close);
+    for (const pause of [0, 1500]) {
+      await sleep(pause);
+      const response = await completion(app.url, "json");
+      expect(response.status, `after ${pause} ms`).toBe(200);
+      await response.text();
+    }
+    // The second request went on a fresh connection: the first was dropped after 1 s idle.
+    expect(connections).toBe(2);
+  });
+
   it("answers 502 in the one error shape when the upstream is down", async () => {
     const store = createTestStore();
     const { log } = capturedLogger();

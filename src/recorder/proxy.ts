@@ -455,6 +455,11 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
     maxSockets: options.maxSockets ?? 256,
     maxFreeSockets: 64,
     scheduling: "lifo",
+    // An idle socket is dropped before the upstream closes it: a request is never sent twice
+    // (see onError), so one written into a socket the upstream was closing would fail with a
+    // 502. With a timeout set, Node also honours the answer's `Keep-Alive: timeout=N` hint
+    // (dropping the socket a second before N). A request in flight is not cut by it.
+    timeout: 4000,
   });
   const hostHeader = base.host;
   const retryDelays = options.jobsApiRetryDelaysMs ?? [250, 1000, 3000];
