@@ -93,6 +93,23 @@ describe("verification engine", () => {
     expect(run).toMatchObject({ trigger: "verify", status: "completed" });
   });
 
+  it("keeps to its timeout on the monotonic clock when the wall clock steps ahead", async () => {
+    const store = createTestStore();
+    const chain = createFakeChain({ finalitySlots: 0 });
+    // A job whose transactions never land: the run can only end at its timeout.
+    record(store, honest("job_never", "n").job);
+    let calls = 0;
+    // The clock steps 2 h ahead once the run has started (NTP, a VM resumed).
+    const v = verifier(store, chain, { now: () => Date.now() + (calls++ > 3 ? 7_200_000 : 0) });
+    const started = performance.now();
+    const summary = await v.runUntilSettled({}, { timeoutMs: 800 });
+    expect(summary.status).toBe("timed_out");
+    // Not at once: the run kept to its 800 ms.
+    expect(performance.now() - started).toBeGreaterThan(700);
+    expect(summary.durationMs).toBeGreaterThan(700);
+    expect(summary.durationMs).toBeLessThan(5_000);
+  });
+
   it("ends a run near its deadline even inside a long round: fetches not begun are not begun", async () => {
     const store = createTestStore();
     const chain = createFakeChain({ finalitySlots: 0 });

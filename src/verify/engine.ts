@@ -348,15 +348,17 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       });
     },
     async runUntilSettled(filter, opts) {
-      const started = now();
-      const deadline = started + opts.timeoutMs;
+      // The run's time on the monotonic clock: a wall clock stepped (NTP, a VM resumed) would
+      // end it at once or stretch it by the step. Due times stay wall-clock (the store's).
+      const started = performance.now();
+      const left = () => opts.timeoutMs - (performance.now() - started);
       const runId = await startRun("verify", filter);
       let status: RunSummary["status"] = "completed";
       let progress = await queue.countVerdicts(filter);
       // The run's deadline and its caller's signal reach into a round (its fetches and writes
       // stop at the next step), not only between rounds: one long round ran a nightly verify
       // far past --timeout, and SIGTERM waited for it. One signal for the whole run.
-      const runDeadline = deadlineSignal(deadline - now(), roundsAbort.signal, opts.signal);
+      const runDeadline = deadlineSignal(opts.timeoutMs, roundsAbort.signal, opts.signal);
       const roundSignal = runDeadline.signal;
       try {
         for (;;) {
@@ -365,7 +367,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
             break;
           }
           if (progress.final === progress.total) break;
-          if (now() >= deadline) {
+          if (left() <= 0) {
             status = "timed_out";
             break;
           }
@@ -379,7 +381,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
               { err: error },
               "verification round found the database busy or unreachable; retrying",
             );
-            await sleep(Math.min(options.errorBackoffMs, deadline - now()), opts.signal);
+            await sleep(Math.max(0, Math.min(options.errorBackoffMs, left())), opts.signal);
             continue;
           }
           progress = await queue.countVerdicts(filter);
@@ -389,8 +391,8 @@ export function createVerifier(deps: VerifierDeps): Verifier {
             // (serve) that is verifying them: look again after one poll interval rather than
             // at the lease expiry, so the run ends within a poll of its jobs becoming final.
             const due = (await queue.nextDue(filter)) ?? now() + options.pollIntervalMs;
-            const wake = Math.min(due, deadline, now() + options.pollIntervalMs);
-            await sleep(wake - now(), opts.signal);
+            const wait = Math.min(due - now(), left(), options.pollIntervalMs);
+            await sleep(Math.max(0, wait), opts.signal);
           }
         }
       } catch (error) {
@@ -403,7 +405,8 @@ export function createVerifier(deps: VerifierDeps): Verifier {
         // Not while this verifier's own loop runs (the demo's): its rounds hold the same owner.
         if (!running) await releaseLeases();
       }
-      const summary: RunSummary = { runId, status, durationMs: now() - started, ...progress };
+      const durationMs = Math.round(performance.now() - started);
+      const summary: RunSummary = { runId, status, durationMs, ...progress };
       await finishRun(runId, status, { ...progress, durationMs: summary.durationMs });
       log.info({ runId, status, ...progress }, "verification run finished");
       return summary;
