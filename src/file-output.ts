@@ -150,13 +150,12 @@ function ownDescriptor(target: string): number | null {
   return found && Number(found[1]) === process.pid ? Number(found[2]) : null;
 }
 
-/** Every byte into an open descriptor, waiting out a non-blocking one that is full. */
+/**
+ * Every byte into an open descriptor, waiting out a non-blocking one that is full. Written
+ * here, not through process.stdout: its write reports a failure (a full disk, a reader gone)
+ * later, as an error event, after the command said the summary was written.
+ */
 function writeThrough(fd: number, text: string): void {
-  if (fd === 1 || fd === 2) {
-    // Through the stream, so the bytes keep their place among what it already holds.
-    (fd === 1 ? process.stdout : process.stderr).write(text);
-    return;
-  }
   const bytes = Buffer.from(text);
   let done = 0;
   while (done < bytes.length) {

@@ -285,6 +285,18 @@ describe("CLI exit codes", () => {
     expect(JSON.parse(piped.stdout)).toHaveProperty("totals");
   }, 30_000);
 
+  it("exits 2 naming the path when --out /dev/stdout cannot be written (a full disk)", () => {
+    const args = ["report", "reconciliation", "--since", "24h", "--db", emptyStore()];
+    const full = openSync("/dev/full", "w");
+    try {
+      const run = spawnCli([...args, "--out", "/dev/stdout"], { stdio: ["ignore", full, "pipe"] });
+      expect(run.stderr).toContain("error: --out: cannot write /dev/stdout: ENOSPC");
+      expect(run.status).toBe(2);
+    } finally {
+      closeSync(full);
+    }
+  }, 30_000);
+
   it("writes --out /dev/stdout into a socket (the journal under systemd), which no path opens", () => {
     const args = ["report", "reconciliation", "--since", "24h", "--db", emptyStore()];
     // Node's child_process gives stdout a socket pair, as systemd gives the journal's socket.
