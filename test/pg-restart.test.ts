@@ -2,12 +2,14 @@ import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createToken } from "../src/auth/tokens.js";
+import { loadConfig } from "../src/config.js";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
 import { migratePostgres } from "../src/db/pg/migrate.js";
 import { createLedgerReader } from "../src/ledger/reader.js";
 import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
+import { openStoreWaiting } from "../src/nightly/verify-run.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { startEmbeddedPostgres, type TestPostgresServer } from "./support/postgres-server.js";
 import { seedJobs } from "./support/seed-verdicts.js";
@@ -211,4 +213,29 @@ describe("the nightly verify while PostgreSQL restarts at its start or in its le
       expect(summary.ledger?.incomplete).toBeNull();
     }, 60_000);
   }
+});
+
+describe("the verify command's database, restarting as cron starts it", () => {
+  it("is waited for within the run's time, and not past it", async () => {
+    const url = await createDatabase("verify_open");
+    const migrated = openPostgres(url);
+    await migratePostgres(migrated.pool);
+    await migrated.close();
+    const config = loadConfig({ DATABASE_URL: url });
+    await halt();
+    const restarted = sleep(3000).then(up);
+    const started = performance.now();
+    const store = await openStoreWaiting(config, 30_000, log);
+    try {
+      expect(performance.now() - started).toBeGreaterThan(2500);
+      expect(store.kind).toBe("postgres");
+      if (store.kind === "postgres") await store.pool.query("SELECT 1");
+    } finally {
+      await store.close();
+    }
+    await restarted;
+    // Past its time, the last error is the run's: it cannot reach the database.
+    await halt();
+    await expect(openStoreWaiting(config, 1500, log)).rejects.toThrow(/cannot reach PostgreSQL/);
+  }, 60_000);
 });

@@ -1,10 +1,13 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
 import { rpcFromConfig } from "../chain/quorum.js";
 import type { Config } from "../config.js";
+import { isBusyError, type Store } from "../db/client.js";
 import { openStore } from "../db/open.js";
+import { isAppError } from "../errors.js";
 import { createLedgerReader } from "../ledger/reader.js";
 import { ledgerWindowCheck } from "../ledger/window-check.js";
-import { createLogger } from "../log.js";
+import { createLogger, type Logger } from "../log.js";
 import { createVerifier } from "../verify/engine.js";
 import { profileStatus } from "../verify/profile-status.js";
 import { loadProfile } from "../verify/profiles.js";
@@ -21,14 +24,19 @@ export async function runVerifyFromCli(
 ): Promise<void> {
   // Bad flags (and an --out that cannot be written) are refused before the database is opened
   // or the RPC is asked anything.
-  verifyWindow(flags, Date.now());
+  const { timeoutMs } = verifyWindow(flags, Date.now());
+  const started = performance.now();
   // Logs go to stderr: stdout carries the summary, which --json callers parse.
   const log = createLogger(
     { level: config.LOG_LEVEL === "info" ? "warn" : config.LOG_LEVEL },
     pino.destination(2),
   );
   // A mistyped path must not become an empty store whose window is "all verified" (exit 0).
-  const store = await openStore(config, { create: false });
+  // A database restarting as cron starts the run is waited for within the run's time.
+  const store = await openStoreWaiting(config, timeoutMs, log);
+  // What is left of the time once the database answered is the run's.
+  const left = Math.max(1, Math.round(timeoutMs - (performance.now() - started)));
+  const runFlags = { ...flags, timeout: `${left}ms` };
   const rpc = rpcFromConfig(config, log);
   try {
     const profile = loadProfile(config.AUDIT_PROFILE);
@@ -63,7 +71,7 @@ export async function runVerifyFromCli(
       process.exitCode = await runVerifyCommand(
         store,
         verifier,
-        flags,
+        runFlags,
         {
           out: (text) => process.stdout.write(text),
           err: (line) => console.error(line),
@@ -83,5 +91,27 @@ export async function runVerifyFromCli(
   } finally {
     await rpc.close();
     await store.close();
+  }
+}
+
+/**
+ * Opens the store (create: false), again while the database cannot be reached (a PostgreSQL
+ * restarting: "cannot reach PostgreSQL", or SQLite's lock held by a migration) for at most
+ * `ms`: cron's hour is often the database's maintenance hour. Any other error, or one once the
+ * time is up, is thrown.
+ */
+export async function openStoreWaiting(config: Config, ms: number, log: Logger): Promise<Store> {
+  const until = performance.now() + ms;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await openStore(config, { create: false });
+    } catch (error) {
+      const away =
+        (isAppError(error) && error.code === "upstream_unavailable") || isBusyError(error);
+      const wait = Math.min(1000, until - performance.now());
+      if (!away || wait <= 0) throw error;
+      if (attempt === 1) log.warn({ err: error }, "database not reachable; waiting for it");
+      await sleep(wait);
+    }
   }
 }
