@@ -48,7 +48,8 @@ export function configFromFlags(flags: Record<string, unknown>) {
     // An empty setting in the environment means unset; an empty flag was meant to say
     // something (`--rpc ""` from a variable that was not set), and the default it would fall
     // back to (mainnet, ./data) is not what was asked for.
-    if (value.trim() === "") {
+    // `--verify-cron ""` alone means something: no in-process nightly, whatever VERIFY_CRON says.
+    if (value.trim() === "" && name !== "verifyCron") {
       throw new AppError("validation_failed", `${flag}: empty value`, { field: flag.slice(2) });
     }
     overrides[key] = value;

@@ -16,7 +16,7 @@ import { pathToFileURL } from "node:url";
 import Database from "better-sqlite3";
 import type { Command } from "commander";
 import { describe, expect, it } from "vitest";
-import { buildProgram } from "../src/cli.js";
+import { buildProgram, configFromFlags } from "../src/cli.js";
 import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 
@@ -98,6 +98,16 @@ describe("CLI exit codes", () => {
       const run = cli("verify", "--since", "1h", flag, "");
       expect(run.code, flag).toBe(2);
       expect(run.stderr.trim(), flag).toBe(`error: ${flag}: empty value`);
+    }
+    // Except --verify-cron "": it turns off the in-process nightly the environment sets.
+    const before = process.env.VERIFY_CRON;
+    process.env.VERIFY_CRON = "0 3 * * *";
+    try {
+      expect(configFromFlags({}).VERIFY_CRON).toBe("0 3 * * *");
+      expect(configFromFlags({ verifyCron: "" }).VERIFY_CRON).toBeUndefined();
+    } finally {
+      if (before === undefined) delete process.env.VERIFY_CRON;
+      else process.env.VERIFY_CRON = before;
     }
     const bad = cli("verify", "--since", "1h", "--rpc", "notaurl");
     expect(bad.code).toBe(2);
