@@ -12,8 +12,8 @@ import {
   type LedgerLineRow,
   type LedgerStore,
   type LineKind,
-  type MemoJob,
 } from "../store/ledger.js";
+import type { MixedMemoLine } from "../store/ledger-rules.js";
 import type { Profile } from "../verify/profiles.js";
 import { accountSnapshotToJson } from "./account-snapshots.js";
 
@@ -200,20 +200,7 @@ export interface VaultDelegateApproved {
  * A transaction that moved the vault's money under memos naming several jobs or several steps
  * of one job (`refund:job_zzzz` and `refund:<A>`, say): whose money it is cannot be told.
  */
-export interface MixedJobMemos {
-  finding: "mixed_job_memos";
-  signature: string;
-  slot: number;
-  blockTime: number | null;
-  /** Change of the vault's balance: negative out, positive in. */
-  amountUnits: bigint;
-  memo: string | null;
-  /** Every step and job the memos name, first memo first. */
-  named: MemoJob[];
-  /** What the line was filed as, and under which recorded job (null when none). */
-  kind: LineKind | null;
-  jobId: string | null;
-}
+export type MixedJobMemos = MixedMemoLine & { finding: "mixed_job_memos" };
 
 export interface VaultStatement {
   vault: string;

@@ -218,6 +218,47 @@ export function severalMemoJobs(named: readonly MemoJob[]): MemoJob[] | null {
   return distinct.length < 2 ? null : distinct;
 }
 
+/** What a ledger line was filed as. */
+export type LineKind = "lock" | "return" | "deposit" | "unexplained" | "none";
+
+/** A line whose memos name several jobs, or several steps of one: nobody can say whose it is. */
+export interface MixedMemoLine {
+  signature: string;
+  slot: number;
+  blockTime: number | null;
+  /** Change of the vault's balance: negative out, positive in. */
+  amountUnits: bigint;
+  memo: string | null;
+  /** Every step and job the memos name, first memo first. */
+  named: MemoJob[];
+  /** What the line was filed as, and under which recorded job (null when none). */
+  kind: LineKind | null;
+  jobId: string | null;
+}
+
+/** A stored line of several memo jobs as the statement shows it, on either dialect. */
+export function mixedMemoLineOf(l: {
+  signature: string;
+  slot: number;
+  blockTime: number | null;
+  deltaUnits: bigint;
+  memo: string | null;
+  memoJobs?: MemoJob[] | null;
+  kind: MixedMemoLine["kind"];
+  jobId: string | null;
+}): MixedMemoLine {
+  return {
+    signature: l.signature,
+    slot: l.slot,
+    blockTime: l.blockTime,
+    amountUnits: l.deltaUnits,
+    memo: l.memo,
+    named: l.memoJobs ?? [],
+    kind: l.kind,
+    jobId: l.jobId,
+  };
+}
+
 /** The JSON text of `ledger_lines.memo_jobs` and back. */
 export function memoJobsToText(named: readonly MemoJob[] | null | undefined): string | null {
   return named && named.length > 1 ? JSON.stringify(named) : null;

@@ -15,12 +15,15 @@ import {
   type JobDebit,
   jobKeepingLine,
   jobsALineNames,
+  type LineKind,
   laterOf,
   type MemoJob,
+  type MixedMemoLine,
   mayReturnTo,
   memoJobsOf,
   memoJobsOfLine,
   memoJobsToText,
+  mixedMemoLineOf,
   outstandingOf,
   settledUnits,
 } from "./ledger-rules.js";
@@ -117,7 +120,7 @@ export interface LineRead {
   delegate?: string | null;
 }
 
-export type { ForeignChange, ForeignHolding, MemoJob };
+export type { ForeignChange, ForeignHolding, LineKind, MemoJob, MixedMemoLine };
 
 /** A line whose transaction moved the vault's address in another mint. */
 export interface ForeignLine {
@@ -162,8 +165,6 @@ export interface FetchedTransaction {
   raw: string;
 }
 
-export type LineKind = "lock" | "return" | "deposit" | "unexplained" | "none";
-
 /** A line as the statement reads it; amounts exact. */
 export interface LedgerLineRow {
   signature: string;
@@ -178,20 +179,6 @@ export interface LedgerLineRow {
   memoJobId: string | null;
   /** Every step and job the memos name when they name several (`LineRead.memoJobs`). */
   memoJobs?: MemoJob[] | null;
-  kind: LineKind | null;
-  jobId: string | null;
-}
-
-/** A line whose memos name several jobs, or several steps of one: nobody can say whose it is. */
-export interface MixedMemoLine {
-  signature: string;
-  slot: number;
-  blockTime: number | null;
-  /** Change of the vault's balance: negative out, positive in. */
-  amountUnits: bigint;
-  memo: string | null;
-  named: MemoJob[];
-  /** What the line was filed as, and under which recorded job. */
   kind: LineKind | null;
   jobId: string | null;
 }
@@ -1665,19 +1652,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       return { ...findingLineOf(r), owner: r.other_owner };
     },
     async mixedMemoLines(vault, fromSec, toSec) {
-      return (mixedPeriod.all(vault, fromSec, toSec) as LineDb[]).map((r) => {
-        const l = toLine(r);
-        return {
-          signature: l.signature,
-          slot: l.slot,
-          blockTime: l.blockTime,
-          amountUnits: l.deltaUnits,
-          memo: l.memo,
-          named: l.memoJobs ?? [],
-          kind: l.kind,
-          jobId: l.jobId,
-        };
-      });
+      return (mixedPeriod.all(vault, fromSec, toSec) as LineDb[]).map((r) =>
+        mixedMemoLineOf(toLine(r)),
+      );
     },
     async delegateLines(vault, fromSec, toSec) {
       return (

@@ -56,6 +56,7 @@ import {
   memoJobsOf,
   memoJobsOfLine,
   memoJobsToText,
+  mixedMemoLineOf,
   outstandingOf,
   settledUnits,
 } from "../ledger-rules.js";
@@ -1577,16 +1578,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
           ),
         )
         .orderBy(asc(ledgerLines.ord));
-      return rows.map(toLine).map((l) => ({
-        signature: l.signature,
-        slot: l.slot,
-        blockTime: l.blockTime,
-        amountUnits: l.deltaUnits,
-        memo: l.memo,
-        named: l.memoJobs ?? [],
-        kind: l.kind,
-        jobId: l.jobId,
-      }));
+      return rows.map(toLine).map(mixedMemoLineOf);
     },
     async delegateLines(vault, fromSec, toSec) {
       const rows = await db
