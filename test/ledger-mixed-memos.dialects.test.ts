@@ -109,6 +109,19 @@ describe.each(dialects)("%s store", (dialect) => {
     },
   );
 
+  it("keeps with the job money sent back under its escrow memo: no honest step, not a deposit", async () => {
+    const c = await h.scenario();
+    const { plan, txs, refund } = refundedThenSettled((jobId) => [`decentral:escrow:${jobId}`]);
+    c.record(plan, txs);
+    c.honestJobsApi(plan, txs);
+    await h.finalized();
+    await sync(c, plan.vault);
+    expect((await readJob(c.store, plan.jobId))?.conflictSignatures).toEqual([refund]);
+    const verdicts = await c.verdicts(plan.jobId);
+    expect(verdicts[0]?.verdict).toBe("discrepancy");
+    expect(verdicts[0]?.failing).toEqual(expect.arrayContaining(["escrow.single"]));
+  });
+
   it("makes the nightly run exit 1 on such a refund", async () => {
     const c = await h.scenario();
     const from = await nextSecond();

@@ -958,10 +958,11 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       }
       return { kind: "unexplained", jobId: named.find((m) => m.kind === "escrow")?.jobId ?? null };
     }
+    // Money in under any memo of a job whose lock this vault paid is that job's: a settle or
+    // refund memo names its return, and an escrow memo on money coming back is no honest step
+    // at all (filed as a deposit, it gave the vault back more than its lock unseen).
     for (const m of named) {
-      if (m.kind !== "escrow" && returnOf(vault, line.signature, m.jobId)) {
-        return { kind: "return", jobId: m.jobId };
-      }
+      if (returnOf(vault, line.signature, m.jobId)) return { kind: "return", jobId: m.jobId };
     }
     return { kind: "deposit", jobId: null };
   }

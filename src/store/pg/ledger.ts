@@ -494,13 +494,10 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       }
     }
     const pinned = lock.size + apiLock.size + ret.size > 0 ? await isPinned(q, vault) : false;
-    // The jobs a credit's settle or refund memos name, first memo first.
+    // The jobs a credit's memos name, first memo first: money in under a job's escrow memo is
+    // no honest step, and is that job's as a settle or refund memo's would be.
     const returnIds = (l: Classifiable) =>
-      l.delta > 0n
-        ? memoJobsOfLine(l)
-            .filter((m) => m.kind !== "escrow")
-            .map((m) => m.jobId)
-        : [];
+      l.delta > 0n ? memoJobsOfLine(l).map((m) => m.jobId) : [];
     const memoIds = [...new Set(lines.flatMap(returnIds))];
     // Jobs whose lock this vault paid: a debit with their escrow memo, or their recorded lock.
     const lockedHere = new Set<string>();
