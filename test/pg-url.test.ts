@@ -193,8 +193,13 @@ describe("the CLI with a PostgreSQL or unsupported DATABASE_URL", () => {
   }
 
   it("says a PostgreSQL server it cannot reach by its password-free URL, and creates no postgres: folder", () => {
-    const run = cli("postgres://audit:hunter2@127.0.0.1:1/audit", "verify", "--since", "24h");
+    // Waited for within --timeout first (a restart as cron starts the run), then said.
+    const run = cli(
+      "postgres://audit:hunter2@127.0.0.1:1/audit",
+      ...["verify", "--since", "24h", "--timeout", "2s"],
+    );
     expect(run.code).toBe(2);
+    expect(run.stderr).toContain("database not reachable; waiting for it up to 2 s");
     expect(run.stderr).toContain("cannot reach PostgreSQL at");
     expect(run.stderr).toContain("postgres://audit:***@127.0.0.1:1/audit");
     expect(run.stderr).not.toContain("hunter2");

@@ -33,7 +33,7 @@ export async function runVerifyFromCli(
   );
   // A mistyped path must not become an empty store whose window is "all verified" (exit 0).
   // A database restarting as cron starts the run is waited for within the run's time.
-  const store = await openStoreWaiting(config, timeoutMs, log);
+  const store = await openStoreWaiting(config, Math.min(timeoutMs, MAX_OPEN_WAIT_MS), log);
   // What is left of the time once the database answered is the run's.
   const left = Math.max(1, Math.round(timeoutMs - (performance.now() - started)));
   const runFlags = { ...flags, timeout: `${left}ms` };
@@ -95,6 +95,12 @@ export async function runVerifyFromCli(
 }
 
 /**
+ * The longest `verify` waits for its database at start (a restart or a failover takes seconds
+ * to a minute): a wrong URL is said within two minutes, not at the end of a 30 min timeout.
+ */
+const MAX_OPEN_WAIT_MS = 120_000;
+
+/**
  * Opens the store (create: false), again while the database cannot be reached (a PostgreSQL
  * restarting: "cannot reach PostgreSQL", or SQLite's lock held by a migration) for at most
  * `ms`: cron's hour is often the database's maintenance hour. Any other error, or one once the
@@ -110,7 +116,12 @@ export async function openStoreWaiting(config: Config, ms: number, log: Logger):
         (isAppError(error) && error.code === "upstream_unavailable") || isBusyError(error);
       const wait = Math.min(1000, until - performance.now());
       if (!away || wait <= 0) throw error;
-      if (attempt === 1) log.warn({ err: error }, "database not reachable; waiting for it");
+      if (attempt === 1) {
+        log.warn(
+          { err: error, waitS: Math.round(ms / 1000) },
+          `database not reachable; waiting for it up to ${Math.round(ms / 1000)} s`,
+        );
+      }
       await sleep(wait);
     }
   }
