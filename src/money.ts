@@ -34,11 +34,22 @@ export function parseUnits(text: string, decimals = USDC_DECIMALS): bigint {
   return BigInt(whole + frac.slice(0, decimals).padEnd(decimals, "0"));
 }
 
+/** How far from whole units a JSON number's credits may be and still name them (float error). */
+const floatUnitsTolerance = 1e-6;
+
 /** Credits (a decimal string or integer, as in `x-decentral-credits-remaining`) to USDC base units. */
 export function creditsToUnits(credits: string | number | bigint): bigint {
   if (typeof credits === "bigint") return credits * UNITS_PER_CREDIT;
   if (typeof credits === "number") {
     if (!Number.isFinite(credits) || credits < 0) throw new RangeError(`bad credits: ${credits}`);
+    // A JSON number is binary floating point: 0.1 + 0.2 is sent as 0.30000000000000004, which
+    // names 3,000 units to within the float's error. A value that far from whole units is that
+    // whole; anything farther (99.00001) is still no credit amount. Strings stay exact.
+    const units = credits * Number(UNITS_PER_CREDIT);
+    const whole = Math.round(units);
+    if (Number.isSafeInteger(whole) && Math.abs(units - whole) <= floatUnitsTolerance) {
+      return BigInt(whole);
+    }
     return parseUnits(String(credits), 4);
   }
   return parseUnits(credits, 4);

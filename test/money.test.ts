@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { creditsToUnits, formatUnits, parseUnits } from "../src/money.js";
+import { creditsToUnits, creditsToUnitsOrNull, formatUnits, parseUnits } from "../src/money.js";
 
 describe("money", () => {
   it("formats base units as USDC with six decimals", () => {
@@ -21,5 +21,16 @@ describe("money", () => {
     expect(creditsToUnits("12.5")).toBe(125_000n);
     expect(creditsToUnits(3)).toBe(30_000n);
     expect(creditsToUnits(7n)).toBe(70_000n);
+  });
+});
+
+describe("credits sent as a JSON number", () => {
+  it("reads a float's error as the whole units it names, and nothing farther", () => {
+    // 0.1 + 0.2 is 0.30000000000000004: 3,000 units to within the float's error.
+    expect(creditsToUnitsOrNull(0.1 + 0.2)).toBe(3_000n);
+    expect(creditsToUnitsOrNull(12.8 - 0.01)).toBe(127_900n);
+    // A fifth decimal is no float error; a string is read exactly, as written.
+    expect(creditsToUnitsOrNull(99.00001)).toBeNull();
+    expect(creditsToUnitsOrNull("0.30000000000000004")).toBeNull();
   });
 });
