@@ -401,7 +401,9 @@ describe("upgrading a deployment that verified refunds whenever they landed", ()
  */
 const usageBefore = [
   { jobId: "job_over_total", verdict: "verified", prompt: 5, completion: 640, total: 3 },
-  { jobId: "job_bad_sum", verdict: "partially_verified", prompt: 12, completion: 640, total: 999 },
+  { jobId: "job_bad_sum", verdict: "partially_verified", prompt: 12, completion: 640, total: 645 },
+  // A total above its parts (thinking counted in the total alone) is honest.
+  { jobId: "job_thought", verdict: "verified", prompt: 12, completion: 640, total: 999 },
   { jobId: "job_honest", verdict: "verified", prompt: 12, completion: 640, total: 652 },
   { jobId: "job_no_total", verdict: "verified", prompt: null, completion: 640, total: null },
   { jobId: "job_found", verdict: "discrepancy", prompt: 5, completion: 640, total: 3 },
@@ -409,6 +411,7 @@ const usageBefore = [
 const usageAfter = {
   job_over_total: "pending",
   job_bad_sum: "pending",
+  job_thought: "verified",
   job_honest: "verified",
   job_no_total: "verified",
   job_found: "discrepancy",

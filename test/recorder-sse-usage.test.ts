@@ -4,7 +4,12 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { jobs } from "../src/db/schema.js";
 import { createRecordingProxy } from "../src/recorder/proxy.js";
-import { createDoneWatch, sseChunks, sseEvents } from "../src/recorder/sse-tail.js";
+import {
+  createDataCount,
+  createDoneWatch,
+  sseChunks,
+  sseEvents,
+} from "../src/recorder/sse-tail.js";
 import {
   address,
   capturedLogger,
@@ -239,5 +244,20 @@ describe("sseEvents", () => {
         (c) => (c.usage as { completion_tokens: number }).completion_tokens,
       ),
     ).toEqual([100]);
+  });
+});
+
+describe("createDataCount", () => {
+  it("counts the values of data lines only, however the stream is cut into chunks", () => {
+    const stream =
+      `: ${"x".repeat(5000)}\nevent: message\nid: 7\ndata: {"a":1}\r\n\r\n` +
+      `\uFEFFdata:ab\rdata\ndatum: zz\n:data: no\n\n`;
+    const bytes = Buffer.from(stream);
+    for (const size of [1, 2, 3, 7, bytes.length]) {
+      const count = createDataCount();
+      for (let i = 0; i < bytes.length; i += size) count.add(bytes.subarray(i, i + size));
+      // `{"a":1}` and `ab`: the comment, `event:`, `id:`, `datum:` and `:data:` lines are none.
+      expect(count.bytes).toBe(9);
+    }
   });
 });

@@ -109,11 +109,19 @@ export const jobs = sqliteTable(
     /** `usage.completion_tokens_details.reasoning_tokens`: output the answer does not show. */
     reasoningTokens: integer("reasoning_tokens"),
     /**
+     * `usage.completion_tokens_details.rejected_prediction_tokens`: predicted output the model
+     * did not keep, billed as completion tokens but absent from the answer.
+     */
+    rejectedPredictionTokens: integer("rejected_prediction_tokens"),
+    /**
      * Bytes of what the caller was answered that tokens could have made, for `usage.consistent`:
-     * a JSON answer's generated text (content, refusal, tool calls, reasoning), a stream's body
-     * bytes up to `[DONE]` (a looser bound). Null where the recorder did not see the answer.
+     * the generated text (content, refusal, tool calls, reasoning) of the choices asked for, or
+     * of a stream too long to read whole, the `data:` bytes up to `[DONE]` (a looser bound).
+     * Null where the recorder did not see the answer.
      */
     answerBytes: integer("answer_bytes"),
+    /** Tool and function calls in that answer: each costs tokens that are none of its bytes. */
+    answerToolCalls: integer("answer_tool_calls"),
     /** The request's `max_tokens` (null when the request set none): it fixes the escrow lock. */
     maxTokens: integer("max_tokens"),
     stream: integer("stream", { mode: "boolean" }),

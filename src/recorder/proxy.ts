@@ -20,7 +20,7 @@ import {
 } from "./receipt-input.js";
 import { createReceiptWriter, type ReceiptWriter } from "./receipt-writer.js";
 import { type RequestFacts, requestFactsOfBytes } from "./request-facts.js";
-import { createDoneWatch, sseChunks, sseEvents } from "./sse-tail.js";
+import { createDataCount, createDoneWatch, sseChunks, sseEvents } from "./sse-tail.js";
 import { credentialsOf, withoutKeys } from "./without-key.js";
 
 /** Options of the recording proxy; every optional one has a default. */
@@ -122,6 +122,7 @@ interface Usage {
   completionTokens: number | null;
   totalTokens: number | null;
   reasoningTokens: number | null;
+  rejectedPredictionTokens: number | null;
 }
 
 const unknownUsage: Usage = {
@@ -129,21 +130,21 @@ const unknownUsage: Usage = {
   completionTokens: null,
   totalTokens: null,
   reasoningTokens: null,
+  rejectedPredictionTokens: null,
 };
 
 function usageOf(value: unknown): Usage | null {
   if (typeof value !== "object" || value === null) return null;
   const u = value as Record<string, unknown>;
-  const details = u.completion_tokens_details;
+  const details = asRecord(u.completion_tokens_details);
   return {
     // Token counts from a response body, which the operator writes: ingest's bounds apply.
     promptTokens: operatorTokens(u.prompt_tokens),
     completionTokens: operatorTokens(u.completion_tokens),
     totalTokens: operatorTokens(u.total_tokens),
-    reasoningTokens:
-      typeof details === "object" && details !== null
-        ? operatorTokens((details as Record<string, unknown>).reasoning_tokens)
-        : null,
+    reasoningTokens: operatorTokens(details.reasoning_tokens),
+    // Predicted Outputs: billed as completion tokens, absent from the answer.
+    rejectedPredictionTokens: operatorTokens(details.rejected_prediction_tokens),
   };
 }
 
@@ -153,9 +154,16 @@ interface BodyFacts {
   usage: Usage;
   /** See `jobs.answer_bytes`; null when the body was not read as the caller read it. */
   answerBytes: number | null;
+  /** See `jobs.answer_tool_calls`; null when not counted. */
+  answerToolCalls: number | null;
 }
 
-const unknownBody: BodyFacts = { model: null, usage: unknownUsage, answerBytes: null };
+const unknownBody: BodyFacts = {
+  model: null,
+  usage: unknownUsage,
+  answerBytes: null,
+  answerToolCalls: null,
+};
 
 /** UTF-8 bytes of a string; 0 for anything else. */
 const utf8Bytes = (value: unknown) =>
@@ -164,54 +172,85 @@ const utf8Bytes = (value: unknown) =>
 const asRecord = (value: unknown): Record<string, unknown> =>
   typeof value === "object" && value !== null ? (value as Record<string, unknown>) : {};
 
+/** What the caller asked that decides which of an answer's text it gets. */
+type Asked = Pick<RequestFacts, "choices" | "audio">;
+
 /**
- * Bytes of every text a model generated in a JSON completion: each choice's content (a string
- * or text parts), refusal, reasoning text, audio, legacy `text`, and the names and arguments of
- * its tool and function calls. Every output token decodes to at least one byte, so usage naming
- * more completion tokens than this (with the reasoning tokens the answer does not show) claims
- * output the caller never got.
+ * Counts the text a model generated in an answer's choices, as JSON messages or as a stream's
+ * deltas: each choice's content (a string or text parts), refusal, reasoning text, audio when
+ * the caller asked for audio, legacy `text`, and the names and arguments of its tool and
+ * function calls. Every output token decodes to at least one byte, so usage naming more
+ * completion tokens than this (with the reasoning tokens the answer does not show) claims
+ * output the caller never got. Only the choices asked for count (`n`, by default one): a client
+ * reads `choices[0]`, and text in a choice nobody asked for is no answer it got.
  */
-function generatedBytes(body: Record<string, unknown>): number {
+function createGeneratedCount(asked: Asked) {
   let bytes = 0;
+  // Each call once, by its choice and its place (a stream sends one call over many deltas).
+  const calls = new Set<string>();
   const call = (value: unknown) => {
     const f = asRecord(value);
     bytes += utf8Bytes(f.name) + utf8Bytes(f.arguments) + utf8Bytes(f.input);
   };
-  for (const item of Array.isArray(body.choices) ? body.choices : []) {
-    const choice = asRecord(item);
-    const message = asRecord(choice.message);
-    bytes += utf8Bytes(choice.text) + utf8Bytes(message.refusal);
-    bytes += utf8Bytes(message.reasoning_content) + utf8Bytes(message.reasoning);
-    const content = message.content;
-    if (Array.isArray(content)) {
-      for (const part of content) {
-        const p = asRecord(part);
-        bytes += utf8Bytes(p.text) + utf8Bytes(p.refusal);
+  const add = (choices: unknown, field: "message" | "delta") => {
+    if (!Array.isArray(choices)) return;
+    for (const [position, item] of choices.entries()) {
+      const choice = asRecord(item);
+      // A stream's chunk carries the choice it continues by `index`; a message, by its place.
+      const index = field === "delta" && typeof choice.index === "number" ? choice.index : position;
+      if (!(index >= 0 && index < asked.choices)) continue;
+      const message = asRecord(choice[field]);
+      bytes += utf8Bytes(choice.text) + utf8Bytes(message.refusal);
+      bytes += utf8Bytes(message.reasoning_content) + utf8Bytes(message.reasoning);
+      const content = message.content;
+      if (Array.isArray(content)) {
+        for (const part of content) {
+          const p = asRecord(part);
+          bytes += utf8Bytes(p.text) + utf8Bytes(p.refusal);
+        }
+      } else bytes += utf8Bytes(content);
+      if (asked.audio) {
+        const audio = asRecord(message.audio);
+        bytes += utf8Bytes(audio.data) + utf8Bytes(audio.transcript);
       }
-    } else bytes += utf8Bytes(content);
-    const audio = asRecord(message.audio);
-    bytes += utf8Bytes(audio.data) + utf8Bytes(audio.transcript);
-    call(message.function_call);
-    for (const tool of Array.isArray(message.tool_calls) ? message.tool_calls : []) {
-      const t = asRecord(tool);
-      call(t.function);
-      call(t.custom);
+      if (message.function_call !== undefined && message.function_call !== null) {
+        calls.add(`${index}:function`);
+        call(message.function_call);
+      }
+      const tools = Array.isArray(message.tool_calls) ? message.tool_calls : [];
+      for (const [place, tool] of tools.entries()) {
+        const t = asRecord(tool);
+        calls.add(`${index}:${field === "delta" && typeof t.index === "number" ? t.index : place}`);
+        call(t.function);
+        call(t.custom);
+      }
     }
-  }
-  return bytes;
+  };
+  return {
+    add,
+    get bytes() {
+      return bytes;
+    },
+    get toolCalls() {
+      return calls.size;
+    },
+  };
 }
 
 /** Model, usage and answer size of a whole JSON response body. */
-function jsonBodyFacts(body: string, credentials: string[]): BodyFacts {
+function jsonBodyFacts(body: string, credentials: string[], asked: Asked): BodyFacts {
   try {
     const parsed = JSON.parse(body) as Record<string, unknown>;
     if (typeof parsed !== "object" || parsed === null) return unknownBody;
+    const generated = createGeneratedCount(asked);
+    generated.add(parsed.choices, "message");
     return {
       model: operatorModel(
         typeof parsed.model === "string" ? withoutKeys(parsed.model, credentials) : null,
       ),
       usage: usageOf(parsed.usage) ?? unknownUsage,
-      answerBytes: generatedBytes(parsed),
+      answerBytes: generated.bytes,
+      answerToolCalls: generated.toolCalls,
     };
   } catch {
     return unknownBody;
@@ -219,14 +258,18 @@ function jsonBodyFacts(body: string, credentials: string[]): BodyFacts {
 }
 
 /**
- * Model and usage from the last events of an SSE stream as its client read them (usage rides on
- * the final chunk before `[DONE]`; see sse-tail.ts). `cut`: the text is a tail, its start lost.
+ * Model, usage and answer size of an SSE stream as its client read it (usage rides on the final
+ * chunk before `[DONE]`; see sse-tail.ts). `cut`: the text is a tail, its start lost; the answer
+ * is then bounded by `dataBytes`, the values of the stream's `data:` lines up to `[DONE]` (their
+ * JSON included, a looser bound), as its text is no longer all here.
  */
-function sseTailFacts(
+function sseFacts(
   tail: string,
   cut: boolean,
+  dataBytes: number,
   credentials: string[],
-): Omit<BodyFacts, "answerBytes"> {
+  asked: Asked,
+): BodyFacts {
   let model: string | null = null;
   let usage: Usage | null = null;
   const chunks = sseChunks(sseEvents(tail, cut));
@@ -237,7 +280,18 @@ function sseTailFacts(
     }
     if (usage === null) usage = usageOf(chunk.usage);
   }
-  return { model, usage: usage ?? unknownUsage };
+  if (cut) {
+    return { model, usage: usage ?? unknownUsage, answerBytes: dataBytes, answerToolCalls: null };
+  }
+  // The whole stream was read: its deltas' text, as the client pieces the answer together.
+  const generated = createGeneratedCount(asked);
+  for (const chunk of chunks) generated.add(chunk.choices, "delta");
+  return {
+    model,
+    usage: usage ?? unknownUsage,
+    answerBytes: generated.bytes,
+    answerToolCalls: generated.toolCalls,
+  };
 }
 
 /**
@@ -832,15 +886,16 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       const sawDone = isSse ? createDoneWatch() : () => false;
       let sseDone = false;
       let sseCut = false;
-      // A stream's bytes up to its [DONE], counted as they pass: what its text can be at most.
-      let streamBytes = 0;
+      // A stream's data up to its [DONE], counted as it passes: what its text can be at most,
+      // when the stream is too long to read whole at its end.
+      const streamData = createDataCount();
       const onData = (chunk: Buffer) => {
         if (ttfbMs === null) ttfbMs = Math.round(performance.now() - started);
         if (!capturing || sseDone) return;
         chunks.push(chunk);
         captured += chunk.length;
-        streamBytes += chunk.length;
         if (isSse) {
+          streamData.add(chunk);
           // A client reads nothing after the [DONE] event: neither is the receipt's usage.
           sseDone = sawDone(chunk);
           // Keep only the tail: the usage chunk is the last event before [DONE].
@@ -918,8 +973,8 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         const learnt: BodyFacts =
           capturing && readAsAsked
             ? isSse
-              ? { ...sseTailFacts(bodyText, sseCut, credentials), answerBytes: streamBytes }
-              : jsonBodyFacts(bodyText, credentials)
+              ? sseFacts(bodyText, sseCut, streamData.bytes, credentials, facts)
+              : jsonBodyFacts(bodyText, credentials, facts)
             : unknownBody;
         const final: Receipt = {
           ...receipt,
@@ -928,6 +983,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           responseModel: learnt.model,
           ...learnt.usage,
           answerBytes: learnt.answerBytes,
+          answerToolCalls: learnt.answerToolCalls,
           latencyMs: Math.round(elapsed),
           ttfbMs: ttfbMs ?? Math.round(elapsed),
           captureState: state,

@@ -23,9 +23,25 @@ export interface RequestFacts {
   maxTokens: number | null;
   /** `stream: true`; null when the body was not read. */
   stream: boolean | null;
+  /**
+   * The choices asked for (`n`, 1 when the request names none or no count the API takes): a
+   * choice beyond them is no answer the caller asked for or reads.
+   */
+  choices: number;
+  /** Whether the request asked for audio (`modalities` naming it, or `audio` options). */
+  audio: boolean;
 }
 
-export const noRequestFacts: RequestFacts = { model: null, maxTokens: null, stream: null };
+export const noRequestFacts: RequestFacts = {
+  model: null,
+  maxTokens: null,
+  stream: null,
+  choices: 1,
+  audio: false,
+};
+
+/** The API's most choices per request: `n` above it is refused. */
+const maxChoices = 128;
 
 /**
  * A request's ceiling: `max_completion_tokens` ahead of the older `max_tokens`, the order the
@@ -38,6 +54,14 @@ export function ceilingOf(body: Record<string, unknown>): number | null {
   const max = body.max_completion_tokens ?? body.max_tokens;
   const value = typeof max === "string" && /^\s*\d{1,16}\s*$/.test(max) ? Number(max) : max;
   return typeof value === "number" && Number.isSafeInteger(value) && value >= 1 ? value : null;
+}
+
+/** `n` read as the ceiling is: a positive integer, as a number or as its digits. */
+function choicesOf(n: unknown): number {
+  const value = typeof n === "string" && /^\s*\d{1,3}\s*$/.test(n) ? Number(n) : n;
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 1
+    ? Math.min(value, maxChoices)
+    : 1;
 }
 
 /** The facts of a parsed request body. */
@@ -53,6 +77,10 @@ export function requestFactsOf(parsed: unknown): RequestFacts {
     model: typeof body.model === "string" ? fitText(body.model, maxModelLength) : null,
     maxTokens: ceilingOf(body),
     stream: body.stream === true,
+    choices: choicesOf(body.n),
+    audio:
+      (Array.isArray(body.modalities) && body.modalities.includes("audio")) ||
+      (typeof body.audio === "object" && body.audio !== null),
   };
 }
 

@@ -60,6 +60,67 @@ export function createDoneWatch(): (chunk: Buffer) => boolean {
   };
 }
 
+const dataField = Buffer.from("data:");
+const lf = 0x0a;
+const cr = 0x0d;
+const space = 0x20;
+
+/**
+ * Counts a stream's bytes that a client reads as data: the values of its `data:` lines. A
+ * comment line (`: ...`), `event:` and `id:` lines and line ends are read by no client as
+ * anything, so the operator could pad them freely; a bound on the completion tokens must not
+ * grow with them. It runs on every chunk of every stream: lines are skipped with `indexOf`, not
+ * read byte by byte. A byte-order mark before a line's field is dropped, as the client drops it.
+ */
+export function createDataCount(): { add(chunk: Buffer): void; readonly bytes: number } {
+  // At a line's start, how much of "data:" has matched (0 to 5, then the optional space); -1
+  // inside a line that is no data, 6 inside a data line's value.
+  let matched = 0;
+  let bytes = 0;
+  const inValue = 6;
+  const other = -1;
+  return {
+    get bytes() {
+      return bytes;
+    },
+    add(chunk) {
+      const n = chunk.length;
+      // Most streams end lines with LF alone: a chunk without CR is searched for LF only.
+      const hasCr = chunk.indexOf(cr) >= 0;
+      let i = 0;
+      while (i < n) {
+        if (matched === inValue || matched === other) {
+          let end = chunk.indexOf(lf, i);
+          if (hasCr) {
+            const r = chunk.indexOf(cr, i);
+            if (r >= 0 && (end < 0 || r < end)) end = r;
+          }
+          if (end < 0) end = n;
+          if (matched === inValue) bytes += end - i;
+          if (end === n) return;
+          matched = 0;
+          i = end + 1;
+          continue;
+        }
+        const c = chunk[i]!;
+        if (c === lf || c === cr) matched = 0;
+        else if (matched === 5) {
+          // After `data:`, one space is the field's separator, not its value.
+          matched = inValue;
+          if (c !== space) continue;
+        } else if (c === dataField[matched]) matched++;
+        else if (matched === 0 && (c === 0xef || c === 0xbb || c === 0xbf)) {
+          // A byte-order mark's bytes before the field.
+        } else {
+          matched = other;
+          continue;
+        }
+        i++;
+      }
+    },
+  };
+}
+
 /**
  * The events of `text` a client acts on, oldest first, up to (not including) the one that ends
  * the stream. With `cut`, the text is a tail whose first line and event may have lost their

@@ -44,7 +44,9 @@ export const captureFields = [
   "captureState",
   "receiptWriter",
   "reasoningTokens",
+  "rejectedPredictionTokens",
   "answerBytes",
+  "answerToolCalls",
   "creditsRemainingUnread",
 ] as const;
 export type CaptureField = (typeof captureFields)[number];
@@ -371,7 +373,9 @@ export function captureParams(receipt: Receipt, source: ReceiptSource, now: numb
     // Only an open capture has a writer: its completion clears it.
     receiptWriter: receipt.captureState === "open" ? (receipt.receiptWriter ?? null) : null,
     reasoningTokens: receipt.reasoningTokens ?? null,
+    rejectedPredictionTokens: receipt.rejectedPredictionTokens ?? null,
     answerBytes: receipt.answerBytes ?? null,
+    answerToolCalls: receipt.answerToolCalls ?? null,
     creditsRemainingUnread: receipt.creditsRemainingUnread ?? null,
     receiptHash: hash,
     now,

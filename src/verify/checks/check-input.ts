@@ -20,8 +20,11 @@ export interface ReceiptForChecks {
   promptTokens?: number | null;
   totalTokens?: number | null;
   reasoningTokens?: number | null;
+  rejectedPredictionTokens?: number | null;
   /** Bytes of the answer tokens could have made, where the recorder saw it (`jobs.answer_bytes`). */
   answerBytes?: number | null;
+  /** Tool and function calls in that answer (`jobs.answer_tool_calls`). */
+  answerToolCalls?: number | null;
   maxTokens: number | null;
   httpStatus: number | null;
   /** Fingerprint of the caller's API key: one key spends one credit vault. */

@@ -13,9 +13,23 @@ import { fail, pass, skip } from "./check-list.js";
  */
 export const specialTokenSlack = 16;
 
+/**
+ * Tokens each tool or function call may cost beyond the bytes of its name and arguments: the
+ * format a model writes a call in (its markers, the call's id and type, the wrapper around its
+ * arguments) is billed as output but is none of the text the caller gets. Twelve parallel calls
+ * of `f({})` are billed about ten tokens each.
+ */
+export const toolCallTokenSlack = 16;
+
 type UsageOfJob = Pick<
   ReceiptForChecks,
-  "completionTokens" | "promptTokens" | "totalTokens" | "reasoningTokens" | "answerBytes"
+  | "completionTokens"
+  | "promptTokens"
+  | "totalTokens"
+  | "reasoningTokens"
+  | "rejectedPredictionTokens"
+  | "answerBytes"
+  | "answerToolCalls"
 >;
 
 export function usageConsistent(job: UsageOfJob): CheckResult {
@@ -24,14 +38,18 @@ export function usageConsistent(job: UsageOfJob): CheckResult {
   const completion = job.completionTokens ?? null;
   const total = job.totalTokens ?? null;
   const reasoning = job.reasoningTokens ?? null;
+  const rejected = job.rejectedPredictionTokens ?? null;
   const answerBytes = job.answerBytes ?? null;
+  const toolCalls = job.answerToolCalls ?? null;
   if (completion === null) return skip(name, "the receipt records no completion tokens");
   const actual = {
     promptTokens: prompt,
     completionTokens: completion,
     totalTokens: total,
     reasoningTokens: reasoning,
+    rejectedPredictionTokens: rejected,
     answerBytes,
+    answerToolCalls: toolCalls,
   };
   if (total !== null && completion > total) {
     return fail(
@@ -41,11 +59,24 @@ export function usageConsistent(job: UsageOfJob): CheckResult {
       actual,
     );
   }
-  if (total !== null && prompt !== null && total !== prompt + completion) {
+  // A total above its parts is honest (Gemini counts thinking in the total alone) and prices
+  // nothing: the charge goes by completion tokens. Only a total below them contradicts itself.
+  if (total !== null && prompt !== null && total < prompt + completion) {
     return fail(
       name,
-      `the usage's total_tokens (${total}) is not prompt_tokens + completion_tokens (${prompt + completion})`,
-      { totalTokens: prompt + completion },
+      `the usage's total_tokens (${total}) is less than prompt_tokens + completion_tokens (${prompt + completion})`,
+      { totalTokensAtLeast: prompt + completion },
+      actual,
+    );
+  }
+  // Reasoning and rejected prediction tokens are the operator's own figures, billed inside the
+  // completion tokens: more of them than the completion tokens is usage contradicting itself.
+  const hidden = (reasoning ?? 0) + (rejected ?? 0);
+  if (hidden > completion) {
+    return fail(
+      name,
+      `the usage names ${hidden} reasoning and rejected prediction tokens, more than its ${completion} completion tokens`,
+      { hiddenTokensAtMost: completion },
       actual,
     );
   }
@@ -56,13 +87,20 @@ export function usageConsistent(job: UsageOfJob): CheckResult {
       "the receipt does not carry the answer's size, so completion tokens are not bounded by it (the usage's arithmetic holds)",
     );
   }
-  // Every output token decodes to at least one byte; reasoning the answer does not show is
-  // counted by the operator's own figure, and a few special tokens decode to nothing.
-  const most = answerBytes + (reasoning ?? 0) + specialTokenSlack;
+  // Every output token decodes to at least one byte; reasoning the answer does not show and
+  // predicted tokens the model rejected are counted by the operator's own figures; each tool
+  // call has its format, and a few special tokens decode to nothing.
+  const most = answerBytes + hidden + (toolCalls ?? 0) * toolCallTokenSlack + specialTokenSlack;
   if (completion > most) {
+    const parts = [
+      `${answerBytes} bytes`,
+      ...(toolCalls ? [`${toolCalls} tool calls`] : []),
+      ...(reasoning ? [`${reasoning} reasoning tokens`] : []),
+      ...(rejected ? [`${rejected} rejected prediction tokens`] : []),
+    ];
     return fail(
       name,
-      `the usage names ${completion} completion tokens, but the answer the caller got holds ${answerBytes} bytes${reasoning ? ` and ${reasoning} reasoning tokens` : ""}: at most ${most} tokens`,
+      `the usage names ${completion} completion tokens, but the answer the caller got holds ${parts.join(", ")}: at most ${most} tokens`,
       { completionTokensAtMost: most },
       actual,
     );
