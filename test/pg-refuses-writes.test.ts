@@ -116,7 +116,7 @@ async function setup() {
     await writer.close();
     await upstream.close();
   };
-  return { upstream, writer, completion, readyz, ingestOne, close };
+  return { url: app.url, upstream, writer, completion, readyz, ingestOne, close };
 }
 
 /** Ends the proxy role's sessions, as a failover does: the pool connects again. */
@@ -196,6 +196,9 @@ describe("the proxy on a PostgreSQL that refuses writes", () => {
     const writable = async () => {
       await admin.pool.query(`ALTER DATABASE "${name}" RESET default_transaction_read_only`);
       await dropSessions();
+      // The pool drops its ended connections as their notice arrives; the next test's first
+      // query must not get one.
+      await sleep(100);
     };
     try {
       await refusesThenRecovers(
@@ -210,6 +213,51 @@ describe("the proxy on a PostgreSQL that refuses writes", () => {
       );
     } finally {
       await writable();
+      await t.close();
+    }
+  });
+});
+
+describe("a refusal that is one receipt's, on a database that takes writes", () => {
+  it("fails only the receipt a row-level security policy rejects, not its group or the proxy", async () => {
+    const t = await setup();
+    // 42501 as a privilege revoked would raise it, but for one row only.
+    await admin.pool.query("ALTER TABLE jobs ENABLE ROW LEVEL SECURITY");
+    await admin.pool.query(
+      "CREATE POLICY one_model ON jobs USING (true) WITH CHECK (coalesce(model, '') <> 'blocked-model')",
+    );
+    const send = async (model: string) => {
+      const response = await fetch(`${t.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model, messages: [] }),
+      });
+      return { status: response.status, body: await response.text() };
+    };
+    try {
+      // Sent together, so that the writer commits them as one group.
+      const [blocked, ...others] = await Promise.all([
+        send("blocked-model"),
+        send("qwen3-8b"),
+        send("qwen3-8b"),
+      ]);
+      expect(blocked.status).toBe(503);
+      expect(blocked.body).toContain("receipt_not_recorded");
+      for (const other of others) expect(other.status).toBe(200);
+      expect(t.upstream.seen).toHaveLength(3);
+      let recorded = 0;
+      for (const id of t.upstream.seen) if (await readJob(store, id)) recorded++;
+      expect(recorded).toBe(2);
+
+      // The database takes writes: nothing is turned away, and /readyz says so.
+      expect(t.writer.health()).toEqual({ reachable: true });
+      const next = await send("qwen3-8b");
+      expect(next.status).toBe(200);
+      expect(t.upstream.seen).toHaveLength(4);
+      expect((await t.readyz()).status).toBe(200);
+    } finally {
+      await admin.pool.query("DROP POLICY IF EXISTS one_model ON jobs");
+      await admin.pool.query("ALTER TABLE jobs DISABLE ROW LEVEL SECURITY");
       await t.close();
     }
   });

@@ -28,7 +28,9 @@ function isUnreachable(error: unknown): boolean {
  * The receipt writer on PostgreSQL: what was submitted while a group was committing shares the
  * next group's transaction (one round trip per statement, one COMMIT per group), and each caller
  * is answered only once that COMMIT returned. A task that throws is rolled back and rejected
- * alone: the group is run again with a savepoint per task.
+ * alone: the group is run again with a savepoint per task. A refusal (below) is a task's own
+ * when the database takes a write of no rows meanwhile: a row-level security policy one
+ * receipt breaks fails that receipt alone, not the proxy.
  *
  * When the database goes away the group waits in memory, in order, and is retried with backoff
  * until the database answers again; meanwhile `full()` is true, so the proxy refuses new jobs
@@ -67,10 +69,20 @@ export function createPgReceiptWriter(
       const values = await connection.together(batch.map((item) => item.task));
       return values.map((value) => ({ ok: true as const, value }));
     } catch (error) {
-      if (isTransientPgError(error) || isPgWriteRefusal(error)) throw error;
+      if (isTransientPgError(error)) throw error;
+      // A privilege error (42501) is also what a row-level security policy raises for one row:
+      // when a write of no rows passes, the database takes writes and the refusal is a task's.
+      const refusal = isPgWriteRefusal(error);
+      if (refusal) {
+        try {
+          await connection.probeWrite();
+        } catch {
+          throw error;
+        }
+      }
       return connection.isolated(
         batch.map((item) => item.task),
-        (failure) => !isTransientPgError(failure) && !isPgWriteRefusal(failure),
+        (failure) => !isTransientPgError(failure) && (refusal || !isPgWriteRefusal(failure)),
       );
     }
   }
