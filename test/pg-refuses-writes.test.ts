@@ -262,3 +262,85 @@ describe("a refusal that is one receipt's, on a database that takes writes", () 
     }
   });
 });
+
+describe("a stream in flight when the database starts refusing writes", () => {
+  it("ends for its client, and its completion is written with its usage once writes work", async () => {
+    const id = jobId();
+    let revoked!: () => void;
+    const refusing = new Promise<void>((resolve) => {
+      revoked = resolve;
+    });
+    const upstream = await listen(
+      http.createServer(async (req, res) => {
+        for await (const _ of req);
+        res.writeHead(200, {
+          "content-type": "text/event-stream",
+          "x-decentral-job-id": id,
+          "x-decentral-tx-signature": signature(),
+          "x-decentral-settlement-tx": signature(),
+          "x-decentral-worker": address(),
+        });
+        res.write(
+          `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: "Hi" } }] })}\n\n`,
+        );
+        await refusing;
+        const usage = { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 };
+        res.end(`data: ${JSON.stringify({ choices: [], usage })}\n\ndata: [DONE]\n\n`);
+      }),
+    );
+    const writer = createReceiptWriter(store, { log, refuseAfterMs: 300 });
+    const proxy = createRecordingProxy({
+      store,
+      log,
+      upstreamBaseUrl: `${upstream.url}/v1`,
+      writer,
+    });
+    const app = await serveApp({
+      store,
+      log,
+      proxy,
+      readiness: { receipts: () => writer.health() },
+    });
+    const grant = () => admin.pool.query(`GRANT INSERT, UPDATE ON jobs TO ${role}`);
+    const row = async () =>
+      (
+        await admin.pool.query(
+          "SELECT capture_state, completion_tokens::int AS completion_tokens FROM jobs WHERE job_id = $1",
+          [id],
+        )
+      ).rows[0];
+    try {
+      const response = await fetch(`${app.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          model: "qwen3-8b",
+          stream: true,
+          stream_options: { include_usage: true },
+          messages: [],
+        }),
+      });
+      expect(response.status).toBe(200);
+      expect(await row()).toEqual({ capture_state: "open", completion_tokens: null });
+
+      await admin.pool.query(`REVOKE INSERT, UPDATE ON jobs FROM ${role}`);
+      revoked();
+      // The client has the whole stream, as it would have without the refusal.
+      expect(await response.text()).toMatch(/data: \[DONE\]\n\n$/);
+      expect(await row()).toEqual({ capture_state: "open", completion_tokens: null });
+      expect(writer.health()).toMatchObject({ reachable: false, refusing: true, waiting: 1 });
+
+      await grant();
+      await expect
+        .poll(row, { timeout: 15_000 })
+        .toEqual({ capture_state: "complete", completion_tokens: 2 });
+      expect(writer.health()).toEqual({ reachable: true });
+    } finally {
+      await grant();
+      await app.close();
+      await proxy.close();
+      await writer.close();
+      await upstream.close();
+    }
+  });
+});

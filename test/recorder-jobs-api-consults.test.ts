@@ -175,6 +175,40 @@ describe("the proxy's jobs API questions", () => {
     expect(turns).toHaveLength(1);
   });
 
+  it("settles a question whose answer the writer keeps while the database refuses writes", async () => {
+    const calls: string[] = [];
+    let write!: () => void;
+    // The receipt writer's answer once the database refused a write for its time: kept in
+    // memory, written when the database takes writes again (here: never, within the test).
+    const writer = {
+      run(_unit: unknown, options?: { keep?: () => void }) {
+        setTimeout(() => options?.keep?.(), 10);
+        return new Promise<void>((resolve) => {
+          write = resolve;
+        });
+      },
+    } as unknown as ReceiptWriter;
+    const consults = createJobsApiConsults({
+      jobsApi: async (jobId) => {
+        calls.push(jobId);
+        return settled;
+      },
+      writer,
+      log: capturedLogger().log,
+      now: Date.now,
+      retryDelaysMs: [5, 5, 5],
+      batchMs: 20,
+      batchMax: 64,
+      batchWaitMs: 200,
+    });
+    consults.ask("job_a", "Bearer k");
+    // The answer is in hand: not asked again, and a stop does not wait for the database.
+    const drained = await Promise.race([consults.drain().then(() => true), sleep(2000)]);
+    expect(drained).toBe(true);
+    expect(calls).toEqual(["job_a"]);
+    write();
+  });
+
   it("settles the batch of a client that throws at once, asking the others", async () => {
     const { consults, turns } = setup((jobId) => {
       if (jobId === "job_bad") throw new Error("client bug");

@@ -888,6 +888,92 @@ describe("recording proxy", () => {
     expect((await first).status).toBe(503);
   });
 
+  it("ends a stream whose completion the database refuses, and writes that completion once it takes writes", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "proxy-refused-"));
+    const store = openSqliteStore(join(dir, "audit.db"));
+    migrateStore(store);
+    cleanups.push(async () => {
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const writer = createReceiptWriter(store, {
+      log: createLogger({ level: "silent" }),
+      refuseAfterMs: 300,
+    });
+    cleanups.push(() => writer.close());
+    const { stub, url, row } = await setup({ store, writer });
+    const response = await completion(url, "stream");
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+    await reader.read();
+    await vi.waitFor(() => expect(row()?.captureState).toBe("open"));
+    // The disk fills up mid-stream: refused at COMMIT, as a WAL that cannot grow is.
+    store.sqlite.exec(`CREATE TABLE refused_at_commit (
+        job_id TEXT REFERENCES jobs(job_id) DEFERRABLE INITIALLY DEFERRED);
+      CREATE TRIGGER refused AFTER UPDATE ON jobs
+        BEGIN INSERT INTO refused_at_commit (job_id) VALUES ('job_not_there'); END`);
+    stub.nextChunk.open();
+    let rest = "";
+    for (;;) {
+      const next = await reader.read();
+      if (next.done) break;
+      rest += new TextDecoder().decode(next.value);
+    }
+    // The client has its whole answer; the completion waits in memory, not in the row.
+    expect(rest).toContain("[DONE]");
+    expect(row()?.captureState).toBe("open");
+    expect(writer.health()).toMatchObject({ reachable: false, refusing: true, waiting: 1 });
+
+    store.sqlite.exec("DROP TRIGGER refused");
+    await vi.waitFor(
+      () => expect(row()).toMatchObject({ captureState: "complete", totalTokens: 3 }),
+      {
+        timeout: 10_000,
+      },
+    );
+  });
+
+  it("logs a refused completion's every fact when it cannot be kept, for an import", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "proxy-refused-"));
+    const store = openSqliteStore(join(dir, "audit.db"));
+    migrateStore(store);
+    cleanups.push(async () => {
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const writer = createReceiptWriter(store, {
+      log: createLogger({ level: "silent" }),
+      refuseAfterMs: 100,
+      maxKept: 0,
+    });
+    cleanups.push(() => writer.close());
+    const { stub, url, row, lines } = await setup({ store, writer });
+    const response = await completion(url, "stream");
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+    await reader.read();
+    await vi.waitFor(() => expect(row()?.captureState).toBe("open"));
+    store.sqlite.exec(`CREATE TABLE refused_at_commit (
+        job_id TEXT REFERENCES jobs(job_id) DEFERRABLE INITIALLY DEFERRED);
+      CREATE TRIGGER refused AFTER UPDATE ON jobs
+        BEGIN INSERT INTO refused_at_commit (job_id) VALUES ('job_not_there'); END`);
+    stub.nextChunk.open();
+    while (!(await reader.read()).done);
+    const line = lines.find((l) => l.includes("receipt completion not recorded"));
+    expect(line).toBeDefined();
+    expect(JSON.parse(line ?? "{}")).toMatchObject({
+      level: 50,
+      msg: expect.stringContaining("its facts are logged"),
+      receipt: {
+        jobId: stub.receipt.jobId,
+        escrowTx: stub.receipt.escrowTx,
+        worker: stub.receipt.worker,
+        creditsRemainingUnits: "9915000",
+        totalTokens: 3,
+        captureState: "complete",
+        createdAt: expect.any(Number),
+      },
+    });
+  });
+
   describe("while another process holds the write lock", () => {
     function fileStore() {
       const dir = mkdtempSync(join(tmpdir(), "proxy-lock-"));

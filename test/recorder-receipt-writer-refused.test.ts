@@ -72,3 +72,46 @@ describe("the SQLite receipt writer when the database refuses writes", () => {
     store.close();
   });
 });
+
+describe("a write that records what already happened, refused by the database", () => {
+  it("is kept in memory up to a bound and written once writes work, or rejected when the writer closes", async () => {
+    const store = fileStore();
+    const log = createLogger({ level: "silent" });
+    const writer = createReceiptWriter(store, { log, refuseAfterMs: 200, maxKept: 1 });
+    const refuse = { on: true };
+    let keptCalls = 0;
+    const keep = () => {
+      keptCalls++;
+    };
+    const settled = (promise: Promise<string>) =>
+      promise.then(
+        (value) => value,
+        (error: unknown) => `rejected: ${(error as Error).message}`,
+      );
+    const first = settled(writer.run(task(refuse, "first"), { keep }));
+    const second = settled(writer.run(task(refuse, "second"), { keep }));
+    // One is kept; the second finds the bound reached and is rejected, for its caller to log.
+    expect(await second).toMatch(/^rejected: .*FOREIGN KEY/);
+    expect(keptCalls).toBe(1);
+    // Kept writes are not a backlog to wait for: a stop is not held up by them.
+    await writer.idle();
+    expect(writer.health()).toMatchObject({ refusing: true, waiting: 1 });
+
+    refuse.on = false;
+    expect(await first).toBe("first");
+    // Told once, however many times the database refused it after.
+    expect(keptCalls).toBe(1);
+    const until = Date.now() + 5000;
+    while (writer.full() && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    expect(writer.health()).toEqual({ reachable: true });
+
+    refuse.on = true;
+    const third = settled(writer.run(task(refuse, "third"), { keep }));
+    await new Promise((r) => setTimeout(r, 400));
+    expect(keptCalls).toBe(2);
+    // Closing while the database still refuses: a last try, then the caller hears of it.
+    await writer.close();
+    expect(await third).toMatch(/^rejected: .*FOREIGN KEY/);
+    store.close();
+  });
+});

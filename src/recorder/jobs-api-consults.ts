@@ -156,7 +156,28 @@ export function createJobsApiConsults(options: JobsApiConsultsOptions): JobsApiC
     if ("answer" in a) {
       try {
         // Stamped with the time it was received: an older answer never replaces a newer one.
-        await writer.run(recordJobsApiAnswerUnit(a.q.jobId, a.answer, a.at));
+        // A database refusing writes keeps it in memory until it takes them again: the answer
+        // is in hand, and asking again would only add load while it refuses.
+        let kept = false;
+        let onKept!: () => void;
+        const keptNow = new Promise<void>((resolve) => {
+          onKept = resolve;
+        });
+        const written = writer.run(recordJobsApiAnswerUnit(a.q.jobId, a.answer, a.at), {
+          keep: () => {
+            kept = true;
+            onKept();
+          },
+        });
+        written.catch((error: unknown) => {
+          if (kept) {
+            log.warn(
+              { err: error, jobId: a.q.jobId },
+              "jobs API answer kept while the database refused writes, not recorded",
+            );
+          }
+        });
+        await Promise.race([written, keptNow]);
         again = !isSettledAnswer(a.answer);
       } catch {
         // Not written (the database is away): asked again after the next delay.

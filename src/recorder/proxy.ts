@@ -18,7 +18,7 @@ import {
   signaturesOrNull,
   tagNamePattern,
 } from "./receipt-input.js";
-import { createReceiptWriter, type ReceiptWriter } from "./receipt-writer.js";
+import { createReceiptWriter, type ReceiptWriter, type RunOptions } from "./receipt-writer.js";
 import { type RequestFacts, requestFactsOfBytes } from "./request-facts.js";
 import { createDataCount, createDoneWatch, sseChunks, sseEvents } from "./sse-tail.js";
 import { credentialsOf, withoutKeys } from "./without-key.js";
@@ -489,6 +489,16 @@ interface ReceiptStamp {
   committed: boolean;
 }
 
+/** A receipt as a log line can hold it (amounts in base units as decimal strings). */
+function loggable(receipt: Receipt): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(receipt).map(([key, value]) => [
+      key,
+      typeof value === "bigint" ? value.toString() : value,
+    ]),
+  );
+}
+
 /**
  * The recording proxy: forwards `/v1/*` to the Decentral API unchanged (hop-by-hop and
  * `x-audit-tag-*` headers aside, and `accept-encoding: identity` so the body can be read),
@@ -568,7 +578,11 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
    * minute was committed a minute behind jobs stamped after it: a report's `dataCompleteUntil`
    * had called its period final, and a listing's cursor had passed it.
    */
-  function writeReceipt(receipt: Receipt, stamp: ReceiptStamp): Promise<unknown> {
+  function writeReceipt(
+    receipt: Receipt,
+    stamp: ReceiptStamp,
+    runOptions?: RunOptions,
+  ): Promise<unknown> {
     // The first write stamps again at each attempt until one commits (a group retried after
     // the database came back is dated by the attempt that landed, not the first).
     const first = stamp.first === null;
@@ -587,10 +601,13 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         backfillDelayMs,
       });
     };
-    const written = writer.run({
-      runSqlite: (tx) => unit().runSqlite(tx),
-      runPostgres: (tx) => unit().runPostgres(tx),
-    });
+    const written = writer.run(
+      {
+        runSqlite: (tx) => unit().runSqlite(tx),
+        runPostgres: (tx) => unit().runPostgres(tx),
+      },
+      runOptions,
+    );
     if (first) {
       void written.then(
         () => {
@@ -993,7 +1010,23 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         const endStream = () => {
           if (body === null && state === "complete" && !res.writableEnded) res.end();
         };
-        writeReceipt(final, stamp)
+        // Once the answer began, the job's completion records what the client already has: a
+        // database refusing writes keeps it in memory until writes work again (the stream ends
+        // meanwhile), rather than leaving its row open with no usage for good.
+        const keep =
+          body === null
+            ? {
+                keep: () => {
+                  log.warn(
+                    { jobId: receipt.jobId },
+                    "receipt completion kept in memory until the database takes writes",
+                  );
+                  endStream();
+                  settle();
+                },
+              }
+            : undefined;
+        writeReceipt(final, stamp, keep)
           .then(
             () => {
               if (body !== null && state === "complete") {
@@ -1006,7 +1039,12 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
             (error) => {
               if (body !== null) unrecorded(error);
               else {
-                log.error({ err: error, jobId: receipt.jobId }, "receipt completion not recorded");
+                // Every fact the completion holds, for an `import` once the database is back:
+                // the open row has no usage, and nothing else in this process knows it.
+                log.error(
+                  { err: error, receipt: loggable({ ...final, createdAt: stamp.at }) },
+                  "receipt completion not recorded; its facts are logged for an import",
+                );
                 endStream();
               }
             },

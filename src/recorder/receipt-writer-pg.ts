@@ -7,10 +7,12 @@ import type {
   Queued,
   ReceiptWriter,
   ReceiptWriterOptions,
+  RunOptions,
   TaskOutcome,
   WriterHealth,
   WriteTask,
 } from "./receipt-writer.js";
+import { sortRefused } from "./refused-writes.js";
 
 /** Tasks one PostgreSQL group commit takes at most (a batch of `POST /jobs` is one task). */
 const MAX_GROUP = 256;
@@ -42,7 +44,8 @@ function isUnreachable(error: unknown): boolean {
  * privilege revoked: `isPgWriteRefusal`) is no task's fault either: the group is kept and tried
  * again, `full()` turns new paid work away before it is forwarded, `health()` says it refuses
  * writes, and a task refused for `refuseAfterMs` is rejected (its client gets a 503) rather
- * than left waiting for an operator. With nothing waiting, a write of no consequence is tried
+ * than left waiting for an operator, or kept in memory until writes work when it records what
+ * already happened (`RunOptions.keep`). With nothing waiting, a write of no consequence is tried
  * until it passes, and new work is taken again.
  */
 export function createPgReceiptWriter(
@@ -54,8 +57,13 @@ export function createPgReceiptWriter(
   const maxBacklog = options.maxBacklog ?? 2000;
   const maxRetryDelayMs = Math.max(options.maxRetryDelayMs ?? 200, 1000);
   const refuseAfterMs = options.refuseAfterMs ?? 5000;
+  const maxKept = options.maxKept ?? 10_000;
 
   let queue: Queued[] = [];
+  /** Tasks refused past `refuseAfterMs` and kept, written once the database takes writes. */
+  let kept: Queued[] = [];
+  /** Closing: a task refused past `refuseAfterMs` is rejected, none is kept any longer. */
+  let giveUp = false;
   let running: Promise<void> | null = null;
   let closed = false;
   /** Since when the database does not take writes, why, and whether it answers meanwhile. */
@@ -119,6 +127,7 @@ export function createPgReceiptWriter(
             : "database reachable; receipts written",
         );
         down = null;
+        requeueKept();
       }
       failures = 0;
       queue = queue.slice(batch.length);
@@ -132,7 +141,8 @@ export function createPgReceiptWriter(
 
   /**
    * The database refused a group's writes: no task of it is to blame, so it is tried again,
-   * but a task refused for `refuseAfterMs` is rejected rather than left waiting for an operator.
+   * but a task refused for `refuseAfterMs` is rejected rather than left waiting for an operator
+   * (or kept, see `sortRefused`).
    */
   function refused(error: unknown) {
     const t = Date.now();
@@ -140,13 +150,22 @@ export function createPgReceiptWriter(
       down = { since: down?.since ?? t, error: messageOf(error), refusing: true };
       log.error({ err: error, tasks: queue.length }, "the database refuses receipt writes");
     }
-    const kept: Queued[] = [];
-    for (const item of queue) {
-      item.refusedSince ??= t;
-      if (t - item.refusedSince >= refuseAfterMs) item.reject(error);
-      else kept.push(item);
+    const before = kept.length;
+    queue = sortRefused(queue, kept, error, { at: t, refuseAfterMs, maxKept, giveUp });
+    if (kept.length > before) {
+      log.warn(
+        { kept: kept.length },
+        "receipt writes kept in memory until the database takes writes again",
+      );
     }
-    queue = kept;
+  }
+
+  /** The database takes writes again: what was kept is written next. */
+  function requeueKept() {
+    if (kept.length === 0) return;
+    log.info({ tasks: kept.length }, "writing the receipt writes kept while refused");
+    queue = queue.concat(kept);
+    kept = [];
   }
 
   /**
@@ -171,6 +190,7 @@ export function createPgReceiptWriter(
           { [state.refusing ? "refusedMs" : "unreachableMs"]: Date.now() - state.since },
           state.refusing ? "the database takes writes again" : "database reachable again",
         );
+        requeueKept();
       } catch (error) {
         if (state.refusing && isPgWriteRefusal(error)) state.error = messageOf(error);
       }
@@ -199,10 +219,12 @@ export function createPgReceiptWriter(
   }
 
   return {
-    run<T>(task: WriteTask<T>): Promise<T> {
+    run<T>(task: WriteTask<T>, runOptions?: RunOptions): Promise<T> {
       if (closed) return Promise.reject(new Error("the receipt writer is closed"));
       return new Promise<T>((resolve, reject) => {
-        queue.push({ task, resolve: resolve as (v: unknown) => void, reject });
+        const item: Queued = { task, resolve: resolve as (v: unknown) => void, reject };
+        if (runOptions?.keep) item.keep = runOptions.keep;
+        queue.push(item);
         kick();
       });
     },
@@ -215,7 +237,7 @@ export function createPgReceiptWriter(
         reachable: false,
         since,
         error,
-        waiting: queue.length,
+        waiting: queue.length + kept.length,
         ...(refusing && { refusing }),
       };
     },
@@ -225,6 +247,14 @@ export function createPgReceiptWriter(
     },
     async close() {
       closed = true;
+      giveUp = true;
+      if (kept.length > 0) {
+        // A last try of `refuseAfterMs` for what was kept; then rejected, so its caller logs it.
+        for (const item of kept) item.refusedSince = undefined;
+        queue = queue.concat(kept);
+        kept = [];
+        kick();
+      }
       if (down !== null && queue.length === 0) stop.abort();
       await this.idle();
       stop.abort();

@@ -5,6 +5,7 @@ import { backoff } from "../retry.js";
 import { openWriterConnection } from "../store/group-commit.js";
 import type { WriteUnit } from "../store/write-unit.js";
 import { createPgReceiptWriter } from "./receipt-writer-pg.js";
+import { sortRefused } from "./refused-writes.js";
 
 /** Options of the receipt writer; every optional one has a default. */
 export interface ReceiptWriterOptions {
@@ -44,6 +45,24 @@ export interface ReceiptWriterOptions {
    * ms; the tasks left go in the next group, at once. Default 1.
    */
   maxSliceMs?: number;
+  /**
+   * Writes kept in memory at most while the database refuses them (see `RunOptions.keep`); one
+   * refused beyond that is rejected. Default 10,000.
+   */
+  maxKept?: number;
+}
+
+/** How one task is run; every field is optional. */
+export interface RunOptions {
+  /**
+   * The task records what already happened and cannot be refused to anyone (a stream's
+   * completion, its answer already sent): once the database has refused it for
+   * `refuseAfterMs`, it is kept in memory instead of rejected, `keep` is called (once), and it
+   * is written when the database takes writes again; the promise settles then. It is rejected
+   * only when `maxKept` writes are kept already, when it fails alone, or when the writer closes
+   * with the database still refusing.
+   */
+  keep?: () => void;
 }
 
 /** How one task of a group commit ended: its savepoint's result, or the error it threw. */
@@ -54,8 +73,8 @@ export type WriteTask<T> = WriteUnit<T>;
 
 export interface ReceiptWriter {
   /** Runs `task` in the next group commit; resolves with its result once that commit is durable. */
-  run<T>(task: WriteTask<T>): Promise<T>;
-  /** Tasks submitted and not committed yet. */
+  run<T>(task: WriteTask<T>, options?: RunOptions): Promise<T>;
+  /** Tasks submitted and not committed yet (not those kept while the database refuses writes). */
   backlog(): number;
   /**
    * True when new work whose receipt must be kept is refused: the backlog is at `maxBacklog`,
@@ -90,6 +109,8 @@ export interface Queued {
   reject(error: unknown): void;
   /** When the database first refused a group holding this task. */
   refusedSince?: number;
+  /** Called once when the task is kept past `refuseAfterMs` (see `RunOptions.keep`). */
+  keep?: () => void;
 }
 
 /**
@@ -132,7 +153,12 @@ function createSqliteReceiptWriter(
   const conn = connection.store;
 
   const refuseAfterMs = options.refuseAfterMs ?? 5000;
+  const maxKept = options.maxKept ?? 10_000;
   let queue: Queued[] = [];
+  /** Tasks refused past `refuseAfterMs` and kept, written once the database takes writes. */
+  let kept: Queued[] = [];
+  /** Closing: a task refused past `refuseAfterMs` is rejected, none is kept any longer. */
+  let giveUp = false;
   let scheduled: NodeJS.Immediate | NodeJS.Timeout | undefined;
   let retries = 0;
   /** Since when attempts find the write lock taken, and when the log last said so. */
@@ -225,6 +251,7 @@ function createSqliteReceiptWriter(
     if ((locked && locked.warnedAt > locked.since) || refusing) {
       log.info({ retries }, "receipt writes resumed");
     }
+    if (refusing) requeueKept();
     retries = 0;
     locked = null;
     refusing = null;
@@ -246,7 +273,8 @@ function createSqliteReceiptWriter(
   /**
    * The database refused a group, and not for a lock (a full disk's COMMIT, an I/O error): no
    * task of it is to blame, so it is tried again, but a task refused for `refuseAfterMs` is
-   * rejected rather than left waiting for space that may not come back. Meanwhile `full()`
+   * rejected rather than left waiting for space that may not come back (or kept, see
+   * `sortRefused`). Meanwhile `full()`
    * turns new paid work away before it is forwarded, and `/readyz` says why.
    */
   function refused(error: unknown) {
@@ -255,14 +283,24 @@ function createSqliteReceiptWriter(
       refusing = { since: t, error: messageOf(error) };
       log.error({ err: error, tasks: queue.length }, "the database refuses receipt writes");
     }
-    const kept: Queued[] = [];
-    for (const item of queue) {
-      item.refusedSince ??= t;
-      if (t - item.refusedSince >= refuseAfterMs) item.reject(error);
-      else kept.push(item);
+    const before = kept.length;
+    queue = sortRefused(queue, kept, error, { at: t, refuseAfterMs, maxKept, giveUp });
+    if (kept.length > before) {
+      log.warn(
+        { kept: kept.length },
+        "receipt writes kept in memory until the database takes writes again",
+      );
     }
-    queue = kept;
     if (queue.length === 0) probeSoon();
+  }
+
+  /** The database takes writes again: what was kept is written next. */
+  function requeueKept() {
+    if (kept.length === 0) return;
+    log.info({ tasks: kept.length }, "writing the receipt writes kept while refused");
+    queue = queue.concat(kept);
+    kept = [];
+    schedule();
   }
 
   // With nothing queued (new work is turned away while refusing), a write of no consequence
@@ -285,6 +323,7 @@ function createSqliteReceiptWriter(
         log.info({ refusedMs: Date.now() - state.since }, "the database takes writes again");
         refusing = null;
         retries = 0;
+        requeueKept();
       } catch (error) {
         if (!isBusyError(error)) state.error = messageOf(error);
         probeSoon();
@@ -294,10 +333,12 @@ function createSqliteReceiptWriter(
   }
 
   return {
-    run<T>(task: WriteTask<T>): Promise<T> {
+    run<T>(task: WriteTask<T>, runOptions?: RunOptions): Promise<T> {
       if (closed) return Promise.reject(new Error("the receipt writer is closed"));
       return new Promise<T>((resolve, reject) => {
-        queue.push({ task, resolve: resolve as (v: unknown) => void, reject });
+        const item: Queued = { task, resolve: resolve as (v: unknown) => void, reject };
+        if (runOptions?.keep) item.keep = runOptions.keep;
+        queue.push(item);
         // A retry's timer, when one is pending, keeps its backoff (`scheduled` holds it).
         schedule();
       });
@@ -309,12 +350,22 @@ function createSqliteReceiptWriter(
     health: (): WriterHealth =>
       refusing === null
         ? { reachable: true }
-        : { reachable: false, ...refusing, waiting: queue.length, refusing: true },
+        : { reachable: false, ...refusing, waiting: queue.length + kept.length, refusing: true },
     idle() {
       if (queue.length === 0 && !scheduled) return Promise.resolve();
       return new Promise<void>((resolve) => idleWaiters.push(resolve));
     },
     async close() {
+      giveUp = true;
+      if (kept.length > 0) {
+        // A last try of `refuseAfterMs` for what was kept; then rejected, so its caller logs it.
+        for (const item of kept) item.refusedSince = undefined;
+        queue = queue.concat(kept);
+        kept = [];
+        clearTimeout(probeTimer);
+        probeTimer = undefined;
+        schedule();
+      }
       await this.idle();
       closed = true;
       clearTimeout(probeTimer);
