@@ -263,6 +263,37 @@ describe("a refusal that is one receipt's, on a database that takes writes", () 
   });
 });
 
+describe("row-level security that admits no receipt", () => {
+  it("is the database refusing writes: paid work is turned away before it is forwarded", async () => {
+    const t = await setup();
+    // Turned on with no policy: every row is refused (42501), while a statement that writes
+    // no row passes.
+    await admin.pool.query("ALTER TABLE jobs ENABLE ROW LEVEL SECURITY");
+    const send = async () => {
+      const response = await fetch(`${t.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "qwen3-8b", messages: [] }),
+      });
+      return { status: response.status, body: await response.text() };
+    };
+    try {
+      const first = await send();
+      expect(first.status).toBe(503);
+      expect(first.body).toContain("receipt_not_recorded");
+      const second = await send();
+      expect(second.status).toBe(503);
+      expect(second.body).toContain("receipt_store_unavailable");
+      // One job charged without a receipt, not one per request.
+      expect(t.upstream.seen).toHaveLength(1);
+      expect((await t.readyz()).status).toBe(503);
+    } finally {
+      await admin.pool.query("ALTER TABLE jobs DISABLE ROW LEVEL SECURITY");
+      await t.close();
+    }
+  });
+});
+
 describe("a stream in flight when the database starts refusing writes", () => {
   it("ends for its client, and its completion is written with its usage once writes work", async () => {
     const id = jobId();

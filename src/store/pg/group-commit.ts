@@ -1,4 +1,5 @@
-import { sql } from "drizzle-orm";
+import { randomBytes } from "node:crypto";
+import { sql, TransactionRollbackError } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { jobApiAnswers, jobs, receiptConflicts } from "../../db/pg/schema.js";
 import type { WriteUnit } from "../write-unit.js";
@@ -23,8 +24,9 @@ export interface PgWriterConnection {
   ping(): Promise<void>;
   /**
    * Writes of no consequence (no row matched) to each table a receipt writes, as the writer's
-   * role: throws while the database refuses them (read-only, a privilege revoked), as a
-   * receipt's own write would. PostgreSQL checks both before it looks for rows.
+   * role: throws while the database refuses them (read-only, a privilege revoked, row-level
+   * security admitting no receipt), as a receipt's own write would. PostgreSQL checks the first
+   * two before it looks for rows; a receipt row, inserted and undone, meets the third.
    */
   probeWrite(): Promise<void>;
 }
@@ -68,6 +70,24 @@ export function openPgWriterConnection(store: PgStore): PgWriterConnection {
           .update(receiptConflicts)
           .set({ receivedAt: sql`${receiptConflicts.receivedAt}` })
           .where(sql`false`);
+        // A statement that writes no row passes a check made per row (row-level security with
+        // no policy that admits a receipt, a trigger): one receipt row, inserted and undone.
+        await tx
+          .transaction(async (probe) => {
+            const t = Date.now();
+            await probe.insert(jobs).values({
+              jobId: `job_0probe${randomBytes(8).toString("hex")}`,
+              source: "proxy",
+              receiptHash: "probe",
+              createdAt: t,
+              recordedAt: t,
+              updatedAt: t,
+            });
+            probe.rollback();
+          })
+          .catch((error: unknown) => {
+            if (!(error instanceof TransactionRollbackError)) throw error;
+          });
       });
     },
   };
