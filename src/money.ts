@@ -34,8 +34,11 @@ export function parseUnits(text: string, decimals = USDC_DECIMALS): bigint {
   return BigInt(whole + frac.slice(0, decimals).padEnd(decimals, "0"));
 }
 
-/** How far from whole units a JSON number's credits may be and still name them (float error). */
-const floatUnitsTolerance = 1e-6;
+/**
+ * How far from whole units a JSON number's credits may be and still name them (float error): a
+ * few of the float's steps at that size (2^-50 of it, about 8 steps), at least 1e-6 units.
+ */
+const floatUnitsTolerance = (units: number) => Math.max(1e-6, Math.abs(units) * 2 ** -50);
 
 /** Credits (a decimal string or integer, as in `x-decentral-credits-remaining`) to USDC base units. */
 export function creditsToUnits(credits: string | number | bigint): bigint {
@@ -47,7 +50,7 @@ export function creditsToUnits(credits: string | number | bigint): bigint {
     // whole; anything farther (99.00001) is still no credit amount. Strings stay exact.
     const units = credits * Number(UNITS_PER_CREDIT);
     const whole = Math.round(units);
-    if (Number.isSafeInteger(whole) && Math.abs(units - whole) <= floatUnitsTolerance) {
+    if (Number.isSafeInteger(whole) && Math.abs(units - whole) <= floatUnitsTolerance(units)) {
       return BigInt(whole);
     }
     return parseUnits(String(credits), 4);

@@ -29,6 +29,10 @@ describe("credits sent as a JSON number", () => {
     // 0.1 + 0.2 is 0.30000000000000004: 3,000 units to within the float's error.
     expect(creditsToUnitsOrNull(0.1 + 0.2)).toBe(3_000n);
     expect(creditsToUnitsOrNull(12.8 - 0.01)).toBe(127_900n);
+    // The error grows with the number: a balance of a million credits and more, too.
+    expect(creditsToUnitsOrNull(951884.8638 - 0.0001)).toBe(9_518_848_637n);
+    expect(creditsToUnitsOrNull(12345678.1234 - 0.0001)).toBe(123_456_781_233n);
+    expect(creditsToUnitsOrNull(12345678.12335)).toBeNull();
     // A fifth decimal is no float error; a string is read exactly, as written.
     expect(creditsToUnitsOrNull(99.00001)).toBeNull();
     expect(creditsToUnitsOrNull("0.30000000000000004")).toBeNull();

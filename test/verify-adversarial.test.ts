@@ -1169,6 +1169,18 @@ describe.each(dialects)("%s store", (dialect) => {
             { prompt_tokens: 10, completion_tokens: 2, total_tokens: 412 },
           ),
         },
+        // xAI: reasoning tokens counted beside the completion tokens, in the total.
+        {
+          body: completion(
+            { content: "Paris." },
+            {
+              prompt_tokens: 10,
+              completion_tokens: 2,
+              total_tokens: 112,
+              completion_tokens_details: { reasoning_tokens: 100 },
+            },
+          ),
+        },
         // Three choices asked for (n: 3), 30 tokens each.
         {
           request: { n: 3 },
@@ -1247,6 +1259,13 @@ describe.each(dialects)("%s store", (dialect) => {
             `: ${"x".repeat(20000)}\n\n`,
           ),
         },
+        // A thousand empty tool calls, each after the allowance of a call's format.
+        {
+          body: hi(
+            { prompt_tokens: 12, completion_tokens: 1900, total_tokens: 1912 },
+            { tool_calls: Array.from({ length: 1000 }, () => ({})) },
+          ),
+        },
         // Twenty one-word chunks whose JSON framing holds 2,000 bytes, but their text 40.
         {
           stream: true,
@@ -1276,6 +1295,9 @@ describe.each(dialects)("%s store", (dialect) => {
         });
       }
       expect(await c.check(plans[4]!.jobId, "usage.consistent")).toMatchObject({
+        actual: { answerBytes: 3, answerToolCalls: 0 },
+      });
+      expect(await c.check(plans[5]!.jobId, "usage.consistent")).toMatchObject({
         actual: { answerBytes: 40 },
       });
     });

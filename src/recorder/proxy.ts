@@ -186,11 +186,14 @@ type Asked = Pick<RequestFacts, "choices" | "audio">;
  */
 function createGeneratedCount(asked: Asked) {
   let bytes = 0;
-  // Each call once, by its choice and its place (a stream sends one call over many deltas).
+  // Each call once, by its choice and its place (a stream sends one call over many deltas),
+  // and only a call that names what it calls: an empty `{}` is no call the caller got, and
+  // would earn its format's allowance for nothing.
   const calls = new Set<string>();
-  const call = (value: unknown) => {
+  const call = (value: unknown): boolean => {
     const f = asRecord(value);
     bytes += utf8Bytes(f.name) + utf8Bytes(f.arguments) + utf8Bytes(f.input);
+    return typeof f.name === "string" && f.name.length > 0;
   };
   const add = (choices: unknown, field: "message" | "delta") => {
     if (!Array.isArray(choices)) return;
@@ -213,16 +216,13 @@ function createGeneratedCount(asked: Asked) {
         const audio = asRecord(message.audio);
         bytes += utf8Bytes(audio.data) + utf8Bytes(audio.transcript);
       }
-      if (message.function_call !== undefined && message.function_call !== null) {
-        calls.add(`${index}:function`);
-        call(message.function_call);
-      }
+      if (call(message.function_call)) calls.add(`${index}:function`);
       const tools = Array.isArray(message.tool_calls) ? message.tool_calls : [];
       for (const [place, tool] of tools.entries()) {
         const t = asRecord(tool);
-        calls.add(`${index}:${field === "delta" && typeof t.index === "number" ? t.index : place}`);
-        call(t.function);
-        call(t.custom);
+        const named = [call(t.function), call(t.custom)].includes(true);
+        const at = field === "delta" && typeof t.index === "number" ? t.index : place;
+        if (named) calls.add(`${index}:${at}`);
       }
     }
   };

@@ -69,9 +69,13 @@ export function usageConsistent(job: UsageOfJob): CheckResult {
       actual,
     );
   }
-  // Reasoning and rejected prediction tokens are the operator's own figures, billed inside the
-  // completion tokens: more of them than the completion tokens is usage contradicting itself.
-  const hidden = (reasoning ?? 0) + (rejected ?? 0);
+  // Reasoning and rejected prediction tokens are the operator's own figures. OpenAI bills them
+  // inside the completion tokens, so more of them than the completion tokens contradicts itself
+  // unless the total holds them beside the completion (xAI counts reasoning apart from it):
+  // then they are none of the completion tokens the job is priced by, and bound none of them.
+  const named = (reasoning ?? 0) + (rejected ?? 0);
+  const beside = total !== null && prompt !== null && total >= prompt + completion + named;
+  const hidden = beside ? 0 : named;
   if (hidden > completion) {
     return fail(
       name,
@@ -95,8 +99,8 @@ export function usageConsistent(job: UsageOfJob): CheckResult {
     const parts = [
       `${answerBytes} bytes`,
       ...(toolCalls ? [`${toolCalls} tool calls`] : []),
-      ...(reasoning ? [`${reasoning} reasoning tokens`] : []),
-      ...(rejected ? [`${rejected} rejected prediction tokens`] : []),
+      ...(reasoning && !beside ? [`${reasoning} reasoning tokens`] : []),
+      ...(rejected && !beside ? [`${rejected} rejected prediction tokens`] : []),
     ];
     return fail(
       name,
