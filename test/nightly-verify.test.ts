@@ -99,9 +99,10 @@ describe("decentral-audit verify", () => {
     const { code, err } = run(store, scriptedEngine(store, "timeout"), { timeout: "1s" });
     expect(await code).toBe(2);
     expect(err.join("\n")).toMatch(/timed out after 1 s/);
-    // What the open jobs wait on is said, not only that time ran out.
+    // What the open jobs wait on is said, not only that time ran out: never judged (their
+    // transactions not read) is no wait for finality.
     expect(err.join("\n")).toContain(
-      "2 jobs not final: 2 waiting for their transactions to be final",
+      "2 jobs not final: 2 not judged yet (their transactions not read: a slow or failing RPC?)",
     );
   });
 

@@ -131,14 +131,17 @@ describe.each(dialects)("%s", (dialect) => {
       rpc: 1,
       settlement: 1,
       jobs_api: 2,
-      finality: 2,
+      // Pending and asking nothing of the jobs API: not judged, no wait for finality.
+      unjudged: 1,
+      finality: 1,
     });
-    // `verify` alone never holds a job for the jobs API: those wait for finality.
+    // `verify` alone never holds a job for the jobs API: those wait for their judgement.
     expect(countOpenJobWaits(groups, { waitsForJobsApi: false })).toEqual({
       rpc: 1,
       settlement: 1,
       jobs_api: 0,
-      finality: 4,
+      unjudged: 2,
+      finality: 2,
     });
   });
 

@@ -446,6 +446,7 @@ function describeWaits(waits: Record<OpenJobWait, number>): string {
     jobs_api: "waiting for the jobs API's answer",
     settlement: "waiting for the settlement backfill to find their settlement",
     rpc: "waiting on RPC trouble",
+    unjudged: "not judged yet (their transactions not read: a slow or failing RPC?)",
     finality: "waiting for their transactions to be final",
   };
   const parts = (Object.keys(words) as OpenJobWait[])

@@ -26,7 +26,7 @@ export function narrows(filter: QueueFilter | null): filter is QueueFilter {
 }
 
 /** What an open job waits on, for a run that ends with jobs not final. */
-export type OpenJobWait = "rpc" | "settlement" | "jobs_api" | "finality";
+export type OpenJobWait = "rpc" | "settlement" | "jobs_api" | "unjudged" | "finality";
 
 /** One group of open jobs as the store counts them. */
 export interface OpenJobGroup {
@@ -43,7 +43,7 @@ export interface OpenJobGroup {
 /**
  * What the jobs of a group wait on, as the verifier decides it (src/verify/decide.ts): RPC
  * trouble, the settlement backfill's search, the jobs API's answer (a proxied or backfilled
- * job waits for it), else the chain's finality.
+ * job waits for it), a judgement not yet made, else the chain's finality.
  */
 export function openJobWait(
   group: Omit<OpenJobGroup, "n">,
@@ -53,6 +53,9 @@ export function openJobWait(
   if (group.backfillState === "pending" && group.noSettlement) return "settlement";
   const asks = group.backfillState === "pending" || group.source === "proxy";
   if (verifier.waitsForJobsApi && asks && !group.answered) return "jobs_api";
+  // Never judged (or sent back and not judged again): its transactions were not read, which
+  // is no wait for finality (a slow or failing RPC, or a run too short for its jobs).
+  if (group.verdict === "pending") return "unjudged";
   return "finality";
 }
 
@@ -64,7 +67,13 @@ export function countOpenJobWaits(
   groups: readonly OpenJobGroup[],
   verifier: { waitsForJobsApi: boolean },
 ): Record<OpenJobWait, number> {
-  const counts: Record<OpenJobWait, number> = { rpc: 0, settlement: 0, jobs_api: 0, finality: 0 };
+  const counts: Record<OpenJobWait, number> = {
+    rpc: 0,
+    settlement: 0,
+    jobs_api: 0,
+    unjudged: 0,
+    finality: 0,
+  };
   for (const group of groups) counts[openJobWait(group, verifier)] += group.n;
   return counts;
 }
