@@ -45,6 +45,32 @@ async function upstreamNaming(model: string, id: string) {
   return server.url;
 }
 
+/**
+ * One chat request with `body` through a recording proxy to `upstream` over `store`, answered
+ * 200: the answer's text, once the proxy has recorded everything of it.
+ */
+async function proxied(
+  store: Parameters<typeof createRecordingProxy>[0]["store"],
+  upstream: Promise<string>,
+  body: Record<string, unknown>,
+): Promise<string> {
+  const proxy = createRecordingProxy({ store, log, upstreamBaseUrl: `${await upstream}/v1` });
+  const app = await serveApp({ store, log, proxy });
+  cleanups.push(async () => {
+    await app.close();
+    await proxy.close();
+  });
+  const response = await fetch(`${app.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ messages: [], ...body }),
+  });
+  expect(response.status).toBe(200);
+  const text = await response.text();
+  await proxy.idle();
+  return text;
+}
+
 describe.each(dialects)("operator text on %s", (dialect) => {
   const stores = useDialectStores(dialect);
 
@@ -53,24 +79,11 @@ describe.each(dialects)("operator text on %s", (dialect) => {
     async (stream) => {
       const store = await stores.open();
       const id = jobId();
-      const proxy = createRecordingProxy({
-        store,
-        log,
-        upstreamBaseUrl: `${await upstreamNaming("qwen3-8b\u0000", id)}/v1`,
+      const answer = await proxied(store, upstreamNaming("qwen3-8b\u0000", id), {
+        model: "qwen3-8b",
+        stream,
       });
-      const app = await serveApp({ store, log, proxy });
-      cleanups.push(async () => {
-        await app.close();
-        await proxy.close();
-      });
-      const response = await fetch(`${app.url}/v1/chat/completions`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ model: "qwen3-8b", messages: [], stream }),
-      });
-      expect(response.status).toBe(200);
-      expect(await response.text()).toContain("qwen3-8b\\u0000");
-      await proxy.idle();
+      expect(answer).toContain("qwen3-8b\\u0000");
       expect(await readJob(store, id)).toMatchObject({
         model: "qwen3-8b",
         responseModel: "qwen3-8b\ufffd",
@@ -89,24 +102,7 @@ describe.each(dialects)("operator text on %s", (dialect) => {
       ["m".repeat(3000), `${"m".repeat(199)}\u2026`],
     ] as const) {
       const id = jobId();
-      const proxy = createRecordingProxy({
-        store,
-        log,
-        upstreamBaseUrl: `${await upstreamNaming("qwen3-8b", id)}/v1`,
-      });
-      const app = await serveApp({ store, log, proxy });
-      cleanups.push(async () => {
-        await app.close();
-        await proxy.close();
-      });
-      const response = await fetch(`${app.url}/v1/chat/completions`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ model: asked, messages: [] }),
-      });
-      expect(response.status).toBe(200);
-      await response.text();
-      await proxy.idle();
+      await proxied(store, upstreamNaming("qwen3-8b", id), { model: asked });
       expect(await readJob(store, id)).toMatchObject({ model: kept, captureState: "complete" });
     }
   });

@@ -888,7 +888,8 @@ describe("recording proxy", () => {
     expect((await first).status).toBe(503);
   });
 
-  it("ends a stream whose completion the database refuses, and writes that completion once it takes writes", async () => {
+  /** A store in a file of its own (a full disk refuses its COMMIT) and a writer over it. */
+  function fileStoreWithWriter(options: { refuseAfterMs: number; maxKept?: number }) {
     const dir = mkdtempSync(join(tmpdir(), "proxy-refused-"));
     const store = openSqliteStore(join(dir, "audit.db"));
     migrateStore(store);
@@ -898,9 +899,14 @@ describe("recording proxy", () => {
     });
     const writer = createReceiptWriter(store, {
       log: createLogger({ level: "silent" }),
-      refuseAfterMs: 300,
+      ...options,
     });
     cleanups.push(() => writer.close());
+    return { store, writer };
+  }
+
+  it("ends a stream whose completion the database refuses, and writes that completion once it takes writes", async () => {
+    const { store, writer } = fileStoreWithWriter({ refuseAfterMs: 300 });
     const { stub, url, row } = await setup({ store, writer });
     const response = await completion(url, "stream");
     const reader = (response.body as ReadableStream<Uint8Array>).getReader();
@@ -933,19 +939,7 @@ describe("recording proxy", () => {
   });
 
   it("logs a refused completion's every fact when it cannot be kept, for an import", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "proxy-refused-"));
-    const store = openSqliteStore(join(dir, "audit.db"));
-    migrateStore(store);
-    cleanups.push(async () => {
-      store.close();
-      rmSync(dir, { recursive: true, force: true });
-    });
-    const writer = createReceiptWriter(store, {
-      log: createLogger({ level: "silent" }),
-      refuseAfterMs: 100,
-      maxKept: 0,
-    });
-    cleanups.push(() => writer.close());
+    const { store, writer } = fileStoreWithWriter({ refuseAfterMs: 100, maxKept: 0 });
     const { stub, url, row, lines } = await setup({ store, writer });
     const response = await completion(url, "stream");
     const reader = (response.body as ReadableStream<Uint8Array>).getReader();
