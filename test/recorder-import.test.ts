@@ -302,7 +302,7 @@ describe("import", () => {
       `${JSON.stringify(wireReceipt())}\n${JSON.stringify(wireReceipt({ escrow_tx: "x" }))}\n`,
     );
     const good = join(dir, "good.jsonl");
-    writeFileSync(good, `${JSON.stringify(wireReceipt())}\n`);
+    writeFileSync(good, `${JSON.stringify(wireReceipt({ created_at: "2026-11-25T10:00:00Z" }))}\n`);
     const out: string[] = [];
     const err: string[] = [];
     const io = {
@@ -314,8 +314,15 @@ describe("import", () => {
     const store = createTestStore();
     expect(await runImportCommand(store, bad, {}, io)).toBe(1);
     expect(out[0]).toContain("2 receipts, 1 created");
-    expect(err).toEqual([expect.stringMatching(/^line 2: rejected: escrow_tx: /)]);
+    expect(err).toEqual([
+      expect.stringMatching(/^line 2: rejected: escrow_tx: /),
+      // Dated at the import: receipt.time would fail it imported long after its lock.
+      expect.stringMatching(/^1 created without created_at: dated now, at the import, /),
+    ]);
+    err.length = 0;
     expect(await runImportCommand(store, good, {}, io)).toBe(0);
+    // Dated by its own created_at: nothing to say.
+    expect(err).toEqual([]);
   });
 
   it("refuses a CSV row with a cell too few or too many, naming its line, and imports the rest", async () => {
@@ -366,6 +373,7 @@ describe("import", () => {
     expect(err).toEqual([
       "line 3: rejected: line: 7 cells where the header has 8",
       "line 4: rejected: line: 9 cells where the header has 8",
+      expect.stringMatching(/^1 created without created_at: /),
     ]);
     expect(
       store.db

@@ -55,6 +55,11 @@ function importSummaryLines(summary: ImportSummary, source: string): string[] {
     Math.max(0, summary.conflicts.length - maxListed) +
     Math.max(0, summary.rejected.length - maxListed);
   if (hidden > 0) lines.push(`... and ${hidden} more lines`);
+  if (summary.undated > 0) {
+    lines.push(
+      `${summary.undated} created without created_at: dated now, at the import, so receipt.time fails each imported longer after its lock than the settlement window and receiptTimeSkewSeconds (720 s by default); add the column to date them`,
+    );
+  }
   return lines;
 }
 

@@ -29,6 +29,18 @@ export interface ImportSummary {
   conflicts: { line: number; jobId: string; differences: string[] }[];
   /** Lines refused, with the field at fault. */
   rejected: { line: number; field: string; reason: string }[];
+  /**
+   * Receipts created without a time of their own (no `created_at`, no completion `created`):
+   * dated at the import, so `receipt.time` fails one imported long after its lock.
+   */
+  undated: number;
+}
+
+/** A receipt that names no time of its own (a wire receipt's `created_at`, a completion's). */
+function undated(value: unknown): boolean {
+  if (typeof value !== "object" || value === null) return false;
+  const fields = value as Record<string, unknown>;
+  return (fields.created_at ?? null) === null && (fields.created ?? null) === null;
 }
 
 interface Item {
@@ -352,6 +364,7 @@ export async function importReceipts(
     updated: 0,
     conflicts: [],
     rejected: [],
+    undated: 0,
   };
   let batch: Item[] = [];
   let lastLine = 0;
@@ -384,6 +397,7 @@ export async function importReceipts(
           break;
         default:
           summary[result.status]++;
+          if (result.status === "created" && undated(item.value)) summary.undated++;
       }
     }
     summary.total += batch.length;
