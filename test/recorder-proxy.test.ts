@@ -905,6 +905,17 @@ describe("recording proxy", () => {
     return { store, writer };
   }
 
+  /**
+   * The disk fills up: every write to jobs refused at COMMIT, as a WAL that cannot grow is
+   * (`DROP TRIGGER refused` lifts it).
+   */
+  function refuseCommits(store: SqliteStore) {
+    store.sqlite.exec(`CREATE TABLE refused_at_commit (
+        job_id TEXT REFERENCES jobs(job_id) DEFERRABLE INITIALLY DEFERRED);
+      CREATE TRIGGER refused AFTER UPDATE ON jobs
+        BEGIN INSERT INTO refused_at_commit (job_id) VALUES ('job_not_there'); END`);
+  }
+
   it("ends a stream whose completion the database refuses, and writes that completion once it takes writes", async () => {
     const { store, writer } = fileStoreWithWriter({ refuseAfterMs: 300 });
     const { stub, url, row } = await setup({ store, writer });
@@ -912,11 +923,8 @@ describe("recording proxy", () => {
     const reader = (response.body as ReadableStream<Uint8Array>).getReader();
     await reader.read();
     await vi.waitFor(() => expect(row()?.captureState).toBe("open"));
-    // The disk fills up mid-stream: refused at COMMIT, as a WAL that cannot grow is.
-    store.sqlite.exec(`CREATE TABLE refused_at_commit (
-        job_id TEXT REFERENCES jobs(job_id) DEFERRABLE INITIALLY DEFERRED);
-      CREATE TRIGGER refused AFTER UPDATE ON jobs
-        BEGIN INSERT INTO refused_at_commit (job_id) VALUES ('job_not_there'); END`);
+    // The disk fills up mid-stream.
+    refuseCommits(store);
     stub.nextChunk.open();
     let rest = "";
     for (;;) {
@@ -945,10 +953,7 @@ describe("recording proxy", () => {
     const reader = (response.body as ReadableStream<Uint8Array>).getReader();
     await reader.read();
     await vi.waitFor(() => expect(row()?.captureState).toBe("open"));
-    store.sqlite.exec(`CREATE TABLE refused_at_commit (
-        job_id TEXT REFERENCES jobs(job_id) DEFERRABLE INITIALLY DEFERRED);
-      CREATE TRIGGER refused AFTER UPDATE ON jobs
-        BEGIN INSERT INTO refused_at_commit (job_id) VALUES ('job_not_there'); END`);
+    refuseCommits(store);
     stub.nextChunk.open();
     while (!(await reader.read()).done);
     const line = lines.find((l) => l.includes("receipt completion not recorded"));

@@ -359,6 +359,16 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       memoJobId: "J11",
     });
 
+    /** J11's receipt, naming lock11 and settle11, recorded after the vault was read. */
+    const receiptOfJ11 = (store: Awaited<ReturnType<typeof stores.open>>) =>
+      seedJob(store, {
+        jobId: "J11",
+        escrowTx: sig("lock11"),
+        settlementTx: sig("settle11"),
+        verdict: "pending",
+        recordedAt: at(11, 2) * 1000,
+      });
+
     it("keeps a refund read before the receipt naming the lock and settlement with the job", async () => {
       const store = await stores.open();
       const ledger = createLedgerStore(store);
@@ -367,13 +377,7 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
         back("refund11", 2, "refund", 340_000n),
         back("settle11", 3, "settle", 500_000n),
       ]);
-      await seedJob(store, {
-        jobId: "J11",
-        escrowTx: sig("lock11"),
-        settlementTx: sig("settle11"),
-        verdict: "pending",
-        recordedAt: at(11, 2) * 1000,
-      });
+      await receiptOfJ11(store);
       await ledger.review(VAULT, NOW);
       const [claimed] = await claimAll(store);
       expect(claimed?.conflictSignatures).toEqual([sig("refund11")]);
@@ -391,13 +395,7 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
         back("settle11", 2, "settle", 340_000n),
         lock("again11", 3, 500_000n, 340_000n),
       ]);
-      await seedJob(store, {
-        jobId: "J11",
-        escrowTx: sig("lock11"),
-        settlementTx: sig("settle11"),
-        verdict: "pending",
-        recordedAt: at(11, 2) * 1000,
-      });
+      await receiptOfJ11(store);
       const [claimed] = await claimAll(store);
       expect(claimed?.conflictSignatures).toEqual([sig("again11")]);
     });
@@ -409,13 +407,7 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
         lock("lock11", 1, 500_000n, 340_000n),
         back("settle11", 2, "settle", 340_000n),
       ]);
-      await seedJob(store, {
-        jobId: "J11",
-        escrowTx: sig("lock11"),
-        settlementTx: sig("settle11"),
-        verdict: "pending",
-        recordedAt: at(11, 2) * 1000,
-      });
+      await receiptOfJ11(store);
       const [claimed] = await claimAll(store);
       expect(claimed).toMatchObject({ jobId: "J11", conflictSignatures: null });
       expect(await readJob(store, "J11")).toMatchObject({ conflictSignatures: null });

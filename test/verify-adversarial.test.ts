@@ -1080,27 +1080,6 @@ describe.each(dialects)("%s store", (dialect) => {
       });
     });
 
-    it("catches a stream whose usage names more completion tokens than its bytes", async () => {
-      const c = await h.scenario();
-      await c.pinKey(1);
-      const plan = h.op.plan({ keyIndex: 1 });
-      const chunk = (delta: unknown, extra: Record<string, unknown> = {}) =>
-        `data: ${JSON.stringify({
-          id: "c1",
-          object: "chat.completion.chunk",
-          model: "qwen3-8b",
-          choices: [{ index: 0, delta, finish_reason: null }],
-          ...extra,
-        })}\n\n`;
-      const usage = { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 };
-      const body = `${chunk({ role: "assistant", content: "Hi." })}${chunk({}, { usage })}data: [DONE]\n\n`;
-      await throughProxy(c, plan, { stream: true, body });
-      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("usage.consistent")]);
-      expect(await c.check(plan.jobId, "usage.consistent")).toMatchObject({
-        actual: { completionTokens: 640, answerBytes: 3 },
-      });
-    });
-
     /** An event stream of `deltas`, then a chunk of `usage` and `[DONE]`; `pad` goes first. */
     const stream = (deltas: unknown[], usage: Record<string, unknown>, pad = "") => {
       const chunk = (delta: unknown, extra: Record<string, unknown> = {}) =>
@@ -1113,6 +1092,19 @@ describe.each(dialects)("%s store", (dialect) => {
         })}\n\n`;
       return `${pad}${deltas.map((d) => chunk(d)).join("")}${chunk({}, { usage })}data: [DONE]\n\n`;
     };
+    it("catches a stream whose usage names more completion tokens than its bytes", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const usage = { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 };
+      const body = stream([{ role: "assistant", content: "Hi." }], usage);
+      await throughProxy(c, plan, { stream: true, body });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("usage.consistent")]);
+      expect(await c.check(plan.jobId, "usage.consistent")).toMatchObject({
+        actual: { completionTokens: 640, answerBytes: 3 },
+      });
+    });
+
     const words = (n: number) => Array.from({ length: n }, () => "w").join(" ");
 
     it("takes honest answers whose tokens are not all in their text", async () => {
