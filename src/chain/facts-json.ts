@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { AppError } from "../errors.js";
+import { storableMemo } from "./parse-transaction.js";
 import type { TransactionFacts } from "./transaction-facts.js";
 
 const amount = z.string().regex(/^-?\d+$/, "decimal integer string");
@@ -115,6 +116,9 @@ export function factsFromJson(json: unknown): TransactionFacts {
     ...f,
     err: f.err ?? null,
     fee: BigInt(f.fee),
+    // Facts stored before memos were made fit to store (a SQLite row, or PostgreSQL JSON's
+    // \u0000 escape) read back as they are read from the chain now.
+    memos: f.memos.map(storableMemo),
     tokenChanges: f.tokenChanges.map((c) => ({
       ...c,
       pre: BigInt(c.pre),

@@ -165,8 +165,18 @@ function index(value: unknown, length: number, path: string): number {
   return value;
 }
 
+/**
+ * A memo's text fit to store: each NUL becomes U+FFFD. The Memo program takes any UTF-8, NUL
+ * too, and anyone can send a unit into a credit vault under such a memo, but PostgreSQL text
+ * cannot hold NUL: the write of every line and verdict naming it failed, each round, for good.
+ * A replaced NUL still names no job a memo without it names ("…job_a\u0000" is not job_a).
+ */
+export function storableMemo(text: string): string {
+  return text.includes("\u0000") ? text.replaceAll("\u0000", "\ufffd") : text;
+}
+
 function memoText(programId: string, data: Uint8Array): string | null {
-  return MEMO_PROGRAM_IDS.has(programId) ? utf8.decode(data) : null;
+  return MEMO_PROGRAM_IDS.has(programId) ? storableMemo(utf8.decode(data)) : null;
 }
 
 /** A compiled instruction (`programIdIndex`, `accounts`, base58 `data`) as in json/base64 meta. */
@@ -235,7 +245,9 @@ function parsedStep(ix: Json, path: string): Step {
     return stepOf(programId, base58Bytes(ix.data, `${path}.data`), accounts);
   }
   if (!MEMO_PROGRAM_IDS.has(programId)) return { programId, memo: null, token: null };
-  if (typeof ix.parsed === "string") return { programId, memo: ix.parsed, token: null };
+  if (typeof ix.parsed === "string") {
+    return { programId, memo: storableMemo(ix.parsed), token: null };
+  }
   return stepOf(programId, base58Bytes(ix.data, `${path}.data`), []);
 }
 
