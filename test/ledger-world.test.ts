@@ -25,6 +25,7 @@ import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { summaryToText } from "../src/nightly/summary-format.js";
 import { recordReceipts } from "../src/recorder/receipts.js";
 import { auditRecord } from "../src/reports/audit-record.js";
+import { type ReconciliationQuery, reconciliationReport } from "../src/reports/reconciliation.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
@@ -620,6 +621,15 @@ describe("credits.header: the job's check of its credits header against the ledg
       expect(a.verdict).not.toBe("discrepancy");
       expect(a.credits).toMatchObject({ outcome: "skip", expected: { vault } });
     }
+    // A report taken now (read a minute later, so the recording margin is past) calls no
+    // figure of theirs final: the ledger's read may still fail one, as it does below.
+    const later = () => Date.now() + 60_000;
+    const span = { from: Date.now() - 3_600_000, to: Date.now() + 3_600_000, groupBy: "day" };
+    const taken = await reconciliationReport(store, span as ReconciliationQuery, later);
+    const createdAt = (jobId: string) =>
+      store.sqlite.prepare("SELECT created_at FROM jobs WHERE job_id = ?").pluck().get(jobId);
+    expect(taken.totals).toMatchObject({ verified: 2, discrepancies: 0 });
+    expect(taken.dataCompleteUntil).toBeLessThanOrEqual(Number(createdAt(off.jobId)));
 
     const honestBefore = (await audit(store, honest.jobId)).verdict;
     await reader(store, vault).syncVault(vault);
@@ -638,7 +648,10 @@ describe("credits.header: the job's check of its credits header against the ledg
     const h = await audit(store, honest.jobId);
     expect(h.failing).toEqual([]);
     expect(h.credits?.outcome).toBe("pass");
-    // Applied now: the next ledger round leaves them alone.
+    // Applied now: the next ledger round leaves them alone, and the figures are final.
     expect((await createLedgerStore(store).review(vault)).reopened).toBe(0);
+    const settled = await reconciliationReport(store, span as ReconciliationQuery, later);
+    expect(settled.totals).toMatchObject({ verified: 1, discrepancies: 1 });
+    expect(settled.dataCompleteUntil).toBeGreaterThan(Number(createdAt(off.jobId)));
   });
 });

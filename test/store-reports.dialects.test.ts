@@ -264,6 +264,43 @@ describe.each(dialects)("%s", (dialect) => {
     expect(await reports.rollupDayBounds()).toEqual({ first: start / DAY, last: start / DAY + 3 });
   });
 
+  it("calls no figure final past a job whose credits header still waits for the ledger", async () => {
+    const store = await stores.open();
+    const vault = "CrEdiTVau1t1111111111111111111111111111111";
+    const header = { creditsRemainingUnits: 990_000n };
+    await seedRows(store, "jobs", [
+      jobRow({ jobId: "waits", createdAt: start + 2 * HOUR, ...header }),
+      jobRow({ jobId: "passed", createdAt: start + HOUR, ...header }),
+      jobRow({ jobId: "noheader", createdAt: start + 30 * 60_000 }),
+      jobRow({ jobId: "novault", createdAt: start + 40 * 60_000, ...header }),
+    ]);
+    const check = (jobId: string, outcome: "pass" | "skip", expected: unknown) => ({
+      jobId,
+      name: "credits.header",
+      outcome,
+      reason: outcome === "skip" ? "waiting" : null,
+      expected,
+      checkedAt: start + 3 * HOUR,
+    });
+    await seedRows(store, "checkResults", [
+      // Verified with the check left a skip until the ledger reads the vault past the response:
+      // that read may reopen the job and fail it, so its figures are not final yet.
+      check("waits", "skip", { headerUnits: "990000", vault }),
+      check("passed", "pass", { headerUnits: "990000", vault }),
+      // Skips no ledger read ever turns into a verdict: final as they stand.
+      check("noheader", "skip", null),
+      check("novault", "skip", null),
+    ]);
+    const now = start + 10 * DAY;
+    expect(await dataCompleteUntil(store, now)).toBe(start + 2 * HOUR);
+    const report = await reconciliationReport(
+      store,
+      { from: start, to: start + DAY, groupBy: "day" },
+      () => now,
+    );
+    expect(report.dataCompleteUntil).toBe(start + 2 * HOUR);
+  });
+
   it("says data is complete now when no job is open, and has no bounds when empty", async () => {
     const store = await stores.open();
     const reports = createReportsStore(store);

@@ -15,6 +15,7 @@ import {
 import {
   chainTransactions,
   checkResults,
+  finalVerdicts,
   jobApiAnswers,
   jobs,
   openVerdicts,
@@ -359,6 +360,19 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
   const oldestOpen = db
     .prepare("SELECT min(created_at) AS oldest FROM jobs WHERE verdict = ?")
     .pluck();
+  // A final job whose credits.header is a skip naming the vault it waits on: the ledger's read
+  // of that vault passes the check where it stands or reopens the job, which then fails. Its
+  // verdict and figures may still move, so nothing at or after it is called final (the same
+  // jobs the ledger's review reads, through their partial index).
+  const oldestHeaderWaiting = db
+    .prepare(
+      `SELECT min(j.created_at) FROM check_results c INDEXED BY check_results_header_waiting
+       JOIN jobs j ON j.job_id = c.job_id
+       WHERE c.name = 'credits.header' AND c.outcome = 'skip' AND c.expected IS NOT NULL
+         AND j.verdict IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")})
+         AND j.credits_remaining_units IS NOT NULL`,
+    )
+    .pluck();
   const finalCounts = db.prepare(
     `SELECT ${countedVerdicts.map((v) => `coalesce(sum(${verdictCountColumn(v)}), 0) AS ${v}`).join(", ")}
      FROM ${currentRollups} WHERE grain = @grain AND day >= @first AND day < @end`,
@@ -482,7 +496,8 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
       const value = oldestOpen.get(verdict) as number | null;
       if (value !== null && value < oldest) oldest = value;
     }
-    return oldest;
+    const waiting = oldestHeaderWaiting.get() as number | null;
+    return waiting !== null && waiting < oldest ? waiting : oldest;
   };
 
   const countJobsByVerdict = (from: number, to: number): Record<Verdict, number> => {

@@ -12,7 +12,7 @@ import {
   storedFigures,
   verdictCountColumn,
 } from "../../db/rollups.js";
-import { openVerdicts, type Verdict, verdicts } from "../../db/schema.js";
+import { finalVerdicts, openVerdicts, type Verdict, verdicts } from "../../db/schema.js";
 import { type PeriodPieces, periodPieces } from "../period-pieces.js";
 import type {
   AuditRows,
@@ -283,10 +283,17 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
 
   // The oldest job of each verdict that is not final: one index probe each (jobs_verdict_created),
   // in one statement; least() ignores the verdicts that have no job.
+  // And the oldest final job whose credits.header is a skip naming the vault it waits on: the
+  // ledger's read of that vault may reopen and fail it, so its figures may still move (the jobs
+  // the ledger's review reads, through the partial index check_results_header_waiting).
   const oldestOpen = sql.raw(
     `SELECT least(${openVerdicts
       .map((v) => `(SELECT min(created_at) FROM jobs WHERE verdict = '${v}')`)
-      .join(", ")}) AS oldest`,
+      .join(", ")}, (SELECT min(j.created_at) FROM check_results c
+        JOIN jobs j ON j.job_id = c.job_id
+        WHERE c.name = 'credits.header' AND c.outcome = 'skip' AND c.expected IS NOT NULL
+          AND j.verdict IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")})
+          AND j.credits_remaining_units IS NOT NULL)) AS oldest`,
   );
 
   const countJobsByVerdict = async (from: number, to: number) => {

@@ -1,0 +1,1 @@
+CREATE INDEX `check_results_header_waiting` ON `check_results` (`job_id`) WHERE "check_results"."name" = 'credits.header' AND "check_results"."outcome" = 'skip' AND "check_results"."expected" IS NOT NULL;
