@@ -397,6 +397,38 @@ describe("the ledger of a credit vault against the local world", () => {
     );
   });
 
+  it("closes on the chain's balance when a ledger round writes the vault while its statement is read", async () => {
+    const store = createTestStore();
+    const vault = vaultOf(2);
+    await runRecordedJob(world, store, { apiKeyIndex: 2 });
+    await finalized();
+    await reader(store, vault).syncVault(vault);
+    // A period still open, as the dashboard's month to date: serve's ledger keeps adding to it.
+    const period = { from: 0, to: Date.now() + 3_600_000, vault };
+    const options = { profile, graceSeconds: 0 };
+    expect((await buildStatement(store, period, options)).vaults[0]!.differenceUnits).toBe(0n);
+
+    // The next job's lines are stored by a round that runs just after the statement read the
+    // vault's cursor, before it read the rest.
+    await runRecordedJob(world, store, { apiKeyIndex: 2 });
+    await finalized();
+    const ledger = ledgerStoreOf(store);
+    const cursorFigures = ledger.cursorFigures.bind(ledger);
+    let rounds = 0;
+    ledger.cursorFigures = async (v) => {
+      const figures = await cursorFigures(v);
+      if (rounds++ === 0) await reader(store, vault).syncVault(vault);
+      return figures;
+    };
+    try {
+      const read = (await buildStatement(store, period, options)).vaults[0]!;
+      expect(read.differenceUnits).toBe(0n);
+      expect(read.closingByLedgerUnits).toBe(world.chain.tokenAmount(vault));
+    } finally {
+      ledger.cursorFigures = cursorFigures;
+    }
+  });
+
   it("resumes a read stopped mid-history without listing any page twice, and two processes never double a line", async () => {
     const vault = vaultOf(3);
     for (let i = 0; i < 12; i++) {

@@ -389,8 +389,31 @@ export async function buildStatement(
   const windowSeconds = options.profile.settlementWindowSeconds + graceSeconds;
   const vaults = query.vault ? [query.vault] : await ledger.statementVaults();
 
+  // What a ledger round changes when it lists or reads lines of a vault: its cursor (pages,
+  // balance, errors) and its lines waiting to be read.
+  const ledgerState = async (vault: string) =>
+    JSON.stringify(
+      [await ledger.cursorFigures(vault), await ledger.pendingCounts(vault, fromSec, toSec)],
+      (_key, value) => (typeof value === "bigint" ? value.toString() : value),
+    );
   const out: VaultStatement[] = [];
   for (const vault of vaults) {
+    // A vault's figures come from several reads, not one snapshot: a ledger round that stored
+    // or read lines of the vault between two of them gave a closing by the ledger off the
+    // chain's by what it wrote, a difference no history holds. Built again while the ledger
+    // moved under it, so the answer is one state the ledger held.
+    let statement = await vaultStatement(vault);
+    for (let tries = 1; tries < 5 && statement.moved; tries++) {
+      statement = await vaultStatement(vault);
+    }
+    out.push(statement.figures);
+  }
+  return { from: query.from, to: query.to, generatedAt: now(), vaults: out };
+
+  async function vaultStatement(
+    vault: string,
+  ): Promise<{ figures: VaultStatement; moved: boolean }> {
+    const state = await ledgerState(vault);
     const cursor = await ledger.cursorFigures(vault);
     // How far the history is whole: a lock is judged only once the chain had finalized past its
     // due time when the vault was listed, so a return that landed in time is never missed.
@@ -613,7 +636,7 @@ export async function buildStatement(
             blockTime: start.blockTime === null ? null : isoOf(start.blockTime * 1000),
           }
         : null;
-    out.push({
+    const figures: VaultStatement = {
       vault,
       keys: await ledger.keysOf(vault),
       readThrough: finalThrough === null ? null : isoOf(finalThrough),
@@ -653,9 +676,9 @@ export async function buildStatement(
       mixedMemos,
       gaps,
       accountSnapshot: (await snapshotsOf(store).latestIn(vault, query.from, query.to)) ?? null,
-    });
+    };
+    return { figures, moved: (await ledgerState(vault)) !== state };
   }
-  return { from: query.from, to: query.to, generatedAt: now(), vaults: out };
 }
 
 /**
