@@ -580,8 +580,10 @@ describe("the ledger of a credit vault against the local world", () => {
     await finalized();
     const store = createTestStore();
     const ledger = reader(store, vault);
-    // One period for the three statements compared, read through by the first sync already.
+    // One period for the three statements compared, read through by the first sync already:
+    // the chain's finalized time must have passed its end (a few ms behind, in whole seconds).
     const to = Date.now();
+    await finalizedPast(world, to);
     await ledger.syncVault(vault);
     const statement = async () =>
       (await buildStatement(store, { from: 0, to, vault }, { profile, graceSeconds: 0 }))
