@@ -299,6 +299,8 @@ describe.each(dialects)("%s", (dialect) => {
       () => now,
     );
     expect(report.dataCompleteUntil).toBe(start + 2 * HOUR);
+    // Its verdict is written, though: the verifier owes nothing (the verification lag).
+    expect(await createReportsStore(store).oldestOpenJob(now)).toBe(now);
   });
 
   it("says data is complete now when no job is open, and has no bounds when empty", async () => {

@@ -4,7 +4,7 @@ import type { Store } from "../db/client.js";
 import { verdicts } from "../db/schema.js";
 import { ledgerLagSeconds } from "../ledger/totals.js";
 import { type JobsApiCallOutcome, jobsApiCallCounts } from "../recorder/jobs-api.js";
-import { countJobsByVerdict, dataCompleteUntil } from "../reports/reconciliation.js";
+import { countJobsByVerdict, oldestOpenJob } from "../reports/reconciliation.js";
 import { createAccountSnapshotsStore } from "../store/account-snapshots.js";
 import { createOpsStore } from "../store/ops.js";
 
@@ -115,7 +115,7 @@ export function createMetrics(sources: MetricSources) {
     registers: [registry],
     collect: fromDatabase(async (gauge) => {
       const at = now();
-      gauge.set(Math.max(0, (at - (await dataCompleteUntil(sources.store, at))) / 1000));
+      gauge.set(Math.max(0, (at - (await oldestOpenJob(sources.store, at))) / 1000));
     }),
   });
 

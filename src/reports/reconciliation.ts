@@ -74,6 +74,11 @@ export function dataCompleteUntil(store: Store, now: number): Promise<number> {
   return reportsStore(store).dataCompleteUntil(now);
 }
 
+/** The creation of the oldest job without a final verdict, or `now` (the verification lag). */
+export function oldestOpenJob(store: Store, now: number): Promise<number> {
+  return reportsStore(store).oldestOpenJob(now);
+}
+
 /**
  * Builds the reconciliation report of a period. Whole UTC days come from the day rollups, the
  * whole hours of a partial first or last day from the hour rollups, and only the jobs of

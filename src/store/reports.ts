@@ -235,6 +235,11 @@ export interface ReportsStore {
   groupSums(query: SumsQuery): Promise<GroupSums[]>;
   /** The instant before which every job is final (the oldest open job's creation, or `now`). */
   dataCompleteUntil(now: number): Promise<number>;
+  /**
+   * The creation of the oldest job without a final verdict, or `now` when none is: what the
+   * verifier still owes (jobs waiting for the ledger have their verdict).
+   */
+  oldestOpenJob(now: number): Promise<number>;
   /** Jobs of [from, to) by verdict. */
   countJobsByVerdict(from: number, to: number): Promise<Record<Verdict, number>>;
   /** True when every day of `jobs` is summed in the rollups (no backfill left). */
@@ -490,12 +495,16 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
     }));
   };
 
-  const dataCompleteUntil = (now: number): number => {
+  const oldestOpenJob = (now: number): number => {
     let oldest = now;
     for (const verdict of openVerdicts) {
       const value = oldestOpen.get(verdict) as number | null;
       if (value !== null && value < oldest) oldest = value;
     }
+    return oldest;
+  };
+  const dataCompleteUntil = (now: number): number => {
+    const oldest = oldestOpenJob(now);
     const waiting = oldestHeaderWaiting.get() as number | null;
     return waiting !== null && waiting < oldest ? waiting : oldest;
   };
@@ -528,6 +537,7 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
     // One snapshot for each answer's several reads: a job moving between verdicts between two
     // of them would be counted twice or not at all (and an open job missed says "complete").
     dataCompleteUntil: async (now) => inReadSnapshot(store, () => dataCompleteUntil(now)),
+    oldestOpenJob: async (now) => inReadSnapshot(store, () => oldestOpenJob(now)),
     countJobsByVerdict: async (from, to) =>
       inReadSnapshot(store, () => countJobsByVerdict(from, to)),
     rollupsComplete: async () => complete(),

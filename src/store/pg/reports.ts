@@ -283,13 +283,16 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
 
   // The oldest job of each verdict that is not final: one index probe each (jobs_verdict_created),
   // in one statement; least() ignores the verdicts that have no job.
-  // And the oldest final job whose credits.header is a skip naming the vault it waits on: the
-  // ledger's read of that vault may reopen and fail it, so its figures may still move (the jobs
-  // the ledger's review reads, through the partial index check_results_header_waiting).
-  const oldestOpen = sql.raw(
-    `SELECT least(${openVerdicts
-      .map((v) => `(SELECT min(created_at) FROM jobs WHERE verdict = '${v}')`)
-      .join(", ")}, (SELECT min(j.created_at) FROM check_results c
+  const openOldest = openVerdicts
+    .map((v) => `(SELECT min(created_at) FROM jobs WHERE verdict = '${v}')`)
+    .join(", ");
+  const oldestOpen = sql.raw(`SELECT least(${openOldest}) AS oldest`);
+  // With, in the same statement (a job moving between the two is seen in one of them), the
+  // oldest final job whose credits.header is a skip naming the vault it waits on: the ledger's
+  // read of that vault may reopen and fail it, so its figures may still move (the jobs the
+  // ledger's review reads, through the partial index check_results_header_waiting).
+  const completeUntil = sql.raw(
+    `SELECT least(${openOldest}, (SELECT min(j.created_at) FROM check_results c
         JOIN jobs j ON j.job_id = c.job_id
         WHERE c.name = 'credits.header' AND c.outcome = 'skip' AND c.expected IS NOT NULL
           AND j.verdict IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")})
@@ -385,6 +388,11 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
   return {
     groupSums,
     async dataCompleteUntil(now) {
+      const [row] = await rowsOf(completeUntil);
+      const oldest = row?.oldest;
+      return oldest === null || oldest === undefined ? now : Math.min(now, Number(oldest));
+    },
+    async oldestOpenJob(now) {
       const [row] = await rowsOf(oldestOpen);
       const oldest = row?.oldest;
       return oldest === null || oldest === undefined ? now : Math.min(now, Number(oldest));
