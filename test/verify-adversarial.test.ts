@@ -1,4 +1,5 @@
 import http from "node:http";
+import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { localApiKey } from "../src/localnet/keys.js";
 import { createLogger } from "../src/log.js";
@@ -941,6 +942,8 @@ describe.each(dialects)("%s store", (dialect) => {
         stream?: boolean;
         headers?: Record<string, string>;
         request?: Record<string, unknown>;
+        /** The request's bytes as the client sends them, from its JSON. */
+        requestBytes?: (json: string) => string | Buffer;
       },
     ): Promise<void> {
       const txs = h.op.honestJob(plan);
@@ -967,18 +970,19 @@ describe.each(dialects)("%s store", (dialect) => {
       });
       const app = await serveApp({ store: c.store, log, proxy });
       try {
+        const json = JSON.stringify({
+          model: plan.requestedModel,
+          messages: [{ role: "user", content: "Say hi" }],
+          ...(answer.stream ? { stream: true, stream_options: { include_usage: true } } : {}),
+          ...answer.request,
+        });
         const res = await fetch(`${app.url}/v1/chat/completions`, {
           method: "POST",
           headers: {
             authorization: `Bearer ${localApiKey(plan.keyIndex)}`,
             "content-type": "application/json",
           },
-          body: JSON.stringify({
-            model: plan.requestedModel,
-            messages: [{ role: "user", content: "Say hi" }],
-            ...(answer.stream ? { stream: true, stream_options: { include_usage: true } } : {}),
-            ...answer.request,
-          }),
+          body: answer.requestBytes ? answer.requestBytes(json) : json,
         });
         expect(res.status).toBe(200);
         await res.text();
@@ -1203,6 +1207,78 @@ describe.each(dialects)("%s store", (dialect) => {
       });
       expect(await c.check(plans[2]!.jobId, "usage.consistent")).toMatchObject({
         actual: { answerBytes: 36, answerToolCalls: 12 },
+      });
+    });
+
+    it("takes parallel tool calls streamed without their index, and n or audio asked in a body with a byte-order mark", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const usage = { prompt_tokens: 80, completion_tokens: 130, total_tokens: 210 };
+      const answers = [
+        // Gemini's OpenAI-compatible stream: each of twelve parallel calls of f({}) whole in a
+        // chunk of its own, with its own id and no index (or index 0 for each).
+        {
+          stream: true,
+          body: stream(
+            Array.from({ length: 12 }, (_, i) => ({
+              tool_calls: [
+                {
+                  ...(i % 2 ? { index: 0 } : {}),
+                  id: `call_${i}`,
+                  type: "function",
+                  function: { name: "f", arguments: "{}" },
+                },
+              ],
+            })),
+            usage,
+          ),
+        },
+        // Three choices of 30 words asked for in a body a Python or Node upstream reads: JSON
+        // after a UTF-8 byte-order mark (a file saved by a Windows editor, sent by curl -d @).
+        {
+          request: { n: 3 },
+          requestBytes: (json: string) => `\uFEFF${json}`,
+          body: JSON.stringify({
+            id: "chatcmpl-1",
+            object: "chat.completion",
+            model: "qwen3-8b",
+            choices: [0, 1, 2].map((index) => ({
+              index,
+              finish_reason: "stop",
+              message: { role: "assistant", content: words(30) },
+            })),
+            usage: { prompt_tokens: 5, completion_tokens: 90, total_tokens: 95 },
+          }),
+        },
+      ];
+      const plans = [];
+      for (const answer of answers) {
+        const completionTokens = /"completion_tokens":(\d+)/.exec(answer.body)?.[1];
+        const plan = h.op.plan({ keyIndex: 1, completionTokens: Number(completionTokens) });
+        await throughProxy(c, plan, answer);
+        plans.push(plan);
+      }
+      expect(await c.verdicts(...plans.map((p) => p.jobId))).toEqual(answers.map(() => verified));
+      expect(await c.check(plans[0]!.jobId, "usage.consistent")).toMatchObject({
+        actual: { answerBytes: 36, answerToolCalls: 12 },
+      });
+      expect(await c.check(plans[1]!.jobId, "usage.consistent")).toMatchObject({
+        actual: { answerBytes: 177 },
+      });
+      // A body the proxy cannot read at all (compressed) may have asked for any choices and for
+      // audio: the answer's every choice and its audio count.
+      const unread = h.op.plan({ keyIndex: 1, completionTokens: 90 });
+      await throughProxy(c, unread, {
+        ...answers[1]!,
+        requestBytes: (json) => gzipSync(json),
+      });
+      // The model it asked for is unknown: partially verified, but no discrepancy.
+      expect(await c.verdicts(unread.jobId)).toEqual([
+        { verdict: "partially_verified", failing: [] },
+      ]);
+      expect(await c.check(unread.jobId, "usage.consistent")).toMatchObject({
+        outcome: "pass",
+        actual: { answerBytes: 177 },
       });
     });
 

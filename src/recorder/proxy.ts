@@ -190,6 +190,10 @@ function createGeneratedCount(asked: Asked) {
   // and only a call that names what it calls: an empty `{}` is no call the caller got, and
   // would earn its format's allowance for nothing.
   const calls = new Set<string>();
+  // A stream's call by its id where it has one: Gemini's OpenAI-compatible stream (and gateways
+  // in front of it) sends each parallel call whole in a chunk of its own, with its own id and
+  // no index or index 0 for each. A delta with no id continues the call its place last named.
+  const idAt = new Map<string, string>();
   const call = (value: unknown): boolean => {
     const f = asRecord(value);
     bytes += utf8Bytes(f.name) + utf8Bytes(f.arguments) + utf8Bytes(f.input);
@@ -221,8 +225,14 @@ function createGeneratedCount(asked: Asked) {
       for (const [place, tool] of tools.entries()) {
         const t = asRecord(tool);
         const named = [call(t.function), call(t.custom)].includes(true);
-        const at = field === "delta" && typeof t.index === "number" ? t.index : place;
-        if (named) calls.add(`${index}:${at}`);
+        if (field === "message") {
+          if (named) calls.add(`${index}:${place}`);
+          continue;
+        }
+        const at = `${index}:${typeof t.index === "number" ? t.index : place}`;
+        if (typeof t.id === "string" && t.id.length > 0) idAt.set(at, t.id);
+        const id = idAt.get(at);
+        if (named) calls.add(id === undefined ? at : `${index}:id:${id}`);
       }
     }
   };

@@ -32,16 +32,21 @@ export interface RequestFacts {
   audio: boolean;
 }
 
+/** The API's most choices per request: `n` above it is refused. */
+const maxChoices = 128;
+
+/**
+ * A body not read (no JSON object to the proxy, or too large for the fetch wrapper) may have
+ * asked for any number of choices and for audio: an answer's every choice and its audio count,
+ * as an honest answer to what it asked must not be read as holding less than it does.
+ */
 export const noRequestFacts: RequestFacts = {
   model: null,
   maxTokens: null,
   stream: null,
-  choices: 1,
-  audio: false,
+  choices: maxChoices,
+  audio: true,
 };
-
-/** The API's most choices per request: `n` above it is refused. */
-const maxChoices = 128;
 
 /**
  * A request's ceiling: `max_completion_tokens` ahead of the older `max_tokens`, the order the
@@ -91,15 +96,18 @@ export function requestFactsOf(parsed: unknown): RequestFacts {
  * not decoded or parsed at all, so an upload costs nothing here. Callers bound its size.
  */
 export function requestFactsOfText(text: string): RequestFacts {
-  let i = 0;
+  // A byte-order mark before the JSON: Python's json.loads of the bytes and Node's TextDecoder
+  // drop it, so an upstream reads the body as JSON all the same.
+  let i = text.charCodeAt(0) === 0xfeff ? 1 : 0;
   while (i < text.length && isJsonSpace(text.charCodeAt(i))) i++;
-  return text.charCodeAt(i) === openBrace ? parsed(text) : noRequestFacts;
+  return text.charCodeAt(i) === openBrace ? parsed(text.slice(i)) : noRequestFacts;
 }
 
 /** `requestFactsOfText` of a byte body (UTF-8), checked before it is decoded. */
 export function requestFactsOfBytes(bytes: Uint8Array): RequestFacts {
-  let i = 0;
+  let i = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0;
   while (i < bytes.length && isJsonSpace(bytes[i] as number)) i++;
+  // The decoder drops the byte-order mark.
   return bytes[i] === openBrace ? parsed(utf8.decode(bytes)) : noRequestFacts;
 }
 
