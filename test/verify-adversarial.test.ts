@@ -1282,6 +1282,30 @@ describe.each(dialects)("%s store", (dialect) => {
       });
     });
 
+    it("takes thoughts inside the completion tokens when the total also holds tool-use prompt tokens", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      // Gemini through a gateway that folds its 400 thought tokens into completion_tokens, as
+      // OpenAI counts reasoning; its total also holds 500 tokens of a grounding tool's prompt
+      // (totalTokenCount = prompt + candidates + thoughts + toolUsePrompt).
+      const plan = h.op.plan({ keyIndex: 1, completionTokens: 405 });
+      await throughProxy(c, plan, {
+        body: completion(
+          { content: "Paris." },
+          {
+            prompt_tokens: 20,
+            completion_tokens: 405,
+            total_tokens: 925,
+            completion_tokens_details: { reasoning_tokens: 400 },
+          },
+        ),
+      });
+      expect(await c.verdicts(plan.jobId)).toEqual([verified]);
+      expect(await c.check(plan.jobId, "usage.consistent")).toMatchObject({
+        expected: { completionTokensAtMost: 422 },
+      });
+    });
+
     it("catches usage padded where the caller reads nothing, and reasoning beyond the completion", async () => {
       const c = await h.scenario();
       await c.pinKey(1);

@@ -73,9 +73,11 @@ export function usageConsistent(job: UsageOfJob): CheckResult {
   // inside the completion tokens, so more of them than the completion tokens contradicts itself
   // unless the total holds them beside the completion (xAI counts reasoning apart from it):
   // then they are none of the completion tokens the job is priced by, and bound none of them.
+  // As many as the completion tokens or fewer may be inside them whatever the total says: a
+  // total above its parts may hold other tokens (Gemini's tool-use prompt), not these.
   const named = (reasoning ?? 0) + (rejected ?? 0);
   const beside = total !== null && prompt !== null && total >= prompt + completion + named;
-  const hidden = beside ? 0 : named;
+  const hidden = named <= completion || !beside ? named : 0;
   if (hidden > completion) {
     return fail(
       name,
@@ -99,8 +101,8 @@ export function usageConsistent(job: UsageOfJob): CheckResult {
     const parts = [
       `${answerBytes} bytes`,
       ...(toolCalls ? [`${toolCalls} tool calls`] : []),
-      ...(reasoning && !beside ? [`${reasoning} reasoning tokens`] : []),
-      ...(rejected && !beside ? [`${rejected} rejected prediction tokens`] : []),
+      ...(reasoning && hidden > 0 ? [`${reasoning} reasoning tokens`] : []),
+      ...(rejected && hidden > 0 ? [`${rejected} rejected prediction tokens`] : []),
     ];
     return fail(
       name,
