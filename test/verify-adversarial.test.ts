@@ -1306,6 +1306,34 @@ describe.each(dialects)("%s store", (dialect) => {
       });
     });
 
+    it("takes a Mistral reasoning answer, its thinking in a content part of its own", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      // Magistral: 300 words of thinking, then the answer; usage names no reasoning tokens.
+      const thinking = [
+        { type: "thinking", thinking: [{ type: "text", text: words(300) }] },
+        { type: "text", text: "Paris." },
+      ];
+      const usage = { prompt_tokens: 20, completion_tokens: 310, total_tokens: 330 };
+      const json = h.op.plan({ keyIndex: 1, completionTokens: 310 });
+      await throughProxy(c, json, { body: completion({ content: thinking }, usage) });
+      // Streamed, the parts come in deltas.
+      const streamed = h.op.plan({ keyIndex: 1, completionTokens: 310 });
+      await throughProxy(c, streamed, {
+        stream: true,
+        body: stream(
+          thinking.map((part) => ({ content: [part] })),
+          usage,
+        ),
+      });
+      expect(await c.verdicts(json.jobId, streamed.jobId)).toEqual([verified, verified]);
+      for (const plan of [json, streamed]) {
+        expect(await c.check(plan.jobId, "usage.consistent")).toMatchObject({
+          actual: { answerBytes: 605 },
+        });
+      }
+    });
+
     it("catches usage padded where the caller reads nothing, and reasoning beyond the completion", async () => {
       const c = await h.scenario();
       await c.pinKey(1);

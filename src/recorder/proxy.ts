@@ -172,6 +172,18 @@ const utf8Bytes = (value: unknown) =>
 const asRecord = (value: unknown): Record<string, unknown> =>
   typeof value === "object" && value !== null ? (value as Record<string, unknown>) : {};
 
+/**
+ * The text of a content part's thinking: Mistral's reasoning models (Magistral, and others asked
+ * with `reasoning_effort`) answer with a `thinking` part whose text parts hold the reasoning
+ * their completion tokens count and no `reasoning_tokens` names; a string is taken as well.
+ */
+function thinkingBytes(thinking: unknown): number {
+  if (!Array.isArray(thinking)) return utf8Bytes(thinking);
+  let bytes = 0;
+  for (const part of thinking) bytes += utf8Bytes(asRecord(part).text);
+  return bytes;
+}
+
 /** What the caller asked that decides which of an answer's text it gets. */
 type Asked = Pick<RequestFacts, "choices" | "audio">;
 
@@ -213,7 +225,7 @@ function createGeneratedCount(asked: Asked) {
       if (Array.isArray(content)) {
         for (const part of content) {
           const p = asRecord(part);
-          bytes += utf8Bytes(p.text) + utf8Bytes(p.refusal);
+          bytes += utf8Bytes(p.text) + utf8Bytes(p.refusal) + thinkingBytes(p.thinking);
         }
       } else bytes += utf8Bytes(content);
       if (asked.audio) {
