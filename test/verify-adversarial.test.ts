@@ -1216,14 +1216,13 @@ describe.each(dialects)("%s store", (dialect) => {
       const usage = { prompt_tokens: 80, completion_tokens: 130, total_tokens: 210 };
       const answers = [
         // Gemini's OpenAI-compatible stream: each of twelve parallel calls of f({}) whole in a
-        // chunk of its own, with its own id and no index (or index 0 for each).
+        // chunk of its own, with its own id and no index.
         {
           stream: true,
           body: stream(
             Array.from({ length: 12 }, (_, i) => ({
               tool_calls: [
                 {
-                  ...(i % 2 ? { index: 0 } : {}),
                   id: `call_${i}`,
                   type: "function",
                   function: { name: "f", arguments: "{}" },
@@ -1386,6 +1385,19 @@ describe.each(dialects)("%s store", (dialect) => {
             { tool_calls: Array.from({ length: 1000 }, () => ({})) },
           ),
         },
+        // 300 calls of f at index 0, each with an id of its own: one call to its client.
+        {
+          stream: true,
+          body: stream(
+            [
+              { role: "assistant", content: "Hi." },
+              ...Array.from({ length: 300 }, (_, i) => ({
+                tool_calls: [{ index: 0, id: `call_${i}`, function: { name: "f" } }],
+              })),
+            ],
+            { prompt_tokens: 12, completion_tokens: 1900, total_tokens: 1912 },
+          ),
+        },
         // Twenty one-word chunks whose JSON framing holds 2,000 bytes, but their text 40.
         {
           stream: true,
@@ -1418,6 +1430,9 @@ describe.each(dialects)("%s store", (dialect) => {
         actual: { answerBytes: 3, answerToolCalls: 0 },
       });
       expect(await c.check(plans[5]!.jobId, "usage.consistent")).toMatchObject({
+        actual: { answerBytes: 303, answerToolCalls: 1 },
+      });
+      expect(await c.check(plans[6]!.jobId, "usage.consistent")).toMatchObject({
         actual: { answerBytes: 40 },
       });
     });

@@ -202,10 +202,9 @@ function createGeneratedCount(asked: Asked) {
   // and only a call that names what it calls: an empty `{}` is no call the caller got, and
   // would earn its format's allowance for nothing.
   const calls = new Set<string>();
-  // A stream's call by its id where it has one: Gemini's OpenAI-compatible stream (and gateways
-  // in front of it) sends each parallel call whole in a chunk of its own, with its own id and
-  // no index or index 0 for each. A delta with no id continues the call its place last named.
-  const idAt = new Map<string, string>();
+  // A stream's call by its index, or by its id when it has none: Gemini's OpenAI-compatible
+  // stream sends each parallel call whole in a chunk of its own, with its own id and no index.
+  // A call at an index already named is the same call to its client, whatever its id says.
   const call = (value: unknown): boolean => {
     const f = asRecord(value);
     bytes += utf8Bytes(f.name) + utf8Bytes(f.arguments) + utf8Bytes(f.input);
@@ -237,14 +236,11 @@ function createGeneratedCount(asked: Asked) {
       for (const [place, tool] of tools.entries()) {
         const t = asRecord(tool);
         const named = [call(t.function), call(t.custom)].includes(true);
-        if (field === "message") {
-          if (named) calls.add(`${index}:${place}`);
-          continue;
-        }
-        const at = `${index}:${typeof t.index === "number" ? t.index : place}`;
-        if (typeof t.id === "string" && t.id.length > 0) idAt.set(at, t.id);
-        const id = idAt.get(at);
-        if (named) calls.add(id === undefined ? at : `${index}:id:${id}`);
+        if (!named) continue;
+        if (field === "message") calls.add(`${index}:${place}`);
+        else if (typeof t.index === "number") calls.add(`${index}:${t.index}`);
+        else if (typeof t.id === "string" && t.id.length > 0) calls.add(`${index}:id:${t.id}`);
+        else calls.add(`${index}:${place}`);
       }
     }
   };
