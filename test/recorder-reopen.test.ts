@@ -149,4 +149,61 @@ describe("a job goes back to the verifier's queue when what its checks see chang
     expect(row?.settlementTx).toBe(recorded);
     expect(row?.apiSettlementTx).not.toBe(recorded);
   });
+
+  // Each namer alone, so that no other one reopens it along: every column the namers are read
+  // from must be looked at, by whatever decides that a receipt has namers to reopen.
+  it.each(["escrowTx", "settlementTx", "apiEscrowTx", "apiSettlementTx"] as const)(
+    "a new receipt naming a signature reopens a judged job naming it as %s",
+    async (column) => {
+      const store = createTestStore();
+      const named = signature();
+      const other = receipt({ settlementTx: signature() });
+      await recordReceipt(store, other, "ingest", { now: 1_000 });
+      store.db
+        .update(jobs)
+        .set({ [column]: named })
+        .where(eq(jobs.jobId, other.jobId))
+        .run();
+      verifiedAndLeased(store, other.jobId, "verified");
+      store.db
+        .update(jobs)
+        .set({ leaseOwner: null, leaseUntil: null })
+        .where(eq(jobs.jobId, other.jobId))
+        .run();
+      const fresh = receipt(
+        column.endsWith("scrowTx") ? { escrowTx: named } : { settlementTx: named },
+      );
+      expect(await recordReceipt(store, fresh, "proxy", { now: 2_000 })).toEqual({
+        outcome: "created",
+      });
+      expect(queue(store, other.jobId)).toEqual({
+        verdict: "pending",
+        nextVerifyAt: 2_000,
+        verifyAttempts: 0,
+        leaseOwner: null,
+      });
+    },
+  );
+
+  it("a new receipt reopens an open job held by a verifier that names its signature, not a free one", async () => {
+    const store = createTestStore();
+    const held = receipt();
+    const free = receipt({ escrowTx: signature() });
+    await recordReceipt(store, held, "ingest", { now: 1_000 });
+    await recordReceipt(store, { ...free, settlementTx: held.escrowTx }, "ingest", { now: 1_000 });
+    verifiedAndLeased(store, held.jobId, "awaiting_finality");
+    await recordReceipt(store, receipt({ escrowTx: held.escrowTx }), "proxy", { now: 2_000 });
+    expect(queue(store, held.jobId)).toEqual({
+      verdict: "pending",
+      nextVerifyAt: 2_000,
+      verifyAttempts: 0,
+      leaseOwner: null,
+    });
+    expect(queue(store, free.jobId)).toEqual({
+      verdict: "pending",
+      nextVerifyAt: 0,
+      verifyAttempts: 0,
+      leaseOwner: null,
+    });
+  });
 });

@@ -14,7 +14,14 @@ import {
   sql,
 } from "drizzle-orm";
 import type { Db, SqliteStore, Store } from "../db/client.js";
-import { finalVerdicts, jobs, type Verdict, verdictIsOpen, verdicts } from "../db/schema.js";
+import {
+  finalVerdicts,
+  jobs,
+  openVerdicts,
+  type Verdict,
+  verdictIsOpen,
+  verdicts,
+} from "../db/schema.js";
 import { jobKeepingLine } from "./ledger-rules.js";
 import { createPgJobQueueStore } from "./pg/job-queue.js";
 import { param, perConnection, prepareRows } from "./prepared.js";
@@ -105,10 +112,12 @@ const namersOf = (sigs: Placeholder) => {
  */
 export function reopenNamers(store: SqliteStore, signatures: readonly string[], now: number) {
   if (signatures.length === 0) return 0;
-  return statementsOf(store).reopenNamers.run({
-    sigs: JSON.stringify([...new Set(signatures)]),
-    now,
-  }).changes;
+  const st = statementsOf(store);
+  const sigs = [...new Set(signatures)];
+  // Nearly always no other namer is judged or held (a proxied job's own row is open and free):
+  // a probe per signature, four index lookups, tells so at a fraction of the UPDATE's cost.
+  if (sigs.every((sig) => st.judgedNamer.get({ sig }) === undefined)) return 0;
+  return st.reopenNamers.run({ sigs: JSON.stringify(sigs), now }).changes;
 }
 
 /**
@@ -309,6 +318,25 @@ function prepare(store: SqliteStore) {
         ),
       )
       .prepare(),
+    // A job naming `sig` in a column `namersOf` reads whose judgement `reopenNamers` would
+    // undo: every job that UPDATE reopens is one of these (it also leaves out the memo's job).
+    // Raw SQL, each column looked up through its own index (UNION ALL): the same probe as one
+    // drizzle query OR-ing the columns cost more than the UPDATE it spares.
+    judgedNamer: (() => {
+      const judged = `(verdict NOT IN (${openVerdicts.map((v) => `'${v}'`).join(", ")})
+        OR lease_owner IS NOT NULL)`;
+      return sqlite
+        .prepare(
+          `SELECT 1 FROM jobs WHERE escrow_tx = @sig AND ${judged}
+           UNION ALL SELECT 1 FROM jobs WHERE settlement_tx = @sig AND ${judged}
+           UNION ALL SELECT 1 FROM jobs WHERE api_escrow_tx = @sig
+             AND api_escrow_tx IS NOT escrow_tx AND ${judged}
+           UNION ALL SELECT 1 FROM jobs WHERE api_settlement_tx = @sig
+             AND api_settlement_tx IS NOT settlement_tx AND ${judged}
+           LIMIT 1`,
+        )
+        .pluck();
+    })(),
     makeDue: db
       .update(jobs)
       .set({ nextVerifyAt: sql`min(${jobs.nextVerifyAt}, ${sql.placeholder("now")})` })
