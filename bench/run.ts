@@ -1,6 +1,6 @@
 import { rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
-import { join } from "node:path";
+import { join, resolve as resolvePath } from "node:path";
 import { parseArgs } from "node:util";
 import type { RpcStats } from "../src/localnet/rpc-server.js";
 import { type Child, startChild } from "./children.js";
@@ -34,7 +34,7 @@ import type { StubResponses, WorldReady } from "./world-child.js";
  * line per target with PASS or FAIL, then writes every figure to bench/results.json.
  *
  *   npm run bench -- [--only proxy,ingest,verify,reports] [--quick] [--proxy-workers 1,2]
- *     [--proxy-quick]
+ *     [--proxy-quick] [--proxy-ab /other/worktree]
  *     [--report-jobs 1000000[,10000000]] [--verify-jobs 2000] [--rpc-limit 100]
  *   npm run bench -- --only soak [--soak-seconds 300]
  *   npm run bench -- --only startup [--startup-bin /other/tree/bin/decentral-audit.js]
@@ -92,6 +92,7 @@ const { values: flags } = parseArgs({
     "pg-verify-jobs": { type: "string" },
     "pg-report-jobs": { type: "string" },
     "proxy-quick": { type: "boolean", default: false },
+    "proxy-ab": { type: "string" },
   },
 });
 const only = new Set<Section>(
@@ -127,6 +128,14 @@ const proxyWorkers = (flags["proxy-workers"] ?? `1,${Math.min(cpus().length, 16)
  * quick sizes (about a minute per worker count): to compare two builds, not to report.
  */
 const proxyQuick = flags["proxy-quick"] === true;
+/**
+ * `--proxy-ab DIR`: the bare proxy's place is taken by `serve` built from the worktree DIR (its
+ * own bench/service-child.ts and src), so two builds are measured interleaved, in one run, under
+ * the same load: the rows' "bare" figures are then DIR's and the ratios this tree's over DIR's.
+ * Both report their CPU the same way (`process.cpuUsage()` of the one process, every thread).
+ * On a shared host a change of a few % shows only here, not between separate runs.
+ */
+const proxyAbBase = flags["proxy-ab"];
 /** Report database sizes, measured one after the other in this run (`--report-jobs 1000000,10000000`). */
 const reportSizes = (flags["report-jobs"] ?? "1000000")
   .split(",")
@@ -232,7 +241,8 @@ async function startServiceChild(
 ): Promise<Service> {
   const db = join(tmpdir(), `bench-service-${name}-${process.pid}.db`);
   for (const s of ["", "-wal", "-shm"]) rmSync(db + s, { force: true });
-  const service = await startChild<{ url: string; token: string }>("./service-child.ts", {
+  const { BENCH_SERVICE_SCRIPT: script = "./service-child.ts", ...childEnv } = env;
+  const service = await startChild<{ url: string; token: string }>(script, {
     BENCH_MODE: "service",
     DATABASE_URL: db,
     DECENTRAL_BASE_URL: upstream,
@@ -243,7 +253,7 @@ async function startServiceChild(
     DECENTRAL_API_KEY: world.ready.apiKeys[0] ?? "",
     // One process unless a section asks for a cluster, so its figures stay comparable.
     WORKERS: "1",
-    ...env,
+    ...childEnv,
   });
   const stop = service.stop.bind(service);
   service.stop = async () => {
@@ -306,6 +316,19 @@ function fmtMs(value: number): string {
  * stream. The verifier works as in production: the stub names signatures no RPC has seen and
  * its jobs API answers, so thousands of jobs wait for finality while the proxy is measured.
  */
+/** CPU of a `serve` child (its primary and workers) and the worst event-loop delay among them. */
+async function serviceStats(service: Service) {
+  const s = await service.request<{
+    processes: { cpuMs: number; loopDelayP99Ms: number; loopDelayMaxMs: number }[];
+    primaryCpuMs: number;
+  }>("stats");
+  return {
+    cpuMs: s.processes.reduce((sum, p) => sum + p.cpuMs, s.primaryCpuMs),
+    loopP99Ms: Math.max(...s.processes.map((p) => p.loopDelayP99Ms)),
+    loopMaxMs: Math.max(...s.processes.map((p) => p.loopDelayMaxMs)),
+  };
+}
+
 async function proxySection(
   world: World,
   target: "simulator" | "stub",
@@ -316,9 +339,12 @@ async function proxySection(
   const service = await startServiceChild(world, baseUrl, `${target}-${workers}`, {
     WORKERS: String(workers),
   });
-  const bare = await startChild<{ url: string }>("./bare-proxy-child.ts", {
-    BARE_UPSTREAM: baseUrl,
-  });
+  const bare = proxyAbBase
+    ? await startServiceChild(world, baseUrl, `${target}-${workers}-ab`, {
+        WORKERS: String(workers),
+        BENCH_SERVICE_SCRIPT: resolvePath(proxyAbBase, "bench/service-child.ts"),
+      })
+    : await startChild<{ url: string }>("./bare-proxy-child.ts", { BARE_UPSTREAM: baseUrl });
   const rows: ProxyRow[] = [];
   try {
     // Sized so that `--only proxy` (18 rows) stays near 3 minutes on a loaded 2-core host.
@@ -340,18 +366,10 @@ async function proxySection(
           concurrency,
           requests,
           {
-            bareCpuMs: () => bare.cpuMs(),
-            service: async () => {
-              const s = await service.request<{
-                processes: { cpuMs: number; loopDelayP99Ms: number; loopDelayMaxMs: number }[];
-                primaryCpuMs: number;
-              }>("stats");
-              return {
-                cpuMs: s.processes.reduce((sum, p) => sum + p.cpuMs, s.primaryCpuMs),
-                loopP99Ms: Math.max(...s.processes.map((p) => p.loopDelayP99Ms)),
-                loopMaxMs: Math.max(...s.processes.map((p) => p.loopDelayMaxMs)),
-              };
-            },
+            // The other build's `serve` (see --proxy-ab) is measured as this one is.
+            bareCpuMs: async () =>
+              proxyAbBase ? (await serviceStats(bare as Service)).cpuMs : bare.cpuMs(),
+            service: () => serviceStats(service),
           },
         );
         rows.push(row);
