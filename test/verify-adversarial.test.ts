@@ -944,6 +944,8 @@ describe.each(dialects)("%s store", (dialect) => {
         request?: Record<string, unknown>;
         /** The request's bytes as the client sends them, from its JSON. */
         requestBytes?: (json: string) => string | Buffer;
+        /** The upstream drops the connection once `body` is written, short of its end. */
+        cut?: boolean;
       },
     ): Promise<void> {
       const txs = h.op.honestJob(plan);
@@ -958,9 +960,17 @@ describe.each(dialects)("%s store", (dialect) => {
             "x-decentral-tx-signature": txs.escrowTx,
             "x-decentral-settlement-tx": txs.settlementTx,
             "x-decentral-worker": plan.worker.address,
+            // A cut JSON answer says it is one byte longer than what comes.
+            ...(answer.cut && !answer.stream
+              ? { "content-length": String(Buffer.byteLength(answer.body) + 1) }
+              : {}),
             ...answer.headers,
           });
-          res.end(answer.body);
+          if (!answer.cut) {
+            res.end(answer.body);
+            return;
+          }
+          res.write(answer.body, () => setTimeout(() => res.socket?.destroy(), 50));
         }),
       );
       const proxy = createRecordingProxy({
@@ -976,7 +986,7 @@ describe.each(dialects)("%s store", (dialect) => {
           ...(answer.stream ? { stream: true, stream_options: { include_usage: true } } : {}),
           ...answer.request,
         });
-        const res = await fetch(`${app.url}/v1/chat/completions`, {
+        const asked = fetch(`${app.url}/v1/chat/completions`, {
           method: "POST",
           headers: {
             authorization: `Bearer ${localApiKey(plan.keyIndex)}`,
@@ -984,8 +994,20 @@ describe.each(dialects)("%s store", (dialect) => {
           },
           body: answer.requestBytes ? answer.requestBytes(json) : json,
         });
-        expect(res.status).toBe(200);
-        await res.text();
+        if (answer.cut) {
+          // The caller gets no whole answer: a JSON one never comes, a stream breaks off.
+          const read = await asked
+            .then((res) => res.text())
+            .then(
+              () => "whole",
+              () => "broken",
+            );
+          expect(read).toBe("broken");
+        } else {
+          const res = await asked;
+          expect(res.status).toBe(200);
+          await res.text();
+        }
         await proxy.idle();
       } finally {
         await app.close();
@@ -1110,6 +1132,42 @@ describe.each(dialects)("%s store", (dialect) => {
     });
 
     const words = (n: number) => Array.from({ length: n }, () => "w").join(" ");
+
+    it("leaves unproven an answer the upstream cut short, whatever usage its bytes name", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const usage = { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 };
+      // The whole JSON text, one byte short of its Content-Length: the caller gets nothing.
+      const json = h.op.plan({ keyIndex: 1 });
+      await throughProxy(c, json, {
+        cut: true,
+        body: completion({ content: words(640) }, usage),
+      });
+      // A stream whose usage came, broken off before its [DONE]: the caller's read fails.
+      const streamed = h.op.plan({ keyIndex: 1 });
+      const events = stream([{ role: "assistant", content: words(640) }], usage);
+      await throughProxy(c, streamed, {
+        cut: true,
+        stream: true,
+        body: events.slice(0, events.indexOf("data: [DONE]")),
+      });
+      // Cut after its [DONE]: the caller read the whole answer, as an SDK does.
+      const done = h.op.plan({ keyIndex: 1 });
+      await throughProxy(c, done, { cut: true, stream: true, body: events });
+      const unproven = { verdict: "partially_verified", failing: [] };
+      expect(await c.verdicts(json.jobId, streamed.jobId, done.jobId)).toEqual([
+        unproven,
+        unproven,
+        verified,
+      ]);
+      for (const plan of [json, streamed]) {
+        expect(await readJob(c.store, plan.jobId)).toMatchObject({
+          captureState: "aborted",
+          completionTokens: null,
+          unproven: ["usage_unknown"],
+        });
+      }
+    });
 
     it("takes honest answers whose tokens are not all in their text", async () => {
       const c = await h.scenario();

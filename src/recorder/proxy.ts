@@ -1005,8 +1005,14 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         // events whatever the content type, and a JSON answer as JSON): usage in an answer of the
         // other kind is none the client saw.
         const readAsAsked = facts.stream === null || facts.stream === isSse;
+        // An answer the upstream broke off (its connection closed short of the body's end while
+        // the client waited) reached the caller broken or not at all: a held JSON body is never
+        // sent, and a stream's client sees its read fail. Usage its bytes name prices no answer
+        // the caller got, so none is recorded (the charge is then bounded by the lock only). A
+        // stream whose [DONE] came was read whole by its client, whatever followed.
+        const brokenOff = !upstream.complete && !clientGone && !(isSse && sseDone);
         const learnt: BodyFacts =
-          capturing && readAsAsked
+          capturing && readAsAsked && !brokenOff
             ? isSse
               ? sseFacts(bodyText, sseCut, streamData.bytes, credentials, facts)
               : jsonBodyFacts(bodyText, credentials, facts)
