@@ -168,6 +168,48 @@ describe("createRecordingFetch", () => {
     expect(row?.recordedAt).toBeGreaterThan(answered + 1_000);
   });
 
+  it("records no usage from a 200 whose JSON body is an error: it is no completion", async () => {
+    const store = createTestStore();
+    const audit = await serveApp({ store, log: createLogger({ level: "silent" }) });
+    cleanups.push(audit.close);
+    const recordingFetch = createRecordingFetch({
+      ingestUrl: `${audit.url}/jobs`,
+      token: await ingestToken(store),
+    });
+    const erring = await listen(
+      http.createServer(async (req, res) => {
+        for await (const _ of req) {
+          // drain
+        }
+        res.writeHead(200, {
+          "content-type": "application/json",
+          "x-decentral-job-id": jobId(),
+          "x-decentral-tx-signature": signature(),
+          "x-decentral-settlement-tx": signature(),
+        });
+        res.end(
+          JSON.stringify({
+            error: { message: "the model is overloaded", type: "server_error" },
+            usage: { prompt_tokens: 12, completion_tokens: 0, total_tokens: 12 },
+          }),
+        );
+      }),
+    );
+    cleanups.push(erring.close);
+    const response = await recordingFetch(`${erring.url}/v1/chat/completions`, {
+      method: "POST",
+      body: JSON.stringify({ model: "qwen3-8b", messages: [] }),
+    });
+    await response.json();
+    await recordingFetch.flush();
+    expect(store.db.select().from(jobs).get()).toMatchObject({
+      httpStatus: 200,
+      promptTokens: null,
+      completionTokens: null,
+      totalTokens: null,
+    });
+  });
+
   it("reads the model and ceiling from the request whatever form its body takes", async () => {
     const store = createTestStore();
     const audit = await serveApp({ store, log: createLogger({ level: "silent" }) });

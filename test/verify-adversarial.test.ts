@@ -1133,6 +1133,32 @@ describe.each(dialects)("%s store", (dialect) => {
 
     const words = (n: number) => Array.from({ length: n }, () => "w").join(" ");
 
+    it("leaves unproven a 200 whose JSON body is an error, whatever usage it names", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      // The caller's SDK hands over no completion, yet the base price was charged on chain.
+      const failed = h.op.plan({ keyIndex: 1, completionTokens: 0 });
+      await throughProxy(c, failed, {
+        body: JSON.stringify({
+          error: { message: "the model is overloaded", type: "server_error", code: null },
+          usage: { prompt_tokens: 12, completion_tokens: 0, total_tokens: 12 },
+        }),
+      });
+      // An honest empty answer (a filter stopped it) is still a completion: charged so, verified.
+      const empty = h.op.plan({ keyIndex: 1, completionTokens: 0 });
+      await throughProxy(c, empty, {
+        body: completion(
+          { content: "" },
+          { prompt_tokens: 12, completion_tokens: 0, total_tokens: 12 },
+        ),
+      });
+      expect(await c.verdicts(failed.jobId, empty.jobId)).toEqual([
+        { verdict: "partially_verified", failing: [] },
+        verified,
+      ]);
+      expect(await readJob(c.store, failed.jobId)).toMatchObject({ completionTokens: null });
+    });
+
     it("leaves unproven an answer the upstream cut short, whatever usage its bytes name", async () => {
       const c = await h.scenario();
       await c.pinKey(1);

@@ -567,7 +567,7 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
         if (facts.maxTokens !== null) receipt.max_tokens = facts.maxTokens;
         // The response is the operator's: its model is sent cleaned and its counts only when
         // they are counts, so what it wrote cannot make the receipt refused (and lost).
-        const body = parsed as { model?: unknown; usage?: unknown } | null;
+        const body = parsed as { model?: unknown; usage?: unknown; error?: unknown } | null;
         // A key the answer echoes as its model is cut: the receipt is stored and shown.
         const responseModel = operatorModel(
           typeof body?.model === "string"
@@ -575,7 +575,9 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
             : null,
         );
         if (responseModel !== null) receipt.response_model = responseModel;
-        if (body?.usage && typeof body.usage === "object") {
+        // An `error` is no completion, whatever the status line said: usage it names prices no
+        // answer the caller got, so none is sent (the proxy reads such a body alike).
+        if (body?.usage && typeof body.usage === "object" && !body.error) {
           const u = body.usage as Record<string, unknown>;
           const usage: NonNullable<WireReceipt["usage"]> = {};
           const prompt = operatorTokens(u.prompt_tokens);

@@ -259,7 +259,9 @@ function createGeneratedCount(asked: Asked) {
 function jsonBodyFacts(body: string, credentials: string[], asked: Asked): BodyFacts {
   try {
     const parsed = JSON.parse(body) as Record<string, unknown>;
-    if (typeof parsed !== "object" || parsed === null) return unknownBody;
+    // An `error` is no completion, whatever the status line said (a stream's error event ends
+    // what its client reads likewise): usage it names prices no answer the caller got.
+    if (typeof parsed !== "object" || parsed === null || parsed.error) return unknownBody;
     const generated = createGeneratedCount(asked);
     generated.add(parsed.choices, "message");
     return {
