@@ -1521,6 +1521,34 @@ describe.each(dialects)("%s store", (dialect) => {
       });
     });
 
+    it("catches a chat answer padded in a legacy `text` its client never reads", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const usage = { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 };
+      const answer = (choice: Record<string, unknown>) =>
+        JSON.stringify({
+          id: "cmpl-1",
+          model: "qwen3-8b",
+          choices: [{ index: 0, finish_reason: "stop", ...choice }],
+          usage,
+        });
+      // A chat client reads the message: 640 words beside it in `text` are read by nobody.
+      const padded = h.op.plan({ keyIndex: 1 });
+      await throughProxy(c, padded, {
+        body: answer({ text: words(640), message: { role: "assistant", content: "Hi." } }),
+      });
+      // A legacy completion is its `text`: 640 words, honestly charged.
+      const legacy = h.op.plan({ keyIndex: 1 });
+      await throughProxy(c, legacy, { body: answer({ text: words(640) }) });
+      expect(await c.verdicts(padded.jobId, legacy.jobId)).toEqual([
+        discrepancy("usage.consistent"),
+        verified,
+      ]);
+      expect(await c.check(padded.jobId, "usage.consistent")).toMatchObject({
+        actual: { answerBytes: 3 },
+      });
+    });
+
     it("takes credits_charged sent as a JSON number with a floating-point artifact", async () => {
       const c = await h.scenario();
       await c.pinKey(1);

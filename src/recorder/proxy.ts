@@ -190,7 +190,7 @@ type Asked = Pick<RequestFacts, "choices" | "audio">;
 /**
  * Counts the text a model generated in an answer's choices, as JSON messages or as a stream's
  * deltas: each choice's content (a string or text parts), refusal, reasoning text, audio when
- * the caller asked for audio, legacy `text`, and the names and arguments of its tool and
+ * the caller asked for audio, legacy `text` (of a choice with no message), and the names and arguments of its tool and
  * function calls. Every output token decodes to at least one byte, so usage naming more
  * completion tokens than this (with the reasoning tokens the answer does not show) claims
  * output the caller never got. Only the choices asked for count (`n`, by default one): a client
@@ -218,7 +218,10 @@ function createGeneratedCount(asked: Asked) {
       const index = field === "delta" && typeof choice.index === "number" ? choice.index : position;
       if (!(index >= 0 && index < asked.choices)) continue;
       const message = asRecord(choice[field]);
-      bytes += utf8Bytes(choice.text) + utf8Bytes(message.refusal);
+      // A legacy completion's answer is its `text`; a chat client reads the message (or delta)
+      // alone, so `text` beside one is no answer it got.
+      const chat = typeof choice[field] === "object" && choice[field] !== null;
+      bytes += (chat ? 0 : utf8Bytes(choice.text)) + utf8Bytes(message.refusal);
       bytes += utf8Bytes(message.reasoning_content) + utf8Bytes(message.reasoning);
       const content = message.content;
       if (Array.isArray(content)) {
