@@ -185,9 +185,36 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     return runId;
   }
 
-  async function finishRun(runId: number, status: RunStatus, summary: unknown) {
+  /**
+   * `work`, again while the database is busy or away (a restart, a table lock held past the
+   * statement timeout), until `left()` runs out or `signal` aborts; then the last error.
+   */
+  async function whileBusyWithin<T>(
+    work: () => Promise<T>,
+    left: () => number,
+    signal?: AbortSignal,
+  ): Promise<T> {
+    for (;;) {
+      try {
+        return await work();
+      } catch (error) {
+        if (!isBusyError(error) || left() <= 0 || signal?.aborted) throw error;
+        log.warn(
+          { err: error },
+          "verification run found the database busy or unreachable; retrying",
+        );
+        await delay(Math.max(1, Math.min(options.errorBackoffMs, left()))).catch(() => {});
+      }
+    }
+  }
+
+  async function finishRun(runId: number, status: RunStatus, summary: unknown, waitMs = 0) {
     try {
-      await retryWhileBusy(() => runs.finish(runId, status, summary, now()));
+      const until = performance.now() + waitMs;
+      await whileBusyWithin(
+        () => retryWhileBusy(() => runs.finish(runId, status, summary, now())),
+        () => until - performance.now(),
+      );
     } finally {
       openRuns--;
       if (openRuns === 0) {
@@ -352,9 +379,14 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       // end it at once or stretch it by the step. Due times stay wall-clock (the store's).
       const started = performance.now();
       const left = () => opts.timeoutMs - (performance.now() - started);
-      const runId = await startRun("verify", filter);
+      // Every statement of the run outside its rounds waits out the database too, within the
+      // run's time: one of them cancelled by a table lock held past the statement timeout (a
+      // VACUUM FULL, a migration by hand), or cut by a restart, ended a nightly with exit 2
+      // while its --timeout had minutes left.
+      const settled = <T>(work: () => Promise<T>) => whileBusyWithin(work, left, opts.signal);
+      const runId = await settled(() => startRun("verify", filter));
       let status: RunSummary["status"] = "completed";
-      let progress = await queue.countVerdicts(filter);
+      let progress = await settled(() => queue.countVerdicts(filter));
       // The run's deadline and its caller's signal reach into a round (its fetches and writes
       // stop at the next step), not only between rounds: one long round ran a nightly verify
       // far past --timeout, and SIGTERM waited for it. One signal for the whole run.
@@ -384,13 +416,14 @@ export function createVerifier(deps: VerifierDeps): Verifier {
             await sleep(Math.max(0, Math.min(options.errorBackoffMs, left())), opts.signal);
             continue;
           }
-          progress = await queue.countVerdicts(filter);
+          progress = await settled(() => queue.countVerdicts(filter));
           opts.onProgress?.(progress);
           if (worked === 0 && progress.final < progress.total) {
             // Open jobs not due here are waiting for finality, or leased by another process
             // (serve) that is verifying them: look again after one poll interval rather than
             // at the lease expiry, so the run ends within a poll of its jobs becoming final.
-            const due = (await queue.nextDue(filter)) ?? now() + options.pollIntervalMs;
+            const due =
+              (await settled(() => queue.nextDue(filter))) ?? now() + options.pollIntervalMs;
             const wait = Math.min(due - now(), left(), options.pollIntervalMs);
             await sleep(Math.max(0, wait), opts.signal);
           }
@@ -407,12 +440,21 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       }
       const durationMs = Math.round(performance.now() - started);
       const summary: RunSummary = { runId, status, durationMs, ...progress };
-      await finishRun(runId, status, { ...progress, durationMs: summary.durationMs });
+      // The run's row is closed even when the run's time is up, within a short grace.
+      await finishRun(
+        runId,
+        status,
+        { ...progress, durationMs: summary.durationMs },
+        Math.max(0, left()) + CLOSE_GRACE_MS,
+      );
       log.info({ runId, status, ...progress }, "verification run finished");
       return summary;
     },
   };
 }
+
+/** How long a run's closing write waits for a busy or restarting database past the run's time. */
+const CLOSE_GRACE_MS = 15_000;
 
 /** True when `owner` names a process of this host (and PID namespace) that no longer exists. */
 function ownerIsDead(owner: string): boolean {

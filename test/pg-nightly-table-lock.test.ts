@@ -1,0 +1,78 @@
+import pg from "pg";
+import { afterEach, describe, expect, it } from "vitest";
+import { openPostgres, type PgStore } from "../src/db/pg/client.js";
+import { migratePostgres } from "../src/db/pg/migrate.js";
+import { createLogger } from "../src/log.js";
+import { runNightlyVerification } from "../src/nightly/nightly-run.js";
+import { createVerifier } from "../src/verify/engine.js";
+import { localnetProfile } from "../src/verify/profiles.js";
+import { usePostgresDatabase } from "./support/postgres.js";
+import { seedJobs } from "./support/seed-verdicts.js";
+import { createFakeChain } from "./support/verify-fake-rpc.js";
+
+/**
+ * Maintenance on PostgreSQL (`VACUUM FULL jobs`, `CLUSTER`, an `ALTER TABLE` of a migration run
+ * by hand, a `LOCK TABLE` in a script) holds an ACCESS EXCLUSIVE lock that blocks reads too.
+ * A statement of the nightly run waiting on it past `DATABASE_STATEMENT_TIMEOUT_MS` is cancelled
+ * by the server (57014); the lock then goes away well within the run's `--timeout`. The run
+ * must wait it out as it waits out a restart, not end with exit 2.
+ */
+
+const log = createLogger({ level: "silent" });
+const database = usePostgresDatabase();
+const from = Date.UTC(2026, 10, 1);
+const to = Date.UTC(2026, 10, 2);
+let store: PgStore | undefined;
+let holder: pg.Client | undefined;
+
+afterEach(async () => {
+  await holder?.end().catch(() => {});
+  holder = undefined;
+  await store?.close();
+  store = undefined;
+});
+
+/** Holds ACCESS EXCLUSIVE on `table` for `ms` from now; resolves once it is taken. */
+async function lockTable(url: string, table: string, ms: number) {
+  holder = new pg.Client({ connectionString: url });
+  await holder.connect();
+  await holder.query("BEGIN");
+  await holder.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+  const client = holder;
+  const released = new Promise<void>((resolve) => setTimeout(resolve, ms)).then(async () => {
+    await client.query("COMMIT");
+  });
+  return { released };
+}
+
+describe("the nightly verify on PostgreSQL while a table lock outlasts the statement timeout", () => {
+  for (const table of ["jobs", "verification_runs"]) {
+    it(`waits out a lock on ${table} within its time: exit 1 for the discrepancy, every count right`, async () => {
+      const url = await database.create();
+      store = openPostgres(url, { poolSize: 4, statementTimeoutMs: 300 });
+      await migratePostgres(store.pool);
+      await seedJobs(store, [
+        { jobId: "job_v1", verdict: "verified", leaseOwner: null, createdAt: from + 1000 },
+        { jobId: "job_v2", verdict: "verified", leaseOwner: null, createdAt: from + 2000 },
+        { jobId: "job_d1", verdict: "discrepancy", leaseOwner: null, createdAt: from + 3000 },
+      ]);
+      const engine = createVerifier({
+        store,
+        rpc: createFakeChain().rpc,
+        profile: localnetProfile,
+        log,
+        options: { pollIntervalMs: 5, errorBackoffMs: 20 },
+      });
+      const { released } = await lockTable(url, table, 2000);
+      const started = performance.now();
+      const summary = await runNightlyVerification(store, engine, { from, to, timeoutMs: 30_000 });
+      await released;
+      expect(summary.reason).toBeNull();
+      expect(summary.exitCode).toBe(1);
+      expect(summary.outcome).toBe("discrepancies");
+      expect(summary.total).toBe(3);
+      expect(summary.byVerdict.verified).toBe(2);
+      expect(performance.now() - started).toBeGreaterThan(1000);
+    }, 60_000);
+  }
+});
