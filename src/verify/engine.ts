@@ -316,7 +316,18 @@ export function createVerifier(deps: VerifierDeps): Verifier {
         const waiters = idleWaiters;
         idleWaiters = [];
         for (const w of waiters) w();
-        const due = await queue.nextDue(null);
+        // Read as the rounds are: a restart or a cut connection landing on this one statement
+        // ended the loop, and the process served on with no verifier until it was restarted.
+        let due: number | null;
+        try {
+          due = await queue.nextDue(null);
+        } catch (error) {
+          if (isBusyError(error))
+            log.warn({ err: error }, "verifier found the database busy or unreachable; retrying");
+          else log.error({ err: error }, "verifier could not read its next due job; retrying");
+          await sleep(options.errorBackoffMs);
+          continue;
+        }
         const wait =
           due === null ? options.idleIntervalMs : Math.min(options.idleIntervalMs, due - now());
         await sleep(wait);

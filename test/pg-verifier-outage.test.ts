@@ -1,5 +1,5 @@
 import pg from "pg";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
 import { migratePostgres } from "../src/db/pg/migrate.js";
 import { createLogger } from "../src/log.js";
@@ -7,7 +7,7 @@ import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { usePostgresDatabase } from "./support/postgres.js";
-import { seedJobs } from "./support/seed-verdicts.js";
+import { readJob, seedJobs } from "./support/seed-verdicts.js";
 import { createFakeChain } from "./support/verify-fake-rpc.js";
 
 /**
@@ -75,4 +75,46 @@ describe("the nightly verify on PostgreSQL while a table lock outlasts the state
       expect(performance.now() - started).toBeGreaterThan(1000);
     }, 60_000);
   }
+});
+
+describe("serve's verifier on PostgreSQL when its connection is cut between two statements", () => {
+  it("goes on verifying: the loop never stops for a statement the outage cut", async () => {
+    const url = await database.create();
+    store = openPostgres(url, { poolSize: 4, statementTimeoutMs: 30_000 });
+    await migratePostgres(store.pool);
+    // The server ends the session as the loop looks for its next due job after an idle round
+    // (pg_terminate_backend, a failover, a restart landing between two statements): the
+    // statement is sent as `SELECT pg_terminate_backend(pg_backend_pid())`, so the error is the
+    // server's own (57P01), three times in a row.
+    let cuts = 0;
+    const pool = store.pool as unknown as { query: (...args: unknown[]) => unknown };
+    const query = pool.query.bind(pool);
+    pool.query = (config: unknown, ...rest: unknown[]) => {
+      const text = typeof config === "string" ? config : (config as { text?: string })?.text;
+      if (cuts < 3 && text?.includes("min(greatest(")) {
+        cuts++;
+        return query("SELECT pg_terminate_backend(pg_backend_pid())", ...rest.slice(1));
+      }
+      return query(config, ...rest);
+    };
+    const verifier = createVerifier({
+      store,
+      rpc: createFakeChain().rpc,
+      profile: localnetProfile,
+      log,
+      options: { pollIntervalMs: 2, errorBackoffMs: 5, idleIntervalMs: 20 },
+    });
+    verifier.start();
+    try {
+      await vi.waitFor(() => expect(cuts).toBe(3), { timeout: 15_000, interval: 10 });
+      // The database answers again: a job recorded now is judged by the running loop.
+      await seedJobs(store, [{ jobId: "job_after", leaseOwner: null, createdAt: Date.now() }]);
+      await vi.waitFor(
+        async () => expect((await readJob(store!, "job_after"))?.verdict).not.toBe("pending"),
+        { timeout: 15_000, interval: 50 },
+      );
+    } finally {
+      await verifier.stop();
+    }
+  }, 60_000);
 });
