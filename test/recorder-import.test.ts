@@ -175,6 +175,29 @@ describe("import", () => {
     ]);
   });
 
+  it("rejects a JSONL line naming a member twice with different values, and imports the rest", async () => {
+    const store = createTestStore();
+    const refused = wireReceipt({ http_status: 502 });
+    const lines = [
+      JSON.stringify(wireReceipt()),
+      // A 502 gave no completion: read as the 200 after it, its settlement would pass.
+      `${JSON.stringify(refused).slice(0, -1)},"http_status":200}`,
+      JSON.stringify(wireReceipt()),
+    ];
+    const summary = await importReceipts(store, Readable.from([lines.join("\n")]));
+    expect(summary).toMatchObject({ total: 3, created: 2 });
+    expect(summary.rejected).toEqual([
+      { line: 2, field: "http_status", reason: expect.stringContaining("more than once") },
+    ]);
+    expect(
+      store.db
+        .select()
+        .from(jobs)
+        .where(eq(jobs.jobId, String(refused.job_id)))
+        .all(),
+    ).toEqual([]);
+  });
+
   it("rejects a JSONL line that is not UTF-8, naming its line, and stores nothing of it", async () => {
     const store = createTestStore();
     const good = wireReceipt({ model: "qwen3-8b-é" });

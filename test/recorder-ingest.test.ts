@@ -341,6 +341,47 @@ describe("POST /jobs", () => {
     expect(store.db.select().from(jobs).all()).toHaveLength(0);
   });
 
+  it("never reads a member its JSON names twice as the last value alone", async () => {
+    const { store, post } = await setup();
+    /** The receipt's JSON text with `members` written after its own, as more of its members. */
+    const twice = (r: Record<string, unknown>, members: string) =>
+      `${JSON.stringify(r).slice(0, -1)},${members}}`;
+    // A 502 answer is no completion: its settlement must fail, not pass as the 200 after it.
+    const status = await post(twice(wireReceipt({ http_status: 502 }), '"http_status":200'));
+    expect(status.status).toBe(400);
+    expect(await status.json()).toMatchObject({
+      error: { field: "http_status", message: expect.stringContaining("more than once") },
+    });
+    const tag = await post(twice(wireReceipt(), '"tags":{"team":"a","team":"b"}'));
+    expect(await tag.json()).toMatchObject({ error: { field: "tags.team" } });
+    expect(store.db.select().from(jobs).all()).toEqual([]);
+    // The same value twice says it once.
+    const same = wireReceipt({ http_status: 200 });
+    expect((await post(twice(same, '"http_status":200'))).status).toBe(201);
+    // Two locks named by the operator: the first is the receipt's, the second a conflicting
+    // receipt of the job (as when joined by a comma), never dropped.
+    const locked = wireReceipt();
+    const second = signature();
+    const both = await post(twice(locked, `"escrow_tx":"${second}","worker":"${address()}"`));
+    expect(both.status).toBe(201);
+    const row = store.db
+      .select()
+      .from(jobs)
+      .all()
+      .find((j) => j.jobId === locked.job_id);
+    expect(row).toMatchObject({ escrowTx: locked.escrow_tx, worker: null });
+    expect(JSON.stringify(store.db.select().from(receiptConflicts).all())).toContain(second);
+    // In a batch, the item alone is refused, by index and field.
+    const batch = await post(
+      `[${JSON.stringify(wireReceipt())},${twice(wireReceipt({ max_tokens: 10 }), '"max_tokens":900')}]`,
+    );
+    expect(await batch.json()).toMatchObject({
+      created: 1,
+      rejected: 1,
+      results: [{ index: 0 }, { index: 1, status: "rejected", field: "max_tokens" }],
+    });
+  });
+
   it("accepts a whole chat completion carrying _decentral", async () => {
     const { store, post } = await setup();
     const { model: _, usage: __, ...inner } = wireReceipt();

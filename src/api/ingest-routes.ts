@@ -11,6 +11,7 @@ import {
   maxIngestBodyBytes,
   summarize,
 } from "../recorder/ingest.js";
+import { parseJsonNotingDuplicates } from "../recorder/json-duplicate-members.js";
 import { jobIdPattern } from "../recorder/receipt-input.js";
 import type { ReceiptWriter } from "../recorder/receipt-writer.js";
 import { BEARER_SCHEME } from "./auth.js";
@@ -238,7 +239,7 @@ export function ingestRoutes(deps: { store: Store; now?: () => number; writer?: 
       }
       let body: unknown;
       try {
-        body = JSON.parse(text);
+        body = parseJsonNotingDuplicates(text);
       } catch {
         throw new AppError("bad_request", "body: must be JSON: a receipt or an array of receipts", {
           field: "body",

@@ -3,6 +3,7 @@ import { parse } from "csv-parse";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
 import { ingestReceipts } from "./ingest.js";
+import { parseJsonNotingDuplicates } from "./json-duplicate-members.js";
 import { unknownFieldReason, wireReceiptFields } from "./receipt-input.js";
 
 /** File formats `import` reads. */
@@ -162,7 +163,7 @@ async function* jsonlItems(input: Readable): AsyncGenerator<Item> {
     if (text.trim() === "") continue;
     let value: unknown;
     try {
-      value = JSON.parse(text);
+      value = parseJsonNotingDuplicates(text);
     } catch {
       value = new UnreadableLine("line", "not valid JSON");
     }

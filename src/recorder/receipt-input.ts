@@ -2,6 +2,7 @@ import { isBase58OfLength } from "../chain/base58.js";
 import { parseZonedDateTime } from "../instant.js";
 import { creditsToUnits } from "../money.js";
 import { hasUnprintable } from "../printable-text.js";
+import { duplicateMembers, type GivenValue } from "./json-duplicate-members.js";
 import { operatorModel, operatorTokens, unreadAmount } from "./operator-values.js";
 import { maxKeptSignatures, type OtherSignatures, type Receipt } from "./receipts.js";
 import { maxTokenCount } from "./request-facts.js";
@@ -506,9 +507,98 @@ function optionalFingerprint(value: unknown, field: string): string | null {
   return value;
 }
 
-export function parseReceiptInput(value: unknown): ParsedReceipt {
+/** What a client reads of a header sent twice: every value, joined by ", ". */
+function joined(given: readonly GivenValue[]): string {
+  return given.map(({ value, text }) => (typeof value === "string" ? value : text)).join(", ");
+}
+
+/**
+ * A copy of `value` in which each member its JSON text named twice with different values
+ * (`JSON.parse` keeps the last, silently) reads as follows. An operator's member (`operator`)
+ * reads as every value joined, as a header sent twice reaches a client: two signatures are the
+ * receipt's and a conflicting one, two workers or balances are unknown. A member the caller
+ * writes (`caller`) is refused by name: `{"http_status":502,"http_status":200}` must not pass
+ * as a 2xx answer. Other members (a completion's own) are left as parsed.
+ */
+function withDuplicatesRead(
+  value: Record<string, unknown>,
+  prefix: string,
+  operator: ReadonlySet<string>,
+  caller: (name: string) => boolean,
+): Record<string, unknown> {
+  const twice = duplicateMembers(value);
+  if (twice.size === 0) return value;
+  const copy = { ...value };
+  for (const [name, values] of twice) {
+    if (operator.has(name)) copy[name] = joined(values);
+    else if (caller(name)) {
+      throw new FieldError(
+        `${prefix}${name}`,
+        "given more than once with different values; give it once",
+      );
+    }
+  }
+  return copy;
+}
+
+const noFields: ReadonlySet<string> = new Set();
+const usageFields: ReadonlySet<string> = new Set([
+  "prompt_tokens",
+  "completion_tokens",
+  "total_tokens",
+]);
+/**
+ * The operator's members of a plain receipt, beside `usage`'s, and the lock it names (two
+ * escrow signatures are the receipt's and a conflicting one, as when joined by a comma).
+ */
+const plainOperatorFields: ReadonlySet<string> = new Set([
+  "escrow_tx",
+  "settlement_tx",
+  "worker",
+  "credits_remaining",
+  "response_model",
+  "usage",
+]);
+/** The operator's members of a completion carrying `_decentral`, and of `_decentral`. */
+const completionOperatorFields: ReadonlySet<string> = new Set(["model", "created", "usage"]);
+const decentralOperatorFields: ReadonlySet<string> = new Set([
+  "escrow_tx",
+  "settlement_tx",
+  "worker",
+  "credits_remaining",
+]);
+
+/** The receipt's members read with what their JSON text named twice (`withDuplicatesRead`). */
+function duplicatesRead(value: Record<string, unknown>): Record<string, unknown> {
+  const isWireField = (name: string) => Object.hasOwn(wireFieldSet, name);
+  const wrapped = value._decentral !== undefined;
+  const top = wrapped
+    ? withDuplicatesRead(
+        value,
+        "",
+        completionOperatorFields,
+        (name) => name === "_decentral" || isWireField(name),
+      )
+    : withDuplicatesRead(value, "", plainOperatorFields, isWireField);
+  const read = { ...top };
+  if (wrapped && isObject(top._decentral)) {
+    read._decentral = withDuplicatesRead(
+      top._decentral,
+      "_decentral.",
+      decentralOperatorFields,
+      () => true,
+    );
+  }
+  if (isObject(top.usage))
+    read.usage = withDuplicatesRead(top.usage, "usage.", usageFields, () => false);
+  if (isObject(top.tags)) read.tags = withDuplicatesRead(top.tags, "tags.", noFields, () => true);
+  return read;
+}
+
+export function parseReceiptInput(input: unknown): ParsedReceipt {
   try {
-    if (!isObject(value)) throw new FieldError("receipt", "must be a JSON object");
+    if (!isObject(input)) throw new FieldError("receipt", "must be a JSON object");
+    const value = duplicatesRead(input);
     const wire = value as WireInput;
     const decentral = wire._decentral;
     const wrapped = decentral !== undefined;
