@@ -252,7 +252,30 @@ export function buildProgram(): Command {
   registerReportCommands(program, helpers);
   registerVerifyCommand(program, helpers);
 
+  refuseRepeatedOptions(program);
   return program;
+}
+
+/**
+ * Refuses a flag that takes a value given twice: commander keeps the last one silently, so
+ * `tokens create --role read ... --role admin` (a default and an override, or a script's flag
+ * and a user's) made an admin token without a word. A switch said twice says it once. The
+ * values are not printed: one may be a URL with a key in it.
+ */
+function refuseRepeatedOptions(command: Command): void {
+  for (const option of command.options) {
+    if (!option.required && !option.optional) continue;
+    let given = false;
+    command.on(`option:${option.name()}`, () => {
+      if (given) {
+        command.error(`error: ${option.long ?? option.flags}: given more than once; give it once`, {
+          code: "decentral-audit.repeatedOption",
+        });
+      }
+      given = true;
+    });
+  }
+  for (const sub of command.commands) refuseRepeatedOptions(sub);
 }
 
 /**

@@ -24,9 +24,14 @@ const MAX_LINKS = 40;
 
 /**
  * The file `--out` names, or undefined when the output goes to stdout: no `--out`, or `--out -`
- * (as `import -` reads stdin; a file named `-` is `--out ./-`).
+ * (as `import -` reads stdin; a file named `-` is `--out ./-`). An empty `--out` is refused.
  */
 export function outFile(out: string | undefined): string | undefined {
+  // `--out "$FILE"` with FILE unset: stdout is not what was asked for (a cron job's report would
+  // go to its mail, and the file it expects would stay yesterday's).
+  if (out !== undefined && out.trim() === "") {
+    throw new AppError("validation_failed", "--out: empty value", { field: "out" });
+  }
   return out === undefined || out === "-" ? undefined : out;
 }
 

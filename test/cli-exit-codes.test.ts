@@ -114,6 +114,41 @@ describe("CLI exit codes", () => {
     expect(bad.stderr).toContain("--rpc (SOLANA_RPC_URLS): Invalid URL");
   });
 
+  it("refuses a flag given twice instead of keeping the last, and creates nothing", () => {
+    const run = cli(
+      "tokens",
+      "create",
+      "--role",
+      "read",
+      "--name",
+      "twice-role",
+      "--role",
+      "admin",
+    );
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain("error: --role: given more than once; give it once");
+    expect(cli("tokens", "list", "--json").stdout).not.toContain("twice-role");
+    const since = cli("report", "reconciliation", "--since", "7d", "--since", "1d");
+    expect(since.code).toBe(2);
+    expect(since.stderr).toContain("error: --since: given more than once");
+    expect(since.stdout).toBe("");
+    // A switch said twice says it once.
+    expect(cli("tokens", "list", "--json", "--json").code).toBe(0);
+  });
+
+  it("refuses an empty --out rather than print to stdout the report a file was asked for", () => {
+    for (const args of [
+      ["report", "reconciliation", "--since", "7d"],
+      ["report", "statement", "--from", "2026-11-01", "--to", "2026-12-01"],
+      ["verify", "--since", "1h"],
+    ]) {
+      const run = cli(...args, "--out", "");
+      expect(run.code, args[0]).toBe(2);
+      expect(run.stderr.trim(), args.join(" ")).toBe("error: --out: empty value");
+      expect(run.stdout, args.join(" ")).toBe("");
+    }
+  });
+
   it("exits 2 with one line and no stack trace when a file cannot be read", () => {
     const run = cli("import", "/nonexistent/receipts.jsonl");
     expect(run.code).toBe(2);
