@@ -94,6 +94,36 @@ describe("import", () => {
     });
   });
 
+  it("reads a CSV tags cell only as a JSON object, and refuses a tag two columns name differently", async () => {
+    const store = createTestStore();
+    const cells = [
+      ['"{""team"":""a"",""env"":""prod""}"', "a"],
+      ['"{""team"":""a""}"', "b"],
+      ['"""abc"""', ""],
+      ["123", ""],
+      ["null", ""],
+      ['"{""team"":""a"",""team"":""z""}"', ""],
+    ];
+    const ids = cells.map(() => wireReceipt());
+    const rows = ["job_id,escrow_tx,tags,tag_team"].concat(
+      cells.map(([tags, team], i) => `${ids[i]?.job_id},${ids[i]?.escrow_tx},${tags},${team}`),
+    );
+    const summary = await importReceipts(store, Readable.from([rows.join("\n")]), {
+      format: "csv",
+    });
+    expect(summary.created).toBe(1);
+    expect(store.db.select().from(jobs).get()?.tags).toEqual({ team: "a", env: "prod" });
+    // A JSON string was spread into tags "0", "1", "2"; a number or null vanished; the later
+    // of two columns won.
+    expect(summary.rejected.map(({ line, field }) => [line, field])).toEqual([
+      [3, "tag_team"],
+      [4, "tags"],
+      [5, "tags"],
+      [6, "tags"],
+      [7, "tags.team"],
+    ]);
+  });
+
   it("imports a CSV max_tokens column as JSONL does, and names it when it is not an integer", async () => {
     const store = createTestStore();
     const a = wireReceipt();

@@ -3,7 +3,7 @@ import { parse } from "csv-parse";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
 import { ingestReceipts } from "./ingest.js";
-import { parseJsonNotingDuplicates } from "./json-duplicate-members.js";
+import { duplicateMembers, parseJsonNotingDuplicates } from "./json-duplicate-members.js";
 import { unknownFieldReason, wireReceiptFields } from "./receipt-input.js";
 
 /** File formats `import` reads. */
@@ -95,7 +95,7 @@ const integerColumns = new Set(["max_tokens", "http_status"]);
 function receiptFromCsv(record: Record<string, string>): unknown {
   const receipt: Record<string, unknown> = {};
   const usage: Record<string, unknown> = {};
-  let tags: Record<string, unknown> = {};
+  const tags: Record<string, unknown> = {};
   for (const [column, cell] of Object.entries(record)) {
     const name = column.trim().toLowerCase();
     const value = cell.trim();
@@ -105,13 +105,13 @@ function receiptFromCsv(record: Record<string, string>): unknown {
     } else if (integerColumns.has(name)) {
       receipt[name] = /^\d+$/.test(value) ? Number(value) : value;
     } else if (name === "tags") {
-      try {
-        tags = { ...tags, ...(JSON.parse(value) as Record<string, unknown>) };
-      } catch {
-        receipt.tags = value;
-      }
+      const named = tagsCell(value);
+      if (named instanceof UnreadableLine) return named;
+      const clash = addTags(tags, named, "tags");
+      if (clash) return clash;
     } else if (name.startsWith("tag_")) {
-      tags[name.slice(4)] = value;
+      const clash = addTags(tags, { [name.slice(4)]: value }, name);
+      if (clash) return clash;
     } else if (name === "created_at" && /^\d+(\.\d+)?$/.test(value)) {
       receipt.created_at = Number(value);
     } else {
@@ -119,8 +119,54 @@ function receiptFromCsv(record: Record<string, string>): unknown {
     }
   }
   if (Object.keys(usage).length > 0) receipt.usage = usage;
-  if (receipt.tags === undefined && Object.keys(tags).length > 0) receipt.tags = tags;
+  if (Object.keys(tags).length > 0) receipt.tags = tags;
   return receipt;
+}
+
+/**
+ * The tags a CSV `tags` cell names: a JSON object, each name once. Anything else is refused by
+ * the column, never read as something else: a JSON string spread into tags was `{"0":"a",...}`,
+ * and a number or `null` vanished.
+ */
+function tagsCell(value: string): Record<string, unknown> | UnreadableLine {
+  let parsed: unknown;
+  try {
+    parsed = parseJsonNotingDuplicates(value);
+  } catch {
+    return new UnreadableLine("tags", "must be a JSON object of tag names to strings");
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    return new UnreadableLine("tags", "must be a JSON object of tag names to strings");
+  }
+  const [twice] = duplicateMembers(parsed).keys();
+  if (twice !== undefined) {
+    return new UnreadableLine(`tags.${twice}`, "given more than once with different values");
+  }
+  return parsed as Record<string, unknown>;
+}
+
+/**
+ * Adds a row's tags from one column; a tag another column of the row named with another value
+ * is refused by the column, rather than the later column silently winning.
+ */
+function addTags(
+  tags: Record<string, unknown>,
+  named: Record<string, unknown>,
+  column: string,
+): UnreadableLine | null {
+  for (const [tag, value] of Object.entries(named)) {
+    if (Object.hasOwn(tags, tag) && tags[tag] !== value) {
+      return new UnreadableLine(column, `names tag ${tag} another column names differently`);
+    }
+    // Defined, not assigned: a tag named `__proto__` must reach the tag-name rule, not vanish.
+    Object.defineProperty(tags, tag, {
+      value,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  return null;
 }
 
 /**
