@@ -269,6 +269,17 @@ describe("dashboard pages", () => {
     const notWorker = await d.page("/dashboard/workers/..%2F..", cookie);
     expect(notWorker.status).toBe(400);
     expect(await notWorker.text()).toContain("A worker address is a base58 address");
+    // A mistyped filter in a link: said, not shown as every flagged job or as none.
+    for (const [query, said] of [
+      ["verdict=droped", "verdict must be one of"],
+      ["check=settlement.splt", "check must be the name of a check"],
+    ]) {
+      const filtered = await d.page(`/dashboard/discrepancies?${query}`, cookie);
+      expect(filtered.status, query).toBe(400);
+      expect(await filtered.text(), query).toContain(said);
+    }
+    const known = "/dashboard/discrepancies?verdict=dropped&check=settlement.split";
+    expect((await d.page(known, cookie)).status).toBe(200);
   });
 
   it("uses dates typed into the picker whatever its menu says, and a menu changed alone", async () => {

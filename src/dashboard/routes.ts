@@ -21,6 +21,7 @@ import {
   reconciliationToCsv,
 } from "../reports/reconciliation.js";
 import { createOpsStore } from "../store/ops.js";
+import { checkNames } from "../verify/check-catalogue.js";
 import type { Profile } from "../verify/profiles.js";
 import { dashboardCss } from "./assets.js";
 import { type DiscrepancyFilter, discrepanciesBody } from "./discrepancies-page.js";
@@ -402,11 +403,17 @@ export function dashboardRoutes(deps: DashboardDeps) {
 
   app.get("/discrepancies", async (c) => {
     const q = c.req.query();
+    // A filter the form cannot give (a mistyped link) is said, not shown as every flagged job
+    // (an unknown verdict) or as none (an unknown check), as the API refuses it.
+    if (q.verdict && !(failingVerdicts as readonly string[]).includes(q.verdict)) {
+      throw new PeriodError("verdict", `verdict must be one of ${failingVerdicts.join(", ")}`);
+    }
+    if (q.check && !(checkNames as readonly string[]).includes(q.check)) {
+      throw new PeriodError("check", "check must be the name of a check (see the menu)");
+    }
     const filter: DiscrepancyFilter = {
       check: q.check || undefined,
-      verdict: (failingVerdicts as readonly string[]).includes(q.verdict ?? "")
-        ? (q.verdict as FailingVerdict)
-        : undefined,
+      verdict: q.verdict ? (q.verdict as FailingVerdict) : undefined,
       // All time unless a period is chosen or dates were typed (a custom range).
       period:
         (!q.period || q.period === "all") && !datesEdited(queryOf(c), deps.now())
