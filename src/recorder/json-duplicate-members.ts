@@ -40,12 +40,14 @@ const isSpace = (code: number) => code === 32 || code === 9 || code === 10 || co
 
 /** The index just past the string literal that starts at `start` (its opening quote). */
 function stringEnd(text: string, start: number): number {
-  let i = start + 1;
+  // Quote to quote with `indexOf` (native, fast over a long value); a quote after an odd run of
+  // backslashes is escaped.
+  let quote = text.indexOf('"', start + 1);
   for (;;) {
-    const code = text.charCodeAt(i);
-    if (code === 92 /* \ */) i += 2;
-    else if (code === 34 /* " */) return i + 1;
-    else i++;
+    let slashes = 0;
+    while (text.charCodeAt(quote - 1 - slashes) === 92 /* \ */) slashes++;
+    if (slashes % 2 === 0) return quote + 1;
+    quote = text.indexOf('"', quote + 1);
   }
 }
 
