@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import http from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createToken } from "../src/auth/tokens.js";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
 import { migratePostgres } from "../src/db/pg/migrate.js";
@@ -213,6 +213,31 @@ describe("the proxy on a PostgreSQL that refuses writes", () => {
       );
     } finally {
       await writable();
+      await t.close();
+    }
+  });
+});
+
+describe("a receipt PostgreSQL refuses while the system clock steps back", () => {
+  it("is answered after refuseAfterMs of elapsed time, not after the clock catches up", async () => {
+    const t = await setup();
+    const grant = () => admin.pool.query(`GRANT INSERT, UPDATE ON jobs TO ${role}`).then(() => {});
+    const realNow = Date.now.bind(Date);
+    let stepMs = 0;
+    const now = vi.spyOn(Date, "now").mockImplementation(() => realNow() - stepMs);
+    try {
+      await admin.pool.query(`REVOKE INSERT, UPDATE ON jobs FROM ${role}`);
+      const started = performance.now();
+      const charged = t.completion().then((response) => response.status);
+      // Refused once; then NTP (or a VM restored) steps the clock an hour back.
+      await expect.poll(() => t.writer.health(), { interval: 5 }).toMatchObject({ refusing: true });
+      stepMs = 3_600_000;
+      const answered = await Promise.race([charged, sleep(4000).then(() => "still waiting")]);
+      expect(answered).toBe(503);
+      expect(performance.now() - started).toBeLessThan(3000);
+    } finally {
+      now.mockRestore();
+      await grant();
       await t.close();
     }
   });

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { createLogger } from "../src/log.js";
@@ -113,5 +113,38 @@ describe("a write that records what already happened, refused by the database", 
     await writer.close();
     expect(await third).toMatch(/^rejected: .*FOREIGN KEY/);
     store.close();
+  });
+});
+
+describe("a receipt the database refuses while the system clock steps back", () => {
+  it("is still answered after refuseAfterMs of elapsed time, not after the clock catches up", async () => {
+    const store = fileStore();
+    const log = createLogger({ level: "silent" });
+    const writer = createReceiptWriter(store, { log, refuseAfterMs: 300 });
+    const refuse = { on: true };
+    const realNow = Date.now.bind(Date);
+    let stepMs = 0;
+    const now = vi.spyOn(Date, "now").mockImplementation(() => realNow() - stepMs);
+    try {
+      const started = performance.now();
+      const outcome = writer.run(task(refuse, "first")).then(
+        () => "written",
+        (error: unknown) => (error as Error).message,
+      );
+      // The database refused it once; then NTP (or a VM restored) steps the clock an hour back.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      stepMs = 3_600_000;
+      // Its client is answered (a 503) within about refuseAfterMs, not held for the hour.
+      const answered = await Promise.race([
+        outcome,
+        new Promise<string>((resolve) => setTimeout(() => resolve("still waiting"), 4000)),
+      ]);
+      expect(answered).toMatch(/FOREIGN KEY/);
+      expect(performance.now() - started).toBeLessThan(3000);
+    } finally {
+      now.mockRestore();
+      await writer.close();
+      store.close();
+    }
   });
 });

@@ -151,7 +151,12 @@ export function createPgReceiptWriter(
       log.error({ err: error, tasks: queue.length }, "the database refuses receipt writes");
     }
     const before = kept.length;
-    queue = sortRefused(queue, kept, error, { at: t, refuseAfterMs, maxKept, giveUp });
+    queue = sortRefused(queue, kept, error, {
+      at: performance.now(),
+      refuseAfterMs,
+      maxKept,
+      giveUp,
+    });
     if (kept.length > before) {
       log.warn(
         { kept: kept.length },

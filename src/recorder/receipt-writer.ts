@@ -107,7 +107,7 @@ export interface Queued {
   task: WriteTask<unknown>;
   resolve(value: unknown): void;
   reject(error: unknown): void;
-  /** When the database first refused a group holding this task. */
+  /** When the database first refused it, on the monotonic clock (`performance.now()`). */
   refusedSince?: number;
   /** Called once when the task is kept past `refuseAfterMs` (see `RunOptions.keep`). */
   keep?: () => void;
@@ -284,7 +284,12 @@ function createSqliteReceiptWriter(
       log.error({ err: error, tasks: queue.length }, "the database refuses receipt writes");
     }
     const before = kept.length;
-    queue = sortRefused(queue, kept, error, { at: t, refuseAfterMs, maxKept, giveUp });
+    queue = sortRefused(queue, kept, error, {
+      at: performance.now(),
+      refuseAfterMs,
+      maxKept,
+      giveUp,
+    });
     if (kept.length > before) {
       log.warn(
         { kept: kept.length },

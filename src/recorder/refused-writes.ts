@@ -3,6 +3,8 @@ import type { Queued } from "./receipt-writer.js";
 /**
  * Sorts the tasks the database refused: those refused for `refuseAfterMs` are rejected, or
  * kept (those that may be, while fewer than `maxKept` are); the rest are tried again.
+ * `at` is on the monotonic clock (`performance.now()`): with the wall clock, a step back (NTP,
+ * a VM restored) held a refused receipt's client for the size of the step, an hour for an hour.
  */
 export function sortRefused(
   queue: Queued[],
