@@ -113,7 +113,7 @@ export async function runVerifyCommand(
   engine: SettlingEngine,
   flags: VerifyFlags,
   io: VerifyIo,
-  extra: Pick<NightlyOptions, "preflight" | "signal" | "profile" | "ledger"> = {},
+  extra: Pick<NightlyOptions, "preflight" | "signal" | "profile" | "ledger" | "startedTick"> = {},
 ): Promise<0 | 1 | 2> {
   const now = io.now ?? Date.now;
   const window = verifyWindow(flags, now());

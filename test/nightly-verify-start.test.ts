@@ -1,0 +1,65 @@
+import { mkdtempSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { describe, expect, it } from "vitest";
+import { openSqliteStore } from "../src/db/client.js";
+import { migrateStore } from "../src/db/migrate.js";
+import { ingestReceipts } from "../src/recorder/ingest.js";
+import { wireReceipt } from "./support/recorder-fixtures.js";
+import { startCli } from "./support/service-process.js";
+
+/**
+ * `verify` as cron starts it, a process of its own on a busy host: its `--timeout` is the
+ * process's, counted from its start. Counted from after the modules loaded and the flags were
+ * read, a start slowed by a loaded host (12 s seen beside a `serve` under traffic and three
+ * reports) was added to every run: `--timeout 30s` ran 45 s, past a supervisor's limit.
+ */
+describe("verify started on a busy host", () => {
+  it("ends within its --timeout counted from the process's start", async () => {
+    const db = join(mkdtempSync(join(tmpdir(), "verify-start-")), "audit.db");
+    const store = openSqliteStore(db);
+    migrateStore(store);
+    await ingestReceipts(store, [wireReceipt()], "ingest");
+    store.close();
+    // An RPC node that takes the connection and never answers: the run can only time out.
+    const rpc = createServer(() => {});
+    await new Promise<void>((resolve) => rpc.listen(0, "127.0.0.1", resolve));
+    const rpcUrl = `http://127.0.0.1:${(rpc.address() as AddressInfo).port}`;
+    const slowStart = pathToFileURL(join(import.meta.dirname, "support", "slow-start.mjs")).href;
+    try {
+      const started = performance.now();
+      const verify = startCli(
+        [
+          "verify",
+          "--since",
+          "1h",
+          "--timeout",
+          "25s",
+          "--json",
+          "--db",
+          db,
+          "--profile",
+          "localnet",
+        ],
+        {
+          SOLANA_RPC_URLS: rpcUrl,
+          NODE_OPTIONS: `--import ${slowStart}`,
+          SLOW_START_MS: "10000",
+        },
+      );
+      expect(await verify.exited).toBe(2);
+      const tookMs = performance.now() - started;
+      const summary = JSON.parse(verify.logs.map((l) => l.text).join("\n")) as { reason: string };
+      expect(summary.reason).toMatch(/^RPC unreachable: no answer, timed out after 25 s/);
+      // Its start held it 10 s (loading it, more): the run had what was left of the 25 s, and
+      // the summary takes a moment to read and print. Counted from the run, it took 37 s.
+      expect(tookMs).toBeLessThan(25_000 + 6000);
+    } finally {
+      rpc.closeAllConnections();
+      rpc.close();
+    }
+  }, 90_000);
+});
