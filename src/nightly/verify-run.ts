@@ -117,13 +117,14 @@ export async function openStoreWaiting(config: Config, ms: number, log: Logger):
       const away =
         (isAppError(error) && error.code === "upstream_unavailable") || isBusyError(error);
       const wait = Math.min(1000, until - performance.now());
-      if (!away || wait <= 0) throw error;
-      if (attempt === 1) {
+      // Said even when no time is left to wait (a start that took the whole --timeout).
+      if (away && attempt === 1) {
         log.warn(
           { err: error, waitS: Math.round(ms / 1000) },
           `database not reachable; waiting for it up to ${Math.round(ms / 1000)} s`,
         );
       }
+      if (!away || wait <= 0) throw error;
       await sleep(wait);
     }
   }
