@@ -6,6 +6,8 @@ import { migrateStore, migrationsFolder } from "../src/db/migrate.js";
 import { openPostgres } from "../src/db/pg/client.js";
 import { migratePostgres, pgMigrationsFolder } from "../src/db/pg/migrate.js";
 import { buildStatement } from "../src/ledger/statement.js";
+import { reconciliationReport } from "../src/reports/reconciliation.js";
+import { recomputeRollups } from "../src/reports/rollup-recompute.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { reportsStore } from "../src/store/reports.js";
 import { localnetProfile } from "../src/verify/profiles.js";
@@ -748,6 +750,82 @@ describe("upgrading with this machine's clock 10 minutes slow", () => {
           ),
         );
       await expectGoodTimesKept(store, rows);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+/**
+ * Jobs as a deployment summed them before reports put a receipt without a worker under the
+ * worker the jobs API named: its payout was under no worker.
+ */
+const unnamedDay = Date.UTC(2026, 10, 2);
+const unnamedRows: [string, string | null, string | null][] = [
+  ["job_unnamed", null, "WorkerPaid"],
+  ["job_named", "WorkerNamed", "WorkerPaid"],
+  ["job_nobody", null, null],
+];
+const unnamedColumns = `job_id, source, receipt_hash, created_at, recorded_at, updated_at, verdict,
+  worker, api_worker, charged_units, worker_paid_units`;
+
+async function expectPaidWorkerGroups(store: Store) {
+  const report = await reconciliationReport(store, {
+    from: unnamedDay,
+    to: unnamedDay + 86_400_000,
+    groupBy: "worker",
+  });
+  expect(report.groups.map((g) => [g.group, g.jobs, g.workerPaidUnits])).toEqual([
+    [null, 1, 75n],
+    ["WorkerNamed", 1, 75n],
+    ["WorkerPaid", 1, 75n],
+  ]);
+  expect(report.totals.workerPaidUnits).toBe(225n);
+  const statement = await reconciliationReport(store, {
+    from: unnamedDay,
+    to: unnamedDay + 86_400_000,
+    groupBy: "day",
+    worker: "WorkerPaid",
+  });
+  expect(statement.totals.workerPaidUnits).toBe(75n);
+  expect((await recomputeRollups(store)).differenceCount).toBe(0);
+}
+
+describe("upgrading a deployment that reported a receipt without a worker under none", () => {
+  const marker = "coalesce(worker, api_worker)";
+  it("sums it again on SQLite under the worker the jobs API named", async () => {
+    const store = sqliteBefore(marker);
+    try {
+      const insert = store.sqlite.prepare(
+        `INSERT INTO jobs (${unnamedColumns})
+         VALUES (?, 'ingest', ?, ${unnamedDay + 3_600_000}, 1, 1, 'verified', ?, ?, 100, 75)`,
+      );
+      for (const [id, worker, api] of unnamedRows) insert.run(id, id, worker, api);
+
+      migrateStore(store);
+
+      expect(await reportsStore(store).rollupsComplete()).toBe(true);
+      await expectPaidWorkerGroups(store);
+    } finally {
+      store.close();
+    }
+  });
+
+  const database = usePostgresDatabase();
+  it("sums it again on PostgreSQL under the worker the jobs API named", async () => {
+    const store = await postgresBefore(await database.create(), marker);
+    try {
+      for (const [id, worker, api] of unnamedRows) {
+        await store.pool.query(
+          `INSERT INTO jobs (${unnamedColumns})
+           VALUES ($1, 'ingest', $1, ${unnamedDay + 3_600_000}, 1, 1, 'verified', $2, $3, 100, 75)`,
+          [id, worker, api],
+        );
+      }
+
+      expect((await migratePostgres(store.pool)).applied).toBeGreaterThanOrEqual(1);
+
+      await expectPaidWorkerGroups(store);
     } finally {
       await store.close();
     }

@@ -12,6 +12,7 @@ import {
   pgRollupFunctionBodies,
   pgRollupHoursBackfillSql,
   pgRollupTriggersSql,
+  pgRollupWorkerRebuildSql,
 } from "../src/db/pg/rollups.js";
 import * as pgSchema from "../src/db/pg/schema.js";
 import * as sqliteSchema from "../src/db/schema.js";
@@ -229,8 +230,8 @@ describe("the PostgreSQL store", () => {
     // The latest migration holds the generated statements as they are; the one-off sum of
     // hour rows stays where the hour grains came.
     const migration = (name: string) => readFileSync(join(pgMigrationsFolder, name), "utf8");
-    for (const statement of pgRollupTriggersSql()) {
-      expect(migration("0002_rollup_statement_triggers.sql")).toContain(statement);
+    for (const statement of [...pgRollupTriggersSql(), ...pgRollupWorkerRebuildSql()]) {
+      expect(migration("0021_report_worker.sql")).toContain(statement);
     }
     expect(migration("0001_ledger_kinds_snapshots_hours.sql")).toContain(
       pgRollupHoursBackfillSql(),

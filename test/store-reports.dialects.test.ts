@@ -12,7 +12,14 @@ import {
 import { recomputeRollups } from "../src/reports/rollup-recompute.js";
 import { createReportsStore } from "../src/store/reports.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
-import { dropRollups, jobRow, seedMixed, seedRows, signatureOf } from "./support/seed-reports.js";
+import {
+  dropRollups,
+  jobRow,
+  seedMixed,
+  seedRows,
+  signatureOf,
+  updateJobs,
+} from "./support/seed-reports.js";
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
@@ -213,6 +220,50 @@ describe.each(dialects)("%s", (dialect) => {
     expect(ragged.groups).toEqual([
       expect.objectContaining({ group: "2026-11-01", jobs: 2, chargedUnits: 2n * big }),
     ]);
+  });
+
+  it("reports a payout of a receipt without a worker under the worker the jobs API named", async () => {
+    const store = await stores.open();
+    const paid = "WorkerPaid111111111111111111111";
+    const named = "WorkerNamed22222222222222222222";
+    // Figures of jobRow: 80,000 charged, 60,000 to the worker. Days 0 and 2 whole, day 1 cut
+    // by the ragged period's edges: rollup days, rollup hours and partial hours all count.
+    const at = [start + 3 * HOUR, start + 2 * HOUR + 20 * 60_000, start + 2 * DAY + HOUR];
+    await seedRows(store, "jobs", [
+      ...at.map((createdAt, i) =>
+        jobRow({ jobId: `unnamed_${i}`, createdAt, worker: null, apiWorker: paid }),
+      ),
+      // Named by the receipt: its own worker, whatever the jobs API says.
+      jobRow({ jobId: "named", createdAt: start + 3 * HOUR, worker: named, apiWorker: paid }),
+      jobRow({ jobId: "nobody", createdAt: start + 3 * HOUR, worker: null, apiWorker: null }),
+      // The jobs API answers after the receipt was recorded and judged.
+      jobRow({ jobId: "late_answer", createdAt: start + 4 * HOUR, worker: null, apiWorker: null }),
+    ]);
+    await updateJobs(store, ["late_answer"], { apiWorker: paid });
+    for (const period of [periods.month, periods.ragged]) {
+      const query = { ...period, groupBy: "worker" as const };
+      const rolled = await figures(store, query);
+      expect(rolled).toEqual(await figures(store, { ...query, source: "jobs" }));
+      const inPeriod = (createdAt: number) => createdAt >= period.from && createdAt < period.to;
+      const paidJobs = [...at, start + 4 * HOUR].filter(inPeriod).length;
+      expect(rolled.groups.map((g) => [g.group, g.jobs, g.workerPaidUnits])).toEqual([
+        [null, 1, 60_000n],
+        [named, 1, 60_000n],
+        [paid, paidJobs, BigInt(paidJobs) * 60_000n],
+      ]);
+      // The statement of the worker paid, by day and by model.
+      for (const groupBy of ["day", "model"] as const) {
+        const one = { ...period, groupBy, worker: paid };
+        const statement = await figures(store, one);
+        expect(statement.totals.workerPaidUnits).toBe(BigInt(paidJobs) * 60_000n);
+        expect(statement).toEqual(await figures(store, { ...one, source: "jobs" }));
+      }
+    }
+    const listed = await listJobs(store, { worker: paid }, { limit: 10, order: "asc" });
+    expect(listed.items.map((j) => j.jobId).sort()).toEqual(
+      ["late_answer", "unnamed_0", "unnamed_1", "unnamed_2"].sort(),
+    );
+    expect((await recomputeRollups(store)).differenceCount).toBe(0);
   });
 
   it("counts jobs by verdict from whole days, whole hours and partial hours, and says until when data is complete", async () => {

@@ -12,6 +12,17 @@ import { finalVerdicts, openVerdicts, type Verdict } from "./schema.js";
 export const DAY_MS = 86_400_000;
 export const HOUR_MS = 3_600_000;
 
+/**
+ * The worker a job's figures are reported under (SQL over a `jobs` row `row`, or none): the
+ * receipt's, else the one the jobs API names, which the checks judge a receipt without one
+ * against (`evaluateJob`), so its payout counts for the worker it went to. Every report that
+ * groups or filters by worker reads this, never `worker` alone.
+ */
+export const reportWorkerSql = (row = ""): string => {
+  const r = row === "" ? "" : `${row}.`;
+  return `coalesce(${r}worker, ${r}api_worker)`;
+};
+
 // Verdicts that are not final are counted together as `jobs_open`.
 const quoted = (vs: readonly string[]) => vs.map((v) => `'${v}'`).join(", ");
 const isOpen = `$.verdict IN (${quoted(openVerdicts)})`;
@@ -331,7 +342,7 @@ const deltaInsertHead = `INSERT INTO ${rollupDeltasTable} (created_at, model, wo
 
 /** A job moved to another bucket or group: its old rows lose it, its new rows gain it. */
 const movedSql = `(new.created_at / ${HOUR_MS} IS NOT old.created_at / ${HOUR_MS}
-    OR new.model IS NOT old.model OR new.worker IS NOT old.worker
+    OR new.model IS NOT old.model OR ${reportWorkerSql("new")} IS NOT ${reportWorkerSql("old")}
     OR new.key_fingerprint IS NOT old.key_fingerprint)`;
 
 /** The bucket of grain `grain` (SQL) for a time `at` (SQL, epoch ms). */
@@ -428,8 +439,10 @@ export const currentRollups = `(SELECT grain, day, model, worker, key_fingerprin
  * `deltaFoldRows` are pending, whichever path wrote them.
  */
 export function rollupTriggersSql(): string[] {
+  const dimExpr = (row: string, dim: string) =>
+    dim === "worker" ? `coalesce(${reportWorkerSql(row)}, x'')` : `coalesce(${row}.${dim}, x'')`;
   const key = (row: string) =>
-    [`${row}.created_at`, ...dims.map((dim) => `coalesce(${row}.${dim}, x'')`)].join(", ");
+    [`${row}.created_at`, ...dims.map((dim) => dimExpr(row, dim))].join(", ");
   const insert = `CREATE TRIGGER \`jobs_rollup_insert\` AFTER INSERT ON \`jobs\` BEGIN
   ${deltaInsertHead}
   VALUES (${key("new")},
@@ -457,11 +470,11 @@ END`;
     UNION ALL SELECT 0, 1 WHERE ${movedSql}) AS s`;
   const keyColumns = [
     (row: string) => `${row}.created_at`,
-    ...dims.map((dim) => (row: string) => `coalesce(${row}.${dim}, x'')`),
+    ...dims.map((dim) => (row: string) => dimExpr(row, dim)),
   ];
   const side = (expr: (row: string) => string) =>
     `CASE WHEN s.add_new THEN ${expr("new")} ELSE ${expr("old")} END`;
-  const update = `CREATE TRIGGER \`jobs_rollup_update\` AFTER UPDATE OF verdict, created_at, model, worker, key_fingerprint, ${readColumns.join(", ")} ON \`jobs\`
+  const update = `CREATE TRIGGER \`jobs_rollup_update\` AFTER UPDATE OF verdict, created_at, model, worker, api_worker, key_fingerprint, ${readColumns.join(", ")} ON \`jobs\`
   WHEN ${movedSql}
     OR ${changed}
 BEGIN
@@ -534,7 +547,7 @@ export function backfillRollups(
   const clearHours = db.prepare("DELETE FROM temp.rollup_backfill_hours");
   const sumHours = db.prepare(
     `INSERT INTO temp.rollup_backfill_hours
-     SELECT created_at / ${HOUR_MS}, coalesce(model, x''), coalesce(worker, x''),
+     SELECT created_at / ${HOUR_MS}, coalesce(model, x''), coalesce(${reportWorkerSql()}, x''),
        coalesce(key_fingerprint, x''),
        ${jobsFigureSums}
      FROM jobs INDEXED BY jobs_created_at

@@ -9,6 +9,7 @@ import {
   grains,
   HOUR_MS,
   jobsFigureSums,
+  reportWorkerSql,
   rollupFigureSums,
   verdictCountColumn,
 } from "../db/rollups.js";
@@ -200,7 +201,7 @@ function whereOf(filter: JobRowFilter, cursor: JobCursor | null, order: "asc" | 
     params.push(filter.verdict);
   }
   if (filter.worker !== undefined) {
-    clauses.push("worker = ?");
+    clauses.push(`${reportWorkerSql()} = ?`);
     params.push(filter.worker);
   }
   if (filter.model !== undefined) {
@@ -276,7 +277,7 @@ export interface ReportsStore {
 const jobsGroupExpr: Record<ReportGrouping, string> = {
   day: `created_at / ${DAY_MS}`,
   model: "model",
-  worker: "worker",
+  worker: reportWorkerSql(),
   key: "key_fingerprint",
 };
 
@@ -313,6 +314,7 @@ function prepareGrouping(
   const dayGrain = byWorker ? (groupBy === "day" ? grains.worker : grains.full) : g.day;
   const hourGrain = byWorker ? (groupBy === "day" ? grains.hourWorker : null) : g.hour;
   const workerFilter = byWorker ? "worker = @worker AND " : "";
+  const jobsWorkerFilter = byWorker ? `${reportWorkerSql()} = @worker AND ` : "";
   const days = db
     .prepare(
       `SELECT ${g.expr} AS grp, ${rollupFigureSums} FROM ${currentRollups}
@@ -339,7 +341,7 @@ function prepareGrouping(
       `SELECT grp, ${byVerdict.outer} FROM (
          SELECT ${jobsGroupExpr[groupBy]} AS grp, ${byVerdict.inner}
          FROM jobs INDEXED BY ${index}
-         WHERE ${workerFilter}created_at >= @from AND created_at < @to
+         WHERE ${jobsWorkerFilter}created_at >= @from AND created_at < @to
          GROUP BY 1, verdict)
        GROUP BY grp`,
     )
@@ -443,7 +445,7 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
   const scratchHours = db
     .prepare(
       `SELECT ${grains.full} AS grain, created_at / ${HOUR_MS} AS bucket,
-         coalesce(model, x'') AS model, coalesce(worker, x'') AS worker,
+         coalesce(model, x'') AS model, coalesce(${reportWorkerSql()}, x'') AS worker,
          coalesce(key_fingerprint, x'') AS key_fingerprint,
          ${jobsFigureSums}
        FROM jobs INDEXED BY jobs_created_at

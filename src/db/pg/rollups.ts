@@ -1,4 +1,11 @@
-import { DAY_MS, grains, HOUR_MS, type StoredFigure, storedFigures } from "../rollups.js";
+import {
+  DAY_MS,
+  grains,
+  HOUR_MS,
+  reportWorkerSql,
+  type StoredFigure,
+  storedFigures,
+} from "../rollups.js";
 
 /**
  * The PostgreSQL rollup triggers of `jobs`, generated from `reportFigures` as
@@ -39,6 +46,11 @@ const perJob = (f: StoredFigure, row: string) => {
 
 const figureColumns = storedFigures.map((f) => f.column);
 const rowColumns = ["created_at", "model", "worker", "key_fingerprint", "verdict", ...readColumns];
+/** A row's values for `rowColumns` (`row.` prefixed): its worker is the one reported. */
+const rowValues = (row: string) =>
+  rowColumns
+    .map((c) => (c === "worker" ? reportWorkerSql(row) : row === "" ? c : `${row}.${c}`))
+    .join(", ");
 
 /** The transition tables the triggers name (`REFERENCING … AS`). */
 const oldRows = "old_jobs";
@@ -73,7 +85,7 @@ function upsertSums(source: string, where = ""): string {
 }
 
 const rowsOf = (table: string, sign: number) =>
-  `(SELECT ${sign}, ${rowColumns.join(", ")} FROM ${table}) AS c (sign, ${rowColumns.join(", ")})`;
+  `(SELECT ${sign}, ${rowValues("")} FROM ${table}) AS c (sign, ${rowColumns.join(", ")})`;
 
 /**
  * An update's old and new rows of a job, paired by job id (a row whose id changed has no pair
@@ -82,8 +94,8 @@ const rowsOf = (table: string, sign: number) =>
  */
 const changedRows = `${oldRows} AS o FULL JOIN ${newRows} AS n ON n.job_id = o.job_id
   CROSS JOIN LATERAL (VALUES
-    (o.job_id, -1, ${rowColumns.map((c) => `o.${c}`).join(", ")}),
-    (n.job_id, 1, ${rowColumns.map((c) => `n.${c}`).join(", ")})
+    (o.job_id, -1, ${rowValues("o")}),
+    (n.job_id, 1, ${rowValues("n")})
   ) AS c (job_id, sign, ${rowColumns.join(", ")})`;
 
 /** The trigger functions, by the operation they serve (what `pg_proc.prosrc` holds). */
@@ -122,7 +134,8 @@ export function pgRollupUpdateWhen(): string {
       .join(" ")} END`;
   return [
     `OLD.created_at / ${HOUR_MS} IS DISTINCT FROM NEW.created_at / ${HOUR_MS}`,
-    ...["model", "worker", "key_fingerprint"].map((c) => `OLD.${c} IS DISTINCT FROM NEW.${c}`),
+    ...["model", "key_fingerprint"].map((c) => `OLD.${c} IS DISTINCT FROM NEW.${c}`),
+    `${reportWorkerSql("OLD")} IS DISTINCT FROM ${reportWorkerSql("NEW")}`,
     `${countClass("OLD")} IS DISTINCT FROM ${countClass("NEW")}`,
     ...readColumns.map((c) => `coalesce(OLD.${c}, 0) IS DISTINCT FROM coalesce(NEW.${c}, 0)`),
   ].join("\n    OR ");
@@ -167,4 +180,27 @@ export function pgRollupHoursBackfillSql(): string {
   FROM jobs AS c CROSS JOIN (VALUES ${hourGrains.map((g) => `(${g})`).join(", ")}) AS g (grain)
   GROUP BY 1, 2, 3, 4, 5
   ORDER BY 1, 2, 3, 4, 5;`;
+}
+
+/**
+ * The rollup rows that group by worker (full key, worker, worker by hour), summed again from
+ * `jobs` under the worker each job is reported under (`reportWorkerSql`): for a database whose
+ * rows put a payout of a receipt without a worker under no worker. Totals do not change; the
+ * migration runs it once, with the triggers replaced in the same transaction.
+ */
+export function pgRollupWorkerRebuildSql(): string[] {
+  const rebuilt = allGrains.filter((g) => dimsOf[g]!.includes("worker"));
+  return [
+    `DELETE FROM job_rollups WHERE grain IN (${rebuilt.join(", ")});`,
+    `INSERT INTO job_rollups (grain, day, model, worker, key_fingerprint,
+    ${figureColumns.join(", ")})
+  SELECT g.grain,
+    c.created_at / CASE WHEN g.grain >= ${grains.hourModel} THEN ${HOUR_MS} ELSE ${DAY_MS} END,
+    ${dimensionsOf("c")},
+    ${storedFigures.map((f) => `sum(${perJob(f, "c")})`).join(",\n    ")}
+  FROM (SELECT ${rowValues("")} FROM jobs) AS c (${rowColumns.join(", ")})
+  CROSS JOIN (VALUES ${rebuilt.map((g) => `(${g})`).join(", ")}) AS g (grain)
+  GROUP BY 1, 2, 3, 4, 5
+  ORDER BY 1, 2, 3, 4, 5;`,
+  ];
 }

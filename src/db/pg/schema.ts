@@ -154,7 +154,8 @@ export const jobs = pgTable(
       .where(
         sql`${t.apiSettlementTx} IS NOT NULL AND ${t.apiSettlementTx} IS DISTINCT FROM ${t.settlementTx}`,
       ),
-    index("jobs_worker_created").on(t.worker, t.createdAt),
+    // By the worker reports put the job under (`reportWorkerSql`), then time.
+    index("jobs_worker_created").on(sql`coalesce(worker, api_worker)`, t.createdAt),
     index("jobs_model_created").on(t.model, t.createdAt),
     index("jobs_key_created").on(t.keyFingerprint, t.createdAt),
     index("jobs_backfill").on(t.backfillState, t.backfillNextAt).where(isNotNull(t.backfillState)),

@@ -7,6 +7,7 @@ import {
   figureSumsByVerdict,
   grains,
   HOUR_MS,
+  reportWorkerSql,
   rollupFigureColumns,
   rollupFigureSums,
   storedFigures,
@@ -53,7 +54,7 @@ const byVerdict = figureSumsByVerdict("postgres");
 const jobsGroupExpr: Record<ReportGrouping, string> = {
   day: `created_at / ${DAY_MS}`,
   model: "model",
-  worker: "worker",
+  worker: reportWorkerSql(),
   key: "key_fingerprint",
 };
 
@@ -92,6 +93,9 @@ function groupSumsPieces(query: SumsQuery, pieces: PeriodPieces): SQL[] {
     pieces.hours = [];
   }
   const workerFilter = byWorker ? sql`worker = ${query.worker} AND ` : sql``;
+  const jobsWorkerFilter = byWorker
+    ? sql`${sql.raw(reportWorkerSql())} = ${query.worker} AND `
+    : sql``;
   const selects: SQL[] = [];
   const rollupSelect = (grain: number, expr: string, range: { first: number; end: number }) =>
     sql`SELECT ${sql.raw(expr)} AS grp, ${sql.raw(rollupFigureSums)}, false AS backfill_pending
@@ -108,7 +112,7 @@ function groupSumsPieces(query: SumsQuery, pieces: PeriodPieces): SQL[] {
   for (const p of pieces.partial) {
     selects.push(sql`SELECT grp, ${sql.raw(byVerdict.outer)}, false AS backfill_pending FROM (
         SELECT ${sql.raw(jobsExpr)} AS grp, ${sql.raw(byVerdict.inner)} FROM jobs
-        WHERE ${workerFilter}created_at >= ${p.from} AND created_at < ${p.to}
+        WHERE ${jobsWorkerFilter}created_at >= ${p.from} AND created_at < ${p.to}
         GROUP BY 1, verdict) AS per_verdict
       GROUP BY grp`);
   }
@@ -119,7 +123,8 @@ function groupSumsPieces(query: SumsQuery, pieces: PeriodPieces): SQL[] {
 function listingWhere(filter: JobRowFilter, cursor: JobCursor | null, order: "asc" | "desc") {
   const clauses: SQL[] = [];
   if (filter.verdict !== undefined) clauses.push(eq(jobs.verdict, filter.verdict));
-  if (filter.worker !== undefined) clauses.push(eq(jobs.worker, filter.worker));
+  if (filter.worker !== undefined)
+    clauses.push(sql`${sql.raw(reportWorkerSql())} = ${filter.worker}`);
   if (filter.model !== undefined) clauses.push(eq(jobs.model, filter.model));
   if (filter.keyFingerprint !== undefined)
     clauses.push(eq(jobs.keyFingerprint, filter.keyFingerprint));
@@ -364,7 +369,7 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
 
   const scratchHours = (day: number) =>
     sql`SELECT ${sql.raw(String(grains.full))} AS grain, created_at / ${sql.raw(String(HOUR_MS))} AS bucket,
-        model, worker, key_fingerprint, ${sql.raw(jobsFigureSumsPg)}
+        model, ${sql.raw(reportWorkerSql())} AS worker, key_fingerprint, ${sql.raw(jobsFigureSumsPg)}
       FROM jobs WHERE created_at >= ${day * DAY_MS} AND created_at < ${(day + 1) * DAY_MS}
       GROUP BY 2, 3, 4, 5`;
   const storedOfDay = (day: number) =>
