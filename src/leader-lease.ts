@@ -39,8 +39,10 @@ export interface LeaderLease {
  * sharing it runs the background work (verifier, settlement backfill, ledger). The leader
  * renews its lease every heartbeat; a leader that dies stops renewing and another process takes
  * over once the lease expires, or at its next heartbeat when the holder was a process of this
- * host and PID namespace whose pid is gone (a worker killed by the OS). A leader whose event loop stalled past
- * its lease may briefly overlap with the next one: the verifier's job leases keep that safe.
+ * host and PID namespace whose pid is gone (a worker killed by the OS). A leader that cannot
+ * reach the store stops leading once its lease would have run out, as another process may take
+ * it then. A leader whose event loop stalled past its lease may briefly overlap with the next
+ * one: the verifier's job leases keep that safe.
  */
 export function holdLeaderLease(options: LeaderLeaseOptions): LeaderLease {
   const { log } = options;
@@ -50,6 +52,8 @@ export function holdLeaderLease(options: LeaderLeaseOptions): LeaderLease {
   const owner = ownerName(randomBytes(4).toString("hex"));
   const locks = createLockStore(options.store);
   let leading = false;
+  /** When the lease last renewed was asked for, on the monotonic clock. */
+  let renewedAt = 0;
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let beat: Promise<void> = Promise.resolve();
@@ -63,6 +67,8 @@ export function holdLeaderLease(options: LeaderLeaseOptions): LeaderLease {
 
   async function heartbeat() {
     let ours = false;
+    // Taken before asking: the lease the store grants runs from no earlier than this.
+    const asked = performance.now();
     try {
       const holder = await whileBusy(() => locks.acquire(name, owner, ttlMs));
       ours = holder === null;
@@ -71,12 +77,21 @@ export function holdLeaderLease(options: LeaderLeaseOptions): LeaderLease {
         if (ours) log.info({ previous: holder.owner }, "leader lock taken from a dead process");
       }
     } catch (error) {
-      // The store is busy or failing: keep leading until the lease would have run out; the
-      // next heartbeat tries again.
+      // The store is busy or failing: keep leading until the lease would have run out (another
+      // process may take it then), trying again each heartbeat.
       if (isBusyError(error)) log.debug("leader lock busy; renewed next heartbeat");
       else log.warn({ err: error }, "leader lock not renewed");
+      if (leading && !stopped && performance.now() - renewedAt >= ttlMs) {
+        leading = false;
+        log.warn(
+          { owner },
+          "leader lease ran out unrenewed; stopping the verifier and the backfill",
+        );
+        await options.onLose();
+      }
       return;
     }
+    if (ours) renewedAt = asked;
     if (stopped) return;
     if (ours && !leading) {
       leading = true;

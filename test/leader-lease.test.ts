@@ -76,6 +76,39 @@ describe("leader lease", () => {
     await leading;
   });
 
+  it("stops leading once its lease runs out unrenewed, as another process may take it then", async () => {
+    const { db } = freshStore();
+    const store = openSqliteStore(db);
+    let lost = 0;
+    let gained!: () => void;
+    const leading = new Promise<void>((resolve) => {
+      gained = resolve;
+    });
+    const lease = holdLeaderLease({
+      store,
+      log: createLogger({ level: "silent" }),
+      heartbeatMs: 50,
+      ttlMs: 400,
+      onGain: () => gained(),
+      onLose: async () => {
+        lost += 1;
+      },
+    });
+    cleanup.push(() => lease.stop());
+    await leading;
+    // The store goes away (a database restart, a failover): every renewal fails.
+    store.close();
+    const closedAt = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(lease.isLeader()).toBe(true);
+    while (lease.isLeader() && performance.now() - closedAt < 3000)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(lease.isLeader()).toBe(false);
+    expect(lost).toBe(1);
+    // Not before the lease it held could have run out.
+    expect(performance.now() - closedAt).toBeGreaterThanOrEqual(300);
+  });
+
   it("names this host's PID namespace in its owner, on Linux", async () => {
     const { store } = freshStore();
     const lease = await lead(store);
