@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { Store } from "../src/db/client.js";
 import { openPostgres } from "../src/db/pg/client.js";
+import { createJobQueueStore } from "../src/store/job-queue.js";
 import { createLockStore } from "../src/store/locks.js";
 import { createOpsStore } from "../src/store/ops.js";
 import { countOpenJobWaits } from "../src/store/queue-rules.js";
@@ -306,5 +307,67 @@ describe("postgres: racing for one lock from two stores", () => {
     } finally {
       await two.close();
     }
+  });
+});
+
+describe.each(dialects)("%s: a window's jobs", (dialect) => {
+  const stores = useDialectStores(dialect);
+  const from = Date.UTC(2026, 10, 20);
+  const to = from + 24 * HOUR;
+
+  it("are those dated in it and those recorded in it dated before it, each once", async () => {
+    const store = await stores.open();
+    await seedRows(store, "jobs", [
+      // Dated and recorded in the window: taken once, though both hold.
+      jobRow({ jobId: "in", createdAt: from + HOUR, recordedAt: from + HOUR, verdict: "pending" }),
+      // Dated 3 days before the window, recorded in it: this window judges it.
+      jobRow({ jobId: "late", createdAt: from - 72 * HOUR, recordedAt: to - HOUR }),
+      jobRow({
+        jobId: "late_partial",
+        createdAt: from - 72 * HOUR,
+        recordedAt: from + 2 * HOUR,
+        verdict: "partially_verified",
+        unproven: ["usage_unknown"],
+      }),
+      // Dated and recorded in the previous window: that window's.
+      jobRow({ jobId: "before", createdAt: from - HOUR, recordedAt: from - HOUR }),
+      // Recorded after the window: the next window's.
+      jobRow({ jobId: "after", createdAt: from - 72 * HOUR, recordedAt: to }),
+      // Dated in the window, recorded after it (an import): still this window's.
+      jobRow({ jobId: "imported", createdAt: to - HOUR, recordedAt: to + 48 * HOUR }),
+    ]);
+    const queue = createJobQueueStore(store);
+    const counts = await queue.countVerdicts({ from, to });
+    expect(counts.total).toBe(4);
+    const claimed = await queue.claim("night", { from, to }, { t: to, leaseMs: 60_000, limit: 10 });
+    expect(claimed.map((j) => j.jobId)).toEqual(["in"]);
+    const ops = createOpsStore(store);
+    expect(await ops.recordedLateByVerdict(from, to)).toMatchObject({
+      verified: 1,
+      partially_verified: 1,
+      pending: 0,
+    });
+    expect(await ops.unprovenCounts(from, to)).toEqual({ usage_unknown: 1 });
+    expect((await ops.openJobGroups(from, to)).reduce((n, g) => n + g.n, 0)).toBe(1);
+  });
+
+  it("lists a late-recorded discrepancy among the window's findings", async () => {
+    const store = await stores.open();
+    await seedRows(store, "jobs", [
+      jobRow({
+        jobId: "late_bad",
+        createdAt: from - 72 * HOUR,
+        recordedAt: from + HOUR,
+        verdict: "discrepancy",
+      }),
+      jobRow({ jobId: "old_bad", createdAt: from - 72 * HOUR, verdict: "discrepancy" }),
+      jobRow({ jobId: "in_bad", createdAt: from + 3 * HOUR, verdict: "discrepancy" }),
+    ]);
+    const ops = createOpsStore(store);
+    expect((await ops.unverifiedJobs(from, to, 10)).map((j) => j.jobId)).toEqual([
+      "late_bad",
+      "in_bad",
+    ]);
+    expect((await ops.recordedLateByVerdict(from, to)).discrepancy).toBe(1);
   });
 });

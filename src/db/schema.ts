@@ -194,6 +194,9 @@ export const jobs = sqliteTable(
   },
   (t) => [
     index("jobs_created_at").on(t.createdAt),
+    // A nightly window also judges the jobs recorded in it but dated before it (`jobInWindow`):
+    // by recording time they are one range read, however many jobs each day is dated.
+    index("jobs_recorded_created").on(t.recordedAt, t.createdAt),
     // The verifier's queue: open jobs in the order they fall due, so a claim reads the few it
     // takes however many wait (by (verdict, next_verify_at) it sorted every due job).
     index("jobs_open_due").on(t.nextVerifyAt).where(verdictIsOpen(t.verdict)),

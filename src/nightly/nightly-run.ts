@@ -308,7 +308,7 @@ export async function runNightlyVerification(
         reason = ledger.incomplete;
         // The ledger's read reopens the jobs whose credits.header waited for it: settle them.
         const counts = await whileDatabaseAway(
-          () => countJobsByVerdict(store, options.from, options.to),
+          () => windowJobsByVerdict(store, options.from, options.to),
           left(),
           options.signal,
         );
@@ -341,7 +341,7 @@ export async function runNightlyVerification(
     // (past the deadline by a little), or say the counts are not known.
     const read = await whileDatabaseAway(
       async () => ({
-        byVerdict: await countJobsByVerdict(store, options.from, options.to),
+        byVerdict: await windowJobsByVerdict(store, options.from, options.to),
         found: await ops.unverifiedJobs(options.from, options.to, maxFindings),
         unproven: await ops.unprovenCounts(options.from, options.to),
       }),
@@ -444,6 +444,23 @@ export async function runNightlyVerification(
     ...(ledger ? { ledger } : {}),
     ...(countsUnknown ? { countsUnknown: true as const } : {}),
   };
+}
+
+/**
+ * The window's jobs by verdict: those dated in it (the rollups' count) and those recorded in it
+ * but dated before it (`jobInWindow`), which the verifier's run over the window judged too.
+ */
+async function windowJobsByVerdict(
+  store: Store,
+  from: number,
+  to: number,
+): Promise<Record<Verdict, number>> {
+  const dated = await countJobsByVerdict(store, from, to);
+  const late = await createOpsStore(store).recordedLateByVerdict(from, to);
+  return Object.fromEntries(verdicts.map((v) => [v, dated[v] + late[v]])) as Record<
+    Verdict,
+    number
+  >;
 }
 
 /** ": 18 waiting for the jobs API's answer, 2 on RPC trouble", or "" with nothing to say. */

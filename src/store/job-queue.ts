@@ -1,7 +1,6 @@
 import {
   and,
   eq,
-  gte,
   inArray,
   isNotNull,
   isNull,
@@ -25,7 +24,7 @@ import {
 import { jobKeepingLine } from "./ledger-rules.js";
 import { createPgJobQueueStore } from "./pg/job-queue.js";
 import { param, perConnection, prepareRows } from "./prepared.js";
-import { narrows, type QueueFilter } from "./queue-rules.js";
+import { jobInWindow, narrows, type QueueFilter } from "./queue-rules.js";
 import { maxKeptSignatures } from "./receipt-rules.js";
 import { createGivenUpReset } from "./signatures.js";
 
@@ -218,8 +217,8 @@ export interface JobQueueStore {
 function filterCondition(filter: QueueFilter | null): SQL | undefined {
   if (!filter) return undefined;
   const parts = [];
-  if (filter.from !== undefined) parts.push(gte(jobs.createdAt, filter.from));
-  if (filter.to !== undefined) parts.push(lt(jobs.createdAt, filter.to));
+  const window = jobInWindow(jobs, filter.from, filter.to);
+  if (window) parts.push(window);
   if (filter.jobIds !== undefined) parts.push(inArray(jobs.jobId, filter.jobIds));
   return parts.length > 0 ? and(...parts) : undefined;
 }

@@ -1,9 +1,16 @@
 import { statSync } from "node:fs";
-import { and, asc, count, desc, eq, gte, inArray, lt, sql } from "drizzle-orm";
+import { and, asc, count, desc, eq, gte, inArray, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
-import { checkResults, jobs, openVerdicts, type Verdict, verdictIsOpen } from "../db/schema.js";
+import {
+  checkResults,
+  jobs,
+  openVerdicts,
+  type Verdict,
+  verdictIsOpen,
+  verdicts,
+} from "../db/schema.js";
 import { createPgOpsStore } from "./pg/ops.js";
-import { type OpenJobGroup, rpcTroubleVerdicts } from "./queue-rules.js";
+import { jobInWindow, type OpenJobGroup, recordedLate, rpcTroubleVerdicts } from "./queue-rules.js";
 
 /** A job of a window that did not end verified. */
 export interface UnverifiedJob {
@@ -57,6 +64,11 @@ export interface OpsStore {
   ): Promise<(UnverifiedJob & { failingChecks: string[] })[]>;
   /** Open jobs of [from, to), grouped by what tells what they wait on (`openJobWait`). */
   openJobGroups(from: number, to: number): Promise<OpenJobGroup[]>;
+  /**
+   * Jobs recorded in [from, to) but dated before it, by verdict: the window judges them (see
+   * `jobInWindow`) while the rollups count them on the day they are dated.
+   */
+  recordedLateByVerdict(from: number, to: number): Promise<Record<Verdict, number>>;
   /** Partially verified jobs of [from, to) by what was left unproven (`unknown` when unsaid). */
   unprovenCounts(from: number, to: number): Promise<Record<string, number>>;
   /** Every job created at or after `from`, whole rows (the demo compares them with its truth). */
@@ -135,9 +147,7 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
   const unverifiedInWindow = db
     .select({ jobId: jobs.jobId, verdict: jobs.verdict })
     .from(jobs)
-    .where(
-      and(inArray(jobs.verdict, unverified), gte(jobs.createdAt, from), lt(jobs.createdAt, to)),
-    )
+    .where(and(inArray(jobs.verdict, unverified), jobInWindow(jobs, from, to)))
     .orderBy(asc(jobs.createdAt), asc(jobs.jobId))
     .limit(sql.placeholder("limit"))
     .prepare();
@@ -162,20 +172,21 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
       n: count(),
     })
     .from(jobs)
-    .where(and(verdictIsOpen(jobs.verdict), gte(jobs.createdAt, from), lt(jobs.createdAt, to)))
+    .where(and(verdictIsOpen(jobs.verdict), jobInWindow(jobs, from, to)))
     .groupBy(sql`1`, sql`2`, sql`3`, sql`4`, sql`5`)
+    .prepare();
+
+  const late = db
+    .select({ verdict: jobs.verdict, n: count() })
+    .from(jobs)
+    .where(recordedLate(jobs, from, to))
+    .groupBy(jobs.verdict)
     .prepare();
 
   const unproven = db
     .select({ unproven: jobs.unproven, n: count() })
     .from(jobs)
-    .where(
-      and(
-        eq(jobs.verdict, "partially_verified"),
-        gte(jobs.createdAt, from),
-        lt(jobs.createdAt, to),
-      ),
-    )
+    .where(and(eq(jobs.verdict, "partially_verified"), jobInWindow(jobs, from, to)))
     .groupBy(jobs.unproven)
     .prepare();
 
@@ -223,6 +234,11 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
         answered: Boolean(row.answered),
         n: Number(row.n),
       }));
+    },
+    async recordedLateByVerdict(fromMs, toMs) {
+      const counts = Object.fromEntries(verdicts.map((v) => [v, 0])) as Record<Verdict, number>;
+      for (const row of late.all({ from: fromMs, to: toMs })) counts[row.verdict] = row.n;
+      return counts;
     },
     async unprovenCounts(fromMs, toMs) {
       const counts: Record<string, number> = {};

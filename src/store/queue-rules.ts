@@ -1,5 +1,6 @@
 /* The rules of the verifier's queue that do not touch a database, shared by both dialects. */
 
+import { and, type Column, gte, lt, or, type Placeholder, type SQL } from "drizzle-orm";
 import type { Verdict } from "../db/schema.js";
 
 /** Verdicts of a job whose last round ended in RPC trouble; it is retried with backoff. */
@@ -7,11 +8,55 @@ export const rpcTroubleVerdicts: Verdict[] = ["error", "rpc_disagreement"];
 
 /** Which jobs a run covers. */
 export interface QueueFilter {
-  /** Jobs created at or after this time (ms since epoch). */
+  /**
+   * Jobs created at or after this time (ms since epoch), and jobs recorded at or after it that
+   * are dated before it (see `jobInWindow`).
+   */
   from?: number;
-  /** Jobs created before this time (ms since epoch): the window is [from, to). */
+  /** Jobs created (or, dated before `from`, recorded) before this time: the window [from, to). */
   to?: number;
   jobIds?: string[];
+}
+
+/**
+ * The jobs a window [from, to) judges: those dated in it (`created_at`), and those recorded in
+ * it (`recorded_at`) but dated before it. A receipt's date is the sender's word (a completion's
+ * `created`, an import's `created_at`): one dated into a night whose run is over, or imported
+ * after that run, is judged by the run of the window it was recorded in, where its money moved.
+ * A job dated in the window is taken once, by its date, however it was recorded, and a job
+ * recorded before the window is left to the window it was recorded in. Either bound may be
+ * absent (no lower bound: every job dated before `to`).
+ */
+export function jobInWindow(
+  jobs: { createdAt: Column; recordedAt: Column },
+  from: number | Placeholder | undefined,
+  to: number | Placeholder | undefined,
+): SQL | undefined {
+  const dated = and(
+    from === undefined ? undefined : gte(jobs.createdAt, from),
+    to === undefined ? undefined : lt(jobs.createdAt, to),
+  );
+  if (from === undefined) return dated;
+  return or(
+    dated,
+    and(
+      gte(jobs.recordedAt, from),
+      to === undefined ? undefined : lt(jobs.recordedAt, to),
+      lt(jobs.createdAt, from),
+    ),
+  );
+}
+
+/**
+ * Jobs recorded in [from, to) and dated before `from`: the part of `jobInWindow` the rollups,
+ * summed by the day a job is dated, do not count in the window.
+ */
+export function recordedLate(
+  table: { createdAt: Column; recordedAt: Column },
+  from: Placeholder,
+  to: Placeholder,
+): SQL {
+  return and(gte(table.recordedAt, from), lt(table.recordedAt, to), lt(table.createdAt, from))!;
 }
 
 /**

@@ -19,6 +19,10 @@ export interface JobSpec {
   prompt?: string;
   /** Ask `GET /v1/jobs/{id}` afterwards and store its answer, as the recorder's backfill does. */
   consultJobsApi?: boolean;
+  /** The receipt's date, as its sender says it (a completion's `created`, an import's). */
+  createdAt?: number;
+  /** When the receipt is recorded (the store's clock); default now. */
+  recordedAt?: number;
 }
 
 interface Usage {
@@ -83,8 +87,10 @@ export async function runRecordedJob(
       maxTokens: spec.maxTokens ?? null,
       stream,
       httpStatus: res.status,
+      ...(spec.createdAt === undefined ? {} : { createdAt: spec.createdAt }),
     },
     "ingest",
+    spec.recordedAt === undefined ? {} : { now: spec.recordedAt },
   );
   if (spec.consultJobsApi ?? true) {
     const api = await fetch(`${base(target)}/v1/jobs/${jobId}`, {

@@ -1,10 +1,10 @@
-import { and, eq, gte, inArray, isNull, lt, lte, or, type SQL, sql } from "drizzle-orm";
+import { and, eq, inArray, isNull, lt, lte, or, type SQL, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { jobs, ledgerLines } from "../../db/pg/schema.js";
 import { finalVerdicts, type Verdict, verdictIsOpen, verdicts } from "../../db/schema.js";
 import type { JobQueueStore } from "../job-queue.js";
 import { jobKeepingLine } from "../ledger-rules.js";
-import { narrows, type QueueFilter } from "../queue-rules.js";
+import { jobInWindow, narrows, type QueueFilter } from "../queue-rules.js";
 import { maxKeptSignatures } from "../receipt-rules.js";
 import type { PgExecutor } from "./executor.js";
 import { holdNamerStripes } from "./namer-locks.js";
@@ -183,8 +183,8 @@ export async function releaseLeasesOfPg(tx: PgExecutor, owner: string): Promise<
 function filterCondition(filter: QueueFilter | null): SQL | undefined {
   if (!filter) return undefined;
   const parts = [];
-  if (filter.from !== undefined) parts.push(gte(jobs.createdAt, filter.from));
-  if (filter.to !== undefined) parts.push(lt(jobs.createdAt, filter.to));
+  const window = jobInWindow(jobs, filter.from, filter.to);
+  if (window) parts.push(window);
   if (filter.jobIds !== undefined) parts.push(inArray(jobs.jobId, filter.jobIds));
   return parts.length > 0 ? and(...parts) : undefined;
 }
@@ -218,7 +218,11 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
             filterCondition(filter),
           ),
         )
-        .orderBy(jobs.nextVerifyAt)
+        // A window's claim in due order, but not read in it: a window's jobs are dated in it or
+        // recorded in it (`jobInWindow`), an OR the planner estimates at twice its size, and it
+        // then walked jobs_open_due in order through every due job outside the window. Sorting
+        // an expression leaves it the window's indexes (jobs_created_at, jobs_recorded_created).
+        .orderBy(narrows(filter) ? sql`${jobs.nextVerifyAt} + 0` : jobs.nextVerifyAt)
         .limit(limit)
         .for("update", { skipLocked: true });
       return db.transaction(async (tx) => {

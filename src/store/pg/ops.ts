@@ -1,9 +1,9 @@
-import { and, asc, count, desc, eq, gte, inArray, lt, sql } from "drizzle-orm";
+import { and, asc, count, desc, eq, gte, inArray, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { checkResults, jobs } from "../../db/pg/schema.js";
-import { type Verdict, verdictIsOpen } from "../../db/schema.js";
+import { type Verdict, verdictIsOpen, verdicts } from "../../db/schema.js";
 import type { OpsStore } from "../ops.js";
-import { rpcTroubleVerdicts } from "../queue-rules.js";
+import { jobInWindow, recordedLate, rpcTroubleVerdicts } from "../queue-rules.js";
 
 const unverified: Verdict[] = ["discrepancy", "dropped", "unverifiable"];
 
@@ -62,9 +62,7 @@ export function createPgOpsStore(store: PgStore): OpsStore {
   const unverifiedInWindow = db
     .select({ jobId: jobs.jobId, verdict: jobs.verdict })
     .from(jobs)
-    .where(
-      and(inArray(jobs.verdict, unverified), gte(jobs.createdAt, from), lt(jobs.createdAt, to)),
-    )
+    .where(and(inArray(jobs.verdict, unverified), jobInWindow(jobs, from, to)))
     .orderBy(asc(jobs.createdAt), sql`${jobs.jobId} COLLATE "C"`)
     .limit(sql.placeholder("limit"))
     .prepare("ops_unverified_jobs");
@@ -79,21 +77,22 @@ export function createPgOpsStore(store: PgStore): OpsStore {
       n: count(),
     })
     .from(jobs)
-    .where(and(verdictIsOpen(jobs.verdict), gte(jobs.createdAt, from), lt(jobs.createdAt, to)))
+    .where(and(verdictIsOpen(jobs.verdict), jobInWindow(jobs, from, to)))
     .groupBy(sql`1`, sql`2`, sql`3`, sql`4`, sql`5`)
     .prepare("ops_open_job_groups");
+
+  const late = db
+    .select({ verdict: jobs.verdict, n: count() })
+    .from(jobs)
+    .where(recordedLate(jobs, from, to))
+    .groupBy(jobs.verdict)
+    .prepare("ops_recorded_late");
 
   // `json` has no equality operator: partial jobs are grouped by the text of `unproven`.
   const unproven = db
     .select({ unproven: sql<string | null>`${jobs.unproven}::text`, n: count() })
     .from(jobs)
-    .where(
-      and(
-        eq(jobs.verdict, "partially_verified"),
-        gte(jobs.createdAt, from),
-        lt(jobs.createdAt, to),
-      ),
-    )
+    .where(and(eq(jobs.verdict, "partially_verified"), jobInWindow(jobs, from, to)))
     .groupBy(sql`${jobs.unproven}::text`)
     .prepare("ops_unproven_counts");
 
@@ -159,6 +158,13 @@ export function createPgOpsStore(store: PgStore): OpsStore {
         answered: Boolean(row.answered),
         n: Number(row.n),
       }));
+    },
+    async recordedLateByVerdict(fromMs, toMs) {
+      const counts = Object.fromEntries(verdicts.map((v) => [v, 0])) as Record<Verdict, number>;
+      for (const row of await late.execute({ from: fromMs, to: toMs })) {
+        counts[row.verdict] = Number(row.n);
+      }
+      return counts;
     },
     async unprovenCounts(fromMs, toMs) {
       const counts: Record<string, number> = {};

@@ -1,0 +1,1 @@
+CREATE INDEX `jobs_recorded_created` ON `jobs` (`recorded_at`,`created_at`);

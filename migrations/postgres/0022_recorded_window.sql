@@ -1,0 +1,1 @@
+CREATE INDEX "jobs_recorded_created" ON "jobs" USING btree ("recorded_at","created_at");
