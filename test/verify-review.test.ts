@@ -390,6 +390,76 @@ describe("what the receipt's status allows", () => {
   );
 });
 
+describe("a proxied answer that sent no usage", () => {
+  /** A job settled at `charge` (the lock's 160,000 by default), its worker paid 85%. */
+  function settledAt(charge?: bigint) {
+    const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
+    const charged = charge ?? plan.lock;
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const workerShare = (charged * 8500n) / 10_000n;
+    const settlementTx = h.op.send([
+      ...h.op.payoutIxs(plan, {
+        workerShare,
+        treasuryShare: charged - workerShare,
+        remainder: plan.lock - charged,
+      }),
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]).signature;
+    return { plan, txs: { escrowTx, settlementTx } };
+  }
+  const noUsage = { promptTokens: null, completionTokens: null, totalTokens: null };
+
+  it("fails a charge above the price of what its measured answer can hold", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    // 12 bytes of answer hold at most 28 tokens (8 credits, 80,000); charged the whole lock.
+    const { plan, txs } = settledAt();
+    expect(plan.lock).toBe(160_000n);
+    c.record(
+      plan,
+      txs,
+      { ...noUsage, stream: false, answerBytes: 12, answerToolCalls: 0, httpStatus: 200 },
+      "proxy",
+    );
+    // Before: partially_verified (usage_unknown), the charge bounded by the lock only.
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("charge.matches_price")]);
+  });
+
+  it("leaves a charge within that bound, a stream's and an ingested receipt's unproven", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const within = settledAt(80_000n);
+    c.record(
+      within.plan,
+      within.txs,
+      { ...noUsage, stream: false, answerBytes: 12, answerToolCalls: 0, httpStatus: 200 },
+      "proxy",
+    );
+    // 1,000 bytes and a tool call bound 1,032 tokens: 12 credits, 120,000.
+    const tools = settledAt(120_000n);
+    c.record(
+      tools.plan,
+      tools.txs,
+      { ...noUsage, stream: false, answerBytes: 1000, answerToolCalls: 1, httpStatus: 200 },
+      "proxy",
+    );
+    // A stream sends usage only when asked; an ingested receipt carries no answer.
+    const stream = settledAt();
+    c.record(
+      stream.plan,
+      stream.txs,
+      { ...noUsage, stream: true, answerBytes: 12, answerToolCalls: 0, httpStatus: 200 },
+      "proxy",
+    );
+    const ingested = settledAt();
+    c.record(ingested.plan, ingested.txs, { ...noUsage, answerBytes: 12 });
+    const partial = { verdict: "partially_verified", failing: [] };
+    expect(
+      await c.verdicts(within.plan.jobId, tools.plan.jobId, stream.plan.jobId, ingested.plan.jobId),
+    ).toEqual([partial, partial, partial, partial]);
+  });
+});
+
 describe("what the jobs API's status allows", () => {
   it("does not verify a settled job the jobs API calls failed", async () => {
     const c = await h.scenario();

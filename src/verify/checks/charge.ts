@@ -1,6 +1,7 @@
 import { priceUnits } from "../profiles.js";
 import type { CheckInput, CheckResult, ReceiptForChecks } from "./check-input.js";
 import { type CheckList, fail, pass, skip } from "./check-list.js";
+import { specialTokenSlack, toolCallTokenSlack } from "./usage.js";
 
 /** What the job was charged for: the model asked for and its price for the usage. */
 
@@ -43,6 +44,19 @@ export function priceChecks(input: CheckInput, charge: bigint, list: CheckList):
     return;
   }
   if (tokens === null) {
+    const most = answerBound(job);
+    const price = most === null ? null : priceUnits(profile, job.model, most);
+    if (most !== null && price !== null && charge > price) {
+      list.add(
+        fail(
+          name,
+          `the answer sent no usage, and holds ${job.answerBytes} bytes${job.answerToolCalls ? ` and ${job.answerToolCalls} tool calls` : ""}: at most ${most} completion tokens, whose price the charge exceeds`,
+          { completionTokensAtMost: most, chargeAtMost: price.toString() },
+          { charge: charge.toString() },
+        ),
+      );
+      return;
+    }
     list.gap(
       name,
       "usage_unknown",
@@ -75,6 +89,21 @@ export function priceChecks(input: CheckInput, charge: bigint, list: CheckList):
           actual,
         ),
   );
+}
+
+/**
+ * The most completion tokens an answer the proxy read whole can hold when it sent no usage, by
+ * `usage.consistent`'s bound (a byte per token, 16 per tool call, 16 special tokens), or null
+ * where nothing bounds it. Only a non-streamed 2xx JSON answer the proxy read counts: every
+ * OpenAI-compatible API sends `usage` in it, so its absence is the operator's doing, while a
+ * stream sends usage only when asked, and an ingested or imported receipt carries no answer.
+ * The price counts completion tokens alone, so the prompt needs no bound.
+ */
+function answerBound(job: ReceiptForChecks): number | null {
+  const bytes = job.answerBytes ?? null;
+  if (job.source !== "proxy" || job.stream !== false || bytes === null) return null;
+  if (job.httpStatus === null || job.httpStatus < 200 || job.httpStatus > 299) return null;
+  return bytes + (job.answerToolCalls ?? 0) * toolCallTokenSlack + specialTokenSlack;
 }
 
 /** `charge.model`: the model that answered is the one asked for (the job is priced by it). */

@@ -52,6 +52,8 @@ export interface ReceiptForChecks {
    * ingested one's may only mean its sender did not record it.
    */
   source?: ReceiptSource;
+  /** Whether the request asked for a stream (`jobs.stream`); null when not recorded. */
+  stream?: boolean | null;
 }
 
 export interface CheckResult {
