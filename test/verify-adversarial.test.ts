@@ -923,6 +923,41 @@ describe.each(dialects)("%s store", (dialect) => {
       });
       expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("jobs_api.matches_chain")]);
     });
+
+    // A status in another case or with spaces is the same word: read as not final, the check
+    // was skipped and "Refunded" with nothing charged verified a job the chain shows settled.
+    it.each(["Refunded", "REFUNDED ", " refunded"])(
+      "catches a jobs API that says %j while the chain shows a settlement",
+      async (status) => {
+        const c = await h.scenario();
+        await c.pinKey(1);
+        const plan = h.op.plan({ keyIndex: 1 });
+        const txs = h.op.honestJob(plan);
+        c.record(plan, txs);
+        c.jobsApi(plan.jobId, {
+          status,
+          credits_charged: 0,
+          worker_address: plan.worker.address,
+          on_chain: { escrow_tx: txs.escrowTx, settlement_tx: txs.settlementTx },
+        });
+        expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("jobs_api.matches_chain")]);
+      },
+    );
+
+    it('catches a jobs API that says "SETTLED" with another charge than the chain\'s', async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const plan = h.op.plan({ keyIndex: 1 });
+      const txs = h.op.honestJob(plan);
+      c.record(plan, txs);
+      c.jobsApi(plan.jobId, {
+        status: "SETTLED",
+        credits_charged: Number(plan.charge / 10_000n) - 4,
+        worker_address: plan.worker.address,
+        on_chain: { escrow_tx: txs.escrowTx, settlement_tx: txs.settlementTx },
+      });
+      expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("jobs_api.matches_chain")]);
+    });
   });
 
   describe("usage and amounts the operator claims", () => {

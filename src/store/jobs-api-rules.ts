@@ -10,12 +10,20 @@ import { maxKeptSignatures, needsReopen, type QueueState } from "./receipt-rules
 /** Job statuses after which no settlement signature will ever appear. */
 const terminalWithoutSettlement = new Set(["refunded", "failed"]);
 
+/**
+ * The status the jobs API wrote as the word the checks compare: stored as written, but
+ * "Refunded", "SETTLED" and "settled " are the words they spell. Read as written, such an
+ * answer was no final status and the check against the chain was skipped: "Refunded" with
+ * nothing charged verified a job the chain shows settled.
+ */
+export function jobStatusWord(status: string | null): string | null {
+  return status === null ? null : status.trim().toLowerCase();
+}
+
 /** True when asking the jobs API again cannot bring anything new. */
 export function isSettledAnswer(answer: Pick<JobsApiAnswer, "status" | "settlementTx">): boolean {
-  return (
-    answer.settlementTx !== null ||
-    (answer.status !== null && terminalWithoutSettlement.has(answer.status))
-  );
+  const status = jobStatusWord(answer.status);
+  return answer.settlementTx !== null || (status !== null && terminalWithoutSettlement.has(status));
 }
 
 /** Verdicts a verifier will still revisit: an answer makes them due now without reopening. */

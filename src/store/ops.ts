@@ -168,7 +168,7 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
       backfillState: jobs.backfillState,
       noSettlement: sql<unknown>`(${jobs.settlementTx} IS NULL AND ${jobs.apiSettlementTx} IS NULL)`,
       answered: sql<unknown>`(${jobs.apiCheckedAt} IS NOT NULL AND (${jobs.apiSettlementTx} IS NOT NULL
-        OR ${jobs.apiStatus} IN ('refunded', 'failed')))`,
+        OR lower(trim(${jobs.apiStatus})) IN ('refunded', 'failed')))`,
       n: count(),
     })
     .from(jobs)

@@ -1,4 +1,5 @@
 import type { TransactionFacts } from "../chain/transaction-facts.js";
+import { jobStatusWord } from "../store/jobs-api-rules.js";
 import { maxConflictSignatures } from "../store/receipt-rules.js";
 import type { Role } from "./check-catalogue.js";
 import { amountsOf } from "./checks/amounts.js";
@@ -193,7 +194,9 @@ export function evaluateJob(given: CheckInput): Evaluation {
   // charges for an answer never given.
   const unanswered = job.httpStatus !== null && (job.httpStatus < 200 || job.httpStatus > 299);
   const isRefund =
-    refunds.length > 0 || unanswered || (settlements.length === 0 && job.apiStatus === "refunded");
+    refunds.length > 0 ||
+    unanswered ||
+    (settlements.length === 0 && jobStatusWord(job.apiStatus) === "refunded");
 
   let outcome: { kind: "settled" | "refunded" | "none"; charge: bigint | null } = {
     kind: "none",
@@ -252,7 +255,7 @@ export function evaluateJob(given: CheckInput): Evaluation {
         `${unservedWhat(unserved, unservedClosings)} (see settlement.exists)`,
       );
     } else if (settlement === undefined) {
-      if (job.apiStatus === "settled") {
+      if (jobStatusWord(job.apiStatus) === "settled") {
         list.add(
           fail(
             "settlement.exists",

@@ -3,7 +3,7 @@ import type { TransactionFacts } from "../chain/transaction-facts.js";
 import type { ReceiptSource, Verdict } from "../db/schema.js";
 import { isStorableUnits, MAX_STORED_UNITS } from "../money.js";
 import { backoff } from "../retry.js";
-import { isSettledAnswer } from "../store/jobs-api-rules.js";
+import { isSettledAnswer, jobStatusWord } from "../store/jobs-api-rules.js";
 import type { SignatureRow } from "../store/signatures.js";
 import {
   type CheckResult,
@@ -214,7 +214,7 @@ export function decide<J extends DecideJob>(
   if (
     !hasClosing &&
     job.backfillState === "pending" &&
-    job.apiStatus !== "settled" &&
+    jobStatusWord(job.apiStatus) !== "settled" &&
     (closeBy === null || t < closeBy)
   ) {
     const next = Math.max(t + timing.backfillWaitMs, job.backfillNextAt ?? 0);

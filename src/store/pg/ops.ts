@@ -73,7 +73,7 @@ export function createPgOpsStore(store: PgStore): OpsStore {
       backfillState: jobs.backfillState,
       noSettlement: sql<unknown>`(${jobs.settlementTx} IS NULL AND ${jobs.apiSettlementTx} IS NULL)`,
       answered: sql<unknown>`(${jobs.apiCheckedAt} IS NOT NULL AND (${jobs.apiSettlementTx} IS NOT NULL
-        OR ${jobs.apiStatus} IN ('refunded', 'failed')))`,
+        OR lower(trim(${jobs.apiStatus})) IN ('refunded', 'failed')))`,
       n: count(),
     })
     .from(jobs)

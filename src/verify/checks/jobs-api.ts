@@ -1,3 +1,4 @@
+import { jobStatusWord } from "../../store/jobs-api-rules.js";
 import type { CheckResult, ReceiptForChecks } from "./check-input.js";
 import { fail, pass, skip } from "./check-list.js";
 
@@ -57,7 +58,7 @@ export function jobsApiMatchesChain(
 ): CheckResult {
   const name = "jobs_api.matches_chain";
   if (job.apiCheckedAt === null) return skip(name, "the jobs API was not consulted");
-  const status = job.apiStatus;
+  const status = jobStatusWord(job.apiStatus);
   // A failed job is final too (nothing more will settle it): the customer owes nothing for
   // it, so its lock must have come back, and a settlement of it charged for a job that failed.
   if (status === "failed") return failedJobMatchesChain(job, outcome, locked);
