@@ -45,3 +45,13 @@ export function deadlineSignal(ms: number, ...signals: (AbortSignal | undefined)
   }
   return { signal: controller.signal, clear };
 }
+
+/**
+ * The time left of `ms` counted from now on the monotonic clock (`performance.now()`): a wall
+ * clock stepped forward (NTP, a VM resumed) would end a stop's drain at once and cut off the
+ * answers it waits for; stepped back, it would wait hours.
+ */
+export function timeLeft(ms: number): () => number {
+  const ends = performance.now() + ms;
+  return () => Math.max(0, ends - performance.now());
+}

@@ -18,6 +18,7 @@ import type { Config } from "./config.js";
 import { followCheckpoints, type Store, setBusyTimeout } from "./db/client.js";
 import { openStore } from "./db/open.js";
 import { startWalCheckpointer } from "./db/wal-checkpointer.js";
+import { timeLeft } from "./deadline.js";
 import { AppError } from "./errors.js";
 import { holdLeaderLease } from "./leader-lease.js";
 import { configuredAccountSnapshotter } from "./ledger/account-snapshots.js";
@@ -261,7 +262,7 @@ export async function startService(
         // Stop accepting; responses in flight finish, no new request is taken on a connection
         // kept open, and each connection closes once idle (see DrainGate). A response still
         // running at the drain time is cut off.
-        const drainEnds = Date.now() + config.DRAIN_TIMEOUT_MS;
+        const drainLeft = timeLeft(config.DRAIN_TIMEOUT_MS);
         log.info(
           { withinMs: config.DRAIN_TIMEOUT_MS },
           "draining: taking no new requests, finishing those in flight",
@@ -273,7 +274,7 @@ export async function startService(
         clearTimeout(cutOff);
         // A job whose client left before its answer still runs and is charged: its answer,
         // which names it, is waited for within the same drain time, then recorded.
-        await proxy.drain(Math.max(0, drainEnds - Date.now()));
+        await proxy.drain(drainLeft());
         await resigning;
         await stopAll();
         log.info("drained: responses in flight ended and their receipts are written");

@@ -40,3 +40,25 @@ describe("a deadline signal", () => {
     expect(deadline.signal.aborted).toBe(false);
   });
 });
+
+describe("the time left of a drain", () => {
+  it("counts on the monotonic clock, whatever the wall clock does", async () => {
+    const { timeLeft } = await import("../src/deadline.js");
+    const realNow = Date.now;
+    const left = timeLeft(10_000);
+    try {
+      // The wall clock stepped an hour forward, then two hours back.
+      Date.now = () => realNow() + 3_600_000;
+      const forward = left();
+      Date.now = () => realNow() - 7_200_000;
+      const back = left();
+      expect(forward).toBeGreaterThan(9_000);
+      expect(forward).toBeLessThanOrEqual(10_000);
+      expect(back).toBeLessThanOrEqual(10_000);
+      await sleep(50);
+      expect(left()).toBeLessThan(back);
+    } finally {
+      Date.now = realNow;
+    }
+  });
+});
