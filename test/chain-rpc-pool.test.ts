@@ -226,6 +226,38 @@ describe("RPC pool: faults", () => {
     expect(counts(p, "http_error", dead.url)).toBe(4);
   });
 
+  it("logs a single endpoint set aside once per cooldown, though it is still asked", async () => {
+    // The only endpoint is asked while set aside (there is no other); each failure then said
+    // "set aside" again: about twice a second for one unreachable endpoint, 30 s cooldown.
+    const dead = await startStub(() => ({ body: null }));
+    await dead.close();
+    let clock = 1_000_000;
+    const warnings: unknown[] = [];
+    const log = {
+      warn: (fields: unknown, message: string) => warnings.push({ fields, message }),
+      info: () => {},
+      debug: () => {},
+      error: () => {},
+      child: () => log,
+    };
+    const p = pool([{ url: dead.url }], {
+      breakerThreshold: 3,
+      breakerCooldownMs: 30_000,
+      maxAttempts: 4,
+      now: () => clock,
+      log,
+    });
+    for (let i = 0; i < 5; i++)
+      await expect(p.getSlot()).rejects.toMatchObject({ code: "rpc_unavailable" });
+    const setAside = () =>
+      warnings.filter((w) => (w as { message: string }).message === "rpc endpoint set aside");
+    expect(counts(p, "http_error", dead.url)).toBe(20);
+    expect(setAside()).toHaveLength(1);
+    clock += 30_001;
+    await expect(p.getSlot()).rejects.toMatchObject({ code: "rpc_unavailable" });
+    expect(setAside()).toHaveLength(2);
+  });
+
   it("rejects calls waiting out a long Retry-After as soon as the pool closes", async () => {
     const stub = await startStub(() => ({ status: 429, headers: { "retry-after": "30" } }));
     const p = pool([{ url: stub.url }]);

@@ -248,11 +248,19 @@ class Endpoint {
     this.openUntil = 0;
   }
 
-  /** Counts a failure; past the threshold the endpoint is set aside for the cooldown. */
+  /**
+   * Counts a failure; past the threshold the endpoint is set aside for the cooldown. An endpoint
+   * is still asked while set aside when no other is usable (the only one, or all set aside);
+   * its failures then extend the cooldown but are not logged again: one unreachable endpoint
+   * said "set aside" about twice a second though each line said a 30 s cooldown.
+   */
   recordFailure(): void {
     this.failures++;
     if (this.failures >= this.pool.breakerThreshold) {
-      this.openUntil = this.pool.now() + this.pool.breakerCooldownMs;
+      const now = this.pool.now();
+      const wasAside = this.openUntil > now;
+      this.openUntil = now + this.pool.breakerCooldownMs;
+      if (wasAside) return;
       this.pool.log?.warn(
         {
           endpoint: this.name,
@@ -516,7 +524,8 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
   /**
    * The endpoint for the next attempt: the first one, in configured order starting after the
    * one that just failed, that is neither set aside nor paused by a 429; when none is, the one
-   * that becomes usable soonest (its queue holds the request until then).
+   * that becomes usable soonest (a 429 pause holds the request in its queue until then; a
+   * set-aside endpoint is asked at once, with the call's backoff between attempts).
    */
   const pick = (after: Endpoint | undefined, skip?: ReadonlySet<Endpoint>): Endpoint => {
     const now = internals.now();
