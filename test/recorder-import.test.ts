@@ -15,6 +15,26 @@ function csvLine(values: (string | number | null)[]): string {
 }
 
 describe("import", () => {
+  // A database that stops mid-import (a PostgreSQL restart, a full disk) ended it with only
+  // the database's message: nothing said what was committed, nor whether to run it again.
+  it("says how many receipts were committed when the database stops it, and that rerunning is safe", async () => {
+    const store = createTestStore();
+    store.sqlite.exec(`CREATE TRIGGER stops BEFORE INSERT ON jobs
+      WHEN (SELECT count(*) FROM jobs) >= 4 BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`);
+    const text = Array.from({ length: 7 }, () => JSON.stringify(wireReceipt())).join("\n");
+    const error = await importReceipts(store, Readable.from([text]), { batchSize: 2 }).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(Error);
+    const message = (error as Error).message;
+    expect(message).toContain("database or disk is full");
+    expect(message).toContain(
+      "stopped the import at line 5; the 4 receipts before it were committed",
+    );
+    expect(message).toContain("running the import again is safe");
+    expect(store.db.select().from(jobs).all()).toHaveLength(4);
+  });
+
   it("reads a JSONL file that starts with a byte-order mark", async () => {
     const store = createTestStore();
     const text = `\uFEFF${JSON.stringify(wireReceipt())}\n${JSON.stringify(wireReceipt())}\n`;

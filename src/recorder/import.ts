@@ -1,7 +1,7 @@
 import { Readable } from "node:stream";
 import { parse } from "csv-parse";
 import type { Store } from "../db/client.js";
-import { AppError } from "../errors.js";
+import { AppError, messageOf } from "../errors.js";
 import { ingestReceipts } from "./ingest.js";
 import { duplicateMembers, parseJsonNotingDuplicates } from "./json-duplicate-members.js";
 import { unknownFieldReason, wireReceiptFields } from "./receipt-input.js";
@@ -386,6 +386,25 @@ async function opening(input: Readable): Promise<{ format: ImportFormat; stream:
 }
 
 /**
+ * The database refused a batch (a PostgreSQL restart, a full disk, a lock held too long): the
+ * batches before it are committed, this one and the rest are not. Said with the database's
+ * reason, so that whoever ran the import knows where it stopped and that running it again only
+ * adds what is missing (receipts already imported are counted duplicate).
+ */
+function stoppedImport(error: unknown, committed: number, firstLine: number): AppError {
+  const done =
+    committed === 0
+      ? "no receipt was committed"
+      : `the ${committed} receipts before it were committed`;
+  return new AppError(
+    error instanceof AppError ? error.code : "store_unavailable",
+    `${messageOf(error)}: the database stopped the import at line ${firstLine}; ${done}, none from line ${firstLine} on; running the import again is safe (receipts already imported are counted duplicate)`,
+    {},
+    { cause: error },
+  );
+}
+
+/**
  * Imports receipts from a JSONL or CSV stream with the ingest API's validation and
  * idempotency, one transaction per batch. Rejected lines do not stop the import; they are
  * listed in the summary with their line numbers (1-based, counting the CSV header).
@@ -419,7 +438,12 @@ export async function importReceipts(
     if (batch.length === 0) return;
     // A line refused unread goes in as no receipt, keeping its place among the outcomes.
     const values = batch.map((item) => (item.value instanceof UnreadableLine ? null : item.value));
-    const results = await ingestReceipts(store, values, "import", now());
+    let results: Awaited<ReturnType<typeof ingestReceipts>>;
+    try {
+      results = await ingestReceipts(store, values, "import", now());
+    } catch (error) {
+      throw stoppedImport(error, summary.total, batch[0]?.line ?? lastLine);
+    }
     for (const result of results) {
       const item = batch[result.index] as Item;
       if (item.value instanceof UnreadableLine) {
