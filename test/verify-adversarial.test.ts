@@ -1,5 +1,5 @@
 import http from "node:http";
-import { gzipSync } from "node:zlib";
+import { brotliCompressSync, deflateSync, gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { localApiKey } from "../src/localnet/keys.js";
 import { createLogger } from "../src/log.js";
@@ -981,6 +981,8 @@ describe.each(dialects)("%s store", (dialect) => {
         requestBytes?: (json: string) => string | Buffer;
         /** The upstream drops the connection once `body` is written, short of its end. */
         cut?: boolean;
+        /** Headers the client sends beside its key and content type. */
+        requestHeaders?: Record<string, string>;
       },
     ): Promise<void> {
       const txs = h.op.honestJob(plan);
@@ -1026,6 +1028,7 @@ describe.each(dialects)("%s store", (dialect) => {
           headers: {
             authorization: `Bearer ${localApiKey(plan.keyIndex)}`,
             "content-type": "application/json",
+            ...answer.requestHeaders,
           },
           body: answer.requestBytes ? answer.requestBytes(json) : json,
         });
@@ -1398,6 +1401,68 @@ describe.each(dialects)("%s store", (dialect) => {
         outcome: "pass",
         actual: { answerBytes: 177 },
       });
+    });
+
+    it("reads a request body its client compressed, so the operator cannot pad choices it never asked for", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      // The client sends its JSON gzip-, deflate- or brotli-compressed with its content-encoding,
+      // which the upstream decodes. Read as no request, it would count all 128 choices and audio:
+      // the operator, seeing the encoding, answers 'Hi.' and a second choice nobody asked for.
+      const padded = JSON.stringify({
+        id: "chatcmpl-1",
+        object: "chat.completion",
+        model: "qwen3-8b",
+        choices: [
+          { index: 0, finish_reason: "stop", message: { role: "assistant", content: "Hi." } },
+          {
+            index: 1,
+            finish_reason: "stop",
+            message: { role: "assistant", content: "w".repeat(1900) },
+          },
+        ],
+        usage: { prompt_tokens: 5, completion_tokens: 1900, total_tokens: 1905 },
+      });
+      const encodings = {
+        gzip: (json: string) => gzipSync(json),
+        deflate: (json: string) => deflateSync(json),
+        br: (json: string) => brotliCompressSync(json),
+      };
+      const plans = [];
+      for (const [encoding, requestBytes] of Object.entries(encodings)) {
+        const plan = h.op.plan({ keyIndex: 1, completionTokens: 1900 });
+        await throughProxy(c, plan, {
+          body: padded,
+          requestBytes,
+          requestHeaders: { "content-encoding": encoding },
+        });
+        plans.push(plan);
+      }
+      expect(await c.verdicts(...plans.map((p) => p.jobId))).toEqual(
+        plans.map(() => discrepancy("usage.consistent")),
+      );
+      expect(await c.check(plans[0]!.jobId, "usage.consistent")).toMatchObject({
+        actual: { completionTokens: 1900, answerBytes: 3 },
+      });
+      // An honest n: 3 in a compressed body: its model and its three choices are read.
+      const honest = h.op.plan({ keyIndex: 1, completionTokens: 90 });
+      await throughProxy(c, honest, {
+        request: { n: 3 },
+        requestBytes: (json) => gzipSync(json),
+        requestHeaders: { "content-encoding": "gzip" },
+        body: JSON.stringify({
+          id: "chatcmpl-1",
+          object: "chat.completion",
+          model: "qwen3-8b",
+          choices: [0, 1, 2].map((index) => ({
+            index,
+            finish_reason: "stop",
+            message: { role: "assistant", content: words(30) },
+          })),
+          usage: { prompt_tokens: 5, completion_tokens: 90, total_tokens: 95 },
+        }),
+      });
+      expect(await c.verdicts(honest.jobId)).toEqual([verified]);
     });
 
     it("takes thoughts inside the completion tokens when the total also holds tool-use prompt tokens", async () => {

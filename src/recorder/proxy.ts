@@ -1,5 +1,6 @@
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import https from "node:https";
+import { brotliDecompressSync, gunzipSync, inflateRawSync, inflateSync } from "node:zlib";
 import type { Store } from "../db/client.js";
 import { ownerName } from "../host-identity.js";
 import type { Logger } from "../log.js";
@@ -19,9 +20,51 @@ import {
   tagNamePattern,
 } from "./receipt-input.js";
 import { createReceiptWriter, type ReceiptWriter, type RunOptions } from "./receipt-writer.js";
-import { type RequestFacts, requestFactsOfBytes } from "./request-facts.js";
+import {
+  maxRequestFactsBytes,
+  noRequestFacts,
+  type RequestFacts,
+  requestFactsOfBytes,
+} from "./request-facts.js";
 import { createDataCount, createDoneWatch, sseChunks, sseEvents } from "./sse-tail.js";
 import { credentialsOf, withoutKeys } from "./without-key.js";
+
+/**
+ * The facts of a request body sent with a `content-encoding` the upstream decodes (gzip,
+ * deflate, br, in the order listed): read as no request, it would count an answer's every
+ * choice and its audio, and the operator, who sees the encoding, could fill the choices the
+ * caller never asked for. Decoded up to the size a body is read at; an encoding not known
+ * here, or a body that does not decode, asks nothing known.
+ */
+export function requestFactsOfEncoded(body: Buffer, encoding: string | undefined): RequestFacts {
+  const codings = (encoding ?? "")
+    .split(",")
+    .map((c) => c.trim().toLowerCase())
+    .filter((c) => c !== "" && c !== "identity");
+  let bytes = body;
+  try {
+    const options = { maxOutputLength: maxRequestFactsBytes };
+    for (const coding of codings.reverse()) {
+      if (coding === "gzip" || coding === "x-gzip") bytes = gunzipSync(bytes, options);
+      else if (coding === "br") bytes = brotliDecompressSync(bytes, options);
+      else if (coding === "deflate") bytes = inflated(bytes, options);
+      else return noRequestFacts;
+    }
+  } catch {
+    return noRequestFacts;
+  }
+  return requestFactsOfBytes(bytes);
+}
+
+/** HTTP's deflate is zlib-wrapped; some clients send the raw stream under that name. */
+function inflated(bytes: Buffer, options: { maxOutputLength: number }): Buffer {
+  try {
+    return inflateSync(bytes, options);
+  } catch (e) {
+    if (e instanceof RangeError) throw e;
+    return inflateRawSync(bytes, options);
+  }
+}
 
 /** Options of the recording proxy; every optional one has a default. */
 export interface RecordingProxyOptions {
@@ -659,7 +702,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
     const fromRequest = () => {
       learnt ??= {
         // Read whatever the content type says: the upstream may take a text/plain body as JSON.
-        facts: requestFactsOfBytes(body),
+        facts: requestFactsOfEncoded(body, req.headers["content-encoding"]),
         tags: tagsOf(req),
         fingerprint: keyFingerprint(authorization),
       };
