@@ -429,6 +429,44 @@ describe("the ledger of a credit vault against the local world", () => {
     }
   });
 
+  it("calls no difference when a ledger round writes the vault during every read of its statement", async () => {
+    const store = createTestStore();
+    const vault = vaultOf(2);
+    await runRecordedJob(world, store, { apiKeyIndex: 2 });
+    await finalized();
+    await reader(store, vault).syncVault(vault);
+    const period = { from: 0, to: Date.now() + 3_600_000, vault };
+    const options = { profile, graceSeconds: 0 };
+    // A busy vault whose statement takes longer than serve's round: each read of it sees a new
+    // job's lines stored after its cursor was read, before the rest. Its reads never agree.
+    const ledger = ledgerStoreOf(store);
+    const cursorFigures = ledger.cursorFigures.bind(ledger);
+    let calls = 0;
+    ledger.cursorFigures = async (v) => {
+      const figures = await cursorFigures(v);
+      // Each try reads the cursor three times: its state, its figures, its state again.
+      if (calls++ % 3 === 1) {
+        await runRecordedJob(world, store, { apiKeyIndex: 2 });
+        await finalized();
+        await reader(store, vault).syncVault(vault);
+      }
+      return figures;
+    };
+    try {
+      const read = (await buildStatement(store, period, options)).vaults[0]!;
+      expect(calls).toBeGreaterThanOrEqual(3);
+      // No state the ledger held: no difference is known, and the statement is not complete.
+      expect(read.differenceUnits).toBeNull();
+      expect(read.complete).toBe(false);
+    } finally {
+      ledger.cursorFigures = cursorFigures;
+    }
+    // Once the ledger holds still, the statement closes on the chain's balance again.
+    const read = (await buildStatement(store, period, options)).vaults[0]!;
+    expect(read.differenceUnits).toBe(0n);
+    expect(read.closingByLedgerUnits).toBe(world.chain.tokenAmount(vault));
+  });
+
   it("resumes a read stopped mid-history without listing any page twice, and two processes never double a line", async () => {
     const vault = vaultOf(3);
     for (let i = 0; i < 12; i++) {

@@ -105,7 +105,7 @@ const StatementSchema = z
         differenceUnits: units
           .nullable()
           .describe(
-            "Closing on chain - closing by ledger: 0. Null when either is not known: `closingOnChainUnits` is null while a transaction listed up to `to` is not read (`unread`).",
+            "Closing on chain - closing by ledger: 0. Null when either is not known: `closingOnChainUnits` is null while a transaction listed up to `to` is not read (`unread`). Also null when the ledger wrote the vault during each read of its statement (`complete` is false then).",
           ),
         unread: z
           .object({

@@ -249,7 +249,8 @@ export interface VaultStatement {
   closingOnChainSource: "next_transaction" | "balance_read" | "last_transaction" | null;
   /**
    * Closing on chain - closing by ledger: 0 when the ledger holds every movement; null when
-   * either is not known (a transaction up to `to` not read, say).
+   * either is not known (a transaction up to `to` not read, say), or when the ledger wrote the
+   * vault during each of the statement's reads of it (then `complete` is false too).
    */
   differenceUnits: bigint | null;
   /**
@@ -406,7 +407,13 @@ export async function buildStatement(
     for (let tries = 1; tries < 5 && statement.moved; tries++) {
       statement = await vaultStatement(vault);
     }
-    out.push(statement.figures);
+    // Moved under every read (a busy vault whose statement outlasts a round): its closings are
+    // of two states, their difference is no finding. Not known, and not complete, this time.
+    out.push(
+      statement.moved
+        ? { ...statement.figures, complete: false, differenceUnits: null }
+        : statement.figures,
+    );
   }
   return { from: query.from, to: query.to, generatedAt: now(), vaults: out };
 
