@@ -324,6 +324,12 @@ describe.each(dialects)("%s", (dialect) => {
       jobRow({ jobId: "passed", createdAt: start + HOUR, ...header }),
       jobRow({ jobId: "noheader", createdAt: start + 30 * 60_000 }),
       jobRow({ jobId: "novault", createdAt: start + 40 * 60_000, ...header }),
+      jobRow({ jobId: "unread", createdAt: start + 20 * 60_000, ...header }),
+    ]);
+    // The vault is a key's (the ledger reads every pinned vault); the account the lock of
+    // "unread" drew on is nobody's, configured nowhere: no ledger round ever reads it.
+    await seedRows(store, "creditVaults", [
+      { keyFingerprint: "key1", vault, source: "learned", pinnedAt: start },
     ]);
     const check = (jobId: string, outcome: "pass" | "skip", expected: unknown) => ({
       jobId,
@@ -341,6 +347,12 @@ describe.each(dialects)("%s", (dialect) => {
       // Skips no ledger read ever turns into a verdict: final as they stand.
       check("noheader", "skip", null),
       check("novault", "skip", null),
+      // The operator locked from an account the ledger never reads: the wait never ends, and
+      // would hold every report's figures from final for good.
+      check("unread", "skip", {
+        headerUnits: "990000",
+        vault: "NoBodysAccount1111111111111111111111111111",
+      }),
     ]);
     const now = start + 10 * DAY;
     expect(await dataCompleteUntil(store, now)).toBe(start + 2 * HOUR);

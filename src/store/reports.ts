@@ -371,13 +371,19 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
   // of that vault passes the check where it stands or reopens the job, which then fails. Its
   // verdict and figures may still move, so nothing at or after it is called final (the same
   // jobs the ledger's review reads, through their partial index).
+  // Only a vault the ledger reads (one it has a cursor of, or a key's pinned vault) ever ends
+  // the wait: a lock from any other account (the operator's choice) would hold it for good.
   const oldestHeaderWaiting = db
     .prepare(
       `SELECT min(j.created_at) FROM check_results c INDEXED BY check_results_header_waiting
        JOIN jobs j ON j.job_id = c.job_id
        WHERE c.name = 'credits.header' AND c.outcome = 'skip' AND c.expected IS NOT NULL
          AND j.verdict IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")})
-         AND j.credits_remaining_units IS NOT NULL`,
+         AND j.credits_remaining_units IS NOT NULL
+         AND (EXISTS (SELECT 1 FROM ledger_cursors l
+                WHERE l.vault = json_extract(c.expected, '$.vault'))
+           OR EXISTS (SELECT 1 FROM credit_vaults v
+                WHERE v.vault = json_extract(c.expected, '$.vault')))`,
     )
     .pluck();
   const finalCounts = db.prepare(

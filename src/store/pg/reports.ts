@@ -296,12 +296,16 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
   // oldest final job whose credits.header is a skip naming the vault it waits on: the ledger's
   // read of that vault may reopen and fail it, so its figures may still move (the jobs the
   // ledger's review reads, through the partial index check_results_header_waiting).
+  // Only a vault the ledger reads (one it has a cursor of, or a key's pinned vault) ever ends
+  // the wait: a lock from any other account (the operator's choice) would hold it for good.
   const completeUntil = sql.raw(
     `SELECT least(${openOldest}, (SELECT min(j.created_at) FROM check_results c
         JOIN jobs j ON j.job_id = c.job_id
         WHERE c.name = 'credits.header' AND c.outcome = 'skip' AND c.expected IS NOT NULL
           AND j.verdict IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")})
-          AND j.credits_remaining_units IS NOT NULL)) AS oldest`,
+          AND j.credits_remaining_units IS NOT NULL
+          AND (EXISTS (SELECT 1 FROM ledger_cursors l WHERE l.vault = c.expected->>'vault')
+            OR EXISTS (SELECT 1 FROM credit_vaults v WHERE v.vault = c.expected->>'vault')))) AS oldest`,
   );
 
   const countJobsByVerdict = async (from: number, to: number) => {
