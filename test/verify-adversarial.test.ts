@@ -983,6 +983,8 @@ describe.each(dialects)("%s store", (dialect) => {
         cut?: boolean;
         /** Headers the client sends beside its key and content type. */
         requestHeaders?: Record<string, string>;
+        /** The endpoint asked, `/v1/chat/completions` unless said. */
+        path?: string;
       },
     ): Promise<void> {
       const txs = h.op.honestJob(plan);
@@ -1023,7 +1025,7 @@ describe.each(dialects)("%s store", (dialect) => {
           ...(answer.stream ? { stream: true, stream_options: { include_usage: true } } : {}),
           ...answer.request,
         });
-        const asked = fetch(`${app.url}/v1/chat/completions`, {
+        const asked = fetch(`${app.url}${answer.path ?? "/v1/chat/completions"}`, {
           method: "POST",
           headers: {
             authorization: `Bearer ${localApiKey(plan.keyIndex)}`,
@@ -1639,10 +1641,29 @@ describe.each(dialects)("%s store", (dialect) => {
       });
       // A legacy completion is its `text`: 640 words, honestly charged.
       const legacy = h.op.plan({ keyIndex: 1 });
-      await throughProxy(c, legacy, { body: answer({ text: words(640) }) });
-      expect(await c.verdicts(padded.jobId, legacy.jobId)).toEqual([
+      await throughProxy(c, legacy, {
+        body: answer({ text: words(640) }),
+        path: "/v1/completions",
+      });
+      // A chat answer with no message at all: its client gets no answer, the 640 words in `text`
+      // beside none are read by nobody either (as JSON and as a stream).
+      const bare = h.op.plan({ keyIndex: 1 });
+      await throughProxy(c, bare, { body: answer({ text: words(640) }) });
+      const bareStream = h.op.plan({ keyIndex: 1 });
+      await throughProxy(c, bareStream, {
+        stream: true,
+        body: [
+          `data: ${JSON.stringify({ id: "c", model: "qwen3-8b", choices: [{ index: 0, text: words(640) }] })}`,
+          `data: ${JSON.stringify({ id: "c", model: "qwen3-8b", choices: [], usage })}`,
+          "data: [DONE]",
+          "",
+        ].join("\n\n"),
+      });
+      expect(await c.verdicts(padded.jobId, legacy.jobId, bare.jobId, bareStream.jobId)).toEqual([
         discrepancy("usage.consistent"),
         verified,
+        discrepancy("usage.consistent"),
+        discrepancy("usage.consistent"),
       ]);
       expect(await c.check(padded.jobId, "usage.consistent")).toMatchObject({
         actual: { answerBytes: 3 },

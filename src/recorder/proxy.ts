@@ -227,14 +227,20 @@ function thinkingBytes(thinking: unknown): number {
   return bytes;
 }
 
-/** What the caller asked that decides which of an answer's text it gets. */
-type Asked = Pick<RequestFacts, "choices" | "audio">;
+/**
+ * What the caller asked that decides which of an answer's text it gets; `chat`: it asked the
+ * chat completions endpoint, whose clients read a choice's message alone, never its `text`.
+ */
+type Asked = Pick<RequestFacts, "choices" | "audio"> & { chat?: boolean };
+
+/** A request path (its query left out) that asks for a chat completion. */
+const chatPath = /\/chat\/completions\/?$/i;
 
 /**
  * Counts the text a model generated in an answer's choices, as JSON messages or as a stream's
  * deltas: each choice's content (a string or text parts), refusal, reasoning text, audio when
- * the caller asked for audio, legacy `text` (of a choice with no message), and the names and arguments of its tool and
- * function calls. Every output token decodes to at least one byte, so usage naming more
+ * the caller asked for audio, legacy `text` (of a choice with no message, outside chat), and the
+ * names and arguments of its tool and function calls. Every output token decodes to at least one byte, so usage naming more
  * completion tokens than this (with the reasoning tokens the answer does not show) claims
  * output the caller never got. Only the choices asked for count (`n`, by default one): a client
  * reads `choices[0]`, and text in a choice nobody asked for is no answer it got.
@@ -262,8 +268,8 @@ function createGeneratedCount(asked: Asked) {
       if (!(index >= 0 && index < asked.choices)) continue;
       const message = asRecord(choice[field]);
       // A legacy completion's answer is its `text`; a chat client reads the message (or delta)
-      // alone, so `text` beside one is no answer it got.
-      const chat = typeof choice[field] === "object" && choice[field] !== null;
+      // alone, so `text` beside one, or in any answer to a chat request, is no answer it got.
+      const chat = asked.chat || (typeof choice[field] === "object" && choice[field] !== null);
       bytes += (chat ? 0 : utf8Bytes(choice.text)) + utf8Bytes(message.refusal);
       bytes += utf8Bytes(message.reasoning_content) + utf8Bytes(message.reasoning);
       const content = message.content;
@@ -1053,6 +1059,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         // events whatever the content type, and a JSON answer as JSON): usage in an answer of the
         // other kind is none the client saw.
         const readAsAsked = facts.stream === null || facts.stream === isSse;
+        const asked: Asked = { ...facts, chat: chatPath.test(pathPart(req.url ?? "/")) };
         // An answer the upstream broke off (its connection closed short of the body's end while
         // the client waited) reached the caller broken or not at all: a held JSON body is never
         // sent, and a stream's client sees its read fail. Usage its bytes name prices no answer
@@ -1062,8 +1069,8 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         const learnt: BodyFacts =
           capturing && readAsAsked && !brokenOff
             ? isSse
-              ? sseFacts(bodyText, sseCut, streamData.bytes, credentials, facts)
-              : jsonBodyFacts(bodyText, credentials, facts)
+              ? sseFacts(bodyText, sseCut, streamData.bytes, credentials, asked)
+              : jsonBodyFacts(bodyText, credentials, asked)
             : unknownBody;
         const final: Receipt = {
           ...receipt,
