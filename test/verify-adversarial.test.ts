@@ -1623,6 +1623,31 @@ describe.each(dialects)("%s store", (dialect) => {
       });
     });
 
+    it("bounds the charge of an answer without usage by its bytes, an `error` member beside it or not", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      // 'Hi.' holds at most 19 tokens; the operator charges 640 and sends no usage. An `error`
+      // member beside the answer (no SDK reads it in a 200) must not lift the bound to the lock.
+      const body = (extra: Record<string, unknown>) =>
+        JSON.stringify({
+          id: "chatcmpl-1",
+          object: "chat.completion",
+          model: "qwen3-8b",
+          choices: [
+            { index: 0, finish_reason: "stop", message: { role: "assistant", content: "Hi." } },
+          ],
+          ...extra,
+        });
+      const plain = h.op.plan({ keyIndex: 1, completionTokens: 640 });
+      await throughProxy(c, plain, { body: body({}) });
+      const withError = h.op.plan({ keyIndex: 1, completionTokens: 640 });
+      await throughProxy(c, withError, { body: body({ error: { message: "" } }) });
+      expect(await c.verdicts(plain.jobId, withError.jobId)).toEqual([
+        discrepancy("charge.matches_price"),
+        discrepancy("charge.matches_price"),
+      ]);
+    });
+
     it("catches a chat answer padded in a legacy `text` its client never reads", async () => {
       const c = await h.scenario();
       await c.pinKey(1);

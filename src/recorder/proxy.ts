@@ -311,11 +311,16 @@ function createGeneratedCount(asked: Asked) {
 function jsonBodyFacts(body: string, credentials: string[], asked: Asked): BodyFacts {
   try {
     const parsed = JSON.parse(body) as Record<string, unknown>;
-    // An `error` is no completion, whatever the status line said (a stream's error event ends
-    // what its client reads likewise): usage it names prices no answer the caller got.
-    if (typeof parsed !== "object" || parsed === null || parsed.error) return unknownBody;
+    if (typeof parsed !== "object" || parsed === null) return unknownBody;
     const generated = createGeneratedCount(asked);
     generated.add(parsed.choices, "message");
+    // An `error` is no completion, whatever the status line said (a stream's error event ends
+    // what its client reads likewise): usage it names prices no answer the caller got. Its
+    // answer is still measured: what it holds bounds the charge of an answer without usage,
+    // which an `error` beside it must not lift to the lock.
+    if (parsed.error) {
+      return { ...unknownBody, answerBytes: generated.bytes, answerToolCalls: generated.toolCalls };
+    }
     return {
       model: operatorModel(
         typeof parsed.model === "string" ? withoutKeys(parsed.model, credentials) : null,
