@@ -146,6 +146,33 @@ describe.each(dialects)("%s", (dialect) => {
     });
   });
 
+  it("reads a jobs API status in any case and with any spacing as the verifier reads it", async () => {
+    const store = await stores.open();
+    const ops = createOpsStore(store);
+    const t0 = Date.UTC(2026, 10, 21);
+    // jobStatusWord trims what JavaScript calls white space: a tab, a line break, a no-break
+    // space. Counted by the SQL's trim of spaces alone, these waited for an answer they had.
+    const spelled = ["Refunded\n", "\tFAILED", "refunded\u00a0", " failed\r\n", "\ufeffRefunded"];
+    await seedRows(
+      store,
+      "jobs",
+      spelled.map((apiStatus, i) =>
+        jobRow({
+          jobId: `spelled${i}`,
+          createdAt: t0 + i,
+          verdict: "awaiting_finality",
+          apiCheckedAt: t0 + 10,
+          apiStatus,
+        }),
+      ),
+    );
+    const groups = await ops.openJobGroups(t0, t0 + HOUR);
+    expect(countOpenJobWaits(groups, { waitsForJobsApi: true })).toMatchObject({
+      jobs_api: 0,
+      finality: spelled.length,
+    });
+  });
+
   it("answers readiness, job counts, the unverified jobs of a window with their failing checks, and what was unproven", async () => {
     const store = await stores.open();
     const ops = createOpsStore(store);

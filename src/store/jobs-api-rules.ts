@@ -20,6 +20,14 @@ export function jobStatusWord(status: string | null): string | null {
   return status === null ? null : status.trim().toLowerCase();
 }
 
+/**
+ * What `String.prototype.trim` takes off a status (white space and line terminators), for SQL
+ * that reads the word as `jobStatusWord` does: SQL's one-argument trim takes spaces alone.
+ */
+export const statusSpaces =
+  " \t\n\v\f\r\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" +
+  "\u2028\u2029\u202f\u205f\u3000\ufeff";
+
 /** True when asking the jobs API again cannot bring anything new. */
 export function isSettledAnswer(answer: Pick<JobsApiAnswer, "status" | "settlementTx">): boolean {
   const status = jobStatusWord(answer.status);

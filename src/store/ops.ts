@@ -9,6 +9,7 @@ import {
   verdictIsOpen,
   verdicts,
 } from "../db/schema.js";
+import { statusSpaces } from "./jobs-api-rules.js";
 import { createPgOpsStore } from "./pg/ops.js";
 import { jobInWindow, type OpenJobGroup, recordedLate, rpcTroubleVerdicts } from "./queue-rules.js";
 
@@ -168,7 +169,7 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
       backfillState: jobs.backfillState,
       noSettlement: sql<unknown>`(${jobs.settlementTx} IS NULL AND ${jobs.apiSettlementTx} IS NULL)`,
       answered: sql<unknown>`(${jobs.apiCheckedAt} IS NOT NULL AND (${jobs.apiSettlementTx} IS NOT NULL
-        OR lower(trim(${jobs.apiStatus})) IN ('refunded', 'failed')))`,
+        OR lower(trim(${jobs.apiStatus}, ${statusSpaces})) IN ('refunded', 'failed')))`,
       n: count(),
     })
     .from(jobs)

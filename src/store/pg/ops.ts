@@ -2,6 +2,7 @@ import { and, asc, count, desc, eq, gte, inArray, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { checkResults, jobs } from "../../db/pg/schema.js";
 import { type Verdict, verdictIsOpen, verdicts } from "../../db/schema.js";
+import { statusSpaces } from "../jobs-api-rules.js";
 import type { OpsStore } from "../ops.js";
 import { jobInWindow, recordedLate, rpcTroubleVerdicts } from "../queue-rules.js";
 
@@ -73,7 +74,7 @@ export function createPgOpsStore(store: PgStore): OpsStore {
       backfillState: jobs.backfillState,
       noSettlement: sql<unknown>`(${jobs.settlementTx} IS NULL AND ${jobs.apiSettlementTx} IS NULL)`,
       answered: sql<unknown>`(${jobs.apiCheckedAt} IS NOT NULL AND (${jobs.apiSettlementTx} IS NOT NULL
-        OR lower(trim(${jobs.apiStatus})) IN ('refunded', 'failed')))`,
+        OR lower(btrim(${jobs.apiStatus}, ${statusSpaces})) IN ('refunded', 'failed')))`,
       n: count(),
     })
     .from(jobs)
