@@ -58,6 +58,26 @@ export function holdLeaderLease(options: LeaderLeaseOptions): LeaderLease {
   let timer: NodeJS.Timeout | undefined;
   let beat: Promise<void> = Promise.resolve();
   let stopping: Promise<void> | undefined;
+  /** Fires when the lease held would run out unrenewed, whether the renewal fails or hangs. */
+  let expiry: NodeJS.Timeout | undefined;
+  /** The `onLose` of a lease that ran out, awaited before this process leads again. */
+  let expired: Promise<void> = Promise.resolve();
+
+  // A renewal that never answers (a connection whose peer vanished, a table lock held past the
+  // lease) would otherwise keep this process leading beside the one that took the lease.
+  function armExpiry() {
+    clearTimeout(expiry);
+    if (!leading || stopped) return;
+    expiry = setTimeout(runOut, Math.max(0, renewedAt + ttlMs - performance.now()));
+    expiry.unref();
+  }
+
+  function runOut() {
+    if (!leading || stopped) return;
+    leading = false;
+    log.warn({ owner }, "leader lease ran out unrenewed; stopping the verifier and the backfill");
+    expired = options.onLose();
+  }
 
   // A SQLite store's lease connection does not wait for the write lock (its wait would hold
   // the event loop of a worker that proxies): a write that finds it taken (another worker's
@@ -81,22 +101,23 @@ export function holdLeaderLease(options: LeaderLeaseOptions): LeaderLease {
       // process may take it then), trying again each heartbeat.
       if (isBusyError(error)) log.debug("leader lock busy; renewed next heartbeat");
       else log.warn({ err: error }, "leader lock not renewed");
-      if (leading && !stopped && performance.now() - renewedAt >= ttlMs) {
-        leading = false;
-        log.warn(
-          { owner },
-          "leader lease ran out unrenewed; stopping the verifier and the backfill",
-        );
-        await options.onLose();
-      }
+      if (leading && !stopped && performance.now() - renewedAt >= ttlMs) runOut();
+      await expired;
       return;
     }
+    // A grant that answered after its own lease ran out is none: asked for again next heartbeat.
+    if (ours && performance.now() - asked >= ttlMs) ours = false;
     if (ours) renewedAt = asked;
+    // The background work of a lease that ran out has stopped before it starts again.
+    await expired;
     if (stopped) return;
     if (ours && !leading) {
       leading = true;
       log.info({ owner }, "leader: running the verifier and the backfill");
       options.onGain();
+      armExpiry();
+    } else if (ours) {
+      armExpiry();
     } else if (!ours && leading) {
       leading = false;
       log.warn({ owner }, "leader lock lost; stopping the verifier and the backfill");
@@ -126,11 +147,13 @@ export function holdLeaderLease(options: LeaderLeaseOptions): LeaderLease {
   async function resign() {
     stopped = true;
     clearTimeout(timer);
+    clearTimeout(expiry);
     // Told to stop now, before the caller closes what the background work uses.
     const losing = leading ? options.onLose() : Promise.resolve();
     leading = false;
     await beat;
     await losing;
+    await expired;
     try {
       await locks.release(name, owner);
     } catch (error) {
