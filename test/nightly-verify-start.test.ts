@@ -62,4 +62,51 @@ describe("verify started on a busy host", () => {
       rpc.close();
     }
   }, 90_000);
+  it("says a start that took its whole --timeout, not an RPC that answers, when no time is left", async () => {
+    const db = join(mkdtempSync(join(tmpdir(), "verify-start-")), "audit.db");
+    const store = openSqliteStore(db);
+    migrateStore(store);
+    await ingestReceipts(store, [wireReceipt()], "ingest");
+    store.close();
+    // A healthy node: every call answered at once.
+    const rpc = createServer((req, res) => {
+      let body = "";
+      req.on("data", (chunk) => {
+        body += chunk;
+      });
+      req.on("end", () => {
+        const call = JSON.parse(body) as { id: unknown } | { id: unknown }[];
+        const answer = (c: { id: unknown }) => ({ jsonrpc: "2.0", id: c.id, result: 1000 });
+        res.setHeader("content-type", "application/json");
+        res.end(JSON.stringify(Array.isArray(call) ? call.map(answer) : answer(call)));
+      });
+    });
+    await new Promise<void>((resolve) => rpc.listen(0, "127.0.0.1", resolve));
+    const rpcUrl = `http://127.0.0.1:${(rpc.address() as AddressInfo).port}`;
+    const slowStart = pathToFileURL(join(import.meta.dirname, "support", "slow-start.mjs")).href;
+    try {
+      const verify = startCli(
+        [
+          "verify",
+          "--since",
+          "1h",
+          "--timeout",
+          "2s",
+          "--json",
+          "--db",
+          db,
+          "--profile",
+          "localnet",
+        ],
+        { SOLANA_RPC_URLS: rpcUrl, NODE_OPTIONS: `--import ${slowStart}`, SLOW_START_MS: "3000" },
+      );
+      expect(await verify.exited).toBe(2);
+      const summary = JSON.parse(verify.logs.map((l) => l.text).join("\n")) as { reason: string };
+      expect(summary.reason).not.toMatch(/RPC unreachable/);
+      expect(summary.reason).toMatch(/^timed out after 2 s: its start took \d+ s/);
+    } finally {
+      rpc.closeAllConnections();
+      rpc.close();
+    }
+  }, 90_000);
 });

@@ -241,6 +241,13 @@ export async function runNightlyVerification(
     reason = `another verification run holds the lock (owner ${holder.owner}, until ${new Date(holder.expiresAt).toISOString()})`;
   } else if (locked) {
     try {
+      // A start (modules loaded on a busy host, the database waited for) that used the whole
+      // --timeout leaves the RPC no time to answer: called unreachable, a healthy node would be
+      // what the operator looks into.
+      if (left() === 0) {
+        const tookS = Math.round(elapsed() / 1000);
+        throw new Error(`${timedOut()}: its start took ${tookS} s, before the RPC was asked`);
+      }
       if (options.preflight) {
         // Within the run's time: a node that hangs kept `verify --timeout 10s` waiting for
         // the preflight's own retries (five attempts of the RPC timeout, over a minute).
