@@ -29,10 +29,27 @@ describe("import", () => {
     const message = (error as Error).message;
     expect(message).toContain("database or disk is full");
     expect(message).toContain(
-      "stopped the import at line 5; the 4 receipts before it were committed",
+      "stopped the import at line 5; the 4 receipts before it are done (4 created)",
     );
     expect(message).toContain("running the import again is safe");
     expect(store.db.select().from(jobs).all()).toHaveLength(4);
+  });
+
+  it("says what the lines before a stopped import came to, not that every one was committed", async () => {
+    const store = createTestStore();
+    store.sqlite.exec(`CREATE TRIGGER stops BEFORE INSERT ON jobs
+      WHEN (SELECT count(*) FROM jobs) >= 1 BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`);
+    // Two refused lines and one receipt, then the database stops.
+    const lines = ["{}", "{}", JSON.stringify(wireReceipt()), JSON.stringify(wireReceipt())];
+    const error = await importReceipts(store, Readable.from([lines.join("\n")]), {
+      batchSize: 3,
+    }).catch((e: unknown) => e);
+    const message = (error as Error).message;
+    expect(message).toContain(
+      "stopped the import at line 4; the 3 receipts before it are done (1 created, 2 rejected)",
+    );
+    expect(message).not.toContain("3 receipts before it were committed");
+    expect(store.db.select().from(jobs).all()).toHaveLength(1);
   });
 
   it("reads a JSONL file that starts with a byte-order mark", async () => {

@@ -391,11 +391,24 @@ async function opening(input: Readable): Promise<{ format: ImportFormat; stream:
  * reason, so that whoever ran the import knows where it stopped and that running it again only
  * adds what is missing (receipts already imported are counted duplicate).
  */
-function stoppedImport(error: unknown, committed: number, firstLine: number): AppError {
+function stoppedImport(error: unknown, summary: ImportSummary, firstLine: number): AppError {
+  // What each line before it came to: a rerun of an import that stopped, or a file of refused
+  // lines, committed far fewer receipts than it read.
+  const outcomes = [
+    [summary.created, "created"],
+    [summary.updated, "updated"],
+    [summary.duplicate, "duplicate"],
+    [summary.conflicts.length, "conflicting"],
+    [summary.rejected.length, "rejected"],
+  ] as const;
+  const counts = outcomes
+    .filter(([n]) => n > 0)
+    .map(([n, what]) => `${n} ${what}`)
+    .join(", ");
   const done =
-    committed === 0
+    summary.total === 0
       ? "no receipt was committed"
-      : `the ${committed} receipts before it were committed`;
+      : `the ${summary.total} receipts before it are done (${counts})`;
   return new AppError(
     error instanceof AppError ? error.code : "store_unavailable",
     `${messageOf(error)}: the database stopped the import at line ${firstLine}; ${done}, none from line ${firstLine} on; running the import again is safe (receipts already imported are counted duplicate)`,
@@ -442,7 +455,7 @@ export async function importReceipts(
     try {
       results = await ingestReceipts(store, values, "import", now());
     } catch (error) {
-      throw stoppedImport(error, summary.total, batch[0]?.line ?? lastLine);
+      throw stoppedImport(error, summary, batch[0]?.line ?? lastLine);
     }
     for (const result of results) {
       const item = batch[result.index] as Item;
