@@ -258,6 +258,35 @@ describe("RPC pool: faults", () => {
     expect(setAside()).toHaveLength(2);
   });
 
+  it("logs a single endpoint set aside again each cooldown while it keeps failing", async () => {
+    // Each failure while aside pushes the cooldown on: an endpoint down for an hour and asked
+    // every few seconds was said set aside once, at the start of its outage.
+    const dead = await startStub(() => ({ body: null }));
+    await dead.close();
+    let clock = 1_000_000;
+    const warnings: string[] = [];
+    const log = {
+      warn: (_fields: unknown, message: string) => warnings.push(message),
+      info: () => {},
+      debug: () => {},
+      error: () => {},
+      child: () => log,
+    };
+    const p = pool([{ url: dead.url }], {
+      breakerThreshold: 3,
+      breakerCooldownMs: 30_000,
+      maxAttempts: 4,
+      now: () => clock,
+      log,
+    });
+    // 95 s of failures, a call every 5 s.
+    for (let i = 0; i < 20; i++) {
+      await expect(p.getSlot()).rejects.toMatchObject({ code: "rpc_unavailable" });
+      clock += 5000;
+    }
+    expect(warnings.filter((m) => m === "rpc endpoint set aside")).toHaveLength(4);
+  });
+
   it("rejects calls waiting out a long Retry-After as soon as the pool closes", async () => {
     const stub = await startStub(() => ({ status: 429, headers: { "retry-after": "30" } }));
     const p = pool([{ url: stub.url }]);

@@ -210,6 +210,8 @@ class Endpoint {
   readonly rate: AdaptiveRate;
   failures = 0;
   openUntil = 0;
+  /** When "set aside" was last logged (`pool.now()`): once per cooldown through an outage. */
+  asideLoggedAt = 0;
   pausedUntil = 0;
   batchRefused = false;
   private resumeTimer: NodeJS.Timeout | undefined;
@@ -260,7 +262,10 @@ class Endpoint {
       const now = this.pool.now();
       const wasAside = this.openUntil > now;
       this.openUntil = now + this.pool.breakerCooldownMs;
-      if (wasAside) return;
+      // Each failure while aside pushes the cooldown on: without the time of the last line, an
+      // endpoint asked through a whole outage was said set aside once, at its start.
+      if (wasAside && now - this.asideLoggedAt < this.pool.breakerCooldownMs) return;
+      this.asideLoggedAt = now;
       this.pool.log?.warn(
         {
           endpoint: this.name,
