@@ -1056,6 +1056,21 @@ describe.each(dialects)("%s store", (dialect) => {
       }
     }
 
+    /**
+     * Each answer through the proxy for a job of key 1 charged on chain at the completion tokens
+     * the answer names, as an operator would; the jobs' plans in order.
+     */
+    async function chargedAsNamed(c: Scenario, answers: Parameters<typeof throughProxy>[2][]) {
+      const plans = [];
+      for (const answer of answers) {
+        const completionTokens = /"completion_tokens":(\d+)/.exec(answer.body)?.[1];
+        const plan = h.op.plan({ keyIndex: 1, completionTokens: Number(completionTokens) });
+        await throughProxy(c, plan, answer);
+        plans.push(plan);
+      }
+      return plans;
+    }
+
     /** A completion answering `message`, with `usage` as the operator claims it. */
     const completion = (message: Record<string, unknown>, usage: Record<string, unknown>) =>
       JSON.stringify({
@@ -1317,14 +1332,7 @@ describe.each(dialects)("%s store", (dialect) => {
           }),
         },
       ];
-      const plans = [];
-      for (const answer of answers) {
-        // Charged on chain at the completion tokens the answer names, as an operator would.
-        const completionTokens = /"completion_tokens":(\d+)/.exec(answer.body)?.[1];
-        const plan = h.op.plan({ keyIndex: 1, completionTokens: Number(completionTokens) });
-        await throughProxy(c, plan, answer);
-        plans.push(plan);
-      }
+      const plans = await chargedAsNamed(c, answers);
       expect(await c.verdicts(...plans.map((p) => p.jobId))).toEqual(answers.map(() => verified));
       expect(await c.check(plans[1]!.jobId, "usage.consistent")).toMatchObject({
         actual: { answerBytes: 36, answerToolCalls: 12 },
@@ -1374,13 +1382,7 @@ describe.each(dialects)("%s store", (dialect) => {
           }),
         },
       ];
-      const plans = [];
-      for (const answer of answers) {
-        const completionTokens = /"completion_tokens":(\d+)/.exec(answer.body)?.[1];
-        const plan = h.op.plan({ keyIndex: 1, completionTokens: Number(completionTokens) });
-        await throughProxy(c, plan, answer);
-        plans.push(plan);
-      }
+      const plans = await chargedAsNamed(c, answers);
       expect(await c.verdicts(...plans.map((p) => p.jobId))).toEqual(answers.map(() => verified));
       expect(await c.check(plans[0]!.jobId, "usage.consistent")).toMatchObject({
         actual: { answerBytes: 36, answerToolCalls: 12 },
@@ -1593,14 +1595,7 @@ describe.each(dialects)("%s store", (dialect) => {
           ),
         },
       ];
-      const plans = [];
-      for (const answer of answers) {
-        // Charged on chain at the completion tokens the answer names, as an operator would.
-        const completionTokens = /"completion_tokens":(\d+)/.exec(answer.body)?.[1];
-        const plan = h.op.plan({ keyIndex: 1, completionTokens: Number(completionTokens) });
-        await throughProxy(c, plan, answer);
-        plans.push(plan);
-      }
+      const plans = await chargedAsNamed(c, answers);
       expect(await c.verdicts(...plans.map((p) => p.jobId))).toEqual(
         answers.map(() => discrepancy("usage.consistent")),
       );
