@@ -6,7 +6,11 @@ import { Worker } from "node:worker_threads";
 import { afterEach, describe, expect, it } from "vitest";
 import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
-import { countJobsByVerdict, dataCompleteUntil } from "../src/reports/reconciliation.js";
+import {
+  countJobsByVerdict,
+  dataCompleteUntil,
+  reconciliationReport,
+} from "../src/reports/reconciliation.js";
 import { seedJobs } from "./support/seed-verdicts.js";
 
 /**
@@ -116,3 +120,75 @@ describe("report figures read beside a verifier writing verdicts", () => {
     expect(bad).toBe(0);
   }, 20_000);
 });
+
+describe("a reconciliation report read beside a verifier moving money between jobs", () => {
+  it("sums the whole days, whole hours and partial hours of its period from one snapshot", async () => {
+    // Job A on a whole day, job B in the partial hour at the period's end: the report reads
+    // them in separate statements. The writer moves one job's charge to the other in one
+    // transaction each time, as a re-verification that hands a transaction's owner over does.
+    const path = join(mkdtempSync(join(tmpdir(), "read-snapshot-")), "audit.db");
+    store = openSqliteStore(path);
+    migrateStore(store);
+    const dayJob = Date.UTC(2026, 10, 1, 12);
+    const partialJob = Date.UTC(2026, 10, 3, 0, 30);
+    await seedJobs(store, [
+      { jobId: "job_snapa", verdict: "verified", leaseOwner: null, createdAt: dayJob },
+      { jobId: "job_snapb", verdict: "verified", leaseOwner: null, createdAt: partialJob },
+    ]);
+    store.sqlite
+      .prepare("UPDATE jobs SET charged_units = CASE job_id WHEN 'job_snapa' THEN 100 ELSE 0 END")
+      .run();
+    const writer = sqlWriter(
+      path,
+      `UPDATE jobs SET charged_units = 100 - charged_units
+       WHERE job_id IN ('job_snapa', 'job_snapb')`,
+    );
+    const { bad, reads } = await wrongAnswers(
+      2500,
+      () =>
+        reconciliationReport(store!, {
+          from: Date.UTC(2026, 10, 1),
+          to: Date.UTC(2026, 10, 3, 0, 45),
+          groupBy: "model",
+        }),
+      (report) => report.totals.chargedUnits !== 100n,
+    );
+    expect(await writer.stop()).toBeGreaterThan(10);
+    expect({ bad, reads: reads > 0 }).toEqual({ bad: 0, reads: true });
+  }, 20_000);
+});
+
+/** Another connection, on a thread of its own, that runs `statement` in a loop until stopped. */
+function sqlWriter(path: string, statement: string) {
+  const stop = new Int32Array(new SharedArrayBuffer(4));
+  const source = `
+const { workerData } = require("node:worker_threads");
+const Database = require(workerData.driver);
+const stop = new Int32Array(workerData.stop);
+const db = new Database(workerData.path);
+db.pragma("busy_timeout = 5000");
+const write = db.prepare(workerData.statement);
+let writes = 0;
+while (Atomics.load(stop, 0) === 0) {
+  db.transaction(() => write.run()).immediate();
+  writes++;
+}
+db.close();
+require("node:worker_threads").parentPort.postMessage(writes);
+`;
+  const driver = createRequire(import.meta.url).resolve("better-sqlite3");
+  const worker = new Worker(source, {
+    eval: true,
+    workerData: { driver, path, statement, stop: stop.buffer },
+  });
+  const writes = new Promise<number>((resolve, reject) => {
+    worker.once("message", resolve);
+    worker.once("error", reject);
+  });
+  return {
+    async stop(): Promise<number> {
+      Atomics.store(stop, 0, 1);
+      return writes;
+    },
+  };
+}

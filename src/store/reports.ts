@@ -541,7 +541,10 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
   };
 
   return {
-    groupSums: async (query) => groupSums(query),
+    // One snapshot for the several statements of a period (whole days, whole hours, partial
+    // hours): a writer moving money between two jobs read by different statements (a new
+    // owner of a transaction) showed it on both, or on neither, between them.
+    groupSums: async (query) => inReadSnapshot(store, () => groupSums(query)),
     // One snapshot for each answer's several reads: a job moving between verdicts between two
     // of them would be counted twice or not at all (and an open job missed says "complete").
     dataCompleteUntil: async (now) => inReadSnapshot(store, () => dataCompleteUntil(now)),
