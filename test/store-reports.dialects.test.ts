@@ -688,3 +688,32 @@ describe("postgres: a database whose text sorts linguistically", () => {
     ]);
   });
 });
+
+describe.each(dialects)("%s: groups a job has left", (dialect) => {
+  const stores = useDialectStores(dialect);
+
+  it("are not listed as groups of no job and no money", async () => {
+    const store = await stores.open();
+    const worker = "DcrtuEi23DAjQ9t2QJ9wFXDSZRU26jC5cVx4Dejivmwe";
+    // Recorded without a worker, then named one by the jobs API; and moved to another model.
+    await seedRows(store, "jobs", [
+      jobRow({
+        jobId: "job_moved",
+        createdAt: start + 3 * HOUR,
+        worker: null,
+        model: "phi-4-mini",
+      }),
+    ]);
+    await updateJobs(store, ["job_moved"], { apiWorker: worker, model: "qwen3-8b" });
+    // Whole days (rollups) and ragged ends (hour rollups and jobs) alike.
+    for (const [from, to] of [
+      [start, start + DAY],
+      [start + 90 * 60_000, start + 10 * HOUR + 5 * 60_000],
+    ] as const) {
+      const byWorker = await reconciliationReport(store, { from, to, groupBy: "worker" });
+      expect(byWorker.groups.map((g) => [g.group, g.jobs])).toEqual([[worker, 1]]);
+      const byModel = await reconciliationReport(store, { from, to, groupBy: "model" });
+      expect(byModel.groups.map((g) => [g.group, g.jobs])).toEqual([["qwen3-8b", 1]]);
+    }
+  });
+});

@@ -66,6 +66,12 @@ function addFigures(into: ReconciliationFigures, row: ReconciliationFigures): vo
   }
 }
 
+/** Every figure zero: no job counted and no money moved. */
+function isZero(f: ReconciliationFigures): boolean {
+  const values = f as unknown as Values;
+  return reportFigures.every((spec) => values[spec.key] === 0 || values[spec.key] === 0n);
+}
+
 /**
  * The instant before which every job is final: the creation time of the oldest job that is
  * not final yet, or `now` when none is. One index probe per open verdict (`jobs_verdict_created`).
@@ -115,17 +121,22 @@ export async function reconciliationReport(
     }
     addFigures(into, figuresOf(row.sums));
   }
-  const groups = [...byGroup.values()].sort((a, b) =>
-    a.group === b.group
-      ? 0
-      : a.group === null
-        ? -1
-        : b.group === null
-          ? 1
-          : a.group < b.group
-            ? -1
-            : 1,
-  );
+  // A job that moved to another group (a worker the jobs API named later, a model or key set
+  // again) leaves its old rollup row behind at zero: that is no group of the period, and was
+  // listed as one of no job ("not recorded: 0 jobs" in the CSV and on the dashboard).
+  const groups = [...byGroup.values()]
+    .filter((g) => !isZero(g))
+    .sort((a, b) =>
+      a.group === b.group
+        ? 0
+        : a.group === null
+          ? -1
+          : b.group === null
+            ? 1
+            : a.group < b.group
+              ? -1
+              : 1,
+    );
   const totals = emptyFigures();
   for (const g of groups) addFigures(totals, g);
   return {
