@@ -717,3 +717,30 @@ describe.each(dialects)("%s: groups a job has left", (dialect) => {
     }
   });
 });
+
+describe.each(dialects)("%s: a final job the settlement backfill still asks about", (dialect) => {
+  const stores = useDialectStores(dialect);
+
+  it("holds back the instant before which figures are called final, until it is answered", async () => {
+    const store = await stores.open();
+    // A stream judged unverifiable (nothing named its settlement in time) and an ingested job
+    // verified on its receipt alone: the jobs API answer the backfill still asks for sends
+    // either back to the verifier, which may judge it again with other figures.
+    await seedRows(store, "jobs", [
+      jobRow({ jobId: "asked", createdAt: start + 2 * HOUR, verdict: "unverifiable" }),
+      jobRow({ jobId: "ingested", createdAt: start + 3 * HOUR }),
+      jobRow({ jobId: "answered", createdAt: start + HOUR }),
+    ]);
+    await updateJobs(store, ["asked", "ingested"], {
+      backfillState: "pending",
+      backfillNextAt: start + DAY,
+    });
+    await updateJobs(store, ["answered"], { backfillState: "done" });
+    const now = start + 10 * DAY;
+    expect(await dataCompleteUntil(store, now)).toBe(start + 2 * HOUR);
+    await updateJobs(store, ["asked"], { backfillState: "gave_up" });
+    expect(await dataCompleteUntil(store, now)).toBe(start + 3 * HOUR);
+    await updateJobs(store, ["ingested"], { backfillState: "done" });
+    expect(await dataCompleteUntil(store, now)).toBe(now);
+  });
+});

@@ -386,6 +386,17 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
                 WHERE v.vault = json_extract(c.expected, '$.vault')))`,
     )
     .pluck();
+  // A final job the settlement backfill still asks the jobs API about: the answer sends it
+  // back to the verifier (a settlement named at last, or a second one), which may judge it
+  // again with other figures, hours after a stream was called unverifiable (index
+  // jobs_backfill: the few jobs still asked about).
+  const oldestStillAsked = db
+    .prepare(
+      `SELECT min(created_at) FROM jobs INDEXED BY jobs_backfill
+       WHERE backfill_state = 'pending'
+         AND verdict IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")})`,
+    )
+    .pluck();
   const finalCounts = db.prepare(
     `SELECT ${countedVerdicts.map((v) => `coalesce(sum(${verdictCountColumn(v)}), 0) AS ${v}`).join(", ")}
      FROM ${currentRollups} WHERE grain = @grain AND day >= @first AND day < @end`,
@@ -512,9 +523,14 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
     return oldest;
   };
   const dataCompleteUntil = (now: number): number => {
-    const oldest = oldestOpenJob(now);
-    const waiting = oldestHeaderWaiting.get() as number | null;
-    return waiting !== null && waiting < oldest ? waiting : oldest;
+    let oldest = oldestOpenJob(now);
+    for (const waiting of [oldestHeaderWaiting.get(), oldestStillAsked.get()] as (
+      | number
+      | null
+    )[]) {
+      if (waiting !== null && waiting < oldest) oldest = waiting;
+    }
+    return oldest;
   };
 
   const countJobsByVerdict = (from: number, to: number): Record<Verdict, number> => {

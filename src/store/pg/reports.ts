@@ -298,6 +298,8 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
   // ledger's review reads, through the partial index check_results_header_waiting).
   // Only a vault the ledger reads (one it has a cursor of, or a key's pinned vault) ever ends
   // the wait: a lock from any other account (the operator's choice) would hold it for good.
+  // And the oldest final job the settlement backfill still asks the jobs API about, whose
+  // answer sends it back to the verifier (index jobs_backfill).
   const completeUntil = sql.raw(
     `SELECT least(${openOldest}, (SELECT min(j.created_at) FROM check_results c
         JOIN jobs j ON j.job_id = c.job_id
@@ -305,7 +307,9 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
           AND j.verdict IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")})
           AND j.credits_remaining_units IS NOT NULL
           AND (EXISTS (SELECT 1 FROM ledger_cursors l WHERE l.vault = c.expected->>'vault')
-            OR EXISTS (SELECT 1 FROM credit_vaults v WHERE v.vault = c.expected->>'vault')))) AS oldest`,
+            OR EXISTS (SELECT 1 FROM credit_vaults v WHERE v.vault = c.expected->>'vault'))),
+      (SELECT min(created_at) FROM jobs WHERE backfill_state = 'pending'
+        AND verdict IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")}))) AS oldest`,
   );
 
   const countJobsByVerdict = async (from: number, to: number) => {
