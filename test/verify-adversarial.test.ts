@@ -1764,6 +1764,54 @@ describe.each(dialects)("%s store", (dialect) => {
         );
       }
     });
+
+    it("verifies an honest answer of n choices with max_tokens each, and still fails one choice past it", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      // `max_tokens` bounds each choice: four of 100 tokens are 400, priced as the protocol
+      // prices the job (at most the lock, the price at max_tokens).
+      const choice = (index: number, words: number) => ({
+        index,
+        finish_reason: "length",
+        message: { role: "assistant", content: Array.from({ length: words }, () => "w").join(" ") },
+      });
+      const body = (n: number, words: number) =>
+        JSON.stringify({
+          id: "chatcmpl-1",
+          object: "chat.completion",
+          model: "qwen3-8b",
+          choices: Array.from({ length: n }, (_, i) => choice(i, words)),
+          usage: { prompt_tokens: 12, completion_tokens: n * words, total_tokens: 12 + n * words },
+        });
+      const honest = h.op.plan({ keyIndex: 1, maxTokens: 100, completionTokens: 400 });
+      await throughProxy(c, honest, { request: { n: 4, max_tokens: 100 }, body: body(4, 100) });
+      // 3,000 tokens would cost 20 credits, but the lock (12, the price at max_tokens) is the
+      // most the job can cost: charged the whole lock, as the operator can.
+      const atLock = h.op.plan({ keyIndex: 1, maxTokens: 1000, completionTokens: 1000 });
+      await throughProxy(c, atLock, {
+        request: { n: "3", max_tokens: 1000 },
+        body: body(3, 1000),
+      });
+      // Four choices' worth of usage on a request for one is past its max_tokens.
+      const one = h.op.plan({ keyIndex: 1, maxTokens: 100, completionTokens: 400 });
+      await throughProxy(c, one, { request: { max_tokens: 100 }, body: body(4, 100) });
+      // A receipt posted to the ingest API says the same with `n`.
+      const ingested = h.op.plan({ keyIndex: 1, maxTokens: 100, completionTokens: 400 });
+      const posted = await c.ingest(ingested, h.op.honestJob(ingested), { max_tokens: 100, n: 4 });
+      expect(posted.status).toBe(201);
+      expect(await c.verdicts(honest.jobId, atLock.jobId, one.jobId, ingested.jobId)).toEqual([
+        verified,
+        verified,
+        discrepancy("charge.matches_price", "usage.consistent"),
+        verified,
+      ]);
+      expect(await c.check(atLock.jobId, "charge.matches_price")).toMatchObject({
+        expected: { completionTokens: 3000, charge: "120000", pricedAtMaxTokens: 1000 },
+      });
+      expect(await c.check(one.jobId, "charge.matches_price")).toMatchObject({
+        expected: { completionTokensAtMost: 100 },
+      });
+    });
   });
 
   describe("jobs API answers that name a step and then stop naming it", () => {

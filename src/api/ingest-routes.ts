@@ -14,6 +14,7 @@ import {
 import { parseJsonNotingDuplicates } from "../recorder/json-duplicate-members.js";
 import { jobIdPattern } from "../recorder/receipt-input.js";
 import type { ReceiptWriter } from "../recorder/receipt-writer.js";
+import { maxChoices } from "../recorder/request-facts.js";
 import { BEARER_SCHEME } from "./auth.js";
 import { authErrors, ErrorSchema, noQueryParameters } from "./openapi-schemas.js";
 import { createRouter } from "./router.js";
@@ -54,6 +55,10 @@ const ReceiptSchema = z
       .int()
       .optional()
       .openapi({ description: "the request's max_tokens: it bounds what the job can cost" }),
+    n: z.number().int().min(1).max(maxChoices).optional().openapi({
+      description:
+        "the request's n, the choices it asked for: max_tokens bounds each, so the usage may be n times it",
+    }),
     http_status: z.number().int().min(100).max(599).optional().openapi({
       description:
         "the HTTP status the caller got: an answer outside 2xx gave no completion, so a settlement of it fails refund.not_settled",

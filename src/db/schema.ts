@@ -124,6 +124,11 @@ export const jobs = sqliteTable(
     answerToolCalls: integer("answer_tool_calls"),
     /** The request's `max_tokens` (null when the request set none): it fixes the escrow lock. */
     maxTokens: integer("max_tokens"),
+    /**
+     * The request's `n` where it asked for more than one choice (null: one, or not known):
+     * `max_tokens` bounds each choice, so the usage may be `n` times it.
+     */
+    choices: integer("choices"),
     stream: integer("stream", { mode: "boolean" }),
     httpStatus: integer("http_status"),
     latencyMs: integer("latency_ms"),

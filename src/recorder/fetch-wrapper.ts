@@ -565,6 +565,7 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
         // model is sent only as `response_model`, to compare.
         if (facts.model !== null) receipt.model = facts.model;
         if (facts.maxTokens !== null) receipt.max_tokens = facts.maxTokens;
+        if (facts.stream !== null && facts.choices > 1) receipt.n = facts.choices;
         // The response is the operator's: its model is sent cleaned and its counts only when
         // they are counts, so what it wrote cannot make the receipt refused (and lost).
         const body = parsed as { model?: unknown; usage?: unknown; error?: unknown } | null;

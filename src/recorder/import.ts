@@ -85,11 +85,11 @@ const csvColumnNames = [...wireReceiptFields.filter((name) => name !== "usage"),
  * Top-level receipt fields the ingest API takes only as JSON numbers: a cell of digits becomes
  * a number, anything else stays text for the receipt rules to refuse with the field named.
  */
-const integerColumns = new Set(["max_tokens", "http_status"]);
+const integerColumns = new Set(["max_tokens", "n", "http_status"]);
 
 /**
  * A CSV record (header names as keys) as the receipt object the ingest API takes: usage
- * columns become `usage`, `max_tokens` and `http_status` numbers, `tag_<name>` columns and a JSON `tags`
+ * columns become `usage`, `max_tokens`, `n` and `http_status` numbers, `tag_<name>` columns and a JSON `tags`
  * column become `tags`, and empty cells are absent.
  */
 function receiptFromCsv(record: Record<string, string>): unknown {

@@ -937,6 +937,8 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         createdAt: null,
         tags,
         maxTokens: facts.maxTokens,
+        // A body not read may have asked for any number: unknown, bounded as one choice.
+        choices: facts.stream !== null && facts.choices > 1 ? facts.choices : null,
         // What came back decides: an event stream is a stream whatever the request said.
         stream: isSse || (facts.stream ?? false),
         httpStatus: status,

@@ -5,7 +5,7 @@ import { hasUnprintable } from "../printable-text.js";
 import { duplicateMembers, type GivenValue } from "./json-duplicate-members.js";
 import { operatorModel, operatorTokens, unreadAmount } from "./operator-values.js";
 import { maxKeptSignatures, type OtherSignatures, type Receipt } from "./receipts.js";
-import { maxTokenCount } from "./request-facts.js";
+import { maxChoices, maxTokenCount } from "./request-facts.js";
 
 export { maxTokenCount };
 
@@ -52,6 +52,8 @@ export interface WireReceipt {
   /** The model the response named, kept only to compare. */
   response_model?: string;
   max_tokens?: number;
+  /** The request's `n`, the choices it asked for: `max_tokens` bounds each of them. */
+  n?: number;
   /**
    * The HTTP status the caller got: an answer outside 2xx gave no completion, so a settlement
    * of it charges for nothing (`refund.not_settled`).
@@ -80,6 +82,7 @@ const wireFieldSet: Record<keyof WireReceipt, true> = {
   requested_model: true,
   response_model: true,
   max_tokens: true,
+  n: true,
   http_status: true,
   key_fingerprint: true,
   credit_vault: true,
@@ -487,6 +490,15 @@ function optionalMaxTokens(value: unknown, field: string): number | null {
   return value;
 }
 
+/** The request's `n`: one choice is none stored, as the proxy stores it. */
+function optionalChoices(value: unknown, field: string): number | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > maxChoices) {
+    throw new FieldError(field, `must be an integer from 1 to ${maxChoices}`);
+  }
+  return value > 1 ? value : null;
+}
+
 function optionalHttpStatus(value: unknown, field: string): number | null {
   if (value === undefined || value === null) return null;
   if (typeof value !== "number" || !Number.isInteger(value) || value < 100 || value > 599) {
@@ -624,6 +636,7 @@ export function parseReceiptInput(input: unknown): ParsedReceipt {
       ...models(wire, wrapped),
       keyFingerprint: optionalFingerprint(wire.key_fingerprint, "key_fingerprint"),
       maxTokens: optionalMaxTokens(wire.max_tokens, "max_tokens"),
+      choices: optionalChoices(wire.n, "n"),
       httpStatus: optionalHttpStatus(wire.http_status, "http_status"),
       creditVault: optionalWorker(wire.credit_vault, "credit_vault"),
       promptTokens: operatorTokens(u.prompt_tokens),

@@ -33,7 +33,7 @@ export interface RequestFacts {
 }
 
 /** The API's most choices per request: `n` above it is refused. */
-const maxChoices = 128;
+export const maxChoices = 128;
 
 /**
  * A body not read (no JSON object to the proxy, or too large for the fetch wrapper) may have

@@ -34,6 +34,7 @@ export type ReceiptCore = Pick<JobRow, ReceiptField>;
 export const captureFields = [
   "tags",
   "maxTokens",
+  "choices",
   "stream",
   "httpStatus",
   "latencyMs",
@@ -361,6 +362,7 @@ export function captureParams(receipt: Receipt, source: ReceiptSource, now: numb
   const params: Record<string, unknown> = {
     source,
     maxTokens: receipt.maxTokens ?? null,
+    choices: receipt.choices ?? null,
     stream: receipt.stream ?? null,
     httpStatus: receipt.httpStatus ?? null,
     latencyMs: receipt.latencyMs ?? null,

@@ -86,6 +86,7 @@ export const jobs = pgTable(
     answerBytes: int("answer_bytes"),
     answerToolCalls: int("answer_tool_calls"),
     maxTokens: int("max_tokens"),
+    choices: int("choices"),
     stream: boolean("stream"),
     httpStatus: int("http_status"),
     latencyMs: int("latency_ms"),

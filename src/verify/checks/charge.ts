@@ -7,9 +7,9 @@ import { specialTokenSlack, toolCallTokenSlack } from "./usage.js";
 
 /**
  * `charge.matches_price`: the charge against the requested model's price. Usage above the
- * request's `max_tokens`, or a charge above the price at `max_tokens` (the default when the
- * request set none), fails whatever else is known; usage or a price that is unknown leaves the
- * charge unproven, bounded by that maximum.
+ * request's `max_tokens` (each of its `n` choices up to it), or a charge above the price at
+ * `max_tokens` (the default when the request set none), fails whatever else is known; usage or
+ * a price that is unknown leaves the charge unproven, bounded by that maximum.
  */
 export function priceChecks(input: CheckInput, charge: bigint, list: CheckList): void {
   const { job, profile } = input;
@@ -19,14 +19,18 @@ export function priceChecks(input: CheckInput, charge: bigint, list: CheckList):
     return;
   }
   const ceilingTokens = job.maxTokens ?? profile.defaultMaxTokens;
+  // The lock is the price at max_tokens whatever `n` asked (PROTOCOL.md): the most the job can
+  // cost. The usage is bounded per choice, so n choices may use n times max_tokens.
   const ceiling = priceUnits(profile, job.model, ceilingTokens);
+  const choices = job.choices ?? 1;
+  const usageCeiling = ceilingTokens * choices;
   const tokens = job.completionTokens;
-  if (tokens !== null && tokens > ceilingTokens) {
+  if (tokens !== null && tokens > usageCeiling) {
     list.add(
       fail(
         name,
-        `the recorded usage (${tokens} completion tokens) exceeds the request's max_tokens (${ceilingTokens}${job.maxTokens === null ? ", the profile's default" : ""})`,
-        { completionTokensAtMost: ceilingTokens },
+        `the recorded usage (${tokens} completion tokens) exceeds the request's max_tokens (${ceilingTokens}${job.maxTokens === null ? ", the profile's default" : ""}${choices > 1 ? ` for each of ${choices} choices` : ""})`,
+        { completionTokensAtMost: usageCeiling },
         { completionTokens: tokens, charge: charge.toString() },
       ),
     );
@@ -64,7 +68,9 @@ export function priceChecks(input: CheckInput, charge: bigint, list: CheckList):
     );
     return;
   }
-  const expectedCharge = priceUnits(profile, job.model, tokens);
+  const priced = priceUnits(profile, job.model, tokens);
+  // Usage of n choices beyond max_tokens costs no more than the price at it, the lock.
+  const expectedCharge = priced !== null && ceiling !== null && priced > ceiling ? ceiling : priced;
   if (expectedCharge === null) {
     list.gap(
       name,
@@ -77,6 +83,7 @@ export function priceChecks(input: CheckInput, charge: bigint, list: CheckList):
     model: job.model,
     completionTokens: tokens,
     charge: expectedCharge.toString(),
+    ...(expectedCharge !== priced ? { pricedAtMaxTokens: ceilingTokens } : {}),
   };
   const actual = { charge: charge.toString() };
   list.add(

@@ -26,6 +26,8 @@ export interface ReceiptForChecks {
   /** Tool and function calls in that answer (`jobs.answer_tool_calls`). */
   answerToolCalls?: number | null;
   maxTokens: number | null;
+  /** The choices the request asked for (`n`) beyond one; null or absent: one. */
+  choices?: number | null;
   httpStatus: number | null;
   /** Fingerprint of the caller's API key: one key spends one credit vault. */
   keyFingerprint?: string | null;
