@@ -562,3 +562,30 @@ describe("import", () => {
     expect(store.db.select().from(jobs).all()).toHaveLength(1);
   });
 });
+
+describe("the choices a request asked for", () => {
+  it("imports a CSV n column as a number, and names one outside 1 to 128", async () => {
+    const store = createTestStore();
+    const [a, b, c] = [wireReceipt(), wireReceipt(), wireReceipt()];
+    const line = (r: typeof a, n: string) =>
+      csvLine([r.job_id, r.escrow_tx, r.settlement_tx, r.worker, "qwen3-8b", 100, n] as string[]);
+    const rows = [
+      "job_id,escrow_tx,settlement_tx,worker,model,max_tokens,n",
+      line(a, "4"),
+      line(b, "1"),
+      line(c, "129"),
+    ];
+    const summary = await importReceipts(store, Readable.from([rows.join("\n")]));
+    expect(summary.created).toBe(2);
+    expect(summary.rejected).toEqual([expect.objectContaining({ line: 4, field: "n" })]);
+    const choices = Object.fromEntries(
+      store.db
+        .select()
+        .from(jobs)
+        .all()
+        .map((j) => [j.jobId, j.choices]),
+    );
+    // One choice is the default, stored as none.
+    expect(choices).toEqual({ [String(a.job_id)]: 4, [String(b.job_id)]: null });
+  });
+});
