@@ -224,7 +224,7 @@ describe("createRecordingFetch", () => {
     const calls: [
       string,
       () => Promise<Response>,
-      { model: string | null; maxTokens: number | null },
+      { model: string | null; maxTokens: number | null; choices?: number },
     ][] = [
       [
         "bytes",
@@ -250,6 +250,13 @@ describe("createRecordingFetch", () => {
           ),
         { model: "qwen3-8b", maxTokens: 50 },
       ],
+      // max_tokens bounds each of the choices asked for.
+      [
+        "n",
+        () =>
+          recordingFetch(url, post(JSON.stringify({ model: "qwen3-8b", max_tokens: 50, n: 4 }))),
+        { model: "qwen3-8b", maxTokens: 50, choices: 4 },
+      ],
       // Form data names no model: the response's is kept only to compare.
       [
         "form data",
@@ -264,7 +271,7 @@ describe("createRecordingFetch", () => {
       const response = await call();
       await response.json();
       ids.push([name, response.headers.get("x-decentral-job-id") ?? ""]);
-      expected[name] = { ...facts, responseModel: "qwen3-8b" };
+      expected[name] = { choices: null, ...facts, responseModel: "qwen3-8b" };
     }
     await recordingFetch.flush();
     for (const [name, id] of ids) {
@@ -272,6 +279,7 @@ describe("createRecordingFetch", () => {
       seen[name] = row && {
         model: row.model,
         maxTokens: row.maxTokens,
+        choices: row.choices,
         responseModel: row.responseModel,
       };
     }
