@@ -1808,6 +1808,8 @@ describe.each(dialects)("%s store", (dialect) => {
       expect(await c.check(atLock.jobId, "charge.matches_price")).toMatchObject({
         expected: { completionTokens: 3000, charge: "120000", pricedAtMaxTokens: 1000 },
       });
+      // The audit record's expected charge is the same.
+      expect((await readJob(c.store, atLock.jobId))?.expectedChargeUnits).toBe(120000n);
       expect(await c.check(one.jobId, "charge.matches_price")).toMatchObject({
         expected: { completionTokensAtMost: 100 },
       });

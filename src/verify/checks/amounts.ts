@@ -1,5 +1,5 @@
 import { payableWorker, readLock, readRelease } from "../money-movements.js";
-import { priceUnits } from "../profiles.js";
+import { usagePrice } from "./charge.js";
 import type { ChainAmounts, CheckInput } from "./check-input.js";
 import { sum } from "./check-list.js";
 import type { UsableLock } from "./escrow.js";
@@ -33,7 +33,7 @@ export function amountsOf(
     treasuryPaidUnits: null,
     refundedUnits: null,
     expectedChargeUnits:
-      job.completionTokens === null ? null : priceUnits(profile, job.model, job.completionTokens),
+      job.completionTokens === null ? null : usagePrice(profile, job, job.completionTokens),
     feesLamports: null,
   };
   // A second lock named only by the jobs API moved the customer's money too (its mismatch is

@@ -1,4 +1,4 @@
-import { priceUnits } from "../profiles.js";
+import { type Profile, priceUnits } from "../profiles.js";
 import type { CheckInput, CheckResult, ReceiptForChecks } from "./check-input.js";
 import { type CheckList, fail, pass, skip } from "./check-list.js";
 import { specialTokenSlack, toolCallTokenSlack } from "./usage.js";
@@ -69,8 +69,7 @@ export function priceChecks(input: CheckInput, charge: bigint, list: CheckList):
     return;
   }
   const priced = priceUnits(profile, job.model, tokens);
-  // Usage of n choices beyond max_tokens costs no more than the price at it, the lock.
-  const expectedCharge = priced !== null && ceiling !== null && priced > ceiling ? ceiling : priced;
+  const expectedCharge = usagePrice(profile, job, tokens);
   if (expectedCharge === null) {
     list.gap(
       name,
@@ -96,6 +95,22 @@ export function priceChecks(input: CheckInput, charge: bigint, list: CheckList):
           actual,
         ),
   );
+}
+
+/**
+ * The price of `tokens` completion tokens of the job's model, as the job may be charged for them:
+ * usage of `n` choices beyond max_tokens costs no more than the price at it (the protocol's lock,
+ * which ignores `n`). Null where the profile has no price.
+ */
+export function usagePrice(
+  profile: Profile,
+  job: Pick<ReceiptForChecks, "model" | "maxTokens" | "choices">,
+  tokens: number,
+): bigint | null {
+  const priced = priceUnits(profile, job.model, tokens);
+  if (priced === null || (job.choices ?? 1) <= 1) return priced;
+  const ceiling = priceUnits(profile, job.model, job.maxTokens ?? profile.defaultMaxTokens);
+  return ceiling !== null && priced > ceiling ? ceiling : priced;
 }
 
 /**
