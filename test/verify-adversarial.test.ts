@@ -1009,7 +1009,14 @@ describe.each(dialects)("%s store", (dialect) => {
             res.end(answer.body);
             return;
           }
-          res.write(answer.body, () => setTimeout(() => res.socket?.destroy(), 50));
+          // Dropped once the proxy holds the job's open receipt and reads on: before that it
+          // leaves the upstream unread, and a drop on a slow commit would lose bytes it was sent.
+          res.write(answer.body, async () => {
+            for (let i = 0; i < 1000 && !(await readJob(c.store, plan.jobId)); i++) {
+              await new Promise((resolve) => setTimeout(resolve, 10));
+            }
+            setTimeout(() => res.socket?.destroy(), 50);
+          });
         }),
       );
       const proxy = createRecordingProxy({
