@@ -263,6 +263,7 @@ export function createPgReceiptWriter(
       if (down !== null && queue.length === 0) stop.abort();
       await this.idle();
       stop.abort();
+      await connection.close();
     },
   };
 }

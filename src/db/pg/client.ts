@@ -85,6 +85,8 @@ export interface PgStore {
   db: PgDb;
   pool: pg.Pool;
   target: PostgresTarget;
+  /** The pool's configuration, for a connection of its own beside the pool (`openPgSidePool`). */
+  config: pg.PoolConfig;
   /** A connection of its own for LISTEN (caches kept valid by NOTIFY), made when first used. */
   listener: PgListener;
   close(): Promise<void>;
@@ -109,6 +111,16 @@ export function openPostgres(
 ): PgStore {
   const target = postgresTarget(url);
   const config = poolConfig(target, settings);
+  const { db, pool } = openPool(config);
+  const listener = createPgListener(config);
+  const close = async () => {
+    await listener.close();
+    await pool.end();
+  };
+  return { kind: "postgres", db, pool, target, config, listener, close };
+}
+
+function openPool(config: pg.PoolConfig): { db: PgDb; pool: pg.Pool } {
   const pool = new pg.Pool(config);
   // An idle client's error (server restart, network cut) is reported on the pool; without a
   // listener it would be an uncaught exception. The next query gets a fresh connection.
@@ -120,12 +132,24 @@ export function openPostgres(
   });
   const db = drizzle(pool, { schema });
   db.transaction = transactionsOn(pool);
-  const listener = createPgListener(config);
-  const close = async () => {
-    await listener.close();
-    await pool.end();
-  };
-  return { kind: "postgres", db, pool, target, listener, close };
+  return { db, pool };
+}
+
+/**
+ * A pool of `max` connections of its own beside the store's, with the same server and
+ * settings: for a writer that must not wait behind the store's readers. Reads that hold every
+ * connection of the store's pool (audit lookups and reports waiting on a table lock, or only
+ * slow) would leave the receipt writer without one; after the pool's connection timeout it
+ * took the database for gone and the proxy turned paid work away. Idle, it keeps no process
+ * or thread alive.
+ */
+export function openPgSidePool(
+  store: PgStore,
+  max: number,
+): { db: PgDb; pool: pg.Pool; close(): Promise<void> } {
+  const { db, pool } = openPool({ ...store.config, max, allowExitOnIdle: true });
+  let ended: Promise<void> | undefined;
+  return { db, pool, close: () => (ended ??= pool.end()) };
 }
 
 /**

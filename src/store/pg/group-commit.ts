@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { sql, TransactionRollbackError } from "drizzle-orm";
-import type { PgStore } from "../../db/pg/client.js";
+import { openPgSidePool, type PgStore } from "../../db/pg/client.js";
 import { jobApiAnswers, jobs, receiptConflicts } from "../../db/pg/schema.js";
 import type { WriteUnit } from "../write-unit.js";
 import type { PgTx } from "./executor.js";
@@ -29,10 +29,21 @@ export interface PgWriterConnection {
    * two before it looks for rows; a receipt row, inserted and undone, meets the third.
    */
   probeWrite(): Promise<void>;
+  /** Ends the writer's own connection. */
+  close(): Promise<void>;
 }
 
-export function openPgWriterConnection(store: PgStore): PgWriterConnection {
+/**
+ * The writer's transactions run on a connection of its own, never one of the store's pool: the
+ * writer commits one group at a time, and reads holding the whole pool cannot make it wait (the
+ * pool fails a wait of 5 s as a database away, and the proxy then refuses paid work). A second
+ * connection serves a ping or probe made while a group still holds the first.
+ */
+export function openPgWriterConnection(shared: PgStore): PgWriterConnection {
+  const own = openPgSidePool(shared, 2);
+  const store = { db: own.db, pool: own.pool };
   return {
+    close: own.close,
     together: (units) =>
       store.db.transaction(async (tx) => {
         const values: unknown[] = [];

@@ -1,0 +1,78 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openPostgres, type PgStore } from "../src/db/pg/client.js";
+import { migratePostgres } from "../src/db/pg/migrate.js";
+import { createLogger } from "../src/log.js";
+import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
+import { recordReceiptsUnit } from "../src/store/receipts.js";
+import { reportsStore } from "../src/store/reports.js";
+import { usePostgresDatabase } from "./support/postgres.js";
+import { address, jobId, signature } from "./support/recorder-fixtures.js";
+
+/**
+ * Reads that hold every connection of a process's pool (audit lookups, reports, the dashboard,
+ * waiting on a table lock a maintenance job holds, or merely slow) must not stop its receipts:
+ * a proxy whose receipt writer cannot get a connection takes the database for gone and turns
+ * paid work away on every host at once, though the database takes writes.
+ */
+
+const database = usePostgresDatabase();
+const log = createLogger({ level: "silent" });
+let store: PgStore;
+let locker: pg.Client;
+
+beforeAll(async () => {
+  store = openPostgres(database.url, { poolSize: 2, statementTimeoutMs: 30_000 });
+  await migratePostgres(store.pool);
+  locker = new pg.Client({ connectionString: database.url });
+  await locker.connect();
+});
+
+afterAll(async () => {
+  await locker?.end();
+  await store?.close();
+});
+
+describe("the PostgreSQL receipt writer beside reads that hold the whole pool", () => {
+  it("commits receipts and stays reachable while every pooled connection waits on a lock", async () => {
+    // A table the receipt path never writes (the verifier's evidence), locked as VACUUM FULL
+    // or ALTER TABLE would, and as many audit-style reads of it as the pool has connections.
+    await locker.query("BEGIN");
+    await locker.query("LOCK TABLE check_results IN ACCESS EXCLUSIVE MODE");
+    const reads = [1, 2].map(() => store.pool.query("SELECT count(*) FROM check_results"));
+    // Both reads hold their connection, waiting on the lock.
+    await expect
+      .poll(() => [store.pool.totalCount, store.pool.idleCount], { timeout: 10_000 })
+      .toEqual([2, 0]);
+
+    const writer = createReceiptWriter(store, { log, maxRetryDelayMs: 200 });
+    try {
+      const receipt = {
+        jobId: jobId(),
+        escrowTx: signature(),
+        settlementTx: signature(),
+        worker: address(),
+        creditsRemainingUnits: 12_345_000n,
+        model: "qwen3-8b",
+        promptTokens: 10,
+        completionTokens: 20,
+        totalTokens: 30,
+      };
+      const written = writer.run(recordReceiptsUnit([receipt], "proxy"));
+      // The pool hands out a connection within 5 s or fails the write as a database away.
+      const outcome = await Promise.race([written, sleep(7_000).then(() => "still waiting")]);
+      expect(outcome).not.toBe("still waiting");
+      expect((outcome as { outcome: string }[])[0]?.outcome).toBe("created");
+      expect(writer.health()).toEqual({ reachable: true });
+      expect(writer.full()).toBe(false);
+
+      await locker.query("COMMIT");
+      await Promise.all(reads);
+      expect((await reportsStore(store).auditRows(receipt.jobId))?.job.jobId).toBe(receipt.jobId);
+    } finally {
+      await locker.query("COMMIT").catch(() => {});
+      await writer.close();
+    }
+  }, 30_000);
+});
