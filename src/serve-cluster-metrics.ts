@@ -139,8 +139,6 @@ export function createClusterMetrics() {
   };
 }
 
-export type ClusterMetrics = ReturnType<typeof createClusterMetrics>;
-
 /** Counters and histograms: values that only grow, summed across processes. */
 function isMonotonic(metric: { type: unknown }): boolean {
   return metric.type === "counter" || metric.type === "histogram";

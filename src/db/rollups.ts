@@ -353,17 +353,6 @@ const dimOf = (grain: string, dim: string, d: string) =>
   `CASE WHEN ${grain} IN (${grainsWith(dim)}) THEN ${d}.${dim} ELSE x'' END`;
 const dims = ["model", "worker", "key_fingerprint"] as const;
 
-/** The deltas table's DDL (the migration holds this text). */
-export function rollupDeltasTableSql(): string {
-  return `CREATE TABLE \`${rollupDeltasTable}\` (
-\t\`created_at\` integer NOT NULL,
-\t\`model\` text NOT NULL,
-\t\`worker\` text NOT NULL,
-\t\`key_fingerprint\` text NOT NULL,
-${rollupFigureColumns.map((c) => `\t\`${c}\` integer NOT NULL`).join(",\n")}
-)`;
-}
-
 /**
  * The pending deltas summed per grain key: by hour and full key first, so each grain sums a few
  * rows. CROSS JOIN keeps the hourly sums the outer loop: as the inner one they were summed again

@@ -42,8 +42,6 @@ function jobSummary(row: JobRow) {
   };
 }
 
-export type JobSummary = ReturnType<typeof jobSummary>;
-
 function page<T>(rows: JobRow[], limit: number, map: (row: JobRow) => T) {
   const more = rows.length > limit;
   const shown = more ? rows.slice(0, limit) : rows;

@@ -229,8 +229,6 @@ export function reconciliationToJson(report: ReconciliationReport) {
   };
 }
 
-export type ReconciliationJson = ReturnType<typeof reconciliationToJson>;
-
 /**
  * The report as RFC 4180 CSV (CRLF line ends): a header, one row per group (`kind` = `group`),
  * then one `total` row whose figures are exactly the JSON `totals`. A group that was not
