@@ -1,5 +1,4 @@
 import { createHash, createPrivateKey, type KeyObject } from "node:crypto";
-import { getAssociatedTokenAddressSync } from "@solana/spl-token";
 import { Keypair, PublicKey } from "@solana/web3.js";
 
 /**
@@ -66,8 +65,14 @@ export function localApiKey(index: number): string {
   return `dcntrl_live_${suffix}`;
 }
 
+/** The associated token account of `owner` (a wallet or a program address) for `mint`. */
 function ata(owner: string, mint: string): string {
-  return getAssociatedTokenAddressSync(new PublicKey(mint), new PublicKey(owner), true).toBase58();
+  const seeds = [owner, TOKEN_PROGRAM_ID, mint].map((key) => new PublicKey(key).toBuffer());
+  const [address] = PublicKey.findProgramAddressSync(
+    seeds,
+    new PublicKey(ASSOCIATED_TOKEN_PROGRAM_ID),
+  );
+  return address.toBase58();
 }
 
 export interface LocalWorker {
