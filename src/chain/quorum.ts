@@ -5,10 +5,9 @@ import type { Logger } from "../log.js";
 import { factsToJson, type TransactionFactsJson } from "./facts-json.js";
 import {
   type AddressSignatureInfo,
-  createRpcPool,
+  endpointFromConfig,
   type FetchedTransaction,
   type RpcPool,
-  type RpcPoolOptions,
   rpcPoolFromConfig,
   type SignatureStatusInfo,
   type TokenAccountRead,
@@ -1458,32 +1457,17 @@ export function isQuorumRpc(rpc: RpcPool): rpc is QuorumRpc {
  * The verifier's RPC from the config: the failover pool over `SOLANA_RPC_URLS` when
  * `RPC_QUORUM` is 1, else a quorum of k over one pool per endpoint (each with the `RPC_*` limits).
  */
-export function rpcFromConfig(
-  config: Config,
-  log?: Logger,
-  poolOptions: Partial<RpcPoolOptions> = {},
-): RpcPool {
+export function rpcFromConfig(config: Config, log?: Logger): RpcPool {
   const k = config.RPC_QUORUM;
   if (k <= 1) return rpcPoolFromConfig(config, log);
   const names = endpointNames(config.SOLANA_RPC_URLS);
   const members = config.SOLANA_RPC_URLS.map((url, i) => ({
     name: names[i]!,
-    rpc: createRpcPool({
-      endpoints: [
-        {
-          url,
-          rateLimitPerSec: config.RPC_RATE_LIMIT,
-          concurrency: config.RPC_CONCURRENCY,
-          timeoutMs: config.RPC_TIMEOUT_MS,
-        },
-      ],
-      batch: config.RPC_BATCH,
-      statusBatchSize: config.RPC_STATUS_BATCH_SIZE,
+    rpc: rpcPoolFromConfig(config, log, {
+      endpoints: [endpointFromConfig(config, url)],
       // A single endpoint has nothing to fail over to: give up sooner and let the quorum ask
       // the next one.
       maxAttempts: 3,
-      ...(log ? { log } : {}),
-      ...poolOptions,
     }),
   }));
   return createQuorumRpc({ members, quorum: k, ...(log ? { log } : {}) });

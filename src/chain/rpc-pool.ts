@@ -928,17 +928,30 @@ export function tokenAccountOf(result: unknown, what: string): TokenAccountRead 
   return { slot, account: { programId: v.owner, mint: info.mint, amount: BigInt(amount) } };
 }
 
-/** A pool over `SOLANA_RPC_URLS`, each endpoint with the `RPC_*` limits of the config. */
-export function rpcPoolFromConfig(config: Config, log?: Logger): RpcPool {
+/**
+ * A pool over `SOLANA_RPC_URLS`, each endpoint with the `RPC_*` limits of the config; `options`
+ * override (a quorum member passes one endpoint of the list as its `endpoints`).
+ */
+export function rpcPoolFromConfig(
+  config: Config,
+  log?: Logger,
+  options: Partial<RpcPoolOptions> = {},
+): RpcPool {
   return createRpcPool({
-    endpoints: config.SOLANA_RPC_URLS.map((url) => ({
-      url,
-      rateLimitPerSec: config.RPC_RATE_LIMIT,
-      concurrency: config.RPC_CONCURRENCY,
-      timeoutMs: config.RPC_TIMEOUT_MS,
-    })),
+    endpoints: config.SOLANA_RPC_URLS.map((url) => endpointFromConfig(config, url)),
     batch: config.RPC_BATCH,
     statusBatchSize: config.RPC_STATUS_BATCH_SIZE,
     ...(log ? { log } : {}),
+    ...options,
   });
+}
+
+/** Endpoint `url` with the `RPC_*` limits of the config. */
+export function endpointFromConfig(config: Config, url: string): RpcEndpointConfig {
+  return {
+    url,
+    rateLimitPerSec: config.RPC_RATE_LIMIT,
+    concurrency: config.RPC_CONCURRENCY,
+    timeoutMs: config.RPC_TIMEOUT_MS,
+  };
 }
