@@ -294,8 +294,9 @@ export const jobRollups = sqliteTable(
 
 /**
  * Days of `jobs` recorded before the rollups existed and not summed into them yet; the
- * backfill (src/reports/rollups.ts, run by `db migrate` and at every start) works through them
- * a few days per transaction and deletes the row when done, so it resumes after a crash.
+ * backfill (`backfillRollups` in src/db/rollups.ts, run by `db migrate` and at every start)
+ * works through them a few days per transaction and deletes the row when done, so it resumes
+ * after a crash.
  * Reports aggregate from `jobs` while a row is here.
  */
 export const jobRollupsBackfill = sqliteTable("job_rollups_backfill", {
