@@ -1,5 +1,6 @@
 import type { TransactionFacts } from "../../chain/transaction-facts.js";
 import type { CheckOutcome, ReceiptSource } from "../../db/schema.js";
+import type { VerdictAmounts } from "../../store/verdicts.js";
 import type { CheckName, UnprovenCode } from "../check-catalogue.js";
 import type { Profile } from "../profiles.js";
 
@@ -68,15 +69,8 @@ export interface CheckResult {
   actual: unknown;
 }
 
-export interface ChainAmounts {
-  escrowedUnits: bigint | null;
-  chargedUnits: bigint | null;
-  workerPaidUnits: bigint | null;
-  treasuryPaidUnits: bigint | null;
-  refundedUnits: bigint | null;
-  expectedChargeUnits: bigint | null;
-  feesLamports: bigint | null;
-}
+/** The amounts the checks read from the chain: the ones the verdict writes, one shape for both. */
+export type ChainAmounts = VerdictAmounts;
 
 export type EvaluatedVerdict =
   | "verified"
