@@ -1,7 +1,8 @@
 import { parse } from "csv-parse/sync";
 import { describe, expect, it } from "vitest";
 import { type Statement, statementToCsv } from "../src/ledger/statement.js";
-import { csvCell } from "../src/reports/csv-cell.js";
+import { csvCell, csvTextCell } from "../src/reports/csv-cell.js";
+import { emptyFigures, reconciliationToCsv } from "../src/reports/reconciliation.js";
 
 /** Every cell a spreadsheet would run as a formula (the check a finance team's tool makes). */
 const formulaCells = (csv: string) =>
@@ -106,5 +107,49 @@ describe("CSV cells", () => {
     expect(csvCell('say "hi", then\nbye')).toBe('"say ""hi"", then\nbye"');
     expect(csvCell(-5)).toBe("-5");
     expect(csvCell(null)).toBe("");
+  });
+
+  // A key fingerprint of 16 decimal digits (1 in 1,800 keys) opened as 1.23457E+15 in a
+  // spreadsheet, its last digit gone, so the finance team's rows matched no key.
+  it.each([
+    ["1234567890123456", "'1234567890123456"],
+    ["0012345678901234", "'0012345678901234"],
+    ["1234567890123e45", "'1234567890123e45"],
+    ["-12", "'-12"],
+    ["1,234.5", "'1,234.5"],
+    ["12%", "'12%"],
+    ["da445dc9aa140150", "da445dc9aa140150"],
+    ["qwen3-8b", "qwen3-8b"],
+    ["=1+1", "'=1+1"],
+  ])("writes the text cell %j, which a spreadsheet would read as a number, as %j", (text, cell) => {
+    expect(parse(csvTextCell(text))).toEqual([[cell]]);
+  });
+
+  it("keeps a group of digits text in the reconciliation CSV, and money cells numbers", () => {
+    const figures = emptyFigures();
+    figures.jobs = 1;
+    figures.chargedUnits = 123_456n;
+    const csv = reconciliationToCsv({
+      from: 0,
+      to: 86_400_000,
+      groupBy: "key",
+      generatedAt: 86_400_000,
+      dataCompleteUntil: 86_400_000,
+      groups: [{ group: "1234567890123456", ...figures }],
+      totals: figures,
+    });
+    const rows = parse(csv, { columns: true }) as Record<string, string>[];
+    expect(rows[0]?.group).toBe("'1234567890123456");
+    expect(rows[0]?.chargedUnits).toBe("123456");
+    expect(rows[0]?.chargedUsdc).toBe("0.123456");
+  });
+
+  it("keeps a memo's job id of digits text in the statement CSV", () => {
+    const rows = parse(statementToCsv(statementWithMemo("4096")), { columns: true }) as Record<
+      string,
+      string
+    >[];
+    expect(rows[1]?.jobId).toBe("'4096");
+    expect(rows[1]?.amountUnits).toBe("-1000");
   });
 });

@@ -1,6 +1,6 @@
 import { withoutUrlSecrets } from "../chain/url-secrets.js";
 import type { Store } from "../db/client.js";
-import { csvCell } from "../reports/csv-cell.js";
+import { csvCell, csvTextCell } from "../reports/csv-cell.js";
 import { isoOf } from "../reports/period.js";
 import {
   type AccountSnapshot,
@@ -831,7 +831,18 @@ export function statementToCsv(statement: Statement): string {
   const lines = [header.join(",")];
   const blank = statementColumns.map(() => null);
   const tail = () => [null, null, null, null, null, null, null, null];
-  const row = (cells: (string | number | null)[]) => lines.push(cells.map(csvCell).join(","));
+  // Addresses, job ids and memos are text whatever they spell (a memo's job id of digits).
+  const textColumns = new Set(["vault", "signature", "jobId", "memo"]);
+  const row = (cells: (string | number | null)[]) =>
+    lines.push(
+      cells
+        .map((cell, i) =>
+          textColumns.has(header[i] ?? "") && typeof cell === "string"
+            ? csvTextCell(cell)
+            : csvCell(cell),
+        )
+        .join(","),
+    );
   for (const v of json.vaults) {
     row([
       "vault",

@@ -23,3 +23,21 @@ export function csvCell(value: string | number | bigint | null): string {
   // `;` too: a spreadsheet in a locale whose list separator is `;` splits on it.
   return /[",;\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
+
+/**
+ * Text a spreadsheet would read as a number when it opens the file: digits (a key fingerprint
+ * of 16 decimal digits becomes 1.23457E+15, its last digit and leading zeros lost), a hex
+ * fingerprint with one `e` (`1234567890123e45` is 1.23E+57), a sign, decimals, `%`, thousands
+ * separators, a currency sign or accounting parentheses.
+ */
+const numberLike =
+  /^\s*\(?[+-]?[$\u20ac\u00a3]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?%?\)?\s*$/i;
+
+/**
+ * A cell of a text column (a group name, an address, a job id, a memo): guarded like any
+ * cell, and also when a spreadsheet would turn it into a number, with the same leading `'`.
+ */
+export function csvTextCell(value: string | null): string {
+  if (value === null) return "";
+  return numberLike.test(value) ? csvCell(`'${value}`) : csvCell(value);
+}

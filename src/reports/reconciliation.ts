@@ -15,7 +15,7 @@ import {
   reportsStore,
   type SumsQuery,
 } from "../store/reports.js";
-import { csvCell } from "./csv-cell.js";
+import { csvCell, csvTextCell } from "./csv-cell.js";
 import { dayOf, isoOf, RECORDING_MARGIN_MS } from "./period.js";
 
 export const groupByValues = reportGroupings;
@@ -239,9 +239,11 @@ export function reconciliationToCsv(report: ReconciliationReport): string {
   const lines = [header.join(",")];
   const line = (kind: string, group: string | null, f: ReconciliationFigures) => {
     const json = figuresToJson(f);
-    lines.push([kind, group, ...reconciliationColumns.map((c) => json[c])].map(csvCell).join(","));
+    const figures = reconciliationColumns.map((c) => csvCell(json[c]));
+    lines.push([csvCell(kind), csvTextCell(group), ...figures].join(","));
   };
-  // Group names come from receipts (model, worker, key): `csvCell` keeps them text.
+  // Group names come from receipts (model, worker, key): `csvTextCell` keeps them text, a
+  // key fingerprint of digits included, which a spreadsheet would read as a rounded number.
   for (const g of report.groups) line("group", g.group, g);
   line("total", null, report.totals);
   return `${lines.join("\r\n")}\r\n`;
