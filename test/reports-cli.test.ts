@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { buildProgram } from "../src/cli.js";
 import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
+import { foldRollupDeltas } from "../src/db/rollups.js";
 import { insertJob } from "./support/job-rows.js";
 
 afterEach(() => {
@@ -84,5 +85,87 @@ describe("decentral-audit report reconciliation", () => {
     await expect(
       cli("report", "reconciliation", "--since", "24h", "--from", "2026-11-01", "--db", ":memory:"),
     ).rejects.toMatchObject({ details: { field: "since" } });
+  });
+});
+
+describe("decentral-audit report reconciliation --recompute", () => {
+  /** A store whose model rollup of one day is off by one base unit of charge. */
+  function tamperedStore(): string {
+    const db = join(mkdtempSync(join(tmpdir(), "recompute-")), "audit.db");
+    const store = openSqliteStore(db);
+    migrateStore(store);
+    insertJob(store, { jobId: "job_1", createdAt: Date.UTC(2026, 10, 5), chargedUnits: 80_000n });
+    foldRollupDeltas(store);
+    store.sqlite
+      .prepare("UPDATE job_rollups SET charged_units = charged_units + 1 WHERE grain = 1")
+      .run();
+    store.close();
+    return db;
+  }
+
+  // `--format json` and `--group-by` were ignored: a script asking for JSON got text it could
+  // not parse, and `--group-by bogus` or `--format xml` passed without a word.
+  it("writes the differences as --format json or csv, exit 1", async () => {
+    const db = tamperedStore();
+    const dir = mkdtempSync(join(tmpdir(), "recompute-out-"));
+    const json = join(dir, "check.json");
+    await cli(
+      "report",
+      "reconciliation",
+      "--recompute",
+      "--format",
+      "json",
+      "--out",
+      json,
+      "--db",
+      db,
+    );
+    expect(process.exitCode).toBe(1);
+    const check = JSON.parse(readFileSync(json, "utf8")) as Record<string, unknown>;
+    expect(check).toMatchObject({ firstDay: "2026-11-05", differenceCount: 1 });
+    expect(check.differences).toEqual([
+      {
+        grain: "model",
+        day: "2026-11-05",
+        model: "qwen3-8b",
+        worker: null,
+        keyFingerprint: null,
+        column: "charged_units",
+        rollup: "80001",
+        recomputed: "80000",
+        offBy: "1",
+      },
+    ]);
+    const csv = join(dir, "check.csv");
+    await cli(
+      "report",
+      "reconciliation",
+      "--recompute",
+      "--format",
+      "csv",
+      "--out",
+      csv,
+      "--db",
+      db,
+    );
+    expect(readFileSync(csv, "utf8").split("\r\n")).toEqual([
+      "grain,day,model,worker,keyFingerprint,column,rollup,recomputed,offBy",
+      "model,2026-11-05,qwen3-8b,,,charged_units,80001,80000,1",
+      "",
+    ]);
+    const text = join(dir, "check.txt");
+    await cli("report", "reconciliation", "--recompute", "--out", text, "--db", db);
+    expect(readFileSync(text, "utf8")).toMatch(/^rollups compared with jobs from scratch: 1 days/);
+    process.exitCode = undefined;
+  });
+
+  it("refuses a --group-by it cannot honour and a --format it does not know", async () => {
+    const db = tamperedStore();
+    await expect(
+      cli("report", "reconciliation", "--recompute", "--group-by", "model", "--db", db),
+    ).rejects.toMatchObject({ details: { field: "group-by" } });
+    await expect(
+      cli("report", "reconciliation", "--recompute", "--format", "xml", "--db", db),
+    ).rejects.toMatchObject({ details: { field: "format" } });
   });
 });

@@ -12,7 +12,13 @@ import {
   reconciliationToCsv,
   reconciliationToJson,
 } from "./reconciliation.js";
-import { type RollupCheck, recomputeRollups, rollupCheckToText } from "./rollup-recompute.js";
+import {
+  type RollupCheck,
+  recomputeRollups,
+  rollupCheckToCsv,
+  rollupCheckToJson,
+  rollupCheckToText,
+} from "./rollup-recompute.js";
 
 type Helpers = {
   withDatabaseOption(command: Command): Command;
@@ -31,8 +37,9 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
         .option("--window <name>", "yesterday: the previous UTC day, [00:00, 00:00)")
         .option("--from <instant>", "start, inclusive (YYYY-MM-DD or ISO 8601)")
         .option("--to <instant>", "end, exclusive (YYYY-MM-DD or ISO 8601; default now)")
-        .option("--group-by <group>", `one of ${groupByValues.join(", ")}`, "day")
-        .option("--format <format>", "csv or json", "json")
+        // No commander defaults: `--recompute` must tell a flag given from one left out.
+        .option("--group-by <group>", `one of ${groupByValues.join(", ")} (default: day)`)
+        .option("--format <format>", "csv or json (default: json; with --recompute, text)")
         .option("--out <file>", "write to a file instead of stdout (- is stdout)")
         .option(
           "--recompute",
@@ -41,14 +48,21 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
     )
     .action(
       async (
-        flags: WindowFlags & { groupBy: string; format: string; out?: string; recompute?: boolean },
+        flags: WindowFlags & {
+          groupBy?: string;
+          format?: string;
+          out?: string;
+          recompute?: boolean;
+        },
       ) => {
         if (flags.recompute) {
           await recompute(flags);
           return;
         }
         const { from, to } = windowFromFlags(flags, Date.now());
-        if (!groupByValues.includes(flags.groupBy as GroupBy)) {
+        const groupBy = flags.groupBy ?? "day";
+        const format = flags.format ?? "json";
+        if (!groupByValues.includes(groupBy as GroupBy)) {
           throw new AppError(
             "validation_failed",
             `--group-by: one of ${groupByValues.join(", ")}`,
@@ -57,7 +71,7 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
             },
           );
         }
-        if (flags.format !== "csv" && flags.format !== "json") {
+        if (format !== "csv" && format !== "json") {
           throw new AppError("validation_failed", "--format: csv or json", { field: "format" });
         }
         const out = outFile(flags.out);
@@ -68,10 +82,10 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
           const result = await reconciliationReport(store, {
             from,
             to,
-            groupBy: flags.groupBy as GroupBy,
+            groupBy: groupBy as GroupBy,
           });
           text =
-            flags.format === "csv"
+            format === "csv"
               ? reconciliationToCsv(result)
               : `${JSON.stringify(reconciliationToJson(result), null, 2)}\n`;
         } finally {
@@ -82,7 +96,24 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
       },
     );
 
-  async function recompute(flags: WindowFlags & { out?: string }): Promise<void> {
+  /**
+   * `--recompute`: compares every grain at once, so a `--group-by` would be a request it cannot
+   * honour (refused, not ignored); `--format` picks JSON or CSV of the differences instead of
+   * the text, and a value it does not know is refused, as for the report.
+   */
+  async function recompute(
+    flags: WindowFlags & { groupBy?: string; format?: string; out?: string },
+  ): Promise<void> {
+    if (flags.groupBy !== undefined) {
+      throw new AppError(
+        "validation_failed",
+        "--group-by: --recompute compares every grouping (day, hour, model, worker, key) at once; leave --group-by out",
+        { field: "group-by" },
+      );
+    }
+    if (flags.format !== undefined && flags.format !== "csv" && flags.format !== "json") {
+      throw new AppError("validation_failed", "--format: csv or json", { field: "format" });
+    }
     const anyWindow = [flags.since, flags.from, flags.to, flags.window].some(
       (f) => f !== undefined,
     );
@@ -96,7 +127,12 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
     } finally {
       await store.close();
     }
-    const text = rollupCheckToText(check);
+    const text =
+      flags.format === "json"
+        ? `${JSON.stringify(rollupCheckToJson(check), null, 2)}\n`
+        : flags.format === "csv"
+          ? rollupCheckToCsv(check)
+          : rollupCheckToText(check);
     if (out) writeFileWhole(out, text);
     else process.stdout.write(text);
     process.exitCode = check.differenceCount > 0 ? 1 : 0;

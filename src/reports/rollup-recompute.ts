@@ -1,6 +1,7 @@
 import type { Store } from "../db/client.js";
 import { DAY_MS, grains, HOUR_MS, rollupFigureColumns } from "../db/rollups.js";
 import { type RollupRow, reportsStore } from "../store/reports.js";
+import { csvCell, csvTextCell } from "./csv-cell.js";
 import { dayOf, isoOf } from "./period.js";
 
 export type GrainName = keyof typeof grains;
@@ -174,4 +175,62 @@ export function rollupCheckToText(check: RollupCheck): string {
     );
   }
   return `${lines.join("\n")}\n`;
+}
+
+/** The check as JSON: amounts as decimal strings, as every report gives them. */
+export function rollupCheckToJson(check: RollupCheck) {
+  return {
+    firstDay: check.firstDay,
+    lastDay: check.lastDay,
+    days: check.days,
+    rows: check.rows,
+    differenceCount: check.differenceCount,
+    differences: check.differences.map((d) => ({
+      grain: d.grain,
+      day: d.day,
+      model: d.model,
+      worker: d.worker,
+      keyFingerprint: d.keyFingerprint,
+      column: d.column,
+      rollup: d.rollup.toString(),
+      recomputed: d.recomputed.toString(),
+      offBy: (d.rollup - d.recomputed).toString(),
+    })),
+  };
+}
+
+/**
+ * The differences as RFC 4180 CSV (CRLF line ends), one row each; a header alone when the
+ * rollups match. The exit code says which; `differenceCount` beyond the listed rows is in JSON.
+ */
+export function rollupCheckToCsv(check: RollupCheck): string {
+  const header = [
+    "grain",
+    "day",
+    "model",
+    "worker",
+    "keyFingerprint",
+    "column",
+    "rollup",
+    "recomputed",
+    "offBy",
+  ];
+  const lines = [header.join(",")];
+  for (const d of check.differences) {
+    // Model, worker and key come from receipts: text cells, never a formula or a number.
+    lines.push(
+      [
+        csvCell(d.grain),
+        csvCell(d.day),
+        csvTextCell(d.model),
+        csvTextCell(d.worker),
+        csvTextCell(d.keyFingerprint),
+        csvCell(d.column),
+        csvCell(d.rollup),
+        csvCell(d.recomputed),
+        csvCell(d.rollup - d.recomputed),
+      ].join(","),
+    );
+  }
+  return `${lines.join("\r\n")}\r\n`;
 }
