@@ -129,7 +129,11 @@ export function buildProgram(): Command {
       .command("import")
       .description("import receipts from a JSONL or CSV file (- for stdin)")
       .argument("<file>", "JSONL or CSV file, or - for stdin")
-      .option("--format <format>", "jsonl or csv (default: from the extension or the content)"),
+      .option("--format <format>", "jsonl or csv (default: from the extension or the content)")
+      .option(
+        "--allow-empty",
+        "exit 0 for a file holding no receipt (else refused with exit 2: an empty export is more often a broken one)",
+      ),
   ).action(async (file: string, flags) => {
     const config = configFromFlags(flags);
     const { openStore, runImportCommand } = await loadImport();

@@ -561,6 +561,40 @@ describe("import", () => {
     expect(await runImportCommand(store, "-", {}, io)).toBe(0);
     expect(store.db.select().from(jobs).all()).toHaveLength(1);
   });
+
+  // A cron importing last night's export got exit 0 and "0 receipts" from a file its exporter
+  // left empty (a failed query, a full disk): the day's jobs were never audited, and nothing said.
+  it("refuses a file holding no receipt unless --allow-empty says an empty export is fine", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "import-empty-"));
+    const csvHeader = "job_id,escrow_tx,settlement_tx\n";
+    for (const [name, text] of [
+      ["empty.jsonl", ""],
+      ["blank.jsonl", "\n  \n\r\n"],
+      ["header.csv", csvHeader],
+      ["bom.csv", `\uFEFF${csvHeader}`],
+    ] as const) {
+      const file = join(dir, name);
+      writeFileSync(file, text);
+      const lines: string[] = [];
+      const io = {
+        stdin: Readable.from([]),
+        out: (l: string) => lines.push(l),
+        err: (l: string) => lines.push(l),
+        progress: false,
+      };
+      await expect(runImportCommand(createTestStore(), file, {}, io), name).rejects.toMatchObject({
+        code: "validation_failed",
+        details: { field: "file" },
+        message: expect.stringContaining(`${file}: no receipt in it`),
+      });
+      expect(await runImportCommand(createTestStore(), file, { allowEmpty: true }, io)).toBe(0);
+      expect(lines.at(-1), name).toContain("0 receipts, 0 created");
+    }
+    const io = { stdin: Readable.from([]), out: () => {}, err: () => {}, progress: false };
+    await expect(runImportCommand(createTestStore(), "-", {}, io)).rejects.toMatchObject({
+      message: expect.stringContaining("stdin: no receipt in it"),
+    });
+  });
 });
 
 describe("the choices a request asked for", () => {

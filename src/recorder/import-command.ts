@@ -65,12 +65,13 @@ function importSummaryLines(summary: ImportSummary, source: string): string[] {
 
 /**
  * `decentral-audit import FILE|-`: imports receipts, shows progress on a TTY, prints a summary
- * and resolves with the exit code: 0 when every line was accepted, 1 when any was rejected.
+ * and resolves with the exit code: 0 when every line was accepted, 1 when any was rejected. A
+ * source holding no receipt is refused (exit 2) unless `allowEmpty`.
  */
 export async function runImportCommand(
   store: Store,
   file: string,
-  flags: { format?: string },
+  flags: { format?: string; allowEmpty?: boolean },
   io: ImportCommandIo,
 ): Promise<number> {
   const fromStdin = file === "-";
@@ -103,6 +104,15 @@ export async function runImportCommand(
     });
     bar?.update(size);
     bar?.stop();
+    if (summary.total === 0 && flags.allowEmpty !== true) {
+      // A cron importing last night's export sees exit 0 for a file its exporter left empty
+      // (a failed query, a full disk, a rotated path) and the day's jobs are never audited.
+      throw new AppError(
+        "validation_failed",
+        `${fromStdin ? "stdin" : file}: no receipt in it (empty, blank lines, or a CSV header alone); nothing was imported; pass --allow-empty if an export may have nothing to say`,
+        { field: "file" },
+      );
+    }
     const [head, ...details] = formatImportSummary(summary, fromStdin ? "stdin" : file);
     io.out(head ?? "");
     for (const line of details) io.err(line);
