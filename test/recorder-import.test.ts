@@ -595,6 +595,30 @@ describe("import", () => {
       message: expect.stringContaining("stdin: no receipt in it"),
     });
   });
+
+  // The CSV parser counted a CRLF inside a quoted cell as two line breaks: every row after a
+  // multi-line note written on Windows was named by the line after its own.
+  it("names a rejected CSV row by its own line after a quoted cell holding a CRLF", async () => {
+    const [a, b, c] = [wireReceipt(), wireReceipt(), wireReceipt()];
+    const text = [
+      "job_id,escrow_tx,model,tag_note",
+      `${a.job_id},${a.escrow_tx},qwen3-8b,"first\r\nsecond\r\nthird"`,
+      `${b.job_id},not-a-signature,qwen3-8b,plain`,
+      "",
+      `${c.job_id},${c.escrow_tx},qwen3-8b,"one\rtwo\nthree"`,
+      `${String(c.job_id).replace("job_", "job_x")},bad,qwen3-8b,last`,
+    ].join("\r\n");
+    const bytes = Buffer.from(`${text}\r\n`);
+    // Whole, and a byte at a time, so a CRLF split across chunks counts once.
+    for (const chunks of [[bytes], [...bytes].map((byte) => Buffer.from([byte]))]) {
+      const summary = await importReceipts(createTestStore(), Readable.from(chunks));
+      expect(summary.rejected.map((r) => [r.line, r.field])).toEqual([
+        [5, "escrow_tx"],
+        [10, "escrow_tx"],
+      ]);
+      expect(summary.created).toBe(2);
+    }
+  });
 });
 
 describe("the choices a request asked for", () => {

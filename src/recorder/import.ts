@@ -275,8 +275,53 @@ function csvColumns(header: Buffer[]): string[] {
   return columns;
 }
 
+/**
+ * Line numbers of CSV records, counted from the bytes the parser reads: the parser's own count
+ * (`info.lines`) takes a CRLF inside a quoted cell for two line breaks, so every row after a
+ * cell holding one (a note written on Windows, an `Export-Csv` of a multi-line value) was named
+ * by the line after its own, and whoever fixed "line 6" edited the wrong row. Here CRLF, LF and a
+ * lone CR each end one line, as `byteLines` counts them for JSONL.
+ */
+function csvLineCounter(input: Readable) {
+  // Offsets just past each line break not yet passed by a record; `head` is the first of them.
+  const ends: number[] = [];
+  let head = 0;
+  let offset = 0;
+  let line = 1;
+  let crAt = -1;
+  input.on("data", (chunk: Buffer | string) => {
+    const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+    for (let i = 0; i < bytes.length; i++) {
+      const byte = bytes[i];
+      const at = offset + i;
+      if (byte === 0x0a && crAt === at - 1) {
+        ends[ends.length - 1] = at + 1;
+      } else if (byte === 0x0a || byte === 0x0d) {
+        ends.push(at + 1);
+      }
+      if (byte === 0x0d) crAt = at;
+    }
+    offset += bytes.length;
+  });
+  return {
+    /** The line a record ends on, given the bytes read through its end (`info.bytes`). */
+    lineOf(recordEnd: number): number {
+      while (head < ends.length && (ends[head] as number) < recordEnd) {
+        head++;
+        line++;
+      }
+      if (head > 4096) {
+        ends.splice(0, head);
+        head = 0;
+      }
+      return line;
+    },
+  };
+}
+
 async function* csvItems(input: Readable): AsyncGenerator<Item> {
   let headerRead = false;
+  const lines = csvLineCounter(input);
   const parser = input.pipe(
     parse({
       columns: (header: unknown[]) => {
@@ -297,11 +342,11 @@ async function* csvItems(input: Readable): AsyncGenerator<Item> {
   );
   const rows = parser as AsyncIterable<{
     record: Record<string, Buffer>;
-    info: { lines: number; index: number; columns: unknown[] };
+    info: { bytes: number; index: number; columns: unknown[] };
   }>;
   try {
     for await (const row of rows) {
-      const { lines, index: cells, columns } = row.info;
+      const { bytes, index: cells, columns } = row.info;
       // Cells are matched to the header by position: a cell left out or one too many (an
       // unquoted comma) would put a wallet under `settlement_tx` or a model under
       // `credits_remaining`, and a receipt of shifted values would be recorded.
@@ -309,7 +354,7 @@ async function* csvItems(input: Readable): AsyncGenerator<Item> {
         cells === columns.length
           ? csvRecord(row.record)
           : new UnreadableLine("line", `${cells} cells where the header has ${columns.length}`);
-      yield { line: lines, value };
+      yield { line: lines.lineOf(bytes), value };
     }
   } catch (error) {
     // A file that stops parsing before its header ends has no header at all (a binary file,
