@@ -619,6 +619,25 @@ describe("import", () => {
       expect(summary.created).toBe(2);
     }
   });
+
+  // Each chunk of a long line copied the whole line again: a 60 MB line took 3.5 minutes to
+  // import, and a file of one endless line grew until the process ran out of memory.
+  it("refuses a JSONL line longer than a POST /jobs body, naming it, and imports the rest", async () => {
+    const [a, b] = [wireReceipt(), wireReceipt()];
+    const long = JSON.stringify(wireReceipt({ model: "m".repeat(5 * 1024 * 1024) }));
+    const bytes = Buffer.from(`${JSON.stringify(a)}\r\n${long}\r\n${JSON.stringify(b)}`);
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < bytes.length; at += 65_536) chunks.push(bytes.subarray(at, at + 65_536));
+    const summary = await importReceipts(createTestStore(), Readable.from(chunks));
+    expect(summary.rejected).toEqual([
+      {
+        line: 2,
+        field: "line",
+        reason: `${long.length} bytes, longer than the 4194304 a receipt may take`,
+      },
+    ]);
+    expect(summary).toMatchObject({ total: 3, created: 2 });
+  });
 });
 
 describe("the choices a request asked for", () => {

@@ -2,7 +2,7 @@ import { Readable } from "node:stream";
 import { parse } from "csv-parse";
 import type { Store } from "../db/client.js";
 import { AppError, messageOf } from "../errors.js";
-import { ingestReceipts } from "./ingest.js";
+import { ingestReceipts, maxIngestBodyBytes } from "./ingest.js";
 import { duplicateMembers, parseJsonNotingDuplicates } from "./json-duplicate-members.js";
 import { unknownFieldReason, wireReceiptFields } from "./receipt-input.js";
 
@@ -169,38 +169,71 @@ function addTags(
   return null;
 }
 
+/** A line longer than a whole `POST /jobs` body holds no receipt the API would take. */
+const maxLineBytes = maxIngestBodyBytes;
+
+/** A line cut at `maxLineBytes`: its bytes are dropped as they come, and it is refused. */
+class OverlongLine {
+  constructor(readonly bytes: number) {}
+}
+
 /**
  * The lines of a stream as bytes, ended by LF, CRLF or a lone CR (as `readline` ends them), so
- * that each is decoded on its own and one bad byte costs its line, not the file.
+ * that each is decoded on its own and one bad byte costs its line, not the file. A line's
+ * pieces are joined once, at its end: joining at every chunk copied a long line again each
+ * time (a 60 MB line took minutes), and one past `maxLineBytes` is not kept at all.
  */
-async function* byteLines(input: Readable): AsyncGenerator<Buffer> {
-  let rest: Buffer = Buffer.alloc(0);
-  for await (const chunk of input as AsyncIterable<Buffer | string>) {
-    const bytes = Buffer.concat([rest, typeof chunk === "string" ? Buffer.from(chunk) : chunk]);
-    let start = 0;
-    let cr = bytes.indexOf(0x0d);
-    let lf = bytes.indexOf(0x0a);
-    for (;;) {
-      const end = cr === -1 ? lf : lf === -1 ? cr : Math.min(cr, lf);
-      // A CR at the end of the chunk may be the first half of a CRLF: wait for the next.
-      if (end === -1 || (end === cr && end === bytes.length - 1)) break;
-      yield bytes.subarray(start, end);
-      start = end === cr && bytes[end + 1] === 0x0a ? end + 2 : end + 1;
-      if (cr !== -1 && cr < start) cr = bytes.indexOf(0x0d, start);
-      if (lf !== -1 && lf < start) lf = bytes.indexOf(0x0a, start);
+async function* byteLines(input: Readable): AsyncGenerator<Buffer | OverlongLine> {
+  let pieces: Buffer[] = [];
+  let held = 0;
+  let overlong = 0;
+  // A CR that ended the previous chunk: an LF opening this one belongs to it.
+  let afterCr = false;
+  const take = (piece: Buffer) => {
+    if (overlong > 0 || held + piece.length > maxLineBytes) {
+      overlong = Math.max(overlong, held) + piece.length;
+      pieces = [];
+      held = 0;
+      return;
     }
-    rest = bytes.subarray(start);
+    if (piece.length > 0) pieces.push(piece);
+    held += piece.length;
+  };
+  const line = (): Buffer | OverlongLine => {
+    const done = overlong > 0 ? new OverlongLine(overlong) : Buffer.concat(pieces, held);
+    pieces = [];
+    held = 0;
+    overlong = 0;
+    return done;
+  };
+  for await (const chunk of input as AsyncIterable<Buffer | string>) {
+    const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+    let start = afterCr && bytes[0] === 0x0a ? 1 : 0;
+    afterCr = false;
+    for (let i = start; i < bytes.length; i++) {
+      const byte = bytes[i];
+      if (byte !== 0x0a && byte !== 0x0d) continue;
+      take(bytes.subarray(start, i));
+      yield line();
+      if (byte === 0x0d && i + 1 < bytes.length && bytes[i + 1] === 0x0a) i++;
+      else if (byte === 0x0d && i + 1 === bytes.length) afterCr = true;
+      start = i + 1;
+    }
+    // Copied: the stream may reuse its chunk's memory once handed over.
+    if (start < bytes.length) take(Buffer.from(bytes.subarray(start)));
   }
-  if (rest.length > 0) {
-    // A CR that ended the stream ended its line.
-    yield rest.at(-1) === 0x0d ? rest.subarray(0, -1) : rest;
-  }
+  if (held > 0 || overlong > 0) yield line();
 }
 
 async function* jsonlItems(input: Readable): AsyncGenerator<Item> {
   let line = 0;
   for await (const bytes of byteLines(input)) {
     line++;
+    if (bytes instanceof OverlongLine) {
+      const reason = `${bytes.bytes} bytes, longer than the ${maxLineBytes} a receipt may take`;
+      yield { line, value: new UnreadableLine("line", reason) };
+      continue;
+    }
     const text = utf8OrNull(bytes);
     if (text === null) {
       yield { line, value: new UnreadableLine("line", "not valid UTF-8") };
