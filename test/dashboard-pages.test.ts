@@ -716,3 +716,43 @@ describe("the credit vault statement page", () => {
     expect(await bad.text()).toContain("A credit vault is a base58 address");
   });
 });
+
+describe("dashboard links it cannot honour", () => {
+  // A filter named twice was shown by one of its values, and an unknown sort column or
+  // direction as the default order, each without a word; the API refuses all three.
+  it("says a filter given twice, or a sort it has not, instead of picking one", async () => {
+    const d = await dashboard();
+    const { cookie } = await d.signIn(d.tokens.read);
+    for (const [path, named] of [
+      ["/dashboard/reconciliation?groupBy=model&groupBy=key", "groupBy is given more than once"],
+      [
+        "/dashboard/reconciliation?period=custom&from=2026-11-01&to=2026-11-05&from=2026-11-02",
+        "from is given more than once",
+      ],
+      ["/dashboard/discrepancies?check=settlement.split&check=escrow.exists", "check is given"],
+      ["/dashboard/reconciliation?sort=bogus", "sort must be the name of a column"],
+      ["/dashboard/reconciliation?sort=chargedUnits&dir=sideways", "dir must be asc or desc"],
+    ] as const) {
+      const res = await d.page(path, cookie);
+      expect(res.status, path).toBe(400);
+      expect(await res.text(), path).toContain(named);
+    }
+    const sorted = await d.page("/dashboard/reconciliation?sort=chargedUnits&dir=desc", cookie);
+    expect(sorted.status).toBe(200);
+  });
+
+  // Every path under /dashboard looked as if it took POST (the form size limit's registration),
+  // so a mistyped page answered a JSON 405 saying so.
+  it("answers a page that does not exist with a 404, not a 405 that says it takes POST", async () => {
+    const d = await dashboard();
+    const { cookie } = await d.signIn(d.tokens.read);
+    for (const path of ["/dashboard/nope", "/dashboard/jobs"]) {
+      const res = await d.page(path, cookie);
+      expect(res.status, path).toBe(404);
+      expect(res.headers.get("allow"), path).toBeNull();
+    }
+    const wrongMethod = await d.page("/dashboard/sign-out", cookie);
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.headers.get("allow")).toBe("POST");
+  });
+});

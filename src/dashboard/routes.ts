@@ -209,20 +209,31 @@ export function dashboardRoutes(deps: DashboardDeps) {
   });
 
   // The dashboard's forms carry a token and a few short fields; nothing bigger is read.
-  app.on(
-    "POST",
-    "*",
-    bodyLimit({
-      maxSize: 16 * 1024,
-      onError: (c) =>
-        messagePage(
-          c as Ctx,
-          413,
-          "Too large",
-          "This form was larger than any form of the dashboard.",
-        ),
-    }),
-  );
+  // Registered for every method and applied to POST here: registered for POST alone, it made
+  // every path under /dashboard look as if it took POST, so a mistyped page got a JSON 405
+  // ("it takes POST") instead of a 404.
+  const formLimit = bodyLimit({
+    maxSize: 16 * 1024,
+    onError: (c) =>
+      messagePage(
+        c as Ctx,
+        413,
+        "Too large",
+        "This form was larger than any form of the dashboard.",
+      ),
+  });
+  app.use("*", (c, next) => (c.req.method === "POST" ? formLimit(c, next) : next()));
+
+  // A link naming a filter twice (`groupBy=model&groupBy=key`, a hand-edited bookmark) was
+  // shown by one of them without a word, where the API refuses it: which was meant is unknown.
+  app.use("*", async (c, next) => {
+    for (const [name, values] of Object.entries(c.req.queries())) {
+      if (values.length > 1) {
+        throw new PeriodError(name, `${name} is given more than once in the link; give it once`);
+      }
+    }
+    await next();
+  });
 
   app.get("/assets/dashboard.css", (c) =>
     c.body(dashboardCss, 200, {
@@ -367,11 +378,17 @@ export function dashboardRoutes(deps: DashboardDeps) {
   app.get("/reconciliation", async (c) => {
     const period = periodOf(queryOf(c), deps.now());
     const groupBy = groupByOf(c);
+    // A column or direction the table has not (a mistyped link) is said, not shown unsorted.
     const sortText = c.req.query("sort") ?? "group";
-    const sort = (
-      (sortKeys as readonly string[]).includes(sortText) ? sortText : "group"
-    ) as SortKey;
-    const dir = c.req.query("dir") === "desc" ? "desc" : "asc";
+    if (!(sortKeys as readonly string[]).includes(sortText)) {
+      throw new PeriodError("sort", "sort must be the name of a column of the table");
+    }
+    const sort = sortText as SortKey;
+    const dirText = c.req.query("dir") ?? "asc";
+    if (dirText !== "asc" && dirText !== "desc") {
+      throw new PeriodError("dir", "dir must be asc or desc");
+    }
+    const dir = dirText;
     const report = await reconciliationReport(
       deps.store,
       { from: period.from, to: period.to, groupBy },
