@@ -474,4 +474,23 @@ describe("POST /jobs", () => {
     expect(response.status).toBe(500);
     expect(store.db.select().from(jobs).all()).toHaveLength(0);
   });
+
+  // A body declared Latin-1 was read as UTF-8 anyway: its bytes C3 A9 (`Ã©` to its sender)
+  // were recorded as `é`, a tag or model other than the one sent.
+  it("answers 415 naming content-type to a body in a charset other than UTF-8, and writes nothing", async () => {
+    const { store, postRaw } = await setup();
+    const body = new TextEncoder().encode(JSON.stringify(wireReceipt({ tags: { team: "Ã©" } })));
+    for (const type of [
+      "application/json; charset=iso-8859-1",
+      'application/json;charset="latin1"',
+    ]) {
+      const response = await postRaw(body, type);
+      expect(response.status, type).toBe(415);
+      const error = ((await response.json()) as { error: Record<string, unknown> }).error;
+      expect(error, type).toMatchObject({ code: "unsupported_media_type", field: "content-type" });
+    }
+    expect(store.db.select().from(jobs).all()).toHaveLength(0);
+    const utf8 = await postRaw(body, "application/json; charset=UTF-8");
+    expect(utf8.status).toBe(201);
+  });
 });

@@ -158,7 +158,7 @@ const ingestRouteDoc = () =>
       415: {
         content: { "application/json": { schema: ErrorSchema } },
         description:
-          "`unsupported_media_type`: the body is not sent as `application/json` (a form, text, or no content type), or is sent with a `content-encoding` (gzip, ...), which is not decoded.",
+          "`unsupported_media_type`: the body is not sent as `application/json` (a form, text, or no content type), or names a charset other than UTF-8, or is sent with a `content-encoding` (gzip, ...), which is not decoded.",
       },
       409: {
         content: { "application/json": { schema: ErrorSchema } },
@@ -221,6 +221,18 @@ export function ingestRoutes(deps: { store: Store; now?: () => number; writer?: 
         throw new AppError(
           "unsupported_media_type",
           `content-type: must be application/json, got ${type ? JSON.stringify(printable(type)) : "none"}`,
+          { field: "content-type" },
+        );
+      }
+      // The body is read as UTF-8: one its sender says is in another charset (Latin-1, say) would
+      // be read as other text than was sent (`Ã©` stored as `é`), or refused as not UTF-8.
+      const charset = /;\s*charset\s*=\s*"?([^";\s]*)"?/i
+        .exec(c.req.header("content-type") ?? "")?.[1]
+        ?.toLowerCase();
+      if (charset !== undefined && charset !== "utf-8" && charset !== "utf8") {
+        throw new AppError(
+          "unsupported_media_type",
+          `content-type: charset ${JSON.stringify(printable(charset))} is not taken; send the JSON as UTF-8`,
           { field: "content-type" },
         );
       }
