@@ -268,3 +268,17 @@ describe("a query parameter a route does not take", () => {
     );
   });
 });
+
+// An empty cursor answered the first page again where every other empty parameter is refused:
+// a pager that sends `cursor=${next}` with nothing in it walked the first page forever.
+describe("an empty cursor", () => {
+  it.each(["/jobs?cursor=", "/reports/discrepancies?cursor="])(
+    "is refused on %s with a 400 naming cursor",
+    async (path) => {
+      const api = await createTestApi();
+      const res = await api.get(path);
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: { field: string } }).error.field).toBe("cursor");
+    },
+  );
+});

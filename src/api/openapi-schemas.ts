@@ -137,6 +137,9 @@ export const limitParam = wholeNumberQuery(1, 500)
 
 export const cursorParam = z
   .string()
+  // An empty cursor (`cursor=${next}` with nothing in it) answered the first page again, where
+  // every other empty parameter is refused: a pager built so walked the first page forever.
+  .min(1)
   .max(500)
   .optional()
   .openapi({
