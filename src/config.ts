@@ -1,3 +1,4 @@
+import { Cron } from "croner";
 import { z } from "zod";
 import { withoutUrlSecrets } from "./chain/url-secrets.js";
 import { DatabaseUrlError, parseDatabaseUrl, sslModes } from "./db/url.js";
@@ -256,10 +257,26 @@ export const configSchema = z.object({
    */
   ACCOUNT_SNAPSHOT_INTERVAL_MS: timerMs(0).default(3_600_000),
   /** Cron expression for in-process nightly verification in `serve` (UTC). Default none. */
-  VERIFY_CRON: z.string().min(1).optional(),
+  VERIFY_CRON: z
+    .string()
+    .min(1)
+    // Checked with every other key: checked later, as serve started, a bad expression stopped it
+    // alone, and the other bad keys came one run at a time.
+    .refine(isCronExpression, "not a cron expression (five or six fields, UTC)")
+    .optional(),
   /** pino log level. Default info. */
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
+
+/** Whether croner parses the expression; a parse starts no timer (`paused`). */
+function isCronExpression(expression: string): boolean {
+  try {
+    new Cron(expression, { timezone: "UTC", paused: true }).stop();
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = Partial<Record<keyof Config, string | undefined>>;

@@ -92,4 +92,21 @@ describe("config", () => {
       ACCOUNT_SNAPSHOT_INTERVAL_MS: 2_147_483_647,
     });
   });
+
+  // A bad VERIFY_CRON was found only as serve started, after the other keys were read: it was
+  // not among "every bad key", so a deploy fixing PORT met it on the next try.
+  it("names a VERIFY_CRON that is no cron expression among every other bad key", () => {
+    let caught: unknown;
+    try {
+      loadConfig({ VERIFY_CRON: "every night", PORT: "abc" });
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(ConfigError);
+    expect((caught as ConfigError).issues.map((i) => i.key).sort()).toEqual([
+      "PORT",
+      "VERIFY_CRON",
+    ]);
+    expect(loadConfig({ VERIFY_CRON: "0 3 * * *" }).VERIFY_CRON).toBe("0 3 * * *");
+  });
 });
