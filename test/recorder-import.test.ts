@@ -567,6 +567,8 @@ describe("import", () => {
   it("refuses a file holding no receipt unless --allow-empty says an empty export is fine", async () => {
     const dir = mkdtempSync(join(tmpdir(), "import-empty-"));
     const csvHeader = "job_id,escrow_tx,settlement_tx\n";
+    // One store: a file holding no receipt writes nothing, refused or not.
+    const store = createTestStore();
     for (const [name, text] of [
       ["empty.jsonl", ""],
       ["blank.jsonl", "\n  \n\r\n"],
@@ -582,16 +584,16 @@ describe("import", () => {
         err: (l: string) => lines.push(l),
         progress: false,
       };
-      await expect(runImportCommand(createTestStore(), file, {}, io), name).rejects.toMatchObject({
+      await expect(runImportCommand(store, file, {}, io), name).rejects.toMatchObject({
         code: "validation_failed",
         details: { field: "file" },
         message: expect.stringContaining(`${file}: no receipt in it`),
       });
-      expect(await runImportCommand(createTestStore(), file, { allowEmpty: true }, io)).toBe(0);
+      expect(await runImportCommand(store, file, { allowEmpty: true }, io)).toBe(0);
       expect(lines.at(-1), name).toContain("0 receipts, 0 created");
     }
     const io = { stdin: Readable.from([]), out: () => {}, err: () => {}, progress: false };
-    await expect(runImportCommand(createTestStore(), "-", {}, io)).rejects.toMatchObject({
+    await expect(runImportCommand(store, "-", {}, io)).rejects.toMatchObject({
       message: expect.stringContaining("stdin: no receipt in it"),
     });
   });
