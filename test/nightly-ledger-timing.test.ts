@@ -347,3 +347,44 @@ describe("a nightly run over a credit vault whose address holds another mint", (
     expect(summaryToText(run)).toMatch(/another mint/);
   });
 });
+
+describe("a nightly run whose RPC stops answering while it reads the credit vaults", () => {
+  let h: AdversaryHarness;
+  beforeAll(async () => {
+    h = await startAdversaryHarness();
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  /** The pool, with `method` never answering (a node that accepts and hangs). */
+  const hanging = (method: "getSignaturesForAddress" | "getTransaction"): typeof h.rpc => {
+    const rpc: typeof h.rpc = Object.create(h.rpc);
+    rpc[method] = () => new Promise<never>(() => {});
+    return rpc;
+  };
+
+  for (const method of ["getSignaturesForAddress", "getTransaction"] as const) {
+    it(`ends at its timeout, exit 2 saying why, when ${method} never answers`, async () => {
+      const c = await h.scenario();
+      const from = wholeSecondAfter(200);
+      await sleep(from - Date.now());
+      const honest = await c.pinKey(1);
+      h.op.send([h.op.transfer(honest.vault, h.op.attackerAccount(0n), 1_000n)]);
+      const to = wholeSecondAfter(200);
+      await sleep(to - Date.now() + 1_500);
+      const started = performance.now();
+      const run = await nightly(
+        h,
+        c,
+        honest.vault,
+        { from, to, timeoutMs: 1_500 },
+        { rpc: hanging(method) },
+      );
+      // It used to wait for the call for ever: cron's `--timeout` did not hold.
+      expect(performance.now() - started).toBeLessThan(3_000);
+      expect(run).toMatchObject({ outcome: "incomplete", exitCode: 2 });
+      expect(run.reason).toMatch(/timed out after 2 s \(reading the credit vaults' history\)/);
+    }, 20_000);
+  }
+});

@@ -177,6 +177,33 @@ async function whileDatabaseAway<T>(
   }
 }
 
+/**
+ * How long work told to stop has to end on its own (its own error says more, e.g. how far the
+ * chain had finalized) before the caller moves on without it.
+ */
+const ABORT_GRACE_MS = 500;
+
+/**
+ * `work`, or soon after the signal aborts a rejection with its reason: the caller moves on at
+ * its deadline while a call that does not heed the signal is left to end on its own (its
+ * outcome, an error included, no longer matters).
+ */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  work.catch(() => {});
+  return new Promise<T>((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    const onAbort = () => {
+      timer = setTimeout(() => reject(signal.reason), ABORT_GRACE_MS);
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+    work.then(resolve, reject).finally(() => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+    });
+  });
+}
+
 const exitCodes = {
   verified: 0,
   no_jobs: 0,
@@ -296,8 +323,11 @@ export async function runNightlyVerification(
           // A database restart while the vaults are read is ridden out as the jobs' rounds
           // ride it out: read again once it answers, within the run's time. Reading again is
           // safe: the reader goes on from each vault's cursor.
+          // Raced with the deadline: the reader checks the signal between its calls, but an
+          // RPC call that never answers (a node that accepts and hangs) held the run past its
+          // --timeout, by the RPC's timeout and retries or for ever.
           ledger = await whileDatabaseAway(
-            () => readLedger({ from: options.from, to: options.to, signal }),
+            () => untilAborted(readLedger({ from: options.from, to: options.to, signal }), signal),
             left(),
             signal,
           );
