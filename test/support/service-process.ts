@@ -102,7 +102,14 @@ export async function startServe(
   env: Record<string, string>,
 ): Promise<CliProcess & { url: string }> {
   const proc = startCli(["serve", "--port", "0", "--db", db, "--profile", "localnet"], env);
-  const line = await proc.waitForLog((l) => l.msg === "decentral-audit listening");
+  // A serve that did not listen in time is the test's failure, not a process left running: on
+  // a loaded host such leftovers (a cluster's primary restarting its workers) piled up.
+  const line = await proc
+    .waitForLog((l) => l.msg === "decentral-audit listening")
+    .catch((error) => {
+      proc.child.kill("SIGKILL");
+      throw error;
+    });
   return Object.assign(proc, { url: String(line.url) });
 }
 
