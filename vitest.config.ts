@@ -12,11 +12,13 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     reporters: ["default", new SummaryLineReporter()],
-    // One temp directory per run, removed at its end; one PostgreSQL server per run, started
-    // only when a test file needs it.
+    // One temp directory per run, removed at its end; one PostgreSQL server per run, and one
+    // compiled build of the program for the tests that start it, each only when a test file
+    // needs it.
     globalSetup: [
       "./test/support/temp-root-global-setup.ts",
       "./test/support/postgres-global-setup.ts",
+      "./test/support/compiled-cli-global-setup.ts",
     ],
   },
 });

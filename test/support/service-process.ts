@@ -1,9 +1,13 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import http from "node:http";
+import { createRequire } from "node:module";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { pathToFileURL } from "node:url";
+import { inject } from "vitest";
 
-/** A `decentral-audit` command in its own process, run from source as the binary runs it. */
+/** A `decentral-audit` command in its own process, run as the binary runs it. */
 export interface CliProcess {
   child: ChildProcess;
   /** Every JSON log line seen so far on stdout (pino) and the raw stderr. */
@@ -18,6 +22,24 @@ export interface CliProcess {
   exited: Promise<number | null>;
 }
 
+/**
+ * Node's arguments that run `decentral-audit` with `args`: the binary over the program compiled
+ * once for the run (test/support/compiled-cli-global-setup.ts), or the sources through tsx when
+ * there is none (watch mode).
+ */
+export function cliArgv(args: readonly string[]): string[] {
+  const compiled = inject("compiledCli");
+  if (compiled !== undefined && "bin" in compiled) return [compiled.bin, ...args];
+  // Both by full path, for a process started in another folder.
+  const tsx = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href;
+  const cli = pathToFileURL(join(import.meta.dirname, "..", "..", "src", "cli.ts")).href;
+  return [
+    ...["--import", tsx, "-e"],
+    `import(${JSON.stringify(cli)}).then((m) => m.runCli(["node", "decentral-audit", ...process.argv.slice(1)]))`,
+    ...["--", ...args],
+  ];
+}
+
 export function startCli(
   args: string[],
   env: Record<string, string> = {},
@@ -25,14 +47,7 @@ export function startCli(
 ): CliProcess {
   const child = spawn(
     process.execPath,
-    [
-      "--import",
-      "tsx",
-      "-e",
-      'import("./src/cli.ts").then((m) => m.runCli(["node", "decentral-audit", ...process.argv.slice(1)]))',
-      "--",
-      ...args,
-    ],
+    cliArgv(args),
     // One process per `serve` unless a test asks for a cluster (test/serve-cluster.test.ts):
     // several clusters of one worker per core on a 2-core runner only add minutes.
     {
