@@ -20,7 +20,7 @@ import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { createLockStore } from "../src/store/locks.js";
 import { address, jobId, signature } from "./support/recorder-fixtures.js";
-import { type CliProcess, scrapeMetrics, startCli, startServe } from "./support/service-process.js";
+import { type CliProcess, scrapeMetrics, startCli } from "./support/service-process.js";
 
 /**
  * `serve --workers 2` as real processes: a primary and two workers sharing one port, against
@@ -257,14 +257,18 @@ async function startCluster(env: Record<string, string> = {}) {
   migrateStore(store);
   store.close();
   const up = await upstream();
-  const serve = await startServe(db, {
+  const proc = startCli(["serve", "--port", "0", "--db", db, "--profile", "localnet"], {
     WORKERS: "2",
     SOLANA_RPC_URLS: "http://127.0.0.1:9",
     DECENTRAL_BASE_URL: `${up.url}/v1`,
     VERIFY_POLL_MS: "200",
     ...env,
   });
-  running = { serve, upstream: up };
+  // Stopped after the test from the moment it is started: a test that times out while the
+  // cluster starts would otherwise leave it running (and taking the CPU) to the end of the run.
+  running = { serve: proc, upstream: up };
+  const listening = await proc.waitForLog((l) => l.msg === "decentral-audit listening");
+  const serve = Object.assign(proc, { url: String(listening.url) });
   // Both workers listen before the test starts.
   await serve.waitForLog((l) => l.msg === "serve cluster ready");
   return { db, serve, up };
