@@ -9,16 +9,15 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
 import Database from "better-sqlite3";
 import type { Command } from "commander";
 import { describe, expect, it } from "vitest";
 import { buildProgram, configFromFlags } from "../src/cli.js";
 import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
+import { cliArgv } from "./support/service-process.js";
 
 let defaultStore: string | undefined;
 
@@ -33,7 +32,7 @@ function emptyStore(): string {
   return defaultStore;
 }
 
-/** Runs the CLI from source in a child process, as a crontab would run the binary. */
+/** Runs the CLI in a child process, as a crontab would run the binary. */
 function cli(...args: string[]) {
   return cliWithEnv({ DATABASE_URL: emptyStore() }, ...args);
 }
@@ -41,14 +40,7 @@ function cli(...args: string[]) {
 function cliWithEnv(env: Record<string, string>, ...args: string[]) {
   const result = spawnSync(
     process.execPath,
-    [
-      "--import",
-      "tsx",
-      "-e",
-      'import("./src/cli.ts").then((m) => m.runCli(["node", "decentral-audit", ...process.argv.slice(1)]))',
-      "--",
-      ...args,
-    ],
+    cliArgv(args),
     // A bound, so that a `serve` that wrongly starts ends the test instead of hanging it.
     { encoding: "utf8", env: { ...process.env, ...env }, timeout: 30_000 },
   );
@@ -56,21 +48,14 @@ function cliWithEnv(env: Record<string, string>, ...args: string[]) {
 }
 
 /**
- * Runs the CLI from source with the given stdio and folder. Killed outright past 20 s: a
- * process stuck in a blocking open does not run a handler for a gentler signal.
+ * Runs the CLI with the given stdio and folder. Killed outright past 20 s: a process stuck in
+ * a blocking open does not run a handler for a gentler signal.
  */
 function spawnCli(
   args: readonly string[],
   options: { stdio?: StdioOptions; cwd?: string; extra?: string[]; pipeTo?: string } = {},
 ) {
-  // Both by full path: run in another folder, `tsx` and `./src/cli.ts` would not be found.
-  const tsx = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href;
-  const cli = pathToFileURL(join(process.cwd(), "src", "cli.ts")).href;
-  const node = [
-    ...[process.execPath, "--import", tsx, "-e"],
-    `import(${JSON.stringify(cli)}).then((m) => m.runCli(["node", "decentral-audit", ...process.argv.slice(1)]))`,
-    ...["--", ...args, ...(options.extra ?? [])],
-  ];
+  const node = [process.execPath, ...cliArgv([...args, ...(options.extra ?? [])])];
   // Through a shell pipeline, stdout is a pipe (`pipe:[...]`); Node's own is a socket.
   const [command, ...rest] = options.pipeTo
     ? ["/bin/sh", "-c", `"$@" | ${options.pipeTo}`, "sh", ...node]
@@ -287,12 +272,10 @@ describe("CLI exit codes", () => {
     try {
       const run = spawnSync(
         process.execPath,
-        [
-          ...["--import", "tsx", "-e"],
-          'import("./src/cli.ts").then((m) => m.runCli(["node", "decentral-audit", ...process.argv.slice(1)]))',
-          ...["--", "report", "reconciliation", "--since", "24h", "--db", emptyStore()],
+        cliArgv([
+          ...["report", "reconciliation", "--since", "24h", "--db", emptyStore()],
           ...["--out", "/proc/self/fd/1"],
-        ],
+        ]),
         { stdio: ["ignore", fd, "pipe"], encoding: "utf8", timeout: 30_000 },
       );
       expect(run.stderr).toBe("");
@@ -514,11 +497,9 @@ describe("CLI exit codes", () => {
 
 describe("CLI help and README", () => {
   it("says --db takes a postgres:// URL as well as a SQLite file", () => {
-    const help = spawnSync(
-      process.execPath,
-      ["--import", "tsx", "src/cli.ts", "verify", "--help"],
-      { encoding: "utf8" },
-    );
+    const help = spawnSync(process.execPath, cliArgv(["verify", "--help"]), {
+      encoding: "utf8",
+    });
     expect(help.stdout).toContain("--db <path|url>");
     expect(help.stdout).toContain("SQLite database file, or postgres:// URL (DATABASE_URL)");
   });
