@@ -1,5 +1,5 @@
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, statSync } from "node:fs";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,40 +12,22 @@ import { checkResults, finalVerdicts, jobs } from "../src/db/schema.js";
 import { localApiKey } from "../src/localnet/keys.js";
 import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
 import { keyFingerprint } from "../src/recorder/proxy.js";
+import { cliArgv } from "./support/service-process.js";
 
 /**
- * The kill -9 drill: a real `serve` process (the built binary) on a real file database, in
- * front of the local world, SIGKILLed at random moments under plain and streamed proxy
- * traffic from 20 concurrent callers with four API keys and ingest batches, restarted each
- * time. Whatever a client was answered 2xx for must be recorded, and every honest job must
+ * The kill -9 drill: a real `serve` process (the binary, over the program built for the run by
+ * test/support/compiled-cli-global-setup.ts) on a real file database, in front of the local
+ * world, SIGKILLed at random moments under plain and streamed proxy traffic from 20 concurrent
+ * callers with four API keys and ingest batches, restarted each time. Whatever a client was answered 2xx for must be recorded, and every honest job must
  * end verified, streams included (their settlement comes from the backfill keys).
  */
 
-const root = join(import.meta.dirname, "..");
 const kills = 20;
 const concurrency = 20;
 /** Jobs answered 2xx in each life of the process before its random kill. */
 const perLife = 8;
 const keys = [0, 1, 2, 3].map(localApiKey);
 const models = ["phi-4-mini", "qwen3-8b", "mistral-small-3.1-24b", "llama-3.3-70b"];
-
-/**
- * Builds dist/ (`npm run build`, which also records the migrations it was built with) when a
- * source file or migration is newer than it: the drill runs the shipped binary.
- */
-function ensureBuilt() {
-  const built = join(root, "dist", "cli.js");
-  const newest = (dir: string): number =>
-    Math.max(
-      0,
-      ...readdirSync(dir, { withFileTypes: true }).map((e) =>
-        e.isDirectory() ? newest(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs,
-      ),
-    );
-  const sources = Math.max(newest(join(root, "src")), newest(join(root, "migrations")));
-  if (existsSync(built) && statSync(built).mtimeMs >= sources) return;
-  execFileSync("npm", ["run", "--silent", "build"], { cwd: root, stdio: "inherit" });
-}
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -59,7 +41,6 @@ let world: LocalWorld;
 /** The running `serve` process, if any: killed after the test whatever happened. */
 let child: ChildProcess | undefined;
 beforeAll(async () => {
-  ensureBuilt();
   world = await startLocalWorld({ slotMs: 10, finalitySlots: 3 });
 }, 120_000);
 afterAll(async () => {
@@ -91,32 +72,28 @@ describe("serve killed with SIGKILL under traffic", () => {
     const url = `http://127.0.0.1:${port}`;
 
     const start = async () => {
-      child = spawn(
-        process.execPath,
-        [join(root, "bin", "decentral-audit.js"), "serve", "--profile", "localnet"],
-        {
-          cwd: dir,
-          env: {
-            ...process.env,
-            DATABASE_URL: db,
-            PORT: String(port),
-            SOLANA_RPC_URLS: world.rpcUrl,
-            DECENTRAL_BASE_URL: world.decentralBaseUrl,
-            DECENTRAL_API_KEYS: keys.join(","),
-            RPC_RATE_LIMIT: "2000",
-            RPC_CONCURRENCY: "16",
-            VERIFY_POLL_MS: "100",
-            // A job whose process was killed before it asked the jobs API is held for an
-            // answer nobody asks for (45 s by default): 20 kills leave many such jobs.
-            JOBS_API_WAIT_MS: "3000",
-            LOG_LEVEL: "error",
-            // One process, killed 20 times: the cluster's own kill (a worker, mid-stream) is
-            // test/serve-cluster.test.ts; booting a cluster 20 times would only add minutes.
-            WORKERS: "1",
-          },
-          stdio: ["ignore", "ignore", "inherit"],
+      child = spawn(process.execPath, cliArgv(["serve", "--profile", "localnet"]), {
+        cwd: dir,
+        env: {
+          ...process.env,
+          DATABASE_URL: db,
+          PORT: String(port),
+          SOLANA_RPC_URLS: world.rpcUrl,
+          DECENTRAL_BASE_URL: world.decentralBaseUrl,
+          DECENTRAL_API_KEYS: keys.join(","),
+          RPC_RATE_LIMIT: "2000",
+          RPC_CONCURRENCY: "16",
+          VERIFY_POLL_MS: "100",
+          // A job whose process was killed before it asked the jobs API is held for an
+          // answer nobody asks for (45 s by default): 20 kills leave many such jobs.
+          JOBS_API_WAIT_MS: "3000",
+          LOG_LEVEL: "error",
+          // One process, killed 20 times: the cluster's own kill (a worker, mid-stream) is
+          // test/serve-cluster.test.ts; booting a cluster 20 times would only add minutes.
+          WORKERS: "1",
         },
-      );
+        stdio: ["ignore", "ignore", "inherit"],
+      });
       for (;;) {
         const ok = await fetch(`${url}/healthz`).then(
           (r) => r.ok,
