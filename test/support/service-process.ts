@@ -5,7 +5,7 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
-import { inject } from "vitest";
+import { afterAll, inject } from "vitest";
 
 /** A `decentral-audit` command in its own process, run as the binary runs it. */
 export interface CliProcess {
@@ -40,6 +40,14 @@ export function cliArgv(args: readonly string[]): string[] {
   ];
 }
 
+/** The processes this test file started that have not exited. */
+const live = new Set<ChildProcess>();
+// A process a test left running (it timed out while waiting for it, or never stopped it) is
+// killed with its file: left to run, it would take the CPU from every later file of the run.
+afterAll(() => {
+  for (const child of live) child.kill("SIGKILL");
+});
+
 export function startCli(
   args: string[],
   env: Record<string, string> = {},
@@ -58,6 +66,8 @@ export function startCli(
       detached: options.detached ?? false,
     },
   );
+  live.add(child);
+  child.once("exit", () => live.delete(child));
   const logs: Record<string, unknown>[] = [];
   const waiters = new Set<() => void>();
   let stderr = "";
