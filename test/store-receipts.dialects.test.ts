@@ -1055,3 +1055,40 @@ describe("receipts store on postgres, from two processes at once", () => {
     expect(await readConflicts(a)).toEqual([]);
   });
 });
+
+describe.each(dialects)(
+  "choices asked for, from a later receipt of the same source, on %s",
+  (dialect) => {
+    const stores = useDialectStores(dialect);
+    const record = (store: Store, r: Receipt, now: number) =>
+      createReceiptsStore(store).record([r], "ingest", { now });
+
+    it("fills the n a first receipt lacked with its ceiling, and keeps another n as a conflict", async () => {
+      const store = await stores.open();
+      // Four choices of 100 tokens: the ceiling alone, filled without its n, bounds the 400
+      // tokens as one choice, and the honest job fails charge.matches_price.
+      const r = receipt({ completionTokens: 400, totalTokens: 410 });
+      await record(store, r, 10);
+      await updateJob(store, r.jobId, { verdict: "verified", nextVerifyAt: 9_999_999 });
+      const fuller = { ...r, maxTokens: 100, choices: 4 };
+      expect(await record(store, fuller, 20)).toEqual([{ outcome: "updated" }]);
+      expect(await readJob(store, r.jobId)).toMatchObject({
+        maxTokens: 100,
+        choices: 4,
+        verdict: "pending",
+        nextVerifyAt: 20,
+      });
+      // The n alone, later than its ceiling, is filled too.
+      const late = receipt({ maxTokens: 100 });
+      await record(store, late, 10);
+      expect(await record(store, { ...late, choices: 3 }, 20)).toEqual([{ outcome: "updated" }]);
+      expect((await readJob(store, late.jobId))?.choices).toBe(3);
+      // Another n is another account of the request: a conflict, the first stays.
+      expect(await record(store, { ...fuller, choices: 2 }, 30)).toEqual([
+        { outcome: "conflict", differences: ["choices"] },
+      ]);
+      expect((await readJob(store, r.jobId))?.choices).toBe(4);
+      expect((await readConflicts(store))[0]?.receipt).toMatchObject({ choices: 2 });
+    });
+  },
+);

@@ -168,6 +168,7 @@ export type RecordedRow = ReceiptCore &
     | "httpStatus"
     | "keyFingerprint"
     | "maxTokens"
+    | "choices"
     | "createdAt"
   > &
   QueueState;
@@ -176,9 +177,10 @@ export type RecordedRow = ReceiptCore &
  * The capture fields a later receipt from the same source may fill in where the recorded one
  * has none, and whose contradiction (both known, different) is a conflict: they tie the lock to
  * the customer (`key_fingerprint`, `credit_vault`) and bound what the job may cost
- * (`max_tokens`), so a first receipt without them must not leave the job judged without them.
+ * (`max_tokens`, and `n`, the choices it bounds), so a first receipt without them must not leave
+ * the job judged without them: a ceiling filled without its `n` bounds n choices as one.
  */
-const fillableCaptureFields = ["keyFingerprint", "maxTokens", "creditVault"] as const;
+const fillableCaptureFields = ["keyFingerprint", "maxTokens", "choices", "creditVault"] as const;
 
 /**
  * Columns of the capture fields where `receipt`, from the recorded row's own source, says
@@ -325,6 +327,7 @@ export function filledColumns(row: RecordedRow, receipt: Receipt) {
     ...combined,
     keyFingerprint: row.keyFingerprint ?? receipt.keyFingerprint ?? null,
     maxTokens: row.maxTokens ?? receipt.maxTokens ?? null,
+    choices: row.choices ?? receipt.choices ?? null,
     creditVault: row.creditVault ?? receipt.creditVault ?? null,
     tags: mergedTags(row, receipt),
     receiptHash: receiptHash(combined),

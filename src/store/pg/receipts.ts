@@ -54,6 +54,7 @@ const recordedColumns = {
   httpStatus: jobs.httpStatus,
   keyFingerprint: jobs.keyFingerprint,
   maxTokens: jobs.maxTokens,
+  choices: jobs.choices,
   createdAt: jobs.createdAt,
   verdict: jobs.verdict,
   nextVerifyAt: jobs.nextVerifyAt,
