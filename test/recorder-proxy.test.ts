@@ -1,7 +1,8 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { brotliCompressSync, brotliDecompressSync, constants as zlibConstants } from "node:zlib";
 import Database from "better-sqlite3";
 import { eq } from "drizzle-orm";
 import { afterEach, describe, expect, it, vi } from "vitest";
@@ -1353,5 +1354,96 @@ describe("recording proxy", () => {
     await viaApp.proxy.idle();
     expect(viaApp.lines.join("\n")).toContain("/v1/x/[redacted]/chat/completions");
     expect(viaApp.lines.join("\n")).not.toContain(key);
+  });
+});
+
+/** CPU time of the calling thread (Linux), in ms, to the clock tick. */
+function threadCpuMs(): number {
+  const stat = readFileSync("/proc/thread-self/stat", "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+}
+
+describe("a compressed request body", () => {
+  it("is decoded off the event loop, its model and ceiling still read", async () => {
+    const { proxy, url, row } = await setup();
+    // A connection each: an idle kept-alive one may be closed by the server as it is reused.
+    const send = (body: Buffer) =>
+      new Promise<number>((resolve, reject) => {
+        const req = http.request(`${url}/v1/chat/completions?mode=json`, {
+          method: "POST",
+          agent: false,
+          headers: {
+            authorization: `Bearer ${key}`,
+            "content-type": "application/json",
+            "content-encoding": "br",
+          },
+        });
+        req.on("error", reject).on("response", (response) => {
+          response.resume().on("end", () => resolve(response.statusCode ?? 0));
+        });
+        req.end(body);
+      });
+    const asked = JSON.stringify({ model: "qwen3-8b", max_tokens: 300, messages: [] });
+    expect(await send(brotliCompressSync(asked))).toBe(200);
+    await proxy.idle();
+    expect(row()).toMatchObject({ model: "qwen3-8b", maxTokens: 300, captureState: "complete" });
+
+    // 11 MiB of spaces in 26 bytes: decoded up to the 10 MiB cap, where it is refused.
+    const bomb = brotliCompressSync(Buffer.alloc(11 * 1024 * 1024, 0x20), {
+      params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 5 },
+    });
+    expect(bomb.length).toBeLessThan(100);
+    // What a decoding costs an event loop on this host now, as this thread's CPU time (which,
+    // unlike the loop's delay, other processes on a shared host do not stretch).
+    const decodings = 3;
+    const c0 = threadCpuMs();
+    for (let i = 0; i < decodings; i++) {
+      expect(() => brotliDecompressSync(bomb, { maxOutputLength: 10 * 1024 * 1024 })).toThrow(
+        RangeError,
+      );
+    }
+    const onLoop = (threadCpuMs() - c0) / decodings;
+    // The loop's CPU for six requests at once, of the bomb and (after a round to warm up) of
+    // the small body: the difference is what decoding cost the loop.
+    const sixOf = async (body: Buffer) => {
+      const c = threadCpuMs();
+      expect(await Promise.all(Array.from({ length: 6 }, () => send(body)))).toEqual(
+        Array(6).fill(200),
+      );
+      await proxy.idle();
+      return threadCpuMs() - c;
+    };
+    await sixOf(brotliCompressSync(asked));
+    const small = await sixOf(brotliCompressSync(asked));
+    const bombs = await sixOf(bomb);
+    // Decoded on the loop, six bombs cost it six decodings; off it, the decoder's hand-offs.
+    expect(bombs - small).toBeLessThan(3 * onLoop);
+  });
+
+  it("records as aborted a job whose client left while its body was decoded", async () => {
+    const { proxy, url, row, stub } = await setup();
+    const bomb = brotliCompressSync(Buffer.alloc(11 * 1024 * 1024, 0x20), {
+      params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 5 },
+    });
+    // The answer comes at once and waits for the decoding (tens of ms); the client leaves
+    // meanwhile, which closes the upstream answer before it is read: the outcome is still written.
+    await new Promise<void>((resolve) => {
+      const req = http.request(`${url}/v1/chat/completions?mode=json`, {
+        method: "POST",
+        agent: false,
+        headers: { authorization: `Bearer ${key}`, "content-encoding": "br" },
+      });
+      req.on("error", () => resolve());
+      req.end(bomb);
+      // The stub answers as soon as it has the request.
+      const answered = setInterval(() => {
+        if (stub.paths.length === 0) return;
+        clearInterval(answered);
+        setTimeout(() => req.destroy(), 3);
+      }, 1);
+    });
+    await proxy.idle();
+    expect(row()).toMatchObject({ captureState: "aborted", model: null });
   });
 });

@@ -1,6 +1,7 @@
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import https from "node:https";
-import { brotliDecompressSync, gunzipSync, inflateRawSync, inflateSync } from "node:zlib";
+import { promisify } from "node:util";
+import { brotliDecompress, gunzip, inflate, inflateRaw, type ZlibOptions } from "node:zlib";
 import type { Store } from "../db/client.js";
 import { ownerName } from "../host-identity.js";
 import type { Logger } from "../log.js";
@@ -29,25 +30,43 @@ import {
 import { createDataCount, createDoneWatch, sseChunks, sseEvents } from "./sse-tail.js";
 import { credentialsOf, withoutKeys } from "./without-key.js";
 
+/** The codings of a `content-encoding` header, as applied (none for identity). */
+export function codingsOf(encoding: string | undefined): string[] {
+  return (encoding ?? "")
+    .split(",")
+    .map((c) => c.trim().toLowerCase())
+    .filter((c) => c !== "" && c !== "identity");
+}
+
+const zlibAsync = {
+  gunzip: promisify(gunzip),
+  brotli: promisify(brotliDecompress),
+  inflate: promisify(inflate),
+  inflateRaw: promisify(inflateRaw),
+};
+
 /**
  * The facts of a request body sent with a `content-encoding` the upstream decodes (gzip,
  * deflate, br, in the order listed): read as no request, it would count an answer's every
  * choice and its audio, and the operator, who sees the encoding, could fill the choices the
  * caller never asked for. Decoded up to the size a body is read at; an encoding not known
- * here, or a body that does not decode, asks nothing known.
+ * here, or a body that does not decode, asks nothing known. Decoded on the thread pool: a
+ * 67-byte brotli body decodes to the 10 MiB cap in about 70 ms, which on the event loop held
+ * every request the process serves.
  */
-export function requestFactsOfEncoded(body: Buffer, encoding: string | undefined): RequestFacts {
-  const codings = (encoding ?? "")
-    .split(",")
-    .map((c) => c.trim().toLowerCase())
-    .filter((c) => c !== "" && c !== "identity");
+export async function requestFactsOfEncoded(
+  body: Buffer,
+  encoding: string | undefined,
+): Promise<RequestFacts> {
   let bytes = body;
   try {
-    const options = { maxOutputLength: maxRequestFactsBytes };
-    for (const coding of codings.reverse()) {
-      if (coding === "gzip" || coding === "x-gzip") bytes = gunzipSync(bytes, options);
-      else if (coding === "br") bytes = brotliDecompressSync(bytes, options);
-      else if (coding === "deflate") bytes = inflated(bytes, options);
+    // Each output chunk is a hop back to the event loop: at 16 KiB (the default) 10 MiB came
+    // back in 640 hops costing the loop nearly what decoding it there did.
+    const options = { maxOutputLength: maxRequestFactsBytes, chunkSize: 256 * 1024 };
+    for (const coding of codingsOf(encoding).reverse()) {
+      if (coding === "gzip" || coding === "x-gzip") bytes = await zlibAsync.gunzip(bytes, options);
+      else if (coding === "br") bytes = await zlibAsync.brotli(bytes, options);
+      else if (coding === "deflate") bytes = await inflated(bytes, options);
       else return noRequestFacts;
     }
   } catch {
@@ -57,12 +76,12 @@ export function requestFactsOfEncoded(body: Buffer, encoding: string | undefined
 }
 
 /** HTTP's deflate is zlib-wrapped; some clients send the raw stream under that name. */
-function inflated(bytes: Buffer, options: { maxOutputLength: number }): Buffer {
+async function inflated(bytes: Buffer, options: ZlibOptions): Promise<Buffer> {
   try {
-    return inflateSync(bytes, options);
+    return await zlibAsync.inflate(bytes, options);
   } catch (e) {
     if (e instanceof RangeError) throw e;
-    return inflateRawSync(bytes, options);
+    return zlibAsync.inflateRaw(bytes, options);
   }
 }
 
@@ -558,6 +577,16 @@ function sendError(
   res.end(body);
 }
 
+/** What a receipt learns from its request. */
+interface Learnt {
+  facts: RequestFacts;
+  tags: Record<string, string>;
+  fingerprint: string | null;
+}
+
+/** Stands for the facts of a request whose answer records nothing. */
+const unneeded: Learnt = { facts: noRequestFacts, tags: {}, fingerprint: null };
+
 /** A request's receipt time, shared by its writes: the first one's commit sets it. */
 interface ReceiptStamp {
   at: number | null;
@@ -709,17 +738,21 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
     const loggedPath = () => withoutKeys(pathPart(path), credentials);
     // What the receipt learns from the request (its body, tags, key fingerprint) is needed only
     // once the upstream answers: it is worked out right after the request went out, not before.
-    let learnt: { facts: RequestFacts; tags: Record<string, string>; fingerprint: string | null };
-    const fromRequest = () => {
-      learnt ??= {
-        // Read whatever the content type says: the upstream may take a text/plain body as JSON.
-        facts: requestFactsOfEncoded(body, req.headers["content-encoding"]),
-        tags: tagsOf(req),
-        fingerprint: keyFingerprint(authorization),
-      };
-      return learnt;
+    // A compressed body is decoded off the event loop (see requestFactsOfEncoded), and only for
+    // an answer that names a job: nothing else reads it.
+    const encoded = codingsOf(req.headers["content-encoding"]).length > 0;
+    let learnt: Learnt | undefined;
+    let learning: Promise<Learnt> | undefined;
+    const learn = (facts: RequestFacts): Learnt =>
+      (learnt ??= { facts, tags: tagsOf(req), fingerprint: keyFingerprint(authorization) });
+    const fromRequest = (): Learnt | Promise<Learnt> => {
+      if (learnt) return learnt;
+      // Read whatever the content type says: the upstream may take a text/plain body as JSON.
+      if (!encoded) return learn(requestFactsOfBytes(body));
+      learning ??= requestFactsOfEncoded(body, req.headers["content-encoding"]).then(learn);
+      return learning;
     };
-    setImmediate(fromRequest);
+    if (!encoded) setImmediate(fromRequest);
 
     const open = () => {
       const request = transport.request({
@@ -915,239 +948,255 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         return;
       }
       const isSse = String(upstream.headers["content-type"] ?? "").includes("text/event-stream");
-      const { facts, tags, fingerprint } = fromRequest();
-      const signatures = (name: string) =>
-        wireValue(upstream, jobId, name, signaturesOrNull, signatureHeader(upstream, name));
-      const creditsHeader = "x-decentral-credits-remaining";
-      const credits = wireValue(upstream, jobId, creditsHeader, creditsToUnitsOrNull);
-      const receipt: Receipt = {
-        jobId: jobId ?? "",
-        ...signatureFields(
-          signatures("x-decentral-tx-signature"),
-          signatures("x-decentral-settlement-tx"),
-        ),
-        worker: wireValue(upstream, jobId, "x-decentral-worker", addressOrNull),
-        creditsRemainingUnits: credits,
-        creditsRemainingUnread:
-          credits === null && named(upstream, creditsHeader)
-            ? unreadAmount(loggedHeader(upstream, creditsHeader))
-            : null,
-        model: facts.model,
-        ...unknownUsage,
-        createdAt: null,
-        tags,
-        maxTokens: facts.maxTokens,
-        // A body not read may have asked for any number: unknown, bounded as one choice.
-        choices: facts.stream !== null && facts.choices > 1 ? facts.choices : null,
-        // What came back decides: an event stream is a stream whatever the request said.
-        stream: isSse || (facts.stream ?? false),
-        httpStatus: status,
-        latencyMs: null,
-        ttfbMs: null,
-        keyFingerprint: fingerprint,
-        captureState: "open",
-        receiptWriter,
-      };
+      // An answer naming no job records nothing: the request's facts are not needed.
+      const known = recordable ? fromRequest() : unneeded;
+      if (known instanceof Promise) {
+        // The receipt names what the request asked: its answer waits for the body's decoding,
+        // unread meanwhile (what comes stays in the socket's buffers).
+        upstream.on("error", () => {});
+        void known.then(answer);
+        return;
+      }
+      answer(known);
 
-      /** The receipt could not be written: the client gets a 503, never an unrecorded answer. */
-      const unrecorded = (error: unknown) => {
-        // The job ran and was paid for: its names, for an `import` once the database is back.
-        log.error(
-          {
-            err: error,
-            jobId: receipt.jobId,
-            escrowTx: receipt.escrowTx,
-            settlementTx: receipt.settlementTx,
-            worker: receipt.worker,
-          },
-          "receipt not recorded; answering 503",
-        );
-        upstream.destroy();
-        sendError(
-          res,
-          503,
-          "receipt_not_recorded",
-          "the audit proxy could not record this job's receipt; the response is withheld",
-        );
-      };
+      function answer({ facts, tags, fingerprint }: Learnt) {
+        const signatures = (name: string) =>
+          wireValue(upstream, jobId, name, signaturesOrNull, signatureHeader(upstream, name));
+        const creditsHeader = "x-decentral-credits-remaining";
+        const credits = wireValue(upstream, jobId, creditsHeader, creditsToUnitsOrNull);
+        const receipt: Receipt = {
+          jobId: jobId ?? "",
+          ...signatureFields(
+            signatures("x-decentral-tx-signature"),
+            signatures("x-decentral-settlement-tx"),
+          ),
+          worker: wireValue(upstream, jobId, "x-decentral-worker", addressOrNull),
+          creditsRemainingUnits: credits,
+          creditsRemainingUnread:
+            credits === null && named(upstream, creditsHeader)
+              ? unreadAmount(loggedHeader(upstream, creditsHeader))
+              : null,
+          model: facts.model,
+          ...unknownUsage,
+          createdAt: null,
+          tags,
+          maxTokens: facts.maxTokens,
+          // A body not read may have asked for any number: unknown, bounded as one choice.
+          choices: facts.stream !== null && facts.choices > 1 ? facts.choices : null,
+          // What came back decides: an event stream is a stream whatever the request said.
+          stream: isSse || (facts.stream ?? false),
+          httpStatus: status,
+          latencyMs: null,
+          ttfbMs: null,
+          keyFingerprint: fingerprint,
+          captureState: "open",
+          receiptWriter,
+        };
 
-      // A non-streamed body is held until its complete receipt is committed, then sent whole:
-      // one write per job. A stream (or a body too large to hold) is sent as it comes once its
-      // open receipt is committed, and completed after.
-      let holding = recordable && !isSse;
-      let capturing = recordable;
-      const chunks: Buffer[] = [];
-      let captured = 0;
-      let ttfbMs: number | null = null;
-      const sawDone = isSse ? createDoneWatch() : () => false;
-      let sseDone = false;
-      let sseCut = false;
-      // A stream's data up to its [DONE], counted as it passes: what its text can be at most,
-      // when the stream is too long to read whole at its end.
-      const streamData = createDataCount();
-      const onData = (chunk: Buffer) => {
-        if (ttfbMs === null) ttfbMs = Math.round(performance.now() - started);
-        if (!capturing || sseDone) return;
-        chunks.push(chunk);
-        captured += chunk.length;
-        if (isSse) {
-          streamData.add(chunk);
-          // A client reads nothing after the [DONE] event: neither is the receipt's usage.
-          sseDone = sawDone(chunk);
-          // Keep only the tail: the usage chunk is the last event before [DONE].
-          while (captured - (chunks[0]?.length ?? 0) >= sseTailBytes && chunks.length > 1) {
-            captured -= (chunks.shift() as Buffer).length;
-            sseCut = true;
-          }
-        } else if (captured > maxJsonCapture) {
-          // Too large to hold or read: commit the open receipt, then pass the rest through.
-          const heldChunks = chunks.splice(0);
-          captured = 0;
-          capturing = false;
-          holding = false;
-          upstream.pause();
-          writeReceipt(receipt, stamp).then(() => {
-            if (finished) return;
-            if (clientGone || res.destroyed) {
-              // Nobody reads the rest, and its usage could not be read: ended as an abort.
-              upstream.destroy();
-              return;
-            }
-            sendHead();
-            for (const c of heldChunks) res.write(c);
-            upstream.pipe(res, { end: false });
-          }, unrecorded);
-        }
-      };
-
-      const startStreaming = () => {
-        if (clientGone || res.destroyed) {
+        /** The receipt could not be written: the client gets a 503, never an unrecorded answer. */
+        const unrecorded = (error: unknown) => {
+          // The job ran and was paid for: its names, for an `import` once the database is back.
+          log.error(
+            {
+              err: error,
+              jobId: receipt.jobId,
+              escrowTx: receipt.escrowTx,
+              settlementTx: receipt.settlementTx,
+              worker: receipt.worker,
+            },
+            "receipt not recorded; answering 503",
+          );
           upstream.destroy();
-          return;
-        }
-        sendHead();
-        // A stream's head goes out with its first chunk when that chunk is here already (it
-        // usually is, by the time the open receipt is committed): a write of its own cost ~5%
-        // of a stream's CPU. When the first chunk is slow (a model still loading), the head goes
-        // out at once all the same: the client learns the status and the job id meanwhile.
-        if (upstream.readableLength === 0) {
-          setImmediate(() => {
-            if (ttfbMs === null && !res.destroyed && !res.writableEnded) res.flushHeaders();
-          });
-        }
-        upstream.on("data", onData);
-        // The response ends only once the completed receipt (usage included) is committed, so
-        // a client that saw a stream end has a receipt that can be proven, not only an open one.
-        upstream.pipe(res, { end: false });
-      };
-      if (!recordable) startStreaming();
-      else if (holding) upstream.on("data", onData);
-      // The stream stays paused (nothing read, nothing sent) until its receipt is durable.
-      else writeReceipt(receipt, stamp).then(startStreaming, unrecorded);
+          sendError(
+            res,
+            503,
+            "receipt_not_recorded",
+            "the audit proxy could not record this job's receipt; the response is withheld",
+          );
+        };
 
-      const complete = (state: "complete" | "aborted") => {
-        if (finished) return;
-        finished = true;
-        stopWaiting?.();
-        const elapsed = performance.now() - started;
-        options.observe?.({
-          status,
-          stream: isSse,
-          durationSeconds: elapsed / 1000,
-          ...(ttfbMs === null ? {} : { ttfbSeconds: ttfbMs / 1000 }),
-        });
-        if (!recordable) {
-          if (state === "complete" && !res.writableEnded) res.end();
-          settle();
-          return;
-        }
-        const bodyText = Buffer.concat(chunks).toString("utf8");
-        // A client reads the answer as its request asked (an SDK parses a stream it asked for as
-        // events whatever the content type, and a JSON answer as JSON): usage in an answer of the
-        // other kind is none the client saw.
-        const readAsAsked = facts.stream === null || facts.stream === isSse;
-        const asked: Asked = { ...facts, chat: chatPath.test(pathPart(req.url ?? "/")) };
-        // An answer the upstream broke off (its connection closed short of the body's end while
-        // the client waited) reached the caller broken or not at all: a held JSON body is never
-        // sent, and a stream's client sees its read fail. Usage its bytes name prices no answer
-        // the caller got, so none is recorded (the charge is then bounded by the lock only). A
-        // stream whose [DONE] came was read whole by its client, whatever followed.
-        const brokenOff = !upstream.complete && !clientGone && !(isSse && sseDone);
-        const learnt: BodyFacts =
-          capturing && readAsAsked && !brokenOff
-            ? isSse
-              ? sseFacts(bodyText, sseCut, streamData.bytes, credentials, asked)
-              : jsonBodyFacts(bodyText, credentials, asked)
-            : unknownBody;
-        const final: Receipt = {
-          ...receipt,
-          // Priced by the model asked for, or by none: the operator writes the response, so the
-          // model it names is kept only to compare, never to price (the job is then unproven).
-          responseModel: learnt.model,
-          ...learnt.usage,
-          answerBytes: learnt.answerBytes,
-          answerToolCalls: learnt.answerToolCalls,
-          latencyMs: Math.round(elapsed),
-          ttfbMs: ttfbMs ?? Math.round(elapsed),
-          captureState: state,
+        // A non-streamed body is held until its complete receipt is committed, then sent whole:
+        // one write per job. A stream (or a body too large to hold) is sent as it comes once its
+        // open receipt is committed, and completed after.
+        let holding = recordable && !isSse;
+        let capturing = recordable;
+        const chunks: Buffer[] = [];
+        let captured = 0;
+        let ttfbMs: number | null = null;
+        const sawDone = isSse ? createDoneWatch() : () => false;
+        let sseDone = false;
+        let sseCut = false;
+        // A stream's data up to its [DONE], counted as it passes: what its text can be at most,
+        // when the stream is too long to read whole at its end.
+        const streamData = createDataCount();
+        const onData = (chunk: Buffer) => {
+          if (ttfbMs === null) ttfbMs = Math.round(performance.now() - started);
+          if (!capturing || sseDone) return;
+          chunks.push(chunk);
+          captured += chunk.length;
+          if (isSse) {
+            streamData.add(chunk);
+            // A client reads nothing after the [DONE] event: neither is the receipt's usage.
+            sseDone = sawDone(chunk);
+            // Keep only the tail: the usage chunk is the last event before [DONE].
+            while (captured - (chunks[0]?.length ?? 0) >= sseTailBytes && chunks.length > 1) {
+              captured -= (chunks.shift() as Buffer).length;
+              sseCut = true;
+            }
+          } else if (captured > maxJsonCapture) {
+            // Too large to hold or read: commit the open receipt, then pass the rest through.
+            const heldChunks = chunks.splice(0);
+            captured = 0;
+            capturing = false;
+            holding = false;
+            upstream.pause();
+            writeReceipt(receipt, stamp).then(() => {
+              if (finished) return;
+              if (clientGone || res.destroyed) {
+                // Nobody reads the rest, and its usage could not be read: ended as an abort.
+                upstream.destroy();
+                return;
+              }
+              sendHead();
+              for (const c of heldChunks) res.write(c);
+              upstream.pipe(res, { end: false });
+            }, unrecorded);
+          }
         };
-        const body = holding ? Buffer.concat(chunks) : null;
-        // The jobs API's answer updates the row, so it is asked once the row is written.
-        const endStream = () => {
-          if (body === null && state === "complete" && !res.writableEnded) res.end();
+
+        const startStreaming = () => {
+          if (clientGone || res.destroyed) {
+            upstream.destroy();
+            return;
+          }
+          sendHead();
+          // A stream's head goes out with its first chunk when that chunk is here already (it
+          // usually is, by the time the open receipt is committed): a write of its own cost ~5%
+          // of a stream's CPU. When the first chunk is slow (a model still loading), the head goes
+          // out at once all the same: the client learns the status and the job id meanwhile.
+          if (upstream.readableLength === 0) {
+            setImmediate(() => {
+              if (ttfbMs === null && !res.destroyed && !res.writableEnded) res.flushHeaders();
+            });
+          }
+          upstream.on("data", onData);
+          // The response ends only once the completed receipt (usage included) is committed, so
+          // a client that saw a stream end has a receipt that can be proven, not only an open one.
+          upstream.pipe(res, { end: false });
         };
-        // Once the answer began, the job's completion records what the client already has: a
-        // database refusing writes keeps it in memory until writes work again (the stream ends
-        // meanwhile), rather than leaving its row open with no usage for good.
-        const keep =
-          body === null
-            ? {
-                keep: () => {
-                  log.warn(
-                    { jobId: receipt.jobId },
-                    "receipt completion kept in memory until the database takes writes",
+        if (!recordable) startStreaming();
+        else if (holding) upstream.on("data", onData);
+        // The stream stays paused (nothing read, nothing sent) until its receipt is durable.
+        else writeReceipt(receipt, stamp).then(startStreaming, unrecorded);
+
+        const complete = (state: "complete" | "aborted") => {
+          if (finished) return;
+          finished = true;
+          stopWaiting?.();
+          const elapsed = performance.now() - started;
+          options.observe?.({
+            status,
+            stream: isSse,
+            durationSeconds: elapsed / 1000,
+            ...(ttfbMs === null ? {} : { ttfbSeconds: ttfbMs / 1000 }),
+          });
+          if (!recordable) {
+            if (state === "complete" && !res.writableEnded) res.end();
+            settle();
+            return;
+          }
+          const bodyText = Buffer.concat(chunks).toString("utf8");
+          // A client reads the answer as its request asked (an SDK parses a stream it asked for as
+          // events whatever the content type, and a JSON answer as JSON): usage in an answer of the
+          // other kind is none the client saw.
+          const readAsAsked = facts.stream === null || facts.stream === isSse;
+          const asked: Asked = { ...facts, chat: chatPath.test(pathPart(req.url ?? "/")) };
+          // An answer the upstream broke off (its connection closed short of the body's end while
+          // the client waited) reached the caller broken or not at all: a held JSON body is never
+          // sent, and a stream's client sees its read fail. Usage its bytes name prices no answer
+          // the caller got, so none is recorded (the charge is then bounded by the lock only). A
+          // stream whose [DONE] came was read whole by its client, whatever followed.
+          const brokenOff = !upstream.complete && !clientGone && !(isSse && sseDone);
+          const learnt: BodyFacts =
+            capturing && readAsAsked && !brokenOff
+              ? isSse
+                ? sseFacts(bodyText, sseCut, streamData.bytes, credentials, asked)
+                : jsonBodyFacts(bodyText, credentials, asked)
+              : unknownBody;
+          const final: Receipt = {
+            ...receipt,
+            // Priced by the model asked for, or by none: the operator writes the response, so the
+            // model it names is kept only to compare, never to price (the job is then unproven).
+            responseModel: learnt.model,
+            ...learnt.usage,
+            answerBytes: learnt.answerBytes,
+            answerToolCalls: learnt.answerToolCalls,
+            latencyMs: Math.round(elapsed),
+            ttfbMs: ttfbMs ?? Math.round(elapsed),
+            captureState: state,
+          };
+          const body = holding ? Buffer.concat(chunks) : null;
+          // The jobs API's answer updates the row, so it is asked once the row is written.
+          const endStream = () => {
+            if (body === null && state === "complete" && !res.writableEnded) res.end();
+          };
+          // Once the answer began, the job's completion records what the client already has: a
+          // database refusing writes keeps it in memory until writes work again (the stream ends
+          // meanwhile), rather than leaving its row open with no usage for good.
+          const keep =
+            body === null
+              ? {
+                  keep: () => {
+                    log.warn(
+                      { jobId: receipt.jobId },
+                      "receipt completion kept in memory until the database takes writes",
+                    );
+                    endStream();
+                    settle();
+                  },
+                }
+              : undefined;
+          writeReceipt(final, stamp, keep)
+            .then(
+              () => {
+                if (body !== null && state === "complete") {
+                  sendHead();
+                  res.end(body);
+                }
+                endStream();
+                if (authorization && consults) consults.ask(receipt.jobId, authorization);
+              },
+              (error) => {
+                if (body !== null) unrecorded(error);
+                else {
+                  // Every fact the completion holds, for an `import` once the database is back:
+                  // the open row has no usage, and nothing else in this process knows it.
+                  log.error(
+                    { err: error, receipt: loggable({ ...final, createdAt: stamp.at }) },
+                    "receipt completion not recorded; its facts are logged for an import",
                   );
                   endStream();
-                  settle();
-                },
-              }
-            : undefined;
-        writeReceipt(final, stamp, keep)
-          .then(
-            () => {
-              if (body !== null && state === "complete") {
-                sendHead();
-                res.end(body);
-              }
-              endStream();
-              if (authorization && consults) consults.ask(receipt.jobId, authorization);
-            },
-            (error) => {
-              if (body !== null) unrecorded(error);
-              else {
-                // Every fact the completion holds, for an `import` once the database is back:
-                // the open row has no usage, and nothing else in this process knows it.
-                log.error(
-                  { err: error, receipt: loggable({ ...final, createdAt: stamp.at }) },
-                  "receipt completion not recorded; its facts are logged for an import",
-                );
-                endStream();
-              }
-            },
-          )
-          .finally(settle);
-      };
-      // A client that left before the answer got none of it: the job is recorded as aborted
-      // (with the usage its body names), and the body is dropped.
-      upstream.on("end", () => complete(clientGone ? "aborted" : "complete"));
-      // A reset mid-body surfaces as an error on the response; `close` below handles it.
-      upstream.on("error", () => {});
-      upstream.on("close", () => {
-        const whole = upstream.complete && !clientGone;
-        // The upstream died mid-body: the client must see a broken response, not a short one.
-        if (!whole && !res.writableEnded) res.destroy();
-        complete(whole ? "complete" : "aborted");
-      });
+                }
+              },
+            )
+            .finally(settle);
+        };
+        // A client that left before the answer got none of it: the job is recorded as aborted
+        // (with the usage its body names), and the body is dropped.
+        upstream.on("end", () => complete(clientGone ? "aborted" : "complete"));
+        // A reset mid-body surfaces as an error on the response; `close` below handles it.
+        upstream.on("error", () => {});
+        const onClose = () => {
+          const whole = upstream.complete && !clientGone;
+          // The upstream died mid-body: the client must see a broken response, not a short one.
+          if (!whole && !res.writableEnded) res.destroy();
+          complete(whole ? "complete" : "aborted");
+        };
+        upstream.on("close", onClose);
+        // Closed while the answer waited for the request's facts (the client left, say): its
+        // `close` is gone by, and the outcome is recorded now.
+        if (upstream.destroyed) onClose();
+      }
     };
     upstreamReq.on("response", onResponse);
 
