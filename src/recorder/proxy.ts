@@ -31,7 +31,7 @@ import { createDataCount, createDoneWatch, sseChunks, sseEvents } from "./sse-ta
 import { credentialsOf, withoutKeys } from "./without-key.js";
 
 /** The codings of a `content-encoding` header, as applied (none for identity). */
-export function codingsOf(encoding: string | undefined): string[] {
+function codingsOf(encoding: string | undefined): string[] {
   return (encoding ?? "")
     .split(",")
     .map((c) => c.trim().toLowerCase())
