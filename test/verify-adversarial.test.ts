@@ -1821,6 +1821,50 @@ describe.each(dialects)("%s store", (dialect) => {
         expected: { completionTokensAtMost: 100 },
       });
     });
+
+    it("bounds the charge of a stream that asked for its usage and ended whole without it by its bytes", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const chunk = (delta: unknown) =>
+        `data: ${JSON.stringify({
+          id: "c1",
+          object: "chat.completion.chunk",
+          model: "qwen3-8b",
+          choices: [{ index: 0, delta, finish_reason: null }],
+        })}\n\n`;
+      // Three bytes of answer and no usage chunk: the operator dropped the one asked for.
+      const body = `${chunk({ role: "assistant", content: "Hi." })}data: [DONE]\n\n`;
+      // Charged at 640 completion tokens, far beyond what 3 bytes can hold (3 + 16 tokens).
+      const stripped = h.op.plan({ keyIndex: 1, completionTokens: 640 });
+      await throughProxy(c, stripped, { stream: true, body });
+      // At the price of 19 tokens the charge is within the bound: unproven, not refuted.
+      const within = h.op.plan({ keyIndex: 1, completionTokens: 19 });
+      await throughProxy(c, within, { stream: true, body });
+      // A stream whose request did not ask for usage sends none, and hidden reasoning tokens
+      // may lie beyond its bytes: its charge is bounded by the lock only.
+      const unasked = h.op.plan({ keyIndex: 1, completionTokens: 640 });
+      await throughProxy(c, unasked, {
+        stream: true,
+        body,
+        request: { stream_options: { include_usage: false } },
+      });
+      const unproven = { verdict: "partially_verified", failing: [] };
+      expect(await c.verdicts(stripped.jobId, within.jobId, unasked.jobId)).toEqual([
+        discrepancy("charge.matches_price"),
+        unproven,
+        unproven,
+      ]);
+      expect(await c.check(stripped.jobId, "charge.matches_price")).toMatchObject({
+        expected: { completionTokensAtMost: 19 },
+        actual: { charge: stripped.charge.toString() },
+      });
+      expect(await readJob(c.store, stripped.jobId)).toMatchObject({
+        usageAsked: true,
+        completionTokens: null,
+        answerBytes: 3,
+      });
+      expect(await readJob(c.store, unasked.jobId)).toMatchObject({ usageAsked: false });
+    });
   });
 
   describe("jobs API answers that name a step and then stop naming it", () => {

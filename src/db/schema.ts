@@ -130,6 +130,12 @@ export const jobs = sqliteTable(
      */
     choices: integer("choices"),
     stream: integer("stream", { mode: "boolean" }),
+    /**
+     * Whether a streamed request the proxy read and answered with a stream asked for its usage
+     * (`stream_options.include_usage`): a stream that then ended whole without usage had it
+     * withheld by the operator. Null when not known (not the proxy's, or no such stream).
+     */
+    usageAsked: integer("usage_asked", { mode: "boolean" }),
     httpStatus: integer("http_status"),
     latencyMs: integer("latency_ms"),
     ttfbMs: integer("ttfb_ms"),

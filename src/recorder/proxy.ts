@@ -985,6 +985,9 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           choices: facts.stream !== null && facts.choices > 1 ? facts.choices : null,
           // What came back decides: an event stream is a stream whatever the request said.
           stream: isSse || (facts.stream ?? false),
+          // A stream answered to a request that asked for its usage: one that ends whole without
+          // it had it withheld, and its charge is bounded by what it holds (`charge.matches_price`).
+          usageAsked: isSse && facts.stream === true ? facts.usageAsked : null,
           httpStatus: status,
           latencyMs: null,
           ttfbMs: null,

@@ -30,6 +30,11 @@ export interface RequestFacts {
   choices: number;
   /** Whether the request asked for audio (`modalities` naming it, or `audio` options). */
   audio: boolean;
+  /**
+   * Whether a streamed request asked for its usage (`stream_options.include_usage: true`):
+   * an OpenAI-compatible stream then sends it in its last chunk before `[DONE]`.
+   */
+  usageAsked: boolean;
 }
 
 /** The API's most choices per request: `n` above it is refused. */
@@ -46,6 +51,7 @@ export const noRequestFacts: RequestFacts = {
   stream: null,
   choices: maxChoices,
   audio: true,
+  usageAsked: false,
 };
 
 /**
@@ -86,6 +92,11 @@ export function requestFactsOf(parsed: unknown): RequestFacts {
     audio:
       (Array.isArray(body.modalities) && body.modalities.includes("audio")) ||
       (typeof body.audio === "object" && body.audio !== null),
+    usageAsked:
+      body.stream === true &&
+      typeof body.stream_options === "object" &&
+      body.stream_options !== null &&
+      (body.stream_options as Record<string, unknown>).include_usage === true,
   };
 }
 

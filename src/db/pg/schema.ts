@@ -88,6 +88,7 @@ export const jobs = pgTable(
     maxTokens: int("max_tokens"),
     choices: int("choices"),
     stream: boolean("stream"),
+    usageAsked: boolean("usage_asked"),
     httpStatus: int("http_status"),
     latencyMs: int("latency_ms"),
     ttfbMs: int("ttfb_ms"),

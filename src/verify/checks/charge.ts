@@ -116,14 +116,20 @@ export function usagePrice(
 /**
  * The most completion tokens an answer the proxy read whole can hold when it sent no usage, by
  * `usage.consistent`'s bound (a byte per token, 16 per tool call, 16 special tokens), or null
- * where nothing bounds it. Only a non-streamed 2xx JSON answer the proxy read counts: every
- * OpenAI-compatible API sends `usage` in it, so its absence is the operator's doing, while a
- * stream sends usage only when asked, and an ingested or imported receipt carries no answer.
- * The price counts completion tokens alone, so the prompt needs no bound.
+ * where nothing bounds it. Only a 2xx answer the proxy read counts whose usage the API always
+ * sends: a non-streamed JSON answer (every OpenAI-compatible API sends `usage` in it), or a
+ * stream whose request asked for it (`stream_options.include_usage`) and that ended whole. Its
+ * absence there is the operator's doing; a stream not asked for it sends none, hidden reasoning
+ * tokens may lie beyond its bytes, and an ingested or imported receipt carries no answer. The
+ * price counts completion tokens alone, so the prompt needs no bound.
  */
 function answerBound(job: ReceiptForChecks): number | null {
   const bytes = job.answerBytes ?? null;
-  if (job.source !== "proxy" || job.stream !== false || bytes === null) return null;
+  if (job.source !== "proxy" || bytes === null) return null;
+  const usageSent =
+    job.stream === false ||
+    (job.stream === true && job.usageAsked === true && job.captureState === "complete");
+  if (!usageSent) return null;
   if (job.httpStatus === null || job.httpStatus < 200 || job.httpStatus > 299) return null;
   return bytes + (job.answerToolCalls ?? 0) * toolCallTokenSlack + specialTokenSlack;
 }

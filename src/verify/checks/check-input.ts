@@ -57,6 +57,10 @@ export interface ReceiptForChecks {
   source?: ReceiptSource;
   /** Whether the request asked for a stream (`jobs.stream`); null when not recorded. */
   stream?: boolean | null;
+  /** Whether a proxied stream's request asked for its usage (`jobs.usage_asked`). */
+  usageAsked?: boolean | null;
+  /** How the proxy's capture ended (`jobs.capture_state`): `aborted` read no whole answer. */
+  captureState?: "open" | "complete" | "aborted";
 }
 
 export interface CheckResult {

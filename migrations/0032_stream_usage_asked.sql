@@ -1,0 +1,1 @@
+ALTER TABLE `jobs` ADD `usage_asked` integer;
