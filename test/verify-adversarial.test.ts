@@ -1865,6 +1865,39 @@ describe.each(dialects)("%s store", (dialect) => {
       });
       expect(await readJob(c.store, unasked.jobId)).toMatchObject({ usageAsked: false });
     });
+
+    it("bounds the charge of a chat answer its client cannot read as JSON as an answer of no bytes", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const usage = { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 };
+      // One byte after the JSON, or no JSON at all: the client's SDK reads no completion.
+      const trailing = h.op.plan({ keyIndex: 1 });
+      await throughProxy(c, trailing, { body: `${completion({ content: "Hi." }, usage)}x` });
+      const text = h.op.plan({ keyIndex: 1, completionTokens: 2000 });
+      await throughProxy(c, text, {
+        body: "upstream busy",
+        headers: { "content-type": "text/plain" },
+      });
+      // Charged the least a request costs: unproven, not refuted.
+      const least = h.op.plan({ keyIndex: 1, completionTokens: 0 });
+      await throughProxy(c, least, { body: "upstream busy" });
+      // A byte-order mark before the JSON is read past, as the client's JSON reader does.
+      const marked = h.op.plan({ keyIndex: 1 });
+      await throughProxy(c, marked, {
+        body: `\ufeff${completion({ content: words(640) }, usage)}`,
+      });
+      const unproven = { verdict: "partially_verified", failing: [] };
+      expect(await c.verdicts(trailing.jobId, text.jobId, least.jobId, marked.jobId)).toEqual([
+        discrepancy("charge.matches_price"),
+        discrepancy("charge.matches_price"),
+        unproven,
+        verified,
+      ]);
+      expect(await c.check(text.jobId, "charge.matches_price")).toMatchObject({
+        expected: { completionTokensAtMost: 16 },
+        actual: { charge: text.charge.toString() },
+      });
+    });
   });
 
   describe("jobs API answers that name a step and then stop naming it", () => {

@@ -326,31 +326,43 @@ function createGeneratedCount(asked: Asked) {
   };
 }
 
+/**
+ * A 2xx body a chat client cannot read as JSON (no JSON, or no object) holds no completion: its
+ * SDK fails to parse it, so the caller got no text at all, and its charge is bounded as an
+ * answer of no bytes (`charge.matches_price`), not by the lock. Another endpoint's body may be
+ * no JSON by design (audio, say): nothing is known of it.
+ */
+const unreadableBody = (asked: Asked): BodyFacts =>
+  asked.chat ? { ...unknownBody, answerBytes: 0, answerToolCalls: 0 } : unknownBody;
+
 /** Model, usage and answer size of a whole JSON response body. */
 function jsonBodyFacts(body: string, credentials: string[], asked: Asked): BodyFacts {
+  // A client's JSON reader (fetch's `json()`) drops a UTF-8 byte-order mark before the text.
+  const text = body.charCodeAt(0) === 0xfeff ? body.slice(1) : body;
+  let parsed: Record<string, unknown>;
   try {
-    const parsed = JSON.parse(body) as Record<string, unknown>;
-    if (typeof parsed !== "object" || parsed === null) return unknownBody;
-    const generated = createGeneratedCount(asked);
-    generated.add(parsed.choices, "message");
-    // An `error` is no completion, whatever the status line said (a stream's error event ends
-    // what its client reads likewise): usage it names prices no answer the caller got. Its
-    // answer is still measured: what it holds bounds the charge of an answer without usage,
-    // which an `error` beside it must not lift to the lock.
-    if (parsed.error) {
-      return { ...unknownBody, answerBytes: generated.bytes, answerToolCalls: generated.toolCalls };
-    }
-    return {
-      model: operatorModel(
-        typeof parsed.model === "string" ? withoutKeys(parsed.model, credentials) : null,
-      ),
-      usage: usageOf(parsed.usage) ?? unknownUsage,
-      answerBytes: generated.bytes,
-      answerToolCalls: generated.toolCalls,
-    };
+    parsed = JSON.parse(text) as Record<string, unknown>;
   } catch {
-    return unknownBody;
+    return unreadableBody(asked);
   }
+  if (typeof parsed !== "object" || parsed === null) return unreadableBody(asked);
+  const generated = createGeneratedCount(asked);
+  generated.add(parsed.choices, "message");
+  // An `error` is no completion, whatever the status line said (a stream's error event ends
+  // what its client reads likewise): usage it names prices no answer the caller got. Its
+  // answer is still measured: what it holds bounds the charge of an answer without usage,
+  // which an `error` beside it must not lift to the lock.
+  if (parsed.error) {
+    return { ...unknownBody, answerBytes: generated.bytes, answerToolCalls: generated.toolCalls };
+  }
+  return {
+    model: operatorModel(
+      typeof parsed.model === "string" ? withoutKeys(parsed.model, credentials) : null,
+    ),
+    usage: usageOf(parsed.usage) ?? unknownUsage,
+    answerBytes: generated.bytes,
+    answerToolCalls: generated.toolCalls,
+  };
 }
 
 /**
