@@ -37,12 +37,10 @@ describe("service", () => {
     const db = join(dir, "sub", "audit.db");
     const badProfile = loadConfig({ DATABASE_URL: db, PORT: "0", AUDIT_PROFILE: "no-such" });
     await expect(startService(badProfile, quiet)).rejects.toThrow("no-such");
-    const badCron = loadConfig({
-      DATABASE_URL: db,
-      PORT: "0",
-      AUDIT_PROFILE: "localnet",
-      VERIFY_CRON: "every night",
-    });
+    // A bad cron is named as the configuration is read, and again by a service handed one.
+    const cronEnv = { DATABASE_URL: db, PORT: "0", AUDIT_PROFILE: "localnet" };
+    expect(() => loadConfig({ ...cronEnv, VERIFY_CRON: "every night" })).toThrow("VERIFY_CRON");
+    const badCron = { ...loadConfig(cronEnv), VERIFY_CRON: "every night" };
     await expect(startService(badCron, quiet)).rejects.toThrow("VERIFY_CRON");
     expect(existsSync(db)).toBe(false);
   });
