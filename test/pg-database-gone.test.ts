@@ -5,11 +5,10 @@ import { openPostgres, type PgStore } from "../src/db/pg/client.js";
 import { migratePostgres } from "../src/db/pg/migrate.js";
 import { createLogger } from "../src/log.js";
 import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
-import type { Receipt } from "../src/store/receipts.js";
 import { recordReceiptsUnit } from "../src/store/receipts.js";
 import { reportsStore } from "../src/store/reports.js";
 import { usePostgresDatabase } from "./support/postgres.js";
-import { address, jobId, signature } from "./support/recorder-fixtures.js";
+import { receipt } from "./support/recorder-fixtures.js";
 
 /**
  * PostgreSQL going away under a running writer: the connection to the server goes through a
@@ -58,20 +57,6 @@ class Relay {
     this.sockets.clear();
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
-}
-
-function receipt(): Receipt {
-  return {
-    jobId: jobId(),
-    escrowTx: signature(),
-    settlementTx: signature(),
-    worker: address(),
-    creditsRemainingUnits: 12_345_000n,
-    model: "qwen3-8b",
-    promptTokens: 10,
-    completionTokens: 20,
-    totalTokens: 30,
-  };
 }
 
 let relay: Relay;

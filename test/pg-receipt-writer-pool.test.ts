@@ -8,7 +8,7 @@ import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
 import { recordReceiptsUnit } from "../src/store/receipts.js";
 import { reportsStore } from "../src/store/reports.js";
 import { usePostgresDatabase } from "./support/postgres.js";
-import { address, jobId, signature } from "./support/recorder-fixtures.js";
+import { receipt } from "./support/recorder-fixtures.js";
 
 /**
  * Reads that hold every connection of a process's pool (audit lookups, reports, the dashboard,
@@ -47,19 +47,9 @@ describe("the PostgreSQL receipt writer beside reads that hold the whole pool", 
       .toEqual([2, 0]);
 
     const writer = createReceiptWriter(store, { log, maxRetryDelayMs: 200 });
+    const recorded = receipt();
     try {
-      const receipt = {
-        jobId: jobId(),
-        escrowTx: signature(),
-        settlementTx: signature(),
-        worker: address(),
-        creditsRemainingUnits: 12_345_000n,
-        model: "qwen3-8b",
-        promptTokens: 10,
-        completionTokens: 20,
-        totalTokens: 30,
-      };
-      const written = writer.run(recordReceiptsUnit([receipt], "proxy"));
+      const written = writer.run(recordReceiptsUnit([recorded], "proxy"));
       // The pool hands out a connection within 5 s or fails the write as a database away.
       const outcome = await Promise.race([written, sleep(7_000).then(() => "still waiting")]);
       expect(outcome).not.toBe("still waiting");
@@ -69,7 +59,7 @@ describe("the PostgreSQL receipt writer beside reads that hold the whole pool", 
 
       await locker.query("COMMIT");
       await Promise.all(reads);
-      expect((await reportsStore(store).auditRows(receipt.jobId))?.job.jobId).toBe(receipt.jobId);
+      expect((await reportsStore(store).auditRows(recorded.jobId))?.job.jobId).toBe(recorded.jobId);
     } finally {
       await locker.query("COMMIT").catch(() => {});
       await writer.close();

@@ -12,23 +12,8 @@ import {
   recordReceipt,
   recordReceipts,
 } from "../src/recorder/receipts.js";
-import { address, jobId, signature, wireReceipt } from "./support/recorder-fixtures.js";
+import { address, jobId, receipt, signature, wireReceipt } from "./support/recorder-fixtures.js";
 import { createTestStore } from "./support/store.js";
-
-function receipt(overrides: Partial<Receipt> = {}): Receipt {
-  return {
-    jobId: jobId(),
-    escrowTx: signature(),
-    settlementTx: signature(),
-    worker: address(),
-    creditsRemainingUnits: 12_345_000n,
-    model: "qwen3-8b",
-    promptTokens: 10,
-    completionTokens: 20,
-    totalTokens: 30,
-    ...overrides,
-  };
-}
 
 describe("recordReceipt", async () => {
   it("creates a row with the verifier's defaults and credits in base units", async () => {

@@ -19,27 +19,12 @@ import { dialects, useDialectStores } from "./support/dialects.js";
 import {
   address,
   capturedLogger,
-  jobId,
+  receipt,
   signature,
   wireReceipt,
 } from "./support/recorder-fixtures.js";
 import { seedSignatures } from "./support/seed-queue.js";
 import { isSqlNull, jobIds, readConflicts, readJob, updateJob } from "./support/seed-recorder.js";
-
-function receipt(overrides: Partial<Receipt> = {}): Receipt {
-  return {
-    jobId: jobId(),
-    escrowTx: signature(),
-    settlementTx: signature(),
-    worker: address(),
-    creditsRemainingUnits: 12_345_000n,
-    model: "qwen3-8b",
-    promptTokens: 10,
-    completionTokens: 20,
-    totalTokens: 30,
-    ...overrides,
-  };
-}
 
 const outcomes = (results: RecordResult[]) => results.map((r) => r.outcome);
 

@@ -11,6 +11,7 @@ import { createToken } from "../../src/auth/tokens.js";
 import type { Store } from "../../src/db/client.js";
 import { createLogger, type Logger } from "../../src/log.js";
 import type { RecordingProxy } from "../../src/recorder/proxy.js";
+import type { Receipt } from "../../src/recorder/receipts.js";
 
 /** A well-formed transaction signature (base58 of 64 random bytes). */
 export function signature(): string {
@@ -27,6 +28,22 @@ let counter = 0;
 export function jobId(): string {
   counter++;
   return `job_${randomBytes(6).toString("hex")}${counter}`;
+}
+
+/** A receipt as the recorder writes it, complete unless overridden. */
+export function receipt(overrides: Partial<Receipt> = {}): Receipt {
+  return {
+    jobId: jobId(),
+    escrowTx: signature(),
+    settlementTx: signature(),
+    worker: address(),
+    creditsRemainingUnits: 12_345_000n,
+    model: "qwen3-8b",
+    promptTokens: 10,
+    completionTokens: 20,
+    totalTokens: 30,
+    ...overrides,
+  };
 }
 
 /** A receipt as the ingest API takes it, complete unless overridden. */
