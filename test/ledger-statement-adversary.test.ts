@@ -700,3 +700,42 @@ describe("the statement of a credit vault given a delegate", () => {
     );
   });
 });
+
+describe("the statements of two credit vaults one lock drew on together", () => {
+  it("count what the job's settlement paid out once across them: the part it did not pay is an unreleased lock", async () => {
+    const profile: Profile = { ...localnetProfile, settlementWindowSeconds: 1 };
+    const c = await h.scenario(profile);
+    const one = await c.pinKey(1);
+    const two = await c.pinKey(2);
+    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
+    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    // A keyless receipt's lock takes its 160,000 from vault 1 and, in the same transaction,
+    // 120,000 more from vault 2. The settlement pays the 120,000 charge and returns 40,000 to
+    // vault 1: the 120,000 of vault 2 stays in escrow.
+    const plan = h.op.plan({ keyIndex: 1 });
+    const taken = plan.charge;
+    const escrowTx = h.op.send([
+      ...h.op.lockIxs(plan),
+      h.op.transfer(two.vault, h.op.accounts.escrowVault, taken),
+    ]).signature;
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    c.record(plan, { escrowTx, settlementTx }, { keyFingerprint: null });
+    await h.finalized();
+    expect(await c.verdicts(plan.jobId)).toEqual([
+      { verdict: "discrepancy", failing: ["escrow.source"] },
+    ]);
+    // Past the settlement window (1 s) with no grace.
+    await new Promise((r) => setTimeout(r, 2_100));
+
+    const s1 = await statementOf(c, one.vault, from);
+    const s2 = await statementOf(c, two.vault, from);
+    expect({ one: s1.locksUnits, two: s2.locksUnits }).toEqual({ one: plan.lock, two: taken });
+    // The 120,000 the settlement paid out accounts for one of the two debits, not for both.
+    const unreleased = [...s1.unreleasedLocks, ...s2.unreleasedLocks];
+    expect(unreleased).toEqual([
+      expect.objectContaining({ jobId: plan.jobId, signature: escrowTx }),
+    ]);
+    expect(unreleased[0]?.outstandingUnits).toBe(taken);
+    expect([s1.differenceUnits, s2.differenceUnits]).toEqual([0n, 0n]);
+  });
+});

@@ -2234,3 +2234,108 @@ describe("ledger store on postgres, two readers at once", () => {
     }
   });
 });
+
+describe.each(dialects)("a lock drawn on two credit vaults on %s", (dialect) => {
+  const stores = useDialectStores(dialect);
+
+  it("counts what its job's settlement paid out once across both vaults, whichever is read first", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    // K7, keyless and declaring no vault: its lock took 160,000 from VAULT and 120,000 from
+    // OTHER_VAULT in one transaction. The settlement paid out 120,000 and sent 40,000 back to
+    // VAULT: the 120,000 of OTHER_VAULT stayed in escrow.
+    await seedJob(store, {
+      jobId: "K7",
+      escrowTx: sig("two-vault-lock"),
+      settlementTx: sig("two-vault-settle"),
+      verdict: "discrepancy",
+      chargedUnits: 120_000n,
+      recordedAt: at(14, 1) * 1000,
+    });
+    const change = (account: string, delta: bigint) => ({
+      account,
+      owner: null,
+      mint: "CreditMint",
+      programId: "TokenProgram",
+      decimals: 6,
+      pre: "0",
+      post: "0",
+      delta: delta.toString(),
+    });
+    const lockFacts: FetchedTransaction = {
+      signature: sig("two-vault-lock"),
+      slot: 90,
+      blockTime: at(14, 1),
+      fee: 5_000n,
+      succeeded: true,
+      err: "null",
+      facts: JSON.stringify({
+        signature: sig("two-vault-lock"),
+        slot: 90,
+        tokenChanges: [
+          change(VAULT, -160_000n),
+          change(OTHER_VAULT, -120_000n),
+          change("EscrowVau1t", 280_000n),
+        ],
+      }),
+      raw: "raw:two-vault-lock",
+    };
+    const read = async (
+      vault: string,
+      lines: { name: string; slot: number; time: number; pre: bigint; post: bigint }[],
+      fetched: FetchedTransaction[],
+    ) => {
+      const seen = await ledger.cursor(vault, NOW);
+      const page = [...lines].reverse().map((l) => ({
+        signature: sig(l.name),
+        slot: l.slot,
+        blockTime: l.time,
+        err: null,
+      }));
+      await ledger.storePage(vault, seen, page, true, NOW, NOW);
+      await ledger.recordReads(
+        vault,
+        lines.map((l) => ({
+          signature: sig(l.name),
+          blockTime: l.time,
+          succeeded: true,
+          pre: l.pre,
+          post: l.post,
+          delta: l.post - l.pre,
+          memo: null,
+          memoKind: l.name === "two-vault-settle" ? "settle" : null,
+          memoJobId: l.name === "two-vault-settle" ? "K7" : null,
+        })),
+        fetched,
+        NOW,
+      );
+      await ledger.review(vault, NOW);
+    };
+    // The other vault is read first: nothing of the settlement is its, whatever VAULT says.
+    await read(
+      OTHER_VAULT,
+      [{ name: "two-vault-lock", slot: 90, time: at(14, 1), pre: 500_000n, post: 380_000n }],
+      [lockFacts],
+    );
+    await read(
+      VAULT,
+      [
+        { name: "two-vault-lock", slot: 90, time: at(14, 1), pre: 1_000_000n, post: 840_000n },
+        { name: "two-vault-settle", slot: 91, time: at(14, 1, 30), pre: 840_000n, post: 880_000n },
+      ],
+      [],
+    );
+    expect((await linesOf(store, VAULT)).map((l) => [l.kind, l.jobId, l.released])).toEqual([
+      ["lock", "K7", true],
+      ["return", "K7", false],
+    ]);
+    expect((await linesOf(store, OTHER_VAULT)).map((l) => [l.kind, l.jobId, l.released])).toEqual([
+      ["lock", "K7", false],
+    ]);
+    expect(await ledger.overdueLocks(VAULT, NOV, DEC, 3_600, DEC)).toEqual([]);
+    const overdue = await ledger.overdueLocks(OTHER_VAULT, NOV, DEC, 3_600, DEC);
+    expect(overdue.map((l) => [l.jobId, l.deltaUnits, l.outstandingUnits])).toEqual([
+      ["K7", -120_000n, 120_000n],
+    ]);
+  });
+});

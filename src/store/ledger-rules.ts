@@ -102,6 +102,62 @@ export function settledUnits(
   return provisional && s.landed ? lockedUnits : 0n;
 }
 
+/** An account a lock took credits from, and how much. */
+export interface LockSource {
+  account: string;
+  units: bigint;
+}
+
+/**
+ * The accounts a lock that debited `vault` took money from, in the mint and token program of
+ * the vault's own debit, in the transaction's order (its stored facts, `facts` JSON text);
+ * null when the facts do not show the vault debited or cannot be read.
+ */
+export function lockSourcesOf(factsText: string, vault: string): LockSource[] | null {
+  let changes: { account: string; mint: string; programId: string | null; delta: string }[];
+  try {
+    changes = (JSON.parse(factsText) as { tokenChanges: typeof changes }).tokenChanges;
+    const own = changes.find((c) => c.account === vault && BigInt(c.delta) < 0n);
+    if (!own) return null;
+    return changes
+      .filter((c) => c.mint === own.mint && c.programId === own.programId && BigInt(c.delta) < 0n)
+      .map((c) => ({ account: c.account, units: -BigInt(c.delta) }));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * What a job's settlement (`settled`, see `settledUnits`) accounts for of its lock's debit of
+ * `vault`, where that one lock drew on several accounts (`sources`, in the transaction's order)
+ * and each may file it as the job's lock (a receipt naming no key and no vault ties the job to
+ * none of them): the settlement paid out of one lock, so it accounts for the sources in turn,
+ * each up to what it gave, once. Counted whole for each, it called every vault's part settled,
+ * and what the lock took that the settlement never paid out (kept in escrow) was in no statement.
+ */
+export function settledShare(
+  settled: bigint,
+  vault: string,
+  sources: readonly LockSource[],
+): bigint {
+  let left = settled;
+  for (const s of sources) {
+    let take = s.units;
+    if (left < take) take = left;
+    if (s.account === vault) return take;
+    left -= take;
+  }
+  return settled;
+}
+
+/**
+ * Whether a job's lock may be filed in more than one vault (`canPayFrom`): only a job tied to
+ * no vault, by a pin of its key or a vault its receipt declared.
+ */
+export function lockTiedToNoVault(tie: Pick<JobTie, "pinnedVault" | "declaredVault">): boolean {
+  return tie.pinnedVault === null && tie.declaredVault === null;
+}
+
 /** A debit of a vault that names a job, as the release rule reads it. */
 export interface JobDebit {
   signature: string;

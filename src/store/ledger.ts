@@ -17,6 +17,8 @@ import {
   jobsALineNames,
   type LineKind,
   laterOf,
+  lockSourcesOf,
+  lockTiedToNoVault,
   type MemoJob,
   type MixedMemoLine,
   mayReturnTo,
@@ -25,6 +27,7 @@ import {
   memoJobsToText,
   mixedMemoLineOf,
   outstandingOf,
+  settledShare,
   settledUnits,
 } from "./ledger-rules.js";
 import { createPgLedgerStore } from "./pg/ledger.js";
@@ -1085,7 +1088,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         }
       | undefined;
     const locked = debits.reduce((sum, d) => (d.lock ? sum + d.units : sum), 0n);
-    const settled = paid
+    let settled = paid
       ? settledUnits(
           {
             tie: {
@@ -1105,6 +1108,19 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           provisional,
         )
       : 0n;
+    // A lock of a job tied to no vault may be filed in each vault it drew on: what the
+    // settlement paid out accounts for them in turn, once (`settledShare`).
+    const locks = debits.filter((d) => d.lock);
+    if (
+      settled > 0n &&
+      paid &&
+      locks.length === 1 &&
+      lockTiedToNoVault({ pinnedVault: paid.pinned, declaredVault: paid.credit_vault })
+    ) {
+      const row = storedTx.get(locks[0]!.signature) as { facts: string } | undefined;
+      const sources = row ? lockSourcesOf(row.facts, vault) : null;
+      if (sources !== null && sources.length > 1) settled = settledShare(settled, vault, sources);
+    }
     return {
       out: outstandingOf(debits, returned, settled),
       released: new Set(rows.filter((r) => r.released === 1n).map((r) => r.signature)),

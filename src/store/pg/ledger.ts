@@ -51,6 +51,8 @@ import {
   type JobTie,
   jobKeepingLine,
   jobsALineNames,
+  lockSourcesOf,
+  lockTiedToNoVault,
   type MemoJob,
   mayReturnTo,
   memoJobsOf,
@@ -58,6 +60,7 @@ import {
   memoJobsToText,
   mixedMemoLineOf,
   outstandingOf,
+  settledShare,
   settledUnits,
 } from "../ledger-rules.js";
 import type { PgExecutor } from "./executor.js";
@@ -366,6 +369,34 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     // Grouped once: a round reviews every open lock of the vault, thousands of jobs.
     const rowsOf = groupBy(rows, (r) => r.jobId);
     const extraOf = groupBy(extra, (l) => l.jobId);
+    // The stored facts of the one lock of each job tied to no vault (`lockTiedToNoVault`): such
+    // a lock may be filed in each vault it drew on (see the SQLite store's `outstanding`).
+    const untiedLocks = ids.flatMap((job) => {
+      const s = settlementOf.get(job);
+      if (!s || !lockTiedToNoVault(s.tie)) return [];
+      const locks = [
+        ...(rowsOf.get(job) ?? []).filter((r) => r.kind === "lock").map((r) => r.signature),
+        ...(extraOf.get(job) ?? []).map((l) => l.signature),
+      ];
+      const one = [...new Set(locks)];
+      return one.length === 1 ? [one[0]!] : [];
+    });
+    const lockFacts = new Map<string, string>();
+    if (untiedLocks.length > 0) {
+      const found = await q
+        .select({
+          signature: chainTransactions.signature,
+          facts: sql<string>`${chainTransactions.facts}::text`,
+        })
+        .from(chainTransactions)
+        .where(
+          and(
+            sql`${chainTransactions.signature} = ANY (${textArray(untiedLocks)})`,
+            isNotNull(chainTransactions.facts),
+          ),
+        );
+      for (const f of found) lockFacts.set(f.signature, f.facts);
+    }
     for (const job of ids) {
       const mine = rowsOf.get(job) ?? [];
       const late = extraOf.get(job) ?? [];
@@ -383,9 +414,13 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       }
       const locked = debits.reduce((sum, d) => (d.lock ? sum + d.units : sum), 0n);
       const settlement = settlementOf.get(job);
-      const settled = settlement
-        ? settledUnits(settlement, vault, pinned, locked, provisional)
-        : 0n;
+      let settled = settlement ? settledUnits(settlement, vault, pinned, locked, provisional) : 0n;
+      const locks = debits.filter((d) => d.lock);
+      const facts = locks.length === 1 ? lockFacts.get(locks[0]!.signature) : undefined;
+      if (settled > 0n && settlement && lockTiedToNoVault(settlement.tie) && facts) {
+        const sources = lockSourcesOf(facts, vault);
+        if (sources !== null && sources.length > 1) settled = settledShare(settled, vault, sources);
+      }
       out.set(job, outstandingOf(debits, returned.get(job) ?? 0n, settled));
       for (const r of mine) if (r.released) released.add(r.signature);
     }
