@@ -617,6 +617,10 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   const storedTx = sqlite.prepare(
     "SELECT signature, facts, raw FROM chain_transactions WHERE signature = ? AND facts IS NOT NULL",
   );
+  // The facts alone (a lock's sources), without the raw answer, which is several times larger.
+  const storedFacts = sqlite
+    .prepare("SELECT facts FROM chain_transactions WHERE signature = ? AND facts IS NOT NULL")
+    .pluck();
   // Shared with the verifier: the same row shape it writes once a transaction is finalized; an
   // upsert that keeps a row already holding facts (CASE-free, but its WHERE is on the conflict).
   const upsertTx = sqlite.prepare(
@@ -1117,8 +1121,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       locks.length === 1 &&
       lockTiedToNoVault({ pinnedVault: paid.pinned, declaredVault: paid.credit_vault })
     ) {
-      const row = storedTx.get(locks[0]!.signature) as { facts: string } | undefined;
-      const sources = row ? lockSourcesOf(row.facts, vault) : null;
+      const facts = storedFacts.get(locks[0]!.signature) as string | undefined;
+      const sources = facts === undefined ? null : lockSourcesOf(facts, vault);
       if (sources !== null && sources.length > 1) settled = settledShare(settled, vault, sources);
     }
     return {
