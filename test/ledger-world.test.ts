@@ -727,3 +727,63 @@ describe("credits.header: the job's check of its credits header against the ledg
     expect(settled.dataCompleteUntil).toBeGreaterThan(Number(createdAt(off.jobId)));
   });
 });
+
+describe("a statement taken before a lock of its period is due", () => {
+  it("is not complete, and names the lock still out and when it is due", async () => {
+    const store = createTestStore();
+    const vault = vaultOf(2);
+    // A whole second: block times are seconds, and the period must hold this second's lines.
+    const from = Math.floor(Date.now() / 1000) * 1000;
+    await runRecordedJob(world, store, { apiKeyIndex: 2 });
+    const { jobId } = await runRecordedJob(world, store, {
+      apiKeyIndex: 2,
+      fault: "unreleased-lock",
+    });
+    const truth = await groundTruth(world, jobId);
+    await finalized();
+    const to = Date.now();
+    await finalizedPast(world, to);
+    await reader(store, vault).syncVault(vault);
+
+    // Taken at once, as a month-end run a few minutes after midnight takes last month's: the
+    // lock's settlement window has not passed, so no statement can call it unreleased yet.
+    const tenMinutes: Profile = { ...profile, settlementWindowSeconds: 600 };
+    const early = await buildStatement(
+      store,
+      { from, to, vault },
+      { profile: tenMinutes, graceSeconds: 0 },
+    );
+    const s = early.vaults[0]!;
+    expect(s.historyRead).toBe(true);
+    expect(s.unreleasedLocks).toEqual([]);
+    expect(s.complete).toBe(false);
+    expect(s.locksNotDue).toEqual([
+      expect.objectContaining({
+        jobId,
+        signature: truth.escrowTx,
+        lockUnits: BigInt(truth.lockUnits as string),
+        outstandingUnits: BigInt(truth.lockUnits as string),
+      }),
+    ]);
+    expect(s.counts).toMatchObject({ locks: 2, unreleasedLocks: 0, locksNotDue: 1 });
+    const csv = statementToCsv(early).split("\r\n");
+    expect(csv.find((l) => l.startsWith("vault,"))).toContain(",false,");
+    expect(csv.find((l) => l.startsWith("lock_not_due,"))).toMatch(
+      new RegExp(`^lock_not_due,${vault},.*,${truth.escrowTx},.*,${truth.lockUnits},${jobId},`),
+    );
+    const period = { firstDay: "", lastDay: "", query: "" } as unknown as DashboardPeriod;
+    const page = String(statementBody(period, early));
+    expect(page).toContain("not due yet");
+    expect(page).not.toContain("No finding in this period.");
+
+    // Once it is due (the one-second window, read past), the same period's statement names it
+    // unreleased and is complete.
+    await new Promise((r) => setTimeout(r, 2100));
+    await reader(store, vault).syncVault(vault);
+    const due = (await buildStatement(store, { from, to, vault }, { profile, graceSeconds: 0 }))
+      .vaults[0]!;
+    expect(due.unreleasedLocks.map((u) => u.jobId)).toEqual([jobId]);
+    expect(due.locksNotDue).toEqual([]);
+    expect(due.complete).toBe(true);
+  });
+});

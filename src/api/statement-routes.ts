@@ -79,7 +79,7 @@ const StatementSchema = z
         complete: z
           .boolean()
           .describe(
-            "The history is read through `to` (`readThrough` is at or past it), every transaction listed up to `to` is read, no gap is open in the period, and the period does not reach back before the history the RPC has (`missingHistory`).",
+            "The history is read through `to` (`readThrough` is at or past it), every transaction listed up to `to` is read, no gap is open in the period, the period does not reach back before the history the RPC has (`missingHistory`), and no lock of the period is still out before its due time (`locksNotDue`): the statement's findings will not change.",
           ),
         missingHistory: z
           .object({
@@ -123,6 +123,7 @@ const StatementSchema = z
           returns: z.number().int(),
           unexplained: z.number().int(),
           unreleasedLocks: z.number().int(),
+          locksNotDue: z.number().int(),
           creditsHeaderMismatches: z.number().int(),
           foreignMint: z.number().int(),
           ownerChanges: z.number().int(),
@@ -145,6 +146,21 @@ const StatementSchema = z
             dueBy: z.string().nullable(),
           }),
         ),
+        locksNotDue: z
+          .array(
+            z.object({
+              finding: z.literal("lock_not_due"),
+              jobId: z.string(),
+              signature: z.string(),
+              lockUnits: units,
+              outstandingUnits: units.describe("What of the lock nothing accounts for yet"),
+              lockedAt: z.string().nullable(),
+              dueBy: z.string().nullable(),
+            }),
+          )
+          .describe(
+            "Locks of the period still out whose due time (`dueBy`) the history read has not passed: not findings yet, but the period is not `complete` until each is released or, once due, an `unreleasedLocks` entry.",
+          ),
         creditsHeaderMismatches: z
           .array(
             z.object({

@@ -14,10 +14,12 @@ const signed = (units: bigint | null) =>
 /** One credit vault's bank statement: the balance walk, then every line that needs a look. */
 function vaultSection(v: VaultStatement): Html {
   const balanced = v.differenceUnits === 0n;
+  // Whole as far as the history goes; a lock not due yet is said in its own section.
+  const read = v.historyRead && v.gaps.length === 0 && v.missingHistory === null;
   return html`<section aria-label="Vault ${v.vault}">
 <h2 class="mono">${v.vault}</h2>
 <p>${v.keys.length > 0 ? html`API keys ${v.keys.join(", ")}. ` : ""}${
-    v.complete
+    read
       ? "History read through the end of the period."
       : v.missingHistory && v.historyRead
         ? html`<strong>History before <span class="mono">${short(v.missingHistory.beforeSignature)}</span> not available from the RPC (its oldest transactions are pruned): read the vault from an archival RPC endpoint.</strong>`
@@ -76,6 +78,17 @@ ${
     : ""
 }
 ${
+  v.locksNotDue.length > 0
+    ? html`<h3>Locks still out, not due yet</h3>
+<p>Their settlement window has not passed in the history read, so whether they come back is not
+known yet: a statement of this period built after the last is due (${v.locksNotDue.at(-1)?.dueBy ?? "unknown"}) says.</p>
+<ul>${v.locksNotDue.map(
+        (u) =>
+          html`<li><a href="${BASE}/jobs/${encodeURIComponent(u.jobId)}">${u.jobId}</a>: ${usdc(u.outstandingUnits)} USDC of ${usdc(u.lockUnits)} still out, locked in <span class="mono">${short(u.signature)}</span>, due by ${u.dueBy ?? "an unknown time"}</li>`,
+      )}</ul>`
+    : ""
+}
+${
   v.gaps.length > 0
     ? html`<h3>Gaps in the history (balances that do not chain)</h3><p>${count(v.gaps.length)} gaps: read the vault from an archival RPC endpoint.</p>`
     : ""
@@ -118,16 +131,23 @@ function otherFindings(v: VaultStatement): Html {
   return html`<h3>Other findings</h3><ul>${items}</ul>`;
 }
 
-/** A vault with unread lines may hide a finding in them: "no finding" is not known then. */
-function findingsLine(findings: number, unreadVaults: number): Html {
+/**
+ * A vault with unread lines may hide a finding in them, and a lock not due yet may turn into
+ * one: "no finding" is not known then.
+ */
+function findingsLine(findings: number, unreadVaults: number, locksNotDue: number): Html {
   const said =
     findings === 0
-      ? unreadVaults === 0
+      ? unreadVaults === 0 && locksNotDue === 0
         ? html`No finding in this period.`
-        : html`No finding in what is read.`
+        : html`No finding in what is read and due.`
       : html`<strong>${count(findings)} findings in this period.</strong>`;
-  if (unreadVaults === 0) return said;
-  return html`${said} <strong>${count(unreadVaults)} ${unreadVaults === 1 ? "vault has" : "vaults have"} transactions not read yet: what they hold is not known.</strong>`;
+  const notDue =
+    locksNotDue === 0
+      ? ""
+      : html` <strong>${count(locksNotDue)} ${locksNotDue === 1 ? "lock is" : "locks are"} still out and not due yet: whether ${locksNotDue === 1 ? "it comes" : "they come"} back is not known.</strong>`;
+  if (unreadVaults === 0) return html`${said}${notDue}`;
+  return html`${said} <strong>${count(unreadVaults)} ${unreadVaults === 1 ? "vault has" : "vaults have"} transactions not read yet: what they hold is not known.</strong>${notDue}`;
 }
 
 /** Every credit vault's statement for the period, like a bank reconciliation. */
@@ -141,7 +161,11 @@ export function statementBody(period: DashboardPeriod, statement: Statement | nu
 ${periodPicker("/statement", period)}
 <p>Every movement of each credit vault, from the chain: opening balance + deposits − locks +
 returns − unexplained debits = closing balance, and the closing balance compared with the chain.
-${findingsLine(findings, statement.vaults.filter((v) => v.unread !== null).length)}</p>
+${findingsLine(
+  findings,
+  statement.vaults.filter((v) => v.unread !== null).length,
+  statement.vaults.reduce((n, v) => n + v.locksNotDue.length, 0),
+)}</p>
 ${statement.vaults.length === 0 ? html`<p>No credit vault is known yet (none configured, none learned from a lock).</p>` : ""}
 ${statement.vaults.map(vaultSection)}`;
 }

@@ -86,6 +86,16 @@ export interface UnreleasedLock {
 }
 
 /**
+ * A lock of the period still out whose due time (block time + settlement window + grace) the
+ * history read has not passed: no statement can call it released or unreleased yet, so the
+ * period is not `complete` while one is. Not a finding: once due, it is released or an
+ * `unreleased_lock`.
+ */
+export interface LockNotDue extends Omit<UnreleasedLock, "finding"> {
+  finding: "lock_not_due";
+}
+
+/**
  * Two consecutive movements whose balances do not chain (the first's balance after is not the
  * second's balance before): transactions between them are missing from the history read, e.g.
  * pruned by a non-archival node, or left out by an endpoint. Not fraud by itself, but a
@@ -218,8 +228,9 @@ export interface VaultStatement {
    */
   historyRead: boolean;
   /**
-   * True when the history is read (`historyRead`), it has no gap in the period, and nothing of
-   * the period lies before the history the RPC gave (`missingHistory`).
+   * True when the history is read (`historyRead`), it has no gap in the period, nothing of
+   * the period lies before the history the RPC gave (`missingHistory`), and no lock of the
+   * period is still out before its due time (`locksNotDue`): its findings will not change.
    */
   complete: boolean;
   /**
@@ -268,6 +279,8 @@ export interface VaultStatement {
     returns: number;
     unexplained: number;
     unreleasedLocks: number;
+    /** Locks of the period still out, not due yet (`locksNotDue`). */
+    locksNotDue: number;
     creditsHeaderMismatches: number;
     /** Foreign-mint findings (`foreignMint`). */
     foreignMint: number;
@@ -284,6 +297,8 @@ export interface VaultStatement {
   };
   unexplained: UnexplainedLine[];
   unreleasedLocks: UnreleasedLock[];
+  /** Locks of the period still out whose due time the history read has not passed. */
+  locksNotDue: LockNotDue[];
   creditsHeaderMismatches: CreditsHeaderMismatch[];
   /** Movements of the vault's address in another mint, and another mint found there now. */
   foreignMint: ForeignMintFinding[];
@@ -450,6 +465,7 @@ export async function buildStatement(
       returns: sums.return.lines,
       unexplained: sums.unexplained.lines,
       unreleasedLocks: 0,
+      locksNotDue: 0,
       creditsHeaderMismatches: 0,
       foreignMint: 0,
       ownerChanges: 0,
@@ -526,18 +542,37 @@ export async function buildStatement(
       });
     }
 
-    const unreleased: UnreleasedLock[] = (
-      await ledger.overdueLocks(vault, fromSec, toSec, windowSeconds, asOf, lateLocks)
-    ).map((l) => ({
-      finding: "unreleased_lock",
+    // Every lock of the period still out, due or not: one due by `asOf` is unreleased; one not
+    // due yet may still come back, and a statement taken then (a month's, a few minutes after
+    // it ended) cannot say, so it is named and the period is not complete. Left out, such a
+    // lock was in no statement: the next period's judges only its own locks.
+    const stillOut = await ledger.overdueLocks(
+      vault,
+      fromSec,
+      toSec,
+      windowSeconds,
+      Number.POSITIVE_INFINITY,
+      lateLocks,
+    );
+    const lockOf = (l: (typeof stillOut)[number]) => ({
       jobId: l.jobId!,
       signature: l.signature,
       lockUnits: -l.deltaUnits,
       outstandingUnits: l.outstandingUnits,
       lockedAt: l.blockTime === null ? null : isoOf(l.blockTime * 1000),
       dueBy: l.blockTime === null ? null : isoOf((l.blockTime + windowSeconds) * 1000),
-    }));
+    });
+    // Due as `overdueLocks` judges it: block time + window before `asOf`.
+    const isDue = (l: (typeof stillOut)[number]) =>
+      l.blockTime !== null && l.blockTime + windowSeconds < asOf;
+    const unreleased: UnreleasedLock[] = stillOut
+      .filter(isDue)
+      .map((l) => ({ finding: "unreleased_lock", ...lockOf(l) }));
+    const notDue: LockNotDue[] = stillOut
+      .filter((l) => !isDue(l))
+      .map((l) => ({ finding: "lock_not_due", ...lockOf(l) }));
     counts.unreleasedLocks = unreleased.length;
+    counts.locksNotDue = notDue.length;
     const mismatches: CreditsHeaderMismatch[] = (
       await ledger.headerChecks(vault, fromSec, toSec, lateLocks)
     )
@@ -650,7 +685,7 @@ export async function buildStatement(
       historyRead,
       // A gap is money that moved in transactions the ledger never saw: the statement cannot
       // say the period is whole while one is open.
-      complete: historyRead && gaps.length === 0 && missingHistory === null,
+      complete: historyRead && gaps.length === 0 && missingHistory === null && notDue.length === 0,
       missingHistory,
       openingUnits: opening,
       depositsUnits: totals.deposits,
@@ -676,6 +711,7 @@ export async function buildStatement(
       counts,
       unexplained,
       unreleasedLocks: unreleased,
+      locksNotDue: notDue,
       creditsHeaderMismatches: mismatches,
       foreignMint,
       ownerChanges,
@@ -739,6 +775,11 @@ export function statementToJson(statement: Statement) {
         lockUnits: u.lockUnits.toString(),
         outstandingUnits: u.outstandingUnits.toString(),
       })),
+      locksNotDue: v.locksNotDue.map((u) => ({
+        ...u,
+        lockUnits: u.lockUnits.toString(),
+        outstandingUnits: u.outstandingUnits.toString(),
+      })),
       creditsHeaderMismatches: v.creditsHeaderMismatches.map((m) => ({
         finding: m.finding,
         jobId: m.jobId,
@@ -790,7 +831,8 @@ export const statementColumns = [
 /**
  * RFC 4180 CSV (CRLF): one `vault` row per vault with every figure, then one row per finding
  * (`unreceipted_debit` with signature, amount, memo and the job the memo names;
- * `unreleased_lock` with signature, amount and job; `foreign_mint_movement` once per change,
+ * `unreleased_lock` with signature, amount and job (`lock_not_due` likewise, for a lock still out
+ * before its due time); `foreign_mint_movement` once per change,
  * its mint in the memo column, with signature, amount and the job its memo names;
  * `foreign_mint_balance` with the mint and the amount there; `vault_owner_changed` with
  * signature and the job its memo names, `owner=<new owner>` and the line's memo in the memo
@@ -876,7 +918,7 @@ export function statementToCsv(statement: Statement): string {
         u.memo,
       ]);
     }
-    for (const u of v.unreleasedLocks) {
+    for (const u of [...v.unreleasedLocks, ...v.locksNotDue]) {
       row([
         u.finding,
         v.vault,
