@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { parseZonedDateTime } from "../src/instant.js";
 import { parseReceiptInput } from "../src/recorder/receipt-input.js";
-import { parseInstant } from "../src/reports/period.js";
+import { parseInstant, windowFromFlags } from "../src/reports/period.js";
 import { address, jobId, signature } from "./support/recorder-fixtures.js";
 
 describe("instants", () => {
@@ -48,5 +48,24 @@ describe("instants", () => {
       created_at: "2026-11-25T10:00:00",
     });
     expect(parsed).toMatchObject({ ok: false, field: "created_at" });
+  });
+});
+
+describe("a date written in ISO 8601's basic format, as `date +%Y%m%d` prints it", () => {
+  it("is refused, naming the form to write, rather than read as epoch seconds in 1970", () => {
+    // 20261101 seconds after the epoch is 1970-08-23: a nightly `verify --from $(date +%Y%m%d)`
+    // judged a window of 1970 and exited 0, and a report of such a period summed nothing.
+    expect(parseInstant("20261101")).toBeNull();
+    expect(parseInstant("20260230")).toBeNull();
+    const now = Date.UTC(2026, 11, 2);
+    expect(() => windowFromFlags({ from: "20261101", to: "20261201" }, now)).toThrow(
+      /--from: .*2026-11-01/,
+    );
+    expect(() => windowFromFlags({ from: "2026-11-01", to: "20261201" }, now)).toThrow(
+      /--to: .*2026-12-01/,
+    );
+    // Eight digits that are no date are still epoch seconds, and so is every other length.
+    expect(parseInstant("99999999")).toBe(99_999_999_000);
+    expect(parseInstant("1793491200")).toBe(Date.UTC(2026, 10, 1));
   });
 });

@@ -286,3 +286,14 @@ describe("GET /reports/workers/:address", () => {
     expect(body.totals.workerPaidUnits).toBe("7");
   });
 });
+
+describe("a period written as dates without dashes", () => {
+  it("is a 400 naming the field and the date to write, not a report of a day in 1970", async () => {
+    const { get } = await seed();
+    const res = await get("/reports/reconciliation?from=20261101&to=20261103&format=csv");
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: { field: string; message: string } };
+    expect(body.error.field).toBe("from");
+    expect(body.error.message).toContain("2026-11-01");
+  });
+});

@@ -3,7 +3,7 @@ import type { MiddlewareHandler } from "hono";
 import { reportFigures } from "../db/rollups.js";
 import { checkOutcomes, receiptSources, verdicts } from "../db/schema.js";
 import { AppError, errorCodes } from "../errors.js";
-import { parseInstant } from "../reports/period.js";
+import { basicFormatDate, parseInstant } from "../reports/period.js";
 import { type FiguresJson, groupByValues } from "../reports/reconciliation.js";
 
 /** The one error body of the API. */
@@ -51,7 +51,7 @@ export const notAcceptableError = {
 } as const;
 
 const instantDoc =
-  "UTC instant: `YYYY-MM-DD` (midnight UTC), an ISO 8601 date-time with `Z` or an offset, or an epoch integer: seconds up to 10 digits, milliseconds from 11.";
+  "UTC instant: `YYYY-MM-DD` (midnight UTC), an ISO 8601 date-time with `Z` or an offset, or an epoch integer: seconds up to 10 digits, milliseconds from 11. Eight digits shaped as a date (`20261101`) are refused: write `2026-11-01`.";
 
 /** What a query parameter a route does not take is told, with the ones it takes. */
 const unknownQueryMessage = (known: readonly string[]) =>
@@ -90,9 +90,13 @@ export const instantParam = (name: string, description: string) =>
     .transform((value, ctx) => {
       const ms = parseInstant(value);
       if (ms === null) {
+        const date = basicFormatDate(value);
         ctx.addIssue({
           code: "custom",
-          message: "not a date (YYYY-MM-DD), an ISO 8601 date-time or an epoch integer",
+          message:
+            date === null
+              ? "not a date (YYYY-MM-DD), an ISO 8601 date-time or an epoch integer"
+              : `a date without its dashes: write it ${date} (eight digits are not read as epoch seconds)`,
         });
         return z.NEVER;
       }

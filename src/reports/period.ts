@@ -17,6 +17,9 @@ const DAY_MS = 86_400_000;
  */
 export function parseInstant(text: string): number | null {
   const value = text.trim();
+  // A date in ISO 8601's basic format (`date +%Y%m%d`) is no instant here: read as epoch
+  // seconds it put the period in 1970 without a word (`verify` judged nothing and exited 0).
+  if (basicFormatDate(value) !== null) return null;
   // Seconds read as milliseconds put a period in January 1970 without a word.
   if (/^\d{1,10}$/.test(value)) return Number(value) * 1000;
   if (/^\d{11,13}$/.test(value)) return Number(value);
@@ -27,6 +30,24 @@ export function parseInstant(text: string): number | null {
     return new Date(ms).toISOString().slice(0, 10) === value ? ms : null;
   }
   return parseZonedDateTime(value);
+}
+
+/**
+ * The `YYYY-MM-DD` that eight digits shaped as a date (`20261101`: a year from 1970, a month,
+ * a day of 01 to 31) would be written as, or null for any other text. Such digits are refused
+ * as instants: as epoch seconds they name a moment of 1970 to 1973, which no one means.
+ */
+export function basicFormatDate(text: string): string | null {
+  const match = /^(19[7-9]\d|[2-9]\d{3})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])$/.exec(text.trim());
+  return match ? `${match[1]}-${match[2]}-${match[3]}` : null;
+}
+
+/** The reason given for an instant that `parseInstant` refuses, with a hint for basic dates. */
+export function instantRefusal(text: string): string {
+  const date = basicFormatDate(text);
+  return date === null
+    ? `not a date or ISO 8601 date-time: ${text}`
+    : `${text} is a date without its dashes: write it ${date} (eight digits are not read as epoch seconds)`;
 }
 
 /** ISO 8601 text of an instant in UTC. */
@@ -120,9 +141,9 @@ export function windowFromFlags(flags: WindowFlags, now: number): { from: number
     throw bad("from", "give --since 24h, --window yesterday, or --from (and --to)");
   }
   const from = parseInstant(flags.from);
-  if (from === null) throw bad("from", `not a date or ISO 8601 date-time: ${flags.from}`);
+  if (from === null) throw bad("from", instantRefusal(flags.from));
   const to = flags.to === undefined ? now : parseInstant(flags.to);
-  if (to === null) throw bad("to", `not a date or ISO 8601 date-time: ${flags.to}`);
+  if (to === null) throw bad("to", instantRefusal(flags.to ?? ""));
   if (to <= from) throw bad("to", "must be after --from");
   return { from, to };
 }
