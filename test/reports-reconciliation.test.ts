@@ -3,6 +3,7 @@ import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { jobs } from "../src/db/schema.js";
 import { reconciliationReport } from "../src/reports/reconciliation.js";
+import { reportsStore } from "../src/store/reports.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { createTestApi } from "./support/audit-api-app.js";
 import { insertJob } from "./support/job-rows.js";
@@ -295,5 +296,27 @@ describe("a period written as dates without dashes", () => {
     const body = (await res.json()) as { error: { field: string; message: string } };
     expect(body.error.field).toBe("from");
     expect(body.error.message).toContain("2026-11-01");
+  });
+});
+
+describe("a report read while a final job is sent back to the verifier", () => {
+  it("never calls final a part whose sums show that job open", async () => {
+    const store = createTestStore();
+    insertJob(store, { jobId: "back", createdAt: day(19), chargedUnits: 80_000n });
+    // A reverify (or the ledger's reopen) lands after the final instant is read and before the
+    // sums are: the sums show the job open, its figures about to be judged again.
+    const module = reportsStore(store);
+    const sums = module.groupSums;
+    module.groupSums = async (query) => {
+      store.db.update(jobs).set({ verdict: "pending" }).where(eq(jobs.jobId, "back")).run();
+      return sums(query);
+    };
+    const report = await reconciliationReport(
+      store,
+      { from: day(18), to: day(21), groupBy: "day" },
+      () => day(20),
+    );
+    expect(report.totals).toMatchObject({ jobs: 1, pending: 1, verified: 0 });
+    expect(report.dataCompleteUntil).toBeLessThanOrEqual(day(19));
   });
 });

@@ -96,17 +96,21 @@ export async function reconciliationReport(
   now: () => number = Date.now,
 ): Promise<ReconciliationReport> {
   const reports = reportsStore(store);
-  // The final instant is read before the sums: a job that turns final while they are read is
-  // after it, so the part called final is summed as it stays. Read after, it could pass a job
-  // the sums had seen open.
+  // The final instant is read before the sums and again after them, and the earlier is kept: a
+  // job that turns final while they are read is after the first (read after alone, it could
+  // pass a job the sums had seen open), and a final job sent back to the verifier meanwhile (a
+  // reverify, the ledger's reopen), which the sums show open, is after the second.
   const generatedAt = now();
+  const before = await reports.dataCompleteUntil(generatedAt);
+  const rows = await reports.groupSums(query);
   const completeUntil = Math.min(
+    before,
     await reports.dataCompleteUntil(generatedAt),
     // A receipt committed a moment from now can still carry a time just before it.
     generatedAt - RECORDING_MARGIN_MS,
   );
   const byGroup = new Map<string, ReconciliationGroup>();
-  for (const row of await reports.groupSums(query)) {
+  for (const row of rows) {
     const group =
       row.group === null
         ? null
