@@ -320,3 +320,14 @@ describe("a report read while a final job is sent back to the verifier", () => {
     expect(report.dataCompleteUntil).toBeLessThanOrEqual(day(19));
   });
 });
+
+describe("a period whose offset's + was sent unencoded", () => {
+  it("is a 400 that says the + arrived as a space and how to send it", async () => {
+    const { get } = await seed();
+    const res = await get("/reports/reconciliation?from=2026-11-01T00:00:00+01:00&to=2026-11-03");
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: { field: string; message: string } };
+    expect(body.error.field).toBe("from");
+    expect(body.error.message).toContain("%2B01:00");
+  });
+});

@@ -91,12 +91,16 @@ export const instantParam = (name: string, description: string) =>
       const ms = parseInstant(value);
       if (ms === null) {
         const date = basicFormatDate(value);
+        // A query string reads `+` as a space: an offset sent unencoded arrives as one.
+        const plusLost = /T[\d:.]+ \d{2}:?\d{2}$/.test(value);
         ctx.addIssue({
           code: "custom",
           message:
-            date === null
-              ? "not a date (YYYY-MM-DD), an ISO 8601 date-time or an epoch integer"
-              : `a date without its dashes: write it ${date} (eight digits are not read as epoch seconds)`,
+            date !== null
+              ? `a date without its dashes: write it ${date} (eight digits are not read as epoch seconds)`
+              : plusLost
+                ? `the offset's + arrived as a space (a query string reads + so): send it as %2B, e.g. ${value.replace(/ (\d{2}:?\d{2})$/, "%2B$1")}`
+                : "not a date (YYYY-MM-DD), an ISO 8601 date-time or an epoch integer",
         });
         return z.NEVER;
       }
