@@ -327,6 +327,18 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
   const killedByDrain = new WeakSet<Worker>();
   let url = "";
   let restarts = 0;
+  /**
+   * Under `--port 0` the service keeps the port its first worker got: node:cluster's primary
+   * keeps the socket that workers asking for port 0 share only while one of them lives; once
+   * every worker died, a replacement asking for port 0 got another port, and the URL serve
+   * printed refused every connection. A worker asks for the port the living workers asked for
+   * (asking for the bound port beside them would be a second socket on it, refused); once none
+   * lives, for the bound port itself.
+   */
+  let boundPort: number | undefined;
+  let askPort = config.PORT;
+  /** Living workers that were told to ask for `askPort`. */
+  const asking = new Set<Worker>();
   const restartTimers = new Set<NodeJS.Timeout>();
 
   /**
@@ -371,11 +383,27 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
         if (m.type === "audit:hello") {
           // Forked before a stop began, it may have missed the drain (sent before it listened):
           // it is told to stop instead of to start serving through the drain.
+          if (asking.size === 0 && boundPort !== undefined) askPort = boundPort;
+          if (!closing) asking.add(worker);
           const answer: ToWorker = closing
             ? { type: "audit:drain" }
-            : { type: "audit:start", config };
+            : { type: "audit:start", config: { ...config, PORT: askPort } };
           send(worker, answer);
         } else if (m.type === "audit:ready") {
+          const port = Number(/:(\d+)$/.exec(m.url)?.[1]);
+          if (boundPort !== undefined && port !== boundPort) {
+            // The workers it shared the socket with died before it listened: it got a port of
+            // its own, which nobody calls. It stops, and its successor asks for the bound port.
+            log.warn(
+              { workerPid: worker.process.pid, url: m.url, serviceUrl: url },
+              "serve worker listened on another port than the service's; stopping it",
+            );
+            asking.clear();
+            askPort = boundPort;
+            send(worker, { type: "audit:drain" });
+            return;
+          }
+          boundPort ??= port;
           url = m.url;
           ready.add(worker);
           if (ready.size === count) resolve();
@@ -404,6 +432,7 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
       let judge: (() => void) | undefined;
       worker.process.once("close", () => judge?.());
       worker.on("exit", (code, signal) => {
+        asking.delete(worker);
         const wasReady = ready.delete(worker);
         void metrics.retire(worker.id);
         if (closing) {

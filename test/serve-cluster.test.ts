@@ -739,3 +739,22 @@ describe("serve on a :memory: database", () => {
     }
   }, 30_000);
 });
+
+describe("serve --workers 2 --port 0, every worker killed", () => {
+  it("keeps the port it printed: the replacements listen on it, and theirs after them", async () => {
+    const { serve } = await startCluster();
+    const listened = () => serve.logs.filter((l) => l.msg === "decentral-audit listening");
+    expect((await send(serve.url, false)).status).toBe(200);
+    // Every worker dies: node:cluster closes the socket that workers asking for port 0 shared.
+    for (const pid of workerPids(serve)) process.kill(pid, "SIGKILL");
+    await until(() => listened().length >= 4, 30_000);
+    expect((await send(serve.url, false)).status).toBe(200);
+    // A replacement of one of those, beside the other still serving, shares its socket.
+    process.kill(Number(listened()[2]?.pid), "SIGKILL");
+    await until(() => listened().length >= 5, 30_000);
+    expect(listened().map((l) => l.url)).toEqual(Array(5).fill(serve.url));
+    expect(serve.logs.filter((l) => l.msg === "serve worker could not start")).toEqual([]);
+    const answers = await Promise.all(Array.from({ length: 10 }, () => send(serve.url, false)));
+    expect(answers.map((a) => a.status)).toEqual(Array(10).fill(200));
+  }, 60_000);
+});
