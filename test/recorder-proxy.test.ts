@@ -1447,3 +1447,64 @@ describe("a compressed request body", () => {
     expect(row()).toMatchObject({ captureState: "aborted", model: null });
   });
 });
+
+describe("a stream whose upstream resets its connection right after the stream's end", () => {
+  it("reaches its client whole while its open receipt waited for the write lock", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "proxy-reset-"));
+    const store = openSqliteStore(join(dir, "audit.db"));
+    migrateStore(store);
+    const other = new Database(join(dir, "audit.db"));
+    const { log } = capturedLogger();
+    const events = Array.from(
+      { length: 4000 },
+      (_, i) => `data: {"choices":[{"delta":{"content":"w${i} "}}]}\n\n`,
+    ).join("");
+    const usage = '{"model":"qwen3-8b","usage":{"prompt_tokens":3,"completion_tokens":4000}}';
+    const body = `${events}data: ${usage}\n\ndata: [DONE]\n\n`;
+    let reset!: () => void;
+    const wasReset = new Promise<void>((resolve) => {
+      reset = resolve;
+    });
+    const id = jobId();
+    const upstream = await listen(
+      http.createServer(async (req, res) => {
+        for await (const _ of req) {
+          // drain the body
+        }
+        res.writeHead(200, {
+          "content-type": "text/event-stream",
+          "x-decentral-job-id": id,
+          "x-decentral-tx-signature": signature(),
+          "x-decentral-worker": address(),
+        });
+        // Every byte sent, then the connection reset (an operator's proxy closing it hard).
+        res.end(body, () =>
+          setTimeout(() => {
+            req.socket.resetAndDestroy();
+            reset();
+          }, 50),
+        );
+      }),
+    );
+    const proxy = createRecordingProxy({ store, log, upstreamBaseUrl: `${upstream.url}/v1` });
+    const app = await serveApp({ store, log, proxy });
+    cleanups.push(async () => {
+      if (other.inTransaction) other.exec("ROLLBACK");
+      other.close();
+      await app.close();
+      await proxy.close();
+      await upstream.close();
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    other.exec("BEGIN IMMEDIATE");
+    const pending = completion(app.url, "stream");
+    await wasReset;
+    other.exec("COMMIT");
+    const answer = await pending;
+    expect(answer.status).toBe(200);
+    expect(await answer.text()).toBe(body);
+    const row = store.db.select().from(jobs).where(eq(jobs.jobId, id)).get();
+    expect(row).toMatchObject({ captureState: "complete", completionTokens: 4000 });
+  });
+});

@@ -171,6 +171,12 @@ const tagPrefix = "x-audit-tag-";
 const maxJsonCapture = 8 * 1024 * 1024;
 const sseTailBytes = 64 * 1024;
 /**
+ * Most of a stream read, and held, while its open receipt commits. Bytes left unread in the
+ * socket meanwhile were lost when the upstream reset its connection right after the stream's
+ * end: its client got a broken stream the upstream had sent whole.
+ */
+const earlyStreamBytes = 1024 * 1024;
+/**
  * Largest head (status line and headers) read from an upstream answer, in bytes. Node's own
  * limit, 16 KiB, would refuse an answer with one long unrelated header after the upstream ran
  * and charged its job, which then could not be recorded; the job's own headers are short.
@@ -1079,9 +1085,31 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           }
         };
 
+        // A stream is read while its open receipt commits (up to `earlyStreamBytes`), and sent
+        // once it is durable; its end or close seen meanwhile is acted on then.
+        let early: Buffer[] | null = null;
+        let earlyBytes = 0;
+        const earlyOutcomes: (() => void)[] = [];
+        const holdEarly = (chunk: Buffer) => {
+          early?.push(chunk);
+          earlyBytes += chunk.length;
+          if (earlyBytes >= earlyStreamBytes) upstream.pause();
+        };
+        /** Stops holding; returns what was held. */
+        const heldEarly = () => {
+          const held = early ?? [];
+          early = null;
+          upstream.off("data", holdEarly);
+          return held;
+        };
+        const runEarlyOutcomes = () => {
+          for (const outcome of earlyOutcomes.splice(0)) outcome();
+        };
         const startStreaming = () => {
+          const held = heldEarly();
           if (clientGone || res.destroyed) {
             upstream.destroy();
+            runEarlyOutcomes();
             return;
           }
           sendHead();
@@ -1089,20 +1117,33 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           // usually is, by the time the open receipt is committed): a write of its own cost ~5%
           // of a stream's CPU. When the first chunk is slow (a model still loading), the head goes
           // out at once all the same: the client learns the status and the job id meanwhile.
-          if (upstream.readableLength === 0) {
+          if (held.length === 0 && upstream.readableLength === 0) {
             setImmediate(() => {
               if (ttfbMs === null && !res.destroyed && !res.writableEnded) res.flushHeaders();
             });
           }
-          upstream.on("data", onData);
+          for (const chunk of held) res.write(chunk);
+          if (earlyOutcomes.length > 0) return runEarlyOutcomes();
+          if (!recordable) upstream.on("data", onData);
           // The response ends only once the completed receipt (usage included) is committed, so
           // a client that saw a stream end has a receipt that can be proven, not only an open one.
           upstream.pipe(res, { end: false });
         };
         if (!recordable) startStreaming();
         else if (holding) upstream.on("data", onData);
-        // The stream stays paused (nothing read, nothing sent) until its receipt is durable.
-        else writeReceipt(receipt, stamp).then(startStreaming, unrecorded);
+        else {
+          early = [];
+          upstream.on("data", onData);
+          upstream.on("data", holdEarly);
+          writeReceipt(receipt, stamp).then(startStreaming, (error) => {
+            heldEarly();
+            unrecorded(error);
+            runEarlyOutcomes();
+          });
+        }
+        /** Runs `outcome` now, or once the stream is sent when its open receipt still commits. */
+        const once = (outcome: () => void) => () =>
+          early === null ? outcome() : void earlyOutcomes.push(outcome);
 
         const complete = (state: "complete" | "aborted") => {
           if (finished) return;
@@ -1198,15 +1239,18 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         };
         // A client that left before the answer got none of it: the job is recorded as aborted
         // (with the usage its body names), and the body is dropped.
-        upstream.on("end", () => complete(clientGone ? "aborted" : "complete"));
+        upstream.on(
+          "end",
+          once(() => complete(clientGone ? "aborted" : "complete")),
+        );
         // A reset mid-body surfaces as an error on the response; `close` below handles it.
         upstream.on("error", () => {});
-        const onClose = () => {
+        const onClose = once(() => {
           const whole = upstream.complete && !clientGone;
           // The upstream died mid-body: the client must see a broken response, not a short one.
           if (!whole && !res.writableEnded) res.destroy();
           complete(whole ? "complete" : "aborted");
-        };
+        });
         upstream.on("close", onClose);
         // Closed while the answer waited for the request's facts (the client left, say): its
         // `close` is gone by, and the outcome is recorded now.
