@@ -1,3 +1,5 @@
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { mkdtempSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -107,6 +109,40 @@ describe("verify started on a busy host", () => {
     } finally {
       rpc.closeAllConnections();
       rpc.close();
+    }
+  }, 90_000);
+});
+
+describe("verify started while another process holds the write lock", () => {
+  it("ends within its --timeout, saying the database was locked, not after the lock is freed", async () => {
+    const db = join(mkdtempSync(join(tmpdir(), "verify-start-")), "audit.db");
+    const store = openSqliteStore(db);
+    migrateStore(store);
+    await ingestReceipts(store, [wireReceipt()], "ingest");
+    store.close();
+    // A backup or a long import: the write lock held for a minute. Every start migrates under
+    // the write lock, and waited for it up to 10 minutes whatever the run's --timeout.
+    const script = `const Database = require("better-sqlite3");
+      const db = new Database(${JSON.stringify(db)});
+      db.exec("BEGIN IMMEDIATE");
+      console.log("locked");
+      setTimeout(() => { db.exec("COMMIT"); db.close(); }, 60000);`;
+    const locker = spawn(process.execPath, ["-e", script], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    try {
+      const [chunk] = (await once(locker.stdout, "data")) as [Buffer];
+      expect(String(chunk)).toMatch(/locked/);
+      const started = performance.now();
+      const args = ["verify", "--since", "1h", "--timeout", "8s", "--json", "--db", db];
+      const verify = startCli([...args, "--profile", "localnet"], {
+        SOLANA_RPC_URLS: "http://127.0.0.1:9",
+      });
+      expect(await verify.exited).toBe(2);
+      expect(performance.now() - started).toBeLessThan(8000 + 6000);
+      expect(verify.stderr()).toMatch(/database is locked/);
+    } finally {
+      locker.kill("SIGKILL");
     }
   }, 90_000);
 });

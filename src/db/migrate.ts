@@ -24,7 +24,11 @@ const migrationsTable = "__drizzle_migrations";
  */
 export function migrateStore(
   store: SqliteStore,
-  options: { onBackfill?: (day: number, lastDay: number) => void } = {},
+  options: {
+    onBackfill?: (day: number, lastDay: number) => void;
+    /** How long to wait for another process's write lock (ms); default 10 minutes. */
+    waitMs?: number;
+  } = {},
 ): void {
   const known = latestKnown(migrationsFolder, "sqlite");
   const migrations = readMigrationFiles({ migrationsFolder });
@@ -53,7 +57,7 @@ export function migrateStore(
   // of `jobs`: 2.3 s for 200,000 jobs here) can outlast a start's busy timeout, and the process
   // that waits must start once it is done, not fail with "database is locked".
   const busyTimeout = Number(sqlite.pragma("busy_timeout", { simple: true }));
-  sqlite.pragma(`busy_timeout = ${MIGRATION_WAIT_MS}`);
+  sqlite.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.waitMs ?? MIGRATION_WAIT_MS))}`);
   try {
     apply.immediate();
   } finally {

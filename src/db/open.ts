@@ -13,6 +13,11 @@ export interface OpenStoreOptions {
   /** Apply pending migrations before returning. Default true. */
   migrate?: boolean;
   /**
+   * SQLite: how long the migration waits for another process's write lock (ms). Default 10
+   * minutes; a run with a deadline passes what is left of it.
+   */
+  migrationWaitMs?: number;
+  /**
    * SQLite: create the file (and its folder) when it does not exist. Default true. Commands
    * that only read or add to an existing store pass false, so that a mistyped path is an
    * error instead of a new empty store (see MissingStoreError). PostgreSQL never creates a
@@ -45,7 +50,12 @@ export async function openStore(
       ...(options.create === undefined ? {} : { create: options.create }),
     });
     try {
-      if (options.migrate !== false) migrateStore(store);
+      if (options.migrate !== false) {
+        migrateStore(
+          store,
+          options.migrationWaitMs === undefined ? {} : { waitMs: options.migrationWaitMs },
+        );
+      }
     } catch (error) {
       store.close();
       throw error;

@@ -112,7 +112,10 @@ export async function openStoreWaiting(config: Config, ms: number, log: Logger):
   const until = performance.now() + ms;
   for (let attempt = 1; ; attempt++) {
     try {
-      return await openStore(config, { create: false });
+      // Every start migrates under the write lock: held by another process (a backup, a long
+      // import), it was waited for up to 10 minutes, far past the run's --timeout.
+      const migrationWaitMs = Math.max(0, until - performance.now());
+      return await openStore(config, { create: false, migrationWaitMs });
     } catch (error) {
       const away =
         (isAppError(error) && error.code === "upstream_unavailable") || isBusyError(error);
