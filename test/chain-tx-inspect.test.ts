@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { inspectTransaction } from "../src/chain/inspect.js";
 import { loadConfig } from "../src/config.js";
 import { addr, JOB_ID } from "./fixtures/transactions/parties.js";
+import { cliArgv } from "./support/service-process.js";
 
 const dir = join(import.meta.dirname, "fixtures/transactions");
 const fixture = (name: string) => join(dir, name);
@@ -155,12 +156,10 @@ describe("tx inspect", () => {
 
 /** Runs the real CLI in a child process. */
 function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const entry = join(import.meta.dirname, "../src/cli.ts");
-  const script = `import { runCli } from ${JSON.stringify(entry)}; await runCli(["node", "decentral-audit", ...JSON.parse(process.argv[1])]);`;
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ["--import", "tsx", "--input-type=module", "-e", script, JSON.stringify(args)],
+      cliArgv(args),
       { cwd: join(import.meta.dirname, "..") },
       (error, stdout, stderr) => {
         resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr });

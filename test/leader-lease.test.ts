@@ -1,7 +1,8 @@
-import { spawnSync } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import { openSqliteStore, type Store } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
@@ -9,6 +10,7 @@ import { thisHost } from "../src/host-identity.js";
 import { holdLeaderLease, type LeaderLease } from "../src/leader-lease.js";
 import { createLogger } from "../src/log.js";
 import { createLockStore } from "../src/store/locks.js";
+import { programModules } from "./support/service-process.js";
 
 /** A pid no process has: above Linux's pid_max default and its largest setting. */
 const GONE_PID = 4_194_400;
@@ -147,10 +149,12 @@ describe("leader lease", () => {
       const leader = await lead(store);
       // A process in a PID namespace of its own (as in a container sharing the host's network
       // and hostname) asks for the lease for 2 s, 20 heartbeats; our pid means nothing there.
+      const program = programModules();
+      const module = (path: string) => JSON.stringify(program.url(path));
       const script = `
-        const { openSqliteStore } = await import("./src/db/client.ts");
-        const { holdLeaderLease } = await import("./src/leader-lease.ts");
-        const { createLogger } = await import("./src/log.ts");
+        const { openSqliteStore } = await import(${module("db/client")});
+        const { holdLeaderLease } = await import(${module("leader-lease")});
+        const { createLogger } = await import(${module("log")});
         const store = openSqliteStore(${JSON.stringify(db)});
         const lease = holdLeaderLease({
           store, log: createLogger({ level: "silent" }), heartbeatMs: 100,
@@ -159,9 +163,19 @@ describe("leader lease", () => {
         });
         setTimeout(() => { console.log("not gained"); process.exit(0); }, 2000);
       `;
-      const other = spawnSync(
+      // Run without blocking this process, whose leader renews its lease meanwhile: a leader
+      // held still by a synchronous wait longer than its TTL (a loaded host) is one that ran out.
+      const other = await promisify(execFile)(
         "unshare",
-        ["-Upf", "--map-root-user", process.execPath, "--import", "tsx", "-e", script],
+        [
+          "-Upf",
+          "--map-root-user",
+          process.execPath,
+          ...program.nodeArgs,
+          "--input-type=module",
+          "-e",
+          script,
+        ],
         { encoding: "utf8", timeout: 20_000 },
       );
       expect(other.stderr).toBe("");

@@ -4,6 +4,7 @@ import { createInterface } from "node:readline";
 import { describe, expect, it } from "vitest";
 import { localnetOptionsFromFlags } from "../src/localnet/command.js";
 import { localnetAccounts } from "../src/localnet/keys.js";
+import { cliArgv } from "./support/service-process.js";
 
 const defaults = {
   host: "127.0.0.1",
@@ -14,8 +15,7 @@ const defaults = {
 };
 
 function runCli(args: string[]) {
-  const script = `import("./src/cli.ts").then((m) => m.runCli(["node", "decentral-audit", ...${JSON.stringify(args)}]))`;
-  return spawn(process.execPath, ["--import", "tsx", "-e", script], {
+  return spawn(process.execPath, cliArgv(args), {
     cwd: process.cwd(),
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -9,6 +9,7 @@ import { loadConfig } from "../src/config.js";
 import { AppError } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
 import { startService } from "../src/main.js";
+import { cliArgv, programModules } from "./support/service-process.js";
 
 const quiet = createLogger({ level: "silent" });
 
@@ -47,15 +48,15 @@ describe("service", () => {
 
   it("stops what it started when a later step fails, so a failed start does not keep the process alive", () => {
     const dir = mkdtempSync(join(tmpdir(), "service-"));
+    const program = programModules();
     const run = spawnSync(
       process.execPath,
       [
-        "--import",
-        "tsx",
+        ...program.nodeArgs,
         "-e",
-        `import("./src/main.ts").then(async (m) => {
-          const { loadConfig } = await import("./src/config.ts");
-          const { createLogger } = await import("./src/log.ts");
+        `import(${JSON.stringify(program.url("main"))}).then(async (m) => {
+          const { loadConfig } = await import(${JSON.stringify(program.url("config"))});
+          const { createLogger } = await import(${JSON.stringify(program.url("log"))});
           const blocker = (await import("node:net")).createServer().listen(0, "127.0.0.1");
           await new Promise((r) => blocker.once("listening", r));
           const config = loadConfig({ DATABASE_URL: ${JSON.stringify(join(dir, "a.db"))},
@@ -78,20 +79,7 @@ describe("service", () => {
     const dir = mkdtempSync(join(tmpdir(), "service-"));
     const run = spawnSync(
       process.execPath,
-      [
-        "--import",
-        "tsx",
-        "-e",
-        'import("./src/cli.ts").then((m) => m.runCli(["node", "decentral-audit", ...process.argv.slice(1)]))',
-        "--",
-        "serve",
-        "--port",
-        "0",
-        "--profile",
-        "no-such-profile",
-        "--db",
-        join(dir, "a.db"),
-      ],
+      cliArgv(["serve", "--port", "0", "--profile", "no-such-profile", "--db", join(dir, "a.db")]),
       { encoding: "utf8", timeout: 20_000 },
     );
     expect(run.error).toBeUndefined();

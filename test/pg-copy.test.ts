@@ -27,6 +27,7 @@ import {
 import { seedDashboard } from "./support/dashboard-fixtures.js";
 import { insertCheck, insertConflict, insertJob } from "./support/job-rows.js";
 import { usePostgresDatabase } from "./support/postgres.js";
+import { cliArgv, programModules } from "./support/service-process.js";
 
 const dir = mkdtempSync(join(tmpdir(), "pg-copy-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -352,14 +353,7 @@ describe("db copy from SQLite to PostgreSQL", () => {
     const target = await database.create();
     const child = spawn(
       process.execPath,
-      [
-        "--import",
-        "tsx",
-        "-e",
-        'import("./src/cli.ts").then((m) => m.runCli(["node", "decentral-audit", ...process.argv.slice(1)]))',
-        "--",
-        ...["db", "copy", "--from", source, "--to", target, "--batch", "10"],
-      ],
+      cliArgv(["db", "copy", "--from", source, "--to", target, "--batch", "10"]),
       { env: { ...process.env, DATABASE_URL: ":memory:" }, stdio: "ignore" },
     );
     const exited = new Promise((resolve) => child.once("exit", resolve));
@@ -426,14 +420,14 @@ describe("db copy from SQLite to PostgreSQL", () => {
     );
     await client.end();
     const fresh = await database.create();
-    // Two commands in one process (one tsx start): `db migrate` on a fresh database, then the copy.
+    // Two commands in one process (one start): `db migrate` on a fresh database, then the copy.
+    const program = programModules();
     const run = spawnSync(
       process.execPath,
       [
-        "--import",
-        "tsx",
+        ...program.nodeArgs,
         "-e",
-        `import("./src/cli.ts").then(async (m) => {
+        `import(${JSON.stringify(program.url("cli"))}).then(async (m) => {
           await m.runCli(["node", "decentral-audit", "db", "migrate"]);
           await m.runCli(["node", "decentral-audit", "db", "copy", "--from", process.argv[1], "--to", process.argv[2]]);
         })`,

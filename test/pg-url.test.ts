@@ -1,15 +1,14 @@
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../src/config.js";
 import { openSqliteStore } from "../src/db/client.js";
 import { poolConfig } from "../src/db/pg/client.js";
 import { effectiveSslMode, type PostgresTarget, parseDatabaseUrl } from "../src/db/url.js";
 import { demoOptionsFromFlags } from "../src/demo/options.js";
+import { cliArgv } from "./support/service-process.js";
 
 describe("DATABASE_URL selects the store", () => {
   it("keeps SQLite for a path, :memory: and file: URLs", () => {
@@ -172,23 +171,14 @@ describe("configuration of the PostgreSQL store", () => {
 describe("the CLI with a PostgreSQL or unsupported DATABASE_URL", () => {
   const cwd = mkdtempSync(join(tmpdir(), "pg-url-cli-"));
   afterAll(() => rmSync(cwd, { recursive: true, force: true }));
-  const cliSource = fileURLToPath(new URL("../src/cli.ts", import.meta.url));
-  const tsx = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href;
 
-  /** Runs the CLI from source in an empty working directory, as a deployment would. */
+  /** Runs the CLI in an empty working directory, as a deployment would. */
   function cli(databaseUrl: string, ...args: string[]) {
-    const result = spawnSync(
-      process.execPath,
-      [
-        "--import",
-        tsx,
-        "-e",
-        `import(${JSON.stringify(pathToFileURL(cliSource).href)}).then((m) => m.runCli(["node", "decentral-audit", ...process.argv.slice(1)]))`,
-        "--",
-        ...args,
-      ],
-      { cwd, encoding: "utf8", env: { ...process.env, DATABASE_URL: databaseUrl } },
-    );
+    const result = spawnSync(process.execPath, cliArgv(args), {
+      cwd,
+      encoding: "utf8",
+      env: { ...process.env, DATABASE_URL: databaseUrl },
+    });
     return { code: result.status, stderr: result.stderr };
   }
 

@@ -15,6 +15,7 @@ import {
   serveApp,
   signature,
 } from "./support/recorder-fixtures.js";
+import { programModules } from "./support/service-process.js";
 import { createTestStore } from "./support/store.js";
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -589,8 +590,10 @@ describe("a backend process with a recording fetch", () => {
    */
   async function runBackend(ingestUrl: string, end: string) {
     const id = jobId();
+    const program = programModules();
+    const wrapper = JSON.stringify(program.url("recorder/fetch-wrapper"));
     const script = `
-      const { createRecordingFetch } = await import("./src/recorder/fetch-wrapper.ts");
+      const { createRecordingFetch } = await import(${wrapper});
       const ingestUrl = ${JSON.stringify(ingestUrl)};
       const recordingFetch = createRecordingFetch({
         ingestUrl,
@@ -614,7 +617,7 @@ describe("a backend process with a recording fetch", () => {
     `;
     const child = spawn(
       process.execPath,
-      ["--import", "tsx", "--input-type=module", "-e", script],
+      [...program.nodeArgs, "--input-type=module", "-e", script],
       { cwd: process.cwd(), stdio: ["ignore", "pipe", "pipe"] },
     );
     let stdout = "";

@@ -9,6 +9,7 @@ import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { checkResults, jobs } from "../src/db/schema.js";
 import { type LocalWorld, startLocalWorld } from "../src/localnet/world.js";
+import { programModules } from "./support/service-process.js";
 import { runRecordedJob } from "./support/verify-jobs.js";
 
 type ChildEvent = { event: string; final?: number; total?: number; summary?: { status: string } };
@@ -26,12 +27,22 @@ afterAll(async () => {
  * `killWhen` is true. Resolves with how it ended and the events it reported.
  */
 function runChild(db: string, owner: string, killWhen?: (e: ChildEvent) => boolean) {
+  const program = programModules();
+  const modules = [
+    "chain/rpc-pool",
+    "db/client",
+    "db/migrate",
+    "log",
+    "verify/engine",
+    "verify/profiles",
+  ];
   const child: ChildProcess = spawn(
     process.execPath,
-    ["--import", "tsx", join(import.meta.dirname, "support", "verify-child.ts")],
+    [...program.nodeArgs, join(import.meta.dirname, "support", "verify-child.mjs")],
     {
       env: {
         ...process.env,
+        VERIFY_MODULES: JSON.stringify(Object.fromEntries(modules.map((m) => [m, program.url(m)]))),
         VERIFY_DB: db,
         VERIFY_RPC: world.rpcUrl,
         VERIFY_OWNER: owner,

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import http from "node:http";
 import { createRequire } from "node:module";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
 import { afterAll, inject } from "vitest";
@@ -38,6 +38,26 @@ export function cliArgv(args: readonly string[]): string[] {
     `import(${JSON.stringify(cli)}).then((m) => m.runCli(["node", "decentral-audit", ...process.argv.slice(1)]))`,
     ...["--", ...args],
   ];
+}
+
+/**
+ * The program's own modules for a script run in a process of its own (`node -e`):
+ * `url("db/client")` names a module by its path under src/, without extension, in the program
+ * compiled once for the run, or in the sources when there is none (watch mode). `nodeArgs` go
+ * before the script's arguments: none for the compiled program, tsx's loader for the sources.
+ */
+export function programModules(): { url(path: string): string; nodeArgs: string[] } {
+  const compiled = inject("compiledCli");
+  if (compiled !== undefined && "bin" in compiled) {
+    const dist = join(dirname(compiled.bin), "..", "dist");
+    return { url: (path) => pathToFileURL(join(dist, `${path}.js`)).href, nodeArgs: [] };
+  }
+  const src = join(import.meta.dirname, "..", "..", "src");
+  const tsx = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href;
+  return {
+    url: (path) => pathToFileURL(join(src, `${path}.ts`)).href,
+    nodeArgs: ["--import", tsx],
+  };
 }
 
 /** The processes this test file started that have not exited. */
