@@ -170,7 +170,16 @@ export function openSqliteStore(
       throw error;
     }
   }
-  switchToWal(sqlite, options.busyTimeoutMs ?? 5000);
+  return sqliteStoreOver(sqlite, options.busyTimeoutMs);
+}
+
+/**
+ * The store over an open SQLite connection, set up as `openSqliteStore` sets up every one (WAL,
+ * foreign keys, journal limits); tests open a copy of a migrated database this way.
+ */
+export function sqliteStoreOver(sqlite: Database.Database, busyTimeoutMs = 5000): SqliteStore {
+  sqlite.pragma(`busy_timeout = ${busyTimeoutMs}`);
+  switchToWal(sqlite, busyTimeoutMs);
   sqlite.pragma("synchronous = NORMAL");
   sqlite.pragma("foreign_keys = ON");
   // The WAL grows while readers pin old frames; once a checkpoint resets it, cut the file back.
