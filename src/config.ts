@@ -222,6 +222,11 @@ export const configSchema = z.object({
    * connections (each cut response is still recorded, as aborted), in ms. Default 30000.
    */
   DRAIN_TIMEOUT_MS: wholeNumber(0, 3_600_000).default(30_000),
+  /**
+   * How long `serve --workers` waits before it starts a dead worker again, in ms, doubled while
+   * that worker's place keeps dying (up to 30 s, or this wait if longer). Default 1000.
+   */
+  WORKER_RESTART_MS: wholeNumber(1, 3_600_000).default(1000),
   /** Interface `serve` listens on. Default 127.0.0.1. */
   HOST: z.string().min(1).default("127.0.0.1"),
   /** Protocol profile: a built-in name (`localnet`, `decentral-mainnet`) or a JSON file path. */

@@ -27,10 +27,12 @@ const MAX_DEFAULT_WORKERS = 16;
  * responses recorded, the writer and the lease closed) before killing them.
  */
 const DRAIN_MARGIN_MS = 10_000;
-/** The first wait before a dead worker is started again, doubled up to `MAX_RESTART_MS`. */
-const RESTART_MS = 1000;
+/**
+ * The first wait before a dead worker is started again is `WORKER_RESTART_MS`, doubled up to
+ * `MAX_RESTART_MS` (or that first wait, if longer).
+ */
 const MAX_RESTART_MS = 30_000;
-/** A worker that lived this long died anew: its successor waits `RESTART_MS` again. */
+/** A worker that lived this long died anew: its successor waits the first wait again. */
 const HEALTHY_MS = 60_000;
 /** How often a worker sends its counters and histograms to the primary (when they changed). */
 const COUNTERS_INTERVAL_MS = 1000;
@@ -452,9 +454,9 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
         }
         // A worker that keeps dying (a bad disk, a crash on some request) is started again
         // later and later, not every second forever; one that lived a while starts afresh.
-        if (Date.now() - bornAt >= HEALTHY_MS) slot.restartMs = RESTART_MS;
+        if (Date.now() - bornAt >= HEALTHY_MS) slot.restartMs = config.WORKER_RESTART_MS;
         const delay = slot.restartMs;
-        slot.restartMs = Math.min(delay * 2, MAX_RESTART_MS);
+        slot.restartMs = Math.min(delay * 2, Math.max(MAX_RESTART_MS, config.WORKER_RESTART_MS));
         restarts++;
         log.error(
           { workerPid: worker.process.pid, code, signal, restarts, restartInMs: delay },
@@ -469,7 +471,7 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
         restartTimers.add(timer);
       });
     };
-    for (let i = 0; i < count; i++) fork({ restartMs: RESTART_MS });
+    for (let i = 0; i < count; i++) fork({ restartMs: config.WORKER_RESTART_MS });
   });
 
   const drainWaitMs = config.DRAIN_TIMEOUT_MS + DRAIN_MARGIN_MS;
