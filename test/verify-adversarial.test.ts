@@ -1898,6 +1898,82 @@ describe.each(dialects)("%s store", (dialect) => {
         actual: { charge: text.charge.toString() },
       });
     });
+
+    it("bounds the charge of a chat answer of the other kind than asked by what its client read", async () => {
+      const c = await h.scenario();
+      await c.pinKey(1);
+      const usage = { prompt_tokens: 12, completion_tokens: 640, total_tokens: 652 };
+      const chunk = (fields: Record<string, unknown>) =>
+        `data: ${JSON.stringify({ id: "c1", object: "chat.completion.chunk", model: "qwen3-8b", ...fields })}\n\n`;
+      const events = (content: string) =>
+        chunk({ choices: [{ index: 0, delta: { role: "assistant", content } }] }) +
+        chunk({ choices: [], usage }) +
+        "data: [DONE]\n\n";
+      const sse = { "content-type": "text/event-stream" };
+      const json = { "content-type": "application/json" };
+      const streamAsked = { stream: true, stream_options: { include_usage: true } };
+      // Events to a request without `stream`: the SDK reads no JSON, so no completion.
+      const eventsToJson = h.op.plan({ keyIndex: 1 });
+      await throughProxy(c, eventsToJson, { body: events("Hi."), headers: sse });
+      // A JSON completion to a request with `stream`: the SDK finds no event in it.
+      const jsonToStream = h.op.plan({ keyIndex: 1 });
+      await throughProxy(c, jsonToStream, {
+        body: completion({ content: "Hi." }, usage),
+        request: streamAsked,
+      });
+      // The same to a stream that did not ask for its usage: still no chunk was read.
+      const jsonToUnasked = h.op.plan({ keyIndex: 1 });
+      await throughProxy(c, jsonToUnasked, {
+        body: completion({ content: "Hi." }, usage),
+        request: { stream: true },
+      });
+      // Charged the least a request costs: unproven, not refuted.
+      const least = h.op.plan({ keyIndex: 1, completionTokens: 0 });
+      await throughProxy(c, least, { body: events("Hi."), headers: sse });
+      // Honest answers under the wrong content type. Events typed as JSON to a stream: the SDK
+      // reads them as the stream it asked for.
+      const typedJson = h.op.plan({ keyIndex: 1 });
+      await throughProxy(c, typedJson, {
+        body: events(words(640)),
+        headers: json,
+        request: streamAsked,
+      });
+      // A whole completion typed as events to a request without `stream`: Python's SDK reads it,
+      // Node's gets text; measured, its usage unknown.
+      const typedSse = h.op.plan({ keyIndex: 1 });
+      await throughProxy(c, typedSse, {
+        body: completion({ content: words(640) }, usage),
+        headers: sse,
+      });
+      const unproven = { verdict: "partially_verified", failing: [] };
+      expect(
+        await c.verdicts(
+          eventsToJson.jobId,
+          jsonToStream.jobId,
+          jsonToUnasked.jobId,
+          least.jobId,
+          typedJson.jobId,
+          typedSse.jobId,
+        ),
+      ).toEqual([
+        discrepancy("charge.matches_price"),
+        discrepancy("charge.matches_price"),
+        discrepancy("charge.matches_price"),
+        unproven,
+        verified,
+        unproven,
+      ]);
+      for (const plan of [eventsToJson, jsonToStream, jsonToUnasked]) {
+        expect(await c.check(plan.jobId, "charge.matches_price")).toMatchObject({
+          expected: { completionTokensAtMost: 16 },
+          actual: { charge: plan.charge.toString() },
+        });
+      }
+      expect(await readJob(c.store, typedSse.jobId)).toMatchObject({
+        completionTokens: null,
+        answerBytes: Buffer.byteLength(words(640)),
+      });
+    });
   });
 
   describe("jobs API answers that name a step and then stop naming it", () => {

@@ -409,6 +409,38 @@ function sseFacts(
 }
 
 /**
+ * A chat answer of the other kind than its request asked for, as its client reads it (whole, not
+ * broken off): an SDK reads the kind it asked for, whatever the content type says. The OpenAI
+ * SDKs parse a stream they asked for as events from any body; for a request without `stream`,
+ * Node's hands a body not typed JSON over as text and Python's parses it only if it is JSON.
+ * - events to a request without `stream`: no JSON, so no completion, an answer of no bytes; a
+ *   JSON body typed as events is measured (Python reads it) but its usage is taken as unknown
+ *   (Node's client got none), and one too long to hold is bounded by its bytes;
+ * - a body not typed as events to a request with `stream`: read as events; one holding none gave
+ *   its client no chunk at all, an answer of no bytes.
+ * `usageOwed`: whether the charge is bounded by what the client read (`jobs.usage_asked`), as for
+ * a JSON answer: true but for events read as a stream that did not ask for its usage.
+ */
+function otherKindFacts(
+  body: string,
+  cut: boolean,
+  totalBytes: number,
+  credentials: string[],
+  asked: Asked & Pick<RequestFacts, "stream" | "usageAsked">,
+): { facts: BodyFacts; usageOwed: boolean } {
+  const none: BodyFacts = { ...unknownBody, answerBytes: 0, answerToolCalls: 0 };
+  if (asked.stream === true) {
+    if (sseChunks(sseEvents(body, false)).length === 0) return { facts: none, usageOwed: true };
+    return { facts: sseFacts(body, false, 0, credentials, asked), usageOwed: asked.usageAsked };
+  }
+  if (cut) return { facts: { ...none, answerBytes: totalBytes }, usageOwed: true };
+  return {
+    facts: { ...jsonBodyFacts(body, credentials, asked), usage: unknownUsage },
+    usageOwed: true,
+  };
+}
+
+/**
  * A `.` or `..` path segment, plain or percent-encoded, with `\` and an encoded `/` or `\` taken
  * as separators (servers in front of an upstream may decode or fold them before resolving).
  */
@@ -1050,11 +1082,14 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         // A stream's data up to its [DONE], counted as it passes: what its text can be at most,
         // when the stream is too long to read whole at its end.
         const streamData = createDataCount();
+        // Every byte of the answer up to its [DONE]: what bounds a long answer of the other kind.
+        let totalBytes = 0;
         const onData = (chunk: Buffer) => {
           if (ttfbMs === null) ttfbMs = Math.round(performance.now() - started);
           if (!capturing || sseDone) return;
           chunks.push(chunk);
           captured += chunk.length;
+          totalBytes += chunk.length;
           if (isSse) {
             streamData.add(chunk);
             // A client reads nothing after the [DONE] event: neither is the receipt's usage.
@@ -1173,14 +1208,22 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           // the caller got, so none is recorded (the charge is then bounded by the lock only). A
           // stream whose [DONE] came was read whole by its client, whatever followed.
           const brokenOff = !upstream.complete && !clientGone && !(isSse && sseDone);
+          // The other kind to a chat request is read as its client reads it (`otherKindFacts`).
+          const other =
+            capturing && !readAsAsked && !brokenOff && asked.chat
+              ? otherKindFacts(bodyText, sseCut, totalBytes, credentials, { ...facts, ...asked })
+              : null;
           const learnt: BodyFacts =
-            capturing && readAsAsked && !brokenOff
-              ? isSse
-                ? sseFacts(bodyText, sseCut, streamData.bytes, credentials, asked)
-                : jsonBodyFacts(bodyText, credentials, asked)
-              : unknownBody;
+            other !== null
+              ? other.facts
+              : capturing && readAsAsked && !brokenOff
+                ? isSse
+                  ? sseFacts(bodyText, sseCut, streamData.bytes, credentials, asked)
+                  : jsonBodyFacts(bodyText, credentials, asked)
+                : unknownBody;
           const final: Receipt = {
             ...receipt,
+            ...(other !== null ? { usageAsked: other.usageOwed } : {}),
             // Priced by the model asked for, or by none: the operator writes the response, so the
             // model it names is kept only to compare, never to price (the job is then unproven).
             responseModel: learnt.model,
