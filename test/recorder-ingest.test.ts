@@ -413,10 +413,9 @@ describe("POST /jobs", () => {
     });
     const response = await post({
       model: "qwen3-8b\n",
-      requested_model: "qwen3-8b",
       usage: { prompt_tokens: -1, completion_tokens: 30.5, total_tokens: "52" },
       choices: [],
-      _decentral: inner,
+      _decentral: { ...inner, requested_model: "qwen3-8b" },
     });
     expect(response.status).toBe(201);
     expect(store.db.select().from(jobs).get()).toMatchObject({

@@ -273,7 +273,8 @@ describe("parseReceiptInput", () => {
     // The completion's own members are its own: not checked.
     expect(completion({}, {}).ok).toBe(true);
     for (const [top, decentral, field, hint] of [
-      [{}, { http_status: 500 }, "_decentral.http_status", "at the completion's top level"],
+      [{}, { tags: { team: "a" } }, "_decentral.tags", "at the completion's top level"],
+      [{ http_status: 500 }, {}, "http_status", "inside _decentral"],
       [{}, { jobID: "x" }, "_decentral.jobID", "did you mean job_id?"],
       [{ worker: address() }, {}, "worker", "inside _decentral"],
       [{ created_at: "2026-01-01T00:00:00Z" }, {}, "created_at", "completion's created"],
@@ -308,8 +309,7 @@ describe("parseReceiptInput", () => {
     });
     const asked = parseReceiptInput({
       model: "llama-3.3-70b",
-      requested_model: "qwen3-8b",
-      _decentral: { ...inner, model: undefined, usage: undefined },
+      _decentral: { ...inner, model: undefined, usage: undefined, requested_model: "qwen3-8b" },
     });
     expect(asked.ok && asked.receipt).toMatchObject({
       model: "qwen3-8b",
@@ -378,10 +378,14 @@ describe("parseReceiptInput", () => {
   it("records a completion posted whole whose model or created the operator wrote oddly", () => {
     const parsed = parseReceiptInput({
       model: "qwen3-8b\n",
-      requested_model: "qwen3-8b",
       created: "yesterday",
       usage: { prompt_tokens: 2, completion_tokens: 5.5 },
-      _decentral: { job_id: "job_abc123", escrow_tx: signature(), worker: "worker-7" },
+      _decentral: {
+        job_id: "job_abc123",
+        escrow_tx: signature(),
+        worker: "worker-7",
+        requested_model: "qwen3-8b",
+      },
     });
     expect(parsed.ok && parsed.receipt).toMatchObject({
       model: "qwen3-8b",
@@ -442,5 +446,87 @@ describe("base58ByteLength", () => {
         expect(base58ByteLength(text), text).toBe(bytes.length);
       }
     }
+  });
+});
+
+describe("the caller's fields of a completion carrying _decentral", () => {
+  // The operator writes the completion, and an SDK's `model_dump()` keeps every member it added:
+  // only `_decentral`, which the integration builds and sets whole, is the caller's.
+  const caller = {
+    requested_model: "qwen3-8b",
+    max_tokens: 300,
+    n: 2,
+    key_fingerprint: "0123456789abcdef",
+    credit_vault: address(),
+    http_status: 502,
+  };
+  const answer = (top: Record<string, unknown>, inside: Record<string, unknown>) =>
+    parseReceiptInput({
+      id: "chatcmpl-1",
+      object: "chat.completion",
+      model: "qwen3-8b",
+      choices: [],
+      usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 },
+      ...top,
+      _decentral: { job_id: jobId(), escrow_tx: signature(), ...inside },
+    });
+  const read = {
+    model: "qwen3-8b",
+    maxTokens: 300,
+    choices: 2,
+    keyFingerprint: "0123456789abcdef",
+    creditVault: caller.credit_vault,
+    httpStatus: 502,
+  };
+
+  it("reads them inside _decentral", () => {
+    const parsed = answer({}, caller);
+    expect(parsed.ok && parsed.receipt).toMatchObject(read);
+  });
+
+  it("leaves the operator's members of the same names at the top level unread", () => {
+    // The operator's answer names a dearer model, a looser ceiling, another key and a 200.
+    const added = {
+      requested_model: "llama-3.3-70b",
+      max_tokens: 100_000,
+      n: 128,
+      key_fingerprint: "fedcba9876543210",
+      credit_vault: address(),
+      http_status: 200,
+    };
+    const parsed = answer(added, caller);
+    expect(parsed.ok && parsed.receipt).toMatchObject(read);
+    // Named twice with different values there, still the operator's: not refused.
+    const twice = `{"requested_model":"a","requested_model":"b","_decentral":${JSON.stringify({
+      job_id: jobId(),
+      escrow_tx: signature(),
+      requested_model: "qwen3-8b",
+    })}}`;
+    const parsedTwice = parseReceiptInput(JSON.parse(twice));
+    expect(parsedTwice.ok && parsedTwice.receipt.model).toBe("qwen3-8b");
+  });
+
+  it("refuses one at the top level when _decentral names none: it may be the operator's", () => {
+    // An integration that sets none would take the operator's: priced at the model it named.
+    for (const [name, value] of Object.entries(caller)) {
+      expect(answer({ [name]: value }, {}), name).toMatchObject({
+        ok: false,
+        field: name,
+        reason: expect.stringContaining("inside _decentral"),
+      });
+    }
+    // Null is no value: an answer's `"n": null` refuses nothing.
+    expect(answer({ n: null }, {}).ok).toBe(true);
+  });
+
+  it("names a bad one by its place inside _decentral", () => {
+    expect(answer({}, { max_tokens: 0 })).toMatchObject({
+      ok: false,
+      field: "_decentral.max_tokens",
+    });
+    expect(answer({}, { requested_model: "qwen3-8b\n" })).toMatchObject({
+      ok: false,
+      field: "_decentral.requested_model",
+    });
   });
 });

@@ -41,7 +41,7 @@ const ReceiptSchema = z
       .openapi({ description: "`x-decentral-credits-remaining`, in credits (at most 4 decimals)" }),
     model: z.string().optional().openapi({
       description:
-        "the model the caller asked for: it prices the job (in a `_decentral` completion it is the response's and prices nothing; send `requested_model` then)",
+        "the model the caller asked for: it prices the job (in a `_decentral` completion it is the response's and prices nothing; send `_decentral.requested_model` then)",
     }),
     requested_model: z.string().optional().openapi({
       description: "the model asked for; when given, `model` is taken as the response's",
@@ -90,7 +90,7 @@ const ReceiptSchema = z
   })
   .openapi("Receipt", {
     description:
-      "The `_decentral` object of the Python integration docs plus optional model, usage, created_at and tags; a whole chat completion carrying a `_decentral` member is accepted too (its own members are not checked; `_decentral` holds job_id, escrow_tx, settlement_tx, worker, credits_remaining). A field the receipt does not take is refused by name (`did you mean http_status?` for `httpStatus`), never ignored. What the operator writes never refuses a receipt: a malformed `settlement_tx`, `worker`, `credits_remaining` or usage count is recorded as unknown, and `response_model` is kept cleaned; `job_id` and `escrow_tx` are required and checked, as are the fields the caller writes.",
+      "The `_decentral` object of the Python integration docs plus optional model, usage, created_at and tags; a whole chat completion carrying a `_decentral` member is accepted too (its own members are not checked; `_decentral` holds job_id, escrow_tx, settlement_tx, worker, credits_remaining, and the caller's requested_model, max_tokens, n, key_fingerprint, credit_vault, http_status: one of these at the completion's top level, the operator's answer, is not read when `_decentral` names any, and refused when it names none). A field the receipt does not take is refused by name (`did you mean http_status?` for `httpStatus`), never ignored. What the operator writes never refuses a receipt: a malformed `settlement_tx`, `worker`, `credits_remaining` or usage count is recorded as unknown, and `response_model` is kept cleaned; `job_id` and `escrow_tx` are required and checked, as are the fields the caller writes.",
   });
 
 const ItemResultSchema = z

@@ -95,20 +95,45 @@ const wireFieldSet: Record<keyof WireReceipt, true> = {
 export const wireReceiptFields = Object.keys(wireFieldSet) as readonly (keyof WireReceipt)[];
 
 /**
- * The fields a completion's `_decentral` member holds: its response headers. The rest of a
- * receipt is read beside it, from the completion itself (model, usage, created, ...).
+ * The fields a completion's `_decentral` member holds of its response headers. The model, usage
+ * and `created` are read beside it, from the completion itself (the operator's answer).
  */
-const decentralFields = [
+const headerFields = [
   "job_id",
   "escrow_tx",
   "settlement_tx",
   "worker",
   "credits_remaining",
 ] as const satisfies readonly (keyof WireReceipt)[];
-type DecentralField = (typeof decentralFields)[number];
+type DecentralField = (typeof headerFields)[number];
+
+/**
+ * The fields of a completion carrying `_decentral` that the caller writes: read inside
+ * `_decentral`, which the integration builds and sets whole. The completion's top level is the
+ * operator's answer, copied as it came (an SDK's `model_dump()` keeps extra members): a
+ * `requested_model` or `key_fingerprint` read there could be the operator's, pricing the job or
+ * tying it to another key.
+ */
+const callerFields = [
+  "requested_model",
+  "max_tokens",
+  "n",
+  "key_fingerprint",
+  "credit_vault",
+  "http_status",
+] as const satisfies readonly (keyof WireReceipt)[];
+type CallerField = (typeof callerFields)[number];
+
+/** Every field a completion's `_decentral` member holds. */
+const decentralFields: readonly string[] = [...headerFields, ...callerFields];
 
 /** Receipt fields a completion carrying `_decentral` does not read at its top level. */
-const unreadBesideDecentral = new Set<string>([...decentralFields, "created_at"]);
+const unreadBesideDecentral = new Set<string>([...headerFields, "created_at"]);
+
+/** Does `value` name any caller field (with a value: null is none)? */
+function namesCallerField(value: Record<string, unknown>): boolean {
+  return callerFields.some((name) => value[name] !== undefined && value[name] !== null);
+}
 
 /** A name without case, `_` or `-`: how `keyFingerprint` is found to be `key_fingerprint`. */
 function looseName(name: string): string {
@@ -171,20 +196,31 @@ function refuseUnknownFields(value: Record<string, unknown>, wrapped: boolean): 
   }
   const decentral = value._decentral as Record<string, unknown>;
   for (const [name, field] of Object.entries(decentral)) {
-    if (field === undefined || (decentralFields as readonly string[]).includes(name)) continue;
+    if (field === undefined || decentralFields.includes(name)) continue;
     // A receipt field put inside `_decentral` is not read there: refused, not lost.
     throw new FieldError(
       `_decentral.${name}`,
       Object.hasOwn(wireFieldSet, name) && !unreadBesideDecentral.has(name)
         ? "is read beside _decentral, at the completion's top level: move it there"
-        : `${unknownFieldReason(name, decentralFields)} (_decentral holds the x-decentral-* headers)`,
+        : `${unknownFieldReason(name, decentralFields)} (_decentral holds the x-decentral-* headers and the caller's fields)`,
     );
   }
   // The completion's own members (id, object, choices, ...) are its own and not checked; a
   // receipt field at its top level that is read only inside `_decentral`, or one of the fields
-  // read there in another spelling, would be lost.
+  // read there in another spelling, would be lost. A caller field there is the operator's
+  // member when `_decentral` names the caller's own, and not read; otherwise it may be an
+  // integration's that put it there, whose job would be judged without it (a 5xx as a 2xx, say):
+  // refused, as it cannot be told from one the operator's answer added.
+  const callerInside = namesCallerField(decentral);
   for (const [name, field] of Object.entries(value)) {
     if (field === undefined) continue;
+    if ((callerFields as readonly string[]).includes(name)) {
+      if (callerInside || field === null) continue;
+      throw new FieldError(
+        name,
+        "is read inside _decentral in a completion carrying it (its top level is the operator's answer, which can add this member): move it there",
+      );
+    }
     if (unreadBesideDecentral.has(name)) {
       throw new FieldError(
         name,
@@ -459,15 +495,15 @@ function jobId(value: unknown, field: string): string {
  */
 function models(
   value: WireInput,
+  caller: Pick<WireInput, CallerField>,
+  prefix: string,
   wrapped: boolean,
 ): {
   model: string | null;
   responseModel: string | null;
 } {
-  const requested = callerText(
-    optionalModel(value.requested_model, "requested_model"),
-    "requested_model",
-  );
+  const field = `${prefix}requested_model`;
+  const requested = callerText(optionalModel(caller.requested_model, field), field);
   // The response's model is the operator's: kept cleaned (control characters out, cut to 200
   // characters) to compare, never refused.
   const responseModel = operatorModel(value.response_model);
@@ -589,7 +625,10 @@ function duplicatesRead(value: Record<string, unknown>): Record<string, unknown>
         value,
         "",
         completionOperatorFields,
-        (name) => name === "_decentral" || isWireField(name),
+        // A caller field there is read nowhere or refused whatever it holds (`callerFields`).
+        (name) =>
+          name === "_decentral" ||
+          (isWireField(name) && !(callerFields as readonly string[]).includes(name)),
       )
     : withDuplicatesRead(value, "", plainOperatorFields, isWireField);
   const read = { ...top };
@@ -618,6 +657,8 @@ export function parseReceiptInput(input: unknown): ParsedReceipt {
     refuseUnknownFields(value, wrapped);
     const fields = (wrapped ? decentral : wire) as Pick<WireInput, DecentralField>;
     const prefix = wrapped ? "_decentral." : "";
+    // The caller's fields: inside `_decentral` in a completion carrying it (`callerFields`).
+    const caller = fields as Pick<WireInput, CallerField>;
     // Usage is the operator's: anything but an object says nothing.
     const u = (isObject(wire.usage) ? wire.usage : {}) as Unchecked<
       NonNullable<WireReceipt["usage"]>
@@ -633,12 +674,12 @@ export function parseReceiptInput(input: unknown): ParsedReceipt {
       creditsRemainingUnread: unreadCredits(fields.credits_remaining),
       // `requested_model` names the model asked for (the job is priced by it); when given,
       // `model` is taken as the one the response named, as it always is in a completion.
-      ...models(wire, wrapped),
-      keyFingerprint: optionalFingerprint(wire.key_fingerprint, "key_fingerprint"),
-      maxTokens: optionalMaxTokens(wire.max_tokens, "max_tokens"),
-      choices: optionalChoices(wire.n, "n"),
-      httpStatus: optionalHttpStatus(wire.http_status, "http_status"),
-      creditVault: optionalWorker(wire.credit_vault, "credit_vault"),
+      ...models(wire, caller, prefix, wrapped),
+      keyFingerprint: optionalFingerprint(caller.key_fingerprint, `${prefix}key_fingerprint`),
+      maxTokens: optionalMaxTokens(caller.max_tokens, `${prefix}max_tokens`),
+      choices: optionalChoices(caller.n, `${prefix}n`),
+      httpStatus: optionalHttpStatus(caller.http_status, `${prefix}http_status`),
+      creditVault: optionalWorker(caller.credit_vault, `${prefix}credit_vault`),
       promptTokens: operatorTokens(u.prompt_tokens),
       completionTokens: operatorTokens(u.completion_tokens),
       totalTokens: operatorTokens(u.total_tokens),
