@@ -674,3 +674,51 @@ describe("a backend process with a recording fetch", () => {
     expect(run.stderr).toContain(run.jobId);
   });
 });
+
+describe("a recording fetch under an answer of the other kind than asked", () => {
+  it("records no usage from a JSON answer to a stream asked for: its SDK reads no event in it", async () => {
+    const store = createTestStore();
+    const audit = await serveApp({ store, log: createLogger({ level: "silent" }) });
+    cleanups.push(audit.close);
+    const recordingFetch = createRecordingFetch({
+      ingestUrl: `${audit.url}/jobs`,
+      token: await ingestToken(store),
+    });
+    const client = new OpenAI({
+      apiKey: "dcntrl_live_abcdefghijklmnopqrstuvwxyz012345",
+      baseURL: `${await upstream()}/v1`,
+      fetch: recordingFetch,
+      maxRetries: 0,
+    });
+    const chunks = [];
+    const stream = await client.chat.completions.create({
+      model: "qwen3-8b",
+      messages: [{ role: "user", content: "hi" }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    for await (const chunk of stream) chunks.push(chunk);
+    // The caller read nothing: usage the JSON names is none it saw, so none prices the job.
+    expect(chunks).toEqual([]);
+    await recordingFetch.flush();
+    expect(store.db.select().from(jobs).get()).toMatchObject({
+      model: "qwen3-8b",
+      completionTokens: null,
+      totalTokens: null,
+    });
+    // The same answer to a request without `stream` is the completion its client reads.
+    const completion = await client.chat.completions.create({
+      model: "qwen3-8b",
+      messages: [{ role: "user", content: "hi" }],
+    });
+    expect(completion.usage?.completion_tokens).toBe(5);
+    await recordingFetch.flush();
+    expect(
+      store.db
+        .select()
+        .from(jobs)
+        .all()
+        .map((job) => job.completionTokens),
+    ).toContain(5);
+  });
+});

@@ -568,7 +568,13 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
         if (facts.stream !== null && facts.choices > 1) receipt.n = facts.choices;
         // The response is the operator's: its model is sent cleaned and its counts only when
         // they are counts, so what it wrote cannot make the receipt refused (and lost).
-        const body = parsed as { model?: unknown; usage?: unknown; error?: unknown } | null;
+        // A JSON answer to a request that asked for a stream is read by its SDK as events, of
+        // which it holds none: the caller read no completion, and the usage it names is none the
+        // caller saw (the proxy reads such an answer alike).
+        const body =
+          facts.stream === true
+            ? null
+            : (parsed as { model?: unknown; usage?: unknown; error?: unknown } | null);
         // A key the answer echoes as its model is cut: the receipt is stored and shown.
         const responseModel = operatorModel(
           typeof body?.model === "string"
