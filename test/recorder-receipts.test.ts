@@ -4,6 +4,7 @@ import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { base58ByteLength, maxBase58Length } from "../src/chain/base58.js";
 import { jobs, receiptConflicts } from "../src/db/schema.js";
+import { parseJsonNotingDuplicates } from "../src/recorder/json-duplicate-members.js";
 import { keyFingerprint } from "../src/recorder/key-fingerprint.js";
 import { parseReceiptInput } from "../src/recorder/receipt-input.js";
 import {
@@ -502,7 +503,7 @@ describe("the caller's fields of a completion carrying _decentral", () => {
       escrow_tx: signature(),
       requested_model: "qwen3-8b",
     })}}`;
-    const parsedTwice = parseReceiptInput(JSON.parse(twice));
+    const parsedTwice = parseReceiptInput(parseJsonNotingDuplicates(twice));
     expect(parsedTwice.ok && parsedTwice.receipt.model).toBe("qwen3-8b");
   });
 
@@ -527,6 +528,34 @@ describe("the caller's fields of a completion carrying _decentral", () => {
     expect(answer({}, { requested_model: "qwen3-8b\n" })).toMatchObject({
       ok: false,
       field: "_decentral.requested_model",
+    });
+  });
+});
+
+describe("the top level of a completion whose _decentral names the caller's fields", () => {
+  it("is the operator's answer: no member the operator adds there refuses the receipt", () => {
+    const inside = {
+      job_id: jobId(),
+      escrow_tx: signature(),
+      worker: address(),
+      requested_model: "qwen3-8b",
+    };
+    // Members a receipt reads elsewhere, in another spelling, or twice with different values:
+    // an integration's mistakes where `_decentral` names none, the operator's answer here.
+    const added = `{"worker":"${address()}","worker":"x","job_id":"job_other","created_at":"soon","httpStatus":200,"maxTokens":9,"model":"qwen3-8b","choices":[],"_decentral":${JSON.stringify(inside)}}`;
+    const parsed = parseReceiptInput(parseJsonNotingDuplicates(added));
+    expect(parsed.ok && parsed.receipt).toMatchObject({
+      jobId: inside.job_id,
+      worker: inside.worker,
+      model: "qwen3-8b",
+      httpStatus: null,
+      maxTokens: null,
+    });
+    // Where `_decentral` names none, they are still refused by name, as an integration's.
+    const { requested_model: _, ...headers } = inside;
+    expect(parseReceiptInput({ httpStatus: 200, choices: [], _decentral: headers })).toMatchObject({
+      ok: false,
+      field: "httpStatus",
     });
   });
 });

@@ -205,17 +205,19 @@ function refuseUnknownFields(value: Record<string, unknown>, wrapped: boolean): 
         : `${unknownFieldReason(name, decentralFields)} (_decentral holds the x-decentral-* headers and the caller's fields)`,
     );
   }
-  // The completion's own members (id, object, choices, ...) are its own and not checked; a
-  // receipt field at its top level that is read only inside `_decentral`, or one of the fields
-  // read there in another spelling, would be lost. A caller field there is the operator's
-  // member when `_decentral` names the caller's own, and not read; otherwise it may be an
-  // integration's that put it there, whose job would be judged without it (a 5xx as a 2xx, say):
-  // refused, as it cannot be told from one the operator's answer added.
-  const callerInside = namesCallerField(decentral);
+  // The completion's own members (id, object, choices, ...) are its own and not checked. Where
+  // `_decentral` names the caller's fields, its integration writes there and the whole top level
+  // is the operator's answer: nothing in it is read as the caller's, and nothing in it refuses
+  // the receipt (the operator could have any job's receipt refused by adding a member).
+  if (namesCallerField(decentral)) return;
+  // Otherwise a receipt field at its top level that is read only inside `_decentral`, or one of
+  // the fields read there in another spelling, would be lost; a caller field there may be an
+  // integration's, whose job would be judged without it (a 5xx as a 2xx, say): refused, as it
+  // cannot be told from one the operator's answer added.
   for (const [name, field] of Object.entries(value)) {
     if (field === undefined) continue;
     if ((callerFields as readonly string[]).includes(name)) {
-      if (callerInside || field === null) continue;
+      if (field === null) continue;
       throw new FieldError(
         name,
         "is read inside _decentral in a completion carrying it (its top level is the operator's answer, which can add this member): move it there",
@@ -620,15 +622,20 @@ const decentralOperatorFields: ReadonlySet<string> = new Set([
 function duplicatesRead(value: Record<string, unknown>): Record<string, unknown> {
   const isWireField = (name: string) => Object.hasOwn(wireFieldSet, name);
   const wrapped = value._decentral !== undefined;
+  const callerInside = isObject(value._decentral) && namesCallerField(value._decentral);
   const top = wrapped
     ? withDuplicatesRead(
         value,
         "",
         completionOperatorFields,
-        // A caller field there is read nowhere or refused whatever it holds (`callerFields`).
+        // A caller field there is read nowhere or refused whatever it holds (`callerFields`),
+        // and where `_decentral` names them the rest of the top level is the operator's too.
         (name) =>
           name === "_decentral" ||
-          (isWireField(name) && !(callerFields as readonly string[]).includes(name)),
+          name === "tags" ||
+          (!callerInside &&
+            isWireField(name) &&
+            !(callerFields as readonly string[]).includes(name)),
       )
     : withDuplicatesRead(value, "", plainOperatorFields, isWireField);
   const read = { ...top };
