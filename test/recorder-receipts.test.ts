@@ -274,7 +274,7 @@ describe("parseReceiptInput", () => {
     // The completion's own members are its own: not checked.
     expect(completion({}, {}).ok).toBe(true);
     for (const [top, decentral, field, hint] of [
-      [{}, { tags: { team: "a" } }, "_decentral.tags", "at the completion's top level"],
+      [{}, { model: "qwen3-8b" }, "_decentral.model", "at the completion's top level"],
       [{ http_status: 500 }, {}, "http_status", "inside _decentral"],
       [{}, { jobID: "x" }, "_decentral.jobID", "did you mean job_id?"],
       [{ worker: address() }, {}, "worker", "inside _decentral"],
@@ -557,5 +557,22 @@ describe("the top level of a completion whose _decentral names the caller's fiel
       ok: false,
       field: "httpStatus",
     });
+  });
+
+  it("reads the tags inside _decentral then: the operator's, or ill-formed ones, refuse nothing", () => {
+    const inside = { job_id: jobId(), escrow_tx: signature(), key_fingerprint: "0123456789abcdef" };
+    const added = { "bad name": "x", team: "billing" };
+    const parsed = parseReceiptInput({
+      choices: [],
+      tags: added,
+      _decentral: { ...inside, tags: { team: "search" } },
+    });
+    expect(parsed.ok && parsed.receipt.tags).toEqual({ team: "search" });
+    const none = parseReceiptInput({ choices: [], tags: added, _decentral: inside });
+    expect(none.ok && none.receipt.tags).toEqual({});
+    // Where `_decentral` names no caller field, the top level's are still read, as before.
+    const { key_fingerprint: _, ...headers } = inside;
+    const legacy = parseReceiptInput({ choices: [], tags: { team: "x" }, _decentral: headers });
+    expect(legacy.ok && legacy.receipt.tags).toEqual({ team: "x" });
   });
 });

@@ -124,8 +124,11 @@ const callerFields = [
 ] as const satisfies readonly (keyof WireReceipt)[];
 type CallerField = (typeof callerFields)[number];
 
-/** Every field a completion's `_decentral` member holds. */
-const decentralFields: readonly string[] = [...headerFields, ...callerFields];
+/**
+ * Every field a completion's `_decentral` member holds: `tags` too, read there when it holds
+ * them or names a caller field (then the top level is the operator's alone), else beside it.
+ */
+const decentralFields: readonly string[] = [...headerFields, ...callerFields, "tags"];
 
 /** Receipt fields a completion carrying `_decentral` does not read at its top level. */
 const unreadBesideDecentral = new Set<string>([...headerFields, "created_at"]);
@@ -632,7 +635,7 @@ function duplicatesRead(value: Record<string, unknown>): Record<string, unknown>
         // and where `_decentral` names them the rest of the top level is the operator's too.
         (name) =>
           name === "_decentral" ||
-          name === "tags" ||
+          (!callerInside && name === "tags") ||
           (!callerInside &&
             isWireField(name) &&
             !(callerFields as readonly string[]).includes(name)),
@@ -649,8 +652,22 @@ function duplicatesRead(value: Record<string, unknown>): Record<string, unknown>
   }
   if (isObject(top.usage))
     read.usage = withDuplicatesRead(top.usage, "usage.", usageFields, () => false);
-  if (isObject(top.tags)) read.tags = withDuplicatesRead(top.tags, "tags.", noFields, () => true);
+  if (isObject(top.tags) && !callerInside) {
+    read.tags = withDuplicatesRead(top.tags, "tags.", noFields, () => true);
+  }
   return read;
+}
+
+/**
+ * A receipt's tags: in a completion carrying `_decentral`, its own when it holds them or names a
+ * caller field (the top level then being the operator's answer alone), else the top level's.
+ */
+function tagsOf(wire: WireInput, wrapped: boolean): Pick<Receipt, "tags"> {
+  const decentral = (wrapped ? wire._decentral : {}) as Record<string, unknown>;
+  if (wrapped && (decentral.tags !== undefined || namesCallerField(decentral))) {
+    return { tags: optionalTags(decentral.tags, "_decentral.tags") };
+  }
+  return { tags: optionalTags(wire.tags, "tags") };
 }
 
 export function parseReceiptInput(input: unknown): ParsedReceipt {
@@ -694,7 +711,7 @@ export function parseReceiptInput(input: unknown): ParsedReceipt {
       createdAt: wrapped
         ? operatorCreatedAt(wire.created)
         : optionalCreatedAt(wire.created_at, "created_at"),
-      tags: optionalTags(wire.tags, "tags"),
+      ...tagsOf(wire, wrapped),
     };
     return { ok: true, receipt };
   } catch (error) {
