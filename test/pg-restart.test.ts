@@ -10,8 +10,11 @@ import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { openStoreWaiting } from "../src/nightly/verify-run.js";
+import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
+import { recordReceiptsUnit } from "../src/store/receipts.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { startEmbeddedPostgres, type TestPostgresServer } from "./support/postgres-server.js";
+import { receipt } from "./support/recorder-fixtures.js";
 import { seedJobs } from "./support/seed-verdicts.js";
 import { type CliProcess, scrapeMetrics, startServe } from "./support/service-process.js";
 
@@ -237,5 +240,40 @@ describe("the verify command's database, restarting as cron starts it", () => {
     // Past its time, the last error is the run's: it cannot reach the database.
     await halt();
     await expect(openStoreWaiting(config, 1500, log)).rejects.toThrow(/cannot reach PostgreSQL/);
+  }, 60_000);
+});
+
+describe("the PostgreSQL receipt writer closed while the server is stopped", () => {
+  it("rejects what still waits after refuseAfterMs instead of waiting for the server for ever", async () => {
+    const url = await createDatabase("writer_close");
+    const store = openPostgres(url);
+    await migratePostgres(store.pool);
+    const writer = createReceiptWriter(store, { log, refuseAfterMs: 500 });
+    try {
+      await writer.run(recordReceiptsUnit([receipt()], "proxy"));
+      await halt();
+      // A receipt the proxy held an answer back for, waiting while the server is away.
+      const waiting = receipt();
+      const written = writer.run(recordReceiptsUnit([waiting], "proxy")).then(
+        () => "written",
+        (error: Error) => error.message,
+      );
+      await expect.poll(() => writer.health().reachable, { timeout: 10_000 }).toBe(false);
+      // SIGTERM: the service closes its writer. It used to wait until the server came back
+      // (a single `serve` never exited; a cluster's worker was killed with the receipt).
+      const started = performance.now();
+      const closed = await Promise.race([
+        writer.close().then(() => "closed"),
+        sleep(10_000).then(() => "still closing"),
+      ]);
+      expect(closed).toBe("closed");
+      expect(performance.now() - started).toBeLessThan(8_000);
+      // Its caller is told, and logs the job for an import once the database is back.
+      expect(await written).toMatch(/did not take the write before the writer closed/);
+    } finally {
+      await up();
+      await writer.close();
+      await store.close();
+    }
   }, 60_000);
 });

@@ -64,6 +64,8 @@ export function createPgReceiptWriter(
   let kept: Queued[] = [];
   /** Closing: a task refused past `refuseAfterMs` is rejected, none is kept any longer. */
   let giveUp = false;
+  /** Closed, and `refuseAfterMs` passed with tasks the database did not take: they are rejected. */
+  let abandoned = false;
   let running: Promise<void> | null = null;
   let closed = false;
   /** Since when the database does not take writes, why, and whether it answers meanwhile. */
@@ -113,7 +115,12 @@ export function createPgReceiptWriter(
         } else if (failures % 40 === 1) {
           log.warn({ err: error, tasks: queue.length }, "could not record receipts; will retry");
         }
-        if (closed && stop.signal.aborted) return;
+        if (closed && stop.signal.aborted) {
+          // Closing, and the database still does not take the writes: each is rejected, so
+          // its caller logs the job it records (an `import` once the database is back).
+          if (abandoned) abandon(error);
+          return;
+        }
         if (queue.length === 0) break;
         const delay = backoff(failures, { baseMs: 25, maxMs: maxRetryDelayMs });
         await sleeper.sleep(refusal ? Math.max(delay, 250) : delay, stop.signal);
@@ -161,6 +168,26 @@ export function createPgReceiptWriter(
       log.warn(
         { kept: kept.length },
         "receipt writes kept in memory until the database takes writes again",
+      );
+    }
+  }
+
+  /** Rejects every task still waiting: the writer closed before the database took them. */
+  function abandon(error: unknown) {
+    const left = queue;
+    queue = [];
+    log.error(
+      { err: error, tasks: left.length },
+      "receipt writer closed with the database not taking writes; receipts not recorded",
+    );
+    for (const item of left) {
+      item.reject(
+        new Error(
+          `the database did not take the write before the writer closed: ${messageOf(error)}`,
+          {
+            cause: error,
+          },
+        ),
       );
     }
   }
@@ -261,7 +288,15 @@ export function createPgReceiptWriter(
         kick();
       }
       if (down !== null && queue.length === 0) stop.abort();
+      // A database away as the process stops is waited for `refuseAfterMs`, not for ever: a
+      // single `serve` never exited, and a cluster's worker was killed past its drain time with
+      // the receipts it held and no word of their jobs.
+      const deadline = setTimeout(() => {
+        abandoned = true;
+        stop.abort();
+      }, refuseAfterMs);
       await this.idle();
+      clearTimeout(deadline);
       stop.abort();
       await connection.close();
     },
