@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { sql } from "drizzle-orm";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
@@ -7,6 +8,7 @@ import { createLogger } from "../src/log.js";
 import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
 import { recordReceiptsUnit } from "../src/store/receipts.js";
 import { reportsStore } from "../src/store/reports.js";
+import type { WriteUnit } from "../src/store/write-unit.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { receipt } from "./support/recorder-fixtures.js";
 
@@ -62,6 +64,51 @@ describe("the PostgreSQL receipt writer beside reads that hold the whole pool", 
       expect((await reportsStore(store).auditRows(recorded.jobId))?.job.jobId).toBe(recorded.jobId);
     } finally {
       await locker.query("COMMIT").catch(() => {});
+      await writer.close();
+    }
+  }, 30_000);
+});
+
+describe("the PostgreSQL receipt writer's own connection ended by pg_terminate_backend", () => {
+  it("writes the group again at once without taking the database for gone", async () => {
+    const writer = createReceiptWriter(store, { log });
+    const recorded = receipt();
+    // A group still running when its connection is ended (an operator's pg_terminate_backend,
+    // a pooler or failover proxy recycling it): the server answers all along.
+    const slow: WriteUnit<unknown> = {
+      runSqlite: () => {
+        throw new Error("PostgreSQL only");
+      },
+      runPostgres: async (tx) => {
+        await tx.execute(sql`SELECT pg_sleep(0.7)`);
+        return recordReceiptsUnit([recorded], "proxy").runPostgres(tx);
+      },
+    };
+    try {
+      const written = writer.run(slow);
+      let settled = false;
+      void written.finally(() => {
+        settled = true;
+      });
+      const backend = async () =>
+        (
+          await locker.query<{ pid: number }>(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'SELECT pg_sleep(0.7)%'",
+          )
+        ).rows[0]?.pid;
+      await expect.poll(backend, { timeout: 10_000, interval: 20 }).toBeTypeOf("number");
+      await locker.query("SELECT pg_terminate_backend($1)", [await backend()]);
+      // While the group is written again, the proxy keeps taking paid work and /readyz passes:
+      // it used to say the database was unreachable (503 to every new job) until it committed.
+      const seen = new Set<boolean>();
+      while (!settled) {
+        seen.add(writer.health().reachable && !writer.full());
+        await sleep(10);
+      }
+      expect(await written).toEqual([{ outcome: "created" }]);
+      expect([...seen]).toEqual([true]);
+      expect((await reportsStore(store).auditRows(recorded.jobId))?.job.jobId).toBe(recorded.jobId);
+    } finally {
       await writer.close();
     }
   }, 30_000);

@@ -110,6 +110,20 @@ export function createPgReceiptWriter(
         if (refusal) {
           refused(error);
         } else if (isUnreachable(error) && down === null) {
+          // One connection ended while the server answers (pg_terminate_backend, a pooler
+          // recycling it) is not the database away: the group is written again at once on a
+          // fresh one. Taken for an outage, it turned paid work away with 503 and failed
+          // /readyz until the group, run again, committed (seconds for a large group).
+          if (
+            failures === 1 &&
+            (await connection.ping().then(
+              () => true,
+              () => false,
+            ))
+          ) {
+            log.warn({ err: error, tasks: queue.length }, "receipt connection lost; writing again");
+            continue;
+          }
           down = { since: Date.now(), error: messageOf(error), refusing: false };
           log.error({ err: error, tasks: queue.length }, "database unreachable; receipts wait");
         } else if (failures % 40 === 1) {
