@@ -27,6 +27,18 @@ function isUnreachable(error: unknown): boolean {
 }
 
 /**
+ * The connection failed, not the statement: no SQLSTATE (a socket closed), a connection error
+ * (08) or the session ended by the server (57P01 to 57P03). A statement cancelled at its timeout
+ * (57014, a table lock held) is not: run again, it would wait as long again.
+ */
+function connectionLost(error: unknown): boolean {
+  const failure = error as { code?: unknown; cause?: { code?: unknown } } | null;
+  const code = failure?.code ?? failure?.cause?.code;
+  if (typeof code !== "string" || !/^[0-9A-Z]{5}$/.test(code)) return true;
+  return code.startsWith("08") || code.startsWith("57P");
+}
+
+/**
  * The receipt writer on PostgreSQL: what was submitted while a group was committing shares the
  * next group's transaction (one round trip per statement, one COMMIT per group), and each caller
  * is answered only once that COMMIT returned. A task that throws is rolled back and rejected
@@ -116,6 +128,7 @@ export function createPgReceiptWriter(
           // /readyz until the group, run again, committed (seconds for a large group).
           if (
             failures === 1 &&
+            connectionLost(error) &&
             (await connection.ping().then(
               () => true,
               () => false,
