@@ -17,6 +17,7 @@ import type { AppEnv } from "./context.js";
 import { errorBody, handleError } from "./error-handler.js";
 import { ingestRoutes } from "./ingest-routes.js";
 import { type AppMetrics, createMetrics } from "./metrics.js";
+import { noQueryParameters, noRequestBody } from "./openapi-schemas.js";
 import type { ReadinessProbes } from "./ops-routes.js";
 import { proxyRoutes } from "./proxy-routes.js";
 import { createRouter } from "./router.js";
@@ -131,7 +132,11 @@ export function createApp(deps: AppDeps) {
 
   app.route(
     "/",
-    createRouter({ public: true }).get("/healthz", (c) => c.json({ ok: true })),
+    // A probe's parameter (`?deep=1`) or body is refused as on every other route, not answered
+    // as if it had been read.
+    createRouter({ public: true }).get("/healthz", noQueryParameters, noRequestBody, (c) =>
+      c.json({ ok: true }),
+    ),
   );
 
   // Every route but /healthz needs an access token: each sub-app declares its role once
@@ -169,7 +174,7 @@ export function createApp(deps: AppDeps) {
     scheme: "bearer",
     description: "An access token (`da_...`) created with `decentral-audit tokens create`.",
   });
-  app.use("/openapi.json", requireRole(deps.store, "read"));
+  app.use("/openapi.json", requireRole(deps.store, "read"), noQueryParameters, noRequestBody);
   app.doc31("/openapi.json", {
     openapi: "3.1.0",
     info: {

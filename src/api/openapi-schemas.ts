@@ -27,7 +27,9 @@ const errorResponse = (description: string) => ({
 
 /** Error responses every authenticated route can give. */
 export const authErrors = {
-  400: errorResponse("A query or path parameter is invalid; `error.field` names it."),
+  400: errorResponse(
+    "A query or path parameter is invalid, or a body was sent to a route that reads none; `error.field` names it.",
+  ),
   401: errorResponse("No access token, or an unknown or revoked one."),
   403: errorResponse("The token's role does not allow this route."),
   503: errorResponse(
@@ -76,6 +78,37 @@ export const noQueryParameters: MiddlewareHandler = async (c, next) => {
     throw new AppError("validation_failed", `${name}: ${unknownQueryMessage([])}`, {
       field: name,
     });
+  }
+  await next();
+};
+
+/**
+ * Middleware of a route that reads no body: one sent is a 400 naming `body`, not ignored.
+ * Ignored, `POST /jobs/:id/reverify` with `{"jobIds": [...]}` queued the one job of its path and
+ * answered 202, as if the body had been read. A body sent in chunks is looked at up to its first
+ * byte, never read whole; an empty one (`content-length: 0`) is no body.
+ */
+export const noRequestBody: MiddlewareHandler = async (c, next) => {
+  const length = c.req.header("content-length")?.trim();
+  let sent = length !== undefined && length !== "0";
+  if (!sent && length === undefined && c.req.raw.body) {
+    const reader = c.req.raw.body.getReader();
+    for (;;) {
+      const chunk = await reader.read();
+      if (chunk.done) break;
+      if (chunk.value.byteLength > 0) {
+        sent = true;
+        await reader.cancel().catch(() => {});
+        break;
+      }
+    }
+  }
+  if (sent) {
+    throw new AppError(
+      "bad_request",
+      "body: this route reads no body; send none (its parameters are in the path)",
+      { field: "body" },
+    );
   }
   await next();
 };

@@ -1,9 +1,10 @@
-import { OpenAPIHono } from "@hono/zod-openapi";
+import { OpenAPIHono, type RouteConfig } from "@hono/zod-openapi";
 import type { Handler, MiddlewareHandler } from "hono";
 import type { Store } from "../db/client.js";
 import type { TokenRole } from "../db/schema.js";
 import { BEARER_SCHEME, requireRole, type TokenSource } from "./auth.js";
 import type { AppEnv } from "./context.js";
+import { noRequestBody } from "./openapi-schemas.js";
 
 /**
  * Who may call the routes of a router: a token of `role` (read from `source`, default
@@ -12,6 +13,20 @@ import type { AppEnv } from "./context.js";
 export type RouterAccess =
   | { store: Store; role: TokenRole; source?: TokenSource; now?: () => number }
   | { public: true };
+
+/**
+ * A route that declares no request body refuses one (400 naming `body`): sent and ignored, it
+ * looked read. Put after the role check, so a caller without a token learns nothing more.
+ */
+function bodilessRefusesBody<R extends RouteConfig>(route: R): R {
+  if (route.request?.body) return route;
+  const middleware = route.middleware
+    ? Array.isArray(route.middleware)
+      ? route.middleware
+      : [route.middleware]
+    : [];
+  return { ...route, middleware: [noRequestBody, ...middleware] };
+}
 
 /** The route-registering methods of a Hono app; all of them put the role check first. */
 const shortcuts = ["get", "post", "put", "delete", "patch", "options", "query", "all"] as const;
@@ -52,7 +67,7 @@ export function createRouter(access: RouterAccess): OpenAPIHono<AppEnv> {
   const openapi = router.openapi;
   router.openapi = ((route, handler, hook) =>
     openapi(
-      { security: [{ [BEARER_SCHEME]: [] }], ...route },
+      { security: [{ [BEARER_SCHEME]: [] }], ...bodilessRefusesBody(route) },
       handler,
       hook,
     )) as typeof router.openapi;

@@ -8,6 +8,7 @@ import type { Profile } from "../verify/profiles.js";
 import type { AppEnv } from "./context.js";
 import {
   authErrors,
+  noQueryParameters,
   notAcceptableError,
   nullableRef,
   periodBounds,
@@ -336,6 +337,8 @@ export function statementRoutes(deps: StatementRoutesDeps) {
     path: "/reports/account-snapshots",
     tags: ["reports"],
     summary: "Asks GET /v1/account now and compares it with the credit vault on chain",
+    // `?vault=X` ignored took a snapshot of the key's own vault as if of the one asked for.
+    middleware: noQueryParameters,
     responses: {
       201: {
         content: { "application/json": { schema: AccountSnapshotSchema } },

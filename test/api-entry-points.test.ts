@@ -1,0 +1,137 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import { localnetProfile } from "../src/verify/profiles.js";
+import { createTestApi } from "./support/audit-api-app.js";
+import { insertJob } from "./support/job-rows.js";
+
+type Api = Awaited<ReturnType<typeof createTestApi>>;
+type Operation = { parameters?: { name: string; in: string; required?: boolean }[] };
+
+const values: Record<string, string> = {
+  jobId: "job_ep",
+  address: "11111111111111111111111111111111",
+  from: "2026-11-01",
+  to: "2026-12-01",
+};
+
+/**
+ * Every route of the API but the two that take a body (`POST /jobs`, and the proxy), each with
+ * the path and query that it answers 2xx to with an admin token.
+ */
+async function bodilessRoutes(api: Api) {
+  const doc = (await (await api.get("/openapi.json")).json()) as {
+    paths: Record<string, Record<string, Operation>>;
+  };
+  const routes: { method: string; path: string; label: string }[] = [
+    { method: "GET", path: "/healthz?", label: "GET /healthz" },
+    { method: "GET", path: "/openapi.json?", label: "GET /openapi.json" },
+  ];
+  for (const [template, item] of Object.entries(doc.paths)) {
+    for (const [method, operation] of Object.entries(item)) {
+      if (method === "post" && template === "/jobs") continue;
+      const path = template.replace(/\{(\w+)\}/g, (_, name: string) => values[name] ?? name);
+      const required = (operation.parameters ?? [])
+        .filter((p) => p.in === "query" && p.required)
+        .map((p) => `${p.name}=${values[p.name]}&`)
+        .join("");
+      routes.push({
+        method: method.toUpperCase(),
+        path: `${path}?${required}`,
+        label: `${method.toUpperCase()} ${template}`,
+      });
+    }
+  }
+  return routes;
+}
+
+describe("every route's entry checks", () => {
+  let api: Api;
+  let routes: Awaited<ReturnType<typeof bodilessRoutes>>;
+  const asAdmin = (method: string, path: string, init: RequestInit = {}) =>
+    api.app.request(path, {
+      method,
+      ...init,
+      headers: { ...api.bearer(api.tokens.admin), ...(init.headers as object) },
+    });
+
+  beforeAll(async () => {
+    api = await createTestApi({
+      statement: {
+        profile: localnetProfile,
+        graceSeconds: 0,
+        takeAccountSnapshot: async () => ({
+          id: 1,
+          takenAt: 0,
+          keyFingerprint: "0123456789abcdef",
+          vault: null,
+          creditsRemaining: null,
+          usdcValueUnits: null,
+          vaultUnits: null,
+          vaultSlot: null,
+          creditsDifference: null,
+          usdcDifferenceUnits: null,
+          error: "test",
+        }),
+      },
+      verifier: { reverify: async () => {} },
+    });
+    insertJob(api.store, { jobId: "job_ep" });
+    routes = await bodilessRoutes(api);
+    expect(routes.map((r) => r.label)).toEqual(
+      expect.arrayContaining([
+        "POST /jobs/{jobId}/reverify",
+        "POST /reports/account-snapshots",
+        "GET /readyz",
+      ]),
+    );
+  });
+
+  // `POST /reports/account-snapshots?vault=X` took a snapshot of the key's own vault, and
+  // `/healthz?deep=1` answered as a shallow probe, each without a word, where every other route
+  // refuses a parameter it does not take.
+  it("refuses a query parameter a route does not take, naming it", async () => {
+    for (const route of routes) {
+      expect((await asAdmin(route.method, route.path)).status, route.label).toBeLessThan(300);
+      const res = await asAdmin(route.method, `${route.path}vualt=x`);
+      expect(res.status, route.label).toBe(400);
+      const body = (await res.json()) as { error: { code: string; field: string } };
+      expect(body.error, route.label).toMatchObject({ code: "validation_failed", field: "vualt" });
+    }
+  });
+
+  // `POST /jobs/:id/reverify` with `{"jobIds": [...]}` (or any body) queued the one job of its
+  // path and answered 202, as if the body had been read: a route that reads no body refuses one.
+  it("refuses a body on a route that reads none, and takes an empty one", async () => {
+    for (const route of routes) {
+      if (route.method === "GET") continue;
+      const empty = await asAdmin(route.method, route.path, { body: "" });
+      expect(empty.status, route.label).toBeLessThan(300);
+      const res = await asAdmin(route.method, route.path, {
+        body: JSON.stringify({ jobIds: ["job_other"] }),
+        headers: { "content-type": "application/json" },
+      });
+      expect(res.status, route.label).toBe(400);
+      const body = (await res.json()) as { error: { code: string; field: string } };
+      expect(body.error, route.label).toMatchObject({ code: "bad_request", field: "body" });
+    }
+  });
+
+  it("refuses a body sent in chunks, without a length", async () => {
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode('{"force":true}'));
+        controller.close();
+      },
+    });
+    const res = await asAdmin("POST", "/jobs/job_ep/reverify", {
+      body: stream,
+      headers: { "transfer-encoding": "chunked" },
+      duplex: "half",
+    } as RequestInit);
+    expect(res.status).toBe(400);
+  });
+
+  it("still asks for the token first: no token is a 401 whatever the query or body", async () => {
+    const res = await api.app.request("/jobs/job_ep/reverify?x=1", { method: "POST", body: "{}" });
+    expect(res.status).toBe(401);
+  });
+});
