@@ -756,3 +756,51 @@ describe("dashboard links it cannot honour", () => {
     expect(wrongMethod.headers.get("allow")).toBe("POST");
   });
 });
+
+// A mistyped link (`?modle=x`, `?groupby=model`) showed the page unfiltered, as if the filter
+// had been read, where the API refuses a parameter a route does not take with a 400 naming it.
+describe("dashboard query parameters", () => {
+  it("refuses one a page does not take, naming it, and takes every one its own links carry", async () => {
+    const d = await dashboard();
+    const { cookie } = await d.signIn(d.tokens.read);
+    for (const path of [...pages, "/dashboard/sign-in"]) {
+      const res = await d.page(`${path}?modle=x`, cookie);
+      expect(res.status, path).toBe(400);
+      const text = await res.text();
+      expect(text, path).toContain("modle");
+      expect(text, path).toContain("unknown query parameter");
+    }
+    const bad = await d.page("/dashboard/reconciliation?period=day&groupby=model", cookie);
+    expect(bad.status).toBe(400);
+    expect(await bad.text()).toContain("groupby");
+    // Without a session the link is kept through sign-in, then refused the same way.
+    const anonymous = await d.page("/dashboard?modle=x");
+    expect(anonymous.status).toBe(303);
+    // Every parameter the pages' own links and forms carry is still taken.
+    for (const path of [
+      "/dashboard?period=custom&from=2026-11-01&to=2026-11-05&shown=2026-11-01..2026-11-05",
+      "/dashboard/reconciliation?period=week&groupBy=model&sort=chargedUnits&dir=desc",
+      "/dashboard/reconciliation.csv?period=week&groupBy=model",
+      "/dashboard/discrepancies?check=settlement.split&verdict=discrepancy&period=all",
+      "/dashboard/jobs/job_underpaid_worker?reverify=queued",
+      "/dashboard/statement?period=month&vault=9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM",
+      `/dashboard/workers/${WORKERS[0]}?period=day`,
+      "/dashboard/assets/dashboard.css?v=1",
+      "/dashboard/sign-in?next=/dashboard&expired=1&signedOut=1",
+    ]) {
+      const res = await d.page(path, cookie);
+      expect(res.status, path).toBeLessThan(400);
+    }
+  });
+
+  it("refuses one on a form's POST, as no form of the dashboard posts any", async () => {
+    const d = await dashboard({ verifier: { reverify: vi.fn() } });
+    const { cookie } = await d.signIn(d.tokens.admin);
+    const csrf = await d.csrfOf(cookie);
+    const res = await d.post("/dashboard/jobs/job_underpaid_worker/reverify?all=1", cookie, {
+      csrf,
+    });
+    expect(res.status).toBe(400);
+    expect(await res.text()).toContain("all");
+  });
+});

@@ -1,5 +1,5 @@
 import { timingSafeEqual } from "node:crypto";
-import type { Context } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
@@ -169,6 +169,28 @@ function csrfMatches(expected: string, presented: unknown): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
+/** The period picker's fields, which every page with a period takes. */
+const periodFields: readonly string[] = ["period", "from", "to", "shown"];
+
+/**
+ * Middleware of a page that takes only these query parameters: any other is a 400 naming it, as
+ * the API refuses it. Ignored, a mistyped filter (`?modle=x`, `?groupby=model`) showed the page
+ * unfiltered as if it had been read.
+ */
+function takes(...names: readonly string[]): MiddlewareHandler<DashboardEnv> {
+  return async (c, next) => {
+    const unknown = Object.keys(c.req.queries()).find((name) => !names.includes(name));
+    if (unknown !== undefined) {
+      const known = names.length > 0 ? names.join(", ") : "none";
+      throw new PeriodError(
+        unknown,
+        `${unknown}: unknown query parameter; this page takes ${known}. Check the link.`,
+      );
+    }
+    await next();
+  };
+}
+
 function queryOf(c: Ctx) {
   const q = c.req.query();
   return { period: q.period, from: q.from, to: q.to, shown: q.shown };
@@ -194,7 +216,10 @@ export function dashboardRoutes(deps: DashboardDeps) {
   });
 
   app.onError((error, c) => {
-    if (error instanceof PeriodError) return messagePage(c, 400, "Bad period", error.message);
+    if (error instanceof PeriodError) {
+      const title = periodFields.includes(error.field) ? "Bad period" : "Bad link";
+      return messagePage(c, 400, title, error.message);
+    }
     if (isAppError(error)) {
       const status = statusOf(error.code);
       if (status < 500) return messagePage(c, status, "Cannot show this page", error.message);
@@ -235,7 +260,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     await next();
   });
 
-  app.get("/assets/dashboard.css", (c) =>
+  app.get("/assets/dashboard.css", takes("v"), (c) =>
     c.body(dashboardCss, 200, {
       "content-type": "text/css; charset=utf-8",
       "cache-control": "public, max-age=31536000, immutable",
@@ -249,7 +274,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     new URL(c.req.url).protocol === "https:" ||
     c.req.header("x-forwarded-proto")?.split(",")[0]?.trim().toLowerCase() === "https";
 
-  app.get("/sign-in", async (c) => {
+  app.get("/sign-in", takes("next", "signedOut", "expired"), async (c) => {
     const id = getCookie(c, SESSION_COOKIE);
     if (id && (await findSession(deps.store, id, deps.now())))
       return c.redirect(safeNext(c.req.query("next")), 303);
@@ -267,7 +292,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     );
   });
 
-  app.post("/sign-in", async (c) => {
+  app.post("/sign-in", takes(), async (c) => {
     if (!sameOrigin(c))
       return messagePage(c, 403, "Refused", "This sign-in did not come from this site.");
     const form = await formOf(c);
@@ -348,7 +373,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     await next();
   });
 
-  app.post("/sign-out", async (c) => {
+  app.post("/sign-out", takes(), async (c) => {
     const id = getCookie(c, SESSION_COOKIE);
     if (id) await deleteSession(deps.store, id);
     deleteCookie(c, SESSION_COOKIE, { path: BASE, secure: cookieSecure(c) });
@@ -356,7 +381,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     return c.redirect(`${BASE}/sign-in?signedOut=1`, 303);
   });
 
-  app.get("/", async (c) => {
+  app.get("/", takes(...periodFields), async (c) => {
     const period = periodOf(queryOf(c), deps.now());
     const report = await reconciliationReport(
       deps.store,
@@ -375,7 +400,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     return g as GroupBy;
   };
 
-  app.get("/reconciliation", async (c) => {
+  app.get("/reconciliation", takes(...periodFields, "groupBy", "sort", "dir"), async (c) => {
     const period = periodOf(queryOf(c), deps.now());
     const groupBy = groupByOf(c);
     // A column or direction the table has not (a mistyped link) is said, not shown unsorted.
@@ -404,7 +429,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
   });
 
   // The API's CSV for the same query: the same function over the same figures, byte for byte.
-  app.get("/reconciliation.csv", async (c) => {
+  app.get("/reconciliation.csv", takes(...periodFields, "groupBy"), async (c) => {
     const period = periodOf(queryOf(c), deps.now());
     const groupBy = groupByOf(c);
     const report = await reconciliationReport(
@@ -418,7 +443,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     });
   });
 
-  app.get("/discrepancies", async (c) => {
+  app.get("/discrepancies", takes(...periodFields, "check", "verdict", "cursor"), async (c) => {
     const q = c.req.query();
     // A filter the form cannot give (a mistyped link) is said, not shown as every flagged job
     // (an unknown verdict) or as none (an unknown check), as the API refuses it.
@@ -468,7 +493,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     );
   });
 
-  app.get("/jobs/:jobId", async (c) => {
+  app.get("/jobs/:jobId", takes("reverify"), async (c) => {
     const jobId = c.req.param("jobId");
     const record = jobId.length <= 200 ? await auditRecord(deps.store, jobId, deps.explorer) : null;
     if (!record) return messagePage(c, 404, "No such job", `No job ${jobId} is recorded.`);
@@ -479,7 +504,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     return render(c, 200, `Job ${jobId}`, "job", jobBody(record, c.get("session"), flash));
   });
 
-  app.post("/jobs/:jobId/reverify", async (c) => {
+  app.post("/jobs/:jobId/reverify", takes(), async (c) => {
     const jobId = c.req.param("jobId");
     if (c.get("session").role !== "admin") {
       return messagePage(
@@ -499,7 +524,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     return c.redirect(`${BASE}/jobs/${encodeURIComponent(jobId)}?reverify=queued`, 303);
   });
 
-  app.get("/statement", async (c) => {
+  app.get("/statement", takes(...periodFields, "vault"), async (c) => {
     const period = periodOf(queryOf(c), deps.now());
     // One vault, as `GET /reports/statement?vault=` gives it; a vault that is no address is
     // said, not ignored (the page would show every vault as if they were the one asked for).
@@ -521,7 +546,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     return render(c, 200, "Credit vault statement", "statement", statementBody(period, statement));
   });
 
-  app.get("/workers", async (c) => {
+  app.get("/workers", takes(...periodFields), async (c) => {
     const period = periodOf(queryOf(c), deps.now());
     const report = await reconciliationReport(
       deps.store,
@@ -532,7 +557,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     return render(c, 200, "Workers", "workers", workersBody(period, report, trouble));
   });
 
-  app.get("/workers/:address", async (c) => {
+  app.get("/workers/:address", takes(...periodFields), async (c) => {
     const worker = c.req.param("address");
     // A receipt's worker is always a base58 address, as the API's worker statement checks.
     if (!/^[1-9A-HJ-NP-Za-km-z]{32,44}$/.test(worker))
@@ -552,7 +577,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     );
   });
 
-  app.get("/status", async (c) => {
+  app.get("/status", takes(), async (c) => {
     const at = deps.now();
     const fromStore = await storeStatus(deps.store, at);
     const rpcTrouble = await ops.rpcTrouble();
