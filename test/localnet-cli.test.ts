@@ -118,3 +118,19 @@ describe("decentral-audit localnet", () => {
     expect(stderr).toContain("--rpc-behind-rate");
   });
 });
+
+// `--lying-rpc-lies amount` without `--lying-rpc` started a chain with no lying endpoint at all:
+// a test of "does the audit catch a lying RPC" ran against honest RPC only, and passed.
+describe("localnet flags that need --lying-rpc", () => {
+  it.each([
+    [{ lyingRpcLies: "amount" }, "lying-rpc-lies"],
+    [{ lyingRpcPort: "9000" }, "lying-rpc-port"],
+  ])("refuses %o without --lying-rpc, naming the flag", (flags, named) => {
+    expect(() => localnetOptionsFromFlags({ ...defaults, ...flags })).toThrow(
+      `--${named}: only with --lying-rpc`,
+    );
+    expect(
+      localnetOptionsFromFlags({ ...defaults, ...flags, lyingRpc: true }).lyingRpc,
+    ).toBeDefined();
+  });
+});

@@ -82,6 +82,10 @@ export function localnetOptionsFromFlags(flags: LocalnetFlags): LocalWorldOption
   if (neverLandRate !== undefined) rpcFaults.neverLandRate = neverLandRate;
   if (flags.rpcRefuseBatch) rpcFaults.refuseBatch = true;
   let lyingRpc: LocalWorldOptions["lyingRpc"];
+  const lying = flags.lyingRpc !== undefined && flags.lyingRpc !== false;
+  // Ignored, they started a chain with no lying endpoint, where one was asked for.
+  if (!lying && flags.lyingRpcLies !== undefined) bad("lying-rpc-lies", "only with --lying-rpc");
+  if (!lying && flags.lyingRpcPort !== undefined) bad("lying-rpc-port", "only with --lying-rpc");
   if (flags.lyingRpc !== undefined && flags.lyingRpc !== false) {
     const lieShare = flags.lyingRpc === true ? 0.2 : share("lying-rpc", flags.lyingRpc);
     let kinds: LieKind[] = [...lieKinds];
