@@ -126,6 +126,15 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
     .action(async (flags: { list?: boolean; vault?: string }) => {
       // A mistyped vault would list nothing, read as "no snapshots of this vault".
       refuseBadVault(flags.vault);
+      // A snapshot is always of the key's own vault: without --list, one asked of another was
+      // taken of the key's and printed as if it were of the one asked for.
+      if (flags.vault !== undefined && !flags.list) {
+        throw new AppError(
+          "validation_failed",
+          "--vault: only with --list; a snapshot is taken of DECENTRAL_API_KEY's own vault",
+          { field: "vault" },
+        );
+      }
       const config = helpers.configFromFlags(flags);
       const store = await openStore(config, { create: false });
       try {
