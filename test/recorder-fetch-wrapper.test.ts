@@ -350,7 +350,11 @@ describe("createRecordingFetch", () => {
 
   it("refuses at once options that would lose every receipt later", () => {
     const refused = (options: Partial<Parameters<typeof createRecordingFetch>[0]>) => () =>
-      createRecordingFetch({ ingestUrl: "http://audit.internal:8787/jobs", ...options });
+      createRecordingFetch({
+        ingestUrl: "http://audit.internal:8787/jobs",
+        token: "da_ingest_test",
+        ...options,
+      });
     // A tag ingest refuses would have cost every receipt it was added to.
     expect(refused({ tags: { "bad name": "x" } })).toThrow(
       "createRecordingFetch: tags.bad name: tag names are letters, digits, _ . - (max 64)",
@@ -407,6 +411,7 @@ describe("createRecordingFetch", () => {
     const drops: string[] = [];
     const recordingFetch = createRecordingFetch({
       ingestUrl: `${dead.url}/jobs`,
+      token: "da_ingest_test",
       maxBuffer: 2,
       retryBaseMs: 60_000,
       onError: (error) => {
@@ -434,6 +439,7 @@ describe("createRecordingFetch", () => {
     const { network, received, release } = fakeNetwork(() => undefined);
     const errors: string[] = [];
     const recordingFetch = createRecordingFetch({
+      token: "da_ingest_test",
       ...network,
       maxBuffer: 2,
       onError: (error) => errors.push(error.message),
@@ -462,6 +468,7 @@ describe("createRecordingFetch", () => {
     });
     const errors: string[] = [];
     const recordingFetch = createRecordingFetch({
+      token: "da_ingest_test",
       ...network,
       maxBuffer: 1,
       retryBaseMs: 60_000,
@@ -493,6 +500,7 @@ describe("createRecordingFetch", () => {
     );
     const errors: string[] = [];
     const recordingFetch = createRecordingFetch({
+      token: "da_ingest_test",
       ...network,
       onError: (error) => errors.push(error.message),
     });
@@ -597,6 +605,7 @@ describe("a backend process with a recording fetch", () => {
       const ingestUrl = ${JSON.stringify(ingestUrl)};
       const recordingFetch = createRecordingFetch({
         ingestUrl,
+        token: "da_ingest_test",
         retryBaseMs: 100,
         retryMaxMs: 100,
         fetch: (input, init) =>
@@ -720,5 +729,24 @@ describe("a recording fetch under an answer of the other kind than asked", () =>
         .all()
         .map((job) => job.completionTokens),
     ).toContain(5);
+  });
+});
+
+// `token: process.env.AUDIT_INGEST_TOKEN` with the variable not set (or the Decentral key put
+// there) was taken: every receipt was answered 401, retried, and dropped once the buffer filled.
+describe("the recording fetch's ingest token", () => {
+  it.each([
+    [undefined, "token is required"],
+    ["", "token is required"],
+    ["Bearer da_ingest_abc", "token must be an access token"],
+    ["dcntrl_live_0123456789abcdef0123456789abcdef", "token must be an access token"],
+    ["da_ingest_abc\n", "token must be an access token"],
+  ])("refuses %j when created", (token, message) => {
+    expect(() =>
+      createRecordingFetch({
+        ingestUrl: "http://audit.internal:8787/jobs",
+        token: token as string,
+      }),
+    ).toThrow(message);
   });
 });

@@ -39,7 +39,10 @@ const maxSignatureListLength = 9 * 90;
 export interface RecordingFetchOptions {
   /** The ingest endpoint, e.g. `http://audit.internal:8787/jobs`. */
   ingestUrl: string;
-  /** Access token of role `ingest`, sent as `Authorization: Bearer <token>`. */
+  /**
+   * Access token of role `ingest` (`da_ingest_...`), sent as `Authorization: Bearer <token>`.
+   * Required: typed optional so that `process.env.X` can be passed, and refused when missing.
+   */
   token?: string;
   /**
    * The fetch that does the real work (calls to Decentral and to the ingest API). Default the
@@ -227,6 +230,15 @@ function checkedOptions(options: RecordingFetchOptions): RecordingFetchOptions {
   }
   if (url === null || (url.protocol !== "http:" && url.protocol !== "https:")) {
     refuse("ingestUrl must be an http(s) URL, e.g. http://audit.internal:8787/jobs");
+  }
+  // POST /jobs answers 401 to a request without an ingest token: left out (an environment
+  // variable not set), or another key given for it, every receipt was retried until dropped.
+  if (typeof options.token !== "string" || !/^da_[A-Za-z0-9_-]+$/.test(options.token)) {
+    refuse(
+      options.token === undefined || options.token === ""
+        ? "token is required: an access token of role ingest (da_ingest_...)"
+        : "token must be an access token (da_ingest_...), with no spaces and no Bearer prefix",
+    );
   }
   // POST /jobs refuses every query parameter: each batch would be refused, and lost.
   if (url?.search || url?.hash)
