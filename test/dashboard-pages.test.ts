@@ -804,3 +804,13 @@ describe("dashboard query parameters", () => {
     expect(await res.text()).toContain("all");
   });
 });
+
+describe("dashboard discrepancies pager", () => {
+  it("refuses an empty cursor, as the API does, instead of showing the first page again", async () => {
+    const d = await dashboard();
+    const { cookie } = await d.signIn(d.tokens.read);
+    const res = await d.page("/dashboard/discrepancies?verdict=discrepancy&cursor=", cookie);
+    expect(res.status).toBe(400);
+    expect(await res.text()).toContain("cursor is empty");
+  });
+});

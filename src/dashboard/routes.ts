@@ -453,6 +453,11 @@ export function dashboardRoutes(deps: DashboardDeps) {
     if (q.check && !(checkNames as readonly string[]).includes(q.check)) {
       throw new PeriodError("check", "check must be the name of a check (see the menu)");
     }
+    // As the API refuses it: a pager link built with an empty cursor showed the first page
+    // again, over and over, as if it were the next.
+    if (q.cursor === "") {
+      throw new PeriodError("cursor", "cursor is empty; leave it out for the first page");
+    }
     const filter: DiscrepancyFilter = {
       check: q.check || undefined,
       verdict: q.verdict ? (q.verdict as FailingVerdict) : undefined,
