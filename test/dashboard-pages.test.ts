@@ -814,3 +814,14 @@ describe("dashboard discrepancies pager", () => {
     expect(await res.text()).toContain("cursor is empty");
   });
 });
+
+describe("the statement page's period picker", () => {
+  it("keeps the vault asked for through a change of period", async () => {
+    const vault = "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM";
+    const d = await dashboard({ statement: { profile: localnetProfile, graceSeconds: 300 } });
+    const { cookie } = await d.signIn(d.tokens.read);
+    const html = await (await d.page(`/dashboard/statement?vault=${vault}`, cookie)).text();
+    const form = /<form class="filters"[\s\S]*?<\/form>/.exec(html)?.[0] ?? "";
+    expect(form).toContain(`<input type="hidden" name="vault" value="${vault}">`);
+  });
+});

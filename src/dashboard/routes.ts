@@ -548,7 +548,13 @@ export function dashboardRoutes(deps: DashboardDeps) {
           },
         )
       : null;
-    return render(c, 200, "Credit vault statement", "statement", statementBody(period, statement));
+    return render(
+      c,
+      200,
+      "Credit vault statement",
+      "statement",
+      statementBody(period, statement, vault),
+    );
   });
 
   app.get("/workers", takes(...periodFields), async (c) => {

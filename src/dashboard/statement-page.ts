@@ -151,14 +151,24 @@ function findingsLine(findings: number, unreadVaults: number, locksNotDue: numbe
 }
 
 /** Every credit vault's statement for the period, like a bank reconciliation. */
-export function statementBody(period: DashboardPeriod, statement: Statement | null): Html {
+export function statementBody(
+  period: DashboardPeriod,
+  statement: Statement | null,
+  vault?: string,
+): Html {
   if (statement === null) {
     return html`<h1>Credit vault statement</h1>
 <p>The credit vault ledger is not read by this service (LEDGER_POLL_MS is 0, or no profile).</p>`;
   }
   const findings = statement.vaults.reduce((n, v) => n + findingCount(v), 0);
   return html`<h1>Credit vault statement</h1>
-${periodPicker("/statement", period)}
+${periodPicker(
+  "/statement",
+  period,
+  // The vault asked for goes along with a change of period: without it, the next period showed
+  // every vault under a page that had been one vault's.
+  vault ? html`<input type="hidden" name="vault" value="${vault}">` : "",
+)}
 <p>Every movement of each credit vault, from the chain: opening balance + deposits − locks +
 returns − unexplained debits = closing balance, and the closing balance compared with the chain.
 ${findingsLine(
