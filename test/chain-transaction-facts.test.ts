@@ -485,3 +485,130 @@ describe("lossless JSON text", () => {
     expect(() => parseJsonLossless("{")).toThrow(SyntaxError);
   });
 });
+
+describe("transaction facts of token instructions that move money", () => {
+  /** Token instructions of a file as source, destination and amount, in execution order. */
+  const movements = (f: TransactionFacts) =>
+    f.tokenInstructions.map((ix) => ({
+      kind: ix.kind,
+      source: ix.source,
+      destination: ix.destination,
+      amount: ix.amount,
+    }));
+
+  it.each([
+    "escrow-lock-legacy.json.json",
+    "escrow-lock-legacy.jsonParsed.json",
+    "escrow-lock-legacy.base64.json",
+  ])("keeps a transfer's source, destination and amount, not only its net changes (%s)", (file) => {
+    const f = facts(file);
+    // Balances show each account's net change only: money taken out of a vault and more put
+    // back in the same transaction shows as money in. The instructions tell what left.
+    expect(movements(f)).toEqual([
+      {
+        kind: "transferChecked",
+        source: addr.creditVault,
+        destination: addr.escrowVault,
+        amount: 160_000n,
+      },
+    ]);
+    expect(factsFromJson(JSON.stringify(factsToJson(f))).tokenInstructions).toEqual(
+      f.tokenInstructions,
+    );
+  });
+
+  it.each(["settle-cpi.json.json", "settle-cpi.jsonParsed.json"])(
+    "keeps them for transfers made inside another program (%s)",
+    (file) => {
+      const moved = movements(facts(file)).filter((m) => m.amount !== undefined);
+      expect(moved).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({ source: addr.escrowVault, amount: 68_000n }),
+          expect.objectContaining({ source: addr.escrowVault, amount: 12_000n }),
+        ]),
+      );
+      expect(moved.reduce((s, m) => s + m.amount!, 0n)).toBe(80_000n);
+    },
+  );
+
+  it("keeps them for a Token-2022 transfer", () => {
+    expect(movements(facts("token2022-transfer.json.json"))).toEqual([
+      expect.objectContaining({
+        source: addr.whaleToken,
+        destination: addr.otherToken,
+        amount: 250_000_000n,
+      }),
+    ]);
+  });
+
+  /** The lock's transfer turned into another instruction of the same accounts, both forms. */
+  function asInstruction(
+    file: string,
+    data: number[],
+    parsed: { type: string; info: (a: Record<string, string>) => Record<string, Json> },
+  ): TransactionFacts {
+    const result = loadResult(file);
+    const ix = result.transaction.message.instructions[1];
+    if (ix.parsed) ix.parsed = { type: parsed.type, info: parsed.info(ix.parsed.info) };
+    else ix.data = bs58.encode(Uint8Array.from(data));
+    return parseTransaction(result);
+  }
+  const le = (n: bigint) =>
+    Array.from({ length: 8 }, (_, i) => Number((n >> BigInt(8 * i)) & 255n));
+  const forms = ["escrow-lock-legacy.json.json", "escrow-lock-legacy.jsonParsed.json"];
+  const amount = 2n ** 63n + 5n;
+  const tokenAmount = { amount: amount.toString(), decimals: 6 };
+
+  it.each(forms)("keeps what a burn, a mint and a transfer with a fee move (%s)", (file) => {
+    // Compiled accounts: [credit vault, USDC mint, escrow vault, escrow authority].
+    const burn = asInstruction(file, [15, ...le(amount), 6], {
+      type: "burnChecked",
+      info: (i) => ({ account: i.source, mint: i.mint, authority: i.authority, tokenAmount }),
+    });
+    expect(movements(burn)).toEqual([
+      { kind: "burnChecked", source: addr.creditVault, destination: undefined, amount },
+    ]);
+    const fee = asInstruction(file, [26, 1, ...le(amount), 6, ...le(3n)], {
+      type: "transferCheckedWithFee",
+      info: (i) => ({ ...i, tokenAmount, feeAmount: { amount: "3", decimals: 6 } }),
+    });
+    expect(movements(fee)[0]).toMatchObject({
+      source: addr.creditVault,
+      destination: addr.escrowVault,
+      amount,
+    });
+    // MintToChecked names the mint first, then the account minted into.
+    const mint = asInstruction(file, [14, ...le(7n), 6], {
+      type: "mintToChecked",
+      info: (i) => ({
+        mint: i.source,
+        account: i.mint,
+        mintAuthority: i.authority,
+        tokenAmount: { amount: "7", decimals: 6 },
+      }),
+    });
+    expect(movements(mint)[0]).toMatchObject({ source: undefined, destination: USDC_MINT });
+    expect(movements(mint)[0]?.amount).toBe(7n);
+    expect(factsFromJson(factsToJson(burn)).tokenInstructions).toEqual(burn.tokenInstructions);
+  });
+
+  it("keeps no amount from data too short to hold one, and reads stored facts without them", () => {
+    const short = asInstruction("escrow-lock-legacy.json.json", [12, 1, 2], {
+      type: "transferChecked",
+      info: (i) => i,
+    });
+    expect(movements(short)).toEqual([
+      { kind: "transferChecked", source: undefined, destination: undefined, amount: undefined },
+    ]);
+    const stored = factsToJson(facts("escrow-lock-legacy.json.json"));
+    const old = {
+      ...stored,
+      tokenInstructions: stored.tokenInstructions.map(({ programId, kind, accounts }) => ({
+        programId,
+        kind,
+        accounts,
+      })),
+    };
+    expect(factsFromJson(old).tokenInstructions[0]).toEqual(old.tokenInstructions[0]);
+  });
+});

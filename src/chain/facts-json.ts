@@ -36,6 +36,8 @@ const factsJsonSchema = z.object({
       kind: z.string(),
       accounts: z.array(z.string()),
       source: z.string().optional(),
+      destination: z.string().optional(),
+      amount: amount.optional(),
     }),
   ),
   innerInstructionsKnown: z.boolean(),
@@ -81,6 +83,8 @@ export function factsToJson(facts: TransactionFacts): TransactionFactsJson {
       kind: t.kind,
       accounts: [...t.accounts],
       ...(t.source === undefined ? {} : { source: t.source }),
+      ...(t.destination === undefined ? {} : { destination: t.destination }),
+      ...(t.amount === undefined ? {} : { amount: t.amount.toString() }),
     })),
     innerInstructionsKnown: facts.innerInstructionsKnown,
     ...(facts.openedTokenAccounts ? { openedTokenAccounts: [...facts.openedTokenAccounts] } : {}),
@@ -124,6 +128,10 @@ export function factsFromJson(json: unknown): TransactionFacts {
       pre: BigInt(c.pre),
       post: BigInt(c.post),
       delta: BigInt(c.delta),
+    })),
+    tokenInstructions: f.tokenInstructions.map(({ amount, ...t }) => ({
+      ...t,
+      ...(amount === undefined ? {} : { amount: BigInt(amount) }),
     })),
     solChanges: f.solChanges.map((c) => ({
       ...c,

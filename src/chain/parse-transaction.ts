@@ -200,6 +200,76 @@ const optionalSource = (kind: string, source: unknown) =>
     ? { source }
     : {};
 
+/**
+ * Token instructions that move money, by jsonParsed name: where the account money leaves
+ * (`from`) or enters (`to`) sits among the instruction's accounts in order, and where the
+ * amount (u64, little-endian) starts in the instruction's data. A succeeded transaction's
+ * balances show only each account's net change: money a transaction takes out of an account
+ * and puts back in (or more) shows as a smaller change, or none, and only these tell.
+ */
+const MOVEMENT_LAYOUT: ReadonlyMap<string, { from?: number; to?: number; amountAt: number }> =
+  new Map([
+    ["transfer", { from: 0, to: 1, amountAt: 1 }],
+    ["transferChecked", { from: 0, to: 2, amountAt: 1 }],
+    ["transferCheckedWithFee", { from: 0, to: 2, amountAt: 2 }],
+    ["burn", { from: 0, amountAt: 1 }],
+    ["burnChecked", { from: 0, amountAt: 1 }],
+    ["mintTo", { to: 1, amountAt: 1 }],
+    ["mintToChecked", { to: 1, amountAt: 1 }],
+  ]);
+
+/** Token-2022's TransferFeeExtension sub-instruction TransferCheckedWithFee. */
+const TRANSFER_FEE_EXTENSION = 26;
+const TRANSFER_CHECKED_WITH_FEE = 1;
+
+/** The u64 (little-endian) at `at` in `data`, or null when the data is too short. */
+function u64At(data: Uint8Array, at: number): bigint | null {
+  if (data.length < at + 8) return null;
+  let value = 0n;
+  for (let i = 7; i >= 0; i--) value = (value << 8n) | BigInt(data[at + i]!);
+  return value;
+}
+
+/** The source, destination and amount of a compiled instruction that moves money, else {}. */
+function compiledMovement(data: Uint8Array, accounts: string[]) {
+  let name = tokenKind(data);
+  if (data[0] === TRANSFER_FEE_EXTENSION && data[1] === TRANSFER_CHECKED_WITH_FEE) {
+    name = "transferCheckedWithFee";
+  }
+  const layout = MOVEMENT_LAYOUT.get(name);
+  if (!layout) return {};
+  const amount = u64At(data, layout.amountAt);
+  const source = layout.from === undefined ? undefined : accounts[layout.from];
+  const destination = layout.to === undefined ? undefined : accounts[layout.to];
+  // Short data or missing accounts: the program refuses it, and it moves nothing.
+  if (amount === null || (layout.from !== undefined && source === undefined)) return {};
+  if (layout.to !== undefined && destination === undefined) return {};
+  return {
+    ...(source === undefined ? {} : { source }),
+    ...(destination === undefined ? {} : { destination }),
+    amount,
+  };
+}
+
+/** The same of a jsonParsed instruction's `info`, else {}. */
+function parsedMovement(kind: string, info: Json) {
+  const layout = MOVEMENT_LAYOUT.get(kind);
+  if (!layout) return {};
+  const key = (v: unknown) => (typeof v === "string" && isBase58OfLength(v, 32) ? v : undefined);
+  const source = layout.from === undefined ? undefined : key(info.source ?? info.account);
+  const destination = layout.to === undefined ? undefined : key(info.destination ?? info.account);
+  const tokenAmount = isRecord(info.tokenAmount) ? info.tokenAmount.amount : undefined;
+  const text = info.amount ?? tokenAmount;
+  if (typeof text !== "string" || !/^\d{1,20}$/.test(text)) return {};
+  if (layout.from !== undefined && source === undefined) return {};
+  if (layout.to !== undefined && destination === undefined) return {};
+  return {
+    ...(source === undefined ? {} : { source }),
+    ...(destination === undefined ? {} : { destination }),
+    amount: BigInt(text),
+  };
+}
+
 function stepOf(programId: string, data: Uint8Array, accounts: string[]): Step {
   if (!TOKEN_PROGRAM_IDS.has(programId)) {
     return { programId, memo: memoText(programId, data), token: null };
@@ -213,6 +283,7 @@ function stepOf(programId: string, data: Uint8Array, accounts: string[]): Step {
       kind,
       accounts: [...new Set(accounts)].sort(),
       ...optionalSource(kind, accounts[0]),
+      ...compiledMovement(data, accounts),
     },
   };
 }
@@ -236,6 +307,7 @@ function parsedStep(ix: Json, path: string): Step {
           kind,
           accounts: [...new Set(accounts)].sort(),
           ...optionalSource(kind, info.source),
+          ...parsedMovement(kind, info),
         },
       };
     }

@@ -38,10 +38,20 @@ export interface TokenInstruction {
   accounts: string[];
   /**
    * The account an Approve or ApproveChecked gives a delegate (its first account; `source` in
+   * jsonParsed), or the account money leaves by a transfer (`transfer`, `transferChecked`,
+   * Token-2022's `transferCheckedWithFee`) or a burn (`burn`, `burnChecked`: `account` in
    * jsonParsed). `accounts` is sorted and loses roles: a vault named there may be the delegate
-   * of someone else's account. Absent for other kinds, and in facts stored before it was kept.
+   * of someone else's account, or a transfer's destination. Absent for other kinds, and in
+   * facts stored before it was kept (for a transfer or burn, before `amount` was kept).
    */
   source?: string;
+  /** The account money enters by a transfer or a mint (`mintTo`, `mintToChecked`). */
+  destination?: string;
+  /**
+   * Base units a transfer, burn or mint moves (for a transfer with a fee, what leaves the
+   * source). Absent for other kinds, and in facts stored before it was kept.
+   */
+  amount?: bigint;
 }
 
 export interface TransactionFacts {
