@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vites
 import { createLedgerReader } from "../src/ledger/reader.js";
 import { buildStatement, statementToCsv } from "../src/ledger/statement.js";
 import { ledgerFindingCount, ledgerWindowCheck } from "../src/ledger/window-check.js";
+import { localKeyNames, localSigner } from "../src/localnet/keys.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { summaryToText } from "../src/nightly/summary-format.js";
@@ -737,5 +738,96 @@ describe("the statements of two credit vaults one lock drew on together", () => 
     ]);
     expect(unreleased[0]?.outstandingUnits).toBe(taken);
     expect([s1.differenceUnits, s2.differenceUnits]).toEqual([0n, 0n]);
+  });
+});
+
+describe("the statement of a credit vault whose transaction moves money both in and out", () => {
+  /** A customer's wallet holding `units` credits, and its signer. */
+  function wallet(units: bigint) {
+    const user = localSigner(localKeyNames.user(3));
+    return { user, account: h.op.createTokenAccount(user.address, h.op.accounts.mint, units) };
+  }
+
+  it("lists a payout inside a top-up as an unreceipted debit, and the nightly run exits 1", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(3);
+    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
+    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    // The operator builds the customer's "buy credits" transaction and signs a payout into it.
+    const w = wallet(1_000_000n);
+    const topUp = h.op.send(
+      [
+        h.op.transfer(w.account, vault, 1_000_000n, { authority: w.user.address }),
+        h.op.transfer(vault, h.op.attackerAccount(0n), 300_000n),
+      ],
+      { extraSigners: [w.user] },
+    ).signature;
+    const s = await statementOf(c, vault, from);
+    // Read by its net change alone, it was a deposit of 700,000 and no finding.
+    expect(s.unexplained).toEqual([
+      expect.objectContaining({
+        finding: "unreceipted_debit",
+        signature: topUp,
+        amountUnits: -300_000n,
+      }),
+    ]);
+    expect(s.unexplainedOutUnits).toBe(300_000n);
+    expect(s.depositsUnits).toBe(1_000_000n);
+    expect(s.counts.unexplained).toBe(1);
+    expect(s.differenceUnits).toBe(0n);
+
+    const reader = createLedgerReader({ store: c.store, rpc: h.rpc, profile: c.profile, log });
+    const verifier = createVerifier({
+      store: c.store,
+      rpc: h.rpc,
+      profile: c.profile,
+      log,
+      options: quickVerifierOptions,
+    });
+    const run = await runNightlyVerification(c.store, verifier, {
+      from,
+      to: Date.now(),
+      timeoutMs: 10_000,
+      ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
+    });
+    // Other tests of this world locked from the same vault before: only this line is ours.
+    expect(run.ledger?.unreceiptedDebits.filter((d) => d.signature === topUp)).toEqual([
+      expect.objectContaining({ vault, amountUnits: "-300000", beforeWindow: false }),
+    ]);
+    expect(run).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
+  });
+
+  it("keeps an honest top-up a deposit, and lists a lock a top-up hides as an unreceipted debit", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(3);
+    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
+    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    const w = wallet(2_000_000n);
+    h.op.send([h.op.transfer(w.account, vault, 1_000_000n, { authority: w.user.address })], {
+      extraSigners: [w.user],
+    });
+    // The mirror: a job's lock with a top-up in the same transaction, then its settlement.
+    // The ledger reads no lock the vault's net change hides (its release would go unjudged):
+    // what left the vault is an unreceipted debit, though a receipt names it.
+    const plan = h.op.plan({ keyIndex: 3 });
+    const escrowTx = h.op.send(
+      [
+        ...h.op.lockIxs(plan),
+        h.op.transfer(w.account, vault, 1_000_000n, { authority: w.user.address }),
+      ],
+      { extraSigners: [w.user] },
+    ).signature;
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    await c.verify();
+
+    const s = await statementOf(c, vault, from);
+    expect(s.unexplained).toEqual([
+      expect.objectContaining({ signature: escrowTx, amountUnits: -plan.lock }),
+    ]);
+    expect(s.depositsUnits).toBe(2_000_000n);
+    expect(s.locksUnits).toBe(0n);
+    expect(s.returnsUnits).toBe(plan.remainder);
+    expect(s.differenceUnits).toBe(0n);
   });
 });

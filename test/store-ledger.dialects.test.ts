@@ -2339,3 +2339,74 @@ describe.each(dialects)("a lock drawn on two credit vaults on %s", (dialect) => 
     ]);
   });
 });
+
+describe.each(dialects)("a payout hidden inside a top-up on %s", (dialect) => {
+  const stores = useDialectStores(dialect);
+
+  it("lists what left the vault beyond the line's net debit as an unreceipted debit", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    const topUp = { name: "hidden-topup", slot: 150, time: at(2, 10) };
+    const theft = { name: "hidden-theft", slot: 160, time: at(2, 11) };
+    await ledger.storePage(
+      VAULT,
+      await ledger.cursor(VAULT, NOW),
+      [theft, topUp].map((l) => ({
+        signature: sig(l.name),
+        slot: l.slot,
+        blockTime: l.time,
+        err: null,
+      })),
+      true,
+      NOW,
+    );
+    const line = (name: string, time: number, pre: bigint, post: bigint, hidden: bigint) => ({
+      signature: sig(name),
+      blockTime: time,
+      succeeded: true,
+      pre,
+      post,
+      delta: post - pre,
+      memo: null,
+      memoKind: null,
+      memoJobId: null,
+      hiddenDebit: hidden,
+    });
+    // 1,000,000 in and 300,000 out; then 500,000 out and 200,000 in (no receipt for either).
+    await ledger.recordReads(
+      VAULT,
+      [
+        line("hidden-topup", topUp.time, 0n, 700_000n, 300_000n),
+        line("hidden-theft", theft.time, 700_000n, 400_000n, 200_000n),
+      ],
+      [],
+      NOW,
+    );
+    await ledger.review(VAULT, NOW);
+    expect(await ledger.hiddenDebitLines(VAULT, NOV, DEC)).toEqual([
+      expect.objectContaining({
+        signature: sig("hidden-topup"),
+        slot: 150,
+        deltaUnits: 700_000n,
+        hiddenUnits: 300_000n,
+      }),
+      expect.objectContaining({ signature: sig("hidden-theft"), hiddenUnits: 200_000n }),
+    ]);
+    expect(await ledger.hiddenDebitLines(VAULT, NOV, at(2, 10))).toEqual([]);
+    const s = (
+      await buildStatement(
+        store,
+        { from: NOV * 1000, to: DEC * 1000, vault: VAULT },
+        { profile: localnetProfile },
+      )
+    ).vaults[0]!;
+    expect(s.unexplained.map((u) => [u.signature, u.amountUnits])).toEqual([
+      [sig("hidden-theft"), -500_000n],
+      [sig("hidden-topup"), -300_000n],
+    ]);
+    expect(s.counts.unexplained).toBe(2);
+    expect(s.depositsUnits).toBe(1_200_000n);
+    expect(s.unexplainedOutUnits).toBe(800_000n);
+    expect(s.closingByLedgerUnits).toBe(400_000n);
+  });
+});

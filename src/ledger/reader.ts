@@ -188,6 +188,41 @@ export function delegateGiven(
   return approvals.map((ix) => `${ix.kind}(${ix.accounts.join(" ")})`).join(" ");
 }
 
+/** Token instructions that move money: their facts keep source, destination and amount. */
+const MOVEMENT_KINDS: ReadonlySet<string> = new Set([
+  "transfer",
+  "transferChecked",
+  "transferCheckedWithFee",
+  "transferFeeExtension",
+  "burn",
+  "burnChecked",
+  "mintTo",
+  "mintToChecked",
+]);
+
+/**
+ * What a succeeded transaction's transfers and burns took out of the vault (to any account but
+ * the vault itself) beyond its net debit, when that is more than nothing, else null. The
+ * balances show the vault's net change only: a top-up of 1,000,000 that also pays 300,000 out
+ * (the escrow authority signing beside the customer) reads as a deposit of 700,000, and this
+ * is the 300,000. No Decentral step takes money out of a vault and puts money in at once.
+ */
+export function hiddenDebitOf(
+  vault: string,
+  delta: bigint,
+  facts: TransactionFacts,
+): bigint | null {
+  if (!facts.succeeded) return null;
+  let out = 0n;
+  for (const ix of facts.tokenInstructions) {
+    if (ix.source !== vault || ix.amount === undefined || !MOVEMENT_KINDS.has(ix.kind)) continue;
+    if (ix.destination === vault) continue;
+    out += ix.amount;
+  }
+  const netOut = delta < 0n ? -delta : 0n;
+  return out > netOut ? out - netOut : null;
+}
+
 /**
  * Slots below the finalized one asked for a block time when it has none (a node that lost it,
  * an answer of null). Each is at most the finalized slot's time, and the listing holds them:
@@ -367,28 +402,36 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       memoJobs: severalMemoJobs(allNamed),
       opened:
         facts.openedTokenAccounts === undefined ? null : facts.openedTokenAccounts.includes(vault),
+      hiddenDebit: hiddenDebitOf(vault, change ? change.delta : 0n, facts),
     };
   }
 
   function storedFacts(row: { signature: string; facts: string; raw: string | null }) {
     try {
       const facts = factsFromJson(JSON.parse(row.facts));
-      // Facts stored before the accounts a transaction created, the owners after it, or an
-      // Approve's source were kept: the raw answer tells, and whether the vault's oldest line
-      // is its creation, whose the vault is after it, or whether it was given a delegate,
-      // rests on it.
-      const whole =
-        facts.openedTokenAccounts !== undefined &&
-        facts.ownersAfter !== undefined &&
-        facts.tokenInstructions.every(
-          (ix) => !APPROVE_KINDS.has(ix.kind) || ix.source !== undefined,
-        );
-      if (whole || row.raw === null) return facts;
+      // Facts stored before the accounts a transaction created, the owners after it, an
+      // Approve's source, or what a transfer or burn moved were kept: the raw answer tells,
+      // and whether the vault's oldest line is its creation, whose the vault is after it,
+      // whether it was given a delegate, or paid out money its money in hid, rests on it.
+      if (wholeFacts(facts) || row.raw === null) return facts;
       return parseTransaction(parseJsonLossless(row.raw), row.signature);
     } catch (error) {
       if (row.raw === null) throw error;
       return parseTransaction(parseJsonLossless(row.raw), row.signature);
     }
+  }
+
+  /** Facts that hold everything a line is read from (see `storedFacts`). */
+  function wholeFacts(facts: TransactionFacts) {
+    return (
+      facts.openedTokenAccounts !== undefined &&
+      facts.ownersAfter !== undefined &&
+      facts.tokenInstructions.every(
+        (ix) =>
+          (!APPROVE_KINDS.has(ix.kind) || ix.source !== undefined) &&
+          (!MOVEMENT_KINDS.has(ix.kind) || ix.amount !== undefined),
+      )
+    );
   }
 
   /**
@@ -427,8 +470,11 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       const toFetch: string[] = [];
       for (const signature of part) {
         const row = await ledger.storedTransaction(signature);
-        if (row) {
-          factsOf.set(signature, storedFacts(row));
+        const facts = row ? storedFacts(row) : null;
+        // Facts stored without what each transfer moved, and no raw answer to read it from:
+        // fetched again, or a payout its money in hid would go unseen.
+        if (facts && (row!.raw !== null || !facts.succeeded || wholeFacts(facts))) {
+          factsOf.set(signature, facts);
           shared++;
         } else toFetch.push(signature);
       }

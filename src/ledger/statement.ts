@@ -30,6 +30,12 @@ import { accountSnapshotToJson } from "./account-snapshots.js";
  * - `deposit`: any other money in (a top-up);
  * - `unexplained`: any other money out: an `unreceipted_debit`, the finding this exists for.
  *
+ * A line is the vault's net change in its transaction. Money its transfers and burns took out
+ * of the vault beyond that (a payout inside a top-up: 1,000,000 in and 300,000 out is a net
+ * deposit of 700,000) is an `unreceipted_debit` of what left beyond the net debit, whatever the
+ * line is filed as, and the money in that hid it counts among the deposits: a line of money in
+ * only is what a Decentral step or top-up moves.
+ *
  * A recorded job's lock that its returns and settlement do not account for within the profile's
  * settlement window plus `graceSeconds` is an `unreleased_lock` finding, with what is still out.
  *
@@ -536,6 +542,31 @@ export async function buildStatement(
         amountUnits: line.deltaUnits,
         memo: line.memo,
         memoJobId: line.memoJobId,
+        kind: "unexplained",
+        jobId: null,
+        finding: "unreceipted_debit",
+      });
+    }
+
+    // A payout hidden by money in of the same transaction: an unreceipted debit (of the line's
+    // own entry when it is one already), and the money in that hid it a deposit, so the
+    // figures still sum to the closing balance.
+    for (const h of await ledger.hiddenDebitLines(vault, fromSec, toSec)) {
+      totals.deposits += h.hiddenUnits;
+      totals.unexplainedOut += h.hiddenUnits;
+      const listed = unexplained.find((u) => u.signature === h.signature);
+      if (listed) {
+        listed.amountUnits -= h.hiddenUnits;
+        continue;
+      }
+      counts.unexplained++;
+      unexplained.push({
+        signature: h.signature,
+        slot: h.slot,
+        blockTime: h.blockTime,
+        amountUnits: -h.hiddenUnits,
+        memo: h.memo,
+        memoJobId: h.memoJobId,
         kind: "unexplained",
         jobId: null,
         finding: "unreceipted_debit",

@@ -121,6 +121,12 @@ export interface LineRead {
    * (the reader names it, see `ledgerLines.delegate`), else null.
    */
   delegate?: string | null;
+  /**
+   * Money out of the vault beyond the line's net debit, moved by its transfers and burns from
+   * the vault and hidden by money in of the same transaction, else null (see
+   * `ledgerLines.hiddenDebitUnits`).
+   */
+  hiddenDebit?: bigint | null;
 }
 
 export type { ForeignChange, ForeignHolding, LineKind, MemoJob, MixedMemoLine };
@@ -153,6 +159,19 @@ export interface DelegateLine {
   memo: string | null;
   memoJobId: string | null;
   delegate: string;
+}
+
+/** A line whose transaction paid money out of the vault that its money in hid. */
+export interface HiddenDebitLine {
+  signature: string;
+  slot: number;
+  blockTime: number | null;
+  memo: string | null;
+  memoJobId: string | null;
+  /** The line's net change (what the balances show). */
+  deltaUnits: bigint;
+  /** What left the vault beyond the net debit (positive). */
+  hiddenUnits: bigint;
 }
 
 /** A transaction fetched over RPC, stored once in `chain_transactions` (shared with the verifier). */
@@ -441,6 +460,8 @@ export interface LedgerStore {
   mixedMemoLines(vault: string, fromSec: number, toSec: number): Promise<MixedMemoLine[]>;
   /** Lines of the period whose transaction gave the vault a delegate, oldest first. */
   delegateLines(vault: string, fromSec: number, toSec: number): Promise<DelegateLine[]>;
+  /** Lines of the period that paid money out of the vault hidden by money in, oldest first. */
+  hiddenDebitLines(vault: string, fromSec: number, toSec: number): Promise<HiddenDebitLine[]>;
   /** Gaps between movements whose later line is in the period. */
   gaps(vault: string, fromSec: number, toSec: number): Promise<StoredGap[]>;
   /**
@@ -636,7 +657,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   const readLine = sqlite.prepare(
     `UPDATE ledger_lines SET state = 'read', block_time = coalesce(?, block_time), succeeded = ?,
        pre_units = ?, post_units = ?, delta_units = ?, memo = ?, memo_kind = ?, memo_job_id = ?,
-       memo_jobs = ?, foreign_changes = ?, opened = ?, other_owner = ?, owner_after = ?, delegate = ?
+       memo_jobs = ?, foreign_changes = ?, opened = ?, other_owner = ?, owner_after = ?, delegate = ?,
+       hidden_debit_units = ?
      WHERE vault = ? AND signature = ? AND state = 'listed'`,
   );
   const foreignPeriod = big(
@@ -658,6 +680,12 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   const delegatePeriod = big(
     `SELECT signature, slot, block_time, memo, memo_job_id, delegate FROM ledger_lines
      WHERE vault = ? AND delegate IS NOT NULL AND block_time >= ? AND block_time < ?
+     ORDER BY ord`,
+  );
+  const hiddenDebitPeriod = big(
+    `SELECT signature, slot, block_time, memo, memo_job_id, delta_units, hidden_debit_units
+     FROM ledger_lines INDEXED BY ledger_lines_hidden_debit
+     WHERE vault = ? AND hidden_debit_units IS NOT NULL AND block_time >= ? AND block_time < ?
      ORDER BY ord`,
   );
   // Money of the vault moved under memos naming several jobs: the period's findings, and every
@@ -1352,6 +1380,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           // A line naming another owner knows the owner, however it was read.
           l.ownerAfter ?? l.otherOwner ?? null,
           l.delegate ?? null,
+          l.hiddenDebit ?? null,
           vault,
           l.signature,
         ).changes;
@@ -1686,6 +1715,18 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       return (
         delegatePeriod.all(vault, fromSec, toSec) as (FindingRow & { delegate: string })[]
       ).map((r) => ({ ...findingLineOf(r), delegate: r.delegate }));
+    },
+    async hiddenDebitLines(vault, fromSec, toSec) {
+      return (
+        hiddenDebitPeriod.all(vault, fromSec, toSec) as (FindingRow & {
+          delta_units: bigint | null;
+          hidden_debit_units: bigint;
+        })[]
+      ).map((r) => ({
+        ...findingLineOf(r),
+        deltaUnits: r.delta_units ?? 0n,
+        hiddenUnits: r.hidden_debit_units,
+      }));
     },
     async gaps(vault, fromSec, toSec) {
       const out: StoredGap[] = (

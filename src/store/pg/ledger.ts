@@ -860,7 +860,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     const fresh = reads.filter((l) => listed.delete(l.signature));
     if (fresh.length === 0) return;
     const kinds = await classifyMany(tx, vault, fresh.map(asClassifiableRead), true);
-    // UPDATE … FROM unnest of the batch's columns: one statement, sixteen parameters, still
+    // UPDATE … FROM unnest of the batch's columns: one statement, a parameter per column, still
     // guarded by state = 'listed'.
     // The block time becomes the transaction's (see `LineRead`); the daily sums follow it.
     await tx.execute(sql`UPDATE ledger_lines AS l SET state = 'read', succeeded = v.succeeded,
@@ -869,7 +869,8 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         memo = v.memo, memo_kind = v.memo_kind, memo_job_id = v.memo_job_id,
         memo_jobs = v.memo_jobs, kind = v.kind,
         job_id = v.job_id, foreign_changes = v.foreign_changes, opened = v.opened,
-        other_owner = v.other_owner, owner_after = v.owner_after, delegate = v.delegate
+        other_owner = v.other_owner, owner_after = v.owner_after, delegate = v.delegate,
+        hidden_debit_units = v.hidden_debit_units
       FROM ${unnestOf(fresh, "v", {
         signature: ["text", (l) => l.signature],
         block_time: ["bigint", (l) => l.blockTime],
@@ -889,6 +890,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         // A line naming another owner knows the owner, however it was read.
         owner_after: ["text", (l) => l.ownerAfter ?? l.otherOwner ?? null],
         delegate: ["text", (l) => l.delegate ?? null],
+        hidden_debit_units: ["bigint", (l) => l.hiddenDebit ?? null],
       })}
       WHERE l.vault = ${vault} AND l.signature = v.signature AND l.state = 'listed'`);
     await keepWithJobs(
@@ -1622,6 +1624,24 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         .where(and(vaultIs(vault), isNotNull(ledgerLines.delegate), periodOf(fromSec, toSec)))
         .orderBy(asc(ledgerLines.ord));
       return rows.map(({ delegate, ...r }) => ({ ...r, delegate: delegate! }));
+    },
+    async hiddenDebitLines(vault, fromSec, toSec) {
+      const rows = await db
+        .select({
+          ...findingColumns,
+          deltaUnits: ledgerLines.deltaUnits,
+          hiddenUnits: ledgerLines.hiddenDebitUnits,
+        })
+        .from(ledgerLines)
+        .where(
+          and(vaultIs(vault), isNotNull(ledgerLines.hiddenDebitUnits), periodOf(fromSec, toSec)),
+        )
+        .orderBy(asc(ledgerLines.ord));
+      return rows.map(({ deltaUnits, hiddenUnits, ...r }) => ({
+        ...r,
+        deltaUnits: deltaUnits ?? 0n,
+        hiddenUnits: hiddenUnits!,
+      }));
     },
     async gaps(vault, fromSec, toSec) {
       return db.transaction(async (tx) => {
