@@ -211,11 +211,13 @@ export function hiddenDebitOf(
   vault: string,
   delta: bigint,
   facts: TransactionFacts,
+  tokenPrograms: readonly string[],
 ): bigint | null {
   if (!facts.succeeded) return null;
   let out = 0n;
   for (const ix of facts.tokenInstructions) {
     if (ix.source !== vault || ix.amount === undefined || !MOVEMENT_KINDS.has(ix.kind)) continue;
+    if (!tokenPrograms.includes(ix.programId)) continue;
     if (ix.destination === vault) continue;
     out += ix.amount;
   }
@@ -402,7 +404,12 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       memoJobs: severalMemoJobs(allNamed),
       opened:
         facts.openedTokenAccounts === undefined ? null : facts.openedTokenAccounts.includes(vault),
-      hiddenDebit: hiddenDebitOf(vault, change ? change.delta : 0n, facts),
+      // The vault's address moving another mint only: its transfers are not credits (the
+      // movement is a finding of its own).
+      hiddenDebit:
+        foreign.length > 0 && !change
+          ? null
+          : hiddenDebitOf(vault, change ? change.delta : 0n, facts, profile.tokenPrograms),
     };
   }
 
