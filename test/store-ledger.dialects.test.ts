@@ -2410,3 +2410,126 @@ describe.each(dialects)("a payout hidden inside a top-up on %s", (dialect) => {
     expect(s.closingByLedgerUnits).toBe(400_000n);
   });
 });
+
+describe.each(dialects)(
+  "a job's locks in two transactions drawing on two vaults on %s",
+  (dialect) => {
+    const stores = useDialectStores(dialect);
+
+    it("count what its settlement paid out once across every lock, not once per vault", async () => {
+      const store = await stores.open();
+      const ledger = createLedgerStore(store);
+      // K8, keyless, naming no escrow and no vault: a lock under its escrow memo took 160,000 from
+      // VAULT and 120,000 from OTHER_VAULT, a second took 1 more from OTHER_VAULT. The settlement
+      // paid out 120,000 and sent 40,000 back to VAULT and 1 to OTHER_VAULT: 120,000 stayed in
+      // escrow. With two locks in OTHER_VAULT, its release rule counted the whole 120,000 for it,
+      // while VAULT's counted the same 120,000 for its part of the first lock: both were clean.
+      await seedJob(store, {
+        jobId: "K8",
+        settlementTx: sig("k8-settle"),
+        apiEscrowTx: sig("k8-lock"),
+        verdict: "discrepancy",
+        chargedUnits: 120_000n,
+        recordedAt: at(15, 1) * 1000,
+      });
+      const change = (account: string, delta: bigint) => ({
+        account,
+        owner: null,
+        mint: "CreditMint",
+        programId: "TokenProgram",
+        decimals: 6,
+        pre: "0",
+        post: "0",
+        delta: delta.toString(),
+      });
+      const fetched = (name: string, slot: number, changes: ReturnType<typeof change>[]) => ({
+        signature: sig(name),
+        slot,
+        blockTime: at(15, 1),
+        fee: 5_000n,
+        succeeded: true,
+        err: "null",
+        facts: JSON.stringify({ signature: sig(name), slot, tokenChanges: changes }),
+        raw: `raw:${name}`,
+      });
+      const facts: FetchedTransaction[] = [
+        fetched("k8-lock", 90, [
+          change(VAULT, -160_000n),
+          change(OTHER_VAULT, -120_000n),
+          change("EscrowVau1t", 280_000n),
+        ]),
+        fetched("k8-lock2", 92, [change(OTHER_VAULT, -1n), change("EscrowVau1t", 1n)]),
+      ];
+      const read = async (
+        vault: string,
+        lines: {
+          name: string;
+          slot: number;
+          pre: bigint;
+          post: bigint;
+          memo: "escrow" | "settle";
+        }[],
+      ) => {
+        const seen = await ledger.cursor(vault, NOW);
+        const page = [...lines].reverse().map((l) => ({
+          signature: sig(l.name),
+          slot: l.slot,
+          blockTime: at(15, 1),
+          err: null,
+        }));
+        await ledger.storePage(vault, seen, page, true, NOW, NOW);
+        await ledger.recordReads(
+          vault,
+          lines.map((l) => ({
+            signature: sig(l.name),
+            blockTime: at(15, 1),
+            succeeded: true,
+            pre: l.pre,
+            post: l.post,
+            delta: l.post - l.pre,
+            memo: null,
+            memoKind: l.memo,
+            memoJobId: "K8",
+          })),
+          facts,
+          NOW,
+        );
+        await ledger.review(vault, NOW);
+      };
+      await read(OTHER_VAULT, [
+        { name: "k8-lock", slot: 90, pre: 500_000n, post: 380_000n, memo: "escrow" },
+      ]);
+      await read(VAULT, [
+        { name: "k8-lock", slot: 90, pre: 1_000_000n, post: 840_000n, memo: "escrow" },
+        { name: "k8-settle", slot: 93, pre: 840_000n, post: 880_000n, memo: "settle" },
+      ]);
+      // The jobs API's next answer names the second lock instead.
+      await updateJob(store, "K8", { apiEscrowTx: sig("k8-lock2") });
+      await read(OTHER_VAULT, [
+        { name: "k8-lock2", slot: 92, pre: 380_000n, post: 379_999n, memo: "escrow" },
+        { name: "k8-settle", slot: 93, pre: 379_999n, post: 380_000n, memo: "settle" },
+      ]);
+      expect((await linesOf(store, VAULT)).map((l) => [l.kind, l.jobId])).toEqual([
+        ["lock", "K8"],
+        ["return", "K8"],
+      ]);
+      // The settlement's 120,000 covers VAULT's part of the first lock (its order), once:
+      // nothing covers OTHER_VAULT's 120,000 of it, which the jobs API no longer names, an
+      // unreceipted debit. Counted whole for OTHER_VAULT's second lock too, it released that
+      // first lock as well, and the 120,000 escrow kept was in neither statement.
+      expect((await linesOf(store, OTHER_VAULT)).map((l) => [l.kind, l.jobId])).toEqual([
+        ["unexplained", "K8"],
+        ["lock", "K8"],
+        ["return", "K8"],
+      ]);
+      const review = await ledger.reviewLines(OTHER_VAULT, NOV, DEC);
+      expect(review.map((l) => [l.signature, l.now.kind, l.deltaUnits])).toEqual([
+        [sig("k8-lock"), "unexplained", -120_000n],
+      ]);
+      expect([
+        ...(await ledger.overdueLocks(VAULT, NOV, DEC, 3_600, DEC)),
+        ...(await ledger.overdueLocks(OTHER_VAULT, NOV, DEC, 3_600, DEC)),
+      ]).toEqual([]);
+    });
+  },
+);

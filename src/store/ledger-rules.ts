@@ -150,6 +150,60 @@ export function settledShare(
   return settled;
 }
 
+/** A lock line of a job in any vault, with its transaction's stored facts (JSON text) if any. */
+export interface JobLockLine {
+  signature: string;
+  vault: string;
+  slot: number;
+  /** What the line took from its vault. */
+  units: bigint;
+  facts: string | null;
+}
+
+/**
+ * What a job's settlement (`settled`) accounts for of its locks of `vault`, read against every
+ * lock line of the job in every vault (`lines`): the settlement paid out once, so it accounts
+ * for what the locks took in turn, transaction by transaction in chain order (slot, then
+ * signature) and within one in its order (`lockSourcesOf`; the vaults' lines where its facts
+ * are not stored), each part once. Null when the locks took from `vault` alone: the settlement
+ * counts whole. Read one lock at a time, a job whose jobs API named a second lock (of one vault)
+ * had each vault count the whole settlement for itself again, and what escrow kept was in no
+ * statement.
+ */
+export function settledShareOfLocks(
+  settled: bigint,
+  vault: string,
+  lines: readonly JobLockLine[],
+): bigint | null {
+  const txs = new Map<string, JobLockLine[]>();
+  for (const l of lines) txs.set(l.signature, [...(txs.get(l.signature) ?? []), l]);
+  const order = [...txs.entries()].sort(([a, la], [b, lb]) =>
+    la[0]!.slot !== lb[0]!.slot ? la[0]!.slot - lb[0]!.slot : a < b ? -1 : a > b ? 1 : 0,
+  );
+  const sources: LockSource[] = [];
+  for (const [, ls] of order) {
+    // Its sources in the mint of a vault's debit in it: this vault's, else the line's vault's.
+    const facts = ls.find((l) => l.facts !== null)?.facts ?? null;
+    const read =
+      facts === null ? null : (lockSourcesOf(facts, vault) ?? lockSourcesOf(facts, ls[0]!.vault));
+    sources.push(
+      ...(read ??
+        [...ls]
+          .sort((a, b) => (a.vault < b.vault ? -1 : a.vault > b.vault ? 1 : 0))
+          .map((l) => ({ account: l.vault, units: l.units }))),
+    );
+  }
+  if (sources.every((s) => s.account === vault)) return null;
+  let left = settled;
+  let share = 0n;
+  for (const s of sources) {
+    const take = left < s.units ? left : s.units;
+    if (s.account === vault) share += take;
+    left -= take;
+  }
+  return share;
+}
+
 /**
  * Whether a job's lock may be filed in more than one vault (`canPayFrom`): only a job tied to
  * no vault, by a pin of its key or a vault its receipt declared.

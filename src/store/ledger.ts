@@ -13,11 +13,11 @@ import {
   foreignHoldingOf,
   foreignHoldingToText,
   type JobDebit,
+  type JobLockLine,
   jobKeepingLine,
   jobsALineNames,
   type LineKind,
   laterOf,
-  lockSourcesOf,
   lockTiedToNoVault,
   type MemoJob,
   type MixedMemoLine,
@@ -27,7 +27,7 @@ import {
   memoJobsToText,
   mixedMemoLineOf,
   outstandingOf,
-  settledShare,
+  settledShareOfLocks,
   settledUnits,
 } from "./ledger-rules.js";
 import { createPgLedgerStore } from "./pg/ledger.js";
@@ -549,6 +549,15 @@ export function createLedgerStore(store: Store): LedgerStore {
   return store.kind === "postgres" ? createPgLedgerStore(store) : createSqliteLedgerStore(store);
 }
 
+/** A row of `jobLockLines`. */
+interface JobLockDb {
+  signature: string;
+  vault: string;
+  slot: bigint;
+  delta_units: bigint;
+  facts: string | null;
+}
+
 function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   const { db, sqlite } = store;
   // Raw statements below read with safe integers (sums over a whole history, amounts as
@@ -742,6 +751,13 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   );
   // What accounts for a job's debits of a vault (see `outstandingOf`): its debits, the returns
   // the vault took for it, and what its settlement paid out as the verifier read it.
+  // Every lock line of a job, in every vault the ledger reads (`settledShareOfLocks`).
+  const jobLockLines = big(
+    `SELECT l.signature, l.vault, l.slot, l.delta_units, c.facts FROM ledger_lines l
+       LEFT JOIN chain_transactions c ON c.signature = l.signature AND c.facts IS NOT NULL
+     WHERE l.vault IN (SELECT vault FROM ledger_cursors) AND l.job_id = ? AND l.kind = 'lock'
+       AND l.delta_units < 0`,
+  );
   const debitsOfJob = big(
     `SELECT signature, ord, delta_units, kind, released FROM ledger_lines
      WHERE vault = ? AND job_id = ? AND delta_units < 0 AND kind IN ('lock', 'unexplained')`,
@@ -1141,17 +1157,37 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         )
       : 0n;
     // A lock of a job tied to no vault may be filed in each vault it drew on: what the
-    // settlement paid out accounts for them in turn, once (`settledShare`).
-    const locks = debits.filter((d) => d.lock);
+    // settlement paid out accounts for every vault's part of every lock of the job in turn,
+    // once (`settledShareOfLocks`), with this statement's late locks of the vault.
     if (
       settled > 0n &&
       paid &&
-      locks.length === 1 &&
       lockTiedToNoVault({ pinnedVault: paid.pinned, declaredVault: paid.credit_vault })
     ) {
-      const facts = storedFacts.get(locks[0]!.signature) as string | undefined;
-      const sources = facts === undefined ? null : lockSourcesOf(facts, vault);
-      if (sources !== null && sources.length > 1) settled = settledShare(settled, vault, sources);
+      const lines: JobLockLine[] = (jobLockLines.all(job) as JobLockDb[]).map((r) => ({
+        signature: r.signature,
+        vault: r.vault,
+        slot: Number(r.slot),
+        units: -r.delta_units,
+        facts: r.facts,
+      }));
+      for (const l of extra) {
+        if (
+          l.deltaUnits >= 0n ||
+          lines.some((o) => o.vault === vault && o.signature === l.signature)
+        )
+          continue;
+        const facts = storedFacts.get(l.signature) as string | undefined;
+        lines.push({
+          signature: l.signature,
+          vault,
+          slot: l.slot,
+          units: -l.deltaUnits,
+          facts: facts ?? null,
+        });
+      }
+      const share = settledShareOfLocks(settled, vault, lines);
+      if (share !== null) settled = share;
     }
     return {
       out: outstandingOf(debits, returned, settled),

@@ -48,10 +48,10 @@ import {
   foreignHoldingOf,
   foreignHoldingToText,
   type JobDebit,
+  type JobLockLine,
   type JobTie,
   jobKeepingLine,
   jobsALineNames,
-  lockSourcesOf,
   lockTiedToNoVault,
   type MemoJob,
   mayReturnTo,
@@ -60,7 +60,7 @@ import {
   memoJobsToText,
   mixedMemoLineOf,
   outstandingOf,
-  settledShare,
+  settledShareOfLocks,
   settledUnits,
 } from "../ledger-rules.js";
 import type { PgExecutor } from "./executor.js";
@@ -369,33 +369,90 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     // Grouped once: a round reviews every open lock of the vault, thousands of jobs.
     const rowsOf = groupBy(rows, (r) => r.jobId);
     const extraOf = groupBy(extra, (l) => l.jobId);
-    // The stored facts of the one lock of each job tied to no vault (`lockTiedToNoVault`): such
-    // a lock may be filed in each vault it drew on (see the SQLite store's `outstanding`).
-    const untiedLocks = ids.flatMap((job) => {
+    // Every lock line, in every vault read, of each job tied to no vault (`lockTiedToNoVault`):
+    // such a job's locks may be filed in each vault they drew on (`settledShareOfLocks`).
+    const untied = ids.filter((job) => {
       const s = settlementOf.get(job);
-      if (!s || !lockTiedToNoVault(s.tie)) return [];
-      const locks = [
-        ...(rowsOf.get(job) ?? []).filter((r) => r.kind === "lock").map((r) => r.signature),
-        ...(extraOf.get(job) ?? []).map((l) => l.signature),
-      ];
-      const one = [...new Set(locks)];
-      return one.length === 1 ? [one[0]!] : [];
+      return s !== undefined && lockTiedToNoVault(s.tie);
     });
-    const lockFacts = new Map<string, string>();
-    if (untiedLocks.length > 0) {
+    const lockLinesOf = new Map<string, JobLockLine[]>();
+    if (untied.length > 0) {
       const found = await q
         .select({
-          signature: chainTransactions.signature,
-          facts: sql<string>`${chainTransactions.facts}::text`,
+          jobId: ledgerLines.jobId,
+          signature: ledgerLines.signature,
+          vault: ledgerLines.vault,
+          slot: ledgerLines.slot,
+          deltaUnits: ledgerLines.deltaUnits,
+          facts: sql<string | null>`${chainTransactions.facts}::text`,
         })
-        .from(chainTransactions)
-        .where(
+        .from(ledgerLines)
+        .leftJoin(
+          chainTransactions,
           and(
-            sql`${chainTransactions.signature} = ANY (${textArray(untiedLocks)})`,
+            eq(chainTransactions.signature, ledgerLines.signature),
             isNotNull(chainTransactions.facts),
           ),
+        )
+        .where(
+          and(
+            sql`${ledgerLines.vault} IN (SELECT ${ledgerCursors.vault} FROM ${ledgerCursors})`,
+            sql`${ledgerLines.jobId} = ANY (${textArray(untied)})`,
+            eq(ledgerLines.kind, "lock"),
+            lt(ledgerLines.deltaUnits, 0n),
+          ),
         );
-      for (const f of found) lockFacts.set(f.signature, f.facts);
+      for (const f of found) {
+        const job = f.jobId!;
+        lockLinesOf.set(job, [
+          ...(lockLinesOf.get(job) ?? []),
+          {
+            signature: f.signature,
+            vault: f.vault,
+            slot: Number(f.slot),
+            units: -(f.deltaUnits ?? 0n),
+            facts: f.facts,
+          },
+        ]);
+      }
+      // This statement's late locks of the vault, not stored as locks yet.
+      const late = extra.filter(
+        (l) =>
+          l.jobId !== null &&
+          l.deltaUnits < 0n &&
+          untied.includes(l.jobId) &&
+          !(lockLinesOf.get(l.jobId) ?? []).some(
+            (o) => o.vault === vault && o.signature === l.signature,
+          ),
+      );
+      const lateFacts = new Map<string, string>();
+      if (late.length > 0) {
+        const rows = await q
+          .select({
+            signature: chainTransactions.signature,
+            facts: sql<string>`${chainTransactions.facts}::text`,
+          })
+          .from(chainTransactions)
+          .where(
+            and(
+              sql`${chainTransactions.signature} = ANY (${textArray(late.map((l) => l.signature))})`,
+              isNotNull(chainTransactions.facts),
+            ),
+          );
+        for (const r of rows) lateFacts.set(r.signature, r.facts);
+      }
+      for (const l of late) {
+        lockLinesOf.set(l.jobId!, [
+          ...(lockLinesOf.get(l.jobId!) ?? []),
+          {
+            signature: l.signature,
+            vault,
+            slot: l.slot,
+            units: -l.deltaUnits,
+            facts: lateFacts.get(l.signature) ?? null,
+          },
+        ]);
+      }
     }
     for (const job of ids) {
       const mine = rowsOf.get(job) ?? [];
@@ -415,11 +472,10 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       const locked = debits.reduce((sum, d) => (d.lock ? sum + d.units : sum), 0n);
       const settlement = settlementOf.get(job);
       let settled = settlement ? settledUnits(settlement, vault, pinned, locked, provisional) : 0n;
-      const locks = debits.filter((d) => d.lock);
-      const facts = locks.length === 1 ? lockFacts.get(locks[0]!.signature) : undefined;
-      if (settled > 0n && settlement && lockTiedToNoVault(settlement.tie) && facts) {
-        const sources = lockSourcesOf(facts, vault);
-        if (sources !== null && sources.length > 1) settled = settledShare(settled, vault, sources);
+      const lockLines = lockLinesOf.get(job);
+      if (settled > 0n && lockLines !== undefined) {
+        const share = settledShareOfLocks(settled, vault, lockLines);
+        if (share !== null) settled = share;
       }
       out.set(job, outstandingOf(debits, returned.get(job) ?? 0n, settled));
       for (const r of mine) if (r.released) released.add(r.signature);
