@@ -69,3 +69,17 @@ describe("a date written in ISO 8601's basic format, as `date +%Y%m%d` prints it
     expect(parseInstant("1793491200")).toBe(Date.UTC(2026, 10, 1));
   });
 });
+
+describe("a month written in ISO 8601's basic format, as `date +%Y%m` prints it", () => {
+  it("is refused, naming the first day to write, rather than read as epoch seconds in 1970", () => {
+    // 202611 seconds after the epoch is 1970-01-03: `verify --from $(date +%Y%m)` judged a
+    // window of 1970 and exited 0, as the eight-digit date did.
+    expect(parseInstant("202611")).toBeNull();
+    expect(() =>
+      windowFromFlags({ from: "202611", to: "2026-12-01" }, Date.UTC(2026, 11, 2)),
+    ).toThrow(/--from: .*2026-11-01/);
+    // Six digits that are no month are still epoch seconds.
+    expect(parseInstant("202613")).toBe(202_613_000);
+    expect(parseInstant("123456")).toBe(123_456_000);
+  });
+});

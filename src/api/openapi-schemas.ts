@@ -53,7 +53,7 @@ export const notAcceptableError = {
 } as const;
 
 const instantDoc =
-  "UTC instant: `YYYY-MM-DD` (midnight UTC), an ISO 8601 date-time with `Z` or an offset, or an epoch integer: seconds up to 10 digits, milliseconds from 11. Eight digits shaped as a date (`20261101`) are refused: write `2026-11-01`.";
+  "UTC instant: `YYYY-MM-DD` (midnight UTC), an ISO 8601 date-time with `Z` or an offset, or an epoch integer: seconds up to 10 digits, milliseconds from 11. Eight digits shaped as a date (`20261101`) or six as a month (`202611`) are refused: write `2026-11-01`.";
 
 /** What a query parameter a route does not take is told, with the ones it takes. */
 const unknownQueryMessage = (known: readonly string[]) =>

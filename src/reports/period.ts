@@ -34,12 +34,17 @@ export function parseInstant(text: string): number | null {
 
 /**
  * The `YYYY-MM-DD` that eight digits shaped as a date (`20261101`: a year from 1970, a month,
- * a day of 01 to 31) would be written as, or null for any other text. Such digits are refused
+ * a day of 01 to 31) would be written as, the first day for six shaped as a month (`202611`),
+ * or null for any other text. Such digits are refused
  * as instants: as epoch seconds they name a moment of 1970 to 1973, which no one means.
  */
 export function basicFormatDate(text: string): string | null {
-  const match = /^(19[7-9]\d|[2-9]\d{3})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])$/.exec(text.trim());
-  return match ? `${match[1]}-${match[2]}-${match[3]}` : null;
+  const value = text.trim();
+  const match = /^(19[7-9]\d|[2-9]\d{3})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])$/.exec(value);
+  if (match) return `${match[1]}-${match[2]}-${match[3]}`;
+  // A month so (`date +%Y%m`, 202611): as epoch seconds, a moment of 1970's first two weeks.
+  const month = /^(19[7-9]\d|[2-9]\d{3})(0[1-9]|1[0-2])$/.exec(value);
+  return month ? `${month[1]}-${month[2]}-01` : null;
 }
 
 /** The reason given for an instant that `parseInstant` refuses, with a hint for basic dates. */
