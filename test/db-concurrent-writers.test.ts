@@ -84,12 +84,26 @@ function recordHonest(store: SqliteStore, tag: string, chain: ReturnType<typeof 
 }
 
 describe("write paths beside a connection holding the write lock", () => {
-  it("a migration waits for another process's migration past the busy timeout, then finds nothing to do", async () => {
-    const { store, path } = fileStore(20);
+  it("a migration with something to apply waits for another process's write lock past the busy timeout", async () => {
+    const path = join(mkdtempSync(join(tmpdir(), "concurrent-")), "audit.db");
+    // Created without its schema: every migration is pending, as in another process's that
+    // migrates first (a reader sees what it has not committed yet as still pending).
+    const store = openSqliteStore(path, { busyTimeoutMs: 20 });
     try {
       const { ms } = await underHeldLock(path, () => migrateStore(store));
       expect(ms).toBeGreaterThanOrEqual(HOLD_MS - 50);
       expect(store.sqlite.pragma("busy_timeout", { simple: true })).toBe(20);
+      expect(store.sqlite.prepare("SELECT count(*) FROM jobs").pluck().get()).toBe(0);
+    } finally {
+      store.close();
+    }
+  });
+
+  it("a migration with nothing to apply does not wait for the write lock", async () => {
+    const { store, path } = fileStore(20);
+    try {
+      const { ms } = await underHeldLock(path, () => migrateStore(store));
+      expect(ms).toBeLessThan(HOLD_MS / 2);
     } finally {
       store.close();
     }

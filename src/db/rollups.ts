@@ -575,6 +575,9 @@ export function backfillRollups(
     return { day: last, lastDay: at.last_day };
   }).immediate;
 
+  // Nothing left to sum (every start but those after the upgrade that added the rollups): read
+  // without the write lock, which another process (an import, a backup) may hold for long.
+  if (cursor.get() === undefined) return 0;
   let days = 0;
   for (;;) {
     const done = step();
