@@ -587,3 +587,20 @@ describe("verify: partially verified jobs and profile gaps", () => {
     expect(summary.profile.gaps).toHaveLength(1);
   });
 });
+
+describe("verify that loses the verification lock to another run", () => {
+  it("says another run holds the lock, since when, and does not blame the RPC", async () => {
+    const store = storeWithWindow();
+    const engine = scriptedEngine(store, { in_1: "verified", in_2: "verified" });
+    await acquireLock(store, NIGHTLY_LOCK, "other-run", hour, NOW - 60_000);
+    const held = run(store, engine);
+    expect(await held.code).toBe(2);
+    const said = held.err.join("\n");
+    expect(said).toContain(
+      `another verification run holds the lock (owner other-run, since ${new Date(NOW - 60_000).toISOString()}`,
+    );
+    // The window's jobs were left open by the other run, not by a slow or failing RPC.
+    expect(said).not.toMatch(/RPC/);
+    expect(engine.filters).toEqual([]);
+  });
+});

@@ -265,7 +265,7 @@ export async function runNightlyVerification(
     reason = `database: ${messageOf(error)}`;
   }
   if (holder) {
-    reason = `another verification run holds the lock (owner ${holder.owner}, until ${new Date(holder.expiresAt).toISOString()})`;
+    reason = `another verification run holds the lock (owner ${holder.owner}, since ${new Date(holder.acquiredAt).toISOString()}, until ${new Date(holder.expiresAt).toISOString()})`;
   } else if (locked) {
     try {
       // A start (modules loaded on a busy host, the database waited for) that used the whole
@@ -397,8 +397,10 @@ export async function runNightlyVerification(
   const open = openVerdicts.reduce((sum, v) => sum + byVerdict[v], 0);
   // What the open jobs wait on: a jobs API or an RPC that does not answer is named, not only
   // the time the run ran out of.
+  // A run that never took the lock judged nothing: what its jobs wait on is the other run's
+  // doing, and guessing at it ("a slow or failing RPC?") hid that another run holds the lock.
   let waiting = "";
-  if (open > 0) {
+  if (open > 0 && locked) {
     try {
       const groups = await createOpsStore(store).openJobGroups(options.from, options.to);
       waiting = describeWaits(
