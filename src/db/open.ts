@@ -13,8 +13,9 @@ export interface OpenStoreOptions {
   /** Apply pending migrations before returning. Default true. */
   migrate?: boolean;
   /**
-   * SQLite: how long the migration waits for another process's write lock (ms). Default 10
-   * minutes; a run with a deadline passes what is left of it.
+   * How long the migration waits for another process's lock (ms): SQLite's write lock
+   * (default 10 minutes), PostgreSQL's migration lock (default no limit). A run with a
+   * deadline passes what is left of it.
    */
   migrationWaitMs?: number;
   /**
@@ -72,8 +73,12 @@ export async function openStore(
     poolSize: options.poolSize ?? settings.poolSize,
   });
   try {
-    if (options.migrate !== false) await migratePostgres(store.pool);
-    else await store.pool.query("SELECT 1");
+    if (options.migrate !== false) {
+      await migratePostgres(
+        store.pool,
+        options.migrationWaitMs === undefined ? {} : { waitMs: options.migrationWaitMs },
+      );
+    } else await store.pool.query("SELECT 1");
   } catch (error) {
     await store.close();
     throw postgresOpenError(error, target.redacted);

@@ -33,12 +33,33 @@ export interface PgMigrationResult {
  * its half of the migration is rolled back (PostgreSQL DDL is transactional). No statement
  * timeout applies inside: building an index on a large table may take long.
  */
-export async function migratePostgres(pool: pg.Pool): Promise<PgMigrationResult> {
+export async function migratePostgres(
+  pool: pg.Pool,
+  options: {
+    /** How long to wait for another session's migration lock (ms); default: no limit. */
+    waitMs?: number;
+  } = {},
+): Promise<PgMigrationResult> {
   const known = latestKnown(pgMigrationsFolder, "postgres");
   const migrations = readMigrationFiles({ migrationsFolder: pgMigrationsFolder });
   return await withPgTransaction(pool, async (client) => {
     await client.query("SET LOCAL statement_timeout = 0");
-    await client.query(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`);
+    // A run with a deadline (the nightly's --timeout) waits for another session's migration
+    // only what is left of it: without a limit, a lock held by a stuck `db migrate` or a long
+    // migration kept `verify --timeout 8s` waiting for as long as it was held.
+    const waitMs = options.waitMs === undefined ? 0 : Math.max(1, Math.floor(options.waitMs));
+    await client.query(`SET LOCAL lock_timeout = ${waitMs}`);
+    try {
+      await client.query(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`);
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== "55P03") throw error;
+      throw new MigrationLockHeldError(
+        `the migration lock is held by another session (a migration in progress, or a stuck \`db migrate\`): waited ${Math.round(waitMs / 1000)} s`,
+        { cause: error },
+      );
+    }
+    // The migration itself is not bounded: building an index on a large table may take long.
+    await client.query("SET LOCAL lock_timeout = 0");
     // Another application's database is refused before anything is created in it: its tables
     // could share names with this program's, and a run over it would find nothing to judge.
     const found = await client.query<{ database: string; ours: boolean; tables: string[] }>(
@@ -98,6 +119,14 @@ export async function migratePostgres(pool: pg.Pool): Promise<PgMigrationResult>
     }
     return { applied };
   });
+}
+
+/** Another session held the migration lock longer than the start could wait (SQLSTATE 55P03). */
+export class MigrationLockHeldError extends Error {
+  constructor(message: string, options: { cause: unknown }) {
+    super(message, options);
+    this.name = "MigrationLockHeldError";
+  }
 }
 
 /** A migration that needs a privilege the connecting role lacks (SQLSTATE 42501). */
