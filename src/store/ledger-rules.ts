@@ -197,6 +197,7 @@ export function settledShareOfLocks(
   let left = settled;
   let share = 0n;
   for (const s of sources) {
+    // biome-ignore lint/complexity/useMathMinMax: bigints, which Math.min does not take
     const take = left < s.units ? left : s.units;
     if (s.account === vault) share += take;
     left -= take;
