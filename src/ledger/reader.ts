@@ -515,8 +515,12 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
         // A balance or movement the store cannot hold (a mint whose authority minted past
         // 2^63, say) would fail this whole part's write, and every sync after it would stop
         // at the same place. The line stays listed, unread: the statement is not complete
-        // while it is, and the vault's last error names it.
-        const amounts = [line.pre, line.post, line.delta].filter((u) => u !== null);
+        // while it is, and the vault's last error names it. So is what left beyond the net
+        // debit: money sent out and back twice within one transaction sums past 2^63 even
+        // when the balance never does.
+        const amounts = [line.pre, line.post, line.delta, line.hiddenDebit ?? null].filter(
+          (u) => u !== null,
+        );
         const beyond = amounts.find((u) => !isStorableUnits(u));
         if (beyond !== undefined) {
           unstorable ??= { signature, units: beyond, lines: 0 };
