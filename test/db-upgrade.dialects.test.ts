@@ -671,7 +671,9 @@ async function expectGoodTimesKept(
   expect(
     await rows("SELECT signature, state, block_time, kind FROM ledger_lines ORDER BY ord"),
   ).toEqual([
-    { signature: "theft", state: "read", block_time: theftTime, kind: "unexplained" },
+    // Listed again by migration 0033 (every line read before `hidden_debit_units` is read
+    // again), its good block time and kind kept until then.
+    { signature: "theft", state: "listed", block_time: theftTime, kind: "unexplained" },
     { signature: "bogus", state: "listed", block_time: null, kind: null },
   ]);
   const [cursor] = await rows("SELECT final_through, judged_through FROM ledger_cursors");
@@ -688,10 +690,21 @@ async function expectGoodTimesKept(
   ]);
 
   const ledger = createLedgerStore(store);
-  expect(await ledger.listedSignatures("V")).toEqual(["bogus"]);
+  expect(await ledger.listedSignatures("V")).toEqual(["theft", "bogus"]);
   await ledger.recordReads(
     "V",
     [
+      {
+        signature: "theft",
+        blockTime: theftTime,
+        succeeded: true,
+        pre: 1_000_000n,
+        post: 500_000n,
+        delta: -500_000n,
+        memo: null,
+        memoKind: null,
+        memoJobId: null,
+      },
       {
         signature: "bogus",
         blockTime: theftTime + 10,
