@@ -2235,6 +2235,79 @@ describe("ledger store on postgres, two readers at once", () => {
   });
 });
 
+/** A credit-mint balance change as the stored facts of a transaction carry it. */
+const creditChange = (account: string, delta: bigint) => ({
+  account,
+  owner: null,
+  mint: "CreditMint",
+  programId: "TokenProgram",
+  decimals: 6,
+  pre: "0",
+  post: "0",
+  delta: delta.toString(),
+});
+
+/** A fetched transaction whose stored facts carry these credit changes, in this order. */
+const fetchedWith = (
+  name: string,
+  slot: number,
+  blockTime: number,
+  changes: ReturnType<typeof creditChange>[],
+): FetchedTransaction => ({
+  signature: sig(name),
+  slot,
+  blockTime,
+  fee: 5_000n,
+  succeeded: true,
+  err: "null",
+  facts: JSON.stringify({ signature: sig(name), slot, tokenChanges: changes }),
+  raw: `raw:${name}`,
+});
+
+type RoundLine = {
+  name: string;
+  slot: number;
+  time: number;
+  pre: bigint;
+  post: bigint;
+  memoKind: LineRead["memoKind"];
+  memoJobId: string | null;
+};
+
+/** One ledger round of a vault: these lines listed, read (with these facts), reviewed. */
+async function readRound(
+  ledger: LedgerStore,
+  vault: string,
+  lines: RoundLine[],
+  fetched: FetchedTransaction[],
+) {
+  const seen = await ledger.cursor(vault, NOW);
+  const page = [...lines].reverse().map((l) => ({
+    signature: sig(l.name),
+    slot: l.slot,
+    blockTime: l.time,
+    err: null,
+  }));
+  await ledger.storePage(vault, seen, page, true, NOW, NOW);
+  await ledger.recordReads(
+    vault,
+    lines.map((l) => ({
+      signature: sig(l.name),
+      blockTime: l.time,
+      succeeded: true,
+      pre: l.pre,
+      post: l.post,
+      delta: l.post - l.pre,
+      memo: null,
+      memoKind: l.memoKind,
+      memoJobId: l.memoJobId,
+    })),
+    fetched,
+    NOW,
+  );
+  await ledger.review(vault, NOW);
+}
+
 describe.each(dialects)("a lock drawn on two credit vaults on %s", (dialect) => {
   const stores = useDialectStores(dialect);
 
@@ -2252,65 +2325,26 @@ describe.each(dialects)("a lock drawn on two credit vaults on %s", (dialect) => 
       chargedUnits: 120_000n,
       recordedAt: at(14, 1) * 1000,
     });
-    const change = (account: string, delta: bigint) => ({
-      account,
-      owner: null,
-      mint: "CreditMint",
-      programId: "TokenProgram",
-      decimals: 6,
-      pre: "0",
-      post: "0",
-      delta: delta.toString(),
-    });
-    const lockFacts: FetchedTransaction = {
-      signature: sig("two-vault-lock"),
-      slot: 90,
-      blockTime: at(14, 1),
-      fee: 5_000n,
-      succeeded: true,
-      err: "null",
-      facts: JSON.stringify({
-        signature: sig("two-vault-lock"),
-        slot: 90,
-        tokenChanges: [
-          change(VAULT, -160_000n),
-          change(OTHER_VAULT, -120_000n),
-          change("EscrowVau1t", 280_000n),
-        ],
-      }),
-      raw: "raw:two-vault-lock",
-    };
-    const read = async (
+    const lockFacts = fetchedWith("two-vault-lock", 90, at(14, 1), [
+      creditChange(VAULT, -160_000n),
+      creditChange(OTHER_VAULT, -120_000n),
+      creditChange("EscrowVau1t", 280_000n),
+    ]);
+    const read = (
       vault: string,
-      lines: { name: string; slot: number; time: number; pre: bigint; post: bigint }[],
+      lines: Omit<RoundLine, "memoKind" | "memoJobId">[],
       fetched: FetchedTransaction[],
-    ) => {
-      const seen = await ledger.cursor(vault, NOW);
-      const page = [...lines].reverse().map((l) => ({
-        signature: sig(l.name),
-        slot: l.slot,
-        blockTime: l.time,
-        err: null,
-      }));
-      await ledger.storePage(vault, seen, page, true, NOW, NOW);
-      await ledger.recordReads(
+    ) =>
+      readRound(
+        ledger,
         vault,
         lines.map((l) => ({
-          signature: sig(l.name),
-          blockTime: l.time,
-          succeeded: true,
-          pre: l.pre,
-          post: l.post,
-          delta: l.post - l.pre,
-          memo: null,
+          ...l,
           memoKind: l.name === "two-vault-settle" ? "settle" : null,
           memoJobId: l.name === "two-vault-settle" ? "K7" : null,
         })),
         fetched,
-        NOW,
       );
-      await ledger.review(vault, NOW);
-    };
     // The other vault is read first: nothing of the settlement is its, whatever VAULT says.
     await read(
       OTHER_VAULT,
@@ -2432,35 +2466,18 @@ describe.each(dialects)(
         chargedUnits: 120_000n,
         recordedAt: at(15, 1) * 1000,
       });
-      const change = (account: string, delta: bigint) => ({
-        account,
-        owner: null,
-        mint: "CreditMint",
-        programId: "TokenProgram",
-        decimals: 6,
-        pre: "0",
-        post: "0",
-        delta: delta.toString(),
-      });
-      const fetched = (name: string, slot: number, changes: ReturnType<typeof change>[]) => ({
-        signature: sig(name),
-        slot,
-        blockTime: at(15, 1),
-        fee: 5_000n,
-        succeeded: true,
-        err: "null",
-        facts: JSON.stringify({ signature: sig(name), slot, tokenChanges: changes }),
-        raw: `raw:${name}`,
-      });
       const facts: FetchedTransaction[] = [
-        fetched("k8-lock", 90, [
-          change(VAULT, -160_000n),
-          change(OTHER_VAULT, -120_000n),
-          change("EscrowVau1t", 280_000n),
+        fetchedWith("k8-lock", 90, at(15, 1), [
+          creditChange(VAULT, -160_000n),
+          creditChange(OTHER_VAULT, -120_000n),
+          creditChange("EscrowVau1t", 280_000n),
         ]),
-        fetched("k8-lock2", 92, [change(OTHER_VAULT, -1n), change("EscrowVau1t", 1n)]),
+        fetchedWith("k8-lock2", 92, at(15, 1), [
+          creditChange(OTHER_VAULT, -1n),
+          creditChange("EscrowVau1t", 1n),
+        ]),
       ];
-      const read = async (
+      const read = (
         vault: string,
         lines: {
           name: string;
@@ -2469,33 +2486,18 @@ describe.each(dialects)(
           post: bigint;
           memo: "escrow" | "settle";
         }[],
-      ) => {
-        const seen = await ledger.cursor(vault, NOW);
-        const page = [...lines].reverse().map((l) => ({
-          signature: sig(l.name),
-          slot: l.slot,
-          blockTime: at(15, 1),
-          err: null,
-        }));
-        await ledger.storePage(vault, seen, page, true, NOW, NOW);
-        await ledger.recordReads(
+      ) =>
+        readRound(
+          ledger,
           vault,
-          lines.map((l) => ({
-            signature: sig(l.name),
-            blockTime: at(15, 1),
-            succeeded: true,
-            pre: l.pre,
-            post: l.post,
-            delta: l.post - l.pre,
-            memo: null,
-            memoKind: l.memo,
+          lines.map(({ memo, ...l }) => ({
+            ...l,
+            time: at(15, 1),
+            memoKind: memo,
             memoJobId: "K8",
           })),
           facts,
-          NOW,
         );
-        await ledger.review(vault, NOW);
-      };
       await read(OTHER_VAULT, [
         { name: "k8-lock", slot: 90, pre: 500_000n, post: 380_000n, memo: "escrow" },
       ]);
