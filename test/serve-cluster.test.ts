@@ -272,8 +272,10 @@ async function startCluster(env: Record<string, string> = {}) {
   running = { serve: proc, upstream: up };
   const listening = await proc.waitForLog((l) => l.msg === "decentral-audit listening");
   const serve = Object.assign(proc, { url: String(listening.url) });
-  // Both workers listen before the test starts.
+  // Both workers listen before the test starts, and the test has read both their lines: each
+  // process writes its own, so the primary's "ready" can be read before a worker's.
   await serve.waitForLog((l) => l.msg === "serve cluster ready");
+  await until(() => workerPids(serve).size >= 2);
   return { db, serve, up };
 }
 
@@ -707,6 +709,8 @@ describe("serve --workers 2, its stdout no longer read", () => {
     const lines: Record<string, unknown>[] = [];
     createInterface({ input: reader }).on("line", (line) => lines.push(JSON.parse(line)));
     await until(() => lines.some((l) => l.msg === "serve cluster ready"), 30_000);
+    // Each worker writes its own line: the primary's "ready" can be read before one of theirs.
+    await until(() => lines.filter((l) => l.msg === "decentral-audit listening").length >= 2);
     const url = String(lines.find((l) => l.msg === "decentral-audit listening")?.url);
     const workers = lines
       .filter((l) => l.msg === "decentral-audit listening")
