@@ -169,3 +169,31 @@ describe("decentral-audit report reconciliation --recompute", () => {
     ).rejects.toMatchObject({ details: { field: "format" } });
   });
 });
+
+// A model name stored before names were checked (or a worker from the jobs API) holding an
+// escape sequence or a line break drove the terminal that printed the check and forged lines.
+describe("decentral-audit report reconciliation --recompute as text", () => {
+  it("prints names with control characters escaped, one line per difference", async () => {
+    const db = join(mkdtempSync(join(tmpdir(), "recompute-")), "audit.db");
+    const store = openSqliteStore(db);
+    migrateStore(store);
+    const model = "qwen\u001b[2J\r\n  grain model 2026-11-05: no difference\u2028";
+    insertJob(store, { jobId: "job_1", model, createdAt: Date.UTC(2026, 10, 5), chargedUnits: 5n });
+    foldRollupDeltas(store);
+    store.sqlite
+      .prepare("UPDATE job_rollups SET charged_units = charged_units + 1 WHERE grain = 1")
+      .run();
+    store.close();
+    const out = join(mkdtempSync(join(tmpdir(), "recompute-out-")), "check.txt");
+    await cli("report", "reconciliation", "--recompute", "--out", out, "--db", db);
+    process.exitCode = undefined;
+    const text = readFileSync(out, "utf8");
+    // No control character but the line ends the report writes itself.
+    expect(text.replaceAll("\n", "")).not.toMatch(/[\u0000-\u001f\u2028]/u);
+    const lines = text.trimEnd().split("\n");
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toContain(
+      "model qwen\\u001b[2J\\u000d\\u000a  grain model 2026-11-05: no difference\\u2028 worker",
+    );
+  });
+});

@@ -331,3 +331,33 @@ describe("a period whose offset's + was sent unencoded", () => {
     expect(body.error.message).toContain("%2B01:00");
   });
 });
+
+// A CSV saved from the API held figures alone: a finance user could not tell which period it
+// covered, nor whether its last days were still moving (the JSON says both).
+describe("the reconciliation CSV says what it covers", () => {
+  it("ends every row with the period and dataCompleteUntil of the JSON, the header first", async () => {
+    const { get } = await seed();
+    const query = "from=2026-11-01T01:00:00%2B01:00&to=2026-11-03&groupBy=model";
+    const json = (await (await get(`/reports/reconciliation?${query}`)).json()) as Report & {
+      from: string;
+      to: string;
+      generatedAt: string;
+    };
+    const csv = await (await get(`/reports/reconciliation?${query}&format=csv`)).text();
+    const rows = parse(csv, { columns: true }) as Record<string, string>[];
+    expect(rows.length).toBe(json.groups.length + 1);
+    for (const row of rows) {
+      expect(row).toMatchObject({
+        from: "2026-11-01T00:00:00.000Z",
+        to: "2026-11-03T00:00:00.000Z",
+        generatedAt: json.generatedAt,
+        dataCompleteUntil: json.dataCompleteUntil,
+      });
+    }
+    expect(json.dataCompleteUntil).toBe(new Date(day(2, 13)).toISOString());
+    // The figures keep their places: the period columns come after the last figure.
+    const header = csv.split("\r\n")[0]?.split(",") ?? [];
+    expect(header.slice(0, 3)).toEqual(["kind", "group", "jobs"]);
+    expect(header.slice(-4)).toEqual(["from", "to", "generatedAt", "dataCompleteUntil"]);
+  });
+});

@@ -234,17 +234,34 @@ export function reconciliationToJson(report: ReconciliationReport) {
 }
 
 /**
+ * The columns after the figures of every CSV row: what the file covers and how far it is final,
+ * as the JSON says it (`from` inclusive, `to` exclusive, ISO 8601 UTC). A saved CSV once held
+ * figures alone, so no one could tell its period, or whether its last days could still move.
+ */
+export const reconciliationCsvMetaColumns = [
+  "from",
+  "to",
+  "generatedAt",
+  "dataCompleteUntil",
+] as const;
+
+/**
  * The report as RFC 4180 CSV (CRLF line ends): a header, one row per group (`kind` = `group`),
  * then one `total` row whose figures are exactly the JSON `totals`. A group that was not
- * recorded (no model, say) has an empty `group` field.
+ * recorded (no model, say) has an empty `group` field. Every row ends with the report's
+ * period and `dataCompleteUntil` (`reconciliationCsvMetaColumns`): columns, not a preamble,
+ * so the first line stays the header a spreadsheet or a CSV reader expects, the figures keep
+ * their positions, and a row copied or filtered out of the file still says what it covers.
  */
 export function reconciliationToCsv(report: ReconciliationReport): string {
-  const header = ["kind", "group", ...reconciliationColumns];
+  const header = ["kind", "group", ...reconciliationColumns, ...reconciliationCsvMetaColumns];
+  const json = reconciliationToJson(report);
+  const meta = reconciliationCsvMetaColumns.map((c) => csvCell(json[c]));
   const lines = [header.join(",")];
   const line = (kind: string, group: string | null, f: ReconciliationFigures) => {
-    const json = figuresToJson(f);
-    const figures = reconciliationColumns.map((c) => csvCell(json[c]));
-    lines.push([csvCell(kind), csvTextCell(group), ...figures].join(","));
+    const figures = figuresToJson(f);
+    const cells = reconciliationColumns.map((c) => csvCell(figures[c]));
+    lines.push([csvCell(kind), csvTextCell(group), ...cells, ...meta].join(","));
   };
   // Group names come from receipts (model, worker, key): `csvTextCell` keeps them text, a
   // key fingerprint of digits included, which a spreadsheet would read as a rounded number.

@@ -1,5 +1,6 @@
 import type { Store } from "../db/client.js";
 import { DAY_MS, grains, HOUR_MS, rollupFigureColumns } from "../db/rollups.js";
+import { printable } from "../printable-text.js";
 import { type RollupRow, reportsStore } from "../store/reports.js";
 import { csvCell, csvTextCell } from "./csv-cell.js";
 import { dayOf, isoOf } from "./period.js";
@@ -163,12 +164,14 @@ export function rollupCheckToText(check: RollupCheck): string {
     `${head}: ${check.differenceCount} differences${check.differenceCount > check.differences.length ? ` (first ${check.differences.length} listed)` : ""}`,
   ];
   for (const d of check.differences) {
+    // Model, worker and key come from receipts and the jobs API: a control character in one
+    // (a row stored before names were checked) would drive the terminal or forge a line.
     const where = [
       `grain ${d.grain}`,
       d.day,
-      `model ${d.model ?? "-"}`,
-      `worker ${d.worker ?? "-"}`,
-      `key ${d.keyFingerprint ?? "-"}`,
+      `model ${d.model === null ? "-" : printable(d.model)}`,
+      `worker ${d.worker === null ? "-" : printable(d.worker)}`,
+      `key ${d.keyFingerprint === null ? "-" : printable(d.keyFingerprint)}`,
     ].join(" ");
     lines.push(
       `  ${where}: ${d.column} rollup ${d.rollup} jobs ${d.recomputed} (off by ${d.rollup - d.recomputed})`,
