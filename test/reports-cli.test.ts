@@ -6,6 +6,7 @@ import { buildProgram } from "../src/cli.js";
 import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { foldRollupDeltas } from "../src/db/rollups.js";
+import { hasUnprintable } from "../src/printable-text.js";
 import { insertJob } from "./support/job-rows.js";
 
 afterEach(() => {
@@ -189,7 +190,7 @@ describe("decentral-audit report reconciliation --recompute as text", () => {
     process.exitCode = undefined;
     const text = readFileSync(out, "utf8");
     // No control character but the line ends the report writes itself.
-    expect(text.replaceAll("\n", "")).not.toMatch(/[\u0000-\u001f\u2028]/u);
+    expect(hasUnprintable(text.replaceAll("\n", ""))).toBe(false);
     const lines = text.trimEnd().split("\n");
     expect(lines).toHaveLength(2);
     expect(lines[1]).toContain(
