@@ -155,3 +155,22 @@ describe("CSV cells", () => {
     expect(rows[1]?.amountUnits).toBe("-1000");
   });
 });
+
+// A statement CSV saved for the month held balances without the period they were for.
+describe("the statement CSV says what it covers", () => {
+  it("ends every row, findings included, with from, to and generatedAt", () => {
+    const statement = statementWithMemo("job_1");
+    const csv = statementToCsv(statement);
+    const rows = parse(csv, { columns: true }) as Record<string, string>[];
+    expect(rows.map((r) => r.row)).toEqual(["vault", "unreceipted_debit"]);
+    for (const row of rows) {
+      expect(row).toMatchObject({
+        from: "1970-01-01T00:00:00.000Z",
+        to: "1970-01-01T00:16:40.000Z",
+        generatedAt: "1970-01-01T00:16:40.000Z",
+      });
+    }
+    // The findings keep their columns: the period comes after the memo.
+    expect(rows[1]?.memo).toBe("decentral:escrow:job_1");
+  });
+});

@@ -859,6 +859,14 @@ export const statementColumns = [
   "differenceUnits",
 ] as const;
 
+/** The columns ending every statement CSV row: its period, `to` exclusive, and when it was read. */
+export const statementCsvMetaColumns = ["from", "to", "generatedAt"] as const;
+
+/** An address a finding names, then the line's own memo, in one memo cell. */
+function labelled(name: string, address: string, memo: string | null): string {
+  return memo === null ? `${name}=${address}` : `${name}=${address}; memo=${memo}`;
+}
+
 /**
  * RFC 4180 CSV (CRLF): one `vault` row per vault with every figure, then one row per finding
  * (`unreceipted_debit` with signature, amount, memo and the job the memo names;
@@ -874,13 +882,8 @@ export const statementColumns = [
  * `missing_history` with the oldest line the RPC gave; `unread_transactions` with how many
  * transactions up to the period's end are listed but not read, and why in the memo column, the
  * vault row's closing on chain and difference then empty). A CSV holds every finding the JSON
- * does.
+ * does; every row ends with the statement's `from`, `to` and `generatedAt`.
  */
-/** An address a finding names, then the line's own memo, in one memo cell. */
-function labelled(name: string, address: string, memo: string | null): string {
-  return memo === null ? `${name}=${address}` : `${name}=${address}; memo=${memo}`;
-}
-
 export function statementToCsv(statement: Statement): string {
   const json = statementToJson(statement);
   const header = [
@@ -900,7 +903,11 @@ export function statementToCsv(statement: Statement): string {
     "amountUnits",
     "jobId",
     "memo",
+    // What the file covers, on every row as in the reconciliation CSV: a saved statement held
+    // no period, so a controller could not tell which month its balances were.
+    ...statementCsvMetaColumns,
   ];
+  const meta = statementCsvMetaColumns.map((c) => json[c]);
   const lines = [header.join(",")];
   const blank = statementColumns.map(() => null);
   const tail = () => [null, null, null, null, null, null, null, null];
@@ -908,7 +915,7 @@ export function statementToCsv(statement: Statement): string {
   const textColumns = new Set(["vault", "signature", "jobId", "memo"]);
   const row = (cells: (string | number | null)[]) =>
     lines.push(
-      cells
+      [...cells, ...meta]
         .map((cell, i) =>
           textColumns.has(header[i] ?? "") && typeof cell === "string"
             ? csvTextCell(cell)
