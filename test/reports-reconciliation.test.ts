@@ -350,6 +350,7 @@ describe("the reconciliation CSV says what it covers", () => {
       expect(row).toMatchObject({
         from: "2026-11-01T00:00:00.000Z",
         to: "2026-11-03T00:00:00.000Z",
+        groupBy: "model",
         generatedAt: json.generatedAt,
         dataCompleteUntil: json.dataCompleteUntil,
       });
@@ -358,6 +359,6 @@ describe("the reconciliation CSV says what it covers", () => {
     // The figures keep their places: the period columns come after the last figure.
     const header = csv.split("\r\n")[0]?.split(",") ?? [];
     expect(header.slice(0, 3)).toEqual(["kind", "group", "jobs"]);
-    expect(header.slice(-4)).toEqual(["from", "to", "generatedAt", "dataCompleteUntil"]);
+    expect(header.slice(-5)).toEqual(["from", "to", "groupBy", "generatedAt", "dataCompleteUntil"]);
   });
 });

@@ -235,12 +235,13 @@ export function reconciliationToJson(report: ReconciliationReport) {
 
 /**
  * The columns after the figures of every CSV row: what the file covers and how far it is final,
- * as the JSON says it (`from` inclusive, `to` exclusive, ISO 8601 UTC). A saved CSV once held
+ * as the JSON says it (`from` inclusive, `to` exclusive, ISO 8601 UTC; what `group` names). A saved CSV once held
  * figures alone, so no one could tell its period, or whether its last days could still move.
  */
 export const reconciliationCsvMetaColumns = [
   "from",
   "to",
+  "groupBy",
   "generatedAt",
   "dataCompleteUntil",
 ] as const;
