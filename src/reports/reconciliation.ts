@@ -256,8 +256,14 @@ export const reconciliationCsvMetaColumns = [
  */
 export function reconciliationToCsv(report: ReconciliationReport): string {
   const header = ["kind", "group", ...reconciliationColumns, ...reconciliationCsvMetaColumns];
-  const json = reconciliationToJson(report);
-  const meta = reconciliationCsvMetaColumns.map((c) => csvCell(json[c]));
+  const metaValues: Record<(typeof reconciliationCsvMetaColumns)[number], string> = {
+    from: isoOf(report.from),
+    to: isoOf(report.to),
+    groupBy: report.groupBy,
+    generatedAt: isoOf(report.generatedAt),
+    dataCompleteUntil: isoOf(report.dataCompleteUntil),
+  };
+  const meta = reconciliationCsvMetaColumns.map((c) => csvCell(metaValues[c]));
   const lines = [header.join(",")];
   const line = (kind: string, group: string | null, f: ReconciliationFigures) => {
     const figures = figuresToJson(f);
