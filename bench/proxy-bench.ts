@@ -96,6 +96,10 @@ export interface ProxyTargets {
   /** The service root; requests go to `<root>/v1/...`. */
   serviceUrl: string;
   apiKeys: readonly string[];
+  /** Sent in `x-audit-token` to the service (PROXY_REQUIRE_TOKEN). */
+  serviceToken?: string;
+  /** Sent in `x-audit-token` to the bare proxy's place (the other build's service). */
+  bareToken?: string;
 }
 
 /** CPU and event-loop readings of the two proxies, taken before and after the measured run. */
@@ -125,11 +129,13 @@ export async function compareProxy(
 ): Promise<ProxyRow> {
   const agents = paths.map(() => clientAgent(concurrency));
   const bases = [targets.directBaseUrl, `${targets.bareUrl}/v1`, `${targets.serviceUrl}/v1`];
+  const tokens = [undefined, targets.bareToken, targets.serviceToken];
   const send = (p: number, i: number) =>
     timedRequest(agents[p]!, `${bases[p]}/chat/completions`, {
       headers: {
         authorization: `Bearer ${targets.apiKeys[i % targets.apiKeys.length]}`,
         "content-type": "application/json",
+        ...(tokens[p] === undefined ? {} : { "x-audit-token": tokens[p] }),
       },
       body: completionBody(i, stream),
     });

@@ -34,7 +34,7 @@ import type { StubResponses, WorldReady } from "./world-child.js";
  * line per target with PASS or FAIL, then writes every figure to bench/results.json.
  *
  *   npm run bench -- [--only proxy,ingest,verify,reports] [--quick] [--proxy-workers 1,2]
- *     [--proxy-quick] [--proxy-ab /other/worktree]
+ *     [--proxy-quick] [--proxy-ab /other/worktree] [--proxy-token]
  *     [--report-jobs 1000000[,10000000]] [--verify-jobs 2000] [--rpc-limit 100]
  *   npm run bench -- --only soak [--soak-seconds 300]
  *   npm run bench -- --only startup [--startup-bin /other/tree/bin/decentral-audit.js]
@@ -93,6 +93,7 @@ const { values: flags } = parseArgs({
     "pg-report-jobs": { type: "string" },
     "proxy-quick": { type: "boolean", default: false },
     "proxy-ab": { type: "string" },
+    "proxy-token": { type: "boolean", default: false },
   },
 });
 const only = new Set<Section>(
@@ -136,6 +137,11 @@ const proxyQuick = flags["proxy-quick"] === true;
  * On a shared host a change of a few % shows only here, not between separate runs.
  */
 const proxyAbBase = flags["proxy-ab"];
+/**
+ * `--proxy-token`: `serve` (both builds with --proxy-ab) runs with PROXY_REQUIRE_TOKEN, and each
+ * of its requests carries the service's access token in `x-audit-token`.
+ */
+const proxyToken = flags["proxy-token"] === true;
 /** Report database sizes, measured one after the other in this run (`--report-jobs 1000000,10000000`). */
 const reportSizes = (flags["report-jobs"] ?? "1000000")
   .split(",")
@@ -336,13 +342,16 @@ async function proxySection(
   workers: number,
 ) {
   const upstream = `${target}, ${workers} worker${workers === 1 ? "" : "s"}`;
+  const tokenEnv: Record<string, string> = proxyToken ? { PROXY_REQUIRE_TOKEN: "true" } : {};
   const service = await startServiceChild(world, baseUrl, `${target}-${workers}`, {
     WORKERS: String(workers),
+    ...tokenEnv,
   });
   const bare = proxyAbBase
     ? await startServiceChild(world, baseUrl, `${target}-${workers}-ab`, {
         WORKERS: String(workers),
         BENCH_SERVICE_SCRIPT: resolvePath(proxyAbBase, "bench/service-child.ts"),
+        ...tokenEnv,
       })
     : await startChild<{ url: string }>("./bare-proxy-child.ts", { BARE_UPSTREAM: baseUrl });
   const rows: ProxyRow[] = [];
@@ -360,6 +369,12 @@ async function proxySection(
             bareUrl: bare.ready.url,
             serviceUrl: service.ready.url,
             apiKeys: world.ready.apiKeys,
+            ...(proxyToken
+              ? {
+                  serviceToken: service.ready.token,
+                  ...(proxyAbBase ? { bareToken: (bare as Service).ready.token } : {}),
+                }
+              : {}),
           },
           upstream,
           stream,

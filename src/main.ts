@@ -236,10 +236,14 @@ export async function startService(
             : { ok: true, detail: "running on the event loop" }),
       },
     });
-    // `/v1/*` skips the app's Fetch API adapter and middleware, unless it needs our token.
-    const direct = config.PROXY_REQUIRE_TOKEN
-      ? undefined
-      : (listener: RequestListener) => withProxyFastPath(listener, { proxy, log });
+    // `/v1/*` skips the app's Fetch API adapter and middleware (its token, when required, checked
+    // on the way; a request it does not let through is the app's to answer).
+    const direct = (listener: RequestListener) =>
+      withProxyFastPath(listener, {
+        proxy,
+        log,
+        ...(config.PROXY_REQUIRE_TOKEN ? { requireToken: store } : {}),
+      });
     const gate = createDrainGate();
     const server = await listen(app.fetch, config.PORT, config.HOST, gate, direct);
     // What the verifier gives way to: requests, not probes or scrapes.

@@ -5,6 +5,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { createToken } from "../src/auth/tokens.js";
 import { loadConfig } from "../src/config.js";
 import { AppError } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
@@ -85,5 +86,37 @@ describe("service", () => {
     expect(run.error).toBeUndefined();
     expect(run.status).toBe(2);
     expect(run.stderr).toContain("no-such-profile");
+  });
+  it("with PROXY_REQUIRE_TOKEN proxies only a request whose token may ingest, and answers the rest as the app did", async () => {
+    const config = loadConfig({
+      DATABASE_URL: ":memory:",
+      PORT: "0",
+      AUDIT_PROFILE: "localnet",
+      PROXY_REQUIRE_TOKEN: "true",
+      // Nothing listens there: a request let through gets the proxy's own upstream error.
+      DECENTRAL_BASE_URL: "http://127.0.0.1:1/v1",
+    });
+    const service = await startService(config, quiet);
+    try {
+      const ingest = (await createToken(service.store, { role: "ingest", name: "i" })).token;
+      const read = (await createToken(service.store, { role: "read", name: "r" })).token;
+      const post = async (headers: Record<string, string>) => {
+        const response = await fetch(`${service.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json", ...headers },
+          body: JSON.stringify({ model: "m", messages: [] }),
+        });
+        const body = (await response.json()) as { error: { code: string } };
+        return [response.status, body.error.code];
+      };
+      expect(await post({})).toEqual([401, "unauthorized"]);
+      expect(await post({ "x-audit-token": "da_unknown" })).toEqual([401, "unauthorized"]);
+      expect(await post({ "x-audit-token": read })).toEqual([403, "forbidden"]);
+      const [status, code] = await post({ "x-audit-token": ingest });
+      expect(status).toBeGreaterThanOrEqual(500);
+      expect(code).not.toMatch(/unauthorized|forbidden/);
+    } finally {
+      await service.close();
+    }
   });
 });

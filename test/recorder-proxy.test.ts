@@ -572,7 +572,7 @@ describe("recording proxy", () => {
 
   it.each([
     ["straight to the proxy, as serve runs it", true],
-    ["through the app's route, as with PROXY_REQUIRE_TOKEN", false],
+    ["through the app's route, as an app built with createApp serves it", false],
   ])("records an error response with the Decentral headers it carries (%s)", async (_, direct) => {
     const { stub, proxy, url, row, lines } = await setup({ direct });
     const response = await completion(url, "timeout", { headers: { "x-request-id": "req-504" } });
@@ -1341,7 +1341,7 @@ describe("recording proxy", () => {
     expect(lines.join("\n")).not.toContain(key);
     expect(JSON.stringify(store.sqlite.prepare("SELECT * FROM jobs").all())).not.toContain(key);
 
-    // Through the app's middleware too (as with PROXY_REQUIRE_TOKEN), whose request line names
+    // Through the app's middleware too (an app built with createApp), whose request line names
     // the path.
     const viaApp = await setup({ direct: false });
     await (

@@ -1,5 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
+import { authenticateToken, roleSatisfies } from "../auth/tokens.js";
+import type { Store } from "../db/client.js";
 import { type Logger, redactCensor, redactPaths } from "../log.js";
 import type { RecordingProxy } from "../recorder/proxy.js";
 import { credentialsOf, withoutKeys } from "../recorder/without-key.js";
@@ -8,6 +10,17 @@ import { credentialsOf, withoutKeys } from "../recorder/without-key.js";
 export interface ProxyFastPathDeps {
   proxy: RecordingProxy;
   log: Logger;
+  /**
+   * PROXY_REQUIRE_TOKEN: the store whose `ingest` tokens (in `x-audit-token`) open `/v1/*`.
+   * A request this path cannot let through goes to the app, whose middleware answers it.
+   */
+  requireToken?: Store;
+}
+
+/** The `x-audit-token` header's token, as the app's `requireRole` reads it. */
+function auditToken(req: IncomingMessage): string | undefined {
+  const header = req.headers["x-audit-token"];
+  return typeof header === "string" ? header.trim() || undefined : undefined;
 }
 
 /** The path of a request target, without its query: what the request log names. */
@@ -24,11 +37,13 @@ function pathOf(url: string): string {
  * for these requests: a request id (`x-request-id`, else a fresh one) and one `request` log
  * line, written once the response is over, with the status the client got.
  *
- * Use it only when `/v1/*` needs no access token of ours (`PROXY_REQUIRE_TOKEN` off): the token
- * check lives in the app's middleware.
+ * With `requireToken` (PROXY_REQUIRE_TOKEN) a request comes this way only once its token is found
+ * live and of a role that may ingest; any other (no token, an unknown, revoked or read-only one,
+ * a database that cannot say) goes to the app, whose `requireRole` answers it as before. Through
+ * the app's Fetch API adapter and middleware, a proxied request cost about 0.1 ms more CPU.
  */
 export function withProxyFastPath(app: RequestListener, deps: ProxyFastPathDeps): RequestListener {
-  const { proxy, log } = deps;
+  const { proxy, log, requireToken } = deps;
   // The request line's fields are these five, none a secret (no header but the request id, no
   // query string, the caller's key cut from the path): only the top-level secret names stay redacted, in case one is ever added.
   // The logger's nested and wildcard paths were run over every field of every line, three
@@ -37,14 +52,15 @@ export function withProxyFastPath(app: RequestListener, deps: ProxyFastPathDeps)
     {},
     { redact: { paths: redactPaths.filter((path) => !path.includes(".")), censor: redactCensor } },
   );
-  return (req: IncomingMessage, res: ServerResponse) => {
-    const url = req.url ?? "/";
-    if (!url.startsWith("/v1/")) {
-      app(req, res);
-      return;
-    }
-    const started = performance.now();
+  const serve = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    url: string,
+    started: number,
+    held?: { id: string; role: string },
+  ) => {
     const requestId = req.headers["x-request-id"] ?? randomUUID();
+    if (held) log.debug({ requestId, tokenId: held.id, role: held.role }, "authenticated");
     const failed = (error: unknown) => {
       log.error({ err: error, requestId }, "unhandled error");
       res.destroy();
@@ -73,6 +89,31 @@ export function withProxyFastPath(app: RequestListener, deps: ProxyFastPathDeps)
           "request",
         ),
       failed,
+    );
+  };
+  return (req: IncomingMessage, res: ServerResponse) => {
+    const url = req.url ?? "/";
+    if (!url.startsWith("/v1/")) {
+      app(req, res);
+      return;
+    }
+    const started = performance.now();
+    if (requireToken === undefined) {
+      serve(req, res, url, started);
+      return;
+    }
+    const token = auditToken(req);
+    // A URL holding a NUL byte is the app's 400, as it was with the token checked there.
+    if (token === undefined || url.includes("%00")) {
+      app(req, res);
+      return;
+    }
+    authenticateToken(requireToken, token).then(
+      (held) => {
+        if (held === null || !roleSatisfies(held.role, "ingest")) app(req, res);
+        else serve(req, res, url, started, held);
+      },
+      () => app(req, res),
     );
   };
 }
