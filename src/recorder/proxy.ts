@@ -9,6 +9,7 @@ import { creditsToUnitsOrNull } from "../money.js";
 import { type Receipt, recordReceiptsUnit } from "../store/receipts.js";
 import type { JobsApiClient } from "./jobs-api.js";
 import { createJobsApiConsults } from "./jobs-api-consults.js";
+import { createJsonAnswerScan, type JsonAnswerScan } from "./json-answer-scan.js";
 import { keyFingerprint } from "./key-fingerprint.js";
 import { operatorModel, operatorTokens, unreadAmount } from "./operator-values.js";
 import {
@@ -256,7 +257,7 @@ function thinkingBytes(thinking: unknown): number {
  * What the caller asked that decides which of an answer's text it gets; `chat`: it asked the
  * chat completions endpoint, whose clients read a choice's message alone, never its `text`.
  */
-type Asked = Pick<RequestFacts, "choices" | "audio"> & { chat?: boolean };
+export type Asked = Pick<RequestFacts, "choices" | "audio"> & { chat?: boolean };
 
 /** A request path (its query left out) that asks for a chat completion. */
 const chatPath = /\/chat\/completions\/?$/i;
@@ -342,7 +343,7 @@ const unreadableBody = (asked: Asked): BodyFacts =>
   asked.chat ? { ...unknownBody, answerBytes: 0, answerToolCalls: 0 } : unknownBody;
 
 /** Model, usage and answer size of a whole JSON response body. */
-function jsonBodyFacts(body: string, credentials: string[], asked: Asked): BodyFacts {
+export function jsonBodyFacts(body: string, credentials: string[], asked: Asked): BodyFacts {
   // A client's JSON reader (fetch's `json()`) drops a UTF-8 byte-order mark before the text.
   const text = body.charCodeAt(0) === 0xfeff ? body.slice(1) : body;
   let parsed: Record<string, unknown>;
@@ -368,6 +369,29 @@ function jsonBodyFacts(body: string, credentials: string[], asked: Asked): BodyF
     usage: usageOf(parsed.usage) ?? unknownUsage,
     answerBytes: generated.bytes,
     answerToolCalls: generated.toolCalls,
+  };
+}
+
+/**
+ * Model, usage and answer size of a JSON answer too long to hold, read as it passed (see
+ * json-answer-scan.ts): what `jsonBodyFacts` reads of the same bytes, but the padding of a
+ * member no client reads counts for nothing, and its usage bounds the charge as any answer's.
+ */
+export function scannedBodyFacts(
+  scan: JsonAnswerScan,
+  credentials: string[],
+  asked: Asked,
+): BodyFacts {
+  const read = scan.result();
+  if (read.kind !== "object") return unreadableBody(asked);
+  if (read.error) {
+    return { ...unknownBody, answerBytes: read.bytes, answerToolCalls: read.toolCalls };
+  }
+  return {
+    model: operatorModel(read.model === null ? null : withoutKeys(read.model, credentials)),
+    usage: usageOf(read.usage) ?? unknownUsage,
+    answerBytes: read.bytes,
+    answerToolCalls: read.toolCalls,
   };
 }
 
@@ -1084,8 +1108,12 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         const streamData = createDataCount();
         // Every byte of the answer up to its [DONE]: what bounds a long answer of the other kind.
         let totalBytes = 0;
+        const asked: Asked = { ...facts, chat: chatPath.test(pathPart(req.url ?? "/")) };
+        // A JSON answer too long to hold is read as it passes: see scannedBodyFacts.
+        let scan: JsonAnswerScan | null = null;
         const onData = (chunk: Buffer) => {
           if (ttfbMs === null) ttfbMs = Math.round(performance.now() - started);
+          scan?.add(chunk);
           if (!capturing || sseDone) return;
           chunks.push(chunk);
           captured += chunk.length;
@@ -1100,8 +1128,11 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
               sseCut = true;
             }
           } else if (captured > maxJsonCapture) {
-            // Too large to hold or read: commit the open receipt, then pass the rest through.
+            // Too large to hold: commit the open receipt, then pass the rest on as it comes, read
+            // by a streaming reader (its usage and text, not a padding it carries).
             const heldChunks = chunks.splice(0);
+            scan = createJsonAnswerScan(asked);
+            for (const c of heldChunks) scan.add(c);
             captured = 0;
             capturing = false;
             holding = false;
@@ -1201,7 +1232,6 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           // events whatever the content type, and a JSON answer as JSON): usage in an answer of the
           // other kind is none the client saw.
           const readAsAsked = facts.stream === null || facts.stream === isSse;
-          const asked: Asked = { ...facts, chat: chatPath.test(pathPart(req.url ?? "/")) };
           // An answer the upstream broke off (its connection closed short of the body's end while
           // the client waited) reached the caller broken or not at all: a held JSON body is never
           // sent, and a stream's client sees its read fail. Usage its bytes name prices no answer
@@ -1220,7 +1250,9 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
                 ? isSse
                   ? sseFacts(bodyText, sseCut, streamData.bytes, credentials, asked)
                   : jsonBodyFacts(bodyText, credentials, asked)
-                : unknownBody;
+                : scan !== null && readAsAsked && upstream.complete
+                  ? scannedBodyFacts(scan, credentials, asked)
+                  : unknownBody;
           const final: Receipt = {
             ...receipt,
             ...(other !== null ? { usageAsked: other.usageOwed } : {}),

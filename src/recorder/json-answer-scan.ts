@@ -1,0 +1,713 @@
+/**
+ * Reads a JSON chat or text completion as its bytes pass, without holding them: what an answer
+ * too long to hold (over the proxy's 8 MiB) gave its caller. Counted as `createGeneratedCount`
+ * in proxy.ts counts a parsed answer (the text of the choices asked for, tool and function
+ * calls that name what they call), with the top-level `model`, `usage` and `error` kept, so an
+ * operator that pads an answer with a member of its own gains nothing by its length: the bytes
+ * of a member no client reads are not counted. Memory stays bounded: only the members that
+ * count are followed, a string keeps at most `maxKeptText` bytes of its text, the `usage` value
+ * at most `maxUsageValues` values, and nesting deeper than `maxDepth` makes the body unreadable.
+ * A member named twice counts by its last value, as `JSON.parse` reads it.
+ */
+
+/** What the caller asked that decides which text of an answer counts (see proxy.ts `Asked`). */
+export interface ScanAsked {
+  choices: number;
+  audio: boolean;
+  chat?: boolean;
+}
+
+/** What a whole JSON answer gave its caller. */
+export type ScannedAnswer =
+  /** No JSON text (`JSON.parse` would throw), or one nested deeper than any answer is. */
+  | { kind: "unreadable" }
+  /** JSON that is no object or array (a client gets no completion from it). */
+  | { kind: "scalar" }
+  | {
+      kind: "object";
+      /** Whether the value of the top-level `model` is a string, and its text if so. */
+      model: string | null;
+      /** The top-level `usage` value; undefined when absent or too large to keep. */
+      usage: unknown;
+      /** Whether the top-level `error` is truthy (as `if (parsed.error)`). */
+      error: boolean;
+      bytes: number;
+      toolCalls: number;
+    };
+
+/** Deeper nesting is no answer: an SDK's parser (Python's json) refuses it long before. */
+export const maxDepth = 512;
+/** Bytes of a string's text kept (a model's name); its length is counted whole. */
+const maxKeptText = 1024;
+/** Values of `usage` kept; a larger one is read as absent. */
+const maxUsageValues = 1000;
+
+type Role =
+  | "skip"
+  | "root"
+  | "choices"
+  | "choice"
+  | "message"
+  | "content"
+  | "parts"
+  | "part"
+  | "thinking"
+  | "thinkingParts"
+  | "thinkingPart"
+  | "audio"
+  | "call"
+  | "tools"
+  | "tool"
+  | "usage";
+
+/** A value read whole. Strings carry their UTF-8 length; containers their role's summary. */
+interface Value {
+  type: "string" | "number" | "true" | "false" | "null" | "object" | "array";
+  bytes: number;
+  text: string | null;
+  summary: Summary | null;
+  /** For the `usage` role: the value as `JSON.parse` makes it. */
+  built?: unknown;
+}
+
+interface Summary {
+  bytes: number;
+  /** Calls that name what they call, or (a tool call, a function call) whether it names one. */
+  calls: number;
+}
+
+interface Frame {
+  kind: "object" | "array";
+  role: Role;
+  /** Object: the member being read; null for one whose name matters to nothing here. */
+  key: string | null;
+  /** Object: the last value of each member whose role is not skip. */
+  members: Map<string, Value> | null;
+  /** Array: elements read so far. */
+  count: number;
+  /** Array: the summary summed over its elements. */
+  sum: Summary;
+  /** `usage`: the value being built. */
+  built?: Record<string, unknown> | unknown[];
+}
+
+const roleOfMember: Partial<Record<Role, Record<string, Role>>> = {
+  root: { choices: "choices", model: "skip", usage: "usage", error: "skip" },
+  choice: { message: "message", text: "skip" },
+  message: {
+    refusal: "skip",
+    reasoning_content: "skip",
+    reasoning: "skip",
+    content: "content",
+    audio: "audio",
+    function_call: "call",
+    tool_calls: "tools",
+  },
+  part: { text: "skip", refusal: "skip", thinking: "thinking" },
+  thinkingPart: { text: "skip" },
+  audio: { data: "skip", transcript: "skip" },
+  call: { name: "skip", arguments: "skip", input: "skip" },
+  tool: { function: "call", custom: "call" },
+};
+
+/** The role of member `key` of an object of `role`; null for a member nothing reads. */
+function memberRole(role: Role, key: string): Role | null {
+  const members = roleOfMember[role];
+  return members !== undefined && Object.hasOwn(members, key) ? (members[key] as Role) : null;
+}
+
+/** The role an object or array takes at a member or element of `role`, by its kind. */
+function containerRole(role: Role, kind: "object" | "array"): Role {
+  switch (role) {
+    case "root":
+    case "choice":
+    case "message":
+    case "part":
+    case "thinkingPart":
+    case "audio":
+    case "call":
+    case "tool":
+    case "usage":
+      return kind === "object" ? role : role === "usage" ? role : "skip";
+    case "choices":
+    case "parts":
+    case "tools":
+    case "thinkingParts":
+      return kind === "array" ? role : "skip";
+    case "content":
+      return kind === "array" ? "parts" : "skip";
+    case "thinking":
+      return kind === "array" ? "thinkingParts" : "skip";
+    default:
+      return "skip";
+  }
+}
+
+const space = (c: number) => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
+const digit = (c: number) => c >= 0x30 && c <= 0x39;
+const hexValue = (c: number) =>
+  c >= 0x30 && c <= 0x39
+    ? c - 0x30
+    : c >= 0x61 && c <= 0x66
+      ? c - 87
+      : c >= 0x41 && c <= 0x46
+        ? c - 55
+        : -1;
+/** The character each one-letter escape stands for (`\\n` is 0x0a); 0 for none. */
+const escaped = new Uint8Array(128);
+for (const [letter, code] of [
+  ['"', 0x22],
+  ["\\", 0x5c],
+  ["/", 0x2f],
+  ["b", 0x08],
+  ["f", 0x0c],
+  ["n", 0x0a],
+  ["r", 0x0d],
+  ["t", 0x09],
+] as const)
+  escaped[letter.charCodeAt(0)] = code;
+/** Bytes that end a run of plain string bytes: a quote, a backslash, a control byte. */
+const stringStop = new Uint8Array(256);
+for (let c = 0; c < 0x20; c++) stringStop[c] = 1;
+stringStop[0x22] = 1;
+stringStop[0x5c] = 1;
+
+const utf8Length = (code: number) => (code < 0x80 ? 1 : code < 0x800 ? 2 : code < 0x10000 ? 3 : 4);
+
+enum State {
+  Value,
+  FirstElementOrEnd,
+  FirstKeyOrEnd,
+  Key,
+  Colon,
+  AfterValue,
+  String,
+  Escape,
+  Unicode,
+  Number,
+  Literal,
+  End,
+  Error,
+}
+
+/** Number states: after -, 0, int digits, ., fraction digits, e, e sign, exponent digits. */
+enum Num {
+  Minus,
+  Zero,
+  Int,
+  Dot,
+  Frac,
+  E,
+  ESign,
+  Exp,
+}
+
+export interface JsonAnswerScan {
+  /** The next bytes of the answer. */
+  add(chunk: Buffer): void;
+  /** What the whole answer gave its caller; call once every byte was added. */
+  result(): ScannedAnswer;
+}
+
+export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
+  const stack: Frame[] = [];
+  let state: State = State.Value;
+  let root: Value | null = null;
+  let started = false;
+  let bomBytes = 0;
+  // The string being read.
+  let stringIsKey = false;
+  let stringBytes = 0;
+  let kept: number[] = [];
+  let keptFull = false;
+  let unicode = 0;
+  let unicodeDigits = 0;
+  let highSurrogate = -1;
+  // The number or literal being read.
+  let num: Num = Num.Minus;
+  let numberText = "";
+  let literal = "";
+  let literalAt = 0;
+  let usageValues = 0;
+  let rootMembers: Map<string, Value> | null = null;
+  /** The byte just read ended a number and is to be read again. */
+  let again = false;
+
+  const fail = () => {
+    state = State.Error;
+  };
+
+  const keep = (byte: number) => {
+    if (kept.length < maxKeptText) kept.push(byte);
+    else keptFull = true;
+  };
+  const keepCode = (code: number) => {
+    stringBytes += utf8Length(code);
+    if (kept.length >= maxKeptText) {
+      keptFull = true;
+      return;
+    }
+    for (const byte of Buffer.from(String.fromCodePoint(code), "utf8")) keep(byte);
+  };
+  const pendingSurrogate = () => {
+    // A lone high surrogate: JSON.parse keeps it, UTF-8 writes it as U+FFFD (3 bytes).
+    if (highSurrogate >= 0) keepCode(0xfffd);
+    highSurrogate = -1;
+  };
+
+  /** The role of a value about to start, from the container it is in. */
+  const roleHere = (): Role => {
+    const top = stack[stack.length - 1];
+    if (top === undefined) return "root";
+    if (top.role === "skip") return "skip";
+    if (top.role === "usage") return "usage";
+    if (top.kind === "array") {
+      if (top.role === "choices") return top.count < asked.choices ? "choice" : "skip";
+      if (top.role === "parts") return "part";
+      if (top.role === "thinkingParts") return "thinkingPart";
+      if (top.role === "tools") return "tool";
+      return "skip";
+    }
+    if (top.key === null) return "skip";
+    const role = memberRole(top.role, top.key);
+    if (role === null) return "skip";
+    if (top.role === "message" && top.key === "audio" && !asked.audio) return "skip";
+    return role;
+  };
+
+  /** A value was read whole: hand it to the container it is in. */
+  const finished = (value: Value) => {
+    const top = stack[stack.length - 1];
+    if (top === undefined) {
+      root = value;
+      state = State.End;
+      return;
+    }
+    state = State.AfterValue;
+    if (top.role === "skip") return;
+    if (top.role === "usage") {
+      if (++usageValues > maxUsageValues) return;
+      const built = builtOf(value);
+      if (Array.isArray(top.built)) top.built.push(built);
+      else if (top.built !== undefined && top.key !== null) top.built[top.key] = built;
+      return;
+    }
+    if (top.kind === "array") {
+      const role = roleHere();
+      top.count++;
+      if (role === "skip") return;
+      const s = summaryOf(role, value);
+      top.sum.bytes += s.bytes;
+      // A tool call counts once by its place; a content part holds no calls.
+      top.sum.calls += top.role === "tools" ? (s.calls > 0 ? 1 : 0) : s.calls;
+      return;
+    }
+    if (top.key !== null && top.members !== null && memberRole(top.role, top.key) !== null) {
+      // The last value of a member named twice is the one read, as JSON.parse reads it.
+      top.members.set(top.key, value);
+    }
+  };
+
+  const builtOf = (value: Value): unknown => {
+    if (value.type === "string") return value.text ?? "";
+    if (value.type === "number") return Number(value.text);
+    if (value.type === "true") return true;
+    if (value.type === "false") return false;
+    if (value.type === "null") return null;
+    return value.built;
+  };
+
+  /** What a value read in `role` adds: the UTF-8 bytes of a counted string, a call's name. */
+  const summaryOf = (role: Role, value: Value | undefined): Summary => {
+    if (value === undefined) return { bytes: 0, calls: 0 };
+    if (value.type === "string") {
+      if (role === "thinking" || role === "content") return { bytes: value.bytes, calls: 0 };
+      return { bytes: 0, calls: 0 };
+    }
+    return value.summary ?? { bytes: 0, calls: 0 };
+  };
+  const stringBytesOf = (value: Value | undefined) => (value?.type === "string" ? value.bytes : 0);
+
+  /** The summary of an object or array of `frame`'s role, once it is read whole. */
+  const close = (frame: Frame): Summary | null => {
+    const m = frame.members;
+    if (frame.kind === "array") return frame.sum;
+    if (m === null) return null;
+    const str = (name: string) => stringBytesOf(m.get(name));
+    switch (frame.role) {
+      case "thinkingPart":
+      case "audio":
+        return { bytes: str("text") + str("data") + str("transcript"), calls: 0 };
+      case "part":
+        return {
+          bytes: str("text") + str("refusal") + summaryOf("thinking", m.get("thinking")).bytes,
+          calls: 0,
+        };
+      case "call": {
+        const name = m.get("name");
+        return {
+          bytes: str("name") + str("arguments") + str("input"),
+          calls: name?.type === "string" && name.bytes > 0 ? 1 : 0,
+        };
+      }
+      case "tool": {
+        const f = summaryOf("call", m.get("function"));
+        const c = summaryOf("call", m.get("custom"));
+        return { bytes: f.bytes + c.bytes, calls: f.calls + c.calls > 0 ? 1 : 0 };
+      }
+      case "message": {
+        const audio = asked.audio ? summaryOf("audio", m.get("audio")).bytes : 0;
+        const call = summaryOf("call", m.get("function_call"));
+        const tools = m.get("tool_calls");
+        const toolSum =
+          tools?.type === "array" ? summaryOf("tools", tools) : { bytes: 0, calls: 0 };
+        return {
+          bytes:
+            str("refusal") +
+            str("reasoning_content") +
+            str("reasoning") +
+            summaryOf("content", m.get("content")).bytes +
+            audio +
+            call.bytes +
+            toolSum.bytes,
+          calls: (call.calls > 0 ? 1 : 0) + toolSum.calls,
+        };
+      }
+      case "choice": {
+        const message = m.get("message");
+        // A chat client reads the message alone; `text` is a legacy completion's answer.
+        const chat = asked.chat === true || message?.type === "object" || message?.type === "array";
+        const s = summaryOf("message", message);
+        return { bytes: (chat ? 0 : str("text")) + s.bytes, calls: s.calls };
+      }
+      default:
+        return null;
+    }
+  };
+
+  const open = (kind: "object" | "array") => {
+    if (stack.length >= maxDepth) return fail();
+    const role = containerRole(roleHere(), kind);
+    const frame: Frame = {
+      kind,
+      role,
+      key: null,
+      members: kind === "object" && role !== "skip" && role !== "usage" ? new Map() : null,
+      count: 0,
+      sum: { bytes: 0, calls: 0 },
+    };
+    if (role === "usage") {
+      if (++usageValues > maxUsageValues) frame.role = "skip";
+      else frame.built = kind === "array" ? [] : Object.create(null);
+    }
+    stack.push(frame);
+    state = kind === "object" ? State.FirstKeyOrEnd : State.FirstElementOrEnd;
+  };
+
+  const shut = (kind: "object" | "array") => {
+    const frame = stack.pop();
+    if (frame === undefined || frame.kind !== kind) return fail();
+    if (frame.role === "root") rootMembers = frame.members;
+    const built = frame.built;
+    const value: Value = {
+      type: kind,
+      bytes: 0,
+      text: null,
+      summary: close(frame),
+      built: built !== undefined && !Array.isArray(built) ? { ...built } : built,
+    };
+    // `usage` frames past the budget were read as skip: the whole usage is then unknown.
+    finished(value);
+  };
+
+  /** Inside a value nothing reads: its members and elements are checked as JSON only. */
+  const skipping = () => stack.length > 0 && (stack[stack.length - 1] as Frame).role === "skip";
+
+  const endString = () => {
+    pendingSurrogate();
+    if (!stringIsKey && skipping()) {
+      state = State.AfterValue;
+      return;
+    }
+    const text = Buffer.from(kept).toString("utf8");
+    if (stringIsKey) {
+      const top = stack[stack.length - 1] as Frame;
+      // A name longer than kept matches none looked for.
+      top.key = keptFull ? null : text;
+      state = State.Colon;
+      return;
+    }
+    finished({
+      type: "string",
+      bytes: stringBytes,
+      text: keptFull ? `${text}\u2026` : text,
+      summary: null,
+    });
+  };
+
+  const startString = (isKey: boolean) => {
+    stringIsKey = isKey;
+    stringBytes = 0;
+    kept = [];
+    keptFull = false;
+    highSurrogate = -1;
+    state = State.String;
+  };
+
+  const endNumber = (): boolean => {
+    if (num !== Num.Zero && num !== Num.Int && num !== Num.Frac && num !== Num.Exp) {
+      fail();
+      return false;
+    }
+    if (skipping()) state = State.AfterValue;
+    else finished({ type: "number", bytes: 0, text: numberText, summary: null });
+    return true;
+  };
+
+  /** A byte where a value may start; false when it is none. */
+  const startValue = (c: number): boolean => {
+    if (c === 0x7b) open("object");
+    else if (c === 0x5b) open("array");
+    else if (c === 0x22) startString(false);
+    else if (c === 0x2d || digit(c)) {
+      state = State.Number;
+      num = c === 0x2d ? Num.Minus : c === 0x30 ? Num.Zero : Num.Int;
+      numberText = String.fromCharCode(c);
+    } else if (c === 0x74 || c === 0x66 || c === 0x6e) {
+      literal = c === 0x74 ? "true" : c === 0x66 ? "false" : "null";
+      literalAt = 1;
+      state = State.Literal;
+    } else return false;
+    return true;
+  };
+
+  const step = (c: number): void => {
+    switch (state) {
+      case State.Value:
+        if (space(c)) return;
+        if (!startValue(c)) fail();
+        return;
+      case State.FirstElementOrEnd:
+        if (space(c)) return;
+        if (c === 0x5d) {
+          shut("array");
+          return;
+        }
+        if (!startValue(c)) fail();
+        return;
+      case State.FirstKeyOrEnd:
+        if (space(c)) return;
+        if (c === 0x7d) {
+          shut("object");
+          return;
+        }
+        if (c === 0x22) {
+          startString(true);
+          return;
+        }
+        fail();
+        return;
+      case State.Key:
+        if (space(c)) return;
+        if (c === 0x22) {
+          startString(true);
+          return;
+        }
+        fail();
+        return;
+      case State.Colon:
+        if (space(c)) return;
+        if (c === 0x3a) {
+          state = State.Value;
+          return;
+        }
+        fail();
+        return;
+      case State.AfterValue: {
+        if (space(c)) return;
+        const top = stack[stack.length - 1] as Frame;
+        if (c === 0x2c) {
+          state = top.kind === "object" ? State.Key : State.Value;
+          return;
+        }
+        if (c === 0x7d && top.kind === "object") {
+          shut("object");
+          return;
+        }
+        if (c === 0x5d && top.kind === "array") {
+          shut("array");
+          return;
+        }
+        fail();
+        return;
+      }
+      case State.String:
+        if (c === 0x22) {
+          endString();
+          return;
+        }
+        if (c === 0x5c) {
+          state = State.Escape;
+          return;
+        }
+        if (c < 0x20) {
+          fail();
+          return;
+        }
+        pendingSurrogate();
+        stringBytes++;
+        keep(c);
+        return;
+      case State.Escape: {
+        if (c === 0x75) {
+          state = State.Unicode;
+          unicode = 0;
+          unicodeDigits = 0;
+          return;
+        }
+        const code = escaped[c] ?? 0;
+        if (code === 0) {
+          fail();
+          return;
+        }
+        pendingSurrogate();
+        keepCode(code);
+        state = State.String;
+        return;
+      }
+      case State.Unicode: {
+        const h = hexValue(c);
+        if (h < 0) {
+          fail();
+          return;
+        }
+        unicode = unicode * 16 + h;
+        if (++unicodeDigits < 4) return;
+        state = State.String;
+        if (unicode >= 0xdc00 && unicode <= 0xdfff && highSurrogate >= 0) {
+          const code = 0x10000 + ((highSurrogate - 0xd800) << 10) + (unicode - 0xdc00);
+          highSurrogate = -1;
+          keepCode(code);
+          return;
+        }
+        pendingSurrogate();
+        if (unicode >= 0xd800 && unicode <= 0xdbff) highSurrogate = unicode;
+        else if (unicode >= 0xdc00 && unicode <= 0xdfff) keepCode(0xfffd);
+        else keepCode(unicode);
+        return;
+      }
+      case State.Number: {
+        let next: Num | -1 = -1;
+        if (digit(c)) {
+          if (num === Num.Minus) next = c === 0x30 ? Num.Zero : Num.Int;
+          else if (num === Num.Int || num === Num.Frac || num === Num.Exp) next = num;
+          else if (num === Num.Dot) next = Num.Frac;
+          else if (num === Num.E || num === Num.ESign) next = Num.Exp;
+        } else if (c === 0x2e && (num === Num.Zero || num === Num.Int)) next = Num.Dot;
+        else if (
+          (c === 0x65 || c === 0x45) &&
+          (num === Num.Zero || num === Num.Int || num === Num.Frac)
+        )
+          next = Num.E;
+        else if ((c === 0x2b || c === 0x2d) && num === Num.E) next = Num.ESign;
+        if (next !== -1) {
+          num = next;
+          if (numberText.length < 64) numberText += String.fromCharCode(c);
+          else numberText = "NaN";
+          return;
+        }
+        // The byte after a number is read again, in the state its end left.
+        endNumber();
+        again = true;
+        return;
+      }
+      case State.Literal:
+        if (c !== literal.charCodeAt(literalAt)) {
+          fail();
+          return;
+        }
+        if (++literalAt < literal.length) return;
+        if (skipping()) state = State.AfterValue;
+        else finished({ type: literal as Value["type"], bytes: 0, text: null, summary: null });
+        return;
+      case State.End:
+        if (!space(c)) fail();
+        return;
+      case State.Error:
+        return;
+    }
+  };
+
+  return {
+    add(chunk) {
+      let i = 0;
+      if (!started) {
+        // A client's JSON reader drops a UTF-8 byte-order mark before the text.
+        const bom = [0xef, 0xbb, 0xbf];
+        while (bomBytes < 3 && i < chunk.length && chunk[i] === bom[bomBytes]) {
+          i++;
+          bomBytes++;
+        }
+        if (bomBytes === 3 || i < chunk.length) {
+          if (bomBytes > 0 && bomBytes < 3) fail();
+          started = true;
+        }
+      }
+      while (i < chunk.length && state !== State.Error) {
+        if (state === State.String && highSurrogate < 0) {
+          // The bulk of an answer is string bytes: counted in a run up to the next quote,
+          // backslash or control byte, kept only while the string's kept text is short.
+          let j = i;
+          while (j < chunk.length && stringStop[chunk[j] as number] === 0) j++;
+          stringBytes += j - i;
+          const room = Math.max(0, maxKeptText - kept.length);
+          for (let k = i; k < Math.min(j, i + room); k++) kept.push(chunk[k] as number);
+          if (j - i > room) keptFull = true;
+          i = j;
+          if (i === chunk.length) break;
+        }
+        again = false;
+        step(chunk[i] as number);
+        if (!again) i++;
+      }
+    },
+    result() {
+      if (state === State.Number) endNumber();
+      if (state !== State.End || root === null) return { kind: "unreadable" };
+      const value = root as Value;
+      if (value.type === "array") {
+        return {
+          kind: "object",
+          model: null,
+          usage: undefined,
+          error: false,
+          bytes: 0,
+          toolCalls: 0,
+        };
+      }
+      if (value.type !== "object") return { kind: "scalar" };
+      const m = rootMembers ?? new Map<string, Value>();
+      const choices = m.get("choices");
+      const sum = choices?.type === "array" ? (choices.summary ?? { bytes: 0, calls: 0 }) : null;
+      const model = m.get("model");
+      const usage = m.get("usage");
+      const error = m.get("error");
+      return {
+        kind: "object",
+        model: model?.type === "string" ? model.text : null,
+        usage: usage === undefined || usageValues > maxUsageValues ? undefined : builtOf(usage),
+        error:
+          error !== undefined &&
+          (error.type === "object" ||
+            error.type === "array" ||
+            error.type === "true" ||
+            (error.type === "string" && error.bytes > 0) ||
+            (error.type === "number" &&
+              Number(error.text) !== 0 &&
+              !Number.isNaN(Number(error.text)))),
+        bytes: sum?.bytes ?? 0,
+        toolCalls: sum?.calls ?? 0,
+      };
+    },
+  };
+}

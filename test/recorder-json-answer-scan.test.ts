@@ -1,0 +1,197 @@
+import { describe, expect, it } from "vitest";
+import { createJsonAnswerScan, maxDepth } from "../src/recorder/json-answer-scan.js";
+import { type Asked, jsonBodyFacts, scannedBodyFacts } from "../src/recorder/proxy.js";
+
+/**
+ * An answer over 8 MiB is read as it passes, never held: what it gave its caller must be what
+ * `JSON.parse` reads of the same bytes, so the bound of a long answer is the one a short answer
+ * gets. Each body below is read both ways, fed in pieces cut at random places.
+ */
+
+/** A small deterministic generator, so a failing cut can be run again. */
+function pieces(bytes: Buffer, seed: number): Buffer[] {
+  let x = seed;
+  const out: Buffer[] = [];
+  for (let at = 0; at < bytes.length; ) {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    const size = 1 + (x % 7 === 0 ? 1 + (x % 300) : x % 5);
+    out.push(bytes.subarray(at, at + size));
+    at += size;
+  }
+  return out;
+}
+
+function scanned(body: string | Buffer, asked: Asked, seed = 1) {
+  const scan = createJsonAnswerScan(asked);
+  for (const piece of pieces(Buffer.from(body), seed)) scan.add(piece);
+  return scannedBodyFacts(scan, ["sk-secret"], asked);
+}
+
+const parsed = (body: string | Buffer, asked: Asked) =>
+  jsonBodyFacts(Buffer.from(body).toString("utf8"), ["sk-secret"], asked);
+
+const chat: Asked = { choices: 1, audio: false, chat: true };
+const usage = { prompt_tokens: 12, completion_tokens: 40, total_tokens: 52 };
+const answer = (message: unknown, extra: Record<string, unknown> = {}) =>
+  JSON.stringify({
+    id: "chatcmpl-1",
+    object: "chat.completion",
+    model: "qwen3-8b",
+    choices: [{ index: 0, finish_reason: "stop", message }],
+    usage,
+    ...extra,
+  });
+
+const bodies: [string, string, Asked?][] = [
+  ["plain", answer({ role: "assistant", content: "Hi there, é and 😀." })],
+  [
+    "escapes",
+    '{"model":"m\\u00e9","choices":[{"message":{"content":"a\\n\\"\\u00e9\\ud83d\\ude00\\ud800x\\/"}}]}',
+  ],
+  ["parts", answer({ content: [{ type: "text", text: "ab" }, { refusal: "no" }, "x", 5] })],
+  [
+    "thinking",
+    answer({ content: [{ thinking: [{ text: "hmm" }, "s", { text: 3 }] }, { thinking: "t" }] }),
+  ],
+  ["reasoning", answer({ content: null, reasoning_content: "think", reasoning: "r", refusal: "" })],
+  [
+    "tools",
+    answer({
+      content: "",
+      tool_calls: [
+        { function: { name: "f", arguments: '{"a":1}' } },
+        {},
+        { custom: { name: "g", input: "i" } },
+        { function: { arguments: "x" } },
+        "s",
+      ],
+    }),
+  ],
+  ["function call", answer({ function_call: { name: "f", arguments: "{}" }, tool_calls: {} })],
+  ["function unnamed", answer({ function_call: { name: "", arguments: "{}" } })],
+  ["audio not asked", answer({ content: "a", audio: { data: "AAAA", transcript: "hi" } })],
+  [
+    "audio asked",
+    answer({ content: "a", audio: { data: "AAAA", transcript: "hi" } }),
+    { choices: 1, audio: true, chat: true },
+  ],
+  [
+    "n=2 of 3",
+    JSON.stringify({
+      choices: ["a", "bb", "ccc"].map((content) => ({ message: { content } })),
+      usage,
+    }),
+    { choices: 2, audio: false, chat: true },
+  ],
+  [
+    "legacy text",
+    JSON.stringify({ choices: [{ text: "hello" }, { text: "x" }], usage }),
+    { choices: 1, audio: false },
+  ],
+  [
+    "text beside message",
+    JSON.stringify({ choices: [{ text: "hello", message: { content: "m" } }] }),
+    { choices: 1, audio: false },
+  ],
+  ["text in chat", JSON.stringify({ choices: [{ text: "hello" }] })],
+  [
+    "message array",
+    JSON.stringify({ choices: [{ text: "hello", message: [] }] }),
+    { choices: 1, audio: false },
+  ],
+  [
+    "message null",
+    JSON.stringify({ choices: [{ text: "hello", message: null }] }),
+    { choices: 1, audio: false },
+  ],
+  ["choices object", JSON.stringify({ choices: { 0: { message: { content: "x" } } }, usage })],
+  ["error object", answer({ content: "Hi." }, { error: { message: "no" } })],
+  ["error empty string", answer({ content: "Hi." }, { error: "" })],
+  ["error zero", answer({ content: "Hi." }, { error: 0 })],
+  ["error one", answer({ content: "Hi." }, { error: 1e3 })],
+  ["error false", answer({ content: "Hi." }, { error: false })],
+  ["error null", answer({ content: "Hi." }, { error: null })],
+  ["error array", answer({ content: "Hi." }, { error: [] })],
+  ["model number", answer({ content: "Hi." }, { model: 5 })],
+  ["model long", answer({ content: "Hi." }, { model: `m${"é\u0001".repeat(1500)}` })],
+  ["model echoes key", answer({ content: "Hi." }, { model: "x-sk-secret-y" })],
+  [
+    "usage details",
+    answer(
+      { content: "Hi." },
+      {
+        usage: {
+          ...usage,
+          completion_tokens_details: { reasoning_tokens: 30, rejected_prediction_tokens: 2 },
+        },
+      },
+    ),
+  ],
+  [
+    "usage odd numbers",
+    '{"choices":[],"usage":{"prompt_tokens":1e1,"completion_tokens":-0,"total_tokens":10.0}}',
+  ],
+  ["usage string", answer({ content: "Hi." }, { usage: "lots" })],
+  ["usage array", answer({ content: "Hi." }, { usage: [1, 2] })],
+  [
+    "duplicate members",
+    '{"choices":[{"message":{"content":"long long long"}}],"choices":[{"message":{"content":"s","content":"ab"}}],"usage":{"completion_tokens":9},"usage":{"completion_tokens":3,"completion_tokens":4}}',
+  ],
+  [
+    "proto names",
+    '{"__proto__":{"choices":1},"constructor":1,"choices":[{"message":{"constructor":"x","__proto__":"y","content":"c"}}],"usage":{"__proto__":{"completion_tokens":7},"completion_tokens":2}}',
+  ],
+  ["byte-order mark", `\ufeff${answer({ content: "Hi." })}`],
+  ["spaces", ` \r\n\t${answer({ content: "Hi." })}\n `],
+  ["top-level array", "[1,2]"],
+  ["top-level number", "42"],
+  ["top-level null", "null"],
+  ["top-level string", '"x"'],
+  ["empty", ""],
+  ["trailing comma", '{"choices":[{"message":{"content":"x"}}],}'],
+  ["trailing text", `${answer({ content: "Hi." })}x`],
+  ["two values", `${answer({ content: "Hi." })} {}`],
+  ["cut short", answer({ content: "Hi." }).slice(0, -3)],
+  ["bad escape", '{"choices":[{"message":{"content":"\\x"}}]}'],
+  ["raw control", '{"choices":[{"message":{"content":"a\u0001"}}]}'],
+  ["leading zero", '{"a":01}'],
+  ["bare minus", '{"a":-}'],
+  ["bad literal", '{"a":tru}'],
+  ["two marks", `\ufeff\ufeff{}`],
+  ["mismatched", '{"a":[}'],
+];
+
+describe("a JSON answer read as it passes", () => {
+  it.each(bodies)("reads %s as JSON.parse does", (_name, body, asked = chat) => {
+    const expected = parsed(body, asked);
+    for (const seed of [1, 2, 3]) expect(scanned(body, asked, seed)).toEqual(expected);
+  });
+
+  it("counts a 9 MiB answer by the text of its choices, not by a member no client reads", () => {
+    const padded = JSON.stringify({
+      id: "chatcmpl-1",
+      padding: "x".repeat(9 * 1024 * 1024),
+      choices: [{ index: 0, message: { role: "assistant", content: "Hi." } }],
+      usage: { prompt_tokens: 12, completion_tokens: 2000, total_tokens: 2012 },
+    });
+    const honest = answer({ content: "w ".repeat(4.5 * 1024 * 1024) });
+    const scan = createJsonAnswerScan(chat);
+    for (let at = 0; at < padded.length; at += 65536) {
+      scan.add(Buffer.from(padded.slice(at, at + 65536)));
+    }
+    expect(scannedBodyFacts(scan, [], chat)).toMatchObject({
+      answerBytes: 3,
+      usage: { completionTokens: 2000 },
+    });
+    const whole = createJsonAnswerScan(chat);
+    whole.add(Buffer.from(honest));
+    expect(scannedBodyFacts(whole, [], chat)).toMatchObject({ answerBytes: 9 * 1024 * 1024 });
+  });
+
+  it("takes an answer nested deeper than any completion as unreadable", () => {
+    const deep = `{"x":${"[".repeat(maxDepth)}${"]".repeat(maxDepth)},"choices":[]}`;
+    expect(scanned(deep, chat)).toMatchObject({ answerBytes: 0, model: null });
+    const fine = `{"x":${"[".repeat(100)}${"]".repeat(100)},"choices":[{"message":{"content":"ab"}}]}`;
+    expect(scanned(fine, chat)).toEqual(parsed(fine, chat));
+  });
+});

@@ -1,0 +1,131 @@
+import http from "node:http";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { localApiKey } from "../src/localnet/keys.js";
+import { createLogger } from "../src/log.js";
+import { createRecordingProxy } from "../src/recorder/proxy.js";
+import { type AdversaryHarness, type JobPlan, startAdversaryHarness } from "./support/operator.js";
+import { listen, serveApp } from "./support/recorder-fixtures.js";
+import { readJob } from "./support/seed-recorder.js";
+
+/**
+ * A JSON answer over the 8 MiB the proxy holds is passed on as it comes, and read as it passes.
+ * Unread, an operator padded a completion holding `Hi.` with 9 MiB of its own and charged 2,000
+ * tokens: the job was `partially_verified` (`usage_unknown`) and the nightly run exited 0. Read
+ * as it passes, padding a client never reads bounds nothing, while an honest answer of 9 MiB of
+ * text is still verified. Amounts (qwen3-8b, key 1, no max_tokens): see verify-adversarial.
+ */
+describe("a JSON answer over 8 MiB through the proxy", () => {
+  let h: AdversaryHarness;
+  beforeAll(async () => {
+    h = await startAdversaryHarness();
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  /** One job of `plan` through the proxy, answered with `body` as the operator writes it. */
+  async function throughProxy(
+    c: Awaited<ReturnType<AdversaryHarness["scenario"]>>,
+    plan: JobPlan,
+    body: string,
+  ): Promise<string> {
+    const txs = h.op.honestJob(plan);
+    const log = createLogger({ level: "silent" });
+    const upstream = await listen(
+      http.createServer(async (req, res) => {
+        for await (const _ of req) {
+        }
+        res.writeHead(200, {
+          "content-type": "application/json",
+          "x-decentral-job-id": plan.jobId,
+          "x-decentral-tx-signature": txs.escrowTx,
+          "x-decentral-settlement-tx": txs.settlementTx,
+          "x-decentral-worker": plan.worker.address,
+        });
+        res.end(body);
+      }),
+    );
+    const proxy = createRecordingProxy({
+      store: c.store,
+      log,
+      upstreamBaseUrl: `${upstream.url}/v1`,
+    });
+    const app = await serveApp({ store: c.store, log, proxy });
+    try {
+      const res = await fetch(`${app.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${localApiKey(plan.keyIndex)}`,
+          "content-type": "application/json",
+        },
+        body: JSON.stringify({
+          model: plan.requestedModel,
+          messages: [{ role: "user", content: "Say hi" }],
+        }),
+      });
+      expect(res.status).toBe(200);
+      const text = await res.text();
+      await proxy.idle();
+      return text;
+    } finally {
+      await app.close();
+      await proxy.close();
+      await upstream.close();
+    }
+  }
+
+  const usage = (completion: number) => ({
+    prompt_tokens: 12,
+    completion_tokens: completion,
+    total_tokens: 12 + completion,
+  });
+  const completion = (content: string, extra: Record<string, unknown>) =>
+    JSON.stringify({
+      id: "chatcmpl-1",
+      object: "chat.completion",
+      model: "qwen3-8b",
+      ...extra,
+      choices: [{ index: 0, finish_reason: "stop", message: { role: "assistant", content } }],
+    });
+  const pad = "x".repeat(9 * 1024 * 1024);
+
+  it("bounds a padded answer by the text its client reads, with or without usage", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    // Usage naming 2,000 tokens for `Hi.`, and the same answer with no usage at all.
+    const named = h.op.plan({ keyIndex: 1, completionTokens: 2000 });
+    const sent = await throughProxy(
+      c,
+      named,
+      completion("Hi.", { padding: pad, usage: usage(2000) }),
+    );
+    expect(sent.length).toBeGreaterThan(9 * 1024 * 1024);
+    const unnamed = h.op.plan({ keyIndex: 1, completionTokens: 2000 });
+    await throughProxy(c, unnamed, completion("Hi.", { padding: pad }));
+    expect(await c.verdicts(named.jobId, unnamed.jobId)).toEqual([
+      { verdict: "discrepancy", failing: ["usage.consistent"] },
+      { verdict: "discrepancy", failing: ["charge.matches_price"] },
+    ]);
+    expect(await readJob(c.store, named.jobId)).toMatchObject({
+      completionTokens: 2000,
+      answerBytes: 3,
+    });
+    expect(await c.check(unnamed.jobId, "charge.matches_price")).toMatchObject({
+      outcome: "fail",
+      expected: { completionTokensAtMost: 19 },
+    });
+  });
+
+  it("verifies an honest answer of 9 MiB of text", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1, completionTokens: 640 });
+    const text = "w".repeat(9 * 1024 * 1024);
+    await throughProxy(c, plan, completion(text, { usage: usage(640) }));
+    expect(await c.verdicts(plan.jobId)).toEqual([{ verdict: "verified", failing: [] }]);
+    expect(await readJob(c.store, plan.jobId)).toMatchObject({
+      answerBytes: 9 * 1024 * 1024,
+      responseModel: "qwen3-8b",
+    });
+  });
+});
