@@ -28,6 +28,7 @@ describe("a JSON answer over 8 MiB through the proxy", () => {
     c: Awaited<ReturnType<AdversaryHarness["scenario"]>>,
     plan: JobPlan,
     body: string,
+    request: Record<string, unknown> = {},
   ): Promise<string> {
     const txs = h.op.honestJob(plan);
     const log = createLogger({ level: "silent" });
@@ -61,6 +62,7 @@ describe("a JSON answer over 8 MiB through the proxy", () => {
         body: JSON.stringify({
           model: plan.requestedModel,
           messages: [{ role: "user", content: "Say hi" }],
+          ...request,
         }),
       });
       expect(res.status).toBe(200);
@@ -127,5 +129,19 @@ describe("a JSON answer over 8 MiB through the proxy", () => {
       answerBytes: 9 * 1024 * 1024,
       responseModel: "qwen3-8b",
     });
+  });
+
+  it("bounds a padded JSON answer to a request that asked for a stream by the events in it", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    // The caller's SDK reads a stream it asked for as events: this JSON holds none, so its
+    // client got nothing, yet 2,000 tokens were charged (under 8 MiB: an answer of no bytes).
+    const plan = h.op.plan({ keyIndex: 1, completionTokens: 2000 });
+    const asked = { stream: true, stream_options: { include_usage: true } };
+    await throughProxy(c, plan, completion("Hi.", { padding: pad, usage: usage(2000) }), asked);
+    expect(await c.verdicts(plan.jobId)).toEqual([
+      { verdict: "discrepancy", failing: ["charge.matches_price"] },
+    ]);
+    expect(await readJob(c.store, plan.jobId)).toMatchObject({ answerBytes: 0, usageAsked: true });
   });
 });

@@ -261,6 +261,11 @@ export type Asked = Pick<RequestFacts, "choices" | "audio"> & { chat?: boolean }
 
 /** A request path (its query left out) that asks for a chat completion. */
 const chatPath = /\/chat\/completions\/?$/i;
+/**
+ * A request path asking for a completion, chat or legacy: the answers a long JSON answer is read
+ * for as it passes. Another endpoint's (embeddings: numbers, read slowest) holds no choices.
+ */
+const completionPath = /\/completions\/?$/i;
 
 /**
  * Counts the text a model generated in an answer's choices, as JSON messages or as a stream's
@@ -461,6 +466,22 @@ function otherKindFacts(
   return {
     facts: { ...jsonBodyFacts(body, credentials, asked), usage: unknownUsage },
     usageOwed: true,
+  };
+}
+
+/**
+ * A body too long to hold, not typed as events, to a chat request that asked for a stream, as its
+ * client reads it (see `otherKindFacts`): `dataBytes`, its `data:` values up to `[DONE]`, bound
+ * the answer (their JSON included, as for a stream longer than its tail); none is an answer of no
+ * bytes. Its usage is not read: an answer of the other kind is bounded by its bytes.
+ */
+function otherDataFacts(
+  dataBytes: number,
+  usageAsked: boolean,
+): { facts: BodyFacts; usageOwed: boolean } {
+  return {
+    facts: { ...unknownBody, answerBytes: dataBytes, answerToolCalls: dataBytes === 0 ? 0 : null },
+    usageOwed: dataBytes === 0 || usageAsked,
   };
 }
 
@@ -1111,9 +1132,19 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         const asked: Asked = { ...facts, chat: chatPath.test(pathPart(req.url ?? "/")) };
         // A JSON answer too long to hold is read as it passes: see scannedBodyFacts.
         let scan: JsonAnswerScan | null = null;
+        // A body too long to hold, not typed as events, to a chat request that asked for a
+        // stream: its client reads it as events, so only its `data:` values up to `[DONE]` count.
+        let otherData: { count: ReturnType<typeof createDataCount>; done: boolean } | null = null;
+        const readOtherData = (chunk: Buffer, watch: (chunk: Buffer) => boolean) => {
+          if (otherData === null || otherData.done) return;
+          otherData.count.add(chunk);
+          otherData.done = watch(chunk);
+        };
+        let otherDone: (chunk: Buffer) => boolean = () => false;
         const onData = (chunk: Buffer) => {
           if (ttfbMs === null) ttfbMs = Math.round(performance.now() - started);
           scan?.add(chunk);
+          readOtherData(chunk, otherDone);
           if (!capturing || sseDone) return;
           chunks.push(chunk);
           captured += chunk.length;
@@ -1131,8 +1162,14 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
             // Too large to hold: commit the open receipt, then pass the rest on as it comes, read
             // by a streaming reader (its usage and text, not a padding it carries).
             const heldChunks = chunks.splice(0);
-            scan = createJsonAnswerScan(asked);
-            for (const c of heldChunks) scan.add(c);
+            if (facts.stream === true && asked.chat) {
+              otherData = { count: createDataCount(), done: false };
+              otherDone = createDoneWatch();
+              for (const c of heldChunks) readOtherData(c, otherDone);
+            } else if (completionPath.test(pathPart(req.url ?? "/"))) {
+              scan = createJsonAnswerScan(asked);
+              for (const c of heldChunks) scan.add(c);
+            }
             captured = 0;
             capturing = false;
             holding = false;
@@ -1242,7 +1279,9 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           const other =
             capturing && !readAsAsked && !brokenOff && asked.chat
               ? otherKindFacts(bodyText, sseCut, totalBytes, credentials, { ...facts, ...asked })
-              : null;
+              : otherData !== null && upstream.complete
+                ? otherDataFacts(otherData.count.bytes, facts.usageAsked)
+                : null;
           const learnt: BodyFacts =
             other !== null
               ? other.facts
