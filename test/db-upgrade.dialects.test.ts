@@ -844,3 +844,52 @@ describe("upgrading a deployment that reported a receipt without a worker under 
     }
   });
 });
+
+/** Lines read before 0034: one whose transaction moved the vault in another mint, one not. */
+const relistLines = [
+  ["with_foreign", 0, '[{"mint":"F","programId":null,"deltaUnits":"5"}]'],
+  ["credits_only", 1, null],
+] as const;
+const relistInsert = `INSERT INTO ledger_lines (vault, signature, ord, slot, block_time, listed_at,
+    state, succeeded, delta_units, kind, foreign_changes)
+  VALUES ('V', $1, $2, 5, 1700000000, 1, 'read', $3, 0, 'none', $4)`;
+const relistMarker = "in another mint were read with no";
+
+describe("upgrading a deployment that read a vault opened again in another mint", () => {
+  it("lists again on SQLite the lines that moved another mint, to read their credits again", () => {
+    const store = sqliteBefore(relistMarker);
+    try {
+      const insert = store.sqlite.prepare(relistInsert.replace(/\$\d/g, "?"));
+      for (const [signature, ord, foreign] of relistLines) insert.run(signature, ord, 1, foreign);
+      migrateStore(store);
+      expect(
+        store.sqlite.prepare("SELECT signature, state FROM ledger_lines ORDER BY ord").all(),
+      ).toEqual([
+        { signature: "with_foreign", state: "listed" },
+        { signature: "credits_only", state: "read" },
+      ]);
+    } finally {
+      store.close();
+    }
+  });
+
+  const database = usePostgresDatabase();
+  it("lists again on PostgreSQL the lines that moved another mint, to read their credits again", async () => {
+    const store = await postgresBefore(await database.create(), relistMarker);
+    try {
+      for (const [signature, ord, foreign] of relistLines) {
+        await store.pool.query(relistInsert, [signature, ord, true, foreign]);
+      }
+      await migratePostgres(store.pool);
+      const { rows } = await store.pool.query(
+        "SELECT signature, state FROM ledger_lines ORDER BY ord",
+      );
+      expect(rows).toEqual([
+        { signature: "with_foreign", state: "listed" },
+        { signature: "credits_only", state: "read" },
+      ]);
+    } finally {
+      await store.close();
+    }
+  });
+});

@@ -3,7 +3,11 @@ import { factsFromJson, factsToJson } from "../chain/facts-json.js";
 import { parseJsonLossless } from "../chain/json-text.js";
 import { parseTransaction } from "../chain/parse-transaction.js";
 import type { AddressSignatureInfo, TokenAccountRead } from "../chain/rpc-pool.js";
-import type { TokenInstruction, TransactionFacts } from "../chain/transaction-facts.js";
+import type {
+  TokenChange,
+  TokenInstruction,
+  TransactionFacts,
+} from "../chain/transaction-facts.js";
 import { isBusyError, type Store } from "../db/client.js";
 import { AppError } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -200,29 +204,77 @@ const MOVEMENT_KINDS: ReadonlySet<string> = new Set([
   "mintToChecked",
 ]);
 
+/** Token instructions that make an account a token account: their accounts name its mint. */
+const INITIALIZE_KINDS: ReadonlySet<string> = new Set([
+  "initializeAccount",
+  "initializeAccount2",
+  "initializeAccount3",
+]);
+
 /**
- * What a succeeded transaction's transfers and burns took out of the vault (to any account but
- * the vault itself) beyond its net debit, when that is more than nothing, else null. The
- * balances show the vault's net change only: a top-up of 1,000,000 that also pays 300,000 out
- * (the escrow authority signing beside the customer) reads as a deposit of 700,000, and this
- * is the 300,000. No Decentral step takes money out of a vault and puts money in at once.
+ * What a succeeded transaction's transfers and burns took out of the vault in credits (to any
+ * account but the vault itself) beyond its net debit, when that is more than nothing, else
+ * null. The balances show the vault's net change only: a top-up of 1,000,000 that also pays
+ * 300,000 out (the escrow authority signing beside the customer) reads as a deposit of 700,000,
+ * and this is the 300,000. No Decentral step takes money out of a vault and puts money in at
+ * once.
+ *
+ * The vault may be closed and opened again in another mint within the transaction, and a
+ * plain Transfer names no mint: its tokens are another mint's only where that is shown (see
+ * `creditMovement`), so a payout of credits never vanishes among another mint's tokens, nor
+ * do those tokens count as credits.
  */
 export function hiddenDebitOf(
   vault: string,
   delta: bigint,
   facts: TransactionFacts,
-  tokenPrograms: readonly string[],
+  profile: Pick<Profile, "usdcMint" | "tokenPrograms">,
 ): bigint | null {
   if (!facts.succeeded) return null;
+  const mine = facts.tokenChanges.filter((c) => c.account === vault);
+  // What the vault held before the transaction, where a balance shows it.
+  const held = mine.find((c) => c.pre > 0n);
+  let vaultMint: string | null = held ? held.mint : null;
   let out = 0n;
   for (const ix of facts.tokenInstructions) {
+    if (INITIALIZE_KINDS.has(ix.kind) && ix.accounts.includes(vault)) {
+      vaultMint = ix.accounts.includes(profile.usdcMint) ? profile.usdcMint : "other";
+      continue;
+    }
     if (ix.source !== vault || ix.amount === undefined || !MOVEMENT_KINDS.has(ix.kind)) continue;
-    if (!tokenPrograms.includes(ix.programId)) continue;
+    if (!profile.tokenPrograms.includes(ix.programId)) continue;
     if (ix.destination === vault) continue;
+    if (!creditMovement(ix, vaultMint, mine, facts, profile.usdcMint)) continue;
     out += ix.amount;
   }
   const netOut = delta < 0n ? -delta : 0n;
   return out > netOut ? out - netOut : null;
+}
+
+/**
+ * Whether a transfer or burn out of the vault moved credits. Every kind but the plain Transfer
+ * names its mint among its accounts, and the token program refuses one naming another mint
+ * than its source's. A plain Transfer moves the mint of its destination, which the
+ * destination's balances show when they name one mint only; else (the destination's balance
+ * unchanged, or itself opened again in another mint) the vault's own: another mint only when
+ * the vault is shown to hold one then (its balance before the transaction, or the account
+ * opened again in it before this instruction) and the vault's balances name another mint.
+ * Otherwise it is credits: a payout of credits must never be taken for another mint's.
+ */
+function creditMovement(
+  ix: TokenInstruction,
+  vaultMint: string | null,
+  vaultChanges: readonly TokenChange[],
+  facts: TransactionFacts,
+  creditMint: string,
+): boolean {
+  if (ix.kind !== "transfer") return ix.accounts.includes(creditMint);
+  const mints = new Set(
+    facts.tokenChanges.filter((c) => c.account === ix.destination).map((c) => c.mint),
+  );
+  if (mints.size === 1) return mints.has(creditMint);
+  const heldOther = vaultChanges.some((c) => c.mint !== creditMint);
+  return !(heldOther && vaultMint !== null && vaultMint !== creditMint);
 }
 
 /**
@@ -404,12 +456,8 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       memoJobs: severalMemoJobs(allNamed),
       opened:
         facts.openedTokenAccounts === undefined ? null : facts.openedTokenAccounts.includes(vault),
-      // The vault's address moving another mint only: its transfers are not credits (the
-      // movement is a finding of its own).
-      hiddenDebit:
-        foreign.length > 0 && !change
-          ? null
-          : hiddenDebitOf(vault, change ? change.delta : 0n, facts, profile.tokenPrograms),
+      // Credits paid out beyond the net debit; another mint's tokens are no credits.
+      hiddenDebit: hiddenDebitOf(vault, change ? change.delta : 0n, facts, profile),
     };
   }
 

@@ -460,6 +460,27 @@ export class Operator {
     return [closed, created];
   }
 
+  /**
+   * The instructions that close key `keyIndex`'s (empty) credit vault and create it again at
+   * the same address as a token account of `mint`, to send within one transaction with
+   * others; the vault's keypair must sign (`signer`).
+   */
+  reopenVaultIxs(keyIndex: number, mint: string): { ixs: InstructionSpec[]; signer: LocalSigner } {
+    const vault = this.vault(keyIndex);
+    return {
+      ixs: [
+        this.closeAccount(vault, this.payer.address),
+        this.createAccountIx(vault, TOKEN_ACCOUNT_SIZE),
+        {
+          programId: SPL_TOKEN,
+          accounts: [w(vault), r(mint)],
+          data: concat([18], addressBytes(this.escrowAuthority.address)),
+        },
+      ],
+      signer: localSigner(localKeyNames.creditVault(keyIndex)),
+    };
+  }
+
   /** A second mint with the credit mint's decimals; the attacker is its mint and freeze authority. */
   createFakeMint(): string {
     const mint = this.newSigner("fake-mint");

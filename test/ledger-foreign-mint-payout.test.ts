@@ -1,0 +1,165 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createLedgerReader } from "../src/ledger/reader.js";
+import { buildStatement } from "../src/ledger/statement.js";
+import { ledgerWindowCheck } from "../src/ledger/window-check.js";
+import { localKeyNames, localSigner } from "../src/localnet/keys.js";
+import { createLogger } from "../src/log.js";
+import { runNightlyVerification } from "../src/nightly/nightly-run.js";
+import { createVerifier } from "../src/verify/engine.js";
+import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
+import { quickVerifierOptions } from "./support/quick-verifier.js";
+
+const log = createLogger({ level: "silent" });
+
+let h: AdversaryHarness;
+beforeAll(async () => {
+  h = await startAdversaryHarness();
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+/** The start of the next whole second, once it has come. */
+async function nextSecond() {
+  const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
+  await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+  return from;
+}
+
+function readerOf(c: Scenario, vault: string) {
+  return createLedgerReader({
+    store: c.store,
+    rpc: h.rpc,
+    profile: c.profile,
+    log,
+    custody: { vaults: [vault], byKey: {} },
+  });
+}
+
+/** Reads the vault and builds its statement of [from, now) with no grace after the window. */
+async function statementOf(c: Scenario, vault: string, from: number) {
+  await h.finalized();
+  await readerOf(c, vault).syncVault(vault);
+  const statement = await buildStatement(
+    c.store,
+    { from, to: Date.now() + 1_000, vault },
+    { profile: c.profile, graceSeconds: 0 },
+  );
+  return statement.vaults[0]!;
+}
+
+/** The nightly run of [from, now) over `vault` alone. */
+async function nightlyOf(c: Scenario, vault: string, from: number) {
+  await h.finalized();
+  const verifier = createVerifier({
+    store: c.store,
+    rpc: h.rpc,
+    profile: c.profile,
+    log,
+    options: quickVerifierOptions,
+  });
+  return runNightlyVerification(c.store, verifier, {
+    from,
+    to: Date.now(),
+    timeoutMs: 10_000,
+    ledger: ledgerWindowCheck({
+      store: c.store,
+      reader: readerOf(c, vault),
+      profile: c.profile,
+      graceSeconds: 0,
+    }),
+  });
+}
+
+describe("a credit vault closed and opened again in another mint within one transaction", () => {
+  it("lists the credits a top-up brought in and a plain transfer paid out before the reopening", async () => {
+    const c = await h.scenario();
+    const keyIndex = 4;
+    const vault = h.op.vault(keyIndex);
+    // The vault is emptied first (before the period): a vault at 0 is what the reopening needs.
+    const left = h.op.balance(vault);
+    if (left > 0n) h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), left)]);
+    const user = localSigner(localKeyNames.user(3));
+    const wallet = h.op.createTokenAccount(user.address, h.op.accounts.mint, 1_000_000n);
+    const thief = h.op.attackerAccount(0n);
+    const fake = h.op.createFakeMint();
+    const from = await nextSecond();
+    // The customer's "buy credits" transaction, built by the operator: 1,000,000 in, the same
+    // paid out by a plain Transfer (which names no mint), and the empty vault closed and
+    // opened again in a fake mint holding 5,000,000 of it.
+    const reopen = h.op.reopenVaultIxs(keyIndex, fake);
+    const tx = h.op.send(
+      [
+        h.op.transfer(wallet, vault, 1_000_000n, { authority: user.address }),
+        h.op.plainTransfer(vault, thief, 1_000_000n),
+        ...reopen.ixs,
+        h.op.mintTo(fake, vault, 5_000_000n, h.op.attacker.address),
+      ],
+      { extraSigners: [user, reopen.signer] },
+    ).signature;
+    expect(h.op.deltas(tx).get(thief)).toEqual({ mint: h.op.accounts.mint, delta: 1_000_000n });
+
+    const s = await statementOf(c, vault, from);
+    // The fake tokens are no credits; the credits that came in and went out are.
+    expect(s.unexplained).toEqual([
+      expect.objectContaining({
+        finding: "unreceipted_debit",
+        signature: tx,
+        amountUnits: -1_000_000n,
+      }),
+    ]);
+    expect(s.unexplainedOutUnits).toBe(1_000_000n);
+    expect(s.depositsUnits).toBe(1_000_000n);
+    expect(s.foreignMint).toEqual([
+      expect.objectContaining({
+        finding: "foreign_mint_movement",
+        signature: tx,
+        changes: [expect.objectContaining({ mint: fake, amountUnits: 5_000_000n })],
+      }),
+      expect.objectContaining({ finding: "foreign_mint_balance", mint: fake }),
+    ]);
+    expect(s.closingByLedgerUnits).toBe(0n);
+    expect(s.closingOnChainUnits).toBe(0n);
+
+    const run = await nightlyOf(c, vault, from);
+    // The vault's history before the window (its draining) is judged too: only this line here.
+    expect(run.ledger?.unreceiptedDebits.filter((d) => !d.beforeWindow)).toEqual([
+      expect.objectContaining({ vault, signature: tx, amountUnits: "-1000000" }),
+    ]);
+    expect(run).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
+  });
+
+  it("counts no fake-mint tokens paid out after the reopening as credits", async () => {
+    const c = await h.scenario();
+    const keyIndex = 3;
+    const vault = h.op.vault(keyIndex);
+    const credits = h.op.balance(vault);
+    expect(credits).toBeGreaterThan(0n);
+    const thief = h.op.attackerAccount(0n);
+    const fake = h.op.createFakeMint();
+    const fakeSink = h.op.createTokenAccount(h.op.attacker.address, fake);
+    const from = await nextSecond();
+    // Every credit out by a plain Transfer, the vault reopened in the fake mint, 7,000,000 of
+    // it minted there and paid out again, plain too.
+    const reopen = h.op.reopenVaultIxs(keyIndex, fake);
+    const tx = h.op.send(
+      [
+        h.op.plainTransfer(vault, thief, credits),
+        ...reopen.ixs,
+        h.op.mintTo(fake, vault, 7_000_000n, h.op.attacker.address),
+        h.op.plainTransfer(vault, fakeSink, 7_000_000n),
+      ],
+      { extraSigners: [reopen.signer] },
+    ).signature;
+
+    const s = await statementOf(c, vault, from);
+    // What left in credits is the vault's whole balance: not a fake unit more, nor a deposit.
+    expect(s.unexplained).toEqual([
+      expect.objectContaining({ signature: tx, amountUnits: -credits }),
+    ]);
+    expect(s.unexplainedOutUnits).toBe(credits);
+    expect(s.depositsUnits).toBe(0n);
+    expect(s.closingByLedgerUnits).toBe(0n);
+    expect(s.differenceUnits).toBe(0n);
+  });
+});
