@@ -667,7 +667,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     `UPDATE ledger_lines SET state = 'read', block_time = coalesce(?, block_time), succeeded = ?,
        pre_units = ?, post_units = ?, delta_units = ?, memo = ?, memo_kind = ?, memo_job_id = ?,
        memo_jobs = ?, foreign_changes = ?, opened = ?, other_owner = ?, owner_after = ?, delegate = ?,
-       hidden_debit_units = ?
+       hidden_debit_units = ?,
+       listed_at = CASE WHEN kind IS NOT NULL AND ? IS NOT NULL AND hidden_debit_units IS NOT ?
+         THEN ? ELSE listed_at END
      WHERE vault = ? AND signature = ? AND state = 'listed'`,
   );
   const foreignPeriod = big(
@@ -1417,6 +1419,12 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           l.ownerAfter ?? l.otherOwner ?? null,
           l.delegate ?? null,
           l.hiddenDebit ?? null,
+          // A line read before, read again (listed again by a migration), that pays out credits
+          // its first reading did not see: listed now, so the next nightly run judges it even
+          // where a run judged its time already (`listedSince`).
+          l.hiddenDebit ?? null,
+          l.hiddenDebit ?? null,
+          t,
           vault,
           l.signature,
         ).changes;

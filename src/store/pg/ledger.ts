@@ -926,7 +926,13 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         memo_jobs = v.memo_jobs, kind = v.kind,
         job_id = v.job_id, foreign_changes = v.foreign_changes, opened = v.opened,
         other_owner = v.other_owner, owner_after = v.owner_after, delegate = v.delegate,
-        hidden_debit_units = v.hidden_debit_units
+        hidden_debit_units = v.hidden_debit_units,
+        -- A line read before, read again (listed again by a migration), that pays out credits
+        -- its first reading did not see: listed now, so the next nightly run judges it even
+        -- where a run judged its time already.
+        listed_at = CASE WHEN l.kind IS NOT NULL AND v.hidden_debit_units IS NOT NULL
+            AND l.hidden_debit_units IS DISTINCT FROM v.hidden_debit_units
+          THEN ${now}::bigint ELSE l.listed_at END
       FROM ${unnestOf(fresh, "v", {
         signature: ["text", (l) => l.signature],
         block_time: ["bigint", (l) => l.blockTime],
