@@ -668,7 +668,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
        pre_units = ?, post_units = ?, delta_units = ?, memo = ?, memo_kind = ?, memo_job_id = ?,
        memo_jobs = ?, foreign_changes = ?, opened = ?, other_owner = ?, owner_after = ?, delegate = ?,
        hidden_debit_units = ?,
-       listed_at = CASE WHEN kind IS NOT NULL AND ? IS NOT NULL AND hidden_debit_units IS NOT ?
+       listed_at = CASE WHEN delta_units IS NOT NULL AND ? IS NOT NULL AND hidden_debit_units IS NOT ?
          THEN ? ELSE listed_at END
      WHERE vault = ? AND signature = ? AND state = 'listed'`,
   );

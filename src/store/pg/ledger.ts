@@ -930,7 +930,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         -- A line read before, read again (listed again by a migration), that pays out credits
         -- its first reading did not see: listed now, so the next nightly run judges it even
         -- where a run judged its time already.
-        listed_at = CASE WHEN l.kind IS NOT NULL AND v.hidden_debit_units IS NOT NULL
+        listed_at = CASE WHEN l.delta_units IS NOT NULL AND v.hidden_debit_units IS NOT NULL
             AND l.hidden_debit_units IS DISTINCT FROM v.hidden_debit_units
           THEN ${now}::bigint ELSE l.listed_at END
       FROM ${unnestOf(fresh, "v", {

@@ -1,0 +1,97 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createLedgerReader } from "../src/ledger/reader.js";
+import { buildStatement } from "../src/ledger/statement.js";
+import { ledgerWindowCheck } from "../src/ledger/window-check.js";
+import { createLogger } from "../src/log.js";
+import { runNightlyVerification } from "../src/nightly/nightly-run.js";
+import { createVerifier } from "../src/verify/engine.js";
+import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
+import { quickVerifierOptions } from "./support/quick-verifier.js";
+
+/**
+ * One theft split into many small payouts, each inside an honest job's settlement (beside the
+ * remainder it returns to the vault) or alone under an honest job's settle memo, sent back to
+ * back (several to a slot) and read two signatures to a page: every unit must be listed.
+ */
+const log = createLogger({ level: "silent" });
+
+let h: AdversaryHarness;
+beforeAll(async () => {
+  h = await startAdversaryHarness();
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+const readerOf = (c: Scenario, vault: string) =>
+  createLedgerReader({
+    store: c.store,
+    rpc: h.rpc,
+    profile: c.profile,
+    log,
+    custody: { vaults: [vault], byKey: {} },
+    options: { pageSize: 2 },
+  });
+
+describe("a theft split across honest settlements and page boundaries", () => {
+  it("lists every unit as an unreceipted debit, and the nightly run exits 1", async () => {
+    const c = await h.scenario();
+    const first = await c.pinKey(2);
+    const vault = first.vault;
+    const thief = h.op.attackerAccount(0n);
+    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
+    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    let stolen = 0n;
+    const jobs: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const plan = h.op.plan({ keyIndex: 2 });
+      expect(plan.remainder).toBeGreaterThan(2_000n);
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      const cut = 1_000n + BigInt(i);
+      const settlement = h.op.send([
+        ...h.op.settleIxs(plan),
+        h.op.plainTransfer(vault, thief, cut),
+      ]);
+      stolen += cut;
+      const alone = 7n + BigInt(i);
+      h.op.send([h.op.transfer(vault, thief, alone), h.op.memo(`decentral:settle:${plan.jobId}`)]);
+      stolen += alone;
+      jobs.push(c.record(plan, { escrowTx, settlementTx: settlement.signature }));
+    }
+    // A settlement paying the vault's money elsewhere is no job's honest step.
+    for (const o of await c.verdicts(...jobs)) expect(o.verdict).not.toBe("verified");
+
+    const verifier = createVerifier({
+      store: c.store,
+      rpc: h.rpc,
+      profile: c.profile,
+      log,
+      options: quickVerifierOptions,
+    });
+    await h.finalized();
+    const run = await runNightlyVerification(c.store, verifier, {
+      from,
+      to: Date.now(),
+      timeoutMs: 15_000,
+      ledger: ledgerWindowCheck({
+        store: c.store,
+        reader: readerOf(c, vault),
+        profile: c.profile,
+        graceSeconds: 0,
+      }),
+    });
+    const inWindow = run.ledger?.unreceiptedDebits.filter((d) => !d.beforeWindow) ?? [];
+    expect(inWindow).toHaveLength(10);
+    expect(inWindow.reduce((sum, d) => sum - BigInt(d.amountUnits), 0n)).toBe(stolen);
+    expect(run.exitCode).toBe(1);
+
+    const statement = await buildStatement(
+      c.store,
+      { from, to: Date.now(), vault },
+      { profile: c.profile, graceSeconds: 0 },
+    );
+    const s = statement.vaults[0]!;
+    expect(s.unexplainedOutUnits).toBe(stolen);
+    expect(s.differenceUnits).toBe(0n);
+  });
+});
