@@ -140,14 +140,14 @@ describe("a credit vault closed and opened again in another mint within one tran
     const fakeSink = h.op.createTokenAccount(h.op.attacker.address, fake);
     const from = await nextSecond();
     // Every credit out by a plain Transfer, the vault reopened in the fake mint, 7,000,000 of
-    // it minted there and paid out again, plain too.
+    // it minted there and 3,000,000 paid out again, plain too.
     const reopen = h.op.reopenVaultIxs(keyIndex, fake);
     const tx = h.op.send(
       [
         h.op.plainTransfer(vault, thief, credits),
         ...reopen.ixs,
         h.op.mintTo(fake, vault, 7_000_000n, h.op.attacker.address),
-        h.op.plainTransfer(vault, fakeSink, 7_000_000n),
+        h.op.plainTransfer(vault, fakeSink, 3_000_000n),
       ],
       { extraSigners: [reopen.signer] },
     ).signature;
@@ -160,6 +160,71 @@ describe("a credit vault closed and opened again in another mint within one tran
     expect(s.unexplainedOutUnits).toBe(credits);
     expect(s.depositsUnits).toBe(0n);
     expect(s.closingByLedgerUnits).toBe(0n);
+    expect(s.differenceUnits).toBe(0n);
+  });
+});
+
+describe("a payout inside a top-up to an account closed and opened again in another mint", () => {
+  it("counts the plain transfer as credits, whatever mint its destination shows after", async () => {
+    const c = await h.scenario();
+    const vault = h.op.vault(1);
+    const user = localSigner(localKeyNames.user(1));
+    const wallet = h.op.createTokenAccount(user.address, h.op.accounts.mint, 1_000_000n);
+    // D takes the credits and passes them on to E, then is reopened in a fake mint: its
+    // balances show the fake mint only.
+    const d = h.op.createTokenAccount(h.op.attacker.address);
+    const e = h.op.attackerAccount(0n);
+    const fake = h.op.createFakeMint();
+    const from = await nextSecond();
+    const tx = h.op.send(
+      [
+        h.op.transfer(wallet, vault, 1_000_000n, { authority: user.address }),
+        h.op.plainTransfer(vault, d, 1_000_000n),
+        h.op.plainTransfer(d, e, 1_000_000n, h.op.attacker.address),
+        ...h.op.reopenIxs(d, fake, h.op.attacker.address),
+        h.op.mintTo(fake, d, 5n, h.op.attacker.address),
+      ],
+      { extraSigners: [user] },
+    ).signature;
+    expect(h.op.deltas(tx).get(d)).toEqual({ mint: fake, delta: 5n });
+
+    const s = await statementOf(c, vault, from);
+    expect(s.unexplained).toEqual([
+      expect.objectContaining({ signature: tx, amountUnits: -1_000_000n }),
+    ]);
+    expect(s.depositsUnits).toBe(1_000_000n);
+    expect(s.foreignMint).toEqual([]);
+    expect(s.differenceUnits).toBe(0n);
+  });
+});
+
+describe("a payout inside a top-up whose vault only a lookup table names", () => {
+  it("is listed from the v0 transaction's loaded accounts as an unreceipted debit", async () => {
+    const c = await h.scenario();
+    const vault = h.op.vault(2);
+    const user = localSigner(localKeyNames.user(2));
+    const wallet = h.op.createTokenAccount(user.address, h.op.accounts.mint, 1_000_000n);
+    const thief = h.op.attackerAccount(0n);
+    const table = {
+      address: localSigner(`adversary/lookup/${Date.now()}`).address,
+      addresses: [vault, thief, h.op.accounts.mint],
+    };
+    h.op.chain.setLookupTable(table.address, h.op.accounts.escrowAuthority, [...table.addresses]);
+    const from = await nextSecond();
+    const stored = h.op.send(
+      [
+        h.op.transfer(wallet, vault, 1_000_000n, { authority: user.address }),
+        h.op.plainTransfer(vault, thief, 400_000n),
+      ],
+      { version: 0, extraSigners: [user], lookupTables: [table] },
+    );
+    // The vault is no static key of the transaction: it is loaded from the table.
+    expect(stored.loadedAddresses.writable).toEqual(expect.arrayContaining([vault, thief]));
+    const s = await statementOf(c, vault, from);
+    expect(s.unexplained).toEqual([
+      expect.objectContaining({ signature: stored.signature, amountUnits: -400_000n }),
+    ]);
+    expect(s.depositsUnits).toBe(1_000_000n);
     expect(s.differenceUnits).toBe(0n);
   });
 });

@@ -3,11 +3,7 @@ import { factsFromJson, factsToJson } from "../chain/facts-json.js";
 import { parseJsonLossless } from "../chain/json-text.js";
 import { parseTransaction } from "../chain/parse-transaction.js";
 import type { AddressSignatureInfo, TokenAccountRead } from "../chain/rpc-pool.js";
-import type {
-  TokenChange,
-  TokenInstruction,
-  TransactionFacts,
-} from "../chain/transaction-facts.js";
+import type { TokenInstruction, TransactionFacts } from "../chain/transaction-facts.js";
 import { isBusyError, type Store } from "../db/client.js";
 import { AppError } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -220,9 +216,9 @@ const INITIALIZE_KINDS: ReadonlySet<string> = new Set([
  * once.
  *
  * The vault may be closed and opened again in another mint within the transaction, and a
- * plain Transfer names no mint: its tokens are another mint's only where that is shown (see
- * `creditMovement`), so a payout of credits never vanishes among another mint's tokens, nor
- * do those tokens count as credits.
+ * plain Transfer names no mint: its tokens are another mint's only where the vault is shown to
+ * hold that mint then (see `creditMovement`), so a payout of credits never vanishes among
+ * another mint's tokens, nor do those tokens count as credits.
  */
 export function hiddenDebitOf(
   vault: string,
@@ -232,19 +228,21 @@ export function hiddenDebitOf(
 ): bigint | null {
   if (!facts.succeeded) return null;
   const mine = facts.tokenChanges.filter((c) => c.account === vault);
-  // What the vault held before the transaction, where a balance shows it.
-  const held = mine.find((c) => c.pre > 0n);
-  let vaultMint: string | null = held ? held.mint : null;
+  const otherMints = new Set(mine.map((c) => c.mint).filter((m) => m !== profile.usdcMint));
+  // The mint the vault holds as the instructions run: what it held before the transaction,
+  // where a balance shows it, then the mint each (re)opening of the account names.
+  let vaultMint: string | null = mine.find((c) => c.pre > 0n)?.mint ?? null;
   let out = 0n;
   for (const ix of facts.tokenInstructions) {
     if (INITIALIZE_KINDS.has(ix.kind) && ix.accounts.includes(vault)) {
-      vaultMint = ix.accounts.includes(profile.usdcMint) ? profile.usdcMint : "other";
+      if (ix.accounts.includes(profile.usdcMint)) vaultMint = profile.usdcMint;
+      else vaultMint = ix.accounts.find((a) => otherMints.has(a)) ?? vaultMint;
       continue;
     }
     if (ix.source !== vault || ix.amount === undefined || !MOVEMENT_KINDS.has(ix.kind)) continue;
     if (!profile.tokenPrograms.includes(ix.programId)) continue;
     if (ix.destination === vault) continue;
-    if (!creditMovement(ix, vaultMint, mine, facts, profile.usdcMint)) continue;
+    if (!creditMovement(ix, vaultMint, otherMints, profile.usdcMint)) continue;
     out += ix.amount;
   }
   const netOut = delta < 0n ? -delta : 0n;
@@ -254,27 +252,20 @@ export function hiddenDebitOf(
 /**
  * Whether a transfer or burn out of the vault moved credits. Every kind but the plain Transfer
  * names its mint among its accounts, and the token program refuses one naming another mint
- * than its source's. A plain Transfer moves the mint of its destination, which the
- * destination's balances show when they name one mint only; else (the destination's balance
- * unchanged, or itself opened again in another mint) the vault's own: another mint only when
- * the vault is shown to hold one then (its balance before the transaction, or the account
- * opened again in it before this instruction) and the vault's balances name another mint.
- * Otherwise it is credits: a payout of credits must never be taken for another mint's.
+ * than its source's. A plain Transfer is another mint's only when the vault holds that mint
+ * then and its balances show it moving that mint in the transaction (a `foreign_mint_movement`
+ * of its own); otherwise it is credits, whatever other accounts hold: an account can be closed
+ * and opened again in another mint within the transaction, and a payout of credits must never
+ * be taken for another mint's.
  */
 function creditMovement(
   ix: TokenInstruction,
   vaultMint: string | null,
-  vaultChanges: readonly TokenChange[],
-  facts: TransactionFacts,
+  otherMints: ReadonlySet<string>,
   creditMint: string,
 ): boolean {
   if (ix.kind !== "transfer") return ix.accounts.includes(creditMint);
-  const mints = new Set(
-    facts.tokenChanges.filter((c) => c.account === ix.destination).map((c) => c.mint),
-  );
-  if (mints.size === 1) return mints.has(creditMint);
-  const heldOther = vaultChanges.some((c) => c.mint !== creditMint);
-  return !(heldOther && vaultMint !== null && vaultMint !== creditMint);
+  return vaultMint === null || !otherMints.has(vaultMint);
 }
 
 /**

@@ -360,7 +360,13 @@ export class Operator {
    */
   send(
     instructions: InstructionSpec[],
-    opts: { expectFailure?: boolean; version?: "legacy" | 0; extraSigners?: LocalSigner[] } = {},
+    opts: {
+      expectFailure?: boolean;
+      version?: "legacy" | 0;
+      extraSigners?: LocalSigner[];
+      /** With version 0: non-signer accounts found in these tables are loaded from them. */
+      lookupTables?: { address: string; addresses: readonly string[] }[];
+    } = {},
   ): StoredTransaction {
     for (const extra of opts.extraSigners ?? []) this.signers.set(extra.address, extra);
     for (let attempt = 0; attempt < 2; attempt++) {
@@ -371,6 +377,7 @@ export class Operator {
         feePayer: this.payer.address,
         recentBlockhash: blockhash,
         instructions,
+        ...(opts.lookupTables ? { lookupTables: opts.lookupTables } : {}),
       });
       const { wire } = signTransaction(messageBytes, signers, [...this.signers.values()]);
       const outcome = this.chain.send(wire);
@@ -466,19 +473,31 @@ export class Operator {
    * others; the vault's keypair must sign (`signer`).
    */
   reopenVaultIxs(keyIndex: number, mint: string): { ixs: InstructionSpec[]; signer: LocalSigner } {
-    const vault = this.vault(keyIndex);
     return {
-      ixs: [
-        this.closeAccount(vault, this.payer.address),
-        this.createAccountIx(vault, TOKEN_ACCOUNT_SIZE),
-        {
-          programId: SPL_TOKEN,
-          accounts: [w(vault), r(mint)],
-          data: concat([18], addressBytes(this.escrowAuthority.address)),
-        },
-      ],
+      ixs: this.reopenIxs(this.vault(keyIndex), mint),
       signer: localSigner(localKeyNames.creditVault(keyIndex)),
     };
+  }
+
+  /**
+   * Closes the (empty) token account `account`, owned by `owner`, and creates it again as a
+   * token account of `mint` owned by `owner`: the account's keypair must sign (known for
+   * accounts this operator created).
+   */
+  reopenIxs(
+    account: string,
+    mint: string,
+    owner = this.escrowAuthority.address,
+  ): InstructionSpec[] {
+    return [
+      this.closeAccount(account, this.payer.address, owner),
+      this.createAccountIx(account, TOKEN_ACCOUNT_SIZE),
+      {
+        programId: SPL_TOKEN,
+        accounts: [w(account), r(mint)],
+        data: concat([18], addressBytes(owner)),
+      },
+    ];
   }
 
   /** A second mint with the credit mint's decimals; the attacker is its mint and freeze authority. */
