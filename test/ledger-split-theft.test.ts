@@ -95,3 +95,62 @@ describe("a theft split across honest settlements and page boundaries", () => {
     expect(s.differenceUnits).toBe(0n);
   });
 });
+
+describe("a payout inside an honest refund into the vault", () => {
+  it("is an unreceipted debit of what it took, and the nightly run exits 1", async () => {
+    const c = await h.scenario();
+    const first = await c.pinKey(1);
+    const vault = first.vault;
+    const thief = h.op.attackerAccount(0n);
+    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
+    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    // A timed-out job's whole lock comes back, and 250,000 of the vault goes out beside it.
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const refund = h.op.send([...h.op.refundIxs(plan), h.op.plainTransfer(vault, thief, 250_000n)]);
+    c.record(
+      plan,
+      { escrowTx, settlementTx: refund.signature },
+      {
+        httpStatus: 504,
+        completionTokens: null,
+        promptTokens: null,
+        totalTokens: null,
+        creditsRemainingUnits: null,
+      },
+    );
+    // The refund carried a payout of the vault's money: no honest step.
+    expect((await c.verdicts(plan.jobId))[0]?.verdict).not.toBe("verified");
+    await h.finalized();
+    const verifier = createVerifier({
+      store: c.store,
+      rpc: h.rpc,
+      profile: c.profile,
+      log,
+      options: quickVerifierOptions,
+    });
+    const run = await runNightlyVerification(c.store, verifier, {
+      from,
+      to: Date.now(),
+      timeoutMs: 15_000,
+      ledger: ledgerWindowCheck({
+        store: c.store,
+        reader: readerOf(c, vault),
+        profile: c.profile,
+        graceSeconds: 0,
+      }),
+    });
+    expect(run.exitCode).toBe(1);
+    const statement = await buildStatement(
+      c.store,
+      { from, to: Date.now(), vault },
+      { profile: c.profile, graceSeconds: 0 },
+    );
+    const s = statement.vaults[0]!;
+    expect(s.unexplained).toEqual([
+      expect.objectContaining({ signature: refund.signature, amountUnits: -250_000n }),
+    ]);
+    expect(s.unexplainedOutUnits).toBe(250_000n);
+    expect(s.differenceUnits).toBe(0n);
+  });
+});
