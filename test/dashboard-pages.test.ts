@@ -825,3 +825,35 @@ describe("the statement page's period picker", () => {
     expect(form).toContain(`<input type="hidden" name="vault" value="${vault}">`);
   });
 });
+
+// A sign-in form naming `token` twice signed in with the last one: a read token pasted after an
+// admin one (a script building the body, a field a page injected) decided which session opened.
+describe("a dashboard form naming a field twice", () => {
+  it("is refused naming the field, signing no one in, and acting on nothing", async () => {
+    const d = await dashboard();
+    const body = new URLSearchParams([
+      ["token", "not-a-token"],
+      ["token", d.tokens.read],
+    ]).toString();
+    const res = await d.app.request("/dashboard/sign-in", {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", origin: ORIGIN },
+      body,
+    });
+    expect(res.status).toBe(400);
+    expect(res.headers.get("set-cookie") ?? "").not.toContain(SESSION_COOKIE);
+    expect(await res.text()).toContain("field token more than once");
+    const { cookie } = await d.signIn(d.tokens.admin);
+    const csrf = await d.csrfOf(cookie);
+    const reverify = await d.app.request("/dashboard/jobs/job_underpaid_worker/reverify", {
+      method: "POST",
+      headers: { cookie, origin: ORIGIN, "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams([
+        ["csrf", csrf],
+        ["csrf", csrf],
+      ]).toString(),
+    });
+    expect(reverify.status).toBe(400);
+    expect(await reverify.text()).toContain("field csrf more than once");
+  });
+});

@@ -668,3 +668,32 @@ describe("the choices a request asked for", () => {
     expect(choices).toEqual({ [String(a.job_id)]: 4, [String(b.job_id)]: null });
   });
 });
+
+// A rejected row whose quoted cell held line breaks was named by its last line: whoever opened
+// the file at that line found the end of a note, not the row to fix.
+describe("a CSV row over several lines", () => {
+  it("is named by the line it starts on, after blank lines too, and so is where reading stopped", async () => {
+    const [a, b, c, d] = [wireReceipt(), wireReceipt(), wireReceipt(), wireReceipt()];
+    const text = [
+      "job_id,escrow_tx,model,tag_note",
+      `${a.job_id},${a.escrow_tx},qwen3-8b,one`,
+      `${b.job_id},not-a-signature,qwen3-8b,"first\r\nsecond"`,
+      "",
+      "",
+      `${c.job_id},bad,qwen3-8b,"p\nq\rr"`,
+      `${d.job_id},${d.escrow_tx},qwen3-8b,"two\nlines"`,
+      `job_e,"unclosed`,
+      "more",
+    ].join("\r\n");
+    const bytes = Buffer.from(`${text}\r\n`);
+    for (const chunks of [[bytes], [...bytes].map((byte) => Buffer.from([byte]))]) {
+      const summary = await importReceipts(createTestStore(), Readable.from(chunks));
+      expect(summary.rejected.map((r) => [r.line, r.field])).toEqual([
+        [3, "escrow_tx"],
+        [7, "escrow_tx"],
+        [12, "file"],
+      ]);
+      expect(summary.created).toBe(2);
+    }
+  });
+});

@@ -12,6 +12,7 @@ import type { Store } from "../db/client.js";
 import { isAppError } from "../errors.js";
 import { buildStatement } from "../ledger/statement.js";
 import type { Logger } from "../log.js";
+import { printable } from "../printable-text.js";
 import { auditRecord, type ExplorerCluster } from "../reports/audit-record.js";
 import { type FailingVerdict, failingVerdicts, listDiscrepancies } from "../reports/job-listing.js";
 import {
@@ -95,23 +96,42 @@ function messagePage(c: Ctx, status: ContentfulStatusCode, title: string, messag
   );
 }
 
-type Form = Awaited<ReturnType<Ctx["req"]["parseBody"]>>;
+type Form = Record<string, string | File>;
 
-/** The posted form, or null when its body is not one (a multipart body without its parts). */
-async function formOf(c: Ctx): Promise<Form | null> {
+/** A form naming a field more than once: which of its values was meant cannot be told. */
+class RepeatedField {
+  constructor(readonly name: string) {}
+}
+
+/**
+ * The posted form; null when its body is not one (a multipart body without its parts). A field
+ * given more than once is refused: read as its last, a `token` pasted after another decided
+ * which session opened.
+ */
+async function formOf(c: Ctx): Promise<Form | RepeatedField | null> {
+  let fields: Record<string, string | File | (string | File)[]>;
   try {
-    return await c.req.parseBody();
+    fields = await c.req.parseBody({ all: true });
   } catch {
     return null;
   }
+  const form: Form = {};
+  for (const [name, value] of Object.entries(fields)) {
+    if (Array.isArray(value)) return new RepeatedField(name);
+    form[name] = value;
+  }
+  return form;
 }
 
-function badForm(c: Ctx) {
+function badForm(c: Ctx, read: RepeatedField | null) {
+  const name = read === null ? "" : printable(read.name.slice(0, 100));
   return messagePage(
     c,
     400,
     "Bad request",
-    "This form's body could not be read. Reload the page and try again.",
+    read === null
+      ? "This form's body could not be read. Reload the page and try again."
+      : `This form gives the field ${name} more than once; give it once. Reload the page and try again.`,
   );
 }
 
@@ -296,7 +316,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     if (!sameOrigin(c))
       return messagePage(c, 403, "Refused", "This sign-in did not come from this site.");
     const form = await formOf(c);
-    if (form === null) return badForm(c);
+    if (form === null || form instanceof RepeatedField) return badForm(c, form);
     const next = safeNext(form.next);
     const token = typeof form.token === "string" ? form.token.trim() : "";
     const refuse = (status: ContentfulStatusCode, error: string) =>
@@ -360,7 +380,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     c.set("session", session);
     if (c.req.method === "POST") {
       const form = await formOf(c);
-      if (form === null) return badForm(c);
+      if (form === null || form instanceof RepeatedField) return badForm(c, form);
       if (!sameOrigin(c) || !csrfMatches(session.csrf, form.csrf)) {
         return messagePage(
           c,

@@ -313,43 +313,76 @@ function csvColumns(header: Buffer[]): string[] {
  * (`info.lines`) takes a CRLF inside a quoted cell for two line breaks, so every row after a
  * cell holding one (a note written on Windows, an `Export-Csv` of a multi-line value) was named
  * by the line after its own, and whoever fixed "line 6" edited the wrong row. Here CRLF, LF and a
- * lone CR each end one line, as `byteLines` counts them for JSONL.
+ * lone CR each end one line, as `byteLines` counts them for JSONL. A record is named by the line
+ * it starts on, blank lines before it aside: its last line, after a quoted cell holding line
+ * breaks, is the end of a note, not the row to fix.
  */
 function csvLineCounter(input: Readable) {
-  // Offsets just past each line break not yet passed by a record; `head` is the first of them.
-  const ends: number[] = [];
+  // Line breaks not yet passed by a record, as offsets of their first byte and just past them;
+  // `head` is the first of them, the break that ends line `line`, which starts at `lineStart`.
+  const breaks: { at: number; end: number }[] = [];
   let head = 0;
-  let offset = 0;
   let line = 1;
+  let lineStart = 0;
+  let offset = 0;
   let crAt = -1;
+  // Where the last record (or the header) ended: the next one starts at or after it.
+  let recordEnd = 0;
   input.on("data", (chunk: Buffer | string) => {
     const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
     for (let i = 0; i < bytes.length; i++) {
       const byte = bytes[i];
       const at = offset + i;
       if (byte === 0x0a && crAt === at - 1) {
-        ends[ends.length - 1] = at + 1;
+        (breaks[breaks.length - 1] as { end: number }).end = at + 1;
       } else if (byte === 0x0a || byte === 0x0d) {
-        ends.push(at + 1);
+        breaks.push({ at, end: at + 1 });
       }
       if (byte === 0x0d) crAt = at;
     }
     offset += bytes.length;
   });
+  const next = () => {
+    lineStart = (breaks[head] as { end: number }).end;
+    head++;
+    line++;
+  };
   return {
-    /** The line a record ends on, given the bytes read through its end (`info.bytes`). */
-    lineOf(recordEnd: number): number {
-      while (head < ends.length && (ends[head] as number) < recordEnd) {
-        head++;
-        line++;
+    /** The header or a record ended just before `end` (`info.bytes`). */
+    ended(end: number) {
+      recordEnd = end;
+    },
+    /**
+     * The line the record after the last one ended starts on, given the bytes read through
+     * its end (`end`, or none yet when reading stopped inside it).
+     */
+    firstLineOf(end = Number.POSITIVE_INFINITY): number {
+      while (head < breaks.length && (breaks[head] as { end: number }).end <= recordEnd) next();
+      // Empty lines before it were skipped by the parser, not part of it.
+      while (
+        head < breaks.length &&
+        (breaks[head] as { at: number }).at === lineStart &&
+        (breaks[head] as { end: number }).end < end
+      ) {
+        next();
       }
       if (head > 4096) {
-        ends.splice(0, head);
+        breaks.splice(0, head);
         head = 0;
       }
       return line;
     },
   };
+}
+
+/** Reading a CSV file stopped inside the record starting on `line` (an unclosed quote). */
+class StoppedReading extends Error {
+  constructor(
+    readonly line: number,
+    readonly reason: string,
+  ) {
+    super(reason);
+  }
 }
 
 async function* csvItems(input: Readable): AsyncGenerator<Item> {
@@ -360,6 +393,8 @@ async function* csvItems(input: Readable): AsyncGenerator<Item> {
       columns: (header: unknown[]) => {
         const columns = csvColumns(header as Buffer[]);
         headerRead = true;
+        // Read as the header ends: where it ends, the first record may start.
+        lines.ended(parser.info.bytes);
         return columns;
       },
       // Cells come as bytes, decoded strictly below: the parser's own decoding would put
@@ -387,12 +422,15 @@ async function* csvItems(input: Readable): AsyncGenerator<Item> {
         cells === columns.length
           ? csvRecord(row.record)
           : new UnreadableLine("line", `${cells} cells where the header has ${columns.length}`);
-      yield { line: lines.lineOf(bytes), value };
+      const line = lines.firstLineOf(bytes);
+      lines.ended(bytes);
+      yield { line, value };
     }
   } catch (error) {
+    if (error instanceof AppError) throw error;
+    if (headerRead) throw new StoppedReading(lines.firstLineOf(), csvErrorText(error));
     // A file that stops parsing before its header ends has no header at all (a binary file,
     // say): no receipt file, refused whole as a header without the receipt columns is.
-    if (headerRead || error instanceof AppError) throw error;
     throw headerError(`is not CSV (${csvErrorText(error)})`);
   }
 }
@@ -582,10 +620,11 @@ export async function importReceipts(
     // The receipt where reading stopped is one read and refused, so that the summary's counts
     // add up to its total.
     summary.total++;
+    const stopped = error instanceof StoppedReading ? error : null;
     summary.rejected.push({
-      line: lastLine + 1,
+      line: stopped?.line ?? lastLine + 1,
       field: "file",
-      reason: `${format.toUpperCase()} syntax: ${csvErrorText(error)}; the rest of the file was not read`,
+      reason: `${format.toUpperCase()} syntax: ${stopped?.reason ?? csvErrorText(error)}; the rest of the file was not read`,
     });
     return summary;
   }
