@@ -135,3 +135,46 @@ describe("every route's entry checks", () => {
     expect(res.status).toBe(401);
   });
 });
+
+// `GET /jobs?model=%FF` listed the jobs whose model is the three characters `%FF`: a byte that
+// is not UTF-8 was read literally, and the dashboard the same, where a POST body is refused.
+describe("a query parameter that is not UTF-8", () => {
+  it("is a 400 naming the parameter, on the API and the dashboard, never matched literally", async () => {
+    const api = await createTestApi();
+    insertJob(api.store, { jobId: "job_literal", model: "%FF" });
+    const listed = await api.get("/jobs?model=%25FF");
+    expect(((await listed.json()) as { items: unknown[] }).items).toHaveLength(1);
+    for (const [query, field] of [
+      ["model=%FF", "model"],
+      ["model=%C3", "model"],
+      ["model=a%C3%28", "model"],
+      ["limit=5&model=%ED%A0%80", "model"],
+      ["%FF=1", "%FF"],
+    ] as const) {
+      const res = await api.get(`/jobs?${query}`);
+      expect(res.status, query).toBe(400);
+      const body = (await res.json()) as {
+        error: { code: string; field: string; message: string };
+      };
+      expect(body.error, query).toMatchObject({ code: "bad_request", field });
+      expect(body.error.message, query).toContain("not valid UTF-8");
+    }
+    const cookie = await (async () => {
+      const res = await api.app.request("/dashboard/sign-in", {
+        method: "POST",
+        headers: {
+          "content-type": "application/x-www-form-urlencoded",
+          origin: "http://localhost",
+        },
+        body: new URLSearchParams({ token: api.tokens.read }).toString(),
+      });
+      return (res.headers.get("set-cookie") ?? "").split(";")[0] ?? "";
+    })();
+    const page = await api.app.request("/dashboard/discrepancies?check=%FF", {
+      headers: { cookie },
+    });
+    expect(page.status).toBe(400);
+    expect(page.headers.get("content-type")).toContain("text/html");
+    expect(await page.text()).toContain("check: not valid UTF-8");
+  });
+});

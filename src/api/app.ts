@@ -20,6 +20,7 @@ import { type AppMetrics, createMetrics } from "./metrics.js";
 import { noQueryParameters, noRequestBody } from "./openapi-schemas.js";
 import type { ReadinessProbes } from "./ops-routes.js";
 import { proxyRoutes } from "./proxy-routes.js";
+import { notUtf8Message, notUtf8QueryParameter } from "./query-utf8.js";
 import { createRouter } from "./router.js";
 import { type StatementRoutesDeps, statementRoutes } from "./statement-routes.js";
 
@@ -105,6 +106,16 @@ export function createApp(deps: AppDeps) {
   app.use("*", async (c, next) => {
     if (/%00/.test(c.req.url)) {
       throw new AppError("bad_request", "the URL holds a NUL byte (%00)", { field: "url" });
+    }
+    await next();
+  });
+
+  // A query byte that is not UTF-8 (`?model=%FF`) was kept as the characters sent and matched
+  // literally. The dashboard refuses it on its own page; the proxy forwards its URL as it came.
+  app.use("*", async (c, next) => {
+    if (!/^\/(dashboard|v1)(\/|$)/.test(c.req.path)) {
+      const found = notUtf8QueryParameter(c.req.url);
+      if (found) throw new AppError("bad_request", notUtf8Message(found), { field: found.name });
     }
     await next();
   });

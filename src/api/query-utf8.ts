@@ -1,0 +1,61 @@
+/** Strict: a byte that is not UTF-8 fails the decoding instead of becoming U+FFFD. */
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** The bytes a percent-encoded query part stands for (`+` is a space; a stray `%` is itself). */
+function bytesOf(part: string): Uint8Array {
+  const bytes: number[] = [];
+  const encoder = new TextEncoder();
+  for (let i = 0; i < part.length; i++) {
+    const hex = part.slice(i + 1, i + 3);
+    if (part[i] === "%" && /^[0-9a-fA-F]{2}$/.test(hex)) {
+      bytes.push(Number.parseInt(hex, 16));
+      i += 2;
+    } else {
+      // A whole code point: a pair of surrogates is one character.
+      const point = part.codePointAt(i) as number;
+      const char = String.fromCodePoint(point);
+      if (char.length === 2) i++;
+      bytes.push(...encoder.encode(char === "+" ? " " : char));
+    }
+  }
+  return Uint8Array.from(bytes);
+}
+
+function decodes(part: string): string | null {
+  try {
+    return utf8.decode(bytesOf(part));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The first query parameter of `url` whose name or value is not UTF-8 once percent-decoded
+ * (`?model=%FF`), by its name as decoded (or as sent, when the name is the bad part), with the
+ * part at fault. The router keeps such a value as the characters sent, so `%FF` was matched
+ * literally: a filter that selected what its sender never wrote.
+ */
+export function notUtf8QueryParameter(
+  url: string,
+): { name: string; part: "name" | "value" } | undefined {
+  const start = url.indexOf("?");
+  if (start < 0) return undefined;
+  const end = url.indexOf("#", start);
+  const query = url.slice(start + 1, end < 0 ? undefined : end);
+  for (const pair of query.split("&")) {
+    if (pair === "") continue;
+    const equals = pair.indexOf("=");
+    const rawName = equals < 0 ? pair : pair.slice(0, equals);
+    const name = decodes(rawName);
+    if (name === null) return { name: rawName, part: "name" };
+    if (equals >= 0 && decodes(pair.slice(equals + 1)) === null) return { name, part: "value" };
+  }
+  return undefined;
+}
+
+/** What a 400 says of such a parameter. */
+export function notUtf8Message(found: { name: string; part: "name" | "value" }): string {
+  return found.part === "name"
+    ? `${found.name}: a query parameter's name that is not valid UTF-8 once percent-decoded`
+    : `${found.name}: not valid UTF-8 once percent-decoded; percent-encode the value's UTF-8 bytes`;
+}
