@@ -576,3 +576,39 @@ describe("the top level of a completion whose _decentral names the caller's fiel
     expect(legacy.ok && legacy.receipt.tags).toEqual({ team: "x" });
   });
 });
+
+// An integration that builds `_decentral` whole writes `None` for a caller field it has no
+// value of (Python's json.dumps gives null). Read as naming none, the top level was taken as
+// the caller's: the operator's answer adding `http_status` refused the receipt (a job charged
+// and never recorded), and its `tags` were recorded as the caller's.
+describe("a caller field written as null inside _decentral", () => {
+  it("says the caller's fields are there: the top level stays the operator's, the value absent", () => {
+    const inside = {
+      job_id: jobId(),
+      escrow_tx: signature(),
+      http_status: null,
+      key_fingerprint: null,
+    };
+    const answer = {
+      model: "qwen3-8b",
+      http_status: 200,
+      max_tokens: 1,
+      tags: { team: "operator" },
+      _decentral: inside,
+    };
+    const parsed = parseReceiptInput(answer);
+    expect(parsed).toMatchObject({ ok: true });
+    expect(parsed.ok && parsed.receipt).toMatchObject({
+      jobId: inside.job_id,
+      httpStatus: null,
+      keyFingerprint: null,
+      maxTokens: null,
+      tags: {},
+    });
+    // Null at the top level, where `_decentral` names none, is no field there either.
+    const { http_status: _h, key_fingerprint: _k, ...headers } = inside;
+    expect(parseReceiptInput({ http_status: null, _decentral: headers })).toMatchObject({
+      ok: true,
+    });
+  });
+});

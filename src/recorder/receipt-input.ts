@@ -133,9 +133,14 @@ const decentralFields: readonly string[] = [...headerFields, ...callerFields, "t
 /** Receipt fields a completion carrying `_decentral` does not read at its top level. */
 const unreadBesideDecentral = new Set<string>([...headerFields, "created_at"]);
 
-/** Does `value` name any caller field (with a value: null is none)? */
+/**
+ * Does `_decentral` name any caller field? One written as null counts: it has no value (read as
+ * absent), but it shows the integration writes the caller's fields there, as one building the
+ * member whole writes `None` for what it lacks. Read as naming none, the operator's answer at the
+ * top level was taken as the caller's: its `http_status` refused the receipt, its tags kept.
+ */
 function namesCallerField(value: Record<string, unknown>): boolean {
-  return callerFields.some((name) => value[name] !== undefined && value[name] !== null);
+  return callerFields.some((name) => value[name] !== undefined);
 }
 
 /** A name without case, `_` or `-`: how `keyFingerprint` is found to be `key_fingerprint`. */
