@@ -493,3 +493,20 @@ describe("POST /jobs", () => {
     expect(utf8.status).toBe(201);
   });
 });
+
+// `[]` answered 200 with every count 0, where `import` of a file holding no receipt exits 2: a
+// backend whose batching lost its receipts (a filter, a serializer) was told all was recorded.
+describe("POST /jobs with an empty array", () => {
+  it("is a 400 naming the body, as import refuses a file holding no receipt", async () => {
+    const { store, post } = await setup();
+    for (const body of ["[]", " [ ] "]) {
+      const response = await post(body);
+      expect(response.status, body).toBe(400);
+      const error = ((await response.json()) as { error: Record<string, unknown> }).error;
+      expect(error, body).toMatchObject({ code: "bad_request", field: "body" });
+      expect(String(error.message)).toContain("no receipt");
+    }
+    expect(store.db.select().from(jobs).all()).toHaveLength(0);
+    expect((await post([wireReceipt()])).status).toBe(200);
+  });
+});

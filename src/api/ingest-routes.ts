@@ -133,7 +133,7 @@ const ingestRouteDoc = () =>
         required: true,
         content: {
           "application/json": {
-            schema: z.union([ReceiptSchema, z.array(ReceiptSchema).max(maxBatchSize)]),
+            schema: z.union([ReceiptSchema, z.array(ReceiptSchema).min(1).max(maxBatchSize)]),
           },
         },
       },
@@ -153,7 +153,7 @@ const ingestRouteDoc = () =>
       400: {
         content: { "application/json": { schema: ErrorSchema } },
         description:
-          "A single receipt with a bad or unknown field (`validation_failed`, `error.field` names it), a body that is not JSON or not valid UTF-8 (`bad_request`, `error.field` is `body`), or a query parameter (this route takes none).",
+          "A single receipt with a bad or unknown field (`validation_failed`, `error.field` names it), a body that is not JSON or not valid UTF-8, or an empty array (`bad_request`, `error.field` is `body`), or a query parameter (this route takes none).",
       },
       415: {
         content: { "application/json": { schema: ErrorSchema } },
@@ -263,6 +263,16 @@ export function ingestRoutes(deps: { store: Store; now?: () => number; writer?: 
         });
       }
       if (Array.isArray(body)) {
+        // Refused as `import` refuses a file holding no receipt: a batch that came out empty
+        // most likely lost its receipts on the way (a filter, a serializer), and a 200 of zero
+        // counts told its sender they were recorded.
+        if (body.length === 0) {
+          throw new AppError(
+            "bad_request",
+            "body: an empty array holds no receipt; nothing was recorded (send at least one, or nothing at all)",
+            { field: "body" },
+          );
+        }
         if (body.length > maxBatchSize) {
           throw new AppError(
             "payload_too_large",
