@@ -178,3 +178,22 @@ describe("a query parameter that is not UTF-8", () => {
     expect(await page.text()).toContain("check: not valid UTF-8");
   });
 });
+
+// `GET /audit/%FF` answered "no job %FF", the byte read as the three characters sent.
+describe("a path that is not UTF-8", () => {
+  it("is a 400 naming the path, on the API and the dashboard", async () => {
+    const api = await createTestApi();
+    for (const path of ["/audit/job_%FF", "/jobs/job_%C3/reverify"]) {
+      const res = await api.app.request(path, {
+        method: path.endsWith("reverify") ? "POST" : "GET",
+        headers: api.bearer(api.tokens.admin),
+      });
+      expect(res.status, path).toBe(400);
+      const body = (await res.json()) as { error: { code: string; field: string } };
+      expect(body.error, path).toMatchObject({ code: "bad_request", field: "path" });
+    }
+    const page = await api.app.request("/dashboard/jobs/job_%FF");
+    expect(page.status).toBe(400);
+    expect(await page.text()).toContain("not valid UTF-8");
+  });
+});

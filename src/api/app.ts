@@ -20,7 +20,12 @@ import { type AppMetrics, createMetrics } from "./metrics.js";
 import { noQueryParameters, noRequestBody } from "./openapi-schemas.js";
 import type { ReadinessProbes } from "./ops-routes.js";
 import { proxyRoutes } from "./proxy-routes.js";
-import { notUtf8Message, notUtf8QueryParameter } from "./query-utf8.js";
+import {
+  notUtf8Message,
+  notUtf8PathMessage,
+  notUtf8QueryParameter,
+  pathIsUtf8,
+} from "./query-utf8.js";
 import { createRouter } from "./router.js";
 import { type StatementRoutesDeps, statementRoutes } from "./statement-routes.js";
 
@@ -110,10 +115,13 @@ export function createApp(deps: AppDeps) {
     await next();
   });
 
-  // A query byte that is not UTF-8 (`?model=%FF`) was kept as the characters sent and matched
+  // A path or query byte that is not UTF-8 (`?model=%FF`) was kept as the characters sent and matched
   // literally. The dashboard refuses it on its own page; the proxy forwards its URL as it came.
   app.use("*", async (c, next) => {
     if (!/^\/(dashboard|v1)(\/|$)/.test(c.req.path)) {
+      if (!pathIsUtf8(c.req.url)) {
+        throw new AppError("bad_request", notUtf8PathMessage, { field: "path" });
+      }
       const found = notUtf8QueryParameter(c.req.url);
       if (found) throw new AppError("bad_request", notUtf8Message(found), { field: found.name });
     }

@@ -59,3 +59,16 @@ export function notUtf8Message(found: { name: string; part: "name" | "value" }):
     ? `${found.name}: a query parameter's name that is not valid UTF-8 once percent-decoded`
     : `${found.name}: not valid UTF-8 once percent-decoded; percent-encode the value's UTF-8 bytes`;
 }
+
+/**
+ * Whether the path of `url` is UTF-8 once percent-decoded: the router keeps a path byte that is
+ * not (`/audit/job_%FF`) as the characters sent, so a job was looked up by a name never written.
+ */
+export function pathIsUtf8(url: string): boolean {
+  const pathname = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*([^?#]*)/i.exec(url)?.[1] ?? url;
+  return decodes(pathname) !== null;
+}
+
+/** What a 400 says of such a path. */
+export const notUtf8PathMessage =
+  "path: not valid UTF-8 once percent-decoded; percent-encode the UTF-8 bytes of each segment";

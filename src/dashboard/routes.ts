@@ -7,7 +7,12 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { statusOf } from "../api/error-handler.js";
 import type { AppMetrics } from "../api/metrics.js";
 import { probeRpc, type ReadinessProbes } from "../api/ops-routes.js";
-import { notUtf8Message, notUtf8QueryParameter } from "../api/query-utf8.js";
+import {
+  notUtf8Message,
+  notUtf8PathMessage,
+  notUtf8QueryParameter,
+  pathIsUtf8,
+} from "../api/query-utf8.js";
 import { authenticateToken, roleSatisfies } from "../auth/tokens.js";
 import type { Store } from "../db/client.js";
 import { isAppError } from "../errors.js";
@@ -274,6 +279,8 @@ export function dashboardRoutes(deps: DashboardDeps) {
   // shown by one of them without a word, where the API refuses it: which was meant is unknown.
   app.use("*", async (c, next) => {
     // Kept as the characters sent, `?check=%FF` was read as a check of that name.
+    if (!pathIsUtf8(c.req.url))
+      throw new PeriodError("path", `${notUtf8PathMessage}. Check the link.`);
     const notUtf8 = notUtf8QueryParameter(c.req.url);
     if (notUtf8) throw new PeriodError(notUtf8.name, `${notUtf8Message(notUtf8)}. Check the link.`);
     for (const [name, values] of Object.entries(c.req.queries())) {
