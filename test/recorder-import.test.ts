@@ -65,10 +65,15 @@ describe("import", () => {
     const lines = good.map((r) => `${r.job_id},${r.escrow_tx}`);
     const chunks = ["job_id,escrow_tx\n", ...lines.map((l) => `${l}\n`), 'job_b,"unclosed\n'];
     const summary = await importReceipts(store, Readable.from(chunks), { format: "csv" });
-    expect(summary.created).toBeGreaterThan(0);
+    // Every row before it: the parser's rows not yet taken when it failed were dropped.
+    expect(summary.created).toBe(1200);
     expect(store.db.select().from(jobs).all()).toHaveLength(summary.created);
     expect(summary.rejected).toEqual([
-      expect.objectContaining({ field: "file", reason: expect.stringContaining("CSV syntax") }),
+      expect.objectContaining({
+        line: 1202,
+        field: "file",
+        reason: expect.stringContaining("CSV syntax"),
+      }),
     ]);
   });
 
@@ -695,5 +700,54 @@ describe("a CSV row over several lines", () => {
       ]);
       expect(summary.created).toBe(2);
     }
+  });
+});
+
+// A CSV row had no bound where a JSONL line has 4 MiB: a 60 MB row took 330 MB and 16 s, and a
+// file of one endless row grew until the process ran out of memory, saying nothing.
+describe("a CSV row longer than a POST /jobs body", () => {
+  it("stops the reading there, naming its line, keeping the rows before it", async () => {
+    const [a, b] = [wireReceipt(), wireReceipt()];
+    const bytes = Buffer.from(
+      [
+        "job_id,escrow_tx,model",
+        `${a.job_id},${a.escrow_tx},qwen3-8b`,
+        `job_long,"${"x".repeat(5 * 1024 * 1024)}",qwen3-8b`,
+        `${b.job_id},${b.escrow_tx},qwen3-8b`,
+      ].join("\n"),
+    );
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < bytes.length; at += 65_536) chunks.push(bytes.subarray(at, at + 65_536));
+    const summary = await importReceipts(createTestStore(), Readable.from(chunks));
+    expect(summary.rejected).toEqual([
+      {
+        line: 3,
+        field: "file",
+        reason:
+          "a CSV row longer than the 4194304 bytes a receipt may take; the rest of the file was not read",
+      },
+    ]);
+    expect(summary).toMatchObject({ total: 2, created: 1 });
+  });
+});
+
+// The parser's own iterator threw its error at once, dropping the rows parsed before it and not
+// yet taken: a quote closed mid-cell lost the receipts before it, neither imported nor named.
+describe("a CSV syntax error in the middle of a file", () => {
+  it("keeps every row before it, and names the row where reading stopped", async () => {
+    const store = createTestStore();
+    const good = Array.from({ length: 30 }, () => wireReceipt());
+    const rows = good.map((r) => `${r.job_id},${r.escrow_tx}\n`);
+    const after = wireReceipt();
+    const text = `job_id,escrow_tx\n${rows.join("")}job_q,"sig"nature\n${after.job_id},${after.escrow_tx}\n`;
+    const summary = await importReceipts(store, Readable.from([text]), { format: "csv" });
+    expect(summary.created).toBe(30);
+    expect(summary.rejected).toEqual([
+      expect.objectContaining({
+        line: 32,
+        field: "file",
+        reason: expect.stringContaining("CSV syntax"),
+      }),
+    ]);
   });
 });

@@ -406,12 +406,15 @@ async function* csvItems(input: Readable): AsyncGenerator<Item> {
       // A row of the wrong length is one bad line, not the end of the file: it is read (its
       // cell count is in `info`) and refused below.
       relax_column_count: true,
+      // A row's bytes, bounded as a JSONL line is: a file of one endless row grew until the
+      // process ran out of memory. Its end cannot be found without reading it, so reading stops.
+      max_record_size: maxLineBytes,
     }),
   );
-  const rows = parser as AsyncIterable<{
+  const rows = rowsThenError<{
     record: Record<string, Buffer>;
     info: { bytes: number; index: number; columns: unknown[] };
-  }>;
+  }>(parser);
   try {
     for await (const row of rows) {
       const { bytes, index: cells, columns } = row.info;
@@ -428,10 +431,67 @@ async function* csvItems(input: Readable): AsyncGenerator<Item> {
     }
   } catch (error) {
     if (error instanceof AppError) throw error;
-    if (headerRead) throw new StoppedReading(lines.firstLineOf(), csvErrorText(error));
+    if (headerRead) {
+      const tooLong = (error as { code?: unknown }).code === "CSV_MAX_RECORD_SIZE";
+      throw new StoppedReading(
+        lines.firstLineOf(),
+        tooLong
+          ? `a CSV row longer than the ${maxLineBytes} bytes a receipt may take`
+          : `CSV syntax: ${csvErrorText(error)}`,
+      );
+    }
     // A file that stops parsing before its header ends has no header at all (a binary file,
     // say): no receipt file, refused whole as a header without the receipt columns is.
     throw headerError(`is not CSV (${csvErrorText(error)})`);
+  }
+}
+
+/**
+ * The objects a stream gives, then its error: its own async iterator throws the error at once,
+ * dropping the rows parsed before it and not yet taken (the rows before an unclosed quote or an
+ * overlong row, a batch's worth of receipts, were neither imported nor named). The stream is
+ * paused while `highWater` rows wait, so a slow consumer does not hold the whole file.
+ */
+async function* rowsThenError<T>(stream: Readable, highWater = 1000): AsyncGenerator<T> {
+  const queue: T[] = [];
+  let failure: { error: unknown } | null = null;
+  let ended = false;
+  let wake: (() => void) | null = null;
+  const signal = () => {
+    const w = wake;
+    wake = null;
+    w?.();
+  };
+  stream.on("data", (row: T) => {
+    queue.push(row);
+    if (queue.length >= highWater) stream.pause();
+    signal();
+  });
+  stream.on("error", (error: unknown) => {
+    failure = { error };
+    signal();
+  });
+  stream.on("end", () => {
+    ended = true;
+    signal();
+  });
+  try {
+    for (;;) {
+      if (queue.length > 0) {
+        const row = queue.shift() as T;
+        if (queue.length < highWater / 2 && stream.isPaused() && failure === null) stream.resume();
+        yield row;
+        continue;
+      }
+      if (failure !== null) throw (failure as { error: unknown }).error;
+      if (ended) return;
+      if (stream.isPaused()) stream.resume();
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+    }
+  } finally {
+    if (!ended) stream.destroy();
   }
 }
 
@@ -624,7 +684,7 @@ export async function importReceipts(
     summary.rejected.push({
       line: stopped?.line ?? lastLine + 1,
       field: "file",
-      reason: `${format.toUpperCase()} syntax: ${stopped?.reason ?? csvErrorText(error)}; the rest of the file was not read`,
+      reason: `${stopped?.reason ?? `${format.toUpperCase()} syntax: ${csvErrorText(error)}`}; the rest of the file was not read`,
     });
     return summary;
   }
