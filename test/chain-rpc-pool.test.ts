@@ -161,9 +161,10 @@ describe("RPC pool: faults", () => {
     expect(counts(p, "ok")).toBe(3);
   });
 
-  it("tells the rate it allows now: the configured one, lowered after a 429", async () => {
+  it("tells the rate it allows now: the configured one, lowered after a run of 429s", async () => {
+    // A run: 8 of the latest answers (a quarter of 32) refused; a lone 429 lowers nothing.
     const stub = await startStub((body, n) =>
-      n === 1
+      n <= 8
         ? { status: 429, headers: { "retry-after": "0" }, body: "Too many requests" }
         : { body: answer(body, slotOf) },
     );
@@ -605,5 +606,24 @@ describe("RPC pool: secrets in endpoint URLs", () => {
     const shown = JSON.stringify(p.stats()) + String((failure as Error).message);
     expect(shown).not.toContain("SECRET");
     expect(shown).toContain(`${stub.url}/…`);
+  });
+});
+
+describe("RPC pool: 429s at random", () => {
+  it("keeps its request rate when 8% of answers are 429 whatever the rate", async () => {
+    const random = seeded(3);
+    let refused = 0;
+    const stub = await startStub((body) => {
+      if (random() < 0.08) {
+        refused++;
+        return { status: 429, headers: { "retry-after": "0" }, body: "Too many requests" };
+      }
+      return { body: answer(body, slotOf) };
+    });
+    const p = pool([{ url: stub.url, rateLimitPerSec: 200 }]);
+    for (let i = 0; i < 15; i++) await Promise.all(Array.from({ length: 10 }, () => p.getSlot()));
+    expect(refused).toBeGreaterThan(5);
+    // Halving on each 429 (once a second) left it at a fraction of the configured 200.
+    expect(p.requestRate()).toBeGreaterThan(150);
   });
 });

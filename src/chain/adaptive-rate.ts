@@ -1,9 +1,13 @@
 /**
  * The request rate of one RPC endpoint, adapted to what the provider allows: multiplicative
- * decrease on a 429, additive increase back up to the configured limit while none come. A
- * provider whose real limit is below `RPC_RATE_LIMIT` then sees a 429 now and then instead of
- * on a quarter to two thirds of the requests. Pure and clock-injected, so it is tested with a
- * fake clock.
+ * decrease when 429s make up a large share of the recent answers, additive increase back up to
+ * the configured limit while they do not. A provider whose real limit is well below
+ * `RPC_RATE_LIMIT` then sees a 429 now and then instead of on a quarter to two thirds of the
+ * requests. A lone 429 among answered requests is not a signal: a provider that refuses a
+ * fixed share of requests whatever our rate (8% at random) drove a rate halved on every 429
+ * down to about 1 request/s, and a nightly could not finish a modest window in its timeout.
+ * Each 429 still pauses the endpoint for its Retry-After (rpc-pool.ts). Pure and
+ * clock-injected, so it is tested with a fake clock.
  */
 export interface AdaptiveRateOptions {
   /** The configured ceiling, requests per second (`RPC_RATE_LIMIT`). */
@@ -19,6 +23,10 @@ export interface AdaptiveRateOptions {
    * the old rate answer 429 together, and count as one signal. Default 1000 ms.
    */
   decreaseCooldownMs?: number;
+  /** How many of the latest answers the 429 share is read over. Default 32. */
+  window?: number;
+  /** 429s among those answers that lower the rate. Default window / 4 (8 of 32). */
+  threshold?: number;
 }
 
 export class AdaptiveRate {
@@ -33,6 +41,11 @@ export class AdaptiveRate {
   private lastDecrease = Number.NEGATIVE_INFINITY;
   /** Earliest start of the next request while the rate is below the limit. */
   private nextAt = 0;
+  private readonly window: number;
+  private readonly threshold: number;
+  /** The latest answers, true for a 429. */
+  private answers: boolean[] = [];
+  private limited = 0;
 
   constructor(options: AdaptiveRateOptions) {
     this.limit = options.limit;
@@ -41,6 +54,8 @@ export class AdaptiveRate {
     this.step = options.increasePerSec ?? options.limit / 60;
     this.cooldownMs = options.decreaseCooldownMs ?? 1000;
     this.base = options.limit;
+    this.window = options.window ?? 32;
+    this.threshold = options.threshold ?? Math.max(1, Math.ceil(this.window / 4));
   }
 
   /** The allowed rate at `now`, requests per second. */
@@ -49,12 +64,25 @@ export class AdaptiveRate {
     return Math.min(this.limit, grown);
   }
 
-  /** A 429 came back: lower the rate (once per cooldown). */
+  /** An answer other than a 429 came back. */
+  onAnswered(): void {
+    this.push(false);
+  }
+
+  /** A 429 came back: lower the rate when 429s are a large share of the latest answers. */
   onRateLimited(now: number): void {
+    this.push(true);
+    if (this.limited < this.threshold) return;
     if (now - this.lastDecrease < this.cooldownMs) return;
     this.lastDecrease = now;
     this.base = Math.max(this.min, this.current(now) * this.factor);
     this.since = now;
+  }
+
+  private push(rateLimited: boolean): void {
+    this.answers.push(rateLimited);
+    if (rateLimited) this.limited++;
+    if (this.answers.length > this.window && this.answers.shift()) this.limited--;
   }
 
   /**

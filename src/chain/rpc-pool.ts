@@ -338,6 +338,8 @@ class Endpoint {
         { endpoint: this.name, pauseMs: pause, ratePerSec: this.rate.current(this.pool.now()) },
         "rpc rate limited",
       );
+    } else {
+      this.rate.onAnswered();
     }
     return outcome;
   }
