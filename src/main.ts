@@ -20,7 +20,7 @@ import { openStore } from "./db/open.js";
 import { startWalCheckpointer } from "./db/wal-checkpointer.js";
 import { timeLeft } from "./deadline.js";
 import { AppError } from "./errors.js";
-import { holdLeaderLease } from "./leader-lease.js";
+import { holdLeaderLease, type LeaderLease } from "./leader-lease.js";
 import { configuredAccountSnapshotter } from "./ledger/account-snapshots.js";
 import { createLogger, type Logger } from "./log.js";
 import { validateCronExpression } from "./nightly/cron.js";
@@ -57,6 +57,13 @@ export interface ServiceOptions {
    * serve the whole service's). Default: this process's own.
    */
   metrics?: (own: AppMetrics) => AppMetrics;
+  /**
+   * With `background: "leader"`: the leader lease is first asked for once this settles (a
+   * cluster's worker: once the primary said the port it listens on is the service's). A worker
+   * that listened on a port of its own and is being stopped for it took the lease before it
+   * listened, and the verifier moved to it and on again. Default: at once.
+   */
+  leadAfter?: Promise<unknown>;
 }
 
 /**
@@ -173,40 +180,53 @@ export async function startService(
       setBusyTimeout(leaseStore, LEASE_BUSY_TIMEOUT_MS);
       followCheckpoints(store, leaseStore);
     }
-    const lease = leaseStore
-      ? holdLeaderLease({
-          store: leaseStore,
-          log,
-          onGain: () => {
-            thread = startBackgroundThread(config, log, SERVE_BUSY_TIMEOUT_MS, requests.buffer);
-          },
-          onLose: async () => {
-            leaving = thread;
-            const stopping = thread?.stop();
-            thread = null;
-            await stopping;
-            past = threadCounters();
-            leaving = null;
-          },
-        })
-      : null;
+    /** Set once the service stops: a lease not yet asked for is then never asked for. */
+    let resigned = false;
+    let lease: LeaderLease | null = null;
+    const lead = () => {
+      if (!leaseStore || resigned) return;
+      lease = holdLeaderLease({
+        store: leaseStore,
+        log,
+        onGain: () => {
+          thread = startBackgroundThread(config, log, SERVE_BUSY_TIMEOUT_MS, requests.buffer);
+        },
+        onLose: async () => {
+          leaving = thread;
+          const stopping = thread?.stop();
+          thread = null;
+          await stopping;
+          past = threadCounters();
+          leaving = null;
+        },
+      });
+    };
+    if (leaseStore) {
+      if (options.leadAfter) options.leadAfter.then(lead, () => {});
+      else lead();
+    }
     // One process on PostgreSQL runs the background work in a thread as a leader does: its
     // writes wait for nothing the proxy's writes hold, so its rounds (result sets parsed,
     // decisions made) leave the event loop of the proxy and the API. On SQLite it stays on the
     // event loop: a thread's write transactions would make the proxy's writes wait on SQLite's
     // write lock, which blocks the loop, where here they take turns on it.
-    const ownThread = !lease && store.kind === "postgres";
+    const ownThread = !leaseStore && store.kind === "postgres";
     // The verifier and the backfill are told to stop first, then the RPC pool is closed so
     // that calls in flight (a slow node, a rate-limit pause) end at once instead of at their
     // timeout; only then are their loops awaited.
     stops.push(async () => {
-      const stopping = lease ? lease.stop() : ownThread ? thread?.stop() : background.stop();
+      resigned = true;
+      const stopping = leaseStore
+        ? (lease as LeaderLease | null)?.stop()
+        : ownThread
+          ? thread?.stop()
+          : background.stop();
       await rpc.close();
       await stopping;
     });
     if (ownThread) {
       thread = startBackgroundThread(config, log, SERVE_BUSY_TIMEOUT_MS, requests.buffer);
-    } else if (!lease) background.start();
+    } else if (!leaseStore) background.start();
     // `GET /v1/account` against the key's vault on chain, on demand (admin route); the schedule
     // runs with the background work.
     const snapshotter = configuredAccountSnapshotter(config, { store, profile, rpc, log });
@@ -231,7 +251,7 @@ export async function startService(
         rpcQuorum: () => (isQuorumRpc(rpc) ? rpc.quorumStatus() : null),
         background: () =>
           thread?.health() ??
-          (lease
+          (leaseStore
             ? { ok: true, detail: "run by the process holding the leader lock" }
             : { ok: true, detail: "running on the event loop" }),
       },
@@ -262,7 +282,8 @@ export async function startService(
       async close() {
         // A worker that drains neither keeps nor takes the leader lease: another process's
         // leader starts at once, and this one cannot become leader while it drains.
-        const resigning = lease?.stop();
+        resigned = true;
+        const resigning = (lease as LeaderLease | null)?.stop();
         // Stop accepting; responses in flight finish, no new request is taken on a connection
         // kept open, and each connection closes once idle (see DrainGate). A response still
         // running at the drain time is cut off.

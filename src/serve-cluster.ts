@@ -73,6 +73,8 @@ export interface RunningServe {
 type ToWorker =
   | { type: "audit:start"; config: Config }
   | { type: "audit:drain" }
+  /** The port the worker listens on is the service's: it may now take the leader lease. */
+  | { type: "audit:serving" }
   | { type: "audit:stats"; id: number }
   | { type: "audit:collect"; id: number }
   | { type: "audit:metrics-res"; id: number; text?: string; error?: string };
@@ -408,6 +410,8 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
           boundPort ??= port;
           url = m.url;
           ready.add(worker);
+          // Only now may it lead: one stopped for its port above never takes the lease.
+          send(worker, { type: "audit:serving" });
           if (ready.size === count) resolve();
         } else if (m.type === "audit:drained") {
           drained.add(worker);
@@ -653,6 +657,11 @@ export function runWorker(): void {
   let close: (() => Promise<void>) | undefined;
   let flush = async () => true;
   let drainTimeoutMs = 30_000;
+  /** Settles when the primary says the port this worker listens on is the service's. */
+  let confirmServing = () => {};
+  const serving = new Promise<void>((resolve) => {
+    confirmServing = resolve;
+  });
   const drain = () => {
     if (!closing) {
       // A drain that does not end (seen in workers whose primary was killed, or receipts
@@ -687,7 +696,11 @@ export function runWorker(): void {
       const logger = serveLogger(m.config.LOG_LEVEL);
       const { log } = logger;
       flush = logger.flush;
-      startService(m.config, log, { background: "leader", metrics: clusterMetrics }).then(
+      startService(m.config, log, {
+        background: "leader",
+        metrics: clusterMetrics,
+        leadAfter: serving,
+      }).then(
         (service) => {
           close = () => service.close();
           if (closing) return void drain();
@@ -703,6 +716,8 @@ export function runWorker(): void {
           );
         },
       );
+    } else if (m.type === "audit:serving") {
+      confirmServing();
     } else if (m.type === "audit:drain") {
       void drain();
     } else if (m.type === "audit:stats") {

@@ -770,3 +770,64 @@ describe("serve --workers 2 --port 0, every worker killed", () => {
     expect(answers.map((a) => a.status)).toEqual(Array(10).fill(200));
   }, 60_000);
 });
+
+describe("serve --workers 2, every worker killed while a replacement starts", () => {
+  it("never lets a worker stopped for listening on another port take the leader lease", async () => {
+    const { db, serve } = await startCluster();
+    const primary = serve.child.pid as number;
+    const children = () =>
+      readFileSync(`/proc/${primary}/task/${primary}/children`, "utf8")
+        .split(" ")
+        .filter(Boolean)
+        .map(Number);
+    const offPort = () =>
+      serve.logs
+        .filter(
+          (l) => l.msg === "serve worker listened on another port than the service's; stopping it",
+        )
+        .map((l) => Number(l.workerPid));
+    const leaders = () =>
+      serve.logs
+        .filter((l) => l.msg === "leader: running the verifier and the backfill")
+        .map((l) => Number(l.pid));
+    const serving = () =>
+      new Set(
+        serve.logs
+          .filter((l) => l.msg === "decentral-audit listening" && l.url === serve.url)
+          .map((l) => Number(l.pid))
+          .filter((pid) => children().includes(pid)),
+      );
+    /** Whether `pid` has the database open: it was told to start, and has not listened yet. */
+    const opened = (pid: number) => {
+      try {
+        return readdirSync(`/proc/${pid}/fd`).some((fd) => {
+          try {
+            return readlinkSync(`/proc/${pid}/fd/${fd}`) === db;
+          } catch {
+            return false;
+          }
+        });
+      } catch {
+        return false;
+      }
+    };
+    // Kill the leader, then the other worker once the leader's replacement was told to start
+    // (it has the database open): asking for port 0 beside a worker that is now gone, it gets a
+    // port of its own, and finds the lease's holders all dead.
+    for (let round = 0; round < 4 && offPort().length === 0; round++) {
+      const leader = pidOf(await until(() => leaderOwner(db)));
+      const other = [...serving()].find((pid) => pid !== leader);
+      const before = new Set(children());
+      process.kill(leader, "SIGKILL");
+      const replacement = await until(() => children().find((pid) => !before.has(pid)));
+      await until(() => opened(replacement as number), 15_000);
+      if (other !== undefined) process.kill(other, "SIGKILL");
+      await until(() => serving().size >= 2, 30_000);
+    }
+    expect(offPort().length).toBeGreaterThan(0);
+    // The verifier moved only to workers that serve on the service's port.
+    for (const pid of offPort()) expect(leaders()).not.toContain(pid);
+    await until(() => leaderOwner(db));
+    expect(serving().has(pidOf(await leaderOwner(db)))).toBe(true);
+  }, 120_000);
+});
