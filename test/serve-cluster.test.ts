@@ -462,8 +462,8 @@ describe("serve --workers 2", () => {
     const leaders = () =>
       serve.logs.filter((l) => l.msg === "leader: running the verifier and the backfill");
     expect(leaders().map((l) => l.pid)).toEqual([pidOf(first)]);
-    // The leader is one of the serving workers. A worker takes the lease before it listens, so
-    // on a loaded host its "listening" line may come a moment after the lease.
+    // The leader is one of the serving workers. A worker takes the lease once it listens, and
+    // each process writes its own lines: its "listening" line may be read after the lease.
     await until(() => workerPids(serve).has(pidOf(first)));
 
     process.kill(pidOf(first), "SIGKILL");
