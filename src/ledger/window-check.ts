@@ -199,6 +199,15 @@ export function ledgerWindowCheck(deps: {
   const ledger = ledgerStoreOf(deps.store);
 
   /**
+   * How far past the window's end the run reads transactions: the last lock of the window is
+   * due a settlement window later, and a return within the grace after that is in time. Lines
+   * after it (the next hours' traffic, listed too when the run reads long after the window)
+   * are judged by no statement of this run; they stay listed for the next read.
+   */
+  const judgedPastEndMs =
+    (deps.profile.settlementWindowSeconds + (deps.graceSeconds ?? defaultGraceSeconds)) * 1000;
+
+  /**
    * Reads the vaults until every one that reads without error was listed with the chain
    * finalized through `to`. A run at the window's end (a cron at the boundary, `--to` now)
    * comes before the chain has finalized its last seconds: a debit then is not listed yet,
@@ -215,7 +224,12 @@ export function ledgerWindowCheck(deps: {
       );
     }
     for (;;) {
-      const read = new Map((await deps.reader.syncAll(opts)).map((r) => [r.vault, r]));
+      const read = new Map(
+        (await deps.reader.syncAll({ ...opts, readUntil: to + judgedPastEndMs })).map((r) => [
+          r.vault,
+          r,
+        ]),
+      );
       signal?.throwIfAborted();
       const behind: { vault: string; finalThrough: number | null; noBlockTime: string | null }[] =
         [];

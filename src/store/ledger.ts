@@ -337,8 +337,11 @@ export interface LedgerStore {
     now: number,
     finalThrough?: number | null,
   ): Promise<boolean>;
-  /** Signatures listed and not read yet, oldest first. */
-  listedSignatures(vault: string): Promise<string[]>;
+  /**
+   * Signatures listed and not read yet, oldest first; with `throughSec`, only those whose
+   * listed block time is at most it (or not known).
+   */
+  listedSignatures(vault: string, throughSec?: number): Promise<string[]>;
   /** A transaction the verifier or an earlier read already fetched, as stored. */
   storedTransaction(
     signature: string,
@@ -643,6 +646,12 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   );
   const listedLines = sqlite
     .prepare("SELECT signature FROM ledger_lines WHERE vault = ? AND state = 'listed' ORDER BY ord")
+    .pluck();
+  const listedLinesThrough = sqlite
+    .prepare(
+      `SELECT signature FROM ledger_lines WHERE vault = ? AND state = 'listed'
+         AND (block_time IS NULL OR block_time <= ?) ORDER BY ord`,
+    )
     .pluck();
   const storedTx = sqlite.prepare(
     "SELECT signature, facts, raw FROM chain_transactions WHERE signature = ? AND facts IS NOT NULL",
@@ -1550,7 +1559,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     async storePage(vault, seen, page, last, now, finalThrough = null) {
       return storePageTx.immediate(vault, seen, page, last, now, finalThrough);
     },
-    async listedSignatures(vault) {
+    async listedSignatures(vault, throughSec) {
+      if (throughSec !== undefined) return listedLinesThrough.all(vault, throughSec) as string[];
       return listedLines.all(vault) as string[];
     },
     async storedTransaction(signature) {

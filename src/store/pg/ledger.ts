@@ -1311,11 +1311,19 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         return true;
       });
     },
-    async listedSignatures(vault) {
+    async listedSignatures(vault, throughSec) {
       const rows = await db
         .select({ signature: ledgerLines.signature })
         .from(ledgerLines)
-        .where(and(vaultIs(vault), eq(ledgerLines.state, "listed")))
+        .where(
+          and(
+            vaultIs(vault),
+            eq(ledgerLines.state, "listed"),
+            throughSec === undefined
+              ? undefined
+              : or(isNull(ledgerLines.blockTime), lte(ledgerLines.blockTime, throughSec)),
+          ),
+        )
         .orderBy(asc(ledgerLines.ord));
       return rows.map((r) => r.signature);
     },
