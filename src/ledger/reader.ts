@@ -95,11 +95,17 @@ export interface SyncOptions {
   /**
    * Reads the transactions of lines listed with a block time up to this time (ms) only (and
    * those listed without one); later lines stay listed for a later sync. Default: every line.
-   * A nightly run judges nothing later than its window's end plus the settlement window and
-   * grace, and read the hours of traffic after it, 2 getTransaction per job no verifier had
-   * fetched yet: beside busy services it never caught up and timed out.
+   * A nightly run judges nothing after its window's end but the returns of its locks, and read
+   * the hours of traffic after it, 2 getTransaction per job no verifier had fetched yet: beside
+   * busy services it never caught up and timed out.
    */
   readUntil?: number;
+  /**
+   * With `readUntil`: lines after it up to this time (ms) are read too, oldest first, while a
+   * lock up to `readUntil` is still out (their returns, in time when within the settlement
+   * window and grace); once none is, the rest stays listed.
+   */
+  releasesUntil?: number;
 }
 
 export interface LedgerReader {
@@ -514,10 +520,27 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
   }
 
   /** Reads every listed line's transaction: from the store when fetched already, else RPC. */
-  async function readListed(vault: string, signal?: AbortSignal, readUntil?: number) {
+  /**
+   * Whether a lock of the vault up to `untilMs` is still out, its release not read (reviewed
+   * first: a return read since the last review releases it).
+   */
+  async function lockOut(vault: string, untilMs: number) {
+    await ledger.review(vault, now());
+    // Block times are whole seconds: the locks of the seconds before `untilMs`.
+    const toSec = Math.ceil(untilMs / 1000);
+    return (await ledger.overdueLocks(vault, 0, toSec, 0, Number.POSITIVE_INFINITY)).length > 0;
+  }
+
+  async function readListed(
+    vault: string,
+    signal?: AbortSignal,
+    readUntil?: number,
+    goOn?: () => Promise<boolean>,
+  ) {
     const signatures = await ledger.listedSignatures(
       vault,
-      ...(readUntil === undefined ? [] : [Math.floor(readUntil / 1000)]),
+      // Block times are whole seconds: those of the seconds before `readUntil`.
+      ...(readUntil === undefined ? [] : [Math.ceil(readUntil / 1000) - 1]),
     );
     let fetched = 0;
     let shared = 0;
@@ -526,6 +549,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     let unstorable = null as { signature: string; units: bigint; lines: number } | null;
     for (let i = 0; i < signatures.length; i += options.fetchConcurrency) {
       signal?.throwIfAborted();
+      if (goOn && !(await goOn())) break;
       const part = signatures.slice(i, i + options.fetchConcurrency);
       const factsOf = new Map<string, TransactionFacts>();
       const toFetch: string[] = [];
@@ -602,11 +626,18 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       log.warn({ vault, err: String(error) }, "ledger: balance not read");
     }
     const { pages, listed, noBlockTime, heldBack } = await listNew(vault, opts.signal);
-    const { fetched, shared, pending, unstorable } = await readListed(
-      vault,
-      opts.signal,
-      opts.readUntil,
-    );
+    const read = await readListed(vault, opts.signal, opts.readUntil);
+    if (opts.readUntil !== undefined && opts.releasesUntil !== undefined) {
+      const until = opts.readUntil;
+      const releases = await readListed(vault, opts.signal, opts.releasesUntil, () =>
+        lockOut(vault, until),
+      );
+      read.fetched += releases.fetched;
+      read.shared += releases.shared;
+      read.pending += releases.pending;
+      read.unstorable ??= releases.unstorable;
+    }
+    const { fetched, shared, pending, unstorable } = read;
     try {
       await learnHistoryStart(vault);
     } catch (error) {
@@ -649,6 +680,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
           await syncVault(vault, {
             ...(opts.signal ? { signal: opts.signal } : {}),
             ...(opts.readUntil === undefined ? {} : { readUntil: opts.readUntil }),
+            ...(opts.releasesUntil === undefined ? {} : { releasesUntil: opts.releasesUntil }),
           }),
         );
       } catch (error) {

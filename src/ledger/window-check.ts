@@ -199,10 +199,11 @@ export function ledgerWindowCheck(deps: {
   const ledger = ledgerStoreOf(deps.store);
 
   /**
-   * How far past the window's end the run reads transactions: the last lock of the window is
-   * due a settlement window later, and a return within the grace after that is in time. Lines
-   * after it (the next hours' traffic, listed too when the run reads long after the window)
-   * are judged by no statement of this run; they stay listed for the next read.
+   * How far past the window's end the run reads transactions, and only while a lock up to the
+   * window's end is still out: the last lock of the window is due a settlement window later,
+   * and a return within the grace after that is in time. The traffic after the window (listed
+   * too when the run reads long after it) is judged by no statement of this run: it stays
+   * listed for the next read.
    */
   const judgedPastEndMs =
     (deps.profile.settlementWindowSeconds + (deps.graceSeconds ?? defaultGraceSeconds)) * 1000;
@@ -225,10 +226,9 @@ export function ledgerWindowCheck(deps: {
     }
     for (;;) {
       const read = new Map(
-        (await deps.reader.syncAll({ ...opts, readUntil: to + judgedPastEndMs })).map((r) => [
-          r.vault,
-          r,
-        ]),
+        (
+          await deps.reader.syncAll({ ...opts, readUntil: to, releasesUntil: to + judgedPastEndMs })
+        ).map((r) => [r.vault, r]),
       );
       signal?.throwIfAborted();
       const behind: { vault: string; finalThrough: number | null; noBlockTime: string | null }[] =
