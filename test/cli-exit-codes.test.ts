@@ -1,4 +1,4 @@
-import { type StdioOptions, spawnSync } from "node:child_process";
+import { type StdioOptions, spawn, spawnSync } from "node:child_process";
 import {
   closeSync,
   existsSync,
@@ -32,17 +32,83 @@ function emptyStore(): string {
   return defaultStore;
 }
 
+/**
+ * At most three CLI processes of this file at once. Each start is most of a second of CPU: the
+ * file's seventy, one after the other, took a minute of a 2-core runner mostly waiting on one
+ * process; a few at once overlap their waits without crowding the other test file's process.
+ */
+const parallel = 3;
+let running = 0;
+const queued: (() => void)[] = [];
+async function inTurn<T>(work: () => Promise<T>): Promise<T> {
+  if (running < parallel) running++;
+  else await new Promise<void>((resolve) => queued.push(resolve));
+  try {
+    return await work();
+  } finally {
+    const next = queued.shift();
+    if (next) next();
+    else running--;
+  }
+}
+
+interface Ran {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a process to its end as spawnSync would (stdin closed at once, output read whole, killed
+ * with `killSignal` past `timeout`), without blocking the test's other processes.
+ */
+function runProcess(
+  command: string,
+  args: readonly string[],
+  options: {
+    env?: NodeJS.ProcessEnv;
+    stdio?: StdioOptions;
+    cwd?: string;
+    timeout: number;
+    killSignal?: NodeJS.Signals;
+  },
+): Promise<Ran> {
+  return inTurn(
+    () =>
+      new Promise<Ran>((resolve, reject) => {
+        const child = spawn(command, args, {
+          ...(options.env ? { env: options.env } : {}),
+          ...(options.cwd ? { cwd: options.cwd } : {}),
+          stdio: options.stdio ?? "pipe",
+          timeout: options.timeout,
+          killSignal: options.killSignal ?? "SIGTERM",
+        });
+        child.stdin?.end();
+        let stdout = "";
+        let stderr = "";
+        child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
+          stdout += chunk;
+        });
+        child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+          stderr += chunk;
+        });
+        child.once("error", reject);
+        child.once("close", (status) => resolve({ status, stdout, stderr }));
+      }),
+  );
+}
+
 /** Runs the CLI in a child process, as a crontab would run the binary. */
 function cli(...args: string[]) {
   return cliWithEnv({ DATABASE_URL: emptyStore() }, ...args);
 }
 
-function cliWithEnv(env: Record<string, string>, ...args: string[]) {
-  const result = spawnSync(
+async function cliWithEnv(env: Record<string, string>, ...args: string[]) {
+  const result = await runProcess(
     process.execPath,
     cliArgv(args),
     // A bound, so that a `serve` that wrongly starts ends the test instead of hanging it.
-    { encoding: "utf8", env: { ...process.env, ...env }, timeout: 30_000 },
+    { env: { ...process.env, ...env }, timeout: 30_000 },
   );
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
@@ -54,36 +120,37 @@ function cliWithEnv(env: Record<string, string>, ...args: string[]) {
 function spawnCli(
   args: readonly string[],
   options: { stdio?: StdioOptions; cwd?: string; extra?: string[]; pipeTo?: string } = {},
-) {
+): Promise<Ran> {
   const node = [process.execPath, ...cliArgv([...args, ...(options.extra ?? [])])];
   // Through a shell pipeline, stdout is a pipe (`pipe:[...]`); Node's own is a socket.
   const [command, ...rest] = options.pipeTo
     ? ["/bin/sh", "-c", `"$@" | ${options.pipeTo}`, "sh", ...node]
     : node;
-  const run = spawnSync(command as string, rest, {
-    encoding: "utf8",
+  return runProcess(command as string, rest, {
     timeout: 20_000,
     killSignal: "SIGKILL",
     ...(options.stdio ? { stdio: options.stdio } : {}),
     ...(options.cwd ? { cwd: options.cwd } : {}),
   });
-  return { status: run.status, stdout: run.stdout ?? "", stderr: run.stderr ?? "" };
 }
 
 describe("CLI exit codes", () => {
-  it("exits 2, never 1, on a mistyped flag, so cron does not read it as a discrepancy", () => {
-    const run = cli("verify", "--sinse", "24h");
+  it("exits 2, never 1, on a mistyped flag, so cron does not read it as a discrepancy", async () => {
+    const run = await cli("verify", "--sinse", "24h");
     expect(run.code).toBe(2);
     expect(run.stderr).toContain("unknown option '--sinse'");
   });
 
-  it("refuses an empty flag and names the flag the user wrote in a bad setting", () => {
+  it("refuses an empty flag and names the flag the user wrote in a bad setting", async () => {
     // `--rpc "$RPC"` with RPC unset: not mainnet, the default it would fall back to.
-    for (const flag of ["--rpc", "--db", "--profile"]) {
-      const run = cli("verify", "--since", "1h", flag, "");
-      expect(run.code, flag).toBe(2);
-      expect(run.stderr.trim(), flag).toBe(`error: ${flag}: empty value`);
-    }
+    const bad = cli("verify", "--since", "1h", "--rpc", "notaurl");
+    await Promise.all(
+      ["--rpc", "--db", "--profile"].map(async (flag) => {
+        const run = await cli("verify", "--since", "1h", flag, "");
+        expect(run.code, flag).toBe(2);
+        expect(run.stderr.trim(), flag).toBe(`error: ${flag}: empty value`);
+      }),
+    );
     // Except --verify-cron "": it turns off the in-process nightly the environment sets.
     const before = process.env.VERIFY_CRON;
     process.env.VERIFY_CRON = "0 3 * * *";
@@ -94,13 +161,15 @@ describe("CLI exit codes", () => {
       if (before === undefined) delete process.env.VERIFY_CRON;
       else process.env.VERIFY_CRON = before;
     }
-    const bad = cli("verify", "--since", "1h", "--rpc", "notaurl");
-    expect(bad.code).toBe(2);
-    expect(bad.stderr).toContain("--rpc (SOLANA_RPC_URLS): Invalid URL");
+    expect((await bad).code).toBe(2);
+    expect((await bad).stderr).toContain("--rpc (SOLANA_RPC_URLS): Invalid URL");
   });
 
-  it("refuses a flag given twice instead of keeping the last, and creates nothing", () => {
-    const run = cli(
+  it("refuses a flag given twice instead of keeping the last, and creates nothing", async () => {
+    const since = cli("report", "reconciliation", "--since", "7d", "--since", "1d");
+    // A switch said twice says it once.
+    const json = cli("tokens", "list", "--json", "--json");
+    const run = await cli(
       "tokens",
       "create",
       "--role",
@@ -112,50 +181,50 @@ describe("CLI exit codes", () => {
     );
     expect(run.code).toBe(2);
     expect(run.stderr).toContain("error: --role: given more than once; give it once");
-    expect(cli("tokens", "list", "--json").stdout).not.toContain("twice-role");
-    const since = cli("report", "reconciliation", "--since", "7d", "--since", "1d");
-    expect(since.code).toBe(2);
-    expect(since.stderr).toContain("error: --since: given more than once");
-    expect(since.stdout).toBe("");
-    // A switch said twice says it once.
-    expect(cli("tokens", "list", "--json", "--json").code).toBe(0);
+    expect((await cli("tokens", "list", "--json")).stdout).not.toContain("twice-role");
+    expect((await since).code).toBe(2);
+    expect((await since).stderr).toContain("error: --since: given more than once");
+    expect((await since).stdout).toBe("");
+    expect((await json).code).toBe(0);
   });
 
-  it("refuses an empty --out rather than print to stdout the report a file was asked for", () => {
-    for (const args of [
-      ["report", "reconciliation", "--since", "7d"],
-      ["report", "statement", "--from", "2026-11-01", "--to", "2026-12-01"],
-      ["verify", "--since", "1h"],
-    ]) {
-      const run = cli(...args, "--out", "");
-      expect(run.code, args[0]).toBe(2);
-      expect(run.stderr.trim(), args.join(" ")).toBe("error: --out: empty value");
-      expect(run.stdout, args.join(" ")).toBe("");
-    }
+  it("refuses an empty --out rather than print to stdout the report a file was asked for", async () => {
+    await Promise.all(
+      [
+        ["report", "reconciliation", "--since", "7d"],
+        ["report", "statement", "--from", "2026-11-01", "--to", "2026-12-01"],
+        ["verify", "--since", "1h"],
+      ].map(async (args) => {
+        const run = await cli(...args, "--out", "");
+        expect(run.code, args[0]).toBe(2);
+        expect(run.stderr.trim(), args.join(" ")).toBe("error: --out: empty value");
+        expect(run.stdout, args.join(" ")).toBe("");
+      }),
+    );
   });
 
-  it("exits 2 with one line and no stack trace when a file cannot be read", () => {
-    const run = cli("import", "/nonexistent/receipts.jsonl");
+  it("exits 2 with one line and no stack trace when a file cannot be read", async () => {
+    const run = await cli("import", "/nonexistent/receipts.jsonl");
     expect(run.code).toBe(2);
     expect(run.stderr.trim().split("\n")).toHaveLength(1);
     expect(run.stderr).toContain("/nonexistent/receipts.jsonl");
   });
 
-  it("prints a file name's escape sequences and line breaks in its error as inert text", () => {
-    const run = cli("import", "/nonexistent/x\u001b[2J\nall receipts imported.jsonl");
+  it("prints a file name's escape sequences and line breaks in its error as inert text", async () => {
+    const run = await cli("import", "/nonexistent/x\u001b[2J\nall receipts imported.jsonl");
     expect(run.code).toBe(2);
     expect(run.stderr.trim().split("\n")).toHaveLength(1);
     expect(run.stderr).not.toContain("\u001b");
     expect(run.stderr).toContain("/nonexistent/x\\u001b[2J\\u000aall receipts imported.jsonl");
   });
 
-  it("exits 0 for --help", () => {
-    expect(cli("--help").code).toBe(0);
+  it("exits 0 for --help", async () => {
+    expect((await cli("--help")).code).toBe(0);
   });
 
-  it("prints its version and exits 0, run from source as a script", () => {
-    const run = spawnSync(process.execPath, ["--import", "tsx", "src/cli.ts", "--version"], {
-      encoding: "utf8",
+  it("prints its version and exits 0, run from source as a script", async () => {
+    const run = await runProcess(process.execPath, ["--import", "tsx", "src/cli.ts", "--version"], {
+      timeout: 50_000,
     });
     expect(run.status).toBe(0);
     expect(run.stdout.trim()).toBe(
@@ -163,25 +232,13 @@ describe("CLI exit codes", () => {
     );
   });
 
-  it("exits 2 naming the path when a command that reads the store is given a file that is not there", () => {
+  it("exits 2 naming the path when a command that reads the store is given a file that is not there", async () => {
     const dir = mkdtempSync(join(tmpdir(), "cli-typo-"));
     const typo = join(dir, "typo", "audit.dbx");
     const receipts = join(dir, "receipts.jsonl");
-    // A crontab with a mistyped path must not read as "all verified" from a new empty store.
-    for (const args of [
-      ["verify", "--since", "24h", "--rpc", "http://127.0.0.1:9", "--db", typo],
-      ["import", receipts, "--db", typo],
-      ["report", "reconciliation", "--since", "24h", "--db", typo],
-      ["tokens", "list", "--db", typo],
-    ]) {
-      const run = cli(...args);
-      expect(run.code, args.join(" ")).toBe(2);
-      expect(run.stderr).toContain(`no SQLite store at ${typo}`);
-      expect(run.stderr).toContain("db migrate");
-    }
     // The same through the environment, in a folder that exists.
     const sibling = join(dir, "audit.dbx");
-    const run = cliWithEnv(
+    const viaEnv = cliWithEnv(
       { DATABASE_URL: sibling },
       "tokens",
       "create",
@@ -190,20 +247,44 @@ describe("CLI exit codes", () => {
       "--name",
       "x",
     );
+    // An empty file (touched, or a copy that failed) is no store either.
+    const empty = join(dir, "empty.db");
+    writeFileSync(empty, "");
+    const onEmptyRun = cli(
+      "verify",
+      "--since",
+      "24h",
+      "--rpc",
+      "http://127.0.0.1:9",
+      "--db",
+      empty,
+    );
+    // A crontab with a mistyped path must not read as "all verified" from a new empty store.
+    await Promise.all(
+      [
+        ["verify", "--since", "24h", "--rpc", "http://127.0.0.1:9", "--db", typo],
+        ["import", receipts, "--db", typo],
+        ["report", "reconciliation", "--since", "24h", "--db", typo],
+        ["tokens", "list", "--db", typo],
+      ].map(async (args) => {
+        const run = await cli(...args);
+        expect(run.code, args.join(" ")).toBe(2);
+        expect(run.stderr).toContain(`no SQLite store at ${typo}`);
+        expect(run.stderr).toContain("db migrate");
+      }),
+    );
+    const run = await viaEnv;
     expect(run.code).toBe(2);
     expect(run.stderr).toContain(`no SQLite store at ${sibling}`);
     expect(existsSync(join(dir, "typo"))).toBe(false);
     expect(existsSync(sibling)).toBe(false);
-    // An empty file (touched, or a copy that failed) is no store either.
-    const empty = join(dir, "empty.db");
-    writeFileSync(empty, "");
-    const onEmpty = cli("verify", "--since", "24h", "--rpc", "http://127.0.0.1:9", "--db", empty);
+    const onEmpty = await onEmptyRun;
     expect(onEmpty.code).toBe(2);
     expect(onEmpty.stderr).toContain(`no SQLite store at ${empty}`);
     expect(statSync(empty).size).toBe(0);
   }, 60_000);
 
-  it("refuses another application's SQLite database with exit 2 and one line, changing nothing", () => {
+  it("refuses another application's SQLite database with exit 2 and one line, changing nothing", async () => {
     const dir = mkdtempSync(join(tmpdir(), "cli-foreign-"));
     const foreign = join(dir, "other.db");
     const other = new Database(foreign);
@@ -212,71 +293,77 @@ describe("CLI exit codes", () => {
     const before = readFileSync(foreign);
     const receipts = join(dir, "receipts.jsonl");
     writeFileSync(receipts, "");
-    for (const args of [
-      ["verify", "--window", "yesterday", "--rpc", "http://127.0.0.1:9", "--db", foreign],
-      ["report", "reconciliation", "--since", "24h", "--db", foreign],
-      ["import", receipts, "--db", foreign],
-      ["tokens", "list", "--db", foreign],
-      ["db", "migrate", "--db", foreign],
-      ["serve", "--workers", "1", "--port", "0", "--db", foreign],
-    ]) {
-      const run = cli(...args);
-      expect(run.code, args.join(" ")).toBe(2);
-      expect(run.stderr.trim().split("\n"), args.join(" ")).toHaveLength(1);
-      expect(run.stderr).toContain(`${foreign} is not a decentral-audit store`);
-      expect(run.stderr).toContain("(g)");
-    }
+    await Promise.all(
+      [
+        ["verify", "--window", "yesterday", "--rpc", "http://127.0.0.1:9", "--db", foreign],
+        ["report", "reconciliation", "--since", "24h", "--db", foreign],
+        ["import", receipts, "--db", foreign],
+        ["tokens", "list", "--db", foreign],
+        ["db", "migrate", "--db", foreign],
+        ["serve", "--workers", "1", "--port", "0", "--db", foreign],
+      ].map(async (args) => {
+        const run = await cli(...args);
+        expect(run.code, args.join(" ")).toBe(2);
+        expect(run.stderr.trim().split("\n"), args.join(" ")).toHaveLength(1);
+        expect(run.stderr).toContain(`${foreign} is not a decentral-audit store`);
+        expect(run.stderr).toContain("(g)");
+      }),
+    );
     expect(readFileSync(foreign).equals(before)).toBe(true);
     expect(readdirSync(dir).sort()).toEqual(["other.db", "receipts.jsonl"]);
     // Nor is a file that is no SQLite database at all.
     const text = join(dir, "notes.db");
     writeFileSync(text, "these are notes, not a database\n".repeat(200));
-    const run = cli("verify", "--since", "24h", "--rpc", "http://127.0.0.1:9", "--db", text);
+    const run = await cli("verify", "--since", "24h", "--rpc", "http://127.0.0.1:9", "--db", text);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain(`${text} is not a decentral-audit store: it is not a SQLite`);
   }, 120_000);
 
-  it("refuses an --out that is a folder before the report is made, naming it", () => {
+  it("refuses an --out that is a folder before the report is made, naming it", async () => {
     const dir = mkdtempSync(join(tmpdir(), "cli-out-"));
-    for (const args of [
-      ["report", "reconciliation", "--since", "24h", "--out", dir],
-      ["report", "reconciliation", "--recompute", "--out", dir],
-      ["report", "statement", "--since", "24h", "--out", dir],
-    ]) {
-      const run = cli(...args);
-      expect(run.code, args.join(" ")).toBe(2);
-      expect(run.stderr.trim(), args.join(" ")).toBe(
-        `error: --out: ${dir} is a folder; give a file name`,
-      );
-    }
+    await Promise.all(
+      [
+        ["report", "reconciliation", "--since", "24h", "--out", dir],
+        ["report", "reconciliation", "--recompute", "--out", dir],
+        ["report", "statement", "--since", "24h", "--out", dir],
+      ].map(async (args) => {
+        const run = await cli(...args);
+        expect(run.code, args.join(" ")).toBe(2);
+        expect(run.stderr.trim(), args.join(" ")).toBe(
+          `error: --out: ${dir} is a folder; give a file name`,
+        );
+      }),
+    );
   }, 60_000);
 
-  it("writes --out into a device, never replacing it: /dev/full is a full disk, exit 2", () => {
-    for (const args of [
-      ["report", "reconciliation", "--since", "24h", "--out", "/dev/full"],
-      ["verify", "--since", "24h", "--rpc", "http://127.0.0.1:9", "--out", "/dev/full"],
-    ]) {
-      const run = cli(...args);
-      expect(run.code, args.join(" ")).toBe(2);
-      expect(run.stderr, args.join(" ")).toContain(
-        "error: --out: cannot write /dev/full: ENOSPC: no space left on device",
-      );
-      expect(statSync("/dev/full").isCharacterDevice()).toBe(true);
-    }
+  it("writes --out into a device, never replacing it: /dev/full is a full disk, exit 2", async () => {
+    await Promise.all(
+      [
+        ["report", "reconciliation", "--since", "24h", "--out", "/dev/full"],
+        ["verify", "--since", "24h", "--rpc", "http://127.0.0.1:9", "--out", "/dev/full"],
+      ].map(async (args) => {
+        const run = await cli(...args);
+        expect(run.code, args.join(" ")).toBe(2);
+        expect(run.stderr, args.join(" ")).toContain(
+          "error: --out: cannot write /dev/full: ENOSPC: no space left on device",
+        );
+      }),
+    );
+    expect(statSync("/dev/full").isCharacterDevice()).toBe(true);
   }, 60_000);
 
-  it("writes --out /proc/self/fd/1 (what /dev/stdout links to) into the log stdout appends to", () => {
+  it("writes --out /proc/self/fd/1 (what /dev/stdout links to) into the log stdout appends to", async () => {
     const log = join(mkdtempSync(join(tmpdir(), "cli-stdout-")), "app.log");
     writeFileSync(log, "earlier line\n");
     const fd = openSync(log, "a");
     try {
-      const run = spawnSync(
+      const run = await runProcess(
         process.execPath,
         cliArgv([
           ...["report", "reconciliation", "--since", "24h", "--db", emptyStore()],
           ...["--out", "/proc/self/fd/1"],
         ]),
-        { stdio: ["ignore", fd, "pipe"], encoding: "utf8", timeout: 30_000 },
+        { stdio: ["ignore", fd, "pipe"], timeout: 30_000 },
       );
       expect(run.stderr).toBe("");
       expect(run.status).toBe(0);
@@ -288,14 +375,16 @@ describe("CLI exit codes", () => {
     expect(JSON.parse(text.slice("earlier line\n".length))).toHaveProperty("totals");
   }, 30_000);
 
-  it("writes --out /dev/fd/1 into the log stdout appends to, and into a pipe", () => {
+  it("writes --out /dev/fd/1 into the log stdout appends to, and into a pipe", async () => {
     const log = join(mkdtempSync(join(tmpdir(), "cli-stdout-")), "app.log");
     writeFileSync(log, "earlier line\n");
     const before = statSync(log).ino;
     const args = ["report", "reconciliation", "--since", "24h", "--db", emptyStore()];
     const fd = openSync(log, "a");
     try {
-      const run = spawnCli([...args, "--out", "/dev/fd/1"], { stdio: ["ignore", fd, "pipe"] });
+      const run = await spawnCli([...args, "--out", "/dev/fd/1"], {
+        stdio: ["ignore", fd, "pipe"],
+      });
       expect(run.stderr).toBe("");
       expect(run.status).toBe(0);
     } finally {
@@ -307,17 +396,19 @@ describe("CLI exit codes", () => {
     expect(text.startsWith("earlier line\n{")).toBe(true);
     expect(JSON.parse(text.slice("earlier line\n".length))).toHaveProperty("totals");
     // Stdout a pipe (`| mail`): /dev/fd/1 links to `pipe:[...]`, which no folder holds.
-    const piped = spawnCli([...args, "--out", "/dev/fd/1"], { pipeTo: "cat" });
+    const piped = await spawnCli([...args, "--out", "/dev/fd/1"], { pipeTo: "cat" });
     expect(piped.stderr).toBe("");
     expect(piped.status).toBe(0);
     expect(JSON.parse(piped.stdout)).toHaveProperty("totals");
   }, 30_000);
 
-  it("exits 2 naming the path when --out /dev/stdout cannot be written (a full disk)", () => {
+  it("exits 2 naming the path when --out /dev/stdout cannot be written (a full disk)", async () => {
     const args = ["report", "reconciliation", "--since", "24h", "--db", emptyStore()];
     const full = openSync("/dev/full", "w");
     try {
-      const run = spawnCli([...args, "--out", "/dev/stdout"], { stdio: ["ignore", full, "pipe"] });
+      const run = await spawnCli([...args, "--out", "/dev/stdout"], {
+        stdio: ["ignore", full, "pipe"],
+      });
       expect(run.stderr).toContain("error: --out: cannot write /dev/stdout: ENOSPC");
       expect(run.status).toBe(2);
     } finally {
@@ -325,44 +416,53 @@ describe("CLI exit codes", () => {
     }
   }, 30_000);
 
-  it("writes --out /dev/stdout into a socket (the journal under systemd), which no path opens", () => {
+  it("writes --out /dev/stdout into a socket (the journal under systemd), which no path opens", async () => {
     const args = ["report", "reconciliation", "--since", "24h", "--db", emptyStore()];
     // Node's child_process gives stdout a socket pair, as systemd gives the journal's socket.
-    for (const out of ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"]) {
-      const run = spawnCli([...args, "--out", out]);
-      expect(run.stderr, out).toBe("");
-      expect(run.status, out).toBe(0);
-      expect(JSON.parse(run.stdout), out).toHaveProperty("totals");
-    }
+    await Promise.all(
+      ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"].map(async (out) => {
+        const run = await spawnCli([...args, "--out", out]);
+        expect(run.stderr, out).toBe("");
+        expect(run.status, out).toBe(0);
+        expect(JSON.parse(run.stdout), out).toHaveProperty("totals");
+      }),
+    );
   }, 60_000);
 
-  it("writes --out - to stdout, for every command that takes --out, and makes no file -", () => {
+  it("writes --out - to stdout, for every command that takes --out, and makes no file -", async () => {
     const cwd = mkdtempSync(join(tmpdir(), "cli-out-dash-"));
-    for (const [args, expected] of [
-      [["report", "reconciliation", "--since", "24h"], '"totals"'],
-      [["report", "reconciliation", "--recompute"], "rollups"],
-      [["report", "statement", "--since", "24h"], '"vaults"'],
-      [["verify", "--since", "24h", "--rpc", "http://127.0.0.1:9"], "jobs"],
-    ] as const) {
-      const run = spawnCli([...args, "--db", emptyStore(), "--out", "-"], { cwd });
-      expect(run.stdout, args.join(" ")).toContain(expected);
-      expect(readdirSync(cwd), args.join(" ")).toEqual([]);
-    }
+    await Promise.all(
+      (
+        [
+          [["report", "reconciliation", "--since", "24h"], '"totals"'],
+          [["report", "reconciliation", "--recompute"], "rollups"],
+          [["report", "statement", "--since", "24h"], '"vaults"'],
+          [["verify", "--since", "24h", "--rpc", "http://127.0.0.1:9"], "jobs"],
+        ] as const
+      ).map(async ([args, expected]) => {
+        const run = await spawnCli([...args, "--db", emptyStore(), "--out", "-"], { cwd });
+        expect(run.stdout, args.join(" ")).toContain(expected);
+        expect(readdirSync(cwd), args.join(" ")).toEqual([]);
+      }),
+    );
   }, 120_000);
 
-  it("refuses --out to a named pipe nobody reads with exit 2, instead of waiting forever", () => {
+  it("refuses --out to a named pipe nobody reads with exit 2, instead of waiting forever", async () => {
     const fifo = join(mkdtempSync(join(tmpdir(), "cli-fifo-")), "summary.pipe");
     expect(spawnSync("mkfifo", [fifo]).status).toBe(0);
-    const run = spawnCli(["report", "reconciliation", "--since", "24h", "--db", emptyStore()], {
-      extra: ["--out", fifo],
-    });
+    const run = await spawnCli(
+      ["report", "reconciliation", "--since", "24h", "--db", emptyStore()],
+      {
+        extra: ["--out", fifo],
+      },
+    );
     expect(run.stderr.trim()).toBe(
       `error: --out: nothing reads the named pipe ${fifo}; start its reader first`,
     );
     expect(run.status).toBe(2);
   }, 30_000);
 
-  it("refuses an in-memory database for every command with exit 2 and one line", () => {
+  it("refuses an in-memory database for every command with exit 2 and one line", async () => {
     const dir = mkdtempSync(join(tmpdir(), "cli-memory-"));
     const receipts = join(dir, "receipts.jsonl");
     writeFileSync(receipts, "");
@@ -382,62 +482,67 @@ describe("CLI exit codes", () => {
       [`file:${join(dir, "a.db")}?mode=memory`, commands[1]!] as const,
       [`file:${join(dir, "a.db")}?mode=memory`, commands[6]!] as const,
     ];
-    for (const [url, args] of runs) {
-      const what = `${args.join(" ")} --db ${url}`;
-      const run = cli(...args, "--db", url);
-      expect(run.code, what).toBe(2);
-      expect(run.stderr.trim(), what).toBe(
-        `error: ${url} is an in-memory database, which keeps nothing between processes: give --db / DATABASE_URL a database file or a postgres:// URL`,
-      );
-      // Above all no token that no service would know.
-      expect(run.stdout, what).toBe("");
-    }
     // Through the environment too.
-    const run = cliWithEnv(
+    const viaEnv = cliWithEnv(
       { DATABASE_URL: ":memory:" },
       "report",
       "reconciliation",
       "--since",
       "1d",
     );
+    await Promise.all(
+      runs.map(async ([url, args]) => {
+        const what = `${args.join(" ")} --db ${url}`;
+        const run = await cli(...args, "--db", url);
+        expect(run.code, what).toBe(2);
+        expect(run.stderr.trim(), what).toBe(
+          `error: ${url} is an in-memory database, which keeps nothing between processes: give --db / DATABASE_URL a database file or a postgres:// URL`,
+        );
+        // Above all no token that no service would know.
+        expect(run.stdout, what).toBe("");
+      }),
+    );
+    const run = await viaEnv;
     expect(run.code).toBe(2);
     expect(run.stderr).toContain(":memory: is an in-memory database");
     expect(readdirSync(dir)).toEqual(["receipts.jsonl"]);
   }, 120_000);
 
-  it("says a --db that is a folder is a folder, naming it", () => {
+  it("says a --db that is a folder is a folder, naming it", async () => {
     const dir = mkdtempSync(join(tmpdir(), "cli-folder-"));
     const receipts = join(dir, "receipts.jsonl");
     writeFileSync(receipts, "");
-    for (const args of [
-      ["verify", "--since", "24h", "--rpc", "http://127.0.0.1:9"],
-      ["tokens", "list"],
-      ["report", "reconciliation", "--since", "24h"],
-      ["import", receipts],
-      ["db", "migrate"],
-    ]) {
-      const run = cli(...args, "--db", dir);
-      expect(run.code, args.join(" ")).toBe(2);
-      expect(run.stderr.trim(), args.join(" ")).toBe(
-        `error: ${dir} is a folder, not a SQLite database file (check --db / DATABASE_URL)`,
-      );
-    }
+    await Promise.all(
+      [
+        ["verify", "--since", "24h", "--rpc", "http://127.0.0.1:9"],
+        ["tokens", "list"],
+        ["report", "reconciliation", "--since", "24h"],
+        ["import", receipts],
+        ["db", "migrate"],
+      ].map(async (args) => {
+        const run = await cli(...args, "--db", dir);
+        expect(run.code, args.join(" ")).toBe(2);
+        expect(run.stderr.trim(), args.join(" ")).toBe(
+          `error: ${dir} is a folder, not a SQLite database file (check --db / DATABASE_URL)`,
+        );
+      }),
+    );
     expect(readdirSync(dir)).toEqual(["receipts.jsonl"]);
   }, 60_000);
 
-  it("says a tx inspect target that is neither a signature nor a file is neither", () => {
-    const run = cli("tx", "inspect", "notasig");
+  it("says a tx inspect target that is neither a signature nor a file is neither", async () => {
+    const run = await cli("tx", "inspect", "notasig");
     expect(run.code).toBe(2);
     expect(run.stderr.trim()).toBe(
       "error: notasig is neither a transaction signature (64 bytes, base58) nor a file",
     );
   }, 30_000);
 
-  it("exits 2 naming the vault and the cause when report statement --sync cannot read it", () => {
+  it("exits 2 naming the vault and the cause when report statement --sync cannot read it", async () => {
     const db = join(mkdtempSync(join(tmpdir(), "cli-sync-")), "audit.db");
-    expect(cli("db", "migrate", "--db", db).code).toBe(0);
+    expect((await cli("db", "migrate", "--db", db)).code).toBe(0);
     const vault = "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM";
-    const run = cliWithEnv(
+    const run = await cliWithEnv(
       { DATABASE_URL: db, CREDIT_VAULTS: vault, LOG_LEVEL: "silent" },
       ...["report", "statement", "--since", "1d", "--sync", "--rpc", "http://127.0.0.1:1"],
     );
@@ -446,16 +551,16 @@ describe("CLI exit codes", () => {
     expect(run.stderr).toContain("ECONNREFUSED");
   }, 60_000);
 
-  it("exits 2 naming --vault when report account-snapshot --list is given one that is no address", () => {
+  it("exits 2 naming --vault when report account-snapshot --list is given one that is no address", async () => {
     const db = join(mkdtempSync(join(tmpdir(), "cli-vault-")), "audit.db");
-    expect(cli("db", "migrate", "--db", db).code).toBe(0);
-    const run = cli("report", "account-snapshot", "--list", "--vault", "bad", "--db", db);
+    expect((await cli("db", "migrate", "--db", db)).code).toBe(0);
+    const run = await cli("report", "account-snapshot", "--list", "--vault", "bad", "--db", db);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain("--vault: not a base58 address");
   }, 60_000);
 
-  it("exits 2 naming the flag when a number flag is not plain digits", () => {
-    const copy = cli(
+  it("exits 2 naming the flag when a number flag is not plain digits", async () => {
+    const copyRun = cli(
       "db",
       "copy",
       "--from",
@@ -465,9 +570,7 @@ describe("CLI exit codes", () => {
       "--batch",
       "1e3",
     );
-    expect(copy.code).toBe(2);
-    expect(copy.stderr).toContain("--batch: expected an integer from 1 to");
-    const inspect = cli(
+    const inspectRun = cli(
       "tx",
       "inspect",
       "-",
@@ -476,11 +579,9 @@ describe("CLI exit codes", () => {
       "--quorum",
       "0x2",
     );
-    expect(inspect.code).toBe(2);
-    expect(inspect.stderr).toContain("--quorum: expected an integer from 2 to");
     // Two keys of one provider would vote twice.
     const sig = "5".repeat(88);
-    const twice = cli(
+    const twiceRun = cli(
       "tx",
       "inspect",
       sig,
@@ -489,6 +590,11 @@ describe("CLI exit codes", () => {
       "--quorum",
       "2",
     );
+    const [copy, inspect, twice] = await Promise.all([copyRun, inspectRun, twiceRun]);
+    expect(copy.code).toBe(2);
+    expect(copy.stderr).toContain("--batch: expected an integer from 1 to");
+    expect(inspect.code).toBe(2);
+    expect(inspect.stderr).toContain("--quorum: expected an integer from 2 to");
     expect(twice.code).toBe(2);
     expect(twice.stderr).toContain("a quorum counts each URL as one provider");
     expect(twice.stderr).not.toContain("api-key=b");
@@ -496,9 +602,9 @@ describe("CLI exit codes", () => {
 });
 
 describe("CLI help and README", () => {
-  it("says --db takes a postgres:// URL as well as a SQLite file", () => {
-    const help = spawnSync(process.execPath, cliArgv(["verify", "--help"]), {
-      encoding: "utf8",
+  it("says --db takes a postgres:// URL as well as a SQLite file", async () => {
+    const help = await runProcess(process.execPath, cliArgv(["verify", "--help"]), {
+      timeout: 30_000,
     });
     expect(help.stdout).toContain("--db <path|url>");
     expect(help.stdout).toContain("SQLite database file, or postgres:// URL (DATABASE_URL)");
