@@ -33,11 +33,11 @@ function emptyStore(): string {
 }
 
 /**
- * At most three CLI processes of this file at once. Each start is most of a second of CPU: the
+ * At most two CLI processes of this file at once. Each start is most of a second of CPU: the
  * file's seventy, one after the other, took a minute of a 2-core runner mostly waiting on one
- * process; a few at once overlap their waits without crowding the other test file's process.
+ * process; two at once overlap their waits without crowding the other test file's process.
  */
-const parallel = 3;
+const parallel = 2;
 let running = 0;
 const queued: (() => void)[] = [];
 async function inTurn<T>(work: () => Promise<T>): Promise<T> {
@@ -114,7 +114,7 @@ async function cliWithEnv(env: Record<string, string>, ...args: string[]) {
 }
 
 /**
- * Runs the CLI with the given stdio and folder. Killed outright past 20 s: a process stuck in
+ * Runs the CLI with the given stdio and folder. Killed outright past 30 s: a process stuck in
  * a blocking open does not run a handler for a gentler signal.
  */
 function spawnCli(
@@ -127,7 +127,7 @@ function spawnCli(
     ? ["/bin/sh", "-c", `"$@" | ${options.pipeTo}`, "sh", ...node]
     : node;
   return runProcess(command as string, rest, {
-    timeout: 20_000,
+    timeout: 30_000,
     killSignal: "SIGKILL",
     ...(options.stdio ? { stdio: options.stdio } : {}),
     ...(options.cwd ? { cwd: options.cwd } : {}),
@@ -373,7 +373,7 @@ describe("CLI exit codes", () => {
     const text = readFileSync(log, "utf8");
     expect(text.startsWith("earlier line\n{")).toBe(true);
     expect(JSON.parse(text.slice("earlier line\n".length))).toHaveProperty("totals");
-  }, 30_000);
+  }, 60_000);
 
   it("writes --out /dev/fd/1 into the log stdout appends to, and into a pipe", async () => {
     const log = join(mkdtempSync(join(tmpdir(), "cli-stdout-")), "app.log");
@@ -400,7 +400,7 @@ describe("CLI exit codes", () => {
     expect(piped.stderr).toBe("");
     expect(piped.status).toBe(0);
     expect(JSON.parse(piped.stdout)).toHaveProperty("totals");
-  }, 30_000);
+  }, 60_000);
 
   it("exits 2 naming the path when --out /dev/stdout cannot be written (a full disk)", async () => {
     const args = ["report", "reconciliation", "--since", "24h", "--db", emptyStore()];
@@ -414,7 +414,7 @@ describe("CLI exit codes", () => {
     } finally {
       closeSync(full);
     }
-  }, 30_000);
+  }, 60_000);
 
   it("writes --out /dev/stdout into a socket (the journal under systemd), which no path opens", async () => {
     const args = ["report", "reconciliation", "--since", "24h", "--db", emptyStore()];
@@ -460,7 +460,7 @@ describe("CLI exit codes", () => {
       `error: --out: nothing reads the named pipe ${fifo}; start its reader first`,
     );
     expect(run.status).toBe(2);
-  }, 30_000);
+  }, 60_000);
 
   it("refuses an in-memory database for every command with exit 2 and one line", async () => {
     const dir = mkdtempSync(join(tmpdir(), "cli-memory-"));
@@ -536,7 +536,7 @@ describe("CLI exit codes", () => {
     expect(run.stderr.trim()).toBe(
       "error: notasig is neither a transaction signature (64 bytes, base58) nor a file",
     );
-  }, 30_000);
+  }, 60_000);
 
   it("exits 2 naming the vault and the cause when report statement --sync cannot read it", async () => {
     const db = join(mkdtempSync(join(tmpdir(), "cli-sync-")), "audit.db");
@@ -598,7 +598,7 @@ describe("CLI exit codes", () => {
     expect(twice.code).toBe(2);
     expect(twice.stderr).toContain("a quorum counts each URL as one provider");
     expect(twice.stderr).not.toContain("api-key=b");
-  }, 30_000);
+  }, 60_000);
 });
 
 describe("CLI help and README", () => {
