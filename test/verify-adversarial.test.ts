@@ -12,6 +12,7 @@ import {
   fingerprintOfKey,
   type JobOutcome,
   newJobId,
+  Scenario,
   startAdversaryHarness,
 } from "./support/operator.js";
 import { listen, serveApp } from "./support/recorder-fixtures.js";
@@ -41,14 +42,25 @@ import { readJob } from "./support/seed-recorder.js";
  *   credit vault is learned before the fraud is looked at.
  */
 
+/**
+ * One local world for both dialects' scenarios: each scenario has its own store, and the chain
+ * already serves every scenario of a dialect, so a second world only cost its start again.
+ */
+let world: Promise<AdversaryHarness> | undefined;
+afterAll(async () => {
+  await (await world)?.close();
+});
+
 describe.each(dialects)("%s store", (dialect) => {
   const stores = useDialectStores(dialect);
   let h: AdversaryHarness;
   beforeAll(async () => {
-    h = await startAdversaryHarness({ openStore: () => stores.open() });
-  });
-  afterAll(async () => {
-    await h?.close();
+    world ??= startAdversaryHarness();
+    const shared = await world;
+    h = {
+      ...shared,
+      scenario: async (profile = localnetProfile) => new Scenario(h, profile, await stores.open()),
+    };
   });
 
   const discrepancy = (...failing: string[]): JobOutcome => ({
