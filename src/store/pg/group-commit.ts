@@ -3,7 +3,27 @@ import { sql, TransactionRollbackError } from "drizzle-orm";
 import { openPgSidePool, type PgStore } from "../../db/pg/client.js";
 import { jobApiAnswers, jobs, receiptConflicts } from "../../db/pg/schema.js";
 import type { WriteUnit } from "../write-unit.js";
-import type { PgTx } from "./executor.js";
+import type { PgExecutor, PgTx } from "./executor.js";
+
+/**
+ * Two-key advisory lock class of the receipt writers: the first 4 bytes of
+ * sha256("decentral-audit:receipt-writers") as a signed 32-bit integer.
+ */
+export const RECEIPT_WRITER_LOCK_CLASS = -1_823_318_440;
+
+/**
+ * Receipt writers take turns (a transaction-level advisory lock, before any row lock): a group
+ * is many statements, each task's insert or update moving the rollup rows of its model, worker,
+ * key and hour (a statement trigger, each statement in key order), and a receipt locking its
+ * job's row. Two hosts' groups met on those shared rows in the order their tasks came, which
+ * deadlocked (PostgreSQL aborted one group after its deadlock_timeout; the writer logged "could
+ * not record receipts; will retry" and its callers waited on). Groups of one deployment's few
+ * models and workers share those rows anyway and waited on each other there; taking turns up
+ * front only makes the wait come first. Raw SQL: drizzle has no builder for advisory locks.
+ */
+export async function takeReceiptWriterTurn(tx: PgExecutor): Promise<void> {
+  await tx.execute(sql`SELECT pg_advisory_xact_lock(${RECEIPT_WRITER_LOCK_CLASS}::int, 0)`);
+}
 
 /** How one unit of a PostgreSQL group ended: its value, or the error it failed with alone. */
 export type UnitOutcome = { ok: true; value: unknown } | { ok: false; error: unknown };
@@ -46,12 +66,14 @@ export function openPgWriterConnection(shared: PgStore): PgWriterConnection {
     close: own.close,
     together: (units) =>
       store.db.transaction(async (tx) => {
+        await takeReceiptWriterTurn(tx);
         const values: unknown[] = [];
         for (const unit of units) values.push(await unit.runPostgres(tx));
         return values;
       }),
     isolated: (units, failsAlone) =>
       store.db.transaction(async (tx) => {
+        await takeReceiptWriterTurn(tx);
         const outcomes: UnitOutcome[] = [];
         for (const unit of units) {
           try {
@@ -70,6 +92,8 @@ export function openPgWriterConnection(shared: PgStore): PgWriterConnection {
     },
     async probeWrite() {
       await store.db.transaction(async (tx) => {
+        // Its receipt row, inserted and undone, moves rollup rows as a receipt's insert does.
+        await takeReceiptWriterTurn(tx);
         for (const table of [jobs, receiptConflicts, jobApiAnswers]) {
           await tx.execute(sql`INSERT INTO ${table} SELECT * FROM ${table} WHERE false`);
         }

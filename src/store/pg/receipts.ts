@@ -33,6 +33,7 @@ import {
 } from "../receipt-rules.js";
 import type { ReceiptsStore, RecordOptions, RecordResult } from "../receipts.js";
 import type { PgExecutor, PgTx } from "./executor.js";
+import { takeReceiptWriterTurn } from "./group-commit.js";
 import { reopenJobsPg, reopenNamersPg } from "./job-queue.js";
 import { inPgTransaction, retryOnConflict } from "./write-transaction.js";
 
@@ -415,7 +416,11 @@ export function createPgReceiptsStore(store: PgStore): ReceiptsStore {
   return {
     record(receipts, source, options) {
       return retryOnConflict(() =>
-        store.db.transaction((tx) => recordReceiptsPg(tx, receipts, source, options)),
+        store.db.transaction(async (tx) => {
+          // Its own transaction, beside the receipt writers' groups: it takes its turn as they do.
+          await takeReceiptWriterTurn(tx);
+          return recordReceiptsPg(tx, receipts, source, options);
+        }),
       );
     },
   };
