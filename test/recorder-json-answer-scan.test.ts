@@ -195,3 +195,69 @@ describe("a JSON answer read as it passes", () => {
     expect(scanned(fine, chat)).toEqual(parsed(fine, chat));
   });
 });
+
+describe("a JSON answer read in runs, cut anywhere", () => {
+  /** The body read in two pieces cut at every byte, and in pieces of 1 to 9 bytes. */
+  function everyCut(body: string, asked: Asked = chat) {
+    const bytes = Buffer.from(body);
+    const expected = parsed(body, asked);
+    const cuttings: Buffer[][] = [];
+    for (let at = 0; at <= bytes.length; at++) {
+      cuttings.push([bytes.subarray(0, at), bytes.subarray(at)]);
+    }
+    for (let size = 1; size < 10; size++) {
+      const cut: Buffer[] = [];
+      for (let at = 0; at < bytes.length; at += size) cut.push(bytes.subarray(at, at + size));
+      cuttings.push(cut);
+    }
+    let readable = true;
+    try {
+      JSON.parse(body);
+    } catch {
+      readable = false;
+    }
+    for (const cut of cuttings) {
+      const scan = createJsonAnswerScan(asked);
+      for (const piece of cut) scan.add(piece);
+      expect(scan.result().kind !== "unreadable").toBe(readable);
+      expect(scannedBodyFacts(scan, ["sk-secret"], asked)).toEqual(expected);
+    }
+  }
+
+  it.each([
+    ["number runs", '{"pad":[0,-1,12.5e+3,-0.25E-2,1e9,7],"usage":{"completion_tokens":1.5e1}}'],
+    ["numbers in usage", '{"choices":[],"usage":{"prompt_tokens":120,"total_tokens":-3.25e2}}'],
+    ["leading zero digit", '{"pad":[1,00],"choices":[]}'],
+    ["minus then dot", '{"pad":[-.5],"choices":[]}'],
+    ["dot then end", '{"pad":[1.],"choices":[]}'],
+    ["exponent without digits", '{"pad":[1e+],"choices":[]}'],
+    ["number then space", '{"usage":{"completion_tokens":12 },"choices":[]}'],
+    ["number at the end", "1234"],
+    [
+      "escapes read",
+      '{"model":"a\\n\\t\\u0041\\u00e9\\u20ac\\/","choices":[{"message":{"content":"\\"x\\\\"}}]}',
+    ],
+    [
+      "escapes skipped",
+      '{"pad":"\\n\\"\\u00e9\\u20AC\\\\","pad2":{"\\u0061":"\\b\\f\\r"},"choices":[]}',
+    ],
+    ["bad hex", '{"pad":"\\u00g0","choices":[]}'],
+    ["bad escape skipped", '{"pad":"\\a","choices":[]}'],
+    ["surrogate pair", '{"choices":[{"message":{"content":"\\ud83d\\ude00\\uD83D\\uDE00"}}]}'],
+    ["lone high then text", '{"choices":[{"message":{"content":"\\ud83dx"}}]}'],
+    ["high then high", '{"choices":[{"message":{"content":"\\ud83d\\ud83d\\ude00"}}]}'],
+    ["high then escape", '{"choices":[{"message":{"content":"\\ud83d\\n"}}]}'],
+    ["high at the end", '{"model":"m","choices":[{"message":{"content":"a\\udbff"}}]}'],
+    ["lone low", '{"choices":[{"message":{"content":"\\udc00a\\ude00b"}}]}'],
+    ["pair in a skipped string", '{"pad":"\\ud83d\\ude00\\ud83d","choices":[]}'],
+    ["literals", '{"pad":[true,false,null],"error":false,"choices":[{"message":null}]}'],
+    ["bad literal in a run", '{"pad":[true,fals],"choices":[]}'],
+    ["keys of a skipped object", '{"pad":{"choices":[{"message":{"content":"x"}}]},"choices":[]}'],
+    ["colon runs", '{"a" : 1,"b":"c","d":[],"e":{},"choices":[{"message":{"content":"yz"}}]}'],
+    ["missing colon", '{"a" 1,"choices":[]}'],
+    ["comma then space", '{"pad":[1, 2,\n"x"],"choices":[]}'],
+    ["raw control in a skipped string", '{"pad":"a\u001fb","choices":[]}'],
+  ])("reads %s as JSON.parse does", (_name, body) => {
+    everyCut(body);
+  });
+});

@@ -172,6 +172,15 @@ for (let c = 0; c < 0x20; c++) stringStop[c] = 1;
 stringStop[0x22] = 1;
 stringStop[0x5c] = 1;
 
+/** The value of four hex digits at `at`; -1 when one is no hex digit. */
+const hex4 = (chunk: Buffer, at: number): number => {
+  const a = hexValue(chunk[at] as number);
+  const b = hexValue(chunk[at + 1] as number);
+  const c = hexValue(chunk[at + 2] as number);
+  const d = hexValue(chunk[at + 3] as number);
+  return a < 0 || b < 0 || c < 0 || d < 0 ? -1 : (a << 12) | (b << 8) | (c << 4) | d;
+};
+
 const utf8Length = (code: number) => (code < 0x80 ? 1 : code < 0x800 ? 2 : code < 0x10000 ? 3 : 4);
 
 enum State {
@@ -218,14 +227,19 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
   // The string being read.
   let stringIsKey = false;
   let stringBytes = 0;
-  let kept: number[] = [];
+  const kept: number[] = [];
   let keptFull = false;
+  /** Bytes of the string's text kept: none for a string nothing reads (its length is unused). */
+  let keepLimit = maxKeptText;
   let unicode = 0;
   let unicodeDigits = 0;
   let highSurrogate = -1;
   // The number or literal being read.
   let num: Num = Num.Minus;
   let numberText = "";
+  /** Bytes of the number read so far; its text is kept only for a value read (not skipped). */
+  let numberLength = 0;
+  let numberSkipped = false;
   let literal = "";
   let literalAt = 0;
   let usageValues = 0;
@@ -238,16 +252,43 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
   };
 
   const keep = (byte: number) => {
-    if (kept.length < maxKeptText) kept.push(byte);
+    if (kept.length < keepLimit) kept.push(byte);
     else keptFull = true;
   };
+  /** A character written by an escape: its UTF-8 bytes (never a lone surrogate here). */
   const keepCode = (code: number) => {
     stringBytes += utf8Length(code);
-    if (kept.length >= maxKeptText) {
+    if (kept.length >= keepLimit) {
       keptFull = true;
       return;
     }
-    for (const byte of Buffer.from(String.fromCodePoint(code), "utf8")) keep(byte);
+    if (code < 0x80) keep(code);
+    else if (code < 0x800) {
+      keep(0xc0 | (code >> 6));
+      keep(0x80 | (code & 0x3f));
+    } else if (code < 0x10000) {
+      keep(0xe0 | (code >> 12));
+      keep(0x80 | ((code >> 6) & 0x3f));
+      keep(0x80 | (code & 0x3f));
+    } else {
+      keep(0xf0 | (code >> 18));
+      keep(0x80 | ((code >> 12) & 0x3f));
+      keep(0x80 | ((code >> 6) & 0x3f));
+      keep(0x80 | (code & 0x3f));
+    }
+  };
+  /** The code a `\\u` escape wrote, its four hex digits read; surrogates paired as JSON.parse. */
+  const unicodeRead = (code: number) => {
+    if (code >= 0xdc00 && code <= 0xdfff && highSurrogate >= 0) {
+      const pair = 0x10000 + ((highSurrogate - 0xd800) << 10) + (code - 0xdc00);
+      highSurrogate = -1;
+      keepCode(pair);
+      return;
+    }
+    pendingSurrogate();
+    if (code >= 0xd800 && code <= 0xdbff) highSurrogate = code;
+    else if (code >= 0xdc00 && code <= 0xdfff) keepCode(0xfffd);
+    else keepCode(code);
   };
   const pendingSurrogate = () => {
     // A lone high surrogate: JSON.parse keeps it, UTF-8 writes it as U+FFFD (3 bytes).
@@ -425,8 +466,10 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
 
   const endString = () => {
     pendingSurrogate();
-    if (!stringIsKey && skipping()) {
-      state = State.AfterValue;
+    if (skipping()) {
+      // A member of a value nothing reads: its name is never looked up.
+      if (stringIsKey) (stack[stack.length - 1] as Frame).key = null;
+      state = stringIsKey ? State.Colon : State.AfterValue;
       return;
     }
     const text = Buffer.from(kept).toString("utf8");
@@ -448,7 +491,9 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
   const startString = (isKey: boolean) => {
     stringIsKey = isKey;
     stringBytes = 0;
-    kept = [];
+    // The kept text is copied out at the string's end: its array is reused.
+    kept.length = 0;
+    keepLimit = skipping() ? 0 : maxKeptText;
     keptFull = false;
     highSurrogate = -1;
     state = State.String;
@@ -459,8 +504,12 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
       fail();
       return false;
     }
-    if (skipping()) state = State.AfterValue;
-    else finished({ type: "number", bytes: 0, text: numberText, summary: null });
+    if (numberSkipped) state = State.AfterValue;
+    else {
+      // A number written longer than 64 bytes is read as NaN (as it was before).
+      const text = numberLength > 64 ? "NaN" : numberText;
+      finished({ type: "number", bytes: 0, text, summary: null });
+    }
     return true;
   };
 
@@ -472,7 +521,9 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
     else if (c === 0x2d || digit(c)) {
       state = State.Number;
       num = c === 0x2d ? Num.Minus : c === 0x30 ? Num.Zero : Num.Int;
-      numberText = String.fromCharCode(c);
+      numberSkipped = skipping();
+      numberText = numberSkipped ? "" : String.fromCharCode(c);
+      numberLength = 1;
     } else if (c === 0x74 || c === 0x66 || c === 0x6e) {
       literal = c === 0x74 ? "true" : c === 0x66 ? "false" : "null";
       literalAt = 1;
@@ -584,16 +635,7 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
         unicode = unicode * 16 + h;
         if (++unicodeDigits < 4) return;
         state = State.String;
-        if (unicode >= 0xdc00 && unicode <= 0xdfff && highSurrogate >= 0) {
-          const code = 0x10000 + ((highSurrogate - 0xd800) << 10) + (unicode - 0xdc00);
-          highSurrogate = -1;
-          keepCode(code);
-          return;
-        }
-        pendingSurrogate();
-        if (unicode >= 0xd800 && unicode <= 0xdbff) highSurrogate = unicode;
-        else if (unicode >= 0xdc00 && unicode <= 0xdfff) keepCode(0xfffd);
-        else keepCode(unicode);
+        unicodeRead(unicode);
         return;
       }
       case State.Number: {
@@ -612,8 +654,7 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
         else if ((c === 0x2b || c === 0x2d) && num === Num.E) next = Num.ESign;
         if (next !== -1) {
           num = next;
-          if (numberText.length < 64) numberText += String.fromCharCode(c);
-          else numberText = "NaN";
+          if (++numberLength <= 64 && !numberSkipped) numberText += String.fromCharCode(c);
           return;
         }
         // The byte after a number is read again, in the state its end left.
@@ -638,6 +679,86 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
     }
   };
 
+  /**
+   * Reads string bytes from `at` in a run: plain bytes up to the next quote, backslash or control
+   * byte, and escapes whole within the chunk (one cut across chunks is read byte by byte by
+   * `step`). Returns where the run stopped: the chunk's end, or a byte for `step`.
+   */
+  const readString = (chunk: Buffer, at: number): number => {
+    const length = chunk.length;
+    let i = at;
+    while (i < length) {
+      let j = i;
+      while (j < length && stringStop[chunk[j] as number] === 0) j++;
+      if (j > i) {
+        stringBytes += j - i;
+        const room = keepLimit - kept.length;
+        if (room > 0)
+          for (let k = i, end = Math.min(j, i + room); k < end; k++) kept.push(chunk[k] as number);
+        if (j - i > room) keptFull = true;
+        i = j;
+      }
+      if (i === length || chunk[i] !== 0x5c || highSurrogate >= 0) return i;
+      // An escape: read here when all of it is in this chunk.
+      if (i + 1 >= length) return i;
+      const letter = chunk[i + 1] as number;
+      if (letter !== 0x75) {
+        const code = escaped[letter] ?? 0;
+        if (code === 0) return i;
+        keepCode(code);
+        i += 2;
+        continue;
+      }
+      if (i + 5 >= length) return i;
+      const code = hex4(chunk, i + 2);
+      if (code < 0) return i;
+      unicodeRead(code);
+      i += 6;
+      if (highSurrogate >= 0) {
+        // A high surrogate pairs with a low one written right after it.
+        if (i + 5 >= length || chunk[i] !== 0x5c || chunk[i + 1] !== 0x75) return i;
+        const low = hex4(chunk, i + 2);
+        if (low < 0xdc00 || low > 0xdfff) return i;
+        unicodeRead(low);
+        i += 6;
+      }
+    }
+    return i;
+  };
+
+  /** Reads number bytes from `at`; at the first byte that cannot go on it, the number ends. */
+  const readNumber = (chunk: Buffer, at: number): number => {
+    const length = chunk.length;
+    let n = num;
+    let i = at;
+    for (; i < length; i++) {
+      const c = chunk[i] as number;
+      if (c >= 0x30 && c <= 0x39) {
+        if (n === Num.Minus) n = c === 0x30 ? Num.Zero : Num.Int;
+        else if (n === Num.Dot) n = Num.Frac;
+        else if (n === Num.E || n === Num.ESign) n = Num.Exp;
+        else if (n === Num.Zero) break;
+      } else if (c === 0x2e) {
+        if (n === Num.Zero || n === Num.Int) n = Num.Dot;
+        else break;
+      } else if (c === 0x65 || c === 0x45) {
+        if (n === Num.Zero || n === Num.Int || n === Num.Frac) n = Num.E;
+        else break;
+      } else if (c === 0x2b || c === 0x2d) {
+        if (n === Num.E) n = Num.ESign;
+        else break;
+      } else break;
+    }
+    num = n;
+    if (!numberSkipped && numberLength < 64 && i > at) {
+      numberText += chunk.toString("latin1", at, Math.min(i, at + 64 - numberLength));
+    }
+    numberLength += i - at;
+    // The byte after a number is read in the state its end left.
+    if (i < length) endNumber();
+    return i;
+  };
+
   return {
     add(chunk) {
       let i = 0;
@@ -653,18 +774,47 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
           started = true;
         }
       }
-      while (i < chunk.length && state !== State.Error) {
+      const length = chunk.length;
+      while (i < length && state !== State.Error) {
         if (state === State.String && highSurrogate < 0) {
-          // The bulk of an answer is string bytes: counted in a run up to the next quote,
-          // backslash or control byte, kept only while the string's kept text is short.
-          let j = i;
-          while (j < chunk.length && stringStop[chunk[j] as number] === 0) j++;
-          stringBytes += j - i;
-          const room = Math.max(0, maxKeptText - kept.length);
-          for (let k = i; k < Math.min(j, i + room); k++) kept.push(chunk[k] as number);
-          if (j - i > room) keptFull = true;
-          i = j;
-          if (i === chunk.length) break;
+          i = readString(chunk, i);
+          if (i === length) break;
+        } else if (state === State.Number) {
+          i = readNumber(chunk, i);
+          if (i === length) break;
+        } else if (state === State.AfterValue) {
+          // Between the elements of a long array: the comma and the next value's start.
+          const c = chunk[i] as number;
+          if (c === 0x2c) {
+            state = (stack[stack.length - 1] as Frame).kind === "object" ? State.Key : State.Value;
+            i++;
+            if (i === length) break;
+            if (state === State.Value && startValue(chunk[i] as number)) i++;
+            continue;
+          }
+        } else if (state === State.Colon) {
+          // After a member's name: the colon and its value's start.
+          if (chunk[i] === 0x3a) {
+            state = State.Value;
+            i++;
+            if (i === length) break;
+            if (startValue(chunk[i] as number)) i++;
+            continue;
+          }
+        } else if (state === State.Literal) {
+          // The rest of `true`, `false` or `null`, as far as this chunk holds it.
+          while (i < length && literalAt < literal.length) {
+            if (chunk[i] !== literal.charCodeAt(literalAt)) {
+              fail();
+              return;
+            }
+            literalAt++;
+            i++;
+          }
+          if (literalAt < literal.length) break;
+          if (skipping()) state = State.AfterValue;
+          else finished({ type: literal as Value["type"], bytes: 0, text: null, summary: null });
+          continue;
         }
         again = false;
         step(chunk[i] as number);
