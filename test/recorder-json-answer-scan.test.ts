@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createJsonAnswerScan, maxDepth } from "../src/recorder/json-answer-scan.js";
+import { createJsonAnswerScan, maxDepth, sliceBytes } from "../src/recorder/json-answer-scan.js";
 import { type Asked, jsonBodyFacts, scannedBodyFacts } from "../src/recorder/proxy.js";
 
 /**
@@ -259,5 +259,55 @@ describe("a JSON answer read in runs, cut anywhere", () => {
     ["raw control in a skipped string", '{"pad":"a\u001fb","choices":[]}'],
   ])("reads %s as JSON.parse does", (_name, body) => {
     everyCut(body);
+  });
+});
+
+describe("a JSON answer in large chunks", () => {
+  const turn = () => new Promise((resolve) => setImmediate(resolve));
+  const body = JSON.stringify({
+    pad: Array.from({ length: 20000 }, (_, i) => (i % 3 === 0 ? -i * 1.25e-3 : i)),
+    skipped: '\n\u00e9\ud83d\ude00"'.repeat(5000),
+    choices: [{ message: { content: "é😀\n\u0001x\\".repeat(8000) } }],
+    usage,
+  });
+
+  it("reads a chunk over a slice a slice a turn, so no request waits on all of it at once", async () => {
+    const bytes = Buffer.from(body);
+    expect(bytes.length).toBeGreaterThan(10 * sliceBytes);
+    const scan = createJsonAnswerScan(chat);
+    scan.add(bytes);
+    // Nothing read yet: the event loop turns first.
+    expect(scan.pending()).toBe(bytes.length);
+    for (let slice = 1; slice <= 3; slice++) {
+      await turn();
+      expect(scan.pending()).toBe(bytes.length - slice * sliceBytes);
+    }
+    // A small chunk after it waits its turn: the answer is read in order.
+    const tail = Buffer.from(" \n");
+    scan.add(tail);
+    expect(scan.pending()).toBe(bytes.length + tail.length - 3 * sliceBytes);
+    while (scan.pending() > 0) await turn();
+    expect(scannedBodyFacts(scan, ["sk-secret"], chat)).toEqual(parsed(body, chat));
+  });
+
+  it("reads what is left when the result is asked, cut at slices anywhere", async () => {
+    const bytes = Buffer.from(body);
+    for (const size of [sliceBytes + 1, 65536, 3 * sliceBytes - 7]) {
+      const scan = createJsonAnswerScan(chat);
+      for (let at = 0; at < bytes.length; at += size) {
+        scan.add(bytes.subarray(at, at + size));
+        if (at % (2 * size) === 0) await turn();
+      }
+      expect(scannedBodyFacts(scan, ["sk-secret"], chat)).toEqual(parsed(body, chat));
+      expect(scan.pending()).toBe(0);
+    }
+  });
+
+  it("stops reading an answer already unreadable", async () => {
+    const scan = createJsonAnswerScan(chat);
+    scan.add(Buffer.from(`{"a":01,"pad":"${"x".repeat(4 * sliceBytes)}"}`));
+    await turn();
+    expect(scan.pending()).toBe(0);
+    expect(scan.result()).toEqual({ kind: "unreadable" });
   });
 });
