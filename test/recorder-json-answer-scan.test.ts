@@ -311,3 +311,14 @@ describe("a JSON answer in large chunks", () => {
     expect(scan.result()).toEqual({ kind: "unreadable" });
   });
 });
+
+describe("a long number in a JSON answer", () => {
+  it("reads a count written with many zeros as JSON.parse does", () => {
+    // Read as NaN past 64 bytes, the count was unknown where JSON.parse read 2000.
+    for (const zeros of [70, 1000]) {
+      const body = `{"choices":[{"message":{"content":"Hi."}}],"usage":{"prompt_tokens":12,"completion_tokens":2000.${"0".repeat(zeros)},"total_tokens":2012}}`;
+      expect(scanned(body, chat)).toEqual(parsed(body, chat));
+      expect(scanned(body, chat)).toMatchObject({ usage: { completionTokens: 2000 } });
+    }
+  });
+});

@@ -519,8 +519,9 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
     }
     if (numberSkipped) state = State.AfterValue;
     else {
-      // A number written longer than 64 bytes is read as NaN (as it was before).
-      const text = numberLength > 64 ? "NaN" : numberText;
+      // Its text is kept as a string's is: `2000.0…0` (zeros past 64 bytes) is 2000 as JSON.parse
+      // reads it; one longer than any count is written in is read as NaN.
+      const text = numberLength > maxKeptText ? "NaN" : numberText;
       finished({ type: "number", bytes: 0, text, summary: null });
     }
     return true;
@@ -667,7 +668,7 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
         else if ((c === 0x2b || c === 0x2d) && num === Num.E) next = Num.ESign;
         if (next !== -1) {
           num = next;
-          if (++numberLength <= 64 && !numberSkipped) numberText += String.fromCharCode(c);
+          if (++numberLength <= maxKeptText && !numberSkipped) numberText += String.fromCharCode(c);
           return;
         }
         // The byte after a number is read again, in the state its end left.
@@ -763,8 +764,8 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
       } else break;
     }
     num = n;
-    if (!numberSkipped && numberLength < 64 && i > at) {
-      numberText += chunk.toString("latin1", at, Math.min(i, at + 64 - numberLength));
+    if (!numberSkipped && numberLength < maxKeptText && i > at) {
+      numberText += chunk.toString("latin1", at, Math.min(i, at + maxKeptText - numberLength));
     }
     numberLength += i - at;
     // The byte after a number is read in the state its end left.
