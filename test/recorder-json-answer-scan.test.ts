@@ -322,3 +322,15 @@ describe("a long number in a JSON answer", () => {
     }
   });
 });
+
+describe("a JSON answer faster than it is read", () => {
+  it("keeps at most the 8 MiB the proxy held waiting, read at once when the answer ends", () => {
+    // What waits is read in one go at the end: 16 MiB of it held a loaded host ~200 ms.
+    const body = Buffer.from(JSON.stringify({ pad: "x".repeat(12 * 1024 * 1024), choices: [] }));
+    const scan = createJsonAnswerScan(chat);
+    for (let at = 0; at < body.length; at += 65536) scan.add(body.subarray(at, at + 65536));
+    expect(scan.pending()).toBeLessThanOrEqual(8 * 1024 * 1024);
+    expect(scan.result()).toMatchObject({ kind: "object", bytes: 0 });
+    expect(scan.pending()).toBe(0);
+  });
+});

@@ -47,8 +47,13 @@ const maxUsageValues = 1000;
  * 16 KiB of the costliest shape, small objects, took 0.4 ms of CPU on a loaded host).
  */
 export const sliceBytes = 16 * 1024;
-/** Bytes waiting to be read at most: past it, the excess is read at once (memory bounded). */
-const maxQueued = 16 * 1024 * 1024;
+/**
+ * Bytes waiting to be read at most: past it, the excess is read at once, as it comes. What waits
+ * when the answer ends is read then, at once: an upstream faster than a slice a turn leaves up to
+ * this much (the 8 MiB the proxy held), ~100 ms of a loaded host, no more than reading the held
+ * bytes at once cost before.
+ */
+const maxQueued = 8 * 1024 * 1024;
 
 type Role =
   | "skip"
