@@ -893,3 +893,44 @@ describe("upgrading a deployment that read a vault opened again in another mint"
     }
   });
 });
+
+const ownerRelistMarker = "naming the vault as a new account's owner";
+
+describe("upgrading a deployment that took an account made the vault's for the vault reopened", () => {
+  it("lists again on SQLite the lines that moved another mint, read since 0034", () => {
+    const store = sqliteBefore(ownerRelistMarker);
+    try {
+      const insert = store.sqlite.prepare(relistInsert.replace(/\$\d/g, "?"));
+      for (const [signature, ord, foreign] of relistLines) insert.run(signature, ord, 1, foreign);
+      migrateStore(store);
+      expect(
+        store.sqlite.prepare("SELECT signature, state FROM ledger_lines ORDER BY ord").all(),
+      ).toEqual([
+        { signature: "with_foreign", state: "listed" },
+        { signature: "credits_only", state: "read" },
+      ]);
+    } finally {
+      store.close();
+    }
+  });
+
+  const database = usePostgresDatabase();
+  it("lists again on PostgreSQL the lines that moved another mint, read since 0026", async () => {
+    const store = await postgresBefore(await database.create(), ownerRelistMarker);
+    try {
+      for (const [signature, ord, foreign] of relistLines) {
+        await store.pool.query(relistInsert, [signature, ord, true, foreign]);
+      }
+      await migratePostgres(store.pool);
+      const { rows } = await store.pool.query(
+        "SELECT signature, state FROM ledger_lines ORDER BY ord",
+      );
+      expect(rows).toEqual([
+        { signature: "with_foreign", state: "listed" },
+        { signature: "credits_only", state: "read" },
+      ]);
+    } finally {
+      await store.close();
+    }
+  });
+});

@@ -228,3 +228,45 @@ describe("a payout inside a top-up whose vault only a lookup table names", () =>
     expect(s.differenceUnits).toBe(0n);
   });
 });
+
+describe("a payout inside a top-up, the vault named as the owner of an account in another mint", () => {
+  it("counts the plain transfer as credits: naming the vault is no reopening of it", async () => {
+    const c = await h.scenario();
+    const keyIndex = 0;
+    const vault = h.op.vault(keyIndex);
+    const left = h.op.balance(vault);
+    if (left > 0n) h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), left)]);
+    const user = localSigner(localKeyNames.user(0));
+    const wallet = h.op.createTokenAccount(user.address, h.op.accounts.mint, 1_000_000n);
+    const thief = h.op.attackerAccount(0n);
+    const fake = h.op.createFakeMint();
+    const from = await nextSecond();
+    // Before the payout, a new account of the fake mint is made the vault's (InitializeAccount
+    // names its owner among its accounts); the vault is really reopened in the fake mint after,
+    // 5 of it minted there.
+    const reopen = h.op.reopenVaultIxs(keyIndex, fake);
+    const tx = h.op.send(
+      [
+        h.op.transfer(wallet, vault, 1_000_000n, { authority: user.address }),
+        ...h.op.initializeAccountIxs(vault, fake),
+        h.op.plainTransfer(vault, thief, 1_000_000n),
+        ...reopen.ixs,
+        h.op.mintTo(fake, vault, 5n, h.op.attacker.address),
+      ],
+      { extraSigners: [user, reopen.signer] },
+    ).signature;
+    expect(h.op.deltas(tx).get(thief)).toEqual({ mint: h.op.accounts.mint, delta: 1_000_000n });
+
+    const s = await statementOf(c, vault, from);
+    expect(s.unexplained).toEqual([
+      expect.objectContaining({ signature: tx, amountUnits: -1_000_000n }),
+    ]);
+    expect(s.depositsUnits).toBe(1_000_000n);
+    expect(s.unexplainedOutUnits).toBe(1_000_000n);
+    const run = await nightlyOf(c, vault, from);
+    expect(run.ledger?.unreceiptedDebits.filter((d) => !d.beforeWindow)).toEqual([
+      expect.objectContaining({ vault, signature: tx, amountUnits: "-1000000" }),
+    ]);
+    expect(run).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
+  });
+});

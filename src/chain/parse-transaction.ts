@@ -200,6 +200,19 @@ const optionalSource = (kind: string, source: unknown) =>
     ? { source }
     : {};
 
+/** Token instructions that make their first account a token account: it is kept for them. */
+export const INITIALIZE_ACCOUNT_KINDS: ReadonlySet<string> = new Set([
+  "initializeAccount",
+  "initializeAccount2",
+  "initializeAccount3",
+]);
+
+/** The account an InitializeAccount (1, 2 or 3) makes a token account, when it names one. */
+const optionalInitialized = (kind: string, account: unknown) =>
+  INITIALIZE_ACCOUNT_KINDS.has(kind) && typeof account === "string" && isBase58OfLength(account, 32)
+    ? { initialized: account }
+    : {};
+
 /**
  * Token instructions that move money, by jsonParsed name: where the account money leaves
  * (`from`) or enters (`to`) sits among the instruction's accounts in order, and where the
@@ -283,6 +296,7 @@ function stepOf(programId: string, data: Uint8Array, accounts: string[]): Step {
       kind,
       accounts: [...new Set(accounts)].sort(),
       ...optionalSource(kind, accounts[0]),
+      ...optionalInitialized(kind, accounts[0]),
       ...compiledMovement(data, accounts),
     },
   };
@@ -307,6 +321,7 @@ function parsedStep(ix: Json, path: string): Step {
           kind,
           accounts: [...new Set(accounts)].sort(),
           ...optionalSource(kind, info.source),
+          ...optionalInitialized(kind, info.account),
           ...parsedMovement(kind, info),
         },
       };

@@ -45,6 +45,13 @@ export interface TokenInstruction {
    * facts stored before it was kept (for a transfer or burn, before `amount` was kept).
    */
   source?: string;
+  /**
+   * The account an InitializeAccount, InitializeAccount2 or InitializeAccount3 makes a token
+   * account (its first account; `account` in jsonParsed): InitializeAccount also names the new
+   * account's owner among `accounts`, which is no reopening of the owner. Absent for other
+   * kinds, and in facts stored before it was kept.
+   */
+  initialized?: string;
   /** The account money enters by a transfer or a mint (`mintTo`, `mintToChecked`). */
   destination?: string;
   /**

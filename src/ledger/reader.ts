@@ -1,7 +1,7 @@
 import { implausibleBlockTime } from "../chain/block-time.js";
 import { factsFromJson, factsToJson } from "../chain/facts-json.js";
 import { parseJsonLossless } from "../chain/json-text.js";
-import { parseTransaction } from "../chain/parse-transaction.js";
+import { INITIALIZE_ACCOUNT_KINDS, parseTransaction } from "../chain/parse-transaction.js";
 import type { AddressSignatureInfo, TokenAccountRead } from "../chain/rpc-pool.js";
 import type { TokenInstruction, TransactionFacts } from "../chain/transaction-facts.js";
 import { isBusyError, type Store } from "../db/client.js";
@@ -218,13 +218,6 @@ const MOVEMENT_KINDS: ReadonlySet<string> = new Set([
   "mintToChecked",
 ]);
 
-/** Token instructions that make an account a token account: their accounts name its mint. */
-const INITIALIZE_KINDS: ReadonlySet<string> = new Set([
-  "initializeAccount",
-  "initializeAccount2",
-  "initializeAccount3",
-]);
-
 /**
  * What a succeeded transaction's transfers and burns took out of the vault in credits (to any
  * account but the vault itself) beyond its net debit, when that is more than nothing, else
@@ -252,7 +245,9 @@ export function hiddenDebitOf(
   let vaultMint: string | null = mine.find((c) => c.pre > 0n)?.mint ?? null;
   let out = 0n;
   for (const ix of facts.tokenInstructions) {
-    if (INITIALIZE_KINDS.has(ix.kind) && ix.accounts.includes(vault)) {
+    // Only the vault made a token account again (InitializeAccount names the new account's
+    // owner too); facts that do not tell which account it made show no reopening.
+    if (INITIALIZE_ACCOUNT_KINDS.has(ix.kind) && ix.initialized === vault) {
       if (ix.accounts.includes(profile.usdcMint)) vaultMint = profile.usdcMint;
       else vaultMint = ix.accounts.find((a) => otherMints.has(a)) ?? vaultMint;
       continue;
@@ -493,6 +488,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       facts.tokenInstructions.every(
         (ix) =>
           (!APPROVE_KINDS.has(ix.kind) || ix.source !== undefined) &&
+          (!INITIALIZE_ACCOUNT_KINDS.has(ix.kind) || ix.initialized !== undefined) &&
           (!MOVEMENT_KINDS.has(ix.kind) || ix.amount !== undefined),
       )
     );

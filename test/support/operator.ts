@@ -500,6 +500,28 @@ export class Operator {
     ];
   }
 
+  /**
+   * Creates a new token account of `mint` owned by `owner` with the first InitializeAccount,
+   * which names its owner among its accounts (and the rent sysvar): for a transaction of one's
+   * own, as `reopenIxs`.
+   */
+  initializeAccountIxs(owner: string, mint: string): InstructionSpec[] {
+    const account = this.newSigner("token-account-v1");
+    return [
+      this.createAccountIx(account.address, TOKEN_ACCOUNT_SIZE),
+      {
+        programId: SPL_TOKEN,
+        accounts: [
+          w(account.address),
+          r(mint),
+          r(owner),
+          r("SysvarRent111111111111111111111111111111111"),
+        ],
+        data: new Uint8Array([1]),
+      },
+    ];
+  }
+
   /** A second mint with the credit mint's decimals; the attacker is its mint and freeze authority. */
   createFakeMint(): string {
     const mint = this.newSigner("fake-mint");
