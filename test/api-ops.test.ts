@@ -7,7 +7,9 @@ import { createMetrics } from "../src/api/metrics.js";
 import { createToken } from "../src/auth/tokens.js";
 import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
+import { statementCsvMetaColumns } from "../src/ledger/statement.js";
 import { createLogger } from "../src/log.js";
+import { reconciliationCsvMetaColumns } from "../src/reports/reconciliation.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { createTestApi } from "./support/audit-api-app.js";
 import { insertJob } from "./support/job-rows.js";
@@ -343,5 +345,28 @@ describe("RPC quorum in /readyz and /metrics", () => {
       'decentral_audit_rpc_disagreements_total{endpoint="http://honest",kind="unresolved"} 1',
     );
     expect(text).toContain('decentral_audit_rpc_endpoint_set_aside{endpoint="http://liar"} 1');
+  });
+});
+
+describe("the CSV answers' OpenAPI descriptions", () => {
+  it("name the period columns every row of the reconciliation and statement CSV ends with", async () => {
+    const api = await createTestApi({ statement: { profile: localnetProfile, graceSeconds: 0 } });
+    type Op = { responses: { 200: { content: Record<string, { description?: string }> } } };
+    const doc = (await (await api.get("/openapi.json")).json()) as {
+      paths: Record<string, { get: Op }>;
+    };
+    const csvOf = (path: string) => {
+      const ok = doc.paths[path]!.get.responses[200] as unknown as {
+        description: string;
+        content: Record<string, { description?: string; schema?: { description?: string } }>;
+      };
+      return JSON.stringify(ok);
+    };
+    for (const column of reconciliationCsvMetaColumns) {
+      expect(csvOf("/reports/reconciliation")).toContain(`\`${column}\``);
+    }
+    for (const column of statementCsvMetaColumns) {
+      expect(csvOf("/reports/statement")).toContain(`\`${column}\``);
+    }
   });
 });
