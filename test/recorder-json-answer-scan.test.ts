@@ -321,6 +321,37 @@ describe("a long number in a JSON answer", () => {
       expect(scanned(body, chat)).toMatchObject({ usage: { completionTokens: 2000 } });
     }
   });
+
+  const zeros = "0".repeat(70);
+  it.each([
+    // Truthy to JSON.parse: an error, whose usage prices no answer the caller got.
+    [
+      `{"error":0.${zeros}1,"choices":[{"message":{"content":"ab"}}],"usage":{"completion_tokens":40}}`,
+    ],
+    [
+      `{"error":-0.${zeros},"choices":[{"message":{"content":"ab"}}],"usage":{"completion_tokens":40}}`,
+    ],
+    [`{"error":1${zeros}e-400,"choices":[],"usage":{"completion_tokens":40}}`],
+    [`{"choices":[],"usage":{"completion_tokens":4${zeros}e-70,"prompt_tokens":12}}`],
+  ])("reads a value written past 64 bytes as JSON.parse does: %s", (body) => {
+    expect(scanned(body, chat)).toEqual(parsed(body, chat));
+  });
+
+  it("takes a value read written longer than a kilobyte for an unreadable answer, not as unknown", () => {
+    // `error: 1` written with 2,000 zeros and `e-2000` is an error to JSON.parse; read as NaN it
+    // was none, and the usage beside it believed. No server writes a count or an error so.
+    const long = "0".repeat(2000);
+    for (const body of [
+      `{"error":1${long}e-2000,"choices":[{"message":{"content":"ab"}}],"usage":{"completion_tokens":40}}`,
+      `{"choices":[{"message":{"content":"ab"}}],"usage":{"completion_tokens":40.${long}}}`,
+    ]) {
+      expect(scanned(body, chat)).toEqual(scanned('{"choices":', chat));
+      expect(scanned(body, chat)).toMatchObject({ answerBytes: 0 });
+    }
+    // Padding inside a member of the operator's own, which nobody reads, may be as long as it likes.
+    const padded = `{"pad":{"n":[1${long}]},"choices":[{"message":{"content":"ab"}}]}`;
+    expect(scanned(padded, chat)).toEqual(parsed(padded, chat));
+  });
 });
 
 describe("a JSON answer faster than it is read", () => {

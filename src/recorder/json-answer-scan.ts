@@ -523,12 +523,14 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
       return false;
     }
     if (numberSkipped) state = State.AfterValue;
-    else {
+    else if (numberLength > maxKeptText) {
       // Its text is kept as a string's is: `2000.0…0` (zeros past 64 bytes) is 2000 as JSON.parse
-      // reads it; one longer than any count is written in is read as NaN.
-      const text = numberLength > maxKeptText ? "NaN" : numberText;
-      finished({ type: "number", bytes: 0, text, summary: null });
-    }
+      // reads it. A value read (usage, an error) written longer than that is no server's: the
+      // answer is unreadable, an answer of no bytes, rather than one whose usage or error is
+      // unknown (`error: 1` and a kilobyte of zeros then `e-1000` is an error to JSON.parse).
+      fail();
+      return false;
+    } else finished({ type: "number", bytes: 0, text: numberText, summary: null });
     return true;
   };
 
