@@ -491,6 +491,27 @@ function otherDataFacts(
  */
 const dotSegment = /(?:^|\/|\\|%2f|%5c)(?:\.|%2e){1,2}(?:\/|\\|%2f|%5c|$)/i;
 
+/**
+ * The origin-form (`/v1/...`) of a request target. An absolute-form one (`http://host/v1/...`,
+ * which HTTP/1.1 allows and a client sends to what it takes for an HTTP proxy) is read as its
+ * path only when it names the upstream's host: sent on as the upstream's, its key went where its
+ * client meant. Any other host is `null` (refused): its key is for someone else, and the path of
+ * a URL is no `/v1/` path (cut as one, it reached the upstream as `/v1p://host/v1/...`).
+ */
+function originForm(url: string, upstreamHost: string): string | null {
+  if (url.startsWith("/")) return url;
+  const absolute = /^(https?):\/\/([^/?#@]+)(\/[^#]*)?$/i.exec(url);
+  if (!absolute) return null;
+  let host: string;
+  try {
+    host = new URL(`${absolute[1]}://${absolute[2]}`).host;
+  } catch {
+    return null;
+  }
+  const path = absolute[3] ?? "/";
+  return host === upstreamHost && path.startsWith("/v1/") ? path : null;
+}
+
 /** Does the answer carry this header with a value (not empty)? */
 function named(res: IncomingMessage, name: string): boolean {
   const value = res.headers[name];
@@ -820,13 +841,13 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
     return written;
   }
 
-  function forward(req: IncomingMessage, res: ServerResponse, body: Buffer) {
+  function forward(req: IncomingMessage, res: ServerResponse, body: Buffer, target: string) {
     const settle = track();
     const started = performance.now();
     // The receipt's time, set by its first write (see writeReceipt).
     const stamp: ReceiptStamp = { at: null, first: null, committed: false };
     const authorization = req.headers.authorization;
-    const path = basePath + (req.url ?? "/").slice("/v1".length);
+    const path = basePath + target.slice("/v1".length);
     // What the operator's answer may echo and a log line must not show (see credentialsOf).
     const credentials = credentialsOf((name) => req.headers[name]);
     // For log lines: a key the caller put in the path is not written out.
@@ -1129,7 +1150,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         const streamData = createDataCount();
         // Every byte of the answer up to its [DONE]: what bounds a long answer of the other kind.
         let totalBytes = 0;
-        const asked: Asked = { ...facts, chat: chatPath.test(pathPart(req.url ?? "/")) };
+        const asked: Asked = { ...facts, chat: chatPath.test(pathPart(target)) };
         // A JSON answer too long to hold is read as it passes: see scannedBodyFacts.
         let scan: JsonAnswerScan | null = null;
         // A body too long to hold, not typed as events, to a chat request that asked for a
@@ -1166,7 +1187,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
               otherData = { count: createDataCount(), done: false };
               otherDone = createDoneWatch();
               for (const c of heldChunks) readOtherData(c, otherDone);
-            } else if (completionPath.test(pathPart(req.url ?? "/"))) {
+            } else if (completionPath.test(pathPart(target))) {
               scan = createJsonAnswerScan(asked);
               for (const c of heldChunks) scan.add(c);
             }
@@ -1381,7 +1402,22 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       const over = new Promise<number>((resolve) =>
         res.once("close", () => resolve(res.headersSent ? res.statusCode : 0)),
       );
-      if (dotSegment.test(pathPart(req.url ?? "/"))) {
+      const target = originForm(req.url ?? "/", base.host);
+      if (target === null) {
+        req.resume();
+        const named = withoutKeys(
+          pathPart(req.url ?? "/"),
+          credentialsOf((name) => req.headers[name]),
+        );
+        sendError(
+          res,
+          400,
+          "invalid_target",
+          `the request target ${JSON.stringify(named.slice(0, 200))} is not a /v1/ path of ${base.host}, the API this proxy forwards to; send the path alone`,
+        );
+        return over;
+      }
+      if (dotSegment.test(pathPart(target))) {
         // `/v1/../x` would reach the upstream outside the API it proxies.
         req.resume();
         sendError(res, 400, "invalid_path", "the path has a `.` or `..` segment");
@@ -1428,7 +1464,12 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       });
       req.on("end", () => {
         if (!refused)
-          forward(req, res, chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
+          forward(
+            req,
+            res,
+            chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks),
+            target,
+          );
       });
       return over;
     },

@@ -1,0 +1,121 @@
+import http from "node:http";
+import net from "node:net";
+import { getRequestListener } from "@hono/node-server";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createApp } from "../src/api/app.js";
+import { withProxyFastPath } from "../src/api/proxy-listener.js";
+import { createToken } from "../src/auth/tokens.js";
+import { createLogger } from "../src/log.js";
+import { createRecordingProxy, type RecordingProxy } from "../src/recorder/proxy.js";
+import { listen } from "./support/recorder-fixtures.js";
+import { createTestStore } from "./support/store.js";
+
+const key = "dcntrl_live_abcdefghijklmnopqrstuvwxyz012345";
+
+/**
+ * What reaches the proxy's upstream for a request target in absolute form, and how a request
+ * whose credentials are given twice is answered: with and without PROXY_REQUIRE_TOKEN.
+ */
+describe("the proxy's request target and credentials", () => {
+  const store = createTestStore();
+  const log = createLogger({ level: "silent" });
+  const paths: string[] = [];
+  const upstream = http.createServer(async (req, res) => {
+    paths.push(req.url ?? "");
+    for await (const _ of req) {
+      // drain the body
+    }
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end("{}");
+  });
+  let upstreamHost = "";
+  let proxy: RecordingProxy;
+  const servers: { url: string; close(): Promise<void> }[] = [];
+  const bases: Record<"open" | "token", { port: number }> = {
+    open: { port: 0 },
+    token: { port: 0 },
+  };
+  let token = "";
+
+  beforeAll(async () => {
+    const up = await listen(upstream);
+    servers.push(up);
+    upstreamHost = new URL(up.url).host;
+    token = (await createToken(store, { role: "ingest", name: "proxy" })).token;
+    proxy = createRecordingProxy({ store, log, upstreamBaseUrl: `${up.url}/v1` });
+    for (const kind of ["open", "token"] as const) {
+      const requireToken = kind === "token";
+      const app = createApp({ store, log, proxy, proxyRequireToken: requireToken });
+      const listener = withProxyFastPath(getRequestListener(app.fetch), {
+        proxy,
+        log,
+        ...(requireToken ? { requireToken: store } : {}),
+      });
+      const served = await listen(http.createServer(listener));
+      servers.push(served);
+      bases[kind].port = Number(new URL(served.url).port);
+    }
+  });
+  afterAll(async () => {
+    await proxy.close();
+    for (const server of servers) await server.close();
+    store.close();
+  });
+
+  /** Sends one request as written, on its own connection; resolves with the status and body. */
+  const raw = (port: number, head: string[]) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const socket = net.connect(port, "127.0.0.1");
+      let text = "";
+      socket.on("data", (chunk: Buffer) => {
+        text += chunk.toString();
+      });
+      socket.on("error", reject);
+      socket.on("end", () => {
+        const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
+        resolve({ status, body: text.slice(text.indexOf("\r\n\r\n") + 4) });
+      });
+      const body = "{}";
+      // Written, not ended: the server drops a connection its client half-closed.
+      socket.write(
+        [
+          ...head,
+          "content-type: application/json",
+          `content-length: ${body.length}`,
+          "connection: close",
+          "",
+          body,
+        ].join("\r\n"),
+      );
+    });
+  const credentials = (kind: "open" | "token") =>
+    kind === "token"
+      ? [`authorization: Bearer ${key}`, `x-audit-token: ${token}`]
+      : [`authorization: Bearer ${key}`];
+
+  it("forwards the path of an absolute-form target naming its upstream, and refuses another host", async () => {
+    for (const kind of ["open", "token"] as const) {
+      const { port } = bases[kind];
+      paths.length = 0;
+      const sent = await raw(port, [
+        `POST http://${upstreamHost}/v1/chat/completions?x=1 HTTP/1.1`,
+        `host: ${upstreamHost}`,
+        ...credentials(kind),
+      ]);
+      expect(sent.status, kind).toBe(200);
+      expect(paths, kind).toEqual(["/v1/chat/completions?x=1"]);
+      paths.length = 0;
+      const other = await raw(port, [
+        "POST http://api.other.example/v1/chat/completions HTTP/1.1",
+        "host: api.other.example",
+        ...credentials(kind),
+      ]);
+      expect(other.status, kind).toBe(400);
+      const error = JSON.parse(other.body).error;
+      expect(error.code, kind).toBe("invalid_target");
+      expect(error.message, kind).toContain("http://api.other.example/v1/chat/completions");
+      expect(other.body).not.toContain(key);
+      expect(paths, kind).toEqual([]);
+    }
+  });
+});
