@@ -1,5 +1,12 @@
-import type { MiddlewareHandler } from "hono";
-import { authenticateToken, roleSatisfies, rolesSatisfying } from "../auth/tokens.js";
+import type { IncomingMessage } from "node:http";
+import type { HttpBindings } from "@hono/node-server";
+import type { Context, MiddlewareHandler } from "hono";
+import {
+  authenticateToken,
+  roleSatisfies,
+  rolesSatisfying,
+  type TokenInfo,
+} from "../auth/tokens.js";
 import type { Store } from "../db/client.js";
 import type { TokenRole } from "../db/schema.js";
 import type { AppEnv } from "./context.js";
@@ -19,6 +26,30 @@ function presentedToken(header: string | undefined, source: TokenSource): string
   if (source === AUDIT_TOKEN_HEADER) return header.trim() || undefined;
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
   return match?.[1];
+}
+
+/**
+ * Token lookups already made for a Node request (the proxy's direct path, which hands a request
+ * it does not let through to the app): the app answers from that lookup instead of making its
+ * own. Looked up twice, an unknown token waited out two connection attempts while PostgreSQL was
+ * away.
+ */
+const lookedUp = new WeakMap<IncomingMessage, { token: string; held: Promise<TokenInfo | null> }>();
+
+/** Notes the lookup of `token` made for `req`; `requireRole` takes its outcome, error or not. */
+export function noteTokenLookup(
+  req: IncomingMessage,
+  token: string,
+  held: Promise<TokenInfo | null>,
+): void {
+  // Read by requireRole, or by nobody: a rejection is never left unhandled.
+  held.catch(() => {});
+  lookedUp.set(req, { token, held });
+}
+
+/** The Node request under the app, when it runs on Node's HTTP server. */
+function incomingOf(c: Context): IncomingMessage | undefined {
+  return (c.env as Partial<HttpBindings> | undefined)?.incoming;
 }
 
 /**
@@ -44,7 +75,12 @@ export function requireRole(
         401,
       );
     }
-    const held = await authenticateToken(store, token, options.now);
+    const incoming = incomingOf(c);
+    const prior = incoming && lookedUp.get(incoming);
+    if (incoming) lookedUp.delete(incoming);
+    const held = await (prior?.token === token
+      ? prior.held
+      : authenticateToken(store, token, options.now));
     if (!held) {
       c.header("www-authenticate", 'Bearer realm="decentral-audit", error="invalid_token"');
       return c.json(

@@ -5,6 +5,7 @@ import type { Store } from "../db/client.js";
 import { type Logger, redactCensor, redactPaths } from "../log.js";
 import type { RecordingProxy } from "../recorder/proxy.js";
 import { credentialsOf, withoutKeys } from "../recorder/without-key.js";
+import { noteTokenLookup } from "./auth.js";
 
 /** What the proxy's direct path needs; see `withProxyFastPath`. */
 export interface ProxyFastPathDeps {
@@ -108,7 +109,10 @@ export function withProxyFastPath(app: RequestListener, deps: ProxyFastPathDeps)
       app(req, res);
       return;
     }
-    authenticateToken(requireToken, token).then(
+    const lookup = authenticateToken(requireToken, token);
+    // A request not let through is answered by the app from this lookup, not from another one.
+    noteTokenLookup(req, token, lookup);
+    lookup.then(
       (held) => {
         if (held === null || !roleSatisfies(held.role, "ingest")) app(req, res);
         else serve(req, res, url, started, held);
