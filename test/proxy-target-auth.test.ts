@@ -118,4 +118,35 @@ describe("the proxy's request target and credentials", () => {
       expect(paths, kind).toEqual([]);
     }
   });
+
+  it("says which credential header was given twice, rather than that none was given", async () => {
+    const other = "da_ingest_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG";
+    for (const kind of ["open", "token"] as const) {
+      const { port } = bases[kind];
+      const jobs = await raw(port, [
+        "POST /jobs HTTP/1.1",
+        "host: audit",
+        `authorization: Bearer ${token}`,
+        `authorization: Bearer ${other}`,
+      ]);
+      expect(jobs.status, kind).toBe(400);
+      expect(JSON.parse(jobs.body).error, kind).toMatchObject({
+        code: "bad_request",
+        header: "Authorization",
+      });
+    }
+    paths.length = 0;
+    const proxied = await raw(bases.token.port, [
+      "POST /v1/chat/completions HTTP/1.1",
+      "host: audit",
+      `authorization: Bearer ${key}`,
+      `x-audit-token: ${token}`,
+      `x-audit-token: ${other}`,
+    ]);
+    expect(proxied.status).toBe(400);
+    const error = JSON.parse(proxied.body).error;
+    expect(error).toMatchObject({ code: "bad_request", header: "x-audit-token" });
+    expect(error.message).toContain("given 2 times");
+    expect(paths).toEqual([]);
+  });
 });

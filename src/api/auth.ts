@@ -53,6 +53,18 @@ function incomingOf(c: Context): IncomingMessage | undefined {
 }
 
 /**
+ * How many times the header was given. Node joins a header sent twice with ", " (as the Fetch
+ * API does): a token holds no comma, and a Bearer credential is one scheme and one token.
+ */
+function timesGiven(c: Context, name: TokenSource, joined: string): number {
+  const distinct = incomingOf(c)?.headersDistinct[name];
+  if (distinct) return distinct.length;
+  return name === AUDIT_TOKEN_HEADER
+    ? joined.split(",").length
+    : Math.max(1, joined.match(/(?:^|,)\s*bearer\s/gi)?.length ?? 0);
+}
+
+/**
  * Middleware that lets a request through only with a live access token whose role satisfies
  * `role` (`admin` satisfies every role). No or unknown token: 401 `unauthorized`; a token of a
  * role that does not suffice: 403 `forbidden`. The token never appears in a body or a log line.
@@ -64,8 +76,22 @@ export function requireRole(
 ): MiddlewareHandler<AppEnv> {
   const source = options.source ?? "authorization";
   return async (c, next) => {
-    const token = presentedToken(c.req.header(source), source);
+    const header = c.req.header(source);
     const where = source === "authorization" ? "Authorization: Bearer <token>" : source;
+    const times = header?.includes(",") ? timesGiven(c, source, header) : 1;
+    if (times > 1) {
+      // Which of them would be meant? Answered as if none were given, the client was told to
+      // send the token it had sent.
+      const name = source === "authorization" ? "Authorization" : source;
+      return c.json(
+        errorBody(c, "bad_request", `the ${name} header was given ${times} times; send it once`, {
+          header: name,
+          requiredRole: role,
+        }),
+        400,
+      );
+    }
+    const token = presentedToken(header, source);
     if (!token) {
       c.header("www-authenticate", 'Bearer realm="decentral-audit"');
       return c.json(

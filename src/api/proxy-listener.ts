@@ -104,8 +104,9 @@ export function withProxyFastPath(app: RequestListener, deps: ProxyFastPathDeps)
       return;
     }
     const token = auditToken(req);
-    // A URL holding a NUL byte is the app's 400, as it was with the token checked there.
-    if (token === undefined || url.includes("%00")) {
+    // A URL holding a NUL byte is the app's 400, as it was with the token checked there; a
+    // token holding a comma is the header given twice, the app's 400 too.
+    if (token === undefined || url.includes("%00") || token.includes(",")) {
       app(req, res);
       return;
     }
