@@ -17,7 +17,7 @@ import {
 import { severalMemoJobs } from "../store/ledger-rules.js";
 import { parseJobMemos } from "../verify/checks.js";
 import type { CustodyConfig } from "../verify/custody.js";
-import { isCredit, isOtherOwner } from "../verify/money-movements.js";
+import { innerInstructionsHidden, isCredit, isOtherOwner } from "../verify/money-movements.js";
 import type { Profile } from "../verify/profiles.js";
 
 /**
@@ -480,6 +480,14 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     }
   }
 
+  /**
+   * A succeeded transaction served without inner instructions that ran a program able to call
+   * the token program: what moved inside that call (a payout of the vault's money beside a
+   * top-up) is not in the facts, so its line cannot be read from them.
+   */
+  const innerHidden = (facts: TransactionFacts) =>
+    facts.succeeded && innerInstructionsHidden(profile, facts);
+
   /** Facts that hold everything a line is read from (see `storedFacts`). */
   function wholeFacts(facts: TransactionFacts) {
     return (
@@ -543,6 +551,8 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     let pending = 0;
     /** The first line left unread for an amount the store cannot hold, and how many were. */
     let unstorable = null as { signature: string; units: bigint; lines: number } | null;
+    /** The first line whose transaction was served without its inner instructions. */
+    let hidden = null as { signature: string; lines: number } | null;
     for (let i = 0; i < signatures.length; i += options.fetchConcurrency) {
       signal?.throwIfAborted();
       if (goOn && !(await goOn())) break;
@@ -554,7 +564,13 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
         const facts = row ? storedFacts(row) : null;
         // Facts stored without what each transfer moved, and no raw answer to read it from:
         // fetched again, or a payout its money in hid would go unseen.
-        if (facts && (row!.raw !== null || !facts.succeeded || wholeFacts(facts))) {
+        // Facts a node served without inner instructions, where a program that can call the
+        // token program ran: a payout made inside that call is unseen. Fetched again.
+        if (
+          facts &&
+          !innerHidden(facts) &&
+          (row!.raw !== null || !facts.succeeded || wholeFacts(facts))
+        ) {
           factsOf.set(signature, facts);
           shared++;
         } else toFetch.push(signature);
@@ -568,6 +584,14 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
           return;
         }
         const { facts, raw } = result.value;
+        // Not stored, nor its line read: it stays listed (the statement is not complete while
+        // it is) and is fetched again at the next round, from whichever endpoint answers then.
+        if (innerHidden(facts)) {
+          hidden ??= { signature, lines: 0 };
+          hidden.lines++;
+          pending++;
+          return;
+        }
         stored.push({
           signature,
           slot: facts.slot,
@@ -608,7 +632,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       const failure = results.find((r) => r.status === "rejected");
       if (failure) throw (failure as PromiseRejectedResult).reason;
     }
-    return { fetched, shared, pending, unstorable };
+    return { fetched, shared, pending, unstorable, hidden };
   }
 
   async function syncVault(vault: string, opts: SyncOptions = {}) {
@@ -632,8 +656,9 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       read.shared += releases.shared;
       read.pending += releases.pending;
       read.unstorable ??= releases.unstorable;
+      read.hidden ??= releases.hidden;
     }
-    const { fetched, shared, pending, unstorable } = read;
+    const { fetched, shared, pending, unstorable, hidden } = read;
     try {
       await learnHistoryStart(vault);
     } catch (error) {
@@ -652,6 +677,12 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
         `line ${unstorable.signature} not read: its amount ${unstorable.units} is beyond ${MAX_STORED_UNITS}, the most the store holds${more > 0 ? ` (and ${more} later line${more === 1 ? "" : "s"} like it)` : ""}`,
       );
     }
+    if (hidden) {
+      const more = hidden.lines - 1;
+      problems.push(
+        `line ${hidden.signature} not read: its transaction was served without inner instructions${more > 0 ? ` (and ${more} later line${more === 1 ? "" : "s"} like it)` : ""}`,
+      );
+    }
     if (balance && !isStorableUnits(balance.amount)) {
       problems.push(`balance ${balance.amount} not kept: beyond ${MAX_STORED_UNITS}`);
     } else if (balance && heldBack === null && (newest === null || newest <= balance.slot)) {
@@ -661,7 +692,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     if (problems.length > 0) {
       const message = problems.join("; ");
       await ledger.setError(vault, message, now());
-      log.warn({ vault, err: message }, "ledger: amounts beyond the store left unread");
+      log.warn({ vault, err: message }, "ledger: lines left unread");
     }
     return { vault, pages, listed, fetched, shared, pending, noBlockTime };
   }

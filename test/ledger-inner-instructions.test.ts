@@ -1,0 +1,134 @@
+import { Keypair, PublicKey } from "@solana/web3.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseTransaction } from "../src/chain/parse-transaction.js";
+import type { RpcPool } from "../src/chain/rpc-pool.js";
+import { createLedgerReader } from "../src/ledger/reader.js";
+import { buildStatement } from "../src/ledger/statement.js";
+import {
+  ASSOCIATED_TOKEN_PROGRAM_ID,
+  localKeyNames,
+  localSigner,
+  SYSTEM_PROGRAM_ID,
+  TOKEN_PROGRAM_ID,
+} from "../src/localnet/keys.js";
+import { createLogger } from "../src/log.js";
+import { createLedgerStore } from "../src/store/ledger.js";
+import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
+
+/**
+ * A node that answers getTransaction without inner instructions hides what a program's call
+ * into the token program moved: a payout of the vault's money inside a top-up. The ledger
+ * must not read such a line as whole.
+ */
+const log = createLogger({ level: "silent" });
+
+let h: AdversaryHarness;
+beforeAll(async () => {
+  h = await startAdversaryHarness();
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+/** `rpc`, its getTransaction answers stripped of `meta.innerInstructions`. */
+function withoutInner(rpc: RpcPool): RpcPool {
+  return new Proxy(rpc, {
+    get(target, key, receiver) {
+      if (key !== "getTransaction") return Reflect.get(target, key, receiver);
+      return async (...args: Parameters<RpcPool["getTransaction"]>) => {
+        const fetched = await target.getTransaction(...args);
+        if (fetched === null) return null;
+        const result = JSON.parse(fetched.raw);
+        result.meta.innerInstructions = null;
+        const raw = JSON.stringify(result);
+        return { facts: parseTransaction(result, args[0]), raw };
+      };
+    },
+  });
+}
+
+/** The Associated Token Account program's CreateIdempotent: it calls the token program. */
+function createAta(payer: string, owner: string, mint: string) {
+  const [address] = PublicKey.findProgramAddressSync(
+    [owner, TOKEN_PROGRAM_ID, mint].map((k) => new PublicKey(k).toBuffer()),
+    new PublicKey(ASSOCIATED_TOKEN_PROGRAM_ID),
+  );
+  const acc = (a: string, signer: boolean, writable: boolean) => ({
+    address: a,
+    signer,
+    writable,
+  });
+  return {
+    programId: ASSOCIATED_TOKEN_PROGRAM_ID,
+    accounts: [
+      acc(payer, true, true),
+      acc(address.toBase58(), false, true),
+      acc(owner, false, false),
+      acc(mint, false, false),
+      acc(SYSTEM_PROGRAM_ID, false, false),
+      acc(TOKEN_PROGRAM_ID, false, false),
+    ],
+    data: new Uint8Array([1]),
+  };
+}
+
+describe("a top-up served without its inner instructions", () => {
+  it("stays listed, unread, its statement not complete, until an answer with them reads it", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(3);
+    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
+    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    const user = localSigner(localKeyNames.user(3));
+    const wallet = h.op.createTokenAccount(user.address, h.op.accounts.mint, 1_000_000n);
+    // A top-up whose transaction also calls a program that calls the token program: what that
+    // call moved shows only in the inner instructions.
+    const topUp = h.op.send(
+      [
+        createAta(h.op.payer.address, Keypair.generate().publicKey.toBase58(), h.op.accounts.mint),
+        h.op.transfer(wallet, vault, 1_000_000n, { authority: user.address }),
+      ],
+      { extraSigners: [user] },
+    ).signature;
+    await h.finalized();
+
+    const statementNow = async (rpc: RpcPool) => {
+      const reader = createLedgerReader({
+        store: c.store,
+        rpc,
+        profile: c.profile,
+        log,
+        custody: { vaults: [vault], byKey: {} },
+      });
+      const sync = await reader.syncVault(vault);
+      const statement = await buildStatement(
+        c.store,
+        { from, to: Date.now() + 1_000, vault },
+        { profile: c.profile, graceSeconds: 0 },
+      );
+      return { sync, s: statement.vaults[0]! };
+    };
+
+    const stripped = await statementNow(withoutInner(h.rpc));
+    // Read as whole, it was a deposit of 1,000,000 in a complete statement: a payout inside
+    // the call would have gone unseen.
+    expect(stripped.sync.pending).toBeGreaterThanOrEqual(1);
+    expect(stripped.s.complete).toBe(false);
+    expect(stripped.s.depositsUnits).toBe(0n);
+    expect(stripped.s.counts.pending).toBe(1);
+    expect(stripped.s.unread).toEqual({
+      lines: 1,
+      why: `line ${topUp} not read: its transaction was served without inner instructions`,
+    });
+    expect(await createLedgerStore(c.store).storedTransaction(topUp)).toBeUndefined();
+    // Asked again: still not read.
+    const again = await statementNow(withoutInner(h.rpc));
+    expect(again.s.complete).toBe(false);
+    expect(again.s.counts.pending).toBe(1);
+
+    const honest = await statementNow(h.rpc);
+    expect(honest.s.depositsUnits).toBe(1_000_000n);
+    expect(honest.s.counts.pending).toBe(0);
+    expect(honest.s.unread).toBeNull();
+    expect(honest.s.unexplained).toEqual([]);
+  });
+});
