@@ -934,3 +934,59 @@ describe("upgrading a deployment that took an account made the vault's for the v
     }
   });
 });
+
+/** Lines read before 0036 from stored transactions: inner instructions left out, or shown. */
+const innerLines = [
+  ["inner_hidden", 0, '{"innerInstructionsKnown":false}'],
+  ["inner_known", 1, '{"innerInstructionsKnown":true}'],
+  ["inner_not_json", 2, "not json"],
+] as const;
+const innerTxInsert = `INSERT INTO chain_transactions (signature, first_seen_at, facts)
+  VALUES ($1, 1, $2)`;
+const innerMarker = "served without inner instructions";
+
+describe("upgrading a deployment that read lines a node served without inner instructions", () => {
+  it("lists again on SQLite the lines read from such a transaction", () => {
+    const store = sqliteBefore(innerMarker);
+    try {
+      const line = store.sqlite.prepare(relistInsert.replace(/\$\d/g, "?"));
+      const tx = store.sqlite.prepare(innerTxInsert.replace(/\$\d/g, "?"));
+      for (const [signature, ord, facts] of innerLines) {
+        line.run(signature, ord, 1, null);
+        // SQLite stores the facts as text: one that is not JSON must not stop the migration.
+        tx.run(signature, facts);
+      }
+      migrateStore(store);
+      expect(
+        store.sqlite.prepare("SELECT signature, state FROM ledger_lines ORDER BY ord").all(),
+      ).toEqual([
+        { signature: "inner_hidden", state: "listed" },
+        { signature: "inner_known", state: "read" },
+        { signature: "inner_not_json", state: "read" },
+      ]);
+    } finally {
+      store.close();
+    }
+  });
+
+  const database = usePostgresDatabase();
+  it("lists again on PostgreSQL the lines read from such a transaction", async () => {
+    const store = await postgresBefore(await database.create(), innerMarker);
+    try {
+      for (const [signature, ord, facts] of innerLines.slice(0, 2)) {
+        await store.pool.query(relistInsert, [signature, ord, true, null]);
+        await store.pool.query(innerTxInsert, [signature, facts]);
+      }
+      await migratePostgres(store.pool);
+      const { rows } = await store.pool.query(
+        "SELECT signature, state FROM ledger_lines ORDER BY ord",
+      );
+      expect(rows).toEqual([
+        { signature: "inner_hidden", state: "listed" },
+        { signature: "inner_known", state: "read" },
+      ]);
+    } finally {
+      await store.close();
+    }
+  });
+});
