@@ -7,7 +7,7 @@ import { withProxyFastPath } from "../src/api/proxy-listener.js";
 import { createToken } from "../src/auth/tokens.js";
 import { createLogger } from "../src/log.js";
 import { createRecordingProxy, type RecordingProxy } from "../src/recorder/proxy.js";
-import { listen } from "./support/recorder-fixtures.js";
+import { capturedLogger, listen } from "./support/recorder-fixtures.js";
 import { createTestStore } from "./support/store.js";
 
 const key = "dcntrl_live_abcdefghijklmnopqrstuvwxyz012345";
@@ -148,5 +148,65 @@ describe("the proxy's request target and credentials", () => {
     expect(error).toMatchObject({ code: "bad_request", header: "x-audit-token" });
     expect(error.message).toContain("given 2 times");
     expect(paths).toEqual([]);
+  });
+});
+
+describe("a credential header given twice to the proxy", () => {
+  it("cuts each key of it from what the upstream echoes into a log line", async () => {
+    const first = "dcntrl_live_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    const second = "dcntrl_live_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
+    const store = createTestStore();
+    const { log, lines } = capturedLogger();
+    // An upstream that names its job with the last key it was sent: no recordable job id, so
+    // the proxy logs what it named.
+    const upstream = http.createServer(async (req, res) => {
+      for await (const _ of req) {
+        // drain the body
+      }
+      const sent = String(req.headers["x-api-key"] ?? "");
+      res.writeHead(200, {
+        "content-type": "application/json",
+        "x-decentral-job-id": `job ${sent.split(", ").pop()}`,
+      });
+      res.end("{}");
+    });
+    const up = await listen(upstream);
+    const proxy = createRecordingProxy({ store, log, upstreamBaseUrl: `${up.url}/v1` });
+    const served = await listen(http.createServer((req, res) => void proxy.handle(req, res)));
+    try {
+      const answer = await new Promise<number>((resolve, reject) => {
+        const socket = net.connect(Number(new URL(served.url).port), "127.0.0.1");
+        let text = "";
+        socket.on("data", (chunk: Buffer) => {
+          text += chunk.toString();
+        });
+        socket.on("error", reject);
+        socket.on("end", () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0)));
+        socket.write(
+          [
+            "POST /v1/chat/completions HTTP/1.1",
+            "host: audit",
+            `x-api-key: ${first}`,
+            `x-api-key: ${second}`,
+            "content-type: application/json",
+            "content-length: 2",
+            "connection: close",
+            "",
+            "{}",
+          ].join("\r\n"),
+        );
+      });
+      expect(answer).toBe(502);
+      await proxy.idle();
+      const logged = lines.join("\n");
+      expect(logged).toContain("no recordable job id");
+      expect(logged).not.toContain(first);
+      expect(logged).not.toContain(second);
+    } finally {
+      await proxy.close();
+      await served.close();
+      await up.close();
+      store.close();
+    }
   });
 });

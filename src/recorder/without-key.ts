@@ -45,7 +45,12 @@ export function credentialsOf(header: (name: string) => unknown): string[] {
   const found: string[] = [];
   for (const name of ["authorization", "x-api-key", "api-key"]) {
     const value = header(name);
-    if (typeof value === "string") found.push(value);
+    if (typeof value !== "string") continue;
+    found.push(value);
+    // A header given twice comes joined with ", " (Node joins all but a few, `authorization`
+    // among the few it drops): each key in it is cut on its own, or an echo of one alone was
+    // logged and stored whole. A key holds no comma.
+    if (value.includes(",")) found.push(...value.split(",").map((part) => part.trim()));
   }
   return found;
 }
