@@ -461,6 +461,8 @@ describe("serve --workers 2", () => {
     const first = await until(() => leaderOwner(db));
     const leaders = () =>
       serve.logs.filter((l) => l.msg === "leader: running the verifier and the backfill");
+    // Its line may be read after the lease is seen in the store: each process writes its own.
+    await until(() => leaders().length > 0);
     expect(leaders().map((l) => l.pid)).toEqual([pidOf(first)]);
     // The leader is one of the serving workers. A worker takes the lease once it listens, and
     // each process writes its own lines: its "listening" line may be read after the lease.
