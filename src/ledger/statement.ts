@@ -246,6 +246,10 @@ export interface VaultStatement {
    * balance before, which says nothing of what moved earlier. Null otherwise.
    */
   missingHistory: { beforeSignature: string; slot: number; blockTime: string | null } | null;
+  /**
+   * The chain's balance at `from`: the lines before it plus what moved unseen in their gaps,
+   * the previous period's closing on chain. Null when the vault never moved and was never read.
+   */
   openingUnits: bigint | null;
   depositsUnits: bigint;
   locksUnits: bigint;
@@ -450,7 +454,14 @@ export async function buildStatement(
     const sums = await ledger.periodSums(vault, fromSec, toSec);
     const pending = await ledger.pendingCounts(vault, fromSec, toSec);
     let opening = await ledger.openingUnits(vault, fromSec);
-    if (opening === null && cursor?.balanceUnits != null) opening = cursor.balanceUnits;
+    if (opening !== null) {
+      // The lines' sum misses what moved in the gaps before the period: the chain's balance at
+      // `from` holds it. Left out, every later period opened off the previous one's closing on
+      // chain and closed off the chain by the gap, `complete` and with no gap to say why.
+      for (const g of await ledger.gaps(vault, 0, fromSec)) opening += g.missingUnits;
+    } else if (cursor?.balanceUnits != null) {
+      opening = cursor.balanceUnits;
+    }
 
     const totals = {
       deposits: sums.deposit.units,
