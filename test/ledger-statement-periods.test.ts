@@ -1,8 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { periodOf } from "../src/dashboard/period.js";
+import { statementBody } from "../src/dashboard/statement-page.js";
 import { createLedgerReader, type LedgerRpc } from "../src/ledger/reader.js";
-import { buildStatement } from "../src/ledger/statement.js";
+import { buildStatement, statementToCsv } from "../src/ledger/statement.js";
 import { createLogger } from "../src/log.js";
+import { createVerifier } from "../src/verify/engine.js";
+import { localnetProfile } from "../src/verify/profiles.js";
 import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
+import { quickVerifierOptions } from "./support/quick-verifier.js";
 
 const log = createLogger({ level: "silent" });
 
@@ -97,5 +102,75 @@ describe("consecutive periods of a vault whose history read has a gap", () => {
     const whole = (await statementOf(c, vault, from, to)).vaults[0]!;
     expect(whole.openingUnits).toBe(first.openingUnits);
     expect(whole.differenceUnits).toBe(-12_345n);
+  });
+});
+
+describe("a lock settled all but one unit, in the statement's CSV and on its page", () => {
+  it("says what of the lock is still out and when it was due, as the JSON does", async () => {
+    // A settlement window of a second, so the verifier (on the chain's clock) decides the job.
+    const short = { ...localnetProfile, settlementWindowSeconds: 1, receiptTimeSkewSeconds: 0 };
+    const c = await h.scenario(short);
+    const keyIndex = 3;
+    await c.pinKey(keyIndex);
+    const from = edge();
+    const plan = h.op.plan({ keyIndex });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    // The settlement pays the worker and the treasury and sends back all but one unit of the
+    // rest: one unit of the lock stays in escrow.
+    const settlementTx = h.op.send([
+      ...h.op.payoutIxs(plan, { remainder: plan.remainder - 1n }),
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    const to = edge();
+    await settle();
+    await c.flush();
+    const verifier = createVerifier({
+      store: c.store,
+      rpc: h.rpc,
+      profile: short,
+      log,
+      options: quickVerifierOptions,
+      now: () => h.op.now(),
+    });
+    expect((await verifier.runUntilSettled({}, { timeoutMs: 20_000 })).status).toBe("completed");
+    expect(await c.outcome(plan.jobId)).toMatchObject({ verdict: "discrepancy" });
+    await readerOf(c, plan.vault).syncVault(plan.vault);
+    // The ledger's read sent the job back to the verifier (its credits header): decided again.
+    expect((await verifier.runUntilSettled({}, { timeoutMs: 20_000 })).status).toBe("completed");
+    expect(await c.outcome(plan.jobId)).toMatchObject({ verdict: "discrepancy" });
+
+    const oneSecond = { ...c.profile, settlementWindowSeconds: 1 };
+    const due = await buildStatement(
+      c.store,
+      { from, to, vault: plan.vault },
+      { profile: oneSecond, graceSeconds: 0 },
+    );
+    const lock = due.vaults[0]!.unreleasedLocks[0]!;
+    expect(lock).toMatchObject({ jobId: plan.jobId, lockUnits: plan.lock, outstandingUnits: 1n });
+    const row = statementToCsv(due)
+      .split("\r\n")
+      .find((l) => l.startsWith("unreleased_lock,"));
+    expect(row).toContain(
+      `,${escrowTx},${lock.lockedAt},${plan.lock},${plan.jobId},"outstandingUnits=1; dueBy=${lock.dueBy}",`,
+    );
+    const period = periodOf({}, to);
+    const page = String(statementBody(period, due));
+    expect(page).toContain(`${plan.jobId}</a>: 0.000001 USDC of `);
+    expect(page).toContain(`still out, locked in`);
+
+    const hour = { ...c.profile, settlementWindowSeconds: 3600 };
+    const early = await buildStatement(
+      c.store,
+      { from, to, vault: plan.vault },
+      { profile: hour, graceSeconds: 0 },
+    );
+    const notDue = early.vaults[0]!.locksNotDue[0]!;
+    expect(notDue.outstandingUnits).toBe(1n);
+    expect(
+      statementToCsv(early)
+        .split("\r\n")
+        .find((l) => l.startsWith("lock_not_due,")),
+    ).toContain(`,${plan.jobId},"outstandingUnits=1; dueBy=${notDue.dueBy}",`);
   });
 });

@@ -312,7 +312,7 @@ describe("a lock not yet due when its own window's run reads the vault", () => {
       },
     ]);
     expect(summaryToText(second)).toContain(
-      `unreleased lock of ${plan.lock} units by job ${plan.jobId} from vault ${plan.vault} in ${lock.signature} (locked ${isoOf(lock.blockTime * 1000)}, before the window`,
+      `unreleased lock of ${plan.lock} units (${plan.remainder} still out) by job ${plan.jobId} from vault ${plan.vault} in ${lock.signature} (locked ${isoOf(lock.blockTime * 1000)}, before the window`,
     );
   });
 });

@@ -124,3 +124,20 @@ describe("nightly summary", () => {
     expect(summaryToMarkdown(s)).toContain(`unreceipted debit of 1000 units from vault ${vault}`);
   });
 });
+
+describe("an unreleased lock in the nightly summary", () => {
+  it("says what of the lock is still out, not only the lock", () => {
+    const s = summaryWithMemos([]);
+    s.ledger!.unreleasedLocks.push({
+      vault,
+      jobId: "job_partly",
+      signature: "sigLock",
+      lockUnits: "160000",
+      outstandingUnits: "1",
+      lockedAt: "2026-11-28T10:00:00.000Z",
+      dueBy: "2026-11-28T10:07:00.000Z",
+      beforeWindow: false,
+    });
+    expect(summaryToText(s)).toContain("unreleased lock of 160000 units (1 still out) by job");
+  });
+});

@@ -372,7 +372,7 @@ export function statementRoutes(deps: StatementRoutesDeps) {
         ...notAcceptableError,
       },
     }),
-    "One `vault` row per vault with its figures, then one row per finding (`unreceipted_debit`, `unreleased_lock`, `lock_not_due` and the others the JSON lists); every row ends with the statement's `from` (inclusive), `to` (exclusive) and `generatedAt` (ISO 8601 UTC, as in the JSON).",
+    "One `vault` row per vault with its figures, then one row per finding (`unreceipted_debit`, `unreleased_lock`, `lock_not_due` and the others the JSON lists; a lock's row has the whole lock in `amountUnits` and `outstandingUnits=<n>; dueBy=<ISO 8601>` in `memo`); every row ends with the statement's `from` (inclusive), `to` (exclusive) and `generatedAt` (ISO 8601 UTC, as in the JSON).",
   );
   const readers = createRouter({ store: deps.store, role: "read" })
     .openapi(listSnapshots, async (c) => {

@@ -73,7 +73,7 @@ ${
     ? html`<h3>Locks never returned or settled in time</h3>
 <ul>${v.unreleasedLocks.map(
         (u) =>
-          html`<li><a href="${BASE}/jobs/${encodeURIComponent(u.jobId)}">${u.jobId}</a>: ${usdc(u.lockUnits)} USDC locked in <span class="mono">${short(u.signature)}</span></li>`,
+          html`<li><a href="${BASE}/jobs/${encodeURIComponent(u.jobId)}">${u.jobId}</a>: ${usdc(u.outstandingUnits)} USDC of ${usdc(u.lockUnits)} still out, locked in <span class="mono">${short(u.signature)}</span>, due by ${u.dueBy ?? "an unknown time"}</li>`,
       )}</ul>`
     : ""
 }

@@ -881,8 +881,9 @@ function labelled(name: string, address: string, memo: string | null): string {
 /**
  * RFC 4180 CSV (CRLF): one `vault` row per vault with every figure, then one row per finding
  * (`unreceipted_debit` with signature, amount, memo and the job the memo names;
- * `unreleased_lock` with signature, amount and job (`lock_not_due` likewise, for a lock still out
- * before its due time); `foreign_mint_movement` once per change,
+ * `unreleased_lock` with signature, the lock's amount and job, and `outstandingUnits=<what is
+ * still out>; dueBy=<when it was due>` in the memo column (`lock_not_due` likewise, for a lock
+ * still out before its due time); `foreign_mint_movement` once per change,
  * its mint in the memo column, with signature, amount and the job its memo names;
  * `foreign_mint_balance` with the mint and the amount there; `vault_owner_changed` with
  * signature and the job its memo names, `owner=<new owner>` and the line's memo in the memo
@@ -968,6 +969,8 @@ export function statementToCsv(statement: Statement): string {
       ]);
     }
     for (const u of [...v.unreleasedLocks, ...v.locksNotDue]) {
+      // What of the lock is still out and when it was due, as the JSON says them: the amount
+      // column is the whole lock, which a lock partly returned (one unit short) has not lost.
       row([
         u.finding,
         v.vault,
@@ -977,7 +980,7 @@ export function statementToCsv(statement: Statement): string {
         u.lockedAt,
         u.lockUnits,
         u.jobId,
-        null,
+        `outstandingUnits=${u.outstandingUnits}; dueBy=${u.dueBy ?? "unknown"}`,
       ]);
     }
     // Another mint's amounts: in rows of their own, the mint named, never in a vault figure.

@@ -100,7 +100,7 @@ function ledgerLines(s: NightlySummary, show: Show): string[] {
     ),
     ...s.ledger.unreleasedLocks.map(
       (u) =>
-        `unreleased lock of ${u.lockUnits} units by job ${show(u.jobId)} from vault ${u.vault} in ${u.signature}` +
+        `unreleased lock of ${u.lockUnits} units (${u.outstandingUnits} still out) by job ${show(u.jobId)} from vault ${u.vault} in ${u.signature}` +
         ` (locked ${u.lockedAt ?? "at an unknown time"}${u.listedLate ? `, ${LISTED_LATE}` : u.beforeWindow ? ", before the window: not yet due when its own window's run read the vault, or in history no run had judged" : ""})`,
     ),
     ...s.ledger.creditsHeaderMismatches.map(
