@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { periodOf } from "../src/dashboard/period.js";
 import { statementBody } from "../src/dashboard/statement-page.js";
 import { createLedgerReader, type LedgerRpc } from "../src/ledger/reader.js";
-import { buildStatement, statementToCsv } from "../src/ledger/statement.js";
+import { buildStatement, ledgerStoreOf, statementToCsv } from "../src/ledger/statement.js";
 import { createLogger } from "../src/log.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
@@ -172,5 +172,47 @@ describe("a lock settled all but one unit, in the statement's CSV and on its pag
         .split("\r\n")
         .find((l) => l.startsWith("lock_not_due,")),
     ).toContain(`,${plan.jobId},"outstandingUnits=1; dueBy=${notDue.dueBy}",`);
+  });
+});
+
+describe("a statement read while a ledger round files its lines again", () => {
+  it("is read again: a lock the round files anew is a lock in every figure, not an unexplained debit of no line", async () => {
+    const c = await h.scenario();
+    const keyIndex = 1;
+    await c.pinKey(keyIndex);
+    const from = edge();
+    const plan = h.op.plan({ keyIndex });
+    const txs = h.op.honestJob(plan);
+    const to = edge();
+    await settle();
+    // Read before the receipt: the lock is an unreceipted debit until a round files it again.
+    await readerOf(c, plan.vault).syncVault(plan.vault);
+    c.record(plan, txs);
+    await c.flush();
+
+    // The round's review runs between the statement's first reads and its reads of the lines.
+    const ledger = ledgerStoreOf(c.store);
+    const periodSums = ledger.periodSums;
+    let reviewed = false;
+    ledger.periodSums = async (...args) => {
+      const sums = await periodSums(...args);
+      // The period's own sums (not a check of what moved around them).
+      if (!reviewed && args[1] === Math.ceil(from / 1000)) {
+        reviewed = true;
+        await ledger.review(plan.vault);
+      }
+      return sums;
+    };
+    try {
+      const s = (await statementOf(c, plan.vault, from, to)).vaults[0]!;
+      expect(reviewed).toBe(true);
+      expect(s.locksUnits).toBe(plan.lock);
+      expect(s.unexplainedOutUnits).toBe(0n);
+      expect(s.counts.unexplained).toBe(0);
+      expect(s.unexplained).toEqual([]);
+      expect(s.differenceUnits).toBe(0n);
+    } finally {
+      ledger.periodSums = periodSums;
+    }
   });
 });

@@ -370,6 +370,8 @@ export interface StatementOptions {
 /** Seconds after the settlement window before an unreturned lock is a finding, by default. */
 export const defaultGraceSeconds = 300;
 
+const DAY_SECONDS = 86_400;
+
 const ledgerStores = new WeakMap<Store, LedgerStore>();
 const snapshotStores = new WeakMap<Store, AccountSnapshotsStore>();
 
@@ -416,10 +418,20 @@ export async function buildStatement(
   const vaults = query.vault ? [query.vault] : await ledger.statementVaults();
 
   // What a ledger round changes when it lists or reads lines of a vault: its cursor (pages,
-  // balance, errors) and its lines waiting to be read.
+  // balance, errors), its lines waiting to be read, and the kinds its review files lines under
+  // again (a lock read before its receipt, an open lock whose key was pinned since): the sums by
+  // kind of the whole UTC days around the period, from the per-day rows alone. A review between
+  // the period's sums and its lines made the lock an unexplained debit in the sums and listed no
+  // line of it.
+  const dayStart = Math.floor(fromSec / DAY_SECONDS) * DAY_SECONDS;
+  const dayEnd = Math.ceil(toSec / DAY_SECONDS) * DAY_SECONDS;
   const ledgerState = async (vault: string) =>
     JSON.stringify(
-      [await ledger.cursorFigures(vault), await ledger.pendingCounts(vault, fromSec, toSec)],
+      [
+        await ledger.cursorFigures(vault),
+        await ledger.pendingCounts(vault, fromSec, toSec),
+        await ledger.periodSums(vault, dayStart, Math.max(dayEnd, dayStart + DAY_SECONDS)),
+      ],
       (_key, value) => (typeof value === "bigint" ? value.toString() : value),
     );
   const out: VaultStatement[] = [];
