@@ -990,3 +990,70 @@ describe("upgrading a deployment that read lines a node served without inner ins
     }
   });
 });
+
+/** Lines read before 0037 from stored transactions: money seen going into the vault, or not. */
+const balanceLines = [
+  [
+    "bal_in",
+    0,
+    1,
+    '{"tokenInstructions":[{"kind":"transferChecked","destination":"V","amount":"5"}]}',
+  ],
+  [
+    "bal_out",
+    1,
+    1,
+    '{"tokenInstructions":[{"kind":"transfer","source":"V","destination":"W","amount":"5"}]}',
+  ],
+  ["bal_old", 2, 1, '{"tokenInstructions":[{"kind":"transfer","accounts":["V","W"]}]}'],
+  ["bal_failed", 3, 0, '{"tokenInstructions":[{"kind":"mintTo","destination":"V","amount":"5"}]}'],
+  ["bal_none", 4, 1, '{"innerInstructionsKnown":true}'],
+  ["bal_not_json", 5, 1, "not json"],
+] as const;
+const balanceMarker = "held against the instructions a node served";
+const balanceExpected = [
+  { signature: "bal_in", state: "listed" },
+  { signature: "bal_out", state: "read" },
+  { signature: "bal_old", state: "listed" },
+  { signature: "bal_failed", state: "read" },
+  { signature: "bal_none", state: "read" },
+  { signature: "bal_not_json", state: "read" },
+];
+
+describe("upgrading a deployment that read lines before balances were held against movements", () => {
+  it("lists again on SQLite the lines whose transaction shows money into the vault", () => {
+    const store = sqliteBefore(balanceMarker);
+    try {
+      const line = store.sqlite.prepare(relistInsert.replace(/\$\d/g, "?"));
+      const tx = store.sqlite.prepare(innerTxInsert.replace(/\$\d/g, "?"));
+      for (const [signature, ord, succeeded, facts] of balanceLines) {
+        line.run(signature, ord, succeeded, null);
+        tx.run(signature, facts);
+      }
+      migrateStore(store);
+      expect(
+        store.sqlite.prepare("SELECT signature, state FROM ledger_lines ORDER BY ord").all(),
+      ).toEqual(balanceExpected);
+    } finally {
+      store.close();
+    }
+  });
+
+  const database = usePostgresDatabase();
+  it("lists again on PostgreSQL the lines whose transaction shows money into the vault", async () => {
+    const store = await postgresBefore(await database.create(), balanceMarker);
+    try {
+      for (const [signature, ord, succeeded, facts] of balanceLines.slice(0, 5)) {
+        await store.pool.query(relistInsert, [signature, ord, succeeded === 1, null]);
+        await store.pool.query(innerTxInsert, [signature, facts]);
+      }
+      await migratePostgres(store.pool);
+      const { rows } = await store.pool.query(
+        "SELECT signature, state FROM ledger_lines ORDER BY ord",
+      );
+      expect(rows).toEqual(balanceExpected.slice(0, 5));
+    } finally {
+      await store.close();
+    }
+  });
+});

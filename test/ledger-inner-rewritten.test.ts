@@ -1,0 +1,188 @@
+import { Keypair, PublicKey } from "@solana/web3.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseTransaction } from "../src/chain/parse-transaction.js";
+import type { RpcPool } from "../src/chain/rpc-pool.js";
+import { createLedgerReader } from "../src/ledger/reader.js";
+import { buildStatement } from "../src/ledger/statement.js";
+import { ledgerWindowCheck } from "../src/ledger/window-check.js";
+import {
+  ASSOCIATED_TOKEN_PROGRAM_ID,
+  localKeyNames,
+  localSigner,
+  SYSTEM_PROGRAM_ID,
+  TOKEN_PROGRAM_ID,
+} from "../src/localnet/keys.js";
+import { createLogger } from "../src/log.js";
+import { runNightlyVerification } from "../src/nightly/nightly-run.js";
+import { createVerifier } from "../src/verify/engine.js";
+import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
+import { quickVerifierOptions } from "./support/quick-verifier.js";
+
+/**
+ * The operator runs the node the service reads. A payout of the vault's money made inside
+ * another program's call shows only in `meta.innerInstructions`; a node that serves them as
+ * `[]`, or lists the groups it keeps under other instructions, leaves it out of every
+ * instruction while the vault's balances still show it. The payout here is a top-level
+ * instruction the lying node removes from the message, as it would drop a call's inner one.
+ */
+const log = createLogger({ level: "silent" });
+
+let h: AdversaryHarness;
+beforeAll(async () => {
+  h = await startAdversaryHarness();
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+type Rewrite = (result: {
+  transaction: { message: { instructions: unknown[] } };
+  meta: { innerInstructions: { index: number; instructions: unknown[] }[] | null };
+}) => void;
+
+/** `rpc`, its getTransaction answers for the signatures named rewritten as told. */
+function lyingNode(rpc: RpcPool, rewrites: Map<string, Rewrite>): RpcPool {
+  return new Proxy(rpc, {
+    get(target, key, receiver) {
+      if (key !== "getTransaction") return Reflect.get(target, key, receiver);
+      return async (...args: Parameters<RpcPool["getTransaction"]>) => {
+        const fetched = await target.getTransaction(...args);
+        const rewrite = rewrites.get(args[0]);
+        if (fetched === null || rewrite === undefined) return fetched;
+        const result = JSON.parse(fetched.raw);
+        rewrite(result);
+        const raw = JSON.stringify(result);
+        return { facts: parseTransaction(result, args[0]), raw };
+      };
+    },
+  });
+}
+
+/** Drops the last top-level instruction, and serves the inner groups as `inner` says. */
+const dropLast =
+  (inner: "empty" | "shifted"): Rewrite =>
+  (result) => {
+    result.transaction.message.instructions.pop();
+    const groups = result.meta.innerInstructions ?? [];
+    // Shifted: the groups a node keeps, listed under the next instruction's index.
+    result.meta.innerInstructions =
+      inner === "empty" ? [] : groups.map((g) => ({ ...g, index: g.index + 1 }));
+  };
+
+/** The Associated Token Account program's CreateIdempotent: it calls the token program. */
+function createAta(payer: string, owner: string, mint: string) {
+  const [address] = PublicKey.findProgramAddressSync(
+    [owner, TOKEN_PROGRAM_ID, mint].map((k) => new PublicKey(k).toBuffer()),
+    new PublicKey(ASSOCIATED_TOKEN_PROGRAM_ID),
+  );
+  const acc = (a: string, signer: boolean, writable: boolean) => ({
+    address: a,
+    signer,
+    writable,
+  });
+  return {
+    programId: ASSOCIATED_TOKEN_PROGRAM_ID,
+    accounts: [
+      acc(payer, true, true),
+      acc(address.toBase58(), false, true),
+      acc(owner, false, false),
+      acc(mint, false, false),
+      acc(SYSTEM_PROGRAM_ID, false, false),
+      acc(TOKEN_PROGRAM_ID, false, false),
+    ],
+    data: new Uint8Array([1]),
+  };
+}
+
+/** A whole second from now, waited for: the period's start, after earlier tests' lines. */
+async function periodStart() {
+  const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
+  await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+  return from;
+}
+
+/** A customer's "buy credits" transaction, a program's call in it, and `payout` signed in last. */
+function topUpWithPayout(vault: string, payout: bigint) {
+  const user = localSigner(localKeyNames.user(3));
+  const wallet = h.op.createTokenAccount(user.address, h.op.accounts.mint, 1_000_000n);
+  const ixs = [
+    createAta(h.op.payer.address, Keypair.generate().publicKey.toBase58(), h.op.accounts.mint),
+    h.op.transfer(wallet, vault, 1_000_000n, { authority: user.address }),
+  ];
+  if (payout > 0n) ixs.push(h.op.transfer(vault, h.op.attackerAccount(0n), payout));
+  return h.op.send(ixs, { extraSigners: [user] }).signature;
+}
+
+async function readThrough(c: Scenario, rpc: RpcPool, vault: string, from: number) {
+  await h.finalized();
+  const reader = createLedgerReader({
+    store: c.store,
+    rpc,
+    profile: c.profile,
+    log,
+    custody: { vaults: [vault], byKey: {} },
+  });
+  await reader.syncVault(vault);
+  const statement = await buildStatement(
+    c.store,
+    { from, to: Date.now() + 1_000, vault },
+    { profile: c.profile, graceSeconds: 0 },
+  );
+  return { reader, s: statement.vaults[0]! };
+}
+
+describe("a payout inside a call a lying node leaves out of the inner instructions", () => {
+  for (const inner of ["empty", "shifted"] as const) {
+    it(`is an unreceipted debit by the vault's balances (inner groups ${inner}), nightly exit 1`, async () => {
+      const c = await h.scenario();
+      const { vault } = await c.pinKey(3);
+      const from = await periodStart();
+      const topUp = topUpWithPayout(vault, 300_000n);
+      const rpc = lyingNode(h.rpc, new Map([[topUp, dropLast(inner)]]));
+      const { reader, s } = await readThrough(c, rpc, vault, from);
+      // Read by the instructions served, it was a deposit of 700,000 and no finding.
+      expect(s.unexplained).toEqual([
+        expect.objectContaining({
+          finding: "unreceipted_debit",
+          signature: topUp,
+          amountUnits: -300_000n,
+        }),
+      ]);
+      expect(s.depositsUnits).toBe(1_000_000n);
+      expect(s.unexplainedOutUnits).toBe(300_000n);
+      expect(s.differenceUnits).toBe(0n);
+
+      const verifier = createVerifier({
+        store: c.store,
+        rpc,
+        profile: c.profile,
+        log,
+        options: quickVerifierOptions,
+      });
+      const run = await runNightlyVerification(c.store, verifier, {
+        from,
+        to: Date.now(),
+        timeoutMs: 10_000,
+        ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
+      });
+      expect(run.ledger?.unreceiptedDebits.filter((d) => d.signature === topUp)).toEqual([
+        expect.objectContaining({ vault, amountUnits: "-300000" }),
+      ]);
+      expect(run).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
+    });
+  }
+
+  it("keeps an honest top-up so served a deposit with no finding", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(3);
+    const from = await periodStart();
+    const topUp = topUpWithPayout(vault, 0n);
+    const emptied: Rewrite = (result) => {
+      result.meta.innerInstructions = [];
+    };
+    const { s } = await readThrough(c, lyingNode(h.rpc, new Map([[topUp, emptied]])), vault, from);
+    expect(s.unexplained).toEqual([]);
+    expect(s.depositsUnits).toBe(1_000_000n);
+    expect(s.unexplainedOutUnits).toBe(0n);
+  });
+});
