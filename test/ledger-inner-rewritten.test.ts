@@ -186,3 +186,47 @@ describe("a payout inside a call a lying node leaves out of the inner instructio
     expect(s.unexplainedOutUnits).toBe(0n);
   });
 });
+
+describe("a vault reopened in another mint, a lying node serving the reopening first", () => {
+  it("still counts the credits a plain transfer paid out, by the vault's credit balances", async () => {
+    const c = await h.scenario();
+    const keyIndex = 4;
+    const vault = h.op.vault(keyIndex);
+    const left = h.op.balance(vault);
+    if (left > 0n) h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), left)]);
+    const user = localSigner(localKeyNames.user(3));
+    const wallet = h.op.createTokenAccount(user.address, h.op.accounts.mint, 1_000_000n);
+    const thief = h.op.attackerAccount(0n);
+    const fake = h.op.createFakeMint();
+    const from = await periodStart();
+    // 1,000,000 in, paid out by a plain Transfer (which names no mint), the empty vault closed
+    // and opened again in a fake mint holding 5,000,000 of it.
+    const reopen = h.op.reopenVaultIxs(keyIndex, fake);
+    const tx = h.op.send(
+      [
+        h.op.transfer(wallet, vault, 1_000_000n, { authority: user.address }),
+        h.op.plainTransfer(vault, thief, 1_000_000n),
+        ...reopen.ixs,
+        h.op.mintTo(fake, vault, 5_000_000n, h.op.attacker.address),
+      ],
+      { extraSigners: [user, reopen.signer] },
+    ).signature;
+    expect(h.op.deltas(tx).get(thief)).toEqual({ mint: h.op.accounts.mint, delta: 1_000_000n });
+    // The node serves the vault's InitializeAccount (in the fake mint) before the payout, as a
+    // node listing a call's inner group under an earlier instruction would: the plain Transfer
+    // then reads as the fake mint's.
+    const initFirst: Rewrite = (result) => {
+      const ixs = result.transaction.message.instructions;
+      const [init] = ixs.splice(4, 1);
+      ixs.splice(1, 0, init);
+    };
+    const rpc = lyingNode(h.rpc, new Map([[tx, initFirst]]));
+    const { s } = await readThrough(c, rpc, vault, from);
+    expect(s.unexplained).toEqual([
+      expect.objectContaining({ signature: tx, amountUnits: -1_000_000n }),
+    ]);
+    expect(s.unexplainedOutUnits).toBe(1_000_000n);
+    expect(s.depositsUnits).toBe(1_000_000n);
+    expect(s.differenceUnits).toBe(0n);
+  });
+});
