@@ -230,3 +230,31 @@ describe("a vault reopened in another mint, a lying node serving the reopening f
     expect(s.differenceUnits).toBe(0n);
   });
 });
+
+describe("a job's lock with a payout a lying node leaves out of the instructions", () => {
+  it("fails the lock's escrow check by the vault's balances", async () => {
+    const c = await h.scenario();
+    const plan = h.op.plan({ keyIndex: 2 });
+    const escrowTx = h.op.send([
+      createAta(h.op.payer.address, Keypair.generate().publicKey.toBase58(), h.op.accounts.mint),
+      ...h.op.lockIxs(plan),
+      h.op.transfer(plan.vault, h.op.attackerAccount(0n), 300_000n),
+    ]).signature;
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    await c.flush();
+    await h.finalized();
+    const verifier = createVerifier({
+      store: c.store,
+      rpc: lyingNode(h.rpc, new Map([[escrowTx, dropLast("empty")]])),
+      profile: c.profile,
+      log,
+      options: quickVerifierOptions,
+    });
+    const summary = await verifier.runUntilSettled({}, { timeoutMs: 20_000 });
+    expect(summary.status).toBe("completed");
+    const outcome = await c.outcome(plan.jobId);
+    expect(outcome.verdict).toBe("discrepancy");
+    expect(outcome.failing).toEqual(["escrow.vault"]);
+  });
+});
