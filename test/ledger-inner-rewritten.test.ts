@@ -258,3 +258,35 @@ describe("a job's lock with a payout a lying node leaves out of the instructions
     expect(outcome.failing).toEqual(["escrow.vault"]);
   });
 });
+
+describe("a v0 top-up whose vault only a lookup table names, its payout's call left out", () => {
+  it("is an unreceipted debit by the balances of the loaded vault", async () => {
+    const c = await h.scenario();
+    const vault = h.op.vault(1);
+    const user = localSigner(localKeyNames.user(1));
+    const wallet = h.op.createTokenAccount(user.address, h.op.accounts.mint, 1_000_000n);
+    const thief = h.op.attackerAccount(0n);
+    const table = {
+      address: localSigner(`adversary/lookup/inner/${Date.now()}`).address,
+      addresses: [vault, thief, h.op.accounts.mint],
+    };
+    h.op.chain.setLookupTable(table.address, h.op.accounts.escrowAuthority, [...table.addresses]);
+    const from = await periodStart();
+    const stored = h.op.send(
+      [
+        createAta(h.op.payer.address, Keypair.generate().publicKey.toBase58(), h.op.accounts.mint),
+        h.op.transfer(wallet, vault, 1_000_000n, { authority: user.address }),
+        h.op.transfer(vault, thief, 400_000n),
+      ],
+      { version: 0, extraSigners: [user], lookupTables: [table] },
+    );
+    expect(stored.loadedAddresses.writable).toEqual(expect.arrayContaining([vault, thief]));
+    const rpc = lyingNode(h.rpc, new Map([[stored.signature, dropLast("empty")]]));
+    const { s } = await readThrough(c, rpc, vault, from);
+    expect(s.unexplained).toEqual([
+      expect.objectContaining({ signature: stored.signature, amountUnits: -400_000n }),
+    ]);
+    expect(s.depositsUnits).toBe(1_000_000n);
+    expect(s.differenceUnits).toBe(0n);
+  });
+});
