@@ -290,3 +290,31 @@ describe("a v0 top-up whose vault only a lookup table names, its payout's call l
     expect(s.differenceUnits).toBe(0n);
   });
 });
+
+describe("a lock inside a top-up beside a payout a lying node leaves out", () => {
+  it("lists the lock and the payout, not the lock alone, as unreceipted debits", async () => {
+    const c = await h.scenario();
+    const plan = h.op.plan({ keyIndex: 0 });
+    const user = localSigner(localKeyNames.user(0));
+    const wallet = h.op.createTokenAccount(user.address, h.op.accounts.mint, 1_000_000n);
+    const from = await periodStart();
+    // Two frauds in one transaction: the lock the top-up hides (listed for what left) and a
+    // payout inside a call the node serves no instruction of.
+    const escrowTx = h.op.send(
+      [
+        createAta(h.op.payer.address, Keypair.generate().publicKey.toBase58(), h.op.accounts.mint),
+        ...h.op.lockIxs(plan),
+        h.op.transfer(wallet, plan.vault, 1_000_000n, { authority: user.address }),
+        h.op.transfer(plan.vault, h.op.attackerAccount(0n), 250_000n),
+      ],
+      { extraSigners: [user] },
+    ).signature;
+    const rpc = lyingNode(h.rpc, new Map([[escrowTx, dropLast("empty")]]));
+    const { s } = await readThrough(c, rpc, plan.vault, from);
+    expect(s.unexplained).toEqual([
+      expect.objectContaining({ signature: escrowTx, amountUnits: -(plan.lock + 250_000n) }),
+    ]);
+    expect(s.depositsUnits).toBe(1_000_000n);
+    expect(s.differenceUnits).toBe(0n);
+  });
+});
