@@ -1,4 +1,5 @@
 import { defineConfig } from "vitest/config";
+import { LongestFirstSequencer } from "./test/support/longest-first-sequencer.js";
 import { SummaryLineReporter } from "./test/support/summary-line-reporter.js";
 
 export default defineConfig({
@@ -9,6 +10,8 @@ export default defineConfig({
     // Two files at once even on 2 cores (vitest's default there is one): the long files spend
     // most of their time waiting on child processes, the chain's slots and timers.
     maxWorkers: 2,
+    // The longest files first, so that no long file starts while the other worker runs out.
+    sequence: { sequencer: LongestFirstSequencer },
     testTimeout: 60_000,
     hookTimeout: 60_000,
     reporters: ["default", new SummaryLineReporter()],
