@@ -103,7 +103,24 @@ export function startCli(
       }
       for (const wake of [...waiters]) wake();
     });
-  const exited = once(child, "exit").then(([code]) => code as number | null);
+  // 'exit' can come before the process's last output is read (its pipes still hold it): a
+  // line it wrote just before it ended, or its last stderr, was missing to a test reading them
+  // once it exited. Resolved once the pipes end too, unless a test stopped reading one (then
+  // the exit alone), and at most a second after the exit (a process it started may hold them).
+  const exited = once(child, "exit").then(async ([code]) => {
+    const open = [child.stdout, child.stderr].filter(
+      (s): s is NonNullable<typeof s> => !!s && !s.readableEnded && s.readableFlowing !== false,
+    );
+    let bound: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(open.map((s) => once(s, "close").catch(() => undefined))),
+      new Promise((resolve) => {
+        bound = setTimeout(resolve, 1000);
+      }),
+    ]);
+    clearTimeout(bound);
+    return code as number | null;
+  });
   return {
     child,
     logs,
@@ -122,11 +139,13 @@ export function startCli(
           cleanup();
           reject(new Error(`no such log line within ${timeoutMs} ms; stderr: ${stderr}`));
         }, timeoutMs);
-        const onExit = () => {
-          if (check()) return;
-          cleanup();
-          reject(new Error(`process exited first; stderr: ${stderr}`));
-        };
+        // Judged once its last lines were read (`exited`), not at the exit itself.
+        const onExit = () =>
+          void exited.then(() => {
+            if (check()) return;
+            cleanup();
+            reject(new Error(`process exited first; stderr: ${stderr}`));
+          });
         const cleanup = () => {
           clearTimeout(timer);
           waiters.delete(wake);
