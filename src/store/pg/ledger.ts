@@ -64,6 +64,7 @@ import {
   settledUnits,
 } from "../ledger-rules.js";
 import type { PgExecutor } from "./executor.js";
+import { takeReceiptWriterTurn } from "./group-commit.js";
 import { keepWithJobPg, reopenJobsPg } from "./job-queue.js";
 import { retryOnConflict } from "./write-transaction.js";
 
@@ -669,6 +670,9 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     const gained: string[] = [];
     // In job id order, as other writers of several jobs lock them, so two wait, not deadlock.
     const kept = [...keep.values()].sort((a, b) => (a.job < b.job ? -1 : a.job > b.job ? 1 : 0));
+    // After the receipt writers' turn, before the first job row: a receipt group locks its
+    // existing jobs in the order its receipts came, not by id, and deadlocked with this.
+    if (kept.length > 0) await takeReceiptWriterTurn(tx);
     for (const { signature, job } of kept) {
       if ((await keepWithJobPg(tx, job, signature, now)) !== null) gained.push(job);
     }
@@ -1131,6 +1135,9 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         ),
       );
     const reopen: string[] = [];
+    // The receipt writers' turn before these check rows and the jobs reopened below, as the
+    // verdict writers take it before their jobs and check rows (see `keepWithJobs`).
+    if (waiting.length > 0) await takeReceiptWriterTurn(tx);
     for (const j of waiting) {
       if (j.lockTx === null || j.header === null) continue;
       const header = j.header;

@@ -7,6 +7,7 @@ import { waitsForTreasury } from "../custody-rules.js";
 import type { VerdictAmounts, VerdictStore, VerdictWrite } from "../verdicts.js";
 import { createPgCustodyPinning } from "./custody-pinning.js";
 import type { PgTx } from "./executor.js";
+import { takeReceiptWriterTurn } from "./group-commit.js";
 
 /**
  * The verdict writer on PostgreSQL (see src/store/verdicts.ts): a batch's verdicts, amounts,
@@ -39,6 +40,11 @@ export function createPgVerdictStore(store: PgStore, profile: CustodyProfile): V
     // another owner took over and treasury evidence, are shown safe without them.)
     // Raw SQL: drizzle has no builder for advisory locks.
     await tx.execute(sql`SELECT pg_advisory_xact_lock(${VERDICT_LOCK_CLASS}::int, 0)`);
+    // Then the receipt writers' turn: a receipt group moves rollup rows (a new job's insert) and
+    // then locks an existing job's row, the order opposite to this batch's (jobs rows, then
+    // their rollup rows by the statement trigger); the two deadlocked, one aborted after
+    // deadlock_timeout. Taken after the verdict turn, which no receipt writer takes.
+    await takeReceiptWriterTurn(tx);
     // The treasury-learning lock comes next, before any row lock, so a writer holding it never
     // waits for a row held by another writer that waits for the lock (see custody-pinning.ts).
     if (decisions.some((d) => d.evaluation?.learned.treasuryCandidate)) {

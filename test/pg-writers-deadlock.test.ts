@@ -1,0 +1,246 @@
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openPostgres, type PgStore } from "../src/db/pg/client.js";
+import { migratePostgres } from "../src/db/pg/migrate.js";
+import type { CustodyProfile } from "../src/store/custody.js";
+import { createLedgerStore, type LineRead } from "../src/store/ledger.js";
+import { openPgWriterConnection } from "../src/store/pg/group-commit.js";
+import { recordReceiptsUnit } from "../src/store/receipts.js";
+import { createVerdictStore, type VerdictWrite } from "../src/store/verdicts.js";
+import type { WriteUnit } from "../src/store/write-unit.js";
+import { fakeSignature } from "./support/job-rows.js";
+import { usePostgresDatabase } from "./support/postgres.js";
+import { receipt, signature } from "./support/recorder-fixtures.js";
+import { seedJob } from "./support/seed-ledger.js";
+import { seedJobs } from "./support/seed-verdicts.js";
+
+/**
+ * A receipt group (one host's receipt writer) against another host's verdict batch on one
+ * PostgreSQL: the group's insert of a new job moved the rollup row of its model, worker and
+ * hour, and a later receipt of the group locked an existing job's row; the verdict batch had
+ * locked that job's row and its statement trigger then waited for the same rollup row. One of
+ * the two was aborted as a deadlock (the receipt writer logged "could not record receipts; will
+ * retry" and the proxy's callers waited a deadlock_timeout and a backoff more).
+ *
+ * The interleaving is forced: the group stops between its two receipts until the verdict
+ * batch waits on a lock. The group's connections find deadlocks after 20 ms, the verdict
+ * store's after 10 s, so a cycle aborts the group, which the test sees.
+ */
+
+const database = usePostgresDatabase();
+const profile: CustodyProfile = { name: "mainnet-v1", treasury: null, treasuryLearnAfter: 2 };
+const WORKER = "DcrtuEi23DAjQ9t2QJ9wFXDSZRU26jC5cVx4Dejivmwe";
+const CREATED = Date.UTC(2026, 10, 1, 12);
+let hostA: PgStore;
+let hostB: PgStore;
+
+beforeAll(async () => {
+  const admin = new pg.Client({ connectionString: database.url });
+  await admin.connect();
+  try {
+    const name = (await admin.query<{ d: string }>("SELECT current_database() AS d")).rows[0]?.d;
+    await admin.query(`ALTER DATABASE "${name}" SET deadlock_timeout = '20ms'`);
+  } finally {
+    await admin.end();
+  }
+  hostA = openPostgres(database.url, { poolSize: 2, statementTimeoutMs: 30_000 });
+  hostB = openPostgres(database.url, { poolSize: 2, statementTimeoutMs: 30_000 });
+  // The pool's clients start with the options of its config (libpq's `options`).
+  (hostB.pool.options as { options?: string }).options = "-c deadlock_timeout=10s";
+  await migratePostgres(hostA.pool);
+});
+
+afterAll(async () => {
+  await Promise.all([hostA, hostB].map((host) => host?.close()));
+});
+
+/**
+ * A unit that stops the group's transaction until `open` is called; `reached` resolves when the
+ * group's units before it have run.
+ */
+function pause(): { unit: WriteUnit<null>; reached: Promise<void>; open: () => void } {
+  let open!: () => void;
+  let arrive!: () => void;
+  const gate = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  const reached = new Promise<void>((resolve) => {
+    arrive = resolve;
+  });
+  const unit = {
+    runSqlite: () => null,
+    runPostgres: async () => {
+      arrive();
+      await gate;
+      return null;
+    },
+  };
+  return { unit, reached, open };
+}
+
+/** Resolves once a backend other than the caller's waits on a lock. */
+async function someoneWaits(store: PgStore): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const { rows } = await store.pool.query<{ n: string }>(
+      `SELECT count(*) AS n FROM pg_stat_activity
+        WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+    );
+    if (Number(rows[0]?.n) > 0) return;
+    if (Date.now() > deadline) throw new Error("no backend came to wait on a lock");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+function verdictOf(jobId: string): VerdictWrite {
+  return {
+    job: { jobId, keyFingerprint: "kf_0001", verdictAt: null, verifyAttempts: 0 },
+    verdict: "verified",
+    nextVerifyAt: CREATED + 60_000,
+    lastError: null,
+    commitment: "finalized",
+    evaluation: {
+      amounts: {
+        escrowedUnits: 400_000n,
+        chargedUnits: 80_000n,
+        workerPaidUnits: 60_000n,
+        treasuryPaidUnits: 20_000n,
+        refundedUnits: 320_000n,
+        expectedChargeUnits: 80_000n,
+        feesLamports: 10_000n,
+      },
+      unproven: [],
+      learned: { creditVault: null, treasuryCandidate: null },
+    },
+    checks: [{ name: "escrow.amount", outcome: "pass", reason: null, expected: "1", actual: "1" }],
+  };
+}
+
+describe("a receipt group and another host's verdict batch on the same rollup rows", () => {
+  it("wait for each other instead of one being aborted as a deadlock", async () => {
+    const existing = "job_deadlock_verdict_existing";
+    await seedJobs(hostB, [{ jobId: existing, leaseOwner: "verifier-b", createdAt: CREATED }]);
+    const sameRollup = { model: "qwen3-8b", worker: WORKER, keyFingerprint: "kf_0001" };
+    const fresh = receipt({ ...sameRollup, createdAt: CREATED });
+    // Another receipt of the existing job (another escrow): a conflict, read `FOR UPDATE`.
+    const other = receipt({ ...sameRollup, jobId: existing, escrowTx: signature() });
+    const { unit: paused, reached, open } = pause();
+    const writer = openPgWriterConnection(hostA);
+    const verdicts = createVerdictStore(hostB, profile);
+    try {
+      const group = writer.together([
+        recordReceiptsUnit([fresh], "proxy"),
+        paused,
+        recordReceiptsUnit([other], "proxy"),
+      ]);
+      const groupSettled = group.then(
+        () => "committed",
+        (error: unknown) => `failed: ${(error as Error).cause ?? error}`,
+      );
+      // The group has written the new job (and its rollup rows) once it waits at the gate.
+      await reached;
+      const written = verdicts.write([verdictOf(existing)], {
+        owner: "verifier-b",
+        runId: null,
+        t: CREATED + 1000,
+      });
+      await someoneWaits(hostA);
+      open();
+      expect(await groupSettled).toBe("committed");
+      // The group's other receipt reopened the job, ending the verifier's lease: the batch,
+      // run after the group, writes no verdict (the job is verified again).
+      expect(await written).toEqual([false]);
+    } finally {
+      open();
+      await writer.close();
+    }
+    const { rows } = await hostA.pool.query<{ verdict: string; n: string }>(
+      `SELECT (SELECT verdict FROM jobs WHERE job_id = $1) AS verdict,
+        (SELECT count(*) FROM jobs WHERE job_id = $2) AS n`,
+      [existing, fresh.jobId],
+    );
+    expect(rows[0]).toEqual({ verdict: "pending", n: "1" });
+  }, 30_000);
+});
+
+describe("a receipt group and another host's ledger batch keeping lines with the same jobs", () => {
+  it("wait for each other instead of one being aborted as a deadlock", async () => {
+    // The ledger keeps a refund under each job's memo with that job, locking the jobs in id
+    // order (JA, then JB); the group's receipts of the same jobs came JB first.
+    const vault = "dEad1ockVau1tXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX";
+    const sig = (name: string) => fakeSignature(`writers-deadlock:${name}`);
+    const at = Date.UTC(2026, 10, 3, 12) / 1000;
+    const ids = ["job_deadlock_ledger_a", "job_deadlock_ledger_b"] as const;
+    for (const jobId of ids) {
+      await seedJob(hostB, {
+        jobId,
+        escrowTx: sig(`lock:${jobId}`),
+        settlementTx: sig(`settle:${jobId}`),
+        verdict: "verified",
+        recordedAt: (at + 60) * 1000,
+      });
+    }
+    const lines = ids.flatMap((jobId, i): LineRead[] => {
+      const base = 1_000_000n - BigInt(i) * 100_000n;
+      const line = (name: string, second: number, pre: bigint, post: bigint, memo: boolean) => ({
+        signature: sig(`${name}:${jobId}`),
+        blockTime: at + i * 10 + second,
+        succeeded: true,
+        pre,
+        post,
+        delta: post - pre,
+        memo: memo ? `refund:${jobId}` : null,
+        memoKind: memo ? ("refund" as const) : null,
+        memoJobId: memo ? jobId : null,
+        opened: false,
+      });
+      return [
+        line("lock", 0, base, base - 100_000n, false),
+        line("refund", 1, base - 100_000n, base, true),
+      ];
+    });
+    const ledger = createLedgerStore(hostB);
+    const now = (at + 3600) * 1000;
+    const seen = await ledger.cursor(vault, now);
+    const page = [...lines].reverse().map((l, i) => ({
+      signature: l.signature,
+      slot: 1000 - i,
+      blockTime: l.blockTime,
+      err: null,
+    }));
+    await ledger.storePage(vault, seen, page, true, now, now);
+    const group = (jobId: string) =>
+      recordReceiptsUnit(
+        [
+          receipt({
+            jobId,
+            escrowTx: sig(`lock:${jobId}`),
+            settlementTx: sig(`settle:${jobId}`),
+          }),
+        ],
+        "proxy",
+      );
+    const { unit: paused, reached, open } = pause();
+    const writer = openPgWriterConnection(hostA);
+    try {
+      const groupSettled = writer.together([group(ids[1]), paused, group(ids[0])]).then(
+        () => "committed",
+        (error: unknown) => `failed: ${(error as Error).cause ?? error}`,
+      );
+      await reached;
+      const read = ledger.recordReads(vault, lines, [], now);
+      await someoneWaits(hostA);
+      open();
+      expect(await groupSettled).toBe("committed");
+      await read;
+    } finally {
+      open();
+      await writer.close();
+    }
+    const { rows } = await hostA.pool.query<{ job_id: string; kept: string[] }>(
+      "SELECT job_id, conflict_signatures AS kept FROM jobs WHERE job_id = ANY($1) ORDER BY job_id",
+      [ids],
+    );
+    expect(rows.map((r) => r.kept.includes(sig(`refund:${r.job_id}`)))).toEqual([true, true]);
+  }, 30_000);
+});
