@@ -9,6 +9,7 @@ import { recordReceiptsUnit } from "../src/store/receipts.js";
 import { createVerdictStore, type VerdictWrite } from "../src/store/verdicts.js";
 import type { WriteUnit } from "../src/store/write-unit.js";
 import { fakeSignature } from "./support/job-rows.js";
+import { statementsSentBy } from "./support/pg-statements.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { receipt, signature } from "./support/recorder-fixtures.js";
 import { seedJob } from "./support/seed-ledger.js";
@@ -242,5 +243,69 @@ describe("a receipt group and another host's ledger batch keeping lines with the
       [ids],
     );
     expect(rows.map((r) => r.kept.includes(sig(`refund:${r.job_id}`)))).toEqual([true, true]);
+  }, 30_000);
+});
+
+describe("a ledger batch of jobs' own steps", () => {
+  it("writes no job row and leaves the receipt writers alone", async () => {
+    // Each job's lock and the return of its settlement, both named by the job: nothing is kept
+    // with any job. Each was one guarded UPDATE of its job (a round trip, a third of a batch's
+    // statements) under the receipt writers' turn.
+    const vault = "0wnStepsVau1tXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX";
+    const sig = (name: string) => fakeSignature(`own-steps:${name}`);
+    const at = Date.UTC(2026, 10, 4, 12) / 1000;
+    const ids = Array.from({ length: 8 }, (_, i) => `job_own_steps_${i}`);
+    let balance = 10_000_000n;
+    const lines: LineRead[] = [];
+    for (const [i, jobId] of ids.entries()) {
+      await seedJob(hostB, {
+        jobId,
+        escrowTx: sig(`lock:${jobId}`),
+        settlementTx: sig(`settle:${jobId}`),
+        recordedAt: (at + i * 10 + 5) * 1000,
+      });
+      for (const [name, delta, second] of [
+        ["lock", -100_000n, 0],
+        ["settle", 80_000n, 3],
+      ] as const) {
+        const pre = balance;
+        balance += delta;
+        const memo = name === "settle";
+        lines.push({
+          signature: sig(`${name}:${jobId}`),
+          blockTime: at + i * 10 + second,
+          succeeded: true,
+          pre,
+          post: balance,
+          delta,
+          memo: memo ? `settle:${jobId}` : null,
+          memoKind: memo ? "settle" : null,
+          memoJobId: memo ? jobId : null,
+          opened: false,
+        });
+      }
+    }
+    const ledger = createLedgerStore(hostB);
+    const now = (at + 3600) * 1000;
+    const seen = await ledger.cursor(vault, now);
+    const page = [...lines].reverse().map((l, i) => ({
+      signature: l.signature,
+      slot: 2000 - i,
+      blockTime: l.blockTime,
+      err: null,
+    }));
+    await ledger.storePage(vault, seen, page, true, now, now);
+    const sent = await statementsSentBy(() => ledger.recordReads(vault, lines, [], now));
+    const jobWrites = sent.filter((s) => /^\s*update "jobs"/i.test(s.text));
+    const turns = sent.filter((s) => /pg_advisory_xact_lock\(\$1::int, 0\)/.test(s.text));
+    expect({ jobWrites: jobWrites.length, turns: turns.length }).toEqual({
+      jobWrites: 0,
+      turns: 0,
+    });
+    const { rows } = await hostB.pool.query<{ n: string }>(
+      "SELECT count(*) AS n FROM ledger_lines WHERE vault = $1 AND state = 'read'",
+      [vault],
+    );
+    expect(rows[0]?.n).toBe(String(lines.length));
   }, 30_000);
 });

@@ -669,7 +669,9 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     }
     const gained: string[] = [];
     // In job id order, as other writers of several jobs lock them, so two wait, not deadlock.
-    const kept = [...keep.values()].sort((a, b) => (a.job < b.job ? -1 : a.job > b.job ? 1 : 0));
+    const kept = (await notNamedYet(tx, [...keep.values()])).sort((a, b) =>
+      a.job < b.job ? -1 : a.job > b.job ? 1 : 0,
+    );
     // After the receipt writers' turn, before the first job row: a receipt group locks its
     // existing jobs in the order its receipts came, not by id, and deadlocked with this.
     if (kept.length > 0) await takeReceiptWriterTurn(tx);
@@ -677,6 +679,40 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       if ((await keepWithJobPg(tx, job, signature, now)) !== null) gained.push(job);
     }
     if (gained.length > 0) await reopenJobsPg(tx, { jobIds: gained }, now);
+  }
+
+  /**
+   * The pairs of `pairs` whose job, as committed now, neither names the signature nor keeps it
+   * already: one read for a batch. Most lines a batch files under a job are its own steps (its
+   * lock, its settlement's return), which `keepWithJobPg` leaves alone; its guarded UPDATE per
+   * line was a round trip each (a third of a ledger batch's statements) and took the receipt
+   * writers' turn for nothing. What is left still goes through the guard, under the row lock.
+   */
+  async function notNamedYet(
+    tx: PgExecutor,
+    pairs: readonly { signature: string; job: string }[],
+  ): Promise<{ signature: string; job: string }[]> {
+    if (pairs.length === 0) return [];
+    const rows = await tx
+      .select({
+        jobId: jobs.jobId,
+        escrowTx: jobs.escrowTx,
+        settlementTx: jobs.settlementTx,
+        apiEscrowTx: jobs.apiEscrowTx,
+        apiSettlementTx: jobs.apiSettlementTx,
+        kept: jobs.conflictSignatures,
+      })
+      .from(jobs)
+      .where(sql`${jobs.jobId} = ANY (${textArray([...new Set(pairs.map((p) => p.job))])})`);
+    const byId = new Map(rows.map((r) => [r.jobId, r]));
+    return pairs.filter(({ signature, job }) => {
+      const row = byId.get(job);
+      if (row === undefined) return false;
+      const named = [row.escrowTx, row.settlementTx, row.apiEscrowTx, row.apiSettlementTx];
+      return (
+        !named.includes(signature) && !(Array.isArray(row.kept) && row.kept.includes(signature))
+      );
+    });
   }
 
   /**
