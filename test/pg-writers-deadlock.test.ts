@@ -309,3 +309,36 @@ describe("a ledger batch of jobs' own steps", () => {
     expect(rows[0]?.n).toBe(String(lines.length));
   }, 30_000);
 });
+
+describe("the reader's look-up of transactions already stored", () => {
+  it("asks once for a part of the listing, not once per line", async () => {
+    const sig = (name: string) => fakeSignature(`stored-part:${name}`);
+    const at = Date.UTC(2026, 10, 5, 12) / 1000;
+    const names = Array.from({ length: 8 }, (_, i) => `tx${i}`);
+    const ledger = createLedgerStore(hostB);
+    const vault = "St0redPartVau1tXXXXXXXXXXXXXXXXXXXXXXXXXXXX";
+    await ledger.recordReads(
+      vault,
+      [],
+      names.map((name, i) => ({
+        signature: sig(name),
+        slot: 3000 + i,
+        blockTime: at + i,
+        fee: 5_000n,
+        succeeded: true,
+        err: "null",
+        facts: `{"signature": "${sig(name)}", "slot": ${3000 + i}}`,
+        raw: `raw:${name}`,
+      })),
+      (at + 60) * 1000,
+    );
+    const part = [...names.map(sig), sig("never-stored")];
+    let found = new Map<string, { raw: string | null }>();
+    const sent = await statementsSentBy(async () => {
+      found = await ledger.storedTransactions(part);
+    });
+    expect(sent.length).toBe(1);
+    expect([...found.keys()].sort()).toEqual(names.map(sig).sort());
+    expect(found.get(sig("tx3"))?.raw).toBe("raw:tx3");
+  }, 30_000);
+});

@@ -576,8 +576,10 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       const part = signatures.slice(i, i + options.fetchConcurrency);
       const factsOf = new Map<string, TransactionFacts>();
       const toFetch: string[] = [];
+      // One read for the part: a round trip per line was a fifth of a PostgreSQL ledger phase.
+      const storedRows = await ledger.storedTransactions(part);
       for (const signature of part) {
-        const row = await ledger.storedTransaction(signature);
+        const row = storedRows.get(signature);
         const facts = row ? storedFacts(row) : null;
         // Facts stored without what each transfer moved, and no raw answer to read it from:
         // fetched again, or a payout its money in hid would go unseen.

@@ -350,6 +350,13 @@ export interface LedgerStore {
    * Writes read lines (oldest first) with the transactions fetched for them, classifying each
    * and marking the locks their returns release, in one IMMEDIATE transaction.
    */
+  /**
+   * `storedTransaction` of each of `signatures`, by signature (those not stored, or stored
+   * without facts, absent): one read for a part of the reader's listing, not one per line.
+   */
+  storedTransactions(
+    signatures: readonly string[],
+  ): Promise<Map<string, { signature: string; facts: string; raw: string | null }>>;
   recordReads(
     vault: string,
     reads: readonly LineRead[],
@@ -1567,6 +1574,16 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       return storedTx.get(signature) as
         | { signature: string; facts: string; raw: string | null }
         | undefined;
+    },
+    async storedTransactions(signatures) {
+      const out = new Map<string, { signature: string; facts: string; raw: string | null }>();
+      for (const signature of signatures) {
+        const row = storedTx.get(signature) as
+          | { signature: string; facts: string; raw: string | null }
+          | undefined;
+        if (row) out.set(signature, row);
+      }
+      return out;
     },
     async recordReads(vault, reads, fetched, now) {
       if (reads.length === 0 && fetched.length === 0) return;

@@ -1381,6 +1381,23 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         .where(and(eq(chainTransactions.signature, signature), isNotNull(chainTransactions.facts)));
       return row;
     },
+    async storedTransactions(signatures) {
+      if (signatures.length === 0) return new Map();
+      const rows = await db
+        .select({
+          signature: chainTransactions.signature,
+          facts: sql<string>`${chainTransactions.facts}::text`,
+          raw: chainTransactions.raw,
+        })
+        .from(chainTransactions)
+        .where(
+          and(
+            sql`${chainTransactions.signature} = ANY (${textArray([...signatures])})`,
+            isNotNull(chainTransactions.facts),
+          ),
+        );
+      return new Map(rows.map((row) => [row.signature, row]));
+    },
     async recordReads(vault, reads, fetched, now) {
       if (reads.length === 0 && fetched.length === 0) return;
       // Retried as a deadlock victim: a line kept with a job writes that job's row, which a
