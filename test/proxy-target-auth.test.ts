@@ -149,6 +149,26 @@ describe("the proxy's request target and credentials", () => {
     expect(error.message).toContain("given 2 times");
     expect(paths).toEqual([]);
   });
+
+  it("does not echo the user and password of an absolute-form target back in its 400", async () => {
+    const secret = "s3cr3t-Pa55word";
+    for (const kind of ["open", "token"] as const) {
+      const { port } = bases[kind];
+      paths.length = 0;
+      for (const target of [
+        `http://alice:${secret}@${upstreamHost}/v1/chat/completions`,
+        `http://alice:${secret}@api.other.example/v1/chat/completions?x=1`,
+        `https://alice:p@${secret}@api.other.example/v1/x`,
+        `https://alice:pa/${secret}@api.other.example/v1/x`,
+      ]) {
+        const sent = await raw(port, [`POST ${target} HTTP/1.1`, "host: x", ...credentials(kind)]);
+        expect(sent.status, `${kind} ${target}`).toBe(400);
+        expect(sent.body, `${kind} ${target}`).not.toContain(secret);
+        expect(sent.body, `${kind} ${target}`).not.toContain("alice");
+      }
+      expect(paths, kind).toEqual([]);
+    }
+  });
 });
 
 describe("a credential header given twice to the proxy", () => {

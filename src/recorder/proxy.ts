@@ -512,6 +512,16 @@ function originForm(url: string, upstreamHost: string): string | null {
   return host === upstreamHost && path.startsWith("/v1/") ? path : null;
 }
 
+/**
+ * A refused request target without the user and password it may carry
+ * (`http://user:pass@host/...`, `user:pass@host:443`), which are never echoed: everything up to
+ * its last `@` after the scheme goes, as a password may itself hold `@` or `/`.
+ */
+function withoutUserinfo(target: string): string {
+  if (target.startsWith("/")) return target;
+  return target.replace(/^([a-z][a-z0-9+.-]*:\/\/)?.*@/is, "$1");
+}
+
 /** Does the answer carry this header with a value (not empty)? */
 function named(res: IncomingMessage, name: string): boolean {
   const value = res.headers[name];
@@ -1406,7 +1416,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
       if (target === null) {
         req.resume();
         const named = withoutKeys(
-          pathPart(req.url ?? "/"),
+          withoutUserinfo(pathPart(req.url ?? "/")),
           credentialsOf((name) => req.headers[name]),
         );
         sendError(
