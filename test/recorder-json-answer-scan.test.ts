@@ -365,3 +365,33 @@ describe("a JSON answer faster than it is read", () => {
     expect(scan.pending()).toBe(0);
   });
 });
+
+describe("what waits when a JSON answer faster than it is read ends", () => {
+  const turn = () => new Promise((resolve) => setImmediate(resolve));
+  it("is read a slice a turn before the result is asked, not all at once", async () => {
+    // 8 MiB of numbers read at once held the event loop about a second on this host.
+    const body = Buffer.from(
+      `{"pad":[${"1,".repeat(1.5 * 1024 * 1024)}1],"choices":[{"message":{"content":"Hi."}}],"usage":{"completion_tokens":5}}`,
+    );
+    const scan = createJsonAnswerScan(chat);
+    for (let at = 0; at < body.length; at += 65536) scan.add(body.subarray(at, at + 65536));
+    const waiting = scan.pending();
+    expect(waiting).toBeGreaterThan(2 * 1024 * 1024);
+    let done = false;
+    const drained = scan.drained().then(() => {
+      done = true;
+    });
+    for (let slice = 1; slice <= 3; slice++) {
+      await turn();
+      expect(scan.pending()).toBe(waiting - slice * sliceBytes);
+    }
+    expect(done).toBe(false);
+    await drained;
+    expect(scan.pending()).toBe(0);
+    expect(scannedBodyFacts(scan, [], chat)).toMatchObject({
+      answerBytes: 3,
+      usage: { completionTokens: 5 },
+    });
+    await createJsonAnswerScan(chat).drained();
+  });
+});

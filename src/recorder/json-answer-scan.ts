@@ -48,10 +48,9 @@ const maxUsageValues = 1000;
  */
 export const sliceBytes = 16 * 1024;
 /**
- * Bytes waiting to be read at most: past it, the excess is read at once, as it comes. What waits
- * when the answer ends is read then, at once: an upstream faster than a slice a turn leaves up to
- * this much (the 8 MiB the proxy held), ~100 ms of a loaded host, no more than reading the held
- * bytes at once cost before.
+ * Bytes waiting to be read at most: past it, the excess is read at once, as it comes (a chunk's
+ * worth each time). What waits when the answer ends (an upstream faster than a slice a turn
+ * leaves up to this much) is read a slice a turn too, before its result is asked (`drained`).
  */
 const maxQueued = 8 * 1024 * 1024;
 
@@ -232,6 +231,8 @@ export interface JsonAnswerScan {
   add(chunk: Buffer): void;
   /** Bytes added and not read yet. */
   pending(): number;
+  /** Resolves once every byte added is read, a slice a turn (at once when none waits). */
+  drained(): Promise<void>;
   /** What the whole answer gave its caller; call once every byte was added (reads the rest). */
   result(): ScannedAnswer;
 }
@@ -806,10 +807,15 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
       queued = 0;
     }
   };
+  /** Waiting for every byte added to be read. */
+  const drainWaiters: (() => void)[] = [];
   const pump = () => {
     readQueued(sliceBytes);
     if (queued > 0) setImmediate(pump);
-    else pumping = false;
+    else {
+      pumping = false;
+      for (const resolve of drainWaiters.splice(0)) resolve();
+    }
   };
 
   const read = (chunk: Buffer) => {
@@ -891,6 +897,12 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
       }
     },
     pending: () => queued,
+    drained() {
+      if (queued === 0) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        drainWaiters.push(resolve);
+      });
+    },
     result() {
       readQueued(queued);
       if (state === State.Number) endNumber();

@@ -1295,11 +1295,20 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
             settle();
             return;
           }
-          const bodyText = Buffer.concat(chunks).toString("utf8");
           // A client reads the answer as its request asked (an SDK parses a stream it asked for as
           // events whatever the content type, and a JSON answer as JSON): usage in an answer of the
           // other kind is none the client saw.
           const readAsAsked = facts.stream === null || facts.stream === isSse;
+          // What of an answer too long to hold still waits to be read (up to 8 MiB, a second of
+          // CPU when it is all numbers) is read a slice a turn before the receipt says what it
+          // held, as the rest was: read at once, it stalled every request of this process.
+          const waiting = scan;
+          if (waiting !== null && readAsAsked && upstream.complete && waiting.pending() > 0) {
+            void waiting.drained().then(() => record(state, elapsed, readAsAsked));
+          } else record(state, elapsed, readAsAsked);
+        };
+        const record = (state: "complete" | "aborted", elapsed: number, readAsAsked: boolean) => {
+          const bodyText = Buffer.concat(chunks).toString("utf8");
           // An answer the upstream broke off (its connection closed short of the body's end while
           // the client waited) reached the caller broken or not at all: a held JSON body is never
           // sent, and a stream's client sees its read fail. Usage its bytes name prices no answer
