@@ -84,6 +84,7 @@ export function createJobsApiClient(
   return (jobId, authorization, signal) => counted(ask(jobId, authorization, signal));
 
   function ask(jobId: string, authorization: string, signal?: AbortSignal) {
+    let deadline: NodeJS.Timeout | undefined;
     return new Promise<JobsApiAnswer>((resolve, reject) => {
       if (signal?.aborted) {
         reject(new JobsApiError("jobs API call aborted", null, true));
@@ -134,6 +135,12 @@ export function createJobsApiClient(
         },
       );
       req.on("timeout", () => req.destroy(new Error("timeout")));
+      // The socket's timeout is an idle time: an answer sent a byte at a time within it never
+      // ended, and held the backfill's whole batch. The call as a whole ends at the timeout.
+      deadline = setTimeout(() => {
+        reject(new JobsApiError("jobs API timed out", null, true));
+        req.destroy();
+      }, timeoutMs);
       req.on("error", (error) =>
         reject(new JobsApiError(`jobs API unreachable (${error.message})`, null, true)),
       );
@@ -148,7 +155,7 @@ export function createJobsApiClient(
         req.once("close", () => signal.removeEventListener("abort", abort));
       }
       req.end();
-    });
+    }).finally(() => clearTimeout(deadline));
   }
 }
 

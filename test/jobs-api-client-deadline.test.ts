@@ -1,0 +1,60 @@
+import http from "node:http";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createJobsApiClient, JobsApiError } from "../src/recorder/jobs-api.js";
+import { listen } from "./support/recorder-fixtures.js";
+
+/**
+ * A jobs API that answers a byte at a time, each within the client's timeout: the timeout was
+ * the socket's idle time, so one call could last as long as the operator liked (64 KiB at a byte
+ * every 9 s is a week), and the settlement backfill, which waits for every call of its batch,
+ * asked about no other job meanwhile: streamed jobs stayed without their settlement and reports
+ * called nothing after them final.
+ */
+describe("a jobs API answering a byte at a time", () => {
+  const timers = new Set<NodeJS.Timeout>();
+  let url = "";
+  let close: () => Promise<void>;
+  const body = JSON.stringify({ status: "settled", credits_charged: 8 });
+  beforeAll(async () => {
+    const server = http.createServer((req, res) => {
+      if (req.url?.endsWith("/job_fast")) {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(body);
+        return;
+      }
+      res.writeHead(200, { "content-type": "application/json" });
+      let at = 0;
+      const next = () => {
+        if (at >= body.length) return void res.end();
+        res.write(body[at++]);
+        const timer = setTimeout(next, 100);
+        timers.add(timer);
+      };
+      next();
+      res.on("close", () => {
+        at = body.length;
+      });
+    });
+    ({ url, close } = await listen(server));
+  });
+  afterAll(async () => {
+    for (const timer of timers) clearTimeout(timer);
+    await close();
+  });
+
+  it("is cut at the client's timeout counted from the call, not from the last byte", async () => {
+    const ask = createJobsApiClient(`${url}/v1`, { timeoutMs: 600 });
+    const started = performance.now();
+    const error = await ask("job_slow", "Bearer k").then(
+      () => null,
+      (e: unknown) => e,
+    );
+    const took = performance.now() - started;
+    expect(error).toBeInstanceOf(JobsApiError);
+    expect((error as JobsApiError).retryable).toBe(true);
+    // The whole body would take 3.5 s at a byte every 100 ms.
+    expect(took).toBeLessThan(2500);
+    // An answer within the time is read as ever.
+    expect(await ask("job_fast", "Bearer k")).toMatchObject({ status: "settled" });
+  });
+});
