@@ -30,7 +30,7 @@ function scanned(body: string | Buffer, asked: Asked, seed = 1) {
 const parsed = (body: string | Buffer, asked: Asked) =>
   jsonBodyFacts(Buffer.from(body).toString("utf8"), ["sk-secret"], asked);
 
-const chat: Asked = { choices: 1, audio: false, chat: true };
+const chat: Asked = { choices: 1, audio: false, tools: true, chat: true };
 const usage = { prompt_tokens: 12, completion_tokens: 40, total_tokens: 52 };
 const answer = (message: unknown, extra: Record<string, unknown> = {}) =>
   JSON.stringify({
@@ -73,7 +73,7 @@ const bodies: [string, string, Asked?][] = [
   [
     "audio asked",
     answer({ content: "a", audio: { data: "AAAA", transcript: "hi" } }),
-    { choices: 1, audio: true, chat: true },
+    { choices: 1, audio: true, tools: true, chat: true },
   ],
   [
     "n=2 of 3",
@@ -81,28 +81,28 @@ const bodies: [string, string, Asked?][] = [
       choices: ["a", "bb", "ccc"].map((content) => ({ message: { content } })),
       usage,
     }),
-    { choices: 2, audio: false, chat: true },
+    { choices: 2, audio: false, tools: true, chat: true },
   ],
   [
     "legacy text",
     JSON.stringify({ choices: [{ text: "hello" }, { text: "x" }], usage }),
-    { choices: 1, audio: false },
+    { choices: 1, audio: false, tools: true },
   ],
   [
     "text beside message",
     JSON.stringify({ choices: [{ text: "hello", message: { content: "m" } }] }),
-    { choices: 1, audio: false },
+    { choices: 1, audio: false, tools: true },
   ],
   ["text in chat", JSON.stringify({ choices: [{ text: "hello" }] })],
   [
     "message array",
     JSON.stringify({ choices: [{ text: "hello", message: [] }] }),
-    { choices: 1, audio: false },
+    { choices: 1, audio: false, tools: true },
   ],
   [
     "message null",
     JSON.stringify({ choices: [{ text: "hello", message: null }] }),
-    { choices: 1, audio: false },
+    { choices: 1, audio: false, tools: true },
   ],
   ["choices object", JSON.stringify({ choices: { 0: { message: { content: "x" } } }, usage })],
   ["error object", answer({ content: "Hi." }, { error: { message: "no" } })],

@@ -976,6 +976,9 @@ describe.each(dialects)("%s store", (dialect) => {
     type Plan = ReturnType<typeof h.op.plan>;
     type Scenario = Awaited<ReturnType<typeof h.scenario>>;
 
+    /** A request's offer of the tool its answers call: a call earns its format's allowance. */
+    const offeredTools = [{ type: "function", function: { name: "f", parameters: {} } }];
+
     /**
      * One job of `plan` asked through the recording proxy (key 1, its model, no max_tokens)
      * from an upstream that answers with the job's signatures, `headers` and `body`, as the
@@ -1291,6 +1294,7 @@ describe.each(dialects)("%s store", (dialect) => {
         },
         // Twelve parallel tool calls of f({}): each call's format is billed.
         {
+          request: { tools: offeredTools },
           body: completion(
             {
               content: null,
@@ -1305,6 +1309,7 @@ describe.each(dialects)("%s store", (dialect) => {
         },
         // The same as a stream: each call's name and arguments arrive over several deltas.
         {
+          request: { tools: offeredTools },
           stream: true,
           body: stream(
             Array.from({ length: 12 }, (_, i) => [
@@ -1369,6 +1374,7 @@ describe.each(dialects)("%s store", (dialect) => {
         // Gemini's OpenAI-compatible stream: each of twelve parallel calls of f({}) whole in a
         // chunk of its own, with its own id and no index.
         {
+          request: { tools: offeredTools },
           stream: true,
           body: stream(
             Array.from({ length: 12 }, (_, i) => ({
@@ -1587,6 +1593,7 @@ describe.each(dialects)("%s store", (dialect) => {
         },
         // A thousand empty tool calls, each after the allowance of a call's format.
         {
+          request: { tools: offeredTools },
           body: hi(
             { prompt_tokens: 12, completion_tokens: 1900, total_tokens: 1912 },
             { tool_calls: Array.from({ length: 1000 }, () => ({})) },
@@ -1594,6 +1601,7 @@ describe.each(dialects)("%s store", (dialect) => {
         },
         // 300 calls of f at index 0, each with an id of its own: one call to its client.
         {
+          request: { tools: offeredTools },
           stream: true,
           body: stream(
             [

@@ -14,6 +14,8 @@
 export interface ScanAsked {
   choices: number;
   audio: boolean;
+  /** Whether the request offered tools: calls count only then (see proxy.ts `Asked`). */
+  tools: boolean;
   chat?: boolean;
 }
 
@@ -939,7 +941,7 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
               Number(error.text) !== 0 &&
               !Number.isNaN(Number(error.text)))),
         bytes: sum?.bytes ?? 0,
-        toolCalls: sum?.calls ?? 0,
+        toolCalls: asked.tools ? (sum?.calls ?? 0) : 0,
       };
     },
   };

@@ -257,7 +257,7 @@ function thinkingBytes(thinking: unknown): number {
  * What the caller asked that decides which of an answer's text it gets; `chat`: it asked the
  * chat completions endpoint, whose clients read a choice's message alone, never its `text`.
  */
-export type Asked = Pick<RequestFacts, "choices" | "audio"> & { chat?: boolean };
+export type Asked = Pick<RequestFacts, "choices" | "audio" | "tools"> & { chat?: boolean };
 
 /** A request path (its query left out) that asks for a chat completion. */
 const chatPath = /\/chat\/completions\/?$/i;
@@ -332,8 +332,11 @@ function createGeneratedCount(asked: Asked) {
     get bytes() {
       return bytes;
     },
+    // A call to a request that offered no tools is none its model was asked to make: its
+    // text counts, but no format's allowance (16 tokens a call lifted the bound of the usage
+    // by as many calls as the operator added).
     get toolCalls() {
-      return calls.size;
+      return asked.tools ? calls.size : 0;
     },
   };
 }

@@ -31,6 +31,11 @@ export interface RequestFacts {
   /** Whether the request asked for audio (`modalities` naming it, or `audio` options). */
   audio: boolean;
   /**
+   * Whether the request offered the model tools to call (`tools`, or the older `functions`): a
+   * model offered none calls none, so a call in the answer earns no allowance of its own.
+   */
+  tools: boolean;
+  /**
    * Whether a streamed request asked for its usage (`stream_options.include_usage: true`):
    * an OpenAI-compatible stream then sends it in its last chunk before `[DONE]`.
    */
@@ -51,6 +56,7 @@ export const noRequestFacts: RequestFacts = {
   stream: null,
   choices: maxChoices,
   audio: true,
+  tools: true,
   usageAsked: false,
 };
 
@@ -92,6 +98,9 @@ export function requestFactsOf(parsed: unknown): RequestFacts {
     audio:
       (Array.isArray(body.modalities) && body.modalities.includes("audio")) ||
       (typeof body.audio === "object" && body.audio !== null),
+    tools:
+      (Array.isArray(body.tools) && body.tools.length > 0) ||
+      (Array.isArray(body.functions) && body.functions.length > 0),
     usageAsked:
       body.stream === true &&
       typeof body.stream_options === "object" &&

@@ -1,0 +1,114 @@
+import http from "node:http";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { localApiKey } from "../src/localnet/keys.js";
+import { createLogger } from "../src/log.js";
+import { createRecordingProxy } from "../src/recorder/proxy.js";
+import { type AdversaryHarness, type JobPlan, startAdversaryHarness } from "./support/operator.js";
+import { listen, serveApp } from "./support/recorder-fixtures.js";
+import { readJob } from "./support/seed-recorder.js";
+
+/**
+ * Tool calls in an answer to a request that offered no tools. Each call that names what it calls
+ * earns 16 tokens of allowance in `usage.consistent` (its format, billed but not shown), so an
+ * operator answering `Hi.` with 120 calls of `a()` the caller never offered could charge 2,000
+ * completion tokens (16 credits where 3 tokens cost 8) and the job was `verified`.
+ */
+describe("tool calls the request offered no tools for", () => {
+  let h: AdversaryHarness;
+  beforeAll(async () => {
+    h = await startAdversaryHarness();
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  async function throughProxy(
+    c: Awaited<ReturnType<AdversaryHarness["scenario"]>>,
+    plan: JobPlan,
+    body: string,
+    request: Record<string, unknown>,
+  ): Promise<void> {
+    const txs = h.op.honestJob(plan);
+    const log = createLogger({ level: "silent" });
+    const upstream = await listen(
+      http.createServer(async (req, res) => {
+        for await (const _ of req) {
+        }
+        res.writeHead(200, {
+          "content-type": "application/json",
+          "x-decentral-job-id": plan.jobId,
+          "x-decentral-tx-signature": txs.escrowTx,
+          "x-decentral-settlement-tx": txs.settlementTx,
+          "x-decentral-worker": plan.worker.address,
+        });
+        res.end(body);
+      }),
+    );
+    const proxy = createRecordingProxy({
+      store: c.store,
+      log,
+      upstreamBaseUrl: `${upstream.url}/v1`,
+    });
+    const app = await serveApp({ store: c.store, log, proxy });
+    try {
+      const res = await fetch(`${app.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${localApiKey(plan.keyIndex)}`,
+          "content-type": "application/json",
+        },
+        body: JSON.stringify({
+          model: plan.requestedModel,
+          messages: [{ role: "user", content: "Say hi" }],
+          ...request,
+        }),
+      });
+      expect(res.status).toBe(200);
+      await res.text();
+      await proxy.idle();
+    } finally {
+      await app.close();
+      await proxy.close();
+      await upstream.close();
+    }
+  }
+
+  const calls = Array.from({ length: 120 }, (_, i) => ({
+    id: `call_${i}`,
+    type: "function",
+    function: { name: "a", arguments: "" },
+  }));
+  const body = JSON.stringify({
+    id: "chatcmpl-1",
+    object: "chat.completion",
+    model: "qwen3-8b",
+    choices: [
+      {
+        index: 0,
+        finish_reason: "tool_calls",
+        message: { role: "assistant", content: "Hi.", tool_calls: calls },
+      },
+    ],
+    usage: { prompt_tokens: 12, completion_tokens: 2000, total_tokens: 2012 },
+  });
+  const tools = [{ type: "function", function: { name: "a", parameters: { type: "object" } } }];
+
+  it("gives them no allowance, so usage they would carry fails", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const unoffered = h.op.plan({ keyIndex: 1, completionTokens: 2000 });
+    await throughProxy(c, unoffered, body, {});
+    // The same answer to a request that offered the tool: 120 calls it may make.
+    const offered = h.op.plan({ keyIndex: 1, completionTokens: 2000 });
+    await throughProxy(c, offered, body, { tools });
+    expect(await c.verdicts(unoffered.jobId, offered.jobId)).toEqual([
+      { verdict: "discrepancy", failing: ["usage.consistent"] },
+      { verdict: "verified", failing: [] },
+    ]);
+    expect(await readJob(c.store, unoffered.jobId)).toMatchObject({
+      answerBytes: 123,
+      answerToolCalls: 0,
+    });
+    expect(await readJob(c.store, offered.jobId)).toMatchObject({ answerToolCalls: 120 });
+  });
+});
