@@ -704,9 +704,10 @@ describe("a CSV row over several lines", () => {
 });
 
 // A CSV row had no bound where a JSONL line has 4 MiB: a 60 MB row took 330 MB and 16 s, and a
-// file of one endless row grew until the process ran out of memory, saying nothing.
+// file of one endless row grew until the process ran out of memory, saying nothing. Then it
+// stopped the import there, leaving every receipt after it unread.
 describe("a CSV row longer than a POST /jobs body", () => {
-  it("stops the reading there, naming its line, keeping the rows before it", async () => {
+  it("is refused naming its line, and the rows before and after it are imported", async () => {
     const [a, b] = [wireReceipt(), wireReceipt()];
     const bytes = Buffer.from(
       [
@@ -722,12 +723,11 @@ describe("a CSV row longer than a POST /jobs body", () => {
     expect(summary.rejected).toEqual([
       {
         line: 3,
-        field: "file",
-        reason:
-          "a CSV row longer than the 4194304 bytes a receipt may take; the rest of the file was not read",
+        field: "line",
+        reason: "a CSV row longer than the 4194304 bytes a receipt may take",
       },
     ]);
-    expect(summary).toMatchObject({ total: 2, created: 1 });
+    expect(summary).toMatchObject({ total: 3, created: 2 });
   });
 });
 
@@ -749,5 +749,57 @@ describe("a CSV syntax error in the middle of a file", () => {
         reason: expect.stringContaining("CSV syntax"),
       }),
     ]);
+  });
+});
+
+// One overlong row (a note pasted into a cell) stopped a CSV import: the receipts after it were
+// never read, where a JSONL line as long costs only itself.
+describe("CSV rows after one longer than a POST /jobs body", () => {
+  const big = "x".repeat(4 * 1024 * 1024 + 10);
+  const chunked = (bytes: Buffer, size: number) => {
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < bytes.length; at += size) chunks.push(bytes.subarray(at, at + size));
+    return chunks;
+  };
+
+  it("keep their own line numbers after a long row holding line breaks, with CRLF", async () => {
+    const [a, b, c] = [wireReceipt(), wireReceipt(), wireReceipt()];
+    const text = [
+      "job_id,escrow_tx,model,tag_note",
+      `${a.job_id},${a.escrow_tx},qwen3-8b,one`,
+      `job_long,sig,qwen3-8b,"a\r\nb""${big}\nc\rd"`,
+      `${b.job_id},not-a-signature,qwen3-8b,two`,
+      "",
+      `${c.job_id},${c.escrow_tx},qwen3-8b,"three, ""quoted"""`,
+    ].join("\r\n");
+    const bytes = Buffer.from(`${text}\r\n`);
+    // Chunk sizes that cut a CRLF in two, inside the long row and at its end.
+    const rowEnd = bytes.indexOf("\r\n", bytes.indexOf(big) + big.length);
+    for (const size of [65_536, 7_777, rowEnd + 1]) {
+      const summary = await importReceipts(createTestStore(), Readable.from(chunked(bytes, size)));
+      expect(summary.rejected.map((r) => [r.line, r.field, r.reason])).toEqual([
+        [3, "line", "a CSV row longer than the 4194304 bytes a receipt may take"],
+        [7, "escrow_tx", expect.any(String)],
+      ]);
+      expect(summary).toMatchObject({ total: 4, created: 2 });
+    }
+  });
+
+  it("names a quote left open that runs past the bound, keeping the rows before it", async () => {
+    const a = wireReceipt();
+    const text = `job_id,escrow_tx\n${a.job_id},${a.escrow_tx}\njob_q,"open\n${big}\n`;
+    const summary = await importReceipts(
+      createTestStore(),
+      Readable.from(chunked(Buffer.from(text), 65_536)),
+    );
+    expect(summary.rejected).toEqual([
+      {
+        line: 3,
+        field: "line",
+        reason:
+          "a CSV row longer than the 4194304 bytes a receipt may take, running to the end of the file (a quote left open?)",
+      },
+    ]);
+    expect(summary).toMatchObject({ total: 2, created: 1 });
   });
 });

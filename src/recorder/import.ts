@@ -1,4 +1,5 @@
-import { Readable } from "node:stream";
+import { randomUUID } from "node:crypto";
+import { Readable, Transform } from "node:stream";
 import { parse } from "csv-parse";
 import type { Store } from "../db/client.js";
 import { AppError, messageOf } from "../errors.js";
@@ -375,6 +376,137 @@ function csvLineCounter(input: Readable) {
   };
 }
 
+/** Where a CSV row's scan stands: the quote rules of RFC 4180, as the parser reads them. */
+enum CsvScan {
+  /** At a cell's first byte: a quote here opens a quoted cell. */
+  CellStart,
+  /** Inside an unquoted cell. */
+  Unquoted,
+  /** Inside a quoted cell. */
+  Quoted,
+  /** Just past a quote inside a quoted cell: the cell's end, or half of an escaped quote. */
+  QuoteInQuoted,
+}
+
+/**
+ * Passes a CSV file through row by row, except a row (after the header) longer than
+ * `maxLineBytes`: its bytes are dropped as they come, and in its place comes one cell, `marker`
+ * (`eofMarker` when the file ends inside it), then one empty line for each line break it held,
+ * so that the rows after it keep their line numbers (the parser skips empty lines). The parser
+ * cannot go on past a row it refused for its size, so one overlong row (a note pasted into a
+ * cell) stopped the import there, and every receipt after it was left unread.
+ */
+function csvOverlongRows(marker: string, eofMarker: string): Transform {
+  let state = CsvScan.CellStart;
+  let headerDone = false;
+  // The row being read, held until its end: it may turn out too long and never be passed on.
+  let held: Buffer[] = [];
+  let heldBytes = 0;
+  let dropping = false;
+  // Line breaks inside the row so far (a CRLF is one), and whether its last byte was a CR.
+  let breaks = 0;
+  let lastCr = false;
+  // A row that ended on a CR: an LF next (maybe in the next chunk) belongs to its end.
+  let endedOnCr = false;
+  let dropped: { breaks: number } | null = null;
+  // Whether the row so far holds a byte (an empty line before the header is no header).
+  let rowStarted = false;
+  const replacement = (terminator: string, lineBreaks: number): Buffer =>
+    Buffer.from(`${marker}${terminator}${terminator.repeat(lineBreaks)}`);
+  return new Transform({
+    transform(chunk: Buffer | string, _encoding, done) {
+      const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+      const out: Buffer[] = [];
+      let start = 0;
+      let i = 0;
+      // The LF of a CRLF that ended a dropped row in the previous chunk.
+      if (dropped !== null) {
+        const lf = bytes[0] === 0x0a;
+        out.push(replacement(endedOnCr && lf ? "\r\n" : endedOnCr ? "\r" : "\n", dropped.breaks));
+        dropped = null;
+        if (endedOnCr && lf) {
+          i = 1;
+          start = 1;
+        }
+        endedOnCr = false;
+      }
+      const keep = (end: number) => {
+        if (dropping || end <= start) return;
+        if (!headerDone) {
+          out.push(bytes.subarray(start, end));
+          return;
+        }
+        held.push(Buffer.from(bytes.subarray(start, end)));
+        heldBytes += end - start;
+        if (heldBytes > maxLineBytes) {
+          dropping = true;
+          held = [];
+          heldBytes = 0;
+        }
+      };
+      for (; i < bytes.length; i++) {
+        const byte = bytes[i] as number;
+        const lineBreak = byte === 0x0a || byte === 0x0d;
+        if (lineBreak && state !== CsvScan.Quoted) {
+          // The row ends here.
+          keep(i);
+          const crlf = byte === 0x0d && bytes[i + 1] === 0x0a;
+          const end = crlf ? i + 2 : i + 1;
+          if (dropping) {
+            if (byte === 0x0d && i + 1 === bytes.length) {
+              // Whether an LF follows is said by the next chunk.
+              dropped = { breaks };
+              endedOnCr = true;
+            } else {
+              out.push(replacement(crlf ? "\r\n" : byte === 0x0d ? "\r" : "\n", breaks));
+            }
+          } else {
+            out.push(...held, bytes.subarray(i, end));
+            if (rowStarted) headerDone = true;
+          }
+          held = [];
+          heldBytes = 0;
+          dropping = false;
+          breaks = 0;
+          lastCr = false;
+          rowStarted = false;
+          state = CsvScan.CellStart;
+          i = end - 1;
+          start = end;
+          continue;
+        }
+        rowStarted = true;
+        switch (state) {
+          case CsvScan.CellStart:
+            state = byte === 0x22 ? CsvScan.Quoted : byte === 0x2c ? state : CsvScan.Unquoted;
+            break;
+          case CsvScan.Unquoted:
+            if (byte === 0x2c) state = CsvScan.CellStart;
+            break;
+          case CsvScan.Quoted:
+            if (byte === 0x22) state = CsvScan.QuoteInQuoted;
+            else if (byte === 0x0d || (byte === 0x0a && !lastCr)) breaks++;
+            break;
+          case CsvScan.QuoteInQuoted:
+            state =
+              byte === 0x22 ? CsvScan.Quoted : byte === 0x2c ? CsvScan.CellStart : CsvScan.Unquoted;
+            break;
+        }
+        lastCr = byte === 0x0d;
+      }
+      keep(bytes.length);
+      if (out.length > 0) this.push(Buffer.concat(out));
+      done();
+    },
+    flush(done) {
+      if (dropped !== null) this.push(replacement(endedOnCr ? "\r" : "\n", dropped.breaks));
+      else if (dropping) this.push(Buffer.from(eofMarker));
+      else if (held.length > 0) this.push(Buffer.concat(held));
+      done();
+    },
+  });
+}
+
 /** Reading a CSV file stopped inside the record starting on `line` (an unclosed quote). */
 class StoppedReading extends Error {
   constructor(
@@ -385,8 +517,14 @@ class StoppedReading extends Error {
   }
 }
 
-async function* csvItems(input: Readable): AsyncGenerator<Item> {
+async function* csvItems(file: Readable): AsyncGenerator<Item> {
   let headerRead = false;
+  // Made up for this file, so that no row of it can read as one.
+  const nonce = randomUUID();
+  const marker = Buffer.from(`decentral-audit-overlong-row-${nonce}`);
+  const eofMarker = Buffer.from(`decentral-audit-overlong-row-at-eof-${nonce}`);
+  const input = file.pipe(csvOverlongRows(marker.toString(), eofMarker.toString()));
+  file.on("error", (error) => input.destroy(error));
   const lines = csvLineCounter(input);
   const parser = input.pipe(
     parse({
@@ -407,7 +545,8 @@ async function* csvItems(input: Readable): AsyncGenerator<Item> {
       // cell count is in `info`) and refused below.
       relax_column_count: true,
       // A row's bytes, bounded as a JSONL line is: a file of one endless row grew until the
-      // process ran out of memory. Its end cannot be found without reading it, so reading stops.
+      // process ran out of memory. Rows after the header come cut by `csvOverlongRows`; the
+      // header is bounded here, where reading stops.
       max_record_size: maxLineBytes,
     }),
   );
@@ -421,10 +560,19 @@ async function* csvItems(input: Readable): AsyncGenerator<Item> {
       // Cells are matched to the header by position: a cell left out or one too many (an
       // unquoted comma) would put a wallet under `settlement_tx` or a model under
       // `credits_remaining`, and a receipt of shifted values would be recorded.
+      const first = cells === 1 ? Object.values(row.record)[0] : undefined;
+      const overlong = first?.equals(marker) ? "" : first?.equals(eofMarker) ? "at-eof" : null;
       const value =
-        cells === columns.length
-          ? csvRecord(row.record)
-          : new UnreadableLine("line", `${cells} cells where the header has ${columns.length}`);
+        overlong !== null
+          ? new UnreadableLine(
+              "line",
+              `a CSV row longer than the ${maxLineBytes} bytes a receipt may take${
+                overlong === "at-eof" ? ", running to the end of the file (a quote left open?)" : ""
+              }`,
+            )
+          : cells === columns.length
+            ? csvRecord(row.record)
+            : new UnreadableLine("line", `${cells} cells where the header has ${columns.length}`);
       const line = lines.firstLineOf(bytes);
       lines.ended(bytes);
       yield { line, value };
