@@ -101,3 +101,39 @@ describe("decentral-audit tokens", () => {
     expect(table.join("")).not.toContain("\u001b");
   });
 });
+
+// `tokens revoke da_…` (the leaked text, pasted where the id goes) answered "no token with id
+// da_…", printing the secret again to the terminal or CI log, and left the token live.
+describe("decentral-audit tokens revoke given a token's text", () => {
+  it("revokes the token that text opens, and never repeats the text", async () => {
+    const db = join(mkdtempSync(join(tmpdir(), "tokens-")), "audit.db");
+    await cli("db", "migrate", "--db", db);
+    const [token] = await cli("tokens", "create", "--role", "ingest", "--name", "ci", "--db", db);
+    const printed: string[] = [];
+    vi.spyOn(console, "log").mockImplementation((line: unknown) => printed.push(String(line)));
+    await buildProgram().parseAsync([
+      "node",
+      "decentral-audit",
+      "tokens",
+      "revoke",
+      token!,
+      "--db",
+      db,
+    ]);
+    vi.restoreAllMocks();
+    expect(printed.join("\n")).toMatch(/^revoked tok_\w+ at /);
+    expect(printed.join("\n")).not.toContain(token);
+    const store = openSqliteStore(db);
+    try {
+      expect(await authenticateToken(store, token!)).toBeNull();
+    } finally {
+      store.close();
+    }
+    const unknown = `${token!.slice(0, -4)}AAAA`;
+    const refusal = await cli("tokens", "revoke", unknown, "--db", db).catch((e: Error) => e);
+    expect(refusal).toMatchObject({ code: "not_found" });
+    expect((refusal as Error).message).not.toContain(unknown.slice(9));
+    const byId = await cli("tokens", "revoke", "tok_\u001b[2J", "--db", db).catch((e: Error) => e);
+    expect((byId as Error).message).not.toContain("\u001b");
+  });
+});

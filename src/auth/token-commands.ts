@@ -87,7 +87,12 @@ export function registerTokenCommands(program: Command, helpers: Helpers): void 
     });
 
   helpers
-    .withDatabaseOption(tokens.command("revoke").description("revoke a token").argument("<id>"))
+    .withDatabaseOption(
+      tokens
+        .command("revoke")
+        .description("revoke a token")
+        .argument("<id>", "its id (tok_…), or its text (da_…) when only that is known"),
+    )
     .action(async (id: string, flags: Record<string, unknown>) => {
       const revoked = await withStore(flags, (store) => revokeToken(store, id));
       console.log(`revoked ${revoked.id} at ${iso(revoked.revokedAt)}`);

@@ -95,14 +95,33 @@ export function listTokens(store: Store): Promise<TokenInfo[]> {
   return createTokensStore(store).list();
 }
 
-/** Revokes a token by id; revoking twice keeps the first revocation time. Unknown id: not_found. */
+/**
+ * Revokes a token by id, or by its text (`da_…`: a leaked token is often known only by its
+ * text); revoking twice keeps the first revocation time. None found: not_found. A text is never
+ * repeated in the message: it went to a terminal or a CI log, where the secret would be printed
+ * again. An id is shown quoted and escaped, so a stray escape sequence stays inert.
+ */
 export async function revokeToken(
   store: Store,
-  id: string,
+  idOrToken: string,
   now: () => number = Date.now,
 ): Promise<TokenInfo> {
-  const revoked = await createTokensStore(store).revoke(id, now());
-  if (!revoked) throw new AppError("not_found", `no token with id ${id}`);
+  const tokens = createTokensStore(store);
+  if (idOrToken.startsWith(TOKEN_PREFIX)) {
+    const row = await tokens.findByHash(hashToken(idOrToken));
+    const revoked = row ? await tokens.revoke(row.id, now()) : null;
+    if (!revoked) {
+      throw new AppError(
+        "not_found",
+        "no token has that text (it is not shown again here); `tokens list` shows the ids",
+      );
+    }
+    return revoked;
+  }
+  const revoked = await tokens.revoke(idOrToken, now());
+  if (!revoked) {
+    throw new AppError("not_found", `no token with id "${printable(idOrToken)}"`);
+  }
   return revoked;
 }
 
