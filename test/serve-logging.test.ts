@@ -43,3 +43,24 @@ describe("serve's log", () => {
     expect(serve.logs.filter(warning)).toHaveLength(0);
   });
 });
+
+// PROXY_REQUIRE_TOKEN on a store holding no ingest or admin token refused every proxied job 401
+// without a word at start: it read as a proxy fault, not as the token still to be created.
+describe("serve's log with PROXY_REQUIRE_TOKEN", () => {
+  it("warns at start when no live token opens the proxy", async () => {
+    const warning = (l: Record<string, unknown>) =>
+      typeof l.msg === "string" && l.msg.startsWith("PROXY_REQUIRE_TOKEN is on but no live");
+    const db = join(mkdtempSync(join(tmpdir(), "decentral-audit-log-")), "audit.db");
+    const env = { WORKERS: "1", LEDGER_POLL_MS: "0", SOLANA_RPC_URLS: "http://127.0.0.1:9" };
+    serve = startCli(["serve", "--port", "0", "--db", db], { ...env, PROXY_REQUIRE_TOKEN: "1" });
+    await serve.waitForLog((l) => l.msg === "decentral-audit listening");
+    expect(serve.logs.filter(warning)).toHaveLength(1);
+    serve.child.kill("SIGTERM");
+    await serve.exited;
+    const created = startCli(["tokens", "create", "--role", "ingest", "--name", "b", "--db", db]);
+    await created.exited;
+    serve = startCli(["serve", "--port", "0", "--db", db], { ...env, PROXY_REQUIRE_TOKEN: "1" });
+    await serve.waitForLog((l) => l.msg === "decentral-audit listening");
+    expect(serve.logs.filter(warning)).toHaveLength(0);
+  });
+});
