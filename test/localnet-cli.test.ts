@@ -134,3 +134,29 @@ describe("localnet flags that need --lying-rpc", () => {
     ).toBeDefined();
   });
 });
+
+// `--lying-rpc 0x1` made every transaction a lie and `--fault-rate 1e-1` read as 0.1: a share
+// is plain decimal, as every other number the program takes.
+describe("localnet shares", () => {
+  it("are read only as plain decimals", () => {
+    for (const text of ["0x1", "1e-1", "0b1", "Infinity", " ", "-0", "+0.5"]) {
+      expect(() => localnetOptionsFromFlags({ ...defaults, lyingRpc: text }), text).toThrow(
+        /--lying-rpc: expected a number from 0 to 1/,
+      );
+      expect(() => localnetOptionsFromFlags({ ...defaults, faultRate: text }), text).toThrow(
+        /--fault-rate/,
+      );
+    }
+    for (const [text, value] of [
+      ["0.25", 0.25],
+      [".5", 0.5],
+      ["1", 1],
+      [" 0 ", 0],
+      ["1.", 1],
+    ]) {
+      expect(
+        localnetOptionsFromFlags({ ...defaults, faultRate: text as string }).simulator,
+      ).toMatchObject({ faultRate: value });
+    }
+  });
+});

@@ -40,10 +40,14 @@ function integer(flag: string, text: string, min: number, max: number): number {
   return value;
 }
 
+/**
+ * A share written as a decimal (`0.25`, `.5`, `1`): `Number` read `0x1` as 1 and `1e-1` as 0.1,
+ * where every other number the program takes is plain decimal digits.
+ */
 function share(flag: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const value = Number(text);
-  if (text.trim() === "" || !Number.isFinite(value) || value < 0 || value > 1) {
+  if (!/^(\d+(\.\d*)?|\.\d+)$/.test(text.trim()) || value < 0 || value > 1) {
     bad(flag, `expected a number from 0 to 1, got ${JSON.stringify(text)}`);
   }
   return value;
