@@ -7,6 +7,7 @@ import { Counter, Gauge, Histogram } from "prom-client";
 import type { AppMetrics } from "./api/metrics.js";
 import type { Config } from "./config.js";
 import { openStore } from "./db/open.js";
+import { AppError } from "./errors.js";
 import { createLogger, type Logger } from "./log.js";
 import { startService } from "./main.js";
 import { validateCronExpression } from "./nightly/cron.js";
@@ -707,8 +708,13 @@ export function runWorker(): void {
           process.send?.({ type: "audit:ready", url: service.url } satisfies ToPrimary);
         },
         (error: unknown) => {
-          log.error({ err: error }, "serve worker could not start");
           const text = error instanceof Error ? error.message : String(error);
+          // A refusal of what the operator gave (a --host this machine has not, a port taken)
+          // is said by its message, as a single process says it: a stack trace there read as
+          // a crash of the program. Anything else keeps its stack.
+          if (error instanceof AppError)
+            log.error({ code: error.code }, `serve worker could not start: ${text}`);
+          else log.error({ err: error }, "serve worker could not start");
           void flush().then(() =>
             process.send?.({ type: "audit:failed", error: text } satisfies ToPrimary, () =>
               process.exit(2),

@@ -64,3 +64,28 @@ describe("serve's log with PROXY_REQUIRE_TOKEN", () => {
     expect(serve.logs.filter(warning)).toHaveLength(0);
   });
 });
+
+// `serve --workers 2` on a port another program holds logged the worker's refusal with its
+// stack trace, where one process says the same in one line.
+describe("serve's log when a worker cannot listen", () => {
+  it("names the cause without a stack trace", async () => {
+    const { createServer } = await import("node:net");
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = String((taken.address() as { port: number }).port);
+      const db = join(mkdtempSync(join(tmpdir(), "decentral-audit-log-")), "audit.db");
+      serve = startCli(["serve", "--port", port, "--db", db], {
+        WORKERS: "2",
+        LEDGER_POLL_MS: "0",
+        SOLANA_RPC_URLS: "http://127.0.0.1:9",
+      });
+      expect(await serve.exited).toBe(2);
+      const said = JSON.stringify(serve.logs) + serve.stderr();
+      expect(said).toContain("is already in use");
+      expect(said).not.toMatch(/"stack"|\n\s+at /);
+    } finally {
+      taken.close();
+    }
+  });
+});
