@@ -14,6 +14,16 @@ const csv = (value: string) =>
     .map((part) => part.trim())
     .filter((part) => part.length > 0);
 
+/**
+ * The endpoint a URL reaches: a fragment (never sent) and an empty query aside, so that
+ * `https://rpc.example/#a` and `https://rpc.example/?` are one URL listed twice.
+ */
+function endpointOf(text: string): string {
+  const url = new URL(text);
+  url.hash = "";
+  return url.href.replace(/\?$/, "");
+}
+
 const urlList = z
   .string()
   .transform(csv)
@@ -25,7 +35,7 @@ const urlList = z
       // compared, or `notaurl` would throw "Invalid URL" naming no setting.
       .refine(
         (urls) => {
-          const parsed = urls.filter((u) => URL.canParse(u)).map((u) => new URL(u).href);
+          const parsed = urls.filter((u) => URL.canParse(u)).map(endpointOf);
           return new Set(parsed).size === parsed.length;
         },
         { message: "lists one URL twice" },

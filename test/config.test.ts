@@ -110,3 +110,22 @@ describe("config", () => {
     expect(loadConfig({ VERIFY_CRON: "0 3 * * *" }).VERIFY_CRON).toBe("0 3 * * *");
   });
 });
+
+// `https://rpc.example/#a,https://rpc.example/#b` passed as two endpoints: failover asked the
+// one endpoint twice, where a URL listed twice is refused.
+describe("SOLANA_RPC_URLS listing one endpoint twice", () => {
+  it("is refused when the URLs differ only by a fragment or an empty query", () => {
+    for (const urls of [
+      "https://rpc.example/#a,https://rpc.example/#b",
+      "https://rpc.example/?,https://rpc.example/",
+    ]) {
+      expect(() => loadConfig({ SOLANA_RPC_URLS: urls }), urls).toThrow(
+        /SOLANA_RPC_URLS: lists one URL twice/,
+      );
+    }
+    expect(
+      loadConfig({ SOLANA_RPC_URLS: "https://rpc.example/?k=1,https://rpc.example/?k=2" })
+        .SOLANA_RPC_URLS,
+    ).toHaveLength(2);
+  });
+});
