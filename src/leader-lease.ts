@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { isBusyError, retryWhileBusy, type Store } from "./db/client.js";
 import { ownerIsDead, ownerName } from "./host-identity.js";
 import type { Logger } from "./log.js";
-import { createLockStore } from "./store/locks.js";
+import { createLockStore, type LockHolder } from "./store/locks.js";
 
 /** Options of a leader lease; every optional one has a default. */
 export interface LeaderLeaseOptions {
@@ -38,8 +38,10 @@ export interface LeaderLease {
  * Holds a lease on the leader lock of the store so that exactly one of the `serve` processes
  * sharing it runs the background work (verifier, settlement backfill, ledger). The leader
  * renews its lease every heartbeat; a leader that dies stops renewing and another process takes
- * over once the lease expires, or at its next heartbeat when the holder was a process of this
- * host and PID namespace whose pid is gone (a worker killed by the OS). A leader that cannot
+ * over once it has seen the lease go unrenewed for its TTL (on its own monotonic clock: the
+ * expiry written by the holder's wall clock is not trusted), or at its next heartbeat when the
+ * holder was a process of this host and PID namespace whose pid is gone (a worker killed by the
+ * OS). A leader that cannot
  * reach the store stops leading once its lease would have run out, as another process may take
  * it then. A leader whose event loop stalled past its lease may briefly overlap with the next
  * one: the verifier's job leases keep that safe.
@@ -85,16 +87,41 @@ export function holdLeaderLease(options: LeaderLeaseOptions): LeaderLease {
   const whileBusy = <T>(write: () => Promise<T>) =>
     retryWhileBusy(write, { attempts: 8, baseDelayMs: 1, maxDelayMs: 64 });
 
+  /** Another owner's lease as last read, and when (monotonic) it was first read so. */
+  let watched: { owner: string; acquiredAt: number; since: number } | undefined;
+  /**
+   * How long `holder` has gone unrenewed as this process saw it: since the first heartbeat
+   * that read its present renewal (each renewal writes a new `acquiredAt`).
+   */
+  function unrenewedFor(holder: LockHolder, at: number): number {
+    if (watched?.owner !== holder.owner || watched.acquiredAt !== holder.acquiredAt)
+      watched = { owner: holder.owner, acquiredAt: holder.acquiredAt, since: at };
+    return at - watched.since;
+  }
+
   async function heartbeat() {
     let ours = false;
     // Taken before asking: the lease the store grants runs from no earlier than this.
     const asked = performance.now();
     try {
-      const holder = await whileBusy(() => locks.acquire(name, owner, ttlMs));
+      // Another's lease is judged by this process's monotonic clock, never by the expiry it
+      // wrote: the wall clock stepped forward (NTP, a VM resumed) made a live leader's lease
+      // look expired, and the lease moved; stepped back, a hung leader's kept it for the step.
+      // A leader renews at once: while its own lease has not run out (`armExpiry`), no other
+      // process can have seen it unrenewed for a TTL.
+      const seen = leading ? undefined : await whileBusy(() => locks.holder(name));
+      let holder: LockHolder | null = seen ?? null;
+      if (!seen || seen.owner === owner) {
+        // Not ours when another process took it between the two statements: then watched.
+        holder = await whileBusy(() => locks.acquire(name, owner, ttlMs));
+      }
       ours = holder === null;
       if (holder && ownerIsDead(holder.owner)) {
         ours = await whileBusy(() => locks.takeOver(name, holder.owner, owner, ttlMs));
         if (ours) log.info({ previous: holder.owner }, "leader lock taken from a dead process");
+      } else if (holder && unrenewedFor(holder, asked) >= ttlMs) {
+        ours = await whileBusy(() => locks.takeOver(name, holder.owner, owner, ttlMs));
+        if (ours) log.info({ previous: holder.owner }, "leader lock taken: not renewed in its TTL");
       }
     } catch (error) {
       // The store is busy or failing: keep leading until the lease would have run out (another

@@ -3,7 +3,7 @@ import { mkdtempSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { openSqliteStore, type Store } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { thisHost } from "../src/host-identity.js";
@@ -185,4 +185,62 @@ describe("leader lease", () => {
     },
     30_000,
   );
+});
+
+/** Steps this process's wall clock (Date.now, which the lock store reads) by `ms` from now on. */
+function stepClock(ms: number) {
+  const now = Date.now.bind(Date);
+  const spy = vi.spyOn(Date, "now").mockImplementation(() => now() + ms);
+  cleanup.push(() => spy.mockRestore());
+}
+
+describe("leader lease under a stepped host clock", () => {
+  it("stays with its live leader when the host clock steps 3 minutes forward", async () => {
+    const { db, store } = freshStore();
+    // A leader that renews each second, as in `serve`; the other worker asks more often, so
+    // its heartbeat is the first to read the lease after the step.
+    const leader = await lead(store, { heartbeatMs: 1000, ttlMs: 3000 });
+    const other = openSqliteStore(db, { busyTimeoutMs: 0 });
+    cleanup.push(() => other.close());
+    let gained = 0;
+    const follower = holdLeaderLease({
+      store: other,
+      log: createLogger({ level: "silent" }),
+      heartbeatMs: 20,
+      ttlMs: 3000,
+      onGain: () => {
+        gained += 1;
+      },
+      onLose: async () => {},
+    });
+    cleanup.push(() => follower.stop());
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    stepClock(180_000);
+    // Two of the leader's renewals and about 100 of the follower's heartbeats.
+    await new Promise((resolve) => setTimeout(resolve, 2200));
+    expect(gained).toBe(0);
+    expect(leader.isLeader()).toBe(true);
+    expect((await createLockStore(store).holder("serve-leader"))?.owner).toBe(leader.owner);
+  });
+
+  it("takes a lease no one renews within its TTL when the host clock stepped 3 minutes back", async () => {
+    const { store } = freshStore();
+    // The leader of another host (no pid to look at) renewed just before the step, then hung.
+    await createLockStore(store).acquire("serve-leader", "elsewhere/4242/x", 500);
+    stepClock(-180_000);
+    const asked = performance.now();
+    const lease = holdLeaderLease({
+      store,
+      log: createLogger({ level: "silent" }),
+      heartbeatMs: 20,
+      ttlMs: 500,
+      onGain: () => {},
+      onLose: async () => {},
+    });
+    cleanup.push(() => lease.stop());
+    while (!lease.isLeader() && performance.now() - asked < 5000)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    // Within about its TTL as this process counts time, not 3 minutes later.
+    expect(lease.isLeader()).toBe(true);
+  });
 });
