@@ -2,6 +2,8 @@ import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   createRpcPool,
@@ -626,4 +628,42 @@ describe("RPC pool: 429s at random", () => {
     // Halving on each 429 (once a second) left it at a fraction of the configured 200.
     expect(p.requestRate()).toBeGreaterThan(150);
   });
+});
+
+describe("rpc pool memory", () => {
+  /** Heap in use after a full collection. */
+  function heapAfterGc(): number {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    gc();
+    gc();
+    return process.memoryUsage().heapUsed;
+  }
+
+  it.each([false, true])(
+    "keeps no answer once its call returned (batch %s): the verifier's thread grew 20 MB a minute",
+    async (batch) => {
+      // Each answer carries 64 KiB: 400 calls kept would hold about 26 MB.
+      const pad = "x".repeat(65_536);
+      const p = pool([{ url: "http://rpc.invalid" }], {
+        batch,
+        fetch: async (_url: string, init: RequestInit) => {
+          const body = JSON.parse(String(init.body));
+          // The result's text, kept as the evidence (`raw`), is a slice of the whole answer.
+          const one = (call: Json) =>
+            `{"jsonrpc":"2.0","id":${call.id},"result":[${" ".repeat(32)}],"pad":"${pad}"}`;
+          const text = Array.isArray(body) ? `[${body.map(one).join(",")}]` : one(body);
+          return new Response(text, {
+            headers: { "content-type": "application/json" },
+          });
+        },
+      });
+      const statuses = () => p.getSignaturesForAddress(addr.creditVault, { limit: 1 });
+      await statuses();
+      const before = heapAfterGc();
+      for (let i = 0; i < 40; i++) await Promise.all(Array.from({ length: 10 }, statuses));
+      const grown = heapAfterGc() - before;
+      expect(grown).toBeLessThan(8_000_000);
+    },
+  );
 });

@@ -291,7 +291,8 @@ class Endpoint {
 
   private sendOne(request: RpcRequest): Promise<RpcOutcome> {
     // A queued request must not wait out a pause or a rate window once the pool is closed.
-    return Promise.race([
+    return untilClosed(
+      this.pool.signal,
       this.queue.add(async () => {
         await this.pace();
         return this.observe(
@@ -304,8 +305,8 @@ class Endpoint {
           ),
         );
       }),
-      this.pool.closed,
-    ]);
+      () => this.pool.closedOutcome,
+    );
   }
 
   /** Waits for this request's turn while the adapted rate is below the configured one. */
@@ -313,12 +314,13 @@ class Endpoint {
     const wait = this.rate.reserve(this.pool.now());
     if (wait <= 0) return;
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
+    await untilClosed(
+      this.pool.signal,
       new Promise<void>((resolve) => {
         timer = setTimeout(resolve, wait);
       }),
-      this.pool.closed,
-    ]);
+      () => undefined,
+    );
     clearTimeout(timer);
   }
 
@@ -359,7 +361,8 @@ class Endpoint {
       await Promise.all(chunk.map(async (p) => p.resolve(await this.sendOne(p.request))));
       return;
     }
-    const outcomes = await Promise.race([
+    const outcomes = await untilClosed(
+      this.pool.signal,
       this.queue.add(async () => {
         await this.pace();
         const outcomes = await sendBatch(
@@ -372,8 +375,8 @@ class Endpoint {
         if (outcomes !== "refused" && outcomes[0]) this.observe(outcomes[0]);
         return outcomes;
       }),
-      this.pool.closed.then((closed) => chunk.map(() => closed)),
-    ]);
+      () => chunk.map(() => this.pool.closedOutcome),
+    );
     if (outcomes === "refused") {
       if (!this.batchRefused) {
         this.pool.log?.warn({ endpoint: this.name }, "rpc endpoint refuses batch requests");
@@ -408,7 +411,8 @@ interface PoolInternals {
   now: () => number;
   signal: AbortSignal;
   /** Settles (never rejects) when the pool closes. */
-  closed: Promise<RpcOutcome>;
+  /** What a request still queued or paced gets once the pool is closed. */
+  closedOutcome: RpcOutcome;
   log: Logger | undefined;
 }
 
@@ -471,6 +475,30 @@ function statusesOf(result: unknown, chunk: readonly string[]): (SignatureStatus
 }
 
 /** Creates a pool over the given endpoints; call `close()` when done. */
+/**
+ * `work`, or `onClosed()` as soon as `signal` (the pool's close) fires, whichever comes first.
+ * Not `Promise.race` with a promise of the close: each race left a reaction on that promise,
+ * pending for the pool's life, holding the race's answer (the whole reply text, whose slice
+ * is `raw`): the verifier's thread grew by every RPC answer it ever had, 20 MB a minute.
+ */
+function untilClosed<T>(signal: AbortSignal, work: Promise<T>, onClosed: () => T): Promise<T> {
+  if (signal.aborted) return Promise.resolve(onClosed());
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => resolve(onClosed());
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
 export function createRpcPool(options: RpcPoolOptions): RpcPool {
   if (options.endpoints.length === 0)
     throw new RangeError("an RPC pool needs at least one endpoint");
@@ -491,9 +519,6 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
     ? { post: fetchPost(options.fetch), close: () => {} }
     : createNodeHttpPost();
   const closedOutcome: RpcOutcome = { kind: "http_error", status: null, message: "pool closed" };
-  const closedSignal = new Promise<RpcOutcome>((resolve) =>
-    abort.signal.addEventListener("abort", () => resolve(closedOutcome), { once: true }),
-  );
   const internals: PoolInternals = {
     batch: options.batch ?? false,
     maxBatchSize: options.maxBatchSize ?? 50,
@@ -505,7 +530,7 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
     post: transport.post,
     now: options.now ?? Date.now,
     signal: abort.signal,
-    closed: closedSignal,
+    closedOutcome,
     log: options.log,
   };
   const names = endpointNames(options.endpoints.map((e) => e.url));
