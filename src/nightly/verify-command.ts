@@ -1,5 +1,5 @@
 import cliProgress from "cli-progress";
-import type { Store } from "../db/client.js";
+import { type Store, setBusyTimeout } from "../db/client.js";
 import { AppError } from "../errors.js";
 import { outFile, refuseUnwritableOut, writeFileWhole } from "../file-output.js";
 import { parseDuration, windowFromFlags } from "../reports/period.js";
@@ -118,6 +118,22 @@ export async function runVerifyCommand(
   const now = io.now ?? Date.now;
   const window = verifyWindow(flags, now());
   const progress = progressReporter(io);
+  // Once the run's time is up, each write that closes it (its job leases, its run row, its
+  // heartbeat, the nightly lock) takes SQLite's write lock at once or not at all: held by a
+  // serve's ledger round, each waited out the 5 s busy timeout up to 8 times, and
+  // `--timeout 5m` ended after 7 min 9 s. The store is this command's own.
+  const startedTick = extra.startedTick ?? performance.now();
+  const closing = setTimeout(
+    () => {
+      try {
+        setBusyTimeout(store, 0);
+      } catch {
+        // Closed meanwhile: nothing is left to close.
+      }
+    },
+    Math.max(0, window.timeoutMs - (performance.now() - startedTick)),
+  );
+  closing.unref();
   let summary: NightlySummary;
   try {
     summary = await runNightlyVerification(store, engine, {
@@ -127,6 +143,7 @@ export async function runVerifyCommand(
       onProgress: (p) => progress.update(p),
     });
   } finally {
+    clearTimeout(closing);
     progress.stop();
   }
   const text = renderSummary(summary, flags);

@@ -1,0 +1,71 @@
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { openSqliteStore } from "../src/db/client.js";
+import { migrateStore } from "../src/db/migrate.js";
+import { ingestReceipts } from "../src/recorder/ingest.js";
+import { wireReceipt } from "./support/recorder-fixtures.js";
+import { startCli } from "./support/service-process.js";
+
+/**
+ * A nightly `verify` beside a `serve` whose leader holds SQLite's write lock in long stretches
+ * (a ledger round of a large backlog): the run's time ran out mid-round, and each write that
+ * closes it (its job leases, its run row, its heartbeat, the nightly lock) waited out the
+ * 5 s busy timeout up to 8 times: `--timeout 5m` ended after 7 min 9 s.
+ */
+describe("verify whose time runs out while another process holds the write lock", () => {
+  it("ends within its --timeout and the run row's close grace, exit 2", async () => {
+    const db = join(mkdtempSync(join(tmpdir(), "verify-close-")), "audit.db");
+    const store = openSqliteStore(db);
+    migrateStore(store);
+    await ingestReceipts(store, [wireReceipt()], "ingest");
+    store.close();
+    // A node that answers the run's first questions and never its signature statuses: the run
+    // is in its rounds, holding its job's lease, when its time runs out.
+    const rpc = createServer((req, res) => {
+      let body = "";
+      req.on("data", (c: Buffer) => {
+        body += c;
+      });
+      req.on("end", () => {
+        const call = JSON.parse(body) as { id: number; method: string };
+        if (call.method === "getSignatureStatuses" || call.method === "getTransaction") return;
+        const result = call.method === "getBlockTime" ? Math.floor(Date.now() / 1000) : 1000;
+        res.setHeader("content-type", "application/json");
+        res.end(JSON.stringify({ jsonrpc: "2.0", id: call.id, result }));
+      });
+    });
+    await new Promise<void>((resolve) => rpc.listen(0, "127.0.0.1", resolve));
+    const rpcUrl = `http://127.0.0.1:${(rpc.address() as AddressInfo).port}`;
+    const script = `const Database = require("better-sqlite3");
+      const db = new Database(${JSON.stringify(db)});
+      setTimeout(() => { db.exec("BEGIN IMMEDIATE"); console.log("locked"); }, 2500);
+      setTimeout(() => { db.exec("COMMIT"); db.close(); }, 80000);`;
+    const started = performance.now();
+    const args = ["verify", "--since", "1h", "--timeout", "8s", "--db", db];
+    const verify = startCli([...args, "--profile", "localnet"], {
+      SOLANA_RPC_URLS: rpcUrl,
+      RPC_TIMEOUT_MS: "60000",
+    });
+    const locker = spawn(process.execPath, ["-e", script], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    try {
+      const [chunk] = (await once(locker.stdout, "data")) as [Buffer];
+      expect(String(chunk)).toMatch(/locked/);
+      expect(await verify.exited).toBe(2);
+      // The run's row has a 15 s grace to be closed (src/verify/engine.ts, CLOSE_GRACE_MS); the
+      // writes around it no longer wait 5 s each, 8 times: 52 s before, about 27 now.
+      expect(performance.now() - started).toBeLessThan(8000 + 15_000 + 10_000);
+    } finally {
+      locker.kill("SIGKILL");
+      rpc.closeAllConnections();
+      rpc.close();
+    }
+  }, 120_000);
+});
