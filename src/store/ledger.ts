@@ -1252,6 +1252,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     lockOrd: number,
     recordedAt: bigint,
     finalThrough: number | null,
+    header: bigint | null = null,
   ): { balances: bigint[]; covered: boolean } {
     const until = Number(recordedAt / 1000n);
     const balances: bigint[] = [];
@@ -1268,7 +1269,13 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         first = false;
         ord = Number(r.ord) + 1;
         if (r.state === "listed") unread = true;
-        if (r.post_units !== null) balances.push(r.post_units);
+        if (r.post_units !== null) {
+          balances.push(r.post_units);
+          // Every reader stops at the balance its header matches: what lies past it is never
+          // asked, and a receipt recorded long after its lock spans every line between.
+          if (header !== null && headerMatches(header, r.post_units))
+            return { balances, covered: true };
+        }
       }
       if (rows.length < 256) break;
     }
@@ -1290,7 +1297,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       | undefined;
     const header = job?.credits_remaining_units ?? null;
     if (!job || header === null) return null;
-    const span = spanFrom(vault, lock.ord, job.recorded_at, finalThrough);
+    const span = spanFrom(vault, lock.ord, job.recorded_at, finalThrough, header);
     const at = span.balances.findIndex((b) => headerMatches(header, b));
     return {
       jobId: lock.jobId,
@@ -1307,10 +1314,11 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     signature: string,
     recordedAt: bigint,
     finalThrough: number | null,
+    header: bigint | null = null,
   ): { balances: bigint[]; covered: boolean } {
     const lock = lockLine.get(vault, signature) as { ord: bigint; state: string } | undefined;
     if (lock?.state !== "read") return { balances: [], covered: false };
-    return spanFrom(vault, Number(lock.ord), recordedAt, finalThrough);
+    return spanFrom(vault, Number(lock.ord), recordedAt, finalThrough, header);
   }
 
   /** Compares each movement after `afterOrd` with the one before it, up to the first unread line. */
@@ -1531,7 +1539,13 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       credits_remaining_units: bigint;
     }[]) {
       if (j.lock_tx === null) continue;
-      const span = spanOfLock(vault, j.lock_tx, j.recorded_at, finalThrough);
+      const span = spanOfLock(
+        vault,
+        j.lock_tx,
+        j.recorded_at,
+        finalThrough,
+        j.credits_remaining_units,
+      );
       const matched = span.balances.find((b) => headerMatches(j.credits_remaining_units, b));
       if (matched !== undefined) {
         passHeader.run(

@@ -744,6 +744,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     lockOrd: number,
     recordedAt: number,
     finalThrough: number | null,
+    header: bigint | null = null,
   ): Promise<{ balances: bigint[]; covered: boolean }> {
     const until = Math.floor(recordedAt / 1000);
     const balances: bigint[] = [];
@@ -770,7 +771,13 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         first = false;
         ord = r.ord + 1;
         if (r.state === "listed") unread = true;
-        if (r.postUnits !== null) balances.push(r.postUnits);
+        if (r.postUnits !== null) {
+          balances.push(r.postUnits);
+          // Every reader stops at the balance its header matches: what lies past it is never
+          // asked, and a receipt recorded long after its lock spans every line between.
+          if (header !== null && headerMatches(header, r.postUnits))
+            return { balances, covered: true };
+        }
       }
       if (rows.length < 256) break;
     }
@@ -794,7 +801,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       .where(eq(jobs.jobId, lock.jobId));
     const header = job?.header ?? null;
     if (!job || header === null) return null;
-    const span = await spanFrom(q, vault, lock.ord, job.recordedAt, finalThrough);
+    const span = await spanFrom(q, vault, lock.ord, job.recordedAt, finalThrough, header);
     const at = span.balances.findIndex((b) => headerMatches(header, b));
     return {
       jobId: lock.jobId,
@@ -812,13 +819,14 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     signature: string,
     recordedAt: number,
     finalThrough: number | null,
+    header: bigint | null = null,
   ): Promise<{ balances: bigint[]; covered: boolean }> {
     const [lock] = await q
       .select({ ord: ledgerLines.ord, state: ledgerLines.state })
       .from(ledgerLines)
       .where(and(vaultIs(vault), eq(ledgerLines.signature, signature)));
     if (lock?.state !== "read") return { balances: [], covered: false };
-    return spanFrom(q, vault, lock.ord, recordedAt, finalThrough);
+    return spanFrom(q, vault, lock.ord, recordedAt, finalThrough, header);
   }
 
   /** The last movement at or before `ord`: where a comparison of balances starts. */
@@ -1177,7 +1185,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     for (const j of waiting) {
       if (j.lockTx === null || j.header === null) continue;
       const header = j.header;
-      const span = await spanOfLock(tx, vault, j.lockTx, j.recordedAt, finalThrough);
+      const span = await spanOfLock(tx, vault, j.lockTx, j.recordedAt, finalThrough, header);
       const matched = span.balances.find((b) => headerMatches(header, b));
       if (matched !== undefined) {
         await tx
