@@ -247,13 +247,35 @@ export function hiddenDebitOf(
   profile: Pick<Profile, "usdcMint" | "tokenPrograms">,
 ): bigint | null {
   if (!facts.succeeded) return null;
+  let out = 0n;
+  let into = 0n;
+  for (const { ix, from } of vaultCreditMovements(vault, facts, profile)) {
+    if (from) out += ix.amount!;
+    else if (ix.kind !== "transferCheckedWithFee") into += ix.amount!;
+  }
+  // What the balances say left: at least what the instructions took out, and at least what
+  // they put in beyond the vault's net change (a payout in a call no instruction shows).
+  const unshown = into - delta;
+  const gross = unshown > out ? unshown : out;
+  const netOut = delta < 0n ? -delta : 0n;
+  return gross > netOut ? gross - netOut : null;
+}
+
+/**
+ * The token instructions of a transaction that moved credits out of or into the vault (not
+ * from the vault to itself), in order, each with whether it took from the vault.
+ */
+function vaultCreditMovements(
+  vault: string,
+  facts: TransactionFacts,
+  profile: Pick<Profile, "usdcMint" | "tokenPrograms">,
+): { ix: TokenInstruction; from: boolean }[] {
   const mine = facts.tokenChanges.filter((c) => c.account === vault);
   const otherMints = new Set(mine.map((c) => c.mint).filter((m) => m !== profile.usdcMint));
   // The mint the vault holds as the instructions run: what it held before the transaction,
   // where a balance shows it, then the mint each (re)opening of the account names.
   let vaultMint: string | null = mine.find((c) => c.pre > 0n)?.mint ?? null;
-  let out = 0n;
-  let into = 0n;
+  const moves: { ix: TokenInstruction; from: boolean }[] = [];
   for (const ix of facts.tokenInstructions) {
     // Only the vault made a token account again (InitializeAccount names the new account's
     // owner too); facts that do not tell which account it made show no reopening.
@@ -268,15 +290,43 @@ export function hiddenDebitOf(
     const to = ix.destination === vault;
     if (from === to) continue;
     if (!creditMovement(ix, vaultMint, otherMints, profile.usdcMint)) continue;
-    if (from) out += ix.amount;
-    else if (ix.kind !== "transferCheckedWithFee") into += ix.amount;
+    moves.push({ ix, from });
   }
-  // What the balances say left: at least what the instructions took out, and at least what
-  // they put in beyond the vault's net change (a payout in a call no instruction shows).
-  const unshown = into - delta;
-  const gross = unshown > out ? unshown : out;
-  const netOut = delta < 0n ? -delta : 0n;
-  return gross > netOut ? gross - netOut : null;
+  return moves;
+}
+
+/**
+ * What of a succeeded transaction's net credit to the vault (`delta`) escrow did not pay in,
+ * when any, else null: a settlement or refund returns money out of escrow, and only that is a
+ * job's return; the rest (the customer's own top-up under the job's refund memo, say) is a
+ * deposit, and releases no lock. Escrow is the profile's escrow vault, else any account the
+ * escrow authority owns; with neither known, all of it counts as escrow's (as before). Money
+ * in that no instruction shows (a call a node left out) is not shown to be escrow's either.
+ */
+export function depositInOf(
+  vault: string,
+  delta: bigint,
+  facts: TransactionFacts,
+  profile: Pick<Profile, "usdcMint" | "tokenPrograms" | "escrowVault" | "escrowAuthority">,
+): bigint | null {
+  if (!facts.succeeded || delta <= 0n) return null;
+  if (profile.escrowVault === null && profile.escrowAuthority === null) return null;
+  const ownerOf = (account: string) =>
+    facts.tokenChanges.find((c) => c.account === account && c.owner !== null)?.owner ??
+    facts.ownersAfter?.find((o) => o.account === account)?.owner ??
+    null;
+  const escrow = (account: string | undefined) =>
+    account !== undefined &&
+    (profile.escrowVault !== null
+      ? account === profile.escrowVault
+      : ownerOf(account) === profile.escrowAuthority);
+  let fromEscrow = 0n;
+  for (const { ix, from } of vaultCreditMovements(vault, facts, profile)) {
+    // A Token-2022 fee kept back is no money in: the net credit bounds what counts.
+    if (from || !escrow(ix.source)) continue;
+    fromEscrow += ix.amount!;
+  }
+  return fromEscrow < delta ? delta - fromEscrow : null;
 }
 
 /**
@@ -479,6 +529,8 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
         facts.openedTokenAccounts === undefined ? null : facts.openedTokenAccounts.includes(vault),
       // Credits paid out beyond the net debit; another mint's tokens are no credits.
       hiddenDebit: hiddenDebitOf(vault, change ? change.delta : 0n, facts, profile),
+      // Money in that escrow did not pay: no job's return, whatever memo it carries.
+      depositIn: depositInOf(vault, change ? change.delta : 0n, facts, profile),
     };
   }
 

@@ -127,6 +127,11 @@ export interface LineRead {
    * `ledgerLines.hiddenDebitUnits`).
    */
   hiddenDebit?: bigint | null;
+  /**
+   * Money into the vault that escrow did not pay in, when the net credit holds any, else null
+   * (`ledgerLines.depositInUnits`): a deposit, whatever job the line's memo names.
+   */
+  depositIn?: bigint | null;
 }
 
 export type { ForeignChange, ForeignHolding, LineKind, MemoJob, MixedMemoLine };
@@ -203,6 +208,8 @@ export interface LedgerLineRow {
   memoJobs?: MemoJob[] | null;
   kind: LineKind | null;
   jobId: string | null;
+  /** Money in that escrow did not pay (`LineRead.depositIn`); null when none or not known. */
+  depositInUnits?: bigint | null;
 }
 
 /** A lock past its due time, with what of it nothing has accounted for yet. */
@@ -416,7 +423,9 @@ export interface LedgerStore {
   /** Lines and sums per kind stored for the period: whole days from `ledger_daily`. */
   periodSums(vault: string, fromSec: number, toSec: number): Promise<KindSums>;
   /**
-   * Lines listed and not read yet: in the period; up to its end (or of unknown time), with
+   * Lines listed and not read yet: in the period, those not in its per-kind sums (a line a
+   * migration listed again keeps its kind, and is counted there until it is read again); up to
+   * its end (or of unknown time), with
    * lines read but not classified yet, which the next ledger round classifies: what keeps the
    * period from being read; and in the whole history, likewise.
    */
@@ -501,13 +510,14 @@ interface LineDb {
   memo_jobs: string | null;
   kind: LineKind | null;
   job_id: string | null;
+  deposit_in_units: Big;
   state?: "listed" | "read";
   succeeded?: bigint | null;
 }
 
 const num = (v: Big) => (v === null ? null : Number(v));
 const LINE_COLUMNS = `signature, ord, slot, block_time, pre_units, post_units, delta_units, memo,
-  memo_kind, memo_job_id, memo_jobs, kind, job_id`;
+  memo_kind, memo_job_id, memo_jobs, kind, job_id, deposit_in_units`;
 
 function toLine(r: LineDb): LedgerLineRow {
   return {
@@ -524,6 +534,8 @@ function toLine(r: LineDb): LedgerLineRow {
     memoJobs: memoJobsOf(r.memo_jobs),
     kind: r.kind,
     jobId: r.job_id,
+    // Only when some: rows read before it was kept, and most lines, hold none.
+    ...(r.deposit_in_units === null ? {} : { depositInUnits: r.deposit_in_units }),
   };
 }
 
@@ -683,7 +695,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     `UPDATE ledger_lines SET state = 'read', block_time = coalesce(?, block_time), succeeded = ?,
        pre_units = ?, post_units = ?, delta_units = ?, memo = ?, memo_kind = ?, memo_job_id = ?,
        memo_jobs = ?, foreign_changes = ?, opened = ?, other_owner = ?, owner_after = ?, delegate = ?,
-       hidden_debit_units = ?,
+       hidden_debit_units = ?, deposit_in_units = ?,
        listed_at = CASE WHEN delta_units IS NOT NULL AND ? IS NOT NULL AND hidden_debit_units IS NOT ?
          THEN ? ELSE listed_at END
      WHERE vault = ? AND signature = ? AND state = 'listed'`,
@@ -782,11 +794,13 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   );
   // A line counts once: as the return of the job it was filed under, else (a deposit until its
   // lock is read, say) for the job its settle or refund memo names.
+  // Only what escrow paid in: the customer's own money in the same line is a deposit.
   const returnedToVault = big(
     `SELECT coalesce(sum(units), 0) FROM (
-       SELECT delta_units AS units FROM ledger_lines
+       SELECT delta_units - coalesce(deposit_in_units, 0) AS units FROM ledger_lines
        WHERE vault = @vault AND job_id = @job AND kind = 'return'
-       UNION ALL SELECT delta_units FROM ledger_lines INDEXED BY ledger_lines_memo_job
+       UNION ALL SELECT delta_units - coalesce(deposit_in_units, 0) FROM ledger_lines
+       INDEXED BY ledger_lines_memo_job
        WHERE vault = @vault AND memo_kind IN ('settle', 'refund') AND delta_units > 0
          AND memo_job_id = @job AND kind IS NOT 'return')`,
   ).pluck();
@@ -804,6 +818,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
            AND l.succeeded = 1 AND l.signature IN (j.settlement_tx, j.api_settlement_tx))
          OR EXISTS (SELECT 1 FROM ledger_lines l INDEXED BY ledger_lines_memo_job
            WHERE l.vault = @vault AND l.memo_kind = 'settle' AND l.delta_units > 0
+           AND coalesce(l.deposit_in_units, 0) < l.delta_units
            AND l.memo_job_id = j.job_id AND l.state = 'read' AND l.succeeded = 1)
          AS landed
      FROM jobs j LEFT JOIN credit_vaults cv ON cv.key_fingerprint = j.key_fingerprint
@@ -936,6 +951,12 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     `SELECT kind, count(*) AS lines, coalesce(sum(delta_units), 0) AS units FROM ledger_lines
      WHERE vault = ? AND block_time >= ? AND block_time < ? AND kind IS NOT NULL GROUP BY kind`,
   );
+  // Money escrow did not pay in, inside lines filed as returns: the period's deposits.
+  const returnDepositIn = big(
+    `SELECT coalesce(sum(deposit_in_units), 0) FROM ledger_lines INDEXED BY ledger_lines_deposit_in
+     WHERE vault = ? AND deposit_in_units IS NOT NULL AND block_time >= ? AND block_time < ?
+       AND kind = 'return'`,
+  ).pluck();
   const dailyTotalBefore = big(
     "SELECT coalesce(sum(units), 0) FROM ledger_daily WHERE vault = ? AND day < ?",
   ).pluck();
@@ -955,7 +976,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   const listedInPeriod = sqlite
     .prepare(
       `SELECT count(*) FROM ledger_lines WHERE state = 'listed' AND vault = ?
-         AND block_time >= ? AND block_time < ?`,
+         AND block_time >= ? AND block_time < ? AND kind IS NULL`,
     )
     .pluck();
   const listedAll = sqlite
@@ -994,6 +1015,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     memoKind: LineRead["memoKind"];
     memoJobId: string | null;
     memoJobs?: readonly MemoJob[] | null;
+    /** Money in escrow did not pay (`LineRead.depositIn`). */
+    depositIn?: bigint | null;
   };
 
   /**
@@ -1034,7 +1057,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     }
     // Money in under any memo of a job whose lock this vault paid is that job's: a settle or
     // refund memo names its return, and an escrow memo on money coming back is no honest step
-    // at all (filed as a deposit, it gave the vault back more than its lock unseen).
+    // at all (filed as a deposit, it gave the vault back more than its lock unseen). Money
+    // escrow paid none of (the customer's own top-up under a job's memo) is a deposit.
+    if ((line.depositIn ?? 0n) >= line.delta) return { kind: "deposit", jobId: null };
     for (const m of named) {
       if (returnOf(vault, line.signature, m.jobId)) return { kind: "return", jobId: m.jobId };
     }
@@ -1109,6 +1134,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       memoKind: r.memoKind,
       memoJobId: r.memoJobId,
       memoJobs: r.memoJobs ?? null,
+      depositIn: r.depositInUnits ?? null,
     });
 
   /**
@@ -1443,6 +1469,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           l.ownerAfter ?? l.otherOwner ?? null,
           l.delegate ?? null,
           l.hiddenDebit ?? null,
+          l.depositIn ?? null,
           // A line read before, read again (listed again by a migration), that pays out credits
           // its first reading did not see: listed now, so the next nightly run judges it even
           // where a run judged its time already (`listedSince`).
@@ -1719,6 +1746,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         add(lineSums.all(vault, fromSec, firstDay * DAY) as never);
         add(lineSums.all(vault, endDay * DAY, toSec) as never);
       }
+      const depositIn = returnDepositIn.get(vault, fromSec, toSec) as bigint;
+      sums.return.units -= depositIn;
+      sums.deposit.units += depositIn;
       return sums;
     },
     async pendingCounts(vault, fromSec, toSec) {

@@ -482,6 +482,13 @@ export const ledgerLines = pgTable(
      * an unreceipted debit. Lines read before this column are read again (see the migration).
      */
     hiddenDebitUnits: units("hidden_debit_units"),
+    /**
+     * Money into the vault in this transaction that escrow did not pay in (the customer's own
+     * top-up, say), when the line's net credit holds any, else null: under a job's settle or
+     * refund memo it is no return of that job's lock but a deposit. Lines read before this
+     * column that may hold a return are read again (see the migration).
+     */
+    depositInUnits: units("deposit_in_units"),
   },
   (t) => [
     primaryKey({ columns: [t.vault, t.signature] }),
@@ -517,6 +524,10 @@ export const ledgerLines = pgTable(
     index("ledger_lines_hidden_debit")
       .on(t.vault, t.blockTime)
       .where(sql`${t.hiddenDebitUnits} IS NOT NULL`),
+    // Returns that also brought in money escrow did not pay: the statement counts it a deposit.
+    index("ledger_lines_deposit_in")
+      .on(t.vault, t.blockTime)
+      .where(sql`${t.depositInUnits} IS NOT NULL`),
     index("ledger_lines_unclassified")
       .on(t.vault, t.ord)
       .where(sql`${t.state} = 'read' AND ${t.kind} IS NULL`),

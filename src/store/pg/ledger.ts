@@ -114,6 +114,7 @@ const lineColumns = {
   memoJobs: ledgerLines.memoJobs,
   kind: ledgerLines.kind,
   jobId: ledgerLines.jobId,
+  depositInUnits: ledgerLines.depositInUnits,
 };
 const lineWithState = { ...lineColumns, state: ledgerLines.state };
 
@@ -137,6 +138,8 @@ function toLine(r: LineDb): LedgerLineRow {
     memoJobs: memoJobsOf(r.memoJobs),
     kind: r.kind,
     jobId: r.jobId,
+    // Only when some: rows read before it was kept, and most lines, hold none.
+    ...(r.depositInUnits == null ? {} : { depositInUnits: r.depositInUnits }),
   };
 }
 
@@ -176,6 +179,8 @@ type Classifiable = {
   memoKind: LineRead["memoKind"];
   memoJobId: string | null;
   memoJobs: readonly MemoJob[] | null;
+  /** Money in escrow did not pay (`LineRead.depositIn`). */
+  depositIn: bigint | null;
 };
 
 const asClassifiableRead = (l: LineRead): Classifiable => ({
@@ -184,6 +189,7 @@ const asClassifiableRead = (l: LineRead): Classifiable => ({
   memoKind: l.memoKind,
   memoJobId: l.memoJobId,
   memoJobs: l.memoJobs ?? null,
+  depositIn: l.depositIn ?? null,
 });
 
 const asClassifiable = (r: LedgerLineRow): Classifiable => ({
@@ -192,6 +198,7 @@ const asClassifiable = (r: LedgerLineRow): Classifiable => ({
   memoKind: r.memoKind,
   memoJobId: r.memoJobId,
   memoJobs: r.memoJobs ?? null,
+  depositIn: r.depositInUnits ?? null,
 });
 
 /** Items by key, in their order. */
@@ -314,11 +321,12 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       );
     // A line counts once: as the return of the job it was filed under, else (a deposit until
     // its lock is read, say) for the job its settle or refund memo names.
+    // Only what escrow paid in: the customer's own money in the same line is a deposit.
     const returns = await q.execute<{ job: string; units: string }>(sql`SELECT job,
         coalesce(sum(units), 0) AS units FROM (
-        SELECT job_id AS job, delta_units AS units FROM ledger_lines
-        WHERE vault = ${vault} AND job_id = ANY (${any}) AND kind = 'return'
-        UNION ALL SELECT memo_job_id, delta_units FROM ledger_lines
+        SELECT job_id AS job, delta_units - coalesce(deposit_in_units, 0) AS units
+        FROM ledger_lines WHERE vault = ${vault} AND job_id = ANY (${any}) AND kind = 'return'
+        UNION ALL SELECT memo_job_id, delta_units - coalesce(deposit_in_units, 0) FROM ledger_lines
         WHERE vault = ${vault} AND memo_kind IN ('settle', 'refund') AND delta_units > 0
           AND memo_job_id = ANY (${any}) AND kind IS DISTINCT FROM 'return') AS r
       GROUP BY job`);
@@ -344,6 +352,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
             AND l.signature = ANY (${settlements}) AND l.state = 'read' AND l.succeeded)
           OR EXISTS (SELECT 1 FROM ledger_lines l WHERE l.vault = ${vault}
             AND l.memo_kind = 'settle' AND l.delta_units > 0 AND l.memo_job_id = ${jobs.jobId}
+            AND coalesce(l.deposit_in_units, 0) < l.delta_units
             AND l.state = 'read' AND l.succeeded)`.mapWith(Boolean),
       })
       .from(jobs)
@@ -617,6 +626,8 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         const escrowMemo = memoJobsOfLine(line).find((m) => m.kind === "escrow");
         return { kind: "unexplained", jobId: escrowMemo?.jobId ?? null };
       }
+      // Money escrow paid none of (the customer's own top-up under a job's memo): a deposit.
+      if ((line.depositIn ?? 0n) >= line.delta) return { kind: "deposit", jobId: null };
       for (const job of returnIds(line)) {
         const namer = ret.get(line.signature)?.get(job);
         if (lockedHere.has(job) || (namer !== undefined && mayReturnTo(namer, vault, pinned))) {
@@ -974,7 +985,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         memo_jobs = v.memo_jobs, kind = v.kind,
         job_id = v.job_id, foreign_changes = v.foreign_changes, opened = v.opened,
         other_owner = v.other_owner, owner_after = v.owner_after, delegate = v.delegate,
-        hidden_debit_units = v.hidden_debit_units,
+        hidden_debit_units = v.hidden_debit_units, deposit_in_units = v.deposit_in_units,
         -- A line read before, read again (listed again by a migration), that pays out credits
         -- its first reading did not see: listed now, so the next nightly run judges it even
         -- where a run judged its time already.
@@ -1001,6 +1012,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         owner_after: ["text", (l) => l.ownerAfter ?? l.otherOwner ?? null],
         delegate: ["text", (l) => l.delegate ?? null],
         hidden_debit_units: ["bigint", (l) => l.hiddenDebit ?? null],
+        deposit_in_units: ["bigint", (l) => l.depositIn ?? null],
       })}
       WHERE l.vault = ${vault} AND l.signature = v.signature AND l.state = 'listed'`);
     await keepWithJobs(
@@ -1594,6 +1606,21 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         const sums = emptySums();
         const firstDay = Math.ceil(fromSec / DAY);
         const endDay = Math.floor(toSec / DAY);
+        // Money escrow did not pay in, inside lines filed as returns: the period's deposits.
+        const [moved] = await tx
+          .select({ units: sumUnits(ledgerLines.depositInUnits) })
+          .from(ledgerLines)
+          .where(
+            and(
+              vaultIs(vault),
+              isNotNull(ledgerLines.depositInUnits),
+              periodOf(fromSec, toSec),
+              eq(ledgerLines.kind, "return"),
+            ),
+          );
+        const depositIn = moved?.units ?? 0n;
+        sums.return.units -= depositIn;
+        sums.deposit.units += depositIn;
         if (firstDay >= endDay) {
           sumsByKind(await lineSums(tx, vault, fromSec, toSec), sums);
           return sums;
@@ -1621,7 +1648,10 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     },
     async pendingCounts(vault, fromSec, toSec) {
       const listed = and(vaultIs(vault), eq(ledgerLines.state, "listed"));
-      const inPeriod = await countLines(and(listed, periodOf(fromSec, toSec)));
+      // Not a line listed again that keeps its kind: the per-kind sums count it already.
+      const inPeriod = await countLines(
+        and(listed, periodOf(fromSec, toSec), isNull(ledgerLines.kind)),
+      );
       const upTo = await countLines(
         and(listed, or(lt(ledgerLines.blockTime, toSec), isNull(ledgerLines.blockTime))),
       );

@@ -1,0 +1,134 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Store } from "../src/db/client.js";
+import { createLedgerReader } from "../src/ledger/reader.js";
+import { buildStatement } from "../src/ledger/statement.js";
+import { localKeyNames, localSigner } from "../src/localnet/keys.js";
+import { createLogger } from "../src/log.js";
+import { dialects, useDialectStores } from "./support/dialects.js";
+import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
+
+/**
+ * The operator keeps a job's lock (moves it out of escrow) and puts the job's refund memo on
+ * the customer's own top-up: the whole top-up counted as the job's return, released its lock,
+ * and the statement showed returns of 1,000,000, no deposit and no unreleased lock, so the
+ * customer's loss of the lock was in no statement. Only what escrow paid into the vault is a
+ * return; the rest of the money in is a deposit, and the lock stays out by what escrow kept.
+ */
+const log = createLogger({ level: "silent" });
+
+async function exec(store: Store, sql: string) {
+  if ("sqlite" in store) store.sqlite.exec(sql);
+  else await store.pool.query(sql);
+}
+
+describe.each(dialects)("%s store", (dialect) => {
+  const stores = useDialectStores(dialect);
+  let h: AdversaryHarness;
+  beforeAll(async () => {
+    h = await startAdversaryHarness({ openStore: () => stores.open() });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  async function sync(c: Scenario, vault: string) {
+    await c.flush();
+    await h.finalized();
+    await createLedgerReader({
+      store: c.store,
+      rpc: h.rpc,
+      profile: c.profile,
+      log,
+      custody: { vaults: [vault], byKey: {} },
+    }).syncVault(vault);
+  }
+
+  async function nextSecond() {
+    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
+    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    return from;
+  }
+
+  /** The statement of the period from `from`, with every lock still out, due or not yet. */
+  async function statementOf(c: Scenario, from: number, vault: string) {
+    const st = await buildStatement(
+      c.store,
+      { from, to: Date.now() + 1_000, vault },
+      { profile: c.profile, graceSeconds: 0 },
+    );
+    const v = st.vaults[0]!;
+    return { ...v, out: [...v.unreleasedLocks, ...v.locksNotDue] };
+  }
+
+  /**
+   * Job of key `keyIndex`: its lock, escrow sending `kept` of it elsewhere, then one transaction
+   * under the job's refund memo bringing back `returned` from escrow and the customer's own
+   * 1,000,000 from their wallet.
+   */
+  function topUpUnderRefundMemo(keyIndex: number, kept: bigint, returned: bigint) {
+    const plan = h.op.plan({ keyIndex });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    h.op.send([h.op.transfer(h.op.accounts.escrowVault, h.op.attackerAccount(0n), kept)]);
+    const user = localSigner(localKeyNames.user(keyIndex));
+    const wallet = h.op.createTokenAccount(user.address, h.op.accounts.mint, 1_000_000n);
+    h.op.send(
+      [
+        ...(returned > 0n ? [h.op.transfer(h.op.accounts.escrowVault, plan.vault, returned)] : []),
+        h.op.transfer(wallet, plan.vault, 1_000_000n, { authority: user.address }),
+        h.op.memo(`decentral:refund:${plan.jobId}`),
+      ],
+      { extraSigners: [user] },
+    );
+    return { plan, escrowTx };
+  }
+
+  it("counts a top-up under a job's refund memo as a deposit, the lock unreleased", async () => {
+    const c = await h.scenario();
+    const from = await nextSecond();
+    const { plan, escrowTx } = topUpUnderRefundMemo(2, 160_000n, 0n);
+    expect(plan.lock).toBe(160_000n);
+    c.record(plan, { escrowTx, settlementTx: null });
+    await sync(c, plan.vault);
+    const v = await statementOf(c, from, plan.vault);
+    expect(v.returnsUnits).toBe(0n);
+    expect(v.depositsUnits).toBe(1_000_000n);
+    expect(v.locksUnits).toBe(160_000n);
+    expect(v.out).toEqual([
+      expect.objectContaining({ jobId: plan.jobId, outstandingUnits: 160_000n }),
+    ]);
+  });
+
+  it("counts as the return only what escrow paid in beside the customer's top-up", async () => {
+    const c = await h.scenario();
+    const from = await nextSecond();
+    const { plan, escrowTx } = topUpUnderRefundMemo(3, 120_000n, 40_000n);
+    c.record(plan, { escrowTx, settlementTx: null });
+    await sync(c, plan.vault);
+    const v = await statementOf(c, from, plan.vault);
+    expect(v.returnsUnits).toBe(40_000n);
+    expect(v.depositsUnits).toBe(1_000_000n);
+    expect(v.counts.returns).toBe(1);
+    expect(v.out).toEqual([
+      expect.objectContaining({ jobId: plan.jobId, outstandingUnits: 120_000n }),
+    ]);
+  });
+
+  // A migration lists read lines again to be read anew (0033-0038) and keeps their kind: such
+  // a line is in the per-kind sums, and was counted again as listed, so `lines` read N+1.
+  it("counts a line listed again once among the period's lines", async () => {
+    const c = await h.scenario();
+    const from = await nextSecond();
+    const { plan, escrowTx } = topUpUnderRefundMemo(2, 160_000n, 0n);
+    c.record(plan, { escrowTx, settlementTx: null });
+    await sync(c, plan.vault);
+    const before = await statementOf(c, from, plan.vault);
+    await exec(
+      c.store,
+      `UPDATE ledger_lines SET state = 'listed'
+       WHERE signature = '${escrowTx}' AND vault = '${plan.vault}'`,
+    );
+    const after = await statementOf(c, from, plan.vault);
+    expect(after.complete).toBe(false);
+    expect(after.counts.lines).toBe(before.counts.lines);
+  });
+});
