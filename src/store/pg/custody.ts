@@ -16,6 +16,7 @@ import type {
 } from "../custody.js";
 import { untiedJobsOf } from "./custody-pinning.js";
 import type { PgExecutor } from "./executor.js";
+import { takeReceiptWriterTurn } from "./group-commit.js";
 import { reopenJobsPg } from "./job-queue.js";
 import { lockVault } from "./ledger.js";
 import { inPgTransaction } from "./write-transaction.js";
@@ -122,6 +123,14 @@ async function pinConfigured(db: PgExecutor, byKey: Readonly<Record<string, stri
   if (entries.length === 0) return;
   const t = Date.now();
   await inPgTransaction(db, async (tx) => {
+    // Each configured vault's ledger lock (in one order), then the receipt writers' turn, before
+    // any row: a ledger batch holds its vault's lock while it waits for the turn, and a receipt
+    // group holding the turn comes to the jobs reopened below; taking the vault lock after
+    // those rows closed a cycle of the three, one aborted as a deadlock.
+    for (const vault of [...new Set(entries.map(([, v]) => v))].sort()) {
+      await lockVault(tx, vault);
+    }
+    await takeReceiptWriterTurn(tx);
     const held = await upsertConfigured(tx, entries, t);
     // A vault a key holds from now on: keyless locks from it are no longer no key's.
     for (const vault of held) await reopenJobsPg(tx, { where: untiedJobsOf(vault) }, t);
@@ -146,13 +155,9 @@ async function pinConfigured(db: PgExecutor, byKey: Readonly<Record<string, stri
     if (voided.length === 0) return;
     // So are that key's locks of the vault the ledger released: open again, the next ledger
     // round classifies them anew, where the pin now shows they are no job's lock of this key.
-    // Under each vault's ledger lock, in one order: a ledger round of the vault never works
+    // Under each vault's ledger lock (taken above): a ledger round of the vault never works
     // from release flags read before this change.
-    const byVault = [...voided].sort((a, b) =>
-      a.vault < b.vault ? -1 : a.vault > b.vault ? 1 : 0,
-    );
-    for (const v of byVault) {
-      await lockVault(tx, v.vault);
+    for (const v of voided) {
       await tx
         .update(ledgerLines)
         .set({ released: false })

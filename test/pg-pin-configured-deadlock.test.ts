@@ -1,0 +1,177 @@
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openPostgres, type PgStore } from "../src/db/pg/client.js";
+import { migratePostgres } from "../src/db/pg/migrate.js";
+import { type CustodyProfile, createCustodyStore } from "../src/store/custody.js";
+import { createLedgerStore, type LineRead } from "../src/store/ledger.js";
+import { openPgWriterConnection } from "../src/store/pg/group-commit.js";
+import { recordReceiptsUnit } from "../src/store/receipts.js";
+import type { WriteUnit } from "../src/store/write-unit.js";
+import { fakeSignature } from "./support/job-rows.js";
+import { usePostgresDatabase } from "./support/postgres.js";
+import { receipt, signature } from "./support/recorder-fixtures.js";
+import { seedCreditVault, seedJob } from "./support/seed-ledger.js";
+
+/**
+ * A process starting with a newly configured vault (`pinConfigured`) against a receipt group and
+ * a ledger batch of that vault on other hosts. The pin reopened the keyless jobs judged on the
+ * vault (their rows) and then waited for the vault's ledger lock; the ledger batch held that
+ * lock and waited for the receipt writers' turn; the group holding the turn then came to one of
+ * the reopened jobs' rows: a cycle of three, one of them aborted as a deadlock.
+ *
+ * The group's connections find deadlocks after 20 ms, the others' after 10 s, so a cycle aborts
+ * the group, which the test sees.
+ */
+
+const database = usePostgresDatabase();
+const profile: CustodyProfile = { name: "mainnet-v1", treasury: null, treasuryLearnAfter: 2 };
+let hostA: PgStore;
+let hostB: PgStore;
+let hostC: PgStore;
+
+beforeAll(async () => {
+  const admin = new pg.Client({ connectionString: database.url });
+  await admin.connect();
+  try {
+    const name = (await admin.query<{ d: string }>("SELECT current_database() AS d")).rows[0]?.d;
+    await admin.query(`ALTER DATABASE "${name}" SET deadlock_timeout = '20ms'`);
+  } finally {
+    await admin.end();
+  }
+  hostA = openPostgres(database.url, { poolSize: 2, statementTimeoutMs: 30_000 });
+  hostB = openPostgres(database.url, { poolSize: 2, statementTimeoutMs: 30_000 });
+  hostC = openPostgres(database.url, { poolSize: 2, statementTimeoutMs: 30_000 });
+  for (const host of [hostB, hostC]) {
+    (host.pool.options as { options?: string }).options = "-c deadlock_timeout=10s";
+  }
+  await migratePostgres(hostA.pool);
+});
+
+afterAll(async () => {
+  await Promise.all([hostA, hostB, hostC].map((host) => host?.close()));
+});
+
+/** A unit that stops the group's transaction until `open` is called. */
+function pause(): { unit: WriteUnit<null>; reached: Promise<void>; open: () => void } {
+  let open!: () => void;
+  let arrive!: () => void;
+  const gate = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  const reached = new Promise<void>((resolve) => {
+    arrive = resolve;
+  });
+  const unit = {
+    runSqlite: () => null,
+    runPostgres: async () => {
+      arrive();
+      await gate;
+      return null;
+    },
+  };
+  return { unit, reached, open };
+}
+
+/** Resolves once `n` backends wait on a lock. */
+async function waiting(store: PgStore, n: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const { rows } = await store.pool.query<{ n: string }>(
+      `SELECT count(*) AS n FROM pg_stat_activity
+        WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+    );
+    if (Number(rows[0]?.n) >= n) return;
+    if (Date.now() > deadline) throw new Error(`fewer than ${n} backends came to wait on a lock`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+describe("a vault configured at start, a receipt group and a ledger batch of that vault", () => {
+  it("wait for each other instead of one being aborted as a deadlock", async () => {
+    const vault = "Pin5tartVau1tXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX";
+    const sig = (name: string) => fakeSignature(`pin-configured:${name}`);
+    const at = Date.UTC(2026, 10, 6, 12) / 1000;
+    // A keyless job judged on a lock from the vault: the new pin reopens it.
+    const untied = "job_pin_configured_untied";
+    await seedJob(hostB, { jobId: untied, escrowTx: sig("untied-lock"), recordedAt: at * 1000 });
+    await hostB.pool.query(
+      `INSERT INTO check_results (job_id, name, outcome, actual, checked_at)
+        VALUES ($1, 'escrow.source', 'pass', $2::json, $3)`,
+      [untied, JSON.stringify({ vault }), at * 1000],
+    );
+    // Another key learned the vault: the configured pin voids that, under the vault's lock.
+    await seedCreditVault(hostB, {
+      keyFingerprint: "kf_learned",
+      vault,
+      pinnedAt: at * 1000,
+      source: "learned",
+    });
+    // A refund under a job's memo that the job does not name: the batch keeps it with the job.
+    const kept = "job_pin_configured_kept";
+    await seedJob(hostB, {
+      jobId: kept,
+      escrowTx: sig("lock"),
+      settlementTx: sig("settle"),
+      recordedAt: (at + 60) * 1000,
+    });
+    const line = (name: string, second: number, pre: bigint, post: bigint, memo: boolean) => ({
+      signature: sig(name),
+      blockTime: at + second,
+      succeeded: true,
+      pre,
+      post,
+      delta: post - pre,
+      memo: memo ? `refund:${kept}` : null,
+      memoKind: memo ? ("refund" as const) : null,
+      memoJobId: memo ? kept : null,
+      opened: false,
+    });
+    const lines: LineRead[] = [
+      line("lock", 0, 1_000_000n, 900_000n, false),
+      line("refund", 1, 900_000n, 1_000_000n, true),
+    ];
+    const ledger = createLedgerStore(hostB);
+    const now = (at + 3600) * 1000;
+    const seen = await ledger.cursor(vault, now);
+    const page = [...lines].reverse().map((l, i) => ({
+      signature: l.signature,
+      slot: 4000 - i,
+      blockTime: l.blockTime,
+      err: null,
+    }));
+    await ledger.storePage(vault, seen, page, true, now, now);
+
+    const { unit: paused, reached, open } = pause();
+    const writer = openPgWriterConnection(hostA);
+    try {
+      // Another receipt of the keyless job: the group locks its row after the gate.
+      const groupSettled = writer
+        .together([
+          paused,
+          recordReceiptsUnit([receipt({ jobId: untied, escrowTx: signature() })], "proxy"),
+        ])
+        .then(
+          () => "committed",
+          (error: unknown) => `failed: ${(error as Error).cause ?? error}`,
+        );
+      await reached;
+      const read = ledger.recordReads(vault, lines, [], now);
+      await waiting(hostA, 1);
+      const custody = createCustodyStore(hostC, profile, { vaults: [], byKey: { kf_cfg: vault } });
+      const pinned = custody.pins(["kf_cfg"], []);
+      await waiting(hostA, 2);
+      open();
+      expect(await groupSettled).toBe("committed");
+      await read;
+      expect((await pinned).byKey.get("kf_cfg")?.vault).toBe(vault);
+    } finally {
+      open();
+      await writer.close();
+    }
+    const { rows } = await hostA.pool.query<{ job_id: string; verdict: string }>(
+      "SELECT job_id, verdict FROM jobs WHERE job_id = $1",
+      [untied],
+    );
+    expect(rows[0]?.verdict).toBe("pending");
+  }, 30_000);
+});
