@@ -2535,3 +2535,26 @@ describe.each(dialects)(
     });
   },
 );
+
+describe.each(dialects)("the stored transactions of a part of a listing on %s", (dialect) => {
+  const stores = useDialectStores(dialect);
+
+  it("are each signature's own stored transaction, those without facts left out", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    const s = (name: string) => fakeSignature(`stored-part-dialects:${name}`);
+    await seedChainTransaction(store, { signature: s("with"), facts: { a: 1 }, at: 1 });
+    await seedChainTransaction(store, { signature: s("without"), at: 1 });
+    const part = [s("with"), s("without"), s("never"), s("with")];
+    const found = await ledger.storedTransactions(part);
+    const oneByOne = new Map();
+    for (const signature of part) {
+      const row = await ledger.storedTransaction(signature);
+      if (row) oneByOne.set(signature, row);
+    }
+    expect(found).toEqual(oneByOne);
+    expect([...found.keys()]).toEqual([s("with")]);
+    expect(JSON.parse(found.get(s("with"))!.facts)).toEqual({ a: 1 });
+    expect(await ledger.storedTransactions([])).toEqual(new Map());
+  });
+});

@@ -354,16 +354,16 @@ export interface LedgerStore {
     signature: string,
   ): Promise<{ signature: string; facts: string; raw: string | null } | undefined>;
   /**
-   * Writes read lines (oldest first) with the transactions fetched for them, classifying each
-   * and marking the locks their returns release, in one IMMEDIATE transaction.
-   */
-  /**
    * `storedTransaction` of each of `signatures`, by signature (those not stored, or stored
    * without facts, absent): one read for a part of the reader's listing, not one per line.
    */
   storedTransactions(
     signatures: readonly string[],
   ): Promise<Map<string, { signature: string; facts: string; raw: string | null }>>;
+  /**
+   * Writes read lines (oldest first) with the transactions fetched for them, classifying each
+   * and marking the locks their returns release, in one IMMEDIATE transaction.
+   */
   recordReads(
     vault: string,
     reads: readonly LineRead[],
