@@ -1,10 +1,8 @@
 import type { Command } from "commander";
 import type { Config } from "../config.js";
 import type { Store } from "../db/client.js";
-import { openStore } from "../db/open.js";
-import { type TokenRole, tokenRoles } from "../db/schema.js";
 import { AppError } from "../errors.js";
-import { createToken, listTokens, printableTokenName, revokeToken } from "./tokens.js";
+import { type TokenRole, tokenRoles } from "./token-roles.js";
 
 type Helpers = {
   withDatabaseOption(command: Command): Command;
@@ -20,6 +18,8 @@ export function registerTokenCommands(program: Command, helpers: Helpers): void 
     flags: Record<string, unknown>,
     fn: (store: Store) => Promise<T>,
   ): Promise<T> => {
+    // Loaded here, not at the top: `--help` and the other commands never pay for the store.
+    const { openStore } = await import("../db/open.js");
     // A token created in a mistyped store would never authenticate against the real one.
     const store = await openStore(helpers.configFromFlags(flags), { create: false });
     try {
@@ -43,6 +43,7 @@ export function registerTokenCommands(program: Command, helpers: Helpers): void 
           field: "role",
         });
       }
+      const { createToken } = await import("./tokens.js");
       const created = await withStore(flags, (store) =>
         createToken(store, { role: flags.role as TokenRole, name: flags.name }),
       );
@@ -57,6 +58,7 @@ export function registerTokenCommands(program: Command, helpers: Helpers): void 
       tokens.command("list").description("list tokens (never their text)").option("--json", "JSON"),
     )
     .action(async (flags: { json?: boolean }) => {
+      const { listTokens, printableTokenName } = await import("./tokens.js");
       const rows = await withStore(flags, (store) => listTokens(store));
       if (flags.json) {
         // Times as ISO strings, as the table and every API give them.
@@ -94,6 +96,7 @@ export function registerTokenCommands(program: Command, helpers: Helpers): void 
         .argument("<id>", "its id (tok_…), or its text (da_…) when only that is known"),
     )
     .action(async (id: string, flags: Record<string, unknown>) => {
+      const { revokeToken } = await import("./tokens.js");
       const revoked = await withStore(flags, (store) => revokeToken(store, id));
       console.log(`revoked ${revoked.id} at ${iso(revoked.revokedAt)}`);
     });

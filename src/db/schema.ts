@@ -1,5 +1,6 @@
 import { type AnyColumn, isNotNull, sql } from "drizzle-orm";
 import { customType, index, integer, primaryKey, sqliteTable, text } from "drizzle-orm/sqlite-core";
+import { type TokenRole, tokenRoles } from "../auth/token-roles.js";
 
 /**
  * Integer base units (USDC base units, lamports) stored as SQLite INTEGER and read as bigint.
@@ -499,8 +500,7 @@ export const verificationRuns = sqliteTable(
   (t) => [index("verification_runs_started").on(t.startedAt)],
 );
 
-export const tokenRoles = ["read", "ingest", "admin"] as const;
-export type TokenRole = (typeof tokenRoles)[number];
+export { type TokenRole, tokenRoles };
 
 /** API access tokens. Only a hash is stored; the token is shown once at creation. */
 export const accessTokens = sqliteTable("access_tokens", {
