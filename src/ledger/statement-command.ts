@@ -1,18 +1,51 @@
 import { type Command, Option } from "commander";
-import { pino } from "pino";
-import { rpcFromConfig } from "../chain/quorum.js";
 import type { Config } from "../config.js";
-import { openStore } from "../db/open.js";
 import { AppError } from "../errors.js";
 import { outFile, refuseUnwritableOut, writeFileWhole } from "../file-output.js";
-import { createLogger } from "../log.js";
 import { printable } from "../printable-text.js";
 import { type WindowFlags, windowFromFlags } from "../reports/period.js";
-import { createAccountSnapshotsStore } from "../store/account-snapshots.js";
-import { loadProfile } from "../verify/profiles.js";
-import { accountSnapshotToJson, createAccountSnapshotter } from "./account-snapshots.js";
-import { createLedgerReader } from "./reader.js";
-import { buildStatement, statementToCsv, statementToJson } from "./statement.js";
+
+/**
+ * What the statement commands run on, loaded by their actions: `--help` and the other commands
+ * never pay for the store, the chain client or the ledger reader.
+ */
+async function loadStatementModules() {
+  const [
+    { pino },
+    { rpcFromConfig },
+    { openStore },
+    { createLogger },
+    { createAccountSnapshotsStore },
+    { loadProfile },
+    { accountSnapshotToJson, createAccountSnapshotter },
+    { createLedgerReader },
+    { buildStatement, statementToCsv, statementToJson },
+  ] = await Promise.all([
+    import("pino"),
+    import("../chain/quorum.js"),
+    import("../db/open.js"),
+    import("../log.js"),
+    import("../store/account-snapshots.js"),
+    import("../verify/profiles.js"),
+    import("./account-snapshots.js"),
+    import("./reader.js"),
+    import("./statement.js"),
+  ]);
+  return {
+    pino,
+    rpcFromConfig,
+    openStore,
+    createLogger,
+    createAccountSnapshotsStore,
+    loadProfile,
+    accountSnapshotToJson,
+    createAccountSnapshotter,
+    createLedgerReader,
+    buildStatement,
+    statementToCsv,
+    statementToJson,
+  };
+}
 
 type Helpers = {
   withDatabaseOption(command: Command): Command;
@@ -60,6 +93,17 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
       }
       refuseBadVault(flags.vault);
       const config = helpers.configFromFlags(flags);
+      const {
+        pino,
+        rpcFromConfig,
+        openStore,
+        createLogger,
+        loadProfile,
+        createLedgerReader,
+        buildStatement,
+        statementToCsv,
+        statementToJson,
+      } = await loadStatementModules();
       const profile = loadProfile(config.AUDIT_PROFILE);
       const out = outFile(flags.out);
       if (out) refuseUnwritableOut(out);
@@ -136,6 +180,16 @@ export function registerStatementCommand(report: Command, helpers: Helpers): voi
         );
       }
       const config = helpers.configFromFlags(flags);
+      const {
+        pino,
+        rpcFromConfig,
+        openStore,
+        createLogger,
+        createAccountSnapshotsStore,
+        loadProfile,
+        accountSnapshotToJson,
+        createAccountSnapshotter,
+      } = await loadStatementModules();
       const store = await openStore(config, { create: false });
       try {
         if (flags.list) {

@@ -1,24 +1,12 @@
 import type { Command } from "commander";
 import type { Config } from "../config.js";
-import { openStore } from "../db/open.js";
 import { AppError } from "../errors.js";
 import { outFile, refuseUnwritableOut, writeFileWhole } from "../file-output.js";
 import { registerStatementCommand } from "../ledger/statement-command.js";
+import { reportGroupings as groupByValues } from "../store/report-groupings.js";
 import { type WindowFlags, windowFromFlags } from "./period.js";
-import {
-  type GroupBy,
-  groupByValues,
-  reconciliationReport,
-  reconciliationToCsv,
-  reconciliationToJson,
-} from "./reconciliation.js";
-import {
-  type RollupCheck,
-  recomputeRollups,
-  rollupCheckToCsv,
-  rollupCheckToJson,
-  rollupCheckToText,
-} from "./rollup-recompute.js";
+import type { GroupBy } from "./reconciliation.js";
+import type { RollupCheck } from "./rollup-recompute.js";
 
 type Helpers = {
   withDatabaseOption(command: Command): Command;
@@ -76,6 +64,9 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
         }
         const out = outFile(flags.out);
         if (out) refuseUnwritableOut(out);
+        // Loaded here, not at the top: `--help` and the other commands never pay for them.
+        const [{ openStore }, { reconciliationReport, reconciliationToCsv, reconciliationToJson }] =
+          await Promise.all([import("../db/open.js"), import("./reconciliation.js")]);
         const store = await openStore(helpers.configFromFlags(flags), { create: false });
         let text: string;
         try {
@@ -120,6 +111,10 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
     const period = anyWindow ? windowFromFlags(flags, Date.now()) : {};
     const out = outFile(flags.out);
     if (out) refuseUnwritableOut(out);
+    const [
+      { openStore },
+      { recomputeRollups, rollupCheckToCsv, rollupCheckToJson, rollupCheckToText },
+    ] = await Promise.all([import("../db/open.js"), import("./rollup-recompute.js")]);
     const store = await openStore(helpers.configFromFlags(flags), { create: false });
     let check: RollupCheck;
     try {

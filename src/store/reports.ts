@@ -27,6 +27,7 @@ import {
 import { type PeriodPieces, periodPieces } from "./period-pieces.js";
 import { createPgReportsStore } from "./pg/reports.js";
 import { inReadSnapshot } from "./prepared.js";
+import { type ReportGrouping, reportGroupings } from "./report-groupings.js";
 
 export { type PeriodPieces, periodPieces };
 
@@ -36,8 +37,7 @@ export { type PeriodPieces, periodPieces };
  * raw SQL: drizzle cannot name an index, and sums must arrive as exact bigints (safe integers).
  */
 
-export const reportGroupings = ["day", "model", "worker", "key"] as const;
-export type ReportGrouping = (typeof reportGroupings)[number];
+export { type ReportGrouping, reportGroupings };
 
 /** One group's sums: its key (day number for `day`, else the text; null when not recorded). */
 export interface GroupSums {
