@@ -1,8 +1,6 @@
 import { dirname, join } from "node:path";
 import type { Command } from "commander";
-import { pino } from "pino";
 import { parseDatabaseUrl } from "../db/url.js";
-import { createLogger } from "../log.js";
 import {
   type DemoFlags,
   defaultDemoOptions,
@@ -40,6 +38,8 @@ export function registerDemoCommand(program: Command): void {
     .action(async (flags: DemoFlags) => {
       const options = demoOptionsFromFlags(flags);
       const logFile = logFileFor(options.db);
+      // The logger loads with the demo: `--help` and the other commands never pay for it.
+      const [{ pino }, { createLogger }] = await Promise.all([import("pino"), import("../log.js")]);
       const log = createLogger(
         {},
         pino.destination({ dest: logFile, sync: true, mkdir: true, append: false }),
