@@ -3,7 +3,7 @@ import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
 import { Command, CommanderError, Option } from "commander";
 import { registerTokenCommands } from "./auth/token-commands.js";
-import { ConfigError, type ConfigInput, loadConfig } from "./config.js";
+import type { ConfigInput } from "./config.js";
 import { parseDatabaseUrl, refuseInMemoryStore } from "./db/url.js";
 import { registerDemoCommand } from "./demo/command.js";
 import { AppError, isAppError, wholeNumberFlag } from "./errors.js";
@@ -39,7 +39,21 @@ const flagSettings = {
   verifyCron: ["--verify-cron", "VERIFY_CRON"],
 } as const satisfies Record<string, readonly [string, keyof ConfigInput]>;
 
+/**
+ * The configuration's validation (zod, croner), loaded before any action runs, not at start-up:
+ * `--help`, `--version` and usage errors never pay for it. Commander has refused a bad flag by
+ * then, so nothing is read before a mistyped command line is refused, as before.
+ */
+let configModule: typeof import("./config.js") | undefined;
+
+export async function loadConfigModule(): Promise<typeof import("./config.js")> {
+  configModule ??= await import("./config.js");
+  return configModule;
+}
+
 export function configFromFlags(flags: Record<string, unknown>) {
+  if (!configModule) throw new Error("configFromFlags: loadConfigModule() first");
+  const { ConfigError, loadConfig } = configModule;
   const overrides: ConfigInput = {};
   const given = new Map<string, string>();
   for (const [name, [flag, key]] of Object.entries(flagSettings)) {
@@ -79,7 +93,10 @@ export function buildProgram(): Command {
       "Records Decentral job receipts and proves from the Solana chain that each job was charged and settled as its receipt says.",
     )
     .version(packageVersion(), "-V, --version")
-    .showHelpAfterError();
+    .showHelpAfterError()
+    .hook("preAction", async () => {
+      await loadConfigModule();
+    });
 
   withCommonOptions(
     program
@@ -306,7 +323,8 @@ export function fail(error: unknown): never {
   if (error instanceof CommanderError) {
     process.exit(error.exitCode === 0 ? 0 : 2);
   }
-  if (error instanceof ConfigError) {
+  // No ConfigError can have been thrown before the configuration's module was loaded.
+  if (configModule && error instanceof configModule.ConfigError) {
     console.error(error.message);
     process.exit(2);
   }

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import type { Command } from "commander";
 import { describe, expect, it } from "vitest";
-import { buildProgram, configFromFlags } from "../src/cli.js";
+import { buildProgram, configFromFlags, loadConfigModule } from "../src/cli.js";
 import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { cliArgv } from "./support/service-process.js";
@@ -154,6 +154,7 @@ describe("CLI exit codes", () => {
     // Except --verify-cron "": it turns off the in-process nightly the environment sets.
     const before = process.env.VERIFY_CRON;
     process.env.VERIFY_CRON = "0 3 * * *";
+    await loadConfigModule();
     try {
       expect(configFromFlags({}).VERIFY_CRON).toBe("0 3 * * *");
       expect(configFromFlags({ verifyCron: "" }).VERIFY_CRON).toBeUndefined();

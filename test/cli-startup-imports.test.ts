@@ -1,0 +1,51 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { openSqliteStore } from "../src/db/client.js";
+import { migrateStore } from "../src/db/migrate.js";
+import { cliArgv } from "./support/service-process.js";
+
+// Every CLI process (each test's, each cron run's) pays for what it loads before it starts.
+const hooks = `export async function resolve(s, c, next) {
+  const r = await next(s, c);
+  process.stderr.write("MODULE " + r.url + "\\n");
+  return r;
+}`;
+const register = `import { register } from "node:module";
+register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hooks)}`)});`;
+
+/** The packages a CLI run with `args` loads, by name. */
+function packagesLoaded(args: string[]): Set<string> {
+  const run = spawnSync(
+    process.execPath,
+    ["--import", `data:text/javascript,${encodeURIComponent(register)}`, ...cliArgv(args)],
+    { encoding: "utf8", env: { ...process.env, DATABASE_URL: "", SOLANA_RPC_URLS: "" } },
+  );
+  expect(run.status, run.stderr).toBe(0);
+  const names = new Set<string>();
+  for (const m of run.stderr.matchAll(/^MODULE .*\/node_modules\/((?:@[^/]+\/)?[^/]+)\//gm)) {
+    names.add(m[1] ?? "");
+  }
+  return names;
+}
+
+describe("CLI start-up", () => {
+  it("loads no store, chain, validation or logging package for --help", () => {
+    const loaded = packagesLoaded(["--help"]);
+    for (const name of ["drizzle-orm", "zod", "croner", "pg", "@solana/kit", "pino", "litesvm"]) {
+      expect(loaded, name).not.toContain(name);
+    }
+  });
+
+  it("loads neither PostgreSQL's client nor the chain's for a SQLite report", () => {
+    const db = join(mkdtempSync(join(tmpdir(), "startup-")), "audit.db");
+    const store = openSqliteStore(db);
+    migrateStore(store);
+    store.close();
+    const loaded = packagesLoaded(["report", "reconciliation", "--db", db, "--since", "1h"]);
+    expect(loaded).toContain("drizzle-orm");
+    for (const name of ["pg", "@solana/kit", "litesvm"]) expect(loaded, name).not.toContain(name);
+  });
+});
