@@ -326,7 +326,16 @@ export function depositInOf(
     if (from || !escrow(ix.source)) continue;
     fromEscrow += ix.amount!;
   }
-  return fromEscrow < delta ? delta - fromEscrow : null;
+  // Escrow paid in at most what it lost in the transaction: the customer's top-up sent through
+  // the escrow vault on to the vault (a "buy credits" transaction the operator built) left
+  // escrow as much as it brought, and read whole as the return of a lock the operator kept.
+  let escrowLost = 0n;
+  for (const c of facts.tokenChanges) {
+    if (c.account === vault || c.mint !== profile.usdcMint || c.delta >= 0n) continue;
+    if (escrow(c.account)) escrowLost -= c.delta;
+  }
+  const paid = fromEscrow < escrowLost ? fromEscrow : escrowLost;
+  return paid < delta ? delta - paid : null;
 }
 
 /**
