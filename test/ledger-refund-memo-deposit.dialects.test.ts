@@ -135,30 +135,41 @@ describe.each(dialects)("%s store", (dialect) => {
   // The operator builds the "buy credits" transaction the customer signs: the customer's
   // 1,000,000 goes to the escrow vault and on from it to the credit vault, under the refund
   // memo of a job whose lock (160,000) it kept. Escrow paid the vault 1,000,000 but lost
-  // nothing: the whole top-up read as the job's return and the kept lock left no trace.
-  it("counts money that only passed through escrow as a deposit, the lock unreleased", async () => {
-    const c = await h.scenario();
-    const from = await nextSecond();
-    const plan = h.op.plan({ keyIndex: 2 });
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    h.op.send([h.op.transfer(h.op.accounts.escrowVault, h.op.attackerAccount(0n), 160_000n)]);
-    const user = localSigner(localKeyNames.user(2));
-    const wallet = h.op.createTokenAccount(user.address, h.op.accounts.mint, 1_000_000n);
-    h.op.send(
-      [
-        h.op.transfer(wallet, h.op.accounts.escrowVault, 1_000_000n, { authority: user.address }),
-        h.op.transfer(h.op.accounts.escrowVault, plan.vault, 1_000_000n),
-        h.op.memo(`decentral:refund:${plan.jobId}`),
-      ],
-      { extraSigners: [user] },
-    );
-    c.record(plan, { escrowTx, settlementTx: null });
-    await sync(c, plan.vault);
-    const v = await statementOf(c, from, plan.vault);
-    expect(v.returnsUnits).toBe(0n);
-    expect(v.depositsUnits).toBe(1_000_000n);
-    expect(v.out).toEqual([
-      expect.objectContaining({ jobId: plan.jobId, outstandingUnits: 160_000n }),
-    ]);
-  });
+  // nothing (or lost only what it paid elsewhere in the same transaction): the whole top-up
+  // read as the job's return and the kept lock left no trace.
+  it.each([
+    ["nothing else", 0n],
+    ["160,000 paid elsewhere beside it", 160_000n],
+  ])(
+    "counts money that only passed through escrow as a deposit, the lock unreleased (%s)",
+    async (_, elsewhere) => {
+      const c = await h.scenario();
+      const from = await nextSecond();
+      const plan = h.op.plan({ keyIndex: 2 });
+      const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+      h.op.send([h.op.transfer(h.op.accounts.escrowVault, h.op.attackerAccount(0n), 160_000n)]);
+      const user = localSigner(localKeyNames.user(2));
+      const wallet = h.op.createTokenAccount(user.address, h.op.accounts.mint, 1_000_000n);
+      const attacker = h.op.attackerAccount(0n);
+      h.op.send(
+        [
+          h.op.transfer(wallet, h.op.accounts.escrowVault, 1_000_000n, { authority: user.address }),
+          h.op.transfer(h.op.accounts.escrowVault, plan.vault, 1_000_000n),
+          ...(elsewhere > 0n
+            ? [h.op.transfer(h.op.accounts.escrowVault, attacker, elsewhere)]
+            : []),
+          h.op.memo(`decentral:refund:${plan.jobId}`),
+        ],
+        { extraSigners: [user] },
+      );
+      c.record(plan, { escrowTx, settlementTx: null });
+      await sync(c, plan.vault);
+      const v = await statementOf(c, from, plan.vault);
+      expect(v.returnsUnits).toBe(0n);
+      expect(v.depositsUnits).toBe(1_000_000n);
+      expect(v.out).toEqual([
+        expect.objectContaining({ jobId: plan.jobId, outstandingUnits: 160_000n }),
+      ]);
+    },
+  );
 });

@@ -326,15 +326,24 @@ export function depositInOf(
     if (from || !escrow(ix.source)) continue;
     fromEscrow += ix.amount!;
   }
-  // Escrow paid in at most what it lost in the transaction: the customer's top-up sent through
-  // the escrow vault on to the vault (a "buy credits" transaction the operator built) left
-  // escrow as much as it brought, and read whole as the return of a lock the operator kept.
+  // Money escrow took in from others in the transaction passed through it: the customer's
+  // top-up sent through the escrow vault on to the vault (a "buy credits" transaction the
+  // operator built) read whole as the return of a lock the operator kept, even with escrow
+  // paying as much elsewhere beside it. What escrow brought the vault is what it paid in beyond
+  // that, and no more than escrow's accounts lost (balances show what no instruction does).
+  for (const ix of facts.tokenInstructions) {
+    const to = ix.destination;
+    if (to === undefined || to === vault || !escrow(to) || escrow(ix.source)) continue;
+    if (ix.kind !== "transfer" && !ix.accounts.includes(profile.usdcMint)) continue;
+    fromEscrow -= ix.amount ?? 0n;
+  }
   let escrowLost = 0n;
   for (const c of facts.tokenChanges) {
     if (c.account === vault || c.mint !== profile.usdcMint || c.delta >= 0n) continue;
     if (escrow(c.account)) escrowLost -= c.delta;
   }
-  const paid = fromEscrow < escrowLost ? fromEscrow : escrowLost;
+  let paid = fromEscrow < escrowLost ? fromEscrow : escrowLost;
+  if (paid < 0n) paid = 0n;
   return paid < delta ? delta - paid : null;
 }
 
