@@ -120,7 +120,10 @@ export function holdLeaderLease(options: LeaderLeaseOptions): LeaderLease {
         ours = await whileBusy(() => locks.takeOver(name, holder.owner, owner, ttlMs));
         if (ours) log.info({ previous: holder.owner }, "leader lock taken from a dead process");
       } else if (holder && unrenewedFor(holder, asked) >= ttlMs) {
-        ours = await whileBusy(() => locks.takeOver(name, holder.owner, owner, ttlMs));
+        // Only the lease watched: a renewal between the read and this write kept it alive.
+        ours = await whileBusy(() =>
+          locks.takeOver(name, holder.owner, owner, ttlMs, undefined, holder.acquiredAt),
+        );
         if (ours) log.info({ previous: holder.owner }, "leader lock taken: not renewed in its TTL");
       }
     } catch (error) {

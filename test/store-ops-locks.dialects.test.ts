@@ -58,6 +58,21 @@ describe.each(dialects)("%s", (dialect) => {
     expect(await locks.holder("free")).toBeNull();
   });
 
+  it("takes an unrenewed lease over only while it is the lease that was watched", async () => {
+    const locks = createLockStore(await stores.open());
+    expect(await locks.acquire("leader", "a", 60_000, 1000)).toBeNull();
+    // Watched as taken at 1000; the holder renews at 1500 before the watcher writes.
+    expect(await locks.acquire("leader", "a", 60_000, 1500)).toBeNull();
+    expect(await locks.takeOver("leader", "a", "b", 60_000, 2000, 1000)).toBe(false);
+    expect((await locks.holder("leader"))?.owner).toBe("a");
+    expect(await locks.takeOver("leader", "a", "b", 60_000, 2000, 1500)).toBe(true);
+    expect(await locks.holder("leader")).toEqual({
+      owner: "b",
+      acquiredAt: 2000,
+      expiresAt: 62_000,
+    });
+  });
+
   it("counts the jobs waiting on RPC trouble, the oldest of them and the last error", async () => {
     const store = await stores.open();
     const ops = createOpsStore(store);

@@ -24,7 +24,9 @@ export interface LockStore {
   acquire(name: string, owner: string, ttlMs: number, now?: number): Promise<LockHolder | null>;
   /**
    * Takes `name` from `deadOwner` (known dead, e.g. its pid is gone) for `owner`, whatever the
-   * expiry; only if `deadOwner` still holds it. Resolves true when the lock is now ours.
+   * expiry; only if `deadOwner` still holds it, and when `seenAcquiredAt` is given, only if its
+   * lease is still the one taken or renewed then (a holder that renewed since was not dead).
+   * Resolves true when the lock is now ours.
    */
   takeOver(
     name: string,
@@ -32,6 +34,7 @@ export interface LockStore {
     owner: string,
     ttlMs: number,
     now?: number,
+    seenAcquiredAt?: number,
   ): Promise<boolean>;
   /** Releases `name` if `owner` still holds it; a lock taken over after expiry is left alone. */
   release(name: string, owner: string): Promise<void>;
@@ -78,6 +81,21 @@ function createSqliteLockStore(store: SqliteStore): LockStore {
     })
     .where(and(eq(locks.name, sql.placeholder("name")), eq(locks.owner, sql.placeholder("dead"))))
     .prepare();
+  const stealSeen = db
+    .update(locks)
+    .set({
+      owner: sql.placeholder("owner") as unknown as string,
+      acquiredAt: sql.placeholder("now") as unknown as number,
+      expiresAt: sql.placeholder("until") as unknown as number,
+    })
+    .where(
+      and(
+        eq(locks.name, sql.placeholder("name")),
+        eq(locks.owner, sql.placeholder("dead")),
+        eq(locks.acquiredAt, sql.placeholder("seen")),
+      ),
+    )
+    .prepare();
   const read = db
     .select({ owner: locks.owner, acquiredAt: locks.acquiredAt, expiresAt: locks.expiresAt })
     .from(locks)
@@ -100,8 +118,13 @@ function createSqliteLockStore(store: SqliteStore): LockStore {
       // The holder released it between the two statements: report it as free but not ours.
       return holderOf(name) ?? { owner: "(released meanwhile)", acquiredAt: now, expiresAt: now };
     },
-    async takeOver(name, deadOwner, owner, ttlMs, now = Date.now()) {
-      return steal.run({ name, dead: deadOwner, owner, now, until: now + ttlMs }).changes === 1;
+    async takeOver(name, deadOwner, owner, ttlMs, now = Date.now(), seenAcquiredAt) {
+      const values = { name, dead: deadOwner, owner, now, until: now + ttlMs };
+      const result =
+        seenAcquiredAt === undefined
+          ? steal.run(values)
+          : stealSeen.run({ ...values, seen: seenAcquiredAt });
+      return result.changes === 1;
     },
     async release(name, owner) {
       remove.run({ name, owner });

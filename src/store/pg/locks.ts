@@ -47,6 +47,22 @@ export function createPgLockStore(store: PgStore): LockStore {
     .where(and(eq(locks.name, sql.placeholder("name")), eq(locks.owner, sql.placeholder("dead"))))
     .returning({ owner: locks.owner })
     .prepare("locks_steal");
+  const stealSeen = db
+    .update(locks)
+    .set({
+      owner: sql`${sql.placeholder("owner")}`,
+      acquiredAt: sql`${sql.placeholder("now")}`,
+      expiresAt: sql`${sql.placeholder("until")}`,
+    })
+    .where(
+      and(
+        eq(locks.name, sql.placeholder("name")),
+        eq(locks.owner, sql.placeholder("dead")),
+        eq(locks.acquiredAt, sql`${sql.placeholder("seen")}`),
+      ),
+    )
+    .returning({ owner: locks.owner })
+    .prepare("locks_steal_seen");
   const read = db
     .select({ owner: locks.owner, acquiredAt: locks.acquiredAt, expiresAt: locks.expiresAt })
     .from(locks)
@@ -71,8 +87,12 @@ export function createPgLockStore(store: PgStore): LockStore {
         (await holderOf(name)) ?? { owner: "(released meanwhile)", acquiredAt: now, expiresAt: now }
       );
     },
-    async takeOver(name, deadOwner, owner, ttlMs, now = Date.now()) {
-      const rows = await steal.execute({ name, dead: deadOwner, owner, now, until: now + ttlMs });
+    async takeOver(name, deadOwner, owner, ttlMs, now = Date.now(), seenAcquiredAt) {
+      const values = { name, dead: deadOwner, owner, now, until: now + ttlMs };
+      const rows =
+        seenAcquiredAt === undefined
+          ? await steal.execute(values)
+          : await stealSeen.execute({ ...values, seen: seenAcquiredAt });
       return rows.length === 1;
     },
     async release(name, owner) {
