@@ -1,13 +1,12 @@
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openPostgres, type PgStore } from "../src/db/pg/client.js";
+import type { PgStore } from "../src/db/pg/client.js";
 import { migratePostgres } from "../src/db/pg/migrate.js";
 import { type CustodyProfile, createCustodyStore } from "../src/store/custody.js";
 import { createLedgerStore, type LineRead } from "../src/store/ledger.js";
 import { openPgWriterConnection } from "../src/store/pg/group-commit.js";
 import { recordReceiptsUnit } from "../src/store/receipts.js";
-import type { WriteUnit } from "../src/store/write-unit.js";
 import { fakeSignature } from "./support/job-rows.js";
+import { backendsWaiting, openHost, pause, shortDeadlockTimeout } from "./support/pg-deadlock.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { receipt, signature } from "./support/recorder-fixtures.js";
 import { seedCreditVault, seedJob } from "./support/seed-ledger.js";
@@ -30,61 +29,16 @@ let hostB: PgStore;
 let hostC: PgStore;
 
 beforeAll(async () => {
-  const admin = new pg.Client({ connectionString: database.url });
-  await admin.connect();
-  try {
-    const name = (await admin.query<{ d: string }>("SELECT current_database() AS d")).rows[0]?.d;
-    await admin.query(`ALTER DATABASE "${name}" SET deadlock_timeout = '20ms'`);
-  } finally {
-    await admin.end();
-  }
-  hostA = openPostgres(database.url, { poolSize: 2, statementTimeoutMs: 30_000 });
-  hostB = openPostgres(database.url, { poolSize: 2, statementTimeoutMs: 30_000 });
-  hostC = openPostgres(database.url, { poolSize: 2, statementTimeoutMs: 30_000 });
-  for (const host of [hostB, hostC]) {
-    (host.pool.options as { options?: string }).options = "-c deadlock_timeout=10s";
-  }
+  await shortDeadlockTimeout(database.url);
+  hostA = openHost(database.url);
+  hostB = openHost(database.url, "10s");
+  hostC = openHost(database.url, "10s");
   await migratePostgres(hostA.pool);
 });
 
 afterAll(async () => {
   await Promise.all([hostA, hostB, hostC].map((host) => host?.close()));
 });
-
-/** A unit that stops the group's transaction until `open` is called. */
-function pause(): { unit: WriteUnit<null>; reached: Promise<void>; open: () => void } {
-  let open!: () => void;
-  let arrive!: () => void;
-  const gate = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  const reached = new Promise<void>((resolve) => {
-    arrive = resolve;
-  });
-  const unit = {
-    runSqlite: () => null,
-    runPostgres: async () => {
-      arrive();
-      await gate;
-      return null;
-    },
-  };
-  return { unit, reached, open };
-}
-
-/** Resolves once `n` backends wait on a lock. */
-async function waiting(store: PgStore, n: number): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const { rows } = await store.pool.query<{ n: string }>(
-      `SELECT count(*) AS n FROM pg_stat_activity
-        WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-    );
-    if (Number(rows[0]?.n) >= n) return;
-    if (Date.now() > deadline) throw new Error(`fewer than ${n} backends came to wait on a lock`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 describe("a vault configured at start, a receipt group and a ledger batch of that vault", () => {
   it("wait for each other instead of one being aborted as a deadlock", async () => {
@@ -156,10 +110,10 @@ describe("a vault configured at start, a receipt group and a ledger batch of tha
         );
       await reached;
       const read = ledger.recordReads(vault, lines, [], now);
-      await waiting(hostA, 1);
+      await backendsWaiting(hostA, 1);
       const custody = createCustodyStore(hostC, profile, { vaults: [], byKey: { kf_cfg: vault } });
       const pinned = custody.pins(["kf_cfg"], []);
-      await waiting(hostA, 2);
+      await backendsWaiting(hostA, 2);
       open();
       expect(await groupSettled).toBe("committed");
       await read;

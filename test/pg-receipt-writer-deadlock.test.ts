@@ -1,9 +1,9 @@
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openPostgres, type PgStore } from "../src/db/pg/client.js";
+import type { PgStore } from "../src/db/pg/client.js";
 import { migratePostgres } from "../src/db/pg/migrate.js";
 import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
 import { recordReceiptsUnit } from "../src/store/receipts.js";
+import { openHost, shortDeadlockTimeout } from "./support/pg-deadlock.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { address, capturedLogger, receipt } from "./support/recorder-fixtures.js";
 
@@ -19,16 +19,9 @@ const database = usePostgresDatabase();
 let hosts: PgStore[] = [];
 
 beforeAll(async () => {
-  const admin = new pg.Client({ connectionString: database.url });
-  await admin.connect();
-  try {
-    const name = (await admin.query<{ d: string }>("SELECT current_database() AS d")).rows[0]?.d;
-    // Deadlocks found in a few milliseconds, so a run finds them quickly if the order is wrong.
-    await admin.query(`ALTER DATABASE "${name}" SET deadlock_timeout = '20ms'`);
-  } finally {
-    await admin.end();
-  }
-  hosts = [0, 1].map(() => openPostgres(database.url, { poolSize: 2, statementTimeoutMs: 30_000 }));
+  // Deadlocks found in a few milliseconds, so a run finds them quickly if the order is wrong.
+  await shortDeadlockTimeout(database.url);
+  hosts = [0, 1].map(() => openHost(database.url));
   await migratePostgres(hosts[0]!.pool);
 });
 

@@ -1,14 +1,13 @@
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openPostgres, type PgStore } from "../src/db/pg/client.js";
+import type { PgStore } from "../src/db/pg/client.js";
 import { migratePostgres } from "../src/db/pg/migrate.js";
 import type { CustodyProfile } from "../src/store/custody.js";
 import { createLedgerStore, type LineRead } from "../src/store/ledger.js";
 import { openPgWriterConnection } from "../src/store/pg/group-commit.js";
 import { recordReceiptsUnit } from "../src/store/receipts.js";
 import { createVerdictStore, type VerdictWrite } from "../src/store/verdicts.js";
-import type { WriteUnit } from "../src/store/write-unit.js";
 import { fakeSignature } from "./support/job-rows.js";
+import { backendsWaiting, openHost, pause, shortDeadlockTimeout } from "./support/pg-deadlock.js";
 import { statementsSentBy } from "./support/pg-statements.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { receipt, signature } from "./support/recorder-fixtures.js";
@@ -36,62 +35,15 @@ let hostA: PgStore;
 let hostB: PgStore;
 
 beforeAll(async () => {
-  const admin = new pg.Client({ connectionString: database.url });
-  await admin.connect();
-  try {
-    const name = (await admin.query<{ d: string }>("SELECT current_database() AS d")).rows[0]?.d;
-    await admin.query(`ALTER DATABASE "${name}" SET deadlock_timeout = '20ms'`);
-  } finally {
-    await admin.end();
-  }
-  hostA = openPostgres(database.url, { poolSize: 2, statementTimeoutMs: 30_000 });
-  hostB = openPostgres(database.url, { poolSize: 2, statementTimeoutMs: 30_000 });
-  // The pool's clients start with the options of its config (libpq's `options`).
-  (hostB.pool.options as { options?: string }).options = "-c deadlock_timeout=10s";
+  await shortDeadlockTimeout(database.url);
+  hostA = openHost(database.url);
+  hostB = openHost(database.url, "10s");
   await migratePostgres(hostA.pool);
 });
 
 afterAll(async () => {
   await Promise.all([hostA, hostB].map((host) => host?.close()));
 });
-
-/**
- * A unit that stops the group's transaction until `open` is called; `reached` resolves when the
- * group's units before it have run.
- */
-function pause(): { unit: WriteUnit<null>; reached: Promise<void>; open: () => void } {
-  let open!: () => void;
-  let arrive!: () => void;
-  const gate = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  const reached = new Promise<void>((resolve) => {
-    arrive = resolve;
-  });
-  const unit = {
-    runSqlite: () => null,
-    runPostgres: async () => {
-      arrive();
-      await gate;
-      return null;
-    },
-  };
-  return { unit, reached, open };
-}
-
-/** Resolves once a backend other than the caller's waits on a lock. */
-async function someoneWaits(store: PgStore): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const { rows } = await store.pool.query<{ n: string }>(
-      `SELECT count(*) AS n FROM pg_stat_activity
-        WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-    );
-    if (Number(rows[0]?.n) > 0) return;
-    if (Date.now() > deadline) throw new Error("no backend came to wait on a lock");
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 function verdictOf(jobId: string): VerdictWrite {
   return {
@@ -145,7 +97,7 @@ describe("a receipt group and another host's verdict batch on the same rollup ro
         runId: null,
         t: CREATED + 1000,
       });
-      await someoneWaits(hostA);
+      await backendsWaiting(hostA);
       open();
       expect(await groupSettled).toBe("committed");
       // The group's other receipt reopened the job, ending the verifier's lease: the batch,
@@ -230,7 +182,7 @@ describe("a receipt group and another host's ledger batch keeping lines with the
       );
       await reached;
       const read = ledger.recordReads(vault, lines, [], now);
-      await someoneWaits(hostA);
+      await backendsWaiting(hostA);
       open();
       expect(await groupSettled).toBe("committed");
       await read;
