@@ -744,3 +744,46 @@ describe.each(dialects)("%s: a final job the settlement backfill still asks abou
     expect(await dataCompleteUntil(store, now)).toBe(now);
   });
 });
+
+describe.each(dialects)(
+  "%s: a job left partially verified until the treasury is learned",
+  (dialect) => {
+    const stores = useDialectStores(dialect);
+
+    it("holds back the instant before which figures are called final, until it is decided again", async () => {
+      const store = await stores.open();
+      // A profile that pins no treasury (decentral-mainnet) leaves its first settlements partially
+      // verified: once enough agree, the treasury is pinned and they are decided again, and one
+      // that paid another address turns discrepancy, its money moving to the disputed figures.
+      await seedRows(store, "jobs", [
+        jobRow({
+          jobId: "waits",
+          createdAt: start + 2 * HOUR,
+          verdict: "partially_verified",
+          unproven: ["usage_unknown", "treasury_unknown"],
+        }),
+        // Left unproven by its own data: no pin decides it again, so it is final as it stands.
+        jobRow({
+          jobId: "usage",
+          createdAt: start + HOUR,
+          verdict: "partially_verified",
+          unproven: ["usage_unknown"],
+        }),
+        jobRow({ jobId: "done", createdAt: start + 30 * 60_000 }),
+      ]);
+      const now = start + 10 * DAY;
+      expect(await dataCompleteUntil(store, now)).toBe(start + 2 * HOUR);
+      const report = await reconciliationReport(
+        store,
+        { from: start, to: start + DAY, groupBy: "day" },
+        () => now,
+      );
+      expect(report.dataCompleteUntil).toBe(start + 2 * HOUR);
+      // The verifier owes nothing meanwhile: the verification lag is not this.
+      expect(await createReportsStore(store).oldestOpenJob(now)).toBe(now);
+      // Decided again once the treasury is pinned: final from then on.
+      await updateJobs(store, ["waits"], { verdict: "discrepancy", unproven: null });
+      expect(await dataCompleteUntil(store, now)).toBe(now);
+    });
+  },
+);

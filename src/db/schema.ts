@@ -1,4 +1,4 @@
-import { type AnyColumn, isNotNull, sql } from "drizzle-orm";
+import { type AnyColumn, isNotNull, type SQL, sql } from "drizzle-orm";
 import { customType, index, integer, primaryKey, sqliteTable, text } from "drizzle-orm/sqlite-core";
 import { type TokenRole, tokenRoles } from "../auth/token-roles.js";
 
@@ -73,6 +73,14 @@ export const openVerdicts: readonly Verdict[] = verdicts.filter((v) => !finalVer
  */
 export const verdictIsOpen = (verdict: AnyColumn) =>
   sql`${verdict} IN (${sql.raw(openVerdicts.map((v) => `'${v}'`).join(", "))})`;
+
+/**
+ * A partially verified job that waits for the treasury to be learned (`waitsForTreasury`):
+ * final, yet decided again once it is pinned. The term of the partial index
+ * `jobs_treasury_waiting` (both dialects; `unproven` as its JSON text), which a query repeats.
+ */
+export const waitsForTreasuryTerm = (verdict: AnyColumn, unprovenText: SQL) =>
+  sql`${verdict} = 'partially_verified' AND ${unprovenText} LIKE '%"treasury_unknown"%'`;
 
 /**
  * `capture_state` is `open`, the literal written out: the term of the partial index
@@ -237,6 +245,10 @@ export const jobs = sqliteTable(
     index("jobs_backfill").on(t.backfillState, t.backfillNextAt).where(isNotNull(t.backfillState)),
     // `dataCompleteUntil`: the oldest job of each non-final verdict is one index probe away.
     index("jobs_verdict_created").on(t.verdict, t.createdAt),
+    // `dataCompleteUntil`: the few jobs waiting for the treasury, oldest first.
+    index("jobs_treasury_waiting")
+      .on(t.createdAt)
+      .where(waitsForTreasuryTerm(t.verdict, sql`${t.unproven}`)),
     // Open captures by writer: few rows (streams in flight), so finding a dead writer's costs
     // one small index read however many jobs there are.
     index("jobs_open_receipts").on(t.receiptWriter).where(captureIsOpen(t.captureState)),

@@ -397,6 +397,16 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
          AND verdict IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")})`,
     )
     .pluck();
+  // A job partially verified for want of the treasury: final, yet decided again once the
+  // treasury is learned (`waitsForTreasury`), when one whose settlement paid another address
+  // than the one pinned turns discrepancy. Its standing and figures may still move (index
+  // jobs_treasury_waiting, whose term the query repeats: none once the treasury is known).
+  const oldestTreasuryWaiting = db
+    .prepare(
+      `SELECT min(created_at) FROM jobs INDEXED BY jobs_treasury_waiting
+       WHERE verdict = 'partially_verified' AND unproven LIKE '%"treasury_unknown"%'`,
+    )
+    .pluck();
   const finalCounts = db.prepare(
     `SELECT ${countedVerdicts.map((v) => `coalesce(sum(${verdictCountColumn(v)}), 0) AS ${v}`).join(", ")}
      FROM ${currentRollups} WHERE grain = @grain AND day >= @first AND day < @end`,
@@ -524,10 +534,11 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
   };
   const dataCompleteUntil = (now: number): number => {
     let oldest = oldestOpenJob(now);
-    for (const waiting of [oldestHeaderWaiting.get(), oldestStillAsked.get()] as (
-      | number
-      | null
-    )[]) {
+    for (const waiting of [
+      oldestHeaderWaiting.get(),
+      oldestStillAsked.get(),
+      oldestTreasuryWaiting.get(),
+    ] as (number | null)[]) {
       if (waiting !== null && waiting < oldest) oldest = waiting;
     }
     return oldest;

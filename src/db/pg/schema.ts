@@ -17,6 +17,7 @@ import {
   tokenRoles,
   verdictIsOpen,
   verdicts,
+  waitsForTreasuryTerm,
 } from "../schema.js";
 
 /**
@@ -165,6 +166,10 @@ export const jobs = pgTable(
     index("jobs_key_created").on(t.keyFingerprint, t.createdAt),
     index("jobs_backfill").on(t.backfillState, t.backfillNextAt).where(isNotNull(t.backfillState)),
     index("jobs_verdict_created").on(t.verdict, t.createdAt),
+    // `dataCompleteUntil`: the few jobs waiting for the treasury, oldest first.
+    index("jobs_treasury_waiting")
+      .on(t.createdAt)
+      .where(waitsForTreasuryTerm(t.verdict, sql`(${t.unproven})::text`)),
     index("jobs_open_receipts").on(t.receiptWriter).where(captureIsOpen(t.captureState)),
   ],
 );

@@ -1,0 +1,1 @@
+CREATE INDEX `jobs_treasury_waiting` ON `jobs` (`created_at`) WHERE "jobs"."verdict" = 'partially_verified' AND "jobs"."unproven" LIKE '%"treasury_unknown"%';
