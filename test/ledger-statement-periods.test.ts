@@ -216,3 +216,50 @@ describe("a statement read while a ledger round files its lines again", () => {
     }
   });
 });
+
+describe("consecutive periods of a vault whose history read has a gap across their edge", () => {
+  it("close the first where the second opens, with the gap in both and its money a difference once", async () => {
+    const c = await h.scenario();
+    const vault = h.op.vault(3);
+    const thief = h.op.attackerAccount(0n);
+    const from = edge();
+    h.op.send([h.op.transfer(vault, thief, 1_000n)]);
+    const atLastSeen = h.op.balance(vault);
+    // The period's last debit, never listed: nothing read tells on which side of the edge
+    // it moved, only that the next movement, after the edge, does not chain from the last.
+    const missing = h.op.send([h.op.transfer(vault, thief, 12_345n)]).signature;
+    const mid = edge();
+    h.op.send([h.op.transfer(vault, thief, 3_000n)]);
+    const to = edge();
+    const atEnd = h.op.balance(vault);
+    await settle();
+    const leavingOut: LedgerRpc = {
+      getTransaction: (s) => h.rpc.getTransaction(s),
+      getTokenAccount: (a) => h.rpc.getTokenAccount(a),
+      getSlot: (x) => h.rpc.getSlot(x),
+      getBlockTime: (s) => h.rpc.getBlockTime(s),
+      async getSignaturesForAddress(address, o) {
+        const page = await h.rpc.getSignaturesForAddress(address, o);
+        return page.filter((e) => e.signature !== missing);
+      },
+    };
+    await readerOf(c, vault, leavingOut).syncVault(vault);
+
+    const first = (await statementOf(c, vault, from, mid)).vaults[0]!;
+    const second = (await statementOf(c, vault, mid, to)).vaults[0]!;
+    const whole = (await statementOf(c, vault, from, to)).vaults[0]!;
+    expect(whole.differenceUnits).toBe(-12_345n);
+    expect(whole.closingOnChainUnits).toBe(atEnd);
+    // The next period opens on the first one's closing: one balance at their edge.
+    expect(second.openingUnits).toBe(first.closingOnChainUnits);
+    // The unseen debit is a difference of one period, not of both.
+    expect((first.differenceUnits ?? 0n) + (second.differenceUnits ?? 0n)).toBe(-12_345n);
+    expect(second.differenceUnits).toBe(-12_345n);
+    expect(first.closingOnChainUnits).toBe(atLastSeen);
+    // Either may hold it: neither is whole.
+    for (const s of [first, second]) {
+      expect(s.gaps).toEqual([expect.objectContaining({ missingUnits: -12_345n })]);
+      expect(s.complete).toBe(false);
+    }
+  });
+});

@@ -264,7 +264,8 @@ export interface VaultStatement {
    * Where the chain's closing figure comes from: `next_transaction` (the vault's balance before
    * its first movement at or after `to`), `balance_read` (getAccountInfo at finalized, in the
    * credit mint only, taken when every transaction up to its slot was listed),
-   * `last_transaction` (the balance after the last movement before `to`), or null when the
+   * `last_transaction` (the balance after the last movement before `to`; also when the first
+   * movement after `to` does not chain from it, a gap across the edge), or null when the
    * vault never moved and was never read, or a transaction up to `to` is not read.
    */
   closingOnChainSource: "next_transaction" | "balance_read" | "last_transaction" | null;
@@ -708,6 +709,19 @@ export async function buildStatement(
     } else if (around.next !== null) {
       closingOnChain = around.next;
       source = "next_transaction";
+      // The next movement does not chain from the last one before the end: a gap across the
+      // edge, whose unseen movement nothing places on either side of it. The gap is the next
+      // period's (its later line is there, and the next period opens on the balance after this
+      // one's last movement), so this one closes there too, and lists the gap: it may hold it.
+      // Closed on the next movement's balance instead, the gap's money was a difference of both
+      // periods, this one `complete` with no gap to say why, and the next did not open on it.
+      const last = await ledger.lastMovementBefore(vault, toSec);
+      if (last !== null && last !== around.next) {
+        const [across] = await ledger.gaps(vault, toSec, Number.MAX_SAFE_INTEGER);
+        if (across !== undefined) gaps.push(across);
+        closingOnChain = last;
+        source = "last_transaction";
+      }
     } else if (balanceCovers && cursor?.balanceUnits != null) {
       closingOnChain = cursor.balanceUnits;
       source = "balance_read";
