@@ -217,6 +217,22 @@ function usageOf(value: unknown): Usage | null {
   };
 }
 
+/**
+ * The usage of a Responses API answer (`/v1/responses`): `input_tokens`, `output_tokens` (the
+ * completion tokens it is billed by, reasoning included) and `total_tokens`.
+ */
+function responsesUsageOf(value: unknown): Usage | null {
+  if (typeof value !== "object" || value === null) return null;
+  const u = value as Record<string, unknown>;
+  return {
+    promptTokens: operatorTokens(u.input_tokens),
+    completionTokens: operatorTokens(u.output_tokens),
+    totalTokens: operatorTokens(u.total_tokens),
+    reasoningTokens: operatorTokens(asRecord(u.output_tokens_details).reasoning_tokens),
+    rejectedPredictionTokens: null,
+  };
+}
+
 /** What the recorder learns from a response body: the model it names, usage, answer size. */
 interface BodyFacts {
   model: string | null;
@@ -257,7 +273,11 @@ function thinkingBytes(thinking: unknown): number {
  * What the caller asked that decides which of an answer's text it gets; `chat`: it asked the
  * chat completions endpoint, whose clients read a choice's message alone, never its `text`.
  */
-export type Asked = Pick<RequestFacts, "choices" | "audio" | "tools"> & { chat?: boolean };
+export type Asked = Pick<RequestFacts, "choices" | "audio" | "tools"> & {
+  chat?: boolean;
+  /** Where the endpoint asked puts its answer (see `answerShapeOf`); absent: `choices`. */
+  shape?: AnswerShape;
+};
 
 /** A request path (its query left out) that asks for a chat completion. */
 const chatPath = /\/chat\/completions\/?$/i;
@@ -266,6 +286,51 @@ const chatPath = /\/chat\/completions\/?$/i;
  * for as it passes. Another endpoint's (embeddings: numbers, read slowest) holds no choices.
  */
 const completionPath = /\/completions\/?$/i;
+/** A request path asking the Responses API, whose answer is its `output` items. */
+const responsesPath = /\/responses\/?$/i;
+
+/**
+ * Where the answer of the endpoint a path asks is, as its client reads it: a completion's
+ * `choices`, a Responses API answer's `output`, or nowhere an answer's text is read (embeddings,
+ * say). A client reads its own endpoint's member alone: `choices` in an answer to a Responses or
+ * embeddings request is padding nobody reads, and counted, lifted the bound of its usage by the
+ * bytes the operator added (2,000 completion tokens charged for `Hi.`, the job verified).
+ */
+export type AnswerShape = "choices" | "output" | "none";
+
+export function answerShapeOf(path: string): AnswerShape {
+  if (completionPath.test(path)) return "choices";
+  return responsesPath.test(path) ? "output" : "none";
+}
+
+/** The text of a Responses API item's parts (`content`, a reasoning item's `summary`). */
+function partsBytes(parts: unknown): number {
+  if (!Array.isArray(parts)) return 0;
+  let bytes = 0;
+  for (const part of parts) {
+    const p = asRecord(part);
+    bytes += utf8Bytes(p.text) + utf8Bytes(p.refusal);
+  }
+  return bytes;
+}
+
+/** Strings of an array (a file search's queries, a shell call's command); 0 for anything else. */
+function stringsBytes(values: unknown): number {
+  if (!Array.isArray(values)) return 0;
+  let bytes = 0;
+  for (const value of values) bytes += utf8Bytes(value);
+  return bytes;
+}
+
+/** Calls of the Responses API's own tools (no name: the tool is the item's type). */
+const builtInCalls = new Set([
+  "web_search_call",
+  "file_search_call",
+  "code_interpreter_call",
+  "computer_call",
+  "local_shell_call",
+  "image_generation_call",
+]);
 
 /**
  * Counts the text a model generated in an answer's choices, as JSON messages or as a stream's
@@ -291,7 +356,7 @@ function createGeneratedCount(asked: Asked) {
     return typeof f.name === "string" && f.name.length > 0;
   };
   const add = (choices: unknown, field: "message" | "delta") => {
-    if (!Array.isArray(choices)) return;
+    if (!Array.isArray(choices) || (asked.shape ?? "choices") !== "choices") return;
     for (const [position, item] of choices.entries()) {
       const choice = asRecord(item);
       // A stream's chunk carries the choice it continues by `index`; a message, by its place.
@@ -327,8 +392,32 @@ function createGeneratedCount(asked: Asked) {
       }
     }
   };
+  /**
+   * A Responses API answer's `output` items, as its client reads them: a message's text and
+   * refusal parts, a reasoning item's summary and text, a call's name and arguments (or input),
+   * and what the API's own tools were asked (the query, the code, the command). An image is the
+   * image model's, no completion token; an encrypted reasoning is the reasoning tokens' own.
+   */
+  const addOutput = (output: unknown) => {
+    if (!Array.isArray(output) || asked.shape !== "output") return;
+    for (const [place, value] of output.entries()) {
+      const item = asRecord(value);
+      const type = item.type;
+      if (type === "message") bytes += partsBytes(item.content);
+      else if (type === "reasoning") bytes += partsBytes(item.summary) + partsBytes(item.content);
+      else if (type === "function_call" || type === "custom_tool_call" || type === "mcp_call") {
+        if (call(item)) calls.add(`output:${place}`);
+      } else if (typeof type === "string" && builtInCalls.has(type)) {
+        const action = asRecord(item.action);
+        bytes += utf8Bytes(item.code) + utf8Bytes(action.query) + stringsBytes(item.queries);
+        bytes += stringsBytes(action.command);
+        calls.add(`output:${place}`);
+      }
+    }
+  };
   return {
     add,
+    addOutput,
     get bytes() {
       return bytes;
     },
@@ -363,6 +452,7 @@ export function jsonBodyFacts(body: string, credentials: string[], asked: Asked)
   if (typeof parsed !== "object" || parsed === null) return unreadableBody(asked);
   const generated = createGeneratedCount(asked);
   generated.add(parsed.choices, "message");
+  generated.addOutput(parsed.output);
   // An `error` is no completion, whatever the status line said (a stream's error event ends
   // what its client reads likewise): usage it names prices no answer the caller got. Its
   // answer is still measured: what it holds bounds the charge of an answer without usage,
@@ -374,7 +464,9 @@ export function jsonBodyFacts(body: string, credentials: string[], asked: Asked)
     model: operatorModel(
       typeof parsed.model === "string" ? withoutKeys(parsed.model, credentials) : null,
     ),
-    usage: usageOf(parsed.usage) ?? unknownUsage,
+    usage:
+      (asked.shape === "output" ? responsesUsageOf(parsed.usage) : usageOf(parsed.usage)) ??
+      unknownUsage,
     answerBytes: generated.bytes,
     answerToolCalls: generated.toolCalls,
   };
@@ -416,6 +508,9 @@ function sseFacts(
   credentials: string[],
   asked: Asked,
 ): BodyFacts {
+  // A Responses API stream's events are not read (its usage rides inside its last event's
+  // `response`): the answer is unknown, and its charge bounded by the lock only.
+  if (asked.shape === "output") return unknownBody;
   let model: string | null = null;
   let usage: Usage | null = null;
   const chunks = sseChunks(sseEvents(tail, cut));
@@ -1163,7 +1258,11 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         const streamData = createDataCount();
         // Every byte of the answer up to its [DONE]: what bounds a long answer of the other kind.
         let totalBytes = 0;
-        const asked: Asked = { ...facts, chat: chatPath.test(pathPart(target)) };
+        const asked: Asked = {
+          ...facts,
+          chat: chatPath.test(pathPart(target)),
+          shape: answerShapeOf(pathPart(target)),
+        };
         // A JSON answer too long to hold is read as it passes: see scannedBodyFacts.
         let scan: JsonAnswerScan | null = null;
         // A body too long to hold, not typed as events, to a chat request that asked for a

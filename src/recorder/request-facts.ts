@@ -31,8 +31,9 @@ export interface RequestFacts {
   /** Whether the request asked for audio (`modalities` naming it, or `audio` options). */
   audio: boolean;
   /**
-   * Whether the request offered the model tools to call (`tools`, or the older `functions`): a
-   * model offered none calls none, so a call in the answer earns no allowance of its own.
+   * Whether the request offered the model tools to call (`tools`, the older `functions`, or a
+   * stored prompt, which may carry tools): a model offered none calls none, so a call in the
+   * answer earns no allowance of its own.
    */
   tools: boolean;
   /**
@@ -81,6 +82,17 @@ function choicesOf(n: unknown): number {
     : 1;
 }
 
+/**
+ * A Responses API request naming a stored prompt (`prompt: {id: "pmpt_..."}`): the prompt is kept
+ * by the API, tools and all, so the body need offer none for its model to call them. Only an
+ * object naming an id: a legacy completion's `prompt` is its text (a string or an array).
+ */
+function storedPrompt(prompt: unknown): boolean {
+  if (typeof prompt !== "object" || prompt === null || Array.isArray(prompt)) return false;
+  const id = (prompt as Record<string, unknown>).id;
+  return typeof id === "string" && id.trim().length > 0;
+}
+
 /** The facts of a parsed request body. */
 export function requestFactsOf(parsed: unknown): RequestFacts {
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
@@ -100,7 +112,8 @@ export function requestFactsOf(parsed: unknown): RequestFacts {
       (typeof body.audio === "object" && body.audio !== null),
     tools:
       (Array.isArray(body.tools) && body.tools.length > 0) ||
-      (Array.isArray(body.functions) && body.functions.length > 0),
+      (Array.isArray(body.functions) && body.functions.length > 0) ||
+      storedPrompt(body.prompt),
     usageAsked:
       body.stream === true &&
       typeof body.stream_options === "object" &&

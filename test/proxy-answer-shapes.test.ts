@@ -1,0 +1,187 @@
+import http from "node:http";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { localApiKey } from "../src/localnet/keys.js";
+import { createLogger } from "../src/log.js";
+import { createRecordingProxy } from "../src/recorder/proxy.js";
+import { requestFactsOf } from "../src/recorder/request-facts.js";
+import { type AdversaryHarness, type JobPlan, startAdversaryHarness } from "./support/operator.js";
+import { listen, serveApp } from "./support/recorder-fixtures.js";
+import { readJob } from "./support/seed-recorder.js";
+
+/**
+ * An answer is read where its endpoint's client reads it: a completion's `choices`, a Responses
+ * API answer's `output` (with its `input_tokens`/`output_tokens` usage), and no text at all for
+ * an endpoint such as embeddings. `choices` padding a Responses or embeddings answer is read by
+ * no client; counted, it let an operator charge 2,000 completion tokens for `Hi.` (16 credits
+ * where 8 are owed) with the job verified. And an honest Responses answer was read as holding
+ * nothing: 800 output tokens over 900 bytes of text failed `charge.matches_price`.
+ */
+describe("answers read by the endpoint asked", () => {
+  let h: AdversaryHarness;
+  beforeAll(async () => {
+    h = await startAdversaryHarness();
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  type Scenario = Awaited<ReturnType<AdversaryHarness["scenario"]>>;
+
+  /** One job through the proxy: `request` posted to `path`, answered with `answer`. */
+  async function throughProxy(
+    c: Scenario,
+    plan: JobPlan,
+    path: string,
+    answer: unknown,
+    request: Record<string, unknown>,
+  ): Promise<void> {
+    const txs = h.op.honestJob(plan);
+    const log = createLogger({ level: "silent" });
+    const upstream = await listen(
+      http.createServer(async (req, res) => {
+        for await (const _ of req) {
+        }
+        res.writeHead(200, {
+          "content-type": "application/json",
+          "x-decentral-job-id": plan.jobId,
+          "x-decentral-tx-signature": txs.escrowTx,
+          "x-decentral-settlement-tx": txs.settlementTx,
+          "x-decentral-worker": plan.worker.address,
+        });
+        res.end(JSON.stringify(answer));
+      }),
+    );
+    const proxy = createRecordingProxy({
+      store: c.store,
+      log,
+      upstreamBaseUrl: `${upstream.url}/v1`,
+    });
+    const app = await serveApp({ store: c.store, log, proxy });
+    try {
+      const res = await fetch(`${app.url}${path}`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${localApiKey(plan.keyIndex)}`,
+          "content-type": "application/json",
+        },
+        body: JSON.stringify({ model: plan.requestedModel, ...request }),
+      });
+      expect(res.status).toBe(200);
+      await res.text();
+      await proxy.idle();
+    } finally {
+      await app.close();
+      await proxy.close();
+      await upstream.close();
+    }
+  }
+
+  const response = (output: unknown[], outputTokens: number, extra: object = {}) => ({
+    id: "resp_1",
+    object: "response",
+    status: "completed",
+    model: "qwen3-8b",
+    error: null,
+    output,
+    usage: { input_tokens: 12, output_tokens: outputTokens, total_tokens: 12 + outputTokens },
+    ...extra,
+  });
+  const message = (text: string) => ({
+    type: "message",
+    role: "assistant",
+    status: "completed",
+    content: [{ type: "output_text", text, annotations: [] }],
+  });
+  const padding = {
+    choices: [{ index: 0, message: { role: "assistant", content: "x".repeat(2000) } }],
+  };
+  const chatUsage = { prompt_tokens: 12, completion_tokens: 2000, total_tokens: 2012 };
+
+  it("reads a Responses answer's output and usage, and no choices beside them", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const honest = h.op.plan({ keyIndex: 1, completionTokens: 800 });
+    await throughProxy(c, honest, "/v1/responses", response([message("x".repeat(900))], 800), {
+      input: "Write a long answer",
+    });
+    // `Hi.` in its output, 2,000 bytes of `choices` and chat usage beside it for the recorder.
+    const padded = h.op.plan({ keyIndex: 1, completionTokens: 2000 });
+    await throughProxy(
+      c,
+      padded,
+      "/v1/responses",
+      { ...response([message("Hi.")], 2000), ...padding, usage: chatUsage },
+      { input: "Say hi" },
+    );
+    expect(await c.verdicts(honest.jobId, padded.jobId)).toEqual([
+      { verdict: "verified", failing: [] },
+      { verdict: "discrepancy", failing: ["charge.matches_price"] },
+    ]);
+    expect(await readJob(c.store, honest.jobId)).toMatchObject({
+      completionTokens: 800,
+      promptTokens: 12,
+      answerBytes: 900,
+    });
+    expect(await readJob(c.store, padded.jobId)).toMatchObject({
+      completionTokens: null,
+      answerBytes: 3,
+    });
+  });
+
+  it("reads no choices in an embeddings answer", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const padded = h.op.plan({ keyIndex: 1, completionTokens: 2000 });
+    const answer = {
+      object: "list",
+      model: "qwen3-8b",
+      data: [{ object: "embedding", index: 0, embedding: [0.1, 0.2] }],
+      ...padding,
+      usage: chatUsage,
+    };
+    await throughProxy(c, padded, "/v1/embeddings", answer, { input: "hi" });
+    expect(await c.verdicts(padded.jobId)).toEqual([
+      { verdict: "discrepancy", failing: ["usage.consistent"] },
+    ]);
+    expect(await readJob(c.store, padded.jobId)).toMatchObject({ answerBytes: 0 });
+  });
+
+  it("counts a stored prompt as offering tools, and a request offering nothing as none", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    // 60 calls of `a({})`: 240 bytes and 60 calls' format, honest for 1,000 output tokens.
+    const calls = Array.from({ length: 60 }, (_, i) => ({
+      type: "function_call",
+      id: `fc_${i}`,
+      call_id: `call_${i}`,
+      name: "a",
+      arguments: "{}",
+      status: "completed",
+    }));
+    const answer = response([message("Hi."), ...calls], 1000);
+    const stored = h.op.plan({ keyIndex: 1, completionTokens: 1000 });
+    await throughProxy(c, stored, "/v1/responses", answer, {
+      prompt: { id: "pmpt_abc123", version: "2" },
+      input: "Say hi",
+    });
+    const offeredNothing = h.op.plan({ keyIndex: 1, completionTokens: 1000 });
+    await throughProxy(c, offeredNothing, "/v1/responses", answer, { input: "Say hi" });
+    expect(await c.verdicts(stored.jobId, offeredNothing.jobId)).toEqual([
+      { verdict: "verified", failing: [] },
+      { verdict: "discrepancy", failing: ["usage.consistent"] },
+    ]);
+    expect(await readJob(c.store, stored.jobId)).toMatchObject({ answerToolCalls: 60 });
+    expect(await readJob(c.store, offeredNothing.jobId)).toMatchObject({ answerToolCalls: 0 });
+  });
+
+  it("takes only a prompt object naming an id as a stored prompt", () => {
+    const tools = (body: object) => requestFactsOf(body).tools;
+    expect(tools({ prompt: { id: "pmpt_1" } })).toBe(true);
+    // A legacy completion's prompt is its text; an empty or missing id names no stored prompt.
+    expect(tools({ prompt: "Say hi" })).toBe(false);
+    expect(tools({ prompt: ["Say", "hi"] })).toBe(false);
+    expect(tools({ prompt: { id: " " } })).toBe(false);
+    expect(tools({ prompt: { version: "1" } })).toBe(false);
+    expect(tools({ prompt: null })).toBe(false);
+  });
+});
