@@ -184,4 +184,17 @@ describe("answers read by the endpoint asked", () => {
     expect(tools({ prompt: { version: "1" } })).toBe(false);
     expect(tools({ prompt: null })).toBe(false);
   });
+
+  it("reads no answer of a Responses request run in the background: its output comes later", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const queued = h.op.plan({ keyIndex: 1, completionTokens: 800 });
+    const answer = { ...response([], 0), status: "queued", usage: null };
+    await throughProxy(c, queued, "/v1/responses", answer, { input: "Hi", background: true });
+    // Unproven (its usage unknown), where the 16 tokens of an empty answer failed its charge.
+    expect(await c.verdicts(queued.jobId)).toEqual([
+      { verdict: "partially_verified", failing: [] },
+    ]);
+    expect(await readJob(c.store, queued.jobId)).toMatchObject({ answerBytes: null });
+  });
 });

@@ -111,4 +111,40 @@ describe("tool calls the request offered no tools for", () => {
     });
     expect(await readJob(c.store, offered.jobId)).toMatchObject({ answerToolCalls: 120 });
   });
+
+  it("gives none to a request that forbade calls, and one a choice where it forbade parallel ones", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const none = h.op.plan({ keyIndex: 1, completionTokens: 2000 });
+    await throughProxy(c, none, body, { tools, tool_choice: "none" });
+    const legacyNone = h.op.plan({ keyIndex: 1, completionTokens: 2000 });
+    await throughProxy(c, legacyNone, body, {
+      functions: [{ name: "a", parameters: { type: "object" } }],
+      function_call: "none",
+    });
+    const serial = h.op.plan({ keyIndex: 1, completionTokens: 2000 });
+    await throughProxy(c, serial, body, { tools, parallel_tool_calls: false });
+    expect(await c.verdicts(none.jobId, legacyNone.jobId, serial.jobId)).toEqual([
+      { verdict: "discrepancy", failing: ["usage.consistent"] },
+      { verdict: "discrepancy", failing: ["usage.consistent"] },
+      { verdict: "discrepancy", failing: ["usage.consistent"] },
+    ]);
+    expect(await readJob(c.store, none.jobId)).toMatchObject({ answerToolCalls: 0 });
+    expect(await readJob(c.store, serial.jobId)).toMatchObject({ answerToolCalls: 1 });
+    // One call of a tool the request let the model choose, parallel calls forbidden: honest.
+    const one = h.op.plan({ keyIndex: 1, completionTokens: 20 });
+    const single = JSON.stringify({
+      ...JSON.parse(body),
+      choices: [
+        {
+          index: 0,
+          finish_reason: "tool_calls",
+          message: { role: "assistant", content: null, tool_calls: calls.slice(0, 1) },
+        },
+      ],
+      usage: { prompt_tokens: 12, completion_tokens: 20, total_tokens: 32 },
+    });
+    await throughProxy(c, one, single, { tools, tool_choice: "auto", parallel_tool_calls: false });
+    expect(await c.verdicts(one.jobId)).toEqual([{ verdict: "verified", failing: [] }]);
+  });
 });

@@ -395,3 +395,22 @@ describe("what waits when a JSON answer faster than it is read ends", () => {
     await createJsonAnswerScan(chat).drained();
   });
 });
+
+describe("calls in a JSON answer to a request that forbade parallel ones", () => {
+  it("count one a choice, as the whole answer's reader counts them", () => {
+    const call = (i: number) => ({ id: `c${i}`, type: "function", function: { name: "a" } });
+    const body = JSON.stringify({
+      choices: [0, 1].map((index) => ({
+        index,
+        message: { tool_calls: [call(1), call(2), call(3)] },
+      })),
+      usage: { completion_tokens: 5 },
+    });
+    const asked: Asked = { choices: 2, audio: false, tools: true, chat: true };
+    const serial: Asked = { ...asked, parallelCalls: false };
+    expect(scanned(body, asked).answerToolCalls).toBe(6);
+    expect(jsonBodyFacts(body, [], asked).answerToolCalls).toBe(6);
+    expect(scanned(body, serial).answerToolCalls).toBe(2);
+    expect(jsonBodyFacts(body, [], serial).answerToolCalls).toBe(2);
+  });
+});

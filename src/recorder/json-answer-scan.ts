@@ -16,6 +16,8 @@ export interface ScanAsked {
   audio: boolean;
   /** Whether the request offered tools: calls count only then (see proxy.ts `Asked`). */
   tools: boolean;
+  /** False when the request forbade parallel calls: one call a choice (see proxy.ts `Asked`). */
+  parallelCalls?: boolean;
   chat?: boolean;
 }
 
@@ -440,7 +442,8 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
         // A chat client reads the message alone; `text` is a legacy completion's answer.
         const chat = asked.chat === true || message?.type === "object" || message?.type === "array";
         const s = summaryOf("message", message);
-        return { bytes: (chat ? 0 : str("text")) + s.bytes, calls: s.calls };
+        const calls = asked.parallelCalls === false ? Math.min(s.calls, 1) : s.calls;
+        return { bytes: (chat ? 0 : str("text")) + s.bytes, calls };
       }
       default:
         return null;

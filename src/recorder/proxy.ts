@@ -273,11 +273,12 @@ function thinkingBytes(thinking: unknown): number {
  * What the caller asked that decides which of an answer's text it gets; `chat`: it asked the
  * chat completions endpoint, whose clients read a choice's message alone, never its `text`.
  */
-export type Asked = Pick<RequestFacts, "choices" | "audio" | "tools"> & {
-  chat?: boolean;
-  /** Where the endpoint asked puts its answer (see `answerShapeOf`); absent: `choices`. */
-  shape?: AnswerShape;
-};
+export type Asked = Pick<RequestFacts, "choices" | "audio" | "tools"> &
+  Partial<Pick<RequestFacts, "parallelCalls">> & {
+    chat?: boolean;
+    /** Where the endpoint asked puts its answer (see `answerShapeOf`); absent: `choices`. */
+    shape?: AnswerShape;
+  };
 
 /** A request path (its query left out) that asks for a chat completion. */
 const chatPath = /\/chat\/completions\/?$/i;
@@ -347,6 +348,14 @@ function createGeneratedCount(asked: Asked) {
   // and only a call that names what it calls: an empty `{}` is no call the caller got, and
   // would earn its format's allowance for nothing.
   const calls = new Set<string>();
+  // The group each call belongs to (a chat choice, or a Responses answer's own calls): one
+  // call a group when the request forbade parallel calls. The API's own tools run on its side,
+  // one after another, so each is a group of its own.
+  const groups = new Set<string>();
+  const counted = (key: string, group: string) => {
+    calls.add(key);
+    groups.add(group);
+  };
   // A stream's call by its index, or by its id when it has none: Gemini's OpenAI-compatible
   // stream sends each parallel call whole in a chunk of its own, with its own id and no index.
   // A call at an index already named is the same call to its client, whatever its id says.
@@ -379,16 +388,18 @@ function createGeneratedCount(asked: Asked) {
         const audio = asRecord(message.audio);
         bytes += utf8Bytes(audio.data) + utf8Bytes(audio.transcript);
       }
-      if (call(message.function_call)) calls.add(`${index}:function`);
+      if (call(message.function_call)) counted(`${index}:function`, `${index}`);
       const tools = Array.isArray(message.tool_calls) ? message.tool_calls : [];
       for (const [place, tool] of tools.entries()) {
         const t = asRecord(tool);
         const named = [call(t.function), call(t.custom)].includes(true);
         if (!named) continue;
-        if (field === "message") calls.add(`${index}:${place}`);
-        else if (typeof t.index === "number") calls.add(`${index}:${t.index}`);
-        else if (typeof t.id === "string" && t.id.length > 0) calls.add(`${index}:id:${t.id}`);
-        else calls.add(`${index}:${place}`);
+        const group = `${index}`;
+        if (field === "message") counted(`${index}:${place}`, group);
+        else if (typeof t.index === "number") counted(`${index}:${t.index}`, group);
+        else if (typeof t.id === "string" && t.id.length > 0) {
+          counted(`${index}:id:${t.id}`, group);
+        } else counted(`${index}:${place}`, group);
       }
     }
   };
@@ -405,13 +416,15 @@ function createGeneratedCount(asked: Asked) {
       const type = item.type;
       if (type === "message") bytes += partsBytes(item.content);
       else if (type === "reasoning") bytes += partsBytes(item.summary) + partsBytes(item.content);
-      else if (type === "function_call" || type === "custom_tool_call" || type === "mcp_call") {
-        if (call(item)) calls.add(`output:${place}`);
+      else if (type === "function_call" || type === "custom_tool_call") {
+        if (call(item)) counted(`output:${place}`, "output");
+      } else if (type === "mcp_call") {
+        if (call(item)) counted(`output:${place}`, `output:${place}`);
       } else if (typeof type === "string" && builtInCalls.has(type)) {
         const action = asRecord(item.action);
         bytes += utf8Bytes(item.code) + utf8Bytes(action.query) + stringsBytes(item.queries);
         bytes += stringsBytes(action.command);
-        calls.add(`output:${place}`);
+        counted(`output:${place}`, `output:${place}`);
       }
     }
   };
@@ -425,7 +438,8 @@ function createGeneratedCount(asked: Asked) {
     // text counts, but no format's allowance (16 tokens a call lifted the bound of the usage
     // by as many calls as the operator added).
     get toolCalls() {
-      return asked.tools ? calls.size : 0;
+      if (!asked.tools) return 0;
+      return asked.parallelCalls === false ? groups.size : calls.size;
     },
   };
 }
@@ -1424,8 +1438,12 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
               : otherData !== null && upstream.complete
                 ? otherDataFacts(otherData.count.bytes, facts.usageAsked)
                 : null;
-          const learnt: BodyFacts =
-            other !== null
+          // A Responses request run in the background is answered `queued`, its output fetched
+          // later by another request: this answer holds none of it, and bounds nothing.
+          const background = asked.shape === "output" && facts.background;
+          const learnt: BodyFacts = background
+            ? unknownBody
+            : other !== null
               ? other.facts
               : capturing && readAsAsked && !brokenOff
                 ? isSse

@@ -37,6 +37,17 @@ export interface RequestFacts {
    */
   tools: boolean;
   /**
+   * Whether a choice may hold more than one call: false when the request set
+   * `parallel_tool_calls: false`, the model then calling one tool at a time, so a choice's
+   * further calls earn no allowance of their own.
+   */
+  parallelCalls: boolean;
+  /**
+   * Whether a Responses API request asked to run in the background (`background: true`): its
+   * answer is then a queued response, the output fetched later, so this one holds none of it.
+   */
+  background: boolean;
+  /**
    * Whether a streamed request asked for its usage (`stream_options.include_usage: true`):
    * an OpenAI-compatible stream then sends it in its last chunk before `[DONE]`.
    */
@@ -58,6 +69,8 @@ export const noRequestFacts: RequestFacts = {
   choices: maxChoices,
   audio: true,
   tools: true,
+  parallelCalls: true,
+  background: false,
   usageAsked: false,
 };
 
@@ -93,6 +106,30 @@ function storedPrompt(prompt: unknown): boolean {
   return typeof id === "string" && id.trim().length > 0;
 }
 
+/** A `tool_choice` (or `function_call`) that forbids every call: `"none"`. */
+function choosesNone(choice: unknown): boolean {
+  if (typeof choice === "string") return choice.trim().toLowerCase() === "none";
+  return (
+    typeof choice === "object" &&
+    choice !== null &&
+    (choice as Record<string, unknown>).type === "none"
+  );
+}
+
+/**
+ * Whether the request lets its model call a tool: tools offered (`tools` or a stored prompt)
+ * without `tool_choice: "none"`, or `functions` without `function_call: "none"`. A model told
+ * to call none calls none, so calls an answer holds then earn no format's allowance (120 calls
+ * of `a()` lifted the bound by 1,920 tokens).
+ */
+function offersTools(body: Record<string, unknown>): boolean {
+  const tools = (Array.isArray(body.tools) && body.tools.length > 0) || storedPrompt(body.prompt);
+  const functions = Array.isArray(body.functions) && body.functions.length > 0;
+  return (
+    (tools && !choosesNone(body.tool_choice)) || (functions && !choosesNone(body.function_call))
+  );
+}
+
 /** The facts of a parsed request body. */
 export function requestFactsOf(parsed: unknown): RequestFacts {
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
@@ -110,10 +147,9 @@ export function requestFactsOf(parsed: unknown): RequestFacts {
     audio:
       (Array.isArray(body.modalities) && body.modalities.includes("audio")) ||
       (typeof body.audio === "object" && body.audio !== null),
-    tools:
-      (Array.isArray(body.tools) && body.tools.length > 0) ||
-      (Array.isArray(body.functions) && body.functions.length > 0) ||
-      storedPrompt(body.prompt),
+    tools: offersTools(body),
+    parallelCalls: body.parallel_tool_calls !== false,
+    background: body.background === true,
     usageAsked:
       body.stream === true &&
       typeof body.stream_options === "object" &&
