@@ -197,4 +197,22 @@ describe("answers read by the endpoint asked", () => {
     ]);
     expect(await readJob(c.store, queued.jobId)).toMatchObject({ answerBytes: null });
   });
+
+  it("reads a legacy completion's text alone, not a message beside it", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const padded = h.op.plan({ keyIndex: 1, completionTokens: 2000 });
+    const answer = {
+      id: "cmpl-1",
+      object: "text_completion",
+      model: "qwen3-8b",
+      choices: [{ index: 0, text: "Hi.", message: padding.choices[0]?.message }],
+      usage: chatUsage,
+    };
+    await throughProxy(c, padded, "/v1/completions", answer, { prompt: "Say hi" });
+    expect(await c.verdicts(padded.jobId)).toEqual([
+      { verdict: "discrepancy", failing: ["usage.consistent"] },
+    ]);
+    expect(await readJob(c.store, padded.jobId)).toMatchObject({ answerBytes: 3 });
+  });
 });

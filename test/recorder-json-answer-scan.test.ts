@@ -414,3 +414,15 @@ describe("calls in a JSON answer to a request that forbade parallel ones", () =>
     expect(jsonBodyFacts(body, [], serial).answerToolCalls).toBe(2);
   });
 });
+
+describe("a legacy completion read as it passes", () => {
+  it("counts a choice's text alone, as the whole answer's reader does", () => {
+    const body = JSON.stringify({
+      choices: [{ index: 0, text: "Hi.", message: { content: "x".repeat(500) } }],
+      usage: { completion_tokens: 5 },
+    });
+    const legacy: Asked = { choices: 1, audio: false, tools: false, chat: false, shape: "choices" };
+    expect(scanned(body, legacy).answerBytes).toBe(3);
+    expect(parsed(body, legacy).answerBytes).toBe(3);
+  });
+});

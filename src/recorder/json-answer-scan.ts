@@ -19,6 +19,11 @@ export interface ScanAsked {
   /** False when the request forbade parallel calls: one call a choice (see proxy.ts `Asked`). */
   parallelCalls?: boolean;
   chat?: boolean;
+  /**
+   * Where the endpoint puts its answer (proxy.ts `AnswerShape`): with `chat` false, `choices`
+   * is a legacy completion's, whose client reads a choice's `text` alone.
+   */
+  shape?: "choices" | "output" | "none";
 }
 
 /** What a whole JSON answer gave its caller. */
@@ -438,6 +443,9 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
         };
       }
       case "choice": {
+        // A legacy completion's client reads its `text` alone (see proxy.ts `legacyCompletion`).
+        if (asked.chat === false && asked.shape === "choices")
+          return { bytes: str("text"), calls: 0 };
         const message = m.get("message");
         // A chat client reads the message alone; `text` is a legacy completion's answer.
         const chat = asked.chat === true || message?.type === "object" || message?.type === "array";

@@ -304,6 +304,10 @@ export function answerShapeOf(path: string): AnswerShape {
   return responsesPath.test(path) ? "output" : "none";
 }
 
+/** Whether the request asked a legacy completion (`/completions`, not `/chat/completions`). */
+export const legacyCompletion = (asked: { chat?: boolean; shape?: AnswerShape }) =>
+  asked.chat === false && asked.shape === "choices";
+
 /** The text of a Responses API item's parts (`content`, a reasoning item's `summary`). */
 function partsBytes(parts: unknown): number {
   if (!Array.isArray(parts)) return 0;
@@ -371,6 +375,13 @@ function createGeneratedCount(asked: Asked) {
       // A stream's chunk carries the choice it continues by `index`; a message, by its place.
       const index = field === "delta" && typeof choice.index === "number" ? choice.index : position;
       if (!(index >= 0 && index < asked.choices)) continue;
+      // A legacy completion's client (a request to `/completions` that is no chat's) reads its
+      // `text` alone: a message beside it is no answer it got, and counted, it lifted the bound
+      // of the usage by the bytes the operator put there.
+      if (legacyCompletion(asked)) {
+        bytes += utf8Bytes(choice.text);
+        continue;
+      }
       const message = asRecord(choice[field]);
       // A legacy completion's answer is its `text`; a chat client reads the message (or delta)
       // alone, so `text` beside one, or in any answer to a chat request, is no answer it got.
