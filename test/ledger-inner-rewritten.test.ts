@@ -318,3 +318,54 @@ describe("a lock inside a top-up beside a payout a lying node leaves out", () =>
     expect(s.differenceUnits).toBe(0n);
   });
 });
+
+describe("a top-up and a payout both inside a call a lying node leaves out", () => {
+  /** Drops the last `n` top-level instructions and serves the inner groups as `[]`. */
+  const dropTop =
+    (n: number): Rewrite =>
+    (result) => {
+      result.transaction.message.instructions.splice(-n, n);
+      result.meta.innerInstructions = [];
+    };
+
+  it("leaves the line unread: the vault gained more than any instruction served brings in", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(3);
+    const from = await periodStart();
+    const topUp = topUpWithPayout(vault, 300_000n);
+    // Served with neither the customer's 1,000,000 in nor the 300,000 out, the vault's +700,000
+    // read as a deposit of 700,000: the payout was in no figure, the statement whole.
+    const rpc = lyingNode(h.rpc, new Map([[topUp, dropTop(2)]]));
+    const { reader, s } = await readThrough(c, rpc, vault, from);
+    expect(s.depositsUnits).toBe(0n);
+    expect(s.complete).toBe(false);
+    expect(s.counts.pending).toBe(1);
+    expect(s.unread).toEqual({
+      lines: 1,
+      why: `line ${topUp} not read: the vault's credit balance rose by 700000, more than the instructions served bring in`,
+    });
+    const verifier = createVerifier({
+      store: c.store,
+      rpc,
+      profile: c.profile,
+      log,
+      options: quickVerifierOptions,
+    });
+    const run = await runNightlyVerification(c.store, verifier, {
+      from,
+      to: Date.now(),
+      timeoutMs: 3_000,
+      ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
+    });
+    // The window cannot be judged from what that node serves: exit 2, never 0.
+    expect(run.exitCode).toBe(2);
+
+    // An honest node's answer reads it: the payout is an unreceipted debit.
+    const honest = await readThrough(c, h.rpc, vault, from);
+    expect(honest.s.unexplained).toEqual([
+      expect.objectContaining({ signature: topUp, amountUnits: -300_000n }),
+    ]);
+    expect(honest.s.depositsUnits).toBe(1_000_000n);
+    expect(honest.s.counts.pending).toBe(0);
+  });
+});

@@ -262,6 +262,63 @@ export function hiddenDebitOf(
 }
 
 /**
+ * Token instructions that name an account and leave its balance as it was (or, closing it, at
+ * the 0 the token program requires): they explain no money, and hide none.
+ */
+const BALANCE_KEEPING_KINDS: ReadonlySet<string> = new Set([
+  "initializeAccount",
+  "initializeAccount2",
+  "initializeAccount3",
+  "initializeImmutableOwner",
+  "approve",
+  "approveChecked",
+  "revoke",
+  "setAuthority",
+  "closeAccount",
+  "freezeAccount",
+  "thawAccount",
+  "getAccountDataSize",
+  "amountToUiAmount",
+  "uiAmountToAmount",
+  "reallocate",
+]);
+
+/**
+ * Credits the vault gained in a succeeded transaction beyond what every instruction served
+ * could bring in (each transfer or mint into it whole, fees and all, less what left it), when
+ * there are any, else null. The token program moves no money but by an instruction, shown
+ * top-level or among the inner ones: an honest answer cannot show the vault gaining more. A
+ * node serving a call's inner instructions as `[]` can hide a top-up and a payout of the
+ * vault's money beside it in one call; the balances then show only the net gain (1,000,000
+ * in, 300,000 out: +700,000) and nothing tells that gain from a deposit (the customer paying
+ * the 300,000 to the operator straight from its wallet moves every balance alike). Such a line
+ * is not read from that answer. A token instruction naming the vault that can move money by
+ * an amount the facts do not keep (Token-2022's confidential transfers, a kind not named)
+ * leaves the gain unexplained, not hidden: null.
+ */
+export function unshownCreditOf(
+  vault: string,
+  facts: TransactionFacts,
+  profile: Pick<Profile, "usdcMint" | "tokenPrograms">,
+): bigint | null {
+  if (!facts.succeeded) return null;
+  const change = facts.tokenChanges.find((c) => c.account === vault && isCredit(profile, c));
+  if (change === undefined || change.delta <= 0n) return null;
+  const unknown = facts.tokenInstructions.some(
+    (ix) =>
+      ix.accounts.includes(vault) &&
+      !BALANCE_KEEPING_KINDS.has(ix.kind) &&
+      !(MOVEMENT_KINDS.has(ix.kind) && ix.amount !== undefined),
+  );
+  if (unknown) return null;
+  let shown = 0n;
+  for (const { ix, from } of vaultCreditMovements(vault, facts, profile)) {
+    shown += from ? -ix.amount! : ix.amount!;
+  }
+  return change.delta > shown ? change.delta - shown : null;
+}
+
+/**
  * The token instructions of a transaction that moved credits out of or into the vault (not
  * from the vault to itself), in order, each with whether it took from the vault.
  */
@@ -639,7 +696,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     /** The first line left unread for an amount the store cannot hold, and how many were. */
     let unstorable = null as { signature: string; units: bigint; lines: number } | null;
     /** The first line whose transaction was served without its inner instructions. */
-    let hidden = null as { signature: string; lines: number } | null;
+    let hidden = null as { signature: string; lines: number; why: string } | null;
     for (let i = 0; i < signatures.length; i += options.fetchConcurrency) {
       signal?.throwIfAborted();
       if (goOn && !(await goOn())) break;
@@ -655,9 +712,11 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
         // fetched again, or a payout its money in hid would go unseen.
         // Facts a node served without inner instructions, where a program that can call the
         // token program ran: a payout made inside that call is unseen. Fetched again.
+        // So are facts showing the vault gaining more than their instructions bring in.
         if (
           facts &&
           !innerHidden(facts) &&
+          unshownCreditOf(vault, facts, profile) === null &&
           (row!.raw !== null || !facts.succeeded || wholeFacts(facts))
         ) {
           factsOf.set(signature, facts);
@@ -675,8 +734,17 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
         const { facts, raw } = result.value;
         // Not stored, nor its line read: it stays listed (the statement is not complete while
         // it is) and is fetched again at the next round, from whichever endpoint answers then.
-        if (innerHidden(facts)) {
-          hidden ??= { signature, lines: 0 };
+        // So is one whose instructions bring the vault less than its balance gained.
+        const unshown = unshownCreditOf(vault, facts, profile);
+        if (innerHidden(facts) || unshown !== null) {
+          hidden ??= {
+            signature,
+            lines: 0,
+            why:
+              unshown === null
+                ? "its transaction was served without inner instructions"
+                : `the vault's credit balance rose by ${unshown}, more than the instructions served bring in`,
+          };
           hidden.lines++;
           pending++;
           return;
@@ -769,7 +837,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     if (hidden) {
       const more = hidden.lines - 1;
       problems.push(
-        `line ${hidden.signature} not read: its transaction was served without inner instructions${more > 0 ? ` (and ${more} later line${more === 1 ? "" : "s"} like it)` : ""}`,
+        `line ${hidden.signature} not read: ${hidden.why}${more > 0 ? ` (and ${more} later line${more === 1 ? "" : "s"} like it)` : ""}`,
       );
     }
     if (balance && !isStorableUnits(balance.amount)) {

@@ -34,7 +34,10 @@ export function movesCredits(profile: Profile, facts: TransactionFacts): boolean
 }
 
 /** Is this change in the profile's credit mint, under one of its token programs? */
-export function isCredit(profile: Profile, c: TokenChange): boolean {
+export function isCredit(
+  profile: Pick<Profile, "usdcMint" | "tokenPrograms">,
+  c: TokenChange,
+): boolean {
   return (
     c.mint === profile.usdcMint &&
     (c.programId === null || profile.tokenPrograms.includes(c.programId))
