@@ -172,4 +172,82 @@ describe.each(dialects)("%s store", (dialect) => {
       ]);
     },
   );
+
+  // An honest refund in the transaction that also refills the escrow vault from the operator's
+  // own account: escrow took in more than it paid, so its payment to the vault read as money
+  // passed through it, the refund as a deposit, and the refunded lock stayed out (a false
+  // unreleased_lock, nightly exit 1). No account but the escrow authority's lost money in it.
+  it("counts a refund beside an escrow refill from the authority's own account as the return", async () => {
+    const c = await h.scenario();
+    const from = await nextSecond();
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const own = h.op.createTokenAccount(
+      h.op.accounts.escrowAuthority,
+      h.op.accounts.mint,
+      5_000_000n,
+    );
+    h.op.send([h.op.transfer(own, h.op.accounts.escrowVault, 5_000_000n), ...h.op.refundIxs(plan)]);
+    c.record(plan, { escrowTx, settlementTx: null });
+    await sync(c, plan.vault);
+    const v = await statementOf(c, from, plan.vault);
+    expect(v.returnsUnits).toBe(plan.lock);
+    expect(v.depositsUnits).toBe(0n);
+    expect(v.out).toEqual([]);
+    expect(v.unexplained).toEqual([]);
+  });
+
+  // The same refill, but the customer's wallet pays into escrow beside it: the customer's
+  // money may be what escrow passed on, so only what escrow lost counts, as before.
+  it("still counts no return when a customer's wallet also paid escrow in the transaction", async () => {
+    const c = await h.scenario();
+    const from = await nextSecond();
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    h.op.send([h.op.transfer(h.op.accounts.escrowVault, h.op.attackerAccount(0n), plan.lock)]);
+    const own = h.op.createTokenAccount(h.op.accounts.escrowAuthority, h.op.accounts.mint, 1n);
+    const user = localSigner(localKeyNames.user(1));
+    const wallet = h.op.createTokenAccount(user.address, h.op.accounts.mint, 1_000_000n);
+    h.op.send(
+      [
+        h.op.transfer(own, h.op.accounts.escrowVault, 1n),
+        h.op.transfer(wallet, h.op.accounts.escrowVault, 1_000_000n, { authority: user.address }),
+        h.op.transfer(h.op.accounts.escrowVault, plan.vault, 1_000_000n),
+        h.op.memo(`decentral:refund:${plan.jobId}`),
+      ],
+      { extraSigners: [user] },
+    );
+    c.record(plan, { escrowTx, settlementTx: null });
+    await sync(c, plan.vault);
+    const v = await statementOf(c, from, plan.vault);
+    expect(v.returnsUnits).toBe(0n);
+    expect(v.depositsUnits).toBe(1_000_000n);
+    expect(v.out).toEqual([
+      expect.objectContaining({ jobId: plan.jobId, outstandingUnits: plan.lock }),
+    ]);
+  });
+
+  // Another customer's vault is the authority's account too: its money sent through escrow as
+  // this job's refund is a return here (escrow paid it) and an unreceipted debit there.
+  it("lists another customer's vault paying a refund through escrow as its unreceipted debit", async () => {
+    const c = await h.scenario();
+    const from = await nextSecond();
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    h.op.send([h.op.transfer(h.op.accounts.escrowVault, h.op.attackerAccount(0n), plan.lock)]);
+    const other = h.op.vault(4);
+    h.op.fund(other, plan.lock);
+    const tx = h.op.send([
+      h.op.transfer(other, h.op.accounts.escrowVault, plan.lock),
+      ...h.op.refundIxs(plan),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx: null });
+    await sync(c, plan.vault);
+    await sync(c, other);
+    expect((await statementOf(c, from, plan.vault)).returnsUnits).toBe(plan.lock);
+    const w = await statementOf(c, from, other);
+    expect(w.unexplained).toEqual([
+      expect.objectContaining({ signature: tx, amountUnits: -plan.lock }),
+    ]);
+  });
 });

@@ -388,7 +388,16 @@ export function depositInOf(
   // operator built) read whole as the return of a lock the operator kept, even with escrow
   // paying as much elsewhere beside it. What escrow brought the vault is what it paid in beyond
   // that, and no more than escrow's accounts lost (balances show what no instruction does).
-  for (const ix of facts.tokenInstructions) {
+  // Where no account but the escrow authority's lost credits in the transaction, no customer's
+  // money came into it: escrow refilled from the operator's own account beside an honest refund
+  // read its payment as passed through, the refund as a deposit and its lock as kept. What the
+  // authority's other accounts lost then bounds the return instead.
+  const credit = (c: { account: string; mint: string; delta: bigint }) =>
+    c.account !== vault && c.mint === profile.usdcMint && c.delta < 0n;
+  const ownMoney =
+    profile.escrowAuthority !== null &&
+    facts.tokenChanges.every((c) => !credit(c) || ownerOf(c.account) === profile.escrowAuthority);
+  for (const ix of ownMoney ? [] : facts.tokenInstructions) {
     const to = ix.destination;
     if (to === undefined || to === vault || !escrow(to) || escrow(ix.source)) continue;
     if (ix.kind !== "transfer" && !ix.accounts.includes(profile.usdcMint)) continue;
@@ -396,8 +405,7 @@ export function depositInOf(
   }
   let escrowLost = 0n;
   for (const c of facts.tokenChanges) {
-    if (c.account === vault || c.mint !== profile.usdcMint || c.delta >= 0n) continue;
-    if (escrow(c.account)) escrowLost -= c.delta;
+    if (credit(c) && (ownMoney || escrow(c.account))) escrowLost -= c.delta;
   }
   let paid = fromEscrow < escrowLost ? fromEscrow : escrowLost;
   if (paid < 0n) paid = 0n;
