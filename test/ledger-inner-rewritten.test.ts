@@ -369,3 +369,36 @@ describe("a top-up and a payout both inside a call a lying node leaves out", () 
     expect(honest.s.counts.pending).toBe(0);
   });
 });
+
+describe("a lock whose call a lying node serves as [] with an Approve of the vault in it", () => {
+  it("is not verified: the balances move by no instruction served, so more may be unseen", async () => {
+    const c = await h.scenario();
+    const plan = h.op.plan({ keyIndex: 2 });
+    const delegate = h.op.attackerAccount(0n);
+    const escrowTx = h.op.send([
+      createAta(h.op.payer.address, Keypair.generate().publicKey.toBase58(), h.op.accounts.mint),
+      h.op.memo(`decentral:escrow:${plan.jobId}`),
+      h.op.transfer(plan.vault, h.op.accounts.escrowVault, plan.lock),
+      h.op.approve(plan.vault, delegate, 1_000_000_000n),
+    ]).signature;
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    await c.flush();
+    await h.finalized();
+    // The lock and the Approve inside one call the node serves no instruction of: the balances
+    // are a lock's, no instruction is forbidden, and the job read as verified.
+    const dropBoth: Rewrite = (result) => {
+      result.transaction.message.instructions.splice(-2, 2);
+      result.meta.innerInstructions = [];
+    };
+    const verifier = createVerifier({
+      store: c.store,
+      rpc: lyingNode(h.rpc, new Map([[escrowTx, dropBoth]])),
+      profile: c.profile,
+      log,
+      options: quickVerifierOptions,
+    });
+    await verifier.runUntilSettled({}, { timeoutMs: 20_000 });
+    expect(await c.outcome(plan.jobId)).toEqual({ verdict: "partially_verified", failing: [] });
+  });
+});

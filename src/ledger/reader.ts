@@ -17,7 +17,13 @@ import {
 import { severalMemoJobs } from "../store/ledger-rules.js";
 import { parseJobMemos } from "../verify/checks.js";
 import type { CustodyConfig } from "../verify/custody.js";
-import { innerInstructionsHidden, isCredit, isOtherOwner } from "../verify/money-movements.js";
+import {
+  BALANCE_KEEPING_KINDS,
+  innerInstructionsHidden,
+  isCredit,
+  isOtherOwner,
+  MOVEMENT_KINDS,
+} from "../verify/money-movements.js";
 import type { Profile } from "../verify/profiles.js";
 
 /**
@@ -206,18 +212,6 @@ export function delegateGiven(
   return approvals.map((ix) => `${ix.kind}(${ix.accounts.join(" ")})`).join(" ");
 }
 
-/** Token instructions that move money: their facts keep source, destination and amount. */
-const MOVEMENT_KINDS: ReadonlySet<string> = new Set([
-  "transfer",
-  "transferChecked",
-  "transferCheckedWithFee",
-  "transferFeeExtension",
-  "burn",
-  "burnChecked",
-  "mintTo",
-  "mintToChecked",
-]);
-
 /**
  * What a succeeded transaction's transfers and burns took out of the vault in credits (to any
  * account but the vault itself) beyond its net debit, when that is more than nothing, else
@@ -260,28 +254,6 @@ export function hiddenDebitOf(
   const netOut = delta < 0n ? -delta : 0n;
   return gross > netOut ? gross - netOut : null;
 }
-
-/**
- * Token instructions that name an account and leave its balance as it was (or, closing it, at
- * the 0 the token program requires): they explain no money, and hide none.
- */
-const BALANCE_KEEPING_KINDS: ReadonlySet<string> = new Set([
-  "initializeAccount",
-  "initializeAccount2",
-  "initializeAccount3",
-  "initializeImmutableOwner",
-  "approve",
-  "approveChecked",
-  "revoke",
-  "setAuthority",
-  "closeAccount",
-  "freezeAccount",
-  "thawAccount",
-  "getAccountDataSize",
-  "amountToUiAmount",
-  "uiAmountToAmount",
-  "reallocate",
-]);
 
 /**
  * Credits the vault gained in a succeeded transaction beyond what every instruction served

@@ -95,7 +95,7 @@ export const unprovenCodes = {
   worker_unknown:
     "the profile pins its workers' payout rates, and not this worker's: its rate (and that it is a worker at all) is not known",
   inner_instructions_unknown:
-    "the node did not report inner instructions, and other programs were invoked",
+    "the node did not report inner instructions, and other programs were invoked; or it did, and token balances moved by none of them",
 } as const;
 
 export type UnprovenCode = keyof typeof unprovenCodes;

@@ -290,3 +290,85 @@ export function innerInstructionsHidden(profile: Profile, facts: TransactionFact
   if (facts.innerInstructionsKnown) return false;
   return facts.programs.some((p) => !plainPrograms.has(p) && !profile.tokenPrograms.includes(p));
 }
+
+/** Token instructions that move money: their facts keep source, destination and amount. */
+export const MOVEMENT_KINDS: ReadonlySet<string> = new Set([
+  "transfer",
+  "transferChecked",
+  "transferCheckedWithFee",
+  "transferFeeExtension",
+  "burn",
+  "burnChecked",
+  "mintTo",
+  "mintToChecked",
+]);
+
+/**
+ * Token instructions that name an account and leave its balance as it was (or, closing it, at
+ * the 0 the token program requires): they explain no money, and hide none.
+ */
+export const BALANCE_KEEPING_KINDS: ReadonlySet<string> = new Set([
+  "initializeAccount",
+  "initializeAccount2",
+  "initializeAccount3",
+  "initializeImmutableOwner",
+  "approve",
+  "approveChecked",
+  "revoke",
+  "setAuthority",
+  "closeAccount",
+  "freezeAccount",
+  "thawAccount",
+  "getAccountDataSize",
+  "amountToUiAmount",
+  "uiAmountToAmount",
+  "reallocate",
+]);
+
+/** The classic SPL Token program: its transfers withhold no fee. */
+const SPL_TOKEN_PROGRAM = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA";
+
+/** Wrapped SOL (SPL Token, Token-2022): a SyncNative or a lamport transfer moves its amount. */
+const NATIVE_MINTS: ReadonlySet<string> = new Set([
+  "So11111111111111111111111111111111111111112",
+  "9pan9bMn5HatX4EJdBwg9VgCa7Uz5HL8N1m5D3NdXejP",
+]);
+
+/**
+ * Whether a succeeded transaction's token balances moved in a way no token instruction served
+ * shows: an account gaining more, or losing more, than the transfers, mints and burns naming it
+ * move. The token program moves no money but by an instruction, top-level or inner, so an
+ * honest answer always shows it; a node serving a call's inner instructions as `[]` does not,
+ * and whatever else that call ran (an Approve giving the vault a delegate, which moves nothing)
+ * is unseen too. Judged only where another program than the token program ran: a lying node
+ * hides a call's inner instructions, not the message's own. An account a token instruction
+ * names whose amount the facts do not keep (Token-2022's confidential transfers, a kind not
+ * named) is not judged, nor is one that took money in by Token-2022 getting less than sent (a
+ * transfer fee it withholds), nor wrapped SOL.
+ */
+export function balancesUnshown(
+  profile: Pick<Profile, "tokenPrograms">,
+  facts: TransactionFacts,
+): boolean {
+  if (!facts.succeeded) return false;
+  // Only a program's call hides instructions: the token program's own are in the message.
+  const calls = facts.programs.some(
+    (p) => !plainPrograms.has(p) && !profile.tokenPrograms.includes(p),
+  );
+  if (!calls) return false;
+  return facts.tokenChanges.some((c) => {
+    if (c.programId === null || !profile.tokenPrograms.includes(c.programId)) return false;
+    if (NATIVE_MINTS.has(c.mint)) return false;
+    let shown = 0n;
+    let feeMayHold = false;
+    for (const ix of facts.tokenInstructions) {
+      if (!ix.accounts.includes(c.account) || BALANCE_KEEPING_KINDS.has(ix.kind)) continue;
+      if (!MOVEMENT_KINDS.has(ix.kind) || ix.amount === undefined) return false;
+      const from = ix.source === c.account;
+      if (from === (ix.destination === c.account)) continue;
+      shown += from ? -ix.amount : ix.amount;
+      if (!from && ix.programId !== SPL_TOKEN_PROGRAM) feeMayHold = true;
+    }
+    return c.delta > shown || (c.delta < shown && !feeMayHold);
+  });
+}

@@ -1,6 +1,10 @@
 import type { TransactionFacts } from "../../chain/transaction-facts.js";
 import type { Role } from "../check-catalogue.js";
-import { forbiddenTokenInstructions, innerInstructionsHidden } from "../money-movements.js";
+import {
+  balancesUnshown,
+  forbiddenTokenInstructions,
+  innerInstructionsHidden,
+} from "../money-movements.js";
 import type { CheckInput } from "./check-input.js";
 import { type CheckList, fail, pass, skip } from "./check-list.js";
 import { memoKindOf, memoPrefix, parseJobMemos } from "./memos.js";
@@ -92,6 +96,14 @@ export function roleChecks(input: CheckInput, tx: RoleTx, list: CheckList): bool
       `${role}.instructions`,
       "inner_instructions_unknown",
       "the node reported no inner instructions, and other programs were invoked",
+    );
+  } else if (balancesUnshown(profile, facts)) {
+    // The node served the inner instructions, but not all: token balances moved by none of
+    // them, and what else ran beside that money (an Approve of the vault) is unseen.
+    list.gap(
+      `${role}.instructions`,
+      "inner_instructions_unknown",
+      "token balances moved by no instruction the node served: its inner instructions are incomplete",
     );
   } else {
     list.add(
