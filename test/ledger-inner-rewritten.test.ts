@@ -401,4 +401,37 @@ describe("a lock whose call a lying node serves as [] with an Approve of the vau
     await verifier.runUntilSettled({}, { timeoutMs: 20_000 });
     expect(await c.outcome(plan.jobId)).toEqual({ verdict: "partially_verified", failing: [] });
   });
+
+  it("leaves the vault's line unread: read as a lock, its Approve gave no delegate finding", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(2);
+    const from = await periodStart();
+    const plan = h.op.plan({ keyIndex: 2 });
+    const escrowTx = h.op.send([
+      createAta(h.op.payer.address, Keypair.generate().publicKey.toBase58(), h.op.accounts.mint),
+      h.op.memo(`decentral:escrow:${plan.jobId}`),
+      h.op.transfer(vault, h.op.accounts.escrowVault, plan.lock),
+      h.op.approve(vault, h.op.attackerAccount(0n), 1_000_000_000n),
+    ]).signature;
+    const dropBoth: Rewrite = (result) => {
+      result.transaction.message.instructions.splice(-2, 2);
+      result.meta.innerInstructions = [];
+    };
+    const { s } = await readThrough(
+      c,
+      lyingNode(h.rpc, new Map([[escrowTx, dropBoth]])),
+      vault,
+      from,
+    );
+    expect(s.delegateApprovals).toEqual([]);
+    expect(s.complete).toBe(false);
+    expect(s.unread).toEqual({
+      lines: 1,
+      why: `line ${escrowTx} not read: token balances in its transaction moved by no instruction served`,
+    });
+    const honest = await readThrough(c, h.rpc, vault, from);
+    expect(honest.s.delegateApprovals).toEqual([
+      expect.objectContaining({ signature: escrowTx, finding: "vault_delegate_approved" }),
+    ]);
+  });
 });

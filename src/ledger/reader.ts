@@ -19,6 +19,7 @@ import { parseJobMemos } from "../verify/checks.js";
 import type { CustodyConfig } from "../verify/custody.js";
 import {
   BALANCE_KEEPING_KINDS,
+  balancesUnshown,
   innerInstructionsHidden,
   isCredit,
   isOtherOwner,
@@ -612,6 +613,26 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
   const innerHidden = (facts: TransactionFacts) =>
     facts.succeeded && innerInstructionsHidden(profile, facts);
 
+  /**
+   * Why a line cannot be read from these facts, else null: served without inner instructions
+   * (`innerHidden`), the vault gaining more than the instructions served bring in
+   * (`unshownCreditOf`), or, where the balances show no payout beyond the line's net debit,
+   * balances anywhere in the transaction moving by no instruction served (`balancesUnshown`):
+   * a lock made inside a call served as `[]` reads as a lock, but an Approve of the vault in the
+   * same call is unseen. A payout found by the balances is read, as a finding, either way.
+   */
+  function unreadableWhy(vault: string, facts: TransactionFacts): string | null {
+    if (innerHidden(facts)) return "its transaction was served without inner instructions";
+    const unshown = unshownCreditOf(vault, facts, profile);
+    if (unshown !== null) {
+      return `the vault's credit balance rose by ${unshown}, more than the instructions served bring in`;
+    }
+    const change = facts.tokenChanges.find((c) => c.account === vault && isCredit(profile, c));
+    if (hiddenDebitOf(vault, change?.delta ?? 0n, facts, profile) !== null) return null;
+    if (!balancesUnshown(profile, facts)) return null;
+    return "token balances in its transaction moved by no instruction served";
+  }
+
   /** Facts that hold everything a line is read from (see `storedFacts`). */
   function wholeFacts(facts: TransactionFacts) {
     return (
@@ -695,8 +716,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
         // So are facts showing the vault gaining more than their instructions bring in.
         if (
           facts &&
-          !innerHidden(facts) &&
-          unshownCreditOf(vault, facts, profile) === null &&
+          unreadableWhy(vault, facts) === null &&
           (row!.raw !== null || !facts.succeeded || wholeFacts(facts))
         ) {
           factsOf.set(signature, facts);
@@ -714,17 +734,10 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
         const { facts, raw } = result.value;
         // Not stored, nor its line read: it stays listed (the statement is not complete while
         // it is) and is fetched again at the next round, from whichever endpoint answers then.
-        // So is one whose instructions bring the vault less than its balance gained.
-        const unshown = unshownCreditOf(vault, facts, profile);
-        if (innerHidden(facts) || unshown !== null) {
-          hidden ??= {
-            signature,
-            lines: 0,
-            why:
-              unshown === null
-                ? "its transaction was served without inner instructions"
-                : `the vault's credit balance rose by ${unshown}, more than the instructions served bring in`,
-          };
+        // So is one whose served instructions do not hold what its balances moved.
+        const why = unreadableWhy(vault, facts);
+        if (why !== null) {
+          hidden ??= { signature, lines: 0, why };
           hidden.lines++;
           pending++;
           return;
