@@ -1,0 +1,117 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { localSigner } from "../src/localnet/keys.js";
+import {
+  type AdversaryHarness,
+  type JobOutcome,
+  startAdversaryHarness,
+} from "./support/operator.js";
+
+/**
+ * More ways the operator, who signs every escrow, settlement and refund, could shape its
+ * transactions (see verify-adversarial.test.ts for the rules): accounts loaded from a lookup
+ * table, a pinned escrow vault it took for itself, a settlement that failed on chain. The
+ * verdict logic is the store's dialect's alike, so one SQLite store per scenario is enough.
+ */
+
+let h: AdversaryHarness;
+beforeAll(async () => {
+  h = await startAdversaryHarness();
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+const discrepancy = (...failing: string[]): JobOutcome => ({
+  verdict: "discrepancy",
+  failing: [...failing].sort(),
+});
+const verified: JobOutcome = { verdict: "verified", failing: [] };
+
+/** A lookup table of `addresses`, known to the local chain, for a version-0 transaction. */
+let tables = 0;
+function lookupTable(addresses: string[]) {
+  const table = {
+    address: localSigner(`adversary/shapes/lookup/${tables++}/${Date.now()}`).address,
+    addresses,
+  };
+  h.op.chain.setLookupTable(table.address, h.op.accounts.escrowAuthority, [...addresses]);
+  return table;
+}
+
+describe("accounts loaded from a lookup table", () => {
+  it("verifies an honest settlement whose every token account a lookup table loads", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const table = lookupTable([
+      h.op.accounts.escrowVault,
+      plan.worker.tokenAccount,
+      h.op.accounts.treasury.tokenAccount,
+      plan.vault,
+      h.op.accounts.mint,
+    ]);
+    const stored = h.op.send(h.op.settleIxs(plan), { version: 0, lookupTables: [table] });
+    expect(stored.loadedAddresses.writable).toEqual(
+      expect.arrayContaining([h.op.accounts.escrowVault, plan.vault]),
+    );
+    c.record(plan, { escrowTx, settlementTx: stored.signature });
+    expect(await c.verdicts(plan.jobId)).toEqual([verified]);
+  });
+
+  it("catches a remainder sent to another user's vault that only the lookup table names", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const other = h.op.vault(2);
+    const table = lookupTable([h.op.accounts.escrowVault, other, h.op.accounts.mint]);
+    const stored = h.op.send(
+      [
+        ...h.op.payoutIxs(plan, { remainderTo: other }),
+        h.op.memo(`decentral:settle:${plan.jobId}`),
+      ],
+      { version: 0, lookupTables: [table] },
+    );
+    expect(stored.loadedAddresses.writable).toContain(other);
+    c.record(plan, { escrowTx, settlementTx: stored.signature });
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.source")]);
+  });
+
+  it("catches a lock that also pays the attacker, an account the lookup table loads", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1 });
+    const thief = h.op.attackerAccount(0n);
+    const table = lookupTable([h.op.accounts.escrowVault, thief, h.op.accounts.mint]);
+    const stored = h.op.send([...h.op.lockIxs(plan), h.op.transfer(plan.vault, thief, 5_000n)], {
+      version: 0,
+      lookupTables: [table],
+    });
+    expect(stored.loadedAddresses.writable).toContain(thief);
+    const settlementTx = h.op.send(h.op.settleIxs(plan)).signature;
+    c.record(plan, { escrowTx: stored.signature, settlementTx });
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.vault")]);
+  });
+});
+
+describe("a settlement that failed on chain", () => {
+  it("catches a settlement whose transfers look right but whose last instruction failed it", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    // An empty account of the attacker's pays 1 unit it does not hold: the whole transaction
+    // fails after the payouts ran, so nothing it shows moved.
+    const empty = h.op.attackerAccount(0n);
+    const settlementTx = h.op.send(
+      [
+        ...h.op.settleIxs(plan),
+        h.op.transfer(empty, plan.vault, 1n, { authority: h.op.attacker.address }),
+      ],
+      { expectFailure: true },
+    ).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.succeeded")]);
+  });
+});
