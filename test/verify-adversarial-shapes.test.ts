@@ -1,7 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { localSigner } from "../src/localnet/keys.js";
 import {
   type AdversaryHarness,
+  AuthorityType,
   type JobOutcome,
   startAdversaryHarness,
 } from "./support/operator.js";
@@ -113,5 +114,32 @@ describe("a settlement that failed on chain", () => {
     ).signature;
     c.record(plan, { escrowTx, settlementTx });
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("settlement.succeeded")]);
+  });
+});
+
+describe("the pinned escrow vault", () => {
+  it("catches a lock into the pinned escrow vault after its owner was changed to the attacker", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const escrow = h.op.accounts.escrowVault;
+    // A transaction of its own, naming no job: the escrow vault becomes the attacker's, who
+    // may then spend every lock paid into it alone, memo or not.
+    h.op.send([h.op.setAuthority(escrow, AuthorityType.AccountOwner, h.op.attacker.address)]);
+    onTestFinished(() => h.op.giveBackVault(escrow));
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const attacker = { authority: h.op.attacker.address };
+    const settlementTx = h.op.send([
+      h.op.transfer(escrow, plan.worker.tokenAccount, plan.workerShare, attacker),
+      h.op.transfer(escrow, h.op.accounts.treasury.tokenAccount, plan.treasuryShare, attacker),
+      h.op.transfer(escrow, plan.vault, plan.remainder, attacker),
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.vault")]);
+    expect(await c.check(plan.jobId, "escrow.vault")).toMatchObject({
+      expected: { owner: h.op.escrowAuthority.address },
+      actual: { vault: escrow, owner: h.op.attacker.address },
+    });
   });
 });

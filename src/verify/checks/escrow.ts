@@ -164,9 +164,10 @@ export function escrowChecks(
   }
   // The escrow authority owns the escrow vault as it owns every credit vault: an account the
   // lock credited that another owns (a profile that pins no escrow vault takes whichever one
-  // the lock paid) is that owner's to spend alone, not money held in escrow.
-  const escrowOwner =
-    profile.escrowVault === null && profile.escrowAuthority !== null ? reading.escrowOwner : null;
+  // the lock paid) is that owner's to spend alone, not money held in escrow. A pinned escrow
+  // vault's address is pinned, not its owner: a SetAuthority in a transaction naming no job
+  // hands it, and every lock paid into it since, to whoever it names.
+  const escrowOwner = profile.escrowAuthority !== null ? reading.escrowOwner : null;
   const ownedByOther = isOtherOwner(profile.escrowAuthority, escrowOwner);
   const expected = {
     ...(ownedByOther ? { owner: profile.escrowAuthority } : {}),
