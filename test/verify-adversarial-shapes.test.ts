@@ -143,3 +143,29 @@ describe("the pinned escrow vault", () => {
     });
   });
 });
+
+describe("a settlement that pays the worker out of the customer's vault", () => {
+  it("catches the worker's share taken straight from the credit vault while escrow keeps it", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    // Escrow pays the treasury and the remainder; the worker is paid by the customer's vault
+    // itself, so escrow keeps the worker's share of the lock and the customer pays it twice.
+    const settlementTx = h.op.send([
+      h.op.transfer(
+        h.op.accounts.escrowVault,
+        h.op.accounts.treasury.tokenAccount,
+        plan.treasuryShare,
+      ),
+      h.op.transfer(h.op.accounts.escrowVault, plan.vault, plan.remainder),
+      h.op.transfer(plan.vault, plan.worker.tokenAccount, plan.workerShare),
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    // The vault paid out (its own finding) and escrow released less than the lock (another).
+    expect(await c.verdicts(plan.jobId)).toEqual([
+      discrepancy("settlement.balances", "settlement.conserves_lock"),
+    ]);
+  });
+});
