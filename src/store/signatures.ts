@@ -62,11 +62,14 @@ export interface SignatureStore {
    * dropped once the current slot is past the first miss's slot by `dropAfterSlots`. A status
    * that changes nothing of the row (still missing, found as it was) writes nothing: a backlog
    * waiting for finality is polled without rewriting its rows. Returns every polled row as
-   * the database now holds it.
+   * the database now holds it. `known`: the rows as the caller read them before the poll
+   * (`track`); one still stored exactly so, for which the poll changes nothing, may be returned
+   * as given instead of read again (SQLite checks a few columns instead of reading the row).
    */
   recordStatuses(
     polled: readonly { signature: string; status: ObservedStatus | null }[],
     poll: StatusPoll,
+    known?: ReadonlyMap<string, SignatureRow>,
   ): Promise<Map<string, SignatureRow>>;
   /** Stores a fetched finalized transaction unless another process stored it first. */
   recordFetched(
@@ -174,6 +177,17 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
          OR (${drops}))
      RETURNING *`,
   );
+  // What a status poll's row is compared by (`rowKey`) for the JSON list `signatures`: a row
+  // read again only when it moved since the caller read it. Raw SQL: raw rows of json_each.
+  const keysOf = sqlite
+    .prepare(
+      `SELECT signature, state, commitment, slot, first_seen_at, status_checked_at,
+         not_found_since, not_found_count, not_found_slot,
+         memo_job IS NULL AND block_time IS NULL AND fee_lamports IS NULL AND succeeded IS NULL
+           AND err IS NULL AND facts IS NULL AND raw IS NULL AND fetched_at IS NULL
+       FROM chain_transactions WHERE signature IN (SELECT value FROM json_each(@signatures))`,
+    )
+    .raw(true) as unknown as { all(p: { signatures: string }): unknown[][] };
   // Raw SQL: the counter and the state move together in one guarded CASE.
   const fetchMissed = sqlite.prepare(
     `UPDATE chain_transactions SET
@@ -335,8 +349,32 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
     async load(signatures) {
       return load(signatures);
     },
-    async recordStatuses(polled, poll) {
-      return writeStatuses.immediate(polled, poll);
+    async recordStatuses(polled, poll, known) {
+      // A miss of a signature whose first miss is written, and that no drop can take, changes
+      // nothing of its row as read: if it is still stored so, it is returned as read, with
+      // neither the UPDATE that would find nothing to do, nor a read of every column, nor the
+      // write lock (a backlog of unseen signatures is polled again and again). A row moved
+      // since takes the usual way, in the write transaction.
+      const rows = new Map<string, SignatureRow>();
+      const quiet = new Map<string, SignatureRow>();
+      for (const { signature, status } of polled) {
+        const row = known?.get(signature);
+        if (status === null && row !== undefined && missChangesNothing(row, poll)) {
+          quiet.set(signature, row);
+        }
+      }
+      if (quiet.size > 0) {
+        for (const stored of keysOf.all({ signatures: JSON.stringify([...quiet.keys()]) })) {
+          const row = quiet.get(stored[0] as string)!;
+          if (stored[9] === 1 && rowKey(row).every((v, i) => v === stored[i])) {
+            rows.set(row.signature, row);
+          }
+        }
+      }
+      const rest = rows.size === 0 ? polled : polled.filter((p) => !rows.has(p.signature));
+      if (rest.length === 0) return rows;
+      for (const [signature, row] of writeStatuses.immediate(rest, poll)) rows.set(signature, row);
+      return rows;
     },
     async recordFetched(signature, fetched, t) {
       return (await recordFetchedAll([{ signature, fetched, t }])).get(signature);
@@ -371,6 +409,41 @@ function createSqliteSignatureStore(store: SqliteStore): SignatureStore {
     },
   };
 }
+
+/**
+ * Whether a status poll's "not found" would leave this row as it is (the guard of the missing
+ * status's UPDATE): unseen or landed, its first miss written with a slot, no facts, and not
+ * droppable at this poll's slot, counted for any state and commitment (no drop is ever skipped).
+ */
+function missChangesNothing(row: SignatureRow, poll: StatusPoll): boolean {
+  return (
+    (row.state === "unknown" || row.state === "landed") &&
+    row.notFoundSince !== null &&
+    row.notFoundSlot !== null &&
+    row.memoJob === null &&
+    row.blockTime === null &&
+    row.feeLamports === null &&
+    row.succeeded === null &&
+    row.err === null &&
+    row.facts === null &&
+    row.raw === null &&
+    row.fetchedAt === null &&
+    (poll.currentSlot === null || poll.currentSlot <= row.notFoundSlot + poll.dropAfterSlots)
+  );
+}
+
+/** The columns `keysOf` reads, in its order. */
+const rowKey = (r: SignatureRow) => [
+  r.signature,
+  r.state,
+  r.commitment,
+  r.slot,
+  r.firstSeenAt,
+  r.statusCheckedAt,
+  r.notFoundSince,
+  r.notFoundCount,
+  r.notFoundSlot,
+];
 
 /**
  * Signatures of a job given up on (dropped, pruned) are looked for again: the node may have

@@ -242,12 +242,16 @@ export function createRound(deps: RoundDeps): Round {
           .map((signature, i) => ({ signature, status: statuses[i] ?? null }))
           .filter((p) => !held.has(p.signature));
         for (const slice of chunks(polled, STATUS_SLICE)) {
-          const after = await signatures.recordStatuses(slice, {
-            currentSlot,
-            dropAfterSlots: profile.dropAfterSlots,
-            agreedMisses: rpc.agreedMisses === true,
-            t,
-          });
+          const after = await signatures.recordStatuses(
+            slice,
+            {
+              currentSlot,
+              dropAfterSlots: profile.dropAfterSlots,
+              agreedMisses: rpc.agreedMisses === true,
+              t,
+            },
+            rows,
+          );
           for (const [signature, row] of after) rows.set(signature, row);
           await yieldToEventLoop();
         }
