@@ -287,7 +287,7 @@ function prepare(store: SqliteStore) {
     renew: db
       .update(jobs)
       .set({ leaseUntil: param("until") })
-      .where(owner)
+      .where(leasedTo(owner))
       .prepare(),
     release: db
       .update(jobs)
@@ -373,9 +373,18 @@ const statementsOf = perConnection(prepare);
 export function releaseLeasesOf(db: Writer, owner: string): void {
   db.update(jobs)
     .set({ leaseOwner: null, leaseUntil: null })
-    .where(eq(jobs.leaseOwner, owner))
+    .where(leasedTo(eq(jobs.leaseOwner, owner)))
     .run();
 }
+
+/**
+ * The jobs leased to `owner` (a condition on `lease_owner`): only an open job holds a lease (a
+ * claim takes open jobs, a verdict write and a reopen drop it), and saying so lets the database
+ * read the open jobs' index instead of every job. `lease_owner = ?` alone scanned the whole
+ * table inside the write lock: 0.4 to 0.7 s over 300,000 jobs, on the event loop of a `serve
+ * --workers 1` every 40 s of a long round (the lease renewal), and at each verifier's stop.
+ */
+export const leasedTo = (owner: SQL) => and(owner, verdictIsOpen(jobs.verdict))!;
 
 /** The jobqueue store of either dialect. */
 export function createJobQueueStore(store: Store): JobQueueStore {

@@ -177,7 +177,7 @@ export async function releaseLeasesOfPg(tx: PgExecutor, owner: string): Promise<
   await tx
     .update(jobs)
     .set({ leaseOwner: null, leaseUntil: null })
-    .where(eq(jobs.leaseOwner, owner));
+    .where(and(eq(jobs.leaseOwner, owner), verdictIsOpen(jobs.verdict)));
 }
 
 function filterCondition(filter: QueueFilter | null): SQL | undefined {
@@ -251,7 +251,8 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
       const mine = db
         .select({ jobId: jobs.jobId })
         .from(jobs)
-        .where(eq(jobs.leaseOwner, owner))
+        // Only open jobs hold leases (see `leasedTo`): their index, not every job, is read.
+        .where(and(eq(jobs.leaseOwner, owner), verdictIsOpen(jobs.verdict)))
         .for("update", { skipLocked: true });
       await db
         .update(jobs)
