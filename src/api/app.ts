@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { OpenAPIHono } from "@hono/zod-openapi";
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { METHOD_NAME_ALL } from "hono/router";
 import { TrieRouter } from "hono/router/trie-router";
 import { dashboardRoutes } from "../dashboard/routes.js";
@@ -17,7 +17,7 @@ import type { AppEnv } from "./context.js";
 import { errorBody, handleError } from "./error-handler.js";
 import { ingestRoutes } from "./ingest-routes.js";
 import { type AppMetrics, createMetrics } from "./metrics.js";
-import { noQueryParameters, noRequestBody } from "./openapi-schemas.js";
+import { authErrors, ErrorSchema, noQueryParameters, noRequestBody } from "./openapi-schemas.js";
 import type { ReadinessProbes } from "./ops-routes.js";
 import { proxyRoutes } from "./proxy-routes.js";
 import {
@@ -151,11 +151,7 @@ export function createApp(deps: AppDeps) {
 
   app.route(
     "/",
-    // A probe's parameter (`?deep=1`) or body is refused as on every other route, not answered
-    // as if it had been read.
-    createRouter({ public: true }).get("/healthz", noQueryParameters, noRequestBody, (c) =>
-      c.json({ ok: true }),
-    ),
+    createRouter({ public: true }).openapi(healthz, (c) => c.json({ ok: true as const }, 200)),
   );
 
   // Every route but /healthz needs an access token: each sub-app declares its role once
@@ -194,6 +190,21 @@ export function createApp(deps: AppDeps) {
     description: "An access token (`da_...`) created with `decentral-audit tokens create`.",
   });
   app.use("/openapi.json", requireRole(deps.store, "read"), noQueryParameters, noRequestBody);
+  // Served by doc31 below, outside the registry: registered here, so the document names itself.
+  app.openAPIRegistry.registerPath({
+    method: "get",
+    path: "/openapi.json",
+    tags: ["operations"],
+    summary: "This OpenAPI 3.1 document",
+    security: [{ [BEARER_SCHEME]: [] }],
+    responses: {
+      200: {
+        content: { "application/json": { schema: z.record(z.string(), z.unknown()) } },
+        description: "The OpenAPI 3.1 document of the API's routes.",
+      },
+      ...authErrors,
+    },
+  });
   app.doc31("/openapi.json", {
     openapi: "3.1.0",
     info: {
@@ -237,6 +248,28 @@ export function createApp(deps: AppDeps) {
 }
 
 export type App = ReturnType<typeof createApp>;
+
+/** Liveness: answered without a token and without asking the database. */
+const healthz = createRoute({
+  method: "get",
+  path: "/healthz",
+  tags: ["operations"],
+  summary: "Liveness: the process answers (no token; the database is not asked)",
+  security: [],
+  // A probe's parameter (`?deep=1`) or body is refused as on every other route, not answered
+  // as if it had been read.
+  middleware: [noQueryParameters, noRequestBody] as const,
+  responses: {
+    200: {
+      content: { "application/json": { schema: z.object({ ok: z.literal(true) }) } },
+      description: "The process is up.",
+    },
+    400: {
+      content: { "application/json": { schema: ErrorSchema } },
+      description: "A query parameter or a body was sent; `error.field` names it.",
+    },
+  },
+});
 
 /**
  * The methods the routes answer on a path (HEAD with GET, as Hono answers it), for a 405's
