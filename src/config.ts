@@ -15,12 +15,14 @@ const csv = (value: string) =>
     .filter((part) => part.length > 0);
 
 /**
- * The endpoint a URL reaches: a fragment (never sent) and an empty query aside, so that
- * `https://rpc.example/#a` and `https://rpc.example/?` are one URL listed twice.
+ * The endpoint a URL reaches: a fragment (never sent), an empty query and a host's trailing dots
+ * aside, so that `https://rpc.example/#a`, `https://rpc.example/?` and `https://rpc.example./`
+ * are one URL listed twice (the dot only says the name is fully qualified).
  */
 function endpointOf(text: string): string {
   const url = new URL(text);
   url.hash = "";
+  url.hostname = hostOf(url);
   return url.href.replace(/\?$/, "");
 }
 
@@ -62,10 +64,16 @@ export function quorumRefusal(urls: readonly string[], k: number): string | null
     : null;
 }
 
+/** A URL's host name without its trailing dots (`node.example.com.` is `node.example.com`). */
+function hostOf(url: URL): string {
+  return url.hostname.replace(/\.+$/, "");
+}
+
 /** The host and port a URL reaches, a trailing dot and the names of this machine folded. */
-function providerOf(url: string): string {
-  const { hostname, port } = new URL(url);
-  const host = hostname.replace(/\.$/, "");
+function providerOf(text: string): string {
+  const url = new URL(text);
+  const host = hostOf(url);
+  const port = url.port;
   const loopback = host === "localhost" || host === "[::1]" || /^127\./.test(host);
   return `${loopback ? "loopback" : host}:${port}`;
 }

@@ -38,7 +38,7 @@ describe("config", () => {
     for (const urls of [
       twoKeys,
       `${twoKeys},https://honest.example/`,
-      "https://rpc.example.com/,https://rpc.example.com./",
+      "https://rpc.example.com/a,https://rpc.example.com./b",
       "http://127.0.0.1:8899,http://localhost:8899",
     ]) {
       expect(() => loadConfig({ SOLANA_RPC_URLS: urls, RPC_QUORUM: "2" }), urls).toThrow(
@@ -127,5 +127,27 @@ describe("SOLANA_RPC_URLS listing one endpoint twice", () => {
       loadConfig({ SOLANA_RPC_URLS: "https://rpc.example/?k=1,https://rpc.example/?k=2" })
         .SOLANA_RPC_URLS,
     ).toHaveLength(2);
+  });
+});
+
+// `http://node.example.com./` is the same host as `http://node.example.com/` (the dot only says
+// the name is fully qualified): listed beside it, it passed as a second endpoint, so failover
+// asked one node twice, and a quorum's honest second vote could be that node again.
+describe("SOLANA_RPC_URLS naming one host with and without its trailing dot", () => {
+  it("is refused as one URL listed twice, with a quorum of 1 or more", () => {
+    for (const [urls, quorum] of [
+      ["http://node.example.com./,http://node.example.com/", "1"],
+      ["https://node.example.com/rpc,https://node.example.com./rpc", "1"],
+      ["http://node.example.com.:8899,http://node.example.com:8899", "2"],
+      ["http://node.example.com..,http://node.example.com,http://other.example", "2"],
+    ] as const) {
+      expect(() => loadConfig({ SOLANA_RPC_URLS: urls, RPC_QUORUM: quorum }), urls).toThrow(
+        /SOLANA_RPC_URLS: lists one URL twice/,
+      );
+    }
+    // One fully qualified name alone is a valid endpoint.
+    expect(loadConfig({ SOLANA_RPC_URLS: "http://node.example.com./" }).SOLANA_RPC_URLS).toEqual([
+      "http://node.example.com./",
+    ]);
   });
 });
