@@ -264,7 +264,7 @@ describe("dashboard pages", () => {
     expect(custom).toContain('data-count="verified">1<');
     const bad = await d.page("/dashboard?period=custom&from=2026-02-30&to=2026-03-01", cookie);
     expect(bad.status).toBe(400);
-    expect(await bad.text()).toContain("2026-02-30 is not a date");
+    expect(await bad.text()).toContain("2026-02-30 is no day of the calendar");
     // Not a worker address: refused, not shown as an empty statement.
     const notWorker = await d.page("/dashboard/workers/..%2F..", cookie);
     expect(notWorker.status).toBe(400);

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { parseZonedDateTime } from "../src/instant.js";
 import { parseReceiptInput } from "../src/recorder/receipt-input.js";
-import { parseInstant, windowFromFlags } from "../src/reports/period.js";
+import { instantRefusal, parseInstant, windowFromFlags } from "../src/reports/period.js";
+import { createTestApi } from "./support/audit-api-app.js";
 import { address, jobId, signature } from "./support/recorder-fixtures.js";
 
 describe("instants", () => {
@@ -81,5 +82,42 @@ describe("a month written in ISO 8601's basic format, as `date +%Y%m` prints it"
     // Six digits that are no month are still epoch seconds.
     expect(parseInstant("202613")).toBe(202_613_000);
     expect(parseInstant("123456")).toBe(123_456_000);
+  });
+});
+
+// `from=0001-01-01` was answered "not a date (YYYY-MM-DD)": Date.UTC read year 1 as 1901. A
+// date before 1970, a day the calendar lacks, 14 digits and `--since 0h` each say what is wrong.
+describe("an instant or duration at the edges", () => {
+  it("names a date before 1970, a day the calendar lacks and an epoch integer too long", async () => {
+    expect(parseZonedDateTime("0001-01-01T00:00:00Z")).toBe(Date.parse("0001-01-01T00:00:00Z"));
+    expect(parseZonedDateTime("0099-12-31T00:00:00Z")).toBe(Date.parse("0099-12-31T00:00:00Z"));
+    for (const text of ["0001-01-01", "0099-06-01", "1969-12-31", "1969-12-31T23:59:59Z"]) {
+      expect(parseInstant(text), text).toBeNull();
+      expect(instantRefusal(text)).toContain(`${text} is before 1970-01-01`);
+    }
+    expect(parseInstant("1970-01-01")).toBe(0);
+    expect(instantRefusal("2026-02-30")).toContain("2026-02-30 is no day of the calendar");
+    expect(instantRefusal("2026-13-01T00:00:00Z")).toContain("2026-13-01 is no day");
+    expect(instantRefusal("99999999999999")).toContain("has 14 digits: an epoch integer is");
+    expect(instantRefusal("tomorrow")).toBe("not a date or ISO 8601 date-time: tomorrow");
+
+    const api = await createTestApi();
+    for (const [query, said] of [
+      ["from=0001-01-01&to=2026-11-02", "from: 0001-01-01 is before 1970-01-01"],
+      ["from=2026-11-01&to=2026-02-30", "to: 2026-02-30 is no day of the calendar"],
+      ["from=2026-11-01&to=99999999999999", "to: 99999999999999 has 14 digits"],
+    ]) {
+      const res = await api.get(`/reports/reconciliation?${query}`);
+      expect(res.status, query).toBe(400);
+      expect(((await res.json()) as { error: { message: string } }).error.message).toContain(said);
+    }
+    const now = Date.UTC(2026, 11, 2);
+    expect(() => windowFromFlags({ from: "0001-01-01" }, now)).toThrow(
+      /--from: 0001-01-01 is before 1970-01-01/,
+    );
+    expect(() => windowFromFlags({ since: "0h" }, now)).toThrow(/--since: must be more than 0/);
+    expect(() => windowFromFlags({ since: "24 hours" }, now)).toThrow(
+      /--since: not a duration like 24h/,
+    );
   });
 });

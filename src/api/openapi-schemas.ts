@@ -3,7 +3,7 @@ import type { MiddlewareHandler } from "hono";
 import { reportFigures } from "../db/rollups.js";
 import { checkOutcomes, receiptSources, verdicts } from "../db/schema.js";
 import { AppError, errorCodes } from "../errors.js";
-import { basicFormatDate, parseInstant } from "../reports/period.js";
+import { basicFormatDate, instantProblem, parseInstant } from "../reports/period.js";
 import { type FiguresJson, groupByValues } from "../reports/reconciliation.js";
 
 /** The one error body of the API. */
@@ -53,7 +53,7 @@ export const notAcceptableError = {
 } as const;
 
 const instantDoc =
-  "UTC instant: `YYYY-MM-DD` (midnight UTC), an ISO 8601 date-time with `Z` or an offset, or an epoch integer: seconds up to 10 digits, milliseconds from 11. Eight digits shaped as a date (`20261101`) or six as a month (`202611`) are refused: write `2026-11-01`.";
+  "UTC instant: `YYYY-MM-DD` (midnight UTC), an ISO 8601 date-time with `Z` or an offset, or an epoch integer: seconds up to 10 digits, milliseconds from 11. Eight digits shaped as a date (`20261101`) or six as a month (`202611`) are refused: write `2026-11-01`. A time before 1970-01-01 is refused.";
 
 /** What a query parameter a route does not take is told, with the ones it takes. */
 const unknownQueryMessage = (known: readonly string[]) =>
@@ -126,14 +126,17 @@ export const instantParam = (name: string, description: string) =>
         const date = basicFormatDate(value);
         // A query string reads `+` as a space: an offset sent unencoded arrives as one.
         const plusLost = /T[\d:.]+ \d{2}:?\d{2}$/.test(value);
+        const problem = instantProblem(value);
         ctx.addIssue({
           code: "custom",
           message:
-            date !== null
-              ? `a date without its dashes: write it ${date} (eight digits are not read as epoch seconds)`
-              : plusLost
-                ? `the offset's + arrived as a space (a query string reads + so): send it as %2B, e.g. ${value.replace(/ (\d{2}:?\d{2})$/, "%2B$1")}`
-                : "not a date (YYYY-MM-DD), an ISO 8601 date-time or an epoch integer",
+            problem !== null
+              ? problem
+              : date !== null
+                ? `a date without its dashes: write it ${date} (eight digits are not read as epoch seconds)`
+                : plusLost
+                  ? `the offset's + arrived as a space (a query string reads + so): send it as %2B, e.g. ${value.replace(/ (\d{2}:?\d{2})$/, "%2B$1")}`
+                  : "not a date (YYYY-MM-DD), an ISO 8601 date-time or an epoch integer",
         });
         return z.NEVER;
       }

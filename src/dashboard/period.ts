@@ -1,4 +1,4 @@
-import { DAY_MS, dayOf, parseInstant } from "../reports/period.js";
+import { DAY_MS, dayOf, instantProblem, parseInstant } from "../reports/period.js";
 
 /** The period picker's choices; every one is whole UTC days. */
 export const periodKinds = ["day", "week", "month", "custom"] as const;
@@ -113,7 +113,9 @@ export function periodOf(query: PeriodQuery, now: number): DashboardPeriod {
       throw new PeriodError(field, `${field}: write the date as YYYY-MM-DD`);
     }
     const ms = parseInstant(text);
-    if (ms === null) throw new PeriodError(field, `${field}: ${text} is not a date`);
+    if (ms === null) {
+      throw new PeriodError(field, `${field}: ${instantProblem(text) ?? `${text} is not a date`}`);
+    }
     return ms / DAY_MS;
   };
   const fromDay = day("from");

@@ -2,7 +2,7 @@ import cliProgress from "cli-progress";
 import { type Store, setBusyTimeout } from "../db/client.js";
 import { AppError } from "../errors.js";
 import { outFile, refuseUnwritableOut, writeFileWhole } from "../file-output.js";
-import { parseDuration, windowFromFlags } from "../reports/period.js";
+import { durationRefusal, parseDuration, windowFromFlags } from "../reports/period.js";
 import {
   type NightlyOptions,
   type NightlyProgress,
@@ -46,7 +46,7 @@ export function verifyWindow(flags: VerifyFlags, now: number) {
   const { from, to } = windowFromFlags(flags, now);
   const timeoutMs =
     flags.timeout === undefined ? DEFAULT_VERIFY_TIMEOUT_MS : parseDuration(flags.timeout);
-  if (timeoutMs === null) throw bad("timeout", `not a duration like 30m: ${flags.timeout}`);
+  if (timeoutMs === null) throw bad("timeout", durationRefusal(flags.timeout ?? "", "30m"));
   // A timer cannot wait longer (Node fires it at once instead); a run that long is a mistake.
   if (timeoutMs > MAX_VERIFY_TIMEOUT_MS) {
     throw bad("timeout", `at most 24d (a run's timers wait no longer): ${flags.timeout}`);

@@ -4,7 +4,7 @@
  */
 
 import { AppError } from "../errors.js";
-import { parseZonedDateTime } from "../instant.js";
+import { parseZonedDateTime, utcDay } from "../instant.js";
 
 const DAY_MS = 86_400_000;
 
@@ -16,6 +16,13 @@ const DAY_MS = 86_400_000;
  * that do not exist (2026-02-30), so a typo is an error rather than a silently shifted period.
  */
 export function parseInstant(text: string): number | null {
+  const ms = calendarInstant(text);
+  // Epoch integers start at 0; a date before it is no time any receipt or chain record has.
+  return ms !== null && ms >= 0 ? ms : null;
+}
+
+/** `parseInstant` without its lower bound: what the text names, if anything. */
+function calendarInstant(text: string): number | null {
   const value = text.trim();
   // A date in ISO 8601's basic format (`date +%Y%m%d`) is no instant here: read as epoch
   // seconds it put the period in 1970 without a word (`verify` judged nothing and exited 0).
@@ -26,10 +33,30 @@ export function parseInstant(text: string): number | null {
   const dateOnly = /^(\d{4})-(\d{2})-(\d{2})$/.exec(value);
   if (dateOnly) {
     const [, y, m, d] = dateOnly;
-    const ms = Date.UTC(Number(y), Number(m) - 1, Number(d));
-    return new Date(ms).toISOString().slice(0, 10) === value ? ms : null;
+    return utcDay(Number(y), Number(m), Number(d));
   }
   return parseZonedDateTime(value);
+}
+
+/**
+ * Why `parseInstant` refuses text that looks like an instant, or null when there is no more
+ * to say than "not a date". "Not a date" misled for `0001-01-01` (a date, before 1970), for
+ * `2026-02-30` (shaped as one) and for 14 digits (an integer, but no epoch time).
+ */
+export function instantProblem(text: string): string | null {
+  const value = text.trim();
+  const ms = calendarInstant(value);
+  if (ms !== null && ms < 0) {
+    return `${value} is before 1970-01-01, the epoch: no receipt or chain record is older (write 1970-01-01 for "from the start")`;
+  }
+  if (/^\d{14,}$/.test(value)) {
+    return `${value} has ${value.length} digits: an epoch integer is seconds (up to 10 digits) or milliseconds (11 to 13)`;
+  }
+  const shaped = /^(\d{4})-(\d{2})-(\d{2})(T|$)/i.exec(value);
+  if (shaped && utcDay(Number(shaped[1]), Number(shaped[2]), Number(shaped[3])) === null) {
+    return `${shaped[1]}-${shaped[2]}-${shaped[3]} is no day of the calendar (month 01 to 12, day 01 to the month's last)`;
+  }
+  return null;
 }
 
 /**
@@ -50,9 +77,10 @@ export function basicFormatDate(text: string): string | null {
 /** The reason given for an instant that `parseInstant` refuses, with a hint for basic dates. */
 export function instantRefusal(text: string): string {
   const date = basicFormatDate(text);
-  return date === null
-    ? `not a date or ISO 8601 date-time: ${text}`
-    : `${text} is a date without its dashes: write it ${date} (eight digits are not read as epoch seconds)`;
+  if (date !== null) {
+    return `${text} is a date without its dashes: write it ${date} (eight digits are not read as epoch seconds)`;
+  }
+  return instantProblem(text) ?? `not a date or ISO 8601 date-time: ${text}`;
 }
 
 /** ISO 8601 text of an instant in UTC. */
@@ -86,6 +114,16 @@ export function parseDuration(text: string): number | null {
   const factor = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: DAY_MS }[match[2] as string];
   const ms = Math.round(Number(match[1]) * (factor ?? 0));
   return ms > 0 ? ms : null;
+}
+
+/**
+ * Why `parseDuration` refuses `text`: a duration of zero (`0h`, `0.0001ms`) is named as one,
+ * where "not a duration like 24h" sent its writer looking for a wrong unit.
+ */
+export function durationRefusal(text: string, example: string): string {
+  return /^\d+(?:\.\d+)?(ms|s|m|h|d)$/.test(text.trim())
+    ? `must be more than 0 (at least 1ms): ${text}`
+    : `not a duration like ${example}: ${text}`;
 }
 
 /** Flags of the commands that take a window (`verify`, `report reconciliation`). */
@@ -136,7 +174,7 @@ export function windowFromFlags(flags: WindowFlags, now: number): { from: number
     if (ms === null) {
       throw bad(
         "since",
-        `not a duration like 24h, 90m or 7d: ${flags.since}${flags.since === "yesterday" ? " (the previous UTC day is --window yesterday)" : ""}`,
+        `${durationRefusal(flags.since, "24h, 90m or 7d")}${flags.since === "yesterday" ? " (the previous UTC day is --window yesterday)" : ""}`,
       );
     }
     if (ms > now) throw bad("since", `reaches back before 1970: ${flags.since}`);
