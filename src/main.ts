@@ -65,6 +65,12 @@ export interface ServiceOptions {
    * listened, and the verifier moved to it and on again. Default: at once.
    */
   leadAfter?: Promise<unknown>;
+  /**
+   * Whether start-up says what in the configuration will refuse work (PROXY_REQUIRE_TOKEN with
+   * no token to open the proxy). Default true; a cluster's workers leave it to the primary,
+   * which says it once where each worker said it again.
+   */
+  startupWarnings?: boolean;
 }
 
 /**
@@ -91,7 +97,7 @@ const LEASE_BUSY_TIMEOUT_MS = 0;
  * Said at start: with PROXY_REQUIRE_TOKEN on and no live `ingest` or `admin` token, every
  * request to `/v1/*` is refused 401, which read as a proxy fault rather than a missing token.
  */
-async function warnWithoutProxyTokens(store: Store, log: Logger): Promise<void> {
+export async function warnWithoutProxyTokens(store: Store, log: Logger): Promise<void> {
   const live = (await listTokens(store)).filter(
     (t) => t.revokedAt === null && roleSatisfies(t.role, "ingest"),
   );
@@ -130,7 +136,9 @@ export async function startService(
     const store = await openStore(config, { busyTimeoutMs: 10_000 });
     stops.push(() => store.close());
     setBusyTimeout(store, SERVE_BUSY_TIMEOUT_MS);
-    if (config.PROXY_REQUIRE_TOKEN) await warnWithoutProxyTokens(store, log);
+    if (config.PROXY_REQUIRE_TOKEN && options.startupWarnings !== false) {
+      await warnWithoutProxyTokens(store, log);
+    }
     if (store.kind === "sqlite") {
       const checkpointer = startWalCheckpointer(store, { log });
       stops.push(() => checkpointer.close());

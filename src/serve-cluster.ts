@@ -9,7 +9,7 @@ import type { Config } from "./config.js";
 import { openStore } from "./db/open.js";
 import { AppError } from "./errors.js";
 import { createLogger, type Logger } from "./log.js";
-import { startService } from "./main.js";
+import { startService, warnWithoutProxyTokens } from "./main.js";
 import { validateCronExpression } from "./nightly/cron.js";
 import {
   COLLECT_TIMEOUT_MS,
@@ -290,7 +290,12 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
   loadProfile(config.AUDIT_PROFILE);
   if (config.VERIFY_CRON) validateCronExpression(config.VERIFY_CRON);
   const store = await openStore(config, { busyTimeoutMs: 10_000, poolSize: 1 });
-  await store.close();
+  try {
+    // Said once, here: the workers do not say it (each did, once per worker and restart).
+    if (config.PROXY_REQUIRE_TOKEN) await warnWithoutProxyTokens(store, log);
+  } finally {
+    await store.close();
+  }
 
   const here = import.meta.url;
   const exec = fileURLToPath(
@@ -699,6 +704,7 @@ export function runWorker(): void {
       flush = logger.flush;
       startService(m.config, log, {
         background: "leader",
+        startupWarnings: false,
         metrics: clusterMetrics,
         leadAfter: serving,
       }).then(

@@ -89,3 +89,22 @@ describe("serve's log when a worker cannot listen", () => {
     }
   });
 });
+
+// `serve --workers 3` with PROXY_REQUIRE_TOKEN and no token said the warning three times, once
+// per worker (and again at each restart): the primary says it once.
+describe("serve's log with PROXY_REQUIRE_TOKEN and workers", () => {
+  it("warns once, from the primary, not from each worker", async () => {
+    const warning = (l: Record<string, unknown>) =>
+      typeof l.msg === "string" && l.msg.startsWith("PROXY_REQUIRE_TOKEN is on but no live");
+    const db = join(mkdtempSync(join(tmpdir(), "decentral-audit-log-")), "audit.db");
+    serve = startCli(["serve", "--port", "0", "--db", db], {
+      WORKERS: "2",
+      LEDGER_POLL_MS: "0",
+      SOLANA_RPC_URLS: "http://127.0.0.1:9",
+      PROXY_REQUIRE_TOKEN: "1",
+    });
+    await serve.waitForLog((l) => l.msg === "serve cluster ready");
+    expect(serve.logs.filter((l) => l.msg === "decentral-audit listening")).toHaveLength(2);
+    expect(serve.logs.filter(warning)).toHaveLength(1);
+  });
+});
