@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { QuorumStatus } from "../chain/quorum.js";
 import type { Store } from "../db/client.js";
 import { verdicts } from "../db/schema.js";
+import { registerEventLoopDelay } from "../event-loop-delay.js";
 import { ledgerLagSeconds } from "../ledger/totals.js";
 import { type JobsApiCallOutcome, jobsApiCallCounts } from "../recorder/jobs-api.js";
 import { countJobsByVerdict, oldestOpenJob } from "../reports/reconciliation.js";
@@ -215,6 +216,7 @@ export function createMetrics(sources: MetricSources) {
     },
   });
 
+  registerEventLoopDelay(registry);
   const proxyLatency = new Histogram({
     name: "decentral_audit_proxy_duration_seconds",
     help: "Recording proxy: time from request to the end of the upstream response.",
