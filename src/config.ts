@@ -286,6 +286,12 @@ export const configSchema = z.object({
     // Checked with every other key: checked later, as serve started, a bad expression stopped it
     // alone, and the other bad keys came one run at a time.
     .refine(isCronExpression, "not a cron expression (five or six fields, UTC)")
+    // `0 2 31 2 *` (31 February) parses and never fires: serve started and said it scheduled
+    // the nightly verification, which never ran.
+    .refine(
+      (expression) => !isCronExpression(expression) || cronFires(expression),
+      "never fires (no such day, as 31 February): the nightly verification would never run",
+    )
     .optional(),
   /** pino log level. Default info. */
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
@@ -298,6 +304,16 @@ function isCronExpression(expression: string): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/** Whether the expression has a next fire time (croner looks years ahead for one). */
+function cronFires(expression: string): boolean {
+  const cron = new Cron(expression, { timezone: "UTC", paused: true });
+  try {
+    return cron.nextRun() !== null;
+  } finally {
+    cron.stop();
   }
 }
 

@@ -151,3 +151,18 @@ describe("SOLANA_RPC_URLS naming one host with and without its trailing dot", ()
     ]);
   });
 });
+
+// VERIFY_CRON="0 2 31 2 *" (31 February) parsed, so serve started with a nightly verification
+// that never ran, and no one was told.
+describe("VERIFY_CRON that never fires", () => {
+  it("is refused naming the setting, as a cron expression that does not parse is", () => {
+    for (const expression of ["0 2 31 2 *", "0 0 30 2 *", "0 0 0 31 4 *"]) {
+      expect(() => loadConfig({ VERIFY_CRON: expression }), expression).toThrow(
+        /VERIFY_CRON: never fires/,
+      );
+    }
+    // A leap day fires, once in four years.
+    expect(loadConfig({ VERIFY_CRON: "0 2 29 2 *" }).VERIFY_CRON).toBe("0 2 29 2 *");
+    expect(loadConfig({ VERIFY_CRON: "@daily" }).VERIFY_CRON).toBe("@daily");
+  });
+});
