@@ -196,12 +196,20 @@ export const configSchema = z.object({
           });
           continue;
         }
-        if (second === undefined) vaults.push(address);
-        else if (!/^[0-9a-f]{16}$/.test(first!)) {
+        if (second === undefined) {
+          // Listed twice, one vault read as two: a key's snapshot found no single vault to use.
+          if (vaults.includes(address)) {
+            ctx.addIssue({ code: "custom", message: `lists ${address} twice` });
+          } else vaults.push(address);
+        } else if (!/^[0-9a-f]{16}$/.test(first!)) {
           ctx.addIssue({
             code: "custom",
             message: `${JSON.stringify(first)} is not a 16-hex-digit key fingerprint`,
           });
+        } else if (Object.hasOwn(byKey, first!)) {
+          // Pinned twice, the last pin won without a word: the other vault's locks then read
+          // as a discrepancy of a vault not the key's.
+          ctx.addIssue({ code: "custom", message: `pins key ${first} twice; pin each key once` });
         } else byKey[first!] = address;
       }
       return { vaults, byKey };

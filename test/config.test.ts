@@ -166,3 +166,22 @@ describe("VERIFY_CRON that never fires", () => {
     expect(loadConfig({ VERIFY_CRON: "@daily" }).VERIFY_CRON).toBe("@daily");
   });
 });
+
+// CREDIT_VAULTS="A,A" was read as two vaults, so a key's account snapshot found no single vault
+// of the deployment; "fp:A,fp:B" pinned the key to B without a word about A.
+describe("CREDIT_VAULTS naming a vault or a key twice", () => {
+  it("is refused naming what is listed twice", () => {
+    const a = "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM";
+    const b = "7xKXtg2CW87d97TXJSDpbD5jBkheTqA83TZRuJosgAsU";
+    expect(() => loadConfig({ CREDIT_VAULTS: `${a}, ${a}` })).toThrow(
+      new RegExp(`CREDIT_VAULTS: lists ${a} twice`),
+    );
+    expect(() =>
+      loadConfig({ CREDIT_VAULTS: `0123456789abcdef:${a},0123456789abcdef:${b}` }),
+    ).toThrow(/CREDIT_VAULTS: pins key 0123456789abcdef twice/);
+    expect(loadConfig({ CREDIT_VAULTS: `${a},0123456789abcdef:${a}` }).CREDIT_VAULTS).toEqual({
+      vaults: [a],
+      byKey: { "0123456789abcdef": a },
+    });
+  });
+});
