@@ -166,7 +166,20 @@ export const configSchema = z.object({
   /** Signatures per getSignatureStatuses call, 1..256. Default 256. */
   RPC_STATUS_BATCH_SIZE: wholeNumber(1, 256).default(256),
   /** Upstream Decentral API that the recording proxy forwards to. */
-  DECENTRAL_BASE_URL: z.url({ protocol: /^https?$/ }).default("https://api.usedecentral.org/v1"),
+  DECENTRAL_BASE_URL: z
+    .url({ protocol: /^https?$/ })
+    // The proxy and the jobs API take only its path (a query, a fragment or a user:password
+    // went nowhere), while the account snapshot's fetch put `/account` after the query, or
+    // threw on the password: refused, as neither is a base to put a path under.
+    .refine((text) => {
+      const url = URL.canParse(text) ? new URL(text) : null;
+      return url === null || (url.username === "" && url.password === "");
+    }, "holds a user or password: Decentral is authenticated by the caller's key, not the URL")
+    .refine(
+      (text) => !URL.canParse(text) || !/[?#]/.test(text),
+      "holds a query or fragment: give the API root alone, e.g. https://api.usedecentral.org/v1",
+    )
+    .default("https://api.usedecentral.org/v1"),
   /** Decentral API key for the background settlement backfill (jobs API). Optional. */
   DECENTRAL_API_KEY: z
     .string()

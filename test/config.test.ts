@@ -185,3 +185,26 @@ describe("CREDIT_VAULTS naming a vault or a key twice", () => {
     });
   });
 });
+
+// DECENTRAL_BASE_URL="https://api.example/v1?x=1" was taken: the proxy dropped the query, and the
+// account snapshot asked `https://api.example/v1?x=1/account`; a user:password went nowhere.
+describe("DECENTRAL_BASE_URL with a query, a fragment or credentials", () => {
+  it("is refused, naming the setting and not echoing a password", () => {
+    for (const url of ["https://api.example/v1?x=1", "https://api.example/v1#f"]) {
+      expect(() => loadConfig({ DECENTRAL_BASE_URL: url }), url).toThrow(
+        /DECENTRAL_BASE_URL: holds a query or fragment/,
+      );
+    }
+    let message = "";
+    try {
+      loadConfig({ DECENTRAL_BASE_URL: "https://user:hunter2secret@api.example/v1" });
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toContain("DECENTRAL_BASE_URL: holds a user or password");
+    expect(message).not.toContain("hunter2secret");
+    expect(loadConfig({ DECENTRAL_BASE_URL: "http://127.0.0.1:9/v1/" }).DECENTRAL_BASE_URL).toBe(
+      "http://127.0.0.1:9/v1/",
+    );
+  });
+});
