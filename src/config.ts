@@ -89,7 +89,8 @@ const wholeNumber = (min: number, max = Number.MAX_SAFE_INTEGER) =>
     .trim()
     .regex(/^\d+$/, "must be a whole number in decimal digits")
     .transform(Number)
-    .pipe(z.number().int().min(min).max(max));
+    // No int(): the digits are one already (its check of a number past 2^53 said it again).
+    .pipe(z.number().min(min).max(max));
 
 /**
  * The longest a timer waits, in ms (2^31 − 1, about 24.8 days): Node fires a longer one at

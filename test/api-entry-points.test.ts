@@ -197,3 +197,25 @@ describe("a path that is not UTF-8", () => {
     expect(await page.text()).toContain("not valid UTF-8");
   });
 });
+
+// `limit=9007199254740993` was answered "Too big: expected int to be <=9007199254740991", naming
+// as the most a `limit` takes a number 18 million million times its 500.
+describe("a whole-number parameter past 2^53", () => {
+  it("names the parameter's own bound, in the API and in the configuration", async () => {
+    const api = await createTestApi();
+    for (const path of [
+      "/jobs?limit=9007199254740993",
+      "/reports/discrepancies?from=2026-11-01&to=2026-11-02&limit=99999999999999999999",
+    ]) {
+      const res = await api.get(path);
+      expect(res.status, path).toBe(400);
+      const { error } = (await res.json()) as { error: { message: string; field: string } };
+      expect(error).toMatchObject({ field: "limit" });
+      expect(error.message).toContain("<=500");
+    }
+    const { loadConfig } = await import("../src/config.js");
+    expect(() => loadConfig({ LEDGER_GRACE_SECONDS: "99999999999999999999" })).toThrow(
+      /^invalid configuration:\n {2}LEDGER_GRACE_SECONDS: Too big: expected number to be <=9007199254740991$/,
+    );
+  });
+});
