@@ -230,3 +230,62 @@ describe("a credential header given twice to the proxy", () => {
     }
   });
 });
+
+// `POST http://api.example.:443/v1/...` (the upstream's name, fully qualified) was refused 400
+// invalid_target as another host, where the name without its dot was forwarded.
+describe("an absolute-form target naming the upstream with a trailing dot", () => {
+  it("is forwarded as the upstream's own", async () => {
+    const store = createTestStore();
+    const log = createLogger({ level: "silent" });
+    const paths: string[] = [];
+    const upstream = http.createServer(async (req, res) => {
+      paths.push(req.url ?? "");
+      for await (const _ of req) {
+        // drain the body
+      }
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end("{}");
+    });
+    const up = await listen(upstream);
+    const port = new URL(up.url).port;
+    const proxy = createRecordingProxy({
+      store,
+      log,
+      upstreamBaseUrl: `http://localhost:${port}/v1`,
+    });
+    const served = await listen(http.createServer((req, res) => void proxy.handle(req, res)));
+    const send = (target: string) =>
+      new Promise<number>((resolve, reject) => {
+        const socket = net.connect(Number(new URL(served.url).port), "127.0.0.1");
+        let text = "";
+        socket.on("data", (chunk: Buffer) => {
+          text += chunk.toString();
+        });
+        socket.on("error", reject);
+        socket.on("end", () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0)));
+        socket.write(
+          [
+            `POST ${target} HTTP/1.1`,
+            "host: audit",
+            `authorization: Bearer ${key}`,
+            "content-type: application/json",
+            "content-length: 2",
+            "connection: close",
+            "",
+            "{}",
+          ].join("\r\n"),
+        );
+      });
+    try {
+      expect(await send(`http://localhost.:${port}/v1/models`)).toBe(200);
+      expect(await send(`http://localhost:${port}/v1/models`)).toBe(200);
+      expect(paths).toEqual(["/v1/models", "/v1/models"]);
+      expect(await send(`http://localhostx:${port}/v1/models`)).toBe(400);
+    } finally {
+      await proxy.close();
+      await served.close();
+      await up.close();
+      store.close();
+    }
+  });
+});

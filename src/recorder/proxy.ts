@@ -632,7 +632,14 @@ function originForm(url: string, upstreamHost: string): string | null {
     return null;
   }
   const path = absolute[3] ?? "/";
-  return host === upstreamHost && path.startsWith("/v1/") ? path : null;
+  // `api.example.` is `api.example` fully qualified: the same upstream, not another host.
+  return sameHost(host, upstreamHost) && path.startsWith("/v1/") ? path : null;
+}
+
+/** Two `host[:port]`s with the names' trailing dots aside. */
+function sameHost(a: string, b: string): boolean {
+  const fold = (host: string) => host.replace(/\.+(?=:\d+$|$)/, "");
+  return fold(a) === fold(b);
 }
 
 /**
