@@ -294,3 +294,54 @@ describe("the reader's look-up of transactions already stored", () => {
     expect(found.get(sig("tx3"))?.raw).toBe("raw:tx3");
   }, 30_000);
 });
+
+describe("a receipt group and another host's poll keeping its jobs' verdicts", () => {
+  it("wait for each other instead of one being aborted as a deadlock", async () => {
+    // A poll of still-waiting jobs writes their queue columns only (no verdict, no rollup row);
+    // it locked the jobs' rows in its own order (JA, then JB), the group's receipts came JB first.
+    const ids = ["job_deadlock_keep_a", "job_deadlock_keep_b"] as const;
+    await seedJobs(
+      hostB,
+      ids.map((jobId) => ({ jobId, leaseOwner: "verifier-keep", createdAt: CREATED })),
+    );
+    const keep = (jobId: string): VerdictWrite => ({
+      job: { jobId, verdict: "pending", verdictAt: null, verifyAttempts: 0 },
+      verdict: "pending",
+      nextVerifyAt: CREATED + 60_000,
+      lastError: null,
+      commitment: "confirmed",
+      evaluation: null,
+      checks: null,
+    });
+    const other = (jobId: string) =>
+      recordReceiptsUnit([receipt({ jobId, escrowTx: signature() })], "proxy");
+    const { unit: paused, reached, open } = pause();
+    const writer = openPgWriterConnection(hostA);
+    const verdicts = createVerdictStore(hostB, profile);
+    try {
+      const groupSettled = writer.together([other(ids[1]), paused, other(ids[0])]).then(
+        () => "committed",
+        (error: unknown) => `failed: ${(error as Error).cause ?? error}`,
+      );
+      await reached;
+      const written = verdicts.write(ids.map(keep), {
+        owner: "verifier-keep",
+        runId: null,
+        t: CREATED + 1000,
+      });
+      await backendsWaiting(hostA);
+      open();
+      expect(await groupSettled).toBe("committed");
+      expect(await written).toEqual([false, false]);
+    } finally {
+      open();
+      await writer.close();
+    }
+    // Both receipts reopened their jobs: the poll, run after the group, kept no lease of them.
+    const { rows } = await hostA.pool.query<{ lease_owner: string | null }>(
+      "SELECT lease_owner FROM jobs WHERE job_id = ANY($1) ORDER BY job_id",
+      [ids],
+    );
+    expect(rows).toEqual([{ lease_owner: null }, { lease_owner: null }]);
+  }, 30_000);
+});

@@ -110,8 +110,9 @@ export function createPgVerdictStore(store: PgStore, profile: CustodyProfile): V
       // A job polled again and still waiting keeps its verdict (see `keepsVerdict`): written
       // without the verdict writers' turn, which orders the writers of rollup rows, and this
       // write moves none (the statement trigger runs on every UPDATE of jobs, and finds no
-      // verdict or amount changed). Those left unwritten (the verdict is not the one claimed,
-      // or the lease is gone) take the whole write below.
+      // verdict or amount changed). It still takes the receipt writers' turn (see
+      // `updateKeepingVerdict`). Those left unwritten (the verdict is not the one claimed, or
+      // the lease is gone) take the whole write below.
       const seen = new Set<string>();
       const same = decisions.filter((d) => {
         const first = !seen.has(d.job.jobId);
@@ -167,6 +168,11 @@ async function updateKeepingVerdict(
   owner: string,
   t: number,
 ): Promise<Set<string>> {
+  // The receipt writers' turn first, before any row lock: a receipt group locks the rows of the
+  // jobs its receipts name in the order they came, this write its jobs' rows in its own, and a
+  // group holding one job's row while waiting for another's this write held closed a circle
+  // (PostgreSQL aborted one after deadlock_timeout; the group's callers waited it and a retry).
+  await takeReceiptWriterTurn(tx);
   // Raw SQL: drizzle's update builder has no `UPDATE … FROM unnest(arrays)`.
   const result = await tx.execute<{ job_id: string }>(sql`
     UPDATE jobs SET ${queueColumnsSet(t)}, unproven = NULL
