@@ -173,6 +173,9 @@ function unnestOf<R>(
   return sql`unnest(${sql.join(arrays, sql`, `)}) AS ${sql.raw(alias)} (${sql.raw(names.join(", "))})`;
 }
 
+/** A line's transaction and a job it is to be kept with (`keepWithJobs`). */
+type KeepPair = { signature: string; job: string };
+
 type Classifiable = {
   signature: string;
   delta: bigint;
@@ -645,13 +648,15 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
    * several, each job it would be filed under were that job's memo its only one (see
    * `keepersOf` in src/store/ledger.ts). One guarded UPDATE per line and job: a receipt or an
    * answer writing the same job at once is waited for, and the row re-read, before the guard
-   * holds.
+   * holds. The pairs whose job is not recorded go to `unrecorded`, for `keepWithJobsRecorded`
+   * before the transaction commits.
    */
   async function keepWithJobs(
     tx: PgExecutor,
     vault: string,
     lines: readonly { line: Classifiable; c: { kind: LineKind; jobId: string | null } }[],
     now: number,
+    unrecorded: KeepPair[],
   ): Promise<void> {
     const keep = new Map<string, { signature: string; job: string }>();
     const add = (signature: string, job: string) =>
@@ -678,18 +683,46 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         if (jobKeepingLine(kinds[i]!) === a.job) add(a.line.signature, a.job);
       }
     }
-    const gained: string[] = [];
+    const { open, absent } = await notNamedYet(tx, [...keep.values()]);
+    unrecorded.push(...absent);
+    await keepPairs(tx, open, now);
+  }
+
+  /**
+   * Keeps each signature with its job (guarded, see `keepWithJobPg`) and sends the jobs that
+   * gained one back to the verifier.
+   */
+  async function keepPairs(tx: PgExecutor, pairs: readonly KeepPair[], now: number) {
+    if (pairs.length === 0) return;
     // In job id order, as other writers of several jobs lock them, so two wait, not deadlock.
-    const kept = (await notNamedYet(tx, [...keep.values()])).sort((a, b) =>
-      a.job < b.job ? -1 : a.job > b.job ? 1 : 0,
-    );
+    const sorted = [...pairs].sort((a, b) => (a.job < b.job ? -1 : a.job > b.job ? 1 : 0));
     // After the receipt writers' turn, before the first job row: a receipt group locks its
     // existing jobs in the order its receipts came, not by id, and deadlocked with this.
-    if (kept.length > 0) await takeReceiptWriterTurn(tx);
-    for (const { signature, job } of kept) {
+    await takeReceiptWriterTurn(tx);
+    const gained: string[] = [];
+    for (const { signature, job } of sorted) {
       if ((await keepWithJobPg(tx, job, signature, now)) !== null) gained.push(job);
     }
     if (gained.length > 0) await reopenJobsPg(tx, { jobIds: gained }, now);
+  }
+
+  /**
+   * Keeps the lines whose job was not recorded when `keepWithJobs` read it with that job if it is
+   * recorded now, as the last writes of the transaction. A receipt creating the job committed
+   * after that read, and a verifier claimed the job before this transaction committed: the
+   * claim, which keeps the lines read early (`keepEarlyLinesPg`), saw none of this transaction's,
+   * the job was judged without its unnamed refund and never again. Under the receipt writers'
+   * turn, so a receipt committing later is claimed only after this commit, and sees the lines.
+   */
+  async function keepWithJobsRecorded(
+    tx: PgExecutor,
+    unrecorded: readonly KeepPair[],
+    now: number,
+  ): Promise<void> {
+    if (unrecorded.length === 0) return;
+    await takeReceiptWriterTurn(tx);
+    // A later statement than the turn: it sees every receipt committed before it was granted.
+    await keepPairs(tx, (await notNamedYet(tx, unrecorded)).open, now);
   }
 
   /**
@@ -698,12 +731,13 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
    * lock, its settlement's return), which `keepWithJobPg` leaves alone; its guarded UPDATE per
    * line was a round trip each (a third of a ledger batch's statements) and took the receipt
    * writers' turn for nothing. What is left still goes through the guard, under the row lock.
+   * `absent`: the pairs whose job is not recorded.
    */
   async function notNamedYet(
     tx: PgExecutor,
-    pairs: readonly { signature: string; job: string }[],
-  ): Promise<{ signature: string; job: string }[]> {
-    if (pairs.length === 0) return [];
+    pairs: readonly KeepPair[],
+  ): Promise<{ open: KeepPair[]; absent: KeepPair[] }> {
+    if (pairs.length === 0) return { open: [], absent: [] };
     const rows = await tx
       .select({
         jobId: jobs.jobId,
@@ -716,7 +750,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       .from(jobs)
       .where(sql`${jobs.jobId} = ANY (${textArray([...new Set(pairs.map((p) => p.job))])})`);
     const byId = new Map(rows.map((r) => [r.jobId, r]));
-    return pairs.filter(({ signature, job }) => {
+    const open = pairs.filter(({ signature, job }) => {
       const row = byId.get(job);
       if (row === undefined) return false;
       const named = [row.escrowTx, row.settlementTx, row.apiEscrowTx, row.apiSettlementTx];
@@ -724,6 +758,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         !named.includes(signature) && !(Array.isArray(row.kept) && row.kept.includes(signature))
       );
     });
+    return { open, absent: pairs.filter(({ job }) => !byId.has(job)) };
   }
 
   /**
@@ -736,12 +771,13 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     line: Classifiable,
     c: { kind: LineKind; jobId: string | null },
     now: number,
+    unrecorded: KeepPair[],
   ): Promise<number> {
     await tx
       .update(ledgerLines)
       .set({ kind: c.kind, jobId: c.jobId })
       .where(and(vaultIs(vault), eq(ledgerLines.signature, line.signature)));
-    await keepWithJobs(tx, vault, [{ line, c }], now);
+    await keepWithJobs(tx, vault, [{ line, c }], now, unrecorded);
     return releaseAccounted(tx, vault, jobsALineNames(line, c.jobId));
   }
 
@@ -1015,11 +1051,13 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         deposit_in_units: ["bigint", (l) => l.depositIn ?? null],
       })}
       WHERE l.vault = ${vault} AND l.signature = v.signature AND l.state = 'listed'`);
+    const unrecorded: KeepPair[] = [];
     await keepWithJobs(
       tx,
       vault,
       fresh.map((l, i) => ({ line: asClassifiableRead(l), c: kinds[i]! })),
       now,
+      unrecorded,
     );
     // The jobs whose debits the batch may account for now: released once, after the batch,
     // from what the vault holds for them by then.
@@ -1028,6 +1066,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       vault,
       fresh.flatMap((l, i) => jobsALineNames(asClassifiableRead(l), kinds[i]!.jobId)),
     );
+    await keepWithJobsRecorded(tx, unrecorded, now);
   }
 
   async function review(tx: PgExecutor, vault: string, now: number): Promise<ReviewResult> {
@@ -1039,6 +1078,8 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       headersPassed: 0,
       gaps: 0,
     };
+    // Lines kept with jobs not recorded when read: kept at the end if recorded by then.
+    const unrecorded: KeepPair[] = [];
     const unclassified = await tx
       .select(lineColumns)
       .from(ledgerLines)
@@ -1050,7 +1091,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       unclassified.map((r) => asClassifiable(toLine(r))),
     );
     for (const [i, r] of unclassified.entries()) {
-      await applyKind(tx, vault, asClassifiable(toLine(r)), firstKinds[i]!, now);
+      await applyKind(tx, vault, asClassifiable(toLine(r)), firstKinds[i]!, now, unrecorded);
       result.classified++;
     }
     const again = await tx
@@ -1067,7 +1108,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       const line = toLine(r);
       const c = kindsNow[i]!;
       if (c.kind === line.kind && c.jobId === line.jobId) continue;
-      result.released += await applyKind(tx, vault, asClassifiable(line), c, now);
+      result.released += await applyKind(tx, vault, asClassifiable(line), c, now, unrecorded);
       result.classified++;
     }
     // A line whose memos name several jobs, filed under one: each other job it names that is
@@ -1094,6 +1135,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         c: { kind: line.kind!, jobId: line.jobId },
       })),
       now,
+      unrecorded,
     );
     // An open lock read before either key was pinned is checked again: a job that cannot pay
     // from this vault now does not keep another customer's debit as its lock. So is a released
@@ -1125,7 +1167,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     for (const [i, line] of openLocks.entries()) {
       const c = locksNow[i]!;
       if (c.kind !== line.kind || c.jobId !== line.jobId) {
-        result.released += await applyKind(tx, vault, asClassifiable(line), c, now);
+        result.released += await applyKind(tx, vault, asClassifiable(line), c, now, unrecorded);
         result.classified++;
       }
       if (c.kind === "lock" && c.jobId !== null) openJobs.add(c.jobId);
@@ -1222,6 +1264,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       }
     }
     result.reopened = await reopenJobsPg(tx, { jobIds: reopen }, now);
+    await keepWithJobsRecorded(tx, unrecorded, now);
     return result;
   }
 
