@@ -11,7 +11,7 @@ import { backendsWaiting, openHost, pause, shortDeadlockTimeout } from "./suppor
 import { statementsSentBy } from "./support/pg-statements.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { receipt, signature } from "./support/recorder-fixtures.js";
-import { seedJob } from "./support/seed-ledger.js";
+import { seedCheck, seedJob } from "./support/seed-ledger.js";
 import { seedJobs } from "./support/seed-verdicts.js";
 
 /**
@@ -343,5 +343,90 @@ describe("a receipt group and another host's poll keeping its jobs' verdicts", (
       [ids],
     );
     expect(rows).toEqual([{ lease_owner: null }, { lease_owner: null }]);
+  }, 30_000);
+});
+
+describe("a review's credits header checks", () => {
+  it("read the vault's lines once for every lock, not once per lock, and decide each", async () => {
+    const vault = "HeaderPartVau1tXXXXXXXXXXXXXXXXXXXXXXXXXXXX";
+    const sig = (name: string) => fakeSignature(`header-part:${name}`);
+    const at = Date.UTC(2026, 10, 7, 12) / 1000;
+    const ids = Array.from({ length: 10 }, (_, i) => `job_header_part_${i}`);
+    // Jobs 3 and 7 answered a header no balance of their span matches; 0 to 2 were verified
+    // before the vault was read (their header check a skip naming the vault).
+    const wrong = new Set([3, 7]);
+    const skipped = [0, 1, 2];
+    let balance = 50_000_000n;
+    const lines: LineRead[] = [];
+    for (const [i, jobId] of ids.entries()) {
+      const pre = balance;
+      balance -= 100_000n;
+      await seedJob(hostB, {
+        jobId,
+        escrowTx: sig(`lock:${jobId}`),
+        recordedAt: (at + i * 10 + 5) * 1000,
+        creditsRemainingUnits: wrong.has(i) ? 7n : balance,
+      });
+      lines.push({
+        signature: sig(`lock:${jobId}`),
+        blockTime: at + i * 10,
+        succeeded: true,
+        pre,
+        post: balance,
+        delta: -100_000n,
+        memo: null,
+        memoKind: null,
+        memoJobId: null,
+        opened: false,
+      });
+    }
+    for (const i of skipped) {
+      await seedCheck(hostB, {
+        jobId: ids[i]!,
+        name: "credits.header",
+        outcome: "skip",
+        expected: { vault },
+        at: (at + 60) * 1000,
+      });
+    }
+    const ledger = createLedgerStore(hostB);
+    const now = (at + 3600) * 1000;
+    const seen = await ledger.cursor(vault, now);
+    const page = [...lines].reverse().map((l, i) => ({
+      signature: l.signature,
+      slot: 4000 - i,
+      blockTime: l.blockTime,
+      err: null,
+    }));
+    await ledger.storePage(vault, seen, page, true, now, now);
+    await ledger.recordReads(vault, lines, [], now);
+    const sent = await statementsSentBy(() => ledger.review(vault, now));
+    const spanReads = sent.filter((s) => /^select "ord", "block_time", "post_units"/i.test(s.text));
+    const headerReads = sent.filter((s) => /"credits_remaining_units"/i.test(s.text));
+    const checkWrites = sent.filter((s) => /^\s*update "?check_results/i.test(s.text));
+    expect({
+      spanReads: spanReads.length <= 2,
+      headerReads: headerReads.length <= 2,
+      checkWrites: checkWrites.length,
+    }).toEqual({ spanReads: true, headerReads: true, checkWrites: 1 });
+    const { rows } = await hostB.pool.query<{ signature: string; header_ok: boolean | null }>(
+      "SELECT signature, header_ok FROM ledger_lines WHERE vault = $1",
+      [vault],
+    );
+    const okOf = new Map(rows.map((r) => [r.signature, r.header_ok]));
+    expect(ids.map((jobId) => okOf.get(sig(`lock:${jobId}`)))).toEqual(
+      ids.map((_, i) => !wrong.has(i)),
+    );
+    const checks = await hostB.pool.query<{ job_id: string; outcome: string; actual: unknown }>(
+      "SELECT job_id, outcome, actual FROM check_results WHERE name = 'credits.header' AND job_id = ANY($1) ORDER BY job_id",
+      [ids],
+    );
+    expect(checks.rows).toEqual(
+      skipped.map((i) => ({
+        job_id: ids[i],
+        outcome: "pass",
+        actual: { balanceUnits: String(50_000_000n - 100_000n * BigInt(i + 1)) },
+      })),
+    );
   }, 30_000);
 });

@@ -17,6 +17,7 @@ import {
   type SQL,
   sql,
 } from "drizzle-orm";
+import { PgTransaction } from "drizzle-orm/pg-core";
 import type { PgStore } from "../../db/pg/client.js";
 import {
   chainTransactions,
@@ -95,6 +96,8 @@ const ORD_SPAN = 1_000_000_000;
 const DAY = 86_400;
 /** Rows per multi-row statement (well under PostgreSQL's 65,535 parameters). */
 const BATCH = 500;
+/** Lines a span read asks for at a time (`spansFrom`). */
+const SPAN_PAGE = 1000;
 /** First key of the two-key advisory lock of a vault's ledger writes (second: hashtext(vault)). */
 const VAULT_LOCK_CLASS = 1_049_101;
 
@@ -277,14 +280,28 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     return row;
   }
 
-  /** Whether any API key is pinned to `vault` (see `canPayFrom`). */
-  async function isPinned(q: PgExecutor, vault: string): Promise<boolean> {
-    const rows = await q
-      .select({ one: sql<number>`1` })
-      .from(creditVaults)
-      .where(eq(creditVaults.vault, vault))
-      .limit(1);
-    return rows.length > 0;
+  /**
+   * Whether any API key is pinned to `vault` (see `canPayFrom`), read once per transaction: a
+   * batch's classification and its releases read it each (a round trip per batch more), and
+   * judged by what each read, which a key pinned on another host between the two could change.
+   */
+  const pinnedIn = new WeakMap<object, Map<string, Promise<boolean>>>();
+  function isPinned(q: PgExecutor, vault: string): Promise<boolean> {
+    const read = async () => {
+      const rows = await q
+        .select({ one: sql<number>`1` })
+        .from(creditVaults)
+        .where(eq(creditVaults.vault, vault))
+        .limit(1);
+      return rows.length > 0;
+    };
+    // Outside a transaction (the pool), each read is its own.
+    if (!(q instanceof PgTransaction)) return read();
+    let byVault = pinnedIn.get(q);
+    if (byVault === undefined) pinnedIn.set(q, (byVault = new Map()));
+    let pinned = byVault.get(vault);
+    if (pinned === undefined) byVault.set(vault, (pinned = read()));
+    return pinned;
   }
 
   /**
@@ -834,29 +851,126 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     return { balances, covered };
   }
 
-  /** The credits header of the lock at `lock` against the balances up to the job's response. */
-  async function headerCheck(
+  /**
+   * `spanFrom` of many spans of one vault at once: the vault's lines are read once, a page at a
+   * time from the first span's lock, each span taking what it would have read alone, until
+   * every span has ended (or its header matched). A review or a statement checks every open
+   * lock's header: one span each was two or three round trips a lock, most of a ledger round.
+   */
+  async function spansFrom(
     q: PgExecutor,
     vault: string,
-    lock: LedgerLineRow,
+    asks: readonly { lockOrd: number; recordedAt: number; header: bigint | null }[],
     finalThrough: number | null,
-  ): Promise<HeaderCheck | null> {
-    if (lock.jobId === null) return null;
-    const [job] = await q
-      .select({ header: jobs.creditsRemainingUnits, recordedAt: jobs.recordedAt })
+  ): Promise<{ balances: bigint[]; covered: boolean }[]> {
+    const spans = asks.map((a) => ({
+      ...a,
+      until: Math.floor(a.recordedAt / 1000),
+      balances: [] as bigint[],
+      first: true,
+      unread: false,
+      ended: false,
+      matched: false,
+    }));
+    const order = [...spans].sort((a, b) => a.lockOrd - b.lockOrd);
+    let waiting = spans.length;
+    let started = 0;
+    let active: typeof spans = [];
+    let ord = order[0]?.lockOrd ?? 0;
+    while (waiting > 0) {
+      const rows = await q
+        .select({
+          ord: ledgerLines.ord,
+          blockTime: ledgerLines.blockTime,
+          postUnits: ledgerLines.postUnits,
+          state: ledgerLines.state,
+        })
+        .from(ledgerLines)
+        .where(and(vaultIs(vault), gte(ledgerLines.ord, ord)))
+        .orderBy(asc(ledgerLines.ord))
+        .limit(SPAN_PAGE);
+      for (const r of rows) {
+        // Each span starts at the first line at or after its lock (the lock's own line).
+        while (started < order.length && order[started]!.lockOrd <= r.ord) {
+          active.push(order[started++]!);
+        }
+        for (const span of active) {
+          if (span.ended || span.matched) continue;
+          if (!span.first && (r.blockTime === null || r.blockTime > span.until)) {
+            span.ended = true;
+            waiting--;
+            continue;
+          }
+          span.first = false;
+          if (r.state === "listed") span.unread = true;
+          if (r.postUnits === null) continue;
+          span.balances.push(r.postUnits);
+          // As `spanFrom`: what lies past the balance a header matches is never asked.
+          if (span.header !== null && headerMatches(span.header, r.postUnits)) {
+            span.matched = true;
+            waiting--;
+          }
+        }
+        active = active.filter((span) => !span.ended && !span.matched);
+        ord = r.ord + 1;
+        if (waiting === 0) break;
+      }
+      if (rows.length < SPAN_PAGE) break;
+    }
+    return spans.map((span) => ({
+      balances: span.balances,
+      covered:
+        span.matched ||
+        (!span.unread && (span.ended || finalCovers(finalThrough, span.recordedAt))),
+    }));
+  }
+
+  /**
+   * The credits header of each lock against the balances up to its job's response (null for a
+   * lock of no job or a job with no header), in `locks`' order: one read of the jobs, then
+   * `spansFrom`.
+   */
+  async function headerChecks(
+    q: PgExecutor,
+    vault: string,
+    locks: readonly LedgerLineRow[],
+    finalThrough: number | null,
+  ): Promise<(HeaderCheck | null)[]> {
+    const ids = [...new Set(locks.flatMap((l) => (l.jobId === null ? [] : [l.jobId])))];
+    if (ids.length === 0) return locks.map(() => null);
+    const rows = await q
+      .select({
+        jobId: jobs.jobId,
+        header: jobs.creditsRemainingUnits,
+        recordedAt: jobs.recordedAt,
+      })
       .from(jobs)
-      .where(eq(jobs.jobId, lock.jobId));
-    const header = job?.header ?? null;
-    if (!job || header === null) return null;
-    const span = await spanFrom(q, vault, lock.ord, job.recordedAt, finalThrough, header);
-    const at = span.balances.findIndex((b) => headerMatches(header, b));
-    return {
-      jobId: lock.jobId,
-      headerUnits: header,
-      balancesUnits: at >= 0 ? span.balances.slice(0, at) : span.balances,
-      matched: at >= 0,
-      decided: at >= 0 || span.covered,
-    };
+      .where(sql`${jobs.jobId} = ANY (${textArray(ids)})`);
+    const jobOf = new Map(rows.map((r) => [r.jobId, r]));
+    const asked = locks.flatMap((lock) => {
+      const job = lock.jobId === null ? undefined : jobOf.get(lock.jobId);
+      if (job === undefined || job.header === null) return [];
+      return [{ lock, header: job.header, recordedAt: job.recordedAt }];
+    });
+    const spans = await spansFrom(
+      q,
+      vault,
+      asked.map((a) => ({ lockOrd: a.lock.ord, recordedAt: a.recordedAt, header: a.header })),
+      finalThrough,
+    );
+    const checkOf = new Map<LedgerLineRow, HeaderCheck>();
+    for (const [i, { lock, header }] of asked.entries()) {
+      const span = spans[i]!;
+      const at = span.balances.findIndex((b) => headerMatches(header, b));
+      checkOf.set(lock, {
+        jobId: lock.jobId!,
+        headerUnits: header,
+        balancesUnits: at >= 0 ? span.balances.slice(0, at) : span.balances,
+        matched: at >= 0,
+        decided: at >= 0 || span.covered,
+      });
+    }
+    return locks.map((lock) => checkOf.get(lock) ?? null);
   }
 
   /** The span of a job's lock (`signature`) in `vault`; nothing known while it is not read. */
@@ -1176,21 +1290,24 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     const cursor = await cursorRow(tx, vault);
     const finalThrough = cursor?.finalThrough ?? null;
     // The partial index's own predicate, then the undecided among them.
-    const headerOpen = await locksWhere(
-      sql`${ledgerLines.headerOk} IS NOT TRUE AND ${ledgerLines.headerOk} IS NULL`,
-    );
-    for (const r of headerOpen) {
-      const line = toLine(r);
-      const check = await headerCheck(tx, vault, line, finalThrough);
-      let ok: boolean;
-      if (check === null || check.matched) ok = true;
-      else if (check.decided) ok = false;
-      else continue;
-      await tx
-        .update(ledgerLines)
-        .set({ headerOk: ok })
-        .where(and(vaultIs(vault), eq(ledgerLines.signature, line.signature)));
-      result.headersDecided++;
+    const headerOpen = (
+      await locksWhere(sql`${ledgerLines.headerOk} IS NOT TRUE AND ${ledgerLines.headerOk} IS NULL`)
+    ).map(toLine);
+    const checks = await headerChecks(tx, vault, headerOpen, finalThrough);
+    const decided = headerOpen.flatMap((line, i) => {
+      const check = checks[i]!;
+      if (check === null || check.matched) return [{ signature: line.signature, ok: true }];
+      return check.decided ? [{ signature: line.signature, ok: false }] : [];
+    });
+    if (decided.length > 0) {
+      // Raw SQL: drizzle's update builder has no `UPDATE … FROM unnest(arrays)`.
+      await tx.execute(sql`UPDATE ledger_lines AS l SET header_ok = d.ok
+        FROM ${unnestOf(decided, "d", {
+          signature: ["text", (d) => d.signature],
+          ok: ["boolean", (d) => d.ok],
+        })}
+        WHERE l.vault = ${vault} AND l.signature = d.signature`);
+      result.headersDecided += decided.length;
     }
     const from = cursor?.chainedOrd ?? -1;
     const walked = await walk(tx, vault, from, async (gap) => {
@@ -1236,32 +1353,55 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     // The receipt writers' turn before these check rows and the jobs reopened below, as the
     // verdict writers take it before their jobs and check rows (see `keepWithJobs`).
     if (waiting.length > 0) await takeReceiptWriterTurn(tx);
-    for (const j of waiting) {
-      if (j.lockTx === null || j.header === null) continue;
-      const header = j.header;
-      const span = await spanOfLock(tx, vault, j.lockTx, j.recordedAt, finalThrough, header);
-      const matched = span.balances.find((b) => headerMatches(header, b));
+    // Each job's span from its lock, nothing while the lock is not read (`spanOfLock`): the
+    // locks in one read, the spans in one pass.
+    const lockTxs = [...new Set(waiting.flatMap((j) => (j.lockTx === null ? [] : [j.lockTx])))];
+    const lockLines =
+      lockTxs.length === 0
+        ? []
+        : await tx
+            .select({ signature: ledgerLines.signature, ord: ledgerLines.ord })
+            .from(ledgerLines)
+            .where(
+              and(
+                vaultIs(vault),
+                eq(ledgerLines.state, "read"),
+                sql`${ledgerLines.signature} = ANY (${textArray(lockTxs)})`,
+              ),
+            );
+    const ordOf = new Map(lockLines.map((l) => [l.signature, l.ord]));
+    const spanned = waiting.flatMap((j) => {
+      const lockOrd = j.lockTx === null ? undefined : ordOf.get(j.lockTx);
+      return lockOrd === undefined || j.header === null
+        ? []
+        : [{ ...j, header: j.header, lockOrd }];
+    });
+    const spans = await spansFrom(tx, vault, spanned, finalThrough);
+    const passed: { jobId: string; expected: string; actual: string }[] = [];
+    for (const [i, j] of spanned.entries()) {
+      const span = spans[i]!;
+      const matched = span.balances.find((b) => headerMatches(j.header, b));
       if (matched !== undefined) {
-        await tx
-          .update(checkResults)
-          .set({
-            outcome: "pass",
-            reason: null,
-            expected: { headerUnits: header.toString(), vault },
-            actual: { balanceUnits: matched.toString() },
-            checkedAt: now,
-          })
-          .where(
-            and(
-              eq(checkResults.jobId, j.jobId),
-              eq(checkResults.name, "credits.header"),
-              eq(checkResults.outcome, "skip"),
-            ),
-          );
-        result.headersPassed++;
+        passed.push({
+          jobId: j.jobId,
+          expected: JSON.stringify({ headerUnits: j.header.toString(), vault }),
+          actual: JSON.stringify({ balanceUnits: matched.toString() }),
+        });
       } else if (span.covered) {
         reopen.push(j.jobId);
       }
+    }
+    if (passed.length > 0) {
+      // Raw SQL: drizzle's update builder has no `UPDATE … FROM unnest(arrays)`.
+      await tx.execute(sql`UPDATE check_results AS c SET outcome = 'pass', reason = NULL,
+          expected = p.expected::json, actual = p.actual::json, checked_at = ${now}::bigint
+        FROM ${unnestOf(passed, "p", {
+          job_id: ["text", (p) => p.jobId],
+          expected: ["text", (p) => p.expected],
+          actual: ["text", (p) => p.actual],
+        })}
+        WHERE c.job_id = p.job_id AND c.name = 'credits.header' AND c.outcome = 'skip'`);
+      result.headersPassed += passed.length;
     }
     result.reopened = await reopenJobsPg(tx, { jobIds: reopen }, now);
     await keepWithJobsRecorded(tx, unrecorded, now);
@@ -1758,12 +1898,8 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
             ),
           )
           .orderBy(asc(ledgerLines.ord));
-        const out: HeaderCheck[] = [];
-        for (const line of [...open.map(toLine), ...extra]) {
-          const check = await headerCheck(tx, vault, line, finalThrough);
-          if (check) out.push(check);
-        }
-        return out;
+        const checks = await headerChecks(tx, vault, [...open.map(toLine), ...extra], finalThrough);
+        return checks.filter((check): check is HeaderCheck => check !== null);
       }, snapshot);
     },
     async foreignLines(vault, fromSec, toSec) {
