@@ -112,8 +112,10 @@ export function holdLeaderLease(options: LeaderLeaseOptions): LeaderLease {
       const seen = leading ? undefined : await whileBusy(() => locks.holder(name));
       let holder: LockHolder | null = seen ?? null;
       if (!seen || seen.owner === owner) {
-        // Not ours when another process took it between the two statements: then watched.
-        holder = await whileBusy(() => locks.acquire(name, owner, ttlMs));
+        // Not ours when another process took it between the two statements: then watched. A
+        // claim, never `acquire`: that judged such a lease by its wall-clock expiry, and a host
+        // whose clock ran ahead by more than the TTL took it live (two leaders for a heartbeat).
+        holder = await whileBusy(() => locks.claim(name, owner, ttlMs));
       }
       ours = holder === null;
       if (holder && ownerIsDead(holder.owner)) {

@@ -1,5 +1,5 @@
 import pg from "pg";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { openPostgres } from "../src/db/pg/client.js";
 import { migratePostgres } from "../src/db/pg/migrate.js";
 import { holdLeaderLease } from "../src/leader-lease.js";
@@ -51,5 +51,73 @@ describe("leader lease on PostgreSQL", () => {
       await new Promise((resolve) => setTimeout(resolve, 20));
     expect(lease.isLeader()).toBe(false);
     expect(lost).toBe(1);
+  });
+});
+
+describe("leader lease on PostgreSQL, a host whose wall clock is ahead", () => {
+  const database = usePostgresDatabase();
+
+  it("does not take a lease another host took between its read of no holder and its claim", async () => {
+    const store = openPostgres(database.url);
+    cleanup.push(() => store.close());
+    await migratePostgres(store.pool);
+    // The lease's first read of the lock finds no row; it is held there, then another host
+    // (its clock right) takes the lock, and this host's clock runs an hour ahead.
+    let open!: () => void;
+    let arrive!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const reached = new Promise<void>((resolve) => {
+      arrive = resolve;
+    });
+    const query = pg.Client.prototype.query;
+    let armed = true;
+    pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+      const config = args[0] as { text?: string } | string | undefined;
+      const text = typeof config === "string" ? config : (config?.text ?? "");
+      const done = args.at(-1);
+      // The lock store's prepared statements answer through a callback.
+      if (armed && /^select "owner", "acquired_at"/i.test(text) && typeof done === "function") {
+        armed = false;
+        args[args.length - 1] = (...answer: unknown[]) => {
+          arrive();
+          void gate.then(() => done(...answer));
+        };
+      }
+      return (query as (...a: unknown[]) => unknown).apply(this, args);
+    } as typeof query;
+    cleanup.push(() => {
+      open();
+      pg.Client.prototype.query = query;
+    });
+    const ahead = vi.spyOn(Date, "now");
+    cleanup.push(() => ahead.mockRestore());
+    const lease = holdLeaderLease({
+      store,
+      log: createLogger({ level: "silent" }),
+      heartbeatMs: 50,
+      ttlMs: 400,
+      onGain: () => undefined,
+      onLose: async () => undefined,
+    });
+    cleanup.push(() => lease.stop());
+    await reached;
+    const t = Date.now();
+    await store.pool.query(
+      "INSERT INTO locks (name, owner, acquired_at, expires_at) VALUES ('serve-leader', 'other-host', $1, $2)",
+      [t, t + 60_000],
+    );
+    ahead.mockImplementation(() => t + 3_600_000);
+    open();
+    // A few heartbeats: the other host's lease is live (renewed on its own clock).
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const { rows } = await store.pool.query<{ owner: string }>(
+      "SELECT owner FROM locks WHERE name = 'serve-leader'",
+    );
+    expect({ leading: lease.isLeader(), owner: rows[0]?.owner }).toEqual({
+      leading: false,
+      owner: "other-host",
+    });
   });
 });

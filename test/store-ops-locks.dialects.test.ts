@@ -413,3 +413,23 @@ describe.each(dialects)("%s: a window's jobs", (dialect) => {
     expect((await ops.recordedLateByVerdict(from, to)).discrepancy).toBe(1);
   });
 });
+
+describe.each(dialects)("%s: claiming a lock", (dialect) => {
+  const stores = useDialectStores(dialect);
+
+  it("takes a free lock or renews its own, never another's however long ago it expired", async () => {
+    const locks = createLockStore(await stores.open());
+    expect(await locks.claim("leader", "a", 100, 1000)).toBeNull();
+    expect(await locks.claim("leader", "a", 100, 1050)).toBeNull();
+    expect(await locks.holder("leader")).toEqual({ owner: "a", acquiredAt: 1050, expiresAt: 1150 });
+    // By b's clock, an hour past a's expiry: still a's (a's lease is judged on b's own clock).
+    expect(await locks.claim("leader", "b", 100, 3_600_000)).toEqual({
+      owner: "a",
+      acquiredAt: 1050,
+      expiresAt: 1150,
+    });
+    await locks.release("leader", "a");
+    expect(await locks.claim("leader", "b", 100, 3_600_000)).toBeNull();
+    expect((await locks.holder("leader"))?.owner).toBe("b");
+  });
+});

@@ -23,6 +23,13 @@ export interface LockStore {
    */
   acquire(name: string, owner: string, ttlMs: number, now?: number): Promise<LockHolder | null>;
   /**
+   * `acquire` that never judges another owner's lease by its expiry: takes `name` when nobody
+   * holds it, or renews `owner`'s own lease. For a caller that judges another's lease on its
+   * own monotonic clock (`takeOver`): the expiry is the holder's wall clock against this
+   * host's, and a clock ahead by more than the lease took a live lease.
+   */
+  claim(name: string, owner: string, ttlMs: number, now?: number): Promise<LockHolder | null>;
+  /**
    * Takes `name` from `deadOwner` (known dead, e.g. its pid is gone) for `owner`, whatever the
    * expiry; only if `deadOwner` still holds it, and when `seenAcquiredAt` is given, only if its
    * lease is still the one taken or renewed then (a holder that renewed since was not dead).
@@ -72,6 +79,20 @@ function createSqliteLockStore(store: SqliteStore): LockStore {
       ),
     })
     .prepare();
+  const claim = db
+    .insert(locks)
+    .values({
+      name: sql.placeholder("name"),
+      owner: sql.placeholder("owner"),
+      acquiredAt: sql.placeholder("now"),
+      expiresAt: sql.placeholder("until"),
+    })
+    .onConflictDoUpdate({
+      target: locks.name,
+      set: { acquiredAt: sql`excluded.acquired_at`, expiresAt: sql`excluded.expires_at` },
+      setWhere: eq(locks.owner, sql`excluded.owner`),
+    })
+    .prepare();
   const steal = db
     .update(locks)
     .set({
@@ -116,6 +137,11 @@ function createSqliteLockStore(store: SqliteStore): LockStore {
       const changed = take.run({ name, owner, now, until: now + ttlMs }).changes;
       if (changed === 1) return null;
       // The holder released it between the two statements: report it as free but not ours.
+      return holderOf(name) ?? { owner: "(released meanwhile)", acquiredAt: now, expiresAt: now };
+    },
+    async claim(name, owner, ttlMs, now = Date.now()) {
+      const changed = claim.run({ name, owner, now, until: now + ttlMs }).changes;
+      if (changed === 1) return null;
       return holderOf(name) ?? { owner: "(released meanwhile)", acquiredAt: now, expiresAt: now };
     },
     async takeOver(name, deadOwner, owner, ttlMs, now = Date.now(), seenAcquiredAt) {

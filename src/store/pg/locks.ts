@@ -36,6 +36,22 @@ export function createPgLockStore(store: PgStore): LockStore {
     })
     .returning({ owner: locks.owner })
     .prepare("locks_take");
+  // As `take`, but only a free name or our own lease: another's is never judged by its expiry.
+  const claim = db
+    .insert(locks)
+    .values({
+      name: sql.placeholder("name"),
+      owner: sql.placeholder("owner"),
+      acquiredAt: sql.placeholder("now"),
+      expiresAt: sql.placeholder("until"),
+    })
+    .onConflictDoUpdate({
+      target: locks.name,
+      set: { acquiredAt: sql`excluded.acquired_at`, expiresAt: sql`excluded.expires_at` },
+      setWhere: eq(locks.owner, sql`excluded.owner`),
+    })
+    .returning({ owner: locks.owner })
+    .prepare("locks_claim");
   // UPDATE … WHERE owner = dead RETURNING: only while the dead owner still holds it.
   const steal = db
     .update(locks)
@@ -83,6 +99,13 @@ export function createPgLockStore(store: PgStore): LockStore {
       const won = await take.execute({ name, owner, now, until: now + ttlMs });
       if (won.length === 1) return null;
       // The holder released it between the two statements: report it as free but not ours.
+      return (
+        (await holderOf(name)) ?? { owner: "(released meanwhile)", acquiredAt: now, expiresAt: now }
+      );
+    },
+    async claim(name, owner, ttlMs, now = Date.now()) {
+      const won = await claim.execute({ name, owner, now, until: now + ttlMs });
+      if (won.length === 1) return null;
       return (
         (await holderOf(name)) ?? { owner: "(released meanwhile)", acquiredAt: now, expiresAt: now }
       );
