@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { PgStore } from "../src/db/pg/client.js";
 import { migratePostgres } from "../src/db/pg/migrate.js";
+import { createBackfillStore } from "../src/store/backfill.js";
 import type { CustodyProfile } from "../src/store/custody.js";
+import { createJobsApiStore } from "../src/store/jobs-api.js";
 import { createLedgerStore, type LineRead } from "../src/store/ledger.js";
 import { openPgWriterConnection } from "../src/store/pg/group-commit.js";
 import { recordReceiptsUnit } from "../src/store/receipts.js";
@@ -428,5 +430,94 @@ describe("a review's credits header checks", () => {
         actual: { balanceUnits: String(50_000_000n - 100_000n * BigInt(i + 1)) },
       })),
     );
+  }, 30_000);
+});
+
+describe("a receipt group and another host's jobs API answer reopening a job naming its escrow", () => {
+  it("wait for each other instead of one being aborted as a deadlock", async () => {
+    // The answer locks its job (JX), then reopens the job whose receipt names the escrow it
+    // names (JY); the group's receipts came JY first. Outside a writer (a nightly `verify`'s
+    // settlement backfill), the answer is a transaction of its own.
+    const sig = (name: string) => fakeSignature(`answer-deadlock:${name}`);
+    const at = Date.UTC(2026, 10, 8, 12);
+    const [jx, jy] = ["job_deadlock_answer_x", "job_deadlock_answer_y"] as const;
+    await seedJob(hostB, { jobId: jx, verdict: "pending", recordedAt: at });
+    await seedJob(hostB, { jobId: jy, escrowTx: sig("lock:y"), recordedAt: at });
+    const other = (jobId: string) =>
+      recordReceiptsUnit([receipt({ jobId, escrowTx: signature() })], "proxy");
+    const { unit: paused, reached, open } = pause();
+    const writer = openPgWriterConnection(hostA);
+    try {
+      const groupSettled = writer.together([other(jy), paused, other(jx)]).then(
+        () => "committed",
+        (error: unknown) => `failed: ${(error as Error).cause ?? error}`,
+      );
+      await reached;
+      const answered = createJobsApiStore(hostB).recordAnswer(
+        jx,
+        {
+          status: "completed",
+          creditsChargedUnits: 1_000n,
+          escrowTx: sig("lock:y"),
+          settlementTx: null,
+          worker: null,
+          raw: {},
+        },
+        at + 1000,
+      );
+      await backendsWaiting(hostA);
+      open();
+      expect(await groupSettled).toBe("committed");
+      await answered;
+    } finally {
+      open();
+      await writer.close();
+    }
+    const { rows } = await hostA.pool.query<{ job_id: string; verdict: string }>(
+      "SELECT job_id, verdict FROM jobs WHERE job_id = ANY($1) ORDER BY job_id",
+      [[jx, jy]],
+    );
+    expect(rows.map((r) => r.verdict)).toEqual(["pending", "pending"]);
+  }, 30_000);
+});
+
+describe("a receipt group and another host's settlement backfill pass claiming the same jobs", () => {
+  it("wait for each other instead of one being aborted as a deadlock", async () => {
+    // The pass claims its jobs in id order (JA, then JB) in a transaction of its own (a nightly
+    // `verify` has no writer); the group's receipts came JB first.
+    const at = Date.UTC(2026, 10, 9, 12);
+    const ids = ["job_deadlock_backfill_a", "job_deadlock_backfill_b"] as const;
+    for (const jobId of ids) {
+      await seedJob(hostB, { jobId, verdict: "pending", recordedAt: at });
+    }
+    await hostB.pool.query(
+      "UPDATE jobs SET backfill_state = 'pending', backfill_next_at = $2 WHERE job_id = ANY($1)",
+      [ids, at],
+    );
+    const other = (jobId: string) =>
+      recordReceiptsUnit([receipt({ jobId, escrowTx: signature() })], "proxy");
+    const { unit: paused, reached, open } = pause();
+    const writer = openPgWriterConnection(hostA);
+    try {
+      const groupSettled = writer.together([other(ids[1]), paused, other(ids[0])]).then(
+        () => "committed",
+        (error: unknown) => `failed: ${(error as Error).cause ?? error}`,
+      );
+      await reached;
+      const claimed = createBackfillStore(hostB).claim(
+        ids.map((jobId) => ({ jobId, nextAt: at + 60_000 })),
+        [],
+        at + 1000,
+      );
+      await backendsWaiting(hostA);
+      open();
+      expect(await groupSettled).toBe("committed");
+      // Claimed after the group committed: its receipts, which name settlements, left none
+      // of the two for the backfill.
+      expect(await claimed).toEqual([]);
+    } finally {
+      open();
+      await writer.close();
+    }
   }, 30_000);
 });

@@ -3,6 +3,7 @@ import type { PgStore } from "../../db/pg/client.js";
 import { jobs } from "../../db/pg/schema.js";
 import type { BackfillClaim, BackfillStore } from "../backfill.js";
 import type { PgExecutor } from "./executor.js";
+import { takeReceiptWriterTurn } from "./group-commit.js";
 import { inPgTransaction, retryOnConflict } from "./write-transaction.js";
 
 /**
@@ -97,7 +98,15 @@ export function createPgBackfillStore(store: PgStore): BackfillStore {
         .limit(limit);
     },
     claim(claims, giveUps, at) {
-      return retryOnConflict(() => claimBackfillPg(db, claims, giveUps, at));
+      return retryOnConflict(() =>
+        db.transaction(async (tx) => {
+          // The receipt writers' turn, as the writer's own unit of it has: the pass locks many
+          // jobs' rows in the order the statements reach them, a group its jobs' in the order
+          // its receipts came, and two such met in a circle.
+          await takeReceiptWriterTurn(tx);
+          return claimBackfillPg(tx, claims, giveUps, at);
+        }),
+      );
     },
     giveUp(jobId, at) {
       return giveUpBackfillPg(db, jobId, at);

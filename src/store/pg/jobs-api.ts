@@ -10,6 +10,7 @@ import {
   answerRenames,
 } from "../jobs-api-rules.js";
 import type { PgExecutor } from "./executor.js";
+import { takeReceiptWriterTurn } from "./group-commit.js";
 import { makeDuePg, reopenJobsPg, reopenNamersPg } from "./job-queue.js";
 import { inPgTransaction, retryOnConflict } from "./write-transaction.js";
 
@@ -83,7 +84,16 @@ export async function recordJobsApiAnswerPg(
 export function createPgJobsApiStore(store: PgStore): JobsApiStore {
   return {
     recordAnswer(jobId, answer, at) {
-      return retryOnConflict(() => recordJobsApiAnswerPg(store.db, jobId, answer, at));
+      return retryOnConflict(() =>
+        store.db.transaction(async (tx) => {
+          // Its own transaction, beside the receipt writers' groups (a nightly `verify`'s
+          // backfill has no writer): it takes their turn as they do. It locks its job, then
+          // reopens the jobs naming what the answer names; a group holding one of those and
+          // waiting for this job closed a circle, and PostgreSQL aborted one of the two.
+          await takeReceiptWriterTurn(tx);
+          await recordJobsApiAnswerPg(tx, jobId, answer, at);
+        }),
+      );
     },
   };
 }
