@@ -3,6 +3,7 @@ import type { PgStore } from "../src/db/pg/client.js";
 import { migratePostgres } from "../src/db/pg/migrate.js";
 import { createBackfillStore } from "../src/store/backfill.js";
 import type { CustodyProfile } from "../src/store/custody.js";
+import { createJobQueueStore } from "../src/store/job-queue.js";
 import { createJobsApiStore } from "../src/store/jobs-api.js";
 import { createLedgerStore, type LineRead } from "../src/store/ledger.js";
 import { openPgWriterConnection } from "../src/store/pg/group-commit.js";
@@ -519,5 +520,42 @@ describe("a receipt group and another host's settlement backfill pass claiming t
       open();
       await writer.close();
     }
+  }, 30_000);
+});
+
+describe("a receipt group and another host's verifier dropping its leases as it stops", () => {
+  it("wait for each other instead of one being aborted as a deadlock", async () => {
+    // The verifier drops every lease it holds (one statement, the rows in table order: JA,
+    // then JB); the group's receipts of the same jobs came JB first.
+    const ids = ["job_deadlock_release_a", "job_deadlock_release_b"] as const;
+    await seedJobs(
+      hostB,
+      ids.map((jobId) => ({ jobId, leaseOwner: "verifier-stopping", createdAt: CREATED })),
+    );
+    const other = (jobId: string) =>
+      recordReceiptsUnit([receipt({ jobId, escrowTx: signature() })], "proxy");
+    const { unit: paused, reached, open } = pause();
+    const writer = openPgWriterConnection(hostA);
+    try {
+      const groupSettled = writer.together([other(ids[1]), paused, other(ids[0])]).then(
+        () => "committed",
+        (error: unknown) => `failed: ${(error as Error).cause ?? error}`,
+      );
+      await reached;
+      const released = createJobQueueStore(hostB).releaseLeases("verifier-stopping");
+      // Either it waits for the group (its rows held), or it is done without waiting.
+      await Promise.race([released, backendsWaiting(hostA)]);
+      open();
+      expect(await groupSettled).toBe("committed");
+      await released;
+    } finally {
+      open();
+      await writer.close();
+    }
+    const { rows } = await hostA.pool.query<{ lease_owner: string | null }>(
+      "SELECT lease_owner FROM jobs WHERE job_id = ANY($1)",
+      [ids],
+    );
+    expect(rows).toEqual([{ lease_owner: null }, { lease_owner: null }]);
   }, 30_000);
 });

@@ -174,10 +174,19 @@ export async function makeDuePg(
  * one stopping), composing inside the caller's transaction (see verification-runs.ts).
  */
 export async function releaseLeasesOfPg(tx: PgExecutor, owner: string): Promise<void> {
+  // Skips rows another transaction holds, as `releaseLeases` of named jobs does: one statement
+  // took the rows in table order, and a receipt group holding one of them while waiting for
+  // another it had taken was aborted as a deadlock. A skipped lease simply runs to its expiry
+  // (the writer holding it is most often reopening the job, which drops it anyway).
+  const mine = tx
+    .select({ jobId: jobs.jobId })
+    .from(jobs)
+    .where(and(eq(jobs.leaseOwner, owner), verdictIsOpen(jobs.verdict)))
+    .for("update", { skipLocked: true });
   await tx
     .update(jobs)
     .set({ leaseOwner: null, leaseUntil: null })
-    .where(and(eq(jobs.leaseOwner, owner), verdictIsOpen(jobs.verdict)));
+    .where(and(inArray(jobs.jobId, mine), eq(jobs.leaseOwner, owner)));
 }
 
 function filterCondition(filter: QueueFilter | null): SQL | undefined {
