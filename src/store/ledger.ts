@@ -1,6 +1,7 @@
 import { asc, eq, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { creditVaults, finalVerdicts, ledgerCursors } from "../db/schema.js";
+import { UNITS_PER_CREDIT } from "../money.js";
 import { creditsHeaderMatches as headerMatches } from "../verify/checks/credits.js";
 import { keepWithJob, reopenJobs } from "./job-queue.js";
 import {
@@ -305,6 +306,16 @@ export interface ReviewResult {
   headersPassed: number;
   /** Gaps found by the walk. */
   gaps: number;
+}
+
+/** How long one review write transaction decides credits headers before it commits. */
+const HEADER_BATCH_MS = 20;
+
+/** Where a review's header decisions go on: after this lock's ord, then after this job id. */
+interface HeaderPlace {
+  lockOrd: bigint;
+  /** Null while the vault's locks are decided; "" from the first waiting job on. */
+  jobId: string | null;
 }
 
 /**
@@ -861,7 +872,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   );
   const headerOpenAll = big(
     `SELECT ${LINE_COLUMNS} FROM ledger_lines WHERE vault = ? AND kind = 'lock'
-       AND (header_ok IS NULL OR header_ok = 0) AND header_ok IS NULL ORDER BY ord`,
+       AND (header_ok IS NULL OR header_ok = 0) AND header_ok IS NULL AND ord > ? ORDER BY ord`,
   );
   const headerOpenPeriod = big(
     `SELECT ${LINE_COLUMNS} FROM ledger_lines WHERE vault = ? AND kind = 'lock'
@@ -874,6 +885,21 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
      LIMIT 256`,
   );
   const lockLine = big("SELECT ord, state FROM ledger_lines WHERE vault = ? AND signature = ?");
+  // The same span judged inside the review's write transaction, in SQL over `ledger_lines_order`:
+  // a late receipt (an import, recorded months after its lock) spans every line since its lock,
+  // and reading each line into the program held the write lock for seconds on a busy vault.
+  const spanEndOrd = big(
+    `SELECT min(ord) FROM ledger_lines WHERE vault = ? AND ord > ?
+       AND (block_time IS NULL OR block_time > ?)`,
+  ).pluck();
+  const spanMatch = big(
+    `SELECT post_units FROM ledger_lines WHERE vault = ? AND ord >= ? AND ord < ?
+       AND post_units >= ? AND post_units < ? ORDER BY ord LIMIT 1`,
+  ).pluck();
+  const spanUnread = big(
+    `SELECT EXISTS (SELECT 1 FROM ledger_lines WHERE vault = ? AND ord >= ? AND ord < ?
+       AND state = 'listed')`,
+  ).pluck();
   // Jobs whose credits.header waited for this vault's ledger (the verifier's skip names the
   // vault): a json field in check_results, which the builder cannot express as a join key.
   const headerWaiting = big(
@@ -883,7 +909,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
      WHERE c.outcome = 'skip' AND c.name = 'credits.header'
        AND json_extract(c.expected, '$.vault') = ?
        AND j.verdict IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")})
-       AND j.credits_remaining_units IS NOT NULL`,
+       AND j.credits_remaining_units IS NOT NULL AND j.job_id > ?
+     ORDER BY j.job_id`,
   );
   // A credits.header that waited for the ledger and matches: the verifier's skip becomes a pass.
   const passHeader = sqlite.prepare(
@@ -1311,6 +1338,29 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     return { balances, covered };
   }
 
+  /**
+   * What `spanFrom` with a header decides, without carrying the span's lines into the program:
+   * the first balance the header matches, and whether the span is read in full.
+   */
+  function headerSpan(
+    vault: string,
+    lockOrd: bigint,
+    recordedAt: bigint,
+    finalThrough: number | null,
+    header: bigint,
+  ): { matched: bigint | null; covered: boolean } {
+    const endOrd = spanEndOrd.get(vault, lockOrd, recordedAt / 1000n) as bigint | null;
+    // Past every ord: the span runs to the newest line.
+    const upper = endOrd ?? 1n << 62n;
+    const matched = spanMatch.get(vault, lockOrd, upper, header, header + UNITS_PER_CREDIT) as
+      | bigint
+      | undefined;
+    if (matched !== undefined) return { matched, covered: true };
+    const unread = (spanUnread.get(vault, lockOrd, upper) as bigint) !== 0n;
+    const covered = !unread && (endOrd !== null || finalCovers(finalThrough, Number(recordedAt)));
+    return { matched: null, covered };
+  }
+
   /** The credits header of the lock at `lock` against the balances up to the job's response. */
   function headerCheck(
     vault: string,
@@ -1538,57 +1588,91 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       if (c.kind === "lock" && c.jobId !== null) openJobs.add(c.jobId);
     }
     for (const job of openJobs) result.released += releaseAccounted(vault, job);
-    const cursor = cursorRow.get(vault) as { final_through: Big; chained_ord: Big } | undefined;
-    const finalThrough = num(cursor?.final_through ?? null);
-    for (const r of headerOpenAll.all(vault) as LineDb[]) {
-      const line = toLine(r);
-      const check = headerCheck(vault, line, finalThrough);
-      if (check === null || check.matched) setHeader.run(1, vault, line.signature);
-      else if (check.decided) setHeader.run(0, vault, line.signature);
-      else continue;
-      result.headersDecided++;
-    }
+    const cursor = cursorRow.get(vault) as { chained_ord: Big } | undefined;
     const from = num(cursor?.chained_ord ?? null) ?? -1;
     const walked = walk(vault, from, (gap) => {
       setGap.run(gap.afterSignature, gap.fromSlot, gap.missingUnits, vault, gap.beforeSignature);
       result.gaps++;
     });
     if (walked !== from) setChained.run(walked, vault);
-    // The same span the verifier reads. A header that matches a balance passes where it stands:
-    // the verdict it had stays right, and reopening every honest job verified before the ledger
-    // read its vault would verify it twice and flip it to pending meanwhile. A header that
-    // matches none in a span now read in full changes the verdict: that job is reopened.
-    const reopen: string[] = [];
-    for (const j of headerWaiting.all(vault) as {
-      job_id: string;
-      lock_tx: string | null;
-      recorded_at: bigint;
-      credits_remaining_units: bigint;
-    }[]) {
-      if (j.lock_tx === null) continue;
-      const span = spanOfLock(
-        vault,
-        j.lock_tx,
-        j.recorded_at,
-        finalThrough,
-        j.credits_remaining_units,
-      );
-      const matched = span.balances.find((b) => headerMatches(j.credits_remaining_units, b));
-      if (matched !== undefined) {
-        passHeader.run(
-          JSON.stringify({ headerUnits: j.credits_remaining_units.toString(), vault }),
-          JSON.stringify({ balanceUnits: matched.toString() }),
-          now,
-          j.job_id,
-        );
-        result.headersPassed++;
-      } else if (span.covered) {
-        reopen.push(j.job_id);
-      }
-    }
-    result.reopened = reopenJobs(store, { jobIds: reopen }, now);
     return result;
   });
+
+  /**
+   * Decides credits headers after `from` (locks by ord, then waiting jobs by id) until
+   * `HEADER_BATCH_MS` is spent, adding to `result`; the place to go on from, or null when done.
+   * Each late receipt's span runs from its lock to its recording (an import: every line since),
+   * so a review decides them a batch per write transaction and lets other writers in between.
+   */
+  const headerBatchTx = sqlite.transaction(
+    (vault: string, now: number, from: HeaderPlace, result: ReviewResult): HeaderPlace | null => {
+      const started = performance.now();
+      const spent = () => performance.now() - started >= HEADER_BATCH_MS;
+      const cursor = cursorRow.get(vault) as { final_through: Big } | undefined;
+      const finalThrough = num(cursor?.final_through ?? null);
+      if (from.jobId === null) {
+        for (const r of headerOpenAll.all(vault, from.lockOrd) as LineDb[]) {
+          const line = toLine(r);
+          const job =
+            line.jobId === null
+              ? undefined
+              : (headerOf.get(line.jobId) as
+                  | { credits_remaining_units: bigint | null; recorded_at: bigint }
+                  | undefined);
+          const header = job?.credits_remaining_units ?? null;
+          const span =
+            job === undefined || header === null
+              ? null
+              : headerSpan(vault, BigInt(line.ord), job.recorded_at, finalThrough, header);
+          if (span === null || span.matched !== null) setHeader.run(1, vault, line.signature);
+          else if (span.covered) setHeader.run(0, vault, line.signature);
+          if (span === null || span.matched !== null || span.covered) result.headersDecided++;
+          if (spent()) return { lockOrd: BigInt(line.ord), jobId: null };
+        }
+      }
+      // The same span the verifier reads. A header that matches a balance passes where it
+      // stands: the verdict it had stays right, and reopening every honest job verified before
+      // the ledger read its vault would verify it twice and flip it to pending meanwhile. A
+      // header that matches none in a span now read in full changes the verdict: reopened.
+      const reopen: string[] = [];
+      let next: HeaderPlace | null = null;
+      for (const j of headerWaiting.all(vault, from.jobId ?? "") as {
+        job_id: string;
+        lock_tx: string | null;
+        recorded_at: bigint;
+        credits_remaining_units: bigint;
+      }[]) {
+        if (j.lock_tx === null) continue;
+        const lock = lockLine.get(vault, j.lock_tx) as { ord: bigint; state: string } | undefined;
+        // Nothing known while the lock is not read.
+        if (lock?.state !== "read") continue;
+        const span = headerSpan(
+          vault,
+          lock.ord,
+          j.recorded_at,
+          finalThrough,
+          j.credits_remaining_units,
+        );
+        if (span.matched !== null) {
+          passHeader.run(
+            JSON.stringify({ headerUnits: j.credits_remaining_units.toString(), vault }),
+            JSON.stringify({ balanceUnits: span.matched.toString() }),
+            now,
+            j.job_id,
+          );
+          result.headersPassed++;
+        } else if (span.covered) {
+          reopen.push(j.job_id);
+        }
+        if (spent()) {
+          next = { lockOrd: from.lockOrd, jobId: j.job_id };
+          break;
+        }
+      }
+      result.reopened += reopenJobs(store, { jobIds: reopen }, now);
+      return next;
+    },
+  );
 
   return {
     async pinnedVaults() {
@@ -1646,7 +1730,15 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       setError.run({ vault, message, at });
     },
     async review(vault, now = Date.now()) {
-      return reviewTx.immediate(vault, now);
+      const result = reviewTx.immediate(vault, now);
+      let place: HeaderPlace | null = { lockOrd: -1n, jobId: null };
+      for (let first = true; place !== null; first = false) {
+        // Between batches a moment for the writers that wait: the receipt writers try again
+        // every few milliseconds (src/recorder/receipt-writer.ts).
+        if (!first) await new Promise((resolve) => setTimeout(resolve, HEADER_BATCH_MS / 2));
+        place = headerBatchTx.immediate(vault, now, place, result);
+      }
+      return result;
     },
     async creditSpans(requests) {
       const out = new Map<string, { balancesUnits: bigint[]; covered: boolean }>();

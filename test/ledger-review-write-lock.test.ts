@@ -1,0 +1,161 @@
+import { mkdtempSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { Worker } from "node:worker_threads";
+import { expect, it } from "vitest";
+import { openSqliteStore } from "../src/db/client.js";
+import { migrateStore } from "../src/db/migrate.js";
+import {
+  createLedgerStore,
+  type FetchedTransaction,
+  type LineRead,
+  type ListedSignature,
+} from "../src/store/ledger.js";
+import { fakeSignature } from "./support/job-rows.js";
+import { jobVerdict, seedCheck, seedJob } from "./support/seed-ledger.js";
+
+/**
+ * Late receipts (an import of old jobs, recorded long after their locks) whose credits header
+ * matches no balance: the review judges each one's span, every line from its lock to its
+ * recording. It held the write lock for all of them in one transaction, every line read into the
+ * program: a receipt writer of another process waited out the whole review (seconds on a vault of
+ * thousands of lines). Another connection, on its own thread, writes as a receipt writer does
+ * (tries the lock, again a millisecond later) while the review runs; its longest wait must be a
+ * small part of the review.
+ */
+
+const VAULT = "bVau1tCred1tsXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX";
+const NOV = Date.UTC(2026, 10, 1) / 1000;
+const NOW = Date.UTC(2026, 11, 11);
+const LATE = 40;
+const FILLER = 4_000;
+const sig = (name: string) => fakeSignature(`review-write-lock:${name}`);
+
+const proberSource = `
+const { workerData, parentPort } = require("node:worker_threads");
+const Database = require(workerData.driver);
+const flag = new Int32Array(workerData.flag);
+const db = new Database(workerData.path);
+db.pragma("busy_timeout = 0");
+db.exec("CREATE TABLE IF NOT EXISTS write_prober (n INTEGER)");
+let longest = 0;
+let writes = 0;
+Atomics.store(flag, 0, 1);
+Atomics.notify(flag, 0);
+while (Atomics.load(flag, 1) === 0) {
+  const asked = performance.now();
+  for (;;) {
+    try {
+      db.exec("BEGIN IMMEDIATE");
+      break;
+    } catch (e) {
+      if (e.code !== "SQLITE_BUSY") throw e;
+      Atomics.wait(flag, 2, 0, 1);
+    }
+  }
+  longest = Math.max(longest, performance.now() - asked);
+  db.exec("INSERT INTO write_prober VALUES (1)");
+  db.exec("COMMIT");
+  writes++;
+  Atomics.wait(flag, 2, 0, 2);
+}
+db.close();
+parentPort.postMessage({ longest, writes });
+`;
+
+/** A writer beside the test's connection; `stop` gives its longest wait for the lock. */
+function startProber(path: string) {
+  const flag = new SharedArrayBuffer(12);
+  const view = new Int32Array(flag);
+  const driver = createRequire(import.meta.url).resolve("better-sqlite3");
+  const worker = new Worker(proberSource, { eval: true, workerData: { driver, path, flag } });
+  const result = new Promise<{ longest: number; writes: number }>((resolve, reject) => {
+    worker.once("message", resolve);
+    worker.once("error", reject);
+  });
+  Atomics.wait(view, 0, 0, 10_000);
+  return {
+    async stop() {
+      Atomics.store(view, 1, 1);
+      return result;
+    },
+  };
+}
+
+it("lets other writers in between the spans of late receipts whose header matches no balance", async () => {
+  const path = join(mkdtempSync(join(tmpdir(), "review-lock-")), "audit.db");
+  const store = openSqliteStore(path);
+  migrateStore(store);
+  const ledger = createLedgerStore(store);
+  const page: ListedSignature[] = [];
+  const reads: LineRead[] = [];
+  const fetched: FetchedTransaction[] = [];
+  let balance = 1_000_000_000n;
+  const line = (name: string, time: number, delta: bigint, memoJobId: string | null) => {
+    const pre = balance;
+    balance += delta;
+    page.push({ signature: sig(name), slot: 100 + page.length, blockTime: time, err: null });
+    reads.push({
+      signature: sig(name),
+      blockTime: time,
+      succeeded: true,
+      pre,
+      post: balance,
+      delta,
+      memo: memoJobId === null ? null : `escrow:${memoJobId}`,
+      memoKind: memoJobId === null ? null : "escrow",
+      memoJobId,
+      opened: page.length === 1,
+    });
+    fetched.push({
+      signature: sig(name),
+      slot: 100 + page.length,
+      blockTime: time,
+      fee: 5_000n,
+      succeeded: true,
+      err: "null",
+      facts: "{}",
+      raw: `raw:${name}`,
+    });
+  };
+  // Each late job's lock, then thousands of lines that move nothing (memo-only transactions).
+  for (let i = 0; i < LATE; i++) line(`lock${i}`, NOV + i, -10_000n, `L${i}`);
+  for (let i = 0; i < FILLER; i++) line(`filler${i}`, NOV + 100 + i, 0n, null);
+  const recordedAt = (NOV + 100 + FILLER + 60) * 1000;
+  for (let i = 0; i < LATE; i++) {
+    // A header of 5 credits: no balance of the span is near it.
+    await seedJob(store, {
+      jobId: `L${i}`,
+      escrowTx: sig(`lock${i}`),
+      creditsRemainingUnits: 50_000n,
+      recordedAt,
+    });
+    await seedCheck(store, {
+      jobId: `L${i}`,
+      name: "credits.header",
+      outcome: "skip",
+      expected: { vault: VAULT },
+      at: recordedAt,
+    });
+  }
+  const seen = await ledger.cursor(VAULT, NOW);
+  await ledger.storePage(VAULT, seen, page.reverse(), true, NOW, NOW);
+  await ledger.recordReads(VAULT, reads, fetched, NOW);
+
+  const prober = startProber(path);
+  const started = performance.now();
+  const review = await ledger.review(VAULT, NOW);
+  const reviewMs = performance.now() - started;
+  const { longest, writes } = await prober.stop();
+  // Every header decided and every job reopened, as in one transaction.
+  expect(review).toMatchObject({ headersDecided: LATE, reopened: LATE, headersPassed: 0 });
+  expect(await jobVerdict(store, "L0")).toBe("pending");
+  store.close();
+  expect(writes).toBeGreaterThan(0);
+  // Before: the writer waited out the whole review (longest ≈ reviewMs: 18.9 s of 18.9 s with 8,000 lines on a loaded 2-core host).
+  expect(longest, `longest wait ${longest} ms of a ${reviewMs} ms review`).toBeLessThan(
+    reviewMs / 3,
+  );
+}, 120_000);
