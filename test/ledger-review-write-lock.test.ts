@@ -4,15 +4,19 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { Worker } from "node:worker_threads";
-import { expect, it } from "vitest";
-import { openSqliteStore } from "../src/db/client.js";
+import { describe, expect, it } from "vitest";
+import { openSqliteStore, type Store } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
+import { openPostgres } from "../src/db/pg/client.js";
 import {
   createLedgerStore,
   type FetchedTransaction,
+  type LedgerStore,
   type LineRead,
   type ListedSignature,
 } from "../src/store/ledger.js";
+import { createReceiptsStore, type Receipt } from "../src/store/receipts.js";
+import { useDialectStores } from "./support/dialects.js";
 import { fakeSignature } from "./support/job-rows.js";
 import { jobVerdict, seedCheck, seedJob } from "./support/seed-ledger.js";
 
@@ -65,30 +69,13 @@ db.close();
 parentPort.postMessage({ longest, writes });
 `;
 
-/** A writer beside the test's connection; `stop` gives its longest wait for the lock. */
-function startProber(path: string) {
-  const flag = new SharedArrayBuffer(12);
-  const view = new Int32Array(flag);
-  const driver = createRequire(import.meta.url).resolve("better-sqlite3");
-  const worker = new Worker(proberSource, { eval: true, workerData: { driver, path, flag } });
-  const result = new Promise<{ longest: number; writes: number }>((resolve, reject) => {
-    worker.once("message", resolve);
-    worker.once("error", reject);
-  });
-  Atomics.wait(view, 0, 0, 10_000);
-  return {
-    async stop() {
-      Atomics.store(view, 1, 1);
-      return result;
-    },
-  };
-}
-
-it("lets other writers in between the spans of late receipts whose header matches no balance", async () => {
-  const path = join(mkdtempSync(join(tmpdir(), "review-lock-")), "audit.db");
-  const store = openSqliteStore(path);
-  migrateStore(store);
-  const ledger = createLedgerStore(store);
+/**
+ * A vault of `LATE` locks, then `filler` lines that move nothing (memo-only transactions), read
+ * and listed; each lock's job recorded after them all, with a header that matches no balance
+ * and a verifier's skip that waits for this vault.
+ */
+async function seedLateReceipts(store: Store, ledger: LedgerStore, filler: number) {
+  const recordedAt = (NOV + 100 + filler + 60) * 1000;
   const page: ListedSignature[] = [];
   const reads: LineRead[] = [];
   const fetched: FetchedTransaction[] = [];
@@ -122,8 +109,7 @@ it("lets other writers in between the spans of late receipts whose header matche
   };
   // Each late job's lock, then thousands of lines that move nothing (memo-only transactions).
   for (let i = 0; i < LATE; i++) line(`lock${i}`, NOV + i, -10_000n, `L${i}`);
-  for (let i = 0; i < FILLER; i++) line(`filler${i}`, NOV + 100 + i, 0n, null);
-  const recordedAt = (NOV + 100 + FILLER + 60) * 1000;
+  for (let i = 0; i < filler; i++) line(`filler${i}`, NOV + 100 + i, 0n, null);
   for (let i = 0; i < LATE; i++) {
     // A header of 5 credits: no balance of the span is near it.
     await seedJob(store, {
@@ -132,6 +118,28 @@ it("lets other writers in between the spans of late receipts whose header matche
       creditsRemainingUnits: 50_000n,
       recordedAt,
     });
+  }
+  const seen = await ledger.cursor(VAULT, NOW);
+  await ledger.storePage(VAULT, seen, page.reverse(), true, NOW, NOW);
+  await ledger.recordReads(VAULT, reads, fetched, NOW);
+}
+
+const newReceipt = (jobId: string): Receipt => ({
+  jobId,
+  escrowTx: null,
+  settlementTx: null,
+  worker: null,
+  creditsRemainingUnits: null,
+  model: null,
+  promptTokens: null,
+  completionTokens: null,
+  totalTokens: null,
+});
+
+/** The verifier's skips of the late jobs' headers, waiting for this vault. */
+async function seedSkips(store: Store, filler: number) {
+  const recordedAt = (NOV + 100 + filler + 60) * 1000;
+  for (let i = 0; i < LATE; i++) {
     await seedCheck(store, {
       jobId: `L${i}`,
       name: "credits.header",
@@ -140,9 +148,34 @@ it("lets other writers in between the spans of late receipts whose header matche
       at: recordedAt,
     });
   }
-  const seen = await ledger.cursor(VAULT, NOW);
-  await ledger.storePage(VAULT, seen, page.reverse(), true, NOW, NOW);
-  await ledger.recordReads(VAULT, reads, fetched, NOW);
+}
+
+/** A writer beside the test's connection; `stop` gives its longest wait for the lock. */
+function startProber(path: string) {
+  const flag = new SharedArrayBuffer(12);
+  const view = new Int32Array(flag);
+  const driver = createRequire(import.meta.url).resolve("better-sqlite3");
+  const worker = new Worker(proberSource, { eval: true, workerData: { driver, path, flag } });
+  const result = new Promise<{ longest: number; writes: number }>((resolve, reject) => {
+    worker.once("message", resolve);
+    worker.once("error", reject);
+  });
+  Atomics.wait(view, 0, 0, 10_000);
+  return {
+    async stop() {
+      Atomics.store(view, 1, 1);
+      return result;
+    },
+  };
+}
+
+it("lets other writers in between the spans of late receipts whose header matches no balance", async () => {
+  const path = join(mkdtempSync(join(tmpdir(), "review-lock-")), "audit.db");
+  const store = openSqliteStore(path);
+  migrateStore(store);
+  const ledger = createLedgerStore(store);
+  await seedLateReceipts(store, ledger, FILLER);
+  await seedSkips(store, FILLER);
 
   const prober = startProber(path);
   const started = performance.now();
@@ -159,3 +192,45 @@ it("lets other writers in between the spans of late receipts whose header matche
     reviewMs / 3,
   );
 }, 120_000);
+
+describe("on PostgreSQL", () => {
+  const stores = useDialectStores("postgres");
+
+  it("reads the late receipts' spans before it takes the receipt writers' turn", async () => {
+    const store = await stores.open();
+    const other = openPostgres(stores.lastUrl, { poolSize: 2, statementTimeoutMs: 30_000 });
+    try {
+      const ledger = createLedgerStore(store);
+      await seedLateReceipts(store, ledger, 2_000);
+      // The locks' own headers decided first: the review below reads only the spans of the jobs
+      // whose check waits, the part that wrote under the turn.
+      await ledger.review(VAULT, NOW);
+      await seedSkips(store, 2_000);
+      const receipts = createReceiptsStore(other);
+      let done = false;
+      const started = performance.now();
+      const reviewed = ledger.review(VAULT, NOW).finally(() => {
+        done = true;
+      });
+      // Receipts of another process, one after another while the review runs: each needs
+      // the receipt writers' turn.
+      let longest = 0;
+      let writes = 0;
+      while (!done) {
+        const asked = performance.now();
+        await receipts.record([newReceipt(`job_turn${writes}`)], "ingest");
+        longest = Math.max(longest, performance.now() - asked);
+        writes++;
+      }
+      const review = await reviewed;
+      const reviewMs = performance.now() - started;
+      expect(review).toMatchObject({ headersDecided: 0, reopened: LATE });
+      expect(writes).toBeGreaterThan(1);
+      expect(longest, `longest wait ${longest} ms of a ${reviewMs} ms review`).toBeLessThan(
+        reviewMs / 4,
+      );
+    } finally {
+      await other.close();
+    }
+  }, 120_000);
+});

@@ -1350,9 +1350,6 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         ),
       );
     const reopen: string[] = [];
-    // The receipt writers' turn before these check rows and the jobs reopened below, as the
-    // verdict writers take it before their jobs and check rows (see `keepWithJobs`).
-    if (waiting.length > 0) await takeReceiptWriterTurn(tx);
     // Each job's span from its lock, nothing while the lock is not read (`spanOfLock`): the
     // locks in one read, the spans in one pass.
     const lockTxs = [...new Set(waiting.flatMap((j) => (j.lockTx === null ? [] : [j.lockTx])))];
@@ -1391,6 +1388,11 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         reopen.push(j.jobId);
       }
     }
+    // The receipt writers' turn before these check rows and the jobs reopened below, as the
+    // verdict writers take it before their jobs and check rows (see `keepWithJobs`); only now:
+    // a late receipt's span (an import) runs over every line since its lock, and read under the
+    // turn it kept every receipt writer waiting meanwhile.
+    if (passed.length > 0 || reopen.length > 0) await takeReceiptWriterTurn(tx);
     if (passed.length > 0) {
       // Raw SQL: drizzle's update builder has no `UPDATE … FROM unnest(arrays)`.
       await tx.execute(sql`UPDATE check_results AS c SET outcome = 'pass', reason = NULL,
