@@ -216,3 +216,140 @@ describe("answers read by the endpoint asked", () => {
     expect(await readJob(c.store, padded.jobId)).toMatchObject({ answerBytes: 3 });
   });
 });
+
+/**
+ * A Responses answer's call earns its format's allowance only when the request offered a tool of
+ * its kind: a `web_search_call` where no web search was offered, or a `function_call` where only
+ * web search was, is no call the model could make. Counted, 120 empty `web_search_call` items
+ * beside `Hi.` (each a group of its own, so `parallel_tool_calls: false` held none back) lifted
+ * the bound by 1,920 tokens: 1,936 output tokens, 16 credits where 8 are owed, verified.
+ */
+describe("Responses calls of a tool the request did not offer", () => {
+  let h: AdversaryHarness;
+  beforeAll(async () => {
+    h = await startAdversaryHarness();
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  async function throughProxy(
+    c: Awaited<ReturnType<AdversaryHarness["scenario"]>>,
+    plan: JobPlan,
+    answer: unknown,
+    request: Record<string, unknown>,
+  ): Promise<void> {
+    const txs = h.op.honestJob(plan);
+    const log = createLogger({ level: "silent" });
+    const upstream = await listen(
+      http.createServer(async (req, res) => {
+        for await (const _ of req) {
+        }
+        res.writeHead(200, {
+          "content-type": "application/json",
+          "x-decentral-job-id": plan.jobId,
+          "x-decentral-tx-signature": txs.escrowTx,
+          "x-decentral-settlement-tx": txs.settlementTx,
+          "x-decentral-worker": plan.worker.address,
+        });
+        res.end(JSON.stringify(answer));
+      }),
+    );
+    const proxy = createRecordingProxy({
+      store: c.store,
+      log,
+      upstreamBaseUrl: `${upstream.url}/v1`,
+    });
+    const app = await serveApp({ store: c.store, log, proxy });
+    try {
+      const res = await fetch(`${app.url}/v1/responses`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${localApiKey(plan.keyIndex)}`,
+          "content-type": "application/json",
+        },
+        body: JSON.stringify({ model: plan.requestedModel, input: "Say hi", ...request }),
+      });
+      expect(res.status).toBe(200);
+      await res.text();
+      await proxy.idle();
+    } finally {
+      await app.close();
+      await proxy.close();
+      await upstream.close();
+    }
+  }
+
+  const answerOf = (items: unknown[], outputTokens: number) => ({
+    id: "resp_1",
+    object: "response",
+    status: "completed",
+    model: "qwen3-8b",
+    output: [
+      {
+        type: "message",
+        role: "assistant",
+        status: "completed",
+        content: [{ type: "output_text", text: "Hi.", annotations: [] }],
+      },
+      ...items,
+    ],
+    usage: { input_tokens: 12, output_tokens: outputTokens, total_tokens: 12 + outputTokens },
+  });
+  const searches = Array.from({ length: 120 }, (_, i) => ({
+    type: "web_search_call",
+    id: `ws_${i}`,
+    status: "completed",
+  }));
+  const functionCalls = Array.from({ length: 120 }, (_, i) => ({
+    type: "function_call",
+    id: `fc_${i}`,
+    call_id: `call_${i}`,
+    name: "a",
+    arguments: "",
+    status: "completed",
+  }));
+
+  it("gives no allowance to a call of a kind the request offered no tool of", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const function_ = [{ type: "function", name: "a", parameters: { type: "object" } }];
+    const searchOnly = [{ type: "web_search" }];
+    const fakeSearches = h.op.plan({ keyIndex: 1, completionTokens: 1936 });
+    await throughProxy(c, fakeSearches, answerOf(searches, 1936), {
+      tools: function_,
+      parallel_tool_calls: false,
+    });
+    const fakeCalls = h.op.plan({ keyIndex: 1, completionTokens: 1936 });
+    await throughProxy(c, fakeCalls, answerOf(functionCalls, 1936), { tools: searchOnly });
+    // Honest: the searches offered earn their allowance, as do a stored prompt's (any tool).
+    const honest = h.op.plan({ keyIndex: 1, completionTokens: 1936 });
+    await throughProxy(c, honest, answerOf(searches, 1936), { tools: searchOnly });
+    const stored = h.op.plan({ keyIndex: 1, completionTokens: 1936 });
+    await throughProxy(c, stored, answerOf(searches, 1936), { prompt: { id: "pmpt_1" } });
+    expect(
+      await c.verdicts(fakeSearches.jobId, fakeCalls.jobId, honest.jobId, stored.jobId),
+    ).toEqual([
+      { verdict: "discrepancy", failing: ["usage.consistent"] },
+      { verdict: "discrepancy", failing: ["usage.consistent"] },
+      { verdict: "verified", failing: [] },
+      { verdict: "verified", failing: [] },
+    ]);
+    expect(await readJob(c.store, fakeSearches.jobId)).toMatchObject({ answerToolCalls: 0 });
+    expect(await readJob(c.store, fakeCalls.jobId)).toMatchObject({ answerToolCalls: 0 });
+    expect(await readJob(c.store, honest.jobId)).toMatchObject({ answerToolCalls: 120 });
+  });
+
+  it("reads which tool kinds a request offered", () => {
+    const kinds = (body: object) => requestFactsOf(body).toolKinds;
+    expect(kinds({ tools: [{ type: "function", name: "a" }] })).toEqual(["function"]);
+    expect(kinds({ tools: [{ type: "web_search_preview" }, { type: "mcp" }] })).toEqual([
+      "web_search_preview",
+      "mcp",
+    ]);
+    // A stored prompt may carry any tool; chat's `functions` are function tools.
+    expect(kinds({ prompt: { id: "pmpt_1" } })).toBeNull();
+    expect(kinds({ functions: [{ name: "a" }] })).toEqual(["function"]);
+    expect(kinds({ tools: [{ type: "web_search" }], tool_choice: "none" })).toEqual([]);
+  });
+});

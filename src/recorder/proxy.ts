@@ -274,7 +274,7 @@ function thinkingBytes(thinking: unknown): number {
  * chat completions endpoint, whose clients read a choice's message alone, never its `text`.
  */
 export type Asked = Pick<RequestFacts, "choices" | "audio" | "tools"> &
-  Partial<Pick<RequestFacts, "parallelCalls">> & {
+  Partial<Pick<RequestFacts, "parallelCalls" | "toolKinds">> & {
     chat?: boolean;
     /** Where the endpoint asked puts its answer (see `answerShapeOf`); absent: `choices`. */
     shape?: AnswerShape;
@@ -336,6 +336,20 @@ const builtInCalls = new Set([
   "local_shell_call",
   "image_generation_call",
 ]);
+
+/**
+ * Whether a Responses API call item is of a tool the request offered (`toolKinds`; absent or
+ * null: any). A model calls only a tool it was offered: a `web_search_call` where none was, or a
+ * `function_call` where only web search was, earned 16 tokens apiece, each item a group of its
+ * own, so 120 empty ones lifted the bound of `Hi.` by 1,920 tokens, verified.
+ */
+function offeredKind(itemType: string, kinds: string[] | null | undefined): boolean {
+  if (kinds === null || kinds === undefined) return true;
+  const kind = itemType.replace(/_call$/, "");
+  const tool = kind === "custom_tool" ? "custom" : kind === "computer" ? "computer_use" : kind;
+  // Dated and preview names of a tool (`web_search_preview`, `computer_use_preview`).
+  return kinds.some((k) => k === tool || k.startsWith(`${tool}_`));
+}
 
 /**
  * Counts the text a model generated in an answer's choices, as JSON messages or as a stream's
@@ -428,14 +442,16 @@ function createGeneratedCount(asked: Asked) {
       if (type === "message") bytes += partsBytes(item.content);
       else if (type === "reasoning") bytes += partsBytes(item.summary) + partsBytes(item.content);
       else if (type === "function_call" || type === "custom_tool_call") {
-        if (call(item)) counted(`output:${place}`, "output");
+        if (call(item) && offeredKind(type, asked.toolKinds)) counted(`output:${place}`, "output");
       } else if (type === "mcp_call") {
-        if (call(item)) counted(`output:${place}`, `output:${place}`);
+        if (call(item) && offeredKind(type, asked.toolKinds)) {
+          counted(`output:${place}`, `output:${place}`);
+        }
       } else if (typeof type === "string" && builtInCalls.has(type)) {
         const action = asRecord(item.action);
         bytes += utf8Bytes(item.code) + utf8Bytes(action.query) + stringsBytes(item.queries);
         bytes += stringsBytes(action.command);
-        counted(`output:${place}`, `output:${place}`);
+        if (offeredKind(type, asked.toolKinds)) counted(`output:${place}`, `output:${place}`);
       }
     }
   };

@@ -37,6 +37,12 @@ export interface RequestFacts {
    */
   tools: boolean;
   /**
+   * The kinds (`type`) of the tools a Responses API request offered, read to know which call
+   * items its answer may hold (`function` for chat's `functions`); null when any tool may have
+   * been offered (a stored prompt's, or a body not read). Empty when the request offers none.
+   */
+  toolKinds: string[] | null;
+  /**
    * Whether a choice may hold more than one call: false when the request set
    * `parallel_tool_calls: false`, the model then calling one tool at a time, so a choice's
    * further calls earn no allowance of their own.
@@ -69,6 +75,7 @@ export const noRequestFacts: RequestFacts = {
   choices: maxChoices,
   audio: true,
   tools: true,
+  toolKinds: null,
   parallelCalls: true,
   background: false,
   usageAsked: false,
@@ -130,6 +137,26 @@ function offersTools(body: Record<string, unknown>): boolean {
   );
 }
 
+/**
+ * The kinds of tools a request lets its model call (see `RequestFacts.toolKinds`): none when it
+ * lets it call no tool, any (null) under a stored prompt, else the `type` of each tool offered.
+ */
+function toolKindsOf(body: Record<string, unknown>): string[] | null {
+  if (!offersTools(body)) return [];
+  if (storedPrompt(body.prompt) && !choosesNone(body.tool_choice)) return null;
+  const kinds = new Set<string>();
+  if (Array.isArray(body.tools) && !choosesNone(body.tool_choice)) {
+    for (const tool of body.tools) {
+      const type =
+        typeof tool === "object" && tool !== null ? (tool as { type?: unknown }).type : null;
+      if (typeof type === "string") kinds.add(type);
+    }
+  }
+  const functions = Array.isArray(body.functions) && body.functions.length > 0;
+  if (functions && !choosesNone(body.function_call)) kinds.add("function");
+  return [...kinds];
+}
+
 /** The facts of a parsed request body. */
 export function requestFactsOf(parsed: unknown): RequestFacts {
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
@@ -148,6 +175,7 @@ export function requestFactsOf(parsed: unknown): RequestFacts {
       (Array.isArray(body.modalities) && body.modalities.includes("audio")) ||
       (typeof body.audio === "object" && body.audio !== null),
     tools: offersTools(body),
+    toolKinds: toolKindsOf(body),
     parallelCalls: body.parallel_tool_calls !== false,
     background: body.background === true,
     usageAsked:
