@@ -737,3 +737,29 @@ async function waitForLockWaiters(store: PgStore, n: number): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+/**
+ * A deployment that learned its treasury for a while and then names it in its profile (as
+ * Known limits advise): the jobs left partially verified for want of it were never decided
+ * again (only a learned pin sent them back), so they stayed `treasury_unknown` for good, and
+ * `dataCompleteUntil`, which stops at the oldest of them, froze there for ever.
+ */
+describe.each(dialects)("%s: a treasury the profile comes to name", (dialect) => {
+  const stores = useDialectStores(dialect);
+
+  it("decides again, when the verifier opens custody, the jobs that waited to learn it", async () => {
+    const store = await stores.open();
+    await seedJobs(store, [
+      { jobId: "waits", verdict: "partially_verified", unproven: ["treasury_unknown"] },
+      { jobId: "usage", verdict: "partially_verified", unproven: ["usage_unknown"] },
+    ]);
+    const named = { ...profile, treasury: "TP" };
+    // Opened to answer the status page (no configuration): a reader, it writes nothing.
+    await createCustodyStore(store, named).pins([], []);
+    expect(await readJob(store, "waits")).toMatchObject({ verdict: "partially_verified" });
+    // Opened by a verifier: the waiting job is due again, the one unproven by its own data not.
+    await createCustodyStore(store, named, { vaults: [], byKey: {} }).pins([], []);
+    expect(await readJob(store, "waits")).toMatchObject({ verdict: "pending", nextVerifyAt: 0 });
+    expect(await readJob(store, "usage")).toMatchObject({ verdict: "partially_verified" });
+  });
+});

@@ -128,7 +128,22 @@ export interface CustodyProfile {
   treasuryLearnAfter: number;
 }
 
-/** The custody store of either dialect. */
+/**
+ * Jobs that waited for the treasury (the SQL of `waitsForTreasury`), decided again once it is
+ * known: learned, or named by the profile a verifier opens custody under. A profile that comes
+ * to name it after jobs waited (as Known limits advise) pins nothing to learn, so they stayed
+ * `treasury_unknown` for good, and `dataCompleteUntil`, which stops at the oldest, froze there.
+ */
+const treasuryWaiters = and(
+  eq(jobs.verdict, "partially_verified"),
+  sql`${jobs.unproven} LIKE '%"treasury_unknown"%'`,
+)!;
+
+/**
+ * The custody store of either dialect. A verifier passes its `config` (configured vaults are
+ * pinned, and jobs waiting for a treasury the profile names are decided again, as it opens);
+ * a reader (the status page) passes none, and the store writes nothing as it opens.
+ */
 export function createCustodyStore(
   store: Store,
   profile: CustodyProfile,
@@ -146,9 +161,10 @@ export function createCustodyStore(
 function createSqliteCustodyStore(
   store: SqliteStore,
   profile: CustodyProfile,
-  config: CustodyConfig = { vaults: [], byKey: {} },
+  opened?: CustodyConfig,
 ): CustodyStore {
   const { db, sqlite } = store;
+  const config = opened ?? { vaults: [], byKey: {} };
   // Raw SQL, prepared once: read for every slice of a round.
   const selectTreasury = sqlite.prepare(
     "SELECT value, evidence FROM profile_pins WHERE profile = ? AND name = 'treasury'",
@@ -199,6 +215,17 @@ function createSqliteCustodyStore(
         reopenJobs(store, { where: verifiedJobsOf(voided.map((v) => v.key_fingerprint)) }, t);
       })
       .immediate();
+  }
+  // A verifier opening custody under a profile that names the treasury: jobs left waiting to
+  // learn it (under a profile that did not) are decided again (see `treasuryWaiters`).
+  if (opened !== undefined && profile.treasury !== null) {
+    const waiting = db.select({ id: jobs.jobId }).from(jobs).where(treasuryWaiters).limit(1);
+    if (waiting.all().length > 0) {
+      const t = Date.now();
+      sqlite
+        .transaction(() => reopenJobs(store, { where: treasuryWaiters }, t, { dueAt: 0 }))
+        .immediate();
+    }
   }
 
   // Prepared once, each list one JSON parameter: pins are read for every slice of a round, and
@@ -311,12 +338,6 @@ export function createCustodyPinning(store: SqliteStore, profile: CustodyProfile
     }
     return true;
   };
-  // Jobs that waited for the treasury are decided again now that it is known (the SQL of
-  // `waitsForTreasury`).
-  const treasuryWaiters = and(
-    eq(jobs.verdict, "partially_verified"),
-    sql`${jobs.unproven} LIKE '%"treasury_unknown"%'`,
-  )!;
   return {
     pin(job, learned, t, batch = []) {
       // The lock's escrow account passed as nobody's vault on the pins its slice read: one

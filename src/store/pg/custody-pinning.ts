@@ -89,7 +89,7 @@ export const VAULT_LOCK_CLASS = -1_362_200_956;
  * Jobs that waited for the treasury are decided again once it is known (as on SQLite; the SQL
  * of `waitsForTreasury`).
  */
-const treasuryWaiters = and(
+export const treasuryWaiters = and(
   eq(jobs.verdict, "partially_verified"),
   // Raw SQL: `unproven` is json, kept as written; LIKE reads its text as SQLite's does.
   sql`${jobs.unproven}::text LIKE '%"treasury_unknown"%'`,

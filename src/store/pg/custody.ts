@@ -14,7 +14,7 @@ import type {
   TreasuryStatus,
   VaultPin,
 } from "../custody.js";
-import { untiedJobsOf } from "./custody-pinning.js";
+import { treasuryWaiters, untiedJobsOf } from "./custody-pinning.js";
 import type { PgExecutor } from "./executor.js";
 import { takeReceiptWriterTurn } from "./group-commit.js";
 import { reopenJobsPg } from "./job-queue.js";
@@ -29,15 +29,18 @@ import { inPgTransaction } from "./write-transaction.js";
 export function createPgCustodyStore(
   store: PgStore,
   profile: CustodyProfile,
-  config: CustodyConfig = { vaults: [], byKey: {} },
+  opened?: CustodyConfig,
 ): CustodyStore {
   const { db } = store;
+  const config = opened ?? { vaults: [], byKey: {} };
   // The configured pins are written as the store opens; the first read waits for them (and
   // fails with their error), so no check ever sees a learned vault a configuration overrides.
   // A failed attempt (the database away or busy at start) is made again by the next read,
   // rather than failing every read of this long-lived store until the process restarts.
   const configure = (): Promise<void> => {
-    const attempt = pinConfigured(db, config.byKey);
+    const attempt = pinConfigured(db, config.byKey).then(() =>
+      opened !== undefined && profile.treasury !== null ? decideTreasuryWaiters(db) : undefined,
+    );
     attempt.catch(() => {
       if (configured === attempt) configured = null;
     });
@@ -112,6 +115,21 @@ async function learnedTreasury(db: PgExecutor, profile: CustodyProfile) {
     .from(profilePins)
     .where(and(eq(profilePins.profile, profile.name), eq(profilePins.name, "treasury")));
   return row;
+}
+
+/**
+ * Jobs left waiting to learn the treasury, under a profile that now names it, are decided again
+ * (see src/store/custody.ts `treasuryWaiters`): a probe first, so an opening with none writes
+ * nothing; the receipt writers' turn before the rows, as every writer of job rows takes it.
+ */
+async function decideTreasuryWaiters(db: PgExecutor) {
+  const [waiting] = await db.select({ id: jobs.jobId }).from(jobs).where(treasuryWaiters).limit(1);
+  if (waiting === undefined) return;
+  const t = Date.now();
+  await inPgTransaction(db, async (tx) => {
+    await takeReceiptWriterTurn(tx);
+    await reopenJobsPg(tx, { where: treasuryWaiters }, t, { dueAt: 0 });
+  });
 }
 
 /**
