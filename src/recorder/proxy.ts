@@ -346,7 +346,7 @@ const builtInCalls = new Set([
 function offeredKind(itemType: string, kinds: string[] | null | undefined): boolean {
   if (kinds === null || kinds === undefined) return true;
   const kind = itemType.replace(/_call$/, "");
-  const tool = kind === "custom_tool" ? "custom" : kind === "computer" ? "computer_use" : kind;
+  const tool = kind === "custom_tool" ? "custom" : kind;
   // Dated and preview names of a tool (`web_search_preview`, `computer_use_preview`).
   return kinds.some((k) => k === tool || k.startsWith(`${tool}_`));
 }
