@@ -353,3 +353,89 @@ describe("Responses calls of a tool the request did not offer", () => {
     expect(kinds({ tools: [{ type: "web_search" }], tool_choice: "none" })).toEqual([]);
   });
 });
+
+/**
+ * A Responses message's text is its `output_text` parts (a refusal, its `refusal` part), as the
+ * SDKs' `output_text` reads it; a reasoning item's, its `summary_text` and `reasoning_text`
+ * parts. A part of another type beside `Hi.`, 2,000 bytes no client shows, was counted: 2,000
+ * output tokens verified where `Hi.` earns 8 credits, not 16.
+ */
+describe("Responses parts of a type no client reads", () => {
+  let h: AdversaryHarness;
+  beforeAll(async () => {
+    h = await startAdversaryHarness();
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it("counts only the text of the parts a client reads", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1, completionTokens: 2000 });
+    const txs = h.op.honestJob(plan);
+    const log = createLogger({ level: "silent" });
+    const answer = {
+      id: "resp_1",
+      object: "response",
+      status: "completed",
+      model: "qwen3-8b",
+      output: [
+        {
+          type: "reasoning",
+          summary: [{ type: "padding", text: "y".repeat(1000) }],
+        },
+        {
+          type: "message",
+          role: "assistant",
+          content: [
+            { type: "output_text", text: "Hi.", annotations: [] },
+            { type: "padding", text: "x".repeat(1000) },
+          ],
+        },
+      ],
+      usage: { input_tokens: 12, output_tokens: 2000, total_tokens: 2012 },
+    };
+    const upstream = await listen(
+      http.createServer(async (req, res) => {
+        for await (const _ of req) {
+        }
+        res.writeHead(200, {
+          "content-type": "application/json",
+          "x-decentral-job-id": plan.jobId,
+          "x-decentral-tx-signature": txs.escrowTx,
+          "x-decentral-settlement-tx": txs.settlementTx,
+          "x-decentral-worker": plan.worker.address,
+        });
+        res.end(JSON.stringify(answer));
+      }),
+    );
+    const proxy = createRecordingProxy({
+      store: c.store,
+      log,
+      upstreamBaseUrl: `${upstream.url}/v1`,
+    });
+    const app = await serveApp({ store: c.store, log, proxy });
+    try {
+      const res = await fetch(`${app.url}/v1/responses`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${localApiKey(plan.keyIndex)}`,
+          "content-type": "application/json",
+        },
+        body: JSON.stringify({ model: plan.requestedModel, input: "Say hi" }),
+      });
+      expect(res.status).toBe(200);
+      await res.text();
+      await proxy.idle();
+    } finally {
+      await app.close();
+      await proxy.close();
+      await upstream.close();
+    }
+    expect(await c.verdicts(plan.jobId)).toEqual([
+      { verdict: "discrepancy", failing: ["usage.consistent"] },
+    ]);
+    expect(await readJob(c.store, plan.jobId)).toMatchObject({ answerBytes: 3 });
+  });
+});

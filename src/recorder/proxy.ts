@@ -308,13 +308,20 @@ export function answerShapeOf(path: string): AnswerShape {
 export const legacyCompletion = (asked: { chat?: boolean; shape?: AnswerShape }) =>
   asked.chat === false && asked.shape === "choices";
 
-/** The text of a Responses API item's parts (`content`, a reasoning item's `summary`). */
-function partsBytes(parts: unknown): number {
+/**
+ * The text of a Responses API item's parts (`content`, a reasoning item's `summary`) of the
+ * type a client reads as text (`output_text`, `summary_text`, `reasoning_text`; a `refusal`
+ * part's refusal), or of no type. A part of another type is shown by no SDK (`output_text`
+ * joins the `output_text` parts alone): counted, 1,000 bytes of it beside `Hi.` lifted the
+ * bound of its usage by as many tokens, verified.
+ */
+function partsBytes(parts: unknown, textType: string): number {
   if (!Array.isArray(parts)) return 0;
   let bytes = 0;
   for (const part of parts) {
     const p = asRecord(part);
-    bytes += utf8Bytes(p.text) + utf8Bytes(p.refusal);
+    if (p.type === undefined || p.type === textType) bytes += utf8Bytes(p.text);
+    if (p.type === undefined || p.type === "refusal") bytes += utf8Bytes(p.refusal);
   }
   return bytes;
 }
@@ -439,9 +446,11 @@ function createGeneratedCount(asked: Asked) {
     for (const [place, value] of output.entries()) {
       const item = asRecord(value);
       const type = item.type;
-      if (type === "message") bytes += partsBytes(item.content);
-      else if (type === "reasoning") bytes += partsBytes(item.summary) + partsBytes(item.content);
-      else if (type === "function_call" || type === "custom_tool_call") {
+      if (type === "message") bytes += partsBytes(item.content, "output_text");
+      else if (type === "reasoning") {
+        bytes += partsBytes(item.summary, "summary_text");
+        bytes += partsBytes(item.content, "reasoning_text");
+      } else if (type === "function_call" || type === "custom_tool_call") {
         if (call(item) && offeredKind(type, asked.toolKinds)) counted(`output:${place}`, "output");
       } else if (type === "mcp_call") {
         if (call(item) && offeredKind(type, asked.toolKinds)) {
