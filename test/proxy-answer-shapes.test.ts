@@ -2,7 +2,7 @@ import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { localApiKey } from "../src/localnet/keys.js";
 import { createLogger } from "../src/log.js";
-import { createRecordingProxy } from "../src/recorder/proxy.js";
+import { createRecordingProxy, offeredKind } from "../src/recorder/proxy.js";
 import { requestFactsOf } from "../src/recorder/request-facts.js";
 import { type AdversaryHarness, type JobPlan, startAdversaryHarness } from "./support/operator.js";
 import { listen, serveApp } from "./support/recorder-fixtures.js";
@@ -437,5 +437,18 @@ describe("Responses parts of a type no client reads", () => {
       { verdict: "discrepancy", failing: ["usage.consistent"] },
     ]);
     expect(await readJob(c.store, plan.jobId)).toMatchObject({ answerBytes: 3 });
+  });
+});
+
+describe("the tool kind a Responses call item is of", () => {
+  it("takes a tool under its dated and preview names, and no other tool", () => {
+    expect(offeredKind("computer_call", ["computer_use_preview"])).toBe(true);
+    expect(offeredKind("computer_call", ["computer"])).toBe(true);
+    expect(offeredKind("web_search_call", ["web_search_preview_2025_03_11"])).toBe(true);
+    expect(offeredKind("custom_tool_call", ["custom"])).toBe(true);
+    expect(offeredKind("function_call", ["function"])).toBe(true);
+    expect(offeredKind("file_search_call", ["web_search"])).toBe(false);
+    expect(offeredKind("function_call", ["mcp", "web_search"])).toBe(false);
+    expect(offeredKind("mcp_call", null)).toBe(true);
   });
 });

@@ -350,7 +350,7 @@ const builtInCalls = new Set([
  * `function_call` where only web search was, earned 16 tokens apiece, each item a group of its
  * own, so 120 empty ones lifted the bound of `Hi.` by 1,920 tokens, verified.
  */
-function offeredKind(itemType: string, kinds: string[] | null | undefined): boolean {
+export function offeredKind(itemType: string, kinds: string[] | null | undefined): boolean {
   if (kinds === null || kinds === undefined) return true;
   const kind = itemType.replace(/_call$/, "");
   const tool = kind === "custom_tool" ? "custom" : kind;
