@@ -16,17 +16,23 @@ const hooks = `export async function resolve(s, c, next) {
 const register = `import { register } from "node:module";
 register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hooks)}`)});`;
 
-/** The packages a CLI run with `args` loads, by name. */
-function packagesLoaded(args: string[]): Set<string> {
+/** The URLs of the modules a CLI run with `args` loads, once it exits with `status`. */
+function modulesLoaded(args: string[], status = 0): string[] {
   const run = spawnSync(
     process.execPath,
     ["--import", `data:text/javascript,${encodeURIComponent(register)}`, ...cliArgv(args)],
     { encoding: "utf8", env: { ...process.env, DATABASE_URL: "", SOLANA_RPC_URLS: "" } },
   );
-  expect(run.status, run.stderr).toBe(0);
+  expect(run.status, run.stderr).toBe(status);
+  return [...run.stderr.matchAll(/^MODULE (.*)$/gm)].map((m) => m[1] ?? "");
+}
+
+/** The packages a CLI run with `args` loads, by name. */
+function packagesLoaded(args: string[]): Set<string> {
   const names = new Set<string>();
-  for (const m of run.stderr.matchAll(/^MODULE .*\/node_modules\/((?:@[^/]+\/)?[^/]+)\//gm)) {
-    names.add(m[1] ?? "");
+  for (const url of modulesLoaded(args)) {
+    const m = /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url);
+    if (m) names.add(m[1] ?? "");
   }
   return names;
 }
@@ -47,5 +53,32 @@ describe("CLI start-up", () => {
     const loaded = packagesLoaded(["report", "reconciliation", "--db", db, "--since", "1h"]);
     expect(loaded).toContain("drizzle-orm");
     for (const name of ["pg", "@solana/kit", "litesvm"]) expect(loaded, name).not.toContain(name);
+  });
+
+  // The store modules' PostgreSQL twins, PostgreSQL's schema and drizzle's pg-core entry (not
+  // the few of its modules drizzle's core loads itself) cost a SQLite command a third of its CPU.
+  it("loads no PostgreSQL store module, schema or driver for SQLite commands", () => {
+    const db = join(mkdtempSync(join(tmpdir(), "startup-")), "audit.db");
+    const store = openSqliteStore(db);
+    migrateStore(store);
+    store.close();
+    const runs: [string[], number][] = [
+      [["tokens", "list", "--db", db], 0],
+      [["report", "reconciliation", "--db", db, "--since", "1h"], 0],
+      // An RPC that refuses: the run gives up (exit 2) after loading what a verify loads.
+      [
+        ["verify", "--db", db, "--since", "1h", "--rpc", "http://127.0.0.1:9", "--timeout", "2s"],
+        2,
+      ],
+    ];
+    for (const [args, status] of runs) {
+      const postgres = modulesLoaded(args, status).filter(
+        (url) =>
+          /\/(db|store)\/pg\//.test(url) ||
+          /\/node_modules\/(pg|pg-pool|drizzle-orm\/node-postgres)\//.test(url) ||
+          url.endsWith("/drizzle-orm/pg-core/index.js"),
+      );
+      expect(postgres, args.join(" ")).toEqual([]);
+    }
   });
 });

@@ -3,8 +3,8 @@ import { messageOf } from "../errors.js";
 import type { Logger } from "../log.js";
 import { backoff } from "../retry.js";
 import { openWriterConnection } from "../store/group-commit.js";
+import { pgTwins } from "../store/pg-twins.js";
 import type { WriteUnit } from "../store/write-unit.js";
-import { createPgReceiptWriter } from "./receipt-writer-pg.js";
 import { sortRefused } from "./refused-writes.js";
 
 /** Options of the receipt writer; every optional one has a default. */
@@ -129,7 +129,7 @@ export interface Queued {
  */
 export function createReceiptWriter(store: Store, options: ReceiptWriterOptions): ReceiptWriter {
   return store.kind === "postgres"
-    ? createPgReceiptWriter(store, options)
+    ? pgTwins().createPgReceiptWriter(store, options)
     : createSqliteReceiptWriter(store, options);
 }
 

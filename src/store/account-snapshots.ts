@@ -1,7 +1,7 @@
 import { and, desc, eq, gte, inArray, isNotNull, isNull, lt, max, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { accountSnapshots, creditVaults } from "../db/schema.js";
-import { createPgAccountSnapshotsStore } from "./pg/account-snapshots.js";
+import { pgTwins } from "./pg-twins.js";
 
 /** One `GET /v1/account` answer against the vault's balance (see `accountSnapshots`). */
 export interface AccountSnapshot {
@@ -36,7 +36,7 @@ export interface AccountSnapshotsStore {
 /** The accountsnapshots store of either dialect. */
 export function createAccountSnapshotsStore(store: Store): AccountSnapshotsStore {
   return store.kind === "postgres"
-    ? createPgAccountSnapshotsStore(store)
+    ? pgTwins().createPgAccountSnapshotsStore(store)
     : createSqliteAccountSnapshotsStore(store);
 }
 

@@ -1,12 +1,7 @@
 import { and, asc, eq, isNull, lte, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { jobs } from "../db/schema.js";
-import {
-  claimBackfillPg,
-  createPgBackfillStore,
-  giveUpBackfillPg,
-  leaveToBackfillPg,
-} from "./pg/backfill.js";
+import { pgTwins } from "./pg-twins.js";
 import { inWriteTransaction, perConnection } from "./prepared.js";
 import type { WriteUnit } from "./write-unit.js";
 
@@ -133,7 +128,7 @@ export function leaveToBackfillUnit(jobIds: readonly string[], at: number): Writ
         for (const jobId of jobIds) st.leave.run({ jobId, at });
       });
     },
-    runPostgres: (tx) => leaveToBackfillPg(tx, jobIds, at),
+    runPostgres: (tx) => pgTwins().leaveToBackfillPg(tx, jobIds, at),
   };
 }
 
@@ -145,7 +140,7 @@ export function claimBackfillUnit(
 ): WriteUnit<string[]> {
   return {
     runSqlite: (tx) => claimBackfillInTransaction(tx, claims, giveUps, at),
-    runPostgres: (tx) => claimBackfillPg(tx, claims, giveUps, at),
+    runPostgres: (tx) => pgTwins().claimBackfillPg(tx, claims, giveUps, at),
   };
 }
 
@@ -153,14 +148,14 @@ export function claimBackfillUnit(
 export function giveUpBackfillUnit(jobId: string, at: number): WriteUnit<void> {
   return {
     runSqlite: (tx) => giveUpBackfillInTransaction(tx, jobId, at),
-    runPostgres: (tx) => giveUpBackfillPg(tx, jobId, at),
+    runPostgres: (tx) => pgTwins().giveUpBackfillPg(tx, jobId, at),
   };
 }
 
 /** The backfill store of either dialect. */
 export function createBackfillStore(store: Store): BackfillStore {
   return store.kind === "postgres"
-    ? createPgBackfillStore(store)
+    ? pgTwins().createPgBackfillStore(store)
     : createSqliteBackfillStore(store);
 }
 

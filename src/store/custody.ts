@@ -4,7 +4,7 @@ import type { SqliteStore, Store } from "../db/client.js";
 import { creditVaults, jobs } from "../db/schema.js";
 import { untiedJobsWhere } from "./custody-rules.js";
 import { reopenJobs } from "./job-queue.js";
-import { createPgCustodyStore } from "./pg/custody.js";
+import { pgTwins } from "./pg-twins.js";
 
 /** The jobs of `keys` whose verdict counts their money as verified. */
 const verifiedJobsOf = (keys: readonly string[]) =>
@@ -150,7 +150,7 @@ export function createCustodyStore(
   config?: CustodyConfig,
 ): CustodyStore {
   return store.kind === "postgres"
-    ? createPgCustodyStore(store, profile, config)
+    ? pgTwins().createPgCustodyStore(store, profile, config)
     : createSqliteCustodyStore(store, profile, config);
 }
 

@@ -1,7 +1,7 @@
 import { count, desc, inArray } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { jobs, verdictIsOpen, verificationRuns } from "../db/schema.js";
-import { createPgDashboardStore } from "./pg/dashboard.js";
+import { pgTwins } from "./pg-twins.js";
 
 /** The last nightly (or `verify`) run, as the status page shows it. */
 export interface LastNightlyRun {
@@ -25,7 +25,7 @@ export interface DashboardStore {
 /** The dashboard store of either dialect. */
 export function createDashboardStore(store: Store): DashboardStore {
   return store.kind === "postgres"
-    ? createPgDashboardStore(store)
+    ? pgTwins().createPgDashboardStore(store)
     : createSqliteDashboardStore(store);
 }
 

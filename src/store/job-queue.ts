@@ -22,7 +22,7 @@ import {
   verdicts,
 } from "../db/schema.js";
 import { jobKeepingLine } from "./ledger-rules.js";
-import { createPgJobQueueStore } from "./pg/job-queue.js";
+import { pgTwins } from "./pg-twins.js";
 import { param, perConnection, prepareRows } from "./prepared.js";
 import { jobInWindow, narrows, type QueueFilter } from "./queue-rules.js";
 import { maxKeptSignatures } from "./receipt-rules.js";
@@ -389,7 +389,7 @@ export const leasedTo = (owner: SQL) => and(owner, verdictIsOpen(jobs.verdict))!
 /** The jobqueue store of either dialect. */
 export function createJobQueueStore(store: Store): JobQueueStore {
   return store.kind === "postgres"
-    ? createPgJobQueueStore(store)
+    ? pgTwins().createPgJobQueueStore(store)
     : createSqliteJobQueueStore(store);
 }
 

@@ -9,7 +9,7 @@ import {
   answerQueueEffect,
   answerRenames,
 } from "./jobs-api-rules.js";
-import { createPgJobsApiStore, recordJobsApiAnswerPg } from "./pg/jobs-api.js";
+import { pgTwins } from "./pg-twins.js";
 import { indexAwareUpdate, inWriteTransaction, param, perConnection } from "./prepared.js";
 import { queueColumns } from "./receipts.js";
 import type { WriteUnit } from "./write-unit.js";
@@ -144,13 +144,15 @@ export function recordJobsApiAnswerUnit(
 ): WriteUnit<void> {
   return {
     runSqlite: (tx) => recordJobsApiAnswerInTransaction(tx, jobId, answer, now),
-    runPostgres: (tx) => recordJobsApiAnswerPg(tx, jobId, answer, now),
+    runPostgres: (tx) => pgTwins().recordJobsApiAnswerPg(tx, jobId, answer, now),
   };
 }
 
 /** The jobsapi store of either dialect. */
 export function createJobsApiStore(store: Store): JobsApiStore {
-  return store.kind === "postgres" ? createPgJobsApiStore(store) : createSqliteJobsApiStore(store);
+  return store.kind === "postgres"
+    ? pgTwins().createPgJobsApiStore(store)
+    : createSqliteJobsApiStore(store);
 }
 
 /** The jobs-API answers store on `store`'s connection; its statements are prepared here, once. */

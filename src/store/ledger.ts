@@ -31,7 +31,7 @@ import {
   settledShareOfLocks,
   settledUnits,
 } from "./ledger-rules.js";
-import { createPgLedgerStore } from "./pg/ledger.js";
+import { pgTwins } from "./pg-twins.js";
 
 /**
  * The credit vaults' ledger in the store: `ledger_cursors`, `ledger_lines` and `ledger_daily`
@@ -579,7 +579,9 @@ function findingLineOf(r: FindingRow) {
 
 /** The ledger store of either dialect. */
 export function createLedgerStore(store: Store): LedgerStore {
-  return store.kind === "postgres" ? createPgLedgerStore(store) : createSqliteLedgerStore(store);
+  return store.kind === "postgres"
+    ? pgTwins().createPgLedgerStore(store)
+    : createSqliteLedgerStore(store);
 }
 
 /** A row of `jobLockLines`. */

@@ -1,7 +1,7 @@
 import { and, eq, lte, or, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { locks } from "../db/schema.js";
-import { createPgLockStore } from "./pg/locks.js";
+import { pgTwins } from "./pg-twins.js";
 
 /** Who holds a lock and until when. */
 export interface LockHolder {
@@ -51,7 +51,9 @@ export interface LockStore {
 
 /** The lock store of either dialect. */
 export function createLockStore(store: Store): LockStore {
-  return store.kind === "postgres" ? createPgLockStore(store) : createSqliteLockStore(store);
+  return store.kind === "postgres"
+    ? pgTwins().createPgLockStore(store)
+    : createSqliteLockStore(store);
 }
 
 function createSqliteLockStore(store: SqliteStore): LockStore {

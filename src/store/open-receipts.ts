@@ -1,7 +1,7 @@
 import { and, inArray, isNotNull } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { captureIsOpen, jobs } from "../db/schema.js";
-import { createPgOpenReceiptStore } from "./pg/open-receipts.js";
+import { pgTwins } from "./pg-twins.js";
 
 /**
  * The proxy's open captures (a stream whose body has not ended) by the process writing them:
@@ -21,7 +21,7 @@ export interface OpenReceiptStore {
 /** The open-capture store of either dialect. */
 export function createOpenReceiptStore(store: Store): OpenReceiptStore {
   return store.kind === "postgres"
-    ? createPgOpenReceiptStore(store)
+    ? pgTwins().createPgOpenReceiptStore(store)
     : createSqliteOpenReceiptStore(store);
 }
 

@@ -10,7 +10,7 @@ import {
   verdicts,
 } from "../db/schema.js";
 import { statusSpaces } from "./jobs-api-rules.js";
-import { createPgOpsStore } from "./pg/ops.js";
+import { pgTwins } from "./pg-twins.js";
 import { jobInWindow, type OpenJobGroup, recordedLate, rpcTroubleVerdicts } from "./queue-rules.js";
 
 /** A job of a window that did not end verified. */
@@ -93,7 +93,9 @@ export function walFileBytes(store: SqliteStore): number {
 
 /** The ops store of either dialect. */
 export function createOpsStore(store: Store): OpsStore {
-  return store.kind === "postgres" ? createPgOpsStore(store) : createSqliteOpsStore(store);
+  return store.kind === "postgres"
+    ? pgTwins().createPgOpsStore(store)
+    : createSqliteOpsStore(store);
 }
 
 /** The operations queries over `store`, prepared once. */

@@ -3,7 +3,7 @@ import type { SqliteStore, Store } from "../db/client.js";
 import { foldRollupDeltas } from "../db/rollups.js";
 import { jobs, type ReceiptSource, receiptConflicts } from "../db/schema.js";
 import { reopenJobs, reopenNamers } from "./job-queue.js";
-import { createPgReceiptsStore, recordReceiptsPg } from "./pg/receipts.js";
+import { pgTwins } from "./pg-twins.js";
 import {
   indexAwareUpdate,
   inWriteTransaction,
@@ -558,14 +558,14 @@ export function recordReceiptsUnit(
 ): WriteUnit<RecordResult[]> {
   return {
     runSqlite: (tx) => recordReceiptsInTransaction(tx, receipts, source, options),
-    runPostgres: (tx) => recordReceiptsPg(tx, receipts, source, options),
+    runPostgres: (tx) => pgTwins().recordReceiptsPg(tx, receipts, source, options),
   };
 }
 
 /** The receipts store of either dialect. */
 export function createReceiptsStore(store: Store): ReceiptsStore {
   return store.kind === "postgres"
-    ? createPgReceiptsStore(store)
+    ? pgTwins().createPgReceiptsStore(store)
     : createSqliteReceiptsStore(store);
 }
 

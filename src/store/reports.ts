@@ -25,7 +25,7 @@ import {
   verdicts,
 } from "../db/schema.js";
 import { type PeriodPieces, periodPieces } from "./period-pieces.js";
-import { createPgReportsStore } from "./pg/reports.js";
+import { pgTwins } from "./pg-twins.js";
 import { inReadSnapshot } from "./prepared.js";
 import { type ReportGrouping, reportGroupings } from "./report-groupings.js";
 
@@ -351,7 +351,9 @@ function prepareGrouping(
 
 /** The reports store of either dialect. */
 export function createReportsStore(store: Store): ReportsStore {
-  return store.kind === "postgres" ? createPgReportsStore(store) : createSqliteReportsStore(store);
+  return store.kind === "postgres"
+    ? pgTwins().createPgReportsStore(store)
+    : createSqliteReportsStore(store);
 }
 
 /** Creates the reports' store module; every statement is prepared here, once. */

@@ -1,7 +1,7 @@
 import { and, eq, gt, isNull, lte, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { accessTokens, dashboardSessions, type TokenRole } from "../db/schema.js";
-import { createPgSessionsStore } from "./pg/sessions.js";
+import { pgTwins } from "./pg-twins.js";
 import { param, perConnection } from "./prepared.js";
 
 /** A live session's row, with its token's name and role. */
@@ -70,7 +70,7 @@ const statementsOf = perConnection((store: SqliteStore) => ({
 /** The sessions store of either dialect. */
 export function createSessionsStore(store: Store): SessionsStore {
   return store.kind === "postgres"
-    ? createPgSessionsStore(store)
+    ? pgTwins().createPgSessionsStore(store)
     : createSqliteSessionsStore(store);
 }
 

@@ -2,7 +2,7 @@ import { and, eq, isNotNull, isNull, sql } from "drizzle-orm";
 import type { TransactionFacts } from "../chain/transaction-facts.js";
 import type { SqliteStore, Store } from "../db/client.js";
 import { chainTransactions } from "../db/schema.js";
-import { createPgSignatureStore } from "./pg/signatures.js";
+import { pgTwins } from "./pg-twins.js";
 import { nullableParam, param, prepareRawRows, prepareRows } from "./prepared.js";
 import { pairKey } from "./signature-pairs.js";
 import { fetchedColumns } from "./signature-rules.js";
@@ -126,7 +126,7 @@ const rank = (column: string) =>
 /** The signature store of either dialect. */
 export function createSignatureStore(store: Store): SignatureStore {
   return store.kind === "postgres"
-    ? createPgSignatureStore(store)
+    ? pgTwins().createPgSignatureStore(store)
     : createSqliteSignatureStore(store);
 }
 

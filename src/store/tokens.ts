@@ -1,7 +1,7 @@
 import { desc, eq, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { accessTokens } from "../db/schema.js";
-import { createPgTokensStore } from "./pg/tokens.js";
+import { pgTwins } from "./pg-twins.js";
 import { param, perConnection } from "./prepared.js";
 
 /** An access token as stored: only the SHA-256 of its text. */
@@ -79,7 +79,9 @@ const statementsOf = perConnection((store: SqliteStore) => {
 
 /** The tokens store of either dialect. */
 export function createTokensStore(store: Store): TokensStore {
-  return store.kind === "postgres" ? createPgTokensStore(store) : createSqliteTokensStore(store);
+  return store.kind === "postgres"
+    ? pgTwins().createPgTokensStore(store)
+    : createSqliteTokensStore(store);
 }
 
 /** The tokens store on `store`'s connection; its statements are prepared here, once. */

@@ -8,7 +8,7 @@ import {
   type LearnedPins,
 } from "./custody.js";
 import { waitsForTreasury } from "./custody-rules.js";
-import { createPgVerdictStore } from "./pg/verdicts.js";
+import { pgTwins } from "./pg-twins.js";
 
 /**
  * The verdict writer: a job's verdict, its amounts, its check rows and what its evaluation
@@ -75,7 +75,7 @@ export interface VerdictStore {
 /** The verdict store of either dialect. */
 export function createVerdictStore(store: Store, profile: CustodyProfile): VerdictStore {
   return store.kind === "postgres"
-    ? createPgVerdictStore(store, profile)
+    ? pgTwins().createPgVerdictStore(store, profile)
     : createSqliteVerdictStore(store, profile);
 }
 

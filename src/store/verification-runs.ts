@@ -2,7 +2,7 @@ import { eq, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { verificationRuns } from "../db/schema.js";
 import { releaseLeasesOf } from "./job-queue.js";
-import { createPgVerificationRunStore } from "./pg/verification-runs.js";
+import { pgTwins } from "./pg-twins.js";
 
 /**
  * Verification runs (`verification_runs`) and their owners' heartbeats (`locks` rows named
@@ -77,7 +77,7 @@ const heartbeatName = (owner: string) => `verifier:${owner}`;
 /** The verificationrun store of either dialect. */
 export function createVerificationRunStore(store: Store): VerificationRunStore {
   return store.kind === "postgres"
-    ? createPgVerificationRunStore(store)
+    ? pgTwins().createPgVerificationRunStore(store)
     : createSqliteVerificationRunStore(store);
 }
 

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { sql, TransactionRollbackError } from "drizzle-orm";
-import { openPgSidePool, type PgStore } from "../../db/pg/client.js";
+import type { PgStore } from "../../db/pg/client.js";
+import { openPgSidePool } from "../../db/pg/pool.js";
 import { jobApiAnswers, jobs, receiptConflicts } from "../../db/pg/schema.js";
 import type { WriteUnit } from "../write-unit.js";
 import type { PgExecutor, PgTx } from "./executor.js";
