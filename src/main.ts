@@ -4,7 +4,7 @@ import { createApp } from "./api/app.js";
 import { createDrainGate, type DrainGate } from "./api/drain-gate.js";
 import { type AppMetrics, createMetrics } from "./api/metrics.js";
 import { withProxyFastPath } from "./api/proxy-listener.js";
-import { listTokens, roleSatisfies } from "./auth/tokens.js";
+import { warnWithoutProxyTokens } from "./auth/tokens.js";
 import { composeBackground } from "./background.js";
 import {
   addCallCounts,
@@ -93,20 +93,6 @@ const LEASE_BUSY_TIMEOUT_MS = 0;
  * port is taken, the database cannot be opened) whatever was started is stopped again, so a
  * failed start leaves no thread or timer keeping the process alive.
  */
-/**
- * Said at start: with PROXY_REQUIRE_TOKEN on and no live `ingest` or `admin` token, every
- * request to `/v1/*` is refused 401, which read as a proxy fault rather than a missing token.
- */
-export async function warnWithoutProxyTokens(store: Store, log: Logger): Promise<void> {
-  const live = (await listTokens(store)).filter(
-    (t) => t.revokedAt === null && roleSatisfies(t.role, "ingest"),
-  );
-  if (live.length > 0) return;
-  log.warn(
-    "PROXY_REQUIRE_TOKEN is on but no live ingest or admin token exists: every /v1 request is refused 401 until one is created (decentral-audit tokens create --role ingest --name …)",
-  );
-}
-
 export async function startService(
   config: Config,
   log = createLogger({ level: config.LOG_LEVEL }),

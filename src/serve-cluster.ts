@@ -5,11 +5,11 @@ import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { Counter, Gauge, Histogram } from "prom-client";
 import type { AppMetrics } from "./api/metrics.js";
+import { warnWithoutProxyTokens } from "./auth/tokens.js";
 import type { Config } from "./config.js";
 import { openStore } from "./db/open.js";
 import { AppError } from "./errors.js";
 import { createLogger, type Logger } from "./log.js";
-import { startService, warnWithoutProxyTokens } from "./main.js";
 import { validateCronExpression } from "./nightly/cron.js";
 import {
   COLLECT_TIMEOUT_MS,
@@ -237,6 +237,7 @@ export async function runServe(config: Config): Promise<RunningServe> {
   let running: RunningServe;
   try {
     if (workers <= 1) {
+      const { startService } = await loadService();
       const service = await startService(config, log);
       running = {
         url: service.url,
@@ -252,6 +253,15 @@ export async function runServe(config: Config): Promise<RunningServe> {
     throw error;
   }
   return { ...running, close: () => running.close().finally(flush) };
+}
+
+/**
+ * The service (the API, the proxy, the verifier: most of the program), loaded where it runs. The
+ * primary of a cluster only forks, restarts and counts: loading it there cost each `serve
+ * --workers N` start a process's worth of CPU, and delayed the fork of its workers by as much.
+ */
+function loadService(): Promise<typeof import("./main.js")> {
+  return import("./main.js");
 }
 
 /** The profile's cluster; null when the profile cannot be read (start-up then says why). */
@@ -659,6 +669,10 @@ function clusterMetrics(own: AppMetrics): AppMetrics {
  * primary's word, on SIGTERM/SIGINT, or when the primary is gone.
  */
 export function runWorker(): void {
+  // Loaded while the primary sends the configuration, as a static import of it was.
+  const serviceModule = loadService();
+  // Said by the start's own error handling below, when the configuration has come.
+  serviceModule.catch(() => {});
   let closing: Promise<void> | undefined;
   let close: (() => Promise<void>) | undefined;
   let flush = async () => true;
@@ -702,32 +716,36 @@ export function runWorker(): void {
       const logger = serveLogger(m.config.LOG_LEVEL);
       const { log } = logger;
       flush = logger.flush;
-      startService(m.config, log, {
-        background: "leader",
-        startupWarnings: false,
-        metrics: clusterMetrics,
-        leadAfter: serving,
-      }).then(
-        (service) => {
-          close = () => service.close();
-          if (closing) return void drain();
-          process.send?.({ type: "audit:ready", url: service.url } satisfies ToPrimary);
-        },
-        (error: unknown) => {
-          const text = error instanceof Error ? error.message : String(error);
-          // A refusal of what the operator gave (a --host this machine has not, a port taken)
-          // is said by its message, as a single process says it: a stack trace there read as
-          // a crash of the program. Anything else keeps its stack.
-          if (error instanceof AppError)
-            log.error({ code: error.code }, `serve worker could not start: ${text}`);
-          else log.error({ err: error }, "serve worker could not start");
-          void flush().then(() =>
-            process.send?.({ type: "audit:failed", error: text } satisfies ToPrimary, () =>
-              process.exit(2),
-            ),
-          );
-        },
-      );
+      serviceModule
+        .then(({ startService }) =>
+          startService(m.config, log, {
+            background: "leader",
+            startupWarnings: false,
+            metrics: clusterMetrics,
+            leadAfter: serving,
+          }),
+        )
+        .then(
+          (service) => {
+            close = () => service.close();
+            if (closing) return void drain();
+            process.send?.({ type: "audit:ready", url: service.url } satisfies ToPrimary);
+          },
+          (error: unknown) => {
+            const text = error instanceof Error ? error.message : String(error);
+            // A refusal of what the operator gave (a --host this machine has not, a port taken)
+            // is said by its message, as a single process says it: a stack trace there read as
+            // a crash of the program. Anything else keeps its stack.
+            if (error instanceof AppError)
+              log.error({ code: error.code }, `serve worker could not start: ${text}`);
+            else log.error({ err: error }, "serve worker could not start");
+            void flush().then(() =>
+              process.send?.({ type: "audit:failed", error: text } satisfies ToPrimary, () =>
+                process.exit(2),
+              ),
+            );
+          },
+        );
     } else if (m.type === "audit:serving") {
       confirmServing();
     } else if (m.type === "audit:drain") {

@@ -1,7 +1,8 @@
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { describe, expect, it } from "vitest";
 import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
@@ -10,7 +11,7 @@ import { cliArgv } from "./support/service-process.js";
 // Every CLI process (each test's, each cron run's) pays for what it loads before it starts.
 const hooks = `export async function resolve(s, c, next) {
   const r = await next(s, c);
-  process.stderr.write("MODULE " + r.url + "\\n");
+  process.stderr.write("MODULE " + process.pid + " " + r.url + "\\n");
   return r;
 }`;
 const register = `import { register } from "node:module";
@@ -24,7 +25,7 @@ function modulesLoaded(args: string[], status = 0): string[] {
     { encoding: "utf8", env: { ...process.env, DATABASE_URL: "", SOLANA_RPC_URLS: "" } },
   );
   expect(run.status, run.stderr).toBe(status);
-  return [...run.stderr.matchAll(/^MODULE (.*)$/gm)].map((m) => m[1] ?? "");
+  return [...run.stderr.matchAll(/^MODULE \d+ (.*)$/gm)].map((m) => m[1] ?? "");
 }
 
 /** The packages a CLI run with `args` loads, by name. */
@@ -80,5 +81,48 @@ describe("CLI start-up", () => {
       );
       expect(postgres, args.join(" ")).toEqual([]);
     }
+  });
+
+  // The primary of `serve --workers N` forks, restarts and counts; the service runs in the
+  // workers. Loading it in the primary too cost each cluster start a process's worth of CPU.
+  it("loads no service module in the primary of a cluster", async () => {
+    const db = join(mkdtempSync(join(tmpdir(), "startup-")), "audit.db");
+    const args = ["serve", "--port", "0", "--db", db, "--profile", "localnet"];
+    const child = spawn(
+      process.execPath,
+      ["--import", `data:text/javascript,${encodeURIComponent(register)}`, ...cliArgv(args)],
+      {
+        env: {
+          ...process.env,
+          DATABASE_URL: "",
+          WORKERS: "2",
+          SOLANA_RPC_URLS: "http://127.0.0.1:9",
+          DECENTRAL_BASE_URL: "http://127.0.0.1:9/v1",
+        },
+        stdio: ["ignore", "ignore", "pipe"],
+        // Its own process group: the workers end with it.
+        detached: true,
+      },
+    );
+    const primary: string[] = [];
+    try {
+      // What the primary loads, it loads before it forks: a worker's first module ends the test.
+      await new Promise<void>((resolve, reject) => {
+        createInterface({ input: child.stderr }).on("line", (line) => {
+          const m = /^MODULE (\d+) (.*)$/.exec(line);
+          if (m === null) return;
+          if (Number(m[1]) === child.pid) primary.push(m[2] ?? "");
+          else resolve();
+        });
+        child.once("exit", (code) => reject(new Error(`serve exited ${code} before a fork`)));
+      });
+    } finally {
+      process.kill(-(child.pid as number), "SIGKILL");
+    }
+    expect(primary.some((url) => /\/serve-cluster\.[jt]s$/.test(url))).toBe(true);
+    const service = primary.filter((url) =>
+      /\/main\.[jt]s$|\/api\/app\.[jt]s$|\/node_modules\/(@hono|hono)\//.test(url),
+    );
+    expect(service).toEqual([]);
   });
 });

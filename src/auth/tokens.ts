@@ -2,6 +2,7 @@ import { createHash, randomBytes, randomUUID, timingSafeEqual } from "node:crypt
 import type { Store } from "../db/client.js";
 import { type TokenRole, tokenRoles } from "../db/schema.js";
 import { AppError } from "../errors.js";
+import type { Logger } from "../log.js";
 import { hasUnprintable, printable } from "../printable-text.js";
 import { createTokensStore, type TokenInfo } from "../store/tokens.js";
 
@@ -174,3 +175,17 @@ export async function authenticateToken(
  * outage still works until the database answers again, for at most this long.
  */
 const OUTAGE_TRUST_MS = 10 * 60_000;
+
+/**
+ * Said at start: with PROXY_REQUIRE_TOKEN on and no live `ingest` or `admin` token, every
+ * request to `/v1/*` is refused 401, which read as a proxy fault rather than a missing token.
+ */
+export async function warnWithoutProxyTokens(store: Store, log: Logger): Promise<void> {
+  const live = (await listTokens(store)).filter(
+    (t) => t.revokedAt === null && roleSatisfies(t.role, "ingest"),
+  );
+  if (live.length > 0) return;
+  log.warn(
+    "PROXY_REQUIRE_TOKEN is on but no live ingest or admin token exists: every /v1 request is refused 401 until one is created (decentral-audit tokens create --role ingest --name …)",
+  );
+}
