@@ -4,6 +4,7 @@ import { openPostgres } from "../src/db/pg/client.js";
 import { migratePostgres } from "../src/db/pg/migrate.js";
 import { holdLeaderLease } from "../src/leader-lease.js";
 import { createLogger } from "../src/log.js";
+import { gate } from "./support/pg-deadlock.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 
 let cleanup: (() => Promise<void> | void)[] = [];
@@ -63,14 +64,7 @@ describe("leader lease on PostgreSQL, a host whose wall clock is ahead", () => {
     await migratePostgres(store.pool);
     // The lease's first read of the lock finds no row; it is held there, then another host
     // (its clock right) takes the lock, and this host's clock runs an hour ahead.
-    let open!: () => void;
-    let arrive!: () => void;
-    const gate = new Promise<void>((resolve) => {
-      open = resolve;
-    });
-    const reached = new Promise<void>((resolve) => {
-      arrive = resolve;
-    });
+    const { reached, arrive, opened, open } = gate();
     const query = pg.Client.prototype.query;
     let armed = true;
     pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
@@ -82,7 +76,7 @@ describe("leader lease on PostgreSQL, a host whose wall clock is ahead", () => {
         armed = false;
         args[args.length - 1] = (...answer: unknown[]) => {
           arrive();
-          void gate.then(() => done(...answer));
+          void opened.then(() => done(...answer));
         };
       }
       return (query as (...a: unknown[]) => unknown).apply(this, args);

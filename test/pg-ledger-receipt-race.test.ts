@@ -1,4 +1,3 @@
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { PgStore } from "../src/db/pg/client.js";
 import { migratePostgres } from "../src/db/pg/migrate.js";
@@ -6,7 +5,7 @@ import { createJobQueueStore } from "../src/store/job-queue.js";
 import { createLedgerStore, type LineRead } from "../src/store/ledger.js";
 import { createReceiptsStore } from "../src/store/receipts.js";
 import { fakeSignature } from "./support/job-rows.js";
-import { openHost } from "./support/pg-deadlock.js";
+import { listLines, openHost, pauseAfter } from "./support/pg-deadlock.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { receipt } from "./support/recorder-fixtures.js";
 
@@ -29,44 +28,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all([hostA, hostB].map((host) => host?.close()));
 });
-
-/**
- * Holds the first statement of this process matching `match`, once it answered, until `open`:
- * its transaction stays open between that statement and the next. `reached` resolves then.
- */
-function pauseAfter(match: RegExp): { reached: Promise<void>; open: () => void; done: () => void } {
-  let open!: () => void;
-  let arrive!: () => void;
-  const gate = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  const reached = new Promise<void>((resolve) => {
-    arrive = resolve;
-  });
-  const query = pg.Client.prototype.query;
-  let armed = true;
-  pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-    const result = (query as (...args: unknown[]) => unknown).apply(this, args);
-    const [config] = args;
-    const text = typeof config === "string" ? config : (config as { text?: string })?.text;
-    if (!armed || typeof text !== "string" || !match.test(text)) return result;
-    if (!(result instanceof Promise)) return result;
-    armed = false;
-    return result.then(async (value) => {
-      arrive();
-      await gate;
-      return value;
-    });
-  } as typeof query;
-  return {
-    reached,
-    open,
-    done: () => {
-      open();
-      pg.Client.prototype.query = query;
-    },
-  };
-}
 
 describe("a ledger batch and a receipt of the job its lines name, recorded meanwhile", () => {
   it("keeps an unnamed refund with the job, which is claimed before the batch commits", async () => {
@@ -97,14 +58,7 @@ describe("a ledger batch and a receipt of the job its lines name, recorded meanw
     ];
     const ledger = createLedgerStore(hostB);
     const now = (at + 3600) * 1000;
-    const seen = await ledger.cursor(vault, now);
-    const page = [...lines].reverse().map((l, i) => ({
-      signature: l.signature,
-      slot: 1000 - i,
-      blockTime: l.blockTime,
-      err: null,
-    }));
-    await ledger.storePage(vault, seen, page, true, now, now);
+    await listLines(ledger, vault, lines, now, 1000);
     // The batch's read of the jobs its lines are kept with (none recorded yet).
     const paused = pauseAfter(/"conflict_signatures" from "jobs" where "jobs"."job_id" = ANY/i);
     let read: Promise<void> | undefined;

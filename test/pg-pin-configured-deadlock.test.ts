@@ -6,7 +6,13 @@ import { createLedgerStore, type LineRead } from "../src/store/ledger.js";
 import { openPgWriterConnection } from "../src/store/pg/group-commit.js";
 import { recordReceiptsUnit } from "../src/store/receipts.js";
 import { fakeSignature } from "./support/job-rows.js";
-import { backendsWaiting, openHost, pause, shortDeadlockTimeout } from "./support/pg-deadlock.js";
+import {
+  backendsWaiting,
+  listLines,
+  openHost,
+  pause,
+  shortDeadlockTimeout,
+} from "./support/pg-deadlock.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { receipt, signature } from "./support/recorder-fixtures.js";
 import { seedCreditVault, seedJob } from "./support/seed-ledger.js";
@@ -86,14 +92,7 @@ describe("a vault configured at start, a receipt group and a ledger batch of tha
     ];
     const ledger = createLedgerStore(hostB);
     const now = (at + 3600) * 1000;
-    const seen = await ledger.cursor(vault, now);
-    const page = [...lines].reverse().map((l, i) => ({
-      signature: l.signature,
-      slot: 4000 - i,
-      blockTime: l.blockTime,
-      err: null,
-    }));
-    await ledger.storePage(vault, seen, page, true, now, now);
+    await listLines(ledger, vault, lines, now, 4000);
 
     const { unit: paused, reached, open } = pause();
     const writer = openPgWriterConnection(hostA);

@@ -10,7 +10,13 @@ import { openPgWriterConnection } from "../src/store/pg/group-commit.js";
 import { recordReceiptsUnit } from "../src/store/receipts.js";
 import { createVerdictStore, type VerdictWrite } from "../src/store/verdicts.js";
 import { fakeSignature } from "./support/job-rows.js";
-import { backendsWaiting, openHost, pause, shortDeadlockTimeout } from "./support/pg-deadlock.js";
+import {
+  backendsWaiting,
+  listLines,
+  openHost,
+  pause,
+  shortDeadlockTimeout,
+} from "./support/pg-deadlock.js";
 import { statementsSentBy } from "./support/pg-statements.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { receipt, signature } from "./support/recorder-fixtures.js";
@@ -157,14 +163,7 @@ describe("a receipt group and another host's ledger batch keeping lines with the
     });
     const ledger = createLedgerStore(hostB);
     const now = (at + 3600) * 1000;
-    const seen = await ledger.cursor(vault, now);
-    const page = [...lines].reverse().map((l, i) => ({
-      signature: l.signature,
-      slot: 1000 - i,
-      blockTime: l.blockTime,
-      err: null,
-    }));
-    await ledger.storePage(vault, seen, page, true, now, now);
+    await listLines(ledger, vault, lines, now, 1000);
     const group = (jobId: string) =>
       recordReceiptsUnit(
         [
@@ -242,14 +241,7 @@ describe("a ledger batch of jobs' own steps", () => {
     }
     const ledger = createLedgerStore(hostB);
     const now = (at + 3600) * 1000;
-    const seen = await ledger.cursor(vault, now);
-    const page = [...lines].reverse().map((l, i) => ({
-      signature: l.signature,
-      slot: 2000 - i,
-      blockTime: l.blockTime,
-      err: null,
-    }));
-    await ledger.storePage(vault, seen, page, true, now, now);
+    await listLines(ledger, vault, lines, now, 2000);
     const sent = await statementsSentBy(() => ledger.recordReads(vault, lines, [], now));
     const jobWrites = sent.filter((s) => /^\s*update "jobs"/i.test(s.text));
     const turns = sent.filter((s) => /pg_advisory_xact_lock\(\$1::int, 0\)/.test(s.text));
@@ -394,14 +386,7 @@ describe("a review's credits header checks", () => {
     }
     const ledger = createLedgerStore(hostB);
     const now = (at + 3600) * 1000;
-    const seen = await ledger.cursor(vault, now);
-    const page = [...lines].reverse().map((l, i) => ({
-      signature: l.signature,
-      slot: 4000 - i,
-      blockTime: l.blockTime,
-      err: null,
-    }));
-    await ledger.storePage(vault, seen, page, true, now, now);
+    await listLines(ledger, vault, lines, now, 4000);
     await ledger.recordReads(vault, lines, [], now);
     const sent = await statementsSentBy(() => ledger.review(vault, now));
     const spanReads = sent.filter((s) => /^select "ord", "block_time", "post_units"/i.test(s.text));

@@ -1,5 +1,6 @@
 import pg from "pg";
 import { openPostgres, type PgStore } from "../../src/db/pg/client.js";
+import type { LedgerStore, LineRead } from "../../src/store/ledger.js";
 import type { WriteUnit } from "../../src/store/write-unit.js";
 
 /**
@@ -31,27 +32,98 @@ export function openHost(url: string, deadlockTimeout?: string): PgStore {
 }
 
 /**
- * A unit that stops the group's transaction until `open` is called; `reached` resolves when the
- * group's units before it have run.
+ * A gate a held statement or unit waits at: `arrive` when it got there (`reached` resolves),
+ * `open` to let it go on (`opened` resolves).
  */
-export function pause(): { unit: WriteUnit<null>; reached: Promise<void>; open: () => void } {
+export function gate(): {
+  reached: Promise<void>;
+  arrive: () => void;
+  opened: Promise<void>;
+  open: () => void;
+} {
   let open!: () => void;
   let arrive!: () => void;
-  const gate = new Promise<void>((resolve) => {
+  const opened = new Promise<void>((resolve) => {
     open = resolve;
   });
   const reached = new Promise<void>((resolve) => {
     arrive = resolve;
   });
+  return { reached, arrive, opened, open };
+}
+
+/**
+ * A unit that stops the group's transaction until `open` is called; `reached` resolves when the
+ * group's units before it have run.
+ */
+export function pause(): { unit: WriteUnit<null>; reached: Promise<void>; open: () => void } {
+  const { reached, arrive, opened, open } = gate();
   const unit = {
     runSqlite: () => null,
     runPostgres: async () => {
       arrive();
-      await gate;
+      await opened;
       return null;
     },
   };
   return { unit, reached, open };
+}
+
+/**
+ * Holds the first statement of this process matching `match`, once it answered, until `open`:
+ * its transaction stays open between that statement and the next. `reached` resolves then;
+ * `done` opens it and puts the client's query back.
+ */
+export function pauseAfter(match: RegExp): {
+  reached: Promise<void>;
+  open: () => void;
+  done: () => void;
+} {
+  const { reached, arrive, opened, open } = gate();
+  const query = pg.Client.prototype.query;
+  let armed = true;
+  pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+    const result = (query as (...args: unknown[]) => unknown).apply(this, args);
+    const [config] = args;
+    const text = typeof config === "string" ? config : (config as { text?: string })?.text;
+    if (!armed || typeof text !== "string" || !match.test(text)) return result;
+    if (!(result instanceof Promise)) return result;
+    armed = false;
+    return result.then(async (value) => {
+      arrive();
+      await opened;
+      return value;
+    });
+  } as typeof query;
+  return {
+    reached,
+    open,
+    done: () => {
+      open();
+      pg.Client.prototype.query = query;
+    },
+  };
+}
+
+/**
+ * Lists `lines` in `vault`'s ledger as one page read at `now` (newest first, slots counting down
+ * from `topSlot`), so a batch can then record them.
+ */
+export async function listLines(
+  ledger: LedgerStore,
+  vault: string,
+  lines: readonly Pick<LineRead, "signature" | "blockTime">[],
+  now: number,
+  topSlot: number,
+): Promise<void> {
+  const seen = await ledger.cursor(vault, now);
+  const page = [...lines].reverse().map((l, i) => ({
+    signature: l.signature,
+    slot: topSlot - i,
+    blockTime: l.blockTime,
+    err: null,
+  }));
+  await ledger.storePage(vault, seen, page, true, now, now);
 }
 
 /** Resolves once at least `n` backends of the database wait on a lock. */
