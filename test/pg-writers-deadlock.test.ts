@@ -6,7 +6,6 @@ import type { CustodyProfile } from "../src/store/custody.js";
 import { createJobQueueStore } from "../src/store/job-queue.js";
 import { createJobsApiStore } from "../src/store/jobs-api.js";
 import { createLedgerStore, type LineRead } from "../src/store/ledger.js";
-import { openPgWriterConnection } from "../src/store/pg/group-commit.js";
 import { recordReceiptsUnit } from "../src/store/receipts.js";
 import { createVerdictStore, type VerdictWrite } from "../src/store/verdicts.js";
 import { fakeSignature } from "./support/job-rows.js";
@@ -14,8 +13,8 @@ import {
   backendsWaiting,
   listLines,
   openHost,
-  pause,
   shortDeadlockTimeout,
+  whileGroupHeld,
 } from "./support/pg-deadlock.js";
 import { statementsSentBy } from "./support/pg-statements.js";
 import { usePostgresDatabase } from "./support/postgres.js";
@@ -86,36 +85,22 @@ describe("a receipt group and another host's verdict batch on the same rollup ro
     const fresh = receipt({ ...sameRollup, createdAt: CREATED });
     // Another receipt of the existing job (another escrow): a conflict, read `FOR UPDATE`.
     const other = receipt({ ...sameRollup, jobId: existing, escrowTx: signature() });
-    const { unit: paused, reached, open } = pause();
-    const writer = openPgWriterConnection(hostA);
     const verdicts = createVerdictStore(hostB, profile);
-    try {
-      const group = writer.together([
-        recordReceiptsUnit([fresh], "proxy"),
-        paused,
-        recordReceiptsUnit([other], "proxy"),
-      ]);
-      const groupSettled = group.then(
-        () => "committed",
-        (error: unknown) => `failed: ${(error as Error).cause ?? error}`,
-      );
-      // The group has written the new job (and its rollup rows) once it waits at the gate.
-      await reached;
-      const written = verdicts.write([verdictOf(existing)], {
-        owner: "verifier-b",
-        runId: null,
-        t: CREATED + 1000,
-      });
-      await backendsWaiting(hostA);
-      open();
-      expect(await groupSettled).toBe("committed");
-      // The group's other receipt reopened the job, ending the verifier's lease: the batch,
-      // run after the group, writes no verdict (the job is verified again).
-      expect(await written).toEqual([false]);
-    } finally {
-      open();
-      await writer.close();
-    }
+    // The group has written the new job (and its rollup rows) once it waits at the gate.
+    const written = await whileGroupHeld(
+      hostA,
+      [recordReceiptsUnit([fresh], "proxy")],
+      [recordReceiptsUnit([other], "proxy")],
+      () =>
+        verdicts.write([verdictOf(existing)], {
+          owner: "verifier-b",
+          runId: null,
+          t: CREATED + 1000,
+        }),
+    );
+    // The group's other receipt reopened the job, ending the verifier's lease: the batch,
+    // run after the group, writes no verdict (the job is verified again).
+    expect(written).toEqual([false]);
     const { rows } = await hostA.pool.query<{ verdict: string; n: string }>(
       `SELECT (SELECT verdict FROM jobs WHERE job_id = $1) AS verdict,
         (SELECT count(*) FROM jobs WHERE job_id = $2) AS n`,
@@ -175,23 +160,9 @@ describe("a receipt group and another host's ledger batch keeping lines with the
         ],
         "proxy",
       );
-    const { unit: paused, reached, open } = pause();
-    const writer = openPgWriterConnection(hostA);
-    try {
-      const groupSettled = writer.together([group(ids[1]), paused, group(ids[0])]).then(
-        () => "committed",
-        (error: unknown) => `failed: ${(error as Error).cause ?? error}`,
-      );
-      await reached;
-      const read = ledger.recordReads(vault, lines, [], now);
-      await backendsWaiting(hostA);
-      open();
-      expect(await groupSettled).toBe("committed");
-      await read;
-    } finally {
-      open();
-      await writer.close();
-    }
+    await whileGroupHeld(hostA, [group(ids[1])], [group(ids[0])], () =>
+      ledger.recordReads(vault, lines, [], now),
+    );
     const { rows } = await hostA.pool.query<{ job_id: string; kept: string[] }>(
       "SELECT job_id, conflict_signatures AS kept FROM jobs WHERE job_id = ANY($1) ORDER BY job_id",
       [ids],
@@ -310,28 +281,11 @@ describe("a receipt group and another host's poll keeping its jobs' verdicts", (
     });
     const other = (jobId: string) =>
       recordReceiptsUnit([receipt({ jobId, escrowTx: signature() })], "proxy");
-    const { unit: paused, reached, open } = pause();
-    const writer = openPgWriterConnection(hostA);
     const verdicts = createVerdictStore(hostB, profile);
-    try {
-      const groupSettled = writer.together([other(ids[1]), paused, other(ids[0])]).then(
-        () => "committed",
-        (error: unknown) => `failed: ${(error as Error).cause ?? error}`,
-      );
-      await reached;
-      const written = verdicts.write(ids.map(keep), {
-        owner: "verifier-keep",
-        runId: null,
-        t: CREATED + 1000,
-      });
-      await backendsWaiting(hostA);
-      open();
-      expect(await groupSettled).toBe("committed");
-      expect(await written).toEqual([false, false]);
-    } finally {
-      open();
-      await writer.close();
-    }
+    const written = await whileGroupHeld(hostA, [other(ids[1])], [other(ids[0])], () =>
+      verdicts.write(ids.map(keep), { owner: "verifier-keep", runId: null, t: CREATED + 1000 }),
+    );
+    expect(written).toEqual([false, false]);
     // Both receipts reopened their jobs: the poll, run after the group, kept no lease of them.
     const { rows } = await hostA.pool.query<{ lease_owner: string | null }>(
       "SELECT lease_owner FROM jobs WHERE job_id = ANY($1) ORDER BY job_id",
@@ -431,15 +385,8 @@ describe("a receipt group and another host's jobs API answer reopening a job nam
     await seedJob(hostB, { jobId: jy, escrowTx: sig("lock:y"), recordedAt: at });
     const other = (jobId: string) =>
       recordReceiptsUnit([receipt({ jobId, escrowTx: signature() })], "proxy");
-    const { unit: paused, reached, open } = pause();
-    const writer = openPgWriterConnection(hostA);
-    try {
-      const groupSettled = writer.together([other(jy), paused, other(jx)]).then(
-        () => "committed",
-        (error: unknown) => `failed: ${(error as Error).cause ?? error}`,
-      );
-      await reached;
-      const answered = createJobsApiStore(hostB).recordAnswer(
+    await whileGroupHeld(hostA, [other(jy)], [other(jx)], () =>
+      createJobsApiStore(hostB).recordAnswer(
         jx,
         {
           status: "completed",
@@ -450,15 +397,8 @@ describe("a receipt group and another host's jobs API answer reopening a job nam
           raw: {},
         },
         at + 1000,
-      );
-      await backendsWaiting(hostA);
-      open();
-      expect(await groupSettled).toBe("committed");
-      await answered;
-    } finally {
-      open();
-      await writer.close();
-    }
+      ),
+    );
     const { rows } = await hostA.pool.query<{ job_id: string; verdict: string }>(
       "SELECT job_id, verdict FROM jobs WHERE job_id = ANY($1) ORDER BY job_id",
       [[jx, jy]],
@@ -482,29 +422,16 @@ describe("a receipt group and another host's settlement backfill pass claiming t
     );
     const other = (jobId: string) =>
       recordReceiptsUnit([receipt({ jobId, escrowTx: signature() })], "proxy");
-    const { unit: paused, reached, open } = pause();
-    const writer = openPgWriterConnection(hostA);
-    try {
-      const groupSettled = writer.together([other(ids[1]), paused, other(ids[0])]).then(
-        () => "committed",
-        (error: unknown) => `failed: ${(error as Error).cause ?? error}`,
-      );
-      await reached;
-      const claimed = createBackfillStore(hostB).claim(
+    const claimed = await whileGroupHeld(hostA, [other(ids[1])], [other(ids[0])], () =>
+      createBackfillStore(hostB).claim(
         ids.map((jobId) => ({ jobId, nextAt: at + 60_000 })),
         [],
         at + 1000,
-      );
-      await backendsWaiting(hostA);
-      open();
-      expect(await groupSettled).toBe("committed");
-      // Claimed after the group committed: its receipts, which name settlements, left none
-      // of the two for the backfill.
-      expect(await claimed).toEqual([]);
-    } finally {
-      open();
-      await writer.close();
-    }
+      ),
+    );
+    // Claimed after the group committed: its receipts, which name settlements, left none
+    // of the two for the backfill.
+    expect(claimed).toEqual([]);
   }, 30_000);
 });
 
@@ -519,24 +446,14 @@ describe("a receipt group and another host's verifier dropping its leases as it 
     );
     const other = (jobId: string) =>
       recordReceiptsUnit([receipt({ jobId, escrowTx: signature() })], "proxy");
-    const { unit: paused, reached, open } = pause();
-    const writer = openPgWriterConnection(hostA);
-    try {
-      const groupSettled = writer.together([other(ids[1]), paused, other(ids[0])]).then(
-        () => "committed",
-        (error: unknown) => `failed: ${(error as Error).cause ?? error}`,
-      );
-      await reached;
-      const released = createJobQueueStore(hostB).releaseLeases("verifier-stopping");
+    await whileGroupHeld(
+      hostA,
+      [other(ids[1])],
+      [other(ids[0])],
+      () => createJobQueueStore(hostB).releaseLeases("verifier-stopping"),
       // Either it waits for the group (its rows held), or it is done without waiting.
-      await Promise.race([released, backendsWaiting(hostA)]);
-      open();
-      expect(await groupSettled).toBe("committed");
-      await released;
-    } finally {
-      open();
-      await writer.close();
-    }
+      (released) => Promise.race([released, backendsWaiting(hostA)]),
+    );
     const { rows } = await hostA.pool.query<{ lease_owner: string | null }>(
       "SELECT lease_owner FROM jobs WHERE job_id = ANY($1)",
       [ids],

@@ -1,6 +1,8 @@
 import pg from "pg";
+import { expect } from "vitest";
 import { openPostgres, type PgStore } from "../../src/db/pg/client.js";
 import type { LedgerStore, LineRead } from "../../src/store/ledger.js";
+import { openPgWriterConnection } from "../../src/store/pg/group-commit.js";
 import type { WriteUnit } from "../../src/store/write-unit.js";
 
 /**
@@ -137,5 +139,37 @@ export async function backendsWaiting(store: PgStore, n = 1): Promise<void> {
     if (Number(rows[0]?.n) >= n) return;
     if (Date.now() > deadline) throw new Error(`fewer than ${n} backends came to wait on a lock`);
     await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/**
+ * Runs `before`, a gate and `after` as one group on a receipt writer of `host`; while the group
+ * waits at the gate (its `before` rows locked), starts `meanwhile` (another host's writes) and
+ * opens the gate once `waiting` resolves (by default: once a backend waits on a lock). Expects
+ * the group committed, then resolves with what `meanwhile` resolved with.
+ */
+export async function whileGroupHeld<T>(
+  host: PgStore,
+  before: readonly WriteUnit<unknown>[],
+  after: readonly WriteUnit<unknown>[],
+  meanwhile: () => Promise<T>,
+  waiting: (pending: Promise<T>) => Promise<unknown> = () => backendsWaiting(host),
+): Promise<T> {
+  const { unit: paused, reached, open } = pause();
+  const writer = openPgWriterConnection(host);
+  try {
+    const groupSettled = writer.together([...before, paused, ...after]).then(
+      () => "committed",
+      (error: unknown) => `failed: ${(error as Error).cause ?? error}`,
+    );
+    await reached;
+    const pending = meanwhile();
+    await waiting(pending);
+    open();
+    expect(await groupSettled).toBe("committed");
+    return await pending;
+  } finally {
+    open();
+    await writer.close();
   }
 }
