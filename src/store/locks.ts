@@ -1,6 +1,7 @@
-import { and, eq, lte, or, sql } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { locks } from "../db/schema.js";
+import { leaseOnConflict, leaseRow } from "./lock-rules.js";
 import { pgTwins } from "./pg-twins.js";
 
 /** Who holds a lock and until when. */
@@ -58,43 +59,15 @@ export function createLockStore(store: Store): LockStore {
 
 function createSqliteLockStore(store: SqliteStore): LockStore {
   const { db } = store;
-  // One statement, so two processes racing for the lock cannot both win: the upsert only
-  // overwrites an expired row or one of the same owner.
-  const take = db
-    .insert(locks)
-    .values({
-      name: sql.placeholder("name"),
-      owner: sql.placeholder("owner"),
-      acquiredAt: sql.placeholder("now"),
-      expiresAt: sql.placeholder("until"),
-    })
-    .onConflictDoUpdate({
-      target: locks.name,
-      set: {
-        owner: sql`excluded.owner`,
-        acquiredAt: sql`excluded.acquired_at`,
-        expiresAt: sql`excluded.expires_at`,
-      },
-      setWhere: or(
-        lte(locks.expiresAt, sql`excluded.acquired_at`),
-        eq(locks.owner, sql`excluded.owner`),
-      ),
-    })
-    .prepare();
-  const claim = db
-    .insert(locks)
-    .values({
-      name: sql.placeholder("name"),
-      owner: sql.placeholder("owner"),
-      acquiredAt: sql.placeholder("now"),
-      expiresAt: sql.placeholder("until"),
-    })
-    .onConflictDoUpdate({
-      target: locks.name,
-      set: { acquiredAt: sql`excluded.acquired_at`, expiresAt: sql`excluded.expires_at` },
-      setWhere: eq(locks.owner, sql`excluded.owner`),
-    })
-    .prepare();
+  // One statement each, so two processes racing for the lock cannot both win (lock-rules.ts).
+  const upsert = (rule: "take" | "claim") =>
+    db
+      .insert(locks)
+      .values(leaseRow())
+      .onConflictDoUpdate({ target: locks.name, ...leaseOnConflict(locks, rule) })
+      .prepare();
+  const take = upsert("take");
+  const claim = upsert("claim");
   const steal = db
     .update(locks)
     .set({

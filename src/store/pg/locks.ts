@@ -1,6 +1,7 @@
-import { and, eq, lte, or, sql } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { locks } from "../../db/pg/schema.js";
+import { leaseOnConflict, leaseRow } from "../lock-rules.js";
 import type { LockHolder, LockStore } from "../locks.js";
 
 /**
@@ -12,46 +13,18 @@ import type { LockHolder, LockStore } from "../locks.js";
  */
 export function createPgLockStore(store: PgStore): LockStore {
   const { db } = store;
-  // INSERT … ON CONFLICT DO UPDATE … WHERE … RETURNING: a free name is inserted, an expired
-  // lease or our own is overwritten, a live lease of another owner is left alone (no row back).
-  const take = db
-    .insert(locks)
-    .values({
-      name: sql.placeholder("name"),
-      owner: sql.placeholder("owner"),
-      acquiredAt: sql.placeholder("now"),
-      expiresAt: sql.placeholder("until"),
-    })
-    .onConflictDoUpdate({
-      target: locks.name,
-      set: {
-        owner: sql`excluded.owner`,
-        acquiredAt: sql`excluded.acquired_at`,
-        expiresAt: sql`excluded.expires_at`,
-      },
-      setWhere: or(
-        lte(locks.expiresAt, sql`excluded.acquired_at`),
-        eq(locks.owner, sql`excluded.owner`),
-      ),
-    })
-    .returning({ owner: locks.owner })
-    .prepare("locks_take");
-  // As `take`, but only a free name or our own lease: another's is never judged by its expiry.
-  const claim = db
-    .insert(locks)
-    .values({
-      name: sql.placeholder("name"),
-      owner: sql.placeholder("owner"),
-      acquiredAt: sql.placeholder("now"),
-      expiresAt: sql.placeholder("until"),
-    })
-    .onConflictDoUpdate({
-      target: locks.name,
-      set: { acquiredAt: sql`excluded.acquired_at`, expiresAt: sql`excluded.expires_at` },
-      setWhere: eq(locks.owner, sql`excluded.owner`),
-    })
-    .returning({ owner: locks.owner })
-    .prepare("locks_claim");
+  // INSERT … ON CONFLICT DO UPDATE … WHERE … RETURNING (lock-rules.ts): `take` inserts a free
+  // name and overwrites an expired lease or our own, a live lease of another owner is left alone
+  // (no row back); `claim` only a free name or our own lease, another's never judged by expiry.
+  const upsert = (rule: "take" | "claim") =>
+    db
+      .insert(locks)
+      .values(leaseRow())
+      .onConflictDoUpdate({ target: locks.name, ...leaseOnConflict(locks, rule) })
+      .returning({ owner: locks.owner })
+      .prepare(`locks_${rule}`);
+  const take = upsert("take");
+  const claim = upsert("claim");
   // UPDATE … WHERE owner = dead RETURNING: only while the dead owner still holds it.
   const steal = db
     .update(locks)
