@@ -822,17 +822,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     let spanEnded = false;
     let unread = false;
     for (let first = true; !spanEnded; ) {
-      const rows = await q
-        .select({
-          ord: ledgerLines.ord,
-          blockTime: ledgerLines.blockTime,
-          postUnits: ledgerLines.postUnits,
-          state: ledgerLines.state,
-        })
-        .from(ledgerLines)
-        .where(and(vaultIs(vault), gte(ledgerLines.ord, ord)))
-        .orderBy(asc(ledgerLines.ord))
-        .limit(256);
+      const rows = await spanLines(q, vault, ord, 256);
       for (const r of rows) {
         if (!first && (r.blockTime === null || r.blockTime > until)) {
           spanEnded = true;
@@ -855,6 +845,21 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     // past its second when it was listed): nothing more will match.
     const covered = !unread && (spanEnded || finalCovers(finalThrough, recordedAt));
     return { balances, covered };
+  }
+
+  /** Up to `limit` of `vault`'s lines from `ord` on, in order, as a header's span reads them. */
+  function spanLines(q: PgExecutor, vault: string, ord: number, limit: number) {
+    return q
+      .select({
+        ord: ledgerLines.ord,
+        blockTime: ledgerLines.blockTime,
+        postUnits: ledgerLines.postUnits,
+        state: ledgerLines.state,
+      })
+      .from(ledgerLines)
+      .where(and(vaultIs(vault), gte(ledgerLines.ord, ord)))
+      .orderBy(asc(ledgerLines.ord))
+      .limit(limit);
   }
 
   /**
@@ -884,17 +889,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     let active: typeof spans = [];
     let ord = order[0]?.lockOrd ?? 0;
     while (waiting > 0) {
-      const rows = await q
-        .select({
-          ord: ledgerLines.ord,
-          blockTime: ledgerLines.blockTime,
-          postUnits: ledgerLines.postUnits,
-          state: ledgerLines.state,
-        })
-        .from(ledgerLines)
-        .where(and(vaultIs(vault), gte(ledgerLines.ord, ord)))
-        .orderBy(asc(ledgerLines.ord))
-        .limit(SPAN_PAGE);
+      const rows = await spanLines(q, vault, ord, SPAN_PAGE);
       for (const r of rows) {
         // Each span starts at the first line at or after its lock (the lock's own line).
         while (started < order.length && order[started]!.lockOrd <= r.ord) {
