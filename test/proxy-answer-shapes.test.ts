@@ -5,6 +5,7 @@ import { createLogger } from "../src/log.js";
 import { createRecordingProxy, offeredKind } from "../src/recorder/proxy.js";
 import { requestFactsOf } from "../src/recorder/request-facts.js";
 import { type AdversaryHarness, type JobPlan, startAdversaryHarness } from "./support/operator.js";
+import { jobThroughProxy } from "./support/proxy-job.js";
 import { listen, serveApp } from "./support/recorder-fixtures.js";
 import { readJob } from "./support/seed-recorder.js";
 
@@ -35,45 +36,7 @@ describe("answers read by the endpoint asked", () => {
     answer: unknown,
     request: Record<string, unknown>,
   ): Promise<void> {
-    const txs = h.op.honestJob(plan);
-    const log = createLogger({ level: "silent" });
-    const upstream = await listen(
-      http.createServer(async (req, res) => {
-        for await (const _ of req) {
-        }
-        res.writeHead(200, {
-          "content-type": "application/json",
-          "x-decentral-job-id": plan.jobId,
-          "x-decentral-tx-signature": txs.escrowTx,
-          "x-decentral-settlement-tx": txs.settlementTx,
-          "x-decentral-worker": plan.worker.address,
-        });
-        res.end(JSON.stringify(answer));
-      }),
-    );
-    const proxy = createRecordingProxy({
-      store: c.store,
-      log,
-      upstreamBaseUrl: `${upstream.url}/v1`,
-    });
-    const app = await serveApp({ store: c.store, log, proxy });
-    try {
-      const res = await fetch(`${app.url}${path}`, {
-        method: "POST",
-        headers: {
-          authorization: `Bearer ${localApiKey(plan.keyIndex)}`,
-          "content-type": "application/json",
-        },
-        body: JSON.stringify({ model: plan.requestedModel, ...request }),
-      });
-      expect(res.status).toBe(200);
-      await res.text();
-      await proxy.idle();
-    } finally {
-      await app.close();
-      await proxy.close();
-      await upstream.close();
-    }
+    await jobThroughProxy(h, c.store, plan, path, JSON.stringify(answer), request);
   }
 
   const response = (output: unknown[], outputTokens: number, extra: object = {}) => ({
@@ -239,45 +202,8 @@ describe("Responses calls of a tool the request did not offer", () => {
     answer: unknown,
     request: Record<string, unknown>,
   ): Promise<void> {
-    const txs = h.op.honestJob(plan);
-    const log = createLogger({ level: "silent" });
-    const upstream = await listen(
-      http.createServer(async (req, res) => {
-        for await (const _ of req) {
-        }
-        res.writeHead(200, {
-          "content-type": "application/json",
-          "x-decentral-job-id": plan.jobId,
-          "x-decentral-tx-signature": txs.escrowTx,
-          "x-decentral-settlement-tx": txs.settlementTx,
-          "x-decentral-worker": plan.worker.address,
-        });
-        res.end(JSON.stringify(answer));
-      }),
-    );
-    const proxy = createRecordingProxy({
-      store: c.store,
-      log,
-      upstreamBaseUrl: `${upstream.url}/v1`,
-    });
-    const app = await serveApp({ store: c.store, log, proxy });
-    try {
-      const res = await fetch(`${app.url}/v1/responses`, {
-        method: "POST",
-        headers: {
-          authorization: `Bearer ${localApiKey(plan.keyIndex)}`,
-          "content-type": "application/json",
-        },
-        body: JSON.stringify({ model: plan.requestedModel, input: "Say hi", ...request }),
-      });
-      expect(res.status).toBe(200);
-      await res.text();
-      await proxy.idle();
-    } finally {
-      await app.close();
-      await proxy.close();
-      await upstream.close();
-    }
+    const asked = { input: "Say hi", ...request };
+    await jobThroughProxy(h, c.store, plan, "/v1/responses", JSON.stringify(answer), asked);
   }
 
   const answerOf = (items: unknown[], outputTokens: number) => ({

@@ -1,10 +1,6 @@
-import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { localApiKey } from "../src/localnet/keys.js";
-import { createLogger } from "../src/log.js";
-import { createRecordingProxy } from "../src/recorder/proxy.js";
 import { type AdversaryHarness, type JobPlan, startAdversaryHarness } from "./support/operator.js";
-import { listen, serveApp } from "./support/recorder-fixtures.js";
+import { jobThroughProxy } from "./support/proxy-job.js";
 import { readJob } from "./support/seed-recorder.js";
 
 /**
@@ -30,50 +26,8 @@ describe("a JSON answer over 8 MiB through the proxy", () => {
     body: string,
     request: Record<string, unknown> = {},
   ): Promise<string> {
-    const txs = h.op.honestJob(plan);
-    const log = createLogger({ level: "silent" });
-    const upstream = await listen(
-      http.createServer(async (req, res) => {
-        for await (const _ of req) {
-        }
-        res.writeHead(200, {
-          "content-type": "application/json",
-          "x-decentral-job-id": plan.jobId,
-          "x-decentral-tx-signature": txs.escrowTx,
-          "x-decentral-settlement-tx": txs.settlementTx,
-          "x-decentral-worker": plan.worker.address,
-        });
-        res.end(body);
-      }),
-    );
-    const proxy = createRecordingProxy({
-      store: c.store,
-      log,
-      upstreamBaseUrl: `${upstream.url}/v1`,
-    });
-    const app = await serveApp({ store: c.store, log, proxy });
-    try {
-      const res = await fetch(`${app.url}/v1/chat/completions`, {
-        method: "POST",
-        headers: {
-          authorization: `Bearer ${localApiKey(plan.keyIndex)}`,
-          "content-type": "application/json",
-        },
-        body: JSON.stringify({
-          model: plan.requestedModel,
-          messages: [{ role: "user", content: "Say hi" }],
-          ...request,
-        }),
-      });
-      expect(res.status).toBe(200);
-      const text = await res.text();
-      await proxy.idle();
-      return text;
-    } finally {
-      await app.close();
-      await proxy.close();
-      await upstream.close();
-    }
+    const asked = { messages: [{ role: "user", content: "Say hi" }], ...request };
+    return jobThroughProxy(h, c.store, plan, "/v1/chat/completions", body, asked);
   }
 
   const usage = (completion: number) => ({
