@@ -14,9 +14,7 @@ import {
 } from "../src/localnet/keys.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
-import { createVerifier } from "../src/verify/engine.js";
 import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
-import { quickVerifierOptions } from "./support/quick-verifier.js";
 
 /**
  * The operator runs the node the service reads. A payout of the vault's money made inside
@@ -152,13 +150,7 @@ describe("a payout inside a call a lying node leaves out of the inner instructio
       expect(s.unexplainedOutUnits).toBe(300_000n);
       expect(s.differenceUnits).toBe(0n);
 
-      const verifier = createVerifier({
-        store: c.store,
-        rpc,
-        profile: c.profile,
-        log,
-        options: quickVerifierOptions,
-      });
+      const verifier = c.verifierOver(rpc);
       const run = await runNightlyVerification(c.store, verifier, {
         from,
         to: Date.now(),
@@ -244,13 +236,7 @@ describe("a job's lock with a payout a lying node leaves out of the instructions
     c.record(plan, { escrowTx, settlementTx });
     await c.flush();
     await h.finalized();
-    const verifier = createVerifier({
-      store: c.store,
-      rpc: lyingNode(h.rpc, new Map([[escrowTx, dropLast("empty")]])),
-      profile: c.profile,
-      log,
-      options: quickVerifierOptions,
-    });
+    const verifier = c.verifierOver(lyingNode(h.rpc, new Map([[escrowTx, dropLast("empty")]])));
     const summary = await verifier.runUntilSettled({}, { timeoutMs: 20_000 });
     expect(summary.status).toBe("completed");
     const outcome = await c.outcome(plan.jobId);
@@ -344,13 +330,7 @@ describe("a top-up and a payout both inside a call a lying node leaves out", () 
       lines: 1,
       why: `line ${topUp} not read: the vault's credit balance rose by 700000, more than the instructions served bring in`,
     });
-    const verifier = createVerifier({
-      store: c.store,
-      rpc,
-      profile: c.profile,
-      log,
-      options: quickVerifierOptions,
-    });
+    const verifier = c.verifierOver(rpc);
     const run = await runNightlyVerification(c.store, verifier, {
       from,
       to: Date.now(),
@@ -391,13 +371,7 @@ describe("a lock whose call a lying node serves as [] with an Approve of the vau
       result.transaction.message.instructions.splice(-2, 2);
       result.meta.innerInstructions = [];
     };
-    const verifier = createVerifier({
-      store: c.store,
-      rpc: lyingNode(h.rpc, new Map([[escrowTx, dropBoth]])),
-      profile: c.profile,
-      log,
-      options: quickVerifierOptions,
-    });
+    const verifier = c.verifierOver(lyingNode(h.rpc, new Map([[escrowTx, dropBoth]])));
     await verifier.runUntilSettled({}, { timeoutMs: 20_000 });
     expect(await c.outcome(plan.jobId)).toEqual({ verdict: "partially_verified", failing: [] });
   });

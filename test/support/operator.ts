@@ -1017,16 +1017,21 @@ export class Scenario {
     return plan;
   }
 
-  /** Runs the verifier until every recorded job has a final verdict. */
-  async verify(): Promise<void> {
-    await this.flush();
-    const verifier = createVerifier({
+  /** A verifier of this scenario (store, profile, quick timings) reading the chain via `rpc`. */
+  verifierOver(rpc: RpcPool) {
+    return createVerifier({
       store: this.store,
-      rpc: this.harness.rpc,
+      rpc,
       profile: this.profile,
       log,
       options: quickVerifierOptions,
     });
+  }
+
+  /** Runs the verifier until every recorded job has a final verdict. */
+  async verify(): Promise<void> {
+    await this.flush();
+    const verifier = this.verifierOver(this.harness.rpc);
     const summary = await verifier.runUntilSettled({}, { timeoutMs: 20_000 });
     if (summary.status !== "completed") {
       throw new Error(`verification did not finish: ${JSON.stringify(summary)}`);
