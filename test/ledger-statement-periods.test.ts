@@ -44,6 +44,20 @@ function readerOf(c: Scenario, vault: string, rpc: LedgerRpc = h.rpc) {
   });
 }
 
+/** The local chain's node, whose listings of signatures leave `missing` out. */
+function leavingOut(missing: string): LedgerRpc {
+  return {
+    getTransaction: (s) => h.rpc.getTransaction(s),
+    getTokenAccount: (a) => h.rpc.getTokenAccount(a),
+    getSlot: (x) => h.rpc.getSlot(x),
+    getBlockTime: (s) => h.rpc.getBlockTime(s),
+    async getSignaturesForAddress(address, o) {
+      const page = await h.rpc.getSignaturesForAddress(address, o);
+      return page.filter((e) => e.signature !== missing);
+    },
+  };
+}
+
 async function statementOf(c: Scenario, vault: string, from: number, to: number) {
   const s = await buildStatement(
     c.store,
@@ -69,17 +83,7 @@ describe("consecutive periods of a vault whose history read has a gap", () => {
     const to = edge();
     const atEnd = h.op.balance(vault);
     await settle();
-    const leavingOut: LedgerRpc = {
-      getTransaction: (s) => h.rpc.getTransaction(s),
-      getTokenAccount: (a) => h.rpc.getTokenAccount(a),
-      getSlot: (x) => h.rpc.getSlot(x),
-      getBlockTime: (s) => h.rpc.getBlockTime(s),
-      async getSignaturesForAddress(address, o) {
-        const page = await h.rpc.getSignaturesForAddress(address, o);
-        return page.filter((e) => e.signature !== missing);
-      },
-    };
-    await readerOf(c, vault, leavingOut).syncVault(vault);
+    await readerOf(c, vault, leavingOut(missing)).syncVault(vault);
 
     const first = (await statementOf(c, vault, from, mid)).vaults[0]!;
     expect(first.gaps).toEqual([expect.objectContaining({ missingUnits: -12_345n })]);
@@ -233,17 +237,7 @@ describe("consecutive periods of a vault whose history read has a gap across the
     const to = edge();
     const atEnd = h.op.balance(vault);
     await settle();
-    const leavingOut: LedgerRpc = {
-      getTransaction: (s) => h.rpc.getTransaction(s),
-      getTokenAccount: (a) => h.rpc.getTokenAccount(a),
-      getSlot: (x) => h.rpc.getSlot(x),
-      getBlockTime: (s) => h.rpc.getBlockTime(s),
-      async getSignaturesForAddress(address, o) {
-        const page = await h.rpc.getSignaturesForAddress(address, o);
-        return page.filter((e) => e.signature !== missing);
-      },
-    };
-    await readerOf(c, vault, leavingOut).syncVault(vault);
+    await readerOf(c, vault, leavingOut(missing)).syncVault(vault);
 
     const first = (await statementOf(c, vault, from, mid)).vaults[0]!;
     const second = (await statementOf(c, vault, mid, to)).vaults[0]!;
