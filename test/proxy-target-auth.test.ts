@@ -12,6 +12,18 @@ import { createTestStore } from "./support/store.js";
 
 const key = "dcntrl_live_abcdefghijklmnopqrstuvwxyz012345";
 
+/** An upstream answering `{}` to every request, noting each request's target in `paths`. */
+function upstreamNoting(paths: string[]): http.Server {
+  return http.createServer(async (req, res) => {
+    paths.push(req.url ?? "");
+    for await (const _ of req) {
+      // drain the body
+    }
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end("{}");
+  });
+}
+
 /**
  * What reaches the proxy's upstream for a request target in absolute form, and how a request
  * whose credentials are given twice is answered: with and without PROXY_REQUIRE_TOKEN.
@@ -20,14 +32,7 @@ describe("the proxy's request target and credentials", () => {
   const store = createTestStore();
   const log = createLogger({ level: "silent" });
   const paths: string[] = [];
-  const upstream = http.createServer(async (req, res) => {
-    paths.push(req.url ?? "");
-    for await (const _ of req) {
-      // drain the body
-    }
-    res.writeHead(200, { "content-type": "application/json" });
-    res.end("{}");
-  });
+  const upstream = upstreamNoting(paths);
   let upstreamHost = "";
   let proxy: RecordingProxy;
   const servers: { url: string; close(): Promise<void> }[] = [];
@@ -238,14 +243,7 @@ describe("an absolute-form target naming the upstream with a trailing dot", () =
     const store = createTestStore();
     const log = createLogger({ level: "silent" });
     const paths: string[] = [];
-    const upstream = http.createServer(async (req, res) => {
-      paths.push(req.url ?? "");
-      for await (const _ of req) {
-        // drain the body
-      }
-      res.writeHead(200, { "content-type": "application/json" });
-      res.end("{}");
-    });
+    const upstream = upstreamNoting(paths);
     const up = await listen(upstream);
     const port = new URL(up.url).port;
     const proxy = createRecordingProxy({
