@@ -3,6 +3,7 @@ import type { PgStore } from "../../db/pg/client.js";
 import { jobs } from "../../db/pg/schema.js";
 import { captureIsOpen } from "../../db/schema.js";
 import type { OpenReceiptStore } from "../open-receipts.js";
+import { takeReceiptWriterTurn } from "./group-commit.js";
 
 /** The proxy's open captures by writer on PostgreSQL (see src/store/open-receipts.ts). */
 export function createPgOpenReceiptStore(store: PgStore): OpenReceiptStore {
@@ -19,12 +20,18 @@ export function createPgOpenReceiptStore(store: PgStore): OpenReceiptStore {
     async abort(dead, now) {
       if (dead.length === 0) return 0;
       // One statement: a capture its writer completed meanwhile is no longer open, and is left.
-      const ended = await db
-        .update(jobs)
-        .set({ captureState: "aborted", receiptWriter: null, updatedAt: now })
-        .where(and(open, inArray(jobs.receiptWriter, dead)))
-        .returning({ jobId: jobs.jobId });
-      return ended.length;
+      // It locks many jobs' rows in the table's order; a receipt group of another host locking
+      // two of them in its tasks' order closed a circle with it (a deadlock aborted one), so it
+      // takes the receipt writers' turn first, as their other writers do.
+      return db.transaction(async (tx) => {
+        await takeReceiptWriterTurn(tx);
+        const ended = await tx
+          .update(jobs)
+          .set({ captureState: "aborted", receiptWriter: null, updatedAt: now })
+          .where(and(open, inArray(jobs.receiptWriter, dead)))
+          .returning({ jobId: jobs.jobId });
+        return ended.length;
+      });
     },
   };
 }
