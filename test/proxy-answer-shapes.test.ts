@@ -378,3 +378,94 @@ describe("the tool kind a Responses call item is of", () => {
     expect(offeredKind("mcp_call", null)).toBe(true);
   });
 });
+
+/**
+ * What a model writes in an MCP approval request (the server, the tool, the arguments), a shell
+ * call (its commands) and an apply_patch call (the file and the diff) is its output: read as no
+ * bytes, an honest answer made mostly of them (1,831 bytes, 1,871 output tokens) failed
+ * `usage.consistent`. Each earns a call's allowance only where the request offered its tool.
+ */
+describe("Responses calls of the MCP, shell and apply_patch tools", () => {
+  let h: AdversaryHarness;
+  beforeAll(async () => {
+    h = await startAdversaryHarness();
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  const items = [
+    {
+      type: "mcp_approval_request",
+      id: "mcpr_1",
+      server_label: "wiki",
+      name: "ask_question",
+      arguments: `{"q":"${"a".repeat(600)}"}`,
+    },
+    {
+      type: "shell_call",
+      id: "sh_1",
+      call_id: "call_1",
+      action: { commands: [`ls -la ${"b".repeat(593)}`], timeout_ms: 1000 },
+      status: "completed",
+    },
+    {
+      type: "apply_patch_call",
+      id: "ap_1",
+      call_id: "call_2",
+      operation: { type: "update_file", path: "a.py", diff: "c".repeat(600) },
+      status: "completed",
+    },
+  ];
+  const answer = {
+    id: "resp_1",
+    object: "response",
+    status: "completed",
+    model: "qwen3-8b",
+    output: [
+      {
+        type: "message",
+        role: "assistant",
+        status: "completed",
+        content: [{ type: "output_text", text: "Hi.", annotations: [] }],
+      },
+      ...items,
+    ],
+    usage: { input_tokens: 12, output_tokens: 1871, total_tokens: 1883 },
+  };
+
+  it("counts what the model wrote in them, with an allowance only for a tool offered", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const send = async (tools: unknown[]) => {
+      const plan = h.op.plan({ keyIndex: 1, completionTokens: 1871 });
+      const asked = { input: "Say hi", tools };
+      await jobThroughProxy(h, c.store, plan, "/v1/responses", JSON.stringify(answer), asked);
+      return plan.jobId;
+    };
+    const offered = [
+      { type: "mcp", server_label: "wiki", server_url: "https://wiki.example/mcp" },
+      { type: "shell" },
+      { type: "apply_patch" },
+    ];
+    const honest = await send(offered);
+    const notOffered = await send([{ type: "function", name: "a", parameters: {} }]);
+    expect(await c.verdicts(honest, notOffered)).toEqual([
+      { verdict: "verified", failing: [] },
+      { verdict: "discrepancy", failing: ["usage.consistent"] },
+    ]);
+    expect(await readJob(c.store, honest)).toMatchObject({ answerBytes: 1831, answerToolCalls: 3 });
+    expect(await readJob(c.store, notOffered)).toMatchObject({
+      answerBytes: 1831,
+      answerToolCalls: 0,
+    });
+  });
+
+  it("takes an approval request as a call of the mcp tool", () => {
+    expect(offeredKind("mcp_approval_request", ["mcp"])).toBe(true);
+    expect(offeredKind("mcp_approval_request", ["function"])).toBe(false);
+    expect(offeredKind("shell_call", ["shell"])).toBe(true);
+    expect(offeredKind("shell_call", ["local_shell"])).toBe(false);
+    expect(offeredKind("apply_patch_call", ["apply_patch"])).toBe(true);
+  });
+});

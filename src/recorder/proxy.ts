@@ -341,6 +341,8 @@ const builtInCalls = new Set([
   "code_interpreter_call",
   "computer_call",
   "local_shell_call",
+  "shell_call",
+  "apply_patch_call",
   "image_generation_call",
 ]);
 
@@ -353,7 +355,8 @@ const builtInCalls = new Set([
 export function offeredKind(itemType: string, kinds: string[] | null | undefined): boolean {
   if (kinds === null || kinds === undefined) return true;
   const kind = itemType.replace(/_call$/, "");
-  const tool = kind === "custom_tool" ? "custom" : kind;
+  // An MCP server's call waiting for the caller's approval is of the `mcp` tool as its call is.
+  const tool = kind === "custom_tool" ? "custom" : kind === "mcp_approval_request" ? "mcp" : kind;
   // Dated and preview names of a tool (`web_search_preview`, `computer_use_preview`).
   return kinds.some((k) => k === tool || k.startsWith(`${tool}_`));
 }
@@ -452,14 +455,19 @@ function createGeneratedCount(asked: Asked) {
         bytes += partsBytes(item.content, "reasoning_text");
       } else if (type === "function_call" || type === "custom_tool_call") {
         if (call(item) && offeredKind(type, asked.toolKinds)) counted(`output:${place}`, "output");
-      } else if (type === "mcp_call") {
+      } else if (type === "mcp_call" || type === "mcp_approval_request") {
+        // The model names the server as well as its tool: an approval request is all it wrote.
+        bytes += utf8Bytes(item.server_label);
         if (call(item) && offeredKind(type, asked.toolKinds)) {
           counted(`output:${place}`, `output:${place}`);
         }
       } else if (typeof type === "string" && builtInCalls.has(type)) {
         const action = asRecord(item.action);
         bytes += utf8Bytes(item.code) + utf8Bytes(action.query) + stringsBytes(item.queries);
-        bytes += stringsBytes(action.command);
+        bytes += stringsBytes(action.command) + stringsBytes(action.commands);
+        // An apply_patch call's operation: the file it names and the diff the model wrote.
+        const operation = asRecord(item.operation);
+        bytes += utf8Bytes(operation.path) + utf8Bytes(operation.diff);
         if (offeredKind(type, asked.toolKinds)) counted(`output:${place}`, `output:${place}`);
       }
     }
