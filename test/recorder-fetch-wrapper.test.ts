@@ -750,3 +750,73 @@ describe("the recording fetch's ingest token", () => {
     ).toThrow(message);
   });
 });
+
+// A /responses answer's usage is `input_tokens`/`output_tokens`: read for a completion's
+// `prompt_tokens`/`completion_tokens`, a job recorded through the wrapper had its usage unknown.
+describe("a recording fetch under a Responses API answer", () => {
+  it("reads its usage as the proxy does: input and output tokens, not a completion's", async () => {
+    const store = createTestStore();
+    const audit = await serveApp({ store, log: createLogger({ level: "silent" }) });
+    cleanups.push(audit.close);
+    const recordingFetch = createRecordingFetch({
+      ingestUrl: `${audit.url}/jobs`,
+      token: await ingestToken(store),
+    });
+    const ids: [string, string] = [jobId(), jobId()];
+    const usages = [
+      { input_tokens: 12, output_tokens: 7, total_tokens: 19 },
+      // A completion's names in a Responses answer: its client reads no count there.
+      { prompt_tokens: 12, completion_tokens: 2000, total_tokens: 2012 },
+    ];
+    let answered = 0;
+    const responses = await listen(
+      http.createServer(async (req, res) => {
+        for await (const _ of req) {
+          // drain
+        }
+        const n = answered++;
+        res.writeHead(200, {
+          "content-type": "application/json",
+          "x-decentral-job-id": ids[n],
+          "x-decentral-tx-signature": signature(),
+          "x-decentral-settlement-tx": signature(),
+          "x-decentral-worker": address(),
+        });
+        res.end(
+          JSON.stringify({
+            id: "resp_1",
+            object: "response",
+            status: "completed",
+            model: "qwen3-8b",
+            output: [
+              {
+                type: "message",
+                role: "assistant",
+                status: "completed",
+                content: [{ type: "output_text", text: "Hi.", annotations: [] }],
+              },
+            ],
+            usage: usages[n],
+          }),
+        );
+      }),
+    );
+    cleanups.push(responses.close);
+    const client = new OpenAI({
+      apiKey: "dcntrl_live_abcdefghijklmnopqrstuvwxyz012345",
+      baseURL: `${responses.url}/v1`,
+      fetch: recordingFetch,
+      maxRetries: 0,
+    });
+    const first = await client.responses.create({ model: "qwen3-8b", input: "Say hi" });
+    expect(first.usage?.output_tokens).toBe(7);
+    await client.responses.create({ model: "qwen3-8b", input: "Say hi" });
+    await recordingFetch.flush();
+    const counts = (id: string) => {
+      const job = store.db.select().from(jobs).where(eq(jobs.jobId, id)).get();
+      return [job?.promptTokens, job?.completionTokens, job?.totalTokens];
+    };
+    expect(counts(ids[0])).toEqual([12, 7, 19]);
+    expect(counts(ids[1])).toEqual([null, null, 2012]);
+  });
+});

@@ -1,6 +1,6 @@
 import { backoff } from "../retry.js";
 import { keyFingerprint } from "./key-fingerprint.js";
-import { maxOperatorTextLength, operatorModel, operatorTokens } from "./operator-values.js";
+import { maxOperatorTextLength, operatorModel, operatorUsage } from "./operator-values.js";
 import {
   maxTags,
   maxTagValueLength,
@@ -9,6 +9,7 @@ import {
   type WireReceipt,
 } from "./receipt-input.js";
 import {
+  answerShapeOf,
   maxRequestFactsBytes,
   noRequestFacts,
   type RequestFacts,
@@ -116,6 +117,16 @@ export type RecordingFetch = typeof fetch & {
   flush(options?: FlushOptions): Promise<void>;
   stats(): RecordingFetchStats;
 };
+
+/** Whether the request asked the Responses API (`/responses`), by its URL's path. */
+function responsesAsked(input: Parameters<typeof fetch>[0]): boolean {
+  try {
+    const url = typeof input === "string" || input instanceof URL ? input : input.url;
+    return answerShapeOf(new URL(url).pathname) === "output";
+  } catch {
+    return false;
+  }
+}
 
 /**
  * What the request asks (model, completion-token ceiling), read from its body as sent: a
@@ -596,15 +607,14 @@ export function createRecordingFetch(given: RecordingFetchOptions): RecordingFet
         if (responseModel !== null) receipt.response_model = responseModel;
         // An `error` is no completion, whatever the status line said: usage it names prices no
         // answer the caller got, so none is sent (the proxy reads such a body alike).
-        if (body?.usage && typeof body.usage === "object" && !body.error) {
-          const u = body.usage as Record<string, unknown>;
+        // Read as the proxy reads it: a Responses API answer's counts are `input_tokens` and
+        // `output_tokens`, which read as a completion's left its job's usage unknown.
+        const read = body?.error ? null : operatorUsage(body?.usage, responsesAsked(input));
+        if (read) {
           const usage: NonNullable<WireReceipt["usage"]> = {};
-          const prompt = operatorTokens(u.prompt_tokens);
-          const completion = operatorTokens(u.completion_tokens);
-          const total = operatorTokens(u.total_tokens);
-          if (prompt !== null) usage.prompt_tokens = prompt;
-          if (completion !== null) usage.completion_tokens = completion;
-          if (total !== null) usage.total_tokens = total;
+          if (read.promptTokens !== null) usage.prompt_tokens = read.promptTokens;
+          if (read.completionTokens !== null) usage.completion_tokens = read.completionTokens;
+          if (read.totalTokens !== null) usage.total_tokens = read.totalTokens;
           receipt.usage = usage;
         }
         enqueue(receipt);

@@ -56,3 +56,45 @@ export function unreadAmount(value: unknown): string {
   const text = typeof value === "string" ? value : (JSON.stringify(value) ?? String(value));
   return operatorText(text) ?? "(no printable characters)";
 }
+
+/** The token counts of an answer's `usage`, each null when absent or no count. */
+export interface OperatorUsage {
+  promptTokens: number | null;
+  completionTokens: number | null;
+  totalTokens: number | null;
+  reasoningTokens: number | null;
+  rejectedPredictionTokens: number | null;
+}
+
+const asRecord = (value: unknown): Record<string, unknown> =>
+  typeof value === "object" && value !== null ? (value as Record<string, unknown>) : {};
+
+/**
+ * The `usage` of an answer, read by the proxy and the fetch wrapper alike; null when it is no
+ * object. A completion's names `prompt_tokens` and `completion_tokens`; a Responses API
+ * answer's (`responses`: the request asked `/responses`) names `input_tokens` and
+ * `output_tokens` (the completion tokens it is billed by, reasoning included), whose client
+ * reads no other: a count under the other endpoint's name is none its caller was told.
+ */
+export function operatorUsage(value: unknown, responses: boolean): OperatorUsage | null {
+  if (typeof value !== "object" || value === null) return null;
+  const u = value as Record<string, unknown>;
+  if (responses) {
+    return {
+      promptTokens: operatorTokens(u.input_tokens),
+      completionTokens: operatorTokens(u.output_tokens),
+      totalTokens: operatorTokens(u.total_tokens),
+      reasoningTokens: operatorTokens(asRecord(u.output_tokens_details).reasoning_tokens),
+      rejectedPredictionTokens: null,
+    };
+  }
+  const details = asRecord(u.completion_tokens_details);
+  return {
+    promptTokens: operatorTokens(u.prompt_tokens),
+    completionTokens: operatorTokens(u.completion_tokens),
+    totalTokens: operatorTokens(u.total_tokens),
+    reasoningTokens: operatorTokens(details.reasoning_tokens),
+    // Predicted Outputs: billed as completion tokens, absent from the answer.
+    rejectedPredictionTokens: operatorTokens(details.rejected_prediction_tokens),
+  };
+}

@@ -11,7 +11,12 @@ import type { JobsApiClient } from "./jobs-api.js";
 import { createJobsApiConsults } from "./jobs-api-consults.js";
 import { createJsonAnswerScan, type JsonAnswerScan } from "./json-answer-scan.js";
 import { keyFingerprint } from "./key-fingerprint.js";
-import { operatorModel, operatorTokens, unreadAmount } from "./operator-values.js";
+import {
+  operatorModel,
+  operatorUsage,
+  type OperatorUsage as Usage,
+  unreadAmount,
+} from "./operator-values.js";
 import {
   addressOrNull,
   jobIdPattern,
@@ -23,6 +28,10 @@ import {
 } from "./receipt-input.js";
 import { createReceiptWriter, type ReceiptWriter, type RunOptions } from "./receipt-writer.js";
 import {
+  type AnswerShape,
+  answerShapeOf,
+  chatPath,
+  completionPath,
   maxRequestFactsBytes,
   noRequestFacts,
   type RequestFacts,
@@ -185,14 +194,7 @@ const earlyStreamBytes = 1024 * 1024;
 export const maxUpstreamHeaderBytes = 256 * 1024;
 
 export { keyFingerprint } from "./key-fingerprint.js";
-
-interface Usage {
-  promptTokens: number | null;
-  completionTokens: number | null;
-  totalTokens: number | null;
-  reasoningTokens: number | null;
-  rejectedPredictionTokens: number | null;
-}
+export { type AnswerShape, answerShapeOf } from "./request-facts.js";
 
 const unknownUsage: Usage = {
   promptTokens: null,
@@ -201,37 +203,6 @@ const unknownUsage: Usage = {
   reasoningTokens: null,
   rejectedPredictionTokens: null,
 };
-
-function usageOf(value: unknown): Usage | null {
-  if (typeof value !== "object" || value === null) return null;
-  const u = value as Record<string, unknown>;
-  const details = asRecord(u.completion_tokens_details);
-  return {
-    // Token counts from a response body, which the operator writes: ingest's bounds apply.
-    promptTokens: operatorTokens(u.prompt_tokens),
-    completionTokens: operatorTokens(u.completion_tokens),
-    totalTokens: operatorTokens(u.total_tokens),
-    reasoningTokens: operatorTokens(details.reasoning_tokens),
-    // Predicted Outputs: billed as completion tokens, absent from the answer.
-    rejectedPredictionTokens: operatorTokens(details.rejected_prediction_tokens),
-  };
-}
-
-/**
- * The usage of a Responses API answer (`/v1/responses`): `input_tokens`, `output_tokens` (the
- * completion tokens it is billed by, reasoning included) and `total_tokens`.
- */
-function responsesUsageOf(value: unknown): Usage | null {
-  if (typeof value !== "object" || value === null) return null;
-  const u = value as Record<string, unknown>;
-  return {
-    promptTokens: operatorTokens(u.input_tokens),
-    completionTokens: operatorTokens(u.output_tokens),
-    totalTokens: operatorTokens(u.total_tokens),
-    reasoningTokens: operatorTokens(asRecord(u.output_tokens_details).reasoning_tokens),
-    rejectedPredictionTokens: null,
-  };
-}
 
 /** What the recorder learns from a response body: the model it names, usage, answer size. */
 interface BodyFacts {
@@ -279,30 +250,6 @@ export type Asked = Pick<RequestFacts, "choices" | "audio" | "tools"> &
     /** Where the endpoint asked puts its answer (see `answerShapeOf`); absent: `choices`. */
     shape?: AnswerShape;
   };
-
-/** A request path (its query left out) that asks for a chat completion. */
-const chatPath = /\/chat\/completions\/?$/i;
-/**
- * A request path asking for a completion, chat or legacy: the answers a long JSON answer is read
- * for as it passes. Another endpoint's (embeddings: numbers, read slowest) holds no choices.
- */
-const completionPath = /\/completions\/?$/i;
-/** A request path asking the Responses API, whose answer is its `output` items. */
-const responsesPath = /\/responses\/?$/i;
-
-/**
- * Where the answer of the endpoint a path asks is, as its client reads it: a completion's
- * `choices`, a Responses API answer's `output`, or nowhere an answer's text is read (embeddings,
- * say). A client reads its own endpoint's member alone: `choices` in an answer to a Responses or
- * embeddings request is padding nobody reads, and counted, lifted the bound of its usage by the
- * bytes the operator added (2,000 completion tokens charged for `Hi.`, the job verified).
- */
-export type AnswerShape = "choices" | "output" | "none";
-
-export function answerShapeOf(path: string): AnswerShape {
-  if (completionPath.test(path)) return "choices";
-  return responsesPath.test(path) ? "output" : "none";
-}
 
 /** Whether the request asked a legacy completion (`/completions`, not `/chat/completions`). */
 export const legacyCompletion = (asked: { chat?: boolean; shape?: AnswerShape }) =>
@@ -522,9 +469,7 @@ export function jsonBodyFacts(body: string, credentials: string[], asked: Asked)
     model: operatorModel(
       typeof parsed.model === "string" ? withoutKeys(parsed.model, credentials) : null,
     ),
-    usage:
-      (asked.shape === "output" ? responsesUsageOf(parsed.usage) : usageOf(parsed.usage)) ??
-      unknownUsage,
+    usage: operatorUsage(parsed.usage, asked.shape === "output") ?? unknownUsage,
     answerBytes: generated.bytes,
     answerToolCalls: generated.toolCalls,
   };
@@ -547,7 +492,7 @@ export function scannedBodyFacts(
   }
   return {
     model: operatorModel(read.model === null ? null : withoutKeys(read.model, credentials)),
-    usage: usageOf(read.usage) ?? unknownUsage,
+    usage: operatorUsage(read.usage, false) ?? unknownUsage,
     answerBytes: read.bytes,
     answerToolCalls: read.toolCalls,
   };
@@ -577,7 +522,7 @@ function sseFacts(
     if (model === null && typeof chunk.model === "string") {
       model = operatorModel(withoutKeys(chunk.model, credentials));
     }
-    if (usage === null) usage = usageOf(chunk.usage);
+    if (usage === null) usage = operatorUsage(chunk.usage, false);
   }
   if (cut) {
     return { model, usage: usage ?? unknownUsage, answerBytes: dataBytes, answerToolCalls: null };

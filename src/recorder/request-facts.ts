@@ -157,6 +157,30 @@ function toolKindsOf(body: Record<string, unknown>): string[] | null {
   return [...kinds];
 }
 
+/** A request path (its query left out) that asks for a chat completion. */
+export const chatPath = /\/chat\/completions\/?$/i;
+/**
+ * A request path asking for a completion, chat or legacy: the answers a long JSON answer is read
+ * for as it passes. Another endpoint's (embeddings: numbers, read slowest) holds no choices.
+ */
+export const completionPath = /\/completions\/?$/i;
+/** A request path asking the Responses API, whose answer is its `output` items. */
+export const responsesPath = /\/responses\/?$/i;
+
+/**
+ * Where the answer of the endpoint a path asks is, as its client reads it: a completion's
+ * `choices`, a Responses API answer's `output`, or nowhere an answer's text is read (embeddings,
+ * say). A client reads its own endpoint's member alone: `choices` in an answer to a Responses or
+ * embeddings request is padding nobody reads, and counted, lifted the bound of its usage by the
+ * bytes the operator added (2,000 completion tokens charged for `Hi.`, the job verified).
+ */
+export type AnswerShape = "choices" | "output" | "none";
+
+export function answerShapeOf(path: string): AnswerShape {
+  if (completionPath.test(path)) return "choices";
+  return responsesPath.test(path) ? "output" : "none";
+}
+
 /** The facts of a parsed request body. */
 export function requestFactsOf(parsed: unknown): RequestFacts {
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
