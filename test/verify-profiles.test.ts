@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -100,5 +100,32 @@ describe("protocol profiles", () => {
     expect(() => loadProfile("/nonexistent/profile.json")).toThrow(/neither a built-in profile/);
     expect(() => loadProfile("toString")).toThrow(/neither a built-in profile/);
     expect(() => loadProfile("__proto__")).toThrow(/neither a built-in profile/);
+  });
+});
+
+// JSON.parse's message quotes the text around a bad token: `--profile /etc/passwd` printed
+// "root:x:0:0"...
+describe("a profile file that is not JSON", () => {
+  it("is named as not JSON, with none of its text", () => {
+    const dir = mkdtempSync(join(tmpdir(), "profile-text-"));
+    const path = join(dir, "passwd");
+    writeFileSync(path, "root:x:0:0:root:/root:/bin/bash\n");
+    const secret = join(dir, "secret.json");
+    writeFileSync(secret, '{\n  "name": "x",\n  "key": sk-live-123\n}\n');
+    try {
+      for (const file of [path, secret]) {
+        let error: unknown;
+        try {
+          loadProfile(file);
+        } catch (e) {
+          error = e;
+        }
+        expect(error).toBeInstanceOf(AppError);
+        expect((error as Error).message).toBe(`profile file ${file} is not valid JSON`);
+        expect(String((error as Error).cause ?? "")).not.toMatch(/root:x|sk-live/);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -171,13 +171,12 @@ export function loadProfile(nameOrPath: string): Profile {
   let data: unknown;
   try {
     data = JSON.parse(text);
-  } catch (cause) {
-    throw new AppError(
-      "validation_failed",
-      `profile file ${nameOrPath} is not valid JSON: ${(cause as Error).message}`,
-      { field: "(file)" },
-      { cause },
-    );
+  } catch {
+    // Never the parser's message: it quotes the file's text, so `--profile /etc/passwd` printed
+    // its first line (a secrets file named by mistake would print part of it).
+    throw new AppError("validation_failed", `profile file ${nameOrPath} is not valid JSON`, {
+      field: "(file)",
+    });
   }
   return parseProfile(data, nameOrPath);
 }
