@@ -187,6 +187,26 @@ describe("answers read by the endpoint asked", () => {
  * beside `Hi.` (each a group of its own, so `parallel_tool_calls: false` held none back) lifted
  * the bound by 1,920 tokens: 1,936 output tokens, 16 credits where 8 are owed, verified.
  */
+/** A /responses answer: the message "Hi." then `items`, claiming `outputTokens`. */
+function answerOf(items: unknown[], outputTokens: number) {
+  return {
+    id: "resp_1",
+    object: "response",
+    status: "completed",
+    model: "qwen3-8b",
+    output: [
+      {
+        type: "message",
+        role: "assistant",
+        status: "completed",
+        content: [{ type: "output_text", text: "Hi.", annotations: [] }],
+      },
+      ...items,
+    ],
+    usage: { input_tokens: 12, output_tokens: outputTokens, total_tokens: 12 + outputTokens },
+  };
+}
+
 describe("Responses calls of a tool the request did not offer", () => {
   let h: AdversaryHarness;
   beforeAll(async () => {
@@ -206,22 +226,6 @@ describe("Responses calls of a tool the request did not offer", () => {
     await jobThroughProxy(h, c.store, plan, "/v1/responses", JSON.stringify(answer), asked);
   }
 
-  const answerOf = (items: unknown[], outputTokens: number) => ({
-    id: "resp_1",
-    object: "response",
-    status: "completed",
-    model: "qwen3-8b",
-    output: [
-      {
-        type: "message",
-        role: "assistant",
-        status: "completed",
-        content: [{ type: "output_text", text: "Hi.", annotations: [] }],
-      },
-      ...items,
-    ],
-    usage: { input_tokens: 12, output_tokens: outputTokens, total_tokens: 12 + outputTokens },
-  });
   const searches = Array.from({ length: 120 }, (_, i) => ({
     type: "web_search_call",
     id: `ws_${i}`,
@@ -417,22 +421,7 @@ describe("Responses calls of the MCP, shell and apply_patch tools", () => {
       status: "completed",
     },
   ];
-  const answer = {
-    id: "resp_1",
-    object: "response",
-    status: "completed",
-    model: "qwen3-8b",
-    output: [
-      {
-        type: "message",
-        role: "assistant",
-        status: "completed",
-        content: [{ type: "output_text", text: "Hi.", annotations: [] }],
-      },
-      ...items,
-    ],
-    usage: { input_tokens: 12, output_tokens: 1871, total_tokens: 1883 },
-  };
+  const answer = answerOf(items, 1871);
 
   it("counts what the model wrote in them, with an allowance only for a tool offered", async () => {
     const c = await h.scenario();
