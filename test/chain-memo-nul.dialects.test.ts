@@ -4,6 +4,7 @@ import { createLedgerReader } from "../src/ledger/reader.js";
 import { buildStatement } from "../src/ledger/statement.js";
 import { createLogger } from "../src/log.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
+import { chainSecondAfter } from "./support/finality.js";
 import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
 
 /**
@@ -44,8 +45,7 @@ describe.each(dialects)("%s store", (dialect) => {
     const c = await h.scenario();
     const plan = await c.pinKey(2);
     // The next whole second: block times are whole seconds.
-    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
-    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    const from = await chainSecondAfter(h.world);
     const stranger = h.op.attackerAccount(10n);
     const gift = h.op.send([
       h.op.transfer(stranger, plan.vault, 1n, { authority: h.op.attacker.address }),

@@ -3,6 +3,7 @@ import { createLedgerReader } from "../src/ledger/reader.js";
 import { buildStatement } from "../src/ledger/statement.js";
 import { createLogger } from "../src/log.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
+import { chainSecondAfter } from "./support/finality.js";
 import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
 import { readJob } from "./support/seed-recorder.js";
 
@@ -50,11 +51,7 @@ describe.each(dialects)("%s store", (dialect) => {
   }
 
   /** The next whole second: the period of a statement holding only what follows. */
-  async function nextSecond() {
-    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
-    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
-    return from;
-  }
+  const nextSecond = () => chainSecondAfter(h.world);
 
   it.each([
     ["before", true],

@@ -6,6 +6,7 @@ import { localKeyNames, localSigner } from "../src/localnet/keys.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { createVerifier } from "../src/verify/engine.js";
+import { chainSecondAfter } from "./support/finality.js";
 import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
 
@@ -20,11 +21,7 @@ afterAll(async () => {
 });
 
 /** The start of the next whole second, once it has come. */
-async function nextSecond() {
-  const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
-  await new Promise((r) => setTimeout(r, from - Date.now() + 20));
-  return from;
-}
+const nextSecond = () => chainSecondAfter(h.world);
 
 function readerOf(c: Scenario, vault: string) {
   return createLedgerReader({

@@ -13,6 +13,7 @@ import {
 } from "../src/localnet/keys.js";
 import { createLogger } from "../src/log.js";
 import { createLedgerStore } from "../src/store/ledger.js";
+import { chainSecondAfter } from "./support/finality.js";
 import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
 
 /**
@@ -76,8 +77,7 @@ describe("a top-up served without its inner instructions", () => {
   it("stays listed, unread, its statement not complete, until an answer with them reads it", async () => {
     const c = await h.scenario();
     const { vault } = await c.pinKey(3);
-    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
-    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    const from = await chainSecondAfter(h.world);
     const user = localSigner(localKeyNames.user(3));
     const wallet = h.op.createTokenAccount(user.address, h.op.accounts.mint, 1_000_000n);
     // A top-up whose transaction also calls a program that calls the token program: what that

@@ -14,6 +14,7 @@ import {
 } from "../src/localnet/keys.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
+import { chainSecondAfter } from "./support/finality.js";
 import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
 
 /**
@@ -93,11 +94,7 @@ function createAta(payer: string, owner: string, mint: string) {
 }
 
 /** A whole second from now, waited for: the period's start, after earlier tests' lines. */
-async function periodStart() {
-  const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
-  await new Promise((r) => setTimeout(r, from - Date.now() + 20));
-  return from;
-}
+const periodStart = () => chainSecondAfter(h.world);
 
 /** A customer's "buy credits" transaction, a program's call in it, and `payout` signed in last. */
 function topUpWithPayout(vault: string, payout: bigint) {

@@ -6,6 +6,7 @@ import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
+import { chainSecondAfter } from "./support/finality.js";
 import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
 import { readJob } from "./support/seed-recorder.js";
@@ -47,11 +48,7 @@ describe.each(dialects)("%s store", (dialect) => {
   }
 
   /** The next whole second: the period of a statement holding only what follows. */
-  async function nextSecond() {
-    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
-    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
-    return from;
-  }
+  const nextSecond = () => chainSecondAfter(h.world);
 
   /** The lock, the refund under `memos` and the settlement of a job of key 3, sent. */
   function refundedThenSettled(memos: (jobId: string) => string[]) {

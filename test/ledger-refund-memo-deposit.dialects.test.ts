@@ -5,6 +5,7 @@ import { buildStatement } from "../src/ledger/statement.js";
 import { localKeyNames, localSigner } from "../src/localnet/keys.js";
 import { createLogger } from "../src/log.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
+import { chainSecondAfter } from "./support/finality.js";
 import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
 
 /**
@@ -43,11 +44,7 @@ describe.each(dialects)("%s store", (dialect) => {
     }).syncVault(vault);
   }
 
-  async function nextSecond() {
-    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
-    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
-    return from;
-  }
+  const nextSecond = () => chainSecondAfter(h.world);
 
   /** The statement of the period from `from`, with every lock still out, due or not yet. */
   async function statementOf(c: Scenario, from: number, vault: string) {

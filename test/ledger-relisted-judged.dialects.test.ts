@@ -7,6 +7,7 @@ import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
+import { chainSecondAfter } from "./support/finality.js";
 import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
 
@@ -34,11 +35,7 @@ describe.each(dialects)("%s store", (dialect) => {
     await h?.close();
   });
 
-  async function nextSecond() {
-    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
-    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
-    return from;
-  }
+  const nextSecond = () => chainSecondAfter(h.world);
 
   const readerOf = (c: Scenario, vault: string) =>
     createLedgerReader({

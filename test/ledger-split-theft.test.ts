@@ -5,6 +5,7 @@ import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { createVerifier } from "../src/verify/engine.js";
+import { chainSecondAfter } from "./support/finality.js";
 import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
 
@@ -39,8 +40,7 @@ describe("a theft split across honest settlements and page boundaries", () => {
     const first = await c.pinKey(2);
     const vault = first.vault;
     const thief = h.op.attackerAccount(0n);
-    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
-    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    const from = await chainSecondAfter(h.world);
     let stolen = 0n;
     const jobs: string[] = [];
     for (let i = 0; i < 5; i++) {
@@ -102,8 +102,7 @@ describe("a payout inside an honest refund into the vault", () => {
     const first = await c.pinKey(1);
     const vault = first.vault;
     const thief = h.op.attackerAccount(0n);
-    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
-    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    const from = await chainSecondAfter(h.world);
     // A timed-out job's whole lock comes back, and 250,000 of the vault goes out beside it.
     const plan = h.op.plan({ keyIndex: 1 });
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;

@@ -8,6 +8,7 @@ import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { summaryToText } from "../src/nightly/summary-format.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
+import { chainSecondAfter } from "./support/finality.js";
 import {
   type AdversaryHarness,
   AuthorityType,
@@ -24,8 +25,7 @@ let h: AdversaryHarness;
 let worldOpened = 0;
 beforeAll(async () => {
   h = await startAdversaryHarness();
-  worldOpened = Math.ceil((Date.now() + 1) / 1000) * 1000;
-  await new Promise((r) => setTimeout(r, worldOpened - Date.now() + 20));
+  worldOpened = await chainSecondAfter(h.world);
 });
 
 /** A period's start a few seconds back, after the vaults' own opening deposits. */
@@ -187,8 +187,7 @@ describe("the statement of a credit vault refunded a lock the settlement then cl
   it("keeps the refund no receipt names with its job once the vault is read: the job is not verified", async () => {
     const c = await h.scenario();
     // The period starts now: earlier tests' lines of this vault are not in it.
-    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
-    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    const from = await chainSecondAfter(h.world);
     // A lock of 160,000 refunded whole, then settled as if it were still in escrow: 40,000
     // more came back than left, out of other customers' locks. Receipt and jobs API name the
     // lock and the settlement only.
@@ -218,8 +217,7 @@ describe("the statement of a credit vault refunded a lock the settlement then cl
 describe("the statement of a credit vault locked twice for one job", () => {
   it("keeps the second lock no receipt names with its job once the vault is read: escrow.single fails", async () => {
     const c = await h.scenario();
-    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
-    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    const from = await chainSecondAfter(h.world);
     const plan = h.op.plan({ keyIndex: 3 });
     const txs = h.op.honestJob(plan);
     // The same lock again, under the job's escrow memo, kept in escrow.
@@ -247,8 +245,7 @@ describe("the statement of a credit vault another customer's settlement pays int
     await c.pinKey(2);
     const third = await c.pinKey(3);
     // The period starts after key 3's own job: its lock and return are not in it.
-    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
-    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    const from = await chainSecondAfter(h.world);
     // Key 1's honest settlement also moves 30,000 from vault 2 to vault 3.
     const plan = h.op.plan({ keyIndex: 1 });
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
@@ -339,8 +336,7 @@ describe("the statement of a credit vault whose owner was changed", () => {
   it("names the SetAuthority that gave the vault away, and the refund into it, though every line sums", async () => {
     const c = await h.scenario();
     // After what earlier tests moved in this vault.
-    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
-    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    const from = await chainSecondAfter(h.world);
     await c.pinKey(3);
     const plan = h.op.plan({ keyIndex: 3, completionTokens: null });
     const lock = h.op.send(h.op.lockIxs(plan)).signature;
@@ -394,8 +390,7 @@ describe("the statement of a credit vault whose owner was changed", () => {
     onTestFinished(() => w.close());
     const c = await w.scenario();
     const { vault } = await c.pinKey(1);
-    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
-    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    const from = await chainSecondAfter(w.world);
     const handover = w.op.send([
       w.op.setAuthority(vault, AuthorityType.AccountOwner, w.op.attacker.address),
     ]).signature;
@@ -441,13 +436,6 @@ async function slotsPass(w: { world: { currentSlot(): number } }, slots: number)
   while (w.world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
 }
 
-/** Waits for the next whole second (block times are whole seconds) and returns it, in ms. */
-async function nextSecond(): Promise<number> {
-  const at = Math.ceil((Date.now() + 1) / 1000) * 1000;
-  await new Promise((r) => setTimeout(r, at - Date.now() + 20));
-  return at;
-}
-
 describe("the statement of a credit vault another owns since an earlier period", () => {
   it("names the vault's owner in every later statement and makes the nightly run exit 1, until it is given back", async () => {
     // A world of its own: the vault's whole history is judged, and holds no other test's.
@@ -456,13 +444,13 @@ describe("the statement of a credit vault another owns since an earlier period",
     const c = await w.scenario();
     const { vault } = await c.pinKey(1);
     const wait = () => slotsPass(w, 5);
-    const opened = await nextSecond();
+    const opened = await chainSecondAfter(w.world);
     const handover = w.op.send([
       w.op.setAuthority(vault, AuthorityType.AccountOwner, w.op.attacker.address),
     ]).signature;
     await wait();
     // A later period, holding no transaction of the vault: the attacker still owns it.
-    const from = await nextSecond();
+    const from = await chainSecondAfter(w.world);
     await new Promise((r) => setTimeout(r, 1_100));
     const to = Date.now();
     const reader = createLedgerReader({ store: c.store, rpc: w.rpc, profile: c.profile, log });
@@ -526,14 +514,14 @@ describe("the statement of a credit vault another owns since an earlier period",
     const c = await w.scenario();
     const { vault } = await c.pinKey(1);
     const wait = () => slotsPass(w, 5);
-    const opened = await nextSecond();
+    const opened = await chainSecondAfter(w.world);
     const handover = w.op.send([
       w.op.setAuthority(vault, AuthorityType.AccountOwner, w.op.attacker.address),
     ]).signature;
     await wait();
     // One lamport to the vault, which anyone may send: no token program among its keys, so a
     // validator records no token balances for it, and the vault's newest line shows no owner.
-    const from = await nextSecond();
+    const from = await chainSecondAfter(w.world);
     const sol = w.op.send([w.op.lamportsTo(vault)]);
     expect(sol.postTokenBalances).toEqual([]);
     await wait();
@@ -596,8 +584,7 @@ describe("the statement of a credit vault given a delegate", () => {
   it("names the Approve and the ApproveChecked that let another spend the vault, though nothing moved and the job verified", async () => {
     const c = await h.scenario();
     // After what earlier tests moved in this vault.
-    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
-    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    const from = await chainSecondAfter(h.world);
     await c.pinKey(1);
     const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
     const lock = h.op.send(h.op.lockIxs(plan)).signature;
@@ -643,8 +630,7 @@ describe("the statement of a credit vault given a delegate", () => {
 
   it("names no delegate when another approves its own account naming the vault as the delegate", async () => {
     const c = await h.scenario();
-    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
-    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    const from = await chainSecondAfter(h.world);
     const { vault } = await c.pinKey(2);
     // Anyone can send this: it gives the vault a hold on the attacker's account, not the
     // attacker a hold on the vault. Both forms, signed by the attacker alone.
@@ -665,8 +651,7 @@ describe("the statement of a credit vault given a delegate", () => {
     onTestFinished(() => w.close());
     const c = await w.scenario();
     const { vault } = await c.pinKey(1);
-    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
-    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    const from = await chainSecondAfter(w.world);
     const approve = w.op.send([w.op.approve(vault, w.op.attacker.address, 10n ** 15n)]).signature;
     await w.finalized();
     const to = Date.now();
@@ -708,8 +693,7 @@ describe("the statements of two credit vaults one lock drew on together", () => 
     const c = await h.scenario(profile);
     const one = await c.pinKey(1);
     const two = await c.pinKey(2);
-    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
-    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    const from = await chainSecondAfter(h.world);
     // A keyless receipt's lock takes its 160,000 from vault 1 and, in the same transaction,
     // 120,000 more from vault 2. The settlement pays the 120,000 charge and returns 40,000 to
     // vault 1: the 120,000 of vault 2 stays in escrow.
@@ -751,8 +735,7 @@ describe("the statement of a credit vault whose transaction moves money both in 
   it("lists a payout inside a top-up as an unreceipted debit, and the nightly run exits 1", async () => {
     const c = await h.scenario();
     const { vault } = await c.pinKey(3);
-    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
-    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    const from = await chainSecondAfter(h.world);
     // The operator builds the customer's "buy credits" transaction and signs a payout into it.
     const w = wallet(1_000_000n);
     const topUp = h.op.send(
@@ -800,8 +783,7 @@ describe("the statement of a credit vault whose transaction moves money both in 
   it("keeps an honest top-up a deposit, and lists a lock a top-up hides as an unreceipted debit", async () => {
     const c = await h.scenario();
     const { vault } = await c.pinKey(3);
-    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
-    await new Promise((r) => setTimeout(r, from - Date.now() + 20));
+    const from = await chainSecondAfter(h.world);
     const w = wallet(2_000_000n);
     h.op.send([h.op.transfer(w.account, vault, 1_000_000n, { authority: w.user.address })], {
       extraSigners: [w.user],

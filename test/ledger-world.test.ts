@@ -29,7 +29,7 @@ import { type ReconciliationQuery, reconciliationReport } from "../src/reports/r
 import { createLedgerStore } from "../src/store/ledger.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
-import { finalizedPast } from "./support/finality.js";
+import { chainSecondAfter, finalizedPast } from "./support/finality.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
 import { createTestStore } from "./support/store.js";
 import { groundTruth, runRecordedJob } from "./support/verify-jobs.js";
@@ -262,8 +262,7 @@ describe("the ledger of a credit vault against the local world", () => {
 
   it("makes the nightly verify exit 1 on an unreceipted debit even when every recorded job is verified, and 0 on honest traffic", async () => {
     // Block times are whole seconds: the window starts on one, after the earlier test's jobs.
-    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
-    await new Promise((r) => setTimeout(r, from - Date.now()));
+    const from = await chainSecondAfter(world);
     const nightly = async (store: SqliteStore) => {
       const verifier = createVerifier({
         store,
@@ -556,8 +555,7 @@ describe("the ledger of a credit vault against the local world", () => {
 
   it("explains a lock read before its receipt arrived once the receipt is recorded, without reading the vault again", async () => {
     const vault = vaultOf(3);
-    const from = Math.ceil((Date.now() + 1) / 1000) * 1000;
-    await new Promise((r) => setTimeout(r, from - Date.now()));
+    const from = await chainSecondAfter(world);
     const store = createTestStore();
     // The job runs and is recorded elsewhere first (a backend that ingests in batches, late).
     const { jobId } = await runRecordedJob(world, createTestStore(), {

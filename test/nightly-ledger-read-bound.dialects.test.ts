@@ -6,6 +6,7 @@ import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
+import { chainSecondAfter } from "./support/finality.js";
 import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
 
@@ -34,8 +35,7 @@ describe.each(dialects)("%s store", (dialect) => {
 
   it("reads past the window's end only while a lock of it is out, fetching none of the later traffic", async () => {
     const c = await h.scenario();
-    const from = Math.ceil((Date.now() + 200) / 1000) * 1000;
-    await sleep(from - Date.now());
+    const from = await chainSecondAfter(h.world, 200);
     const first = await c.pinKey(1);
     const vault = first.vault;
     const plan = h.op.plan({ keyIndex: 1 });

@@ -8,6 +8,7 @@ import { isoOf } from "../src/reports/period.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
+import { chainSecondAfter } from "./support/finality.js";
 import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
 
@@ -68,8 +69,7 @@ describe("a nightly run at its window's end, before the chain has finalized the 
 
   it("waits for finality and finds a theft of the window's last seconds; a run without the time to wait exits 2 saying why", async () => {
     const c = await h.scenario();
-    const from = wholeSecondAfter(500);
-    await sleep(from - Date.now());
+    const from = await chainSecondAfter(h.world, 500);
     const honest = await c.pinKey(1);
     const vault = honest.vault;
 
@@ -108,8 +108,7 @@ describe("a vault listed past the window's end with a transaction it cannot read
 
   it("exits 2 naming the unread transactions, not a read-through time short of the window", async () => {
     const c = await h.scenario();
-    const from = wholeSecondAfter(200);
-    await sleep(from - Date.now());
+    const from = await chainSecondAfter(h.world, 200);
     const honest = await c.pinKey(1);
     const vault = honest.vault;
     const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 70_000n)]);
@@ -272,8 +271,7 @@ describe("a lock not yet due when its own window's run reads the vault", () => {
     // A lock is due 3 s after its block time (settlement window 3 s, no grace).
     const profile: Profile = { ...localnetProfile, settlementWindowSeconds: 3 };
     const c = await h.scenario(profile);
-    const from = wholeSecondAfter(100);
-    await sleep(from - Date.now());
+    const from = await chainSecondAfter(h.world, 100);
     const honest = await c.pinKey(1);
 
     // In the window's last second, a job whose settlement pays the worker and the treasury but
@@ -295,8 +293,7 @@ describe("a lock not yet due when its own window's run reads the vault", () => {
     expect(first.ledger?.unreleasedLocks).toEqual([]);
 
     // The next window holds no job and no line of the vault, yet its run judges the lock.
-    const next = wholeSecondAfter(3_500);
-    await sleep(next - Date.now());
+    const next = await chainSecondAfter(h.world, 3_500);
     const second = await nightly(h, c, honest.vault, { from: end, to: next, timeoutMs: 20_000 });
     expect(second).toMatchObject({ outcome: "ledger_findings", exitCode: 1, reason: null });
     expect(second.ledger?.unreleasedLocks).toEqual([
@@ -328,8 +325,7 @@ describe("a nightly run over a credit vault whose address holds another mint", (
 
   it("exits 1 on the fake-mint tokens moved into the vault, never counting them as a deposit", async () => {
     const c = await h.scenario();
-    const from = wholeSecondAfter(0);
-    await sleep(from - Date.now() + 50);
+    const from = await chainSecondAfter(h.world, 1);
     // The configured vault is a token account of a fake mint with the credits' decimals,
     // filled with 5,000 of its units: by amount and decimals alone, a vault holding credits.
     const fake = h.op.createFakeMint();
@@ -367,8 +363,7 @@ describe("a nightly run whose RPC stops answering while it reads the credit vaul
   for (const method of ["getSignaturesForAddress", "getTransaction"] as const) {
     it(`ends at its timeout, exit 2 saying why, when ${method} never answers`, async () => {
       const c = await h.scenario();
-      const from = wholeSecondAfter(200);
-      await sleep(from - Date.now());
+      const from = await chainSecondAfter(h.world, 200);
       const honest = await c.pinKey(1);
       h.op.send([h.op.transfer(honest.vault, h.op.attackerAccount(0n), 1_000n)]);
       const to = wholeSecondAfter(200);

@@ -13,3 +13,18 @@ export function finalizedTime(world: LocalWorld): number {
 export async function finalizedPast(world: LocalWorld, at: number): Promise<void> {
   while (finalizedTime(world) <= at) await new Promise((r) => setTimeout(r, 10));
 }
+
+/**
+ * The next whole second (ms) at least `leadMs` from now, returned once the local chain's clock
+ * has reached it: every transaction sent after this returns has a block time at or after it, so
+ * a period starting there holds them all and nothing sent before. A timer alone does not promise
+ * that: a slot begun before the second carries the second before as its block time, and a timer
+ * on a loaded host fires early against `Date.now` when the loop's cached time is stale.
+ */
+export async function chainSecondAfter(world: LocalWorld, leadMs = 1): Promise<number> {
+  const at = Math.ceil((Date.now() + leadMs) / 1000) * 1000;
+  while ((world.chain.blockTime(world.chain.currentSlot()) ?? 0) * 1000 < at) {
+    await new Promise((r) => setTimeout(r, Math.max(1, Math.min(20, at - Date.now()))));
+  }
+  return at;
+}
