@@ -75,7 +75,7 @@ function isDatabaseAway(error: Error): boolean {
   const failure = error.cause instanceof Error && !("code" in error) ? error.cause : error;
   const code = (failure as { code?: unknown }).code;
   if (typeof code !== "string") {
-    return /Connection terminated|connection timeout|timeout exceeded when trying to connect/i.test(
+    return /Connection terminated|connection timeout|timeout exceeded when trying to connect|^timeout expired$/i.test(
       failure.message,
     );
   }

@@ -263,7 +263,7 @@ export function isTransientPgError(error: unknown): boolean {
   }
   return (
     (typeof code === "string" && /^E[A-Z]+$/.test(code)) ||
-    /Connection terminated|connection timeout|timeout exceeded when trying to connect|not queryable/i.test(
+    /Connection terminated|connection timeout|timeout exceeded when trying to connect|^timeout expired$|not queryable/i.test(
       error.message,
     )
   );

@@ -9,9 +9,40 @@ import * as schema from "./schema.js";
 
 export type PgDb = NodePgDatabase<typeof schema>;
 
-/** A pool and its drizzle handle, for the store (`openPostgres`) or beside it. */
+/** How long a caller waits for a free pooled connection at least (see `poolWaitMs`). */
+const MIN_POOL_WAIT_MS = 60_000;
+
+/**
+ * How long a caller waits for a free pooled connection: longer than a connection is held for
+ * good reason. node-postgres bounds that wait with `connectionTimeoutMillis`, the same setting
+ * that bounds making a connection; at 5 s, writes queued behind others that held every
+ * connection while waiting for the receipt writers' turn (another host's slow group) failed as
+ * a database away. A statement, a lock wait included, ends at the statement timeout.
+ */
+export function poolWaitMs(config: pg.PoolConfig): number {
+  const statement = typeof config.statement_timeout === "number" ? config.statement_timeout : 0;
+  return Math.max(MIN_POOL_WAIT_MS, 2 * statement + (config.connectionTimeoutMillis ?? 0));
+}
+
+/**
+ * A pool and its drizzle handle, for the store (`openPostgres`) or beside it.
+ * `config.connectionTimeoutMillis` bounds making a connection (each client's own timer); the
+ * wait for a free one is bounded apart, by `poolWaitMs`.
+ */
 export function openPool(config: pg.PoolConfig): { db: PgDb; pool: pg.Pool } {
-  const pool = new pg.Pool(config);
+  const connectMs = config.connectionTimeoutMillis ?? 0;
+  class TimedClient extends pg.Client {
+    constructor(options: pg.ClientConfig = {}) {
+      // The pool keeps the password as a property a spread does not copy.
+      const password = "password" in options ? { password: options.password } : {};
+      super({ ...options, ...password, connectionTimeoutMillis: connectMs });
+    }
+  }
+  const pool = new pg.Pool({
+    ...config,
+    connectionTimeoutMillis: poolWaitMs(config),
+    Client: TimedClient,
+  });
   // An idle client's error (server restart, network cut) is reported on the pool; without a
   // listener it would be an uncaught exception. The next query gets a fresh connection.
   pool.on("error", () => {});
