@@ -7,6 +7,7 @@ import { jobKeepingLine } from "../ledger-rules.js";
 import { jobInWindow, narrows, type QueueFilter } from "../queue-rules.js";
 import { maxKeptSignatures } from "../receipt-rules.js";
 import type { PgExecutor } from "./executor.js";
+import { takeReceiptWriterTurn } from "./group-commit.js";
 import { holdNamerStripes } from "./namer-locks.js";
 import { resetGivenUpPg } from "./signatures.js";
 
@@ -318,6 +319,10 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
     },
     async reverify(jobId, t) {
       await db.transaction(async (tx) => {
+        // The receipt writers' turn before any row, as every writer of job rows takes it: the
+        // reopen locks the job's row and then, by the statement trigger, its rollup rows; a
+        // group that had moved those rollup rows and came to the job's row closed a circle.
+        await takeReceiptWriterTurn(tx);
         await resetGivenUpPg(tx, jobId);
         await reopenJobsPg(tx, { jobIds: [jobId] }, t, { dueAt: 0 });
       });
