@@ -257,3 +257,56 @@ describe("consecutive periods of a vault whose history read has a gap across the
     }
   });
 });
+
+describe("consecutive periods of a vault whose newest debit the listing left out", () => {
+  it("close where the next opens, list the gap up to the balance read, and hold its money once", async () => {
+    const c = await h.scenario();
+    const vault = h.op.victimVault(1_000_000n);
+    const thief = h.op.attackerAccount(0n);
+    const from = edge();
+    h.op.send([h.op.transfer(vault, thief, 1_000n)]);
+    const atLastSeen = h.op.balance(vault);
+    const mid = edge();
+    // The vault's newest debit, never listed and never followed by a movement that is: only
+    // the balance read after it differs from the last line.
+    const missing = h.op.send([h.op.transfer(vault, thief, 12_345n)]).signature;
+    const mid2 = edge();
+    const to = edge();
+    await settle();
+    await readerOf(c, vault, leavingOut(missing)).syncVault(vault);
+    const readThrough = (await ledgerStoreOf(c.store).cursorFigures(vault))!.finalThrough!;
+    expect(readThrough).toBeGreaterThanOrEqual(to);
+    const later = Math.ceil(readThrough / 86_400_000 + 1) * 86_400_000;
+
+    // Four consecutive periods, the last one reaching past the balance read, and one after it.
+    const edges = [from, mid, mid2, to, later, later + 86_400_000];
+    const periods = [];
+    for (let i = 0; i + 1 < edges.length; i++) {
+      periods.push((await statementOf(c, vault, edges[i]!, edges[i + 1]!)).vaults[0]!);
+    }
+    for (let i = 0; i + 1 < periods.length; i++) {
+      expect(periods[i + 1]!.openingUnits).toBe(periods[i]!.closingOnChainUnits);
+    }
+    // The unseen debit is a difference once over the periods, not once in each of them.
+    const differences = periods.map((p) => p.differenceUnits ?? 0n);
+    expect(differences.reduce((a, b) => a + b, 0n)).toBe(-12_345n);
+    // Every period up to the one holding the balance read may hold the debit: none is whole,
+    // and each lists the gap from the last line to the read.
+    for (const p of periods.slice(0, 4)) {
+      expect(p.complete).toBe(false);
+      expect(p.gaps).toEqual([
+        expect.objectContaining({ beforeSignature: null, missingUnits: -12_345n }),
+      ]);
+    }
+    expect(periods[0]!.closingOnChainUnits).toBe(atLastSeen);
+    expect(periods[3]!.differenceUnits).toBe(-12_345n);
+    // After the read the vault opens on the balance read, with nothing unseen in it.
+    expect(periods[4]!.openingUnits).toBe(h.op.balance(vault));
+    expect(periods[4]!.gaps).toEqual([]);
+    expect(periods[4]!.differenceUnits).toBe(0n);
+
+    // The CSV names the read as the gap's end, with no signature after it.
+    const csv = statementToCsv(await statementOf(c, vault, from, to));
+    expect(csv).toContain("and the balance read at slot");
+  });
+});

@@ -1314,6 +1314,14 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
     expect(await ledger.movementAround(VAULT, DEC)).toEqual({ next: 812_000n, last: null });
     expect(await ledger.movementAround(VAULT, DEC_31)).toEqual({ next: null, last: 817_000n });
     expect(await ledger.movementAround("nobody", DEC)).toEqual({ next: null, last: null });
+    // Where the history read ends: the balance read after it is compared with this.
+    expect(await ledger.newestMovement(VAULT)).toEqual({
+      signature: sig("december"),
+      slot: 800,
+      blockTime: DEC + 86_400,
+      postUnits: 817_000n,
+    });
+    expect(await ledger.newestMovement("nobody")).toBeNull();
     expect(await ledger.cursorFigures(VAULT)).toEqual({
       syncedAt: NOW,
       finalThrough: NOW,

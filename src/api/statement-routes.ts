@@ -266,7 +266,12 @@ const StatementSchema = z
           .array(
             z.object({
               afterSignature: z.string(),
-              beforeSignature: z.string(),
+              beforeSignature: z
+                .string()
+                .nullable()
+                .describe(
+                  "The movement after the gap; null when it ends at the vault's balance read (at toSlot), which the newest movement read does not chain to.",
+                ),
               fromSlot: z.number().int(),
               toSlot: z.number().int(),
               missingUnits: units,

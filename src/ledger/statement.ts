@@ -110,7 +110,11 @@ export interface LockNotDue extends Omit<UnreleasedLock, "finding"> {
  */
 export interface LedgerGap {
   afterSignature: string;
-  beforeSignature: string;
+  /**
+   * The movement after the gap; null when the gap ends at the vault's balance read (`toSlot`
+   * its slot): the newest movement read does not hold the balance read after it.
+   */
+  beforeSignature: string | null;
   fromSlot: number;
   toSlot: number;
   /** What moved unseen between them: the second's balance before - the first's after. */
@@ -460,18 +464,53 @@ export async function buildStatement(
   ): Promise<{ figures: VaultStatement; moved: boolean }> {
     const state = await ledgerState(vault);
     const cursor = await ledger.cursorFigures(vault);
+
+    /** The gap from the newest movement to the balance read, when they do not chain. */
+    async function tailGapOf(unread: number, covers: boolean): Promise<LedgerGap | null> {
+      // A line not read yet may hold the movement; a balance read below a listed line is older.
+      if (unread > 0 || !covers) return null;
+      const newest = await ledger.newestMovement(vault);
+      const read = cursor?.balanceUnits;
+      if (newest === null || newest.postUnits === null || read == null) return null;
+      if (newest.postUnits === read) return null;
+      return {
+        afterSignature: newest.signature,
+        beforeSignature: null,
+        fromSlot: newest.slot,
+        toSlot: cursor!.balanceSlot!,
+        missingUnits: read - newest.postUnits,
+      };
+    }
     // How far the history is whole: a lock is judged only once the chain had finalized past its
     // due time when the vault was listed, so a return that landed in time is never missed.
     const finalThrough = cursor?.finalThrough ?? null;
     const asOf = finalThrough === null ? Number.NEGATIVE_INFINITY : Math.floor(finalThrough / 1000);
     const sums = await ledger.periodSums(vault, fromSec, toSec);
     const pending = await ledger.pendingCounts(vault, fromSec, toSec);
+    const balanceCovers =
+      cursor?.balanceUnits != null &&
+      cursor.balanceSlot != null &&
+      (cursor.newestSlot === null || cursor.newestSlot <= cursor.balanceSlot);
+    // The balance read after the newest movement, when it does not chain from it: a movement
+    // the listing left out, somewhere after that movement and up to the read. The read was
+    // taken before the chain's finalized time the same sync listed at (`finalThrough`), so a
+    // period ending by then cannot say on which side of its end the movement lies, like a gap
+    // across the edge: each such period lists the gap and closes on the newest movement, the
+    // one reaching past the read holds its money, and a period after it opens on the read.
+    // Closed on the read instead, every period since the newest movement opened on that
+    // movement and closed on the read: the money was a difference of each, every one
+    // `complete`, and a month's weekly statements counted it four times.
+    const tailGap = await tailGapOf(pending.all, balanceCovers);
+    const readSec = finalThrough === null ? null : Math.floor(finalThrough / 1000);
     let opening = await ledger.openingUnits(vault, fromSec);
     if (opening !== null) {
       // The lines' sum misses what moved in the gaps before the period: the chain's balance at
       // `from` holds it. Left out, every later period opened off the previous one's closing on
       // chain and closed off the chain by the gap, `complete` and with no gap to say why.
       for (const g of await ledger.gaps(vault, 0, fromSec)) opening += g.missingUnits;
+      if (tailGap !== null && readSec !== null && fromSec > readSec) {
+        opening += tailGap.missingUnits;
+      }
     } else if (cursor?.balanceUnits != null) {
       opening = cursor.balanceUnits;
     }
@@ -687,10 +726,6 @@ export async function buildStatement(
     let closingOnChain: bigint | null = null;
     let source: VaultStatement["closingOnChainSource"] = null;
     const around = await ledger.movementAround(vault, toSec);
-    const balanceCovers =
-      cursor?.balanceUnits != null &&
-      cursor.balanceSlot != null &&
-      (cursor.newestSlot === null || cursor.newestSlot <= cursor.balanceSlot);
     // A line up to the end that is not read moved money the ledger has not seen: the balance
     // after the last movement read before it is not the chain's at the end, and a difference
     // of 0 against it would say the ledger holds every movement. Not known while it waits.
@@ -722,6 +757,14 @@ export async function buildStatement(
         closingOnChain = last;
         source = "last_transaction";
       }
+    } else if (tailGap !== null && (readSec === null || fromSec <= readSec)) {
+      // After the newest movement, up to the balance read: the gap may be this period's. One
+      // that ends by the read closes on the newest movement (the next one opens there), the
+      // one reaching past it on the read; with no time for the read, every one on the read.
+      gaps.push(tailGap);
+      const ended = readSec !== null && toSec <= readSec;
+      closingOnChain = ended ? around.last : cursor!.balanceUnits!;
+      source = ended ? "last_transaction" : "balance_read";
     } else if (balanceCovers && cursor?.balanceUnits != null) {
       closingOnChain = cursor.balanceUnits;
       source = "balance_read";
@@ -1073,7 +1116,8 @@ export function statementToCsv(statement: Statement): string {
       row([m.finding, v.vault, ...blank, ...tail(), null, null, m.headerUnits, m.jobId, held]);
     }
     for (const g of v.gaps) {
-      const between = `unseen between ${g.afterSignature} (slot ${g.fromSlot}) and slot ${g.toSlot}`;
+      const end = g.beforeSignature === null ? "the balance read at slot" : "slot";
+      const between = `unseen between ${g.afterSignature} (slot ${g.fromSlot}) and ${end} ${g.toSlot}`;
       row([
         "ledger_gap",
         v.vault,

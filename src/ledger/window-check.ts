@@ -137,7 +137,8 @@ export interface LedgerWindowResult {
   gaps: {
     vault: string;
     afterSignature: string;
-    beforeSignature: string;
+    /** Null when the gap ends at the balance read (at `toSlot`). */
+    beforeSignature: string | null;
     fromSlot: number;
     toSlot: number;
     missingUnits: string;

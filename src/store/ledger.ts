@@ -504,6 +504,17 @@ export interface LedgerStore {
   ): Promise<{ next: bigint | null; last: bigint | null }>;
   /** The balance after the last movement read before `toSec`; null when none. */
   lastMovementBefore(vault: string, toSec: number): Promise<bigint | null>;
+  /** The vault's newest movement read (in the chain's order), null when none. */
+  newestMovement(vault: string): Promise<NewestMovement | null>;
+}
+
+/** A vault's newest movement read: where its history ends, and the balance after it. */
+export interface NewestMovement {
+  signature: string;
+  slot: number;
+  /** Seconds; null when the node gave none. */
+  blockTime: number | null;
+  postUnits: bigint | null;
 }
 
 type Big = bigint | null;
@@ -1033,6 +1044,10 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     `SELECT post_units FROM ledger_lines WHERE vault = ? AND block_time < ? AND state = 'read'
        AND delta_units <> 0 ORDER BY block_time DESC, ord DESC LIMIT 1`,
   ).pluck();
+  const newestMovement = big(
+    `SELECT ${LINE_COLUMNS} FROM ledger_lines WHERE vault = ? AND state = 'read'
+       AND delta_units <> 0 ORDER BY ord DESC LIMIT 1`,
+  );
   const oldestFinal = sqlite
     .prepare("SELECT min(coalesce(final_through, 0)) FROM ledger_cursors")
     .pluck();
@@ -1989,6 +2004,17 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     },
     async lastMovementBefore(vault, toSec) {
       return (lastMovement.get(vault, toSec) as bigint | undefined) ?? null;
+    },
+    async newestMovement(vault) {
+      const row = newestMovement.get(vault) as LineDb | undefined;
+      if (row === undefined) return null;
+      const line = toLine(row);
+      return {
+        signature: line.signature,
+        slot: line.slot,
+        blockTime: line.blockTime,
+        postUnits: line.postUnits,
+      };
     },
   };
 }

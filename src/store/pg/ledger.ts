@@ -2049,6 +2049,27 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       return { next: null, last: await lastBefore(vault, toSec) };
     },
     lastMovementBefore: (vault, toSec) => lastBefore(vault, toSec),
+    async newestMovement(vault) {
+      const [last] = await db
+        .select({
+          signature: ledgerLines.signature,
+          slot: ledgerLines.slot,
+          blockTime: ledgerLines.blockTime,
+          postUnits: ledgerLines.postUnits,
+        })
+        .from(ledgerLines)
+        .where(and(vaultIs(vault), moves))
+        .orderBy(desc(ledgerLines.ord))
+        .limit(1);
+      return last === undefined
+        ? null
+        : {
+            signature: last.signature,
+            slot: Number(last.slot),
+            blockTime: last.blockTime === null ? null : Number(last.blockTime),
+            postUnits: last.postUnits,
+          };
+    },
   };
 
   async function lastBefore(vault: string, toSec: number): Promise<bigint | null> {
