@@ -308,5 +308,11 @@ describe("consecutive periods of a vault whose newest debit the listing left out
     // The CSV names the read as the gap's end, with no signature after it.
     const csv = statementToCsv(await statementOf(c, vault, from, to));
     expect(csv).toContain("and the balance read at slot");
+    // The page says the history is read through, with the gap and its money: not "not read".
+    const page = String(statementBody(periodOf({}, mid), await statementOf(c, vault, from, mid)));
+    expect(page).toContain("History read through the end of the period, with 1 gaps");
+    expect(page).not.toContain("History not read through");
+    expect(page).toContain("-0.012345 USDC moved unseen after");
+    expect(page).toContain("before the balance read");
   });
 });

@@ -23,7 +23,10 @@ function vaultSection(v: VaultStatement): Html {
       ? "History read through the end of the period."
       : v.missingHistory && v.historyRead
         ? html`<strong>History before <span class="mono">${short(v.missingHistory.beforeSignature)}</span> not available from the RPC (its oldest transactions are pruned): read the vault from an archival RPC endpoint.</strong>`
-        : html`<strong>History not read through the end of the period yet${v.readThrough ? ` (read to ${v.readThrough})` : ""}: figures may still move.</strong>`
+        : v.historyRead
+          ? // Read through, with gaps: money moved in transactions the RPC never listed.
+            html`<strong>History read through the end of the period, with ${count(v.gaps.length)} gaps: money moved in transactions the RPC did not list (below).</strong>`
+          : html`<strong>History not read through the end of the period yet${v.readThrough ? ` (read to ${v.readThrough})` : ""}: figures may still move.</strong>`
   }</p>
 ${
   v.unread
@@ -90,7 +93,11 @@ known yet: a statement of this period built after the last is due (${v.locksNotD
 }
 ${
   v.gaps.length > 0
-    ? html`<h3>Gaps in the history (balances that do not chain)</h3><p>${count(v.gaps.length)} gaps: read the vault from an archival RPC endpoint.</p>`
+    ? html`<h3>Gaps in the history (balances that do not chain)</h3><p>${count(v.gaps.length)} gaps: read the vault from an archival RPC endpoint.</p>
+<ul>${v.gaps.map(
+        (g) =>
+          html`<li>${signed(g.missingUnits)} USDC moved unseen after ${short(g.afterSignature)} (slot ${g.fromSlot}) and before ${g.beforeSignature === null ? "the balance read" : short(g.beforeSignature)} (slot ${g.toSlot})</li>`,
+      )}</ul>`
     : ""
 }
 ${otherFindings(v)}
