@@ -316,3 +316,46 @@ describe("consecutive periods of a vault whose newest debit the listing left out
     expect(page).toContain("before the balance read");
   });
 });
+
+describe("a vault holding credits whose history the listing leaves out whole", () => {
+  it("is not called complete: no listed transaction brought in what it holds", async () => {
+    const c = await h.scenario();
+    const from = edge();
+    const vault = h.op.victimVault(1_000_000n);
+    const thief = h.op.attackerAccount(0n);
+    h.op.send([h.op.transfer(vault, thief, 400_000n)]);
+    const to = edge();
+    await settle();
+    const listsNothing: LedgerRpc = {
+      ...leavingOut(""),
+      async getSignaturesForAddress(address, o) {
+        const page = await h.rpc.getSignaturesForAddress(address, o);
+        return address === vault ? [] : page;
+      },
+    };
+    await readerOf(c, vault, listsNothing).syncVault(vault);
+    // It opened and closed on the balance read, `complete`: the 400,000 taken was in no figure.
+    const s = (await statementOf(c, vault, from, to)).vaults[0]!;
+    expect(s.complete).toBe(false);
+    expect(s.gaps).toEqual([
+      expect.objectContaining({
+        afterSignature: null,
+        beforeSignature: null,
+        missingUnits: 600_000n,
+      }),
+    ]);
+    // Its money is a difference of the period reaching past the read, after which it opens there.
+    const readThrough = (await ledgerStoreOf(c.store).cursorFigures(vault))!.finalThrough!;
+    const later = Math.ceil(readThrough / 86_400_000 + 1) * 86_400_000;
+    const past = (await statementOf(c, vault, to, later)).vaults[0]!;
+    expect(past.openingUnits).toBe(s.closingOnChainUnits);
+    expect(past.closingOnChainUnits).toBe(600_000n);
+    expect(past.differenceUnits).toBe(600_000n);
+    const after = (await statementOf(c, vault, later, later + 86_400_000)).vaults[0]!;
+    expect(after.openingUnits).toBe(600_000n);
+    expect(after.gaps).toEqual([]);
+    expect(statementToCsv(await statementOf(c, vault, from, to))).toContain(
+      "unseen between no movement listed and the balance read at slot",
+    );
+  });
+});

@@ -265,7 +265,12 @@ const StatementSchema = z
         gaps: z
           .array(
             z.object({
-              afterSignature: z.string(),
+              afterSignature: z
+                .string()
+                .nullable()
+                .describe(
+                  "The movement before the gap; null when no movement of the vault is listed (fromSlot 0) yet the balance read holds credits.",
+                ),
               beforeSignature: z
                 .string()
                 .nullable()

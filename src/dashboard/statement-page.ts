@@ -96,7 +96,7 @@ ${
     ? html`<h3>Gaps in the history (balances that do not chain)</h3><p>${count(v.gaps.length)} gaps: read the vault from an archival RPC endpoint.</p>
 <ul>${v.gaps.map(
         (g) =>
-          html`<li>${signed(g.missingUnits)} USDC moved unseen after ${short(g.afterSignature)} (slot ${g.fromSlot}) and before ${g.beforeSignature === null ? "the balance read" : short(g.beforeSignature)} (slot ${g.toSlot})</li>`,
+          html`<li>${signed(g.missingUnits)} USDC moved unseen after ${g.afterSignature === null ? "the vault's start (no movement listed)" : html`${short(g.afterSignature)} (slot ${g.fromSlot})`} and before ${g.beforeSignature === null ? "the balance read" : short(g.beforeSignature)} (slot ${g.toSlot})</li>`,
       )}</ul>`
     : ""
 }

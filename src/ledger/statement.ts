@@ -109,7 +109,11 @@ export interface LockNotDue extends Omit<UnreleasedLock, "finding"> {
  * nightly run counts it as a finding. Read the range again from an archival node.
  */
 export interface LedgerGap {
-  afterSignature: string;
+  /**
+   * The movement before the gap; null when no movement of the vault is listed at all (`fromSlot`
+   * 0), yet the balance read holds credits: whatever brought them in, and took any out, unseen.
+   */
+  afterSignature: string | null;
   /**
    * The movement after the gap; null when the gap ends at the vault's balance read (`toSlot`
    * its slot): the newest movement read does not hold the balance read after it.
@@ -471,14 +475,18 @@ export async function buildStatement(
       if (unread > 0 || !covers) return null;
       const newest = await ledger.newestMovement(vault);
       const read = cursor?.balanceUnits;
-      if (newest === null || newest.postUnits === null || read == null) return null;
-      if (newest.postUnits === read) return null;
+      // No movement listed: the account held nothing the ledger saw, and an account that
+      // holds credits got them in a transaction naming it. Left out, a listing that served
+      // none of the vault's transactions made every statement open and close on the balance
+      // read, `complete`, whatever was taken from it.
+      const after = newest === null ? 0n : newest.postUnits;
+      if (after === null || read == null || after === read) return null;
       return {
-        afterSignature: newest.signature,
+        afterSignature: newest?.signature ?? null,
         beforeSignature: null,
-        fromSlot: newest.slot,
+        fromSlot: newest?.slot ?? 0,
         toSlot: cursor!.balanceSlot!,
-        missingUnits: read - newest.postUnits,
+        missingUnits: read - after,
       };
     }
     // How far the history is whole: a lock is judged only once the chain had finalized past its
@@ -511,6 +519,9 @@ export async function buildStatement(
       if (tailGap !== null && readSec !== null && fromSec > readSec) {
         opening += tailGap.missingUnits;
       }
+    } else if (tailGap !== null) {
+      // No movement listed, a balance held: nothing the ledger saw before the read.
+      opening = readSec !== null && fromSec > readSec ? tailGap.missingUnits : 0n;
     } else if (cursor?.balanceUnits != null) {
       opening = cursor.balanceUnits;
     }
@@ -763,7 +774,8 @@ export async function buildStatement(
       // one reaching past it on the read; with no time for the read, every one on the read.
       gaps.push(tailGap);
       const ended = readSec !== null && toSec <= readSec;
-      closingOnChain = ended ? around.last : cursor!.balanceUnits!;
+      const lastSeen = tailGap.afterSignature === null ? 0n : around.last;
+      closingOnChain = ended ? lastSeen : cursor!.balanceUnits!;
       source = ended ? "last_transaction" : "balance_read";
     } else if (balanceCovers && cursor?.balanceUnits != null) {
       closingOnChain = cursor.balanceUnits;
@@ -1117,7 +1129,11 @@ export function statementToCsv(statement: Statement): string {
     }
     for (const g of v.gaps) {
       const end = g.beforeSignature === null ? "the balance read at slot" : "slot";
-      const between = `unseen between ${g.afterSignature} (slot ${g.fromSlot}) and ${end} ${g.toSlot}`;
+      const start =
+        g.afterSignature === null
+          ? "no movement listed"
+          : `${g.afterSignature} (slot ${g.fromSlot})`;
+      const between = `unseen between ${start} and ${end} ${g.toSlot}`;
       row([
         "ledger_gap",
         v.vault,

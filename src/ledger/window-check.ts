@@ -136,7 +136,8 @@ export interface LedgerWindowResult {
    */
   gaps: {
     vault: string;
-    afterSignature: string;
+    /** Null when no movement of the vault is listed (`fromSlot` 0). */
+    afterSignature: string | null;
     /** Null when the gap ends at the balance read (at `toSlot`). */
     beforeSignature: string | null;
     fromSlot: number;

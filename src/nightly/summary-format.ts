@@ -131,7 +131,7 @@ function ledgerLines(s: NightlySummary, show: Show): string[] {
     ...s.ledger.gaps.map(
       (g) =>
         `gap in vault ${g.vault}'s history: ${g.missingUnits} units moved between ` +
-        `${g.afterSignature} and ${g.beforeSignature ?? "the balance read"} (slots ${g.fromSlot}..${g.toSlot}) in ` +
+        `${g.afterSignature ?? "the vault's start (no movement listed)"} and ${g.beforeSignature ?? "the balance read"} (slots ${g.fromSlot}..${g.toSlot}) in ` +
         `transactions not read; read the range from an archival RPC${g.beforeWindow ? " (before the window)" : ""}`,
     ),
     ...s.ledger.prunedHistory.map(
