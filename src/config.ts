@@ -294,7 +294,9 @@ export const configSchema = z.object({
    * Seconds after the profile's settlement window before a lock that nothing returned or
    * settled is a finding (`unreleased_lock`). Default 300.
    */
-  LEDGER_GRACE_SECONDS: wholeNumber(0).default(300),
+  // At most a year: a grace near 2^53 s put a lock's due time past the last instant a Date
+  // holds, and every statement (CLI, API, dashboard, nightly) failed "Invalid time value".
+  LEDGER_GRACE_SECONDS: wholeNumber(0, 31_536_000).default(300),
   /**
    * How often `serve` asks Decentral's `GET /v1/account` (with `DECENTRAL_API_KEY`) and compares
    * it with the key's credit vault on chain, in ms; 0 turns it off, and so does having no key.

@@ -208,3 +208,16 @@ describe("DECENTRAL_BASE_URL with a query, a fragment or credentials", () => {
     );
   });
 });
+
+// A grace near 2^53 s put a lock's due time past the last instant a Date holds: every statement
+// (CLI, API, dashboard, nightly) failed with "Invalid time value" instead of refusing the setting.
+describe("LEDGER_GRACE_SECONDS past a year", () => {
+  it("is refused by name; a year is taken", () => {
+    expect(loadConfig({ LEDGER_GRACE_SECONDS: "31536000" }).LEDGER_GRACE_SECONDS).toBe(31_536_000);
+    for (const grace of ["31536001", "99999999999999", "9007199254740991"]) {
+      expect(() => loadConfig({ LEDGER_GRACE_SECONDS: grace }), grace).toThrow(
+        /^invalid configuration:\n {2}LEDGER_GRACE_SECONDS: Too big: expected number to be <=31536000$/,
+      );
+    }
+  });
+});

@@ -129,3 +129,25 @@ describe("a profile file that is not JSON", () => {
     }
   });
 });
+
+// A settlement window (or receipt skew) near 2^53 s put a lock's due time past the last instant a
+// Date holds: `report statement --profile` failed "Invalid time value" instead of naming the key.
+describe("a profile's settlement window or receipt skew past a year", () => {
+  it("is refused naming the key; a year is taken", () => {
+    const base = { ...localnetProfile, name: "long" };
+    expect(
+      loadProfile(writeJson({ ...base, settlementWindowSeconds: 31_536_000 }))
+        .settlementWindowSeconds,
+    ).toBe(31_536_000);
+    for (const field of ["settlementWindowSeconds", "receiptTimeSkewSeconds"]) {
+      let error: unknown;
+      try {
+        loadProfile(writeJson({ ...base, [field]: 9_007_199_254_740_991 }));
+      } catch (e) {
+        error = e;
+      }
+      expect(error, field).toBeInstanceOf(AppError);
+      expect((error as AppError).details.field).toBe(field);
+    }
+  });
+});

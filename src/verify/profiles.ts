@@ -72,13 +72,15 @@ export const profileSchema = z.object({
   /** Completion tokens the escrow lock assumes when the request sets no `max_tokens`. */
   defaultMaxTokens: z.number().int().positive().default(2000),
   /** A job must be settled (or refunded) within this many seconds of its escrow. */
-  settlementWindowSeconds: z.number().int().positive().default(120),
+  // At most a year (as LEDGER_GRACE_SECONDS): a window near 2^53 s put a lock's due time past
+  // the last instant a Date holds, and every statement failed "Invalid time value".
+  settlementWindowSeconds: z.number().int().positive().max(31_536_000).default(120),
   /**
    * How far a receipt's time may stray from its escrow's block time beyond the job's own span
    * (lock before the answer, settlement window after): recorders' clocks and the chain's block
    * times are estimates. Reports count a job in the period of its receipt's time.
    */
-  receiptTimeSkewSeconds: z.number().int().nonnegative().default(600),
+  receiptTimeSkewSeconds: z.number().int().nonnegative().max(31_536_000).default(600),
   /**
    * A signature still unseen this many slots after we first looked for it is dropped: its
    * blockhash (valid ~150 blocks) has expired, so it can never land. Includes a margin.
