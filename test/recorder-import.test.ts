@@ -1,4 +1,6 @@
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -801,5 +803,27 @@ describe("CSV rows after one longer than a POST /jobs body", () => {
       },
     ]);
     expect(summary).toMatchObject({ total: 2, created: 1 });
+  });
+});
+
+// `import <(zcat receipts.jsonl.gz)` or `import /dev/stdin` names a pipe: it was refused as "not
+// a file", exit 2, and the day's receipts were not imported. A pipe is read as stdin is.
+describe("import from a named pipe", () => {
+  it("reads the receipts a pipe carries; a device is still refused", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "import-fifo-"));
+    const fifo = join(dir, "receipts.jsonl");
+    execFileSync("mkfifo", [fifo]);
+    const store = createTestStore();
+    const io = { stdin: Readable.from([]), out: () => {}, err: () => {}, progress: false };
+    const text = `${JSON.stringify(wireReceipt())}\n${JSON.stringify(wireReceipt())}\n`;
+    const [code] = await Promise.all([
+      runImportCommand(store, fifo, {}, io),
+      writeFile(fifo, text),
+    ]);
+    expect(code).toBe(0);
+    expect(store.db.select().from(jobs).all()).toHaveLength(2);
+    await expect(runImportCommand(store, "/dev/zero", {}, io)).rejects.toMatchObject({
+      message: "/dev/zero: not a file",
+    });
   });
 });

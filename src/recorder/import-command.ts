@@ -76,14 +76,16 @@ export async function runImportCommand(
 ): Promise<number> {
   const fromStdin = file === "-";
   const format = formatOf(fromStdin ? "" : file, flags.format);
-  const input = fromStdin ? io.stdin : createReadStream(file);
   const stat = fromStdin ? null : statSync(file, { throwIfNoEntry: false });
-  if (!fromStdin && !stat?.isFile()) {
+  // A pipe is read as stdin is: `import <(zcat receipts.jsonl.gz)` and `import /dev/stdin` name
+  // one, and were refused as "not a file". A folder or a device (/dev/zero never ends) is not.
+  if (!fromStdin && !stat?.isFile() && !stat?.isFIFO()) {
     throw new AppError("bad_request", `${file}: ${stat ? "not a file" : "no such file"}`, {
       field: "file",
     });
   }
-  const size = stat?.size ?? 0;
+  const input = fromStdin ? io.stdin : createReadStream(file);
+  const size = stat?.isFile() ? stat.size : 0;
   const bar =
     io.progress && size > 0
       ? new SingleBar(
