@@ -827,3 +827,47 @@ describe("import from a named pipe", () => {
     });
   });
 });
+
+// A UTF-16 file without a byte-order mark was read as UTF-8: every JSONL line refused as "not
+// valid JSON" (exit 1, "2 receipts" for one), a CSV refused as lacking job_id, which an editor
+// showed in its header.
+describe("import of UTF-16 or UTF-32 text without a byte-order mark", () => {
+  it("is refused whole, naming the encoding; the command exits 2", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "import-unmarked-"));
+    const r = wireReceipt();
+    const jsonl = `${JSON.stringify(r)}\r\n`;
+    const csv = `job_id,escrow_tx\r\n${r.job_id},${r.escrow_tx}\r\n`;
+    const utf32 = (text: string, le: boolean) => {
+      const out = Buffer.alloc(text.length * 4);
+      for (let i = 0; i < text.length; i++) {
+        if (le) out.writeUInt32LE(text.charCodeAt(i), i * 4);
+        else out.writeUInt32BE(text.charCodeAt(i), i * 4);
+      }
+      return out;
+    };
+    const files: [string, Buffer, string][] = [
+      ["receipts.jsonl", Buffer.from(jsonl, "utf16le"), "UTF-16 LE"],
+      ["receipts.csv", Buffer.from(csv, "utf16le"), "UTF-16 LE"],
+      ["receipts-be.csv", Buffer.from(csv, "utf16le").swap16(), "UTF-16 BE"],
+      ["receipts32.jsonl", utf32(jsonl, true), "UTF-32 LE"],
+      ["receipts32be.jsonl", utf32(jsonl, false), "UTF-32 BE"],
+    ];
+    const store = createTestStore();
+    for (const [name, bytes, encoding] of files) {
+      const file = join(dir, name);
+      writeFileSync(file, bytes);
+      const io = { stdin: Readable.from([]), out: () => {}, err: () => {}, progress: false };
+      await expect(runImportCommand(store, file, {}, io), name).rejects.toMatchObject({
+        code: "validation_failed",
+        details: { field: "file" },
+        message: expect.stringContaining(`the file looks like ${encoding} text`),
+      });
+    }
+    expect(store.db.select().from(jobs).all()).toHaveLength(0);
+    // UTF-8 with a byte-order mark is still read.
+    const file = join(dir, "utf8.csv");
+    writeFileSync(file, `\uFEFF${csv}`);
+    const io = { stdin: Readable.from([]), out: () => {}, err: () => {}, progress: false };
+    expect(await runImportCommand(store, file, {}, io)).toBe(0);
+  });
+});

@@ -696,6 +696,28 @@ async function opening(input: Readable): Promise<{ format: ImportFormat; stream:
       { field: "file" },
     );
   }
+  // Without a mark (PowerShell's `Out-File`, .NET's `Encoding.Unicode` writers leave it out at
+  // times): a NUL beside the first character. UTF-8 text of a receipt file never holds one, and
+  // read as UTF-8 every line was refused as not JSON, or the header as lacking job_id, while an
+  // editor showed it there.
+  const unmarked =
+    head.length >= 2 && head[0] !== 0 && head[1] === 0
+      ? head.length >= 4 && head[2] === 0 && head[3] === 0
+        ? "UTF-32 LE"
+        : "UTF-16 LE"
+      : head.length >= 2 && head[0] === 0 && head[1] !== 0
+        ? "UTF-16 BE"
+        : head.length >= 4 && head[0] === 0 && head[1] === 0 && head[2] === 0 && head[3] !== 0
+          ? "UTF-32 BE"
+          : null;
+  if (unmarked !== null) {
+    await iterator.return?.();
+    throw new AppError(
+      "validation_failed",
+      `the file looks like ${unmarked} text (a NUL byte beside its first character, no byte-order mark); save it as UTF-8 and import it again; nothing was imported`,
+      { field: "file" },
+    );
+  }
   if (head.subarray(0, 3).equals(utf8Bom)) head = head.subarray(3);
   const format: ImportFormat = head.toString().trimStart().startsWith("{") ? "jsonl" : "csv";
   async function* replay() {
