@@ -182,3 +182,23 @@ describe("decentral-audit tx inspect (binary)", () => {
     expect(bad.stdout).toBe("");
   });
 });
+
+// The parser's message quotes the text around the fault: `tx inspect /etc/passwd` printed
+// "root:x:0:0", as `--profile` did (fixed there): a secrets file named by mistake leaked a part.
+describe("tx inspect of a file that is not JSON", () => {
+  it("says so with where it stops, and none of the file's text", async () => {
+    for (const [name, text] of [
+      ["passwd", "root:x:0:0:root:/root:/bin/bash\n"],
+      ["key.json", '{"result": sk-live-hunter2secret}'],
+      ["cut.json", '{"result": {"slot": 1, "tok": "sk-live-hunter2secret"'],
+    ] as const) {
+      const error = (await inspectTransaction(tempFile(name, text), { config }).then(
+        () => null,
+        (e: unknown) => e,
+      )) as Error | null;
+      expect(error, name).toMatchObject({ code: "malformed_transaction" });
+      expect(error?.message, name).toMatch(/^not a JSON document/);
+      expect(error?.message, name).not.toMatch(/root:x|hunter2|sk-live/);
+    }
+  });
+});

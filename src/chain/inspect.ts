@@ -50,9 +50,13 @@ export function factsFromResponseText(text: string): TransactionFactsJson {
   try {
     value = parseJsonLossless(text);
   } catch (error) {
+    // Never the parser's message whole: it quotes the text around the fault, so `tx inspect
+    // /etc/passwd` (or a secrets file named by mistake) printed its first line. Where it stopped
+    // is kept, as a position.
+    const at = /at position (\d+)/.exec(error instanceof Error ? error.message : "")?.[1];
     throw new AppError(
       "malformed_transaction",
-      `not a JSON document: ${error instanceof Error ? error.message : String(error)}`,
+      `not a JSON document${at === undefined ? "" : ` (it stops being JSON at character ${at})`}`,
     );
   }
   let result = value;
