@@ -221,3 +221,25 @@ describe("LEDGER_GRACE_SECONDS past a year", () => {
     }
   });
 });
+
+// ` ./data/audit.db`, or `audit.db\r` from a .env file saved with CRLF, named another file:
+// `serve` created a new empty store there and recorded into it, while `verify` with the setting
+// written right read the real store and found none of the new jobs.
+describe("DATABASE_URL with whitespace around it", () => {
+  it("is refused by name, for a path and a URL alike", () => {
+    for (const url of [
+      " ./data/audit.db",
+      "./data/audit.db\r",
+      "./data/audit.db ",
+      "\tfile:./audit.db",
+      "postgres://db.example/audit\n",
+    ]) {
+      expect(() => loadConfig({ DATABASE_URL: url }), JSON.stringify(url)).toThrow(
+        /^invalid configuration:\n {2}DATABASE_URL: starts or ends with whitespace/,
+      );
+    }
+    expect(loadConfig({ DATABASE_URL: "./data/my audit.db" }).DATABASE_URL).toBe(
+      "./data/my audit.db",
+    );
+  });
+});

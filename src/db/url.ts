@@ -53,6 +53,14 @@ const postgresParams = new Set(["sslmode", "application_name"]);
  */
 export function parseDatabaseUrl(url: string): DatabaseTarget {
   if (url === "") throw new DatabaseUrlError("DATABASE_URL is empty");
+  // Taken as written, ` ./data/audit.db` or a `.env` line saved with CRLF (`audit.db\r`) named
+  // another file: `serve` created a new empty store there and recorded into it, while `verify`
+  // with the setting written right read the real one and found none of the new jobs.
+  if (url.trim() !== url) {
+    throw new DatabaseUrlError(
+      "DATABASE_URL starts or ends with whitespace (a space, a tab, a line end such as a .env file saved with CRLF leaves): it would name another file or host; remove it",
+    );
+  }
   if (url.startsWith("file:")) {
     const path = url.slice("file:".length).replace(/^\/\/(?=\/)/, "");
     if (path === "") throw new DatabaseUrlError("DATABASE_URL file: URL names no file");
