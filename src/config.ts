@@ -150,7 +150,10 @@ export const configSchema = z.object({
     .trim()
     .regex(/^\d+(\.\d+)?$/, "must be a number in decimal digits, e.g. 8 or 0.5")
     .transform(Number)
-    .pipe(z.number().positive())
+    // At least one request in 1000 s: below about one in 25 days the wait between requests
+    // outgrew a timer, which Node fires at once, so the pool woke every millisecond (a warning
+    // each time) and never sent a request.
+    .pipe(z.number().min(0.001))
     .default(8),
   /** Requests in flight at once on each RPC endpoint. Default 4. */
   RPC_CONCURRENCY: wholeNumber(1).default(4),

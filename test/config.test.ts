@@ -243,3 +243,16 @@ describe("DATABASE_URL with whitespace around it", () => {
     );
   });
 });
+
+// RPC_RATE_LIMIT=0.0000001 passed: the wait between requests outgrew a timer, Node fired it at
+// once, and the pool woke every millisecond with a TimeoutOverflowWarning, sending nothing.
+describe("RPC_RATE_LIMIT below one request in 1000 s", () => {
+  it("is refused by name; 0.001 is taken", () => {
+    expect(loadConfig({ RPC_RATE_LIMIT: "0.001" }).RPC_RATE_LIMIT).toBe(0.001);
+    for (const rate of ["0.0000001", "0.0009", "0"]) {
+      expect(() => loadConfig({ RPC_RATE_LIMIT: rate }), rate).toThrow(
+        /^invalid configuration:\n {2}RPC_RATE_LIMIT: Too small: expected number to be >=0\.001$/,
+      );
+    }
+  });
+});
