@@ -871,3 +871,34 @@ describe("import of UTF-16 or UTF-32 text without a byte-order mark", () => {
     expect(await runImportCommand(store, file, {}, io)).toBe(0);
   });
 });
+
+// A JSON array (`jq -s`, an API dump) was refused as "the CSV header is not CSV"; one receipt
+// pretty-printed over 13 lines was "13 receipts, 13 rejected", each "not valid JSON".
+describe("import of a JSON array or a pretty-printed JSON document", () => {
+  it("is refused whole, saying it is no JSON Lines; the command exits 2", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "import-document-"));
+    const files: [string, string, string][] = [
+      ["dump.json", JSON.stringify([wireReceipt(), wireReceipt()]), "a JSON array"],
+      ["dump.jsonl", `  ${JSON.stringify([wireReceipt()])}\n`, "a JSON array"],
+      ["one.json", `${JSON.stringify(wireReceipt(), null, 2)}\n`, "a JSON document spread"],
+      ["one-crlf.json", `\uFEFF{\r\n  "job_id": "x"\r\n}\r\n`, "a JSON document spread"],
+    ];
+    const store = createTestStore();
+    for (const [name, text, what] of files) {
+      const file = join(dir, name);
+      writeFileSync(file, text);
+      const io = { stdin: Readable.from([]), out: () => {}, err: () => {}, progress: false };
+      await expect(runImportCommand(store, file, {}, io), name).rejects.toMatchObject({
+        code: "validation_failed",
+        details: { field: "file" },
+        message: expect.stringContaining(`the file is ${what}`),
+      });
+    }
+    expect(store.db.select().from(jobs).all()).toHaveLength(0);
+    // JSON Lines, one byte at a time from a pipe, is still read.
+    const text = `${JSON.stringify(wireReceipt())}\n${JSON.stringify(wireReceipt())}\n`;
+    const bytes = [...Buffer.from(text)].map((b) => Buffer.from([b]));
+    const summary = await importReceipts(store, Readable.from(bytes));
+    expect(summary).toMatchObject({ total: 2, created: 2, rejected: [] });
+  });
+});

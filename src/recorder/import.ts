@@ -676,10 +676,11 @@ async function opening(input: Readable): Promise<{ format: ImportFormat; stream:
   const iterator = input[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
   const bytes = (chunk: Buffer | string) =>
     typeof chunk === "string" ? Buffer.from(chunk) : chunk;
-  // Chunks are read until the longest mark fits: a pipe may hand over one byte at a time.
+  // Chunks are read until the longest mark fits, and the first line's opening past a few
+  // spaces (a JSON document rather than JSON Lines): a pipe may hand over one byte at a time.
   let head: Buffer = Buffer.alloc(0);
   let ended = false;
-  while (head.length < 4) {
+  while (head.length < 64) {
     const next = await iterator.next();
     if (next.done) {
       ended = true;
@@ -719,6 +720,23 @@ async function opening(input: Readable): Promise<{ format: ImportFormat; stream:
     );
   }
   if (head.subarray(0, 3).equals(utf8Bom)) head = head.subarray(3);
+  // A JSON array (`jq -s`, an API dump) or one receipt pretty-printed over many lines is no
+  // JSON Lines: the array was refused as "the CSV header is not CSV", the pretty one as a
+  // dozen lines "not valid JSON", counted as that many receipts. Refused whole, saying so.
+  const start = head.toString().trimStart();
+  const document = start.startsWith("[")
+    ? "a JSON array"
+    : /^\{[ \t]*\r?\n/.test(start)
+      ? "a JSON document spread over several lines"
+      : null;
+  if (document !== null) {
+    await iterator.return?.();
+    throw new AppError(
+      "validation_failed",
+      `the file is ${document}, not JSON Lines (one receipt, a JSON object, on each line): write each receipt on a line of its own (jq -c '.[]' for an array, jq -c . for one document) and import it again; nothing was imported`,
+      { field: "file" },
+    );
+  }
   const format: ImportFormat = head.toString().trimStart().startsWith("{") ? "jsonl" : "csv";
   async function* replay() {
     if (head.length > 0) yield head;
