@@ -149,7 +149,10 @@ describe.each(dialects)("the job queue on %s", (dialect) => {
       for (const filter of [null, {}, { from: undefined, to: undefined }]) {
         const plan = await claimPlan(store, (queue) => queue.claim("A", filter, lease));
         expect(plan).toMatch(/jobs_open_due/);
-        expect(plan).not.toMatch(
+        // The only sort allowed: the merge of the claim's two sides (new jobs and jobs looked
+        // at), each read up to the limit (`claimOrder`).
+        const merged = /\nSCAN \(subquery-\d+\)\nUSE TEMP B-TREE FOR ORDER BY$/;
+        expect(plan.replace(merged, "")).not.toMatch(
           /Bitmap|Seq Scan on jobs|Sort Key: \S*next_verify_at|TEMP B-TREE FOR ORDER BY|^SCAN jobs/m,
         );
       }

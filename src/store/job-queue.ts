@@ -24,7 +24,7 @@ import {
 import { jobKeepingLine } from "./ledger-rules.js";
 import { pgTwins } from "./pg-twins.js";
 import { param, perConnection, prepareRows } from "./prepared.js";
-import { jobInWindow, narrows, type QueueFilter } from "./queue-rules.js";
+import { claimOrder, jobInWindow, narrows, type QueueFilter } from "./queue-rules.js";
 import { maxKeptSignatures } from "./receipt-rules.js";
 import { createGivenUpReset } from "./signatures.js";
 
@@ -225,39 +225,45 @@ function filterCondition(filter: QueueFilter | null): SQL | undefined {
 
 /**
  * The claim of `JobQueueStore.claim`, with placeholders for `owner`, `t`, `until` (t + leaseMs)
- * and `limit`.
+ * and `limit`. Due jobs are taken in the order they fell due: a job never looked at (a new
+ * receipt, `next_verify_at` 0) by when it was recorded, any other by `next_verify_at`; see
+ * `claimOrder` in queue-rules.ts.
  */
 function claimQuery(db: Db, filter: QueueFilter | null) {
   const t = sql.placeholder("t");
+  const limit = sql.placeholder("limit");
   // INDEXED BY: without statistics (SQLite gathers none unless asked) the planner took
   // jobs_verdict_created and sorted every due job, however few the claim takes. A filtered claim
   // (a window, named jobs) is left to the planner: through jobs_open_due it would walk every due
   // job outside the window.
   const source = narrows(filter) ? sql`${jobs}` : sql`${jobs} INDEXED BY jobs_open_due`;
-  const due = db
-    .select({ jobId: sql`${jobs.jobId}` })
-    .from(source)
-    .where(
+  const claimable = and(
+    verdictIsOpen(jobs.verdict),
+    or(
+      isNull(jobs.leaseUntil),
+      lte(jobs.leaseUntil, t),
       and(
-        verdictIsOpen(jobs.verdict),
-        lte(jobs.nextVerifyAt, t),
-        or(
-          isNull(jobs.leaseUntil),
-          lte(jobs.leaseUntil, t),
-          and(
-            eq(jobs.leaseOwner, sql.placeholder("owner")),
-            lt(jobs.leaseUntil, sql.placeholder("until")),
-          ),
-        ),
-        filterCondition(filter),
+        eq(jobs.leaseOwner, sql.placeholder("owner")),
+        lt(jobs.leaseUntil, sql.placeholder("until")),
       ),
-    )
-    .orderBy(jobs.nextVerifyAt)
-    .limit(sql.placeholder("limit"));
+    ),
+    filterCondition(filter),
+  );
+  const { fresh, looked } = claimOrder(jobs, t, narrows(filter));
+  // Each side read in its index's order up to the limit, then the two merged by `due`.
+  const side = (part: typeof fresh) =>
+    db
+      .select({ jobId: sql`${jobs.jobId}`.as("job_id"), due: part.due.as("due") })
+      .from(source)
+      .where(and(claimable, part.where))
+      .orderBy(jobs.nextVerifyAt)
+      .limit(limit);
+  const due = sql`SELECT job_id FROM (SELECT * FROM (${side(fresh)})
+    UNION ALL SELECT * FROM (${side(looked)})) ORDER BY due LIMIT ${limit}`;
   return db
     .update(jobs)
     .set({ leaseOwner: param("owner"), leaseUntil: param("until") })
-    .where(inArray(jobs.jobId, due))
+    .where(sql`${jobs.jobId} IN (${due})`)
     .returning();
 }
 

@@ -1,6 +1,17 @@
 /* The rules of the verifier's queue that do not touch a database, shared by both dialects. */
 
-import { and, type Column, gte, lt, or, type Placeholder, type SQL } from "drizzle-orm";
+import {
+  and,
+  type Column,
+  gt,
+  gte,
+  lt,
+  lte,
+  or,
+  type Placeholder,
+  type SQL,
+  sql,
+} from "drizzle-orm";
 import type { Verdict } from "../db/schema.js";
 
 /** Verdicts of a job whose last round ended in RPC trouble; it is retried with backoff. */
@@ -68,6 +79,30 @@ export function narrows(filter: QueueFilter | null): filter is QueueFilter {
     filter !== null &&
     (filter.from !== undefined || filter.to !== undefined || filter.jobIds !== undefined)
   );
+}
+
+/**
+ * The order a claim takes due jobs in, as two sides each read in `jobs_open_due` order up to
+ * the claim's limit and merged by `due`. `fresh`: jobs due at once (`next_verify_at` 0: a new
+ * receipt, a reverify), due since they were recorded. `looked`: jobs due again at a time (a
+ * retry, a wait for finality, a reopen), due then. Taking the fresh ones first, as the index
+ * alone does, left a job waiting for finality unclaimed for as long as new receipts came in
+ * faster than the verifier took them. Only the order reads `recorded_at`, the recording host's
+ * clock: which jobs are claimable is still `next_verify_at` against the claimer's `t`, so a
+ * claimer whose clock is behind the recorder's takes new jobs at once, only ordered as if
+ * recorded that much later. A `narrowed` claim (a window, named jobs) compares an expression,
+ * not the column, so neither side walks jobs_open_due through the due jobs outside the window.
+ */
+export function claimOrder(
+  jobs: { nextVerifyAt: Column; recordedAt: Column },
+  t: number | Placeholder,
+  narrowed: boolean,
+): Record<"fresh" | "looked", { where: SQL; due: SQL }> {
+  const next = narrowed ? sql`(${jobs.nextVerifyAt} + 0)` : sql`${jobs.nextVerifyAt}`;
+  return {
+    fresh: { where: lte(next, 0), due: sql`${jobs.recordedAt}` },
+    looked: { where: and(gt(next, 0), lte(next, t))!, due: sql`${jobs.nextVerifyAt}` },
+  };
 }
 
 /** What an open job waits on, for a run that ends with jobs not final. */

@@ -17,6 +17,8 @@ import type { DialectStores } from "./dialects.js";
 export interface QueueJobSeed {
   jobId: string;
   createdAt?: number;
+  /** When the job was recorded (default its `createdAt`). */
+  recordedAt?: number;
   verdict?: Verdict;
   nextVerifyAt?: number;
   verifyAttempts?: number;

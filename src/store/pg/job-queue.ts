@@ -4,7 +4,7 @@ import { jobs, ledgerLines } from "../../db/pg/schema.js";
 import { finalVerdicts, type Verdict, verdictIsOpen, verdicts } from "../../db/schema.js";
 import type { JobQueueStore } from "../job-queue.js";
 import { jobKeepingLine } from "../ledger-rules.js";
-import { jobInWindow, narrows, type QueueFilter } from "../queue-rules.js";
+import { claimOrder, jobInWindow, narrows, type QueueFilter } from "../queue-rules.js";
 import { maxKeptSignatures } from "../receipt-rules.js";
 import type { PgExecutor } from "./executor.js";
 import { takeReceiptWriterTurn } from "./group-commit.js";
@@ -213,28 +213,34 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
       // claims get disjoint jobs without waiting. In READ COMMITTED a row changed since the
       // statement's snapshot (another owner's lease just committed) is re-checked against the
       // WHERE when locked and left out if it no longer qualifies.
-      const due = db
-        .select({ jobId: jobs.jobId })
-        .from(jobs)
-        .where(
-          and(
-            verdictIsOpen(jobs.verdict),
-            lte(jobs.nextVerifyAt, t),
-            or(
-              isNull(jobs.leaseUntil),
-              lte(jobs.leaseUntil, t),
-              and(eq(jobs.leaseOwner, owner), lt(jobs.leaseUntil, t + leaseMs)),
-            ),
-            filterCondition(filter),
-          ),
-        )
-        // A window's claim in due order, but not read in it: a window's jobs are dated in it or
-        // recorded in it (`jobInWindow`), an OR the planner estimates at twice its size, and it
-        // then walked jobs_open_due in order through every due job outside the window. Sorting
-        // an expression leaves it the window's indexes (jobs_created_at, jobs_recorded_created).
-        .orderBy(narrows(filter) ? sql`${jobs.nextVerifyAt} + 0` : jobs.nextVerifyAt)
-        .limit(limit)
-        .for("update", { skipLocked: true });
+      const claimable = and(
+        verdictIsOpen(jobs.verdict),
+        or(
+          isNull(jobs.leaseUntil),
+          lte(jobs.leaseUntil, t),
+          and(eq(jobs.leaseOwner, owner), lt(jobs.leaseUntil, t + leaseMs)),
+        ),
+        filterCondition(filter),
+      );
+      // Due jobs in the order they fell due (`claimOrder`): each side read in due order up to
+      // the limit, its rows locked, and the two merged. A row locked on one side and left out
+      // of the merge stays free once the claim commits.
+      const { fresh, looked } = claimOrder(jobs, t, narrows(filter));
+      const side = (part: typeof fresh) =>
+        db
+          .select({ jobId: jobs.jobId, due: sql`${part.due}`.as("due") })
+          .from(jobs)
+          .where(and(claimable, part.where))
+          // A window's claim in due order, but not read in it: a window's jobs are dated in it
+          // or recorded in it (`jobInWindow`), an OR the planner estimates at twice its size,
+          // and it then walked jobs_open_due in order through every due job outside the
+          // window. Sorting an expression leaves it the window's indexes (jobs_created_at,
+          // jobs_recorded_created).
+          .orderBy(narrows(filter) ? sql`${jobs.nextVerifyAt} + 0` : jobs.nextVerifyAt)
+          .limit(limit)
+          .for("update", { skipLocked: true });
+      const due = sql`SELECT job_id FROM (SELECT * FROM (${side(fresh)}) f
+        UNION ALL SELECT * FROM (${side(looked)}) l) u ORDER BY due LIMIT ${limit}`;
       return db.transaction(async (tx) => {
         // The due jobs are read in the order of jobs_open_due, stopping at `limit`. Right after
         // a bulk ingest the statistics still say few jobs are due, and the planner picked a
@@ -248,7 +254,7 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
         const claimed = await tx
           .update(jobs)
           .set({ leaseOwner: owner, leaseUntil: t + leaseMs })
-          .where(inArray(jobs.jobId, due))
+          .where(sql`${jobs.jobId} IN (${due})`)
           .returning();
         return keepEarlyLinesPg(tx, claimed, t);
       });
