@@ -121,8 +121,11 @@ interface Answer {
   done: Promise<boolean>;
 }
 
-/** One request on a connection of its own (so the cluster spreads them over its workers). */
-function send(base: string, stream: boolean): Promise<Answer> {
+/**
+ * One request on a connection of its own (so the cluster spreads them over its workers), to
+ * `path` (the upstream answers any with a job).
+ */
+function send(base: string, stream: boolean, path = "/v1/chat/completions"): Promise<Answer> {
   const body = JSON.stringify({
     model: "m",
     messages: [{ role: "user", content: "hi" }],
@@ -130,7 +133,7 @@ function send(base: string, stream: boolean): Promise<Answer> {
   });
   return new Promise((resolve, reject) => {
     const req = http.request(
-      `${base}/v1/chat/completions`,
+      `${base}${path}`,
       {
         method: "POST",
         agent: false,
@@ -151,6 +154,16 @@ function send(base: string, stream: boolean): Promise<Answer> {
     req.on("error", reject);
     req.end(body);
   });
+}
+
+/**
+ * Fills stdout with request lines: 120 requests to a path of 2,900 characters, each logged on a
+ * line of over 3 KB, as many bytes as 1,200 requests' lines of ~300 bytes took (one at a time,
+ * a minute of a loaded host), far more than the pipe and the reader's buffer hold.
+ */
+async function logLongLines(base: string): Promise<void> {
+  const path = `/v1/chat/completions/${"x".repeat(2_900 - 21)}`;
+  for (let i = 0; i < 120; i++) await (await send(base, false, path)).done;
 }
 
 function proxyJobIds(db: string): string[] {
@@ -700,8 +713,7 @@ describe("serve --workers 2, its stdout no longer read", () => {
     const workers = [...workerPids(serve)];
     serve.child.stdout?.removeAllListeners("data");
     serve.child.stdout?.pause();
-    // About 300 bytes of log line each: far more than the pipe and the reader's buffer hold.
-    for (let i = 0; i < 1200; i++) await (await send(serve.url, false)).done;
+    await logLongLines(serve.url);
     return { serve, workers };
   }
 
@@ -738,7 +750,7 @@ describe("serve --workers 2, its stdout no longer read", () => {
       .map((l) => Number(l.pid));
     reader.removeAllListeners("data");
     reader.pause();
-    for (let i = 0; i < 1200; i++) await (await send(url, false)).done;
+    await logLongLines(url);
     serve.child.kill("SIGKILL");
     try {
       await until(() => workers.every(exitedPid), 10_000);
