@@ -7,7 +7,7 @@ import { BaseSequencer } from "vitest/node";
  * whole run waits for. Files not named here are short; they follow in vitest's own order.
  */
 export const longFileSeconds: Readonly<Record<string, number>> = {
-  "test/serve-cluster.test.ts": 135,
+  "test/serve-cluster.test.ts": 120,
   "test/verify-adversarial.test.ts": 82,
   "test/recorder-kill-drill.test.ts": 61,
   "test/cli-exit-codes.test.ts": 48,
