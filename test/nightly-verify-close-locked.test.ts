@@ -27,6 +27,10 @@ describe("verify whose time runs out while another process holds the write lock"
     store.close();
     // A node that answers the run's first questions and never its signature statuses: the run
     // is in its rounds, holding its job's lease, when its time runs out.
+    let inRounds: () => void = () => {};
+    const roundsStarted = new Promise<void>((resolve) => {
+      inRounds = resolve;
+    });
     const rpc = createServer((req, res) => {
       let body = "";
       req.on("data", (c: Buffer) => {
@@ -34,7 +38,10 @@ describe("verify whose time runs out while another process holds the write lock"
       });
       req.on("end", () => {
         const call = JSON.parse(body) as { id: number; method: string };
-        if (call.method === "getSignatureStatuses" || call.method === "getTransaction") return;
+        if (call.method === "getSignatureStatuses" || call.method === "getTransaction") {
+          inRounds();
+          return;
+        }
         const result = call.method === "getBlockTime" ? Math.floor(Date.now() / 1000) : 1000;
         res.setHeader("content-type", "application/json");
         res.end(JSON.stringify({ jsonrpc: "2.0", id: call.id, result }));
@@ -44,7 +51,7 @@ describe("verify whose time runs out while another process holds the write lock"
     const rpcUrl = `http://127.0.0.1:${(rpc.address() as AddressInfo).port}`;
     const script = `const Database = require("better-sqlite3");
       const db = new Database(${JSON.stringify(db)});
-      setTimeout(() => { db.exec("BEGIN IMMEDIATE"); console.log("locked"); }, 2500);
+      process.stdin.once("data", () => { db.exec("BEGIN IMMEDIATE"); console.log("locked"); });
       setTimeout(() => { db.exec("COMMIT"); db.close(); }, 80000);`;
     const started = performance.now();
     const args = ["verify", "--since", "1h", "--timeout", "8s", "--db", db];
@@ -53,9 +60,14 @@ describe("verify whose time runs out while another process holds the write lock"
       RPC_TIMEOUT_MS: "60000",
     });
     const locker = spawn(process.execPath, ["-e", script], {
-      stdio: ["ignore", "pipe", "inherit"],
+      stdio: ["pipe", "pipe", "inherit"],
     });
     try {
+      // Locked once the run is in its rounds, not a fixed 2.5 s after both started: a loaded
+      // host could still be loading the run then, which then waited for the lock from its start.
+      // (A host so loaded that the run's 8 s end before its rounds start locks after its exit.)
+      await Promise.race([roundsStarted, verify.exited]);
+      locker.stdin.write("lock\n");
       const [chunk] = (await once(locker.stdout, "data")) as [Buffer];
       expect(String(chunk)).toMatch(/locked/);
       expect(await verify.exited).toBe(2);
