@@ -808,7 +808,12 @@ describe("a recording fetch under a Responses API answer", () => {
       fetch: recordingFetch,
       maxRetries: 0,
     });
-    const first = await client.responses.create({ model: "qwen3-8b", input: "Say hi" });
+    // Its ceiling is `max_output_tokens`, which the Responses API honours.
+    const first = await client.responses.create({
+      model: "qwen3-8b",
+      input: "Say hi",
+      max_output_tokens: 100,
+    });
     expect(first.usage?.output_tokens).toBe(7);
     await client.responses.create({ model: "qwen3-8b", input: "Say hi" });
     await recordingFetch.flush();
@@ -818,5 +823,8 @@ describe("a recording fetch under a Responses API answer", () => {
     };
     expect(counts(ids[0])).toEqual([12, 7, 19]);
     expect(counts(ids[1])).toEqual([null, null, 2012]);
+    const ceiling = (id: string) =>
+      store.db.select().from(jobs).where(eq(jobs.jobId, id)).get()?.maxTokens;
+    expect([ceiling(ids[0]), ceiling(ids[1])]).toEqual([100, null]);
   });
 });

@@ -9,6 +9,7 @@ import {
   type WireReceipt,
 } from "./receipt-input.js";
 import {
+  type AnswerShape,
   answerShapeOf,
   maxRequestFactsBytes,
   noRequestFacts,
@@ -141,9 +142,10 @@ function askedOf(
   try {
     // As `fetch` does: a body in `init` replaces the `Request`'s.
     const body = init?.body;
-    if (body !== undefined && body !== null) return askedOfBody(body);
+    const shape = responsesAsked(input) ? "output" : "choices";
+    if (body !== undefined && body !== null) return askedOfBody(body, shape);
     if (input instanceof Request && input.body !== null && !input.bodyUsed) {
-      return askedOfStream(input.clone().body);
+      return askedOfStream(input.clone().body, shape);
     }
   } catch {
     // A body that cannot be copied: the request is sent as it is, asking nothing here.
@@ -151,19 +153,24 @@ function askedOf(
   return noRequestFacts;
 }
 
-function askedOfBody(body: NonNullable<RequestInit["body"]>): RequestFacts | Promise<RequestFacts> {
+function askedOfBody(
+  body: NonNullable<RequestInit["body"]>,
+  shape: AnswerShape,
+): RequestFacts | Promise<RequestFacts> {
   if (typeof body === "string") {
-    return body.length <= maxRequestFactsBytes ? requestFactsOfText(body) : noRequestFacts;
+    return body.length <= maxRequestFactsBytes ? requestFactsOfText(body, shape) : noRequestFacts;
   }
   if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) {
     const bytes =
       body instanceof ArrayBuffer
         ? new Uint8Array(body)
         : new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
-    return bytes.length <= maxRequestFactsBytes ? requestFactsOfBytes(bytes) : noRequestFacts;
+    return bytes.length <= maxRequestFactsBytes
+      ? requestFactsOfBytes(bytes, shape)
+      : noRequestFacts;
   }
   if (typeof Blob !== "undefined" && body instanceof Blob) {
-    return body.size <= maxRequestFactsBytes ? askedOfStream(body.stream()) : noRequestFacts;
+    return body.size <= maxRequestFactsBytes ? askedOfStream(body.stream(), shape) : noRequestFacts;
   }
   return noRequestFacts;
 }
@@ -172,7 +179,10 @@ function askedOfBody(body: NonNullable<RequestInit["body"]>): RequestFacts | Pro
  * Facts of a body stream read to its end, or given up as soon as it cannot be a JSON object
  * (its first byte other than whitespace is not `{`) or grows beyond the limit.
  */
-async function askedOfStream(stream: ReadableStream<Uint8Array> | null): Promise<RequestFacts> {
+async function askedOfStream(
+  stream: ReadableStream<Uint8Array> | null,
+  shape: AnswerShape,
+): Promise<RequestFacts> {
   if (stream === null) return noRequestFacts;
   const reader = stream.getReader();
   const chunks: Uint8Array[] = [];
@@ -204,7 +214,7 @@ async function askedOfStream(stream: ReadableStream<Uint8Array> | null): Promise
     bytes.set(chunk, at);
     at += chunk.length;
   }
-  return requestFactsOfBytes(bytes);
+  return requestFactsOfBytes(bytes, shape);
 }
 
 /** The caller's credentials as sent (see `credentialsOf`). */

@@ -67,6 +67,7 @@ const zlibAsync = {
 export async function requestFactsOfEncoded(
   body: Buffer,
   encoding: string | undefined,
+  shape: AnswerShape = "choices",
 ): Promise<RequestFacts> {
   let bytes = body;
   try {
@@ -82,7 +83,7 @@ export async function requestFactsOfEncoded(
   } catch {
     return noRequestFacts;
   }
-  return requestFactsOfBytes(bytes);
+  return requestFactsOfBytes(bytes, shape);
 }
 
 /** HTTP's deflate is zlib-wrapped; some clients send the raw stream under that name. */
@@ -982,8 +983,9 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
     const fromRequest = (): Learnt | Promise<Learnt> => {
       if (learnt) return learnt;
       // Read whatever the content type says: the upstream may take a text/plain body as JSON.
-      if (!encoded) return learn(requestFactsOfBytes(body));
-      learning ??= requestFactsOfEncoded(body, req.headers["content-encoding"]).then(learn);
+      const shape = answerShapeOf(pathPart(target));
+      if (!encoded) return learn(requestFactsOfBytes(body, shape));
+      learning ??= requestFactsOfEncoded(body, req.headers["content-encoding"], shape).then(learn);
       return learning;
     };
     if (!encoded) setImmediate(fromRequest);

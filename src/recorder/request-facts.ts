@@ -87,9 +87,17 @@ export const noRequestFacts: RequestFacts = {
  * API validating with coercion takes `"4000"` as 4000). Anything else sets no ceiling, as the
  * API would refuse it or ignore it. No upper bound but the exact integers: the lock follows
  * the ceiling however large, and read as none it would be judged against the default.
+ * A Responses API request (`shape` "output") sets its ceiling as `max_output_tokens`, which
+ * its API honours ahead of the others: read as none, an answer of 1,000 output tokens to a
+ * request capped at 100 was charged and verified, and one capped at 5,000 was judged against
+ * the default of 2,000 and failed.
  */
-export function ceilingOf(body: Record<string, unknown>): number | null {
-  const max = body.max_completion_tokens ?? body.max_tokens;
+export function ceilingOf(
+  body: Record<string, unknown>,
+  shape: AnswerShape = "choices",
+): number | null {
+  const chat = body.max_completion_tokens ?? body.max_tokens;
+  const max = shape === "output" ? (body.max_output_tokens ?? chat) : chat;
   const value = typeof max === "string" && /^\s*\d{1,16}\s*$/.test(max) ? Number(max) : max;
   return typeof value === "number" && Number.isSafeInteger(value) && value >= 1 ? value : null;
 }
@@ -181,8 +189,11 @@ export function answerShapeOf(path: string): AnswerShape {
   return responsesPath.test(path) ? "output" : "none";
 }
 
-/** The facts of a parsed request body. */
-export function requestFactsOf(parsed: unknown): RequestFacts {
+/**
+ * The facts of a parsed request body, sent to the endpoint whose answer has `shape` (see
+ * `answerShapeOf`; a completion's when not known).
+ */
+export function requestFactsOf(parsed: unknown, shape: AnswerShape = "choices"): RequestFacts {
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
     return noRequestFacts;
   }
@@ -192,7 +203,7 @@ export function requestFactsOf(parsed: unknown): RequestFacts {
     // character, which PostgreSQL cannot even hold, or beyond 200 characters) is kept fit to
     // store rather than costing the receipt. Cleaned, it names no priced model.
     model: typeof body.model === "string" ? fitText(body.model, maxModelLength) : null,
-    maxTokens: ceilingOf(body),
+    maxTokens: ceilingOf(body, shape),
     stream: body.stream === true,
     choices: choicesOf(body.n),
     audio:
@@ -216,20 +227,23 @@ export function requestFactsOf(parsed: unknown): RequestFacts {
  * anyway. A body that is not a JSON object gives no facts; one that does not start like one is
  * not decoded or parsed at all, so an upload costs nothing here. Callers bound its size.
  */
-export function requestFactsOfText(text: string): RequestFacts {
+export function requestFactsOfText(text: string, shape: AnswerShape = "choices"): RequestFacts {
   // A byte-order mark before the JSON: Python's json.loads of the bytes and Node's TextDecoder
   // drop it, so an upstream reads the body as JSON all the same.
   let i = text.charCodeAt(0) === 0xfeff ? 1 : 0;
   while (i < text.length && isJsonSpace(text.charCodeAt(i))) i++;
-  return text.charCodeAt(i) === openBrace ? parsed(text.slice(i)) : noRequestFacts;
+  return text.charCodeAt(i) === openBrace ? parsed(text.slice(i), shape) : noRequestFacts;
 }
 
 /** `requestFactsOfText` of a byte body (UTF-8), checked before it is decoded. */
-export function requestFactsOfBytes(bytes: Uint8Array): RequestFacts {
+export function requestFactsOfBytes(
+  bytes: Uint8Array,
+  shape: AnswerShape = "choices",
+): RequestFacts {
   let i = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0;
   while (i < bytes.length && isJsonSpace(bytes[i] as number)) i++;
   // The decoder drops the byte-order mark.
-  return bytes[i] === openBrace ? parsed(utf8.decode(bytes)) : noRequestFacts;
+  return bytes[i] === openBrace ? parsed(utf8.decode(bytes), shape) : noRequestFacts;
 }
 
 const openBrace = 0x7b;
@@ -239,9 +253,9 @@ function isJsonSpace(c: number): boolean {
   return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 }
 
-function parsed(text: string): RequestFacts {
+function parsed(text: string, shape: AnswerShape): RequestFacts {
   try {
-    return requestFactsOf(JSON.parse(text));
+    return requestFactsOf(JSON.parse(text), shape);
   } catch {
     return noRequestFacts;
   }

@@ -20,6 +20,12 @@ export async function jobThroughProxy(
   path: string,
   body: string,
   request: Record<string, unknown>,
+  options: {
+    /** The answer's content type; JSON when not given. */
+    contentType?: string;
+    /** The request body as sent, in place of `request` as JSON (with these headers). */
+    sent?: { body: Buffer; headers: Record<string, string> };
+  } = {},
 ): Promise<string> {
   const txs = h.op.honestJob(plan);
   const log = createLogger({ level: "silent" });
@@ -28,7 +34,7 @@ export async function jobThroughProxy(
       for await (const _ of req) {
       }
       res.writeHead(200, {
-        "content-type": "application/json",
+        "content-type": options.contentType ?? "application/json",
         "x-decentral-job-id": plan.jobId,
         "x-decentral-tx-signature": txs.escrowTx,
         "x-decentral-settlement-tx": txs.settlementTx,
@@ -45,8 +51,9 @@ export async function jobThroughProxy(
       headers: {
         authorization: `Bearer ${localApiKey(plan.keyIndex)}`,
         "content-type": "application/json",
+        ...options.sent?.headers,
       },
-      body: JSON.stringify({ model: plan.requestedModel, ...request }),
+      body: options.sent?.body ?? JSON.stringify({ model: plan.requestedModel, ...request }),
     });
     expect(res.status).toBe(200);
     const text = await res.text();
