@@ -392,16 +392,21 @@ function createGeneratedCount(asked: Asked) {
    * and what the API's own tools were asked (the query, the code, the command). An image is the
    * image model's, no completion token; an encrypted reasoning is the reasoning tokens' own.
    */
+  // Of `bytes`, those of the output's message and reasoning text (see `textBytes`).
+  let text = 0;
   const addOutput = (output: unknown) => {
     if (!Array.isArray(output) || asked.shape !== "output") return;
     for (const [place, value] of output.entries()) {
       const item = asRecord(value);
       const type = item.type;
+      const before = bytes;
       if (type === "message") bytes += partsBytes(item.content, "output_text");
       else if (type === "reasoning") {
         bytes += partsBytes(item.summary, "summary_text");
         bytes += partsBytes(item.content, "reasoning_text");
-      } else if (type === "function_call" || type === "custom_tool_call") {
+      }
+      if (type === "message" || type === "reasoning") text += bytes - before;
+      else if (type === "function_call" || type === "custom_tool_call") {
         if (call(item) && offeredKind(type, asked.toolKinds)) counted(`output:${place}`, "output");
       } else if (type === "mcp_call" || type === "mcp_approval_request") {
         // The model names the server as well as its tool: an approval request is all it wrote.
@@ -425,6 +430,13 @@ function createGeneratedCount(asked: Asked) {
     addOutput,
     get bytes() {
       return bytes;
+    },
+    /**
+     * The bytes of the Responses output's message and reasoning text: what a stream shows as
+     * its text deltas (the rest, calls and the API's own tools, it shows in its items).
+     */
+    get textBytes() {
+      return text;
     },
     // A call to a request that offered no tools is none its model was asked to make: its
     // text counts, but no format's allowance (16 tokens a call lifted the bound of the usage
@@ -512,9 +524,7 @@ function sseFacts(
   credentials: string[],
   asked: Asked,
 ): BodyFacts {
-  // A Responses API stream's events are not read (its usage rides inside its last event's
-  // `response`): the answer is unknown, and its charge bounded by the lock only.
-  if (asked.shape === "output") return unknownBody;
+  if (asked.shape === "output") return responsesSseFacts(tail, cut, dataBytes, credentials, asked);
   let model: string | null = null;
   let usage: Usage | null = null;
   const chunks = sseChunks(sseEvents(tail, cut));
@@ -535,6 +545,69 @@ function sseFacts(
     model,
     usage: usage ?? unknownUsage,
     answerBytes: generated.bytes,
+    answerToolCalls: generated.toolCalls,
+  };
+}
+
+/** The events of a Responses API stream that end it with its response, usage and all. */
+const finalResponseEvents = new Set(["response.completed", "response.incomplete"]);
+
+/**
+ * The events of a Responses API stream whose `delta` is text its client shows as it comes: the
+ * output's text and refusal, and the reasoning's summary and text.
+ */
+const textDeltaEvents = new Set([
+  "response.output_text.delta",
+  "response.refusal.delta",
+  "response.reasoning_summary_text.delta",
+  "response.reasoning_text.delta",
+]);
+
+/**
+ * Model, usage and answer size of a Responses API stream as its client reads it (see
+ * `sseFacts`): each event's JSON names its kind in `type`; the text comes as the `delta` of
+ * text events, and the stream ends with the response whole (`response.completed`, or
+ * `response.incomplete` at the request's ceiling), its usage and output inside. The answer is
+ * that output, read as a JSON answer's, but its message and reasoning text count no more than
+ * the text deltas showed: text only in the last event, or in events a client does not show
+ * (another kind, or after one that fails the stream), earns no tokens. `response.failed` or an
+ * `error` event ends it with no usage. Cut to its tail, its usage is read where it is in the
+ * tail, and its text bounded by its `data:` values (the last event repeats the output).
+ */
+function responsesSseFacts(
+  tail: string,
+  cut: boolean,
+  dataBytes: number,
+  credentials: string[],
+  asked: Asked,
+): BodyFacts {
+  let last: Record<string, unknown> | null = null;
+  let deltaText = 0;
+  for (const chunk of sseChunks(sseEvents(tail, cut))) {
+    const type = chunk.type;
+    if (type === "error" || type === "response.failed") break;
+    if (typeof type !== "string") continue;
+    if (textDeltaEvents.has(type)) deltaText += utf8Bytes(chunk.delta);
+    else if (finalResponseEvents.has(type)) last = asRecord(chunk.response);
+  }
+  const model =
+    last !== null && typeof last.model === "string"
+      ? operatorModel(withoutKeys(last.model, credentials))
+      : null;
+  const usage = last === null ? null : operatorUsage(last.usage, true);
+  if (cut) {
+    return { model, usage: usage ?? unknownUsage, answerBytes: dataBytes, answerToolCalls: null };
+  }
+  // Without the response whole, what the client was shown is the text deltas alone.
+  if (last === null)
+    return { model, usage: unknownUsage, answerBytes: deltaText, answerToolCalls: 0 };
+  const generated = createGeneratedCount(asked);
+  generated.addOutput(last.output);
+  const text = Math.min(deltaText, generated.textBytes);
+  return {
+    model,
+    usage: usage ?? unknownUsage,
+    answerBytes: generated.bytes - generated.textBytes + text,
     answerToolCalls: generated.toolCalls,
   };
 }

@@ -55,7 +55,8 @@ export interface RequestFacts {
   background: boolean;
   /**
    * Whether a streamed request asked for its usage (`stream_options.include_usage: true`):
-   * an OpenAI-compatible stream then sends it in its last chunk before `[DONE]`.
+   * an OpenAI-compatible stream then sends it in its last chunk before `[DONE]`. A Responses
+   * API stream always sends it, in its last event's response.
    */
   usageAsked: boolean;
 }
@@ -213,11 +214,13 @@ export function requestFactsOf(parsed: unknown, shape: AnswerShape = "choices"):
     toolKinds: toolKindsOf(body),
     parallelCalls: body.parallel_tool_calls !== false,
     background: body.background === true,
+    // A Responses API stream always ends with its response, usage and all.
     usageAsked:
-      body.stream === true &&
-      typeof body.stream_options === "object" &&
-      body.stream_options !== null &&
-      (body.stream_options as Record<string, unknown>).include_usage === true,
+      (body.stream === true && shape === "output") ||
+      (body.stream === true &&
+        typeof body.stream_options === "object" &&
+        body.stream_options !== null &&
+        (body.stream_options as Record<string, unknown>).include_usage === true),
   };
 }
 
