@@ -196,4 +196,57 @@ describe("Responses API answers: streams and the ceiling", () => {
       { verdict: "partially_verified", failing: [] },
     ]);
   });
+  it("verifies honest streams that call a tool or stop at max_output_tokens", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    // `Hi.` and a call of get_weather({"city":"Paris"}): 30 bytes and one call's format.
+    const call = {
+      type: "function_call",
+      id: "fc_1",
+      call_id: "call_1",
+      name: "get_weather",
+      arguments: '{"city":"Paris"}',
+      status: "completed",
+    };
+    const calling = h.op.plan({ keyIndex: 1, completionTokens: 60 });
+    const args = event({
+      type: "response.function_call_arguments.delta",
+      item_id: "fc_1",
+      output_index: 1,
+      delta: call.arguments,
+    });
+    await jobThroughProxy(
+      h,
+      c.store,
+      calling,
+      "/v1/responses",
+      stream(["Hi."], response([message("Hi."), call], 60), [args]),
+      { input: "Weather?", stream: true, tools: [{ type: "function", name: "get_weather" }] },
+      { contentType: "text/event-stream" },
+    );
+    // Stopped at its ceiling: the stream ends with `response.incomplete`.
+    const capped = h.op.plan({ keyIndex: 1, completionTokens: 600, maxTokens: 600 });
+    const text = "y".repeat(700);
+    const incomplete = stream([text], response([message(text)], 600, "incomplete")).replace(
+      /response\.completed/g,
+      "response.incomplete",
+    );
+    await jobThroughProxy(
+      h,
+      c.store,
+      capped,
+      "/v1/responses",
+      incomplete,
+      { input: "Go on", stream: true, max_output_tokens: 600 },
+      { contentType: "text/event-stream" },
+    );
+    expect(await c.verdicts(calling.jobId, capped.jobId)).toEqual([
+      { verdict: "verified", failing: [] },
+      { verdict: "verified", failing: [] },
+    ]);
+    expect(await readJob(c.store, calling.jobId)).toMatchObject({
+      answerBytes: 30,
+      answerToolCalls: 1,
+    });
+  });
 });

@@ -386,14 +386,14 @@ function createGeneratedCount(asked: Asked) {
       }
     }
   };
+  // Of `bytes`, those of the output's message and reasoning text (see `textBytes`).
+  let text = 0;
   /**
    * A Responses API answer's `output` items, as its client reads them: a message's text and
    * refusal parts, a reasoning item's summary and text, a call's name and arguments (or input),
    * and what the API's own tools were asked (the query, the code, the command). An image is the
    * image model's, no completion token; an encrypted reasoning is the reasoning tokens' own.
    */
-  // Of `bytes`, those of the output's message and reasoning text (see `textBytes`).
-  let text = 0;
   const addOutput = (output: unknown) => {
     if (!Array.isArray(output) || asked.shape !== "output") return;
     for (const [place, value] of output.entries()) {
@@ -599,8 +599,9 @@ function responsesSseFacts(
     return { model, usage: usage ?? unknownUsage, answerBytes: dataBytes, answerToolCalls: null };
   }
   // Without the response whole, what the client was shown is the text deltas alone.
-  if (last === null)
+  if (last === null) {
     return { model, usage: unknownUsage, answerBytes: deltaText, answerToolCalls: 0 };
+  }
   const generated = createGeneratedCount(asked);
   generated.addOutput(last.output);
   const text = Math.min(deltaText, generated.textBytes);
