@@ -44,7 +44,7 @@ function claimed(job: ReceiptForChecks, queue: Partial<DecideJob> = {}): DecideJ
 function known(
   rows: Record<string, Row>,
   fetched: TransactionFacts[],
-  round: Partial<Pick<SignatureView, "trouble" | "disagreements" | "finalityDue">> = {},
+  round: Partial<Pick<SignatureView, "trouble" | "disagreements" | "finalityDue" | "dropDue">> = {},
 ): SignatureView {
   const facts = new Map(fetched.map((f) => [f.signature, f]));
   return {
@@ -53,6 +53,7 @@ function known(
     trouble: round.trouble ?? new Map(),
     disagreements: round.disagreements ?? new Map(),
     ...(round.finalityDue ? { finalityDue: round.finalityDue } : {}),
+    ...(round.dropDue ? { dropDue: round.dropDue } : {}),
     named: new Map(),
     namedTotal: new Map(),
   };
@@ -179,11 +180,11 @@ describe("deciding a claimed job", () => {
       notFoundSlot: 400,
       notFoundSince: timing.now - 14_000,
     };
-    expect(waitFor({ ...both, [settlement.signature]: unseen }, at(3_000, 0))).toBe(16_000);
-    expect(waitFor({ ...both, [settlement.signature]: unseen }, at(30_000, 0))).toBe(30_000);
+    expect(waitFor({ ...both, [settlement.signature]: unseen }, at(3_000, 0))).toBe(44_000);
+    expect(waitFor({ ...both, [settlement.signature]: unseen }, at(50_000, 0))).toBe(50_000);
   });
 
-  it("polls a signature unseen for longer less often: as far off as it has been unseen, up to the longest backoff", () => {
+  it("polls a signature unseen for longer less often: three times as far off as it has been unseen, up to the longest backoff", () => {
     const { job, escrow, settlement } = honest();
     const unseenSince = (since: number | null) =>
       decide(
@@ -214,10 +215,11 @@ describe("deciding a claimed job", () => {
     // First miss now, or not recorded: the next poll interval.
     expect(waitFor(null)).toBe(2000);
     expect(waitFor(timing.now)).toBe(2000);
-    // Unseen for 2 s, 6 s, 14 s: the spacing doubles.
-    expect(waitFor(timing.now - 2000)).toBe(4000);
-    expect(waitFor(timing.now - 6000)).toBe(8000);
-    expect(waitFor(timing.now - 14_000)).toBe(16_000);
+    // Unseen for 2 s, 10 s: the next look 8 s, 32 s on.
+    expect(waitFor(timing.now - 2000)).toBe(8000);
+    expect(waitFor(timing.now - 10_000)).toBe(32_000);
+    // A first miss ahead of this clock (another process's): the next poll interval.
+    expect(waitFor(timing.now + 5000)).toBe(2000);
     // Unseen for ten minutes: the longest backoff.
     expect(waitFor(timing.now - 600_000)).toBe(60_000);
   });
@@ -605,5 +607,48 @@ describe("credits.header: the credits header against the vault's balances over t
       expect(d.verdict).toBe("verified");
       expect(credit(d)).toMatchObject({ outcome: "skip", expected: null });
     }
+  });
+
+  it("looks at a never-seen signature five times before its drop is due on mainnet, not six, and then when it is due", () => {
+    // Polls of a phantom signature (never seen by any RPC) from its first miss until it may be
+    // dropped: 300 slots of 400 ms, 120 s. Each poll is a claim, a status request and a
+    // verdict write; twice as far off as it had been unseen they came at 2, 6, 14, 30, 62 s.
+    const { job, escrow, settlement } = honest();
+    const firstMiss = 1_000_000;
+    const schedule = (dropDue: number | null) => {
+      const looks: number[] = [firstMiss];
+      for (let t = firstMiss; t < firstMiss + 120_500; ) {
+        const d = decide(
+          claimed(job),
+          known(
+            {
+              [escrow.signature]: finalized,
+              [settlement.signature]: {
+                state: "unknown",
+                commitment: null,
+                notFoundSlot: 400,
+                notFoundSince: firstMiss,
+              },
+            },
+            [escrow],
+            dropDue === null ? {} : { dropDue: new Map([[settlement.signature, dropDue]]) },
+          ),
+          localnetProfile,
+          noPins,
+          { ...timing, now: t },
+        );
+        expect(d.verdict).toBe("awaiting_finality");
+        t = d.nextVerifyAt;
+        looks.push(t);
+      }
+      return looks.map((t) => (t - firstMiss) / 1000);
+    };
+    // The round knows when the drop is due (by the finalized slot's pace): looked at then.
+    expect(schedule(firstMiss + 120_500)).toEqual([0, 2, 10, 42, 102, 122]);
+    // No pace known yet: up to the longest backoff.
+    expect(schedule(null)).toEqual([0, 2, 10, 42, 102, 162]);
+    // A drop due sooner than the next poll, or past (a node behind the pace): the next poll at
+    // the earliest, never a poll at once.
+    expect(schedule(firstMiss + 1000)).toEqual([0, 2, 10, 42, 102, 162]);
   });
 });

@@ -72,6 +72,11 @@ export interface SignatureView {
    * cluster's finalized slot; absent when the pace is not known yet.
    */
   finalityDue?: ReadonlyMap<string, number>;
+  /**
+   * When each never-seen signature polled this round may first be dropped (ms): the finalized
+   * slot past its first miss by `dropAfterSlots`, by the pace of the finalized slot.
+   */
+  dropDue?: ReadonlyMap<string, number>;
   /** Jobs naming each signature (at most MAX_NAMED_BY ids) and how many there are. */
   named: ReadonlyMap<string, readonly string[]>;
   namedTotal: ReadonlyMap<string, number>;
@@ -117,6 +122,12 @@ export interface Decision<J extends DecideJob = DecideJob> {
   /** Checks written for a verdict reached without an evaluation (endpoints that disagree). */
   checks: CheckResult[] | null;
 }
+
+/**
+ * How far off the next look at a never-seen signature is, in multiples of how long it has been
+ * unseen (see `decide`).
+ */
+const UNSEEN_SPACING = 3;
 
 const commitmentRank: Record<Commitment, number> = { processed: 0, confirmed: 1, finalized: 2 };
 
@@ -228,22 +239,36 @@ export function decide<J extends DecideJob>(
 
   const notReady = served.filter((s) => signatures.facts(s) === undefined);
   if (notReady.length > 0) {
-    // A signature unseen for a while is polled less often: the next look is as far off as it
-    // has been unseen (plus a poll interval), up to the longest backoff, so its polls double
-    // their spacing (2, 4, 8 s...) without a count of misses written on every poll. The first
-    // miss may have been written by another process: a clock ahead of this one's only makes
-    // the polls come at the poll interval until the clocks meet.
-    // A finalized transaction no endpoint returned is looked for the same way: misses spaced
-    // out over real time, so a node lagging for a minute does not use them all up.
-    const unseen = notReady.filter((s) => {
+    // A signature unseen for a while is polled less often: the next look is three times as far
+    // off as it has been unseen (plus a poll interval), up to the longest backoff, so its polls
+    // come at 2, 10, 42 s... without a count of misses written on every poll. One that shows
+    // up late still waits for finality (about 13 s on mainnet) once it landed, which covers
+    // most of the wider spacing; at twice as far (2, 6, 14, 30, 62, 122 s) a never-seen one
+    // (the stub's thousands) cost seven polls before its drop, each a claim, a status request
+    // and a verdict write. The first miss may have been written by another process: a clock
+    // ahead of this one's only makes the polls come at the poll interval until the clocks meet.
+    // A finalized transaction no endpoint returned is looked for as far off as it has been
+    // missing (2, 4, 8 s...): misses spaced out over real time, so a node lagging for a minute
+    // does not use them all up, and it is final already, so nothing else waits for it.
+    let unseenFor = -1;
+    for (const s of notReady) {
       const r = row(s);
-      return r?.state === "unknown" || (r?.state === "finalized" && r.notFoundSince !== null);
-    });
-    const firstMiss = Math.min(t, ...unseen.map((s) => row(s)?.notFoundSince ?? t));
+      const spacing =
+        r?.state === "unknown"
+          ? UNSEEN_SPACING
+          : r?.state === "finalized" && r.notFoundSince !== null
+            ? 1
+            : 0;
+      if (spacing > 0) {
+        unseenFor = Math.max(unseenFor, spacing * Math.max(0, t - (r?.notFoundSince ?? t)));
+      }
+    }
     let delay =
-      unseen.length > 0
-        ? retryDelay(0, t - firstMiss + timing.pollIntervalMs)
-        : timing.pollIntervalMs;
+      unseenFor >= 0 ? retryDelay(0, unseenFor + timing.pollIntervalMs) : timing.pollIntervalMs;
+    // The wider spacing must not put off the drop: a never-seen signature is looked at again
+    // when it may be dropped, if that comes sooner (by the pace; none known, none such look).
+    const dropAt = Math.min(...notReady.map((s) => signatures.dropDue?.get(s) ?? Infinity));
+    if (dropAt > t) delay = Math.min(delay, Math.max(dropAt - t, timing.pollIntervalMs));
     // A landed transaction is not final before the finalized slot reaches it: the job is looked
     // at again when the last of its transactions should be, not at every poll on the way (six
     // polls a job on mainnet), and never later than the longest backoff (a node's pace could lie).

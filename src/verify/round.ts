@@ -134,6 +134,7 @@ export function createRound(deps: RoundDeps): Round {
     const trouble = new Map<string, string>();
     const disagreements = new Map<string, RpcDisagreement>();
     const finalityDue = new Map<string, number>();
+    const dropDue = new Map<string, number>();
 
     const needStatus = allSigs.filter((s) => {
       const state = rows.get(s)?.state;
@@ -254,6 +255,16 @@ export function createRound(deps: RoundDeps): Round {
           );
           for (const [signature, row] of after) rows.set(signature, row);
           await yieldToEventLoop();
+        }
+        // When a never-seen signature may be dropped: the store drops it once the finalized
+        // slot is past its first miss's by `dropAfterSlots`; a slot's margin for the node's lag.
+        if (pace !== null && finalized !== null) {
+          for (const { signature, status } of polled) {
+            const row = rows.get(signature);
+            if (status !== null || row?.state !== "unknown" || row.notFoundSlot === null) continue;
+            const slots = row.notFoundSlot + profile.dropAfterSlots + 2 - finalized;
+            dropDue.set(signature, t + Math.max(0, slots) * pace);
+          }
         }
         statuses.forEach((s, i) => {
           if (s?.disagreement) disagreements.set(needStatus[i]!, s.disagreement);
@@ -454,6 +465,7 @@ export function createRound(deps: RoundDeps): Round {
       trouble,
       disagreements,
       finalityDue,
+      dropDue,
       named,
       namedTotal,
       names: (jobId: string, signature: string) => namesAny.has(pairKey(jobId, signature)),
