@@ -694,4 +694,32 @@ describe("verification engine", () => {
       "verifier:verifier-other-live-process",
     ]);
   });
+
+  it("looks on every endpoint for as many signatures due to drop as a round may fetch, the others in later rounds", async () => {
+    const store = createTestStore();
+    const chain = createFakeChain({ finalitySlots: 1, slotsPerPoll: 100 });
+    const phantoms = Array.from({ length: 6 }, (_, i) => honest(`job_ph${i}`, `ph${i}`));
+    for (const j of phantoms) record(store, j.job); // neither transaction ever lands
+    // Each look takes its time, as at the RPC's rate: asked for all twelve at once, one round
+    // held every other job for the whole of it.
+    const looks: number[] = [];
+    const rpc: VerifierRpc = {
+      ...chain.rpc,
+      async findAnywhere(signatures) {
+        looks.push(signatures.length);
+        await new Promise((resolve) => setTimeout(resolve, 5 * signatures.length));
+        return { found: new Map(), unanswered: [] };
+      },
+      // 40 requests a second, 0.05 s of fetching a round: two signatures a round.
+      requestRate: () => 40,
+    };
+    const options = { ...fast, fetchConcurrency: 1, fetchSecondsPerRound: 0.05 };
+    const summary = await verifier(store, chain, { rpc, options }).runUntilSettled(
+      {},
+      { timeoutMs: 10_000 },
+    );
+    expect(summary.byVerdict.dropped).toBe(6);
+    expect(looks.reduce((a, b) => a + b, 0)).toBe(12);
+    expect(Math.max(...looks)).toBe(2);
+  });
 });

@@ -190,9 +190,24 @@ export function createRound(deps: RoundDeps): Round {
         const held = new Set<string>();
         if (currentSlot !== null && rpc.findAnywhere) {
           const slot = currentSlot;
-          const dropping = missing.filter((s) =>
+          const droppable = missing.filter((s) =>
             wouldDrop(rows.get(s), slot, profile, rpc.agreedMisses === true),
           );
+          // The look costs a getTransaction a signature on each endpoint, at the RPC's rate: a
+          // round looks for as many as it may fetch, and the others wait their turn (their
+          // drop due a round's fetch time later per such share). Looked for all at once, 2,000
+          // never-seen signatures held the round (and every other job, a new one not polled
+          // once) for over four minutes at 8 requests a second.
+          const share = Math.max(1, fetchBudget());
+          const dropping = droppable.slice(0, share);
+          if (droppable.length > share) {
+            const t = now();
+            const turnMs = options.fetchSecondsPerRound * 1000;
+            droppable.slice(share).forEach((s, i) => {
+              held.add(s);
+              dropDue.set(s, t + Math.ceil((i + 1) / share) * turnMs);
+            });
+          }
           if (dropping.length > 0) {
             try {
               const { found, unanswered } = await rpc.findAnywhere(dropping, signal);
