@@ -169,3 +169,45 @@ describe("a settlement that pays the worker out of the customer's vault", () => 
     ]);
   });
 });
+
+describe("the pinned escrow vault handed away while a lock is held", () => {
+  /** Locks `plan` honestly, then gives the escrow vault to the attacker before its release. */
+  async function lockThenHandAway() {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const escrow = h.op.accounts.escrowVault;
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    // A transaction of its own, naming no job, after the lock: the lock sits in an account
+    // the attacker may now spend alone.
+    h.op.send([h.op.setAuthority(escrow, AuthorityType.AccountOwner, h.op.attacker.address)]);
+    onTestFinished(() => h.op.giveBackVault(escrow));
+    return { c, escrow, plan, escrowTx, attacker: { authority: h.op.attacker.address } };
+  }
+
+  it("catches a settlement paid exactly out of the escrow vault the attacker owns by then", async () => {
+    const { c, escrow, plan, escrowTx, attacker } = await lockThenHandAway();
+    const settlementTx = h.op.send([
+      h.op.transfer(escrow, plan.worker.tokenAccount, plan.workerShare, attacker),
+      h.op.transfer(escrow, h.op.accounts.treasury.tokenAccount, plan.treasuryShare, attacker),
+      h.op.transfer(escrow, plan.vault, plan.remainder, attacker),
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.vault")]);
+    expect(await c.check(plan.jobId, "escrow.vault")).toMatchObject({
+      expected: { owner: h.op.escrowAuthority.address },
+      actual: { vault: escrow, owner: h.op.attacker.address, releasedBy: settlementTx },
+    });
+  });
+
+  it("catches a whole refund paid out of the escrow vault the attacker owns by then", async () => {
+    const { c, escrow, plan, escrowTx, attacker } = await lockThenHandAway();
+    const refundTx = h.op.send([
+      h.op.transfer(escrow, plan.vault, plan.lock, attacker),
+      h.op.memo(`decentral:refund:${plan.jobId}`),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx: refundTx }, { httpStatus: 504 });
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.vault")]);
+  });
+});

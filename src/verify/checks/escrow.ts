@@ -281,6 +281,35 @@ export function misdirectedReturn(
 }
 
 /**
+ * The escrow account paid this job's release (settlement or refund) while another than the
+ * escrow authority owned it: a SetAuthority between the lock and its release, in a transaction
+ * naming no job, handed the lock (and every other lock held there) to that owner, who may spend
+ * it alone; a release it signed paying exactly what it should shows only that the owner gave
+ * this one back. `escrow.vault` judged the owner after the lock; this judges it at release.
+ */
+export function escrowOwnedAtRelease(
+  lock: UsableLock,
+  facts: TransactionFacts,
+  signature: string,
+  list: CheckList,
+  escrowAuthority: string | null,
+) {
+  const owner =
+    facts.tokenChanges.find((c) => c.account === lock.escrowAccount)?.owner ??
+    facts.ownersAfter?.find((o) => o.account === lock.escrowAccount)?.owner ??
+    null;
+  if (!isOtherOwner(escrowAuthority, owner)) return;
+  list.replace(
+    fail(
+      "escrow.vault",
+      `the escrow account ${lock.escrowAccount} released this job's lock while ${owner} owned it, not the escrow authority that owns the escrow vault: the lock was that owner's to spend alone`,
+      { vault: lock.escrowAccount, owner: escrowAuthority },
+      { vault: lock.escrowAccount, owner, releasedBy: signature },
+    ),
+  );
+}
+
+/**
  * `escrow.single`: one job id locks the customer's credits once. Any other transaction the
  * job's receipts or jobs-API answers name that carries this job's escrow memo and moves money
  * is a second lock: the operator answered the same job id twice and took the credits twice.

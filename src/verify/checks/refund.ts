@@ -2,7 +2,7 @@ import type { CheckName } from "../check-catalogue.js";
 import { foreignChanges, readRelease } from "../money-movements.js";
 import type { CheckInput } from "./check-input.js";
 import { type CheckList, fail, pass } from "./check-list.js";
-import { misdirectedReturn, type UsableLock } from "./escrow.js";
+import { escrowOwnedAtRelease, misdirectedReturn, type UsableLock } from "./escrow.js";
 import { releaseTimeChecks } from "./timing.js";
 import { type RoleTx, roleChecks } from "./transaction.js";
 
@@ -58,6 +58,7 @@ export function refundChecks(
       vaultOwner: profile.escrowAuthority,
     });
     misdirectedReturn(lock, r.misdirected, list, profile.escrowAuthority);
+    escrowOwnedAtRelease(lock, tx.facts, tx.signature, list, profile.escrowAuthority);
     const foreign = foreignChanges(profile, tx.facts);
     list.add(
       foreign.length === 0 && r.foreignDebits.length === 0
