@@ -1,5 +1,5 @@
 import { Keypair, PublicKey } from "@solana/web3.js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { parseTransaction } from "../src/chain/parse-transaction.js";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
 import { createLedgerReader } from "../src/ledger/reader.js";
@@ -404,5 +404,36 @@ describe("a lock whose call a lying node serves as [] with an Approve of the vau
     expect(honest.s.delegateApprovals).toEqual([
       expect.objectContaining({ signature: escrowTx, finding: "vault_delegate_approved" }),
     ]);
+  });
+});
+
+describe("an Approve of the vault inside a call that moves no money, served as []", () => {
+  it("is said by the nightly run from the vault's balance read, which names the delegate", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(3);
+    const from = await periodStart();
+    const delegate = h.op.attackerAccount(0n);
+    const approveTx = h.op.send([
+      createAta(h.op.payer.address, Keypair.generate().publicKey.toBase58(), h.op.accounts.mint),
+      h.op.approve(vault, delegate, 400_000n),
+    ]).signature;
+    onTestFinished(() => {
+      h.op.send([h.op.revoke(vault)]);
+    });
+    // The node leaves the Approve out, as it would a call's inner instruction: no balance moved,
+    // so nothing in the transaction served says anything happened to the vault.
+    const rpc = lyingNode(h.rpc, new Map([[approveTx, dropLast("empty")]]));
+    const { reader, s } = await readThrough(c, rpc, vault, from);
+    expect(s.delegateApprovals).toEqual([]);
+    expect(s.unexplained).toEqual([]);
+
+    const run = await runNightlyVerification(c.store, c.verifierOver(rpc), {
+      from,
+      to: Date.now(),
+      timeoutMs: 10_000,
+      ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
+    });
+    expect(run).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
+    expect(run.ledger?.vaultDelegatesNow).toEqual([{ vault, delegate, delegatedUnits: "400000" }]);
   });
 });

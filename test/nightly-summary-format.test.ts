@@ -41,6 +41,7 @@ function summaryWithMemos(memoJobIds: string[]): NightlySummary {
       foreignMint: [],
       vaultOwnerChanges: [],
       vaultDelegateApprovals: [],
+      vaultDelegatesNow: [],
       mixedJobMemos: [],
       imbalanced: [],
       gaps: [],

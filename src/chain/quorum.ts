@@ -1302,7 +1302,7 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
    * statement then closes on the last transaction read, under the quorum.
    */
   /**
-   * What k endpoints agree a token account is (program, mint, amount, or no account at all),
+   * What k endpoints agree a token account is (program, mint, amount, delegate, or none),
    * the same answer from k endpoints, asked in order until k agree, at the lowest of their slots.
    */
   async function getTokenAccount(
@@ -1316,7 +1316,9 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     const keyOf = (r: TokenAccountRead) =>
       r.account === null
         ? "none"
-        : `${r.account.programId} ${r.account.mint ?? "-"} ${r.account.amount ?? "-"}`;
+        : `${r.account.programId} ${r.account.mint ?? "-"} ${r.account.amount ?? "-"} ${
+            r.account.delegate ? `${r.account.delegate.address}:${r.account.delegate.amount}` : "-"
+          }`;
     const agreed = (): TokenAccountRead | null => {
       for (const a of answers) {
         const same = answers.filter((b) => b.key === a.key);

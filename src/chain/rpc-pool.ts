@@ -931,7 +931,17 @@ export function createRpcPool(options: RpcPoolOptions): RpcPool {
  */
 export interface TokenAccountRead {
   slot: number;
-  account: { programId: string; mint: string | null; amount: bigint | null } | null;
+  account: {
+    programId: string;
+    mint: string | null;
+    amount: bigint | null;
+    /**
+     * The delegate the account has (an Approve named it) and what it may still spend, from the
+     * same answer: null with none. No balance shows it, and an Approve inside a call a node
+     * serves with `[]` inner instructions shows nowhere else.
+     */
+    delegate?: { address: string; amount: bigint } | null;
+  } | null;
 }
 
 /** Reads a getAccountInfo (jsonParsed) answer; anything malformed is `rpc_unavailable`. */
@@ -952,7 +962,24 @@ export function tokenAccountOf(result: unknown, what: string): TokenAccountRead 
   ) {
     return { slot, account: { programId: v.owner, mint: null, amount: null } };
   }
-  return { slot, account: { programId: v.owner, mint: info.mint, amount: BigInt(amount) } };
+  const d = info as { delegate?: unknown; delegatedAmount?: { amount?: unknown } };
+  const delegated = d.delegatedAmount?.amount;
+  const delegate =
+    typeof d.delegate === "string"
+      ? {
+          address: d.delegate,
+          // A delegate named with no amount the node could give: all it may spend is unknown,
+          // so it is taken as able to spend the whole balance.
+          amount:
+            typeof delegated === "string" && /^\d+$/.test(delegated)
+              ? BigInt(delegated)
+              : BigInt(amount),
+        }
+      : null;
+  return {
+    slot,
+    account: { programId: v.owner, mint: info.mint, amount: BigInt(amount), delegate },
+  };
 }
 
 /**

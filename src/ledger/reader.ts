@@ -94,6 +94,14 @@ export interface VaultSyncResult {
    * chain cannot be and wait for a later sync), so `final_through` did not move; else null.
    */
   noBlockTime: string | null;
+  /**
+   * The delegate the vault's balance read found, with what it may still spend (above 0), else
+   * null: someone other than the vault's owner can spend that much of it alone. Read from the
+   * balance read's own answer (no call more), so it holds even where no line shows the
+   * Approve (one inside a call a node served with `[]` inner instructions). Absent with none,
+   * or when the balance was not read.
+   */
+  delegate?: { address: string; amountUnits: bigint };
 }
 
 /** How far one sync goes. */
@@ -139,6 +147,8 @@ export interface CreditBalance {
   amount: bigint;
   /** The token account of another mint or program found there instead, else null. */
   foreign: { programId: string; mint: string | null; amountUnits: bigint | null } | null;
+  /** A delegate of the credit account that may still spend some of it, else null. */
+  delegate: { address: string; amountUnits: bigint } | null;
 }
 
 /**
@@ -152,15 +162,24 @@ export async function creditBalanceOf(
   vault: string,
 ): Promise<CreditBalance> {
   const { slot, account } = await rpc.getTokenAccount(vault);
-  if (account === null) return { slot, amount: 0n, foreign: null };
+  if (account === null) return { slot, amount: 0n, foreign: null, delegate: null };
   const credit =
     account.mint === profile.usdcMint &&
     account.amount !== null &&
     profile.tokenPrograms.includes(account.programId);
-  if (credit) return { slot, amount: account.amount!, foreign: null };
+  if (credit) {
+    const d = account.delegate;
+    return {
+      slot,
+      amount: account.amount!,
+      foreign: null,
+      delegate: d && d.amount > 0n ? { address: d.address, amountUnits: d.amount } : null,
+    };
+  }
   return {
     slot,
     amount: 0n,
+    delegate: null,
     foreign: { programId: account.programId, mint: account.mint, amountUnits: account.amount },
   };
 }
@@ -839,12 +858,32 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       // Not with entries held back: the balance holds their movements, the lines do not.
       await ledger.setBalance(vault, balance, now());
     }
+    if (balance?.delegate) {
+      // No line may show it (an Approve inside a call served with `[]`): said each round.
+      log.warn(
+        {
+          vault,
+          delegate: balance.delegate.address,
+          delegatedUnits: balance.delegate.amountUnits.toString(),
+        },
+        "ledger: the vault has a delegate that may spend its credits alone",
+      );
+    }
     if (problems.length > 0) {
       const message = problems.join("; ");
       await ledger.setError(vault, message, now());
       log.warn({ vault, err: message }, "ledger: lines left unread");
     }
-    return { vault, pages, listed, fetched, shared, pending, noBlockTime };
+    return {
+      vault,
+      pages,
+      listed,
+      fetched,
+      shared,
+      pending,
+      noBlockTime,
+      ...(balance?.delegate ? { delegate: balance.delegate } : {}),
+    };
   }
 
   async function syncAll(

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Store } from "../db/client.js";
 import { isoOf } from "../reports/period.js";
 import type { Profile } from "../verify/profiles.js";
-import type { LedgerReader } from "./reader.js";
+import type { LedgerReader, VaultSyncResult } from "./reader.js";
 import {
   buildStatement,
   defaultGraceSeconds,
@@ -111,6 +111,12 @@ export interface LedgerWindowResult {
     listedLate?: true;
   }[];
   /**
+   * Vaults the run's balance read found with a delegate that may still spend some of them
+   * (what it may spend, `delegatedUnits`): said by every run while it lasts, whether or not a
+   * line shows the Approve (a node serving its call with `[]` inner instructions shows none).
+   */
+  vaultDelegatesNow: { vault: string; delegate: string; delegatedUnits: string }[];
+  /**
    * Transactions that moved a vault's money under memos naming several jobs, or several steps
    * of one job: nobody can say whose money it was.
    */
@@ -216,7 +222,7 @@ export function ledgerWindowCheck(deps: {
    * comes before the chain has finalized its last seconds: a debit then is not listed yet,
    * and the next window starts after it, so no run would ever see it.
    */
-  async function readThrough(to: number, signal?: AbortSignal) {
+  async function readThrough(to: number, signal?: AbortSignal): Promise<VaultSyncResult[]> {
     const opts = signal ? { signal } : {};
     const clock = deps.now ?? Date.now;
     if (to > clock()) {
@@ -227,11 +233,12 @@ export function ledgerWindowCheck(deps: {
       );
     }
     for (;;) {
-      const read = new Map(
-        (
-          await deps.reader.syncAll({ ...opts, readUntil: to, releasesUntil: to + judgedPastEndMs })
-        ).map((r) => [r.vault, r]),
-      );
+      const results = await deps.reader.syncAll({
+        ...opts,
+        readUntil: to,
+        releasesUntil: to + judgedPastEndMs,
+      });
+      const read = new Map(results.map((r) => [r.vault, r]));
       signal?.throwIfAborted();
       const behind: { vault: string; finalThrough: number | null; noBlockTime: string | null }[] =
         [];
@@ -240,10 +247,10 @@ export function ledgerWindowCheck(deps: {
         if (finalThrough !== null && finalThrough >= to) continue;
         // A read that failed is not waited for: the statement says the vault is not read.
         const result = read.get(vault);
-        if (!result) return;
+        if (!result) return results;
         behind.push({ vault, finalThrough, noBlockTime: result.noBlockTime });
       }
-      if (behind.length === 0) return;
+      if (behind.length === 0) return results;
       const lag = Math.max(...behind.map((b) => to - (b.finalThrough ?? 0)));
       const pause = Math.min(FINALITY_POLL_MAX_MS, Math.max(FINALITY_POLL_MIN_MS, lag));
       try {
@@ -274,7 +281,7 @@ export function ledgerWindowCheck(deps: {
     to: number;
     signal?: AbortSignal;
   }): Promise<LedgerWindowResult> => {
-    await readThrough(window.to, window.signal);
+    const reads = await readThrough(window.to, window.signal);
     window.signal?.throwIfAborted();
     // Every line listed by now is in the statements below when its time is: a line listed
     // later is judged by the next run whatever its time (`listedLate`).
@@ -519,6 +526,19 @@ export function ledgerWindowCheck(deps: {
         ),
       ],
       vaultDelegateApprovals: [...delegates, ...lateOnes(delegates, delegatesOf(late, true))],
+      // One cause said once: an Approve this run names already gave the vault that delegate.
+      vaultDelegatesNow: reads.flatMap((r) =>
+        r.delegate &&
+        !delegates.some((d) => d.vault === r.vault && d.delegate === r.delegate?.address)
+          ? [
+              {
+                vault: r.vault,
+                delegate: r.delegate.address,
+                delegatedUnits: r.delegate.amountUnits.toString(),
+              },
+            ]
+          : [],
+      ),
       mixedJobMemos: [...mixed, ...lateOnes(mixed, mixedOf(late, true))],
       imbalanced: statement.vaults
         .filter((v) => v.differenceUnits !== null && v.differenceUnits !== 0n)
@@ -573,6 +593,7 @@ export function ledgerFindingCount(ledger: LedgerWindowResult): number {
     ledger.foreignMint.length +
     ledger.vaultOwnerChanges.length +
     ledger.vaultDelegateApprovals.length +
+    ledger.vaultDelegatesNow.length +
     ledger.mixedJobMemos.length +
     ledger.imbalanced.length +
     ledger.gaps.length +

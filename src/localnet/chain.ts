@@ -111,6 +111,8 @@ interface TokenAccountKind {
   mint: string;
   owner: string;
   amount: bigint;
+  /** The delegate an Approve gave the account and what it may still spend, else null. */
+  delegate: { address: string; amount: bigint } | null;
   programId: string;
   space: number;
 }
@@ -325,6 +327,7 @@ export class LocalChain {
       mint,
       owner,
       amount,
+      delegate: null,
       programId: TOKEN_PROGRAM_ID,
       space: TOKEN_ACCOUNT_SIZE,
     });

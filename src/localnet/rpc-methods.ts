@@ -398,6 +398,16 @@ export function rpcMethods(chain: LocalChain, hooks: SendHooks): Record<string, 
                   owner: token.owner,
                   state: "initialized",
                   tokenAmount: uiTokenAmount(amount, chain.decimalsOf(token.mint)),
+                  // As a validator's parser: both named only while the account has a delegate.
+                  ...(token.delegate
+                    ? {
+                        delegate: token.delegate.address,
+                        delegatedAmount: uiTokenAmount(
+                          token.delegate.amount,
+                          chain.decimalsOf(token.mint),
+                        ),
+                      }
+                    : {}),
                 },
               },
             },

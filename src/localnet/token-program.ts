@@ -38,6 +38,8 @@ export interface TokenAccountState {
   mint: string;
   owner: string;
   amount: bigint;
+  /** The delegate an Approve gave the account and what it may still spend, else null. */
+  delegate: { address: string; amount: bigint } | null;
 }
 
 // Token-2022 appends extensions to the classic layouts: after the 165-byte account (or the
@@ -74,6 +76,11 @@ export function decodeTokenAccount(data: Uint8Array): TokenAccountState | null {
     mint: bs58.encode(data.subarray(0, 32)),
     owner: bs58.encode(data.subarray(32, 64)),
     amount: view.getBigUint64(64, true),
+    // COption<Pubkey> at 72 (a u32 tag, then the key), delegated amount at 121.
+    delegate:
+      view.getUint32(72, true) === 1
+        ? { address: bs58.encode(data.subarray(76, 108)), amount: view.getBigUint64(121, true) }
+        : null,
   };
 }
 

@@ -121,6 +121,10 @@ function ledgerLines(s: NightlySummary, show: Show): string[] {
       (d) =>
         `vault ${d.vault} was given a delegate, ${d.delegate}, by an Approve in ${d.signature}: that delegate can spend its credits alone${d.memoJobId ? ` (memo names ${show(d.memoJobId)})` : ""}${d.listedLate ? ` (at ${d.at ?? "an unknown time"}, ${LISTED_LATE})` : d.beforeWindow ? ` (at ${d.at ?? "an unknown time"}, before the window)` : ""}`,
     ),
+    ...s.ledger.vaultDelegatesNow.map(
+      (d) =>
+        `vault ${d.vault} has a delegate now, ${d.delegate}, that may spend ${d.delegatedUnits} units of its credits alone (the balance read shows it, whether or not a transaction read shows the Approve)`,
+    ),
     ...s.ledger.mixedJobMemos.map(
       (m) =>
         `${unitsOut(m.amountUnits)} units moved ${m.amountUnits.startsWith("-") ? "out of" : "into"} vault ${m.vault} in ${m.signature} under memos naming ${m.named.map((n) => show(n)).join(", ")}: nobody can say whose money it was${m.listedLate ? ` (at ${m.at ?? "an unknown time"}, ${LISTED_LATE})` : m.beforeWindow ? ` (at ${m.at ?? "an unknown time"}, before the window)` : ""}`,
