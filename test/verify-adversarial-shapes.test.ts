@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import { parseTransaction } from "../src/chain/parse-transaction.js";
+import type { RpcPool } from "../src/chain/rpc-pool.js";
 import { localSigner } from "../src/localnet/keys.js";
 import {
   type AdversaryHarness,
@@ -209,5 +211,46 @@ describe("the pinned escrow vault handed away while a lock is held", () => {
     ]).signature;
     c.record(plan, { escrowTx, settlementTx: refundTx }, { httpStatus: 504 });
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.vault")]);
+  });
+});
+
+/** `rpc`, every transaction served with no owner in its token balances (the field is optional). */
+function ownerlessNode(rpc: RpcPool): RpcPool {
+  return new Proxy(rpc, {
+    get(target, key, receiver) {
+      if (key !== "getTransaction") return Reflect.get(target, key, receiver);
+      return async (...args: Parameters<RpcPool["getTransaction"]>) => {
+        const fetched = await target.getTransaction(...args);
+        if (fetched === null) return fetched;
+        const result = JSON.parse(fetched.raw);
+        for (const b of [...result.meta.preTokenBalances, ...result.meta.postTokenBalances]) {
+          delete b.owner;
+        }
+        return { facts: parseTransaction(result, args[0]), raw: JSON.stringify(result) };
+      };
+    },
+  });
+}
+
+describe("a node that names no owner in token balances", () => {
+  it("does not verify a refund out of the escrow vault the attacker owns by then", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const escrow = h.op.accounts.escrowVault;
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    h.op.send([h.op.setAuthority(escrow, AuthorityType.AccountOwner, h.op.attacker.address)]);
+    onTestFinished(() => h.op.giveBackVault(escrow));
+    const refundTx = h.op.send([
+      h.op.transfer(escrow, plan.vault, plan.lock, { authority: h.op.attacker.address }),
+      h.op.memo(`decentral:refund:${plan.jobId}`),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx: refundTx }, { httpStatus: 504 });
+    await c.flush();
+    await h.finalized();
+    // The owner tells who could spend the lock; a node that leaves it out proves nobody owns it.
+    const verifier = c.verifierOver(ownerlessNode(h.rpc));
+    await verifier.runUntilSettled({}, { timeoutMs: 20_000 });
+    expect(await c.outcome(plan.jobId)).toEqual({ verdict: "partially_verified", failing: [] });
   });
 });

@@ -205,6 +205,10 @@ export function escrowChecks(
       ? pass("escrow.vault", expected, actual)
       : fail("escrow.vault", vaultProblem, expected, actual),
   );
+  ownersUnnamed(list, profile.escrowAuthority, facts, [
+    { account: sources.length === 1 ? sources[0]!.account : null, check: "escrow.source" },
+    { account: reading.escrowAccount, check: "escrow.vault" },
+  ]);
   const usable =
     creditVault !== null &&
     vaultProblem === null &&
@@ -307,6 +311,36 @@ export function escrowOwnedAtRelease(
       { vault: lock.escrowAccount, owner, releasedBy: signature },
     ),
   );
+}
+
+/**
+ * A job's transaction whose token balances name no owner for the escrow account or the credit
+ * vault, where the profile names the escrow authority: who could spend the lock, or the money
+ * returned, is not known, so the check that asks it cannot pass. Every node names owners since
+ * 2021; one that leaves them out (the operator's, say) would otherwise pass a vault a
+ * SetAuthority gave away. Replaces only a passing check: a finding stays the finding.
+ */
+export function ownersUnnamed(
+  list: CheckList,
+  escrowAuthority: string | null,
+  facts: TransactionFacts,
+  accounts: { account: string | null; check: "escrow.source" | "escrow.vault" }[],
+) {
+  if (escrowAuthority === null) return;
+  for (const { account, check } of accounts) {
+    if (account === null || list.outcome(check) !== "pass") continue;
+    const change = facts.tokenChanges.find((c) => c.account === account);
+    const owner =
+      change?.owner ?? facts.ownersAfter?.find((o) => o.account === account)?.owner ?? null;
+    if (change === undefined || owner !== null) continue;
+    list.unproven.add("owner_unknown");
+    list.replace(
+      skip(
+        check,
+        `the node named no owner for ${account} in ${facts.signature}: whether the escrow authority owned it is not known`,
+      ),
+    );
+  }
 }
 
 /**

@@ -2,7 +2,12 @@ import type { CheckName } from "../check-catalogue.js";
 import { foreignChanges, readRelease } from "../money-movements.js";
 import type { CheckInput } from "./check-input.js";
 import { type CheckList, fail, pass } from "./check-list.js";
-import { escrowOwnedAtRelease, misdirectedReturn, type UsableLock } from "./escrow.js";
+import {
+  escrowOwnedAtRelease,
+  misdirectedReturn,
+  ownersUnnamed,
+  type UsableLock,
+} from "./escrow.js";
 import { releaseTimeChecks } from "./timing.js";
 import { type RoleTx, roleChecks } from "./transaction.js";
 
@@ -59,6 +64,10 @@ export function refundChecks(
     });
     misdirectedReturn(lock, r.misdirected, list, profile.escrowAuthority);
     escrowOwnedAtRelease(lock, tx.facts, tx.signature, list, profile.escrowAuthority);
+    ownersUnnamed(list, profile.escrowAuthority, tx.facts, [
+      { account: lock.escrowAccount, check: "escrow.vault" },
+      { account: lock.creditVault, check: "escrow.source" },
+    ]);
     const foreign = foreignChanges(profile, tx.facts);
     list.add(
       foreign.length === 0 && r.foreignDebits.length === 0

@@ -4,7 +4,12 @@ import type { Profile } from "../profiles.js";
 import { priceChecks } from "./charge.js";
 import type { CheckInput, Evaluation } from "./check-input.js";
 import { type CheckList, fail, pass, skip } from "./check-list.js";
-import { escrowOwnedAtRelease, misdirectedReturn, type UsableLock } from "./escrow.js";
+import {
+  escrowOwnedAtRelease,
+  misdirectedReturn,
+  ownersUnnamed,
+  type UsableLock,
+} from "./escrow.js";
 import { releaseTimeChecks } from "./timing.js";
 import { type RoleTx, roleChecks } from "./transaction.js";
 
@@ -103,6 +108,10 @@ export function settlementChecks(
   const r = readRelease(profile, S, payees);
   misdirectedReturn(lock, r.misdirected, list, profile.escrowAuthority);
   escrowOwnedAtRelease(lock, S, tx.signature, list, profile.escrowAuthority);
+  ownersUnnamed(list, profile.escrowAuthority, S, [
+    { account: lock.escrowAccount, check: "escrow.vault" },
+    { account: lock.creditVault, check: "escrow.source" },
+  ]);
   const foreign = foreignChanges(profile, S);
   list.add(
     foreign.length === 0 && r.foreignDebits.length === 0
