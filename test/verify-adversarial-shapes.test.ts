@@ -251,6 +251,52 @@ describe("a node that names no owner in token balances", () => {
     // The owner tells who could spend the lock; a node that leaves it out proves nobody owns it.
     const verifier = c.verifierOver(ownerlessNode(h.rpc));
     await verifier.runUntilSettled({}, { timeoutMs: 20_000 });
-    expect(await c.outcome(plan.jobId)).toEqual({ verdict: "partially_verified", failing: [] });
+    // Its transfer names the attacker, not the escrow authority, as who signed it: that much
+    // the instruction proves without an owner.
+    expect(await c.outcome(plan.jobId)).toEqual({
+      verdict: "discrepancy",
+      failing: ["escrow.vault"],
+    });
+  });
+});
+
+describe("the pinned escrow vault's locks given to a delegate", () => {
+  it("catches a settlement a delegate the operator named after the lock pays exactly", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const escrow = h.op.accounts.escrowVault;
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    h.op.send([h.op.approveChecked(escrow, h.op.attacker.address, 10n ** 15n)]);
+    onTestFinished(() => {
+      h.op.send([h.op.revoke(escrow)]);
+    });
+    const attacker = { authority: h.op.attacker.address };
+    const settlementTx = h.op.send([
+      h.op.transfer(escrow, plan.worker.tokenAccount, plan.workerShare, attacker),
+      h.op.transfer(escrow, h.op.accounts.treasury.tokenAccount, plan.treasuryShare, attacker),
+      h.op.transfer(escrow, plan.vault, plan.remainder, attacker),
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.vault")]);
+  });
+
+  it("catches a whole refund a delegate the operator named after the lock pays", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const escrow = h.op.accounts.escrowVault;
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    h.op.send([h.op.approveChecked(escrow, h.op.attacker.address, plan.lock)]);
+    onTestFinished(() => {
+      h.op.send([h.op.revoke(escrow)]);
+    });
+    const refundTx = h.op.send([
+      h.op.transfer(escrow, plan.vault, plan.lock, { authority: h.op.attacker.address }),
+      h.op.memo(`decentral:refund:${plan.jobId}`),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx: refundTx }, { httpStatus: 504 });
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.vault")]);
   });
 });

@@ -1,5 +1,11 @@
 import type { TransactionFacts } from "../../chain/transaction-facts.js";
-import { foreignChanges, isOtherOwner, type LockReading, readLock } from "../money-movements.js";
+import {
+  foreignChanges,
+  isOtherOwner,
+  type LockReading,
+  MOVEMENT_KINDS,
+  readLock,
+} from "../money-movements.js";
 import { priceUnits } from "../profiles.js";
 import type { CheckInput, CheckResult, Evaluation, ReceiptForChecks } from "./check-input.js";
 import { type CheckList, fail, pass, skip } from "./check-list.js";
@@ -302,7 +308,10 @@ export function escrowOwnedAtRelease(
     facts.tokenChanges.find((c) => c.account === lock.escrowAccount)?.owner ??
     facts.ownersAfter?.find((o) => o.account === lock.escrowAccount)?.owner ??
     null;
-  if (!isOtherOwner(escrowAuthority, owner)) return;
+  if (!isOtherOwner(escrowAuthority, owner)) {
+    escrowSpentByDelegate(lock, facts, signature, list, escrowAuthority);
+    return;
+  }
   list.replace(
     fail(
       "escrow.vault",
@@ -341,6 +350,38 @@ export function ownersUnnamed(
       ),
     );
   }
+}
+
+/**
+ * Money left the escrow account in this job's release by a transfer or burn the escrow
+ * authority did not sign: a delegate an Approve named (in a transaction naming no job, after
+ * the lock) spent it, and could spend every lock held there alone, as a new owner could. A
+ * token instruction names its authority among its accounts (a multisig owner too), so one that
+ * leaves the escrow authority out was signed by a delegate.
+ */
+function escrowSpentByDelegate(
+  lock: UsableLock,
+  facts: TransactionFacts,
+  signature: string,
+  list: CheckList,
+  escrowAuthority: string | null,
+) {
+  if (escrowAuthority === null) return;
+  const spent = facts.tokenInstructions.find(
+    (ix) =>
+      ix.source === lock.escrowAccount &&
+      MOVEMENT_KINDS.has(ix.kind) &&
+      !ix.accounts.includes(escrowAuthority),
+  );
+  if (spent === undefined) return;
+  list.replace(
+    fail(
+      "escrow.vault",
+      `the escrow account ${lock.escrowAccount} released this job's lock by a ${spent.kind} the escrow authority did not sign: a delegate spent it, who may spend the lock alone`,
+      { vault: lock.escrowAccount, owner: escrowAuthority },
+      { vault: lock.escrowAccount, spentBy: spent.accounts, releasedBy: signature },
+    ),
+  );
 }
 
 /**
