@@ -936,15 +936,17 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
   /**
    * The last entry of each page this quorum returned, with its slot: a page ends at a slot
    * boundary (it holds every entry of its last slot), so when the next page starts `before` one
-   * of them, every entry of that slot is listed already. Bounded: the oldest are forgotten.
+   * of them, every entry of that slot is listed already; one ending inside a slot of more than a
+   * page says so (`slotListed` false). Bounded: the oldest are forgotten.
    */
-  const pageEnds = new Map<string, number>();
+  const pageEnds = new Map<string, { slot: number; slotListed: boolean }>();
   const PAGE_ENDS_KEPT = 10_000;
-  const rememberPageEnd = (page: AddressSignatureInfo[]) => {
+  const rememberPageEnd = (page: AddressSignatureInfo[], midSlot: ReadonlySet<string>) => {
     const last = page.at(-1);
     if (!last) return;
     pageEnds.delete(last.signature);
-    pageEnds.set(last.signature, last.slot);
+    // A page ending inside a slot (see `getSignaturesForAddress`): the slot's older entries follow.
+    pageEnds.set(last.signature, { slot: last.slot, slotListed: !midSlot.has(last.signature) });
     if (pageEnds.size > PAGE_ENDS_KEPT) pageEnds.delete(pageEnds.keys().next().value!);
   };
 
@@ -956,7 +958,7 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
    */
   async function startOfPage(address: string, before: string) {
     const known = pageEnds.get(before);
-    if (known !== undefined) return { slot: known, slotListed: true };
+    if (known !== undefined) return known;
     const fetched = await getTransaction(before);
     if (fetched === null) {
       throw new AppError(
@@ -1090,9 +1092,19 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
     // newest entry it was given, so one kept above it would leave it out of every later read.
     const visible = (page: AddressSignatureInfo[]) =>
       page.slice(page.findLastIndex((e) => held.has(e.signature)) + 1);
+    /** Entries of this read that end a page inside a slot. */
+    const midSlotEnds = new Set<string>();
     const done = (page: AddressSignatureInfo[]) => {
-      rememberPageEnd(visible(page));
+      rememberPageEnd(visible(page), midSlotEnds);
       return visible(page);
+    };
+    /**
+     * Entries not returned yet by this read: past a page that ended inside a slot, an endpoint
+     * may list again entries of the slot it placed above that end.
+     */
+    const fresh = (entries: AddressSignatureInfo[]) => {
+      const seen = new Set(out.map((e) => e.signature));
+      return entries.filter((e) => !seen.has(e.signature));
     };
     /** Entries held back as the newest, not yet readable (see below). */
     const held = new Set<string>();
@@ -1155,13 +1167,28 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
       const union = checked.entries;
       for (const signature of checked.held) held.add(signature);
       const full = answers.filter((_, i) => listed[i]!.full).map((a) => a.value);
-      if (full.length === 0) return done([...out, ...union]);
+      if (full.length === 0) return done([...out, ...fresh(union)]);
       const cut = Math.max(...full.map((p) => p.at(-1)!.slot));
       const kept = union.filter((e) => e.slot > cut);
       if (kept.length === 0 || held.has(kept.at(-1)!.signature)) {
         // Every entry of a full page shares one slot, or the page ends on an entry held back
         // (no cursor: a node that does not know it lists nothing older): a longer page reaches
         // past it.
+        const ends = new Set(full.map((p) => p.at(-1)!.signature));
+        const end = [...ends][0]!;
+        const at = union.findIndex((e) => e.signature === end);
+        if (ask >= 1000 && kept.length === 0 && ends.size === 1 && at >= 0 && !held.has(end)) {
+          // More than a page of one slot (an operator can land over 1,000 transactions naming
+          // the vault in one block), and every full page ends on the same entry: each endpoint
+          // listed all it places above it, so the next page starts below it, inside the slot,
+          // and none of the slot's entries counts as listed (the order within it is the node's).
+          out.push(...fresh(union.slice(0, at + 1)));
+          midSlotEnds.add(end);
+          if (visible(out).length >= limit) return done(out);
+          before = end;
+          start = { slot: union[at]!.slot, slotListed: false };
+          continue;
+        }
         if (ask >= 1000) {
           throw new AppError(
             "rpc_unavailable",
@@ -1172,7 +1199,7 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
         ask = Math.min(1000, ask * 2);
         continue;
       }
-      out.push(...kept);
+      out.push(...fresh(kept));
       if (visible(out).length >= limit) return done(out);
       before = kept.at(-1)!.signature;
       start = { slot: kept.at(-1)!.slot, slotListed: true };
