@@ -97,6 +97,30 @@ describe("two frauds where one hides the other", () => {
   });
 });
 
+describe("a second job's lock paying the first's shortfall", () => {
+  it("fails both jobs: a lock short of the price, its whole remainder paid from the next over-lock", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const a = h.op.plan({ keyIndex: 1 });
+    const b = h.op.plan({ keyIndex: 1 });
+    const x = 30_000n;
+    const before = h.op.balance(a.vault);
+    // A locks x short (still above its charge) and gets the whole remainder of an honest lock
+    // back; B locks x over, and its honest settlement leaves x in escrow to cover A.
+    const escrowA = h.op.send(h.op.lockIxs(a, { amount: a.lock - x })).signature;
+    const settleA = h.op.send(h.op.settleIxs(a)).signature;
+    const escrowB = h.op.send(h.op.lockIxs(b, { amount: b.lock + x })).signature;
+    const settleB = h.op.send(h.op.settleIxs(b)).signature;
+    expect(before - h.op.balance(a.vault)).toBe(a.charge + b.charge);
+    c.record(a, { escrowTx: escrowA, settlementTx: settleA });
+    c.record(b, { escrowTx: escrowB, settlementTx: settleB });
+    const [outA, outB] = await c.verdicts(a.jobId, b.jobId);
+    expect([outA?.verdict, outB?.verdict]).toEqual(["discrepancy", "discrepancy"]);
+    expect(outA?.failing).toContain("settlement.conserves_lock");
+    expect(outB?.failing).toContain("settlement.conserves_lock");
+  });
+});
+
 describe("a node serving instructions that disagree with the balances one way only", () => {
   it("does not verify a settlement whose short remainder the node serves as whole", async () => {
     const c = await h.scenario();
