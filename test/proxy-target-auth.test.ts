@@ -174,6 +174,32 @@ describe("the proxy's request target and credentials", () => {
       expect(paths, kind).toEqual([]);
     }
   });
+
+  it("says an absolute-form target was refused for its userinfo, not as another API's path", async () => {
+    const secret = "s3cr3t-Pa55word";
+    const { port } = bases.open;
+    paths.length = 0;
+    for (const target of [
+      `http://alice:${secret}@${upstreamHost}/v1/chat/completions`,
+      `https://alice:p@${secret}@api.other.example/v1/x`,
+    ]) {
+      const sent = await raw(port, [`POST ${target} HTTP/1.1`, "host: x", ...credentials("open")]);
+      expect(sent.status, target).toBe(400);
+      const { message } = JSON.parse(sent.body).error;
+      expect(message, target).toContain("userinfo");
+      expect(message, target).not.toContain("is not a /v1/ path");
+      expect(message, target).not.toContain(secret);
+      expect(message, target).not.toContain("alice");
+    }
+    // A target without userinfo keeps its own reason.
+    const other = await raw(port, [
+      "POST http://api.other.example/v1/x HTTP/1.1",
+      "host: x",
+      ...credentials("open"),
+    ]);
+    expect(JSON.parse(other.body).error.message).toContain("is not a /v1/ path");
+    expect(paths).toEqual([]);
+  });
 });
 
 describe("a credential header given twice to the proxy", () => {

@@ -705,6 +705,15 @@ function withoutUserinfo(target: string): string {
   return target.replace(/^([a-z][a-z0-9+.-]*:\/\/)?.*@/is, "$1");
 }
 
+/**
+ * Does a request target name a user (and password) before its host: `http://user:pass@host/...`
+ * or the authority form `user:pass@host:443`? An origin-form target (`/v1/...`) never does.
+ */
+function carriesUserinfo(target: string): boolean {
+  if (target.startsWith("/")) return false;
+  return /^(?:[a-z][a-z0-9+.-]*:\/\/)?[^/?#]*@/i.test(target);
+}
+
 /** Does the answer carry this header with a value (not empty)? */
 function named(res: IncomingMessage, name: string): boolean {
   const value = res.headers[name];
@@ -1624,7 +1633,10 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           res,
           400,
           "invalid_target",
-          `the request target ${JSON.stringify(named.slice(0, 200))} is not a /v1/ path of ${base.host}, the API this proxy forwards to; send the path alone`,
+          carriesUserinfo(req.url ?? "/")
+            ? // The user and password are the reason, and are never echoed (nor the host).
+              "the request target carries a user and password (userinfo), which this proxy never forwards; send the path alone"
+            : `the request target ${JSON.stringify(named.slice(0, 200))} is not a /v1/ path of ${base.host}, the API this proxy forwards to; send the path alone`,
         );
         return over;
       }
