@@ -341,8 +341,36 @@ export function fail(error: unknown): never {
   process.exit(2);
 }
 
+/**
+ * A reader that stops early (`report ... | head -3`) closes the pipe: the next write to stdout
+ * fails with EPIPE, which unhandled printed a stack and exited 1, "discrepancy" to a cron, for
+ * figures that were computed. The reader took what it wanted, so the run's own exit code stands
+ * (a report's 0, `verify`'s 0 or 1) and nothing is printed. Any other failure to write (a full
+ * disk under `> file`) lost output nobody chose to drop: said in one line, and a run that would
+ * have exited 0 exits 2. `serve` logs through its own stream, which drops a closed pipe itself.
+ */
+export function guardOutputStreams(): void {
+  let lost = false;
+  for (const [name, stream] of [
+    ["stdout", process.stdout],
+    ["stderr", process.stderr],
+  ] as const) {
+    stream.on("error", (error: NodeJS.ErrnoException) => {
+      if (error.code === "EPIPE" || error.code === "ERR_STREAM_DESTROYED") return;
+      // A message stderr could not show (its terminal gone) is no lost result: no exit 2.
+      if (name === "stderr") return;
+      lost = true;
+      process.stderr.write(`error: stdout: ${printable(error.code ?? error.message)}\n`);
+    });
+  }
+  process.on("exit", (code) => {
+    if (lost && code === 0) process.exitCode = 2;
+  });
+}
+
 /** Entry point of the `decentral-audit` binary. */
 export async function runCli(argv: string[] = process.argv): Promise<void> {
+  guardOutputStreams();
   await buildProgram().parseAsync(argv).catch(fail);
 }
 

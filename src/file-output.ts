@@ -140,9 +140,20 @@ function writeInto(target: string, text: string, out: string): void {
   }
   try {
     writeFileSync(target, text, { flag: "a" });
+  } catch (error) {
+    if (!readerLeft(error)) throw error;
   } finally {
     closeSync(probe);
   }
+}
+
+/**
+ * A pipe whose reader stopped reading (`| head -3`) and closed it: the reader took what it
+ * wanted, so the run goes on to its own exit code (a report's 0, `verify`'s 0 or 1), never the
+ * 2 of a run that could not finish.
+ */
+function readerLeft(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException | null)?.code === "EPIPE";
 }
 
 /**
@@ -167,6 +178,7 @@ function writeThrough(fd: number, text: string): void {
     try {
       done += writeSync(fd, bytes, done);
     } catch (error) {
+      if (readerLeft(error)) return;
       if ((error as NodeJS.ErrnoException).code !== "EAGAIN") throw error;
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
     }
