@@ -894,3 +894,22 @@ describe("a quorum's listing and balance of a credit vault", () => {
     });
   });
 });
+
+describe("a token account's owner under a quorum", () => {
+  it("is taken only when k endpoints name the same owner", async () => {
+    const owned = (owner: string | null, slot: number): TokenAccountRead => ({
+      slot,
+      account: { programId: "Tokenkeg", mint: "USDC", amount: 1_000_000n, delegate: null, owner },
+    });
+    // The vault was given to the attacker; one endpoint still names the escrow authority.
+    const liar = historian("operator", { account: owned("escrow", 1002) });
+    const honest = historian("honest", { account: owned("attacker", 1001) });
+    const two = createQuorumRpc({ members: [liar.m, honest.m], quorum: 2 });
+    await expect(two.getTokenAccount("vault")).rejects.toMatchObject({
+      code: "rpc_disagreement",
+    });
+    const behind = historian("behind", { account: owned("attacker", 999) });
+    const three = createQuorumRpc({ members: [liar.m, honest.m, behind.m], quorum: 2 });
+    expect(await three.getTokenAccount("vault")).toEqual(owned("attacker", 999));
+  });
+});

@@ -15,7 +15,12 @@ import {
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { chainSecondAfter } from "./support/finality.js";
-import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
+import {
+  type AdversaryHarness,
+  AuthorityType,
+  type Scenario,
+  startAdversaryHarness,
+} from "./support/operator.js";
 
 /**
  * The operator runs the node the service reads. A payout of the vault's money made inside
@@ -108,13 +113,13 @@ function topUpWithPayout(vault: string, payout: bigint) {
   return h.op.send(ixs, { extraSigners: [user] }).signature;
 }
 
-async function readThrough(c: Scenario, rpc: RpcPool, vault: string, from: number) {
+async function readThrough(c: Scenario, rpc: RpcPool, vault: string, from: number, logger = log) {
   await h.finalized();
   const reader = createLedgerReader({
     store: c.store,
     rpc,
     profile: c.profile,
-    log,
+    log: logger,
     custody: { vaults: [vault], byKey: {} },
   });
   await reader.syncVault(vault);
@@ -435,5 +440,77 @@ describe("an Approve of the vault inside a call that moves no money, served as [
     });
     expect(run).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
     expect(run.ledger?.vaultDelegatesNow).toEqual([{ vault, delegate, delegatedUnits: "400000" }]);
+  });
+});
+
+/** `rpc`, every transaction served with no `owner` in its token balances (it is optional). */
+function ownerlessNode(rpc: RpcPool): RpcPool {
+  return new Proxy(rpc, {
+    get(target, key, receiver) {
+      if (key !== "getTransaction") return Reflect.get(target, key, receiver);
+      return async (...args: Parameters<RpcPool["getTransaction"]>) => {
+        const fetched = await target.getTransaction(...args);
+        if (fetched === null) return fetched;
+        const result = JSON.parse(fetched.raw);
+        for (const b of [...result.meta.preTokenBalances, ...result.meta.postTokenBalances]) {
+          delete b.owner;
+        }
+        return { facts: parseTransaction(result, args[0]), raw: JSON.stringify(result) };
+      };
+    },
+  });
+}
+
+describe("a SetAuthority of the vault served by a node that names no owner in token balances", () => {
+  it("is said by the nightly run from the vault's balance read, which names the owner", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(3);
+    const from = await periodStart();
+    h.op.send([h.op.setAuthority(vault, AuthorityType.AccountOwner, h.op.attacker.address)]);
+    onTestFinished(() => h.op.giveBackVault(vault));
+    const rpc = ownerlessNode(h.rpc);
+    const lines: string[] = [];
+    const logger = createLogger({ level: "warn" }, { write: (line) => lines.push(line) });
+    const { reader, s } = await readThrough(c, rpc, vault, from, logger);
+    // No transaction served says whose the vault is after it.
+    expect(s.ownerChanges).toEqual([]);
+    // serve's ledger round says it from the balance read.
+    expect(lines.map((l) => JSON.parse(l))).toContainEqual(
+      expect.objectContaining({ vault, owner: h.op.attacker.address }),
+    );
+
+    const run = await runNightlyVerification(c.store, c.verifierOver(rpc), {
+      from,
+      to: Date.now(),
+      timeoutMs: 10_000,
+      ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
+    });
+    expect(run).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
+    expect(run.ledger?.vaultOwnersNow).toEqual([{ vault, owner: h.op.attacker.address }]);
+  });
+
+  it("is one finding when a transaction read names the same owner too", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(3);
+    const from = await periodStart();
+    const handover = h.op.send([
+      h.op.setAuthority(vault, AuthorityType.AccountOwner, h.op.attacker.address),
+    ]).signature;
+    onTestFinished(() => h.op.giveBackVault(vault));
+    const { reader } = await readThrough(c, h.rpc, vault, from);
+    const run = await runNightlyVerification(c.store, c.verifierOver(h.rpc), {
+      from,
+      to: Date.now(),
+      timeoutMs: 10_000,
+      ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
+    });
+    expect(run).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
+    // (The earlier test's SetAuthority of this vault is said too, before the window.)
+    const inWindow = run.ledger?.vaultOwnerChanges.filter((o) => !o.beforeWindow);
+    expect(inWindow?.map((o) => [o.finding, o.signature, o.owner])).toEqual([
+      ["vault_owner_changed", handover, h.op.attacker.address],
+      ["vault_owner_now", handover, h.op.attacker.address],
+    ]);
+    expect(run.ledger?.vaultOwnersNow).toEqual([]);
   });
 });

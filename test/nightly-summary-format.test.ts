@@ -42,6 +42,7 @@ function summaryWithMemos(memoJobIds: string[]): NightlySummary {
       vaultOwnerChanges: [],
       vaultDelegateApprovals: [],
       vaultDelegatesNow: [],
+      vaultOwnersNow: [],
       mixedJobMemos: [],
       imbalanced: [],
       gaps: [],

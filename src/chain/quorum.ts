@@ -1329,7 +1329,7 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
    * statement then closes on the last transaction read, under the quorum.
    */
   /**
-   * What k endpoints agree a token account is (program, mint, amount, delegate, or none),
+   * What k endpoints agree a token account is (program, mint, amount, delegate, owner, or none),
    * the same answer from k endpoints, asked in order until k agree, at the lowest of their slots.
    */
   async function getTokenAccount(
@@ -1345,7 +1345,7 @@ export function createQuorumRpc(options: QuorumOptions): QuorumRpc {
         ? "none"
         : `${r.account.programId} ${r.account.mint ?? "-"} ${r.account.amount ?? "-"} ${
             r.account.delegate ? `${r.account.delegate.address}:${r.account.delegate.amount}` : "-"
-          }`;
+          } ${r.account.owner ?? "-"}`;
     const agreed = (): TokenAccountRead | null => {
       for (const a of answers) {
         const same = answers.filter((b) => b.key === a.key);

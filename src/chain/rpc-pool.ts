@@ -941,6 +941,12 @@ export interface TokenAccountRead {
      * serves with `[]` inner instructions shows nowhere else.
      */
     delegate?: { address: string; amount: bigint } | null;
+    /**
+     * The account's owner (who may spend it), from the same answer: null when the answer names
+     * none. A SetAuthority shows it nowhere else when a node leaves `owner` out of token
+     * balances (an optional field there).
+     */
+    owner?: string | null;
   } | null;
 }
 
@@ -962,7 +968,11 @@ export function tokenAccountOf(result: unknown, what: string): TokenAccountRead 
   ) {
     return { slot, account: { programId: v.owner, mint: null, amount: null } };
   }
-  const d = info as { delegate?: unknown; delegatedAmount?: { amount?: unknown } };
+  const d = info as {
+    delegate?: unknown;
+    delegatedAmount?: { amount?: unknown };
+    owner?: unknown;
+  };
   const delegated = d.delegatedAmount?.amount;
   const delegate =
     typeof d.delegate === "string"
@@ -978,7 +988,13 @@ export function tokenAccountOf(result: unknown, what: string): TokenAccountRead 
       : null;
   return {
     slot,
-    account: { programId: v.owner, mint: info.mint, amount: BigInt(amount), delegate },
+    account: {
+      programId: v.owner,
+      mint: info.mint,
+      amount: BigInt(amount),
+      delegate,
+      owner: typeof d.owner === "string" ? d.owner : null,
+    },
   };
 }
 

@@ -102,6 +102,14 @@ export interface VaultSyncResult {
    * or when the balance was not read.
    */
   delegate?: { address: string; amountUnits: bigint };
+  /**
+   * The credit account's owner the balance read found, when the profile names the escrow
+   * authority and it is not that (null: the answer named no owner, so none is proven): it may
+   * spend the vault alone. From the balance read's own answer (no call more), so it holds where
+   * no line shows the owner (a node leaving `owner` out of token balances hides a
+   * SetAuthority). Absent when the owner is the authority's, or the balance was not read.
+   */
+  otherOwner?: { owner: string | null };
 }
 
 /** How far one sync goes. */
@@ -149,6 +157,11 @@ export interface CreditBalance {
   foreign: { programId: string; mint: string | null; amountUnits: bigint | null } | null;
   /** A delegate of the credit account that may still spend some of it, else null. */
   delegate: { address: string; amountUnits: bigint } | null;
+  /**
+   * The credit account's owner, who may spend it alone; null when the answer names none.
+   * Absent when the address holds no credit account.
+   */
+  owner?: string | null;
 }
 
 /**
@@ -174,6 +187,7 @@ export async function creditBalanceOf(
       amount: account.amount!,
       foreign: null,
       delegate: d && d.amount > 0n ? { address: d.address, amountUnits: d.amount } : null,
+      owner: account.owner ?? null,
     };
   }
   return {
@@ -869,6 +883,20 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
         "ledger: the vault has a delegate that may spend its credits alone",
       );
     }
+    // Judged only on a credit account: another mint there, or none, is a finding of its own.
+    const otherOwner =
+      balance?.owner !== undefined &&
+      profile.escrowAuthority !== null &&
+      balance.owner !== profile.escrowAuthority
+        ? { owner: balance.owner }
+        : null;
+    if (otherOwner) {
+      // No line may show it (a node leaving `owner` out of token balances): said each round.
+      log.warn(
+        { vault, owner: otherOwner.owner ?? "not named" },
+        "ledger: the vault's owner is not the escrow authority; that owner may spend its credits alone",
+      );
+    }
     if (problems.length > 0) {
       const message = problems.join("; ");
       await ledger.setError(vault, message, now());
@@ -883,6 +911,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       pending,
       noBlockTime,
       ...(balance?.delegate ? { delegate: balance.delegate } : {}),
+      ...(otherOwner ? { otherOwner } : {}),
     };
   }
 

@@ -117,6 +117,14 @@ export interface LedgerWindowResult {
    */
   vaultDelegatesNow: { vault: string; delegate: string; delegatedUnits: string }[];
   /**
+   * Vaults the run's balance read found owned by another than the escrow authority (`owner`
+   * null: the answer named none, so the authority's is not proven): that owner may spend the
+   * whole vault alone. Said by every run while it lasts, unless a `vault_owner_changed` or
+   * `vault_owner_now` of this run names the same owner (one cause, said once): a node leaving
+   * `owner` out of token balances shows the SetAuthority in no line.
+   */
+  vaultOwnersNow: { vault: string; owner: string | null }[];
+  /**
    * Transactions that moved a vault's money under memos naming several jobs, or several steps
    * of one job: nobody can say whose money it was.
    */
@@ -539,6 +547,11 @@ export function ledgerWindowCheck(deps: {
             ]
           : [],
       ),
+      vaultOwnersNow: reads.flatMap((r) =>
+        r.otherOwner && !owners.some((o) => o.vault === r.vault && o.owner === r.otherOwner?.owner)
+          ? [{ vault: r.vault, owner: r.otherOwner.owner }]
+          : [],
+      ),
       mixedJobMemos: [...mixed, ...lateOnes(mixed, mixedOf(late, true))],
       imbalanced: statement.vaults
         .filter((v) => v.differenceUnits !== null && v.differenceUnits !== 0n)
@@ -594,6 +607,7 @@ export function ledgerFindingCount(ledger: LedgerWindowResult): number {
     ledger.vaultOwnerChanges.length +
     ledger.vaultDelegateApprovals.length +
     ledger.vaultDelegatesNow.length +
+    ledger.vaultOwnersNow.length +
     ledger.mixedJobMemos.length +
     ledger.imbalanced.length +
     ledger.gaps.length +

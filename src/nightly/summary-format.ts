@@ -125,6 +125,11 @@ function ledgerLines(s: NightlySummary, show: Show): string[] {
       (d) =>
         `vault ${d.vault} has a delegate now, ${d.delegate}, that may spend ${d.delegatedUnits} units of its credits alone (the balance read shows it, whether or not a transaction read shows the Approve)`,
     ),
+    ...s.ledger.vaultOwnersNow.map((o) =>
+      o.owner === null
+        ? `vault ${o.vault} was read with no owner named: that it is the escrow authority's is not proven (whoever owns it may spend its credits alone)`
+        : `vault ${o.vault} is owned now by ${o.owner}, not the escrow authority: that owner may spend its credits alone (the balance read shows it, whether or not a transaction read shows the SetAuthority)`,
+    ),
     ...s.ledger.mixedJobMemos.map(
       (m) =>
         `${unitsOut(m.amountUnits)} units moved ${m.amountUnits.startsWith("-") ? "out of" : "into"} vault ${m.vault} in ${m.signature} under memos naming ${m.named.map((n) => show(n)).join(", ")}: nobody can say whose money it was${m.listedLate ? ` (at ${m.at ?? "an unknown time"}, ${LISTED_LATE})` : m.beforeWindow ? ` (at ${m.at ?? "an unknown time"}, before the window)` : ""}`,
