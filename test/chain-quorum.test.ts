@@ -5,11 +5,12 @@ import {
   type QuorumMember,
   RpcDisagreementError,
 } from "../src/chain/quorum.js";
-import type {
-  AddressSignatureInfo,
-  RpcPool,
-  SignatureStatusInfo,
-  TokenAccountRead,
+import {
+  type AddressSignatureInfo,
+  type RpcPool,
+  type SignatureStatusInfo,
+  type TokenAccountRead,
+  tokenAccountOf,
 } from "../src/chain/rpc-pool.js";
 import type { TransactionFacts } from "../src/chain/transaction-facts.js";
 import { AppError } from "../src/errors.js";
@@ -911,5 +912,22 @@ describe("a token account's owner under a quorum", () => {
     const behind = historian("behind", { account: owned("attacker", 999) });
     const three = createQuorumRpc({ members: [liar.m, honest.m, behind.m], quorum: 2 });
     expect(await three.getTokenAccount("vault")).toEqual(owned("attacker", 999));
+  });
+
+  it("is read from the getAccountInfo answer, null when the answer names none", () => {
+    const answer = (owner?: string) => ({
+      context: { slot: 7 },
+      value: {
+        owner: "Tokenkeg",
+        data: {
+          parsed: {
+            type: "account",
+            info: { mint: "USDC", tokenAmount: { amount: "5" }, ...(owner ? { owner } : {}) },
+          },
+        },
+      },
+    });
+    expect(tokenAccountOf(answer("attacker"), "vault").account?.owner).toBe("attacker");
+    expect(tokenAccountOf(answer(), "vault").account?.owner).toBeNull();
   });
 });

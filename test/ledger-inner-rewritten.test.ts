@@ -514,3 +514,32 @@ describe("a SetAuthority of the vault served by a node that names no owner in to
     expect(run.ledger?.vaultOwnersNow).toEqual([]);
   });
 });
+
+describe("a node that names no owner in token balances nor in the vault's account", () => {
+  it("leaves the vault's owner unproven: the nightly run says none was named, exit 1", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(3);
+    const from = await periodStart();
+    h.op.send([h.op.setAuthority(vault, AuthorityType.AccountOwner, h.op.attacker.address)]);
+    onTestFinished(() => h.op.giveBackVault(vault));
+    const ownerless = ownerlessNode(h.rpc);
+    const rpc = new Proxy(ownerless, {
+      get(target, key, receiver) {
+        if (key !== "getTokenAccount") return Reflect.get(target, key, receiver);
+        return async (...args: Parameters<RpcPool["getTokenAccount"]>) => {
+          const read = await target.getTokenAccount(...args);
+          return read.account ? { ...read, account: { ...read.account, owner: null } } : read;
+        };
+      },
+    });
+    const { reader } = await readThrough(c, rpc, vault, from);
+    const run = await runNightlyVerification(c.store, c.verifierOver(rpc), {
+      from,
+      to: Date.now(),
+      timeoutMs: 10_000,
+      ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
+    });
+    expect(run).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
+    expect(run.ledger?.vaultOwnersNow).toEqual([{ vault, owner: null }]);
+  });
+});
