@@ -1,10 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { PgStore } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
+import { describe, expect, it } from "vitest";
 import { createOpenReceiptStore } from "../src/store/open-receipts.js";
 import { openPgWriterConnection } from "../src/store/pg/group-commit.js";
 import { recordReceiptsUnit } from "../src/store/receipts.js";
-import { openHost, shortDeadlockTimeout, whileGroupHeld } from "./support/pg-deadlock.js";
+import { useDeadlockHosts, whileGroupHeld } from "./support/pg-deadlock.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { receipt, signature } from "./support/recorder-fixtures.js";
 
@@ -19,24 +17,13 @@ import { receipt, signature } from "./support/recorder-fixtures.js";
 
 const database = usePostgresDatabase();
 const DEAD = "dead-host:999999";
-let hostA: PgStore;
-let hostB: PgStore;
 
-beforeAll(async () => {
-  await shortDeadlockTimeout(database.url);
-  hostA = openHost(database.url);
-  hostB = openHost(database.url, "10s");
-  await migratePostgres(hostA.pool);
-});
-
-afterAll(async () => {
-  await Promise.all([hostA, hostB].map((host) => host?.close()));
-});
+const host = useDeadlockHosts(database, ["A", "B"]);
 
 describe("the open-capture sweep and another host's receipt group on the same jobs", () => {
   it("wait for each other instead of one being aborted as a deadlock", async () => {
     const open = [1, 2].map(() => receipt({ captureState: "open", receiptWriter: DEAD }));
-    const writer = openPgWriterConnection(hostA);
+    const writer = openPgWriterConnection(host.A);
     try {
       // Inserted in this order: the sweep's UPDATE comes to the first capture first.
       for (const capture of open) await writer.together([recordReceiptsUnit([capture], "proxy")]);
@@ -50,15 +37,15 @@ describe("the open-capture sweep and another host's receipt group on the same jo
       captureState: undefined,
       receiptWriter: undefined,
     }));
-    const sweep = createOpenReceiptStore(hostB);
+    const sweep = createOpenReceiptStore(host.B);
     const ended = await whileGroupHeld(
-      hostA,
+      host.A,
       [recordReceiptsUnit([second!], "ingest")],
       [recordReceiptsUnit([first!], "ingest")],
       () => sweep.abort([DEAD], Date.UTC(2026, 10, 30)),
     );
     expect(ended).toBe(2);
-    const { rows } = await hostA.pool.query<{ n: string }>(
+    const { rows } = await host.A.pool.query<{ n: string }>(
       "SELECT count(*) AS n FROM jobs WHERE capture_state = 'open'",
     );
     expect(rows[0]?.n).toBe("0");

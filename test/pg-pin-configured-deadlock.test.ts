@@ -1,18 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { PgStore } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
+import { describe, expect, it } from "vitest";
 import { type CustodyProfile, createCustodyStore } from "../src/store/custody.js";
 import { createLedgerStore, type LineRead } from "../src/store/ledger.js";
 import { openPgWriterConnection } from "../src/store/pg/group-commit.js";
 import { recordReceiptsUnit } from "../src/store/receipts.js";
 import { fakeSignature } from "./support/job-rows.js";
-import {
-  backendsWaiting,
-  listLines,
-  openHost,
-  pause,
-  shortDeadlockTimeout,
-} from "./support/pg-deadlock.js";
+import { backendsWaiting, listLines, pause, useDeadlockHosts } from "./support/pg-deadlock.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { receipt, signature } from "./support/recorder-fixtures.js";
 import { seedCreditVault, seedJob } from "./support/seed-ledger.js";
@@ -30,21 +22,8 @@ import { seedCreditVault, seedJob } from "./support/seed-ledger.js";
 
 const database = usePostgresDatabase();
 const profile: CustodyProfile = { name: "mainnet-v1", treasury: null, treasuryLearnAfter: 2 };
-let hostA: PgStore;
-let hostB: PgStore;
-let hostC: PgStore;
 
-beforeAll(async () => {
-  await shortDeadlockTimeout(database.url);
-  hostA = openHost(database.url);
-  hostB = openHost(database.url, "10s");
-  hostC = openHost(database.url, "10s");
-  await migratePostgres(hostA.pool);
-});
-
-afterAll(async () => {
-  await Promise.all([hostA, hostB, hostC].map((host) => host?.close()));
-});
+const host = useDeadlockHosts(database, ["A", "B", "C"]);
 
 describe("a vault configured at start, a receipt group and a ledger batch of that vault", () => {
   it("wait for each other instead of one being aborted as a deadlock", async () => {
@@ -53,14 +32,14 @@ describe("a vault configured at start, a receipt group and a ledger batch of tha
     const at = Date.UTC(2026, 10, 6, 12) / 1000;
     // A keyless job judged on a lock from the vault: the new pin reopens it.
     const untied = "job_pin_configured_untied";
-    await seedJob(hostB, { jobId: untied, escrowTx: sig("untied-lock"), recordedAt: at * 1000 });
-    await hostB.pool.query(
+    await seedJob(host.B, { jobId: untied, escrowTx: sig("untied-lock"), recordedAt: at * 1000 });
+    await host.B.pool.query(
       `INSERT INTO check_results (job_id, name, outcome, actual, checked_at)
         VALUES ($1, 'escrow.source', 'pass', $2::json, $3)`,
       [untied, JSON.stringify({ vault }), at * 1000],
     );
     // Another key learned the vault: the configured pin voids that, under the vault's lock.
-    await seedCreditVault(hostB, {
+    await seedCreditVault(host.B, {
       keyFingerprint: "kf_learned",
       vault,
       pinnedAt: at * 1000,
@@ -68,7 +47,7 @@ describe("a vault configured at start, a receipt group and a ledger batch of tha
     });
     // A refund under a job's memo that the job does not name: the batch keeps it with the job.
     const kept = "job_pin_configured_kept";
-    await seedJob(hostB, {
+    await seedJob(host.B, {
       jobId: kept,
       escrowTx: sig("lock"),
       settlementTx: sig("settle"),
@@ -90,12 +69,12 @@ describe("a vault configured at start, a receipt group and a ledger batch of tha
       line("lock", 0, 1_000_000n, 900_000n, false),
       line("refund", 1, 900_000n, 1_000_000n, true),
     ];
-    const ledger = createLedgerStore(hostB);
+    const ledger = createLedgerStore(host.B);
     const now = (at + 3600) * 1000;
     await listLines(ledger, vault, lines, now, 4000);
 
     const { unit: paused, reached, open } = pause();
-    const writer = openPgWriterConnection(hostA);
+    const writer = openPgWriterConnection(host.A);
     try {
       // Another receipt of the keyless job: the group locks its row after the gate.
       const groupSettled = writer
@@ -109,10 +88,10 @@ describe("a vault configured at start, a receipt group and a ledger batch of tha
         );
       await reached;
       const read = ledger.recordReads(vault, lines, [], now);
-      await backendsWaiting(hostA, 1);
-      const custody = createCustodyStore(hostC, profile, { vaults: [], byKey: { kf_cfg: vault } });
+      await backendsWaiting(host.A, 1);
+      const custody = createCustodyStore(host.C, profile, { vaults: [], byKey: { kf_cfg: vault } });
       const pinned = custody.pins(["kf_cfg"], []);
-      await backendsWaiting(hostA, 2);
+      await backendsWaiting(host.A, 2);
       open();
       expect(await groupSettled).toBe("committed");
       await read;
@@ -121,7 +100,7 @@ describe("a vault configured at start, a receipt group and a ledger batch of tha
       open();
       await writer.close();
     }
-    const { rows } = await hostA.pool.query<{ job_id: string; verdict: string }>(
+    const { rows } = await host.A.pool.query<{ job_id: string; verdict: string }>(
       "SELECT job_id, verdict FROM jobs WHERE job_id = $1",
       [untied],
     );

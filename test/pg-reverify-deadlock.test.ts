@@ -1,9 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { PgStore } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
+import { describe, expect, it } from "vitest";
 import { createJobQueueStore } from "../src/store/job-queue.js";
 import { recordReceiptsUnit } from "../src/store/receipts.js";
-import { openHost, shortDeadlockTimeout, whileGroupHeld } from "./support/pg-deadlock.js";
+import { useDeadlockHosts, whileGroupHeld } from "./support/pg-deadlock.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { receipt, signature } from "./support/recorder-fixtures.js";
 import { seedJobs } from "./support/seed-verdicts.js";
@@ -21,37 +19,26 @@ import { seedJobs } from "./support/seed-verdicts.js";
 const database = usePostgresDatabase();
 const WORKER = "DcrtuEi23DAjQ9t2QJ9wFXDSZRU26jC5cVx4Dejivmwe";
 const CREATED = Date.UTC(2026, 10, 1, 12);
-let hostA: PgStore;
-let hostB: PgStore;
 
-beforeAll(async () => {
-  await shortDeadlockTimeout(database.url);
-  hostA = openHost(database.url);
-  hostB = openHost(database.url, "10s");
-  await migratePostgres(hostA.pool);
-});
-
-afterAll(async () => {
-  await Promise.all([hostA, hostB].map((host) => host?.close()));
-});
+const host = useDeadlockHosts(database, ["A", "B"]);
 
 describe("a receipt group and another host's re-verification of a job it writes", () => {
   it("wait for each other instead of one being aborted as a deadlock", async () => {
     const existing = "job_deadlock_reverify_existing";
     const sameRollup = { model: "qwen3-8b", worker: WORKER, keyFingerprint: "kf_0001" };
-    await seedJobs(hostB, [
+    await seedJobs(host.B, [
       { jobId: existing, verdict: "verified", leaseOwner: null, createdAt: CREATED },
     ]);
     const fresh = receipt({ ...sameRollup, createdAt: CREATED });
     // Another receipt of the existing job (another escrow): a conflict, read `FOR UPDATE`.
     const other = receipt({ ...sameRollup, jobId: existing, escrowTx: signature() });
     await whileGroupHeld(
-      hostA,
+      host.A,
       [recordReceiptsUnit([fresh], "proxy")],
       [recordReceiptsUnit([other], "proxy")],
-      () => createJobQueueStore(hostB).reverify(existing, CREATED + 1000),
+      () => createJobQueueStore(host.B).reverify(existing, CREATED + 1000),
     );
-    const { rows } = await hostA.pool.query<{ verdict: string; n: string }>(
+    const { rows } = await host.A.pool.query<{ verdict: string; n: string }>(
       `SELECT (SELECT verdict FROM jobs WHERE job_id = $1) AS verdict,
         (SELECT count(*) FROM jobs WHERE job_id = $2) AS n`,
       [existing, fresh.jobId],

@@ -1,6 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { PgStore } from "../src/db/pg/client.js";
-import { migratePostgres } from "../src/db/pg/migrate.js";
+import { describe, expect, it } from "vitest";
 import { createBackfillStore } from "../src/store/backfill.js";
 import type { CustodyProfile } from "../src/store/custody.js";
 import { createJobQueueStore } from "../src/store/job-queue.js";
@@ -12,8 +10,7 @@ import { fakeSignature } from "./support/job-rows.js";
 import {
   backendsWaiting,
   listLines,
-  openHost,
-  shortDeadlockTimeout,
+  useDeadlockHosts,
   whileGroupHeld,
 } from "./support/pg-deadlock.js";
 import { statementsSentBy } from "./support/pg-statements.js";
@@ -39,19 +36,8 @@ const database = usePostgresDatabase();
 const profile: CustodyProfile = { name: "mainnet-v1", treasury: null, treasuryLearnAfter: 2 };
 const WORKER = "DcrtuEi23DAjQ9t2QJ9wFXDSZRU26jC5cVx4Dejivmwe";
 const CREATED = Date.UTC(2026, 10, 1, 12);
-let hostA: PgStore;
-let hostB: PgStore;
 
-beforeAll(async () => {
-  await shortDeadlockTimeout(database.url);
-  hostA = openHost(database.url);
-  hostB = openHost(database.url, "10s");
-  await migratePostgres(hostA.pool);
-});
-
-afterAll(async () => {
-  await Promise.all([hostA, hostB].map((host) => host?.close()));
-});
+const host = useDeadlockHosts(database, ["A", "B"]);
 
 function verdictOf(jobId: string): VerdictWrite {
   return {
@@ -80,15 +66,15 @@ function verdictOf(jobId: string): VerdictWrite {
 describe("a receipt group and another host's verdict batch on the same rollup rows", () => {
   it("wait for each other instead of one being aborted as a deadlock", async () => {
     const existing = "job_deadlock_verdict_existing";
-    await seedJobs(hostB, [{ jobId: existing, leaseOwner: "verifier-b", createdAt: CREATED }]);
+    await seedJobs(host.B, [{ jobId: existing, leaseOwner: "verifier-b", createdAt: CREATED }]);
     const sameRollup = { model: "qwen3-8b", worker: WORKER, keyFingerprint: "kf_0001" };
     const fresh = receipt({ ...sameRollup, createdAt: CREATED });
     // Another receipt of the existing job (another escrow): a conflict, read `FOR UPDATE`.
     const other = receipt({ ...sameRollup, jobId: existing, escrowTx: signature() });
-    const verdicts = createVerdictStore(hostB, profile);
+    const verdicts = createVerdictStore(host.B, profile);
     // The group has written the new job (and its rollup rows) once it waits at the gate.
     const written = await whileGroupHeld(
-      hostA,
+      host.A,
       [recordReceiptsUnit([fresh], "proxy")],
       [recordReceiptsUnit([other], "proxy")],
       () =>
@@ -101,7 +87,7 @@ describe("a receipt group and another host's verdict batch on the same rollup ro
     // The group's other receipt reopened the job, ending the verifier's lease: the batch,
     // run after the group, writes no verdict (the job is verified again).
     expect(written).toEqual([false]);
-    const { rows } = await hostA.pool.query<{ verdict: string; n: string }>(
+    const { rows } = await host.A.pool.query<{ verdict: string; n: string }>(
       `SELECT (SELECT verdict FROM jobs WHERE job_id = $1) AS verdict,
         (SELECT count(*) FROM jobs WHERE job_id = $2) AS n`,
       [existing, fresh.jobId],
@@ -119,7 +105,7 @@ describe("a receipt group and another host's ledger batch keeping lines with the
     const at = Date.UTC(2026, 10, 3, 12) / 1000;
     const ids = ["job_deadlock_ledger_a", "job_deadlock_ledger_b"] as const;
     for (const jobId of ids) {
-      await seedJob(hostB, {
+      await seedJob(host.B, {
         jobId,
         escrowTx: sig(`lock:${jobId}`),
         settlementTx: sig(`settle:${jobId}`),
@@ -146,7 +132,7 @@ describe("a receipt group and another host's ledger batch keeping lines with the
         line("refund", 1, base - 100_000n, base, true),
       ];
     });
-    const ledger = createLedgerStore(hostB);
+    const ledger = createLedgerStore(host.B);
     const now = (at + 3600) * 1000;
     await listLines(ledger, vault, lines, now, 1000);
     const group = (jobId: string) =>
@@ -160,10 +146,10 @@ describe("a receipt group and another host's ledger batch keeping lines with the
         ],
         "proxy",
       );
-    await whileGroupHeld(hostA, [group(ids[1])], [group(ids[0])], () =>
+    await whileGroupHeld(host.A, [group(ids[1])], [group(ids[0])], () =>
       ledger.recordReads(vault, lines, [], now),
     );
-    const { rows } = await hostA.pool.query<{ job_id: string; kept: string[] }>(
+    const { rows } = await host.A.pool.query<{ job_id: string; kept: string[] }>(
       "SELECT job_id, conflict_signatures AS kept FROM jobs WHERE job_id = ANY($1) ORDER BY job_id",
       [ids],
     );
@@ -183,7 +169,7 @@ describe("a ledger batch of jobs' own steps", () => {
     let balance = 10_000_000n;
     const lines: LineRead[] = [];
     for (const [i, jobId] of ids.entries()) {
-      await seedJob(hostB, {
+      await seedJob(host.B, {
         jobId,
         escrowTx: sig(`lock:${jobId}`),
         settlementTx: sig(`settle:${jobId}`),
@@ -210,7 +196,7 @@ describe("a ledger batch of jobs' own steps", () => {
         });
       }
     }
-    const ledger = createLedgerStore(hostB);
+    const ledger = createLedgerStore(host.B);
     const now = (at + 3600) * 1000;
     await listLines(ledger, vault, lines, now, 2000);
     const sent = await statementsSentBy(() => ledger.recordReads(vault, lines, [], now));
@@ -220,7 +206,7 @@ describe("a ledger batch of jobs' own steps", () => {
       jobWrites: 0,
       turns: 0,
     });
-    const { rows } = await hostB.pool.query<{ n: string }>(
+    const { rows } = await host.B.pool.query<{ n: string }>(
       "SELECT count(*) AS n FROM ledger_lines WHERE vault = $1 AND state = 'read'",
       [vault],
     );
@@ -233,7 +219,7 @@ describe("the reader's look-up of transactions already stored", () => {
     const sig = (name: string) => fakeSignature(`stored-part:${name}`);
     const at = Date.UTC(2026, 10, 5, 12) / 1000;
     const names = Array.from({ length: 8 }, (_, i) => `tx${i}`);
-    const ledger = createLedgerStore(hostB);
+    const ledger = createLedgerStore(host.B);
     const vault = "St0redPartVau1tXXXXXXXXXXXXXXXXXXXXXXXXXXXX";
     await ledger.recordReads(
       vault,
@@ -267,7 +253,7 @@ describe("a receipt group and another host's poll keeping its jobs' verdicts", (
     // it locked the jobs' rows in its own order (JA, then JB), the group's receipts came JB first.
     const ids = ["job_deadlock_keep_a", "job_deadlock_keep_b"] as const;
     await seedJobs(
-      hostB,
+      host.B,
       ids.map((jobId) => ({ jobId, leaseOwner: "verifier-keep", createdAt: CREATED })),
     );
     const keep = (jobId: string): VerdictWrite => ({
@@ -281,13 +267,13 @@ describe("a receipt group and another host's poll keeping its jobs' verdicts", (
     });
     const other = (jobId: string) =>
       recordReceiptsUnit([receipt({ jobId, escrowTx: signature() })], "proxy");
-    const verdicts = createVerdictStore(hostB, profile);
-    const written = await whileGroupHeld(hostA, [other(ids[1])], [other(ids[0])], () =>
+    const verdicts = createVerdictStore(host.B, profile);
+    const written = await whileGroupHeld(host.A, [other(ids[1])], [other(ids[0])], () =>
       verdicts.write(ids.map(keep), { owner: "verifier-keep", runId: null, t: CREATED + 1000 }),
     );
     expect(written).toEqual([false, false]);
     // Both receipts reopened their jobs: the poll, run after the group, kept no lease of them.
-    const { rows } = await hostA.pool.query<{ lease_owner: string | null }>(
+    const { rows } = await host.A.pool.query<{ lease_owner: string | null }>(
       "SELECT lease_owner FROM jobs WHERE job_id = ANY($1) ORDER BY job_id",
       [ids],
     );
@@ -310,7 +296,7 @@ describe("a review's credits header checks", () => {
     for (const [i, jobId] of ids.entries()) {
       const pre = balance;
       balance -= 100_000n;
-      await seedJob(hostB, {
+      await seedJob(host.B, {
         jobId,
         escrowTx: sig(`lock:${jobId}`),
         recordedAt: (at + i * 10 + 5) * 1000,
@@ -330,7 +316,7 @@ describe("a review's credits header checks", () => {
       });
     }
     for (const i of skipped) {
-      await seedCheck(hostB, {
+      await seedCheck(host.B, {
         jobId: ids[i]!,
         name: "credits.header",
         outcome: "skip",
@@ -338,7 +324,7 @@ describe("a review's credits header checks", () => {
         at: (at + 60) * 1000,
       });
     }
-    const ledger = createLedgerStore(hostB);
+    const ledger = createLedgerStore(host.B);
     const now = (at + 3600) * 1000;
     await listLines(ledger, vault, lines, now, 4000);
     await ledger.recordReads(vault, lines, [], now);
@@ -351,7 +337,7 @@ describe("a review's credits header checks", () => {
       headerReads: headerReads.length <= 2,
       checkWrites: checkWrites.length,
     }).toEqual({ spanReads: true, headerReads: true, checkWrites: 1 });
-    const { rows } = await hostB.pool.query<{ signature: string; header_ok: boolean | null }>(
+    const { rows } = await host.B.pool.query<{ signature: string; header_ok: boolean | null }>(
       "SELECT signature, header_ok FROM ledger_lines WHERE vault = $1",
       [vault],
     );
@@ -359,7 +345,7 @@ describe("a review's credits header checks", () => {
     expect(ids.map((jobId) => okOf.get(sig(`lock:${jobId}`)))).toEqual(
       ids.map((_, i) => !wrong.has(i)),
     );
-    const checks = await hostB.pool.query<{ job_id: string; outcome: string; actual: unknown }>(
+    const checks = await host.B.pool.query<{ job_id: string; outcome: string; actual: unknown }>(
       "SELECT job_id, outcome, actual FROM check_results WHERE name = 'credits.header' AND job_id = ANY($1) ORDER BY job_id",
       [ids],
     );
@@ -381,12 +367,12 @@ describe("a receipt group and another host's jobs API answer reopening a job nam
     const sig = (name: string) => fakeSignature(`answer-deadlock:${name}`);
     const at = Date.UTC(2026, 10, 8, 12);
     const [jx, jy] = ["job_deadlock_answer_x", "job_deadlock_answer_y"] as const;
-    await seedJob(hostB, { jobId: jx, verdict: "pending", recordedAt: at });
-    await seedJob(hostB, { jobId: jy, escrowTx: sig("lock:y"), recordedAt: at });
+    await seedJob(host.B, { jobId: jx, verdict: "pending", recordedAt: at });
+    await seedJob(host.B, { jobId: jy, escrowTx: sig("lock:y"), recordedAt: at });
     const other = (jobId: string) =>
       recordReceiptsUnit([receipt({ jobId, escrowTx: signature() })], "proxy");
-    await whileGroupHeld(hostA, [other(jy)], [other(jx)], () =>
-      createJobsApiStore(hostB).recordAnswer(
+    await whileGroupHeld(host.A, [other(jy)], [other(jx)], () =>
+      createJobsApiStore(host.B).recordAnswer(
         jx,
         {
           status: "completed",
@@ -399,7 +385,7 @@ describe("a receipt group and another host's jobs API answer reopening a job nam
         at + 1000,
       ),
     );
-    const { rows } = await hostA.pool.query<{ job_id: string; verdict: string }>(
+    const { rows } = await host.A.pool.query<{ job_id: string; verdict: string }>(
       "SELECT job_id, verdict FROM jobs WHERE job_id = ANY($1) ORDER BY job_id",
       [[jx, jy]],
     );
@@ -414,16 +400,16 @@ describe("a receipt group and another host's settlement backfill pass claiming t
     const at = Date.UTC(2026, 10, 9, 12);
     const ids = ["job_deadlock_backfill_a", "job_deadlock_backfill_b"] as const;
     for (const jobId of ids) {
-      await seedJob(hostB, { jobId, verdict: "pending", recordedAt: at });
+      await seedJob(host.B, { jobId, verdict: "pending", recordedAt: at });
     }
-    await hostB.pool.query(
+    await host.B.pool.query(
       "UPDATE jobs SET backfill_state = 'pending', backfill_next_at = $2 WHERE job_id = ANY($1)",
       [ids, at],
     );
     const other = (jobId: string) =>
       recordReceiptsUnit([receipt({ jobId, escrowTx: signature() })], "proxy");
-    const claimed = await whileGroupHeld(hostA, [other(ids[1])], [other(ids[0])], () =>
-      createBackfillStore(hostB).claim(
+    const claimed = await whileGroupHeld(host.A, [other(ids[1])], [other(ids[0])], () =>
+      createBackfillStore(host.B).claim(
         ids.map((jobId) => ({ jobId, nextAt: at + 60_000 })),
         [],
         at + 1000,
@@ -441,20 +427,20 @@ describe("a receipt group and another host's verifier dropping its leases as it 
     // then JB); the group's receipts of the same jobs came JB first.
     const ids = ["job_deadlock_release_a", "job_deadlock_release_b"] as const;
     await seedJobs(
-      hostB,
+      host.B,
       ids.map((jobId) => ({ jobId, leaseOwner: "verifier-stopping", createdAt: CREATED })),
     );
     const other = (jobId: string) =>
       recordReceiptsUnit([receipt({ jobId, escrowTx: signature() })], "proxy");
     await whileGroupHeld(
-      hostA,
+      host.A,
       [other(ids[1])],
       [other(ids[0])],
-      () => createJobQueueStore(hostB).releaseLeases("verifier-stopping"),
+      () => createJobQueueStore(host.B).releaseLeases("verifier-stopping"),
       // Either it waits for the group (its rows held), or it is done without waiting.
-      (released) => Promise.race([released, backendsWaiting(hostA)]),
+      (released) => Promise.race([released, backendsWaiting(host.A)]),
     );
-    const { rows } = await hostA.pool.query<{ lease_owner: string | null }>(
+    const { rows } = await host.A.pool.query<{ lease_owner: string | null }>(
       "SELECT lease_owner FROM jobs WHERE job_id = ANY($1)",
       [ids],
     );

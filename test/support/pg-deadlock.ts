@@ -1,6 +1,7 @@
 import pg from "pg";
-import { expect } from "vitest";
+import { afterAll, beforeAll, expect } from "vitest";
 import { openPostgres, type PgStore } from "../../src/db/pg/client.js";
+import { migratePostgres } from "../../src/db/pg/migrate.js";
 import type { LedgerStore, LineRead } from "../../src/store/ledger.js";
 import { openPgWriterConnection } from "../../src/store/pg/group-commit.js";
 import type { WriteUnit } from "../../src/store/write-unit.js";
@@ -31,6 +32,29 @@ export function openHost(url: string, deadlockTimeout?: string): PgStore {
     (host.pool.options as { options?: string }).options = `-c deadlock_timeout=${deadlockTimeout}`;
   }
   return host;
+}
+
+/**
+ * The hosts of a file's deadlock tests, opened on `database` (migrated) before its tests and
+ * closed after them: the first finds deadlocks after 20 ms (the database's, set here), the
+ * others after 10 s, so a cycle between them aborts the first host's writes, which a test sees.
+ */
+export function useDeadlockHosts<Name extends string>(
+  database: { readonly url: string },
+  names: readonly [Name, ...Name[]],
+): Readonly<Record<Name, PgStore>> {
+  const hosts = {} as Record<Name, PgStore>;
+  beforeAll(async () => {
+    await shortDeadlockTimeout(database.url);
+    for (const [i, name] of names.entries()) {
+      hosts[name] = openHost(database.url, i === 0 ? undefined : "10s");
+    }
+    await migratePostgres(hosts[names[0]].pool);
+  });
+  afterAll(async () => {
+    await Promise.all(Object.values<PgStore>(hosts).map((host) => host.close()));
+  });
+  return hosts;
 }
 
 /**
