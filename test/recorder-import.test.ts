@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { Readable } from "node:stream";
 import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
@@ -11,6 +11,27 @@ import { importReceipts } from "../src/recorder/import.js";
 import { runImportCommand } from "../src/recorder/import-command.js";
 import { signature, wireReceipt } from "./support/recorder-fixtures.js";
 import { createTestStore } from "./support/store.js";
+
+/** A command's io: no stdin, nothing printed. */
+function quietIo() {
+  return { stdin: Readable.from([]), out: () => {}, err: () => {}, progress: false };
+}
+
+/**
+ * Expects the import command to refuse `file` whole (a command that throws exits 2, src/cli.ts;
+ * one that resolves exits 0 or 1), its message naming `why`.
+ */
+async function expectRefusedWhole(
+  store: Parameters<typeof runImportCommand>[0],
+  file: string,
+  why: string,
+): Promise<void> {
+  await expect(runImportCommand(store, file, {}, quietIo()), basename(file)).rejects.toMatchObject({
+    code: "validation_failed",
+    details: { field: "file" },
+    message: expect.stringContaining(why),
+  });
+}
 
 function csvLine(values: (string | number | null)[]): string {
   return values.map((v) => (v === null ? "" : String(v))).join(",");
@@ -327,7 +348,7 @@ describe("import", () => {
     const file = join(dir, "photo.bin");
     // Not text: a quote inside its first "cell" stops a CSV parser on line 1.
     writeFileSync(file, Buffer.from([0xbd, 0xce, 0x22, 0x5c, 0xdb, 0x16, 0x0a, 0x22, 0xff, 0x0a]));
-    const io = { stdin: Readable.from([]), out: () => {}, err: () => {}, progress: false };
+    const io = quietIo();
     const store = createTestStore();
     // A command that throws exits 2 (src/cli.ts); one that resolves exits 0 or 1.
     await expect(runImportCommand(store, file, {}, io)).rejects.toMatchObject({
@@ -545,14 +566,8 @@ describe("import", () => {
     for (const [name, bytes, encoding] of files) {
       const file = join(dir, name);
       writeFileSync(file, bytes);
-      const io = { stdin: Readable.from([]), out: () => {}, err: () => {}, progress: false };
       const store = createTestStore();
-      // A command that throws exits 2 (src/cli.ts); one that resolves exits 0 or 1.
-      await expect(runImportCommand(store, file, {}, io), name).rejects.toMatchObject({
-        code: "validation_failed",
-        details: { field: "file" },
-        message: expect.stringContaining(`the file is ${encoding} text`),
-      });
+      await expectRefusedWhole(store, file, `the file is ${encoding} text`);
       expect(store.db.select().from(jobs).all()).toHaveLength(0);
     }
   });
@@ -599,7 +614,7 @@ describe("import", () => {
       expect(await runImportCommand(store, file, { allowEmpty: true }, io)).toBe(0);
       expect(lines.at(-1), name).toContain("0 receipts, 0 created");
     }
-    const io = { stdin: Readable.from([]), out: () => {}, err: () => {}, progress: false };
+    const io = quietIo();
     await expect(runImportCommand(store, "-", {}, io)).rejects.toMatchObject({
       message: expect.stringContaining("stdin: no receipt in it"),
     });
@@ -814,7 +829,7 @@ describe("import from a named pipe", () => {
     const fifo = join(dir, "receipts.jsonl");
     execFileSync("mkfifo", [fifo]);
     const store = createTestStore();
-    const io = { stdin: Readable.from([]), out: () => {}, err: () => {}, progress: false };
+    const io = quietIo();
     const text = `${JSON.stringify(wireReceipt())}\n${JSON.stringify(wireReceipt())}\n`;
     const [code] = await Promise.all([
       runImportCommand(store, fifo, {}, io),
@@ -856,18 +871,13 @@ describe("import of UTF-16 or UTF-32 text without a byte-order mark", () => {
     for (const [name, bytes, encoding] of files) {
       const file = join(dir, name);
       writeFileSync(file, bytes);
-      const io = { stdin: Readable.from([]), out: () => {}, err: () => {}, progress: false };
-      await expect(runImportCommand(store, file, {}, io), name).rejects.toMatchObject({
-        code: "validation_failed",
-        details: { field: "file" },
-        message: expect.stringContaining(`the file looks like ${encoding} text`),
-      });
+      await expectRefusedWhole(store, file, `the file looks like ${encoding} text`);
     }
     expect(store.db.select().from(jobs).all()).toHaveLength(0);
     // UTF-8 with a byte-order mark is still read.
     const file = join(dir, "utf8.csv");
     writeFileSync(file, `\uFEFF${csv}`);
-    const io = { stdin: Readable.from([]), out: () => {}, err: () => {}, progress: false };
+    const io = quietIo();
     expect(await runImportCommand(store, file, {}, io)).toBe(0);
   });
 });
@@ -887,12 +897,7 @@ describe("import of a JSON array or a pretty-printed JSON document", () => {
     for (const [name, text, what] of files) {
       const file = join(dir, name);
       writeFileSync(file, text);
-      const io = { stdin: Readable.from([]), out: () => {}, err: () => {}, progress: false };
-      await expect(runImportCommand(store, file, {}, io), name).rejects.toMatchObject({
-        code: "validation_failed",
-        details: { field: "file" },
-        message: expect.stringContaining(`the file is ${what}`),
-      });
+      await expectRefusedWhole(store, file, `the file is ${what}`);
     }
     expect(store.db.select().from(jobs).all()).toHaveLength(0);
     // JSON Lines, one byte at a time from a pipe, is still read.

@@ -664,6 +664,15 @@ const foreignMarks: [string, Buffer][] = [
 
 const utf8Bom = Buffer.from([0xef, 0xbb, 0xbf]);
 
+/** Stops reading the file (its stream closed) and refuses it whole, on `file`, with `message`. */
+async function refusedWhole(
+  iterator: AsyncIterator<Buffer | string>,
+  message: string,
+): Promise<never> {
+  await iterator.return?.();
+  throw new AppError("validation_failed", message, { field: "file" });
+}
+
 /**
  * Reads the opening bytes of the stream, then replays the rest. A UTF-8 byte-order mark (an
  * editor's, or PowerShell's `Export-Csv -Encoding UTF8`) is cut here, before any parser: the
@@ -690,11 +699,9 @@ async function opening(input: Readable): Promise<{ format: ImportFormat; stream:
   }
   for (const [encoding, mark] of foreignMarks) {
     if (!head.subarray(0, mark.length).equals(mark)) continue;
-    await iterator.return?.();
-    throw new AppError(
-      "validation_failed",
+    return refusedWhole(
+      iterator,
       `the file is ${encoding} text (it starts with that byte-order mark); save it as UTF-8 and import it again; nothing was imported`,
-      { field: "file" },
     );
   }
   // Without a mark (PowerShell's `Out-File`, .NET's `Encoding.Unicode` writers leave it out at
@@ -712,11 +719,9 @@ async function opening(input: Readable): Promise<{ format: ImportFormat; stream:
           ? "UTF-32 BE"
           : null;
   if (unmarked !== null) {
-    await iterator.return?.();
-    throw new AppError(
-      "validation_failed",
+    return refusedWhole(
+      iterator,
       `the file looks like ${unmarked} text (a NUL byte beside its first character, no byte-order mark); save it as UTF-8 and import it again; nothing was imported`,
-      { field: "file" },
     );
   }
   if (head.subarray(0, 3).equals(utf8Bom)) head = head.subarray(3);
@@ -730,11 +735,9 @@ async function opening(input: Readable): Promise<{ format: ImportFormat; stream:
       ? "a JSON document spread over several lines"
       : null;
   if (document !== null) {
-    await iterator.return?.();
-    throw new AppError(
-      "validation_failed",
+    return refusedWhole(
+      iterator,
       `the file is ${document}, not JSON Lines (one receipt, a JSON object, on each line): write each receipt on a line of its own (jq -c '.[]' for an array, jq -c . for one document) and import it again; nothing was imported`,
-      { field: "file" },
     );
   }
   const format: ImportFormat = head.toString().trimStart().startsWith("{") ? "jsonl" : "csv";
