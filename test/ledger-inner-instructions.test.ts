@@ -1,6 +1,5 @@
 import { Keypair, PublicKey } from "@solana/web3.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseTransaction } from "../src/chain/parse-transaction.js";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
 import { createLedgerReader } from "../src/ledger/reader.js";
 import { buildStatement } from "../src/ledger/statement.js";
@@ -15,6 +14,7 @@ import { createLogger } from "../src/log.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { chainSecondAfter } from "./support/finality.js";
 import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
+import { rewritingNode } from "./support/rewriting-node.js";
 
 /**
  * A node that answers getTransaction without inner instructions hides what a program's call
@@ -33,18 +33,8 @@ afterAll(async () => {
 
 /** `rpc`, its getTransaction answers stripped of `meta.innerInstructions`. */
 function withoutInner(rpc: RpcPool): RpcPool {
-  return new Proxy(rpc, {
-    get(target, key, receiver) {
-      if (key !== "getTransaction") return Reflect.get(target, key, receiver);
-      return async (...args: Parameters<RpcPool["getTransaction"]>) => {
-        const fetched = await target.getTransaction(...args);
-        if (fetched === null) return null;
-        const result = JSON.parse(fetched.raw);
-        result.meta.innerInstructions = null;
-        const raw = JSON.stringify(result);
-        return { facts: parseTransaction(result, args[0]), raw };
-      };
-    },
+  return rewritingNode(rpc, () => (result: { meta: { innerInstructions: unknown } }) => {
+    result.meta.innerInstructions = null;
   });
 }
 

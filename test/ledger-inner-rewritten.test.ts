@@ -1,6 +1,5 @@
 import { Keypair, PublicKey } from "@solana/web3.js";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
-import { parseTransaction } from "../src/chain/parse-transaction.js";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
 import { createLedgerReader } from "../src/ledger/reader.js";
 import { buildStatement } from "../src/ledger/statement.js";
@@ -21,6 +20,7 @@ import {
   type Scenario,
   startAdversaryHarness,
 } from "./support/operator.js";
+import { ownerlessNode, rewritingNode } from "./support/rewriting-node.js";
 
 /**
  * The operator runs the node the service reads. A payout of the vault's money made inside
@@ -46,20 +46,7 @@ type Rewrite = (result: {
 
 /** `rpc`, its getTransaction answers for the signatures named rewritten as told. */
 function lyingNode(rpc: RpcPool, rewrites: Map<string, Rewrite>): RpcPool {
-  return new Proxy(rpc, {
-    get(target, key, receiver) {
-      if (key !== "getTransaction") return Reflect.get(target, key, receiver);
-      return async (...args: Parameters<RpcPool["getTransaction"]>) => {
-        const fetched = await target.getTransaction(...args);
-        const rewrite = rewrites.get(args[0]);
-        if (fetched === null || rewrite === undefined) return fetched;
-        const result = JSON.parse(fetched.raw);
-        rewrite(result);
-        const raw = JSON.stringify(result);
-        return { facts: parseTransaction(result, args[0]), raw };
-      };
-    },
-  });
+  return rewritingNode(rpc, (signature) => rewrites.get(signature));
 }
 
 /** Drops the last top-level instruction, and serves the inner groups as `inner` says. */
@@ -442,24 +429,6 @@ describe("an Approve of the vault inside a call that moves no money, served as [
     expect(run.ledger?.vaultDelegatesNow).toEqual([{ vault, delegate, delegatedUnits: "400000" }]);
   });
 });
-
-/** `rpc`, every transaction served with no `owner` in its token balances (it is optional). */
-function ownerlessNode(rpc: RpcPool): RpcPool {
-  return new Proxy(rpc, {
-    get(target, key, receiver) {
-      if (key !== "getTransaction") return Reflect.get(target, key, receiver);
-      return async (...args: Parameters<RpcPool["getTransaction"]>) => {
-        const fetched = await target.getTransaction(...args);
-        if (fetched === null) return fetched;
-        const result = JSON.parse(fetched.raw);
-        for (const b of [...result.meta.preTokenBalances, ...result.meta.postTokenBalances]) {
-          delete b.owner;
-        }
-        return { facts: parseTransaction(result, args[0]), raw: JSON.stringify(result) };
-      };
-    },
-  });
-}
 
 describe("a SetAuthority of the vault served by a node that names no owner in token balances", () => {
   it("is said by the nightly run from the vault's balance read, which names the owner", async () => {

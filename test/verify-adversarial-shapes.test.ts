@@ -1,6 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
-import { parseTransaction } from "../src/chain/parse-transaction.js";
-import type { RpcPool } from "../src/chain/rpc-pool.js";
 import { localSigner } from "../src/localnet/keys.js";
 import {
   type AdversaryHarness,
@@ -8,6 +6,7 @@ import {
   type JobOutcome,
   startAdversaryHarness,
 } from "./support/operator.js";
+import { ownerlessNode } from "./support/rewriting-node.js";
 
 /**
  * More ways the operator, who signs every escrow, settlement and refund, could shape its
@@ -131,12 +130,7 @@ describe("the pinned escrow vault", () => {
     const plan = h.op.plan({ keyIndex: 1 });
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
     const attacker = { authority: h.op.attacker.address };
-    const settlementTx = h.op.send([
-      h.op.transfer(escrow, plan.worker.tokenAccount, plan.workerShare, attacker),
-      h.op.transfer(escrow, h.op.accounts.treasury.tokenAccount, plan.treasuryShare, attacker),
-      h.op.transfer(escrow, plan.vault, plan.remainder, attacker),
-      h.op.memo(`decentral:settle:${plan.jobId}`),
-    ]).signature;
+    const settlementTx = h.op.send(h.op.settleIxs(plan, attacker)).signature;
     c.record(plan, { escrowTx, settlementTx });
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.vault")]);
     expect(await c.check(plan.jobId, "escrow.vault")).toMatchObject({
@@ -189,12 +183,7 @@ describe("the pinned escrow vault handed away while a lock is held", () => {
 
   it("catches a settlement paid exactly out of the escrow vault the attacker owns by then", async () => {
     const { c, escrow, plan, escrowTx, attacker } = await lockThenHandAway();
-    const settlementTx = h.op.send([
-      h.op.transfer(escrow, plan.worker.tokenAccount, plan.workerShare, attacker),
-      h.op.transfer(escrow, h.op.accounts.treasury.tokenAccount, plan.treasuryShare, attacker),
-      h.op.transfer(escrow, plan.vault, plan.remainder, attacker),
-      h.op.memo(`decentral:settle:${plan.jobId}`),
-    ]).signature;
+    const settlementTx = h.op.send(h.op.settleIxs(plan, attacker)).signature;
     c.record(plan, { escrowTx, settlementTx });
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.vault")]);
     expect(await c.check(plan.jobId, "escrow.vault")).toMatchObject({
@@ -213,24 +202,6 @@ describe("the pinned escrow vault handed away while a lock is held", () => {
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.vault")]);
   });
 });
-
-/** `rpc`, every transaction served with no owner in its token balances (the field is optional). */
-function ownerlessNode(rpc: RpcPool): RpcPool {
-  return new Proxy(rpc, {
-    get(target, key, receiver) {
-      if (key !== "getTransaction") return Reflect.get(target, key, receiver);
-      return async (...args: Parameters<RpcPool["getTransaction"]>) => {
-        const fetched = await target.getTransaction(...args);
-        if (fetched === null) return fetched;
-        const result = JSON.parse(fetched.raw);
-        for (const b of [...result.meta.preTokenBalances, ...result.meta.postTokenBalances]) {
-          delete b.owner;
-        }
-        return { facts: parseTransaction(result, args[0]), raw: JSON.stringify(result) };
-      };
-    },
-  });
-}
 
 describe("a node that names no owner in token balances", () => {
   it("does not verify a refund out of the escrow vault the attacker owns by then", async () => {

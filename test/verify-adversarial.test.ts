@@ -295,13 +295,8 @@ describe.each(dialects)("%s store", (dialect) => {
           h.op.transfer(plan.vault, held, plan.lock),
           h.op.memo(`decentral:escrow:${plan.jobId}`),
         ]).signature;
-        const authority = { authority: h.op.attacker.address };
-        const settlementTx = h.op.send([
-          h.op.transfer(held, plan.worker.tokenAccount, plan.workerShare, authority),
-          h.op.transfer(held, h.op.accounts.treasury.tokenAccount, plan.treasuryShare, authority),
-          h.op.transfer(held, plan.vault, plan.remainder, authority),
-          h.op.memo(`decentral:settle:${plan.jobId}`),
-        ]).signature;
+        const payer = { from: held, authority: h.op.attacker.address };
+        const settlementTx = h.op.send(h.op.settleIxs(plan, payer)).signature;
         c.record(plan, { escrowTx, settlementTx });
       }
       expect(await c.verdicts(...plans.map((p) => p.jobId))).toEqual([

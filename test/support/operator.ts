@@ -162,6 +162,9 @@ export function newJobId(): string {
   return id;
 }
 
+/** Who pays a settlement out: the account (`from`) and the signer (`authority`). */
+export type Payer = { from?: string; authority?: string };
+
 export class Operator {
   readonly accounts: LocalAccounts;
   readonly payer = localSigner(localKeyNames.payer);
@@ -809,7 +812,10 @@ export class Operator {
     ];
   }
 
-  /** The settlement's transfers (worker, treasury, remainder) without the memo. */
+  /**
+   * The settlement's transfers (worker, treasury, remainder) without the memo, out of `from`
+   * (the escrow vault by default) signed by `authority` (the escrow authority by default).
+   */
   payoutIxs(
     plan: JobPlan,
     opts: {
@@ -819,29 +825,37 @@ export class Operator {
       workerAccount?: string;
       treasuryAccount?: string;
       remainderTo?: string;
-    } = {},
+    } & Payer = {},
   ): InstructionSpec[] {
-    const escrow = this.accounts.escrowVault;
+    const escrow = opts.from ?? this.accounts.escrowVault;
+    const signer = { authority: opts.authority };
     const remainder = opts.remainder ?? plan.remainder;
     const out = [
       this.transfer(
         escrow,
         opts.workerAccount ?? plan.worker.tokenAccount,
         opts.workerShare ?? plan.workerShare,
+        signer,
       ),
       this.transfer(
         escrow,
         opts.treasuryAccount ?? this.accounts.treasury.tokenAccount,
         opts.treasuryShare ?? plan.treasuryShare,
+        signer,
       ),
     ];
-    if (remainder > 0n) out.push(this.transfer(escrow, opts.remainderTo ?? plan.vault, remainder));
+    if (remainder > 0n) {
+      out.push(this.transfer(escrow, opts.remainderTo ?? plan.vault, remainder, signer));
+    }
     return out;
   }
 
-  /** Honest settlement: payouts plus memo `decentral:settle:<job>`. */
-  settleIxs(plan: JobPlan): InstructionSpec[] {
-    return [...this.payoutIxs(plan), this.memo(`decentral:settle:${plan.jobId}`)];
+  /**
+   * Settlement of `plan` to the unit: payouts plus memo `decentral:settle:<job>`; honest unless
+   * `payer` names another account or signer than escrow's.
+   */
+  settleIxs(plan: JobPlan, payer: Payer = {}): InstructionSpec[] {
+    return [...this.payoutIxs(plan, payer), this.memo(`decentral:settle:${plan.jobId}`)];
   }
 
   /** Honest refund of a timed-out job: the whole lock back, memo `decentral:refund:<job>`. */

@@ -1,0 +1,38 @@
+import { parseTransaction } from "../../src/chain/parse-transaction.js";
+import type { RpcPool } from "../../src/chain/rpc-pool.js";
+
+/**
+ * `rpc` as a node that lies about transactions: a getTransaction answer of a signature for which
+ * `rewriteOf` gives a rewrite is served changed by it (the answer's JSON result, changed in
+ * place) and its facts parsed from the changed result; every other answer and call as `rpc`'s.
+ */
+export function rewritingNode<Result>(
+  rpc: RpcPool,
+  rewriteOf: (signature: string) => ((result: Result) => void) | undefined,
+): RpcPool {
+  return new Proxy(rpc, {
+    get(target, key, receiver) {
+      if (key !== "getTransaction") return Reflect.get(target, key, receiver);
+      return async (...args: Parameters<RpcPool["getTransaction"]>) => {
+        const fetched = await target.getTransaction(...args);
+        const rewrite = rewriteOf(args[0]);
+        if (fetched === null || rewrite === undefined) return fetched;
+        const result = JSON.parse(fetched.raw) as Result;
+        rewrite(result);
+        return { facts: parseTransaction(result, args[0]), raw: JSON.stringify(result) };
+      };
+    },
+  });
+}
+
+/** `rpc`, every transaction served with no `owner` in its token balances (it is optional). */
+export function ownerlessNode(rpc: RpcPool): RpcPool {
+  type Balances = {
+    meta: { preTokenBalances: { owner?: string }[]; postTokenBalances: { owner?: string }[] };
+  };
+  return rewritingNode(rpc, () => (result: Balances) => {
+    for (const b of [...result.meta.preTokenBalances, ...result.meta.postTokenBalances]) {
+      delete b.owner;
+    }
+  });
+}
