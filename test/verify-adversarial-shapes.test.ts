@@ -166,21 +166,21 @@ describe("a settlement that pays the worker out of the customer's vault", () => 
   });
 });
 
-describe("the pinned escrow vault handed away while a lock is held", () => {
-  /** Locks `plan` honestly, then gives the escrow vault to the attacker before its release. */
-  async function lockThenHandAway() {
-    const c = await h.scenario();
-    await c.pinKey(1);
-    const escrow = h.op.accounts.escrowVault;
-    const plan = h.op.plan({ keyIndex: 1 });
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    // A transaction of its own, naming no job, after the lock: the lock sits in an account
-    // the attacker may now spend alone.
-    h.op.send([h.op.setAuthority(escrow, AuthorityType.AccountOwner, h.op.attacker.address)]);
-    onTestFinished(() => h.op.giveBackVault(escrow));
-    return { c, escrow, plan, escrowTx, attacker: { authority: h.op.attacker.address } };
-  }
+/** Locks `plan` honestly, then gives the escrow vault to the attacker before its release. */
+async function lockThenHandAway() {
+  const c = await h.scenario();
+  await c.pinKey(1);
+  const escrow = h.op.accounts.escrowVault;
+  const plan = h.op.plan({ keyIndex: 1 });
+  const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+  // A transaction of its own, naming no job, after the lock: the lock sits in an account
+  // the attacker may now spend alone.
+  h.op.send([h.op.setAuthority(escrow, AuthorityType.AccountOwner, h.op.attacker.address)]);
+  onTestFinished(() => h.op.giveBackVault(escrow));
+  return { c, escrow, plan, escrowTx, attacker: { authority: h.op.attacker.address } };
+}
 
+describe("the pinned escrow vault handed away while a lock is held", () => {
   it("catches a settlement paid exactly out of the escrow vault the attacker owns by then", async () => {
     const { c, escrow, plan, escrowTx, attacker } = await lockThenHandAway();
     const settlementTx = h.op.send(h.op.settleIxs(plan, attacker)).signature;
@@ -205,15 +205,9 @@ describe("the pinned escrow vault handed away while a lock is held", () => {
 
 describe("a node that names no owner in token balances", () => {
   it("does not verify a refund out of the escrow vault the attacker owns by then", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
-    const escrow = h.op.accounts.escrowVault;
-    const plan = h.op.plan({ keyIndex: 1 });
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    h.op.send([h.op.setAuthority(escrow, AuthorityType.AccountOwner, h.op.attacker.address)]);
-    onTestFinished(() => h.op.giveBackVault(escrow));
+    const { c, escrow, plan, escrowTx, attacker } = await lockThenHandAway();
     const refundTx = h.op.send([
-      h.op.transfer(escrow, plan.vault, plan.lock, { authority: h.op.attacker.address }),
+      h.op.transfer(escrow, plan.vault, plan.lock, attacker),
       h.op.memo(`decentral:refund:${plan.jobId}`),
     ]).signature;
     c.record(plan, { escrowTx, settlementTx: refundTx }, { httpStatus: 504 });
