@@ -88,6 +88,21 @@ function createAta(payer: string, owner: string, mint: string) {
 /** A whole second from now, waited for: the period's start, after earlier tests' lines. */
 const periodStart = () => chainSecondAfter(h.world);
 
+/** The nightly run over the window from `from` to now, its ledger judged from `reader`'s reads. */
+function nightlyOver(
+  c: Scenario,
+  verifier: Parameters<typeof runNightlyVerification>[1],
+  reader: Parameters<typeof ledgerWindowCheck>[0]["reader"],
+  from: number,
+  timeoutMs = 10_000,
+) {
+  return runNightlyVerification(c.store, verifier, {
+    from,
+    to: Date.now(),
+    timeoutMs,
+    ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
+  });
+}
 /** A customer's "buy credits" transaction, a program's call in it, and `payout` signed in last. */
 function topUpWithPayout(vault: string, payout: bigint) {
   const user = localSigner(localKeyNames.user(3));
@@ -140,12 +155,7 @@ describe("a payout inside a call a lying node leaves out of the inner instructio
       expect(s.differenceUnits).toBe(0n);
 
       const verifier = c.verifierOver(rpc);
-      const run = await runNightlyVerification(c.store, verifier, {
-        from,
-        to: Date.now(),
-        timeoutMs: 10_000,
-        ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
-      });
+      const run = await nightlyOver(c, verifier, reader, from);
       expect(run.ledger?.unreceiptedDebits.filter((d) => d.signature === topUp)).toEqual([
         expect.objectContaining({ vault, amountUnits: "-300000" }),
       ]);
@@ -320,12 +330,7 @@ describe("a top-up and a payout both inside a call a lying node leaves out", () 
       why: `line ${topUp} not read: the vault's credit balance rose by 700000, more than the instructions served bring in`,
     });
     const verifier = c.verifierOver(rpc);
-    const run = await runNightlyVerification(c.store, verifier, {
-      from,
-      to: Date.now(),
-      timeoutMs: 3_000,
-      ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
-    });
+    const run = await nightlyOver(c, verifier, reader, from, 3_000);
     // The window cannot be judged from what that node serves: exit 2, never 0.
     expect(run.exitCode).toBe(2);
 
@@ -419,12 +424,7 @@ describe("an Approve of the vault inside a call that moves no money, served as [
     expect(s.delegateApprovals).toEqual([]);
     expect(s.unexplained).toEqual([]);
 
-    const run = await runNightlyVerification(c.store, c.verifierOver(rpc), {
-      from,
-      to: Date.now(),
-      timeoutMs: 10_000,
-      ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
-    });
+    const run = await nightlyOver(c, c.verifierOver(rpc), reader, from);
     expect(run).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
     expect(run.ledger?.vaultDelegatesNow).toEqual([{ vault, delegate, delegatedUnits: "400000" }]);
   });
@@ -448,12 +448,7 @@ describe("a SetAuthority of the vault served by a node that names no owner in to
       expect.objectContaining({ vault, owner: h.op.attacker.address }),
     );
 
-    const run = await runNightlyVerification(c.store, c.verifierOver(rpc), {
-      from,
-      to: Date.now(),
-      timeoutMs: 10_000,
-      ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
-    });
+    const run = await nightlyOver(c, c.verifierOver(rpc), reader, from);
     expect(run).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
     expect(run.ledger?.vaultOwnersNow).toEqual([{ vault, owner: h.op.attacker.address }]);
   });
@@ -467,12 +462,7 @@ describe("a SetAuthority of the vault served by a node that names no owner in to
     ]).signature;
     onTestFinished(() => h.op.giveBackVault(vault));
     const { reader } = await readThrough(c, h.rpc, vault, from);
-    const run = await runNightlyVerification(c.store, c.verifierOver(h.rpc), {
-      from,
-      to: Date.now(),
-      timeoutMs: 10_000,
-      ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
-    });
+    const run = await nightlyOver(c, c.verifierOver(h.rpc), reader, from);
     expect(run).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
     // (The earlier test's SetAuthority of this vault is said too, before the window.)
     const inWindow = run.ledger?.vaultOwnerChanges.filter((o) => !o.beforeWindow);
@@ -502,12 +492,7 @@ describe("a node that names no owner in token balances nor in the vault's accoun
       },
     });
     const { reader } = await readThrough(c, rpc, vault, from);
-    const run = await runNightlyVerification(c.store, c.verifierOver(rpc), {
-      from,
-      to: Date.now(),
-      timeoutMs: 10_000,
-      ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
-    });
+    const run = await nightlyOver(c, c.verifierOver(rpc), reader, from);
     expect(run).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
     expect(run.ledger?.vaultOwnersNow).toEqual([{ vault, owner: null }]);
   });
