@@ -1,12 +1,8 @@
 import bs58 from "bs58";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseTransaction } from "../src/chain/parse-transaction.js";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
-import {
-  type AdversaryHarness,
-  type JobOutcome,
-  startAdversaryHarness,
-} from "./support/operator.js";
+import { type AdversaryHarness, discrepancy, startAdversaryHarness } from "./support/operator.js";
+import { rewritingNode } from "./support/rewriting-node.js";
 
 /**
  * The operator hides one fraud behind another, or serves (from the node it runs) instructions that disagree with the balances
@@ -22,11 +18,6 @@ afterAll(async () => {
   await h?.close();
 });
 
-const discrepancy = (...failing: string[]): JobOutcome => ({
-  verdict: "discrepancy",
-  failing: [...failing].sort(),
-});
-
 type Served = {
   transaction: {
     message: { accountKeys: string[]; instructions: { accounts: number[]; data: string }[] };
@@ -35,19 +26,7 @@ type Served = {
 
 /** `rpc`, its getTransaction answers for the signatures named rewritten as told. */
 function lyingNode(rpc: RpcPool, rewrites: Map<string, (result: Served) => void>): RpcPool {
-  return new Proxy(rpc, {
-    get(target, key, receiver) {
-      if (key !== "getTransaction") return Reflect.get(target, key, receiver);
-      return async (...args: Parameters<RpcPool["getTransaction"]>) => {
-        const fetched = await target.getTransaction(...args);
-        const rewrite = rewrites.get(args[0]);
-        if (fetched === null || rewrite === undefined) return fetched;
-        const result = JSON.parse(fetched.raw);
-        rewrite(result);
-        return { facts: parseTransaction(result, args[0]), raw: JSON.stringify(result) };
-      };
-    },
-  });
+  return rewritingNode(rpc, (signature) => rewrites.get(signature));
 }
 
 /**

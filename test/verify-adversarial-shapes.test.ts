@@ -3,8 +3,9 @@ import { localSigner } from "../src/localnet/keys.js";
 import {
   type AdversaryHarness,
   AuthorityType,
-  type JobOutcome,
+  discrepancy,
   startAdversaryHarness,
+  verified,
 } from "./support/operator.js";
 import { ownerlessNode } from "./support/rewriting-node.js";
 
@@ -22,12 +23,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await h?.close();
 });
-
-const discrepancy = (...failing: string[]): JobOutcome => ({
-  verdict: "discrepancy",
-  failing: [...failing].sort(),
-});
-const verified: JobOutcome = { verdict: "verified", failing: [] };
 
 /** A lookup table of `addresses`, known to the local chain, for a version-0 transaction. */
 let tables = 0;

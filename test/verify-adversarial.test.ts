@@ -9,11 +9,12 @@ import { dialects, useDialectStores } from "./support/dialects.js";
 import {
   type AdversaryHarness,
   AuthorityType,
+  discrepancy,
   fingerprintOfKey,
-  type JobOutcome,
   newJobId,
   Scenario,
   startAdversaryHarness,
+  verified,
 } from "./support/operator.js";
 import { listen, serveApp } from "./support/recorder-fixtures.js";
 import { updateSignature } from "./support/seed-queue.js";
@@ -62,12 +63,6 @@ describe.each(dialects)("%s store", (dialect) => {
       scenario: async (profile = localnetProfile) => new Scenario(h, profile, await stores.open()),
     };
   });
-
-  const discrepancy = (...failing: string[]): JobOutcome => ({
-    verdict: "discrepancy",
-    failing: [...failing].sort(),
-  });
-  const verified: JobOutcome = { verdict: "verified", failing: [] };
 
   describe("honest jobs built by hand", () => {
     it("verifies a normal job that is its key's first lock, with the jobs API agreeing", async () => {

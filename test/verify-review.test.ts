@@ -15,11 +15,12 @@ import { createVerifier, type VerifierRpc } from "../src/verify/engine.js";
 import { localnetProfile, profileSchema } from "../src/verify/profiles.js";
 import {
   type AdversaryHarness,
+  discrepancy,
   fingerprintOfKey,
-  type JobOutcome,
   type JobPlan,
   type Scenario,
   startAdversaryHarness,
+  verified,
 } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
 import {
@@ -51,11 +52,6 @@ afterAll(async () => {
   await h?.close();
 });
 
-const discrepancy = (...failing: string[]): JobOutcome => ({
-  verdict: "discrepancy",
-  failing: [...failing].sort(),
-});
-const verified: JobOutcome = { verdict: "verified", failing: [] };
 const log = createLogger({ level: "silent" });
 
 /** Runs a verifier over the scenario's store with the deployment's CREDIT_VAULTS. */

@@ -152,6 +152,15 @@ export interface JobOutcome {
   failing: string[];
 }
 
+/** The outcome of a job the named checks fail. */
+export const discrepancy = (...failing: string[]): JobOutcome => ({
+  verdict: "discrepancy",
+  failing: [...failing].sort(),
+});
+
+/** The outcome of a job every check passes. */
+export const verified: JobOutcome = { verdict: "verified", failing: [] };
+
 const log = createLogger({ level: "silent" });
 
 /** A fresh job id in Decentral's shape (`job_` + 20 lowercase alphanumerics). */
