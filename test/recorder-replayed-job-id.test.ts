@@ -27,7 +27,8 @@ function variants(id: string): string[] {
   return [
     id.toUpperCase(),
     `JOB_${rest}`,
-    `job_${rest.toUpperCase()}x`,
+    // Upper case throughout: the trailing `X` keeps it altered when the id has no letters.
+    `job_${rest.toUpperCase()}X`,
     ` ${id}`,
     `${id} `,
     `${id}\n`,
