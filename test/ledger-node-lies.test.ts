@@ -1,0 +1,156 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { RpcPool } from "../src/chain/rpc-pool.js";
+import { createLedgerReader } from "../src/ledger/reader.js";
+import { ledgerWindowCheck } from "../src/ledger/window-check.js";
+import { createLogger } from "../src/log.js";
+import { runNightlyVerification } from "../src/nightly/nightly-run.js";
+import { createVerifier } from "../src/verify/engine.js";
+import { chainSecondAfter } from "./support/finality.js";
+import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
+import { quickVerifierOptions } from "./support/quick-verifier.js";
+import { rewritingNode } from "./support/rewriting-node.js";
+
+/**
+ * The operator runs the node the ledger reads, and a theft of 55,000 from the credit vault
+ * sits between honest jobs. The node leaves it out of the address listing (an index that lags,
+ * or lies), of the balance read too, or leaves the vault out of the theft's token balances: the
+ * nightly run must exit 1 the first time it can see the theft at all.
+ */
+const log = createLogger({ level: "silent" });
+const stolen = 55_000n;
+
+let h: AdversaryHarness;
+beforeAll(async () => {
+  h = await startAdversaryHarness();
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+/** `rpc` whose listing leaves out `hidden`, and whose balance read adds `lag.units`. */
+function laggingNode(rpc: RpcPool, hidden: Set<string>, lag = { units: 0n }): RpcPool {
+  return new Proxy(rpc, {
+    get(target, key, receiver) {
+      if (key === "getTokenAccount") {
+        return async (...args: Parameters<RpcPool["getTokenAccount"]>) => {
+          const read = await target.getTokenAccount(...args);
+          const amount = read.account?.amount;
+          if (read.account == null || amount == null || lag.units === 0n) return read;
+          return { ...read, account: { ...read.account, amount: amount + lag.units } };
+        };
+      }
+      if (key !== "getSignaturesForAddress") return Reflect.get(target, key, receiver);
+      return async (...args: Parameters<RpcPool["getSignaturesForAddress"]>) =>
+        (await target.getSignaturesForAddress(...args)).filter((e) => !hidden.has(e.signature));
+    },
+  });
+}
+
+/**
+ * Key `keyIndex`'s vault (each test its own: the ledger reads a vault's whole history) with one
+ * honest job, then the theft, then (`after`) another honest job.
+ */
+async function theftBetweenJobs(keyIndex: number, after: boolean) {
+  const c = await h.scenario();
+  const { vault } = await c.pinKey(keyIndex);
+  const from = await chainSecondAfter(h.world);
+  const thief = h.op.attackerAccount(0n);
+  const plan = h.op.plan({ keyIndex });
+  c.record(plan, h.op.honestJob(plan));
+  const theft = h.op.send([
+    h.op.transfer(vault, thief, stolen),
+    h.op.memo(`decentral:settle:${plan.jobId}`),
+  ]).signature;
+  if (after) {
+    const next = h.op.plan({ keyIndex });
+    c.record(next, h.op.honestJob(next));
+  }
+  await h.finalized();
+  return { c, vault, from, to: Date.now(), theft };
+}
+
+/** The nightly run of [from, to) reading the ledger through `rpc`. */
+function nightly(c: Scenario, vault: string, rpc: RpcPool, from: number, to: number) {
+  const reader = createLedgerReader({
+    store: c.store,
+    rpc,
+    profile: c.profile,
+    log,
+    custody: { vaults: [vault], byKey: {} },
+  });
+  const verifier = createVerifier({
+    store: c.store,
+    rpc: h.rpc,
+    profile: c.profile,
+    log,
+    options: quickVerifierOptions,
+  });
+  return runNightlyVerification(c.store, verifier, {
+    from,
+    to,
+    timeoutMs: 10_000,
+    ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
+  });
+}
+
+describe("a theft the ledger's node hides", () => {
+  it("shows a gap and an imbalance when the listing leaves it out between two read movements", async () => {
+    const { c, vault, from, to, theft } = await theftBetweenJobs(0, true);
+    const hidden = new Set([theft]);
+    const rpc = laggingNode(h.rpc, hidden);
+    for (const listed of [false, true]) {
+      if (listed) hidden.clear();
+      // Listed by then or not, the theft is older than the newest signature read: the gap
+      // its movement leaves stays, run after run.
+      const run = await nightly(c, vault, rpc, from, to);
+      expect(run.exitCode).toBe(1);
+      expect(run.ledger?.gaps).toEqual([
+        expect.objectContaining({ vault, missingUnits: String(-stolen), beforeWindow: false }),
+      ]);
+      expect(run.ledger?.imbalanced).toEqual([{ vault, differenceUnits: String(-stolen) }]);
+    }
+  });
+
+  it("lists it late once the node shows it, when listing and balance read both hid the newest", async () => {
+    const { c, vault, from, to, theft } = await theftBetweenJobs(1, false);
+    const hidden = new Set([theft]);
+    const lag = { units: stolen };
+    const rpc = laggingNode(h.rpc, hidden, lag);
+    // A node whose every answer agrees on a chain without the theft cannot be caught alone
+    // (RPC_QUORUM is the answer to that): the first run sees nothing.
+    expect((await nightly(c, vault, rpc, from, to)).exitCode).toBe(0);
+    hidden.clear();
+    lag.units = 0n;
+    const second = await nightly(c, vault, rpc, from, to);
+    expect(second.exitCode).toBe(1);
+    expect(second.ledger?.unreceiptedDebits).toEqual([
+      expect.objectContaining({ vault, signature: theft, amountUnits: String(-stolen) }),
+    ]);
+  });
+
+  it("lists it as an unreceipted debit when its token balances leave the vault out", async () => {
+    const { c, vault, from, to, theft } = await theftBetweenJobs(2, false);
+    type Served = {
+      transaction: { message: { accountKeys: string[] } };
+      meta: {
+        preTokenBalances: { accountIndex: number }[];
+        postTokenBalances: { accountIndex: number }[];
+      };
+    };
+    const rpc = rewritingNode(h.rpc, (signature) =>
+      signature !== theft
+        ? undefined
+        : (result: Served) => {
+            const i = result.transaction.message.accountKeys.indexOf(vault);
+            const meta = result.meta;
+            meta.preTokenBalances = meta.preTokenBalances.filter((b) => b.accountIndex !== i);
+            meta.postTokenBalances = meta.postTokenBalances.filter((b) => b.accountIndex !== i);
+          },
+    );
+    const run = await nightly(c, vault, rpc, from, to);
+    expect(run.exitCode).toBe(1);
+    expect(run.ledger?.unreceiptedDebits).toEqual([
+      expect.objectContaining({ vault, signature: theft, amountUnits: String(-stolen) }),
+    ]);
+  });
+});
