@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import {
   createInitializeAccount3Instruction,
   createInitializeMint2Instruction,
+  createInitializePermanentDelegateInstruction,
   createInitializeTransferFeeConfigInstruction,
   createMintToInstruction,
   ExtensionType,
@@ -552,18 +553,32 @@ export class Operator {
   /**
    * A Token-2022 mint with the credit mint's decimals; the attacker is its mint authority.
    * With `transferFeeBps` it carries a TransferFeeConfig: the program withholds that share of
-   * every transfer (at most `maximumFee`) in the receiving account, outside its balance.
+   * every transfer (at most `maximumFee`) in the receiving account, outside its balance. With
+   * `permanentDelegate` that address may move or burn the tokens of every account of the mint.
    */
-  createToken2022Mint(opts: { transferFeeBps?: number; maximumFee?: bigint } = {}): string {
+  createToken2022Mint(
+    opts: { transferFeeBps?: number; maximumFee?: bigint; permanentDelegate?: string } = {},
+  ): string {
     const mint = this.newSigner("token-2022-mint");
     const fee = opts.transferFeeBps !== undefined;
-    const ixs: InstructionSpec[] = [
-      this.createAccountIx(
-        mint.address,
-        getMintLen(fee ? [ExtensionType.TransferFeeConfig] : []),
-        TOKEN_2022_PROGRAM_ID,
-      ),
+    const extensions = [
+      ...(fee ? [ExtensionType.TransferFeeConfig] : []),
+      ...(opts.permanentDelegate ? [ExtensionType.PermanentDelegate] : []),
     ];
+    const ixs: InstructionSpec[] = [
+      this.createAccountIx(mint.address, getMintLen(extensions), TOKEN_2022_PROGRAM_ID),
+    ];
+    if (opts.permanentDelegate) {
+      ixs.push(
+        specOf(
+          createInitializePermanentDelegateInstruction(
+            key(mint.address),
+            key(opts.permanentDelegate),
+            key(TOKEN_2022_PROGRAM_ID),
+          ),
+        ),
+      );
+    }
     if (fee) {
       ixs.push(
         specOf(
