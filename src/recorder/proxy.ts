@@ -1,7 +1,14 @@
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import https from "node:https";
 import { promisify } from "node:util";
-import { brotliDecompress, gunzip, inflate, inflateRaw, type ZlibOptions } from "node:zlib";
+import {
+  brotliDecompress,
+  gunzip,
+  inflate,
+  inflateRaw,
+  type ZlibOptions,
+  constants as zlibConstants,
+} from "node:zlib";
 import type { Store } from "../db/client.js";
 import { ownerName } from "../host-identity.js";
 import type { Logger } from "../log.js";
@@ -94,6 +101,57 @@ async function inflated(bytes: Buffer, options: ZlibOptions): Promise<Buffer> {
     if (e instanceof RangeError) throw e;
     return zlibAsync.inflateRaw(bytes, options);
   }
+}
+
+/** The codings a client's HTTP layer decodes (fetch, httpx); zstd only where built with it. */
+const clientCodings = new Set(["gzip", "x-gzip", "deflate", "br", "zstd"]);
+
+/**
+ * How a client reads an answer sent with `encoding` (`content-encoding`, which the proxy asked
+ * to be `identity` but passes on as it came): "plain" when it decodes nothing (no coding, or
+ * only codings no client knows: fetch then applies none, httpx skips them), the codings to undo
+ * when it decodes each, or "unknown" when clients differ (a known coding beside an unknown
+ * one, or zstd, which not every client decodes and this proxy cannot).
+ */
+export function answerCodings(encoding: string | undefined): string[] | "plain" | "unknown" {
+  const codings = codingsOf(encoding);
+  const known = codings.filter((c) => clientCodings.has(c));
+  if (known.length === 0) return "plain";
+  if (known.length < codings.length || known.includes("zstd")) return "unknown";
+  return codings;
+}
+
+/**
+ * The bytes a client's HTTP layer hands its SDK for an answer coded with `codings` (undone
+ * last first), as fetch decodes them: leniently at the end (a body cut short decodes as far as
+ * it goes), so only bytes that are no such coding fail. Null when they fail: the client's read
+ * fails, and it got no answer. "too_long" past the size an answer is held at.
+ */
+export async function decodedAnswer(
+  bytes: Buffer,
+  codings: string[],
+): Promise<Buffer | null | "too_long"> {
+  const zlibOptions = {
+    maxOutputLength: maxJsonCapture,
+    chunkSize: 256 * 1024,
+    finishFlush: zlibConstants.Z_SYNC_FLUSH,
+  };
+  const brotliOptions = {
+    maxOutputLength: maxJsonCapture,
+    chunkSize: 256 * 1024,
+    finishFlush: zlibConstants.BROTLI_OPERATION_FLUSH,
+  };
+  let out = bytes;
+  try {
+    for (const coding of [...codings].reverse()) {
+      if (coding === "gzip" || coding === "x-gzip") out = await zlibAsync.gunzip(out, zlibOptions);
+      else if (coding === "br") out = await zlibAsync.brotli(out, brotliOptions);
+      else out = await inflated(out, zlibOptions);
+    }
+  } catch (e) {
+    return e instanceof RangeError ? "too_long" : null;
+  }
+  return out;
 }
 
 /** Options of the recording proxy; every optional one has a default. */
@@ -1345,7 +1403,11 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         const chunks: Buffer[] = [];
         let captured = 0;
         let ttfbMs: number | null = null;
-        const sawDone = isSse ? createDoneWatch() : () => false;
+        // How the client decodes the answer (see `answerCodings`). Coded bytes are no text: a
+        // `[DONE]` among them (an operator can put one in a gzip block stored as is) is none the
+        // client reads, so capture does not stop at it.
+        const coded = answerCodings(upstream.headers["content-encoding"]);
+        const sawDone = isSse && coded === "plain" ? createDoneWatch() : () => false;
         let sseDone = false;
         let sseCut = false;
         // A stream's data up to its [DONE], counted as it passes: what its text can be at most,
@@ -1502,40 +1564,66 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           const waiting = scan;
           if (waiting !== null && readAsAsked && upstream.complete && waiting.pending() > 0) {
             void waiting.drained().then(() => record(state, elapsed, readAsAsked));
+          } else if (coded !== "plain" && coded !== "unknown" && capturing && !sseCut) {
+            // A coded answer held whole is read as its client reads it: decoded.
+            void decodedAnswer(Buffer.concat(chunks), coded).then((decoded) =>
+              record(state, elapsed, readAsAsked, decoded),
+            );
           } else record(state, elapsed, readAsAsked);
         };
-        const record = (state: "complete" | "aborted", elapsed: number, readAsAsked: boolean) => {
-          const bodyText = Buffer.concat(chunks).toString("utf8");
+        const record = (
+          state: "complete" | "aborted",
+          elapsed: number,
+          readAsAsked: boolean,
+          decoded?: Buffer | null | "too_long",
+        ) => {
+          const bodyText = (Buffer.isBuffer(decoded) ? decoded : Buffer.concat(chunks)).toString(
+            "utf8",
+          );
           // An answer the upstream broke off (its connection closed short of the body's end while
           // the client waited) reached the caller broken or not at all: a held JSON body is never
           // sent, and a stream's client sees its read fail. Usage its bytes name prices no answer
           // the caller got, so none is recorded (the charge is then bounded by the lock only). A
           // stream whose [DONE] came was read whole by its client, whatever followed.
           const brokenOff = !upstream.complete && !clientGone && !(isSse && sseDone);
+          // A coded answer whose bytes are no such coding failed its client's read: no answer,
+          // whatever usage its bytes read plain name (they were charged and verified). One not
+          // decoded here (a stream past its tail, a body too long to hold, codings clients read
+          // differently) is unknown: read plain, its usage is none the client was told.
+          const undecodable = coded !== "plain" && decoded === null && !brokenOff;
+          const unread = coded !== "plain" && !Buffer.isBuffer(decoded) && !undecodable;
           // The other kind to a chat request is read as its client reads it (`otherKindFacts`).
           const other =
-            capturing && !readAsAsked && !brokenOff && asked.chat
-              ? otherKindFacts(bodyText, sseCut, totalBytes, credentials, { ...facts, ...asked })
-              : otherData !== null && upstream.complete
-                ? otherDataFacts(otherData.count.bytes, facts.usageAsked)
-                : null;
+            unread || undecodable
+              ? null
+              : capturing && !readAsAsked && !brokenOff && asked.chat
+                ? otherKindFacts(bodyText, sseCut, totalBytes, credentials, { ...facts, ...asked })
+                : otherData !== null && upstream.complete
+                  ? otherDataFacts(otherData.count.bytes, facts.usageAsked)
+                  : null;
           // A Responses request run in the background is answered `queued`, its output fetched
           // later by another request: this answer holds none of it, and bounds nothing.
           const background = asked.shape === "output" && facts.background;
           const learnt: BodyFacts = background
             ? unknownBody
-            : other !== null
-              ? other.facts
-              : capturing && readAsAsked && !brokenOff
-                ? isSse
-                  ? sseFacts(bodyText, sseCut, streamData.bytes, credentials, asked)
-                  : jsonBodyFacts(bodyText, credentials, asked)
-                : scan !== null && readAsAsked && upstream.complete
-                  ? scannedBodyFacts(scan, credentials, asked)
-                  : unknownBody;
+            : undecodable
+              ? unreadableBody(asked)
+              : unread
+                ? unknownBody
+                : other !== null
+                  ? other.facts
+                  : capturing && readAsAsked && !brokenOff
+                    ? isSse
+                      ? sseFacts(bodyText, sseCut, streamData.bytes, credentials, asked)
+                      : jsonBodyFacts(bodyText, credentials, asked)
+                    : scan !== null && readAsAsked && upstream.complete
+                      ? scannedBodyFacts(scan, credentials, asked)
+                      : unknownBody;
           const final: Receipt = {
             ...receipt,
             ...(other !== null ? { usageAsked: other.usageOwed } : {}),
+            // A stream its client could not read at all is bounded as a JSON answer is.
+            ...(undecodable && isSse ? { usageAsked: true } : {}),
             // Priced by the model asked for, or by none: the operator writes the response, so the
             // model it names is kept only to compare, never to price (the job is then unproven).
             responseModel: learnt.model,

@@ -18,11 +18,13 @@ export async function jobThroughProxy(
   store: Store,
   plan: JobPlan,
   path: string,
-  body: string,
+  body: string | Buffer,
   request: Record<string, unknown>,
   options: {
     /** The answer's content type; JSON when not given. */
     contentType?: string;
+    /** More headers of the answer (a `content-encoding`, say), passed on as the proxy sent them. */
+    answerHeaders?: Record<string, string>;
     /** The request body as sent, in place of `request` as JSON (with these headers). */
     sent?: { body: Buffer; headers: Record<string, string> };
   } = {},
@@ -39,6 +41,7 @@ export async function jobThroughProxy(
         "x-decentral-tx-signature": txs.escrowTx,
         "x-decentral-settlement-tx": txs.settlementTx,
         "x-decentral-worker": plan.worker.address,
+        ...options.answerHeaders,
       });
       res.end(body);
     }),
@@ -46,6 +49,15 @@ export async function jobThroughProxy(
   const proxy = createRecordingProxy({ store, log, upstreamBaseUrl: `${upstream.url}/v1` });
   const app = await serveApp({ store, log, proxy });
   try {
+    if (options.answerHeaders) {
+      // Read as sent, not decoded by fetch: the test decodes what it means to.
+      const text = await rawPost(`${app.url}${path}`, plan.keyIndex, {
+        model: plan.requestedModel,
+        ...request,
+      });
+      await proxy.idle();
+      return text;
+    }
     const res = await fetch(`${app.url}${path}`, {
       method: "POST",
       headers: {
@@ -64,4 +76,29 @@ export async function jobThroughProxy(
     await proxy.close();
     await upstream.close();
   }
+}
+
+/** POSTs `request` with the key of `keyIndex`; resolves with the answer's bytes as latin1. */
+function rawPost(url: string, keyIndex: number, request: object): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sent = http.request(
+      url,
+      {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${localApiKey(keyIndex)}`,
+          "content-type": "application/json",
+        },
+      },
+      (res) => {
+        expect(res.statusCode).toBe(200);
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => resolve(Buffer.concat(chunks).toString("latin1")));
+        res.on("error", reject);
+      },
+    );
+    sent.on("error", reject);
+    sent.end(JSON.stringify(request));
+  });
 }

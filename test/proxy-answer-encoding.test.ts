@@ -1,0 +1,143 @@
+import { brotliCompressSync, brotliDecompressSync, gunzipSync, gzipSync } from "node:zlib";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type AdversaryHarness,
+  discrepancy,
+  type JobPlan,
+  startAdversaryHarness,
+  verified,
+} from "./support/operator.js";
+import { jobThroughProxy } from "./support/proxy-job.js";
+import { readJob } from "./support/seed-recorder.js";
+
+/**
+ * An answer is read as its client reads it, through its `content-encoding`: the client's HTTP
+ * layer (fetch, httpx) decodes gzip, deflate and br before the SDK sees a byte. The proxy asks
+ * for `identity` but read what came back as plain whatever the header said. An operator that
+ * answered plain JSON under `content-encoding: gzip` gave its client a body that does not decode
+ * (the SDK throws), yet the proxy read the usage in it: 800 tokens charged for an answer the
+ * caller never got, verified. And an honest operator that compressed anyway was read as sending
+ * an unreadable answer: its 800 tokens failed `charge.matches_price`.
+ */
+describe("answers read through their content-encoding", () => {
+  let h: AdversaryHarness;
+  beforeAll(async () => {
+    h = await startAdversaryHarness();
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  const chatAnswer = (text: string, completionTokens: number) =>
+    JSON.stringify({
+      id: "chatcmpl-1",
+      object: "chat.completion",
+      model: "qwen3-8b",
+      choices: [{ index: 0, message: { role: "assistant", content: text }, finish_reason: "stop" }],
+      usage: {
+        prompt_tokens: 12,
+        completion_tokens: completionTokens,
+        total_tokens: 12 + completionTokens,
+      },
+    });
+  const chatStream = (text: string, completionTokens: number) =>
+    [
+      { choices: [{ index: 0, delta: { role: "assistant", content: text } }], model: "qwen3-8b" },
+      { choices: [{ index: 0, delta: {}, finish_reason: "stop" }], model: "qwen3-8b" },
+      {
+        choices: [],
+        model: "qwen3-8b",
+        usage: {
+          prompt_tokens: 12,
+          completion_tokens: completionTokens,
+          total_tokens: 12 + completionTokens,
+        },
+      },
+    ]
+      .map((chunk) => `data: ${JSON.stringify(chunk)}\n\n`)
+      .join("")
+      .concat("data: [DONE]\n\n");
+  const bytes = (latin1: string) => Buffer.from(latin1, "latin1");
+  const streamed = { stream: true, stream_options: { include_usage: true } };
+  const sse = "text/event-stream";
+
+  async function job(
+    plan: JobPlan,
+    c: Awaited<ReturnType<AdversaryHarness["scenario"]>>,
+    body: string | Buffer,
+    encoding: string,
+    stream = false,
+  ): Promise<string> {
+    return jobThroughProxy(
+      h,
+      c.store,
+      plan,
+      "/v1/chat/completions",
+      body,
+      { messages: [{ role: "user", content: "Write" }], ...(stream ? streamed : {}) },
+      {
+        answerHeaders: { "content-encoding": encoding },
+        ...(stream ? { contentType: sse } : {}),
+      },
+    );
+  }
+
+  it("reads no usage in a JSON answer that does not decode, and reads a compressed one", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const text = "x".repeat(900);
+    const lying = h.op.plan({ keyIndex: 1, completionTokens: 800 });
+    // What the caller's client gets does not decode: fetch fails its read ("terminated").
+    const plain = bytes(await job(lying, c, chatAnswer(text, 800), "gzip"));
+    expect(() => gunzipSync(plain)).toThrow();
+    const gzipped = h.op.plan({ keyIndex: 1, completionTokens: 800 });
+    const gzip = bytes(await job(gzipped, c, gzipSync(chatAnswer(text, 800)), "gzip"));
+    expect(gunzipSync(gzip).toString()).toContain(text);
+    const brotli = h.op.plan({ keyIndex: 1, completionTokens: 800 });
+    const br = brotliCompressSync(chatAnswer(text, 800));
+    expect(brotliDecompressSync(bytes(await job(brotli, c, br, "br"))).toString()).toContain(text);
+    // A coding no client knows is not applied by either (fetch, httpx): the body is read plain.
+    const unknown = h.op.plan({ keyIndex: 1, completionTokens: 800 });
+    expect(await job(unknown, c, chatAnswer(text, 800), "x-unknown")).toContain(text);
+    // gzip beside a coding fetch does not know: fetch reads it plain, httpx gunzips it.
+    const mixed = h.op.plan({ keyIndex: 1, completionTokens: 800 });
+    await job(mixed, c, gzipSync(chatAnswer(text, 800)), "gzip, x-unknown");
+    expect(
+      await c.verdicts(lying.jobId, gzipped.jobId, brotli.jobId, unknown.jobId, mixed.jobId),
+    ).toEqual([
+      discrepancy("charge.matches_price"),
+      verified,
+      verified,
+      verified,
+      { verdict: "partially_verified", failing: [] },
+    ]);
+    expect(await readJob(c.store, lying.jobId)).toMatchObject({
+      completionTokens: null,
+      answerBytes: 0,
+    });
+    expect(await readJob(c.store, gzipped.jobId)).toMatchObject({
+      completionTokens: 800,
+      answerBytes: 900,
+    });
+  });
+
+  it("reads no usage in a stream that does not decode, and reads a compressed one", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const text = "x".repeat(900);
+    const lying = h.op.plan({ keyIndex: 1, completionTokens: 800 });
+    const plain = bytes(await job(lying, c, chatStream(text, 800), "gzip", true));
+    expect(() => gunzipSync(plain)).toThrow();
+    const gzipped = h.op.plan({ keyIndex: 1, completionTokens: 800 });
+    const gzip = bytes(await job(gzipped, c, gzipSync(chatStream(text, 800)), "gzip", true));
+    expect(gunzipSync(gzip).toString()).toContain(text);
+    expect(await c.verdicts(lying.jobId, gzipped.jobId)).toEqual([
+      discrepancy("charge.matches_price"),
+      verified,
+    ]);
+    expect(await readJob(c.store, gzipped.jobId)).toMatchObject({
+      completionTokens: 800,
+      answerBytes: 900,
+    });
+  });
+});
