@@ -1,5 +1,14 @@
-import { brotliCompressSync, brotliDecompressSync, gunzipSync, gzipSync } from "node:zlib";
+import http from "node:http";
+import {
+  brotliCompressSync,
+  brotliDecompressSync,
+  deflateRawSync,
+  deflateSync,
+  gunzipSync,
+  gzipSync,
+} from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { decodedAnswer } from "../src/recorder/proxy.js";
 import {
   type AdversaryHarness,
   discrepancy,
@@ -8,6 +17,7 @@ import {
   verified,
 } from "./support/operator.js";
 import { jobThroughProxy } from "./support/proxy-job.js";
+import { listen } from "./support/recorder-fixtures.js";
 import { readJob } from "./support/seed-recorder.js";
 
 /**
@@ -139,5 +149,36 @@ describe("answers read through their content-encoding", () => {
       completionTokens: 800,
       answerBytes: 900,
     });
+  });
+
+  it("decodes as fetch decodes: raw deflate, a gzip cut short; not bytes after the gzip", async () => {
+    const plain = Buffer.from(chatAnswer("x".repeat(50), 40));
+    const shapes: [string, Buffer, string][] = [
+      ["deflate", deflateSync(plain), "deflate"],
+      ["raw deflate", deflateRawSync(plain), "deflate"],
+      ["cut short", gzipSync(plain).subarray(0, 60), "gzip"],
+      ["bytes after", Buffer.concat([gzipSync(plain), Buffer.from("usage")]), "gzip"],
+      ["two codings", brotliCompressSync(gzipSync(plain)), "gzip, br"],
+    ];
+    let sending = shapes[0]!;
+    const server = await listen(
+      http.createServer((_req, res) => {
+        res.writeHead(200, { "content-encoding": sending[2] });
+        res.end(sending[1]);
+      }),
+    );
+    try {
+      for (const shape of shapes) {
+        sending = shape;
+        const read = await (await fetch(server.url)).text().catch(() => null);
+        const decoded = await decodedAnswer(shape[1], shape[2].split(", "));
+        expect([shape[0], Buffer.isBuffer(decoded) ? decoded.toString() : decoded]).toEqual([
+          shape[0],
+          read,
+        ]);
+      }
+    } finally {
+      await server.close();
+    }
   });
 });
