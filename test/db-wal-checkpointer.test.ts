@@ -76,4 +76,67 @@ describe("WAL checkpointer", () => {
     expect(store.sqlite.pragma("journal_size_limit", { simple: true })).toBe(JOURNAL_SIZE_LIMIT);
     store.close();
   });
+  it("runs no checkpoint while nothing is committed, and one as soon as something is", async () => {
+    const store = openSqliteStore(join(mkdtempSync(join(tmpdir(), "recorder-wal-")), "audit.db"));
+    migrateStore(store);
+    const checkpointer = startWalCheckpointer(store, { intervalMs: 5 });
+    const written = await checkpointer.nextCheckpoint();
+    expect(written.checkpointed).toBe(written.log);
+    // Idle: 40 ticks. Each one ran a checkpoint (and woke this thread) with nothing to do.
+    const idleFrom = checkpointer.runs();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const idleRuns = checkpointer.runs();
+    expect(idleRuns - idleFrom).toBeLessThanOrEqual(1);
+    ingestReceipts(store, [wireReceipt()], "import");
+    await vi.waitFor(() => expect(checkpointer.runs()).toBeGreaterThan(idleRuns), {
+      timeout: 5000,
+      interval: 5,
+    });
+    await checkpointer.close();
+    store.close();
+  });
+
+  it("keeps checkpointing a WAL a reader kept from being written back, with no new commit", async () => {
+    const path = join(mkdtempSync(join(tmpdir(), "recorder-wal-")), "audit.db");
+    const store = openSqliteStore(path);
+    migrateStore(store);
+    const reader = openSqliteStore(path);
+    const checkpointer = startWalCheckpointer(store, { intervalMs: 50 });
+    await checkpointer.nextCheckpoint();
+    // The reader's snapshot ends inside the WAL (after one receipt, before the next): the next
+    // one's frames cannot be written back while it reads. A checkpoint between the first
+    // receipt and the read lets the reader skip the WAL, so that is tried until it pins.
+    await vi.waitFor(
+      async () => {
+        if (reader.sqlite.inTransaction) reader.sqlite.exec("COMMIT");
+        ingestReceipts(store, [wireReceipt()], "import");
+        reader.sqlite.exec("BEGIN");
+        reader.sqlite.prepare("SELECT count(*) FROM jobs").get();
+        ingestReceipts(store, [wireReceipt()], "import");
+        const pinned = await checkpointer.nextCheckpoint();
+        expect(pinned.checkpointed).toBeLessThan(pinned.log);
+      },
+      { timeout: 5000, interval: 1 },
+    );
+    reader.sqlite.exec("COMMIT");
+    // Nothing is committed from here on; the ticks still write the frames back.
+    const runs = checkpointer.runs();
+    await vi.waitFor(() => expect(checkpointer.runs()).toBeGreaterThan(runs), {
+      timeout: 5000,
+      interval: 5,
+    });
+    // Once the frames are written back, the ticks rest again.
+    let seen = -1;
+    await vi.waitFor(
+      async () => {
+        seen = checkpointer.runs();
+        await new Promise((resolve) => setTimeout(resolve, 60));
+        expect(checkpointer.runs()).toBe(seen);
+      },
+      { timeout: 5000, interval: 5 },
+    );
+    await checkpointer.close();
+    reader.close();
+    store.close();
+  });
 });

@@ -38,8 +38,20 @@ const walSize = () => {
 // next one: a longer pause let the WAL grow by gigabytes in a soak while readers kept coming.
 let skipTruncate = 0;
 let truncateBackoff = 1;
+// Changes whenever another connection commits. While it holds the value it had when a
+// checkpoint left nothing in the WAL to write back (and the file needs no cutting), a tick has
+// nothing to do: an idle service ran a checkpoint, a stat and a message to its event loop
+// every second for nothing.
+const dataVersion = db.prepare("PRAGMA data_version").pluck();
+let settledAt = null;
+let runs = 0;
+// The main thread waits for a result (nextCheckpoint): the next tick runs and answers.
+let wanted = false;
 const checkpoint = () => {
   try {
+    const version = dataVersion.get();
+    if (!wanted && version === settledAt) return;
+    wanted = false;
     let [result] = db.pragma("wal_checkpoint(PASSIVE)");
     let mode = "PASSIVE";
     if (skipTruncate > 0) {
@@ -64,25 +76,39 @@ const checkpoint = () => {
         truncateBackoff = 1;
       }
     }
+    const walBytes = walSize();
+    settledAt =
+      result.busy === 0 && result.log === result.checkpointed && skipTruncate === 0 &&
+      walBytes <= workerData.truncateAboveBytes
+        ? version
+        : null;
     parentPort.postMessage({
       log: result.log,
       checkpointed: result.checkpointed,
       busy: result.busy,
       mode,
-      walBytes: walSize(),
+      walBytes,
+      runs: ++runs,
     });
   } catch (error) {
+    settledAt = null;
     parentPort.postMessage({ error: String(error && error.message), walBytes: walSize() });
   }
 };
 const timer = setInterval(checkpoint, workerData.intervalMs);
 parentPort.on("message", (message) => {
   if (message === "checkpoint") {
+    wanted = true;
     checkpoint();
+    return;
+  }
+  if (message === "want") {
+    wanted = true;
     return;
   }
   if (message !== "close") return;
   clearInterval(timer);
+  wanted = true;
   checkpoint();
   db.close();
   parentPort.close();
@@ -98,11 +124,21 @@ export interface CheckpointResult {
   mode?: "PASSIVE" | "TRUNCATE";
   /** Size of the -wal file after the checkpoint, in bytes. */
   walBytes?: number;
+  /** Checkpoints the worker has run so far, this one included. */
+  runs?: number;
 }
 
 export interface WalCheckpointer {
-  /** Resolves with the result of the next checkpoint (tests, diagnostics). */
+  /**
+   * Resolves with the result of the next checkpoint (tests, diagnostics): the next tick runs
+   * one even when nothing was committed since the WAL was last written back.
+   */
   nextCheckpoint(): Promise<CheckpointResult>;
+  /**
+   * Checkpoints run so far, as of the last one reported. A tick finding nothing committed since
+   * a checkpoint left the WAL written back (and small) runs none.
+   */
+  runs(): number;
   /** Size of the -wal file at the last checkpoint, in bytes (0 for `:memory:`). */
   walBytes(): number;
   /** Runs a last checkpoint and stops the worker. */
@@ -133,6 +169,7 @@ export function startWalCheckpointer(
     return {
       nextCheckpoint: () => Promise.resolve({ log: 0, checkpointed: 0 }),
       walBytes: () => 0,
+      runs: () => 0,
       close: async () => {},
     };
   }
@@ -149,9 +186,11 @@ export function startWalCheckpointer(
     },
   });
   let lastWalBytes = 0;
+  let runs = 0;
   let waiting: ((result: CheckpointResult) => void)[] = [];
   worker.on("message", (message: { error?: string } & Partial<CheckpointResult>) => {
     if (message.walBytes !== undefined) lastWalBytes = message.walBytes;
+    if (message.runs !== undefined) runs = message.runs;
     if (message.error) {
       options.log?.warn({ reason: message.error }, "WAL checkpoint failed");
       return;
@@ -162,6 +201,7 @@ export function startWalCheckpointer(
       busy: message.busy ?? 0,
       mode: message.mode ?? "PASSIVE",
       walBytes: lastWalBytes,
+      runs,
     };
     if (result.mode === "TRUNCATE") {
       options.log?.info({ ...result }, "WAL over its size threshold: truncating checkpoint");
@@ -176,8 +216,13 @@ export function startWalCheckpointer(
   });
   store.sqlite.pragma("wal_autocheckpoint = 0");
   return {
-    nextCheckpoint: () => new Promise((resolve) => waiting.push(resolve)),
+    nextCheckpoint: () =>
+      new Promise((resolve) => {
+        if (waiting.length === 0) worker.postMessage("want");
+        waiting.push(resolve);
+      }),
     walBytes: () => lastWalBytes,
+    runs: () => runs,
     async close() {
       const exited = once(worker, "exit");
       worker.postMessage("close");
