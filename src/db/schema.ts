@@ -599,6 +599,12 @@ export const ledgerCursors = sqliteTable("ledger_cursors", {
    */
   balanceForeign: text("balance_foreign"),
   /**
+   * Who else than the escrow authority may spend the vault, as the last balance read found it
+   * (JSON: its slot, the owner when not the authority's, a delegate with what it may spend):
+   * said by every statement while it lasts, though no line shows how it came to be.
+   */
+  balanceControl: text("balance_control"),
+  /**
    * How far a nightly run has judged the vault's history (ms): every finding before this instant
    * was reported by one. Null while never judged: the next run judges it from its beginning.
    * Only ever raised (two runs at once keep the later mark).

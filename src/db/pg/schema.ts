@@ -405,6 +405,8 @@ export const ledgerCursors = pgTable("ledger_cursors", {
   finalThrough: epochMs("final_through"),
   syncFinalThrough: epochMs("sync_final_through"),
   balanceForeign: text("balance_foreign"),
+  /** Who else may spend the vault at the last balance read (see the SQLite schema). */
+  balanceControl: text("balance_control"),
   /**
    * How far a nightly run has judged the vault's history (ms): every finding before this instant
    * was reported by one. Null while never judged: the next run judges it from its beginning.

@@ -1,0 +1,1 @@
+ALTER TABLE `ledger_cursors` ADD `balance_control` text;

@@ -1,0 +1,1 @@
+ALTER TABLE "ledger_cursors" ADD COLUMN "balance_control" text;
