@@ -564,6 +564,7 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       balanceUnits: 870_000n,
       balanceSlot: 333,
       balanceForeign: null,
+      balanceControl: null,
       newestSlot: 300,
       judgedThrough: null,
       judgedAt: null,
@@ -1328,6 +1329,7 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       balanceUnits: 817_000n,
       balanceSlot: 801,
       balanceForeign: null,
+      balanceControl: null,
       newestSlot: 800,
       judgedThrough: null,
       judgedAt: null,
@@ -2564,5 +2566,38 @@ describe.each(dialects)("the stored transactions of a part of a listing on %s", 
     expect([...found.keys()]).toEqual([s("with")]);
     expect(JSON.parse(found.get(s("with"))!.facts)).toEqual({ a: 1 });
     expect(await ledger.storedTransactions([])).toEqual(new Map());
+  });
+});
+
+describe.each(dialects)("who else may spend a vault, by its balance read, on %s", (dialect) => {
+  const stores = useDialectStores(dialect);
+
+  it("is kept whole (an amount up to u64 max, an owner named or not) and cleared by a read finding nobody", async () => {
+    const store = await stores.open();
+    const ledger = createLedgerStore(store);
+    await ledger.cursor(VAULT, NOW);
+    expect((await ledger.cursorFigures(VAULT))?.balanceControl).toBeNull();
+    const control = {
+      slot: 900,
+      otherOwner: { owner: "0wnerXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX" },
+      delegate: {
+        address: "De1egateXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX",
+        amountUnits: 2n ** 64n - 1n,
+      },
+    };
+    await ledger.setControl(VAULT, control, NOW + 1);
+    expect((await ledger.cursorFigures(VAULT))?.balanceControl).toEqual(control);
+    await ledger.setControl(VAULT, { slot: 901, otherOwner: { owner: null }, delegate: null }, NOW);
+    expect((await ledger.cursorFigures(VAULT))?.balanceControl).toEqual({
+      slot: 901,
+      otherOwner: { owner: null },
+      delegate: null,
+    });
+    await ledger.setControl(VAULT, { slot: 902, otherOwner: null, delegate: null }, NOW);
+    expect((await ledger.cursorFigures(VAULT))?.balanceControl).toBeNull();
+    // The balance kept or not, the control is the read's: a balance write leaves it alone.
+    await ledger.setControl(VAULT, control, NOW);
+    await ledger.setBalance(VAULT, { amount: 5n, slot: 903 }, NOW);
+    expect((await ledger.cursorFigures(VAULT))?.balanceControl).toEqual(control);
   });
 });

@@ -238,6 +238,30 @@ const StatementSchema = z
           .describe(
             "Transactions whose Approve or ApproveChecked named the vault, moving nothing: the delegate can spend the vault's money alone until revoked.",
           ),
+        ownerRead: z
+          .object({
+            finding: z.literal("vault_owner_read"),
+            owner: z
+              .string()
+              .nullable()
+              .describe("The owner the read found; null: the answer named none"),
+            slot: z.number().int().describe("The balance read's slot"),
+          })
+          .nullable()
+          .describe(
+            "The vault's last balance read (getAccountInfo) found it owned by another than the escrow authority, or naming no owner: that owner can spend it alone. Said by every statement while the read says so, unless `vault_owner_now` names the same owner; no line may show it (a node leaving owners out of token balances).",
+          ),
+        delegateRead: z
+          .object({
+            finding: z.literal("vault_delegate_read"),
+            delegate: z.string(),
+            delegatedUnits: units.describe("What the delegate may still spend"),
+            slot: z.number().int().describe("The balance read's slot"),
+          })
+          .nullable()
+          .describe(
+            "The vault's last balance read found a delegate that may still spend some of it alone. Said by every statement while the read says so, unless an Approve of the period names the same delegate; no line may show it (an Approve inside a call served with `[]` inner instructions).",
+          ),
         mixedMemos: z
           .array(
             z.object({

@@ -124,6 +124,19 @@ function otherFindings(v: VaultStatement): Html {
       (d) =>
         html`<li><span class="mono">${short(d.signature)}</span> gave the vault a delegate, <span class="mono">${d.delegate}</span>, who can spend it alone${jobLink(d.memoJobId)}</li>`,
     ),
+    // From the last balance read: no transaction read shows how it came to be.
+    ...(v.ownerRead
+      ? [
+          v.ownerRead.owner === null
+            ? html`<li>The vault's last balance read (slot ${v.ownerRead.slot}) named no owner: that the escrow authority owns it is not proven</li>`
+            : html`<li>The vault is owned by <span class="mono">${v.ownerRead.owner}</span>, not the escrow authority, by its last balance read (slot ${v.ownerRead.slot}): that owner can spend it alone</li>`,
+        ]
+      : []),
+    ...(v.delegateRead
+      ? [
+          html`<li>The vault has a delegate, <span class="mono">${v.delegateRead.delegate}</span>, who can spend ${usdc(v.delegateRead.delegatedUnits)} USDC of it alone, by its last balance read (slot ${v.delegateRead.slot})</li>`,
+        ]
+      : []),
     ...v.mixedMemos.map(
       (m) =>
         html`<li><span class="mono">${short(m.signature)}</span> moved ${usdc(m.amountUnits < 0n ? -m.amountUnits : m.amountUnits)} USDC ${m.amountUnits < 0n ? "out of" : "into"} the vault under memos naming several jobs (${m.named.map((n) => `${n.kind}:${n.jobId}`).join(", ")}): nobody can say whose money it was</li>`,

@@ -897,6 +897,15 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
         "ledger: the vault's owner is not the escrow authority; that owner may spend its credits alone",
       );
     }
+    if (balance) {
+      // Kept for the statement on every read, the balance kept or not: it said nothing of
+      // either, and a finance user reading a vault handed to another saw no sign of it.
+      await ledger.setControl(
+        vault,
+        { slot: balance.slot, otherOwner, delegate: balance.delegate ?? null },
+        now(),
+      );
+    }
     if (problems.length > 0) {
       const message = problems.join("; ");
       await ledger.setError(vault, message, now());

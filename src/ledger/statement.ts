@@ -221,6 +221,34 @@ export interface VaultDelegateApproved {
 }
 
 /**
+ * The vault's last balance read (`getAccountInfo`, the one the nightly run's `vaultOwnersNow`
+ * reads) found its credit account owned by another than the escrow authority, or naming no
+ * owner (`owner` null: the authority's is not proven): that owner may spend it alone. Said by
+ * every statement while the read says so, unless its `vault_owner_now` names the same owner
+ * (one cause, said once): a node leaving `owner` out of token balances shows no line of it.
+ */
+export interface VaultOwnerRead {
+  finding: "vault_owner_read";
+  owner: string | null;
+  /** The balance read's slot. */
+  slot: number;
+}
+
+/**
+ * The vault's last balance read found a delegate that may still spend `delegatedUnits` of it
+ * alone (the nightly run's `vaultDelegatesNow`). Said by every statement while the read says
+ * so, unless an Approve of the period names the same delegate (`vault_delegate_approved`): an
+ * Approve inside a call a node served with `[]` inner instructions shows in no line.
+ */
+export interface VaultDelegateRead {
+  finding: "vault_delegate_read";
+  delegate: string;
+  delegatedUnits: bigint;
+  /** The balance read's slot. */
+  slot: number;
+}
+
+/**
  * A transaction that moved the vault's money under memos naming several jobs or several steps
  * of one job (`refund:job_zzzz` and `refund:<A>`, say): whose money it is cannot be told.
  */
@@ -325,6 +353,10 @@ export interface VaultStatement {
   ownerChanges: (VaultOwnerChanged | VaultOwnerNow)[];
   /** Transactions whose Approve or ApproveChecked gave the vault a delegate. */
   delegateApprovals: VaultDelegateApproved[];
+  /** Another owner, or none named, at the last balance read (`vault_owner_read`), else null. */
+  ownerRead: VaultOwnerRead | null;
+  /** A delegate that may still spend the vault at the last balance read, else null. */
+  delegateRead: VaultDelegateRead | null;
   /** Transactions that moved the vault's money under memos naming several jobs. */
   mixedMemos: MixedJobMemos[];
   gaps: LedgerGap[];
@@ -349,6 +381,8 @@ export function findingCount(v: VaultStatement): number {
     v.foreignMint.length +
     v.ownerChanges.length +
     v.delegateApprovals.length +
+    (v.ownerRead ? 1 : 0) +
+    (v.delegateRead ? 1 : 0) +
     v.mixedMemos.length +
     v.gaps.length +
     (v.missingHistory ? 1 : 0)
@@ -725,6 +759,21 @@ export async function buildStatement(
       await ledger.delegateLines(vault, fromSec, toSec)
     ).map((l) => ({ finding: "vault_delegate_approved", ...l }));
     counts.delegateApprovals = delegateApprovals.length;
+    // Who else may spend the vault by its last balance read, unless a line says it already.
+    const control = cursor?.balanceControl ?? null;
+    const ownerRead: VaultOwnerRead | null =
+      control?.otherOwner && ownerNow?.owner !== control.otherOwner.owner
+        ? { finding: "vault_owner_read", owner: control.otherOwner.owner, slot: control.slot }
+        : null;
+    const delegateRead: VaultDelegateRead | null =
+      control?.delegate && !delegateApprovals.some((d) => d.delegate === control.delegate?.address)
+        ? {
+            finding: "vault_delegate_read",
+            delegate: control.delegate.address,
+            delegatedUnits: control.delegate.amountUnits,
+            slot: control.slot,
+          }
+        : null;
     const mixedMemos: MixedJobMemos[] = (await ledger.mixedMemoLines(vault, fromSec, toSec)).map(
       (l) => ({ finding: "mixed_job_memos", ...l }),
     );
@@ -839,6 +888,8 @@ export async function buildStatement(
       foreignMint,
       ownerChanges,
       delegateApprovals,
+      ownerRead,
+      delegateRead,
       mixedMemos,
       gaps,
       accountSnapshot: (await snapshotsOf(store).latestIn(vault, query.from, query.to)) ?? null,
@@ -926,6 +977,10 @@ export function statementToJson(statement: Statement) {
         ...d,
         blockTime: d.blockTime === null ? null : isoOf(d.blockTime * 1000),
       })),
+      ownerRead: v.ownerRead,
+      delegateRead: v.delegateRead
+        ? { ...v.delegateRead, delegatedUnits: v.delegateRead.delegatedUnits.toString() }
+        : null,
       mixedMemos: v.mixedMemos.map((m) => ({
         ...m,
         blockTime: m.blockTime === null ? null : isoOf(m.blockTime * 1000),
@@ -969,6 +1024,8 @@ function labelled(name: string, address: string, memo: string | null): string {
  * `foreign_mint_balance` with the mint and the amount there; `vault_owner_changed` with
  * signature and the job its memo names, `owner=<new owner>` and the line's memo in the memo
  * column (`vault_owner_now` likewise); `vault_delegate_approved` likewise, with `delegate=<delegate>`;
+ * `vault_owner_read` with `owner=<owner>` (`owner=not named` when the read named none) and
+ * `vault_delegate_read` with the amount the delegate may spend and `delegate=<delegate>`;
  * `mixed_job_memos` with signature, amount, the job it was filed under and its memos;
  * `credits_header_mismatch` with the job and the header's amount, the balances the vault held
  * then in the memo column; `ledger_gap` with the signature after the gap and what moved unseen;
@@ -1109,6 +1166,16 @@ export function statementToCsv(statement: Statement): string {
         d.memoJobId,
         labelled("delegate", d.delegate, d.memo),
       ]);
+    }
+    // What the last balance read found, though no line shows it: no signature, no time.
+    if (v.ownerRead) {
+      const owner = `owner=${v.ownerRead.owner ?? "not named"}`;
+      row([v.ownerRead.finding, v.vault, ...blank, ...tail(), null, null, null, null, owner]);
+    }
+    if (v.delegateRead) {
+      const d = v.delegateRead;
+      const named = `delegate=${d.delegate}`;
+      row([d.finding, v.vault, ...blank, ...tail(), null, null, d.delegatedUnits, null, named]);
     }
     for (const m of v.mixedMemos) {
       row([

@@ -432,3 +432,42 @@ export function foreignHoldingOf(text: string | null): ForeignHolding | null {
   };
   return { ...h, amountUnits: h.amountUnits === null ? null : BigInt(h.amountUnits) };
 }
+
+/**
+ * Who else than the escrow authority may spend a vault, as a balance read (at `slot`) found it:
+ * `otherOwner` when the credit account's owner is not the authority (`owner` null: the answer
+ * named none, so the authority's is not proven), `delegate` with what it may still spend.
+ */
+export interface BalanceControl {
+  slot: number;
+  otherOwner: { owner: string | null } | null;
+  delegate: { address: string; amountUnits: bigint } | null;
+}
+
+/** JSON text of the control column (null when the read found nobody else), and back. */
+export function balanceControlToText(c: BalanceControl | null | undefined): string | null {
+  if (!c || (c.otherOwner === null && c.delegate === null)) return null;
+  return JSON.stringify({
+    ...c,
+    delegate:
+      c.delegate === null
+        ? null
+        : { address: c.delegate.address, amountUnits: c.delegate.amountUnits.toString() },
+  });
+}
+export function balanceControlOf(text: string | null): BalanceControl | null {
+  if (text === null) return null;
+  const c = JSON.parse(text) as {
+    slot: number;
+    otherOwner: { owner: string | null } | null;
+    delegate: { address: string; amountUnits: string } | null;
+  };
+  return {
+    slot: c.slot,
+    otherOwner: c.otherOwner,
+    delegate:
+      c.delegate === null
+        ? null
+        : { address: c.delegate.address, amountUnits: BigInt(c.delegate.amountUnits) },
+  };
+}

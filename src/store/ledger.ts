@@ -5,6 +5,9 @@ import { UNITS_PER_CREDIT } from "../money.js";
 import { creditsHeaderMatches as headerMatches } from "../verify/checks/credits.js";
 import { keepWithJob, reopenJobs } from "./job-queue.js";
 import {
+  type BalanceControl,
+  balanceControlOf,
+  balanceControlToText,
   canPayFrom,
   type ForeignChange,
   type ForeignHolding,
@@ -255,6 +258,8 @@ export interface CursorFigures {
   balanceSlot: number | null;
   /** At the balance read, the address held this instead of credits (`balanceUnits` is 0). */
   balanceForeign: ForeignHolding | null;
+  /** Who else than the escrow authority may spend the vault, at the last balance read. */
+  balanceControl: BalanceControl | null;
   /** Newest slot listed: the top of the sync in progress, else of the last completed one. */
   newestSlot: number | null;
   /** How far a nightly run has judged the vault's history (ms); null while never judged. */
@@ -389,6 +394,12 @@ export interface LedgerStore {
     balance: { amount: bigint; slot: number; foreign?: ForeignHolding | null },
     at: number,
   ): Promise<void>;
+  /**
+   * Who else than the escrow authority may spend the vault, as the balance read found it (null:
+   * nobody, or the address holds no credit account): kept on every read, whether or not the
+   * balance itself is kept, so the statement says what the nightly run's read says.
+   */
+  setControl(vault: string, control: BalanceControl | null, at: number): Promise<void>;
   setError(vault: string, message: string, at: number): Promise<void>;
   /**
    * After a read, in one IMMEDIATE transaction: classifies lines read without a kind, classifies
@@ -651,6 +662,14 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       balanceSlot: sql`${sql.placeholder("slot")}`,
       balanceAt: sql`${sql.placeholder("at")}`,
       balanceForeign: sql`${sql.placeholder("foreign")}`,
+      updatedAt: sql`${sql.placeholder("at")}`,
+    })
+    .where(eq(ledgerCursors.vault, sql.placeholder("vault")))
+    .prepare();
+  const setControl = db
+    .update(ledgerCursors)
+    .set({
+      balanceControl: sql`${sql.placeholder("control")}`,
       updatedAt: sql`${sql.placeholder("at")}`,
     })
     .where(eq(ledgerCursors.vault, sql.placeholder("vault")))
@@ -934,7 +953,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     "UPDATE ledger_lines SET header_ok = ? WHERE vault = ? AND signature = ?",
   );
   const cursorRow = big(
-    `SELECT synced_at, final_through, balance_units, balance_slot, balance_foreign,
+    `SELECT synced_at, final_through, balance_units, balance_slot, balance_foreign, balance_control,
        coalesce(sync_top_slot, newest_slot) AS slot, chained_ord, judged_through, judged_at,
        last_error
      FROM ledger_cursors WHERE vault = ?`,
@@ -1743,6 +1762,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         foreign: foreignHoldingToText(balance.foreign),
       });
     },
+    async setControl(vault, control, at) {
+      setControl.run({ vault, control: balanceControlToText(control), at });
+    },
     async setError(vault, message, at) {
       setError.run({ vault, message, at });
     },
@@ -1810,6 +1832,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
             balance_units: Big;
             balance_slot: Big;
             balance_foreign: string | null;
+            balance_control: string | null;
             slot: Big;
             judged_through: Big;
             judged_at: Big;
@@ -1823,6 +1846,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         balanceUnits: r.balance_units,
         balanceSlot: num(r.balance_slot),
         balanceForeign: foreignHoldingOf(r.balance_foreign),
+        balanceControl: balanceControlOf(r.balance_control),
         newestSlot: num(r.slot),
         judgedThrough: num(r.judged_through),
         judgedAt: num(r.judged_at),

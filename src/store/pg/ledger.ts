@@ -42,6 +42,8 @@ import type {
   StoredGap,
 } from "../ledger.js";
 import {
+  balanceControlOf,
+  balanceControlToText,
   canPayFrom,
   finalCovers,
   foreignChangesOf,
@@ -250,6 +252,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         balanceUnits: ledgerCursors.balanceUnits,
         balanceSlot: ledgerCursors.balanceSlot,
         balanceForeign: ledgerCursors.balanceForeign,
+        balanceControl: ledgerCursors.balanceControl,
         slot: sql<
           number | null
         >`coalesce(${ledgerCursors.syncTopSlot}, ${ledgerCursors.newestSlot})`.mapWith(Number),
@@ -1635,6 +1638,12 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         })
         .where(eq(ledgerCursors.vault, vault));
     },
+    async setControl(vault, control, at) {
+      await db
+        .update(ledgerCursors)
+        .set({ balanceControl: balanceControlToText(control), updatedAt: at })
+        .where(eq(ledgerCursors.vault, vault));
+    },
     async setError(vault, message, at) {
       await db
         .update(ledgerCursors)
@@ -1741,6 +1750,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         balanceUnits: r.balanceUnits,
         balanceSlot: r.balanceSlot,
         balanceForeign: foreignHoldingOf(r.balanceForeign),
+        balanceControl: balanceControlOf(r.balanceControl),
         newestSlot: r.slot,
         judgedThrough: r.judgedThrough,
         judgedAt: r.judgedAt,
