@@ -359,3 +359,59 @@ describe("a vault holding credits whose history the listing leaves out whole", (
     );
   });
 });
+
+describe("a stretch of a vault's history split into two periods at every edge", () => {
+  it("closes the first where the second opens, sums each figure once, and holds each gap's money once", async () => {
+    const c = await h.scenario();
+    const vault = h.op.victimVault(1_000_000n);
+    const thief = h.op.attackerAccount(0n);
+    const from = edge();
+    h.op.send([h.op.transfer(vault, thief, 1_000n)]);
+    // A debit left out between two listed movements, one left out after the newest listed.
+    const inside = h.op.send([h.op.transfer(vault, thief, 12_345n)]).signature;
+    edge();
+    h.op.send([
+      h.op.transfer(h.op.attackerAccount(50_000n), vault, 50_000n, {
+        authority: h.op.attacker.address,
+      }),
+    ]);
+    edge();
+    h.op.send([h.op.transfer(vault, thief, 2_000n)]);
+    edge();
+    const tail = h.op.send([h.op.transfer(vault, thief, 777n)]).signature;
+    const to = edge();
+    await settle();
+    const node = leavingOut(inside);
+    await readerOf(c, vault, {
+      ...node,
+      async getSignaturesForAddress(address, o) {
+        return (await node.getSignaturesForAddress(address, o)).filter((e) => e.signature !== tail);
+      },
+    }).syncVault(vault);
+
+    const whole = (await statementOf(c, vault, from, to)).vaults[0]!;
+    // The debit after the newest listed movement is the money of the period holding the read.
+    const unseen = -12_345n;
+    expect(whole.differenceUnits).toBe(unseen);
+    const readThrough = (await ledgerStoreOf(c.store).cursorFigures(vault))!.finalThrough!;
+    const later = Math.ceil(readThrough / 86_400_000 + 1) * 86_400_000;
+    const after = (await statementOf(c, vault, to, later)).vaults[0]!;
+    expect(after.openingUnits).toBe(whole.closingOnChainUnits);
+    expect(after.differenceUnits).toBe(-777n);
+    expect(after.closingOnChainUnits).toBe(h.op.balance(vault));
+    const sum = ["depositsUnits", "locksUnits", "returnsUnits", "unexplainedOutUnits"] as const;
+    // Every whole second and half second inside the stretch is an edge.
+    for (let m = from + 500; m < to; m += 500) {
+      const first = (await statementOf(c, vault, from, m)).vaults[0]!;
+      const second = (await statementOf(c, vault, m, to)).vaults[0]!;
+      const at = new Date(m).toISOString();
+      expect(second.openingUnits, at).toBe(first.closingOnChainUnits);
+      expect(first.openingUnits, at).toBe(whole.openingUnits);
+      expect(second.closingOnChainUnits, at).toBe(whole.closingOnChainUnits);
+      for (const k of sum) expect(first[k] + second[k], `${k} at ${at}`).toBe(whole[k]);
+      const differences = (first.differenceUnits ?? 0n) + (second.differenceUnits ?? 0n);
+      expect(differences, at).toBe(unseen);
+      expect(first.complete || second.complete, at).toBe(false);
+    }
+  });
+});
