@@ -2,7 +2,7 @@ import { isPgWriteRefusal, isTransientPgError } from "../db/client.js";
 import type { PgStore } from "../db/pg/client.js";
 import { messageOf } from "../errors.js";
 import { backoff, createSleeper } from "../retry.js";
-import { openPgWriterConnection } from "../store/pg/group-commit.js";
+import { openPgWriterConnection, ReceiptTurnWaitError } from "../store/pg/group-commit.js";
 import type {
   Queued,
   ReceiptWriter,
@@ -117,6 +117,13 @@ export function createPgReceiptWriter(
       try {
         outcomes = await commitGroup(batch);
       } catch (error) {
+        if (error instanceof ReceiptTurnWaitError && !closed) {
+          // Other writers (another host's slow group) held the turn past its own long timeout:
+          // the database answers, so the group waits on; paid work is refused only once the
+          // backlog is full. Taken for an outage, every new job was refused until the turn freed.
+          log.warn({ err: error, tasks: queue.length }, "receipts wait for the writers' turn");
+          continue;
+        }
         failures++;
         const refusal = isPgWriteRefusal(error);
         if (refusal) {

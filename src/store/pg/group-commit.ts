@@ -26,6 +26,56 @@ export async function takeReceiptWriterTurn(tx: PgExecutor): Promise<void> {
   await tx.execute(sql`SELECT pg_advisory_xact_lock(${RECEIPT_WRITER_LOCK_CLASS}::int, 0)`);
 }
 
+/** The receipt writer's wait for its turn lasts at least this long per try (see `turnWaitMs`). */
+const MIN_TURN_WAIT_MS = 60_000;
+
+/**
+ * How long the receipt writer waits for its turn per try, given the session's statement timeout
+ * (0: none, and no bound of its own either). The turn is held by a whole group of another host
+ * (or a verdict or ledger write), many statements each bounded by that timeout: cancelled at it,
+ * the wait was taken for the database away and the proxy refused paid work until the turn freed.
+ */
+export function turnWaitMs(statementTimeoutMs: number): number {
+  return statementTimeoutMs > 0 ? Math.max(MIN_TURN_WAIT_MS, 4 * statementTimeoutMs) : 0;
+}
+
+/** The receipt writer waited `turnWaitMs` for its turn: the database answers, others write. */
+export class ReceiptTurnWaitError extends Error {
+  override name = "ReceiptTurnWaitError";
+}
+
+function sqlStateOf(error: unknown): unknown {
+  let failure = error as { code?: unknown; cause?: unknown } | null;
+  while (failure && failure.code === undefined && failure.cause instanceof Error) {
+    failure = failure.cause as { code?: unknown; cause?: unknown };
+  }
+  return failure?.code;
+}
+
+/**
+ * The receipt writer's turn, waited for under a statement timeout of its own (`turnWaitMs`); the
+ * session's timeout is back for the group's statements from the one that took the turn on.
+ */
+async function takeWriterTurnBounded(tx: PgExecutor, statementTimeoutMs: number): Promise<void> {
+  const waitMs = turnWaitMs(statementTimeoutMs);
+  if (waitMs === 0) return takeReceiptWriterTurn(tx);
+  // A statement's timeout is the one set when it starts: the lock's is the wait's, and the
+  // set_config beside it (run once the lock is taken) puts the session's back for the rest.
+  await tx.execute(sql`SELECT set_config('statement_timeout', ${String(waitMs)}, true)`);
+  try {
+    await tx.execute(
+      sql`SELECT pg_advisory_xact_lock(${RECEIPT_WRITER_LOCK_CLASS}::int, 0),
+        set_config('statement_timeout', ${String(statementTimeoutMs)}, true)`,
+    );
+  } catch (error) {
+    if (sqlStateOf(error) !== "57014") throw error;
+    throw new ReceiptTurnWaitError(
+      `the receipt writers' turn stayed taken for ${waitMs} ms (other writers are slow)`,
+      { cause: error },
+    );
+  }
+}
+
 /** How one unit of a PostgreSQL group ended: its value, or the error it failed with alone. */
 export type UnitOutcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 
@@ -63,18 +113,21 @@ export interface PgWriterConnection {
 export function openPgWriterConnection(shared: PgStore): PgWriterConnection {
   const own = openPgSidePool(shared, 2);
   const store = { db: own.db, pool: own.pool };
+  const statement = shared.config.statement_timeout;
+  const takeTurn = (tx: PgExecutor) =>
+    takeWriterTurnBounded(tx, typeof statement === "number" ? statement : 0);
   return {
     close: own.close,
     together: (units) =>
       store.db.transaction(async (tx) => {
-        await takeReceiptWriterTurn(tx);
+        await takeTurn(tx);
         const values: unknown[] = [];
         for (const unit of units) values.push(await unit.runPostgres(tx));
         return values;
       }),
     isolated: (units, failsAlone) =>
       store.db.transaction(async (tx) => {
-        await takeReceiptWriterTurn(tx);
+        await takeTurn(tx);
         const outcomes: UnitOutcome[] = [];
         for (const unit of units) {
           try {
@@ -94,7 +147,7 @@ export function openPgWriterConnection(shared: PgStore): PgWriterConnection {
     async probeWrite() {
       await store.db.transaction(async (tx) => {
         // Its receipt row, inserted and undone, moves rollup rows as a receipt's insert does.
-        await takeReceiptWriterTurn(tx);
+        await takeTurn(tx);
         for (const table of [jobs, receiptConflicts, jobApiAnswers]) {
           await tx.execute(sql`INSERT INTO ${table} SELECT * FROM ${table} WHERE false`);
         }

@@ -1,0 +1,75 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openPostgres, type PgStore } from "../src/db/pg/client.js";
+import { migratePostgres } from "../src/db/pg/migrate.js";
+import { createLogger } from "../src/log.js";
+import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
+import { RECEIPT_WRITER_LOCK_CLASS } from "../src/store/pg/group-commit.js";
+import { recordReceiptsUnit } from "../src/store/receipts.js";
+import { reportsStore } from "../src/store/reports.js";
+import { usePostgresDatabase } from "./support/postgres.js";
+import { receipt } from "./support/recorder-fixtures.js";
+
+/**
+ * Another host's receipt group (or a verdict or ledger write taking the receipt writers' turn)
+ * held longer than DATABASE_STATEMENT_TIMEOUT_MS: the wait for the turn is a lock wait, not a
+ * database away. It used to be cancelled at the statement timeout and taken for an outage: the
+ * proxy refused every new paid job with 503 and /readyz failed until the turn was free.
+ */
+
+const database = usePostgresDatabase();
+const log = createLogger({ level: "silent" });
+const statementTimeoutMs = 300;
+let store: PgStore;
+let holder: pg.Client;
+
+beforeAll(async () => {
+  store = openPostgres(database.url, { poolSize: 2, statementTimeoutMs });
+  await migratePostgres(store.pool);
+  holder = new pg.Client({ connectionString: database.url });
+  await holder.connect();
+});
+
+afterAll(async () => {
+  await holder?.end();
+  await store?.close();
+});
+
+describe("the PostgreSQL receipt writer waiting for a turn held past the statement timeout", () => {
+  it("keeps taking paid work and writes the receipt once the turn is free", async () => {
+    const writer = createReceiptWriter(store, { log, maxRetryDelayMs: 200 });
+    const recorded = receipt();
+    try {
+      await holder.query("BEGIN");
+      await holder.query("SELECT pg_advisory_xact_lock($1::int, 0)", [RECEIPT_WRITER_LOCK_CLASS]);
+      const written = writer.run(recordReceiptsUnit([recorded], "proxy"));
+      let settled = false;
+      void written.then(
+        () => {
+          settled = true;
+        },
+        () => {
+          settled = true;
+        },
+      );
+      // The turn is held for four statement timeouts, as a slow group on another host would.
+      const seen = new Set<string>();
+      const until = performance.now() + 4 * statementTimeoutMs;
+      while (performance.now() < until) {
+        const health = writer.health();
+        seen.add(`reachable=${health.reachable} full=${writer.full()}`);
+        await sleep(10);
+      }
+      expect(settled).toBe(false);
+      await holder.query("COMMIT");
+      expect(await written).toEqual([{ outcome: "created" }]);
+      expect([...seen]).toEqual(["reachable=true full=false"]);
+      expect(writer.health()).toEqual({ reachable: true });
+      expect((await reportsStore(store).auditRows(recorded.jobId))?.job.jobId).toBe(recorded.jobId);
+    } finally {
+      await holder.query("COMMIT").catch(() => {});
+      await writer.close();
+    }
+  }, 30_000);
+});
