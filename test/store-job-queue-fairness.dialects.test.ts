@@ -117,3 +117,53 @@ describe.each(dialects)("the job queue's order on %s", (dialect) => {
     expect(under.newWait).toBeLessThanOrEqual(1000);
   });
 });
+
+describe.each(dialects)("new receipts' claim order on %s", (dialect) => {
+  const stores = useDialectStores(dialect);
+
+  it("takes new receipts by when they were recorded, not by where their rows lie", async () => {
+    const store = await stores.open();
+    // Stored out of recording order: a host whose clock is behind wrote its receipts later, and
+    // on PostgreSQL a row written again (its jobs API answer, its usage) moves in the heap.
+    await seedJobs(store, [
+      { jobId: "second", recordedAt: t - 20_000 },
+      ...Array.from({ length: 40 }, (_, i) => ({ jobId: `later-${i}`, recordedAt: t - 5_000 + i })),
+      { jobId: "third", recordedAt: t - 10_000 },
+      { jobId: "first", recordedAt: t - 30_000 },
+    ]);
+    const queue = createJobQueueStore(store);
+    const take = { t, leaseMs: 60_000, limit: 3 };
+    expect(ids(await queue.claim("A", null, take))).toEqual(["first", "second", "third"]);
+    expect(ids(await queue.claim("A", null, take))).toEqual(["later-0", "later-1", "later-2"]);
+  });
+
+  it("keeps an early receipt written again ahead of those recorded after it", async () => {
+    const store = await stores.open();
+    await seedJobs(
+      store,
+      Array.from({ length: 300 }, (_, i) => ({
+        jobId: `j${100 + i}`,
+        recordedAt: t - 300_000 + i,
+      })),
+    );
+    // The earliest ones written again (every indexed column kept), as a jobs API answer does.
+    for (let i = 0; i < 3; i++) {
+      const id = `j${100 + i}`;
+      if (store.kind === "postgres") {
+        await store.pool.query("UPDATE jobs SET updated_at = updated_at + 1 WHERE job_id = $1", [
+          id,
+        ]);
+      } else {
+        store.sqlite
+          .prepare("UPDATE jobs SET updated_at = updated_at + 1 WHERE job_id = ?")
+          .run(id);
+      }
+    }
+    const claimed = await createJobQueueStore(store).claim("A", null, {
+      t,
+      leaseMs: 60_000,
+      limit: 5,
+    });
+    expect(ids(claimed)).toEqual(["j100", "j101", "j102", "j103", "j104"]);
+  });
+});

@@ -218,8 +218,11 @@ export const jobs = sqliteTable(
     // by recording time they are one range read, however many jobs each day is dated.
     index("jobs_recorded_created").on(t.recordedAt, t.createdAt),
     // The verifier's queue: open jobs in the order they fall due, so a claim reads the few it
-    // takes however many wait (by (verdict, next_verify_at) it sorted every due job).
-    index("jobs_open_due").on(t.nextVerifyAt).where(verdictIsOpen(t.verdict)),
+    // takes however many wait (by (verdict, next_verify_at) it sorted every due job). New jobs
+    // all tie on next_verify_at 0 and are taken by when they were recorded (`claimOrder`): by
+    // next_verify_at alone they came in rowid order, on PostgreSQL in heap order (a row written
+    // again moved behind later ones, and was passed over while new receipts kept coming).
+    index("jobs_open_due").on(t.nextVerifyAt, t.recordedAt).where(verdictIsOpen(t.verdict)),
     // The signature and backfill indexes hold only rows that have a value: a proxied receipt
     // has no jobs API answer yet (and a json one no backfill), and every NULL entry was one more
     // b-tree written per receipt. Every lookup is by value (`= x`, `= ANY`), which implies

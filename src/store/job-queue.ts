@@ -256,7 +256,9 @@ function claimQuery(db: Db, filter: QueueFilter | null) {
       .select({ jobId: sql`${jobs.jobId}`.as("job_id"), due: part.due.as("due") })
       .from(source)
       .where(and(claimable, part.where))
-      .orderBy(jobs.nextVerifyAt)
+      // New jobs tie on next_verify_at 0: read by when they were recorded, as `due` merges
+      // them (by rowid, a host's receipts written late came before earlier ones).
+      .orderBy(jobs.nextVerifyAt, jobs.recordedAt)
       .limit(limit);
   const due = sql`SELECT job_id FROM (SELECT * FROM (${side(fresh)})
     UNION ALL SELECT * FROM (${side(looked)})) ORDER BY due LIMIT ${limit}`;

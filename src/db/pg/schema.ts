@@ -140,7 +140,7 @@ export const jobs = pgTable(
     // by recording time they are one range read, however many jobs each day is dated.
     index("jobs_recorded_created").on(t.recordedAt, t.createdAt),
     // The verifier's queue (see src/db/schema.ts).
-    index("jobs_open_due").on(t.nextVerifyAt).where(verdictIsOpen(t.verdict)),
+    index("jobs_open_due").on(t.nextVerifyAt, t.recordedAt).where(verdictIsOpen(t.verdict)),
     // The signature and backfill indexes hold only rows that have a value: a proxied receipt
     // has no jobs API answer yet (and a json one no backfill), and every NULL entry was one more
     // b-tree written per receipt. Every lookup is by value (`= x`, `= ANY`), which implies

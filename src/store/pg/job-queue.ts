@@ -236,7 +236,12 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
           // and it then walked jobs_open_due in order through every due job outside the
           // window. Sorting an expression leaves it the window's indexes (jobs_created_at,
           // jobs_recorded_created).
-          .orderBy(narrows(filter) ? sql`${jobs.nextVerifyAt} + 0` : jobs.nextVerifyAt)
+          // New jobs tie on next_verify_at 0: read by when they were recorded (jobs_open_due
+          // holds it), as `due` merges them; in heap order a row written again fell behind.
+          .orderBy(
+            narrows(filter) ? sql`${jobs.nextVerifyAt} + 0` : jobs.nextVerifyAt,
+            jobs.recordedAt,
+          )
           .limit(limit)
           .for("update", { skipLocked: true });
       const due = sql`SELECT job_id FROM (SELECT * FROM (${side(fresh)}) f

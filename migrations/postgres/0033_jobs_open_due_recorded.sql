@@ -1,0 +1,2 @@
+DROP INDEX "jobs_open_due";--> statement-breakpoint
+CREATE INDEX "jobs_open_due" ON "jobs" USING btree ("next_verify_at","recorded_at") WHERE "jobs"."verdict" IN ('pending', 'awaiting_finality', 'error', 'rpc_disagreement');
