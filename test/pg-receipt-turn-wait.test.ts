@@ -73,3 +73,38 @@ describe("the PostgreSQL receipt writer waiting for a turn held past the stateme
     }
   }, 30_000);
 });
+
+describe("the PostgreSQL receipt writer closing while it waits for the writers' turn", () => {
+  it("stops within refuseAfterMs and rejects the waiting receipt, not at the turn's timeout", async () => {
+    const writer = createReceiptWriter(store, { log, refuseAfterMs: 500 });
+    try {
+      await holder.query("BEGIN");
+      await holder.query("SELECT pg_advisory_xact_lock($1::int, 0)", [RECEIPT_WRITER_LOCK_CLASS]);
+      const written = writer.run(recordReceiptsUnit([receipt()], "proxy"));
+      const outcome = written.then(
+        () => "written",
+        (error: Error) => error.message,
+      );
+      // Its group waits for the turn (the advisory lock) on the server (read outside the
+      // holder's transaction, which sees one snapshot of the activity).
+      const waits = async () =>
+        (
+          await store.pool.query(
+            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+          )
+        ).rows[0]?.n;
+      await expect.poll(waits, { timeout: 10_000, interval: 20 }).toBe(1);
+      const started = performance.now();
+      const closed = await Promise.race([
+        writer.close().then(() => "closed"),
+        sleep(8_000).then(() => "still waiting"),
+      ]);
+      expect(closed).toBe("closed");
+      expect(performance.now() - started).toBeLessThan(3_000);
+      expect(await outcome).toMatch(/did not take the write before the writer closed/);
+    } finally {
+      await holder.query("COMMIT").catch(() => {});
+      await writer.close();
+    }
+  }, 30_000);
+});

@@ -117,7 +117,13 @@ export function createPgReceiptWriter(
       try {
         outcomes = await commitGroup(batch);
       } catch (error) {
-        if (error instanceof ReceiptTurnWaitError && !closed) {
+        if (error instanceof ReceiptTurnWaitError) {
+          // Closing past its time: the wait was cancelled, and what waits is rejected, so its
+          // caller logs each job for an `import`, as with the database away.
+          if (abandoned) {
+            abandon(error);
+            return;
+          }
           // Other writers (another host's slow group) held the turn past its own long timeout:
           // the database answers, so the group waits on; paid work is refused only once the
           // backlog is full. Taken for an outage, every new job was refused until the turn freed.
@@ -328,6 +334,9 @@ export function createPgReceiptWriter(
       const deadline = setTimeout(() => {
         abandoned = true;
         stop.abort();
+        // A group waiting for the writers' turn (another host's slow group) would keep the
+        // stop waiting up to the turn's own timeout, minutes past the drain time.
+        connection.cancelTurnWait().catch(() => {});
       }, refuseAfterMs);
       await this.idle();
       clearTimeout(deadline);

@@ -56,24 +56,41 @@ function sqlStateOf(error: unknown): unknown {
  * The receipt writer's turn, waited for under a statement timeout of its own (`turnWaitMs`); the
  * session's timeout is back for the group's statements from the one that took the turn on.
  */
-async function takeWriterTurnBounded(tx: PgExecutor, statementTimeoutMs: number): Promise<void> {
+async function takeWriterTurnBounded(
+  tx: PgExecutor,
+  statementTimeoutMs: number,
+  waiting: (pid: number | null) => void,
+): Promise<void> {
   const waitMs = turnWaitMs(statementTimeoutMs);
-  if (waitMs === 0) return takeReceiptWriterTurn(tx);
   // A statement's timeout is the one set when it starts: the lock's is the wait's, and the
   // set_config beside it (run once the lock is taken) puts the session's back for the rest.
-  await tx.execute(sql`SELECT set_config('statement_timeout', ${String(waitMs)}, true)`);
+  // The backend's pid lets a writer that closes cancel the wait (`cancelTurnWait`).
+  const [session] = (
+    await tx.execute<{ pid: number }>(
+      waitMs === 0
+        ? sql`SELECT pg_backend_pid() AS pid`
+        : sql`SELECT set_config('statement_timeout', ${String(waitMs)}, true), pg_backend_pid() AS pid`,
+    )
+  ).rows;
+  waiting(session?.pid ?? null);
+  if (waitMs === 0) {
+    await takeReceiptWriterTurn(tx).finally(() => waiting(null));
+    return;
+  }
   try {
     await tx.execute(
       sql`SELECT pg_advisory_xact_lock(${RECEIPT_WRITER_LOCK_CLASS}::int, 0),
         set_config('statement_timeout', ${String(statementTimeoutMs)}, true)`,
     );
   } catch (error) {
+    waiting(null);
     if (sqlStateOf(error) !== "57014") throw error;
     throw new ReceiptTurnWaitError(
       `the receipt writers' turn stayed taken for ${waitMs} ms (other writers are slow)`,
       { cause: error },
     );
   }
+  waiting(null);
 }
 
 /** How one unit of a PostgreSQL group ended: its value, or the error it failed with alone. */
@@ -100,6 +117,11 @@ export interface PgWriterConnection {
    * two before it looks for rows; a receipt row, inserted and undone, meets the third.
    */
   probeWrite(): Promise<void>;
+  /**
+   * Cancels a wait for the receipt writers' turn under way (a writer closing past its time):
+   * it fails as a `ReceiptTurnWaitError`. Nothing when no transaction waits for the turn.
+   */
+  cancelTurnWait(): Promise<void>;
   /** Ends the writer's own connection. */
   close(): Promise<void>;
 }
@@ -114,10 +136,19 @@ export function openPgWriterConnection(shared: PgStore): PgWriterConnection {
   const own = openPgSidePool(shared, 2);
   const store = { db: own.db, pool: own.pool };
   const statement = shared.config.statement_timeout;
+  /** The backend waiting for the turn, if one is. */
+  let waitingPid: number | null = null;
   const takeTurn = (tx: PgExecutor) =>
-    takeWriterTurnBounded(tx, typeof statement === "number" ? statement : 0);
+    takeWriterTurnBounded(tx, typeof statement === "number" ? statement : 0, (pid) => {
+      waitingPid = pid;
+    });
   return {
     close: own.close,
+    async cancelTurnWait() {
+      if (waitingPid === null) return;
+      // The pool's second connection: the first is the one waiting.
+      await store.pool.query("SELECT pg_cancel_backend($1)", [waitingPid]);
+    },
     together: (units) =>
       store.db.transaction(async (tx) => {
         await takeTurn(tx);
