@@ -14,6 +14,7 @@ import { scheduleNightlyVerification } from "../src/nightly/cron.js";
 import { acquireLock, releaseLock } from "../src/nightly/locks.js";
 import { NIGHTLY_LOCK, type SettlingEngine } from "../src/nightly/nightly-run.js";
 import { runVerifyCommand, verifyWindow } from "../src/nightly/verify-command.js";
+import { createVerificationRunStore } from "../src/store/verification-runs.js";
 import { insertCheck, insertJob } from "./support/job-rows.js";
 import { createTestStore } from "./support/store.js";
 
@@ -493,6 +494,65 @@ describe("serve --verify-cron", () => {
       const [first] = summaries;
       expect(first).toMatchObject({ from: fire - 1000, to: fire });
       expect(first!.startedAt - first!.to).toBeGreaterThanOrEqual(500);
+    } finally {
+      schedule.stop();
+    }
+  });
+
+  it("takes in the window of a run that never finished in another process (a leader killed in its run)", async () => {
+    const store = createTestStore();
+    const runs = createVerificationRunStore(store);
+    const day = (d: number) => Date.UTC(2026, 10, d);
+    // The night of the 24th finished; the leader running the night of the 25th was killed in
+    // it (its row abandoned, no outcome), and the leader after it starts with no memory.
+    for (const [from, exitCode] of [
+      [23, 1],
+      [24, null],
+    ] as const) {
+      const { runId } = await runs.open(
+        { trigger: "verify", window: { from: day(from), to: day(from + 1) }, heartbeatUntil: 1 },
+        { owner: "killed", t: day(from + 1), deadOwners: [] },
+      );
+      if (exitCode === null) continue;
+      await runs.finish(runId, "completed", {}, day(from + 1));
+      const outcome = { outcome: "discrepancies", exitCode, reason: null, ledgerFindings: null };
+      await runs.recordOutcome(runId, outcome, day(from + 1));
+    }
+    let at = day(26) + 5 * 60_000;
+    const schedule = scheduleNightlyVerification("0 0 * * *", {
+      store,
+      engine: scriptedEngine(store, {}),
+      log: createLogger({ level: "silent" }),
+      now: () => at,
+    });
+    try {
+      expect(await schedule.runNow()).toMatchObject({ from: day(24), to: day(26) });
+      at = day(27) + 5 * 60_000;
+      expect(await schedule.runNow()).toMatchObject({ from: day(26), to: day(27) });
+    } finally {
+      schedule.stop();
+    }
+  });
+
+  it("looks back at most a week of windows for a nightly that finished", async () => {
+    const store = createTestStore();
+    const runs = createVerificationRunStore(store);
+    const day = (d: number) => Date.UTC(2026, 10, d);
+    const { runId } = await runs.open(
+      { trigger: "verify", window: { from: day(1), to: day(2) }, heartbeatUntil: 1 },
+      { owner: "long-ago", t: day(2), deadOwners: [] },
+    );
+    await runs.finish(runId, "completed", {}, day(2));
+    const outcome = { outcome: "verified", exitCode: 0, reason: null, ledgerFindings: null };
+    await runs.recordOutcome(runId, outcome, day(2));
+    const schedule = scheduleNightlyVerification("0 0 * * *", {
+      store,
+      engine: scriptedEngine(store, {}),
+      log: createLogger({ level: "silent" }),
+      now: () => day(26) + 5 * 60_000,
+    });
+    try {
+      expect(await schedule.runNow()).toMatchObject({ from: day(25), to: day(26) });
     } finally {
       schedule.stop();
     }

@@ -204,6 +204,40 @@ describe.each(dialects)("verification runs on %s", (dialect) => {
   });
 });
 
+describe.each(dialects)("the nightly coverage kept in verification runs on %s", (dialect) => {
+  const stores = useDialectStores(dialect);
+
+  it("says where the last nightly that finished (exit 0 or 1) ended, before a time", async () => {
+    const store = await stores.open();
+    const runs = createVerificationRunStore(store);
+    const night = 86_400_000;
+    const nightly = async (from: number, exitCode: number | null, status = "completed") => {
+      const { runId } = await runs.open(
+        { trigger: "verify", window: { from, to: from + night }, heartbeatUntil: t + 30_000 },
+        { owner: "me", t, deadOwners: [] },
+      );
+      await runs.finish(runId, status as "completed", { total: 1, final: 1 }, t);
+      if (exitCode !== null) {
+        const outcome = { outcome: "x", exitCode, reason: null, ledgerFindings: null };
+        await runs.recordOutcome(runId, outcome, t);
+      }
+    };
+    expect(await runs.nightlyCoveredUntil(T0 + 9 * night)).toBeNull();
+    await nightly(T0, 0);
+    await nightly(T0 + night, 1);
+    // Could not finish, killed before its outcome, or the verifier's own run: none covers.
+    await nightly(T0 + 2 * night, 2);
+    await nightly(T0 + 3 * night, null, "abandoned");
+    await runs.open(
+      { trigger: "serve", window: null, heartbeatUntil: t + 30_000 },
+      { owner: "serve", t, deadOwners: [] },
+    );
+    expect(await runs.nightlyCoveredUntil(T0 + 9 * night)).toBe(T0 + 2 * night);
+    expect(await runs.nightlyCoveredUntil(T0 + 2 * night - 1)).toBe(T0 + night);
+    expect(await runs.nightlyCoveredUntil(T0)).toBeNull();
+  });
+});
+
 describe("verification runs on PostgreSQL, closed from two processes at once", () => {
   const stores = useDialectStores("postgres");
 

@@ -2,6 +2,7 @@ import { Cron } from "croner";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { createVerificationRunStore } from "../store/verification-runs.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
 import { type NightlyOptions, runNightlyVerification, type SettlingEngine } from "./nightly-run.js";
 import { DEFAULT_VERIFY_TIMEOUT_MS } from "./verify-command.js";
@@ -45,6 +46,34 @@ export function scheduledWindow(
   return { from, to };
 }
 
+/** How many windows back a scheduled run's first window may reach for the last finished run. */
+const LOOK_BACK_WINDOWS = 7;
+
+/**
+ * Where the first scheduled run of this process starts its window: the end of the last nightly
+ * that finished, when it lies before the scheduled window and at most a week of windows back.
+ * In a cluster the leader that ran the schedule can die in its run (kill -9, OOM) or just
+ * before its fire time, and the next leader's first run covered its own window only: the night
+ * in between was never judged by any nightly, and nothing said so. Older gaps (a schedule set
+ * again after months) are left to `verify --from --to`, rather than one run that cannot finish.
+ * A store that cannot answer leaves the run its own window.
+ */
+async function firstOpenFrom(
+  deps: NightlyScheduleDeps,
+  schedule: Pick<Cron, "previousRuns">,
+  at: number,
+): Promise<number | null> {
+  const { from, to } = scheduledWindow(schedule, at, null);
+  try {
+    const covered = await createVerificationRunStore(deps.store).nightlyCoveredUntil(from);
+    if (covered === null || covered >= from) return null;
+    return covered >= from - LOOK_BACK_WINDOWS * (to - from) ? covered : null;
+  } catch (error) {
+    deps.log.warn({ err: error }, "nightly verification: the last finished run not read");
+    return null;
+  }
+}
+
 /** Throws the VERIFY_CRON error for an expression croner cannot parse; starts nothing. */
 export function validateCronExpression(expression: string): void {
   try {
@@ -71,9 +100,15 @@ export function validateCronExpression(expression: string): void {
 export function scheduleNightlyVerification(expression: string, deps: NightlyScheduleDeps) {
   const now = deps.now ?? Date.now;
   const timeoutMs = deps.timeoutMs ?? DEFAULT_VERIFY_TIMEOUT_MS;
-  // Start of the time no finished run has covered; in memory, so a restart begins afresh.
+  // Start of the time no finished run has covered. Kept in memory between runs; the first run
+  // reads it from the store (`firstOpenFrom`), as the process that ran the last may be gone.
   let openFrom: number | null = null;
+  let first = true;
   const run = async () => {
+    if (first) {
+      first = false;
+      openFrom = await firstOpenFrom(deps, job, now());
+    }
     const window = scheduledWindow(job, now(), openFrom);
     const summary = await runNightlyVerification(deps.store, deps.engine, {
       ...window,

@@ -53,6 +53,13 @@ export interface VerificationRunStore {
    * what the verifier wrote (`completed` once the jobs settled); the outcome is the night's.
    */
   recordOutcome(runId: number, outcome: NightlyRunOutcome, t: number): Promise<void>;
+  /**
+   * The latest end, at or before `before`, of the window of a nightly run (`verify`, the
+   * `VERIFY_CRON` run) that finished, exit 0 or 1; null when none did. A scheduled run's first
+   * window reaches back to it: the run of the window before may have died with the process that
+   * led (`kill -9`, a restart at its fire time), which no later process remembered.
+   */
+  nightlyCoveredUntil(before: number): Promise<number | null>;
 }
 
 /**
@@ -102,6 +109,14 @@ function createSqliteVerificationRunStore(store: SqliteStore): VerificationRunSt
   );
   const runningOwners = sqlite
     .prepare("SELECT DISTINCT owner FROM verification_runs WHERE status = 'running' AND owner <> ?")
+    .pluck();
+  // Raw SQL: reads the exit code inside the summary JSON the nightly wrote.
+  const coveredUntil = sqlite
+    .prepare(
+      `SELECT max(window_to) FROM verification_runs
+       WHERE trigger = 'verify' AND window_to <= ?
+         AND json_extract(summary, '$.exitCode') IN (0, 1)`,
+    )
     .pluck();
   const abandonOwner = sqlite.prepare(
     `UPDATE verification_runs SET status = 'abandoned', finished_at = ?
@@ -167,6 +182,9 @@ function createSqliteVerificationRunStore(store: SqliteStore): VerificationRunSt
         .set({ status, finishedAt: t, summary })
         .where(eq(verificationRuns.id, runId))
         .run();
+    },
+    async nightlyCoveredUntil(before) {
+      return (coveredUntil.get(before) as number | null) ?? null;
     },
     async recordOutcome(runId, o, t) {
       // Raw SQL in the value: the fields are set inside the stored summary, in one statement,

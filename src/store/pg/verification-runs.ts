@@ -106,6 +106,20 @@ export function createPgVerificationRunStore(store: PgStore): VerificationRunSto
         .set({ status, finishedAt: t, summary })
         .where(eq(verificationRuns.id, runId));
     },
+    async nightlyCoveredUntil(before) {
+      // Raw SQL in the condition: the exit code inside the summary (a `json` column).
+      const [row] = await db
+        .select({ until: sql<string | number | null>`max(${verificationRuns.windowTo})` })
+        .from(verificationRuns)
+        .where(
+          and(
+            eq(verificationRuns.trigger, "verify"),
+            lte(verificationRuns.windowTo, before),
+            sql`${verificationRuns.summary}->>'exitCode' IN ('0', '1')`,
+          ),
+        );
+      return row?.until == null ? null : Number(row.until);
+    },
     async recordOutcome(runId, o, t) {
       // Raw SQL in the value: the fields join the stored summary in one statement (the column
       // is `json`, merged as `jsonb`), so nothing the verifier wrote there is lost.
