@@ -534,6 +534,27 @@ describe("serve --verify-cron", () => {
     }
   });
 
+  it("takes in the window of the first scheduled run when it never finished", async () => {
+    const store = createTestStore();
+    const runs = createVerificationRunStore(store);
+    const day = (d: number) => Date.UTC(2026, 10, d);
+    await runs.open(
+      { trigger: "verify", window: { from: day(24), to: day(25) }, heartbeatUntil: 1 },
+      { owner: "killed", t: day(25), deadOwners: [] },
+    );
+    const schedule = scheduleNightlyVerification("0 0 * * *", {
+      store,
+      engine: scriptedEngine(store, {}),
+      log: createLogger({ level: "silent" }),
+      now: () => day(26) + 5 * 60_000,
+    });
+    try {
+      expect(await schedule.runNow()).toMatchObject({ from: day(24), to: day(26) });
+    } finally {
+      schedule.stop();
+    }
+  });
+
   it("looks back at most a week of windows for a nightly that finished", async () => {
     const store = createTestStore();
     const runs = createVerificationRunStore(store);

@@ -223,6 +223,9 @@ describe.each(dialects)("the nightly coverage kept in verification runs on %s", 
       }
     };
     expect(await runs.nightlyCoveredUntil(T0 + 9 * night)).toBeNull();
+    // None finished yet: the time is open since the first nightly window began.
+    await nightly(T0 - night, null, "abandoned");
+    expect(await runs.nightlyCoveredUntil(T0 + 9 * night)).toBe(T0 - night);
     await nightly(T0, 0);
     await nightly(T0 + night, 1);
     // Could not finish, killed before its outcome, or the verifier's own run: none covers.
@@ -234,7 +237,8 @@ describe.each(dialects)("the nightly coverage kept in verification runs on %s", 
     );
     expect(await runs.nightlyCoveredUntil(T0 + 9 * night)).toBe(T0 + 2 * night);
     expect(await runs.nightlyCoveredUntil(T0 + 2 * night - 1)).toBe(T0 + night);
-    expect(await runs.nightlyCoveredUntil(T0)).toBeNull();
+    expect(await runs.nightlyCoveredUntil(T0)).toBe(T0 - night);
+    expect(await runs.nightlyCoveredUntil(T0 - 1)).toBeNull();
   });
 });
 

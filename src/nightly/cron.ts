@@ -51,7 +51,8 @@ const LOOK_BACK_WINDOWS = 7;
 
 /**
  * Where the first scheduled run of this process starts its window: the end of the last nightly
- * that finished, when it lies before the scheduled window and at most a week of windows back.
+ * that finished (none finished: the start of the first nightly window), when it lies before the
+ * scheduled window and at most a week of windows back.
  * In a cluster the leader that ran the schedule can die in its run (kill -9, OOM) or just
  * before its fire time, and the next leader's first run covered its own window only: the night
  * in between was never judged by any nightly, and nothing said so. Older gaps (a schedule set

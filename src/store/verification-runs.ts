@@ -55,9 +55,11 @@ export interface VerificationRunStore {
   recordOutcome(runId: number, outcome: NightlyRunOutcome, t: number): Promise<void>;
   /**
    * The latest end, at or before `before`, of the window of a nightly run (`verify`, the
-   * `VERIFY_CRON` run) that finished, exit 0 or 1; null when none did. A scheduled run's first
-   * window reaches back to it: the run of the window before may have died with the process that
-   * led (`kill -9`, a restart at its fire time), which no later process remembered.
+   * `VERIFY_CRON` run) that finished, exit 0 or 1; when none did, the earliest start of a
+   * nightly window ending by then (runs that never finished: the time is open since); null
+   * when there is neither. A scheduled run's first window reaches back to it: the run of the
+   * window before may have died with the process that led (`kill -9`, a restart at its fire
+   * time), which no later process remembered.
    */
   nightlyCoveredUntil(before: number): Promise<number | null>;
 }
@@ -113,9 +115,9 @@ function createSqliteVerificationRunStore(store: SqliteStore): VerificationRunSt
   // Raw SQL: reads the exit code inside the summary JSON the nightly wrote.
   const coveredUntil = sqlite
     .prepare(
-      `SELECT max(window_to) FROM verification_runs
-       WHERE trigger = 'verify' AND window_to <= ?
-         AND json_extract(summary, '$.exitCode') IN (0, 1)`,
+      `SELECT coalesce(max(CASE WHEN json_extract(summary, '$.exitCode') IN (0, 1)
+         THEN window_to END), min(window_from)) FROM verification_runs
+       WHERE trigger = 'verify' AND window_to <= ?`,
     )
     .pluck();
   const abandonOwner = sqlite.prepare(

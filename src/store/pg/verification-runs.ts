@@ -107,17 +107,15 @@ export function createPgVerificationRunStore(store: PgStore): VerificationRunSto
         .where(eq(verificationRuns.id, runId));
     },
     async nightlyCoveredUntil(before) {
-      // Raw SQL in the condition: the exit code inside the summary (a `json` column).
+      // Raw SQL in the value: the exit code inside the summary (a `json` column).
+      const { summary, windowFrom, windowTo } = verificationRuns;
       const [row] = await db
-        .select({ until: sql<string | number | null>`max(${verificationRuns.windowTo})` })
+        .select({
+          until: sql<string | number | null>`coalesce(max(CASE
+            WHEN ${summary}->>'exitCode' IN ('0', '1') THEN ${windowTo} END), min(${windowFrom}))`,
+        })
         .from(verificationRuns)
-        .where(
-          and(
-            eq(verificationRuns.trigger, "verify"),
-            lte(verificationRuns.windowTo, before),
-            sql`${verificationRuns.summary}->>'exitCode' IN ('0', '1')`,
-          ),
-        );
+        .where(and(eq(verificationRuns.trigger, "verify"), lte(windowTo, before)));
       return row?.until == null ? null : Number(row.until);
     },
     async recordOutcome(runId, o, t) {
