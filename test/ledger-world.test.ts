@@ -730,8 +730,9 @@ describe("a statement taken before a lock of its period is due", () => {
   it("is not complete, and names the lock still out and when it is due", async () => {
     const store = createTestStore();
     const vault = vaultOf(2);
-    // A whole second: block times are seconds, and the period must hold this second's lines.
-    const from = Math.floor(Date.now() / 1000) * 1000;
+    // A whole second the chain's clock has reached: block times are seconds, and a slot begun
+    // before the second on the host's clock would date the first lock before the period.
+    const from = await chainSecondAfter(world);
     await runRecordedJob(world, store, { apiKeyIndex: 2 });
     const { jobId } = await runRecordedJob(world, store, {
       apiKeyIndex: 2,
