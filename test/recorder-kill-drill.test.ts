@@ -68,10 +68,12 @@ describe("serve killed with SIGKILL under traffic", () => {
     migrateStore(setupStore);
     const ingestToken = (await createToken(setupStore, { role: "ingest", name: "drill" })).token;
     setupStore.close();
-    const port = await freePort();
-    const url = `http://127.0.0.1:${port}`;
+    // The port is free when picked, but each of the 21 starts binds it anew: another process
+    // may take it between two lives. A start that finds it taken moves the drill to a new one.
+    let port = await freePort();
+    let url = `http://127.0.0.1:${port}`;
 
-    const start = async () => {
+    const start = async (moves = 3): Promise<void> => {
       child = spawn(process.execPath, cliArgv(["serve", "--profile", "localnet"]), {
         cwd: dir,
         env: {
@@ -94,12 +96,20 @@ describe("serve killed with SIGKILL under traffic", () => {
         },
         stdio: ["ignore", "ignore", "inherit"],
       });
+      const started = child;
       for (;;) {
         const ok = await fetch(`${url}/healthz`).then(
           (r) => r.ok,
           () => false,
         );
-        if (ok) return;
+        if (ok && started.exitCode === null && started.signalCode === null) return;
+        if (started.exitCode !== null) {
+          // It could not listen (the port was taken meanwhile): start again on another.
+          if (moves === 0) throw new Error(`serve exited ${started.exitCode} as it started`);
+          port = await freePort();
+          url = `http://127.0.0.1:${port}`;
+          return start(moves - 1);
+        }
         await sleep(20);
       }
     };
