@@ -999,12 +999,14 @@ describe("recording proxy", () => {
         answered = true;
         return r;
       });
-      // The proxy retries the write from a timer: health checks are served meanwhile.
+      // The proxy retries the write from a timer: health checks are served meanwhile. A write
+      // waiting in SQLite's busy handler holds the loop for the store's busy timeout (5 s); a
+      // loaded host takes a few hundred ms for a round trip, so the bound lies between them.
       for (let i = 0; i < 5; i++) {
         const started = performance.now();
         const health = await fetch(`${url}/healthz`);
         expect(health.status).toBe(200);
-        expect(performance.now() - started).toBeLessThan(250);
+        expect(performance.now() - started).toBeLessThan(2_000);
       }
       expect(answered).toBe(false);
       expect(row()).toBeUndefined();
