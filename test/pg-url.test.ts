@@ -93,6 +93,8 @@ describe("connection settings of the PostgreSQL pool", () => {
       database: "d",
       max: 4,
       statement_timeout: 5000,
+      // Production's connect timeout; only tests shorten it (settings.connectTimeoutMs).
+      connectionTimeoutMillis: 5000,
       ssl: { rejectUnauthorized: true },
     });
     expect((verified.ssl as { checkServerIdentity?: unknown }).checkServerIdentity).toBeUndefined();

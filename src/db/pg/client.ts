@@ -30,6 +30,8 @@ export interface PostgresSettings {
   sslmode?: SslMode | undefined;
   /** PEM file of the CA that signed the server's certificate. */
   sslRootCert?: string | undefined;
+  /** How long making one connection may take, in ms (default 5 s; tests shorten it). */
+  connectTimeoutMs?: number | undefined;
 }
 
 /** The connection settings of a loaded configuration. */
@@ -61,6 +63,9 @@ export function tlsOptions(mode: SslMode, rootCert?: string): false | Connection
   return { ...ca, rejectUnauthorized: true };
 }
 
+/** How long making one connection may take unless the settings say otherwise. */
+export const PG_CONNECT_TIMEOUT_MS = 5000;
+
 /** The node-postgres pool configuration for a target and settings. */
 export function poolConfig(target: PostgresTarget, settings: PostgresSettings): pg.PoolConfig {
   return {
@@ -72,7 +77,7 @@ export function poolConfig(target: PostgresTarget, settings: PostgresSettings): 
     ssl: tlsOptions(effectiveSslMode(target, settings.sslmode), settings.sslRootCert),
     max: settings.poolSize,
     // A server that does not answer fails a query after this instead of holding it forever.
-    connectionTimeoutMillis: 5000,
+    connectionTimeoutMillis: settings.connectTimeoutMs ?? PG_CONNECT_TIMEOUT_MS,
     // A host that vanishes mid-transaction (power loss, network split) would keep its row and
     // advisory locks until TCP noticed, hours later, stalling every other host's writers: the
     // server ends a transaction left idle for a minute, and keepalives find a dead peer.
