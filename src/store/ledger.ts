@@ -934,15 +934,19 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   ).pluck();
   // Jobs whose credits.header waited for this vault's ledger (the verifier's skip names the
   // vault): a json field in check_results, which the builder cannot express as a join key.
+  // Read from the few waiting checks (`check_results_header_waiting`, whose terms are all
+  // here), in job order, each job then by its key: joined from `jobs`, SQLite read every
+  // final job by verdict (about 4 s a vault at a million jobs, inside the write).
   const headerWaiting = big(
     `SELECT j.job_id, coalesce(j.escrow_tx, j.api_escrow_tx) AS lock_tx, j.recorded_at,
        j.credits_remaining_units
-     FROM check_results c JOIN jobs j ON j.job_id = c.job_id
-     WHERE c.outcome = 'skip' AND c.name = 'credits.header'
+     FROM check_results c INDEXED BY check_results_header_waiting
+     CROSS JOIN jobs j ON j.job_id = c.job_id
+     WHERE c.outcome = 'skip' AND c.name = 'credits.header' AND c.expected IS NOT NULL
        AND json_extract(c.expected, '$.vault') = ?
        AND j.verdict IN (${finalVerdicts.map((v) => `'${v}'`).join(", ")})
-       AND j.credits_remaining_units IS NOT NULL AND j.job_id > ?
-     ORDER BY j.job_id`,
+       AND j.credits_remaining_units IS NOT NULL AND c.job_id > ?
+     ORDER BY c.job_id`,
   );
   // A credits.header that waited for the ledger and matches: the verifier's skip becomes a pass.
   const passHeader = sqlite.prepare(

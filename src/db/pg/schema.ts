@@ -326,7 +326,6 @@ export const checkResults = pgTable(
   },
   (t) => [
     primaryKey({ columns: [t.jobId, t.name] }),
-    index("check_results_failing").on(t.outcome, t.name),
     // Jobs whose credits.header waits for the ledger (the skip names the vault): a report
     // calls no figure final past them, since the ledger's read may reopen and fail them.
     index("check_results_header_waiting")
