@@ -154,8 +154,8 @@ function createSqliteOpsStore(store: SqliteStore): OpsStore {
     .orderBy(asc(jobs.createdAt), asc(jobs.jobId))
     .limit(sql.placeholder("limit"))
     .prepare();
-  // `+outcome` keeps SQLite on the primary key (job_id, name) rather than the failing-checks
-  // index, which would scan every failing check of every job.
+  // `+outcome` keeps SQLite on the primary key (job_id, name) should an index on the outcome
+  // come back: it would scan every failing check of every job.
   const failing = db
     .select({ name: checkResults.name })
     .from(checkResults)

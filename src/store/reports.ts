@@ -598,8 +598,8 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
     failingJobRows: async (filter, check, cursor, order, limit) => {
       const { where, params } = whereOf(filter, cursor, order);
       const dir = order === "asc" ? "ASC" : "DESC";
-      // The unary `+` keeps SQLite on the primary key (job_id, name): a job has a dozen check
-      // rows, while the (outcome, name) index would walk every failing check of every job.
+      // The unary `+` keeps SQLite on the primary key (job_id, name) should an index on the
+      // outcome come back: a job has a few dozen check rows, every job's failing ones many more.
       // Each verdict is read in `jobs_verdict_created` order, so a page costs the same at any
       // depth and never sorts the whole set.
       const failing = `EXISTS (SELECT 1 FROM check_results c WHERE c.job_id = jobs.job_id
