@@ -114,12 +114,20 @@ const clientCodings = new Set(["gzip", "x-gzip", "deflate", "br", "zstd"]);
  * one, or zstd, which not every client decodes and this proxy cannot).
  */
 export function answerCodings(encoding: string | undefined): string[] | "plain" | "unknown" {
-  const codings = codingsOf(encoding);
+  // Every entry counts as fetch counts it: `identity` and an empty one ("gzip,", "gzip,,gzip")
+  // are codings fetch does not know, so it decodes none of the list (httpx skips them).
+  const codings = encoding ? encoding.split(",").map((c) => c.trim().toLowerCase()) : [];
   const known = codings.filter((c) => clientCodings.has(c));
-  if (known.length === 0) return "plain";
+  if (known.length === 0 && codings.length <= fetchMaxCodings) return "plain";
+  // More codings than fetch takes fail its read, and httpx decodes them all; undoing each
+  // here cost up to 8 MiB of output per coding, thousands of them in an answer's head.
+  if (codings.length > fetchMaxCodings) return "unknown";
   if (known.length < codings.length || known.includes("zstd")) return "unknown";
   return codings;
 }
+
+/** Most codings fetch (undici) decodes: an answer listing more fails its read. */
+const fetchMaxCodings = 5;
 
 /**
  * The bytes a client's HTTP layer hands its SDK for an answer coded with `codings` (undone
