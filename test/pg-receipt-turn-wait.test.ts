@@ -108,3 +108,30 @@ describe("the PostgreSQL receipt writer closing while it waits for the writers' 
     }
   }, 30_000);
 });
+
+/**
+ * DATABASE_STATEMENT_TIMEOUT_MS takes up to 2^31 - 1 ms. The turn's wait is four of them: past
+ * 536,870,911 ms (about 6 days) a statement_timeout PostgreSQL refuses (outside 0 ..
+ * 2147483647), so every receipt group failed and serve refused all paid work. The pool's wait
+ * for a connection is two of them: past about 12 days a timer Node fires at once, so every
+ * connection failed as timed out.
+ */
+describe("the PostgreSQL receipt writer under the longest statement timeouts the config takes", () => {
+  it.each([600_000_000, 2_147_483_647])(
+    "writes a receipt at %i ms",
+    async (statementTimeoutMs) => {
+      const long = openPostgres(database.url, { poolSize: 2, statementTimeoutMs });
+      const writer = createReceiptWriter(long, { log, maxRetryDelayMs: 200, refuseAfterMs: 3_000 });
+      const recorded = receipt();
+      try {
+        expect(await writer.run(recordReceiptsUnit([recorded], "proxy"))).toEqual([
+          { outcome: "created" },
+        ]);
+      } finally {
+        await writer.close();
+        await long.close();
+      }
+    },
+    10_000,
+  );
+});

@@ -21,8 +21,14 @@ const MIN_POOL_WAIT_MS = 60_000;
  */
 export function poolWaitMs(config: pg.PoolConfig): number {
   const statement = typeof config.statement_timeout === "number" ? config.statement_timeout : 0;
-  return Math.max(MIN_POOL_WAIT_MS, 2 * statement + (config.connectionTimeoutMillis ?? 0));
+  // A timer waits at most 2^31 - 1 ms (Node fires a longer one at once): past a statement
+  // timeout of about 12 days every connection failed at once as timed out.
+  const wait = Math.max(MIN_POOL_WAIT_MS, 2 * statement + (config.connectionTimeoutMillis ?? 0));
+  return Math.min(MAX_TIMER_MS, wait);
 }
+
+/** The longest a Node timer waits, in ms. */
+const MAX_TIMER_MS = 2_147_483_647;
 
 /**
  * A pool and its drizzle handle, for the store (`openPostgres`) or beside it.

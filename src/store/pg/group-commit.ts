@@ -36,8 +36,14 @@ const MIN_TURN_WAIT_MS = 60_000;
  * the wait was taken for the database away and the proxy refused paid work until the turn freed.
  */
 export function turnWaitMs(statementTimeoutMs: number): number {
-  return statementTimeoutMs > 0 ? Math.max(MIN_TURN_WAIT_MS, 4 * statementTimeoutMs) : 0;
+  if (statementTimeoutMs <= 0) return 0;
+  // PostgreSQL takes a statement_timeout up to 2^31 - 1 ms: four of the longest timeout the
+  // config takes were refused, and every receipt group failed with it.
+  return Math.min(MAX_PG_TIMEOUT_MS, Math.max(MIN_TURN_WAIT_MS, 4 * statementTimeoutMs));
 }
+
+/** The longest statement_timeout PostgreSQL takes, in ms. */
+const MAX_PG_TIMEOUT_MS = 2_147_483_647;
 
 /** The receipt writer waited `turnWaitMs` for its turn: the database answers, others write. */
 export class ReceiptTurnWaitError extends Error {
