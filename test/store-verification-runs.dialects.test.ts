@@ -222,10 +222,11 @@ describe.each(dialects)("the nightly coverage kept in verification runs on %s", 
         await runs.recordOutcome(runId, outcome, t);
       }
     };
-    expect(await runs.nightlyCoveredUntil(T0 + 9 * night)).toBeNull();
+    const since = T0 - 2 * night;
+    expect(await runs.nightlyCoveredUntil(T0 + 9 * night, since)).toBeNull();
     // None finished yet: the time is open since the first nightly window began.
     await nightly(T0 - night, null, "abandoned");
-    expect(await runs.nightlyCoveredUntil(T0 + 9 * night)).toBe(T0 - night);
+    expect(await runs.nightlyCoveredUntil(T0 + 9 * night, since)).toBe(T0 - night);
     await nightly(T0, 0);
     await nightly(T0 + night, 1);
     // Could not finish, killed before its outcome, or the verifier's own run: none covers.
@@ -235,10 +236,33 @@ describe.each(dialects)("the nightly coverage kept in verification runs on %s", 
       { trigger: "serve", window: null, heartbeatUntil: t + 30_000 },
       { owner: "serve", t, deadOwners: [] },
     );
-    expect(await runs.nightlyCoveredUntil(T0 + 9 * night)).toBe(T0 + 2 * night);
-    expect(await runs.nightlyCoveredUntil(T0 + 2 * night - 1)).toBe(T0 + night);
-    expect(await runs.nightlyCoveredUntil(T0)).toBe(T0 - night);
-    expect(await runs.nightlyCoveredUntil(T0 - 1)).toBeNull();
+    // The night before T0 never finished: it stays open, whatever finished after it.
+    expect(await runs.nightlyCoveredUntil(T0 + 9 * night, since)).toBe(T0 - night);
+    expect(await runs.nightlyCoveredUntil(T0 + 9 * night, T0)).toBe(T0 + 2 * night);
+    expect(await runs.nightlyCoveredUntil(T0 + 2 * night - 1, T0)).toBe(T0 + night);
+    expect(await runs.nightlyCoveredUntil(T0, since)).toBe(T0 - night);
+    expect(await runs.nightlyCoveredUntil(T0 - 1, since)).toBeNull();
+    // A run over the last hour of a night that never finished judges that hour only.
+    const hour = 3_600_000;
+    const { runId } = await runs.open(
+      {
+        trigger: "verify",
+        window: { from: T0 + 4 * night - hour, to: T0 + 4 * night },
+        heartbeatUntil: t + 30_000,
+      },
+      { owner: "me", t, deadOwners: [] },
+    );
+    await runs.finish(runId, "completed", { total: 1, final: 1 }, t);
+    await runs.recordOutcome(
+      runId,
+      { outcome: "x", exitCode: 0, reason: null, ledgerFindings: null },
+      t,
+    );
+    expect(await runs.nightlyCoveredUntil(T0 + 9 * night, T0)).toBe(T0 + 2 * night);
+    await nightly(T0 + 2 * night, 0);
+    // The night from T0 + 3 nights was killed: its last hour does not stand for it.
+    expect(await runs.nightlyCoveredUntil(T0 + 9 * night, T0)).toBe(T0 + 3 * night);
+    expect(await runs.nightlyCoveredUntil(T0 + 4 * night - hour, T0)).toBe(T0 + 3 * night);
   });
 });
 

@@ -50,9 +50,9 @@ export function scheduledWindow(
 const LOOK_BACK_WINDOWS = 7;
 
 /**
- * Where the first scheduled run of this process starts its window: the end of the last nightly
- * that finished (none finished: the start of the first nightly window), when it lies before the
- * scheduled window and at most a week of windows back.
+ * Where the first scheduled run of this process starts its window: the earliest time of the
+ * last week of windows that no nightly which finished covered (`firstUnjudged`), when it lies
+ * before the scheduled window.
  * In a cluster the leader that ran the schedule can die in its run (kill -9, OOM) or just
  * before its fire time, and the next leader's first run covered its own window only: the night
  * in between was never judged by any nightly, and nothing said so. Older gaps (a schedule set
@@ -66,9 +66,8 @@ async function firstOpenFrom(
 ): Promise<number | null> {
   const { from, to } = scheduledWindow(schedule, at, null);
   try {
-    const covered = await createVerificationRunStore(deps.store).nightlyCoveredUntil(from);
-    if (covered === null || covered >= from) return null;
-    return covered >= from - LOOK_BACK_WINDOWS * (to - from) ? covered : null;
+    const since = from - LOOK_BACK_WINDOWS * (to - from);
+    return await createVerificationRunStore(deps.store).nightlyCoveredUntil(from, since);
   } catch (error) {
     deps.log.warn({ err: error }, "nightly verification: the last finished run not read");
     return null;

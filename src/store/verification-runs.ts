@@ -3,6 +3,7 @@ import type { SqliteStore, Store } from "../db/client.js";
 import { verificationRuns } from "../db/schema.js";
 import { releaseLeasesOf } from "./job-queue.js";
 import { pgTwins } from "./pg-twins.js";
+import { firstUnjudged, type JudgedWindow } from "./run-rules.js";
 
 /**
  * Verification runs (`verification_runs`) and their owners' heartbeats (`locks` rows named
@@ -54,14 +55,14 @@ export interface VerificationRunStore {
    */
   recordOutcome(runId: number, outcome: NightlyRunOutcome, t: number): Promise<void>;
   /**
-   * The latest end, at or before `before`, of the window of a nightly run (`verify`, the
-   * `VERIFY_CRON` run) that finished, exit 0 or 1; when none did, the earliest start of a
-   * nightly window ending by then (runs that never finished: the time is open since); null
-   * when there is neither. A scheduled run's first window reaches back to it: the run of the
-   * window before may have died with the process that led (`kill -9`, a restart at its fire
-   * time), which no later process remembered.
+   * The earliest time in [`since`, `before`) that no nightly run (`verify`, the `VERIFY_CRON`
+   * run) which finished, exit 0 or 1, covered with its window; runs that never finished leave
+   * their window open (see `firstUnjudged`); null when all of it is covered or there is no
+   * nightly. A scheduled run's first window reaches back to it: the run of a window before may
+   * have died with the process that led (`kill -9`, a restart at its fire time), which no later
+   * process remembered.
    */
-  nightlyCoveredUntil(before: number): Promise<number | null>;
+  nightlyCoveredUntil(before: number, since: number): Promise<number | null>;
 }
 
 /**
@@ -113,13 +114,16 @@ function createSqliteVerificationRunStore(store: SqliteStore): VerificationRunSt
     .prepare("SELECT DISTINCT owner FROM verification_runs WHERE status = 'running' AND owner <> ?")
     .pluck();
   // Raw SQL: reads the exit code inside the summary JSON the nightly wrote.
-  const coveredUntil = sqlite
+  const nightlyFloor = sqlite
     .prepare(
-      `SELECT coalesce(max(CASE WHEN json_extract(summary, '$.exitCode') IN (0, 1)
-         THEN window_to END), min(window_from)) FROM verification_runs
-       WHERE trigger = 'verify' AND window_to <= ?`,
+      `SELECT min(window_from) FROM verification_runs WHERE trigger = 'verify' AND window_to <= ?`,
     )
     .pluck();
+  const judgedWindows = sqlite.prepare(
+    `SELECT window_from AS "from", window_to AS "to" FROM verification_runs
+     WHERE trigger = 'verify' AND window_to <= ? AND window_to > ?
+       AND json_extract(summary, '$.exitCode') IN (0, 1)`,
+  );
   const abandonOwner = sqlite.prepare(
     `UPDATE verification_runs SET status = 'abandoned', finished_at = ?
      WHERE status = 'running' AND owner = ?`,
@@ -185,8 +189,14 @@ function createSqliteVerificationRunStore(store: SqliteStore): VerificationRunSt
         .where(eq(verificationRuns.id, runId))
         .run();
     },
-    async nightlyCoveredUntil(before) {
-      return (coveredUntil.get(before) as number | null) ?? null;
+    async nightlyCoveredUntil(before, since) {
+      const floor = (nightlyFloor.get(before) as number | null) ?? null;
+      return firstUnjudged(
+        floor,
+        since,
+        before,
+        judgedWindows.all(before, since) as JudgedWindow[],
+      );
     },
     async recordOutcome(runId, o, t) {
       // Raw SQL in the value: the fields are set inside the stored summary, in one statement,

@@ -1,6 +1,7 @@
-import { and, eq, like, lte, ne, sql } from "drizzle-orm";
+import { and, eq, gt, like, lte, ne, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { locks, verificationRuns } from "../../db/pg/schema.js";
+import { firstUnjudged } from "../run-rules.js";
 import type { RunCloser, VerificationRunStore } from "../verification-runs.js";
 import type { PgExecutor } from "./executor.js";
 import { releaseLeasesOfPg } from "./job-queue.js";
@@ -106,17 +107,31 @@ export function createPgVerificationRunStore(store: PgStore): VerificationRunSto
         .set({ status, finishedAt: t, summary })
         .where(eq(verificationRuns.id, runId));
     },
-    async nightlyCoveredUntil(before) {
-      // Raw SQL in the value: the exit code inside the summary (a `json` column).
-      const { summary, windowFrom, windowTo } = verificationRuns;
-      const [row] = await db
-        .select({
-          until: sql<string | number | null>`coalesce(max(CASE
-            WHEN ${summary}->>'exitCode' IN ('0', '1') THEN ${windowTo} END), min(${windowFrom}))`,
-        })
+    async nightlyCoveredUntil(before, since) {
+      const { summary, trigger, windowFrom, windowTo } = verificationRuns;
+      const [first] = await db
+        .select({ floor: sql<string | number | null>`min(${windowFrom})` })
         .from(verificationRuns)
-        .where(and(eq(verificationRuns.trigger, "verify"), lte(windowTo, before)));
-      return row?.until == null ? null : Number(row.until);
+        .where(and(eq(trigger, "verify"), lte(windowTo, before)));
+      // Raw SQL in the condition: the exit code inside the summary (a `json` column).
+      const judged = await db
+        .select({ from: windowFrom, to: windowTo })
+        .from(verificationRuns)
+        .where(
+          and(
+            eq(trigger, "verify"),
+            lte(windowTo, before),
+            gt(windowTo, since),
+            sql`${summary}->>'exitCode' IN ('0', '1')`,
+          ),
+        );
+      const floor = first?.floor == null ? null : Number(first.floor);
+      return firstUnjudged(
+        floor,
+        since,
+        before,
+        judged.map((w) => ({ from: Number(w.from), to: Number(w.to) })),
+      );
     },
     async recordOutcome(runId, o, t) {
       // Raw SQL in the value: the fields join the stored summary in one statement (the column
