@@ -445,6 +445,22 @@ function creditMovement(
  */
 const SLOTS_BELOW_TRIED = 5;
 
+/**
+ * Gaps of one vault listed again per sync (taking turns when there are more), and pages each
+ * listing may take: a gap a node keeps showing costs a few listing calls a round, no more.
+ */
+const GAPS_HEALED_PER_SYNC = 3;
+const HEAL_PAGES_PER_GAP = 2;
+/** Stored gaps a vault's turns go round. */
+const GAPS_IN_TURN = 100;
+/**
+ * A gap listed again to no new line waits this long before its next listing, twice as long
+ * each time up to `HEAL_WAIT_MAX_MS`: history the nodes no longer hold, or a node that keeps
+ * leaving it out, costs a listing call now and then, not three every round.
+ */
+const HEAL_WAIT_MS = 60_000;
+const HEAL_WAIT_MAX_MS = 3_600_000;
+
 export function createLedgerReader(deps: LedgerDeps): LedgerReader {
   const { rpc, profile, log } = deps;
   const ledger = createLedgerStore(deps.store);
@@ -574,6 +590,77 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       "ledger: the newest listed entries are dated where the chain cannot be; older ones are kept, and the read-through time stays below them",
     );
     return kept;
+  }
+
+  /** Where each vault's turn of gaps to list again goes on (see `healGaps`). */
+  const healTurn = new Map<string, number>();
+  /** Per vault, gaps (by their later line) listed again to nothing new: when to try again. */
+  const healWait = new Map<string, Map<string, { at: number; waitMs: number }>>();
+
+  /**
+   * Lists again the signatures between the two lines of a few of the vault's gaps and inserts
+   * those it holds no line of, in chain order between them: each sync lists only what is newer
+   * than the newest signature it holds, so a transaction a node's address index left out while
+   * it listed a later one (lagging, or lying) was never listed again, its money a gap every
+   * run and a theft behind it never named. Read like any listed line; the review then compares
+   * the lines from the gap's earlier line again. A listing that does not end within its pages
+   * inserts nothing (where its older entries go is not known). Returns the lines inserted.
+   */
+  async function healGaps(vault: string, signal?: AbortSignal) {
+    const stored = await ledger.storedGaps(vault, GAPS_IN_TURN);
+    const waits = healWait.get(vault) ?? new Map<string, { at: number; waitMs: number }>();
+    // Gaps closed since are forgotten.
+    const open = new Set(stored.map((g) => g.beforeSignature));
+    for (const key of waits.keys()) if (!open.has(key)) waits.delete(key);
+    healWait.set(vault, waits);
+    const t = now();
+    const gaps = stored.filter((g) => (waits.get(g.beforeSignature)?.at ?? 0) <= t);
+    if (gaps.length === 0) return 0;
+    const start = (healTurn.get(vault) ?? 0) % gaps.length;
+    const turn = [...gaps.slice(start), ...gaps.slice(0, start)].slice(0, GAPS_HEALED_PER_SYNC);
+    healTurn.set(vault, start + turn.length);
+    let inserted = 0;
+    for (const gap of turn) {
+      signal?.throwIfAborted();
+      const listing: AddressSignatureInfo[] = [];
+      let before = gap.beforeSignature;
+      let whole = false;
+      for (let p = 0; p < HEAL_PAGES_PER_GAP; p++) {
+        const page = await rpc.getSignaturesForAddress(vault, {
+          limit: options.pageSize,
+          before,
+          until: gap.afterSignature,
+        });
+        listing.push(...page);
+        if (page.length < options.pageSize) {
+          whole = true;
+          break;
+        }
+        before = page.at(-1)!.signature;
+      }
+      let added = 0;
+      if (whole) {
+        // An entry dated where the chain cannot be is no line (see `keptEntries`).
+        const kept = listing.filter((e) => wrongTime(e) === null);
+        added = await ledger.healGap(vault, gap, kept, now());
+        inserted += added;
+      } else {
+        log.warn(
+          { vault, after: gap.afterSignature, before: gap.beforeSignature },
+          "ledger: a gap's signatures fill more pages than one sync lists again; it stays",
+        );
+      }
+      const waitMs =
+        added > 0
+          ? 0
+          : Math.min(
+              HEAL_WAIT_MAX_MS,
+              (waits.get(gap.beforeSignature)?.waitMs ?? HEAL_WAIT_MS / 2) * 2,
+            );
+      if (waitMs === 0) waits.delete(gap.beforeSignature);
+      else waits.set(gap.beforeSignature, { at: now() + waitMs, waitMs });
+    }
+    return inserted;
   }
 
   /**
@@ -828,7 +915,15 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     } catch (error) {
       log.warn({ vault, err: String(error) }, "ledger: balance not read");
     }
-    const { pages, listed, noBlockTime, heldBack } = await listNew(vault, opts.signal);
+    const { pages, listed: listedNew, noBlockTime, heldBack } = await listNew(vault, opts.signal);
+    let listed = listedNew;
+    try {
+      listed += await healGaps(vault, opts.signal);
+    } catch (error) {
+      // Listed again at the next round; the gap stays meanwhile.
+      if (opts.signal?.aborted || isBusyError(error)) throw error;
+      log.warn({ vault, err: String(error) }, "ledger: a gap's signatures not listed again");
+    }
     const read = await readListed(vault, opts.signal, opts.readUntil);
     if (opts.readUntil !== undefined && opts.releasesUntil !== undefined) {
       const until = opts.readUntil;

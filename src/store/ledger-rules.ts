@@ -471,3 +471,60 @@ export function balanceControlOf(text: string | null): BalanceControl | null {
         : { address: c.delegate.address, amountUnits: BigInt(c.delegate.amountUnits) },
   };
 }
+
+/** A line placed between a gap's two lines by `healedOrder`: held already, or new. */
+export interface HealedLine<E> {
+  signature: string;
+  ord: number;
+  /** The listing's entry of a line the vault does not hold yet: inserted at `ord`. */
+  entry?: E;
+}
+
+/**
+ * Where the lines between a gap's two lines go once the chain lists the transactions the first
+ * listing left out: `between` are the lines held between them (ord order), `listing` what a
+ * listing `before` the later line `until` the earlier one returned (newest first). Each entry
+ * the vault does not hold goes just above the nearest older entry it holds (or the earlier
+ * line), in chain order. Ords within one sync are consecutive, so when the lines do not fit
+ * between `afterOrd` and `beforeOrd`, every line from `beforeOrd` up moves up by `shiftBy`.
+ * Null when the listing holds nothing new. Entries already held elsewhere, or named twice, are
+ * no new lines.
+ */
+export function healedOrder<E extends { signature: string }>(
+  afterOrd: number,
+  beforeOrd: number,
+  between: readonly { signature: string; ord: number }[],
+  listing: readonly E[],
+  held: ReadonlySet<string>,
+): { shiftBy: number; lines: HealedLine<E>[] } | null {
+  const inRange = new Set(between.map((b) => b.signature));
+  /** New entries by the held line (or null: the earlier line) they follow, oldest first. */
+  const after = new Map<string | null, E[]>();
+  let anchor: string | null = null;
+  const placed = new Set<string>();
+  for (const entry of [...listing].reverse()) {
+    if (inRange.has(entry.signature)) {
+      anchor = entry.signature;
+      continue;
+    }
+    if (held.has(entry.signature) || placed.has(entry.signature)) continue;
+    placed.add(entry.signature);
+    const list = after.get(anchor) ?? [];
+    list.push(entry);
+    after.set(anchor, list);
+  }
+  if (placed.size === 0) return null;
+  const order: { signature: string; entry?: E }[] = [];
+  for (const entry of after.get(null) ?? []) order.push({ signature: entry.signature, entry });
+  for (const b of between) {
+    order.push({ signature: b.signature });
+    for (const entry of after.get(b.signature) ?? []) {
+      order.push({ signature: entry.signature, entry });
+    }
+  }
+  const room = beforeOrd - afterOrd - 1;
+  return {
+    shiftBy: Math.max(0, order.length - room),
+    lines: order.map((l, i) => ({ ...l, ord: afterOrd + 1 + i })),
+  };
+}

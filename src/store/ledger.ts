@@ -16,6 +16,7 @@ import {
   foreignChangesToText,
   foreignHoldingOf,
   foreignHoldingToText,
+  healedOrder,
   type JobDebit,
   type JobLockLine,
   jobKeepingLine,
@@ -227,6 +228,12 @@ export interface ReviewedLine extends LedgerLineRow {
 }
 
 /** Two consecutive movements whose balances do not chain. */
+/** The two lines around a gap, by signature: the movement before it and the one after. */
+export interface GapLines {
+  afterSignature: string;
+  beforeSignature: string;
+}
+
 export interface StoredGap {
   afterSignature: string;
   beforeSignature: string;
@@ -360,6 +367,24 @@ export interface LedgerStore {
     now: number,
     finalThrough?: number | null,
   ): Promise<boolean>;
+  /**
+   * The vault's gaps the walk stored (a movement whose balance before is not the one before
+   * it's after), newest first, at most `limit`: the two lines around each, by signature.
+   */
+  storedGaps(vault: string, limit: number): Promise<GapLines[]>;
+  /**
+   * Inserts the entries of `listing` (what the chain lists between a gap's two lines, newest
+   * first) the vault does not hold, in chain order between them, in one write transaction; the
+   * walk then compares the lines from the earlier one again. Nothing while a sync is listing
+   * (its pages go on from the cursor's ords), when the two lines are no longer both held, or
+   * the listing holds nothing new. Returns the lines inserted.
+   */
+  healGap(
+    vault: string,
+    gap: GapLines,
+    listing: readonly ListedSignature[],
+    now: number,
+  ): Promise<number>;
   /**
    * Signatures listed and not read yet, oldest first; with `throughSec`, only those whose
    * listed block time is at most it (or not known).
@@ -1467,6 +1492,79 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     }
   }
 
+  const gapLines = sqlite.prepare(
+    `SELECT gap_after_signature AS after, signature AS before FROM ledger_lines
+     WHERE vault = ? AND gap_units IS NOT NULL ORDER BY ord DESC LIMIT ?`,
+  );
+  const ordOf = big("SELECT ord, slot FROM ledger_lines WHERE vault = ? AND signature = ?");
+  const linesBetween = big(
+    "SELECT signature, ord FROM ledger_lines WHERE vault = ? AND ord > ? AND ord < ? ORDER BY ord",
+  );
+  const heldLine = sqlite
+    .prepare("SELECT 1 FROM ledger_lines WHERE vault = ? AND signature = ?")
+    .pluck();
+  const shiftFrom = sqlite.prepare(
+    "UPDATE ledger_lines SET ord = ord + ? WHERE vault = ? AND ord >= ?",
+  );
+  const setOrd = sqlite.prepare(
+    "UPDATE ledger_lines SET ord = ? WHERE vault = ? AND signature = ?",
+  );
+  const clearGapsAbove = sqlite.prepare(
+    `UPDATE ledger_lines SET gap_after_signature = NULL, gap_after_slot = NULL, gap_units = NULL
+     WHERE vault = ? AND gap_units IS NOT NULL AND ord > ?`,
+  );
+  const healGapTx = sqlite.transaction(
+    (vault: string, gap: GapLines, listing: readonly ListedSignature[], t: number): number => {
+      // A sync in progress numbers its next pages from the cursor: healed another time.
+      const current = selectCursor.get({ vault });
+      if (!current || current.syncBefore !== null) return 0;
+      const earlier = ordOf.get(vault, gap.afterSignature) as { ord: Big; slot: Big } | undefined;
+      const later = ordOf.get(vault, gap.beforeSignature) as { ord: Big; slot: Big } | undefined;
+      if (!earlier || !later) return 0;
+      const afterOrd = Number(earlier.ord);
+      const beforeOrd = Number(later.ord);
+      if (afterOrd >= beforeOrd) return 0;
+      // Only what the chain can hold between the two: a slot outside theirs is no such line.
+      const within = listing.filter(
+        (e) => e.slot >= Number(earlier.slot) && e.slot <= Number(later.slot),
+      );
+      const held = new Set(
+        within
+          .filter((e) => heldLine.get(vault, e.signature) !== undefined)
+          .map((e) => e.signature),
+      );
+      const between = (
+        linesBetween.all(vault, afterOrd, beforeOrd) as { signature: string; ord: Big }[]
+      ).map((r) => ({ signature: r.signature, ord: Number(r.ord) }));
+      const healed = healedOrder(afterOrd, beforeOrd, between, within, held);
+      if (healed === null) return 0;
+      if (healed.shiftBy > 0) shiftFrom.run(healed.shiftBy, vault, beforeOrd);
+      let inserted = 0;
+      for (const line of healed.lines) {
+        if (line.entry === undefined) {
+          setOrd.run(line.ord, vault, line.signature);
+          continue;
+        }
+        const e = line.entry;
+        insertLine.run(
+          vault,
+          e.signature,
+          line.ord,
+          e.slot,
+          e.blockTime,
+          e.err === null ? 1 : 0,
+          t,
+        );
+        inserted++;
+      }
+      // The walk compares every movement from the earlier line again, and finds the gaps that
+      // are still there.
+      clearGapsAbove.run(vault, afterOrd);
+      setChained.run(afterOrd, vault);
+      return inserted;
+    },
+  );
+
   const storePageTx = sqlite.transaction(
     (
       vault: string,
@@ -1730,6 +1828,15 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     },
     async storePage(vault, seen, page, last, now, finalThrough = null) {
       return storePageTx.immediate(vault, seen, page, last, now, finalThrough);
+    },
+    async storedGaps(vault, limit) {
+      return (gapLines.all(vault, limit) as { after: string; before: string }[]).map((g) => ({
+        afterSignature: g.after,
+        beforeSignature: g.before,
+      }));
+    },
+    async healGap(vault, gap, listing, now) {
+      return healGapTx.immediate(vault, gap, listing, now);
     },
     async listedSignatures(vault, throughSec) {
       if (throughSec !== undefined) return listedLinesThrough.all(vault, throughSec) as string[];

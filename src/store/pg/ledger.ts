@@ -32,6 +32,7 @@ import { finalVerdicts } from "../../db/schema.js";
 import { creditsHeaderMatches as headerMatches } from "../../verify/checks/credits.js";
 import type {
   FetchedTransaction,
+  GapLines,
   HeaderCheck,
   KindSums,
   LedgerLineRow,
@@ -50,6 +51,7 @@ import {
   foreignChangesToText,
   foreignHoldingOf,
   foreignHoldingToText,
+  healedOrder,
   type JobDebit,
   type JobLockLine,
   type JobTie,
@@ -1563,6 +1565,102 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
             ON CONFLICT (vault, signature) DO NOTHING`);
         }
         return true;
+      });
+    },
+    async storedGaps(vault, limit) {
+      const rows = await db
+        .select({ after: ledgerLines.gapAfterSignature, before: ledgerLines.signature })
+        .from(ledgerLines)
+        .where(and(vaultIs(vault), isNotNull(ledgerLines.gapUnits)))
+        .orderBy(desc(ledgerLines.ord))
+        .limit(limit);
+      return rows.map((r) => ({ afterSignature: r.after!, beforeSignature: r.before }));
+    },
+    async healGap(vault, gap: GapLines, listing, now) {
+      return db.transaction(async (tx) => {
+        await lockVault(tx, vault);
+        // A sync in progress numbers its next pages from the cursor: healed another time.
+        const current = await selectCursor(tx, vault);
+        if (!current || current.syncBefore !== null) return 0;
+        const lineOf = async (signature: string) =>
+          (
+            await tx
+              .select({ ord: ledgerLines.ord, slot: ledgerLines.slot })
+              .from(ledgerLines)
+              .where(and(vaultIs(vault), eq(ledgerLines.signature, signature)))
+          )[0];
+        const earlier = await lineOf(gap.afterSignature);
+        const later = await lineOf(gap.beforeSignature);
+        if (!earlier || !later || earlier.ord >= later.ord) return 0;
+        // Only what the chain can hold between the two: a slot outside theirs is no such line.
+        const within = listing.filter((e) => e.slot >= earlier.slot && e.slot <= later.slot);
+        const held = new Set(
+          within.length === 0
+            ? []
+            : (
+                await tx
+                  .select({ signature: ledgerLines.signature })
+                  .from(ledgerLines)
+                  .where(
+                    and(
+                      vaultIs(vault),
+                      inArray(
+                        ledgerLines.signature,
+                        within.map((e) => e.signature),
+                      ),
+                    ),
+                  )
+              ).map((r) => r.signature),
+        );
+        const between = await tx
+          .select({ signature: ledgerLines.signature, ord: ledgerLines.ord })
+          .from(ledgerLines)
+          .where(
+            and(vaultIs(vault), gt(ledgerLines.ord, earlier.ord), lt(ledgerLines.ord, later.ord)),
+          )
+          .orderBy(asc(ledgerLines.ord));
+        const healed = healedOrder(earlier.ord, later.ord, between, within, held);
+        if (healed === null) return 0;
+        if (healed.shiftBy > 0) {
+          await tx
+            .update(ledgerLines)
+            .set({ ord: sql`${ledgerLines.ord} + ${healed.shiftBy}` })
+            .where(and(vaultIs(vault), gte(ledgerLines.ord, later.ord)));
+        }
+        const moved = healed.lines.filter((l) => l.entry === undefined);
+        if (moved.length > 0) {
+          await tx.execute(sql`UPDATE ledger_lines AS l SET ord = m.ord
+            FROM ${unnestOf(moved, "m", {
+              signature: ["text", (m) => m.signature],
+              ord: ["bigint", (m) => m.ord],
+            })}
+            WHERE l.vault = ${vault} AND l.signature = m.signature`);
+        }
+        const added = healed.lines.filter((l) => l.entry !== undefined);
+        await tx.execute(sql`INSERT INTO ledger_lines
+            (vault, signature, ord, slot, block_time, succeeded, listed_at)
+          SELECT ${vault}, t.signature, t.ord, t.slot, t.block_time, t.succeeded, ${now}::bigint
+          FROM ${unnestOf(added, "t", {
+            signature: ["text", (l) => l.signature],
+            ord: ["bigint", (l) => l.ord],
+            slot: ["bigint", (l) => l.entry!.slot],
+            block_time: ["bigint", (l) => l.entry!.blockTime],
+            succeeded: ["boolean", (l) => l.entry!.err === null],
+          })}
+          ON CONFLICT (vault, signature) DO NOTHING`);
+        // The walk compares every movement from the earlier line again, and finds the gaps
+        // that are still there.
+        await tx
+          .update(ledgerLines)
+          .set({ gapAfterSignature: null, gapAfterSlot: null, gapUnits: null })
+          .where(
+            and(vaultIs(vault), isNotNull(ledgerLines.gapUnits), gt(ledgerLines.ord, earlier.ord)),
+          );
+        await tx
+          .update(ledgerCursors)
+          .set({ chainedOrd: earlier.ord })
+          .where(eq(ledgerCursors.vault, vault));
+        return added.length;
       });
     },
     async listedSignatures(vault, throughSec) {
