@@ -61,6 +61,19 @@ async function finalized() {
   while (world.currentSlot() < target) await new Promise((r) => setTimeout(r, 10));
 }
 
+/**
+ * Waits until the chain's finalized time has passed the lock's block second plus the settlement
+ * window: a vault read after it judges the lock due (block second + window before the read's
+ * final second), as a fixed sleep of the window promised only on a quiet host.
+ */
+async function lockDue(lockedAt: string | null | undefined) {
+  expect(lockedAt).toEqual(expect.any(String));
+  await finalizedPast(
+    world,
+    Date.parse(lockedAt as string) + profile.settlementWindowSeconds * 1000 + 999,
+  );
+}
+
 async function deposit(apiKeyIndex: number, units: bigint) {
   const res = await fetch(`${world.simulatorUrl}/sim/deposits`, {
     method: "POST",
@@ -323,9 +336,10 @@ describe("the ledger of a credit vault against the local world", () => {
     const ledger = reader(store, vault);
     await ledger.syncVault(vault);
     // Within the window the lock is only open.
-    expect((await statementOf(store, vault)).unreleasedLocks).toEqual([]);
+    const open = await statementOf(store, vault);
+    expect(open.unreleasedLocks).toEqual([]);
 
-    await new Promise((r) => setTimeout(r, 2100));
+    await lockDue(open.locksNotDue.find((l) => l.jobId === jobId)?.lockedAt);
     await ledger.syncVault(vault);
     const s = await statementOf(store, vault);
     expect(s.unreleasedLocks).toEqual([
@@ -777,7 +791,7 @@ describe("a statement taken before a lock of its period is due", () => {
 
     // Once it is due (the one-second window, read past), the same period's statement names it
     // unreleased and is complete.
-    await new Promise((r) => setTimeout(r, 2100));
+    await lockDue(s.locksNotDue.find((l) => l.jobId === jobId)?.lockedAt);
     await reader(store, vault).syncVault(vault);
     const due = (await buildStatement(store, { from, to, vault }, { profile, graceSeconds: 0 }))
       .vaults[0]!;
