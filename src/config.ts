@@ -266,10 +266,21 @@ export const configSchema = z.object({
    */
   DRAIN_TIMEOUT_MS: wholeNumber(0, 3_600_000).default(30_000),
   /**
+   * How long `serve --workers` waits for its workers to drain beyond `DRAIN_TIMEOUT_MS` (cut-off
+   * responses recorded, the writer and the lease closed) before killing them, in ms. Default
+   * 10000.
+   */
+  DRAIN_MARGIN_MS: wholeNumber(0, 3_600_000).default(10_000),
+  /**
    * How long `serve --workers` waits before it starts a dead worker again, in ms, doubled while
    * that worker's place keeps dying (up to 30 s, or this wait if longer). Default 1000.
    */
   WORKER_RESTART_MS: wholeNumber(1, 3_600_000).default(1000),
+  /**
+   * How often a `serve --workers` worker sends its counters and histograms to the primary (when
+   * they changed), in ms: a worker that dies loses at most this long of its counts. Default 1000.
+   */
+  WORKER_COUNTERS_MS: wholeNumber(1, 3_600_000).default(1000),
   /** Interface `serve` listens on. Default 127.0.0.1. */
   HOST: z.string().min(1).default("127.0.0.1"),
   /** Protocol profile: a built-in name (`localnet`, `decentral-mainnet`) or a JSON file path. */

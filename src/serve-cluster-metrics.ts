@@ -51,8 +51,8 @@ export const COLLECT_TIMEOUT_MS = 2000;
 /**
  * The whole service's metrics in the primary of `serve --workers N`. Counters and histograms
  * are summed across workers and never go back: each worker's last values (collected by a
- * scrape, or sent by the worker every second) are kept, stand in for a worker that does not
- * answer a scrape in time, and are added to the retired total when the worker dies. Gauges (each worker marks them `max`) come from the workers that
+ * scrape, or sent by the worker every `WORKER_COUNTERS_MS`) are kept, stand in for a worker that
+ * does not answer a scrape in time, and are added to the retired total when the worker dies. Gauges (each worker marks them `max`) come from the workers that
  * answered: a NaN of any of them (its database is away) stays NaN, for `Math.max` with NaN is
  * NaN. The primary adds its own: restarts of workers, and how many answered.
  */
@@ -86,8 +86,9 @@ export function createClusterMetrics() {
       restarts.inc();
     },
     /**
-     * A worker's counters and histograms as it sent them on its own (every second, when they
-     * changed), so that one that dies between scrapes keeps what it counted until then.
+     * A worker's counters and histograms as it sent them on its own (every
+     * `WORKER_COUNTERS_MS`, when they changed), so that one that dies between scrapes keeps what
+     * it counted until then.
      */
     counted(id: number, metrics: WorkerMetrics): void {
       if (!gone.has(id)) last.set(id, metrics.filter(isMonotonic));
@@ -158,4 +159,18 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
       },
     );
   });
+}
+
+/** Requests a worker's registry counts as proxied (its debug line on each push names them). */
+export function proxiedCount(metrics: WorkerMetrics): number {
+  const name = "decentral_audit_proxy_duration_seconds";
+  let total = 0;
+  for (const metric of metrics) {
+    if (metric.name !== name) continue;
+    for (const v of metric.values) {
+      const sample = v as { metricName?: string; value: number };
+      if (sample.metricName === `${name}_count`) total += sample.value;
+    }
+  }
+  return total;
 }

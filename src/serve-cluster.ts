@@ -15,6 +15,7 @@ import {
   COLLECT_TIMEOUT_MS,
   createClusterMetrics,
   fromWire,
+  proxiedCount,
   toWire,
   type WireMetrics,
   type WorkerMetrics,
@@ -24,20 +25,12 @@ import { loadProfile } from "./verify/profiles.js";
 /** Most workers `serve` starts by default, however many cores. */
 const MAX_DEFAULT_WORKERS = 16;
 /**
- * How long the primary waits for its workers to drain beyond their own drain time (cut-off
- * responses recorded, the writer and the lease closed) before killing them.
- */
-const DRAIN_MARGIN_MS = 10_000;
-/**
  * The first wait before a dead worker is started again is `WORKER_RESTART_MS`, doubled up to
  * `MAX_RESTART_MS` (or that first wait, if longer).
  */
 const MAX_RESTART_MS = 30_000;
 /** A worker that lived this long died anew: its successor waits the first wait again. */
 const HEALTHY_MS = 60_000;
-/** How often a worker sends its counters and histograms to the primary (when they changed). */
-const COUNTERS_INTERVAL_MS = 1000;
-
 /** What one process of `serve` reports about itself (the benchmark reads it). */
 export interface ProcessStats {
   pid: number;
@@ -438,7 +431,12 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
         } else if (m.type === "audit:collect-res") {
           collectWaiting.get(m.id)?.(m);
         } else if (m.type === "audit:counters") {
-          metrics.counted(worker.id, fromWire(m.metrics));
+          const values = fromWire(m.metrics);
+          metrics.counted(worker.id, values);
+          log.debug(
+            { workerPid: worker.process.pid, proxied: proxiedCount(values) },
+            "serve worker sent its counters",
+          );
         } else if (m.type === "audit:metrics") {
           const workers = [...ready].map((w) => ({ id: w.id, collect: () => collect(w) }));
           metrics.scrape(workers).then(
@@ -494,7 +492,7 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
     for (let i = 0; i < count; i++) fork({ restartMs: config.WORKER_RESTART_MS });
   });
 
-  const drainWaitMs = config.DRAIN_TIMEOUT_MS + DRAIN_MARGIN_MS;
+  const drainWaitMs = config.DRAIN_TIMEOUT_MS + config.DRAIN_MARGIN_MS;
   /**
    * Drains every worker; resolves with how many had to be killed or crashed while draining
    * (responses maybe cut, receipts maybe lost).
@@ -589,10 +587,10 @@ function send(worker: Worker, message: ToWorker) {
  * NaN: its database was away); counters and histograms add up. Whether the database is up is
  * the least of the workers' answers: one that cannot reach it is not hidden by another that
  * can. `/metrics` asks the primary, which collects every worker's registry. Counters and
- * histograms also go to the primary every second when they changed: a worker that dies loses
- * about a second of its counts, not all since the last scrape.
+ * histograms also go to the primary every `WORKER_COUNTERS_MS` (1 s) when they changed: a worker
+ * that dies loses about that long of its counts, not all since the last scrape.
  */
-function clusterMetrics(own: AppMetrics): AppMetrics {
+function clusterMetrics(own: AppMetrics, countersMs: number): AppMetrics {
   for (const metric of own.registry.getMetricsAsArray()) {
     if (metric instanceof Gauge) {
       const gauge = metric as unknown as { name: string; aggregator: string };
@@ -620,7 +618,7 @@ function clusterMetrics(own: AppMetrics): AppMetrics {
       sending = false;
     }
   };
-  setInterval(() => void sendCounters(), COUNTERS_INTERVAL_MS).unref();
+  setInterval(() => void sendCounters(), countersMs).unref();
   let nextId = 1;
   const waiting = new Map<number, (m: { text?: string; error?: string }) => void>();
   process.on("message", (message: unknown) => {
@@ -677,6 +675,7 @@ export function runWorker(): void {
   let close: (() => Promise<void>) | undefined;
   let flush = async () => true;
   let drainTimeoutMs = 30_000;
+  let drainMarginMs = 10_000;
   /** Settles when the primary says the port this worker listens on is the service's. */
   let confirmServing = () => {};
   const serving = new Promise<void>((resolve) => {
@@ -691,7 +690,7 @@ export function runWorker(): void {
       setTimeout(() => {
         process.stderr.write("decentral-audit: serve worker did not finish draining; exiting\n");
         process.kill(process.pid, "SIGKILL");
-      }, drainTimeoutMs + DRAIN_MARGIN_MS).unref();
+      }, drainTimeoutMs + drainMarginMs).unref();
     }
     closing ??= (close ? close() : Promise.resolve())
       .then(
@@ -713,6 +712,7 @@ export function runWorker(): void {
     const m = message as ToWorker;
     if (m.type === "audit:start") {
       drainTimeoutMs = m.config.DRAIN_TIMEOUT_MS;
+      drainMarginMs = m.config.DRAIN_MARGIN_MS;
       const logger = serveLogger(m.config.LOG_LEVEL);
       const { log } = logger;
       flush = logger.flush;
@@ -721,7 +721,7 @@ export function runWorker(): void {
           startService(m.config, log, {
             background: "leader",
             startupWarnings: false,
-            metrics: clusterMetrics,
+            metrics: (own) => clusterMetrics(own, m.config.WORKER_COUNTERS_MS),
             leadAfter: serving,
           }),
         )

@@ -256,3 +256,26 @@ describe("RPC_RATE_LIMIT below one request in 1000 s", () => {
     }
   });
 });
+
+// The worker-counter push was fixed at 1 s and the drain margin at 10 s: tests of a worker's
+// counts kept across its death and of a stuck worker waited them out. They are settings now,
+// validated as the other timers of `serve --workers`.
+describe("WORKER_COUNTERS_MS and DRAIN_MARGIN_MS", () => {
+  it("WORKER_COUNTERS_MS defaults to 1000, takes 1 to 3600000, refuses 0, more or non-digits", () => {
+    expect(loadConfig({}).WORKER_COUNTERS_MS).toBe(1000);
+    expect(loadConfig({ WORKER_COUNTERS_MS: "1" }).WORKER_COUNTERS_MS).toBe(1);
+    expect(loadConfig({ WORKER_COUNTERS_MS: "3600000" }).WORKER_COUNTERS_MS).toBe(3_600_000);
+    for (const ms of ["0", "3600001", "1e3", "-5", " "]) {
+      expect(() => loadConfig({ WORKER_COUNTERS_MS: ms }), ms).toThrow(/WORKER_COUNTERS_MS: /);
+    }
+  });
+
+  it("DRAIN_MARGIN_MS defaults to 10000, takes 0 to 3600000, and refuses more or non-digits", () => {
+    expect(loadConfig({}).DRAIN_MARGIN_MS).toBe(10_000);
+    expect(loadConfig({ DRAIN_MARGIN_MS: "0" }).DRAIN_MARGIN_MS).toBe(0);
+    expect(loadConfig({ DRAIN_MARGIN_MS: "3600000" }).DRAIN_MARGIN_MS).toBe(3_600_000);
+    for (const ms of ["3600001", "1e3", "-5", " "]) {
+      expect(() => loadConfig({ DRAIN_MARGIN_MS: ms }), ms).toThrow(/DRAIN_MARGIN_MS: /);
+    }
+  });
+});

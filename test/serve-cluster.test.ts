@@ -431,13 +431,22 @@ describe("serve --workers 2", () => {
   }, 60_000);
 
   it("keeps the counts a worker made before it died, with no scrape between", async () => {
-    const { db, serve } = await startCluster();
+    // Workers send their counters every 100 ms on their own, and the primary says so at debug.
+    const { db, serve } = await startCluster({ WORKER_COUNTERS_MS: "100", LOG_LEVEL: "debug" });
     const token = await metricsToken(db);
     const answers = await Promise.all(Array.from({ length: 20 }, () => send(serve.url, false)));
     await Promise.all(answers.map((a) => a.done));
-    // Nobody scrapes; workers send their counters every second on their own.
-    await new Promise((r) => setTimeout(r, 2500));
-    process.kill(await busiest(serve, 20), "SIGKILL");
+    // Nobody scrapes (a scrape would keep the counts itself): the wait is for the victim's own
+    // send that names all it proxied, read from the primary's log.
+    const victim = await busiest(serve, 20);
+    const mine = serve.logs.filter((l) => l.msg === "request" && Number(l.pid) === victim).length;
+    await serve.waitForLog(
+      (l) =>
+        l.msg === "serve worker sent its counters" &&
+        Number(l.workerPid) === victim &&
+        l.proxied === mine,
+    );
+    process.kill(victim, "SIGKILL");
     await serve.waitForLog((l) => l.msg === "serve worker died; restarting it");
     expect(sample((await scrapeMetrics(serve.url, token)).text, PROXIED)).toBe(20);
   }, 60_000);
@@ -630,12 +639,15 @@ describe("serve --workers 2, a worker that crashes while it drains", () => {
 
 describe("serve --workers 2, a worker stuck on SIGTERM", () => {
   it("is killed after the drain wait, logged as an error, and serve exits non-zero", async () => {
-    // No drain time: the primary waits only its margin for the stuck worker.
-    const { serve } = await startCluster({ DRAIN_TIMEOUT_MS: "0" });
+    // No drain time: the primary waits only its margin (1 s here, 10 s by default) for the
+    // stuck worker, and not the default margin.
+    const { serve } = await startCluster({ DRAIN_TIMEOUT_MS: "0", DRAIN_MARGIN_MS: "1000" });
     const [stuck] = [...workerPids(serve)] as number[];
     process.kill(stuck as number, "SIGSTOP");
+    const started = Date.now();
     serve.child.kill("SIGTERM");
     expect(await serve.exited).toBe(2);
+    expect(Date.now() - started).toBeLessThan(9000);
     const line = serve.logs.find((l) => l.msg === "serve worker did not drain in time; killed it");
     expect(line).toMatchObject({ level: 50, workerPid: stuck });
     expect(serve.stderr()).toMatch(/did not drain within/);
