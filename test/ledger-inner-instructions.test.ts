@@ -1,15 +1,8 @@
-import { Keypair, PublicKey } from "@solana/web3.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
 import { createLedgerReader } from "../src/ledger/reader.js";
 import { buildStatement } from "../src/ledger/statement.js";
-import {
-  ASSOCIATED_TOKEN_PROGRAM_ID,
-  localKeyNames,
-  localSigner,
-  SYSTEM_PROGRAM_ID,
-  TOKEN_PROGRAM_ID,
-} from "../src/localnet/keys.js";
+import { localKeyNames, localSigner } from "../src/localnet/keys.js";
 import { createLogger } from "../src/log.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { chainSecondAfter } from "./support/finality.js";
@@ -38,31 +31,6 @@ function withoutInner(rpc: RpcPool): RpcPool {
   });
 }
 
-/** The Associated Token Account program's CreateIdempotent: it calls the token program. */
-function createAta(payer: string, owner: string, mint: string) {
-  const [address] = PublicKey.findProgramAddressSync(
-    [owner, TOKEN_PROGRAM_ID, mint].map((k) => new PublicKey(k).toBuffer()),
-    new PublicKey(ASSOCIATED_TOKEN_PROGRAM_ID),
-  );
-  const acc = (a: string, signer: boolean, writable: boolean) => ({
-    address: a,
-    signer,
-    writable,
-  });
-  return {
-    programId: ASSOCIATED_TOKEN_PROGRAM_ID,
-    accounts: [
-      acc(payer, true, true),
-      acc(address.toBase58(), false, true),
-      acc(owner, false, false),
-      acc(mint, false, false),
-      acc(SYSTEM_PROGRAM_ID, false, false),
-      acc(TOKEN_PROGRAM_ID, false, false),
-    ],
-    data: new Uint8Array([1]),
-  };
-}
-
 describe("a top-up served without its inner instructions", () => {
   it("stays listed, unread, its statement not complete, until an answer with them reads it", async () => {
     const c = await h.scenario();
@@ -73,10 +41,7 @@ describe("a top-up served without its inner instructions", () => {
     // A top-up whose transaction also calls a program that calls the token program: what that
     // call moved shows only in the inner instructions.
     const topUp = h.op.send(
-      [
-        createAta(h.op.payer.address, Keypair.generate().publicKey.toBase58(), h.op.accounts.mint),
-        h.op.transfer(wallet, vault, 1_000_000n, { authority: user.address }),
-      ],
+      [h.op.newOwnerAtaIx(), h.op.transfer(wallet, vault, 1_000_000n, { authority: user.address })],
       { extraSigners: [user] },
     ).signature;
     await h.finalized();

@@ -1,16 +1,9 @@
-import { Keypair, PublicKey } from "@solana/web3.js";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
 import { createLedgerReader } from "../src/ledger/reader.js";
 import { buildStatement } from "../src/ledger/statement.js";
 import { ledgerWindowCheck } from "../src/ledger/window-check.js";
-import {
-  ASSOCIATED_TOKEN_PROGRAM_ID,
-  localKeyNames,
-  localSigner,
-  SYSTEM_PROGRAM_ID,
-  TOKEN_PROGRAM_ID,
-} from "../src/localnet/keys.js";
+import { localKeyNames, localSigner } from "../src/localnet/keys.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { chainSecondAfter } from "./support/finality.js";
@@ -60,31 +53,6 @@ const dropLast =
       inner === "empty" ? [] : groups.map((g) => ({ ...g, index: g.index + 1 }));
   };
 
-/** The Associated Token Account program's CreateIdempotent: it calls the token program. */
-function createAta(payer: string, owner: string, mint: string) {
-  const [address] = PublicKey.findProgramAddressSync(
-    [owner, TOKEN_PROGRAM_ID, mint].map((k) => new PublicKey(k).toBuffer()),
-    new PublicKey(ASSOCIATED_TOKEN_PROGRAM_ID),
-  );
-  const acc = (a: string, signer: boolean, writable: boolean) => ({
-    address: a,
-    signer,
-    writable,
-  });
-  return {
-    programId: ASSOCIATED_TOKEN_PROGRAM_ID,
-    accounts: [
-      acc(payer, true, true),
-      acc(address.toBase58(), false, true),
-      acc(owner, false, false),
-      acc(mint, false, false),
-      acc(SYSTEM_PROGRAM_ID, false, false),
-      acc(TOKEN_PROGRAM_ID, false, false),
-    ],
-    data: new Uint8Array([1]),
-  };
-}
-
 /** A whole second from now, waited for: the period's start, after earlier tests' lines. */
 const periodStart = () => chainSecondAfter(h.world);
 
@@ -108,7 +76,7 @@ function topUpWithPayout(vault: string, payout: bigint) {
   const user = localSigner(localKeyNames.user(3));
   const wallet = h.op.createTokenAccount(user.address, h.op.accounts.mint, 1_000_000n);
   const ixs = [
-    createAta(h.op.payer.address, Keypair.generate().publicKey.toBase58(), h.op.accounts.mint),
+    h.op.newOwnerAtaIx(),
     h.op.transfer(wallet, vault, 1_000_000n, { authority: user.address }),
   ];
   if (payout > 0n) ixs.push(h.op.transfer(vault, h.op.attackerAccount(0n), payout));
@@ -227,7 +195,7 @@ describe("a job's lock with a payout a lying node leaves out of the instructions
     const c = await h.scenario();
     const plan = h.op.plan({ keyIndex: 2 });
     const escrowTx = h.op.send([
-      createAta(h.op.payer.address, Keypair.generate().publicKey.toBase58(), h.op.accounts.mint),
+      h.op.newOwnerAtaIx(),
       ...h.op.lockIxs(plan),
       h.op.transfer(plan.vault, h.op.attackerAccount(0n), 300_000n),
     ]).signature;
@@ -259,7 +227,7 @@ describe("a v0 top-up whose vault only a lookup table names, its payout's call l
     const from = await periodStart();
     const stored = h.op.send(
       [
-        createAta(h.op.payer.address, Keypair.generate().publicKey.toBase58(), h.op.accounts.mint),
+        h.op.newOwnerAtaIx(),
         h.op.transfer(wallet, vault, 1_000_000n, { authority: user.address }),
         h.op.transfer(vault, thief, 400_000n),
       ],
@@ -287,7 +255,7 @@ describe("a lock inside a top-up beside a payout a lying node leaves out", () =>
     // payout inside a call the node serves no instruction of.
     const escrowTx = h.op.send(
       [
-        createAta(h.op.payer.address, Keypair.generate().publicKey.toBase58(), h.op.accounts.mint),
+        h.op.newOwnerAtaIx(),
         ...h.op.lockIxs(plan),
         h.op.transfer(wallet, plan.vault, 1_000_000n, { authority: user.address }),
         h.op.transfer(plan.vault, h.op.attackerAccount(0n), 250_000n),
@@ -350,7 +318,7 @@ describe("a lock whose call a lying node serves as [] with an Approve of the vau
     const plan = h.op.plan({ keyIndex: 2 });
     const delegate = h.op.attackerAccount(0n);
     const escrowTx = h.op.send([
-      createAta(h.op.payer.address, Keypair.generate().publicKey.toBase58(), h.op.accounts.mint),
+      h.op.newOwnerAtaIx(),
       h.op.memo(`decentral:escrow:${plan.jobId}`),
       h.op.transfer(plan.vault, h.op.accounts.escrowVault, plan.lock),
       h.op.approve(plan.vault, delegate, 1_000_000_000n),
@@ -376,7 +344,7 @@ describe("a lock whose call a lying node serves as [] with an Approve of the vau
     const from = await periodStart();
     const plan = h.op.plan({ keyIndex: 2 });
     const escrowTx = h.op.send([
-      createAta(h.op.payer.address, Keypair.generate().publicKey.toBase58(), h.op.accounts.mint),
+      h.op.newOwnerAtaIx(),
       h.op.memo(`decentral:escrow:${plan.jobId}`),
       h.op.transfer(vault, h.op.accounts.escrowVault, plan.lock),
       h.op.approve(vault, h.op.attackerAccount(0n), 1_000_000_000n),
@@ -411,7 +379,7 @@ describe("an Approve of the vault inside a call that moves no money, served as [
     const from = await periodStart();
     const delegate = h.op.attackerAccount(0n);
     const approveTx = h.op.send([
-      createAta(h.op.payer.address, Keypair.generate().publicKey.toBase58(), h.op.accounts.mint),
+      h.op.newOwnerAtaIx(),
       h.op.approve(vault, delegate, 400_000n),
     ]).signature;
     onTestFinished(() => {

@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
-import { Keypair, PublicKey } from "@solana/web3.js";
+import { Keypair } from "@solana/web3.js";
 import { chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { createApp } from "../src/api/app.js";
@@ -14,11 +14,6 @@ import {
   statementToCsv,
   statementToJson,
 } from "../src/ledger/statement.js";
-import {
-  ASSOCIATED_TOKEN_PROGRAM_ID,
-  SYSTEM_PROGRAM_ID,
-  TOKEN_PROGRAM_ID,
-} from "../src/localnet/keys.js";
 import { createLogger } from "../src/log.js";
 import { chainSecondAfter } from "./support/finality.js";
 import {
@@ -45,31 +40,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await h?.close();
 });
-
-/** The Associated Token Account program's CreateIdempotent: it calls the token program. */
-function createAta(payer: string, owner: string, mint: string) {
-  const [address] = PublicKey.findProgramAddressSync(
-    [owner, TOKEN_PROGRAM_ID, mint].map((k) => new PublicKey(k).toBuffer()),
-    new PublicKey(ASSOCIATED_TOKEN_PROGRAM_ID),
-  );
-  const acc = (a: string, signer: boolean, writable: boolean) => ({
-    address: a,
-    signer,
-    writable,
-  });
-  return {
-    programId: ASSOCIATED_TOKEN_PROGRAM_ID,
-    accounts: [
-      acc(payer, true, true),
-      acc(address.toBase58(), false, true),
-      acc(owner, false, false),
-      acc(mint, false, false),
-      acc(SYSTEM_PROGRAM_ID, false, false),
-      acc(TOKEN_PROGRAM_ID, false, false),
-    ],
-    data: new Uint8Array([1]),
-  };
-}
 
 /** `rpc`, the last instruction of `signature` left out and its inner instructions served `[]`. */
 function droppingLast(rpc: RpcPool, signature: string): RpcPool {
@@ -172,7 +142,7 @@ describe("a vault whose delegate only the balance read shows", () => {
     const from = await chainSecondAfter(h.world);
     const delegate = Keypair.generate().publicKey.toBase58();
     const approveTx = h.op.send([
-      createAta(h.op.payer.address, Keypair.generate().publicKey.toBase58(), h.op.accounts.mint),
+      h.op.newOwnerAtaIx(),
       h.op.approve(vault, delegate, 400_000n),
     ]).signature;
     onTestFinished(() => {
@@ -297,7 +267,7 @@ describe.skipIf(!chromiumPath && !inCi)("the statement page in Chromium", () => 
     h.op.send([h.op.setAuthority(vault, AuthorityType.AccountOwner, h.op.attacker.address)]);
     onTestFinished(() => h.op.giveBackVault(vault));
     const approveTx = h.op.send([
-      createAta(h.op.payer.address, Keypair.generate().publicKey.toBase58(), h.op.accounts.mint),
+      h.op.newOwnerAtaIx(),
       h.op.approve(vault, delegate, 300_000n, h.op.attacker.address),
     ]).signature;
     // A node leaving owners out of token balances and the Approve out of its transaction.

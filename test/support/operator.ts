@@ -10,7 +10,7 @@ import {
   getAssociatedTokenAddressSync,
   getMintLen,
 } from "@solana/spl-token";
-import { PublicKey, type TransactionInstruction } from "@solana/web3.js";
+import { Keypair, PublicKey, type TransactionInstruction } from "@solana/web3.js";
 import { createApp } from "../../src/api/app.js";
 import { createToken } from "../../src/auth/tokens.js";
 import { createRpcPool, type RpcPool } from "../../src/chain/rpc-pool.js";
@@ -710,6 +710,15 @@ export class Operator {
       ],
       data: Uint8Array.from([2]),
     };
+  }
+
+  /**
+   * ATA program CreateIdempotent of a new owner's credit-mint account (payer signs): a call
+   * into the token program, so what it does there shows only in the inner instructions.
+   */
+  newOwnerAtaIx(): InstructionSpec {
+    const owner = Keypair.generate().publicKey.toBase58();
+    return this.createAtaIx(owner, ataOf(owner, this.accounts.mint));
   }
 
   private createAtaIx(wallet: string, ata: string): InstructionSpec {
