@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
-import { createTestStore } from "./support/store.js";
+import { createTestStore, recordPrepared, sqlitePlanOf } from "./support/store.js";
 
 /**
  * A final verdict writes some 45 check rows per job, almost all passes. An index on
@@ -58,20 +58,12 @@ describe.each(dialects)("check_results indexes (%s)", (dialect) => {
 describe("the ledger's read of jobs whose credits.header waits for a vault (SQLite)", () => {
   it("starts from the waiting checks, never from every final job", () => {
     const store = createTestStore();
-    const prepared: string[] = [];
-    const prepare = store.sqlite.prepare.bind(store.sqlite);
-    store.sqlite.prepare = ((text: string) => {
-      prepared.push(text);
-      return prepare(text);
-    }) as typeof store.sqlite.prepare;
+    const prepared = recordPrepared(store);
     createLedgerStore(store);
     const waiting = prepared.filter((t) => /FROM check_results c\b/.test(t) && /JOIN jobs/.test(t));
     expect(waiting).toHaveLength(1);
     const text = waiting[0]!;
-    const anonymous = (text.match(/\?/g) ?? []).map(() => null);
-    const plan = (prepare(`EXPLAIN QUERY PLAN ${text}`).all(...anonymous) as { detail: string }[])
-      .map((r) => r.detail)
-      .join("\n");
+    const plan = sqlitePlanOf(store, text);
     // Joined from jobs it read every verified job (by jobs_verdict_created): 0.2 s a vault over
     // 50,000 jobs, inside the ledger's write; from the waiting checks, 3 ms.
     expect(plan, text).toMatch(/^SEARCH c USING INDEX check_results_header_waiting/);

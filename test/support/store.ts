@@ -18,3 +18,33 @@ export function createTestStore(): SqliteStore {
   }
   return sqliteStoreOver(new Database(migrated));
 }
+
+/**
+ * Every SQL text `store` prepares from now on, in order (the stores prepare most of theirs when
+ * they are made), for query-plan tests to pick the statements they explain.
+ */
+export function recordPrepared(store: SqliteStore): string[] {
+  const prepared: string[] = [];
+  const prepare = store.sqlite.prepare.bind(store.sqlite);
+  store.sqlite.prepare = ((text: string) => {
+    prepared.push(text);
+    return prepare(text);
+  }) as typeof store.sqlite.prepare;
+  return prepared;
+}
+
+/** SQLite's plan for `text`, every parameter (named or `?`) bound to null: one step a line. */
+export function sqlitePlanOf(store: SqliteStore, text: string): string {
+  const names = Object.fromEntries([...text.matchAll(/[@:$](\w+)/g)].map((m) => [m[1], null]));
+  const anonymous = (text.match(/\?/g) ?? []).map(() => null);
+  // The database's own prepare: a plan read is not one of the store's statements.
+  const prepare: Database.Database["prepare"] = Database.prototype.prepare;
+  const statement: Database.Statement<unknown[]> = prepare.call(
+    store.sqlite,
+    `EXPLAIN QUERY PLAN ${text}`,
+  );
+  const rows = (
+    Object.keys(names).length > 0 ? statement.all(names) : statement.all(...anonymous)
+  ) as { detail: string }[];
+  return rows.map((r) => r.detail).join("\n");
+}
