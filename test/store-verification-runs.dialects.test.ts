@@ -339,3 +339,53 @@ describe("verification runs on PostgreSQL, closed from two processes at once", (
     }
   });
 });
+
+// A nightly's row was finished `completed` when its jobs settled, before the ledger was read:
+// killed in that phase, it stayed `completed` with no exit code. It is held `running` (counts
+// written, no finish time) until the outcome closes it, so the sweep abandons a dead one.
+describe.each(dialects)("a nightly's run row held through the ledger on %s", (dialect) => {
+  const stores = useDialectStores(dialect);
+
+  it("stays running with its counts, closes with the outcome, or is abandoned when its owner dies", async () => {
+    const store = await stores.open();
+    const runs = createVerificationRunStore(store);
+    const open = () =>
+      runs.open(
+        { trigger: "verify", window: { from: T0, to: t }, heartbeatUntil: t + 30_000 },
+        { owner: "me", t, deadOwners: [] },
+      );
+    const ended = (await open()).runId;
+    const killed = (await open()).runId;
+    const counts = { total: 3, final: 3, byVerdict: { verified: 3 } };
+    await runs.finish(ended, "running", counts, t + 5);
+    await runs.finish(killed, "running", counts, t + 5);
+    expect(await runColumns(store)).toEqual([
+      { id: ended, owner: "me", status: "running", finishedAt: null, summary: counts },
+      { id: killed, owner: "me", status: "running", finishedAt: null, summary: counts },
+    ]);
+
+    await runs.recordOutcome(
+      ended,
+      { outcome: "ledger_findings", exitCode: 1, reason: null, ledgerFindings: 2 },
+      t + 9,
+      "completed",
+    );
+    expect(await runs.closeAbandoned({ owner: "other", t: t + 10, deadOwners: ["me"] })).toBe(1);
+    expect(await runColumns(store)).toEqual([
+      {
+        id: ended,
+        owner: "me",
+        status: "completed",
+        finishedAt: t + 9,
+        summary: {
+          ...counts,
+          outcome: "ledger_findings",
+          exitCode: 1,
+          reason: null,
+          ledgerFindings: 2,
+        },
+      },
+      { id: killed, owner: "me", status: "abandoned", finishedAt: t + 10, summary: counts },
+    ]);
+  });
+});

@@ -14,7 +14,7 @@ import {
 import { countJobsByVerdict } from "../reports/reconciliation.js";
 import { createOpsStore } from "../store/ops.js";
 import { countOpenJobWaits, type OpenJobWait } from "../store/queue-rules.js";
-import { createVerificationRunStore } from "../store/verification-runs.js";
+import { createVerificationRunStore, type NightlyRunOutcome } from "../store/verification-runs.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
 import { acquireLock, releaseLock, takeOverLock } from "./locks.js";
 
@@ -32,8 +32,25 @@ export interface NightlyProgress {
 export interface SettlingEngine {
   runUntilSettled(
     filter: { from?: number; to?: number },
-    opts: { timeoutMs: number; signal?: AbortSignal; onProgress?(p: NightlyProgress): void },
+    opts: {
+      timeoutMs: number;
+      signal?: AbortSignal;
+      onProgress?(p: NightlyProgress): void;
+      holdRun?: boolean;
+      runId?: number;
+    },
   ): Promise<{ status: "completed" | "timed_out" | "interrupted"; runId?: number }>;
+  /**
+   * Closes the run row kept `running` (`holdRun`) through the ledger's read, with the night's
+   * outcome. An engine without it finishes its row as the jobs settle; the outcome is then
+   * written on the finished row.
+   */
+  endRun?(
+    runId: number,
+    status: "completed" | "timed_out" | "interrupted",
+    outcome: NightlyRunOutcome,
+    t: number,
+  ): Promise<void>;
 }
 
 export interface NightlyOptions {
@@ -236,6 +253,7 @@ export async function runNightlyVerification(
   const timedOut = () => `timed out after ${Math.round(options.timeoutMs / 1000)} s`;
   let reason: string | null = null;
   let runId: number | null = null;
+  let runStatus: "completed" | "timed_out" | "interrupted" = "completed";
   let ledger: LedgerWindowResult | undefined;
 
   // The lock outlives the run's timeout a little, so a crashed run frees it on its own.
@@ -305,9 +323,15 @@ export async function runNightlyVerification(
             timeoutMs: left(),
             ...(options.signal ? { signal: options.signal } : {}),
             ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+            // The row stays `running` until the night's outcome is written: killed while the
+            // ledger is read, it is closed `abandoned`, not left `completed`. The jobs the
+            // ledger reopened are settled on the same row.
+            ...(engine.endRun ? { holdRun: true } : {}),
+            ...(runId !== null ? { runId } : {}),
           },
         );
         runId = result.runId ?? null;
+        runStatus = result.status;
         if (result.status === "timed_out") {
           reason = timedOut();
         } else if (result.status === "interrupted") {
@@ -446,22 +470,21 @@ export async function runNightlyVerification(
   // after it, when the clock stepped meanwhile.
   const finishedAt = startedAt + elapsed();
   if (runId !== null) {
-    // The verifier finished the run row `completed` when the jobs settled, before the ledger was
-    // read: the night's outcome goes on the row too, or the status page shows a clean night
-    // after cron was told 1 or 2.
+    // The night's outcome goes on the run row, or the status page shows a clean night after cron
+    // was told 1 or 2. The row, held `running` since the jobs settled, closes in the same write.
+    const written: NightlyRunOutcome = {
+      outcome,
+      exitCode: exitCodes[outcome],
+      reason,
+      ledgerFindings: ledger ? ledgerFindings : null,
+    };
     try {
-      await createVerificationRunStore(store).recordOutcome(
-        runId,
-        {
-          outcome,
-          exitCode: exitCodes[outcome],
-          reason,
-          ledgerFindings: ledger ? ledgerFindings : null,
-        },
-        finishedAt,
-      );
+      await (engine.endRun
+        ? engine.endRun(runId, runStatus, written, finishedAt)
+        : createVerificationRunStore(store).recordOutcome(runId, written, finishedAt));
     } catch {
-      // The exit code stands; the row keeps the verifier's summary alone.
+      // The exit code stands. A held row left `running`, its heartbeat gone, is closed
+      // `abandoned` by the next sweep: its outcome was never written.
     }
   }
   return {

@@ -47,13 +47,20 @@ export interface VerificationRunStore {
   beat(owner: string, t: number, until: number): Promise<void>;
   /** Removes the owner's heartbeat (its last run finished). */
   dropHeartbeat(owner: string): Promise<void>;
+  /** Writes the run's status and summary; `running` (a held run) leaves `finished_at` empty. */
   finish(runId: number, status: RunStatus, summary: unknown, t: number): Promise<void>;
   /**
-   * Writes how a nightly run ended on its (finished) run row: the outcome's fields join the
-   * summary the run was finished with, and `finished_at` moves to `t`. The row's status stays
-   * what the verifier wrote (`completed` once the jobs settled); the outcome is the night's.
+   * Writes how a nightly run ended on its run row: the outcome's fields join the summary the
+   * verifier wrote, and `finished_at` moves to `t`. With `status`, the row (kept `running`
+   * while the ledger was read) closes with it in the same write; without, the row's status
+   * stays what the verifier wrote. The status is the verifier's; the outcome is the night's.
    */
-  recordOutcome(runId: number, outcome: NightlyRunOutcome, t: number): Promise<void>;
+  recordOutcome(
+    runId: number,
+    outcome: NightlyRunOutcome,
+    t: number,
+    status?: RunStatus,
+  ): Promise<void>;
   /**
    * The earliest time in [`since`, `before`) that no nightly run (`verify`, the `VERIFY_CRON`
    * run) which finished, exit 0 or 1, covered with its window; runs that never finished leave
@@ -185,7 +192,7 @@ function createSqliteVerificationRunStore(store: SqliteStore): VerificationRunSt
     },
     async finish(runId, status, summary, t) {
       db.update(verificationRuns)
-        .set({ status, finishedAt: t, summary })
+        .set({ status, finishedAt: status === "running" ? null : t, summary })
         .where(eq(verificationRuns.id, runId))
         .run();
     },
@@ -198,12 +205,13 @@ function createSqliteVerificationRunStore(store: SqliteStore): VerificationRunSt
         judgedWindows.all(before, since) as JudgedWindow[],
       );
     },
-    async recordOutcome(runId, o, t) {
+    async recordOutcome(runId, o, t, status) {
       // Raw SQL in the value: the fields are set inside the stored summary, in one statement,
       // so nothing the verifier wrote there is lost (json_set writes a SQL NULL as JSON null).
       // A number is bound as a REAL, which json_set writes `1.0`: the counts are cast first.
       db.update(verificationRuns)
         .set({
+          ...(status ? { status } : {}),
           finishedAt: t,
           summary: sql`json_set(coalesce(${verificationRuns.summary}, '{}'),
             '$.outcome', ${o.outcome}, '$.exitCode', CAST(${o.exitCode} AS INTEGER),

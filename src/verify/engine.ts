@@ -13,7 +13,11 @@ import { createJobQueueStore, type QueueFilter, type VerdictCounts } from "../st
 import { createLedgerStore } from "../store/ledger.js";
 import { createSignatureStore } from "../store/signatures.js";
 import { createVerdictStore } from "../store/verdicts.js";
-import { createVerificationRunStore, type RunStatus } from "../store/verification-runs.js";
+import {
+  createVerificationRunStore,
+  type NightlyRunOutcome,
+  type RunStatus,
+} from "../store/verification-runs.js";
 import type { Profile } from "./profiles.js";
 import { createRound, message } from "./round.js";
 import { defaultVerifierOptions, type VerifierOptions } from "./verifier-options.js";
@@ -55,16 +59,34 @@ export interface Verifier {
   /** New jobs arrived: look now. */
   notify(): void;
   /** Verifies the jobs in `filter` until each has a final verdict or the time is up. */
-  runUntilSettled(
-    filter: VerifyFilter,
-    opts: { timeoutMs: number; signal?: AbortSignal; onProgress?(p: RunProgress): void },
-  ): Promise<RunSummary>;
+  runUntilSettled(filter: VerifyFilter, opts: SettleOptions): Promise<RunSummary>;
+  /**
+   * Closes a run kept open (`holdRun`) with its status and the night's outcome, in one write,
+   * and stops its heartbeat. A run not held (it failed meanwhile) keeps its status; the
+   * outcome joins its summary.
+   */
+  endRun(runId: number, status: RunStatus, outcome: NightlyRunOutcome, t: number): Promise<void>;
   /** Sends the job back to the queue (signatures given up on are looked for again) and wakes the loop. */
   reverify(jobId: string): Promise<void>;
   /** Resolves once the loop has nothing due (every job final or waiting for a later time). */
   onIdle(): Promise<void>;
   /** This verifier's lease owner id. */
   readonly owner: string;
+}
+
+export interface SettleOptions {
+  timeoutMs: number;
+  signal?: AbortSignal;
+  onProgress?(p: RunProgress): void;
+  /**
+   * Keeps the run's row `running`, with its heartbeat, once the jobs settle, until `endRun`:
+   * a nightly reads the ledger after its jobs settled, and a row already `completed` then
+   * showed a night killed in that phase (kill -9, OOM) as a finished one. Kept `running`, the
+   * row of a dead process is closed `abandoned` by the next sweep.
+   */
+  holdRun?: boolean;
+  /** Goes on with this held run (its row and heartbeat) rather than opening another. */
+  runId?: number;
 }
 
 export interface VerifierDeps {
@@ -138,6 +160,8 @@ export function createVerifier(deps: VerifierDeps): Verifier {
    */
   const heartbeatMs = options.leaseMs;
   let openRuns = 0;
+  /** Runs kept open past their settlement (`holdRun`), until `endRun` or a failure. */
+  const heldRuns = new Set<number>();
   let heartbeatTimer: NodeJS.Timeout | undefined;
 
   /**
@@ -209,10 +233,16 @@ export function createVerifier(deps: VerifierDeps): Verifier {
   }
 
   async function finishRun(runId: number, status: RunStatus, summary: unknown, waitMs = 0) {
+    await closeRun(runId, waitMs, () => runs.finish(runId, status, summary, now()));
+  }
+
+  /** Writes a run's last row, within `waitMs` of a busy database, then lets its heartbeat go. */
+  async function closeRun(runId: number, waitMs: number, write: () => Promise<void>) {
+    heldRuns.delete(runId);
     try {
       const until = performance.now() + waitMs;
       await whileBusyWithin(
-        () => retryWhileBusy(() => runs.finish(runId, status, summary, now())),
+        () => retryWhileBusy(write),
         () => until - performance.now(),
       );
     } finally {
@@ -374,6 +404,15 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       idleWaiters = [];
     },
     notify,
+    async endRun(runId, status, outcome, t) {
+      if (!heldRuns.has(runId)) {
+        await runs.recordOutcome(runId, outcome, t);
+        return;
+      }
+      // No wait past a busy database: the run's time is spent. A row left `running`, its
+      // heartbeat gone, is closed `abandoned` by the next sweep.
+      await closeRun(runId, 0, () => runs.recordOutcome(runId, outcome, t, status));
+    },
     async reverify(jobId: string) {
       await queue.reverify(jobId, now());
       notify();
@@ -395,7 +434,8 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       // VACUUM FULL, a migration by hand), or cut by a restart, ended a nightly with exit 2
       // while its --timeout had minutes left.
       const settled = <T>(work: () => Promise<T>) => whileBusyWithin(work, left, opts.signal);
-      const runId = await settled(() => startRun("verify", filter));
+      const held = opts.runId !== undefined && heldRuns.has(opts.runId) ? opts.runId : null;
+      const runId = held ?? (await settled(() => startRun("verify", filter)));
       let status: RunSummary["status"] = "completed";
       let progress = await settled(() => queue.countVerdicts(filter));
       // The run's deadline and its caller's signal reach into a round (its fetches and writes
@@ -451,13 +491,22 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       }
       const durationMs = Math.round(performance.now() - started);
       const summary: RunSummary = { runId, status, durationMs, ...progress };
-      // The run's row is closed even when the run's time is up, within a short grace.
-      await finishRun(
-        runId,
-        status,
-        { ...progress, durationMs: summary.durationMs },
-        Math.max(0, left()) + CLOSE_GRACE_MS,
-      );
+      const counts = { ...progress, durationMs: summary.durationMs };
+      if (opts.holdRun) {
+        // Its counts are written; the row stays `running` (its heartbeat too) until `endRun`.
+        heldRuns.add(runId);
+        try {
+          await whileBusyWithin(
+            () => retryWhileBusy(() => runs.finish(runId, "running", counts, now())),
+            () => Math.max(0, left()) + CLOSE_GRACE_MS,
+          );
+        } catch (error) {
+          log.warn({ err: error }, "verification run counts not written; the run goes on");
+        }
+      } else {
+        // The run's row is closed even when the run's time is up, within a short grace.
+        await finishRun(runId, status, counts, Math.max(0, left()) + CLOSE_GRACE_MS);
+      }
       log.info({ runId, status, ...progress }, "verification run finished");
       return summary;
     },

@@ -104,7 +104,7 @@ export function createPgVerificationRunStore(store: PgStore): VerificationRunSto
     async finish(runId, status, summary, t) {
       await db
         .update(verificationRuns)
-        .set({ status, finishedAt: t, summary })
+        .set({ status, finishedAt: status === "running" ? null : t, summary })
         .where(eq(verificationRuns.id, runId));
     },
     async nightlyCoveredUntil(before, since) {
@@ -133,7 +133,7 @@ export function createPgVerificationRunStore(store: PgStore): VerificationRunSto
         judged.map((w) => ({ from: Number(w.from), to: Number(w.to) })),
       );
     },
-    async recordOutcome(runId, o, t) {
+    async recordOutcome(runId, o, t, status) {
       // Raw SQL in the value: the fields join the stored summary in one statement (the column
       // is `json`, merged as `jsonb`), so nothing the verifier wrote there is lost.
       const fields = JSON.stringify({
@@ -145,6 +145,7 @@ export function createPgVerificationRunStore(store: PgStore): VerificationRunSto
       await db
         .update(verificationRuns)
         .set({
+          ...(status ? { status } : {}),
           finishedAt: t,
           summary: sql`(coalesce(${verificationRuns.summary}::jsonb, '{}'::jsonb)
             || ${fields}::jsonb)::json`,
