@@ -9,10 +9,15 @@ import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import type { Verdict } from "../src/db/schema.js";
 import { ownerName } from "../src/host-identity.js";
+import type { LedgerWindowResult } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
 import { scheduleNightlyVerification } from "../src/nightly/cron.js";
 import { acquireLock, releaseLock } from "../src/nightly/locks.js";
-import { NIGHTLY_LOCK, type SettlingEngine } from "../src/nightly/nightly-run.js";
+import {
+  NIGHTLY_LOCK,
+  runNightlyVerification,
+  type SettlingEngine,
+} from "../src/nightly/nightly-run.js";
 import { runVerifyCommand, verifyWindow } from "../src/nightly/verify-command.js";
 import { createVerificationRunStore } from "../src/store/verification-runs.js";
 import { insertCheck, insertJob } from "./support/job-rows.js";
@@ -683,5 +688,66 @@ describe("verify that loses the verification lock to another run", () => {
     // The window's jobs were left open by the other run, not by a slow or failing RPC.
     expect(said).not.toMatch(/RPC/);
     expect(engine.filters).toEqual([]);
+  });
+});
+
+// The jobs the ledger's read reopened were settled by a second run with a row of its own: the
+// first row stayed `completed` with no exit code. One row is held `running` through the ledger
+// and both settlements, and closed once with the night's outcome.
+describe("a nightly whose ledger read reopens jobs", () => {
+  it("settles them on the same held row and closes it once with the outcome", async () => {
+    const store = storeWithWindow();
+    const calls: { holdRun?: boolean; runId?: number }[] = [];
+    const ended: unknown[][] = [];
+    const engine: SettlingEngine = {
+      async runUntilSettled(_filter, opts) {
+        calls.push({
+          ...(opts.holdRun !== undefined ? { holdRun: opts.holdRun } : {}),
+          ...(opts.runId !== undefined ? { runId: opts.runId } : {}),
+        });
+        store.sqlite.prepare("UPDATE jobs SET verdict = 'verified' WHERE job_id LIKE 'in_%'").run();
+        return { status: "completed", runId: 7 };
+      },
+      async endRun(...args) {
+        ended.push(args);
+      },
+    };
+    const empty = Object.fromEntries(
+      [
+        "unreceiptedDebits",
+        "unreleasedLocks",
+        "creditsHeaderMismatches",
+        "foreignMint",
+        "vaultOwnerChanges",
+        "vaultDelegateApprovals",
+        "vaultDelegatesNow",
+        "vaultOwnersNow",
+        "mixedJobMemos",
+        "imbalanced",
+        "gaps",
+        "prunedHistory",
+      ].map((k) => [k, []]),
+    );
+    const summary = await runNightlyVerification(store, engine, {
+      from: NOW - 24 * hour,
+      to: NOW,
+      timeoutMs: 60_000,
+      now: () => NOW,
+      // The read reopens a job whose credits header waited for it.
+      ledger: async () => {
+        store.sqlite.prepare("UPDATE jobs SET verdict = 'pending' WHERE job_id = 'in_1'").run();
+        return { vaults: 1, incomplete: null, ...empty } as unknown as LedgerWindowResult;
+      },
+    });
+    expect(summary).toMatchObject({ outcome: "verified", exitCode: 0, runId: 7 });
+    expect(calls).toEqual([{ holdRun: true }, { holdRun: true, runId: 7 }]);
+    expect(ended).toEqual([
+      [
+        7,
+        "completed",
+        { outcome: "verified", exitCode: 0, reason: null, ledgerFindings: 0 },
+        summary.finishedAt,
+      ],
+    ]);
   });
 });
