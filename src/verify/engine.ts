@@ -237,9 +237,13 @@ export function createVerifier(deps: VerifierDeps): Verifier {
   }
 
   /** Writes a run's last row, within `waitMs` of a busy database, then lets its heartbeat go. */
-  async function closeRun(runId: number, waitMs: number, write: () => Promise<void>) {
+  async function closeRun(runId: number, waitMs: number | "once", write: () => Promise<void>) {
     heldRuns.delete(runId);
     try {
+      if (waitMs === "once") {
+        await write();
+        return;
+      }
       const until = performance.now() + waitMs;
       await whileBusyWithin(
         () => retryWhileBusy(write),
@@ -409,9 +413,10 @@ export function createVerifier(deps: VerifierDeps): Verifier {
         await runs.recordOutcome(runId, outcome, t);
         return;
       }
-      // No wait past a busy database: the run's time is spent. A row left `running`, its
-      // heartbeat gone, is closed `abandoned` by the next sweep.
-      await closeRun(runId, 0, () => runs.recordOutcome(runId, outcome, t, status));
+      // One try, as the outcome was written before: the run's time is spent, and its held row
+      // already had the close grace. A row left `running`, its heartbeat gone, is closed
+      // `abandoned` by the next sweep.
+      await closeRun(runId, "once", () => runs.recordOutcome(runId, outcome, t, status));
     },
     async reverify(jobId: string) {
       await queue.reverify(jobId, now());
@@ -492,7 +497,9 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       const durationMs = Math.round(performance.now() - started);
       const summary: RunSummary = { runId, status, durationMs, ...progress };
       const counts = { ...progress, durationMs: summary.durationMs };
-      if (opts.holdRun) {
+      // A run out of time or interrupted is closed now: no ledger read follows it, and its held
+      // row's writes waited out another process's write lock past the run's --timeout.
+      if (opts.holdRun && status === "completed") {
         // Its counts are written; the row stays `running` (its heartbeat too) until `endRun`.
         heldRuns.add(runId);
         try {
