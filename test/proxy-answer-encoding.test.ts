@@ -244,3 +244,66 @@ describe("answers read through their content-encoding", () => {
     ]);
   });
 });
+
+/**
+ * fetch takes a `deflate` answer for zlib's wrapping when its first byte names zlib's method
+ * (low four bits 8), and for raw deflate otherwise; the proxy tried zlib's and, failing, raw:
+ * bytes opening with a stored block whose first byte is 0x08 fail fetch's read ("incorrect
+ * header check") and were read by the proxy alone. And httpx does not know `x-gzip` (it reads
+ * the answer as it came), where fetch gunzips it: clients read it apart.
+ */
+describe("answer codings read as each client reads them: deflate's wrapping, x-gzip", () => {
+  let h: AdversaryHarness;
+  beforeAll(async () => {
+    h = await startAdversaryHarness();
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+  const answer = Buffer.from(
+    JSON.stringify({
+      id: "chatcmpl-1",
+      object: "chat.completion",
+      model: "qwen3-8b",
+      choices: [{ index: 0, message: { role: "assistant", content: "x".repeat(900) } }],
+      usage: { prompt_tokens: 12, completion_tokens: 800, total_tokens: 812 },
+    }),
+  );
+  // A raw deflate stream opened by an empty stored block whose first byte fetch takes for zlib's.
+  const zlibLike = Buffer.concat([Buffer.from([0x08, 0, 0, 0xff, 0xff]), deflateRawSync(answer)]);
+
+  it("reads a deflate answer as fetch does, and x-gzip as unknown", async () => {
+    const server = await listen(
+      http.createServer((_req, res) => {
+        res.writeHead(200, { "content-encoding": "deflate" });
+        res.end(zlibLike);
+      }),
+    );
+    try {
+      const read = await fetch(server.url)
+        .then((r) => r.text())
+        .catch(() => null);
+      expect(read).toBeNull();
+      expect(await decodedAnswer(zlibLike, ["deflate"])).toBeNull();
+    } finally {
+      await server.close();
+    }
+    expect(answerCodings("x-gzip")).toBe("unknown");
+  });
+
+  it("does not verify usage in a deflate answer its fetch client could not read", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1, completionTokens: 800 });
+    await jobThroughProxy(
+      h,
+      c.store,
+      plan,
+      "/v1/chat/completions",
+      zlibLike,
+      { messages: [{ role: "user", content: "Write" }] },
+      { answerHeaders: { "content-encoding": "deflate" } },
+    );
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("charge.matches_price")]);
+  });
+});

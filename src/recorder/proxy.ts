@@ -103,31 +103,30 @@ async function inflated(bytes: Buffer, options: ZlibOptions): Promise<Buffer> {
   }
 }
 
-/** The codings a client's HTTP layer decodes (fetch, httpx); zstd only where built with it. */
-const clientCodings = new Set(["gzip", "x-gzip", "deflate", "br", "zstd"]);
+/** The codings fetch (undici) decodes; any other it is sent makes it decode none. */
+const fetchCodings = new Set(["gzip", "x-gzip", "deflate", "br"]);
+/** The codings httpx decodes (zstd where built with it); others it skips, `identity` too. */
+const httpxCodings = new Set(["gzip", "deflate", "br", "zstd"]);
+/** fetch fails its read of an answer naming more codings than this. */
+const fetchMaxCodings = 5;
 
 /**
  * How a client reads an answer sent with `encoding` (`content-encoding`, which the proxy asked
- * to be `identity` but passes on as it came): "plain" when it decodes nothing (no coding, or
- * only codings no client knows: fetch then applies none, httpx skips them), the codings to undo
- * when it decodes each, or "unknown" when clients differ (a known coding beside an unknown
- * one, or zstd, which not every client decodes and this proxy cannot).
+ * to be `identity` but passes on as it came): "plain" when it decodes nothing, the codings to
+ * undo when it decodes each, or "unknown" when clients differ. fetch decodes nothing when any
+ * coding named is one it does not know (an empty one and `identity` among them) and fails past
+ * five codings; httpx skips what it does not know (`x-gzip` among them) and decodes the rest;
+ * zstd not every client decodes and this proxy cannot.
  */
 export function answerCodings(encoding: string | undefined): string[] | "plain" | "unknown" {
-  // Every entry counts as fetch counts it: `identity` and an empty one ("gzip,", "gzip,,gzip")
-  // are codings fetch does not know, so it decodes none of the list (httpx skips them).
-  const codings = encoding ? encoding.split(",").map((c) => c.trim().toLowerCase()) : [];
-  const known = codings.filter((c) => clientCodings.has(c));
-  if (known.length === 0 && codings.length <= fetchMaxCodings) return "plain";
-  // More codings than fetch takes fail its read, and httpx decodes them all; undoing each
-  // here cost up to 8 MiB of output per coding, thousands of them in an answer's head.
-  if (codings.length > fetchMaxCodings) return "unknown";
-  if (known.length < codings.length || known.includes("zstd")) return "unknown";
-  return codings;
+  if (encoding === undefined) return "plain";
+  const named = encoding.split(",").map((c) => c.trim().toLowerCase());
+  if (named.length > fetchMaxCodings) return "unknown";
+  const byFetch = named.every((c) => fetchCodings.has(c)) ? named : [];
+  const byHttpx = named.filter((c) => httpxCodings.has(c));
+  if (byFetch.join() !== byHttpx.join()) return "unknown";
+  return byFetch.length === 0 ? "plain" : byFetch;
 }
-
-/** Most codings fetch (undici) decodes: an answer listing more fails its read. */
-const fetchMaxCodings = 5;
 
 /**
  * The bytes a client's HTTP layer hands its SDK for an answer coded with `codings` (undone
@@ -154,7 +153,9 @@ export async function decodedAnswer(
     for (const coding of [...codings].reverse()) {
       if (coding === "gzip" || coding === "x-gzip") out = await zlibAsync.gunzip(out, zlibOptions);
       else if (coding === "br") out = await zlibAsync.brotli(out, brotliOptions);
-      else out = await inflated(out, zlibOptions);
+      // fetch reads zlib's wrapping when the first byte names its method, else raw deflate.
+      else if (((out[0] ?? 0) & 0x0f) === 0x08) out = await zlibAsync.inflate(out, zlibOptions);
+      else out = await zlibAsync.inflateRaw(out, zlibOptions);
     }
   } catch (e) {
     return e instanceof RangeError ? "too_long" : null;
