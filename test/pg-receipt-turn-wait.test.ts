@@ -5,7 +5,11 @@ import { openPostgres, type PgStore } from "../src/db/pg/client.js";
 import { migratePostgres } from "../src/db/pg/migrate.js";
 import { createLogger } from "../src/log.js";
 import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
-import { RECEIPT_WRITER_LOCK_CLASS } from "../src/store/pg/group-commit.js";
+import {
+  openPgWriterConnection,
+  RECEIPT_WRITER_LOCK_CLASS,
+  ReceiptTurnWaitError,
+} from "../src/store/pg/group-commit.js";
 import { recordReceiptsUnit } from "../src/store/receipts.js";
 import { reportsStore } from "../src/store/reports.js";
 import { usePostgresDatabase } from "./support/postgres.js";
@@ -134,4 +138,30 @@ describe("the PostgreSQL receipt writer under the longest statement timeouts the
     },
     10_000,
   );
+});
+
+describe("the PostgreSQL receipt writer's connection told to stop waiting before a group waits", () => {
+  it("does not wait the turn's own timeout in a group begun after the stop's deadline", async () => {
+    // The stop's deadline fired between two groups (the first was writing, none waited): the
+    // next group of the backlog then waited for the turn held by another host, up to a minute.
+    const connection = openPgWriterConnection(store);
+    try {
+      await holder.query("BEGIN");
+      await holder.query("SELECT pg_advisory_xact_lock($1::int, 0)", [RECEIPT_WRITER_LOCK_CLASS]);
+      await connection.cancelTurnWait();
+      const started = performance.now();
+      const outcome = await Promise.race([
+        connection.together([recordReceiptsUnit([receipt()], "proxy")]).then(
+          () => "written",
+          (error: unknown) => (error instanceof ReceiptTurnWaitError ? "turn wait" : String(error)),
+        ),
+        sleep(8_000).then(() => "still waiting"),
+      ]);
+      expect(outcome).toBe("turn wait");
+      expect(performance.now() - started).toBeLessThan(3_000);
+    } finally {
+      await holder.query("COMMIT").catch(() => {});
+      await connection.close();
+    }
+  }, 30_000);
 });

@@ -66,6 +66,7 @@ async function takeWriterTurnBounded(
   tx: PgExecutor,
   statementTimeoutMs: number,
   waiting: (pid: number | null) => void,
+  stopping: () => boolean,
 ): Promise<void> {
   const waitMs = turnWaitMs(statementTimeoutMs);
   // A statement's timeout is the one set when it starts: the lock's is the wait's, and the
@@ -79,6 +80,19 @@ async function takeWriterTurnBounded(
     )
   ).rows;
   waiting(session?.pid ?? null);
+  if (stopping()) {
+    // The writer stops past its time: a group begun since (the next of a backlog) takes the
+    // turn only when it is free. Waited for, it kept the stop up to the turn's own timeout.
+    const [turn] = (
+      await tx.execute<{ got: boolean }>(
+        sql`SELECT pg_try_advisory_xact_lock(${RECEIPT_WRITER_LOCK_CLASS}::int, 0) AS got,
+          set_config('statement_timeout', ${String(statementTimeoutMs)}, true)`,
+      )
+    ).rows;
+    waiting(null);
+    if (turn?.got === true) return;
+    throw new ReceiptTurnWaitError("the receipt writers' turn was taken as the writer stopped");
+  }
   if (waitMs === 0) {
     await takeReceiptWriterTurn(tx).finally(() => waiting(null));
     return;
@@ -125,7 +139,7 @@ export interface PgWriterConnection {
   probeWrite(): Promise<void>;
   /**
    * Cancels a wait for the receipt writers' turn under way (a writer closing past its time):
-   * it fails as a `ReceiptTurnWaitError`. Nothing when no transaction waits for the turn.
+   * it fails as a `ReceiptTurnWaitError`; a group begun later takes the turn only if it is free.
    */
   cancelTurnWait(): Promise<void>;
   /** Ends the writer's own connection. */
@@ -144,16 +158,28 @@ export function openPgWriterConnection(shared: PgStore): PgWriterConnection {
   const statement = shared.config.statement_timeout;
   /** The backend waiting for the turn, if one is. */
   let waitingPid: number | null = null;
+  /** Told to stop waiting: later groups take the turn only when it is free. */
+  let stopping = false;
   const takeTurn = (tx: PgExecutor) =>
-    takeWriterTurnBounded(tx, typeof statement === "number" ? statement : 0, (pid) => {
-      waitingPid = pid;
-    });
+    takeWriterTurnBounded(
+      tx,
+      typeof statement === "number" ? statement : 0,
+      (pid) => {
+        waitingPid = pid;
+      },
+      () => stopping,
+    );
   return {
     close: own.close,
     async cancelTurnWait() {
-      if (waitingPid === null) return;
-      // The pool's second connection: the first is the one waiting.
-      await store.pool.query("SELECT pg_cancel_backend($1)", [waitingPid]);
+      stopping = true;
+      // The pool's second connection: the first is the one waiting. A cancel that reaches the
+      // backend before its lock statement does finds it idle and does nothing: sent again
+      // while that wait is still under way.
+      for (let tries = 0; waitingPid !== null && tries < 40; tries++) {
+        await store.pool.query("SELECT pg_cancel_backend($1)", [waitingPid]);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
     },
     together: (units) =>
       store.db.transaction(async (tx) => {
