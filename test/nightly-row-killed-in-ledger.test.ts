@@ -1,6 +1,4 @@
 import { mkdtempSync } from "node:fs";
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it, vi } from "vitest";
@@ -8,6 +6,7 @@ import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { createDashboardStore } from "../src/store/dashboard.js";
 import { startCli, startServe } from "./support/service-process.js";
+import { slotOnlyNode } from "./support/verify-fake-rpc.js";
 
 // The verifier finished a nightly's row `completed` when its jobs settled, before the ledger
 // was read: a `verify` killed (kill -9, OOM) while reading the credit vaults' history left a
@@ -20,22 +19,10 @@ describe("a nightly verify killed while it reads the ledger", () => {
     migrateStore(store);
     // A node that answers getSlot (the preflight, the ledger's finality) and nothing else:
     // the window holds no job, so the jobs settle at once and the run waits on the ledger.
-    const rpc = createServer((req, res) => {
-      let body = "";
-      req.on("data", (chunk) => {
-        body += chunk;
-      });
-      req.on("end", () => {
-        const call = JSON.parse(body) as { id: number; method: string };
-        if (call.method !== "getSlot") return;
-        res.writeHead(200, { "content-type": "application/json" });
-        res.end(JSON.stringify({ jsonrpc: "2.0", id: call.id, result: 1000 }));
-      });
-    });
-    await new Promise<void>((resolve) => rpc.listen(0, "127.0.0.1", resolve));
-    const rpcUrl = `http://127.0.0.1:${(rpc.address() as AddressInfo).port}`;
+    const node = await slotOnlyNode();
+    const rpcUrl = node.url;
     const asked = new Set<string>();
-    rpc.on("request", (req) => {
+    node.server.on("request", (req) => {
       req.once("data", (chunk: Buffer) => {
         const method = /"method":"(\w+)"/.exec(chunk.toString())?.[1];
         if (method) asked.add(method);
@@ -81,8 +68,7 @@ describe("a nightly verify killed while it reads the ledger", () => {
       }
     } finally {
       verify.child.kill("SIGKILL");
-      rpc.closeAllConnections();
-      rpc.close();
+      node.close();
       store.close();
     }
   }, 60_000);

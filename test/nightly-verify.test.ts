@@ -504,84 +504,72 @@ describe("serve --verify-cron", () => {
     }
   });
 
-  it("takes in the window of a run that never finished in another process (a leader killed in its run)", async () => {
-    const store = createTestStore();
+  const day = (d: number) => Date.UTC(2026, 10, d);
+
+  /** The night from `day(from)` run by `owner`: finished with `exitCode`, or killed in it. */
+  async function pastNight(
+    store: SqliteStore,
+    from: number,
+    exitCode: number | null,
+    owner = "killed",
+  ) {
     const runs = createVerificationRunStore(store);
-    const day = (d: number) => Date.UTC(2026, 10, d);
-    // The night of the 24th finished; the leader running the night of the 25th was killed in
-    // it (its row abandoned, no outcome), and the leader after it starts with no memory.
-    for (const [from, exitCode] of [
-      [23, 1],
-      [24, null],
-    ] as const) {
-      const { runId } = await runs.open(
-        { trigger: "verify", window: { from: day(from), to: day(from + 1) }, heartbeatUntil: 1 },
-        { owner: "killed", t: day(from + 1), deadOwners: [] },
-      );
-      if (exitCode === null) continue;
-      await runs.finish(runId, "completed", {}, day(from + 1));
-      const outcome = { outcome: "discrepancies", exitCode, reason: null, ledgerFindings: null };
-      await runs.recordOutcome(runId, outcome, day(from + 1));
-    }
-    let at = day(26) + 5 * 60_000;
+    const { runId } = await runs.open(
+      { trigger: "verify", window: { from: day(from), to: day(from + 1) }, heartbeatUntil: 1 },
+      { owner, t: day(from + 1), deadOwners: [] },
+    );
+    if (exitCode === null) return;
+    await runs.finish(runId, "completed", {}, day(from + 1));
+    const outcome = { outcome: "discrepancies", exitCode, reason: null, ledgerFindings: null };
+    await runs.recordOutcome(runId, outcome, day(from + 1));
+  }
+
+  /** The first scheduled runs of a process that starts with no memory of the nights before. */
+  async function dailyRuns(store: SqliteStore, at: readonly number[]) {
+    let now = at[0]!;
     const schedule = scheduleNightlyVerification("0 0 * * *", {
       store,
       engine: scriptedEngine(store, {}),
       log: createLogger({ level: "silent" }),
-      now: () => at,
+      now: () => now,
     });
     try {
-      expect(await schedule.runNow()).toMatchObject({ from: day(24), to: day(26) });
-      at = day(27) + 5 * 60_000;
-      expect(await schedule.runNow()).toMatchObject({ from: day(26), to: day(27) });
+      const windows: unknown[] = [];
+      for (const t of at) {
+        now = t;
+        windows.push(await schedule.runNow());
+      }
+      return windows;
     } finally {
       schedule.stop();
     }
+  }
+
+  it("takes in the window of a run that never finished in another process (a leader killed in its run)", async () => {
+    const store = createTestStore();
+    // The night of the 24th finished; the leader running the night of the 25th was killed in
+    // it (its row abandoned, no outcome), and the leader after it starts with no memory.
+    await pastNight(store, 23, 1);
+    await pastNight(store, 24, null);
+    const runs = await dailyRuns(store, [day(26) + 5 * 60_000, day(27) + 5 * 60_000]);
+    expect(runs).toMatchObject([
+      { from: day(24), to: day(26) },
+      { from: day(26), to: day(27) },
+    ]);
   });
 
   it("takes in the window of the first scheduled run when it never finished", async () => {
     const store = createTestStore();
-    const runs = createVerificationRunStore(store);
-    const day = (d: number) => Date.UTC(2026, 10, d);
-    await runs.open(
-      { trigger: "verify", window: { from: day(24), to: day(25) }, heartbeatUntil: 1 },
-      { owner: "killed", t: day(25), deadOwners: [] },
-    );
-    const schedule = scheduleNightlyVerification("0 0 * * *", {
-      store,
-      engine: scriptedEngine(store, {}),
-      log: createLogger({ level: "silent" }),
-      now: () => day(26) + 5 * 60_000,
-    });
-    try {
-      expect(await schedule.runNow()).toMatchObject({ from: day(24), to: day(26) });
-    } finally {
-      schedule.stop();
-    }
+    await pastNight(store, 24, null);
+    const runs = await dailyRuns(store, [day(26) + 5 * 60_000]);
+    expect(runs).toMatchObject([{ from: day(24), to: day(26) }]);
   });
 
   it("looks back at most a week of windows for a nightly that finished", async () => {
     const store = createTestStore();
-    const runs = createVerificationRunStore(store);
-    const day = (d: number) => Date.UTC(2026, 10, d);
-    const { runId } = await runs.open(
-      { trigger: "verify", window: { from: day(1), to: day(2) }, heartbeatUntil: 1 },
-      { owner: "long-ago", t: day(2), deadOwners: [] },
-    );
-    await runs.finish(runId, "completed", {}, day(2));
-    const outcome = { outcome: "verified", exitCode: 0, reason: null, ledgerFindings: null };
-    await runs.recordOutcome(runId, outcome, day(2));
-    const schedule = scheduleNightlyVerification("0 0 * * *", {
-      store,
-      engine: scriptedEngine(store, {}),
-      log: createLogger({ level: "silent" }),
-      now: () => day(26) + 5 * 60_000,
-    });
-    try {
-      expect(await schedule.runNow()).toMatchObject({ from: day(25), to: day(26) });
-    } finally {
-      schedule.stop();
-    }
+    await pastNight(store, 1, 0, "long-ago");
+    const runs = await dailyRuns(store, [day(26) + 5 * 60_000]);
+    expect(runs).toMatchObject([{ from: day(25), to: day(26) }]);
   });
 
   it("refuses an invalid expression naming VERIFY_CRON", () => {

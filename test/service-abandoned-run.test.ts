@@ -1,6 +1,4 @@
 import { mkdtempSync } from "node:fs";
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it, vi } from "vitest";
@@ -9,6 +7,7 @@ import { migrateStore } from "../src/db/migrate.js";
 import { ingestReceipts } from "../src/recorder/ingest.js";
 import { wireReceipt } from "./support/recorder-fixtures.js";
 import { startCli, startServe } from "./support/service-process.js";
+import { slotOnlyNode } from "./support/verify-fake-rpc.js";
 
 describe("a verify run killed with SIGKILL", () => {
   it("is closed as abandoned when serve starts next, and its jobs are taken over", async () => {
@@ -21,20 +20,8 @@ describe("a verify run killed with SIGKILL", () => {
       "import",
     );
     // A node that answers getSlot (the run's preflight) and nothing else.
-    const rpc = createServer((req, res) => {
-      let body = "";
-      req.on("data", (chunk) => {
-        body += chunk;
-      });
-      req.on("end", () => {
-        const call = JSON.parse(body) as { id: number; method: string };
-        if (call.method !== "getSlot") return;
-        res.writeHead(200, { "content-type": "application/json" });
-        res.end(JSON.stringify({ jsonrpc: "2.0", id: call.id, result: 1000 }));
-      });
-    });
-    await new Promise<void>((resolve) => rpc.listen(0, "127.0.0.1", resolve));
-    const rpcUrl = `http://127.0.0.1:${(rpc.address() as AddressInfo).port}`;
+    const node = await slotOnlyNode();
+    const rpcUrl = node.url;
     const row = () =>
       store.sqlite
         .prepare("SELECT status, owner FROM verification_runs WHERE trigger = 'verify'")
@@ -70,8 +57,7 @@ describe("a verify run killed with SIGKILL", () => {
       }
     } finally {
       verify.child.kill("SIGKILL");
-      rpc.closeAllConnections();
-      rpc.close();
+      node.close();
       store.close();
     }
   });

@@ -1,3 +1,5 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import type { TransactionFacts } from "../../src/chain/transaction-facts.js";
 import type { SignatureStatusLike, VerifierRpc } from "../../src/verify/engine.js";
 
@@ -79,6 +81,34 @@ export function createFakeChain(options: { finalitySlots?: number; slotsPerPoll?
     },
     get slot() {
       return slot;
+    },
+  };
+}
+
+/**
+ * A JSON-RPC node over HTTP that answers `getSlot` (a run's preflight, the ledger's finality) at
+ * slot 1000 and leaves every other call unanswered, so a run that needs more waits on it.
+ */
+export async function slotOnlyNode(): Promise<{ url: string; server: Server; close(): void }> {
+  const server = createServer((req, res) => {
+    let body = "";
+    req.on("data", (chunk) => {
+      body += chunk;
+    });
+    req.on("end", () => {
+      const call = JSON.parse(body) as { id: number; method: string };
+      if (call.method !== "getSlot") return;
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ jsonrpc: "2.0", id: call.id, result: 1000 }));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    server,
+    close() {
+      server.closeAllConnections();
+      server.close();
     },
   };
 }
