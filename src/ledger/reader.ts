@@ -461,6 +461,33 @@ const GAPS_IN_TURN = 100;
 const HEAL_WAIT_MS = 60_000;
 const HEAL_WAIT_MAX_MS = 3_600_000;
 
+/**
+ * Why a listing (newest first) cannot be the chain's order, or null when it can: an entry at a
+ * later slot than the one listed above it, or outside the slots the listing was asked for
+ * (`floor`: the slot of its `until` signature, `ceiling`: of its `before` one; null when not
+ * known). Lines are kept in the order they are listed and held lines never move: a node listing
+ * a deposit above two later jobs (or a transaction older than the newest line held as newer
+ * than it) placed it where the balances before and after it do not chain, gaps that listing
+ * the gaps again never closed, and every nightly run exited 1 from then on.
+ */
+export function listingOutOfOrder(
+  listing: readonly { signature: string; slot: number }[],
+  floor: number | null,
+  ceiling: number | null,
+): string | null {
+  let above = ceiling;
+  for (const e of listing) {
+    if (above !== null && e.slot > above) {
+      return `${e.signature} is listed at slot ${e.slot} below an entry at slot ${above}`;
+    }
+    if (floor !== null && e.slot < floor) {
+      return `${e.signature} is listed at slot ${e.slot}, older than the slot ${floor} it was listed above`;
+    }
+    above = e.slot;
+  }
+  return null;
+}
+
 export function createLedgerReader(deps: LedgerDeps): LedgerReader {
   const { rpc, profile, log } = deps;
   const ledger = createLedgerStore(deps.store);
@@ -516,6 +543,8 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     let noBlockTime: string | null = null;
     /** Why entries of the sync's first page were held back, or null when none was. */
     let heldBack: string | null = null;
+    /** The last entry of the page this call stored last: where the next page starts. */
+    let pageEnd: { signature: string; slot: number } | null = null;
     for (;;) {
       signal?.throwIfAborted();
       const seen = await ledger.cursor(vault, now());
@@ -534,6 +563,13 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
         ...(seen.newestSignature ? { until: seen.newestSignature } : {}),
       });
       const last = listing.length < options.pageSize;
+      const ceiling =
+        seen.syncBefore !== null && pageEnd?.signature === seen.syncBefore ? pageEnd.slot : null;
+      const disorder = listingOutOfOrder(listing, seen.newestSlot, ceiling);
+      if (disorder !== null) {
+        // Stored, the lines would sit out of chain order for good: the sync fails, naming it.
+        throw new AppError("rpc_unavailable", `getSignaturesForAddress ${vault}: ${disorder}`);
+      }
       const page = keptEntries(vault, listing, seen.syncBefore === null);
       if (page.length < listing.length) {
         // Entries held back: what this sync lists proves no read-through time, so the
@@ -545,6 +581,9 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       if (await ledger.storePage(vault, seen, page, last, now(), finalThrough)) {
         pages++;
         listed += page.length;
+        pageEnd = page.at(-1) ?? null;
+      } else {
+        pageEnd = null;
       }
       if (last && (await ledger.cursor(vault, now())).syncBefore === null) {
         return { pages, listed, noBlockTime, heldBack };
@@ -639,7 +678,15 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
         before = page.at(-1)!.signature;
       }
       let added = 0;
-      if (whole) {
+      // Placed by its listed slot between the gap's two lines, an entry must be there: a
+      // transaction from after the gap listed under a slot inside it sat there for good.
+      const misplaced = whole ? await healListingWrong(listing) : null;
+      if (misplaced !== null) {
+        log.warn(
+          { vault, after: gap.afterSignature, before: gap.beforeSignature, err: misplaced },
+          "ledger: a gap's listing places a transaction where the chain does not; it stays",
+        );
+      } else if (whole) {
         // An entry dated where the chain cannot be is no line (see `keptEntries`).
         const kept = listing.filter((e) => wrongTime(e) === null);
         added = await ledger.healGap(vault, gap, kept, now());
@@ -661,6 +708,36 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       else waits.set(gap.beforeSignature, { at: now() + waitMs, waitMs });
     }
     return inserted;
+  }
+
+  /**
+   * Why a gap's listing (newest first) cannot be the chain's, or null: out of slot order, or an
+   * entry whose transaction is at another slot than listed (read from the stored transaction,
+   * else fetched; one the node does not serve proves nothing yet). The entries are few (what the
+   * first listing left out, and lines healed before between the two).
+   */
+  async function healListingWrong(listing: readonly AddressSignatureInfo[]) {
+    const disorder = listingOutOfOrder(listing, null, null);
+    if (disorder !== null) return disorder;
+    const stored = await ledger.storedTransactions(listing.map((e) => e.signature));
+    const slotOf = new Map<string, number | null>();
+    for (const [signature, tx] of stored) slotOf.set(signature, factsFromJson(tx.facts).slot);
+    const unknown = listing.filter((e) => !slotOf.has(e.signature));
+    for (let i = 0; i < unknown.length; i += options.fetchConcurrency) {
+      const part = unknown.slice(i, i + options.fetchConcurrency);
+      const got = await Promise.all(part.map((e) => rpc.getTransaction(e.signature)));
+      part.forEach((e, j) => {
+        slotOf.set(e.signature, got[j]?.facts.slot ?? null);
+      });
+    }
+    for (const e of listing) {
+      const slot = slotOf.get(e.signature);
+      if (slot === null) return `getTransaction ${e.signature}: not served`;
+      if (slot !== e.slot) {
+        return `${e.signature} is listed at slot ${e.slot}, its transaction is at slot ${slot}`;
+      }
+    }
+    return null;
   }
 
   /**

@@ -1,0 +1,151 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { AddressSignatureInfo, RpcPool } from "../src/chain/rpc-pool.js";
+import { createLedgerReader } from "../src/ledger/reader.js";
+import { buildStatement } from "../src/ledger/statement.js";
+import { createLogger } from "../src/log.js";
+import { chainSecondAfter } from "./support/finality.js";
+import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
+
+/**
+ * The operator runs the node the ledger reads and lists a vault's transactions out of chain
+ * order: a page with a newer entry below older ones, or a gap's listing holding a transaction
+ * from after the gap under a slot inside it. Once the node answers honestly again, the ledger
+ * must hold every line in chain order: no gap that never heals (every nightly run exits 1 for
+ * ever), and the theft between the gap's lines named.
+ */
+const log = createLogger({ level: "silent" });
+
+let h: AdversaryHarness;
+beforeAll(async () => {
+  h = await startAdversaryHarness();
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+type Listing = (
+  entries: AddressSignatureInfo[],
+  options: { before?: string; until?: string } | undefined,
+) => AddressSignatureInfo[];
+
+/** `rpc` whose address listing `listing.rewrite` rewrites (while set). */
+function listingNode(rpc: RpcPool, listing: { rewrite: Listing | null }): RpcPool {
+  return new Proxy(rpc, {
+    get(target, key, receiver) {
+      if (key !== "getSignaturesForAddress") return Reflect.get(target, key, receiver);
+      return async (...args: Parameters<RpcPool["getSignaturesForAddress"]>) => {
+        const entries = await target.getSignaturesForAddress(...args);
+        return listing.rewrite ? listing.rewrite(entries, args[1]) : entries;
+      };
+    },
+  });
+}
+
+function readerOf(c: Scenario, vault: string, rpc: RpcPool, clock: { t: number }) {
+  return createLedgerReader({
+    store: c.store,
+    rpc,
+    profile: c.profile,
+    log,
+    custody: { vaults: [vault], byKey: {} },
+    now: () => clock.t,
+  });
+}
+
+/** Syncs until nothing more is listed, a gap's wait passed each time. */
+async function syncHonestly(c: Scenario, vault: string, clock: { t: number }) {
+  const reader = readerOf(c, vault, h.rpc, clock);
+  for (let i = 0; i < 4; i++) {
+    await reader.syncVault(vault);
+    clock.t += 2 * 3_600_000;
+  }
+}
+
+async function statementOf(c: Scenario, vault: string, from: number) {
+  const s = await buildStatement(
+    c.store,
+    { from, to: Date.now(), vault },
+    { profile: c.profile, graceSeconds: 0 },
+  );
+  return s.vaults[0]!;
+}
+
+describe("a node listing a vault out of chain order", () => {
+  it("a deposit listed as the newest entry above two later jobs leaves no gap once honest", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(0);
+    const from = await chainSecondAfter(h.world);
+    const first = h.op.plan({ keyIndex: 0 });
+    c.record(first, h.op.honestJob(first));
+    const donor = h.op.victimVault(100_000n);
+    h.op.nextSlot();
+    const deposit = h.op.send([h.op.transfer(donor, vault, 40_000n)]);
+    h.op.nextSlot();
+    const next = h.op.plan({ keyIndex: 0 });
+    c.record(next, h.op.honestJob(next));
+    await h.finalized();
+    const listing: { rewrite: Listing | null } = {
+      // The deposit moved to the top of the page, its slot kept.
+      rewrite: (entries) => [
+        ...entries.filter((e) => e.signature === deposit.signature),
+        ...entries.filter((e) => e.signature !== deposit.signature),
+      ],
+    };
+    const clock = { t: Date.now() };
+    // The sync fails, naming the entry: nothing of the page is stored.
+    await expect(
+      readerOf(c, vault, listingNode(h.rpc, listing), clock).syncVault(vault),
+    ).rejects.toThrow(/listed at slot \d+ below an entry at slot/);
+    await syncHonestly(c, vault, clock);
+    const s = await statementOf(c, vault, from);
+    expect(s.gaps).toEqual([]);
+    expect(s.depositsUnits).toBe(40_000n);
+    expect(s.differenceUnits).toBe(0n);
+  });
+
+  it("a later deposit a gap's listing places inside the gap leaves the theft named once honest", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(1);
+    const from = await chainSecondAfter(h.world);
+    const first = h.op.plan({ keyIndex: 1 });
+    c.record(first, h.op.honestJob(first));
+    const theft = h.op.send([
+      h.op.transfer(vault, h.op.attackerAccount(0n), 55_000n),
+      h.op.memo(`decentral:settle:${first.jobId}`),
+    ]);
+    const next = h.op.plan({ keyIndex: 1 });
+    c.record(next, h.op.honestJob(next));
+    await h.finalized();
+    const hidden = new Set([theft.signature]);
+    const listing: { rewrite: Listing | null } = {
+      rewrite: (entries) => entries.filter((e) => !hidden.has(e.signature)),
+    };
+    const clock = { t: Date.now() };
+    const lying = readerOf(c, vault, listingNode(h.rpc, listing), clock);
+    await lying.syncVault(vault);
+    expect((await statementOf(c, vault, from)).gaps).toHaveLength(1);
+
+    // A deposit after the gap: the node leaves it out of the new listing and lists it within
+    // the gap's listing under the theft's slot, the theft still left out.
+    const deposit = h.op.send([h.op.transfer(h.op.victimVault(100_000n), vault, 40_000n)]);
+    await h.finalized();
+    hidden.add(deposit.signature);
+    listing.rewrite = (entries, options) => {
+      const kept = entries.filter((e) => !hidden.has(e.signature));
+      if (!options?.before || !options.until) return kept;
+      return [
+        { signature: deposit.signature, slot: theft.slot, blockTime: null, err: null, memo: null },
+        ...kept,
+      ];
+    };
+    clock.t += 2 * 3_600_000;
+    await lying.syncVault(vault).catch(() => undefined);
+
+    await syncHonestly(c, vault, clock);
+    const s = await statementOf(c, vault, from);
+    expect(s.gaps).toEqual([]);
+    expect(s.unexplainedOutUnits).toBe(55_000n);
+    expect(s.depositsUnits).toBe(40_000n);
+    expect(s.differenceUnits).toBe(0n);
+  });
+});
