@@ -149,3 +149,46 @@ describe("a node listing a vault out of chain order", () => {
     expect(s.differenceUnits).toBe(0n);
   });
 });
+
+describe("a node listing a transaction older than the newest line as new", () => {
+  it("refuses it above the newest line, and the gap's listing places it in chain order", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(3);
+    const from = await chainSecondAfter(h.world);
+    const first = h.op.plan({ keyIndex: 3 });
+    c.record(first, h.op.honestJob(first));
+    h.op.nextSlot();
+    const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 55_000n)]);
+    h.op.nextSlot();
+    const next = h.op.plan({ keyIndex: 3 });
+    c.record(next, h.op.honestJob(next));
+    await h.finalized();
+    const hidden = new Set([theft.signature]);
+    const listing: { rewrite: Listing | null } = {
+      rewrite: (entries) => entries.filter((e) => !hidden.has(e.signature)),
+    };
+    const clock = { t: Date.now() };
+    const lying = readerOf(c, vault, listingNode(h.rpc, listing), clock);
+    await lying.syncVault(vault);
+    // The next sync's listing (newer than the newest line) holds the theft, at its own slot.
+    listing.rewrite = (entries, options) =>
+      options?.until && !options.before
+        ? [
+            {
+              signature: theft.signature,
+              slot: theft.slot,
+              blockTime: theft.blockTime,
+              err: null,
+              memo: null,
+            },
+            ...entries,
+          ]
+        : entries;
+    await expect(lying.syncVault(vault)).rejects.toThrow(/older than the slot/);
+    await syncHonestly(c, vault, clock);
+    const s = await statementOf(c, vault, from);
+    expect(s.gaps).toEqual([]);
+    expect(s.unexplainedOutUnits).toBe(55_000n);
+    expect(s.differenceUnits).toBe(0n);
+  });
+});
