@@ -721,7 +721,12 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     if (disorder !== null) return disorder;
     const stored = await ledger.storedTransactions(listing.map((e) => e.signature));
     const slotOf = new Map<string, number | null>();
-    for (const [signature, tx] of stored) slotOf.set(signature, factsFromJson(tx.facts).slot);
+    for (const [signature, tx] of stored) {
+      // Facts that no longer read are fetched again, as a read would.
+      try {
+        slotOf.set(signature, factsFromJson(tx.facts).slot);
+      } catch {}
+    }
     const unknown = listing.filter((e) => !slotOf.has(e.signature));
     for (let i = 0; i < unknown.length; i += options.fetchConcurrency) {
       const part = unknown.slice(i, i + options.fetchConcurrency);
