@@ -463,25 +463,20 @@ const HEAL_WAIT_MAX_MS = 3_600_000;
 
 /**
  * Why a listing (newest first) cannot be the chain's order, or null when it can: an entry at a
- * later slot than the one listed above it, or outside the slots the listing was asked for
- * (`floor`: the slot of its `until` signature, `ceiling`: of its `before` one; null when not
- * known). Lines are kept in the order they are listed and held lines never move: a node listing
- * a deposit above two later jobs (or a transaction older than the newest line held as newer
- * than it) placed it where the balances before and after it do not chain, gaps that listing
- * the gaps again never closed, and every nightly run exited 1 from then on.
+ * later slot than the one listed above it, or than `ceiling` (the slot of the `before`
+ * signature it was asked for; null when not known). Lines are kept in the order they are
+ * listed and held lines never move: a node listing a deposit above two later jobs placed it
+ * where the balances before and after it do not chain, gaps that listing the gaps again never
+ * closed, and every nightly run exited 1 from then on.
  */
 export function listingOutOfOrder(
   listing: readonly { signature: string; slot: number }[],
-  floor: number | null,
   ceiling: number | null,
 ): string | null {
   let above = ceiling;
   for (const e of listing) {
     if (above !== null && e.slot > above) {
       return `${e.signature} is listed at slot ${e.slot} below an entry at slot ${above}`;
-    }
-    if (floor !== null && e.slot < floor) {
-      return `${e.signature} is listed at slot ${e.slot}, older than the slot ${floor} it was listed above`;
     }
     above = e.slot;
   }
@@ -557,19 +552,26 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
         noBlockTime = finalized.cause;
         heldBack = null;
       }
-      const listing = await rpc.getSignaturesForAddress(vault, {
+      const answer = await rpc.getSignaturesForAddress(vault, {
         limit: options.pageSize,
         ...(seen.syncBefore ? { before: seen.syncBefore } : {}),
         ...(seen.newestSignature ? { until: seen.newestSignature } : {}),
       });
-      const last = listing.length < options.pageSize;
       const ceiling =
         seen.syncBefore !== null && pageEnd?.signature === seen.syncBefore ? pageEnd.slot : null;
-      const disorder = listingOutOfOrder(listing, seen.newestSlot, ceiling);
+      const disorder = listingOutOfOrder(answer, ceiling);
       if (disorder !== null) {
         // Stored, the lines would sit out of chain order for good: the sync fails, naming it.
         throw new AppError("rpc_unavailable", `getSignaturesForAddress ${vault}: ${disorder}`);
       }
+      // Entries at a slot below the newest line's are older than it: a node that does not hold
+      // that signature yet lists on past it, and one that lies lists a transaction it left out
+      // before as new. Stored, they sat above the newest line for good; they belong between
+      // lines held, where a gap's listing puts them, and the sync has listed all it must.
+      const floor = seen.newestSlot;
+      const cut = floor === null ? -1 : answer.findIndex((e) => e.slot < floor);
+      const listing = cut < 0 ? answer : answer.slice(0, cut);
+      const last = cut >= 0 || answer.length < options.pageSize;
       const page = keptEntries(vault, listing, seen.syncBefore === null);
       if (page.length < listing.length) {
         // Entries held back: what this sync lists proves no read-through time, so the
@@ -717,7 +719,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
    * first listing left out, and lines healed before between the two).
    */
   async function healListingWrong(listing: readonly AddressSignatureInfo[]) {
-    const disorder = listingOutOfOrder(listing, null, null);
+    const disorder = listingOutOfOrder(listing, null);
     if (disorder !== null) return disorder;
     const stored = await ledger.storedTransactions(listing.map((e) => e.signature));
     const slotOf = new Map<string, number | null>();
