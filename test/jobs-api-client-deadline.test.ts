@@ -1,5 +1,6 @@
+import { getEventListeners } from "node:events";
 import http from "node:http";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createJobsApiClient, JobsApiError } from "../src/recorder/jobs-api.js";
 import { listen } from "./support/recorder-fixtures.js";
 
@@ -56,5 +57,53 @@ describe("a jobs API answering a byte at a time", () => {
     expect(took).toBeLessThan(2500);
     // An answer within the time is read as ever.
     expect(await ask("job_fast", "Bearer k")).toMatchObject({ status: "settled" });
+  });
+});
+
+/**
+ * The proxy asks the jobs API after every job, all with its one stop signal: a listener added to
+ * that signal for each call (and removed at its end) cost more CPU than reading the answer.
+ */
+describe("jobs API calls sharing one stop signal", () => {
+  let url = "";
+  let close: () => Promise<void>;
+  const held: http.ServerResponse[] = [];
+  beforeAll(async () => {
+    const server = http.createServer((req, res) => {
+      if (req.url?.includes("/job_held")) {
+        held.push(res);
+        return;
+      }
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ status: "settled", note: "a\\u0062c" }));
+    });
+    ({ url, close } = await listen(server));
+  });
+  afterAll(() => close());
+
+  it("watch it with one listener, and all end at once when it is aborted", async () => {
+    const ask = createJobsApiClient(`${url}/v1`, { timeoutMs: 5_000 });
+    const stop = new AbortController();
+    for (let round = 0; round < 3; round++) {
+      const answers = await Promise.all(
+        Array.from({ length: 8 }, (_, i) => ask(`job_${round}${i}`, "Bearer k", stop.signal)),
+      );
+      expect(answers.every((a) => a.status === "settled")).toBe(true);
+    }
+    expect(getEventListeners(stop.signal, "abort").length).toBeLessThanOrEqual(1);
+    const waiting = Array.from({ length: 4 }, (_, i) =>
+      ask(`job_held${i}`, "Bearer k", stop.signal).catch((e: unknown) => e),
+    );
+    await vi.waitFor(() => expect(held.length).toBe(4));
+    expect(getEventListeners(stop.signal, "abort").length).toBeLessThanOrEqual(1);
+    const started = performance.now();
+    stop.abort();
+    for (const error of await Promise.all(waiting)) {
+      expect(error).toBeInstanceOf(JobsApiError);
+      expect((error as JobsApiError).message).toBe("jobs API call aborted");
+    }
+    expect(performance.now() - started).toBeLessThan(1_000);
+    // A call made after the stop ends at once too.
+    await expect(ask("job_late", "Bearer k", stop.signal)).rejects.toBeInstanceOf(JobsApiError);
   });
 });
