@@ -1593,9 +1593,10 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           readAsAsked: boolean,
           decoded?: Buffer | null | "too_long",
         ) => {
-          const bodyText = (Buffer.isBuffer(decoded) ? decoded : Buffer.concat(chunks)).toString(
-            "utf8",
-          );
+          // The bytes held, joined once: a held answer is read from and sent from the same copy
+          // (joined twice, an 8 MiB answer was copied twice more).
+          const whole = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+          const bodyText = (Buffer.isBuffer(decoded) ? decoded : whole).toString("utf8");
           // An answer the upstream broke off (its connection closed short of the body's end while
           // the client waited) reached the caller broken or not at all: a held JSON body is never
           // sent, and a stream's client sees its read fail. Usage its bytes name prices no answer
@@ -1650,7 +1651,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
             ttfbMs: ttfbMs ?? Math.round(elapsed),
             captureState: state,
           };
-          const body = holding ? Buffer.concat(chunks) : null;
+          const body = holding ? whole : null;
           // The jobs API's answer updates the row, so it is asked once the row is written.
           const endStream = () => {
             if (body === null && state === "complete" && !res.writableEnded) res.end();
