@@ -516,13 +516,22 @@ function createGeneratedCount(asked: Asked) {
 }
 
 /**
- * A 2xx body a chat client cannot read as JSON (no JSON, or no object) holds no completion: its
- * SDK fails to parse it, so the caller got no text at all, and its charge is bounded as an
- * answer of no bytes (`charge.matches_price`), not by the lock. Another endpoint's body may be
- * no JSON by design (audio, say): nothing is known of it.
+ * Whether the request asked an endpoint whose answer is a completion its SDK parses as JSON, or
+ * as events when it asked to stream: chat, a legacy completion, a Responses API answer. Another
+ * endpoint's body may be no JSON by design (audio, say).
+ */
+const completionAsked = (asked: Asked) =>
+  asked.chat === true || asked.shape === "output" || legacyCompletion(asked);
+
+/**
+ * A 2xx body a completion's client cannot read as JSON (no JSON, or no object) holds no
+ * completion: its SDK fails to parse it, so the caller got no text at all, and its charge is
+ * bounded as an answer of no bytes (`charge.matches_price`), not by the lock. Only chat's was:
+ * an HTML page answered to `/responses` or `/completions` was charged the lock, partially
+ * verified. Another endpoint's body may be no JSON by design: nothing is known of it.
  */
 const unreadableBody = (asked: Asked): BodyFacts =>
-  asked.chat ? { ...unknownBody, answerBytes: 0, answerToolCalls: 0 } : unknownBody;
+  completionAsked(asked) ? { ...unknownBody, answerBytes: 0, answerToolCalls: 0 } : unknownBody;
 
 /** Model, usage and answer size of a whole JSON response body. */
 export function jsonBodyFacts(body: string, credentials: string[], asked: Asked): BodyFacts {
@@ -681,7 +690,7 @@ function responsesSseFacts(
 }
 
 /**
- * A chat answer of the other kind than its request asked for, as its client reads it (whole, not
+ * A completion of the other kind than its request asked for, as its client reads it (whole, not
  * broken off): an SDK reads the kind it asked for, whatever the content type says. The OpenAI
  * SDKs parse a stream they asked for as events from any body; for a request without `stream`,
  * Node's hands a body not typed JSON over as text and Python's parses it only if it is JSON.
@@ -713,7 +722,7 @@ function otherKindFacts(
 }
 
 /**
- * A body too long to hold, not typed as events, to a chat request that asked for a stream, as its
+ * A body too long to hold, not typed as events, to a completion request that asked to stream, as its
  * client reads it (see `otherKindFacts`): `dataBytes`, its `data:` values up to `[DONE]`, bound
  * the answer (their JSON included, as for a stream longer than its tail); none is an answer of no
  * bytes. Its usage is not read: an answer of the other kind is bounded by its bytes.
@@ -1438,7 +1447,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
         };
         // A JSON answer too long to hold is read as it passes: see scannedBodyFacts.
         let scan: JsonAnswerScan | null = null;
-        // A body too long to hold, not typed as events, to a chat request that asked for a
+        // A body too long to hold, not typed as events, to a completion request that asked for a
         // stream: its client reads it as events, so only its `data:` values up to `[DONE]` count.
         let otherData: { count: ReturnType<typeof createDataCount>; done: boolean } | null = null;
         const readOtherData = (chunk: Buffer, watch: (chunk: Buffer) => boolean) => {
@@ -1468,7 +1477,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
             // Too large to hold: commit the open receipt, then pass the rest on as it comes, read
             // by a streaming reader (its usage and text, not a padding it carries).
             const heldChunks = chunks.splice(0);
-            if (facts.stream === true && asked.chat) {
+            if (facts.stream === true && completionAsked(asked)) {
               otherData = { count: createDataCount(), done: false };
               otherDone = createDoneWatch();
               for (const c of heldChunks) readOtherData(c, otherDone);
@@ -1609,11 +1618,12 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           // differently) is unknown: read plain, its usage is none the client was told.
           const undecodable = coded !== "plain" && decoded === null && !brokenOff;
           const unread = coded !== "plain" && !Buffer.isBuffer(decoded) && !undecodable;
-          // The other kind to a chat request is read as its client reads it (`otherKindFacts`).
+          // The other kind to a completion's request is read as its client reads it
+          // (`otherKindFacts`): to `/responses` or `/completions` it was unknown, charged the lock.
           const other =
             unread || undecodable
               ? null
-              : capturing && !readAsAsked && !brokenOff && asked.chat
+              : capturing && !readAsAsked && !brokenOff && completionAsked(asked)
                 ? otherKindFacts(bodyText, sseCut, totalBytes, credentials, { ...facts, ...asked })
                 : otherData !== null && upstream.complete
                   ? otherDataFacts(otherData.count.bytes, facts.usageAsked)
