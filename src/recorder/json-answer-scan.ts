@@ -433,8 +433,8 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
         return {
           bytes:
             str("refusal") +
-            str("reasoning_content") +
-            str("reasoning") +
+            // One text under two names (see proxy.ts `createGeneratedCount`): read once.
+            Math.max(str("reasoning_content"), str("reasoning")) +
             summaryOf("content", m.get("content")).bytes +
             audio +
             call.bytes +

@@ -407,6 +407,16 @@ function createGeneratedCount(asked: Asked) {
     bytes += utf8Bytes(f.name) + utf8Bytes(f.arguments) + utf8Bytes(f.input);
     return typeof f.name === "string" && f.name.length > 0;
   };
+  // Each choice's reasoning text under its two names (`reasoning_content`, `reasoning`): vLLM
+  // writes the same text under both since it renamed the field, and a client reads one of them.
+  // Counted twice, an honest answer's reasoning lifted the bound of its usage by its length
+  // again (6,000 completion tokens verified for 3,000 bytes of reasoning and `Hi.`).
+  const reasoningOf = new Map<string, [number, number]>();
+  const reasoningBytes = () => {
+    let sum = 0;
+    for (const [content, named] of reasoningOf.values()) sum += Math.max(content, named);
+    return sum;
+  };
   const add = (choices: unknown, field: "message" | "delta") => {
     if (!Array.isArray(choices) || (asked.shape ?? "choices") !== "choices") return;
     for (const [position, item] of choices.entries()) {
@@ -426,7 +436,10 @@ function createGeneratedCount(asked: Asked) {
       // alone, so `text` beside one, or in any answer to a chat request, is no answer it got.
       const chat = asked.chat || (typeof choice[field] === "object" && choice[field] !== null);
       bytes += (chat ? 0 : utf8Bytes(choice.text)) + utf8Bytes(message.refusal);
-      bytes += utf8Bytes(message.reasoning_content) + utf8Bytes(message.reasoning);
+      const said = reasoningOf.get(`${field}:${index}`) ?? [0, 0];
+      said[0] += utf8Bytes(message.reasoning_content);
+      said[1] += utf8Bytes(message.reasoning);
+      reasoningOf.set(`${field}:${index}`, said);
       const content = message.content;
       if (Array.isArray(content)) {
         for (const part of content) {
@@ -496,7 +509,7 @@ function createGeneratedCount(asked: Asked) {
     add,
     addOutput,
     get bytes() {
-      return bytes;
+      return bytes + reasoningBytes();
     },
     /**
      * The bytes of the Responses output's message and reasoning text: what a stream shows as

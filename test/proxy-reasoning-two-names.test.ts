@@ -1,0 +1,101 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createJsonAnswerScan } from "../src/recorder/json-answer-scan.js";
+import { type Asked, jsonBodyFacts, scannedBodyFacts } from "../src/recorder/proxy.js";
+import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
+import { jobThroughProxy } from "./support/proxy-job.js";
+import { readJob } from "./support/seed-recorder.js";
+
+/**
+ * vLLM writes a chat answer's reasoning under `reasoning` and, since it renamed the field, the
+ * same text under `reasoning_content` too; a client reads one of them. Both were counted, so an
+ * honest answer's reasoning bounded its usage twice over: an operator answering 3,000 bytes of
+ * reasoning and `Hi.` could claim 6,000 completion tokens, verified.
+ */
+describe("reasoning text under its two names", () => {
+  const thought = "x".repeat(3000);
+  const chat: Asked = { choices: 1, audio: false, tools: false, chat: true };
+  const usage = (completion: number) => ({
+    prompt_tokens: 12,
+    completion_tokens: completion,
+    total_tokens: 12 + completion,
+  });
+  const answer = (completion: number) =>
+    JSON.stringify({
+      id: "chatcmpl-1",
+      object: "chat.completion",
+      model: "qwen3-8b",
+      choices: [
+        {
+          index: 0,
+          finish_reason: "stop",
+          message: {
+            role: "assistant",
+            content: "Hi.",
+            reasoning: thought,
+            reasoning_content: thought,
+          },
+        },
+      ],
+      usage: usage(completion),
+    });
+
+  it("counts one text under both names once, held whole or read as it passes", () => {
+    expect(jsonBodyFacts(answer(10), [], chat).answerBytes).toBe(3003);
+    const scan = createJsonAnswerScan(chat);
+    scan.add(Buffer.from(answer(10)));
+    expect(scannedBodyFacts(scan, [], chat).answerBytes).toBe(3003);
+    // Under one name alone, it is all counted.
+    const one = answer(10).replace(`"reasoning_content":"${thought}"`, '"reasoning_content":""');
+    expect(jsonBodyFacts(one, [], chat).answerBytes).toBe(3003);
+  });
+
+  let h: AdversaryHarness;
+  beforeAll(async () => {
+    h = await startAdversaryHarness();
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it("fails usage beyond the reasoning read once, in a stream and in a JSON answer", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const chunk = (delta: object, extra: object = {}) =>
+      `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", model: "qwen3-8b", choices: [{ index: 0, delta }], ...extra })}\n\n`;
+    const stream = (completion: number) =>
+      [
+        ...Array.from({ length: 30 }, () =>
+          chunk({ reasoning: thought.slice(0, 100), reasoning_content: thought.slice(0, 100) }),
+        ),
+        chunk({ content: "Hi." }),
+        `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", model: "qwen3-8b", choices: [], usage: usage(completion) })}\n\n`,
+        "data: [DONE]\n\n",
+      ].join("");
+    const request = { messages: [{ role: "user", content: "hi" }], max_tokens: 8000 };
+    const streamed = { ...request, stream: true, stream_options: { include_usage: true } };
+    const padded = h.op.plan({ keyIndex: 1, completionTokens: 6000, maxTokens: 8000 });
+    await jobThroughProxy(h, c.store, padded, "/v1/chat/completions", answer(6000), request);
+    const paddedStream = h.op.plan({ keyIndex: 1, completionTokens: 6000, maxTokens: 8000 });
+    await jobThroughProxy(
+      h,
+      c.store,
+      paddedStream,
+      "/v1/chat/completions",
+      stream(6000),
+      streamed,
+      {
+        contentType: "text/event-stream",
+      },
+    );
+    const honest = h.op.plan({ keyIndex: 1, completionTokens: 900, maxTokens: 8000 });
+    await jobThroughProxy(h, c.store, honest, "/v1/chat/completions", stream(900), streamed, {
+      contentType: "text/event-stream",
+    });
+    expect(await c.verdicts(padded.jobId, paddedStream.jobId, honest.jobId)).toEqual([
+      { verdict: "discrepancy", failing: ["usage.consistent"] },
+      { verdict: "discrepancy", failing: ["usage.consistent"] },
+      { verdict: "verified", failing: [] },
+    ]);
+    expect(await readJob(c.store, paddedStream.jobId)).toMatchObject({ answerBytes: 3003 });
+  });
+});
