@@ -422,7 +422,8 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
       case "tool": {
         const f = summaryOf("call", m.get("function"));
         const c = summaryOf("call", m.get("custom"));
-        return { bytes: f.bytes + c.bytes, calls: f.calls + c.calls > 0 ? 1 : 0 };
+        // A call is its type's alone (see proxy.ts `createGeneratedCount`): the longer counts.
+        return { bytes: Math.max(f.bytes, c.bytes), calls: f.calls + c.calls > 0 ? 1 : 0 };
       }
       case "message": {
         const audio = asked.audio ? summaryOf("audio", m.get("audio")).bytes : 0;

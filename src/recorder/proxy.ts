@@ -402,19 +402,31 @@ function createGeneratedCount(asked: Asked) {
   // A stream's call by its index, or by its id when it has none: Gemini's OpenAI-compatible
   // stream sends each parallel call whole in a chunk of its own, with its own id and no index.
   // A call at an index already named is the same call to its client, whatever its id says.
-  const call = (value: unknown): boolean => {
+  const callBytes = (value: unknown): number => {
     const f = asRecord(value);
-    bytes += utf8Bytes(f.name) + utf8Bytes(f.arguments) + utf8Bytes(f.input);
-    return typeof f.name === "string" && f.name.length > 0;
+    return utf8Bytes(f.name) + utf8Bytes(f.arguments) + utf8Bytes(f.input);
   };
+  const namesCall = (value: unknown): boolean => {
+    const name = asRecord(value).name;
+    return typeof name === "string" && name.length > 0;
+  };
+  const call = (value: unknown): boolean => {
+    bytes += callBytes(value);
+    return namesCall(value);
+  };
+  // A chat tool call is a function's or a custom tool's, as its `type` says, and its client
+  // reads that one: the text of a call under both, counted twice, lifted the bound of the usage
+  // by a copy its client never read. Each call's is the longer of the two, over its deltas.
+  const callTextOf = new Map<string, [number, number]>();
   // Each choice's reasoning text under its two names (`reasoning_content`, `reasoning`): vLLM
   // writes the same text under both since it renamed the field, and a client reads one of them.
   // Counted twice, an honest answer's reasoning lifted the bound of its usage by its length
   // again (6,000 completion tokens verified for 3,000 bytes of reasoning and `Hi.`).
   const reasoningOf = new Map<string, [number, number]>();
-  const reasoningBytes = () => {
+  const twoNamesBytes = () => {
     let sum = 0;
     for (const [content, named] of reasoningOf.values()) sum += Math.max(content, named);
+    for (const [asFunction, asCustom] of callTextOf.values()) sum += Math.max(asFunction, asCustom);
     return sum;
   };
   const add = (choices: unknown, field: "message" | "delta") => {
@@ -455,14 +467,19 @@ function createGeneratedCount(asked: Asked) {
       const tools = Array.isArray(message.tool_calls) ? message.tool_calls : [];
       for (const [place, tool] of tools.entries()) {
         const t = asRecord(tool);
-        const named = [call(t.function), call(t.custom)].includes(true);
-        if (!named) continue;
-        const group = `${index}`;
-        if (field === "message") counted(`${index}:${place}`, group);
-        else if (typeof t.index === "number") counted(`${index}:${t.index}`, group);
-        else if (typeof t.id === "string" && t.id.length > 0) {
-          counted(`${index}:id:${t.id}`, group);
-        } else counted(`${index}:${place}`, group);
+        const key =
+          field === "message"
+            ? `${index}:${place}`
+            : typeof t.index === "number"
+              ? `${index}:${t.index}`
+              : typeof t.id === "string" && t.id.length > 0
+                ? `${index}:id:${t.id}`
+                : `${index}:${place}`;
+        const said = callTextOf.get(key) ?? [0, 0];
+        said[0] += callBytes(t.function);
+        said[1] += callBytes(t.custom);
+        callTextOf.set(key, said);
+        if (namesCall(t.function) || namesCall(t.custom)) counted(key, `${index}`);
       }
     }
   };
@@ -509,7 +526,7 @@ function createGeneratedCount(asked: Asked) {
     add,
     addOutput,
     get bytes() {
-      return bytes + reasoningBytes();
+      return bytes + twoNamesBytes();
     },
     /**
      * The bytes of the Responses output's message and reasoning text: what a stream shows as

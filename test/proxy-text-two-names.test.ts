@@ -11,7 +11,7 @@ import { readJob } from "./support/seed-recorder.js";
  * honest answer's reasoning bounded its usage twice over: an operator answering 3,000 bytes of
  * reasoning and `Hi.` could claim 6,000 completion tokens, verified.
  */
-describe("reasoning text under its two names", () => {
+describe("one text under two names: reasoning, tool calls", () => {
   const thought = "x".repeat(3000);
   const chat: Asked = { choices: 1, audio: false, tools: false, chat: true };
   const usage = (completion: number) => ({
@@ -97,5 +97,75 @@ describe("reasoning text under its two names", () => {
       { verdict: "verified", failing: [] },
     ]);
     expect(await readJob(c.store, paddedStream.jobId)).toMatchObject({ answerBytes: 3003 });
+  });
+
+  /** A chat tool call carrying its arguments as a function's and again as a custom tool's input. */
+  const twice = (args: string, extra: object = {}) => ({
+    type: "function",
+    function: { name: "f", arguments: args },
+    custom: { name: "f", input: args },
+    ...extra,
+  });
+  const tools = [{ type: "function", function: { name: "f", parameters: { type: "object" } } }];
+
+  it("counts a tool call under both kinds once, held whole or read as it passes", () => {
+    const offered: Asked = { ...chat, tools: true };
+    const body = JSON.stringify({
+      model: "qwen3-8b",
+      choices: [{ index: 0, message: { content: "", tool_calls: [twice(thought, { id: "c1" })] } }],
+      usage: usage(10),
+    });
+    expect(jsonBodyFacts(body, [], offered)).toMatchObject({
+      answerBytes: 3001,
+      answerToolCalls: 1,
+    });
+    const scan = createJsonAnswerScan(offered);
+    scan.add(Buffer.from(body));
+    expect(scannedBodyFacts(scan, [], offered)).toMatchObject({
+      answerBytes: 3001,
+      answerToolCalls: 1,
+    });
+  });
+
+  it("fails usage beyond a streamed call read once", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const chunk = (call: object) =>
+      `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", model: "qwen3-8b", choices: [{ index: 0, delta: { tool_calls: [call] } }] })}\n\n`;
+    const stream = [
+      chunk(twice("", { index: 0, id: "call_1" })),
+      ...Array.from({ length: 30 }, () =>
+        chunk({
+          index: 0,
+          function: { arguments: thought.slice(0, 100) },
+          custom: { input: thought.slice(0, 100) },
+        }),
+      ),
+      `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", model: "qwen3-8b", choices: [], usage: usage(5000) })}\n\n`,
+      "data: [DONE]\n\n",
+    ].join("");
+    const padded = h.op.plan({ keyIndex: 1, completionTokens: 5000, maxTokens: 8000 });
+    await jobThroughProxy(
+      h,
+      c.store,
+      padded,
+      "/v1/chat/completions",
+      stream,
+      {
+        messages: [{ role: "user", content: "hi" }],
+        max_tokens: 8000,
+        tools,
+        stream: true,
+        stream_options: { include_usage: true },
+      },
+      { contentType: "text/event-stream" },
+    );
+    expect(await c.verdicts(padded.jobId)).toEqual([
+      { verdict: "discrepancy", failing: ["usage.consistent"] },
+    ]);
+    expect(await readJob(c.store, padded.jobId)).toMatchObject({
+      answerBytes: 3001,
+      answerToolCalls: 1,
+    });
   });
 });
