@@ -168,4 +168,59 @@ describe("one text under two names: reasoning, tool calls", () => {
       answerToolCalls: 1,
     });
   });
+
+  it("counts a call's arguments and input as one text, in a message and over deltas", async () => {
+    const offered: Asked = { ...chat, tools: true };
+    const call = {
+      type: "function",
+      id: "c1",
+      function: { name: "f", arguments: thought, input: thought },
+    };
+    const body = JSON.stringify({
+      model: "qwen3-8b",
+      choices: [{ index: 0, message: { content: "", tool_calls: [call] } }],
+      usage: usage(10),
+    });
+    expect(jsonBodyFacts(body, [], offered)).toMatchObject({
+      answerBytes: 3001,
+      answerToolCalls: 1,
+    });
+    const scan = createJsonAnswerScan(offered);
+    scan.add(Buffer.from(body));
+    expect(scannedBodyFacts(scan, [], offered)).toMatchObject({ answerBytes: 3001 });
+    // Over a stream, arguments in one delta and input in the next are still one text.
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const chunk = (fn: object) =>
+      `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", model: "qwen3-8b", choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: fn }] } }] })}\n\n`;
+    const stream = [
+      chunk({ name: "f", arguments: "" }),
+      ...Array.from({ length: 15 }, () => [
+        chunk({ arguments: thought.slice(0, 100) }),
+        chunk({ input: thought.slice(0, 100) }),
+      ]).flat(),
+      `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", model: "qwen3-8b", choices: [], usage: usage(2500) })}\n\n`,
+      "data: [DONE]\n\n",
+    ].join("");
+    const padded = h.op.plan({ keyIndex: 1, completionTokens: 2500, maxTokens: 8000 });
+    await jobThroughProxy(
+      h,
+      c.store,
+      padded,
+      "/v1/chat/completions",
+      stream,
+      {
+        messages: [{ role: "user", content: "hi" }],
+        max_tokens: 8000,
+        tools,
+        stream: true,
+        stream_options: { include_usage: true },
+      },
+      { contentType: "text/event-stream" },
+    );
+    expect(await c.verdicts(padded.jobId)).toEqual([
+      { verdict: "discrepancy", failing: ["usage.consistent"] },
+    ]);
+    expect(await readJob(c.store, padded.jobId)).toMatchObject({ answerBytes: 1501 });
+  });
 });

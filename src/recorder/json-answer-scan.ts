@@ -415,7 +415,8 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
       case "call": {
         const name = m.get("name");
         return {
-          bytes: str("name") + str("arguments") + str("input"),
+          // Arguments (a function's) or input (a custom tool's): one text, the longer counts.
+          bytes: str("name") + Math.max(str("arguments"), str("input")),
           calls: name?.type === "string" && name.bytes > 0 ? 1 : 0,
         };
       }

@@ -399,13 +399,15 @@ function createGeneratedCount(asked: Asked) {
     calls.add(key);
     groups.add(group);
   };
-  // A stream's call by its index, or by its id when it has none: Gemini's OpenAI-compatible
-  // stream sends each parallel call whole in a chunk of its own, with its own id and no index.
-  // A call at an index already named is the same call to its client, whatever its id says.
-  const callBytes = (value: unknown): number => {
+  // A call's text: its name, and its arguments (a function's) or its input (a custom tool's),
+  // the one its client reads; both, the same text twice, lifted the bound of the usage.
+  const callParts = (value: unknown): [number, number, number] => {
     const f = asRecord(value);
-    return utf8Bytes(f.name) + utf8Bytes(f.arguments) + utf8Bytes(f.input);
+    return [utf8Bytes(f.name), utf8Bytes(f.arguments), utf8Bytes(f.input)];
   };
+  const partsOfCall = ([name, args, input]: readonly number[]) =>
+    (name ?? 0) + Math.max(args ?? 0, input ?? 0);
+  const callBytes = (value: unknown): number => partsOfCall(callParts(value));
   const namesCall = (value: unknown): boolean => {
     const name = asRecord(value).name;
     return typeof name === "string" && name.length > 0;
@@ -417,7 +419,18 @@ function createGeneratedCount(asked: Asked) {
   // A chat tool call is a function's or a custom tool's, as its `type` says, and its client
   // reads that one: the text of a call under both, counted twice, lifted the bound of the usage
   // by a copy its client never read. Each call's is the longer of the two, over its deltas.
-  const callTextOf = new Map<string, [number, number]>();
+  // Per call: the name, arguments and input of its function, then of its custom tool, summed
+  // over its deltas (a stream sends a call's arguments over many).
+  // A stream's call by its index, or by its id when it has none: Gemini's OpenAI-compatible
+  // stream sends each parallel call whole in a chunk of its own, with its own id and no index.
+  // A call at an index already named is the same call to its client, whatever its id says.
+  const callTextOf = new Map<string, number[]>();
+  const addCall = (key: string, asFunction: unknown, asCustom: unknown) => {
+    const said = callTextOf.get(key) ?? [0, 0, 0, 0, 0, 0];
+    const parts = [...callParts(asFunction), ...callParts(asCustom)];
+    for (const [i, n] of parts.entries()) said[i] = (said[i] ?? 0) + n;
+    callTextOf.set(key, said);
+  };
   // Each choice's reasoning text under its two names (`reasoning_content`, `reasoning`): vLLM
   // writes the same text under both since it renamed the field, and a client reads one of them.
   // Counted twice, an honest answer's reasoning lifted the bound of its usage by its length
@@ -426,7 +439,9 @@ function createGeneratedCount(asked: Asked) {
   const twoNamesBytes = () => {
     let sum = 0;
     for (const [content, named] of reasoningOf.values()) sum += Math.max(content, named);
-    for (const [asFunction, asCustom] of callTextOf.values()) sum += Math.max(asFunction, asCustom);
+    for (const said of callTextOf.values()) {
+      sum += Math.max(partsOfCall(said.slice(0, 3)), partsOfCall(said.slice(3)));
+    }
     return sum;
   };
   const add = (choices: unknown, field: "message" | "delta") => {
@@ -463,7 +478,8 @@ function createGeneratedCount(asked: Asked) {
         const audio = asRecord(message.audio);
         bytes += utf8Bytes(audio.data) + utf8Bytes(audio.transcript);
       }
-      if (call(message.function_call)) counted(`${index}:function`, `${index}`);
+      addCall(`${field}:${index}:function`, message.function_call, null);
+      if (namesCall(message.function_call)) counted(`${index}:function`, `${index}`);
       const tools = Array.isArray(message.tool_calls) ? message.tool_calls : [];
       for (const [place, tool] of tools.entries()) {
         const t = asRecord(tool);
@@ -475,10 +491,7 @@ function createGeneratedCount(asked: Asked) {
               : typeof t.id === "string" && t.id.length > 0
                 ? `${index}:id:${t.id}`
                 : `${index}:${place}`;
-        const said = callTextOf.get(key) ?? [0, 0];
-        said[0] += callBytes(t.function);
-        said[1] += callBytes(t.custom);
-        callTextOf.set(key, said);
+        addCall(`${field}:${key}`, t.function, t.custom);
         if (namesCall(t.function) || namesCall(t.custom)) counted(key, `${index}`);
       }
     }
