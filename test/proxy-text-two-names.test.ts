@@ -223,4 +223,17 @@ describe("one text under two names: reasoning, tool calls", () => {
     ]);
     expect(await readJob(c.store, padded.jobId)).toMatchObject({ answerBytes: 1501 });
   });
+
+  it("counts a content part as one of its text, refusal and thinking", () => {
+    const part = { type: "text", text: thought, refusal: thought, thinking: [{ text: thought }] };
+    const body = JSON.stringify({
+      model: "qwen3-8b",
+      choices: [{ index: 0, message: { content: [part, { type: "text", text: "Hi." }] } }],
+      usage: usage(10),
+    });
+    expect(jsonBodyFacts(body, [], chat).answerBytes).toBe(3003);
+    const scan = createJsonAnswerScan(chat);
+    scan.add(Buffer.from(body));
+    expect(scannedBodyFacts(scan, [], chat).answerBytes).toBe(3003);
+  });
 });

@@ -409,7 +409,12 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
         return { bytes: str("text") + str("data") + str("transcript"), calls: 0 };
       case "part":
         return {
-          bytes: str("text") + str("refusal") + summaryOf("thinking", m.get("thinking")).bytes,
+          // One of text, refusal and thinking (see proxy.ts `createGeneratedCount`).
+          bytes: Math.max(
+            str("text"),
+            str("refusal"),
+            summaryOf("thinking", m.get("thinking")).bytes,
+          ),
           calls: 0,
         };
       case "call": {

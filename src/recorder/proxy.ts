@@ -471,7 +471,9 @@ function createGeneratedCount(asked: Asked) {
       if (Array.isArray(content)) {
         for (const part of content) {
           const p = asRecord(part);
-          bytes += utf8Bytes(p.text) + utf8Bytes(p.refusal) + thinkingBytes(p.thinking);
+          // A part is text, a refusal or thinking: one of them, the longer (the same text under
+          // two names in one part, counted twice, lifted the bound by a copy never read).
+          bytes += Math.max(utf8Bytes(p.text), utf8Bytes(p.refusal), thinkingBytes(p.thinking));
         }
       } else bytes += utf8Bytes(content);
       if (asked.audio) {
