@@ -236,4 +236,14 @@ describe("one text under two names: reasoning, tool calls", () => {
     scan.add(Buffer.from(body));
     expect(scannedBodyFacts(scan, [], chat).answerBytes).toBe(3003);
   });
+
+  it("counts a Responses part of no type as text or refusal, not both", () => {
+    const asked: Asked = { ...chat, chat: false, shape: "output" };
+    const body = JSON.stringify({
+      model: "qwen3-8b",
+      output: [{ type: "message", content: [{ text: thought, refusal: thought }] }],
+      usage: { input_tokens: 12, output_tokens: 10, total_tokens: 22 },
+    });
+    expect(jsonBodyFacts(body, [], asked).answerBytes).toBe(3000);
+  });
 });

@@ -335,8 +335,10 @@ function partsBytes(parts: unknown, textType: string): number {
   let bytes = 0;
   for (const part of parts) {
     const p = asRecord(part);
-    if (p.type === undefined || p.type === textType) bytes += utf8Bytes(p.text);
-    if (p.type === undefined || p.type === "refusal") bytes += utf8Bytes(p.refusal);
+    // A part of no type is read as either kind, never both: the longer text counts.
+    if (p.type === undefined) bytes += Math.max(utf8Bytes(p.text), utf8Bytes(p.refusal));
+    else if (p.type === textType) bytes += utf8Bytes(p.text);
+    else if (p.type === "refusal") bytes += utf8Bytes(p.refusal);
   }
   return bytes;
 }
