@@ -3,6 +3,7 @@ import { once } from "node:events";
 import {
   closeSync,
   constants,
+  copyFileSync,
   mkdtempSync,
   openSync,
   readdirSync,
@@ -274,11 +275,21 @@ const PROXIED = "decentral_audit_proxy_duration_seconds_count";
 
 let running: { serve: CliProcess; upstream: Upstream } | undefined;
 
+/** A store migrated once for the file: each cluster's is a copy (a migration costs a second). */
+let migrated: string | undefined;
+function migratedStore(db: string): void {
+  if (migrated === undefined) {
+    migrated = join(mkdtempSync(join(tmpdir(), "cluster-template-")), "audit.db");
+    const store = openSqliteStore(migrated);
+    migrateStore(store);
+    store.close();
+  }
+  copyFileSync(migrated, db);
+}
+
 async function startCluster(env: Record<string, string> = {}) {
   const db = join(mkdtempSync(join(tmpdir(), "cluster-")), "audit.db");
-  const store = openSqliteStore(db);
-  migrateStore(store);
-  store.close();
+  migratedStore(db);
   const up = await upstream();
   const proc = startCli(["serve", "--port", "0", "--db", db, "--profile", "localnet"], {
     WORKERS: "2",
@@ -740,9 +751,7 @@ describe("serve --workers 2, its stdout no longer read", () => {
     });
     const writeFd = openSync(fifo, "w");
     const db = join(dir, "audit.db");
-    const store = openSqliteStore(db);
-    migrateStore(store);
-    store.close();
+    migratedStore(db);
     const up = await upstream();
     const serve = startCli(
       ["serve", "--port", "0", "--db", db, "--profile", "localnet"],
