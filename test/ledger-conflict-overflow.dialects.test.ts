@@ -1,14 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createLedgerReader } from "../src/ledger/reader.js";
 import { createLogger } from "../src/log.js";
 import { maxConflictSignatures } from "../src/store/receipt-rules.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
-import {
-  type AdversaryHarness,
-  type JobPlan,
-  type Scenario,
-  startAdversaryHarness,
-} from "./support/operator.js";
+import { type JobPlan, type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { readJob } from "./support/seed-recorder.js";
 
 /**
@@ -21,13 +16,7 @@ import { readJob } from "./support/seed-recorder.js";
 
 describe.each(dialects)("%s store", (dialect) => {
   const stores = useDialectStores(dialect);
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness({ openStore: () => stores.open() });
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness({ openStore: () => stores.open() });
 
   /** Fills the job's slots through jobs API answers, then reads the vault's ledger. */
   async function fillThenRead(

@@ -1,10 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createLedgerReader } from "../src/ledger/reader.js";
 import { buildStatement } from "../src/ledger/statement.js";
 import { createLogger } from "../src/log.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { chainSecondAfter } from "./support/finality.js";
-import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
+import { type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { readJob } from "./support/seed-recorder.js";
 
 /**
@@ -17,13 +17,7 @@ const log = createLogger({ level: "silent" });
 
 describe.each(dialects)("%s store", (dialect) => {
   const stores = useDialectStores(dialect);
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness({ openStore: () => stores.open() });
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness({ openStore: () => stores.open() });
 
   /** Reads the vault as the ledger round does. */
   async function sync(c: Scenario, vault: string) {

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createLedgerReader, type LedgerRpc } from "../src/ledger/reader.js";
 import { buildStatement, ledgerStoreOf } from "../src/ledger/statement.js";
 import { ledgerWindowCheck } from "../src/ledger/window-check.js";
@@ -6,7 +6,7 @@ import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { summaryToText } from "../src/nightly/summary-format.js";
 import { createVerifier } from "../src/verify/engine.js";
-import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
+import { type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
 
 /**
@@ -17,17 +17,10 @@ import { quickVerifierOptions } from "./support/quick-verifier.js";
 const log = createLogger({ level: "silent" });
 const DAY = 86_400_000;
 
-let h: AdversaryHarness;
+const h = useAdversaryHarness();
 /** The world's clock runs ahead of the local one by this much (`advanceTo`). */
 let offset = 0;
 const worldNow = () => Date.now() + offset;
-
-beforeAll(async () => {
-  h = await startAdversaryHarness();
-});
-afterAll(async () => {
-  await h?.close();
-});
 
 /** Moves the world's clock to `t` (ms): block times follow it. */
 function advanceTo(t: number) {

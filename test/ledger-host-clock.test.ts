@@ -1,11 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { BLOCK_TIME_AHEAD_SECONDS } from "../src/chain/block-time.js";
 import { createRpcPool, type RpcPool } from "../src/chain/rpc-pool.js";
 import { createLedgerReader } from "../src/ledger/reader.js";
 import { createLogger } from "../src/log.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { createVerifier } from "../src/verify/engine.js";
-import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
+import { useAdversaryHarness } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
 
 /**
@@ -15,13 +15,7 @@ import { quickVerifierOptions } from "./support/quick-verifier.js";
  */
 
 const log = createLogger({ level: "silent" });
-let h: AdversaryHarness;
-beforeAll(async () => {
-  h = await startAdversaryHarness();
-});
-afterAll(async () => {
-  await h?.close();
-});
+const h = useAdversaryHarness();
 
 function pool(): RpcPool {
   return createRpcPool({

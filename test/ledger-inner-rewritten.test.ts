@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
 import { createLedgerReader } from "../src/ledger/reader.js";
 import { buildStatement } from "../src/ledger/statement.js";
@@ -7,12 +7,7 @@ import { localKeyNames, localSigner } from "../src/localnet/keys.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { chainSecondAfter } from "./support/finality.js";
-import {
-  type AdversaryHarness,
-  AuthorityType,
-  type Scenario,
-  startAdversaryHarness,
-} from "./support/operator.js";
+import { AuthorityType, type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { ownerlessNode, rewritingNode } from "./support/rewriting-node.js";
 
 /**
@@ -24,13 +19,7 @@ import { ownerlessNode, rewritingNode } from "./support/rewriting-node.js";
  */
 const log = createLogger({ level: "silent" });
 
-let h: AdversaryHarness;
-beforeAll(async () => {
-  h = await startAdversaryHarness();
-});
-afterAll(async () => {
-  await h?.close();
-});
+const h = useAdversaryHarness();
 
 type Rewrite = (result: {
   transaction: { message: { instructions: unknown[] } };

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createLedgerReader } from "../src/ledger/reader.js";
 import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
@@ -6,12 +6,7 @@ import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { chainSecondAfter } from "./support/finality.js";
-import {
-  type AdversaryHarness,
-  discrepancy,
-  startAdversaryHarness,
-  verified,
-} from "./support/operator.js";
+import { discrepancy, useAdversaryHarness, verified } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
 
 /**
@@ -21,13 +16,7 @@ import { quickVerifierOptions } from "./support/quick-verifier.js";
  */
 const log = createLogger({ level: "silent" });
 
-let h: AdversaryHarness;
-beforeAll(async () => {
-  h = await startAdversaryHarness();
-});
-afterAll(async () => {
-  await h?.close();
-});
+const h = useAdversaryHarness();
 
 describe("a credit mint with a permanent delegate", () => {
   it("fails a release it signs and lists a debit it makes as unreceipted; the nightly run exits 1", async () => {

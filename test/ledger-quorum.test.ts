@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createQuorumRpc } from "../src/chain/quorum.js";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
 import { createLedgerReader, type LedgerRpc } from "../src/ledger/reader.js";
@@ -8,18 +8,12 @@ import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { summaryToText } from "../src/nightly/summary-format.js";
 import { createVerifier } from "../src/verify/engine.js";
-import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
+import { type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
 
 const log = createLogger({ level: "silent" });
 
-let h: AdversaryHarness;
-beforeAll(async () => {
-  h = await startAdversaryHarness();
-});
-afterAll(async () => {
-  await h?.close();
-});
+const h = useAdversaryHarness();
 
 /** What the operator's own endpoint lies about: transactions it leaves out, balances it adds to. */
 interface Lies {

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Store } from "../src/db/client.js";
 import { createLedgerReader } from "../src/ledger/reader.js";
 import { buildStatement } from "../src/ledger/statement.js";
@@ -6,7 +6,7 @@ import { localKeyNames, localSigner } from "../src/localnet/keys.js";
 import { createLogger } from "../src/log.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { chainSecondAfter } from "./support/finality.js";
-import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
+import { type Scenario, useAdversaryHarness } from "./support/operator.js";
 
 /**
  * The operator keeps a job's lock (moves it out of escrow) and puts the job's refund memo on
@@ -24,13 +24,7 @@ async function exec(store: Store, sql: string) {
 
 describe.each(dialects)("%s store", (dialect) => {
   const stores = useDialectStores(dialect);
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness({ openStore: () => stores.open() });
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness({ openStore: () => stores.open() });
 
   async function sync(c: Scenario, vault: string) {
     await c.flush();

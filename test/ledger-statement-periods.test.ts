@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { periodOf } from "../src/dashboard/period.js";
 import { statementBody } from "../src/dashboard/statement-page.js";
 import { createLedgerReader, type LedgerRpc } from "../src/ledger/reader.js";
@@ -6,18 +6,12 @@ import { buildStatement, ledgerStoreOf, statementToCsv } from "../src/ledger/sta
 import { createLogger } from "../src/log.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
-import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
+import { type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
 
 const log = createLogger({ level: "silent" });
 
-let h: AdversaryHarness;
-beforeAll(async () => {
-  h = await startAdversaryHarness();
-});
-afterAll(async () => {
-  await h?.close();
-});
+const h = useAdversaryHarness();
 
 /** Moves the world's clock past the next whole second and returns that second: a period edge. */
 function edge(): number {

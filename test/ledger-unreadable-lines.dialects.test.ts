@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { periodOf } from "../src/dashboard/period.js";
 import { statementBody } from "../src/dashboard/statement-page.js";
 import { createLedgerReader } from "../src/ledger/reader.js";
@@ -6,7 +6,7 @@ import { buildStatement, statementToCsv, statementToJson } from "../src/ledger/s
 import { createLogger } from "../src/log.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
-import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
+import { useAdversaryHarness } from "./support/operator.js";
 
 /**
  * A vault topped up above 2^53 - 1 base units (what the store holds) stays there: the top-up's
@@ -21,13 +21,7 @@ const topUp = 9_007_199_254_740_993n;
 
 describe.each(dialects)("%s store", (dialect) => {
   const stores = useDialectStores(dialect);
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness({ openStore: () => stores.open() });
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness({ openStore: () => stores.open() });
 
   it("says a statement's lines past a top-up above 2^53 are unread, and why, with no closing balance on chain nor difference", async () => {
     const { op } = h;

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createLedgerReader } from "../src/ledger/reader.js";
 import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
@@ -9,7 +9,7 @@ import { createLedgerStore } from "../src/store/ledger.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { chainSecondAfter } from "./support/finality.js";
-import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
+import { type AdversaryHarness, type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
 
 const log = createLogger({ level: "silent" });
@@ -58,14 +58,8 @@ function nightly(
 const wholeSecondAfter = (ms: number) => Math.ceil((Date.now() + ms) / 1000) * 1000;
 
 describe("a nightly run at its window's end, before the chain has finalized the window's last seconds", () => {
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    // Mainnet's finality (~13 s) in miniature: 100 ms slots, finalized 25 slots (2.5 s) later.
-    h = await startAdversaryHarness({ chain: { slotMs: 100, finalitySlots: 25 } });
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  // Mainnet's finality (~13 s) in miniature: 100 ms slots, finalized 25 slots (2.5 s) later.
+  const h = useAdversaryHarness({ chain: { slotMs: 100, finalitySlots: 25 } });
 
   it("waits for finality and finds a theft of the window's last seconds; a run without the time to wait exits 2 saying why", async () => {
     const c = await h.scenario();
@@ -98,13 +92,7 @@ describe("a nightly run at its window's end, before the chain has finalized the 
 });
 
 describe("a vault listed past the window's end with a transaction it cannot read", () => {
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness();
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness();
 
   it("exits 2 naming the unread transactions, not a read-through time short of the window", async () => {
     const c = await h.scenario();
@@ -128,13 +116,7 @@ describe("a vault listed past the window's end with a transaction it cannot read
 });
 
 describe("what the ledger takes as finalized when the chain gives no time for it", () => {
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness();
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness();
 
   it("ends at once, exit 2, a run whose window ends later than now", async () => {
     const c = await h.scenario();
@@ -259,13 +241,7 @@ describe("what the ledger takes as finalized when the chain gives no time for it
 });
 
 describe("a lock not yet due when its own window's run reads the vault", () => {
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness();
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness();
 
   it("is judged by the next window's run, which names it with its time before the window", async () => {
     // A lock is due 3 s after its block time (settlement window 3 s, no grace).
@@ -315,13 +291,7 @@ describe("a lock not yet due when its own window's run reads the vault", () => {
 });
 
 describe("a nightly run over a credit vault whose address holds another mint", () => {
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness();
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness();
 
   it("exits 1 on the fake-mint tokens moved into the vault, never counting them as a deposit", async () => {
     const c = await h.scenario();
@@ -345,13 +315,7 @@ describe("a nightly run over a credit vault whose address holds another mint", (
 });
 
 describe("a nightly run whose RPC stops answering while it reads the credit vaults", () => {
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness();
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness();
 
   /** The pool, with `method` never answering (a node that accepts and hangs). */
   const hanging = (method: "getSignaturesForAddress" | "getTransaction"): typeof h.rpc => {

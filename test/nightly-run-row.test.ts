@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createApp } from "../src/api/app.js";
 import { createToken } from "../src/auth/tokens.js";
 import { SESSION_COOKIE } from "../src/dashboard/routes.js";
@@ -10,18 +10,12 @@ import { type NightlyOptions, runNightlyVerification } from "../src/nightly/nigh
 import { createDashboardStore } from "../src/store/dashboard.js";
 import { createVerifier } from "../src/verify/engine.js";
 import type { Profile } from "../src/verify/profiles.js";
-import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
+import { useAdversaryHarness } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
 
 const log = createLogger({ level: "silent" });
 
-let h: AdversaryHarness;
-beforeAll(async () => {
-  h = await startAdversaryHarness();
-});
-afterAll(async () => {
-  await h?.close();
-});
+const h = useAdversaryHarness();
 
 /** Waits until everything sent so far is finalized, and a second past it. */
 async function finalized() {

@@ -7,13 +7,13 @@ import {
   gunzipSync,
   gzipSync,
 } from "node:zlib";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { answerCodings, decodedAnswer } from "../src/recorder/proxy.js";
 import {
   type AdversaryHarness,
   discrepancy,
   type JobPlan,
-  startAdversaryHarness,
+  useAdversaryHarness,
   verified,
 } from "./support/operator.js";
 import { jobThroughProxy } from "./support/proxy-job.js";
@@ -30,13 +30,7 @@ import { readJob } from "./support/seed-recorder.js";
  * an unreadable answer: its 800 tokens failed `charge.matches_price`.
  */
 describe("answers read through their content-encoding", () => {
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness();
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness();
 
   const chatAnswer = (text: string, completionTokens: number) =>
     JSON.stringify({
@@ -253,13 +247,7 @@ describe("answers read through their content-encoding", () => {
  * the answer as it came), where fetch gunzips it: clients read it apart.
  */
 describe("answer codings read as each client reads them: deflate's wrapping, x-gzip", () => {
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness();
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness();
   const answer = Buffer.from(
     JSON.stringify({
       id: "chatcmpl-1",

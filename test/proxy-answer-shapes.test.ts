@@ -1,10 +1,10 @@
 import http from "node:http";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { localApiKey } from "../src/localnet/keys.js";
 import { createLogger } from "../src/log.js";
 import { createRecordingProxy, offeredKind } from "../src/recorder/proxy.js";
 import { requestFactsOf } from "../src/recorder/request-facts.js";
-import { type AdversaryHarness, type JobPlan, startAdversaryHarness } from "./support/operator.js";
+import { type AdversaryHarness, type JobPlan, useAdversaryHarness } from "./support/operator.js";
 import { jobThroughProxy } from "./support/proxy-job.js";
 import { listen, serveApp } from "./support/recorder-fixtures.js";
 import { readJob } from "./support/seed-recorder.js";
@@ -18,13 +18,7 @@ import { readJob } from "./support/seed-recorder.js";
  * nothing: 800 output tokens over 900 bytes of text failed `charge.matches_price`.
  */
 describe("answers read by the endpoint asked", () => {
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness();
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness();
 
   type Scenario = Awaited<ReturnType<AdversaryHarness["scenario"]>>;
 
@@ -208,13 +202,7 @@ function answerOf(items: unknown[], outputTokens: number) {
 }
 
 describe("Responses calls of a tool the request did not offer", () => {
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness();
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness();
 
   async function throughProxy(
     c: Awaited<ReturnType<AdversaryHarness["scenario"]>>,
@@ -291,13 +279,7 @@ describe("Responses calls of a tool the request did not offer", () => {
  * output tokens verified where `Hi.` earns 8 credits, not 16.
  */
 describe("Responses parts of a type no client reads", () => {
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness();
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness();
 
   it("counts only the text of the parts a client reads", async () => {
     const c = await h.scenario();
@@ -390,13 +372,7 @@ describe("the tool kind a Responses call item is of", () => {
  * `usage.consistent`. Each earns a call's allowance only where the request offered its tool.
  */
 describe("Responses calls of the MCP, shell and apply_patch tools", () => {
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness();
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness();
 
   const items = [
     {

@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AdversaryHarness, type JobPlan, startAdversaryHarness } from "./support/operator.js";
+import { describe, expect, it } from "vitest";
+import { type JobPlan, useAdversaryHarness } from "./support/operator.js";
 import { jobThroughProxy } from "./support/proxy-job.js";
 import { readJob } from "./support/seed-recorder.js";
 
@@ -12,13 +12,7 @@ import { readJob } from "./support/seed-recorder.js";
  * request capped at 100.
  */
 describe("Responses API answers: streams and the ceiling", () => {
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness();
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness();
 
   const event = (data: Record<string, unknown>) =>
     `event: ${String(data.type)}\ndata: ${JSON.stringify(data)}\n\n`;

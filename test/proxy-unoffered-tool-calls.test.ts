@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AdversaryHarness, type JobPlan, startAdversaryHarness } from "./support/operator.js";
+import { describe, expect, it } from "vitest";
+import { type AdversaryHarness, type JobPlan, useAdversaryHarness } from "./support/operator.js";
 import { jobThroughProxy } from "./support/proxy-job.js";
 import { readJob } from "./support/seed-recorder.js";
 
@@ -10,13 +10,7 @@ import { readJob } from "./support/seed-recorder.js";
  * completion tokens (16 credits where 3 tokens cost 8) and the job was `verified`.
  */
 describe("tool calls the request offered no tools for", () => {
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness();
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness();
 
   async function throughProxy(
     c: Awaited<ReturnType<AdversaryHarness["scenario"]>>,

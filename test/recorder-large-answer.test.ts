@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AdversaryHarness, type JobPlan, startAdversaryHarness } from "./support/operator.js";
+import { describe, expect, it } from "vitest";
+import { type AdversaryHarness, type JobPlan, useAdversaryHarness } from "./support/operator.js";
 import { jobThroughProxy } from "./support/proxy-job.js";
 import { readJob } from "./support/seed-recorder.js";
 
@@ -11,13 +11,7 @@ import { readJob } from "./support/seed-recorder.js";
  * text is still verified. Amounts (qwen3-8b, key 1, no max_tokens): see verify-adversarial.
  */
 describe("a JSON answer over 8 MiB through the proxy", () => {
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness();
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness();
 
   /** One job of `plan` through the proxy, answered with `body` as the operator writes it. */
   async function throughProxy(

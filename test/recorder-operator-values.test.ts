@@ -1,10 +1,10 @@
 import http from "node:http";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createToken } from "../src/auth/tokens.js";
 import { localApiKey } from "../src/localnet/keys.js";
 import { createLogger } from "../src/log.js";
 import { createRecordingFetch } from "../src/recorder/fetch-wrapper.js";
-import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
+import { useAdversaryHarness } from "./support/operator.js";
 import { ingestToken, listen, serveApp } from "./support/recorder-fixtures.js";
 
 /**
@@ -13,13 +13,7 @@ import { ingestToken, listen, serveApp } from "./support/recorder-fixtures.js";
  * recording fetch gets every job recorded and judged by the checks, whatever the answer holds.
  */
 
-let h: AdversaryHarness;
-beforeAll(async () => {
-  h = await startAdversaryHarness();
-});
-afterAll(async () => {
-  await h?.close();
-});
+const h = useAdversaryHarness();
 
 const log = createLogger({ level: "silent" });
 

@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { Keypair } from "@solana/web3.js";
 import { chromium } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { createApp } from "../src/api/app.js";
 import { createToken } from "../src/auth/tokens.js";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
@@ -16,12 +16,7 @@ import {
 } from "../src/ledger/statement.js";
 import { createLogger } from "../src/log.js";
 import { chainSecondAfter } from "./support/finality.js";
-import {
-  type AdversaryHarness,
-  AuthorityType,
-  type Scenario,
-  startAdversaryHarness,
-} from "./support/operator.js";
+import { AuthorityType, type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { ownerlessNode, rewritingNode } from "./support/rewriting-node.js";
 
 /**
@@ -33,13 +28,7 @@ import { ownerlessNode, rewritingNode } from "./support/rewriting-node.js";
  */
 const log = createLogger({ level: "silent" });
 
-let h: AdversaryHarness;
-beforeAll(async () => {
-  h = await startAdversaryHarness();
-});
-afterAll(async () => {
-  await h?.close();
-});
+const h = useAdversaryHarness();
 
 /** `rpc`, the last instruction of `signature` left out and its inner instructions served `[]`. */
 function droppingLast(rpc: RpcPool, signature: string): RpcPool {

@@ -1,7 +1,7 @@
 import bs58 from "bs58";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
-import { type AdversaryHarness, discrepancy, startAdversaryHarness } from "./support/operator.js";
+import { discrepancy, useAdversaryHarness } from "./support/operator.js";
 import { rewritingNode } from "./support/rewriting-node.js";
 
 /**
@@ -10,13 +10,7 @@ import { rewritingNode } from "./support/rewriting-node.js";
  * sum of the vault's movements shows.
  */
 
-let h: AdversaryHarness;
-beforeAll(async () => {
-  h = await startAdversaryHarness();
-});
-afterAll(async () => {
-  await h?.close();
-});
+const h = useAdversaryHarness();
 
 type Served = {
   transaction: {

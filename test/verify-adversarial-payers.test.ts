@@ -1,11 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { localnetProfile } from "../src/verify/profiles.js";
-import {
-  type AdversaryHarness,
-  AuthorityType,
-  discrepancy,
-  startAdversaryHarness,
-} from "./support/operator.js";
+import { AuthorityType, discrepancy, useAdversaryHarness } from "./support/operator.js";
 
 /**
  * The operator pays a job's steps out of, or back into, accounts of the right mint and owner
@@ -13,13 +8,7 @@ import {
  * one), or one transaction doing two jobs' steps. Each job must fail the check naming it.
  */
 
-let h: AdversaryHarness;
-beforeAll(async () => {
-  h = await startAdversaryHarness();
-});
-afterAll(async () => {
-  await h?.close();
-});
+const h = useAdversaryHarness();
 
 const timedOut = {
   httpStatus: 504,

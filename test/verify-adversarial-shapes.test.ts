@@ -1,12 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { localSigner } from "../src/localnet/keys.js";
-import {
-  type AdversaryHarness,
-  AuthorityType,
-  discrepancy,
-  startAdversaryHarness,
-  verified,
-} from "./support/operator.js";
+import { AuthorityType, discrepancy, useAdversaryHarness, verified } from "./support/operator.js";
 import { ownerlessNode } from "./support/rewriting-node.js";
 
 /**
@@ -16,13 +10,7 @@ import { ownerlessNode } from "./support/rewriting-node.js";
  * verdict logic is the store's dialect's alike, so one SQLite store per scenario is enough.
  */
 
-let h: AdversaryHarness;
-beforeAll(async () => {
-  h = await startAdversaryHarness();
-});
-afterAll(async () => {
-  await h?.close();
-});
+const h = useAdversaryHarness();
 
 /** A lookup table of `addresses`, known to the local chain, for a version-0 transaction. */
 let tables = 0;

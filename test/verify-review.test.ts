@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import http from "node:http";
 import bs58 from "bs58";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { localApiKey } from "../src/localnet/keys.js";
 import type { InstructionSpec } from "../src/localnet/wire.js";
 import { addressBytes } from "../src/localnet/wire.js";
@@ -14,12 +14,11 @@ import type { CustodyConfig } from "../src/verify/custody.js";
 import { createVerifier, type VerifierRpc } from "../src/verify/engine.js";
 import { localnetProfile, profileSchema } from "../src/verify/profiles.js";
 import {
-  type AdversaryHarness,
   discrepancy,
   fingerprintOfKey,
   type JobPlan,
   type Scenario,
-  startAdversaryHarness,
+  useAdversaryHarness,
   verified,
 } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
@@ -44,13 +43,7 @@ import { createTestStore } from "./support/store.js";
  * staked worker 102000, treasury 18000, remainder 40000.
  */
 
-let h: AdversaryHarness;
-beforeAll(async () => {
-  h = await startAdversaryHarness();
-});
-afterAll(async () => {
-  await h?.close();
-});
+const h = useAdversaryHarness();
 
 const log = createLogger({ level: "silent" });
 

@@ -11,6 +11,7 @@ import {
   getMintLen,
 } from "@solana/spl-token";
 import { Keypair, PublicKey, type TransactionInstruction } from "@solana/web3.js";
+import { afterAll, beforeAll } from "vitest";
 import { createApp } from "../../src/api/app.js";
 import { createToken } from "../../src/auth/tokens.js";
 import { createRpcPool, type RpcPool } from "../../src/chain/rpc-pool.js";
@@ -1188,4 +1189,21 @@ export async function startAdversaryHarness(
     },
   };
   return harness;
+}
+
+/**
+ * One adversary harness for the enclosing file or describe block: started before its tests,
+ * closed after them. Read its members inside tests and hooks (they are filled in once started).
+ */
+export function useAdversaryHarness(
+  options: Parameters<typeof startAdversaryHarness>[0] = {},
+): AdversaryHarness {
+  const h = {} as AdversaryHarness;
+  beforeAll(async () => {
+    Object.assign(h, await startAdversaryHarness(options));
+  });
+  afterAll(async () => {
+    await h.close?.();
+  });
+  return h;
 }
