@@ -91,7 +91,9 @@ describe("leader lease on PostgreSQL, a host whose wall clock is ahead", () => {
       store,
       log: createLogger({ level: "silent" }),
       heartbeatMs: 50,
-      ttlMs: 400,
+      // Far beyond the wait below: a lease unrenewed for its TTL on this host's own clock is
+      // taken over rightly, and a loaded host stretched the 300 ms wait past a TTL of 400 ms.
+      ttlMs: 5_000,
       onGain: () => undefined,
       onLose: async () => undefined,
     });
