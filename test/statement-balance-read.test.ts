@@ -150,6 +150,7 @@ describe("a vault whose delegate only the balance read shows", () => {
       delegate,
       delegatedUnits: 400_000n,
       slot: expect.any(Number),
+      readAt: expect.any(String),
     });
     expect(s.ownerRead).toBeNull();
     expect(findingCount(s)).toBe(1);
@@ -158,7 +159,11 @@ describe("a vault whose delegate only the balance read shows", () => {
       delegatedUnits: "400000",
     });
     expect(csvRows(statementToCsv(statement), "vault_delegate_read")).toEqual([
-      expect.objectContaining({ vault, amountUnits: "400000", memo: `delegate=${delegate}` }),
+      expect.objectContaining({
+        vault,
+        amountUnits: "400000",
+        memo: `"delegate=${delegate}; slot=${s.delegateRead?.slot}"`,
+      }),
     ]);
     const shown = await dashboardText(c, vault);
     expect(shown.page).toContain(`The vault has a delegate, <span class="mono">${delegate}</span>`);
@@ -205,10 +210,14 @@ describe("a vault handed to another, its owner shown by the balance read alone",
       finding: "vault_owner_read",
       owner: h.op.attacker.address,
       slot: expect.any(Number),
+      readAt: expect.any(String),
     });
     expect(findingCount(s)).toBe(1);
     expect(csvRows(statementToCsv(statement), "vault_owner_read")).toEqual([
-      expect.objectContaining({ vault, memo: `owner=${h.op.attacker.address}` }),
+      expect.objectContaining({
+        vault,
+        memo: `"owner=${h.op.attacker.address}; slot=${s.ownerRead?.slot}"`,
+      }),
     ]);
     const shown = await dashboardText(c, vault);
     expect(shown.page).toContain(
@@ -234,7 +243,7 @@ describe("a vault handed to another, its owner shown by the balance read alone",
     const { statement, s } = await statementAfterRead(c, rpc, vault, from);
     expect(s.ownerRead).toMatchObject({ finding: "vault_owner_read", owner: null });
     expect(csvRows(statementToCsv(statement), "vault_owner_read")).toEqual([
-      expect.objectContaining({ memo: "owner=not named" }),
+      expect.objectContaining({ memo: `"owner=not named; slot=${s.ownerRead?.slot}"` }),
     ]);
     expect((await dashboardText(c, vault)).page).toContain("named no owner");
   });
@@ -288,5 +297,50 @@ describe.skipIf(!chromiumPath && !inCi)("the statement page in Chromium", () => 
     await expect(findings.textContent()).resolves.toContain(
       `The vault has a delegate, ${delegate}, who can spend 0.300000 USDC of it alone`,
     );
+  });
+});
+
+describe("a statement of a period that ended before the balance read", () => {
+  it("says when the read was made and its slot, in JSON, CSV and on the page", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(3);
+    const from = await chainSecondAfter(h.world);
+    const to = await chainSecondAfter(h.world);
+    // The period is over; then the vault is handed away and the new owner approves a delegate.
+    h.op.send([h.op.setAuthority(vault, AuthorityType.AccountOwner, h.op.attacker.address)]);
+    onTestFinished(() => h.op.giveBackVault(vault));
+    const delegate = Keypair.generate().publicKey.toBase58();
+    const approveTx = h.op.send([
+      h.op.newOwnerAtaIx(),
+      h.op.approve(vault, delegate, 200_000n, h.op.attacker.address),
+    ]).signature;
+    const beforeRead = Date.now();
+    await statementAfterRead(c, droppingLast(ownerlessNode(h.rpc), approveTx), vault, from);
+    const afterRead = Date.now();
+    const { statement, s } = await statementOf(c, vault, from, to);
+    const readAt = s.ownerRead?.readAt ?? "";
+    expect(Date.parse(readAt)).toBeGreaterThanOrEqual(Math.floor(beforeRead / 1000) * 1000);
+    expect(Date.parse(readAt)).toBeLessThanOrEqual(afterRead);
+    expect(s.delegateRead).toMatchObject({ delegate, readAt });
+    const csv = statementToCsv(statement);
+    expect(csvRows(csv, "vault_owner_read")).toEqual([
+      expect.objectContaining({
+        blockTime: readAt,
+        memo: `"owner=${h.op.attacker.address}; slot=${s.ownerRead?.slot}"`,
+      }),
+    ]);
+    expect(csvRows(csv, "vault_delegate_read")).toEqual([
+      expect.objectContaining({
+        blockTime: readAt,
+        amountUnits: "200000",
+        memo: `"delegate=${delegate}; slot=${s.delegateRead?.slot}"`,
+      }),
+    ]);
+    expect(statementToJson(statement).vaults[0]).toMatchObject({
+      ownerRead: { readAt },
+      delegateRead: { readAt, delegatedUnits: "200000" },
+    });
+    const page = (await dashboardText(c, vault)).page;
+    expect(page).toContain(`by its last balance read (slot ${s.ownerRead?.slot}, made ${readAt})`);
   });
 });

@@ -2586,18 +2586,26 @@ describe.each(dialects)("who else may spend a vault, by its balance read, on %s"
       },
     };
     await ledger.setControl(VAULT, control, NOW + 1);
-    expect((await ledger.cursorFigures(VAULT))?.balanceControl).toEqual(control);
+    // Kept with when it was read: a statement of a period long past says when.
+    expect((await ledger.cursorFigures(VAULT))?.balanceControl).toEqual({
+      ...control,
+      readAt: NOW + 1,
+    });
     await ledger.setControl(VAULT, { slot: 901, otherOwner: { owner: null }, delegate: null }, NOW);
     expect((await ledger.cursorFigures(VAULT))?.balanceControl).toEqual({
       slot: 901,
       otherOwner: { owner: null },
       delegate: null,
+      readAt: NOW,
     });
     await ledger.setControl(VAULT, { slot: 902, otherOwner: null, delegate: null }, NOW);
     expect((await ledger.cursorFigures(VAULT))?.balanceControl).toBeNull();
     // The balance kept or not, the control is the read's: a balance write leaves it alone.
     await ledger.setControl(VAULT, control, NOW);
     await ledger.setBalance(VAULT, { amount: 5n, slot: 903 }, NOW);
-    expect((await ledger.cursorFigures(VAULT))?.balanceControl).toEqual(control);
+    expect((await ledger.cursorFigures(VAULT))?.balanceControl).toEqual({
+      ...control,
+      readAt: NOW,
+    });
   });
 });

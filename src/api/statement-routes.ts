@@ -246,6 +246,10 @@ const StatementSchema = z
               .nullable()
               .describe("The owner the read found; null: the answer named none"),
             slot: z.number().int().describe("The balance read's slot"),
+            readAt: z
+              .string()
+              .nullable()
+              .describe("When the read was made; null for a read kept before its time was"),
           })
           .nullable()
           .describe(
@@ -257,6 +261,10 @@ const StatementSchema = z
             delegate: z.string(),
             delegatedUnits: units.describe("What the delegate may still spend"),
             slot: z.number().int().describe("The balance read's slot"),
+            readAt: z
+              .string()
+              .nullable()
+              .describe("When the read was made; null for a read kept before its time was"),
           })
           .nullable()
           .describe(

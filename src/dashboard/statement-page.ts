@@ -8,6 +8,10 @@ import { BASE, count, type Html, html, short, usdc } from "./html.js";
 import type { DashboardPeriod } from "./period.js";
 import { periodPicker } from "./period-picker.js";
 
+/** A balance read's slot and, when kept, its time: a past period's page says when it was. */
+const readOf = (r: { slot: number; readAt: string | null }) =>
+  r.readAt === null ? `slot ${r.slot}` : `slot ${r.slot}, made ${r.readAt}`;
+
 const signed = (units: bigint | null) =>
   units === null ? "—" : `${units > 0n ? "+" : ""}${usdc(units)}`;
 
@@ -128,13 +132,13 @@ function otherFindings(v: VaultStatement): Html {
     ...(v.ownerRead
       ? [
           v.ownerRead.owner === null
-            ? html`<li>The vault's last balance read (slot ${v.ownerRead.slot}) named no owner: that the escrow authority owns it is not proven</li>`
-            : html`<li>The vault is owned by <span class="mono">${v.ownerRead.owner}</span>, not the escrow authority, by its last balance read (slot ${v.ownerRead.slot}): that owner can spend it alone</li>`,
+            ? html`<li>The vault's last balance read (${readOf(v.ownerRead)}) named no owner: that the escrow authority owns it is not proven</li>`
+            : html`<li>The vault is owned by <span class="mono">${v.ownerRead.owner}</span>, not the escrow authority, by its last balance read (${readOf(v.ownerRead)}): that owner can spend it alone</li>`,
         ]
       : []),
     ...(v.delegateRead
       ? [
-          html`<li>The vault has a delegate, <span class="mono">${v.delegateRead.delegate}</span>, who can spend ${usdc(v.delegateRead.delegatedUnits)} USDC of it alone, by its last balance read (slot ${v.delegateRead.slot})</li>`,
+          html`<li>The vault has a delegate, <span class="mono">${v.delegateRead.delegate}</span>, who can spend ${usdc(v.delegateRead.delegatedUnits)} USDC of it alone, by its last balance read (${readOf(v.delegateRead)})</li>`,
         ]
       : []),
     ...v.mixedMemos.map(

@@ -232,6 +232,8 @@ export interface VaultOwnerRead {
   owner: string | null;
   /** The balance read's slot. */
   slot: number;
+  /** When the read was made (ISO 8601), null for a read kept before its time was. */
+  readAt: string | null;
 }
 
 /**
@@ -246,6 +248,8 @@ export interface VaultDelegateRead {
   delegatedUnits: bigint;
   /** The balance read's slot. */
   slot: number;
+  /** When the read was made (ISO 8601), null for a read kept before its time was. */
+  readAt: string | null;
 }
 
 /**
@@ -761,9 +765,15 @@ export async function buildStatement(
     counts.delegateApprovals = delegateApprovals.length;
     // Who else may spend the vault by its last balance read, unless a line says it already.
     const control = cursor?.balanceControl ?? null;
+    const readAt = control?.readAt == null ? null : isoOf(control.readAt);
     const ownerRead: VaultOwnerRead | null =
       control?.otherOwner && ownerNow?.owner !== control.otherOwner.owner
-        ? { finding: "vault_owner_read", owner: control.otherOwner.owner, slot: control.slot }
+        ? {
+            finding: "vault_owner_read",
+            owner: control.otherOwner.owner,
+            slot: control.slot,
+            readAt,
+          }
         : null;
     const delegateRead: VaultDelegateRead | null =
       control?.delegate && !delegateApprovals.some((d) => d.delegate === control.delegate?.address)
@@ -772,6 +782,7 @@ export async function buildStatement(
             delegate: control.delegate.address,
             delegatedUnits: control.delegate.amountUnits,
             slot: control.slot,
+            readAt,
           }
         : null;
     const mixedMemos: MixedJobMemos[] = (await ledger.mixedMemoLines(vault, fromSec, toSec)).map(
@@ -1024,8 +1035,9 @@ function labelled(name: string, address: string, memo: string | null): string {
  * `foreign_mint_balance` with the mint and the amount there; `vault_owner_changed` with
  * signature and the job its memo names, `owner=<new owner>` and the line's memo in the memo
  * column (`vault_owner_now` likewise); `vault_delegate_approved` likewise, with `delegate=<delegate>`;
- * `vault_owner_read` with `owner=<owner>` (`owner=not named` when the read named none) and
- * `vault_delegate_read` with the amount the delegate may spend and `delegate=<delegate>`;
+ * `vault_owner_read` with the read's time, `owner=<owner>` (`owner=not named` when the read
+ * named none) and its `slot=<slot>`, `vault_delegate_read` likewise with the amount the delegate
+ * may spend and `delegate=<delegate>`;
  * `mixed_job_memos` with signature, amount, the job it was filed under and its memos;
  * `credits_header_mismatch` with the job and the header's amount, the balances the vault held
  * then in the memo column; `ledger_gap` with the signature after the gap and what moved unseen;
@@ -1167,15 +1179,17 @@ export function statementToCsv(statement: Statement): string {
         labelled("delegate", d.delegate, d.memo),
       ]);
     }
-    // What the last balance read found, though no line shows it: no signature, no time.
+    // What the last balance read found, though no line shows it: no signature. Its time and
+    // slot are the read's: a statement of a month long past says what a read made since found.
     if (v.ownerRead) {
-      const owner = `owner=${v.ownerRead.owner ?? "not named"}`;
-      row([v.ownerRead.finding, v.vault, ...blank, ...tail(), null, null, null, null, owner]);
+      const r = v.ownerRead;
+      const owner = `owner=${r.owner ?? "not named"}; slot=${r.slot}`;
+      row([r.finding, v.vault, ...blank, ...tail(), null, r.readAt, null, null, owner]);
     }
     if (v.delegateRead) {
       const d = v.delegateRead;
-      const named = `delegate=${d.delegate}`;
-      row([d.finding, v.vault, ...blank, ...tail(), null, null, d.delegatedUnits, null, named]);
+      const named = `delegate=${d.delegate}; slot=${d.slot}`;
+      row([d.finding, v.vault, ...blank, ...tail(), null, d.readAt, d.delegatedUnits, null, named]);
     }
     for (const m of v.mixedMemos) {
       row([

@@ -442,13 +442,22 @@ export interface BalanceControl {
   slot: number;
   otherOwner: { owner: string | null } | null;
   delegate: { address: string; amountUnits: bigint } | null;
+  /**
+   * When the read was made (epoch ms; the store's write time), null for reads kept before it
+   * was: a statement of a period long past says what a later read found, and when.
+   */
+  readAt?: number | null;
 }
 
 /** JSON text of the control column (null when the read found nobody else), and back. */
-export function balanceControlToText(c: BalanceControl | null | undefined): string | null {
+export function balanceControlToText(
+  c: BalanceControl | null | undefined,
+  readAt: number | null = c?.readAt ?? null,
+): string | null {
   if (!c || (c.otherOwner === null && c.delegate === null)) return null;
   return JSON.stringify({
     ...c,
+    readAt,
     delegate:
       c.delegate === null
         ? null
@@ -461,9 +470,11 @@ export function balanceControlOf(text: string | null): BalanceControl | null {
     slot: number;
     otherOwner: { owner: string | null } | null;
     delegate: { address: string; amountUnits: string } | null;
+    readAt?: number | null;
   };
   return {
     slot: c.slot,
+    readAt: typeof c.readAt === "number" ? c.readAt : null,
     otherOwner: c.otherOwner,
     delegate:
       c.delegate === null

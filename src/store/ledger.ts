@@ -1874,7 +1874,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       });
     },
     async setControl(vault, control, at) {
-      setControl.run({ vault, control: balanceControlToText(control), at });
+      setControl.run({ vault, control: balanceControlToText(control, at), at });
     },
     async setError(vault, message, at) {
       setError.run({ vault, message, at });

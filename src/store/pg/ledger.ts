@@ -1741,7 +1741,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     async setControl(vault, control, at) {
       await db
         .update(ledgerCursors)
-        .set({ balanceControl: balanceControlToText(control), updatedAt: at })
+        .set({ balanceControl: balanceControlToText(control, at), updatedAt: at })
         .where(eq(ledgerCursors.vault, vault));
     },
     async setError(vault, message, at) {
