@@ -106,7 +106,13 @@ describe("transaction facts of an ApproveChecked", () => {
       const { source, mint, destination, authority } = ix.parsed.info;
       ix.parsed = {
         type: "approveChecked",
-        info: { source, mint, delegate: destination, owner: authority, tokenAmount: {} },
+        info: {
+          source,
+          mint,
+          delegate: destination,
+          owner: authority,
+          tokenAmount: { amount: "1", decimals: 6 },
+        },
       };
     } else {
       ix.data = bs58.encode(Uint8Array.from([13, 1, 0, 0, 0, 0, 0, 0, 0, 6]));
@@ -125,6 +131,8 @@ describe("transaction facts of an ApproveChecked", () => {
           kind: "approveChecked",
           accounts: [addr.creditVault, addr.escrowVault, addr.escrowAuthority, USDC_MINT].sort(),
           source: addr.creditVault,
+          // What the delegate may spend: a statement tells a read's rest from it.
+          approved: 1n,
         },
       ]);
       expect(factsFromJson(JSON.stringify(factsToJson(f))).tokenInstructions).toEqual(

@@ -454,3 +454,31 @@ describe("a node that names no owner in token balances nor in the vault's accoun
     expect(run.ledger?.vaultOwnersNow).toEqual([{ vault, owner: null }]);
   });
 });
+
+describe("an Approve of the window whose delegate has spent part of it", () => {
+  it("is said by the nightly run with what the delegate may still spend, beside the Approve", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(3);
+    const from = await periodStart();
+    const approveTx = h.op.send([h.op.approve(vault, h.op.attacker.address, 400_000n)]).signature;
+    onTestFinished(() => {
+      h.op.send([h.op.revoke(vault)]);
+    });
+    h.op.send([
+      h.op.transfer(vault, h.op.attackerAccount(0n), 150_000n, {
+        authority: h.op.attacker.address,
+      }),
+    ]);
+    const { reader } = await readThrough(c, h.rpc, vault, from);
+    const run = await nightlyOver(c, c.verifierOver(h.rpc), reader, from);
+    expect(run).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
+    // (An earlier test's Approve of this vault is said too, as before the window.)
+    expect(run.ledger?.vaultDelegateApprovals.filter((d) => !d.beforeWindow)).toEqual([
+      expect.objectContaining({ vault, signature: approveTx, delegate: h.op.attacker.address }),
+    ]);
+    // Before, the Approve stood for the read: no word that 250,000 may still go.
+    expect(run.ledger?.vaultDelegatesNow).toEqual([
+      { vault, delegate: h.op.attacker.address, delegatedUnits: "250000" },
+    ]);
+  });
+});

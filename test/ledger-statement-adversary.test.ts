@@ -613,6 +613,7 @@ describe("the statement of a credit vault given a delegate", () => {
         slot: expect.any(Number),
         blockTime: expect.any(Number),
         delegate: h.op.attacker.address,
+        approvedUnits: 10n ** 15n,
         memo: null,
         memoJobId: null,
       },
@@ -620,6 +621,7 @@ describe("the statement of a credit vault given a delegate", () => {
         finding: "vault_delegate_approved",
         signature: checked,
         delegate: h.op.attacker.address,
+        approvedUnits: 1n,
       }),
     ]);
     expect(s.counts.delegateApprovals).toBe(2);

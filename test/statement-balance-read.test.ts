@@ -344,3 +344,48 @@ describe("a statement of a period that ended before the balance read", () => {
     expect(page).toContain(`by its last balance read (slot ${s.ownerRead?.slot}, made ${readAt})`);
   });
 });
+
+describe("an Approve of the period whose delegate the read finds with another amount", () => {
+  it("still says the read: what the delegate may spend now, beside what it was given", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(3);
+    const from = await chainSecondAfter(h.world);
+    const thief = h.op.attackerAccount(0n);
+    // The attacker is made the delegate, spends part of it: the rest it may still take.
+    const approveTx = h.op.send([h.op.approve(vault, h.op.attacker.address, 400_000n)]).signature;
+    onTestFinished(() => {
+      h.op.send([h.op.revoke(vault)]);
+    });
+    h.op.send([h.op.transfer(vault, thief, 150_000n, { authority: h.op.attacker.address })]);
+    const { statement, s } = await statementAfterRead(c, h.rpc, vault, from);
+    expect(s.delegateApprovals).toEqual([
+      expect.objectContaining({
+        signature: approveTx,
+        delegate: h.op.attacker.address,
+        approvedUnits: 400_000n,
+      }),
+    ]);
+    // Before, the Approve's finding stood for the read: nothing said 250,000 may still go.
+    expect(s.delegateRead).toMatchObject({
+      delegate: h.op.attacker.address,
+      delegatedUnits: 250_000n,
+    });
+    expect(findingCount(s)).toBe(3);
+    const csv = statementToCsv(statement);
+    expect(csvRows(csv, "vault_delegate_approved")).toEqual([
+      expect.objectContaining({ signature: approveTx, amountUnits: "400000" }),
+    ]);
+    expect(csvRows(csv, "vault_delegate_read")).toEqual([
+      expect.objectContaining({ amountUnits: "250000" }),
+    ]);
+    expect(statementToJson(statement).vaults[0]?.delegateApprovals[0]?.approvedUnits).toBe(
+      "400000",
+    );
+
+    // Given again for the very amount the read then finds: the Approve says it, once.
+    h.op.send([h.op.approve(vault, h.op.attacker.address, 90_000n)]);
+    const again = await statementAfterRead(c, h.rpc, vault, from);
+    expect(again.s.delegateApprovals.map((d) => d.approvedUnits)).toEqual([400_000n, 90_000n]);
+    expect(again.s.delegateRead).toBeNull();
+  });
+});

@@ -231,6 +231,11 @@ const StatementSchema = z
                 .describe(
                   "The delegate given: the instruction's accounts other than the vault, its owner and the credit mint (space-separated when more), or `<kind>(<accounts>)` when none is left",
                 ),
+              approvedUnits: units
+                .nullable()
+                .describe(
+                  "What the transaction's last Approve of the vault let the delegate spend; null when the stored transaction does not tell",
+                ),
               memo: z.string().nullable(),
               memoJobId: z.string().nullable(),
             }),

@@ -39,6 +39,7 @@ const factsJsonSchema = z.object({
       initialized: z.string().optional(),
       destination: z.string().optional(),
       amount: amount.optional(),
+      approved: amount.optional(),
     }),
   ),
   innerInstructionsKnown: z.boolean(),
@@ -87,6 +88,7 @@ export function factsToJson(facts: TransactionFacts): TransactionFactsJson {
       ...(t.initialized === undefined ? {} : { initialized: t.initialized }),
       ...(t.destination === undefined ? {} : { destination: t.destination }),
       ...(t.amount === undefined ? {} : { amount: t.amount.toString() }),
+      ...(t.approved === undefined ? {} : { approved: t.approved.toString() }),
     })),
     innerInstructionsKnown: facts.innerInstructionsKnown,
     ...(facts.openedTokenAccounts ? { openedTokenAccounts: [...facts.openedTokenAccounts] } : {}),
@@ -131,9 +133,10 @@ export function factsFromJson(json: unknown): TransactionFacts {
       post: BigInt(c.post),
       delta: BigInt(c.delta),
     })),
-    tokenInstructions: f.tokenInstructions.map(({ amount, ...t }) => ({
+    tokenInstructions: f.tokenInstructions.map(({ amount, approved, ...t }) => ({
       ...t,
       ...(amount === undefined ? {} : { amount: BigInt(amount) }),
+      ...(approved === undefined ? {} : { approved: BigInt(approved) }),
     })),
     solChanges: f.solChanges.map((c) => ({
       ...c,

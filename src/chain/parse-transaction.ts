@@ -200,6 +200,21 @@ const optionalSource = (kind: string, source: unknown) =>
     ? { source }
     : {};
 
+/** What an Approve or ApproveChecked lets its delegate spend (u64 after the kind's byte). */
+function compiledApproved(kind: string, data: Uint8Array) {
+  if (!APPROVE_KINDS.has(kind)) return {};
+  const approved = u64At(data, 1);
+  return approved === null ? {} : { approved };
+}
+
+/** The same of a jsonParsed Approve's `amount` or ApproveChecked's `tokenAmount.amount`. */
+function parsedApproved(kind: string, info: Json) {
+  if (!APPROVE_KINDS.has(kind)) return {};
+  const tokenAmount = isRecord(info.tokenAmount) ? info.tokenAmount.amount : undefined;
+  const text = info.amount ?? tokenAmount;
+  return typeof text === "string" && /^\d{1,20}$/.test(text) ? { approved: BigInt(text) } : {};
+}
+
 /** Token instructions that make their first account a token account: it is kept for them. */
 export const INITIALIZE_ACCOUNT_KINDS: ReadonlySet<string> = new Set([
   "initializeAccount",
@@ -298,6 +313,7 @@ function stepOf(programId: string, data: Uint8Array, accounts: string[]): Step {
       ...optionalSource(kind, accounts[0]),
       ...optionalInitialized(kind, accounts[0]),
       ...compiledMovement(data, accounts),
+      ...compiledApproved(kind, data),
     },
   };
 }
@@ -323,6 +339,7 @@ function parsedStep(ix: Json, path: string): Step {
           ...optionalSource(kind, info.source),
           ...optionalInitialized(kind, info.account),
           ...parsedMovement(kind, info),
+          ...parsedApproved(kind, info),
         },
       };
     }

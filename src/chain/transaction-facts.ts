@@ -59,6 +59,11 @@ export interface TokenInstruction {
    * source). Absent for other kinds, and in facts stored before it was kept.
    */
   amount?: bigint;
+  /**
+   * Base units an Approve or ApproveChecked lets its delegate spend. Absent for other kinds,
+   * and in facts stored before it was kept.
+   */
+  approved?: bigint;
 }
 
 export interface TransactionFacts {

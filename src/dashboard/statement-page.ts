@@ -126,7 +126,7 @@ function otherFindings(v: VaultStatement): Html {
     ),
     ...v.delegateApprovals.map(
       (d) =>
-        html`<li><span class="mono">${short(d.signature)}</span> gave the vault a delegate, <span class="mono">${d.delegate}</span>, who can spend it alone${jobLink(d.memoJobId)}</li>`,
+        html`<li><span class="mono">${short(d.signature)}</span> gave the vault a delegate, <span class="mono">${d.delegate}</span>, who can spend ${d.approvedUnits === null ? "it" : `${usdc(d.approvedUnits)} USDC of it`} alone${jobLink(d.memoJobId)}</li>`,
     ),
     // From the last balance read: no transaction read shows how it came to be.
     ...(v.ownerRead

@@ -247,6 +247,35 @@ export function delegateGiven(
 }
 
 /**
+ * What the last Approve or ApproveChecked of the vault in a stored transaction let its delegate
+ * spend, from its facts, else from its raw answer (facts stored before the amount was kept);
+ * null when neither tells. A later Approve replaces an earlier one's amount.
+ */
+export function approvedOf(
+  vault: string,
+  row: { signature: string; facts: string; raw: string | null },
+): bigint | null {
+  const last = (facts: TransactionFacts) =>
+    facts.succeeded
+      ? facts.tokenInstructions.filter((ix) => approvesVault(ix, vault)).at(-1)
+      : undefined;
+  let ix: TokenInstruction | undefined;
+  try {
+    ix = last(factsFromJson(JSON.parse(row.facts)));
+  } catch {
+    ix = undefined;
+  }
+  if (ix?.approved === undefined && row.raw !== null) {
+    try {
+      ix = last(parseTransaction(parseJsonLossless(row.raw), row.signature));
+    } catch {
+      return null;
+    }
+  }
+  return ix?.approved ?? null;
+}
+
+/**
  * What a succeeded transaction's transfers and burns took out of the vault in credits (to any
  * account but the vault itself) beyond its net debit, when that is more than nothing, else
  * null. The balances show the vault's net change only: a top-up of 1,000,000 that also pays

@@ -16,6 +16,7 @@ import {
 import type { MixedMemoLine } from "../store/ledger-rules.js";
 import type { Profile } from "../verify/profiles.js";
 import { accountSnapshotToJson } from "./account-snapshots.js";
+import { approvedOf } from "./reader.js";
 
 /**
  * The statement of a credit vault for a period, as a bank reconciliation: opening balance +
@@ -216,6 +217,11 @@ export interface VaultDelegateApproved {
    * mint (space-separated when more), or `<kind>(<accounts>)` when none is left.
    */
   delegate: string;
+  /**
+   * What the transaction's last Approve of the vault let the delegate spend; null when the
+   * stored transaction does not tell.
+   */
+  approvedUnits: bigint | null;
   memo: string | null;
   memoJobId: string | null;
 }
@@ -239,8 +245,9 @@ export interface VaultOwnerRead {
 /**
  * The vault's last balance read found a delegate that may still spend `delegatedUnits` of it
  * alone (the nightly run's `vaultDelegatesNow`). Said by every statement while the read says
- * so, unless an Approve of the period names the same delegate (`vault_delegate_approved`): an
- * Approve inside a call a node served with `[]` inner instructions shows in no line.
+ * so, unless an Approve of the period gave the same delegate that very amount
+ * (`vault_delegate_approved`): an Approve inside a call a node served with `[]` inner
+ * instructions shows in no line, and an Approve partly spent since says nothing of what is left.
  */
 export interface VaultDelegateRead {
   finding: "vault_delegate_read";
@@ -759,9 +766,12 @@ export async function buildStatement(
     const ownerNow = await ledger.ownerNow(vault);
     if (ownerNow) ownerChanges.push({ finding: "vault_owner_now", ...ownerNow });
     counts.ownerChanges = ownerChanges.length;
-    const delegateApprovals: VaultDelegateApproved[] = (
-      await ledger.delegateLines(vault, fromSec, toSec)
-    ).map((l) => ({ finding: "vault_delegate_approved", ...l }));
+    const delegateApprovals: VaultDelegateApproved[] = [];
+    for (const l of await ledger.delegateLines(vault, fromSec, toSec)) {
+      const row = await ledger.storedTransaction(l.signature);
+      const approvedUnits = row ? approvedOf(vault, row) : null;
+      delegateApprovals.push({ finding: "vault_delegate_approved", ...l, approvedUnits });
+    }
     counts.delegateApprovals = delegateApprovals.length;
     // Who else may spend the vault by its last balance read, unless a line says it already.
     const control = cursor?.balanceControl ?? null;
@@ -775,8 +785,11 @@ export async function buildStatement(
             readAt,
           }
         : null;
+    // An Approve of the period says the read only when it let that delegate spend what the read
+    // found: one spent in part since, or given again for another amount, may spend what no
+    // line says (the Approve's period said the delegate, and nothing of it after).
     const delegateRead: VaultDelegateRead | null =
-      control?.delegate && !delegateApprovals.some((d) => d.delegate === control.delegate?.address)
+      control?.delegate && !sameDelegate(delegateApprovals, control.delegate)
         ? {
             finding: "vault_delegate_read",
             delegate: control.delegate.address,
@@ -910,6 +923,17 @@ export async function buildStatement(
 }
 
 /**
+ * Whether an Approve among `approvals` gave `read`'s delegate the very amount the balance read
+ * found it may still spend: then the read says nothing the Approve's finding does not.
+ */
+export function sameDelegate(
+  approvals: readonly { delegate: string; approvedUnits: bigint | null }[],
+  read: { address: string; amountUnits: bigint },
+): boolean {
+  return approvals.some((d) => d.delegate === read.address && d.approvedUnits === read.amountUnits);
+}
+
+/**
  * Why a statement's transactions are not read: the reader's last error on the vault, else what
  * a line listed and never read means when no error was recorded.
  */
@@ -987,6 +1011,7 @@ export function statementToJson(statement: Statement) {
       delegateApprovals: v.delegateApprovals.map((d) => ({
         ...d,
         blockTime: d.blockTime === null ? null : isoOf(d.blockTime * 1000),
+        approvedUnits: text(d.approvedUnits),
       })),
       ownerRead: v.ownerRead,
       delegateRead: v.delegateRead
@@ -1034,7 +1059,8 @@ function labelled(name: string, address: string, memo: string | null): string {
  * its mint in the memo column, with signature, amount and the job its memo names;
  * `foreign_mint_balance` with the mint and the amount there; `vault_owner_changed` with
  * signature and the job its memo names, `owner=<new owner>` and the line's memo in the memo
- * column (`vault_owner_now` likewise); `vault_delegate_approved` likewise, with `delegate=<delegate>`;
+ * column (`vault_owner_now` likewise); `vault_delegate_approved` likewise, with
+ * `delegate=<delegate>` and what the Approve let it spend (empty when not known);
  * `vault_owner_read` with the read's time, `owner=<owner>` (`owner=not named` when the read
  * named none) and its `slot=<slot>`, `vault_delegate_read` likewise with the amount the delegate
  * may spend and `delegate=<delegate>`;
@@ -1174,7 +1200,7 @@ export function statementToCsv(statement: Statement): string {
         ...tail(),
         d.signature,
         d.blockTime,
-        null,
+        d.approvedUnits,
         d.memoJobId,
         labelled("delegate", d.delegate, d.memo),
       ]);

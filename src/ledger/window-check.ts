@@ -7,6 +7,7 @@ import {
   buildStatement,
   defaultGraceSeconds,
   ledgerStoreOf,
+  sameDelegate,
   type VaultStatement,
 } from "./statement.js";
 
@@ -445,6 +446,7 @@ export function ledgerWindowCheck(deps: {
           vault: v.vault,
           signature: d.signature,
           delegate: d.delegate,
+          approvedUnits: d.approvedUnits,
           memoJobId: d.memoJobId,
           at: d.blockTime === null ? null : isoOf(d.blockTime * 1000),
           beforeWindow,
@@ -533,11 +535,17 @@ export function ledgerWindowCheck(deps: {
           ownersOf(late, true),
         ),
       ],
-      vaultDelegateApprovals: [...delegates, ...lateOnes(delegates, delegatesOf(late, true))],
-      // One cause said once: an Approve this run names already gave the vault that delegate.
+      vaultDelegateApprovals: [...delegates, ...lateOnes(delegates, delegatesOf(late, true))].map(
+        ({ approvedUnits: _, ...d }) => d,
+      ),
+      // One cause said once: an Approve this run names already gave the vault that delegate what
+      // the read finds it may spend (spent in part since, the read says what is left).
       vaultDelegatesNow: reads.flatMap((r) =>
         r.delegate &&
-        !delegates.some((d) => d.vault === r.vault && d.delegate === r.delegate?.address)
+        !sameDelegate(
+          delegates.filter((d) => d.vault === r.vault),
+          r.delegate,
+        )
           ? [
               {
                 vault: r.vault,
