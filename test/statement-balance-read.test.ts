@@ -389,3 +389,33 @@ describe("an Approve of the period whose delegate the read finds with another am
     expect(again.s.delegateRead).toBeNull();
   });
 });
+
+describe("a vault handed away and given back while its balance read fails", () => {
+  it("is not said another's by the older read once a newer line gives it back", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(3);
+    const from = await chainSecondAfter(h.world);
+    h.op.send([h.op.setAuthority(vault, AuthorityType.AccountOwner, h.op.attacker.address)]);
+    let given = false;
+    onTestFinished(() => {
+      if (!given) h.op.giveBackVault(vault);
+    });
+    const handed = await statementAfterRead(c, ownerlessNode(h.rpc), vault, from);
+    expect(handed.s.ownerRead).toMatchObject({ owner: h.op.attacker.address });
+    h.op.giveBackVault(vault);
+    given = true;
+    // The lines are read (the give-back among them); the balance read fails this round.
+    const readFails = new Proxy(h.rpc, {
+      get(target, key, receiver) {
+        if (key !== "getTokenAccount") return Reflect.get(target, key, receiver);
+        return async () => {
+          throw new Error("getAccountInfo failed");
+        };
+      },
+    });
+    const back = await statementAfterRead(c, readFails, vault, from);
+    expect(back.s.ownerChanges.filter((o) => o.finding === "vault_owner_now")).toEqual([]);
+    // Before, the failed round's statement still said the attacker owned the vault.
+    expect(back.s.ownerRead).toBeNull();
+  });
+});

@@ -774,10 +774,15 @@ export async function buildStatement(
     }
     counts.delegateApprovals = delegateApprovals.length;
     // Who else may spend the vault by its last balance read, unless a line says it already.
+    // A line newer than the read that shows the owner (the vault given back while the balance
+    // read failed) says more of whose it is than the read does.
+    const shownAt = await ledger.ownerShownSlot(vault);
     const control = cursor?.balanceControl ?? null;
     const readAt = control?.readAt == null ? null : isoOf(control.readAt);
     const ownerRead: VaultOwnerRead | null =
-      control?.otherOwner && ownerNow?.owner !== control.otherOwner.owner
+      control?.otherOwner &&
+      ownerNow?.owner !== control.otherOwner.owner &&
+      !(shownAt !== null && shownAt > control.slot)
         ? {
             finding: "vault_owner_read",
             owner: control.otherOwner.owner,

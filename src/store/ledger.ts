@@ -520,6 +520,11 @@ export interface LedgerStore {
    */
   ownerNow(vault: string): Promise<OwnerLine | null>;
   /**
+   * The slot of the vault's newest read line whose owner after its transaction is known (the
+   * escrow authority's or another's), else null: a balance read older than it says less.
+   */
+  ownerShownSlot(vault: string): Promise<number | null>;
+  /**
    * Lines of the period that moved the vault's money under memos naming several jobs (or
    * several steps of one), oldest first.
    */
@@ -2064,6 +2069,10 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         | undefined;
       if (r?.other_owner == null) return null;
       return { ...findingLineOf(r), owner: r.other_owner };
+    },
+    async ownerShownSlot(vault) {
+      const r = newestKnownOwner.get(vault) as FindingRow | undefined;
+      return r === undefined ? null : Number(r.slot);
     },
     async mixedMemoLines(vault, fromSec, toSec) {
       return (mixedPeriod.all(vault, fromSec, toSec) as LineDb[]).map((r) =>

@@ -242,6 +242,19 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
   const { db } = store;
 
   const vaultIs = (vault: string) => eq(ledgerLines.vault, vault);
+  // The newest line that knows the vault's owner: one that does not show it (a SOL transfer
+  // carries no token balances) says nothing of whose the vault is.
+  const newestKnownOwner = async (vault: string) =>
+    (
+      await db
+        .select({ ...findingColumns, owner: ledgerLines.otherOwner })
+        .from(ledgerLines)
+        .where(
+          and(vaultIs(vault), eq(ledgerLines.state, "read"), isNotNull(ledgerLines.ownerAfter)),
+        )
+        .orderBy(desc(ledgerLines.ord))
+        .limit(1)
+    )[0];
   const periodOf = (from: number, to: number) =>
     and(gte(ledgerLines.blockTime, from), lt(ledgerLines.blockTime, to));
   const moves = and(eq(ledgerLines.state, "read"), ne(ledgerLines.deltaUnits, 0n));
@@ -2038,25 +2051,13 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       return rows.map(({ owner, ...r }) => ({ ...r, owner: owner! }));
     },
     async ownerNow(vault) {
-      // The newest line that knows the vault's owner: one that does not show it (a SOL transfer
-      // carries no token balances) says nothing of whose the vault is.
-      const newest = async () =>
-        (
-          await db
-            .select({
-              ...findingColumns,
-              owner: ledgerLines.otherOwner,
-            })
-            .from(ledgerLines)
-            .where(
-              and(vaultIs(vault), eq(ledgerLines.state, "read"), isNotNull(ledgerLines.ownerAfter)),
-            )
-            .orderBy(desc(ledgerLines.ord))
-            .limit(1)
-        )[0];
-      const r = await newest();
+      const r = await newestKnownOwner(vault);
       if (r?.owner == null) return null;
       return { ...r, owner: r.owner };
+    },
+    async ownerShownSlot(vault) {
+      const r = await newestKnownOwner(vault);
+      return r === undefined ? null : r.slot;
     },
     async mixedMemoLines(vault, fromSec, toSec) {
       const rows = await db
