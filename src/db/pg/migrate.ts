@@ -107,7 +107,7 @@ export async function migratePostgres(
         `apply migration ${migration.folderMillis}`,
         async () => {
           for (const statement of migration.sql) {
-            if (statement.trim() !== "") await client.query(statement);
+            if (statement.trim() !== "") await client.query(inCurrentSchema(statement));
           }
           await client.query(`INSERT INTO ${migrationsTable} (hash, created_at) VALUES ($1, $2)`, [
             migration.hash,
@@ -119,6 +119,17 @@ export async function migratePostgres(
     }
     return { applied };
   });
+}
+
+/**
+ * A generated statement with drizzle-kit's `"public".` taken out of its references, so they name
+ * the table in the schema the tables are created in (the first of the role's search_path: a
+ * schema named after the role, as PostgreSQL 15 and later suggest, since `public` takes no
+ * CREATE from other roles there). Kept, the foreign keys of the first migration named
+ * `public.jobs`, which is not there, and no migration could be applied.
+ */
+export function inCurrentSchema(statement: string): string {
+  return statement.replaceAll(/\bREFERENCES "public"\./g, "REFERENCES ");
 }
 
 /** Another session held the migration lock longer than the start could wait (SQLSTATE 55P03). */
