@@ -118,3 +118,69 @@ describe("serve's verifier on PostgreSQL when its connection is cut between two 
     }
   }, 60_000);
 });
+
+describe("serve's in-process nightly on PostgreSQL when its outcome's write is cut", () => {
+  it("closes the night's row once the database answers, not `running` for as long as serve runs", async () => {
+    const url = await database.create();
+    store = openPostgres(url, { poolSize: 4, statementTimeoutMs: 30_000 });
+    await migratePostgres(store.pool);
+    await seedJobs(store, [
+      { jobId: "job_n1", verdict: "verified", leaseOwner: null, createdAt: from + 1000 },
+    ]);
+    // The session is ended as the night's outcome is written (pg_terminate_backend, a restart
+    // landing on that one statement): the statement is sent as the termination, once.
+    let cuts = 0;
+    const pool = store.pool as unknown as { query: (...args: unknown[]) => unknown };
+    const query = pool.query.bind(pool);
+    pool.query = (config: unknown, ...rest: unknown[]) => {
+      const text = typeof config === "string" ? config : (config as { text?: string })?.text;
+      if (cuts < 1 && text?.includes("'{}'::jsonb")) {
+        cuts++;
+        return query("SELECT pg_terminate_backend(pg_backend_pid())", ...rest.slice(1));
+      }
+      return query(config, ...rest);
+    };
+    // serve's own loop keeps this owner's heartbeat beating (one run of its own).
+    const verifier = createVerifier({
+      store,
+      rpc: createFakeChain().rpc,
+      profile: localnetProfile,
+      log,
+      options: { pollIntervalMs: 5, errorBackoffMs: 20, idleIntervalMs: 50, leaseMs: 600 },
+    });
+    verifier.start();
+    try {
+      await vi.waitFor(
+        async () =>
+          expect(
+            (await store!.pool.query("SELECT 1 FROM verification_runs WHERE trigger = 'serve'"))
+              .rowCount,
+          ).toBe(1),
+        { timeout: 10_000, interval: 20 },
+      );
+      const summary = await runNightlyVerification(store, verifier, {
+        from,
+        to,
+        timeoutMs: 20_000,
+      });
+      expect(cuts).toBe(1);
+      expect(summary.exitCode).toBe(0);
+      const row = async () =>
+        (
+          await store!.pool.query<{ status: string; exit: string | null }>(
+            "SELECT status, summary->>'exitCode' AS exit FROM verification_runs WHERE id = $1",
+            [summary.runId],
+          )
+        ).rows[0];
+      await vi.waitFor(
+        async () => expect(await row()).toEqual({ status: "completed", exit: "0" }),
+        {
+          timeout: 5000,
+          interval: 50,
+        },
+      );
+    } finally {
+      await verifier.stop();
+    }
+  }, 60_000);
+});

@@ -483,8 +483,9 @@ export async function runNightlyVerification(
         ? engine.endRun(runId, runStatus, written, finishedAt)
         : createVerificationRunStore(store).recordOutcome(runId, written, finishedAt));
     } catch {
-      // The exit code stands. A held row left `running`, its heartbeat gone, is closed
-      // `abandoned` by the next sweep: its outcome was never written.
+      // The exit code stands. A process whose heartbeat lives on (serve's) writes it again at
+      // each heartbeat; else the row, its heartbeat gone, is closed `abandoned` by the next
+      // sweep, its outcome never written.
     }
   }
   return {

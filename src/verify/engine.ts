@@ -162,6 +162,13 @@ export function createVerifier(deps: VerifierDeps): Verifier {
   let openRuns = 0;
   /** Runs kept open past their settlement (`holdRun`), until `endRun` or a failure. */
   const heldRuns = new Set<number>();
+  /**
+   * Closing writes of runs that failed (a connection cut, a restart, a lock past the statement
+   * timeout), tried again at each heartbeat while this owner's heartbeat lives on for another
+   * run (serve's own): a failed close there left the nightly's row `running` for as long as the
+   * process ran, as the sweeps never close a row whose owner's heartbeat is live.
+   */
+  const unclosed = new Map<number, () => Promise<void>>();
   let heartbeatTimer: NodeJS.Timeout | undefined;
 
   /**
@@ -187,6 +194,11 @@ export function createVerifier(deps: VerifierDeps): Verifier {
       const t = now();
       await runs.beat(owner, t, t + heartbeatMs);
       await closeAbandonedRuns();
+      for (const [runId, write] of unclosed) {
+        await write();
+        unclosed.delete(runId);
+        log.info({ runId }, "verification run closed after its closing write had failed");
+      }
     } catch (error) {
       // A busy database must not throw out of a timer: the next tick tries again, well before
       // the heartbeat expires (it is renewed three times per lifetime).
@@ -249,9 +261,15 @@ export function createVerifier(deps: VerifierDeps): Verifier {
         () => retryWhileBusy(write),
         () => until - performance.now(),
       );
+    } catch (error) {
+      unclosed.set(runId, write);
+      throw error;
     } finally {
       openRuns--;
       if (openRuns === 0) {
+        // No heartbeat to retry it from: a row left `running` is closed `abandoned` by the
+        // next sweep once the heartbeat is gone.
+        unclosed.clear();
         clearInterval(heartbeatTimer);
         heartbeatTimer = undefined;
         try {
