@@ -112,6 +112,15 @@ describe("connection settings of the PostgreSQL pool", () => {
     );
     expect(poolConfig(local, settings).ssl).toBe(false);
   });
+
+  it("names its sessions as the URL's application_name says, else decentral-audit", () => {
+    const named = parseDatabaseUrl(
+      "postgres://u@localhost/d?application_name=audit-host-b&sslmode=disable",
+    ) as PostgresTarget;
+    expect(poolConfig(named, settings).application_name).toBe("audit-host-b");
+    const plain = parseDatabaseUrl("postgres://u@localhost/d") as PostgresTarget;
+    expect(poolConfig(plain, settings).application_name).toBe("decentral-audit");
+  });
 });
 
 describe("configuration of the PostgreSQL store", () => {

@@ -26,6 +26,11 @@ export interface PostgresTarget {
   database: string;
   /** `sslmode` from the URL, if it named one. */
   sslmode: SslMode | undefined;
+  /**
+   * `application_name` from the URL, if it named one: what `pg_stat_activity` shows for each of
+   * this process's sessions (a host's name, so its sessions can be found and ended apart).
+   */
+  applicationName?: string | undefined;
   /** The URL with its password replaced by `***`, safe to print and log. */
   redacted: string;
 }
@@ -181,6 +186,7 @@ function parsePostgresUrl(url: string): PostgresTarget {
     password,
     database,
     sslmode: (mode ?? undefined) as SslMode | undefined,
+    applicationName: parsed.searchParams.get("application_name") ?? undefined,
     redacted: redactedUrl.href,
   };
 }

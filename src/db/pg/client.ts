@@ -84,7 +84,9 @@ export function poolConfig(target: PostgresTarget, settings: PostgresSettings): 
     keepAlive: true,
     idle_in_transaction_session_timeout: 60_000,
     ...(settings.statementTimeoutMs > 0 ? { statement_timeout: settings.statementTimeoutMs } : {}),
-    application_name: "decentral-audit",
+    // The URL's own name, which was accepted and then ignored: every host's sessions were
+    // named alike, and a DBA ending one host's sessions by name ended them all.
+    application_name: target.applicationName ?? "decentral-audit",
   };
 }
 
