@@ -34,3 +34,8 @@ export function takeOverLock(
 ): Promise<boolean> {
   return createLockStore(store).takeOver(name, deadOwner, owner, ttlMs, now);
 }
+
+/** The time a lock shared across hosts is judged by (see `LockStore.sharedNow`). */
+export function sharedLockNow(store: Store, hostNow: number): Promise<number> {
+  return createLockStore(store).sharedNow(hostNow);
+}

@@ -16,7 +16,7 @@ import { createOpsStore } from "../store/ops.js";
 import { countOpenJobWaits, type OpenJobWait } from "../store/queue-rules.js";
 import { createVerificationRunStore, type NightlyRunOutcome } from "../store/verification-runs.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
-import { acquireLock, releaseLock, takeOverLock } from "./locks.js";
+import { acquireLock, releaseLock, sharedLockNow, takeOverLock } from "./locks.js";
 
 /** Name of the lock that keeps two nightly runs apart. */
 export const NIGHTLY_LOCK = "nightly-verify";
@@ -265,11 +265,15 @@ export async function runNightlyVerification(
     // it is later in the run, within the run's time: the lock is the run's first read.
     holder = await whileDatabaseAway(
       async () => {
-        const found = await acquireLock(store, NIGHTLY_LOCK, owner, ttlMs, startedAt);
+        // Judged by the database's clock where runs of other hosts take it (PostgreSQL): a
+        // host whose clock ran ahead of a live run's by its lease took the lock, two nightlies
+        // at once.
+        const lockNow = await sharedLockNow(store, startedAt);
+        const found = await acquireLock(store, NIGHTLY_LOCK, owner, ttlMs, lockNow);
         // A run killed (SIGKILL, OOM) on this host left its lock behind: its pid is gone, so
         // the lock is taken now instead of after its expiry (the timeout plus a minute).
         if (found && ownerIsDead(found.owner)) {
-          if (await takeOverLock(store, NIGHTLY_LOCK, found.owner, owner, ttlMs, startedAt)) {
+          if (await takeOverLock(store, NIGHTLY_LOCK, found.owner, owner, ttlMs, lockNow)) {
             return null;
           }
         }

@@ -48,6 +48,12 @@ export interface LockStore {
   release(name: string, owner: string): Promise<void>;
   /** The current holder of `name` (expired or not), or null. */
   holder(name: string): Promise<LockHolder | null>;
+  /**
+   * The time to judge a lease's expiry by when its holders may be on other hosts: PostgreSQL's
+   * own clock, which every host reads alike (a host whose clock ran ahead of a live holder's
+   * by its lease took that lease); on SQLite, one host's file, `hostNow`.
+   */
+  sharedNow(hostNow: number): Promise<number>;
 }
 
 /** The lock store of either dialect. */
@@ -132,6 +138,9 @@ function createSqliteLockStore(store: SqliteStore): LockStore {
     },
     async holder(name) {
       return holderOf(name);
+    },
+    async sharedNow(hostNow) {
+      return hostNow;
     },
   };
 }

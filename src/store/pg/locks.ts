@@ -95,5 +95,12 @@ export function createPgLockStore(store: PgStore): LockStore {
       await remove.execute({ name, owner });
     },
     holder: holderOf,
+    async sharedNow() {
+      // Raw SQL: the server's clock (clock_timestamp, not the transaction's start) in ms.
+      const result = await db.execute<{ now: string }>(
+        sql`SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint::text AS now`,
+      );
+      return Number(result.rows[0]?.now);
+    },
   };
 }
