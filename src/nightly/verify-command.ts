@@ -1,5 +1,6 @@
 import cliProgress from "cli-progress";
 import { type Store, setBusyTimeout } from "../db/client.js";
+import { type Verdict, verdicts } from "../db/schema.js";
 import { AppError } from "../errors.js";
 import { outFile, refuseUnwritableOut, writeFileWhole } from "../file-output.js";
 import { durationRefusal, parseDuration, windowFromFlags } from "../reports/period.js";
@@ -103,6 +104,37 @@ function progressReporter(io: VerifyIo) {
   };
 }
 
+/** The longest a Node timer waits (a longer one fires at once). */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/** The summary of a run given up on, its database answering nothing past its time. */
+function hungSummary(
+  window: { from: number; to: number; minJobs: number },
+  startedAt: number,
+  finishedAt: number,
+  marginMs: number,
+): NightlySummary {
+  const byVerdict = Object.fromEntries(verdicts.map((v) => [v, 0])) as Record<Verdict, number>;
+  return {
+    from: window.from,
+    to: window.to,
+    startedAt,
+    finishedAt,
+    outcome: "incomplete",
+    exitCode: 2,
+    reason: `database: no answer ${Math.round(marginMs / 1000)} s past the run's --timeout (a server hung, or a network dropping its packets); the window's job counts could not be read`,
+    total: 0,
+    minJobs: window.minJobs,
+    byVerdict,
+    findings: [],
+    moreFindings: 0,
+    unproven: {},
+    profile: null,
+    runId: null,
+    countsUnknown: true,
+  };
+}
+
 /**
  * `decentral-audit verify`: runs the nightly verification of a window and prints (or writes
  * with `--out`) its summary. Returns the exit code: 0 every job verified, 1 a job is not,
@@ -113,7 +145,16 @@ export async function runVerifyCommand(
   engine: SettlingEngine,
   flags: VerifyFlags,
   io: VerifyIo,
-  extra: Pick<NightlyOptions, "preflight" | "signal" | "profile" | "ledger" | "startedTick"> = {},
+  extra: Pick<NightlyOptions, "preflight" | "signal" | "profile" | "ledger" | "startedTick"> & {
+    /**
+     * How long past `--timeout` the run may go on (its summary's reads and closing writes)
+     * before it is given up on: a database that stops answering without closing its
+     * connections (a server hung, a network dropping its packets) held `verify --timeout 10s`
+     * until it answered again, or for ever. Given up, the summary says so (exit 2) and `onHang`
+     * is called: the run's calls into the database are still waiting.
+     */
+    hang?: { marginMs: number; onHang(): void };
+  } = {},
 ): Promise<0 | 1 | 2> {
   const now = io.now ?? Date.now;
   const window = verifyWindow(flags, now());
@@ -135,14 +176,35 @@ export async function runVerifyCommand(
   );
   closing.unref();
   let summary: NightlySummary;
+  const { hang, ...options } = extra;
+  let giveUp: NodeJS.Timeout | undefined;
   try {
-    summary = await runNightlyVerification(store, engine, {
+    const run = runNightlyVerification(store, engine, {
       ...window,
-      ...extra,
+      ...options,
       now,
       onProgress: (p) => progress.update(p),
     });
+    summary =
+      hang === undefined
+        ? await run
+        : await Promise.race([
+            run,
+            new Promise<NightlySummary>((resolve) => {
+              const startedAt = now() - Math.round(performance.now() - startedTick);
+              const ms = window.timeoutMs + hang.marginMs - (performance.now() - startedTick);
+              giveUp = setTimeout(
+                () => {
+                  hang.onHang();
+                  resolve(hungSummary(window, startedAt, now(), hang.marginMs));
+                },
+                Math.min(MAX_TIMER_MS, Math.max(0, ms)),
+              );
+              giveUp.unref();
+            }),
+          ]);
   } finally {
+    clearTimeout(giveUp);
     clearTimeout(closing);
     progress.stop();
   }

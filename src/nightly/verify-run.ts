@@ -39,6 +39,7 @@ export async function runVerifyFromCli(
   const openWithinMs = Math.max(0, timeoutMs - (performance.now() - startedTick));
   const store = await openStoreWaiting(config, Math.min(openWithinMs, MAX_OPEN_WAIT_MS), log);
   const rpc = rpcFromConfig(config, log);
+  let hung = false;
   try {
     const profile = loadProfile(config.AUDIT_PROFILE);
     const verifier = createVerifier({
@@ -84,6 +85,16 @@ export async function runVerifyFromCli(
           profile: () => profileStatus(store, profile),
           ledger,
           startedTick,
+          ...(store.kind === "postgres"
+            ? {
+                hang: {
+                  marginMs: hangMarginMs(config.DATABASE_STATEMENT_TIMEOUT_MS),
+                  onHang: () => {
+                    hung = true;
+                  },
+                },
+              }
+            : {}),
         },
       );
     } finally {
@@ -92,8 +103,25 @@ export async function runVerifyFromCli(
     }
   } finally {
     await rpc.close();
+    // Given up on a database that answers nothing: its pool waits for the calls still out, so
+    // the process ends here, its summary printed, rather than when (if) the server answers.
+    if (hung) {
+      const closed = Promise.resolve(store.close()).catch(() => {});
+      await Promise.race([closed, sleep(1000)]);
+      process.exit(2);
+    }
     await store.close();
   }
+}
+
+/**
+ * How long past `--timeout` a run on PostgreSQL may go on before it is given up on (see
+ * `runVerifyCommand`): the summary's reads are tried for 15 s past it, each read and the run
+ * row's write waiting out up to a statement timeout (README's PostgreSQL table lock), and 5 s
+ * more.
+ */
+export function hangMarginMs(statementTimeoutMs: number): number {
+  return 20_000 + 2 * statementTimeoutMs;
 }
 
 /**

@@ -1,0 +1,87 @@
+import { createConnection, createServer, type Server, type Socket } from "node:net";
+import { afterAll, describe, expect, it, vi } from "vitest";
+import { openPostgres, type PgStore } from "../src/db/pg/client.js";
+import { migratePostgres } from "../src/db/pg/migrate.js";
+import { usePostgresDatabase } from "./support/postgres.js";
+import { seedJobs } from "./support/seed-verdicts.js";
+import { startCli } from "./support/service-process.js";
+import { slotOnlyNode } from "./support/verify-fake-rpc.js";
+
+/**
+ * `verify` on PostgreSQL when the database stops answering without closing its connections (a
+ * server hung, a network dropping its packets): a TCP relay to the server that, frozen, passes
+ * nothing either way and leaves every connection open.
+ */
+
+const database = usePostgresDatabase();
+let store: PgStore | undefined;
+let relay: Server | undefined;
+const sockets = new Set<Socket>();
+
+afterAll(async () => {
+  for (const s of sockets) s.destroy();
+  relay?.close();
+  await store?.close();
+});
+
+/** A relay to the server at `url`; `freeze()` stops it passing anything. */
+async function freezingRelay(url: string) {
+  const target = new URL(url);
+  let frozen = false;
+  relay = createServer((client) => {
+    sockets.add(client);
+    const upstream = createConnection(Number(target.port), target.hostname);
+    sockets.add(upstream);
+    client.on("data", (d) => frozen || upstream.write(d));
+    upstream.on("data", (d) => frozen || client.write(d));
+    client.on("error", () => upstream.destroy());
+    upstream.on("error", () => client.destroy());
+    client.on("close", () => upstream.destroy());
+    upstream.on("close", () => client.destroy());
+  });
+  await new Promise<void>((resolve) => relay!.listen(0, "127.0.0.1", resolve));
+  const through = new URL(url);
+  through.port = String((relay.address() as { port: number }).port);
+  return { url: through.href, freeze: () => (frozen = true) };
+}
+
+describe("verify on PostgreSQL whose server stops answering mid-run", () => {
+  it("exits 2 soon after --timeout, saying so, instead of waiting for the server", async () => {
+    store = openPostgres(database.url, { poolSize: 2, statementTimeoutMs: 30_000 });
+    await migratePostgres(store.pool);
+    const from = Date.UTC(2026, 10, 1);
+    await seedJobs(
+      store,
+      Array.from({ length: 5 }, (_, i) => ({ jobId: `job_h${i}`, leaseOwner: null })),
+    );
+    const node = await slotOnlyNode();
+    const { url, freeze } = await freezingRelay(database.url);
+    const started = performance.now();
+    const run = startCli(
+      [
+        ...["verify", "--from", new Date(from).toISOString()],
+        ...["--to", new Date(from + 86_400_000).toISOString(), "--timeout", "3s", "--json"],
+        ...["--db", url],
+      ],
+      { SOLANA_RPC_URLS: node.url, DATABASE_STATEMENT_TIMEOUT_MS: "500", LOG_LEVEL: "warn" },
+    );
+    try {
+      // Frozen once the run holds its row (its jobs' rounds under way).
+      await vi.waitFor(
+        async () =>
+          expect((await store!.pool.query("SELECT 1 FROM verification_runs")).rowCount).toBe(1),
+        { timeout: 20_000, interval: 20 },
+      );
+      freeze();
+      const code = await run.exited;
+      const tookS = (performance.now() - started) / 1000;
+      expect(code).toBe(2);
+      // --timeout 3 s, then 20 s and two statement timeouts, and the process's start.
+      expect(tookS).toBeLessThan(35);
+      expect(run.stderr()).toMatch(/database: no answer 21 s past the run's --timeout/);
+    } finally {
+      run.child.kill("SIGKILL");
+      node.close();
+    }
+  }, 60_000);
+});
