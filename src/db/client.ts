@@ -222,6 +222,12 @@ export function setBusyTimeout(store: Store, ms: number): void {
   store.sqlite.pragma(`busy_timeout = ${Math.max(0, Math.floor(ms))}`);
 }
 
+/** How long this connection waits for another's write lock (ms); null on PostgreSQL. */
+export function busyTimeoutOf(store: Store): number | null {
+  if (store.kind === "postgres") return null;
+  return Number(store.sqlite.pragma("busy_timeout", { simple: true }));
+}
+
 /**
  * Gives `to`, another connection to the same SQLite file, the checkpoint policy of `from`: left
  * to the WAL checkpointer's thread when `from` has one. Otherwise a small write on `to` (a lease

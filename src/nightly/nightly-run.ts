@@ -104,6 +104,13 @@ export interface NightlyOptions {
   now?: () => number;
   /** What the protocol profile cannot check for any job; said once in the summary. */
   profile?: () => Promise<ProfileStatus>;
+  /**
+   * Called before each of the run's closing writes (the nightly lock's release, the ledger's
+   * marks, the run row): `verify` bounds SQLite's wait for another process's write lock by the
+   * time left there. Its own timer may not have run: a wait holds the event loop, and the
+   * writes follow each other without a turn of it.
+   */
+  boundWaits?: () => void;
 }
 
 /** A job of the window that did not end verified, with its failing checks. */
@@ -384,7 +391,10 @@ export async function runNightlyVerification(
     } finally {
       try {
         await whileDatabaseAway(
-          () => releaseLock(store, NIGHTLY_LOCK, owner),
+          () => {
+            options.boundWaits?.();
+            return releaseLock(store, NIGHTLY_LOCK, owner);
+          },
           left(),
           options.signal,
         );
@@ -464,6 +474,7 @@ export async function runNightlyVerification(
   if (reason !== null) reason = withoutUrlSecrets(reason);
   if (ledger && outcome !== "incomplete") {
     try {
+      options.boundWaits?.();
       await options.ledger?.commit?.(ledger);
     } catch {
       // The marks stay where they were: the next run judges that history again, and reports
@@ -483,6 +494,7 @@ export async function runNightlyVerification(
       ledgerFindings: ledger ? ledgerFindings : null,
     };
     try {
+      options.boundWaits?.();
       await (engine.endRun
         ? engine.endRun(runId, runStatus, written, finishedAt)
         : createVerificationRunStore(store).recordOutcome(runId, written, finishedAt));

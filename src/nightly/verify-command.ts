@@ -1,5 +1,5 @@
 import cliProgress from "cli-progress";
-import { type Store, setBusyTimeout } from "../db/client.js";
+import { busyTimeoutOf, type Store, setBusyTimeout } from "../db/client.js";
 import { type Verdict, verdicts } from "../db/schema.js";
 import { AppError } from "../errors.js";
 import { outFile, refuseUnwritableOut, writeFileWhole } from "../file-output.js";
@@ -36,6 +36,9 @@ export interface VerifyIo {
 
 /** The longest `--timeout`: 24 days, under the 2^31 - 1 ms a Node timer can wait. */
 const MAX_VERIFY_TIMEOUT_MS = 24 * 24 * 3_600_000;
+
+/** How often `verify` shortens SQLite's busy timeout to the run's time left. */
+const BUSY_BOUND_TICK_MS = 250;
 
 /** Default `--timeout`: 30 minutes. */
 export const DEFAULT_VERIFY_TIMEOUT_MS = 30 * 60_000;
@@ -159,22 +162,33 @@ export async function runVerifyCommand(
   const now = io.now ?? Date.now;
   const window = verifyWindow(flags, now());
   const progress = progressReporter(io);
-  // Once the run's time is up, each write that closes it (its job leases, its run row, its
-  // heartbeat, the nightly lock) takes SQLite's write lock at once or not at all: held by a
-  // serve's ledger round, each waited out the 5 s busy timeout up to 8 times, and
-  // `--timeout 5m` ended after 7 min 9 s. The store is this command's own.
+  // SQLite's wait for another process's write lock never outlasts the run's time: once it is
+  // up, each write that closes the run (its job leases, its run row, its heartbeat, the nightly
+  // lock) takes the lock at once or not at all: held by a serve's ledger round, each waited out
+  // the 5 s busy timeout up to 8 times, and `--timeout 5m` ended after 7 min 9 s. Before, a
+  // write begun a second before the deadline waited its whole 5 s; and a wait holds the event
+  // loop, so one timer set for the deadline ran late, after the next writes had waited theirs
+  // (`--timeout 30s` with the lock taken as the ledger's read ended: 46 s, the tail's four
+  // writes 5 s each). Kept by a short tick instead. The store is this command's own.
   const startedTick = extra.startedTick ?? performance.now();
-  const closing = setTimeout(
-    () => {
-      try {
-        setBusyTimeout(store, 0);
-      } catch {
-        // Closed meanwhile: nothing is left to close.
-      }
-    },
-    Math.max(0, window.timeoutMs - (performance.now() - startedTick)),
-  );
-  closing.unref();
+  let fullWaitMs: number | null = null;
+  try {
+    fullWaitMs = busyTimeoutOf(store);
+  } catch {
+    // A store already closed: the run says the database did not answer; no wait to bound.
+  }
+  const boundWait = () => {
+    if (fullWaitMs === null) return;
+    const left = window.timeoutMs - (performance.now() - startedTick);
+    try {
+      setBusyTimeout(store, Math.min(fullWaitMs, Math.max(0, left)));
+    } catch {
+      // Closed meanwhile: nothing is left to close.
+    }
+  };
+  boundWait();
+  const bounding = setInterval(boundWait, BUSY_BOUND_TICK_MS);
+  bounding.unref();
   let summary: NightlySummary;
   const { hang, ...options } = extra;
   let giveUp: NodeJS.Timeout | undefined;
@@ -184,6 +198,7 @@ export async function runVerifyCommand(
       ...options,
       now,
       onProgress: (p) => progress.update(p),
+      boundWaits: boundWait,
     });
     summary =
       hang === undefined
@@ -205,7 +220,7 @@ export async function runVerifyCommand(
           ]);
   } finally {
     clearTimeout(giveUp);
-    clearTimeout(closing);
+    clearInterval(bounding);
     progress.stop();
   }
   const text = renderSummary(summary, flags);

@@ -324,16 +324,27 @@ export function createRound(deps: RoundDeps): Round {
     const started = new Set<string>();
     let ending = false;
     let storeTimer: NodeJS.Timeout | undefined;
+    /**
+     * The write lock another process held past the busy timeout, seen by a store of this round:
+     * the round is retried as a whole, so what is fetched after it is not stored. Each such
+     * store waited out SQLite's busy timeout again, on the event loop, one per fetch in flight:
+     * `verify --timeout 30s` beside a held lock ended after 68 s, its deadline's timer unrun.
+     */
+    let lockedOut: unknown;
     const storeBatch = () => {
       clearTimeout(storeTimer);
       storeTimer = undefined;
       const batch = toStore.splice(0);
       if (batch.length === 0) return;
-      const stored = signatures.recordFetchedAll(batch.map((b) => b.item)).then(
+      const items = batch.map((b) => b.item);
+      const stored = (
+        lockedOut === undefined ? signatures.recordFetchedAll(items) : Promise.reject(lockedOut)
+      ).then(
         (rows) => {
           for (const b of batch) b.resolve(rows.get(b.item.signature));
         },
         (error: unknown) => {
+          if (isBusyError(error)) lockedOut ??= error;
           for (const b of batch) b.reject(error);
         },
       );
@@ -385,6 +396,7 @@ export function createRound(deps: RoundDeps): Round {
               return;
             }
             try {
+              if (lockedOut !== undefined) throw lockedOut;
               keep(
                 signature,
                 result === null
@@ -524,6 +536,10 @@ export function createRound(deps: RoundDeps): Round {
         await write(decisions, runId);
         await yieldToEventLoop();
       }
+    } catch (error) {
+      // A verdict write that found the lock held: the fetches in flight store nothing either.
+      if (isBusyError(error)) lockedOut ??= error;
+      throw error;
     } finally {
       // Nothing of this round outlives it: fetches not started are dropped (their promises
       // never settle), those in flight end and what they fetched is stored at once.

@@ -1,0 +1,177 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { describe, expect, it } from "vitest";
+import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
+import { migrateStore } from "../src/db/migrate.js";
+import type { LedgerWindowResult } from "../src/ledger/window-check.js";
+import { createLogger } from "../src/log.js";
+import { acquireLock } from "../src/nightly/locks.js";
+import { runVerifyCommand } from "../src/nightly/verify-command.js";
+import { recordReceipt } from "../src/recorder/receipts.js";
+import { createVerifier } from "../src/verify/engine.js";
+import { localnetProfile } from "../src/verify/profiles.js";
+import { createFakeChain } from "./support/verify-fake-rpc.js";
+import { honest } from "./support/verify-fixtures.js";
+import { holdWriteLockSync } from "./support/write-lock-holder.js";
+
+/**
+ * A nightly `verify` (its store's 5 s busy timeout, as the CLI opens it) beside another process
+ * that takes SQLite's write lock in the middle of the run and keeps it (a long import, a
+ * `BEGIN IMMEDIATE` held by hand). SQLite's wait for the lock holds the event loop, so a timer
+ * set for the run's deadline runs only between waits: writes that follow each other with no
+ * turn of the loop each waited their whole busy timeout.
+ */
+
+const log = createLogger({ level: "silent" });
+
+function fileStore(busyTimeoutMs?: number): { store: SqliteStore; path: string } {
+  const path = join(mkdtempSync(join(tmpdir(), "verify-deadline-")), "audit.db");
+  const store = openSqliteStore(path, busyTimeoutMs === undefined ? {} : { busyTimeoutMs });
+  migrateStore(store);
+  return { store, path };
+}
+
+function recordHonest(store: SqliteStore, tag: string, chain: ReturnType<typeof createFakeChain>) {
+  const j = honest(`job_${tag}`, tag);
+  chain.land(j.escrow);
+  chain.land(j.settlement);
+  recordReceipt(
+    store,
+    {
+      jobId: j.job.jobId,
+      escrowTx: j.job.escrowTx,
+      settlementTx: j.job.settlementTx,
+      worker: j.job.worker,
+      creditsRemainingUnits: null,
+      model: j.job.model,
+      keyFingerprint: j.job.keyFingerprint ?? null,
+      promptTokens: 10,
+      completionTokens: j.job.completionTokens,
+      totalTokens: null,
+    },
+    "ingest",
+  );
+}
+
+/** The longest the event loop went without running a 10 ms timer, until `stop()`. */
+function loopStalls() {
+  let last = performance.now();
+  let longest = 0;
+  const timer = setInterval(() => {
+    const t = performance.now();
+    longest = Math.max(longest, t - last);
+    last = t;
+  }, 10);
+  return {
+    stop() {
+      clearInterval(timer);
+      return longest;
+    },
+  };
+}
+
+const cleanLedger: LedgerWindowResult = {
+  vaults: 1,
+  unreceiptedDebits: [],
+  unreleasedLocks: [],
+  creditsHeaderMismatches: [],
+  foreignMint: [],
+  vaultOwnerChanges: [],
+  vaultDelegateApprovals: [],
+  vaultDelegatesNow: [],
+  vaultOwnersNow: [],
+  mixedJobMemos: [],
+  imbalanced: [],
+  gaps: [],
+  prunedHistory: [],
+  judgedBefore: [],
+  incomplete: null,
+};
+
+describe("verify beside another process holding SQLite's write lock", () => {
+  it("a round's fetches in flight store nothing once one store found the lock held", async () => {
+    // Each fetched transaction answered on its own, the first one after the lock was taken:
+    // each store waited the busy timeout again on the event loop, one per fetch in flight
+    // (8 of 5 s: `verify --timeout 30s` ended after 68 s, its deadline's timer unrun).
+    const { store, path } = fileStore(400);
+    const chain = createFakeChain({ finalitySlots: 0 });
+    for (let i = 0; i < 12; i++) recordHonest(store, `f${i}`, chain);
+    let holder: { released: Promise<void> } | undefined;
+    let calls = 0;
+    const getTransaction = chain.rpc.getTransaction.bind(chain.rpc);
+    const rpc = {
+      ...chain.rpc,
+      async getTransaction(...args: Parameters<typeof getTransaction>) {
+        const n = calls++;
+        holder ??= holdWriteLockSync(path, 4_000);
+        await new Promise((resolve) => setTimeout(resolve, 20 + n * 15));
+        return getTransaction(...args);
+      },
+    };
+    const verifier = createVerifier({
+      store,
+      rpc,
+      profile: localnetProfile,
+      log,
+      options: { pollIntervalMs: 5, errorBackoffMs: 20 },
+    });
+    const stalls = loopStalls();
+    const run = verifier.runUntilSettled({}, { timeoutMs: 1_500 });
+    // The round's writes wait one busy timeout (400 ms) at a time, then the loop turns.
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    const longest = stalls.stop();
+    expect(holder).toBeDefined();
+    expect(longest).toBeLessThan(1_000);
+    await holder?.released;
+    await run;
+    store.close();
+  }, 20_000);
+
+  it("ends at its --timeout when the lock is taken while it reads the ledger", async () => {
+    // The ledger's read ends as the run's time runs out; the nightly lock's release, the
+    // ledger's marks, the run row and its heartbeat then followed each other with no turn of the
+    // event loop: each waited the whole 5 s, and `--timeout 30s` ended after 46 s.
+    const { store, path } = fileStore();
+    const chain = createFakeChain({ finalitySlots: 0 });
+    recordHonest(store, "l", chain);
+    const verifier = createVerifier({
+      store,
+      rpc: chain.rpc,
+      profile: localnetProfile,
+      log,
+      options: { pollIntervalMs: 5, errorBackoffMs: 20 },
+    });
+    let holder: { released: Promise<void> } | undefined;
+    const started = performance.now();
+    const ledger = Object.assign(
+      async () => {
+        holder = holdWriteLockSync(path, 30_000);
+        // Read on until a second before the deadline, as a long history would.
+        await new Promise((resolve) => setTimeout(resolve, 3_000 - (performance.now() - started)));
+        return cleanLedger;
+      },
+      {
+        commit: async () => {
+          await acquireLock(store, "ledger-marks", "verify", 60_000, Date.now());
+        },
+      },
+    );
+    const lines: string[] = [];
+    const code = await runVerifyCommand(
+      store,
+      verifier,
+      { since: "1h", timeout: "4s" },
+      { out: (t) => lines.push(t), err: (l) => lines.push(l), progress: false },
+      { ledger, startedTick: started },
+    );
+    const took = performance.now() - started;
+    expect(holder).toBeDefined();
+    // Every job and the ledger were judged in time: the closing writes the lock refused do
+    // not change the outcome. Before, the run ended after about 20 s.
+    expect(code).toBe(0);
+    expect(took).toBeLessThan(4_000 + 1_000);
+    store.close();
+  }, 40_000);
+});
