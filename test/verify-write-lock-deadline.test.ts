@@ -12,6 +12,7 @@ import { runVerifyCommand } from "../src/nightly/verify-command.js";
 import { recordReceipt } from "../src/recorder/receipts.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
+import { capturedLogger } from "./support/recorder-fixtures.js";
 import { createFakeChain } from "./support/verify-fake-rpc.js";
 import { honest } from "./support/verify-fixtures.js";
 import { holdWriteLockSync } from "./support/write-lock-holder.js";
@@ -174,4 +175,37 @@ describe("verify beside another process holding SQLite's write lock", () => {
     expect(took).toBeLessThan(4_000 + 1_000);
     store.close();
   }, 40_000);
+
+  it("a run out of time hands its leases back at once or not at all", async () => {
+    // Retried with backoff beside the held lock, the release added 2.5 s to the run row's close
+    // grace: `--timeout 30s` ended 47.5 s after it started, not 45.
+    const { store, path } = fileStore(0);
+    // Never final within the run: its job stays leased to it, waiting, when the time runs out.
+    const chain = createFakeChain({ finalitySlots: 100_000 });
+    recordHonest(store, "r", chain);
+    const { log: captured, lines } = capturedLogger();
+    const verifier = createVerifier({
+      store,
+      rpc: chain.rpc,
+      profile: localnetProfile,
+      log: captured,
+      options: { pollIntervalMs: 5, errorBackoffMs: 20 },
+    });
+    const started = performance.now();
+    const run = verifier.runUntilSettled({}, { timeoutMs: 400 });
+    while (store.sqlite.prepare("SELECT count(lease_owner) FROM jobs").pluck().get() === 0) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const holder = holdWriteLockSync(path, 3_000);
+    let gaveUpAt: number | undefined;
+    while (gaveUpAt === undefined && performance.now() - started < 2_900) {
+      if (lines.some((l) => l.includes("leases not released"))) gaveUpAt = performance.now();
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    expect(gaveUpAt).toBeDefined();
+    expect((gaveUpAt ?? 0) - started).toBeLessThan(400 + 500);
+    await holder.released;
+    expect(await run).toMatchObject({ status: "timed_out" });
+    store.close();
+  }, 20_000);
 });
