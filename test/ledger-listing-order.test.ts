@@ -3,7 +3,8 @@ import type { AddressSignatureInfo, RpcPool } from "../src/chain/rpc-pool.js";
 import { createLedgerReader } from "../src/ledger/reader.js";
 import { buildStatement } from "../src/ledger/statement.js";
 import { createLogger } from "../src/log.js";
-import { chainSecondAfter } from "./support/finality.js";
+import { createLedgerStore } from "../src/store/ledger.js";
+import { chainSecondAfter, finalizedPast } from "./support/finality.js";
 import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
 
 /**
@@ -192,5 +193,67 @@ describe("a node listing a transaction older than the newest line as new", () =>
     expect(s.gaps).toEqual([]);
     expect(s.unexplainedOutUnits).toBe(55_000n);
     expect(s.differenceUnits).toBe(0n);
+  });
+});
+
+describe("a node listing a new entry at a made-up slot above the chain's", () => {
+  it("cannot end every later sync's listing: a theft after it is listed and named", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(2);
+    const from = await chainSecondAfter(h.world);
+    const first = h.op.plan({ keyIndex: 2 });
+    c.record(first, h.op.honestJob(first));
+    await h.finalized();
+    const listing: { rewrite: Listing | null } = {
+      // The newest entry listed at a slot the chain has not reached.
+      rewrite: (entries) =>
+        entries.map((e, i) => (i === 0 ? { ...e, slot: e.slot + 1_000_000_000 } : e)),
+    };
+    const clock = { t: Date.now() };
+    await readerOf(c, vault, listingNode(h.rpc, listing), clock)
+      .syncVault(vault)
+      .catch(() => undefined);
+    // The node turns honest; the operator then takes money out of the vault.
+    h.op.nextSlot();
+    const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 55_000n)]);
+    h.op.nextSlot();
+    const next = h.op.plan({ keyIndex: 2 });
+    c.record(next, h.op.honestJob(next));
+    await h.finalized();
+    await syncHonestly(c, vault, clock);
+    const s = await statementOf(c, vault, from);
+    expect(s.unexplainedOutUnits).toBe(55_000n);
+    expect(theft.signature).toBeTruthy();
+  });
+});
+
+describe("a node that does not hold the newest line", () => {
+  it("lists past it: its entries below it end the listing, and the read-through time stays", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(2);
+    const first = h.op.plan({ keyIndex: 2 });
+    c.record(first, h.op.honestJob(first));
+    await h.finalized();
+    const clock = { t: Date.now() };
+    await readerOf(c, vault, h.rpc, clock).syncVault(vault);
+    const cursor = await createLedgerStore(c.store).cursor(vault, clock.t);
+    const before = (await statementOf(c, vault, 0)).readThrough;
+    expect(before).not.toBeNull();
+    // The chain finalizes a later second, nothing of the vault in it.
+    await finalizedPast(h.world, (await chainSecondAfter(h.world)) + 1);
+    // The node's index lacks the newest line: asked until it, it lists on past it.
+    const lagging = new Proxy(h.rpc, {
+      get(target, key, receiver) {
+        if (key !== "getSignaturesForAddress") return Reflect.get(target, key, receiver);
+        return async (...args: Parameters<RpcPool["getSignaturesForAddress"]>) => {
+          const { until: _until, ...rest } = args[1] ?? {};
+          const all = await target.getSignaturesForAddress(args[0], rest);
+          return all.filter((e) => e.signature !== cursor.newestSignature);
+        };
+      },
+    });
+    const r = await readerOf(c, vault, lagging, clock).syncVault(vault);
+    expect((await statementOf(c, vault, 0)).readThrough).toBe(before);
+    expect(r.noBlockTime).toMatch(/listed past the newest line/);
   });
 });

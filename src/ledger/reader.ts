@@ -11,6 +11,7 @@ import { isStorableUnits, MAX_STORED_UNITS } from "../money.js";
 import {
   createLedgerStore,
   type FetchedTransaction,
+  type LedgerCursor,
   type LedgerStore,
   type LineRead,
 } from "../store/ledger.js";
@@ -597,10 +598,15 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       // that signature yet lists on past it, and one that lies lists a transaction it left out
       // before as new. Stored, they sat above the newest line for good; they belong between
       // lines held, where a gap's listing puts them, and the sync has listed all it must.
-      const floor = seen.newestSlot;
-      const cut = floor === null ? -1 : answer.findIndex((e) => e.slot < floor);
+      const cut = await cutBelowNewest(vault, seen, answer);
       const listing = cut < 0 ? answer : answer.slice(0, cut);
       const last = cut >= 0 || answer.length < options.pageSize;
+      if (cut >= 0 && seen.syncBefore === null) {
+        // A node that does not hold the newest line proves nothing newer than it is final. (On
+        // a later page, the time the sync's first page read stands: a node answered it whole.)
+        finalThrough = null;
+        noBlockTime ??= `getSignaturesForAddress ${vault}: listed past the newest line ${seen.newestSignature}`;
+      }
       const page = keptEntries(vault, listing, seen.syncBefore === null);
       if (page.length < listing.length) {
         // Entries held back: what this sync lists proves no read-through time, so the
@@ -621,6 +627,39 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       }
     }
   }
+
+  /**
+   * Where a sync's listing (newest first) reaches below the newest line: the index of its first
+   * entry older than that line, or -1. Older is judged by the slot the line's transaction is at
+   * when it was read, else by the slot it was listed at: a node that once listed the newest
+   * entry at a made-up slot above the chain's had every later entry (a theft among them) end
+   * each sync's listing, never listed, while the read-through time went on.
+   */
+  async function cutBelowNewest(
+    vault: string,
+    seen: LedgerCursor,
+    answer: readonly AddressSignatureInfo[],
+  ) {
+    const listed = seen.newestSlot;
+    if (listed === null || seen.newestSignature === null) return -1;
+    if (!answer.some((e) => e.slot < listed)) return -1;
+    let floor = listed;
+    const row = (await ledger.storedTransactions([seen.newestSignature])).get(seen.newestSignature);
+    if (row) {
+      try {
+        floor = factsFromJson(row.facts).slot;
+      } catch {}
+    }
+    if (floor !== listed && !slotWarned.has(vault)) {
+      slotWarned.add(vault);
+      log.warn(
+        { vault, signature: seen.newestSignature, listedSlot: listed, slot: floor },
+        "ledger: the newest line was listed at another slot than its transaction's; later entries are judged by the transaction's",
+      );
+    }
+    return answer.findIndex((e) => e.slot < floor);
+  }
+  const slotWarned = new Set<string>();
 
   const heldBackWarned = new Set<string>();
 
