@@ -1,3 +1,5 @@
+import { randomBytes } from "node:crypto";
+import bs58 from "bs58";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AddressSignatureInfo, RpcPool } from "../src/chain/rpc-pool.js";
 import { createLedgerReader } from "../src/ledger/reader.js";
@@ -255,5 +257,56 @@ describe("a node that does not hold the newest line", () => {
     const r = await readerOf(c, vault, lagging, clock).syncVault(vault);
     expect((await statementOf(c, vault, 0)).readThrough).toBe(before);
     expect(r.noBlockTime).toMatch(/listed past the newest line/);
+  });
+});
+
+describe("a gap's listing the node pads with entries it does not serve", () => {
+  it("stops fetching them once the sync's signal ends it", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(3);
+    const first = h.op.plan({ keyIndex: 3 });
+    c.record(first, h.op.honestJob(first));
+    const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 1_000n)]);
+    const next = h.op.plan({ keyIndex: 3 });
+    c.record(next, h.op.honestJob(next));
+    await h.finalized();
+    const fakes = Array.from({ length: 400 }, () => bs58.encode(randomBytes(64)));
+    const listing: { rewrite: Listing | null } = {
+      rewrite: (entries, options) => {
+        const kept = entries.filter((e) => e.signature !== theft.signature);
+        if (!options?.before || !options.until) return kept;
+        const pad = fakes.map((signature) => ({
+          signature,
+          slot: theft.slot,
+          blockTime: null,
+          err: null,
+          memo: null,
+        }));
+        return [...pad, ...kept];
+      },
+    };
+    const clock = { t: Date.now() };
+    const lying = listingNode(h.rpc, listing);
+    await readerOf(c, vault, lying, clock).syncVault(vault);
+    // The next sync lists the gap again; the run's deadline passes as the padding is fetched.
+    const stop = new AbortController();
+    let asked = 0;
+    const counting = new Proxy(lying, {
+      get(target, key, receiver) {
+        if (key !== "getTransaction") return Reflect.get(target, key, receiver);
+        return async (...args: Parameters<RpcPool["getTransaction"]>) => {
+          if (fakes.includes(args[0])) {
+            asked++;
+            stop.abort(new Error("deadline"));
+          }
+          return target.getTransaction(...args);
+        };
+      },
+    });
+    clock.t += 2 * 3_600_000;
+    await expect(
+      readerOf(c, vault, counting, clock).syncVault(vault, { signal: stop.signal }),
+    ).rejects.toThrow(/deadline/);
+    expect(asked).toBeLessThanOrEqual(8);
   });
 });

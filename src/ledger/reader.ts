@@ -750,7 +750,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       let added = 0;
       // Placed by its listed slot between the gap's two lines, an entry must be there: a
       // transaction from after the gap listed under a slot inside it sat there for good.
-      const misplaced = whole ? await healListingWrong(listing) : null;
+      const misplaced = whole ? await healListingWrong(listing, signal) : null;
       if (misplaced !== null) {
         log.warn(
           { vault, after: gap.afterSignature, before: gap.beforeSignature, err: misplaced },
@@ -786,7 +786,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
    * else fetched; one the node does not serve proves nothing yet). The entries are few (what the
    * first listing left out, and lines healed before between the two).
    */
-  async function healListingWrong(listing: readonly AddressSignatureInfo[]) {
+  async function healListingWrong(listing: readonly AddressSignatureInfo[], signal?: AbortSignal) {
     const disorder = listingOutOfOrder(listing, null);
     if (disorder !== null) return disorder;
     const stored = await ledger.storedTransactions(listing.map((e) => e.signature));
@@ -799,6 +799,10 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     }
     const unknown = listing.filter((e) => !slotOf.has(e.signature));
     for (let i = 0; i < unknown.length; i += options.fetchConcurrency) {
+      // A node may list up to two pages of entries here: fetched on past the run's deadline
+      // (or the service's stop), 2,000 calls went on after it, and the sync then ended as if
+      // nothing had stopped it.
+      signal?.throwIfAborted();
       const part = unknown.slice(i, i + options.fetchConcurrency);
       const got = await Promise.all(part.map((e) => rpc.getTransaction(e.signature)));
       part.forEach((e, j) => {
