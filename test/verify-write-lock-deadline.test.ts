@@ -120,11 +120,13 @@ describe("verify beside another process holding SQLite's write lock", () => {
     });
     const stalls = loopStalls();
     const run = verifier.runUntilSettled({}, { timeoutMs: 1_500 });
-    // The round's writes wait one busy timeout (400 ms) at a time, then the loop turns.
+    // The round's writes wait one busy timeout (400 ms) at a time, then the loop turns; each
+    // fetch in flight storing apart held it for 6 to 8 of them in a row (2.4 s and more). The
+    // bound leaves a loaded host's own stalls room beside the one wait.
     await new Promise((resolve) => setTimeout(resolve, 2_500));
     const longest = stalls.stop();
     expect(holder).toBeDefined();
-    expect(longest).toBeLessThan(1_000);
+    expect(longest).toBeLessThan(1_600);
     await holder?.released;
     await run;
     store.close();
