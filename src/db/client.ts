@@ -237,6 +237,26 @@ export function followCheckpoints(from: Store, to: Store): void {
   if (from.kind !== "sqlite" || to.kind !== "sqlite") return;
   const pages = Number(from.sqlite.pragma("wal_autocheckpoint", { simple: true }));
   to.sqlite.pragma(`wal_autocheckpoint = ${pages}`);
+  // Remembered, so a policy set on `from` later (the checkpointer's thread died: back to
+  // in-line checkpoints) reaches `to` too. Copied once, the receipt writer's connection kept
+  // 0 and, under receipts alone, the WAL grew without bound.
+  const set = followers.get(from.sqlite) ?? new Set();
+  followers.set(from.sqlite, set);
+  set.add(to.sqlite);
+}
+
+/** The connections that follow each connection's checkpoint policy (`followCheckpoints`). */
+const followers = new WeakMap<Database.Database, Set<Database.Database>>();
+
+/**
+ * Sets `wal_autocheckpoint = pages` on `store`'s connection and on every open connection that
+ * follows its checkpoint policy.
+ */
+export function setAutoCheckpoint(store: SqliteStore, pages: number): void {
+  const all = [store.sqlite, ...(followers.get(store.sqlite) ?? [])];
+  for (const sqlite of all) {
+    if (sqlite.open) sqlite.pragma(`wal_autocheckpoint = ${Math.max(0, Math.floor(pages))}`);
+  }
 }
 
 /**

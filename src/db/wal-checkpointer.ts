@@ -1,9 +1,8 @@
-import { once } from "node:events";
 import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
 import type { Logger } from "../log.js";
 import type { SqliteStore } from "./client.js";
-import { JOURNAL_SIZE_LIMIT } from "./client.js";
+import { JOURNAL_SIZE_LIMIT, setAutoCheckpoint } from "./client.js";
 
 /**
  * Runs SQLite's WAL checkpoints on a worker thread with its own connection, instead of letting
@@ -153,6 +152,8 @@ export interface WalCheckpointerOptions {
   /** How long a TRUNCATE checkpoint waits for readers and writers, in ms. Default 100. */
   truncateBusyMs?: number;
   log?: Logger;
+  /** Given the worker thread once it starts (tests: to end it as a crash would). */
+  thread?: (worker: Worker) => void;
 }
 
 /**
@@ -210,24 +211,43 @@ export function startWalCheckpointer(
     waiting = [];
     for (const resolve of resolvers) resolve(result);
   });
+  let closing = false;
+  // Watched from the start: close() after the thread already ended waited for an exit that had
+  // come and gone, and a service stopping after a crash of the thread never stopped.
+  let ended = false;
+  const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
   worker.on("error", (error) => {
-    options.log?.error({ err: error }, "WAL checkpointer stopped; SQLite checkpoints in-line");
-    store.sqlite.pragma("wal_autocheckpoint = 1000");
+    options.log?.error({ err: error }, "WAL checkpointer failed");
   });
+  // Any end but close() (an error, the thread ended): every connection that left its
+  // checkpoints to the thread, the receipt writer's and the lease's too, goes back to in-line
+  // ones, or the WAL grows for as long as only they write.
+  worker.on("exit", (code) => {
+    ended = true;
+    if (closing) return;
+    options.log?.error({ code }, "WAL checkpointer stopped; SQLite checkpoints in-line");
+    setAutoCheckpoint(store, 1000);
+    const resolvers = waiting;
+    waiting = [];
+    for (const resolve of resolvers)
+      resolve({ log: 0, checkpointed: 0, walBytes: lastWalBytes, runs });
+  });
+  options.thread?.(worker);
   store.sqlite.pragma("wal_autocheckpoint = 0");
   return {
     nextCheckpoint: () =>
       new Promise((resolve) => {
+        if (ended) return resolve({ log: 0, checkpointed: 0, walBytes: lastWalBytes, runs });
         if (waiting.length === 0) worker.postMessage("want");
         waiting.push(resolve);
       }),
     walBytes: () => lastWalBytes,
     runs: () => runs,
     async close() {
-      const exited = once(worker, "exit");
+      closing = true;
       worker.postMessage("close");
       await exited;
-      if (store.sqlite.open) store.sqlite.pragma("wal_autocheckpoint = 1000");
+      setAutoCheckpoint(store, 1000);
     },
   };
 }
