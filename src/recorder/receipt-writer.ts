@@ -184,16 +184,22 @@ function createSqliteReceiptWriter(
   });
   // A nested better-sqlite3 transaction is a savepoint.
   const inSavepoint = connection.immediate((task: WriteTask<unknown>) => task.runSqlite(conn));
-  const commitIsolated = connection.immediate((batch: Queued[]) =>
-    batch.map((item): TaskOutcome => {
+  // Sliced as the usual group is: run whole, one throwing task in a backlog of 2,000 held the
+  // event loop for every receipt of it (1.8 s measured). What the slice leaves waits in front.
+  const commitIsolated = connection.immediate((batch: Queued[]) => {
+    const outcomes: TaskOutcome[] = [];
+    const until = performance.now() + maxSliceMs;
+    for (const item of batch) {
       try {
-        return { ok: true as const, value: inSavepoint(item.task) };
+        outcomes.push({ ok: true as const, value: inSavepoint(item.task) });
       } catch (error) {
         if (isBusyError(error)) throw error;
-        return { ok: false as const, error };
+        outcomes.push({ ok: false as const, error });
       }
-    }),
-  );
+      if (performance.now() >= until) break;
+    }
+    return outcomes;
+  });
   const commitGroup = (batch: Queued[]): TaskOutcome[] => {
     try {
       return commitTogether(batch).map((value) => ({ ok: true as const, value }));
