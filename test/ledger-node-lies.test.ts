@@ -238,4 +238,45 @@ describe("a theft the ledger's node hides", () => {
     await reader.syncVault(vault);
     expect(relistings).toBe(3);
   });
+
+  it("lists every gap again in turn across nightly runs, each with a fresh reader, not the newest 3 each time", async () => {
+    h.op.fund(h.op.vault(4), 1_000_000n);
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(4);
+    // Four thefts the node leaves out, each between two honest jobs: four gaps.
+    const hidden = new Set<string>();
+    for (let i = 0; i < 4; i++) {
+      const plan = h.op.plan({ keyIndex: 4 });
+      c.record(plan, h.op.honestJob(plan));
+      hidden.add(h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 1_000n)]).signature);
+    }
+    const last = h.op.plan({ keyIndex: 4 });
+    c.record(last, h.op.honestJob(last));
+    await h.finalized();
+    const relisted = new Set<string>();
+    const rpc = new Proxy(laggingNode(h.rpc, hidden), {
+      get(target, key, receiver) {
+        if (key !== "getSignaturesForAddress") return Reflect.get(target, key, receiver);
+        return (...args: Parameters<RpcPool["getSignaturesForAddress"]>) => {
+          if (args[1]?.before && args[1]?.until) relisted.add(args[1].before);
+          return target.getSignaturesForAddress(...args);
+        };
+      },
+    });
+    const freshReader = () =>
+      createLedgerReader({
+        store: c.store,
+        rpc,
+        profile: c.profile,
+        log,
+        custody: { vaults: [vault], byKey: {} },
+      });
+    // The first run reads the lines and finds the gaps; each later run lists 3 of them again.
+    await freshReader().syncVault(vault);
+    expect(relisted.size).toBe(0);
+    await freshReader().syncVault(vault);
+    expect(relisted.size).toBe(3);
+    await freshReader().syncVault(vault);
+    expect(relisted.size).toBe(4);
+  });
 });

@@ -725,7 +725,11 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     const t = now();
     const gaps = stored.filter((g) => (waits.get(g.beforeSignature)?.at ?? 0) <= t);
     if (gaps.length === 0) return 0;
-    const start = (healTurn.get(vault) ?? 0) % gaps.length;
+    // A reader's first turn starts where the vault's completed syncs put it (a count kept in
+    // the store): each nightly run has a fresh reader, and started at 0 every run re-listed the
+    // same newest 3 gaps while an older one stayed open behind them, never listed again.
+    const first = async () => (await ledger.cursor(vault, t)).syncNumber * GAPS_HEALED_PER_SYNC;
+    const start = (healTurn.get(vault) ?? (await first())) % gaps.length;
     const turn = [...gaps.slice(start), ...gaps.slice(0, start)].slice(0, GAPS_HEALED_PER_SYNC);
     healTurn.set(vault, start + turn.length);
     let inserted = 0;
