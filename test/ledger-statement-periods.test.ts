@@ -3,6 +3,7 @@ import { periodOf } from "../src/dashboard/period.js";
 import { statementBody } from "../src/dashboard/statement-page.js";
 import { createLedgerReader, type LedgerRpc } from "../src/ledger/reader.js";
 import { buildStatement, ledgerStoreOf, statementToCsv } from "../src/ledger/statement.js";
+import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
@@ -406,6 +407,50 @@ describe("a stretch of a vault's history split into two periods at every edge", 
       const differences = (first.differenceUnits ?? 0n) + (second.differenceUnits ?? 0n);
       expect(differences, at).toBe(unseen);
       expect(first.complete || second.complete, at).toBe(false);
+    }
+  });
+});
+
+describe("a nightly window whose vault a ledger round writes during every statement read", () => {
+  it("is not judged clean: its figures are of two states, and the run says the ledger is not complete", async () => {
+    const c = await h.scenario();
+    const keyIndex = 0;
+    await c.pinKey(keyIndex);
+    const from = edge();
+    const plan = h.op.plan({ keyIndex });
+    c.record(plan, h.op.honestJob(plan));
+    await c.flush();
+    const to = edge();
+    await settle();
+    const reader = readerOf(c, plan.vault);
+    await reader.syncVault(plan.vault);
+    const check = ledgerWindowCheck({
+      store: c.store,
+      reader,
+      profile: c.profile,
+      graceSeconds: 0,
+      now: () => h.op.now(),
+    });
+    // Quiet: judged, complete.
+    expect((await check({ from, to })).incomplete).toBe(null);
+
+    // Another process's round writes the vault's cursor between the statement's reads, every
+    // time it is built.
+    const ledger = ledgerStoreOf(c.store);
+    const periodSums = ledger.periodSums;
+    let rounds = 0;
+    ledger.periodSums = async (...args) => {
+      await ledger.setError(plan.vault, `round ${++rounds}`, Date.now());
+      return periodSums(...args);
+    };
+    try {
+      const statement = (await statementOf(c, plan.vault, from, to)).vaults[0]!;
+      expect(statement.complete).toBe(false);
+      expect(statement.differenceUnits).toBe(null);
+      const result = await check({ from, to });
+      expect(result.incomplete).toContain("written by a ledger round during each statement read");
+    } finally {
+      ledger.periodSums = periodSums;
     }
   });
 });

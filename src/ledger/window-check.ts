@@ -498,7 +498,12 @@ export function ledgerWindowCheck(deps: {
     for (const v of [...earlier, ...statement.vaults]) {
       if (problems.has(v.vault)) continue;
       if (!v.historyRead) problems.set(v.vault, `${v.vault}, ${unread(v, window.to)}`);
-      else if (v.missingHistory && !prunedHistory.some((p) => p.vault === v.vault)) {
+      // Both closings known and no difference: the ledger was written during each read of the
+      // statement (`buildStatement`), its figures of two states. Judged clean and marked, a
+      // closing off the chain's in the window was never said, by this run or a later one.
+      else if (movedUnderReads(v)) {
+        problems.set(v.vault, `${v.vault}, written by a ledger round during each statement read`);
+      } else if (v.missingHistory && !prunedHistory.some((p) => p.vault === v.vault)) {
         prunedHistory.push({
           vault: v.vault,
           beforeSignature: v.missingHistory.beforeSignature,
@@ -591,6 +596,13 @@ export function ledgerWindowCheck(deps: {
   }
 
   return Object.assign(check, { commit });
+}
+
+/** The statement gave up on a state the ledger held still (see `buildStatement`). */
+function movedUnderReads(v: VaultStatement): boolean {
+  return (
+    v.closingByLedgerUnits !== null && v.closingOnChainUnits !== null && v.differenceUnits === null
+  );
 }
 
 /**
