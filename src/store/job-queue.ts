@@ -188,23 +188,39 @@ export interface JobQueueStore {
    * one failing on a read-to-write upgrade, and never both get a job. Jobs still leased to this
    * owner are claimable too: rounds of one verifier never overlap, so such a lease is left
    * from a round that failed, and waiting for it to expire would stall those jobs. Except
-   * those a claim with the same `t` and `leaseMs` just took (their lease ends at exactly
-   * t + leaseMs): a round may claim in several pieces, each a short write.
+   * those a claim with the same `leaseAt` and `leaseMs` just took (their lease ends at exactly
+   * leaseAt + leaseMs): a round may claim in several pieces, each a short write.
+   *
+   * Two clocks: a job is due when its `next_verify_at` has passed `t`, the claimer's own clock,
+   * and a lease is written and judged by `leaseAt` (default `t`), the time of the clock every
+   * claimer shares (`LockStore.sharedNow`: PostgreSQL's, whose verifiers run on many hosts).
+   * Leases judged by each host's clock let a host ahead by more than a lease take the live
+   * leases of another, and one behind have its own taken: two verifiers on the same jobs.
    */
   claim(
     owner: string,
     filter: QueueFilter | null,
-    lease: { t: number; leaseMs: number; limit: number },
+    lease: { t: number; leaseMs: number; limit: number; leaseAt?: number },
   ): Promise<JobRow[]>;
-  /** Extends this owner's leases to `until` (a long round on a slow node). */
+  /**
+   * Extends this owner's leases to `until` (a long round on a slow node), a time on the clock
+   * leases are judged by (a claim's `leaseAt`).
+   */
   renewLeases(owner: string, until: number): Promise<void>;
   /**
    * Drops this owner's leases (only those of `jobIds` when given), so another verifier takes
    * the jobs at once; they stay as due as they were, or become due no sooner than `dueAt`.
    */
   releaseLeases(owner: string, jobIds?: readonly string[], dueAt?: number): Promise<void>;
-  /** When the next open job in `filter` is due (ms since epoch), or null if none is open. */
-  nextDue(filter: QueueFilter | null): Promise<number | null>;
+  /**
+   * When the next open job in `filter` is due (ms since epoch), or null if none is open. A
+   * leased job is due when its lease ends, read on the caller's clock: `clocks.t` on it is
+   * `clocks.leaseAt` on the leases' clock (by default the two are one).
+   */
+  nextDue(
+    filter: QueueFilter | null,
+    clocks?: { t: number; leaseAt: number },
+  ): Promise<number | null>;
   /** Jobs of `filter` by verdict: a run's progress. */
   countVerdicts(filter: QueueFilter | null): Promise<VerdictCounts>;
   /**
@@ -224,10 +240,10 @@ function filterCondition(filter: QueueFilter | null): SQL | undefined {
 }
 
 /**
- * The claim of `JobQueueStore.claim`, with placeholders for `owner`, `t`, `until` (t + leaseMs)
- * and `limit`. Due jobs are taken in the order they fell due: a job never looked at (a new
- * receipt, `next_verify_at` 0) by when it was recorded, any other by `next_verify_at`; see
- * `claimOrder` in queue-rules.ts.
+ * The claim of `JobQueueStore.claim`, with placeholders for `owner`, `t`, `leaseAt`, `until`
+ * (leaseAt + leaseMs) and `limit`. Due jobs are taken in the order they fell due: a job never
+ * looked at (a new receipt, `next_verify_at` 0) by when it was recorded, any other by
+ * `next_verify_at`; see `claimOrder` in queue-rules.ts.
  */
 function claimQuery(db: Db, filter: QueueFilter | null) {
   const t = sql.placeholder("t");
@@ -241,7 +257,7 @@ function claimQuery(db: Db, filter: QueueFilter | null) {
     verdictIsOpen(jobs.verdict),
     or(
       isNull(jobs.leaseUntil),
-      lte(jobs.leaseUntil, t),
+      lte(jobs.leaseUntil, sql.placeholder("leaseAt")),
       and(
         eq(jobs.leaseOwner, sql.placeholder("owner")),
         lt(jobs.leaseUntil, sql.placeholder("until")),
@@ -269,11 +285,17 @@ function claimQuery(db: Db, filter: QueueFilter | null) {
     .returning();
 }
 
-/** When the next open job of `filter` is due, see `JobQueueStore.nextDue`. */
+/**
+ * When the next open job of `filter` is due, see `JobQueueStore.nextDue`: a lease's end moved
+ * to the caller's clock by the placeholder `shift` (t - leaseAt).
+ */
 function nextDueQuery(db: Db, filter: QueueFilter | null) {
+  const shift = sql.placeholder("shift");
   return db
     .select({
-      next: sql<number | null>`min(max(${jobs.nextVerifyAt}, coalesce(${jobs.leaseUntil}, 0)))`,
+      next: sql<
+        number | null
+      >`min(max(${jobs.nextVerifyAt}, coalesce(${jobs.leaseUntil} + ${shift}, 0)))`,
     })
     .from(jobs)
     .where(and(verdictIsOpen(jobs.verdict), filterCondition(filter)));
@@ -413,8 +435,9 @@ function createSqliteJobQueueStore(store: SqliteStore): JobQueueStore {
     (
       claim: typeof st.claim,
       owner: string,
-      { t, leaseMs, limit }: { t: number; leaseMs: number; limit: number },
-    ) => keepEarlyLines(store, claim.all({ owner, t, until: t + leaseMs, limit }), t),
+      { t, leaseMs, limit, leaseAt = t }: Parameters<JobQueueStore["claim"]>[2],
+    ) =>
+      keepEarlyLines(store, claim.all({ owner, t, leaseAt, until: leaseAt + leaseMs, limit }), t),
   );
   return {
     async claim(owner, filter, lease) {
@@ -431,8 +454,11 @@ function createSqliteJobQueueStore(store: SqliteStore): JobQueueStore {
       if (dueAt === undefined) st.release.run({ owner, ids });
       else st.releaseUntil.run({ owner, ids, dueAt });
     },
-    async nextDue(filter) {
-      const row = (filter === null ? st.nextDue : nextDueQuery(db, filter).prepare()).get();
+    async nextDue(filter, clocks) {
+      const shift = clocks === undefined ? 0 : clocks.t - clocks.leaseAt;
+      const row = (filter === null ? st.nextDue : nextDueQuery(db, filter).prepare()).get({
+        shift,
+      });
       return row?.next ?? null;
     },
     async countVerdicts(filter) {

@@ -18,7 +18,15 @@ export type RunStatus = (typeof verificationRuns.$inferSelect)["status"];
 export interface RunCloser {
   /** This process's owner id: its own runs are never abandoned. */
   owner: string;
+  /** The time written as a run's start or end. */
   t: number;
+  /**
+   * The time heartbeats are written and judged by (default `t`): on PostgreSQL the server's
+   * clock (`LockStore.sharedNow`), as owners on many hosts beat and judge each other's beats.
+   * A host whose clock ran ahead of a live owner's by its heartbeat closed that owner's run as
+   * abandoned; a nightly's row showed `abandoned` while it ran.
+   */
+  leaseAt?: number;
   /** Owners known dead now (a process of this host that no longer exists). */
   deadOwners: readonly string[];
 }
@@ -39,11 +47,12 @@ export interface VerificationRunStore {
     run: {
       trigger: "serve" | "verify";
       window: { from?: number; to?: number } | null;
+      /** On the closer's `leaseAt` clock. */
       heartbeatUntil: number;
     },
     closer: RunCloser,
   ): Promise<{ runId: number; closed: number }>;
-  /** Renews the owner's heartbeat until `until`. */
+  /** Renews the owner's heartbeat until `until`; `t` and `until` on a closer's `leaseAt` clock. */
   beat(owner: string, t: number, until: number): Promise<void>;
   /** Removes the owner's heartbeat (its last run finished). */
   dropHeartbeat(owner: string): Promise<void>;
@@ -112,7 +121,7 @@ function createSqliteVerificationRunStore(store: SqliteStore): VerificationRunSt
     `UPDATE verification_runs SET status = 'abandoned', finished_at = @t
      WHERE status = 'running' AND owner <> @owner AND NOT EXISTS (
        SELECT 1 FROM locks WHERE locks.name = 'verifier:' || verification_runs.owner
-         AND locks.expires_at > @t)`,
+         AND locks.expires_at > @at)`,
   );
   const dropStaleHeartbeats = sqlite.prepare(
     "DELETE FROM locks WHERE name LIKE 'verifier:%' AND expires_at <= ?",
@@ -136,15 +145,15 @@ function createSqliteVerificationRunStore(store: SqliteStore): VerificationRunSt
      WHERE status = 'running' AND owner = ?`,
   );
 
-  function closeAbandoned({ owner, t, deadOwners }: RunCloser): number {
+  function closeAbandoned({ owner, t, leaseAt = t, deadOwners }: RunCloser): number {
     let closed = 0;
     for (const other of deadOwners) {
       if (other === owner) continue;
       closed += abandonOwner.run(t, other).changes;
       releaseLeasesOf(db, other);
     }
-    closed += abandonStale.run({ t, owner }).changes;
-    dropStaleHeartbeats.run(t);
+    closed += abandonStale.run({ t, at: leaseAt, owner }).changes;
+    dropStaleHeartbeats.run(leaseAt);
     return closed;
   }
 
@@ -155,7 +164,7 @@ function createSqliteVerificationRunStore(store: SqliteStore): VerificationRunSt
       writeHeartbeat.run({
         name: heartbeatName(closer.owner),
         owner: closer.owner,
-        t: closer.t,
+        t: closer.leaseAt ?? closer.t,
         until: run.heartbeatUntil,
       });
       const runId = db

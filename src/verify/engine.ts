@@ -11,6 +11,7 @@ import { createSleeper } from "../retry.js";
 import { type CustodyConfig, createCustodyStore } from "../store/custody.js";
 import { createJobQueueStore, type QueueFilter, type VerdictCounts } from "../store/job-queue.js";
 import { createLedgerStore } from "../store/ledger.js";
+import { createLockStore } from "../store/locks.js";
 import { createSignatureStore } from "../store/signatures.js";
 import { createVerdictStore } from "../store/verdicts.js";
 import {
@@ -116,6 +117,14 @@ export function createVerifier(deps: VerifierDeps): Verifier {
   const custodyConfig = deps.custody ?? { vaults: [], byKey: {} };
   const queue = createJobQueueStore(store);
   const runs = createVerificationRunStore(store);
+  /**
+   * The time job leases and run heartbeats are written and judged by: on PostgreSQL the
+   * server's clock, which verifiers on every host read alike. Judged by each host's wall clock,
+   * a host ahead of another by more than a lease took its live leases (two verifiers on the
+   * same jobs, the first one's RPC work lost) and closed its live run as abandoned.
+   */
+  const locks = createLockStore(store);
+  const sharedNow = (hostNow: number) => locks.sharedNow(hostNow);
   const round = createRound({
     queue,
     signatures: createSignatureStore(store),
@@ -128,6 +137,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     options,
     owner,
     now,
+    sharedNow,
     log,
   });
 
@@ -178,7 +188,8 @@ export function createVerifier(deps: VerifierDeps): Verifier {
    */
   async function closer() {
     const others = await runs.runningOwners(owner);
-    return { owner, t: now(), deadOwners: others.filter(ownerIsDead) };
+    const t = now();
+    return { owner, t, leaseAt: await sharedNow(t), deadOwners: others.filter(ownerIsDead) };
   }
 
   function reportClosed(closed: number) {
@@ -191,8 +202,8 @@ export function createVerifier(deps: VerifierDeps): Verifier {
 
   async function heartbeatTick() {
     try {
-      const t = now();
-      await runs.beat(owner, t, t + heartbeatMs);
+      const at = await sharedNow(now());
+      await runs.beat(owner, at, at + heartbeatMs);
       await closeAbandonedRuns();
       for (const [runId, write] of unclosed) {
         await write();
@@ -210,7 +221,10 @@ export function createVerifier(deps: VerifierDeps): Verifier {
   async function startRun(trigger: "serve" | "verify", filter: VerifyFilter | null) {
     const c = await closer();
     const { runId, closed } = await retryWhileBusy(() =>
-      runs.open({ trigger, window: filter, heartbeatUntil: c.t + heartbeatMs }, { ...c, t: now() }),
+      runs.open(
+        { trigger, window: filter, heartbeatUntil: c.leaseAt + heartbeatMs },
+        { ...c, t: now() },
+      ),
     );
     reportClosed(closed);
     openRuns++;
@@ -304,7 +318,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     const renew = async () => {
       clearTimeout(retry);
       try {
-        await queue.renewLeases(owner, now() + options.leaseMs);
+        await queue.renewLeases(owner, (await sharedNow(now())) + options.leaseMs);
       } catch (error) {
         log.warn({ err: error }, "lease renewal failed; retrying");
         retry = setTimeout(renew, Math.min(1000, options.leaseMs / 10));
@@ -375,8 +389,9 @@ export function createVerifier(deps: VerifierDeps): Verifier {
         // Read as the rounds are: a restart or a cut connection landing on this one statement
         // ended the loop, and the process served on with no verifier until it was restarted.
         let due: number | null;
+        const t = now();
         try {
-          due = await queue.nextDue(null);
+          due = await queue.nextDue(null, { t, leaseAt: await sharedNow(t) });
         } catch (error) {
           if (isBusyError(error))
             log.warn({ err: error }, "verifier found the database busy or unreachable; retrying");
@@ -385,7 +400,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
           continue;
         }
         const wait =
-          due === null ? options.idleIntervalMs : Math.min(options.idleIntervalMs, due - now());
+          due === null ? options.idleIntervalMs : Math.min(options.idleIntervalMs, due - t);
         await sleep(wait);
       }
     } catch (error) {
@@ -500,9 +515,12 @@ export function createVerifier(deps: VerifierDeps): Verifier {
             // Open jobs not due here are waiting for finality, or leased by another process
             // (serve) that is verifying them: look again after one poll interval rather than
             // at the lease expiry, so the run ends within a poll of its jobs becoming final.
+            const t = now();
             const due =
-              (await settled(() => queue.nextDue(filter))) ?? now() + options.pollIntervalMs;
-            const wait = Math.min(due - now(), left(), options.pollIntervalMs);
+              (await settled(async () =>
+                queue.nextDue(filter, { t, leaseAt: await sharedNow(t) }),
+              )) ?? t + options.pollIntervalMs;
+            const wait = Math.min(due - t, left(), options.pollIntervalMs);
             await sleep(Math.max(0, wait), opts.signal);
           }
         }

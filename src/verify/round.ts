@@ -80,6 +80,12 @@ export interface RoundDeps {
   options: VerifierOptions;
   owner: string;
   now: () => number;
+  /**
+   * The time leases are written and judged by for `hostNow` (`LockStore.sharedNow`: the
+   * database server's clock on PostgreSQL, which verifiers on every host read alike). None:
+   * the host's own (one host).
+   */
+  sharedNow?: (hostNow: number) => Promise<number>;
   log: Logger;
 }
 
@@ -107,11 +113,16 @@ export function createRound(deps: RoundDeps): Round {
   return async function round(filter, runId, signal) {
     if (signal.aborted) return 0;
     // In pieces, each one short write (a claim of 1,000 held SQLite's write lock, and the
-    // event loop, for ~10 ms); one `t` for all, so a piece never takes a job it leased again.
-    // A job reopened between two pieces (a reverify, a new receipt) lost that lease, and the
-    // next piece may take it again: the round keeps one row a job, the later one, read after
-    // the reopen, whose lease is the one the verdict write holds.
-    const lease = { t: now(), leaseMs: options.leaseMs };
+    // event loop, for ~10 ms); one `t` and `leaseAt` for all, so a piece never takes a job it
+    // leased again. A job reopened between two pieces (a reverify, a new receipt) lost that
+    // lease, and the next piece may take it again: the round keeps one row a job, the later
+    // one, read after the reopen, whose lease is the one the verdict write holds.
+    const t = now();
+    const lease = {
+      t,
+      leaseAt: deps.sharedNow ? await deps.sharedNow(t) : t,
+      leaseMs: options.leaseMs,
+    };
     const byId = new Map<string, Awaited<ReturnType<typeof queue.claim>>[number]>();
     while (byId.size < options.claimBatchSize && !signal.aborted) {
       const limit = Math.min(CLAIM_SLICE, options.claimBatchSize - byId.size);

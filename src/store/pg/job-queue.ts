@@ -207,7 +207,7 @@ function filterCondition(filter: QueueFilter | null): SQL | undefined {
 export function createPgJobQueueStore(store: PgStore): JobQueueStore {
   const { db } = store;
   return {
-    async claim(owner, filter, { t, leaseMs, limit }) {
+    async claim(owner, filter, { t, leaseMs, limit, leaseAt = t }) {
       // One statement: the subquery locks the due rows it picks and skips rows another
       // transaction holds (another claimer's pick, a writer reopening the job), so concurrent
       // claims get disjoint jobs without waiting. In READ COMMITTED a row changed since the
@@ -216,9 +216,10 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
       const claimable = and(
         verdictIsOpen(jobs.verdict),
         or(
+          // A lease by the clock all hosts share (`leaseAt`), the due time by the claimer's.
           isNull(jobs.leaseUntil),
-          lte(jobs.leaseUntil, t),
-          and(eq(jobs.leaseOwner, owner), lt(jobs.leaseUntil, t + leaseMs)),
+          lte(jobs.leaseUntil, leaseAt),
+          and(eq(jobs.leaseOwner, owner), lt(jobs.leaseUntil, leaseAt + leaseMs)),
         ),
         filterCondition(filter),
       );
@@ -258,7 +259,7 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
         }
         const claimed = await tx
           .update(jobs)
-          .set({ leaseOwner: owner, leaseUntil: t + leaseMs })
+          .set({ leaseOwner: owner, leaseUntil: leaseAt + leaseMs })
           .where(sql`${jobs.jobId} IN (${due})`)
           .returning();
         return keepEarlyLinesPg(tx, claimed, t);
@@ -302,10 +303,13 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
         })
         .where(and(inArray(jobs.jobId, mine), eq(jobs.leaseOwner, owner)));
     },
-    async nextDue(filter) {
+    async nextDue(filter, clocks) {
+      // A lease's end on the caller's clock, as `next_verify_at` is.
+      const shift = clocks === undefined ? 0 : clocks.t - clocks.leaseAt;
+      const leaseEnd = sql`${jobs.leaseUntil} + ${shift}::bigint`;
       const [row] = await db
         .select({
-          next: sql`min(greatest(${jobs.nextVerifyAt}, coalesce(${jobs.leaseUntil}, 0)))`.mapWith(
+          next: sql`min(greatest(${jobs.nextVerifyAt}, coalesce(${leaseEnd}, 0)))`.mapWith(
             (value: string | number | null) => (value === null ? null : Number(value)),
           ),
         })

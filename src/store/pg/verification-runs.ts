@@ -32,7 +32,7 @@ async function writeHeartbeat(tx: PgExecutor, owner: string, t: number, until: n
 }
 
 /** Closes the runs of dead owners (releasing their leases) and the runs whose heartbeat expired. */
-async function closeAbandoned(tx: PgExecutor, { owner, t, deadOwners }: RunCloser) {
+async function closeAbandoned(tx: PgExecutor, { owner, t, leaseAt = t, deadOwners }: RunCloser) {
   await tx.execute(closersLock);
   let closed = 0;
   for (const other of deadOwners) {
@@ -53,11 +53,12 @@ async function closeAbandoned(tx: PgExecutor, { owner, t, deadOwners }: RunClose
         eq(verificationRuns.status, "running"),
         ne(verificationRuns.owner, owner),
         sql`NOT EXISTS (SELECT 1 FROM ${locks}
-          WHERE ${locks.name} = 'verifier:' || ${verificationRuns.owner} AND ${locks.expiresAt} > ${t})`,
+          WHERE ${locks.name} = 'verifier:' || ${verificationRuns.owner}
+            AND ${locks.expiresAt} > ${leaseAt})`,
       ),
     );
   closed += stale.rowCount ?? 0;
-  await tx.delete(locks).where(and(like(locks.name, "verifier:%"), lte(locks.expiresAt, t)));
+  await tx.delete(locks).where(and(like(locks.name, "verifier:%"), lte(locks.expiresAt, leaseAt)));
   return closed;
 }
 
@@ -77,7 +78,7 @@ export function createPgVerificationRunStore(store: PgStore): VerificationRunSto
     async open(run, closer) {
       return db.transaction(async (tx) => {
         const closed = await closeAbandoned(tx, closer);
-        await writeHeartbeat(tx, closer.owner, closer.t, run.heartbeatUntil);
+        await writeHeartbeat(tx, closer.owner, closer.leaseAt ?? closer.t, run.heartbeatUntil);
         const [row] = await tx
           .insert(verificationRuns)
           .values({

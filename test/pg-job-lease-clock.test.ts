@@ -1,0 +1,184 @@
+import { sql } from "drizzle-orm";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { openPostgres, type PgStore } from "../src/db/pg/client.js";
+import { migratePostgres } from "../src/db/pg/migrate.js";
+import { createLogger } from "../src/log.js";
+import { createJobQueueStore } from "../src/store/job-queue.js";
+import { createLockStore } from "../src/store/locks.js";
+import { createVerifier, type Verifier } from "../src/verify/engine.js";
+import { localnetProfile } from "../src/verify/profiles.js";
+import { usePostgresDatabase } from "./support/postgres.js";
+import { seedJobs } from "./support/seed-verdicts.js";
+import { createFakeChain } from "./support/verify-fake-rpc.js";
+
+/**
+ * Two verifier hosts on one PostgreSQL database whose wall clocks differ by minutes. A job's
+ * lease, its renewal and a run's heartbeat must mean the same to both: a host ahead took the
+ * live leases of another (two verifiers judging the same jobs, the first one's RPC work lost),
+ * a host behind had its own taken, and the sweep of abandoned runs closed a live run's row.
+ */
+
+const database = usePostgresDatabase();
+const MINUTES_3 = 180_000;
+const stores: PgStore[] = [];
+const stops: (() => Promise<void> | void)[] = [];
+
+afterEach(async () => {
+  for (const stop of stops.splice(0).reverse()) await stop();
+});
+afterAll(async () => {
+  for (const store of stores) await store.close();
+});
+
+let migrated: Promise<unknown> | undefined;
+/** One host's store: a pool of its own on the shared database. */
+async function host(): Promise<PgStore> {
+  const store = openPostgres(database.url, { poolSize: 4, statementTimeoutMs: 30_000 });
+  stores.push(store);
+  migrated ??= migratePostgres(store.pool);
+  await migrated;
+  return store;
+}
+
+/** Fresh open jobs, each naming an escrow transaction the chain has not shown. */
+async function seedOpenJobs(store: PgStore, prefix: string, n: number): Promise<string[]> {
+  const ids = Array.from({ length: n }, (_, i) => `${prefix}_${i}`);
+  await store.db.execute(sql`DELETE FROM jobs`);
+  await store.db.execute(sql`DELETE FROM verification_runs`);
+  await store.db.execute(sql`DELETE FROM locks`);
+  await seedJobs(
+    store,
+    ids.map((jobId) => ({ jobId, leaseOwner: null })),
+  );
+  await store.db.execute(sql`UPDATE jobs SET escrow_tx = 'sig_' || job_id`);
+  return ids;
+}
+
+async function leaseOwners(store: PgStore): Promise<Map<string, number>> {
+  const rows = await store.db.execute<{ owner: string | null; n: string }>(
+    sql`SELECT lease_owner AS owner, count(*)::text AS n FROM jobs GROUP BY lease_owner`,
+  );
+  return new Map(rows.rows.map((r) => [r.owner ?? "(none)", Number(r.n)]));
+}
+
+async function runStatuses(store: PgStore): Promise<Map<string, string>> {
+  const rows = await store.db.execute<{ owner: string; status: string }>(
+    sql`SELECT owner, status FROM verification_runs`,
+  );
+  return new Map(rows.rows.map((r) => [r.owner, r.status]));
+}
+
+async function until(check: () => Promise<boolean>, ms = 10_000) {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error("condition not met in time");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/**
+ * Host A, whose wall clock is `shift` off, starts a run and holds its jobs' leases inside a
+ * round (its node never answers the status poll).
+ */
+async function holdingHost(store: PgStore, shift: number, leaseMs?: number) {
+  const chain = createFakeChain();
+  const release = chain.hold();
+  const engine = createVerifier({
+    store,
+    rpc: chain.rpc,
+    profile: localnetProfile,
+    log: createLogger({ level: "silent" }),
+    owner: "host-a/verifier",
+    now: () => Date.now() + shift,
+    options: { pollIntervalMs: 50, errorBackoffMs: 20, ...(leaseMs ? { leaseMs } : {}) },
+  });
+  const controller = new AbortController();
+  const run = engine.runUntilSettled({}, { timeoutMs: 60_000, signal: controller.signal });
+  stops.push(async () => {
+    controller.abort();
+    release();
+    await run.catch(() => {});
+  });
+  return engine;
+}
+
+/** Host B, whose clock is `shift` off, runs for `ms`: the jobs it polled and its rounds. */
+async function otherHostRuns(store: PgStore, shift: number, ms: number, leaseMs?: number) {
+  const chain = createFakeChain();
+  let rounds = 0;
+  const engine: Verifier = createVerifier({
+    store,
+    rpc: chain.rpc,
+    profile: localnetProfile,
+    log: createLogger({ level: "silent" }),
+    owner: "host-b/verifier",
+    now: () => Date.now() + shift,
+    options: { pollIntervalMs: 300, errorBackoffMs: 20, ...(leaseMs ? { leaseMs } : {}) },
+    pacer: { roundStarts: () => rounds++, pauseAfter: () => 0 },
+  });
+  const summary = await engine.runUntilSettled({}, { timeoutMs: ms });
+  return { polled: chain.calls.statusSignatures, rounds, summary };
+}
+
+describe("job leases and run heartbeats on PostgreSQL across hosts whose clocks differ", () => {
+  it("a host 3 minutes ahead takes none of a live verifier's leases nor closes its run", async () => {
+    const a = await host();
+    const b = await host();
+    await seedOpenJobs(a, "ahead", 20);
+    await holdingHost(a, 0);
+    await until(async () => (await leaseOwners(a)).get("host-a/verifier") === 20);
+    const seen = await otherHostRuns(b, MINUTES_3, 1500);
+    expect(seen.polled).toBe(0);
+    expect((await leaseOwners(a)).get("host-a/verifier")).toBe(20);
+    expect((await runStatuses(a)).get("host-a/verifier")).toBe("running");
+    // It waits a poll interval (300 ms) for leases that end in 2 minutes on every clock: read
+    // by its own clock, they had ended a minute ago, and it claimed round after round.
+    expect(seen.rounds).toBeLessThan(12);
+  }, 30_000);
+
+  it("a host 3 minutes behind keeps its leases from a host whose clock is right", async () => {
+    const a = await host();
+    const b = await host();
+    await seedOpenJobs(a, "behind", 10);
+    await holdingHost(a, -MINUTES_3);
+    await until(async () => (await leaseOwners(a)).get("host-a/verifier") === 10);
+    const seen = await otherHostRuns(b, 0, 1000);
+    expect(seen.polled).toBe(0);
+    expect((await leaseOwners(a)).get("host-a/verifier")).toBe(10);
+    expect((await runStatuses(a)).get("host-a/verifier")).toBe("running");
+  }, 30_000);
+
+  it("a host 3 minutes behind keeps its leases and its run past their renewals", async () => {
+    const a = await host();
+    const b = await host();
+    await seedOpenJobs(a, "renewed", 10);
+    // A 0.9 s lease, renewed every 0.3 s; its heartbeat too.
+    await holdingHost(a, -MINUTES_3, 900);
+    await until(async () => (await leaseOwners(a)).get("host-a/verifier") === 10);
+    // Past several renewals and the first lease's end.
+    await new Promise((resolve) => setTimeout(resolve, 1300));
+    const seen = await otherHostRuns(b, 0, 500, 900);
+    expect(seen.polled).toBe(0);
+    expect((await leaseOwners(a)).get("host-a/verifier")).toBe(10);
+    expect((await runStatuses(a)).get("host-a/verifier")).toBe("running");
+  }, 30_000);
+
+  it("reads a live lease's end on the asking host's clock", async () => {
+    const a = await host();
+    await seedOpenJobs(a, "due", 1);
+    const queue = createJobQueueStore(a);
+    const locks = createLockStore(a);
+    const serverNow = await locks.sharedNow(Date.now());
+    await queue.claim("host-a/verifier", null, {
+      t: Date.now(),
+      leaseAt: serverNow,
+      leaseMs: 60_000,
+      limit: 10,
+    });
+    // A host 3 minutes ahead: the lease ends a minute from now on its clock too.
+    const t = Date.now() + MINUTES_3;
+    const due = await queue.nextDue(null, { t, leaseAt: await locks.sharedNow(t) });
+    expect(due).toBeGreaterThan(t + 50_000);
+    expect(due).toBeLessThanOrEqual(t + 60_000);
+  }, 30_000);
+});
