@@ -426,3 +426,145 @@ describe("a legacy completion read as it passes", () => {
     expect(parsed(body, legacy).answerBytes).toBe(3);
   });
 });
+
+describe("a Responses API answer read as it passes", () => {
+  /**
+   * Read as it passes only for `choices`, a `/responses` answer over 8 MiB was unknown: padded
+   * with 9 MiB of its own, `Hi.` was charged the lock, partially verified. Its `output` is read
+   * as `jsonBodyFacts` reads it, byte for byte.
+   */
+  const responses: Asked = { choices: 1, audio: false, tools: true, shape: "output" };
+  const offered = (toolKinds: string[] | null, parallelCalls = true): Asked => ({
+    ...responses,
+    toolKinds,
+    parallelCalls,
+  });
+  const reply = (output: unknown, extra: Record<string, unknown> = {}) =>
+    JSON.stringify({
+      id: "resp_1",
+      object: "response",
+      model: "qwen3-8b",
+      error: null,
+      output,
+      usage: {
+        input_tokens: 12,
+        output_tokens: 40,
+        total_tokens: 52,
+        output_tokens_details: { reasoning_tokens: 7 },
+      },
+      ...extra,
+    });
+  const message = (content: unknown) => ({ type: "message", role: "assistant", content });
+  const calls = [
+    { type: "function_call", name: "f", arguments: '{"a":1}', call_id: "c1" },
+    { type: "function_call", name: "", arguments: "xyz" },
+    { type: "custom_tool_call", name: "g", input: "diff", arguments: "longer one" },
+    { type: "mcp_call", server_label: "srv", name: "h", arguments: "{}", output: "pad" },
+    { type: "mcp_approval_request", server_label: "s", name: "", arguments: "ab" },
+    { type: "web_search_call", action: { query: "q", queries: ["no"] }, queries: ["a", 1, "bc"] },
+    { type: "code_interpreter_call", code: "print(1)", outputs: [{ logs: "pad" }] },
+    { type: "local_shell_call", action: { command: ["ls", "-l", 3], commands: "x" } },
+    { type: "shell_call", action: { commands: ["a", "bb"], query: 5 } },
+    { type: "apply_patch_call", operation: { path: "p", diff: "+x", pad: "y" } },
+    { type: "image_generation_call", result: "AAAA" },
+    { type: "computer_call", action: ["x"], code: 5 },
+    { type: "file_search_call", queries: "q", results: [{ text: "pad" }] },
+    { type: "other_call", name: "x", arguments: "pad" },
+  ];
+  const bodies: [string, string, Asked?][] = [
+    ["message", reply([message([{ type: "output_text", text: "Hi é😀", annotations: [] }])])],
+    [
+      "parts of every kind",
+      reply([
+        message([
+          { type: "output_text", text: "ab" },
+          { type: "refusal", refusal: "no", text: "pad" },
+          { text: "same", refusal: "same text" },
+          { type: "summary_text", text: "pad" },
+          { type: null, text: "pad" },
+          { type: "output_text", refusal: "pad" },
+          "s",
+          [{ type: "output_text", text: "pad" }],
+        ]),
+        message("a string"),
+        message({ type: "output_text", text: "pad" }),
+      ]),
+    ],
+    [
+      "reasoning",
+      reply([
+        {
+          type: "reasoning",
+          summary: [
+            { type: "summary_text", text: "sum" },
+            { type: "output_text", text: "pad" },
+          ],
+          content: [{ type: "reasoning_text", text: "think" }, { text: "t" }],
+          encrypted_content: "pad",
+        },
+        { summary: [{ type: "summary_text", text: "no type: pad" }] },
+      ]),
+    ],
+    [
+      "type after content",
+      '{"output":[{"content":[{"text":"ab","type":"output_text"}],"type":"message"}]}',
+    ],
+    [
+      "type named twice",
+      '{"output":[{"type":"reasoning","content":[{"type":"output_text","text":"abc"}],"type":"message"}]}',
+    ],
+    ["calls", reply(calls)],
+    ["calls offered none", reply(calls), offered([])],
+    ["calls offered some", reply(calls), offered(["function", "web_search_preview", "mcp"])],
+    ["calls in one group", reply(calls), offered(null, false)],
+    ["calls not asked", reply(calls), { ...responses, tools: false }],
+    ["items not objects", reply([1, "x", null, [message([{ type: "output_text", text: "a" }])]])],
+    ["output object", reply({ 0: message([{ type: "output_text", text: "pad" }]) })],
+    [
+      "choices beside output",
+      reply([message([{ type: "output_text", text: "Hi." }])], {
+        choices: [{ message: { content: "pad".repeat(100) } }],
+      }),
+    ],
+    ["error", reply([message([{ type: "output_text", text: "Hi." }])], { error: { code: "x" } })],
+    ["usage of chat's names", reply([], { usage: { completion_tokens: 40, prompt_tokens: 1 } })],
+    ["background queued", reply([], { status: "queued", usage: null })],
+  ];
+
+  it.each(bodies)("reads %s as JSON.parse does", (_name, body, asked = responses) => {
+    const expected = parsed(body, asked);
+    for (const seed of [1, 2, 3]) expect(scanned(body, asked, seed)).toEqual(expected);
+  });
+
+  it("reads an answer cut at every byte as JSON.parse does", () => {
+    const body = reply([
+      message([{ type: "output_text", text: "a\\u00e9" }, { refusal: "r" }]),
+      { type: "reasoning", summary: [{ type: "summary_text", text: "s" }] },
+      calls[2],
+      calls[9],
+    ]);
+    const expected = parsed(body, responses);
+    const bytes = Buffer.from(body);
+    for (let at = 0; at <= bytes.length; at++) {
+      const scan = createJsonAnswerScan(responses);
+      scan.add(bytes.subarray(0, at));
+      scan.add(bytes.subarray(at));
+      expect(scannedBodyFacts(scan, [], responses)).toEqual(expected);
+    }
+  });
+
+  it("counts a 9 MiB answer by its output, not by a member no client reads", () => {
+    const padded = reply([message([{ type: "output_text", text: "Hi." }])], {
+      padding: "x".repeat(9 * 1024 * 1024),
+      usage: { input_tokens: 12, output_tokens: 2000, total_tokens: 2012 },
+    });
+    const scan = createJsonAnswerScan(responses);
+    for (let at = 0; at < padded.length; at += 65536) {
+      scan.add(Buffer.from(padded.slice(at, at + 65536)));
+    }
+    expect(scannedBodyFacts(scan, [], responses)).toMatchObject({
+      answerBytes: 3,
+      usage: { promptTokens: 12, completionTokens: 2000 },
+    });
+  });
+});

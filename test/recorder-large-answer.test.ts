@@ -93,3 +93,53 @@ describe("a JSON answer over 8 MiB through the proxy", () => {
     expect(await readJob(c.store, plan.jobId)).toMatchObject({ answerBytes: 0, usageAsked: true });
   });
 });
+
+describe("a JSON /responses answer over 8 MiB through the proxy", () => {
+  let h: AdversaryHarness;
+  beforeAll(async () => {
+    h = await startAdversaryHarness();
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  const response = (text: string, outputTokens: number, extra: Record<string, unknown> = {}) =>
+    JSON.stringify({
+      id: "resp_1",
+      object: "response",
+      status: "completed",
+      model: "qwen3-8b",
+      error: null,
+      ...extra,
+      output: [
+        {
+          type: "message",
+          role: "assistant",
+          content: [{ type: "output_text", text, annotations: [] }],
+        },
+      ],
+      usage: { input_tokens: 12, output_tokens: outputTokens, total_tokens: 12 + outputTokens },
+    });
+
+  it("bounds a padded answer by its output, and verifies an honest one of 9 MiB", async () => {
+    // Read as it passes only for `choices`, `Hi.` padded with 9 MiB of its own was charged
+    // 2,000 tokens, partially verified (`usage_unknown`).
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const padded = h.op.plan({ keyIndex: 1, completionTokens: 2000 });
+    const pad = { padding: "x".repeat(9 * 1024 * 1024) };
+    const asked = { input: "Say hi" };
+    await jobThroughProxy(h, c.store, padded, "/v1/responses", response("Hi.", 2000, pad), asked);
+    const honest = h.op.plan({ keyIndex: 1, completionTokens: 640 });
+    const text = "w".repeat(9 * 1024 * 1024);
+    await jobThroughProxy(h, c.store, honest, "/v1/responses", response(text, 640), asked);
+    expect(await c.verdicts(padded.jobId, honest.jobId)).toEqual([
+      { verdict: "discrepancy", failing: ["usage.consistent"] },
+      { verdict: "verified", failing: [] },
+    ]);
+    expect(await readJob(c.store, padded.jobId)).toMatchObject({
+      completionTokens: 2000,
+      answerBytes: 3,
+    });
+  });
+});

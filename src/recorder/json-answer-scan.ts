@@ -1,8 +1,11 @@
+import { builtInCalls, offeredKind } from "./request-facts.js";
+
 /**
- * Reads a JSON chat or text completion as its bytes pass, without holding them: what an answer
- * too long to hold (over the proxy's 8 MiB) gave its caller. Counted as `createGeneratedCount`
- * in proxy.ts counts a parsed answer (the text of the choices asked for, tool and function
- * calls that name what they call), with the top-level `model`, `usage` and `error` kept, so an
+ * Reads a JSON chat or text completion, or a Responses API answer, as its bytes pass, without
+ * holding them: what an answer too long to hold (over the proxy's 8 MiB) gave its caller.
+ * Counted as `createGeneratedCount` in proxy.ts counts a parsed answer (the text of the choices
+ * asked for, or of the `output` items, tool and function calls that name what they call), with
+ * the top-level `model`, `usage` and `error` kept, so an
  * operator that pads an answer with a member of its own gains nothing by its length: the bytes
  * of a member no client reads are not counted. Memory stays bounded: only the members that
  * count are followed, a string keeps at most `maxKeptText` bytes of its text, the `usage` value
@@ -18,6 +21,8 @@ export interface ScanAsked {
   tools: boolean;
   /** False when the request forbade parallel calls: one call a choice (see proxy.ts `Asked`). */
   parallelCalls?: boolean;
+  /** The kinds of tool offered: a Responses call item counts only then (proxy.ts `Asked`). */
+  toolKinds?: string[] | null;
   chat?: boolean;
   /**
    * Where the endpoint puts its answer (proxy.ts `AnswerShape`): with `chat` false, `choices`
@@ -79,7 +84,16 @@ type Role =
   | "call"
   | "tools"
   | "tool"
-  | "usage";
+  | "usage"
+  // A Responses API answer: its `output` items, their parts, and what a built-in tool was asked.
+  | "outputs"
+  | "item"
+  | "itemParts"
+  | "itemPart"
+  | "action"
+  | "operation"
+  | "strings"
+  | "string";
 
 /** A value read whole. Strings carry their UTF-8 length; containers their role's summary. */
 interface Value {
@@ -95,7 +109,17 @@ interface Summary {
   bytes: number;
   /** Calls that name what they call, or (a tool call, a function call) whether it names one. */
   calls: number;
+  /**
+   * A Responses item's parts: the text of those of each type a client reads as text, in
+   * `partTypes`' order (an item's `type`, which decides which counts, may come after them).
+   */
+  kinds?: number[];
+  /** Of `calls`, the Responses function and custom tool calls: one group of calls. */
+  grouped?: number;
 }
+
+/** The part types read as text, by the item holding them (see proxy.ts `partsBytes`). */
+const partTypes = ["output_text", "summary_text", "reasoning_text"];
 
 interface Frame {
   kind: "object" | "array";
@@ -113,7 +137,7 @@ interface Frame {
 }
 
 const roleOfMember: Partial<Record<Role, Record<string, Role>>> = {
-  root: { choices: "choices", model: "skip", usage: "usage", error: "skip" },
+  root: { choices: "choices", output: "outputs", model: "skip", usage: "usage", error: "skip" },
   choice: { message: "message", text: "skip" },
   message: {
     refusal: "skip",
@@ -129,6 +153,22 @@ const roleOfMember: Partial<Record<Role, Record<string, Role>>> = {
   audio: { data: "skip", transcript: "skip" },
   call: { name: "skip", arguments: "skip", input: "skip" },
   tool: { function: "call", custom: "call" },
+  item: {
+    type: "skip",
+    content: "itemParts",
+    summary: "itemParts",
+    name: "skip",
+    arguments: "skip",
+    input: "skip",
+    server_label: "skip",
+    code: "skip",
+    queries: "strings",
+    action: "action",
+    operation: "operation",
+  },
+  itemPart: { type: "skip", text: "skip", refusal: "skip" },
+  action: { query: "skip", command: "strings", commands: "strings" },
+  operation: { path: "skip", diff: "skip" },
 };
 
 /** The role of member `key` of an object of `role`; null for a member nothing reads. */
@@ -148,12 +188,19 @@ function containerRole(role: Role, kind: "object" | "array"): Role {
     case "audio":
     case "call":
     case "tool":
+    case "item":
+    case "itemPart":
+    case "action":
+    case "operation":
     case "usage":
       return kind === "object" ? role : role === "usage" ? role : "skip";
     case "choices":
     case "parts":
     case "tools":
     case "thinkingParts":
+    case "outputs":
+    case "itemParts":
+    case "strings":
       return kind === "array" ? role : "skip";
     case "content":
       return kind === "array" ? "parts" : "skip";
@@ -247,6 +294,8 @@ export interface JsonAnswerScan {
 }
 
 export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
+  // A client reads its endpoint's member alone: `choices`, or a Responses answer's `output`.
+  const shape = asked.shape ?? "choices";
   const stack: Frame[] = [];
   let state: State = State.Value;
   let root: Value | null = null;
@@ -335,9 +384,14 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
       if (top.role === "parts") return "part";
       if (top.role === "thinkingParts") return "thinkingPart";
       if (top.role === "tools") return "tool";
+      if (top.role === "outputs") return "item";
+      if (top.role === "itemParts") return "itemPart";
+      if (top.role === "strings") return "string";
       return "skip";
     }
     if (top.key === null) return "skip";
+    if (top.role === "root" && top.key === "choices" && shape !== "choices") return "skip";
+    if (top.role === "root" && top.key === "output" && shape !== "output") return "skip";
     const role = memberRole(top.role, top.key);
     if (role === null) return "skip";
     if (top.role === "message" && top.key === "audio" && !asked.audio) return "skip";
@@ -369,6 +423,12 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
       top.sum.bytes += s.bytes;
       // A tool call counts once by its place; a content part holds no calls.
       top.sum.calls += top.role === "tools" ? (s.calls > 0 ? 1 : 0) : s.calls;
+      if (s.grouped !== undefined) top.sum.grouped = (top.sum.grouped ?? 0) + s.grouped;
+      if (s.kinds !== undefined) {
+        top.sum.kinds ??= [0, 0, 0];
+        const sum = top.sum.kinds;
+        for (const [i, n] of s.kinds.entries()) sum[i] = (sum[i] ?? 0) + n;
+      }
       return;
     }
     if (top.key !== null && top.members !== null && memberRole(top.role, top.key) !== null) {
@@ -390,12 +450,53 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
   const summaryOf = (role: Role, value: Value | undefined): Summary => {
     if (value === undefined) return { bytes: 0, calls: 0 };
     if (value.type === "string") {
-      if (role === "thinking" || role === "content") return { bytes: value.bytes, calls: 0 };
+      if (role === "thinking" || role === "content" || role === "string") {
+        return { bytes: value.bytes, calls: 0 };
+      }
       return { bytes: 0, calls: 0 };
     }
     return value.summary ?? { bytes: 0, calls: 0 };
   };
   const stringBytesOf = (value: Value | undefined) => (value?.type === "string" ? value.bytes : 0);
+  /** The strings of an array (see proxy.ts `stringsBytes`); 0 for anything else. */
+  const stringsOf = (value: Value | undefined) =>
+    value?.type === "array" ? (value.summary?.bytes ?? 0) : 0;
+  /** The text of an item's parts of one type (see proxy.ts `partsBytes`). */
+  const partsOf = (value: Value | undefined, type: string) =>
+    value?.type === "array" ? (value.summary?.kinds?.[partTypes.indexOf(type)] ?? 0) : 0;
+
+  /** A Responses API output item, as proxy.ts `addOutput` reads it. */
+  const itemSummary = (m: Map<string, Value>): Summary => {
+    const str = (name: string) => stringBytesOf(m.get(name));
+    const typeValue = m.get("type");
+    const type = typeValue?.type === "string" ? typeValue.text : null;
+    if (type === "message") return { bytes: partsOf(m.get("content"), "output_text"), calls: 0 };
+    if (type === "reasoning") {
+      const summary = partsOf(m.get("summary"), "summary_text");
+      return { bytes: summary + partsOf(m.get("content"), "reasoning_text"), calls: 0 };
+    }
+    if (type === null) return { bytes: 0, calls: 0 };
+    const name = m.get("name");
+    const named = name?.type === "string" && name.bytes > 0;
+    const call = str("name") + Math.max(str("arguments"), str("input"));
+    const offered = offeredKind(type, asked.toolKinds);
+    if (type === "function_call" || type === "custom_tool_call") {
+      const calls = named && offered ? 1 : 0;
+      return { bytes: call, calls, grouped: calls };
+    }
+    if (type === "mcp_call" || type === "mcp_approval_request") {
+      return { bytes: str("server_label") + call, calls: named && offered ? 1 : 0 };
+    }
+    if (!builtInCalls.has(type)) return { bytes: 0, calls: 0 };
+    const inner = (member: string) => {
+      const value = m.get(member);
+      return value?.type === "object" ? (value.summary?.bytes ?? 0) : 0;
+    };
+    return {
+      bytes: str("code") + inner("action") + stringsOf(m.get("queries")) + inner("operation"),
+      calls: offered ? 1 : 0,
+    };
+  };
 
   /** The summary of an object or array of `frame`'s role, once it is read whole. */
   const close = (frame: Frame): Summary | null => {
@@ -431,6 +532,26 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
         // A call is its type's alone (see proxy.ts `createGeneratedCount`): the longer counts.
         return { bytes: Math.max(f.bytes, c.bytes), calls: f.calls + c.calls > 0 ? 1 : 0 };
       }
+      case "itemPart": {
+        // A part of no type is read as either kind, never both: the longer text counts.
+        const type = m.get("type");
+        const text = str("text");
+        if (type === undefined)
+          return { bytes: 0, calls: 0, kinds: partTypes.map(() => Math.max(text, str("refusal"))) };
+        const name = type.type === "string" ? type.text : null;
+        if (name === "refusal")
+          return { bytes: 0, calls: 0, kinds: partTypes.map(() => str("refusal")) };
+        return { bytes: 0, calls: 0, kinds: partTypes.map((t) => (t === name ? text : 0)) };
+      }
+      case "action":
+        return {
+          bytes: str("query") + stringsOf(m.get("command")) + stringsOf(m.get("commands")),
+          calls: 0,
+        };
+      case "operation":
+        return { bytes: str("path") + str("diff"), calls: 0 };
+      case "item":
+        return itemSummary(m);
       case "message": {
         const audio = asked.audio ? summaryOf("audio", m.get("audio")).bytes : 0;
         const call = summaryOf("call", m.get("function_call"));
@@ -940,8 +1061,18 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
       }
       if (value.type !== "object") return { kind: "scalar" };
       const m = rootMembers ?? new Map<string, Value>();
-      const choices = m.get("choices");
-      const sum = choices?.type === "array" ? (choices.summary ?? { bytes: 0, calls: 0 }) : null;
+      const answer = m.get(shape === "output" ? "output" : "choices");
+      const sum =
+        shape !== "none" && answer?.type === "array"
+          ? (answer.summary ?? { bytes: 0, calls: 0 })
+          : null;
+      // Under parallel_tool_calls false a Responses answer's function and custom tool calls are
+      // one group, and each call of the API's own tools one of its own (proxy.ts `toolCalls`).
+      const grouped = sum?.grouped ?? 0;
+      const calls =
+        asked.parallelCalls === false && grouped > 0
+          ? (sum?.calls ?? 0) - grouped + 1
+          : (sum?.calls ?? 0);
       const model = m.get("model");
       const usage = m.get("usage");
       const error = m.get("error");
@@ -959,7 +1090,7 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
               Number(error.text) !== 0 &&
               !Number.isNaN(Number(error.text)))),
         bytes: sum?.bytes ?? 0,
-        toolCalls: asked.tools ? (sum?.calls ?? 0) : 0,
+        toolCalls: asked.tools ? calls : 0,
       };
     },
   };

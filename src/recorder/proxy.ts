@@ -37,10 +37,11 @@ import { createReceiptWriter, type ReceiptWriter, type RunOptions } from "./rece
 import {
   type AnswerShape,
   answerShapeOf,
+  builtInCalls,
   chatPath,
-  completionPath,
   maxRequestFactsBytes,
   noRequestFacts,
+  offeredKind,
   type RequestFacts,
   requestFactsOfBytes,
 } from "./request-facts.js";
@@ -262,7 +263,7 @@ const earlyStreamBytes = 1024 * 1024;
 export const maxUpstreamHeaderBytes = 256 * 1024;
 
 export { keyFingerprint } from "./key-fingerprint.js";
-export { type AnswerShape, answerShapeOf } from "./request-facts.js";
+export { type AnswerShape, answerShapeOf, offeredKind } from "./request-facts.js";
 
 const unknownUsage: Usage = {
   promptTokens: null,
@@ -349,33 +350,6 @@ function stringsBytes(values: unknown): number {
   let bytes = 0;
   for (const value of values) bytes += utf8Bytes(value);
   return bytes;
-}
-
-/** Calls of the Responses API's own tools (no name: the tool is the item's type). */
-const builtInCalls = new Set([
-  "web_search_call",
-  "file_search_call",
-  "code_interpreter_call",
-  "computer_call",
-  "local_shell_call",
-  "shell_call",
-  "apply_patch_call",
-  "image_generation_call",
-]);
-
-/**
- * Whether a Responses API call item is of a tool the request offered (`toolKinds`; absent or
- * null: any). A model calls only a tool it was offered: a `web_search_call` where none was, or a
- * `function_call` where only web search was, earned 16 tokens apiece, each item a group of its
- * own, so 120 empty ones lifted the bound of `Hi.` by 1,920 tokens, verified.
- */
-export function offeredKind(itemType: string, kinds: string[] | null | undefined): boolean {
-  if (kinds === null || kinds === undefined) return true;
-  const kind = itemType.replace(/_call$/, "");
-  // An MCP server's call waiting for the caller's approval is of the `mcp` tool as its call is.
-  const tool = kind === "custom_tool" ? "custom" : kind === "mcp_approval_request" ? "mcp" : kind;
-  // Dated and preview names of a tool (`web_search_preview`, `computer_use_preview`).
-  return kinds.some((k) => k === tool || k.startsWith(`${tool}_`));
 }
 
 /**
@@ -628,7 +602,7 @@ export function scannedBodyFacts(
   }
   return {
     model: operatorModel(read.model === null ? null : withoutKeys(read.model, credentials)),
-    usage: operatorUsage(read.usage, false) ?? unknownUsage,
+    usage: operatorUsage(read.usage, asked.shape === "output") ?? unknownUsage,
     answerBytes: read.bytes,
     answerToolCalls: read.toolCalls,
   };
@@ -1528,7 +1502,8 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
               otherData = { count: createDataCount(), done: false };
               otherDone = createDoneWatch();
               for (const c of heldChunks) readOtherData(c, otherDone);
-            } else if (completionPath.test(pathPart(target))) {
+            } else if (asked.shape !== "none") {
+              // A completion's `choices`, or a Responses answer's `output` items.
               scan = createJsonAnswerScan(asked);
               for (const c of heldChunks) scan.add(c);
             }
