@@ -246,4 +246,51 @@ describe("one text under two names: reasoning, tool calls", () => {
     });
     expect(jsonBodyFacts(body, [], asked).answerBytes).toBe(3000);
   });
+
+  it("counts a choice's refusal and content as one answer, in a message and over deltas", async () => {
+    // A model refuses or answers; the same text under both was counted twice: 6,000 tokens
+    // verified for 3,000 bytes.
+    const body = JSON.stringify({
+      model: "qwen3-8b",
+      choices: [{ index: 0, message: { content: thought, refusal: thought } }],
+      usage: usage(6000),
+    });
+    expect(jsonBodyFacts(body, [], chat).answerBytes).toBe(3000);
+    const scan = createJsonAnswerScan(chat);
+    scan.add(Buffer.from(body));
+    expect(scannedBodyFacts(scan, [], chat).answerBytes).toBe(3000);
+    // A refusal beside content parts, or an empty content (as Azure writes): the longer counts.
+    const parts = body.replace(`"content":"${thought}"`, '"content":[{"type":"text","text":"ab"}]');
+    expect(jsonBodyFacts(parts, [], chat).answerBytes).toBe(3000);
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const chunk = (delta: object) =>
+      `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", model: "qwen3-8b", choices: [{ index: 0, delta }] })}\n\n`;
+    const stream = (completion: number, second: "content" | "refusal") =>
+      [
+        ...Array.from({ length: 15 }, () => [
+          chunk({ content: thought.slice(0, 100) }),
+          chunk({ [second]: thought.slice(0, 100) }),
+        ]).flat(),
+        `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", model: "qwen3-8b", choices: [], usage: usage(completion) })}\n\n`,
+        "data: [DONE]\n\n",
+      ].join("");
+    const request = {
+      messages: [{ role: "user", content: "hi" }],
+      max_tokens: 8000,
+      stream: true,
+      stream_options: { include_usage: true },
+    };
+    const sse = { contentType: "text/event-stream" };
+    const padded = h.op.plan({ keyIndex: 1, completionTokens: 3000, maxTokens: 8000 });
+    const path = "/v1/chat/completions";
+    await jobThroughProxy(h, c.store, padded, path, stream(3000, "refusal"), request, sse);
+    const honest = h.op.plan({ keyIndex: 1, completionTokens: 2900, maxTokens: 8000 });
+    await jobThroughProxy(h, c.store, honest, path, stream(2900, "content"), request, sse);
+    expect(await c.verdicts(padded.jobId, honest.jobId)).toEqual([
+      { verdict: "discrepancy", failing: ["usage.consistent"] },
+      { verdict: "verified", failing: [] },
+    ]);
+    expect(await readJob(c.store, padded.jobId)).toMatchObject({ answerBytes: 1500 });
+  });
 });

@@ -560,10 +560,10 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
           tools?.type === "array" ? summaryOf("tools", tools) : { bytes: 0, calls: 0 };
         return {
           bytes:
-            str("refusal") +
             // One text under two names (see proxy.ts `createGeneratedCount`): read once.
             Math.max(str("reasoning_content"), str("reasoning")) +
-            summaryOf("content", m.get("content")).bytes +
+            // A refusal or an answer (proxy.ts `answerOf`): the longer.
+            Math.max(str("refusal"), summaryOf("content", m.get("content")).bytes) +
             audio +
             call.bytes +
             toolSum.bytes,

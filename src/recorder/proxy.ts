@@ -412,9 +412,16 @@ function createGeneratedCount(asked: Asked) {
   // Counted twice, an honest answer's reasoning lifted the bound of its usage by its length
   // again (6,000 completion tokens verified for 3,000 bytes of reasoning and `Hi.`).
   const reasoningOf = new Map<string, [number, number]>();
+  // Each choice's refusal and content: a model refuses or answers (OpenAI writes `content` null,
+  // or Azure "", beside a refusal), and a client shows the refusal when there is one. The same
+  // text under both, counted twice, lifted the bound of the usage by a copy (a stream's deltas
+  // alternating the two names as well): each choice counts the longer of the two, over its
+  // deltas.
+  const answerOf = new Map<string, [number, number]>();
   const twoNamesBytes = () => {
     let sum = 0;
     for (const [content, named] of reasoningOf.values()) sum += Math.max(content, named);
+    for (const [refusal, content] of answerOf.values()) sum += Math.max(refusal, content);
     for (const said of callTextOf.values()) {
       sum += Math.max(partsOfCall(said.slice(0, 3)), partsOfCall(said.slice(3)));
     }
@@ -438,20 +445,23 @@ function createGeneratedCount(asked: Asked) {
       // A legacy completion's answer is its `text`; a chat client reads the message (or delta)
       // alone, so `text` beside one, or in any answer to a chat request, is no answer it got.
       const chat = asked.chat || (typeof choice[field] === "object" && choice[field] !== null);
-      bytes += (chat ? 0 : utf8Bytes(choice.text)) + utf8Bytes(message.refusal);
+      bytes += chat ? 0 : utf8Bytes(choice.text);
       const said = reasoningOf.get(`${field}:${index}`) ?? [0, 0];
       said[0] += utf8Bytes(message.reasoning_content);
       said[1] += utf8Bytes(message.reasoning);
       reasoningOf.set(`${field}:${index}`, said);
       const content = message.content;
+      const answer = answerOf.get(`${field}:${index}`) ?? [0, 0];
+      answer[0] += utf8Bytes(message.refusal);
       if (Array.isArray(content)) {
         for (const part of content) {
           const p = asRecord(part);
           // A part is text, a refusal or thinking: one of them, the longer (the same text under
           // two names in one part, counted twice, lifted the bound by a copy never read).
-          bytes += Math.max(utf8Bytes(p.text), utf8Bytes(p.refusal), thinkingBytes(p.thinking));
+          answer[1] += Math.max(utf8Bytes(p.text), utf8Bytes(p.refusal), thinkingBytes(p.thinking));
         }
-      } else bytes += utf8Bytes(content);
+      } else answer[1] += utf8Bytes(content);
+      answerOf.set(`${field}:${index}`, answer);
       if (asked.audio) {
         const audio = asRecord(message.audio);
         bytes += utf8Bytes(audio.data) + utf8Bytes(audio.transcript);
