@@ -1420,7 +1420,10 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           stream: isSse || (facts.stream ?? false),
           // A stream answered to a request that asked for its usage: one that ends whole without
           // it had it withheld, and its charge is bounded by what it holds (`charge.matches_price`).
-          usageAsked: isSse && facts.stream === true ? facts.usageAsked : null,
+          usageAsked:
+            isSse && (facts.stream === true || facts.streamUnsure === true)
+              ? facts.usageAsked
+              : null,
           httpStatus: status,
           latencyMs: null,
           ttfbMs: null,
@@ -1614,7 +1617,10 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           // A client reads the answer as its request asked (an SDK parses a stream it asked for as
           // events whatever the content type, and a JSON answer as JSON): usage in an answer of the
           // other kind is none the client saw.
-          const readAsAsked = facts.stream === null || facts.stream === isSse;
+          // A `stream` neither true nor false (`"true"`) was read by the upstream as its answer
+          // shows: that kind is read.
+          const readAsAsked =
+            facts.stream === null || facts.streamUnsure === true || facts.stream === isSse;
           // What of an answer too long to hold still waits to be read (up to 8 MiB, a second of
           // CPU when it is all numbers) is read a slice a turn before the receipt says what it
           // held, as the rest was: read at once, it stalled every request of this process.

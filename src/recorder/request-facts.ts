@@ -24,6 +24,12 @@ export interface RequestFacts {
   /** `stream: true`; null when the body was not read. */
   stream: boolean | null;
   /**
+   * Whether `stream` is neither a boolean nor null (`"true"`, `1`): OpenAI refuses it, vLLM and
+   * SGLang read `"true"` as true, and an SDK reads a truthy one as a stream. What the upstream
+   * did with it is its answer's kind: the answer is read as the kind it is.
+   */
+  streamUnsure?: boolean;
+  /**
    * The choices asked for (`n`, 1 when the request names none or no count the API takes): a
    * choice beyond them is no answer the caller asked for or reads.
    */
@@ -194,11 +200,25 @@ export function answerShapeOf(path: string): AnswerShape {
  * The facts of a parsed request body, sent to the endpoint whose answer has `shape` (see
  * `answerShapeOf`; a completion's when not known).
  */
+/**
+ * A flag as a validator with coercion reads it true (pydantic's lax mode, vLLM's and SGLang's):
+ * `true`, 1, or a string `1`, `t`, `y`, `yes`, `on`, `true` in any case.
+ */
+function laxTrue(value: unknown): boolean {
+  if (value === true || value === 1) return true;
+  return typeof value === "string" && /^(?:1|t|y|yes|on|true)$/i.test(value);
+}
+
 export function requestFactsOf(parsed: unknown, shape: AnswerShape = "choices"): RequestFacts {
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
     return noRequestFacts;
   }
   const body = parsed as Record<string, unknown>;
+  const unsure =
+    body.stream !== undefined && body.stream !== null && typeof body.stream !== "boolean";
+  // A stream as the upstream that streamed it read the flag: a validator with coercion reads
+  // `"true"` as true, and a stream it sends is then one it was asked for.
+  const streamed = body.stream === true || (unsure && laxTrue(body.stream));
   return {
     // Already sent (the job is made and charged): a name ingest would refuse (a control
     // character, which PostgreSQL cannot even hold, or beyond 200 characters) is kept fit to
@@ -206,6 +226,7 @@ export function requestFactsOf(parsed: unknown, shape: AnswerShape = "choices"):
     model: typeof body.model === "string" ? fitText(body.model, maxModelLength) : null,
     maxTokens: ceilingOf(body, shape),
     stream: body.stream === true,
+    streamUnsure: unsure,
     choices: choicesOf(body.n),
     audio:
       (Array.isArray(body.modalities) && body.modalities.includes("audio")) ||
@@ -215,12 +236,15 @@ export function requestFactsOf(parsed: unknown, shape: AnswerShape = "choices"):
     parallelCalls: body.parallel_tool_calls !== false,
     background: body.background === true,
     // A Responses API stream always ends with its response, usage and all.
+    // `include_usage: "true"` is asked as well: an upstream validating with coercion (vLLM)
+    // reads it as true and sends the usage, so a stream without it had it withheld (read as
+    // not asked, its charge was bounded by the lock alone); a strict one refuses the request.
     usageAsked:
-      (body.stream === true && shape === "output") ||
-      (body.stream === true &&
+      (streamed && shape === "output") ||
+      (streamed &&
         typeof body.stream_options === "object" &&
         body.stream_options !== null &&
-        (body.stream_options as Record<string, unknown>).include_usage === true),
+        laxTrue((body.stream_options as Record<string, unknown>).include_usage)),
   };
 }
 
