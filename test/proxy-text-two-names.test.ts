@@ -293,4 +293,23 @@ describe("one text under two names: reasoning, tool calls", () => {
     ]);
     expect(await readJob(c.store, padded.jobId)).toMatchObject({ answerBytes: 1500 });
   });
+
+  it("counts a refusal part as the choice's refusal, not beside its text parts", () => {
+    // Content is text parts or one refusal part: the same text as both was counted twice.
+    const content = [
+      { type: "text", text: thought },
+      { type: "refusal", refusal: thought },
+    ];
+    for (const message of [{ content }, { content, refusal: "" }, { content, refusal: null }]) {
+      const body = JSON.stringify({
+        model: "qwen3-8b",
+        choices: [{ index: 0, message }],
+        usage: usage(10),
+      });
+      expect(jsonBodyFacts(body, [], chat).answerBytes).toBe(3000);
+      const scan = createJsonAnswerScan(chat);
+      for (let at = 0; at < body.length; at += 7) scan.add(Buffer.from(body.slice(at, at + 7)));
+      expect(scannedBodyFacts(scan, [], chat).answerBytes).toBe(3000);
+    }
+  });
 });

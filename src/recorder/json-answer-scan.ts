@@ -116,6 +116,8 @@ interface Summary {
   kinds?: number[];
   /** Of `calls`, the Responses function and custom tool calls: one group of calls. */
   grouped?: number;
+  /** A chat message's content parts: the text of its refusal parts, not in `bytes`. */
+  refusal?: number;
 }
 
 /** The part types read as text, by the item holding them (see proxy.ts `partsBytes`). */
@@ -148,7 +150,7 @@ const roleOfMember: Partial<Record<Role, Record<string, Role>>> = {
     function_call: "call",
     tool_calls: "tools",
   },
-  part: { text: "skip", refusal: "skip", thinking: "thinking" },
+  part: { type: "skip", text: "skip", refusal: "skip", thinking: "thinking" },
   thinkingPart: { text: "skip" },
   audio: { data: "skip", transcript: "skip" },
   call: { name: "skip", arguments: "skip", input: "skip" },
@@ -424,6 +426,7 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
       // A tool call counts once by its place; a content part holds no calls.
       top.sum.calls += top.role === "tools" ? (s.calls > 0 ? 1 : 0) : s.calls;
       if (s.grouped !== undefined) top.sum.grouped = (top.sum.grouped ?? 0) + s.grouped;
+      if (s.refusal !== undefined) top.sum.refusal = (top.sum.refusal ?? 0) + s.refusal;
       if (s.kinds !== undefined) {
         top.sum.kinds ??= [0, 0, 0];
         const sum = top.sum.kinds;
@@ -508,7 +511,12 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
       case "thinkingPart":
       case "audio":
         return { bytes: str("text") + str("data") + str("transcript"), calls: 0 };
-      case "part":
+      case "part": {
+        // A refusal part is the choice's refusal (see proxy.ts `answerOf`).
+        const type = m.get("type");
+        if (type?.type === "string" && type.text === "refusal") {
+          return { bytes: 0, calls: 0, refusal: str("refusal") };
+        }
         return {
           // One of text, refusal and thinking (see proxy.ts `createGeneratedCount`).
           bytes: Math.max(
@@ -518,6 +526,7 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
           ),
           calls: 0,
         };
+      }
       case "call": {
         const name = m.get("name");
         return {
@@ -556,6 +565,7 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
         const audio = asked.audio ? summaryOf("audio", m.get("audio")).bytes : 0;
         const call = summaryOf("call", m.get("function_call"));
         const tools = m.get("tool_calls");
+        const content = summaryOf("content", m.get("content"));
         const toolSum =
           tools?.type === "array" ? summaryOf("tools", tools) : { bytes: 0, calls: 0 };
         return {
@@ -563,7 +573,7 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
             // One text under two names (see proxy.ts `createGeneratedCount`): read once.
             Math.max(str("reasoning_content"), str("reasoning")) +
             // A refusal or an answer (proxy.ts `answerOf`): the longer.
-            Math.max(str("refusal"), summaryOf("content", m.get("content")).bytes) +
+            Math.max(str("refusal") + (content.refusal ?? 0), content.bytes) +
             audio +
             call.bytes +
             toolSum.bytes,

@@ -456,6 +456,11 @@ function createGeneratedCount(asked: Asked) {
       if (Array.isArray(content)) {
         for (const part of content) {
           const p = asRecord(part);
+          // A refusal part is the choice's refusal (content is text parts or one refusal part).
+          if (p.type === "refusal") {
+            answer[0] += utf8Bytes(p.refusal);
+            continue;
+          }
           // A part is text, a refusal or thinking: one of them, the longer (the same text under
           // two names in one part, counted twice, lifted the bound by a copy never read).
           answer[1] += Math.max(utf8Bytes(p.text), utf8Bytes(p.refusal), thinkingBytes(p.thinking));
