@@ -568,3 +568,46 @@ describe("a Responses API answer read as it passes", () => {
     });
   });
 });
+
+describe("one text under two names, read as it passes and cut at every byte", () => {
+  it("counts what JSON.parse's reader counts", () => {
+    const body = JSON.stringify({
+      model: "m",
+      choices: [
+        {
+          index: 0,
+          message: {
+            content: [
+              { type: "text", text: "abc", refusal: "abcd", thinking: [{ text: "ab" }] },
+              { type: "refusal", refusal: "xyz1", text: "pad" },
+              { text: "t" },
+            ],
+            refusal: "r",
+            reasoning: "think",
+            reasoning_content: "thin",
+            function_call: { name: "f", arguments: "ab", input: "abc" },
+            tool_calls: [
+              {
+                type: "function",
+                function: { name: "g", arguments: "a" },
+                custom: { name: "g", input: "abcd" },
+              },
+            ],
+          },
+        },
+      ],
+      usage: { completion_tokens: 3 },
+    });
+    const tools: Asked = { ...chat, tools: true };
+    const expected = parsed(body, tools);
+    // Content 4 + 1 or refusal 1 + 4; reasoning 5; function call 1 + 3; tool call 1 + 4.
+    expect(expected.answerBytes).toBe(5 + 5 + 4 + 5);
+    const bytes = Buffer.from(body);
+    for (let at = 0; at <= bytes.length; at++) {
+      const scan = createJsonAnswerScan(tools);
+      scan.add(bytes.subarray(0, at));
+      scan.add(bytes.subarray(at));
+      expect(scannedBodyFacts(scan, [], tools)).toEqual(expected);
+    }
+  });
+});
