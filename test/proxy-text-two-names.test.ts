@@ -312,4 +312,21 @@ describe("one text under two names: reasoning, tool calls", () => {
       expect(scannedBodyFacts(scan, [], chat).answerBytes).toBe(3000);
     }
   });
+
+  it("counts a Responses message's refusal parts or its text parts, the longer", () => {
+    const asked: Asked = { ...chat, chat: false, shape: "output" };
+    const content = [
+      { type: "output_text", text: thought },
+      { type: "refusal", refusal: thought },
+    ];
+    const body = JSON.stringify({
+      model: "qwen3-8b",
+      output: [{ type: "message", content }],
+      usage: { input_tokens: 12, output_tokens: 10, total_tokens: 22 },
+    });
+    expect(jsonBodyFacts(body, [], asked).answerBytes).toBe(3000);
+    const scan = createJsonAnswerScan(asked);
+    scan.add(Buffer.from(body));
+    expect(scannedBodyFacts(scan, [], asked).answerBytes).toBe(3000);
+  });
 });

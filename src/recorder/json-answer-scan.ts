@@ -111,7 +111,8 @@ interface Summary {
   calls: number;
   /**
    * A Responses item's parts: the text of those of each type a client reads as text, in
-   * `partTypes`' order (an item's `type`, which decides which counts, may come after them).
+   * `partTypes`' order (an item's `type`, which decides which counts, may come after them),
+   * then of its refusal parts.
    */
   kinds?: number[];
   /** Of `calls`, the Responses function and custom tool calls: one group of calls. */
@@ -428,7 +429,7 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
       if (s.grouped !== undefined) top.sum.grouped = (top.sum.grouped ?? 0) + s.grouped;
       if (s.refusal !== undefined) top.sum.refusal = (top.sum.refusal ?? 0) + s.refusal;
       if (s.kinds !== undefined) {
-        top.sum.kinds ??= [0, 0, 0];
+        top.sum.kinds ??= [0, 0, 0, 0];
         const sum = top.sum.kinds;
         for (const [i, n] of s.kinds.entries()) sum[i] = (sum[i] ?? 0) + n;
       }
@@ -465,8 +466,11 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
   const stringsOf = (value: Value | undefined) =>
     value?.type === "array" ? (value.summary?.bytes ?? 0) : 0;
   /** The text of an item's parts of one type (see proxy.ts `partsBytes`). */
-  const partsOf = (value: Value | undefined, type: string) =>
-    value?.type === "array" ? (value.summary?.kinds?.[partTypes.indexOf(type)] ?? 0) : 0;
+  // Text or refusal parts, the longer (proxy.ts `partsBytes`): refusals are the last kind.
+  const partsOf = (value: Value | undefined, type: string) => {
+    const kinds = value?.type === "array" ? value.summary?.kinds : undefined;
+    return Math.max(kinds?.[partTypes.indexOf(type)] ?? 0, kinds?.[partTypes.length] ?? 0);
+  };
 
   /** A Responses API output item, as proxy.ts `addOutput` reads it. */
   const itemSummary = (m: Map<string, Value>): Summary => {
@@ -548,8 +552,7 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
         if (type === undefined)
           return { bytes: 0, calls: 0, kinds: partTypes.map(() => Math.max(text, str("refusal"))) };
         const name = type.type === "string" ? type.text : null;
-        if (name === "refusal")
-          return { bytes: 0, calls: 0, kinds: partTypes.map(() => str("refusal")) };
+        if (name === "refusal") return { bytes: 0, calls: 0, kinds: [0, 0, 0, str("refusal")] };
         return { bytes: 0, calls: 0, kinds: partTypes.map((t) => (t === name ? text : 0)) };
       }
       case "action":

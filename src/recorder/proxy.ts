@@ -334,14 +334,17 @@ export const legacyCompletion = (asked: { chat?: boolean; shape?: AnswerShape })
 function partsBytes(parts: unknown, textType: string): number {
   if (!Array.isArray(parts)) return 0;
   let bytes = 0;
+  // A model refuses or answers: the text of refusal parts beside text parts, the same text
+  // under both, doubled the bound; the longer of the two counts.
+  let refusal = 0;
   for (const part of parts) {
     const p = asRecord(part);
     // A part of no type is read as either kind, never both: the longer text counts.
     if (p.type === undefined) bytes += Math.max(utf8Bytes(p.text), utf8Bytes(p.refusal));
     else if (p.type === textType) bytes += utf8Bytes(p.text);
-    else if (p.type === "refusal") bytes += utf8Bytes(p.refusal);
+    else if (p.type === "refusal") refusal += utf8Bytes(p.refusal);
   }
-  return bytes;
+  return Math.max(bytes, refusal);
 }
 
 /** Strings of an array (a file search's queries, a shell call's command); 0 for anything else. */
