@@ -735,6 +735,12 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     let inserted = 0;
     for (const gap of turn) {
       signal?.throwIfAborted();
+      // Two lines of one slot: a node listed the slot's entries in another order than the
+      // chain ran them, and listing between the two again shows nothing new.
+      if (await reorderedSlot(vault, gap)) {
+        waits.delete(gap.beforeSignature);
+        continue;
+      }
       const listing: AddressSignatureInfo[] = [];
       let before = gap.beforeSignature;
       let whole = false;
@@ -782,6 +788,43 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       else waits.set(gap.beforeSignature, { at: now() + waitMs, waitMs });
     }
     return inserted;
+  }
+
+  /**
+   * Lists the slot of a gap's two lines again (between the lines held around it) and, when
+   * that listing holds just the slot's lines, each at the slot it is at, in another order than
+   * held, puts them in its order if their balances chain in it (`slotChainOrder`). The order
+   * is the listing's, never one the balances alone choose: a payout and its return within the
+   * slot, both left out, let the lines chain in an order not the chain's, and closing the gap
+   * so would keep an honest listing from ever showing the two. Whether lines moved.
+   */
+  async function reorderedSlot(
+    vault: string,
+    gap: { afterSignature: string; beforeSignature: string },
+  ) {
+    const around = await ledger.slotAround(vault, gap);
+    if (around === null || around.above === null) return false;
+    const listing = await rpc.getSignaturesForAddress(vault, {
+      limit: options.pageSize,
+      before: around.above,
+      ...(around.below === null ? {} : { until: around.below }),
+    });
+    const held = new Set(around.signatures);
+    if (
+      listing.length >= options.pageSize ||
+      listing.length !== held.size ||
+      listing.some((e) => e.slot !== around.slot || !held.has(e.signature)) ||
+      (await healListingWrong(listing)) !== null
+    ) {
+      return false;
+    }
+    const order = listing.map((e) => e.signature).reverse();
+    if (!(await ledger.reorderSlot(vault, gap, order))) return false;
+    log.warn(
+      { vault, slot: around.slot, after: gap.afterSignature, before: gap.beforeSignature },
+      "ledger: a slot's lines were held in another order than the chain lists them; reordered",
+    );
+    return true;
   }
 
   /**

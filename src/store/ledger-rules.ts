@@ -539,3 +539,52 @@ export function healedOrder<E extends { signature: string }>(
     lines: order.map((l, i) => ({ ...l, ord: afterOrd + 1 + i })),
   };
 }
+
+/** A held line of one slot, as `slotChainOrder` weighs it. */
+export interface SlotLine {
+  signature: string;
+  ord: number;
+  read: boolean;
+  preUnits: bigint | null;
+  postUnits: bigint | null;
+  deltaUnits: bigint | null;
+}
+
+/**
+ * New ords for the held lines of one slot (`lines`, in ord order and together) in `order`
+ * (the chain's order as a listing gives it, oldest first), when that is another order than
+ * theirs and their credit balances chain in it, else null. A node may list one slot's entries
+ * in any order without breaking slot order, and lines stay where they were first listed: the
+ * balances broke between them and listing the gap again never closed it. `before` is the
+ * balance after the movement below the slot (null: none), `after` the balance before the
+ * movement above it; both must be met. Every line must be read and move credits, and `order`
+ * must name each line once and nothing else. The ords are the lines' own, handed out again,
+ * so nothing outside the slot moves, and sums do not change. The balances alone do not choose
+ * the order: a payout and its return within the slot, both left out of a listing, leave the
+ * lines chaining in an order that is not the chain's, and an order chosen by the balances
+ * would close that gap before an honest listing showed the two.
+ */
+export function slotChainOrder(
+  before: bigint | null,
+  after: bigint,
+  lines: readonly SlotLine[],
+  order: readonly string[],
+): { signature: string; ord: number }[] | null {
+  if (lines.length < 2 || order.length !== lines.length) return null;
+  const bySignature = new Map(lines.map((l) => [l.signature, l]));
+  const ordered = order.map((signature) => bySignature.get(signature));
+  if (new Set(order).size !== order.length || ordered.some((l) => l === undefined)) return null;
+  const chain = ordered as SlotLine[];
+  if (chain.every((l, i) => l === lines[i])) return null;
+  let balance = before;
+  for (const l of chain) {
+    if (!l.read || l.deltaUnits === null || l.deltaUnits === 0n || l.preUnits === null) {
+      return null;
+    }
+    if (l.postUnits === null || (balance !== null && l.preUnits !== balance)) return null;
+    balance = l.postUnits;
+  }
+  if (balance !== after) return null;
+  const ords = lines.map((l) => l.ord).sort((a, b) => a - b);
+  return chain.map((l, i) => ({ signature: l.signature, ord: ords[i]! }));
+}

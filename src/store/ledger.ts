@@ -34,6 +34,7 @@ import {
   outstandingOf,
   settledShareOfLocks,
   settledUnits,
+  slotChainOrder,
 } from "./ledger-rules.js";
 import { pgTwins } from "./pg-twins.js";
 
@@ -323,6 +324,14 @@ export interface ReviewResult {
 /** How long one review write transaction decides credits headers before it commits. */
 const HEADER_BATCH_MS = 20;
 
+/** The lines of one slot around a gap (see `LedgerStore.slotAround`). */
+export interface SlotAround {
+  slot: number;
+  signatures: string[];
+  above: string | null;
+  below: string | null;
+}
+
 /** Where a review's header decisions go on: after this lock's ord, then after this job id. */
 interface HeaderPlace {
   lockOrd: bigint;
@@ -385,6 +394,19 @@ export interface LedgerStore {
     listing: readonly ListedSignature[],
     now: number,
   ): Promise<number>;
+  /**
+   * When a gap's two lines are of one slot and that slot's lines are held together: the slot,
+   * its lines' signatures (ord order), and the lines just above and below them (null: none).
+   */
+  slotAround(vault: string, gap: GapLines): Promise<SlotAround | null>;
+  /**
+   * Puts the lines of the slot holding both of a gap's lines in `order` (the chain's, as a
+   * listing gives it, oldest first) when their balances chain in it (`slotChainOrder`), in one
+   * write transaction; the walk then compares the lines from below the slot again. Nothing
+   * while a sync is listing, when the slot's lines are not together, the newest line is among
+   * them, or no movement above them is read. Returns whether lines moved.
+   */
+  reorderSlot(vault: string, gap: GapLines, order: readonly string[]): Promise<boolean>;
   /**
    * Signatures listed and not read yet, oldest first; with `throughSec`, only those whose
    * listed block time is at most it (or not known).
@@ -1518,6 +1540,76 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     `UPDATE ledger_lines SET gap_after_signature = NULL, gap_after_slot = NULL, gap_units = NULL
      WHERE vault = ? AND gap_units IS NOT NULL AND ord > ?`,
   );
+  const slotLines = big(
+    `SELECT signature, ord, state, pre_units, post_units, delta_units FROM ledger_lines
+     WHERE vault = ? AND slot = ? ORDER BY ord`,
+  );
+  const linesWithin = big(
+    "SELECT count(*) AS n FROM ledger_lines WHERE vault = ? AND ord >= ? AND ord <= ?",
+  );
+  const lineAbove = big(
+    "SELECT signature FROM ledger_lines WHERE vault = ? AND ord > ? ORDER BY ord LIMIT 1",
+  );
+  const lineBelow = big(
+    "SELECT signature FROM ledger_lines WHERE vault = ? AND ord < ? ORDER BY ord DESC LIMIT 1",
+  );
+  const movementAbove = big(
+    `SELECT state, pre_units FROM ledger_lines WHERE vault = ? AND ord > ?
+       AND (state = 'listed' OR delta_units <> 0) ORDER BY ord LIMIT 1`,
+  );
+  /** The held lines of the one slot of a gap's two lines, when they are together; else null. */
+  function slotBlock(vault: string, gap: GapLines) {
+    const earlier = ordOf.get(vault, gap.afterSignature) as { ord: Big; slot: Big } | undefined;
+    const later = ordOf.get(vault, gap.beforeSignature) as { ord: Big; slot: Big } | undefined;
+    if (!earlier || !later || earlier.slot !== later.slot) return null;
+    const lines = (
+      slotLines.all(vault, earlier.slot) as {
+        signature: string;
+        ord: bigint;
+        state: string;
+        pre_units: bigint | null;
+        post_units: bigint | null;
+        delta_units: bigint | null;
+      }[]
+    ).map((r) => ({
+      signature: r.signature,
+      ord: Number(r.ord),
+      read: r.state === "read",
+      preUnits: r.pre_units,
+      postUnits: r.post_units,
+      deltaUnits: r.delta_units,
+    }));
+    const low = lines[0]!.ord;
+    const high = lines.at(-1)!.ord;
+    const within = linesWithin.get(vault, low, high) as { n: bigint };
+    if (Number(within.n) !== lines.length) return null;
+    return { slot: Number(earlier.slot), lines, low, high };
+  }
+  const reorderSlotTx = sqlite.transaction(
+    (vault: string, gap: GapLines, order: readonly string[]): boolean => {
+      const current = selectCursor.get({ vault });
+      if (!current || current.syncBefore !== null) return false;
+      const block = slotBlock(vault, gap);
+      if (block === null) return false;
+      const { lines, low, high } = block;
+      if (lines.some((l) => l.signature === current.newestSignature)) return false;
+      const next = movementAbove.get(vault, high) as
+        | { state: string; pre_units: bigint | null }
+        | undefined;
+      if (next?.state !== "read" || next.pre_units === null) return false;
+      const below = movementAtOrBefore.get(vault, low - 1) as LineDb | undefined;
+      const before = below ? toLine(below).postUnits : null;
+      const placed = slotChainOrder(before, next.pre_units, lines, order);
+      if (placed === null) return false;
+      for (const l of placed) setOrd.run(l.ord, vault, l.signature);
+      clearGapsAbove.run(vault, low - 1);
+      const cursor = cursorRow.get(vault) as { chained_ord: Big } | undefined;
+      const chained = num(cursor?.chained_ord ?? null);
+      setChained.run(Math.min(chained ?? low - 1, low - 1), vault);
+      return true;
+    },
+  );
+
   const healGapTx = sqlite.transaction(
     (vault: string, gap: GapLines, listing: readonly ListedSignature[], t: number): number => {
       // A sync in progress numbers its next pages from the cursor: healed another time.
@@ -1842,6 +1934,21 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     },
     async healGap(vault, gap, listing, now) {
       return healGapTx.immediate(vault, gap, listing, now);
+    },
+    async slotAround(vault, gap) {
+      const block = slotBlock(vault, gap);
+      if (block === null) return null;
+      const above = lineAbove.get(vault, block.high) as { signature: string } | undefined;
+      const below = lineBelow.get(vault, block.low) as { signature: string } | undefined;
+      return {
+        slot: block.slot,
+        signatures: block.lines.map((l) => l.signature),
+        above: above?.signature ?? null,
+        below: below?.signature ?? null,
+      };
+    },
+    async reorderSlot(vault, gap, order) {
+      return reorderSlotTx.immediate(vault, gap, order);
     },
     async listedSignatures(vault, throughSec) {
       if (throughSec !== undefined) return listedLinesThrough.all(vault, throughSec) as string[];

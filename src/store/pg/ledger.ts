@@ -67,6 +67,7 @@ import {
   outstandingOf,
   settledShareOfLocks,
   settledUnits,
+  slotChainOrder,
 } from "../ledger-rules.js";
 import type { PgExecutor } from "./executor.js";
 import { takeReceiptWriterTurn } from "./group-commit.js";
@@ -1020,6 +1021,41 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     return row ? toLine(row) : null;
   }
 
+  /** The held lines of the one slot of a gap's two lines, when they are together; else null. */
+  async function slotBlock(q: PgExecutor, vault: string, gap: GapLines) {
+    const slotOf = async (signature: string) =>
+      (
+        await q
+          .select({ slot: ledgerLines.slot })
+          .from(ledgerLines)
+          .where(and(vaultIs(vault), eq(ledgerLines.signature, signature)))
+      )[0]?.slot;
+    const slot = await slotOf(gap.afterSignature);
+    if (slot === undefined || slot !== (await slotOf(gap.beforeSignature))) return null;
+    const lines = (
+      await q
+        .select({
+          signature: ledgerLines.signature,
+          ord: ledgerLines.ord,
+          state: ledgerLines.state,
+          preUnits: ledgerLines.preUnits,
+          postUnits: ledgerLines.postUnits,
+          deltaUnits: ledgerLines.deltaUnits,
+        })
+        .from(ledgerLines)
+        .where(and(vaultIs(vault), eq(ledgerLines.slot, slot)))
+        .orderBy(asc(ledgerLines.ord))
+    ).map((r) => ({ ...r, read: r.state === "read" }));
+    const low = lines[0]!.ord;
+    const high = lines.at(-1)!.ord;
+    const [within] = await q
+      .select({ n: count() })
+      .from(ledgerLines)
+      .where(and(vaultIs(vault), gte(ledgerLines.ord, low), lte(ledgerLines.ord, high)));
+    if (within?.n !== lines.length) return null;
+    return { slot: Number(slot), lines, low, high };
+  }
+
   const gapBetween = (prev: LedgerLineRow | null, line: LedgerLineRow): StoredGap | null =>
     prev?.postUnits != null && line.preUnits !== null && prev.postUnits !== line.preUnits
       ? {
@@ -1674,6 +1710,73 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
           .set({ chainedOrd: earlier.ord })
           .where(eq(ledgerCursors.vault, vault));
         return added.length;
+      });
+    },
+    async slotAround(vault, gap: GapLines) {
+      const block = await slotBlock(db, vault, gap);
+      if (block === null) return null;
+      const [above] = await db
+        .select({ signature: ledgerLines.signature })
+        .from(ledgerLines)
+        .where(and(vaultIs(vault), gt(ledgerLines.ord, block.high)))
+        .orderBy(asc(ledgerLines.ord))
+        .limit(1);
+      const [below] = await db
+        .select({ signature: ledgerLines.signature })
+        .from(ledgerLines)
+        .where(and(vaultIs(vault), lt(ledgerLines.ord, block.low)))
+        .orderBy(desc(ledgerLines.ord))
+        .limit(1);
+      return {
+        slot: block.slot,
+        signatures: block.lines.map((l) => l.signature),
+        above: above?.signature ?? null,
+        below: below?.signature ?? null,
+      };
+    },
+    async reorderSlot(vault, gap: GapLines, order) {
+      return db.transaction(async (tx) => {
+        await lockVault(tx, vault);
+        const current = await selectCursor(tx, vault);
+        if (!current || current.syncBefore !== null) return false;
+        const block = await slotBlock(tx, vault, gap);
+        if (block === null) return false;
+        const { lines, low, high } = block;
+        if (lines.some((l) => l.signature === current.newestSignature)) return false;
+        const [next] = await tx
+          .select({ state: ledgerLines.state, preUnits: ledgerLines.preUnits })
+          .from(ledgerLines)
+          .where(
+            and(
+              vaultIs(vault),
+              gt(ledgerLines.ord, high),
+              or(eq(ledgerLines.state, "listed"), ne(ledgerLines.deltaUnits, 0n)),
+            ),
+          )
+          .orderBy(asc(ledgerLines.ord))
+          .limit(1);
+        if (next?.state !== "read" || next.preUnits === null) return false;
+        const below = await movementAtOrBefore(tx, vault, low - 1);
+        const placed = slotChainOrder(below?.postUnits ?? null, next.preUnits, lines, order);
+        if (placed === null) return false;
+        await tx.execute(sql`UPDATE ledger_lines AS l SET ord = m.ord
+          FROM ${unnestOf(placed, "m", {
+            signature: ["text", (m) => m.signature],
+            ord: ["bigint", (m) => m.ord],
+          })}
+          WHERE l.vault = ${vault} AND l.signature = m.signature`);
+        await tx
+          .update(ledgerLines)
+          .set({ gapAfterSignature: null, gapAfterSlot: null, gapUnits: null })
+          .where(
+            and(vaultIs(vault), isNotNull(ledgerLines.gapUnits), gt(ledgerLines.ord, low - 1)),
+          );
+        const chained = (await cursorRow(tx, vault))?.chainedOrd ?? low - 1;
+        await tx
+          .update(ledgerCursors)
+          .set({ chainedOrd: Math.min(chained, low - 1) })
+          .where(eq(ledgerCursors.vault, vault));
+        return true;
       });
     },
     async listedSignatures(vault, throughSec) {
