@@ -53,12 +53,13 @@ describe.each(dialects)("%s store", (dialect) => {
     while (h.world.chain.currentSlot() === slot) h.op.advanceClock(1);
   }
 
-  function readerOf(c: Scenario, vault: string, rpc: RpcPool) {
+  function readerOf(c: Scenario, vault: string, rpc: RpcPool, pageSize = 1000) {
     return createLedgerReader({
       store: c.store,
       rpc,
       profile: c.profile,
       log,
+      options: { pageSize },
       custody: { vaults: [vault], byKey: {} },
       // The chain's clock, past every heal wait.
       now: () => h.op.now() + 2 * 3_600_000,
@@ -111,5 +112,58 @@ describe.each(dialects)("%s store", (dialect) => {
     expect(s.depositsUnits).toBe(40_000n);
     expect(s.differenceUnits).toBe(0n);
     expect(s.unexplainedOutUnits).toBe(0n);
+  });
+
+  it("a sync resumed by a later call refuses a page above the line it starts below", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(1);
+    slotStart();
+    const from = (h.world.chain.blockTime(h.world.chain.currentSlot()) ?? 0) * 1000;
+    const donor = h.op.victimVault(500_000n);
+    const deposits: ReturnType<typeof h.op.send>[] = [];
+    for (const units of [10_000n, 20_000n, 30_000n, 40_000n]) {
+      slotStart();
+      deposits.push(h.op.send([h.op.transfer(donor, vault, units)]));
+    }
+    h.op.advanceClock(3 * SLOT_MS);
+    await c.flush();
+    // The first call stores one page of two and ends (the node fails the next page).
+    const lie: { page: ((before: string) => AddressSignatureInfo[]) | null } = { page: null };
+    const node = new Proxy(h.rpc, {
+      get(target, key, receiver) {
+        if (key !== "getSignaturesForAddress") return Reflect.get(target, key, receiver);
+        return async (...args: Parameters<RpcPool["getSignaturesForAddress"]>) => {
+          const before = args[1]?.before;
+          if (before !== undefined && lie.page !== null) return lie.page(before);
+          return target.getSignaturesForAddress(...args);
+        };
+      },
+    });
+    lie.page = () => {
+      throw new Error("node: connection reset");
+    };
+    await expect(readerOf(c, vault, node, 2).syncVault(vault)).rejects.toThrow(/reset/);
+    // A deposit after; the resumed sync's page lists it at the top, at its own later slot.
+    slotStart();
+    const late = h.op.send([h.op.transfer(donor, vault, 50_000n)]);
+    h.op.advanceClock(3 * SLOT_MS);
+    lie.page = () =>
+      [late, deposits[1]!, deposits[0]!].map((t) => ({
+        signature: t.signature,
+        slot: t.slot,
+        blockTime: t.blockTime,
+        err: null,
+        memo: null,
+      }));
+    await expect(readerOf(c, vault, node, 2).syncVault(vault)).rejects.toThrow(
+      /listed at slot \d+ below an entry at slot/,
+    );
+    lie.page = null;
+    const honest = readerOf(c, vault, h.rpc);
+    for (let i = 0; i < 3; i++) await honest.syncVault(vault);
+    const s = await statementOf(c, vault, from);
+    expect(s.gaps).toEqual([]);
+    expect(s.depositsUnits).toBe(150_000n);
+    expect(s.differenceUnits).toBe(0n);
   });
 });

@@ -587,8 +587,13 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
         ...(seen.syncBefore ? { before: seen.syncBefore } : {}),
         ...(seen.newestSignature ? { until: seen.newestSignature } : {}),
       });
+      // A sync resumed by this call starts below a line an earlier call stored: its slot.
       const ceiling =
-        seen.syncBefore !== null && pageEnd?.signature === seen.syncBefore ? pageEnd.slot : null;
+        seen.syncBefore === null
+          ? null
+          : pageEnd?.signature === seen.syncBefore
+            ? pageEnd.slot
+            : seen.syncBeforeSlot;
       const disorder = listingOutOfOrder(answer, ceiling);
       if (disorder !== null) {
         // Stored, the lines would sit out of chain order for good: the sync fails, naming it.

@@ -74,6 +74,11 @@ export interface LedgerCursor {
   syncTop: string | null;
   syncTopSlot: number | null;
   syncBefore: string | null;
+  /**
+   * The slot of the line `syncBefore` names (stored by the sync's last page): no entry the
+   * sync's next page lists can be later. Null when no sync is under way.
+   */
+  syncBeforeSlot: number | null;
   syncNumber: number;
   syncIndex: number;
 }
@@ -701,6 +706,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       syncTop: ledgerCursors.syncTop,
       syncTopSlot: ledgerCursors.syncTopSlot,
       syncBefore: ledgerCursors.syncBefore,
+      syncBeforeSlot: sql<number | null>`(SELECT slot FROM ledger_lines
+        WHERE ledger_lines.vault = ${ledgerCursors.vault}
+          AND ledger_lines.signature = ${ledgerCursors.syncBefore})`.mapWith(Number),
       syncNumber: ledgerCursors.syncNumber,
       syncIndex: ledgerCursors.syncIndex,
     })

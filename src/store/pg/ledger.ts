@@ -291,6 +291,9 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         syncTop: ledgerCursors.syncTop,
         syncTopSlot: ledgerCursors.syncTopSlot,
         syncBefore: ledgerCursors.syncBefore,
+        syncBeforeSlot: sql<number | null>`(SELECT slot FROM ledger_lines
+          WHERE ledger_lines.vault = ${ledgerCursors.vault}
+            AND ledger_lines.signature = ${ledgerCursors.syncBefore})`.mapWith(Number),
         syncNumber: ledgerCursors.syncNumber,
         syncIndex: ledgerCursors.syncIndex,
       })
