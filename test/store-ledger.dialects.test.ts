@@ -441,6 +441,7 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       syncTop: null,
       syncTopSlot: null,
       syncBefore: null,
+      syncBeforeSlot: null,
       syncNumber: 0,
       syncIndex: 0,
     });
@@ -454,6 +455,8 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       syncTop: sig("december"),
       syncTopSlot: 800,
       syncBefore: sig("topup"),
+      // The slot of the line the next page lists below: no entry of it can be later.
+      syncBeforeSlot: newest.at(-1)!.slot,
       syncNumber: 0,
       syncIndex: 4,
     });
@@ -473,6 +476,7 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       syncTop: null,
       syncTopSlot: null,
       syncBefore: null,
+      syncBeforeSlot: null,
       syncNumber: 1,
       syncIndex: 0,
     });
