@@ -1,10 +1,15 @@
-import { defineConfig } from "vitest/config";
+import { configDefaults, defineConfig } from "vitest/config";
 import { LongestFirstSequencer } from "./test/support/longest-first-sequencer.js";
+import { sharedImportFiles } from "./test/support/shared-import-files.js";
 import { SummaryLineReporter } from "./test/support/summary-line-reporter.js";
+
+// One temp directory per run, removed at its end; one PostgreSQL server per run, and one
+// compiled build of the program for the tests that start it, each only when a test file
+// needs it.
+const tempRoot = "./test/support/temp-root-global-setup.ts";
 
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
     // Native modules (better-sqlite3, litesvm) are safest in child processes, one LiteSVM per process.
     pool: "forks",
     // Two files at once even on 2 cores (vitest's default there is one): the long files spend
@@ -15,13 +20,31 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     reporters: ["default", new SummaryLineReporter()],
-    // One temp directory per run, removed at its end; one PostgreSQL server per run, and one
-    // compiled build of the program for the tests that start it, each only when a test file
-    // needs it.
-    globalSetup: [
-      "./test/support/temp-root-global-setup.ts",
-      "./test/support/postgres-global-setup.ts",
-      "./test/support/compiled-cli-global-setup.ts",
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: "isolated",
+          include: ["test/**/*.test.ts"],
+          exclude: [...configDefaults.exclude, ...sharedImportFiles],
+          globalSetup: [
+            tempRoot,
+            "./test/support/postgres-global-setup.ts",
+            "./test/support/compiled-cli-global-setup.ts",
+          ],
+        },
+      },
+      {
+        extends: true,
+        // Files that start no process and patch nothing shared (test/support/
+        // shared-import-files.ts): a worker imports the program's modules once for all of them.
+        test: {
+          name: "shared-imports",
+          include: [...sharedImportFiles],
+          isolate: false,
+          globalSetup: [tempRoot],
+        },
+      },
     ],
   },
 });

