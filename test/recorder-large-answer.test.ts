@@ -95,13 +95,7 @@ describe("a JSON answer over 8 MiB through the proxy", () => {
 });
 
 describe("a JSON /responses answer over 8 MiB through the proxy", () => {
-  let h: AdversaryHarness;
-  beforeAll(async () => {
-    h = await startAdversaryHarness();
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  const h = useAdversaryHarness();
 
   const response = (text: string, outputTokens: number, extra: Record<string, unknown> = {}) =>
     JSON.stringify({
