@@ -210,4 +210,44 @@ describe("verify beside another process holding SQLite's write lock", () => {
     expect(await run).toMatchObject({ status: "timed_out" });
     store.close();
   }, 20_000);
+
+  it("out of time in a ledger read that met the lock says the timeout and the phase", async () => {
+    // The vaults' reader writes (cursors, lines) and meets the lock as the run's time runs out:
+    // its busy wait, bounded by the time left, ends past the deadline before the deadline's
+    // timer has run, and the summary said only "database is locked", not that the run timed out
+    // nor where.
+    const { store, path } = fileStore();
+    const chain = createFakeChain({ finalitySlots: 0 });
+    recordHonest(store, "p", chain);
+    const verifier = createVerifier({
+      store,
+      rpc: chain.rpc,
+      profile: localnetProfile,
+      log,
+      options: { pollIntervalMs: 5, errorBackoffMs: 20 },
+    });
+    let holder: { released: Promise<void> } | undefined;
+    const started = performance.now();
+    const ledger = async () => {
+      holder ??= holdWriteLockSync(path, 10_000);
+      for (;;) await acquireLock(store, "ledger-cursor", "verify", 60_000, Date.now());
+    };
+    const lines: string[] = [];
+    const code = await runVerifyCommand(
+      store,
+      verifier,
+      { since: "1h", timeout: "2s" },
+      { out: (t) => lines.push(t), err: (l) => lines.push(l), progress: false },
+      { ledger: ledger as never, startedTick: started },
+    );
+    expect(holder).toBeDefined();
+    expect(code).toBe(2);
+    const text = lines.join("\n");
+    expect(text).toContain("timed out after 2 s");
+    expect(text).toContain("reading the credit vaults' history");
+    expect(text).toContain("database is locked");
+    expect(performance.now() - started).toBeLessThan(2_000 + 1_000);
+    await holder?.released;
+    store.close();
+  }, 30_000);
 });

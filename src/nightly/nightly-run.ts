@@ -266,6 +266,8 @@ export async function runNightlyVerification(
   // The lock outlives the run's timeout a little, so a crashed run frees it on its own.
   let holder: Awaited<ReturnType<typeof acquireLock>> = null;
   let locked = false;
+  /** What the run was doing, said with a deadline that came during a wait for the database. */
+  let phase = "settling the window's jobs";
   try {
     const ttlMs = options.timeoutMs + 60_000;
     // A database restarting as cron starts the run (its maintenance hour) is waited out, as
@@ -367,27 +369,37 @@ export async function runNightlyVerification(
             signal,
           );
         } catch (error) {
-          if (!signal.aborted) throw error;
+          // A wait for another process's write lock, bounded by the time left, ends past the
+          // deadline before its timer has run (the wait holds the event loop): the run is out
+          // of time all the same, and said only "database is locked", not when nor where.
+          const lockedOut = isBusyError(error) && left() === 0;
+          if (!signal.aborted && !lockedOut) throw error;
           // Waiting for the chain to finalize the window's end: say how far it had.
           const doing =
             error instanceof LedgerNotFinalError
               ? `waiting for finality: ${error.message}`
-              : "reading the credit vaults' history";
+              : `reading the credit vaults' history${lockedOut ? `: ${messageOf(error)}` : ""}`;
           throw new Error(options.signal?.aborted ? "interrupted" : `${timedOut()} (${doing})`);
         } finally {
           reading.clear();
         }
         reason = ledger.incomplete;
+        phase = "counting the jobs the ledger's read reopened";
         // The ledger's read reopens the jobs whose credits.header waited for it: settle them.
         const counts = await whileDatabaseAway(
           () => windowJobsByVerdict(store, options.from, options.to),
           left(),
           options.signal,
         );
+        phase = "settling the jobs the ledger's read reopened";
         if (reason === null && openVerdicts.some((v) => counts[v] > 0)) await settle();
       }
     } catch (error) {
-      reason = messageOf(error);
+      // Out of time in a wait for the lock (or a database away): the timeout and the phase.
+      reason =
+        isBusyError(error) && left() === 0
+          ? `${timedOut()} (${phase}: ${messageOf(error)})`
+          : messageOf(error);
     } finally {
       try {
         await whileDatabaseAway(
