@@ -175,6 +175,12 @@ describe("verify beside another process holding SQLite's write lock", () => {
     // not change the outcome. Before, the run ended after about 20 s.
     expect(code).toBe(0);
     expect(took).toBeLessThan(4_000 + 1_000);
+    // But what was not stored is said: cron's operator read exit 0 while the status page showed
+    // the night running, then abandoned, and the next night judged the ledger's history again.
+    const text = lines.join("\n");
+    expect(text).toContain("not stored, the database's write lock held as the run closed");
+    expect(text).toContain("the ledger's marks");
+    expect(text).toContain("the run row's outcome");
     store.close();
   }, 40_000);
 

@@ -165,6 +165,12 @@ export interface NightlySummary {
    * `total`, `byVerdict`, `findings` and `unproven` are then not known, not zero.
    */
   countsUnknown?: true;
+  /**
+   * The run's closing writes that failed (another process's write lock held as it closed, or the
+   * database away): the outcome stands, judged in full, but what follows is said (the next
+   * nightly judges the ledger's history again; the status page shows the run abandoned).
+   */
+  notStored?: string[];
 }
 
 const maxFindings = 100;
@@ -266,6 +272,7 @@ export async function runNightlyVerification(
   // The lock outlives the run's timeout a little, so a crashed run frees it on its own.
   let holder: Awaited<ReturnType<typeof acquireLock>> = null;
   let locked = false;
+  const notStored: string[] = [];
   /** What the run was doing, said with a deadline that came during a wait for the database. */
   let phase = "settling the window's jobs";
   try {
@@ -412,6 +419,9 @@ export async function runNightlyVerification(
         );
       } catch {
         // The lock expires on its own (timeout + 1 min); the run's outcome stands.
+        notStored.push(
+          "the nightly lock's release (it expires a minute after the run's --timeout, or is taken over on this host)",
+        );
       }
     }
   }
@@ -491,6 +501,7 @@ export async function runNightlyVerification(
     } catch {
       // The marks stay where they were: the next run judges that history again, and reports
       // its findings once more rather than never.
+      notStored.push("the ledger's marks (the next nightly judges this history again)");
     }
   }
   // Its start and its length, not the clock read again: never before its start, nor hours
@@ -514,6 +525,9 @@ export async function runNightlyVerification(
       // The exit code stands. A process whose heartbeat lives on (serve's) writes it again at
       // each heartbeat; else the row, its heartbeat gone, is closed `abandoned` by the next
       // sweep, its outcome never written.
+      notStored.push(
+        `the run row's outcome (run ${runId}: written again at serve's heartbeat when serve ran it; else shown abandoned, and serve's schedule judges this window again)`,
+      );
     }
   }
   return {
@@ -534,6 +548,7 @@ export async function runNightlyVerification(
     runId,
     ...(ledger ? { ledger } : {}),
     ...(countsUnknown ? { countsUnknown: true as const } : {}),
+    ...(notStored.length > 0 ? { notStored } : {}),
   };
 }
 

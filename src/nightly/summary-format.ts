@@ -153,6 +153,15 @@ function ledgerLines(s: NightlySummary, show: Show): string[] {
   ];
 }
 
+/**
+ * The closing writes the run could not store: its outcome stands (exit code unchanged), but cron's
+ * operator is told why the status page or the next night may not show this night as judged.
+ */
+const notStoredText = (s: NightlySummary) =>
+  s.notStored && s.notStored.length > 0
+    ? `not stored, the database's write lock held as the run closed (or the database away): ${s.notStored.join("; ")}`
+    : null;
+
 const counts = (s: NightlySummary) =>
   verdicts.filter((v) => s.byVerdict[v] > 0).map((v) => [v, s.byVerdict[v]] as const);
 
@@ -181,6 +190,8 @@ export function summaryToText(s: NightlySummary): string {
   if (s.moreFindings > 0) lines.push(`  ... and ${s.moreFindings} more`);
   if (s.ledger) lines.push(`  ledger: ${s.ledger.vaults} credit vaults read${judgedText(s)}`);
   for (const line of ledgerLines(s, printable)) lines.push(`  ${line}`);
+  const unstored = notStoredText(s);
+  if (unstored) lines.push(`  ${unstored}`);
   // Every line is one line of plain text: no escape sequence reaches the terminal.
   return `${lines.map(printable).join("\n")}\n`;
 }
@@ -216,6 +227,8 @@ export function summaryToMarkdown(s: NightlySummary): string {
 
   const ledger = ledgerLines(s, markdownCode);
   if (ledger.length > 0) lines.push("", "Credit vault ledger:", "", ...ledger.map((l) => `- ${l}`));
+  const unstored = notStoredText(s);
+  if (unstored) lines.push("", `${unstored}.`);
   return `${lines.map(printable).join("\n")}\n`;
 }
 
