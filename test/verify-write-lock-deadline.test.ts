@@ -256,4 +256,39 @@ describe("verify beside another process holding SQLite's write lock", () => {
     await holder?.released;
     store.close();
   }, 30_000);
+
+  it("serve's nightly closes its run row within the close grace beside a held lock", async () => {
+    // serve's store waits 500 ms for the lock, unbounded by the run's time; the run row's close
+    // retried the whole 8-attempt backoff (about 6 s) inside its 15 s grace, checking the grace
+    // only between them: `--timeout 3s` beside a held lock ended after 23 s, not 18 or 19.
+    const { store, path } = fileStore(500);
+    const chain = createFakeChain({ finalitySlots: 0 });
+    for (let i = 0; i < 3; i++) recordHonest(store, `g${i}`, chain);
+    let holder: { released: Promise<void> } | undefined;
+    const getTransaction = chain.rpc.getTransaction.bind(chain.rpc);
+    const rpc = {
+      ...chain.rpc,
+      async getTransaction(...args: Parameters<typeof getTransaction>) {
+        holder ??= holdWriteLockSync(path, 40_000);
+        return getTransaction(...args);
+      },
+    };
+    const verifier = createVerifier({
+      store,
+      rpc,
+      profile: localnetProfile,
+      log,
+      options: { pollIntervalMs: 5, errorBackoffMs: 20 },
+    });
+    const started = performance.now();
+    const result = await verifier.runUntilSettled({}, { timeoutMs: 1_000 }).catch((e) => e);
+    const took = performance.now() - started;
+    expect(holder).toBeDefined();
+    // The grace, its last try's wait, the leases' and heartbeat's one try each (500 ms apiece)
+    // and a loaded host's slack: 21 s before.
+    expect(took).toBeLessThan(1_000 + 15_000 + 3_000);
+    expect(result).toBeDefined();
+    await holder?.released;
+    store.close();
+  }, 60_000);
 });

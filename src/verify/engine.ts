@@ -270,11 +270,10 @@ export function createVerifier(deps: VerifierDeps): Verifier {
         await write();
         return;
       }
+      // Each try once, the grace checked between them: a nested retry (8 tries with backoff,
+      // each waiting serve's 500 ms busy timeout) ran about 6 s past the grace.
       const until = performance.now() + waitMs;
-      await whileBusyWithin(
-        () => retryWhileBusy(write),
-        () => until - performance.now(),
-      );
+      await whileBusyWithin(write, () => until - performance.now());
     } catch (error) {
       unclosed.set(runId, write);
       throw error;
