@@ -235,7 +235,7 @@ describe("verify beside another process holding SQLite's write lock", () => {
     let holder: { released: Promise<void> } | undefined;
     const started = performance.now();
     const ledger = async () => {
-      holder ??= holdWriteLockSync(path, 10_000);
+      holder ??= holdWriteLockSync(path, 4_000);
       for (;;) await acquireLock(store, "ledger-cursor", "verify", 60_000, Date.now());
     };
     const lines: string[] = [];
@@ -269,7 +269,7 @@ describe("verify beside another process holding SQLite's write lock", () => {
     const rpc = {
       ...chain.rpc,
       async getTransaction(...args: Parameters<typeof getTransaction>) {
-        holder ??= holdWriteLockSync(path, 40_000);
+        holder ??= holdWriteLockSync(path, 21_000);
         return getTransaction(...args);
       },
     };
