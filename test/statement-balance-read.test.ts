@@ -419,3 +419,46 @@ describe("a vault handed away and given back while its balance read fails", () =
     expect(back.s.ownerRead).toBeNull();
   });
 });
+
+describe("a line listed at a made-up slot above the balance read", () => {
+  it("does not give the vault back: the line is judged by its transaction's slot", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(3);
+    const from = await chainSecondAfter(h.world);
+    // A transaction that shows the escrow authority owning the vault, which the node leaves out
+    // (it moves nothing, so no balance says a line is missing), then the handover.
+    const shown = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 0n)]);
+    h.op.nextSlot();
+    h.op.send([h.op.setAuthority(vault, AuthorityType.AccountOwner, h.op.attacker.address)]);
+    onTestFinished(() => h.op.giveBackVault(vault));
+    await h.finalized();
+    const all = await h.rpc.getSignaturesForAddress(vault, {});
+    const entry = all.find((e) => e.signature === shown.signature)!;
+    const listing = { add: false };
+    const node = new Proxy(ownerlessNode(h.rpc), {
+      get(target, key, receiver) {
+        if (key !== "getSignaturesForAddress") return Reflect.get(target, key, receiver);
+        return async (...args: Parameters<RpcPool["getSignaturesForAddress"]>) => {
+          const got = (await target.getSignaturesForAddress(...args)).filter(
+            (e) => e.signature !== shown.signature,
+          );
+          // Later, the left-out transaction listed as new, at a slot the chain has not reached.
+          return listing.add ? [{ ...entry, slot: entry.slot + 1_000_000_000 }, ...got] : got;
+        };
+      },
+    });
+    const handed = await statementAfterRead(c, node, vault, from);
+    expect(handed.s.ownerRead).toMatchObject({ owner: h.op.attacker.address });
+    listing.add = true;
+    const honestOwners = new Proxy(node, {
+      get(target, key, receiver) {
+        // Its owners served: the line shows the escrow authority's.
+        if (key === "getTransaction") return h.rpc.getTransaction.bind(h.rpc);
+        return Reflect.get(target, key, receiver);
+      },
+    });
+    const after = await statementAfterRead(c, honestOwners, vault, from);
+    // Before, the made-up slot outranked the read's and the statement said nothing.
+    expect(after.s.ownerRead).toMatchObject({ owner: h.op.attacker.address });
+  });
+});

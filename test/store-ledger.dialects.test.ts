@@ -801,7 +801,7 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
     };
     expect(await ledger.ownerNow(VAULT)).toEqual(owned);
     // The lamport line after it shows no owner: the handover's slot is the newest that does.
-    expect(await ledger.ownerShownSlot(VAULT)).toBe(150);
+    expect((await ledger.ownerShownLine(VAULT))?.slot).toBe(150);
     const later = await buildStatement(
       store,
       { from: at(2, 11) * 1000, to: DEC * 1000, vault: VAULT },
@@ -824,7 +824,7 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       NOW,
     );
     expect(await ledger.ownerNow(VAULT)).toBeNull();
-    expect(await ledger.ownerShownSlot(VAULT)).toBe(back.slot);
+    expect((await ledger.ownerShownLine(VAULT))?.slot).toBe(back.slot);
   });
 
   it("keeps the delegate an Approve gave the vault as a finding, though nothing moved", async () => {

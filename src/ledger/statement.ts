@@ -1,3 +1,4 @@
+import { factsFromJson } from "../chain/facts-json.js";
 import { withoutUrlSecrets } from "../chain/url-secrets.js";
 import type { Store } from "../db/client.js";
 import { csvCell, csvTextCell } from "../reports/csv-cell.js";
@@ -508,6 +509,18 @@ export async function buildStatement(
   }
   return { from: query.from, to: query.to, generatedAt: now(), vaults: out };
 
+  /** The slot of `line`'s stored transaction, or null when it is not known. */
+  async function transactionSlotOf(line: { signature: string } | null): Promise<number | null> {
+    if (line === null) return null;
+    const row = (await ledger.storedTransactions([line.signature])).get(line.signature);
+    if (!row) return null;
+    try {
+      return factsFromJson(row.facts).slot;
+    } catch {
+      return null;
+    }
+  }
+
   async function vaultStatement(
     vault: string,
   ): Promise<{ figures: VaultStatement; moved: boolean }> {
@@ -775,8 +788,10 @@ export async function buildStatement(
     counts.delegateApprovals = delegateApprovals.length;
     // Who else may spend the vault by its last balance read, unless a line says it already.
     // A line newer than the read that shows the owner (the vault given back while the balance
-    // read failed) says more of whose it is than the read does.
-    const shownAt = await ledger.ownerShownSlot(vault);
+    // read failed) says more of whose it is than the read does. Newer by its transaction's slot:
+    // by the slot listed, a node listing a left-out older line (escrow's owner) at a made-up
+    // slot above the read's hid for good the read finding the vault another's.
+    const shownAt = await transactionSlotOf(await ledger.ownerShownLine(vault));
     const control = cursor?.balanceControl ?? null;
     const readAt = control?.readAt == null ? null : isoOf(control.readAt);
     const ownerRead: VaultOwnerRead | null =

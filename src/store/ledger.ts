@@ -547,10 +547,11 @@ export interface LedgerStore {
    */
   ownerNow(vault: string): Promise<OwnerLine | null>;
   /**
-   * The slot of the vault's newest read line whose owner after its transaction is known (the
-   * escrow authority's or another's), else null: a balance read older than it says less.
+   * The vault's newest read line whose owner after its transaction is known (the escrow
+   * authority's or another's), its signature and listed slot, else null: a balance read older
+   * than its transaction says less. The slot is the listing's, which a node may make up.
    */
-  ownerShownSlot(vault: string): Promise<number | null>;
+  ownerShownLine(vault: string): Promise<{ signature: string; slot: number } | null>;
   /**
    * Lines of the period that moved the vault's money under memos naming several jobs (or
    * several steps of one), oldest first.
@@ -2185,9 +2186,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       if (r?.other_owner == null) return null;
       return { ...findingLineOf(r), owner: r.other_owner };
     },
-    async ownerShownSlot(vault) {
+    async ownerShownLine(vault) {
       const r = newestKnownOwner.get(vault) as FindingRow | undefined;
-      return r === undefined ? null : Number(r.slot);
+      return r === undefined ? null : { signature: r.signature, slot: Number(r.slot) };
     },
     async mixedMemoLines(vault, fromSec, toSec) {
       return (mixedPeriod.all(vault, fromSec, toSec) as LineDb[]).map((r) =>

@@ -2161,9 +2161,9 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       if (r?.owner == null) return null;
       return { ...r, owner: r.owner };
     },
-    async ownerShownSlot(vault) {
+    async ownerShownLine(vault) {
       const r = await newestKnownOwner(vault);
-      return r === undefined ? null : r.slot;
+      return r === undefined ? null : { signature: r.signature, slot: r.slot };
     },
     async mixedMemoLines(vault, fromSec, toSec) {
       const rows = await db
