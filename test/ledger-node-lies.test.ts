@@ -45,17 +45,19 @@ function laggingNode(rpc: RpcPool, hidden: Set<string>, lag = { units: 0n }): Rp
  * Key `keyIndex`'s vault (each test its own: the ledger reads a vault's whole history) with one
  * honest job, then the theft, then (`after`) another honest job.
  */
-async function theftBetweenJobs(keyIndex: number, after: boolean) {
+async function theftBetweenJobs(keyIndex: number, after: boolean, ownSlots = false) {
   const c = await h.scenario();
   const { vault } = await c.pinKey(keyIndex);
   const from = await chainSecondAfter(h.world);
   const thief = h.op.attackerAccount(0n);
   const plan = h.op.plan({ keyIndex });
   c.record(plan, h.op.honestJob(plan));
+  if (ownSlots) h.op.nextSlot();
   const theft = h.op.send([
     h.op.transfer(vault, thief, stolen),
     h.op.memo(`decentral:settle:${plan.jobId}`),
   ]).signature;
+  if (ownSlots) h.op.nextSlot();
   if (after) {
     const next = h.op.plan({ keyIndex });
     c.record(next, h.op.honestJob(next));
@@ -200,7 +202,9 @@ describe("a theft the ledger's node hides", () => {
 
   it("lists a gap a node keeps leaving out again only now and then, not every round", async () => {
     h.op.fund(h.op.vault(4), 1_000_000n);
-    const { c, vault, theft } = await theftBetweenJobs(4, true);
+    // Each movement in a slot of its own: a gap between two lines of one slot is listed again
+    // as that slot too (a reordered slot), a listing this test does not count.
+    const { c, vault, theft } = await theftBetweenJobs(4, true, true);
     const rpc = laggingNode(h.rpc, new Set([theft]));
     let relistings = 0;
     const counting = new Proxy(rpc, {
@@ -245,10 +249,14 @@ describe("a theft the ledger's node hides", () => {
     const { vault } = await c.pinKey(4);
     // Four thefts the node leaves out, each between two honest jobs: four gaps.
     const hidden = new Set<string>();
+    // Each movement in a slot of its own: a gap between two lines of one slot is listed again
+    // as that slot too (a reordered slot), a listing this test does not count.
     for (let i = 0; i < 4; i++) {
       const plan = h.op.plan({ keyIndex: 4 });
       c.record(plan, h.op.honestJob(plan));
+      h.op.nextSlot();
       hidden.add(h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 1_000n)]).signature);
+      h.op.nextSlot();
     }
     const last = h.op.plan({ keyIndex: 4 });
     c.record(last, h.op.honestJob(last));
