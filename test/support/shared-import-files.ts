@@ -22,7 +22,6 @@ export const sharedImportFiles: readonly string[] = [
   "test/chain-quorum.test.ts",
   "test/chain-rpc-transport.test.ts",
   "test/chain-transaction-facts.test.ts",
-  "test/db-wal-checkpointer.test.ts",
   "test/db-write-transactions.test.ts",
   "test/errors-message.test.ts",
   "test/host-identity.test.ts",
