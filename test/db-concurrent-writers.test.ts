@@ -14,9 +14,9 @@ import { recordReceipt } from "../src/recorder/receipts.js";
 import { createSettlementBackfill } from "../src/recorder/settlement-backfill.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
+import { recordHonest } from "./support/honest-receipt.js";
 import { address, capturedLogger, jobId, signature } from "./support/recorder-fixtures.js";
 import { createFakeChain } from "./support/verify-fake-rpc.js";
-import { honest } from "./support/verify-fixtures.js";
 import { holdWriteLockSync } from "./support/write-lock-holder.js";
 
 /**
@@ -58,29 +58,6 @@ function streamedReceipt(id = jobId()) {
     completionTokens: null,
     totalTokens: null,
   };
-}
-
-function recordHonest(store: SqliteStore, tag: string, chain: ReturnType<typeof createFakeChain>) {
-  const j = honest(`job_${tag}`, tag);
-  chain.land(j.escrow);
-  chain.land(j.settlement);
-  recordReceipt(
-    store,
-    {
-      jobId: j.job.jobId,
-      escrowTx: j.job.escrowTx,
-      settlementTx: j.job.settlementTx,
-      worker: j.job.worker,
-      creditsRemainingUnits: null,
-      model: j.job.model,
-      keyFingerprint: j.job.keyFingerprint ?? null,
-      promptTokens: 10,
-      completionTokens: j.job.completionTokens,
-      totalTokens: null,
-    },
-    "ingest",
-  );
-  return j.job.jobId;
 }
 
 describe("write paths beside a connection holding the write lock", () => {

@@ -9,12 +9,11 @@ import type { LedgerWindowResult } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
 import { acquireLock } from "../src/nightly/locks.js";
 import { runVerifyCommand } from "../src/nightly/verify-command.js";
-import { recordReceipt } from "../src/recorder/receipts.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
+import { recordHonest } from "./support/honest-receipt.js";
 import { capturedLogger } from "./support/recorder-fixtures.js";
 import { createFakeChain } from "./support/verify-fake-rpc.js";
-import { honest } from "./support/verify-fixtures.js";
 import { holdWriteLockSync } from "./support/write-lock-holder.js";
 
 /**
@@ -32,28 +31,6 @@ function fileStore(busyTimeoutMs?: number): { store: SqliteStore; path: string }
   const store = openSqliteStore(path, busyTimeoutMs === undefined ? {} : { busyTimeoutMs });
   migrateStore(store);
   return { store, path };
-}
-
-function recordHonest(store: SqliteStore, tag: string, chain: ReturnType<typeof createFakeChain>) {
-  const j = honest(`job_${tag}`, tag);
-  chain.land(j.escrow);
-  chain.land(j.settlement);
-  recordReceipt(
-    store,
-    {
-      jobId: j.job.jobId,
-      escrowTx: j.job.escrowTx,
-      settlementTx: j.job.settlementTx,
-      worker: j.job.worker,
-      creditsRemainingUnits: null,
-      model: j.job.model,
-      keyFingerprint: j.job.keyFingerprint ?? null,
-      promptTokens: 10,
-      completionTokens: j.job.completionTokens,
-      totalTokens: null,
-    },
-    "ingest",
-  );
 }
 
 /** The longest the event loop went without running a 10 ms timer, until `stop()`. */
