@@ -539,6 +539,28 @@ describe("transaction facts of token instructions that move money", () => {
     },
   );
 
+  it.each([
+    "escrow-lock-legacy.json.json",
+    "escrow-lock-legacy.jsonParsed.json",
+    "escrow-lock-legacy.base64.json",
+  ])("keeps who signed a transfer for its source (%s)", (file) => {
+    expect(facts(file).tokenInstructions[0]?.authority).toBe(addr.escrowAuthority);
+  });
+
+  it("keeps who signed by its place, not by an account named after it", () => {
+    // The compiled lock's accounts [vault, mint, escrow, authority] with the token program
+    // signing in the authority's place and the escrow authority named after it.
+    const compiled = loadResult("escrow-lock-legacy.json.json");
+    compiled.transaction.message.instructions[1].accounts = [2, 3, 1, 5, 0];
+    expect(parseTransaction(compiled).tokenInstructions[0]?.authority).toBe(TOKEN_PROGRAM);
+    // jsonParsed names a multisig owner `multisigAuthority`, its signers apart.
+    const parsed = loadResult("escrow-lock-legacy.jsonParsed.json");
+    const ix = parsed.transaction.message.instructions[1];
+    const { authority, ...info } = ix.parsed.info;
+    ix.parsed.info = { ...info, multisigAuthority: authority, signers: [addr.creditVault] };
+    expect(parseTransaction(parsed).tokenInstructions[0]?.authority).toBe(authority);
+  });
+
   it("keeps them for a Token-2022 transfer", () => {
     expect(movements(facts("token2022-transfer.json.json"))).toEqual([
       expect.objectContaining({

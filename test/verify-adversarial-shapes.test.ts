@@ -1,5 +1,6 @@
 import { describe, expect, it, onTestFinished } from "vitest";
 import { localSigner } from "../src/localnet/keys.js";
+import type { InstructionSpec } from "../src/localnet/wire.js";
 import { AuthorityType, discrepancy, useAdversaryHarness, verified } from "./support/operator.js";
 import { ownerlessNode } from "./support/rewriting-node.js";
 
@@ -228,6 +229,38 @@ describe("the pinned escrow vault's locks given to a delegate", () => {
     ]).signature;
     c.record(plan, { escrowTx, settlementTx });
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.vault")]);
+  });
+
+  it("catches a settlement the delegate signs while each transfer also names the escrow authority", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const escrow = h.op.accounts.escrowVault;
+    const plan = h.op.plan({ keyIndex: 1 });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    h.op.send([h.op.approveChecked(escrow, h.op.attacker.address, 10n ** 15n)]);
+    onTestFinished(() => {
+      h.op.send([h.op.revoke(escrow)]);
+    });
+    // The token program reads a transfer's authority at its place and nothing after it but a
+    // multisig's signers: the escrow authority's address appended there signs nothing.
+    const alsoNamingAuthority = (ix: InstructionSpec): InstructionSpec => ({
+      ...ix,
+      accounts: [
+        ...ix.accounts,
+        { address: h.op.escrowAuthority.address, signer: false, writable: false },
+      ],
+    });
+    const settlementTx = h.op.send([
+      ...h.op
+        .payoutIxs(plan, { authority: h.op.attacker.address })
+        .map((ix) => alsoNamingAuthority(ix)),
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.vault")]);
+    expect(await c.check(plan.jobId, "escrow.vault")).toMatchObject({
+      actual: { vault: escrow, spentBy: h.op.attacker.address, releasedBy: settlementTx },
+    });
   });
 
   it("catches a whole refund a delegate the operator named after the lock pays", async () => {

@@ -230,21 +230,24 @@ const optionalInitialized = (kind: string, account: unknown) =>
 
 /**
  * Token instructions that move money, by jsonParsed name: where the account money leaves
- * (`from`) or enters (`to`) sits among the instruction's accounts in order, and where the
+ * (`from`) or enters (`to`) and the account that signs for the source (`signer`: its owner, a
+ * delegate, or a multisig) sit among the instruction's accounts in order, and where the
  * amount (u64, little-endian) starts in the instruction's data. A succeeded transaction's
  * balances show only each account's net change: money a transaction takes out of an account
  * and puts back in (or more) shows as a smaller change, or none, and only these tell.
  */
-const MOVEMENT_LAYOUT: ReadonlyMap<string, { from?: number; to?: number; amountAt: number }> =
-  new Map([
-    ["transfer", { from: 0, to: 1, amountAt: 1 }],
-    ["transferChecked", { from: 0, to: 2, amountAt: 1 }],
-    ["transferCheckedWithFee", { from: 0, to: 2, amountAt: 2 }],
-    ["burn", { from: 0, amountAt: 1 }],
-    ["burnChecked", { from: 0, amountAt: 1 }],
-    ["mintTo", { to: 1, amountAt: 1 }],
-    ["mintToChecked", { to: 1, amountAt: 1 }],
-  ]);
+const MOVEMENT_LAYOUT: ReadonlyMap<
+  string,
+  { from?: number; to?: number; signer?: number; amountAt: number }
+> = new Map([
+  ["transfer", { from: 0, to: 1, signer: 2, amountAt: 1 }],
+  ["transferChecked", { from: 0, to: 2, signer: 3, amountAt: 1 }],
+  ["transferCheckedWithFee", { from: 0, to: 2, signer: 3, amountAt: 2 }],
+  ["burn", { from: 0, signer: 2, amountAt: 1 }],
+  ["burnChecked", { from: 0, signer: 2, amountAt: 1 }],
+  ["mintTo", { to: 1, amountAt: 1 }],
+  ["mintToChecked", { to: 1, amountAt: 1 }],
+]);
 
 /** Token-2022's TransferFeeExtension sub-instruction TransferCheckedWithFee. */
 const TRANSFER_FEE_EXTENSION = 26;
@@ -258,7 +261,10 @@ function u64At(data: Uint8Array, at: number): bigint | null {
   return value;
 }
 
-/** The source, destination and amount of a compiled instruction that moves money, else {}. */
+/**
+ * The source, destination, signing authority and amount of a compiled instruction that moves
+ * money, else {}.
+ */
 function compiledMovement(data: Uint8Array, accounts: string[]) {
   let name = tokenKind(data);
   if (data[0] === TRANSFER_FEE_EXTENSION && data[1] === TRANSFER_CHECKED_WITH_FEE) {
@@ -269,12 +275,14 @@ function compiledMovement(data: Uint8Array, accounts: string[]) {
   const amount = u64At(data, layout.amountAt);
   const source = layout.from === undefined ? undefined : accounts[layout.from];
   const destination = layout.to === undefined ? undefined : accounts[layout.to];
+  const authority = layout.signer === undefined ? undefined : accounts[layout.signer];
   // Short data or missing accounts: the program refuses it, and it moves nothing.
   if (amount === null || (layout.from !== undefined && source === undefined)) return {};
   if (layout.to !== undefined && destination === undefined) return {};
   return {
     ...(source === undefined ? {} : { source }),
     ...(destination === undefined ? {} : { destination }),
+    ...(authority === undefined ? {} : { authority }),
     amount,
   };
 }
@@ -286,6 +294,8 @@ function parsedMovement(kind: string, info: Json) {
   const key = (v: unknown) => (typeof v === "string" && isBase58OfLength(v, 32) ? v : undefined);
   const source = layout.from === undefined ? undefined : key(info.source ?? info.account);
   const destination = layout.to === undefined ? undefined : key(info.destination ?? info.account);
+  const authority =
+    layout.signer === undefined ? undefined : key(info.authority ?? info.multisigAuthority);
   const tokenAmount = isRecord(info.tokenAmount) ? info.tokenAmount.amount : undefined;
   const text = info.amount ?? tokenAmount;
   if (typeof text !== "string" || !/^\d{1,20}$/.test(text)) return {};
@@ -294,6 +304,7 @@ function parsedMovement(kind: string, info: Json) {
   return {
     ...(source === undefined ? {} : { source }),
     ...(destination === undefined ? {} : { destination }),
+    ...(authority === undefined ? {} : { authority }),
     amount: BigInt(text),
   };
 }

@@ -55,6 +55,14 @@ export interface TokenInstruction {
   /** The account money enters by a transfer or a mint (`mintTo`, `mintToChecked`). */
   destination?: string;
   /**
+   * The account that signs a transfer or burn for its source: the owner, a delegate, or a
+   * multisig account (its position among the instruction's accounts; `authority` or
+   * `multisigAuthority` in jsonParsed). The token program reads nothing of the accounts after
+   * it but a multisig's signers, so any other key may stand there, signing nothing: only this
+   * position says who spent. Absent for other kinds, and in facts stored before it was kept.
+   */
+  authority?: string;
+  /**
    * Base units a transfer, burn or mint moves (for a transfer with a fee, what leaves the
    * source). Absent for other kinds, and in facts stored before it was kept.
    */

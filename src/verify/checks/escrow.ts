@@ -356,8 +356,10 @@ export function ownersUnnamed(
  * Money left the escrow account in this job's release by a transfer or burn the escrow
  * authority did not sign: a delegate an Approve named (in a transaction naming no job, after
  * the lock) spent it, and could spend every lock held there alone, as a new owner could. A
- * token instruction names its authority among its accounts (a multisig owner too), so one that
- * leaves the escrow authority out was signed by a delegate.
+ * token instruction names its authority at a fixed place among its accounts (a multisig owner
+ * too): another key there is a delegate, whatever the accounts after it name (the escrow
+ * authority's address added there is read by nobody and signs nothing). Facts stored before
+ * that place was kept fall back to the escrow authority being named at all.
  */
 function escrowSpentByDelegate(
   lock: UsableLock,
@@ -371,7 +373,9 @@ function escrowSpentByDelegate(
     (ix) =>
       ix.source === lock.escrowAccount &&
       MOVEMENT_KINDS.has(ix.kind) &&
-      !ix.accounts.includes(escrowAuthority),
+      (ix.authority === undefined
+        ? !ix.accounts.includes(escrowAuthority)
+        : ix.authority !== escrowAuthority),
   );
   if (spent === undefined) return;
   list.replace(
@@ -379,7 +383,11 @@ function escrowSpentByDelegate(
       "escrow.vault",
       `the escrow account ${lock.escrowAccount} released this job's lock by a ${spent.kind} the escrow authority did not sign: a delegate spent it, who may spend the lock alone`,
       { vault: lock.escrowAccount, owner: escrowAuthority },
-      { vault: lock.escrowAccount, spentBy: spent.accounts, releasedBy: signature },
+      {
+        vault: lock.escrowAccount,
+        spentBy: spent.authority ?? spent.accounts,
+        releasedBy: signature,
+      },
     ),
   );
 }
