@@ -1,8 +1,10 @@
 import { describe, expect, it, onTestFinished } from "vitest";
 import { localSigner } from "../src/localnet/keys.js";
 import type { InstructionSpec } from "../src/localnet/wire.js";
+import { reportsStore } from "../src/store/reports.js";
+import { localnetProfile } from "../src/verify/profiles.js";
 import { AuthorityType, discrepancy, useAdversaryHarness, verified } from "./support/operator.js";
-import { ownerlessNode } from "./support/rewriting-node.js";
+import { ownerlessNode, rewritingNode } from "./support/rewriting-node.js";
 
 /**
  * More ways the operator, who signs every escrow, settlement and refund, could shape its
@@ -279,5 +281,31 @@ describe("the pinned escrow vault's locks given to a delegate", () => {
     ]).signature;
     c.record(plan, { escrowTx, settlementTx: refundTx }, { httpStatus: 504 });
     expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.vault")]);
+  });
+});
+
+// Last: it moves the shared chain's clock past a window, which would date later receipts early.
+describe("a node that dates no transaction", () => {
+  it("does not verify a refund past the window: when it came is not known", async () => {
+    const profile = { ...localnetProfile, receiptTimeSkewSeconds: 30 };
+    const c = await h.scenario(profile);
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1, completionTokens: null });
+    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+    const answered = { httpStatus: 504, createdAt: h.op.now() };
+    h.op.advanceClock((profile.settlementWindowSeconds + 120) * 1000);
+    const refundTx = h.op.send(h.op.refundIxs(plan)).signature;
+    c.record(plan, { escrowTx, settlementTx: refundTx }, answered);
+    await c.flush();
+    await h.finalized();
+    // `blockTime` is optional in a getTransaction answer, and only it dates the refund.
+    const undated = rewritingNode(h.rpc, () => (result: { blockTime: number | null }) => {
+      result.blockTime = null;
+    });
+    await c.verifierOver(undated).runUntilSettled({}, { timeoutMs: 20_000 });
+    expect(await c.outcome(plan.jobId)).toEqual({ verdict: "partially_verified", failing: [] });
+    expect((await reportsStore(c.store).auditRows(plan.jobId))?.job.unproven).toEqual([
+      "block_time_unknown",
+    ]);
   });
 });

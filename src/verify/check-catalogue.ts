@@ -96,6 +96,8 @@ export const unprovenCodes = {
     "the profile pins its workers' payout rates, and not this worker's: its rate (and that it is a worker at all) is not known",
   owner_unknown:
     "the node named no owner for the escrow account or the credit vault in a job's transaction (every node does since 2021): whether the escrow authority still owned it is not known",
+  block_time_unknown:
+    "the node reported no block time for the job's lock or its release (every node does for a finalized transaction): whether the release came within the window is not known",
   inner_instructions_unknown:
     "the node did not report inner instructions, and other programs were invoked; or it did, and token balances moved by none of them",
 } as const;
