@@ -3,7 +3,13 @@ import { localSigner } from "../src/localnet/keys.js";
 import type { InstructionSpec } from "../src/localnet/wire.js";
 import { reportsStore } from "../src/store/reports.js";
 import { localnetProfile } from "../src/verify/profiles.js";
-import { AuthorityType, discrepancy, useAdversaryHarness, verified } from "./support/operator.js";
+import {
+  AuthorityType,
+  discrepancy,
+  type JobPlan,
+  useAdversaryHarness,
+  verified,
+} from "./support/operator.js";
 import { ownerlessNode, rewritingNode } from "./support/rewriting-node.js";
 
 /**
@@ -211,18 +217,26 @@ describe("a node that names no owner in token balances", () => {
   });
 });
 
+/**
+ * Locks a job honestly, then, in a transaction naming no job, lets the attacker spend
+ * `approved` of the escrow vault (by default far more than the lock) as its delegate.
+ */
+async function lockThenDelegate(approved: (plan: JobPlan) => bigint = () => 10n ** 15n) {
+  const c = await h.scenario();
+  await c.pinKey(1);
+  const escrow = h.op.accounts.escrowVault;
+  const plan = h.op.plan({ keyIndex: 1 });
+  const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
+  h.op.send([h.op.approveChecked(escrow, h.op.attacker.address, approved(plan))]);
+  onTestFinished(() => {
+    h.op.send([h.op.revoke(escrow)]);
+  });
+  return { c, escrow, plan, escrowTx, attacker: { authority: h.op.attacker.address } };
+}
+
 describe("the pinned escrow vault's locks given to a delegate", () => {
   it("catches a settlement a delegate the operator named after the lock pays exactly", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
-    const escrow = h.op.accounts.escrowVault;
-    const plan = h.op.plan({ keyIndex: 1 });
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    h.op.send([h.op.approveChecked(escrow, h.op.attacker.address, 10n ** 15n)]);
-    onTestFinished(() => {
-      h.op.send([h.op.revoke(escrow)]);
-    });
-    const attacker = { authority: h.op.attacker.address };
+    const { c, escrow, plan, escrowTx, attacker } = await lockThenDelegate();
     const settlementTx = h.op.send([
       h.op.transfer(escrow, plan.worker.tokenAccount, plan.workerShare, attacker),
       h.op.transfer(escrow, h.op.accounts.treasury.tokenAccount, plan.treasuryShare, attacker),
@@ -234,15 +248,7 @@ describe("the pinned escrow vault's locks given to a delegate", () => {
   });
 
   it("catches a settlement the delegate signs while each transfer also names the escrow authority", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
-    const escrow = h.op.accounts.escrowVault;
-    const plan = h.op.plan({ keyIndex: 1 });
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    h.op.send([h.op.approveChecked(escrow, h.op.attacker.address, 10n ** 15n)]);
-    onTestFinished(() => {
-      h.op.send([h.op.revoke(escrow)]);
-    });
+    const { c, escrow, plan, escrowTx, attacker } = await lockThenDelegate();
     // The token program reads a transfer's authority at its place and nothing after it but a
     // multisig's signers: the escrow authority's address appended there signs nothing.
     const alsoNamingAuthority = (ix: InstructionSpec): InstructionSpec => ({
@@ -253,9 +259,7 @@ describe("the pinned escrow vault's locks given to a delegate", () => {
       ],
     });
     const settlementTx = h.op.send([
-      ...h.op
-        .payoutIxs(plan, { authority: h.op.attacker.address })
-        .map((ix) => alsoNamingAuthority(ix)),
+      ...h.op.payoutIxs(plan, attacker).map((ix) => alsoNamingAuthority(ix)),
       h.op.memo(`decentral:settle:${plan.jobId}`),
     ]).signature;
     c.record(plan, { escrowTx, settlementTx });
@@ -266,17 +270,9 @@ describe("the pinned escrow vault's locks given to a delegate", () => {
   });
 
   it("catches a whole refund a delegate the operator named after the lock pays", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
-    const escrow = h.op.accounts.escrowVault;
-    const plan = h.op.plan({ keyIndex: 1 });
-    const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
-    h.op.send([h.op.approveChecked(escrow, h.op.attacker.address, plan.lock)]);
-    onTestFinished(() => {
-      h.op.send([h.op.revoke(escrow)]);
-    });
+    const { c, escrow, plan, escrowTx, attacker } = await lockThenDelegate((plan) => plan.lock);
     const refundTx = h.op.send([
-      h.op.transfer(escrow, plan.vault, plan.lock, { authority: h.op.attacker.address }),
+      h.op.transfer(escrow, plan.vault, plan.lock, attacker),
       h.op.memo(`decentral:refund:${plan.jobId}`),
     ]).signature;
     c.record(plan, { escrowTx, settlementTx: refundTx }, { httpStatus: 504 });
