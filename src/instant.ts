@@ -37,3 +37,98 @@ export function utcDay(year: number, month: number, day: number): number | null 
     ? ms
     : null;
 }
+
+/**
+ * The IANA time zone `name` names, or null when this runtime knows no such zone: spelt as Intl
+ * spells it where that differs only in case (`europe/london` -> `Europe/London`), else as given
+ * (Intl answers `Asia/Kathmandu` with its older name, `Asia/Katmandu`).
+ */
+export function timeZoneOf(name: string): string | null {
+  try {
+    const resolved = new Intl.DateTimeFormat("en-US", { timeZone: name }).resolvedOptions()
+      .timeZone;
+    return resolved.toLowerCase() === name.toLowerCase() ? resolved : name;
+  } catch {
+    return null;
+  }
+}
+
+/** Why `timeZoneOf` refused `name`, with what to give instead. */
+export function timeZoneRefusal(name: string): string {
+  return `no time zone named ${JSON.stringify(name)}: give an IANA name such as Europe/London or America/New_York`;
+}
+
+const zoneFormats = new Map<string, Intl.DateTimeFormat>();
+
+/** The wall clock of `timeZone` at `ms`, as the UTC instant that shows the same date and time. */
+function wallClockOf(timeZone: string, ms: number): number {
+  let format = zoneFormats.get(timeZone);
+  if (!format) {
+    format = new Intl.DateTimeFormat("en-US", {
+      timeZone,
+      hourCycle: "h23",
+      year: "numeric",
+      month: "numeric",
+      day: "numeric",
+      hour: "numeric",
+      minute: "numeric",
+      second: "numeric",
+    });
+    zoneFormats.set(timeZone, format);
+  }
+  const parts: Record<string, number> = {};
+  for (const p of format.formatToParts(ms)) parts[p.type] = Number(p.value);
+  const wall = new Date(0);
+  wall.setUTCFullYear(parts.year!, parts.month! - 1, parts.day!);
+  wall.setUTCHours(parts.hour!, parts.minute!, parts.second!, ((ms % 1000) + 1000) % 1000);
+  return wall.getTime();
+}
+
+/** The calendar day (`YYYY-MM-DD`) that `ms` falls on in `timeZone` (a name `timeZoneOf` took). */
+export function zoneDateOf(timeZone: string, ms: number): string {
+  return new Date(wallClockOf(timeZone, ms)).toISOString().slice(0, 10);
+}
+
+const HOURS_26 = 26 * 3_600_000;
+
+/**
+ * The first instant of the calendar day `date` (`YYYY-MM-DD`) in `timeZone`: its midnight, or,
+ * where a clock change skips midnight, the first instant the zone's clocks show that date.
+ * Days run from one such instant to the next, so a zone's days cover time once, 23 or 25 hours
+ * long on the days its clocks change.
+ */
+export function zoneDayStart(timeZone: string, date: string): number {
+  const utcMidnight = Date.parse(`${date}T00:00:00Z`);
+  const isStart = (t: number) =>
+    zoneDateOf(timeZone, t) >= date && zoneDateOf(timeZone, t - 1) < date;
+  // Midnight at the offset of the hours around it: the start on every day but a few.
+  const guess = utcMidnight - (wallClockOf(timeZone, utcMidnight) - utcMidnight);
+  const start = utcMidnight - (wallClockOf(timeZone, guess) - guess);
+  if (isStart(start)) return start;
+  // Every zone's offset lies within 26 hours of UTC: the day starts inside this window, and
+  // the first instant showing `date` or later is found by halving it (to the millisecond).
+  let low = utcMidnight - HOURS_26;
+  let high = utcMidnight + HOURS_26;
+  while (high - low > 1) {
+    const mid = low + Math.floor((high - low) / 2);
+    if (zoneDateOf(timeZone, mid) >= date) high = mid;
+    else low = mid;
+  }
+  return high;
+}
+/** The starts of the days of `timeZone` in [from, to), `from` itself first. */
+export function zoneDayStarts(timeZone: string, from: number, to: number): number[] {
+  const starts = [from];
+  let day = zoneDateOf(timeZone, from);
+  for (;;) {
+    day = nextDate(day);
+    const start = zoneDayStart(timeZone, day);
+    if (start >= to) return starts;
+    starts.push(start);
+  }
+}
+
+/** The calendar day after `date` (`YYYY-MM-DD`). */
+function nextDate(date: string): string {
+  return new Date(Date.parse(`${date}T00:00:00Z`) + 86_400_000).toISOString().slice(0, 10);
+}

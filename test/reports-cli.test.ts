@@ -79,6 +79,35 @@ describe("decentral-audit report reconciliation", () => {
     expect(Date.parse(report.to) - Date.parse(report.from)).toBe(24 * 3_600_000);
   });
 
+  it("reads --from/--to dates and groups days in --time-zone, and refuses a zone it does not know", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "report-"));
+    const db = join(dir, "audit.db");
+    const out = join(dir, "report.json");
+    const store = openSqliteStore(db);
+    migrateStore(store);
+    // 00:10 and 23:50 of November 1st in Kathmandu (+05:45): October 31st and November 1st in UTC.
+    insertJob(store, {
+      jobId: "early",
+      createdAt: Date.UTC(2026, 9, 31, 18, 25),
+      chargedUnits: 1n,
+    });
+    insertJob(store, { jobId: "late", createdAt: Date.UTC(2026, 10, 1, 18, 5), chargedUnits: 2n });
+    insertJob(store, { jobId: "next", createdAt: Date.UTC(2026, 10, 1, 18, 15), chargedUnits: 4n });
+    store.close();
+    const period = ["--from", "2026-11-01", "--to", "2026-11-02", "--db", db];
+    await cli("report", "reconciliation", ...period, "--time-zone", "Asia/Kathmandu", "--out", out);
+    const report = JSON.parse(readFileSync(out, "utf8")) as {
+      from: string;
+      timeZone: string;
+      groups: { group: string; chargedUnits: string }[];
+    };
+    expect(report).toMatchObject({ from: "2026-10-31T18:15:00.000Z", timeZone: "Asia/Kathmandu" });
+    expect(report.groups.map((g) => [g.group, g.chargedUnits])).toEqual([["2026-11-01", "3"]]);
+    await expect(
+      cli("report", "reconciliation", ...period, "--time-zone", "Asia/Katmandoo"),
+    ).rejects.toMatchObject({ details: { field: "time-zone" } });
+  });
+
   it("refuses a period given twice or not at all, naming the flag", async () => {
     await expect(cli("report", "reconciliation", "--db", ":memory:")).rejects.toMatchObject({
       details: { field: "from" },

@@ -135,6 +135,7 @@ describe("CSV cells", () => {
       from: 0,
       to: 86_400_000,
       groupBy: "key",
+      timeZone: "UTC",
       generatedAt: 86_400_000,
       dataCompleteUntil: 86_400_000,
       groups: [{ group: "1234567890123456", ...figures }],

@@ -351,6 +351,7 @@ describe("the reconciliation CSV says what it covers", () => {
         from: "2026-11-01T00:00:00.000Z",
         to: "2026-11-03T00:00:00.000Z",
         groupBy: "model",
+        timeZone: "UTC",
         generatedAt: json.generatedAt,
         dataCompleteUntil: json.dataCompleteUntil,
       });
@@ -359,6 +360,13 @@ describe("the reconciliation CSV says what it covers", () => {
     // The figures keep their places: the period columns come after the last figure.
     const header = csv.split("\r\n")[0]?.split(",") ?? [];
     expect(header.slice(0, 3)).toEqual(["kind", "group", "jobs"]);
-    expect(header.slice(-5)).toEqual(["from", "to", "groupBy", "generatedAt", "dataCompleteUntil"]);
+    expect(header.slice(-6)).toEqual([
+      "from",
+      "to",
+      "groupBy",
+      "timeZone",
+      "generatedAt",
+      "dataCompleteUntil",
+    ]);
   });
 });

@@ -3,6 +3,7 @@ import type { MiddlewareHandler } from "hono";
 import { reportFigures } from "../db/rollups.js";
 import { checkOutcomes, receiptSources, verdicts } from "../db/schema.js";
 import { AppError, errorCodes } from "../errors.js";
+import { timeZoneOf, timeZoneRefusal } from "../instant.js";
 import { basicFormatDate, instantProblem, parseInstant } from "../reports/period.js";
 import { type FiguresJson, groupByValues } from "../reports/reconciliation.js";
 
@@ -112,6 +113,28 @@ export const noRequestBody: MiddlewareHandler = async (c, next) => {
   }
   await next();
 };
+
+/** `timeZone`: an IANA time zone name, as Intl spells it (`europe/london` -> `Europe/London`). */
+export const timeZoneParam = z
+  .string()
+  .transform((value, ctx) => {
+    const zone = timeZoneOf(value);
+    if (zone === null) {
+      ctx.addIssue({
+        code: "custom",
+        message: timeZoneRefusal(value),
+      });
+      return z.NEVER;
+    }
+    return zone;
+  })
+  .optional()
+  .openapi({
+    param: { name: "timeZone", in: "query" },
+    description:
+      "An IANA time zone (`Europe/London`): `from` and `to` given as dates are the starts of those days there, and `groupBy=day` groups by its days (23 or 25 hours long when its clocks change). Default UTC.",
+    example: "Europe/London",
+  });
 
 /** A query parameter holding an instant, parsed to epoch milliseconds. */
 export const instantParam = (name: string, description: string) =>
@@ -259,6 +282,9 @@ export const ReconciliationSchema = z
   .object({
     ...periodBounds,
     groupBy: z.enum(groupByValues),
+    timeZone: z
+      .string()
+      .describe("The IANA time zone whose days `groupBy=day` groups by (`UTC` unless asked)."),
     generatedAt: z.string(),
     dataCompleteUntil: z
       .string()

@@ -1,6 +1,9 @@
 import { createRoute, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import type { Store } from "../db/client.js";
+import { AppError } from "../errors.js";
 import { failingVerdicts, listDiscrepancies } from "../reports/job-listing.js";
+import { parseInstant } from "../reports/period.js";
 import {
   groupByValues,
   reconciliationReport,
@@ -21,6 +24,7 @@ import {
   periodRefinement,
   queryObject,
   ReconciliationSchema,
+  timeZoneParam,
 } from "./openapi-schemas.js";
 import {
   answersOnly,
@@ -32,6 +36,26 @@ import {
 } from "./report-query.js";
 import { createRouter } from "./router.js";
 
+/**
+ * The period of a query naming a time zone: `from` and `to` given as dates are the starts of
+ * those days in that zone (read as UTC days by the schema, which does not see the zone).
+ */
+function zonedPeriod(
+  c: Context,
+  query: { from: number; to: number; timeZone?: string | undefined },
+): { from: number; to: number } {
+  if (query.timeZone === undefined) return query;
+  const inZone = (field: "from" | "to") => parseInstant(c.req.query(field) ?? "", query.timeZone);
+  const from = inZone("from") ?? query.from;
+  const to = inZone("to") ?? query.to;
+  if (to <= from) {
+    throw new AppError("validation_failed", `to: must be after from (in ${query.timeZone})`, {
+      field: "to",
+    });
+  }
+  return { from, to };
+}
+
 export interface ReportRoutesDeps {
   store: Store;
   now: () => number;
@@ -42,6 +66,7 @@ const reconciliationQuery = reportQuery({
     .enum(groupByValues)
     .default("day")
     .openapi({ param: { name: "groupBy", in: "query" }, description: "Default `day`." }),
+  timeZone: timeZoneParam,
 });
 
 const discrepancyQuery = queryObject({
@@ -117,7 +142,7 @@ export function reportRoutes(deps: ReportRoutesDeps) {
         ...notAcceptableError,
       },
     }),
-    "Columns `kind` (group|total), `group`, then the JSON figures in order, then on every row the report's `from` (inclusive), `to` (exclusive), `groupBy`, `generatedAt` and `dataCompleteUntil` (instants in ISO 8601 UTC, as in the JSON); the last row is the totals.",
+    "Columns `kind` (group|total), `group`, then the JSON figures in order, then on every row the report's `from` (inclusive), `to` (exclusive), `groupBy`, `timeZone` (whose days `groupBy=day` groups by), `generatedAt` and `dataCompleteUntil` (instants in ISO 8601 UTC, as in the JSON); the last row is the totals.",
   );
 
   const discrepancies = createRoute({
@@ -168,7 +193,7 @@ export function reportRoutes(deps: ReportRoutesDeps) {
       const query = c.req.valid("query");
       const report = await reconciliationReport(
         deps.store,
-        { from: query.from, to: query.to, groupBy: query.groupBy },
+        { ...zonedPeriod(c, query), groupBy: query.groupBy, timeZone: query.timeZone },
         deps.now,
       );
       if (wantsCsv(c, query.format)) {

@@ -4,7 +4,7 @@
  */
 
 import { AppError } from "../errors.js";
-import { parseZonedDateTime, utcDay } from "../instant.js";
+import { parseZonedDateTime, utcDay, zoneDateOf, zoneDayStart } from "../instant.js";
 
 const DAY_MS = 86_400_000;
 
@@ -14,15 +14,16 @@ const DAY_MS = 86_400_000;
  * to the year 2286), milliseconds from 11 to 13 (the same years: a longer number is no time an
  * answer could name back in ISO 8601). Returns null for anything else, including dates
  * that do not exist (2026-02-30), so a typo is an error rather than a silently shifted period.
+ * With `timeZone` (a name `timeZoneOf` took), a date is the start of that day there, not in UTC.
  */
-export function parseInstant(text: string): number | null {
-  const ms = calendarInstant(text);
+export function parseInstant(text: string, timeZone?: string): number | null {
+  const ms = calendarInstant(text, timeZone);
   // Epoch integers start at 0; a date before it is no time any receipt or chain record has.
   return ms !== null && ms >= 0 ? ms : null;
 }
 
 /** `parseInstant` without its lower bound: what the text names, if anything. */
-function calendarInstant(text: string): number | null {
+function calendarInstant(text: string, timeZone?: string): number | null {
   const value = text.trim();
   // A date in ISO 8601's basic format (`date +%Y%m%d`) is no instant here: read as epoch
   // seconds it put the period in 1970 without a word (`verify` judged nothing and exited 0).
@@ -33,7 +34,8 @@ function calendarInstant(text: string): number | null {
   const dateOnly = /^(\d{4})-(\d{2})-(\d{2})$/.exec(value);
   if (dateOnly) {
     const [, y, m, d] = dateOnly;
-    return utcDay(Number(y), Number(m), Number(d));
+    const midnight = utcDay(Number(y), Number(m), Number(d));
+    return midnight === null || timeZone === undefined ? midnight : zoneDayStart(timeZone, value);
   }
   return parseZonedDateTime(value);
 }
@@ -137,8 +139,16 @@ export type WindowFlags = {
 /** Values of `--window`: windows aligned on UTC days, whatever the time the command runs. */
 export const namedWindows = ["yesterday"] as const;
 
-/** The UTC day before the one holding `now`: [00:00 yesterday, 00:00 today). */
-export function yesterdayWindow(now: number): { from: number; to: number } {
+/**
+ * The UTC day before the one holding `now`: [00:00 yesterday, 00:00 today); with `timeZone`,
+ * the day before today there, from one start of its days to the next.
+ */
+export function yesterdayWindow(now: number, timeZone?: string): { from: number; to: number } {
+  if (timeZone !== undefined) {
+    const today = zoneDateOf(timeZone, now);
+    const yesterday = isoOf(Date.parse(`${today}T00:00:00Z`) - DAY_MS).slice(0, 10);
+    return { from: zoneDayStart(timeZone, yesterday), to: zoneDayStart(timeZone, today) };
+  }
   const to = Math.floor(now / DAY_MS) * DAY_MS;
   return { from: to - DAY_MS, to };
 }
@@ -149,9 +159,14 @@ export function yesterdayWindow(now: number): { from: number; to: number } {
  *   starts late covers a later window;
  * - `--window yesterday`: the previous UTC day, the same whenever in the day it runs;
  * - `--from X [--to Y]`: [X, Y), with `to` now when not given.
+ * With `timeZone`, `yesterday` and dates given to `--from`/`--to` are days of that zone.
  * A bad or conflicting flag is a `validation_failed` AppError naming it.
  */
-export function windowFromFlags(flags: WindowFlags, now: number): { from: number; to: number } {
+export function windowFromFlags(
+  flags: WindowFlags,
+  now: number,
+  timeZone?: string,
+): { from: number; to: number } {
   const bad = (field: string, message: string) =>
     new AppError("validation_failed", `--${field}: ${message}`, { field });
   const given = (["since", "window"] as const).filter((f) => flags[f] !== undefined);
@@ -167,7 +182,7 @@ export function windowFromFlags(flags: WindowFlags, now: number): { from: number
         `no window named ${JSON.stringify(flags.window)} (known: ${namedWindows.join(", ")}); for another period give --since or --from/--to`,
       );
     }
-    return yesterdayWindow(now);
+    return yesterdayWindow(now, timeZone);
   }
   if (flags.since !== undefined) {
     const ms = parseDuration(flags.since);
@@ -183,9 +198,9 @@ export function windowFromFlags(flags: WindowFlags, now: number): { from: number
   if (flags.from === undefined) {
     throw bad("from", "give --since 24h, --window yesterday, or --from (and --to)");
   }
-  const from = parseInstant(flags.from);
+  const from = parseInstant(flags.from, timeZone);
   if (from === null) throw bad("from", instantRefusal(flags.from));
-  const to = flags.to === undefined ? now : parseInstant(flags.to);
+  const to = flags.to === undefined ? now : parseInstant(flags.to, timeZone);
   if (to === null) throw bad("to", instantRefusal(flags.to ?? ""));
   if (to <= from) throw bad("to", "must be after --from");
   return { from, to };

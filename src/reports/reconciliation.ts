@@ -7,6 +7,7 @@ import {
   storedFigures,
 } from "../db/rollups.js";
 import type { Verdict } from "../db/schema.js";
+import { zoneDateOf, zoneDayStarts } from "../instant.js";
 import { formatUnits } from "../money.js";
 import {
   periodPieces,
@@ -36,6 +37,8 @@ export interface ReconciliationReport {
   from: number;
   to: number;
   groupBy: GroupBy;
+  /** The IANA time zone whose days `groupBy: "day"` groups by; `UTC` unless asked. */
+  timeZone: string;
   generatedAt: number;
   /** Before this instant every recorded job is final, so figures before it will not move. */
   dataCompleteUntil: number;
@@ -43,8 +46,17 @@ export interface ReconciliationReport {
   totals: ReconciliationFigures;
 }
 
-export interface ReconciliationQuery extends SumsQuery {
+export interface ReconciliationQuery extends Omit<SumsQuery, "dayStarts"> {
   groupBy: GroupBy;
+  /** An IANA time zone (as `timeZoneOf` spells it): `day` groups are its days. Default UTC. */
+  timeZone?: string | undefined;
+}
+
+/** Whether the query's days are another zone's than UTC's (UTC's are the rollups' own). */
+function zonedDays(
+  query: ReconciliationQuery,
+): query is ReconciliationQuery & { timeZone: string } {
+  return query.groupBy === "day" && query.timeZone !== undefined && query.timeZone !== "UTC";
 }
 
 export { periodPieces };
@@ -102,7 +114,11 @@ export async function reconciliationReport(
   // reverify, the ledger's reopen), which the sums show open, is after the second.
   const generatedAt = now();
   const before = await reports.dataCompleteUntil(generatedAt);
-  const rows = await reports.groupSums(query);
+  const rows = await reports.groupSums(
+    zonedDays(query)
+      ? { ...query, dayStarts: zoneDayStarts(query.timeZone, query.from, query.to) }
+      : query,
+  );
   const completeUntil = Math.min(
     before,
     await reports.dataCompleteUntil(generatedAt),
@@ -114,9 +130,11 @@ export async function reconciliationReport(
     const group =
       row.group === null
         ? null
-        : query.groupBy === "day"
-          ? dayOf(Number(row.group))
-          : String(row.group);
+        : zonedDays(query)
+          ? zoneDateOf(query.timeZone, Number(row.group))
+          : query.groupBy === "day"
+            ? dayOf(Number(row.group))
+            : String(row.group);
     const mapKey = group === null ? "\u0000null" : `=${group}`;
     let into = byGroup.get(mapKey);
     if (!into) {
@@ -147,6 +165,7 @@ export async function reconciliationReport(
     from: query.from,
     to: query.to,
     groupBy: query.groupBy,
+    timeZone: query.timeZone ?? "UTC",
     generatedAt,
     dataCompleteUntil: completeUntil,
     groups,
@@ -226,6 +245,7 @@ export function reconciliationToJson(report: ReconciliationReport) {
     from: isoOf(report.from),
     to: isoOf(report.to),
     groupBy: report.groupBy,
+    timeZone: report.timeZone,
     generatedAt: isoOf(report.generatedAt),
     dataCompleteUntil: isoOf(report.dataCompleteUntil),
     groups: report.groups.map((g) => ({ group: g.group, ...figuresToJson(g) })),
@@ -242,6 +262,7 @@ export const reconciliationCsvMetaColumns = [
   "from",
   "to",
   "groupBy",
+  "timeZone",
   "generatedAt",
   "dataCompleteUntil",
 ] as const;
@@ -260,6 +281,7 @@ export function reconciliationToCsv(report: ReconciliationReport): string {
     from: isoOf(report.from),
     to: isoOf(report.to),
     groupBy: report.groupBy,
+    timeZone: report.timeZone,
     generatedAt: isoOf(report.generatedAt),
     dataCompleteUntil: isoOf(report.dataCompleteUntil),
   };

@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import type { Config } from "../config.js";
 import { AppError } from "../errors.js";
 import { outFile, refuseUnwritableOut, writeFileWhole } from "../file-output.js";
+import { timeZoneOf, timeZoneRefusal } from "../instant.js";
 import { registerStatementCommand } from "../ledger/statement-command.js";
 import { reportGroupings as groupByValues } from "../store/report-groupings.js";
 import { type WindowFlags, windowFromFlags } from "./period.js";
@@ -12,6 +13,18 @@ type Helpers = {
   withDatabaseOption(command: Command): Command;
   configFromFlags(flags: Record<string, unknown>): Config;
 };
+
+/** `--time-zone`: the zone as Intl spells it, undefined when not given; an unknown one is refused. */
+function timeZoneFlag(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const zone = timeZoneOf(value);
+  if (zone === null) {
+    throw new AppError("validation_failed", `--time-zone: ${timeZoneRefusal(value)}`, {
+      field: "time-zone",
+    });
+  }
+  return zone;
+}
 
 /** Registers `report reconciliation`. */
 export function registerReportCommands(program: Command, helpers: Helpers): void {
@@ -27,6 +40,10 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
         .option("--to <instant>", "end, exclusive (YYYY-MM-DD or ISO 8601; default now)")
         // No commander defaults: `--recompute` must tell a flag given from one left out.
         .option("--group-by <group>", `one of ${groupByValues.join(", ")} (default: day)`)
+        .option(
+          "--time-zone <zone>",
+          "IANA time zone (e.g. Europe/London): dates, --window yesterday and --group-by day are its days (default: UTC)",
+        )
         .option("--format <format>", "csv or json (default: json; with --recompute, text)")
         .option("--out <file>", "write to a file instead of stdout (- is stdout)")
         .option(
@@ -38,16 +55,18 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
       async (
         flags: WindowFlags & {
           groupBy?: string;
+          timeZone?: string;
           format?: string;
           out?: string;
           recompute?: boolean;
         },
       ) => {
+        const timeZone = timeZoneFlag(flags.timeZone);
         if (flags.recompute) {
-          await recompute(flags);
+          await recompute(flags, timeZone);
           return;
         }
-        const { from, to } = windowFromFlags(flags, Date.now());
+        const { from, to } = windowFromFlags(flags, Date.now(), timeZone);
         const groupBy = flags.groupBy ?? "day";
         const format = flags.format ?? "json";
         if (!groupByValues.includes(groupBy as GroupBy)) {
@@ -74,6 +93,7 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
             from,
             to,
             groupBy: groupBy as GroupBy,
+            timeZone,
           });
           text =
             format === "csv"
@@ -94,6 +114,7 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
    */
   async function recompute(
     flags: WindowFlags & { groupBy?: string; format?: string; out?: string },
+    timeZone: string | undefined,
   ): Promise<void> {
     if (flags.groupBy !== undefined) {
       throw new AppError(
@@ -108,7 +129,7 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
     const anyWindow = [flags.since, flags.from, flags.to, flags.window].some(
       (f) => f !== undefined,
     );
-    const period = anyWindow ? windowFromFlags(flags, Date.now()) : {};
+    const period = anyWindow ? windowFromFlags(flags, Date.now(), timeZone) : {};
     const out = outFile(flags.out);
     if (out) refuseUnwritableOut(out);
     const [

@@ -41,3 +41,12 @@ export function periodPieces(from: number, to: number): PeriodPieces {
   edgePieces(end * DAY_MS, to, pieces);
   return pieces;
 }
+
+/** The days that start at `dayStarts` (ascending), each to the next start, the last to `to`. */
+export function daysOfStarts(query: {
+  to: number;
+  dayStarts?: readonly number[];
+}): { from: number; to: number }[] {
+  const starts = query.dayStarts ?? [];
+  return starts.map((from, i) => ({ from, to: starts[i + 1] ?? query.to }));
+}

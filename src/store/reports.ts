@@ -24,7 +24,7 @@ import {
   type Verdict,
   verdicts,
 } from "../db/schema.js";
-import { type PeriodPieces, periodPieces } from "./period-pieces.js";
+import { daysOfStarts, type PeriodPieces, periodPieces } from "./period-pieces.js";
 import { pgTwins } from "./pg-twins.js";
 import { inReadSnapshot } from "./prepared.js";
 import { type ReportGrouping, reportGroupings } from "./report-groupings.js";
@@ -54,6 +54,12 @@ export interface SumsQuery {
   worker?: string;
   /** `jobs`: every job from scratch (what `--recompute` and the benchmark compare with). */
   source?: "rollups" | "jobs";
+  /**
+   * With `groupBy: "day"`, the starts of the days to group by, ascending, the first `from`:
+   * a time zone's days (see `zoneDayStarts`) instead of UTC days. Each day runs to the next
+   * start (the last to `to`), and its group is its start in milliseconds.
+   */
+  dayStarts?: readonly number[];
 }
 
 /** A rollup row (or the same sums from `jobs`): its grain, bucket and dimensions, then figures. */
@@ -498,6 +504,14 @@ function createSqliteReportsStore(store: SqliteStore): ReportsStore {
     }));
 
   const groupSums = (query: SumsQuery): GroupSums[] => {
+    if (query.dayStarts === undefined || query.groupBy !== "day") return periodSums(query);
+    // A zone's days: each summed as a period of its own, all of it one group.
+    return daysOfStarts(query).flatMap((day) =>
+      periodSums({ ...query, ...day }).map((row) => ({ ...row, group: day.from })),
+    );
+  };
+
+  const periodSums = (query: SumsQuery): GroupSums[] => {
     const s = statements[query.groupBy][query.worker === undefined ? "all" : "worker"];
     const pieces: PeriodPieces =
       query.source === "jobs" || !complete()

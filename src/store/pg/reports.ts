@@ -14,7 +14,7 @@ import {
   verdictCountColumn,
 } from "../../db/rollups.js";
 import { finalVerdicts, openVerdicts, type Verdict, verdicts } from "../../db/schema.js";
-import { type PeriodPieces, periodPieces } from "../period-pieces.js";
+import { daysOfStarts, type PeriodPieces, periodPieces } from "../period-pieces.js";
 import type {
   AuditRows,
   AuditTransaction,
@@ -117,6 +117,24 @@ function groupSumsPieces(query: SumsQuery, pieces: PeriodPieces): SQL[] {
       GROUP BY grp`);
   }
   return selects;
+}
+
+/**
+ * The SELECTs of a period cut into `pieces`; with `dayStarts`, those of each of its days, every
+ * row of a day under the day's start.
+ */
+function periodSelects(
+  query: SumsQuery,
+  pieces: (from: number, to: number) => PeriodPieces,
+): SQL[] {
+  if (query.dayStarts === undefined || query.groupBy !== "day") {
+    return groupSumsPieces(query, pieces(query.from, query.to));
+  }
+  return daysOfStarts(query).map(
+    (day) => sql`SELECT ${day.from}::bigint AS grp, ${sql.raw(rollupFigureColumns.join(", "))},
+        backfill_pending
+      FROM (${sql.join(groupSumsPieces({ ...query, ...day }, pieces(day.from, day.to)), sql` UNION ALL `)}) AS day_sums`,
+  );
 }
 
 /** Conditions of the job listings; `order` says which way the keyset cursor points. */
@@ -260,12 +278,12 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
 
   const groupSums = async (query: SumsQuery): Promise<GroupSums[]> => {
     if (query.from >= query.to) return [];
-    const whole: PeriodPieces = {
+    const whole = (from: number, to: number): PeriodPieces => ({
       days: null,
       hours: [],
-      partial: [{ from: query.from, to: query.to }],
-    };
-    const fromJobs = () => rowsOf(sql.join(groupSumsPieces(query, whole), sql` UNION ALL `));
+      partial: [{ from, to }],
+    });
+    const fromJobs = () => rowsOf(sql.join(periodSelects(query, whole), sql` UNION ALL `));
     // One statement, so one round trip and one snapshot: the rollup pieces, and one marker row
     // when a backfill is still owed (the rollups are then incomplete: the whole period is read
     // from the jobs instead). Guarding the jobs branch inside the statement would not do: the
@@ -274,10 +292,7 @@ export function createPgReportsStore(store: PgStore): ReportsStore {
       query.source === "jobs"
         ? await fromJobs()
         : await rowsOf(
-            sql.join(
-              [...groupSumsPieces(query, periodPieces(query.from, query.to)), backfillMarker],
-              sql` UNION ALL `,
-            ),
+            sql.join([...periodSelects(query, periodPieces), backfillMarker], sql` UNION ALL `),
           );
     if (rows.some((row) => row.backfill_pending === true)) rows = await fromJobs();
     return rows.map((row) => ({

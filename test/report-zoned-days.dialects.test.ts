@@ -1,0 +1,183 @@
+import { parse } from "csv-parse/sync";
+import { describe, expect, it } from "vitest";
+import type { Store } from "../src/db/client.js";
+import { groupByValues, reconciliationReport } from "../src/reports/reconciliation.js";
+import { createTestApi } from "./support/audit-api-app.js";
+import { dialects, useDialectStores } from "./support/dialects.js";
+import { insertJob } from "./support/job-rows.js";
+import { jobRow, prng, seedRows } from "./support/seed-reports.js";
+
+/**
+ * A finance team away from UTC reads its month by its own days: October 2026 in London and New
+ * York (clocks back an hour on the 25th and on November 1st), on Lord Howe Island (forward half
+ * an hour on the 4th) and in Kathmandu (+05:45, no change). Each day starts at that zone's
+ * midnight, the days tile the month, and no job is counted in two days or in none.
+ */
+
+const zones = ["Europe/London", "America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu"];
+const WORKER = "WorkerA1111111111111111111111111111111111111";
+
+/** The instant a zone's clocks show 00:00 of y-m-d (October days here have one). */
+function midnight(zone: string, y: number, m: number, d: number): number {
+  const format = new Intl.DateTimeFormat("en-CA", {
+    timeZone: zone,
+    hourCycle: "h23",
+    year: "numeric",
+    month: "2-digit",
+    day: "2-digit",
+    hour: "2-digit",
+    minute: "2-digit",
+  });
+  const offsetAt = (t: number) => {
+    const p = Object.fromEntries(format.formatToParts(t).map((x) => [x.type, Number(x.value)]));
+    return Date.UTC(p.year!, p.month! - 1, p.day!, p.hour!, p.minute!) - t;
+  };
+  const wall = Date.UTC(y, m - 1, d);
+  return wall - offsetAt(wall - offsetAt(wall));
+}
+
+/** October's days in `zone`: [start, end) and the day's date. */
+function octoberDays(zone: string) {
+  return Array.from({ length: 31 }, (_, i) => ({
+    date: `2026-10-${String(i + 1).padStart(2, "0")}`,
+    from: midnight(zone, 2026, 10, i + 1),
+    to: i === 30 ? midnight(zone, 2026, 11, 1) : midnight(zone, 2026, 10, i + 2),
+  }));
+}
+
+/** Jobs a millisecond either side of every zone's midnights, and many in between. */
+function seededJobs() {
+  const rows = [];
+  let n = 0;
+  for (const zone of zones) {
+    for (const { from } of [...octoberDays(zone), { from: midnight(zone, 2026, 11, 1) }]) {
+      for (const at of [from - 1, from, from + 1]) {
+        n += 1;
+        rows.push(jobRow({ jobId: `edge_${n}`, createdAt: at, chargedUnits: BigInt(n) }));
+      }
+    }
+  }
+  const rand = prng(30);
+  const first = Date.UTC(2026, 8, 29);
+  const last = Date.UTC(2026, 10, 3);
+  for (let i = 0; i < 600; i++) {
+    rows.push(
+      jobRow({
+        jobId: `job_${i}`,
+        createdAt: first + Math.floor(rand() * (last - first)),
+        chargedUnits: BigInt(1000 + i * 7),
+        worker: i % 3 === 0 ? null : WORKER,
+        model: i % 2 === 0 ? "qwen3-8b" : "llama-3.3-70b",
+        verdict: i % 5 === 0 ? "discrepancy" : "verified",
+      }),
+    );
+  }
+  return rows;
+}
+
+async function figures(store: Store, query: Parameters<typeof reconciliationReport>[1]) {
+  const report = await reconciliationReport(store, query, () => 0);
+  return { groups: report.groups, totals: report.totals };
+}
+
+describe.each(dialects)("%s: a month by the days of a time zone", (dialect) => {
+  const stores = useDialectStores(dialect);
+
+  it("starts each day at the zone's midnight and counts every job in exactly one day", async () => {
+    const store = await stores.open();
+    const rows = seededJobs();
+    await seedRows(store, "jobs", rows);
+    const inRange = (from: number, to: number) =>
+      rows.filter((r) => r.createdAt! >= from && r.createdAt! < to);
+    for (const zone of zones) {
+      const days = octoberDays(zone);
+      const month = { from: days[0]!.from, to: days[30]!.to };
+      const query = { ...month, groupBy: "day" as const, timeZone: zone };
+      const report = await figures(store, query);
+      expect(report, zone).toEqual(await figures(store, { ...query, source: "jobs" }));
+      expect(
+        report.groups.map((g) => ({ day: g.group, jobs: g.jobs, charged: g.chargedUnits })),
+        zone,
+      ).toEqual(
+        days.map((d) => {
+          const jobs = inRange(d.from, d.to);
+          return {
+            day: d.date,
+            jobs: jobs.length,
+            charged: jobs.reduce((sum, j) => sum + (j.chargedUnits ?? 0n), 0n),
+          };
+        }),
+      );
+      // The days add up to the month read by any other grouping.
+      for (const groupBy of groupByValues) {
+        expect((await figures(store, { ...month, groupBy })).totals, `${zone} ${groupBy}`).toEqual(
+          report.totals,
+        );
+      }
+      expect(report.totals.jobs).toBe(inRange(month.from, month.to).length);
+      // One worker's statement by the zone's days sums to that worker's month.
+      const worker = await figures(store, { ...query, worker: WORKER });
+      expect(worker).toEqual(await figures(store, { ...query, worker: WORKER, source: "jobs" }));
+      expect(worker.groups).toHaveLength(31);
+    }
+  });
+});
+
+describe("GET /reports/reconciliation?timeZone=", () => {
+  const newYork = { from: Date.UTC(2026, 9, 1, 4), to: Date.UTC(2026, 10, 1, 4) };
+
+  async function seed() {
+    const api = await createTestApi({ now: () => Date.UTC(2026, 11, 1) });
+    // 23:30 on October 31st in New York (03:30 UTC on November 1st), and the first instant of
+    // November there (04:00 UTC: clocks went back an hour at 06:00 UTC that morning).
+    insertJob(api.store, { jobId: "halloween", createdAt: Date.UTC(2026, 10, 1, 3, 30) });
+    insertJob(api.store, { jobId: "november", createdAt: newYork.to });
+    insertJob(api.store, { jobId: "first", createdAt: newYork.from, chargedUnits: 1n });
+    return (query: string) => api.get(`/reports/reconciliation?${query}`);
+  }
+
+  it("reads dates as the zone's days and groups by them, in JSON and CSV alike", async () => {
+    const get = await seed();
+    const query = "from=2026-10-01&to=2026-11-01&groupBy=day&timeZone=America/New_York";
+    const res = await get(query);
+    expect(res.status).toBe(200);
+    const json = (await res.json()) as {
+      from: string;
+      to: string;
+      timeZone: string;
+      groups: { group: string; jobs: number; chargedUnits: string }[];
+      totals: { jobs: number };
+    };
+    expect(json).toMatchObject({
+      from: new Date(newYork.from).toISOString(),
+      to: new Date(newYork.to).toISOString(),
+      timeZone: "America/New_York",
+    });
+    expect(json.groups.map((g) => [g.group, g.jobs, g.chargedUnits])).toEqual([
+      ["2026-10-01", 1, "1"],
+      ["2026-10-31", 1, "80000"],
+    ]);
+    expect(json.totals.jobs).toBe(2);
+    const rows = parse(await (await get(`${query}&format=csv`)).text(), {
+      columns: true,
+    }) as Record<string, string>[];
+    expect(rows.map((r) => [r.kind, r.group, r.jobs, r.timeZone])).toEqual([
+      ["group", "2026-10-01", "1", "America/New_York"],
+      ["group", "2026-10-31", "1", "America/New_York"],
+      ["total", "", "2", "America/New_York"],
+    ]);
+  });
+
+  it("keeps UTC without it, and refuses a zone it does not know, naming the parameter", async () => {
+    const get = await seed();
+    const utc = (await (await get("from=2026-10-01&to=2026-11-01")).json()) as {
+      timeZone: string;
+      groups: { group: string }[];
+    };
+    expect(utc.timeZone).toBe("UTC");
+    expect(utc.groups.map((g) => g.group)).toEqual(["2026-10-01"]);
+    const bad = await get("from=2026-10-01&to=2026-11-01&timeZone=Mars/Olympus_Mons");
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { field: string } }).error.field).toBe("timeZone");
+  });
+});
