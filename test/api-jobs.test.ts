@@ -264,7 +264,7 @@ describe("a query parameter a route does not take", () => {
       "/reports/reconciliation?from=2026-11-01&to=2026-12-01&groupby=model",
     );
     expect(((await res.json()) as { error: { message: string } }).error.message).toBe(
-      "groupby: unknown query parameter; this route takes from, to, groupBy, format",
+      "groupby: unknown query parameter; this route takes from, to, groupBy, timeZone, format",
     );
   });
 });

@@ -133,7 +133,7 @@ describe("GET /reports/reconciliation?timeZone=", () => {
     insertJob(api.store, { jobId: "halloween", createdAt: Date.UTC(2026, 10, 1, 3, 30) });
     insertJob(api.store, { jobId: "november", createdAt: newYork.to });
     insertJob(api.store, { jobId: "first", createdAt: newYork.from, chargedUnits: 1n });
-    return (query: string) => api.get(`/reports/reconciliation?${query}`);
+    return (query: string, path = "/reports/reconciliation") => api.get(`${path}?${query}`);
   }
 
   it("reads dates as the zone's days and groups by them, in JSON and CSV alike", async () => {
@@ -166,6 +166,21 @@ describe("GET /reports/reconciliation?timeZone=", () => {
       ["group", "2026-10-31", "1", "America/New_York"],
       ["total", "", "2", "America/New_York"],
     ]);
+  });
+
+  it("gives a worker's payout statement by the zone's days", async () => {
+    const get = await seed();
+    const res = await get(
+      "from=2026-10-01&to=2026-11-01&timeZone=America/New_York",
+      "/reports/workers/DcrtuEi23DAjQ9t2QJ9wFXDSZRU26jC5cVx4Dejivmwe",
+    );
+    expect(res.status).toBe(200);
+    const json = (await res.json()) as { from: string; timeZone: string; days: { day: string }[] };
+    expect(json).toMatchObject({
+      from: new Date(newYork.from).toISOString(),
+      timeZone: "America/New_York",
+    });
+    expect(json.days.map((d) => d.day)).toEqual(["2026-10-01", "2026-10-31"]);
   });
 
   it("keeps UTC without it, and refuses a zone it does not know, naming the parameter", async () => {

@@ -92,7 +92,9 @@ const discrepancyQuery = queryObject({
   order: orderParam,
 }).superRefine(periodRefinement);
 
-const workerQuery = queryObject(periodParams).superRefine(periodRefinement);
+const workerQuery = queryObject({ ...periodParams, timeZone: timeZoneParam }).superRefine(
+  periodRefinement,
+);
 
 const DiscrepancyPageSchema = z
   .object({
@@ -116,6 +118,7 @@ const WorkerStatementSchema = z
   .object({
     worker: z.string(),
     ...periodBounds,
+    timeZone: z.string().describe("The IANA time zone whose days `days` are (`UTC` unless asked)."),
     generatedAt: z.string(),
     dataCompleteUntil: z.string(),
     days: z.array(FiguresSchema.extend({ day: z.string() })),
@@ -215,7 +218,7 @@ export function reportRoutes(deps: ReportRoutesDeps) {
       const q = c.req.valid("query");
       const report = await reconciliationReport(
         deps.store,
-        { from: q.from, to: q.to, groupBy: "day", worker: address },
+        { ...zonedPeriod(c, q), groupBy: "day", worker: address, timeZone: q.timeZone },
         deps.now,
       );
       const json = reconciliationToJson(report);
@@ -224,6 +227,7 @@ export function reportRoutes(deps: ReportRoutesDeps) {
           worker: address,
           from: json.from,
           to: json.to,
+          timeZone: json.timeZone,
           generatedAt: json.generatedAt,
           dataCompleteUntil: json.dataCompleteUntil,
           days: json.groups.map(({ group, ...figures }) => ({ day: group ?? "", ...figures })),
