@@ -194,5 +194,11 @@ describe("GET /reports/reconciliation?timeZone=", () => {
     const bad = await get("from=2026-10-01&to=2026-11-01&timeZone=Mars/Olympus_Mons");
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { error: { field: string } }).error.field).toBe("timeZone");
+    // Each of a zone's days is summed apart: a span of decades is refused, not read for minutes.
+    const decades = await get("from=2000-01-01&to=2030-01-01&timeZone=Europe/London");
+    expect(decades.status).toBe(400);
+    expect(((await decades.json()) as { error: { field: string } }).error.field).toBe("to");
+    const year = await get("from=2025-10-01&to=2026-10-02&timeZone=Europe/London");
+    expect(year.status).toBe(200);
   });
 });

@@ -7,6 +7,7 @@ import {
   storedFigures,
 } from "../db/rollups.js";
 import type { Verdict } from "../db/schema.js";
+import { AppError } from "../errors.js";
 import { zoneDateOf, zoneDayStarts } from "../instant.js";
 import { formatUnits } from "../money.js";
 import {
@@ -17,7 +18,7 @@ import {
   type SumsQuery,
 } from "../store/reports.js";
 import { csvCell, csvTextCell } from "./csv-cell.js";
-import { dayOf, isoOf, RECORDING_MARGIN_MS } from "./period.js";
+import { DAY_MS, dayOf, isoOf, RECORDING_MARGIN_MS } from "./period.js";
 
 export const groupByValues = reportGroupings;
 export type GroupBy = ReportGrouping;
@@ -51,6 +52,28 @@ export interface ReconciliationQuery extends Omit<SumsQuery, "dayStarts"> {
   /** An IANA time zone (as `timeZoneOf` spells it): `day` groups are its days. Default UTC. */
   timeZone?: string | undefined;
 }
+
+/**
+ * The most days a report groups by a time zone's days: a year and a day, as the dashboard's
+ * longest period. Each is summed apart, so a span of decades would be read as tens of thousands
+ * of periods; UTC days, the rollups' own, have no such bound.
+ */
+export const MAX_ZONED_DAYS = 367;
+
+/** The starts of the zone's days of the query's period; more than MAX_ZONED_DAYS is refused. */
+function zonedDayStarts(query: ReconciliationQuery & { timeZone: string }): number[] {
+  if (query.to - query.from > (MAX_ZONED_DAYS + 1) * DAY_MS) throw tooManyZonedDays();
+  const starts = zoneDayStarts(query.timeZone, query.from, query.to);
+  if (starts.length > MAX_ZONED_DAYS) throw tooManyZonedDays();
+  return starts;
+}
+
+const tooManyZonedDays = () =>
+  new AppError(
+    "validation_failed",
+    `to: groupBy=day with a timeZone groups at most ${MAX_ZONED_DAYS} days; ask for a longer period in parts, or by UTC days`,
+    { field: "to" },
+  );
 
 /** Whether the query's days are another zone's than UTC's (UTC's are the rollups' own). */
 function zonedDays(
@@ -115,9 +138,7 @@ export async function reconciliationReport(
   const generatedAt = now();
   const before = await reports.dataCompleteUntil(generatedAt);
   const rows = await reports.groupSums(
-    zonedDays(query)
-      ? { ...query, dayStarts: zoneDayStarts(query.timeZone, query.from, query.to) }
-      : query,
+    zonedDays(query) ? { ...query, dayStarts: zonedDayStarts(query) } : query,
   );
   const completeUntil = Math.min(
     before,
