@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join, resolve as resolvePath } from "node:path";
@@ -34,7 +35,7 @@ import type { StubResponses, WorldReady } from "./world-child.js";
  * line per target with PASS or FAIL, then writes every figure to bench/results.json.
  *
  *   npm run bench -- [--only proxy,ingest,verify,reports] [--quick] [--proxy-workers 1,2]
- *     [--proxy-quick] [--proxy-ab /other/worktree] [--proxy-token]
+ *     [--proxy-quick] [--proxy-ab /other/worktree] [--proxy-token] [--proxy-built]
  *     [--report-jobs 1000000[,10000000]] [--verify-jobs 2000] [--rpc-limit 100]
  *   npm run bench -- --only soak [--soak-seconds 300]
  *   npm run bench -- --only startup [--startup-bin /other/tree/bin/decentral-audit.js]
@@ -94,6 +95,7 @@ const { values: flags } = parseArgs({
     "proxy-quick": { type: "boolean", default: false },
     "proxy-ab": { type: "string" },
     "proxy-token": { type: "boolean", default: false },
+    "proxy-built": { type: "boolean", default: false },
   },
 });
 const only = new Set<Section>(
@@ -142,6 +144,17 @@ const proxyAbBase = flags["proxy-ab"];
  * of its requests carries the service's access token in `x-audit-token`.
  */
 const proxyToken = flags["proxy-token"] === true;
+/**
+ * `--proxy-built`: the proxy section runs `serve` from the build in dist/ (made first with `npm
+ * run build`), as `decentral-audit serve` runs, instead of from src/ under tsx, whose compiled
+ * code names every function it creates (esbuild's `keepNames`): a CPU cost per request the
+ * shipped build does not have. Not with `--proxy-ab`, whose other tree runs from its src/.
+ */
+const proxyBuilt = flags["proxy-built"] === true;
+if (proxyBuilt && proxyAbBase !== undefined) {
+  process.stderr.write("--proxy-built: not with --proxy-ab (the other tree runs from its src/)\n");
+  process.exit(2);
+}
 /** Report database sizes, measured one after the other in this run (`--report-jobs 1000000,10000000`). */
 const reportSizes = (flags["report-jobs"] ?? "1000000")
   .split(",")
@@ -212,6 +225,7 @@ const results: {
     sections: [...only],
     quick,
     proxyQuick,
+    proxyBuilt,
     reportSizes,
     verifyJobs,
     rpcLimit,
@@ -345,6 +359,7 @@ async function proxySection(
   const tokenEnv: Record<string, string> = proxyToken ? { PROXY_REQUIRE_TOKEN: "true" } : {};
   const service = await startServiceChild(world, baseUrl, `${target}-${workers}`, {
     WORKERS: String(workers),
+    ...(proxyBuilt ? { BENCH_SERVICE_BUILT: "1" } : {}),
     ...tokenEnv,
   });
   const bare = proxyAbBase
@@ -460,6 +475,10 @@ async function main() {
       world = await startWorld();
     }
     if (world && (only.has("proxy") || only.has("ingest"))) {
+      if (only.has("proxy") && proxyBuilt) {
+        say("proxy: building dist/ (npm run build) to run serve as it ships");
+        execFileSync("npm", ["run", "build"], { stdio: ["ignore", "ignore", "inherit"] });
+      }
       const rows: ProxyRow[] = [];
       if (only.has("proxy") && !proxyQuick) {
         rows.push(

@@ -1,18 +1,29 @@
 import type { AddressInfo } from "node:net";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { serve } from "@hono/node-server";
-import { createApp } from "../src/api/app.js";
-import { createToken } from "../src/auth/tokens.js";
-import { loadConfig } from "../src/config.js";
-import { openSqliteStore } from "../src/db/client.js";
-import { migrateStore } from "../src/db/migrate.js";
-import { openStore } from "../src/db/open.js";
-import { createLogger } from "../src/log.js";
-import { LOOP_SAMPLE_MS, loopDelayMs, runServe } from "../src/serve-cluster.js";
 import { peakRssBytes } from "./peak-rss.js";
 
 /**
- * Child process of the benchmark running decentral-audit on its own event loop.
+ * The service's modules: src/ as tsx compiles it, or with BENCH_SERVICE_BUILT=1 the build in
+ * dist/ (`npm run build`), which is what `decentral-audit serve` runs. tsx compiles with
+ * esbuild's `keepNames`, which names each function as it is created (a defineProperty for every
+ * closure a request makes): CPU the shipped build does not spend.
+ */
+const root = process.env.BENCH_SERVICE_BUILT === "1" ? "../dist" : "../src";
+const load = <M>(module: string) => import(`${root}/${module}`) as Promise<M>;
+const { createApp } = await load<typeof import("../src/api/app.js")>("api/app.js");
+const { createToken } = await load<typeof import("../src/auth/tokens.js")>("auth/tokens.js");
+const { loadConfig } = await load<typeof import("../src/config.js")>("config.js");
+const { openSqliteStore } = await load<typeof import("../src/db/client.js")>("db/client.js");
+const { migrateStore } = await load<typeof import("../src/db/migrate.js")>("db/migrate.js");
+const { openStore } = await load<typeof import("../src/db/open.js")>("db/open.js");
+const { createLogger } = await load<typeof import("../src/log.js")>("log.js");
+const { LOOP_SAMPLE_MS, loopDelayMs, runServe } =
+  await load<typeof import("../src/serve-cluster.js")>("serve-cluster.js");
+
+/**
+ * Child process of the benchmark running decentral-audit on its own event loop (from src/, or
+ * from the build in dist/ with BENCH_SERVICE_BUILT=1).
  * - `BENCH_MODE=service`: `runServe` as `serve` runs it (proxy, ingest, verifier; a cluster
  *   when WORKERS is above 1), configured by the usual environment variables.
  * - `BENCH_MODE=app`: the HTTP app alone (`createApp` + `serve`) over an existing database,
