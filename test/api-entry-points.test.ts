@@ -219,3 +219,27 @@ describe("a whole-number parameter past 2^53", () => {
     );
   });
 });
+
+// `groupBy=model&groupBy=day` was answered "Invalid option: expected one of day|model|worker|key"
+// (both values are among them) and `limit=3&limit=4` "expected string, received array": the
+// caller was told its values were wrong, where the dashboard says what is: given twice.
+describe("a query parameter given more than once", () => {
+  it("is a 400 naming it and saying it was given more than once", async () => {
+    const api = await createTestApi();
+    for (const [path, field] of [
+      [
+        "/reports/reconciliation?from=2026-11-01&to=2026-12-01&groupBy=model&groupBy=day",
+        "groupBy",
+      ],
+      ["/reports/reconciliation?from=2026-11-01&from=2026-10-01&to=2026-12-01", "from"],
+      ["/jobs?limit=3&limit=3", "limit"],
+      ["/reports/discrepancies?verdict=dropped&verdict=discrepancy", "verdict"],
+    ] as const) {
+      const res = await api.get(path);
+      expect(res.status, path).toBe(400);
+      const { error } = (await res.json()) as { error: { field: string; message: string } };
+      expect(error, path).toMatchObject({ code: "validation_failed", field });
+      expect(error.message, path).toBe(`${field}: given more than once; give it once`);
+    }
+  });
+});

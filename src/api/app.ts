@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import { METHOD_NAME_ALL } from "hono/router";
 import { TrieRouter } from "hono/router/trie-router";
 import { dashboardRoutes } from "../dashboard/routes.js";
@@ -58,11 +59,33 @@ export interface AppDeps {
 
 export type { AppEnv } from "./context.js";
 
+/** The first query parameter named by a failed validation that the request gave more than once. */
+function repeatedQueryParameter(
+  c: Context,
+  issues: readonly { path: readonly PropertyKey[] }[],
+): string | undefined {
+  const queries = c.req.queries();
+  return issues
+    .map((issue) => issue.path[0])
+    .find((name): name is string => typeof name === "string" && (queries[name]?.length ?? 0) > 1);
+}
+
 /** Builds the Hono app: request ids, one log line per request, one error shape. */
 export function createApp(deps: AppDeps) {
   const app = new OpenAPIHono<AppEnv>({
     defaultHook: (result, c) => {
       if (!result.success) {
+        // `groupBy=model&groupBy=day` is read as an array, which every query schema refuses as
+        // a wrong value ("expected one of day|model|..."): say what is wrong with it instead.
+        const repeated = repeatedQueryParameter(c, result.error.issues);
+        if (repeated !== undefined) {
+          return c.json(
+            errorBody(c, "validation_failed", `${repeated}: given more than once; give it once`, {
+              field: repeated,
+            }),
+            400,
+          );
+        }
         const issue = result.error.issues[0];
         // A key the schema does not take is named by itself: its issue's path is its object's.
         const path =
