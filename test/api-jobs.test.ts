@@ -282,3 +282,53 @@ describe("an empty cursor", () => {
     },
   );
 });
+
+// A cursor keeps only a position: one from `order=desc` sent with `order=asc` walked back over
+// the jobs already shown and never reached the older ones, and one from another filter or from
+// `/jobs` sent to `/reports/discrepancies` started mid-list, leaving out every job before it,
+// each answered 200 as a next page.
+describe("a cursor from another query", () => {
+  it("is a 400 naming cursor, and the cursor still continues its own query", async () => {
+    const api = await createTestApi();
+    for (let i = 0; i < 6; i++) {
+      insertJob(api.store, {
+        jobId: `job_c${i}`,
+        verdict: i % 2 ? "discrepancy" : "dropped",
+        createdAt: Date.UTC(2026, 10, 1) + i * 3600_000,
+      });
+      insertCheck(api.store, `job_c${i}`, "settlement.split", "fail");
+    }
+    const cursorOf = async (path: string) => {
+      const res = await api.get(path);
+      expect(res.status, path).toBe(200);
+      return ((await res.json()) as Page).nextCursor ?? "";
+    };
+    const jobs = await cursorOf("/jobs?limit=2");
+    const flagged = await cursorOf("/reports/discrepancies?limit=2&from=2026-11-01");
+    for (const path of [
+      `/jobs?limit=2&order=asc&cursor=${jobs}`,
+      `/jobs?limit=2&verdict=dropped&cursor=${jobs}`,
+      `/jobs?limit=2&from=2026-11-01&cursor=${jobs}`,
+      `/reports/discrepancies?limit=2&cursor=${jobs}`,
+      `/reports/discrepancies?limit=2&from=2026-11-01&verdict=dropped&cursor=${flagged}`,
+      `/reports/discrepancies?limit=2&from=2026-10-01&cursor=${flagged}`,
+      `/jobs?limit=2&from=2026-11-01&cursor=${flagged}`,
+    ]) {
+      const res = await api.get(path);
+      expect(res.status, path).toBe(400);
+      const { error } = (await res.json()) as { error: { field: string; message: string } };
+      expect(error.field, path).toBe("cursor");
+      expect(error.message, path).toContain("another query");
+    }
+    // A page size is no filter: a pager may change it between pages.
+    const next = await api.get(`/jobs?limit=3&cursor=${jobs}`);
+    expect(((await next.json()) as Page).items.map((i) => i.jobId)).toEqual([
+      "job_c3",
+      "job_c2",
+      "job_c1",
+    ]);
+    expect(
+      await walk(api.get, "/reports/discrepancies?limit=2&from=2026-11-01&verdict=dropped"),
+    ).toEqual(["job_c4", "job_c2", "job_c0"]);
+  });
+});

@@ -2,7 +2,7 @@ import type { Store } from "../db/client.js";
 import type { Verdict } from "../db/schema.js";
 import { formatUnits } from "../money.js";
 import { type JobRow, reportsStore } from "../store/reports.js";
-import { decodeCursor, encodeCursor } from "./cursor.js";
+import { type CursorQuery, decodeCursor, encodeCursor } from "./cursor.js";
 import { isoOf } from "./period.js";
 
 /** Filters of `GET /jobs`; every one optional. Period: `from` inclusive, `to` exclusive. */
@@ -42,7 +42,7 @@ function jobSummary(row: JobRow) {
   };
 }
 
-function page<T>(rows: JobRow[], limit: number, map: (row: JobRow) => T) {
+function page<T>(rows: JobRow[], limit: number, query: CursorQuery, map: (row: JobRow) => T) {
   const more = rows.length > limit;
   const shown = more ? rows.slice(0, limit) : rows;
   const last = shown.at(-1);
@@ -50,7 +50,7 @@ function page<T>(rows: JobRow[], limit: number, map: (row: JobRow) => T) {
     items: shown.map(map),
     nextCursor:
       more && last
-        ? encodeCursor({ createdAt: Number(last.created_at), jobId: last.job_id })
+        ? encodeCursor({ createdAt: Number(last.created_at), jobId: last.job_id }, query)
         : null,
   };
 }
@@ -61,9 +61,10 @@ function page<T>(rows: JobRow[], limit: number, map: (row: JobRow) => T) {
  */
 export async function listJobs(store: Store, filter: JobFilter, request: PageRequest) {
   const order = request.order ?? "desc";
-  const cursor = request.cursor ? decodeCursor(request.cursor) : null;
+  const query = { listing: "jobs", order, ...filter };
+  const cursor = request.cursor ? decodeCursor(request.cursor, query) : null;
   const rows = await reportsStore(store).jobRows(filter, cursor, order, request.limit + 1);
-  return page(rows, request.limit, jobSummary);
+  return page(rows, request.limit, query, jobSummary);
 }
 
 /** Verdicts whose jobs carry failing checks (see src/verify: discrepancy, dropped). */
@@ -83,7 +84,8 @@ export async function listDiscrepancies(
   request: PageRequest,
 ) {
   const order = request.order ?? "desc";
-  const cursor = request.cursor ? decodeCursor(request.cursor) : null;
+  const query = { listing: "discrepancies", order, ...filter };
+  const cursor = request.cursor ? decodeCursor(request.cursor, query) : null;
   const reports = reportsStore(store);
   const rows: JobRow[] = [];
   for (const verdict of filter.verdict ? [filter.verdict] : failingVerdicts) {
@@ -102,7 +104,7 @@ export async function listDiscrepancies(
     const byTime = Number(a.created_at) - Number(b.created_at);
     return sign * (byTime !== 0 ? byTime : a.job_id < b.job_id ? -1 : a.job_id > b.job_id ? 1 : 0);
   });
-  const result = page(rows.slice(0, request.limit + 1), request.limit, jobSummary);
+  const result = page(rows.slice(0, request.limit + 1), request.limit, query, jobSummary);
   const items = [];
   for (const job of result.items) {
     items.push({ ...job, failingChecks: await reports.failingChecks(job.jobId) });
