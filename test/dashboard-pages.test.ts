@@ -813,6 +813,40 @@ describe("dashboard discrepancies pager", () => {
     expect(res.status).toBe(400);
     expect(await res.text()).toContain("cursor is empty");
   });
+
+  // A cursor continues only its own query: a next-page link of "Month to date" names the period
+  // as the menu does, so it still continues after midnight, when the month runs a day further;
+  // the same cursor under another filter is refused as the API refuses it.
+  it("follows a next-page link of a period that runs to today after midnight, and refuses it under another filter", async () => {
+    const d = await dashboard();
+    for (let i = 0; i < 55; i++) {
+      const jobId = `job_pager_${String(i).padStart(2, "0")}`;
+      insertJob(d.store, {
+        jobId,
+        verdict: "discrepancy",
+        createdAt: Date.UTC(2026, 10, 20, 1) + i * 1000,
+      });
+      insertCheck(d.store, jobId, "charge.matches_price", "fail");
+    }
+    const { cookie } = await d.signIn(d.tokens.read);
+    const query = "period=month&check=charge.matches_price";
+    const first = await (await d.page(`/dashboard/discrepancies?${query}`, cookie)).text();
+    const next = (
+      /href="(\/dashboard\/discrepancies\?[^"]*cursor=[^"]+)"/.exec(first)?.[1] ?? ""
+    ).replaceAll("&amp;", "&");
+    expect(next).toContain("period=month");
+    // A sign-in lasts 8 hours: the link is followed the next day, after signing in again.
+    d.tick(24 * 3600_000);
+    const { cookie: later } = await d.signIn(d.tokens.read);
+    const second = await d.page(next, later);
+    expect(second.status).toBe(200);
+    expect([
+      ...(await second.text()).matchAll(/href="\/dashboard\/jobs\/job_pager_/g),
+    ]).toHaveLength(5);
+    const other = await d.page(next.replace("period=month", "period=week"), later);
+    expect(other.status).toBe(400);
+    expect(await other.text()).toContain("another query");
+  });
 });
 
 describe("the statement page's period picker", () => {

@@ -507,7 +507,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
         check: filter.check,
         verdict: filter.verdict,
       },
-      { limit: 50, cursor: filter.cursor },
+      { limit: 50, cursor: filter.cursor, period: filter.period?.query },
     );
     // Counted from the report's verdict counts (the rollups), or over all time by verdict.
     const flagged = filter.period

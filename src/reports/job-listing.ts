@@ -22,6 +22,17 @@ export interface PageRequest {
   limit: number;
   /** `desc` (newest first, the default) or `asc`. */
   order?: "asc" | "desc";
+  /**
+   * The period as its caller names it (the dashboard's `period=month`), bound into the cursor
+   * in place of its bounds: a period that runs to today keeps its next-page links after midnight.
+   */
+  period?: string;
+}
+
+/** What a listing's cursor is bound to: the listing, its order, filters and period. */
+function cursorQuery(listing: string, filter: CursorQuery, request: PageRequest): CursorQuery {
+  const named = request.period === undefined ? {} : { from: undefined, to: undefined };
+  return { listing, order: request.order ?? "desc", ...filter, ...named, period: request.period };
 }
 
 function jobSummary(row: JobRow) {
@@ -61,7 +72,7 @@ function page<T>(rows: JobRow[], limit: number, query: CursorQuery, map: (row: J
  */
 export async function listJobs(store: Store, filter: JobFilter, request: PageRequest) {
   const order = request.order ?? "desc";
-  const query = { listing: "jobs", order, ...filter };
+  const query = cursorQuery("jobs", { ...filter }, request);
   const cursor = request.cursor ? decodeCursor(request.cursor, query) : null;
   const rows = await reportsStore(store).jobRows(filter, cursor, order, request.limit + 1);
   return page(rows, request.limit, query, jobSummary);
@@ -84,7 +95,7 @@ export async function listDiscrepancies(
   request: PageRequest,
 ) {
   const order = request.order ?? "desc";
-  const query = { listing: "discrepancies", order, ...filter };
+  const query = cursorQuery("discrepancies", filter, request);
   const cursor = request.cursor ? decodeCursor(request.cursor, query) : null;
   const reports = reportsStore(store);
   const rows: JobRow[] = [];
