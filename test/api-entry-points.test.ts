@@ -243,3 +243,27 @@ describe("a query parameter given more than once", () => {
     }
   });
 });
+
+// `/jobs?=discrepancy` listed every job: a parameter with no name was dropped unread, so a
+// filter whose name a client left out answered as if every job matched it.
+describe("a query parameter with no name", () => {
+  it("is a 400 naming the query, on the API and the dashboard", async () => {
+    const api = await createTestApi();
+    insertJob(api.store, { jobId: "job_unnamed" });
+    for (const [method, path] of [
+      ["GET", "/jobs?=discrepancy"],
+      ["GET", "/reports/reconciliation?from=2026-11-01&to=2026-12-01&=model"],
+      ["POST", "/jobs?=1"],
+    ] as const) {
+      const res = await api.app.request(path, { method, headers: api.bearer(api.tokens.admin) });
+      expect(res.status, path).toBe(400);
+      const { error } = (await res.json()) as { error: { field: string; message: string } };
+      expect(error, path).toMatchObject({ code: "bad_request", field: "query" });
+      expect(error.message, path).toContain("no name");
+    }
+    const page = await api.app.request("/dashboard/discrepancies?=dropped");
+    expect(page.status).toBe(400);
+    expect(await page.text()).toContain("no name");
+    expect((await api.get("/jobs?&limit=5&")).status).toBe(200);
+  });
+});

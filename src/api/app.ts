@@ -26,6 +26,8 @@ import {
   notUtf8PathMessage,
   notUtf8QueryParameter,
   pathIsUtf8,
+  unnamedMessage,
+  unnamedQueryParameter,
 } from "./query-utf8.js";
 import { createRouter } from "./router.js";
 import { type StatementRoutesDeps, statementRoutes } from "./statement-routes.js";
@@ -147,6 +149,10 @@ export function createApp(deps: AppDeps) {
       }
       const found = notUtf8QueryParameter(c.req.url);
       if (found) throw new AppError("bad_request", notUtf8Message(found), { field: found.name });
+      const unnamed = unnamedQueryParameter(c.req.url);
+      if (unnamed !== undefined) {
+        throw new AppError("bad_request", unnamedMessage(unnamed), { field: "query" });
+      }
     }
     await next();
   });

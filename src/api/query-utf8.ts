@@ -38,19 +38,43 @@ function decodes(part: string): string | null {
 export function notUtf8QueryParameter(
   url: string,
 ): { name: string; part: "name" | "value" } | undefined {
-  const start = url.indexOf("?");
-  if (start < 0) return undefined;
-  const end = url.indexOf("#", start);
-  const query = url.slice(start + 1, end < 0 ? undefined : end);
-  for (const pair of query.split("&")) {
-    if (pair === "") continue;
-    const equals = pair.indexOf("=");
-    const rawName = equals < 0 ? pair : pair.slice(0, equals);
+  for (const { rawName, rawValue } of queryPairs(url)) {
     const name = decodes(rawName);
     if (name === null) return { name: rawName, part: "name" };
-    if (equals >= 0 && decodes(pair.slice(equals + 1)) === null) return { name, part: "value" };
+    if (rawValue !== null && decodes(rawValue) === null) return { name, part: "value" };
   }
   return undefined;
+}
+
+/** The `name=value` pairs of the query of `url`, as sent; a pair without `=` has no value. */
+function queryPairs(url: string): { rawName: string; rawValue: string | null }[] {
+  const start = url.indexOf("?");
+  if (start < 0) return [];
+  const end = url.indexOf("#", start);
+  const query = url.slice(start + 1, end < 0 ? undefined : end);
+  return query
+    .split("&")
+    .filter((pair) => pair !== "")
+    .map((pair) => {
+      const equals = pair.indexOf("=");
+      return equals < 0
+        ? { rawName: pair, rawValue: null }
+        : { rawName: pair.slice(0, equals), rawValue: pair.slice(equals + 1) };
+    });
+}
+
+/**
+ * The first query pair of `url` with a value and no name (`?=discrepancy`), as sent. The router
+ * drops it unread, so a filter whose name was left out answered as if every job matched it.
+ */
+export function unnamedQueryParameter(url: string): string | undefined {
+  const pair = queryPairs(url).find(({ rawName, rawValue }) => rawName === "" && rawValue !== null);
+  return pair && `=${pair.rawValue}`;
+}
+
+/** What a 400 says of such a pair. */
+export function unnamedMessage(pair: string): string {
+  return `query: a parameter with no name (${JSON.stringify(pair)}); write it as name=value`;
 }
 
 /** What a 400 says of such a parameter. */

@@ -12,6 +12,8 @@ import {
   notUtf8PathMessage,
   notUtf8QueryParameter,
   pathIsUtf8,
+  unnamedMessage,
+  unnamedQueryParameter,
 } from "../api/query-utf8.js";
 import { authenticateToken, roleSatisfies } from "../auth/tokens.js";
 import type { Store } from "../db/client.js";
@@ -283,6 +285,10 @@ export function dashboardRoutes(deps: DashboardDeps) {
       throw new PeriodError("path", `${notUtf8PathMessage}. Check the link.`);
     const notUtf8 = notUtf8QueryParameter(c.req.url);
     if (notUtf8) throw new PeriodError(notUtf8.name, `${notUtf8Message(notUtf8)}. Check the link.`);
+    const unnamed = unnamedQueryParameter(c.req.url);
+    if (unnamed !== undefined) {
+      throw new PeriodError("query", `${unnamedMessage(unnamed)}. Check the link.`);
+    }
     for (const [name, values] of Object.entries(c.req.queries())) {
       if (values.length > 1) {
         throw new PeriodError(name, `${name} is given more than once in the link; give it once`);
