@@ -267,3 +267,46 @@ describe("a query parameter with no name", () => {
     expect((await api.get("/jobs?&limit=5&")).status).toBe(200);
   });
 });
+
+// `/reports/workers/1111111111111111111111111111111111111111111` (43 characters of base58: 43
+// bytes, no address) answered 200 with a statement of no payouts, where `/jobs?worker=` refuses
+// it: a worker or vault mistyped so read as one that earned or held nothing.
+describe("an address that is base58 but not 32 bytes", () => {
+  it("is a 400 naming it on every route and page that takes one", async () => {
+    const api = await createTestApi({ statement: { profile: localnetProfile, graceSeconds: 0 } });
+    for (const notAddress of ["1".repeat(43), "z".repeat(44)]) {
+      for (const [path, field] of [
+        [`/reports/workers/${notAddress}?from=2026-11-01&to=2026-12-01`, "address"],
+        [`/reports/statement?from=2026-11-01&to=2026-12-01&vault=${notAddress}`, "vault"],
+        [`/reports/account-snapshots?vault=${notAddress}`, "vault"],
+      ] as const) {
+        const res = await api.get(path);
+        expect(res.status, path).toBe(400);
+        const { error } = (await res.json()) as { error: { field: string } };
+        expect(error.field, path).toBe(field);
+      }
+      const cookie = await (async () => {
+        const res = await api.app.request("/dashboard/sign-in", {
+          method: "POST",
+          headers: {
+            "content-type": "application/x-www-form-urlencoded",
+            origin: "http://localhost",
+          },
+          body: new URLSearchParams({ token: api.tokens.read }).toString(),
+        });
+        return (res.headers.get("set-cookie") ?? "").split(";")[0] ?? "";
+      })();
+      for (const path of [
+        `/dashboard/workers/${notAddress}`,
+        `/dashboard/statement?vault=${notAddress}`,
+      ]) {
+        const page = await api.app.request(path, { headers: { cookie } });
+        expect(page.status, path).toBe(400);
+      }
+    }
+    const worker = "1".repeat(32);
+    expect((await api.get(`/reports/workers/${worker}?from=2026-11-01&to=2026-12-01`)).status).toBe(
+      200,
+    );
+  });
+});

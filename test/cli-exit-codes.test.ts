@@ -558,6 +558,19 @@ describe("CLI exit codes", () => {
     const run = await cli("report", "account-snapshot", "--list", "--vault", "bad", "--db", db);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain("--vault: not a base58 address");
+    // 43 characters of base58 are 43 bytes: a mistyped vault, not one that held nothing.
+    const long = await cli(
+      "report",
+      "statement",
+      "--since",
+      "1d",
+      "--vault",
+      "1".repeat(43),
+      "--db",
+      db,
+    );
+    expect(long.code).toBe(2);
+    expect(long.stderr).toContain("--vault: not a base58 address");
   }, 60_000);
 
   it("exits 2 naming the flag when a number flag is not plain digits", async () => {

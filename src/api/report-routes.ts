@@ -1,5 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
+import { isBase58OfLength } from "../chain/base58.js";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
 import { failingVerdicts, listDiscrepancies } from "../reports/job-listing.js";
@@ -173,10 +174,11 @@ export function reportRoutes(deps: ReportRoutesDeps) {
     summary: "A worker's payout statement for a period",
     request: {
       params: z.object({
-        // A receipt's worker is always a base58 address; anything else names no worker.
+        // A receipt's worker is always an address, 32 bytes of base58; anything else names no
+        // worker (43 characters of base58 are 43 bytes: a mistyped address, not one paid nothing).
         address: z
           .string()
-          .regex(/^[1-9A-HJ-NP-Za-km-z]{32,44}$/, "a base58 address")
+          .refine((value) => isBase58OfLength(value, 32), "not an address: base58 of 32 bytes")
           .openapi({ param: { name: "address", in: "path" }, description: "Worker wallet." }),
       }),
       query: workerQuery,

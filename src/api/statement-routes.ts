@@ -1,4 +1,5 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { isBase58OfLength } from "../chain/base58.js";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
 import { accountSnapshotToJson } from "../ledger/account-snapshots.js";
@@ -333,7 +334,7 @@ const StatementSchema = z
 const statementQuery = reportQuery({
   vault: z
     .string()
-    .regex(/^[1-9A-HJ-NP-Za-km-z]{32,44}$/, "a base58 address")
+    .refine((value) => isBase58OfLength(value, 32), "not an address: base58 of 32 bytes")
     .optional()
     .openapi({
       param: { name: "vault", in: "query" },
@@ -344,7 +345,7 @@ const statementQuery = reportQuery({
 const snapshotsQuery = queryObject({
   vault: z
     .string()
-    .regex(/^[1-9A-HJ-NP-Za-km-z]{32,44}$/, "a base58 address")
+    .refine((value) => isBase58OfLength(value, 32), "not an address: base58 of 32 bytes")
     .optional()
     .openapi({ param: { name: "vault", in: "query" }, description: "Only this credit vault." }),
   limit: wholeNumberQuery(1, 1000)

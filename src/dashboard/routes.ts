@@ -16,6 +16,7 @@ import {
   unnamedQueryParameter,
 } from "../api/query-utf8.js";
 import { authenticateToken, roleSatisfies } from "../auth/tokens.js";
+import { isBase58OfLength } from "../chain/base58.js";
 import type { Store } from "../db/client.js";
 import { isAppError } from "../errors.js";
 import { buildStatement } from "../ledger/statement.js";
@@ -571,7 +572,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     // One vault, as `GET /reports/statement?vault=` gives it; a vault that is no address is
     // said, not ignored (the page would show every vault as if they were the one asked for).
     const vault = c.req.query("vault");
-    if (vault !== undefined && !/^[1-9A-HJ-NP-Za-km-z]{32,44}$/.test(vault)) {
+    if (vault !== undefined && !isBase58OfLength(vault, 32)) {
       return messagePage(c, 400, "Bad vault", "A credit vault is a base58 address.");
     }
     const statement = deps.statement
@@ -608,7 +609,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
   app.get("/workers/:address", takes(...periodFields), async (c) => {
     const worker = c.req.param("address");
     // A receipt's worker is always a base58 address, as the API's worker statement checks.
-    if (!/^[1-9A-HJ-NP-Za-km-z]{32,44}$/.test(worker))
+    if (!isBase58OfLength(worker, 32))
       return messagePage(c, 400, "Bad worker", "A worker address is a base58 address.");
     const period = periodOf(queryOf(c), deps.now());
     const report = await reconciliationReport(

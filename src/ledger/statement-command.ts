@@ -1,4 +1,5 @@
 import { type Command, Option } from "commander";
+import { isBase58OfLength } from "../chain/base58.js";
 import type { Config } from "../config.js";
 import { AppError } from "../errors.js";
 import { outFile, refuseUnwritableOut, writeFileWhole } from "../file-output.js";
@@ -59,10 +60,12 @@ type StatementFlags = WindowFlags & {
   sync?: boolean;
 };
 
-/** Refuses a `--vault` that is not a base58 address, naming the flag. */
+/** Refuses a `--vault` that is not a base58 address of 32 bytes, naming the flag. */
 function refuseBadVault(vault: string | undefined): void {
-  if (vault !== undefined && !/^[1-9A-HJ-NP-Za-km-z]{32,44}$/.test(vault)) {
-    throw new AppError("validation_failed", "--vault: not a base58 address", { field: "vault" });
+  if (vault !== undefined && !isBase58OfLength(vault, 32)) {
+    throw new AppError("validation_failed", "--vault: not a base58 address of 32 bytes", {
+      field: "vault",
+    });
   }
 }
 
