@@ -43,6 +43,16 @@ async function bodilessRoutes(api: Api) {
   return routes;
 }
 
+/** The session cookie of a dashboard sign-in with the read token. */
+async function dashboardCookie(api: Api) {
+  const res = await api.app.request("/dashboard/sign-in", {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded", origin: "http://localhost" },
+    body: new URLSearchParams({ token: api.tokens.read }).toString(),
+  });
+  return (res.headers.get("set-cookie") ?? "").split(";")[0] ?? "";
+}
+
 describe("every route's entry checks", () => {
   let api: Api;
   let routes: Awaited<ReturnType<typeof bodilessRoutes>>;
@@ -159,17 +169,7 @@ describe("a query parameter that is not UTF-8", () => {
       expect(body.error, query).toMatchObject({ code: "bad_request", field });
       expect(body.error.message, query).toContain("not valid UTF-8");
     }
-    const cookie = await (async () => {
-      const res = await api.app.request("/dashboard/sign-in", {
-        method: "POST",
-        headers: {
-          "content-type": "application/x-www-form-urlencoded",
-          origin: "http://localhost",
-        },
-        body: new URLSearchParams({ token: api.tokens.read }).toString(),
-      });
-      return (res.headers.get("set-cookie") ?? "").split(";")[0] ?? "";
-    })();
+    const cookie = await dashboardCookie(api);
     const page = await api.app.request("/dashboard/discrepancies?check=%FF", {
       headers: { cookie },
     });
@@ -285,17 +285,7 @@ describe("an address that is base58 but not 32 bytes", () => {
         const { error } = (await res.json()) as { error: { field: string } };
         expect(error.field, path).toBe(field);
       }
-      const cookie = await (async () => {
-        const res = await api.app.request("/dashboard/sign-in", {
-          method: "POST",
-          headers: {
-            "content-type": "application/x-www-form-urlencoded",
-            origin: "http://localhost",
-          },
-          body: new URLSearchParams({ token: api.tokens.read }).toString(),
-        });
-        return (res.headers.get("set-cookie") ?? "").split(";")[0] ?? "";
-      })();
+      const cookie = await dashboardCookie(api);
       for (const path of [
         `/dashboard/workers/${notAddress}`,
         `/dashboard/statement?vault=${notAddress}`,
