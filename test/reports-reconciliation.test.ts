@@ -273,11 +273,11 @@ describe("GET /reports/workers/:address", () => {
     insertJob(store, {
       jobId: "w1",
       createdAt: day(2),
-      worker: "WorkerTwo111111111111111111111111111111111",
+      worker: "WorkerTwo1111111111111111111111111111111111",
       workerPaidUnits: 7n,
     });
     const res = await get(
-      "/reports/workers/WorkerTwo111111111111111111111111111111111?from=2026-11-01&to=2026-11-30",
+      "/reports/workers/WorkerTwo1111111111111111111111111111111111?from=2026-11-01&to=2026-11-30",
     );
     const body = (await res.json()) as {
       days: { day: string; jobs: number }[];
