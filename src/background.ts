@@ -7,6 +7,7 @@ import { type LedgerTotals, ledgerTotals } from "./ledger/totals.js";
 import { ledgerWindowCheck } from "./ledger/window-check.js";
 import type { Logger } from "./log.js";
 import { scheduleNightlyVerification } from "./nightly/cron.js";
+import { hangMarginMs } from "./nightly/nightly-run.js";
 import type { JobsApiClient } from "./recorder/jobs-api.js";
 import { createOpenReceiptSweep } from "./recorder/open-receipts.js";
 import type { ReceiptWriter } from "./recorder/receipt-writer.js";
@@ -135,6 +136,9 @@ export function composeBackground(deps: BackgroundDeps): Background {
               profile,
               graceSeconds: config.LEDGER_GRACE_SECONDS,
             }),
+            ...(store.kind === "postgres"
+              ? { hangMarginMs: hangMarginMs(config.DATABASE_STATEMENT_TIMEOUT_MS) }
+              : {}),
           })
         : null;
     },

@@ -1,7 +1,7 @@
-import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { afterAll, describe, expect, it, vi } from "vitest";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
 import { migratePostgres } from "../src/db/pg/migrate.js";
+import { freezingRelay } from "./support/freezing-relay.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { seedJobs } from "./support/seed-verdicts.js";
 import { startCli } from "./support/service-process.js";
@@ -15,35 +15,12 @@ import { slotOnlyNode } from "./support/verify-fake-rpc.js";
 
 const database = usePostgresDatabase();
 let store: PgStore | undefined;
-let relay: Server | undefined;
-const sockets = new Set<Socket>();
+let relay: Awaited<ReturnType<typeof freezingRelay>> | undefined;
 
 afterAll(async () => {
-  for (const s of sockets) s.destroy();
   relay?.close();
   await store?.close();
 });
-
-/** A relay to the server at `url`; `freeze()` stops it passing anything. */
-async function freezingRelay(url: string) {
-  const target = new URL(url);
-  let frozen = false;
-  relay = createServer((client) => {
-    sockets.add(client);
-    const upstream = createConnection(Number(target.port), target.hostname);
-    sockets.add(upstream);
-    client.on("data", (d) => frozen || upstream.write(d));
-    upstream.on("data", (d) => frozen || client.write(d));
-    client.on("error", () => upstream.destroy());
-    upstream.on("error", () => client.destroy());
-    client.on("close", () => upstream.destroy());
-    upstream.on("close", () => client.destroy());
-  });
-  await new Promise<void>((resolve) => relay!.listen(0, "127.0.0.1", resolve));
-  const through = new URL(url);
-  through.port = String((relay.address() as { port: number }).port);
-  return { url: through.href, freeze: () => (frozen = true) };
-}
 
 describe("verify on PostgreSQL whose server stops answering mid-run", () => {
   it("exits 2 soon after --timeout, saying so, instead of waiting for the server", async () => {
@@ -55,7 +32,8 @@ describe("verify on PostgreSQL whose server stops answering mid-run", () => {
       Array.from({ length: 5 }, (_, i) => ({ jobId: `job_h${i}`, leaseOwner: null })),
     );
     const node = await slotOnlyNode();
-    const { url, freeze } = await freezingRelay(database.url);
+    relay = await freezingRelay(database.url);
+    const { url, freeze } = relay;
     const run = startCli(
       [
         ...["verify", "--from", new Date(from).toISOString()],

@@ -2,9 +2,16 @@ import { Cron } from "croner";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { createVerificationRunStore } from "../store/verification-runs.js";
+import { createVerificationRunStore, type NightlyRunOutcome } from "../store/verification-runs.js";
 import type { ProfileStatus } from "../verify/profile-status.js";
-import { type NightlyOptions, runNightlyVerification, type SettlingEngine } from "./nightly-run.js";
+import {
+  givenUpOnHung,
+  type NightlyOptions,
+  type NightlySummary,
+  runNightlyVerification,
+  type SettlingEngine,
+  unansweredSummary,
+} from "./nightly-run.js";
 import { DEFAULT_VERIFY_TIMEOUT_MS } from "./verify-command.js";
 
 export interface NightlyScheduleDeps {
@@ -19,6 +26,12 @@ export interface NightlyScheduleDeps {
   ledger?: NightlyOptions["ledger"];
   /** Timeout of each run. Default 30 min. */
   timeoutMs?: number;
+  /**
+   * How long past its timeout a run is given up on (`hangMarginMs`; PostgreSQL): a server that
+   * stops answering without closing its connections held the run, and with it every later fire
+   * of the schedule (croner starts none while one runs), until it answered again, or for ever.
+   */
+  hangMarginMs?: number;
   now?: () => number;
 }
 
@@ -104,15 +117,14 @@ export function scheduleNightlyVerification(expression: string, deps: NightlySch
   // reads it from the store (`firstOpenFrom`), as the process that ran the last may be gone.
   let openFrom: number | null = null;
   let first = true;
-  const run = async () => {
-    if (first) {
-      first = false;
-      openFrom = await firstOpenFrom(deps, job, now());
-    }
-    const window = scheduledWindow(job, now(), openFrom);
+  const judge = async (at: number, startedTick: number, givenUp: NightlyOptions["givenUp"]) => {
+    const from = first ? await firstOpenFrom(deps, job, at) : openFrom;
+    const window = scheduledWindow(job, at, from);
     const summary = await runNightlyVerification(deps.store, deps.engine, {
       ...window,
       timeoutMs,
+      startedTick,
+      givenUp,
       now,
       // In serve, whose verifier holds proxied jobs for the jobs API's answer.
       waitsForJobsApi: true,
@@ -120,12 +132,47 @@ export function scheduleNightlyVerification(expression: string, deps: NightlySch
       ...(deps.profile ? { profile: deps.profile } : {}),
       ...(deps.ledger ? { ledger: deps.ledger } : {}),
     });
-    openFrom = summary.exitCode === 2 ? window.from : window.to;
+    return { window, summary, givenUp: false };
+  };
+  const logSummary = (summary: NightlySummary, message: string) => {
     const { findings, ...rest } = summary;
     deps.log[summary.exitCode === 0 ? "info" : "warn"](
       { nightly: { ...rest, findings: findings.slice(0, 20) } },
-      `nightly verification: ${summary.outcome}`,
+      message,
     );
+  };
+  const run = async () => {
+    const at = now();
+    const startedTick = performance.now();
+    let reported: NightlyRunOutcome | null = null;
+    const judging = judge(at, startedTick, () => reported);
+    const margin = deps.hangMarginMs;
+    const { window, summary, givenUp } =
+      margin === undefined
+        ? await judging
+        : await givenUpOnHung(judging, timeoutMs + margin, startedTick, () => {
+            const window = scheduledWindow(job, at, openFrom);
+            const summary = unansweredSummary(window, at, now(), margin, "timeout");
+            const { outcome, exitCode, reason } = summary;
+            reported = { outcome, exitCode, reason, ledgerFindings: null };
+            return { window, summary, givenUp: true };
+          });
+    if (givenUp) {
+      // Its window is judged again by the next run (the first run's look back is taken again,
+      // as it may not have been read). The run goes on once the database answers: out of time
+      // by then, it frees the lock and closes its row with the outcome logged now, and is
+      // logged as it ends.
+      judging.then(
+        ({ summary: late }) =>
+          logSummary(late, `nightly verification given up on ended: ${late.outcome}`),
+        (error) => deps.log.error({ err: error }, "nightly verification given up on failed"),
+      );
+      if (!first) openFrom = window.from;
+    } else {
+      first = false;
+      openFrom = summary.exitCode === 2 ? window.from : window.to;
+    }
+    logSummary(summary, `nightly verification: ${summary.outcome}`);
     return summary;
   };
   let job: Cron;

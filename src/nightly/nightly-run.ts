@@ -111,6 +111,14 @@ export interface NightlyOptions {
    * writes follow each other without a turn of it.
    */
   boundWaits?: () => void;
+  /**
+   * The outcome its caller already reported when it gave up on the run (serve's schedule, its
+   * database answering nothing past the run's time), or null. The run, going on once the
+   * database answers, writes that on its row, as the status page shows the exit code the
+   * caller was told; and it keeps the ledger's marks where they were, so the next run reports
+   * again the findings nobody was told of.
+   */
+  givenUp?: () => NightlyRunOutcome | null;
 }
 
 /** A job of the window that did not end verified, with its failing checks. */
@@ -182,6 +190,77 @@ const DATABASE_RETRY_MS = 1000;
  * out while the database was away still says what the window holds once it is back.
  */
 const SUMMARY_GRACE_MS = 15_000;
+
+/**
+ * How long past its time a nightly run on PostgreSQL may go on before it is given up on (see
+ * `givenUpOnHung`): the summary's reads are tried for 15 s past it, each read and the run row's
+ * write waiting out up to a statement timeout (README's PostgreSQL table lock), and 5 s more.
+ */
+export function hangMarginMs(statementTimeoutMs: number): number {
+  return SUMMARY_GRACE_MS + 5_000 + 2 * statementTimeoutMs;
+}
+
+/** The longest a Node timer waits (a longer one fires at once). */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * `run`, or what `giveUp()` says once `ms` have passed since `startedTick` (monotonic clock): a
+ * database that stops answering without closing its connections (a server hung, a network
+ * dropping its packets) holds each of the run's calls into it until it answers again, or for
+ * ever, as none has a deadline of its own. The run given up on is left to end on its own.
+ */
+export async function givenUpOnHung<T>(
+  run: Promise<T>,
+  ms: number,
+  startedTick: number,
+  giveUp: () => T,
+): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      run,
+      new Promise<T>((resolve) => {
+        const wait = ms - (performance.now() - startedTick);
+        timer = setTimeout(() => resolve(giveUp()), Math.min(MAX_TIMER_MS, Math.max(0, wait)));
+        timer.unref();
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * The summary of a run given up on, its database answering nothing `marginMs` past its time
+ * (`limit`: what the run's time is called where it was given).
+ */
+export function unansweredSummary(
+  window: { from: number; to: number; minJobs?: number },
+  startedAt: number,
+  finishedAt: number,
+  marginMs: number,
+  limit: string,
+): NightlySummary {
+  const byVerdict = Object.fromEntries(verdicts.map((v) => [v, 0])) as Record<Verdict, number>;
+  return {
+    from: window.from,
+    to: window.to,
+    startedAt,
+    finishedAt,
+    outcome: "incomplete",
+    exitCode: 2,
+    reason: `database: no answer ${Math.round(marginMs / 1000)} s past the run's ${limit} (a server hung, or a network dropping its packets); the window's job counts could not be read`,
+    total: 0,
+    minJobs: window.minJobs ?? 0,
+    byVerdict,
+    findings: [],
+    moreFindings: 0,
+    unproven: {},
+    profile: null,
+    runId: null,
+    countsUnknown: true,
+  };
+}
 
 /**
  * `work`, again while the database is away (the store's own test, `isBusyError`: no
@@ -494,7 +573,8 @@ export async function runNightlyVerification(
               ? "no_jobs"
               : "verified";
   if (reason !== null) reason = withoutUrlSecrets(reason);
-  if (ledger && outcome !== "incomplete") {
+  const givenUp = options.givenUp?.() ?? null;
+  if (ledger && outcome !== "incomplete" && givenUp === null) {
     try {
       options.boundWaits?.();
       await options.ledger?.commit?.(ledger);
@@ -510,7 +590,7 @@ export async function runNightlyVerification(
   if (runId !== null) {
     // The night's outcome goes on the run row, or the status page shows a clean night after cron
     // was told 1 or 2. The row, held `running` since the jobs settled, closes in the same write.
-    const written: NightlyRunOutcome = {
+    const written: NightlyRunOutcome = givenUp ?? {
       outcome,
       exitCode: exitCodes[outcome],
       reason,

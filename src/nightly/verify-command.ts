@@ -1,15 +1,16 @@
 import cliProgress from "cli-progress";
 import { busyTimeoutOf, type Store, setBusyTimeout } from "../db/client.js";
-import { type Verdict, verdicts } from "../db/schema.js";
 import { AppError } from "../errors.js";
 import { outFile, refuseUnwritableOut, writeFileWhole } from "../file-output.js";
 import { durationRefusal, parseDuration, windowFromFlags } from "../reports/period.js";
 import {
+  givenUpOnHung,
   type NightlyOptions,
   type NightlyProgress,
   type NightlySummary,
   runNightlyVerification,
   type SettlingEngine,
+  unansweredSummary,
 } from "./nightly-run.js";
 import { summaryToJson, summaryToMarkdown, summaryToText, tooFewJobs } from "./summary-format.js";
 
@@ -107,37 +108,6 @@ function progressReporter(io: VerifyIo) {
   };
 }
 
-/** The longest a Node timer waits (a longer one fires at once). */
-const MAX_TIMER_MS = 2_147_483_647;
-
-/** The summary of a run given up on, its database answering nothing past its time. */
-function hungSummary(
-  window: { from: number; to: number; minJobs: number },
-  startedAt: number,
-  finishedAt: number,
-  marginMs: number,
-): NightlySummary {
-  const byVerdict = Object.fromEntries(verdicts.map((v) => [v, 0])) as Record<Verdict, number>;
-  return {
-    from: window.from,
-    to: window.to,
-    startedAt,
-    finishedAt,
-    outcome: "incomplete",
-    exitCode: 2,
-    reason: `database: no answer ${Math.round(marginMs / 1000)} s past the run's --timeout (a server hung, or a network dropping its packets); the window's job counts could not be read`,
-    total: 0,
-    minJobs: window.minJobs,
-    byVerdict,
-    findings: [],
-    moreFindings: 0,
-    unproven: {},
-    profile: null,
-    runId: null,
-    countsUnknown: true,
-  };
-}
-
 /**
  * `decentral-audit verify`: runs the nightly verification of a window and prints (or writes
  * with `--out`) its summary. Returns the exit code: 0 every job verified, 1 a job is not,
@@ -191,7 +161,6 @@ export async function runVerifyCommand(
   bounding.unref();
   let summary: NightlySummary;
   const { hang, ...options } = extra;
-  let giveUp: NodeJS.Timeout | undefined;
   try {
     const run = runNightlyVerification(store, engine, {
       ...window,
@@ -200,26 +169,15 @@ export async function runVerifyCommand(
       onProgress: (p) => progress.update(p),
       boundWaits: boundWait,
     });
+    const startedAt = now() - Math.round(performance.now() - startedTick);
     summary =
       hang === undefined
         ? await run
-        : await Promise.race([
-            run,
-            new Promise<NightlySummary>((resolve) => {
-              const startedAt = now() - Math.round(performance.now() - startedTick);
-              const ms = window.timeoutMs + hang.marginMs - (performance.now() - startedTick);
-              giveUp = setTimeout(
-                () => {
-                  hang.onHang();
-                  resolve(hungSummary(window, startedAt, now(), hang.marginMs));
-                },
-                Math.min(MAX_TIMER_MS, Math.max(0, ms)),
-              );
-              giveUp.unref();
-            }),
-          ]);
+        : await givenUpOnHung(run, window.timeoutMs + hang.marginMs, startedTick, () => {
+            hang.onHang();
+            return unansweredSummary(window, startedAt, now(), hang.marginMs, "--timeout");
+          });
   } finally {
-    clearTimeout(giveUp);
     clearInterval(bounding);
     progress.stop();
   }

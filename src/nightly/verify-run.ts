@@ -11,6 +11,7 @@ import { createLogger, type Logger } from "../log.js";
 import { createVerifier } from "../verify/engine.js";
 import { profileStatus } from "../verify/profile-status.js";
 import { loadProfile } from "../verify/profiles.js";
+import { hangMarginMs } from "./nightly-run.js";
 import { runVerifyCommand, type VerifyFlags, verifyWindow } from "./verify-command.js";
 
 /**
@@ -112,16 +113,6 @@ export async function runVerifyFromCli(
     }
     await store.close();
   }
-}
-
-/**
- * How long past `--timeout` a run on PostgreSQL may go on before it is given up on (see
- * `runVerifyCommand`): the summary's reads are tried for 15 s past it, each read and the run
- * row's write waiting out up to a statement timeout (README's PostgreSQL table lock), and 5 s
- * more.
- */
-export function hangMarginMs(statementTimeoutMs: number): number {
-  return 20_000 + 2 * statementTimeoutMs;
 }
 
 /**

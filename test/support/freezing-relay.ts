@@ -1,0 +1,45 @@
+import { createConnection, createServer, type Socket } from "node:net";
+
+/**
+ * A TCP relay to the PostgreSQL server at `url` that, frozen, passes nothing either way and
+ * leaves every connection open: a server hung, or a network dropping its packets. Thawed, it
+ * passes on what it held back, as a server that resumes or a network that heals would.
+ */
+export async function freezingRelay(url: string) {
+  const target = new URL(url);
+  const sockets = new Set<Socket>();
+  const held: (() => void)[] = [];
+  let frozen = false;
+  const pass = (to: Socket) => (data: Buffer) => {
+    if (frozen) held.push(() => to.write(data));
+    else to.write(data);
+  };
+  const relay = createServer((client) => {
+    const upstream = createConnection(Number(target.port), target.hostname);
+    sockets.add(client);
+    sockets.add(upstream);
+    client.on("data", pass(upstream));
+    upstream.on("data", pass(client));
+    client.on("error", () => upstream.destroy());
+    upstream.on("error", () => client.destroy());
+    client.on("close", () => upstream.destroy());
+    upstream.on("close", () => client.destroy());
+  });
+  await new Promise<void>((resolve) => relay.listen(0, "127.0.0.1", resolve));
+  const through = new URL(url);
+  through.port = String((relay.address() as { port: number }).port);
+  return {
+    url: through.href,
+    freeze: () => {
+      frozen = true;
+    },
+    thaw: () => {
+      frozen = false;
+      for (const write of held.splice(0)) write();
+    },
+    close: () => {
+      for (const s of sockets) s.destroy();
+      relay.close();
+    },
+  };
+}
