@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { verdicts } from "../src/db/schema.js";
 import type { NightlySummary } from "../src/nightly/nightly-run.js";
 import { summaryToMarkdown, summaryToText } from "../src/nightly/summary-format.js";
+import { cleanLedger } from "./support/ledger-result.js";
 
 const vault = "F11Zd87fGZBi1tD6uYQyPQ2JCmaG3e7RcDmrm3eJucpB";
 
@@ -26,7 +27,7 @@ function summaryWithMemos(memoJobIds: string[]): NightlySummary {
     profile: null,
     runId: null,
     ledger: {
-      vaults: 1,
+      ...cleanLedger,
       unreceiptedDebits: memoJobIds.map((memoJobId, i) => ({
         vault,
         signature: `sig${i}`,
@@ -36,19 +37,6 @@ function summaryWithMemos(memoJobIds: string[]): NightlySummary {
         at: null,
         beforeWindow: false,
       })),
-      unreleasedLocks: [],
-      creditsHeaderMismatches: [],
-      foreignMint: [],
-      vaultOwnerChanges: [],
-      vaultDelegateApprovals: [],
-      vaultDelegatesNow: [],
-      vaultOwnersNow: [],
-      mixedJobMemos: [],
-      imbalanced: [],
-      gaps: [],
-      prunedHistory: [],
-      judgedBefore: [],
-      incomplete: null,
     },
   } as NightlySummary;
 }

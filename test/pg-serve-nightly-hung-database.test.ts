@@ -7,6 +7,7 @@ import { scheduleNightlyVerification } from "../src/nightly/cron.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { freezingRelay } from "./support/freezing-relay.js";
+import { cleanLedger } from "./support/ledger-result.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { createFakeChain } from "./support/verify-fake-rpc.js";
 
@@ -27,8 +28,9 @@ afterAll(async () => {
   await direct?.close();
 });
 
+/** The ledger's read of the window: `debits` debits no receipt explains. */
 const ledgerResult = (debits: number): LedgerWindowResult => ({
-  vaults: 1,
+  ...cleanLedger,
   unreceiptedDebits: Array.from({ length: debits }, (_, i) => ({
     vault: "Vault1111111111111111111111111111111111111",
     signature: `sig_${i}`,
@@ -38,19 +40,6 @@ const ledgerResult = (debits: number): LedgerWindowResult => ({
     at: null,
     beforeWindow: false,
   })),
-  unreleasedLocks: [],
-  creditsHeaderMismatches: [],
-  foreignMint: [],
-  vaultOwnerChanges: [],
-  vaultDelegateApprovals: [],
-  vaultDelegatesNow: [],
-  vaultOwnersNow: [],
-  mixedJobMemos: [],
-  imbalanced: [],
-  gaps: [],
-  prunedHistory: [],
-  judgedBefore: [],
-  incomplete: null,
 });
 
 describe("serve's scheduled nightly on PostgreSQL whose server stops answering mid-run", () => {
@@ -65,6 +54,16 @@ describe("serve's scheduled nightly on PostgreSQL whose server stops answering m
       { level: "info" },
       { write: (l: string) => lines.push(JSON.parse(l)) },
     );
+    /** The summary of the first run logged with `msg`, once there is one. */
+    const logged = (msg: string) =>
+      vi.waitFor(
+        () => {
+          const line = lines.find((l) => l.msg === msg);
+          expect(line).toBeDefined();
+          return line!.nightly!;
+        },
+        { timeout: 20_000, interval: 20 },
+      );
     const verifier = createVerifier({
       store: through,
       rpc: createFakeChain().rpc,
@@ -98,14 +97,7 @@ describe("serve's scheduled nightly on PostgreSQL whose server stops answering m
       hangMarginMs: 1500,
     });
     try {
-      const given = await vi.waitFor(
-        () => {
-          const line = lines.find((l) => l.msg === "nightly verification: incomplete");
-          expect(line).toBeDefined();
-          return line!.nightly!;
-        },
-        { timeout: 20_000, interval: 20 },
-      );
+      const given = await logged("nightly verification: incomplete");
       expect(given.exitCode).toBe(2);
       expect(given.reason).toMatch(
         /^database: no answer 2 s past the run's timeout \(a server hung/,
@@ -130,15 +122,8 @@ describe("serve's scheduled nightly on PostgreSQL whose server stops answering m
         { timeout: 20_000, interval: 50 },
       );
       // The next fires run as before, the window given up on judged again.
-      const next = await vi.waitFor(
-        () => {
-          const line = lines.find((l) => l.msg === "nightly verification: no_jobs");
-          expect(line).toBeDefined();
-          return line!.nightly!;
-        },
-        { timeout: 20_000, interval: 20 },
-      );
-      expect(next.from).toBeLessThanOrEqual((given as unknown as { from: number }).from);
+      const next = await logged("nightly verification: no_jobs");
+      expect(next.from).toBeLessThanOrEqual(given.from);
       expect(committed).not.toContain(1);
       expect(lines.map((l) => l.msg)).toContain(
         "nightly verification given up on ended: ledger_findings",

@@ -5,13 +5,13 @@ import { performance } from "node:perf_hooks";
 import { describe, expect, it } from "vitest";
 import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
-import type { LedgerWindowResult } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
 import { acquireLock } from "../src/nightly/locks.js";
 import { runVerifyCommand } from "../src/nightly/verify-command.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { recordHonest } from "./support/honest-receipt.js";
+import { cleanLedger } from "./support/ledger-result.js";
 import { capturedLogger } from "./support/recorder-fixtures.js";
 import { createFakeChain } from "./support/verify-fake-rpc.js";
 import { holdWriteLockSync } from "./support/write-lock-holder.js";
@@ -49,24 +49,6 @@ function loopStalls() {
     },
   };
 }
-
-const cleanLedger: LedgerWindowResult = {
-  vaults: 1,
-  unreceiptedDebits: [],
-  unreleasedLocks: [],
-  creditsHeaderMismatches: [],
-  foreignMint: [],
-  vaultOwnerChanges: [],
-  vaultDelegateApprovals: [],
-  vaultDelegatesNow: [],
-  vaultOwnersNow: [],
-  mixedJobMemos: [],
-  imbalanced: [],
-  gaps: [],
-  prunedHistory: [],
-  judgedBefore: [],
-  incomplete: null,
-};
 
 describe("verify beside another process holding SQLite's write lock", () => {
   it("a round's fetches in flight store nothing once one store found the lock held", async () => {
