@@ -84,6 +84,12 @@ export function poolConfig(target: PostgresTarget, settings: PostgresSettings): 
     keepAlive: true,
     idle_in_transaction_session_timeout: 60_000,
     ...(settings.statementTimeoutMs > 0 ? { statement_timeout: settings.statementTimeoutMs } : {}),
+    // Settings a DBA put on the role (`ALTER ROLE … SET`) are every session's start: a
+    // `statement_timeout` there cut statements that DATABASE_STATEMENT_TIMEOUT_MS 0 leaves
+    // unbounded (node-postgres sends no 0), and a `lock_timeout` failed writes that wait for a
+    // lock (a receipt group's turn, a table lock) instead of waiting within the statement
+    // timeout, the one bound the store's waits are built on.
+    options: `-c lock_timeout=0${settings.statementTimeoutMs > 0 ? "" : " -c statement_timeout=0"}`,
     // The URL's own name, which was accepted and then ignored: every host's sessions were
     // named alike, and a DBA ending one host's sessions by name ended them all.
     application_name: target.applicationName ?? "decentral-audit",
