@@ -310,6 +310,24 @@ export function isPgWriteRefusal(error: unknown): boolean {
 }
 
 /**
+ * What an operator does about a refusal of `isPgWriteRefusal` (a URL naming a read replica by
+ * mistake said only "cannot execute INSERT in a read-only transaction"), or null for any other
+ * error.
+ */
+export function pgWriteRefusalHint(error: unknown): string | null {
+  if (!isPgWriteRefusal(error)) return null;
+  const code =
+    (error as { code?: unknown; cause?: { code?: unknown } }).code ??
+    (error as { cause?: { code?: unknown } }).cause?.code;
+  if (code === "25006") {
+    return "the database is read-only (a read replica or standby, or default_transaction_read_only on): point DATABASE_URL at the primary";
+  }
+  if (code === "42501")
+    return "this role lacks a privilege the program needs (see README, PostgreSQL)";
+  return "the server cannot write its files (see its log)";
+}
+
+/**
  * Runs a database write (or a store method), retrying with backoff while another connection holds the write lock
  * past the busy timeout. The retries wait on timers, not in SQLite's busy loop, so the event
  * loop (and the proxy on it) keeps running meanwhile. Other errors, and the last busy one after

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { withoutUrlSecrets } from "../chain/url-secrets.js";
-import { isBusyError, type Store } from "../db/client.js";
+import { isBusyError, pgWriteRefusalHint, type Store } from "../db/client.js";
 import { openVerdicts, type Verdict, verdicts } from "../db/schema.js";
 import { deadlineSignal } from "../deadline.js";
 import { messageOf } from "../errors.js";
@@ -379,7 +379,9 @@ export async function runNightlyVerification(
     );
     locked = holder === null;
   } catch (error) {
-    reason = `database: ${messageOf(error)}`;
+    // The lock is the run's first write: a URL naming a read replica is found here.
+    const hint = pgWriteRefusalHint(error);
+    reason = `database: ${messageOf(error)}${hint === null ? "" : ` (${hint})`}`;
   }
   if (holder) {
     reason = `another verification run holds the lock (owner ${holder.owner}, since ${new Date(holder.acquiredAt).toISOString()}, until ${new Date(holder.expiresAt).toISOString()})`;
