@@ -87,11 +87,21 @@ export async function openStore(
 }
 
 /**
- * What to tell the user when opening PostgreSQL failed: a server that cannot be reached, or a
- * database that does not exist (SQLSTATE 3D000; this program never creates one), each named
+ * What to tell the user when opening PostgreSQL failed: a server that cannot be reached, one
+ * with no connection left (SQLSTATE 53300), or a database that does not exist (SQLSTATE 3D000; this program never creates one), each named
  * with the password-free URL. Any other error is returned as it is.
  */
 export function postgresOpenError(error: unknown, redactedUrl: string): unknown {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === "53300") {
+    // The server answered: said "cannot reach", the operator looked for a network fault.
+    return new AppError(
+      "upstream_unavailable",
+      `PostgreSQL at ${redactedUrl} has no connection left for this process: ${(error as Error).message} (its max_connections, or the role's or database's CONNECTION LIMIT, is used up: each process opens up to DATABASE_POOL_SIZE connections and serve a few more, see README, PostgreSQL; lower DATABASE_POOL_SIZE or raise the limit)`,
+      { field: "DATABASE_URL" },
+      { cause: error },
+    );
+  }
   if (isTransientPgError(error)) {
     return new AppError(
       "upstream_unavailable",
@@ -100,7 +110,6 @@ export function postgresOpenError(error: unknown, redactedUrl: string): unknown 
       { cause: error },
     );
   }
-  const code = (error as { code?: unknown } | null)?.code;
   if (code === "3D000") {
     return new AppError(
       "not_found",
