@@ -774,7 +774,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       } else if (whole) {
         // An entry dated where the chain cannot be is no line (see `keptEntries`).
         const kept = listing.filter((e) => wrongTime(e) === null);
-        added = await ledger.healGap(vault, gap, kept, now());
+        added = await ledger.healGap(vault, gap, kept, now(), signal);
         inserted += added;
       } else {
         log.warn(

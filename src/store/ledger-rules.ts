@@ -1,5 +1,7 @@
 /* The rules of the credit vaults' ledger that do not touch a database, shared by both dialects. */
 
+import { sleepFor } from "../retry.js";
+
 /** What ties a recorded job to the credit vault it may pay from, as the store knows it now. */
 export interface JobTie {
   keyFingerprint: string | null;
@@ -497,7 +499,8 @@ export interface HealedLine<E> {
  * listing `before` the later line `until` the earlier one returned (newest first). Each entry
  * the vault does not hold goes just above the nearest older entry it holds (or the earlier
  * line), in chain order. Ords within one sync are consecutive, so when the lines do not fit
- * between `afterOrd` and `beforeOrd`, every line from `beforeOrd` up moves up by `shiftBy`.
+ * between `afterOrd` and `beforeOrd`, the lines from `beforeOrd` up must first move up by
+ * `shiftBy` (`healMakingRoom`).
  * Null when the listing holds nothing new. Entries already held elsewhere, or named twice, are
  * no new lines.
  */
@@ -587,4 +590,58 @@ export function slotChainOrder(
   if (balance !== after) return null;
   const ords = lines.map((l) => l.ord).sort((a, b) => a - b);
   return chain.map((l, i) => ({ signature: l.signature, ord: ords[i]! }));
+}
+
+/** Lines a heal moves up in one write transaction while it makes room: a few ms of the lock. */
+export const ROOM_LINES_PER_MOVE = 1000;
+/**
+ * Pause between those transactions: a receipt waiting for the SQLite write lock tries again
+ * every 1 to 8 ms, and a process taking it back at once would keep it from ever getting it.
+ */
+export const ROOM_PAUSE_MS = 10;
+/** Heals planned again when another process moved the lines meanwhile; then the next round. */
+const ROOM_ATTEMPTS = 3;
+
+/** A heal's one write transaction: the lines it inserted, or the ords it lacks between them. */
+export type HealAttempt = { inserted: number } | { lacking: number };
+
+/** A store's steps of a gap heal that makes room between the gap's two lines first. */
+export interface RoomSteps {
+  /** The heal in one write transaction when its lines fit between the two (`healedOrder`). */
+  heal(): Promise<HealAttempt>;
+  /**
+   * The ord of the lowest line, from the gap's later line up, with no line in the `room` ords
+   * above it (the newest line has none): the lines up to it move up into those. Null when the
+   * later line is gone.
+   */
+  roomTop(room: number): Promise<number | null>;
+  /**
+   * In one write transaction, when no line is in the `room` ords above `top`: moves up by
+   * `room` the highest `ROOM_LINES_PER_MOVE` lines from the gap's later line to `top`. Returns
+   * the next `top` (the ord below those moved), or null when the later line moved too or the
+   * room above `top` was taken meanwhile (nothing moved then).
+   */
+  moveUp(top: number, room: number): Promise<number | null>;
+}
+
+/**
+ * Heals a gap whose new lines do not fit between its two lines without one transaction that
+ * renumbers every line above (200,000 lines held SQLite's write lock 2.9 s, receipts waiting):
+ * the lines from the later one up to the first room above them move up in transactions of
+ * `ROOM_LINES_PER_MOVE` lines, highest first, each into ords it checked are free, so the order
+ * of lines holds after each one (a process killed between them leaves only unused ords), and
+ * the heal itself then fits. Returns the lines inserted (0: healed another time).
+ */
+export async function healMakingRoom(steps: RoomSteps, signal?: AbortSignal): Promise<number> {
+  for (let attempt = 0; attempt < ROOM_ATTEMPTS; attempt++) {
+    const tried = await steps.heal();
+    if ("inserted" in tried) return tried.inserted;
+    let top = await steps.roomTop(tried.lacking);
+    while (top !== null) {
+      if (signal?.aborted) return 0;
+      top = await steps.moveUp(top, tried.lacking);
+      await sleepFor(ROOM_PAUSE_MS);
+    }
+  }
+  return 0;
 }

@@ -16,7 +16,9 @@ import {
   foreignChangesToText,
   foreignHoldingOf,
   foreignHoldingToText,
+  type HealAttempt,
   healedOrder,
+  healMakingRoom,
   type JobDebit,
   type JobLockLine,
   jobKeepingLine,
@@ -32,6 +34,7 @@ import {
   memoJobsToText,
   mixedMemoLineOf,
   outstandingOf,
+  ROOM_LINES_PER_MOVE,
   settledShareOfLocks,
   settledUnits,
   slotChainOrder,
@@ -389,15 +392,18 @@ export interface LedgerStore {
   /**
    * Inserts the entries of `listing` (what the chain lists between a gap's two lines, newest
    * first) the vault does not hold, in chain order between them, in one write transaction; the
-   * walk then compares the lines from the earlier one again. Nothing while a sync is listing
-   * (its pages go on from the cursor's ords), when the two lines are no longer both held, or
-   * the listing holds nothing new. Returns the lines inserted.
+   * walk then compares the lines from the earlier one again. When they do not fit between the
+   * two, the lines above move up first, a slice per transaction (`healMakingRoom`; stops when
+   * `signal` aborts). Nothing while a sync is listing (its pages go on from the cursor's ords),
+   * when the two lines are no longer both held, or the listing holds nothing new. Returns the
+   * lines inserted.
    */
   healGap(
     vault: string,
     gap: GapLines,
     listing: readonly ListedSignature[],
     now: number,
+    signal?: AbortSignal,
   ): Promise<number>;
   /**
    * When a gap's two lines are of one slot and that slot's lines are held together: the slot,
@@ -1539,14 +1545,34 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   const heldLine = sqlite
     .prepare("SELECT 1 FROM ledger_lines WHERE vault = ? AND signature = ?")
     .pluck();
-  const shiftFrom = sqlite.prepare(
-    "UPDATE ledger_lines SET ord = ord + ? WHERE vault = ? AND ord >= ?",
+  // Room for a heal (`healMakingRoom`): the first line from the later one up with `room` free
+  // ords above it, then the lines below it moved up into those a slice at a time.
+  const roomTopFrom = big(
+    `SELECT a.ord FROM ledger_lines a WHERE a.vault = ? AND a.ord >= ? AND NOT EXISTS
+       (SELECT 1 FROM ledger_lines b WHERE b.vault = a.vault AND b.ord > a.ord AND b.ord <= a.ord + ?)
+     ORDER BY a.ord LIMIT 1`,
+  );
+  const lineWithin = sqlite
+    .prepare("SELECT 1 FROM ledger_lines WHERE vault = ? AND ord > ? AND ord <= ? LIMIT 1")
+    .pluck();
+  const sliceBottom = big(
+    `SELECT ord FROM ledger_lines WHERE vault = ? AND ord >= ? AND ord <= ?
+     ORDER BY ord DESC LIMIT 1 OFFSET ${ROOM_LINES_PER_MOVE - 1}`,
+  );
+  const moveLines = sqlite.prepare(
+    "UPDATE ledger_lines SET ord = ord + ? WHERE vault = ? AND ord >= ? AND ord <= ?",
+  );
+  const moveChained = sqlite.prepare(
+    `UPDATE ledger_cursors SET chained_ord = chained_ord + ?
+     WHERE vault = ? AND chained_ord >= ? AND chained_ord <= ?`,
   );
   const setOrd = sqlite.prepare(
     "UPDATE ledger_lines SET ord = ? WHERE vault = ? AND signature = ?",
   );
+  // By the few gaps' own index: by `ord` it read every line above, far back 200,000 of them.
   const clearGapsAbove = sqlite.prepare(
-    `UPDATE ledger_lines SET gap_after_signature = NULL, gap_after_slot = NULL, gap_units = NULL
+    `UPDATE ledger_lines INDEXED BY ledger_lines_gaps
+     SET gap_after_signature = NULL, gap_after_slot = NULL, gap_units = NULL
      WHERE vault = ? AND gap_units IS NOT NULL AND ord > ?`,
   );
   const slotLines = big(
@@ -1620,16 +1646,17 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   );
 
   const healGapTx = sqlite.transaction(
-    (vault: string, gap: GapLines, listing: readonly ListedSignature[], t: number): number => {
+    (vault: string, gap: GapLines, listing: readonly ListedSignature[], t: number): HealAttempt => {
+      const none = { inserted: 0 };
       // A sync in progress numbers its next pages from the cursor: healed another time.
       const current = selectCursor.get({ vault });
-      if (!current || current.syncBefore !== null) return 0;
+      if (!current || current.syncBefore !== null) return none;
       const earlier = ordOf.get(vault, gap.afterSignature) as { ord: Big; slot: Big } | undefined;
       const later = ordOf.get(vault, gap.beforeSignature) as { ord: Big; slot: Big } | undefined;
-      if (!earlier || !later) return 0;
+      if (!earlier || !later) return none;
       const afterOrd = Number(earlier.ord);
       const beforeOrd = Number(later.ord);
-      if (afterOrd >= beforeOrd) return 0;
+      if (afterOrd >= beforeOrd) return none;
       // Only what the chain can hold between the two: a slot outside theirs is no such line.
       const within = listing.filter(
         (e) => e.slot >= Number(earlier.slot) && e.slot <= Number(later.slot),
@@ -1643,8 +1670,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         linesBetween.all(vault, afterOrd, beforeOrd) as { signature: string; ord: Big }[]
       ).map((r) => ({ signature: r.signature, ord: Number(r.ord) }));
       const healed = healedOrder(afterOrd, beforeOrd, between, within, held);
-      if (healed === null) return 0;
-      if (healed.shiftBy > 0) shiftFrom.run(healed.shiftBy, vault, beforeOrd);
+      if (healed === null) return none;
+      if (healed.shiftBy > 0) return { lacking: healed.shiftBy };
       let inserted = 0;
       for (const line of healed.lines) {
         if (line.entry === undefined) {
@@ -1667,7 +1694,20 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       // are still there.
       clearGapsAbove.run(vault, afterOrd);
       setChained.run(afterOrd, vault);
-      return inserted;
+      return { inserted };
+    },
+  );
+  const moveUpTx = sqlite.transaction(
+    (vault: string, gap: GapLines, top: number, room: number): number | null => {
+      const later = ordOf.get(vault, gap.beforeSignature) as { ord: Big } | undefined;
+      if (!later || Number(later.ord) > top) return null;
+      if (lineWithin.get(vault, top, top + room) !== undefined) return null;
+      const slice = sliceBottom.get(vault, later.ord, top) as { ord: Big } | undefined;
+      const bottom = slice ? Number(slice.ord) : Number(later.ord);
+      moveLines.run(room, vault, bottom, top);
+      // The walk's mark moves with its line, so it neither skips nor repeats a comparison.
+      moveChained.run(room, vault, bottom, top);
+      return bottom > Number(later.ord) ? bottom - 1 : null;
     },
   );
 
@@ -1941,8 +1981,20 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         beforeSignature: g.before,
       }));
     },
-    async healGap(vault, gap, listing, now) {
-      return healGapTx.immediate(vault, gap, listing, now);
+    async healGap(vault, gap, listing, now, signal) {
+      return healMakingRoom(
+        {
+          heal: async () => healGapTx.immediate(vault, gap, listing, now),
+          roomTop: async (room) => {
+            const later = ordOf.get(vault, gap.beforeSignature) as { ord: Big } | undefined;
+            if (!later) return null;
+            const top = roomTopFrom.get(vault, later.ord, room) as { ord: Big } | undefined;
+            return top ? Number(top.ord) : null;
+          },
+          moveUp: async (top, room) => moveUpTx.immediate(vault, gap, top, room),
+        },
+        signal,
+      );
     },
     async slotAround(vault, gap) {
       const block = slotBlock(vault, gap);

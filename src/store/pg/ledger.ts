@@ -51,7 +51,9 @@ import {
   foreignChangesToText,
   foreignHoldingOf,
   foreignHoldingToText,
+  type HealAttempt,
   healedOrder,
+  healMakingRoom,
   type JobDebit,
   type JobLockLine,
   type JobTie,
@@ -65,6 +67,7 @@ import {
   memoJobsToText,
   mixedMemoLineOf,
   outstandingOf,
+  ROOM_LINES_PER_MOVE,
   settledShareOfLocks,
   settledUnits,
   slotChainOrder,
@@ -1628,68 +1631,65 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         .limit(limit);
       return rows.map((r) => ({ afterSignature: r.after!, beforeSignature: r.before }));
     },
-    async healGap(vault, gap: GapLines, listing, now) {
-      return db.transaction(async (tx) => {
-        await lockVault(tx, vault);
-        // A sync in progress numbers its next pages from the cursor: healed another time.
-        const current = await selectCursor(tx, vault);
-        if (!current || current.syncBefore !== null) return 0;
-        const lineOf = async (signature: string) =>
-          (
-            await tx
-              .select({ ord: ledgerLines.ord, slot: ledgerLines.slot })
-              .from(ledgerLines)
-              .where(and(vaultIs(vault), eq(ledgerLines.signature, signature)))
-          )[0];
-        const earlier = await lineOf(gap.afterSignature);
-        const later = await lineOf(gap.beforeSignature);
-        if (!earlier || !later || earlier.ord >= later.ord) return 0;
-        // Only what the chain can hold between the two: a slot outside theirs is no such line.
-        const within = listing.filter((e) => e.slot >= earlier.slot && e.slot <= later.slot);
-        const held = new Set(
-          within.length === 0
-            ? []
-            : (
-                await tx
-                  .select({ signature: ledgerLines.signature })
-                  .from(ledgerLines)
-                  .where(
-                    and(
-                      vaultIs(vault),
-                      inArray(
-                        ledgerLines.signature,
-                        within.map((e) => e.signature),
+    async healGap(vault, gap: GapLines, listing, now, signal) {
+      const none = { inserted: 0 };
+      const heal = () =>
+        db.transaction(async (tx): Promise<HealAttempt> => {
+          await lockVault(tx, vault);
+          // A sync in progress numbers its next pages from the cursor: healed another time.
+          const current = await selectCursor(tx, vault);
+          if (!current || current.syncBefore !== null) return none;
+          const lineOf = async (signature: string) =>
+            (
+              await tx
+                .select({ ord: ledgerLines.ord, slot: ledgerLines.slot })
+                .from(ledgerLines)
+                .where(and(vaultIs(vault), eq(ledgerLines.signature, signature)))
+            )[0];
+          const earlier = await lineOf(gap.afterSignature);
+          const later = await lineOf(gap.beforeSignature);
+          if (!earlier || !later || earlier.ord >= later.ord) return none;
+          // Only what the chain can hold between the two: a slot outside theirs is no such line.
+          const within = listing.filter((e) => e.slot >= earlier.slot && e.slot <= later.slot);
+          const held = new Set(
+            within.length === 0
+              ? []
+              : (
+                  await tx
+                    .select({ signature: ledgerLines.signature })
+                    .from(ledgerLines)
+                    .where(
+                      and(
+                        vaultIs(vault),
+                        inArray(
+                          ledgerLines.signature,
+                          within.map((e) => e.signature),
+                        ),
                       ),
-                    ),
-                  )
-              ).map((r) => r.signature),
-        );
-        const between = await tx
-          .select({ signature: ledgerLines.signature, ord: ledgerLines.ord })
-          .from(ledgerLines)
-          .where(
-            and(vaultIs(vault), gt(ledgerLines.ord, earlier.ord), lt(ledgerLines.ord, later.ord)),
-          )
-          .orderBy(asc(ledgerLines.ord));
-        const healed = healedOrder(earlier.ord, later.ord, between, within, held);
-        if (healed === null) return 0;
-        if (healed.shiftBy > 0) {
-          await tx
-            .update(ledgerLines)
-            .set({ ord: sql`${ledgerLines.ord} + ${healed.shiftBy}` })
-            .where(and(vaultIs(vault), gte(ledgerLines.ord, later.ord)));
-        }
-        const moved = healed.lines.filter((l) => l.entry === undefined);
-        if (moved.length > 0) {
-          await tx.execute(sql`UPDATE ledger_lines AS l SET ord = m.ord
+                    )
+                ).map((r) => r.signature),
+          );
+          const between = await tx
+            .select({ signature: ledgerLines.signature, ord: ledgerLines.ord })
+            .from(ledgerLines)
+            .where(
+              and(vaultIs(vault), gt(ledgerLines.ord, earlier.ord), lt(ledgerLines.ord, later.ord)),
+            )
+            .orderBy(asc(ledgerLines.ord));
+          const healed = healedOrder(earlier.ord, later.ord, between, within, held);
+          if (healed === null) return none;
+          if (healed.shiftBy > 0) return { lacking: healed.shiftBy };
+          const moved = healed.lines.filter((l) => l.entry === undefined);
+          if (moved.length > 0) {
+            await tx.execute(sql`UPDATE ledger_lines AS l SET ord = m.ord
             FROM ${unnestOf(moved, "m", {
               signature: ["text", (m) => m.signature],
               ord: ["bigint", (m) => m.ord],
             })}
             WHERE l.vault = ${vault} AND l.signature = m.signature`);
-        }
-        const added = healed.lines.filter((l) => l.entry !== undefined);
-        await tx.execute(sql`INSERT INTO ledger_lines
+          }
+          const added = healed.lines.filter((l) => l.entry !== undefined);
+          await tx.execute(sql`INSERT INTO ledger_lines
             (vault, signature, ord, slot, block_time, succeeded, listed_at)
           SELECT ${vault}, t.signature, t.ord, t.slot, t.block_time, t.succeeded, ${now}::bigint
           FROM ${unnestOf(added, "t", {
@@ -1700,20 +1700,78 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
             succeeded: ["boolean", (l) => l.entry!.err === null],
           })}
           ON CONFLICT (vault, signature) DO NOTHING`);
-        // The walk compares every movement from the earlier line again, and finds the gaps
-        // that are still there.
-        await tx
-          .update(ledgerLines)
-          .set({ gapAfterSignature: null, gapAfterSlot: null, gapUnits: null })
-          .where(
-            and(vaultIs(vault), isNotNull(ledgerLines.gapUnits), gt(ledgerLines.ord, earlier.ord)),
-          );
-        await tx
-          .update(ledgerCursors)
-          .set({ chainedOrd: earlier.ord })
-          .where(eq(ledgerCursors.vault, vault));
-        return added.length;
-      });
+          // The walk compares every movement from the earlier line again, and finds the gaps
+          // that are still there.
+          await tx
+            .update(ledgerLines)
+            .set({ gapAfterSignature: null, gapAfterSlot: null, gapUnits: null })
+            .where(
+              and(
+                vaultIs(vault),
+                isNotNull(ledgerLines.gapUnits),
+                gt(ledgerLines.ord, earlier.ord),
+              ),
+            );
+          await tx
+            .update(ledgerCursors)
+            .set({ chainedOrd: earlier.ord })
+            .where(eq(ledgerCursors.vault, vault));
+          return { inserted: added.length };
+        });
+      const laterOrd = async (tx: PgExecutor) =>
+        (
+          await tx
+            .select({ ord: ledgerLines.ord })
+            .from(ledgerLines)
+            .where(and(vaultIs(vault), eq(ledgerLines.signature, gap.beforeSignature)))
+        )[0]?.ord;
+      return healMakingRoom(
+        {
+          heal,
+          async roomTop(room) {
+            const from = await laterOrd(db);
+            if (from === undefined) return null;
+            const { rows } = await db.execute<{ ord: string }>(sql`SELECT a.ord FROM ledger_lines a
+              WHERE a.vault = ${vault} AND a.ord >= ${from} AND NOT EXISTS
+                (SELECT 1 FROM ledger_lines b WHERE b.vault = a.vault AND b.ord > a.ord
+                   AND b.ord <= a.ord + ${room}::bigint)
+              ORDER BY a.ord LIMIT 1`);
+            return rows[0] ? Number(rows[0].ord) : null;
+          },
+          moveUp: (top, room) =>
+            db.transaction(async (tx) => {
+              await lockVault(tx, vault);
+              const from = await laterOrd(tx);
+              if (from === undefined || from > top) return null;
+              const { rows: taken } = await tx.execute(sql`SELECT 1 FROM ledger_lines
+                WHERE vault = ${vault} AND ord > ${top} AND ord <= ${top + room} LIMIT 1`);
+              if (taken.length > 0) return null;
+              const { rows } = await tx.execute<{ ord: string }>(sql`SELECT ord FROM ledger_lines
+                WHERE vault = ${vault} AND ord >= ${from} AND ord <= ${top}
+                ORDER BY ord DESC LIMIT 1 OFFSET ${ROOM_LINES_PER_MOVE - 1}`);
+              const bottom = rows[0] ? Number(rows[0].ord) : from;
+              await tx
+                .update(ledgerLines)
+                .set({ ord: sql`${ledgerLines.ord} + ${room}` })
+                .where(
+                  and(vaultIs(vault), gte(ledgerLines.ord, bottom), lte(ledgerLines.ord, top)),
+                );
+              // The walk's mark moves with its line, so it neither skips nor repeats a comparison.
+              await tx
+                .update(ledgerCursors)
+                .set({ chainedOrd: sql`${ledgerCursors.chainedOrd} + ${room}` })
+                .where(
+                  and(
+                    eq(ledgerCursors.vault, vault),
+                    gte(ledgerCursors.chainedOrd, bottom),
+                    lte(ledgerCursors.chainedOrd, top),
+                  ),
+                );
+              return bottom > from ? bottom - 1 : null;
+            }),
+        },
+        signal,
+      );
     },
     async slotAround(vault, gap: GapLines) {
       const block = await slotBlock(db, vault, gap);
