@@ -99,7 +99,7 @@ async function main() {
          INSERT INTO ledger_lines (vault, signature, ord, slot, block_time, succeeded, listed_at,
            state, pre_units, post_units, delta_units, kind)
          SELECT ?, printf('heal-lock-%09d', i), 1000000000 + i + (i = 1), i * 10,
-           1790000000 + i * 10, 1, ?, 'read', i * 10, i * 10 + 10, 10, 'deposit' FROM n WHERE i <> 2`,
+           1790000000 + i * 10, 1, ?, 'read', i * 10, i * 10 + 10, 10, 'none' FROM n WHERE i <> 2`,
       )
       .run(LINES, VAULT, NOW);
     // Every line compared already: the gap is the one stored.
