@@ -102,6 +102,29 @@ async function newestOrd(store: Parameters<typeof linesOf>[0]): Promise<number> 
   return Number(rows[0]!.ord);
 }
 
+/**
+ * Takes and releases the write lock on `other` every millisecond until `work` settles, as the
+ * receipt writer does (no busy timeout, tried again from a timer): how many times it got it.
+ */
+async function writesBeside(other: Database.Database, work: Promise<unknown>): Promise<number> {
+  let settled = false;
+  void work.finally(() => {
+    settled = true;
+  });
+  let taken = 0;
+  while (!settled) {
+    try {
+      other.exec("BEGIN IMMEDIATE");
+      other.exec("COMMIT");
+      taken++;
+    } catch (error) {
+      if ((error as { code?: string }).code !== "SQLITE_BUSY") throw error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  return taken;
+}
+
 describe("a gap healed far back beside the receipt writer (SQLite file)", () => {
   const dir = mkdtempSync(join(tmpdir(), "gap-heal-room-"));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -110,28 +133,13 @@ describe("a gap healed far back beside the receipt writer (SQLite file)", () => 
     const file = join(dir, "room.db");
     const store = openSqliteStore(file, { create: true });
     const other = new Database(file);
+    other.pragma("busy_timeout = 0");
     try {
       migrateStore(store);
       const ledger = createLedgerStore(store);
       await listAllBut2(ledger);
-      // The receipt writer's way: no busy timeout, tried again from a timer.
-      other.pragma("busy_timeout = 0");
       const healing = ledger.healGap(VAULT, gap, [entry(2)], NOW + 1);
-      let settled = false;
-      void healing.finally(() => {
-        settled = true;
-      });
-      let taken = 0;
-      while (!settled) {
-        try {
-          other.exec("BEGIN IMMEDIATE");
-          other.exec("COMMIT");
-          taken++;
-        } catch (error) {
-          if ((error as { code?: string }).code !== "SQLITE_BUSY") throw error;
-        }
-        await new Promise((resolve) => setTimeout(resolve, 1));
-      }
+      const taken = await writesBeside(other, healing);
       expect(await healing).toBe(1);
       expect(taken).toBeGreaterThanOrEqual(2);
       expect(await signaturesOf(store)).toEqual(chain);
@@ -145,6 +153,7 @@ describe("a gap healed far back beside the receipt writer (SQLite file)", () => 
     const file = join(dir, "walk.db");
     const store = openSqliteStore(file, { create: true });
     const other = new Database(file);
+    other.pragma("busy_timeout = 0");
     try {
       migrateStore(store);
       const ledger = createLedgerStore(store);
@@ -159,23 +168,8 @@ describe("a gap healed far back beside the receipt writer (SQLite file)", () => 
              i * 10 + 10, 10, 'none' FROM n`,
         )
         .run(VAULT, NOW);
-      other.pragma("busy_timeout = 0");
       const reviewing = ledger.review(VAULT, NOW + 1);
-      let settled = false;
-      void reviewing.finally(() => {
-        settled = true;
-      });
-      let taken = 0;
-      while (!settled) {
-        try {
-          other.exec("BEGIN IMMEDIATE");
-          other.exec("COMMIT");
-          taken++;
-        } catch (error) {
-          if ((error as { code?: string }).code !== "SQLITE_BUSY") throw error;
-        }
-        await new Promise((resolve) => setTimeout(resolve, 1));
-      }
+      const taken = await writesBeside(other, reviewing);
       expect((await reviewing).gaps).toBe(0);
       expect(taken).toBeGreaterThanOrEqual(2);
       const mark = store.sqlite
