@@ -2,6 +2,7 @@ import { describe, expect, it, onTestFinished } from "vitest";
 import { localSigner } from "../src/localnet/keys.js";
 import type { InstructionSpec } from "../src/localnet/wire.js";
 import { reportsStore } from "../src/store/reports.js";
+import { createSignatureStore } from "../src/store/signatures.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import {
   AuthorityType,
@@ -11,6 +12,7 @@ import {
   verified,
 } from "./support/operator.js";
 import { ownerlessNode, rewritingNode } from "./support/rewriting-node.js";
+import { updateSignature } from "./support/seed-queue.js";
 
 /**
  * More ways the operator, who signs every escrow, settlement and refund, could shape its
@@ -267,6 +269,29 @@ describe("the pinned escrow vault's locks given to a delegate", () => {
     expect(await c.check(plan.jobId, "escrow.vault")).toMatchObject({
       actual: { vault: escrow, spentBy: h.op.attacker.address, releasedBy: settlementTx },
     });
+  });
+
+  it("catches it again, when judged again, in facts stored before the signer was kept", async () => {
+    const { c, plan, escrowTx, attacker } = await lockThenDelegate();
+    const settlementTx = h.op.send([
+      ...h.op.payoutIxs(plan, attacker).map((ix) => ({
+        ...ix,
+        accounts: [
+          ...ix.accounts,
+          { address: h.op.escrowAuthority.address, signer: false, writable: false },
+        ],
+      })),
+      h.op.memo(`decentral:settle:${plan.jobId}`),
+    ]).signature;
+    c.record(plan, { escrowTx, settlementTx });
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.vault")]);
+    // The settlement's facts as an older version stored them: no transfer's authority kept.
+    const [row] = (await createSignatureStore(c.store).load([settlementTx])).values();
+    const facts = row!.facts as { tokenInstructions: { authority?: string }[] };
+    for (const ix of facts.tokenInstructions) delete ix.authority;
+    await updateSignature(c.store, settlementTx, { facts });
+    await c.verifierOver(h.rpc).reverify(plan.jobId);
+    expect(await c.verdicts(plan.jobId)).toEqual([discrepancy("escrow.vault")]);
   });
 
   it("catches a whole refund a delegate the operator named after the lock pays", async () => {

@@ -21,7 +21,7 @@ import type { VerdictStore, VerdictWrite } from "../store/verdicts.js";
 import { type CreditsSpan, jobSignatures, MAX_NAMED_BY, memoJobOf } from "./checks.js";
 import { custodyViews } from "./custody.js";
 import { type DecideJob, type Decision, decide } from "./decide.js";
-import { readLock } from "./money-movements.js";
+import { MOVEMENT_KINDS, readLock } from "./money-movements.js";
 import type { Profile } from "./profiles.js";
 import { createSlotClock } from "./slot-clock.js";
 import type { VerifierOptions } from "./verifier-options.js";
@@ -731,14 +731,26 @@ export function shareOut<J extends DecideJob>(
 /**
  * Stored facts, or facts derived again from the stored raw response when they were stored by
  * an older version that read fewer facts (the raw response is the evidence; facts are derived).
+ * Facts stored before a transfer's or burn's signing authority was kept are read again too:
+ * without it, a release a delegate signed that also names the escrow authority unsigned after
+ * the signer passes `escrow.vault` each time the job is judged again (a reverify).
  */
 function storedFacts(row: SignatureRow): TransactionFacts {
   try {
-    return factsFromJson(row.facts);
+    const facts = factsFromJson(row.facts);
+    if (row.raw === null || !signersUnkept(facts)) return facts;
+    return parseTransaction(parseJsonLossless(row.raw), row.signature);
   } catch (error) {
     if (row.raw === null) throw error;
     return parseTransaction(parseJsonLossless(row.raw), row.signature);
   }
+}
+
+/** A transfer or burn out of an account whose signing authority the facts do not keep. */
+function signersUnkept(facts: TransactionFacts): boolean {
+  return facts.tokenInstructions.some(
+    (ix) => ix.source !== undefined && MOVEMENT_KINDS.has(ix.kind) && ix.authority === undefined,
+  );
 }
 
 export function message(error: unknown): string {
