@@ -1,5 +1,6 @@
 import { Cron } from "croner";
 import { z } from "zod";
+import { isBase58OfLength } from "./chain/base58.js";
 import { withoutUrlSecrets } from "./chain/url-secrets.js";
 import { DatabaseUrlError, parseDatabaseUrl, sslModes } from "./db/url.js";
 
@@ -206,10 +207,12 @@ export const configSchema = z.object({
         if (entry === "") continue;
         const [first, second] = entry.split(":");
         const address = second ?? first!;
-        if (!/^[1-9A-HJ-NP-Za-km-z]{32,44}$/.test(address) || entry.split(":").length > 2) {
+        // An address is 32 bytes of base58: one of 43 characters of `1` is 43 bytes, a vault no
+        // lock can come from, and every lock of the deployment was judged from another vault.
+        if (!isBase58OfLength(address, 32) || entry.split(":").length > 2) {
           ctx.addIssue({
             code: "custom",
-            message: `${JSON.stringify(entry)} is not <address> or <fingerprint>:<address>`,
+            message: `${JSON.stringify(entry)} is not <address> or <fingerprint>:<address> (an address is base58 of 32 bytes)`,
           });
           continue;
         }

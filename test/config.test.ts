@@ -186,6 +186,18 @@ describe("CREDIT_VAULTS naming a vault or a key twice", () => {
   });
 });
 
+// A vault of 43 characters of `1` (43 bytes) was taken: no lock can come from it, and every lock
+// of the deployment was judged to come from another vault.
+describe("CREDIT_VAULTS naming an address that is not 32 bytes", () => {
+  it("is refused naming the entry", () => {
+    for (const entry of ["1".repeat(43), `0123456789abcdef:${"1".repeat(31)}`]) {
+      expect(() => loadConfig({ CREDIT_VAULTS: entry }), entry).toThrow(
+        /CREDIT_VAULTS: .* is not <address> or <fingerprint>:<address> \(an address is base58 of 32 bytes\)/,
+      );
+    }
+  });
+});
+
 // DECENTRAL_BASE_URL="https://api.example/v1?x=1" was taken: the proxy dropped the query, and the
 // account snapshot asked `https://api.example/v1?x=1/account`; a user:password went nowhere.
 describe("DECENTRAL_BASE_URL with a query, a fragment or credentials", () => {

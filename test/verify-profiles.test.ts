@@ -9,6 +9,7 @@ import {
   decentralMainnetProfile,
   loadProfile,
   localnetProfile,
+  parseProfile,
   priceUnits,
 } from "../src/verify/profiles.js";
 
@@ -93,6 +94,22 @@ describe("protocol profiles", () => {
     expect(error).toBeInstanceOf(AppError);
     expect((error as AppError).details.field).toBe("payout.ratesBps.1");
     expect((error as AppError).message).toContain("payout.ratesBps.1");
+  });
+
+  it("refuses an address of base58 that is not 32 bytes, naming its field", () => {
+    // 43 characters of `1` are 43 zero bytes: no account, so the escrow authority never signed.
+    expect(() =>
+      parseProfile({ ...localnetProfile, escrowAuthority: "1".repeat(43) }, "bad"),
+    ).toThrow(/escrowAuthority: must be a base58 address of 32 bytes/);
+    expect(() =>
+      parseProfile(
+        {
+          ...localnetProfile,
+          payout: { ...localnetProfile.payout, workerRatesBps: { ["1".repeat(43)]: 7500 } },
+        },
+        "bad",
+      ),
+    ).toThrow(/workerRatesBps/);
   });
 
   it("rejects a file that is not JSON and a name that is neither built in nor a file", () => {

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
+import { isBase58OfLength } from "../chain/base58.js";
 import { AppError } from "../errors.js";
 
 /**
@@ -9,9 +10,10 @@ import { AppError } from "../errors.js";
  * skipped with a reason instead of guessed.
  */
 
+/** An account address: base58 of 32 bytes (43 characters of `1` are 43 bytes, no address). */
 const base58Address = z
   .string()
-  .regex(/^[1-9A-HJ-NP-Za-km-z]{32,44}$/, "must be a base58 address (32 to 44 characters)");
+  .refine((value) => isBase58OfLength(value, 32), "must be a base58 address of 32 bytes");
 
 const bps = z.number().int().min(0).max(10_000);
 
