@@ -10,7 +10,7 @@ const tempRoot = "./test/support/temp-root-global-setup.ts";
 
 export default defineConfig({
   test: {
-    // Native modules (better-sqlite3, litesvm) are safest in child processes, one LiteSVM per process.
+    // Native modules (better-sqlite3, litesvm) are safest in child processes.
     pool: "forks",
     // Two files at once even on 2 cores (vitest's default there is one): the long files spend
     // most of their time waiting on child processes, the chain's slots and timers.
@@ -37,12 +37,14 @@ export default defineConfig({
       {
         extends: true,
         // Files that start no process and patch nothing shared (test/support/
-        // shared-import-files.ts): a worker imports the program's modules once for all of them.
+        // shared-import-files.ts): a worker imports the program's modules once for all of them,
+        // and fails a file that leaves a server listening (a local world it did not close).
         test: {
           name: "shared-imports",
           include: [...sharedImportFiles],
           isolate: false,
           globalSetup: [tempRoot],
+          setupFiles: ["./test/support/shared-imports-servers.ts"],
         },
       },
     ],

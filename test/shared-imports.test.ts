@@ -14,6 +14,8 @@ const root = join(import.meta.dirname, "..");
 const marks: readonly [string, RegExp][] = [
   ["a child process", /child_process|\bspawn\(|\bfork\(|execFile/],
   ["a worker thread", /worker_threads|new Worker\b/],
+  // The service (and the demo, which runs one) starts its background and checkpoint threads.
+  ["the service's threads", /src\/(main|demo\/run-demo)\.js/],
   ["a spy or mock", /vi\.(spyOn|mock|doMock|stubGlobal|stubEnv|useFakeTimers)\b/],
   ["a patched prototype", /\.prototype\.[A-Za-z_$]+\s*=[^=]|\.prototype,/],
   ["a patched clock", /Date\.now\s*=[^=]/],
@@ -21,7 +23,6 @@ const marks: readonly [string, RegExp][] = [
   ["an environment write", /process\.env(\.[A-Za-z_$]+|\[[^\]]*\])\s*=[^=]|delete process\.env/],
   ["a process listener", /process\.(on|once|addListener|prependListener)\(/],
   ["a process-wide setting", /process\.(chdir|umask|exit)\(|setMaxListeners/],
-  ["LiteSVM", /litesvm|LiteSVM|src\/localnet|support\/operator\.js/],
   // A PostgreSQL server: the schema modules alone are plain objects.
   [
     "PostgreSQL",
