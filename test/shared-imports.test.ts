@@ -67,6 +67,14 @@ describe("files that share a worker's imports", () => {
     expect(found).toEqual([]);
   });
 
+  it("catches a file that starts the service, whose threads the marks of src do not show", () => {
+    const service = marks.find(([what]) => what === "the service's threads")?.[1];
+    for (const file of ["test/chain-quorum-world.test.ts", "test/demo-once.test.ts"]) {
+      expect(service?.test(readFileSync(join(root, file), "utf8")), file).toBe(true);
+      expect(sharedImportFiles).not.toContain(file);
+    }
+  });
+
   it("catches a helper that registers a hook at its top level", () => {
     const helpers = withHelpers("test/support/service-process.ts");
     const hook = marks.find(([what]) => what.startsWith("hooks"))![1];
