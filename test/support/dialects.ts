@@ -53,6 +53,26 @@ export function useDialectStores(dialect: Dialect): DialectStores {
     });
     return template;
   };
+  // From a block's second store on, the copy for the next one is made while the test that
+  // opened this one runs: a copy is hundreds of ms of the server's on a loaded runner, which
+  // each store waited for (a block of one store makes no copy it does not use).
+  let spare: Promise<string> | undefined;
+  let opened = 0;
+  const copy = async (db: NonNullable<typeof database>) =>
+    db.create({ template: await migratedTemplate(db) });
+  const nextCopy = (db: NonNullable<typeof database>) => {
+    const taken = spare ?? copy(db);
+    spare = undefined;
+    if (++opened >= 2) {
+      spare = taken.then(
+        () => copy(db),
+        () => copy(db),
+      );
+      // Awaited when taken (or at the block's end): a failure is that store's, never unhandled.
+      spare.catch(() => undefined);
+    }
+    return taken;
+  };
   beforeEach(() => {
     testRunning = true;
   });
@@ -62,6 +82,8 @@ export function useDialectStores(dialect: Dialect): DialectStores {
   });
   afterAll(async () => {
     for (const store of inBlock.splice(0)) await store.close();
+    // The copy nobody took is dropped with the file's other databases, once it exists.
+    await spare?.catch(() => undefined);
   });
   const keep = <S extends Store>(store: S): S => {
     (testRunning ? inTest : inBlock).push(store);
@@ -76,7 +98,7 @@ export function useDialectStores(dialect: Dialect): DialectStores {
       if (database === null) {
         return keep(createTestStore());
       }
-      lastUrl = await database.create({ template: await migratedTemplate(database) });
+      lastUrl = await nextCopy(database);
       return keep(openPostgres(lastUrl, { poolSize: 4, statementTimeoutMs: 30_000 }));
     },
   };
