@@ -31,6 +31,7 @@ import {
   memoJobsOfLine,
   memoJobsToText,
   mixedMemoLineOf,
+  outOfSlotPlace,
   outstandingOf,
   settledShareOfLocks,
   settledUnits,
@@ -94,6 +95,13 @@ export interface ListedSignature {
 /** What a read transaction says about one vault line. */
 export interface LineRead {
   signature: string;
+  /**
+   * The slot of the transaction as read: the line is placed by it from then on. A listing's
+   * slot is the node's claim alone (one listing an old transaction as new at a slot above the
+   * newest line's kept it above lines the chain ran after it, for good). Null keeps the
+   * listing's slot.
+   */
+  slot?: number | null;
   /**
    * The block time of the transaction as read (under the quorum, when there is one): the line
    * is filed under it from then on. A listing's time may rest on one endpoint alone (one that
@@ -796,13 +804,21 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
      WHERE chain_transactions.facts IS NULL`,
   );
   const readLine = sqlite.prepare(
-    `UPDATE ledger_lines SET state = 'read', block_time = coalesce(?, block_time), succeeded = ?,
+    `UPDATE ledger_lines SET state = 'read', slot = coalesce(?, slot),
+       block_time = coalesce(?, block_time), succeeded = ?,
        pre_units = ?, post_units = ?, delta_units = ?, memo = ?, memo_kind = ?, memo_job_id = ?,
        memo_jobs = ?, foreign_changes = ?, opened = ?, other_owner = ?, owner_after = ?, delegate = ?,
        hidden_debit_units = ?, deposit_in_units = ?,
        listed_at = CASE WHEN delta_units IS NOT NULL AND ? IS NOT NULL AND hidden_debit_units IS NOT ?
          THEN ? ELSE listed_at END
      WHERE vault = ? AND signature = ? AND state = 'listed'`,
+  );
+  // The cursor's slots of a line are its transaction's once read (see `LineRead.slot`).
+  const readSlot = sqlite.prepare(
+    `UPDATE ledger_cursors SET
+       newest_slot = CASE WHEN newest_signature = ? THEN ? ELSE newest_slot END,
+       sync_top_slot = CASE WHEN sync_top = ? THEN ? ELSE sync_top_slot END
+     WHERE vault = ?`,
   );
   const foreignPeriod = big(
     `SELECT signature, slot, block_time, memo, memo_job_id, foreign_changes FROM ledger_lines
@@ -1498,6 +1514,56 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     return spanFrom(vault, Number(lock.ord), recordedAt, finalThrough, header);
   }
 
+  // A line's slot as its transaction tells it: the line's own once read (`LineRead.slot`),
+  // else its stored transaction's (a line read before the slot was kept), else the listing's.
+  const readAbove = big(
+    `SELECT l.signature, l.ord, coalesce(c.slot, l.slot) AS slot
+     FROM ledger_lines l INDEXED BY ledger_lines_order
+       LEFT JOIN chain_transactions c ON c.signature = l.signature
+     WHERE l.vault = ? AND l.ord > ? AND l.state = 'read' ORDER BY l.ord`,
+  );
+  const nearestBelow = big(
+    `SELECT l.ord, coalesce(c.slot, l.slot) AS slot
+     FROM ledger_lines l INDEXED BY ledger_lines_order
+       LEFT JOIN chain_transactions c ON c.signature = l.signature
+     WHERE l.vault = ? AND l.ord < ? ORDER BY l.ord DESC LIMIT 1`,
+  );
+  const placeAbove = big(
+    `SELECT l.ord FROM ledger_lines l INDEXED BY ledger_lines_order
+       LEFT JOIN chain_transactions c ON c.signature = l.signature
+     WHERE l.vault = ? AND l.ord < ? AND coalesce(c.slot, l.slot) <= ?
+     ORDER BY l.ord DESC LIMIT 1`,
+  ).pluck();
+  const lowestOrd = big("SELECT min(ord) FROM ledger_lines WHERE vault = ?").pluck();
+  const shiftBetween = sqlite.prepare(
+    "UPDATE ledger_lines SET ord = ord + 1 WHERE vault = ? AND ord > ? AND ord < ?",
+  );
+
+  /**
+   * Moves each read line above the walk's position (`afterOrd`) that sits above a line of a
+   * later slot down to its place by slot (`outOfSlotPlace`); returns where the walk must start.
+   */
+  function placeBySlot(vault: string, afterOrd: number): number {
+    let from = afterOrd;
+    for (const r of readAbove.all(vault, afterOrd) as {
+      signature: string;
+      ord: bigint;
+      slot: bigint;
+    }[]) {
+      const below = nearestBelow.get(vault, r.ord) as { ord: bigint; slot: bigint } | undefined;
+      if (!outOfSlotPlace({ slot: Number(r.slot) }, below ? { slot: Number(below.slot) } : null)) {
+        continue;
+      }
+      const above = placeAbove.get(vault, r.ord, r.slot) as bigint | undefined;
+      const after = Number(above ?? (lowestOrd.get(vault) as bigint) - 1n);
+      shiftBetween.run(vault, after, r.ord);
+      setOrd.run(after + 1, vault, r.signature);
+      clearGapsAbove.run(vault, after);
+      from = Math.min(from, after);
+    }
+    return from;
+  }
+
   /** Compares each movement after `afterOrd` with the one before it, up to the first unread line. */
   function walk(vault: string, afterOrd: number, onGap: (gap: StoredGap) => void) {
     const prevRow = movementAtOrBefore.get(vault, afterOrd) as LineDb | undefined;
@@ -1747,6 +1813,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       }
       for (const l of reads) {
         const changed = readLine.run(
+          l.slot ?? null,
           l.blockTime,
           l.succeeded ? 1 : 0,
           l.pre,
@@ -1775,6 +1842,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         ).changes;
         // Another process read it first: its kind is written already.
         if (changed === 0) continue;
+        if (l.slot != null) readSlot.run(l.signature, l.slot, l.signature, l.slot, vault);
         applyKind(vault, l, classify(vault, l), t);
       }
     },
@@ -1833,12 +1901,13 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     }
     for (const job of openJobs) result.released += releaseAccounted(vault, job);
     const cursor = cursorRow.get(vault) as { chained_ord: Big } | undefined;
-    const from = num(cursor?.chained_ord ?? null) ?? -1;
+    const chained = num(cursor?.chained_ord ?? null) ?? -1;
+    const from = placeBySlot(vault, chained);
     const walked = walk(vault, from, (gap) => {
       setGap.run(gap.afterSignature, gap.fromSlot, gap.missingUnits, vault, gap.beforeSignature);
       result.gaps++;
     });
-    if (walked !== from) setChained.run(walked, vault);
+    if (walked !== chained) setChained.run(walked, vault);
     return result;
   });
 

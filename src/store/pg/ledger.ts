@@ -64,6 +64,7 @@ import {
   memoJobsOfLine,
   memoJobsToText,
   mixedMemoLineOf,
+  outOfSlotPlace,
   outstandingOf,
   settledShareOfLocks,
   settledUnits,
@@ -1070,6 +1071,62 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         }
       : null;
 
+  /** A line's slot as its transaction tells it (see `placeBySlot` in src/store/ledger.ts). */
+  const txSlot = sql<number>`coalesce(${chainTransactions.slot}, ${ledgerLines.slot})`.mapWith(
+    Number,
+  );
+  const withTx = eq(chainTransactions.signature, ledgerLines.signature);
+
+  /**
+   * Moves each read line above the walk's position (`afterOrd`) that sits above a line of a
+   * later slot down to its place by slot (`outOfSlotPlace`); returns where the walk must start.
+   */
+  async function placeBySlot(tx: PgExecutor, vault: string, afterOrd: number): Promise<number> {
+    let from = afterOrd;
+    const read = await tx
+      .select({ signature: ledgerLines.signature, ord: ledgerLines.ord, slot: txSlot })
+      .from(ledgerLines)
+      .leftJoin(chainTransactions, withTx)
+      .where(and(vaultIs(vault), gt(ledgerLines.ord, afterOrd), eq(ledgerLines.state, "read")))
+      .orderBy(asc(ledgerLines.ord));
+    for (const r of read) {
+      const [below] = await tx
+        .select({ ord: ledgerLines.ord, slot: txSlot })
+        .from(ledgerLines)
+        .leftJoin(chainTransactions, withTx)
+        .where(and(vaultIs(vault), lt(ledgerLines.ord, r.ord)))
+        .orderBy(desc(ledgerLines.ord))
+        .limit(1);
+      if (!outOfSlotPlace(r, below ?? null)) continue;
+      const [above] = await tx
+        .select({ ord: ledgerLines.ord })
+        .from(ledgerLines)
+        .leftJoin(chainTransactions, withTx)
+        .where(and(vaultIs(vault), lt(ledgerLines.ord, r.ord), sql`${txSlot} <= ${r.slot}`))
+        .orderBy(desc(ledgerLines.ord))
+        .limit(1);
+      const [lowest] = await tx
+        .select({ ord: sql<number>`min(${ledgerLines.ord})`.mapWith(Number) })
+        .from(ledgerLines)
+        .where(vaultIs(vault));
+      const after = above?.ord ?? lowest!.ord - 1;
+      await tx
+        .update(ledgerLines)
+        .set({ ord: sql`${ledgerLines.ord} + 1` })
+        .where(and(vaultIs(vault), gt(ledgerLines.ord, after), lt(ledgerLines.ord, r.ord)));
+      await tx
+        .update(ledgerLines)
+        .set({ ord: after + 1 })
+        .where(and(vaultIs(vault), eq(ledgerLines.signature, r.signature)));
+      await tx
+        .update(ledgerLines)
+        .set({ gapAfterSignature: null, gapAfterSlot: null, gapUnits: null })
+        .where(and(vaultIs(vault), isNotNull(ledgerLines.gapUnits), gt(ledgerLines.ord, after)));
+      from = Math.min(from, after);
+    }
+    return from;
+  }
+
   /** Compares each movement after `afterOrd` with the one before it, up to the first unread line. */
   async function walk(
     tx: PgExecutor,
@@ -1187,7 +1244,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     // guarded by state = 'listed'.
     // The block time becomes the transaction's (see `LineRead`); the daily sums follow it.
     await tx.execute(sql`UPDATE ledger_lines AS l SET state = 'read', succeeded = v.succeeded,
-        block_time = coalesce(v.block_time, l.block_time),
+        slot = coalesce(v.slot, l.slot), block_time = coalesce(v.block_time, l.block_time),
         pre_units = v.pre_units, post_units = v.post_units, delta_units = v.delta_units,
         memo = v.memo, memo_kind = v.memo_kind, memo_job_id = v.memo_job_id,
         memo_jobs = v.memo_jobs, kind = v.kind,
@@ -1202,6 +1259,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
           THEN ${now}::bigint ELSE l.listed_at END
       FROM ${unnestOf(fresh, "v", {
         signature: ["text", (l) => l.signature],
+        slot: ["bigint", (l) => l.slot ?? null],
         block_time: ["bigint", (l) => l.blockTime],
         succeeded: ["boolean", (l) => l.succeeded],
         pre_units: ["bigint", (l) => l.pre],
@@ -1223,6 +1281,13 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         deposit_in_units: ["bigint", (l) => l.depositIn ?? null],
       })}
       WHERE l.vault = ${vault} AND l.signature = v.signature AND l.state = 'listed'`);
+    // The cursor's slots of a line are its transaction's once read (see `LineRead.slot`).
+    await tx.execute(sql`UPDATE ledger_cursors AS c SET
+        newest_slot = coalesce((SELECT l.slot FROM ledger_lines l
+          WHERE l.vault = c.vault AND l.signature = c.newest_signature), c.newest_slot),
+        sync_top_slot = coalesce((SELECT l.slot FROM ledger_lines l
+          WHERE l.vault = c.vault AND l.signature = c.sync_top), c.sync_top_slot)
+      WHERE c.vault = ${vault}`);
     const unrecorded: KeepPair[] = [];
     await keepWithJobs(
       tx,
@@ -1346,6 +1411,9 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     }
     result.released += await releaseAccounted(tx, vault, openJobs);
     const cursor = await cursorRow(tx, vault);
+    const chained = cursor?.chainedOrd ?? -1;
+    // Before the credits headers: a lock's span runs by ord.
+    const from = await placeBySlot(tx, vault, chained);
     const finalThrough = cursor?.finalThrough ?? null;
     // The partial index's own predicate, then the undecided among them.
     const headerOpen = (
@@ -1367,7 +1435,6 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         WHERE l.vault = ${vault} AND l.signature = d.signature`);
       result.headersDecided += decided.length;
     }
-    const from = cursor?.chainedOrd ?? -1;
     const walked = await walk(tx, vault, from, async (gap) => {
       await tx
         .update(ledgerLines)
@@ -1379,7 +1446,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         .where(and(vaultIs(vault), eq(ledgerLines.signature, gap.beforeSignature)));
       result.gaps++;
     });
-    if (walked !== from) {
+    if (walked !== chained) {
       await tx
         .update(ledgerCursors)
         .set({ chainedOrd: walked })
