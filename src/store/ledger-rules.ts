@@ -540,20 +540,6 @@ export function healedOrder<E extends { signature: string }>(
   };
 }
 
-/**
- * Whether a read line is out of its place by its transaction's slot (`LineRead.slot`): the line
- * held just below it (`below`, null: none) is of a later slot. It then goes just above the
- * nearest line below it of its slot or an earlier one (or below the lowest), and the lines
- * between move up one ord each. Lines are held in listing order, and a node listing an old
- * transaction as new at a made-up slot above the newest line kept it above lines the chain ran
- * after it: gaps on both sides of it that listing them again never closed, and every nightly run
- * exited 1 from then on. Sums do not depend on the order; within a slot, a gap between its
- * lines is put right by listing the slot again (`slotChainOrder`).
- */
-export function outOfSlotPlace(line: { slot: number }, below: { slot: number } | null): boolean {
-  return below !== null && below.slot > line.slot;
-}
-
 /** A held line of one slot, as `slotChainOrder` weighs it. */
 export interface SlotLine {
   signature: string;

@@ -31,7 +31,6 @@ import {
   memoJobsOfLine,
   memoJobsToText,
   mixedMemoLineOf,
-  outOfSlotPlace,
   outstandingOf,
   settledShareOfLocks,
   settledUnits,
@@ -1516,17 +1515,17 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
 
   // A line's slot as its transaction tells it: the line's own once read (`LineRead.slot`),
   // else its stored transaction's (a line read before the slot was kept), else the listing's.
-  const readAbove = big(
-    `SELECT l.signature, l.ord, coalesce(c.slot, l.slot) AS slot
-     FROM ledger_lines l INDEXED BY ledger_lines_order
-       LEFT JOIN chain_transactions c ON c.signature = l.signature
-     WHERE l.vault = ? AND l.ord > ? AND l.state = 'read' ORDER BY l.ord`,
-  );
-  const nearestBelow = big(
-    `SELECT l.ord, coalesce(c.slot, l.slot) AS slot
-     FROM ledger_lines l INDEXED BY ledger_lines_order
-       LEFT JOIN chain_transactions c ON c.signature = l.signature
-     WHERE l.vault = ? AND l.ord < ? ORDER BY l.ord DESC LIMIT 1`,
+  // The lowest read line above `from` held just above a line of a later slot: one query for the
+  // lines above the walk, however many there are (they stay above it while one is unread).
+  const outOfPlace = big(
+    `SELECT signature, ord, slot FROM (
+       SELECT l.signature, l.ord, l.state, coalesce(c.slot, l.slot) AS slot,
+         lag(coalesce(c.slot, l.slot)) OVER (ORDER BY l.ord) AS below
+       FROM ledger_lines l INDEXED BY ledger_lines_order
+         LEFT JOIN chain_transactions c ON c.signature = l.signature
+       WHERE l.vault = @vault AND l.ord >= coalesce(
+         (SELECT max(ord) FROM ledger_lines WHERE vault = @vault AND ord <= @from), @from))
+     WHERE state = 'read' AND ord > @from AND below > slot ORDER BY ord LIMIT 1`,
   );
   const placeAbove = big(
     `SELECT l.ord FROM ledger_lines l INDEXED BY ledger_lines_order
@@ -1540,20 +1539,23 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   );
 
   /**
-   * Moves each read line above the walk's position (`afterOrd`) that sits above a line of a
-   * later slot down to its place by slot (`outOfSlotPlace`); returns where the walk must start.
+   * Moves each read line above the walk's position (`afterOrd`) held just above a line of a
+   * later slot down to its place by its transaction's slot (`LineRead.slot`): just above the
+   * nearest line below it of its slot or an earlier one (or below the lowest), the lines between
+   * moving up one ord each; returns where the walk must start. Lines are held in listing order,
+   * and a node listing an old transaction as new at a made-up slot above the newest line kept it
+   * above lines the chain ran after it: gaps on both sides of it that listing them again never
+   * closed, and every nightly run exited 1 from then on. Each move leaves fewer lines out of
+   * slot order, so it ends. Sums do not depend on the order; within a slot, a gap between its
+   * lines is put right by listing the slot again (`slotChainOrder`).
    */
   function placeBySlot(vault: string, afterOrd: number): number {
     let from = afterOrd;
-    for (const r of readAbove.all(vault, afterOrd) as {
-      signature: string;
-      ord: bigint;
-      slot: bigint;
-    }[]) {
-      const below = nearestBelow.get(vault, r.ord) as { ord: bigint; slot: bigint } | undefined;
-      if (!outOfSlotPlace({ slot: Number(r.slot) }, below ? { slot: Number(below.slot) } : null)) {
-        continue;
-      }
+    for (;;) {
+      const r = outOfPlace.get({ vault, from }) as
+        | { signature: string; ord: bigint; slot: bigint }
+        | undefined;
+      if (r === undefined) return from;
       const above = placeAbove.get(vault, r.ord, r.slot) as bigint | undefined;
       const after = Number(above ?? (lowestOrd.get(vault) as bigint) - 1n);
       shiftBetween.run(vault, after, r.ord);
@@ -1561,7 +1563,6 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       clearGapsAbove.run(vault, after);
       from = Math.min(from, after);
     }
-    return from;
   }
 
   /** Compares each movement after `afterOrd` with the one before it, up to the first unread line. */

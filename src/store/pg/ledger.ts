@@ -64,7 +64,6 @@ import {
   memoJobsOfLine,
   memoJobsToText,
   mixedMemoLineOf,
-  outOfSlotPlace,
   outstandingOf,
   settledShareOfLocks,
   settledUnits,
@@ -1071,49 +1070,39 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         }
       : null;
 
-  /** A line's slot as its transaction tells it (see `placeBySlot` in src/store/ledger.ts). */
-  const txSlot = sql<number>`coalesce(${chainTransactions.slot}, ${ledgerLines.slot})`.mapWith(
-    Number,
-  );
-  const withTx = eq(chainTransactions.signature, ledgerLines.signature);
-
   /**
-   * Moves each read line above the walk's position (`afterOrd`) that sits above a line of a
-   * later slot down to its place by slot (`outOfSlotPlace`); returns where the walk must start.
+   * Moves each read line above the walk's position (`afterOrd`) held just above a line of a
+   * later slot down to its place by its transaction's slot; returns where the walk must start
+   * (see `placeBySlot` in src/store/ledger.ts).
    */
   async function placeBySlot(tx: PgExecutor, vault: string, afterOrd: number): Promise<number> {
     let from = afterOrd;
-    const read = await tx
-      .select({ signature: ledgerLines.signature, ord: ledgerLines.ord, slot: txSlot })
-      .from(ledgerLines)
-      .leftJoin(chainTransactions, withTx)
-      .where(and(vaultIs(vault), gt(ledgerLines.ord, afterOrd), eq(ledgerLines.state, "read")))
-      .orderBy(asc(ledgerLines.ord));
-    for (const r of read) {
-      const [below] = await tx
-        .select({ ord: ledgerLines.ord, slot: txSlot })
-        .from(ledgerLines)
-        .leftJoin(chainTransactions, withTx)
-        .where(and(vaultIs(vault), lt(ledgerLines.ord, r.ord)))
-        .orderBy(desc(ledgerLines.ord))
-        .limit(1);
-      if (!outOfSlotPlace(r, below ?? null)) continue;
-      const [above] = await tx
-        .select({ ord: ledgerLines.ord })
-        .from(ledgerLines)
-        .leftJoin(chainTransactions, withTx)
-        .where(and(vaultIs(vault), lt(ledgerLines.ord, r.ord), sql`${txSlot} <= ${r.slot}`))
-        .orderBy(desc(ledgerLines.ord))
-        .limit(1);
-      const [lowest] = await tx
-        .select({ ord: sql<number>`min(${ledgerLines.ord})`.mapWith(Number) })
-        .from(ledgerLines)
-        .where(vaultIs(vault));
-      const after = above?.ord ?? lowest!.ord - 1;
+    const txSlot = sql`coalesce(c.slot, l.slot)`;
+    for (;;) {
+      const [r] = (
+        await tx.execute(sql`SELECT signature, ord, slot FROM (
+            SELECT l.signature, l.ord, l.state, ${txSlot} AS slot,
+              lag(${txSlot}) OVER (ORDER BY l.ord) AS below
+            FROM ledger_lines l LEFT JOIN chain_transactions c ON c.signature = l.signature
+            WHERE l.vault = ${vault} AND l.ord >= coalesce((SELECT max(ord) FROM ledger_lines
+              WHERE vault = ${vault} AND ord <= ${from}), ${from})) AS o
+          WHERE state = 'read' AND ord > ${from} AND below > slot ORDER BY ord LIMIT 1`)
+      ).rows as { signature: string; ord: string | number; slot: string | number }[];
+      if (r === undefined) return from;
+      const ord = Number(r.ord);
+      const [place] = (
+        await tx.execute(sql`SELECT coalesce(
+            (SELECT l.ord FROM ledger_lines l LEFT JOIN chain_transactions c
+               ON c.signature = l.signature
+             WHERE l.vault = ${vault} AND l.ord < ${ord} AND ${txSlot} <= ${Number(r.slot)}
+             ORDER BY l.ord DESC LIMIT 1),
+            (SELECT min(ord) - 1 FROM ledger_lines WHERE vault = ${vault})) AS after`)
+      ).rows as { after: string | number }[];
+      const after = Number(place!.after);
       await tx
         .update(ledgerLines)
         .set({ ord: sql`${ledgerLines.ord} + 1` })
-        .where(and(vaultIs(vault), gt(ledgerLines.ord, after), lt(ledgerLines.ord, r.ord)));
+        .where(and(vaultIs(vault), gt(ledgerLines.ord, after), lt(ledgerLines.ord, ord)));
       await tx
         .update(ledgerLines)
         .set({ ord: after + 1 })
@@ -1124,7 +1113,6 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         .where(and(vaultIs(vault), isNotNull(ledgerLines.gapUnits), gt(ledgerLines.ord, after)));
       from = Math.min(from, after);
     }
-    return from;
   }
 
   /** Compares each movement after `afterOrd` with the one before it, up to the first unread line. */
