@@ -8,7 +8,7 @@ import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
-import { chainSecondAfter } from "./support/finality.js";
+import { chainSecondAfter, finalizedPast } from "./support/finality.js";
 import {
   type AdversaryHarness,
   AuthorityType,
@@ -23,7 +23,7 @@ import { type Listing, listingNode } from "./support/rewriting-node.js";
  * the newest line: a new entry, or one it left out before. Once the node answers honestly the
  * ledger must hold its lines in chain order (no gap that never closes, every nightly run
  * exiting 1 for ever), keep the balance read, say whose the vault is now, and still name a
- * theft the node hid.
+ * theft the node hid. Nor may a listing's date keep a theft from every night's run.
  */
 const log = createLogger({ level: "silent" });
 const MADE_UP = 1_000_000_000;
@@ -205,5 +205,35 @@ describe.each(dialects)("%s store", (dialect) => {
     expect(await createLedgerStore(c.store).ownerNow(vault)).toEqual(
       expect.objectContaining({ owner: h.op.attacker.address }),
     );
+  });
+
+  it("names a theft listed dated after the window it lies in, once its own time is read", async () => {
+    h.op.fund(h.op.vault(4), 1_000_000n);
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(4);
+    const from = await chainSecondAfter(h.world);
+    const first = h.op.plan({ keyIndex: 4 });
+    c.record(first, h.op.honestJob(first));
+    await nextSlot();
+    const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 55_000n)]);
+    await h.finalized();
+    const to = await chainSecondAfter(h.world);
+    // The night's run reads up to its window's end: the node dates the theft just past it.
+    await finalizedPast(h.world, to + 2_000);
+    const listing: { rewrite: Listing | null } = {
+      rewrite: (entries) =>
+        entries.map((e) =>
+          e.signature === theft.signature ? { ...e, blockTime: to / 1000 + 1 } : e,
+        ),
+    };
+    const runs = [await nightly(c, vault, from, to, listingNode(h.rpc, listing))];
+    const next = await chainSecondAfter(h.world);
+    await finalizedPast(h.world, next);
+    runs.push(await nightly(c, vault, to, next));
+    expect(runs[0]!.exitCode).toBe(0);
+    expect(runs[1]!.exitCode).toBe(1);
+    expect(runs[1]!.ledger?.unreceiptedDebits).toEqual([
+      expect.objectContaining({ vault, signature: theft.signature, listedLate: true }),
+    ]);
   });
 });

@@ -809,7 +809,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
        memo_jobs = ?, foreign_changes = ?, opened = ?, other_owner = ?, owner_after = ?, delegate = ?,
        hidden_debit_units = ?, deposit_in_units = ?,
        listed_at = CASE WHEN delta_units IS NOT NULL AND ? IS NOT NULL AND hidden_debit_units IS NOT ?
-         THEN ? ELSE listed_at END
+         THEN ? WHEN ? < block_time THEN ? ELSE listed_at END
      WHERE vault = ? AND signature = ? AND state = 'listed'`,
   );
   // The cursor's slots of a line are its transaction's once read (see `LineRead.slot`).
@@ -1837,6 +1837,11 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           // where a run judged its time already (`listedSince`).
           l.hiddenDebit ?? null,
           l.hiddenDebit ?? null,
+          t,
+          // So is a line read earlier than it was listed: a node dating a theft just past a
+          // night's window kept the run from reading it, and its own time then fell in the
+          // window that run had judged, named by no run.
+          l.blockTime,
           t,
           vault,
           l.signature,

@@ -1241,10 +1241,12 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         hidden_debit_units = v.hidden_debit_units, deposit_in_units = v.deposit_in_units,
         -- A line read before, read again (listed again by a migration), that pays out credits
         -- its first reading did not see: listed now, so the next nightly run judges it even
-        -- where a run judged its time already.
+        -- where a run judged its time already. So is a line read earlier than it was listed
+        -- (a node dating a theft just past a night's window, which that run then judged).
         listed_at = CASE WHEN l.delta_units IS NOT NULL AND v.hidden_debit_units IS NOT NULL
             AND l.hidden_debit_units IS DISTINCT FROM v.hidden_debit_units
-          THEN ${now}::bigint ELSE l.listed_at END
+          THEN ${now}::bigint WHEN v.block_time < l.block_time THEN ${now}::bigint
+          ELSE l.listed_at END
       FROM ${unnestOf(fresh, "v", {
         signature: ["text", (l) => l.signature],
         slot: ["bigint", (l) => l.slot ?? null],
