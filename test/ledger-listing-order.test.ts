@@ -1,13 +1,14 @@
 import { randomBytes } from "node:crypto";
 import bs58 from "bs58";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { AddressSignatureInfo, RpcPool } from "../src/chain/rpc-pool.js";
+import type { RpcPool } from "../src/chain/rpc-pool.js";
 import { createLedgerReader } from "../src/ledger/reader.js";
 import { buildStatement } from "../src/ledger/statement.js";
 import { createLogger } from "../src/log.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { chainSecondAfter, finalizedPast } from "./support/finality.js";
 import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
+import { type Listing, listingNode } from "./support/rewriting-node.js";
 
 /**
  * The operator runs the node the ledger reads and lists a vault's transactions out of chain
@@ -25,24 +26,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await h?.close();
 });
-
-type Listing = (
-  entries: AddressSignatureInfo[],
-  options: { before?: string; until?: string } | undefined,
-) => AddressSignatureInfo[];
-
-/** `rpc` whose address listing `listing.rewrite` rewrites (while set). */
-function listingNode(rpc: RpcPool, listing: { rewrite: Listing | null }): RpcPool {
-  return new Proxy(rpc, {
-    get(target, key, receiver) {
-      if (key !== "getSignaturesForAddress") return Reflect.get(target, key, receiver);
-      return async (...args: Parameters<RpcPool["getSignaturesForAddress"]>) => {
-        const entries = await target.getSignaturesForAddress(...args);
-        return listing.rewrite ? listing.rewrite(entries, args[1]) : entries;
-      };
-    },
-  });
-}
 
 function readerOf(c: Scenario, vault: string, rpc: RpcPool, clock: { t: number }) {
   return createLedgerReader({

@@ -900,6 +900,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
           ? null
           : foreign.map((c) => ({ mint: c.mint, programId: c.programId, deltaUnits: c.delta })),
       signature,
+      slot: facts.slot,
       blockTime: facts.blockTime,
       succeeded: facts.succeeded,
       pre: change ? change.pre : null,

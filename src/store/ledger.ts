@@ -98,6 +98,13 @@ export interface ListedSignature {
 export interface LineRead {
   signature: string;
   /**
+   * The slot of the transaction as read: the line is placed by it from then on. A listing's
+   * slot is the node's claim alone (one listing an old transaction as new at a slot above the
+   * newest line's kept it above lines the chain ran after it, for good). Null keeps the
+   * listing's slot.
+   */
+  slot?: number | null;
+  /**
    * The block time of the transaction as read (under the quorum, when there is one): the line
    * is filed under it from then on. A listing's time may rest on one endpoint alone (one that
    * dated a debit two days early moved it out of its period). Null keeps the listing's time.
@@ -802,13 +809,21 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
      WHERE chain_transactions.facts IS NULL`,
   );
   const readLine = sqlite.prepare(
-    `UPDATE ledger_lines SET state = 'read', block_time = coalesce(?, block_time), succeeded = ?,
+    `UPDATE ledger_lines SET state = 'read', slot = coalesce(?, slot),
+       block_time = coalesce(?, block_time), succeeded = ?,
        pre_units = ?, post_units = ?, delta_units = ?, memo = ?, memo_kind = ?, memo_job_id = ?,
        memo_jobs = ?, foreign_changes = ?, opened = ?, other_owner = ?, owner_after = ?, delegate = ?,
        hidden_debit_units = ?, deposit_in_units = ?,
        listed_at = CASE WHEN delta_units IS NOT NULL AND ? IS NOT NULL AND hidden_debit_units IS NOT ?
-         THEN ? ELSE listed_at END
+         THEN ? WHEN ? < block_time THEN ? ELSE listed_at END
      WHERE vault = ? AND signature = ? AND state = 'listed'`,
+  );
+  // The cursor's slots of a line are its transaction's once read (see `LineRead.slot`).
+  const readSlot = sqlite.prepare(
+    `UPDATE ledger_cursors SET
+       newest_slot = CASE WHEN newest_signature = ? THEN ? ELSE newest_slot END,
+       sync_top_slot = CASE WHEN sync_top = ? THEN ? ELSE sync_top_slot END
+     WHERE vault = ?`,
   );
   const foreignPeriod = big(
     `SELECT signature, slot, block_time, memo, memo_job_id, foreign_changes FROM ledger_lines
@@ -1509,6 +1524,58 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     return spanFrom(vault, Number(lock.ord), recordedAt, finalThrough, header);
   }
 
+  // A line's slot as its transaction tells it: the line's own once read (`LineRead.slot`),
+  // else its stored transaction's (a line read before the slot was kept), else the listing's.
+  // The lowest read line above `from` held just above a line of a later slot: one query for the
+  // lines above the walk, however many there are (they stay above it while one is unread).
+  const outOfPlace = big(
+    `SELECT signature, ord, slot FROM (
+       SELECT l.signature, l.ord, l.state, coalesce(c.slot, l.slot) AS slot,
+         lag(coalesce(c.slot, l.slot)) OVER (ORDER BY l.ord) AS below
+       FROM ledger_lines l INDEXED BY ledger_lines_order
+         LEFT JOIN chain_transactions c ON c.signature = l.signature
+       WHERE l.vault = @vault AND l.ord >= coalesce(
+         (SELECT max(ord) FROM ledger_lines WHERE vault = @vault AND ord <= @from), @from))
+     WHERE state = 'read' AND ord > @from AND below > slot ORDER BY ord LIMIT 1`,
+  );
+  const placeAbove = big(
+    `SELECT l.ord FROM ledger_lines l INDEXED BY ledger_lines_order
+       LEFT JOIN chain_transactions c ON c.signature = l.signature
+     WHERE l.vault = ? AND l.ord < ? AND coalesce(c.slot, l.slot) <= ?
+     ORDER BY l.ord DESC LIMIT 1`,
+  ).pluck();
+  const lowestOrd = big("SELECT min(ord) FROM ledger_lines WHERE vault = ?").pluck();
+  const shiftBetween = sqlite.prepare(
+    "UPDATE ledger_lines SET ord = ord + 1 WHERE vault = ? AND ord > ? AND ord < ?",
+  );
+
+  /**
+   * Moves each read line above the walk's position (`afterOrd`) held just above a line of a
+   * later slot down to its place by its transaction's slot (`LineRead.slot`): just above the
+   * nearest line below it of its slot or an earlier one (or below the lowest), the lines between
+   * moving up one ord each; returns where the walk must start. Lines are held in listing order,
+   * and a node listing an old transaction as new at a made-up slot above the newest line kept it
+   * above lines the chain ran after it: gaps on both sides of it that listing them again never
+   * closed, and every nightly run exited 1 from then on. Each move leaves fewer lines out of
+   * slot order, so it ends. Sums do not depend on the order; within a slot, a gap between its
+   * lines is put right by listing the slot again (`slotChainOrder`).
+   */
+  function placeBySlot(vault: string, afterOrd: number): number {
+    let from = afterOrd;
+    for (;;) {
+      const r = outOfPlace.get({ vault, from }) as
+        | { signature: string; ord: bigint; slot: bigint }
+        | undefined;
+      if (r === undefined) return from;
+      const above = placeAbove.get(vault, r.ord, r.slot) as bigint | undefined;
+      const after = Number(above ?? (lowestOrd.get(vault) as bigint) - 1n);
+      shiftBetween.run(vault, after, r.ord);
+      setOrd.run(after + 1, vault, r.signature);
+      clearGapsAbove.run(vault, after);
+      from = Math.min(from, after);
+    }
+  }
+
   /**
    * Compares each movement after `afterOrd` with the one before it, up to the first unread line
    * or until `spent` says so between pages: the ord compared through, and whether lines are left.
@@ -1553,9 +1620,12 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
    * in `result`, and moves the mark: whether lines are left. A gap healed far back, or an import,
    * leaves every line above to compare again (200,000 held the write lock 7.8 s in one walk).
    */
-  function walkOn(vault: string, result: ReviewResult): boolean {
+  function walkOn(vault: string, result: ReviewResult, place: boolean): boolean {
     const cursor = cursorRow.get(vault) as { chained_ord: Big } | undefined;
-    const from = num(cursor?.chained_ord ?? null) ?? -1;
+    const chained = num(cursor?.chained_ord ?? null) ?? -1;
+    // Lines out of slot order are put in place once, as a review starts its walk: each move
+    // leaves none above the walk, so the slices that carry the walk on need not look again.
+    const from = place ? placeBySlot(vault, chained) : chained;
     const started = performance.now();
     const { walked, more } = walk(
       vault,
@@ -1566,7 +1636,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       },
       () => performance.now() - started >= HEADER_BATCH_MS,
     );
-    if (walked !== from) setChained.run(walked, vault);
+    if (walked !== chained) setChained.run(walked, vault);
     return more;
   }
   const walkOnTx = sqlite.transaction(walkOn);
@@ -1824,6 +1894,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       }
       for (const l of reads) {
         const changed = readLine.run(
+          l.slot ?? null,
           l.blockTime,
           l.succeeded ? 1 : 0,
           l.pre,
@@ -1847,11 +1918,17 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
           l.hiddenDebit ?? null,
           l.hiddenDebit ?? null,
           t,
+          // So is a line read earlier than it was listed: a node dating a theft just past a
+          // night's window kept the run from reading it, and its own time then fell in the
+          // window that run had judged, named by no run.
+          l.blockTime,
+          t,
           vault,
           l.signature,
         ).changes;
         // Another process read it first: its kind is written already.
         if (changed === 0) continue;
+        if (l.slot != null) readSlot.run(l.signature, l.slot, l.signature, l.slot, vault);
         applyKind(vault, l, classify(vault, l), t);
       }
     },
@@ -1910,7 +1987,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         if (c.kind === "lock" && c.jobId !== null) openJobs.add(c.jobId);
       }
       for (const job of openJobs) result.released += releaseAccounted(vault, job);
-      return { result, walking: walkOn(vault, result) };
+      return { result, walking: walkOn(vault, result, true) };
     },
   );
 
@@ -2088,7 +2165,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       const { result, walking } = reviewTx.immediate(vault, now);
       for (let more = walking; more; ) {
         await new Promise((resolve) => setTimeout(resolve, HEADER_BATCH_MS / 2));
-        more = walkOnTx.immediate(vault, result);
+        more = walkOnTx.immediate(vault, result, false);
       }
       let place: HeaderPlace | null = { lockOrd: -1n, jobId: null };
       for (let first = true; place !== null; first = false) {

@@ -1,5 +1,5 @@
 import { parseTransaction } from "../../src/chain/parse-transaction.js";
-import type { RpcPool } from "../../src/chain/rpc-pool.js";
+import type { AddressSignatureInfo, RpcPool } from "../../src/chain/rpc-pool.js";
 
 /**
  * `rpc` as a node that lies about transactions: a getTransaction answer of a signature for which
@@ -34,5 +34,24 @@ export function ownerlessNode(rpc: RpcPool): RpcPool {
     for (const b of [...result.meta.preTokenBalances, ...result.meta.postTokenBalances]) {
       delete b.owner;
     }
+  });
+}
+
+/** A rewrite of an address listing: its entries and the options it was asked with. */
+export type Listing = (
+  entries: AddressSignatureInfo[],
+  options: { before?: string; until?: string } | undefined,
+) => AddressSignatureInfo[];
+
+/** `rpc` whose address listing `listing.rewrite` rewrites (while set). */
+export function listingNode(rpc: RpcPool, listing: { rewrite: Listing | null }): RpcPool {
+  return new Proxy(rpc, {
+    get(target, key, receiver) {
+      if (key !== "getSignaturesForAddress") return Reflect.get(target, key, receiver);
+      return async (...args: Parameters<RpcPool["getSignaturesForAddress"]>) => {
+        const entries = await target.getSignaturesForAddress(...args);
+        return listing.rewrite ? listing.rewrite(entries, args[1]) : entries;
+      };
+    },
   });
 }

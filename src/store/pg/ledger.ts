@@ -1073,6 +1073,51 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         }
       : null;
 
+  /**
+   * Moves each read line above the walk's position (`afterOrd`) held just above a line of a
+   * later slot down to its place by its transaction's slot; returns where the walk must start
+   * (see `placeBySlot` in src/store/ledger.ts).
+   */
+  async function placeBySlot(tx: PgExecutor, vault: string, afterOrd: number): Promise<number> {
+    let from = afterOrd;
+    const txSlot = sql`coalesce(c.slot, l.slot)`;
+    for (;;) {
+      const [r] = (
+        await tx.execute(sql`SELECT signature, ord, slot FROM (
+            SELECT l.signature, l.ord, l.state, ${txSlot} AS slot,
+              lag(${txSlot}) OVER (ORDER BY l.ord) AS below
+            FROM ledger_lines l LEFT JOIN chain_transactions c ON c.signature = l.signature
+            WHERE l.vault = ${vault} AND l.ord >= coalesce((SELECT max(ord) FROM ledger_lines
+              WHERE vault = ${vault} AND ord <= ${from}), ${from})) AS o
+          WHERE state = 'read' AND ord > ${from} AND below > slot ORDER BY ord LIMIT 1`)
+      ).rows as { signature: string; ord: string | number; slot: string | number }[];
+      if (r === undefined) return from;
+      const ord = Number(r.ord);
+      const [place] = (
+        await tx.execute(sql`SELECT coalesce(
+            (SELECT l.ord FROM ledger_lines l LEFT JOIN chain_transactions c
+               ON c.signature = l.signature
+             WHERE l.vault = ${vault} AND l.ord < ${ord} AND ${txSlot} <= ${Number(r.slot)}
+             ORDER BY l.ord DESC LIMIT 1),
+            (SELECT min(ord) - 1 FROM ledger_lines WHERE vault = ${vault})) AS after`)
+      ).rows as { after: string | number }[];
+      const after = Number(place!.after);
+      await tx
+        .update(ledgerLines)
+        .set({ ord: sql`${ledgerLines.ord} + 1` })
+        .where(and(vaultIs(vault), gt(ledgerLines.ord, after), lt(ledgerLines.ord, ord)));
+      await tx
+        .update(ledgerLines)
+        .set({ ord: after + 1 })
+        .where(and(vaultIs(vault), eq(ledgerLines.signature, r.signature)));
+      await tx
+        .update(ledgerLines)
+        .set({ gapAfterSignature: null, gapAfterSlot: null, gapUnits: null })
+        .where(and(vaultIs(vault), isNotNull(ledgerLines.gapUnits), gt(ledgerLines.ord, after)));
+      from = Math.min(from, after);
+    }
+  }
+
   /** Compares each movement after `afterOrd` with the one before it, up to the first unread line. */
   async function walk(
     tx: PgExecutor,
@@ -1190,7 +1235,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     // guarded by state = 'listed'.
     // The block time becomes the transaction's (see `LineRead`); the daily sums follow it.
     await tx.execute(sql`UPDATE ledger_lines AS l SET state = 'read', succeeded = v.succeeded,
-        block_time = coalesce(v.block_time, l.block_time),
+        slot = coalesce(v.slot, l.slot), block_time = coalesce(v.block_time, l.block_time),
         pre_units = v.pre_units, post_units = v.post_units, delta_units = v.delta_units,
         memo = v.memo, memo_kind = v.memo_kind, memo_job_id = v.memo_job_id,
         memo_jobs = v.memo_jobs, kind = v.kind,
@@ -1199,12 +1244,15 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         hidden_debit_units = v.hidden_debit_units, deposit_in_units = v.deposit_in_units,
         -- A line read before, read again (listed again by a migration), that pays out credits
         -- its first reading did not see: listed now, so the next nightly run judges it even
-        -- where a run judged its time already.
+        -- where a run judged its time already. So is a line read earlier than it was listed
+        -- (a node dating a theft just past a night's window, which that run then judged).
         listed_at = CASE WHEN l.delta_units IS NOT NULL AND v.hidden_debit_units IS NOT NULL
             AND l.hidden_debit_units IS DISTINCT FROM v.hidden_debit_units
-          THEN ${now}::bigint ELSE l.listed_at END
+          THEN ${now}::bigint WHEN v.block_time < l.block_time THEN ${now}::bigint
+          ELSE l.listed_at END
       FROM ${unnestOf(fresh, "v", {
         signature: ["text", (l) => l.signature],
+        slot: ["bigint", (l) => l.slot ?? null],
         block_time: ["bigint", (l) => l.blockTime],
         succeeded: ["boolean", (l) => l.succeeded],
         pre_units: ["bigint", (l) => l.pre],
@@ -1226,6 +1274,13 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         deposit_in_units: ["bigint", (l) => l.depositIn ?? null],
       })}
       WHERE l.vault = ${vault} AND l.signature = v.signature AND l.state = 'listed'`);
+    // The cursor's slots of a line are its transaction's once read (see `LineRead.slot`).
+    await tx.execute(sql`UPDATE ledger_cursors AS c SET
+        newest_slot = coalesce((SELECT l.slot FROM ledger_lines l
+          WHERE l.vault = c.vault AND l.signature = c.newest_signature), c.newest_slot),
+        sync_top_slot = coalesce((SELECT l.slot FROM ledger_lines l
+          WHERE l.vault = c.vault AND l.signature = c.sync_top), c.sync_top_slot)
+      WHERE c.vault = ${vault}`);
     const unrecorded: KeepPair[] = [];
     await keepWithJobs(
       tx,
@@ -1349,6 +1404,9 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     }
     result.released += await releaseAccounted(tx, vault, openJobs);
     const cursor = await cursorRow(tx, vault);
+    const chained = cursor?.chainedOrd ?? -1;
+    // Before the credits headers: a lock's span runs by ord.
+    const from = await placeBySlot(tx, vault, chained);
     const finalThrough = cursor?.finalThrough ?? null;
     // The partial index's own predicate, then the undecided among them.
     const headerOpen = (
@@ -1370,7 +1428,6 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         WHERE l.vault = ${vault} AND l.signature = d.signature`);
       result.headersDecided += decided.length;
     }
-    const from = cursor?.chainedOrd ?? -1;
     const walked = await walk(tx, vault, from, async (gap) => {
       await tx
         .update(ledgerLines)
@@ -1382,7 +1439,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         .where(and(vaultIs(vault), eq(ledgerLines.signature, gap.beforeSignature)));
       result.gaps++;
     });
-    if (walked !== from) {
+    if (walked !== chained) {
       await tx
         .update(ledgerCursors)
         .set({ chainedOrd: walked })

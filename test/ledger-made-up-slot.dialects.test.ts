@@ -1,0 +1,239 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { RpcPool } from "../src/chain/rpc-pool.js";
+import { createLedgerReader } from "../src/ledger/reader.js";
+import { buildStatement } from "../src/ledger/statement.js";
+import { ledgerWindowCheck } from "../src/ledger/window-check.js";
+import { createLogger } from "../src/log.js";
+import { runNightlyVerification } from "../src/nightly/nightly-run.js";
+import { createLedgerStore } from "../src/store/ledger.js";
+import { createVerifier } from "../src/verify/engine.js";
+import { dialects, useDialectStores } from "./support/dialects.js";
+import { chainSecondAfter, finalizedPast } from "./support/finality.js";
+import {
+  type AdversaryHarness,
+  AuthorityType,
+  type Scenario,
+  startAdversaryHarness,
+} from "./support/operator.js";
+import { quickVerifierOptions } from "./support/quick-verifier.js";
+import { type Listing, listingNode } from "./support/rewriting-node.js";
+
+/**
+ * The operator runs the node the ledger reads and lists an entry at a slot it is not at, above
+ * the newest line: a new entry, or one it left out before. Once the node answers honestly the
+ * ledger must hold its lines in chain order (no gap that never closes, every nightly run
+ * exiting 1 for ever), keep the balance read, say whose the vault is now, and still name a
+ * theft the node hid. Nor may a listing's date keep a theft from every night's run.
+ */
+const log = createLogger({ level: "silent" });
+const MADE_UP = 1_000_000_000;
+
+/**
+ * The node's lie about `left` (a transaction of the vault): left out of every listing, and
+ * then, asked for what is newer than the newest line, listed as new at a made-up slot.
+ */
+function leftOutThenMadeUp(left: { signature: string; blockTime: number | null }) {
+  const listing: { rewrite: Listing | null } = {
+    rewrite: (entries) => entries.filter((e) => e.signature !== left.signature),
+  };
+  const madeUp = () => {
+    listing.rewrite = (entries, options) => {
+      const kept = entries.filter((e) => e.signature !== left.signature);
+      if (!options?.until || options.before) return kept;
+      const slot = (kept[0]?.slot ?? 0) + MADE_UP;
+      const entry = {
+        signature: left.signature,
+        slot,
+        blockTime: left.blockTime,
+        err: null,
+        memo: null,
+      };
+      return [entry, ...kept];
+    };
+  };
+  return { listing, madeUp };
+}
+
+describe.each(dialects)("%s store", (dialect) => {
+  const stores = useDialectStores(dialect);
+  let h: AdversaryHarness;
+  beforeAll(async () => {
+    h = await startAdversaryHarness({ openStore: () => stores.open() });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  /**
+   * Waits for the chain's next slot. Moving the chain's clock instead (`op.nextSlot`) puts block
+   * times ahead of the receipts' recording times, and a job's credits header span then ends
+   * before its return.
+   */
+  async function nextSlot() {
+    const slot = h.world.currentSlot();
+    while (h.world.currentSlot() === slot) await new Promise((r) => setTimeout(r, 2));
+  }
+
+  function readerOf(c: Scenario, vault: string, rpc: RpcPool) {
+    return createLedgerReader({
+      store: c.store,
+      rpc,
+      profile: c.profile,
+      log,
+      custody: { vaults: [vault], byKey: {} },
+    });
+  }
+
+  /** The nightly run of [from, to) reading the ledger through `rpc` (the honest node). */
+  function nightly(c: Scenario, vault: string, from: number, to = Date.now(), rpc = h.rpc) {
+    const verifier = createVerifier({
+      store: c.store,
+      rpc: h.rpc,
+      profile: c.profile,
+      log,
+      options: quickVerifierOptions,
+    });
+    return runNightlyVerification(c.store, verifier, {
+      from,
+      to,
+      timeoutMs: 10_000,
+      ledger: ledgerWindowCheck({
+        store: c.store,
+        reader: readerOf(c, vault, rpc),
+        profile: c.profile,
+        graceSeconds: 0,
+      }),
+    });
+  }
+
+  /** Key `keyIndex`'s vault: an honest job, `between` (own slots), another honest job. */
+  async function jobsAround<T>(keyIndex: number, between: (vault: string) => T) {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(keyIndex);
+    const from = await chainSecondAfter(h.world);
+    const first = h.op.plan({ keyIndex });
+    c.record(first, h.op.honestJob(first));
+    await nextSlot();
+    const middle = between(vault);
+    await nextSlot();
+    const next = h.op.plan({ keyIndex });
+    c.record(next, h.op.honestJob(next));
+    await h.finalized();
+    return { c, vault, from, middle };
+  }
+
+  it("keeps the balance read once honest after a new entry listed at a made-up slot", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(0);
+    const from = await chainSecondAfter(h.world);
+    const first = h.op.plan({ keyIndex: 0 });
+    c.record(first, h.op.honestJob(first));
+    await h.finalized();
+    const listing: { rewrite: Listing | null } = {
+      rewrite: (entries) => entries.map((e, i) => (i === 0 ? { ...e, slot: e.slot + MADE_UP } : e)),
+    };
+    await readerOf(c, vault, listingNode(h.rpc, listing)).syncVault(vault);
+    await nextSlot();
+    const next = h.op.plan({ keyIndex: 0 });
+    c.record(next, h.op.honestJob(next));
+    await h.finalized();
+    const run = await nightly(c, vault, from);
+    expect(run.exitCode).toBe(0);
+    const cursor = await createLedgerStore(c.store).cursorFigures(vault);
+    const account = await h.rpc.getTokenAccount(vault);
+    expect(cursor?.balanceUnits).toBe(account.account?.amount);
+    expect(cursor?.newestSlot).toBeLessThanOrEqual(cursor!.balanceSlot!);
+  });
+
+  it("closes the gaps of a left-out deposit listed later as new at a made-up slot", async () => {
+    const donor = h.op.victimVault(100_000n);
+    const { c, vault, from, middle } = await jobsAround(1, (vault) =>
+      h.op.send([h.op.transfer(donor, vault, 40_000n)]),
+    );
+    const lie = leftOutThenMadeUp(middle);
+    const lying = readerOf(c, vault, listingNode(h.rpc, lie.listing));
+    await lying.syncVault(vault);
+    lie.madeUp();
+    await lying.syncVault(vault);
+    const run = await nightly(c, vault, from);
+    expect(run.ledger?.gaps).toEqual([]);
+    expect(run.ledger?.imbalanced).toEqual([]);
+    expect(run.exitCode).toBe(0);
+  });
+
+  it("names a left-out theft listed later as new at a made-up slot, and closes its gaps", async () => {
+    const { c, vault, from, middle } = await jobsAround(2, (vault) =>
+      h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 55_000n)]),
+    );
+    const lie = leftOutThenMadeUp(middle);
+    const lying = readerOf(c, vault, listingNode(h.rpc, lie.listing));
+    await lying.syncVault(vault);
+    lie.madeUp();
+    await lying.syncVault(vault);
+    const run = await nightly(c, vault, from);
+    expect(run.exitCode).toBe(1);
+    expect(run.ledger?.unreceiptedDebits).toEqual([
+      expect.objectContaining({ vault, signature: middle.signature, amountUnits: "-55000" }),
+    ]);
+    expect(run.ledger?.gaps).toEqual([]);
+    const s = (
+      await buildStatement(
+        c.store,
+        { from, to: Date.now(), vault },
+        { profile: c.profile, graceSeconds: 0 },
+      )
+    ).vaults[0]!;
+    expect(s.unexplainedOutUnits).toBe(55_000n);
+    expect(s.differenceUnits).toBe(0n);
+  });
+
+  it("says whose the vault is now when an older line is listed at a made-up slot above the handover", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(3);
+    const first = h.op.plan({ keyIndex: 3 });
+    c.record(first, h.op.honestJob(first));
+    await nextSlot();
+    const deposit = h.op.send([h.op.transfer(h.op.victimVault(100_000n), vault, 40_000n)]);
+    await nextSlot();
+    h.op.send([h.op.setAuthority(vault, AuthorityType.AccountOwner, h.op.attacker.address)]);
+    await h.finalized();
+    const lie = leftOutThenMadeUp(deposit);
+    const lying = readerOf(c, vault, listingNode(h.rpc, lie.listing));
+    await lying.syncVault(vault);
+    lie.madeUp();
+    await lying.syncVault(vault);
+    expect(await createLedgerStore(c.store).ownerNow(vault)).toEqual(
+      expect.objectContaining({ owner: h.op.attacker.address }),
+    );
+  });
+
+  it("names a theft listed dated after the window it lies in, once its own time is read", async () => {
+    h.op.fund(h.op.vault(4), 1_000_000n);
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(4);
+    const from = await chainSecondAfter(h.world);
+    const first = h.op.plan({ keyIndex: 4 });
+    c.record(first, h.op.honestJob(first));
+    await nextSlot();
+    const theft = h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 55_000n)]);
+    await h.finalized();
+    const to = await chainSecondAfter(h.world);
+    // The night's run reads up to its window's end: the node dates the theft just past it.
+    await finalizedPast(h.world, to + 2_000);
+    const listing: { rewrite: Listing | null } = {
+      rewrite: (entries) =>
+        entries.map((e) =>
+          e.signature === theft.signature ? { ...e, blockTime: to / 1000 + 1 } : e,
+        ),
+    };
+    const runs = [await nightly(c, vault, from, to, listingNode(h.rpc, listing))];
+    const next = await chainSecondAfter(h.world);
+    await finalizedPast(h.world, next);
+    runs.push(await nightly(c, vault, to, next));
+    expect(runs[0]!.exitCode).toBe(0);
+    expect(runs[1]!.exitCode).toBe(1);
+    expect(runs[1]!.ledger?.unreceiptedDebits).toEqual([
+      expect.objectContaining({ vault, signature: theft.signature, listedLate: true }),
+    ]);
+  });
+});
