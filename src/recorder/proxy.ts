@@ -356,6 +356,15 @@ function stringsBytes(values: unknown): number {
 }
 
 /**
+ * Whether a streamed delta's `index` names a place a client reads: none (a call known by its id)
+ * or a whole number from 0. A client pieces the answer together in an array by index: at `0.5`
+ * or `-1` a choice or call is a property beside the array's items, in no completion it reads,
+ * and counted, 1,000 bytes of it lifted the bound of `Hi.`'s usage by 1,000 tokens, verified.
+ */
+const callIndexRead = (index: unknown): boolean =>
+  index === undefined || index === null || (Number.isInteger(index) && (index as number) >= 0);
+
+/**
  * Counts the text a model generated in an answer's choices, as JSON messages or as a stream's
  * deltas: each choice's content (a string or text parts), refusal, reasoning text, audio when
  * the caller asked for audio, legacy `text` (of a choice with no message, outside chat), and the
@@ -398,8 +407,8 @@ function createGeneratedCount(asked: Asked) {
   // A chat tool call is a function's or a custom tool's, as its `type` says, and its client
   // reads that one: the text of a call under both, counted twice, lifted the bound of the usage
   // by a copy its client never read. Each call's is the longer of the two, over its deltas.
-  // Per call: the name, arguments and input of its function, then of its custom tool, summed
-  // over its deltas (a stream sends a call's arguments over many).
+  // Per call: the name, arguments and input of its function, then of its custom tool, over its
+  // deltas (a stream sends a call's arguments over many, summed).
   // A stream's call by its index, or by its id when it has none: Gemini's OpenAI-compatible
   // stream sends each parallel call whole in a chunk of its own, with its own id and no index.
   // A call at an index already named is the same call to its client, whatever its id says.
@@ -407,8 +416,37 @@ function createGeneratedCount(asked: Asked) {
   const addCall = (key: string, asFunction: unknown, asCustom: unknown) => {
     const said = callTextOf.get(key) ?? [0, 0, 0, 0, 0, 0];
     const parts = [...callParts(asFunction), ...callParts(asCustom)];
-    for (const [i, n] of parts.entries()) said[i] = (said[i] ?? 0) + n;
+    // A name given again in a later delta replaces the one before (Node's SDK sets it, never
+    // appends): counted as often as it was sent, 1,000 deltas naming `get_weather` lifted the
+    // bound by 11,000 tokens for one name its client read once. The longest one counts.
+    for (const [i, n] of parts.entries()) {
+      said[i] = i % 3 === 0 ? Math.max(said[i] ?? 0, n) : (said[i] ?? 0) + n;
+    }
     callTextOf.set(key, said);
+  };
+  // A streamed call's key: by its index, or by its id when it has none (see above). A call its
+  // deltas name by index and then by id alone (or by id and then by index) is one call to its
+  // client: keyed apart, it earned two calls' allowance and its name counted twice. An id seen
+  // with one index does not join a call at another index: that is another call to a client
+  // that pieces the calls together by index.
+  const streamCallKeys = new Map<string, string>();
+  const indexedCalls = new Set<string>();
+  const streamCallKey = (choice: number, t: Record<string, unknown>, place: number): string => {
+    const id = typeof t.id === "string" && t.id.length > 0 ? `${choice}:id:${t.id}` : null;
+    const byId = id === null ? undefined : streamCallKeys.get(id);
+    if (t.index === undefined || t.index === null) {
+      if (id === null) return `${choice}:${place}`;
+      const key = byId ?? id;
+      streamCallKeys.set(id, key);
+      return key;
+    }
+    const at = `${choice}:${t.index}`;
+    const key =
+      streamCallKeys.get(at) ?? (byId !== undefined && !indexedCalls.has(byId) ? byId : at);
+    streamCallKeys.set(at, key);
+    if (id !== null && byId === undefined) streamCallKeys.set(id, key);
+    indexedCalls.add(key);
+    return key;
   };
   // Each choice's reasoning text under its two names (`reasoning_content`, `reasoning`): vLLM
   // writes the same text under both since it renamed the field, and a client reads one of them.
@@ -436,7 +474,7 @@ function createGeneratedCount(asked: Asked) {
       const choice = asRecord(item);
       // A stream's chunk carries the choice it continues by `index`; a message, by its place.
       const index = field === "delta" && typeof choice.index === "number" ? choice.index : position;
-      if (!(index >= 0 && index < asked.choices)) continue;
+      if (!(Number.isInteger(index) && index >= 0 && index < asked.choices)) continue;
       // A legacy completion's client (a request to `/completions` that is no chat's) reads its
       // `text` alone: a message beside it is no answer it got, and counted, it lifted the bound
       // of the usage by the bytes the operator put there.
@@ -479,14 +517,8 @@ function createGeneratedCount(asked: Asked) {
       const tools = Array.isArray(message.tool_calls) ? message.tool_calls : [];
       for (const [place, tool] of tools.entries()) {
         const t = asRecord(tool);
-        const key =
-          field === "message"
-            ? `${index}:${place}`
-            : typeof t.index === "number"
-              ? `${index}:${t.index}`
-              : typeof t.id === "string" && t.id.length > 0
-                ? `${index}:id:${t.id}`
-                : `${index}:${place}`;
+        if (field === "delta" && !callIndexRead(t.index)) continue;
+        const key = field === "message" ? `${index}:${place}` : streamCallKey(index, t, place);
         addCall(`${field}:${key}`, t.function, t.custom);
         if (namesCall(t.function) || namesCall(t.custom)) counted(key, `${index}`);
       }

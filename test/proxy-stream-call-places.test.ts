@@ -1,0 +1,141 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
+import { jobThroughProxy } from "./support/proxy-job.js";
+import { readJob } from "./support/seed-recorder.js";
+
+/**
+ * Where a stream's deltas put a choice or a tool call, as its client pieces the answer together:
+ * a client keeps choices and calls in arrays by `index` (a call with none by its id, as Gemini
+ * sends them), and a call's name given again replaces the one before. The operator writes the
+ * stream: each shape below lifted the bound of its usage (`usage.consistent`) by text or calls
+ * the caller never got, and the padded job was verified.
+ */
+describe("a stream's choices and calls, placed as its client places them", () => {
+  let h: AdversaryHarness;
+  beforeAll(async () => {
+    h = await startAdversaryHarness();
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  const filler = "x".repeat(3000);
+  const tools = [{ type: "function", function: { name: "get_weather", parameters: {} } }];
+  const usage = (completion: number) => ({
+    prompt_tokens: 12,
+    completion_tokens: completion,
+    total_tokens: 12 + completion,
+  });
+  const chunk = (choices: unknown[], extra: object = {}) =>
+    `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", model: "qwen3-8b", choices, ...extra })}\n\n`;
+  const calls = (...deltas: object[]) => chunk([{ index: 0, delta: { tool_calls: deltas } }]);
+  const stream = (chunks: string[], completion: number) =>
+    [...chunks, chunk([], { usage: usage(completion) }), "data: [DONE]\n\n"].join("");
+  const request = {
+    messages: [{ role: "user", content: "weather?" }],
+    max_tokens: 8000,
+    stream: true,
+    stream_options: { include_usage: true },
+  };
+
+  /** Each stream answered for its claimed completion tokens; the verdicts, and the rows. */
+  async function judge(answers: { chunks: string[]; completion: number; tools?: boolean }[]) {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const jobIds: string[] = [];
+    for (const a of answers) {
+      const plan = h.op.plan({ keyIndex: 1, completionTokens: a.completion, maxTokens: 8000 });
+      const body = stream(a.chunks, a.completion);
+      const asked = a.tools === false ? request : { ...request, tools };
+      await jobThroughProxy(h, c.store, plan, "/v1/chat/completions", body, asked, {
+        contentType: "text/event-stream",
+      });
+      jobIds.push(plan.jobId);
+    }
+    const rows = await Promise.all(jobIds.map((id) => readJob(c.store, id)));
+    return {
+      verdicts: await c.verdicts(...jobIds),
+      rows: rows.map((r) => ({ answerBytes: r?.answerBytes, answerToolCalls: r?.answerToolCalls })),
+    };
+  }
+
+  const failed = { verdict: "discrepancy", failing: ["usage.consistent"] };
+  const verified = { verdict: "verified", failing: [] };
+
+  it("counts a call named by its index and then by its id alone as one call", async () => {
+    const opened = { index: 0, id: "call_1", type: "function", function: { name: "get_weather" } };
+    // The deltas by id name the call again, as some upstreams do in each delta.
+    const pieces = Array.from({ length: 30 }, (_, i) => ({
+      id: "call_1",
+      function: {
+        arguments: filler.slice(i * 100, i * 100 + 100),
+        ...(i ? {} : { name: "get_weather" }),
+      },
+    }));
+    // One call: its name (11 bytes), its arguments (3,000), 16 tokens for its format and 16
+    // for special tokens: 3,043 at most. Two calls, each named once, made it 3,070.
+    const byIndexThenId = [calls(opened), ...pieces.map((p) => calls(p))];
+    // The other way round: named by its id first, then by index and id.
+    const byIdThenIndex = [
+      calls({ id: "call_1", type: "function", function: { name: "get_weather" } }),
+      ...pieces.map((p) => calls({ ...p, index: 0 })),
+    ];
+    // Gemini's parallel calls, each whole under an id of its own and no index: two calls.
+    const parallel = [
+      calls({ id: "a", type: "function", function: { name: "get_weather", arguments: "{}" } }),
+      calls({ id: "b", type: "function", function: { name: "get_weather", arguments: "{}" } }),
+    ];
+    expect(
+      await judge([
+        { chunks: byIndexThenId, completion: 3055 },
+        { chunks: byIdThenIndex, completion: 3055 },
+        { chunks: byIndexThenId, completion: 3043 },
+        { chunks: parallel, completion: 26 + 32 + 16 },
+      ]),
+    ).toEqual({
+      verdicts: [failed, failed, verified, verified],
+      rows: [
+        { answerBytes: 3011, answerToolCalls: 1 },
+        { answerBytes: 3011, answerToolCalls: 1 },
+        { answerBytes: 3011, answerToolCalls: 1 },
+        { answerBytes: 26, answerToolCalls: 2 },
+      ],
+    });
+  });
+
+  it("counts a call's name given again in each delta once", async () => {
+    // Node's SDK sets the name each delta gives; the caller got `get_weather` once.
+    const repeated = Array.from({ length: 300 }, () =>
+      calls({ index: 0, function: { name: "get_weather", arguments: "x" } }),
+    );
+    expect(await judge([{ chunks: repeated, completion: 3000 }])).toEqual({
+      verdicts: [failed],
+      rows: [{ answerBytes: 311, answerToolCalls: 1 }],
+    });
+  });
+
+  it("counts no choice or call at an index that is no place in an array", async () => {
+    const hi = { index: 0, delta: { role: "assistant", content: "Hi." } };
+    const choiceBeside = [chunk([hi, { index: 0.5, delta: { content: filler } }])];
+    const callBeside = (index: number) => [
+      calls(
+        { index: 0, id: "a", type: "function", function: { name: "get_weather", arguments: "{}" } },
+        { index, id: "b", type: "function", function: { name: "get_weather", arguments: filler } },
+      ),
+    ];
+    expect(
+      await judge([
+        { chunks: choiceBeside, completion: 3000, tools: false },
+        { chunks: callBeside(0.5), completion: 3000 },
+        { chunks: callBeside(-1), completion: 3000 },
+      ]),
+    ).toEqual({
+      verdicts: [failed, failed, failed],
+      rows: [
+        { answerBytes: 3, answerToolCalls: 0 },
+        { answerBytes: 13, answerToolCalls: 1 },
+        { answerBytes: 13, answerToolCalls: 1 },
+      ],
+    });
+  });
+});
