@@ -82,6 +82,32 @@ describe("stream flags written as strings", () => {
     ]);
   });
 
+  it('reads a JSON answer to stream "true" as its SDK does: as events, of which it holds none', async () => {
+    // vLLM and SGLang stream it; read as JSON, its usage was verified though no event was read.
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1 });
+    const body = JSON.stringify({
+      id: "c",
+      object: "chat.completion",
+      model: "qwen3-8b",
+      choices: [{ index: 0, message: { role: "assistant", content: "w".repeat(900) } }],
+      usage: usage(640),
+    });
+    await jobThroughProxy(h, c.store, plan, "/v1/chat/completions", body, {
+      messages,
+      stream: "true",
+    });
+    expect(await c.verdicts(plan.jobId)).toEqual([
+      { verdict: "discrepancy", failing: ["charge.matches_price"] },
+    ]);
+    expect(await readJob(c.store, plan.jobId)).toMatchObject({
+      answerBytes: 0,
+      completionTokens: null,
+      stream: true,
+    });
+  });
+
   it('reads a JSON answer to stream "false" as the JSON it is', async () => {
     const c = await h.scenario();
     await c.pinKey(1);

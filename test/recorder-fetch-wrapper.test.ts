@@ -730,6 +730,36 @@ describe("a recording fetch under an answer of the other kind than asked", () =>
         .map((job) => job.completionTokens),
     ).toContain(5);
   });
+
+  it('records no usage from a JSON answer to stream "true": its SDK reads it as events too', async () => {
+    // vLLM and SGLang read "true" as true, as the proxy does, and so does the SDK.
+    const store = createTestStore();
+    const audit = await serveApp({ store, log: createLogger({ level: "silent" }) });
+    cleanups.push(audit.close);
+    const recordingFetch = createRecordingFetch({
+      ingestUrl: `${audit.url}/jobs`,
+      token: await ingestToken(store),
+    });
+    const client = new OpenAI({
+      apiKey: "dcntrl_live_abcdefghijklmnopqrstuvwxyz012345",
+      baseURL: `${await upstream()}/v1`,
+      fetch: recordingFetch,
+      maxRetries: 0,
+    });
+    const stream = await client.chat.completions.create({
+      model: "qwen3-8b",
+      messages: [{ role: "user", content: "hi" }],
+      stream: "true" as unknown as true,
+    });
+    const chunks = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    expect(chunks).toEqual([]);
+    await recordingFetch.flush();
+    expect(store.db.select().from(jobs).get()).toMatchObject({
+      model: "qwen3-8b",
+      completionTokens: null,
+    });
+  });
 });
 
 // `token: process.env.AUDIT_INGEST_TOKEN` with the variable not set (or the Decentral key put

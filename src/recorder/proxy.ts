@@ -1657,10 +1657,14 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
           // A client reads the answer as its request asked (an SDK parses a stream it asked for as
           // events whatever the content type, and a JSON answer as JSON): usage in an answer of the
           // other kind is none the client saw.
-          // A `stream` neither true nor false (`"true"`) was read by the upstream as its answer
-          // shows: that kind is read.
+          // A `stream` neither a boolean nor read as true (`"false"`) was read by the upstream as
+          // its answer shows: that kind is read. One read as true (`"true"`) asked a stream, as a
+          // JSON answer's SDK reads it: a JSON answer to it was read as JSON, its usage verified,
+          // though its caller's SDK read no event in it.
           const readAsAsked =
-            facts.stream === null || facts.streamUnsure === true || facts.stream === isSse;
+            facts.stream === null ||
+            facts.stream === isSse ||
+            (facts.streamUnsure === true && !facts.stream);
           // What of an answer too long to hold still waits to be read (up to 8 MiB, a second of
           // CPU when it is all numbers) is read a slice a turn before the receipt says what it
           // held, as the rest was: read at once, it stalled every request of this process.

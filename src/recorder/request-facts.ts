@@ -21,12 +21,15 @@ export interface RequestFacts {
   model: string | null;
   /** The completion-token ceiling asked for; null when the request set none. */
   maxTokens: number | null;
-  /** `stream: true`; null when the body was not read. */
+  /**
+   * Whether the request asked for a stream: `stream: true`, or a value vLLM and SGLang read as
+   * true (`"true"`, 1), which an SDK reads as a stream too; null when the body was not read.
+   */
   stream: boolean | null;
   /**
    * Whether `stream` is neither a boolean nor null (`"true"`, `1`): OpenAI refuses it, vLLM and
-   * SGLang read `"true"` as true, and an SDK reads a truthy one as a stream. What the upstream
-   * did with it is its answer's kind: the answer is read as the kind it is.
+   * SGLang read `"true"` as true, and an SDK reads a truthy one as a stream. One they read as
+   * false (`"false"`) may be answered either way: the answer is read as the kind it is.
    */
   streamUnsure?: boolean;
   /**
@@ -225,7 +228,7 @@ export function requestFactsOf(parsed: unknown, shape: AnswerShape = "choices"):
     // store rather than costing the receipt. Cleaned, it names no priced model.
     model: typeof body.model === "string" ? fitText(body.model, maxModelLength) : null,
     maxTokens: ceilingOf(body, shape),
-    stream: body.stream === true,
+    stream: streamed,
     streamUnsure: unsure,
     choices: choicesOf(body.n),
     audio:
