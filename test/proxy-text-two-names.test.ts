@@ -329,4 +329,67 @@ describe("one text under two names: reasoning, tool calls", () => {
     scan.add(Buffer.from(body));
     expect(scannedBodyFacts(scan, [], asked).answerBytes).toBe(3000);
   });
+
+  it("counts a call under its legacy function_call and as a tool call once", async () => {
+    // A request offers `functions` or `tools`, and its client reads the call under that name:
+    // the same call under both lifted the bound by a copy and a second call's allowance.
+    const offered: Asked = { ...chat, tools: true };
+    const fn = { name: "f", arguments: thought };
+    const answered = (message: object) =>
+      JSON.stringify({
+        model: "qwen3-8b",
+        choices: [{ index: 0, message: { content: null, ...message } }],
+        usage: usage(10),
+      });
+    const toolCall = { id: "c1", type: "function", function: fn };
+    const once = { answerBytes: 3001, answerToolCalls: 1 };
+    // Under both names, and under each alone: one call.
+    for (const body of [
+      answered({ function_call: fn, tool_calls: [toolCall] }),
+      answered({ function_call: fn }),
+      answered({ tool_calls: [toolCall] }),
+    ]) {
+      expect(jsonBodyFacts(body, [], offered)).toMatchObject(once);
+      const scan = createJsonAnswerScan(offered);
+      scan.add(Buffer.from(body));
+      expect(scannedBodyFacts(scan, [], offered)).toMatchObject(once);
+    }
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const delta = (d: object) =>
+      `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", model: "qwen3-8b", choices: [{ index: 0, delta: d }] })}\n\n`;
+    const piece = (i: number) => thought.slice(i * 100, i * 100 + 100);
+    const stream = [
+      delta({ function_call: { name: "f", arguments: "" } }),
+      delta({ tool_calls: [{ index: 0, id: "c1", type: "function", function: { name: "f" } }] }),
+      ...Array.from({ length: 30 }, (_, i) =>
+        delta({
+          function_call: { arguments: piece(i) },
+          tool_calls: [{ index: 0, function: { arguments: piece(i) } }],
+        }),
+      ),
+      `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", model: "qwen3-8b", choices: [], usage: usage(3040) })}\n\n`,
+      "data: [DONE]\n\n",
+    ].join("");
+    const padded = h.op.plan({ keyIndex: 1, completionTokens: 3040, maxTokens: 8000 });
+    await jobThroughProxy(
+      h,
+      c.store,
+      padded,
+      "/v1/chat/completions",
+      stream,
+      {
+        messages: [{ role: "user", content: "hi" }],
+        max_tokens: 8000,
+        tools,
+        stream: true,
+        stream_options: { include_usage: true },
+      },
+      { contentType: "text/event-stream" },
+    );
+    expect(await c.verdicts(padded.jobId)).toEqual([
+      { verdict: "discrepancy", failing: ["usage.consistent"] },
+    ]);
+    expect(await readJob(c.store, padded.jobId)).toMatchObject(once);
+  });
 });

@@ -578,9 +578,9 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
             // A refusal or an answer (proxy.ts `answerOf`): the longer.
             Math.max(str("refusal") + (content.refusal ?? 0), content.bytes) +
             audio +
-            call.bytes +
-            toolSum.bytes,
-          calls: (call.calls > 0 ? 1 : 0) + toolSum.calls,
+            // One call under its legacy and its tool name (proxy.ts `legacyCallOf`): the longer.
+            Math.max(call.bytes, toolSum.bytes),
+          calls: toolSum.calls > 0 ? toolSum.calls : call.calls > 0 ? 1 : 0,
         };
       }
       case "choice": {

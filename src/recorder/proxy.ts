@@ -383,6 +383,8 @@ function createGeneratedCount(asked: Asked) {
   // call a group when the request forbade parallel calls. The API's own tools run on its side,
   // one after another, so each is a group of its own.
   const groups = new Set<string>();
+  // The choices holding a tool call that names what it calls (see `legacyCallOf`).
+  const toolCallChoices = new Set<string>();
   const counted = (key: string, group: string) => {
     calls.add(key);
     groups.add(group);
@@ -413,7 +415,15 @@ function createGeneratedCount(asked: Asked) {
   // stream sends each parallel call whole in a chunk of its own, with its own id and no index.
   // A call at an index already named is the same call to its client, whatever its id says.
   const callTextOf = new Map<string, number[]>();
-  const addCall = (key: string, asFunction: unknown, asCustom: unknown) => {
+  // A choice's legacy `function_call` and its `tool_calls` are one call's two names: a request
+  // offers `functions` or `tools`, its model answers under the one name, and its client reads
+  // that one. The same call under both, counted twice, lifted the bound by a copy and a second
+  // call's allowance: each choice counts the longer of the two, and its function call as a call
+  // only where it has no tool call.
+  const legacyCallOf = new Map<string, string>();
+  const choiceOfCall = new Map<string, string>();
+  const addCall = (key: string, asFunction: unknown, asCustom: unknown, choice: string) => {
+    choiceOfCall.set(key, choice);
     const said = callTextOf.get(key) ?? [0, 0, 0, 0, 0, 0];
     const parts = [...callParts(asFunction), ...callParts(asCustom)];
     // A name given again in a later delta replaces the one before (Node's SDK sets it, never
@@ -463,9 +473,18 @@ function createGeneratedCount(asked: Asked) {
     let sum = 0;
     for (const [content, named] of reasoningOf.values()) sum += Math.max(content, named);
     for (const [refusal, content] of answerOf.values()) sum += Math.max(refusal, content);
-    for (const said of callTextOf.values()) {
-      sum += Math.max(partsOfCall(said.slice(0, 3)), partsOfCall(said.slice(3)));
+    // Per choice, the text of its legacy function call and of its tool calls.
+    const callsOf = new Map<string, [number, number]>();
+    for (const [key, said] of callTextOf) {
+      const choice = choiceOfCall.get(key) ?? key;
+      const both = callsOf.get(choice) ?? [0, 0];
+      both[legacyCallOf.get(choice) === key ? 0 : 1] += Math.max(
+        partsOfCall(said.slice(0, 3)),
+        partsOfCall(said.slice(3)),
+      );
+      callsOf.set(choice, both);
     }
+    for (const [legacy, tools] of callsOf.values()) sum += Math.max(legacy, tools);
     return sum;
   };
   const add = (choices: unknown, field: "message" | "delta") => {
@@ -512,15 +531,19 @@ function createGeneratedCount(asked: Asked) {
         const audio = asRecord(message.audio);
         bytes += utf8Bytes(audio.data) + utf8Bytes(audio.transcript);
       }
-      addCall(`${field}:${index}:function`, message.function_call, null);
+      legacyCallOf.set(`${field}:${index}`, `${field}:${index}:function`);
+      addCall(`${field}:${index}:function`, message.function_call, null, `${field}:${index}`);
       if (namesCall(message.function_call)) counted(`${index}:function`, `${index}`);
       const tools = Array.isArray(message.tool_calls) ? message.tool_calls : [];
       for (const [place, tool] of tools.entries()) {
         const t = asRecord(tool);
         if (field === "delta" && !callIndexRead(t.index)) continue;
         const key = field === "message" ? `${index}:${place}` : streamCallKey(index, t, place);
-        addCall(`${field}:${key}`, t.function, t.custom);
-        if (namesCall(t.function) || namesCall(t.custom)) counted(key, `${index}`);
+        addCall(`${field}:${key}`, t.function, t.custom, `${field}:${index}`);
+        if (namesCall(t.function) || namesCall(t.custom)) {
+          counted(key, `${index}`);
+          toolCallChoices.add(`${index}`);
+        }
       }
     }
   };
@@ -581,7 +604,10 @@ function createGeneratedCount(asked: Asked) {
     // by as many calls as the operator added).
     get toolCalls() {
       if (!asked.tools) return 0;
-      return asked.parallelCalls === false ? groups.size : calls.size;
+      if (asked.parallelCalls === false) return groups.size;
+      let legacyBeside = 0;
+      for (const choice of toolCallChoices) if (calls.has(`${choice}:function`)) legacyBeside++;
+      return calls.size - legacyBeside;
     },
   };
 }
