@@ -108,6 +108,30 @@ describe("one text under two names: reasoning, tool calls", () => {
   });
   const tools = [{ type: "function", function: { name: "f", parameters: { type: "object" } } }];
 
+  /**
+   * `stream` answered to a request offering `tools`, charged `completion` tokens: asserts its
+   * usage fails, and resolves with its row.
+   */
+  async function paddedToolStream(stream: string, completion: number) {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const padded = h.op.plan({ keyIndex: 1, completionTokens: completion, maxTokens: 8000 });
+    const request = {
+      messages: [{ role: "user", content: "hi" }],
+      max_tokens: 8000,
+      tools,
+      stream: true,
+      stream_options: { include_usage: true },
+    };
+    await jobThroughProxy(h, c.store, padded, "/v1/chat/completions", stream, request, {
+      contentType: "text/event-stream",
+    });
+    expect(await c.verdicts(padded.jobId)).toEqual([
+      { verdict: "discrepancy", failing: ["usage.consistent"] },
+    ]);
+    return readJob(c.store, padded.jobId);
+  }
+
   it("counts a tool call under both kinds once, held whole or read as it passes", () => {
     const offered: Asked = { ...chat, tools: true };
     const body = JSON.stringify({
@@ -128,8 +152,6 @@ describe("one text under two names: reasoning, tool calls", () => {
   });
 
   it("fails usage beyond a streamed call read once", async () => {
-    const c = await h.scenario();
-    await c.pinKey(1);
     const chunk = (call: object) =>
       `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", model: "qwen3-8b", choices: [{ index: 0, delta: { tool_calls: [call] } }] })}\n\n`;
     const stream = [
@@ -144,26 +166,7 @@ describe("one text under two names: reasoning, tool calls", () => {
       `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", model: "qwen3-8b", choices: [], usage: usage(5000) })}\n\n`,
       "data: [DONE]\n\n",
     ].join("");
-    const padded = h.op.plan({ keyIndex: 1, completionTokens: 5000, maxTokens: 8000 });
-    await jobThroughProxy(
-      h,
-      c.store,
-      padded,
-      "/v1/chat/completions",
-      stream,
-      {
-        messages: [{ role: "user", content: "hi" }],
-        max_tokens: 8000,
-        tools,
-        stream: true,
-        stream_options: { include_usage: true },
-      },
-      { contentType: "text/event-stream" },
-    );
-    expect(await c.verdicts(padded.jobId)).toEqual([
-      { verdict: "discrepancy", failing: ["usage.consistent"] },
-    ]);
-    expect(await readJob(c.store, padded.jobId)).toMatchObject({
+    expect(await paddedToolStream(stream, 5000)).toMatchObject({
       answerBytes: 3001,
       answerToolCalls: 1,
     });
@@ -189,8 +192,6 @@ describe("one text under two names: reasoning, tool calls", () => {
     scan.add(Buffer.from(body));
     expect(scannedBodyFacts(scan, [], offered)).toMatchObject({ answerBytes: 3001 });
     // Over a stream, arguments in one delta and input in the next are still one text.
-    const c = await h.scenario();
-    await c.pinKey(1);
     const chunk = (fn: object) =>
       `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", model: "qwen3-8b", choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: fn }] } }] })}\n\n`;
     const stream = [
@@ -202,26 +203,7 @@ describe("one text under two names: reasoning, tool calls", () => {
       `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", model: "qwen3-8b", choices: [], usage: usage(2500) })}\n\n`,
       "data: [DONE]\n\n",
     ].join("");
-    const padded = h.op.plan({ keyIndex: 1, completionTokens: 2500, maxTokens: 8000 });
-    await jobThroughProxy(
-      h,
-      c.store,
-      padded,
-      "/v1/chat/completions",
-      stream,
-      {
-        messages: [{ role: "user", content: "hi" }],
-        max_tokens: 8000,
-        tools,
-        stream: true,
-        stream_options: { include_usage: true },
-      },
-      { contentType: "text/event-stream" },
-    );
-    expect(await c.verdicts(padded.jobId)).toEqual([
-      { verdict: "discrepancy", failing: ["usage.consistent"] },
-    ]);
-    expect(await readJob(c.store, padded.jobId)).toMatchObject({ answerBytes: 1501 });
+    expect(await paddedToolStream(stream, 2500)).toMatchObject({ answerBytes: 1501 });
   });
 
   it("counts a content part as one of its text, refusal and thinking", () => {
@@ -354,8 +336,6 @@ describe("one text under two names: reasoning, tool calls", () => {
       scan.add(Buffer.from(body));
       expect(scannedBodyFacts(scan, [], offered)).toMatchObject(once);
     }
-    const c = await h.scenario();
-    await c.pinKey(1);
     const delta = (d: object) =>
       `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", model: "qwen3-8b", choices: [{ index: 0, delta: d }] })}\n\n`;
     const piece = (i: number) => thought.slice(i * 100, i * 100 + 100);
@@ -371,25 +351,6 @@ describe("one text under two names: reasoning, tool calls", () => {
       `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", model: "qwen3-8b", choices: [], usage: usage(3040) })}\n\n`,
       "data: [DONE]\n\n",
     ].join("");
-    const padded = h.op.plan({ keyIndex: 1, completionTokens: 3040, maxTokens: 8000 });
-    await jobThroughProxy(
-      h,
-      c.store,
-      padded,
-      "/v1/chat/completions",
-      stream,
-      {
-        messages: [{ role: "user", content: "hi" }],
-        max_tokens: 8000,
-        tools,
-        stream: true,
-        stream_options: { include_usage: true },
-      },
-      { contentType: "text/event-stream" },
-    );
-    expect(await c.verdicts(padded.jobId)).toEqual([
-      { verdict: "discrepancy", failing: ["usage.consistent"] },
-    ]);
-    expect(await readJob(c.store, padded.jobId)).toMatchObject(once);
+    expect(await paddedToolStream(stream, 3040)).toMatchObject(once);
   });
 });
