@@ -36,6 +36,15 @@ describe("stream flags written as strings", () => {
       "data: [DONE]\n\n",
     ].join("");
   const sse = { contentType: "text/event-stream" };
+  /** A JSON completion of 900 bytes naming `tokens` completion tokens. */
+  const completion = (tokens: number) =>
+    JSON.stringify({
+      id: "c",
+      object: "chat.completion",
+      model: "qwen3-8b",
+      choices: [{ index: 0, message: { role: "assistant", content: "w".repeat(900) } }],
+      usage: usage(tokens),
+    });
   const messages = [{ role: "user", content: "Write" }];
 
   it('reads a stream answered to stream "true" as the stream it is', async () => {
@@ -87,13 +96,7 @@ describe("stream flags written as strings", () => {
     const c = await h.scenario();
     await c.pinKey(1);
     const plan = h.op.plan({ keyIndex: 1 });
-    const body = JSON.stringify({
-      id: "c",
-      object: "chat.completion",
-      model: "qwen3-8b",
-      choices: [{ index: 0, message: { role: "assistant", content: "w".repeat(900) } }],
-      usage: usage(640),
-    });
+    const body = completion(640);
     await jobThroughProxy(h, c.store, plan, "/v1/chat/completions", body, {
       messages,
       stream: "true",
@@ -112,13 +115,7 @@ describe("stream flags written as strings", () => {
     const c = await h.scenario();
     await c.pinKey(1);
     const plan = h.op.plan({ keyIndex: 1, completionTokens: 400 });
-    const body = JSON.stringify({
-      id: "c",
-      object: "chat.completion",
-      model: "qwen3-8b",
-      choices: [{ index: 0, message: { role: "assistant", content: "w".repeat(900) } }],
-      usage: usage(400),
-    });
+    const body = completion(400);
     await jobThroughProxy(h, c.store, plan, "/v1/chat/completions", body, {
       messages,
       stream: "false",
