@@ -1592,7 +1592,8 @@ describe.each(dialects)("%s store", (dialect) => {
             { tool_calls: Array.from({ length: 1000 }, () => ({})) },
           ),
         },
-        // 300 calls of f at index 0, each with an id of its own: one call to its client.
+        // 300 calls of f at index 0, each with an id of its own: one call to its client, named
+        // `f` once (a name given again replaces the one before).
         {
           request: { tools: offeredTools },
           stream: true,
@@ -1631,7 +1632,7 @@ describe.each(dialects)("%s store", (dialect) => {
         actual: { answerBytes: 3, answerToolCalls: 0 },
       });
       expect(await c.check(plans[5]!.jobId, "usage.consistent")).toMatchObject({
-        actual: { answerBytes: 303, answerToolCalls: 1 },
+        actual: { answerBytes: 4, answerToolCalls: 1 },
       });
       expect(await c.check(plans[6]!.jobId, "usage.consistent")).toMatchObject({
         actual: { answerBytes: 40 },
