@@ -186,15 +186,21 @@ describe("CREDIT_VAULTS naming a vault or a key twice", () => {
   });
 });
 
-// A vault of 43 characters of `1` (43 bytes) was taken: no lock can come from it, and every lock
-// of the deployment was judged to come from another vault.
-describe("CREDIT_VAULTS naming an address that is not 32 bytes", () => {
-  it("is refused naming the entry", () => {
-    for (const entry of ["1".repeat(43), `0123456789abcdef:${"1".repeat(31)}`]) {
+// CREDIT_VAULTS of 43 characters of `1` (43 bytes) was taken as a vault: a character count of
+// 32 to 44 passed it, though no account of the chain has that address.
+describe("CREDIT_VAULTS naming base58 that is not 32 bytes", () => {
+  it("is refused naming the setting, bare or pinned to a key", () => {
+    const short = "1".repeat(43);
+    const long = "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWMz";
+    for (const entry of [short, `0123456789abcdef:${short}`, long]) {
       expect(() => loadConfig({ CREDIT_VAULTS: entry }), entry).toThrow(
-        /CREDIT_VAULTS: .* is not <address> or <fingerprint>:<address> \(an address is base58 of 32 bytes\)/,
+        new RegExp(`CREDIT_VAULTS: "${entry}" is not <address> or <fingerprint>:<address>`),
       );
     }
+    expect(() => loadConfig({ CREDIT_VAULTS: short })).toThrow(ConfigError);
+    expect(loadConfig({ CREDIT_VAULTS: "1".repeat(32) }).CREDIT_VAULTS.vaults).toEqual([
+      "1".repeat(32),
+    ]);
   });
 });
 
