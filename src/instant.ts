@@ -1,8 +1,8 @@
 /**
  * Reads an ISO 8601 date-time that names its zone (`Z` or an offset) and exists: 2026-02-30 or
  * 24:00 is refused rather than shifted into another day, and a time without a zone is refused
- * rather than read in whatever zone the server runs in. Milliseconds since the epoch (a time
- * finer than a millisecond rounded up), or null.
+ * rather than read in whatever zone the server runs in. Milliseconds since the epoch (of the
+ * millisecond the time falls in, as a receipt's time is kept), or null.
  */
 export function parseZonedDateTime(text: string): number | null {
   const match =
@@ -10,15 +10,33 @@ export function parseZonedDateTime(text: string): number | null {
       text,
     );
   if (!match) return null;
-  const [, y, mo, d, h, mi, s, fraction, oh, om] = match;
+  const [, y, mo, d, h, mi, s, , oh, om] = match;
   if (utcDay(Number(y), Number(mo), Number(d)) === null) return null;
   if (Number(h) > 23 || Number(mi) > 59 || Number(s ?? 0) > 59) return null;
   if (oh !== undefined && (Number(oh) > 14 || Number(om) > 59)) return null;
   const ms = Date.parse(text);
-  if (Number.isNaN(ms)) return null;
-  // A time between two milliseconds is the later one (Date.parse drops the rest): a period
-  // from 23:59:59.9999 must not take in a job at 23:59:59.999, which came before it.
-  return /[1-9]/.test(fraction?.slice(3) ?? "") ? ms + 1 : ms;
+  // Date.parse drops digits past the millisecond: 23:59:59.9999 is a time of 23:59:59.999, of
+  // its own day (rounded up, a job then was counted in the next day's report).
+  return Number.isNaN(ms) ? null : ms;
+}
+
+/**
+ * True when `text` gives a time finer than a millisecond (a non-zero digit past the third of
+ * its seconds' fraction): receipts are dated to the millisecond, so no period bound between
+ * two milliseconds parts the jobs of one from those of the next.
+ */
+export function finerThanMillisecond(text: string): boolean {
+  return /:\d{2}\.\d{3}\d*[1-9]/.test(text);
+}
+
+/**
+ * Milliseconds since the epoch of the millisecond in which epoch seconds written in decimal
+ * (`1795996799.9996`) fall, read from the digits: multiplied as a float, rounded, they could be
+ * the next millisecond, and the next day's.
+ */
+export function epochSecondsToMs(digits: string): number {
+  const [whole, fraction = ""] = digits.split(".");
+  return Number(whole) * 1000 + Number(fraction.slice(0, 3).padEnd(3, "0"));
 }
 
 /**

@@ -11,12 +11,13 @@ describe("instants", () => {
     expect(parseZonedDateTime("2026-11-25T12:00:00+02:00")).toBe(Date.UTC(2026, 10, 25, 10));
   });
 
-  it("reads a time between two milliseconds as the later one, so a period leaves out what came before it", () => {
+  it("reads a time between two milliseconds as the one it falls in, and refuses it as a period bound", () => {
     const last = Date.UTC(2026, 10, 29, 23, 59, 59, 999);
     expect(parseZonedDateTime("2026-11-29T23:59:59.999Z")).toBe(last);
     expect(parseZonedDateTime("2026-11-29T23:59:59.9990Z")).toBe(last);
-    expect(parseZonedDateTime("2026-11-29T23:59:59.9991Z")).toBe(last + 1);
-    expect(parseInstant("2026-11-29T23:59:59.9999Z")).toBe(last + 1);
+    expect(parseZonedDateTime("2026-11-29T23:59:59.9999Z")).toBe(last);
+    expect(parseInstant("2026-11-29T23:59:59.9990Z")).toBe(last);
+    expect(parseInstant("2026-11-29T23:59:59.9999Z")).toBeNull();
   });
 
   it("refuses dates that do not exist instead of shifting them into another day", () => {
@@ -119,5 +120,51 @@ describe("an instant or duration at the edges", () => {
     expect(() => windowFromFlags({ since: "24 hours" }, now)).toThrow(
       /--since: not a duration like 24h/,
     );
+  });
+});
+
+// Receipts are dated to the millisecond. A period bound between two (`from=…00.1231`) could not
+// part jobs exactly: read as .123 it took in a job of .1230, read as .124 the same bound as `to`
+// took in a job of .1235. A receipt of 23:59:59.9999 was dated the next day's midnight (as ISO
+// text) or rounded to it (as epoch seconds) and counted in the next day's report.
+describe("a time finer than a millisecond", () => {
+  const last = Date.UTC(2026, 10, 29, 23, 59, 59, 999);
+
+  it("is refused as a period bound, naming the field, in the API and the CLI", async () => {
+    const api = await createTestApi();
+    for (const [query, field] of [
+      ["from=2026-11-29T10:00:00.1231Z&to=2026-11-30", "from"],
+      ["from=2026-11-29&to=2026-11-29T10:00:00.1231Z", "to"],
+    ] as const) {
+      const res = await api.get(`/reports/reconciliation?${query}`);
+      expect(res.status, query).toBe(400);
+      expect(((await res.json()) as { error: { message: string } }).error.message).toContain(
+        `${field}: 2026-11-29T10:00:00.1231Z is finer than a millisecond`,
+      );
+    }
+    const now = Date.UTC(2026, 11, 2);
+    expect(() => windowFromFlags({ from: "2026-11-29T10:00:00.1231Z" }, now)).toThrow(
+      /--from: 2026-11-29T10:00:00.1231Z is finer than a millisecond/,
+    );
+    expect(() =>
+      windowFromFlags({ from: "2026-11-29", to: "2026-11-29T10:00:00.1231+00:00" }, now),
+    ).toThrow(/--to: .* is finer than a millisecond/);
+    // Zeros past the millisecond name the millisecond exactly.
+    expect(windowFromFlags({ from: "2026-11-29T10:00:00.123000Z" }, now).from).toBe(
+      Date.UTC(2026, 10, 29, 10, 0, 0, 123),
+    );
+  });
+
+  it("dates a receipt in the millisecond it falls in, on its own day", () => {
+    for (const created_at of ["2026-11-29T23:59:59.9999Z", 1795996799.9996, "1795996799.9996"]) {
+      const parsed = parseReceiptInput({
+        job_id: jobId(),
+        escrow_tx: signature(),
+        worker: address(),
+        created_at,
+      });
+      expect(parsed, String(created_at)).toMatchObject({ ok: true });
+      expect((parsed as { receipt: { createdAt: number } }).receipt.createdAt).toBe(last);
+    }
   });
 });

@@ -54,7 +54,7 @@ export const notAcceptableError = {
 } as const;
 
 const instantDoc =
-  "UTC instant: `YYYY-MM-DD` (midnight UTC), an ISO 8601 date-time with `Z` or an offset, or an epoch integer: seconds up to 10 digits, milliseconds from 11. Eight digits shaped as a date (`20261101`) or six as a month (`202611`) are refused: write `2026-11-01`. A time before 1970-01-01 is refused.";
+  "UTC instant: `YYYY-MM-DD` (midnight UTC), an ISO 8601 date-time with `Z` or an offset, or an epoch integer: seconds up to 10 digits, milliseconds from 11. Eight digits shaped as a date (`20261101`) or six as a month (`202611`) are refused: write `2026-11-01`. A time before 1970-01-01 is refused, and so is one finer than a millisecond (`…00.1231Z`): jobs are dated to the millisecond.";
 
 /** What a query parameter a route does not take is told, with the ones it takes. */
 const unknownQueryMessage = (known: readonly string[]) =>

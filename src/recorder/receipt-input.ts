@@ -1,5 +1,5 @@
 import { isBase58OfLength } from "../chain/base58.js";
-import { parseZonedDateTime } from "../instant.js";
+import { epochSecondsToMs, parseZonedDateTime } from "../instant.js";
 import { creditsToUnits } from "../money.js";
 import { hasUnprintable } from "../printable-text.js";
 import { duplicateMembers, type GivenValue } from "./json-duplicate-members.js";
@@ -428,9 +428,12 @@ function operatorCreatedAt(value: unknown): number | null {
 function optionalCreatedAt(value: unknown, field: string): number | null {
   if (value === undefined || value === null) return null;
   let ms: number;
-  if (typeof value === "number" && Number.isFinite(value)) ms = Math.round(value * 1000);
-  else if (typeof value === "string" && /^\d+(\.\d+)?$/.test(value)) {
-    ms = Math.round(Number(value) * 1000);
+  if (typeof value === "number" && Number.isFinite(value)) {
+    // A number's shortest text is the decimal it was written as (`1764460799.9996`).
+    const digits = String(value);
+    ms = /^\d+(\.\d+)?$/.test(digits) ? epochSecondsToMs(digits) : Math.floor(value * 1000);
+  } else if (typeof value === "string" && /^\d+(\.\d+)?$/.test(value)) {
+    ms = epochSecondsToMs(value);
   } else if (typeof value === "string") {
     const parsed = parseZonedDateTime(value);
     if (parsed === null) {

@@ -4,7 +4,13 @@
  */
 
 import { AppError } from "../errors.js";
-import { parseZonedDateTime, utcDay, zoneDateOf, zoneDayStart } from "../instant.js";
+import {
+  finerThanMillisecond,
+  parseZonedDateTime,
+  utcDay,
+  zoneDateOf,
+  zoneDayStart,
+} from "../instant.js";
 
 const DAY_MS = 86_400_000;
 
@@ -37,7 +43,8 @@ function calendarInstant(text: string, timeZone?: string): number | null {
     const midnight = utcDay(Number(y), Number(m), Number(d));
     return midnight === null || timeZone === undefined ? midnight : zoneDayStart(timeZone, value);
   }
-  return parseZonedDateTime(value);
+  // Read to its millisecond, `from=…00.1231` took in a job of .1230, before it.
+  return finerThanMillisecond(value) ? null : parseZonedDateTime(value);
 }
 
 /**
@@ -50,6 +57,9 @@ export function instantProblem(text: string): string | null {
   const ms = calendarInstant(value);
   if (ms !== null && ms < 0) {
     return `${value} is before 1970-01-01, the epoch: no receipt or chain record is older (write 1970-01-01 for "from the start")`;
+  }
+  if (finerThanMillisecond(value) && parseZonedDateTime(value) !== null) {
+    return `${value} is finer than a millisecond: jobs are dated to the millisecond, so give at most 3 decimals of a second`;
   }
   if (/^\d{14,}$/.test(value)) {
     return `${value} has ${value.length} digits: an epoch integer is seconds (up to 10 digits) or milliseconds (11 to 13)`;
