@@ -7,8 +7,15 @@
  * them, so outputs that print outside text show it through `printable`.
  */
 
-/** C0 and C1 controls and DEL (`\p{Cc}`), line and paragraph separators, bidi overrides. */
-const unprintableChar = /[\p{Cc}\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
+/**
+ * C0 and C1 controls and DEL (`\p{Cc}`), line and paragraph separators, and the characters
+ * that show as nothing or as a plain space: format characters (`\p{Cf}`: zero-width spaces and
+ * joiners, bidi marks and overrides, the byte-order mark, soft hyphens, tags), spaces other
+ * than U+0020 and the Hangul fillers. "qwen3-8b\u200b" showed in a report as a second
+ * "qwen3-8b".
+ */
+const unprintableChar =
+  /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\u115f\u1160\u3164\uffa0]/u;
 const unprintableChars = new RegExp(unprintableChar.source, "gu");
 
 /** Whether the text holds a character `printable` would escape. */
@@ -16,12 +23,15 @@ export function hasUnprintable(text: string): boolean {
   return unprintableChar.test(text);
 }
 
-/** The text as one line of plain text: each unprintable character as a `\uXXXX` escape. */
+/**
+ * The text as one line of plain text: each unprintable character as a `\uXXXX` escape (one
+ * past U+FFFF, such as a tag character, as `\u{XXXXX}`).
+ */
 export function printable(text: string): string {
-  return text.replace(
-    unprintableChars,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
-  );
+  return text.replace(unprintableChars, (c) => {
+    const code = c.codePointAt(0) as number;
+    return code > 0xffff ? `\\u{${code.toString(16)}}` : `\\u${code.toString(16).padStart(4, "0")}`;
+  });
 }
 
 /**

@@ -72,6 +72,29 @@ describe("POST /jobs", () => {
     }
   });
 
+  // "qwen3-8b\u200b" was stored, and a report showed a second "qwen3-8b" group beside the first.
+  it("refuses a model holding an invisible character, naming the field", async () => {
+    const { store, post } = await setup();
+    for (const [field, value] of [
+      ["model", "qwen3-8b\u200b"],
+      ["model", "qwen3\u200d-8b"],
+      ["model", "\ufeffqwen3-8b"],
+      ["model", "qwen3-8b\u00a0"],
+      ["model", "qwen3-8b\u200f"],
+      ["model", "qwen3-8b\u{e0041}"],
+      ["requested_model", "qwen3-8b\u2060"],
+      ["requested_model", "qwen3\u00ad-8b"],
+    ] as const) {
+      const res = await post(wireReceipt({ [field]: value }));
+      expect(res.status, JSON.stringify(value)).toBe(400);
+      const body = JSON.stringify(await res.json());
+      expect(body).toContain(field);
+      expect(body).toContain("invisible characters");
+    }
+    expect(store.db.select().from(jobs).all()).toHaveLength(0);
+    expect((await post(wireReceipt({ model: "qwen3 8b" }))).status).toBe(201);
+  });
+
   it("creates a receipt, then answers the same receipt as a duplicate", async () => {
     const { store, post } = await setup();
     const r = wireReceipt();

@@ -4,6 +4,7 @@ import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { base58ByteLength, maxBase58Length } from "../src/chain/base58.js";
 import { jobs, receiptConflicts } from "../src/db/schema.js";
+import { printable } from "../src/printable-text.js";
 import { parseJsonNotingDuplicates } from "../src/recorder/json-duplicate-members.js";
 import { keyFingerprint } from "../src/recorder/key-fingerprint.js";
 import { parseReceiptInput } from "../src/recorder/receipt-input.js";
@@ -239,6 +240,15 @@ describe("parseReceiptInput", () => {
     ["requested_model", { requested_model: "qwen3-8b\u009b2J" }],
   ])("refuses caller text with a C1 control or bidi override, naming %s", (field, fields) => {
     expect(parseReceiptInput(wireReceipt(fields))).toMatchObject({ ok: false, field });
+  });
+
+  // Stored before the rule (or a tag, which is kept as written), a look-alike shows its
+  // invisible character as an escape wherever it is printed.
+  it("prints invisible characters as escapes", () => {
+    expect(printable("qwen3-8b\u200b")).toBe("qwen3-8b\\u200b");
+    expect(printable("\ufeffa\u00a0b\u00adc")).toBe("\\ufeffa\\u00a0b\\u00adc");
+    expect(printable("x\u{e0041}")).toBe("x\\u{e0041}");
+    expect(printable("qwen3 8b")).toBe("qwen3 8b");
   });
 
   it("keeps a tag whatever characters its value holds: a label never costs a job its receipt", () => {

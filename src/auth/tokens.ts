@@ -47,7 +47,7 @@ export function hashToken(token: string): string {
 /**
  * A token name as one line of plain text. A name may not hold control characters (a newline or
  * tab breaks the table `tokens list` prints, an escape sequence drives the terminal that shows
- * it), line separators or bidirectional overrides (`hasUnprintable`, the rule of all caller
+ * it), line separators, bidirectional overrides or invisible characters (`hasUnprintable`, the rule of all caller
  * text); a name stored before that rule still prints inert.
  */
 export const printableTokenName = printable;
@@ -72,7 +72,7 @@ export async function createToken(
   if (hasUnprintable(name)) {
     throw new AppError(
       "validation_failed",
-      "name must not contain control characters (line breaks, tabs, escape sequences)",
+      "name must not contain control characters (line breaks, tabs, escape sequences) or invisible characters (zero-width, bidi, spaces other than U+0020)",
       { field: "name" },
     );
   }

@@ -478,7 +478,7 @@ function optionalTags(value: unknown, field: string): Record<string, string> {
 
 /** Refused in the model a caller names, as in token names. */
 const callerTextRule =
-  "must not contain control characters, line separators or bidirectional overrides";
+  "must not contain control characters, line separators, bidirectional overrides or invisible characters (zero-width, format characters, spaces other than U+0020)";
 
 /**
  * Text the caller wrote (the model it asked for, not the one the operator's response named):
