@@ -183,6 +183,35 @@ describe("dashboard sign-in", () => {
     });
     expect(res.headers.get("location")).toBe("/dashboard");
   });
+
+  // `/dashboard/../../evil` was followed as written, and the browser resolved it to `/evil`.
+  it("resolves a next's dot segments and keeps it under the dashboard", async () => {
+    const d = await dashboard();
+    const follow = async (next: string) => {
+      const res = await d.app.request("/dashboard/sign-in", {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded", origin: ORIGIN },
+        body: new URLSearchParams({ token: d.tokens.read, next }).toString(),
+      });
+      return res.headers.get("location");
+    };
+    for (const next of [
+      "/dashboard/../../evil",
+      "/dashboard/..",
+      "/dashboard/%2e%2e/evil",
+      "/dashboard/.%2E/x?y=1",
+    ]) {
+      expect(await follow(next), next).toBe("/dashboard");
+    }
+    expect(await follow("/dashboard/jobs/../reconciliation?from=1")).toBe(
+      "/dashboard/reconciliation?from=1",
+    );
+    expect(await follow("/dashboard/jobs/job_1")).toBe("/dashboard/jobs/job_1");
+    // Signed in already, the sign-in page sends a next on the same way.
+    const { cookie } = await d.signIn(d.tokens.read);
+    const page = await d.page("/dashboard/sign-in?next=/dashboard/../../evil", cookie);
+    expect(page.headers.get("location")).toBe("/dashboard");
+  });
 });
 
 describe("dashboard pages", () => {

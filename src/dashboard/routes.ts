@@ -144,10 +144,17 @@ function badForm(c: Ctx, read: RepeatedField | null) {
   );
 }
 
-/** Only paths of this dashboard are followed after sign-in, so `next` cannot send anyone away. */
+/**
+ * Only paths of this dashboard are followed after sign-in, so `next` cannot send anyone away.
+ * Its dot segments are resolved first (`%2e` too, as a browser does): `/dashboard/../../evil`
+ * passed as a path of the dashboard and the browser followed it to `/evil`.
+ */
 function safeNext(next: unknown): string {
   if (typeof next !== "string") return BASE;
-  return /^\/dashboard(?:[/?][^\\\s]*)?$/.test(next) && !next.startsWith("//") ? next : BASE;
+  if (!/^\/dashboard(?:[/?][^\\\s]*)?$/.test(next)) return BASE;
+  const url = new URL(next, "http://dashboard.invalid");
+  const path = url.pathname;
+  return path === BASE || path.startsWith(`${BASE}/`) ? `${path}${url.search}` : BASE;
 }
 
 /**
