@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { gzipSync } from "node:zlib";
 import { describe, expect, it, vi } from "vitest";
 import { listTokens, revokeToken } from "../src/auth/tokens.js";
 import { SESSION_COOKIE, SIGNED_IN_COOKIE } from "../src/dashboard/routes.js";
@@ -182,6 +183,42 @@ describe("dashboard sign-in", () => {
       body: new URLSearchParams({ token: d.tokens.read, next: "//evil.example/x" }).toString(),
     });
     expect(res.headers.get("location")).toBe("/dashboard");
+  });
+
+  // A gzipped form was read as plain text (a sign-in then said the token was wrong), where the
+  // API answers such a body 415.
+  it("answers 415 to a form sent with a content-encoding, as the API does", async () => {
+    const d = await dashboard();
+    const form = new URLSearchParams({ token: d.tokens.read, next: "/dashboard" }).toString();
+    for (const encoding of ["gzip", "br", "identity, gzip"]) {
+      const res = await d.app.request("/dashboard/sign-in", {
+        method: "POST",
+        headers: {
+          "content-type": "application/x-www-form-urlencoded",
+          "content-encoding": encoding,
+          origin: ORIGIN,
+        },
+        body: gzipSync(form),
+      });
+      expect(res.status, encoding).toBe(415);
+      expect(res.headers.get("set-cookie"), encoding).toBeNull();
+      expect(await res.text()).toContain("which is not decoded; send it uncompressed");
+    }
+    const { cookie } = await d.signIn(d.tokens.admin);
+    const csrf = await d.csrfOf(cookie);
+    const res = await d.app.request("/dashboard/sign-out", {
+      method: "POST",
+      headers: {
+        cookie,
+        origin: ORIGIN,
+        "content-type": "application/x-www-form-urlencoded",
+        "content-encoding": "gzip",
+      },
+      body: gzipSync(new URLSearchParams({ csrf }).toString()),
+    });
+    expect(res.status).toBe(415);
+    // Still signed in: the compressed sign-out did nothing.
+    expect((await d.page("/dashboard", cookie)).status).toBe(200);
   });
 
   // `/dashboard/../../evil` was followed as written, and the browser resolved it to `/evil`.

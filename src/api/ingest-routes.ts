@@ -3,6 +3,7 @@ import { bodyLimit } from "hono/body-limit";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
 import { printable } from "../printable-text.js";
+import { codingsOf } from "../recorder/content-codings.js";
 import {
   type IngestItemResult,
   ingestReceipts,
@@ -238,11 +239,11 @@ export function ingestRoutes(deps: { store: Store; now?: () => number; writer?: 
       }
       // Nothing decodes a compressed body: read as it is, it is refused as "not JSON", which
       // hides what to change.
-      const encoding = c.req.header("content-encoding")?.trim().toLowerCase();
-      if (encoding && encoding !== "identity") {
+      const encoding = c.req.header("content-encoding");
+      if (codingsOf(encoding).length > 0) {
         throw new AppError(
           "unsupported_media_type",
-          `content-encoding: ${JSON.stringify(printable(encoding))} is not taken; send the JSON uncompressed`,
+          `content-encoding: ${JSON.stringify(printable(encoding?.trim() ?? ""))} is not taken; send the JSON uncompressed`,
           { field: "content-encoding" },
         );
       }

@@ -22,6 +22,7 @@ import { isAppError } from "../errors.js";
 import { buildStatement } from "../ledger/statement.js";
 import type { Logger } from "../log.js";
 import { printable } from "../printable-text.js";
+import { codingsOf } from "../recorder/content-codings.js";
 import { auditRecord, type ExplorerCluster } from "../reports/audit-record.js";
 import { type FailingVerdict, failingVerdicts, listDiscrepancies } from "../reports/job-listing.js";
 import {
@@ -283,7 +284,21 @@ export function dashboardRoutes(deps: DashboardDeps) {
         "This form was larger than any form of the dashboard.",
       ),
   });
-  app.use("*", (c, next) => (c.req.method === "POST" ? formLimit(c, next) : next()));
+  app.use("*", async (c, next) => {
+    if (c.req.method !== "POST") return next();
+    // Nothing decodes a compressed form: read as it is, a gzipped sign-in was a wrong token.
+    // Refused as the API refuses such a body.
+    const encoding = c.req.header("content-encoding");
+    if (codingsOf(encoding).length > 0) {
+      return messagePage(
+        c as Ctx,
+        415,
+        "Unsupported media type",
+        `This form was sent with content-encoding ${JSON.stringify(printable(encoding?.trim() ?? ""))}, which is not decoded; send it uncompressed.`,
+      );
+    }
+    return formLimit(c, next);
+  });
 
   // A link naming a filter twice (`groupBy=model&groupBy=key`, a hand-edited bookmark) was
   // shown by one of them without a word, where the API refuses it: which was meant is unknown.

@@ -14,6 +14,7 @@ import { ownerName } from "../host-identity.js";
 import type { Logger } from "../log.js";
 import { creditsToUnitsOrNull } from "../money.js";
 import { type Receipt, recordReceiptsUnit } from "../store/receipts.js";
+import { codingsOf } from "./content-codings.js";
 import type { JobsApiClient } from "./jobs-api.js";
 import { createJobsApiConsults } from "./jobs-api-consults.js";
 import { createJsonAnswerScan, type JsonAnswerScan } from "./json-answer-scan.js";
@@ -47,14 +48,6 @@ import {
 } from "./request-facts.js";
 import { createDataCount, createDoneWatch, sseChunks, sseEvents } from "./sse-tail.js";
 import { credentialsOf, withoutKeys } from "./without-key.js";
-
-/** The codings of a `content-encoding` header, as applied (none for identity). */
-function codingsOf(encoding: string | undefined): string[] {
-  return (encoding ?? "")
-    .split(",")
-    .map((c) => c.trim().toLowerCase())
-    .filter((c) => c !== "" && c !== "identity");
-}
 
 const zlibAsync = {
   gunzip: promisify(gunzip),
