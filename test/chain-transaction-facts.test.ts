@@ -265,6 +265,7 @@ describe("malformed responses are rejected with a reason", () => {
   const valid = () => structuredClone(loadResult("escrow-lock-legacy.json.json"));
   const validV0 = () => structuredClone(loadResult("settle-v0.json.json"));
   const validBase64 = () => structuredClone(loadResult("settle-v0.base64.json"));
+  const validParsed = () => structuredClone(loadResult("escrow-lock-legacy.jsonParsed.json"));
 
   const cases: [string, () => unknown, RegExp][] = [
     ["a null result", () => null, /result is null/],
@@ -422,6 +423,35 @@ describe("malformed responses are rejected with a reason", () => {
         return r;
       },
       /transaction bytes: truncated/,
+    ],
+    // The chain refuses a transaction naming an account twice; read, such an answer gave the
+    // account two balance changes.
+    [
+      "an account key listed twice",
+      () => {
+        const r = valid();
+        r.transaction.message.accountKeys[2] = r.transaction.message.accountKeys[1];
+        return r;
+      },
+      /account \S+ is listed twice \(accounts 1 and 2\)/,
+    ],
+    [
+      "an account key listed twice in jsonParsed",
+      () => {
+        const r = validParsed();
+        r.transaction.message.accountKeys[3] = { ...r.transaction.message.accountKeys[1] };
+        return r;
+      },
+      /is listed twice \(accounts 1 and 3\)/,
+    ],
+    [
+      "an address loaded twice (base64)",
+      () => {
+        const r = validBase64();
+        r.meta.loadedAddresses.writable[0] = r.meta.loadedAddresses.readonly[0];
+        return r;
+      },
+      /is listed twice/,
     ],
     [
       "a declared version that contradicts the message",

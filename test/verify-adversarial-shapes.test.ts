@@ -1,4 +1,5 @@
 import { describe, expect, it, onTestFinished } from "vitest";
+import type { SqliteStore } from "../src/db/client.js";
 import { localSigner } from "../src/localnet/keys.js";
 import type { InstructionSpec } from "../src/localnet/wire.js";
 import { reportsStore } from "../src/store/reports.js";
@@ -328,5 +329,53 @@ describe("a node that dates no transaction", () => {
     expect((await reportsStore(c.store).auditRows(plan.jobId))?.job.unproven).toEqual([
       "block_time_unknown",
     ]);
+  });
+});
+
+// The chain refuses a transaction listing an account twice. A node answering with the worker's
+// token account listed twice gave it two balance changes: the worker read as paid twice and an
+// honest job became a discrepancy of the operator's, on a node's word.
+describe("an answer listing one account twice", () => {
+  it("is a node's unreadable answer: the job waits as an error naming it, never judged by it", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1 });
+    const txs = h.op.honestJob(plan);
+    c.record(plan, txs);
+    await c.flush();
+    await h.finalized();
+    type Balance = { accountIndex: number };
+    type Result = {
+      transaction: { message: { accountKeys: string[] } };
+      meta: {
+        preBalances: unknown[];
+        postBalances: unknown[];
+        preTokenBalances: Balance[];
+        postTokenBalances: Balance[];
+      };
+    };
+    const twice = rewritingNode(h.rpc, (signature) =>
+      signature !== txs.settlementTx
+        ? undefined
+        : (result: Result) => {
+            const keys = result.transaction.message.accountKeys;
+            const at = keys.indexOf(plan.worker.tokenAccount);
+            keys.push(keys[at]!);
+            const { meta } = result;
+            meta.preBalances.push(meta.preBalances[at]);
+            meta.postBalances.push(meta.postBalances[at]);
+            for (const list of [meta.preTokenBalances, meta.postTokenBalances]) {
+              const own = list.find((b) => b.accountIndex === at);
+              if (own) list.push({ ...own, accountIndex: keys.length - 1 });
+            }
+          },
+    );
+    await c.verifierOver(twice).runUntilSettled({}, { timeoutMs: 3_000 });
+    const row = (c.store as SqliteStore).sqlite
+      .prepare("SELECT verdict, last_error FROM jobs WHERE job_id = ?")
+      .get(plan.jobId) as { verdict: string; last_error: string };
+    expect(row).toMatchObject({ verdict: "error", last_error: /listed twice/ });
+    // Read from an honest node, the same job verifies.
+    expect(await c.verdicts(plan.jobId)).toEqual([verified]);
   });
 });

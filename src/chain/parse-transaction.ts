@@ -643,6 +643,25 @@ function executionOrder(decoded: DecodedTransaction, meta: Json): Step[] {
   return decoded.topLevel.flatMap((step, i) => [step, ...(inner.get(i) ?? [])]);
 }
 
+/**
+ * The chain refuses a transaction that lists an account twice (static keys and loaded
+ * addresses alike): read, such an answer gave one account two balance changes, its money
+ * counted twice.
+ */
+function refuseRepeatedAccount(accounts: string[]): void {
+  const seen = new Map<string, number>();
+  accounts.forEach((account, i) => {
+    const first = seen.get(account);
+    if (first !== undefined) {
+      malformed(
+        `account ${account} is listed twice (accounts ${first} and ${i}), which no transaction of the chain does`,
+        "accountKeys",
+      );
+    }
+    seen.set(account, i);
+  });
+}
+
 function declaredVersion(value: unknown): "legacy" | 0 | undefined {
   if (value === undefined || value === null) return undefined;
   if (value === 0 || value === "legacy") return value;
@@ -682,6 +701,7 @@ export function parseTransaction(result: unknown, signatureHint?: string): Trans
   }
   const feePayer = decoded.accounts[0];
   if (feePayer === undefined) malformed("transaction has no accounts", "accountKeys");
+  refuseRepeatedAccount(decoded.accounts);
   const steps = executionOrder(decoded, meta);
   const err = meta.err ?? null;
   const fee = lamports(meta.fee, "meta.fee");
