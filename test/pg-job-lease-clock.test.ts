@@ -182,3 +182,52 @@ describe("job leases and run heartbeats on PostgreSQL across hosts whose clocks 
     expect(due).toBeLessThanOrEqual(t + 60_000);
   }, 30_000);
 });
+
+/** The open jobs' verdicts and their due times, as every host reads them. */
+async function dueTimes(store: PgStore): Promise<{ verdict: string; due: number }[]> {
+  const rows = await store.db.execute<{ verdict: string; due: string }>(
+    sql`SELECT verdict, next_verify_at::text AS due FROM jobs`,
+  );
+  return rows.rows.map((r) => ({ verdict: r.verdict, due: Number(r.due) }));
+}
+
+/** Host A, its clock `shift` off, runs until it has put its jobs off for a later look. */
+async function decidingHost(store: PgStore, shift: number) {
+  const engine = createVerifier({
+    store,
+    rpc: createFakeChain().rpc,
+    profile: localnetProfile,
+    log: createLogger({ level: "silent" }),
+    owner: "host-a/verifier",
+    now: () => Date.now() + shift,
+    options: { pollIntervalMs: 300, errorBackoffMs: 20 },
+  });
+  await engine.runUntilSettled({}, { timeoutMs: 400 });
+}
+
+describe("due times on PostgreSQL across hosts whose clocks differ", () => {
+  it("a job a host 3 minutes ahead puts off is due for the others within a poll", async () => {
+    const a = await host();
+    const b = await host();
+    await seedOpenJobs(a, "later", 5);
+    await decidingHost(a, MINUTES_3);
+    const serverNow = await createLockStore(a).sharedNow(0);
+    const jobs = await dueTimes(a);
+    expect(jobs.map((j) => j.verdict)).toEqual(Array(5).fill("awaiting_finality"));
+    // Its next look is a poll away on the server's clock, not 3 minutes later.
+    for (const job of jobs) expect(job.due).toBeLessThanOrEqual(serverNow + 2 * 300);
+    const seen = await otherHostRuns(b, 0, 1500);
+    expect(seen.polled).toBeGreaterThanOrEqual(5);
+  }, 30_000);
+
+  it("a job a host 3 minutes behind puts off is not due for the others at once", async () => {
+    const a = await host();
+    await seedOpenJobs(a, "early", 5);
+    const before = await createLockStore(a).sharedNow(0);
+    await decidingHost(a, -MINUTES_3);
+    const jobs = await dueTimes(a);
+    expect(jobs.map((j) => j.verdict)).toEqual(Array(5).fill("awaiting_finality"));
+    // Due 3 minutes in the past, every verifier claimed and polled them round after round.
+    for (const job of jobs) expect(job.due).toBeGreaterThan(before);
+  }, 30_000);
+});

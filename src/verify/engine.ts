@@ -111,7 +111,7 @@ export interface VerifierDeps {
 /** Creates the verifier over a store, an RPC pool and a profile. */
 export function createVerifier(deps: VerifierDeps): Verifier {
   const { store, rpc, profile, log } = deps;
-  const now = deps.now ?? Date.now;
+  const hostNow = deps.now ?? Date.now;
   const owner = deps.owner ?? `verifier-${randomUUID()}-pid${process.pid}@${thisHost()}`;
   const options: VerifierOptions = { ...defaultVerifierOptions, ...deps.options };
   const custodyConfig = deps.custody ?? { vaults: [], byKey: {} };
@@ -124,7 +124,20 @@ export function createVerifier(deps: VerifierDeps): Verifier {
    * same jobs, the first one's RPC work lost) and closed its live run as abandoned.
    */
   const locks = createLockStore(store);
-  const sharedNow = (hostNow: number) => locks.sharedNow(hostNow);
+  /**
+   * How far the shared clock is ahead of this host's, measured at each `sharedNow`: 0 on
+   * SQLite. Due times (`next_verify_at`) are written on `now`, so on PostgreSQL a job put off
+   * by a host whose clock is ahead is due for the others when meant, not that much later (a
+   * host behind no longer made them due at once, claimed round after round).
+   */
+  let sharedOffset = 0;
+  const now = () => hostNow() + sharedOffset;
+  async function sharedNow(): Promise<number> {
+    const host = hostNow();
+    const shared = await locks.sharedNow(host);
+    sharedOffset = shared - host;
+    return shared;
+  }
   const round = createRound({
     queue,
     signatures: createSignatureStore(store),
@@ -188,8 +201,8 @@ export function createVerifier(deps: VerifierDeps): Verifier {
    */
   async function closer() {
     const others = await runs.runningOwners(owner);
-    const t = now();
-    return { owner, t, leaseAt: await sharedNow(t), deadOwners: others.filter(ownerIsDead) };
+    const t = await sharedNow();
+    return { owner, t, leaseAt: t, deadOwners: others.filter(ownerIsDead) };
   }
 
   function reportClosed(closed: number) {
@@ -202,7 +215,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
 
   async function heartbeatTick() {
     try {
-      const at = await sharedNow(now());
+      const at = await sharedNow();
       await runs.beat(owner, at, at + heartbeatMs);
       await closeAbandonedRuns();
       for (const [runId, write] of unclosed) {
@@ -317,7 +330,7 @@ export function createVerifier(deps: VerifierDeps): Verifier {
     const renew = async () => {
       clearTimeout(retry);
       try {
-        await queue.renewLeases(owner, (await sharedNow(now())) + options.leaseMs);
+        await queue.renewLeases(owner, (await sharedNow()) + options.leaseMs);
       } catch (error) {
         log.warn({ err: error }, "lease renewal failed; retrying");
         retry = setTimeout(renew, Math.min(1000, options.leaseMs / 10));
@@ -388,9 +401,10 @@ export function createVerifier(deps: VerifierDeps): Verifier {
         // Read as the rounds are: a restart or a cut connection landing on this one statement
         // ended the loop, and the process served on with no verifier until it was restarted.
         let due: number | null;
-        const t = now();
+        let t = now();
         try {
-          due = await queue.nextDue(null, { t, leaseAt: await sharedNow(t) });
+          t = await sharedNow();
+          due = await queue.nextDue(null, { t, leaseAt: t });
         } catch (error) {
           if (isBusyError(error))
             log.warn({ err: error }, "verifier found the database busy or unreachable; retrying");
@@ -514,11 +528,12 @@ export function createVerifier(deps: VerifierDeps): Verifier {
             // Open jobs not due here are waiting for finality, or leased by another process
             // (serve) that is verifying them: look again after one poll interval rather than
             // at the lease expiry, so the run ends within a poll of its jobs becoming final.
-            const t = now();
+            let t = now();
             const due =
-              (await settled(async () =>
-                queue.nextDue(filter, { t, leaseAt: await sharedNow(t) }),
-              )) ?? t + options.pollIntervalMs;
+              (await settled(async () => {
+                t = await sharedNow();
+                return queue.nextDue(filter, { t, leaseAt: t });
+              })) ?? t + options.pollIntervalMs;
             const wait = Math.min(due - t, left(), options.pollIntervalMs);
             await sleep(Math.max(0, wait), opts.signal);
           }

@@ -81,11 +81,11 @@ export interface RoundDeps {
   owner: string;
   now: () => number;
   /**
-   * The time leases are written and judged by for `hostNow` (`LockStore.sharedNow`: the
-   * database server's clock on PostgreSQL, which verifiers on every host read alike). None:
-   * the host's own (one host).
+   * The time leases and due times are written and judged by (`LockStore.sharedNow`: the
+   * database server's clock on PostgreSQL, which verifiers on every host read alike; `now`
+   * follows it). None: the host's own (one host).
    */
-  sharedNow?: (hostNow: number) => Promise<number>;
+  sharedNow?: () => Promise<number>;
   log: Logger;
 }
 
@@ -117,12 +117,8 @@ export function createRound(deps: RoundDeps): Round {
     // leased again. A job reopened between two pieces (a reverify, a new receipt) lost that
     // lease, and the next piece may take it again: the round keeps one row a job, the later
     // one, read after the reopen, whose lease is the one the verdict write holds.
-    const t = now();
-    const lease = {
-      t,
-      leaseAt: deps.sharedNow ? await deps.sharedNow(t) : t,
-      leaseMs: options.leaseMs,
-    };
+    const t = deps.sharedNow ? await deps.sharedNow() : now();
+    const lease = { t, leaseAt: t, leaseMs: options.leaseMs };
     const byId = new Map<string, Awaited<ReturnType<typeof queue.claim>>[number]>();
     while (byId.size < options.claimBatchSize && !signal.aborted) {
       const limit = Math.min(CLAIM_SLICE, options.claimBatchSize - byId.size);
