@@ -3,7 +3,9 @@ import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
 import { migratePostgres } from "../src/db/pg/migrate.js";
 import { createLogger } from "../src/log.js";
+import { createBackfillStore } from "../src/store/backfill.js";
 import { createJobQueueStore } from "../src/store/job-queue.js";
+import { createJobsApiStore, type JobsApiAnswer } from "../src/store/jobs-api.js";
 import { createLockStore } from "../src/store/locks.js";
 import { createVerifier, type Verifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
@@ -229,5 +231,62 @@ describe("due times on PostgreSQL across hosts whose clocks differ", () => {
     expect(jobs.map((j) => j.verdict)).toEqual(Array(5).fill("awaiting_finality"));
     // Due 3 minutes in the past, every verifier claimed and polled them round after round.
     for (const job of jobs) expect(job.due).toBeGreaterThan(before);
+  }, 30_000);
+});
+
+/**
+ * One job waiting for finality, due a minute from now on the server's clock, its backfill
+ * pending: the server's time then.
+ */
+async function parkedJob(store: PgStore, jobId: string): Promise<number> {
+  await seedOpenJobs(store, jobId, 1);
+  const serverNow = await createLockStore(store).sharedNow(0);
+  await store.db.execute(sql`UPDATE jobs SET verdict = 'awaiting_finality',
+    next_verify_at = ${serverNow + 60_000}, backfill_state = 'pending', backfill_next_at = 0`);
+  return serverNow;
+}
+
+const processing = (jobId: string): JobsApiAnswer => ({
+  status: "processing",
+  creditsChargedUnits: null,
+  escrowTx: `sig_${jobId}`,
+  settlementTx: null,
+  worker: null,
+  raw: { status: "processing" },
+});
+
+describe("due now on PostgreSQL, written by a host 3 minutes ahead", () => {
+  const ahead = () => Date.now() + MINUTES_3;
+  const dueNow = async (store: PgStore, serverBefore: number) => {
+    const [job] = await dueTimes(store);
+    const serverAfter = await createLockStore(store).sharedNow(0);
+    expect(job?.due).toBeGreaterThanOrEqual(serverBefore);
+    expect(job?.due).toBeLessThanOrEqual(serverAfter);
+  };
+
+  it("a job the jobs API's first answer reopens is due now for every verifier", async () => {
+    const a = await host();
+    const before = await parkedJob(a, "reopened");
+    await createJobsApiStore(a).recordAnswer("reopened_0", processing("reopened_0"), ahead());
+    await dueNow(a, before);
+  }, 30_000);
+
+  it("a waiting job the same answer again makes due is due now for every verifier", async () => {
+    const a = await host();
+    await parkedJob(a, "answered");
+    const answers = createJobsApiStore(a);
+    await answers.recordAnswer("answered_0", processing("answered_0"), Date.now());
+    const before = await createLockStore(a).sharedNow(0);
+    await a.db.execute(sql`UPDATE jobs SET verdict = 'awaiting_finality',
+      next_verify_at = ${before + 60_000}, verify_attempts = 1`);
+    await answers.recordAnswer("answered_0", processing("answered_0"), ahead());
+    await dueNow(a, before);
+  }, 30_000);
+
+  it("a job waiting for the answer the backfill gives up on is due now for every verifier", async () => {
+    const a = await host();
+    const before = await parkedJob(a, "given-up");
+    await createBackfillStore(a).giveUp("given-up_0", ahead());
+    await dueNow(a, before);
   }, 30_000);
 });

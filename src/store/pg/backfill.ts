@@ -4,6 +4,7 @@ import { jobs } from "../../db/pg/schema.js";
 import type { BackfillClaim, BackfillStore } from "../backfill.js";
 import type { PgExecutor } from "./executor.js";
 import { takeReceiptWriterTurn } from "./group-commit.js";
+import { dueNowMs } from "./server-clock.js";
 import { inPgTransaction, retryOnConflict } from "./write-transaction.js";
 
 /**
@@ -51,11 +52,11 @@ export async function claimBackfillPg(
 async function giveUpMany(tx: PgExecutor, jobIds: readonly string[], at: number): Promise<void> {
   await tx
     .update(jobs)
-    // A verdict waiting for the jobs API's answer is reached now: no answer is coming.
+    // A verdict waiting for the jobs API's answer is reached now (`dueNowMs`): no answer is coming.
     .set({
       backfillState: "gave_up",
       updatedAt: at,
-      nextVerifyAt: sql`least(${jobs.nextVerifyAt}, ${at})`,
+      nextVerifyAt: sql`least(${jobs.nextVerifyAt}, ${dueNowMs(at)})`,
     })
     .where(and(inArray(jobs.jobId, [...jobIds]), eq(jobs.backfillState, "pending")));
 }

@@ -9,6 +9,7 @@ import { maxKeptSignatures } from "../receipt-rules.js";
 import type { PgExecutor } from "./executor.js";
 import { takeReceiptWriterTurn } from "./group-commit.js";
 import { holdNamerStripes } from "./namer-locks.js";
+import { dueNowMs } from "./server-clock.js";
 import { resetGivenUpPg } from "./signatures.js";
 
 /** `job_id` is one of `ids`, as ONE array parameter (drizzle spreads a list into one each). */
@@ -18,7 +19,7 @@ const jobIdIn = (ids: readonly string[]) =>
 /**
  * `reopenJobs` on PostgreSQL (see src/store/job-queue.ts, the only way a job goes back to the
  * verifier's queue), composing inside the caller's transaction. Returns how many jobs were
- * reopened.
+ * reopened. Due now by `dueNowMs`, the server's clock bounding the writer's.
  */
 export async function reopenJobsPg(
   tx: PgExecutor,
@@ -33,7 +34,7 @@ export async function reopenJobsPg(
     .update(jobs)
     .set({
       verdict: "pending",
-      nextVerifyAt: options.dueAt ?? now,
+      nextVerifyAt: options.dueAt ?? dueNowMs(now),
       verifyAttempts: 0,
       lastError: null,
       leaseOwner: null,
@@ -156,7 +157,10 @@ async function keepEarlyLinesPg(tx: PgExecutor, claimed: JobRow[], now: number) 
   return fresh.size === 0 ? claimed : claimed.map((j) => fresh.get(j.jobId) ?? j);
 }
 
-/** `makeDue` on PostgreSQL: `next_verify_at` moves to `now` if later; nothing else changes. */
+/**
+ * `makeDue` on PostgreSQL: `next_verify_at` moves to now (`dueNowMs`, the server's clock bounding
+ * the writer's) if later; nothing else changes.
+ */
 export async function makeDuePg(
   tx: PgExecutor,
   jobIds: readonly string[],
@@ -165,7 +169,7 @@ export async function makeDuePg(
   if (jobIds.length === 0) return 0;
   const result = await tx
     .update(jobs)
-    .set({ nextVerifyAt: sql`least(${jobs.nextVerifyAt}, ${now})` })
+    .set({ nextVerifyAt: sql`least(${jobs.nextVerifyAt}, ${dueNowMs(now)})` })
     .where(jobIdIn(jobIds));
   return result.rowCount ?? 0;
 }

@@ -12,6 +12,7 @@ import {
 import type { PgExecutor } from "./executor.js";
 import { takeReceiptWriterTurn } from "./group-commit.js";
 import { makeDuePg, reopenJobsPg, reopenNamersPg } from "./job-queue.js";
+import { dueNowMs } from "./server-clock.js";
 import { inPgTransaction, retryOnConflict } from "./write-transaction.js";
 
 /**
@@ -48,12 +49,14 @@ export async function recordJobsApiAnswerPg(
         verifyAttempts: jobs.verifyAttempts,
         lastError: jobs.lastError,
         leaseOwner: jobs.leaseOwner,
+        // Whether the job is due yet, by the clock "due now" is written on (`dueNowMs`).
+        dueNow: dueNowMs(now).mapWith(Number),
       })
       .from(jobs)
       .where(byId)
       .for("update");
     if (!row || answerIsOlder(row, answer, now)) return;
-    const effect = answerQueueEffect(row, answer, now);
+    const effect = answerQueueEffect(row, answer, row.dueNow);
     const { conflictSignatures, ...columns } = answerColumns(row, answer);
     await tx
       .update(jobs)

@@ -3,6 +3,7 @@ import type { PgStore } from "../../db/pg/client.js";
 import { locks } from "../../db/pg/schema.js";
 import { leaseOnConflict, leaseRow } from "../lock-rules.js";
 import type { LockHolder, LockStore } from "../locks.js";
+import { serverNowMs } from "./server-clock.js";
 
 /**
  * Named leases on PostgreSQL (see src/store/locks.ts). Many processes on many hosts race for
@@ -96,10 +97,7 @@ export function createPgLockStore(store: PgStore): LockStore {
     },
     holder: holderOf,
     async sharedNow() {
-      // Raw SQL: the server's clock (clock_timestamp, not the transaction's start) in ms.
-      const result = await db.execute<{ now: string }>(
-        sql`SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint::text AS now`,
-      );
+      const result = await db.execute<{ now: string }>(sql`SELECT ${serverNowMs()}::text AS now`);
       return Number(result.rows[0]?.now);
     },
   };
