@@ -110,7 +110,6 @@ export const sharedImportFiles: readonly string[] = [
   "test/tokens-store.test.ts",
   "test/verify-adversarial-hidden.test.ts",
   "test/verify-adversarial-payers.test.ts",
-  "test/verify-adversarial-shapes.test.ts",
   "test/verify-checks.test.ts",
   "test/verify-decide.test.ts",
   "test/verify-engine.test.ts",
