@@ -146,7 +146,7 @@ export function reportRoutes(deps: ReportRoutesDeps) {
         ...notAcceptableError,
       },
     }),
-    "Columns `kind` (group|total), `group`, then the JSON figures in order, then on every row the report's `from` (inclusive), `to` (exclusive), `groupBy`, `timeZone` (whose days `groupBy=day` groups by), `generatedAt` and `dataCompleteUntil` (instants in ISO 8601 UTC, as in the JSON); the last row is the totals.",
+    "Columns `kind` (group|total), `group`, then the JSON figures in order, then on every row the report's `from` (inclusive), `to` (exclusive), `groupBy`, `generatedAt` and `dataCompleteUntil` (instants in ISO 8601 UTC, as in the JSON), and last `timeZone` (whose days `groupBy=day` groups by); the last row is the totals.",
   );
 
   const discrepancies = createRoute({

@@ -278,14 +278,16 @@ export function reconciliationToJson(report: ReconciliationReport) {
  * The columns after the figures of every CSV row: what the file covers and how far it is final,
  * as the JSON says it (`from` inclusive, `to` exclusive, ISO 8601 UTC; what `group` names). A saved CSV once held
  * figures alone, so no one could tell its period, or whether its last days could still move.
+ * A column added later goes last: one put between them moved `generatedAt` and
+ * `dataCompleteUntil`, and whoever read those by position read another column.
  */
 export const reconciliationCsvMetaColumns = [
   "from",
   "to",
   "groupBy",
-  "timeZone",
   "generatedAt",
   "dataCompleteUntil",
+  "timeZone",
 ] as const;
 
 /**
@@ -302,9 +304,9 @@ export function reconciliationToCsv(report: ReconciliationReport): string {
     from: isoOf(report.from),
     to: isoOf(report.to),
     groupBy: report.groupBy,
-    timeZone: report.timeZone,
     generatedAt: isoOf(report.generatedAt),
     dataCompleteUntil: isoOf(report.dataCompleteUntil),
+    timeZone: report.timeZone,
   };
   const meta = reconciliationCsvMetaColumns.map((c) => csvCell(metaValues[c]));
   const lines = [header.join(",")];
