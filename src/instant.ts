@@ -59,12 +59,15 @@ export function utcDay(year: number, month: number, day: number): number | null 
 /**
  * The IANA time zone `name` names, or null when this runtime knows no such zone: spelt as Intl
  * spells it where that differs only in case (`europe/london` -> `Europe/London`), else as given
- * (Intl answers `Asia/Kathmandu` with its older name, `Asia/Katmandu`).
+ * (Intl answers `Asia/Kathmandu` with its older name, `Asia/Katmandu`). A name of a zone that
+ * is UTC at every instant (`Etc/UTC`, `GMT`, `Zulu`: Intl answers each with `UTC`) is `UTC`,
+ * whose days are the rollups' own, not a zone whose days are summed one by one.
  */
 export function timeZoneOf(name: string): string | null {
   try {
     const resolved = new Intl.DateTimeFormat("en-US", { timeZone: name }).resolvedOptions()
       .timeZone;
+    if (resolved === "UTC") return resolved;
     return resolved.toLowerCase() === name.toLowerCase() ? resolved : name;
   } catch {
     return null;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseZonedDateTime } from "../src/instant.js";
+import { parseZonedDateTime, timeZoneOf } from "../src/instant.js";
 import { parseReceiptInput } from "../src/recorder/receipt-input.js";
 import { instantRefusal, parseInstant, windowFromFlags } from "../src/reports/period.js";
 import { createTestApi } from "./support/audit-api-app.js";
@@ -166,5 +166,21 @@ describe("a time finer than a millisecond", () => {
       expect(parsed, String(created_at)).toMatchObject({ ok: true });
       expect((parsed as { receipt: { createdAt: number } }).receipt.createdAt).toBe(last);
     }
+  });
+});
+
+describe("a time zone's days", () => {
+  it.each(["UTC", "utc", "Etc/UTC", "Etc/UCT", "GMT", "Etc/GMT+0", "Etc/Universal", "Zulu"])(
+    "names %s, UTC at every instant, UTC",
+    (name) => {
+      expect(timeZoneOf(name)).toBe("UTC");
+    },
+  );
+
+  it("keeps a zone that is UTC only part of the time, or at another fixed offset, its own", () => {
+    expect(timeZoneOf("Europe/London")).toBe("Europe/London");
+    expect(timeZoneOf("Africa/Abidjan")).toBe("Africa/Abidjan");
+    expect(timeZoneOf("Etc/GMT+5")).toBe("Etc/GMT+5");
+    expect(timeZoneOf("europe/london")).toBe("Europe/London");
   });
 });

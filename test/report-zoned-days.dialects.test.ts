@@ -201,4 +201,21 @@ describe("GET /reports/reconciliation?timeZone=", () => {
     const year = await get("from=2025-10-01&to=2026-10-02&timeZone=Europe/London");
     expect(year.status).toBe(200);
   });
+
+  it.each(["Etc/UTC", "GMT", "etc/universal", "Zulu"])(
+    "reads %s, UTC at every instant, as UTC: its days the rollups' own, with no bound on them",
+    async (zone) => {
+      const get = await seed();
+      const res = await get(`from=2000-01-01&to=2030-01-01&groupBy=day&timeZone=${zone}`);
+      expect(res.status).toBe(200);
+      const json = (await res.json()) as { timeZone: string; groups: { group: string }[] };
+      expect(json.timeZone).toBe("UTC");
+      expect(json.groups.map((g) => g.group)).toEqual(["2026-10-01", "2026-11-01"]);
+      const csv = await (
+        await get(`from=2026-10-01&to=2026-11-01&timeZone=${zone}&format=csv`)
+      ).text();
+      const rows = parse(csv, { columns: true }) as Record<string, string>[];
+      expect(rows.map((r) => r.timeZone)).toEqual(["UTC", "UTC"]);
+    },
+  );
 });
