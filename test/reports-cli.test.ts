@@ -108,6 +108,40 @@ describe("decentral-audit report reconciliation", () => {
     ).rejects.toMatchObject({ details: { field: "time-zone" } });
   });
 
+  it("refuses more days of --time-zone than it groups, naming the flags that gave the period", async () => {
+    const db = join(mkdtempSync(join(tmpdir(), "report-")), "audit.db");
+    const store = openSqliteStore(db);
+    migrateStore(store);
+    store.close();
+    const refusal = (zone: string, ...period: string[]) =>
+      cli(
+        "report",
+        "reconciliation",
+        ...period,
+        "--time-zone",
+        zone,
+        "--db",
+        db,
+        "--out",
+        `${db}.json`,
+      ).then(
+        () => null,
+        (error: Error & { details: { field: string } }) => ({
+          field: error.details.field,
+          message: error.message,
+        }),
+      );
+    const since = await refusal("Europe/London", "--since", "800d");
+    expect(since).toMatchObject({ field: "since" });
+    expect(since?.message).toMatch(/^--since: .*--time-zone Europe\/London .*367 days/);
+    const fromTo = await refusal("Europe/London", "--from", "2024-01-01", "--to", "2026-01-01");
+    expect(fromTo).toMatchObject({ field: "from" });
+    expect(fromTo?.message).toMatch(/^--from\/--to: /);
+    // A zone that is UTC at every instant groups by the rollups' UTC days, with no such bound.
+    expect(await refusal("Etc/UTC", "--since", "800d")).toBeNull();
+    expect(JSON.parse(readFileSync(`${db}.json`, "utf8"))).toMatchObject({ timeZone: "UTC" });
+  });
+
   it("refuses a period given twice or not at all, naming the flag", async () => {
     await expect(cli("report", "reconciliation", "--db", ":memory:")).rejects.toMatchObject({
       details: { field: "from" },

@@ -68,12 +68,21 @@ function zonedDayStarts(query: ReconciliationQuery & { timeZone: string }): numb
   return starts;
 }
 
-const tooManyZonedDays = () =>
-  new AppError(
-    "validation_failed",
-    `to: groupBy=day with a timeZone groups at most ${MAX_ZONED_DAYS} days; ask for a longer period in parts, or by UTC days`,
-    { field: "to" },
-  );
+/**
+ * A period of more than MAX_ZONED_DAYS of a zone's days, refused naming `to` as the API takes
+ * it; the CLI, whose period is flags, names the flags it was given instead.
+ */
+export class TooManyZonedDays extends AppError {
+  constructor() {
+    super(
+      "validation_failed",
+      `to: groupBy=day with a timeZone groups at most ${MAX_ZONED_DAYS} days; ask for a longer period in parts, or by UTC days`,
+      { field: "to" },
+    );
+  }
+}
+
+const tooManyZonedDays = () => new TooManyZonedDays();
 
 /** Whether the query's days are another zone's than UTC's (UTC's are the rollups' own). */
 function zonedDays(

@@ -26,6 +26,23 @@ function timeZoneFlag(value: string | undefined): string | undefined {
   return zone;
 }
 
+/**
+ * A period of more days of `--time-zone` than a report groups by (`most`), refused
+ * naming the flags that gave the period (`--since`, `--from/--to`), not the API's `to`.
+ */
+function tooManyZonedDaysFlags(
+  flags: WindowFlags,
+  timeZone: string | undefined,
+  most: number,
+): AppError {
+  const given = (["since", "window", "from", "to"] as const).filter((f) => flags[f] !== undefined);
+  return new AppError(
+    "validation_failed",
+    `${given.map((f) => `--${f}`).join("/")}: a report by day in --time-zone ${timeZone} groups at most ${most} days; ask for a longer period in parts, or by UTC days (without --time-zone)`,
+    { field: given[0] ?? "since" },
+  );
+}
+
 /** Registers `report reconciliation`. */
 export function registerReportCommands(program: Command, helpers: Helpers): void {
   const report = program.command("report").description("reports");
@@ -84,8 +101,16 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
         const out = outFile(flags.out);
         if (out) refuseUnwritableOut(out);
         // Loaded here, not at the top: `--help` and the other commands never pay for them.
-        const [{ openStore }, { reconciliationReport, reconciliationToCsv, reconciliationToJson }] =
-          await Promise.all([import("../db/open.js"), import("./reconciliation.js")]);
+        const [
+          { openStore },
+          {
+            MAX_ZONED_DAYS,
+            reconciliationReport,
+            reconciliationToCsv,
+            reconciliationToJson,
+            TooManyZonedDays,
+          },
+        ] = await Promise.all([import("../db/open.js"), import("./reconciliation.js")]);
         const store = await openStore(helpers.configFromFlags(flags), { create: false });
         let text: string;
         try {
@@ -99,6 +124,10 @@ export function registerReportCommands(program: Command, helpers: Helpers): void
             format === "csv"
               ? reconciliationToCsv(result)
               : `${JSON.stringify(reconciliationToJson(result), null, 2)}\n`;
+        } catch (error) {
+          throw error instanceof TooManyZonedDays
+            ? tooManyZonedDaysFlags(flags, timeZone, MAX_ZONED_DAYS)
+            : error;
         } finally {
           await store.close();
         }
