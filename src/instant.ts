@@ -137,15 +137,19 @@ export function zoneDayStart(timeZone: string, date: string): number {
   }
   return high;
 }
-/** The starts of the days of `timeZone` in [from, to), `from` itself first. */
+/**
+ * The starts of the days of `timeZone` in [from, to), `from` itself first, each after the one
+ * before. A date the zone's clocks skipped (Pacific/Apia's 2011-12-30) starts no day: its first
+ * instant is the next day's, and the two gave one start twice, an empty day before the next.
+ */
 export function zoneDayStarts(timeZone: string, from: number, to: number): number[] {
   const starts = [from];
   let day = zoneDateOf(timeZone, from);
   for (;;) {
-    day = nextDate(day);
-    const start = zoneDayStart(timeZone, day);
+    const start = zoneDayStart(timeZone, nextDate(day));
     if (start >= to) return starts;
     starts.push(start);
+    day = zoneDateOf(timeZone, start);
   }
 }
 

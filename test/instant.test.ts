@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseZonedDateTime, timeZoneOf } from "../src/instant.js";
+import { parseZonedDateTime, timeZoneOf, zoneDateOf, zoneDayStarts } from "../src/instant.js";
 import { parseReceiptInput } from "../src/recorder/receipt-input.js";
 import { instantRefusal, parseInstant, windowFromFlags } from "../src/reports/period.js";
 import { createTestApi } from "./support/audit-api-app.js";
@@ -170,6 +170,19 @@ describe("a time finer than a millisecond", () => {
 });
 
 describe("a time zone's days", () => {
+  it("start each after the one before where the clocks skipped a date (Apia, 2011-12-30)", () => {
+    // Samoa went from 23:59:59 on December 29th (-10:00) to 00:00 on December 31st (+14:00).
+    const zone = "Pacific/Apia";
+    const from = Date.UTC(2011, 11, 28, 10);
+    const starts = zoneDayStarts(zone, from, Date.UTC(2011, 11, 31, 10));
+    expect(starts.map((t) => zoneDateOf(zone, t))).toEqual([
+      "2011-12-28",
+      "2011-12-29",
+      "2011-12-31",
+    ]);
+    expect(starts).toEqual([from, Date.UTC(2011, 11, 29, 10), Date.UTC(2011, 11, 30, 10)]);
+  });
+
   it.each(["UTC", "utc", "Etc/UTC", "Etc/UCT", "GMT", "Etc/GMT+0", "Etc/Universal", "Zulu"])(
     "names %s, UTC at every instant, UTC",
     (name) => {
