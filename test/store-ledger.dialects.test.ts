@@ -143,6 +143,50 @@ const fetchedOf = (lines: readonly SeedLine[]): FetchedTransaction[] =>
   );
 
 /** The receipts of the month: J1 (header 60 credits: its balance after the lock) and J2 (50, none). */
+/** Who takes a vault over, or is let spend from it, in the findings below. */
+const ATTACKER = "Attacker1111111111111111111111111111111111";
+
+/** The read of a line that moved no credits and named no memo. */
+const unmovedRead = (name: string, time: number): LineRead => ({
+  signature: sig(name),
+  blockTime: time,
+  succeeded: true,
+  pre: null,
+  post: null,
+  delta: 0n,
+  memo: null,
+  memoKind: null,
+  memoJobId: null,
+});
+
+/**
+ * Lists the month's deposit and then `after`, and records the deposit's read (`depositReads`)
+ * and `reads`: a vault whose only credits are the deposit, before one review.
+ */
+async function storeDepositThen(
+  ledger: LedgerStore,
+  after: readonly SeedLine[],
+  reads: readonly LineRead[],
+  depositReads = readsOf(month.slice(0, 1)),
+) {
+  await ledger.storePage(
+    VAULT,
+    await ledger.cursor(VAULT, NOW),
+    pageOf([...month.slice(0, 1), ...after]),
+    true,
+    NOW,
+  );
+  await ledger.recordReads(VAULT, [...depositReads, ...reads], [], NOW);
+}
+
+/** November's statement of VAULT. */
+const novemberOf = (store: Store) =>
+  buildStatement(
+    store,
+    { from: NOV * 1000, to: DEC * 1000, vault: VAULT },
+    { profile: localnetProfile },
+  );
+
 async function seedReceipts(store: Store) {
   await seedJob(store, {
     jobId: "J1",
@@ -612,36 +656,21 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
   it("keeps the vault address's movements and holding in another mint apart from the credits, as findings", async () => {
     const store = await stores.open();
     const ledger = createLedgerStore(store);
-    const lines = month.slice(0, 1);
     const fake = { name: "fake", slot: 150, time: at(2, 10) };
-    await ledger.storePage(
-      VAULT,
-      await ledger.cursor(VAULT, NOW),
-      pageOf([...lines, fake]),
-      true,
-      NOW,
-    );
     // 10,000 units of another mint, with a refund memo: no credits moved.
     const foreign = [{ mint: "FakeMint", programId: "Tokenkeg", deltaUnits: 10_000n }];
-    await ledger.recordReads(
-      VAULT,
+    await storeDepositThen(
+      ledger,
+      [fake],
       [
-        ...readsOf(lines),
         {
-          signature: sig("fake"),
-          blockTime: fake.time,
-          succeeded: true,
-          pre: null,
-          post: null,
-          delta: 0n,
+          ...unmovedRead("fake", fake.time),
           memo: "decentral:refund:J9",
           memoKind: "refund",
           memoJobId: "J9",
           foreign,
         },
       ],
-      [],
-      NOW,
     );
     await ledger.review(VAULT, NOW);
     expect(await ledger.periodSums(VAULT, NOV, DEC)).toEqual(
@@ -669,35 +698,12 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
   it("keeps the vault's owner after a transaction, when it is not the escrow authority, as a finding", async () => {
     const store = await stores.open();
     const ledger = createLedgerStore(store);
-    const lines = month.slice(0, 1);
     const handover = { name: "handover", slot: 150, time: at(2, 10) };
-    await ledger.storePage(
-      VAULT,
-      await ledger.cursor(VAULT, NOW),
-      pageOf([...lines, handover]),
-      true,
-      NOW,
-    );
     // A SetAuthority: no money moved, the vault now another's.
-    await ledger.recordReads(
-      VAULT,
-      [
-        ...readsOf(lines),
-        {
-          signature: sig("handover"),
-          blockTime: handover.time,
-          succeeded: true,
-          pre: null,
-          post: null,
-          delta: 0n,
-          memo: null,
-          memoKind: null,
-          memoJobId: null,
-          otherOwner: "Attacker1111111111111111111111111111111111",
-        },
-      ],
-      [],
-      NOW,
+    await storeDepositThen(
+      ledger,
+      [handover],
+      [{ ...unmovedRead("handover", handover.time), otherOwner: ATTACKER }],
     );
     await ledger.review(VAULT, NOW);
     expect(await ledger.periodSums(VAULT, NOV, DEC)).toEqual(
@@ -710,7 +716,7 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
         blockTime: at(2, 10),
         memo: null,
         memoJobId: null,
-        owner: "Attacker1111111111111111111111111111111111",
+        owner: ATTACKER,
       },
     ]);
     expect(await ledger.ownerLines(VAULT, NOV, at(2, 10))).toEqual([]);
@@ -721,23 +727,19 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       blockTime: at(2, 10),
       memo: null,
       memoJobId: null,
-      owner: "Attacker1111111111111111111111111111111111",
+      owner: ATTACKER,
     });
-    const s = await buildStatement(
-      store,
-      { from: NOV * 1000, to: DEC * 1000, vault: VAULT },
-      { profile: localnetProfile },
-    );
+    const s = await novemberOf(store);
     const now = expect.objectContaining({
       finding: "vault_owner_now",
       signature: sig("handover"),
-      owner: "Attacker1111111111111111111111111111111111",
+      owner: ATTACKER,
     });
     expect(s.vaults[0]?.ownerChanges).toEqual([
       expect.objectContaining({
         finding: "vault_owner_changed",
         signature: sig("handover"),
-        owner: "Attacker1111111111111111111111111111111111",
+        owner: ATTACKER,
       }),
       now,
     ]);
@@ -753,42 +755,24 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
   it("keeps the vault another's after a later line that does not show its owner, until one gives it back", async () => {
     const store = await stores.open();
     const ledger = createLedgerStore(store);
-    const ATTACKER = "Attacker1111111111111111111111111111111111";
-    const lines = month.slice(0, 1);
     const handover = { name: "handover", slot: 150, time: at(2, 10) };
     const lamport = { name: "lamport", slot: 160, time: at(2, 11) };
     const back = { name: "back", slot: 170, time: at(2, 12) };
-    await ledger.storePage(
-      VAULT,
-      await ledger.cursor(VAULT, NOW),
-      pageOf([...lines, handover, lamport, back]),
-      true,
-      NOW,
-    );
-    const bare = (name: string, time: number): LineRead => ({
-      signature: sig(name),
-      blockTime: time,
-      succeeded: true,
-      pre: null,
-      post: null,
-      delta: 0n,
-      memo: null,
-      memoKind: null,
-      memoJobId: null,
-    });
     // The SetAuthority, then a SOL transfer to the vault: no token program among its keys, so
     // no token balances, and its owner is unknown (not the escrow authority's).
-    await ledger.recordReads(
-      VAULT,
+    await storeDepositThen(
+      ledger,
+      [handover, lamport, back],
       [
-        ...readsOf(lines).map((l) => ({ ...l, ownerAfter: localnetProfile.escrowAuthority })),
         // Written as a build before owner_after wrote it (migration 0024 fills those in): a
         // line naming another owner knows the owner.
-        { ...bare("handover", handover.time), otherOwner: ATTACKER },
-        { ...bare("lamport", lamport.time), otherOwner: null, ownerAfter: null },
+        { ...unmovedRead("handover", handover.time), otherOwner: ATTACKER },
+        { ...unmovedRead("lamport", lamport.time), otherOwner: null, ownerAfter: null },
       ],
-      [],
-      NOW,
+      readsOf(month.slice(0, 1)).map((l) => ({
+        ...l,
+        ownerAfter: localnetProfile.escrowAuthority,
+      })),
     );
     await ledger.review(VAULT, NOW);
     const owned = {
@@ -815,7 +799,7 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
       VAULT,
       [
         {
-          ...bare("back", back.time),
+          ...unmovedRead("back", back.time),
           otherOwner: null,
           ownerAfter: localnetProfile.escrowAuthority,
         },
@@ -830,34 +814,11 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
   it("keeps the delegate an Approve gave the vault as a finding, though nothing moved", async () => {
     const store = await stores.open();
     const ledger = createLedgerStore(store);
-    const lines = month.slice(0, 1);
     const approve = { name: "approve", slot: 150, time: at(2, 10) };
-    await ledger.storePage(
-      VAULT,
-      await ledger.cursor(VAULT, NOW),
-      pageOf([...lines, approve]),
-      true,
-      NOW,
-    );
-    await ledger.recordReads(
-      VAULT,
-      [
-        ...readsOf(lines),
-        {
-          signature: sig("approve"),
-          blockTime: approve.time,
-          succeeded: true,
-          pre: null,
-          post: null,
-          delta: 0n,
-          memo: null,
-          memoKind: null,
-          memoJobId: null,
-          delegate: "Attacker1111111111111111111111111111111111",
-        },
-      ],
-      [],
-      NOW,
+    await storeDepositThen(
+      ledger,
+      [approve],
+      [{ ...unmovedRead("approve", approve.time), delegate: ATTACKER }],
     );
     await ledger.review(VAULT, NOW);
     expect(await ledger.periodSums(VAULT, NOV, DEC)).toEqual(
@@ -870,22 +831,18 @@ describe.each(dialects)("ledger store on %s", (dialect) => {
         blockTime: at(2, 10),
         memo: null,
         memoJobId: null,
-        delegate: "Attacker1111111111111111111111111111111111",
+        delegate: ATTACKER,
       },
     ]);
     expect(await ledger.delegateLines(VAULT, NOV, at(2, 10))).toEqual([]);
     expect(await ledger.ownerLines(VAULT, NOV, DEC)).toEqual([]);
     expect(await ledger.ownerNow(VAULT)).toBeNull();
-    const s = await buildStatement(
-      store,
-      { from: NOV * 1000, to: DEC * 1000, vault: VAULT },
-      { profile: localnetProfile },
-    );
+    const s = await novemberOf(store);
     expect(s.vaults[0]?.delegateApprovals).toEqual([
       expect.objectContaining({
         finding: "vault_delegate_approved",
         signature: sig("approve"),
-        delegate: "Attacker1111111111111111111111111111111111",
+        delegate: ATTACKER,
       }),
     ]);
     expect(s.vaults[0]?.counts.delegateApprovals).toBe(1);
