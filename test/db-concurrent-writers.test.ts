@@ -5,16 +5,17 @@ import { performance } from "node:perf_hooks";
 import { eq } from "drizzle-orm";
 import { describe, expect, it, vi } from "vitest";
 import { createToken } from "../src/auth/tokens.js";
-import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
+import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { jobs, verificationRuns } from "../src/db/schema.js";
 import { createLogger } from "../src/log.js";
 import { acquireLock } from "../src/nightly/locks.js";
 import { recordReceipt } from "../src/recorder/receipts.js";
 import { createSettlementBackfill } from "../src/recorder/settlement-backfill.js";
-import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
+import { migratedFileStore } from "./support/file-store.js";
 import { recordHonest } from "./support/honest-receipt.js";
+import { quickVerifier } from "./support/quick-verifier.js";
 import { address, capturedLogger, jobId, signature } from "./support/recorder-fixtures.js";
 import { createFakeChain } from "./support/verify-fake-rpc.js";
 import { holdWriteLockSync } from "./support/write-lock-holder.js";
@@ -29,12 +30,7 @@ import { holdWriteLockSync } from "./support/write-lock-holder.js";
 const HOLD_MS = 300;
 const log = createLogger({ level: "silent" });
 
-function fileStore(busyTimeoutMs?: number): { store: SqliteStore; path: string } {
-  const path = join(mkdtempSync(join(tmpdir(), "concurrent-")), "audit.db");
-  const store = openSqliteStore(path, busyTimeoutMs === undefined ? {} : { busyTimeoutMs });
-  migrateStore(store);
-  return { store, path };
-}
+const fileStore = (busyTimeoutMs?: number) => migratedFileStore("concurrent-", busyTimeoutMs);
 
 /** Runs `write` while another connection holds the lock; returns how long it waited. */
 async function underHeldLock<T>(path: string, write: () => T): Promise<{ value: T; ms: number }> {
@@ -150,13 +146,7 @@ describe("write paths beside a connection holding the write lock", () => {
     const { store, path } = fileStore(100);
     const chain = createFakeChain();
     const ids = ["a", "b", "c"].map((tag) => recordHonest(store, tag, chain));
-    const verifier = createVerifier({
-      store,
-      rpc: chain.rpc,
-      profile: localnetProfile,
-      log,
-      options: { pollIntervalMs: 5, errorBackoffMs: 20 },
-    });
+    const verifier = quickVerifier(store, chain.rpc, log);
     // The lock is taken right before the run's first claim: the run's first look at its
     // signal comes just before it.
     let holder: { released: Promise<void> } | undefined;
@@ -196,13 +186,7 @@ describe("write paths beside a connection holding the write lock", () => {
         return Reflect.get(target, key, receiver);
       },
     }) as Profile;
-    const verifier = createVerifier({
-      store,
-      rpc: chain.rpc,
-      profile,
-      log,
-      options: { pollIntervalMs: 5, errorBackoffMs: 20 },
-    });
+    const verifier = quickVerifier(store, chain.rpc, log, { profile });
     const summary = await verifier.runUntilSettled({}, { timeoutMs: 20_000 });
     expect(holder).toBeDefined();
     await holder?.released;
@@ -220,14 +204,8 @@ describe("write paths beside a connection holding the write lock", () => {
     const chain = createFakeChain();
     const id = recordHonest(store, "r", chain);
     const { log: captured, lines } = capturedLogger();
-    const verifier = createVerifier({
-      store,
-      rpc: chain.rpc,
-      profile: localnetProfile,
-      log: captured,
-      // Renewal every 10 ms, while the round waits on the node below.
-      options: { pollIntervalMs: 5, errorBackoffMs: 20, leaseMs: 30 },
-    });
+    // Renewal every 10 ms, while the round waits on the node below.
+    const verifier = quickVerifier(store, chain.rpc, captured, { options: { leaseMs: 30 } });
     const release = chain.hold();
     const run = verifier.runUntilSettled({}, { timeoutMs: 20_000 });
     await vi.waitFor(
@@ -252,13 +230,7 @@ describe("write paths beside a connection holding the write lock", () => {
     const chain = createFakeChain({ finalitySlots: 0 });
     const id = recordHonest(store, "w", chain);
     const { log: captured, lines } = capturedLogger();
-    const verifier = createVerifier({
-      store,
-      rpc: chain.rpc,
-      profile: localnetProfile,
-      log: captured,
-      options: { pollIntervalMs: 5, errorBackoffMs: 20 },
-    });
+    const verifier = quickVerifier(store, chain.rpc, captured);
     // An import or a large batch holding the write lock as serve starts its verifier and runs
     // its rounds, longer than a round's own retries of a busy write (about 2.5 s).
     const holder = holdWriteLockSync(path, 4_000);

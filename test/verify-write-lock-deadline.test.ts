@@ -1,17 +1,14 @@
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { describe, expect, it } from "vitest";
-import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
-import { migrateStore } from "../src/db/migrate.js";
+import type { SqliteStore } from "../src/db/client.js";
 import { createLogger } from "../src/log.js";
 import { acquireLock } from "../src/nightly/locks.js";
 import { runVerifyCommand } from "../src/nightly/verify-command.js";
-import { createVerifier } from "../src/verify/engine.js";
-import { localnetProfile } from "../src/verify/profiles.js";
+import type { Verifier, VerifierRpc } from "../src/verify/engine.js";
+import { migratedFileStore } from "./support/file-store.js";
 import { recordHonest } from "./support/honest-receipt.js";
 import { cleanLedger } from "./support/ledger-result.js";
+import { quickVerifier } from "./support/quick-verifier.js";
 import { capturedLogger } from "./support/recorder-fixtures.js";
 import { createFakeChain } from "./support/verify-fake-rpc.js";
 import { holdWriteLockSync } from "./support/write-lock-holder.js";
@@ -26,11 +23,53 @@ import { holdWriteLockSync } from "./support/write-lock-holder.js";
 
 const log = createLogger({ level: "silent" });
 
-function fileStore(busyTimeoutMs?: number): { store: SqliteStore; path: string } {
-  const path = join(mkdtempSync(join(tmpdir(), "verify-deadline-")), "audit.db");
-  const store = openSqliteStore(path, busyTimeoutMs === undefined ? {} : { busyTimeoutMs });
-  migrateStore(store);
-  return { store, path };
+const fileStore = (busyTimeoutMs?: number) => migratedFileStore("verify-deadline-", busyTimeoutMs);
+
+/**
+ * `rpc` whose getTransaction first takes the database's write lock (once, held `holdMs`) and
+ * waits `delayMs(n)` before the n-th answer; `holder()` is the lock's holder once taken.
+ */
+function lockingOnFetch(
+  rpc: VerifierRpc,
+  path: string,
+  holdMs: number,
+  delayMs: (n: number) => number = () => 0,
+) {
+  let holder: { released: Promise<void> } | undefined;
+  let calls = 0;
+  const getTransaction = rpc.getTransaction.bind(rpc);
+  return {
+    rpc: {
+      ...rpc,
+      async getTransaction(...args: Parameters<typeof getTransaction>) {
+        const n = calls++;
+        holder ??= holdWriteLockSync(path, holdMs);
+        const delay = delayMs(n);
+        if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
+        return getTransaction(...args);
+      },
+    },
+    holder: () => holder,
+  };
+}
+
+/** `verify --since 1h --timeout <timeout>` begun at `started`: its exit code and its text. */
+async function verifyCommand(
+  store: SqliteStore,
+  verifier: Verifier,
+  timeout: string,
+  ledger: unknown,
+  started: number,
+): Promise<{ code: number; text: string }> {
+  const lines: string[] = [];
+  const code = await runVerifyCommand(
+    store,
+    verifier,
+    { since: "1h", timeout },
+    { out: (t) => lines.push(t), err: (l) => lines.push(l), progress: false },
+    { ledger: ledger as never, startedTick: started },
+  );
+  return { code, text: lines.join("\n") };
 }
 
 /** The longest the event loop went without running a 10 ms timer, until `stop()`. */
@@ -58,25 +97,8 @@ describe("verify beside another process holding SQLite's write lock", () => {
     const { store, path } = fileStore(400);
     const chain = createFakeChain({ finalitySlots: 0 });
     for (let i = 0; i < 12; i++) recordHonest(store, `f${i}`, chain);
-    let holder: { released: Promise<void> } | undefined;
-    let calls = 0;
-    const getTransaction = chain.rpc.getTransaction.bind(chain.rpc);
-    const rpc = {
-      ...chain.rpc,
-      async getTransaction(...args: Parameters<typeof getTransaction>) {
-        const n = calls++;
-        holder ??= holdWriteLockSync(path, 4_000);
-        await new Promise((resolve) => setTimeout(resolve, 20 + n * 15));
-        return getTransaction(...args);
-      },
-    };
-    const verifier = createVerifier({
-      store,
-      rpc,
-      profile: localnetProfile,
-      log,
-      options: { pollIntervalMs: 5, errorBackoffMs: 20 },
-    });
+    const locking = lockingOnFetch(chain.rpc, path, 4_000, (n) => 20 + n * 15);
+    const verifier = quickVerifier(store, locking.rpc, log);
     const stalls = loopStalls();
     const run = verifier.runUntilSettled({}, { timeoutMs: 1_500 });
     // The round's writes wait one busy timeout (400 ms) at a time, then the loop turns; each
@@ -84,9 +106,9 @@ describe("verify beside another process holding SQLite's write lock", () => {
     // bound leaves a loaded host's own stalls room beside the one wait.
     await new Promise((resolve) => setTimeout(resolve, 2_500));
     const longest = stalls.stop();
-    expect(holder).toBeDefined();
+    expect(locking.holder()).toBeDefined();
     expect(longest).toBeLessThan(1_600);
-    await holder?.released;
+    await locking.holder()?.released;
     await run;
     store.close();
   }, 20_000);
@@ -98,13 +120,7 @@ describe("verify beside another process holding SQLite's write lock", () => {
     const { store, path } = fileStore();
     const chain = createFakeChain({ finalitySlots: 0 });
     recordHonest(store, "l", chain);
-    const verifier = createVerifier({
-      store,
-      rpc: chain.rpc,
-      profile: localnetProfile,
-      log,
-      options: { pollIntervalMs: 5, errorBackoffMs: 20 },
-    });
+    const verifier = quickVerifier(store, chain.rpc, log);
     let holder: { released: Promise<void> } | undefined;
     const started = performance.now();
     const ledger = Object.assign(
@@ -120,14 +136,7 @@ describe("verify beside another process holding SQLite's write lock", () => {
         },
       },
     );
-    const lines: string[] = [];
-    const code = await runVerifyCommand(
-      store,
-      verifier,
-      { since: "1h", timeout: "4s" },
-      { out: (t) => lines.push(t), err: (l) => lines.push(l), progress: false },
-      { ledger, startedTick: started },
-    );
+    const { code, text } = await verifyCommand(store, verifier, "4s", ledger, started);
     const took = performance.now() - started;
     expect(holder).toBeDefined();
     // Every job and the ledger were judged in time: the closing writes the lock refused do
@@ -136,7 +145,6 @@ describe("verify beside another process holding SQLite's write lock", () => {
     expect(took).toBeLessThan(4_000 + 1_000);
     // But what was not stored is said: cron's operator read exit 0 while the status page showed
     // the night running, then abandoned, and the next night judged the ledger's history again.
-    const text = lines.join("\n");
     expect(text).toContain("not stored, the database's write lock held as the run closed");
     expect(text).toContain("the ledger's marks");
     expect(text).toContain("the run row's outcome");
@@ -151,13 +159,7 @@ describe("verify beside another process holding SQLite's write lock", () => {
     const chain = createFakeChain({ finalitySlots: 100_000 });
     recordHonest(store, "r", chain);
     const { log: captured, lines } = capturedLogger();
-    const verifier = createVerifier({
-      store,
-      rpc: chain.rpc,
-      profile: localnetProfile,
-      log: captured,
-      options: { pollIntervalMs: 5, errorBackoffMs: 20 },
-    });
+    const verifier = quickVerifier(store, chain.rpc, captured);
     const started = performance.now();
     const run = verifier.runUntilSettled({}, { timeoutMs: 400 });
     while (store.sqlite.prepare("SELECT count(lease_owner) FROM jobs").pluck().get() === 0) {
@@ -184,30 +186,16 @@ describe("verify beside another process holding SQLite's write lock", () => {
     const { store, path } = fileStore();
     const chain = createFakeChain({ finalitySlots: 0 });
     recordHonest(store, "p", chain);
-    const verifier = createVerifier({
-      store,
-      rpc: chain.rpc,
-      profile: localnetProfile,
-      log,
-      options: { pollIntervalMs: 5, errorBackoffMs: 20 },
-    });
+    const verifier = quickVerifier(store, chain.rpc, log);
     let holder: { released: Promise<void> } | undefined;
     const started = performance.now();
     const ledger = async () => {
       holder ??= holdWriteLockSync(path, 4_000);
       for (;;) await acquireLock(store, "ledger-cursor", "verify", 60_000, Date.now());
     };
-    const lines: string[] = [];
-    const code = await runVerifyCommand(
-      store,
-      verifier,
-      { since: "1h", timeout: "2s" },
-      { out: (t) => lines.push(t), err: (l) => lines.push(l), progress: false },
-      { ledger: ledger as never, startedTick: started },
-    );
+    const { code, text } = await verifyCommand(store, verifier, "2s", ledger, started);
     expect(holder).toBeDefined();
     expect(code).toBe(2);
-    const text = lines.join("\n");
     expect(text).toContain("timed out after 2 s");
     expect(text).toContain("reading the credit vaults' history");
     expect(text).toContain("database is locked");
@@ -223,31 +211,17 @@ describe("verify beside another process holding SQLite's write lock", () => {
     const { store, path } = fileStore(500);
     const chain = createFakeChain({ finalitySlots: 0 });
     for (let i = 0; i < 3; i++) recordHonest(store, `g${i}`, chain);
-    let holder: { released: Promise<void> } | undefined;
-    const getTransaction = chain.rpc.getTransaction.bind(chain.rpc);
-    const rpc = {
-      ...chain.rpc,
-      async getTransaction(...args: Parameters<typeof getTransaction>) {
-        holder ??= holdWriteLockSync(path, 21_000);
-        return getTransaction(...args);
-      },
-    };
-    const verifier = createVerifier({
-      store,
-      rpc,
-      profile: localnetProfile,
-      log,
-      options: { pollIntervalMs: 5, errorBackoffMs: 20 },
-    });
+    const locking = lockingOnFetch(chain.rpc, path, 21_000);
+    const verifier = quickVerifier(store, locking.rpc, log);
     const started = performance.now();
     const result = await verifier.runUntilSettled({}, { timeoutMs: 1_000 }).catch((e) => e);
     const took = performance.now() - started;
-    expect(holder).toBeDefined();
+    expect(locking.holder()).toBeDefined();
     // The grace, its last try's wait, the leases' and heartbeat's one try each (500 ms apiece)
     // and a loaded host's slack: 21 s before.
     expect(took).toBeLessThan(1_000 + 15_000 + 3_000);
     expect(result).toBeDefined();
-    await holder?.released;
+    await locking.holder()?.released;
     store.close();
   }, 60_000);
 });
