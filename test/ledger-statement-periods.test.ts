@@ -1,12 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { periodOf } from "../src/dashboard/period.js";
 import { statementBody } from "../src/dashboard/statement-page.js";
-import { createLedgerReader, type LedgerRpc } from "../src/ledger/reader.js";
+import type { LedgerRpc } from "../src/ledger/reader.js";
 import { buildStatement, ledgerStoreOf, statementToCsv } from "../src/ledger/statement.js";
 import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
+import { listingWithout, periodEdge, vaultReader } from "./support/ledger-periods.js";
 import { type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
 
@@ -14,43 +15,11 @@ const log = createLogger({ level: "silent" });
 
 const h = useAdversaryHarness();
 
-/** Moves the world's clock past the next whole second and returns that second: a period edge. */
-function edge(): number {
-  const at = Math.ceil(h.op.now() / 1000) * 1000 + 1000;
-  h.op.advanceClock(at - h.op.now() + 50);
-  h.op.nextSlot();
-  return at;
-}
-
 /** Lets everything sent finalize, with the chain's clock past the last period's end. */
 async function settle() {
   h.op.advanceClock(5_000);
   h.op.nextSlot();
   await h.finalized();
-}
-
-function readerOf(c: Scenario, vault: string, rpc: LedgerRpc = h.rpc) {
-  return createLedgerReader({
-    store: c.store,
-    rpc,
-    profile: c.profile,
-    log,
-    custody: { vaults: [vault], byKey: {} },
-  });
-}
-
-/** The local chain's node, whose listings of signatures leave `missing` out. */
-function leavingOut(missing: string): LedgerRpc {
-  return {
-    getTransaction: (s) => h.rpc.getTransaction(s),
-    getTokenAccount: (a) => h.rpc.getTokenAccount(a),
-    getSlot: (x) => h.rpc.getSlot(x),
-    getBlockTime: (s) => h.rpc.getBlockTime(s),
-    async getSignaturesForAddress(address, o) {
-      const page = await h.rpc.getSignaturesForAddress(address, o);
-      return page.filter((e) => e.signature !== missing);
-    },
-  };
 }
 
 async function statementOf(c: Scenario, vault: string, from: number, to: number) {
@@ -67,18 +36,18 @@ describe("consecutive periods of a vault whose history read has a gap", () => {
     const c = await h.scenario();
     const vault = h.op.vault(2);
     const thief = h.op.attackerAccount(0n);
-    const from = edge();
+    const from = periodEdge(h);
     h.op.send([h.op.transfer(vault, thief, 1_000n)]);
     // A debit the history read never lists (a node that left it out of its listing).
     const missing = h.op.send([h.op.transfer(vault, thief, 12_345n)]).signature;
     h.op.send([h.op.transfer(vault, thief, 2_000n)]);
-    const mid = edge();
+    const mid = periodEdge(h);
     const atMid = h.op.balance(vault);
     h.op.send([h.op.transfer(vault, thief, 3_000n)]);
-    const to = edge();
+    const to = periodEdge(h);
     const atEnd = h.op.balance(vault);
     await settle();
-    await readerOf(c, vault, leavingOut(missing)).syncVault(vault);
+    await vaultReader(h, c, vault, listingWithout(h, missing)).syncVault(vault);
 
     const first = (await statementOf(c, vault, from, mid)).vaults[0]!;
     expect(first.gaps).toEqual([expect.objectContaining({ missingUnits: -12_345n })]);
@@ -111,7 +80,7 @@ describe("a lock settled all but one unit, in the statement's CSV and on its pag
     const c = await h.scenario(short);
     const keyIndex = 3;
     await c.pinKey(keyIndex);
-    const from = edge();
+    const from = periodEdge(h);
     const plan = h.op.plan({ keyIndex });
     const escrowTx = h.op.send(h.op.lockIxs(plan)).signature;
     // The settlement pays the worker and the treasury and sends back all but one unit of the
@@ -121,7 +90,7 @@ describe("a lock settled all but one unit, in the statement's CSV and on its pag
       h.op.memo(`decentral:settle:${plan.jobId}`),
     ]).signature;
     c.record(plan, { escrowTx, settlementTx });
-    const to = edge();
+    const to = periodEdge(h);
     await settle();
     await c.flush();
     const verifier = createVerifier({
@@ -134,7 +103,7 @@ describe("a lock settled all but one unit, in the statement's CSV and on its pag
     });
     expect((await verifier.runUntilSettled({}, { timeoutMs: 20_000 })).status).toBe("completed");
     expect(await c.outcome(plan.jobId)).toMatchObject({ verdict: "discrepancy" });
-    await readerOf(c, plan.vault).syncVault(plan.vault);
+    await vaultReader(h, c, plan.vault).syncVault(plan.vault);
     // The ledger's read sent the job back to the verifier (its credits header): decided again.
     expect((await verifier.runUntilSettled({}, { timeoutMs: 20_000 })).status).toBe("completed");
     expect(await c.outcome(plan.jobId)).toMatchObject({ verdict: "discrepancy" });
@@ -179,13 +148,13 @@ describe("a statement read while a ledger round files its lines again", () => {
     const c = await h.scenario();
     const keyIndex = 1;
     await c.pinKey(keyIndex);
-    const from = edge();
+    const from = periodEdge(h);
     const plan = h.op.plan({ keyIndex });
     const txs = h.op.honestJob(plan);
-    const to = edge();
+    const to = periodEdge(h);
     await settle();
     // Read before the receipt: the lock is an unreceipted debit until a round files it again.
-    await readerOf(c, plan.vault).syncVault(plan.vault);
+    await vaultReader(h, c, plan.vault).syncVault(plan.vault);
     c.record(plan, txs);
     await c.flush();
 
@@ -221,18 +190,18 @@ describe("consecutive periods of a vault whose history read has a gap across the
     const c = await h.scenario();
     const vault = h.op.vault(3);
     const thief = h.op.attackerAccount(0n);
-    const from = edge();
+    const from = periodEdge(h);
     h.op.send([h.op.transfer(vault, thief, 1_000n)]);
     const atLastSeen = h.op.balance(vault);
     // The period's last debit, never listed: nothing read tells on which side of the edge
     // it moved, only that the next movement, after the edge, does not chain from the last.
     const missing = h.op.send([h.op.transfer(vault, thief, 12_345n)]).signature;
-    const mid = edge();
+    const mid = periodEdge(h);
     h.op.send([h.op.transfer(vault, thief, 3_000n)]);
-    const to = edge();
+    const to = periodEdge(h);
     const atEnd = h.op.balance(vault);
     await settle();
-    await readerOf(c, vault, leavingOut(missing)).syncVault(vault);
+    await vaultReader(h, c, vault, listingWithout(h, missing)).syncVault(vault);
 
     const first = (await statementOf(c, vault, from, mid)).vaults[0]!;
     const second = (await statementOf(c, vault, mid, to)).vaults[0]!;
@@ -258,17 +227,17 @@ describe("consecutive periods of a vault whose newest debit the listing left out
     const c = await h.scenario();
     const vault = h.op.victimVault(1_000_000n);
     const thief = h.op.attackerAccount(0n);
-    const from = edge();
+    const from = periodEdge(h);
     h.op.send([h.op.transfer(vault, thief, 1_000n)]);
     const atLastSeen = h.op.balance(vault);
-    const mid = edge();
+    const mid = periodEdge(h);
     // The vault's newest debit, never listed and never followed by a movement that is: only
     // the balance read after it differs from the last line.
     const missing = h.op.send([h.op.transfer(vault, thief, 12_345n)]).signature;
-    const mid2 = edge();
-    const to = edge();
+    const mid2 = periodEdge(h);
+    const to = periodEdge(h);
     await settle();
-    await readerOf(c, vault, leavingOut(missing)).syncVault(vault);
+    await vaultReader(h, c, vault, listingWithout(h, missing)).syncVault(vault);
     const readThrough = (await ledgerStoreOf(c.store).cursorFigures(vault))!.finalThrough!;
     expect(readThrough).toBeGreaterThanOrEqual(to);
     const later = Math.ceil(readThrough / 86_400_000 + 1) * 86_400_000;
@@ -315,20 +284,20 @@ describe("consecutive periods of a vault whose newest debit the listing left out
 describe("a vault holding credits whose history the listing leaves out whole", () => {
   it("is not called complete: no listed transaction brought in what it holds", async () => {
     const c = await h.scenario();
-    const from = edge();
+    const from = periodEdge(h);
     const vault = h.op.victimVault(1_000_000n);
     const thief = h.op.attackerAccount(0n);
     h.op.send([h.op.transfer(vault, thief, 400_000n)]);
-    const to = edge();
+    const to = periodEdge(h);
     await settle();
     const listsNothing: LedgerRpc = {
-      ...leavingOut(""),
+      ...listingWithout(h, ""),
       async getSignaturesForAddress(address, o) {
         const page = await h.rpc.getSignaturesForAddress(address, o);
         return address === vault ? [] : page;
       },
     };
-    await readerOf(c, vault, listsNothing).syncVault(vault);
+    await vaultReader(h, c, vault, listsNothing).syncVault(vault);
     // It opened and closed on the balance read, `complete`: the 400,000 taken was in no figure.
     const s = (await statementOf(c, vault, from, to)).vaults[0]!;
     expect(s.complete).toBe(false);
@@ -360,24 +329,24 @@ describe("a stretch of a vault's history split into two periods at every edge", 
     const c = await h.scenario();
     const vault = h.op.victimVault(1_000_000n);
     const thief = h.op.attackerAccount(0n);
-    const from = edge();
+    const from = periodEdge(h);
     h.op.send([h.op.transfer(vault, thief, 1_000n)]);
     // A debit left out between two listed movements, one left out after the newest listed.
     const inside = h.op.send([h.op.transfer(vault, thief, 12_345n)]).signature;
-    edge();
+    periodEdge(h);
     h.op.send([
       h.op.transfer(h.op.attackerAccount(50_000n), vault, 50_000n, {
         authority: h.op.attacker.address,
       }),
     ]);
-    edge();
+    periodEdge(h);
     h.op.send([h.op.transfer(vault, thief, 2_000n)]);
-    edge();
+    periodEdge(h);
     const tail = h.op.send([h.op.transfer(vault, thief, 777n)]).signature;
-    const to = edge();
+    const to = periodEdge(h);
     await settle();
-    const node = leavingOut(inside);
-    await readerOf(c, vault, {
+    const node = listingWithout(h, inside);
+    await vaultReader(h, c, vault, {
       ...node,
       async getSignaturesForAddress(address, o) {
         return (await node.getSignaturesForAddress(address, o)).filter((e) => e.signature !== tail);
@@ -416,13 +385,13 @@ describe("a nightly window whose vault a ledger round writes during every statem
     const c = await h.scenario();
     const keyIndex = 0;
     await c.pinKey(keyIndex);
-    const from = edge();
+    const from = periodEdge(h);
     const plan = h.op.plan({ keyIndex });
     c.record(plan, h.op.honestJob(plan));
     await c.flush();
-    const to = edge();
+    const to = periodEdge(h);
     await settle();
-    const reader = readerOf(c, plan.vault);
+    const reader = vaultReader(h, c, plan.vault);
     await reader.syncVault(plan.vault);
     const check = ledgerWindowCheck({
       store: c.store,

@@ -1,8 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createLedgerReader, type LedgerRpc } from "../src/ledger/reader.js";
+import { describe, expect, it } from "vitest";
 import { buildStatement, type VaultStatement } from "../src/ledger/statement.js";
-import { createLogger } from "../src/log.js";
-import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./support/operator.js";
+import { listingWithout, periodEdge, vaultReader } from "./support/ledger-periods.js";
+import { type Scenario, useAdversaryHarness } from "./support/operator.js";
 
 /**
  * A finance user splits a stretch of a vault's history (a deposit, a partial and a full refund, a
@@ -11,45 +10,7 @@ import { type AdversaryHarness, type Scenario, startAdversaryHarness } from "./s
  * second opens, each figure and count is summed once, every gap of the parts is the whole's.
  */
 
-const log = createLogger({ level: "silent" });
-
-let h: AdversaryHarness;
-beforeAll(async () => {
-  h = await startAdversaryHarness();
-});
-afterAll(async () => {
-  await h?.close();
-});
-
-function edge(): number {
-  const at = Math.ceil(h.op.now() / 1000) * 1000 + 1000;
-  h.op.advanceClock(at - h.op.now() + 50);
-  h.op.nextSlot();
-  return at;
-}
-
-function readerOf(c: Scenario, vault: string, rpc: LedgerRpc = h.rpc) {
-  return createLedgerReader({
-    store: c.store,
-    rpc,
-    profile: c.profile,
-    log,
-    custody: { vaults: [vault], byKey: {} },
-  });
-}
-
-function leavingOut(missing: string): LedgerRpc {
-  return {
-    getTransaction: (s) => h.rpc.getTransaction(s),
-    getTokenAccount: (a) => h.rpc.getTokenAccount(a),
-    getSlot: (x) => h.rpc.getSlot(x),
-    getBlockTime: (s) => h.rpc.getBlockTime(s),
-    async getSignaturesForAddress(address, o) {
-      const page = await h.rpc.getSignaturesForAddress(address, o);
-      return page.filter((e) => e.signature !== missing);
-    },
-  };
-}
+const h = useAdversaryHarness();
 
 async function vs(c: Scenario, vault: string, from: number, to: number): Promise<VaultStatement> {
   const s = await buildStatement(
@@ -122,7 +83,7 @@ describe("a vault's history with refunds, a late settlement and a gap that heals
     const thief = h.op.attackerAccount(0n);
     const times: number[] = [];
     const mark = () => times.push(h.op.now());
-    const from = edge();
+    const from = periodEdge(h);
     const openingOnChain = h.op.balance(vault);
     // A deposit, job A locked (settled in a later period), job B locked.
     h.op.send([
@@ -137,7 +98,7 @@ describe("a vault's history with refunds, a late settlement and a gap that heals
     const b = h.op.plan({ keyIndex });
     const bLock = h.op.send(h.op.lockIxs(b)).signature;
     mark();
-    edge();
+    periodEdge(h);
     // B refunded in part (the rest stays out), then a theft the first node leaves out.
     h.op.send([
       h.op.transfer(h.op.accounts.escrowVault, vault, b.lock / 2n),
@@ -146,20 +107,20 @@ describe("a vault's history with refunds, a late settlement and a gap that heals
     mark();
     const missing = h.op.send([h.op.transfer(vault, thief, 12_345n)]).signature;
     mark();
-    edge();
+    periodEdge(h);
     // Job C locked and later refunded whole; A settled late.
     const cPlan = h.op.plan({ keyIndex });
     const cLock = h.op.send(h.op.lockIxs(cPlan)).signature;
     mark();
     const aSettle = h.op.send(h.op.settleIxs(a)).signature;
     mark();
-    edge();
+    periodEdge(h);
     const cRefund = h.op.send(h.op.refundIxs(cPlan)).signature;
     mark();
     h.op.send([h.op.transfer(vault, thief, 1_000n)]);
     mark();
-    edge();
-    const to = edge();
+    periodEdge(h);
+    const to = periodEdge(h);
     const closingOnChain = h.op.balance(vault);
     c.record(a, { escrowTx: aLock, settlementTx: aSettle });
     c.record(b, { escrowTx: bLock, settlementTx: null });
@@ -168,7 +129,7 @@ describe("a vault's history with refunds, a late settlement and a gap that heals
     h.op.advanceClock(5_000);
     h.op.nextSlot();
     await h.finalized();
-    await readerOf(c, vault, leavingOut(missing)).syncVault(vault);
+    await vaultReader(h, c, vault, listingWithout(h, missing)).syncVault(vault);
 
     const edges = new Set<number>();
     for (const t of times) {
@@ -184,7 +145,7 @@ describe("a vault's history with refunds, a late settlement and a gap that heals
     expect(before.problems).toEqual([]);
 
     // An honest node lists the gap's transaction: the theft is a debit once, the gap gone.
-    await readerOf(c, vault).syncVault(vault);
+    await vaultReader(h, c, vault).syncVault(vault);
     const after = await checkSplits(c, vault, from, to, sorted, "healed");
     expect(after.whole.gaps).toEqual([]);
     expect(after.whole.differenceUnits).toBe(0n);
