@@ -1,5 +1,4 @@
 import { describe, expect, it } from "vitest";
-import { createLedgerReader } from "../src/ledger/reader.js";
 import { buildStatement } from "../src/ledger/statement.js";
 import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { localKeyNames, localSigner } from "../src/localnet/keys.js";
@@ -7,8 +6,10 @@ import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { chainSecondAfter } from "./support/finality.js";
+import { vaultReader } from "./support/ledger-periods.js";
 import { type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
+import { emptiedVaultToReopen, topUpPaidOutAndReopened } from "./support/vault-reopening.js";
 
 const log = createLogger({ level: "silent" });
 
@@ -17,20 +18,10 @@ const h = useAdversaryHarness();
 /** The start of the next whole second, once it has come. */
 const nextSecond = () => chainSecondAfter(h.world);
 
-function readerOf(c: Scenario, vault: string) {
-  return createLedgerReader({
-    store: c.store,
-    rpc: h.rpc,
-    profile: c.profile,
-    log,
-    custody: { vaults: [vault], byKey: {} },
-  });
-}
-
 /** Reads the vault and builds its statement of [from, now) with no grace after the window. */
 async function statementOf(c: Scenario, vault: string, from: number) {
   await h.finalized();
-  await readerOf(c, vault).syncVault(vault);
+  await vaultReader(h, c, vault).syncVault(vault);
   const statement = await buildStatement(
     c.store,
     { from, to: Date.now() + 1_000, vault },
@@ -55,7 +46,7 @@ async function nightlyOf(c: Scenario, vault: string, from: number) {
     timeoutMs: 10_000,
     ledger: ledgerWindowCheck({
       store: c.store,
-      reader: readerOf(c, vault),
+      reader: vaultReader(h, c, vault),
       profile: c.profile,
       graceSeconds: 0,
     }),
@@ -65,29 +56,14 @@ async function nightlyOf(c: Scenario, vault: string, from: number) {
 describe("a credit vault closed and opened again in another mint within one transaction", () => {
   it("lists the credits a top-up brought in and a plain transfer paid out before the reopening", async () => {
     const c = await h.scenario();
-    const keyIndex = 4;
-    const vault = h.op.vault(keyIndex);
     // The vault is emptied first (before the period): a vault at 0 is what the reopening needs.
-    const left = h.op.balance(vault);
-    if (left > 0n) h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), left)]);
-    const user = localSigner(localKeyNames.user(3));
-    const wallet = h.op.createTokenAccount(user.address, h.op.accounts.mint, 1_000_000n);
-    const thief = h.op.attackerAccount(0n);
-    const fake = h.op.createFakeMint();
+    const reopening = emptiedVaultToReopen(h, 4, 3);
+    const { vault, thief, fake } = reopening;
     const from = await nextSecond();
     // The customer's "buy credits" transaction, built by the operator: 1,000,000 in, the same
     // paid out by a plain Transfer (which names no mint), and the empty vault closed and
     // opened again in a fake mint holding 5,000,000 of it.
-    const reopen = h.op.reopenVaultIxs(keyIndex, fake);
-    const tx = h.op.send(
-      [
-        h.op.transfer(wallet, vault, 1_000_000n, { authority: user.address }),
-        h.op.plainTransfer(vault, thief, 1_000_000n),
-        ...reopen.ixs,
-        h.op.mintTo(fake, vault, 5_000_000n, h.op.attacker.address),
-      ],
-      { extraSigners: [user, reopen.signer] },
-    ).signature;
+    const tx = topUpPaidOutAndReopened(h, reopening, 5_000_000n);
     expect(h.op.deltas(tx).get(thief)).toEqual({ mint: h.op.accounts.mint, delta: 1_000_000n });
 
     const s = await statementOf(c, vault, from);
@@ -223,29 +199,18 @@ describe("a payout inside a top-up whose vault only a lookup table names", () =>
 describe("a payout inside a top-up, the vault named as the owner of an account in another mint", () => {
   it("counts the plain transfer as credits: naming the vault is no reopening of it", async () => {
     const c = await h.scenario();
-    const keyIndex = 0;
-    const vault = h.op.vault(keyIndex);
-    const left = h.op.balance(vault);
-    if (left > 0n) h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), left)]);
-    const user = localSigner(localKeyNames.user(0));
-    const wallet = h.op.createTokenAccount(user.address, h.op.accounts.mint, 1_000_000n);
-    const thief = h.op.attackerAccount(0n);
-    const fake = h.op.createFakeMint();
+    const reopening = emptiedVaultToReopen(h, 0, 0);
+    const { vault, thief } = reopening;
     const from = await nextSecond();
     // Before the payout, a new account of the fake mint is made the vault's (InitializeAccount
     // names its owner among its accounts); the vault is really reopened in the fake mint after,
     // 5 of it minted there.
-    const reopen = h.op.reopenVaultIxs(keyIndex, fake);
-    const tx = h.op.send(
-      [
-        h.op.transfer(wallet, vault, 1_000_000n, { authority: user.address }),
-        ...h.op.initializeAccountIxs(vault, fake),
-        h.op.plainTransfer(vault, thief, 1_000_000n),
-        ...reopen.ixs,
-        h.op.mintTo(fake, vault, 5n, h.op.attacker.address),
-      ],
-      { extraSigners: [user, reopen.signer] },
-    ).signature;
+    const tx = topUpPaidOutAndReopened(
+      h,
+      reopening,
+      5n,
+      h.op.initializeAccountIxs(vault, reopening.fake),
+    );
     expect(h.op.deltas(tx).get(thief)).toEqual({ mint: h.op.accounts.mint, delta: 1_000_000n });
 
     const s = await statementOf(c, vault, from);

@@ -9,6 +9,7 @@ import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { chainSecondAfter } from "./support/finality.js";
 import { AuthorityType, type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { ownerlessNode, rewritingNode } from "./support/rewriting-node.js";
+import { emptiedVaultToReopen, topUpPaidOutAndReopened } from "./support/vault-reopening.js";
 
 /**
  * The operator runs the node the service reads. A payout of the vault's money made inside
@@ -138,27 +139,12 @@ describe("a payout inside a call a lying node leaves out of the inner instructio
 describe("a vault reopened in another mint, a lying node serving the reopening first", () => {
   it("still counts the credits a plain transfer paid out, by the vault's credit balances", async () => {
     const c = await h.scenario();
-    const keyIndex = 4;
-    const vault = h.op.vault(keyIndex);
-    const left = h.op.balance(vault);
-    if (left > 0n) h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), left)]);
-    const user = localSigner(localKeyNames.user(3));
-    const wallet = h.op.createTokenAccount(user.address, h.op.accounts.mint, 1_000_000n);
-    const thief = h.op.attackerAccount(0n);
-    const fake = h.op.createFakeMint();
+    const reopening = emptiedVaultToReopen(h, 4, 3);
+    const { vault, thief } = reopening;
     const from = await periodStart();
     // 1,000,000 in, paid out by a plain Transfer (which names no mint), the empty vault closed
     // and opened again in a fake mint holding 5,000,000 of it.
-    const reopen = h.op.reopenVaultIxs(keyIndex, fake);
-    const tx = h.op.send(
-      [
-        h.op.transfer(wallet, vault, 1_000_000n, { authority: user.address }),
-        h.op.plainTransfer(vault, thief, 1_000_000n),
-        ...reopen.ixs,
-        h.op.mintTo(fake, vault, 5_000_000n, h.op.attacker.address),
-      ],
-      { extraSigners: [user, reopen.signer] },
-    ).signature;
+    const tx = topUpPaidOutAndReopened(h, reopening, 5_000_000n);
     expect(h.op.deltas(tx).get(thief)).toEqual({ mint: h.op.accounts.mint, delta: 1_000_000n });
     // The node serves the vault's InitializeAccount (in the fake mint) before the payout, as a
     // node listing a call's inner group under an earlier instruction would: the plain Transfer
