@@ -1,17 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { buildStatement } from "../src/ledger/statement.js";
-import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { localKeyNames, localSigner } from "../src/localnet/keys.js";
-import { createLogger } from "../src/log.js";
-import { runNightlyVerification } from "../src/nightly/nightly-run.js";
-import { createVerifier } from "../src/verify/engine.js";
 import { chainSecondAfter } from "./support/finality.js";
-import { vaultReader } from "./support/ledger-periods.js";
+import { nightlyOnChain, vaultReader, vaultStatementSince } from "./support/ledger-periods.js";
 import { type Scenario, useAdversaryHarness } from "./support/operator.js";
-import { quickVerifierOptions } from "./support/quick-verifier.js";
 import { emptiedVaultToReopen, topUpPaidOutAndReopened } from "./support/vault-reopening.js";
-
-const log = createLogger({ level: "silent" });
 
 const h = useAdversaryHarness();
 
@@ -19,38 +11,13 @@ const h = useAdversaryHarness();
 const nextSecond = () => chainSecondAfter(h.world);
 
 /** Reads the vault and builds its statement of [from, now) with no grace after the window. */
-async function statementOf(c: Scenario, vault: string, from: number) {
-  await h.finalized();
-  await vaultReader(h, c, vault).syncVault(vault);
-  const statement = await buildStatement(
-    c.store,
-    { from, to: Date.now() + 1_000, vault },
-    { profile: c.profile, graceSeconds: 0 },
-  );
-  return statement.vaults[0]!;
-}
+const statementOf = (c: Scenario, vault: string, from: number) =>
+  vaultStatementSince(h, c, vault, from);
 
 /** The nightly run of [from, now) over `vault` alone. */
 async function nightlyOf(c: Scenario, vault: string, from: number) {
   await h.finalized();
-  const verifier = createVerifier({
-    store: c.store,
-    rpc: h.rpc,
-    profile: c.profile,
-    log,
-    options: quickVerifierOptions,
-  });
-  return runNightlyVerification(c.store, verifier, {
-    from,
-    to: Date.now(),
-    timeoutMs: 10_000,
-    ledger: ledgerWindowCheck({
-      store: c.store,
-      reader: vaultReader(h, c, vault),
-      profile: c.profile,
-      graceSeconds: 0,
-    }),
-  });
+  return nightlyOnChain(h, c, vaultReader(h, c, vault)).nightly({ from, to: Date.now() });
 }
 
 describe("a credit vault closed and opened again in another mint within one transaction", () => {

@@ -1,24 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
-import { createLedgerReader } from "../src/ledger/reader.js";
 import { buildStatement, statementToCsv } from "../src/ledger/statement.js";
-import { ledgerFindingCount, ledgerWindowCheck } from "../src/ledger/window-check.js";
+import { ledgerFindingCount } from "../src/ledger/window-check.js";
 import { localKeyNames, localSigner } from "../src/localnet/keys.js";
-import { createLogger } from "../src/log.js";
-import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { summaryToText } from "../src/nightly/summary-format.js";
-import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile, type Profile } from "../src/verify/profiles.js";
 import { chainSecondAfter } from "./support/finality.js";
+import { nightlyOnChain, vaultStatementSince } from "./support/ledger-periods.js";
 import {
   type AdversaryHarness,
   AuthorityType,
   type Scenario,
   startAdversaryHarness,
 } from "./support/operator.js";
-import { quickVerifierOptions } from "./support/quick-verifier.js";
 import { readJob } from "./support/seed-recorder.js";
-
-const log = createLogger({ level: "silent" });
 
 let h: AdversaryHarness;
 /** A whole second after the world opened and funded its credit vaults. */
@@ -35,23 +29,8 @@ afterAll(async () => {
 });
 
 /** Reads the vault and builds its statement of [from, now) with no grace after the window. */
-async function statementOf(c: Scenario, vault: string, from: number) {
-  await h.finalized();
-  const reader = createLedgerReader({
-    store: c.store,
-    rpc: h.rpc,
-    profile: c.profile,
-    log,
-    custody: { vaults: [vault], byKey: {} },
-  });
-  await reader.syncVault(vault);
-  const statement = await buildStatement(
-    c.store,
-    { from, to: Date.now() + 1_000, vault },
-    { profile: c.profile, graceSeconds: 0 },
-  );
-  return statement.vaults[0]!;
-}
+const statementOf = (c: Scenario, vault: string, from: number) =>
+  vaultStatementSince(h, c, vault, from);
 
 describe("the statement of a credit vault against an operator who names its debits", () => {
   it("shows another key's job naming a theft from this vault as its lock as an unreceipted debit", async () => {
@@ -396,20 +375,7 @@ describe("the statement of a credit vault whose owner was changed", () => {
     ]).signature;
     await w.finalized();
     const to = Date.now();
-    const reader = createLedgerReader({ store: c.store, rpc: w.rpc, profile: c.profile, log });
-    const verifier = createVerifier({
-      store: c.store,
-      rpc: w.rpc,
-      profile: c.profile,
-      log,
-      options: quickVerifierOptions,
-    });
-    const run = await runNightlyVerification(c.store, verifier, {
-      from,
-      to,
-      timeoutMs: 10_000,
-      ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
-    });
+    const run = await nightlyOnChain(w, c).nightly({ from, to });
     const found = {
       vault,
       signature: handover,
@@ -453,20 +419,7 @@ describe("the statement of a credit vault another owns since an earlier period",
     const from = await chainSecondAfter(w.world);
     await new Promise((r) => setTimeout(r, 1_100));
     const to = Date.now();
-    const reader = createLedgerReader({ store: c.store, rpc: w.rpc, profile: c.profile, log });
-    const verifier = createVerifier({
-      store: c.store,
-      rpc: w.rpc,
-      profile: c.profile,
-      log,
-      options: quickVerifierOptions,
-    });
-    const nightly = (window: { from: number; to: number }) =>
-      runNightlyVerification(c.store, verifier, {
-        ...window,
-        timeoutMs: 10_000,
-        ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
-      });
+    const { reader, nightly } = nightlyOnChain(w, c);
     // The run of the handover's period names it; the next run has no transaction to name.
     expect((await nightly({ from: opened, to: from })).exitCode).toBe(1);
     const run = await nightly({ from, to });
@@ -527,20 +480,7 @@ describe("the statement of a credit vault another owns since an earlier period",
     await wait();
     await new Promise((r) => setTimeout(r, 1_100));
     const to = Date.now();
-    const reader = createLedgerReader({ store: c.store, rpc: w.rpc, profile: c.profile, log });
-    const verifier = createVerifier({
-      store: c.store,
-      rpc: w.rpc,
-      profile: c.profile,
-      log,
-      options: quickVerifierOptions,
-    });
-    const nightly = (window: { from: number; to: number }) =>
-      runNightlyVerification(c.store, verifier, {
-        ...window,
-        timeoutMs: 10_000,
-        ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
-      });
+    const { reader, nightly } = nightlyOnChain(w, c);
     // The handover's period names it; the next period's newest line (the lamport) shows no
     // owner, and the vault is still the attacker's.
     expect((await nightly({ from: opened, to: from })).exitCode).toBe(1);
@@ -657,20 +597,7 @@ describe("the statement of a credit vault given a delegate", () => {
     const approve = w.op.send([w.op.approve(vault, w.op.attacker.address, 10n ** 15n)]).signature;
     await w.finalized();
     const to = Date.now();
-    const reader = createLedgerReader({ store: c.store, rpc: w.rpc, profile: c.profile, log });
-    const verifier = createVerifier({
-      store: c.store,
-      rpc: w.rpc,
-      profile: c.profile,
-      log,
-      options: quickVerifierOptions,
-    });
-    const run = await runNightlyVerification(c.store, verifier, {
-      from,
-      to,
-      timeoutMs: 10_000,
-      ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
-    });
+    const run = await nightlyOnChain(w, c).nightly({ from, to });
     expect(run.ledger?.vaultDelegateApprovals).toEqual([
       {
         vault,
@@ -761,20 +688,7 @@ describe("the statement of a credit vault whose transaction moves money both in 
     expect(s.counts.unexplained).toBe(1);
     expect(s.differenceUnits).toBe(0n);
 
-    const reader = createLedgerReader({ store: c.store, rpc: h.rpc, profile: c.profile, log });
-    const verifier = createVerifier({
-      store: c.store,
-      rpc: h.rpc,
-      profile: c.profile,
-      log,
-      options: quickVerifierOptions,
-    });
-    const run = await runNightlyVerification(c.store, verifier, {
-      from,
-      to: Date.now(),
-      timeoutMs: 10_000,
-      ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
-    });
+    const run = await nightlyOnChain(h, c).nightly({ from, to: Date.now() });
     // Other tests of this world locked from the same vault before: only this line is ours.
     expect(run.ledger?.unreceiptedDebits.filter((d) => d.signature === topUp)).toEqual([
       expect.objectContaining({ vault, amountUnits: "-300000", beforeWindow: false }),

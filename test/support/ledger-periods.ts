@@ -1,6 +1,13 @@
-import { createLedgerReader, type LedgerRpc } from "../../src/ledger/reader.js";
+import { createLedgerReader, type LedgerReader, type LedgerRpc } from "../../src/ledger/reader.js";
+import { buildStatement } from "../../src/ledger/statement.js";
+import { ledgerWindowCheck } from "../../src/ledger/window-check.js";
 import { createLogger } from "../../src/log.js";
+import { runNightlyVerification } from "../../src/nightly/nightly-run.js";
+import { createVerifier } from "../../src/verify/engine.js";
 import type { AdversaryHarness, Scenario } from "./operator.js";
+import { quickVerifierOptions } from "./quick-verifier.js";
+
+const silent = createLogger({ level: "silent" });
 
 /** Moves the world's clock past the next whole second and returns that second: a period edge. */
 export function periodEdge(h: AdversaryHarness): number {
@@ -21,7 +28,7 @@ export function vaultReader(
     store: c.store,
     rpc,
     profile: c.profile,
-    log: createLogger({ level: "silent" }),
+    log: silent,
     custody: { vaults: [vault], byKey: {} },
   });
 }
@@ -38,4 +45,52 @@ export function listingWithout(h: AdversaryHarness, missing: string): LedgerRpc 
       return page.filter((e) => e.signature !== missing);
     },
   };
+}
+
+/**
+ * The nightly run of scenario `c` on the harness's chain over a window, its jobs verified with
+ * quick timing and its ledger read by `reader` (every vault, when not given) and judged with no
+ * grace after the window; `reader` to read the vaults again between runs.
+ */
+export function nightlyOnChain(
+  h: AdversaryHarness,
+  c: Scenario,
+  reader: LedgerReader = createLedgerReader({
+    store: c.store,
+    rpc: h.rpc,
+    profile: c.profile,
+    log: silent,
+  }),
+) {
+  const verifier = createVerifier({
+    store: c.store,
+    rpc: h.rpc,
+    profile: c.profile,
+    log: silent,
+    options: quickVerifierOptions,
+  });
+  const nightly = (window: { from: number; to: number }) =>
+    runNightlyVerification(c.store, verifier, {
+      ...window,
+      timeoutMs: 10_000,
+      ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
+    });
+  return { reader, nightly };
+}
+
+/** Reads `vault` alone and builds its statement of [from, now) with no grace after the window. */
+export async function vaultStatementSince(
+  h: AdversaryHarness,
+  c: Scenario,
+  vault: string,
+  from: number,
+) {
+  await h.finalized();
+  await vaultReader(h, c, vault).syncVault(vault);
+  const statement = await buildStatement(
+    c.store,
+    { from, to: Date.now() + 1_000, vault },
+    { profile: c.profile, graceSeconds: 0 },
+  );
+  return statement.vaults[0]!;
 }
