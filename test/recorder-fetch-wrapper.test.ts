@@ -23,6 +23,14 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0)) await cleanup();
 });
 
+/** A store, the audit API serving it (closed after the test) and an ingest token it accepts. */
+async function auditApp() {
+  const store = createTestStore();
+  const audit = await serveApp({ store, log: createLogger({ level: "silent" }) });
+  cleanups.push(audit.close);
+  return { store, audit, token: await ingestToken(store) };
+}
+
 /** A Decentral stand-in answering every completion with a fresh job's receipt headers. */
 async function upstream(
   status = 200,
@@ -89,12 +97,10 @@ async function ingestDownWhile(auditUrl: string, down: () => boolean) {
 
 describe("createRecordingFetch", () => {
   it("posts each completion's receipt to the ingest API in the background", async () => {
-    const store = createTestStore();
-    const audit = await serveApp({ store, log: createLogger({ level: "silent" }) });
-    cleanups.push(audit.close);
+    const { store, audit, token } = await auditApp();
     const recordingFetch = createRecordingFetch({
       ingestUrl: `${audit.url}/jobs`,
-      token: await ingestToken(store),
+      token,
       tags: { service: "search" },
     });
     const client = new OpenAI({
@@ -119,12 +125,10 @@ describe("createRecordingFetch", () => {
   });
 
   it("cuts the caller's key out of a model the answer echoes it in", async () => {
-    const store = createTestStore();
-    const audit = await serveApp({ store, log: createLogger({ level: "silent" }) });
-    cleanups.push(audit.close);
+    const { store, audit, token } = await auditApp();
     const recordingFetch = createRecordingFetch({
       ingestUrl: `${audit.url}/jobs`,
-      token: await ingestToken(store),
+      token,
     });
     const apiKey = "dcntrl_live_abcdefghijklmnopqrstuvwxyz012345";
     const echoing = await upstream(
@@ -140,15 +144,13 @@ describe("createRecordingFetch", () => {
   });
 
   it("records the status the caller got and when the answer came, not when it was delivered", async () => {
-    const store = createTestStore();
-    const audit = await serveApp({ store, log: createLogger({ level: "silent" }) });
-    cleanups.push(audit.close);
+    const { store, audit, token } = await auditApp();
     // An ingest API that is down for the first 1.2 s.
     const upAt = Date.now() + 1_200;
     const late = await ingestDownWhile(audit.url, () => Date.now() < upAt);
     const recordingFetch = createRecordingFetch({
       ingestUrl: `${late.url}/jobs`,
-      token: await ingestToken(store),
+      token,
       retryBaseMs: 100,
       retryMaxMs: 200,
     });
@@ -170,12 +172,10 @@ describe("createRecordingFetch", () => {
   });
 
   it("records no usage from a 200 whose JSON body is an error: it is no completion", async () => {
-    const store = createTestStore();
-    const audit = await serveApp({ store, log: createLogger({ level: "silent" }) });
-    cleanups.push(audit.close);
+    const { store, audit, token } = await auditApp();
     const recordingFetch = createRecordingFetch({
       ingestUrl: `${audit.url}/jobs`,
-      token: await ingestToken(store),
+      token,
     });
     const erring = await listen(
       http.createServer(async (req, res) => {
@@ -212,12 +212,10 @@ describe("createRecordingFetch", () => {
   });
 
   it("reads the model and ceiling from the request whatever form its body takes", async () => {
-    const store = createTestStore();
-    const audit = await serveApp({ store, log: createLogger({ level: "silent" }) });
-    cleanups.push(audit.close);
+    const { store, audit, token } = await auditApp();
     const recordingFetch = createRecordingFetch({
       ingestUrl: `${audit.url}/jobs`,
-      token: await ingestToken(store),
+      token,
     });
     const url = `${await upstream()}/v1/chat/completions`;
     const asked = JSON.stringify({ model: "phi-4-mini", max_tokens: 100, messages: [] });
@@ -288,16 +286,14 @@ describe("createRecordingFetch", () => {
   });
 
   it("never fails a completion when the ingest API is down, and delivers once it is back", async () => {
-    const store = createTestStore();
-    const audit = await serveApp({ store, log: createLogger({ level: "silent" }) });
-    cleanups.push(audit.close);
+    const { store, audit, token } = await auditApp();
     let refusals = 2;
     // An ingest endpoint that answers 503 twice before passing requests on.
     const flaky = await ingestDownWhile(audit.url, () => refusals-- > 0);
     const errors: Error[] = [];
     const recordingFetch = createRecordingFetch({
       ingestUrl: `${flaky.url}/jobs`,
-      token: await ingestToken(store),
+      token,
       retryBaseMs: 5,
       onError: (e) => errors.push(e),
     });
@@ -316,13 +312,11 @@ describe("createRecordingFetch", () => {
 
   /** One job through a recording fetch that posts to a real ingest API; its errors and stats. */
   async function oneJobReported(tags: Record<string, string> | undefined, id?: () => string) {
-    const store = createTestStore();
-    const audit = await serveApp({ store, log: createLogger({ level: "silent" }) });
-    cleanups.push(audit.close);
+    const { audit, token } = await auditApp();
     const errors: string[] = [];
     const recordingFetch = createRecordingFetch({
       ingestUrl: `${audit.url}/jobs`,
-      token: await ingestToken(store),
+      token,
       ...(tags ? { tags } : {}),
       onError: (error) => errors.push(error.message),
     });
@@ -378,13 +372,11 @@ describe("createRecordingFetch", () => {
   });
 
   it("says why a delivery failed, so an ingest URL without /jobs shows as a 404", async () => {
-    const store = createTestStore();
-    const audit = await serveApp({ store, log: createLogger({ level: "silent" }) });
-    cleanups.push(audit.close);
+    const { audit, token } = await auditApp();
     const errors: string[] = [];
     const recordingFetch = createRecordingFetch({
       ingestUrl: audit.url,
-      token: await ingestToken(store),
+      token,
       retryBaseMs: 5,
       onError: (error) => errors.push(error.message),
     });
@@ -686,12 +678,10 @@ describe("a backend process with a recording fetch", () => {
 
 describe("a recording fetch under an answer of the other kind than asked", () => {
   it("records no usage from a JSON answer to a stream asked for: its SDK reads no event in it", async () => {
-    const store = createTestStore();
-    const audit = await serveApp({ store, log: createLogger({ level: "silent" }) });
-    cleanups.push(audit.close);
+    const { store, audit, token } = await auditApp();
     const recordingFetch = createRecordingFetch({
       ingestUrl: `${audit.url}/jobs`,
-      token: await ingestToken(store),
+      token,
     });
     const client = new OpenAI({
       apiKey: "dcntrl_live_abcdefghijklmnopqrstuvwxyz012345",
@@ -759,12 +749,10 @@ describe("the recording fetch's ingest token", () => {
 // `prompt_tokens`/`completion_tokens`, a job recorded through the wrapper had its usage unknown.
 describe("a recording fetch under a Responses API answer", () => {
   it("reads its usage as the proxy does: input and output tokens, not a completion's", async () => {
-    const store = createTestStore();
-    const audit = await serveApp({ store, log: createLogger({ level: "silent" }) });
-    cleanups.push(audit.close);
+    const { store, audit, token } = await auditApp();
     const recordingFetch = createRecordingFetch({
       ingestUrl: `${audit.url}/jobs`,
-      token: await ingestToken(store),
+      token,
     });
     const ids: [string, string] = [jobId(), jobId()];
     const usages = [
