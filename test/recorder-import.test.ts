@@ -17,6 +17,26 @@ function quietIo() {
   return { stdin: Readable.from([]), out: () => {}, err: () => {}, progress: false };
 }
 
+/** A command's io with no stdin, keeping what it prints: `out`, `err`, and both in order. */
+function capturedIo() {
+  const out: string[] = [];
+  const err: string[] = [];
+  const lines: string[] = [];
+  const io = {
+    stdin: Readable.from([]),
+    out: (l: string) => {
+      out.push(l);
+      lines.push(l);
+    },
+    err: (l: string) => {
+      err.push(l);
+      lines.push(l);
+    },
+    progress: false,
+  };
+  return { io, out, err, lines };
+}
+
 /**
  * Expects the import command to refuse `file` whole (a command that throws exits 2, src/cli.ts;
  * one that resolves exits 0 or 1), its message naming `why`.
@@ -421,14 +441,7 @@ describe("import", () => {
     );
     const good = join(dir, "good.jsonl");
     writeFileSync(good, `${JSON.stringify(wireReceipt({ created_at: "2026-11-25T10:00:00Z" }))}\n`);
-    const out: string[] = [];
-    const err: string[] = [];
-    const io = {
-      stdin: Readable.from([]),
-      out: (l: string) => out.push(l),
-      err: (l: string) => err.push(l),
-      progress: false,
-    };
+    const { io, out, err } = capturedIo();
     const store = createTestStore();
     expect(await runImportCommand(store, bad, {}, io)).toBe(1);
     expect(out[0]).toContain("2 receipts, 1 created");
@@ -477,14 +490,7 @@ describe("import", () => {
         "",
       ].join("\n"),
     );
-    const out: string[] = [];
-    const err: string[] = [];
-    const io = {
-      stdin: Readable.from([]),
-      out: (l: string) => out.push(l),
-      err: (l: string) => err.push(l),
-      progress: false,
-    };
+    const { io, out, err } = capturedIo();
     const store = createTestStore();
     expect(await runImportCommand(store, file, {}, io)).toBe(1);
     expect(out[0]).toContain("3 receipts, 1 created");
@@ -507,13 +513,7 @@ describe("import", () => {
     const file = join(dir, "tags\u001b[2J.jsonl");
     const name = "x\u001b[2J\u001b[Hall receipts imported\nok";
     writeFileSync(file, `${JSON.stringify(wireReceipt({ tags: { [name]: "v\u009b" } }))}\n`);
-    const lines: string[] = [];
-    const io = {
-      stdin: Readable.from([]),
-      out: (l: string) => lines.push(l),
-      err: (l: string) => lines.push(l),
-      progress: false,
-    };
+    const { io, lines } = capturedIo();
     expect(await runImportCommand(createTestStore(), file, {}, io)).toBe(1);
     expect(lines).toHaveLength(2);
     for (const line of lines) expect(line).not.toMatch(/[\p{Cc}\u202a-\u202e]/u);
@@ -599,13 +599,7 @@ describe("import", () => {
     ] as const) {
       const file = join(dir, name);
       writeFileSync(file, text);
-      const lines: string[] = [];
-      const io = {
-        stdin: Readable.from([]),
-        out: (l: string) => lines.push(l),
-        err: (l: string) => lines.push(l),
-        progress: false,
-      };
+      const { io, lines } = capturedIo();
       await expect(runImportCommand(store, file, {}, io), name).rejects.toMatchObject({
         code: "validation_failed",
         details: { field: "file" },
