@@ -1,9 +1,9 @@
 import { readMigrationFiles } from "drizzle-orm/migrator";
 import { describe, expect, it } from "vitest";
-import type { Store } from "../src/db/client.js";
+import type { SqliteStore, Store } from "../src/db/client.js";
 import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore, migrationsFolder } from "../src/db/migrate.js";
-import { openPostgres } from "../src/db/pg/client.js";
+import { openPostgres, type PgStore } from "../src/db/pg/client.js";
 import { migratePostgres, pgMigrationsFolder } from "../src/db/pg/migrate.js";
 import { buildStatement } from "../src/ledger/statement.js";
 import { reconciliationReport } from "../src/reports/reconciliation.js";
@@ -52,6 +52,20 @@ async function postgresBefore(url: string, marker: string) {
     );
   }
   return store;
+}
+
+/** Each job's verdict by its id, as a SQLite store holds it. */
+function sqliteVerdicts(store: SqliteStore): Record<string, string> {
+  const rows = store.sqlite.prepare("SELECT job_id, verdict FROM jobs").all();
+  return Object.fromEntries(
+    (rows as { job_id: string; verdict: string }[]).map((r) => [r.job_id, r.verdict]),
+  );
+}
+
+/** Each job's verdict by its id, as a PostgreSQL store holds it. */
+async function postgresVerdicts(store: PgStore): Promise<Record<string, string>> {
+  const { rows } = await store.pool.query("SELECT job_id, verdict FROM jobs");
+  return Object.fromEntries(rows.map((r) => [r.job_id, r.verdict]));
 }
 
 /** Jobs as a deployment before `job_api_answers` stored them, the answer inside the row. */
@@ -156,11 +170,7 @@ describe("upgrading a deployment with jobs verified before escrow.single", () =>
 
       migrateStore(store);
 
-      const rows = store.sqlite.prepare("SELECT job_id, verdict, next_verify_at FROM jobs").all();
-      const byId = Object.fromEntries(
-        (rows as { job_id: string; verdict: string }[]).map((r) => [r.job_id, r.verdict]),
-      );
-      expect(byId).toEqual(verdictsAfter);
+      expect(sqliteVerdicts(store)).toEqual(verdictsAfter);
       const due = store.sqlite.prepare("SELECT next_verify_at FROM jobs WHERE job_id = ?").pluck();
       expect(due.get("job_conflict")).toBe(0);
       expect(due.get("job_plain")).toBe(5000);
@@ -183,9 +193,7 @@ describe("upgrading a deployment with jobs verified before escrow.single", () =>
 
       expect((await migratePostgres(store.pool)).applied).toBeGreaterThanOrEqual(1);
 
-      const { rows } = await store.pool.query("SELECT job_id, verdict FROM jobs");
-      const byId = Object.fromEntries(rows.map((r) => [r.job_id, r.verdict]));
-      expect(byId).toEqual(verdictsAfter);
+      expect(await postgresVerdicts(store)).toEqual(verdictsAfter);
     } finally {
       await store.close();
     }
@@ -269,11 +277,7 @@ describe("upgrading a deployment judged before error answers, later namers and r
       const before = Date.now();
       migrateStore(store);
 
-      const rows = store.sqlite.prepare("SELECT job_id, verdict FROM jobs").all();
-      const byId = Object.fromEntries(
-        (rows as { job_id: string; verdict: string }[]).map((r) => [r.job_id, r.verdict]),
-      );
-      expect(byId).toEqual(judgedAfter);
+      expect(sqliteVerdicts(store)).toEqual(judgedAfter);
       // Reopened now, so readiness counts them as due from now, not from when they were judged.
       const oldest = store.sqlite
         .prepare("SELECT min(updated_at) FROM jobs WHERE verdict = 'pending'")
@@ -314,9 +318,7 @@ describe("upgrading a deployment judged before error answers, later namers and r
       const before = Date.now();
       expect((await migratePostgres(store.pool)).applied).toBeGreaterThanOrEqual(1);
 
-      const { rows } = await store.pool.query("SELECT job_id, verdict FROM jobs");
-      const byId = Object.fromEntries(rows.map((r) => [r.job_id, r.verdict]));
-      expect(byId).toEqual(judgedAfter);
+      expect(await postgresVerdicts(store)).toEqual(judgedAfter);
       const { rows: oldest } = await store.pool.query(
         "SELECT min(updated_at)::text AS at FROM jobs WHERE verdict = 'pending'",
       );
@@ -361,11 +363,7 @@ describe("upgrading a deployment that verified refunds whenever they landed", ()
 
       migrateStore(store);
 
-      const rows = store.sqlite.prepare("SELECT job_id, verdict FROM jobs").all();
-      const byId = Object.fromEntries(
-        (rows as { job_id: string; verdict: string }[]).map((r) => [r.job_id, r.verdict]),
-      );
-      expect(byId).toEqual(refundsAfter);
+      expect(sqliteVerdicts(store)).toEqual(refundsAfter);
       const due = store.sqlite.prepare("SELECT next_verify_at FROM jobs WHERE job_id = ?").pluck();
       expect(due.get("job_timeout")).toBe(0);
       expect(due.get("job_settled")).toBe(5000);
@@ -388,9 +386,7 @@ describe("upgrading a deployment that verified refunds whenever they landed", ()
 
       expect((await migratePostgres(store.pool)).applied).toBeGreaterThanOrEqual(1);
 
-      const { rows } = await store.pool.query("SELECT job_id, verdict FROM jobs");
-      const byId = Object.fromEntries(rows.map((r) => [r.job_id, r.verdict]));
-      expect(byId).toEqual(refundsAfter);
+      expect(await postgresVerdicts(store)).toEqual(refundsAfter);
     } finally {
       await store.close();
     }
@@ -433,11 +429,7 @@ describe("upgrading a deployment that verified usage contradicting itself", () =
 
       migrateStore(store);
 
-      const rows = store.sqlite.prepare("SELECT job_id, verdict FROM jobs").all();
-      const byId = Object.fromEntries(
-        (rows as { job_id: string; verdict: string }[]).map((r) => [r.job_id, r.verdict]),
-      );
-      expect(byId).toEqual(usageAfter);
+      expect(sqliteVerdicts(store)).toEqual(usageAfter);
     } finally {
       store.close();
     }
@@ -457,9 +449,7 @@ describe("upgrading a deployment that verified usage contradicting itself", () =
 
       expect((await migratePostgres(store.pool)).applied).toBeGreaterThanOrEqual(1);
 
-      const { rows } = await store.pool.query("SELECT job_id, verdict FROM jobs");
-      const byId = Object.fromEntries(rows.map((r) => [r.job_id, r.verdict]));
-      expect(byId).toEqual(usageAfter);
+      expect(await postgresVerdicts(store)).toEqual(usageAfter);
     } finally {
       await store.close();
     }
