@@ -335,7 +335,8 @@ describe("upgrading a deployment judged before error answers, later namers and r
  */
 const refundsBefore = [
   { jobId: "job_timeout", verdict: "verified", status: 504, api: null, charged: 0 },
-  { jobId: "job_api_refunded", verdict: "verified", status: null, api: "refunded", charged: 0 },
+  // Charging a unit, so only the jobs API calling it refunded reopens it.
+  { jobId: "job_api_refunded", verdict: "verified", status: null, api: "refunded", charged: 1 },
   { jobId: "job_quiet_refund", verdict: "partially_verified", status: 200, api: null, charged: 0 },
   // Settled, so already judged by settlement.after_escrow and settlement.within_window.
   { jobId: "job_settled", verdict: "verified", status: 200, api: "settled", charged: 120000 },
