@@ -122,6 +122,8 @@ describe("a nightly run's row and the status page after the jobs settled", () =>
     expect(summary.reason).toMatch(/^timed out after 3 s \(reading the credit vaults' history\)/);
 
     const row = await createDashboardStore(c.store).lastNightlyRun();
+    // The row closed `completed`: a run out of time in the ledger read as one that finished.
+    expect(row?.status).toBe("timed_out");
     expect(row?.summary).toMatchObject({
       outcome: "incomplete",
       exitCode: 2,

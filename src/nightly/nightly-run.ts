@@ -463,6 +463,8 @@ export async function runNightlyVerification(
           const lockedOut = isBusyError(error) && left() === 0;
           if (!signal.aborted && !lockedOut) throw error;
           // Waiting for the chain to finalize the window's end: say how far it had.
+          // The row says so too: it was held `running` as `completed` once the jobs settled.
+          runStatus = options.signal?.aborted ? "interrupted" : "timed_out";
           const doing =
             error instanceof LedgerNotFinalError
               ? `waiting for finality: ${error.message}`
@@ -484,10 +486,9 @@ export async function runNightlyVerification(
       }
     } catch (error) {
       // Out of time in a wait for the lock (or a database away): the timeout and the phase.
-      reason =
-        isBusyError(error) && left() === 0
-          ? `${timedOut()} (${phase}: ${messageOf(error)})`
-          : messageOf(error);
+      const lockedOut = isBusyError(error) && left() === 0;
+      if (lockedOut) runStatus = "timed_out";
+      reason = lockedOut ? `${timedOut()} (${phase}: ${messageOf(error)})` : messageOf(error);
     } finally {
       try {
         await whileDatabaseAway(
