@@ -3,9 +3,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
+import type { SqliteStore } from "../src/db/client.js";
 import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
-import { createLedgerStore, type LedgerStore, type ListedSignature } from "../src/store/ledger.js";
+import {
+  createLedgerStore,
+  type LedgerStore,
+  type ListedSignature,
+  type ReviewResult,
+} from "../src/store/ledger.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { linesOf } from "./support/seed-ledger.js";
 import { createTestStore, recordPrepared, sqlitePlanOf } from "./support/store.js";
@@ -149,8 +155,17 @@ describe("a gap healed far back beside the receipt writer (SQLite file)", () => 
     }
   });
 
-  it("compares every line above a gap healed far back again a slice per write transaction", async () => {
-    const file = join(dir, "walk.db");
+  /**
+   * 100,000 read lines whose balances chain by slot (line i at slot i), none compared yet (a
+   * heal's mark), line i held at ord `ordOf` (SQL of i), reviewed beside another connection: it
+   * takes the write lock between the walk's slices, and the walk compares through the last line.
+   */
+  async function reviewBeside(
+    name: string,
+    ordOf: string,
+    check: (ledger: LedgerStore, result: ReviewResult, store: SqliteStore) => Promise<void>,
+  ) {
+    const file = join(dir, `${name}.db`);
     const store = openSqliteStore(file, { create: true });
     const other = new Database(file);
     other.pragma("busy_timeout = 0");
@@ -158,29 +173,61 @@ describe("a gap healed far back beside the receipt writer (SQLite file)", () => 
       migrateStore(store);
       const ledger = createLedgerStore(store);
       await ledger.cursor(VAULT, NOW);
-      // 100,000 read lines whose balances chain, none compared yet (the heal's mark).
       store.sqlite
         .prepare(
           `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000)
            INSERT INTO ledger_lines (vault, signature, ord, slot, block_time, succeeded,
              listed_at, state, pre_units, post_units, delta_units, kind)
-           SELECT ?, printf('walk-%06d', i), i, i, 1790000000 + i, 1, ?, 'read', i * 10,
+           SELECT ?, printf('walk-%06d', i), ${ordOf}, i, 1790000000 + i, 1, ?, 'read', i * 10,
              i * 10 + 10, 10, 'none' FROM n`,
         )
         .run(VAULT, NOW);
       const reviewing = ledger.review(VAULT, NOW + 1);
       const taken = await writesBeside(other, reviewing);
-      expect((await reviewing).gaps).toBe(0);
       expect(taken).toBeGreaterThanOrEqual(2);
       const mark = store.sqlite
         .prepare("SELECT chained_ord FROM ledger_cursors WHERE vault = ?")
         .pluck()
         .get(VAULT);
       expect(Number(mark)).toBe(100_000);
+      await check(ledger, await reviewing, store);
     } finally {
       other.close();
       store.close();
     }
+  }
+
+  it("compares every line above a gap healed far back again a slice per write transaction", async () => {
+    await reviewBeside("walk", "i", async (_ledger, result) => {
+      expect(result.gaps).toBe(0);
+    });
+  });
+
+  it("puts a line out of slot order far above a gap healed far back in its place, a slice at a time", async () => {
+    // Line 50,000 listed late, held at 99,990 above the lines the chain ran after it: the walk
+    // reaches it in a later write transaction than its first.
+    const ordOf =
+      "CASE WHEN i = 50000 THEN 99990 WHEN i > 50000 AND i <= 99990 THEN i - 1 ELSE i END";
+    await reviewBeside("place", ordOf, async (ledger, _result, store) => {
+      const order = Array.from(
+        { length: 100_000 },
+        (_, i) => `walk-${String(i + 1).padStart(6, "0")}`,
+      );
+      expect(await signaturesOf(store)).toEqual(order);
+      expect(await ledger.storedGaps(VAULT, 10)).toEqual([]);
+    });
+  });
+
+  it("looks for a line out of slot order in the walk's next page only, not every line above", () => {
+    const store = createTestStore();
+    const prepared = recordPrepared(store);
+    createLedgerStore(store);
+    const texts = prepared.filter((t) => /lag\(coalesce\(c\.slot, l\.slot\)\)/.test(t));
+    expect(texts.length).toBe(1);
+    expect(sqlitePlanOf(store, texts[0]!)).toMatch(
+      /SEARCH l USING INDEX ledger_lines_order \(vault=\? AND ord>\? AND ord<\?\)/,
+    );
+    store.close();
   });
 
   it("clears the gaps above a healed one, and reviews a vault's few lines of a kind, by their own indexes, not every line", () => {

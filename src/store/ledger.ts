@@ -338,6 +338,8 @@ export interface ReviewResult {
 
 /** How long one review write transaction decides credits headers before it commits. */
 const HEADER_BATCH_MS = 20;
+/** Lines the review's walk reads at once, and looks over for one out of slot order first. */
+const WALK_PAGE = 2000;
 
 /** The lines of one slot around a gap (see `LedgerStore.slotAround`). */
 export interface SlotAround {
@@ -1074,7 +1076,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   );
   const walkFrom = big(
     `SELECT ${LINE_COLUMNS}, state FROM ledger_lines WHERE vault = ? AND ord > ? ORDER BY ord
-     LIMIT 2000`,
+     LIMIT ${WALK_PAGE}`,
   );
   const setGap = sqlite.prepare(
     `UPDATE ledger_lines SET gap_after_signature = ?, gap_after_slot = ?, gap_units = ?
@@ -1526,8 +1528,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
 
   // A line's slot as its transaction tells it: the line's own once read (`LineRead.slot`),
   // else its stored transaction's (a line read before the slot was kept), else the listing's.
-  // The lowest read line above `from` held just above a line of a later slot: one query for the
-  // lines above the walk, however many there are (they stay above it while one is unread).
+  // The lowest read line of the walk's next page above `from` held just above a line of a later
+  // slot. Over every line above, far back 200,000, it held the write lock 300 ms at once.
   const outOfPlace = big(
     `SELECT signature, ord, slot FROM (
        SELECT l.signature, l.ord, l.state, coalesce(c.slot, l.slot) AS slot,
@@ -1535,7 +1537,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
        FROM ledger_lines l INDEXED BY ledger_lines_order
          LEFT JOIN chain_transactions c ON c.signature = l.signature
        WHERE l.vault = @vault AND l.ord >= coalesce(
-         (SELECT max(ord) FROM ledger_lines WHERE vault = @vault AND ord <= @from), @from))
+         (SELECT max(ord) FROM ledger_lines WHERE vault = @vault AND ord <= @from), @from)
+         AND l.ord <= coalesce((SELECT ord FROM ledger_lines WHERE vault = @vault AND ord > @from
+           ORDER BY ord LIMIT 1 OFFSET ${WALK_PAGE - 1}), ${Number.MAX_SAFE_INTEGER}))
      WHERE state = 'read' AND ord > @from AND below > slot ORDER BY ord LIMIT 1`,
   );
   const placeAbove = big(
@@ -1550,7 +1554,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   );
 
   /**
-   * Moves each read line above the walk's position (`afterOrd`) held just above a line of a
+   * Moves each read line of the walk's next page above `afterOrd` held just above a line of a
    * later slot down to its place by its transaction's slot (`LineRead.slot`): just above the
    * nearest line below it of its slot or an earlier one (or below the lowest), the lines between
    * moving up one ord each; returns where the walk must start. Lines are held in listing order,
@@ -1586,11 +1590,21 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     onGap: (gap: StoredGap) => void,
     spent: () => boolean,
   ): { walked: number; more: boolean } {
-    const prevRow = movementAtOrBefore.get(vault, afterOrd) as LineDb | undefined;
-    let prev = prevRow ? toLine(prevRow) : null;
+    const movementAt = (ord: number) => {
+      const row = movementAtOrBefore.get(vault, ord) as LineDb | undefined;
+      return row ? toLine(row) : null;
+    };
+    let prev = movementAt(afterOrd);
     let ord = afterOrd;
     let walked = afterOrd;
     for (;;) {
+      // A line moved below the walk clears the gaps above its place: compared again from there.
+      const from = placeBySlot(vault, ord);
+      if (from < ord) {
+        ord = from;
+        walked = from;
+        prev = movementAt(from);
+      }
       const rows = walkFrom.all(vault, ord) as LineDb[];
       for (const r of rows) {
         ord = Number(r.ord);
@@ -1610,7 +1624,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         }
         prev = line;
       }
-      if (rows.length < 2000) return { walked, more: false };
+      if (rows.length < WALK_PAGE) return { walked, more: false };
       if (spent()) return { walked, more: true };
     }
   }
@@ -1620,16 +1634,13 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
    * in `result`, and moves the mark: whether lines are left. A gap healed far back, or an import,
    * leaves every line above to compare again (200,000 held the write lock 7.8 s in one walk).
    */
-  function walkOn(vault: string, result: ReviewResult, place: boolean): boolean {
+  function walkOn(vault: string, result: ReviewResult): boolean {
     const cursor = cursorRow.get(vault) as { chained_ord: Big } | undefined;
     const chained = num(cursor?.chained_ord ?? null) ?? -1;
-    // Lines out of slot order are put in place once, as a review starts its walk: each move
-    // leaves none above the walk, so the slices that carry the walk on need not look again.
-    const from = place ? placeBySlot(vault, chained) : chained;
     const started = performance.now();
     const { walked, more } = walk(
       vault,
-      from,
+      chained,
       (gap) => {
         setGap.run(gap.afterSignature, gap.fromSlot, gap.missingUnits, vault, gap.beforeSignature);
         result.gaps++;
@@ -1987,7 +1998,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         if (c.kind === "lock" && c.jobId !== null) openJobs.add(c.jobId);
       }
       for (const job of openJobs) result.released += releaseAccounted(vault, job);
-      return { result, walking: walkOn(vault, result, true) };
+      return { result, walking: walkOn(vault, result) };
     },
   );
 
@@ -2165,7 +2176,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
       const { result, walking } = reviewTx.immediate(vault, now);
       for (let more = walking; more; ) {
         await new Promise((resolve) => setTimeout(resolve, HEADER_BATCH_MS / 2));
-        more = walkOnTx.immediate(vault, result, false);
+        more = walkOnTx.immediate(vault, result);
       }
       let place: HeaderPlace | null = { lockOrd: -1n, jobId: null };
       for (let first = true; place !== null; first = false) {
