@@ -225,8 +225,9 @@ describe("a theft the ledger's node hides", () => {
       custody: { vaults: [vault], byKey: {} },
       now: () => clock,
     });
+    // The sync that reads the lines finds the gap and lists it again at once.
     await reader.syncVault(vault);
-    expect(relistings).toBe(0);
+    expect(relistings).toBe(1);
     await reader.syncVault(vault);
     expect(relistings).toBe(1);
     await reader.syncVault(vault);
@@ -279,9 +280,8 @@ describe("a theft the ledger's node hides", () => {
         log,
         custody: { vaults: [vault], byKey: {} },
       });
-    // The first run reads the lines and finds the gaps; each later run lists 3 of them again.
-    await freshReader().syncVault(vault);
-    expect(relisted.size).toBe(0);
+    // The first run reads the lines, finds the gaps and lists 3 of them again; each later run
+    // lists 3 of them again, taking turns.
     await freshReader().syncVault(vault);
     expect(relisted.size).toBe(3);
     await freshReader().syncVault(vault);

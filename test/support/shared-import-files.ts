@@ -41,6 +41,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/jobs-api-client-deadline.test.ts",
   "test/json-duplicate-members.test.ts",
   "test/ledger-account-snapshots.test.ts",
+  "test/ledger-cut-listing.test.ts",
   "test/ledger-foreign-mint-payout.test.ts",
   "test/ledger-gap-heal-quorum.test.ts",
   "test/ledger-history-judged.test.ts",
