@@ -1,11 +1,16 @@
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import type Database from "better-sqlite3";
+import pg from "pg";
 import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
-import { createLedgerStore, type ListedSignature } from "../src/store/ledger.js";
+import { openPostgres } from "../src/db/pg/client.js";
+import { migratePostgres } from "../src/db/pg/migrate.js";
+import { createLedgerStore, type LedgerStore, type ListedSignature } from "../src/store/ledger.js";
+import { lockVault } from "../src/store/pg/ledger.js";
 import { percentile, round } from "./stats.js";
 
 /**
@@ -15,11 +20,15 @@ import { percentile, round } from "./stats.js";
  * tried again after 1 ms) reports its longest wait while the heal runs; the heal's own write
  * transactions are timed too (the longest is what the lock is held for at once).
  *
- *   node --import tsx bench/ledger-heal-lock.ts [lines]
+ * With a PostgreSQL URL (a database of its own, migrated here) the same vault there: another
+ * connection takes the vault's ledger lock every few ms and reports its longest wait.
+ *
+ *   node --import tsx bench/ledger-heal-lock.ts [lines] [postgres://…]
  */
 
 const LINES = Number(process.argv[2] ?? 200_000);
-const VAULT = "healLockVau1tXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX";
+const PG_URL = process.argv[3];
+const VAULT = `healLockVau1t${randomBytes(15).toString("hex")}X`;
 const NOW = Date.UTC(2026, 11, 1);
 const sig = (i: number) => `heal-lock-${String(i).padStart(9, "0")}`;
 const entry = (i: number, slot = i * 10): ListedSignature => ({
@@ -125,25 +134,7 @@ async function main() {
     const inserted = await ledger.healGap(VAULT, gap, [entry(2)], NOW + 1);
     const healMs = performance.now() - h0;
     const healHolds = holds.splice(0);
-    // Line 2 read, the next review compares every line above the healed gap again.
-    await ledger.recordReads(
-      VAULT,
-      [
-        {
-          signature: sig(2),
-          blockTime: null,
-          succeeded: true,
-          pre: 20n,
-          post: 30n,
-          delta: 10n,
-          memo: null,
-          memoKind: null,
-          memoJobId: null,
-        },
-      ],
-      [],
-      NOW + 2,
-    );
+    await readLine2(ledger, NOW + 2);
     holds.length = 0;
     const r0 = performance.now();
     const review = await ledger.review(VAULT, NOW + 2);
@@ -180,4 +171,101 @@ async function main() {
   }
 }
 
-await main();
+/** Line 2 read, so the next review compares every line above the healed gap again. */
+async function readLine2(ledger: LedgerStore, at: number): Promise<void> {
+  await ledger.recordReads(
+    VAULT,
+    [
+      {
+        signature: sig(2),
+        blockTime: null,
+        succeeded: true,
+        pre: 20n,
+        post: 30n,
+        delta: 10n,
+        memo: null,
+        memoKind: null,
+        memoJobId: null,
+      },
+    ],
+    [],
+    at,
+  );
+}
+
+/** The same on PostgreSQL at `url`: how long another connection waits for the vault's lock. */
+async function mainPostgres(url: string) {
+  const store = openPostgres(url);
+  const other = openPostgres(url, { poolSize: 1, statementTimeoutMs: 0 });
+  try {
+    await migratePostgres(store.pool);
+    const ledger = createLedgerStore(store);
+    const t0 = performance.now();
+    await ledger.cursor(VAULT, NOW);
+    // The seed with the triggers off (a superuser's URL): the lines' daily sums do not matter.
+    const seeder = new pg.Client({ connectionString: url });
+    await seeder.connect();
+    try {
+      await seeder.query("SET session_replication_role = replica");
+      await seeder.query(
+        `INSERT INTO ledger_lines (vault, signature, ord, slot, block_time, succeeded, listed_at,
+           state, pre_units, post_units, delta_units, kind)
+         SELECT $2, 'heal-lock-' || lpad(i::text, 9, '0'), 1000000000 + i + (i = 1)::int, i * 10,
+           1790000000 + i * 10, true, $3, 'read', i * 10, i * 10 + 10, 10, 'none'
+         FROM generate_series(1, $1::int) AS i WHERE i <> 2`,
+        [LINES, VAULT, NOW],
+      );
+    } finally {
+      await seeder.end();
+    }
+    await store.pool.query(
+      `UPDATE ledger_cursors SET chained_ord = (SELECT max(ord) FROM ledger_lines WHERE vault = $1)
+       WHERE vault = $1`,
+      [VAULT],
+    );
+    await store.pool.query("ANALYZE ledger_lines");
+    const seeded = performance.now() - t0;
+    let longest = 0;
+    let takes = 0;
+    let stop = false;
+    const probing = (async () => {
+      while (!stop) {
+        const asked = performance.now();
+        await other.db.transaction((tx) => lockVault(tx, VAULT));
+        longest = Math.max(longest, performance.now() - asked);
+        takes++;
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    })();
+    const gap = { afterSignature: sig(1), beforeSignature: sig(3) };
+    const h0 = performance.now();
+    const inserted = await ledger.healGap(VAULT, gap, [entry(2)], NOW + 1);
+    const healMs = performance.now() - h0;
+    const healWait = longest;
+    await readLine2(ledger, NOW + 2);
+    longest = 0;
+    const r0 = performance.now();
+    const review = await ledger.review(VAULT, NOW + 2);
+    const reviewMs = performance.now() - r0;
+    stop = true;
+    await probing;
+    console.log(
+      JSON.stringify({
+        lines: LINES,
+        seedMs: round(seeded),
+        inserted,
+        healMs: round(healMs),
+        otherLockLongestWaitInHealMs: round(healWait),
+        reviewMs: round(reviewMs),
+        reviewGaps: review.gaps,
+        otherLockLongestWaitInReviewMs: round(longest),
+        otherLockTakes: takes,
+      }),
+    );
+  } finally {
+    await other.close();
+    await store.close();
+  }
+}
+
+await (PG_URL === undefined ? main() : mainPostgres(PG_URL));

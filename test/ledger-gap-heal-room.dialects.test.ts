@@ -2,16 +2,18 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
+import { sql } from "drizzle-orm";
 import { afterAll, describe, expect, it } from "vitest";
-import type { SqliteStore } from "../src/db/client.js";
-import { openSqliteStore } from "../src/db/client.js";
+import { openSqliteStore, type SqliteStore, type Store } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
+import { openPostgres } from "../src/db/pg/client.js";
 import {
   createLedgerStore,
   type LedgerStore,
   type ListedSignature,
   type ReviewResult,
 } from "../src/store/ledger.js";
+import { lockVault } from "../src/store/pg/ledger.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { linesOf } from "./support/seed-ledger.js";
 import { createTestStore, recordPrepared, sqlitePlanOf } from "./support/store.js";
@@ -258,3 +260,167 @@ describe("a gap healed far back beside the receipt writer (SQLite file)", () => 
     store.close();
   });
 });
+
+/** Lines above a gap healed far back that the next review compares again: many slices. */
+const WALKED = 40_000;
+/** The line among them whose balance does not chain with the one before it. */
+const BROKEN = 30_000;
+
+/**
+ * `WALKED` read lines (line i at slot i, held at ord `ordOf`, SQL of i; by default ord i) whose
+ * balances chain by slot but at `broken`, none compared yet.
+ */
+async function seedWalk(store: Store, ordOf = "i", broken = BROKEN): Promise<void> {
+  // Line `broken` starts 5 units above what the line before it left: one gap.
+  const pre = `i * 10 + CASE WHEN i = ${broken} THEN 5 ELSE 0 END`;
+  if (store.kind === "sqlite") {
+    store.sqlite
+      .prepare(
+        `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${WALKED})
+         INSERT INTO ledger_lines (vault, signature, ord, slot, succeeded, listed_at, state,
+           pre_units, post_units, delta_units, kind)
+         SELECT ?, printf('walk-%06d', i), ${ordOf}, i, 1, ?, 'read', ${pre}, i * 10 + 10,
+           i * 10 + 10 - (${pre}), 'none' FROM n`,
+      )
+      .run(VAULT, NOW);
+    return;
+  }
+  await store.pool.query(
+    `INSERT INTO ledger_lines (vault, signature, ord, slot, succeeded, listed_at, state,
+       pre_units, post_units, delta_units, kind)
+     SELECT $1, 'walk-' || lpad(i::text, 6, '0'), ${ordOf}, i, true, $2, 'read', ${pre},
+       i * 10 + 10, i * 10 + 10 - (${pre}), 'none' FROM generate_series(1, ${WALKED}) AS i`,
+    [VAULT, NOW],
+  );
+}
+
+/**
+ * The review's mark (the ord it compared through) read under the vault's ledger lock (SQLite:
+ * the write lock, with no busy timeout): undefined when another held it.
+ */
+async function markOf(store: Store): Promise<number | null | undefined> {
+  if (store.kind === "sqlite") {
+    try {
+      store.sqlite.exec("BEGIN IMMEDIATE");
+    } catch (error) {
+      if ((error as { code?: string }).code === "SQLITE_BUSY") return undefined;
+      throw error;
+    }
+    try {
+      const mark = store.sqlite
+        .prepare("SELECT chained_ord FROM ledger_cursors WHERE vault = ?")
+        .pluck()
+        .get(VAULT) as bigint | null;
+      return mark === null ? null : Number(mark);
+    } finally {
+      store.sqlite.exec("COMMIT");
+    }
+  }
+  return store.db.transaction(async (tx) => {
+    await lockVault(tx, VAULT);
+    const { rows } = await tx.execute<{ chained_ord: string | null }>(
+      sql`SELECT chained_ord FROM ledger_cursors WHERE vault = ${VAULT}`,
+    );
+    return rows[0]!.chained_ord === null ? null : Number(rows[0]!.chained_ord);
+  });
+}
+
+/** The marks another connection reads each time it gets the vault's lock, until `work` settles. */
+async function marksBeside(other: Store, work: Promise<unknown>): Promise<(number | null)[]> {
+  let settled = false;
+  void work.finally(() => {
+    settled = true;
+  });
+  const marks: (number | null)[] = [];
+  while (!settled) {
+    const mark = await markOf(other);
+    if (mark !== undefined) marks.push(mark);
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  return marks;
+}
+
+describe.each(dialects)("a review after a gap healed far back on %s", (dialect) => {
+  const stores = useDialectStores(dialect);
+  const dir = mkdtempSync(join(tmpdir(), "gap-heal-walk-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** The store and another connection to it (SQLite: a file, with no busy timeout). */
+  async function twoConnections(name: string): Promise<[Store, Store]> {
+    if (dialect === "sqlite") {
+      const file = join(dir, `${name}.db`);
+      const store = openSqliteStore(file, { create: true });
+      migrateStore(store);
+      const other = openSqliteStore(file);
+      other.sqlite.pragma("busy_timeout = 0");
+      return [store, other];
+    }
+    const store = await stores.open();
+    return [store, openPostgres(stores.lastUrl, { poolSize: 1, statementTimeoutMs: 30_000 })];
+  }
+
+  it("compares every line above again a slice at a time, another connection taking the vault's lock between", async () => {
+    const [store, other] = await twoConnections("walk");
+    try {
+      const ledger = createLedgerStore(store);
+      await ledger.cursor(VAULT, NOW);
+      await seedWalk(store);
+      const reviewing = ledger.review(VAULT, NOW + 1);
+      const marks = await marksBeside(other, reviewing);
+      expect((await reviewing).gaps).toBe(1);
+      // The other connection had the lock while the walk was partway: each slice committed.
+      expect(marks.some((m) => m !== null && m > 0 && m < WALKED)).toBe(true);
+      expect(await markOf(other)).toBe(WALKED);
+      const [stored] = await ledger.storedGaps(VAULT, 10);
+      expect(stored).toEqual({ afterSignature: "walk-029999", beforeSignature: "walk-030000" });
+    } finally {
+      await other.close();
+      // A PostgreSQL store from `stores.open` is closed after the test.
+      if (store.kind === "sqlite") store.close();
+    }
+  });
+
+  it("puts a line out of slot order far above in its place within a slice, each page looked over before it is compared", async () => {
+    const [store, other] = await twoConnections("place");
+    try {
+      const ledger = createLedgerStore(store);
+      await ledger.cursor(VAULT, NOW);
+      // Line 20,000 listed late, held at 39,990 above the lines the chain ran after it: the walk
+      // reaches it slices after its first.
+      await seedWalk(
+        store,
+        "CASE WHEN i = 20000 THEN 39990 WHEN i > 20000 AND i <= 39990 THEN i - 1 ELSE i END",
+        0,
+      );
+      const reviewing = ledger.review(VAULT, NOW + 1);
+      const marks = await marksBeside(other, reviewing);
+      await reviewing;
+      expect(marks.some((m) => m !== null && m > 0 && m < WALKED)).toBe(true);
+      expect(await markOf(other)).toBe(WALKED);
+      expect(await ledger.storedGaps(VAULT, 10)).toEqual([]);
+      const order = Array.from(
+        { length: WALKED },
+        (_, i) => `walk-${String(i + 1).padStart(6, "0")}`,
+      );
+      expect(await walkOrderOf(store)).toEqual(order);
+    } finally {
+      await other.close();
+      if (store.kind === "sqlite") store.close();
+    }
+  });
+});
+
+/** The vault's line signatures by ord. */
+async function walkOrderOf(store: Store): Promise<string[]> {
+  if (store.kind === "sqlite") {
+    return store.sqlite
+      .prepare("SELECT signature FROM ledger_lines WHERE vault = ? ORDER BY ord")
+      .pluck()
+      .all(VAULT) as string[];
+  }
+  const { rows } = await store.pool.query<{ signature: string }>(
+    "SELECT signature FROM ledger_lines WHERE vault = $1 ORDER BY ord",
+    [VAULT],
+  );
+  return rows.map((r) => r.signature);
+}

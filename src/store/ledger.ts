@@ -16,6 +16,7 @@ import {
   foreignChangesToText,
   foreignHoldingOf,
   foreignHoldingToText,
+  gapBetween,
   type HealAttempt,
   healedOrder,
   healMakingRoom,
@@ -38,6 +39,9 @@ import {
   settledShareOfLocks,
   settledUnits,
   slotChainOrder,
+  walkInSlices,
+  walkLines,
+  walkSync,
 } from "./ledger-rules.js";
 import { pgTwins } from "./pg-twins.js";
 
@@ -338,7 +342,8 @@ export interface ReviewResult {
 
 /** How long one review write transaction decides credits headers before it commits. */
 const HEADER_BATCH_MS = 20;
-/** Lines the review's walk reads at once, and looks over for one out of slot order first. */
+/** Lines a review's walk reads at a time (`walkLines`), and looks over for one out of slot order
+ * first: a few ms of SQLite's. */
 const WALK_PAGE = 2000;
 
 /** The lines of one slot around a gap (see `LedgerStore.slotAround`). */
@@ -1581,72 +1586,29 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
   }
 
   /**
-   * Compares each movement after `afterOrd` with the one before it, up to the first unread line
-   * or until `spent` says so between pages: the ord compared through, and whether lines are left.
-   */
-  function walk(
-    vault: string,
-    afterOrd: number,
-    onGap: (gap: StoredGap) => void,
-    spent: () => boolean,
-  ): { walked: number; more: boolean } {
-    const movementAt = (ord: number) => {
-      const row = movementAtOrBefore.get(vault, ord) as LineDb | undefined;
-      return row ? toLine(row) : null;
-    };
-    let prev = movementAt(afterOrd);
-    let ord = afterOrd;
-    let walked = afterOrd;
-    for (;;) {
-      // A line moved below the walk clears the gaps above its place: compared again from there.
-      const from = placeBySlot(vault, ord);
-      if (from < ord) {
-        ord = from;
-        walked = from;
-        prev = movementAt(from);
-      }
-      const rows = walkFrom.all(vault, ord) as LineDb[];
-      for (const r of rows) {
-        ord = Number(r.ord);
-        // An unread line may move money: the walk waits for it (statements compare above it).
-        if (r.state === "listed") return { walked, more: false };
-        walked = ord;
-        const line = toLine(r);
-        if (line.deltaUnits === 0n) continue;
-        if (prev?.postUnits != null && line.preUnits !== null && prev.postUnits !== line.preUnits) {
-          onGap({
-            afterSignature: prev.signature,
-            beforeSignature: line.signature,
-            fromSlot: prev.slot,
-            toSlot: line.slot,
-            missingUnits: line.preUnits - prev.postUnits,
-          });
-        }
-        prev = line;
-      }
-      if (rows.length < WALK_PAGE) return { walked, more: false };
-      if (spent()) return { walked, more: true };
-    }
-  }
-
-  /**
-   * Walks on from the cursor's mark until `HEADER_BATCH_MS` is spent, counting the gaps it stores
-   * in `result`, and moves the mark: whether lines are left. A gap healed far back, or an import,
-   * leaves every line above to compare again (200,000 held the write lock 7.8 s in one walk).
+   * Walks on from the cursor's mark for a slice (`walkLines`), placing each page's lines by slot
+   * first (`placeBySlot`), storing the gaps it finds and counting them in `result`, and moves the
+   * mark: whether lines are left.
    */
   function walkOn(vault: string, result: ReviewResult): boolean {
     const cursor = cursorRow.get(vault) as { chained_ord: Big } | undefined;
     const chained = num(cursor?.chained_ord ?? null) ?? -1;
-    const started = performance.now();
-    const { walked, more } = walk(
-      vault,
-      chained,
-      (gap) => {
-        setGap.run(gap.afterSignature, gap.fromSlot, gap.missingUnits, vault, gap.beforeSignature);
-        result.gaps++;
+    const movementAt = (ord: number) => {
+      const row = movementAtOrBefore.get(vault, ord) as LineDb | undefined;
+      return row ? toLine(row) : null;
+    };
+    const { walked, more, gaps } = walkSync(
+      walkLines(chained, movementAt(chained), toLine, WALK_PAGE),
+      (ord) => {
+        const from = placeBySlot(vault, ord);
+        const rows = walkFrom.all(vault, from) as LineDb[];
+        return from < ord ? { rows, restart: { from, prev: movementAt(from) } } : { rows };
       },
-      () => performance.now() - started >= HEADER_BATCH_MS,
     );
+    for (const gap of gaps) {
+      setGap.run(gap.afterSignature, gap.fromSlot, gap.missingUnits, vault, gap.beforeSignature);
+      result.gaps++;
+    }
     if (walked !== chained) setChained.run(walked, vault);
     return more;
   }
@@ -2174,10 +2136,7 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     },
     async review(vault, now = Date.now()) {
       const { result, walking } = reviewTx.immediate(vault, now);
-      for (let more = walking; more; ) {
-        await new Promise((resolve) => setTimeout(resolve, HEADER_BATCH_MS / 2));
-        more = walkOnTx.immediate(vault, result);
-      }
+      await walkInSlices(walking, () => walkOnTx.immediate(vault, result));
       let place: HeaderPlace | null = { lockOrd: -1n, jobId: null };
       for (let first = true; place !== null; first = false) {
         // Between batches a moment for the writers that wait: the receipt writers try again
@@ -2412,21 +2371,8 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         const prevRow = movementAtOrBefore.get(vault, chained) as LineDb | undefined;
         let prev = prevRow ? toLine(prevRow) : null;
         for (const line of tail) {
-          if (
-            prev?.postUnits != null &&
-            line.preUnits !== null &&
-            prev.postUnits !== line.preUnits &&
-            line.blockTime !== null &&
-            line.blockTime >= fromSec
-          ) {
-            out.push({
-              afterSignature: prev.signature,
-              beforeSignature: line.signature,
-              fromSlot: prev.slot,
-              toSlot: line.slot,
-              missingUnits: line.preUnits - prev.postUnits,
-            });
-          }
+          const gap = gapBetween(prev, line);
+          if (gap && line.blockTime !== null && line.blockTime >= fromSec) out.push(gap);
           prev = line;
         }
       }

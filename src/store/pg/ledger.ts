@@ -51,6 +51,7 @@ import {
   foreignChangesToText,
   foreignHoldingOf,
   foreignHoldingToText,
+  gapBetween,
   type HealAttempt,
   healedOrder,
   healMakingRoom,
@@ -71,6 +72,9 @@ import {
   settledShareOfLocks,
   settledUnits,
   slotChainOrder,
+  walkAsync,
+  walkInSlices,
+  walkLines,
 } from "../ledger-rules.js";
 import type { PgExecutor } from "./executor.js";
 import { takeReceiptWriterTurn } from "./group-commit.js";
@@ -106,6 +110,21 @@ const DAY = 86_400;
 const BATCH = 500;
 /** Lines a span read asks for at a time (`spansFrom`). */
 const SPAN_PAGE = 1000;
+/**
+ * Lines a review's walk asks for at a time (`walkLines`): a page of 2,000 took 50 to 200 ms on a
+ * loaded host, each slice of the walk holding the vault's lock that long at least.
+ */
+const WALK_PAGE = 500;
+/** What a review did to credits headers (`decideHeaders`). */
+type HeaderCounts = Pick<ReviewResult, "headersDecided" | "headersPassed" | "reopened">;
+
+/** Adds what `decideHeaders` did to a review's `result`. */
+function addHeaders(result: ReviewResult, headers: HeaderCounts): void {
+  result.headersDecided += headers.headersDecided;
+  result.headersPassed += headers.headersPassed;
+  result.reopened += headers.reopened;
+}
+
 /** First key of the two-key advisory lock of a vault's ledger writes (second: hashtext(vault)). */
 const VAULT_LOCK_CLASS = 1_049_101;
 
@@ -1062,19 +1081,8 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     return { slot: Number(slot), lines, low, high };
   }
 
-  const gapBetween = (prev: LedgerLineRow | null, line: LedgerLineRow): StoredGap | null =>
-    prev?.postUnits != null && line.preUnits !== null && prev.postUnits !== line.preUnits
-      ? {
-          afterSignature: prev.signature,
-          beforeSignature: line.signature,
-          fromSlot: prev.slot,
-          toSlot: line.slot,
-          missingUnits: line.preUnits - prev.postUnits,
-        }
-      : null;
-
   /**
-   * Moves each read line above the walk's position (`afterOrd`) held just above a line of a
+   * Moves each read line of the walk's next page above `afterOrd` held just above a line of a
    * later slot down to its place by its transaction's slot; returns where the walk must start
    * (see `placeBySlot` in src/store/ledger.ts).
    */
@@ -1088,7 +1096,10 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
               lag(${txSlot}) OVER (ORDER BY l.ord) AS below
             FROM ledger_lines l LEFT JOIN chain_transactions c ON c.signature = l.signature
             WHERE l.vault = ${vault} AND l.ord >= coalesce((SELECT max(ord) FROM ledger_lines
-              WHERE vault = ${vault} AND ord <= ${from}), ${from})) AS o
+              WHERE vault = ${vault} AND ord <= ${from}), ${from})
+              AND l.ord <= coalesce((SELECT ord FROM ledger_lines WHERE vault = ${vault}
+                AND ord > ${from} ORDER BY ord LIMIT 1 OFFSET ${WALK_PAGE - 1}),
+                ${Number.MAX_SAFE_INTEGER})) AS o
           WHERE state = 'read' AND ord > ${from} AND below > slot ORDER BY ord LIMIT 1`)
       ).rows as { signature: string; ord: string | number; slot: string | number }[];
       if (r === undefined) return from;
@@ -1118,36 +1129,50 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     }
   }
 
-  /** Compares each movement after `afterOrd` with the one before it, up to the first unread line. */
-  async function walk(
-    tx: PgExecutor,
-    vault: string,
-    afterOrd: number,
-    onGap: (gap: StoredGap) => Promise<void>,
-  ): Promise<number> {
-    let prev = await movementAtOrBefore(tx, vault, afterOrd);
-    let ord = afterOrd;
-    let walked = afterOrd;
-    for (;;) {
-      const rows = await tx
-        .select(lineWithState)
-        .from(ledgerLines)
-        .where(and(vaultIs(vault), gt(ledgerLines.ord, ord)))
-        .orderBy(asc(ledgerLines.ord))
-        .limit(2000);
-      for (const r of rows) {
-        ord = r.ord;
-        // An unread line may move money: the walk waits for it (statements compare above it).
-        if (r.state === "listed") return walked;
-        walked = ord;
-        const line = toLine(r);
-        if (line.deltaUnits === 0n) continue;
-        const gap = gapBetween(prev, line);
-        if (gap) await onGap(gap);
-        prev = line;
-      }
-      if (rows.length < 2000) return walked;
+  /**
+   * Walks on from the cursor's mark for a slice (`walkLines`), placing each page's lines by slot
+   * first (`placeBySlot`), storing the gaps it finds and counting them in `result`, and moves the
+   * mark: whether lines are left.
+   */
+  async function walkOn(tx: PgExecutor, vault: string, result: ReviewResult): Promise<boolean> {
+    const chained = (await cursorRow(tx, vault))?.chainedOrd ?? -1;
+    const { walked, more, gaps } = await walkAsync(
+      walkLines<LineDb & { state: string }>(
+        chained,
+        await movementAtOrBefore(tx, vault, chained),
+        toLine,
+        WALK_PAGE,
+      ),
+      async (ord) => {
+        const from = await placeBySlot(tx, vault, ord);
+        const rows = await tx
+          .select(lineWithState)
+          .from(ledgerLines)
+          .where(and(vaultIs(vault), gt(ledgerLines.ord, from)))
+          .orderBy(asc(ledgerLines.ord))
+          .limit(WALK_PAGE);
+        if (from === ord) return { rows };
+        return { rows, restart: { from, prev: await movementAtOrBefore(tx, vault, from) } };
+      },
+    );
+    for (const gap of gaps) {
+      await tx
+        .update(ledgerLines)
+        .set({
+          gapAfterSignature: gap.afterSignature,
+          gapAfterSlot: gap.fromSlot,
+          gapUnits: gap.missingUnits,
+        })
+        .where(and(vaultIs(vault), eq(ledgerLines.signature, gap.beforeSignature)));
+      result.gaps++;
     }
+    if (walked !== chained) {
+      await tx
+        .update(ledgerCursors)
+        .set({ chainedOrd: walked })
+        .where(eq(ledgerCursors.vault, vault));
+    }
+    return more;
   }
 
   /**
@@ -1299,7 +1324,16 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     await keepWithJobsRecorded(tx, unrecorded, now);
   }
 
-  async function review(tx: PgExecutor, vault: string, now: number): Promise<ReviewResult> {
+  /**
+   * A review's first transaction, with the first slice of its walk and, when that is through,
+   * the credits headers: what it did, and whether the walk has lines left (`walkOn`, each slice
+   * under the vault's lock again, then `decideHeaders`).
+   */
+  async function review(
+    tx: PgExecutor,
+    vault: string,
+    now: number,
+  ): Promise<{ result: ReviewResult; walking: boolean }> {
     const result: ReviewResult = {
       classified: 0,
       released: 0,
@@ -1381,12 +1415,7 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
           AND ${jobs.apiEscrowTx} IS DISTINCT FROM ${jobs.escrowTx} AND ${jobs.escrowTx} IS NOT NULL`,
       );
     /** The vault's lock lines meeting `condition`, in ledger order. */
-    const locksWhere = (condition: SQL) =>
-      tx
-        .select(lineColumns)
-        .from(ledgerLines)
-        .where(and(vaultIs(vault), eq(ledgerLines.kind, "lock"), condition))
-        .orderBy(asc(ledgerLines.ord));
+    const locksWhere = (condition: SQL) => locksOf(tx, vault, condition);
     const openLocks = (await locksWhere(not(ledgerLines.released))).map(toLine);
     const releasedAnswerOnly = (
       await locksWhere(and(ledgerLines.released, inArray(ledgerLines.signature, answerOnly)) as SQL)
@@ -1403,14 +1432,36 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       if (c.kind === "lock" && c.jobId !== null) openJobs.add(c.jobId);
     }
     result.released += await releaseAccounted(tx, vault, openJobs);
-    const cursor = await cursorRow(tx, vault);
-    const chained = cursor?.chainedOrd ?? -1;
-    // Before the credits headers: a lock's span runs by ord.
-    const from = await placeBySlot(tx, vault, chained);
-    const finalThrough = cursor?.finalThrough ?? null;
+    // Before the credits headers: a lock's span runs by ord (`placeBySlot`, a page at a time).
+    const walking = await walkOn(tx, vault, result);
+    // A walk with lines left: the headers wait for its last slice, as on SQLite.
+    if (!walking) addHeaders(result, await decideHeaders(tx, vault, now));
+    await keepWithJobsRecorded(tx, unrecorded, now);
+    return { result, walking };
+  }
+
+  /** The vault's lock lines that meet `condition`, by ord. */
+  const locksOf = (tx: PgExecutor, vault: string, condition: SQL) =>
+    tx
+      .select(lineColumns)
+      .from(ledgerLines)
+      .where(and(vaultIs(vault), eq(ledgerLines.kind, "lock"), condition))
+      .orderBy(asc(ledgerLines.ord));
+
+  /**
+   * Decides the vault's open credits headers, and passes or reopens the jobs whose header waited
+   * for its span, by the lines in their place by slot: what it did.
+   */
+  async function decideHeaders(tx: PgExecutor, vault: string, now: number): Promise<HeaderCounts> {
+    const finalThrough = (await cursorRow(tx, vault))?.finalThrough ?? null;
+    const result = { headersDecided: 0, headersPassed: 0, reopened: 0 };
     // The partial index's own predicate, then the undecided among them.
     const headerOpen = (
-      await locksWhere(sql`${ledgerLines.headerOk} IS NOT TRUE AND ${ledgerLines.headerOk} IS NULL`)
+      await locksOf(
+        tx,
+        vault,
+        sql`${ledgerLines.headerOk} IS NOT TRUE AND ${ledgerLines.headerOk} IS NULL`,
+      )
     ).map(toLine);
     const checks = await headerChecks(tx, vault, headerOpen, finalThrough);
     const decided = headerOpen.flatMap((line, i) => {
@@ -1427,23 +1478,6 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         })}
         WHERE l.vault = ${vault} AND l.signature = d.signature`);
       result.headersDecided += decided.length;
-    }
-    const walked = await walk(tx, vault, from, async (gap) => {
-      await tx
-        .update(ledgerLines)
-        .set({
-          gapAfterSignature: gap.afterSignature,
-          gapAfterSlot: gap.fromSlot,
-          gapUnits: gap.missingUnits,
-        })
-        .where(and(vaultIs(vault), eq(ledgerLines.signature, gap.beforeSignature)));
-      result.gaps++;
-    });
-    if (walked !== chained) {
-      await tx
-        .update(ledgerCursors)
-        .set({ chainedOrd: walked })
-        .where(eq(ledgerCursors.vault, vault));
     }
     // The same span the verifier reads. A header that matches a balance passes where it stands;
     // one that matches none in a span now read in full changes the verdict: that job is reopened
@@ -1526,7 +1560,6 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
       result.headersPassed += passed.length;
     }
     result.reopened = await reopenJobsPg(tx, { jobIds: reopen }, now);
-    await keepWithJobsRecorded(tx, unrecorded, now);
     return result;
   }
 
@@ -1987,12 +2020,30 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     async review(vault, now = Date.now()) {
       // It updates checks and then reopens jobs, while a verdict writer locks jobs and then
       // replaces their checks: a deadlock between the two rolls this back whole; run it again.
-      return retryOnConflict(() =>
+      const { result, walking } = await retryOnConflict(() =>
         db.transaction(async (tx) => {
           await lockVault(tx, vault);
           return review(tx, vault, now);
         }),
       );
+      await walkInSlices(walking, () =>
+        retryOnConflict(() =>
+          db.transaction(async (tx) => {
+            await lockVault(tx, vault);
+            return walkOn(tx, vault, result);
+          }),
+        ),
+      );
+      if (walking) {
+        const headers = await retryOnConflict(() =>
+          db.transaction(async (tx) => {
+            await lockVault(tx, vault);
+            return decideHeaders(tx, vault, now);
+          }),
+        );
+        addHeaders(result, headers);
+      }
+      return result;
     },
     async creditSpans(requests) {
       return db.transaction(async (tx) => {
