@@ -110,9 +110,11 @@ describe("serve --workers 2 while PostgreSQL is stopped", () => {
     await serve.waitForLog((l) => l.msg === "serve cluster ready");
     const store = openPostgres(url);
     const token = (await createToken(store, { role: "read", name: "metrics" })).token;
-    // A job waiting for its verdict: lag and queue are numbers while the database answers.
+    // A job waiting for its verdict: lag and queue are numbers while the database answers. It
+    // is held by another verifier's lease, so serve's own verifier (which may judge a job with no
+    // escrow at once) leaves it open for the scrapes however long a loaded host takes to reach them.
     await seedJobs(store, [
-      { jobId: "job_open", leaseOwner: null, createdAt: Date.now() - 60_000 },
+      { jobId: "job_open", leaseOwner: "verifier-elsewhere", createdAt: Date.now() - 60_000 },
     ]);
     await store.close();
     // Each worker knows the token before the outage (it keeps trusting a token it saw live).
