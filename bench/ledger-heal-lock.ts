@@ -10,7 +10,7 @@ import { migrateStore } from "../src/db/migrate.js";
 import { openPostgres } from "../src/db/pg/client.js";
 import { migratePostgres } from "../src/db/pg/migrate.js";
 import { createLedgerStore, type LedgerStore, type ListedSignature } from "../src/store/ledger.js";
-import { lockVault } from "../src/store/pg/ledger.js";
+import { takeVaultLock } from "../src/store/pg/ledger.js";
 import { percentile, round } from "./stats.js";
 
 /**
@@ -231,7 +231,7 @@ async function mainPostgres(url: string) {
     const probing = (async () => {
       while (!stop) {
         const asked = performance.now();
-        await other.db.transaction((tx) => lockVault(tx, VAULT));
+        await takeVaultLock(other, VAULT);
         longest = Math.max(longest, performance.now() - asked);
         takes++;
         await new Promise((r) => setTimeout(r, 2));

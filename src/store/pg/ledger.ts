@@ -251,6 +251,14 @@ export async function lockVault(tx: PgExecutor, vault: string): Promise<void> {
   await tx.execute(sql`SELECT pg_advisory_xact_lock(${VAULT_LOCK_CLASS}::int, hashtext(${vault}))`);
 }
 
+/**
+ * Takes the vault's ledger lock and lets it go at once, as any other ledger writer of the vault
+ * would: how long that waits is how long the vault's writers are held back.
+ */
+export async function takeVaultLock(store: PgStore, vault: string): Promise<void> {
+  await store.db.transaction((tx) => lockVault(tx, vault));
+}
+
 /** The columns of a line a statement finding names (its transaction and memo). */
 const findingColumns = {
   signature: ledgerLines.signature,
