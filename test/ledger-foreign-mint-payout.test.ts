@@ -193,3 +193,35 @@ describe("a payout inside a top-up, the vault named as the owner of an account i
     expect(run).toMatchObject({ outcome: "ledger_findings", exitCode: 1 });
   });
 });
+
+describe("a plain top-up paid out, another account opened in the vault's later mint before it", () => {
+  it("counts the top-up and the payout as credits: another account's opening is not the vault's", async () => {
+    const c = await h.scenario();
+    const { keyIndex, vault, user, wallet, thief, fake } = emptiedVaultToReopen(h, 2, 2);
+    const from = await nextSecond();
+    // An account of the fake mint, the attacker's, is opened first; the customer's 1,000,000
+    // comes in and goes to the thief by plain Transfers (which name no mint); the empty vault
+    // is reopened in the fake mint. Were that other account's opening taken for the vault's,
+    // the vault would hold the fake mint from it on: both transfers read as fake tokens, the
+    // vault's credits unmoved, and the customer's money passed through it unlisted.
+    const reopen = h.op.reopenVaultIxs(keyIndex, fake);
+    const tx = h.op.send(
+      [
+        ...h.op.initializeAccountIxs(h.op.attacker.address, fake),
+        h.op.plainTransfer(wallet, vault, 1_000_000n, user.address),
+        h.op.plainTransfer(vault, thief, 1_000_000n),
+        ...reopen.ixs,
+        h.op.mintTo(fake, vault, 5n, h.op.attacker.address),
+      ],
+      { extraSigners: [user, reopen.signer] },
+    ).signature;
+    expect(h.op.deltas(tx).get(thief)).toEqual({ mint: h.op.accounts.mint, delta: 1_000_000n });
+
+    const s = await statementOf(c, vault, from);
+    expect(s.unexplained).toEqual([
+      expect.objectContaining({ signature: tx, amountUnits: -1_000_000n }),
+    ]);
+    expect(s.depositsUnits).toBe(1_000_000n);
+    expect(s.unexplainedOutUnits).toBe(1_000_000n);
+  });
+});
