@@ -8,6 +8,7 @@ import { objectMemberTexts, parseJsonLossless } from "../src/chain/json-text.js"
 import { parseTransaction } from "../src/chain/parse-transaction.js";
 import type { TransactionFacts } from "../src/chain/transaction-facts.js";
 import { AppError } from "../src/errors.js";
+import { unshownCreditOf } from "../src/ledger/reader.js";
 import {
   addr,
   COMPUTE_BUDGET_PROGRAM,
@@ -670,5 +671,60 @@ describe("transaction facts of token instructions that move money", () => {
       })),
     };
     expect(factsFromJson(old).tokenInstructions[0]).toEqual(old.tokenInstructions[0]);
+  });
+});
+
+describe("accounts of jsonParsed token instructions", () => {
+  /** The lock's transfer, jsonParsed, replaced by an instruction of the given type and info. */
+  function parsedAs(type: string, info: Record<string, Json>): TransactionFacts {
+    const result = loadResult("escrow-lock-legacy.jsonParsed.json");
+    result.transaction.message.instructions[1].parsed = { type, info };
+    return parseTransaction(result);
+  }
+  const NEW_MINT = addr.otherToken;
+
+  it("are the fields that name accounts, not keys the instruction's data carries", () => {
+    const cases: [string, Record<string, Json>, string[]][] = [
+      [
+        "initializeMint2",
+        { mint: NEW_MINT, decimals: 6, mintAuthority: addr.escrowVault, freezeAuthority: null },
+        [NEW_MINT],
+      ],
+      [
+        "setAuthority",
+        {
+          account: addr.creditVault,
+          authorityType: "accountOwner",
+          newAuthority: addr.escrowVault,
+          authority: addr.escrowAuthority,
+        },
+        [addr.creditVault, addr.escrowAuthority],
+      ],
+      [
+        "initializeAccount3",
+        { account: addr.creditVault, mint: USDC_MINT, owner: addr.escrowVault },
+        [addr.creditVault, USDC_MINT],
+      ],
+      [
+        "initializeTransferHook",
+        { mint: NEW_MINT, authority: addr.escrowVault, programId: addr.escrowVault },
+        [NEW_MINT],
+      ],
+    ];
+    for (const [type, info, accounts] of cases) {
+      expect(parsedAs(type, info).tokenInstructions[0]?.accounts, type).toEqual(accounts.sort());
+    }
+  });
+
+  it("leave a gain no instruction shows judged, whatever address a new mint's authority is", () => {
+    // The escrow vault gains 160,000 and no instruction moves it: a mint made beside it with
+    // the escrow vault's address as its authority touches no account but the mint.
+    const f = parsedAs("initializeMint2", {
+      mint: NEW_MINT,
+      decimals: 6,
+      mintAuthority: addr.escrowVault,
+    });
+    const profile = { usdcMint: USDC_MINT, tokenPrograms: [TOKEN_PROGRAM, TOKEN_2022_PROGRAM] };
+    expect(unshownCreditOf(addr.escrowVault, f, profile)).toBe(160_000n);
   });
 });

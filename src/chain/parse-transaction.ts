@@ -329,17 +329,79 @@ function stepOf(programId: string, data: Uint8Array, accounts: string[]): Step {
   };
 }
 
+/** Account fields of a jsonParsed token instruction (a multisig's signers aside). */
+const AUTHORITY_FIELDS = ["authority", "multisigAuthority"];
+const OWNER_FIELDS = ["owner", "multisigOwner"];
+const MINT_AUTHORITY_FIELDS = ["mintAuthority", "multisigMintAuthority"];
+const FREEZE_AUTHORITY_FIELDS = ["freezeAuthority", "multisigFreezeAuthority"];
+
+/**
+ * Where each token instruction's jsonParsed `info` names its accounts. The rest of `info` is
+ * the instruction's data, and some of it is keys too (SetAuthority's `newAuthority`,
+ * InitializeMint's `mintAuthority`, InitializeAccount3's `owner`, a transfer hook's program):
+ * whoever signs the transaction writes any address there, the vault's too, and it names no
+ * account the instruction touches. Read as one, a mint made with the vault's address as its
+ * authority passed for an instruction touching the vault that moves money by an amount the
+ * facts do not keep, and a gain of the vault that no instruction showed was no longer judged.
+ */
+const PARSED_ACCOUNT_FIELDS: ReadonlyMap<string, readonly string[]> = new Map([
+  ["initializeMint", ["mint", "rentSysvar"]],
+  ["initializeMint2", ["mint"]],
+  ["initializeAccount", ["account", "mint", "owner", "rentSysvar"]],
+  ["initializeAccount2", ["account", "mint", "rentSysvar"]],
+  ["initializeAccount3", ["account", "mint"]],
+  ["initializeMultisig", ["multisig", "rentSysvar"]],
+  ["initializeMultisig2", ["multisig"]],
+  ["transfer", ["source", "destination", ...AUTHORITY_FIELDS]],
+  ["approve", ["source", "delegate", ...OWNER_FIELDS]],
+  ["revoke", ["source", ...OWNER_FIELDS]],
+  ["setAuthority", ["account", "mint", ...AUTHORITY_FIELDS]],
+  ["mintTo", ["mint", "account", ...MINT_AUTHORITY_FIELDS]],
+  ["burn", ["account", "mint", ...AUTHORITY_FIELDS]],
+  ["closeAccount", ["account", "destination", ...OWNER_FIELDS]],
+  ["freezeAccount", ["account", "mint", ...FREEZE_AUTHORITY_FIELDS]],
+  ["thawAccount", ["account", "mint", ...FREEZE_AUTHORITY_FIELDS]],
+  ["transferChecked", ["source", "mint", "destination", ...AUTHORITY_FIELDS]],
+  ["approveChecked", ["source", "mint", "delegate", ...OWNER_FIELDS]],
+  ["mintToChecked", ["mint", "account", ...MINT_AUTHORITY_FIELDS]],
+  ["burnChecked", ["account", "mint", ...AUTHORITY_FIELDS]],
+  ["syncNative", ["account"]],
+  ["getAccountDataSize", ["mint"]],
+  ["initializeImmutableOwner", ["account"]],
+  ["amountToUiAmount", ["mint"]],
+  ["uiAmountToAmount", ["mint"]],
+  ["initializeMintCloseAuthority", ["mint"]],
+  ["transferCheckedWithFee", ["source", "mint", "destination", ...AUTHORITY_FIELDS]],
+  ["reallocate", ["account", "payer", "systemProgram", ...OWNER_FIELDS]],
+  ["createNativeMint", ["payer", "nativeMint", "systemProgram"]],
+  ["initializeNonTransferableMint", ["mint"]],
+  ["initializePermanentDelegate", ["mint"]],
+]);
+
+/**
+ * Fields that name an account in every other (extension) instruction's `info`. An account
+ * left unread there is judged as untouched by it, which never hides money: its balance change
+ * is then one no instruction shows.
+ */
+const OTHER_ACCOUNT_FIELDS = ["account", "source", "destination", "mint", ...OWNER_FIELDS];
+
+/** The accounts a jsonParsed token instruction names, by its kind's account fields. */
+function parsedAccounts(kind: string, info: Json): string[] {
+  const fields = PARSED_ACCOUNT_FIELDS.get(kind) ?? OTHER_ACCOUNT_FIELDS;
+  return fields.flatMap((field) => {
+    const value = info[field];
+    return typeof value === "string" && isBase58OfLength(value, 32) ? [value] : [];
+  });
+}
+
 /** A jsonParsed instruction: `{program, programId, parsed}` or `{programId, accounts, data}`. */
 function parsedStep(ix: Json, path: string): Step {
   const programId = pubkey(ix.programId, `${path}.programId`);
   if (TOKEN_PROGRAM_IDS.has(programId)) {
     if (isRecord(ix.parsed)) {
       const kind = string(ix.parsed.type, `${path}.parsed.type`);
-      // The parsed form names accounts inside `info`; every base58 key there is an account.
       const info = isRecord(ix.parsed.info) ? ix.parsed.info : {};
-      const accounts = Object.values(info).filter(
-        (v): v is string => typeof v === "string" && /^[1-9A-HJ-NP-Za-km-z]{32,44}$/.test(v),
-      );
+      const accounts = parsedAccounts(kind, info);
       return {
         programId,
         memo: null,
