@@ -379,3 +379,32 @@ describe("an answer listing one account twice", () => {
     expect(await c.verdicts(plan.jobId)).toEqual([verified]);
   });
 });
+
+// A node may leave `meta.preTokenBalances`/`postTokenBalances` out of its answer (both are
+// optional in the RPC's JSON). Read as no balance moving, an honest settlement paid nobody and
+// the job became a discrepancy of the operator's, on a node's omission.
+describe("an answer with no token balances", () => {
+  it("is a node's unreadable answer: the job waits as an error naming it, never judged by it", async () => {
+    const c = await h.scenario();
+    await c.pinKey(2);
+    const plan = h.op.plan({ keyIndex: 2 });
+    const txs = h.op.honestJob(plan);
+    c.record(plan, txs);
+    await c.flush();
+    await h.finalized();
+    const bare = rewritingNode(h.rpc, (signature) =>
+      signature !== txs.settlementTx
+        ? undefined
+        : (result: { meta: Record<string, unknown> }) => {
+            delete result.meta.preTokenBalances;
+            delete result.meta.postTokenBalances;
+          },
+    );
+    await c.verifierOver(bare).runUntilSettled({}, { timeoutMs: 3_000 });
+    const row = (c.store as SqliteStore).sqlite
+      .prepare("SELECT verdict, last_error FROM jobs WHERE job_id = ?")
+      .get(plan.jobId) as { verdict: string; last_error: string };
+    expect(row).toMatchObject({ verdict: "error", last_error: /token balances/ });
+    expect(await c.verdicts(plan.jobId)).toEqual([verified]);
+  });
+});

@@ -724,6 +724,26 @@ function refuseRepeatedAccount(accounts: string[]): void {
   });
 }
 
+/**
+ * A succeeded transaction that names a token program has its token balances in every answer a
+ * node gives since 2021 (`[]` when it moved none). Both lists are optional in the RPC's JSON:
+ * an answer without them, read as no balance moving, made an honest settlement pay nobody and
+ * its job a discrepancy, on the node's omission. Such an answer is unreadable, as any other
+ * that cannot be judged by: the job waits, and the ledger reads the line from another answer.
+ */
+function refuseMissingTokenBalances(meta: Json, accounts: string[]): void {
+  if (meta.err !== null && meta.err !== undefined) return;
+  if (!accounts.some((a) => TOKEN_PROGRAM_IDS.has(a))) return;
+  for (const list of ["preTokenBalances", "postTokenBalances"] as const) {
+    if (!Array.isArray(meta[list])) {
+      malformed(
+        `meta.${list} is missing: the token balances of a token program's transaction are not known`,
+        `meta.${list}`,
+      );
+    }
+  }
+}
+
 function declaredVersion(value: unknown): "legacy" | 0 | undefined {
   if (value === undefined || value === null) return undefined;
   if (value === 0 || value === "legacy") return value;
@@ -764,6 +784,7 @@ export function parseTransaction(result: unknown, signatureHint?: string): Trans
   const feePayer = decoded.accounts[0];
   if (feePayer === undefined) malformed("transaction has no accounts", "accountKeys");
   refuseRepeatedAccount(decoded.accounts);
+  refuseMissingTokenBalances(meta, decoded.accounts);
   const steps = executionOrder(decoded, meta);
   const err = meta.err ?? null;
   const fee = lamports(meta.fee, "meta.fee");

@@ -1030,8 +1030,10 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     if (facts?.openedTokenAccounts === undefined) {
       facts = (await rpc.getTransaction(start.signature))?.facts ?? null;
     }
-    // Not served: asked again at the next round. Served without token balances: it cannot show
-    // the vault's creation, now or later, and is not fetched again every round.
+    // Not served: asked again at the next round (an answer without token balances, unreadable,
+    // throws: asked again too). Stored without them (a failed transaction, facts read before
+    // such answers were refused): it cannot show the vault's creation, now or later, and is not
+    // fetched again every round.
     if (facts === null) return;
     const opened = facts.openedTokenAccounts?.includes(vault) ?? false;
     await ledger.setOpened(vault, start.signature, opened);

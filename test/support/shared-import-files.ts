@@ -57,6 +57,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/ledger-split-theft.test.ts",
   "test/ledger-statement-adversary.test.ts",
   "test/ledger-statement-periods.test.ts",
+  "test/ledger-token-balances-omitted.test.ts",
   "test/ledger-world.test.ts",
   "test/localnet-chain.test.ts",
   "test/localnet-faults.test.ts",
