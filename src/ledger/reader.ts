@@ -20,12 +20,12 @@ import { severalMemoJobs } from "../store/ledger-rules.js";
 import { parseJobMemos } from "../verify/checks.js";
 import type { CustodyConfig } from "../verify/custody.js";
 import {
-  BALANCE_KEEPING_KINDS,
   balancesUnshown,
   innerInstructionsHidden,
   isCredit,
   isOtherOwner,
   MOVEMENT_KINDS,
+  mayMove,
 } from "../verify/money-movements.js";
 import type { Profile } from "../verify/profiles.js";
 
@@ -342,10 +342,7 @@ export function unshownCreditOf(
   const change = facts.tokenChanges.find((c) => c.account === vault && isCredit(profile, c));
   if (change === undefined || change.delta <= 0n) return null;
   const unknown = facts.tokenInstructions.some(
-    (ix) =>
-      ix.accounts.includes(vault) &&
-      !BALANCE_KEEPING_KINDS.has(ix.kind) &&
-      !(MOVEMENT_KINDS.has(ix.kind) && ix.amount !== undefined),
+    (ix) => mayMove(ix, change) && !(MOVEMENT_KINDS.has(ix.kind) && ix.amount !== undefined),
   );
   if (unknown) return null;
   let shown = 0n;

@@ -1,4 +1,8 @@
-import type { TokenChange, TransactionFacts } from "../chain/transaction-facts.js";
+import type {
+  TokenChange,
+  TokenInstruction,
+  TransactionFacts,
+} from "../chain/transaction-facts.js";
 import type { Profile } from "./profiles.js";
 
 /**
@@ -305,12 +309,21 @@ export const MOVEMENT_KINDS: ReadonlySet<string> = new Set([
 
 /**
  * Token instructions that name an account and leave its balance as it was (or, closing it, at
- * the 0 the token program requires): they explain no money, and hide none.
+ * the 0 the token program requires): they explain no money, and hide none. The token program
+ * reads no account past those an instruction takes, so whoever signs may name any account
+ * after them (a new mint's InitializeMint2 followed by the vault, the customer's wallet and the
+ * thief's account): taken for an instruction that may move money by an amount not kept, such
+ * a mint left a top-up and a payout a node served no instruction of unjudged. SyncNative moves
+ * wrapped SOL only, which nothing here judges.
  */
 export const BALANCE_KEEPING_KINDS: ReadonlySet<string> = new Set([
+  "initializeMint",
+  "initializeMint2",
   "initializeAccount",
   "initializeAccount2",
   "initializeAccount3",
+  "initializeMultisig",
+  "initializeMultisig2",
   "initializeImmutableOwner",
   "approve",
   "approveChecked",
@@ -319,11 +332,31 @@ export const BALANCE_KEEPING_KINDS: ReadonlySet<string> = new Set([
   "closeAccount",
   "freezeAccount",
   "thawAccount",
+  "syncNative",
   "getAccountDataSize",
   "amountToUiAmount",
   "uiAmountToAmount",
   "reallocate",
+  "initializeMintCloseAuthority",
+  "createNativeMint",
+  "initializeNonTransferableMint",
+  "initializePermanentDelegate",
+  "memoTransferExtension",
+  "cpiGuardExtension",
+  "defaultAccountStateExtension",
+  "interestBearingMintExtension",
+  "transferHookExtension",
 ]);
+
+/**
+ * Whether token instruction `ix` may have moved the balance of the account `change` is of: one
+ * that names it, is not balance-keeping, and is of the account's token program (SPL Token moves
+ * no Token-2022 account's money, nor the other way round).
+ */
+export function mayMove(ix: TokenInstruction, change: TokenChange): boolean {
+  if (!ix.accounts.includes(change.account) || BALANCE_KEEPING_KINDS.has(ix.kind)) return false;
+  return change.programId === null || ix.programId === change.programId;
+}
 
 /** The classic SPL Token program: its transfers withhold no fee. */
 const SPL_TOKEN_PROGRAM = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA";
@@ -362,7 +395,7 @@ export function balancesUnshown(
     let shown = 0n;
     let feeMayHold = false;
     for (const ix of facts.tokenInstructions) {
-      if (!ix.accounts.includes(c.account) || BALANCE_KEEPING_KINDS.has(ix.kind)) continue;
+      if (!mayMove(ix, c)) continue;
       if (!MOVEMENT_KINDS.has(ix.kind) || ix.amount === undefined) return false;
       const from = ix.source === c.account;
       if (from === (ix.destination === c.account)) continue;

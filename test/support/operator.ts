@@ -538,17 +538,29 @@ export class Operator {
 
   /** A second mint with the credit mint's decimals; the attacker is its mint and freeze authority. */
   createFakeMint(): string {
+    const { mint, ixs } = this.newMintIxs();
+    this.send(ixs);
+    return mint;
+  }
+
+  /**
+   * Creates a mint as `createFakeMint` does, by InitializeMint2, with `alsoNamed` after its one
+   * account: the token program reads no more accounts, and those it leaves as they were.
+   */
+  newMintIxs(alsoNamed: readonly string[] = []): { mint: string; ixs: InstructionSpec[] } {
     const mint = this.newSigner("fake-mint");
     const freeze = concat([1], addressBytes(this.attacker.address));
-    this.send([
-      this.createAccountIx(mint.address, MINT_SIZE),
-      {
-        programId: SPL_TOKEN,
-        accounts: [w(mint.address)],
-        data: concat([20, this.accounts.decimals], addressBytes(this.attacker.address), freeze),
-      },
-    ]);
-    return mint.address;
+    return {
+      mint: mint.address,
+      ixs: [
+        this.createAccountIx(mint.address, MINT_SIZE),
+        {
+          programId: SPL_TOKEN,
+          accounts: [w(mint.address), ...alsoNamed.map(r)],
+          data: concat([20, this.accounts.decimals], addressBytes(this.attacker.address), freeze),
+        },
+      ],
+    };
   }
 
   /**
