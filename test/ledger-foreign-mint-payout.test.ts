@@ -20,6 +20,23 @@ async function nightlyOf(c: Scenario, vault: string, from: number) {
   return nightlyOnChain(h, c, vaultReader(h, c, vault)).nightly({ from, to: Date.now() });
 }
 
+/** The customer's 1,000,000 reached the thief by `tx`: listed as a deposit and paid out of it. */
+async function expectTopUpPaidOut(
+  c: Scenario,
+  vault: string,
+  from: number,
+  tx: string,
+  thief: string,
+) {
+  expect(h.op.deltas(tx).get(thief)).toEqual({ mint: h.op.accounts.mint, delta: 1_000_000n });
+  const s = await statementOf(c, vault, from);
+  expect(s.unexplained).toEqual([
+    expect.objectContaining({ signature: tx, amountUnits: -1_000_000n }),
+  ]);
+  expect(s.depositsUnits).toBe(1_000_000n);
+  expect(s.unexplainedOutUnits).toBe(1_000_000n);
+}
+
 describe("a credit vault closed and opened again in another mint within one transaction", () => {
   it("lists the credits a top-up brought in and a plain transfer paid out before the reopening", async () => {
     const c = await h.scenario();
@@ -178,14 +195,7 @@ describe("a payout inside a top-up, the vault named as the owner of an account i
       5n,
       h.op.initializeAccountIxs(vault, reopening.fake),
     );
-    expect(h.op.deltas(tx).get(thief)).toEqual({ mint: h.op.accounts.mint, delta: 1_000_000n });
-
-    const s = await statementOf(c, vault, from);
-    expect(s.unexplained).toEqual([
-      expect.objectContaining({ signature: tx, amountUnits: -1_000_000n }),
-    ]);
-    expect(s.depositsUnits).toBe(1_000_000n);
-    expect(s.unexplainedOutUnits).toBe(1_000_000n);
+    await expectTopUpPaidOut(c, vault, from, tx, thief);
     const run = await nightlyOf(c, vault, from);
     expect(run.ledger?.unreceiptedDebits.filter((d) => !d.beforeWindow)).toEqual([
       expect.objectContaining({ vault, signature: tx, amountUnits: "-1000000" }),
@@ -215,13 +225,6 @@ describe("a plain top-up paid out, another account opened in the vault's later m
       ],
       { extraSigners: [user, reopen.signer] },
     ).signature;
-    expect(h.op.deltas(tx).get(thief)).toEqual({ mint: h.op.accounts.mint, delta: 1_000_000n });
-
-    const s = await statementOf(c, vault, from);
-    expect(s.unexplained).toEqual([
-      expect.objectContaining({ signature: tx, amountUnits: -1_000_000n }),
-    ]);
-    expect(s.depositsUnits).toBe(1_000_000n);
-    expect(s.unexplainedOutUnits).toBe(1_000_000n);
+    await expectTopUpPaidOut(c, vault, from, tx, thief);
   });
 });
