@@ -288,39 +288,46 @@ describe("a top-up and a payout both inside a call a lying node leaves out", () 
 });
 
 describe("a top-up and a payout inside a call left out, beside a new mint naming the vault", () => {
-  it("leaves the line unread: an instruction naming the vault that moves nothing explains no gain", async () => {
-    const c = await h.scenario();
-    const { vault } = await c.pinKey(3);
-    const from = await periodStart();
-    const user = localSigner(localKeyNames.user(3));
-    const wallet = h.op.createTokenAccount(user.address, h.op.accounts.mint, 1_000_000n);
-    const thief = h.op.attackerAccount(0n);
-    // A mint made beside, every account whose balance moves named after its one account:
-    // InitializeMint2 reads no more and moves nothing, and each change read as a token
-    // instruction's of no known amount.
-    const decoy = h.op.newMintIxs([vault, wallet, thief]);
-    const topUp = h.op.send(
-      [
-        h.op.newOwnerAtaIx(),
-        ...decoy.ixs,
-        h.op.transfer(wallet, vault, 1_000_000n, { authority: user.address }),
-        h.op.transfer(vault, thief, 300_000n),
-      ],
-      { extraSigners: [user] },
-    ).signature;
-    const dropBoth: Rewrite = (result) => {
-      result.transaction.message.instructions.splice(-2, 2);
-      result.meta.innerInstructions = [];
-    };
-    const { s } = await readThrough(c, lyingNode(h.rpc, new Map([[topUp, dropBoth]])), vault, from);
-    // Read, it was a deposit of 700,000: the 300,000 paid out was in no figure.
-    expect(s.depositsUnits).toBe(0n);
-    expect(s.complete).toBe(false);
-    expect(s.unread).toEqual({
-      lines: 1,
-      why: `line ${topUp} not read: the vault's credit balance rose by 700000, more than the instructions served bring in`,
+  // A mint made beside, every account whose balance moves named after the one account its
+  // instruction reads: the token program reads no more and moves nothing, and each change read
+  // as moved by a token instruction of no known amount.
+  const decoys = {
+    "SPL Token's InitializeMint2": (named: string[]) => h.op.newMintIxs(named).ixs,
+    "Token-2022's InitializeTransferFeeConfig": (named: string[]) =>
+      h.op.token2022MintIxs({ transferFeeBps: 0 }, named).ixs,
+  };
+  for (const [name, decoy] of Object.entries(decoys)) {
+    it(`leaves the line unread beside ${name}: it moves none of the accounts it names`, async () => {
+      const c = await h.scenario();
+      const { vault } = await c.pinKey(3);
+      const from = await periodStart();
+      const user = localSigner(localKeyNames.user(3));
+      const wallet = h.op.createTokenAccount(user.address, h.op.accounts.mint, 1_000_000n);
+      const thief = h.op.attackerAccount(0n);
+      const topUp = h.op.send(
+        [
+          h.op.newOwnerAtaIx(),
+          ...decoy([vault, wallet, thief]),
+          h.op.transfer(wallet, vault, 1_000_000n, { authority: user.address }),
+          h.op.transfer(vault, thief, 300_000n),
+        ],
+        { extraSigners: [user] },
+      ).signature;
+      const dropBoth: Rewrite = (result) => {
+        result.transaction.message.instructions.splice(-2, 2);
+        result.meta.innerInstructions = [];
+      };
+      const rpc = lyingNode(h.rpc, new Map([[topUp, dropBoth]]));
+      const { s } = await readThrough(c, rpc, vault, from);
+      // Read, it was a deposit of 700,000: the 300,000 paid out was in no figure.
+      expect(s.depositsUnits).toBe(0n);
+      expect(s.complete).toBe(false);
+      expect(s.unread).toEqual({
+        lines: 1,
+        why: `line ${topUp} not read: the vault's credit balance rose by 700000, more than the instructions served bring in`,
+      });
     });
-  });
+  }
 });
 
 describe("a lock whose call a lying node serves as [] with an Approve of the vault in it", () => {

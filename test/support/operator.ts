@@ -572,6 +572,20 @@ export class Operator {
   createToken2022Mint(
     opts: { transferFeeBps?: number; maximumFee?: bigint; permanentDelegate?: string } = {},
   ): string {
+    const { mint, ixs } = this.token2022MintIxs(opts);
+    this.send(ixs);
+    if (opts.transferFeeBps !== undefined) this.feeMints.add(mint);
+    return mint;
+  }
+
+  /**
+   * The instructions `createToken2022Mint` sends, with `alsoNamed` after the mint's one account
+   * in its InitializeTransferFeeConfig (given a fee): Token-2022 reads no more accounts there.
+   */
+  token2022MintIxs(
+    opts: { transferFeeBps?: number; maximumFee?: bigint; permanentDelegate?: string },
+    alsoNamed: readonly string[] = [],
+  ): { mint: string; ixs: InstructionSpec[] } {
     const mint = this.newSigner("token-2022-mint");
     const fee = opts.transferFeeBps !== undefined;
     const extensions = [
@@ -593,18 +607,17 @@ export class Operator {
       );
     }
     if (fee) {
-      ixs.push(
-        specOf(
-          createInitializeTransferFeeConfigInstruction(
-            key(mint.address),
-            key(this.attacker.address),
-            key(this.attacker.address),
-            opts.transferFeeBps ?? 0,
-            opts.maximumFee ?? 2n ** 64n - 1n,
-            key(TOKEN_2022_PROGRAM_ID),
-          ),
+      const config = specOf(
+        createInitializeTransferFeeConfigInstruction(
+          key(mint.address),
+          key(this.attacker.address),
+          key(this.attacker.address),
+          opts.transferFeeBps ?? 0,
+          opts.maximumFee ?? 2n ** 64n - 1n,
+          key(TOKEN_2022_PROGRAM_ID),
         ),
       );
+      ixs.push({ ...config, accounts: [...config.accounts, ...alsoNamed.map(r)] });
     }
     ixs.push(
       specOf(
@@ -617,9 +630,7 @@ export class Operator {
         ),
       ),
     );
-    this.send(ixs);
-    if (fee) this.feeMints.add(mint.address);
-    return mint.address;
+    return { mint: mint.address, ixs };
   }
 
   /** A Token-2022 account of `mint` owned by `owner`, holding `fund` minted by the attacker. */
