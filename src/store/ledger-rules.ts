@@ -592,7 +592,10 @@ export function slotChainOrder(
   return chain.map((l, i) => ({ signature: l.signature, ord: ords[i]! }));
 }
 
-/** Lines a heal moves up in one write transaction while it makes room: a few ms of the lock. */
+/**
+ * Lines a heal moves up in one SQLite write transaction while it makes room: a few ms of the
+ * lock (PostgreSQL moves fewer, `PG_ROOM_LINES_PER_MOVE`).
+ */
 export const ROOM_LINES_PER_MOVE = 1000;
 /**
  * Pause between those transactions: a receipt waiting for the SQLite write lock tries again
@@ -617,9 +620,9 @@ export interface RoomSteps {
   roomTop(room: number): Promise<number | null>;
   /**
    * In one write transaction, when no line is in the `room` ords above `top`: moves up by
-   * `room` the highest `ROOM_LINES_PER_MOVE` lines from the gap's later line to `top`. Returns
-   * the next `top` (the ord below those moved), or null when the later line moved too or the
-   * room above `top` was taken meanwhile (nothing moved then).
+   * `room` the highest lines (the store's batch, `ROOM_LINES_PER_MOVE` on SQLite) from the
+   * gap's later line to `top`. Returns the next `top` (the ord below those moved), or null when
+   * the later line moved too or the room above `top` was taken meanwhile (nothing moved then).
    */
   moveUp(top: number, room: number): Promise<number | null>;
 }
@@ -627,10 +630,10 @@ export interface RoomSteps {
 /**
  * Heals a gap whose new lines do not fit between its two lines without one transaction that
  * renumbers every line above (200,000 lines held SQLite's write lock 2.9 s, receipts waiting):
- * the lines from the later one up to the first room above them move up in transactions of
- * `ROOM_LINES_PER_MOVE` lines, highest first, each into ords it checked are free, so the order
- * of lines holds after each one (a process killed between them leaves only unused ords), and
- * the heal itself then fits. Returns the lines inserted (0: healed another time).
+ * the lines from the later one up to the first room above them move up a batch per transaction
+ * (`ROOM_LINES_PER_MOVE` lines on SQLite), highest first, each into ords it checked are free,
+ * so the order of lines holds after each one (a process killed between them leaves only unused
+ * ords), and the heal itself then fits. Returns the lines inserted (0: healed another time).
  */
 export async function healMakingRoom(steps: RoomSteps, signal?: AbortSignal): Promise<number> {
   for (let attempt = 0; attempt < ROOM_ATTEMPTS; attempt++) {
