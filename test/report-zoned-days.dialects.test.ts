@@ -5,6 +5,7 @@ import { groupByValues, reconciliationReport } from "../src/reports/reconciliati
 import { createTestApi } from "./support/audit-api-app.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { insertJob } from "./support/job-rows.js";
+import { statementsSentBy } from "./support/pg-statements.js";
 import { jobRow, prng, seedRows } from "./support/seed-reports.js";
 
 /**
@@ -218,4 +219,38 @@ describe("GET /reports/reconciliation?timeZone=", () => {
       expect(rows.map((r) => r.timeZone)).toEqual(["UTC", "UTC"]);
     },
   );
+});
+
+describe("a zone's days on PostgreSQL", () => {
+  const stores = useDialectStores("postgres");
+
+  /** The statement that sums a report's groups, as node-postgres sent it. */
+  async function sumsStatement(store: Store, query: Parameters<typeof reconciliationReport>[1]) {
+    const sent = await statementsSentBy(() => reconciliationReport(store, query, () => 0));
+    return sent.find((s) => s.text.includes("job_rollups_backfill"))!;
+  }
+
+  it("sums a month of a zone's days in one statement no longer than a day's, the days as arrays", async () => {
+    const store = await stores.open();
+    await seedRows(store, "jobs", seededJobs());
+    const zone = "Asia/Kathmandu";
+    const days = octoberDays(zone);
+    const month = await sumsStatement(store, {
+      from: days[0]!.from,
+      to: days[30]!.to,
+      groupBy: "day",
+      timeZone: zone,
+    });
+    const day = await sumsStatement(store, {
+      from: days[0]!.from,
+      to: days[0]!.to,
+      groupBy: "day",
+      timeZone: zone,
+    });
+    // Before: a SELECT per piece of every day, three a day here (the whole hours, and the jobs
+    // of the partial hour at either end): 212 KB of SQL for a month, parsed and planned each
+    // time, 395 ms against 43 ms by UTC days.
+    expect(month.text.length).toBe(day.text.length);
+    expect(month.text.length).toBeLessThan(20_000);
+  });
 });

@@ -79,23 +79,29 @@ function bigintsOf(
   return out;
 }
 
-/** The SELECTs (one per piece of the period) that together answer one `groupSums`. */
-function groupSumsPieces(query: SumsQuery, pieces: PeriodPieces): SQL[] {
+/** The rollup grains a query reads (hour rows: null when it has none) and its worker filters. */
+function grainsRead(query: SumsQuery) {
   const byWorker = query.worker !== undefined;
   const g = rollupGrouping[query.groupBy];
-  // One worker: its (day, worker) rows by day, or its full-key rows (index job_rollups_worker).
-  const dayGrain = byWorker ? (query.groupBy === "day" ? grains.worker : grains.full) : g.day;
-  const hourGrain = byWorker ? (query.groupBy === "day" ? grains.hourWorker : null) : g.hour;
+  return {
+    g,
+    // One worker: its (day, worker) rows by day, or its full-key rows (index job_rollups_worker).
+    dayGrain: byWorker ? (query.groupBy === "day" ? grains.worker : grains.full) : g.day,
+    hourGrain: byWorker ? (query.groupBy === "day" ? grains.hourWorker : null) : g.hour,
+    workerFilter: byWorker ? sql`worker = ${query.worker} AND ` : sql``,
+    jobsWorkerFilter: byWorker ? sql`${sql.raw(reportWorkerSql())} = ${query.worker} AND ` : sql``,
+  };
+}
+
+/** The SELECTs (one per piece of the period) that together answer one `groupSums`. */
+function groupSumsPieces(query: SumsQuery, pieces: PeriodPieces): SQL[] {
+  const { g, dayGrain, hourGrain, workerFilter, jobsWorkerFilter } = grainsRead(query);
   if (hourGrain === null) {
     // No hour rows for this grouping: the edges' whole hours come from the jobs too.
     for (const h of pieces.hours)
       pieces.partial.push({ from: h.first * HOUR_MS, to: h.end * HOUR_MS });
     pieces.hours = [];
   }
-  const workerFilter = byWorker ? sql`worker = ${query.worker} AND ` : sql``;
-  const jobsWorkerFilter = byWorker
-    ? sql`${sql.raw(reportWorkerSql())} = ${query.worker} AND `
-    : sql``;
   const selects: SQL[] = [];
   const rollupSelect = (grain: number, expr: string, range: { first: number; end: number }) =>
     sql`SELECT ${sql.raw(expr)} AS grp, ${sql.raw(rollupFigureSums)}, false AS backfill_pending
@@ -119,10 +125,60 @@ function groupSumsPieces(query: SumsQuery, pieces: PeriodPieces): SQL[] {
   return selects;
 }
 
+/** One bound array parameter of `type` (drizzle would spread a JS array into a list). */
+const arrayOf = (values: readonly number[], type: "bigint" | "int") =>
+  sql`${sql.param([...values])}::${sql.raw(type)}[]`;
+
 /**
- * The SELECTs of a period cut into `pieces`; with `dayStarts`, those of each of its days, every
- * row of a day under the day's start.
+ * The SELECTs of a period grouped by a zone's days (`dayStarts`), each row under its day's
+ * start: every day's whole UTC days and hours from the rollups in one join on the days' ranges,
+ * its partial hours from the jobs in another. A SELECT per piece of every day made a month's
+ * statement some 200 KB of SQL, parsed and planned each time (Kathmandu's month took 395 ms
+ * against 43 ms by UTC days).
  */
+function zonedDaySelects(
+  query: SumsQuery,
+  pieces: (from: number, to: number) => PeriodPieces,
+): SQL[] {
+  const { dayGrain, hourGrain, workerFilter, jobsWorkerFilter } = grainsRead(query);
+  const ranges: { day: number; grain: number; first: number; end: number }[] = [];
+  const partial: { day: number; from: number; to: number }[] = [];
+  for (const day of daysOfStarts(query)) {
+    const cut = pieces(day.from, day.to);
+    if (cut.days) ranges.push({ day: day.from, grain: dayGrain, ...cut.days });
+    for (const h of cut.hours) {
+      if (hourGrain !== null) ranges.push({ day: day.from, grain: hourGrain, ...h });
+      else partial.push({ day: day.from, from: h.first * HOUR_MS, to: h.end * HOUR_MS });
+    }
+    for (const p of cut.partial) partial.push({ day: day.from, ...p });
+  }
+  const column = <R>(rows: readonly R[], of: (row: R) => number, type: "bigint" | "int") =>
+    arrayOf(rows.map(of), type);
+  const selects: SQL[] = [];
+  if (ranges.length > 0) {
+    selects.push(sql`SELECT r.zone_day AS grp, ${sql.raw(rollupFigureSums)},
+        false AS backfill_pending
+      FROM unnest(${column(ranges, (r) => r.day, "bigint")},
+        ${column(ranges, (r) => r.grain, "int")}, ${column(ranges, (r) => r.first, "int")},
+        ${column(ranges, (r) => r.end, "int")}) AS r(zone_day, piece_grain, piece_first, piece_end)
+      JOIN job_rollups ON grain = r.piece_grain AND ${workerFilter}day >= r.piece_first
+        AND day < r.piece_end
+      GROUP BY r.zone_day`);
+  }
+  if (partial.length > 0) {
+    selects.push(sql`SELECT grp, ${sql.raw(byVerdict.outer)}, false AS backfill_pending FROM (
+        SELECT p.zone_day AS grp, ${sql.raw(byVerdict.inner)}
+        FROM unnest(${column(partial, (p) => p.day, "bigint")},
+          ${column(partial, (p) => p.from, "bigint")}, ${column(partial, (p) => p.to, "bigint")})
+          AS p(zone_day, piece_from, piece_to)
+        JOIN jobs ON ${jobsWorkerFilter}created_at >= p.piece_from AND created_at < p.piece_to
+        GROUP BY 1, verdict) AS per_verdict
+      GROUP BY grp`);
+  }
+  return selects;
+}
+
+/** The SELECTs of a period cut into `pieces`; with `dayStarts`, by the days that start there. */
 function periodSelects(
   query: SumsQuery,
   pieces: (from: number, to: number) => PeriodPieces,
@@ -130,11 +186,7 @@ function periodSelects(
   if (query.dayStarts === undefined || query.groupBy !== "day") {
     return groupSumsPieces(query, pieces(query.from, query.to));
   }
-  return daysOfStarts(query).map(
-    (day) => sql`SELECT ${day.from}::bigint AS grp, ${sql.raw(rollupFigureColumns.join(", "))},
-        backfill_pending
-      FROM (${sql.join(groupSumsPieces({ ...query, ...day }, pieces(day.from, day.to)), sql` UNION ALL `)}) AS day_sums`,
-  );
+  return zonedDaySelects(query, pieces);
 }
 
 /** Conditions of the job listings; `order` says which way the keyset cursor points. */
