@@ -349,13 +349,24 @@ function stringsBytes(values: unknown): number {
 }
 
 /**
- * Whether a streamed delta's `index` names a place a client reads: none (a call known by its id)
- * or a whole number from 0. A client pieces the answer together in an array by index: at `0.5`
- * or `-1` a choice or call is a property beside the array's items, in no completion it reads,
- * and counted, 1,000 bytes of it lifted the bound of `Hi.`'s usage by 1,000 tokens, verified.
+ * The place in an array a streamed delta's `index` names, or null for none. A client pieces the
+ * answer together in an array by index (Node's SDK: `choices[index]`, `tool_calls[index]`): a
+ * whole number from 0 is its item, and so are its digits as a string (`"1"` is item 1's key),
+ * which counted at the delta's place in its chunk instead put text its client read in one choice
+ * into another, under the other's name (a content beside a refusal counted twice). At `0.5`,
+ * `-1` or `"01"` a choice or call is a property beside the array's items, in no completion it
+ * reads, and counted, 1,000 bytes of it lifted the bound of `Hi.`'s usage by 1,000 tokens,
+ * verified.
  */
+function arrayPlace(index: unknown): number | null {
+  const place =
+    typeof index === "string" && String(Number(index)) === index ? Number(index) : index;
+  return Number.isInteger(place) && (place as number) >= 0 ? (place as number) : null;
+}
+
+/** Whether a streamed call's `index` names a place a client reads: none (known by its id), or one. */
 const callIndexRead = (index: unknown): boolean =>
-  index === undefined || index === null || (Number.isInteger(index) && (index as number) >= 0);
+  index === undefined || index === null || arrayPlace(index) !== null;
 
 /**
  * Counts the text a model generated in an answer's choices, as JSON messages or as a stream's
@@ -485,8 +496,11 @@ function createGeneratedCount(asked: Asked) {
     for (const [position, item] of choices.entries()) {
       const choice = asRecord(item);
       // A stream's chunk carries the choice it continues by `index`; a message, by its place.
-      const index = field === "delta" && typeof choice.index === "number" ? choice.index : position;
-      if (!(Number.isInteger(index) && index >= 0 && index < asked.choices)) continue;
+      const index =
+        field === "delta" && choice.index !== undefined && choice.index !== null
+          ? arrayPlace(choice.index)
+          : position;
+      if (index === null || index >= asked.choices) continue;
       // A legacy completion's client (a request to `/completions` that is no chat's) reads its
       // `text` alone: a message beside it is no answer it got, and counted, it lifted the bound
       // of the usage by the bytes the operator put there.
@@ -692,15 +706,14 @@ function sseFacts(
 ): BodyFacts {
   if (asked.shape === "output") return responsesSseFacts(tail, cut, dataBytes, credentials, asked);
   let model: string | null = null;
-  let usage: Usage | null = null;
   const chunks = sseChunks(sseEvents(tail, cut));
-  for (let i = chunks.length - 1; i >= 0 && (usage === null || model === null); i--) {
+  for (let i = chunks.length - 1; i >= 0 && model === null; i--) {
     const chunk = chunks[i]!;
-    if (model === null && typeof chunk.model === "string") {
+    if (typeof chunk.model === "string") {
       model = operatorModel(withoutKeys(chunk.model, credentials));
     }
-    if (usage === null) usage = operatorUsage(chunk.usage, false);
   }
+  const usage = streamUsage(chunks);
   if (cut) {
     return { model, usage: usage ?? unknownUsage, answerBytes: dataBytes, answerToolCalls: null };
   }
@@ -713,6 +726,23 @@ function sseFacts(
     answerBytes: generated.bytes,
     answerToolCalls: generated.toolCalls,
   };
+}
+
+/**
+ * The usage a stream's client ends with: the last chunk's that names `usage`. The SDKs' stream
+ * helpers take each chunk's `usage` over the one before (Node's `finalChatCompletion()`, Python's
+ * `get_final_completion()`), and a loop that keeps `chunk.usage` does the same: a later `usage`
+ * with other numbers replaces an earlier one, and a later `usage: null` leaves the client none,
+ * so the usage is unknown. Taken from the last chunk with a usage, a count the client ended
+ * without priced the job (a chunk that names no `usage` at all changes nothing: Node's helper
+ * keeps what it had).
+ */
+function streamUsage(chunks: readonly Record<string, unknown>[]): Usage | null {
+  for (let i = chunks.length - 1; i >= 0; i--) {
+    const chunk = chunks[i]!;
+    if (Object.hasOwn(chunk, "usage")) return operatorUsage(chunk.usage, false);
+  }
+  return null;
 }
 
 /** The events of a Responses API stream that end it with its response, usage and all. */
