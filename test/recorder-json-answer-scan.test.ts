@@ -76,6 +76,11 @@ const bodies: [string, string, Asked?][] = [
     { choices: 1, audio: true, tools: true, chat: true },
   ],
   [
+    "audio pcm16",
+    answer({ content: "a", audio: { data: "AAAA".repeat(4000), transcript: "hi" } }),
+    { choices: 1, audio: true, audioFormat: "pcm16", tools: true, chat: true },
+  ],
+  [
     "n=2 of 3",
     JSON.stringify({
       choices: ["a", "bb", "ccc"].map((content) => ({ message: { content } })),
@@ -165,6 +170,14 @@ describe("a JSON answer read as it passes", () => {
   it.each(bodies)("reads %s as JSON.parse does", (_name, body, asked = chat) => {
     const expected = parsed(body, asked);
     for (const seed of [1, 2, 3]) expect(scanned(body, asked, seed)).toEqual(expected);
+  });
+
+  it("counts an answer's audio by what it decodes to: pcm16 a token per 160 bytes", () => {
+    const body = answer({ content: "a", audio: { data: "AAAA".repeat(4000), transcript: "hi" } });
+    const bytes = (audioFormat: string) =>
+      scanned(body, { choices: 1, audio: true, audioFormat, tools: true, chat: true }).answerBytes;
+    // 16,000 characters decode to 12,000 bytes: 75 tokens of pcm16, "a" and "hi" 3 more.
+    expect([bytes("pcm16"), bytes("mp3")]).toEqual([78, 12_003]);
   });
 
   it("counts a 9 MiB answer by the text of its choices, not by a member no client reads", () => {

@@ -1,4 +1,4 @@
-import { builtInCalls, offeredKind } from "./request-facts.js";
+import { audioDataTokens, builtInCalls, offeredKind } from "./request-facts.js";
 
 /**
  * Reads a JSON chat or text completion, or a Responses API answer, as its bytes pass, without
@@ -17,6 +17,8 @@ import { builtInCalls, offeredKind } from "./request-facts.js";
 export interface ScanAsked {
   choices: number;
   audio: boolean;
+  /** The format the audio was asked in (see proxy.ts `Asked`). */
+  audioFormat?: string;
   /** Whether the request offered tools: calls count only then (see proxy.ts `Asked`). */
   tools: boolean;
   /** False when the request forbade parallel calls: one call a choice (see proxy.ts `Asked`). */
@@ -513,8 +515,12 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
     const str = (name: string) => stringBytesOf(m.get(name));
     switch (frame.role) {
       case "thinkingPart":
+        return { bytes: str("text"), calls: 0 };
       case "audio":
-        return { bytes: str("text") + str("data") + str("transcript"), calls: 0 };
+        return {
+          bytes: str("transcript") + audioDataTokens(str("data"), asked.audioFormat),
+          calls: 0,
+        };
       case "part": {
         // A refusal part is the choice's refusal (see proxy.ts `answerOf`).
         const type = m.get("type");

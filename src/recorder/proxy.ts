@@ -38,6 +38,7 @@ import { createReceiptWriter, type ReceiptWriter, type RunOptions } from "./rece
 import {
   type AnswerShape,
   answerShapeOf,
+  audioDataTokens,
   builtInCalls,
   chatPath,
   maxRequestFactsBytes,
@@ -307,7 +308,7 @@ function thinkingBytes(thinking: unknown): number {
  * chat completions endpoint, whose clients read a choice's message alone, never its `text`.
  */
 export type Asked = Pick<RequestFacts, "choices" | "audio" | "tools"> &
-  Partial<Pick<RequestFacts, "parallelCalls" | "toolKinds">> & {
+  Partial<Pick<RequestFacts, "audioFormat" | "parallelCalls" | "toolKinds">> & {
     chat?: boolean;
     /** Where the endpoint asked puts its answer (see `answerShapeOf`); absent: `choices`. */
     shape?: AnswerShape;
@@ -491,6 +492,9 @@ function createGeneratedCount(asked: Asked) {
     for (const [legacy, tools] of callsOf.values()) sum += Math.max(legacy, tools);
     return sum;
   };
+  // The characters of the choices' audio data (base64, over a stream's deltas): see
+  // `audioDataTokens`.
+  let audioData = 0;
   const add = (choices: unknown, field: "message" | "delta") => {
     if (!Array.isArray(choices) || (asked.shape ?? "choices") !== "choices") return;
     for (const [position, item] of choices.entries()) {
@@ -536,7 +540,8 @@ function createGeneratedCount(asked: Asked) {
       answerOf.set(`${field}:${index}`, answer);
       if (asked.audio) {
         const audio = asRecord(message.audio);
-        bytes += utf8Bytes(audio.data) + utf8Bytes(audio.transcript);
+        audioData += utf8Bytes(audio.data);
+        bytes += utf8Bytes(audio.transcript);
       }
       legacyCallOf.set(`${field}:${index}`, `${field}:${index}:function`);
       addCall(`${field}:${index}:function`, message.function_call, null, `${field}:${index}`);
@@ -597,7 +602,7 @@ function createGeneratedCount(asked: Asked) {
     add,
     addOutput,
     get bytes() {
-      return bytes + twoNamesBytes();
+      return bytes + twoNamesBytes() + audioDataTokens(audioData, asked.audioFormat);
     },
     /**
      * The bytes of the Responses output's message and reasoning text: what a stream shows as

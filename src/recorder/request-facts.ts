@@ -39,6 +39,8 @@ export interface RequestFacts {
   choices: number;
   /** Whether the request asked for audio (`modalities` naming it, or `audio` options). */
   audio: boolean;
+  /** The format its audio was asked in (`audio.format`: `pcm16`, `wav`, `mp3`...), if named. */
+  audioFormat?: string;
   /**
    * Whether the request offered the model tools to call (`tools`, the older `functions`, or a
    * stored prompt, which may carry tools): a model offered none calls none, so a call in the
@@ -212,6 +214,32 @@ function laxTrue(value: unknown): boolean {
   return typeof value === "string" && /^(?:1|t|y|yes|on|true)$/i.test(value);
 }
 
+/** `audioFormat` of a request's `audio` options, where they name a format. */
+function audioFormatOf(audio: unknown): { audioFormat?: string } {
+  const format =
+    typeof audio === "object" && audio !== null ? (audio as { format?: unknown }).format : null;
+  return typeof format === "string" ? { audioFormat: format } : {};
+}
+
+/**
+ * The least bytes of `pcm16` audio one audio token stands for: raw 16-bit mono samples take
+ * 16,000 bytes a second at 8 kHz, the lowest rate audio is sampled at (OpenAI's is 24 kHz), and
+ * no audio model emits 100 tokens a second of its audio (OpenAI's about 20).
+ */
+export const pcm16BytesPerToken = 160;
+
+/**
+ * The most audio tokens an answer's audio `data` can stand for: its base64 characters decode to
+ * three bytes in four, each at most a token (every output token decodes to at least one byte),
+ * and raw `pcm16` samples to a token per `pcm16BytesPerToken`. Counted as characters, 1 MiB of
+ * audio data lifted the bound of the usage by 1.4 million tokens: a `pcm16` answer of a second
+ * (64,000 characters, some 20 tokens) verified 64,000.
+ */
+export function audioDataTokens(base64Chars: number, format: string | undefined): number {
+  const bytes = Math.floor((base64Chars * 3) / 4);
+  return format === "pcm16" ? Math.ceil(bytes / pcm16BytesPerToken) : bytes;
+}
+
 export function requestFactsOf(parsed: unknown, shape: AnswerShape = "choices"): RequestFacts {
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
     return noRequestFacts;
@@ -234,6 +262,7 @@ export function requestFactsOf(parsed: unknown, shape: AnswerShape = "choices"):
     audio:
       (Array.isArray(body.modalities) && body.modalities.includes("audio")) ||
       (typeof body.audio === "object" && body.audio !== null),
+    ...audioFormatOf(body.audio),
     tools: offersTools(body),
     toolKinds: toolKindsOf(body),
     parallelCalls: body.parallel_tool_calls !== false,
