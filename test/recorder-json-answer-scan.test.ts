@@ -94,6 +94,11 @@ const bodies: [string, string, Asked?][] = [
     { choices: 1, audio: false, tools: true },
   ],
   [
+    "legacy echo",
+    JSON.stringify({ choices: [{ text: "prompt hello" }, { text: "pr" }], usage }),
+    { choices: 2, audio: false, tools: true, echoBytes: 7 },
+  ],
+  [
     "text beside message",
     JSON.stringify({ choices: [{ text: "hello", message: { content: "m" } }] }),
     { choices: 1, audio: false, tools: true },

@@ -41,6 +41,7 @@ import {
   audioDataTokens,
   builtInCalls,
   chatPath,
+  echoedAside,
   maxRequestFactsBytes,
   noRequestFacts,
   offeredKind,
@@ -308,7 +309,7 @@ function thinkingBytes(thinking: unknown): number {
  * chat completions endpoint, whose clients read a choice's message alone, never its `text`.
  */
 export type Asked = Pick<RequestFacts, "choices" | "audio" | "tools"> &
-  Partial<Pick<RequestFacts, "audioFormat" | "parallelCalls" | "toolKinds">> & {
+  Partial<Pick<RequestFacts, "audioFormat" | "echoBytes" | "parallelCalls" | "toolKinds">> & {
     chat?: boolean;
     /** Where the endpoint asked puts its answer (see `answerShapeOf`); absent: `choices`. */
     shape?: AnswerShape;
@@ -495,6 +496,14 @@ function createGeneratedCount(asked: Asked) {
   // The characters of the choices' audio data (base64, over a stream's deltas): see
   // `audioDataTokens`.
   let audioData = 0;
+  // Each legacy completion choice's `text` (over a stream's chunks), the prompt it echoes
+  // aside: see `echoedAside`.
+  const legacyText = new Map<number, number>();
+  const legacyBytes = () => {
+    let sum = 0;
+    for (const text of legacyText.values()) sum += echoedAside(text, asked);
+    return sum;
+  };
   const add = (choices: unknown, field: "message" | "delta") => {
     if (!Array.isArray(choices) || (asked.shape ?? "choices") !== "choices") return;
     for (const [position, item] of choices.entries()) {
@@ -509,7 +518,7 @@ function createGeneratedCount(asked: Asked) {
       // `text` alone: a message beside it is no answer it got, and counted, it lifted the bound
       // of the usage by the bytes the operator put there.
       if (legacyCompletion(asked)) {
-        bytes += utf8Bytes(choice.text);
+        legacyText.set(index, (legacyText.get(index) ?? 0) + utf8Bytes(choice.text));
         continue;
       }
       const message = asRecord(choice[field]);
@@ -602,7 +611,9 @@ function createGeneratedCount(asked: Asked) {
     add,
     addOutput,
     get bytes() {
-      return bytes + twoNamesBytes() + audioDataTokens(audioData, asked.audioFormat);
+      return (
+        bytes + twoNamesBytes() + legacyBytes() + audioDataTokens(audioData, asked.audioFormat)
+      );
     },
     /**
      * The bytes of the Responses output's message and reasoning text: what a stream shows as

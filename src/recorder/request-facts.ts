@@ -42,6 +42,12 @@ export interface RequestFacts {
   /** The format its audio was asked in (`audio.format`: `pcm16`, `wav`, `mp3`...), if named. */
   audioFormat?: string;
   /**
+   * The bytes of the prompt a legacy completion asked to `echo` (its first prompt as text, the
+   * one its first `n` choices answer): each choice's `text` repeats it before what the model
+   * wrote, none of it output tokens. Absent without `echo`, or for a prompt of token ids.
+   */
+  echoBytes?: number;
+  /**
    * Whether the request offered the model tools to call (`tools`, the older `functions`, or a
    * stored prompt, which may carry tools): a model offered none calls none, so a call in the
    * answer earns no allowance of its own.
@@ -222,6 +228,24 @@ function audioFormatOf(audio: unknown): { audioFormat?: string } {
 }
 
 /**
+ * `echoBytes` of a request: with `echo` (as an upstream validating with coercion reads it), the
+ * UTF-8 bytes of its prompt, or of the first of its prompts, where that is text.
+ */
+function echoOf(body: Record<string, unknown>): { echoBytes?: number } {
+  if (!laxTrue(body.echo)) return {};
+  const prompt = Array.isArray(body.prompt) ? body.prompt[0] : body.prompt;
+  return typeof prompt === "string" ? { echoBytes: Buffer.byteLength(prompt, "utf8") } : {};
+}
+
+/**
+ * The bytes of a legacy completion choice's `text` the model wrote: with `echo`, the text
+ * repeats the prompt before them, and counted, a prompt of 3,000 bytes lifted the bound of the
+ * usage of `Hi.` by 3,000 tokens, verified.
+ */
+export const echoedAside = (textBytes: number, asked: { echoBytes?: number }): number =>
+  Math.max(0, textBytes - (asked.echoBytes ?? 0));
+
+/**
  * The least bytes of `pcm16` audio one audio token stands for: raw 16-bit mono samples take
  * 16,000 bytes a second at 8 kHz, the lowest rate audio is sampled at (OpenAI's is 24 kHz), and
  * no audio model emits 100 tokens a second of its audio (OpenAI's about 20).
@@ -263,6 +287,7 @@ export function requestFactsOf(parsed: unknown, shape: AnswerShape = "choices"):
       (Array.isArray(body.modalities) && body.modalities.includes("audio")) ||
       (typeof body.audio === "object" && body.audio !== null),
     ...audioFormatOf(body.audio),
+    ...echoOf(body),
     tools: offersTools(body),
     toolKinds: toolKindsOf(body),
     parallelCalls: body.parallel_tool_calls !== false,
