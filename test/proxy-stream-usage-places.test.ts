@@ -92,6 +92,28 @@ describe("a stream's usage and places, as its client ends with them", () => {
     });
   });
 
+  it("reads nothing after data that is no object, where its client's read of choices fails", async () => {
+    const hi = chunk([{ index: 0, delta: { role: "assistant", content: "Hi." } }]);
+    const text = chunk([{ index: 0, delta: { content: filler } }]);
+    const brokenBy = (data: string) => [
+      hi,
+      `data: ${data}\n\n`,
+      text,
+      chunk([], { usage: usage(3000) }),
+    ];
+    expect(
+      await judge([
+        { chunks: brokenBy("5"), completion: 3000 },
+        { chunks: brokenBy('"x"'), completion: 3000 },
+        { chunks: brokenBy("[]"), completion: 3000 },
+      ]),
+    ).toEqual({
+      // No usage reached the client: the charge is bounded by the 3 bytes it got.
+      verdicts: Array(3).fill({ verdict: "discrepancy", failing: ["charge.matches_price"] }),
+      rows: Array(3).fill({ completionTokens: null, answerBytes: 3 }),
+    });
+  });
+
   it("places a choice at the index its digits name, and none at digits that name no item", async () => {
     const hi = { index: 0, delta: { role: "assistant", content: "Hi." } };
     const ended = (completion: number) => chunk([], { usage: usage(completion) });

@@ -722,7 +722,7 @@ function sseFacts(
 ): BodyFacts {
   if (asked.shape === "output") return responsesSseFacts(tail, cut, dataBytes, credentials, asked);
   let model: string | null = null;
-  const chunks = sseChunks(sseEvents(tail, cut));
+  const chunks = sseChunks(sseEvents(tail, cut), true);
   for (let i = chunks.length - 1; i >= 0 && model === null; i--) {
     const chunk = chunks[i]!;
     if (typeof chunk.model === "string") {

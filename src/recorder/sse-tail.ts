@@ -166,9 +166,15 @@ export function sseEvents(text: string, cut: boolean): SseEvent[] {
  * event's data is parsed (the client fails the stream at one that is no JSON), a chunk carrying
  * an `error` fails it too, and so does `null`, on which a caller reading `chunk.usage` throws.
  * A `thread.*` event comes wrapped (`{ event, data }`): no usage of its data is read as the
- * chunk's.
+ * chunk's. `readsChoices`: the client reads each chunk's `choices` (a completion's stream), so
+ * data that is no object (a number, a string, an array) fails it as `null` does: Node's stream
+ * helper finds no `choices` to iterate and a caller's `chunk.choices[0]` throws. Skipped, the
+ * text and usage after `data: 5` were priced though its client read none of them.
  */
-export function sseChunks(events: readonly SseEvent[]): Record<string, unknown>[] {
+export function sseChunks(
+  events: readonly SseEvent[],
+  readsChoices = false,
+): Record<string, unknown>[] {
   const chunks: Record<string, unknown>[] = [];
   for (const e of events) {
     let chunk: unknown;
@@ -179,7 +185,9 @@ export function sseChunks(events: readonly SseEvent[]): Record<string, unknown>[
       return chunks;
     }
     if (chunk === null) return chunks;
-    if (e.event?.startsWith("thread.") || typeof chunk !== "object") continue;
+    if (e.event?.startsWith("thread.")) continue;
+    if (readsChoices && (typeof chunk !== "object" || Array.isArray(chunk))) return chunks;
+    if (typeof chunk !== "object") continue;
     if ((chunk as { error?: unknown }).error) return chunks;
     chunks.push(chunk as Record<string, unknown>);
   }
