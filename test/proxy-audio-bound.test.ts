@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
-import { jobThroughProxy } from "./support/proxy-job.js";
-import { readJob } from "./support/seed-recorder.js";
+import { judgedThroughProxy } from "./support/proxy-job.js";
 
 /**
  * An answer's audio bounds its usage (`usage.consistent`) by the audio it decodes to, not by the
@@ -67,30 +66,17 @@ describe("the usage an answer's audio can stand for", () => {
     });
 
   async function judge(answers: { body: string; completion: number; format: string }[]) {
-    const c = await h.scenario();
-    await c.pinKey(1);
-    const jobIds: string[] = [];
-    for (const a of answers) {
-      const plan = h.op.plan({ keyIndex: 1, completionTokens: a.completion, maxTokens: 64_000 });
-      const stream = a.body.startsWith("data:");
-      await jobThroughProxy(
-        h,
-        c.store,
-        plan,
-        "/v1/chat/completions",
-        a.body,
-        asked(a.format, stream),
-        {
-          contentType: stream ? "text/event-stream" : "application/json",
-        },
-      );
-      jobIds.push(plan.jobId);
-    }
-    const rows = await Promise.all(jobIds.map((id) => readJob(c.store, id)));
-    return {
-      verdicts: await c.verdicts(...jobIds),
-      answerBytes: rows.map((r) => r?.answerBytes),
-    };
+    const { verdicts, rows } = await judgedThroughProxy(
+      h,
+      answers.map((a) => ({
+        path: "/v1/chat/completions",
+        body: a.body,
+        request: asked(a.format, a.body.startsWith("data:")),
+        completion: a.completion,
+        maxTokens: 64_000,
+      })),
+    );
+    return { verdicts, answerBytes: rows.map((r) => r?.answerBytes) };
   }
 
   const failed = { verdict: "discrepancy", failing: ["usage.consistent"] };

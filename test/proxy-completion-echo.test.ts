@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
-import { jobThroughProxy } from "./support/proxy-job.js";
-import { readJob } from "./support/seed-recorder.js";
+import { judgedThroughProxy } from "./support/proxy-job.js";
 
 /**
  * A legacy completion asked with `echo` answers each choice's `text` as the prompt and then what
@@ -41,19 +40,11 @@ describe("a legacy completion that echoes its prompt", () => {
   async function judge(
     answers: { body: string; completion: number; request: Record<string, unknown> }[],
   ) {
-    const c = await h.scenario();
-    await c.pinKey(1);
-    const jobIds: string[] = [];
-    for (const a of answers) {
-      const plan = h.op.plan({ keyIndex: 1, completionTokens: a.completion, maxTokens: 8000 });
-      const stream = a.body.startsWith("data:");
-      await jobThroughProxy(h, c.store, plan, "/v1/completions", a.body, a.request, {
-        contentType: stream ? "text/event-stream" : "application/json",
-      });
-      jobIds.push(plan.jobId);
-    }
-    const rows = await Promise.all(jobIds.map((id) => readJob(c.store, id)));
-    return { verdicts: await c.verdicts(...jobIds), answerBytes: rows.map((r) => r?.answerBytes) };
+    const { verdicts, rows } = await judgedThroughProxy(
+      h,
+      answers.map((a) => ({ ...a, path: "/v1/completions", maxTokens: 8000 })),
+    );
+    return { verdicts, answerBytes: rows.map((r) => r?.answerBytes) };
   }
 
   const failed = { verdict: "discrepancy", failing: ["usage.consistent"] };

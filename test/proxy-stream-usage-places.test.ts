@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
-import { jobThroughProxy } from "./support/proxy-job.js";
-import { readJob } from "./support/seed-recorder.js";
+import { judgedThroughProxy } from "./support/proxy-job.js";
 
 /**
  * A stream's usage and its choices' places, as its client ends with them. The SDKs' stream
@@ -36,21 +35,18 @@ describe("a stream's usage and places, as its client ends with them", () => {
 
   /** Each stream (ending in `[DONE]`) charged for `completion` tokens; verdicts and rows. */
   async function judge(answers: { chunks: string[]; completion: number; asked?: object }[]) {
-    const c = await h.scenario();
-    await c.pinKey(1);
-    const jobIds: string[] = [];
-    for (const a of answers) {
-      const plan = h.op.plan({ keyIndex: 1, completionTokens: a.completion, maxTokens: 8000 });
-      const body = [...a.chunks, "data: [DONE]\n\n"].join("");
-      await jobThroughProxy(h, c.store, plan, "/v1/chat/completions", body, {
-        ...request,
-        ...a.asked,
-      });
-      jobIds.push(plan.jobId);
-    }
-    const rows = await Promise.all(jobIds.map((id) => readJob(c.store, id)));
+    const { verdicts, rows } = await judgedThroughProxy(
+      h,
+      answers.map((a) => ({
+        path: "/v1/chat/completions",
+        body: [...a.chunks, "data: [DONE]\n\n"].join(""),
+        request: { ...request, ...a.asked },
+        completion: a.completion,
+        maxTokens: 8000,
+      })),
+    );
     return {
-      verdicts: await c.verdicts(...jobIds),
+      verdicts,
       rows: rows.map((r) => ({
         completionTokens: r?.completionTokens,
         answerBytes: r?.answerBytes,

@@ -4,8 +4,9 @@ import type { Store } from "../../src/db/client.js";
 import { localApiKey } from "../../src/localnet/keys.js";
 import { createLogger } from "../../src/log.js";
 import { createRecordingProxy } from "../../src/recorder/proxy.js";
-import type { AdversaryHarness, JobPlan } from "./operator.js";
+import type { AdversaryHarness, JobOutcome, JobPlan } from "./operator.js";
 import { listen, serveApp } from "./recorder-fixtures.js";
+import { type JobRow, readJob } from "./seed-recorder.js";
 
 /**
  * One job of `plan` (its chain steps sent honestly) through a recording proxy into `store`:
@@ -101,4 +102,37 @@ function rawPost(url: string, keyIndex: number, request: object): Promise<string
     sent.on("error", reject);
     sent.end(JSON.stringify(request));
   });
+}
+
+/** One answer of `judgedThroughProxy`: `body` to `request` at `path`, charged `completion` tokens. */
+export interface ProxiedAnswer {
+  path: string;
+  body: string;
+  request: Record<string, unknown>;
+  completion: number;
+  maxTokens: number;
+  /** An answer that starts `data:` is typed as events, any other as JSON, unless this says. */
+  contentType?: string;
+}
+
+/**
+ * Each answer through a recording proxy as a job of key 1 in a fresh scenario, charged for the
+ * tokens it claims; the jobs' verdicts and their rows, in order.
+ */
+export async function judgedThroughProxy(
+  h: AdversaryHarness,
+  answers: ProxiedAnswer[],
+): Promise<{ verdicts: JobOutcome[]; rows: (JobRow | undefined)[] }> {
+  const c = await h.scenario();
+  await c.pinKey(1);
+  const jobIds: string[] = [];
+  for (const a of answers) {
+    const plan = h.op.plan({ keyIndex: 1, completionTokens: a.completion, maxTokens: a.maxTokens });
+    const contentType =
+      a.contentType ?? (a.body.startsWith("data:") ? "text/event-stream" : "application/json");
+    await jobThroughProxy(h, c.store, plan, a.path, a.body, a.request, { contentType });
+    jobIds.push(plan.jobId);
+  }
+  const rows = await Promise.all(jobIds.map((id) => readJob(c.store, id)));
+  return { verdicts: await c.verdicts(...jobIds), rows };
 }
