@@ -1,0 +1,253 @@
+/**
+ * CPU of recording one proxied receipt on a file database with the real schema, and what each
+ * index and trigger on `jobs` adds to it: the same receipts are written on copies of one
+ * migrated database, each copy with one index or trigger dropped, interleaved round by round.
+ *
+ *   npx tsx bench/receipt-insert-bench.ts [--jobs 20000] [--receipts 2000] [--rounds 3]
+ *     [--only name,name] [--json]
+ *
+ * Each receipt goes through the receipt writer's path: `recordReceiptsInTransaction` on a
+ * connection of its own (no busy timeout, checkpoints left to another connection, as `serve`
+ * leaves them to the checkpointer's thread), in `BEGIN IMMEDIATE` transactions of `group`
+ * receipts (1: one commit per receipt; 16: a group commit at 16 in flight). A stream writes
+ * twice: its open receipt, then its completion. CPU is `process.cpuUsage()` (user + system).
+ */
+import { randomBytes } from "node:crypto";
+import { copyFileSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import bs58 from "bs58";
+import { openSqliteStore, type SqliteStore } from "../src/db/client.js";
+import { migrateStore } from "../src/db/migrate.js";
+import { openWriterConnection } from "../src/store/group-commit.js";
+import { type Receipt, recordReceiptsInTransaction } from "../src/store/receipts.js";
+import { percentile, round } from "./stats.js";
+
+/** One way of writing receipts: how many share a commit, and whether each is a stream. */
+interface Shape {
+  name: string;
+  group: number;
+  stream: boolean;
+}
+
+const shapes: Shape[] = [
+  { name: "json, 1 a commit", group: 1, stream: false },
+  { name: "json, 16 a commit", group: 16, stream: false },
+  { name: "stream, 1 a commit", group: 1, stream: true },
+];
+
+/** A schema variant: the migrated database with some indexes or triggers dropped. */
+interface Variant {
+  name: string;
+  drop: string[];
+  /** Statements run after the drops. */
+  create?: string[];
+}
+
+/** The schema before migration 0043: every job in the recording-time index, the proxy's too. */
+const before0043: Variant = {
+  name: "before 0043",
+  drop: ["jobs_recorded_late"],
+  create: ["CREATE INDEX jobs_recorded_created ON jobs (recorded_at, created_at)"],
+};
+
+const workers = Array.from({ length: 60 }, () => bs58.encode(randomBytes(32)));
+const keys = Array.from({ length: 40 }, () => randomBytes(8).toString("hex"));
+const models = ["phi-4-mini", "qwen3-8b", "mistral-small-3.1-24b", "llama-3.3-70b"];
+
+/** A receipt as the proxy writes it for one answered job. */
+function proxyReceipt(tag: string, i: number, open: boolean): Receipt {
+  return {
+    jobId: `job_${tag}${i.toString(36).padStart(8, "0")}`,
+    escrowTx: bs58.encode(randomBytes(64)),
+    settlementTx: open ? null : bs58.encode(randomBytes(64)),
+    worker: workers[i % workers.length] as string,
+    creditsRemainingUnits: BigInt(10_000_000 - i),
+    model: models[i % models.length] as string,
+    promptTokens: open ? null : 120,
+    completionTokens: open ? null : 480 + (i % 900),
+    totalTokens: open ? null : 600 + (i % 900),
+    tags: {},
+    maxTokens: 1024,
+    stream: open,
+    httpStatus: 200,
+    latencyMs: open ? null : 350,
+    ttfbMs: 80,
+    keyFingerprint: keys[i % keys.length] as string,
+    responseModel: models[i % models.length] as string,
+    captureState: open ? "open" : "complete",
+    receiptWriter: open ? "bench-host:1:1" : null,
+    answerBytes: open ? null : 2400,
+    answerToolCalls: open ? null : 0,
+  };
+}
+
+/** The indexes and triggers on `jobs` (the primary key's own index aside), by name. */
+function jobsObjects(store: SqliteStore): { indexes: string[]; triggers: string[] } {
+  const rows = store.sqlite
+    .prepare(
+      "SELECT type, name FROM sqlite_master WHERE tbl_name = 'jobs' AND sql IS NOT NULL AND type IN ('index', 'trigger') ORDER BY name",
+    )
+    .all() as { type: string; name: string }[];
+  return {
+    indexes: rows.filter((r) => r.type === "index").map((r) => r.name),
+    triggers: rows.filter((r) => r.type === "trigger").map((r) => r.name),
+  };
+}
+
+/** A migrated database holding `count` jobs recorded by the proxy, checkpointed and closed. */
+function template(dir: string, count: number): string {
+  const path = join(dir, "template.db");
+  const store = openSqliteStore(path, { create: true });
+  migrateStore(store);
+  for (let start = 0; start < count; start += 1000) {
+    const batch = Array.from({ length: Math.min(1000, count - start) }, (_, k) =>
+      proxyReceipt("seed", start + k, false),
+    );
+    recordReceiptsInTransaction(store, batch, "proxy", { now: Date.now() });
+  }
+  store.sqlite.pragma("wal_checkpoint(TRUNCATE)");
+  store.close();
+  return path;
+}
+
+/** A copy of the template with the variant's objects dropped. */
+function variantCopy(templatePath: string, dir: string, variant: Variant, run: number): string {
+  const path = join(dir, `v${run}.db`);
+  copyFileSync(templatePath, path);
+  const store = openSqliteStore(path);
+  for (const name of variant.drop) {
+    const type = store.sqlite
+      .prepare("SELECT type FROM sqlite_master WHERE name = ?")
+      .pluck()
+      .get(name) as string;
+    store.sqlite.exec(`DROP ${type.toUpperCase()} "${name}"`);
+  }
+  for (const statement of variant.create ?? []) store.sqlite.exec(statement);
+  store.sqlite.pragma("wal_checkpoint(TRUNCATE)");
+  store.close();
+  return path;
+}
+
+/** CPU µs per receipt written in `shape` on the database at `path` (`count` receipts). */
+function measure(path: string, shape: Shape, count: number, tag: string): number {
+  const store = openSqliteStore(path);
+  store.sqlite.pragma("wal_autocheckpoint = 0");
+  const connection = openWriterConnection(store, 0);
+  const conn = connection.store;
+  conn.sqlite.pragma("wal_autocheckpoint = 0");
+  const write = connection.immediate((receipts: Receipt[]) => {
+    const now = Date.now();
+    for (const receipt of receipts) {
+      recordReceiptsInTransaction(conn, [receipt], "proxy", { now, backfillDelayMs: 5000 });
+    }
+  });
+  const opens = Array.from({ length: count }, (_, i) => proxyReceipt(tag, i, shape.stream));
+  const completions = shape.stream
+    ? Array.from({ length: count }, (_, i) => ({
+        ...proxyReceipt(tag, i, false),
+        ...same(opens[i]),
+      }))
+    : [];
+  // Warm-up: statements prepared, pages cached.
+  write([proxyReceipt(`${tag}w`, 0, false)]);
+  const before = process.cpuUsage();
+  for (let i = 0; i < count; i += shape.group) {
+    write(opens.slice(i, i + shape.group));
+    if (shape.stream) write(completions.slice(i, i + shape.group));
+  }
+  const used = process.cpuUsage(before);
+  connection.close();
+  store.sqlite.pragma("wal_checkpoint(TRUNCATE)");
+  store.close();
+  return (used.user + used.system) / count;
+}
+
+/** What a stream's completion keeps of its open receipt (the job and its lock). */
+function same(open: Receipt | undefined): Partial<Receipt> {
+  return open ? { jobId: open.jobId, escrowTx: open.escrowTx } : {};
+}
+
+function main(): void {
+  const { values } = parseArgs({
+    options: {
+      jobs: { type: "string", default: "20000" },
+      receipts: { type: "string", default: "2000" },
+      rounds: { type: "string", default: "3" },
+      only: { type: "string" },
+      json: { type: "boolean", default: false },
+      shapes: { type: "string" },
+    },
+  });
+  const dir = mkdtempSync(join(process.env.BENCH_TMP ?? tmpdir(), "receipt-insert-"));
+  try {
+    const templatePath = template(dir, Number(values.jobs));
+    const probe = openSqliteStore(templatePath);
+    const { indexes, triggers } = jobsObjects(probe);
+    probe.close();
+    const variants: Variant[] = [
+      { name: "as migrated", drop: [] },
+      before0043,
+      // jobs_open_due is named by the queue's statements (INDEXED BY): it cannot go.
+      ...[...indexes, ...triggers]
+        .filter((name) => name !== "jobs_open_due")
+        .map((name) => ({ name: `without ${name}`, drop: [name] })),
+      {
+        name: "without every index and trigger",
+        drop: [...indexes, ...triggers].filter((name) => name !== "jobs_open_due"),
+      },
+    ].filter(
+      (v) =>
+        !values.only ||
+        v.name === "as migrated" ||
+        values.only.split(",").some((n) => v.name.endsWith(n)),
+    );
+    const count = Number(values.receipts);
+    const measured = shapes.filter(
+      (s) =>
+        !values.shapes || values.shapes.split(",").includes(s.name.split(",")[0] + String(s.group)),
+    );
+    const figures = new Map<string, number[]>();
+    let run = 0;
+    for (let r = 0; r < Number(values.rounds); r++) {
+      for (const variant of variants) {
+        for (const shape of measured) {
+          const path = variantCopy(templatePath, dir, variant, run++);
+          const us = measure(path, shape, count, `r${r}`);
+          const key = `${variant.name}\t${shape.name}`;
+          figures.set(key, [...(figures.get(key) ?? []), us]);
+          rmSync(path, { force: true });
+          rmSync(`${path}-wal`, { force: true });
+          rmSync(`${path}-shm`, { force: true });
+        }
+      }
+    }
+    const base = (shape: Shape) => percentile(figures.get(`as migrated\t${shape.name}`) ?? [], 50);
+    const rows = variants.flatMap((variant) =>
+      measured.map((shape) => {
+        const us = percentile(figures.get(`${variant.name}\t${shape.name}`) ?? [], 50);
+        return {
+          variant: variant.name,
+          shape: shape.name,
+          us: round(us, 1),
+          saves: round(base(shape) - us, 1),
+        };
+      }),
+    );
+    if (values.json) {
+      console.log(JSON.stringify({ jobs: Number(values.jobs), receipts: count, rows }, null, 2));
+      return;
+    }
+    console.log(
+      `${values.jobs} jobs recorded before; ${count} receipts a figure; median of ${values.rounds}`,
+    );
+    console.log(`template ${round(statSync(templatePath).size / 1e6, 1)} MB`);
+    for (const row of rows)
+      console.log(`${row.variant}\t${row.shape}\t${row.us} µs\t(−${row.saves})`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main();
