@@ -83,6 +83,15 @@ export const waitsForTreasuryTerm = (verdict: AnyColumn, unprovenText: SQL) =>
   sql`${verdict} = 'partially_verified' AND ${unprovenText} LIKE '%"treasury_unknown"%'`;
 
 /**
+ * The job was recorded after the time it is dated: the term of the partial index
+ * `jobs_recorded_late` (both dialects), which the window's query repeats (`jobInWindow`). A
+ * proxied receipt is dated when it is recorded, so it has no entry there: one b-tree fewer
+ * written per receipt.
+ */
+export const recordedAfterDate = (createdAt: AnyColumn, recordedAt: AnyColumn) =>
+  sql`${createdAt} < ${recordedAt}`;
+
+/**
  * `capture_state` is `open`, the literal written out: the term of the partial index
  * `jobs_open_receipts` (both dialects), which a query must repeat for SQLite to use it.
  */
@@ -215,8 +224,12 @@ export const jobs = sqliteTable(
   (t) => [
     index("jobs_created_at").on(t.createdAt),
     // A nightly window also judges the jobs recorded in it but dated before it (`jobInWindow`):
-    // by recording time they are one range read, however many jobs each day is dated.
-    index("jobs_recorded_created").on(t.recordedAt, t.createdAt),
+    // by recording time they are one range read, however many jobs each day is dated. Only jobs
+    // recorded after their date can be such a job: the proxy's, dated as they are recorded,
+    // are left out (an entry per receipt cost about a sixth of its insert).
+    index("jobs_recorded_late")
+      .on(t.recordedAt, t.createdAt)
+      .where(recordedAfterDate(t.createdAt, t.recordedAt)),
     // The verifier's queue: open jobs in the order they fall due, so a claim reads the few it
     // takes however many wait (by (verdict, next_verify_at) it sorted every due job). New jobs
     // all tie on next_verify_at 0 and are taken by when they were recorded (`claimOrder`): by

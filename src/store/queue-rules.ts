@@ -12,7 +12,7 @@ import {
   type SQL,
   sql,
 } from "drizzle-orm";
-import type { Verdict } from "../db/schema.js";
+import { recordedAfterDate, type Verdict } from "../db/schema.js";
 
 /** Verdicts of a job whose last round ended in RPC trouble; it is retried with backoff. */
 export const rpcTroubleVerdicts: Verdict[] = ["error", "rpc_disagreement"];
@@ -54,6 +54,8 @@ export function jobInWindow(
       gte(jobs.recordedAt, from),
       to === undefined ? undefined : lt(jobs.recordedAt, to),
       lt(jobs.createdAt, from),
+      // Implied by the two above; written out, it is the term of the index that holds them.
+      recordedAfterDate(jobs.createdAt, jobs.recordedAt),
     ),
   );
 }
@@ -67,7 +69,12 @@ export function recordedLate(
   from: Placeholder,
   to: Placeholder,
 ): SQL {
-  return and(gte(table.recordedAt, from), lt(table.recordedAt, to), lt(table.createdAt, from))!;
+  return and(
+    gte(table.recordedAt, from),
+    lt(table.recordedAt, to),
+    lt(table.createdAt, from),
+    recordedAfterDate(table.createdAt, table.recordedAt),
+  )!;
 }
 
 /**

@@ -14,6 +14,7 @@ import {
   checkOutcomes,
   ledgerLineKinds,
   receiptSources,
+  recordedAfterDate,
   tokenRoles,
   verdictIsOpen,
   verdicts,
@@ -136,9 +137,10 @@ export const jobs = pgTable(
   },
   (t) => [
     index("jobs_created_at").on(t.createdAt),
-    // A nightly window also judges the jobs recorded in it but dated before it (`jobInWindow`):
-    // by recording time they are one range read, however many jobs each day is dated.
-    index("jobs_recorded_created").on(t.recordedAt, t.createdAt),
+    // Jobs recorded after their date, for a window's late ones (see src/db/schema.ts).
+    index("jobs_recorded_late")
+      .on(t.recordedAt, t.createdAt)
+      .where(recordedAfterDate(t.createdAt, t.recordedAt)),
     // The verifier's queue (see src/db/schema.ts).
     index("jobs_open_due").on(t.nextVerifyAt, t.recordedAt).where(verdictIsOpen(t.verdict)),
     // The signature and backfill indexes hold only rows that have a value: a proxied receipt

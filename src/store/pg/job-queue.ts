@@ -240,7 +240,7 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
           // or recorded in it (`jobInWindow`), an OR the planner estimates at twice its size,
           // and it then walked jobs_open_due in order through every due job outside the
           // window. Sorting an expression leaves it the window's indexes (jobs_created_at,
-          // jobs_recorded_created).
+          // jobs_recorded_late).
           // New jobs tie on next_verify_at 0: read by when they were recorded (jobs_open_due
           // holds it), as `due` merges them; in heap order a row written again fell behind.
           .orderBy(
