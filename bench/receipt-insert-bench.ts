@@ -158,10 +158,21 @@ function measure(path: string, shape: Shape, count: number, tag: string): number
     if (shape.stream) write(completions.slice(i, i + shape.group));
   }
   const used = process.cpuUsage(before);
+  const commits = Math.ceil(count / shape.group) * (shape.stream ? 2 : 1);
+  const pageSize = Number(conn.sqlite.pragma("page_size", { simple: true }));
+  frames.set(`${path}\t${shape.name}`, walFrames(`${path}-wal`, pageSize) / commits);
   connection.close();
   store.sqlite.pragma("wal_checkpoint(TRUNCATE)");
   store.close();
   return (used.user + used.system) / count;
+}
+
+/** WAL frames per commit of the last `measure` of each database and shape (checkpoints off). */
+const frames = new Map<string, number>();
+
+/** Frames in a WAL file (32-byte header, then a 24-byte header and a page per frame). */
+function walFrames(walPath: string, pageSize: number): number {
+  return Math.max(0, statSync(walPath).size - 32) / (24 + pageSize);
 }
 
 /** What a stream's completion keeps of its open receipt (the job and its lock). */
@@ -209,6 +220,7 @@ function main(): void {
         !values.shapes || values.shapes.split(",").includes(s.name.split(",")[0] + String(s.group)),
     );
     const figures = new Map<string, number[]>();
+    const walPerCommit = new Map<string, number>();
     let run = 0;
     for (let r = 0; r < Number(values.rounds); r++) {
       for (const variant of variants) {
@@ -217,6 +229,7 @@ function main(): void {
           const us = measure(path, shape, count, `r${r}`);
           const key = `${variant.name}\t${shape.name}`;
           figures.set(key, [...(figures.get(key) ?? []), us]);
+          walPerCommit.set(key, frames.get(`${path}\t${shape.name}`) ?? Number.NaN);
           rmSync(path, { force: true });
           rmSync(`${path}-wal`, { force: true });
           rmSync(`${path}-shm`, { force: true });
@@ -232,6 +245,7 @@ function main(): void {
           shape: shape.name,
           us: round(us, 1),
           saves: round(base(shape) - us, 1),
+          wal: round(walPerCommit.get(`${variant.name}\t${shape.name}`) ?? Number.NaN, 1),
         };
       }),
     );
@@ -244,7 +258,9 @@ function main(): void {
     );
     console.log(`template ${round(statSync(templatePath).size / 1e6, 1)} MB`);
     for (const row of rows)
-      console.log(`${row.variant}\t${row.shape}\t${row.us} µs\t(−${row.saves})`);
+      console.log(
+        `${row.variant}\t${row.shape}\t${row.us} µs\t(−${row.saves})\t${row.wal} WAL frames a commit`,
+      );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
