@@ -4,7 +4,11 @@
  * migrated database, each copy with one index or trigger dropped, interleaved round by round.
  *
  *   npx tsx bench/receipt-insert-bench.ts [--jobs 20000] [--receipts 2000] [--rounds 3]
- *     [--only name,name] [--json]
+ *     [--only name,name] [--shapes json1,json16,stream1] [--json]
+ *
+ * `--only` keeps the schema as migrated and the variants whose names end with one of those
+ * given (`--only "before 0043"`: the A/B of that migration). The databases go in `BENCH_TMP`
+ * (default the system's temporary directory; a tmpfs takes the disk out of a long run).
  *
  * Each receipt goes through the receipt writer's path: `recordReceiptsInTransaction` on a
  * connection of its own (no busy timeout, checkpoints left to another connection, as `serve`
