@@ -17,6 +17,7 @@ import { describe, expect, it } from "vitest";
 import { buildProgram, configFromFlags, loadConfigModule } from "../src/cli.js";
 import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
+import { runCliInProcess } from "./support/cli-in-process.js";
 import { cliArgv } from "./support/service-process.js";
 
 let defaultStore: string | undefined;
@@ -98,12 +99,25 @@ function runProcess(
   );
 }
 
-/** Runs the CLI in a child process, as a crontab would run the binary. */
+/**
+ * Runs the CLI's command line in this process (test/support/cli-in-process.ts): the message
+ * and exit code are what the binary's entry point makes of it. The exit code a process ends
+ * with, and what it does with its own streams, are tested with `cliProcess` and `spawnCli`.
+ */
 function cli(...args: string[]) {
   return cliWithEnv({ DATABASE_URL: emptyStore() }, ...args);
 }
 
-async function cliWithEnv(env: Record<string, string>, ...args: string[]) {
+function cliWithEnv(env: Record<string, string>, ...args: string[]) {
+  return runCliInProcess(args, env);
+}
+
+/** Runs the CLI in a child process, as a crontab would run the binary. */
+function cliProcess(...args: string[]) {
+  return cliProcessWithEnv({ DATABASE_URL: emptyStore() }, ...args);
+}
+
+async function cliProcessWithEnv(env: Record<string, string>, ...args: string[]) {
   const result = await runProcess(
     process.execPath,
     cliArgv(args),
@@ -136,7 +150,7 @@ function spawnCli(
 
 describe("CLI exit codes", () => {
   it("exits 2, never 1, on a mistyped flag, so cron does not read it as a discrepancy", async () => {
-    const run = await cli("verify", "--sinse", "24h");
+    const run = await cliProcess("verify", "--sinse", "24h");
     expect(run.code).toBe(2);
     expect(run.stderr).toContain("unknown option '--sinse'");
   });
@@ -220,7 +234,7 @@ describe("CLI exit codes", () => {
   });
 
   it("exits 0 for --help", async () => {
-    expect((await cli("--help")).code).toBe(0);
+    expect((await cliProcess("--help")).code).toBe(0);
   });
 
   it("prints its version and exits 0, run from source as a script", async () => {
@@ -303,7 +317,8 @@ describe("CLI exit codes", () => {
         ["db", "migrate", "--db", foreign],
         ["serve", "--workers", "1", "--port", "0", "--db", foreign],
       ].map(async (args) => {
-        const run = await cli(...args);
+        // serve in a process of its own: refused, it must not start.
+        const run = await (args[0] === "serve" ? cliProcess : cli)(...args);
         expect(run.code, args.join(" ")).toBe(2);
         expect(run.stderr.trim().split("\n"), args.join(" ")).toHaveLength(1);
         expect(run.stderr).toContain(`${foreign} is not a decentral-audit store`);
@@ -494,7 +509,8 @@ describe("CLI exit codes", () => {
     await Promise.all(
       runs.map(async ([url, args]) => {
         const what = `${args.join(" ")} --db ${url}`;
-        const run = await cli(...args, "--db", url);
+        // serve in a process of its own: refused, it must not start.
+        const run = await (args[0] === "serve" ? cliProcess : cli)(...args, "--db", url);
         expect(run.code, what).toBe(2);
         expect(run.stderr.trim(), what).toBe(
           `error: ${url} is an in-memory database, which keeps nothing between processes: give --db / DATABASE_URL a database file or a postgres:// URL`,
@@ -617,9 +633,7 @@ describe("CLI exit codes", () => {
 
 describe("CLI help and README", () => {
   it("says --db takes a postgres:// URL as well as a SQLite file", async () => {
-    const help = await runProcess(process.execPath, cliArgv(["verify", "--help"]), {
-      timeout: 30_000,
-    });
+    const help = await cli("verify", "--help");
     expect(help.stdout).toContain("--db <path|url>");
     expect(help.stdout).toContain("SQLite database file, or postgres:// URL (DATABASE_URL)");
   });
