@@ -147,12 +147,9 @@ async function main() {
       .pluck()
       .all(VAULT);
     store.close();
-    console.log(
-      JSON.stringify({
-        lines: LINES,
-        seedMs: round(seeded),
-        inserted,
-        healMs: round(healMs),
+    printResult(
+      { seeded, inserted, healMs },
+      {
         writeTransactions: healHolds.length,
         writeTransactionP50Ms: round(percentile(healHolds, 50)),
         writeTransactionP95Ms: round(percentile(healHolds, 95)),
@@ -164,11 +161,27 @@ async function main() {
         otherWriterLongestWaitMs: round(probed.longest),
         otherWriterTakes: probed.takes,
         oldestFour: order,
-      }),
+      },
     );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Prints one run's figures as a JSON line: the seed and the heal's first, then `more`. */
+function printResult(
+  run: { seeded: number; inserted: number; healMs: number },
+  more: Record<string, unknown>,
+): void {
+  console.log(
+    JSON.stringify({
+      lines: LINES,
+      seedMs: round(run.seeded),
+      inserted: run.inserted,
+      healMs: round(run.healMs),
+      ...more,
+    }),
+  );
 }
 
 /** Line 2 read, so the next review compares every line above the healed gap again. */
@@ -249,18 +262,15 @@ async function mainPostgres(url: string) {
     const reviewMs = performance.now() - r0;
     stop = true;
     await probing;
-    console.log(
-      JSON.stringify({
-        lines: LINES,
-        seedMs: round(seeded),
-        inserted,
-        healMs: round(healMs),
+    printResult(
+      { seeded, inserted, healMs },
+      {
         otherLockLongestWaitInHealMs: round(healWait),
         reviewMs: round(reviewMs),
         reviewGaps: review.gaps,
         otherLockLongestWaitInReviewMs: round(longest),
         otherLockTakes: takes,
-      }),
+      },
     );
   } finally {
     await other.close();

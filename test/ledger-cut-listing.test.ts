@@ -1,9 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
-import { createLedgerReader } from "../src/ledger/reader.js";
-import { createLogger } from "../src/log.js";
 import { chainSecondAfter, finalizedPast } from "./support/finality.js";
-import { nightlyOnChain } from "./support/ledger-periods.js";
+import { nightlyOnChain, vaultReader } from "./support/ledger-periods.js";
 import { type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { type Listing, listingNode } from "./support/rewriting-node.js";
 
@@ -14,7 +12,6 @@ import { type Listing, listingNode } from "./support/rewriting-node.js";
  * list the gaps again before it judges the window: exit 0 with the money all there, and a
  * theft hidden the same way named in the same run.
  */
-const log = createLogger({ level: "silent" });
 const stolen = 55_000n;
 /** Listing pages of 3, so a few movements fill one. */
 const pageSize = 3;
@@ -39,14 +36,7 @@ function cutOnce(listing: { rewrite: Listing | null }, dropped: string[]) {
 async function nightly(c: Scenario, vault: string, rpc: RpcPool, from: number) {
   const to = Date.now();
   await finalizedPast(h.world, to);
-  const reader = createLedgerReader({
-    store: c.store,
-    rpc,
-    profile: c.profile,
-    log,
-    custody: { vaults: [vault], byKey: {} },
-    options: { pageSize },
-  });
+  const reader = vaultReader(h, c, vault, rpc, { options: { pageSize } });
   return nightlyOnChain(h, c, reader).nightly({ from, to });
 }
 

@@ -1,9 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { createLedgerReader } from "../src/ledger/reader.js";
 import { buildStatement } from "../src/ledger/statement.js";
-import { createLogger } from "../src/log.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { chainSecondAfter } from "./support/finality.js";
+import { vaultReader } from "./support/ledger-periods.js";
 import { type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { readJob } from "./support/seed-recorder.js";
 
@@ -13,7 +12,6 @@ import { readJob } from "./support/seed-recorder.js";
  * its escrow memo, a refund before its settlement) found no job to be kept with then. Read
  * before or after the receipt, the job must end judged on that step, not verified.
  */
-const log = createLogger({ level: "silent" });
 
 describe.each(dialects)("%s store", (dialect) => {
   const stores = useDialectStores(dialect);
@@ -23,13 +21,7 @@ describe.each(dialects)("%s store", (dialect) => {
   async function sync(c: Scenario, vault: string) {
     await c.flush();
     await h.finalized();
-    const reader = createLedgerReader({
-      store: c.store,
-      rpc: h.rpc,
-      profile: c.profile,
-      log,
-      custody: { vaults: [vault], byKey: {} },
-    });
+    const reader = vaultReader(h, c, vault);
     await reader.syncVault(vault);
   }
 

@@ -1,12 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { createQuorumRpc } from "../src/chain/quorum.js";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
-import { createLedgerReader } from "../src/ledger/reader.js";
 import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { chainSecondAfter } from "./support/finality.js";
+import { vaultReader } from "./support/ledger-periods.js";
 import { useAdversaryHarness } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
 
@@ -71,13 +71,7 @@ describe("a gap listed again under RPC_QUORUM=2", () => {
           timeoutMs: 10_000,
           ledger: ledgerWindowCheck({
             store: c.store,
-            reader: createLedgerReader({
-              store: c.store,
-              rpc,
-              profile: c.profile,
-              log,
-              custody: { vaults: [vault], byKey: {} },
-            }),
+            reader: vaultReader(h, c, vault, rpc),
             profile: c.profile,
             graceSeconds: 0,
           }),

@@ -1,11 +1,10 @@
 import { describe, expect, it } from "vitest";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
-import { createLedgerReader } from "../src/ledger/reader.js";
 import { buildStatement } from "../src/ledger/statement.js";
 import { localKeyNames, localSigner } from "../src/localnet/keys.js";
-import { createLogger } from "../src/log.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { chainSecondAfter } from "./support/finality.js";
+import { vaultReader } from "./support/ledger-periods.js";
 import { useAdversaryHarness } from "./support/operator.js";
 import { rewritingNode } from "./support/rewriting-node.js";
 
@@ -14,7 +13,6 @@ import { rewritingNode } from "./support/rewriting-node.js";
  * into the token program moved: a payout of the vault's money inside a top-up. The ledger
  * must not read such a line as whole.
  */
-const log = createLogger({ level: "silent" });
 
 const h = useAdversaryHarness();
 
@@ -41,13 +39,7 @@ describe("a top-up served without its inner instructions", () => {
     await h.finalized();
 
     const statementNow = async (rpc: RpcPool) => {
-      const reader = createLedgerReader({
-        store: c.store,
-        rpc,
-        profile: c.profile,
-        log,
-        custody: { vaults: [vault], byKey: {} },
-      });
+      const reader = vaultReader(h, c, vault, rpc);
       const sync = await reader.syncVault(vault);
       const statement = await buildStatement(
         c.store,

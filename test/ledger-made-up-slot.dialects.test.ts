@@ -1,21 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
-import { createLedgerReader } from "../src/ledger/reader.js";
 import { buildStatement } from "../src/ledger/statement.js";
-import { ledgerWindowCheck } from "../src/ledger/window-check.js";
-import { createLogger } from "../src/log.js";
-import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { createLedgerStore } from "../src/store/ledger.js";
-import { createVerifier } from "../src/verify/engine.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { chainSecondAfter, finalizedPast } from "./support/finality.js";
+import { nightlyOnChain, vaultReader } from "./support/ledger-periods.js";
 import {
   type AdversaryHarness,
   AuthorityType,
   type Scenario,
   startAdversaryHarness,
 } from "./support/operator.js";
-import { quickVerifierOptions } from "./support/quick-verifier.js";
 import { type Listing, listingNode } from "./support/rewriting-node.js";
 
 /**
@@ -25,7 +20,6 @@ import { type Listing, listingNode } from "./support/rewriting-node.js";
  * exiting 1 for ever), keep the balance read, say whose the vault is now, and still name a
  * theft the node hid. Nor may a listing's date keep a theft from every night's run.
  */
-const log = createLogger({ level: "silent" });
 const MADE_UP = 1_000_000_000;
 
 /**
@@ -74,36 +68,11 @@ describe.each(dialects)("%s store", (dialect) => {
     while (h.world.currentSlot() === slot) await new Promise((r) => setTimeout(r, 2));
   }
 
-  function readerOf(c: Scenario, vault: string, rpc: RpcPool) {
-    return createLedgerReader({
-      store: c.store,
-      rpc,
-      profile: c.profile,
-      log,
-      custody: { vaults: [vault], byKey: {} },
-    });
-  }
+  const readerOf = (c: Scenario, vault: string, rpc: RpcPool) => vaultReader(h, c, vault, rpc);
 
   /** The nightly run of [from, to) reading the ledger through `rpc` (the honest node). */
   function nightly(c: Scenario, vault: string, from: number, to = Date.now(), rpc = h.rpc) {
-    const verifier = createVerifier({
-      store: c.store,
-      rpc: h.rpc,
-      profile: c.profile,
-      log,
-      options: quickVerifierOptions,
-    });
-    return runNightlyVerification(c.store, verifier, {
-      from,
-      to,
-      timeoutMs: 10_000,
-      ledger: ledgerWindowCheck({
-        store: c.store,
-        reader: readerOf(c, vault, rpc),
-        profile: c.profile,
-        graceSeconds: 0,
-      }),
-    });
+    return nightlyOnChain(h, c, readerOf(c, vault, rpc)).nightly({ from, to });
   }
 
   /** Key `keyIndex`'s vault: an honest job, `between` (own slots), another honest job. */

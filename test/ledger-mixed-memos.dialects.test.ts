@@ -1,14 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { createLedgerReader } from "../src/ledger/reader.js";
 import { buildStatement, findingCount } from "../src/ledger/statement.js";
-import { ledgerFindingCount, ledgerWindowCheck } from "../src/ledger/window-check.js";
-import { createLogger } from "../src/log.js";
-import { runNightlyVerification } from "../src/nightly/nightly-run.js";
-import { createVerifier } from "../src/verify/engine.js";
+import { ledgerFindingCount } from "../src/ledger/window-check.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { chainSecondAfter } from "./support/finality.js";
+import { nightlyOnChain, vaultReader } from "./support/ledger-periods.js";
 import { type Scenario, useAdversaryHarness } from "./support/operator.js";
-import { quickVerifierOptions } from "./support/quick-verifier.js";
 import { readJob } from "./support/seed-recorder.js";
 
 /**
@@ -19,20 +15,12 @@ import { readJob } from "./support/seed-recorder.js";
  * With the job's memo alone it is kept with the job (`jobKeepingLine`); among others it must be
  * too, and money moved under memos naming several jobs is a finding of its own.
  */
-const log = createLogger({ level: "silent" });
 
 describe.each(dialects)("%s store", (dialect) => {
   const stores = useDialectStores(dialect);
   const h = useAdversaryHarness({ openStore: () => stores.open() });
 
-  const readerOf = (c: Scenario, vault: string) =>
-    createLedgerReader({
-      store: c.store,
-      rpc: h.rpc,
-      profile: c.profile,
-      log,
-      custody: { vaults: [vault], byKey: {} },
-    });
+  const readerOf = (c: Scenario, vault: string) => vaultReader(h, c, vault);
 
   /** Reads the vault as the ledger round does. */
   async function sync(c: Scenario, vault: string) {
@@ -121,24 +109,10 @@ describe.each(dialects)("%s store", (dialect) => {
     c.honestJobsApi(plan, txs);
     await c.flush();
     await h.finalized();
-    const verifier = createVerifier({
-      store: c.store,
-      rpc: h.rpc,
-      profile: c.profile,
-      log,
-      options: quickVerifierOptions,
-    });
-    const run = await runNightlyVerification(c.store, verifier, {
-      from,
-      to: Date.now(),
-      timeoutMs: 15_000,
-      ledger: ledgerWindowCheck({
-        store: c.store,
-        reader: readerOf(c, plan.vault),
-        profile: c.profile,
-        graceSeconds: 0,
-      }),
-    });
+    const run = await nightlyOnChain(h, c, readerOf(c, plan.vault)).nightly(
+      { from, to: Date.now() },
+      15_000,
+    );
     expect(run.exitCode).toBe(1);
     // Earlier tests' refunds to the same vault are findings too (history no run had judged).
     expect(run.ledger?.mixedJobMemos.filter((m) => !m.beforeWindow)).toEqual([

@@ -1,14 +1,9 @@
 import { describe, expect, it } from "vitest";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
-import { createLedgerReader } from "../src/ledger/reader.js";
 import { buildStatement } from "../src/ledger/statement.js";
-import { ledgerWindowCheck } from "../src/ledger/window-check.js";
-import { createLogger } from "../src/log.js";
-import { runNightlyVerification } from "../src/nightly/nightly-run.js";
-import { createVerifier } from "../src/verify/engine.js";
 import { chainSecondAfter } from "./support/finality.js";
+import { nightlyOnChain, vaultReader } from "./support/ledger-periods.js";
 import { type Scenario, useAdversaryHarness } from "./support/operator.js";
-import { quickVerifierOptions } from "./support/quick-verifier.js";
 import { rewritingNode } from "./support/rewriting-node.js";
 
 /**
@@ -17,7 +12,6 @@ import { rewritingNode } from "./support/rewriting-node.js";
  * or lies), of the balance read too, or leaves the vault out of the theft's token balances: the
  * nightly run must exit 1 the first time it can see the theft at all.
  */
-const log = createLogger({ level: "silent" });
 const stolen = 55_000n;
 
 const h = useAdversaryHarness();
@@ -68,26 +62,7 @@ async function theftBetweenJobs(keyIndex: number, after: boolean, ownSlots = fal
 
 /** The nightly run of [from, to) reading the ledger through `rpc`. */
 function nightly(c: Scenario, vault: string, rpc: RpcPool, from: number, to: number) {
-  const reader = createLedgerReader({
-    store: c.store,
-    rpc,
-    profile: c.profile,
-    log,
-    custody: { vaults: [vault], byKey: {} },
-  });
-  const verifier = createVerifier({
-    store: c.store,
-    rpc: h.rpc,
-    profile: c.profile,
-    log,
-    options: quickVerifierOptions,
-  });
-  return runNightlyVerification(c.store, verifier, {
-    from,
-    to,
-    timeoutMs: 10_000,
-    ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
-  });
+  return nightlyOnChain(h, c, vaultReader(h, c, vault, rpc)).nightly({ from, to });
 }
 
 describe("a theft the ledger's node hides", () => {
@@ -217,14 +192,7 @@ describe("a theft the ledger's node hides", () => {
       },
     });
     let clock = Date.now();
-    const reader = createLedgerReader({
-      store: c.store,
-      rpc: counting,
-      profile: c.profile,
-      log,
-      custody: { vaults: [vault], byKey: {} },
-      now: () => clock,
-    });
+    const reader = vaultReader(h, c, vault, counting, { now: () => clock });
     // The sync that reads the lines finds the gap and lists it again at once.
     await reader.syncVault(vault);
     expect(relistings).toBe(1);
@@ -272,14 +240,7 @@ describe("a theft the ledger's node hides", () => {
         };
       },
     });
-    const freshReader = () =>
-      createLedgerReader({
-        store: c.store,
-        rpc,
-        profile: c.profile,
-        log,
-        custody: { vaults: [vault], byKey: {} },
-      });
+    const freshReader = () => vaultReader(h, c, vault, rpc);
     // The first run reads the lines, finds the gaps and lists 3 of them again; each later run
     // lists 3 of them again, taking turns.
     await freshReader().syncVault(vault);

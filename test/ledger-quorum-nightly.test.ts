@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { createQuorumRpc } from "../src/chain/quorum.js";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
-import { createLedgerReader } from "../src/ledger/reader.js";
 import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { createVerifier } from "../src/verify/engine.js";
+import { vaultReader } from "./support/ledger-periods.js";
 import { useAdversaryHarness } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
 
@@ -91,13 +91,7 @@ describe("a nightly run under RPC_QUORUM=2 when the operator's endpoint hides th
         log,
         options: quickVerifierOptions,
       });
-      const reader = createLedgerReader({
-        store: c.store,
-        rpc,
-        profile: c.profile,
-        log,
-        custody: { vaults: [vault], byKey: {} },
-      });
+      const reader = vaultReader(h, c, vault, rpc);
       const night = async (window: { from: number; to: number }) =>
         runNightlyVerification(c.store, verifier, {
           ...window,

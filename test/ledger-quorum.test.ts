@@ -1,13 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { createQuorumRpc } from "../src/chain/quorum.js";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
-import { createLedgerReader, type LedgerRpc } from "../src/ledger/reader.js";
+import type { LedgerRpc } from "../src/ledger/reader.js";
 import { buildStatement } from "../src/ledger/statement.js";
 import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { summaryToText } from "../src/nightly/summary-format.js";
 import { createVerifier } from "../src/verify/engine.js";
+import { nightlyOnChain, vaultReader } from "./support/ledger-periods.js";
 import { type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
 
@@ -62,14 +63,7 @@ async function statementThrough(
   const to = Date.now();
   // Block times are whole seconds: the read happens after the second `to` falls in.
   await new Promise((r) => setTimeout(r, 1100));
-  const reader = createLedgerReader({
-    store: c.store,
-    rpc,
-    profile: c.profile,
-    log,
-    custody: { vaults: [vault], byKey: {} },
-    options: { pageSize },
-  });
+  const reader = vaultReader(h, c, vault, rpc, { options: { pageSize } });
   await reader.syncAll();
   const statement = await buildStatement(
     c.store,
@@ -267,13 +261,7 @@ describe("the ledger under RPC_QUORUM=2 with the operator's endpoint listed firs
       log,
       options: quickVerifierOptions,
     });
-    const reader = createLedgerReader({
-      store: c.store,
-      rpc,
-      profile: c.profile,
-      log,
-      custody: { vaults: [vault], byKey: {} },
-    });
+    const reader = vaultReader(h, c, vault, rpc);
     const night = async (window: { from: number; to: number }) =>
       runNightlyVerification(c.store, verifier, {
         ...window,
@@ -318,26 +306,10 @@ describe("a gap in a vault's history", () => {
     expect(s.historyRead).toBe(true);
     expect(s.complete).toBe(false);
 
-    const verifier = createVerifier({
-      store: c.store,
-      rpc: h.rpc,
-      profile: c.profile,
-      log,
-      options: quickVerifierOptions,
-    });
-    const reader = createLedgerReader({
-      store: c.store,
-      rpc: alone,
-      profile: c.profile,
-      log,
-      custody: { vaults: [vault], byKey: {} },
-    });
-    const summary = await runNightlyVerification(c.store, verifier, {
-      from,
-      to: Date.now() - 1_100,
-      timeoutMs: 20_000,
-      ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
-    });
+    const summary = await nightlyOnChain(h, c, vaultReader(h, c, vault, alone)).nightly(
+      { from, to: Date.now() - 1_100 },
+      20_000,
+    );
     expect(summary).toMatchObject({ outcome: "ledger_findings", exitCode: 1, reason: null });
     expect(summary.byVerdict.verified).toBe(2);
     expect(summary.ledger).toMatchObject({

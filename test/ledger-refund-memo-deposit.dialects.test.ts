@@ -1,12 +1,11 @@
 import { describe, expect, it } from "vitest";
-import type { Store } from "../src/db/client.js";
-import { createLedgerReader } from "../src/ledger/reader.js";
 import { buildStatement } from "../src/ledger/statement.js";
 import { localKeyNames, localSigner } from "../src/localnet/keys.js";
-import { createLogger } from "../src/log.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { chainSecondAfter } from "./support/finality.js";
+import { vaultReader } from "./support/ledger-periods.js";
 import { type Scenario, useAdversaryHarness } from "./support/operator.js";
+import { execSql } from "./support/store.js";
 
 /**
  * The operator keeps a job's lock (moves it out of escrow) and puts the job's refund memo on
@@ -15,12 +14,6 @@ import { type Scenario, useAdversaryHarness } from "./support/operator.js";
  * customer's loss of the lock was in no statement. Only what escrow paid into the vault is a
  * return; the rest of the money in is a deposit, and the lock stays out by what escrow kept.
  */
-const log = createLogger({ level: "silent" });
-
-async function exec(store: Store, sql: string) {
-  if ("sqlite" in store) store.sqlite.exec(sql);
-  else await store.pool.query(sql);
-}
 
 describe.each(dialects)("%s store", (dialect) => {
   const stores = useDialectStores(dialect);
@@ -29,13 +22,7 @@ describe.each(dialects)("%s store", (dialect) => {
   async function sync(c: Scenario, vault: string) {
     await c.flush();
     await h.finalized();
-    await createLedgerReader({
-      store: c.store,
-      rpc: h.rpc,
-      profile: c.profile,
-      log,
-      custody: { vaults: [vault], byKey: {} },
-    }).syncVault(vault);
+    await vaultReader(h, c, vault).syncVault(vault);
   }
 
   const nextSecond = () => chainSecondAfter(h.world);
@@ -113,7 +100,7 @@ describe.each(dialects)("%s store", (dialect) => {
     c.record(plan, { escrowTx, settlementTx: null });
     await sync(c, plan.vault);
     const before = await statementOf(c, from, plan.vault);
-    await exec(
+    await execSql(
       c.store,
       `UPDATE ledger_lines SET state = 'listed'
        WHERE signature = '${escrowTx}' AND vault = '${plan.vault}'`,

@@ -1,15 +1,10 @@
 import { describe, expect, it } from "vitest";
-import type { Store } from "../src/db/client.js";
-import { createLedgerReader } from "../src/ledger/reader.js";
-import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { localKeyNames, localSigner } from "../src/localnet/keys.js";
-import { createLogger } from "../src/log.js";
-import { runNightlyVerification } from "../src/nightly/nightly-run.js";
-import { createVerifier } from "../src/verify/engine.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { chainSecondAfter } from "./support/finality.js";
+import { nightlyOnChain, vaultReader } from "./support/ledger-periods.js";
 import { type Scenario, useAdversaryHarness } from "./support/operator.js";
-import { quickVerifierOptions } from "./support/quick-verifier.js";
+import { execSql } from "./support/store.js";
 
 /**
  * Migration 0033 lists again every line read before payouts hidden by money in of the same
@@ -17,13 +12,6 @@ import { quickVerifierOptions } from "./support/quick-verifier.js";
  * (clean, as it read then) must not keep such a payout to its own statement: the next nightly
  * run judges it, once (`listedLate`), and exits 1.
  */
-const log = createLogger({ level: "silent" });
-
-/** Runs `sql` on the store's own connection, as a migration would. */
-async function exec(store: Store, sql: string) {
-  if ("sqlite" in store) store.sqlite.exec(sql);
-  else await store.pool.query(sql);
-}
 
 describe.each(dialects)("%s store", (dialect) => {
   const stores = useDialectStores(dialect);
@@ -31,36 +19,12 @@ describe.each(dialects)("%s store", (dialect) => {
 
   const nextSecond = () => chainSecondAfter(h.world);
 
-  const readerOf = (c: Scenario, vault: string) =>
-    createLedgerReader({
-      store: c.store,
-      rpc: h.rpc,
-      profile: c.profile,
-      log,
-      custody: { vaults: [vault], byKey: {} },
-    });
+  const readerOf = (c: Scenario, vault: string) => vaultReader(h, c, vault);
 
   /** The nightly run of [from, now) over `vault` alone. */
   async function nightlyOf(c: Scenario, vault: string, from: number) {
     await h.finalized();
-    const verifier = createVerifier({
-      store: c.store,
-      rpc: h.rpc,
-      profile: c.profile,
-      log,
-      options: quickVerifierOptions,
-    });
-    return runNightlyVerification(c.store, verifier, {
-      from,
-      to: Date.now(),
-      timeoutMs: 10_000,
-      ledger: ledgerWindowCheck({
-        store: c.store,
-        reader: readerOf(c, vault),
-        profile: c.profile,
-        graceSeconds: 0,
-      }),
-    });
+    return nightlyOnChain(h, c, readerOf(c, vault)).nightly({ from, to: Date.now() });
   }
 
   it("judges a payout that a re-read of a judged period finds with the next nightly run, once", async () => {
@@ -79,7 +43,7 @@ describe.each(dialects)("%s store", (dialect) => {
     await h.finalized();
     await readerOf(c, vault).syncVault(vault);
     // Read as a version before 0033 read it: a deposit of 700,000, nothing hidden.
-    await exec(
+    await execSql(
       c.store,
       `UPDATE ledger_lines SET hidden_debit_units = NULL WHERE signature = '${topUp}'`,
     );
@@ -88,7 +52,7 @@ describe.each(dialects)("%s store", (dialect) => {
     expect(first.exitCode).toBe(0);
 
     // The upgrade lists the line again (migration 0033's own statement); the next run reads it.
-    await exec(
+    await execSql(
       c.store,
       dialect === "sqlite"
         ? "UPDATE `ledger_lines` SET `state` = 'listed' WHERE `state` = 'read' AND `succeeded` = 1"

@@ -1,32 +1,23 @@
 import { describe, expect, it } from "vitest";
-import { createLedgerReader } from "../src/ledger/reader.js";
 import { buildStatement } from "../src/ledger/statement.js";
-import { ledgerWindowCheck } from "../src/ledger/window-check.js";
-import { createLogger } from "../src/log.js";
-import { runNightlyVerification } from "../src/nightly/nightly-run.js";
-import { createVerifier } from "../src/verify/engine.js";
 import { chainSecondAfter } from "./support/finality.js";
+import { nightlyOnChain, vaultReader } from "./support/ledger-periods.js";
 import { type Scenario, useAdversaryHarness } from "./support/operator.js";
-import { quickVerifierOptions } from "./support/quick-verifier.js";
 
 /**
  * One theft split into many small payouts, each inside an honest job's settlement (beside the
  * remainder it returns to the vault) or alone under an honest job's settle memo, sent back to
  * back (several to a slot) and read two signatures to a page: every unit must be listed.
  */
-const log = createLogger({ level: "silent" });
 
 const h = useAdversaryHarness();
 
-const readerOf = (c: Scenario, vault: string) =>
-  createLedgerReader({
-    store: c.store,
-    rpc: h.rpc,
-    profile: c.profile,
-    log,
-    custody: { vaults: [vault], byKey: {} },
-    options: { pageSize: 2 },
-  });
+/** The nightly run of [from, now) reading `vault` two signatures a page. */
+const nightlyOf = (c: Scenario, vault: string, from: number) =>
+  nightlyOnChain(h, c, vaultReader(h, c, vault, h.rpc, { options: { pageSize: 2 } })).nightly(
+    { from, to: Date.now() },
+    15_000,
+  );
 
 describe("a theft split across honest settlements and page boundaries", () => {
   it("lists every unit as an unreceipted debit, and the nightly run exits 1", async () => {
@@ -55,25 +46,8 @@ describe("a theft split across honest settlements and page boundaries", () => {
     // A settlement paying the vault's money elsewhere is no job's honest step.
     for (const o of await c.verdicts(...jobs)) expect(o.verdict).not.toBe("verified");
 
-    const verifier = createVerifier({
-      store: c.store,
-      rpc: h.rpc,
-      profile: c.profile,
-      log,
-      options: quickVerifierOptions,
-    });
     await h.finalized();
-    const run = await runNightlyVerification(c.store, verifier, {
-      from,
-      to: Date.now(),
-      timeoutMs: 15_000,
-      ledger: ledgerWindowCheck({
-        store: c.store,
-        reader: readerOf(c, vault),
-        profile: c.profile,
-        graceSeconds: 0,
-      }),
-    });
+    const run = await nightlyOf(c, vault, from);
     const inWindow = run.ledger?.unreceiptedDebits.filter((d) => !d.beforeWindow) ?? [];
     expect(inWindow).toHaveLength(10);
     expect(inWindow.reduce((sum, d) => sum - BigInt(d.amountUnits), 0n)).toBe(stolen);
@@ -115,24 +89,7 @@ describe("a payout inside an honest refund into the vault", () => {
     // The refund carried a payout of the vault's money: no honest step.
     expect((await c.verdicts(plan.jobId))[0]?.verdict).not.toBe("verified");
     await h.finalized();
-    const verifier = createVerifier({
-      store: c.store,
-      rpc: h.rpc,
-      profile: c.profile,
-      log,
-      options: quickVerifierOptions,
-    });
-    const run = await runNightlyVerification(c.store, verifier, {
-      from,
-      to: Date.now(),
-      timeoutMs: 15_000,
-      ledger: ledgerWindowCheck({
-        store: c.store,
-        reader: readerOf(c, vault),
-        profile: c.profile,
-        graceSeconds: 0,
-      }),
-    });
+    const run = await nightlyOf(c, vault, from);
     expect(run.exitCode).toBe(1);
     const statement = await buildStatement(
       c.store,

@@ -3,13 +3,13 @@ import { createApp } from "../src/api/app.js";
 import { createToken } from "../src/auth/tokens.js";
 import { SESSION_COOKIE } from "../src/dashboard/routes.js";
 import type { Store } from "../src/db/client.js";
-import { createLedgerReader } from "../src/ledger/reader.js";
 import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { createLogger } from "../src/log.js";
 import { type NightlyOptions, runNightlyVerification } from "../src/nightly/nightly-run.js";
 import { createDashboardStore } from "../src/store/dashboard.js";
 import { createVerifier } from "../src/verify/engine.js";
 import type { Profile } from "../src/verify/profiles.js";
+import { vaultReader } from "./support/ledger-periods.js";
 import { useAdversaryHarness } from "./support/operator.js";
 import { quickVerifierOptions } from "./support/quick-verifier.js";
 
@@ -77,13 +77,7 @@ describe("a nightly run's row and the status page after the jobs settled", () =>
     await c.pinKey(0);
     h.op.send([h.op.transfer(vault, h.op.attackerAccount(0n), 250_000n)]);
     await finalized();
-    const reader = createLedgerReader({
-      store: c.store,
-      rpc: h.rpc,
-      profile: c.profile,
-      log,
-      custody: { vaults: [vault], byKey: {} },
-    });
+    const reader = vaultReader(h, c, vault);
     const summary = await night(
       c,
       { from, to: Date.now() - 1_100 },

@@ -7,7 +7,6 @@ import { describe, expect, it, onTestFinished } from "vitest";
 import { createApp } from "../src/api/app.js";
 import { createToken } from "../src/auth/tokens.js";
 import type { RpcPool } from "../src/chain/rpc-pool.js";
-import { createLedgerReader } from "../src/ledger/reader.js";
 import {
   buildStatement,
   findingCount,
@@ -17,6 +16,7 @@ import {
 import { createLogger } from "../src/log.js";
 import { createLedgerStore } from "../src/store/ledger.js";
 import { chainSecondAfter } from "./support/finality.js";
+import { vaultReader } from "./support/ledger-periods.js";
 import { AuthorityType, type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { ownerlessNode, rewritingNode } from "./support/rewriting-node.js";
 
@@ -63,13 +63,7 @@ function ownerUnnamed(rpc: RpcPool): RpcPool {
 /** One ledger round of `vault` through `rpc`, then its statement of `[from, to)`. */
 async function statementAfterRead(c: Scenario, rpc: RpcPool, vault: string, from: number) {
   await h.finalized();
-  const reader = createLedgerReader({
-    store: c.store,
-    rpc,
-    profile: c.profile,
-    log,
-    custody: { vaults: [vault], byKey: {} },
-  });
+  const reader = vaultReader(h, c, vault, rpc);
   await reader.syncVault(vault);
   return statementOf(c, vault, from, Date.now() + 1_000);
 }

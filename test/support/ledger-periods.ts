@@ -1,4 +1,9 @@
-import { createLedgerReader, type LedgerReader, type LedgerRpc } from "../../src/ledger/reader.js";
+import {
+  createLedgerReader,
+  type LedgerDeps,
+  type LedgerReader,
+  type LedgerRpc,
+} from "../../src/ledger/reader.js";
 import { buildStatement } from "../../src/ledger/statement.js";
 import { ledgerWindowCheck } from "../../src/ledger/window-check.js";
 import { createLogger } from "../../src/log.js";
@@ -17,12 +22,16 @@ export function periodEdge(h: AdversaryHarness): number {
   return at;
 }
 
-/** The reader of `vault`'s history alone, the only credit vault configured, through `rpc`. */
+/**
+ * The reader of `vault`'s history alone, the only credit vault configured, through `rpc`; with
+ * its own clock or options when `more` gives them.
+ */
 export function vaultReader(
   h: AdversaryHarness,
   c: Scenario,
   vault: string,
   rpc: LedgerRpc = h.rpc,
+  more: Pick<LedgerDeps, "now" | "options"> = {},
 ) {
   return createLedgerReader({
     store: c.store,
@@ -30,6 +39,7 @@ export function vaultReader(
     profile: c.profile,
     log: silent,
     custody: { vaults: [vault], byKey: {} },
+    ...more,
   });
 }
 
@@ -69,10 +79,10 @@ export function nightlyOnChain(
     log: silent,
     options: quickVerifierOptions,
   });
-  const nightly = (window: { from: number; to: number }) =>
+  const nightly = (window: { from: number; to: number }, timeoutMs = 10_000) =>
     runNightlyVerification(c.store, verifier, {
       ...window,
-      timeoutMs: 10_000,
+      timeoutMs,
       ledger: ledgerWindowCheck({ store: c.store, reader, profile: c.profile, graceSeconds: 0 }),
     });
   return { reader, nightly };

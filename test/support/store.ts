@@ -1,5 +1,10 @@
 import Database from "better-sqlite3";
-import { openSqliteStore, type SqliteStore, sqliteStoreOver } from "../../src/db/client.js";
+import {
+  openSqliteStore,
+  type SqliteStore,
+  type Store,
+  sqliteStoreOver,
+} from "../../src/db/client.js";
 import { migrateStore } from "../../src/db/migrate.js";
 
 /**
@@ -17,6 +22,12 @@ export function createTestStore(): SqliteStore {
     store.close();
   }
   return sqliteStoreOver(new Database(migrated));
+}
+
+/** Runs `sql` on the store's own connection, either dialect, as a migration would. */
+export async function execSql(store: Store, sql: string): Promise<void> {
+  if ("sqlite" in store) store.sqlite.exec(sql);
+  else await store.pool.query(sql);
 }
 
 /**
