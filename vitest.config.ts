@@ -7,6 +7,7 @@ import { SummaryLineReporter } from "./test/support/summary-line-reporter.js";
 // compiled build of the program for the tests that start it, each only when a test file
 // needs it.
 const tempRoot = "./test/support/temp-root-global-setup.ts";
+const postgres = "./test/support/postgres-global-setup.ts";
 
 export default defineConfig({
   test: {
@@ -27,23 +28,20 @@ export default defineConfig({
           name: "isolated",
           include: ["test/**/*.test.ts"],
           exclude: [...configDefaults.exclude, ...sharedImportFiles],
-          globalSetup: [
-            tempRoot,
-            "./test/support/postgres-global-setup.ts",
-            "./test/support/compiled-cli-global-setup.ts",
-          ],
+          globalSetup: [tempRoot, postgres, "./test/support/compiled-cli-global-setup.ts"],
         },
       },
       {
         extends: true,
         // Files that start no process and patch nothing shared (test/support/
         // shared-import-files.ts): a worker imports the program's modules once for all of them,
-        // and fails a file that leaves a server listening (a local world it did not close).
+        // and fails a file that leaves a server listening (a local world it did not close) or
+        // a PostgreSQL connection open (test/support/postgres.ts).
         test: {
           name: "shared-imports",
           include: [...sharedImportFiles],
           isolate: false,
-          globalSetup: [tempRoot],
+          globalSetup: [tempRoot, postgres],
           setupFiles: ["./test/support/shared-imports-servers.ts"],
         },
       },

