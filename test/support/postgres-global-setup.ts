@@ -41,9 +41,16 @@ async function runNeedsPostgres(project: TestProject): Promise<boolean> {
 
 /**
  * The embedded server, started by the first project of the run that needs it and stopped when
- * the last of them is torn down: both projects (vitest.config.ts) hold PostgreSQL test files.
+ * the last of them is torn down: both projects (vitest.config.ts) hold PostgreSQL test files,
+ * and each loads this module afresh, so the one server is kept on the main process's global.
  */
-let embedded: { server: Promise<TestPostgresServer>; users: number } | undefined;
+interface Embedded {
+  server: Promise<TestPostgresServer>;
+  users: number;
+}
+const runServer = Symbol.for("decentral-audit.test-postgres");
+const holder = globalThis as { [runServer]?: Embedded | undefined };
+
 let external: { adminUrl: string; databasePrefixes: string[] } | undefined;
 
 export async function setup(project: TestProject): Promise<void> {
@@ -61,7 +68,8 @@ export async function setup(project: TestProject): Promise<void> {
     project.provide("postgres", { unavailable: "no test file of this run imports the helper" });
     return;
   }
-  embedded ??= { server: startEmbeddedPostgres(), users: 0 };
+  holder[runServer] ??= { server: startEmbeddedPostgres(), users: 0 };
+  const embedded = holder[runServer];
   embedded.users++;
   try {
     const server = await embedded.server;
@@ -72,9 +80,10 @@ export async function setup(project: TestProject): Promise<void> {
 }
 
 export async function teardown(): Promise<void> {
+  const embedded = holder[runServer];
   if (embedded !== undefined && --embedded.users === 0) {
     const { server } = embedded;
-    embedded = undefined;
+    holder[runServer] = undefined;
     await (await server.catch(() => undefined))?.stop();
   }
   const prefixes = external?.databasePrefixes.splice(0) ?? [];
