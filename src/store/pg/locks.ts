@@ -3,7 +3,7 @@ import type { PgStore } from "../../db/pg/client.js";
 import { locks } from "../../db/pg/schema.js";
 import { leaseOnConflict, leaseRow } from "../lock-rules.js";
 import type { LockHolder, LockStore } from "../locks.js";
-import { serverNowMs } from "./server-clock.js";
+import { readServerNowMs } from "./server-clock.js";
 
 /**
  * Named leases on PostgreSQL (see src/store/locks.ts). Many processes on many hosts race for
@@ -96,9 +96,6 @@ export function createPgLockStore(store: PgStore): LockStore {
       await remove.execute({ name, owner });
     },
     holder: holderOf,
-    async sharedNow() {
-      const result = await db.execute<{ now: string }>(sql`SELECT ${serverNowMs()}::text AS now`);
-      return Number(result.rows[0]?.now);
-    },
+    sharedNow: () => readServerNowMs(db),
   };
 }

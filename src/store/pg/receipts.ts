@@ -35,6 +35,7 @@ import type { ReceiptsStore, RecordOptions, RecordResult } from "../receipts.js"
 import type { PgExecutor, PgTx } from "./executor.js";
 import { takeReceiptWriterTurn } from "./group-commit.js";
 import { reopenJobsPg, reopenNamersPg } from "./job-queue.js";
+import { serverClockShiftMs } from "./server-clock.js";
 import { inPgTransaction, retryOnConflict } from "./write-transaction.js";
 
 type NewJob = typeof jobs.$inferInsert;
@@ -377,9 +378,15 @@ export async function recordReceiptsPg(
   source: ReceiptSource,
   options: RecordOptions = {},
 ): Promise<RecordResult[]> {
-  const now = options.now ?? Date.now();
+  const hostNow = options.now ?? Date.now();
   const delay = options.backfillDelayMs ?? 0;
   return inPgTransaction(executor, async (tx) => {
+    // The recording on the server's clock, which the verifiers' due times follow: the jobs API
+    // wait runs from `recorded_at`, and whether a job is due yet (`needsReopen`) compares its
+    // `next_verify_at` with this. By the writer's clock, a recorder 3 minutes ahead made a
+    // clean verdict wait 3 minutes longer for the answer (one behind, not at all), and left a
+    // job a verifier had put off unreopened when its receipt gained a signature.
+    const now = hostNow + (await serverClockShiftMs(tx));
     const firstOf = new Map<string, number>();
     receipts.forEach((receipt, index) => {
       if (!firstOf.has(receipt.jobId)) firstOf.set(receipt.jobId, index);
