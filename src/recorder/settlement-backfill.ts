@@ -9,6 +9,7 @@ import {
   giveUpBackfillUnit,
 } from "../store/backfill.js";
 import { createJobsApiStore, recordJobsApiAnswerUnit } from "../store/jobs-api.js";
+import { BACKFILL_MAX_DELAY_MS } from "../verify/verifier-options.js";
 import { type JobsApiAnswer, type JobsApiClient, JobsApiError } from "./jobs-api.js";
 import { keyFingerprint } from "./proxy.js";
 import type { ReceiptWriter } from "./receipt-writer.js";
@@ -43,7 +44,7 @@ export interface SettlementBackfillOptions {
   batchSize?: number;
   /** First retry delay; doubles each attempt. Default 2,000 ms. */
   baseDelayMs?: number;
-  /** Longest delay between two attempts. Default 600,000 ms (10 min). */
+  /** Longest delay between two attempts. Default `BACKFILL_MAX_DELAY_MS`. */
   maxDelayMs?: number;
   /** Attempts before the job is marked `gave_up` (the verifier then calls it unverifiable). Default 30. */
   maxAttempts?: number;
@@ -80,7 +81,7 @@ export function createSettlementBackfill(options: SettlementBackfillOptions): Se
   const intervalMs = options.intervalMs ?? 1000;
   const batchSize = options.batchSize ?? 50;
   const baseDelayMs = options.baseDelayMs ?? 2000;
-  const maxDelayMs = options.maxDelayMs ?? 600_000;
+  const maxDelayMs = options.maxDelayMs ?? BACKFILL_MAX_DELAY_MS;
   const maxAttempts = options.maxAttempts ?? 30;
 
   const keyOf = new Map<string, string>();

@@ -24,7 +24,7 @@ import {
 import { jobKeepingLine } from "./ledger-rules.js";
 import { pgTwins } from "./pg-twins.js";
 import { param, perConnection, prepareRows } from "./prepared.js";
-import { claimOrder, jobInWindow, narrows, type QueueFilter } from "./queue-rules.js";
+import { claimOrder, jobInWindow, NO_FAR_LOOK, narrows, type QueueFilter } from "./queue-rules.js";
 import { maxKeptSignatures } from "./receipt-rules.js";
 import { createGivenUpReset } from "./signatures.js";
 
@@ -196,11 +196,15 @@ export interface JobQueueStore {
    * claimer shares (`LockStore.sharedNow`: PostgreSQL's, whose verifiers run on many hosts).
    * Leases judged by each host's clock let a host ahead by more than a lease take the live
    * leases of another, and one behind have its own taken: two verifiers on the same jobs.
+   *
+   * A job whose `next_verify_at` is past `farAfter` (default: none is) is due too, after the
+   * others due by then: the claimer never puts a look that far off, so it was written before
+   * the clock was stepped back, and would otherwise wait that step longer.
    */
   claim(
     owner: string,
     filter: QueueFilter | null,
-    lease: { t: number; leaseMs: number; limit: number; leaseAt?: number },
+    lease: { t: number; leaseMs: number; limit: number; leaseAt?: number; farAfter?: number },
   ): Promise<JobRow[]>;
   /**
    * Extends this owner's leases to `until` (a long round on a slow node), a time on the clock
@@ -265,7 +269,7 @@ function claimQuery(db: Db, filter: QueueFilter | null) {
     ),
     filterCondition(filter),
   );
-  const { fresh, looked } = claimOrder(jobs, t, narrows(filter));
+  const { fresh, looked, far } = claimOrder(jobs, t, narrows(filter), sql.placeholder("far"));
   // Each side read in its index's order up to the limit, then the two merged by `due`.
   const side = (part: typeof fresh) =>
     db
@@ -277,7 +281,8 @@ function claimQuery(db: Db, filter: QueueFilter | null) {
       .orderBy(jobs.nextVerifyAt, jobs.recordedAt)
       .limit(limit);
   const due = sql`SELECT job_id FROM (SELECT * FROM (${side(fresh)})
-    UNION ALL SELECT * FROM (${side(looked)})) ORDER BY due LIMIT ${limit}`;
+    UNION ALL SELECT * FROM (${side(looked)}) UNION ALL SELECT * FROM (${side(far)}))
+    ORDER BY due LIMIT ${limit}`;
   return db
     .update(jobs)
     .set({ leaseOwner: param("owner"), leaseUntil: param("until") })
@@ -435,9 +440,19 @@ function createSqliteJobQueueStore(store: SqliteStore): JobQueueStore {
     (
       claim: typeof st.claim,
       owner: string,
-      { t, leaseMs, limit, leaseAt = t }: Parameters<JobQueueStore["claim"]>[2],
+      {
+        t,
+        leaseMs,
+        limit,
+        leaseAt = t,
+        farAfter = NO_FAR_LOOK,
+      }: Parameters<JobQueueStore["claim"]>[2],
     ) =>
-      keepEarlyLines(store, claim.all({ owner, t, leaseAt, until: leaseAt + leaseMs, limit }), t),
+      keepEarlyLines(
+        store,
+        claim.all({ owner, t, leaseAt, until: leaseAt + leaseMs, limit, far: farAfter }),
+        t,
+      ),
   );
   return {
     async claim(owner, filter, lease) {

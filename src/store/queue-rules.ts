@@ -89,7 +89,7 @@ export function narrows(filter: QueueFilter | null): filter is QueueFilter {
 }
 
 /**
- * The order a claim takes due jobs in, as two sides each read in `jobs_open_due` order up to
+ * The order a claim takes due jobs in, as three sides each read in `jobs_open_due` order up to
  * the claim's limit and merged by `due`. `fresh`: jobs due at once (`next_verify_at` 0: a new
  * receipt, a reverify), due since they were recorded. `looked`: jobs due again at a time (a
  * retry, a wait for finality, a reopen), due then. Taking the fresh ones first, as the index
@@ -97,20 +97,30 @@ export function narrows(filter: QueueFilter | null): filter is QueueFilter {
  * faster than the verifier took them. Only the order reads `recorded_at`, the recording host's
  * clock: which jobs are claimable is still `next_verify_at` against the claimer's `t`, so a
  * claimer whose clock is behind the recorder's takes new jobs at once, only ordered as if
- * recorded that much later. A `narrowed` claim (a window, named jobs) compares an expression,
+ * recorded that much later. `far`: jobs whose next look is past `farAfter`, further off than
+ * the claimer ever puts one (`longestLookMs`): written before the clock was stepped back, they
+ * are due now. A `narrowed` claim (a window, named jobs) compares an expression,
  * not the column, so neither side walks jobs_open_due through the due jobs outside the window.
  */
 export function claimOrder(
   jobs: { nextVerifyAt: Column; recordedAt: Column },
   t: number | Placeholder,
   narrowed: boolean,
-): Record<"fresh" | "looked", { where: SQL; due: SQL }> {
+  farAfter: number | Placeholder,
+): Record<"fresh" | "looked" | "far", { where: SQL; due: SQL }> {
   const next = narrowed ? sql`(${jobs.nextVerifyAt} + 0)` : sql`${jobs.nextVerifyAt}`;
   return {
     fresh: { where: lte(next, 0), due: sql`${jobs.recordedAt}` },
     looked: { where: and(gt(next, 0), lte(next, t))!, due: sql`${jobs.nextVerifyAt}` },
+    far: { where: gt(next, farAfter), due: sql`CAST(${t} AS bigint)` },
   };
 }
+
+/**
+ * The `farAfter` of a claim that takes no job as put off too far (see `JobQueueStore.claim`):
+ * past every time a due time is written as.
+ */
+export const NO_FAR_LOOK = Number.MAX_SAFE_INTEGER;
 
 /** What an open job waits on, for a run that ends with jobs not final. */
 export type OpenJobWait = "rpc" | "settlement" | "jobs_api" | "unjudged" | "finality";

@@ -24,7 +24,7 @@ import { type DecideJob, type Decision, decide } from "./decide.js";
 import { MOVEMENT_KINDS, readLock } from "./money-movements.js";
 import type { Profile } from "./profiles.js";
 import { createSlotClock } from "./slot-clock.js";
-import type { VerifierOptions } from "./verifier-options.js";
+import { longestLookMs, type VerifierOptions } from "./verifier-options.js";
 import type { VerifierRpc } from "./verifier-rpc.js";
 
 /**
@@ -104,6 +104,8 @@ export function createRound(deps: RoundDeps): Round {
    * costing a request of its own. A backlog is polled at once.
    */
   let lastPollCell = -1;
+  /** No decision puts a job's next look further off than this (see `claim`'s `farAfter`). */
+  const longestLook = longestLookMs(options);
   /** How fast the finalized slot moves: when a landed transaction will be final. */
   const slotClock = createSlotClock({ minSpanMs: options.pollIntervalMs });
   /** Is the finalized slot read long enough ago to read it again (five poll intervals)? */
@@ -118,7 +120,9 @@ export function createRound(deps: RoundDeps): Round {
     // lease, and the next piece may take it again: the round keeps one row a job, the later
     // one, read after the reopen, whose lease is the one the verdict write holds.
     const t = deps.sharedNow ? await deps.sharedNow() : now();
-    const lease = { t, leaseAt: t, leaseMs: options.leaseMs };
+    // A look further off than any this verifier writes was written before its clock went back
+    // (NTP, a VM restored): due now, not that step later.
+    const lease = { t, leaseAt: t, leaseMs: options.leaseMs, farAfter: t + longestLook };
     const byId = new Map<string, Awaited<ReturnType<typeof queue.claim>>[number]>();
     while (byId.size < options.claimBatchSize && !signal.aborted) {
       const limit = Math.min(CLAIM_SLICE, options.claimBatchSize - byId.size);
@@ -595,11 +599,14 @@ export function createRound(deps: RoundDeps): Round {
 
   /** Writes one slice's decisions, guarded by this owner's leases, and logs the final ones. */
   async function write(decisions: Decision[], runId: number | null) {
+    // A wait longer than the verifier's own (the backfill's next ask, a jobs API answer due by
+    // a recording time the clock has since gone back past) is looked at again within it.
+    const furthest = now() + longestLook;
     const writes = decisions.map(
       (d): VerdictWrite => ({
         job: d.job,
         verdict: d.verdict,
-        nextVerifyAt: d.nextVerifyAt,
+        nextVerifyAt: Math.min(d.nextVerifyAt, furthest),
         lastError: d.lastError,
         commitment: d.commitment,
         evaluation: d.evaluation,

@@ -68,3 +68,26 @@ export const defaultVerifierOptions: VerifierOptions = {
   maxFetchMisses: 5,
   fetchMissSpanMs: 300_000,
 };
+
+/**
+ * The settlement backfill's longest delay between two asks about a job, by default (10 min):
+ * a verifier waiting for its next ask (`backfill_next_at`) looks at the job again no later.
+ */
+export const BACKFILL_MAX_DELAY_MS = 600_000;
+
+/**
+ * The furthest off a verifier with `options` puts a job's next look: its longest wait (or the
+ * settlement backfill's next ask, which a job waiting for it waits for) with the retries'
+ * jitter (up to 1.25 times), plus the poll grid it snaps to. Its decisions are bounded by it, so
+ * a look further off than this was written by a clock since stepped back.
+ */
+export function longestLookMs(options: VerifierOptions): number {
+  const longest = Math.max(
+    BACKFILL_MAX_DELAY_MS,
+    options.maxBackoffMs,
+    options.backfillWaitMs,
+    options.jobsApiWaitMs,
+    options.proxyJobsApiWaitMs,
+  );
+  return Math.ceil(longest * 1.25) + options.pollIntervalMs;
+}

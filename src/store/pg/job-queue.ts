@@ -4,7 +4,7 @@ import { jobs, ledgerLines } from "../../db/pg/schema.js";
 import { finalVerdicts, type Verdict, verdictIsOpen, verdicts } from "../../db/schema.js";
 import type { JobQueueStore } from "../job-queue.js";
 import { jobKeepingLine } from "../ledger-rules.js";
-import { claimOrder, jobInWindow, narrows, type QueueFilter } from "../queue-rules.js";
+import { claimOrder, jobInWindow, NO_FAR_LOOK, narrows, type QueueFilter } from "../queue-rules.js";
 import { maxKeptSignatures } from "../receipt-rules.js";
 import type { PgExecutor } from "./executor.js";
 import { takeReceiptWriterTurn } from "./group-commit.js";
@@ -211,7 +211,7 @@ function filterCondition(filter: QueueFilter | null): SQL | undefined {
 export function createPgJobQueueStore(store: PgStore): JobQueueStore {
   const { db } = store;
   return {
-    async claim(owner, filter, { t, leaseMs, limit, leaseAt = t }) {
+    async claim(owner, filter, { t, leaseMs, limit, leaseAt = t, farAfter = NO_FAR_LOOK }) {
       // One statement: the subquery locks the due rows it picks and skips rows another
       // transaction holds (another claimer's pick, a writer reopening the job), so concurrent
       // claims get disjoint jobs without waiting. In READ COMMITTED a row changed since the
@@ -228,9 +228,9 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
         filterCondition(filter),
       );
       // Due jobs in the order they fell due (`claimOrder`): each side read in due order up to
-      // the limit, its rows locked, and the two merged. A row locked on one side and left out
+      // the limit, its rows locked, and the three merged. A row locked on one side and left out
       // of the merge stays free once the claim commits.
-      const { fresh, looked } = claimOrder(jobs, t, narrows(filter));
+      const { fresh, looked, far } = claimOrder(jobs, t, narrows(filter), farAfter);
       const side = (part: typeof fresh) =>
         db
           .select({ jobId: jobs.jobId, due: sql`${part.due}`.as("due") })
@@ -250,7 +250,8 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
           .limit(limit)
           .for("update", { skipLocked: true });
       const due = sql`SELECT job_id FROM (SELECT * FROM (${side(fresh)}) f
-        UNION ALL SELECT * FROM (${side(looked)}) l) u ORDER BY due LIMIT ${limit}`;
+        UNION ALL SELECT * FROM (${side(looked)}) l UNION ALL SELECT * FROM (${side(far)}) r) u
+        ORDER BY due LIMIT ${limit}`;
       return db.transaction(async (tx) => {
         // The due jobs are read in the order of jobs_open_due, stopping at `limit`. Right after
         // a bulk ingest the statistics still say few jobs are due, and the planner picked a

@@ -1,0 +1,89 @@
+import { describe, expect, it } from "vitest";
+import type { Store } from "../src/db/client.js";
+import { createLogger } from "../src/log.js";
+import { createJobQueueStore } from "../src/store/job-queue.js";
+import { createLockStore } from "../src/store/locks.js";
+import { createVerifier } from "../src/verify/engine.js";
+import { localnetProfile } from "../src/verify/profiles.js";
+import { dialects, useDialectStores } from "./support/dialects.js";
+import { queueColumns, seedJobs } from "./support/seed-queue.js";
+import { createFakeChain } from "./support/verify-fake-rpc.js";
+
+/**
+ * A clock stepped back (NTP correcting a clock that ran ahead, a VM restored from a snapshot):
+ * every job the verifier had put off carries a next look written on the clock before the step.
+ * A look further off than the verifier ever puts one is due now; before, a job due in a poll
+ * waited the whole step (2 hours), and a nightly run waited for it until its --timeout.
+ */
+
+const HOURS_2 = 7_200_000;
+const POLL_MS = 300;
+
+/** The verifier's clock: the host's on SQLite, the database server's on PostgreSQL. */
+const clockOf = (store: Store) =>
+  store.kind === "postgres" ? createLockStore(store).sharedNow(0) : Promise.resolve(Date.now());
+
+/** A verifier whose clock reads `shift` off this host's runs for `ms`; the statuses it asked. */
+async function verifierRuns(store: Store, shift: number, ms: number) {
+  const chain = createFakeChain();
+  const engine = createVerifier({
+    store,
+    rpc: chain.rpc,
+    profile: localnetProfile,
+    log: createLogger({ level: "silent" }),
+    owner: "verifier",
+    now: () => Date.now() + shift,
+    options: { pollIntervalMs: POLL_MS, errorBackoffMs: 20 },
+  });
+  await engine.runUntilSettled({}, { timeoutMs: ms });
+  return chain.calls.statusSignatures;
+}
+
+describe.each(dialects)("a clock stepped back on %s", (dialect) => {
+  const stores = useDialectStores(dialect);
+
+  it("a job whose next look was written 2 hours ahead is looked at within a poll", async () => {
+    const store = await stores.open();
+    const now = await clockOf(store);
+    // Put off for a poll by a verifier whose clock then went back 2 hours.
+    await seedJobs(store, [
+      { jobId: "put-off", escrowTx: "sig_put-off", nextVerifyAt: now + HOURS_2 + POLL_MS },
+    ]);
+    expect(await verifierRuns(store, 0, 1_500)).toBeGreaterThanOrEqual(1);
+    // Its next look is written within the verifier's own delays again.
+    const [job] = await queueColumns(store);
+    expect(job?.nextVerifyAt).toBeLessThan((await clockOf(store)) + 60_000);
+  }, 30_000);
+
+  it("a job the verifier put off before its clock went back 2 hours is looked at within a poll", async () => {
+    const store = await stores.open();
+    await seedJobs(store, [{ jobId: "stepped", escrowTx: "sig_stepped", leaseOwner: null }]);
+    // Polled once (not found) on the clock 2 hours ahead, which then steps back. On PostgreSQL
+    // the verifier's clock is the server's: its host's step moves no due time.
+    expect(await verifierRuns(store, HOURS_2, 400)).toBeGreaterThanOrEqual(1);
+    expect(await verifierRuns(store, 0, 1_500)).toBeGreaterThanOrEqual(1);
+  }, 30_000);
+
+  it("claims a far look after the jobs due by then, and not one within the verifier's delays", async () => {
+    const store = await stores.open();
+    const t = await clockOf(store);
+    await seedJobs(store, [
+      { jobId: "far", nextVerifyAt: t + HOURS_2 },
+      { jobId: "due", nextVerifyAt: t - 1 },
+      { jobId: "later", nextVerifyAt: t + 60_000 },
+    ]);
+    const queue = createJobQueueStore(store);
+    // Without a bound (the default) a far look waits for its time.
+    const plain = await queue.claim("B", null, { t, leaseMs: 60_000, limit: 5 });
+    expect(plain.map((j) => j.jobId)).toEqual(["due"]);
+    await seedJobs(store, [
+      { jobId: "due-2", nextVerifyAt: t - 1 },
+      { jobId: "far-2", nextVerifyAt: t + HOURS_2 },
+    ]);
+    const lease = { t, leaseMs: 60_000, farAfter: t + 120_000 };
+    const first = await queue.claim("A", null, { ...lease, limit: 1 });
+    expect(first.map((j) => j.jobId)).toEqual(["due-2"]);
+    const rest = await queue.claim("A", null, { ...lease, limit: 5 });
+    expect(rest.map((j) => j.jobId).sort()).toEqual(["far", "far-2"]);
+  });
+});
