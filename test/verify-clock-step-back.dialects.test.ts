@@ -1,12 +1,15 @@
 import { describe, expect, it } from "vitest";
 import type { Store } from "../src/db/client.js";
 import { createLogger } from "../src/log.js";
+import type { JobsApiAnswer } from "../src/recorder/jobs-api.js";
+import { createSettlementBackfill } from "../src/recorder/settlement-backfill.js";
 import { createJobQueueStore } from "../src/store/job-queue.js";
 import { createLockStore } from "../src/store/locks.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { queueColumns, seedJobs } from "./support/seed-queue.js";
+import { seedJob } from "./support/seed-recorder.js";
 import { createFakeChain } from "./support/verify-fake-rpc.js";
 
 /**
@@ -85,5 +88,37 @@ describe.each(dialects)("a clock stepped back on %s", (dialect) => {
     expect(first.map((j) => j.jobId)).toEqual(["due-2"]);
     const rest = await queue.claim("A", null, { ...lease, limit: 5 });
     expect(rest.map((j) => j.jobId).sort()).toEqual(["far", "far-2"]);
+  });
+
+  it("the settlement backfill asks at once about a job whose next ask was written 2 hours ahead", async () => {
+    const store = await stores.open();
+    const at = Date.now();
+    await seedJob(store, {
+      jobId: "job_stepped",
+      settlementTx: null,
+      backfillState: "pending",
+      // Its next ask 10 s off, written before the clock went back 2 hours.
+      backfillNextAt: at + HOURS_2 + 10_000,
+    });
+    const asked: string[] = [];
+    const backfill = createSettlementBackfill({
+      store,
+      log: createLogger({ level: "silent" }),
+      apiKey: "key",
+      now: () => at,
+      jobsApi: async (jobId): Promise<JobsApiAnswer> => {
+        asked.push(jobId);
+        return {
+          status: "processing",
+          creditsChargedUnits: null,
+          escrowTx: null,
+          settlementTx: null,
+          worker: null,
+          raw: {},
+        };
+      },
+    });
+    expect(await backfill.runOnce()).toBe(1);
+    expect(asked).toEqual(["job_stepped"]);
   });
 });

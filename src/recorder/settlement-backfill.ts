@@ -93,10 +93,10 @@ export function createSettlementBackfill(options: SettlementBackfillOptions): Se
   const answers = createJobsApiStore(store);
   // Through the writer (the proxy's group commit) when there is one, else each on its own.
   const { writer } = options;
-  const claim = (claims: BackfillClaim[], giveUps: string[], at: number) =>
+  const claim = (claims: BackfillClaim[], giveUps: string[], at: number, farAfter: number) =>
     writer
-      ? writer.run(claimBackfillUnit(claims, giveUps, at))
-      : backfill.claim(claims, giveUps, at);
+      ? writer.run(claimBackfillUnit(claims, giveUps, at, farAfter))
+      : backfill.claim(claims, giveUps, at, farAfter);
   const giveUp = (at: number, jobId: string) =>
     writer ? writer.run(giveUpBackfillUnit(jobId, at)) : backfill.giveUp(jobId, at);
   const recordAnswer = (jobId: string, answer: JobsApiAnswer, at: number) =>
@@ -120,7 +120,10 @@ export function createSettlementBackfill(options: SettlementBackfillOptions): Se
     // Every call of the pass listens to it: not a leak.
     setMaxListeners(0, signal);
     const at = now();
-    const rows = (await backfill.due(at, batchSize)).map((row) => ({
+    // A next ask further off than any this loop (or a receipt's grace) puts one was written
+    // before the clock went back: due now, not that step later.
+    const farAfter = at + Math.max(maxDelayMs, BACKFILL_MAX_DELAY_MS);
+    const rows = (await backfill.due(at, batchSize, farAfter)).map((row) => ({
       ...row,
       apiKey: (row.fingerprint === null ? undefined : keyOf.get(row.fingerprint)) ?? options.apiKey,
     }));
@@ -137,6 +140,7 @@ export function createSettlementBackfill(options: SettlementBackfillOptions): Se
       })),
       keyless.map((row) => row.jobId),
       at,
+      farAfter,
     );
     const mine = new Set(claimed);
     const asked = due.filter((row) => mine.has(row.jobId));

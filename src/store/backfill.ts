@@ -1,8 +1,9 @@
-import { and, asc, eq, isNull, lte, sql } from "drizzle-orm";
+import { and, asc, eq, isNull, sql } from "drizzle-orm";
 import type { SqliteStore, Store } from "../db/client.js";
 import { jobs } from "../db/schema.js";
 import { pgTwins } from "./pg-twins.js";
 import { inWriteTransaction, perConnection } from "./prepared.js";
+import { dueOrFar, NO_FAR_LOOK } from "./queue-rules.js";
 import type { WriteUnit } from "./write-unit.js";
 
 /** A job whose settlement signature is still to be asked for. */
@@ -25,8 +26,12 @@ export interface BackfillClaim {
  * loop stopped, and a claim pushes a job's next attempt forward so two passes never take it.
  */
 export interface BackfillStore {
-  /** Pending jobs due at `at`, the longest waiting first, at most `limit`. */
-  due(at: number, limit: number): Promise<BackfillDue[]>;
+  /**
+   * Pending jobs due at `at`, the longest waiting first, at most `limit`; a job whose next
+   * attempt is past `farAfter` (default: none is) is due too: the backfill never puts one that
+   * far off, so it was written before the clock was stepped back.
+   */
+  due(at: number, limit: number, farAfter?: number): Promise<BackfillDue[]>;
   /**
    * Claims `claims` and gives up on `giveUps`, in one IMMEDIATE transaction. Resolves with the
    * job ids claimed: a job is claimed only while still pending and due at `at`, so of two
@@ -36,6 +41,7 @@ export interface BackfillStore {
     claims: readonly BackfillClaim[],
     giveUps: readonly string[],
     at: number,
+    farAfter?: number,
   ): Promise<string[]>;
   /** Gives up on a job still pending: its settlement stays unknown (unverifiable). */
   giveUp(jobId: string, at: number): Promise<void>;
@@ -55,7 +61,10 @@ function prepare(store: SqliteStore) {
       })
       .from(jobs)
       .where(
-        and(eq(jobs.backfillState, "pending"), lte(jobs.backfillNextAt, sql.placeholder("at"))),
+        and(
+          eq(jobs.backfillState, "pending"),
+          dueOrFar(jobs.backfillNextAt, sql.placeholder("at"), sql.placeholder("far")),
+        ),
       )
       .orderBy(asc(jobs.backfillNextAt))
       .limit(sql.placeholder("limit"))
@@ -66,7 +75,12 @@ function prepare(store: SqliteStore) {
         backfillAttempts: sql`${jobs.backfillAttempts} + 1`,
         backfillNextAt: sql`${sql.placeholder("nextAt")}`,
       })
-      .where(and(pendingJob, lte(jobs.backfillNextAt, sql.placeholder("at"))))
+      .where(
+        and(
+          pendingJob,
+          dueOrFar(jobs.backfillNextAt, sql.placeholder("at"), sql.placeholder("far")),
+        ),
+      )
       .prepare(),
     giveUp: store.db
       .update(jobs)
@@ -99,12 +113,15 @@ export function claimBackfillInTransaction(
   claims: readonly BackfillClaim[],
   giveUps: readonly string[],
   at: number,
+  farAfter = NO_FAR_LOOK,
 ): string[] {
   const st = statementsOf(tx);
   return inWriteTransaction(tx, () => {
     for (const jobId of giveUps) st.giveUp.run({ jobId, at });
     return claims
-      .filter(({ jobId, nextAt }) => st.claim.run({ jobId, nextAt, at }).changes === 1)
+      .filter(
+        ({ jobId, nextAt }) => st.claim.run({ jobId, nextAt, at, far: farAfter }).changes === 1,
+      )
       .map(({ jobId }) => jobId);
   });
 }
@@ -137,10 +154,11 @@ export function claimBackfillUnit(
   claims: readonly BackfillClaim[],
   giveUps: readonly string[],
   at: number,
+  farAfter = NO_FAR_LOOK,
 ): WriteUnit<string[]> {
   return {
-    runSqlite: (tx) => claimBackfillInTransaction(tx, claims, giveUps, at),
-    runPostgres: (tx) => pgTwins().claimBackfillPg(tx, claims, giveUps, at),
+    runSqlite: (tx) => claimBackfillInTransaction(tx, claims, giveUps, at, farAfter),
+    runPostgres: (tx) => pgTwins().claimBackfillPg(tx, claims, giveUps, at, farAfter),
   };
 }
 
@@ -163,11 +181,11 @@ export function createBackfillStore(store: Store): BackfillStore {
 function createSqliteBackfillStore(store: SqliteStore): BackfillStore {
   const st = statementsOf(store);
   return {
-    async due(at, limit) {
-      return st.due.all({ at, limit });
+    async due(at, limit, farAfter = NO_FAR_LOOK) {
+      return st.due.all({ at, limit, far: farAfter });
     },
-    async claim(claims, giveUps, at) {
-      return claimBackfillInTransaction(store, claims, giveUps, at);
+    async claim(claims, giveUps, at, farAfter) {
+      return claimBackfillInTransaction(store, claims, giveUps, at, farAfter);
     },
     async giveUp(jobId, at) {
       giveUpBackfillInTransaction(store, jobId, at);

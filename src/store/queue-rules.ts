@@ -122,6 +122,13 @@ export function claimOrder(
  */
 export const NO_FAR_LOOK = Number.MAX_SAFE_INTEGER;
 
+/**
+ * A time column (a next attempt) due at `at`: passed, or past `farAfter`, further off than it is
+ * ever put, so written before the clock was stepped back.
+ */
+export const dueOrFar = (next: Column, at: number | Placeholder, farAfter: number | Placeholder) =>
+  or(lte(next, at), gt(next, farAfter))!;
+
 /** What an open job waits on, for a run that ends with jobs not final. */
 export type OpenJobWait = "rpc" | "settlement" | "jobs_api" | "unjudged" | "finality";
 

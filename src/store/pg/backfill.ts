@@ -1,7 +1,8 @@
-import { and, asc, eq, inArray, isNull, lte, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, isNull, sql } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
 import { jobs } from "../../db/pg/schema.js";
 import type { BackfillClaim, BackfillStore } from "../backfill.js";
+import { dueOrFar, NO_FAR_LOOK } from "../queue-rules.js";
 import type { PgExecutor } from "./executor.js";
 import { takeReceiptWriterTurn } from "./group-commit.js";
 import { dueNowMs } from "./server-clock.js";
@@ -19,6 +20,7 @@ export async function claimBackfillPg(
   claims: readonly BackfillClaim[],
   giveUps: readonly string[],
   at: number,
+  farAfter = NO_FAR_LOOK,
 ): Promise<string[]> {
   return inPgTransaction(executor, async (tx) => {
     if (giveUps.length > 0) await giveUpMany(tx, giveUps, at);
@@ -41,7 +43,7 @@ export async function claimBackfillPg(
       FROM (VALUES ${values}) AS claim (job_id, next_at)
       WHERE ${jobs.jobId} = claim.job_id
         AND ${jobs.backfillState} = 'pending'
-        AND ${jobs.backfillNextAt} <= ${at}
+        AND ${dueOrFar(jobs.backfillNextAt, at, farAfter)}
       RETURNING ${jobs.jobId}`);
     const mine = new Set(claimed.rows.map((row) => row.job_id));
     return firsts.map(({ jobId }) => jobId).filter((jobId) => mine.has(jobId));
@@ -86,7 +88,7 @@ export async function leaveToBackfillPg(
 export function createPgBackfillStore(store: PgStore): BackfillStore {
   const { db } = store;
   return {
-    due(at, limit) {
+    due(at, limit, farAfter = NO_FAR_LOOK) {
       return db
         .select({
           jobId: jobs.jobId,
@@ -94,18 +96,18 @@ export function createPgBackfillStore(store: PgStore): BackfillStore {
           fingerprint: jobs.keyFingerprint,
         })
         .from(jobs)
-        .where(and(eq(jobs.backfillState, "pending"), lte(jobs.backfillNextAt, at)))
+        .where(and(eq(jobs.backfillState, "pending"), dueOrFar(jobs.backfillNextAt, at, farAfter)))
         .orderBy(asc(jobs.backfillNextAt))
         .limit(limit);
     },
-    claim(claims, giveUps, at) {
+    claim(claims, giveUps, at, farAfter) {
       return retryOnConflict(() =>
         db.transaction(async (tx) => {
           // The receipt writers' turn, as the writer's own unit of it has: the pass locks many
           // jobs' rows in the order the statements reach them, a group its jobs' in the order
           // its receipts came, and two such met in a circle.
           await takeReceiptWriterTurn(tx);
-          return claimBackfillPg(tx, claims, giveUps, at);
+          return claimBackfillPg(tx, claims, giveUps, at, farAfter);
         }),
       );
     },
