@@ -2,7 +2,10 @@ import { sql } from "drizzle-orm";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
 import { migratePostgres } from "../src/db/pg/migrate.js";
+import { createLogger } from "../src/log.js";
+import type { JobsApiAnswer } from "../src/recorder/jobs-api.js";
 import { recordReceipt } from "../src/recorder/receipts.js";
+import { createSettlementBackfill } from "../src/recorder/settlement-backfill.js";
 import { createLockStore } from "../src/store/locks.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { receipt } from "./support/recorder-fixtures.js";
@@ -92,5 +95,40 @@ describe("a receipt recorded on PostgreSQL by a host whose clock is off", () => 
     // By the host's clock the job was due already (its look 1 minute off, the host 3 ahead),
     // so it was not reopened: its settlement was judged a minute late.
     expect((await row(r.jobId)).due).toBeLessThanOrEqual(await serverNow());
+  });
+
+  it("a backfill host 3 minutes behind asks when the job is due on the server's clock", async () => {
+    const r = receipt({ settlementTx: null, captureState: "complete" });
+    // Its first ask due a second ago on the server's clock (the proxy's grace has passed).
+    await recordReceipt(store, r, "proxy", {
+      now: (await serverNow()) - 21_000,
+      backfillDelayMs: 20_000,
+    });
+    const asked: string[] = [];
+    hostClockOff(-MINUTES_3);
+    const backfill = createSettlementBackfill({
+      store,
+      log: createLogger({ level: "silent" }),
+      apiKey: "key",
+      baseDelayMs: 30_000,
+      jobsApi: async (jobId): Promise<JobsApiAnswer> => {
+        asked.push(jobId);
+        return {
+          status: "processing",
+          creditsChargedUnits: null,
+          escrowTx: null,
+          settlementTx: null,
+          worker: null,
+          raw: {},
+        };
+      },
+    });
+    await backfill.runOnce();
+    vi.restoreAllMocks();
+    // By its own clock the ask was 3 minutes off: the jobs API wait (60 s) had run out first.
+    expect(asked).toContain(r.jobId);
+    // Its next ask is the delay later on the server's clock too.
+    const next = (await row(r.jobId)).backfillNextAt;
+    expect(Math.abs(next - ((await serverNow()) + 30_000))).toBeLessThan(5_000);
   });
 });

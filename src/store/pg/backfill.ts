@@ -5,8 +5,15 @@ import type { BackfillClaim, BackfillStore } from "../backfill.js";
 import { dueOrFar, NO_FAR_LOOK } from "../queue-rules.js";
 import type { PgExecutor } from "./executor.js";
 import { takeReceiptWriterTurn } from "./group-commit.js";
-import { dueNowMs } from "./server-clock.js";
+import { dueNowMs, serverClockShiftMs } from "./server-clock.js";
 import { inPgTransaction, retryOnConflict } from "./write-transaction.js";
+
+/**
+ * A time of the backfill's host (`shift` behind the server's clock) on the server's clock: the
+ * one receipts are recorded on, and the verifiers' jobs API wait runs on. By the host's clock,
+ * a backfill 3 minutes behind asked 3 minutes late, after the wait had given the verdict.
+ */
+const onServerClock = (t: number, shift: number) => (t === NO_FAR_LOOK ? t : t + shift);
 
 /**
  * `claimBackfillInTransaction` on PostgreSQL, inside the caller's transaction (or one of its
@@ -25,6 +32,7 @@ export async function claimBackfillPg(
   return inPgTransaction(executor, async (tx) => {
     if (giveUps.length > 0) await giveUpMany(tx, giveUps, at);
     if (claims.length === 0) return [];
+    const shift = await serverClockShiftMs(tx);
     // One statement for the whole pass: each job's own next attempt comes from a VALUES list
     // (the builder has no UPDATE … FROM (VALUES …)); rows are locked in job-id order.
     // A job named twice is claimed by its first claim only, as SQLite's claim-by-claim loop
@@ -34,7 +42,7 @@ export async function claimBackfillPg(
     const firsts = claims.filter(({ jobId }) => !named.has(jobId) && named.add(jobId));
     const sorted = [...firsts].sort((a, b) => (a.jobId < b.jobId ? -1 : 1));
     const values = sql.join(
-      sorted.map(({ jobId, nextAt }) => sql`(${jobId}::text, ${nextAt}::bigint)`),
+      sorted.map(({ jobId, nextAt }) => sql`(${jobId}::text, ${nextAt + shift}::bigint)`),
       sql`, `,
     );
     const claimed = await tx.execute<{ job_id: string }>(sql`
@@ -43,7 +51,7 @@ export async function claimBackfillPg(
       FROM (VALUES ${values}) AS claim (job_id, next_at)
       WHERE ${jobs.jobId} = claim.job_id
         AND ${jobs.backfillState} = 'pending'
-        AND ${dueOrFar(jobs.backfillNextAt, at, farAfter)}
+        AND ${dueOrFar(jobs.backfillNextAt, at + shift, onServerClock(farAfter, shift))}
       RETURNING ${jobs.jobId}`);
     const mine = new Set(claimed.rows.map((row) => row.job_id));
     return firsts.map(({ jobId }) => jobId).filter((jobId) => mine.has(jobId));
@@ -80,7 +88,7 @@ export async function leaveToBackfillPg(
   if (jobIds.length === 0) return;
   await tx
     .update(jobs)
-    .set({ backfillState: "pending", backfillNextAt: at })
+    .set({ backfillState: "pending", backfillNextAt: at + (await serverClockShiftMs(tx)) })
     .where(and(inArray(jobs.jobId, [...jobIds]), isNull(jobs.backfillState)));
 }
 
@@ -88,7 +96,8 @@ export async function leaveToBackfillPg(
 export function createPgBackfillStore(store: PgStore): BackfillStore {
   const { db } = store;
   return {
-    due(at, limit, farAfter = NO_FAR_LOOK) {
+    async due(at, limit, farAfter = NO_FAR_LOOK) {
+      const shift = await serverClockShiftMs(db);
       return db
         .select({
           jobId: jobs.jobId,
@@ -96,7 +105,12 @@ export function createPgBackfillStore(store: PgStore): BackfillStore {
           fingerprint: jobs.keyFingerprint,
         })
         .from(jobs)
-        .where(and(eq(jobs.backfillState, "pending"), dueOrFar(jobs.backfillNextAt, at, farAfter)))
+        .where(
+          and(
+            eq(jobs.backfillState, "pending"),
+            dueOrFar(jobs.backfillNextAt, at + shift, onServerClock(farAfter, shift)),
+          ),
+        )
         .orderBy(asc(jobs.backfillNextAt))
         .limit(limit);
     },
