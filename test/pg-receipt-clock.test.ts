@@ -3,12 +3,11 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
 import { migratePostgres } from "../src/db/pg/migrate.js";
 import { createLogger } from "../src/log.js";
-import type { JobsApiAnswer } from "../src/recorder/jobs-api.js";
 import { recordReceipt } from "../src/recorder/receipts.js";
 import { createSettlementBackfill } from "../src/recorder/settlement-backfill.js";
 import { createLockStore } from "../src/store/locks.js";
 import { usePostgresDatabase } from "./support/postgres.js";
-import { receipt } from "./support/recorder-fixtures.js";
+import { processingAnswer, receipt } from "./support/recorder-fixtures.js";
 
 /**
  * A recording host whose wall clock is minutes off the PostgreSQL server's. The verifiers judge
@@ -111,16 +110,9 @@ describe("a receipt recorded on PostgreSQL by a host whose clock is off", () => 
       log: createLogger({ level: "silent" }),
       apiKey: "key",
       baseDelayMs: 30_000,
-      jobsApi: async (jobId): Promise<JobsApiAnswer> => {
+      jobsApi: async (jobId) => {
         asked.push(jobId);
-        return {
-          status: "processing",
-          creditsChargedUnits: null,
-          escrowTx: null,
-          settlementTx: null,
-          worker: null,
-          raw: {},
-        };
+        return processingAnswer();
       },
     });
     await backfill.runOnce();

@@ -6,21 +6,19 @@ import { keyFingerprint } from "../src/recorder/proxy.js";
 import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
 import { recordReceipt } from "../src/recorder/receipts.js";
 import { backoffDelay, createSettlementBackfill } from "../src/recorder/settlement-backfill.js";
-import { address, capturedLogger, jobId, signature } from "./support/recorder-fixtures.js";
+import {
+  address,
+  capturedLogger,
+  jobId,
+  processingAnswer,
+  signature,
+} from "./support/recorder-fixtures.js";
 import { createTestStore } from "./support/store.js";
 
 const apiKey = "dcntrl_live_abcdefghijklmnopqrstuvwxyz012345";
 
 function answer(overrides: Partial<JobsApiAnswer> = {}): JobsApiAnswer {
-  return {
-    status: "processing",
-    creditsChargedUnits: null,
-    escrowTx: null,
-    settlementTx: null,
-    worker: null,
-    raw: {},
-    ...overrides,
-  };
+  return { ...processingAnswer(), ...overrides };
 }
 
 /** A store holding one streamed job recorded at t=1000 ms without its settlement. */

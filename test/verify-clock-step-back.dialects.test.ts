@@ -1,13 +1,13 @@
 import { describe, expect, it } from "vitest";
 import type { Store } from "../src/db/client.js";
 import { createLogger } from "../src/log.js";
-import type { JobsApiAnswer } from "../src/recorder/jobs-api.js";
 import { createSettlementBackfill } from "../src/recorder/settlement-backfill.js";
 import { createJobQueueStore } from "../src/store/job-queue.js";
 import { createLockStore } from "../src/store/locks.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
+import { processingAnswer } from "./support/recorder-fixtures.js";
 import { queueColumns, seedJobs } from "./support/seed-queue.js";
 import { seedJob } from "./support/seed-recorder.js";
 import { createFakeChain } from "./support/verify-fake-rpc.js";
@@ -106,16 +106,9 @@ describe.each(dialects)("a clock stepped back on %s", (dialect) => {
       log: createLogger({ level: "silent" }),
       apiKey: "key",
       now: () => at,
-      jobsApi: async (jobId): Promise<JobsApiAnswer> => {
+      jobsApi: async (jobId) => {
         asked.push(jobId);
-        return {
-          status: "processing",
-          creditsChargedUnits: null,
-          escrowTx: null,
-          settlementTx: null,
-          worker: null,
-          raw: {},
-        };
+        return processingAnswer();
       },
     });
     expect(await backfill.runOnce()).toBe(1);

@@ -10,6 +10,7 @@ import { withProxyFastPath } from "../../src/api/proxy-listener.js";
 import { createToken } from "../../src/auth/tokens.js";
 import type { Store } from "../../src/db/client.js";
 import { createLogger, type Logger } from "../../src/log.js";
+import type { JobsApiAnswer } from "../../src/recorder/jobs-api.js";
 import type { RecordingProxy } from "../../src/recorder/proxy.js";
 import type { Receipt } from "../../src/recorder/receipts.js";
 
@@ -116,4 +117,16 @@ export async function serveApp(
 /** A fresh access token of role `ingest` (what backends posting receipts hold). */
 export async function ingestToken(store: Store): Promise<string> {
   return (await createToken(store, { role: "ingest", name: "recorder tests" })).token;
+}
+
+/** The jobs API's answer for a job still running: it names no settlement yet. */
+export function processingAnswer(): JobsApiAnswer {
+  return {
+    status: "processing",
+    creditsChargedUnits: null,
+    escrowTx: null,
+    settlementTx: null,
+    worker: null,
+    raw: {},
+  };
 }
