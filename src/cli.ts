@@ -6,7 +6,7 @@ import { registerTokenCommands } from "./auth/token-commands.js";
 import type { ConfigInput } from "./config.js";
 import { parseDatabaseUrl, refuseInMemoryStore } from "./db/url.js";
 import { registerDemoCommand } from "./demo/command.js";
-import { AppError, isAppError, wholeNumberFlag } from "./errors.js";
+import { AppError, isAppError, messageOf, wholeNumberFlag } from "./errors.js";
 import { registerLocalnetCommand } from "./localnet/command.js";
 import { registerVerifyCommand } from "./nightly/verify-cli.js";
 import { printable } from "./printable-text.js";
@@ -328,7 +328,9 @@ export function fail(error: unknown): never {
     console.error(error.message);
     process.exit(2);
   }
-  const message = error instanceof Error ? error.message : String(error);
+  // A database failure's cause (a connection ended, a statement cancelled), not the statement
+  // the query builder wraps it in, which said neither and printed the query and its values.
+  const message = messageOf(error);
   // A message may echo input (a file name, a flag's value): printed as one inert line.
   console.error(`error: ${printable(message)}`);
   if (
