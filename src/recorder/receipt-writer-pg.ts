@@ -18,6 +18,8 @@ import { sortRefused } from "./refused-writes.js";
 const MAX_GROUP = 256;
 /** How often a database that refuses writes is tried again while no receipt waits. */
 const PROBE_INTERVAL_MS = 1000;
+/** Connections lost in a row, each while the server answers, before it counts as away. */
+const MAX_LOST_IN_A_ROW = 3;
 
 /** Transient and not a retryable conflict: the database is gone, not merely busy. */
 function isUnreachable(error: unknown): boolean {
@@ -138,9 +140,12 @@ export function createPgReceiptWriter(
           // One connection ended while the server answers (pg_terminate_backend, a pooler
           // recycling it) is not the database away: the group is written again at once on a
           // fresh one. Taken for an outage, it turned paid work away with 503 and failed
-          // /readyz until the group, run again, committed (seconds for a large group).
+          // /readyz until the group, run again, committed (seconds for a large group). Every
+          // session ended at once (a failover proxy, an operator ending them all) can end the
+          // next connection too, before the pool hears of it: a few losses in a row are written
+          // again so, as long as the server answers in between.
           if (
-            failures === 1 &&
+            failures <= MAX_LOST_IN_A_ROW &&
             connectionLost(error) &&
             (await connection.ping().then(
               () => true,
