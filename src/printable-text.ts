@@ -28,9 +28,19 @@ export function hasUnprintable(text: string): boolean {
  * past U+FFFF, such as a tag character, as `\u{XXXXX}`).
  */
 export function printable(text: string): string {
+  return printableMarked(text, (code) => code);
+}
+
+/**
+ * `printable`, each escape passed through `mark`: a page sets it apart from text that holds a
+ * backslash and a `u` of its own.
+ */
+export function printableMarked(text: string, mark: (code: string) => string): string {
   return text.replace(unprintableChars, (c) => {
     const code = c.codePointAt(0) as number;
-    return code > 0xffff ? `\\u{${code.toString(16)}}` : `\\u${code.toString(16).padStart(4, "0")}`;
+    return mark(
+      code > 0xffff ? `\\u{${code.toString(16)}}` : `\\u${code.toString(16).padStart(4, "0")}`,
+    );
   });
 }
 

@@ -12,6 +12,7 @@ import {
   insertCheck,
   insertJob,
 } from "./support/job-rows.js";
+import { signature } from "./support/recorder-fixtures.js";
 
 const ORIGIN = "http://localhost";
 
@@ -955,5 +956,88 @@ describe("a dashboard form naming a field twice", () => {
     });
     expect(reverify.status).toBe(400);
     expect(await reverify.text()).toContain("field csrf more than once");
+  });
+});
+
+describe("names holding characters that show as nothing", () => {
+  // Stored before such names were refused at ingest: a zero-width space, a bidi mark.
+  const lookAlikes = ["qwen3-8b\u200b", "qwen3-8b\u202e"];
+
+  it("are shown with each such character as its escape, on the pages and in the CSV", async () => {
+    const d = await dashboard();
+    for (const [i, model] of lookAlikes.entries()) {
+      const jobId = `job_lookalike_${i}\u200b`;
+      insertJob(d.store, {
+        jobId,
+        model,
+        verdict: "discrepancy",
+        createdAt: Date.UTC(2026, 10, 4),
+      });
+      insertCheck(d.store, jobId, "settlement.split", "fail", { reason: "paid \u2066twice\u2069" });
+    }
+    const { cookie } = await d.signIn(d.tokens.read);
+    const mark = (code: string) => `<span class=unprintable>${code}</span>`;
+    const table = await (await d.page("/dashboard/reconciliation?groupBy=model", cookie)).text();
+    expect(table).toContain(`<td>qwen3-8b${mark("\\u200b")}</td>`);
+    expect(table).toContain(`<td>qwen3-8b${mark("\\u202e")}</td>`);
+    expect(table).not.toMatch(/[\u200b\u202e\u2066\u2069]/);
+    const flagged = await (await d.page("/dashboard/discrepancies?period=month", cookie)).text();
+    expect(flagged).toContain(`job_lookalike_0${mark("\\u200b")}</a>`);
+    // In an attribute the escape is plain text: markup there would be text or break it.
+    expect(flagged).toContain('href="/dashboard/jobs/job_lookalike_0%E2%80%8B"');
+    expect(flagged).toContain(`paid ${mark("\\u2066")}twice${mark("\\u2069")}`);
+    expect(flagged).not.toMatch(/[\u200b\u202e\u2066\u2069]/);
+    const job = await (await d.page("/dashboard/jobs/job_lookalike_1%E2%80%8B", cookie)).text();
+    expect(job).toContain(`Job job_lookalike_1\\u200b · decentral-audit</title>`);
+    expect(job).not.toMatch(/[\u200b\u202e\u2066\u2069]/);
+    const csv = await (await d.page("/dashboard/reconciliation.csv?groupBy=model", cookie)).text();
+    const groups = csv.split("\r\n").map((line) => line.split(",")[1]);
+    expect(groups).toContain("qwen3-8b\\u200b");
+    expect(groups).toContain("qwen3-8b\\u202e");
+    expect(groups).toContain("qwen3-8b");
+    expect(csv).toBe(
+      await (
+        await d.get(
+          "/reports/reconciliation?from=2026-11-01&to=2026-11-21&groupBy=model&format=csv",
+        )
+      ).text(),
+    );
+  });
+});
+
+describe("text sent to the ingest API", () => {
+  it("is escaped on every page that prints it: job id, model, tags", async () => {
+    const d = await dashboard();
+    const hostile = '"><script>alert(1)</script><img src=x onerror=alert(2)>';
+    // The ingest API takes job ids of letters and digits only; a stored row may hold any.
+    const jobId = "job_hostile1";
+    insertJob(d.store, { jobId: `job_${hostile}`, verdict: "discrepancy", model: hostile });
+    const res = await d.app.request("/jobs", {
+      method: "POST",
+      headers: { ...d.bearer(d.tokens.ingest), "content-type": "application/json" },
+      body: JSON.stringify({
+        job_id: jobId,
+        escrow_tx: signature(),
+        model: hostile,
+        tags: { team: hostile },
+        created_at: "2026-11-19T10:00:00Z",
+      }),
+    });
+    expect(res.status, await res.clone().text()).toBe(201);
+    insertCheck(d.store, jobId, "settlement.split", "fail", { reason: hostile });
+    d.store.sqlite.prepare("UPDATE jobs SET verdict = 'discrepancy' WHERE job_id = ?").run(jobId);
+    const { cookie } = await d.signIn(d.tokens.read);
+    for (const path of [
+      "/dashboard/reconciliation?groupBy=model",
+      "/dashboard/discrepancies",
+      `/dashboard/jobs/${encodeURIComponent(jobId)}`,
+      `/dashboard/jobs/${encodeURIComponent(`job_${hostile}`)}`,
+    ]) {
+      const page = await d.page(path, cookie);
+      expect(page.status, path).toBe(200);
+      const text = await page.text();
+      expect(text, path).toContain("&lt;script&gt;alert(1)&lt;/script&gt;");
+      expect(text.match(/.{0,80}(?:<script|<img).{0,40}/g) ?? [], path).toEqual([]);
+    }
   });
 });

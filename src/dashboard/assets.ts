@@ -55,6 +55,8 @@ td.num, th.num { text-align: right; white-space: nowrap; }
 tr.total td { font-weight: 700; border-top: 2px solid var(--fg); }
 th a { color: var(--fg); }
 .nowrap { white-space: nowrap; overflow-wrap: normal; }
+.unprintable { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: .8em;
+  background: #fdecea; color: var(--bad); border: 1px solid var(--bad); border-radius: 3px; padding: 0 .15em; }
 .mono { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: .85rem; overflow-wrap: anywhere; }
 .verdict { display: inline-block; padding: .05rem .5rem; border-radius: 999px; color: #fff; font-size: .85rem; font-weight: 600; white-space: nowrap; }
 .v-verified { background: var(--ok); } .v-partially_verified { background: var(--partial); }

@@ -1,14 +1,52 @@
-import { html, raw } from "hono/html";
+import { html as escapedHtml, raw } from "hono/html";
 import type { HtmlEscapedString } from "hono/utils/html";
 import type { Verdict } from "../db/schema.js";
 import { formatUnits } from "../money.js";
+import { hasUnprintable, printable, printableMarked } from "../printable-text.js";
 import { dashboardCssVersion } from "./assets.js";
 import type { DashboardSession } from "./sessions.js";
 
 /** What `html` returns; interpolated values are escaped, nested fragments are not. */
 export type Html = HtmlEscapedString | Promise<HtmlEscapedString>;
 
-export { html, raw };
+export { raw };
+
+/**
+ * A template's text up to a value inside a quoted attribute or the page's title, where markup
+ * is no markup.
+ */
+const markupless = /=\s*"[^"]*$|<title>[^<]*$/;
+
+/**
+ * A value shown visibly: text holding characters that show as nothing (a zero-width space, a
+ * bidi mark, a control; see `printable`) has each as its `\u200b` escape, marked on the page,
+ * so "qwen3-8b\u200b", stored before such names were refused, is not read as a second
+ * "qwen3-8b". In an attribute the escape is plain text.
+ */
+function visible(value: unknown, plainText: boolean): unknown {
+  if (Array.isArray(value)) return value.map((v) => visible(v, plainText));
+  if (typeof value !== "string" || !hasUnprintable(value)) return value;
+  if (plainText) return printable(value);
+  const escaped = escapedHtml`${value}`.toString();
+  return raw(
+    printableMarked(
+      escaped,
+      // No quote in it: even inside an attribute the template did not show, it closes none.
+      (code) => `<span class=unprintable>${code}</span>`,
+    ),
+  );
+}
+
+/**
+ * Hono's `html`, every interpolated text shown visibly (`visible`) and then escaped: each page
+ * prints names and reasons that receipts and the chain carry.
+ */
+export function html(strings: TemplateStringsArray, ...values: unknown[]): Html {
+  return escapedHtml(
+    strings,
+    ...values.map((v, i) => visible(v, markupless.test(strings.slice(0, i + 1).join("")))),
+  );
+}
 
 /** Where the dashboard is mounted. */
 export const BASE = "/dashboard";

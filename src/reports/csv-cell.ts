@@ -1,3 +1,5 @@
+import { printable } from "../printable-text.js";
+
 /**
  * The one CSV cell rule of every CSV the tool writes (reconciliation report, ledger statement).
  * Text in those files comes from receipts and from the chain (a memo is whatever the operator
@@ -40,4 +42,13 @@ const numberLike =
 export function csvTextCell(value: string | null): string {
   if (value === null) return "";
   return numberLike.test(value) ? csvCell(`'${value}`) : csvCell(value);
+}
+
+/**
+ * A cell naming a group of the reports (a model, a worker, a key fingerprint): a text cell
+ * whose characters that show as nothing are written as their `\u200b` escapes (`printable`),
+ * so a name stored before such names were refused is not read as the name it looks like.
+ */
+export function csvNameCell(value: string | null): string {
+  return csvTextCell(value === null ? null : printable(value));
 }

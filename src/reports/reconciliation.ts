@@ -17,7 +17,7 @@ import {
   reportsStore,
   type SumsQuery,
 } from "../store/reports.js";
-import { csvCell, csvTextCell } from "./csv-cell.js";
+import { csvCell, csvNameCell } from "./csv-cell.js";
 import { DAY_MS, dayOf, isoOf, RECORDING_MARGIN_MS } from "./period.js";
 
 export const groupByValues = reportGroupings;
@@ -322,10 +322,11 @@ export function reconciliationToCsv(report: ReconciliationReport): string {
   const line = (kind: string, group: string | null, f: ReconciliationFigures) => {
     const figures = figuresToJson(f);
     const cells = reconciliationColumns.map((c) => csvCell(figures[c]));
-    lines.push([csvCell(kind), csvTextCell(group), ...cells, ...meta].join(","));
+    lines.push([csvCell(kind), csvNameCell(group), ...cells, ...meta].join(","));
   };
-  // Group names come from receipts (model, worker, key): `csvTextCell` keeps them text, a
-  // key fingerprint of digits included, which a spreadsheet would read as a rounded number.
+  // Group names come from receipts (model, worker, key): `csvNameCell` keeps them text, a
+  // key fingerprint of digits included, which a spreadsheet would read as a rounded number,
+  // and shows a character that shows as nothing.
   for (const g of report.groups) line("group", g.group, g);
   line("total", null, report.totals);
   return `${lines.join("\r\n")}\r\n`;

@@ -2,7 +2,7 @@ import type { Store } from "../db/client.js";
 import { DAY_MS, grains, HOUR_MS, rollupFigureColumns } from "../db/rollups.js";
 import { printable } from "../printable-text.js";
 import { type RollupRow, reportsStore } from "../store/reports.js";
-import { csvCell, csvTextCell } from "./csv-cell.js";
+import { csvCell, csvNameCell } from "./csv-cell.js";
 import { dayOf, isoOf } from "./period.js";
 
 export type GrainName = keyof typeof grains;
@@ -225,9 +225,9 @@ export function rollupCheckToCsv(check: RollupCheck): string {
       [
         csvCell(d.grain),
         csvCell(d.day),
-        csvTextCell(d.model),
-        csvTextCell(d.worker),
-        csvTextCell(d.keyFingerprint),
+        csvNameCell(d.model),
+        csvNameCell(d.worker),
+        csvNameCell(d.keyFingerprint),
         csvCell(d.column),
         csvCell(d.rollup),
         csvCell(d.recomputed),
