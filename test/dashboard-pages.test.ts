@@ -1041,3 +1041,56 @@ describe("text sent to the ingest API", () => {
     }
   });
 });
+
+describe("the dashboard in a time zone", () => {
+  const zone = "timeZone=America%2FNew_York";
+
+  it("reads its days in the zone asked for, as the API does, and keeps the zone in its links and CSV", async () => {
+    const d = await dashboard();
+    const { cookie } = await d.signIn(d.tokens.read);
+    const custom = `period=custom&from=2026-11-02&to=2026-11-10&${zone}`;
+    const api = `from=2026-11-02&to=2026-11-11&${zone}`;
+    const table = await (await d.page(`/dashboard/reconciliation?${custom}`, cookie)).text();
+    expect(table).toContain("Showing 2026-11-02 00:00 America/New_York up to 2026-11-10 24:00");
+    const json = (await (await d.get(`/reports/reconciliation?${api}`)).json()) as {
+      groups: { group: string; chargedUsdc: string }[];
+      totals: { chargedUsdc: string };
+    };
+    // A job at 03:00 UTC is the day before in New York: the groups are New York's days.
+    const shown = [
+      ...table.matchAll(/<tr><td>(2026-11-\d\d)<\/td><td class="num" data-col="jobs">/g),
+    ];
+    expect(shown.map((m) => m[1])).toEqual(json.groups.map((g) => g.group));
+    expect(json.groups[0]?.group).toBe("2026-11-02");
+    const total = /<tr class="total">([\s\S]*?)<\/tr>/.exec(table)?.[1] ?? "";
+    expect(total).toContain(`data-col="chargedUnits">${json.totals.chargedUsdc}<`);
+    // Sort links and the CSV link keep the zone.
+    const linked = `${custom}&groupBy=day`.replaceAll("&", "&amp;");
+    expect(table).toContain(`href="/dashboard/reconciliation?${linked}&sort=group`);
+    expect(table).toContain(`href="/dashboard/reconciliation.csv?${linked}"`);
+    expect(table).toContain(`<a href="/dashboard/workers?${zone}">Workers</a>`);
+    const csv = await (
+      await d.page(`/dashboard/reconciliation.csv?${custom}&groupBy=day`, cookie)
+    ).text();
+    expect(csv).toBe(await (await d.get(`/reports/reconciliation?${api}&format=csv`)).text());
+    expect(csv.split("\r\n")[1]).toMatch(/,America\/New_York$/);
+    // The overview's chart and totals alike.
+    const overview = await (await d.page(`/dashboard?${custom}`, cookie)).text();
+    expect(overview).toContain(
+      `data-figure="chargedUnits" aria-labelledby="chargedUnits-label">${json.totals.chargedUsdc}<`,
+    );
+  });
+
+  it("takes month to date from the zone's today, and refuses a zone it does not know", async () => {
+    const d = await dashboard();
+    const { cookie } = await d.signIn(d.tokens.read);
+    // 2026-11-20 12:00 UTC is already the 21st at Kiritimati (+14).
+    const far = await (
+      await d.page("/dashboard?period=month&timeZone=Pacific/Kiritimati", cookie)
+    ).text();
+    expect(far).toContain("Showing 2026-11-01 00:00 Pacific/Kiritimati up to 2026-11-21 24:00");
+    const bad = await d.page("/dashboard?period=month&timeZone=Mars/Olympus", cookie);
+    expect(bad.status).toBe(400);
+    expect(await bad.text()).toContain("timeZone: no time zone named");
+  });
+});

@@ -2,6 +2,7 @@ import type { listDiscrepancies } from "../reports/job-listing.js";
 import { checkCatalogue, checkNames } from "../verify/check-catalogue.js";
 import { BASE, count, type Html, html, raw, short, usdc, utc, verdictBadge } from "./html.js";
 import { type DashboardPeriod, shownDays } from "./period.js";
+import { timeZoneField } from "./period-picker.js";
 
 export type DiscrepancyPage = Awaited<ReturnType<typeof listDiscrepancies>>;
 
@@ -65,12 +66,13 @@ export function discrepanciesBody(
   ).map(
     (v) => html`<option value="${v}"${f.verdict === v ? raw(" selected") : ""}>${v}</option>`,
   )}</select></label>
-<label>Period (UTC)<select name="period">${periods.map(
+<label>Period<select name="period">${periods.map(
     ([value, label]) =>
       html`<option value="${value}"${kind === value ? raw(" selected") : ""}>${label}</option>`,
   )}</select></label>
 <label>From day (custom)<input type="date" name="from" value="${f.period?.firstDay ?? ""}"></label>
 <label>To day, inclusive (custom)<input type="date" name="to" value="${f.period?.lastDay ?? ""}"></label>
+${timeZoneField(f.period?.timeZone ?? "UTC")}
 <input type="hidden" name="shown" value="${shownDays(f.period)}">
 <button class="primary" type="submit">Filter</button>
 </form>

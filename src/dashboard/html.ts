@@ -114,8 +114,11 @@ export function page(opts: {
   current: NavPage;
   session?: DashboardSession | null;
   body: Html;
+  /** A query the navigation links keep (the time zone of the page's period). */
+  navQuery?: string;
 }): Html {
   const session = opts.session ?? null;
+  const navQuery = opts.navQuery ? `?${opts.navQuery}` : "";
   return html`<!doctype html>
 <html lang="en">
 <head>
@@ -133,7 +136,7 @@ export function page(opts: {
     session
       ? html`<nav aria-label="Dashboard"><ul>${nav.map(
           ([key, label, href]) =>
-            html`<li><a href="${href}"${opts.current === key ? raw(' aria-current="page"') : ""}>${label}</a></li>`,
+            html`<li><a href="${href}${key === "status" ? "" : navQuery}"${opts.current === key ? raw(' aria-current="page"') : ""}>${label}</a></li>`,
         )}</ul></nav>
   <span class="who">${session.tokenName} (${session.role})</span>
   <form method="post" action="${BASE}/sign-out"><input type="hidden" name="csrf" value="${session.csrf}"><button type="submit">Sign out</button></form>`

@@ -1,4 +1,4 @@
-import { DAY_MS, dayOf } from "../reports/period.js";
+import { zoneDateOf, zoneDayStarts } from "../instant.js";
 import type { ReconciliationFigures, ReconciliationReport } from "../reports/reconciliation.js";
 import type { RpcTrouble } from "../store/ops.js";
 import { type ChartDay, chargedVsVerifiedChart } from "./chart.js";
@@ -48,19 +48,14 @@ export function verdictBar(t: ReconciliationFigures, query: string): Html {
   })}</ul>`;
 }
 
-/** Every day of the period, zero where no job was recorded. */
+/** Every day of the period, in the report's time zone, zero where no job was recorded. */
 function chartDays(report: ReconciliationReport): ChartDay[] {
   const byDay = new Map(report.groups.map((g) => [g.group, g]));
-  const days: ChartDay[] = [];
-  for (let d = report.from / DAY_MS; d < report.to / DAY_MS; d++) {
-    const g = byDay.get(dayOf(d));
-    days.push({
-      day: dayOf(d),
-      charged: g?.chargedUnits ?? 0n,
-      verified: g?.verifiedChargedUnits ?? 0n,
-    });
-  }
-  return days;
+  return zoneDayStarts(report.timeZone, report.from, report.to).map((start) => {
+    const day = zoneDateOf(report.timeZone, start);
+    const g = byDay.get(day);
+    return { day, charged: g?.chargedUnits ?? 0n, verified: g?.verifiedChargedUnits ?? 0n };
+  });
 }
 
 /** The overview: the money of the period, its verdicts, and charged vs verified per day. */

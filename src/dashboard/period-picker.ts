@@ -21,18 +21,24 @@ export function periodPicker(
   extra: Html | string = "",
 ): Html {
   return html`<form class="filters" method="get" action="${BASE}${action}" aria-label="Period">
-<label>Period (UTC)
+<label>Period (${period.timeZone})
 <select name="period">${options.map(
     ([value, label]) =>
       html`<option value="${value}"${period.kind === value ? raw(" selected") : ""}>${label}</option>`,
   )}</select></label>
 <label>From day (custom)<input type="date" name="from" value="${period.firstDay}"></label>
 <label>To day, inclusive (custom)<input type="date" name="to" value="${period.lastDay}"></label>
+${timeZoneField(period.timeZone)}
 <input type="hidden" name="shown" value="${shownDays(period)}">
 ${extra}
 <button class="primary" type="submit">Show</button>
 </form>
-<p class="note">Showing ${period.firstDay} 00:00 UTC up to ${period.lastDay} 24:00 UTC.</p>`;
+<p class="note">Showing ${period.firstDay} 00:00 ${period.timeZone} up to ${period.lastDay} 24:00 ${period.timeZone}${period.timeZone === "UTC" ? "" : ` (${utc(period.from)} to ${utc(period.to)})`}.</p>`;
+}
+
+/** The time zone whose days a period is made of: an IANA name, as the API's `timeZone`. */
+export function timeZoneField(timeZone: string): Html {
+  return html`<label>Time zone (IANA, e.g. America/New_York)<input type="text" name="timeZone" value="${timeZone}" size="18" spellcheck="false" autocomplete="off"></label>`;
 }
 
 /**

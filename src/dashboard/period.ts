@@ -1,6 +1,7 @@
+import { timeZoneOf, timeZoneRefusal, zoneDateOf, zoneDayStart } from "../instant.js";
 import { DAY_MS, dayOf, instantProblem, parseInstant } from "../reports/period.js";
 
-/** The period picker's choices; every one is whole UTC days. */
+/** The period picker's choices; every one is whole days of the period's time zone. */
 export const periodKinds = ["day", "week", "month", "custom"] as const;
 export type PeriodKind = (typeof periodKinds)[number];
 
@@ -13,6 +14,8 @@ export interface DashboardPeriod {
   firstDay: string;
   /** Last day shown (inclusive for people; `to` is the next midnight), `YYYY-MM-DD`. */
   lastDay: string;
+  /** The IANA time zone whose days these are (`UTC` unless one was asked for). */
+  timeZone: string;
   /** The query string that names this period, for links. */
   query: string;
 }
@@ -30,19 +33,46 @@ export class PeriodError extends Error {
   }
 }
 
-function ofDays(kind: PeriodKind, fromDay: number, toDayExclusive: number): DashboardPeriod {
+/**
+ * The days numbered `fromDay` to `toDayExclusive` (days of the calendar, as UTC's are
+ * numbered) as a period of `timeZone`: from the start of the first there to the start of the
+ * day after the last.
+ */
+function ofDays(
+  kind: PeriodKind,
+  fromDay: number,
+  toDayExclusive: number,
+  timeZone: string,
+): DashboardPeriod {
   const firstDay = dayOf(fromDay);
   const lastDay = dayOf(toDayExclusive - 1);
+  const zone = timeZone === "UTC" ? "" : `&timeZone=${encodeURIComponent(timeZone)}`;
   const query =
-    kind === "custom" ? `period=custom&from=${firstDay}&to=${lastDay}` : `period=${kind}`;
+    kind === "custom"
+      ? `period=custom&from=${firstDay}&to=${lastDay}${zone}`
+      : `period=${kind}${zone}`;
+  const start = (day: number) =>
+    timeZone === "UTC" ? day * DAY_MS : zoneDayStart(timeZone, dayOf(day));
   return {
     kind,
-    from: fromDay * DAY_MS,
-    to: toDayExclusive * DAY_MS,
+    from: start(fromDay),
+    to: start(toDayExclusive),
     firstDay,
     lastDay,
+    timeZone,
     query,
   };
+}
+
+/**
+ * The time zone a page's query names: an IANA name as the API's `timeZone` takes it, `UTC`
+ * when none is given (or the field is left empty); one this runtime does not know is refused.
+ */
+export function timeZoneOfQuery(text: string | undefined): string {
+  if (text === undefined || text.trim() === "") return "UTC";
+  const zone = timeZoneOf(text.trim());
+  if (zone === null) throw new PeriodError("timeZone", `timeZone: ${timeZoneRefusal(text)}`);
+  return zone;
 }
 
 /** What a picker query carries: the menu, the date fields, and the days the form showed. */
@@ -55,6 +85,8 @@ export interface PeriodQuery {
    * with it: dates that differ from them were typed by the person, whatever the menu says.
    */
   shown?: string;
+  /** An IANA time zone whose days the period is made of; UTC without it. */
+  timeZone?: string;
 }
 
 /** The `shown` value of a period's form: the days its date fields hold. */
@@ -78,32 +110,34 @@ export function datesEdited(query: PeriodQuery, now: number): boolean {
   // menu value is left to periodOf, which says what is wrong with it.
   if (kind === "all") return true;
   if (!(periodKinds as readonly string[]).includes(kind)) return false;
-  return `${from}..${to}` !== shownDays(periodOf({ period: kind }, now));
+  return `${from}..${to}` !== shownDays(periodOf({ period: kind, timeZone: query.timeZone }, now));
 }
 
 /**
- * The period of a page's query, in UTC: `day` is today, `week` is Monday to today, `month`
- * (the default) is the 1st to today, each through the end of today; `custom` takes `from` and
- * `to` as days, both inclusive (a person's "1 to 30 November"), so `to` is the midnight after.
- * Dates typed into the form are a custom range whatever the menu says (see `datesEdited`).
+ * The period of a page's query, in its time zone (UTC unless `timeZone` names one): `day` is
+ * today, `week` is Monday to today, `month` (the default) is the 1st to today, each through
+ * the end of today; `custom` takes `from` and `to` as days, both inclusive (a person's "1 to
+ * 30 November"), so `to` is the start of the day after. Dates typed into the form are a custom
+ * range whatever the menu says (see `datesEdited`).
  */
 export function periodOf(query: PeriodQuery, now: number): DashboardPeriod {
   const kind = (datesEdited(query, now) ? "custom" : (query.period ?? "month")) as PeriodKind;
   if (!periodKinds.includes(kind)) {
     throw new PeriodError("period", `period must be one of ${periodKinds.join(", ")}`);
   }
-  const today = Math.floor(now / DAY_MS);
+  const timeZone = timeZoneOfQuery(query.timeZone);
+  const today = Date.parse(`${zoneDateOf(timeZone, now)}T00:00:00Z`) / DAY_MS;
   const tomorrow = today + 1;
-  if (kind === "day") return ofDays(kind, today, tomorrow);
+  if (kind === "day") return ofDays(kind, today, tomorrow, timeZone);
   if (kind === "week") {
     // 1970-01-01 was a Thursday: day 0 is weekday 3 counting Monday as 0.
     const weekday = (today + 3) % 7;
-    return ofDays(kind, today - weekday, tomorrow);
+    return ofDays(kind, today - weekday, tomorrow, timeZone);
   }
   if (kind === "month") {
     const d = new Date(today * DAY_MS);
     const first = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1) / DAY_MS;
-    return ofDays(kind, first, tomorrow);
+    return ofDays(kind, first, tomorrow, timeZone);
   }
   const day = (field: "from" | "to") => {
     const text = query[field];
@@ -124,5 +158,5 @@ export function periodOf(query: PeriodQuery, now: number): DashboardPeriod {
   if (toDay - fromDay + 1 > MAX_DAYS) {
     throw new PeriodError("to", `to: a period is at most ${MAX_DAYS} days`);
   }
-  return ofDays(kind, fromDay, toDay + 1);
+  return ofDays(kind, fromDay, toDay + 1, timeZone);
 }

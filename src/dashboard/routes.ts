@@ -19,6 +19,7 @@ import { authenticateToken, roleSatisfies } from "../auth/tokens.js";
 import { isBase58OfLength } from "../chain/base58.js";
 import type { Store } from "../db/client.js";
 import { isAppError } from "../errors.js";
+import { timeZoneOf } from "../instant.js";
 import { buildStatement } from "../ledger/statement.js";
 import type { Logger } from "../log.js";
 import { printable } from "../printable-text.js";
@@ -93,7 +94,10 @@ const CSP =
 
 function render(c: Ctx, status: ContentfulStatusCode, title: string, current: NavPage, body: Html) {
   const session = c.get("session") ?? null;
-  return c.html(page({ title, current, session, body }), status);
+  // The navigation keeps the time zone a person reads the figures in.
+  const zone = timeZoneOf(c.req.query("timeZone") ?? "");
+  const navQuery = zone && zone !== "UTC" ? `timeZone=${encodeURIComponent(zone)}` : undefined;
+  return c.html(page({ title, current, session, body, navQuery }), status);
 }
 
 function messagePage(c: Ctx, status: ContentfulStatusCode, title: string, message: string) {
@@ -207,7 +211,7 @@ function csrfMatches(expected: string, presented: unknown): boolean {
 }
 
 /** The period picker's fields, which every page with a period takes. */
-const periodFields: readonly string[] = ["period", "from", "to", "shown"];
+const periodFields: readonly string[] = ["period", "from", "to", "shown", "timeZone"];
 
 /**
  * Middleware of a page that takes only these query parameters: any other is a 400 naming it, as
@@ -230,7 +234,7 @@ function takes(...names: readonly string[]): MiddlewareHandler<DashboardEnv> {
 
 function queryOf(c: Ctx) {
   const q = c.req.query();
-  return { period: q.period, from: q.from, to: q.to, shown: q.shown };
+  return { period: q.period, from: q.from, to: q.to, shown: q.shown, timeZone: q.timeZone };
 }
 
 /**
@@ -445,7 +449,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     const period = periodOf(queryOf(c), deps.now());
     const report = await reconciliationReport(
       deps.store,
-      { from: period.from, to: period.to, groupBy: "day" },
+      { from: period.from, to: period.to, groupBy: "day", timeZone: period.timeZone },
       deps.now,
     );
     const trouble = await ops.rpcTrouble();
@@ -476,7 +480,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     const dir = dirText;
     const report = await reconciliationReport(
       deps.store,
-      { from: period.from, to: period.to, groupBy },
+      { from: period.from, to: period.to, groupBy, timeZone: period.timeZone },
       deps.now,
     );
     return render(
@@ -494,7 +498,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     const groupBy = groupByOf(c);
     const report = await reconciliationReport(
       deps.store,
-      { from: period.from, to: period.to, groupBy },
+      { from: period.from, to: period.to, groupBy, timeZone: period.timeZone },
       deps.now,
     );
     return c.body(reconciliationToCsv(report), 200, {
@@ -542,7 +546,12 @@ export function dashboardRoutes(deps: DashboardDeps) {
     const flagged = filter.period
       ? await reconciliationReport(
           deps.store,
-          { from: filter.period.from, to: filter.period.to, groupBy: "day" },
+          {
+            from: filter.period.from,
+            to: filter.period.to,
+            groupBy: "day",
+            timeZone: filter.period.timeZone,
+          },
           deps.now,
         ).then((r) => ({ discrepancy: r.totals.discrepancies, dropped: r.totals.dropped }))
       : {
@@ -621,7 +630,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     const period = periodOf(queryOf(c), deps.now());
     const report = await reconciliationReport(
       deps.store,
-      { from: period.from, to: period.to, groupBy: "worker" },
+      { from: period.from, to: period.to, groupBy: "worker", timeZone: period.timeZone },
       deps.now,
     );
     const trouble = await ops.rpcTrouble();
@@ -636,7 +645,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
     const period = periodOf(queryOf(c), deps.now());
     const report = await reconciliationReport(
       deps.store,
-      { from: period.from, to: period.to, groupBy: "day", worker },
+      { from: period.from, to: period.to, groupBy: "day", worker, timeZone: period.timeZone },
       deps.now,
     );
     return render(
