@@ -916,6 +916,57 @@ describe("dashboard discrepancies pager", () => {
   });
 });
 
+describe("a link to a period that runs to today, followed after it ended", () => {
+  it("shows the month it was made in, whole, says so, and its next page continues", async () => {
+    const d = await dashboard();
+    for (let i = 0; i < 55; i++) {
+      const jobId = `job_late_${String(i).padStart(2, "0")}`;
+      insertJob(d.store, {
+        jobId,
+        verdict: "discrepancy",
+        createdAt: Date.UTC(2026, 10, 20, 1) + i * 1000,
+      });
+      insertCheck(d.store, jobId, "charge.matches_price", "fail");
+    }
+    // A job of 30 November, after the link was made: the month it names holds it.
+    insertJob(d.store, { jobId: "job_nov30", createdAt: Date.UTC(2026, 10, 30, 22) });
+    const { cookie } = await d.signIn(d.tokens.read);
+    const first = await (await d.page("/dashboard/discrepancies?period=month", cookie)).text();
+    const next = (
+      /href="(\/dashboard\/discrepancies\?[^"]*cursor=[^"]+)"/.exec(first)?.[1] ?? ""
+    ).replaceAll("&amp;", "&");
+    const overview = await (await d.page("/dashboard", cookie)).text();
+    const link = (
+      /href="(\/dashboard\/reconciliation\?[^"]*)"/.exec(overview)?.[1] ?? ""
+    ).replaceAll("&amp;", "&");
+    // Followed on 2 December, when month to date is December's first two days.
+    d.tick(12 * 24 * 3600_000);
+    const { cookie: later } = await d.signIn(d.tokens.read);
+    const second = await d.page(next, later);
+    expect(second.status).toBe(200);
+    const text = await second.text();
+    expect([...text.matchAll(/href="\/dashboard\/jobs\/job_late_/g)]).toHaveLength(5);
+    expect(text).toContain("which has ended: showing all of it, 2026-11-01 to 2026-11-30");
+    expect(text).toContain(
+      '<a href="/dashboard/discrepancies?period=month">Show month to date now</a>',
+    );
+    const table = await (await d.page(link, later)).text();
+    expect(table).toContain("Showing 2026-11-01 00:00 UTC up to 2026-11-30 24:00 UTC");
+    const api = (await (
+      await d.get("/reports/reconciliation?from=2026-11-01&to=2026-12-01")
+    ).json()) as { totals: { chargedUsdc: string; jobs: number } };
+    const total = /<tr class="total">([\s\S]*?)<\/tr>/.exec(table)?.[1] ?? "";
+    expect(total).toContain(`data-col="chargedUnits">${api.totals.chargedUsdc}<`);
+    expect(total).toContain(`data-col="jobs">${api.totals.jobs}<`);
+    // Month to date as such is the running month; a start after today is refused.
+    const now = await (await d.page("/dashboard?period=month", later)).text();
+    expect(now).toContain("Showing 2026-12-01 00:00 UTC up to 2026-12-02 24:00 UTC");
+    const ahead = await d.page("/dashboard?period=month&start=2027-01-01", later);
+    expect(ahead.status).toBe(400);
+    expect(await ahead.text()).toContain("start: 2027-01-01 is after today");
+  });
+});
+
 describe("the statement page's period picker", () => {
   it("keeps the vault asked for through a change of period", async () => {
     const vault = "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM";

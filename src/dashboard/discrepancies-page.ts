@@ -2,7 +2,7 @@ import type { listDiscrepancies } from "../reports/job-listing.js";
 import { checkCatalogue, checkNames } from "../verify/check-catalogue.js";
 import { BASE, count, type Html, html, raw, short, usdc, utc, verdictBadge } from "./html.js";
 import { type DashboardPeriod, shownDays } from "./period.js";
-import { timeZoneField } from "./period-picker.js";
+import { endedNote, timeZoneField } from "./period-picker.js";
 
 export type DiscrepancyPage = Awaited<ReturnType<typeof listDiscrepancies>>;
 
@@ -76,6 +76,7 @@ ${timeZoneField(f.period?.timeZone ?? "UTC")}
 <input type="hidden" name="shown" value="${shownDays(f.period)}">
 <button class="primary" type="submit">Filter</button>
 </form>
+${f.period ? endedNote("/discrepancies", f.period) : ""}
 ${flagged ? flaggedLine(f, flagged) : ""}
 ${f.check && f.check in checkCatalogue ? html`<p class="note"><strong>${f.check}</strong>: ${checkCatalogue[f.check as keyof typeof checkCatalogue]}</p>` : ""}
 ${

@@ -33,7 +33,25 @@ ${timeZoneField(period.timeZone)}
 ${extra}
 <button class="primary" type="submit">Show</button>
 </form>
+${endedNote(action, period)}
 <p class="note">Showing ${period.firstDay} 00:00 ${period.timeZone} up to ${period.lastDay} 24:00 ${period.timeZone}${period.timeZone === "UTC" ? "" : ` (${utc(period.from)} to ${utc(period.to)})`}.</p>`;
+}
+
+const runningLabel: Record<string, string> = {
+  day: "today",
+  week: "this week",
+  month: "month to date",
+};
+
+/**
+ * Said above a period a link named before it ended (see `DashboardPeriod.ended`): the whole of
+ * it is shown, and the one running now is a link away.
+ */
+export function endedNote(action: string, period: DashboardPeriod): Html {
+  if (!period.ended) return html``;
+  const label = runningLabel[period.kind] ?? period.kind;
+  const zone = period.timeZone === "UTC" ? "" : `&timeZone=${encodeURIComponent(period.timeZone)}`;
+  return html`<p class="note" role="status" data-status="period-ended">This link names the ${label} that began ${period.firstDay}, which has ended: showing all of it, ${period.firstDay} to ${period.lastDay}. <a href="${BASE}${action}?period=${period.kind}${zone}">Show ${label} now</a>.</p>`;
 }
 
 /** The time zone whose days a period is made of: an IANA name, as the API's `timeZone`. */

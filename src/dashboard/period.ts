@@ -18,6 +18,11 @@ export interface DashboardPeriod {
   timeZone: string;
   /** The query string that names this period, for links. */
   query: string;
+  /**
+   * A period that runs to today (day, week, month), named by a link made before it ended:
+   * shown whole, as the link named it, not as the one running now.
+   */
+  ended: boolean;
 }
 
 /** Longest custom period: a year and a day, so one page never aggregates without bound. */
@@ -43,14 +48,17 @@ function ofDays(
   fromDay: number,
   toDayExclusive: number,
   timeZone: string,
+  ended = false,
 ): DashboardPeriod {
   const firstDay = dayOf(fromDay);
   const lastDay = dayOf(toDayExclusive - 1);
   const zone = timeZone === "UTC" ? "" : `&timeZone=${encodeURIComponent(timeZone)}`;
+  // A period that runs to today names its first day (`start`): a link followed after it
+  // ended shows it, not the next one's first days (and a next-page link, an empty page).
   const query =
     kind === "custom"
       ? `period=custom&from=${firstDay}&to=${lastDay}${zone}`
-      : `period=${kind}${zone}`;
+      : `period=${kind}&start=${firstDay}${zone}`;
   const start = (day: number) =>
     timeZone === "UTC" ? day * DAY_MS : zoneDayStart(timeZone, dayOf(day));
   return {
@@ -61,7 +69,62 @@ function ofDays(
     lastDay,
     timeZone,
     query,
+    ended,
   };
+}
+
+type RunningKind = Exclude<PeriodKind, "custom">;
+
+/** The day, week (from Monday) or month holding `day`: its first day and the day after its last. */
+function spanOf(kind: RunningKind, day: number): { first: number; after: number } {
+  if (kind === "day") return { first: day, after: day + 1 };
+  if (kind === "week") {
+    // 1970-01-01 was a Thursday: day 0 is weekday 3 counting Monday as 0.
+    const first = day - ((day + 3) % 7);
+    return { first, after: first + 7 };
+  }
+  const d = new Date(day * DAY_MS);
+  return {
+    first: Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1) / DAY_MS,
+    after: Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1) / DAY_MS,
+  };
+}
+
+/** The day number of a date a query gives in `field`, refused naming it when it is none. */
+function dayOfField(field: string, text: string | undefined): number {
+  if (text === undefined || text === "") throw new PeriodError(field, `${field}: a date is needed`);
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(text)) {
+    throw new PeriodError(field, `${field}: write the date as YYYY-MM-DD`);
+  }
+  const ms = parseInstant(text);
+  if (ms === null) {
+    throw new PeriodError(field, `${field}: ${instantProblem(text) ?? `${text} is not a date`}`);
+  }
+  return ms / DAY_MS;
+}
+
+/**
+ * Today's day, week or month; or, when `start` names an earlier one (a link made before it
+ * ended), that one whole.
+ */
+function runningPeriod(
+  kind: RunningKind,
+  start: string | undefined,
+  today: number,
+  timeZone: string,
+): DashboardPeriod {
+  const now = spanOf(kind, today);
+  if (start === undefined) return ofDays(kind, now.first, today + 1, timeZone);
+  const startDay = dayOfField("start", start);
+  if (startDay > today) {
+    throw new PeriodError(
+      "start",
+      `start: ${start} is after today (${dayOf(today)}); check the link`,
+    );
+  }
+  const named = spanOf(kind, startDay);
+  if (named.first === now.first) return ofDays(kind, now.first, today + 1, timeZone);
+  return ofDays(kind, named.first, named.after, timeZone, true);
 }
 
 /**
@@ -87,6 +150,8 @@ export interface PeriodQuery {
   shown?: string;
   /** An IANA time zone whose days the period is made of; UTC without it. */
   timeZone?: string;
+  /** The first day of the day, week or month a link names (see `runningPeriod`). */
+  start?: string;
 }
 
 /** The `shown` value of a period's form: the days its date fields hold. */
@@ -127,31 +192,8 @@ export function periodOf(query: PeriodQuery, now: number): DashboardPeriod {
   }
   const timeZone = timeZoneOfQuery(query.timeZone);
   const today = Date.parse(`${zoneDateOf(timeZone, now)}T00:00:00Z`) / DAY_MS;
-  const tomorrow = today + 1;
-  if (kind === "day") return ofDays(kind, today, tomorrow, timeZone);
-  if (kind === "week") {
-    // 1970-01-01 was a Thursday: day 0 is weekday 3 counting Monday as 0.
-    const weekday = (today + 3) % 7;
-    return ofDays(kind, today - weekday, tomorrow, timeZone);
-  }
-  if (kind === "month") {
-    const d = new Date(today * DAY_MS);
-    const first = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1) / DAY_MS;
-    return ofDays(kind, first, tomorrow, timeZone);
-  }
-  const day = (field: "from" | "to") => {
-    const text = query[field];
-    if (text === undefined || text === "")
-      throw new PeriodError(field, `${field}: a date is needed`);
-    if (!/^\d{4}-\d{2}-\d{2}$/.test(text)) {
-      throw new PeriodError(field, `${field}: write the date as YYYY-MM-DD`);
-    }
-    const ms = parseInstant(text);
-    if (ms === null) {
-      throw new PeriodError(field, `${field}: ${instantProblem(text) ?? `${text} is not a date`}`);
-    }
-    return ms / DAY_MS;
-  };
+  if (kind !== "custom") return runningPeriod(kind, query.start, today, timeZone);
+  const day = (field: "from" | "to") => dayOfField(field, query[field]);
   const fromDay = day("from");
   const toDay = day("to");
   if (toDay < fromDay) throw new PeriodError("to", "to: the last day is before the first");

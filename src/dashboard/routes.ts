@@ -211,7 +211,7 @@ function csrfMatches(expected: string, presented: unknown): boolean {
 }
 
 /** The period picker's fields, which every page with a period takes. */
-const periodFields: readonly string[] = ["period", "from", "to", "shown", "timeZone"];
+const periodFields: readonly string[] = ["period", "from", "to", "shown", "timeZone", "start"];
 
 /**
  * Middleware of a page that takes only these query parameters: any other is a 400 naming it, as
@@ -234,7 +234,14 @@ function takes(...names: readonly string[]): MiddlewareHandler<DashboardEnv> {
 
 function queryOf(c: Ctx) {
   const q = c.req.query();
-  return { period: q.period, from: q.from, to: q.to, shown: q.shown, timeZone: q.timeZone };
+  return {
+    period: q.period,
+    from: q.from,
+    to: q.to,
+    shown: q.shown,
+    timeZone: q.timeZone,
+    start: q.start,
+  };
 }
 
 /**
