@@ -54,6 +54,18 @@ describe("instants", () => {
 });
 
 describe("a date written in ISO 8601's basic format, as `date +%Y%m%d` prints it", () => {
+  it("refuses --from a date and --to a date-time with --time-zone, naming --to and what to give", () => {
+    expect(() =>
+      windowFromFlags({ from: "2026-11-01", to: "2026-12-01T00:00:00Z" }, 0, "Europe/Paris"),
+    ).toThrow(
+      /^--to: with --time-zone Europe\/Paris and --from a date \(2026-11-01, .*\), give --to as a date too/,
+    );
+    expect(windowFromFlags({ from: "2026-11-01", to: "2026-12-01" }, 0, "Europe/Paris")).toEqual({
+      from: Date.UTC(2026, 9, 31, 23),
+      to: Date.UTC(2026, 10, 30, 23),
+    });
+  });
+
   it("is refused, naming the form to write, rather than read as epoch seconds in 1970", () => {
     // 20261101 seconds after the epoch is 1970-08-23: a nightly `verify --from $(date +%Y%m%d)`
     // judged a window of 1970 and exited 0, and a report of such a period summed nothing.

@@ -184,6 +184,38 @@ describe("GET /reports/reconciliation?timeZone=", () => {
     expect(json.days.map((d) => d.day)).toEqual(["2026-10-01", "2026-10-31"]);
   });
 
+  // `from=2026-10-01` is 04:00 UTC in New York and `to=2026-11-01T00:00:00Z` is 20:00 there on
+  // the 31st: a period whose two ends are read by two rules was answered without a word.
+  it("refuses a date mixed with a date-time, naming the date-time and saying what to send", async () => {
+    const get = await seed();
+    for (const [query, field] of [
+      ["from=2026-10-01&to=2026-11-01T00:00:00Z", "to"],
+      ["from=1790812800&to=2026-11-01", "from"],
+    ] as const) {
+      for (const path of [
+        "/reports/reconciliation",
+        "/reports/workers/DcrtuEi23DAjQ9t2QJ9wFXDSZRU26jC5cVx4Dejivmwe",
+      ]) {
+        const res = await get(`${query}&timeZone=America/New_York`, path);
+        expect(res.status, query).toBe(400);
+        const { error } = (await res.json()) as { error: { field: string; message: string } };
+        expect(error.field).toBe(field);
+        expect(error.message).toMatch(
+          new RegExp(
+            `^${field}: with timeZone America/New_York and .* give ${field} as a date too \\(YYYY-MM-DD`,
+          ),
+        );
+      }
+      // Without a zone, or in UTC, both are UTC: nothing is mixed.
+      expect((await get(query)).status).toBe(200);
+      expect((await get(`${query}&timeZone=UTC`)).status).toBe(200);
+    }
+    expect(
+      (await get("from=2026-10-01T04:00:00Z&to=2026-11-01T04:00:00Z&timeZone=America/New_York"))
+        .status,
+    ).toBe(200);
+  });
+
   it("keeps UTC without it, and refuses a zone it does not know, naming the parameter", async () => {
     const get = await seed();
     const utc = (await (await get("from=2026-10-01&to=2026-11-01")).json()) as {

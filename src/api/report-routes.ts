@@ -4,7 +4,7 @@ import { isBase58OfLength } from "../chain/base58.js";
 import type { Store } from "../db/client.js";
 import { AppError } from "../errors.js";
 import { failingVerdicts, listDiscrepancies } from "../reports/job-listing.js";
-import { parseInstant } from "../reports/period.js";
+import { mixedZoneBounds, parseInstant } from "../reports/period.js";
 import {
   groupByValues,
   reconciliationReport,
@@ -46,6 +46,12 @@ function zonedPeriod(
   query: { from: number; to: number; timeZone?: string | undefined },
 ): { from: number; to: number } {
   if (query.timeZone === undefined) return query;
+  const mixed = mixedZoneBounds(c.req.query("from") ?? "", c.req.query("to") ?? "", query.timeZone);
+  if (mixed) {
+    throw new AppError("validation_failed", `${mixed.field}: ${mixed.message}`, {
+      field: mixed.field,
+    });
+  }
   const inZone = (field: "from" | "to") => parseInstant(c.req.query(field) ?? "", query.timeZone);
   const from = inZone("from") ?? query.from;
   const to = inZone("to") ?? query.to;

@@ -95,6 +95,29 @@ export function instantRefusal(text: string): string {
   return instantProblem(text) ?? `not a date or ISO 8601 date-time: ${text}`;
 }
 
+const isDate = (text: string) => /^\d{4}-\d{2}-\d{2}$/.test(text.trim());
+
+/**
+ * Why a period's bounds cannot be read in `timeZone`: one given as a date (the start of that
+ * day there) and the other as an instant (a date-time or epoch integer, the same anywhere), a
+ * period whose ends are read by two rules, one of them not the zone's. Names the instant's
+ * field and what to send; null when both are dates or both instants.
+ */
+export function mixedZoneBounds(
+  from: string,
+  to: string,
+  timeZone: string,
+  flag: (field: "from" | "to" | "timeZone") => string = (field) => field,
+): { field: "from" | "to"; message: string } | null {
+  if (timeZone === "UTC" || isDate(from) === isDate(to)) return null;
+  const [date, instant] = isDate(from) ? (["from", "to"] as const) : (["to", "from"] as const);
+  const dateText = date === "from" ? from : to;
+  return {
+    field: instant,
+    message: `with ${flag("timeZone")} ${timeZone} and ${flag(date)} a date (${dateText.trim()}, the start of that day in ${timeZone}), give ${flag(instant)} as a date too (YYYY-MM-DD, read the same way), or both as date-times with their offsets`,
+  };
+}
+
 /** ISO 8601 text of an instant in UTC. */
 export function isoOf(ms: number): string {
   return new Date(ms).toISOString();
@@ -207,6 +230,11 @@ export function windowFromFlags(
   }
   if (flags.from === undefined) {
     throw bad("from", "give --since 24h, --window yesterday, or --from (and --to)");
+  }
+  if (timeZone !== undefined && flags.to !== undefined) {
+    const flag = (field: string) => (field === "timeZone" ? "--time-zone" : `--${field}`);
+    const mixed = mixedZoneBounds(flags.from, flags.to, timeZone, flag);
+    if (mixed) throw bad(mixed.field, mixed.message);
   }
   const from = parseInstant(flags.from, timeZone);
   if (from === null) throw bad("from", instantRefusal(flags.from));
