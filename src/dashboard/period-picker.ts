@@ -51,7 +51,7 @@ export function endedNote(action: string, period: DashboardPeriod): Html {
   if (!period.ended) return html``;
   const label = runningLabel[period.kind] ?? period.kind;
   const zone = period.timeZone === "UTC" ? "" : `&timeZone=${encodeURIComponent(period.timeZone)}`;
-  return html`<p class="note" role="status" data-status="period-ended">This link names the ${label} that began ${period.firstDay}, which has ended: showing all of it, ${period.firstDay} to ${period.lastDay}. <a href="${BASE}${action}?period=${period.kind}${zone}">Show ${label} now</a>.</p>`;
+  return html`<p class="note" role="status" data-status="period-ended">This link names the ${period.kind} that began ${period.firstDay}, which has ended: showing all of it, ${period.firstDay} to ${period.lastDay}. <a href="${BASE}${action}?period=${period.kind}${zone}">Show ${label} now</a>.</p>`;
 }
 
 /** The time zone whose days a period is made of: an IANA name, as the API's `timeZone`. */
