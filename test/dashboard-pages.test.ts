@@ -872,6 +872,19 @@ describe("dashboard query parameters", () => {
   });
 });
 
+/** 55 jobs failing charge.matches_price on 2026-11-20, a second apart: two pages of them. */
+function flagJobs(store: Parameters<typeof insertJob>[0], name: string) {
+  for (let i = 0; i < 55; i++) {
+    const jobId = `job_${name}_${String(i).padStart(2, "0")}`;
+    insertJob(store, {
+      jobId,
+      verdict: "discrepancy",
+      createdAt: Date.UTC(2026, 10, 20, 1) + i * 1000,
+    });
+    insertCheck(store, jobId, "charge.matches_price", "fail");
+  }
+}
+
 describe("dashboard discrepancies pager", () => {
   it("refuses an empty cursor, as the API does, instead of showing the first page again", async () => {
     const d = await dashboard();
@@ -886,15 +899,7 @@ describe("dashboard discrepancies pager", () => {
   // the same cursor under another filter is refused as the API refuses it.
   it("follows a next-page link of a period that runs to today after midnight, and refuses it under another filter", async () => {
     const d = await dashboard();
-    for (let i = 0; i < 55; i++) {
-      const jobId = `job_pager_${String(i).padStart(2, "0")}`;
-      insertJob(d.store, {
-        jobId,
-        verdict: "discrepancy",
-        createdAt: Date.UTC(2026, 10, 20, 1) + i * 1000,
-      });
-      insertCheck(d.store, jobId, "charge.matches_price", "fail");
-    }
+    flagJobs(d.store, "pager");
     const { cookie } = await d.signIn(d.tokens.read);
     const query = "period=month&check=charge.matches_price";
     const first = await (await d.page(`/dashboard/discrepancies?${query}`, cookie)).text();
@@ -919,15 +924,7 @@ describe("dashboard discrepancies pager", () => {
 describe("a link to a period that runs to today, followed after it ended", () => {
   it("shows the month it was made in, whole, says so, and its next page continues", async () => {
     const d = await dashboard();
-    for (let i = 0; i < 55; i++) {
-      const jobId = `job_late_${String(i).padStart(2, "0")}`;
-      insertJob(d.store, {
-        jobId,
-        verdict: "discrepancy",
-        createdAt: Date.UTC(2026, 10, 20, 1) + i * 1000,
-      });
-      insertCheck(d.store, jobId, "charge.matches_price", "fail");
-    }
+    flagJobs(d.store, "late");
     // A job of 30 November, after the link was made: the month it names holds it.
     insertJob(d.store, { jobId: "job_nov30", createdAt: Date.UTC(2026, 10, 30, 22) });
     const { cookie } = await d.signIn(d.tokens.read);
