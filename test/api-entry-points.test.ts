@@ -180,6 +180,23 @@ describe("a query parameter that is not UTF-8", () => {
 });
 
 // `GET /audit/%FF` answered "no job %FF", the byte read as the three characters sent.
+describe("a path with a trailing slash", () => {
+  it("is a 404 naming the path and the route without the slash", async () => {
+    const api = await createTestApi();
+    for (const path of ["/jobs/", "/reports/reconciliation/", "/audit/job_abc/"]) {
+      const res = await api.get(path);
+      expect(res.status, path).toBe(404);
+      const body = (await res.json()) as { error: { field: string; message: string } };
+      expect(body.error.field, path).toBe("path");
+      expect(body.error.message, path).toContain(
+        `the route is ${path.slice(0, -1)}, without the trailing slash`,
+      );
+    }
+    const unknown = (await (await api.get("/nothing/")).json()) as { error: { field?: string } };
+    expect(unknown.error.field).toBeUndefined();
+  });
+});
+
 describe("a path that is not UTF-8", () => {
   it("is a 400 naming the path, on the API and the dashboard", async () => {
     const api = await createTestApi();

@@ -175,6 +175,12 @@ export function createApp(deps: AppDeps) {
         405,
       );
     }
+    // `/jobs/` for `/jobs`: said, with the route, rather than left for its caller to spot.
+    const bare = c.req.path.replace(/\/+$/, "");
+    if (bare !== c.req.path && bare !== "" && methodsOf(bare).includes(c.req.method)) {
+      const message = `path: no route ${c.req.method} ${c.req.path}; the route is ${bare}, without the trailing slash`;
+      return c.json(errorBody(c, "not_found", message, { field: "path" }), 404);
+    }
     return c.json(errorBody(c, "not_found", `no route ${c.req.method} ${c.req.path}`), 404);
   });
 
