@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
 import { judgedThroughProxy } from "./support/proxy-job.js";
+import { wav } from "./support/wav.js";
 
 /**
  * An answer's audio bounds its usage (`usage.consistent`) by the audio it decodes to, not by the
@@ -18,7 +19,9 @@ describe("the usage an answer's audio can stand for", () => {
   });
 
   // A second of 24 kHz pcm16: 48,000 bytes, 64,000 base64 characters.
-  const second = Buffer.alloc(48_000, 1).toString("base64");
+  const pcm16Second = Buffer.alloc(48_000, 1).toString("base64");
+  // A second of 24 kHz 16-bit mono wav: the same samples behind a 44-byte header.
+  const wavSecond = wav(Buffer.alloc(48_000, 1), { rate: 24_000 }).toString("base64");
   const usage = (completion: number) => ({
     prompt_tokens: 12,
     completion_tokens: completion,
@@ -33,20 +36,18 @@ describe("the usage an answer's audio can stand for", () => {
   });
   const chunk = (choices: unknown[], extra: object = {}) =>
     `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", model: "qwen3-8b", choices, ...extra })}\n\n`;
-  /** The second of audio over 4 deltas, its transcript `Hi.` */
-  const streamed = (completion: number) =>
+  /** A second of audio over 4 deltas (the first a header alone), its transcript `Hi.` */
+  const streamed = (completion: number, second = pcm16Second) =>
     [
       chunk([{ index: 0, delta: { role: "assistant", audio: { id: "a", transcript: "Hi." } } }]),
-      ...[0, 1, 2, 3].map((i) =>
-        chunk([
-          { index: 0, delta: { audio: { data: second.slice(i * 16_000, (i + 1) * 16_000) } } },
-        ]),
+      ...[0, 8, 16_000, 32_000, second.length].map((end, i, ends) =>
+        chunk([{ index: 0, delta: { audio: { data: second.slice(ends[i - 1] ?? 0, end) } } }]),
       ),
       chunk([{ index: 0, delta: {}, finish_reason: "stop" }]),
       chunk([], { usage: usage(completion) }),
       "data: [DONE]\n\n",
     ].join("");
-  const whole = (completion: number) =>
+  const whole = (completion: number, second = pcm16Second) =>
     JSON.stringify({
       id: "c",
       object: "chat.completion",
@@ -82,20 +83,40 @@ describe("the usage an answer's audio can stand for", () => {
   const failed = { verdict: "discrepancy", failing: ["usage.consistent"] };
   const verified = { verdict: "verified", failing: [] };
 
-  it("bounds pcm16 audio by its samples and other audio by its decoded bytes", async () => {
+  it("bounds pcm16 audio by its samples and wav by its header", async () => {
     expect(
       await judge([
         // A second of pcm16 is 300 tokens at most (160 bytes a token), its transcript 3 more.
         { body: streamed(3000), completion: 3000, format: "pcm16" },
         { body: whole(3000), completion: 3000, format: "pcm16" },
         { body: streamed(40), completion: 40, format: "pcm16" },
-        // wav's bytes, decoded: 48,000, not the 64,000 characters they are sent as.
-        { body: whole(60_000), completion: 60_000, format: "wav" },
+        // A wav with no header is read as pcm16: its 48,000 bytes are no 48,000 tokens.
         { body: whole(48_000), completion: 48_000, format: "wav" },
+        { body: whole(304), completion: 304, format: "wav" },
+        // A second of 24 kHz wav is 100 tokens, however its deltas cut its header.
+        { body: whole(3000, wavSecond), completion: 3000, format: "wav" },
+        { body: streamed(3000, wavSecond), completion: 3000, format: "wav" },
+        { body: streamed(40, wavSecond), completion: 40, format: "wav" },
       ]),
     ).toEqual({
-      verdicts: [failed, failed, verified, failed, verified],
-      answerBytes: [303, 303, 303, 48_003, 48_003],
+      verdicts: [failed, failed, verified, failed, verified, failed, failed, verified],
+      answerBytes: [303, 303, 303, 303, 303, 104, 104, 104],
+    });
+  });
+
+  it("bounds compressed audio by its format's lowest bitrate, flac by its bytes", async () => {
+    // 48,000 bytes of mp3 are 48 s at 8 kbit/s at most: 4,800 tokens; of opus, 64 s: 6,400.
+    expect(
+      await judge([
+        { body: whole(48_000), completion: 48_000, format: "mp3" },
+        { body: whole(4803), completion: 4803, format: "mp3" },
+        { body: streamed(48_000), completion: 48_000, format: "opus" },
+        { body: streamed(6403), completion: 6403, format: "opus" },
+        { body: whole(48_003), completion: 48_003, format: "flac" },
+      ]),
+    ).toEqual({
+      verdicts: [failed, verified, failed, verified, verified],
+      answerBytes: [4803, 4803, 6403, 6403, 48_003],
     });
   });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { createJsonAnswerScan, maxDepth, sliceBytes } from "../src/recorder/json-answer-scan.js";
 import { type Asked, jsonBodyFacts, scannedBodyFacts } from "../src/recorder/proxy.js";
+import { wav } from "./support/wav.js";
 
 /**
  * An answer over 8 MiB is read as it passes, never held: what it gave its caller must be what
@@ -79,6 +80,14 @@ const bodies: [string, string, Asked?][] = [
     "audio pcm16",
     answer({ content: "a", audio: { data: "AAAA".repeat(4000), transcript: "hi" } }),
     { choices: 1, audio: true, audioFormat: "pcm16", tools: true, chat: true },
+  ],
+  [
+    "audio wav",
+    answer({
+      content: "a",
+      audio: { data: wav(Buffer.alloc(9600), { rate: 48_000 }).toString("base64"), transcript: "" },
+    }),
+    { choices: 1, audio: true, audioFormat: "wav", tools: true, chat: true },
   ],
   [
     "n=2 of 3",
@@ -177,12 +186,37 @@ describe("a JSON answer read as it passes", () => {
     for (const seed of [1, 2, 3]) expect(scanned(body, asked, seed)).toEqual(expected);
   });
 
-  it("counts an answer's audio by what it decodes to: pcm16 a token per 160 bytes", () => {
-    const body = answer({ content: "a", audio: { data: "AAAA".repeat(4000), transcript: "hi" } });
-    const bytes = (audioFormat: string) =>
-      scanned(body, { choices: 1, audio: true, audioFormat, tools: true, chat: true }).answerBytes;
-    // 16,000 characters decode to 12,000 bytes: 75 tokens of pcm16, "a" and "hi" 3 more.
-    expect([bytes("pcm16"), bytes("mp3")]).toEqual([78, 12_003]);
+  it("counts an answer's audio by the seconds its format holds, 100 tokens a second", () => {
+    const tokens = (data: string, audioFormat: string) =>
+      scanned(answer({ content: "a", audio: { data, transcript: "hi" } }), {
+        choices: 1,
+        audio: true,
+        audioFormat,
+        tools: true,
+        chat: true,
+      }).answerBytes;
+    const raw = "AAAA".repeat(4000);
+    // 16,000 characters decode to 12,000 bytes; "a" and "hi" are 3 more. pcm16: 16,000 bytes a
+    // second at the least, so 75 tokens; mp3 at 8 kbit/s 1,200; opus and aac at 6 kbit/s 1,600;
+    // flac, lossless, and a format not known, a token a byte.
+    expect(
+      ["pcm16", "mp3", "opus", "aac", "flac", "x"].map((format) => tokens(raw, format)),
+    ).toEqual([78, 1203, 1603, 1603, 12_003, 12_003]);
+    // A wav by its header: a second of 48 kHz 16-bit stereo is 100 tokens, of 24 kHz mono too;
+    // no header, or one of a coded format (ADPCM), is read as pcm16.
+    const second = (options: Parameters<typeof wav>[1]) =>
+      wav(
+        Buffer.alloc((options.rate * (options.channels ?? 1) * (options.bits ?? 16)) / 8),
+        options,
+      ).toString("base64");
+    expect([
+      tokens(second({ rate: 48_000, channels: 2 }), "wav"),
+      tokens(second({ rate: 24_000 }), "wav"),
+      tokens(second({ rate: 8_000, bits: 8 }), "wav"),
+      tokens(Buffer.alloc(48_000).toString("base64"), "wav"),
+      tokens(second({ rate: 24_000, coding: 2 }), "wav"),
+      tokens(second({ rate: 4_000 }), "wav"),
+    ]).toEqual([104, 104, 104, 303, 304, 54]);
   });
 
   it("counts a 9 MiB answer by the text of its choices, not by a member no client reads", () => {

@@ -520,7 +520,9 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
         return { bytes: str("text"), calls: 0 };
       case "audio":
         return {
-          bytes: str("transcript") + audioDataTokens(str("data"), asked.audioFormat),
+          bytes:
+            str("transcript") +
+            audioDataTokens(str("data"), asked.audioFormat, m.get("data")?.text ?? ""),
           calls: 0,
         };
       case "part": {

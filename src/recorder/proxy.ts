@@ -39,6 +39,7 @@ import {
   type AnswerShape,
   answerShapeOf,
   audioDataTokens,
+  audioHeadChars,
   builtInCalls,
   chatPath,
   echoedAside,
@@ -493,9 +494,24 @@ function createGeneratedCount(asked: Asked) {
     for (const [legacy, tools] of callsOf.values()) sum += Math.max(legacy, tools);
     return sum;
   };
-  // The characters of the choices' audio data (base64, over a stream's deltas): see
-  // `audioDataTokens`.
-  let audioData = 0;
+  // Each choice's audio data (base64, over a stream's deltas): its characters and the start a
+  // `wav` header is read from (see `audioDataTokens`).
+  const audioOf = new Map<string, { chars: number; head: string }>();
+  const addAudio = (key: string, data: unknown) => {
+    const audio = audioOf.get(key) ?? { chars: 0, head: "" };
+    if (typeof data === "string") {
+      audio.chars += utf8Bytes(data);
+      if (audio.head.length < audioHeadChars) audio.head += data.slice(0, audioHeadChars);
+    }
+    audioOf.set(key, audio);
+  };
+  const audioTokens = () => {
+    let sum = 0;
+    for (const { chars, head } of audioOf.values()) {
+      sum += audioDataTokens(chars, asked.audioFormat, head);
+    }
+    return sum;
+  };
   // Each legacy completion choice's `text` (over a stream's chunks), the prompt it echoes
   // aside: see `echoedAside`.
   const legacyText = new Map<number, number>();
@@ -549,7 +565,7 @@ function createGeneratedCount(asked: Asked) {
       answerOf.set(`${field}:${index}`, answer);
       if (asked.audio) {
         const audio = asRecord(message.audio);
-        audioData += utf8Bytes(audio.data);
+        addAudio(`${field}:${index}`, audio.data);
         bytes += utf8Bytes(audio.transcript);
       }
       legacyCallOf.set(`${field}:${index}`, `${field}:${index}:function`);
@@ -611,9 +627,7 @@ function createGeneratedCount(asked: Asked) {
     add,
     addOutput,
     get bytes() {
-      return (
-        bytes + twoNamesBytes() + legacyBytes() + audioDataTokens(audioData, asked.audioFormat)
-      );
+      return bytes + twoNamesBytes() + legacyBytes() + audioTokens();
     },
     /**
      * The bytes of the Responses output's message and reasoning text: what a stream shows as

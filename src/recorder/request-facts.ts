@@ -246,22 +246,71 @@ export const echoedAside = (textBytes: number, asked: { echoBytes?: number }): n
   Math.max(0, textBytes - (asked.echoBytes ?? 0));
 
 /**
- * The least bytes of `pcm16` audio one audio token stands for: raw 16-bit mono samples take
- * 16,000 bytes a second at 8 kHz, the lowest rate audio is sampled at (OpenAI's is 24 kHz), and
- * no audio model emits 100 tokens a second of its audio (OpenAI's about 20).
+ * The most audio tokens a second of an answer's audio stands for: no audio model emits 100
+ * tokens a second of its audio (OpenAI's about 20).
  */
-export const pcm16BytesPerToken = 160;
+export const audioTokensPerSecond = 100;
+
+/**
+ * The fewest bytes a second of audio takes in each format the API names, where a format has a
+ * floor: raw `pcm16` is 16-bit samples at 8 kHz at the least, the lowest rate audio is sampled at
+ * (OpenAI's is 24 kHz); `mp3` at its lowest bitrate, 8 kbit/s (MPEG-2.5 Layer III); `opus` at
+ * 6 kbit/s, the least libopus codes at; `aac` at 6 kbit/s, the least of its extended profile
+ * (xHE-AAC). `flac` has none: lossless, it codes silence in a few bytes a second. A `wav` is as
+ * its header says (see `wavBytesPerSecond`).
+ */
+const leastBytesPerSecond: Readonly<Record<string, number>> = {
+  pcm16: 16_000,
+  mp3: 1_000,
+  opus: 750,
+  aac: 750,
+};
+
+/** Base64 characters of an answer's audio kept to read a `wav` header (48 bytes). */
+export const audioHeadChars = 64;
+
+/**
+ * The bytes a second of a `wav` answer's audio, from the start of its base64 `data`: a canonical
+ * header (`RIFF`, `WAVE`, its `fmt ` chunk first) of integer or float samples at 8 kHz or more
+ * gives its sample rate times its channels times its sample bytes; any other (no header, a header
+ * of a coded format, a rate under 8 kHz) is read as raw `pcm16`, the least a header can say of
+ * samples (8-bit samples at 8 kHz, half of it, only where the header says so).
+ */
+function wavBytesPerSecond(head: string): number {
+  const b = Buffer.from(head.slice(0, audioHeadChars), "base64");
+  const pcm16 = leastBytesPerSecond.pcm16 as number;
+  if (b.length < 36 || b.toString("latin1", 0, 4) !== "RIFF") return pcm16;
+  if (b.toString("latin1", 8, 16) !== "WAVEfmt " || b.readUInt32LE(16) < 16) return pcm16;
+  const coding = b.readUInt16LE(20);
+  const channels = b.readUInt16LE(22);
+  const rate = b.readUInt32LE(24);
+  const bits = b.readUInt16LE(34);
+  const samples = coding === 1 || coding === 3 || coding === 0xfffe;
+  if (!samples || channels < 1 || rate < 8_000 || bits < 8 || bits % 8 !== 0) return pcm16;
+  return (rate * channels * bits) / 8;
+}
 
 /**
  * The most audio tokens an answer's audio `data` can stand for: its base64 characters decode to
- * three bytes in four, each at most a token (every output token decodes to at least one byte),
- * and raw `pcm16` samples to a token per `pcm16BytesPerToken`. Counted as characters, 1 MiB of
- * audio data lifted the bound of the usage by 1.4 million tokens: a `pcm16` answer of a second
- * (64,000 characters, some 20 tokens) verified 64,000.
+ * three bytes in four, and a format with a floor of bytes a second (`leastBytesPerSecond`, a
+ * `wav` by its header, `head` the start of its data) holds at most `audioTokensPerSecond` tokens
+ * a second of them; any other format, a token a byte (every output token decodes to at least one
+ * byte). Counted as characters, 1 MiB of audio data lifted the bound of the usage by 1.4 million
+ * tokens; counted as bytes, a second of `wav` (48,000 bytes, some 20 tokens) verified 48,000.
  */
-export function audioDataTokens(base64Chars: number, format: string | undefined): number {
+export function audioDataTokens(
+  base64Chars: number,
+  format: string | undefined,
+  head = "",
+): number {
   const bytes = Math.floor((base64Chars * 3) / 4);
-  return format === "pcm16" ? Math.ceil(bytes / pcm16BytesPerToken) : bytes;
+  const perSecond =
+    format === "wav"
+      ? wavBytesPerSecond(head)
+      : format !== undefined && Object.hasOwn(leastBytesPerSecond, format)
+        ? leastBytesPerSecond[format]
+        : undefined;
+  return perSecond === undefined ? bytes : Math.ceil((bytes * audioTokensPerSecond) / perSecond);
 }
 
 export function requestFactsOf(parsed: unknown, shape: AnswerShape = "choices"): RequestFacts {
