@@ -22,20 +22,22 @@ describe("a legacy completion that echoes its prompt", () => {
     completion_tokens: completion,
     total_tokens: 1200 + completion,
   });
-  const whole = (completion: number) =>
+  const whole = (completion: number, text = `${prompt}Hi.`) =>
     JSON.stringify({
       id: "c",
       object: "text_completion",
       model: "qwen3-8b",
-      choices: [{ index: 0, finish_reason: "stop", text: `${prompt}Hi.` }],
+      choices: [{ index: 0, finish_reason: "stop", text }],
       usage: usage(completion),
     });
   const chunk = (text: string, extra: object = {}) =>
     `data: ${JSON.stringify({ id: "c", object: "text_completion", model: "qwen3-8b", choices: [{ index: 0, text }], ...extra })}\n\n`;
-  const streamed = (completion: number) =>
-    [chunk(prompt), chunk("Hi."), chunk("", { usage: usage(completion) }), "data: [DONE]\n\n"].join(
-      "",
-    );
+  const streamed = (completion: number, texts = [prompt, "Hi."]) =>
+    [
+      ...texts.map((text) => chunk(text)),
+      chunk("", { usage: usage(completion) }),
+      "data: [DONE]\n\n",
+    ].join("");
 
   async function judge(
     answers: { body: string; completion: number; request: Record<string, unknown> }[],
@@ -67,6 +69,44 @@ describe("a legacy completion that echoes its prompt", () => {
     ).toEqual({
       verdicts: [failed, failed, verified, failed, verified],
       answerBytes: [3, 3, 3, 3, 3603],
+    });
+  });
+
+  // What the model wrote, 1,000 bytes: some 250 tokens.
+  const written = "Hi there. ".repeat(100);
+
+  it("sets the prompt aside only where the text opens with it", async () => {
+    expect(
+      await judge([
+        // An upstream that does not echo (vLLM asked `return_token_ids` too, a server without
+        // `echo`) answers what the model wrote alone: none of it is the prompt.
+        { body: whole(250, written), completion: 250, request: echoed },
+        {
+          body: streamed(250, [written.slice(0, 7), written.slice(7)]),
+          completion: 250,
+          request: streamEchoed,
+        },
+        { body: whole(1017, written), completion: 1017, request: echoed },
+        // A text that opens with the prompt, streamed in pieces that cut it anywhere.
+        {
+          body: streamed(3000, [
+            prompt.slice(0, 5),
+            prompt.slice(5, 2000),
+            `${prompt.slice(2000)}Hi.`,
+          ]),
+          completion: 3000,
+          request: streamEchoed,
+        },
+        // Most of the prompt, and the model's words: the prompt is not what it opens with.
+        {
+          body: whole(1200, `${prompt.slice(0, -1)}${written}`),
+          completion: 1200,
+          request: echoed,
+        },
+      ]),
+    ).toEqual({
+      verdicts: [verified, verified, failed, failed, verified],
+      answerBytes: [1000, 1000, 1000, 3, 4599],
     });
   });
 });

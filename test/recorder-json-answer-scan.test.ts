@@ -102,11 +102,22 @@ const bodies: [string, string, Asked?][] = [
     JSON.stringify({ choices: [{ text: "hello" }, { text: "x" }], usage }),
     { choices: 1, audio: false, tools: true },
   ],
-  [
-    "legacy echo",
-    JSON.stringify({ choices: [{ text: "prompt hello" }, { text: "pr" }], usage }),
-    { choices: 2, audio: false, tools: true, echoBytes: 7 },
-  ],
+  ...(["prompt ", `${"é".repeat(600)} `].map((prompt) => [
+    `legacy echo of ${prompt.length} characters`,
+    JSON.stringify({
+      choices: [{ text: `${prompt}hello` }, { text: prompt.slice(0, 2) }, { text: "hello" }],
+      usage,
+    }),
+    {
+      choices: 3,
+      audio: false,
+      tools: true,
+      chat: false,
+      shape: "choices",
+      echoPrompt: prompt,
+      echoBytes: Buffer.byteLength(prompt),
+    },
+  ]) as [string, string, Asked][]),
   [
     "text beside message",
     JSON.stringify({ choices: [{ text: "hello", message: { content: "m" } }] }),

@@ -1,4 +1,4 @@
-import { audioDataTokens, builtInCalls, echoedAside, offeredKind } from "./request-facts.js";
+import { audioDataTokens, builtInCalls, echoedAsideOfHead, offeredKind } from "./request-facts.js";
 
 /**
  * Reads a JSON chat or text completion, or a Responses API answer, as its bytes pass, without
@@ -19,7 +19,8 @@ export interface ScanAsked {
   audio: boolean;
   /** The format the audio was asked in (see proxy.ts `Asked`). */
   audioFormat?: string;
-  /** The bytes of the prompt a legacy completion's text echoes (see proxy.ts `Asked`). */
+  /** The prompt a legacy completion's text echoes, and its bytes (see proxy.ts `Asked`). */
+  echoPrompt?: string;
   echoBytes?: number;
   /** Whether the request offered tools: calls count only then (see proxy.ts `Asked`). */
   tools: boolean;
@@ -596,7 +597,15 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
       case "choice": {
         // A legacy completion's client reads its `text` alone (see proxy.ts `legacyCompletion`).
         if (asked.chat === false && asked.shape === "choices")
-          return { bytes: echoedAside(str("text"), asked), calls: 0 };
+          return {
+            bytes: echoedAsideOfHead(
+              str("text"),
+              m.get("text")?.text ?? "",
+              str("text") > maxKeptText,
+              asked,
+            ),
+            calls: 0,
+          };
         const message = m.get("message");
         // A chat client reads the message alone; `text` is a legacy completion's answer.
         const chat = asked.chat === true || message?.type === "object" || message?.type === "array";

@@ -42,11 +42,14 @@ import {
   audioHeadChars,
   builtInCalls,
   chatPath,
+  type EchoedText,
   echoedAside,
   maxRequestFactsBytes,
+  noEchoedText,
   noRequestFacts,
   offeredKind,
   type RequestFacts,
+  readEchoed,
   requestFactsOfBytes,
 } from "./request-facts.js";
 import { createDataCount, createDoneWatch, sseChunks, sseEvents } from "./sse-tail.js";
@@ -310,7 +313,9 @@ function thinkingBytes(thinking: unknown): number {
  * chat completions endpoint, whose clients read a choice's message alone, never its `text`.
  */
 export type Asked = Pick<RequestFacts, "choices" | "audio" | "tools"> &
-  Partial<Pick<RequestFacts, "audioFormat" | "echoBytes" | "parallelCalls" | "toolKinds">> & {
+  Partial<
+    Pick<RequestFacts, "audioFormat" | "echoPrompt" | "echoBytes" | "parallelCalls" | "toolKinds">
+  > & {
     chat?: boolean;
     /** Where the endpoint asked puts its answer (see `answerShapeOf`); absent: `choices`. */
     shape?: AnswerShape;
@@ -514,7 +519,7 @@ function createGeneratedCount(asked: Asked) {
   };
   // Each legacy completion choice's `text` (over a stream's chunks), the prompt it echoes
   // aside: see `echoedAside`.
-  const legacyText = new Map<number, number>();
+  const legacyText = new Map<number, EchoedText>();
   const legacyBytes = () => {
     let sum = 0;
     for (const text of legacyText.values()) sum += echoedAside(text, asked);
@@ -534,7 +539,9 @@ function createGeneratedCount(asked: Asked) {
       // `text` alone: a message beside it is no answer it got, and counted, it lifted the bound
       // of the usage by the bytes the operator put there.
       if (legacyCompletion(asked)) {
-        legacyText.set(index, (legacyText.get(index) ?? 0) + utf8Bytes(choice.text));
+        const read = legacyText.get(index) ?? noEchoedText();
+        readEchoed(read, choice.text, asked);
+        legacyText.set(index, read);
         continue;
       }
       const message = asRecord(choice[field]);

@@ -42,10 +42,12 @@ export interface RequestFacts {
   /** The format its audio was asked in (`audio.format`: `pcm16`, `wav`, `mp3`...), if named. */
   audioFormat?: string;
   /**
-   * The bytes of the prompt a legacy completion asked to `echo` (its first prompt as text, the
-   * one its first `n` choices answer): each choice's `text` repeats it before what the model
-   * wrote, none of it output tokens. Absent without `echo`, or for a prompt of token ids.
+   * The prompt a legacy completion asked to `echo` (its first prompt as text, the one its first
+   * `n` choices answer): each choice's `text` repeats it before what the model wrote, none of it
+   * output tokens. Absent without `echo`, or for a prompt of token ids.
    */
+  echoPrompt?: string;
+  /** The UTF-8 bytes of `echoPrompt`. */
   echoBytes?: number;
   /**
    * Whether the request offered the model tools to call (`tools`, the older `functions`, or a
@@ -228,22 +230,70 @@ function audioFormatOf(audio: unknown): { audioFormat?: string } {
 }
 
 /**
- * `echoBytes` of a request: with `echo` (as an upstream validating with coercion reads it), the
- * UTF-8 bytes of its prompt, or of the first of its prompts, where that is text.
+ * `echoPrompt` of a request: with `echo` (as an upstream validating with coercion reads it), its
+ * prompt, or the first of its prompts, where that is text.
  */
-function echoOf(body: Record<string, unknown>): { echoBytes?: number } {
+function echoOf(body: Record<string, unknown>): { echoPrompt?: string; echoBytes?: number } {
   if (!laxTrue(body.echo)) return {};
   const prompt = Array.isArray(body.prompt) ? body.prompt[0] : body.prompt;
-  return typeof prompt === "string" ? { echoBytes: Buffer.byteLength(prompt, "utf8") } : {};
+  return typeof prompt === "string"
+    ? { echoPrompt: prompt, echoBytes: Buffer.byteLength(prompt, "utf8") }
+    : {};
+}
+
+/** A legacy completion choice's `text` read so far, piece by piece (a stream's deltas). */
+export interface EchoedText {
+  bytes: number;
+  /** The characters of the echoed prompt its text has opened with so far. */
+  matched: number;
+  /** False once a character of its text differs from the prompt's at its place. */
+  opens: boolean;
+}
+
+export const noEchoedText = (): EchoedText => ({ bytes: 0, matched: 0, opens: true });
+
+/** `read` with the next piece of its choice's `text` (see `echoedAside`). */
+export function readEchoed(read: EchoedText, text: unknown, asked: { echoPrompt?: string }): void {
+  if (typeof text !== "string") return;
+  read.bytes += Buffer.byteLength(text, "utf8");
+  const prompt = asked.echoPrompt;
+  if (prompt === undefined || !read.opens || read.matched >= prompt.length) return;
+  const n = Math.min(text.length, prompt.length - read.matched);
+  read.opens = prompt.startsWith(text.slice(0, n), read.matched);
+  read.matched += n;
 }
 
 /**
  * The bytes of a legacy completion choice's `text` the model wrote: with `echo`, the text
  * repeats the prompt before them, and counted, a prompt of 3,000 bytes lifted the bound of the
- * usage of `Hi.` by 3,000 tokens, verified.
+ * usage of `Hi.` by 3,000 tokens, verified. The prompt is set aside only where the text opens
+ * with it: an upstream that does not echo (vLLM asked `return_token_ids` too, a server without
+ * `echo`) answers what the model wrote alone, and that less the prompt failed an honest charge.
  */
-export const echoedAside = (textBytes: number, asked: { echoBytes?: number }): number =>
-  Math.max(0, textBytes - (asked.echoBytes ?? 0));
+export function echoedAside(read: EchoedText, asked: { echoPrompt?: string; echoBytes?: number }) {
+  const echoed =
+    asked.echoPrompt !== undefined && read.opens && read.matched >= asked.echoPrompt.length;
+  return echoed ? read.bytes - (asked.echoBytes ?? 0) : read.bytes;
+}
+
+/**
+ * `echoedAside` of a whole `text` of `bytes` of which `head` was kept: all of it, or (`cut`) its
+ * start, the last character kept maybe cut short. A text opening with the kept start of the
+ * prompt is taken as echoing it whole, as an upstream echoes all of its prompt or none.
+ */
+export function echoedAsideOfHead(
+  bytes: number,
+  head: string,
+  cut: boolean,
+  asked: { echoPrompt?: string; echoBytes?: number },
+): number {
+  const prompt = asked.echoPrompt;
+  if (prompt === undefined || bytes < (asked.echoBytes ?? 0)) return bytes;
+  // Cut: the mark of the cut, and a character cut short (read as U+FFFD), are not the text's.
+  const start = cut ? head.slice(0, -1).replace(/\uFFFD+$/, "") : head;
+  const opens = start.startsWith(prompt) || (cut && start !== "" && prompt.startsWith(start));
+  return opens ? bytes - (asked.echoBytes ?? 0) : bytes;
+}
 
 /**
  * The most audio tokens a second of an answer's audio stands for: no audio model emits 100
