@@ -33,8 +33,9 @@ export interface RequestFacts {
    */
   streamUnsure?: boolean;
   /**
-   * The choices asked for (`n`, 1 when the request names none or no count the API takes): a
-   * choice beyond them is no answer the caller asked for or reads.
+   * The choices asked for (`n`, 1 when the request names none or no count the API takes; for
+   * each of a legacy completion's prompts, at most `maxChoices` in all): a choice beyond them is
+   * no answer the caller asked for or reads.
    */
   choices: number;
   /** Whether the request asked for audio (`modalities` naming it, or `audio` options). */
@@ -123,6 +124,17 @@ export function ceilingOf(
 }
 
 /** `n` read as the ceiling is: a positive integer, as a number or as its digits. */
+/**
+ * The prompts of a legacy completion: `prompt` as an array of texts or of token id lists is as
+ * many prompts, each answered with `n` choices (an array of token ids is one prompt). Read as one,
+ * an honest answer to two prompts was bounded by the first's text alone and failed its usage.
+ */
+function promptsOf(body: Record<string, unknown>): number {
+  const prompt = body.prompt;
+  if (body.messages !== undefined || !Array.isArray(prompt) || prompt.length === 0) return 1;
+  return prompt.every((p) => typeof p === "string" || Array.isArray(p)) ? prompt.length : 1;
+}
+
 function choicesOf(n: unknown): number {
   const value = typeof n === "string" && /^\s*\d{1,3}\s*$/.test(n) ? Number(n) : n;
   return typeof value === "number" && Number.isSafeInteger(value) && value >= 1
@@ -381,7 +393,7 @@ export function requestFactsOf(parsed: unknown, shape: AnswerShape = "choices"):
     maxTokens: ceilingOf(body, shape),
     stream: streamed,
     streamUnsure: unsure,
-    choices: choicesOf(body.n),
+    choices: Math.min(choicesOf(body.n) * promptsOf(body), maxChoices),
     audio:
       (Array.isArray(body.modalities) && body.modalities.includes("audio")) ||
       (typeof body.audio === "object" && body.audio !== null),
