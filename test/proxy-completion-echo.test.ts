@@ -75,6 +75,28 @@ describe("a legacy completion that echoes its prompt", () => {
   // What the model wrote, 1,000 bytes: some 250 tokens.
   const written = "Hi there. ".repeat(100);
 
+  it("sets each prompt aside from the choices that answer it", async () => {
+    const second = "Go on: ".repeat(500);
+    const both = (completion: number) =>
+      JSON.stringify({
+        id: "c",
+        object: "text_completion",
+        model: "qwen3-8b",
+        choices: [`${prompt}Hi.`, `${prompt}Yo.`, `${second}Ok.`, `${second}No.`].map(
+          (text, index) => ({ index, finish_reason: "stop", text }),
+        ),
+        usage: usage(completion),
+      });
+    const request = { ...echoed, prompt: [prompt, second], n: 2 };
+    expect(
+      await judge([
+        // 3,500 bytes of the second prompt, echoed twice, are no output either.
+        { body: both(3000), completion: 3000, request },
+        { body: both(28), completion: 28, request },
+      ]),
+    ).toEqual({ verdicts: [failed, verified], answerBytes: [12, 12] });
+  });
+
   it("sets the prompt aside only where the text opens with it", async () => {
     expect(
       await judge([

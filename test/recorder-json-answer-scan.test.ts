@@ -114,8 +114,7 @@ const bodies: [string, string, Asked?][] = [
       tools: true,
       chat: false,
       shape: "choices",
-      echoPrompt: prompt,
-      echoBytes: Buffer.byteLength(prompt),
+      echo: { prompts: [prompt, "hel"], choices: 2 },
     },
   ]) as [string, string, Asked][]),
   [

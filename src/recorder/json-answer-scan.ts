@@ -1,4 +1,10 @@
-import { audioDataTokens, builtInCalls, echoedAsideOfHead, offeredKind } from "./request-facts.js";
+import {
+  audioDataTokens,
+  builtInCalls,
+  echoedAsideOfHead,
+  echoedPrompt,
+  offeredKind,
+} from "./request-facts.js";
 
 /**
  * Reads a JSON chat or text completion, or a Responses API answer, as its bytes pass, without
@@ -19,9 +25,8 @@ export interface ScanAsked {
   audio: boolean;
   /** The format the audio was asked in (see proxy.ts `Asked`). */
   audioFormat?: string;
-  /** The prompt a legacy completion's text echoes, and its bytes (see proxy.ts `Asked`). */
-  echoPrompt?: string;
-  echoBytes?: number;
+  /** The prompts a legacy completion's choices echo (see proxy.ts `Asked`). */
+  echo?: { prompts: (string | null)[]; choices: number };
   /** Whether the request offered tools: calls count only then (see proxy.ts `Asked`). */
   tools: boolean;
   /** False when the request forbade parallel calls: one call a choice (see proxy.ts `Asked`). */
@@ -602,7 +607,8 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
               str("text"),
               m.get("text")?.text ?? "",
               str("text") > maxKeptText,
-              asked,
+              // This choice's place: its array's count is raised once it is read.
+              echoedPrompt(asked, stack[stack.length - 1]?.count ?? 0),
             ),
             calls: 0,
           };

@@ -44,6 +44,7 @@ import {
   chatPath,
   type EchoedText,
   echoedAside,
+  echoedPrompt,
   maxRequestFactsBytes,
   noEchoedText,
   noRequestFacts,
@@ -313,9 +314,7 @@ function thinkingBytes(thinking: unknown): number {
  * chat completions endpoint, whose clients read a choice's message alone, never its `text`.
  */
 export type Asked = Pick<RequestFacts, "choices" | "audio" | "tools"> &
-  Partial<
-    Pick<RequestFacts, "audioFormat" | "echoPrompt" | "echoBytes" | "parallelCalls" | "toolKinds">
-  > & {
+  Partial<Pick<RequestFacts, "audioFormat" | "echo" | "parallelCalls" | "toolKinds">> & {
     chat?: boolean;
     /** Where the endpoint asked puts its answer (see `answerShapeOf`); absent: `choices`. */
     shape?: AnswerShape;
@@ -522,7 +521,7 @@ function createGeneratedCount(asked: Asked) {
   const legacyText = new Map<number, EchoedText>();
   const legacyBytes = () => {
     let sum = 0;
-    for (const text of legacyText.values()) sum += echoedAside(text, asked);
+    for (const text of legacyText.values()) sum += echoedAside(text);
     return sum;
   };
   const add = (choices: unknown, field: "message" | "delta") => {
@@ -539,8 +538,8 @@ function createGeneratedCount(asked: Asked) {
       // `text` alone: a message beside it is no answer it got, and counted, it lifted the bound
       // of the usage by the bytes the operator put there.
       if (legacyCompletion(asked)) {
-        const read = legacyText.get(index) ?? noEchoedText();
-        readEchoed(read, choice.text, asked);
+        const read = legacyText.get(index) ?? noEchoedText(echoedPrompt(asked, index));
+        readEchoed(read, choice.text);
         legacyText.set(index, read);
         continue;
       }

@@ -43,13 +43,11 @@ export interface RequestFacts {
   /** The format its audio was asked in (`audio.format`: `pcm16`, `wav`, `mp3`...), if named. */
   audioFormat?: string;
   /**
-   * The prompt a legacy completion asked to `echo` (its first prompt as text, the one its first
-   * `n` choices answer): each choice's `text` repeats it before what the model wrote, none of it
-   * output tokens. Absent without `echo`, or for a prompt of token ids.
+   * The prompts a legacy completion asked to `echo`, as text (null: token ids), `choices` (its
+   * `n`) answering each in turn: each choice's `text` repeats its prompt before what the model
+   * wrote, none of it output tokens. Absent without `echo`.
    */
-  echoPrompt?: string;
-  /** The UTF-8 bytes of `echoPrompt`. */
-  echoBytes?: number;
+  echo?: { prompts: (string | null)[]; choices: number };
   /**
    * Whether the request offered the model tools to call (`tools`, the older `functions`, or a
    * stored prompt, which may carry tools): a model offered none calls none, so a call in the
@@ -129,10 +127,10 @@ export function ceilingOf(
  * many prompts, each answered with `n` choices (an array of token ids is one prompt). Read as one,
  * an honest answer to two prompts was bounded by the first's text alone and failed its usage.
  */
-function promptsOf(body: Record<string, unknown>): number {
+function promptsOf(body: Record<string, unknown>): unknown[] {
   const prompt = body.prompt;
-  if (body.messages !== undefined || !Array.isArray(prompt) || prompt.length === 0) return 1;
-  return prompt.every((p) => typeof p === "string" || Array.isArray(p)) ? prompt.length : 1;
+  if (body.messages !== undefined || !Array.isArray(prompt) || prompt.length === 0) return [prompt];
+  return prompt.every((p) => typeof p === "string" || Array.isArray(p)) ? prompt : [prompt];
 }
 
 function choicesOf(n: unknown): number {
@@ -241,34 +239,44 @@ function audioFormatOf(audio: unknown): { audioFormat?: string } {
   return typeof format === "string" ? { audioFormat: format } : {};
 }
 
-/**
- * `echoPrompt` of a request: with `echo` (as an upstream validating with coercion reads it), its
- * prompt, or the first of its prompts, where that is text.
- */
-function echoOf(body: Record<string, unknown>): { echoPrompt?: string; echoBytes?: number } {
+/** `echo` of a request: with `echo` (as an upstream validating with coercion reads it). */
+function echoOf(body: Record<string, unknown>): Pick<RequestFacts, "echo"> {
   if (!laxTrue(body.echo)) return {};
-  const prompt = Array.isArray(body.prompt) ? body.prompt[0] : body.prompt;
-  return typeof prompt === "string"
-    ? { echoPrompt: prompt, echoBytes: Buffer.byteLength(prompt, "utf8") }
-    : {};
+  const prompts = promptsOf(body).map((p) => (typeof p === "string" ? p : null));
+  return { echo: { prompts, choices: choicesOf(body.n) } };
+}
+
+/** The prompt the choice at `index` echoes, where it is text. */
+export function echoedPrompt(asked: Pick<RequestFacts, "echo">, index: number): string | undefined {
+  const echo = asked.echo;
+  return echo === undefined
+    ? undefined
+    : (echo.prompts[Math.floor(index / echo.choices)] ?? undefined);
 }
 
 /** A legacy completion choice's `text` read so far, piece by piece (a stream's deltas). */
 export interface EchoedText {
+  /** The prompt it echoes (see `echoedPrompt`). */
+  prompt: string | undefined;
   bytes: number;
-  /** The characters of the echoed prompt its text has opened with so far. */
+  /** The characters of the prompt its text has opened with so far. */
   matched: number;
   /** False once a character of its text differs from the prompt's at its place. */
   opens: boolean;
 }
 
-export const noEchoedText = (): EchoedText => ({ bytes: 0, matched: 0, opens: true });
+export const noEchoedText = (prompt: string | undefined): EchoedText => ({
+  prompt,
+  bytes: 0,
+  matched: 0,
+  opens: true,
+});
 
 /** `read` with the next piece of its choice's `text` (see `echoedAside`). */
-export function readEchoed(read: EchoedText, text: unknown, asked: { echoPrompt?: string }): void {
+export function readEchoed(read: EchoedText, text: unknown): void {
   if (typeof text !== "string") return;
   read.bytes += Buffer.byteLength(text, "utf8");
-  const prompt = asked.echoPrompt;
+  const prompt = read.prompt;
   if (prompt === undefined || !read.opens || read.matched >= prompt.length) return;
   const n = Math.min(text.length, prompt.length - read.matched);
   read.opens = prompt.startsWith(text.slice(0, n), read.matched);
@@ -282,29 +290,25 @@ export function readEchoed(read: EchoedText, text: unknown, asked: { echoPrompt?
  * with it: an upstream that does not echo (vLLM asked `return_token_ids` too, a server without
  * `echo`) answers what the model wrote alone, and that less the prompt failed an honest charge.
  */
-export function echoedAside(read: EchoedText, asked: { echoPrompt?: string; echoBytes?: number }) {
-  const echoed =
-    asked.echoPrompt !== undefined && read.opens && read.matched >= asked.echoPrompt.length;
-  return echoed ? read.bytes - (asked.echoBytes ?? 0) : read.bytes;
+export function echoedAside(read: EchoedText): number {
+  const prompt = read.prompt;
+  const echoed = prompt !== undefined && read.opens && read.matched >= prompt.length;
+  return echoed ? read.bytes - Buffer.byteLength(prompt, "utf8") : read.bytes;
 }
 
-/**
- * `echoedAside` of a whole `text` of `bytes` of which `head` was kept: all of it, or (`cut`) its
- * start, the last character kept maybe cut short. A text opening with the kept start of the
- * prompt is taken as echoing it whole, as an upstream echoes all of its prompt or none.
- */
 export function echoedAsideOfHead(
   bytes: number,
   head: string,
   cut: boolean,
-  asked: { echoPrompt?: string; echoBytes?: number },
+  prompt: string | undefined,
 ): number {
-  const prompt = asked.echoPrompt;
-  if (prompt === undefined || bytes < (asked.echoBytes ?? 0)) return bytes;
+  if (prompt === undefined) return bytes;
+  const promptBytes = Buffer.byteLength(prompt, "utf8");
+  if (bytes < promptBytes) return bytes;
   // Cut: the mark of the cut, and a character cut short (read as U+FFFD), are not the text's.
   const start = cut ? head.slice(0, -1).replace(/\uFFFD+$/, "") : head;
   const opens = start.startsWith(prompt) || (cut && start !== "" && prompt.startsWith(start));
-  return opens ? bytes - (asked.echoBytes ?? 0) : bytes;
+  return opens ? bytes - promptBytes : bytes;
 }
 
 /**
@@ -393,7 +397,7 @@ export function requestFactsOf(parsed: unknown, shape: AnswerShape = "choices"):
     maxTokens: ceilingOf(body, shape),
     stream: streamed,
     streamUnsure: unsure,
-    choices: Math.min(choicesOf(body.n) * promptsOf(body), maxChoices),
+    choices: Math.min(choicesOf(body.n) * promptsOf(body).length, maxChoices),
     audio:
       (Array.isArray(body.modalities) && body.modalities.includes("audio")) ||
       (typeof body.audio === "object" && body.audio !== null),
