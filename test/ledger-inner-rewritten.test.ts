@@ -6,6 +6,7 @@ import { ledgerWindowCheck } from "../src/ledger/window-check.js";
 import { localKeyNames, localSigner } from "../src/localnet/keys.js";
 import { createLogger } from "../src/log.js";
 import { runNightlyVerification } from "../src/nightly/nightly-run.js";
+import { localnetProfile } from "../src/verify/profiles.js";
 import { chainSecondAfter } from "./support/finality.js";
 import { AuthorityType, type Scenario, useAdversaryHarness } from "./support/operator.js";
 import { ownerlessNode, rewritingNode } from "./support/rewriting-node.js";
@@ -287,6 +288,25 @@ describe("a top-up and a payout both inside a call a lying node leaves out", () 
   });
 });
 
+/**
+ * Reads `topUp` (a top-up of 1,000,000 and a payout of 300,000, signed in last) from a node
+ * serving neither and no inner instructions: read, it was a deposit of 700,000 and the payout
+ * in no figure. It must stay unread.
+ */
+async function expectUnreadWithoutLastTwo(c: Scenario, topUp: string, vault: string, from: number) {
+  const dropBoth: Rewrite = (result) => {
+    result.transaction.message.instructions.splice(-2, 2);
+    result.meta.innerInstructions = [];
+  };
+  const { s } = await readThrough(c, lyingNode(h.rpc, new Map([[topUp, dropBoth]])), vault, from);
+  expect(s.depositsUnits).toBe(0n);
+  expect(s.complete).toBe(false);
+  expect(s.unread).toEqual({
+    lines: 1,
+    why: `line ${topUp} not read: the vault's credit balance rose by 700000, more than the instructions served bring in`,
+  });
+}
+
 describe("a top-up and a payout inside a call left out, beside a new mint naming the vault", () => {
   // A mint made beside, every account whose balance moves named after the one account its
   // instruction reads: the token program reads no more and moves nothing, and each change read
@@ -313,19 +333,46 @@ describe("a top-up and a payout inside a call left out, beside a new mint naming
         ],
         { extraSigners: [user] },
       ).signature;
-      const dropBoth: Rewrite = (result) => {
-        result.transaction.message.instructions.splice(-2, 2);
-        result.meta.innerInstructions = [];
-      };
-      const rpc = lyingNode(h.rpc, new Map([[topUp, dropBoth]]));
-      const { s } = await readThrough(c, rpc, vault, from);
-      // Read, it was a deposit of 700,000: the 300,000 paid out was in no figure.
-      expect(s.depositsUnits).toBe(0n);
-      expect(s.complete).toBe(false);
-      expect(s.unread).toEqual({
-        lines: 1,
-        why: `line ${topUp} not read: the vault's credit balance rose by 700000, more than the instructions served bring in`,
-      });
+      await expectUnreadWithoutLastTwo(c, topUp, vault, from);
+    });
+  }
+});
+
+describe("a Token-2022 credit vault's top-up and payout left out, beside a mint naming the vault", () => {
+  // Token-2022 runs the vault's instructions too, so only what the instruction's data says it
+  // may move counts: a metadata pointer's (a kind not named, `unknown:39`) or a transfer fee's
+  // configuration moves no account, whatever accounts follow the one it reads.
+  const decoys = {
+    "InitializeMetadataPointer (unknown:39)": { metadataPointer: true },
+    InitializeTransferFeeConfig: { transferFeeBps: 0 },
+  };
+  for (const [name, opts] of Object.entries(decoys)) {
+    it(`leaves the line unread beside ${name}`, async () => {
+      const op = h.op;
+      const mint = op.createToken2022Mint();
+      const user = localSigner(localKeyNames.user(3));
+      const vault = op.createToken2022Account(op.escrowAuthority.address, mint);
+      const wallet = op.createToken2022Account(user.address, mint, 1_000_000n);
+      const thief = op.createToken2022Account(op.attacker.address, mint);
+      const c = await h.scenario({ ...localnetProfile, usdcMint: mint });
+      const from = await periodStart();
+      const topUp = op.send(
+        [
+          op.newOwnerAtaIx(),
+          ...op.token2022MintIxs(opts, [vault, wallet, thief]).ixs,
+          op.transfer2022(wallet, vault, 1_000_000n, mint, user.address),
+          op.transfer2022(vault, thief, 300_000n, mint),
+        ],
+        { extraSigners: [user] },
+      ).signature;
+      expect(op.deltas(topUp).get(vault)).toEqual({ mint, delta: 700_000n });
+      await expectUnreadWithoutLastTwo(c, topUp, vault, from);
+      // An honest node's answer reads it: the payout is an unreceipted debit.
+      const honest = await readThrough(c, h.rpc, vault, from);
+      expect(honest.s.unexplained).toEqual([
+        expect.objectContaining({ signature: topUp, amountUnits: -300_000n }),
+      ]);
+      expect(honest.s.depositsUnits).toBe(1_000_000n);
     });
   }
 });

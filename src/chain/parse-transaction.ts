@@ -63,10 +63,36 @@ const tokenInstructionKinds = [
   "transferHookExtension",
 ] as const;
 
+/**
+ * Token-2022 extension instructions told apart by their second byte, where what they may move
+ * depends on it, spelled as jsonParsed spells them. A transfer fee's TransferCheckedWithFee
+ * keeps the extension's name (its amount is kept); a confidential transfer's other
+ * instructions move no account's balance and keep it too.
+ */
+const EXTENSION_SUB_KINDS: ReadonlyMap<string, readonly (string | undefined)[]> = new Map([
+  [
+    "transferFeeExtension",
+    [
+      "initializeTransferFeeConfig",
+      undefined,
+      "withdrawWithheldTokensFromMint",
+      "withdrawWithheldTokensFromAccounts",
+      "harvestWithheldTokensToMint",
+      "setTransferFee",
+    ],
+  ],
+  [
+    "confidentialTransferExtension",
+    [...new Array<undefined>(5), "depositConfidentialTransfer", "withdrawConfidentialTransfer"],
+  ],
+]);
+
 function tokenKind(data: Uint8Array): string {
   const code = data[0];
   if (code === undefined) return "unknown:empty";
-  return tokenInstructionKinds[code] ?? `unknown:${code}`;
+  const kind = tokenInstructionKinds[code] ?? `unknown:${code}`;
+  const sub = data[1] === undefined ? undefined : EXTENSION_SUB_KINDS.get(kind)?.[data[1]];
+  return sub ?? kind;
 }
 
 type Json = Record<string, unknown>;
@@ -309,6 +335,39 @@ function parsedMovement(kind: string, info: Json) {
   };
 }
 
+/**
+ * Token-2022 instructions that move one account's balance by an amount their data does not
+ * hold (withheld fees withdrawn into it; a confidential deposit out of its public balance, or a
+ * withdrawal into it), and where that account sits among their accounts. The program reads no
+ * account past those an instruction takes: any other account named there moves nothing.
+ */
+const UNKEPT_MOVEMENT_LAYOUT: ReadonlyMap<string, { from?: number; to?: number }> = new Map([
+  ["withdrawWithheldTokensFromMint", { to: 1 }],
+  ["withdrawWithheldTokensFromAccounts", { to: 1 }],
+  ["depositConfidentialTransfer", { from: 0 }],
+  ["withdrawConfidentialTransfer", { to: 0 }],
+]);
+
+/** The account such an instruction moves, as its `source` or `destination`, else {}. */
+function compiledUnkeptMovement(kind: string, accounts: string[]) {
+  const layout = UNKEPT_MOVEMENT_LAYOUT.get(kind);
+  const source = layout?.from === undefined ? undefined : accounts[layout.from];
+  const destination = layout?.to === undefined ? undefined : accounts[layout.to];
+  return {
+    ...(source === undefined ? {} : { source }),
+    ...(destination === undefined ? {} : { destination }),
+  };
+}
+
+/** The same of a jsonParsed instruction's `info`: the fee recipient, or the deposit's account. */
+function parsedUnkeptMovement(kind: string, info: Json) {
+  const layout = UNKEPT_MOVEMENT_LAYOUT.get(kind);
+  if (layout === undefined) return {};
+  const value = layout.from === undefined ? (info.feeRecipient ?? info.destination) : info.source;
+  if (typeof value !== "string" || !isBase58OfLength(value, 32)) return {};
+  return layout.from === undefined ? { destination: value } : { source: value };
+}
+
 function stepOf(programId: string, data: Uint8Array, accounts: string[]): Step {
   if (!TOKEN_PROGRAM_IDS.has(programId)) {
     return { programId, memo: memoText(programId, data), token: null };
@@ -324,6 +383,7 @@ function stepOf(programId: string, data: Uint8Array, accounts: string[]): Step {
       ...optionalSource(kind, accounts[0]),
       ...optionalInitialized(kind, accounts[0]),
       ...compiledMovement(data, accounts),
+      ...compiledUnkeptMovement(kind, accounts),
       ...compiledApproved(kind, data),
     },
   };
@@ -376,6 +436,8 @@ const PARSED_ACCOUNT_FIELDS: ReadonlyMap<string, readonly string[]> = new Map([
   ["createNativeMint", ["payer", "nativeMint", "systemProgram"]],
   ["initializeNonTransferableMint", ["mint"]],
   ["initializePermanentDelegate", ["mint"]],
+  ["withdrawWithheldTokensFromMint", ["mint", "feeRecipient"]],
+  ["withdrawWithheldTokensFromAccounts", ["mint", "feeRecipient"]],
 ]);
 
 /**
@@ -412,6 +474,7 @@ function parsedStep(ix: Json, path: string): Step {
           ...optionalSource(kind, info.source),
           ...optionalInitialized(kind, info.account),
           ...parsedMovement(kind, info),
+          ...parsedUnkeptMovement(kind, info),
           ...parsedApproved(kind, info),
         },
       };

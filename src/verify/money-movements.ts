@@ -308,54 +308,38 @@ export const MOVEMENT_KINDS: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * Token instructions that name an account and leave its balance as it was (or, closing it, at
- * the 0 the token program requires): they explain no money, and hide none. The token program
- * reads no account past those an instruction takes, so whoever signs may name any account
- * after them (a new mint's InitializeMint2 followed by the vault, the customer's wallet and the
- * thief's account): taken for an instruction that may move money by an amount not kept, such
- * a mint left a top-up and a payout a node served no instruction of unjudged. SyncNative moves
- * wrapped SOL only, which nothing here judges.
+ * Token-2022 instructions that move one account's balance by an amount the facts do not keep:
+ * the account is their `source` or `destination` (see parse-transaction), and no other account
+ * they name moves.
  */
-export const BALANCE_KEEPING_KINDS: ReadonlySet<string> = new Set([
-  "initializeMint",
-  "initializeMint2",
-  "initializeAccount",
-  "initializeAccount2",
-  "initializeAccount3",
-  "initializeMultisig",
-  "initializeMultisig2",
-  "initializeImmutableOwner",
-  "approve",
-  "approveChecked",
-  "revoke",
-  "setAuthority",
-  "closeAccount",
-  "freezeAccount",
-  "thawAccount",
-  "syncNative",
-  "getAccountDataSize",
-  "amountToUiAmount",
-  "uiAmountToAmount",
-  "reallocate",
-  "initializeMintCloseAuthority",
-  "createNativeMint",
-  "initializeNonTransferableMint",
-  "initializePermanentDelegate",
-  "memoTransferExtension",
-  "cpiGuardExtension",
-  "defaultAccountStateExtension",
-  "interestBearingMintExtension",
-  "transferHookExtension",
+const UNKEPT_MOVEMENT_KINDS: ReadonlySet<string> = new Set([
+  "withdrawWithheldTokensFromMint",
+  "withdrawWithheldTokensFromAccounts",
+  "depositConfidentialTransfer",
+  "withdrawConfidentialTransfer",
 ]);
 
 /**
- * Whether token instruction `ix` may have moved the balance of the account `change` is of: one
- * that names it, is not balance-keeping, and is of the account's token program (SPL Token moves
- * no Token-2022 account's money, nor the other way round).
+ * Whether token instruction `ix` may have moved the balance of the account `change` is of: a
+ * transfer, mint or burn naming it, or a Token-2022 instruction that moves it by an amount not
+ * kept, of the account's token program (SPL Token moves no Token-2022 account's money, nor the
+ * other way round). Every other instruction moves no balance, whatever accounts it names: the
+ * token program reads no account past those an instruction takes, so whoever signs may name any
+ * account after them (a new mint's InitializeMint2, or a metadata pointer's, followed by the
+ * vault, the customer's wallet and the thief's account). Taken for one that may move money by
+ * an amount not kept, such a mint left a top-up and a payout a node served no instruction of
+ * unjudged. A kind not named (`unknown:N`) moves nothing by this either: a balance it did move
+ * is then one no instruction shows, which is judged, never passed. SyncNative moves wrapped SOL
+ * only, which nothing here judges.
  */
 export function mayMove(ix: TokenInstruction, change: TokenChange): boolean {
-  if (!ix.accounts.includes(change.account) || BALANCE_KEEPING_KINDS.has(ix.kind)) return false;
-  return change.programId === null || ix.programId === change.programId;
+  if (!ix.accounts.includes(change.account)) return false;
+  if (change.programId !== null && ix.programId !== change.programId) return false;
+  if (MOVEMENT_KINDS.has(ix.kind)) return true;
+  return (
+    UNKEPT_MOVEMENT_KINDS.has(ix.kind) &&
+    (ix.source === change.account || ix.destination === change.account)
+  );
 }
 
 /** The classic SPL Token program: its transfers withhold no fee. */

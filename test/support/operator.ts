@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import {
   createInitializeAccount3Instruction,
+  createInitializeMetadataPointerInstruction,
   createInitializeMint2Instruction,
   createInitializePermanentDelegateInstruction,
   createInitializeTransferFeeConfigInstruction,
@@ -580,10 +581,16 @@ export class Operator {
 
   /**
    * The instructions `createToken2022Mint` sends, with `alsoNamed` after the mint's one account
-   * in its InitializeTransferFeeConfig (given a fee): Token-2022 reads no more accounts there.
+   * in its InitializeTransferFeeConfig (given a fee) and its InitializeMetadataPointer (given
+   * `metadataPointer`): Token-2022 reads no more accounts there.
    */
   token2022MintIxs(
-    opts: { transferFeeBps?: number; maximumFee?: bigint; permanentDelegate?: string },
+    opts: {
+      transferFeeBps?: number;
+      maximumFee?: bigint;
+      permanentDelegate?: string;
+      metadataPointer?: boolean;
+    },
     alsoNamed: readonly string[] = [],
   ): { mint: string; ixs: InstructionSpec[] } {
     const mint = this.newSigner("token-2022-mint");
@@ -591,10 +598,22 @@ export class Operator {
     const extensions = [
       ...(fee ? [ExtensionType.TransferFeeConfig] : []),
       ...(opts.permanentDelegate ? [ExtensionType.PermanentDelegate] : []),
+      ...(opts.metadataPointer ? [ExtensionType.MetadataPointer] : []),
     ];
     const ixs: InstructionSpec[] = [
       this.createAccountIx(mint.address, getMintLen(extensions), TOKEN_2022_PROGRAM_ID),
     ];
+    if (opts.metadataPointer) {
+      const pointer = specOf(
+        createInitializeMetadataPointerInstruction(
+          key(mint.address),
+          key(this.attacker.address),
+          key(mint.address),
+          key(TOKEN_2022_PROGRAM_ID),
+        ),
+      );
+      ixs.push({ ...pointer, accounts: [...pointer.accounts, ...alsoNamed.map(r)] });
+    }
     if (opts.permanentDelegate) {
       ixs.push(
         specOf(
