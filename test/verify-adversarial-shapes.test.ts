@@ -12,7 +12,11 @@ import {
   useAdversaryHarness,
   verified,
 } from "./support/operator.js";
-import { ownerlessNode, rewritingNode } from "./support/rewriting-node.js";
+import {
+  ownerlessNode,
+  rewritingNode,
+  storeServedWithoutTokenBalances,
+} from "./support/rewriting-node.js";
 import { updateSignature } from "./support/seed-queue.js";
 
 /**
@@ -405,6 +409,20 @@ describe("an answer with no token balances", () => {
       .prepare("SELECT verdict, last_error FROM jobs WHERE job_id = ?")
       .get(plan.jobId) as { verdict: string; last_error: string };
     expect(row).toMatchObject({ verdict: "error", last_error: /token balances/ });
+    expect(await c.verdicts(plan.jobId)).toEqual([verified]);
+  });
+
+  it("stored before it was unreadable, is fetched again, never judged by", async () => {
+    const c = await h.scenario();
+    await c.pinKey(2);
+    const plan = h.op.plan({ keyIndex: 2 });
+    const txs = h.op.honestJob(plan);
+    c.record(plan, txs);
+    await c.flush();
+    await h.finalized();
+    // The settlement as a version that read such an answer stored it: no balance moved.
+    await storeServedWithoutTokenBalances(c.store, h.rpc, txs.settlementTx);
+    // Judged by them, the settlement paid nobody: a discrepancy on the node's omission.
     expect(await c.verdicts(plan.jobId)).toEqual([verified]);
   });
 });

@@ -2,6 +2,7 @@ import bs58 from "bs58";
 import { AppError } from "../errors.js";
 import { MAX_STORED_UNITS } from "../money.js";
 import { isBase58OfLength } from "./base58.js";
+import { parseJsonLossless } from "./json-text.js";
 import type {
   SolChange,
   TokenChange,
@@ -874,4 +875,18 @@ export function parseTransaction(result: unknown, signatureHint?: string): Trans
     ...optionalOpened(openedTokenAccounts(meta, decoded.accounts)),
     ...optionalOwners(ownersAfter(meta, decoded.accounts)),
   };
+}
+
+/**
+ * Facts derived again from a stored raw answer (its `result` JSON text), or null when it no
+ * longer reads: an answer stored before a rule that now refuses it (one without token
+ * balances, say) is fetched again, never judged by, and never stops a round.
+ */
+export function reparseStored(raw: string, signature: string): TransactionFacts | null {
+  try {
+    return parseTransaction(parseJsonLossless(raw), signature);
+  } catch (error) {
+    if (error instanceof AppError && error.code === "malformed_transaction") return null;
+    throw error;
+  }
 }

@@ -1,7 +1,11 @@
 import { implausibleBlockTime } from "../chain/block-time.js";
 import { factsFromJson, factsToJson } from "../chain/facts-json.js";
 import { parseJsonLossless } from "../chain/json-text.js";
-import { INITIALIZE_ACCOUNT_KINDS, parseTransaction } from "../chain/parse-transaction.js";
+import {
+  INITIALIZE_ACCOUNT_KINDS,
+  parseTransaction,
+  reparseStored,
+} from "../chain/parse-transaction.js";
 import type { AddressSignatureInfo, TokenAccountRead } from "../chain/rpc-pool.js";
 import type { TokenInstruction, TransactionFacts } from "../chain/transaction-facts.js";
 import { isBusyError, type Store } from "../db/client.js";
@@ -956,7 +960,16 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     };
   }
 
-  function storedFacts(row: { signature: string; facts: string; raw: string | null }) {
+  /**
+   * Facts of a stored transaction, or null when its raw answer no longer reads: one without
+   * token balances, stored before such an answer was unreadable, threw here at every round and
+   * stopped the vault's reading for good. Its line is fetched again, as one never stored.
+   */
+  function storedFacts(row: {
+    signature: string;
+    facts: string;
+    raw: string | null;
+  }): TransactionFacts | null {
     try {
       const facts = factsFromJson(JSON.parse(row.facts));
       // Facts stored before the accounts a transaction created, the owners after it, an
@@ -964,11 +977,10 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       // and whether the vault's oldest line is its creation, whose the vault is after it,
       // whether it was given a delegate, or paid out money its money in hid, rests on it.
       if (wholeFacts(facts) || row.raw === null) return facts;
-      return parseTransaction(parseJsonLossless(row.raw), row.signature);
     } catch (error) {
       if (row.raw === null) throw error;
-      return parseTransaction(parseJsonLossless(row.raw), row.signature);
     }
+    return reparseStored(row.raw, row.signature);
   }
 
   /**

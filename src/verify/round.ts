@@ -1,8 +1,7 @@
 import PQueue from "p-queue";
 import { implausibleBlockTime } from "../chain/block-time.js";
 import { factsFromJson } from "../chain/facts-json.js";
-import { parseJsonLossless } from "../chain/json-text.js";
-import { parseTransaction } from "../chain/parse-transaction.js";
+import { reparseStored } from "../chain/parse-transaction.js";
 import { type RpcDisagreement, RpcDisagreementError } from "../chain/quorum.js";
 import type { TransactionFacts } from "../chain/transaction-facts.js";
 import { isBusyError } from "../db/client.js";
@@ -306,10 +305,25 @@ export function createRound(deps: RoundDeps): Round {
     const keep = (signature: string, row: SignatureRow | undefined) => {
       if (row) rows.set(signature, row);
     };
+    // Facts by signature: stored ones, or, where the stored answer is one no longer read (see
+    // `storedFacts`), those fetched again this round.
+    const factsCache = new Map<string, TransactionFacts | null>();
+    const storedOf = (sig: string) => {
+      const row = rows.get(sig);
+      if (!row || row.facts === null) return undefined;
+      let facts = factsCache.get(sig);
+      if (facts === undefined) {
+        facts = storedFacts(row);
+        factsCache.set(sig, facts);
+      }
+      return facts;
+    };
+    const factsOf = (sig: string) => storedOf(sig) ?? undefined;
     // The jobs still claimed: those handed back are neither fetched for nor decided here.
     const unfetched = [...new Set(claimed.flatMap((j) => jobSignatures(j)))].filter((s) => {
       const row = rows.get(s);
-      return row?.state === "finalized" && row.facts === null && !trouble.has(s);
+      if (row?.state !== "finalized" || trouble.has(s)) return false;
+      return row.facts === null || storedOf(s) === null;
     });
     const { kept, handBack, toFetch } = shareOut(claimed, unfetched, fetchBudget());
     if (handBack.length > 0) {
@@ -406,6 +420,11 @@ export function createRound(deps: RoundDeps): Round {
               trouble.set(signature, `getTransaction: malformed transaction: ${wrong}`);
               return;
             }
+            // Stored facts are never written over: facts fetched again for an answer no longer
+            // read serve this round.
+            if (result !== null && factsCache.get(signature) === null) {
+              factsCache.set(signature, result.facts);
+            }
             try {
               if (lockedOut !== undefined) throw lockedOut;
               keep(
@@ -442,17 +461,6 @@ export function createRound(deps: RoundDeps): Round {
     const fetchesOf = (slice: readonly DecideJob[]) =>
       Promise.all(slice.flatMap((job) => jobSignatures(job).flatMap((s) => fetched.get(s) ?? [])));
 
-    const factsCache = new Map<string, TransactionFacts>();
-    const factsOf = (sig: string) => {
-      let facts = factsCache.get(sig);
-      if (!facts) {
-        const row = rows.get(sig);
-        if (!row || row.facts === null) return undefined;
-        facts = storedFacts(row);
-        factsCache.set(sig, facts);
-      }
-      return facts;
-    };
     /** Dropped or pruned: no endpoint serves it, so its job is judged without it. */
     const unserved = (sig: string) => {
       const state = rows.get(sig)?.state;
@@ -736,17 +744,22 @@ export function shareOut<J extends DecideJob>(
  * an older version that read fewer facts (the raw response is the evidence; facts are derived).
  * Facts stored before a transfer's or burn's signing authority was kept are read again too:
  * without it, a release a delegate signed that also names the escrow authority unsigned after
- * the signer passes `escrow.vault` each time the job is judged again (a reverify).
+ * the signer passes `escrow.vault` each time the job is judged again (a reverify). So are facts
+ * that hold no token balances after the transaction: stored from an answer without them,
+ * before such an answer was unreadable, they said no money moved, and an honest settlement
+ * paid nobody. Null when the raw response no longer reads (that answer, say): the transaction
+ * is fetched again.
  */
-function storedFacts(row: SignatureRow): TransactionFacts {
+function storedFacts(row: SignatureRow): TransactionFacts | null {
   try {
     const facts = factsFromJson(row.facts);
-    if (row.raw === null || !signersUnkept(facts)) return facts;
-    return parseTransaction(parseJsonLossless(row.raw), row.signature);
+    if (row.raw === null || !(signersUnkept(facts) || facts.ownersAfter === undefined)) {
+      return facts;
+    }
   } catch (error) {
     if (row.raw === null) throw error;
-    return parseTransaction(parseJsonLossless(row.raw), row.signature);
   }
+  return reparseStored(row.raw, row.signature);
 }
 
 /** A transfer or burn out of an account whose signing authority the facts do not keep. */

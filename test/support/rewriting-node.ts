@@ -1,5 +1,8 @@
+import { parseJsonLossless } from "../../src/chain/json-text.js";
 import { parseTransaction } from "../../src/chain/parse-transaction.js";
 import type { AddressSignatureInfo, RpcPool } from "../../src/chain/rpc-pool.js";
+import type { Store } from "../../src/db/client.js";
+import { createSignatureStore } from "../../src/store/signatures.js";
 
 /**
  * `rpc` as a node that lies about transactions: a getTransaction answer of a signature for which
@@ -54,4 +57,28 @@ export function listingNode(rpc: RpcPool, listing: { rewrite: Listing | null }):
       };
     },
   });
+}
+
+/**
+ * Stores `signature`'s transaction as a version that read an answer without token balances
+ * stored it, before such an answer was unreadable: that answer as its raw evidence, and facts in
+ * which no balance moved and nothing after it is known.
+ */
+export async function storeServedWithoutTokenBalances(
+  store: Store,
+  rpc: RpcPool,
+  signature: string,
+): Promise<void> {
+  const served = (await rpc.getTransaction(signature))!;
+  const raw = parseJsonLossless(served.raw) as { meta: Record<string, unknown> };
+  delete raw.meta.preTokenBalances;
+  delete raw.meta.postTokenBalances;
+  const { openedTokenAccounts: _, ownersAfter: __, ...kept } = served.facts;
+  const signatures = createSignatureStore(store);
+  await signatures.track([signature], Date.now());
+  await signatures.recordFetched(
+    signature,
+    { facts: { ...kept, tokenChanges: [] }, raw },
+    Date.now(),
+  );
 }
