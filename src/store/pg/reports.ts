@@ -134,7 +134,10 @@ const arrayOf = (values: readonly number[], type: "bigint" | "int") =>
  * start: every day's whole UTC days and hours from the rollups in one join on the days' ranges,
  * its partial hours from the jobs in another. A SELECT per piece of every day made a month's
  * statement some 200 KB of SQL, parsed and planned each time (Kathmandu's month took 395 ms
- * against 43 ms by UTC days).
+ * against 43 ms by UTC days). Each range is read by its own index scan, a lateral read that
+ * `OFFSET 0` keeps from being merged into the join: merged, the planner hashed the rollups on
+ * the grain and looped over the jobs, reading every row of both for a month (95 to 115 ms for
+ * 95,000 rollup rows and 20,000 jobs, against 1 ms by UTC days).
  */
 function zonedDaySelects(
   query: SumsQuery,
@@ -161,8 +164,8 @@ function zonedDaySelects(
       FROM unnest(${column(ranges, (r) => r.day, "bigint")},
         ${column(ranges, (r) => r.grain, "int")}, ${column(ranges, (r) => r.first, "int")},
         ${column(ranges, (r) => r.end, "int")}) AS r(zone_day, piece_grain, piece_first, piece_end)
-      JOIN job_rollups ON grain = r.piece_grain AND ${workerFilter}day >= r.piece_first
-        AND day < r.piece_end
+      CROSS JOIN LATERAL (SELECT * FROM job_rollups WHERE grain = r.piece_grain
+        AND ${workerFilter}day >= r.piece_first AND day < r.piece_end OFFSET 0) AS job_rollups
       GROUP BY r.zone_day`);
   }
   if (partial.length > 0) {
@@ -171,7 +174,8 @@ function zonedDaySelects(
         FROM unnest(${column(partial, (p) => p.day, "bigint")},
           ${column(partial, (p) => p.from, "bigint")}, ${column(partial, (p) => p.to, "bigint")})
           AS p(zone_day, piece_from, piece_to)
-        JOIN jobs ON ${jobsWorkerFilter}created_at >= p.piece_from AND created_at < p.piece_to
+        CROSS JOIN LATERAL (SELECT * FROM jobs WHERE ${jobsWorkerFilter}created_at >= p.piece_from
+          AND created_at < p.piece_to OFFSET 0) AS jobs
         GROUP BY 1, verdict) AS per_verdict
       GROUP BY grp`);
   }
