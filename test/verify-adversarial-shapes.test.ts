@@ -426,3 +426,32 @@ describe("an answer with no token balances", () => {
     expect(await c.verdicts(plan.jobId)).toEqual([verified]);
   });
 });
+
+describe("a stored answer an older version read without token balances", () => {
+  it("is fetched again for its job, and stops no round of the verifier", async () => {
+    const c = await h.scenario();
+    await c.pinKey(1);
+    const plan = h.op.plan({ keyIndex: 1 });
+    const { escrowTx, settlementTx } = h.op.honestJob(plan);
+    c.record(plan, { escrowTx, settlementTx });
+    expect(await c.verdicts(plan.jobId)).toEqual([verified]);
+    // As an older version stored it: the node's answer without token balances (read then as no
+    // balance moving), and facts keeping no transfer's authority, so the answer is read again.
+    const [row] = (await createSignatureStore(c.store).load([settlementTx])).values();
+    const facts = row!.facts as { tokenInstructions: { authority?: string }[] };
+    for (const ix of facts.tokenInstructions) delete ix.authority;
+    const raw = JSON.parse(row!.raw as string) as { meta: Record<string, unknown> };
+    delete raw.meta.preTokenBalances;
+    delete raw.meta.postTokenBalances;
+    await updateSignature(c.store, settlementTx, { facts, raw: JSON.stringify(raw) });
+    // Read again, it is unreadable: it is fetched again for its job, and every other job is judged.
+    const verifier = c.verifierOver(h.rpc);
+    await verifier.reverify(plan.jobId);
+    const other = h.op.plan({ keyIndex: 1 });
+    c.record(other, h.op.honestJob(other));
+    await c.flush();
+    await verifier.runUntilSettled({}, { timeoutMs: 2_000 });
+    expect(await c.outcome(other.jobId)).toEqual({ verdict: "verified", failing: [] });
+    expect(await c.outcome(plan.jobId)).toEqual({ verdict: "verified", failing: [] });
+  });
+});

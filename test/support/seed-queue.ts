@@ -123,6 +123,8 @@ export interface SignatureSeed {
   commitment?: "processed" | "confirmed" | "finalized" | null;
   slot?: number | null;
   facts?: unknown;
+  /** The node's answer as stored (JSON text). */
+  raw?: string | null;
   notFoundCount?: number;
   notFoundSince?: number | null;
   notFoundSlot?: number | null;
