@@ -1,8 +1,10 @@
 import { describe, expect, it } from "vitest";
+import { createSignatureStore } from "../src/store/signatures.js";
 import { chainSecondAfter } from "./support/finality.js";
 import { nightlyOnChain, vaultReader } from "./support/ledger-periods.js";
-import { useAdversaryHarness } from "./support/operator.js";
+import { useAdversaryHarness, verified } from "./support/operator.js";
 import { rewritingNode, storeServedWithoutTokenBalances } from "./support/rewriting-node.js";
+import { updateSignature } from "./support/seed-queue.js";
 
 const h = useAdversaryHarness();
 
@@ -55,5 +57,32 @@ describe("an honest deposit a node serves with no token balances", () => {
       outcome: "verified",
       exitCode: 0,
     });
+  });
+});
+
+describe("a job's answers an older version stored without token balances", () => {
+  it("are read again from the chain for the vault's lines, not a ledger run that fails on them", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(2);
+    const from = await chainSecondAfter(h.world);
+    const plan = h.op.plan({ keyIndex: 2 });
+    const txs = h.op.honestJob(plan);
+    c.record(plan, txs);
+    expect(await c.verdicts(plan.jobId)).toEqual([verified]);
+    await h.finalized();
+    const to = Date.now();
+    // As an older version stored them: the node's answers without token balances, and facts
+    // without the accounts each transaction opened, so the answers are read again.
+    const rows = await createSignatureStore(c.store).load([txs.escrowTx, txs.settlementTx]);
+    for (const row of rows.values()) {
+      const facts = row.facts as { openedTokenAccounts?: string[] };
+      delete facts.openedTokenAccounts;
+      const raw = JSON.parse(row.raw as string) as { meta: Record<string, unknown> };
+      delete raw.meta.preTokenBalances;
+      delete raw.meta.postTokenBalances;
+      await updateSignature(c.store, row.signature, { facts, raw: JSON.stringify(raw) });
+    }
+    const { nightly } = nightlyOnChain(h, c, vaultReader(h, c, vault, h.rpc));
+    expect(await nightly({ from, to })).toMatchObject({ outcome: "verified", exitCode: 0 });
   });
 });
