@@ -36,14 +36,14 @@ afterAll(async () => {
   await store?.close();
 });
 
-/** A receipt's write that takes 0.7 s first: a group still running when it is looked for. */
-function slowGroup(recorded: ReturnType<typeof receipt>): WriteUnit<unknown> {
+/** A receipt's write that takes `seconds` first: a group still running when it is looked for. */
+function slowGroup(recorded: ReturnType<typeof receipt>, seconds = 0.7): WriteUnit<unknown> {
   return {
     runSqlite: () => {
       throw new Error("PostgreSQL only");
     },
     runPostgres: async (tx) => {
-      await tx.execute(sql`SELECT pg_sleep(0.7)`);
+      await tx.execute(sql.raw(`SELECT pg_sleep(${seconds})`));
       return recordReceiptsUnit([recorded], "proxy").runPostgres(tx);
     },
   };
@@ -153,6 +153,57 @@ describe("the PostgreSQL receipt writer losing its connection twice in a row", (
       })();
       const ended: number[] = [];
       for (let wave = 0; wave < 2; wave++) {
+        await expect
+          .poll(() => groupBackend(ended), { timeout: 10_000, interval: 20 })
+          .toBeTypeOf("number");
+        const pid = (await groupBackend(ended)) as number;
+        await locker.query("SELECT pg_terminate_backend($1)", [pid]);
+        ended.push(pid);
+      }
+      expect(await written).toEqual([{ outcome: "created" }]);
+      await watch;
+      expect([...seen]).toEqual([true]);
+    } finally {
+      await writer.close();
+    }
+  }, 60_000);
+});
+
+/**
+ * A busy writer is in a transaction nearly all the time, so each of an operator's sweeps of
+ * `pg_terminate_backend` seconds apart (or a pooler recycling connections) ends one of its
+ * groups. Counted as losses in a row though each came well into a group that had run, the
+ * fourth took the database for away: every new paid job was refused with 503 and /readyz
+ * failed until a group committed between two sweeps, 7 to 24 s with sweeps 1 to 3 s apart and
+ * a backlog grown to a group of seconds.
+ */
+describe("the PostgreSQL receipt writer losing its connection in sweeps apart", () => {
+  it("writes the group again at once each time without taking the database for gone", async () => {
+    const writer = createReceiptWriter(store, { log });
+    const recorded = receipt();
+    /** The backend that has run the group's first statement for over a second, once a new one. */
+    const groupBackend = async (not: number[]) => {
+      const { rows } = await locker.query<{ pid: number }>(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'SELECT pg_sleep(%' AND state = 'active' AND now() - query_start > interval '1.1 s' AND NOT (pid = ANY($1))",
+        [not],
+      );
+      return rows[0]?.pid;
+    };
+    try {
+      const written = writer.run(slowGroup(recorded, 1.6));
+      let settled = false;
+      void written.finally(() => {
+        settled = true;
+      });
+      const seen = new Set<boolean>();
+      const watch = (async () => {
+        while (!settled) {
+          seen.add(writer.health().reachable && !writer.full());
+          await sleep(10);
+        }
+      })();
+      const ended: number[] = [];
+      for (let sweep = 0; sweep < 4; sweep++) {
         await expect
           .poll(() => groupBackend(ended), { timeout: 10_000, interval: 20 })
           .toBeTypeOf("number");

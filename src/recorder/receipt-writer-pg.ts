@@ -20,6 +20,11 @@ const MAX_GROUP = 256;
 const PROBE_INTERVAL_MS = 1000;
 /** Connections lost in a row, each while the server answers, before it counts as away. */
 const MAX_LOST_IN_A_ROW = 3;
+/**
+ * A group's connection lost this long after the group began was ended by a later event (the
+ * next sweep of `pg_terminate_backend`, another failover), not with the connection before it.
+ */
+const LOST_TOGETHER_MS = 1000;
 
 /** Transient and not a retryable conflict: the database is gone, not merely busy. */
 function isUnreachable(error: unknown): boolean {
@@ -38,6 +43,15 @@ function connectionLost(error: unknown): boolean {
   const code = failure?.code ?? failure?.cause?.code;
   if (typeof code !== "string" || !/^[0-9A-Z]{5}$/.test(code)) return true;
   return code.startsWith("08") || code.startsWith("57P");
+}
+
+/**
+ * Connections lost in a row once a group failed: one more when its connection was lost soon
+ * after the group began (ended with the one before it), a first when lost later, none else.
+ */
+function countLost(error: unknown, began: number, before: number): number {
+  if (!connectionLost(error)) return 0;
+  return performance.now() - began < LOST_TOGETHER_MS ? before + 1 : 1;
 }
 
 /**
@@ -113,8 +127,11 @@ export function createPgReceiptWriter(
 
   async function drain(): Promise<void> {
     let failures = 0;
+    /** Connections lost one right after the other, the server answering each time. */
+    let lostInARow = 0;
     while (queue.length > 0) {
       const batch = queue.slice(0, MAX_GROUP);
+      const began = performance.now();
       let outcomes: TaskOutcome[];
       try {
         outcomes = await commitGroup(batch);
@@ -133,6 +150,7 @@ export function createPgReceiptWriter(
           continue;
         }
         failures++;
+        lostInARow = countLost(error, began, lostInARow);
         const refusal = isPgWriteRefusal(error);
         if (refusal) {
           refused(error);
@@ -143,9 +161,12 @@ export function createPgReceiptWriter(
           // /readyz until the group, run again, committed (seconds for a large group). Every
           // session ended at once (a failover proxy, an operator ending them all) can end the
           // next connection too, before the pool hears of it: a few losses in a row are written
-          // again so, as long as the server answers in between.
+          // again so, as long as the server answers in between. A loss well into its group is
+          // a new one: a busy writer is always in a transaction, and sweeps seconds apart each
+          // ended one; counted together, the fourth took the database for away, and a backlog
+          // grown to a group of seconds was ended again by each sweep (503 for 7 to 24 s).
           if (
-            failures <= MAX_LOST_IN_A_ROW &&
+            lostInARow <= MAX_LOST_IN_A_ROW &&
             connectionLost(error) &&
             (await connection.ping().then(
               () => true,
@@ -182,6 +203,7 @@ export function createPgReceiptWriter(
         requeueKept();
       }
       failures = 0;
+      lostInARow = 0;
       queue = queue.slice(batch.length);
       outcomes.forEach((outcome, i) => {
         const item = batch[i] as Queued;
