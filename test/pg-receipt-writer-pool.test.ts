@@ -219,3 +219,39 @@ describe("the PostgreSQL receipt writer losing its connection in sweeps apart", 
     }
   }, 60_000);
 });
+
+/**
+ * Sessions ended more often than a large group takes (a backlog grown to a group of seconds on a
+ * busy host, an operator's sweep every second): every try of the whole group was ended, and no
+ * receipt was written until the sweeps stopped.
+ */
+describe("the PostgreSQL receipt writer whose sessions are ended faster than its group runs", () => {
+  it("writes smaller groups that commit between the endings", async () => {
+    const writer = createReceiptWriter(store, { log });
+    let sweeping = true;
+    // Ends each of the writer's transactions once it has run 0.9 s.
+    const sweeps = (async () => {
+      while (sweeping) {
+        await locker.query(
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'decentral-audit' AND now() - xact_start > interval '0.9 s'",
+        );
+        await sleep(20);
+      }
+    })();
+    try {
+      // The first task is a group alone; the next eight (1.6 s together) share the next one.
+      const written = [receipt(), ...Array.from({ length: 8 }, () => receipt())].map((r, i) =>
+        writer.run(i === 0 ? recordReceiptsUnit([r], "proxy") : slowGroup(r, 0.2)),
+      );
+      const outcome = await Promise.race([
+        Promise.all(written),
+        sleep(20_000).then(() => "still waiting"),
+      ]);
+      expect(outcome).toEqual(Array.from({ length: 9 }, () => [{ outcome: "created" }]));
+    } finally {
+      sweeping = false;
+      await sweeps;
+      await writer.close();
+    }
+  }, 60_000);
+});

@@ -129,8 +129,10 @@ export function createPgReceiptWriter(
     let failures = 0;
     /** Connections lost one right after the other, the server answering each time. */
     let lostInARow = 0;
+    /** Tasks the next group takes at most: halved when a group's connection is lost, doubled when one commits. */
+    let groupSize = MAX_GROUP;
     while (queue.length > 0) {
-      const batch = queue.slice(0, MAX_GROUP);
+      const batch = queue.slice(0, groupSize);
       const began = performance.now();
       let outcomes: TaskOutcome[];
       try {
@@ -151,6 +153,10 @@ export function createPgReceiptWriter(
         }
         failures++;
         lostInARow = countLost(error, began, lostInARow);
+        // Connections ended more often than a large group takes (a backlog of seconds on a
+        // busy host, sessions ended every second) ended every try of it, and nothing was
+        // written until they stopped: a group of half as many commits between them.
+        if (connectionLost(error)) groupSize = Math.max(1, Math.ceil(batch.length / 2));
         const refusal = isPgWriteRefusal(error);
         if (refusal) {
           refused(error);
@@ -204,6 +210,7 @@ export function createPgReceiptWriter(
       }
       failures = 0;
       lostInARow = 0;
+      groupSize = Math.min(MAX_GROUP, groupSize * 2);
       queue = queue.slice(batch.length);
       outcomes.forEach((outcome, i) => {
         const item = batch[i] as Queued;
