@@ -126,7 +126,6 @@ export const sharedImportFiles: readonly string[] = [
   "test/recorder-sdk.test.ts",
   "test/recorder-signature-lists.test.ts",
   "test/recorder-sse-usage.test.ts",
-  "test/report-zoned-days.dialects.test.ts",
   "test/reports-csv-cells.test.ts",
   "test/reports-ground-truth.test.ts",
   "test/reports-reconciliation.test.ts",
