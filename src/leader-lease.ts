@@ -187,7 +187,14 @@ export function holdLeaderLease(options: LeaderLeaseOptions): LeaderLease {
     await losing;
     await expired;
     try {
-      await locks.release(name, owner);
+      // A drain's last receipts hold the write lock as the lease is given up: waited for (a few
+      // seconds at most, from timers), or the lease stayed held and the next leader waited out
+      // its TTL.
+      await retryWhileBusy(() => locks.release(name, owner), {
+        attempts: 14,
+        baseDelayMs: 5,
+        maxDelayMs: 250,
+      });
     } catch (error) {
       log.warn({ err: error }, "leader lock not released; it expires on its own");
     }

@@ -82,6 +82,22 @@ describe("leader lease", () => {
     await leading;
   });
 
+  it("releases its lease on stop while another worker's receipts hold the write lock", async () => {
+    const { db, store: reader } = freshStore();
+    // As `serve` opens it: no busy timeout. A drain writes the last receipts as it stops.
+    const store = openSqliteStore(db, { busyTimeoutMs: 0 });
+    cleanup.push(() => store.close());
+    const lease = await lead(store, { heartbeatMs: 5000 });
+    const other = openSqliteStore(db);
+    cleanup.push(() => other.close());
+    other.sqlite.exec("BEGIN IMMEDIATE");
+    const release = setTimeout(() => other.sqlite.exec("COMMIT"), 100);
+    cleanup.push(() => clearTimeout(release));
+    await lease.stop();
+    // Left held, the next `serve` (or a worker of this one) waited out its TTL to lead.
+    expect(await createLockStore(reader).holder("serve-leader")).toBeNull();
+  });
+
   it("stops leading once its lease runs out unrenewed, as another process may take it then", async () => {
     const { db } = freshStore();
     const store = openSqliteStore(db);
