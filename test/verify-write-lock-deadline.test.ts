@@ -199,7 +199,8 @@ describe("verify beside another process holding SQLite's write lock", () => {
     expect(text).toContain("timed out after 2 s");
     expect(text).toContain("reading the credit vaults' history");
     expect(text).toContain("database is locked");
-    expect(performance.now() - started).toBeLessThan(2_000 + 1_000);
+    // Ended by its deadline, not by the holder's release at 4 s (a loaded host ran 1 s past it).
+    expect(performance.now() - started).toBeLessThan(2_000 + 1_700);
     await holder?.released;
     store.close();
   }, 30_000);
