@@ -41,6 +41,39 @@ export interface ProcessStats {
   loopDelayMaxMs: number;
 }
 
+/** A worker's place in the cluster, taken by each worker restarted in it. */
+interface Slot {
+  restartMs: number;
+  /** When the workers of this place were killed while serve started, the last ones. */
+  killedAt: number[];
+}
+
+/** Workers of one place killed in a row while serve starts, within `HEALTHY_MS`: it gives up. */
+const MAX_KILLED_STARTING = 5;
+
+/**
+ * Why serve cannot start, now that a worker of `slot` ended before any listened: none when it
+ * was killed from outside (the OOM killer, kill -9), which its restart survives unless the
+ * workers of that place keep being killed. A worker that exits with a code of its own (a bad
+ * configuration, a port taken) fails the same way in every place: serve fails at once. One
+ * stopped by a signal sent to the whole group as serve starts, before it could listen for one
+ * (killed by it) or after (drained, exit 0), is serve being stopped, not failing to start.
+ */
+function startFailure(slot: Slot, code: number | null, signal: string | null): Error | undefined {
+  if (signal === "SIGTERM" || signal === "SIGINT" || code === 0) {
+    return new StoppedWhileStarting(signal ?? "drained");
+  }
+  if (signal === null) {
+    return new Error(`a worker of serve exited while starting (code ${code}, ${signal})`);
+  }
+  const now = Date.now();
+  slot.killedAt = [...slot.killedAt, now].filter((at) => now - at < HEALTHY_MS);
+  if (slot.killedAt.length < MAX_KILLED_STARTING) return undefined;
+  return new Error(
+    `a worker of serve was killed (${signal}) while starting ${slot.killedAt.length} times in a row within ${HEALTHY_MS / 1000} s; giving up`,
+  );
+}
+
 /** A running `serve`: one process, or the primary of a cluster. */
 /** A worker was stopped by a signal while serve started: the stop, not a failure to start. */
 export class StoppedWhileStarting extends Error {
@@ -384,8 +417,11 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
   };
 
   const started = new Promise<void>((resolve, reject) => {
-    /** One worker's place: the wait before its next restart, doubled while it keeps dying. */
-    const fork = (slot: { restartMs: number }) => {
+    /**
+     * One worker's place: the wait before its next restart, doubled while it keeps dying, and
+     * when its workers were killed while serve starts.
+     */
+    const fork = (slot: Slot) => {
       const worker = cluster.fork();
       // Sends to a worker that died fail with EPIPE; its 'exit' says what happened.
       worker.on("error", () => {});
@@ -460,15 +496,8 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
           return;
         }
         if (!wasReady && url === "") {
-          // Stopped by a signal sent to the whole group as serve starts, before it could listen
-          // for one (killed by it) or after (drained, exit 0): serve is being stopped, not
-          // failing to start.
-          reject(
-            signal === "SIGTERM" || signal === "SIGINT" || code === 0
-              ? new StoppedWhileStarting(signal ?? "drained")
-              : new Error(`a worker of serve exited while starting (code ${code}, ${signal})`),
-          );
-          return;
+          const failure = startFailure(slot, code, signal);
+          if (failure) return reject(failure);
         }
         // A worker that keeps dying (a bad disk, a crash on some request) is started again
         // later and later, not every second forever; one that lived a while starts afresh.
@@ -489,7 +518,7 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
         restartTimers.add(timer);
       });
     };
-    for (let i = 0; i < count; i++) fork({ restartMs: config.WORKER_RESTART_MS });
+    for (let i = 0; i < count; i++) fork({ restartMs: config.WORKER_RESTART_MS, killedAt: [] });
   });
 
   const drainWaitMs = config.DRAIN_TIMEOUT_MS + config.DRAIN_MARGIN_MS;

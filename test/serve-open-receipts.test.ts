@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { address, jobId, signature } from "./support/recorder-fixtures.js";
-import { type CliProcess, startServe } from "./support/service-process.js";
+import { type CliProcess, startServe, until } from "./support/service-process.js";
 
 /**
  * A streamed job's receipt is `open` while its body streams. When the serve streaming it is
@@ -72,16 +72,6 @@ function captureOf(db: string, id: string) {
       .get(id) as { state: string; latency: number | null; tokens: number | null } | undefined;
   } finally {
     store.close();
-  }
-}
-
-async function until<T>(probe: () => T, timeoutMs: number): Promise<T> {
-  const started = Date.now();
-  for (;;) {
-    const value = probe();
-    if (value) return value;
-    if (Date.now() - started > timeoutMs) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 50));
   }
 }
 

@@ -160,6 +160,17 @@ export function startCli(
   };
 }
 
+/** Resolves with `probe`'s first truthy value, tried every `everyMs`; throws past `timeoutMs`. */
+export async function until<T>(probe: () => T, timeoutMs: number, everyMs = 50): Promise<T> {
+  const started = Date.now();
+  for (;;) {
+    const value = probe();
+    if (value) return value;
+    if (Date.now() - started > timeoutMs) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
 /** Starts `serve` and resolves with its URL once it listens. */
 export async function startServe(
   db: string,
