@@ -317,3 +317,29 @@ describe("an address that is base58 but not 32 bytes", () => {
     );
   });
 });
+
+// `GET /jobs` and `GET /audit/:id` asked with `Accept: text/csv` (a spreadsheet's download) or
+// `text/html` answered JSON 200, where `/reports/*` say the type is not one they answer.
+describe("an Accept that refuses JSON on the jobs listing and the audit record", () => {
+  it("is a 406 naming accept, as on the reports; JSON, */*, none and q-values still answer", async () => {
+    const api = await createTestApi();
+    insertJob(api.store, { jobId: "job_accept" });
+    const get = (path: string, accept?: string) =>
+      api.get(path, "read", accept === undefined ? {} : { accept });
+    for (const path of ["/jobs", "/audit/job_accept"]) {
+      for (const accept of ["text/csv", "text/html", "application/json;q=0, text/html"]) {
+        const res = await get(path, accept);
+        expect(res.status, `${path} ${accept}`).toBe(406);
+        const { error } = (await res.json()) as { error: { code: string; field: string } };
+        expect(error, `${path} ${accept}`).toMatchObject({
+          code: "not_acceptable",
+          field: "accept",
+          message: "Accept: this route answers application/json",
+        });
+      }
+      for (const accept of [undefined, "*/*", "application/json", "text/html, */*;q=0.1"]) {
+        expect((await get(path, accept)).status, `${path} ${accept}`).toBe(200);
+      }
+    }
+  });
+});

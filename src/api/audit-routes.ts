@@ -9,8 +9,10 @@ import {
   authErrors,
   ErrorSchema,
   noQueryParameters,
+  notAcceptableError,
   notFoundError,
 } from "./openapi-schemas.js";
+import { answersOnly } from "./report-query.js";
 import { createRouter } from "./router.js";
 
 /** Queues a fresh verification of one job; implemented by the verifier. */
@@ -39,7 +41,7 @@ export function auditRoutes(deps: AuditRoutesDeps) {
     path: "/audit/{jobId}",
     tags: ["audit"],
     summary: "Everything recorded and proven about one job",
-    middleware: noQueryParameters,
+    middleware: [noQueryParameters, answersOnly(["application/json"])] as const,
     request: { params: jobIdParam },
     responses: {
       200: {
@@ -48,6 +50,7 @@ export function auditRoutes(deps: AuditRoutesDeps) {
       },
       ...authErrors,
       ...notFoundError,
+      ...notAcceptableError,
     },
   });
 

@@ -8,11 +8,13 @@ import {
   instantParam,
   JobSummarySchema,
   limitParam,
+  notAcceptableError,
   orderParam,
   periodRefinement,
   queryObject,
   verdictSchema,
 } from "./openapi-schemas.js";
+import { answersOnly } from "./report-query.js";
 import { createRouter } from "./router.js";
 
 const text = (name: string, description: string) =>
@@ -58,6 +60,7 @@ export function jobRoutes(deps: { store: Store }) {
     method: "get",
     path: "/jobs",
     tags: ["jobs"],
+    middleware: answersOnly(["application/json"]),
     summary: "List jobs, newest first, with filters",
     request: { query: jobsQuery },
     responses: {
@@ -67,6 +70,7 @@ export function jobRoutes(deps: { store: Store }) {
           "One page; pass `nextCursor` as `cursor` for the next. Pages stay stable while jobs arrive.",
       },
       ...authErrors,
+      ...notAcceptableError,
     },
   });
 

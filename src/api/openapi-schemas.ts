@@ -48,7 +48,7 @@ export const nullableRef = <T extends z.ZodType>(schema: T) => z.union([schema, 
 
 export const notFoundError = { 404: errorResponse("No such job.") } as const;
 
-/** A report route's answer to an `Accept` that refuses every type it answers. */
+/** A JSON or CSV route's answer to an `Accept` that refuses every type it answers. */
 export const notAcceptableError = {
   406: errorResponse("`not_acceptable`: `Accept` refuses every type this route answers."),
 } as const;
