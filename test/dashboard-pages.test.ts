@@ -80,6 +80,26 @@ describe("dashboard sign-in", () => {
     );
   });
 
+  // `/dashboard/reconciliation/` (a typed or bookmarked slash) was a JSON 404: only
+  // `/dashboard/` was sent on to its page.
+  it("sends every page's trailing-slash form to the page, with its query", async () => {
+    const d = await dashboard();
+    for (const path of pages) {
+      const res = await d.app.request(`${path}/?period=last-7-days`);
+      expect(res.status, path).toBe(308);
+      expect(res.headers.get("location"), path).toBe(`${path}?period=last-7-days`);
+    }
+    const { cookie } = await d.signIn(d.tokens.read);
+    const followed = await d.page("/dashboard/reconciliation/", cookie);
+    expect(followed.status).toBe(308);
+    const shown = await d.page(followed.headers.get("location") ?? "", cookie);
+    expect(shown.status).toBe(200);
+    expect(shown.headers.get("content-type")).toContain("text/html");
+    // No page there: still the 404 it was, and a form's POST is not redirected.
+    expect((await d.page("/dashboard/nothing/", cookie)).status).toBe(404);
+    expect((await d.app.request("/dashboard/sign-out/", { method: "POST" })).status).not.toBe(308);
+  });
+
   it("marks the cookie Secure behind a TLS reverse proxy, and not over plain HTTP", async () => {
     const d = await dashboard();
     const signIn = (headers: Record<string, string>) =>

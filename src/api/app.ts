@@ -159,9 +159,12 @@ export function createApp(deps: AppDeps) {
 
   app.onError(handleError);
   // Built once, when first needed: every route is registered by then.
-  let methodsOf: ((path: string) => string[]) | undefined;
+  let routeMethodsOf: ((path: string) => string[]) | undefined;
+  const methodsOf = (path: string) => {
+    routeMethodsOf ??= routeMethods(app.routes);
+    return routeMethodsOf(path);
+  };
   app.notFound((c) => {
-    methodsOf ??= routeMethods(app.routes);
     const allowed = methodsOf(c.req.path);
     if (allowed.length > 0) {
       // The path exists: "no route" would send its caller looking for a wrong URL.
@@ -258,12 +261,17 @@ export function createApp(deps: AppDeps) {
     }),
   );
   // The finance dashboard: pages for people, signed in with a session cookie, over the same
-  // report functions as the API above. "/dashboard/" (a typed or bookmarked slash, or a sign-in's
-  // `next`) is the overview too.
-  app.get("/dashboard/", (c) => {
+  // report functions as the API above. A page with a trailing slash (a typed or bookmarked
+  // slash, or a sign-in's `next`) is that page: "/dashboard/" the overview, and
+  // "/dashboard/reconciliation/", which was a JSON 404, the reconciliation.
+  app.use("/dashboard/*", async (c, next) => {
+    const bare = c.req.path.replace(/\/+$/, "");
+    const isPage = c.req.method === "GET" || c.req.method === "HEAD";
+    if (!isPage || bare === c.req.path || !methodsOf(bare).includes("GET")) return next();
     // The period asked for goes along: without it the page showed month to date.
     const query = c.req.url.indexOf("?");
-    return c.redirect(`/dashboard${query < 0 ? "" : c.req.url.slice(query)}`, 308);
+    const path = new URL(c.req.url).pathname.replace(/\/+$/, "");
+    return c.redirect(`${path}${query < 0 ? "" : c.req.url.slice(query)}`, 308);
   });
   app.route(
     "/dashboard",
