@@ -1,3 +1,5 @@
+import { cutText } from "./printable-text.js";
+
 /**
  * Reads an ISO 8601 date-time that names its zone (`Z` or an offset) and exists: 2026-02-30 or
  * 24:00 is refused rather than shifted into another day, and a time without a zone is refused
@@ -74,9 +76,16 @@ export function timeZoneOf(name: string): string | null {
   }
 }
 
-/** Why `timeZoneOf` refused `name`, with what to give instead. */
+/** The most of a refused time zone name its refusal shows: the longest IANA name is 32. */
+const shownZoneLength = 64;
+
+/**
+ * Why `timeZoneOf` refused `name`, with what to give instead. A long name is shown cut, as a
+ * cut value ends: 5,000 characters sent were all said back.
+ */
 export function timeZoneRefusal(name: string): string {
-  return `no time zone named ${JSON.stringify(name)}: give an IANA name such as Europe/London or America/New_York`;
+  const shown = cutText(name, shownZoneLength, "\u2026") ?? "";
+  return `no time zone named ${JSON.stringify(shown)}: give an IANA name such as Europe/London or America/New_York`;
 }
 
 const zoneFormats = new Map<string, Intl.DateTimeFormat>();

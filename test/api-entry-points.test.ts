@@ -343,3 +343,26 @@ describe("an Accept that refuses JSON on the jobs listing and the audit record",
     }
   });
 });
+
+// An unknown `timeZone` was said back whole: 5,000 characters sent, 5,000 in the 400's message.
+describe("an unknown time zone of 5,000 characters", () => {
+  it("is a 400 naming timeZone that shows the name cut, on the API and the dashboard", async () => {
+    const api = await createTestApi();
+    const zone = `Mars/${"x".repeat(5000)}`;
+    const res = await api.get(
+      `/reports/reconciliation?from=2026-11-01&to=2026-12-01&timeZone=${zone}`,
+    );
+    expect(res.status).toBe(400);
+    const { error } = (await res.json()) as { error: { field: string; message: string } };
+    expect(error.field).toBe("timeZone");
+    expect(error.message).toMatch(/^timeZone: no time zone named "Mars\/x+…": give an IANA name/);
+    expect(error.message.length).toBeLessThan(200);
+    const page = await api.app.request(`/dashboard?timeZone=${zone}`, {
+      headers: { cookie: await dashboardCookie(api) },
+    });
+    expect(page.status).toBe(400);
+    const text = await page.text();
+    expect(text).toContain("timeZone: no time zone named");
+    expect(text).not.toContain("x".repeat(100));
+  });
+});
