@@ -935,7 +935,7 @@ describe("dashboard discrepancies pager", () => {
     expect([
       ...(await second.text()).matchAll(/href="\/dashboard\/jobs\/job_pager_/g),
     ]).toHaveLength(5);
-    const other = await d.page(next.replace("period=month", "period=week"), later);
+    const other = await d.page(next.replace("period=month", "period=day"), later);
     expect(other.status).toBe(400);
     expect(await other.text()).toContain("another query");
   });
@@ -981,6 +981,40 @@ describe("a link to a period that runs to today, followed after it ended", () =>
     const ahead = await d.page("/dashboard?period=month&start=2027-01-01", later);
     expect(ahead.status).toBe(400);
     expect(await ahead.text()).toContain("start: 2027-01-01 is after today");
+  });
+});
+
+// `period=week&start=1970-01-01` (a Thursday) showed a week from 1969-12-29, before the epoch
+// every date field refuses; a mid-month `start` was moved to the 1st without a word.
+describe("a link's start that is not the first day of its period", () => {
+  it("is a 400 page naming start; a Monday or a 1st is shown", async () => {
+    const d = await dashboard();
+    const { cookie } = await d.signIn(d.tokens.read);
+    for (const [query, says] of [
+      ["period=week&start=1970-01-01", "start: 1970-01-01 is not the first day of a week:"],
+      [
+        "period=week&start=2026-11-04",
+        "start: 2026-11-04 is not the first day of a week (that week starts 2026-11-02)",
+      ],
+      [
+        "period=month&start=2026-10-15",
+        "start: 2026-10-15 is not the first day of a month (that month starts 2026-10-01)",
+      ],
+    ] as const) {
+      const res = await d.page(`/dashboard?${query}`, cookie);
+      expect(res.status, query).toBe(400);
+      expect(await res.text(), query).toContain(says);
+    }
+    for (const query of [
+      "period=week&start=1970-01-05",
+      "period=week&start=2026-11-02",
+      "period=month&start=2026-10-01",
+      "period=day&start=2026-11-04",
+    ]) {
+      expect((await d.page(`/dashboard?${query}`, cookie)).status, query).toBe(200);
+    }
+    const week = await (await d.page("/dashboard?period=week&start=2026-11-02", cookie)).text();
+    expect(week).toContain("2026-11-08 24:00 UTC");
   });
 });
 

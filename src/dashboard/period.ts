@@ -104,6 +104,19 @@ function dayOfField(field: string, text: string | undefined): number {
 }
 
 /**
+ * A `start` that is not the first day of its period: the dashboard's links name a week by its
+ * Monday and a month by its 1st. Moved to its period's first day, `week&start=1970-01-01` (a
+ * Thursday) showed a week from 1969-12-29, before the epoch that every date refuses.
+ */
+function notFirstDay(kind: RunningKind, start: string, first: number): PeriodError {
+  const its = first >= 0 ? ` (that ${kind} starts ${dayOf(first)})` : "";
+  return new PeriodError(
+    "start",
+    `start: ${start} is not the first day of a ${kind}${its}: a week starts on a Monday, a month on the 1st; check the link`,
+  );
+}
+
+/**
  * Today's day, week or month; or, when `start` names an earlier one (a link made before it
  * ended), that one whole.
  */
@@ -123,6 +136,7 @@ function runningPeriod(
     );
   }
   const named = spanOf(kind, startDay);
+  if (named.first !== startDay) throw notFirstDay(kind, start, named.first);
   if (named.first === now.first) return ofDays(kind, now.first, today + 1, timeZone);
   return ofDays(kind, named.first, named.after, timeZone, true);
 }
