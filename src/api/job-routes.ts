@@ -12,9 +12,10 @@ import {
   orderParam,
   periodRefinement,
   queryObject,
+  timeZoneParam,
   verdictSchema,
 } from "./openapi-schemas.js";
-import { answersOnly } from "./report-query.js";
+import { answersOnly, zonedPeriod } from "./report-query.js";
 import { createRouter } from "./router.js";
 
 const text = (name: string, description: string) =>
@@ -45,6 +46,7 @@ const jobsQuery = queryObject({
     }),
   from: instantParam("from", "Jobs created at or after this instant.").optional(),
   to: instantParam("to", "Jobs created before this instant.").optional(),
+  timeZone: timeZoneParam,
   limit: limitParam,
   cursor: cursorParam,
   order: orderParam,
@@ -83,8 +85,7 @@ export function jobRoutes(deps: { store: Store }) {
         worker: q.worker,
         model: q.model,
         keyFingerprint: q.key,
-        from: q.from,
-        to: q.to,
+        ...zonedPeriod(c, q),
       },
       { limit: q.limit, cursor: q.cursor, order: q.order },
     );

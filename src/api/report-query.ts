@@ -2,6 +2,7 @@ import { type RouteConfig, z } from "@hono/zod-openapi";
 import type { Context, MiddlewareHandler } from "hono";
 import { accepts } from "hono/accepts";
 import { AppError } from "../errors.js";
+import { mixedZoneBounds, parseInstant } from "../reports/period.js";
 import { instantParam, periodRefinement, queryObject } from "./openapi-schemas.js";
 
 /** A report's period: `from` inclusive and `to` exclusive, both required. */
@@ -9,6 +10,41 @@ export const periodParams = {
   from: instantParam("from", "Start of the period, inclusive."),
   to: instantParam("to", "End of the period, exclusive."),
 };
+
+type Bounds = { from?: number | undefined; to?: number | undefined };
+
+/**
+ * The period of a query naming a time zone: `from` and `to` given as dates are the starts of
+ * those days in that zone (read as UTC days by the schema, which does not see the zone). Both
+ * given, they are both dates or both instants; a bound left out stays out.
+ */
+export function zonedPeriod<Q extends Bounds & { timeZone?: string | undefined }>(
+  c: Context,
+  query: Q,
+): Pick<Q, "from" | "to"> {
+  const zone = query.timeZone;
+  if (zone === undefined) return { from: query.from, to: query.to };
+  const fromText = c.req.query("from");
+  const toText = c.req.query("to");
+  const mixed =
+    fromText !== undefined && toText !== undefined ? mixedZoneBounds(fromText, toText, zone) : null;
+  if (mixed) {
+    throw new AppError("validation_failed", `${mixed.field}: ${mixed.message}`, {
+      field: mixed.field,
+    });
+  }
+  const inZone = (text: string | undefined, utc: number | undefined) =>
+    utc === undefined ? undefined : (parseInstant(text ?? "", zone) ?? utc);
+  const from = inZone(fromText, query.from);
+  const to = inZone(toText, query.to);
+  if (from !== undefined && to !== undefined && to <= from) {
+    throw new AppError("validation_failed", `to: must be after from (in ${zone})`, {
+      field: "to",
+    });
+  }
+  // Each bound is given exactly when the query's is: the types of `Q` hold.
+  return { from, to } as Pick<Q, "from" | "to">;
+}
 
 /** `format=json|csv`; without it, `Accept` decides (see `wantsCsv`). */
 const formatParam = z

@@ -1,10 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import type { Context } from "hono";
 import { isBase58OfLength } from "../chain/base58.js";
 import type { Store } from "../db/client.js";
-import { AppError } from "../errors.js";
 import { failingVerdicts, listDiscrepancies } from "../reports/job-listing.js";
-import { mixedZoneBounds, parseInstant } from "../reports/period.js";
 import {
   groupByValues,
   reconciliationReport,
@@ -34,34 +31,9 @@ import {
   reportQuery,
   wantsCsv,
   withCsvAnswer,
+  zonedPeriod,
 } from "./report-query.js";
 import { createRouter } from "./router.js";
-
-/**
- * The period of a query naming a time zone: `from` and `to` given as dates are the starts of
- * those days in that zone (read as UTC days by the schema, which does not see the zone).
- */
-function zonedPeriod(
-  c: Context,
-  query: { from: number; to: number; timeZone?: string | undefined },
-): { from: number; to: number } {
-  if (query.timeZone === undefined) return query;
-  const mixed = mixedZoneBounds(c.req.query("from") ?? "", c.req.query("to") ?? "", query.timeZone);
-  if (mixed) {
-    throw new AppError("validation_failed", `${mixed.field}: ${mixed.message}`, {
-      field: mixed.field,
-    });
-  }
-  const inZone = (field: "from" | "to") => parseInstant(c.req.query(field) ?? "", query.timeZone);
-  const from = inZone("from") ?? query.from;
-  const to = inZone("to") ?? query.to;
-  if (to <= from) {
-    throw new AppError("validation_failed", `to: must be after from (in ${query.timeZone})`, {
-      field: "to",
-    });
-  }
-  return { from, to };
-}
 
 export interface ReportRoutesDeps {
   store: Store;
