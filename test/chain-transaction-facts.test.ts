@@ -592,6 +592,28 @@ describe("transaction facts of token instructions that move money", () => {
     expect(parseTransaction(parsed).tokenInstructions[0]?.authority).toBe(authority);
   });
 
+  it.each([
+    "escrow-lock-legacy.json.json",
+    "escrow-lock-legacy.jsonParsed.json",
+    "escrow-lock-legacy.base64.json",
+  ])("keeps the mint a transfer moves (%s)", (file) => {
+    const f = facts(file);
+    expect(f.tokenInstructions[0]?.mint).toBe(USDC_MINT);
+    expect(factsFromJson(JSON.stringify(factsToJson(f))).tokenInstructions).toEqual(
+      f.tokenInstructions,
+    );
+  });
+
+  it("keeps the mint by its place, not by an account named after it", () => {
+    // The compiled lock's accounts [vault, mint, escrow, authority] with the token program in
+    // the mint's place and the credit mint named after them, where the program reads none.
+    const compiled = loadResult("escrow-lock-legacy.json.json");
+    compiled.transaction.message.instructions[1].accounts = [2, 5, 1, 0, 3];
+    const ix = parseTransaction(compiled).tokenInstructions[0];
+    expect(ix?.accounts).toContain(USDC_MINT);
+    expect(ix?.mint).toBe(TOKEN_PROGRAM);
+  });
+
   it("keeps them for a Token-2022 transfer", () => {
     expect(movements(facts("token2022-transfer.json.json"))).toEqual([
       expect.objectContaining({

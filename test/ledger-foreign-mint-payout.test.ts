@@ -3,6 +3,7 @@ import { localKeyNames, localSigner } from "../src/localnet/keys.js";
 import { chainSecondAfter } from "./support/finality.js";
 import { nightlyOnChain, vaultReader, vaultStatementSince } from "./support/ledger-periods.js";
 import { type Scenario, useAdversaryHarness } from "./support/operator.js";
+import { storeKeptWithoutMints } from "./support/rewriting-node.js";
 import { emptiedVaultToReopen, topUpPaidOutAndReopened } from "./support/vault-reopening.js";
 
 const h = useAdversaryHarness();
@@ -226,5 +227,37 @@ describe("a plain top-up paid out, another account opened in the vault's later m
       { extraSigners: [user, reopen.signer] },
     ).signature;
     await expectTopUpPaidOut(c, vault, from, tx, thief);
+  });
+});
+
+describe("a fake-mint payout out of a credit vault reopened in that mint, naming the credit mint", () => {
+  it("counts no fake-mint transfer as credits for naming the credit mint past its accounts", async () => {
+    const c = await h.scenario();
+    const reopening = emptiedVaultToReopen(h, 1, 3);
+    const { vault, fake } = reopening;
+    const fakeSink = h.op.createTokenAccount(h.op.attacker.address, fake);
+    const from = await nextSecond();
+    const topUp = topUpPaidOutAndReopened(h, reopening, 5_000_000n);
+    // TransferChecked of fake tokens out of the vault (the mint each names at its place is the
+    // fake one), the credit mint named after their accounts, where the program reads none.
+    const fakePayout = (amount: bigint) => {
+      const paid = h.op.transfer(vault, fakeSink, amount, { mint: fake });
+      const credit = { address: h.op.accounts.mint, signer: false, writable: false };
+      return h.op.send([{ ...paid, accounts: [...paid.accounts, credit] }]).signature;
+    };
+    const payout = fakePayout(2_000_000n);
+    expect(h.op.deltas(payout).get(vault)).toEqual({ mint: fake, delta: -2_000_000n });
+    // The second as a version that kept no instruction's mint stored it, before the ledger reads.
+    const storedBefore = fakePayout(1_000_000n);
+    await h.finalized();
+    await storeKeptWithoutMints(c.store, h.rpc, storedBefore);
+
+    const s = await statementOf(c, vault, from);
+    // Only the top-up's credits moved: 1,000,000 in and out. No credit left by the fake payouts.
+    expect(s.unexplained).toEqual([
+      expect.objectContaining({ signature: topUp, amountUnits: -1_000_000n }),
+    ]);
+    expect(s.unexplainedOutUnits).toBe(1_000_000n);
+    expect(s.depositsUnits).toBe(1_000_000n);
   });
 });

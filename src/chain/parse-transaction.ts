@@ -257,23 +257,24 @@ const optionalInitialized = (kind: string, account: unknown) =>
 
 /**
  * Token instructions that move money, by jsonParsed name: where the account money leaves
- * (`from`) or enters (`to`) and the account that signs for the source (`signer`: its owner, a
- * delegate, or a multisig) sit among the instruction's accounts in order, and where the
- * amount (u64, little-endian) starts in the instruction's data. A succeeded transaction's
- * balances show only each account's net change: money a transaction takes out of an account
- * and puts back in (or more) shows as a smaller change, or none, and only these tell.
+ * (`from`) or enters (`to`), the account that signs for the source (`signer`: its owner, a
+ * delegate, or a multisig) and the mint (`mint`; a plain Transfer names none) sit among the
+ * instruction's accounts in order, and where the amount (u64, little-endian) starts in the
+ * instruction's data. A succeeded transaction's balances show only each account's net change:
+ * money a transaction takes out of an account and puts back in (or more) shows as a smaller
+ * change, or none, and only these tell.
  */
 const MOVEMENT_LAYOUT: ReadonlyMap<
   string,
-  { from?: number; to?: number; signer?: number; amountAt: number }
+  { from?: number; to?: number; signer?: number; mint?: number; amountAt: number }
 > = new Map([
   ["transfer", { from: 0, to: 1, signer: 2, amountAt: 1 }],
-  ["transferChecked", { from: 0, to: 2, signer: 3, amountAt: 1 }],
-  ["transferCheckedWithFee", { from: 0, to: 2, signer: 3, amountAt: 2 }],
-  ["burn", { from: 0, signer: 2, amountAt: 1 }],
-  ["burnChecked", { from: 0, signer: 2, amountAt: 1 }],
-  ["mintTo", { to: 1, amountAt: 1 }],
-  ["mintToChecked", { to: 1, amountAt: 1 }],
+  ["transferChecked", { from: 0, to: 2, signer: 3, mint: 1, amountAt: 1 }],
+  ["transferCheckedWithFee", { from: 0, to: 2, signer: 3, mint: 1, amountAt: 2 }],
+  ["burn", { from: 0, signer: 2, mint: 1, amountAt: 1 }],
+  ["burnChecked", { from: 0, signer: 2, mint: 1, amountAt: 1 }],
+  ["mintTo", { to: 1, mint: 0, amountAt: 1 }],
+  ["mintToChecked", { to: 1, mint: 0, amountAt: 1 }],
 ]);
 
 /** Token-2022's TransferFeeExtension sub-instruction TransferCheckedWithFee. */
@@ -289,8 +290,8 @@ function u64At(data: Uint8Array, at: number): bigint | null {
 }
 
 /**
- * The source, destination, signing authority and amount of a compiled instruction that moves
- * money, else {}.
+ * The source, destination, signing authority, mint and amount of a compiled instruction that
+ * moves money, else {}.
  */
 function compiledMovement(data: Uint8Array, accounts: string[]) {
   let name = tokenKind(data);
@@ -303,6 +304,7 @@ function compiledMovement(data: Uint8Array, accounts: string[]) {
   const source = layout.from === undefined ? undefined : accounts[layout.from];
   const destination = layout.to === undefined ? undefined : accounts[layout.to];
   const authority = layout.signer === undefined ? undefined : accounts[layout.signer];
+  const mint = layout.mint === undefined ? undefined : accounts[layout.mint];
   // Short data or missing accounts: the program refuses it, and it moves nothing.
   if (amount === null || (layout.from !== undefined && source === undefined)) return {};
   if (layout.to !== undefined && destination === undefined) return {};
@@ -310,6 +312,7 @@ function compiledMovement(data: Uint8Array, accounts: string[]) {
     ...(source === undefined ? {} : { source }),
     ...(destination === undefined ? {} : { destination }),
     ...(authority === undefined ? {} : { authority }),
+    ...(mint === undefined ? {} : { mint }),
     amount,
   };
 }
@@ -323,6 +326,7 @@ function parsedMovement(kind: string, info: Json) {
   const destination = layout.to === undefined ? undefined : key(info.destination ?? info.account);
   const authority =
     layout.signer === undefined ? undefined : key(info.authority ?? info.multisigAuthority);
+  const mint = layout.mint === undefined ? undefined : key(info.mint);
   const tokenAmount = isRecord(info.tokenAmount) ? info.tokenAmount.amount : undefined;
   const text = info.amount ?? tokenAmount;
   if (typeof text !== "string" || !/^\d{1,20}$/.test(text)) return {};
@@ -332,6 +336,7 @@ function parsedMovement(kind: string, info: Json) {
     ...(source === undefined ? {} : { source }),
     ...(destination === undefined ? {} : { destination }),
     ...(authority === undefined ? {} : { authority }),
+    ...(mint === undefined ? {} : { mint }),
     amount: BigInt(text),
   };
 }

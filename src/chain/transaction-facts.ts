@@ -63,6 +63,14 @@ export interface TokenInstruction {
    */
   authority?: string;
   /**
+   * The mint a transfer (but the plain Transfer, which names none), burn or mint moves (its
+   * position among the instruction's accounts; `mint` in jsonParsed). The token program reads
+   * no account past those an instruction takes, so any other mint may be named after them:
+   * only this position says whose tokens moved. Absent for other kinds, and in facts stored
+   * before it was kept.
+   */
+  mint?: string;
+  /**
    * Base units a transfer, burn or mint moves (for a transfer with a fee, what leaves the
    * source). Absent for other kinds, and in facts stored before it was kept.
    */

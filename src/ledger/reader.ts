@@ -438,7 +438,7 @@ export function depositInOf(
   for (const ix of ownMoney ? [] : facts.tokenInstructions) {
     const to = ix.destination;
     if (to === undefined || to === vault || !escrow(to) || escrow(ix.source)) continue;
-    if (ix.kind !== "transfer" && !ix.accounts.includes(profile.usdcMint)) continue;
+    if (ix.kind !== "transfer" && !namesCreditMint(ix, profile.usdcMint)) continue;
     fromEscrow -= ix.amount ?? 0n;
   }
   let escrowLost = 0n;
@@ -452,8 +452,8 @@ export function depositInOf(
 
 /**
  * Whether a transfer or burn out of the vault moved credits. Every kind but the plain Transfer
- * names its mint among its accounts, and the token program refuses one naming another mint
- * than its source's. A plain Transfer is another mint's only when the vault holds that mint
+ * names its mint at its place among its accounts (`mint`), and the token program refuses one
+ * naming another mint there than its source's. A plain Transfer is another mint's only when the vault holds that mint
  * then and its balances show it moving that mint in the transaction (a `foreign_mint_movement`
  * of its own); otherwise it is credits, whatever other accounts hold: an account can be closed
  * and opened again in another mint within the transaction, and a payout of credits must never
@@ -465,8 +465,19 @@ function creditMovement(
   otherMints: ReadonlySet<string>,
   creditMint: string,
 ): boolean {
-  if (ix.kind !== "transfer") return ix.accounts.includes(creditMint);
+  if (ix.kind !== "transfer") return namesCreditMint(ix, creditMint);
   return vaultMint === null || !otherMints.has(vaultMint);
+}
+
+/**
+ * Whether a transfer, burn or mint naming its mint moves the credit mint: the mint at its place
+ * among the instruction's accounts. The program reads none past them, so a fake mint's
+ * TransferChecked out of the vault with the credit mint named after its accounts moved no
+ * credits, yet read as a payout of them. Facts kept without the mint and without the raw answer
+ * they came from (see `storedFacts`) tell only whether it is named at all.
+ */
+function namesCreditMint(ix: TokenInstruction, creditMint: string): boolean {
+  return ix.mint === undefined ? ix.accounts.includes(creditMint) : ix.mint === creditMint;
 }
 
 /**
@@ -973,9 +984,10 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     try {
       const facts = factsFromJson(JSON.parse(row.facts));
       // Facts stored before the accounts a transaction created, the owners after it, an
-      // Approve's source, or what a transfer or burn moved were kept: the raw answer tells,
-      // and whether the vault's oldest line is its creation, whose the vault is after it,
-      // whether it was given a delegate, or paid out money its money in hid, rests on it.
+      // Approve's source, or what a transfer or burn moved and in which mint were kept: the raw
+      // answer tells, and whether the vault's oldest line is its creation, whose the vault is
+      // after it, whether it was given a delegate, or paid out money its money in hid, rests
+      // on it.
       if (wholeFacts(facts) || row.raw === null) return facts;
     } catch (error) {
       if (row.raw === null) throw error;
@@ -1020,7 +1032,8 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
         (ix) =>
           (!APPROVE_KINDS.has(ix.kind) || ix.source !== undefined) &&
           (!INITIALIZE_ACCOUNT_KINDS.has(ix.kind) || ix.initialized !== undefined) &&
-          (!MOVEMENT_KINDS.has(ix.kind) || ix.amount !== undefined),
+          (!MOVEMENT_KINDS.has(ix.kind) || ix.amount !== undefined) &&
+          (ix.kind === "transfer" || ix.amount === undefined || ix.mint !== undefined),
       )
     );
   }

@@ -82,3 +82,23 @@ export async function storeServedWithoutTokenBalances(
     Date.now(),
   );
 }
+
+/**
+ * Stores `signature`'s transaction as a version that kept no instruction's mint stored it: the
+ * answer as its raw evidence, and its facts without each instruction's `mint`.
+ */
+export async function storeKeptWithoutMints(
+  store: Store,
+  rpc: RpcPool,
+  signature: string,
+): Promise<void> {
+  const served = (await rpc.getTransaction(signature))!;
+  const tokenInstructions = served.facts.tokenInstructions.map(({ mint: _, ...ix }) => ix);
+  const signatures = createSignatureStore(store);
+  await signatures.track([signature], Date.now());
+  await signatures.recordFetched(
+    signature,
+    { facts: { ...served.facts, tokenInstructions }, raw: parseJsonLossless(served.raw) },
+    Date.now(),
+  );
+}
