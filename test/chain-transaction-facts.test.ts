@@ -614,6 +614,16 @@ describe("transaction facts of token instructions that move money", () => {
     expect(ix?.mint).toBe(TOKEN_PROGRAM);
   });
 
+  it("leave a gain judged that only another mint's transfer naming the credit mint would show", () => {
+    // The escrow vault gains 160,000 credits; the one transfer into it moves the mint at its
+    // place (here the token program's key, standing for a fake mint), the credit mint named
+    // after its accounts. It brings in no credits: the gain is one no instruction shows.
+    const result = loadResult("escrow-lock-legacy.json.json");
+    result.transaction.message.instructions[1].accounts = [2, 5, 1, 0, 3];
+    const profile = { usdcMint: USDC_MINT, tokenPrograms: [TOKEN_PROGRAM, TOKEN_2022_PROGRAM] };
+    expect(unshownCreditOf(addr.escrowVault, parseTransaction(result), profile)).toBe(160_000n);
+  });
+
   it("keeps them for a Token-2022 transfer", () => {
     expect(movements(facts("token2022-transfer.json.json"))).toEqual([
       expect.objectContaining({
