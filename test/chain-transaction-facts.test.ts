@@ -8,7 +8,7 @@ import { objectMemberTexts, parseJsonLossless } from "../src/chain/json-text.js"
 import { parseTransaction } from "../src/chain/parse-transaction.js";
 import type { TransactionFacts } from "../src/chain/transaction-facts.js";
 import { AppError } from "../src/errors.js";
-import { unshownCreditOf } from "../src/ledger/reader.js";
+import { depositInOf, unshownCreditOf } from "../src/ledger/reader.js";
 import {
   addr,
   COMPUTE_BUDGET_PROGRAM,
@@ -622,6 +622,55 @@ describe("transaction facts of token instructions that move money", () => {
     result.transaction.message.instructions[1].accounts = [2, 5, 1, 0, 3];
     const profile = { usdcMint: USDC_MINT, tokenPrograms: [TOKEN_PROGRAM, TOKEN_2022_PROGRAM] };
     expect(unshownCreditOf(addr.escrowVault, parseTransaction(result), profile)).toBe(160_000n);
+  });
+
+  it("leave a refund whole when another mint's transfer into escrow names the credit mint", () => {
+    // A refund of 500,000 out of escrow (an account of the escrow authority) into the vault,
+    // beside a customer's payment to another and 70,000 of a fake mint sent into another account
+    // of the escrow authority, the credit mint named after that transfer's accounts.
+    const change = (account: string, owner: string, mint: string, delta: bigint) => ({
+      account,
+      owner,
+      mint,
+      programId: TOKEN_PROGRAM,
+      decimals: 6,
+      pre: delta < 0n ? -delta : 0n,
+      post: delta < 0n ? 0n : delta,
+      delta,
+    });
+    const transfer = (source: string, destination: string, mint: string, amount: bigint) => ({
+      programId: TOKEN_PROGRAM,
+      kind: "transferChecked",
+      accounts: [source, destination, mint, USDC_MINT, addr.escrowAuthority].sort(),
+      source,
+      destination,
+      authority: addr.escrowAuthority,
+      mint,
+      amount,
+    });
+    const refund = {
+      ...facts("escrow-lock-legacy.json.json"),
+      tokenChanges: [
+        change(addr.escrowVault, addr.escrowAuthority, USDC_MINT, -500_000n),
+        change(addr.creditVault, addr.escrowAuthority, USDC_MINT, 500_000n),
+        change(addr.whaleToken, addr.whale, USDC_MINT, -30_000n),
+        change(addr.otherToken, addr.other, USDC_MINT, 30_000n),
+        change(addr.workerToken, addr.worker, PYUSD_MINT, -70_000n),
+        change(addr.treasuryToken, addr.escrowAuthority, PYUSD_MINT, 70_000n),
+      ],
+      tokenInstructions: [
+        transfer(addr.escrowVault, addr.creditVault, USDC_MINT, 500_000n),
+        transfer(addr.whaleToken, addr.otherToken, USDC_MINT, 30_000n),
+        transfer(addr.workerToken, addr.treasuryToken, PYUSD_MINT, 70_000n),
+      ],
+    };
+    const profile = {
+      usdcMint: USDC_MINT,
+      tokenPrograms: [TOKEN_PROGRAM],
+      escrowVault: null,
+      escrowAuthority: addr.escrowAuthority,
+    };
+    expect(depositInOf(addr.creditVault, 500_000n, refund, profile)).toBeNull();
   });
 
   it("keeps them for a Token-2022 transfer", () => {
