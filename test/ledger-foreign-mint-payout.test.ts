@@ -261,3 +261,35 @@ describe("a fake-mint payout out of a credit vault reopened in that mint, naming
     expect(s.depositsUnits).toBe(1_000_000n);
   });
 });
+
+describe("a credit vault opened again in a fake mint by an InitializeAccount naming the credit mint", () => {
+  it("counts the fake tokens paid out after it as no credits", async () => {
+    const c = await h.scenario();
+    const vault = h.op.victimVault(1_000_000n);
+    const thief = h.op.attackerAccount(0n);
+    const fake = h.op.createFakeMint();
+    const fakeSink = h.op.createTokenAccount(h.op.attacker.address, fake);
+    const from = await nextSecond();
+    // Every credit out, the vault reopened in the fake mint by an InitializeAccount3 whose mint
+    // at its place is the fake one, the credit mint named after its accounts (read by none),
+    // 7,000,000 of the fake mint minted there and 3,000,000 paid out, plain.
+    const [close, create, initialize] = h.op.reopenIxs(vault, fake);
+    const credit = { address: h.op.accounts.mint, signer: false, writable: false };
+    const tx = h.op.send([
+      h.op.plainTransfer(vault, thief, 1_000_000n),
+      close!,
+      create!,
+      { ...initialize!, accounts: [...initialize!.accounts, credit] },
+      h.op.mintTo(fake, vault, 7_000_000n, h.op.attacker.address),
+      h.op.plainTransfer(vault, fakeSink, 3_000_000n),
+    ]).signature;
+    expect(h.op.deltas(tx).get(fakeSink)).toEqual({ mint: fake, delta: 3_000_000n });
+
+    const s = await statementOf(c, vault, from);
+    expect(s.unexplained).toEqual([
+      expect.objectContaining({ signature: tx, amountUnits: -1_000_000n }),
+    ]);
+    expect(s.unexplainedOutUnits).toBe(1_000_000n);
+    expect(s.depositsUnits).toBe(0n);
+  });
+});

@@ -249,11 +249,16 @@ export const INITIALIZE_ACCOUNT_KINDS: ReadonlySet<string> = new Set([
   "initializeAccount3",
 ]);
 
-/** The account an InitializeAccount (1, 2 or 3) makes a token account, when it names one. */
-const optionalInitialized = (kind: string, account: unknown) =>
-  INITIALIZE_ACCOUNT_KINDS.has(kind) && typeof account === "string" && isBase58OfLength(account, 32)
-    ? { initialized: account }
-    : {};
+const isKey = (v: unknown): v is string => typeof v === "string" && isBase58OfLength(v, 32);
+
+/**
+ * The account an InitializeAccount (1, 2 or 3) makes a token account, and its mint (the account
+ * after it), when it names them.
+ */
+const optionalInitialized = (kind: string, account: unknown, mint: unknown) => {
+  if (!INITIALIZE_ACCOUNT_KINDS.has(kind) || !isKey(account)) return {};
+  return isKey(mint) ? { initialized: account, mint } : { initialized: account };
+};
 
 /**
  * Token instructions that move money, by jsonParsed name: where the account money leaves
@@ -387,7 +392,7 @@ function stepOf(programId: string, data: Uint8Array, accounts: string[]): Step {
       kind,
       accounts: [...new Set(accounts)].sort(),
       ...optionalSource(kind, accounts[0]),
-      ...optionalInitialized(kind, accounts[0]),
+      ...optionalInitialized(kind, accounts[0], accounts[1]),
       ...compiledMovement(data, accounts),
       ...compiledUnkeptMovement(kind, accounts),
       ...compiledApproved(kind, data),
@@ -478,7 +483,7 @@ function parsedStep(ix: Json, path: string): Step {
           kind,
           accounts: [...new Set(accounts)].sort(),
           ...optionalSource(kind, info.source),
-          ...optionalInitialized(kind, info.account),
+          ...optionalInitialized(kind, info.account, info.mint),
           ...parsedMovement(kind, info),
           ...parsedUnkeptMovement(kind, info),
           ...parsedApproved(kind, info),

@@ -63,8 +63,9 @@ export interface TokenInstruction {
    */
   authority?: string;
   /**
-   * The mint a transfer (but the plain Transfer, which names none), burn or mint moves (its
-   * position among the instruction's accounts; `mint` in jsonParsed). The token program reads
+   * The mint a transfer (but the plain Transfer, which names none), burn or mint moves, or an
+   * InitializeAccount makes its account hold (its position among the instruction's accounts;
+   * `mint` in jsonParsed). The token program reads
    * no account past those an instruction takes, so any other mint may be named after them:
    * only this position says whose tokens moved. Absent for other kinds, and in facts stored
    * before it was kept.

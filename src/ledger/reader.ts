@@ -373,9 +373,11 @@ function vaultCreditMovements(
   const moves: { ix: TokenInstruction; from: boolean }[] = [];
   for (const ix of facts.tokenInstructions) {
     // Only the vault made a token account again (InitializeAccount names the new account's
-    // owner too); facts that do not tell which account it made show no reopening.
+    // owner too); facts that do not tell which account it made show no reopening. Its mint is
+    // the one at its place: the program reads no account named after its accounts.
     if (INITIALIZE_ACCOUNT_KINDS.has(ix.kind) && ix.initialized === vault) {
-      if (ix.accounts.includes(profile.usdcMint)) vaultMint = profile.usdcMint;
+      if (ix.mint !== undefined) vaultMint = ix.mint;
+      else if (ix.accounts.includes(profile.usdcMint)) vaultMint = profile.usdcMint;
       else vaultMint = ix.accounts.find((a) => otherMints.has(a)) ?? vaultMint;
       continue;
     }
@@ -1031,7 +1033,8 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       facts.tokenInstructions.every(
         (ix) =>
           (!APPROVE_KINDS.has(ix.kind) || ix.source !== undefined) &&
-          (!INITIALIZE_ACCOUNT_KINDS.has(ix.kind) || ix.initialized !== undefined) &&
+          (!INITIALIZE_ACCOUNT_KINDS.has(ix.kind) ||
+            (ix.initialized !== undefined && ix.mint !== undefined)) &&
           (!MOVEMENT_KINDS.has(ix.kind) || ix.amount !== undefined) &&
           (ix.kind === "transfer" || ix.amount === undefined || ix.mint !== undefined),
       )
