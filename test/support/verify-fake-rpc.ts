@@ -46,8 +46,10 @@ export function createFakeChain(options: { finalitySlots?: number; slotsPerPoll?
       calls.getTransaction.set(signature, (calls.getTransaction.get(signature) ?? 0) + 1);
       const tx = txs.get(signature);
       if (!tx || slot - tx.landedAt < finality) return null;
+      // The raw answer here is a stand-in no reader can parse: the facts are whole (owners after
+      // known), as a real answer's are, so they are never read again from it.
       return {
-        facts: { ...tx.facts, slot: tx.landedAt },
+        facts: { ownersAfter: [], ...tx.facts, slot: tx.landedAt },
         raw: JSON.stringify({ slot: tx.landedAt }),
       };
     },
