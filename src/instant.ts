@@ -76,15 +76,20 @@ export function timeZoneOf(name: string): string | null {
   }
 }
 
-/** The most of a refused time zone name its refusal shows: the longest IANA name is 32. */
-const shownZoneLength = 64;
+/** The most of a refused value its refusal shows: the longest IANA name is 32, an instant 35. */
+const shownValueLength = 64;
 
 /**
- * Why `timeZoneOf` refused `name`, with what to give instead. A long name is shown cut, as a
- * cut value ends: 5,000 characters sent were all said back.
+ * A refused value as its refusal shows it: cut to 64 characters, the cut ending in an
+ * ellipsis. 5,000 characters sent were all said back.
  */
+export function shownValue(text: string): string {
+  return cutText(text, shownValueLength, "\u2026") ?? "";
+}
+
+/** Why `timeZoneOf` refused `name`, with what to give instead; a long name is shown cut. */
 export function timeZoneRefusal(name: string): string {
-  const shown = cutText(name, shownZoneLength, "\u2026") ?? "";
+  const shown = shownValue(name);
   return `no time zone named ${JSON.stringify(shown)}: give an IANA name such as Europe/London or America/New_York`;
 }
 

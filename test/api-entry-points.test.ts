@@ -1,4 +1,5 @@
 import { beforeAll, describe, expect, it } from "vitest";
+import { windowFromFlags } from "../src/reports/period.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { createTestApi } from "./support/audit-api-app.js";
 import { insertJob } from "./support/job-rows.js";
@@ -396,6 +397,61 @@ describe("the jobs listing's dates in a time zone", () => {
       const { error } = (await listed.json()) as { error: { field: string; message: string } };
       const expected = (await reported.json()) as { error: { message: string } };
       expect(error, query).toMatchObject({ field, message: expected.error.message });
+    }
+  });
+});
+
+// A refused `from` or `to` was said back whole: `GET /jobs?from=` and 5,000 digits answered a
+// message of 5,096 characters, and so did the CLI's `--from`, `--to` and `--since`.
+describe("a refused instant of 5,000 characters", () => {
+  const long = "1".repeat(5000);
+  const refused = [
+    [`${long}`, /^from: 1+… has 5000 digits: an epoch integer is seconds/],
+    [
+      `2026-11-01T${long}%200100`,
+      /^from: the offset's \+ arrived as a space .* e\.g\. 2026-11-01T1+…%2B0100$/,
+    ],
+    [`x${long}`, /^from: not a date \(YYYY-MM-DD\)/],
+  ] as const;
+
+  it("is a 400 naming the field that shows the value cut, on every route taking from", async () => {
+    const api = await createTestApi();
+    const worker = "11111111111111111111111111111111";
+    for (const path of [
+      "/jobs?",
+      "/reports/discrepancies?",
+      "/reports/reconciliation?to=2026-12-01&",
+      `/reports/workers/${worker}?to=2026-12-01&`,
+    ]) {
+      for (const [value, message] of refused) {
+        const res = await api.get(`${path}from=${value}`);
+        expect(res.status, path).toBe(400);
+        const { error } = (await res.json()) as { error: { field: string; message: string } };
+        expect(error.field, path).toBe("from");
+        expect(error.message, path).toMatch(message);
+        expect(error.message.length, path).toBeLessThan(300);
+      }
+    }
+  });
+
+  it("is refused naming the flag, the value cut, by the CLI's --from, --to and --since", () => {
+    const now = Date.parse("2026-12-01T00:00:00Z");
+    for (const [flags, shown] of [
+      [{ from: long }, /^--from: 1+… has 5000 digits/],
+      [{ from: `x${long}` }, /^--from: not a date or ISO 8601 date-time: x1+…$/],
+      [{ from: "2026-11-01", to: `x${long}` }, /^--to: not a date or ISO 8601 date-time: x1+…$/],
+      [{ since: `x${long}` }, /^--since: not a duration like 24h, 90m or 7d: x1+…$/],
+      [{ since: `0${"0".repeat(5000)}h` }, /^--since: must be more than 0 \(at least 1ms\): 0+…$/],
+      [{ since: `${"9".repeat(5000)}d` }, /^--since: reaches back before 1970: 9+…$/],
+    ] as const) {
+      let message = "";
+      try {
+        windowFromFlags(flags, now);
+      } catch (error) {
+        message = (error as Error).message;
+      }
+      expect(message).toMatch(shown);
+      expect(message.length).toBeLessThan(300);
     }
   });
 });

@@ -3,7 +3,7 @@ import type { MiddlewareHandler } from "hono";
 import { reportFigures } from "../db/rollups.js";
 import { checkOutcomes, receiptSources, verdicts } from "../db/schema.js";
 import { AppError, errorCodes } from "../errors.js";
-import { timeZoneOf, timeZoneRefusal } from "../instant.js";
+import { shownValue, timeZoneOf, timeZoneRefusal } from "../instant.js";
 import { basicFormatDate, instantProblem, parseInstant } from "../reports/period.js";
 import { type FiguresJson, groupByValues } from "../reports/reconciliation.js";
 
@@ -136,6 +136,12 @@ export const timeZoneParam = z
     example: "Europe/London",
   });
 
+/** A date-time whose offset's + arrived as a space, as it should be sent (a long one cut). */
+function plusRestored(value: string): string {
+  const space = value.lastIndexOf(" ");
+  return `${shownValue(value.slice(0, space))}%2B${value.slice(space + 1)}`;
+}
+
 /** A query parameter holding an instant, parsed to epoch milliseconds. */
 export const instantParam = (name: string, description: string) =>
   z
@@ -158,7 +164,7 @@ export const instantParam = (name: string, description: string) =>
               : date !== null
                 ? `a date without its dashes: write it ${date} (eight digits are not read as epoch seconds)`
                 : plusLost
-                  ? `the offset's + arrived as a space (a query string reads + so): send it as %2B, e.g. ${value.replace(/ (\d{2}:?\d{2})$/, "%2B$1")}`
+                  ? `the offset's + arrived as a space (a query string reads + so): send it as %2B, e.g. ${plusRestored(value)}`
                   : "not a date (YYYY-MM-DD), an ISO 8601 date-time or an epoch integer",
         });
         return z.NEVER;

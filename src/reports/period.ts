@@ -7,6 +7,7 @@ import { AppError } from "../errors.js";
 import {
   finerThanMillisecond,
   parseZonedDateTime,
+  shownValue,
   utcDay,
   zoneDateOf,
   zoneDayStart,
@@ -54,15 +55,16 @@ function calendarInstant(text: string, timeZone?: string): number | null {
  */
 export function instantProblem(text: string): string | null {
   const value = text.trim();
+  const shown = shownValue(value);
   const ms = calendarInstant(value);
   if (ms !== null && ms < 0) {
-    return `${value} is before 1970-01-01, the epoch: no receipt or chain record is older (write 1970-01-01 for "from the start")`;
+    return `${shown} is before 1970-01-01, the epoch: no receipt or chain record is older (write 1970-01-01 for "from the start")`;
   }
   if (finerThanMillisecond(value) && parseZonedDateTime(value) !== null) {
-    return `${value} is finer than a millisecond: jobs are dated to the millisecond, so give at most 3 decimals of a second`;
+    return `${shown} is finer than a millisecond: jobs are dated to the millisecond, so give at most 3 decimals of a second`;
   }
   if (/^\d{14,}$/.test(value)) {
-    return `${value} has ${value.length} digits: an epoch integer is seconds (up to 10 digits) or milliseconds (11 to 13)`;
+    return `${shown} has ${value.length} digits: an epoch integer is seconds (up to 10 digits) or milliseconds (11 to 13)`;
   }
   const shaped = /^(\d{4})-(\d{2})-(\d{2})(T|$)/i.exec(value);
   if (shaped && utcDay(Number(shaped[1]), Number(shaped[2]), Number(shaped[3])) === null) {
@@ -90,9 +92,9 @@ export function basicFormatDate(text: string): string | null {
 export function instantRefusal(text: string): string {
   const date = basicFormatDate(text);
   if (date !== null) {
-    return `${text} is a date without its dashes: write it ${date} (eight digits are not read as epoch seconds)`;
+    return `${text.trim()} is a date without its dashes: write it ${date} (eight digits are not read as epoch seconds)`;
   }
-  return instantProblem(text) ?? `not a date or ISO 8601 date-time: ${text}`;
+  return instantProblem(text) ?? `not a date or ISO 8601 date-time: ${shownValue(text)}`;
 }
 
 const isDate = (text: string) => /^\d{4}-\d{2}-\d{2}$/.test(text.trim());
@@ -157,8 +159,8 @@ export function parseDuration(text: string): number | null {
  */
 export function durationRefusal(text: string, example: string): string {
   return /^\d+(?:\.\d+)?(ms|s|m|h|d)$/.test(text.trim())
-    ? `must be more than 0 (at least 1ms): ${text}`
-    : `not a duration like ${example}: ${text}`;
+    ? `must be more than 0 (at least 1ms): ${shownValue(text)}`
+    : `not a duration like ${example}: ${shownValue(text)}`;
 }
 
 /** Flags of the commands that take a window (`verify`, `report reconciliation`). */
@@ -225,7 +227,7 @@ export function windowFromFlags(
         `${durationRefusal(flags.since, "24h, 90m or 7d")}${flags.since === "yesterday" ? " (the previous UTC day is --window yesterday)" : ""}`,
       );
     }
-    if (ms > now) throw bad("since", `reaches back before 1970: ${flags.since}`);
+    if (ms > now) throw bad("since", `reaches back before 1970: ${shownValue(flags.since)}`);
     return { from: now - ms, to: now };
   }
   if (flags.from === undefined) {
