@@ -51,6 +51,7 @@ const reconciliationQuery = reportQuery({
 const discrepancyQuery = queryObject({
   from: instantParam("from", "Jobs created at or after this instant.").optional(),
   to: instantParam("to", "Jobs created before this instant.").optional(),
+  timeZone: timeZoneParam,
   verdict: z
     .enum(failingVerdicts)
     .optional()
@@ -188,7 +189,7 @@ export function reportRoutes(deps: ReportRoutesDeps) {
       const q = c.req.valid("query");
       const page = await listDiscrepancies(
         deps.store,
-        { from: q.from, to: q.to, check: q.check, verdict: q.verdict },
+        { ...zonedPeriod(c, q), check: q.check, verdict: q.verdict },
         { limit: q.limit, cursor: q.cursor, order: q.order },
       );
       return c.json(page, 200);
