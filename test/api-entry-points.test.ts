@@ -368,37 +368,47 @@ describe("an unknown time zone of 5,000 characters", () => {
   });
 });
 
-// `GET /jobs?from=2026-11-01&timeZone=America/New_York` was a 400 (no such parameter): a
-// listing's dates could be read only as UTC days, where the reports read them in the zone.
-describe("the jobs listing's dates in a time zone", () => {
-  it("reads from and to as that zone's days, refusing what the reports refuse", async () => {
-    const api = await createTestApi();
-    // 02:00 UTC on 1 November is the evening of 31 October in New York (UTC-4 then).
-    insertJob(api.store, { jobId: "job_ny_oct31", createdAt: Date.parse("2026-11-01T02:00:00Z") });
-    insertJob(api.store, { jobId: "job_ny_nov1", createdAt: Date.parse("2026-11-01T05:00:00Z") });
-    const ids = async (query: string) => {
-      const res = await api.get(`/jobs?${query}`);
-      expect(res.status, query).toBe(200);
-      return ((await res.json()) as { items: { jobId: string }[] }).items.map((i) => i.jobId);
-    };
-    expect(await ids("from=2026-11-01&to=2026-11-02")).toEqual(["job_ny_nov1", "job_ny_oct31"]);
-    const ny = "timeZone=america/new_york";
-    expect(await ids(`from=2026-11-01&to=2026-11-02&${ny}`)).toEqual(["job_ny_nov1"]);
-    expect(await ids(`from=2026-11-01&${ny}`)).toEqual(["job_ny_nov1"]);
-    expect(await ids(`to=2026-11-01&${ny}`)).toEqual(["job_ny_oct31"]);
-    expect(await ids(ny)).toHaveLength(2);
-    for (const [query, field] of [
-      ["from=2026-11-01&to=2026-11-02&timeZone=Mars/Olympus", "timeZone"],
-      ["from=2026-11-01&to=2026-11-02T00:00:00Z&timeZone=America/New_York", "to"],
-    ] as const) {
-      const listed = await api.get(`/jobs?${query}`);
-      expect(listed.status, query).toBe(400);
-      const reported = await api.get(`/reports/reconciliation?${query}`);
-      const { error } = (await listed.json()) as { error: { field: string; message: string } };
-      const expected = (await reported.json()) as { error: { message: string } };
-      expect(error, query).toMatchObject({ field, message: expected.error.message });
-    }
-  });
+// `GET /jobs?from=2026-11-01&timeZone=America/New_York` was a 400 (no such parameter), and so
+// was `/reports/discrepancies`: a listing's dates could be read only as UTC days, where the
+// reports read them in the zone.
+describe("a listing's dates in a time zone", () => {
+  it.each(["/jobs", "/reports/discrepancies"])(
+    "%s reads from and to as that zone's days, refusing what the reports refuse",
+    async (path) => {
+      const api = await createTestApi();
+      // 02:00 UTC on 1 November is the evening of 31 October in New York (UTC-4 then).
+      for (const [jobId, at] of [
+        ["job_ny_oct31", "2026-11-01T02:00:00Z"],
+        ["job_ny_nov1", "2026-11-01T05:00:00Z"],
+      ] as const) {
+        insertJob(api.store, { jobId, createdAt: Date.parse(at), verdict: "discrepancy" });
+        insertCheck(api.store, jobId, "settlement.split", "fail");
+      }
+      const ids = async (query: string) => {
+        const res = await api.get(`${path}?${query}`);
+        expect(res.status, query).toBe(200);
+        return ((await res.json()) as { items: { jobId: string }[] }).items.map((i) => i.jobId);
+      };
+      expect(await ids("from=2026-11-01&to=2026-11-02")).toEqual(["job_ny_nov1", "job_ny_oct31"]);
+      const ny = "timeZone=america/new_york";
+      expect(await ids(`from=2026-11-01&to=2026-11-02&${ny}`)).toEqual(["job_ny_nov1"]);
+      expect(await ids(`from=2026-11-01&${ny}`)).toEqual(["job_ny_nov1"]);
+      expect(await ids(`to=2026-11-01&${ny}`)).toEqual(["job_ny_oct31"]);
+      expect(await ids(ny)).toHaveLength(2);
+      for (const [query, field] of [
+        ["from=2026-11-01&to=2026-11-02&timeZone=Mars/Olympus", "timeZone"],
+        ["from=2026-11-01&to=2026-11-02T00:00:00Z&timeZone=America/New_York", "to"],
+        ["from=2026-11-02&to=2026-11-01&timeZone=America/New_York", "to"],
+      ] as const) {
+        const listed = await api.get(`${path}?${query}`);
+        expect(listed.status, query).toBe(400);
+        const reported = await api.get(`/reports/reconciliation?${query}`);
+        const { error } = (await listed.json()) as { error: { field: string; message: string } };
+        const expected = (await reported.json()) as { error: { message: string } };
+        expect(error, query).toMatchObject({ field, message: expected.error.message });
+      }
+    },
+  );
 });
 
 // A refused `from` or `to` was said back whole: `GET /jobs?from=` and 5,000 digits answered a
@@ -452,45 +462,6 @@ describe("a refused instant of 5,000 characters", () => {
       }
       expect(message).toMatch(shown);
       expect(message.length).toBeLessThan(300);
-    }
-  });
-});
-
-// `GET /reports/discrepancies?from=2026-11-01&timeZone=America/New_York` was a 400 (no such
-// parameter): its dates could be read only as UTC days, where `/jobs` reads them in the zone.
-describe("the discrepancies listing's dates in a time zone", () => {
-  it("reads from and to as that zone's days, refusing what /jobs refuses", async () => {
-    const api = await createTestApi();
-    // 02:00 UTC on 1 November is the evening of 31 October in New York (UTC-4 then).
-    const oct31 = Date.parse("2026-11-01T02:00:00Z");
-    insertJob(api.store, { jobId: "job_d_oct31", createdAt: oct31, verdict: "discrepancy" });
-    const nov1 = Date.parse("2026-11-01T05:00:00Z");
-    insertJob(api.store, { jobId: "job_d_nov1", createdAt: nov1, verdict: "discrepancy" });
-    for (const jobId of ["job_d_oct31", "job_d_nov1"]) {
-      insertCheck(api.store, jobId, "settlement.split", "fail");
-    }
-    const ids = async (query: string) => {
-      const res = await api.get(`/reports/discrepancies?${query}`);
-      expect(res.status, query).toBe(200);
-      return ((await res.json()) as { items: { jobId: string }[] }).items.map((i) => i.jobId);
-    };
-    expect(await ids("from=2026-11-01&to=2026-11-02")).toEqual(["job_d_nov1", "job_d_oct31"]);
-    const ny = "timeZone=america/new_york";
-    expect(await ids(`from=2026-11-01&to=2026-11-02&${ny}`)).toEqual(["job_d_nov1"]);
-    expect(await ids(`from=2026-11-01&${ny}`)).toEqual(["job_d_nov1"]);
-    expect(await ids(`to=2026-11-01&${ny}`)).toEqual(["job_d_oct31"]);
-    expect(await ids(ny)).toHaveLength(2);
-    for (const [query, field] of [
-      ["from=2026-11-01&to=2026-11-02&timeZone=Mars/Olympus", "timeZone"],
-      ["from=2026-11-01&to=2026-11-02T00:00:00Z&timeZone=America/New_York", "to"],
-      ["from=2026-11-02&to=2026-11-01&timeZone=America/New_York", "to"],
-    ] as const) {
-      const listed = await api.get(`/reports/discrepancies?${query}`);
-      expect(listed.status, query).toBe(400);
-      const jobs = await api.get(`/jobs?${query}`);
-      const { error } = (await listed.json()) as { error: { field: string; message: string } };
-      const expected = (await jobs.json()) as { error: { message: string } };
-      expect(error, query).toMatchObject({ field, message: expected.error.message });
     }
   });
 });
