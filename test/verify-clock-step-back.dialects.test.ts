@@ -1,11 +1,13 @@
 import { describe, expect, it } from "vitest";
 import type { Store } from "../src/db/client.js";
 import { createLogger } from "../src/log.js";
+import { nightlyVerifierOptions } from "../src/nightly/verify-run.js";
 import { createSettlementBackfill } from "../src/recorder/settlement-backfill.js";
 import { createJobQueueStore } from "../src/store/job-queue.js";
 import { createLockStore } from "../src/store/locks.js";
 import { createVerifier } from "../src/verify/engine.js";
 import { localnetProfile } from "../src/verify/profiles.js";
+import type { VerifierOptions } from "../src/verify/verifier-options.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { processingAnswer } from "./support/recorder-fixtures.js";
 import { queueColumns, seedJobs } from "./support/seed-queue.js";
@@ -27,7 +29,12 @@ const clockOf = (store: Store) =>
   store.kind === "postgres" ? createLockStore(store).sharedNow(0) : Promise.resolve(Date.now());
 
 /** A verifier whose clock reads `shift` off this host's runs for `ms`; the statuses it asked. */
-async function verifierRuns(store: Store, shift: number, ms: number) {
+async function verifierRuns(
+  store: Store,
+  shift: number,
+  ms: number,
+  options: Partial<VerifierOptions> = { pollIntervalMs: POLL_MS },
+) {
   const chain = createFakeChain();
   const engine = createVerifier({
     store,
@@ -36,7 +43,7 @@ async function verifierRuns(store: Store, shift: number, ms: number) {
     log: createLogger({ level: "silent" }),
     owner: "verifier",
     now: () => Date.now() + shift,
-    options: { pollIntervalMs: POLL_MS, errorBackoffMs: 20 },
+    options: { errorBackoffMs: 20, ...options },
   });
   await engine.runUntilSettled({}, { timeoutMs: ms });
   return chain.calls.statusSignatures;
@@ -65,6 +72,23 @@ describe.each(dialects)("a clock stepped back on %s", (dialect) => {
     // the verifier's clock is the server's: its host's step moves no due time.
     expect(await verifierRuns(store, HOURS_2, 400)).toBeGreaterThanOrEqual(1);
     expect(await verifierRuns(store, 0, 1_500)).toBeGreaterThanOrEqual(1);
+  }, 30_000);
+
+  it("the nightly verify leaves a job serve holds for the jobs API's answer under a long JOBS_API_WAIT_MS", async () => {
+    const store = await stores.open();
+    const now = await clockOf(store);
+    // serve, waiting 30 minutes for the answer, put the job off until then: the nightly run,
+    // which waits for no answer itself, gave the clean verdict the wait holds back.
+    await seedJobs(store, [
+      { jobId: "held", escrowTx: "sig_held", leaseOwner: null, nextVerifyAt: now + 1_700_000 },
+    ]);
+    const nightly = nightlyVerifierOptions({
+      VERIFY_POLL_MS: POLL_MS,
+      JOBS_API_WAIT_MS: 1_800_000,
+    });
+    expect(await verifierRuns(store, 0, 1_000, nightly)).toBe(0);
+    const [job] = await queueColumns(store);
+    expect(job?.nextVerifyAt).toBe(now + 1_700_000);
   }, 30_000);
 
   it("claims a far look after the jobs due by then, and not one within the verifier's delays", async () => {

@@ -11,6 +11,7 @@ import { createLogger, type Logger } from "../log.js";
 import { createVerifier } from "../verify/engine.js";
 import { profileStatus } from "../verify/profile-status.js";
 import { loadProfile } from "../verify/profiles.js";
+import type { VerifierOptions } from "../verify/verifier-options.js";
 import { hangMarginMs } from "./nightly-run.js";
 import { runVerifyCommand, type VerifyFlags, verifyWindow } from "./verify-command.js";
 
@@ -49,9 +50,7 @@ export async function runVerifyFromCli(
       profile,
       log,
       custody: config.CREDIT_VAULTS,
-      // Jobs another process (serve) is verifying are looked at again every poll, so the
-      // run ends within about one poll interval of its last job becoming final.
-      options: { pollIntervalMs: config.VERIFY_POLL_MS },
+      options: nightlyVerifierOptions(config),
     });
     const reader = createLedgerReader({
       store,
@@ -120,6 +119,19 @@ export async function runVerifyFromCli(
  * to a minute): a wrong URL is said within two minutes, not at the end of a 30 min timeout.
  */
 const MAX_OPEN_WAIT_MS = 120_000;
+
+/**
+ * The nightly run's verifier options. Jobs another process (serve) is verifying are looked at
+ * again every poll, so the run ends within about one poll interval of its last job becoming
+ * final. A job serve put off for the jobs API's answer (up to `JOBS_API_WAIT_MS`) waits for
+ * it: taken for a look written before a clock step, it was given the clean verdict the wait
+ * holds back.
+ */
+export function nightlyVerifierOptions(
+  config: Pick<Config, "VERIFY_POLL_MS" | "JOBS_API_WAIT_MS">,
+): Partial<VerifierOptions> {
+  return { pollIntervalMs: config.VERIFY_POLL_MS, jobsApiHeldElsewhereMs: config.JOBS_API_WAIT_MS };
+}
 
 /**
  * Opens the store (create: false), again while the database cannot be reached (a PostgreSQL

@@ -41,6 +41,12 @@ export interface VerifierOptions {
    */
   proxyJobsApiWaitMs: number;
   /**
+   * How long another verifier of the store (`serve`'s, `JOBS_API_WAIT_MS`) may put a job off
+   * for the jobs API's answer, when this one waits less itself (`verify`): a next look that far
+   * off is that wait, not a clock stepped back, and is left to its time. Default 0.
+   */
+  jobsApiHeldElsewhereMs: number;
+  /**
    * getTransaction answers of "not found" (from every endpoint of the pool) for a signature
    * whose status is finalized before it counts as pruned from the node (verdict
    * `unverifiable`), once they also span `fetchMissSpanMs`. Default 5.
@@ -65,6 +71,7 @@ export const defaultVerifierOptions: VerifierOptions = {
   backfillWaitMs: 5000,
   jobsApiWaitMs: 0,
   proxyJobsApiWaitMs: 0,
+  jobsApiHeldElsewhereMs: 0,
   maxFetchMisses: 5,
   fetchMissSpanMs: 300_000,
 };
@@ -88,6 +95,7 @@ export function longestLookMs(options: VerifierOptions): number {
     options.backfillWaitMs,
     options.jobsApiWaitMs,
     options.proxyJobsApiWaitMs,
+    options.jobsApiHeldElsewhereMs,
   );
   return Math.ceil(longest * 1.25) + options.pollIntervalMs;
 }
