@@ -784,7 +784,12 @@ describe("a statement taken before a lock of its period is due", () => {
     expect(csv.find((l) => l.startsWith("lock_not_due,"))).toMatch(
       new RegExp(`^lock_not_due,${vault},.*,${truth.escrowTx},.*,${truth.lockUnits},${jobId},`),
     );
-    const period = { firstDay: "", lastDay: "", query: "", timeZone: "UTC" } as unknown as DashboardPeriod;
+    const period = {
+      firstDay: "",
+      lastDay: "",
+      query: "",
+      timeZone: "UTC",
+    } as unknown as DashboardPeriod;
     const page = String(statementBody(period, early));
     expect(page).toContain("not due yet");
     expect(page).not.toContain("No finding in this period.");
