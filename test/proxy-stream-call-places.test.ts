@@ -117,7 +117,7 @@ describe("a stream's choices and calls, placed as its client places them", () =>
   it("counts no choice or call at an index that is no place in an array", async () => {
     const hi = { index: 0, delta: { role: "assistant", content: "Hi." } };
     const choiceBeside = [chunk([hi, { index: 0.5, delta: { content: filler } }])];
-    const callBeside = (index: number) => [
+    const callBeside = (index: number | string) => [
       calls(
         { index: 0, id: "a", type: "function", function: { name: "get_weather", arguments: "{}" } },
         { index, id: "b", type: "function", function: { name: "get_weather", arguments: filler } },
@@ -128,11 +128,16 @@ describe("a stream's choices and calls, placed as its client places them", () =>
         { chunks: choiceBeside, completion: 3000, tools: false },
         { chunks: callBeside(0.5), completion: 3000 },
         { chunks: callBeside(-1), completion: 3000 },
+        // Past the last index an array has (2^32 - 2), a key is a property beside its items too.
+        { chunks: callBeside(2 ** 32 - 1), completion: 3000 },
+        { chunks: callBeside(String(2 ** 32 - 1)), completion: 3000 },
       ]),
     ).toEqual({
-      verdicts: [failed, failed, failed],
+      verdicts: [failed, failed, failed, failed, failed],
       rows: [
         { answerBytes: 3, answerToolCalls: 0 },
+        { answerBytes: 13, answerToolCalls: 1 },
+        { answerBytes: 13, answerToolCalls: 1 },
         { answerBytes: 13, answerToolCalls: 1 },
         { answerBytes: 13, answerToolCalls: 1 },
       ],
