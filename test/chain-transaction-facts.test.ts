@@ -8,7 +8,7 @@ import { objectMemberTexts, parseJsonLossless } from "../src/chain/json-text.js"
 import { parseTransaction } from "../src/chain/parse-transaction.js";
 import type { TransactionFacts } from "../src/chain/transaction-facts.js";
 import { AppError } from "../src/errors.js";
-import { depositInOf, unshownCreditOf } from "../src/ledger/reader.js";
+import { depositInOf, hiddenDebitOf, unshownCreditOf } from "../src/ledger/reader.js";
 import {
   addr,
   COMPUTE_BUDGET_PROGRAM,
@@ -732,6 +732,22 @@ describe("transaction facts of token instructions that move money", () => {
     expect(movements(mint)[0]).toMatchObject({ source: undefined, destination: USDC_MINT });
     expect(movements(mint)[0]?.amount).toBe(7n);
     expect(factsFromJson(factsToJson(burn)).tokenInstructions).toEqual(burn.tokenInstructions);
+  });
+
+  it.each(forms)("counts a transfer with a fee into an account as nothing in (%s)", (file) => {
+    // 160,003 sent into the escrow vault, 3 of them withheld as the fee: its balance gains
+    // 160,000. No money left it: a debit hidden there is none, in either encoding.
+    const sent = 160_003n;
+    const fee = asInstruction(file, [26, 1, ...le(sent), 6, ...le(3n)], {
+      type: "transferCheckedWithFee",
+      info: (i) => ({
+        ...i,
+        tokenAmount: { amount: sent.toString(), decimals: 6 },
+        feeAmount: { amount: "3", decimals: 6 },
+      }),
+    });
+    const profile = { usdcMint: USDC_MINT, tokenPrograms: [TOKEN_PROGRAM, TOKEN_2022_PROGRAM] };
+    expect(hiddenDebitOf(addr.escrowVault, 160_000n, fee, profile)).toBeNull();
   });
 
   it("keeps no amount from data too short to hold one, and reads stored facts without them", () => {

@@ -282,6 +282,17 @@ export function approvedOf(
 }
 
 /**
+ * Token-2022's TransferCheckedWithFee, by its kind in a jsonParsed answer and in a compiled one
+ * (the `json` encoding the chain is read in), where it keeps its extension's name: the only
+ * instruction of that kind whose amount is kept. Read by the json name alone, a top-up of
+ * 160,003 with a fee of 3 counted 160,003 in and listed the fee as paid out of the vault.
+ */
+const FEE_TRANSFER_KINDS: ReadonlySet<string> = new Set([
+  "transferCheckedWithFee",
+  "transferFeeExtension",
+]);
+
+/**
  * What a succeeded transaction's transfers and burns took out of the vault in credits (to any
  * account but the vault itself) beyond its net debit, when that is more than nothing, else
  * null. The balances show the vault's net change only: a top-up of 1,000,000 that also pays
@@ -314,7 +325,7 @@ export function hiddenDebitOf(
   let into = 0n;
   for (const { ix, from } of vaultCreditMovements(vault, facts, profile)) {
     if (from) out += ix.amount!;
-    else if (ix.kind !== "transferCheckedWithFee") into += ix.amount!;
+    else if (!FEE_TRANSFER_KINDS.has(ix.kind)) into += ix.amount!;
   }
   // What the balances say left: at least what the instructions took out, and at least what
   // they put in beyond the vault's net change (a payout in a call no instruction shows).
