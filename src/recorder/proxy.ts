@@ -555,12 +555,13 @@ function createGeneratedCount(asked: Asked) {
       // alone, so `text` beside one, or in any answer to a chat request, is no answer it got.
       const chat = asked.chat || (typeof choice[field] === "object" && choice[field] !== null);
       bytes += chat ? 0 : utf8Bytes(choice.text);
-      const said = reasoningOf.get(`${field}:${index}`) ?? [0, 0];
+      const at = `${field}:${index}`;
+      const said = reasoningOf.get(at) ?? [0, 0];
       said[0] += utf8Bytes(message.reasoning_content);
       said[1] += utf8Bytes(message.reasoning);
-      reasoningOf.set(`${field}:${index}`, said);
+      reasoningOf.set(at, said);
       const content = message.content;
-      const answer = answerOf.get(`${field}:${index}`) ?? [0, 0];
+      const answer = answerOf.get(at) ?? [0, 0];
       answer[0] += utf8Bytes(message.refusal);
       if (Array.isArray(content)) {
         for (const part of content) {
@@ -575,21 +576,25 @@ function createGeneratedCount(asked: Asked) {
           answer[1] += Math.max(utf8Bytes(p.text), utf8Bytes(p.refusal), thinkingBytes(p.thinking));
         }
       } else answer[1] += utf8Bytes(content);
-      answerOf.set(`${field}:${index}`, answer);
+      answerOf.set(at, answer);
       if (asked.audio) {
         const audio = asRecord(message.audio);
-        addAudio(`${field}:${index}`, audio.data);
+        addAudio(at, audio.data);
         bytes += utf8Bytes(audio.transcript);
       }
-      legacyCallOf.set(`${field}:${index}`, `${field}:${index}:function`);
-      addCall(`${field}:${index}:function`, message.function_call, null, `${field}:${index}`);
-      if (namesCall(message.function_call)) counted(`${index}:function`, `${index}`);
+      // A delta of text alone (nearly every one of a stream) names no call: its empty call
+      // texts would change no sum, so none is kept for it.
+      if (message.function_call !== undefined && message.function_call !== null) {
+        legacyCallOf.set(at, `${at}:function`);
+        addCall(`${at}:function`, message.function_call, null, at);
+        if (namesCall(message.function_call)) counted(`${index}:function`, `${index}`);
+      }
       const tools = Array.isArray(message.tool_calls) ? message.tool_calls : [];
       for (const [place, tool] of tools.entries()) {
         const t = asRecord(tool);
         if (field === "delta" && !callIndexRead(t.index)) continue;
         const key = field === "message" ? `${index}:${place}` : streamCallKey(index, t, place);
-        addCall(`${field}:${key}`, t.function, t.custom, `${field}:${index}`);
+        addCall(`${field}:${key}`, t.function, t.custom, at);
         if (namesCall(t.function) || namesCall(t.custom)) {
           counted(key, `${index}`);
           toolCallChoices.add(`${index}`);
