@@ -82,6 +82,7 @@ export function createJobsApiClient(
     maxSockets: options.maxSockets ?? 16,
   });
   const hostname = base.hostname;
+  const host = base.host;
   const port = base.port || (secure ? 443 : 80);
   const timeoutMs = options.timeoutMs ?? 10_000;
   // Each call used to arm a timer of its own, a socket idle timeout, and a listener on the
@@ -152,7 +153,9 @@ export function createJobsApiClient(
           hostname,
           port,
           path: jobsPath + encodeURIComponent(jobId),
-          headers: { authorization, accept: "application/json" },
+          // A flat list of name, value pairs: Node writes it as it is, without copying each
+          // into the request's own header map (and adds no `host` to it).
+          headers: ["host", host, "authorization", authorization, "accept", "application/json"],
           agent,
         },
         (res) => {

@@ -994,7 +994,10 @@ function header(res: IncomingMessage, name: string): string | null {
  * settlement, which is kept rather than read as one malformed value. Null when absent or empty.
  */
 function signatureHeader(res: IncomingMessage, name: string): string | null {
-  const text = res.headersDistinct[name]?.join(", ").trim();
+  // Node joins the lines of a header it does not know with ", ", as `headersDistinct` would:
+  // read from `headers`, no second map of every header is built for each answer.
+  const value = res.headers[name];
+  const text = (Array.isArray(value) ? value.join(", ") : value)?.trim();
   return text ? text : null;
 }
 
