@@ -377,7 +377,6 @@ function arrayPlace(index: unknown): number | null {
     : null;
 }
 
-
 /** Whether a streamed call's `index` names a place a client reads: none (known by its id), or one. */
 const callIndexRead = (index: unknown): boolean =>
   index === undefined || index === null || arrayPlace(index) !== null;
