@@ -10,7 +10,7 @@ import { recordReceiptsUnit } from "../src/store/receipts.js";
 import { reportsStore } from "../src/store/reports.js";
 import type { WriteUnit } from "../src/store/write-unit.js";
 import { usePostgresDatabase } from "./support/postgres.js";
-import { receipt } from "./support/recorder-fixtures.js";
+import { capturedLogger, receipt } from "./support/recorder-fixtures.js";
 
 /**
  * Reads that hold every connection of a process's pool (audit lookups, reports, the dashboard,
@@ -229,6 +229,54 @@ describe("the PostgreSQL receipt writer whose sessions are ended faster than its
         sleep(20_000).then(() => "still waiting"),
       ]);
       expect(outcome).toEqual(Array.from({ length: 9 }, () => [{ outcome: "created" }]));
+    } finally {
+      sweeping = false;
+      await sweeps;
+      await writer.close();
+    }
+  }, 60_000);
+});
+
+/**
+ * Every group's connection ended over a second into it (a server or pooler that ends sessions
+ * every 1.2 s, or each try first waiting behind a slow holder of the writers' turn): each loss
+ * started a new count, the group of one receipt was written again for ever, and `/readyz` said
+ * the database was fine while responses waited and new paid work was taken.
+ */
+describe("the PostgreSQL receipt writer whose every group is ended over a second into it", () => {
+  it("takes the database for unreachable after a bounded time, and back once a group commits", async () => {
+    const { log, lines } = capturedLogger();
+    const writer = createReceiptWriter(store, { log });
+    let sweeping = true;
+    // Ends each of the writer's transactions once it has run 1.2 s; the group runs 2 s.
+    const sweeps = (async () => {
+      while (sweeping) {
+        await locker.query(
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'decentral-audit' AND now() - xact_start > interval '1.2 s'",
+        );
+        await sleep(20);
+      }
+    })();
+    const recorded = receipt();
+    try {
+      const written = writer.run(slowGroup(recorded, 2));
+      const began = performance.now();
+      await expect
+        .poll(() => writer.health().reachable, { timeout: 30_000, interval: 50 })
+        .toBe(false);
+      // Ten seconds of losses and a try after them: a bound a user can count on.
+      expect(performance.now() - began).toBeLessThan(16_000);
+      expect(writer.full()).toBe(true);
+      expect(writer.health()).toMatchObject({ reachable: false, waiting: 1 });
+      expect(
+        lines.some((line) => line.includes('"level":50') && line.includes("unreachable")),
+      ).toBe(true);
+
+      sweeping = false;
+      await sweeps;
+      expect(await written).toEqual([{ outcome: "created" }]);
+      expect(writer.health()).toEqual({ reachable: true });
+      expect(writer.full()).toBe(false);
     } finally {
       sweeping = false;
       await sweeps;

@@ -25,6 +25,11 @@ const MAX_LOST_IN_A_ROW = 3;
  * next sweep of `pg_terminate_backend`, another failover), not with the connection before it.
  */
 const LOST_TOGETHER_MS = 1000;
+/**
+ * Connections lost this long after the first of them with no group committed meanwhile: the
+ * database counts as away, however far into its group each loss came.
+ */
+const LOST_FOR_AWAY_MS = 10_000;
 
 /** Transient and not a retryable conflict: the database is gone, not merely busy. */
 function isUnreachable(error: unknown): boolean {
@@ -129,6 +134,8 @@ export function createPgReceiptWriter(
     let failures = 0;
     /** Connections lost one right after the other, the server answering each time. */
     let lostInARow = 0;
+    /** When the first of the connections lost since a group last committed was lost (monotonic). */
+    let lostSince: number | null = null;
     /** Tasks the next group takes at most: halved when a group's connection is lost, doubled when one commits. */
     let groupSize = MAX_GROUP;
     while (queue.length > 0) {
@@ -153,6 +160,8 @@ export function createPgReceiptWriter(
         }
         failures++;
         lostInARow = countLost(error, began, lostInARow);
+        if (connectionLost(error)) lostSince ??= performance.now();
+        const lostForMs = lostSince === null ? 0 : performance.now() - lostSince;
         // Connections ended more often than a large group takes (a backlog of seconds on a
         // busy host, sessions ended every second) ended every try of it, and nothing was
         // written until they stopped: a group of half as many commits between them.
@@ -170,9 +179,13 @@ export function createPgReceiptWriter(
           // again so, as long as the server answers in between. A loss well into its group is
           // a new one: a busy writer is always in a transaction, and sweeps seconds apart each
           // ended one; counted together, the fourth took the database for away, and a backlog
-          // grown to a group of seconds was ended again by each sweep (503 for 7 to 24 s).
+          // grown to a group of seconds was ended again by each sweep (503 for 7 to 24 s). But
+          // losses that go on past `LOST_FOR_AWAY_MS` with nothing committed are an outage: a
+          // group ended over a second into every try was written again for ever, /readyz
+          // passing and paid work taken while its responses waited.
           if (
             lostInARow <= MAX_LOST_IN_A_ROW &&
+            lostForMs < LOST_FOR_AWAY_MS &&
             connectionLost(error) &&
             (await connection.ping().then(
               () => true,
@@ -183,7 +196,10 @@ export function createPgReceiptWriter(
             continue;
           }
           down = { since: Date.now(), error: messageOf(error), refusing: false };
-          log.error({ err: error, tasks: queue.length }, "database unreachable; receipts wait");
+          log.error(
+            { err: error, tasks: queue.length, ...(lostForMs > 0 && { lostForMs }) },
+            "database unreachable; receipts wait",
+          );
         } else if (failures % 40 === 1) {
           log.warn({ err: error, tasks: queue.length }, "could not record receipts; will retry");
         }
@@ -210,6 +226,7 @@ export function createPgReceiptWriter(
       }
       failures = 0;
       lostInARow = 0;
+      lostSince = null;
       groupSize = Math.min(MAX_GROUP, groupSize * 2);
       queue = queue.slice(batch.length);
       outcomes.forEach((outcome, i) => {
