@@ -155,6 +155,7 @@ export async function startService(
       ...(config.LEDGER_POLL_MS > 0
         ? { ledger: () => thread?.lastReport()?.totals ?? background.totals() }
         : {}),
+      receipts: () => proxy.writer.health(),
     });
     const proxy = createRecordingProxy({
       store,

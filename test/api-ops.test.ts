@@ -9,6 +9,7 @@ import { openSqliteStore } from "../src/db/client.js";
 import { migrateStore } from "../src/db/migrate.js";
 import { statementCsvMetaColumns } from "../src/ledger/statement.js";
 import { createLogger } from "../src/log.js";
+import type { WriterHealth } from "../src/recorder/receipt-writer.js";
 import { reconciliationCsvMetaColumns } from "../src/reports/reconciliation.js";
 import { localnetProfile } from "../src/verify/profiles.js";
 import { createTestApi } from "./support/audit-api-app.js";
@@ -90,6 +91,21 @@ describe("GET /metrics", () => {
     expect(text).toMatch(/^decentral_audit_verification_queue_depth nan$/im);
     expect(text).toMatch(/^decentral_audit_verification_lag_seconds nan$/im);
     expect(text).toContain('proxy_duration_seconds_count{status="200",stream="false"} 1');
+  });
+
+  it("says the database is down while this process's receipt writes wait, though a ping passes", async () => {
+    // The database answers a ping, but the receipt writer took it for unreachable (its
+    // connection lost on every try): paid work is refused, and an alert on the gauge must fire.
+    let receipts: WriterHealth = {
+      reachable: false,
+      since: Date.now(),
+      error: "terminating connection due to administrator command",
+      waiting: 3,
+    };
+    const metrics = createMetrics({ store: createTestStore(), receipts: () => receipts });
+    expect(await metrics.registry.metrics()).toContain("decentral_audit_database_up 0");
+    receipts = { reachable: true };
+    expect(await metrics.registry.metrics()).toContain("decentral_audit_database_up 1");
   });
 
   it("keeps one registry per app, so two apps never share counters", async () => {

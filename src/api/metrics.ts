@@ -5,6 +5,7 @@ import { verdicts } from "../db/schema.js";
 import { registerEventLoopDelay } from "../event-loop-delay.js";
 import { ledgerLagSeconds } from "../ledger/totals.js";
 import { type JobsApiCallOutcome, jobsApiCallCounts } from "../recorder/jobs-api.js";
+import type { WriterHealth } from "../recorder/receipt-writer.js";
 import { countJobsByVerdict, oldestOpenJob } from "../reports/reconciliation.js";
 import { createAccountSnapshotsStore } from "../store/account-snapshots.js";
 import { createOpsStore } from "../store/ops.js";
@@ -34,6 +35,8 @@ export interface MetricSources {
   walBytes?: () => number;
   /** Findings of the credit vaults' ledger, as last counted; without it no ledger gauges. */
   ledger?: () => { unexplained: number; unreleasedLocks: number };
+  /** This process's receipt writer's view of the database (as on `/readyz`). */
+  receipts?: () => WriterHealth;
   now?: () => number;
 }
 
@@ -67,9 +70,15 @@ export function createMetrics(sources: MetricSources) {
 
   new Gauge({
     name: "decentral_audit_database_up",
-    help: "1 when the database answered this scrape, 0 when it is away (its gauges then read NaN or are left out).",
+    help: "1 when the database answered this scrape and takes this process's receipts, 0 when it is away or receipt writes wait (its gauges then read NaN or are left out).",
     registers: [registry],
     async collect() {
+      // A database that answers a ping while the receipt writer holds receipts for it (it
+      // refuses writes, or every try of a group lost its connection) is down to paid work.
+      if (sources.receipts?.().reachable === false) {
+        this.set(0);
+        return;
+      }
       this.set(
         await ops.ping().then(
           () => 1,
