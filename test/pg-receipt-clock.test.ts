@@ -3,9 +3,11 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
 import { migratePostgres } from "../src/db/pg/migrate.js";
 import { createLogger } from "../src/log.js";
+import { createReceiptWriter } from "../src/recorder/receipt-writer.js";
 import { recordReceipt } from "../src/recorder/receipts.js";
 import { createSettlementBackfill } from "../src/recorder/settlement-backfill.js";
 import { createLockStore } from "../src/store/locks.js";
+import { recordReceiptsUnit } from "../src/store/receipts.js";
 import { usePostgresDatabase } from "./support/postgres.js";
 import { processingAnswer, receipt } from "./support/recorder-fixtures.js";
 
@@ -122,5 +124,32 @@ describe("a receipt recorded on PostgreSQL by a host whose clock is off", () => 
     // Its next ask is the delay later on the server's clock too.
     const next = (await row(r.jobId)).backfillNextAt;
     expect(Math.abs(next - ((await serverNow()) + 30_000))).toBeLessThan(5_000);
+  });
+
+  it("a receipt written right after the server's clock stepped ahead is dated on the new clock", async () => {
+    const writer = createReceiptWriter(store, { log: createLogger({ level: "silent" }) });
+    try {
+      // A group reads the shift while the two clocks agree.
+      await writer.run(recordReceiptsUnit([receipt()], "proxy"));
+      // The server's clock steps 3 minutes ahead: seen from here, both this host's clocks, wall
+      // and monotonic, are 3 minutes behind it, and neither stepped against the other.
+      const realNow = Date.now.bind(Date);
+      const realPerf = performance.now.bind(performance);
+      vi.spyOn(Date, "now").mockImplementation(() => realNow() - MINUTES_3);
+      vi.spyOn(performance, "now").mockImplementation(() => realPerf() - MINUTES_3);
+      const r = receipt({ settlementTx: null, captureState: "complete" });
+      const before = await serverNow();
+      await writer.run(recordReceiptsUnit([r], "proxy"));
+      const after = await serverNow();
+      vi.restoreAllMocks();
+      // Dated by the shift read before the step, it was 3 minutes behind the server's clock:
+      // its jobs API wait ended 3 minutes early, as for a receipt recorded before the step.
+      const job = await row(r.jobId);
+      expect(job.recordedAt).toBeGreaterThanOrEqual(before - 1_000);
+      expect(job.recordedAt).toBeLessThanOrEqual(after + 1_000);
+    } finally {
+      vi.restoreAllMocks();
+      await writer.close();
+    }
   });
 });

@@ -5,6 +5,7 @@ import { openPgSidePool } from "../../db/pg/pool.js";
 import { jobApiAnswers, jobs, receiptConflicts } from "../../db/pg/schema.js";
 import type { WriteUnit } from "../write-unit.js";
 import type { PgExecutor, PgTx } from "./executor.js";
+import { noteServerNowMs, serverNowMs } from "./server-clock.js";
 
 /**
  * Two-key advisory lock class of the receipt writers: the first 4 bytes of
@@ -71,14 +72,17 @@ async function takeWriterTurnBounded(
   const waitMs = turnWaitMs(statementTimeoutMs);
   // A statement's timeout is the one set when it starts: the lock's is the wait's, and the
   // set_config beside it (run once the lock is taken) puts the session's back for the rest.
-  // The backend's pid lets a writer that closes cancel the wait (`cancelTurnWait`).
+  // The backend's pid lets a writer that closes cancel the wait (`cancelTurnWait`); the
+  // server's clock, read with it, dates the group's receipts (`noteServerNowMs`).
+  const before = Date.now();
   const [session] = (
-    await tx.execute<{ pid: number }>(
+    await tx.execute<{ pid: number; now: string }>(
       waitMs === 0
-        ? sql`SELECT pg_backend_pid() AS pid`
-        : sql`SELECT set_config('statement_timeout', ${String(waitMs)}, true), pg_backend_pid() AS pid`,
+        ? sql`SELECT pg_backend_pid() AS pid, ${serverNowMs()}::text AS now`
+        : sql`SELECT set_config('statement_timeout', ${String(waitMs)}, true), pg_backend_pid() AS pid, ${serverNowMs()}::text AS now`,
     )
   ).rows;
+  if (session) noteServerNowMs(Number(session.now), before, Date.now());
   waiting(session?.pid ?? null);
   if (stopping()) {
     // The writer stops past its time: a group begun since (the next of a backlog) takes the

@@ -41,8 +41,9 @@ let lastShift: { shift: number; at: number; wallLead: number } | null = null;
  * (`CLOCKS_AGREE_MS`). A time this host read, plus the shift, is that moment on the server's
  * clock. Read over one round trip on `executor` (against the middle of it), and used again for
  * `SHIFT_KEPT_MS` unless this host's wall clock stepped meanwhile (it moved against the
- * monotonic one): a receipt writer asks once per receipt it writes, and a round trip each
- * time was a sixth statement beside the five of a proxied job's receipt in its group.
+ * monotonic one) or a newer reading came (`noteServerNowMs`): a receipt writer asks once per
+ * receipt it writes, and a round trip each time was a sixth statement beside the five of a
+ * proxied job's receipt in its group.
  */
 export async function serverClockShiftMs(executor: PgExecutor): Promise<number> {
   const at = performance.now();
@@ -56,9 +57,20 @@ export async function serverClockShiftMs(executor: PgExecutor): Promise<number> 
   }
   const before = Date.now();
   const server = await readServerNowMs(executor);
-  const after = Date.now();
+  return noteServerNowMs(server, before, Date.now());
+}
+
+/**
+ * Takes `server` (`serverNowMs`, read by a statement sent at `before` and answered at `after` on
+ * this host's clock) as the shift `serverClockShiftMs` uses next, and returns it. A receipt
+ * group reads the server's clock in the statement that opens it: a step of the server's clock
+ * is seen by the group after it, not up to `SHIFT_KEPT_MS` later (a step ahead dated those
+ * receipts behind it, and their jobs API wait ended early by the step).
+ */
+export function noteServerNowMs(server: number, before: number, after: number): number {
   const measured = server - Math.round((before + after) / 2);
   const shift = Math.abs(measured) <= CLOCKS_AGREE_MS + (after - before) / 2 ? 0 : measured;
-  lastShift = { shift, at, wallLead };
+  const at = performance.now();
+  lastShift = { shift, at, wallLead: Date.now() - at };
   return shift;
 }
