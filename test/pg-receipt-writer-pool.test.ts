@@ -202,6 +202,27 @@ describe("the PostgreSQL receipt writer losing its connection in sweeps apart", 
 });
 
 /**
+ * Ends each of the writer's transactions once it has run `after` (an interval), until the
+ * returned function is called; that function resolves once the sweeps stopped.
+ */
+function endTransactionsAfter(after: string): () => Promise<void> {
+  let sweeping = true;
+  const sweeps = (async () => {
+    while (sweeping) {
+      await locker.query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'decentral-audit' AND now() - xact_start > $1::interval",
+        [after],
+      );
+      await sleep(20);
+    }
+  })();
+  return () => {
+    sweeping = false;
+    return sweeps;
+  };
+}
+
+/**
  * Sessions ended more often than a large group takes (a backlog grown to a group of seconds on a
  * busy host, an operator's sweep every second): every try of the whole group was ended, and no
  * receipt was written until the sweeps stopped.
@@ -209,16 +230,7 @@ describe("the PostgreSQL receipt writer losing its connection in sweeps apart", 
 describe("the PostgreSQL receipt writer whose sessions are ended faster than its group runs", () => {
   it("writes smaller groups that commit between the endings", async () => {
     const writer = createReceiptWriter(store, { log });
-    let sweeping = true;
-    // Ends each of the writer's transactions once it has run 0.9 s.
-    const sweeps = (async () => {
-      while (sweeping) {
-        await locker.query(
-          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'decentral-audit' AND now() - xact_start > interval '0.9 s'",
-        );
-        await sleep(20);
-      }
-    })();
+    const stopSweeps = endTransactionsAfter("0.9 s");
     try {
       // The first task is a group alone; the next eight (1.6 s together) share the next one.
       const written = [receipt(), ...Array.from({ length: 8 }, () => receipt())].map((r, i) =>
@@ -230,8 +242,7 @@ describe("the PostgreSQL receipt writer whose sessions are ended faster than its
       ]);
       expect(outcome).toEqual(Array.from({ length: 9 }, () => [{ outcome: "created" }]));
     } finally {
-      sweeping = false;
-      await sweeps;
+      await stopSweeps();
       await writer.close();
     }
   }, 60_000);
@@ -247,16 +258,8 @@ describe("the PostgreSQL receipt writer whose every group is ended over a second
   it("takes the database for unreachable after a bounded time, and back once a group commits", async () => {
     const { log, lines } = capturedLogger();
     const writer = createReceiptWriter(store, { log });
-    let sweeping = true;
-    // Ends each of the writer's transactions once it has run 1.2 s; the group runs 2 s.
-    const sweeps = (async () => {
-      while (sweeping) {
-        await locker.query(
-          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'decentral-audit' AND now() - xact_start > interval '1.2 s'",
-        );
-        await sleep(20);
-      }
-    })();
+    // Each try of the group (2 s) is ended 1.2 s into it.
+    const stopSweeps = endTransactionsAfter("1.2 s");
     const recorded = receipt();
     try {
       const written = writer.run(slowGroup(recorded, 2));
@@ -272,14 +275,12 @@ describe("the PostgreSQL receipt writer whose every group is ended over a second
         lines.some((line) => line.includes('"level":50') && line.includes("unreachable")),
       ).toBe(true);
 
-      sweeping = false;
-      await sweeps;
+      await stopSweeps();
       expect(await written).toEqual([{ outcome: "created" }]);
       expect(writer.health()).toEqual({ reachable: true });
       expect(writer.full()).toBe(false);
     } finally {
-      sweeping = false;
-      await sweeps;
+      await stopSweeps();
       await writer.close();
     }
   }, 60_000);
