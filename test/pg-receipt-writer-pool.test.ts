@@ -285,3 +285,31 @@ describe("the PostgreSQL receipt writer whose every group is ended over a second
     }
   }, 60_000);
 });
+
+/**
+ * A writer stopping (`SIGTERM`) while every try of its group loses its connection: it waits
+ * `refuseAfterMs` for the database, then rejects what waits so its caller logs each job for an
+ * `import`. Each loss was written again at once with no look at the stop, so the stop waited
+ * on (for ever, or until the losses counted as an outage), and a cluster's worker was killed
+ * past its drain time with no word of those jobs.
+ */
+describe("the PostgreSQL receipt writer stopped while every group loses its connection", () => {
+  it("rejects what waits once refuseAfterMs has passed", async () => {
+    const writer = createReceiptWriter(store, { log, refuseAfterMs: 1000 });
+    // Each try ended over a second in: a loss of its own, written again at once.
+    const stopSweeps = endTransactionsAfter("1.2 s");
+    try {
+      const written = writer.run(slowGroup(receipt(), 2));
+      const rejected = written.then(
+        () => false,
+        () => true,
+      );
+      const began = performance.now();
+      await writer.close();
+      expect(performance.now() - began).toBeLessThan(5_000);
+      expect(await rejected).toBe(true);
+    } finally {
+      await stopSweeps();
+    }
+  }, 60_000);
+});

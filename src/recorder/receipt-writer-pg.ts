@@ -182,8 +182,10 @@ export function createPgReceiptWriter(
           // grown to a group of seconds was ended again by each sweep (503 for 7 to 24 s). But
           // losses that go on past `LOST_FOR_AWAY_MS` with nothing committed are an outage: a
           // group ended over a second into every try was written again for ever, /readyz
-          // passing and paid work taken while its responses waited.
+          // passing and paid work taken while its responses waited. A writer closing past
+          // its time writes nothing again: what waits is rejected below, and logged.
           if (
+            !abandoned &&
             lostInARow <= MAX_LOST_IN_A_ROW &&
             lostForMs < LOST_FOR_AWAY_MS &&
             connectionLost(error) &&
