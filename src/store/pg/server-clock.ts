@@ -64,7 +64,7 @@ export async function serverClockShiftMs(executor: PgExecutor): Promise<number> 
  * Takes `server` (`serverNowMs`, read by a statement sent at `before` and answered at `after` on
  * this host's clock) as the shift `serverClockShiftMs` uses next, and returns it. A receipt
  * group reads the server's clock in the statement that opens it: a step of the server's clock
- * is seen by the group after it, not up to `SHIFT_KEPT_MS` later (a step ahead dated those
+ * is seen by the next group, not up to `SHIFT_KEPT_MS` later (a step ahead dated those
  * receipts behind it, and their jobs API wait ended early by the step).
  */
 export function noteServerNowMs(server: number, before: number, after: number): number {
