@@ -58,13 +58,30 @@ describe("a stream's usage and places, as its client ends with them", () => {
   const verified = { verdict: "verified", failing: [] };
   const unproven = { verdict: "partially_verified", failing: [] };
 
-  it("takes the usage of the last chunk naming one, a later `usage: null` leaving none", async () => {
+  it("takes the usage of the last chunk naming one, past a later `usage: null`", async () => {
     const text = chunk([{ index: 0, delta: { role: "assistant", content: filler } }]);
     expect(
       await judge([
-        // The helpers end with `usage: null`: the client was told no usage.
+        // Every other chunk names `usage: null`, one after the usage chunk too: its client read
+        // the usage where it was set.
         {
           chunks: [text, chunk([], { usage: usage(3000) }), chunk([], { usage: null })],
+          completion: 3000,
+        },
+        // A later usage past a `usage: null` replaces it all the same.
+        {
+          chunks: [
+            text,
+            chunk([], { usage: usage(3000) }),
+            chunk([], { usage: null }),
+            chunk([], { usage: usage(10) }),
+            chunk([], { usage: null }),
+          ],
+          completion: 3000,
+        },
+        // A later usage that is none a client reads leaves it unknown.
+        {
+          chunks: [text, chunk([], { usage: usage(3000) }), chunk([], { usage: "3000" })],
           completion: 3000,
         },
         // Two usages: the later one is the client's.
@@ -79,8 +96,16 @@ describe("a stream's usage and places, as its client ends with them", () => {
         },
       ]),
     ).toEqual({
-      verdicts: [unproven, { verdict: "discrepancy", failing: ["charge.matches_price"] }, verified],
+      verdicts: [
+        verified,
+        { verdict: "discrepancy", failing: ["charge.matches_price"] },
+        unproven,
+        { verdict: "discrepancy", failing: ["charge.matches_price"] },
+        verified,
+      ],
       rows: [
+        { completionTokens: 3000, answerBytes: 3000 },
+        { completionTokens: 10, answerBytes: 3000 },
         { completionTokens: null, answerBytes: 3000 },
         { completionTokens: 10, answerBytes: 3000 },
         { completionTokens: 3000, answerBytes: 3000 },

@@ -377,6 +377,7 @@ function arrayPlace(index: unknown): number | null {
     : null;
 }
 
+
 /** Whether a streamed call's `index` names a place a client reads: none (known by its id), or one. */
 const callIndexRead = (index: unknown): boolean =>
   index === undefined || index === null || arrayPlace(index) !== null;
@@ -776,18 +777,22 @@ function sseFacts(
 }
 
 /**
- * The usage a stream's client ends with: the last chunk's that names `usage`. The SDKs' stream
- * helpers take each chunk's `usage` over the one before (Node's `finalChatCompletion()`, Python's
- * `get_final_completion()`), and a loop that keeps `chunk.usage` does the same: a later `usage`
- * with other numbers replaces an earlier one, and a later `usage: null` leaves the client none,
- * so the usage is unknown. Taken from the last chunk with a usage, a count the client ended
- * without priced the job (a chunk that names no `usage` at all changes nothing: Node's helper
- * keeps what it had).
+ * The usage a stream's client ends with: the last chunk's that names one. A later `usage` with
+ * other numbers replaces an earlier one, as in the SDKs' stream helpers (Node's
+ * `finalChatCompletion()`, Python's `get_final_completion()`) and in a loop keeping `chunk.usage`,
+ * so a count its client ended without never prices the job; one that is no usage (`"x"`, a
+ * number) leaves it unknown. A later `usage: null` is none: every chunk of an OpenAI stream but
+ * its usage chunk names `usage: null`, and its client reads the usage where it is set (the API's
+ * own advice), so an honest upstream that sends one more chunk after it (as OpenAI's sends all
+ * the others) told its client the count all the same: read as unknown, its job was left
+ * partially verified. Its numbers are bounded by the answer's bytes either way.
  */
 function streamUsage(chunks: readonly Record<string, unknown>[]): Usage | null {
   for (let i = chunks.length - 1; i >= 0; i--) {
     const chunk = chunks[i]!;
-    if (Object.hasOwn(chunk, "usage")) return operatorUsage(chunk.usage, false);
+    if (Object.hasOwn(chunk, "usage") && chunk.usage !== null) {
+      return operatorUsage(chunk.usage, false);
+    }
   }
   return null;
 }
