@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AdversaryHarness, startAdversaryHarness } from "./support/operator.js";
 import { judgedThroughProxy } from "./support/proxy-job.js";
-import { wav } from "./support/wav.js";
+import { flac, wav } from "./support/wav.js";
 
 /**
  * An answer's audio bounds its usage (`usage.consistent`) by the audio it decodes to, not by the
@@ -82,6 +82,7 @@ describe("the usage an answer's audio can stand for", () => {
 
   const failed = { verdict: "discrepancy", failing: ["usage.consistent"] };
   const verified = { verdict: "verified", failing: [] };
+  const unproven = { verdict: "partially_verified", failing: [] };
 
   it("bounds pcm16 audio by its samples and wav by its header", async () => {
     expect(
@@ -104,8 +105,11 @@ describe("the usage an answer's audio can stand for", () => {
     });
   });
 
-  it("bounds compressed audio by its format's lowest bitrate, flac by its bytes", async () => {
+  it("bounds compressed audio by its format's lowest bitrate, flac by its STREAMINFO", async () => {
     // 48,000 bytes of mp3 are 48 s at 8 kbit/s at most: 4,800 tokens; of opus, 64 s: 6,400.
+    // A second of 24 kHz flac is 100 tokens, its 48,000 bytes no 48,000; with no STREAMINFO,
+    // a token a byte. Audio in a format not named bounds nothing: the usage is not verified.
+    const flacSecond = flac(Buffer.alloc(48_000, 1), { rate: 24_000, samples: 24_000 });
     expect(
       await judge([
         { body: whole(48_000), completion: 48_000, format: "mp3" },
@@ -113,10 +117,13 @@ describe("the usage an answer's audio can stand for", () => {
         { body: streamed(48_000), completion: 48_000, format: "opus" },
         { body: streamed(6403), completion: 6403, format: "opus" },
         { body: whole(48_003), completion: 48_003, format: "flac" },
+        { body: whole(48_000, flacSecond.toString("base64")), completion: 48_000, format: "flac" },
+        { body: streamed(103, flacSecond.toString("base64")), completion: 103, format: "flac" },
+        { body: whole(48_003), completion: 48_003, format: "g711" },
       ]),
     ).toEqual({
-      verdicts: [failed, verified, failed, verified, verified],
-      answerBytes: [4803, 4803, 6403, 6403, 48_003],
+      verdicts: [failed, verified, failed, verified, verified, failed, verified, unproven],
+      answerBytes: [4803, 4803, 6403, 6403, 48_003, 103, 103, null],
     });
   });
 });

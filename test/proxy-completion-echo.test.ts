@@ -131,4 +131,33 @@ describe("a legacy completion that echoes its prompt", () => {
       answerBytes: [1000, 1000, 1000, 3, 4599],
     });
   });
+
+  it("takes the usage of an echo of token ids as unknown: the prompt's bytes are not known", async () => {
+    // The prompt as token ids: its text, echoed, may be any length, so no part of the answer
+    // can be set aside as the prompt's; counted whole, its echo was charged as output.
+    const ids = { ...echoed, prompt: Array.from({ length: 1200 }, (_, i) => 1000 + i) };
+    const unproven = { verdict: "partially_verified", failing: [] };
+    expect(
+      await judge([
+        { body: whole(3000), completion: 3000, request: ids },
+        {
+          body: streamed(3000),
+          completion: 3000,
+          request: { ...ids, stream: true, stream_options: { include_usage: true } },
+        },
+        // Beyond all the answer holds, its charge fails as an answer's that sent no usage.
+        { body: whole(6000), completion: 6000, request: ids },
+        // Without `echo` the text is the model's alone.
+        { body: whole(3000), completion: 3000, request: { ...ids, echo: false } },
+      ]),
+    ).toEqual({
+      verdicts: [
+        unproven,
+        unproven,
+        { verdict: "discrepancy", failing: ["charge.matches_price"] },
+        verified,
+      ],
+      answerBytes: [3603, 3603, 3603, 3603],
+    });
+  });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { createJsonAnswerScan, maxDepth, sliceBytes } from "../src/recorder/json-answer-scan.js";
 import { type Asked, jsonBodyFacts, scannedBodyFacts } from "../src/recorder/proxy.js";
-import { wav } from "./support/wav.js";
+import { flac, wav } from "./support/wav.js";
 
 /**
  * An answer over 8 MiB is read as it passes, never held: what it gave its caller must be what
@@ -208,10 +208,21 @@ describe("a JSON answer read as it passes", () => {
     const raw = "AAAA".repeat(4000);
     // 16,000 characters decode to 12,000 bytes; "a" and "hi" are 3 more. pcm16: 16,000 bytes a
     // second at the least, so 75 tokens; mp3 at 8 kbit/s 1,200; opus and aac at 6 kbit/s 1,600;
-    // flac, lossless, and a format not known, a token a byte.
+    // flac, lossless, with no STREAMINFO a token a byte; a format not known bounds nothing.
     expect(
       ["pcm16", "mp3", "opus", "aac", "flac", "x"].map((format) => tokens(raw, format)),
-    ).toEqual([78, 1203, 1603, 1603, 12_003, 12_003]);
+    ).toEqual([78, 1203, 1603, 1603, 12_003, null]);
+    // A flac by its STREAMINFO: a second of 24 kHz is 100 tokens, whatever its bytes; a count of
+    // 0 samples (unknown), or more seconds than its bytes, a token a byte; under 8 kHz as 8 kHz.
+    const frames = Buffer.alloc(30_000, 7);
+    const flacOf = (rate: number, samples: number) =>
+      tokens(flac(frames, { rate, samples }).toString("base64"), "flac");
+    expect([
+      flacOf(24_000, 24_000),
+      flacOf(24_000, 0),
+      flacOf(8_000, 2 ** 36 - 1),
+      flacOf(1, 4_000),
+    ]).toEqual([103, 30_045, 30_045, 53]);
     // A wav by its header: a second of 48 kHz 16-bit stereo is 100 tokens, of 24 kHz mono too;
     // no header, or one of a coded format (ADPCM), is read as pcm16.
     const second = (options: Parameters<typeof wav>[1]) =>

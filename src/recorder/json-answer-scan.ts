@@ -55,7 +55,8 @@ export type ScannedAnswer =
       usage: unknown;
       /** Whether the top-level `error` is truthy (as `if (parsed.error)`). */
       error: boolean;
-      bytes: number;
+      /** Null where it holds audio of a format that bounds nothing (see `audioDataTokens`). */
+      bytes: number | null;
       toolCalls: number;
     };
 
@@ -333,6 +334,8 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
   let literal = "";
   let literalAt = 0;
   let usageValues = 0;
+  // Whether a counted audio's format bounds nothing: the answer's size is then unknown.
+  let unbounded = false;
   let rootMembers: Map<string, Value> | null = null;
   /** The byte just read ended a number and is to be read again. */
   let again = false;
@@ -524,13 +527,12 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
     switch (frame.role) {
       case "thinkingPart":
         return { bytes: str("text"), calls: 0 };
-      case "audio":
-        return {
-          bytes:
-            str("transcript") +
-            audioDataTokens(str("data"), asked.audioFormat, m.get("data")?.text ?? ""),
-          calls: 0,
-        };
+      case "audio": {
+        const tokens = audioDataTokens(str("data"), asked.audioFormat, m.get("data")?.text ?? "");
+        // Audio of a format that bounds nothing: nor does the answer (see `audioDataTokens`).
+        if (tokens === null) unbounded = true;
+        return { bytes: str("transcript") + (tokens ?? 0), calls: 0 };
+      }
       case "part": {
         // A refusal part is the choice's refusal (see proxy.ts `answerOf`).
         const type = m.get("type");
@@ -1127,7 +1129,7 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
             (error.type === "number" &&
               Number(error.text) !== 0 &&
               !Number.isNaN(Number(error.text)))),
-        bytes: sum?.bytes ?? 0,
+        bytes: unbounded ? null : (sum?.bytes ?? 0),
         toolCalls: asked.tools ? calls : 0,
       };
     },

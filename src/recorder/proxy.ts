@@ -355,9 +355,6 @@ function stringsBytes(values: unknown): number {
   return bytes;
 }
 
-/** The last index a JavaScript array has (2^32 - 2): a larger key is a property beside its items. */
-const LAST_ARRAY_INDEX = 2 ** 32 - 2;
-
 /**
  * The place in an array a streamed delta's `index` names, or null for none. A client pieces the
  * answer together in an array by index (Node's SDK: `choices[index]`, `tool_calls[index]`): a
@@ -366,17 +363,13 @@ const LAST_ARRAY_INDEX = 2 ** 32 - 2;
  * into another, under the other's name (a content beside a refusal counted twice). At `0.5`,
  * `-1` or `"01"` a choice or call is a property beside the array's items, in no completion it
  * reads, and counted, 1,000 bytes of it lifted the bound of `Hi.`'s usage by 1,000 tokens,
- * verified. So is a place past an array's last (`LAST_ARRAY_INDEX`): a call at 4294967295 is in
- * no `tool_calls` its client reads.
+ * verified.
  */
 function arrayPlace(index: unknown): number | null {
   const place =
     typeof index === "string" && String(Number(index)) === index ? Number(index) : index;
-  return Number.isInteger(place) && (place as number) >= 0 && (place as number) <= LAST_ARRAY_INDEX
-    ? (place as number)
-    : null;
+  return Number.isInteger(place) && (place as number) >= 0 ? (place as number) : null;
 }
-
 
 /** Whether a streamed call's `index` names a place a client reads: none (known by its id), or one. */
 const callIndexRead = (index: unknown): boolean =>
@@ -516,10 +509,12 @@ function createGeneratedCount(asked: Asked) {
     }
     audioOf.set(key, audio);
   };
+  // Null where the audio's format bounds nothing (see `audioDataTokens`): nor does the answer.
   const audioTokens = () => {
-    let sum = 0;
+    let sum: number | null = 0;
     for (const { chars, head } of audioOf.values()) {
-      sum += audioDataTokens(chars, asked.audioFormat, head);
+      const tokens = audioDataTokens(chars, asked.audioFormat, head);
+      sum = sum === null || tokens === null ? null : sum + tokens;
     }
     return sum;
   };
@@ -644,8 +639,10 @@ function createGeneratedCount(asked: Asked) {
   return {
     add,
     addOutput,
-    get bytes() {
-      return bytes + twoNamesBytes() + legacyBytes() + audioTokens();
+    /** Null where the answer holds audio whose format bounds nothing (`audioDataTokens`). */
+    get bytes(): number | null {
+      const audio = audioTokens();
+      return audio === null ? null : bytes + twoNamesBytes() + legacyBytes() + audio;
     },
     /**
      * The bytes of the Responses output's message and reasoning text: what a stream shows as
@@ -685,6 +682,35 @@ const completionAsked = (asked: Asked) =>
 const unreadableBody = (asked: Asked): BodyFacts =>
   completionAsked(asked) ? { ...unknownBody, answerBytes: 0, answerToolCalls: 0 } : unknownBody;
 
+/**
+ * Whether the request asked for audio in a format whose bytes bound no count of tokens (see
+ * `audioDataTokens`): an answer's audio then bounds nothing.
+ */
+const unboundedAudio = (asked: Asked) =>
+  asked.audio && audioDataTokens(4, asked.audioFormat) === null;
+
+/**
+ * Whether a legacy completion asked to `echo` a prompt given as token ids: its choices' text
+ * opens with that prompt's text, whose bytes the request does not tell (a token decodes to one
+ * byte or many, a special one to none), so no part of the text can be set aside as the prompt's,
+ * and counted whole, its echo was charged as output: 3,000 tokens verified for an echo of 3,600
+ * bytes and `Hi.`.
+ */
+const echoesTokenIds = (asked: Asked) =>
+  legacyCompletion(asked) && asked.echo?.prompts.includes(null) === true;
+
+/**
+ * The usage of an answer whose size is `bytes`, or unknown where that size bounds nothing: audio
+ * of a format of no known floor (`bytes` null), or the echo of token ids (`echoesTokenIds`).
+ * Kept, its charge was verified on the operator's word (48,000 completion tokens for 48,000
+ * bytes of audio in a format nobody can measure); unknown, it is bounded by what the answer
+ * holds, as an answer's that sent none, and the job is at best partially verified
+ * (`usage_unknown`).
+ */
+function boundedUsage(bytes: number | null, usage: Usage | null, asked: Asked): Usage {
+  return bytes === null || echoesTokenIds(asked) ? unknownUsage : (usage ?? unknownUsage);
+}
+
 /** Model, usage and answer size of a whole JSON response body. */
 export function jsonBodyFacts(body: string, credentials: string[], asked: Asked): BodyFacts {
   // A client's JSON reader (fetch's `json()`) drops a UTF-8 byte-order mark before the text.
@@ -703,15 +729,16 @@ export function jsonBodyFacts(body: string, credentials: string[], asked: Asked)
   // what its client reads likewise): usage it names prices no answer the caller got. Its
   // answer is still measured: what it holds bounds the charge of an answer without usage,
   // which an `error` beside it must not lift to the lock.
+  const bytes = generated.bytes;
   if (parsed.error) {
-    return { ...unknownBody, answerBytes: generated.bytes, answerToolCalls: generated.toolCalls };
+    return { ...unknownBody, answerBytes: bytes, answerToolCalls: generated.toolCalls };
   }
   return {
     model: operatorModel(
       typeof parsed.model === "string" ? withoutKeys(parsed.model, credentials) : null,
     ),
-    usage: operatorUsage(parsed.usage, asked.shape === "output") ?? unknownUsage,
-    answerBytes: generated.bytes,
+    usage: boundedUsage(bytes, operatorUsage(parsed.usage, asked.shape === "output"), asked),
+    answerBytes: bytes,
     answerToolCalls: generated.toolCalls,
   };
 }
@@ -733,7 +760,7 @@ export function scannedBodyFacts(
   }
   return {
     model: operatorModel(read.model === null ? null : withoutKeys(read.model, credentials)),
-    usage: operatorUsage(read.usage, asked.shape === "output") ?? unknownUsage,
+    usage: boundedUsage(read.bytes, operatorUsage(read.usage, asked.shape === "output"), asked),
     answerBytes: read.bytes,
     answerToolCalls: read.toolCalls,
   };
@@ -763,15 +790,19 @@ function sseFacts(
   }
   const usage = streamUsage(chunks);
   if (cut) {
-    return { model, usage: usage ?? unknownUsage, answerBytes: dataBytes, answerToolCalls: null };
+    // Its audio, cut away with the start, may be of a format that bounds nothing.
+    const bound = unboundedAudio(asked) ? null : dataBytes;
+    const known = boundedUsage(bound, usage, asked);
+    return { model, usage: known, answerBytes: dataBytes, answerToolCalls: null };
   }
   // The whole stream was read: its deltas' text, as the client pieces the answer together.
   const generated = createGeneratedCount(asked);
   for (const chunk of chunks) generated.add(chunk.choices, "delta");
+  const bytes = generated.bytes;
   return {
     model,
-    usage: usage ?? unknownUsage,
-    answerBytes: generated.bytes,
+    usage: boundedUsage(bytes, usage, asked),
+    answerBytes: bytes,
     answerToolCalls: generated.toolCalls,
   };
 }
@@ -853,10 +884,11 @@ function responsesSseFacts(
   const generated = createGeneratedCount(asked);
   generated.addOutput(last.output);
   const text = Math.min(deltaText, generated.textBytes);
+  const bytes = generated.bytes;
   return {
     model,
     usage: usage ?? unknownUsage,
-    answerBytes: generated.bytes - generated.textBytes + text,
+    answerBytes: bytes === null ? null : bytes - generated.textBytes + text,
     answerToolCalls: generated.toolCalls,
   };
 }

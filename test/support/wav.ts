@@ -26,3 +26,20 @@ export function wav(
   head.writeUInt32LE(data.length, 40);
   return Buffer.concat([head, data]);
 }
+
+/**
+ * A `flac` stream: `fLaC` and its STREAMINFO block (the last metadata block) saying `samples`
+ * (36 bits; 0: unknown) at `rate` Hz, 16-bit mono, then `frames` as given.
+ */
+export function flac(frames: Buffer, { rate, samples }: { rate: number; samples: number }): Buffer {
+  const head = Buffer.alloc(42);
+  head.write("fLaC", 0, "latin1");
+  head.writeUInt8(0x80, 4);
+  head.writeUIntBE(34, 5, 3);
+  head.writeUInt16BE(4096, 8);
+  head.writeUInt16BE(4096, 10);
+  // Rate (20 bits), channels - 1 (3 bits), bits a sample - 1 (5 bits), samples (36 bits).
+  const bits = (BigInt(rate) << 44n) | (0n << 41n) | (15n << 36n) | BigInt(samples);
+  head.writeBigUInt64BE(bits, 18);
+  return Buffer.concat([head, frames]);
+}
