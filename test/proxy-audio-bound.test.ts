@@ -126,4 +126,45 @@ describe("the usage an answer's audio can stand for", () => {
       answerBytes: [4803, 4803, 6403, 6403, 48_003, 103, 103, null],
     });
   });
+
+  it("reads an answer's text and its audio's transcript as one text, the longer", async () => {
+    // OpenAI answers audio with `content` null, its text the transcript: the same text under
+    // both, counted twice, lifted the bound by a copy its client read once.
+    const text = "Hi there. ".repeat(300);
+    const both = (completion: number, content: string, transcript: string) =>
+      JSON.stringify({
+        id: "c",
+        object: "chat.completion",
+        model: "qwen3-8b",
+        choices: [
+          {
+            index: 0,
+            finish_reason: "stop",
+            message: { role: "assistant", content, audio: { id: "a", data: "", transcript } },
+          },
+        ],
+        usage: usage(completion),
+      });
+    const delta = (d: object) => chunk([{ index: 0, delta: d }]);
+    const streamedBoth = (completion: number) =>
+      [
+        delta({ role: "assistant", content: text.slice(0, 1500) }),
+        delta({ audio: { id: "a", transcript: text.slice(0, 1500) } }),
+        delta({ content: text.slice(1500), audio: { transcript: text.slice(1500) } }),
+        chunk([{ index: 0, delta: {}, finish_reason: "stop" }]),
+        chunk([], { usage: usage(completion) }),
+        "data: [DONE]\n\n",
+      ].join("");
+    expect(
+      await judge([
+        { body: both(6000, text, text), completion: 6000, format: "pcm16" },
+        { body: streamedBoth(6000), completion: 6000, format: "pcm16" },
+        { body: both(3000, text, text), completion: 3000, format: "pcm16" },
+        { body: both(3000, "", text), completion: 3000, format: "pcm16" },
+      ]),
+    ).toEqual({
+      verdicts: [failed, failed, verified, verified],
+      answerBytes: [3000, 3000, 3000, 3000],
+    });
+  });
 });

@@ -130,6 +130,8 @@ interface Summary {
   grouped?: number;
   /** A chat message's content parts: the text of its refusal parts, not in `bytes`. */
   refusal?: number;
+  /** A chat message's audio: the text of its transcript, not in `bytes`. */
+  transcript?: number;
 }
 
 /** The part types read as text, by the item holding them (see proxy.ts `partsBytes`). */
@@ -531,7 +533,7 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
         const tokens = audioDataTokens(str("data"), asked.audioFormat, m.get("data")?.text ?? "");
         // Audio of a format that bounds nothing: nor does the answer (see `audioDataTokens`).
         if (tokens === null) unbounded = true;
-        return { bytes: str("transcript") + (tokens ?? 0), calls: 0 };
+        return { bytes: tokens ?? 0, calls: 0, transcript: str("transcript") };
       }
       case "part": {
         // A refusal part is the choice's refusal (see proxy.ts `answerOf`).
@@ -583,7 +585,7 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
       case "item":
         return itemSummary(m);
       case "message": {
-        const audio = asked.audio ? summaryOf("audio", m.get("audio")).bytes : 0;
+        const audio = asked.audio ? summaryOf("audio", m.get("audio")) : { bytes: 0, calls: 0 };
         const call = summaryOf("call", m.get("function_call"));
         const tools = m.get("tool_calls");
         const content = summaryOf("content", m.get("content"));
@@ -593,9 +595,13 @@ export function createJsonAnswerScan(asked: ScanAsked): JsonAnswerScan {
           bytes:
             // One text under two names (see proxy.ts `createGeneratedCount`): read once.
             Math.max(str("reasoning_content"), str("reasoning")) +
-            // A refusal or an answer (proxy.ts `answerOf`): the longer.
-            Math.max(str("refusal") + (content.refusal ?? 0), content.bytes) +
-            audio +
+            // A refusal, an answer or its audio's transcript (proxy.ts `answerOf`): the longest.
+            Math.max(
+              str("refusal") + (content.refusal ?? 0),
+              content.bytes,
+              audio.transcript ?? 0,
+            ) +
+            audio.bytes +
             // One call under its legacy and its tool name (proxy.ts `legacyCallOf`): the longer.
             Math.max(call.bytes, toolSum.bytes),
           calls: toolSum.calls > 0 ? toolSum.calls : call.calls > 0 ? 1 : 0,

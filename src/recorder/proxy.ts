@@ -478,12 +478,16 @@ function createGeneratedCount(asked: Asked) {
   // or Azure "", beside a refusal), and a client shows the refusal when there is one. The same
   // text under both, counted twice, lifted the bound of the usage by a copy (a stream's deltas
   // alternating the two names as well): each choice counts the longer of the two, over its
-  // deltas.
-  const answerOf = new Map<string, [number, number]>();
+  // deltas. So with its audio's transcript: OpenAI answers audio with `content` null, the text
+  // it speaks the transcript, and the same text under both, counted twice, lifted the bound by
+  // a copy its client read once; the longest of the three counts.
+  const answerOf = new Map<string, [number, number, number]>();
   const twoNamesBytes = () => {
     let sum = 0;
     for (const [content, named] of reasoningOf.values()) sum += Math.max(content, named);
-    for (const [refusal, content] of answerOf.values()) sum += Math.max(refusal, content);
+    for (const [refusal, content, transcript] of answerOf.values()) {
+      sum += Math.max(refusal, content, transcript);
+    }
     // Per choice, the text of its legacy function call and of its tool calls.
     const callsOf = new Map<string, [number, number]>();
     for (const [key, said] of callTextOf) {
@@ -556,7 +560,7 @@ function createGeneratedCount(asked: Asked) {
       said[1] += utf8Bytes(message.reasoning);
       reasoningOf.set(at, said);
       const content = message.content;
-      const answer = answerOf.get(at) ?? [0, 0];
+      const answer = answerOf.get(at) ?? [0, 0, 0];
       answer[0] += utf8Bytes(message.refusal);
       if (Array.isArray(content)) {
         for (const part of content) {
@@ -571,12 +575,12 @@ function createGeneratedCount(asked: Asked) {
           answer[1] += Math.max(utf8Bytes(p.text), utf8Bytes(p.refusal), thinkingBytes(p.thinking));
         }
       } else answer[1] += utf8Bytes(content);
-      answerOf.set(at, answer);
       if (asked.audio) {
         const audio = asRecord(message.audio);
         addAudio(at, audio.data);
-        bytes += utf8Bytes(audio.transcript);
+        answer[2] += utf8Bytes(audio.transcript);
       }
+      answerOf.set(at, answer);
       // A delta of text alone (nearly every one of a stream) names no call: its empty call
       // texts would change no sum, so none is kept for it.
       if (message.function_call !== undefined && message.function_call !== null) {
