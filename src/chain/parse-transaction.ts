@@ -88,9 +88,16 @@ const EXTENSION_SUB_KINDS: ReadonlyMap<string, readonly (string | undefined)[]> 
   ],
 ]);
 
+/**
+ * SPL Token's (p-token) and Token-2022's Batch: one instruction that runs several token
+ * instructions in turn (see `batchParts`).
+ */
+const BATCH = 255;
+
 function tokenKind(data: Uint8Array): string {
   const code = data[0];
   if (code === undefined) return "unknown:empty";
+  if (code === BATCH) return "batch";
   const kind = tokenInstructionKinds[code] ?? `unknown:${code}`;
   const sub = data[1] === undefined ? undefined : EXTENSION_SUB_KINDS.get(kind)?.[data[1]];
   return sub ?? kind;
@@ -98,11 +105,14 @@ function tokenKind(data: Uint8Array): string {
 
 type Json = Record<string, unknown>;
 
-/** One instruction reduced to what facts need, in execution order. */
+/**
+ * One instruction reduced to what facts need, in execution order: a token instruction, and
+ * after it each one a batch of it runs.
+ */
 interface Step {
   programId: string;
   memo: string | null;
-  token: TokenInstruction | null;
+  tokens: TokenInstruction[];
 }
 
 interface DecodedTransaction {
@@ -381,23 +391,57 @@ function parsedUnkeptMovement(kind: string, info: Json) {
 
 function stepOf(programId: string, data: Uint8Array, accounts: string[]): Step {
   if (!TOKEN_PROGRAM_IDS.has(programId)) {
-    return { programId, memo: memoText(programId, data), token: null };
+    return { programId, memo: memoText(programId, data), tokens: [] };
   }
+  const parts = batchParts(data, accounts).map((p) =>
+    tokenInstruction(programId, p.data, p.accounts),
+  );
+  return { programId, memo: null, tokens: [tokenInstruction(programId, data, accounts), ...parts] };
+}
+
+function tokenInstruction(
+  programId: string,
+  data: Uint8Array,
+  accounts: string[],
+): TokenInstruction {
   const kind = tokenKind(data);
   return {
     programId,
-    memo: null,
-    token: {
-      programId,
-      kind,
-      accounts: [...new Set(accounts)].sort(),
-      ...optionalSource(kind, accounts[0]),
-      ...optionalInitialized(kind, accounts[0], accounts[1]),
-      ...compiledMovement(data, accounts),
-      ...compiledUnkeptMovement(kind, accounts),
-      ...compiledApproved(kind, data),
-    },
+    kind,
+    accounts: [...new Set(accounts)].sort(),
+    ...optionalSource(kind, accounts[0]),
+    ...optionalInitialized(kind, accounts[0], accounts[1]),
+    ...compiledMovement(data, accounts),
+    ...compiledUnkeptMovement(kind, accounts),
+    ...compiledApproved(kind, data),
   };
+}
+
+/**
+ * The instructions a Batch runs, each with its data and its accounts, in order. Its data holds,
+ * for each, how many of the batch's accounts it takes (the next ones, in turn), the length of
+ * its data, and that data; the program refuses a batch that does not read so, or that holds a
+ * batch. Read as one instruction of a kind not named, a batch moving a customer's top-up into
+ * the vault and as much out to the operator left the vault's balance as it was: its line read
+ * as no movement, and an Approve of the vault inside one was no delegate given.
+ */
+function batchParts(
+  data: Uint8Array,
+  accounts: string[],
+): { data: Uint8Array; accounts: string[] }[] {
+  if (data[0] !== BATCH) return [];
+  const parts: { data: Uint8Array; accounts: string[] }[] = [];
+  let at = 1;
+  let next = 0;
+  while (at + 2 <= data.length) {
+    const count = data[at]!;
+    const end = at + 2 + data[at + 1]!;
+    if (end === at + 2 || end > data.length || next + count > accounts.length) break;
+    parts.push({ data: data.subarray(at + 2, end), accounts: accounts.slice(next, next + count) });
+    at = end;
+    next += count;
+  }
+  return parts;
 }
 
 /** Account fields of a jsonParsed token instruction (a multisig's signers aside). */
@@ -478,16 +522,18 @@ function parsedStep(ix: Json, path: string): Step {
       return {
         programId,
         memo: null,
-        token: {
-          programId,
-          kind,
-          accounts: [...new Set(accounts)].sort(),
-          ...optionalSource(kind, info.source),
-          ...optionalInitialized(kind, info.account, info.mint),
-          ...parsedMovement(kind, info),
-          ...parsedUnkeptMovement(kind, info),
-          ...parsedApproved(kind, info),
-        },
+        tokens: [
+          {
+            programId,
+            kind,
+            accounts: [...new Set(accounts)].sort(),
+            ...optionalSource(kind, info.source),
+            ...optionalInitialized(kind, info.account, info.mint),
+            ...parsedMovement(kind, info),
+            ...parsedUnkeptMovement(kind, info),
+            ...parsedApproved(kind, info),
+          },
+        ],
       };
     }
     const accounts = array(ix.accounts, `${path}.accounts`).map((a, i) =>
@@ -495,9 +541,9 @@ function parsedStep(ix: Json, path: string): Step {
     );
     return stepOf(programId, base58Bytes(ix.data, `${path}.data`), accounts);
   }
-  if (!MEMO_PROGRAM_IDS.has(programId)) return { programId, memo: null, token: null };
+  if (!MEMO_PROGRAM_IDS.has(programId)) return { programId, memo: null, tokens: [] };
   if (typeof ix.parsed === "string") {
-    return { programId, memo: storableMemo(ix.parsed), token: null };
+    return { programId, memo: storableMemo(ix.parsed), tokens: [] };
   }
   return stepOf(programId, base58Bytes(ix.data, `${path}.data`), []);
 }
@@ -880,7 +926,7 @@ export function parseTransaction(result: unknown, signatureHint?: string): Trans
     solChanges: solChanges(meta, decoded.accounts),
     memos: steps.flatMap((s) => (s.memo === null ? [] : [s.memo])),
     programs: [...new Set(steps.map((s) => s.programId))],
-    tokenInstructions: steps.flatMap((s) => (s.token === null ? [] : [s.token])),
+    tokenInstructions: steps.flatMap((s) => s.tokens),
     innerInstructionsKnown: Array.isArray(meta.innerInstructions),
     ...optionalOpened(openedTokenAccounts(meta, decoded.accounts)),
     ...optionalOwners(ownersAfter(meta, decoded.accounts)),

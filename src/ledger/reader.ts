@@ -1000,7 +1000,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       // Approve's source, or what a transfer or burn moved and in which mint were kept: the raw
       // answer tells, and whether the vault's oldest line is its creation, whose the vault is
       // after it, whether it was given a delegate, or paid out money its money in hid, rests
-      // on it.
+      // on it. So do the instructions a token Batch ran, kept as instructions of their own since.
       if (wholeFacts(facts) || row.raw === null) return facts;
     } catch (error) {
       if (row.raw === null) throw error;
@@ -1036,6 +1036,9 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     return "token balances in its transaction moved by no instruction served";
   }
 
+  /** A token Batch as facts stored before its instructions were read name it. */
+  const UNREAD_BATCH = "unknown:255";
+
   /** Facts that hold everything a line is read from (see `storedFacts`). */
   function wholeFacts(facts: TransactionFacts) {
     return (
@@ -1043,6 +1046,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       facts.ownersAfter !== undefined &&
       facts.tokenInstructions.every(
         (ix) =>
+          ix.kind !== UNREAD_BATCH &&
           (!APPROVE_KINDS.has(ix.kind) || ix.source !== undefined) &&
           (!INITIALIZE_ACCOUNT_KINDS.has(ix.kind) ||
             (ix.initialized !== undefined && ix.mint !== undefined)) &&

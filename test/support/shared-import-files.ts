@@ -71,6 +71,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/ledger-statement-adversary.test.ts",
   "test/ledger-statement-periods.test.ts",
   "test/ledger-token-balances-omitted.test.ts",
+  "test/ledger-token-batch.test.ts",
   "test/ledger-unreadable-lines.dialects.test.ts",
   "test/ledger-world.test.ts",
   "test/localnet-chain.test.ts",
