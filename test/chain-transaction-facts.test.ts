@@ -825,3 +825,34 @@ describe("accounts of jsonParsed token instructions", () => {
     expect(unshownCreditOf(addr.escrowVault, f, profile)).toBe(160_000n);
   });
 });
+
+describe("a token Batch (255)", () => {
+  /** The legacy lock with its TransferChecked run `times` times by one Batch instead. */
+  function lockInBatch(times: number, extraCount = 0) {
+    const compiled = loadResult("escrow-lock-legacy.json.json");
+    const ix = compiled.transaction.message.instructions[1];
+    const data = [...bs58.decode(ix.data)];
+    const parts = Array.from({ length: times }, () => [ix.accounts.length, data.length, ...data]);
+    ix.data = bs58.encode(
+      Uint8Array.from([255, ...parts.flat(), ...(extraCount ? [extraCount, 1, 12] : [])]),
+    );
+    ix.accounts = Array.from({ length: times }, () => ix.accounts).flat();
+    return compiled;
+  }
+
+  it("keeps each instruction it runs after it, each with its own accounts by place", () => {
+    const [transfer] = facts("escrow-lock-legacy.json.json").tokenInstructions;
+    const f = parseTransaction(lockInBatch(2));
+    expect(f.tokenInstructions.map((ix) => ix.kind)).toEqual([
+      "batch",
+      "transferChecked",
+      "transferChecked",
+    ]);
+    expect(f.tokenInstructions.slice(1)).toEqual([transfer, transfer]);
+  });
+
+  it("reads no instruction past the accounts it holds", () => {
+    const f = parseTransaction(lockInBatch(1, 9));
+    expect(f.tokenInstructions.map((ix) => ix.kind)).toEqual(["batch", "transferChecked"]);
+  });
+});
