@@ -91,6 +91,20 @@ describe("a token Batch moving the vault's money", () => {
     ]);
   });
 
+  it("reads a top-up made through a batch as a deposit, with no finding", async () => {
+    const c = await h.scenario();
+    const vault = (await c.pinKey(1)).vault;
+    const wallet = h.op.attackerAccount(5_000_000n);
+    const from = await chainSecondAfter(h.world);
+    h.op.send([
+      batch([h.op.transfer(wallet, vault, 250_000n, { authority: h.op.attacker.address })]),
+    ]);
+    const s = await vaultStatementSince(h, c, vault, from);
+    expect(s.unread).toBeNull();
+    expect(s.depositsUnits).toBe(250_000n);
+    expect(s.counts).toMatchObject({ lines: 1, deposits: 1, unexplained: 0 });
+  });
+
   it("names a delegate an Approve inside a batch gave the vault, spent before any balance read", async () => {
     const c = await h.scenario();
     const vault = (await c.pinKey(3)).vault;
