@@ -355,6 +355,9 @@ function stringsBytes(values: unknown): number {
   return bytes;
 }
 
+/** The last index a JavaScript array has (2^32 - 2): a larger key is a property beside its items. */
+const LAST_ARRAY_INDEX = 2 ** 32 - 2;
+
 /**
  * The place in an array a streamed delta's `index` names, or null for none. A client pieces the
  * answer together in an array by index (Node's SDK: `choices[index]`, `tool_calls[index]`): a
@@ -363,12 +366,15 @@ function stringsBytes(values: unknown): number {
  * into another, under the other's name (a content beside a refusal counted twice). At `0.5`,
  * `-1` or `"01"` a choice or call is a property beside the array's items, in no completion it
  * reads, and counted, 1,000 bytes of it lifted the bound of `Hi.`'s usage by 1,000 tokens,
- * verified.
+ * verified. So is a place past an array's last (`LAST_ARRAY_INDEX`): a call at 4294967295 is in
+ * no `tool_calls` its client reads.
  */
 function arrayPlace(index: unknown): number | null {
   const place =
     typeof index === "string" && String(Number(index)) === index ? Number(index) : index;
-  return Number.isInteger(place) && (place as number) >= 0 ? (place as number) : null;
+  return Number.isInteger(place) && (place as number) >= 0 && (place as number) <= LAST_ARRAY_INDEX
+    ? (place as number)
+    : null;
 }
 
 /** Whether a streamed call's `index` names a place a client reads: none (known by its id), or one. */

@@ -121,7 +121,6 @@ export function ceilingOf(
   return typeof value === "number" && Number.isSafeInteger(value) && value >= 1 ? value : null;
 }
 
-/** `n` read as the ceiling is: a positive integer, as a number or as its digits. */
 /**
  * The prompts of a legacy completion: `prompt` as an array of texts or of token id lists is as
  * many prompts, each answered with `n` choices (an array of token ids is one prompt). Read as one,
@@ -133,6 +132,7 @@ function promptsOf(body: Record<string, unknown>): unknown[] {
   return prompt.every((p) => typeof p === "string" || Array.isArray(p)) ? prompt : [prompt];
 }
 
+/** `n` read as the ceiling is: a positive integer, as a number or as its digits. */
 function choicesOf(n: unknown): number {
   const value = typeof n === "string" && /^\s*\d{1,3}\s*$/.test(n) ? Number(n) : n;
   return typeof value === "number" && Number.isSafeInteger(value) && value >= 1
