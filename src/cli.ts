@@ -132,7 +132,7 @@ export function buildProgram(): Command {
     process.on("SIGTERM", stop);
     process.on("SIGINT", stop);
     try {
-      service = await runServe(config);
+      service = await runServe(config, { stopping: () => stopping });
     } catch (error) {
       // The same signal reached a worker before it could drain (a stop sent to the group).
       if (stopping && error instanceof StoppedWhileStarting) process.exit(0);

@@ -53,24 +53,29 @@ const MAX_KILLED_STARTING = 5;
 
 /**
  * Why serve cannot start, now that a worker of `slot` ended before any listened: none when it
- * was killed from outside (the OOM killer, kill -9), which its restart survives unless the
- * workers of that place keep being killed. A worker that exits with a code of its own (a bad
- * configuration, a port taken) fails the same way in every place: serve fails at once. One
- * stopped by a signal sent to the whole group as serve starts, before it could listen for one
- * (killed by it) or after (drained, exit 0), is serve being stopped, not failing to start.
+ * was killed or stopped from outside (the OOM killer, kill -9, a SIGTERM sent to it alone),
+ * which its restart survives unless the workers of that place keep being killed. A worker that
+ * exits with a code of its own (a bad configuration, a port taken) fails the same way in every
+ * place: serve fails at once. One stopped by a signal that reached serve too (sent to the whole
+ * group as serve starts), before it could listen for one (killed by it) or after (drained, exit
+ * 0), is serve being stopped, not failing to start.
  */
-function startFailure(slot: Slot, code: number | null, signal: string | null): Error | undefined {
-  if (signal === "SIGTERM" || signal === "SIGINT" || code === 0) {
-    return new StoppedWhileStarting(signal ?? "drained");
-  }
-  if (signal === null) {
+function startFailure(
+  slot: Slot,
+  code: number | null,
+  signal: string | null,
+  serveStopping: boolean,
+): Error | undefined {
+  const stopped = signal === "SIGTERM" || signal === "SIGINT" || code === 0;
+  if (stopped && serveStopping) return new StoppedWhileStarting(signal ?? "drained");
+  if (signal === null && !stopped) {
     return new Error(`a worker of serve exited while starting (code ${code}, ${signal})`);
   }
   const now = Date.now();
   slot.killedAt = [...slot.killedAt, now].filter((at) => now - at < HEALTHY_MS);
   if (slot.killedAt.length < MAX_KILLED_STARTING) return undefined;
   return new Error(
-    `a worker of serve was killed (${signal}) while starting ${slot.killedAt.length} times in a row within ${HEALTHY_MS / 1000} s; giving up`,
+    `a worker of serve was ${signal === null ? "stopped" : `killed (${signal})`} while starting ${slot.killedAt.length} times in a row within ${HEALTHY_MS / 1000} s; giving up`,
   );
 }
 
@@ -246,11 +251,20 @@ function serveLogger(level: string): { log: Logger; flush(): Promise<boolean> } 
   };
 }
 
+/** How `serve` runs beside the command that started it. */
+export interface ServeOptions {
+  /**
+   * Whether serve itself was told to stop (a signal to the whole group): a worker stopped as
+   * serve starts is then the stop, else one stopped alone, restarted like one killed.
+   */
+  stopping?: () => boolean;
+}
+
 /**
  * Runs `serve`: with one worker, the service in this process (verifier included); with more,
  * this process becomes the primary of a node:cluster whose workers share the port.
  */
-export async function runServe(config: Config): Promise<RunningServe> {
+export async function runServe(config: Config, options: ServeOptions = {}): Promise<RunningServe> {
   const { log, flush } = serveLogger(config.LOG_LEVEL);
   const workers = workerCount(config);
   if (config.RPC_QUORUM <= 1 && profileCluster(config) === "mainnet-beta") {
@@ -272,7 +286,7 @@ export async function runServe(config: Config): Promise<RunningServe> {
         close: () => service.close(),
       };
     } else {
-      running = await startPrimary(config, workers, log);
+      running = await startPrimary(config, workers, log, options.stopping ?? (() => false));
     }
   } catch (error) {
     await flush();
@@ -321,7 +335,12 @@ function workerExecArgv(): string[] {
  * worker that dies, answers the workers' `/metrics` with the whole service's figures
  * (serve-cluster-metrics.ts), and on `close()` drains every worker.
  */
-async function startPrimary(config: Config, count: number, log: Logger): Promise<RunningServe> {
+async function startPrimary(
+  config: Config,
+  count: number,
+  log: Logger,
+  stopping: () => boolean,
+): Promise<RunningServe> {
   // Whatever is wrong fails here, once, before any worker starts.
   loadProfile(config.AUDIT_PROFILE);
   if (config.VERIFY_CRON) validateCronExpression(config.VERIFY_CRON);
@@ -496,7 +515,7 @@ async function startPrimary(config: Config, count: number, log: Logger): Promise
           return;
         }
         if (!wasReady && url === "") {
-          const failure = startFailure(slot, code, signal);
+          const failure = startFailure(slot, code, signal, stopping());
           if (failure) return reject(failure);
         }
         // A worker that keeps dying (a bad disk, a crash on some request) is started again
