@@ -6,8 +6,16 @@ import { pino } from "pino";
 import { Counter, Gauge, Histogram } from "prom-client";
 import type { AppMetrics } from "./api/metrics.js";
 import { warnWithoutProxyTokens } from "./auth/tokens.js";
+import { backgroundPoolSize } from "./background-worker.js";
 import type { Config } from "./config.js";
 import { openStore } from "./db/open.js";
+import type { PgStore } from "./db/pg/client.js";
+import {
+  type ConnectionRoom,
+  readConnectionRoom,
+  WRITER_CONNECTIONS,
+} from "./db/pg/connection-room.js";
+import { parseDatabaseUrl } from "./db/url.js";
 import { AppError } from "./errors.js";
 import { createLogger, type Logger } from "./log.js";
 import { validateCronExpression } from "./nightly/cron.js";
@@ -135,6 +143,66 @@ function isMessage(value: unknown): value is { type: string } {
  */
 export function workerCount(config: Config): number {
   return config.WORKERS ?? Math.min(availableParallelism(), MAX_DEFAULT_WORKERS);
+}
+
+/**
+ * PostgreSQL connections a cluster of `workers` opens at most with `poolSize` (see README,
+ * DATABASE_POOL_SIZE): each worker its pool, its revocation listener, its receipt writer's and
+ * its leader lease's; the leader alone its background thread's pool and writer's.
+ */
+function clusterConnections(workers: number, poolSize: number): number {
+  const worker = poolSize + 1 + WRITER_CONNECTIONS + 1;
+  return workers * worker + backgroundPoolSize(poolSize) + WRITER_CONNECTIONS;
+}
+
+/** The most workers whose connections fit in `room` (0 when not even one does). */
+function workersThatFit(room: number, poolSize: number): number {
+  const worker = clusterConnections(1, poolSize) - clusterConnections(0, poolSize);
+  return Math.max(0, Math.floor((room - clusterConnections(0, poolSize)) / worker));
+}
+
+/**
+ * Workers `serve` runs: `workerCount`, bounded on PostgreSQL by the connections the server
+ * allows. A default of one per core that does not fit is lowered (to one process at least) and
+ * said; an explicit WORKERS that does not fit is refused, naming it: its workers would fail at
+ * start or wait for connections the server never gives.
+ */
+async function workersToRun(config: Config, log: Logger): Promise<number> {
+  const wanted = workerCount(config);
+  const target = parseDatabaseUrl(config.DATABASE_URL);
+  if (wanted <= 1 || target.kind !== "postgres") return wanted;
+  const store = await openStore(config, { poolSize: 1, migrate: false });
+  let room: ConnectionRoom;
+  try {
+    room = await readConnectionRoom((store as PgStore).pool);
+  } finally {
+    await store.close();
+  }
+  const poolSize = config.DATABASE_POOL_SIZE;
+  const fit = workersThatFit(room.connections, poolSize);
+  if (fit >= wanted) return wanted;
+  const needs = clusterConnections(wanted, poolSize);
+  const allows = `PostgreSQL at ${target.redacted} allows ${room.connections} (${roomLimit(room)})`;
+  if (config.WORKERS !== undefined) {
+    throw new AppError(
+      "bad_request",
+      `--workers ${wanted} (WORKERS) needs up to ${needs} PostgreSQL connections with DATABASE_POOL_SIZE ${poolSize} (see README, DATABASE_POOL_SIZE), but ${allows}: ${fit >= 2 ? `at most ${fit} workers fit` : "no cluster fits"}; lower --workers or DATABASE_POOL_SIZE, or raise the limit`,
+      { field: "WORKERS" },
+    );
+  }
+  const workers = Math.max(1, fit);
+  log.warn(
+    { workers, cores: wanted, connections: room.connections, poolSize },
+    `serve runs ${workers} worker(s), not one per core: ${wanted} would need up to ${needs} PostgreSQL connections with DATABASE_POOL_SIZE ${poolSize}, but ${allows}`,
+  );
+  return workers;
+}
+
+/** Which limit of the server's sets `room`, in words. */
+function roomLimit(room: ConnectionRoom): string {
+  if (room.role === room.connections) return "the role's CONNECTION LIMIT";
+  if (room.database === room.connections) return "the database's CONNECTION LIMIT";
+  return `max_connections ${room.maxConnections} less ${room.maxConnections - room.server} reserved`;
 }
 
 let loopMonitor: IntervalHistogram | undefined;
@@ -266,7 +334,6 @@ export interface ServeOptions {
  */
 export async function runServe(config: Config, options: ServeOptions = {}): Promise<RunningServe> {
   const { log, flush } = serveLogger(config.LOG_LEVEL);
-  const workers = workerCount(config);
   if (config.RPC_QUORUM <= 1 && profileCluster(config) === "mainnet-beta") {
     // Said once at start: the verdicts rest on whatever the first endpoint that answers says.
     log.warn(
@@ -276,6 +343,7 @@ export async function runServe(config: Config, options: ServeOptions = {}): Prom
   }
   let running: RunningServe;
   try {
+    const workers = await workersToRun(config, log);
     if (workers <= 1) {
       const { startService } = await loadService();
       const service = await startService(config, log);

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { sql, TransactionRollbackError } from "drizzle-orm";
 import type { PgStore } from "../../db/pg/client.js";
+import { WRITER_CONNECTIONS } from "../../db/pg/connection-room.js";
 import { openPgSidePool } from "../../db/pg/pool.js";
 import { jobApiAnswers, jobs, receiptConflicts } from "../../db/pg/schema.js";
 import type { WriteUnit } from "../write-unit.js";
@@ -157,7 +158,7 @@ export interface PgWriterConnection {
  * connection serves a ping or probe made while a group still holds the first.
  */
 export function openPgWriterConnection(shared: PgStore): PgWriterConnection {
-  const own = openPgSidePool(shared, 2);
+  const own = openPgSidePool(shared, WRITER_CONNECTIONS);
   const store = { db: own.db, pool: own.pool };
   const statement = shared.config.statement_timeout;
   /** The backend waiting for the turn, if one is. */

@@ -1,0 +1,61 @@
+import { availableParallelism } from "node:os";
+import { beforeAll, describe, expect, it } from "vitest";
+import { openPostgres } from "../src/db/pg/client.js";
+import { usePostgresDatabase } from "./support/postgres.js";
+import { startCli } from "./support/service-process.js";
+
+/**
+ * `serve` on a PostgreSQL database that allows 20 connections (its CONNECTION LIMIT, as a small
+ * server's max_connections): a cluster of two workers at the default pool (10) needs up to 35.
+ */
+
+const database = usePostgresDatabase();
+
+beforeAll(async () => {
+  const admin = openPostgres(database.url);
+  try {
+    const name = decodeURIComponent(new URL(database.url).pathname.slice(1));
+    await admin.pool.query(`ALTER DATABASE "${name}" CONNECTION LIMIT 20`);
+  } finally {
+    await admin.close();
+  }
+});
+
+const serveArgs = () => ["serve", "--port", "0", "--db", database.url, "--profile", "localnet"];
+const env = { SOLANA_RPC_URLS: "http://127.0.0.1:9", DATABASE_POOL_SIZE: "10" };
+
+describe("serve --workers on a PostgreSQL that allows 20 connections", () => {
+  it("refuses an explicit --workers 2 it has no connections for, naming it", async () => {
+    const serve = startCli([...serveArgs(), "--workers", "2"], env);
+    const outcome = await Promise.race([
+      serve.exited,
+      serve.waitForLog((l) => l.msg === "serve cluster ready", 60_000).then(() => "started"),
+    ]);
+    serve.child.kill("SIGKILL");
+    expect(outcome).toBe(2);
+    expect(serve.stderr()).toMatch(
+      /^error: --workers 2 \(WORKERS\) needs up to 35 PostgreSQL connections with DATABASE_POOL_SIZE 10 .*, but PostgreSQL at postgres:\/\/.* allows 20 \(the database's CONNECTION LIMIT\): no cluster fits; lower --workers or DATABASE_POOL_SIZE/,
+    );
+  }, 60_000);
+
+  it.skipIf(availableParallelism() < 2)(
+    "runs one process by default, not one per core, and says why",
+    async () => {
+      const serve = startCli(serveArgs(), { ...env, WORKERS: "" });
+      try {
+        const listening = await serve.waitForLog((l) => l.msg === "decentral-audit listening");
+        expect((await fetch(`${listening.url}/healthz`)).status).toBe(200);
+        const said = serve.logs.find((l) => String(l.msg).startsWith("serve runs 1 worker(s)"));
+        expect(said).toMatchObject({ level: 40, workers: 1, connections: 20 });
+        expect(String(said?.msg)).toMatch(/allows 20 \(the database's CONNECTION LIMIT\)$/);
+        serve.child.kill("SIGTERM");
+        expect(await serve.exited).toBe(0);
+        expect(serve.logs.filter((l) => l.msg === "decentral-audit listening")).toHaveLength(1);
+        expect(serve.logs.some((l) => l.msg === "serve cluster ready")).toBe(false);
+      } finally {
+        serve.child.kill("SIGKILL");
+      }
+    },
+    60_000,
+  );
+});
