@@ -61,10 +61,15 @@ export interface ServiceOptions {
   /**
    * With `background: "leader"`: the leader lease is first asked for once this settles (a
    * cluster's worker: once the primary said the port it listens on is the service's). A worker
-   * that listened on a port of its own and is being stopped for it took the lease before it
-   * listened, and the verifier moved to it and on again. Default: at once.
+   * that listened on a port of its own took the lease before it listened, and the verifier
+   * moved to it and on again. Default: at once.
    */
   leadAfter?: Promise<unknown>;
+  /**
+   * The port to serve on, given the one listened on (a cluster's worker asks the primary): when
+   * another, the server listens on that one instead, until they agree. Default: the one got.
+   */
+  servicePort?: (port: number) => Promise<number>;
   /**
    * Whether start-up says what in the configuration will refuse work (PROXY_REQUIRE_TOKEN with
    * no token to open the proxy). Default true; a cluster's workers leave it to the primary,
@@ -277,13 +282,12 @@ export async function startService(
       });
     const gate = createDrainGate();
     const server = await listen(app.fetch, config.PORT, config.HOST, gate, direct);
+    if (options.servicePort) await moveToServicePort(server, config.HOST, options.servicePort);
     // What the verifier gives way to: requests, not probes or scrapes.
     server.on("request", (req: IncomingMessage) => {
       if (isTraffic(req.url)) requests.mark();
     });
-    const address = server.address();
-    const port = typeof address === "object" && address ? address.port : config.PORT;
-    const url = `http://${config.HOST}:${port}`;
+    const url = `http://${config.HOST}:${portOf(server, config.PORT)}`;
     log.info({ url }, "decentral-audit listening");
     return {
       url,
@@ -339,9 +343,16 @@ function listen(
     const listener = getRequestListener(fetch, { hostname });
     const server = createServer(gate.wrap(wrap ? wrap(listener) : listener));
     gate.attach(server);
+    listenOn(server, port, hostname).then(() => resolve(server), reject);
+  });
+}
+
+/** `server` listening on `port`; a port in use or a bad interface is an error naming it. */
+function listenOn(server: Server, port: number, hostname: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
     server.listen(port, hostname, () => {
       server.off("error", onError);
-      resolve(server);
+      resolve();
     });
     const onError = (error: NodeJS.ErrnoException) => {
       const reason =
@@ -352,4 +363,29 @@ function listen(
     };
     server.once("error", onError);
   });
+}
+
+/** The port `server` listens on (`fallback` when it listens on none). */
+function portOf(server: Server, fallback: number): number {
+  const address = server.address();
+  return typeof address === "object" && address ? address.port : fallback;
+}
+
+/**
+ * Listens on the port `servicePort` says instead of the one got, until they agree: a cluster's
+ * worker asking for port 0 after every worker it would have shared the socket with died got a
+ * port of its own, which nobody calls. It moves before it takes any request.
+ */
+async function moveToServicePort(
+  server: Server,
+  hostname: string,
+  servicePort: (port: number) => Promise<number>,
+): Promise<void> {
+  for (;;) {
+    const port = portOf(server, 0);
+    const wanted = await servicePort(port);
+    if (wanted === port) return;
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await listenOn(server, wanted, hostname);
+  }
 }

@@ -115,11 +115,15 @@ type ToWorker =
   | { type: "audit:drain" }
   /** The port the worker listens on is the service's: it may now take the leader lease. */
   | { type: "audit:serving" }
+  /** The service's port, answering `audit:port`: the worker listens on it if it got another. */
+  | { type: "audit:port-res"; port: number }
   | { type: "audit:stats"; id: number }
   | { type: "audit:collect"; id: number }
   | { type: "audit:metrics-res"; id: number; text?: string; error?: string };
 type ToPrimary =
   | { type: "audit:hello" }
+  /** The port the worker got: which is the service's? */
+  | { type: "audit:port"; port: number }
   | { type: "audit:ready"; url: string }
   | { type: "audit:failed"; error: string }
   | { type: "audit:drained" }
@@ -466,7 +470,8 @@ async function startPrimary(
    * every worker died, a replacement asking for port 0 got another port, and the URL serve
    * printed refused every connection. A worker asks for the port the living workers asked for
    * (asking for the bound port beside them would be a second socket on it, refused); once none
-   * lives, for the bound port itself.
+   * lives, for the bound port itself. One whose peers all died before it listened got a port of
+   * its own: it moves to the bound port before it takes a request (`audit:port`).
    */
   let boundPort: number | undefined;
   let askPort = config.PORT;
@@ -525,24 +530,25 @@ async function startPrimary(
             ? { type: "audit:drain" }
             : { type: "audit:start", config: { ...config, PORT: askPort } };
           send(worker, answer);
-        } else if (m.type === "audit:ready") {
-          const port = Number(/:(\d+)$/.exec(m.url)?.[1]);
-          if (boundPort !== undefined && port !== boundPort) {
+        } else if (m.type === "audit:port") {
+          boundPort ??= m.port;
+          if (m.port !== boundPort) {
             // The workers it shared the socket with died before it listened: it got a port of
-            // its own, which nobody calls. It stops, and its successor asks for the bound port.
+            // its own, which nobody calls. It moves to the bound port (see `boundPort`), and so
+            // do the workers started after it, instead of each being stopped and restarted.
             log.warn(
-              { workerPid: worker.process.pid, url: m.url, serviceUrl: url },
-              "serve worker listened on another port than the service's; stopping it",
+              { workerPid: worker.process.pid, port: m.port, servicePort: boundPort },
+              "serve worker listened on another port than the service's; moving it to the service's",
             );
             asking.clear();
             askPort = boundPort;
-            send(worker, { type: "audit:drain" });
-            return;
           }
-          boundPort ??= port;
+          send(worker, { type: "audit:port-res", port: boundPort });
+        } else if (m.type === "audit:ready") {
           url = m.url;
           ready.add(worker);
-          // Only now may it lead: one stopped for its port above never takes the lease.
+          // Only now may it lead: one that got a port of its own above never takes the lease
+          // before it moved.
           send(worker, { type: "audit:serving" });
           if (ready.size === count) resolve();
         } else if (m.type === "audit:drained") {
@@ -792,6 +798,13 @@ export function runWorker(): void {
   let flush = async () => true;
   let drainTimeoutMs = 30_000;
   let drainMarginMs = 10_000;
+  /** Answers the worker's `audit:port`. */
+  let portAnswered = (_port: number) => {};
+  const servicePort = (port: number) =>
+    new Promise<number>((resolve) => {
+      portAnswered = resolve;
+      process.send?.({ type: "audit:port", port } satisfies ToPrimary);
+    });
   /** Settles when the primary says the port this worker listens on is the service's. */
   let confirmServing = () => {};
   const serving = new Promise<void>((resolve) => {
@@ -839,6 +852,7 @@ export function runWorker(): void {
             startupWarnings: false,
             metrics: (own) => clusterMetrics(own, m.config.WORKER_COUNTERS_MS),
             leadAfter: serving,
+            servicePort,
           }),
         )
         .then(
@@ -864,6 +878,8 @@ export function runWorker(): void {
         );
     } else if (m.type === "audit:serving") {
       confirmServing();
+    } else if (m.type === "audit:port-res") {
+      portAnswered(m.port);
     } else if (m.type === "audit:drain") {
       void drain();
     } else if (m.type === "audit:stats") {

@@ -835,7 +835,7 @@ describe("serve --workers 2 --port 0, every worker killed", () => {
 });
 
 describe("serve --workers 2, every worker killed while a replacement starts", () => {
-  it("never lets a worker stopped for listening on another port take the leader lease", async () => {
+  it("moves a worker that got a port of its own to the service's, restarting none for it, and never lets it lead there", async () => {
     const { db, serve } = await startCluster();
     const primary = serve.child.pid as number;
     const children = () =>
@@ -845,18 +845,19 @@ describe("serve --workers 2, every worker killed while a replacement starts", ()
         .map(Number);
     const offPort = () =>
       serve.logs
-        .filter(
-          (l) => l.msg === "serve worker listened on another port than the service's; stopping it",
+        .filter((l) =>
+          String(l.msg).startsWith("serve worker listened on another port than the service's"),
         )
         .map((l) => Number(l.workerPid));
     const leaders = () =>
       serve.logs
         .filter((l) => l.msg === "leader: running the verifier and the backfill")
-        .map((l) => Number(l.pid));
+        .map((l) => ({ pid: Number(l.pid), at: serve.logs.indexOf(l) }));
+    const listened = () => serve.logs.filter((l) => l.msg === "decentral-audit listening");
     const serving = () =>
       new Set(
-        serve.logs
-          .filter((l) => l.msg === "decentral-audit listening" && l.url === serve.url)
+        listened()
+          .filter((l) => l.url === serve.url)
           .map((l) => Number(l.pid))
           .filter((pid) => children().includes(pid)),
       );
@@ -877,20 +878,38 @@ describe("serve --workers 2, every worker killed while a replacement starts", ()
     // Kill the leader, then the other worker once the leader's replacement was told to start
     // (it has the database open): asking for port 0 beside a worker that is now gone, it gets a
     // port of its own, and finds the lease's holders all dead.
+    let kills = 0;
     for (let round = 0; round < 4 && offPort().length === 0; round++) {
       const leader = pidOf(await until(() => leaderOwner(db)));
       const other = [...serving()].find((pid) => pid !== leader);
       const before = new Set(children());
       process.kill(leader, "SIGKILL");
+      kills++;
       const replacement = await until(() => children().find((pid) => !before.has(pid)));
       await until(() => opened(replacement as number), 15_000);
-      if (other !== undefined) process.kill(other, "SIGKILL");
+      if (other !== undefined) {
+        process.kill(other, "SIGKILL");
+        kills++;
+      }
       await until(() => serving().size >= 2, 30_000);
     }
     expect(offPort().length).toBeGreaterThan(0);
-    // The verifier moved only to workers that serve on the service's port.
-    for (const pid of offPort()) expect(leaders()).not.toContain(pid);
+    // Only the workers killed were restarted: the one on another port was moved, not stopped.
+    const restarts = serve.logs.filter((l) => l.msg === "serve worker died; restarting it");
+    expect(restarts).toHaveLength(kills);
+    // Every worker took requests on the port serve printed, and on no other.
+    expect(new Set(listened().map((l) => l.url))).toEqual(new Set([serve.url]));
+    for (const pid of offPort()) expect(serving().has(pid)).toBe(true);
+    // The verifier never moved to a worker before it listened on the service's port.
+    for (const { pid, at } of leaders()) {
+      const listenedAt = serve.logs.findIndex(
+        (l) => l.msg === "decentral-audit listening" && Number(l.pid) === pid,
+      );
+      expect(listenedAt).toBeGreaterThanOrEqual(0);
+      expect(listenedAt).toBeLessThan(at);
+    }
     await until(() => leaderOwner(db));
     expect(serving().has(pidOf(await leaderOwner(db)))).toBe(true);
+    expect((await send(serve.url, false)).status).toBe(200);
   }, 120_000);
 });
