@@ -131,6 +131,9 @@ export function buildProgram(): Command {
     };
     process.on("SIGTERM", stop);
     process.on("SIGINT", stop);
+    // A hangup (the terminal or session serve ran in closed) drains too: by default it ended
+    // every process at once, cutting the responses in flight and their receipts.
+    process.on("SIGHUP", stop);
     try {
       service = await runServe(config, { stopping: () => stopping });
     } catch (error) {

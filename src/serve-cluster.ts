@@ -56,6 +56,9 @@ interface Slot {
   killedAt: number[];
 }
 
+/** The signals that drain `serve` and each of its workers (SIGHUP: its terminal closed). */
+const STOP_SIGNALS: readonly string[] = ["SIGTERM", "SIGINT", "SIGHUP"];
+
 /** Workers of one place killed in a row while serve starts, within `HEALTHY_MS`: it gives up. */
 const MAX_KILLED_STARTING = 5;
 
@@ -74,7 +77,7 @@ function startFailure(
   signal: string | null,
   serveStopping: boolean,
 ): Error | undefined {
-  const stopped = signal === "SIGTERM" || signal === "SIGINT" || code === 0;
+  const stopped = signal !== null ? STOP_SIGNALS.includes(signal) : code === 0;
   if (stopped && serveStopping) return new StoppedWhileStarting(signal ?? "drained");
   if (signal === null && !stopped) {
     return new Error(`a worker of serve exited while starting (code ${code}, ${signal})`);
@@ -786,7 +789,7 @@ function clusterMetrics(own: AppMetrics, countersMs: number): AppMetrics {
 /**
  * A worker of the cluster (run by `serve-worker.ts`): asks the primary for the configuration,
  * starts the service with the background work under the leader lock, and drains on the
- * primary's word, on SIGTERM/SIGINT, or when the primary is gone.
+ * primary's word, on SIGTERM/SIGINT/SIGHUP, or when the primary is gone.
  */
 export function runWorker(): void {
   // Loaded while the primary sends the configuration, as a static import of it was.
@@ -888,8 +891,7 @@ export function runWorker(): void {
   });
   // Once the primary is gone (killed), sends to it fail with EPIPE until `disconnect`.
   cluster.worker?.on("error", () => {});
-  process.once("SIGTERM", () => void drain());
-  process.once("SIGINT", () => void drain());
+  for (const signal of STOP_SIGNALS) process.once(signal, () => void drain());
   // The primary is gone (killed): node:cluster would exit this worker at once, but an exit can
   // wait for ever on a write to a stdout nobody reads, and a worker left so holds the port
   // without answering. Nothing can drain without the primary: the worker ends outright.

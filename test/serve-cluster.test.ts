@@ -535,25 +535,32 @@ describe("serve --workers 2", () => {
     await until(() => leaders().some((l) => l.pid === pidOf(next)));
   }, 60_000);
 
-  it("drains every worker on SIGTERM: responses in flight finish and are recorded", async () => {
-    const { db, serve, up } = await startCluster();
-    up.jsonDelayMs = 700;
-    const inFlight = Array.from({ length: 8 }, () => send(serve.url, false));
-    // The requests reached the workers (and the upstream) before the signal: a loaded host may
-    // take longer than any fixed wait to accept them, and a connection still in the listening
-    // socket's queue at the signal is reset, not drained.
-    await until(() => up.received === 8);
-    serve.child.kill("SIGTERM");
-    const answers = await Promise.all(inFlight);
-    await Promise.all(answers.map((a) => a.done));
-    expect(answers.map((a) => a.status)).toEqual(Array(8).fill(200));
-    expect(await serve.exited).toBe(0);
-    // Each worker exited 0 itself, its last lines written (stdout here is a pipe).
-    expect(serve.logs.filter((l) => l.msg === "serve worker did not exit cleanly")).toEqual([]);
-    expect(proxyJobIds(db).sort()).toEqual(answers.map((a) => a.jobId).sort());
-    // The leader released its lease on the way out.
-    expect(await leaderOwner(db)).toBeNull();
-  }, 60_000);
+  // SIGHUP as a terminal or session closing sends it: to every process of the group.
+  it.each(["SIGTERM", "SIGHUP"] as const)(
+    "drains every worker on %s: responses in flight finish and are recorded",
+    async (signal) => {
+      const { db, serve, up } = await startCluster();
+      up.jsonDelayMs = 700;
+      const inFlight = Array.from({ length: 8 }, () => send(serve.url, false));
+      // The requests reached the workers (and the upstream) before the signal: a loaded host may
+      // take longer than any fixed wait to accept them, and a connection still in the listening
+      // socket's queue at the signal is reset, not drained.
+      await until(() => up.received === 8);
+      const workers = [...workerPids(serve)];
+      serve.child.kill(signal);
+      if (signal === "SIGHUP") for (const pid of workers) process.kill(pid, signal);
+      const answers = await Promise.all(inFlight);
+      await Promise.all(answers.map((a) => a.done));
+      expect(answers.map((a) => a.status)).toEqual(Array(8).fill(200));
+      expect(await serve.exited).toBe(0);
+      // Each worker exited 0 itself, its last lines written (stdout here is a pipe).
+      expect(serve.logs.filter((l) => l.msg === "serve worker did not exit cleanly")).toEqual([]);
+      expect(proxyJobIds(db).sort()).toEqual(answers.map((a) => a.jobId).sort());
+      // The leader released its lease on the way out.
+      expect(await leaderOwner(db)).toBeNull();
+    },
+    60_000,
+  );
 });
 
 /**
