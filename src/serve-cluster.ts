@@ -153,19 +153,28 @@ export function workerCount(config: Config): number {
 }
 
 /**
- * PostgreSQL connections a cluster of `workers` opens at most with `poolSize` (see README,
- * DATABASE_POOL_SIZE): each worker its pool, its revocation listener, its receipt writer's and
- * its leader lease's; the leader alone its background thread's pool and writer's.
+ * PostgreSQL connections a serving process opens at most with `poolSize` (see README,
+ * DATABASE_POOL_SIZE): its pool, its revocation listener and its receipt writer's; a cluster's
+ * worker its leader lease's too.
  */
+function processConnections(poolSize: number, lease: boolean): number {
+  return poolSize + 1 + WRITER_CONNECTIONS + (lease ? 1 : 0);
+}
+
+/** Connections of the background work (one process's, or the leader's): its pool and writer's. */
+function backgroundConnections(poolSize: number): number {
+  return backgroundPoolSize(poolSize) + WRITER_CONNECTIONS;
+}
+
+/** PostgreSQL connections a cluster of `workers` opens at most with `poolSize`. */
 function clusterConnections(workers: number, poolSize: number): number {
-  const worker = poolSize + 1 + WRITER_CONNECTIONS + 1;
-  return workers * worker + backgroundPoolSize(poolSize) + WRITER_CONNECTIONS;
+  return workers * processConnections(poolSize, true) + backgroundConnections(poolSize);
 }
 
 /** The most workers whose connections fit in `room` (0 when not even one does). */
 function workersThatFit(room: number, poolSize: number): number {
-  const worker = clusterConnections(1, poolSize) - clusterConnections(0, poolSize);
-  return Math.max(0, Math.floor((room - clusterConnections(0, poolSize)) / worker));
+  const left = room - backgroundConnections(poolSize);
+  return Math.max(0, Math.floor(left / processConnections(poolSize, true)));
 }
 
 /**
@@ -198,9 +207,14 @@ async function workersToRun(config: Config, log: Logger): Promise<number> {
     );
   }
   const workers = Math.max(1, fit);
+  const single = processConnections(poolSize, false) + backgroundConnections(poolSize);
+  const short =
+    workers === 1 && single > room.connections
+      ? `; even one process may need up to ${single}: lower DATABASE_POOL_SIZE or raise the limit`
+      : "";
   log.warn(
     { workers, cores: wanted, connections: room.connections, poolSize },
-    `serve runs ${workers} worker(s), not one per core: ${wanted} would need up to ${needs} PostgreSQL connections with DATABASE_POOL_SIZE ${poolSize}, but ${allows}`,
+    `serve runs ${workers} worker(s), not one per core: ${wanted} would need up to ${needs} PostgreSQL connections with DATABASE_POOL_SIZE ${poolSize}, but ${allows}${short}`,
   );
   return workers;
 }
