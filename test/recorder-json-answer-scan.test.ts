@@ -208,21 +208,17 @@ describe("a JSON answer read as it passes", () => {
     const raw = "AAAA".repeat(4000);
     // 16,000 characters decode to 12,000 bytes; "hi", the longer of the text and the transcript, 2 more. pcm16: 16,000 bytes a
     // second at the least, so 75 tokens; mp3 at 8 kbit/s 1,200; opus and aac at 6 kbit/s 1,600;
-    // flac, lossless, with no STREAMINFO a token a byte; a format not known bounds nothing.
+    // flac, lossless, whose length only its operator-written STREAMINFO says, and a format not
+    // known bound nothing.
     expect(
       ["pcm16", "mp3", "opus", "aac", "flac", "x"].map((format) => tokens(raw, format)),
-    ).toEqual([77, 1202, 1602, 1602, 12_002, null]);
-    // A flac by its STREAMINFO: a second of 24 kHz is 100 tokens, whatever its bytes; a count of
-    // 0 samples (unknown), or more seconds than its bytes, a token a byte; under 8 kHz as 8 kHz.
-    const frames = Buffer.alloc(30_000, 7);
-    const flacOf = (rate: number, samples: number) =>
-      tokens(flac(frames, { rate, samples }).toString("base64"), "flac");
-    expect([
-      flacOf(24_000, 24_000),
-      flacOf(24_000, 0),
-      flacOf(8_000, 2 ** 36 - 1),
-      flacOf(1, 4_000),
-    ]).toEqual([102, 30_044, 30_044, 52]);
+    ).toEqual([77, 1202, 1602, 1602, null, null]);
+    expect(
+      tokens(
+        flac(Buffer.alloc(30_000, 7), { rate: 24_000, samples: 24_000 }).toString("base64"),
+        "flac",
+      ),
+    ).toBeNull();
     // A wav by its header: a second of 48 kHz 16-bit stereo is 100 tokens, of 24 kHz mono too;
     // no header, or one of a coded format (ADPCM), is read as pcm16.
     const second = (options: Parameters<typeof wav>[1]) =>

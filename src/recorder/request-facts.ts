@@ -322,8 +322,9 @@ export const audioTokensPerSecond = 100;
  * floor: raw `pcm16` is 16-bit samples at 8 kHz at the least, the lowest rate audio is sampled at
  * (OpenAI's is 24 kHz); `mp3` at its lowest bitrate, 8 kbit/s (MPEG-2.5 Layer III); `opus` at
  * 6 kbit/s, the least libopus codes at; `aac` at 6 kbit/s, the least of its extended profile
- * (xHE-AAC). `flac` has none: lossless, it codes silence in a few bytes a second (see
- * `flacSeconds`). A `wav` is as its header says (see `wavBytesPerSecond`).
+ * (xHE-AAC). `flac` has none: lossless, it codes silence in a few bytes a second, and the
+ * seconds its STREAMINFO block gives are the operator's to write. A `wav` is as its header says
+ * (see `wavBytesPerSecond`).
  */
 const leastBytesPerSecond: Readonly<Record<string, number>> = {
   pcm16: 16_000,
@@ -335,7 +336,7 @@ const leastBytesPerSecond: Readonly<Record<string, number>> = {
 /** The lowest rate audio is sampled at (see `leastBytesPerSecond`). */
 const leastSampleRate = 8_000;
 
-/** Base64 characters of an answer's audio kept to read a `wav` or `flac` header (48 bytes). */
+/** Base64 characters of an answer's audio kept to read a `wav` header (48 bytes). */
 export const audioHeadChars = 64;
 
 /**
@@ -362,32 +363,15 @@ function wavBytesPerSecond(head: string): number {
 }
 
 /**
- * The seconds a `flac` answer's audio lasts, as the STREAMINFO block its stream opens with says
- * (`fLaC`, then that block: its sample rate in 20 bits at byte 18, its total samples in the 36
- * bits that end at byte 26), a rate under 8 kHz read as 8 kHz; null where it says nothing (no
- * such block, or 0 samples: an encoder writing to a pipe leaves the count unknown).
- */
-function flacSeconds(head: string): number | null {
-  const b = Buffer.from(head.slice(0, audioHeadChars), "base64");
-  if (b.length < 26 || b.toString("latin1", 0, 4) !== "fLaC") return null;
-  // The first metadata block: STREAMINFO (type 0, the last-block flag either way), 34 bytes.
-  if ((b[4] as number) % 128 !== 0 || b.readUIntBE(5, 3) !== 34) return null;
-  const rate = b.readUIntBE(18, 3) >>> 4;
-  const samples = ((b[21] as number) % 16) * 2 ** 32 + b.readUInt32BE(22);
-  return samples === 0 ? null : samples / Math.max(rate, leastSampleRate);
-}
-
-/**
  * The most audio tokens an answer's audio `data` can stand for: its base64 characters decode to
  * three bytes in four, and a format with a floor of bytes a second (`leastBytesPerSecond`, a
  * `wav` by its header, `head` the start of its data) holds at most `audioTokensPerSecond` tokens
- * a second of them. A `flac` holds a token a byte (every output token decodes to at least one
- * byte), and no more than its STREAMINFO's seconds allow: counted by its bytes alone, a second
- * of 24 kHz flac (some 30,000 bytes, 20 tokens) verified 30,000. The operator writes that header
- * too, so one claiming more samples than the audio holds lifts the bound to its bytes, no
- * further. A format not named or of no known floor bounds nothing: null, the answer's size
- * unknown, as an unknown codec may hold a second in fewer bytes than any floor here, and a
- * token a byte verified 48,000 tokens for 48,000 bytes of a format nobody can measure.
+ * a second of them. A format not named or of no known floor bounds nothing: null, the answer's
+ * size unknown, as an unknown codec may hold a second in fewer bytes than any floor here, and a
+ * token a byte verified 48,000 tokens for 48,000 bytes of a format nobody can measure. So does
+ * `flac`: lossless, it holds a second of silence in a few bytes, and the only other word on its
+ * length is its STREAMINFO block, which the operator writes (claiming 2^36 samples, 48,000 bytes
+ * of it verified 48,000 tokens).
  * Counted as characters, 1 MiB of audio data lifted the bound of the usage by 1.4 million
  * tokens; counted as bytes, a second of `wav` (48,000 bytes, some 20 tokens) verified 48,000.
  */
@@ -400,10 +384,6 @@ export function audioDataTokens(
   if (bytes === 0) return 0;
   const seconds = (perSecond: number) => Math.ceil((bytes * audioTokensPerSecond) / perSecond);
   if (format === "wav") return seconds(wavBytesPerSecond(head));
-  if (format === "flac") {
-    const lasts = flacSeconds(head);
-    return lasts === null ? bytes : Math.min(bytes, Math.ceil(lasts * audioTokensPerSecond));
-  }
   const least =
     format !== undefined && Object.hasOwn(leastBytesPerSecond, format)
       ? leastBytesPerSecond[format]
