@@ -6,6 +6,7 @@ import {
   type JobQueueStore,
   type QueueFilter,
 } from "../src/store/job-queue.js";
+import { claimedColumns } from "../src/store/queue-rules.js";
 import { createSignatureStore } from "../src/store/signatures.js";
 import { dialects, useDialectStores } from "./support/dialects.js";
 import { statementsSentBy } from "./support/pg-statements.js";
@@ -184,7 +185,7 @@ describe.each(dialects)("the job queue on %s", (dialect) => {
     ).toHaveLength(10);
   });
 
-  it("returns each claimed job as stored, every column read through its mapping", async () => {
+  it("returns each claimed job's claimed columns as stored, and its whole row on asking, every column read through its mapping", async () => {
     const store = await stores.open();
     await seedJob(store, {
       jobId: "rich",
@@ -197,9 +198,15 @@ describe.each(dialects)("the job queue on %s", (dialect) => {
       keyFingerprint: null,
       nextVerifyAt: t - 1,
     });
-    const [claimed] = await createJobQueueStore(store).claim("A", null, lease);
-    expect(claimed).toEqual(await readJob(store, "rich"));
-    expect(claimed).toMatchObject({
+    const queue = createJobQueueStore(store);
+    const [claimed] = await queue.claim("A", null, lease);
+    const whole = (await readJob(store, "rich"))!;
+    expect(claimed).toEqual(
+      Object.fromEntries(claimedColumns.map((key) => [key, whole[key as keyof typeof whole]])),
+    );
+    expect(await queue.rowsOf(["rich", "not-stored"])).toEqual([whole]);
+    expect(await queue.rowsOf([])).toEqual([]);
+    expect(whole).toMatchObject({
       creditsRemainingUnits: 12_345_000n,
       stream: true,
       tags: { team: "search" },

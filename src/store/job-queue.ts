@@ -23,8 +23,16 @@ import {
 } from "../db/schema.js";
 import { jobKeepingLine } from "./ledger-rules.js";
 import { pgTwins } from "./pg-twins.js";
-import { param, perConnection, prepareRows } from "./prepared.js";
-import { claimOrder, jobInWindow, NO_FAR_LOOK, narrows, type QueueFilter } from "./queue-rules.js";
+import { param, perConnection, prepareColumns, prepareRows } from "./prepared.js";
+import {
+  type ClaimedJob,
+  claimedSelection,
+  claimOrder,
+  jobInWindow,
+  NO_FAR_LOOK,
+  narrows,
+  type QueueFilter,
+} from "./queue-rules.js";
 import { maxKeptSignatures } from "./receipt-rules.js";
 import { createGivenUpReset } from "./signatures.js";
 
@@ -137,7 +145,7 @@ export function keepWithJob(store: SqliteStore, job: string, sig: string, now: n
  * the same kind and write nothing, so the job's first judgement looks here. One indexed read
  * per claim, the keeping only for a line found.
  */
-function keepEarlyLines(store: SqliteStore, claimed: JobRow[], now: number): JobRow[] {
+function keepEarlyLines(store: SqliteStore, claimed: ClaimedJob[], now: number): ClaimedJob[] {
   if (claimed.length === 0) return claimed;
   const st = statementsOf(store);
   const lines = st.earlyLines.all({ ids: JSON.stringify(claimed.map((j) => j.jobId)) }) as {
@@ -154,7 +162,7 @@ function keepEarlyLines(store: SqliteStore, claimed: JobRow[], now: number): Job
   if (gained.size === 0) return claimed;
   const fresh = new Map(
     store.db
-      .select()
+      .select(claimedSelection(jobs))
       .from(jobs)
       .where(jobIdIn(JSON.stringify([...gained])))
       .all()
@@ -165,7 +173,7 @@ function keepEarlyLines(store: SqliteStore, claimed: JobRow[], now: number): Job
 
 type JobRow = typeof jobs.$inferSelect;
 
-export { narrows, type QueueFilter } from "./queue-rules.js";
+export { type ClaimedJob, narrows, type QueueFilter } from "./queue-rules.js";
 
 /** How many jobs of a filter hold each verdict, and how many of those are final. */
 export interface VerdictCounts {
@@ -205,7 +213,13 @@ export interface JobQueueStore {
     owner: string,
     filter: QueueFilter | null,
     lease: { t: number; leaseMs: number; limit: number; leaseAt?: number; farAfter?: number },
-  ): Promise<JobRow[]>;
+  ): Promise<ClaimedJob[]>;
+  /**
+   * The whole rows of these jobs as stored now (a claimed job whose checks run reads every
+   * column; the claim returned `claimedColumns`), in no particular order; a job not stored is
+   * left out.
+   */
+  rowsOf(jobIds: readonly string[]): Promise<JobRow[]>;
   /**
    * Extends this owner's leases to `until` (a long round on a slow node), a time on the clock
    * leases are judged by (a claim's `leaseAt`).
@@ -287,7 +301,7 @@ function claimQuery(db: Db, filter: QueueFilter | null) {
     .update(jobs)
     .set({ leaseOwner: param("owner"), leaseUntil: param("until") })
     .where(sql`${jobs.jobId} IN (${due})`)
-    .returning();
+    .returning(claimedSelection(jobs));
 }
 
 /**
@@ -317,7 +331,8 @@ function prepare(store: SqliteStore) {
   const ids = sql.placeholder("ids");
   const released = { leaseOwner: null, leaseUntil: null };
   return {
-    claim: prepareRows(store, jobs, claimQuery(db, null)),
+    claim: prepareColumns(store, claimedSelection(jobs), claimQuery(db, null)),
+    rowsOf: prepareRows(store, jobs, db.select().from(jobs).where(jobIdIn(ids))),
     nextDue: nextDueQuery(db, null).prepare(),
     renew: db
       .update(jobs)
@@ -456,8 +471,13 @@ function createSqliteJobQueueStore(store: SqliteStore): JobQueueStore {
   );
   return {
     async claim(owner, filter, lease) {
-      const claim = narrows(filter) ? prepareRows(store, jobs, claimQuery(db, filter)) : st.claim;
+      const claim = narrows(filter)
+        ? prepareColumns(store, claimedSelection(jobs), claimQuery(db, filter))
+        : st.claim;
       return claimTx.immediate(claim, owner, lease);
+    },
+    async rowsOf(jobIds) {
+      return jobIds.length === 0 ? [] : st.rowsOf.all({ ids: JSON.stringify(jobIds) });
     },
     async renewLeases(owner, until) {
       st.renew.run({ owner, until });

@@ -1,5 +1,6 @@
 import type Database from "better-sqlite3";
 import {
+  type Column,
   type DriverValueEncoder,
   getTableColumns,
   is,
@@ -178,16 +179,50 @@ export function prepareRawRows<T extends Table>(
   };
 }
 
+/**
+ * `prepareRows` for some columns of a table: `selection` names them (key to column, as given to
+ * drizzle's `select()` or `returning()`), and the query returns them in that order.
+ */
+export function prepareColumns<S extends Record<string, Column>>(
+  store: SqliteStore,
+  selection: S,
+  query: { toSQL(): { sql: string; params: unknown[] } },
+): {
+  all(values: Record<string, unknown>): {
+    [K in keyof S]: S[K]["_"]["notNull"] extends true
+      ? S[K]["_"]["data"]
+      : S[K]["_"]["data"] | null;
+  }[];
+} {
+  const { sql: text, params } = query.toSQL();
+  const statement = store.sqlite.prepare(text).raw(true);
+  const mapRow = columnsMapper(Object.entries(selection), statement, text);
+  const fill = placeholderFiller(params);
+  return {
+    all(values) {
+      return (statement.all(...fill(values)) as unknown[][]).map(mapRow) as never;
+    },
+  };
+}
+
 /** Maps a raw row of `statement` (the table's columns, in order) as drizzle maps it. */
 function rowMapper<T extends Table>(
   table: T,
   statement: Database.Statement,
   text: string,
 ): (raw: unknown[]) => T["$inferSelect"] {
-  const columns = Object.entries(getTableColumns(table));
+  return columnsMapper(Object.entries(getTableColumns(table)), statement, text);
+}
+
+/** Maps a raw row of `statement` (`columns`, in order) as drizzle maps it. */
+function columnsMapper(
+  columns: [string, Column][],
+  statement: Database.Statement,
+  text: string,
+): (raw: unknown[]) => never {
   const returned = statement.columns().map((column) => column.name);
   if (returned.join() !== columns.map(([, column]) => column.name).join()) {
-    throw new Error(`not whole rows of the table, in order: ${text.slice(0, 60)}`);
+    throw new Error(`not the columns mapped, in order: ${text.slice(0, 60)}`);
   }
   return (raw) => {
     const row: Record<string, unknown> = {};
@@ -196,6 +231,6 @@ function rowMapper<T extends Table>(
       const value = raw[i];
       row[key] = value === null ? null : column.mapFromDriverValue(value);
     }
-    return row as T["$inferSelect"];
+    return row as never;
   };
 }

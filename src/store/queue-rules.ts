@@ -12,7 +12,48 @@ import {
   type SQL,
   sql,
 } from "drizzle-orm";
-import { recordedAfterDate, type Verdict } from "../db/schema.js";
+import { type jobs, recordedAfterDate, type Verdict } from "../db/schema.js";
+
+/**
+ * The columns of a job a claim returns: what a round reads of a job before it knows whether the
+ * job's checks run this round (the signatures it names, the backfill's and the jobs API's word
+ * on its settlement, its queue columns). Most claimed jobs go back waiting: reading their whole
+ * rows (59 columns) was a third of the CPU of a poll of a job whose signatures no node has seen.
+ * A job whose checks run is read whole then (`JobQueueStore.rowsOf`).
+ */
+export const claimedColumns = [
+  "jobId",
+  "escrowTx",
+  "settlementTx",
+  "apiEscrowTx",
+  "apiSettlementTx",
+  "conflictSignatures",
+  "apiStatus",
+  "keyFingerprint",
+  "source",
+  "recordedAt",
+  "verdict",
+  "verdictAt",
+  "verifyAttempts",
+  "nextVerifyAt",
+  "leaseOwner",
+  "leaseUntil",
+  "backfillState",
+  "backfillNextAt",
+] as const satisfies readonly (keyof typeof jobs.$inferSelect)[];
+
+/** A claimed job: its `claimedColumns`. */
+export type ClaimedJob = Pick<typeof jobs.$inferSelect, (typeof claimedColumns)[number]>;
+
+/** The `claimedColumns` of a drizzle table of jobs (either dialect's), for a `returning()`. */
+export function claimedSelection<T extends Record<(typeof claimedColumns)[number], unknown>>(
+  table: T,
+): Pick<T, (typeof claimedColumns)[number]> {
+  return Object.fromEntries(claimedColumns.map((key) => [key, table[key]])) as Pick<
+    T,
+    (typeof claimedColumns)[number]
+  >;
+}
 
 /** Verdicts of a job whose last round ended in RPC trouble; it is retried with backoff. */
 export const rpcTroubleVerdicts: Verdict[] = ["error", "rpc_disagreement"];

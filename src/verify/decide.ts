@@ -40,6 +40,30 @@ import type { Profile } from "./profiles.js";
 
 type Commitment = "processed" | "confirmed" | "finalized";
 
+/**
+ * What deciding a job reads before it knows whether the job is judged now (`decideWaiting`): the
+ * signatures it names, the backfill's and the jobs API's word on its settlement, and the queue
+ * columns the timing and the verdict write use. A claim returns this much of a job.
+ */
+export interface WaitingJob
+  extends Pick<
+    DecideJob,
+    | "jobId"
+    | "escrowTx"
+    | "settlementTx"
+    | "apiEscrowTx"
+    | "apiSettlementTx"
+    | "conflictSignatures"
+    | "apiStatus"
+    | "keyFingerprint"
+    | "verdictAt"
+    | "verifyAttempts"
+    | "backfillState"
+    | "backfillNextAt"
+  > {
+  verdict?: Verdict;
+}
+
 /** The job as claimed: what the checks read, and the queue columns the timing uses. */
 export interface DecideJob extends ReceiptForChecks {
   verdictAt: number | null;
@@ -112,7 +136,7 @@ export interface DecideTiming {
   random?: () => number;
 }
 
-export interface Decision<J extends DecideJob = DecideJob> {
+export interface Decision<J extends WaitingJob = DecideJob> {
   job: J;
   verdict: Verdict;
   nextVerifyAt: number;
@@ -144,7 +168,109 @@ export function decide<J extends DecideJob>(
   timing: DecideTiming,
   credits: CreditsSpan | null = null,
 ): Decision<J> {
+  const judged = judgeWaiting(job, signatures, profile, timing);
+  if ("verdict" in judged) return judged;
+  const { commitment, unserved, served } = judged;
   const t = timing.now;
+  const base = { job, evaluation: null, checks: null, lastError: null };
+  const sigs = jobSignatures(job);
+
+  const transactions = new Map<string, TransactionFacts>();
+  for (const s of served) transactions.set(s, signatures.facts(s)!);
+  const evaluation = evaluateJob({
+    job,
+    profile,
+    transactions,
+    unserved,
+    namedBy: signatures.named,
+    namedByTotal: signatures.namedTotal,
+    custody: custody.custody,
+    learnedTreasury: custody.learnedTreasury,
+    creditsSpan: credits,
+    ...(signatures.names ? { names: signatures.names } : {}),
+  });
+  const decided = {
+    ...base,
+    nextVerifyAt: t,
+    commitment: unserved.size > 0 ? commitment : sigs.length > 0 ? ("finalized" as const) : null,
+  };
+  const answerBy = jobsApiAnswerBy(job, timing);
+  if (answerBy !== null && t < answerBy && isClean(evaluation.verdict)) {
+    // The answer may name a second settlement the receipt left out: a clean verdict given
+    // now could be taken back seconds later, after a backend read it. The answer's write
+    // sends the job back to the verifier as soon as it comes.
+    return { ...base, verdict: "awaiting_finality", nextVerifyAt: answerBy, commitment };
+  }
+  const unstorable = unstorableAmounts(evaluation.amounts);
+  if (unstorable.length === 0) return { ...decided, verdict: evaluation.verdict, evaluation };
+  // An amount the store cannot hold (a mint whose authority minted past 2^63, say) would fail
+  // the whole batch's write, round after round, and no job beside it would ever be decided.
+  // The job is decided on its own instead: its checks are kept as evidence (amounts there are
+  // decimal strings), its amounts are not written, and it is never `verified`; a failed check
+  // still makes it a discrepancy.
+  const storable: CheckResult = {
+    name: "amounts.storable",
+    outcome: "skip",
+    reason: `${unstorable.map(([name, units]) => `${name} ${units}`).join(", ")}: beyond ${MAX_STORED_UNITS}, the most the store holds; the job's amounts are not written`,
+    expected: { maxUnits: MAX_STORED_UNITS.toString() },
+    actual: Object.fromEntries(unstorable.map(([name, units]) => [name, units.toString()])),
+  };
+  const verdict =
+    evaluation.verdict === "discrepancy" || evaluation.verdict === "dropped"
+      ? evaluation.verdict
+      : "unverifiable";
+  return {
+    ...decided,
+    verdict,
+    evaluation: {
+      ...evaluation,
+      verdict,
+      checks: [...evaluation.checks, storable],
+      amounts: {
+        escrowedUnits: null,
+        chargedUnits: null,
+        workerPaidUnits: null,
+        treasuryPaidUnits: null,
+        refundedUnits: null,
+        expectedChargeUnits: null,
+        feesLamports: null,
+      },
+      unproven: verdict === "discrepancy" ? evaluation.unproven : [],
+    },
+  };
+}
+
+/**
+ * The decision for a job that is not judged now: endpoints that disagree, RPC trouble, a
+ * settlement the backfill is still looking for, or a transaction not finalized and fetched
+ * yet. Null when every transaction the job waits for is in: its checks run (`decide`), on the
+ * whole job row.
+ */
+export function decideWaiting<J extends WaitingJob>(
+  job: J,
+  signatures: SignatureView,
+  profile: Profile,
+  timing: DecideTiming,
+): Decision<J> | null {
+  const judged = judgeWaiting(job, signatures, profile, timing);
+  return "verdict" in judged ? judged : null;
+}
+
+/** Where a job's signatures stand: their lowest commitment, those no endpoint serves, the rest. */
+interface Standing {
+  commitment: Commitment | null;
+  unserved: Map<string, Unserved>;
+  served: string[];
+}
+
+function judgeWaiting<J extends WaitingJob>(
+  job: J,
+  signatures: SignatureView,
+  profile: Profile,
+  timing: DecideTiming,
+): Decision<J> | Standing {
+  const t = timing.now;
+
   const sigs = jobSignatures(job);
   const base = { job, evaluation: null, checks: null, lastError: null };
   const row = (s: string) => signatures.row(s);
@@ -280,69 +406,7 @@ export function decide<J extends DecideJob>(
     return { ...base, verdict: "awaiting_finality", nextVerifyAt, commitment };
   }
 
-  const transactions = new Map<string, TransactionFacts>();
-  for (const s of served) transactions.set(s, signatures.facts(s)!);
-  const evaluation = evaluateJob({
-    job,
-    profile,
-    transactions,
-    unserved,
-    namedBy: signatures.named,
-    namedByTotal: signatures.namedTotal,
-    custody: custody.custody,
-    learnedTreasury: custody.learnedTreasury,
-    creditsSpan: credits,
-    ...(signatures.names ? { names: signatures.names } : {}),
-  });
-  const decided = {
-    ...base,
-    nextVerifyAt: t,
-    commitment: unserved.size > 0 ? commitment : sigs.length > 0 ? ("finalized" as const) : null,
-  };
-  const answerBy = jobsApiAnswerBy(job, timing);
-  if (answerBy !== null && t < answerBy && isClean(evaluation.verdict)) {
-    // The answer may name a second settlement the receipt left out: a clean verdict given
-    // now could be taken back seconds later, after a backend read it. The answer's write
-    // sends the job back to the verifier as soon as it comes.
-    return { ...base, verdict: "awaiting_finality", nextVerifyAt: answerBy, commitment };
-  }
-  const unstorable = unstorableAmounts(evaluation.amounts);
-  if (unstorable.length === 0) return { ...decided, verdict: evaluation.verdict, evaluation };
-  // An amount the store cannot hold (a mint whose authority minted past 2^63, say) would fail
-  // the whole batch's write, round after round, and no job beside it would ever be decided.
-  // The job is decided on its own instead: its checks are kept as evidence (amounts there are
-  // decimal strings), its amounts are not written, and it is never `verified`; a failed check
-  // still makes it a discrepancy.
-  const storable: CheckResult = {
-    name: "amounts.storable",
-    outcome: "skip",
-    reason: `${unstorable.map(([name, units]) => `${name} ${units}`).join(", ")}: beyond ${MAX_STORED_UNITS}, the most the store holds; the job's amounts are not written`,
-    expected: { maxUnits: MAX_STORED_UNITS.toString() },
-    actual: Object.fromEntries(unstorable.map(([name, units]) => [name, units.toString()])),
-  };
-  const verdict =
-    evaluation.verdict === "discrepancy" || evaluation.verdict === "dropped"
-      ? evaluation.verdict
-      : "unverifiable";
-  return {
-    ...decided,
-    verdict,
-    evaluation: {
-      ...evaluation,
-      verdict,
-      checks: [...evaluation.checks, storable],
-      amounts: {
-        escrowedUnits: null,
-        chargedUnits: null,
-        workerPaidUnits: null,
-        treasuryPaidUnits: null,
-        refundedUnits: null,
-        expectedChargeUnits: null,
-        feesLamports: null,
-      },
-      unproven: verdict === "discrepancy" ? evaluation.unproven : [],
-    },
-  };
+  return { commitment, unserved, served };
 }
 
 const isClean = (verdict: Evaluation["verdict"]) =>
@@ -377,7 +441,11 @@ function jobsApiAnswerBy(job: DecideJob, timing: DecideTiming): number | null {
  * have been settled or refunded: its block time plus the settlement window and the receipt
  * skew, in ms. Null while no lock's time is known.
  */
-function lockCloseBy(job: DecideJob, signatures: SignatureView, profile: Profile): number | null {
+function lockCloseBy(
+  job: Pick<DecideJob, "escrowTx" | "apiEscrowTx">,
+  signatures: SignatureView,
+  profile: Profile,
+): number | null {
   for (const s of [job.escrowTx, job.apiEscrowTx]) {
     const blockTime = s === null ? null : (signatures.facts(s)?.blockTime ?? null);
     if (blockTime !== null) {

@@ -8,7 +8,7 @@ import { isBusyError } from "../db/client.js";
 import type { Logger } from "../log.js";
 import { backoff } from "../retry.js";
 import type { CustodyStore } from "../store/custody.js";
-import type { JobQueueStore, QueueFilter } from "../store/job-queue.js";
+import type { ClaimedJob, JobQueueStore, QueueFilter } from "../store/job-queue.js";
 import type { LedgerStore } from "../store/ledger.js";
 import {
   type FetchedItem,
@@ -19,7 +19,7 @@ import {
 import type { VerdictStore, VerdictWrite } from "../store/verdicts.js";
 import { type CreditsSpan, jobSignatures, MAX_NAMED_BY, memoJobOf } from "./checks.js";
 import { custodyViews } from "./custody.js";
-import { type DecideJob, type Decision, decide } from "./decide.js";
+import { type DecideJob, type Decision, decide, decideWaiting, type WaitingJob } from "./decide.js";
 import { MOVEMENT_KINDS, readLock } from "./money-movements.js";
 import type { Profile } from "./profiles.js";
 import { createSlotClock } from "./slot-clock.js";
@@ -122,7 +122,7 @@ export function createRound(deps: RoundDeps): Round {
     // A look further off than any this verifier writes was written before its clock went back
     // (NTP, a VM restored): due now, not that step later.
     const lease = { t, leaseAt: t, leaseMs: options.leaseMs, farAfter: t + longestLook };
-    const byId = new Map<string, Awaited<ReturnType<typeof queue.claim>>[number]>();
+    const byId = new Map<string, ClaimedJob>();
     while (byId.size < options.claimBatchSize && !signal.aborted) {
       const limit = Math.min(CLAIM_SLICE, options.claimBatchSize - byId.size);
       const piece = await queue.claim(owner, filter, { ...lease, limit });
@@ -458,7 +458,7 @@ export function createRound(deps: RoundDeps): Round {
       fetched.set(signature, done);
     }
     /** Waits for the fetches a slice needs; a database failure in any of them fails the round. */
-    const fetchesOf = (slice: readonly DecideJob[]) =>
+    const fetchesOf = (slice: readonly WaitingJob[]) =>
       Promise.all(slice.flatMap((job) => jobSignatures(job).flatMap((s) => fetched.get(s) ?? [])));
 
     /** Dropped or pruned: no endpoint serves it, so its job is judged without it. */
@@ -522,7 +522,7 @@ export function createRound(deps: RoundDeps): Round {
     // Pins are read per slice: a vault learned from one job's lock binds the next job of its key.
     // Jobs left waiting this round (a signature neither fetched nor being fetched) are decided
     // without evaluation: their writes carry no check rows, so they go many to a transaction.
-    const waits = (job: DecideJob) =>
+    const waits = (job: WaitingJob) =>
       jobSignatures(job).some((s) => !unserved(s) && factsOf(s) === undefined && !fetched.has(s));
     const slices = [
       ...chunks(
@@ -534,24 +534,46 @@ export function createRound(deps: RoundDeps): Round {
         SLICE,
       ),
     ];
+    /**
+     * Decides jobs whose checks may run: each read whole first (the claim read what deciding a
+     * job still waiting needs), with the jobs naming their signatures, the pins and the credit
+     * vault's balances. A job no longer stored is left out.
+     */
+    async function judge(jobs: readonly ClaimedJob[]): Promise<Decision[]> {
+      const rows = new Map(
+        (await queue.rowsOf(jobs.map((j) => j.jobId))).map((row) => [row.jobId, row]),
+      );
+      const slice = jobs.flatMap((job) => rows.get(job.jobId) ?? []);
+      await nameSignatures(slice);
+      const views = await custodyViews(
+        deps.custody,
+        profile,
+        deps.configuredVaults,
+        slice,
+        factsOf,
+      );
+      const credits = await creditSpans(slice, factsOf);
+      const t = now();
+      return slice.map((job, i) =>
+        decide(job, view, profile, views[i]!, { ...options, now: t }, credits[i]!),
+      );
+    }
     try {
       for (const slice of slices) {
         await fetchesOf(slice);
         // Stopping: what was fetched is stored; the jobs go back to the queue with their leases.
         if (signal.aborted) break;
-        await nameSignatures(slice);
-        const views = await custodyViews(
-          deps.custody,
-          profile,
-          deps.configuredVaults,
-          slice,
-          factsOf,
-        );
-        const credits = await creditSpans(slice, factsOf);
-        const t = now();
-        const decisions = slice.map((job, i) =>
-          decide(job, view, profile, views[i]!, { ...options, now: t }, credits[i]!),
-        );
+        // A job left waiting is decided on what the claim read: no checks run, so neither its
+        // whole row, nor its signatures' namers, pins or balances are read.
+        const timing = { ...options, now: now() };
+        const decisions: Decision<WaitingJob>[] = [];
+        const rest: ClaimedJob[] = [];
+        for (const job of slice) {
+          const waiting = waits(job) ? decideWaiting(job, view, profile, timing) : null;
+          if (waiting === null) rest.push(job);
+          else decisions.push(waiting);
+        }
+        if (rest.length > 0) decisions.push(...(await judge(rest)));
         await write(decisions, runId);
         await yieldToEventLoop();
       }
@@ -606,7 +628,7 @@ export function createRound(deps: RoundDeps): Round {
   }
 
   /** Writes one slice's decisions, guarded by this owner's leases, and logs the final ones. */
-  async function write(decisions: Decision[], runId: number | null) {
+  async function write(decisions: Decision<WaitingJob>[], runId: number | null) {
     // A wait longer than the verifier's own (the backfill's next ask, a jobs API answer due by
     // a recording time the clock has since gone back past) is looked at again within it.
     const furthest = now() + longestLook;
@@ -716,7 +738,7 @@ function wouldDrop(
  * needing nothing fetched (waiting for finality, or with its facts stored) is always kept. The
  * others are handed back to the queue. Returns the signatures the kept jobs need fetched.
  */
-export function shareOut<J extends DecideJob>(
+export function shareOut<J extends WaitingJob>(
   claimed: readonly J[],
   unfetched: readonly string[],
   budget: number,

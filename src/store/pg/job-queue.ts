@@ -4,7 +4,16 @@ import { jobs, ledgerLines } from "../../db/pg/schema.js";
 import { finalVerdicts, type Verdict, verdictIsOpen, verdicts } from "../../db/schema.js";
 import type { JobQueueStore } from "../job-queue.js";
 import { jobKeepingLine } from "../ledger-rules.js";
-import { claimOrder, jobInWindow, NO_FAR_LOOK, narrows, type QueueFilter } from "../queue-rules.js";
+import {
+  type ClaimedJob,
+  claimedColumns,
+  claimedSelection,
+  claimOrder,
+  jobInWindow,
+  NO_FAR_LOOK,
+  narrows,
+  type QueueFilter,
+} from "../queue-rules.js";
 import { maxKeptSignatures } from "../receipt-rules.js";
 import type { PgExecutor } from "./executor.js";
 import { takeReceiptWriterTurn } from "./group-commit.js";
@@ -130,7 +139,7 @@ export async function keepWithJobPg(
  * it names nowhere (see `keepEarlyLines` in src/store/job-queue.ts), inside the claim's
  * transaction, which holds the claimed rows. One indexed read per claim (ledger_lines_memo_job).
  */
-async function keepEarlyLinesPg(tx: PgExecutor, claimed: JobRow[], now: number) {
+async function keepEarlyLinesPg(tx: PgExecutor, claimed: ClaimedJob[], now: number) {
   if (claimed.length === 0) return claimed;
   const ids = claimed.map((j) => j.jobId);
   const lines = await tx
@@ -147,14 +156,19 @@ async function keepEarlyLinesPg(tx: PgExecutor, claimed: JobRow[], now: number) 
         AND ${ledgerLines.jobId} = ${ledgerLines.memoJobId}`,
     )
     .orderBy(ledgerLines.memoJobId, ledgerLines.vault, ledgerLines.ord);
-  const fresh = new Map<string, JobRow>();
+  const fresh = new Map<string, ClaimedJob>();
   for (const l of lines) {
     if (l.memoJobId === null || l.kind === null) continue;
     if (jobKeepingLine({ kind: l.kind, jobId: l.jobId }) !== l.memoJobId) continue;
     const row = await keepWithJobPg(tx, l.memoJobId, l.signature, now);
-    if (row !== null) fresh.set(row.jobId, row);
+    if (row !== null) fresh.set(row.jobId, pickClaimed(row));
   }
   return fresh.size === 0 ? claimed : claimed.map((j) => fresh.get(j.jobId) ?? j);
+}
+
+/** The `claimedColumns` of a whole row. */
+function pickClaimed(row: JobRow): ClaimedJob {
+  return Object.fromEntries(claimedColumns.map((key) => [key, row[key]])) as ClaimedJob;
 }
 
 /**
@@ -266,9 +280,13 @@ export function createPgJobQueueStore(store: PgStore): JobQueueStore {
           .update(jobs)
           .set({ leaseOwner: owner, leaseUntil: leaseAt + leaseMs })
           .where(sql`${jobs.jobId} IN (${due})`)
-          .returning();
+          .returning(claimedSelection(jobs));
         return keepEarlyLinesPg(tx, claimed, t);
       });
+    },
+    async rowsOf(jobIds) {
+      if (jobIds.length === 0) return [];
+      return db.select().from(jobs).where(jobIdIn(jobIds));
     },
     async renewLeases(owner, until) {
       // Skips rows another transaction holds rather than waiting on them: such a job is being

@@ -12,7 +12,12 @@ import { memoJobOf, parseJobMemos } from "./memos.js";
  */
 
 /** The signatures a job names: receipt headers first, then what the jobs API added. */
-export function jobSignatures(job: ReceiptForChecks): string[] {
+export function jobSignatures(
+  job: Pick<
+    ReceiptForChecks,
+    "escrowTx" | "apiEscrowTx" | "settlementTx" | "apiSettlementTx" | "conflictSignatures"
+  >,
+): string[] {
   const all = [
     job.escrowTx,
     job.apiEscrowTx,
