@@ -4,6 +4,7 @@ import { checkResults } from "../../db/pg/schema.js";
 import { finalVerdicts } from "../../db/schema.js";
 import type { CustodyProfile } from "../custody.js";
 import { waitsForTreasury } from "../custody-rules.js";
+import { attemptsAfter, keepsVerdict } from "../verdict-rules.js";
 import type { VerdictAmounts, VerdictStore, VerdictWrite } from "../verdicts.js";
 import { createPgCustodyPinning } from "./custody-pinning.js";
 import type { PgTx } from "./executor.js";
@@ -149,15 +150,6 @@ export function createPgVerdictStore(store: PgStore, profile: CustodyProfile): V
 }
 
 /**
- * Whether a decision keeps the verdict the job was claimed with, with nothing else to write
- * than its row's queue columns: no evaluation (so no amounts, pins or evidence) and no check
- * rows. A claimed job is open, so such a decision is never final.
- */
-function keepsVerdict(d: VerdictWrite): boolean {
-  return d.evaluation === null && d.checks === null && d.job.verdict === d.verdict;
-}
-
-/**
  * `updateLeased` for decisions that keep the verdict: the verdict and the amounts are left out of
  * the SET list, so no rollup row moves. Guarded by the lease and by the verdict; returns the ids
  * of the jobs written.
@@ -230,9 +222,7 @@ function rowOf(d: VerdictWrite, stale: boolean, t: number): JobWrite {
     jobId: d.job.jobId,
     verdict: d.verdict,
     verdictAt: final ? t : d.job.verdictAt,
-    // Consecutive rounds that ended in RPC trouble: the error backoff grows with it.
-    verifyAttempts:
-      d.verdict === "error" || d.verdict === "rpc_disagreement" ? d.job.verifyAttempts + 1 : 0,
+    verifyAttempts: attemptsAfter(d),
     nextVerifyAt: d.nextVerifyAt,
     lastError: d.lastError,
     commitment: d.commitment,
