@@ -263,6 +263,7 @@ interface Standing {
   served: string[];
 }
 
+/** `decideWaiting`'s decision, or, for a job judged now, where its signatures stand. */
 function judgeWaiting<J extends WaitingJob>(
   job: J,
   signatures: SignatureView,
