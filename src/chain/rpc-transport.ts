@@ -1,6 +1,7 @@
 import http from "node:http";
 import https from "node:https";
 import { gunzip } from "node:zlib";
+import { connectHostOf } from "../connect-host.js";
 import { arrayElementTexts, objectMemberTexts, parseJsonLossless } from "./json-text.js";
 
 /**
@@ -121,8 +122,7 @@ function requestTarget(url: string, agents: Record<"http:" | "https:", http.Agen
     transport: u.protocol === "https:" ? https : http,
     options: {
       protocol: u.protocol,
-      // node:http wants an IPv6 address without the URL's brackets.
-      hostname: u.hostname.replace(/^\[(.*)\]$/, "$1"),
+      hostname: connectHostOf(u),
       port: u.port || (u.protocol === "https:" ? 443 : 80),
       path: `${u.pathname}${u.search}`,
       ...(u.username || u.password

@@ -1,5 +1,6 @@
 import http from "node:http";
 import https from "node:https";
+import { connectHostOf } from "../connect-host.js";
 import type { Store } from "../db/client.js";
 import { creditsToUnitsOrNull } from "../money.js";
 import { createJobsApiStore, type JobsApiAnswer } from "../store/jobs-api.js";
@@ -81,7 +82,7 @@ export function createJobsApiClient(
     keepAlive: true,
     maxSockets: options.maxSockets ?? 16,
   });
-  const hostname = base.hostname;
+  const hostname = connectHostOf(base);
   const host = base.host;
   const port = base.port || (secure ? 443 : 80);
   const timeoutMs = options.timeoutMs ?? 10_000;

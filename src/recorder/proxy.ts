@@ -9,6 +9,7 @@ import {
   type ZlibOptions,
   constants as zlibConstants,
 } from "node:zlib";
+import { connectHostOf } from "../connect-host.js";
 import type { Store } from "../db/client.js";
 import { ownerName } from "../host-identity.js";
 import type { Logger } from "../log.js";
@@ -1250,6 +1251,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
     timeout: 4000,
   });
   const hostHeader = base.host;
+  const upstreamHost = connectHostOf(base);
   const retryDelays = options.jobsApiRetryDelaysMs ?? [250, 1000, 3000];
   const maxRequestBytes = options.maxRequestBytes ?? 10 * 1024 * 1024;
   const consultBatchMs = 100;
@@ -1376,7 +1378,7 @@ export function createRecordingProxy(options: RecordingProxyOptions): RecordingP
     const open = () => {
       const request = transport.request({
         protocol: base.protocol,
-        hostname: base.hostname,
+        hostname: upstreamHost,
         port: base.port || (secure ? 443 : 80),
         method: req.method,
         path,
