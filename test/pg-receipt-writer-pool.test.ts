@@ -313,3 +313,64 @@ describe("the PostgreSQL receipt writer stopped while every group loses its conn
     }
   }, 60_000);
 });
+
+/**
+ * A slow server (a group of 10 s under load) whose writer's connection is ended twice, once as
+ * the group starts and once as its retry is about to commit (a pooler recycling connections, two
+ * sweeps): the two losses 10 s apart with nothing committed between were taken for an outage,
+ * and every new paid job was refused with 503 (and /readyz failed) while the next try committed.
+ */
+describe("the PostgreSQL receipt writer losing two slow groups' connections 10 s apart", () => {
+  it("writes the group again without taking the database for gone", async () => {
+    const writer = createReceiptWriter(store, { log });
+    const recorded = receipt();
+    let tries = 0;
+    // The first two tries run 10.5 s; the third commits at once.
+    const unit: WriteUnit<unknown> = {
+      runSqlite: () => {
+        throw new Error("PostgreSQL only");
+      },
+      runPostgres: async (tx) => {
+        tries++;
+        if (tries <= 2) await tx.execute(sql.raw("SELECT pg_sleep(10.5)"));
+        return recordReceiptsUnit([recorded], "proxy").runPostgres(tx);
+      },
+    };
+    const groupBackend = async (runningFor: string, not: number[]) =>
+      (
+        await locker.query<{ pid: number }>(
+          "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = 'SELECT pg_sleep(10.5)' AND state = 'active' AND now() - query_start >= $1::interval AND NOT (pid = ANY($2))",
+          [runningFor, not],
+        )
+      ).rows[0]?.pid;
+    try {
+      const written = writer.run(unit);
+      let settled = false;
+      void written.finally(() => {
+        settled = true;
+      });
+      const seen = new Set<boolean>();
+      const watch = (async () => {
+        while (!settled) {
+          seen.add(writer.health().reachable && !writer.full());
+          await sleep(10);
+        }
+      })();
+      const ended: number[] = [];
+      for (const runningFor of ["0 s", "10.2 s"]) {
+        await expect
+          .poll(() => groupBackend(runningFor, ended), { timeout: 20_000, interval: 20 })
+          .toBeTypeOf("number");
+        const pid = (await groupBackend(runningFor, ended)) as number;
+        await locker.query("SELECT pg_terminate_backend($1)", [pid]);
+        ended.push(pid);
+      }
+      expect(await written).toEqual([{ outcome: "created" }]);
+      await watch;
+      expect(tries).toBe(3);
+      expect([...seen]).toEqual([true]);
+    } finally {
+      await writer.close();
+    }
+  }, 60_000);
+});

@@ -26,8 +26,11 @@ const MAX_LOST_IN_A_ROW = 3;
  */
 const LOST_TOGETHER_MS = 1000;
 /**
- * Connections lost this long after the first of them with no group committed meanwhile: the
- * database counts as away, however far into its group each loss came.
+ * Connections lost this long after the first of them, more than `MAX_LOST_IN_A_ROW` of them,
+ * with no group committed meanwhile: the database counts as away, however far into its group
+ * each loss came. Two losses alone are not an outage however far apart: on a slow server (a
+ * group of 10 s under load) a pooler's two recyclings 10 s apart ended two tries, and every new
+ * paid job was refused with 503 while the next try committed.
  */
 const LOST_FOR_AWAY_MS = 10_000;
 
@@ -136,6 +139,8 @@ export function createPgReceiptWriter(
     let lostInARow = 0;
     /** When the first of the connections lost since a group last committed was lost (monotonic). */
     let lostSince: number | null = null;
+    /** Connections lost since a group last committed. */
+    let lostSinceCommit = 0;
     /** Tasks the next group takes at most: halved when a group's connection is lost, doubled when one commits. */
     let groupSize = MAX_GROUP;
     while (queue.length > 0) {
@@ -160,8 +165,12 @@ export function createPgReceiptWriter(
         }
         failures++;
         lostInARow = countLost(error, began, lostInARow);
-        if (connectionLost(error)) lostSince ??= performance.now();
+        if (connectionLost(error)) {
+          lostSince ??= performance.now();
+          lostSinceCommit++;
+        }
         const lostForMs = lostSince === null ? 0 : performance.now() - lostSince;
+        const lostForAway = lostForMs >= LOST_FOR_AWAY_MS && lostSinceCommit > MAX_LOST_IN_A_ROW;
         // Connections ended more often than a large group takes (a backlog of seconds on a
         // busy host, sessions ended every second) ended every try of it, and nothing was
         // written until they stopped: a group of half as many commits between them.
@@ -180,14 +189,15 @@ export function createPgReceiptWriter(
           // a new one: a busy writer is always in a transaction, and sweeps seconds apart each
           // ended one; counted together, the fourth took the database for away, and a backlog
           // grown to a group of seconds was ended again by each sweep (503 for 7 to 24 s). But
-          // losses that go on past `LOST_FOR_AWAY_MS` with nothing committed are an outage: a
-          // group ended over a second into every try was written again for ever, /readyz
-          // passing and paid work taken while its responses waited. A writer closing past
-          // its time writes nothing again: what waits is rejected below, and logged.
+          // losses that go on past `LOST_FOR_AWAY_MS` with nothing committed, more than
+          // `MAX_LOST_IN_A_ROW` of them, are an outage: a group ended over a second into every
+          // try was written again for ever, /readyz passing and paid work taken while its
+          // responses waited. A writer closing past its time writes nothing again: what waits
+          // is rejected below, and logged.
           if (
             !abandoned &&
             lostInARow <= MAX_LOST_IN_A_ROW &&
-            lostForMs < LOST_FOR_AWAY_MS &&
+            !lostForAway &&
             connectionLost(error) &&
             (await connection.ping().then(
               () => true,
@@ -229,6 +239,7 @@ export function createPgReceiptWriter(
       failures = 0;
       lostInARow = 0;
       lostSince = null;
+      lostSinceCommit = 0;
       groupSize = Math.min(MAX_GROUP, groupSize * 2);
       queue = queue.slice(batch.length);
       outcomes.forEach((outcome, i) => {
