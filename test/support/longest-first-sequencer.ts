@@ -19,7 +19,6 @@ export const longFileSeconds: Readonly<Record<string, number>> = {
   "test/store-ledger.dialects.test.ts": 30,
   "test/db-upgrade.dialects.test.ts": 29,
   "test/store-job-queue.dialects.test.ts": 28,
-  "test/api-client.test.ts": 28,
   "test/cli-exit-codes.test.ts": 27,
   "test/verify-review.test.ts": 25,
   "test/multi-process.test.ts": 24,
