@@ -18,13 +18,13 @@ export const longFileSeconds: Readonly<Record<string, number>> = {
   "test/pg-multi-serve.test.ts": 31,
   "test/store-ledger.dialects.test.ts": 30,
   "test/db-upgrade.dialects.test.ts": 29,
-  "test/store-job-queue.dialects.test.ts": 28,
   "test/cli-exit-codes.test.ts": 27,
   "test/verify-review.test.ts": 25,
   "test/multi-process.test.ts": 24,
   "test/verify-rpc-faults.test.ts": 21,
   "test/service-sigterm.test.ts": 20,
   "test/ledger-quorum.test.ts": 19,
+  "test/store-job-queue.dialects.test.ts": 14,
 };
 
 /**
