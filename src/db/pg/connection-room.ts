@@ -7,7 +7,10 @@ export interface ConnectionRoom {
   /** `max_connections` less the slots it keeps for superusers and reserved roles. */
   server: number;
   maxConnections: number;
-  /** The role's `CONNECTION LIMIT`, the database's; null when unlimited (-1). */
+  /**
+   * The login role's `CONNECTION LIMIT` (the role connections are made as, whatever role a
+   * session then sets), the database's; null when unlimited (-1).
+   */
   role: number | null;
   database: number | null;
 }
@@ -29,7 +32,7 @@ export async function readConnectionRoom(pool: pg.Pool): Promise<ConnectionRoom>
     `SELECT current_setting('max_connections') AS max,
        current_setting('superuser_reserved_connections')::int
          + coalesce(current_setting('reserved_connections', true), '0')::int AS reserved,
-       (SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user) AS role,
+       (SELECT rolconnlimit FROM pg_roles WHERE rolname = session_user) AS role,
        (SELECT datconnlimit FROM pg_database WHERE datname = current_database()) AS database`,
   );
   const row = rows[0] as (typeof rows)[number];
