@@ -114,17 +114,18 @@ export function buildProgram(): Command {
     refuseInMemoryStore(config.DATABASE_URL);
     // Loaded here, not at the top: `--help`, `verify` and `report` never pay for the service.
     const { runServe, StoppedWhileStarting } = await import("./serve-cluster.js");
+    const { exitAfterDrain } = await import("./process-exit.js");
     // Listening for the signal before starting: one that comes while serve starts drains it
     // once started, instead of killing it with its workers half up. A second one kills.
     let service: Awaited<ReturnType<typeof runServe>> | undefined;
     let stopping = false;
     const close = (running: NonNullable<typeof service>) =>
-      running.close().then(() => process.exit(0), fail);
+      running.close().then(() => exitAfterDrain(0), fail);
     const stop = () => {
       if (stopping) {
         // A second signal, of either kind, stops waiting for the drain.
         process.stderr.write("decentral-audit: stopped before the drain ended\n");
-        process.exit(130);
+        exitAfterDrain(130);
       }
       stopping = true;
       if (service) void close(service);
@@ -138,7 +139,7 @@ export function buildProgram(): Command {
       service = await runServe(config, { stopping: () => stopping });
     } catch (error) {
       // The same signal reached a worker before it could drain (a stop sent to the group).
-      if (stopping && error instanceof StoppedWhileStarting) process.exit(0);
+      if (stopping && error instanceof StoppedWhileStarting) exitAfterDrain(0);
       throw error;
     }
     if (stopping) await close(service);

@@ -19,6 +19,7 @@ import { parseDatabaseUrl } from "./db/url.js";
 import { AppError } from "./errors.js";
 import { createLogger, type Logger } from "./log.js";
 import { validateCronExpression } from "./nightly/cron.js";
+import { exitAfterDrain } from "./process-exit.js";
 import {
   COLLECT_TIMEOUT_MS,
   createClusterMetrics,
@@ -849,7 +850,7 @@ export function runWorker(): void {
         // A write to a stdout nobody reads, still in flight, would hold the exit for ever (the
         // exit waits for it): drained, the worker has nothing left to lose.
         if (!written) process.kill(process.pid, "SIGKILL");
-        process.exit(drained ? 0 : 1);
+        exitAfterDrain(drained ? 0 : 1);
       });
     return closing;
   };
