@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { readConnectionRoom } from "../src/db/pg/connection-room.js";
-import { usePostgresDatabase } from "./support/postgres.js";
+import { runOnce, usePostgresDatabase } from "./support/postgres.js";
 
 /**
  * The connections `serve` counts on (its workers bound by them): a role's CONNECTION LIMIT is
@@ -16,16 +16,7 @@ const login = `da_login_${suffix}`;
 const owner = `da_owner_${suffix}`;
 const pools: pg.Pool[] = [];
 
-/** Runs `sql` on a connection of its own to the test database, as its superuser. */
-async function asAdmin(sql: string) {
-  const client = new pg.Client({ connectionString: database.url });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
+const asAdmin = (sql: string) => runOnce(database.url, sql);
 
 afterAll(async () => {
   for (const pool of pools) await pool.end();

@@ -1,7 +1,7 @@
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { openPostgres, type PgStore } from "../src/db/pg/client.js";
-import { usePostgresDatabase } from "./support/postgres.js";
+import { runOnce, usePostgresDatabase } from "./support/postgres.js";
 
 /**
  * A DBA's settings on the role (`ALTER ROLE … SET`), which every session of it starts with: the
@@ -16,16 +16,7 @@ afterAll(async () => {
   for (const store of stores) await store.close();
 });
 
-/** Runs `sql` on a connection of its own to the test database. */
-async function asAdmin(sql: string) {
-  const client = new pg.Client({ connectionString: database.url });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
+const asAdmin = (sql: string) => runOnce(database.url, sql);
 
 describe("PostgreSQL role settings the store does not ask for", () => {
   it("runs a statement longer than the role's statement_timeout when DATABASE_STATEMENT_TIMEOUT_MS is 0", async () => {

@@ -127,3 +127,14 @@ export async function connectionsLeftOpen(
     }
   });
 }
+
+/** Runs `sql` on a connection of its own to the database at `url`. */
+export async function runOnce(url: string, sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
