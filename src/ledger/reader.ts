@@ -828,18 +828,8 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
         before = page.at(-1)!.signature;
       }
       let added = 0;
-      // Placed by its listed slot between the gap's two lines, an entry must be there: a
-      // transaction from after the gap listed under a slot inside it sat there for good.
-      const misplaced = whole ? await healListingWrong(listing, signal) : null;
-      if (misplaced !== null) {
-        log.warn(
-          { vault, after: gap.afterSignature, before: gap.beforeSignature, err: misplaced },
-          "ledger: a gap's listing places a transaction where the chain does not; it stays",
-        );
-      } else if (whole) {
-        // An entry dated where the chain cannot be is no line (see `keptEntries`).
-        const kept = listing.filter((e) => wrongTime(e) === null);
-        added = await ledger.healGap(vault, gap, kept, now(), signal);
+      if (whole) {
+        added = await insertListed(vault, gap, listing, signal);
         inserted += added;
       } else {
         log.warn(
@@ -858,6 +848,67 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       else waits.set(gap.beforeSignature, { at: now() + waitMs, waitMs });
     }
     return inserted;
+  }
+
+  /**
+   * Inserts the entries of `listing` (all the chain lists between two held lines, newest
+   * first) the vault holds no line of, in chain order between them. Returns the lines inserted.
+   */
+  async function insertListed(
+    vault: string,
+    gap: GapLines,
+    listing: readonly AddressSignatureInfo[],
+    signal?: AbortSignal,
+    held?: ReadonlySet<string>,
+  ) {
+    // Placed by its listed slot between the two lines, an entry must be there: a transaction
+    // from after them listed under a slot between them sat there for good.
+    const misplaced = await healListingWrong(listing, signal, held);
+    if (misplaced !== null) {
+      log.warn(
+        { vault, after: gap.afterSignature, before: gap.beforeSignature, err: misplaced },
+        "ledger: a gap's listing places a transaction where the chain does not; it stays",
+      );
+      return 0;
+    }
+    // An entry dated where the chain cannot be is no line (see `keptEntries`).
+    const kept = listing.filter((e) => wrongTime(e) === null);
+    return ledger.healGap(vault, gap, kept, now(), signal);
+  }
+
+  /** Per vault, the line the next listing of held history goes on below (null: the newest), and when. */
+  const relistTurn = new Map<string, { below: string | null; at: number }>();
+
+  /**
+   * Lists one page of the vault's held history again, below where the last such listing ended
+   * (the newest line first), and inserts what it lists that the vault holds no line of, between
+   * the held lines around it. Once a listing ends, the next starts again from the newest line
+   * after `HEAL_WAIT_MS`. Only a gap was ever listed again: a top-up and a theft of the same
+   * amount that one listing left out chained across, showed no gap, and were never listed once
+   * the nodes showed them; the nightly run exited 0. Returns the lines inserted.
+   */
+  async function relistHeld(vault: string, signal?: AbortSignal) {
+    const t = now();
+    const turn = relistTurn.get(vault) ?? { below: null, at: 0 };
+    if (turn.at > t) return 0;
+    const top = turn.below ?? (await ledger.cursor(vault, t)).newestSignature;
+    if (top === null) return 0;
+    const page = await rpc.getSignaturesForAddress(vault, { limit: options.pageSize, before: top });
+    const held = await ledger.heldLines(
+      vault,
+      page.map((e) => e.signature),
+    );
+    const lowest = page.findLastIndex((e) => held.has(e.signature));
+    const goesOn = page.length >= options.pageSize && lowest >= 0;
+    relistTurn.set(
+      vault,
+      goesOn ? { below: page[lowest]!.signature, at: t } : { below: null, at: t + HEAL_WAIT_MS },
+    );
+    // Entries below the lowest held line go with the next page (or are older than any held).
+    const listing = lowest < 0 ? [] : page.slice(0, lowest);
+    if (!listing.some((e) => !held.has(e.signature))) return 0;
+    const gap = { afterSignature: page[lowest]!.signature, beforeSignature: top };
+    return insertListed(vault, gap, listing, signal, held);
   }
 
   /**
@@ -901,11 +952,18 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
    * Why a gap's listing (newest first) cannot be the chain's, or null: out of slot order, or an
    * entry whose transaction is at another slot than listed (read from the stored transaction,
    * else fetched; one the node does not serve proves nothing yet). The entries are few (what the
-   * first listing left out, and lines healed before between the two).
+   * first listing left out, and lines healed before between the two); `placed` are lines held
+   * already, not read for their slot (a listing of held history holds lines not read yet).
    */
-  async function healListingWrong(listing: readonly AddressSignatureInfo[], signal?: AbortSignal) {
+  async function healListingWrong(
+    listing: readonly AddressSignatureInfo[],
+    signal?: AbortSignal,
+    placed: ReadonlySet<string> = new Set(),
+  ) {
     const disorder = listingOutOfOrder(listing, null);
     if (disorder !== null) return disorder;
+    // Lines held already are where they are; only the entries to insert are read for their slot.
+    listing = listing.filter((e) => !placed.has(e.signature));
     const stored = await ledger.storedTransactions(listing.map((e) => e.signature));
     const slotOf = new Map<string, number | null>();
     for (const [signature, tx] of stored) {
@@ -1247,6 +1305,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       (await ledger.storedGaps(vault, GAPS_IN_TURN)).map((g) => g.beforeSignature),
     );
     let listed = listedNew + (await listedAgain(vault, () => healGaps(vault, opts.signal), opts));
+    listed += await listedAgain(vault, () => relistHeld(vault, opts.signal), opts);
     const read = await readAndReview(vault, opts);
     // Gaps this sync's read found are listed again now, not by the next round: a nightly run
     // judges the window right after this sync.

@@ -403,6 +403,8 @@ export interface LedgerStore {
    * it's after), newest first, at most `limit`: the two lines around each, by signature.
    */
   storedGaps(vault: string, limit: number): Promise<GapLines[]>;
+  /** Which of `signatures` the vault holds a line of. */
+  heldLines(vault: string, signatures: readonly string[]): Promise<Set<string>>;
   /**
    * Inserts the entries of `listing` (what the chain lists between a gap's two lines, newest
    * first) the vault does not hold, in chain order between them, in one write transaction; the
@@ -1088,6 +1090,10 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
      WHERE vault = ? AND signature = ?`,
   );
   const setChained = sqlite.prepare("UPDATE ledger_cursors SET chained_ord = ? WHERE vault = ?");
+  // min() of a NULL mark (nothing compared yet) stays NULL.
+  const lowerChained = sqlite.prepare(
+    "UPDATE ledger_cursors SET chained_ord = min(chained_ord, ?) WHERE vault = ?",
+  );
   const storedGaps = big(
     `SELECT signature, slot, gap_after_signature, gap_after_slot, gap_units FROM ledger_lines
      WHERE vault = ? AND gap_units IS NOT NULL AND block_time >= ? AND block_time < ? ORDER BY ord`,
@@ -1771,9 +1777,10 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         inserted++;
       }
       // The walk compares every movement from the earlier line again, and finds the gaps that
-      // are still there.
+      // are still there. Its mark is lowered, never raised: lines above it that it has not
+      // compared yet (below another heal's, or not read yet) were taken as compared.
       clearGapsAbove.run(vault, afterOrd);
-      setChained.run(afterOrd, vault);
+      lowerChained.run(afterOrd, vault);
       return { inserted };
     },
   );
@@ -2062,6 +2069,9 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
         afterSignature: g.after,
         beforeSignature: g.before,
       }));
+    },
+    async heldLines(vault, signatures) {
+      return new Set(signatures.filter((s) => heldLine.get(vault, s) !== undefined));
     },
     async healGap(vault, gap, listing, now, signal) {
       return healMakingRoom(

@@ -317,6 +317,16 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     return row;
   }
 
+  /** Which of `signatures` the vault holds a line of. */
+  async function heldOf(q: PgExecutor, vault: string, signatures: readonly string[]) {
+    if (signatures.length === 0) return new Set<string>();
+    const rows = await q
+      .select({ signature: ledgerLines.signature })
+      .from(ledgerLines)
+      .where(and(vaultIs(vault), inArray(ledgerLines.signature, [...signatures])));
+    return new Set(rows.map((r) => r.signature));
+  }
+
   async function selectCursor(q: PgExecutor, vault: string) {
     const [row] = await q
       .select({
@@ -1725,6 +1735,9 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
         return true;
       });
     },
+    async heldLines(vault, signatures) {
+      return heldOf(db, vault, signatures);
+    },
     async storedGaps(vault, limit) {
       const rows = await db
         .select({ after: ledgerLines.gapAfterSignature, before: ledgerLines.signature })
@@ -1754,23 +1767,10 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
           if (!earlier || !later || earlier.ord >= later.ord) return none;
           // Only what the chain can hold between the two: a slot outside theirs is no such line.
           const within = listing.filter((e) => e.slot >= earlier.slot && e.slot <= later.slot);
-          const held = new Set(
-            within.length === 0
-              ? []
-              : (
-                  await tx
-                    .select({ signature: ledgerLines.signature })
-                    .from(ledgerLines)
-                    .where(
-                      and(
-                        vaultIs(vault),
-                        inArray(
-                          ledgerLines.signature,
-                          within.map((e) => e.signature),
-                        ),
-                      ),
-                    )
-                ).map((r) => r.signature),
+          const held = await heldOf(
+            tx,
+            vault,
+            within.map((e) => e.signature),
           );
           const between = await tx
             .select({ signature: ledgerLines.signature, ord: ledgerLines.ord })
@@ -1815,9 +1815,15 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
                 gt(ledgerLines.ord, earlier.ord),
               ),
             );
+          // Lowered, never raised: lines above a walk's mark that it has not compared yet
+          // (below another heal's, or not read yet) were taken as compared.
           await tx
             .update(ledgerCursors)
-            .set({ chainedOrd: earlier.ord })
+            .set({
+              // least() passes over a NULL mark (nothing compared yet), which stays NULL.
+              chainedOrd: sql`CASE WHEN ${ledgerCursors.chainedOrd} IS NULL THEN NULL
+                ELSE least(${ledgerCursors.chainedOrd}, ${earlier.ord}) END`,
+            })
             .where(eq(ledgerCursors.vault, vault));
           return { inserted: added.length };
         });

@@ -1,0 +1,91 @@
+import { describe, expect, it } from "vitest";
+import type { RpcPool } from "../src/chain/rpc-pool.js";
+import { dialects, useDialectStores } from "./support/dialects.js";
+import { chainSecondAfter } from "./support/finality.js";
+import { nightlyOnChain, vaultReader } from "./support/ledger-periods.js";
+import { type Scenario, useAdversaryHarness } from "./support/operator.js";
+
+/**
+ * A node the ledger reads leaves a top-up and a theft of the same amount out of its listing:
+ * the vault's balances chain across the two, so no gap shows, and the node's run cannot see
+ * them (RPC_QUORUM is the answer to a node that keeps lying). Once the nodes list them, the
+ * next nightly run must name the theft: exit 1, never a second clean night.
+ */
+const stolen = 55_000n;
+
+/** `rpc` whose listing leaves out `hidden` (while it holds any). */
+function hidingNode(rpc: RpcPool, hidden: Set<string>): RpcPool {
+  return new Proxy(rpc, {
+    get(target, key, receiver) {
+      if (key !== "getSignaturesForAddress") return Reflect.get(target, key, receiver);
+      return async (...args: Parameters<RpcPool["getSignaturesForAddress"]>) =>
+        (await target.getSignaturesForAddress(...args)).filter((e) => !hidden.has(e.signature));
+    },
+  });
+}
+
+describe.each(dialects)("%s store", (dialect) => {
+  const stores = useDialectStores(dialect);
+  const h = useAdversaryHarness({ openStore: () => stores.open() });
+
+  function nightly(c: Scenario, vault: string, rpc: RpcPool, from: number, to: number) {
+    return nightlyOnChain(h, c, vaultReader(h, c, vault, rpc)).nightly({ from, to });
+  }
+
+  /** Key `keyIndex`'s vault: an honest job, a top-up, a theft of as much, an honest job. */
+  async function chainedTheft(keyIndex: number) {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(keyIndex);
+    const from = await chainSecondAfter(h.world);
+    const plan = h.op.plan({ keyIndex });
+    c.record(plan, h.op.honestJob(plan));
+    h.op.nextSlot();
+    const donor = h.op.victimVault(100_000n);
+    const topUp = h.op.send([h.op.transfer(donor, vault, stolen)]).signature;
+    h.op.nextSlot();
+    const thief = h.op.attackerAccount(0n);
+    const theft = h.op.send([h.op.transfer(vault, thief, stolen)]).signature;
+    h.op.nextSlot();
+    const next = h.op.plan({ keyIndex });
+    c.record(next, h.op.honestJob(next));
+    await h.finalized();
+    return { c, vault, from, to: Date.now(), topUp, theft };
+  }
+
+  it("names the theft in the next nightly run once the node lists it", async () => {
+    const { c, vault, from, to, topUp, theft } = await chainedTheft(0);
+    const hidden = new Set([topUp, theft]);
+    const rpc = hidingNode(h.rpc, hidden);
+    const first = await nightly(c, vault, rpc, from, to);
+    expect(first.ledger?.gaps).toEqual([]);
+    expect(first.exitCode).toBe(0);
+    hidden.clear();
+    const second = await nightly(c, vault, rpc, from, to);
+    expect(second.ledger?.unreceiptedDebits).toEqual([
+      expect.objectContaining({ vault, signature: theft, amountUnits: String(-stolen) }),
+    ]);
+    expect(second.ledger?.imbalanced).toEqual([]);
+    expect(second.exitCode).toBe(1);
+  });
+
+  it("names it in the same run when the pool's next endpoint lists it", async () => {
+    const { c, vault, from, to, topUp, theft } = await chainedTheft(1);
+    // The pool answers each listing from its next endpoint: the first leaves both out.
+    let calls = 0;
+    const rotating = new Proxy(h.rpc, {
+      get(target, key, receiver) {
+        if (key !== "getSignaturesForAddress") return Reflect.get(target, key, receiver);
+        return async (...args: Parameters<RpcPool["getSignaturesForAddress"]>) => {
+          const page = await target.getSignaturesForAddress(...args);
+          if (calls++ % 2 === 1) return page;
+          return page.filter((e) => e.signature !== topUp && e.signature !== theft);
+        };
+      },
+    });
+    const run = await nightly(c, vault, rotating, from, to);
+    expect(run.ledger?.unreceiptedDebits).toEqual([
+      expect.objectContaining({ vault, signature: theft, amountUnits: String(-stolen) }),
+    ]);
+    expect(run.exitCode).toBe(1);
+  });
+});
