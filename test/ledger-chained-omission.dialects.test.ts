@@ -32,10 +32,14 @@ describe.each(dialects)("%s store", (dialect) => {
     return nightlyOnChain(h, c, vaultReader(h, c, vault, rpc)).nightly({ from, to });
   }
 
-  /** Key `keyIndex`'s vault: an honest job, a top-up, a theft of as much, an honest job. */
+  /**
+   * Key `keyIndex`'s vault, read once; then an honest job, a top-up, a theft of as much, an
+   * honest job.
+   */
   async function chainedTheft(keyIndex: number) {
     const c = await h.scenario();
     const { vault } = await c.pinKey(keyIndex);
+    await vaultReader(h, c, vault).syncVault(vault);
     const from = await chainSecondAfter(h.world);
     const plan = h.op.plan({ keyIndex });
     c.record(plan, h.op.honestJob(plan));

@@ -1300,12 +1300,14 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     } catch (error) {
       log.warn({ vault, err: String(error) }, "ledger: balance not read");
     }
+    // A vault's first listing is all it holds: listed again from its next sync on.
+    const heldBefore = (await ledger.cursor(vault, now())).newestSignature !== null;
     const { pages, listed: listedNew, noBlockTime, heldBack } = await listNew(vault, opts.signal);
     const known = new Set(
       (await ledger.storedGaps(vault, GAPS_IN_TURN)).map((g) => g.beforeSignature),
     );
     let listed = listedNew + (await listedAgain(vault, () => healGaps(vault, opts.signal), opts));
-    listed += await listedAgain(vault, () => relistHeld(vault, opts.signal), opts);
+    if (heldBefore) listed += await listedAgain(vault, () => relistHeld(vault, opts.signal), opts);
     const read = await readAndReview(vault, opts);
     // Gaps this sync's read found are listed again now, not by the next round: a nightly run
     // judges the window right after this sync.
