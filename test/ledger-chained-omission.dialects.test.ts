@@ -13,13 +13,17 @@ import { type Scenario, useAdversaryHarness } from "./support/operator.js";
  */
 const stolen = 55_000n;
 
-/** `rpc` whose listing leaves out `hidden` (while it holds any). */
+/** `rpc` whose listing leaves out `hidden` (while it holds any), its pages full all the same. */
 function hidingNode(rpc: RpcPool, hidden: Set<string>): RpcPool {
   return new Proxy(rpc, {
     get(target, key, receiver) {
       if (key !== "getSignaturesForAddress") return Reflect.get(target, key, receiver);
-      return async (...args: Parameters<RpcPool["getSignaturesForAddress"]>) =>
-        (await target.getSignaturesForAddress(...args)).filter((e) => !hidden.has(e.signature));
+      return async (address: string, options?: { limit?: number; before?: string }) => {
+        const limit = options?.limit ?? 1000;
+        const asked = { ...options, limit: Math.min(limit + hidden.size, 1000) };
+        const page = await target.getSignaturesForAddress(address, asked);
+        return page.filter((e) => !hidden.has(e.signature)).slice(0, limit);
+      };
     },
   });
 }
@@ -28,15 +32,24 @@ describe.each(dialects)("%s store", (dialect) => {
   const stores = useDialectStores(dialect);
   const h = useAdversaryHarness({ openStore: () => stores.open() });
 
-  function nightly(c: Scenario, vault: string, rpc: RpcPool, from: number, to: number) {
-    return nightlyOnChain(h, c, vaultReader(h, c, vault, rpc)).nightly({ from, to });
+  /** A nightly run in a process of its own: a new reader, listing pages of `pageSize`. */
+  function nightly(
+    c: Scenario,
+    vault: string,
+    rpc: RpcPool,
+    from: number,
+    to: number,
+    pageSize = 1000,
+  ) {
+    const reader = vaultReader(h, c, vault, rpc, { options: { pageSize } });
+    return nightlyOnChain(h, c, reader).nightly({ from, to });
   }
 
   /**
-   * Key `keyIndex`'s vault, read once; then an honest job, a top-up, a theft of as much, an
-   * honest job.
+   * Key `keyIndex`'s vault, read once; then an honest job, a top-up, a theft of as much, and
+   * `jobsAfter` honest jobs.
    */
-  async function chainedTheft(keyIndex: number) {
+  async function chainedTheft(keyIndex: number, jobsAfter = 1) {
     const c = await h.scenario();
     const { vault } = await c.pinKey(keyIndex);
     await vaultReader(h, c, vault).syncVault(vault);
@@ -49,9 +62,11 @@ describe.each(dialects)("%s store", (dialect) => {
     h.op.nextSlot();
     const thief = h.op.attackerAccount(0n);
     const theft = h.op.send([h.op.transfer(vault, thief, stolen)]).signature;
-    h.op.nextSlot();
-    const next = h.op.plan({ keyIndex });
-    c.record(next, h.op.honestJob(next));
+    for (let i = 0; i < jobsAfter; i++) {
+      h.op.nextSlot();
+      const next = h.op.plan({ keyIndex });
+      c.record(next, h.op.honestJob(next));
+    }
     await h.finalized();
     return { c, vault, from, to: Date.now(), topUp, theft };
   }
@@ -91,5 +106,22 @@ describe.each(dialects)("%s store", (dialect) => {
       expect.objectContaining({ vault, signature: theft, amountUnits: String(-stolen) }),
     ]);
     expect(run.exitCode).toBe(1);
+  });
+
+  it("names a theft pages below the newest by the third nightly run, each run its own process", async () => {
+    // Pages of 3 lines and 2 honest jobs after the theft: the two hidden lie a page below the
+    // newest, where a run that lists the newest page again alone never looks.
+    const { c, vault, from, to, topUp, theft } = await chainedTheft(2, 2);
+    const hidden = new Set([topUp, theft]);
+    const rpc = hidingNode(h.rpc, hidden);
+    const first = await nightly(c, vault, rpc, from, to, 3);
+    expect(first.ledger?.unreceiptedDebits).toEqual([]);
+    hidden.clear();
+    const later = [];
+    for (let run = 0; run < 2; run++) later.push(await nightly(c, vault, rpc, from, to, 3));
+    expect(later.flatMap((r) => r.ledger?.unreceiptedDebits ?? [])).toEqual([
+      expect.objectContaining({ vault, signature: theft, amountUnits: String(-stolen) }),
+    ]);
+    expect(later.map((r) => r.exitCode)).toContain(1);
   });
 });

@@ -631,6 +631,12 @@ export const ledgerCursors = sqliteTable("ledger_cursors", {
    * block time, so the next run judges it (a node that listed it late, an endpoint that hid it).
    */
   judgedAt: epochMs("judged_at"),
+  /**
+   * The line the next listing of the vault's held history goes on below (src/ledger/reader.ts),
+   * null for the newest: runs of separate processes (each nightly `verify`) go on where the last
+   * stopped, and cover the whole history over runs.
+   */
+  relistBelow: text("relist_below"),
 });
 
 /** What a ledger line is, decided when its transaction is read (src/store/ledger.ts). */

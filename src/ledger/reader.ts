@@ -876,8 +876,8 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     return ledger.healGap(vault, gap, kept, now(), signal);
   }
 
-  /** Per vault, the line the next listing of held history goes on below (null: the newest), and when. */
-  const relistTurn = new Map<string, { below: string | null; at: number }>();
+  /** Per vault, when this process's listing of held history may start from the newest again. */
+  const relistWait = new Map<string, number>();
 
   /**
    * Lists one page of the vault's held history again, below where the last such listing ended
@@ -885,13 +885,16 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
    * the held lines around it. Once a listing ends, the next starts again from the newest line
    * after `HEAL_WAIT_MS`. Only a gap was ever listed again: a top-up and a theft of the same
    * amount that one listing left out chained across, showed no gap, and were never listed once
-   * the nodes showed them; the nightly run exited 0. Returns the lines inserted.
+   * the nodes showed them; the nightly run exited 0. Where the listing stands is stored with
+   * the vault's cursor, so a process goes on where the last one stopped: each nightly run's
+   * process began at the newest line and never listed a page further back. The minute's wait
+   * is the process's own. Returns the lines inserted.
    */
   async function relistHeld(vault: string, signal?: AbortSignal) {
     const t = now();
-    const turn = relistTurn.get(vault) ?? { below: null, at: 0 };
-    if (turn.at > t) return 0;
-    const top = turn.below ?? (await ledger.cursor(vault, t)).newestSignature;
+    if ((relistWait.get(vault) ?? 0) > t) return 0;
+    const below = await ledger.relistBelow(vault);
+    const top = below ?? (await ledger.cursor(vault, t)).newestSignature;
     if (top === null) return 0;
     const page = await rpc.getSignaturesForAddress(vault, { limit: options.pageSize, before: top });
     const held = await ledger.heldLines(
@@ -900,10 +903,8 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     );
     const lowest = page.findLastIndex((e) => held.has(e.signature));
     const goesOn = page.length >= options.pageSize && lowest >= 0;
-    relistTurn.set(
-      vault,
-      goesOn ? { below: page[lowest]!.signature, at: t } : { below: null, at: t + HEAL_WAIT_MS },
-    );
+    await ledger.setRelistBelow(vault, goesOn ? page[lowest]!.signature : null);
+    if (!goesOn) relistWait.set(vault, t + HEAL_WAIT_MS);
     // Entries below the lowest held line go with the next page (or are older than any held).
     const listing = lowest < 0 ? [] : page.slice(0, lowest);
     if (!listing.some((e) => !held.has(e.signature))) return 0;

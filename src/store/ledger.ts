@@ -406,6 +406,13 @@ export interface LedgerStore {
   /** Which of `signatures` the vault holds a line of. */
   heldLines(vault: string, signatures: readonly string[]): Promise<Set<string>>;
   /**
+   * Where the listing of the vault's held history stands: the line its next page goes on below
+   * (null: the newest), kept across processes.
+   */
+  relistBelow(vault: string): Promise<string | null>;
+  /** Stores where the listing of the vault's held history stands (its cursor exists). */
+  setRelistBelow(vault: string, below: string | null): Promise<void>;
+  /**
    * Inserts the entries of `listing` (what the chain lists between a gap's two lines, newest
    * first) the vault does not hold, in chain order between them, in one write transaction; the
    * walk then compares the lines from the earlier one again. When they do not fit between the
@@ -1090,6 +1097,12 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
      WHERE vault = ? AND signature = ?`,
   );
   const setChained = sqlite.prepare("UPDATE ledger_cursors SET chained_ord = ? WHERE vault = ?");
+  const relistBelow = sqlite
+    .prepare("SELECT relist_below FROM ledger_cursors WHERE vault = ?")
+    .pluck();
+  const setRelistBelow = sqlite.prepare(
+    "UPDATE ledger_cursors SET relist_below = ? WHERE vault = ?",
+  );
   // min() of a NULL mark (nothing compared yet) stays NULL.
   const lowerChained = sqlite.prepare(
     "UPDATE ledger_cursors SET chained_ord = min(chained_ord, ?) WHERE vault = ?",
@@ -2072,6 +2085,12 @@ function createSqliteLedgerStore(store: SqliteStore): LedgerStore {
     },
     async heldLines(vault, signatures) {
       return new Set(signatures.filter((s) => heldLine.get(vault, s) !== undefined));
+    },
+    async relistBelow(vault) {
+      return (relistBelow.get(vault) as string | null | undefined) ?? null;
+    },
+    async setRelistBelow(vault, below) {
+      setRelistBelow.run(below, vault);
     },
     async healGap(vault, gap, listing, now, signal) {
       return healMakingRoom(

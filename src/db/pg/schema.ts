@@ -420,6 +420,12 @@ export const ledgerCursors = pgTable("ledger_cursors", {
    * block time, so the next run judges it (a node that listed it late, an endpoint that hid it).
    */
   judgedAt: epochMs("judged_at"),
+  /**
+   * The line the next listing of the vault's held history goes on below (src/ledger/reader.ts),
+   * null for the newest: runs of separate processes (each nightly `verify`) go on where the last
+   * stopped, and cover the whole history over runs.
+   */
+  relistBelow: text("relist_below"),
 });
 
 export const ledgerLines = pgTable(

@@ -1738,6 +1738,19 @@ export function createPgLedgerStore(store: PgStore): LedgerStore {
     async heldLines(vault, signatures) {
       return heldOf(db, vault, signatures);
     },
+    async relistBelow(vault) {
+      const [row] = await db
+        .select({ below: ledgerCursors.relistBelow })
+        .from(ledgerCursors)
+        .where(eq(ledgerCursors.vault, vault));
+      return row?.below ?? null;
+    },
+    async setRelistBelow(vault, below) {
+      await db
+        .update(ledgerCursors)
+        .set({ relistBelow: below })
+        .where(eq(ledgerCursors.vault, vault));
+    },
     async storedGaps(vault, limit) {
       const rows = await db
         .select({ after: ledgerLines.gapAfterSignature, before: ledgerLines.signature })

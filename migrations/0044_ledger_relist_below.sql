@@ -1,0 +1,1 @@
+ALTER TABLE `ledger_cursors` ADD `relist_below` text;
