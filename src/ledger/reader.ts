@@ -974,6 +974,11 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       } catch {}
     }
     const unknown = listing.filter((e) => !slotOf.has(e.signature));
+    const wrong = firstAtWrongSlot(
+      listing.filter((e) => slotOf.has(e.signature)),
+      slotOf,
+    );
+    if (wrong !== null) return wrong;
     for (let i = 0; i < unknown.length; i += options.fetchConcurrency) {
       // A node may list up to two pages of entries here: fetched on past the run's deadline
       // (or the service's stop), 2,000 calls went on after it, and the sync then ended as if
@@ -984,8 +989,20 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       part.forEach((e, j) => {
         slotOf.set(e.signature, got[j]?.facts.slot ?? null);
       });
+      // One wrong entry is enough: a node listing a page of made-up ones in every listing of
+      // held history made each sync ask for each of them, every endpoint once.
+      const why = firstAtWrongSlot(part, slotOf);
+      if (why !== null) return why;
     }
-    for (const e of listing) {
+    return null;
+  }
+
+  /** Why the first of `entries` is not at its listed slot (`slotOf`; null: not served), or null. */
+  function firstAtWrongSlot(
+    entries: readonly AddressSignatureInfo[],
+    slotOf: ReadonlyMap<string, number | null>,
+  ) {
+    for (const e of entries) {
       const slot = slotOf.get(e.signature);
       if (slot === null) return `getTransaction ${e.signature}: not served`;
       if (slot !== e.slot) {

@@ -1,0 +1,64 @@
+import { createHash } from "node:crypto";
+import bs58 from "bs58";
+import { describe, expect, it } from "vitest";
+import type { AddressSignatureInfo, RpcPool } from "../src/chain/rpc-pool.js";
+import { createLedgerStore } from "../src/store/ledger.js";
+import { vaultReader } from "./support/ledger-periods.js";
+import { useAdversaryHarness } from "./support/operator.js";
+import { type Listing, listingNode } from "./support/rewriting-node.js";
+
+/**
+ * The operator runs the node the ledger reads. Each sync lists a page of the vault's held
+ * history again, and the node fills it with entries no chain holds, each at a slot between the
+ * held lines around it. They must not become lines, and must not cost a getTransaction each:
+ * a node listing a thousand of them every sync made each sync (and each nightly run) ask a
+ * thousand times, every endpoint of the pool once for each.
+ */
+const MADE_UP = 200;
+
+describe("a listing of held history full of made-up entries", () => {
+  const h = useAdversaryHarness();
+
+  it("stops at the first one not served, and inserts none", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(0);
+    for (let i = 0; i < 2; i++) {
+      const plan = h.op.plan({ keyIndex: 0 });
+      c.record(plan, h.op.honestJob(plan));
+      h.op.nextSlot();
+    }
+    await h.finalized();
+    const listing: { rewrite: Listing | null } = { rewrite: null };
+    const asked: string[] = [];
+    const listed = listingNode(h.rpc, listing);
+    const node = new Proxy(listed, {
+      get(target, key, receiver) {
+        if (key !== "getTransaction") return Reflect.get(target, key, receiver);
+        return (...args: Parameters<RpcPool["getTransaction"]>) => {
+          asked.push(args[0]);
+          return target.getTransaction(...args);
+        };
+      },
+    });
+    const reader = vaultReader(h, c, vault, node);
+    await reader.syncVault(vault);
+    const madeUp: string[] = [];
+    listing.rewrite = (entries, options) => {
+      const first = entries[0];
+      // Only the listing of held history (below the newest line) is rewritten.
+      if (!options?.before || first === undefined) return entries;
+      const fakes: AddressSignatureInfo[] = Array.from({ length: MADE_UP }, (_, i) => ({
+        ...first,
+        signature: bs58.encode(createHash("sha512").update(`${vault}:${i}`).digest()),
+      }));
+      madeUp.push(...fakes.map((f) => f.signature));
+      return [...fakes, ...entries];
+    };
+    await reader.syncVault(vault);
+    expect(madeUp.length).toBe(MADE_UP);
+    const madeUpAsked = asked.filter((s) => madeUp.includes(s));
+    expect(madeUpAsked.length).toBeGreaterThan(0);
+    expect(madeUpAsked.length).toBeLessThanOrEqual(8);
+    expect((await createLedgerStore(c.store).heldLines(vault, madeUp)).size).toBe(0);
+  });
+});
