@@ -863,7 +863,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
   ) {
     // Placed by its listed slot between the two lines, an entry must be there: a transaction
     // from after them listed under a slot between them sat there for good.
-    const misplaced = await healListingWrong(listing, signal, held);
+    const misplaced = await healListingWrong(vault, listing, signal, held);
     if (misplaced !== null) {
       log.warn(
         { vault, after: gap.afterSignature, before: gap.beforeSignature, err: misplaced },
@@ -936,7 +936,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       listing.length >= options.pageSize ||
       listing.length !== held.size ||
       listing.some((e) => e.slot !== around.slot || !held.has(e.signature)) ||
-      (await healListingWrong(listing)) !== null
+      (await healListingWrong(vault, listing)) !== null
     ) {
       return false;
     }
@@ -957,6 +957,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
    * already, not read for their slot (a listing of held history holds lines not read yet).
    */
   async function healListingWrong(
+    vault: string,
     listing: readonly AddressSignatureInfo[],
     signal?: AbortSignal,
     placed: ReadonlySet<string> = new Set(),
@@ -966,17 +967,18 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     // Lines held already are where they are; only the entries to insert are read for their slot.
     listing = listing.filter((e) => !placed.has(e.signature));
     const stored = await ledger.storedTransactions(listing.map((e) => e.signature));
-    const slotOf = new Map<string, number | null>();
+    const factsOf = new Map<string, TransactionFacts | null>();
     for (const [signature, tx] of stored) {
       // Facts that no longer read are fetched again, as a read would.
       try {
-        slotOf.set(signature, factsFromJson(tx.facts).slot);
+        factsOf.set(signature, factsFromJson(tx.facts));
       } catch {}
     }
-    const unknown = listing.filter((e) => !slotOf.has(e.signature));
-    const wrong = firstAtWrongSlot(
-      listing.filter((e) => slotOf.has(e.signature)),
-      slotOf,
+    const unknown = listing.filter((e) => !factsOf.has(e.signature));
+    const wrong = firstNotListedThere(
+      vault,
+      listing.filter((e) => factsOf.has(e.signature)),
+      factsOf,
     );
     if (wrong !== null) return wrong;
     for (let i = 0; i < unknown.length; i += options.fetchConcurrency) {
@@ -986,28 +988,37 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       signal?.throwIfAborted();
       const part = unknown.slice(i, i + options.fetchConcurrency);
       const got = await Promise.all(part.map((e) => rpc.getTransaction(e.signature)));
+      signal?.throwIfAborted();
       part.forEach((e, j) => {
-        slotOf.set(e.signature, got[j]?.facts.slot ?? null);
+        factsOf.set(e.signature, got[j]?.facts ?? null);
       });
       // One wrong entry is enough: a node listing a page of made-up ones in every listing of
       // held history made each sync ask for each of them, every endpoint once.
-      const why = firstAtWrongSlot(part, slotOf);
+      const why = firstNotListedThere(vault, part, factsOf);
       if (why !== null) return why;
     }
     return null;
   }
 
-  /** Why the first of `entries` is not at its listed slot (`slotOf`; null: not served), or null. */
-  function firstAtWrongSlot(
+  /**
+   * Why the first of `entries` cannot be the vault's where listed, or null: its transaction
+   * (`factsOf`; null: not served) is at another slot, or names no account of the vault's. A
+   * node listing another account's transaction between two held lines made it a line of the
+   * vault's, read with every sync's listing of held history: a page of them each sync.
+   */
+  function firstNotListedThere(
+    vault: string,
     entries: readonly AddressSignatureInfo[],
-    slotOf: ReadonlyMap<string, number | null>,
+    factsOf: ReadonlyMap<string, TransactionFacts | null>,
   ) {
     for (const e of entries) {
-      const slot = slotOf.get(e.signature);
-      if (slot === null) return `getTransaction ${e.signature}: not served`;
-      if (slot !== e.slot) {
-        return `${e.signature} is listed at slot ${e.slot}, its transaction is at slot ${slot}`;
+      const facts = factsOf.get(e.signature);
+      if (!facts) return `getTransaction ${e.signature}: not served`;
+      if (facts.slot !== e.slot) {
+        return `${e.signature} is listed at slot ${e.slot}, its transaction is at slot ${facts.slot}`;
       }
+      if (!facts.accounts.includes(vault))
+        return `${e.signature}'s transaction does not name the vault`;
     }
     return null;
   }

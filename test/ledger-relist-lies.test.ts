@@ -9,14 +9,15 @@ import { type Listing, listingNode } from "./support/rewriting-node.js";
 
 /**
  * The operator runs the node the ledger reads. Each sync lists a page of the vault's held
- * history again, and the node fills it with entries no chain holds, each at a slot between the
- * held lines around it. They must not become lines, and must not cost a getTransaction each:
- * a node listing a thousand of them every sync made each sync (and each nightly run) ask a
- * thousand times, every endpoint of the pool once for each.
+ * history again, and the node fills it with entries that are no transaction of the vault's,
+ * each at a slot between the held lines around it: made-up signatures, or another account's
+ * transactions. They must not become lines of the vault's, and must not cost a getTransaction
+ * each: a node listing a thousand of them every sync made each sync (and each nightly run) ask
+ * a thousand times, every endpoint of the pool once for each.
  */
 const MADE_UP = 200;
 
-describe("a listing of held history full of made-up entries", () => {
+describe("a listing of held history that is not the vault's", () => {
   const h = useAdversaryHarness();
 
   it("stops at the first one not served, and inserts none", async () => {
@@ -60,5 +61,37 @@ describe("a listing of held history full of made-up entries", () => {
     expect(madeUpAsked.length).toBeGreaterThan(0);
     expect(madeUpAsked.length).toBeLessThanOrEqual(8);
     expect((await createLedgerStore(c.store).heldLines(vault, madeUp)).size).toBe(0);
+  });
+
+  it("keeps another vault's transaction listed between two held lines out of its lines", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(1);
+    await c.pinKey(2);
+    const mine = h.op.plan({ keyIndex: 1 });
+    c.record(mine, h.op.honestJob(mine));
+    h.op.nextSlot();
+    const other = h.op.plan({ keyIndex: 2 });
+    const otherTxs = h.op.honestJob(other);
+    c.record(other, otherTxs);
+    h.op.nextSlot();
+    const next = h.op.plan({ keyIndex: 1 });
+    c.record(next, h.op.honestJob(next));
+    await h.finalized();
+    const listing: { rewrite: Listing | null } = { rewrite: null };
+    const node = listingNode(h.rpc, listing);
+    const reader = vaultReader(h, c, vault, node);
+    await reader.syncVault(vault);
+    const [foreign] = (await h.rpc.getSignaturesForAddress(h.op.vault(2), { limit: 10 })).filter(
+      (e) => e.signature === otherTxs.settlementTx,
+    );
+    expect(foreign).toBeDefined();
+    listing.rewrite = (entries, options) => {
+      if (!options?.before || foreign === undefined) return entries;
+      const at = entries.findIndex((e) => e.slot < foreign.slot);
+      return [...entries.slice(0, at), foreign, ...entries.slice(at)];
+    };
+    await reader.syncVault(vault);
+    const held = await createLedgerStore(c.store).heldLines(vault, [otherTxs.settlementTx]);
+    expect(held.size).toBe(0);
   });
 });
