@@ -539,6 +539,20 @@ export function listingOutOfOrder(
   return null;
 }
 
+/** A fetched transaction as the store keeps it. */
+function fetchedRow(signature: string, facts: TransactionFacts, raw: unknown): FetchedTransaction {
+  return {
+    signature,
+    slot: facts.slot,
+    blockTime: facts.blockTime,
+    fee: facts.fee,
+    succeeded: facts.succeeded,
+    err: JSON.stringify(facts.err ?? null),
+    facts: JSON.stringify(factsToJson(facts)),
+    raw: typeof raw === "string" ? raw : JSON.stringify(raw),
+  };
+}
+
 /** What two reads of a vault's listed lines read, counted into `read`. */
 function addRead(read: LinesRead, more: LinesRead) {
   read.fetched += more.fetched;
@@ -606,7 +620,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
   let blockTimeWarned = false;
 
   /** Lists every page newer than the last completed sync; returns pages and lines stored. */
-  async function listNew(vault: string, signal?: AbortSignal) {
+  async function listNew(vault: string, signal?: AbortSignal, readUntil?: number) {
     let pages = 0;
     let listed = 0;
     let noBlockTime: string | null = null;
@@ -657,6 +671,12 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
         noBlockTime ??= `getSignaturesForAddress ${vault}: listed past the newest line ${seen.newestSignature}`;
       }
       const page = keptEntries(vault, listing, seen.syncBefore === null);
+      const stranger = await firstNotTheVaults(vault, page, signal, readUntil);
+      if (stranger !== null) {
+        // Stored, another account's transaction was a line of the vault's for good: the sync
+        // fails, naming it, and lists the page again next round.
+        throw new AppError("rpc_unavailable", `getSignaturesForAddress ${vault}: ${stranger}`);
+      }
       if (page.length < listing.length) {
         // Entries held back: what this sync lists proves no read-through time, so the
         // vault's stays where an earlier sync proved it (below them).
@@ -965,7 +985,66 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     const disorder = listingOutOfOrder(listing, null);
     if (disorder !== null) return disorder;
     // Lines held already are where they are; only the entries to insert are read for their slot.
-    listing = listing.filter((e) => !placed.has(e.signature));
+    const entries = listing.filter((e) => !placed.has(e.signature));
+    return firstWrongFetched(entries, signal, (part, factsOf) =>
+      firstNotListedThere(vault, part, factsOf),
+    );
+  }
+
+  /**
+   * Why an entry of a new listing (one page, newest first) is not the vault's, or null: its
+   * transaction names no account of the vault's, or is not served. A node listing another
+   * account's signature as new made it a line of the vault's (kind none), read and kept for
+   * good. Judged are the entries the sync reads (dated before `readUntil`, when given): the
+   * transactions fetched to judge them are stored, so the read does not fetch them again, and a
+   * nightly run fetches none of the later traffic. A later one a read finds not the vault's is
+   * not read (`unreadableWhy`).
+   */
+  /** Transactions a new listing fetched and stored to judge it, not read yet: counted fetched. */
+  const fetchedToJudge = new Set<string>();
+
+  async function firstNotTheVaults(
+    vault: string,
+    page: readonly AddressSignatureInfo[],
+    signal?: AbortSignal,
+    readUntil?: number,
+  ) {
+    const fetched = new Map<string, { facts: TransactionFacts; raw: unknown }>();
+    const read = page.filter(
+      (e) => readUntil === undefined || e.blockTime === null || e.blockTime * 1000 < readUntil,
+    );
+    const why = await firstWrongFetched(
+      read,
+      signal,
+      (part, factsOf) => firstNotListedThere(vault, part, factsOf, false),
+      fetched,
+    );
+    if (why === null) {
+      // Stored as the read would store them: not one it could not read.
+      const rows = [...fetched]
+        .filter(([, got]) => unreadableWhy(vault, got.facts) === null)
+        .map(([signature, got]) => fetchedRow(signature, got.facts, got.raw));
+      await ledger.recordReads(vault, [], rows, now());
+      for (const row of rows) fetchedToJudge.add(row.signature);
+    }
+    return why;
+  }
+
+  /**
+   * Why the first of `listing` is wrong (`wrongOf`, judged on its transaction: stored, else
+   * fetched; null: not served), or null. Stored ones are judged first; the rest are fetched a
+   * part at a time and judging stops at the first part holding a wrong one. Answers fetched go
+   * to `fetched`, when given (a fetch that fails is then not judged).
+   */
+  async function firstWrongFetched(
+    listing: readonly AddressSignatureInfo[],
+    signal: AbortSignal | undefined,
+    wrongOf: (
+      entries: readonly AddressSignatureInfo[],
+      factsOf: ReadonlyMap<string, TransactionFacts | null>,
+    ) => string | null,
+    fetched?: Map<string, { facts: TransactionFacts; raw: unknown }>,
+  ) {
     const stored = await ledger.storedTransactions(listing.map((e) => e.signature));
     const factsOf = new Map<string, TransactionFacts | null>();
     for (const [signature, tx] of stored) {
@@ -975,8 +1054,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       } catch {}
     }
     const unknown = listing.filter((e) => !factsOf.has(e.signature));
-    const wrong = firstNotListedThere(
-      vault,
+    const wrong = wrongOf(
       listing.filter((e) => factsOf.has(e.signature)),
       factsOf,
     );
@@ -987,14 +1065,19 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
       // nothing had stopped it.
       signal?.throwIfAborted();
       const part = unknown.slice(i, i + options.fetchConcurrency);
-      const got = await Promise.all(part.map((e) => rpc.getTransaction(e.signature)));
+      const got = await Promise.allSettled(part.map((e) => rpc.getTransaction(e.signature)));
       signal?.throwIfAborted();
       part.forEach((e, j) => {
-        factsOf.set(e.signature, got[j]?.facts ?? null);
+        const answer = got[j]!;
+        // Judging a new listing, a fetch that fails is left to the read (it stays unread).
+        if (answer.status === "rejected" && fetched === undefined) throw answer.reason;
+        const value = answer.status === "fulfilled" ? answer.value : null;
+        factsOf.set(e.signature, value?.facts ?? null);
+        if (value) fetched?.set(e.signature, value);
       });
       // One wrong entry is enough: a node listing a page of made-up ones in every listing of
       // held history made each sync ask for each of them, every endpoint once.
-      const why = firstNotListedThere(vault, part, factsOf);
+      const why = wrongOf(part, factsOf);
       if (why !== null) return why;
     }
     return null;
@@ -1004,17 +1087,23 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
    * Why the first of `entries` cannot be the vault's where listed, or null: its transaction
    * (`factsOf`; null: not served) is at another slot, or names no account of the vault's. A
    * node listing another account's transaction between two held lines made it a line of the
-   * vault's, read with every sync's listing of held history: a page of them each sync.
+   * vault's, read with every sync's listing of held history: a page of them each sync. Without
+   * `bySlot` (a new listing) the slot is not judged (a new line takes its transaction's slot
+   * when read), nor is a transaction not served (its line stays unread until one is).
    */
   function firstNotListedThere(
     vault: string,
     entries: readonly AddressSignatureInfo[],
     factsOf: ReadonlyMap<string, TransactionFacts | null>,
+    bySlot = true,
   ) {
     for (const e of entries) {
       const facts = factsOf.get(e.signature);
-      if (!facts) return `getTransaction ${e.signature}: not served`;
-      if (facts.slot !== e.slot) {
+      if (!facts) {
+        if (bySlot) return `getTransaction ${e.signature}: not served`;
+        continue;
+      }
+      if (bySlot && facts.slot !== e.slot) {
         return `${e.signature} is listed at slot ${e.slot}, its transaction is at slot ${facts.slot}`;
       }
       if (!facts.accounts.includes(vault))
@@ -1112,6 +1201,8 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
    * same call is unseen. A payout found by the balances is read, as a finding, either way.
    */
   function unreadableWhy(vault: string, facts: TransactionFacts): string | null {
+    // Another account's transaction listed as the vault's is no line of it (see `firstNotTheVaults`).
+    if (!facts.accounts.includes(vault)) return "its transaction does not name the vault";
     if (innerHidden(facts)) return "its transaction was served without inner instructions";
     const unshown = unshownCreditOf(vault, facts, profile);
     if (unshown !== null) {
@@ -1218,7 +1309,8 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
           (row!.raw !== null || !facts.succeeded || wholeFacts(facts))
         ) {
           factsOf.set(signature, facts);
-          shared++;
+          if (fetchedToJudge.delete(signature)) fetched++;
+          else shared++;
         } else toFetch.push(signature);
       }
       const results = await Promise.allSettled(toFetch.map((s) => rpc.getTransaction(s)));
@@ -1240,16 +1332,7 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
           pending++;
           return;
         }
-        stored.push({
-          signature,
-          slot: facts.slot,
-          blockTime: facts.blockTime,
-          fee: facts.fee,
-          succeeded: facts.succeeded,
-          err: JSON.stringify(facts.err ?? null),
-          facts: JSON.stringify(factsToJson(facts)),
-          raw: typeof raw === "string" ? raw : JSON.stringify(raw),
-        });
+        stored.push(fetchedRow(signature, facts, raw));
         factsOf.set(signature, facts);
         fetched++;
       });
@@ -1329,9 +1412,15 @@ export function createLedgerReader(deps: LedgerDeps): LedgerReader {
     } catch (error) {
       log.warn({ vault, err: String(error) }, "ledger: balance not read");
     }
+    fetchedToJudge.clear();
     // A vault's first listing is all it holds: listed again from its next sync on.
     const heldBefore = (await ledger.cursor(vault, now())).newestSignature !== null;
-    const { pages, listed: listedNew, noBlockTime, heldBack } = await listNew(vault, opts.signal);
+    const {
+      pages,
+      listed: listedNew,
+      noBlockTime,
+      heldBack,
+    } = await listNew(vault, opts.signal, opts.readUntil);
     const known = new Set(
       (await ledger.storedGaps(vault, GAPS_IN_TURN)).map((g) => g.beforeSignature),
     );

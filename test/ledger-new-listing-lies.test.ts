@@ -1,0 +1,64 @@
+import { describe, expect, it } from "vitest";
+import { createLedgerStore } from "../src/store/ledger.js";
+import { vaultReader } from "./support/ledger-periods.js";
+import { useAdversaryHarness } from "./support/operator.js";
+import { type Listing, listingNode } from "./support/rewriting-node.js";
+
+/**
+ * The operator runs the node the ledger reads, and lists another vault's real transaction
+ * among the vault's new signatures, at its own slot. It must not become a line of the vault's:
+ * the listing is taken as wrong (the sync fails, naming it, and nothing of it is stored), and
+ * an honest listing next round reads every line.
+ */
+describe("a new listing naming another account's transaction", () => {
+  const h = useAdversaryHarness();
+
+  it("inserts none of it, and an honest listing then reads every line", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(1);
+    await c.pinKey(2);
+    const mine = h.op.plan({ keyIndex: 1 });
+    const mineTxs = h.op.honestJob(mine);
+    c.record(mine, mineTxs);
+    h.op.nextSlot();
+    const other = h.op.plan({ keyIndex: 2 });
+    const otherTxs = h.op.honestJob(other);
+    c.record(other, otherTxs);
+    h.op.nextSlot();
+    const next = h.op.plan({ keyIndex: 1 });
+    const nextTxs = h.op.honestJob(next);
+    c.record(next, nextTxs);
+    await h.finalized();
+    const [foreign] = (await h.rpc.getSignaturesForAddress(h.op.vault(2), { limit: 10 })).filter(
+      (e) => e.signature === otherTxs.settlementTx,
+    );
+    expect(foreign).toBeDefined();
+    const listing: { rewrite: Listing | null } = {
+      rewrite: (entries, options) => {
+        if (options?.before || foreign === undefined) return entries;
+        const at = entries.findIndex((e) => e.slot < foreign.slot);
+        return [...entries.slice(0, at), foreign, ...entries.slice(at)];
+      },
+    };
+    const reader = vaultReader(h, c, vault, listingNode(h.rpc, listing));
+    const ledger = createLedgerStore(c.store);
+    const failed = await reader.syncVault(vault).then(
+      () => null,
+      (error: unknown) => String(error),
+    );
+    expect((await ledger.heldLines(vault, [otherTxs.settlementTx])).size).toBe(0);
+    expect(failed).toContain(`${otherTxs.settlementTx}'s transaction does not name the vault`);
+    const honest = (await h.rpc.getSignaturesForAddress(vault, { limit: 100 })).map(
+      (e) => e.signature,
+    );
+    expect((await ledger.heldLines(vault, honest)).size).toBe(0);
+
+    listing.rewrite = null;
+    const synced = await reader.syncVault(vault);
+    expect(synced.pending).toBe(0);
+    expect((await ledger.heldLines(vault, honest)).size).toBe(honest.length);
+    expect(honest).toContain(nextTxs.settlementTx);
+    expect((await ledger.heldLines(vault, [otherTxs.settlementTx])).size).toBe(0);
+    expect(await ledger.listedSignatures(vault)).toEqual([]);
+  });
+});
