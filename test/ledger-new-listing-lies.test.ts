@@ -61,4 +61,37 @@ describe("a new listing naming another account's transaction", () => {
     expect((await ledger.heldLines(vault, [otherTxs.settlementTx])).size).toBe(0);
     expect(await ledger.listedSignatures(vault)).toEqual([]);
   });
+
+  it("keeps one a nightly run listed past its window unread once a later read finds it is not the vault's", async () => {
+    const c = await h.scenario();
+    const { vault } = await c.pinKey(0);
+    await c.pinKey(2);
+    const mine = h.op.plan({ keyIndex: 0 });
+    c.record(mine, h.op.honestJob(mine));
+    h.op.nextSlot();
+    const other = h.op.plan({ keyIndex: 2 });
+    const otherTxs = h.op.honestJob(other);
+    c.record(other, otherTxs);
+    await h.finalized();
+    const [foreign] = (await h.rpc.getSignaturesForAddress(h.op.vault(2), { limit: 10 })).filter(
+      (e) => e.signature === otherTxs.settlementTx,
+    );
+    expect(foreign?.blockTime).toBeTypeOf("number");
+    // Listed once, as new, by the run's listing.
+    const listing: { rewrite: Listing | null } = {
+      rewrite: (entries) => {
+        listing.rewrite = null;
+        return foreign ? [foreign, ...entries] : entries;
+      },
+    };
+    const node = listingNode(h.rpc, listing);
+    const reader = vaultReader(h, c, vault, node);
+    // A run whose window ends before it: listed, neither judged nor read.
+    await reader.syncVault(vault, { readUntil: foreign!.blockTime! * 1000 });
+    const synced = await reader.syncVault(vault);
+    expect(synced.pending).toBe(1);
+    expect(await createLedgerStore(c.store).listedSignatures(vault)).toEqual([
+      otherTxs.settlementTx,
+    ]);
+  });
 });
