@@ -133,6 +133,7 @@ export function createJobsApiClient(
         return;
       }
       let over = false;
+      let answering = false;
       const call: Call = {
         // Rejected first: a response already being read would otherwise end only with its
         // socket, which a destroyed request does not always report on the response.
@@ -149,53 +150,68 @@ export function createJobsApiClient(
         if (error) reject(error);
         else resolve(answer as JobsApiAnswer);
       };
-      const req = transport.request(
-        {
-          hostname,
-          port,
-          path: jobsPath + encodeURIComponent(jobId),
-          // A flat list of name, value pairs: Node writes it as it is, without copying each
-          // into the request's own header map (and adds no `host` to it).
-          headers: ["host", host, "authorization", authorization, "accept", "application/json"],
-          agent,
-        },
-        (res) => {
-          const status = res.statusCode ?? 0;
-          if (status < 200 || status >= 300) {
-            res.resume();
-            const retryable = status === 429 || status >= 500;
-            done(new JobsApiError(`jobs API answered ${status}`, status, retryable));
-            return;
-          }
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on("data", (chunk: Buffer) => {
-            size += chunk.length;
-            // A job's answer is a few hundred bytes: one far larger is not read on, nor kept
-            // (its raw body is stored), and says nothing.
-            if (size > maxAnswerBytes) {
-              res.destroy();
-              done(null, parseJobsApiAnswer(null));
+      const send = () =>
+        transport.request(
+          {
+            hostname,
+            port,
+            path: jobsPath + encodeURIComponent(jobId),
+            // A flat list of name, value pairs: Node writes it as it is, without copying each
+            // into the request's own header map (and adds no `host` to it).
+            headers: ["host", host, "authorization", authorization, "accept", "application/json"],
+            agent,
+          },
+          (res) => {
+            answering = true;
+            const status = res.statusCode ?? 0;
+            if (status < 200 || status >= 300) {
+              res.resume();
+              const retryable = status === 429 || status >= 500;
+              done(new JobsApiError(`jobs API answered ${status}`, status, retryable));
               return;
             }
-            chunks.push(chunk);
-          });
-          res.on("error", () => done(new JobsApiError("jobs API reset", null, true)));
-          res.on("end", () => {
-            let body: unknown = null;
-            try {
-              const bytes = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
-              body = answerWithoutKey(bytes.toString("utf8"), authorization);
-            } catch {
-              // An unreadable body says nothing; every field stays null.
-            }
-            done(null, parseJobsApiAnswer(body));
-          });
-        },
-      );
-      req.on("error", (error) =>
-        done(new JobsApiError(`jobs API unreachable (${error.message})`, null, true)),
-      );
+            const chunks: Buffer[] = [];
+            let size = 0;
+            res.on("data", (chunk: Buffer) => {
+              size += chunk.length;
+              // A job's answer is a few hundred bytes: one far larger is not read on, nor kept
+              // (its raw body is stored), and says nothing.
+              if (size > maxAnswerBytes) {
+                res.destroy();
+                done(null, parseJobsApiAnswer(null));
+                return;
+              }
+              chunks.push(chunk);
+            });
+            res.on("error", () => done(new JobsApiError("jobs API reset", null, true)));
+            res.on("end", () => {
+              let body: unknown = null;
+              try {
+                const bytes = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+                body = answerWithoutKey(bytes.toString("utf8"), authorization);
+              } catch {
+                // An unreadable body says nothing; every field stays null.
+              }
+              done(null, parseJobsApiAnswer(body));
+            });
+          },
+        );
+      let req = send();
+      let resent = false;
+      const onError = (error: NodeJS.ErrnoException) => {
+        // A kept-alive connection the API closed as it was reused (one that closes each
+        // connection after an answer without saying so): the question goes once more on a
+        // fresh one. Asking again costs nothing, and a retry a delay later cost a call more.
+        if (!over && !resent && !answering && req.reusedSocket && isStaleSocket(error)) {
+          resent = true;
+          req = send();
+          req.on("error", onError);
+          req.end();
+          return;
+        }
+        done(new JobsApiError(`jobs API unreachable (${error.message})`, null, true));
+      };
+      req.on("error", onError);
       // The whole call ends at the timeout: an answer sent a byte at a time within a socket's
       // idle time never ended, and held the backfill's whole batch.
       calls.set(call, performance.now());
@@ -209,6 +225,10 @@ export function createJobsApiClient(
     });
   }
 }
+
+/** A socket error of a connection the other side had closed: nothing of an answer came. */
+const isStaleSocket = (error: NodeJS.ErrnoException) =>
+  error.code === "ECONNRESET" || error.code === "EPIPE";
 
 /** A call in flight, as its timeout or its caller's signal ends it. */
 interface Call {

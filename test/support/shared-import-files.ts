@@ -42,6 +42,7 @@ export const sharedImportFiles: readonly string[] = [
   "test/host-identity.test.ts",
   "test/instant.test.ts",
   "test/job-queue-lease-plans.test.ts",
+  "test/jobs-api-client-connections.test.ts",
   "test/jobs-api-client-deadline.test.ts",
   "test/json-duplicate-members.test.ts",
   "test/ledger-account-snapshots.test.ts",
